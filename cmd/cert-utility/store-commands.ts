@@ -1,0 +1,192 @@
+// cert-utility's cryptstore commands: create, put, get, list, delete, export, import, rekey,
+// verify, print, generate-key, new-key-file.
+
+import { Option, type Command } from 'commander';
+import { CertifierError } from '../../lib/errors/index.ts';
+import { encode, ENTRY_TYPES, type EntryType } from '../../lib/wire/index.ts';
+import {
+  exportPublicKey, generateKeyPair, isKeyAlg, randomBytes, toKeyMessage, type KeyAlg,
+} from '../../lib/crypto/index.ts';
+import { writeFileAtomic } from '../../lib/files/index.ts';
+import { Cryptstore, MAX_BLOB_BYTES, exportStore, importStore, type EntryInfo } from '../../cryptstore/index.ts';
+import { parseVersion, subcommand, type JsonOption, type Result } from '../common/cli.ts';
+import { protectorFrom, readPassphraseFile, scryptCost, scryptOption, storeOptions, withStore, type ProtectionOptions } from '../common/protection.ts';
+import { readInput, writeOutput } from '../common/io.ts';
+
+const P = 'cert-utility';
+type StoreOpts = ProtectionOptions & JsonOption;
+
+function entryLine(e: EntryInfo): string {
+  return `${e.tag}\tv${e.version}\t${e.type}\t${e.size} bytes\t${e.exportable ? 'exportable' : 'not-exportable'}\t${e.timeEntered}`;
+}
+
+const examples = (lines: string[]) => `\nExamples:\n${lines.map((l) => `  $ ${l}`).join('\n')}\n`;
+
+export function addStoreCommands(program: Command): void {
+  // ---- create-store ----
+  scryptOption(storeOptions(subcommand<StoreOpts>(program, 'create-store', 'create a new, empty encrypted cryptstore',
+    async (o) => {
+      const protector = await protectorFrom(P, o);
+      const store = await Cryptstore.create(o.store, protector);
+      const info = store.info;
+      await store.close();
+      return { json: { store: info }, text: [`created cryptstore ${o.store} (protected by ${info.protection.kind})`] };
+    })))
+    .addHelpText('after', examples([
+      'cert-utility create-store --store ./store --passphrase-file ./pass.txt',
+      'cert-utility new-key-file --out ./store.key && cert-utility create-store --store ./store --key-file ./store.key',
+    ]));
+
+  // ---- put-item ----
+  storeOptions(subcommand<StoreOpts & { tag: string; type: EntryType; exportable?: boolean; in: string }>(program, 'put-item',
+    'store bytes as the next version of a tag',
+    async (o) => {
+      const blob = await readInput(o.in, MAX_BLOB_BYTES);
+      const info = await withStore(P, o, (s) => s.put(o.tag, blob, { type: o.type, exportable: o.exportable === true }));
+      return { json: { item: info }, text: [`stored ${info.tag} version ${info.version}`] };
+    }))
+    .requiredOption('--tag <name>', 'the item tag')
+    .addOption(new Option('--type <type>', 'entry type').choices([...ENTRY_TYPES]).default('binary-blob'))
+    .option('--exportable', 'allow export-store to carry this item', false)
+    .requiredOption('--in <file>', 'file to read, or - for standard input')
+    .addHelpText('after', examples(['cert-utility put-item --store ./store --tag disk-key --in ./disk.key']));
+
+  // ---- get-item ----
+  storeOptions(subcommand<StoreOpts & { tag: string; version: number; out: string; force?: boolean }>(program, 'get-item',
+    'write the raw bytes of an item where --out says',
+    async (o) => {
+      const entry = await withStore(P, o, (s) => s.get(o.tag, o.version));
+      const { blob, ...info } = entry;
+      const raw = await writeOutput(o.out, blob, o.force === true);
+      const json: Record<string, unknown> = { item: info, out: o.out };
+      if (raw) json.valueBase64 = Buffer.from(raw).toString('base64');
+      return raw ? { json, raw } : { json, text: [] };
+    }))
+    .requiredOption('--tag <name>', 'the item tag')
+    .option('--version <n>', 'the version to read (default: latest)', parseVersion, 0)
+    .requiredOption('--out <file>', 'file to write (0600), or - for standard output')
+    .option('--force', 'replace --out if it exists')
+    .addHelpText('after', examples([
+      'cert-utility get-item --store ./store --tag disk-key --out ./disk.key',
+      'cert-utility get-item --store ./store --tag disk-key --version 1 --out - | xxd',
+    ]));
+
+  // ---- list-items ----
+  storeOptions(subcommand<StoreOpts>(program, 'list-items', 'list every item and version (never values)',
+    async (o) => {
+      const items = await withStore(P, o, (s) => s.list());
+      return { json: { items }, text: items.map(entryLine) };
+    }));
+
+  // ---- delete-item ----
+  storeOptions(subcommand<StoreOpts & { tag: string; version: number }>(program, 'delete-item',
+    'delete one version of an item, or all of its versions',
+    async (o) => {
+      const versions = await withStore(P, o, (s) => s.delete(o.tag, o.version));
+      return { json: { tag: o.tag, deleted: versions }, text: [`deleted ${o.tag} version${versions.length > 1 ? 's' : ''} ${versions.join(', ')}`] };
+    }))
+    .requiredOption('--tag <name>', 'the item tag')
+    .option('--version <n>', 'the version to delete (default: every version)', parseVersion, 0);
+
+  // ---- export-store ----
+  scryptOption(storeOptions(subcommand<StoreOpts & { out: string; bundlePassphraseFile: string; force?: boolean }>(program, 'export-store',
+    'write the exportable items, with their versions, to an encrypted bundle',
+    async (o) => {
+      const pass = await readPassphraseFile(o.bundlePassphraseFile);
+      const cost = scryptCost(P, o.scryptLogN);
+      const { bundle, entries } = await withStore(P, { ...o, scryptLogN: undefined }, (s) => exportStore(s, pass, cost));
+      await writeFileAtomic(o.out, bundle, { exclusive: !o.force });
+      return { json: { out: o.out, items: entries }, text: [`exported ${entries.length} item version(s) to ${o.out}`] };
+    })))
+    .requiredOption('--out <file>', 'bundle file to write (0600)')
+    .requiredOption('--bundle-passphrase-file <file>', 'file holding the passphrase that protects the bundle')
+    .option('--force', 'replace --out if it exists');
+
+  // ---- import-store ----
+  storeOptions(subcommand<StoreOpts & { in: string; bundlePassphraseFile: string; force?: boolean }>(program, 'import-store',
+    'add the items of a bundle, keeping their versions',
+    async (o) => {
+      const pass = await readPassphraseFile(o.bundlePassphraseFile);
+      const bundle = await readInput(o.in, 4 * MAX_BLOB_BYTES);
+      const items = await withStore(P, o, (s) => importStore(s, bundle, pass, o.force === true));
+      return { json: { items }, text: [`imported ${items.length} item version(s)`] };
+    }))
+    .requiredOption('--in <file>', 'bundle file to read')
+    .requiredOption('--bundle-passphrase-file <file>', 'file holding the bundle passphrase')
+    .option('--force', 'replace items that already exist with the same tag and version');
+
+  // ---- rekey-store ----
+  scryptOption(storeOptions(subcommand<StoreOpts & { newPassphraseFile?: string; newKeyFile?: string }>(program, 'rekey-store',
+    'change the passphrase or key file (items are not re-encrypted)',
+    async (o) => {
+      if (!o.newPassphraseFile === !o.newKeyFile) throw new CertifierError('USAGE', 'give exactly one of --new-passphrase-file or --new-key-file');
+      const next = await protectorFrom(P, { store: o.store, passphraseFile: o.newPassphraseFile, keyFile: o.newKeyFile, scryptLogN: o.scryptLogN });
+      await withStore(P, { ...o, scryptLogN: undefined }, (s) => s.rekey(next));
+      return { json: { store: o.store, protection: next.kind }, text: [`rekeyed ${o.store} (now protected by ${next.description})`] };
+    })))
+    .option('--new-passphrase-file <file>', 'file holding the new passphrase')
+    .option('--new-key-file <file>', 'file holding the new key');
+
+  // ---- verify-store ----
+  storeOptions(subcommand<StoreOpts>(program, 'verify-store', 'decrypt and check every item; exit 4 if any is damaged',
+    async (o) => {
+      const report = await withStore(P, o, (s) => s.verify());
+      if (report.problems.length) {
+        throw new CertifierError('INTEGRITY', `${report.problems.length} damaged record(s): ${report.problems.map((p) => `${p.key}: ${p.problem}`).join('; ')}`, { details: { ...report } });
+      }
+      return { json: { ...report }, text: [`ok: ${report.entries} item version(s) under ${report.tags} tag(s) verified`] };
+    }));
+
+  // ---- print-store ----
+  storeOptions(subcommand<StoreOpts>(program, 'print-store', 'describe the store and its items (never values)',
+    async (o) => {
+      const { info, items } = await withStore(P, o, async (s) => ({ info: s.info, items: await s.list() }));
+      const scrypt = info.protection.scrypt ? ` (scrypt N=2^${info.protection.scrypt.logN}, r=${info.protection.scrypt.r}, p=${info.protection.scrypt.p})` : '';
+      return {
+        json: { store: info, items },
+        text: [
+          `store       ${info.path}`, `format      ${info.formatVersion}`, `id          ${info.storeId}`,
+          `created     ${info.created}`, `protection  ${info.protection.kind}${scrypt}`, `items       ${items.length}`,
+          ...items.map((e) => `  ${entryLine(e)}`),
+        ],
+      };
+    }));
+
+  // ---- generate-key ----
+  storeOptions(subcommand<StoreOpts & { tag: string; alg: string; exportable?: boolean }>(program, 'generate-key',
+    'generate a key and store it as a serialized key_message',
+    async (o) => {
+      let publicPem: string | undefined;
+      let keyType: string;
+      let serialized: Uint8Array;
+      if (o.alg === 'aes-256-gcm') {
+        keyType = 'aes-256-gcm';
+        serialized = encode('key_message', { keyName: o.tag, keyType, keyFormat: 'vse-key', secretKeyBits: randomBytes(32) });
+      } else if (isKeyAlg(o.alg)) {
+        const pair = await generateKeyPair(o.alg as KeyAlg);
+        const km = toKeyMessage(pair.privateKey, o.tag);
+        keyType = km.keyType!;
+        serialized = encode('key_message', km);
+        publicPem = Buffer.from(exportPublicKey(pair.publicKey)).toString('latin1');
+      } else {
+        throw new CertifierError('USAGE', `unknown --alg ${o.alg}`);
+      }
+      const info = await withStore(P, o, (s) => s.put(o.tag, serialized, { type: 'key-message-serialized-protobuf', exportable: o.exportable === true }));
+      return {
+        json: { item: info, keyType, ...(publicPem ? { publicKeyPem: publicPem } : {}) },
+        text: [`generated ${keyType} key ${info.tag} version ${info.version}`, ...(publicPem ? [publicPem.trimEnd()] : [])],
+      };
+    }))
+    .requiredOption('--tag <name>', 'the item tag')
+    .addOption(new Option('--alg <alg>', 'key algorithm').choices(['aes-256-gcm', 'p256', 'p384', 'rsa2048']).makeOptionMandatory())
+    .option('--exportable', 'allow export-store to carry this key', false);
+
+  // ---- new-key-file ----
+  subcommand<JsonOption & { out: string; force?: boolean }>(program, 'new-key-file', 'write 32 random bytes (0600) for use with --key-file',
+    async (o) => {
+      await writeFileAtomic(o.out, randomBytes(32), { exclusive: !o.force });
+      return { json: { out: o.out }, text: [`wrote a new key file ${o.out}`] };
+    })
+    .requiredOption('--out <file>', 'file to write')
+    .option('--force', 'replace --out if it exists');
+}

@@ -1,0 +1,132 @@
+// The output contract shared by every program: results on stdout, people-facing lines on
+// stderr, `--json` turning the result or the error into one JSON document on stdout, and exit
+// statuses from lib/errors. No stack trace reaches the user unless CERTIFIER_DEBUG=1.
+
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { CertifierError, ExitStatus, exitStatusOf } from '../../lib/errors/index.ts';
+
+/** What a command hands back to be rendered. */
+export interface Result {
+  /** The machine-readable result (under --json). */
+  json: Record<string, unknown>;
+  /** Lines for stdout without --json. */
+  text?: string[];
+  /** Raw bytes for stdout without --json (a secret asked for with --out -). */
+  raw?: Uint8Array;
+}
+
+export interface JsonOption {
+  json?: boolean;
+}
+
+const debug = process.env.CERTIFIER_DEBUG === '1';
+
+/** Writes a people-facing line to stderr: "prog: warning: ...". */
+export function warn(program: string, message: string): void {
+  process.stderr.write(`${program}: warning: ${message}\n`);
+}
+
+export function note(program: string, message: string): void {
+  process.stderr.write(`${program}: ${message}\n`);
+}
+
+function wantsJson(): boolean {
+  return process.argv.includes('--json');
+}
+
+function renderError(command: Command, e: unknown): number {
+  const program = command.name();
+  const status = e instanceof CommanderError ? ExitStatus.usage : exitStatusOf(e);
+  const code = e instanceof CertifierError ? e.code : e instanceof CommanderError ? 'USAGE' : 'INTERNAL';
+  let message = e instanceof CommanderError ? e.message.replace(/^error: /, '') : (e as Error)?.message ?? String(e);
+  if (!(e instanceof CertifierError) && !(e instanceof CommanderError)) message = `internal error: ${message}`;
+  if (wantsJson()) {
+    process.stdout.write(JSON.stringify({ ok: false, error: { code, message, exitStatus: status } }) + '\n');
+  } else {
+    process.stderr.write(`${program}: error: ${message} [${code}]\n`);
+    if (status === ExitStatus.usage) {
+      const sub = command.commands.find((c) => c.name() === process.argv[2]);
+      process.stderr.write(`hint: run "${program}${sub ? ` ${sub.name()}` : ''} --help" for usage\n`);
+    }
+    if (code === 'INTERNAL') process.stderr.write('hint: set CERTIFIER_DEBUG=1 to see where it happened\n');
+  }
+  if (debug && e instanceof Error) process.stderr.write(`${e.stack}\n${e.cause ? `cause: ${(e.cause as Error).stack ?? e.cause}\n` : ''}`);
+  return status;
+}
+
+function render(result: Result, json: boolean): void {
+  if (json) {
+    process.stdout.write(JSON.stringify({ ok: true, ...result.json }) + '\n');
+    return;
+  }
+  if (result.raw) process.stdout.write(result.raw);
+  if (result.text?.length) process.stdout.write(result.text.join('\n') + '\n');
+}
+
+/** A commander program with our conventions: usage errors exit 2, help on stdout. */
+export function createProgram(name: string, description: string): Command {
+  const program = new Command(name);
+  program
+    .description(description)
+    .exitOverride()
+    .showHelpAfterError(false)
+    .configureOutput({ outputError: () => {} }) // errors are rendered by run()
+    .helpCommand(true);
+  return program;
+}
+
+/** Adds a subcommand carrying --json, whose action returns a Result. */
+export function subcommand<O extends JsonOption>(
+  parent: Command,
+  name: string,
+  description: string,
+  fn: (options: O, args: string[]) => Promise<Result>,
+): Command {
+  const cmd = parent.command(name).description(description).option('--json', 'print the result (or the error) as one JSON document');
+  cmd.action(async function (this: Command) {
+    const options = this.opts<O>();
+    render(await fn(options, this.args), options.json === true);
+  });
+  return cmd;
+}
+
+/** Parses argv, runs the chosen action, sets the exit status. Never throws. */
+export async function run(program: Command, argv = process.argv): Promise<void> {
+  try {
+    await program.parseAsync(argv);
+    process.exitCode = ExitStatus.ok;
+  } catch (e) {
+    if (e instanceof CommanderError && (e.code === 'commander.helpDisplayed' || e.code === 'commander.version')) {
+      process.exitCode = ExitStatus.ok;
+      return;
+    }
+    if (e instanceof CommanderError && e.code === 'commander.help') {
+      process.exitCode = ExitStatus.usage; // help shown on stderr because no command was given
+      return;
+    }
+    process.exitCode = renderError(program, e);
+  }
+}
+
+// ---- option parsers (a bad value is a usage error) ----------------------------------------
+
+export function parseVersion(value: string): number {
+  if (!/^\d{1,10}$/.test(value) || Number(value) > 0x7fffffff) throw new InvalidArgumentError('expected a version number (0 = latest)');
+  return Number(value);
+}
+
+export function intInRange(min: number, max: number) {
+  return (value: string): number => {
+    if (!/^-?\d+$/.test(value) || Number(value) < min || Number(value) > max) throw new InvalidArgumentError(`expected an integer from ${min} to ${max}`);
+    return Number(value);
+  };
+}
+
+export function choice(name: string, description: string, choices: readonly string[]): Option {
+  return new Option(name, description).choices(choices as string[]);
+}
+
+/** A required choice a user must give. */
+export function usage(message: string): CertifierError {
+  return new CertifierError('USAGE', message);
+}

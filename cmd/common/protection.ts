@@ -1,0 +1,66 @@
+// Turning the protection flags of a command into a cryptstore Protector. Secrets come from
+// files or the environment, never from argv.
+
+import type { Command } from 'commander';
+import { CertifierError } from '../../lib/errors/index.ts';
+import { DEFAULT_SCRYPT, type ScryptCost } from '../../lib/crypto/index.ts';
+import { readFileLimited } from '../../lib/files/index.ts';
+import { Cryptstore, KeyFileProtector, PassphraseProtector, type Protector, type StoreOptions } from '../../cryptstore/index.ts';
+import { intInRange, warn } from './cli.ts';
+
+export const PASSPHRASE_ENV = 'CRYPTSTORE_PASSPHRASE';
+const SECRET_FILE_LIMIT = 64 * 1024;
+
+export interface ProtectionOptions {
+  store: string;
+  passphraseFile?: string;
+  keyFile?: string;
+  scryptLogN?: number;
+}
+
+/** Adds --store, --passphrase-file and --key-file. */
+export function storeOptions(cmd: Command): Command {
+  return cmd
+    .requiredOption('--store <dir>', 'the cryptstore directory')
+    .option('--passphrase-file <file>', `file holding the store passphrase (or set ${PASSPHRASE_ENV})`)
+    .option('--key-file <file>', 'file holding the store key (at least 32 random bytes)');
+}
+
+/** Adds --scrypt-log-n for commands that derive a new passphrase key. */
+export function scryptOption(cmd: Command): Command {
+  return cmd.option('--scrypt-log-n <n>', `scrypt cost N = 2^n (default ${DEFAULT_SCRYPT.logN}; lower only for tests)`, intInRange(10, 22));
+}
+
+/** Reads a passphrase file; one trailing newline (LF or CRLF) is not part of the passphrase. */
+export async function readPassphraseFile(path: string): Promise<Uint8Array> {
+  let b = await readFileLimited(path, SECRET_FILE_LIMIT);
+  if (b.at(-1) === 0x0a) b = b.subarray(0, b.length - (b.at(-2) === 0x0d ? 2 : 1));
+  if (b.length === 0) throw new CertifierError('INVALID_INPUT', `the passphrase file ${path} is empty`);
+  return b;
+}
+
+export function scryptCost(program: string, logN: number | undefined): ScryptCost {
+  if (logN === undefined) return DEFAULT_SCRYPT;
+  if (logN < 15) warn(program, `scrypt cost 2^${logN} is weak: fine for tests, not for real secrets`);
+  return { ...DEFAULT_SCRYPT, logN };
+}
+
+/** The protector the flags (or CRYPTSTORE_PASSPHRASE) name; USAGE when none or several. */
+export async function protectorFrom(program: string, o: ProtectionOptions): Promise<Protector> {
+  if (o.passphraseFile && o.keyFile) throw new CertifierError('USAGE', 'give --passphrase-file or --key-file, not both');
+  if (o.keyFile) return new KeyFileProtector(await readFileLimited(o.keyFile, SECRET_FILE_LIMIT), `the key file ${o.keyFile}`);
+  if (o.passphraseFile) return new PassphraseProtector(await readPassphraseFile(o.passphraseFile), scryptCost(program, o.scryptLogN));
+  const env = process.env[PASSPHRASE_ENV];
+  if (env) return new PassphraseProtector(new TextEncoder().encode(env), scryptCost(program, o.scryptLogN));
+  throw new CertifierError('USAGE', `the store needs a passphrase or key: give --passphrase-file F, --key-file F, or set ${PASSPHRASE_ENV}`);
+}
+
+/** Opens the store the flags name, runs `fn`, and always closes it. */
+export async function withStore<T>(program: string, o: ProtectionOptions, fn: (store: Cryptstore) => Promise<T>, options?: StoreOptions): Promise<T> {
+  const store = await Cryptstore.open(o.store, await protectorFrom(program, o), options);
+  try {
+    return await fn(store);
+  } finally {
+    await store.close();
+  }
+}

@@ -1,0 +1,61 @@
+// Export bundles: the exportable entries of a store, kept with their versions, as a serialized
+// `cryptstore` sealed with AES-256-GCM under a key derived from a bundle passphrase (scrypt).
+
+import { CertifierError } from '../lib/errors/index.ts';
+import { DEFAULT_SCRYPT, open as aeadOpen, randomBytes, scrypt, seal, wipe, type ScryptCost } from '../lib/crypto/index.ts';
+import {
+  CRYPTSTORE_FORMAT_VERSION, checkCryptstoreEntry, decode, encode, parseCryptstoreBundle,
+  type Cryptstore as CryptstoreMessage, type ValidEntry,
+} from '../lib/wire/index.ts';
+import { bundleAad } from './layout.ts';
+import type { Cryptstore, Entry, EntryInfo } from './store.ts';
+
+/** Seals entries into a bundle. */
+export async function sealBundle(entries: Entry[], passphrase: Uint8Array, cost: ScryptCost = DEFAULT_SCRYPT): Promise<Uint8Array> {
+  if (passphrase.length === 0) throw new CertifierError('INVALID_INPUT', 'the bundle passphrase is empty');
+  const salt = randomBytes(32);
+  const key = await scrypt(passphrase, salt, cost, 32);
+  const body: CryptstoreMessage = {
+    entries: entries.map((e) => ({
+      tag: e.tag, type: e.type, version: e.version, timeEntered: Buffer.from(e.timeEntered, 'utf8'),
+      blob: e.blob, exportable: e.exportable,
+    })),
+  };
+  const ciphertext = seal(key, encode('cryptstore', body), bundleAad(cost.logN, cost.r, cost.p, salt));
+  wipe(key);
+  return encode('cryptstore_bundle', { formatVersion: CRYPTSTORE_FORMAT_VERSION, scrypt: { ...cost, salt }, ciphertext });
+}
+
+/** Opens a bundle; WRONG_KEY for a wrong passphrase or a damaged bundle. */
+export async function openBundle(bytes: Uint8Array, passphrase: Uint8Array): Promise<ValidEntry[]> {
+  let b;
+  try {
+    b = parseCryptstoreBundle(bytes);
+  } catch (cause) {
+    throw new CertifierError('INTEGRITY', 'not a cryptstore bundle, or a damaged one', { cause });
+  }
+  if (b.formatVersion !== CRYPTSTORE_FORMAT_VERSION) {
+    throw new CertifierError('STORE_FORMAT', `the bundle has format ${b.formatVersion}; this program reads format ${CRYPTSTORE_FORMAT_VERSION}`);
+  }
+  const key = await scrypt(passphrase, b.scrypt.salt, b.scrypt, 32);
+  const plain = aeadOpen(key, b.ciphertext, bundleAad(b.scrypt.logN, b.scrypt.r, b.scrypt.p, b.scrypt.salt));
+  wipe(key);
+  if (!plain) throw new CertifierError('WRONG_KEY', 'cannot open the bundle: wrong bundle passphrase, or a damaged bundle');
+  const entries = decode<CryptstoreMessage>('cryptstore', plain).entries ?? [];
+  return entries.map((e, i) => checkCryptstoreEntry(e, `bundle entry ${i}`));
+}
+
+/** Exports every exportable entry (all versions) of `store`. */
+export async function exportStore(store: Cryptstore, passphrase: Uint8Array, cost?: ScryptCost): Promise<{ bundle: Uint8Array; entries: EntryInfo[] }> {
+  const infos = (await store.list()).filter((e) => e.exportable);
+  const entries: Entry[] = [];
+  for (const i of infos) entries.push(await store.get(i.tag, i.version));
+  const bundle = await sealBundle(entries, passphrase, cost);
+  return { bundle, entries: infos };
+}
+
+/** Imports a bundle into `store`, keeping versions; refuses existing tag+versions unless `force`. */
+export async function importStore(store: Cryptstore, bundle: Uint8Array, passphrase: Uint8Array, force = false): Promise<EntryInfo[]> {
+  const entries = await openBundle(bundle, passphrase);
+  return store.importEntries(entries, force);
+}

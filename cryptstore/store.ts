@@ -1,0 +1,443 @@
+// The cryptstore: an encrypted LevelDB store of versioned, tagged entries.
+//
+// One process at a time holds a store (LevelDB's lock); that exclusivity lets this class keep
+// each tag's latest and next version in memory, so a put is a single synced LevelDB write and a
+// read of the latest version is a single LevelDB get. Every value is sealed with AES-256-GCM
+// under the store's data key, with AAD binding it to its store, tag and version (layout.ts).
+
+import { promises as fs } from 'node:fs';
+import { join } from 'node:path';
+import { Level } from 'level';
+import { CertifierError } from '../lib/errors/index.ts';
+import { open as aeadOpen, randomBytes, seal, toHex, wipe } from '../lib/crypto/index.ts';
+import {
+  CRYPTSTORE_FORMAT_VERSION, ENTRY_TYPES, MAX_VERSION, checkCryptstoreEntry, decode, encode,
+  parseCryptstoreMetadata, tagProblem, type CryptstoreEntry, type CryptstoreMetadata, type EntryType, type ValidEntry,
+  type ValidMetadata,
+} from '../lib/wire/index.ts';
+import { describeKind, type ProtectionParams, type Protector } from './protection.ts';
+import * as L from './layout.ts';
+
+export const MAX_BLOB_BYTES = 16 * 1024 * 1024;
+
+export interface StoreOptions {
+  /** fsync every write before acknowledging it (default true). */
+  durable?: boolean;
+}
+
+export interface PutOptions {
+  type?: EntryType;
+  exportable?: boolean;
+  /** The time recorded as time_entered (default now). */
+  time?: Date;
+}
+
+export interface EntryInfo {
+  tag: string;
+  version: number;
+  type: EntryType;
+  timeEntered: string;
+  exportable: boolean;
+  size: number;
+}
+
+export interface Entry extends EntryInfo {
+  blob: Uint8Array;
+}
+
+export interface StoreInfo {
+  path: string;
+  formatVersion: number;
+  storeId: string;
+  created: string;
+  protection: { kind: string; scrypt?: { logN: number; r: number; p: number }; platform?: string };
+}
+
+export interface VerifyReport {
+  entries: number;
+  tags: number;
+  problems: { key: string; problem: string }[];
+}
+
+type Db = Level<string, Uint8Array>;
+interface TagState { latest: number; next: number }
+
+const notFound = (dir: string, why: string) =>
+  new CertifierError('STORE_NOT_FOUND', `no cryptstore at ${dir} (${why}); create one with create-store`);
+
+/** Opens LevelDB, turning its errors into ours. */
+async function openDb(dir: string, create: boolean): Promise<Db> {
+  const db: Db = new Level(dir, { keyEncoding: 'utf8', valueEncoding: 'view', createIfMissing: create, errorIfExists: false });
+  try {
+    await db.open();
+  } catch (e) {
+    const cause = (e as { cause?: { code?: string; message?: string } }).cause;
+    if (cause?.code === 'LEVEL_LOCKED') {
+      throw new CertifierError('STORE_LOCKED', `the cryptstore is in use by another process (${dir})`, { cause: e });
+    }
+    if (!create && /does not exist/i.test(cause?.message ?? '')) throw notFound(dir, 'no database');
+    throw new CertifierError('STORE_FORMAT', `cannot open ${dir} as a cryptstore: ${cause?.message ?? (e as Error).message}`, { cause: e });
+  }
+  return db;
+}
+
+/** Store files hold only ciphertext, but keep them private anyway: directory 0700, files 0600. */
+async function tightenPermissions(dir: string): Promise<void> {
+  await fs.chmod(dir, 0o700);
+  for (const name of await fs.readdir(dir)) {
+    const p = join(dir, name);
+    const st = await fs.lstat(p);
+    if (st.isFile() && (st.mode & 0o077) !== 0) await fs.chmod(p, st.mode & 0o600);
+  }
+}
+
+async function dirState(dir: string): Promise<'missing' | 'empty' | 'store' | 'other'> {
+  let names: string[];
+  try {
+    names = await fs.readdir(dir);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return 'missing';
+    if (code === 'ENOTDIR') return 'other';
+    throw new CertifierError('FILE_ERROR', `cannot read ${dir}: ${(e as Error).message}`, { cause: e });
+  }
+  if (names.length === 0) return 'empty';
+  return names.includes('CURRENT') ? 'store' : 'other';
+}
+
+export class Cryptstore {
+  private readonly states = new Map<string, TagState>();
+  private tail: Promise<unknown> = Promise.resolve();
+  private closed = false;
+
+  private constructor(
+    readonly path: string,
+    private readonly db: Db,
+    private meta: ValidMetadata,
+    private readonly dataKey: Uint8Array,
+    private readonly sync: boolean,
+  ) {}
+
+  /** True when `dir` looks like a cryptstore (without opening it). */
+  static async exists(dir: string): Promise<boolean> {
+    return (await dirState(dir)) === 'store';
+  }
+
+  /** Creates a new, empty store protected by `protector`. STORE_EXISTS if `dir` is in use. */
+  static async create(dir: string, protector: Protector, options: StoreOptions = {}): Promise<Cryptstore> {
+    const state = await dirState(dir);
+    if (state === 'store') throw new CertifierError('STORE_EXISTS', `a cryptstore already exists at ${dir}`);
+    if (state === 'other') throw new CertifierError('STORE_EXISTS', `${dir} exists and is not an empty directory`);
+    await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+    const db = await openDb(dir, true);
+    try {
+      if ((await db.get(L.META_KEY)) !== undefined) throw new CertifierError('STORE_EXISTS', `a cryptstore already exists at ${dir}`);
+      const storeId = randomBytes(16);
+      const dataKey = randomBytes(32);
+      const { params, kek } = await protector.create();
+      const meta: CryptstoreMetadata = {
+        formatVersion: CRYPTSTORE_FORMAT_VERSION,
+        storeId,
+        created: new Date().toISOString(),
+        protection: { ...params, wrappedDataKey: seal(kek, dataKey, L.dataKeyAad(storeId, params)) },
+      };
+      wipe(kek);
+      const bytes = encode('cryptstore_metadata', meta);
+      await db.put(L.META_KEY, bytes, { sync: true });
+      await tightenPermissions(dir);
+      return new Cryptstore(dir, db, parseCryptstoreMetadata(bytes), dataKey, options.durable ?? true);
+    } catch (e) {
+      await db.close();
+      throw e;
+    }
+  }
+
+  /** Opens an existing store. WRONG_KEY when the protector cannot unlock it. */
+  static async open(dir: string, protector: Protector, options: StoreOptions = {}): Promise<Cryptstore> {
+    const state = await dirState(dir);
+    if (state === 'missing') throw notFound(dir, 'no such directory');
+    if (state !== 'store') throw notFound(dir, 'not a LevelDB directory');
+    const db = await openDb(dir, false);
+    try {
+      const raw = await db.get(L.META_KEY);
+      if (raw === undefined) throw notFound(dir, 'no metadata record');
+      let meta: ValidMetadata;
+      try {
+        meta = parseCryptstoreMetadata(raw);
+      } catch (cause) {
+        throw new CertifierError('INTEGRITY', `the metadata of the cryptstore at ${dir} is damaged`, { cause });
+      }
+      if (meta.formatVersion !== CRYPTSTORE_FORMAT_VERSION) {
+        throw new CertifierError('STORE_FORMAT', `the cryptstore at ${dir} has format ${meta.formatVersion}; this program reads format ${CRYPTSTORE_FORMAT_VERSION}`);
+      }
+      const p = meta.protection;
+      if (p.kind !== protector.kind) {
+        throw new CertifierError('WRONG_KEY', `the cryptstore at ${dir} is protected by ${describeKind(p.kind)}, not by ${protector.description}`);
+      }
+      const kek = await protector.derive(p);
+      const dataKey = aeadOpen(kek, p.wrappedDataKey, L.dataKeyAad(meta.storeId, p));
+      wipe(kek);
+      if (!dataKey || dataKey.length !== 32) {
+        throw new CertifierError('WRONG_KEY', `cannot unlock the cryptstore at ${dir}: wrong ${p.kind === 'passphrase' ? 'passphrase' : p.kind === 'key-file' ? 'key file' : 'platform or measurement'}, or damaged metadata`);
+      }
+      await tightenPermissions(dir);
+      return new Cryptstore(dir, db, meta, dataKey, options.durable ?? true);
+    } catch (e) {
+      await db.close();
+      throw e;
+    }
+  }
+
+  get info(): StoreInfo {
+    const p = this.meta.protection;
+    return {
+      path: this.path,
+      formatVersion: this.meta.formatVersion,
+      storeId: toHex(this.meta.storeId),
+      created: this.meta.created,
+      protection: {
+        kind: p.kind,
+        ...(p.scrypt ? { scrypt: { logN: p.scrypt.logN, r: p.scrypt.r, p: p.scrypt.p } } : {}),
+        ...(p.platform ? { platform: p.platform } : {}),
+      },
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.tail.catch(() => {});
+    wipe(this.dataKey);
+    await this.db.close();
+  }
+
+  // ---- reads ------------------------------------------------------------------------------
+
+  /** The entry `tag` at `version`, or its latest version when `version` is 0. */
+  async get(tag: string, version = 0): Promise<Entry> {
+    checkTag(tag);
+    checkVersion(version, true);
+    const v = version || (await this.state(tag)).latest;
+    if (v === 0) throw new CertifierError('NOT_FOUND', `no item tagged "${tag}"`);
+    const raw = await this.db.get(L.entryKey(tag, v));
+    if (raw === undefined) throw new CertifierError('NOT_FOUND', `no version ${v} of "${tag}"`);
+    return this.openEntry(tag, v, raw);
+  }
+
+  /** Metadata of every entry (every version of every tag), sorted by tag then version. */
+  async list(): Promise<EntryInfo[]> {
+    const out: EntryInfo[] = [];
+    for await (const [key, raw] of this.db.iterator(L.ALL_ENTRIES)) {
+      const k = L.parseEntryKey(key);
+      if (!k) throw new CertifierError('INTEGRITY', 'the cryptstore holds a record with a damaged key');
+      out.push(infoOf(this.openEntry(k.tag, k.version, raw)));
+    }
+    return out;
+  }
+
+  /** Decrypts and checks every record; never throws for a damaged record, reports it. */
+  async verify(): Promise<VerifyReport> {
+    const problems: VerifyReport['problems'] = [];
+    const tags = new Set<string>();
+    let entries = 0;
+    for await (const [key, raw] of this.db.iterator()) {
+      if (key === L.META_KEY) continue;
+      const shown = JSON.stringify(key);
+      try {
+        const e = L.parseEntryKey(key);
+        if (e) {
+          this.openEntry(e.tag, e.version, raw);
+          entries++;
+          tags.add(e.tag);
+        } else if (key.startsWith(L.MARK_PREFIX)) {
+          this.openMark(key.slice(L.MARK_PREFIX.length), raw);
+        } else {
+          problems.push({ key: shown, problem: 'unknown record' });
+        }
+      } catch (err) {
+        problems.push({ key: shown, problem: (err as Error).message });
+      }
+    }
+    return { entries, tags: tags.size, problems };
+  }
+
+  // ---- writes -----------------------------------------------------------------------------
+
+  /** Stores `blob` as the next version of `tag`. */
+  put(tag: string, blob: Uint8Array, options: PutOptions = {}): Promise<EntryInfo> {
+    checkTag(tag);
+    checkBlob(blob);
+    const type = options.type ?? 'binary-blob';
+    if (!(ENTRY_TYPES as readonly string[]).includes(type)) throw new CertifierError('INVALID_INPUT', `unknown entry type "${type}"`);
+    return this.exclusive(async () => {
+      const st = await this.state(tag);
+      const version = st.next + 1;
+      if (version > MAX_VERSION) throw new CertifierError('INVALID_INPUT', `"${tag}" has used every version number`);
+      const entry: ValidEntry = {
+        tag, type, version, blob,
+        timeEntered: (options.time ?? new Date()).toISOString(),
+        exportable: options.exportable ?? false,
+      };
+      await this.db.put(L.entryKey(tag, version), this.sealEntry(entry), { sync: this.sync });
+      st.latest = st.next = version;
+      return infoOf(entry);
+    });
+  }
+
+  /** Deletes one version, or every version when `version` is 0; returns the versions deleted. */
+  delete(tag: string, version = 0): Promise<number[]> {
+    checkTag(tag);
+    checkVersion(version, true);
+    return this.exclusive(async () => {
+      const st = await this.state(tag);
+      let versions: number[];
+      if (version) {
+        if ((await this.db.get(L.entryKey(tag, version))) === undefined) {
+          throw new CertifierError('NOT_FOUND', `no version ${version} of "${tag}"`);
+        }
+        versions = [version];
+      } else {
+        versions = [];
+        for await (const key of this.db.keys(L.entryRange(tag))) versions.push(L.parseEntryKey(key)!.version);
+        if (versions.length === 0) throw new CertifierError('NOT_FOUND', `no item tagged "${tag}"`);
+      }
+      // The high-water mark goes in the same atomic batch, so a deleted version is never reused.
+      await this.db.batch(
+        [
+          ...versions.map((v) => ({ type: 'del' as const, key: L.entryKey(tag, v) })),
+          { type: 'put' as const, key: L.markKey(tag), value: this.sealMark(tag, st.next) },
+        ],
+        { sync: this.sync },
+      );
+      if (versions.includes(st.latest)) st.latest = await this.latestOnDisk(tag);
+      return versions;
+    });
+  }
+
+  /**
+   * Adds entries with their own versions (import). Refuses, writing nothing, when any
+   * tag+version already exists, unless `force`.
+   */
+  importEntries(entries: ValidEntry[], force = false): Promise<EntryInfo[]> {
+    const seen = new Set<string>();
+    for (const e of entries) {
+      checkTag(e.tag);
+      checkBlob(e.blob);
+      const k = L.entryKey(e.tag, e.version);
+      if (seen.has(k)) throw new CertifierError('INVALID_INPUT', `the bundle holds version ${e.version} of "${e.tag}" twice`);
+      seen.add(k);
+    }
+    return this.exclusive(async () => {
+      if (!force) {
+        const clashes: string[] = [];
+        for (const e of entries) if ((await this.db.get(L.entryKey(e.tag, e.version))) !== undefined) clashes.push(`"${e.tag}" v${e.version}`);
+        if (clashes.length) {
+          throw new CertifierError('ALREADY_EXISTS', `the store already holds ${clashes.join(', ')}; nothing was imported (--force replaces them)`);
+        }
+      }
+      await this.db.batch(entries.map((e) => ({ type: 'put' as const, key: L.entryKey(e.tag, e.version), value: this.sealEntry(e) })), { sync: this.sync });
+      for (const e of entries) this.states.delete(e.tag);
+      return entries.map(infoOf);
+    });
+  }
+
+  /** Re-wraps the data key for a new protector; entries are not re-encrypted. */
+  rekey(protector: Protector): Promise<void> {
+    return this.exclusive(async () => {
+      const { params, kek } = await protector.create();
+      const meta: CryptstoreMetadata = {
+        ...this.meta,
+        protection: { ...params, wrappedDataKey: seal(kek, this.dataKey, L.dataKeyAad(this.meta.storeId, params)) },
+      };
+      wipe(kek);
+      const bytes = encode('cryptstore_metadata', meta);
+      await this.db.put(L.META_KEY, bytes, { sync: true });
+      this.meta = parseCryptstoreMetadata(bytes);
+    });
+  }
+
+  // ---- internals --------------------------------------------------------------------------
+
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.closed) return Promise.reject(new CertifierError('INTERNAL', 'the cryptstore is closed'));
+    const run = this.tail.then(fn, fn);
+    this.tail = run.catch(() => {});
+    return run;
+  }
+
+  private async state(tag: string): Promise<TagState> {
+    let st = this.states.get(tag);
+    if (!st) {
+      const latest = await this.latestOnDisk(tag);
+      const rawMark = await this.db.get(L.markKey(tag));
+      const mark = rawMark === undefined ? 0 : this.openMark(tag, rawMark);
+      // Another caller may have loaded it while we awaited; keep the first.
+      st = this.states.get(tag) ?? { latest, next: Math.max(latest, mark) };
+      this.states.set(tag, st);
+    }
+    return st;
+  }
+
+  private async latestOnDisk(tag: string): Promise<number> {
+    for await (const key of this.db.keys({ ...L.entryRange(tag), reverse: true, limit: 1 })) {
+      return L.parseEntryKey(key)!.version;
+    }
+    return 0;
+  }
+
+  private sealEntry(e: ValidEntry): Uint8Array {
+    const body: CryptstoreEntry = {
+      tag: e.tag, type: e.type, version: e.version,
+      timeEntered: Buffer.from(e.timeEntered, 'utf8'), blob: e.blob, exportable: e.exportable,
+    };
+    return seal(this.dataKey, encode('cryptstore_entry', body), L.entryAad(this.meta.storeId, e.tag, e.version));
+  }
+
+  private openEntry(tag: string, version: number, raw: Uint8Array): Entry {
+    const damaged = (why: string, cause?: unknown) =>
+      new CertifierError('INTEGRITY', `item "${tag}" version ${version} failed its integrity check (${why})`, cause ? { cause } : undefined);
+    const plain = aeadOpen(this.dataKey, raw, L.entryAad(this.meta.storeId, tag, version));
+    if (!plain) throw damaged('authentication failed');
+    let e: ValidEntry;
+    try {
+      e = checkCryptstoreEntry(decode<CryptstoreEntry>('cryptstore_entry', plain));
+    } catch (cause) {
+      throw damaged('malformed entry', cause);
+    }
+    if (e.tag !== tag || e.version !== version) throw damaged('entry does not match its key');
+    return { ...infoOf(e), blob: e.blob };
+  }
+
+  private sealMark(tag: string, next: number): Uint8Array {
+    const b = new Uint8Array(4);
+    new DataView(b.buffer).setUint32(0, next, false);
+    return seal(this.dataKey, b, L.markAad(this.meta.storeId, tag));
+  }
+
+  private openMark(tag: string, raw: Uint8Array): number {
+    const plain = aeadOpen(this.dataKey, raw, L.markAad(this.meta.storeId, tag));
+    if (!plain || plain.length !== 4) throw new CertifierError('INTEGRITY', `the version record of "${tag}" failed its integrity check`);
+    return new DataView(plain.buffer, plain.byteOffset, 4).getUint32(0, false);
+  }
+}
+
+function infoOf(e: ValidEntry | Entry): EntryInfo {
+  return { tag: e.tag, version: e.version, type: e.type, timeEntered: e.timeEntered, exportable: e.exportable, size: e.blob.length };
+}
+
+function checkTag(tag: string): void {
+  const p = tagProblem(tag);
+  if (p) throw new CertifierError('INVALID_INPUT', `the tag ${p}`);
+}
+
+function checkVersion(v: number, zeroOk: boolean): void {
+  if (!Number.isInteger(v) || v < (zeroOk ? 0 : 1) || v > MAX_VERSION) {
+    throw new CertifierError('INVALID_INPUT', `version must be an integer from ${zeroOk ? 0 : 1} to ${MAX_VERSION}`);
+  }
+}
+
+function checkBlob(blob: Uint8Array): void {
+  if (blob.length > MAX_BLOB_BYTES) throw new CertifierError('INVALID_INPUT', `an item may hold at most ${MAX_BLOB_BYTES} bytes`);
+}
+
+export type { ProtectionParams };

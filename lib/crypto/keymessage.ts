@@ -1,0 +1,160 @@
+// The Certifier Framework's key_message form of keys ("vse-key"): RSA as big-endian integers,
+// EC as curve name, parameters and affine point. Conversions go through JWK, and every
+// imported key is checked (EC points on the curve, private scalars matching the public point).
+
+import { createPrivateKey, createPublicKey, type JsonWebKey, type KeyObject } from 'node:crypto';
+import { p256, p384 } from '@noble/curves/nist.js';
+import { CertifierError } from '../errors/index.ts';
+import { keyAlgOf, type KeyAlg } from './keys.ts';
+import type { KeyMessage } from '../wire/types.ts';
+
+export const KEY_FORMAT = 'vse-key';
+
+const b64u = (b: Uint8Array) => Buffer.from(b).toString('base64url');
+const unb64u = (s: string | undefined): Uint8Array => new Uint8Array(Buffer.from(s ?? '', 'base64url'));
+
+function bigToBytes(n: bigint, size: number): Uint8Array {
+  const hex = n.toString(16).padStart(size * 2, '0');
+  return new Uint8Array(Buffer.from(hex, 'hex'));
+}
+function bytesToBig(b: Uint8Array): bigint {
+  return b.length === 0 ? 0n : BigInt('0x' + Buffer.from(b).toString('hex'));
+}
+/** Strips leading zero bytes, as big-endian integers are usually written. */
+function trim(b: Uint8Array): Uint8Array {
+  let i = 0;
+  while (i < b.length - 1 && b[i] === 0) i++;
+  return b.subarray(i);
+}
+
+const CURVES = {
+  p256: { name: 'P-256', size: 32, noble: p256, type: 'ecc-256' },
+  p384: { name: 'P-384', size: 48, noble: p384, type: 'ecc-384' },
+} as const;
+
+/** The Certifier key_type of a key, e.g. "ecc-256-private" or "rsa-2048-public". */
+export function certifierKeyType(key: KeyObject): string {
+  const alg = keyAlgOf(key);
+  const base = alg === 'rsa2048' ? 'rsa-2048' : CURVES[alg].type;
+  return `${base}-${key.type === 'private' ? 'private' : 'public'}`;
+}
+
+/** Converts a key to key_message; a private key keeps its private fields. */
+export function toKeyMessage(key: KeyObject, keyName?: string): KeyMessage {
+  const alg = keyAlgOf(key);
+  const jwk = key.export({ format: 'jwk' });
+  const km: KeyMessage = { keyType: certifierKeyType(key), keyFormat: KEY_FORMAT };
+  if (keyName !== undefined) km.keyName = keyName;
+  if (alg === 'rsa2048') {
+    km.rsaKey = { publicModulus: trim(unb64u(jwk.n)), publicExponent: trim(unb64u(jwk.e)) };
+    if (key.type === 'private') {
+      Object.assign(km.rsaKey, {
+        privateExponent: unb64u(jwk.d), privateP: unb64u(jwk.p), privateQ: unb64u(jwk.q),
+        privateDp: unb64u(jwk.dp), privateDq: unb64u(jwk.dq), privateIqmp: unb64u(jwk.qi),
+      });
+    }
+  } else {
+    const c = CURVES[alg];
+    const K = c.noble.Point.CURVE();
+    km.eccKey = {
+      curveName: c.name,
+      curveP: bigToBytes(K.p, c.size), curveA: bigToBytes(K.a, c.size), curveB: bigToBytes(K.b, c.size),
+      basePoint: { x: bigToBytes(K.Gx, c.size), y: bigToBytes(K.Gy, c.size) },
+      orderOfBasePoint: bigToBytes(K.n, c.size),
+      publicPoint: { x: unb64u(jwk.x), y: unb64u(jwk.y) },
+    };
+    if (key.type === 'private') km.eccKey.privateMultiplier = unb64u(jwk.d);
+  }
+  return km;
+}
+
+const bad = (why: string, cause?: unknown) =>
+  new CertifierError('INVALID_KEY', `invalid key_message: ${why}`, cause === undefined ? undefined : { cause });
+
+function modInverse(a: bigint, m: bigint): bigint {
+  let [r0, r1, s0, s1] = [m, ((a % m) + m) % m, 0n, 1n];
+  while (r1 !== 0n) {
+    const q = r0 / r1;
+    [r0, r1] = [r1, r0 - q * r1];
+    [s0, s1] = [s1, s0 - q * s1];
+  }
+  if (r0 !== 1n) throw bad('RSA primes are not coprime');
+  return ((s0 % m) + m) % m;
+}
+
+function rsaJwk(km: KeyMessage, wantPrivate: boolean): JsonWebKey {
+  const r = km.rsaKey;
+  if (!r?.publicModulus?.length || !r.publicExponent?.length) throw bad('rsa_key needs public_modulus and public_exponent');
+  const jwk: JsonWebKey = { kty: 'RSA', n: b64u(trim(r.publicModulus)), e: b64u(trim(r.publicExponent)) };
+  if (!wantPrivate) return jwk;
+  if (!r.privateExponent?.length || !r.privateP?.length || !r.privateQ?.length) {
+    throw bad('a private RSA key needs private_exponent, private_p and private_q');
+  }
+  const [d, p, q] = [bytesToBig(r.privateExponent), bytesToBig(r.privateP), bytesToBig(r.privateQ)];
+  if (p * q !== bytesToBig(r.publicModulus)) throw bad('private_p * private_q is not the modulus');
+  // Older Certifier keys lack the CRT values; derive them rather than refuse the key.
+  const dp = r.privateDp?.length ? r.privateDp : bigToBytes(d % (p - 1n), r.privateP.length);
+  const dq = r.privateDq?.length ? r.privateDq : bigToBytes(d % (q - 1n), r.privateQ.length);
+  const qi = r.privateIqmp?.length ? r.privateIqmp : bigToBytes(modInverse(q, p), r.privateP.length);
+  return { ...jwk, d: b64u(r.privateExponent), p: b64u(r.privateP), q: b64u(r.privateQ), dp: b64u(dp), dq: b64u(dq), qi: b64u(qi) };
+}
+
+function ecJwk(km: KeyMessage, wantPrivate: boolean): JsonWebKey {
+  const e = km.eccKey!;
+  const alg: KeyAlg | undefined = e.curveName === 'P-256' ? 'p256' : e.curveName === 'P-384' ? 'p384' : undefined;
+  if (!alg) throw bad(`unsupported curve "${e.curveName ?? ''}"`);
+  const c = CURVES[alg];
+  const pad = (b: Uint8Array | undefined, what: string) => {
+    if (!b?.length || b.length > c.size) throw bad(`${what} must be 1 to ${c.size} bytes`);
+    return bigToBytes(bytesToBig(b), c.size);
+  };
+  let x: Uint8Array | undefined;
+  let y: Uint8Array | undefined;
+  if (e.publicPoint?.x?.length || e.publicPoint?.y?.length) {
+    x = pad(e.publicPoint.x, 'public_point.x');
+    y = pad(e.publicPoint.y, 'public_point.y');
+  }
+  let d: Uint8Array | undefined;
+  if (wantPrivate) {
+    d = pad(e.privateMultiplier, 'private_multiplier');
+    let derived: Uint8Array;
+    try {
+      derived = c.noble.getPublicKey(d, false);
+    } catch (cause) {
+      throw bad('private_multiplier is not a valid scalar', cause);
+    }
+    const [dx, dy] = [derived.subarray(1, 1 + c.size), derived.subarray(1 + c.size)];
+    if (x && y && (Buffer.compare(dx, x) !== 0 || Buffer.compare(dy, y) !== 0)) {
+      throw bad('public_point does not match private_multiplier');
+    }
+    [x, y] = [dx, dy];
+  }
+  if (!x || !y) throw bad('ecc_key needs public_point');
+  return { kty: 'EC', crv: c.name, x: b64u(x), y: b64u(y), ...(d ? { d: b64u(d) } : {}) };
+}
+
+/**
+ * Converts a key_message to a KeyObject. Returns the private key when the message holds one
+ * (key_type ending in "-private"), otherwise the public key.
+ */
+export function fromKeyMessage(km: KeyMessage): KeyObject {
+  const type = km.keyType ?? '';
+  const wantPrivate = type.endsWith('-private');
+  let jwk: JsonWebKey;
+  if (type.startsWith('rsa-')) jwk = rsaJwk(km, wantPrivate);
+  else if (type.startsWith('ecc-')) {
+    if (!km.eccKey) throw bad('ecc key type without ecc_key');
+    jwk = ecJwk(km, wantPrivate);
+  } else throw bad(`unsupported key_type "${type}"`);
+  let key: KeyObject;
+  try {
+    key = wantPrivate ? createPrivateKey({ key: jwk, format: 'jwk' }) : createPublicKey({ key: jwk, format: 'jwk' });
+  } catch (cause) {
+    throw bad('the key material is not a valid key', cause);
+  }
+  const expected = type.replace(/-(private|public)$/, '');
+  if (certifierKeyType(key).replace(/-(private|public)$/, '') !== expected) {
+    throw bad(`key_type "${type}" does not match the key material`);
+  }
+  return key;
+}

@@ -1,0 +1,76 @@
+// Typed errors with stable codes, and the one mapping from a code to a process exit status.
+// Messages may change; codes may not. The table is documented in the README ("Errors").
+
+/** Exit statuses shared by every program of the suite. */
+export const ExitStatus = {
+  ok: 0,
+  failed: 1,        // operation failed: not found, denied, invalid data, store in use
+  usage: 2,         // bad flags or arguments
+  unreachable: 3,   // server unreachable or timed out: safe to retry
+  integrity: 4,     // tamper, wrong passphrase or key, bad signature, untrusted peer
+} as const;
+export type ExitStatus = (typeof ExitStatus)[keyof typeof ExitStatus];
+
+/** Every stable error code, with the exit status it maps to. */
+export const ErrorCodes = {
+  // usage (2)
+  USAGE: ExitStatus.usage,
+  // operation failed (1)
+  NOT_FOUND: ExitStatus.failed,
+  ALREADY_EXISTS: ExitStatus.failed,
+  INVALID_INPUT: ExitStatus.failed,
+  INVALID_KEY: ExitStatus.failed,
+  UNSUPPORTED: ExitStatus.failed,
+  FILE_ERROR: ExitStatus.failed,
+  STORE_NOT_FOUND: ExitStatus.failed,
+  STORE_EXISTS: ExitStatus.failed,
+  STORE_LOCKED: ExitStatus.failed,
+  STORE_FORMAT: ExitStatus.failed,
+  VERSION_CONFLICT: ExitStatus.failed,
+  NOT_EXPORTABLE: ExitStatus.failed,
+  DECODE_FAILED: ExitStatus.failed,
+  MISSING_FIELD: ExitStatus.failed,
+  BAD_FIELD: ExitStatus.failed,
+  FRAME_TOO_LARGE: ExitStatus.failed,
+  FRAME_TRUNCATED: ExitStatus.failed,
+  INTERNAL: ExitStatus.failed,
+  // unreachable / timeout (3)
+  UNREACHABLE: ExitStatus.unreachable,
+  TIMEOUT: ExitStatus.unreachable,
+  // integrity / authentication (4)
+  INTEGRITY: ExitStatus.integrity,
+  WRONG_KEY: ExitStatus.integrity,
+  BAD_SIGNATURE: ExitStatus.integrity,
+} as const;
+export type ErrorCode = keyof typeof ErrorCodes;
+
+/** The base of every error this suite raises on purpose. */
+export class CertifierError extends Error {
+  readonly code: ErrorCode;
+  /** Extra facts safe to show (never secrets). */
+  readonly details: Record<string, unknown> | undefined;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; details?: Record<string, unknown> }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'CertifierError';
+    this.code = code;
+    this.details = options?.details;
+  }
+
+  get exitStatus(): ExitStatus {
+    return ErrorCodes[this.code];
+  }
+}
+
+export function isCertifierError(e: unknown, code?: ErrorCode): e is CertifierError {
+  return e instanceof CertifierError && (code === undefined || e.code === code);
+}
+
+/** The exit status for anything thrown: our codes map through the table, the rest is INTERNAL. */
+export function exitStatusOf(e: unknown): ExitStatus {
+  return e instanceof CertifierError ? e.exitStatus : ExitStatus.failed;
+}
+
+/** Shorthand constructors used across the library. */
+export const fail = (code: ErrorCode, message: string, options?: { cause?: unknown; details?: Record<string, unknown> }) =>
+  new CertifierError(code, message, options);

@@ -1,0 +1,116 @@
+// Files holding secrets: read with a size cap, written 0600 atomically (temporary file in the
+// same directory, fsync, rename, fsync of the directory), so a crash leaves the old file or the
+// new one, never half of one.
+
+import { promises as fs, constants as C } from 'node:fs';
+import { dirname, basename, join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { CertifierError } from '../errors/index.ts';
+
+export const DEFAULT_READ_LIMIT = 64 * 1024 * 1024;
+
+function fileError(what: string, path: string, cause: unknown): CertifierError {
+  const code = (cause as NodeJS.ErrnoException)?.code;
+  const why =
+    code === 'ENOENT' ? 'no such file' :
+    code === 'EACCES' || code === 'EPERM' ? 'permission denied' :
+    code === 'EISDIR' ? 'is a directory' :
+    code === 'EEXIST' ? 'already exists' : (cause as Error)?.message ?? String(cause);
+  return new CertifierError(code === 'EEXIST' ? 'ALREADY_EXISTS' : 'FILE_ERROR', `cannot ${what} ${path}: ${why}`, { cause });
+}
+
+/** Reads a whole file, refusing files larger than `limit`. */
+export async function readFileLimited(path: string, limit = DEFAULT_READ_LIMIT): Promise<Uint8Array> {
+  let handle: fs.FileHandle | undefined;
+  try {
+    handle = await fs.open(path, 'r');
+    const st = await handle.stat();
+    if (st.isDirectory()) throw Object.assign(new Error('is a directory'), { code: 'EISDIR' });
+    if (st.size > limit) throw new CertifierError('INVALID_INPUT', `${path} is larger than ${limit} bytes`);
+    const chunks: Buffer[] = [];
+    let total = 0;
+    for (;;) {
+      const buf = Buffer.alloc(Math.min(1 << 20, limit + 1 - total) || 1);
+      const { bytesRead } = await handle.read(buf, 0, buf.length, null);
+      if (bytesRead === 0) break;
+      total += bytesRead;
+      if (total > limit) throw new CertifierError('INVALID_INPUT', `${path} is larger than ${limit} bytes`);
+      chunks.push(buf.subarray(0, bytesRead));
+    }
+    return new Uint8Array(Buffer.concat(chunks, total));
+  } catch (e) {
+    if (e instanceof CertifierError) throw e;
+    throw fileError('read', path, e);
+  } finally {
+    await handle?.close();
+  }
+}
+
+/** Reads all of standard input, refusing more than `limit` bytes. */
+export async function readStdin(limit = DEFAULT_READ_LIMIT): Promise<Uint8Array> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of process.stdin) {
+    total += (chunk as Buffer).length;
+    if (total > limit) throw new CertifierError('INVALID_INPUT', `standard input is larger than ${limit} bytes`);
+    chunks.push(chunk as Buffer);
+  }
+  return new Uint8Array(Buffer.concat(chunks, total));
+}
+
+export interface WriteOptions {
+  /** File mode; 0600 unless the content is public. */
+  mode?: number;
+  /** Refuse to replace an existing file (ALREADY_EXISTS). */
+  exclusive?: boolean;
+}
+
+/** Writes `data` to `path` atomically with mode 0600 (or `mode`). */
+export async function writeFileAtomic(path: string, data: Uint8Array, options: WriteOptions = {}): Promise<void> {
+  const mode = options.mode ?? 0o600;
+  const dir = dirname(path);
+  if (options.exclusive) {
+    try {
+      await fs.lstat(path);
+      throw fileError('write', path, Object.assign(new Error('exists'), { code: 'EEXIST' }));
+    } catch (e) {
+      if (e instanceof CertifierError) throw e;
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw fileError('write', path, e);
+    }
+  }
+  const tmp = join(dir, `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
+  let handle: fs.FileHandle | undefined;
+  try {
+    handle = await fs.open(tmp, C.O_WRONLY | C.O_CREAT | C.O_EXCL, mode);
+    await handle.writeFile(data);
+    await handle.chmod(mode); // the umask may have narrowed or widened the open() mode
+    await handle.sync();
+    await handle.close();
+    handle = undefined;
+    if (options.exclusive) {
+      // link() fails if the target appeared meanwhile, unlike rename().
+      await fs.link(tmp, path);
+      await fs.unlink(tmp);
+    } else {
+      await fs.rename(tmp, path);
+    }
+    await syncDir(dir);
+  } catch (e) {
+    await handle?.close().catch(() => {});
+    await fs.unlink(tmp).catch(() => {});
+    if (e instanceof CertifierError) throw e;
+    throw fileError('write', path, e);
+  }
+}
+
+async function syncDir(dir: string): Promise<void> {
+  let h: fs.FileHandle | undefined;
+  try {
+    h = await fs.open(dir, 'r');
+    await h.sync();
+  } catch {
+    // Some filesystems cannot fsync a directory; the rename itself is still atomic.
+  } finally {
+    await h?.close();
+  }
+}

@@ -1,0 +1,65 @@
+// A small collector for decode-then-validate: gather every problem of one message, then throw
+// a single typed error naming them, so callers get a narrowed value or one clear failure.
+
+import { CertifierError } from '../errors/index.ts';
+
+export class FieldCheck {
+  private readonly problems: string[] = [];
+  private missing = false;
+  constructor(private readonly what: string) {}
+
+  /** A required field: present (not undefined). */
+  need(name: string, value: unknown): boolean {
+    if (value === undefined || value === null) {
+      this.problems.push(`${name} is missing`);
+      this.missing = true;
+      return false;
+    }
+    return true;
+  }
+
+  /** A non-empty string of at most `max` characters. */
+  text(name: string, value: string | undefined, max = 1024): void {
+    if (!this.need(name, value)) return;
+    if (value!.length === 0) this.problems.push(`${name} is empty`);
+    else if (value!.length > max) this.problems.push(`${name} is longer than ${max} characters`);
+  }
+
+  /** One of a fixed set of string constants. */
+  oneOf(name: string, value: string | undefined, allowed: readonly string[]): void {
+    if (!this.need(name, value)) return;
+    if (!allowed.includes(value!)) this.problems.push(`${name} "${value}" is not one of ${allowed.join(', ')}`);
+  }
+
+  /** Bytes of an exact size, or within [min, max]. */
+  bytes(name: string, value: Uint8Array | undefined, size: number | { min?: number; max?: number }): void {
+    if (!this.need(name, value)) return;
+    const n = value!.length;
+    if (typeof size === 'number') {
+      if (n !== size) this.problems.push(`${name} is ${n} bytes, expected ${size}`);
+    } else if ((size.min !== undefined && n < size.min) || (size.max !== undefined && n > size.max)) {
+      this.problems.push(`${name} is ${n} bytes, expected ${size.min ?? 0} to ${size.max ?? 'any'}`);
+    }
+  }
+
+  /** An integer within [min, max]. */
+  int(name: string, value: number | undefined, min: number, max: number): void {
+    if (!this.need(name, value)) return;
+    if (!Number.isInteger(value) || value! < min || value! > max) {
+      this.problems.push(`${name} is ${value}, expected ${min} to ${max}`);
+    }
+  }
+
+  /** A problem found by the caller's own logic. */
+  add(problem: string): void {
+    this.problems.push(problem);
+  }
+
+  /** Throws MISSING_FIELD or BAD_FIELD naming every problem; returns normally when clean. */
+  done(): void {
+    if (this.problems.length === 0) return;
+    throw new CertifierError(this.missing ? 'MISSING_FIELD' : 'BAD_FIELD', `invalid ${this.what}: ${this.problems.join('; ')}`, {
+      details: { message: this.what, problems: [...this.problems] },
+    });
+  }
+}

@@ -1,0 +1,92 @@
+// The wire framing of the Certifier Framework: a 4-byte little-endian unsigned length, then one
+// serialized protobuf message. The length is checked against a limit before any body byte is
+// buffered, so a hostile peer cannot make us allocate more than the limit.
+
+import { CertifierError } from '../errors/index.ts';
+
+export const DEFAULT_FRAME_LIMIT = 1024 * 1024; // 1 MiB
+const HEADER = 4;
+
+/** Prefixes `body` with its length. */
+export function encodeFrame(body: Uint8Array, limit = DEFAULT_FRAME_LIMIT): Uint8Array {
+  if (body.length > limit) {
+    throw new CertifierError('FRAME_TOO_LARGE', `message of ${body.length} bytes exceeds the ${limit}-byte frame limit`);
+  }
+  const out = new Uint8Array(HEADER + body.length);
+  new DataView(out.buffer).setUint32(0, body.length, true);
+  out.set(body, HEADER);
+  return out;
+}
+
+/**
+ * Incremental decoder: feed it chunks as they arrive and it hands back whole frame bodies.
+ * After an error it stays failed; the caller should close the connection.
+ */
+export class FrameDecoder {
+  private chunks: Uint8Array[] = [];
+  private buffered = 0;
+  private expected = -1; // body length of the frame being read, -1 while reading the header
+
+  constructor(readonly limit = DEFAULT_FRAME_LIMIT) {
+    if (!Number.isInteger(limit) || limit < 1 || limit > 0xffffffff) throw new RangeError('frame limit out of range');
+  }
+
+  /** Bytes received but not yet returned as a frame. */
+  get pending(): number {
+    return this.buffered;
+  }
+
+  /** Adds a chunk; returns every frame completed by it (possibly none). */
+  push(chunk: Uint8Array): Uint8Array[] {
+    if (chunk.length === 0) return [];
+    this.chunks.push(chunk);
+    this.buffered += chunk.length;
+    const frames: Uint8Array[] = [];
+    for (;;) {
+      if (this.expected < 0) {
+        if (this.buffered < HEADER) break;
+        const header = this.take(HEADER);
+        const length = new DataView(header.buffer, header.byteOffset, HEADER).getUint32(0, true);
+        if (length > this.limit) {
+          throw new CertifierError('FRAME_TOO_LARGE', `peer announced a ${length}-byte message; the limit is ${this.limit}`);
+        }
+        this.expected = length;
+      }
+      if (this.buffered < this.expected) break;
+      frames.push(this.take(this.expected));
+      this.expected = -1;
+    }
+    return frames;
+  }
+
+  /** Call at end of stream: throws FRAME_TRUNCATED if a frame was cut short. */
+  end(): void {
+    if (this.buffered > 0 || this.expected >= 0) {
+      const need = this.expected >= 0 ? `${this.expected} body bytes` : `${HEADER} header bytes`;
+      throw new CertifierError('FRAME_TRUNCATED', `connection ended inside a frame (${this.buffered} bytes of ${need})`);
+    }
+  }
+
+  private take(n: number): Uint8Array {
+    const first = this.chunks[0]!;
+    let out: Uint8Array;
+    if (first.length >= n) {
+      out = first.subarray(0, n);
+      if (first.length === n) this.chunks.shift();
+      else this.chunks[0] = first.subarray(n);
+    } else {
+      out = new Uint8Array(n);
+      let filled = 0;
+      while (filled < n) {
+        const c = this.chunks[0]!;
+        const k = Math.min(c.length, n - filled);
+        out.set(c.subarray(0, k), filled);
+        filled += k;
+        if (k === c.length) this.chunks.shift();
+        else this.chunks[0] = c.subarray(k);
+      }
+    }
+    this.buffered -= n;
+    return out;
+  }
+}

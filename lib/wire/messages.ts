@@ -1,0 +1,203 @@
+// Decode-then-validate for each message the suite accepts from outside (disk or network).
+// Each parseX returns a value whose required fields are no longer optional, or throws one
+// CertifierError (DECODE_FAILED, MISSING_FIELD or BAD_FIELD) naming every problem.
+
+import { decode } from './proto.ts';
+import { FieldCheck } from './check.ts';
+import type * as T from './types.ts';
+
+export const ENTRY_TYPES = ['key-message-serialized-protobuf', 'X509-der-cert', 'binary-blob', 'other'] as const;
+export type EntryType = (typeof ENTRY_TYPES)[number];
+
+export const MAX_TAG_LENGTH = 256;
+export const MAX_VERSION = 0x7fffffff; // int32 on the wire
+
+/** Why a tag or resource name is unacceptable, or undefined when it is fine. */
+export function tagProblem(tag: string): string | undefined {
+  if (tag.length === 0) return 'is empty';
+  if (tag.length > MAX_TAG_LENGTH) return `is longer than ${MAX_TAG_LENGTH} characters`;
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f]/.test(tag)) return 'contains a control character';
+  return undefined;
+}
+
+export interface ValidEntry {
+  tag: string;
+  type: EntryType;
+  version: number;
+  timeEntered: string;
+  blob: Uint8Array;
+  exportable: boolean;
+}
+
+export function parseCryptstoreEntry(bytes: Uint8Array): ValidEntry {
+  const m = decode<T.CryptstoreEntry>('cryptstore_entry', bytes);
+  return checkCryptstoreEntry(m);
+}
+
+export function checkCryptstoreEntry(m: T.CryptstoreEntry, what = 'cryptstore_entry'): ValidEntry {
+  const c = new FieldCheck(what);
+  if (c.need('tag', m.tag)) {
+    const p = tagProblem(m.tag!);
+    if (p) c.add(`tag ${p}`);
+  }
+  c.oneOf('type', m.type, ENTRY_TYPES);
+  c.int('version', m.version, 1, MAX_VERSION);
+  c.need('blob', m.blob);
+  c.bytes('time_entered', m.timeEntered, { min: 1, max: 64 });
+  c.done();
+  return {
+    tag: m.tag!,
+    type: m.type as EntryType,
+    version: m.version!,
+    timeEntered: Buffer.from(m.timeEntered!).toString('utf8'),
+    blob: m.blob!,
+    exportable: m.exportable ?? false,
+  };
+}
+
+export const CRYPTSTORE_FORMAT_VERSION = 1;
+export const PROTECTION_KINDS = ['passphrase', 'key-file', 'sealed'] as const;
+export type ProtectionKind = (typeof PROTECTION_KINDS)[number];
+
+export interface ValidScrypt { logN: number; r: number; p: number; salt: Uint8Array }
+export interface ValidProtection {
+  kind: ProtectionKind;
+  scrypt?: ValidScrypt;
+  salt?: Uint8Array;
+  platform?: string;
+  wrappedDataKey: Uint8Array;
+}
+export interface ValidMetadata {
+  formatVersion: number;
+  storeId: Uint8Array;
+  created: string;
+  protection: ValidProtection;
+}
+
+/** scrypt bounds we accept from disk: N from 2^10 to 2^22, r*p small enough to stay sane. */
+function checkScrypt(c: FieldCheck, name: string, s: T.ScryptParams | undefined): ValidScrypt | undefined {
+  if (!c.need(name, s)) return undefined;
+  c.int(`${name}.log_n`, s!.logN, 10, 22);
+  c.int(`${name}.r`, s!.r, 1, 32);
+  c.int(`${name}.p`, s!.p, 1, 16);
+  c.bytes(`${name}.salt`, s!.salt, { min: 16, max: 64 });
+  return s as ValidScrypt;
+}
+
+export function parseCryptstoreMetadata(bytes: Uint8Array): ValidMetadata {
+  const m = decode<T.CryptstoreMetadata>('cryptstore_metadata', bytes);
+  const c = new FieldCheck('cryptstore metadata');
+  c.int('format_version', m.formatVersion, 1, 0xffffffff);
+  c.bytes('store_id', m.storeId, 16);
+  c.text('created', m.created, 64);
+  let protection: ValidProtection | undefined;
+  if (c.need('protection', m.protection)) {
+    const p = m.protection!;
+    c.oneOf('protection.kind', p.kind, PROTECTION_KINDS);
+    c.bytes('protection.wrapped_data_key', p.wrappedDataKey, 12 + 32 + 16);
+    if (p.kind === 'passphrase') checkScrypt(c, 'protection.scrypt', p.scrypt);
+    else c.bytes('protection.salt', p.salt, { min: 16, max: 64 });
+    if (p.kind === 'sealed') c.text('protection.platform', p.platform, 64);
+    protection = p as ValidProtection;
+  }
+  c.done();
+  return { formatVersion: m.formatVersion!, storeId: m.storeId!, created: m.created!, protection: protection! };
+}
+
+export interface ValidBundle { formatVersion: number; scrypt: ValidScrypt; ciphertext: Uint8Array }
+
+export function parseCryptstoreBundle(bytes: Uint8Array): ValidBundle {
+  const m = decode<T.CryptstoreBundle>('cryptstore_bundle', bytes);
+  const c = new FieldCheck('cryptstore bundle');
+  c.int('format_version', m.formatVersion, 1, 0xffffffff);
+  const scrypt = checkScrypt(c, 'scrypt', m.scrypt);
+  c.bytes('ciphertext', m.ciphertext, { min: 12 + 16 });
+  c.done();
+  return { formatVersion: m.formatVersion!, scrypt: scrypt!, ciphertext: m.ciphertext! };
+}
+
+export interface ValidSignedClaim {
+  serializedClaimMessage: Uint8Array;
+  signingKey: T.KeyMessage;
+  signingAlgorithm: string;
+  signature: Uint8Array;
+}
+
+export function checkSignedClaim(m: T.SignedClaimMessage, what = 'signed_claim_message'): ValidSignedClaim {
+  const c = new FieldCheck(what);
+  c.bytes('serialized_claim_message', m.serializedClaimMessage, { min: 1 });
+  c.need('signing_key', m.signingKey);
+  c.text('signing_algorithm', m.signingAlgorithm, 128);
+  c.bytes('signature', m.signature, { min: 1, max: 1024 });
+  c.done();
+  return m as ValidSignedClaim;
+}
+
+export function parseSignedClaim(bytes: Uint8Array): ValidSignedClaim {
+  return checkSignedClaim(decode<T.SignedClaimMessage>('signed_claim_message', bytes));
+}
+
+export function parseSignedClaimSequence(bytes: Uint8Array): ValidSignedClaim[] {
+  const m = decode<T.SignedClaimSequence>('signed_claim_sequence', bytes);
+  return (m.claims ?? []).map((sc, i) => checkSignedClaim(sc, `signed_claim_sequence claim ${i}`));
+}
+
+export interface ValidClaim { claimFormat: string; notBefore: string; notAfter: string; serializedClaim: Uint8Array; claimDescriptor?: string }
+
+export function parseClaim(bytes: Uint8Array): ValidClaim {
+  const m = decode<T.ClaimMessage>('claim_message', bytes);
+  const c = new FieldCheck('claim_message');
+  c.text('claim_format', m.claimFormat, 64);
+  c.text('not_before', m.notBefore, 64);
+  c.text('not_after', m.notAfter, 64);
+  c.bytes('serialized_claim', m.serializedClaim, { min: 1 });
+  c.done();
+  return m as ValidClaim;
+}
+
+export interface ValidTrustRequest {
+  requestingEnclaveTag: string;
+  providingEnclaveTag: string;
+  submittedEvidenceType: string;
+  purpose: string;
+  support: { proverType: string; enclaveType?: string; factAssertion: { evidenceType: string; serializedEvidence: Uint8Array }[] };
+}
+
+export function parseTrustRequest(bytes: Uint8Array): ValidTrustRequest {
+  const m = decode<T.TrustRequestMessage>('trust_request_message', bytes);
+  const c = new FieldCheck('trust_request_message');
+  c.text('requesting_enclave_tag', m.requestingEnclaveTag, 256);
+  c.text('providing_enclave_tag', m.providingEnclaveTag, 256);
+  c.text('submitted_evidence_type', m.submittedEvidenceType, 128);
+  c.oneOf('purpose', m.purpose, ['authentication', 'attestation']);
+  if (c.need('support', m.support)) {
+    c.text('support.prover_type', m.support!.proverType, 64);
+    const facts = m.support!.factAssertion ?? [];
+    if (facts.length === 0) c.add('support.fact_assertion is empty');
+    if (facts.length > 16) c.add('support.fact_assertion has more than 16 items');
+    facts.forEach((f, i) => {
+      c.text(`support.fact_assertion[${i}].evidence_type`, f.evidenceType, 128);
+      c.bytes(`support.fact_assertion[${i}].serialized_evidence`, f.serializedEvidence, { min: 1 });
+    });
+  }
+  c.done();
+  return m as ValidTrustRequest;
+}
+
+export interface ValidTrustResponse {
+  status: 'succeeded' | 'failed';
+  requestingEnclaveTag?: string;
+  providingEnclaveTag?: string;
+  artifact?: Uint8Array;
+  errorCode?: string;
+}
+
+export function parseTrustResponse(bytes: Uint8Array): ValidTrustResponse {
+  const m = decode<T.TrustResponseMessage>('trust_response_message', bytes);
+  const c = new FieldCheck('trust_response_message');
+  c.oneOf('status', m.status, ['succeeded', 'failed']);
+  if (m.status === 'succeeded') c.bytes('artifact', m.artifact, { min: 1, max: 64 * 1024 });
+  c.done();
+  return m as ValidTrustResponse;
+}

@@ -1,0 +1,51 @@
+// Shared test helpers: throwaway directories, running the real programs, fixture paths.
+
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+export const VECTORS = join(ROOT, 'test', 'vectors');
+
+/** A fresh temporary directory, removed by the returned cleanup. */
+export function tempDir(prefix = 'certifier-test-'): { dir: string; cleanup: () => void } {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+export interface RunResult {
+  status: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: Buffer;
+  stderr: string;
+  /** stdout as text */
+  out: string;
+  /** stdout parsed as JSON (throws if it is not) */
+  json: () => any;
+}
+
+export type Program = 'cert-utility' | 'simpleserver' | 'key-server' | 'key-client';
+
+/** Runs one of the suite's programs as a user would, through its bin entry. */
+export function run(program: Program, args: string[], options: { cwd?: string; input?: Uint8Array | string; env?: Record<string, string | undefined> } = {}): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const env: Record<string, string> = {};
+    for (const [k, v] of Object.entries({ ...process.env, ...options.env })) if (v !== undefined) env[k] = v;
+    delete env.CERTIFIER_DEBUG;
+    if (options.env && 'CERTIFIER_DEBUG' in options.env && options.env.CERTIFIER_DEBUG) env.CERTIFIER_DEBUG = options.env.CERTIFIER_DEBUG;
+    if (!(options.env && 'CRYPTSTORE_PASSPHRASE' in options.env)) delete env.CRYPTSTORE_PASSPHRASE;
+    const child = spawn(process.execPath, [join(ROOT, 'cmd', 'bin', `${program}.js`), ...args], { cwd: options.cwd, env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (d: Buffer) => out.push(d));
+    child.stderr.on('data', (d: Buffer) => err.push(d));
+    child.on('error', reject);
+    child.on('close', (status, signal) => {
+      const stdout = Buffer.concat(out);
+      resolve({ status, signal, stdout, stderr: Buffer.concat(err).toString('utf8'), out: stdout.toString('utf8'), json: () => JSON.parse(stdout.toString('utf8')) });
+    });
+    child.stdin.end(options.input ?? '');
+  });
+}
