@@ -86,8 +86,13 @@ async function tightenPermissions(dir: string): Promise<void> {
   await fs.chmod(dir, 0o700);
   for (const name of await fs.readdir(dir)) {
     const p = join(dir, name);
-    const st = await fs.lstat(p);
-    if (st.isFile() && (st.mode & 0o077) !== 0) await fs.chmod(p, st.mode & 0o600);
+    try {
+      const st = await fs.lstat(p);
+      if (st.isFile() && (st.mode & 0o077) !== 0) await fs.chmod(p, st.mode & 0o600);
+    } catch (e) {
+      // LevelDB's background compaction may delete a file between readdir and lstat.
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    }
   }
 }
 
@@ -264,7 +269,7 @@ export class Cryptstore {
   // ---- writes -----------------------------------------------------------------------------
 
   /** Stores `blob` as the next version of `tag`. */
-  put(tag: string, blob: Uint8Array, options: PutOptions = {}): Promise<EntryInfo> {
+  async put(tag: string, blob: Uint8Array, options: PutOptions = {}): Promise<EntryInfo> {
     checkTag(tag);
     checkBlob(blob);
     const type = options.type ?? 'binary-blob';
@@ -285,7 +290,7 @@ export class Cryptstore {
   }
 
   /** Deletes one version, or every version when `version` is 0; returns the versions deleted. */
-  delete(tag: string, version = 0): Promise<number[]> {
+  async delete(tag: string, version = 0): Promise<number[]> {
     checkTag(tag);
     checkVersion(version, true);
     return this.exclusive(async () => {
@@ -318,7 +323,7 @@ export class Cryptstore {
    * Adds entries with their own versions (import). Refuses, writing nothing, when any
    * tag+version already exists, unless `force`.
    */
-  importEntries(entries: ValidEntry[], force = false): Promise<EntryInfo[]> {
+  async importEntries(entries: ValidEntry[], force = false): Promise<EntryInfo[]> {
     const seen = new Set<string>();
     for (const e of entries) {
       checkTag(e.tag);
@@ -342,7 +347,7 @@ export class Cryptstore {
   }
 
   /** Re-wraps the data key for a new protector; entries are not re-encrypted. */
-  rekey(protector: Protector): Promise<void> {
+  async rekey(protector: Protector): Promise<void> {
     return this.exclusive(async () => {
       const { params, kek } = await protector.create();
       const meta: CryptstoreMetadata = {

@@ -1,0 +1,277 @@
+// Transcript tests of cert-utility's cryptstore commands: the real program, a temporary
+// directory, exit status, stdout and stderr. Unhappy paths first.
+
+import { expect } from 'chai';
+import { promises as fs, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Level } from 'level';
+import { randomBytes, utf8 } from '../../lib/crypto/index.ts';
+import { Cryptstore, PassphraseProtector } from '../../cryptstore/index.ts';
+import { run, tempDir, type RunResult } from '../support/helpers.ts';
+
+const CHEAP = ['--scrypt-log-n', '10'];
+
+function expectFailure(r: RunResult, status: number, code: string): void {
+  expect(r.status, r.stderr).to.equal(status);
+  expect(r.stderr).to.contain(`[${code}]`);
+  expect(r.stderr).to.match(/^cert-utility: error: /m);
+  expect(r.stderr, 'no stack trace').not.to.match(/\n\s+at /);
+  expect(r.out).to.equal('');
+}
+
+describe('cert-utility store commands (transcripts)', function () {
+  let tmp: ReturnType<typeof tempDir>;
+  let store: string;
+  let passFile: string;
+  const cu = (args: string[], options: Parameters<typeof run>[2] = {}) => run('cert-utility', args, { cwd: tmp.dir, ...options });
+  const withPass = (...args: string[]) => [...args, '--store', store, '--passphrase-file', passFile];
+
+  beforeEach(() => {
+    tmp = tempDir();
+    store = join(tmp.dir, 'store');
+    passFile = join(tmp.dir, 'pass.txt');
+    writeFileSync(passFile, 'correct horse battery staple\n');
+  });
+  afterEach(() => tmp.cleanup());
+
+  describe('usage errors (exit 2)', () => {
+    it('prints help on stderr and exits 2 without a command', async () => {
+      const r = await cu([]);
+      expect(r.status).to.equal(2);
+      expect(r.stderr).to.contain('Usage: cert-utility');
+    });
+
+    it('names a missing required option', async () => {
+      expectFailure(await cu(['get-item', '--store', store, '--out', '-']), 2, 'USAGE');
+    });
+
+    it('refuses a version that is not a number', async () => {
+      const r = await cu(withPass('get-item', '--tag', 'k', '--version', 'latest', '--out', '-'));
+      expectFailure(r, 2, 'USAGE');
+      expect(r.stderr).to.contain('version');
+    });
+
+    it('refuses to run without a passphrase or key and says how to give one', async () => {
+      const r = await cu(['create-store', '--store', store]);
+      expectFailure(r, 2, 'USAGE');
+      expect(r.stderr).to.contain('CRYPTSTORE_PASSPHRASE');
+    });
+
+    it('refuses both a passphrase file and a key file', async () => {
+      expectFailure(await cu(withPass('create-store', '--key-file', passFile)), 2, 'USAGE');
+    });
+
+    it('refuses an unknown --type and an unknown --alg', async () => {
+      expectFailure(await cu(withPass('put-item', '--tag', 'k', '--type', 'pdf', '--in', passFile)), 2, 'USAGE');
+      expectFailure(await cu(withPass('generate-key', '--tag', 'k', '--alg', 'des')), 2, 'USAGE');
+    });
+
+    it('reports usage errors as JSON under --json', async () => {
+      const r = await cu(['get-item', '--store', store, '--json']);
+      expect(r.status).to.equal(2);
+      expect(r.json()).to.deep.include({ ok: false });
+      expect(r.json().error.code).to.equal('USAGE');
+    });
+  });
+
+  describe('operation failures (exit 1) and integrity failures (exit 4)', () => {
+    it('reports a store that does not exist with STORE_NOT_FOUND', async () => {
+      expectFailure(await cu(withPass('list-items')), 1, 'STORE_NOT_FOUND');
+    });
+
+    it('refuses to create a store twice', async () => {
+      expect((await cu(withPass('create-store', ...CHEAP))).status).to.equal(0);
+      expectFailure(await cu(withPass('create-store', ...CHEAP)), 1, 'STORE_EXISTS');
+    });
+
+    describe('with a store holding one item', () => {
+      beforeEach(async () => {
+        expect((await cu(withPass('create-store', ...CHEAP))).status).to.equal(0);
+        writeFileSync(join(tmp.dir, 'secret'), 'top secret value');
+        expect((await cu(withPass('put-item', '--tag', 'k', '--in', 'secret'))).status).to.equal(0);
+      });
+
+      it('refuses a wrong passphrase with exit 4 and one line', async () => {
+        writeFileSync(join(tmp.dir, 'wrong.txt'), 'nope\n');
+        const r = await cu(['get-item', '--store', store, '--passphrase-file', 'wrong.txt', '--tag', 'k', '--out', '-']);
+        expectFailure(r, 4, 'WRONG_KEY');
+        expect(r.stderr.trim().split('\n')).to.have.length(1);
+      });
+
+      it('reports a missing item with NOT_FOUND', async () => {
+        expectFailure(await cu(withPass('get-item', '--tag', 'nope', '--out', '-')), 1, 'NOT_FOUND');
+        expectFailure(await cu(withPass('get-item', '--tag', 'k', '--version', '9', '--out', '-')), 1, 'NOT_FOUND');
+        expectFailure(await cu(withPass('delete-item', '--tag', 'nope')), 1, 'NOT_FOUND');
+      });
+
+      it('says the store is in use by another process with exit 1', async () => {
+        const held = await Cryptstore.open(store, new PassphraseProtector(utf8('correct horse battery staple')));
+        try {
+          const r = await cu(withPass('list-items'));
+          expectFailure(r, 1, 'STORE_LOCKED');
+          expect(r.stderr).to.contain('the cryptstore is in use by another process');
+        } finally {
+          await held.close();
+        }
+      });
+
+      it('refuses to overwrite an existing --out file without --force', async () => {
+        writeFileSync(join(tmp.dir, 'out'), 'keep me');
+        expectFailure(await cu(withPass('get-item', '--tag', 'k', '--out', 'out')), 1, 'ALREADY_EXISTS');
+        expect(await fs.readFile(join(tmp.dir, 'out'), 'utf8')).to.equal('keep me');
+        expect((await cu(withPass('get-item', '--tag', 'k', '--out', 'out', '--force'))).status).to.equal(0);
+        expect(await fs.readFile(join(tmp.dir, 'out'), 'utf8')).to.equal('top secret value');
+      });
+
+      it('gives exit 4 for a flipped byte in a stored value, and verify-store names it', async () => {
+        const db = new Level<string, Uint8Array>(store, { valueEncoding: 'view' });
+        await db.open();
+        const [key] = await db.keys({ gt: 'e!', lt: 'e"' }).all();
+        const v = new Uint8Array((await db.get(key!))!);
+        v[20]! ^= 0x04;
+        await db.put(key!, v);
+        await db.close();
+        const r = await cu(withPass('get-item', '--tag', 'k', '--out', '-'));
+        expectFailure(r, 4, 'INTEGRITY');
+        expect(r.stderr.trim().split('\n')).to.have.length(1);
+        const v2 = await cu(withPass('verify-store'));
+        expectFailure(v2, 4, 'INTEGRITY');
+        expect(v2.stderr).to.contain('"k"');
+      });
+
+      it('gives exit 4 for a swapped pair of records', async () => {
+        writeFileSync(join(tmp.dir, 'other'), 'another value');
+        expect((await cu(withPass('put-item', '--tag', 'j', '--in', 'other'))).status).to.equal(0);
+        const db = new Level<string, Uint8Array>(store, { valueEncoding: 'view' });
+        await db.open();
+        const [a, b] = await db.keys({ gt: 'e!', lt: 'e"' }).all();
+        const [va, vb] = [await db.get(a!), await db.get(b!)];
+        await db.batch([{ type: 'put', key: a!, value: vb! }, { type: 'put', key: b!, value: va! }]);
+        await db.close();
+        expectFailure(await cu(withPass('get-item', '--tag', 'k', '--out', '-')), 4, 'INTEGRITY');
+        expectFailure(await cu(withPass('list-items')), 4, 'INTEGRITY');
+      });
+    });
+  });
+
+  describe('happy paths', () => {
+    beforeEach(async () => {
+      const r = await cu(withPass('create-store', ...CHEAP));
+      expect(r.status, r.stderr).to.equal(0);
+      expect(r.out).to.contain('created cryptstore');
+    });
+
+    it('round-trips a 32-byte secret and a 1 MiB blob through put-item and get-item', async () => {
+      const small = randomBytes(32);
+      const big = randomBytes(1024 * 1024);
+      writeFileSync(join(tmp.dir, 'big'), big);
+      expect((await cu(withPass('put-item', '--tag', 'small', '--in', '-'), { input: small })).status).to.equal(0);
+      expect((await cu(withPass('put-item', '--tag', 'big', '--in', 'big'))).status).to.equal(0);
+      const r1 = await cu(withPass('get-item', '--tag', 'small', '--out', '-'));
+      expect(r1.status).to.equal(0);
+      expect(new Uint8Array(r1.stdout)).to.deep.equal(small);
+      const r2 = await cu(withPass('get-item', '--tag', 'big', '--out', 'big.out'));
+      expect(r2.status).to.equal(0);
+      expect(r2.out).to.equal('');
+      expect(new Uint8Array(await fs.readFile(join(tmp.dir, 'big.out')))).to.deep.equal(big);
+      expect(statSync(join(tmp.dir, 'big.out')).mode & 0o777).to.equal(0o600);
+    });
+
+    it('numbers versions per tag, reads older ones, deletes one or all', async () => {
+      for (const v of ['one', 'two', 'three']) {
+        const r = await cu(withPass('put-item', '--tag', 'k', '--in', '-', '--json'), { input: v });
+        expect(r.json().item.version).to.equal(['one', 'two', 'three'].indexOf(v) + 1);
+      }
+      expect((await cu(withPass('get-item', '--tag', 'k', '--out', '-'))).out).to.equal('three');
+      expect((await cu(withPass('get-item', '--tag', 'k', '--version', '1', '--out', '-'))).out).to.equal('one');
+      const d = await cu(withPass('delete-item', '--tag', 'k', '--version', '3', '--json'));
+      expect(d.json()).to.deep.equal({ ok: true, tag: 'k', deleted: [3] });
+      expect((await cu(withPass('get-item', '--tag', 'k', '--out', '-'))).out).to.equal('two');
+      const list = (await cu(withPass('list-items', '--json'))).json().items;
+      expect(list.map((i: { version: number }) => i.version)).to.deep.equal([1, 2]);
+      expect((await cu(withPass('delete-item', '--tag', 'k'))).out).to.contain('versions 1, 2');
+      expect((await cu(withPass('list-items', '--json'))).json().items).to.deep.equal([]);
+    });
+
+    it('returns the value in base64 under --json only when --out - asks for it', async () => {
+      await cu(withPass('put-item', '--tag', 'k', '--in', '-'), { input: 'abc' });
+      const toStdout = (await cu(withPass('get-item', '--tag', 'k', '--out', '-', '--json'))).json();
+      expect(toStdout.valueBase64).to.equal(Buffer.from('abc').toString('base64'));
+      const toFile = (await cu(withPass('get-item', '--tag', 'k', '--out', 'f', '--json'))).json();
+      expect(toFile).not.to.have.property('valueBase64');
+      expect(toFile.item).to.include({ tag: 'k', version: 1, size: 3 });
+    });
+
+    it('exports exactly the exportable items and imports them, versions kept, into a new store', async () => {
+      await cu(withPass('put-item', '--tag', 'shared', '--exportable', '--in', '-'), { input: 's1' });
+      await cu(withPass('put-item', '--tag', 'shared', '--exportable', '--in', '-'), { input: 's2' });
+      await cu(withPass('put-item', '--tag', 'private', '--in', '-'), { input: 'p1' });
+      writeFileSync(join(tmp.dir, 'bundle-pass'), 'bundle secret\n');
+      const e = await cu(withPass('export-store', '--out', 'bundle.bin', '--bundle-passphrase-file', 'bundle-pass', ...CHEAP, '--json'));
+      expect(e.status, e.stderr).to.equal(0);
+      expect(e.json().items.map((i: { tag: string; version: number }) => `${i.tag}@${i.version}`)).to.deep.equal(['shared@1', 'shared@2']);
+      expect(statSync(join(tmp.dir, 'bundle.bin')).mode & 0o777).to.equal(0o600);
+
+      const other = join(tmp.dir, 'other');
+      writeFileSync(join(tmp.dir, 'other-pass'), 'other');
+      const o = (...args: string[]) => [...args, '--store', other, '--passphrase-file', 'other-pass'];
+      expect((await cu(o('create-store', ...CHEAP))).status).to.equal(0);
+      const i = await cu(o('import-store', '--in', 'bundle.bin', '--bundle-passphrase-file', 'bundle-pass'));
+      expect(i.status, i.stderr).to.equal(0);
+      const items = (await cu(o('list-items', '--json'))).json().items;
+      expect(items.map((x: { tag: string; version: number }) => `${x.tag}@${x.version}`)).to.deep.equal(['shared@1', 'shared@2']);
+      expect((await cu(o('get-item', '--tag', 'shared', '--version', '1', '--out', '-'))).out).to.equal('s1');
+      expectFailure(await cu(o('import-store', '--in', 'bundle.bin', '--bundle-passphrase-file', 'bundle-pass')), 1, 'ALREADY_EXISTS');
+      expectFailure(await cu(o('import-store', '--in', 'bundle.bin', '--bundle-passphrase-file', 'other-pass')), 4, 'WRONG_KEY');
+    });
+
+    it('rekeys to a new passphrase; the old one then fails with exit 4', async () => {
+      await cu(withPass('put-item', '--tag', 'k', '--in', '-'), { input: 'v' });
+      writeFileSync(join(tmp.dir, 'new-pass'), 'brand new');
+      const r = await cu(withPass('rekey-store', '--new-passphrase-file', 'new-pass', ...CHEAP));
+      expect(r.status, r.stderr).to.equal(0);
+      expectFailure(await cu(withPass('list-items')), 4, 'WRONG_KEY');
+      expect((await cu(['get-item', '--store', store, '--passphrase-file', 'new-pass', '--tag', 'k', '--out', '-'])).out).to.equal('v');
+    });
+
+    it('verifies and prints the store without printing values', async () => {
+      await cu(withPass('put-item', '--tag', 'k', '--in', '-'), { input: 'hidden-value' });
+      const v = await cu(withPass('verify-store', '--json'));
+      expect(v.json()).to.deep.equal({ ok: true, entries: 1, tags: 1, problems: [] });
+      const p = await cu(withPass('print-store'));
+      expect(p.status).to.equal(0);
+      expect(p.out).to.contain('protection  passphrase (scrypt N=2^10, r=8, p=1)');
+      expect(p.out).not.to.contain('hidden-value');
+    });
+
+    it('generates keys of every algorithm as serialized key_messages', async () => {
+      for (const alg of ['aes-256-gcm', 'p256', 'p384', 'rsa2048']) {
+        const r = await cu(withPass('generate-key', '--tag', `key-${alg}`, '--alg', alg, '--json'));
+        expect(r.status, r.stderr).to.equal(0);
+        const j = r.json();
+        expect(j.item).to.include({ tag: `key-${alg}`, version: 1, type: 'key-message-serialized-protobuf', exportable: false });
+        if (alg === 'aes-256-gcm') expect(j).not.to.have.property('publicKeyPem');
+        else expect(j.publicKeyPem).to.contain('BEGIN PUBLIC KEY');
+      }
+      const types = (await cu(withPass('list-items', '--json'))).json().items.map((i: { type: string }) => i.type);
+      expect(new Set(types)).to.deep.equal(new Set(['key-message-serialized-protobuf']));
+    });
+
+    it('takes the passphrase from CRYPTSTORE_PASSPHRASE', async () => {
+      const env = { CRYPTSTORE_PASSPHRASE: 'correct horse battery staple' };
+      expect((await cu(['put-item', '--store', store, '--tag', 'k', '--in', '-'], { input: 'env', env })).status).to.equal(0);
+      expect((await cu(['get-item', '--store', store, '--tag', 'k', '--out', '-'], { env })).out).to.equal('env');
+    });
+  });
+
+  it('creates and uses a key-file store', async () => {
+    const r = await cu(['new-key-file', '--out', 'store.key']);
+    expect(r.status, r.stderr).to.equal(0);
+    expect(statSync(join(tmp.dir, 'store.key')).mode & 0o777).to.equal(0o600);
+    const k = (...args: string[]) => [...args, '--store', store, '--key-file', 'store.key'];
+    expect((await cu(k('create-store'))).status).to.equal(0);
+    expect((await cu(k('put-item', '--tag', 'k', '--in', '-'), { input: 'kf' })).status).to.equal(0);
+    expect((await cu(k('get-item', '--tag', 'k', '--out', '-'))).out).to.equal('kf');
+    expectFailure(await cu(withPass('list-items')), 4, 'WRONG_KEY');
+  });
+});

@@ -1,0 +1,358 @@
+// The cryptstore library: versions, deletes, tamper detection, export/import and rekey.
+
+import { expect } from 'chai';
+import { promises as fs, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { Level } from 'level';
+import { CertifierError } from '../../lib/errors/index.ts';
+import { randomBytes, utf8 } from '../../lib/crypto/index.ts';
+import { Cryptstore, KeyFileProtector, PassphraseProtector, exportStore, importStore } from '../../cryptstore/index.ts';
+import { tempDir } from '../support/helpers.ts';
+
+const CHEAP = { logN: 10, r: 8, p: 1 };
+const pass = (s = 'correct horse') => new PassphraseProtector(utf8(s), CHEAP);
+
+async function rejects(p: Promise<unknown>, code: string): Promise<CertifierError> {
+  try {
+    await p;
+  } catch (e) {
+    expect(e, String(e)).to.be.instanceOf(CertifierError);
+    expect((e as CertifierError).code).to.equal(code);
+    return e as CertifierError;
+  }
+  throw new Error(`expected ${code}, but it resolved`);
+}
+
+/** Edits the raw LevelDB of a closed store. */
+async function withRaw(dir: string, fn: (db: Level<string, Uint8Array>) => Promise<void>): Promise<void> {
+  const db = new Level<string, Uint8Array>(dir, { keyEncoding: 'utf8', valueEncoding: 'view' });
+  await db.open();
+  try {
+    await fn(db);
+  } finally {
+    await db.close();
+  }
+}
+
+async function entryKeys(db: Level<string, Uint8Array>): Promise<string[]> {
+  const keys: string[] = [];
+  for await (const k of db.keys({ gt: 'e!', lt: 'e"' })) keys.push(k);
+  return keys;
+}
+
+describe('cryptstore', () => {
+  let tmp: ReturnType<typeof tempDir>;
+  let dir: string;
+  beforeEach(() => {
+    tmp = tempDir();
+    dir = join(tmp.dir, 'store');
+  });
+  afterEach(() => tmp.cleanup());
+
+  describe('opening and creating', () => {
+    it('refuses to open a directory that does not exist with STORE_NOT_FOUND', async () => {
+      await rejects(Cryptstore.open(dir, pass()), 'STORE_NOT_FOUND');
+    });
+
+    it('refuses to create over an existing store with STORE_EXISTS', async () => {
+      await (await Cryptstore.create(dir, pass())).close();
+      await rejects(Cryptstore.create(dir, pass()), 'STORE_EXISTS');
+    });
+
+    it('refuses to create in a non-empty directory that is not a store', async () => {
+      await fs.mkdir(dir);
+      await fs.writeFile(join(dir, 'notes.txt'), 'hello');
+      await rejects(Cryptstore.create(dir, pass()), 'STORE_EXISTS');
+    });
+
+    it('refuses a wrong passphrase with WRONG_KEY', async () => {
+      await (await Cryptstore.create(dir, pass('right'))).close();
+      await rejects(Cryptstore.open(dir, pass('wrong')), 'WRONG_KEY');
+    });
+
+    it('refuses a key file for a passphrase store with WRONG_KEY, naming what it needs', async () => {
+      await (await Cryptstore.create(dir, pass())).close();
+      const e = await rejects(Cryptstore.open(dir, new KeyFileProtector(randomBytes(32))), 'WRONG_KEY');
+      expect(e.message).to.match(/passphrase/);
+    });
+
+    it('reports a store held open by someone else as STORE_LOCKED', async () => {
+      const s = await Cryptstore.create(dir, pass());
+      try {
+        const e = await rejects(Cryptstore.open(dir, pass()), 'STORE_LOCKED');
+        expect(e.message).to.contain('in use by another process');
+      } finally {
+        await s.close();
+      }
+    });
+
+    it('keeps the directory 0700 and its files 0600', async () => {
+      const s = await Cryptstore.create(dir, pass());
+      await s.put('a', utf8('x'));
+      await s.close();
+      expect(statSync(dir).mode & 0o777).to.equal(0o700);
+      for (const f of await fs.readdir(dir)) expect(statSync(join(dir, f)).mode & 0o077, f).to.equal(0);
+    });
+
+    it('opens a key-file store with the same key file and records no passphrase parameters', async () => {
+      const key = randomBytes(32);
+      await (await Cryptstore.create(dir, new KeyFileProtector(key))).close();
+      const s = await Cryptstore.open(dir, new KeyFileProtector(key));
+      expect(s.info.protection).to.deep.equal({ kind: 'key-file' });
+      await s.close();
+      await rejects(Cryptstore.open(dir, new KeyFileProtector(randomBytes(32))), 'WRONG_KEY');
+    });
+
+    it('refuses a key file shorter than 32 bytes', () => {
+      expect(() => new KeyFileProtector(randomBytes(31))).to.throw(CertifierError).with.property('code', 'INVALID_INPUT');
+    });
+  });
+
+  describe('items and versions', () => {
+    let s: Cryptstore;
+    beforeEach(async () => {
+      s = await Cryptstore.create(dir, pass());
+    });
+    afterEach(async () => s.close());
+
+    it('returns identical bytes for a 32-byte secret and a 1 MiB blob', async () => {
+      const small = randomBytes(32);
+      const big = randomBytes(1024 * 1024);
+      await s.put('small', small);
+      await s.put('big', big, { type: 'other' });
+      expect((await s.get('small')).blob).to.deep.equal(small);
+      const got = await s.get('big');
+      expect(got.blob).to.deep.equal(big);
+      expect(got.type).to.equal('other');
+      expect(got.size).to.equal(1024 * 1024);
+    });
+
+    it('numbers versions 1, 2, 3 per tag and reads older versions on request', async () => {
+      for (let i = 1; i <= 3; i++) expect((await s.put('k', utf8(`v${i}`))).version).to.equal(i);
+      expect((await s.put('other', utf8('o'))).version).to.equal(1);
+      expect(Buffer.from((await s.get('k')).blob).toString()).to.equal('v3');
+      expect(Buffer.from((await s.get('k', 1)).blob).toString()).to.equal('v1');
+      expect((await s.get('k', 2)).version).to.equal(2);
+    });
+
+    it('reports a missing tag or version with NOT_FOUND', async () => {
+      await rejects(s.get('nothing'), 'NOT_FOUND');
+      await s.put('k', utf8('a'));
+      await rejects(s.get('k', 2), 'NOT_FOUND');
+    });
+
+    it('never reuses a version after deleting the latest one, even across reopening', async () => {
+      await s.put('k', utf8('1'));
+      await s.put('k', utf8('2'));
+      expect(await s.delete('k', 2)).to.deep.equal([2]);
+      expect((await s.get('k')).version).to.equal(1);
+      await s.close();
+      s = await Cryptstore.open(dir, pass());
+      expect((await s.put('k', utf8('3'))).version).to.equal(3);
+      await rejects(s.get('k', 2), 'NOT_FOUND');
+    });
+
+    it('deletes every version of a tag and continues numbering after it', async () => {
+      await s.put('k', utf8('1'));
+      await s.put('k', utf8('2'));
+      expect(await s.delete('k')).to.deep.equal([1, 2]);
+      await rejects(s.get('k'), 'NOT_FOUND');
+      await rejects(s.delete('k'), 'NOT_FOUND');
+      expect((await s.put('k', utf8('3'))).version).to.equal(3);
+    });
+
+    it('gives concurrent puts to one tag distinct consecutive versions', async () => {
+      const infos = await Promise.all(Array.from({ length: 20 }, (_, i) => s.put('k', utf8(String(i)))));
+      expect(infos.map((i) => i.version).sort((a, b) => a - b)).to.deep.equal(Array.from({ length: 20 }, (_, i) => i + 1));
+    });
+
+    it('lists every version with metadata and never the values', async () => {
+      await s.put('b', utf8('secret-b'), { exportable: true });
+      await s.put('a', utf8('secret-a'));
+      await s.put('a', utf8('secret-a2'));
+      const list = await s.list();
+      expect(list.map((e) => `${e.tag}@${e.version}`)).to.deep.equal(['a@1', 'a@2', 'b@1']);
+      expect(JSON.stringify(list)).not.to.contain('secret');
+      expect(list[2]).to.include({ exportable: true, type: 'binary-blob', size: 8 });
+    });
+
+    it('accepts tags with slashes and spaces and refuses control characters and empty tags', async () => {
+      await s.put('datica-test/storage disk key', utf8('x'));
+      expect((await s.get('datica-test/storage disk key')).tag).to.equal('datica-test/storage disk key');
+      await rejects(s.put('', utf8('x')), 'INVALID_INPUT');
+      await rejects(s.put('a\u0000b', utf8('x')), 'INVALID_INPUT');
+    });
+
+    it('keeps a tag that is a prefix of another separate from it', async () => {
+      await s.put('key', utf8('1'));
+      await s.put('key2', utf8('2'));
+      await s.put('key', utf8('3'));
+      expect((await s.get('key')).version).to.equal(2);
+      expect((await s.get('key2')).version).to.equal(1);
+    });
+
+    it('passes verify on an intact store', async () => {
+      await s.put('a', utf8('1'));
+      await s.put('a', utf8('2'));
+      await s.delete('a', 1);
+      expect(await s.verify()).to.deep.equal({ entries: 1, tags: 1, problems: [] });
+    });
+  });
+
+  describe('tampering', () => {
+    beforeEach(async () => {
+      const s = await Cryptstore.create(dir, pass());
+      await s.put('a', utf8('alpha'));
+      await s.put('b', utf8('bravo'));
+      await s.delete((await s.put('c', utf8('charlie'))).tag, 1);
+      await s.close();
+    });
+
+    it('detects a flipped byte at any position of a stored value with INTEGRITY', async () => {
+      let length = 0;
+      await withRaw(dir, async (db) => {
+        length = (await db.get((await entryKeys(db))[0]!))!.length;
+      });
+      for (let i = 0; i < length; i += 7) {
+        await withRaw(dir, async (db) => {
+          const k = (await entryKeys(db))[0]!;
+          const v = new Uint8Array((await db.get(k))!);
+          v[i]! ^= 0x01;
+          await db.put(k, v);
+        });
+        const s = await Cryptstore.open(dir, pass());
+        try {
+          await rejects(s.get('a'), 'INTEGRITY');
+          expect((await s.verify()).problems).to.have.length(1);
+        } finally {
+          await s.close();
+        }
+        await withRaw(dir, async (db) => {
+          const k = (await entryKeys(db))[0]!;
+          const v = new Uint8Array((await db.get(k))!);
+          v[i]! ^= 0x01;
+          await db.put(k, v);
+        });
+      }
+    });
+
+    it('detects two swapped records with INTEGRITY', async () => {
+      await withRaw(dir, async (db) => {
+        const [ka, kb] = await entryKeys(db);
+        const [va, vb] = [await db.get(ka!), await db.get(kb!)];
+        await db.batch([{ type: 'put', key: ka!, value: vb! }, { type: 'put', key: kb!, value: va! }]);
+      });
+      const s = await Cryptstore.open(dir, pass());
+      try {
+        await rejects(s.get('a'), 'INTEGRITY');
+        await rejects(s.get('b'), 'INTEGRITY');
+        await rejects(s.list(), 'INTEGRITY');
+        expect((await s.verify()).problems).to.have.length(2);
+      } finally {
+        await s.close();
+      }
+    });
+
+    it('detects a record renamed to another version with INTEGRITY', async () => {
+      await withRaw(dir, async (db) => {
+        const k = (await entryKeys(db))[0]!;
+        await db.put(k.replace(/1$/, '2'), (await db.get(k))!);
+      });
+      const s = await Cryptstore.open(dir, pass());
+      try {
+        await rejects(s.get('a', 2), 'INTEGRITY');
+      } finally {
+        await s.close();
+      }
+    });
+
+    it('detects a damaged high-water mark when the next put needs it', async () => {
+      await withRaw(dir, async (db) => {
+        const v = new Uint8Array((await db.get('h!c'))!);
+        v[v.length - 1]! ^= 0x80;
+        await db.put('h!c', v);
+      });
+      const s = await Cryptstore.open(dir, pass());
+      try {
+        await rejects(s.put('c', utf8('x')), 'INTEGRITY');
+        expect((await s.verify()).problems).to.have.length(1);
+      } finally {
+        await s.close();
+      }
+    });
+
+    it('refuses damaged metadata (salt or wrapped key) as WRONG_KEY and garbage metadata as INTEGRITY', async () => {
+      let meta = new Uint8Array();
+      await withRaw(dir, async (db) => {
+        meta = new Uint8Array((await db.get('!meta'))!);
+      });
+      const flipped = new Uint8Array(meta);
+      flipped[flipped.length - 3]! ^= 0x01; // inside the wrapped data key
+      await withRaw(dir, (db) => db.put('!meta', flipped));
+      await rejects(Cryptstore.open(dir, pass()), 'WRONG_KEY');
+      await withRaw(dir, (db) => db.put('!meta', new Uint8Array([0xff, 0xff, 0xff])));
+      await rejects(Cryptstore.open(dir, pass()), 'INTEGRITY');
+    });
+  });
+
+  describe('export, import and rekey', () => {
+    it('carries exactly the exportable items with their versions into a new store', async () => {
+      const s = await Cryptstore.create(dir, pass());
+      await s.put('shared', utf8('s1'), { exportable: true });
+      await s.put('shared', utf8('s2'), { exportable: true });
+      await s.put('private', utf8('p1'));
+      await s.put('mixed', utf8('m1'));
+      await s.put('mixed', utf8('m2'), { exportable: true, type: 'X509-der-cert' });
+      const { bundle, entries } = await exportStore(s, utf8('bundle pass'), CHEAP);
+      expect(entries.map((e) => `${e.tag}@${e.version}`)).to.deep.equal(['mixed@2', 'shared@1', 'shared@2']);
+      expect(Buffer.from(bundle).includes(Buffer.from('s1'))).to.equal(false);
+      await s.close();
+
+      const other = await Cryptstore.create(join(tmp.dir, 'other'), pass('other'));
+      const imported = await importStore(other, bundle, utf8('bundle pass'));
+      expect(imported).to.have.length(3);
+      const list = await other.list();
+      expect(list.map((e) => `${e.tag}@${e.version}:${e.type}:${e.exportable}`)).to.deep.equal([
+        'mixed@2:X509-der-cert:true', 'shared@1:binary-blob:true', 'shared@2:binary-blob:true',
+      ]);
+      expect(Buffer.from((await other.get('shared', 1)).blob).toString()).to.equal('s1');
+      expect((await other.put('mixed', utf8('m3'))).version).to.equal(3);
+
+      // A second import clashes and writes nothing; --force replaces.
+      await other.delete('shared', 1);
+      const e = await rejects(importStore(other, bundle, utf8('bundle pass')), 'ALREADY_EXISTS');
+      expect(e.message).to.contain('"shared" v2');
+      await rejects(other.get('shared', 1), 'NOT_FOUND');
+      await importStore(other, bundle, utf8('bundle pass'), true);
+      expect(Buffer.from((await other.get('shared', 1)).blob).toString()).to.equal('s1');
+      await other.close();
+    });
+
+    it('refuses a wrong bundle passphrase with WRONG_KEY and a damaged bundle with an integrity code', async () => {
+      const s = await Cryptstore.create(dir, pass());
+      await s.put('x', utf8('1'), { exportable: true });
+      const { bundle } = await exportStore(s, utf8('right'), CHEAP);
+      await rejects(importStore(s, bundle, utf8('wrong')), 'WRONG_KEY');
+      const damaged = new Uint8Array(bundle);
+      damaged[damaged.length - 1]! ^= 1;
+      await rejects(importStore(s, damaged, utf8('right')), 'WRONG_KEY');
+      await rejects(importStore(s, utf8('not a bundle at all'), utf8('right')), 'INTEGRITY');
+      await s.close();
+    });
+
+    it('rekeys to a new passphrase, then to a key file, without touching the items', async () => {
+      const s = await Cryptstore.create(dir, pass('old'));
+      await s.put('k', utf8('value'));
+      await s.rekey(pass('new'));
+      await s.close();
+      await rejects(Cryptstore.open(dir, pass('old')), 'WRONG_KEY');
+      const s2 = await Cryptstore.open(dir, pass('new'));
+      const key = randomBytes(32);
+      await s2.rekey(new KeyFileProtector(key));
+      await s2.close();
+      const s3 = await Cryptstore.open(dir, new KeyFileProtector(key));
+      expect(Buffer.from((await s3.get('k')).blob).toString()).to.equal('value');
+      await s3.close();
+    });
+  });
+});
