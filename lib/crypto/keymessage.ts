@@ -71,6 +71,11 @@ export function toKeyMessage(key: KeyObject, keyName?: string): KeyMessage {
 const bad = (why: string, cause?: unknown) =>
   new CertifierError('INVALID_KEY', `invalid key_message: ${why}`, cause === undefined ? undefined : { cause });
 
+function gcd(a: bigint, b: bigint): bigint {
+  while (b !== 0n) [a, b] = [b, a % b];
+  return a;
+}
+
 function modInverse(a: bigint, m: bigint): bigint {
   let [r0, r1, s0, s1] = [m, ((a % m) + m) % m, 0n, 1n];
   while (r1 !== 0n) {
@@ -85,17 +90,28 @@ function modInverse(a: bigint, m: bigint): bigint {
 function rsaJwk(km: KeyMessage, wantPrivate: boolean): JsonWebKey {
   const r = km.rsaKey;
   if (!r?.publicModulus?.length || !r.publicExponent?.length) throw bad('rsa_key needs public_modulus and public_exponent');
+  const [n, e] = [bytesToBig(r.publicModulus), bytesToBig(r.publicExponent)];
+  if (n % 2n === 0n) throw bad('the RSA modulus is even');
+  if (e < 3n || e % 2n === 0n) throw bad('the RSA public exponent must be odd and at least 3');
   const jwk: JsonWebKey = { kty: 'RSA', n: b64u(trim(r.publicModulus)), e: b64u(trim(r.publicExponent)) };
   if (!wantPrivate) return jwk;
   if (!r.privateExponent?.length || !r.privateP?.length || !r.privateQ?.length) {
     throw bad('a private RSA key needs private_exponent, private_p and private_q');
   }
   const [d, p, q] = [bytesToBig(r.privateExponent), bytesToBig(r.privateP), bytesToBig(r.privateQ)];
-  if (p * q !== bytesToBig(r.publicModulus)) throw bad('private_p * private_q is not the modulus');
+  if (p * q !== n) throw bad('private_p * private_q is not the modulus');
+  // OpenSSL signs with the CRT values and would silently recover from a wrong d or dp, so
+  // check that every private value belongs to this key (RFC 8017, 3.2).
+  const lambda = ((p - 1n) * (q - 1n)) / gcd(p - 1n, q - 1n);
+  if ((e * d) % lambda !== 1n) throw bad('private_exponent does not match the public exponent');
+  const [dpWant, dqWant, qiWant] = [d % (p - 1n), d % (q - 1n), modInverse(q, p)];
+  if (r.privateDp?.length && bytesToBig(r.privateDp) !== dpWant) throw bad('private_dp does not match the key');
+  if (r.privateDq?.length && bytesToBig(r.privateDq) !== dqWant) throw bad('private_dq does not match the key');
+  if (r.privateIqmp?.length && bytesToBig(r.privateIqmp) !== qiWant) throw bad('private_iqmp does not match the key');
   // Older Certifier keys lack the CRT values; derive them rather than refuse the key.
-  const dp = r.privateDp?.length ? r.privateDp : bigToBytes(d % (p - 1n), r.privateP.length);
-  const dq = r.privateDq?.length ? r.privateDq : bigToBytes(d % (q - 1n), r.privateQ.length);
-  const qi = r.privateIqmp?.length ? r.privateIqmp : bigToBytes(modInverse(q, p), r.privateP.length);
+  const dp = bigToBytes(dpWant, r.privateP.length);
+  const dq = bigToBytes(dqWant, r.privateQ.length);
+  const qi = bigToBytes(qiWant, r.privateP.length);
   return { ...jwk, d: b64u(r.privateExponent), p: b64u(r.privateP), q: b64u(r.privateQ), dp: b64u(dp), dq: b64u(dq), qi: b64u(qi) };
 }
 
@@ -139,6 +155,8 @@ function ecJwk(km: KeyMessage, wantPrivate: boolean): JsonWebKey {
  */
 export function fromKeyMessage(km: KeyMessage): KeyObject {
   const type = km.keyType ?? '';
+  // Certifier key types always say which half they hold; "rsa-2048" alone is not one of them.
+  if (!/-(private|public)$/.test(type)) throw bad(`unsupported key_type "${type}"`);
   const wantPrivate = type.endsWith('-private');
   let jwk: JsonWebKey;
   if (type.startsWith('rsa-')) jwk = rsaJwk(km, wantPrivate);
