@@ -26,6 +26,7 @@ export class FrameDecoder {
   private chunks: Uint8Array[] = [];
   private buffered = 0;
   private expected = -1; // body length of the frame being read, -1 while reading the header
+  private failure: CertifierError | undefined; // set once a frame is refused; rethrown from then on
 
   constructor(readonly limit = DEFAULT_FRAME_LIMIT) {
     if (!Number.isInteger(limit) || limit < 1 || limit > 0xffffffff) throw new RangeError('frame limit out of range');
@@ -38,6 +39,7 @@ export class FrameDecoder {
 
   /** Adds a chunk; returns every frame completed by it (possibly none). */
   push(chunk: Uint8Array): Uint8Array[] {
+    if (this.failure) throw this.failure;
     if (chunk.length === 0) return [];
     this.chunks.push(chunk);
     this.buffered += chunk.length;
@@ -48,7 +50,8 @@ export class FrameDecoder {
         const header = this.take(HEADER);
         const length = new DataView(header.buffer, header.byteOffset, HEADER).getUint32(0, true);
         if (length > this.limit) {
-          throw new CertifierError('FRAME_TOO_LARGE', `peer announced a ${length}-byte message; the limit is ${this.limit}`);
+          this.failure = new CertifierError('FRAME_TOO_LARGE', `peer announced a ${length}-byte message; the limit is ${this.limit}`);
+          throw this.failure;
         }
         this.expected = length;
       }
@@ -61,6 +64,7 @@ export class FrameDecoder {
 
   /** Call at end of stream: throws FRAME_TRUNCATED if a frame was cut short. */
   end(): void {
+    if (this.failure) throw this.failure;
     if (this.buffered > 0 || this.expected >= 0) {
       const need = this.expected >= 0 ? `${this.expected} body bytes` : `${HEADER} header bytes`;
       throw new CertifierError('FRAME_TRUNCATED', `connection ended inside a frame (${this.buffered} bytes of ${need})`);
@@ -68,6 +72,7 @@ export class FrameDecoder {
   }
 
   private take(n: number): Uint8Array {
+    if (n === 0) return new Uint8Array(0); // an empty body: there may be no chunk left to slice
     const first = this.chunks[0]!;
     let out: Uint8Array;
     if (first.length >= n) {

@@ -18,6 +18,9 @@ export function tagProblem(tag: string): string | undefined {
   if (tag.length > MAX_TAG_LENGTH) return `is longer than ${MAX_TAG_LENGTH} characters`;
   // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u001f\u007f]/.test(tag)) return 'contains a control character';
+  // protobufjs turns invalid UTF-8 into U+FFFD; refusing it keeps two byte strings from
+  // reading as the same tag.
+  if (tag.includes('\ufffd')) return 'is not valid UTF-8';
   return undefined;
 }
 

@@ -1,0 +1,197 @@
+// Malformed input for every parser of lib/wire, as data (test/vectors/wire-malformed.json): each
+// case must fail with a CertifierError carrying exactly the catalogued code, never a plain
+// exception. Then truncations and random corruptions of real messages, which must fail the
+// same way or parse.
+
+import { expect } from 'chai';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { CertifierError, ExitStatus, type ErrorCode } from '../../lib/errors/index.ts';
+import {
+  decode,
+  parseClaim,
+  parseCryptstoreBundle,
+  parseCryptstoreEntry,
+  parseCryptstoreMetadata,
+  parseSignedClaim,
+  parseSignedClaimSequence,
+  parseTrustRequest,
+  parseTrustResponse,
+  type MessageName,
+} from '../../lib/wire/index.ts';
+import { VECTORS } from '../support/helpers.ts';
+
+type ParseName =
+  | 'decode'
+  | 'parseCryptstoreEntry'
+  | 'parseCryptstoreMetadata'
+  | 'parseCryptstoreBundle'
+  | 'parseSignedClaim'
+  | 'parseSignedClaimSequence'
+  | 'parseClaim'
+  | 'parseTrustRequest'
+  | 'parseTrustResponse';
+
+interface Case { name: string; message: MessageName; parse: ParseName; hex: string }
+interface MalformedCase extends Case { code: ErrorCode }
+interface Catalogue { description: string; valid: Case[]; malformed: MalformedCase[] }
+
+const catalogue = JSON.parse(readFileSync(join(VECTORS, 'wire-malformed.json'), 'utf8')) as Catalogue;
+
+/** Each parse function with the message it reads; `decode` reads whichever message the case names. */
+const PARSERS: Record<Exclude<ParseName, 'decode'>, { message: MessageName; parse: (b: Uint8Array) => unknown }> = {
+  parseCryptstoreEntry: { message: 'cryptstore_entry', parse: parseCryptstoreEntry },
+  parseCryptstoreMetadata: { message: 'cryptstore_metadata', parse: parseCryptstoreMetadata },
+  parseCryptstoreBundle: { message: 'cryptstore_bundle', parse: parseCryptstoreBundle },
+  parseSignedClaim: { message: 'signed_claim_message', parse: parseSignedClaim },
+  parseSignedClaimSequence: { message: 'signed_claim_sequence', parse: parseSignedClaimSequence },
+  parseClaim: { message: 'claim_message', parse: parseClaim },
+  parseTrustRequest: { message: 'trust_request_message', parse: parseTrustRequest },
+  parseTrustResponse: { message: 'trust_response_message', parse: parseTrustResponse },
+};
+
+const WIRE_CODES: readonly ErrorCode[] = ['DECODE_FAILED', 'MISSING_FIELD', 'BAD_FIELD'];
+
+function runCase(c: Case): unknown {
+  const bytes = Buffer.from(c.hex, 'hex');
+  return c.parse === 'decode' ? decode(c.message, bytes) : PARSERS[c.parse].parse(bytes);
+}
+
+/** Runs `fn`; returns undefined if it returned, the CertifierError if it threw one, and fails the test on anything else. */
+function outcome(fn: () => unknown, label: string): CertifierError | undefined {
+  try {
+    fn();
+    return undefined;
+  } catch (e) {
+    if (!(e instanceof CertifierError)) {
+      throw new Error(`${label}: threw a plain ${(e as Error)?.constructor?.name ?? typeof e}, not a CertifierError: ${String(e)}`, { cause: e });
+    }
+    expect(WIRE_CODES, `${label}: ${e.message}`).to.include(e.code);
+    return e;
+  }
+}
+
+/** Small seeded PRNG (mulberry32), so every run mutates the same bytes. */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const original = (name: string): Buffer => readFileSync(join(VECTORS, 'certifier-original', name));
+
+/** Real, valid inputs for each parser: the reference vectors and the catalogue's valid cases. */
+const SEEDS: { label: string; parse: (b: Uint8Array) => unknown; bytes: Uint8Array }[] = [
+  { label: 'treq.bin', parse: parseTrustRequest, bytes: original('treq.bin') },
+  { label: 'tresp.bin', parse: parseTrustResponse, bytes: original('tresp.bin') },
+  { label: 'policy.bin', parse: parseSignedClaimSequence, bytes: original('policy.bin') },
+  { label: 'platform_attest_endorsement.bin', parse: parseSignedClaim, bytes: original('platform_attest_endorsement.bin') },
+  { label: 'claim of signed_claim_2.bin', parse: parseClaim, bytes: parseSignedClaim(original('signed_claim_2.bin')).serializedClaimMessage },
+  ...catalogue.valid
+    .filter((c) => c.parse !== 'decode')
+    .map((c) => ({ label: c.name, parse: PARSERS[c.parse as Exclude<ParseName, 'decode'>].parse, bytes: Buffer.from(c.hex, 'hex') })),
+];
+
+describe('wire: malformed input', () => {
+  describe('the catalogue (test/vectors/wire-malformed.json)', () => {
+    it('holds at least 15 malformed cases with unique names, covering all three wire error codes', () => {
+      expect(catalogue.malformed.length).to.be.at.least(15);
+      const names = [...catalogue.valid, ...catalogue.malformed].map((c) => c.name);
+      expect(new Set(names).size, 'names are unique').to.equal(names.length);
+      expect(new Set(catalogue.malformed.map((c) => c.code))).to.deep.equal(new Set(WIRE_CODES));
+    });
+
+    it('labels every case with a known parse function, the message that function reads and well-formed hex', () => {
+      for (const c of [...catalogue.valid, ...catalogue.malformed]) {
+        expect(c.hex, c.name).to.match(/^(?:[0-9a-f]{2})*$/);
+        if (c.parse === 'decode') continue;
+        expect(PARSERS, c.name).to.have.property(c.parse);
+        expect(c.message, c.name).to.equal(PARSERS[c.parse].message);
+      }
+      for (const c of catalogue.malformed) expect(WIRE_CODES, c.name).to.include(c.code);
+    });
+
+    it('accepts every valid neighbour, so each malformed case fails for its one defect', () => {
+      for (const c of catalogue.valid) expect(outcome(() => runCase(c), c.name), c.name).to.equal(undefined);
+    });
+  });
+
+  describe('each malformed case', () => {
+    for (const c of catalogue.malformed) {
+      it(`rejects ${c.name} (${c.message}, ${c.parse}) with ${c.code}`, () => {
+        const e = outcome(() => runCase(c), c.name);
+        if (e === undefined) throw new Error(`${c.name}: parsed without error, expected ${c.code}`);
+        expect(e.code, e.message).to.equal(c.code);
+        expect(e.exitStatus).to.equal(ExitStatus.failed);
+        if (c.code === 'DECODE_FAILED') {
+          expect(e.message).to.contain(c.message);
+          expect(e.cause, 'keeps the protobuf error as the cause').to.be.instanceOf(Error);
+        } else {
+          // Validation errors list what was wrong, and the bytes themselves were valid protobuf.
+          expect(e.details?.problems).to.be.an('array').that.is.not.empty;
+          expect(() => decode(c.message, Buffer.from(c.hex, 'hex'))).not.to.throw();
+        }
+      });
+    }
+  });
+
+  describe('damaged real messages', () => {
+    for (const name of ['treq.bin', 'tresp.bin']) {
+      it(`rejects every proper prefix of ${name} with a wire error`, () => {
+        const seed = SEEDS.find((s) => s.label === name)!;
+        for (let n = 0; n < seed.bytes.length; n++) {
+          const e = outcome(() => seed.parse(seed.bytes.subarray(0, n)), `${name} cut to ${n} bytes`);
+          expect(e, `${name} cut to ${n} bytes`).to.be.instanceOf(CertifierError);
+        }
+      });
+    }
+
+    it('parses or rejects with a wire error every prefix of every seed message, never throwing anything else', () => {
+      for (const seed of SEEDS) {
+        for (let n = 0; n <= seed.bytes.length; n++) outcome(() => seed.parse(seed.bytes.subarray(0, n)), `${seed.label} cut to ${n} bytes`);
+      }
+    });
+
+    it('parses or rejects with a wire error 3000 random corruptions of the seed messages (seed 0xc0ffee)', () => {
+      const random = prng(0xc0ffee);
+      const int = (n: number) => Math.floor(random() * n);
+      for (let run = 0; run < 3000; run++) {
+        const seed = SEEDS[run % SEEDS.length]!;
+        let bytes = Buffer.from(seed.bytes);
+        const edits = 1 + int(3);
+        const log: string[] = [];
+        for (let k = 0; k < edits && bytes.length > 0; k++) {
+          const at = int(bytes.length);
+          const kind = int(4);
+          if (kind === 0) {
+            bytes[at] = bytes[at]! ^ (1 << int(8));
+            log.push(`flip bit at ${at}`);
+          } else if (kind === 1) {
+            bytes[at] = int(256);
+            log.push(`set byte ${at}`);
+          } else if (kind === 2) {
+            bytes = Buffer.concat([bytes.subarray(0, at), bytes.subarray(at + 1)]);
+            log.push(`delete byte ${at}`);
+          } else {
+            bytes = Buffer.concat([bytes.subarray(0, at), Buffer.from([int(256)]), bytes.subarray(at)]);
+            log.push(`insert byte at ${at}`);
+          }
+        }
+        outcome(() => seed.parse(bytes), `run ${run}, ${seed.label}: ${log.join(', ')}`);
+      }
+    });
+
+    it('parses or rejects with a wire error 500 random byte strings given to every parser (seed 0xbad)', () => {
+      const random = prng(0xbad);
+      for (let run = 0; run < 500; run++) {
+        const bytes = Uint8Array.from({ length: Math.floor(random() * 64) }, () => Math.floor(random() * 256));
+        for (const [name, p] of Object.entries(PARSERS)) outcome(() => p.parse(bytes), `run ${run}, ${name}: ${Buffer.from(bytes).toString('hex')}`);
+      }
+    });
+  });
+});
