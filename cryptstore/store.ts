@@ -272,20 +272,38 @@ export class Cryptstore {
   async put(tag: string, blob: Uint8Array, options: PutOptions = {}): Promise<EntryInfo> {
     checkTag(tag);
     checkBlob(blob);
-    const type = options.type ?? 'binary-blob';
-    if (!(ENTRY_TYPES as readonly string[]).includes(type)) throw new CertifierError('INVALID_INPUT', `unknown entry type "${type}"`);
     return this.exclusive(async () => {
       const st = await this.state(tag);
       const version = st.next + 1;
       if (version > MAX_VERSION) throw new CertifierError('INVALID_INPUT', `"${tag}" has used every version number`);
-      const entry: ValidEntry = {
-        tag, type, version, blob,
-        timeEntered: (options.time ?? new Date()).toISOString(),
-        exportable: options.exportable ?? false,
-      };
+      const entry = this.entryOf(tag, blob, version, options);
       await this.db.put(L.entryKey(tag, version), this.sealEntry(entry), { sync: this.sync });
       st.latest = st.next = version;
       return infoOf(entry);
+    });
+  }
+
+  /** Stores several items as one atomic batch: all of them or none. */
+  async putAll(items: { tag: string; blob: Uint8Array; options?: PutOptions }[]): Promise<EntryInfo[]> {
+    for (const i of items) {
+      checkTag(i.tag);
+      checkBlob(i.blob);
+    }
+    return this.exclusive(async () => {
+      const next = new Map<string, number>();
+      const entries: ValidEntry[] = [];
+      for (const i of items) {
+        const version = (next.get(i.tag) ?? (await this.state(i.tag)).next) + 1;
+        if (version > MAX_VERSION) throw new CertifierError('INVALID_INPUT', `"${i.tag}" has used every version number`);
+        next.set(i.tag, version);
+        entries.push(this.entryOf(i.tag, i.blob, version, i.options ?? {}));
+      }
+      await this.db.batch(entries.map((e) => ({ type: 'put' as const, key: L.entryKey(e.tag, e.version), value: this.sealEntry(e) })), { sync: this.sync });
+      for (const [tag, v] of next) {
+        const st = await this.state(tag);
+        st.latest = st.next = v;
+      }
+      return entries.map(infoOf);
     });
   }
 
@@ -388,6 +406,12 @@ export class Cryptstore {
       return L.parseEntryKey(key)!.version;
     }
     return 0;
+  }
+
+  private entryOf(tag: string, blob: Uint8Array, version: number, options: PutOptions): ValidEntry {
+    const type = options.type ?? 'binary-blob';
+    if (!(ENTRY_TYPES as readonly string[]).includes(type)) throw new CertifierError('INVALID_INPUT', `unknown entry type "${type}"`);
+    return { tag, type, version, blob, timeEntered: (options.time ?? new Date()).toISOString(), exportable: options.exportable ?? false };
   }
 
   private sealEntry(e: ValidEntry): Uint8Array {

@@ -34,6 +34,13 @@ export const ErrorCodes = {
   FRAME_TOO_LARGE: ExitStatus.failed,
   FRAME_TRUNCATED: ExitStatus.failed,
   INTERNAL: ExitStatus.failed,
+  BAD_CERTIFICATE: ExitStatus.failed,
+  // policy denials (1): the evidence is sound but the policy does not trust it
+  PLATFORM_NOT_TRUSTED: ExitStatus.failed,
+  MEASUREMENT_NOT_TRUSTED: ExitStatus.failed,
+  PURPOSE_UNSUPPORTED: ExitStatus.failed,
+  EVIDENCE_MALFORMED: ExitStatus.failed,
+  DENIED: ExitStatus.failed,
   // unreachable / timeout (3)
   UNREACHABLE: ExitStatus.unreachable,
   TIMEOUT: ExitStatus.unreachable,
@@ -41,6 +48,13 @@ export const ErrorCodes = {
   INTEGRITY: ExitStatus.integrity,
   WRONG_KEY: ExitStatus.integrity,
   BAD_SIGNATURE: ExitStatus.integrity,
+  UNTRUSTED_PEER: ExitStatus.integrity,
+  CERT_EXPIRED: ExitStatus.integrity,
+  POLICY_INVALID: ExitStatus.integrity,
+  ENDORSEMENT_INVALID: ExitStatus.integrity,
+  REPORT_INVALID: ExitStatus.integrity,
+  CLAIM_EXPIRED: ExitStatus.integrity,
+  SESSION_MISMATCH: ExitStatus.integrity,
 } as const;
 export type ErrorCode = keyof typeof ErrorCodes;
 

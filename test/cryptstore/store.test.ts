@@ -166,6 +166,19 @@ describe('cryptstore', () => {
       expect(infos.map((i) => i.version).sort((a, b) => a - b)).to.deep.equal(Array.from({ length: 20 }, (_, i) => i + 1));
     });
 
+    it('stores several items in one atomic batch with consecutive versions', async () => {
+      await s.put('a', utf8('a1'));
+      const infos = await s.putAll([
+        { tag: 'a', blob: utf8('a2') },
+        { tag: 'b', blob: utf8('b1'), options: { type: 'X509-der-cert' } },
+        { tag: 'a', blob: utf8('a3'), options: { exportable: true } },
+      ]);
+      expect(infos.map((i) => `${i.tag}@${i.version}`)).to.deep.equal(['a@2', 'b@1', 'a@3']);
+      expect((await s.get('a')).exportable).to.equal(true);
+      await rejects(s.putAll([{ tag: 'c', blob: utf8('c') }, { tag: '', blob: utf8('bad') }]), 'INVALID_INPUT');
+      await rejects(s.get('c'), 'NOT_FOUND');
+    });
+
     it('lists every version with metadata and never the values', async () => {
       await s.put('b', utf8('secret-b'), { exportable: true });
       await s.put('a', utf8('secret-a'));

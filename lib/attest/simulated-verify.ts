@@ -1,0 +1,104 @@
+// Verifying simulated-enclave evidence (the Certifier's "vse-verifier" package): the platform's
+// endorsement of an attestation key, and a report signed by that key naming the measurement and
+// the key to certify. Signatures are checked here; whether to trust them is the policy's call.
+
+import type { KeyObject } from 'node:crypto';
+import { CertifierError } from '../errors/index.ts';
+import { fromKeyMessage, isSignatureAlg, toHex, verify } from '../crypto/index.ts';
+import { decode, type AttestationUserData, type SignedClaimMessage, type SignedReport, type ValidTrustRequest, type VseAttestationReportInfo } from '../wire/index.ts';
+import { entityKey, keyLabel, parseCertifierTime, sameKey, verifySignedClaim, type EvidenceFacts } from '../policy/index.ts';
+
+export const SIMULATED_ENCLAVE = 'simulated-enclave';
+export const REPORT_FORMAT = 'vse-attestation-report';
+
+const malformed = (why: string, cause?: unknown) => new CertifierError('EVIDENCE_MALFORMED', why, cause ? { cause } : undefined);
+
+function decodeOr<T>(name: Parameters<typeof decode>[0], bytes: Uint8Array | undefined, what: string): T {
+  if (!bytes?.length) throw malformed(`${what} is missing`);
+  try {
+    return decode<T>(name, bytes);
+  } catch (cause) {
+    throw malformed(`${what} is not a valid ${name}`, cause);
+  }
+}
+
+function one(support: ValidTrustRequest['support'], type: string): Uint8Array {
+  const found = support.factAssertion.filter((f) => f.evidenceType === type);
+  if (found.length !== 1) throw malformed(`the evidence package needs exactly one "${type}" assertion, found ${found.length}`);
+  return found[0]!.serializedEvidence;
+}
+
+/** Verifies the endorsement: "platformKey says attestKey is-trusted-for-attestation". */
+function verifyEndorsement(bytes: Uint8Array): { platformKey: KeyObject; attestKey: KeyObject; notBefore: Date; notAfter: Date } {
+  const sc = decodeOr<SignedClaimMessage>('signed_claim_message', bytes, 'the endorsement');
+  const c = verifySignedClaim(sc, 'ENDORSEMENT_INVALID', 'the endorsement');
+  const inner = c.clause.clause;
+  const attestKey = entityKey(inner?.subject);
+  if (c.clause.verb !== 'says' || inner?.verb !== 'is-trusted-for-attestation' || !attestKey) {
+    throw new CertifierError('ENDORSEMENT_INVALID', 'the endorsement does not say "platformKey says attestKey is-trusted-for-attestation"');
+  }
+  return { platformKey: c.signer, attestKey, notBefore: c.notBefore, notAfter: c.notAfter };
+}
+
+export function verifySimulatedEvidence(support: ValidTrustRequest['support']): EvidenceFacts {
+  if (support.enclaveType !== undefined && support.enclaveType !== SIMULATED_ENCLAVE) {
+    throw malformed(`enclave type "${support.enclaveType}" is not ${SIMULATED_ENCLAVE}`);
+  }
+  const e = verifyEndorsement(one(support, 'signed-claim'));
+  const platformLabel = keyLabel(e.platformKey, 'platformKey');
+  const attestLabel = keyLabel(e.attestKey, 'attestKey');
+
+  const sr = decodeOr<SignedReport>('signed_report', one(support, 'signed-vse-attestation-report'), 'the attestation report');
+  if (sr.reportFormat !== REPORT_FORMAT) throw malformed(`report format "${sr.reportFormat ?? ''}" is not ${REPORT_FORMAT}`);
+  if (!sr.report?.length || !sr.signature?.length || !sr.signingKey || !sr.signingAlgorithm) throw malformed('the signed report lacks its report, key, algorithm or signature');
+  let reportKey: KeyObject;
+  try {
+    reportKey = fromKeyMessage(sr.signingKey);
+  } catch (cause) {
+    throw new CertifierError('REPORT_INVALID', 'the report names an unreadable signing key', { cause });
+  }
+  if (!sameKey(reportKey, e.attestKey)) {
+    throw new CertifierError('REPORT_INVALID', `the report is signed by ${keyLabel(reportKey)}, which the platform did not endorse (it endorsed ${attestLabel})`);
+  }
+  if (!isSignatureAlg(sr.signingAlgorithm)) throw new CertifierError('REPORT_INVALID', `unsupported report signing algorithm "${sr.signingAlgorithm}"`);
+  let ok = false;
+  try {
+    ok = verify(reportKey, sr.report, sr.signature, sr.signingAlgorithm);
+  } catch {
+    ok = false;
+  }
+  if (!ok) throw new CertifierError('REPORT_INVALID', `the report signature does not verify with ${attestLabel}`);
+
+  const info = decodeOr<VseAttestationReportInfo>('vse_attestation_report_info', sr.report, 'the report');
+  if (info.enclaveType !== SIMULATED_ENCLAVE) throw malformed(`the report's enclave type "${info.enclaveType ?? ''}" is not ${SIMULATED_ENCLAVE}`);
+  const m = info.verifiedMeasurement;
+  if (m?.length !== 32) throw malformed(`the report's measurement is ${m?.length ?? 0} bytes, not 32`);
+  const ud = decodeOr<AttestationUserData>('attestation_user_data', info.userData, "the report's user data");
+  let enclaveKey: KeyObject;
+  try {
+    enclaveKey = fromKeyMessage(ud.enclaveKey ?? {});
+  } catch (cause) {
+    throw malformed("the user data's enclave key is missing or unreadable", cause);
+  }
+  if (enclaveKey.type !== 'public') throw malformed("the user data's enclave key must be a public key");
+  const reportWindow = {
+    notBefore: parseCertifierTime(info.notBefore ?? '', 'report not_before'),
+    notAfter: parseCertifierTime(info.notAfter ?? '', 'report not_after'),
+  };
+  const enclaveLabel = keyLabel(enclaveKey, ud.enclaveKey?.keyName);
+  return {
+    platform: SIMULATED_ENCLAVE,
+    platformKey: e.platformKey,
+    windows: [
+      { what: 'endorsement', window: { notBefore: e.notBefore, notAfter: e.notAfter } },
+      { what: 'attestation report', window: reportWindow },
+    ],
+    measurement: m,
+    enclaveKey,
+    ...(ud.sessionBinding?.length ? { sessionBinding: ud.sessionBinding } : {}),
+    steps: [
+      `${platformLabel} says ${attestLabel} is-trusted-for-attestation (signature verified)`,
+      `${attestLabel} says ${enclaveLabel} speaks-for measurement ${toHex(m)} (report signature verified)`,
+    ],
+  };
+}

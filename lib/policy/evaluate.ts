@@ -1,0 +1,75 @@
+// The policy engine: a pure function from (policy, verified evidence facts, purpose, time,
+// expected session binding) to a decision that always carries its reason and the proof so far.
+
+import type { KeyObject } from 'node:crypto';
+import type { ErrorCode } from '../errors/index.ts';
+import { bytesEqual, toHex } from '../crypto/index.ts';
+import { keyLabel, sameKey } from './entities.ts';
+import { within, type Window } from './claims.ts';
+import type { Policy } from './policy.ts';
+
+/** What a platform verifier proved from the evidence (signatures already checked). */
+export interface EvidenceFacts {
+  /** Enclave type, e.g. "simulated-enclave". */
+  platform: string;
+  /** The key at the root of the evidence: it endorsed the attestation key. */
+  platformKey: KeyObject;
+  /** Validity of the endorsement and of the report. */
+  windows: { what: string; window: Window }[];
+  measurement: Uint8Array;
+  /** The key the machine wants certified. */
+  enclaveKey: KeyObject;
+  /** The TLS exporter the machine bound its evidence to, if any. */
+  sessionBinding?: Uint8Array;
+  /** What the verifier established, in order, for the proof. */
+  steps: string[];
+}
+
+export interface EvaluateOptions {
+  at: Date;
+  purpose: string;
+  /** The exporter of the connection the evidence arrived on; undefined in the original plain protocol. */
+  expectedBinding?: Uint8Array;
+  /** How far ahead of ours a machine's clock may run when it dates its evidence (default 5 min). */
+  skewMs?: number;
+}
+
+export const DEFAULT_CLOCK_SKEW_MS = 5 * 60_000;
+
+export type Decision =
+  | { allow: true; measurement: Uint8Array; platform: string; enclaveKey: KeyObject; proof: string[] }
+  | { allow: false; code: ErrorCode; reason: string; proof: string[] };
+
+export function evaluate(policy: Policy, facts: EvidenceFacts, o: EvaluateOptions): Decision {
+  const proof = [...facts.steps];
+  const deny = (code: ErrorCode, reason: string): Decision => ({ allow: false, code, reason, proof });
+  const at = o.at.toISOString();
+
+  if (o.purpose !== 'authentication') return deny('PURPOSE_UNSUPPORTED', `purpose "${o.purpose}" is not supported; only "authentication" certificates are issued`);
+
+  const platformLabel = keyLabel(facts.platformKey);
+  const platforms = policy.platforms.filter((p) => sameKey(p.key, facts.platformKey));
+  if (platforms.length === 0) return deny('PLATFORM_NOT_TRUSTED', `the platform key ${platformLabel} is not trusted for attestation by the policy`);
+  if (!platforms.some((p) => within(p, o.at))) return deny('CLAIM_EXPIRED', `the policy claim trusting platform key ${platformLabel} is not valid at ${at}`);
+  proof.push(`policy: policyKey says ${platformLabel} is-trusted-for-attestation`);
+
+  for (const w of facts.windows) {
+    if (!within(w.window, o.at, o.skewMs ?? DEFAULT_CLOCK_SKEW_MS)) {
+      return deny('CLAIM_EXPIRED', `the ${w.what} is valid from ${w.window.notBefore.toISOString()} to ${w.window.notAfter.toISOString()}, not at ${at}`);
+    }
+  }
+
+  if (o.expectedBinding) {
+    if (!facts.sessionBinding) return deny('SESSION_MISMATCH', 'the evidence is not bound to a TLS session (an older client, or a replay)');
+    if (!bytesEqual(facts.sessionBinding, o.expectedBinding)) return deny('SESSION_MISMATCH', 'the evidence is bound to a different TLS session (replayed or relayed)');
+    proof.push('the evidence is bound to this TLS session');
+  }
+
+  const hex = toHex(facts.measurement);
+  const measurements = policy.measurements.filter((m) => bytesEqual(m.measurement, facts.measurement));
+  if (measurements.length === 0) return deny('MEASUREMENT_NOT_TRUSTED', `measurement ${hex} is not trusted by the policy`);
+  if (!measurements.some((m) => within(m, o.at))) return deny('CLAIM_EXPIRED', `the policy claim trusting measurement ${hex} is not valid at ${at}`);
+  proof.push(`policy: policyKey says measurement ${hex} is-trusted`);
+  proof.push(`therefore ${keyLabel(facts.enclaveKey)} is-trusted-for-authentication as measurement ${hex}`);
+  return { allow: true, measurement: facts.measurement, platform: facts.platform, enclaveKey: facts.enclaveKey, proof };
+}

@@ -1,0 +1,135 @@
+// The simulated platform end to end through verification and the policy engine, and each
+// refusal with its own code.
+
+import { expect } from 'chai';
+import { join } from 'node:path';
+import { CertifierError } from '../../lib/errors/index.ts';
+import { generateKeyPair, randomBytes, sha256, toKeyMessage, publicKeyOf, utf8 } from '../../lib/crypto/index.ts';
+import { decode, encode, parseTrustRequest, type EvidencePackage, type SignedReport } from '../../lib/wire/index.ts';
+import { evaluate, formatCertifierTime, keyEntity, loadPolicy, makePolicy, saysClause, signClaim, simpleClause, type Decision } from '../../lib/policy/index.ts';
+import { generateSimulatedPlatform, SimulatedEnclave, verifyEvidence } from '../../lib/attest/index.ts';
+import { Cryptstore } from '../../cryptstore/index.ts';
+import { tempDir } from '../support/helpers.ts';
+
+const DAY = 86_400_000;
+const now = new Date();
+const measurement = sha256(utf8('the program'));
+
+async function setup() {
+  const policy = await generateKeyPair('p256');
+  const platform = await generateSimulatedPlatform();
+  const enclave = new SimulatedEnclave(platform.attestKey, platform.endorsement, measurement);
+  const machine = await generateKeyPair('p256');
+  const policyFile = makePolicy({
+    policyKey: policy.privateKey, platforms: [{ key: platform.platformKey }], measurements: [measurement],
+    notBefore: new Date(now.getTime() - DAY), notAfter: new Date(now.getTime() + DAY),
+  });
+  return { policy, platform, enclave, machine, policyFile };
+}
+
+function request(pkg: EvidencePackage) {
+  return parseTrustRequest(encode('trust_request_message', {
+    requestingEnclaveTag: 'requesting-enclave', providingEnclaveTag: 'providing-enclave',
+    submittedEvidenceType: 'vse-attestation-package', purpose: 'authentication', support: pkg,
+  }));
+}
+
+async function decide(s: Awaited<ReturnType<typeof setup>>, o: { binding?: Uint8Array; expected?: Uint8Array; enclave?: SimulatedEnclave; at?: Date; policyFile?: Uint8Array } = {}): Promise<Decision> {
+  const binding = o.binding ?? randomBytes(32);
+  const pkg = await (o.enclave ?? s.enclave).attest({
+    enclaveType: 'simulated-enclave', time: formatCertifierTime(now), enclaveKey: toKeyMessage(publicKeyOf(s.machine.privateKey), 'auth-key'), sessionBinding: binding,
+  });
+  const facts = verifyEvidence(request(pkg).support);
+  return evaluate(loadPolicy(o.policyFile ?? s.policyFile, s.policy.publicKey), facts, { at: o.at ?? now, purpose: 'authentication', expectedBinding: o.expected ?? binding });
+}
+
+describe('simulated platform and policy engine', () => {
+  let s: Awaited<ReturnType<typeof setup>>;
+  before(async () => {
+    s = await setup();
+  });
+
+  it('allows a trusted measurement on a trusted platform bound to this session, with the proof', async () => {
+    const d = await decide(s);
+    expect(d.allow).to.equal(true);
+    expect(d.proof).to.have.length(6);
+    expect(d.proof.join('\n')).to.contain('bound to this TLS session');
+  });
+
+  it('denies an untrusted measurement with MEASUREMENT_NOT_TRUSTED naming it', async () => {
+    const other = new SimulatedEnclave(s.platform.attestKey, s.platform.endorsement, sha256(utf8('another program')));
+    const d = await decide(s, { enclave: other });
+    expect(d).to.include({ allow: false, code: 'MEASUREMENT_NOT_TRUSTED' });
+    if (!d.allow) expect(d.reason).to.contain(Buffer.from(sha256(utf8('another program'))).toString('hex'));
+  });
+
+  it('denies an untrusted platform with PLATFORM_NOT_TRUSTED', async () => {
+    const p2 = await generateSimulatedPlatform();
+    const d = await decide(s, { enclave: new SimulatedEnclave(p2.attestKey, p2.endorsement, measurement) });
+    expect(d).to.include({ allow: false, code: 'PLATFORM_NOT_TRUSTED' });
+  });
+
+  it('refuses an endorsement signed by the wrong key with ENDORSEMENT_INVALID', async () => {
+    // The clause claims the trusted platform key speaks, but another key signed it.
+    const impostor = await generateKeyPair('p256');
+    const clause = saysClause(keyEntity(s.platform.platformKey, 'platformKey'), simpleClause(keyEntity(s.platform.attestKey, 'attestKey'), 'is-trusted-for-attestation'));
+    const sc = signClaim({ signer: impostor.privateKey, clause, notBefore: now, notAfter: new Date(now.getTime() + DAY) });
+    sc.signingKey = toKeyMessage(publicKeyOf(s.platform.platformKey), 'platformKey');
+    const forged = new SimulatedEnclave(s.platform.attestKey, encode('signed_claim_message', sc), measurement);
+    const e = await decide(s, { enclave: forged }).catch((x) => x);
+    expect(e).to.be.instanceOf(CertifierError).with.property('code', 'ENDORSEMENT_INVALID');
+  });
+
+  it('refuses a report signed by a key the platform did not endorse with REPORT_INVALID', async () => {
+    const rogue = await generateKeyPair('p256');
+    const d = await decide(s, { enclave: new SimulatedEnclave(rogue.privateKey, s.platform.endorsement, measurement) }).catch((x) => x);
+    expect(d).to.be.instanceOf(CertifierError).with.property('code', 'REPORT_INVALID');
+  });
+
+  it('refuses a report whose signature does not verify with REPORT_INVALID', async () => {
+    const pkg = await s.enclave.attest({ enclaveType: 'simulated-enclave', enclaveKey: toKeyMessage(publicKeyOf(s.machine.privateKey)) });
+    const sr = decode<SignedReport>('signed_report', pkg.factAssertion![1]!.serializedEvidence!);
+    sr.report = new Uint8Array(sr.report!);
+    sr.report[sr.report.length - 1]! ^= 1;
+    pkg.factAssertion![1]!.serializedEvidence = encode('signed_report', sr);
+    expect(() => verifyEvidence(request(pkg).support)).to.throw(CertifierError).with.property('code', 'REPORT_INVALID');
+  });
+
+  it('denies evidence under an expired policy claim with CLAIM_EXPIRED', async () => {
+    const expired = makePolicy({
+      policyKey: s.policy.privateKey, platforms: [{ key: s.platform.platformKey }], measurements: [measurement],
+      notBefore: new Date(now.getTime() - 3 * DAY), notAfter: new Date(now.getTime() - DAY),
+    });
+    expect(await decide(s, { policyFile: expired })).to.include({ allow: false, code: 'CLAIM_EXPIRED' });
+  });
+
+  it('refuses a policy whose signature does not verify with POLICY_INVALID', () => {
+    const bad = new Uint8Array(s.policyFile);
+    bad[bad.length - 5]! ^= 1;
+    expect(() => loadPolicy(bad, s.policy.publicKey)).to.throw(CertifierError).with.property('code', 'POLICY_INVALID');
+  });
+
+  it('denies evidence bound to a different TLS session (a replay) with SESSION_MISMATCH', async () => {
+    expect(await decide(s, { binding: randomBytes(32), expected: randomBytes(32) })).to.include({ allow: false, code: 'SESSION_MISMATCH' });
+  });
+
+  describe('sealing', () => {
+    let tmp: ReturnType<typeof tempDir>;
+    beforeEach(() => (tmp = tempDir()));
+    afterEach(() => tmp.cleanup());
+
+    it('opens a sealed store with the same platform and measurement, and refuses another measurement with WRONG_KEY', async () => {
+      const dir = join(tmp.dir, 'sealed');
+      const st = await Cryptstore.create(dir, s.enclave.sealingProtector());
+      await st.put('k', utf8('v'));
+      await st.close();
+      const again = await Cryptstore.open(dir, s.enclave.sealingProtector());
+      expect(Buffer.from((await again.get('k')).blob).toString()).to.equal('v');
+      expect(again.info.protection).to.deep.equal({ kind: 'sealed', platform: 'simulated-enclave' });
+      await again.close();
+      const other = new SimulatedEnclave(s.platform.attestKey, s.platform.endorsement, sha256(utf8('changed program')));
+      const e = await Cryptstore.open(dir, other.sealingProtector()).catch((x) => x);
+      expect(e).to.be.instanceOf(CertifierError).with.property('code', 'WRONG_KEY');
+    });
+  });
+});
