@@ -112,6 +112,7 @@ async function dirState(dir: string): Promise<'missing' | 'empty' | 'store' | 'o
 
 export class Cryptstore {
   private readonly states = new Map<string, TagState>();
+  private readonly entryAad: (tag: string, version: number) => Uint8Array;
   private tail: Promise<unknown> = Promise.resolve();
   private closed = false;
 
@@ -121,7 +122,9 @@ export class Cryptstore {
     private meta: ValidMetadata,
     private readonly dataKey: Uint8Array,
     private readonly sync: boolean,
-  ) {}
+  ) {
+    this.entryAad = L.entryAadFor(meta.storeId);
+  }
 
   /** True when `dir` looks like a cryptstore (without opening it). */
   static async exists(dir: string): Promise<boolean> {
@@ -224,7 +227,9 @@ export class Cryptstore {
     checkVersion(version, true);
     const v = version || (await this.state(tag)).latest;
     if (v === 0) throw new CertifierError('NOT_FOUND', `no item tagged "${tag}"`);
-    const raw = await this.db.get(L.entryKey(tag, v));
+    // A synchronous read: a cached LevelDB block is microseconds, and the asynchronous path
+    // costs more than that in thread hand-offs and garbage (see the benchmark notes in the README).
+    const raw = this.db.getSync(L.entryKey(tag, v));
     if (raw === undefined) throw new CertifierError('NOT_FOUND', `no version ${v} of "${tag}"`);
     return this.openEntry(tag, v, raw);
   }
@@ -419,13 +424,13 @@ export class Cryptstore {
       tag: e.tag, type: e.type, version: e.version,
       timeEntered: Buffer.from(e.timeEntered, 'utf8'), blob: e.blob, exportable: e.exportable,
     };
-    return seal(this.dataKey, encode('cryptstore_entry', body), L.entryAad(this.meta.storeId, e.tag, e.version));
+    return seal(this.dataKey, encode('cryptstore_entry', body), this.entryAad(e.tag, e.version));
   }
 
   private openEntry(tag: string, version: number, raw: Uint8Array): Entry {
     const damaged = (why: string, cause?: unknown) =>
       new CertifierError('INTEGRITY', `item "${tag}" version ${version} failed its integrity check (${why})`, cause ? { cause } : undefined);
-    const plain = aeadOpen(this.dataKey, raw, L.entryAad(this.meta.storeId, tag, version));
+    const plain = aeadOpen(this.dataKey, raw, this.entryAad(tag, version));
     if (!plain) throw damaged('authentication failed');
     let e: ValidEntry;
     try {

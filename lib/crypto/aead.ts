@@ -18,18 +18,29 @@ function checkKeyNonce(key: Uint8Array, nonce: Uint8Array): void {
 
 /** Encrypts with an explicit nonce; returns ciphertext || tag. */
 export function aesGcmEncrypt(key: Uint8Array, nonce: Uint8Array, plaintext: Uint8Array, aad: Uint8Array): Uint8Array {
+  return encryptInto(key, nonce, plaintext, aad, 0);
+}
+
+/** Encrypts into a new buffer with `offset` bytes left free at its start (for the nonce). */
+function encryptInto(key: Uint8Array, nonce: Uint8Array, plaintext: Uint8Array, aad: Uint8Array, offset: number): Uint8Array {
   checkKeyNonce(key, nonce);
   const c = createCipheriv('aes-256-gcm', key, nonce, { authTagLength: GCM_TAG_BYTES });
   c.setAAD(aad);
-  const head = c.update(plaintext);
+  // One output allocation; large inputs go through in pieces so no second full-size copy is made.
+  const out = new Uint8Array(offset + plaintext.length + GCM_TAG_BYTES);
+  let o = offset;
+  for (let i = 0; i < plaintext.length; i += CHUNK) {
+    const part = c.update(plaintext.subarray(i, Math.min(plaintext.length, i + CHUNK)));
+    out.set(part, o);
+    o += part.length;
+  }
   const tail = c.final();
-  const tag = c.getAuthTag();
-  const out = new Uint8Array(head.length + tail.length + GCM_TAG_BYTES);
-  out.set(head, 0);
-  out.set(tail, head.length);
-  out.set(tag, head.length + tail.length);
+  out.set(tail, o);
+  out.set(c.getAuthTag(), o + tail.length);
   return out;
 }
+
+const CHUNK = 64 * 1024;
 
 /** Decrypts ciphertext || tag; returns null when authentication fails. */
 export function aesGcmDecrypt(key: Uint8Array, nonce: Uint8Array, sealed: Uint8Array, aad: Uint8Array): Uint8Array | null {
@@ -57,10 +68,8 @@ export function aesGcmDecrypt(key: Uint8Array, nonce: Uint8Array, sealed: Uint8A
 /** Encrypts under a fresh random nonce; returns nonce || ciphertext || tag. */
 export function seal(key: Uint8Array, plaintext: Uint8Array, aad: Uint8Array): Uint8Array {
   const nonce = randomBytes(GCM_NONCE_BYTES);
-  const body = aesGcmEncrypt(key, nonce, plaintext, aad);
-  const out = new Uint8Array(GCM_NONCE_BYTES + body.length);
+  const out = encryptInto(key, nonce, plaintext, aad, GCM_NONCE_BYTES);
   out.set(nonce, 0);
-  out.set(body, GCM_NONCE_BYTES);
   return out;
 }
 

@@ -28,8 +28,10 @@ export function fromHex(s: string): Uint8Array {
   return new Uint8Array(Buffer.from(s, 'hex'));
 }
 
+const encoder = new TextEncoder();
+
 export function utf8(s: string): Uint8Array {
-  return new TextEncoder().encode(s);
+  return encoder.encode(s);
 }
 
 export function concatBytes(...parts: Uint8Array[]): Uint8Array {

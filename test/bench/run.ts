@@ -1,0 +1,10 @@
+// `npm run bench [-- --quick] [--only <section>]`: every benchmark section in one run, one table
+// per section, after the machine facts. Ratios and targets are reported, not asserted: the exit
+// status is 0 unless a section crashed. New sections: a module calling `section(...)` from
+// ./harness.ts, imported below in the order it should run.
+
+import { parseArgs, runSections } from './harness.ts';
+import './cryptstore.bench.ts';
+
+const summary = await runSections(parseArgs(process.argv.slice(2)));
+process.exitCode = summary.failed.length ? 1 : 0;

@@ -1,0 +1,63 @@
+// Smoke-runs the benchmark (`npm run bench -- --quick`): it must finish, exit 0, print a
+// cryptstore-vs-raw row with a ratio for every value size and operation, and remove its
+// temporary directory. The numbers of a quick run are not checked: they mean nothing.
+
+import { expect } from 'chai';
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { ROOT } from '../support/helpers.ts';
+
+const SIZES = ['32 B', '1 KiB', '64 KiB', '1 MiB'];
+
+function runBench(args: string[]): Promise<{ status: number | null; signal: NodeJS.Signals | null; out: string; err: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'test/bench/run.ts', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (d: Buffer) => out.push(d));
+    child.stderr.on('data', (d: Buffer) => err.push(d));
+    child.on('error', reject);
+    child.on('close', (status, signal) =>
+      resolve({ status, signal, out: Buffer.concat(out).toString('utf8'), err: Buffer.concat(err).toString('utf8') }));
+  });
+}
+
+const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+describe('benchmark smoke run (--quick)', function () {
+  this.timeout(180_000);
+  this.slow(30_000);
+
+  let run: Awaited<ReturnType<typeof runBench>>;
+  before(async () => {
+    run = await runBench(['--quick']);
+  });
+
+  it('exits 0', () => {
+    expect(run.signal, run.err).to.equal(null);
+    expect(run.status, `stdout:\n${run.out}\nstderr:\n${run.err}`).to.equal(0);
+  });
+
+  it('prints the machine facts', () => {
+    expect(run.out).to.match(/^\s+node:\s+v\d+\.\d+\.\d+/m);
+    expect(run.out).to.match(/^\s+cpu:\s+\d+ x /m);
+  });
+
+  for (const size of SIZES) {
+    for (const op of ['put', 'get']) {
+      it(`prints a ratio row for ${size} ${op}`, () => {
+        // size, operation, raw ops/s, cryptstore ops/s, ratio, paired, target, status
+        const row = new RegExp(`^${escape(size)}\\s+${op}\\s+[\\d.]+\\s+[\\d.]+\\s+(\\d+\\.\\d\\d)\\s+.*>= 0\\.50\\s+(PASS|BELOW)\\s*$`, 'm');
+        const m = row.exec(run.out);
+        expect(m, `no ${size} ${op} row in:\n${run.out}`).to.not.equal(null);
+        expect(Number(m![1])).to.be.greaterThan(0);
+      });
+    }
+  }
+
+  it('removes its temporary directory', () => {
+    const m = /^\s+temp dir:\s+(\S+)/m.exec(run.out);
+    expect(m, run.out).to.not.equal(null);
+    expect(existsSync(m![1]!)).to.equal(false);
+  });
+});
