@@ -1,11 +1,77 @@
 // simpleserver: the policy-key certificate authority. It verifies a machine's evidence against
-// the signed policy and issues an X.509 admission certificate. (Commands arrive with the
-// certificate-authority work; this program only describes itself for now.)
+// the signed policy and issues an X.509 admission certificate.
 
-import { createProgram, run } from './common/cli.ts';
+import { readFileLimited } from '../lib/files/index.ts';
+import { CertifierError } from '../lib/errors/index.ts';
+import { fromHex, toHex } from '../lib/crypto/index.ts';
+import { parseTrustRequest } from '../lib/wire/index.ts';
+import { evaluate, loadPolicy, sameKey, type Decision } from '../lib/policy/index.ts';
+import { verifyEvidence } from '../lib/attest/index.ts';
+import { validatePolicyCert } from '../lib/pki/index.ts';
+import { startCertifier } from '../lib/certifier/index.ts';
+import { createProgram, intInRange, run, subcommand, warn, type JsonOption } from './common/cli.ts';
+import { parseHostPort, readCertificateFile, readPrivateKeyFile } from './common/keys.ts';
+import { logLine, runUntilSignal } from './common/server.ts';
+import { policyDomain } from './cert-utility/trust-commands.ts';
 
+const P = 'simpleserver';
 process.umask(0o077);
-const program = createProgram('simpleserver', 'the policy-key certificate authority: evidence in, admission certificate out');
-program.addHelpText('after', '\nCommands (serve, explain) are not implemented yet.\n');
-program.action(() => program.help({ error: true }));
+const program = createProgram(P, 'the policy-key certificate authority: evidence in, admission certificate out');
+
+subcommand<JsonOption & { policyKey: string; policyCert: string; policy: string; listen: string; plain?: boolean; certDays: number; logJson?: boolean }>(program, 'serve',
+  'certify machines whose evidence the policy trusts',
+  async (o) => {
+    const [policyKey, policyCert] = await Promise.all([readPrivateKeyFile(o.policyKey), readCertificateFile(o.policyCert)]);
+    const pc = validatePolicyCert(policyCert, new Date());
+    if (!sameKey(pc.publicKey, policyKey)) throw new CertifierError('INVALID_KEY', `${o.policyKey} is not the key of ${o.policyCert}`);
+    const policy = loadPolicy(await readFileLimited(o.policy, 4 * 1024 * 1024), pc.publicKey);
+    const { host, port } = parseHostPort(o.listen, '--listen');
+    if (o.plain) warn(P, 'serving the original plain-TCP protocol: no TLS, and evidence is not bound to a session (a recorded request can be replayed); use only for older clients');
+    const server = await startCertifier({
+      policyKey, policyCert, policy, domain: policyDomain(policyCert), host, port, plain: o.plain === true,
+      certValiditySeconds: o.certDays * 86_400, log: logLine(P, o.logJson === true),
+    });
+    process.stderr.write(`${P}: domain ${policyDomain(policyCert)}, ${policy.platforms.length} trusted platform(s), ${policy.measurements.length} trusted measurement(s), ${o.plain ? 'plain TCP' : 'TLS 1.3'}\n`);
+    return { json: await runUntilSignal(P, server, o.json === true) };
+  })
+  .requiredOption('--policy-key <file>', 'the policy private key')
+  .requiredOption('--policy-cert <file>', 'the policy certificate')
+  .requiredOption('--policy <file>', 'the signed policy (make-policy)')
+  .option('--listen <host:port>', 'address to listen on (port 0 picks one)', '127.0.0.1:8123')
+  .option('--plain', 'serve the original plain-TCP protocol (no TLS, no session binding)')
+  .option('--cert-days <n>', 'longest admission certificate lifetime (never beyond the policy claims)', intInRange(1, 3660), 90)
+  .option('--log-json', 'log JSON lines instead of text')
+  .addHelpText('after', '\nExample:\n  $ simpleserver serve --policy-key policy-key.pem --policy-cert policy-cert.pem --policy policy.bin --listen 127.0.0.1:8123\n');
+
+subcommand<JsonOption & { policy: string; policyCert: string; evidence: string; at?: string; sessionBinding?: string }>(program, 'explain',
+  'evaluate saved evidence (a trust_request_message) against a policy, offline, and say why',
+  async (o) => {
+    const policyCert = await readCertificateFile(o.policyCert);
+    const at = o.at ? new Date(o.at) : new Date();
+    if (!Number.isFinite(at.getTime())) throw new CertifierError('USAGE', `--at "${o.at}" is not a time`);
+    const pc = validatePolicyCert(policyCert, at);
+    const policy = loadPolicy(await readFileLimited(o.policy, 4 * 1024 * 1024), pc.publicKey);
+    const req = parseTrustRequest(await readFileLimited(o.evidence, 4 * 1024 * 1024));
+    let decision: Decision;
+    try {
+      const facts = verifyEvidence(req.support);
+      decision = evaluate(policy, facts, { at, purpose: req.purpose, ...(o.sessionBinding ? { expectedBinding: fromHex(o.sessionBinding) } : {}) });
+    } catch (e) {
+      if (!(e instanceof CertifierError)) throw e;
+      decision = { allow: false, code: e.code, reason: e.message, proof: [] };
+    }
+    const lines = [`decision: ${decision.allow ? 'allow' : `deny (${decision.code})`}`, ...decision.proof.map((p) => `  ${p}`)];
+    if (!decision.allow) {
+      lines.push(`reason: ${decision.reason}`);
+      process.stdout.write(o.json ? '' : lines.join('\n') + '\n');
+      throw new CertifierError(decision.code, decision.reason, { details: { proof: decision.proof } });
+    }
+    return { json: { decision: 'allow', measurement: toHex(decision.measurement), platform: decision.platform, proof: decision.proof }, text: lines };
+  })
+  .requiredOption('--policy <file>', 'the signed policy')
+  .requiredOption('--policy-cert <file>', 'the policy certificate')
+  .requiredOption('--evidence <file>', 'a serialized trust_request_message (init-trust --save-evidence)')
+  .option('--at <time>', 'evaluate at this time (ISO 8601) instead of now')
+  .option('--session-binding <hex>', 'require the evidence to be bound to this TLS exporter value');
+
 await run(program);

@@ -63,7 +63,7 @@ export function addStoreCommands(program: Command): void {
       return raw ? { json, raw } : { json, text: [] };
     }))
     .requiredOption('--tag <name>', 'the item tag')
-    .option('--version <n>', 'the version to read (default: latest)', parseVersion, 0)
+    .option('--version <n>', 'the version to read (0 = latest)', parseVersion, 0)
     .requiredOption('--out <file>', 'file to write (0600), or - for standard output')
     .option('--force', 'replace --out if it exists')
     .addHelpText('after', examples([
@@ -86,7 +86,7 @@ export function addStoreCommands(program: Command): void {
       return { json: { tag: o.tag, deleted: versions }, text: [`deleted ${o.tag} version${versions.length > 1 ? 's' : ''} ${versions.join(', ')}`] };
     }))
     .requiredOption('--tag <name>', 'the item tag')
-    .option('--version <n>', 'the version to delete (default: every version)', parseVersion, 0);
+    .option('--version <n>', 'the version to delete (0 = every version)', parseVersion, 0);
 
   // ---- export-store ----
   scryptOption(storeOptions(subcommand<StoreOpts & { out: string; bundlePassphraseFile: string; force?: boolean }>(program, 'export-store',

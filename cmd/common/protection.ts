@@ -7,23 +7,28 @@ import { DEFAULT_SCRYPT, type ScryptCost } from '../../lib/crypto/index.ts';
 import { readFileLimited } from '../../lib/files/index.ts';
 import { Cryptstore, KeyFileProtector, PassphraseProtector, type Protector, type StoreOptions } from '../../cryptstore/index.ts';
 import { intInRange, warn } from './cli.ts';
+import { loadPlatform, platformOptions, type PlatformOptions } from './platform.ts';
+import type { Platform } from '../../lib/attest/index.ts';
 
 export const PASSPHRASE_ENV = 'CRYPTSTORE_PASSPHRASE';
 const SECRET_FILE_LIMIT = 64 * 1024;
 
-export interface ProtectionOptions {
+export interface ProtectionOptions extends PlatformOptions {
   store: string;
   passphraseFile?: string;
   keyFile?: string;
+  sealed?: boolean;
   scryptLogN?: number;
 }
 
-/** Adds --store, --passphrase-file and --key-file. */
+/** Adds --store and the ways to unlock it: --passphrase-file, --key-file, --sealed (with the platform flags). */
 export function storeOptions(cmd: Command): Command {
-  return cmd
+  cmd
     .requiredOption('--store <dir>', 'the cryptstore directory')
     .option('--passphrase-file <file>', `file holding the store passphrase (or set ${PASSPHRASE_ENV})`)
-    .option('--key-file <file>', 'file holding the store key (at least 32 random bytes)');
+    .option('--key-file <file>', 'file holding the store key (at least 32 random bytes)')
+    .option('--sealed', 'the store is sealed to this platform and measurement (see --platform-dir)');
+  return platformOptions(cmd);
 }
 
 /** Adds --scrypt-log-n for commands that derive a new passphrase key. */
@@ -46,13 +51,14 @@ export function scryptCost(program: string, logN: number | undefined): ScryptCos
 }
 
 /** The protector the flags (or CRYPTSTORE_PASSPHRASE) name; USAGE when none or several. */
-export async function protectorFrom(program: string, o: ProtectionOptions): Promise<Protector> {
-  if (o.passphraseFile && o.keyFile) throw new CertifierError('USAGE', 'give --passphrase-file or --key-file, not both');
+export async function protectorFrom(program: string, o: ProtectionOptions, platform?: Platform): Promise<Protector> {
+  if ([o.passphraseFile, o.keyFile, o.sealed].filter(Boolean).length > 1) throw new CertifierError('USAGE', 'give one of --passphrase-file, --key-file or --sealed');
+  if (o.sealed) return (platform ?? (await loadPlatform(program, o))).sealingProtector();
   if (o.keyFile) return new KeyFileProtector(await readFileLimited(o.keyFile, SECRET_FILE_LIMIT), `the key file ${o.keyFile}`);
   if (o.passphraseFile) return new PassphraseProtector(await readPassphraseFile(o.passphraseFile), scryptCost(program, o.scryptLogN));
   const env = process.env[PASSPHRASE_ENV];
   if (env) return new PassphraseProtector(new TextEncoder().encode(env), scryptCost(program, o.scryptLogN));
-  throw new CertifierError('USAGE', `the store needs a passphrase or key: give --passphrase-file F, --key-file F, or set ${PASSPHRASE_ENV}`);
+  throw new CertifierError('USAGE', `the store needs a passphrase or key: give --passphrase-file F, --key-file F, --sealed, or set ${PASSPHRASE_ENV}`);
 }
 
 /** Opens the store the flags name, runs `fn`, and always closes it. */

@@ -8,6 +8,7 @@ import { SIMULATED_ENCLAVE, verifySimulatedEvidence } from './simulated-verify.t
 export * from './platform.ts';
 export * from './simulated.ts';
 export * from './simulated-verify.ts';
+export * from './platform-cert.ts';
 
 /** Verifies an evidence package with the verifier of its platform. */
 export function verifyEvidence(support: ValidTrustRequest['support']): EvidenceFacts {

@@ -37,7 +37,7 @@ export interface EvaluateOptions {
 export const DEFAULT_CLOCK_SKEW_MS = 5 * 60_000;
 
 export type Decision =
-  | { allow: true; measurement: Uint8Array; platform: string; enclaveKey: KeyObject; proof: string[] }
+  | { allow: true; measurement: Uint8Array; platform: string; enclaveKey: KeyObject; proof: string[]; /** when the first claim behind it ends */ notAfter: Date }
   | { allow: false; code: ErrorCode; reason: string; proof: string[] };
 
 export function evaluate(policy: Policy, facts: EvidenceFacts, o: EvaluateOptions): Decision {
@@ -50,7 +50,8 @@ export function evaluate(policy: Policy, facts: EvidenceFacts, o: EvaluateOption
   const platformLabel = keyLabel(facts.platformKey);
   const platforms = policy.platforms.filter((p) => sameKey(p.key, facts.platformKey));
   if (platforms.length === 0) return deny('PLATFORM_NOT_TRUSTED', `the platform key ${platformLabel} is not trusted for attestation by the policy`);
-  if (!platforms.some((p) => within(p, o.at))) return deny('CLAIM_EXPIRED', `the policy claim trusting platform key ${platformLabel} is not valid at ${at}`);
+  const platform = platforms.find((p) => within(p, o.at));
+  if (!platform) return deny('CLAIM_EXPIRED', `the policy claim trusting platform key ${platformLabel} is not valid at ${at}`);
   proof.push(`policy: policyKey says ${platformLabel} is-trusted-for-attestation`);
 
   for (const w of facts.windows) {
@@ -68,8 +69,11 @@ export function evaluate(policy: Policy, facts: EvidenceFacts, o: EvaluateOption
   const hex = toHex(facts.measurement);
   const measurements = policy.measurements.filter((m) => bytesEqual(m.measurement, facts.measurement));
   if (measurements.length === 0) return deny('MEASUREMENT_NOT_TRUSTED', `measurement ${hex} is not trusted by the policy`);
-  if (!measurements.some((m) => within(m, o.at))) return deny('CLAIM_EXPIRED', `the policy claim trusting measurement ${hex} is not valid at ${at}`);
+  const trusted = measurements.find((m) => within(m, o.at));
+  if (!trusted) return deny('CLAIM_EXPIRED', `the policy claim trusting measurement ${hex} is not valid at ${at}`);
   proof.push(`policy: policyKey says measurement ${hex} is-trusted`);
   proof.push(`therefore ${keyLabel(facts.enclaveKey)} is-trusted-for-authentication as measurement ${hex}`);
-  return { allow: true, measurement: facts.measurement, platform: facts.platform, enclaveKey: facts.enclaveKey, proof };
+  // A certificate never outlives the policy claims that justified it.
+  const notAfter = new Date(Math.min(platform.notAfter.getTime(), trusted.notAfter.getTime()));
+  return { allow: true, measurement: facts.measurement, platform: facts.platform, enclaveKey: facts.enclaveKey, proof, notAfter };
 }

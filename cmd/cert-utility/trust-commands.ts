@@ -1,0 +1,197 @@
+// cert-utility's trust commands: the policy key, the simulated platform's keys, measurements,
+// the signed policy, certification (init-trust), direct issuing (issue-cert) and show-cert.
+
+import { Option, type Command } from 'commander';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { CertifierError } from '../../lib/errors/index.ts';
+import { exportPrivateKey, exportPublicKey, generateKeyPair, toHex, type KeyAlg } from '../../lib/crypto/index.ts';
+import { encode } from '../../lib/wire/index.ts';
+import { writeFileAtomic, readFileLimited } from '../../lib/files/index.ts';
+import { createPolicyCert, domainOfPolicyOrganization, issueAdmissionCert, parseCertificate, toPem, validatePolicyCert } from '../../lib/pki/index.ts';
+import { loadPolicy, makePolicy, sameKey } from '../../lib/policy/index.ts';
+import { generateSimulatedPlatform, platformCertificate, TEST_PLATFORM_WARNING } from '../../lib/attest/index.ts';
+import { initTrust } from '../../lib/certifier/index.ts';
+import { Cryptstore } from '../../cryptstore/index.ts';
+import { intInRange, subcommand, warn, type JsonOption } from '../common/cli.ts';
+import { protectorFrom, storeOptions, type ProtectionOptions } from '../common/protection.ts';
+import { loadPlatform } from '../common/platform.ts';
+import { measureFile, parseHostPort, parseMeasurementHex, readCertificateFile, readMeasurementFile, readPrivateKeyFile, readPublicKeyFile } from '../common/keys.ts';
+import { describeCert } from '../common/certs.ts';
+
+const P = 'cert-utility';
+const DAY = 86_400_000;
+const ALGS = ['p256', 'p384', 'rsa2048'];
+const collect = (v: string, acc: string[]) => [...acc, v];
+const examples = (lines: string[]) => `\nExamples:\n${lines.map((l) => `  $ ${l}`).join('\n')}\n`;
+
+/** The domain a policy certificate names (O=<domain>/policyAuthority). */
+export function policyDomain(policyCert: Uint8Array): string {
+  const c = parseCertificate(policyCert);
+  for (const o of c.organizations) {
+    const d = domainOfPolicyOrganization(o);
+    if (d) return d;
+  }
+  throw new CertifierError('BAD_CERTIFICATE', 'the policy certificate names no domain (O=<domain>/policyAuthority)');
+}
+
+export function addTrustCommands(program: Command): void {
+  subcommand<JsonOption & { domain: string; keyOut: string; certOut: string; alg: KeyAlg; days: number; force?: boolean }>(program, 'generate-policy-key',
+    'create the policy key and its self-signed policy certificate',
+    async (o) => {
+      const { privateKey } = await generateKeyPair(o.alg);
+      const cert = await createPolicyCert({ privateKey, domain: o.domain, days: o.days });
+      await writeFileAtomic(o.keyOut, exportPrivateKey(privateKey), { exclusive: !o.force });
+      await writeFileAtomic(o.certOut, new TextEncoder().encode(toPem(cert)), { exclusive: !o.force, mode: 0o644 });
+      const info = parseCertificate(cert);
+      return { json: { keyOut: o.keyOut, certOut: o.certOut, subject: info.subject, fingerprintSha256: info.fingerprintSha256Hex }, text: [`policy key ${o.keyOut} (0600), policy certificate ${o.certOut}: ${info.subject}`] };
+    })
+    .requiredOption('--domain <name>', 'the policy domain, e.g. datica')
+    .requiredOption('--key-out <file>', 'where to write the policy private key (PEM, 0600)')
+    .requiredOption('--cert-out <file>', 'where to write the policy certificate (PEM)')
+    .addOption(new Option('--alg <alg>', 'key algorithm').choices(ALGS).default('p256'))
+    .option('--days <n>', 'certificate lifetime in days', intInRange(1, 36600), 3650)
+    .option('--force', 'replace existing files')
+    .addHelpText('after', examples(['cert-utility generate-policy-key --domain datica --key-out policy-key.pem --cert-out policy-cert.pem']));
+
+  subcommand<JsonOption & { outDir: string; alg: KeyAlg; force?: boolean }>(program, 'generate-platform-keys',
+    'simulated platform (a TEST platform): platform key and certificate, attestation key, endorsement',
+    async (o) => {
+      warn(P, TEST_PLATFORM_WARNING);
+      const keys = await generateSimulatedPlatform({ alg: o.alg });
+      await mkdir(o.outDir, { recursive: true, mode: 0o700 });
+      const files = {
+        'platform-key.pem': exportPrivateKey(keys.platformKey),
+        'platform-cert.pem': new TextEncoder().encode(toPem(platformCertificate(keys.platformKey))),
+        'attest-key.pem': exportPrivateKey(keys.attestKey),
+        'endorsement.bin': keys.endorsement,
+      };
+      for (const [name, data] of Object.entries(files)) {
+        await writeFileAtomic(join(o.outDir, name), data, { exclusive: !o.force, mode: name.endsWith('key.pem') ? 0o600 : 0o644 });
+      }
+      return { json: { outDir: o.outDir, files: Object.keys(files) }, text: [`wrote ${Object.keys(files).join(', ')} to ${o.outDir}`] };
+    })
+    .requiredOption('--out-dir <dir>', 'directory for the platform files')
+    .addOption(new Option('--alg <alg>', 'key algorithm').choices(ALGS).default('p256'))
+    .option('--force', 'replace existing files');
+
+  subcommand<JsonOption & { out?: string; force?: boolean }>(program, 'measure',
+    'measure programs (SHA-256, the simulated platform\'s measurement); hex on stdout',
+    async (o, args) => {
+      if (args.length === 0) throw new CertifierError('USAGE', 'name at least one FILE to measure');
+      if (o.out && args.length !== 1) throw new CertifierError('USAGE', '--out takes the measurement of exactly one FILE');
+      const results = [];
+      for (const f of args) results.push({ file: f, measurement: toHex(await measureFile(f)) });
+      if (o.out) await writeFileAtomic(o.out, Buffer.from(results[0]!.measurement, 'hex'), { exclusive: !o.force, mode: 0o644 });
+      return { json: { measurements: results }, text: results.map((r) => (args.length === 1 ? r.measurement : `${r.measurement}  ${r.file}`)) };
+    })
+    .argument('<file...>', 'files to measure')
+    .option('--out <file>', 'also write the raw 32-byte measurement here (as the original tools do)')
+    .option('--force', 'replace --out if it exists');
+
+  subcommand<JsonOption & { policyKey: string; policyCert: string; trustPlatform: string[]; trustMeasurement: string[]; out: string; days: number; force?: boolean }>(program, 'make-policy',
+    'write the signed policy: trusted platform keys and trusted measurements',
+    async (o) => {
+      if (o.trustMeasurement.length === 0) throw new CertifierError('USAGE', 'name at least one --trust-measurement');
+      if (o.trustPlatform.length === 0) throw new CertifierError('USAGE', 'name at least one --trust-platform');
+      const [policyKey, policyCert] = await Promise.all([readPrivateKeyFile(o.policyKey), readCertificateFile(o.policyCert)]);
+      const pc = validatePolicyCert(policyCert, new Date());
+      if (!sameKey(pc.publicKey, policyKey)) throw new CertifierError('INVALID_KEY', `${o.policyKey} is not the key of ${o.policyCert}`);
+      const platforms = [];
+      for (const f of o.trustPlatform) platforms.push({ key: await readPublicKeyFile(f), name: 'platformKey' });
+      const now = new Date();
+      const bytes = makePolicy({
+        policyKey, policyCert, platforms, measurements: o.trustMeasurement.map(parseMeasurementHex),
+        notBefore: new Date(now.getTime() - 5 * 60_000), notAfter: new Date(now.getTime() + o.days * DAY),
+      });
+      await writeFileAtomic(o.out, bytes, { exclusive: !o.force, mode: 0o644 });
+      const policy = loadPolicy(bytes, pc.publicKey);
+      return { json: { out: o.out, statements: policy.statements }, text: [`wrote ${o.out}:`, ...policy.statements.map((s) => `  ${s}`)] };
+    })
+    .requiredOption('--policy-key <file>', 'the policy private key')
+    .requiredOption('--policy-cert <file>', 'the policy certificate')
+    .option('--trust-platform <file>', 'a platform certificate or public key to trust for attestation (repeatable)', collect, [])
+    .option('--trust-measurement <hex>', 'a measurement to trust (repeatable)', collect, [])
+    .requiredOption('--out <file>', 'where to write the policy')
+    .option('--days <n>', 'how long the policy claims are valid', intInRange(1, 36600), 365)
+    .option('--force', 'replace --out if it exists');
+
+  subcommand<JsonOption & { policy: string; policyCert: string }>(program, 'print-policy', 'verify a policy file and print its statements',
+    async (o) => {
+      const policyCert = await readCertificateFile(o.policyCert);
+      const pc = validatePolicyCert(policyCert, new Date());
+      const policy = loadPolicy(await readFileLimited(o.policy, 4 * 1024 * 1024), pc.publicKey);
+      return {
+        json: { statements: policy.statements, platforms: policy.platforms.map((p) => p.label), measurements: policy.measurements.map((m) => m.hex) },
+        text: [`policy for domain ${policyDomain(policyCert)}, signed by ${pc.subject}:`, ...policy.statements.map((s) => `  ${s}`)],
+      };
+    })
+    .requiredOption('--policy <file>', 'the policy file')
+    .requiredOption('--policy-cert <file>', 'the policy certificate');
+
+  storeOptions(subcommand<JsonOption & ProtectionOptions & { domain: string; policyCert: string; server: string; force?: boolean; keyAlg: KeyAlg; plain?: boolean; saveEvidence?: string }>(program, 'init-trust',
+    'get this machine certified and keep its key and admission certificate in the cryptstore',
+    async (o) => {
+      const policyCert = await readCertificateFile(o.policyCert);
+      validatePolicyCert(policyCert, new Date());
+      if (policyDomain(policyCert) !== o.domain) throw new CertifierError('USAGE', `--domain ${o.domain} is not the domain of ${o.policyCert} (${policyDomain(policyCert)})`);
+      const { host, port } = parseHostPort(o.server, '--server');
+      const platform = await loadPlatform(P, o);
+      const protector = await protectorFrom(P, o, platform);
+      const store = (await Cryptstore.exists(o.store)) ? await Cryptstore.open(o.store, protector) : await Cryptstore.create(o.store, protector);
+      try {
+        if (o.plain) warn(P, 'plain TCP: no TLS, and the evidence is not bound to a session (original protocol)');
+        const r = await initTrust({ store, domain: o.domain, policyCert, platform, host, port, force: o.force === true, keyAlg: o.keyAlg, plain: o.plain === true });
+        if (o.saveEvidence && r.request) await writeFileAtomic(o.saveEvidence, r.request, { mode: 0o644 });
+        const info = { status: r.status, serial: r.peer.serialHex, measurement: r.peer.measurementHex, notAfter: r.peer.notAfter.toISOString() };
+        return {
+          json: info,
+          text: [r.status === 'certified' ? `certified: serial ${info.serial}, measurement ${info.measurement}, valid until ${info.notAfter}` : `already certified (serial ${info.serial}, valid until ${info.notAfter}); nothing to do`],
+        };
+      } finally {
+        await store.close();
+      }
+    }))
+    .requiredOption('--domain <name>', 'the policy domain')
+    .requiredOption('--policy-cert <file>', 'the pinned policy certificate')
+    .requiredOption('--server <host:port>', 'the certificate authority (simpleserver)')
+    .option('--force', 'certify again even if the store holds a valid certificate')
+    .addOption(new Option('--key-alg <alg>', 'algorithm of the machine key').choices(ALGS).default('p256'))
+    .option('--plain', 'speak the original plain-TCP protocol (no TLS, no session binding)')
+    .option('--save-evidence <file>', 'keep the trust request sent (for simpleserver explain)')
+    .addHelpText('after', examples([
+      'cert-utility init-trust --domain datica --policy-cert policy-cert.pem --server 10.0.0.5:8123 \\\n      --store /var/lib/vm/store --sealed --platform simulated --platform-dir /etc/vm/platform --measurement-file /etc/vm/measurement',
+    ]));
+
+  subcommand<JsonOption & { policyKey: string; policyCert: string; publicKey: string; measurement: string; out: string; days: number; platform: string; force?: boolean }>(program, 'issue-cert',
+    'sign an admission certificate directly with the policy key (Scenario 2, offline)',
+    async (o) => {
+      const [policyKey, policyCert, subject] = await Promise.all([readPrivateKeyFile(o.policyKey), readCertificateFile(o.policyCert), readPublicKeyFile(o.publicKey)]);
+      const pc = validatePolicyCert(policyCert, new Date());
+      if (!sameKey(pc.publicKey, policyKey)) throw new CertifierError('INVALID_KEY', `${o.policyKey} is not the key of ${o.policyCert}`);
+      const der = await issueAdmissionCert({
+        policyKey, policyCert, subjectPublicKey: subject, measurement: parseMeasurementHex(o.measurement),
+        platform: o.platform, domain: policyDomain(policyCert), validitySeconds: o.days * 86_400,
+      });
+      await writeFileAtomic(o.out, new TextEncoder().encode(toPem(der)), { exclusive: !o.force, mode: 0o644 });
+      const d = describeCert(parseCertificate(der));
+      return { json: { out: o.out, certificate: d.json }, text: [`wrote ${o.out}`, ...d.text] };
+    })
+    .requiredOption('--policy-key <file>', 'the policy private key')
+    .requiredOption('--policy-cert <file>', 'the policy certificate')
+    .requiredOption('--public-key <file>', "the machine's public key (PEM/DER, or a certificate)")
+    .requiredOption('--measurement <hex>', "the machine's measurement")
+    .requiredOption('--out <file>', 'where to write the certificate (PEM)')
+    .option('--days <n>', 'validity in days', intInRange(1, 3660), 90)
+    .option('--platform <name>', 'the platform named in the certificate', 'issued-offline')
+    .option('--force', 'replace --out if it exists');
+
+  subcommand<JsonOption>(program, 'show-cert', 'print a certificate (PEM or DER)',
+    async (_o, args) => {
+      const d = describeCert(parseCertificate(await readCertificateFile(args[0]!)));
+      return { json: { certificate: d.json }, text: d.text };
+    })
+    .argument('<file>', 'the certificate');
+}
+
+export { readMeasurementFile };

@@ -1,0 +1,86 @@
+// Reading keys, certificates and measurements named on the command line.
+
+import { createHash, type KeyObject } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { CertifierError } from '../../lib/errors/index.ts';
+import { fromHex, fromKeyMessage, importPrivateKey, importPublicKey, looksLikePem } from '../../lib/crypto/index.ts';
+import { decode, type KeyMessage } from '../../lib/wire/index.ts';
+import { parseCertificate, readCertificate } from '../../lib/pki/index.ts';
+import { readFileLimited } from '../../lib/files/index.ts';
+
+const KEY_FILE_LIMIT = 64 * 1024;
+
+/** A private key from PEM/DER PKCS#8, or from a Certifier key_message file. */
+export async function readPrivateKeyFile(path: string): Promise<KeyObject> {
+  const bytes = await readFileLimited(path, KEY_FILE_LIMIT);
+  try {
+    return importPrivateKey(bytes);
+  } catch (first) {
+    if (looksLikePem(bytes)) throw first;
+    try {
+      const key = fromKeyMessage(decode<KeyMessage>('key_message', bytes));
+      if (key.type === 'private') return key;
+    } catch {
+      // fall through to the first, clearer error
+    }
+    throw new CertifierError('INVALID_KEY', `${path} holds no private key (PEM or DER PKCS#8, or a Certifier key_message)`, { cause: first });
+  }
+}
+
+/** A public key from PEM/DER SPKI, a certificate, a private key, or a key_message. */
+export async function readPublicKeyFile(path: string): Promise<KeyObject> {
+  const bytes = await readFileLimited(path, KEY_FILE_LIMIT);
+  try {
+    return importPublicKey(bytes);
+  } catch (first) {
+    try {
+      return parseCertificate(readCertificate(bytes)).publicKey;
+    } catch {
+      try {
+        return fromKeyMessage(decode<KeyMessage>('key_message', bytes));
+      } catch {
+        throw new CertifierError('INVALID_KEY', `${path} holds no public key, certificate or key_message`, { cause: first });
+      }
+    }
+  }
+}
+
+/** A certificate (PEM or DER) as DER. */
+export async function readCertificateFile(path: string): Promise<Uint8Array> {
+  return readCertificate(await readFileLimited(path, KEY_FILE_LIMIT));
+}
+
+/** A measurement given as hex (64 or 96 digits). */
+export function parseMeasurementHex(hex: string): Uint8Array {
+  const h = hex.trim().toLowerCase();
+  if (!/^([0-9a-f]{64}|[0-9a-f]{96})$/.test(h)) throw new CertifierError('USAGE', `"${hex}" is not a measurement (64 or 96 hex digits)`);
+  return fromHex(h);
+}
+
+/** A measurement file: the raw 32 or 48 bytes (as the original tools write them), or hex text. */
+export async function readMeasurementFile(path: string): Promise<Uint8Array> {
+  const bytes = await readFileLimited(path, 1024);
+  if (bytes.length === 32 || bytes.length === 48) return bytes;
+  const text = Buffer.from(bytes).toString('latin1').trim();
+  if (/^([0-9a-fA-F]{64}|[0-9a-fA-F]{96})$/.test(text)) return fromHex(text.toLowerCase());
+  throw new CertifierError('INVALID_INPUT', `${path} is not a measurement (32 or 48 raw bytes, or their hex)`);
+}
+
+/** SHA-256 of a file, streamed: the simulated platform's measurement of a program. */
+export async function measureFile(path: string): Promise<Uint8Array> {
+  const h = createHash('sha256');
+  try {
+    for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
+  } catch (cause) {
+    throw new CertifierError('FILE_ERROR', `cannot read ${path}: ${(cause as Error).message}`, { cause });
+  }
+  return new Uint8Array(h.digest());
+}
+
+/** "host:port" with a numeric port. */
+export function parseHostPort(value: string, flag: string): { host: string; port: number } {
+  const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(value);
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || port > 65535) throw new CertifierError('USAGE', `${flag} must be HOST:PORT, not "${value}"`);
+  return { host: m[1]!.replace(/^\[|\]$/g, ''), port };
+}

@@ -1,0 +1,69 @@
+// Getting certified: attest over a TLS session with the certificate authority, bind the evidence
+// to that session, and check the certificate that comes back before anyone keeps it.
+
+import type { KeyObject } from 'node:crypto';
+import { CertifierError, ErrorCodes, type ErrorCode } from '../errors/index.ts';
+import { publicKeyOf, toKeyMessage, bytesEqual } from '../crypto/index.ts';
+import { encode, parseTrustResponse } from '../wire/index.ts';
+import { formatCertifierTime, sameKey } from '../policy/index.ts';
+import { validateAdmission, toPem, type ValidatedPeer } from '../pki/index.ts';
+import type { Platform } from '../attest/index.ts';
+import { connect } from '../channel/index.ts';
+import { SESSION_BINDING_BYTES, SESSION_BINDING_LABEL } from './service.ts';
+import { verifyAuthority } from './identity.ts';
+
+export interface CertifyOptions {
+  host: string;
+  port: number;
+  policyCert: Uint8Array;
+  platform: Platform;
+  /** The machine's authentication key (private); its public half gets certified. */
+  authKey: KeyObject;
+  /** The original plain-TCP protocol: no TLS, so no session binding. */
+  plain?: boolean;
+  connectTimeoutMs?: number;
+  now?: () => Date;
+}
+
+export interface Certified {
+  certificate: Uint8Array;
+  peer: ValidatedPeer;
+  /** The serialized trust_request_message that was sent (for `simpleserver explain`). */
+  request: Uint8Array;
+}
+
+function refusal(code: string | undefined): CertifierError {
+  const known = code !== undefined && Object.hasOwn(ErrorCodes, code) ? (code as ErrorCode) : 'DENIED';
+  return new CertifierError(known, `the certificate authority refused to certify this machine (${code ?? 'no reason given'})`);
+}
+
+export async function requestCertificate(o: CertifyOptions): Promise<Certified> {
+  const now = o.now ?? (() => new Date());
+  const conn = await connect({
+    host: o.host, port: o.port,
+    ...(o.plain ? { plain: true } : { tls: { ca: toPem(o.policyCert) }, verifyPeer: (chain: Uint8Array[]) => verifyAuthority(chain, o.policyCert, now()) }),
+    ...(o.connectTimeoutMs ? { connectTimeoutMs: o.connectTimeoutMs } : {}),
+  });
+  try {
+    const binding = o.plain ? undefined : conn.exportKeyingMaterial(SESSION_BINDING_LABEL, SESSION_BINDING_BYTES);
+    const support = await o.platform.attest({
+      enclaveType: o.platform.type,
+      time: formatCertifierTime(now()),
+      enclaveKey: toKeyMessage(publicKeyOf(o.authKey), 'auth-key'),
+      ...(binding ? { sessionBinding: binding } : {}),
+    });
+    const request = encode('trust_request_message', {
+      requestingEnclaveTag: 'requesting-enclave', providingEnclaveTag: 'providing-enclave',
+      submittedEvidenceType: 'vse-attestation-package', purpose: 'authentication', support,
+    });
+    const response = parseTrustResponse(await conn.request(request));
+    if (response.status !== 'succeeded' || !response.artifact) throw refusal(response.errorCode);
+    const certificate = new Uint8Array(response.artifact);
+    const peer = validateAdmission({ chain: [certificate], policyCert: o.policyCert, at: now(), usage: 'any' });
+    if (!sameKey(peer.publicKey, o.authKey)) throw new CertifierError('UNTRUSTED_PEER', 'the certificate returned does not name this machine\'s key');
+    if (!bytesEqual(peer.measurement, o.platform.measurement)) throw new CertifierError('UNTRUSTED_PEER', 'the certificate returned names another measurement');
+    return { certificate, peer, request };
+  } finally {
+    await conn.close().catch(() => {});
+  }
+}

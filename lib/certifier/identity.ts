@@ -1,0 +1,31 @@
+// Who the certificate authority is on the wire. simpleserver presents an admission certificate
+// whose platform is "policy-authority": only the holder of the policy key issues those (no
+// evidence verifier yields that platform), so a certified machine cannot pose as the certifier.
+
+import type { KeyObject } from 'node:crypto';
+import { CertifierError } from '../errors/index.ts';
+import { generateKeyPair, sha256 } from '../crypto/index.ts';
+import { issueAdmissionCert, validateAdmission, type ValidatedPeer } from '../pki/index.ts';
+
+export const AUTHORITY_PLATFORM = 'policy-authority';
+const SERVICE_CERT_SECONDS = 7 * 86_400;
+
+/** A fresh key and a short-lived certificate for a service run by the policy-key holder. */
+export async function issueAuthorityIdentity(o: { policyKey: KeyObject; policyCert: Uint8Array; domain: string; now?: Date }): Promise<{ key: KeyObject; cert: Uint8Array }> {
+  const { privateKey, publicKey } = await generateKeyPair('p256');
+  const cert = await issueAdmissionCert({
+    policyKey: o.policyKey, policyCert: o.policyCert, subjectPublicKey: publicKey,
+    measurement: sha256(o.policyCert), platform: AUTHORITY_PLATFORM, domain: o.domain,
+    validitySeconds: SERVICE_CERT_SECONDS, ...(o.now ? { now: o.now } : {}),
+  });
+  return { key: privateKey, cert };
+}
+
+/** Verifies that a server chain is the policy authority's own. */
+export function verifyAuthority(chain: Uint8Array[], policyCert: Uint8Array, at: Date): ValidatedPeer {
+  const peer = validateAdmission({ chain, policyCert, at, usage: 'server' });
+  if (peer.platform !== AUTHORITY_PLATFORM) {
+    throw new CertifierError('UNTRUSTED_PEER', `the server is a certified machine (platform ${peer.platform}), not the policy authority`, { details: { reason: 'not-authority' } });
+  }
+  return peer;
+}

@@ -1,0 +1,86 @@
+// init-trust on a machine: make an authentication key, get it certified, and keep both in the
+// cryptstore in one atomic write. Running it again on a certified store does nothing.
+
+import type { KeyObject } from 'node:crypto';
+import { CertifierError, isCertifierError } from '../errors/index.ts';
+import { fromKeyMessage, generateKeyPair, toKeyMessage, bytesEqual, type KeyAlg } from '../crypto/index.ts';
+import { decode, encode, type KeyMessage } from '../wire/index.ts';
+import { sameKey } from '../policy/index.ts';
+import { validateAdmission, type ValidatedPeer } from '../pki/index.ts';
+import type { Platform } from '../attest/index.ts';
+import type { Cryptstore } from '../../cryptstore/index.ts';
+import { requestCertificate } from './client.ts';
+
+export const authKeyTag = (domain: string) => `${domain}-private-auth-key`;
+export const admissionCertTag = (domain: string) => `${domain}-admission-certificate`;
+
+/** init-trust renews a certificate with less than this left before it expires. */
+export const RENEW_BEFORE_MS = 3 * 86_400_000;
+
+export interface MachineIdentity {
+  key: KeyObject;
+  certificate: Uint8Array;
+  peer: ValidatedPeer;
+}
+
+/** The machine's key and admission certificate from its store, checked against the policy cert. */
+export async function loadIdentity(store: Cryptstore, domain: string, policyCert: Uint8Array, at = new Date()): Promise<MachineIdentity> {
+  let keyEntry;
+  let certEntry;
+  try {
+    keyEntry = await store.get(authKeyTag(domain));
+    certEntry = await store.get(admissionCertTag(domain));
+  } catch (e) {
+    if (isCertifierError(e, 'NOT_FOUND')) throw new CertifierError('NOT_FOUND', `this machine is not certified for domain "${domain}" yet: run cert-utility init-trust`);
+    throw e;
+  }
+  const key = fromKeyMessage(decode<KeyMessage>('key_message', keyEntry.blob));
+  const peer = validateAdmission({ chain: [certEntry.blob], policyCert, at, usage: 'any' });
+  if (!sameKey(peer.publicKey, key)) throw new CertifierError('INTEGRITY', `the stored admission certificate does not name the stored key for "${domain}"`);
+  return { key, certificate: certEntry.blob, peer };
+}
+
+export interface InitTrustOptions {
+  store: Cryptstore;
+  domain: string;
+  policyCert: Uint8Array;
+  platform: Platform;
+  host: string;
+  port: number;
+  force?: boolean;
+  keyAlg?: KeyAlg;
+  plain?: boolean;
+  now?: () => Date;
+}
+
+export interface InitTrustResult {
+  status: 'already-certified' | 'certified';
+  peer: ValidatedPeer;
+  /** The trust request sent, when one was. */
+  request?: Uint8Array;
+}
+
+export async function initTrust(o: InitTrustOptions): Promise<InitTrustResult> {
+  const now = o.now ?? (() => new Date());
+  if (!o.force) {
+    const current = await loadIdentity(o.store, o.domain, o.policyCert, now()).catch((e) => {
+      // Missing, expired or otherwise unusable: certify afresh. Damage is not papered over.
+      if (isCertifierError(e, 'INTEGRITY') || isCertifierError(e, 'WRONG_KEY')) throw e;
+      return undefined;
+    });
+    if (current && bytesEqual(current.peer.measurement, o.platform.measurement) && !renewDue(current.peer, now())) {
+      return { status: 'already-certified', peer: current.peer };
+    }
+  }
+  const { privateKey } = await generateKeyPair(o.keyAlg ?? 'p256');
+  const got = await requestCertificate({ host: o.host, port: o.port, policyCert: o.policyCert, platform: o.platform, authKey: privateKey, plain: o.plain, now });
+  await o.store.putAll([
+    { tag: authKeyTag(o.domain), blob: encode('key_message', toKeyMessage(privateKey, 'auth-key')), options: { type: 'key-message-serialized-protobuf', exportable: false } },
+    { tag: admissionCertTag(o.domain), blob: got.certificate, options: { type: 'X509-der-cert', exportable: true } },
+  ]);
+  return { status: 'certified', peer: got.peer, request: got.request };
+}
+
+function renewDue(peer: ValidatedPeer, at: Date): boolean {
+  return peer.notAfter.getTime() - at.getTime() < RENEW_BEFORE_MS;
+}

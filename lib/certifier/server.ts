@@ -1,0 +1,39 @@
+// simpleserver's network side: TLS by default (presenting the authority's certificate), or the
+// original plain-TCP protocol when asked; one structured log line per request.
+
+import type { KeyObject } from 'node:crypto';
+import { serve, type ChannelServer, type Limits, type LogRecord } from '../channel/index.ts';
+import { toPem } from '../pki/index.ts';
+import type { Policy } from '../policy/index.ts';
+import { CertifierService, type CertificationRecord } from './service.ts';
+import { issueAuthorityIdentity } from './identity.ts';
+
+export interface CertifierServerOptions {
+  policyKey: KeyObject;
+  policyCert: Uint8Array;
+  policy: Policy;
+  domain: string;
+  host: string;
+  port: number;
+  plain?: boolean;
+  certValiditySeconds: number;
+  limits?: Limits;
+  log: (record: LogRecord | (CertificationRecord & { event: string })) => void;
+}
+
+export async function startCertifier(o: CertifierServerOptions): Promise<ChannelServer> {
+  const service = new CertifierService(
+    { policyKey: o.policyKey, policyCert: o.policyCert, policy: o.policy, domain: o.domain, certValiditySeconds: o.certValiditySeconds, requireSessionBinding: !o.plain },
+    (r) => o.log({ event: 'certification', ...r }),
+  );
+  const handler = (req: Uint8Array, conn: { id: string; remote: string; exportKeyingMaterial(l: string, n: number): Uint8Array | undefined }) =>
+    service.handle(req, { id: conn.id, remote: conn.remote, exportKeyingMaterial: (l, n) => conn.exportKeyingMaterial(l, n) });
+  if (o.plain) {
+    return serve({ host: o.host, port: o.port, plain: true, handler, ...(o.limits ? { limits: o.limits } : {}), log: o.log });
+  }
+  const identity = await issueAuthorityIdentity({ policyKey: o.policyKey, policyCert: o.policyCert, domain: o.domain });
+  return serve({
+    host: o.host, port: o.port, handler, log: o.log, ...(o.limits ? { limits: o.limits } : {}),
+    tls: { key: identity.key, cert: toPem(identity.cert), ca: toPem(o.policyCert), requestCert: false },
+  });
+}

@@ -1,0 +1,85 @@
+// The certificate authority's request handling (simpleserver): trust_request_message in,
+// trust_response_message out. Evidence is verified, the policy decides, and an admission
+// certificate is issued; a refusal carries only a stable code, the detail goes to the log.
+
+import type { KeyObject } from 'node:crypto';
+import { CertifierError, type ErrorCode } from '../errors/index.ts';
+import { toHex } from '../crypto/index.ts';
+import { encode, parseTrustRequest, type TrustResponseMessage } from '../wire/index.ts';
+import { evaluate, type Decision, type Policy } from '../policy/index.ts';
+import { verifyEvidence } from '../attest/index.ts';
+import { issueAdmissionCert, parseCertificate } from '../pki/index.ts';
+
+/** The TLS exporter label binding evidence to its connection (RFC 8446, 7.5; a private-use label, RFC 5705, 4). */
+export const SESSION_BINDING_LABEL = 'EXPERIMENTAL-certifier-keys/attestation-binding/v1';
+export const SESSION_BINDING_BYTES = 32;
+
+export interface CertifierConfig {
+  policyKey: KeyObject;
+  policyCert: Uint8Array;
+  policy: Policy;
+  domain: string;
+  /** Longest lifetime of an admission certificate; it never outlives the claims behind it. */
+  certValiditySeconds: number;
+  /** Require evidence bound to the TLS session (false only for the original plain protocol). */
+  requireSessionBinding: boolean;
+  now?: () => Date;
+}
+
+export interface RequestContext {
+  id: string;
+  remote: string;
+  exportKeyingMaterial(label: string, length: number): Uint8Array | undefined;
+}
+
+/** One log record per request: the decision, its code and reason, never key material. */
+export interface CertificationRecord {
+  id: string;
+  remote: string;
+  decision: 'allow' | 'deny';
+  code?: ErrorCode;
+  reason?: string;
+  measurement?: string;
+  platform?: string;
+  serial?: string;
+  notAfter?: string;
+}
+
+export class CertifierService {
+  constructor(private readonly config: CertifierConfig, private readonly log: (r: CertificationRecord) => void = () => {}) {}
+
+  async handle(request: Uint8Array, ctx: RequestContext): Promise<Uint8Array> {
+    const base = { id: ctx.id, remote: ctx.remote };
+    let tags: Pick<TrustResponseMessage, 'requestingEnclaveTag' | 'providingEnclaveTag'> = {};
+    try {
+      const req = parseTrustRequest(request);
+      tags = { requestingEnclaveTag: req.requestingEnclaveTag, providingEnclaveTag: req.providingEnclaveTag };
+      const at = this.config.now?.() ?? new Date();
+      const binding = this.config.requireSessionBinding ? ctx.exportKeyingMaterial(SESSION_BINDING_LABEL, SESSION_BINDING_BYTES) : undefined;
+      if (this.config.requireSessionBinding && !binding) throw new CertifierError('SESSION_MISMATCH', 'no TLS session to bind the evidence to');
+      const facts = verifyEvidence(req.support);
+      const decision: Decision = evaluate(this.config.policy, facts, { at, purpose: req.purpose, ...(binding ? { expectedBinding: binding } : {}) });
+      if (!decision.allow) {
+        this.log({ ...base, decision: 'deny', code: decision.code, reason: decision.reason, measurement: toHex(facts.measurement), platform: facts.platform });
+        return this.failed(tags, decision.code);
+      }
+      const notAfterLimit = Math.min(at.getTime() + this.config.certValiditySeconds * 1000, decision.notAfter.getTime());
+      const der = await issueAdmissionCert({
+        policyKey: this.config.policyKey, policyCert: this.config.policyCert, subjectPublicKey: decision.enclaveKey,
+        measurement: decision.measurement, platform: decision.platform, domain: this.config.domain,
+        validitySeconds: Math.max(60, Math.floor((notAfterLimit - at.getTime()) / 1000)), now: at,
+      });
+      const cert = parseCertificate(der);
+      this.log({ ...base, decision: 'allow', measurement: toHex(decision.measurement), platform: decision.platform, serial: cert.serialHex, notAfter: cert.notAfter.toISOString() });
+      return encode('trust_response_message', { status: 'succeeded', ...tags, artifact: der });
+    } catch (e) {
+      const code: ErrorCode = e instanceof CertifierError ? e.code : 'INTERNAL';
+      this.log({ ...base, decision: 'deny', code, reason: e instanceof Error ? e.message : String(e) });
+      return this.failed(tags, code);
+    }
+  }
+
+  private failed(tags: Pick<TrustResponseMessage, 'requestingEnclaveTag' | 'providingEnclaveTag'>, code: ErrorCode): Uint8Array {
+    return encode('trust_response_message', { status: 'failed', ...tags, errorCode: code });
+  }
+}

@@ -1,0 +1,236 @@
+// The channel client: one connection, requests written as they come (pipelining) and answers
+// matched in order. Every failure becomes a CertifierError whose code says whether to retry.
+
+import net, { type Socket } from 'node:net';
+import tls, { type TLSSocket } from 'node:tls';
+import { CertifierError } from '../errors/index.ts';
+import { FrameDecoder, encodeFrame } from '../wire/index.ts';
+import { channelError, timeoutError } from './errors.ts';
+import { baseTlsOptions, exporterFor, runVerifyPeer } from './tlsutil.ts';
+import { resolveLimits, type ClientConnection, type ConnectOptions, type ResolvedLimits, type TlsIdentity, type TlsTrust } from './types.ts';
+
+const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+const LINGER_MS = 1_000;
+
+interface Pending {
+  resolve: (body: Uint8Array) => void;
+  reject: (e: CertifierError) => void;
+  settled: Promise<unknown>;
+}
+
+export async function connect<P>(opts: ConnectOptions<P>): Promise<ClientConnection<P>> {
+  const limits = resolveLimits(opts.limits);
+  const target = `${opts.host}:${opts.port}`;
+  if (!Number.isInteger(opts.port) || opts.port < 1 || opts.port > 65535) throw new CertifierError('INVALID_INPUT', `bad port ${String(opts.port)}`);
+  if (opts.tls && opts.plain) throw new CertifierError('INVALID_INPUT', 'choose either tls or plain, not both');
+  if (!opts.tls && opts.plain !== true) throw new CertifierError('INVALID_INPUT', 'a connection without tls must say plain: true');
+  if (opts.verifyPeer && !opts.tls) throw new CertifierError('INVALID_INPUT', 'verifyPeer needs tls');
+  const connectTimeoutMs = opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+
+  let socket: Socket;
+  let tlsSocket: TLSSocket | undefined;
+  let mutual = false;
+  if (opts.tls) {
+    const identity: Partial<TlsIdentity> & TlsTrust = opts.tls;
+    mutual = identity.key !== undefined;
+    tlsSocket = tls.connect({
+      host: opts.host,
+      port: opts.port,
+      ...baseTlsOptions(identity.ca, identity.key, identity.cert),
+      rejectUnauthorized: true,
+      // Our certificates name measurements, not hosts: identity is verifyPeer's job.
+      checkServerIdentity: () => undefined,
+    });
+    socket = tlsSocket;
+  } else {
+    socket = net.connect({ host: opts.host, port: opts.port });
+  }
+  // Listeners go on before the first tick so no early error is ever unhandled.
+  const conn = new Connection<P>(socket, tlsSocket, limits, target, mutual, connectTimeoutMs);
+  await conn.ready;
+  // A refusal can arrive in the same read as the end of the handshake.
+  if (conn.failed) throw conn.failed;
+  if (opts.verifyPeer && tlsSocket) {
+    try {
+      conn.peer = runVerifyPeer(opts.verifyPeer, tlsSocket);
+    } catch (e) {
+      const err = e instanceof CertifierError ? e : new CertifierError('UNTRUSTED_PEER', `${target} is not a trusted peer`, { cause: e });
+      conn.abort(err);
+      throw err;
+    }
+  }
+  return conn;
+}
+
+class Connection<P> implements ClientConnection<P> {
+  peer: P | undefined = undefined;
+  readonly ready: Promise<void>;
+  readonly exportKeyingMaterial: (label: string, length: number) => Uint8Array | undefined;
+  private readonly decoder: FrameDecoder;
+  private readonly pending: Pending[] = [];
+  private failure: CertifierError | undefined;
+  private closing = false;
+  private isReady = false;
+  private secureAt = 0;
+  private sawTicket = false;
+  private answered = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private settleReady!: (e?: CertifierError) => void;
+
+  constructor(
+    private readonly socket: Socket,
+    private readonly tlsSocket: TLSSocket | undefined,
+    private readonly limits: ResolvedLimits,
+    private readonly target: string,
+    private readonly mutual: boolean,
+    connectTimeoutMs: number,
+  ) {
+    this.decoder = new FrameDecoder(limits.frameLimit);
+    this.exportKeyingMaterial = exporterFor(tlsSocket);
+    this.ready = new Promise<void>((resolve, reject) => {
+      this.settleReady = (e) => (e ? reject(e) : resolve());
+    });
+    this.ready.catch(() => {}); // the failure is also reported through connect()
+    this.arm(connectTimeoutMs, () => timeoutError('connecting to', target, connectTimeoutMs));
+    socket.once('connect', () => {
+      socket.setNoDelay(true);
+      if (!tlsSocket) return this.becomeReady();
+      const ms = limits.handshakeTimeoutMs;
+      this.arm(ms, () => timeoutError('TLS handshake with', target, ms));
+    });
+    tlsSocket?.once('secureConnect', () => {
+      this.secureAt = Date.now();
+      this.becomeReady();
+    });
+    // A TLS 1.3 server that accepted our certificate sends session tickets right after the
+    // handshake; one that refused it closes first. That tells a refusal from a hang-up.
+    tlsSocket?.on('session', () => {
+      this.sawTicket = true;
+    });
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('error', (e) => this.fail(this.classify(e)));
+    socket.on('end', () => this.fail(this.closedError()));
+    socket.on('close', () => this.fail(this.closedError()));
+  }
+
+  request(body: Uint8Array): Promise<Uint8Array> {
+    if (this.failure) return Promise.reject(this.failure);
+    if (this.closing) return Promise.reject(new CertifierError('UNREACHABLE', `the connection to ${this.target} is closing`));
+    let frame: Uint8Array;
+    try {
+      frame = encodeFrame(body, this.limits.frameLimit);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    let entry!: Pending;
+    const promise = new Promise<Uint8Array>((resolve, reject) => {
+      entry = { resolve, reject, settled: Promise.resolve() };
+    });
+    entry.settled = promise.catch(() => {});
+    this.pending.push(entry);
+    // Each answer gets readTimeoutMs from the moment it becomes the one we wait for.
+    if (this.pending.length === 1) this.armResponseTimer();
+    this.socket.write(frame);
+    return promise;
+  }
+
+  async close(): Promise<void> {
+    this.closing = true;
+    await Promise.all(this.pending.map((p) => p.settled));
+    if (this.socket.destroyed) return;
+    await new Promise<void>((resolve) => {
+      const linger = setTimeout(() => this.socket.destroy(), LINGER_MS);
+      this.socket.once('close', () => {
+        clearTimeout(linger);
+        resolve();
+      });
+      this.socket.end();
+    });
+  }
+
+  get failed(): CertifierError | undefined {
+    return this.failure;
+  }
+
+  /** Ends the connection with `err` (used when our own verifyPeer refuses the server). */
+  abort(err: CertifierError): void {
+    this.fail(err);
+  }
+
+  private becomeReady(): void {
+    this.isReady = true;
+    this.clearTimer();
+    this.settleReady();
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.failure) return;
+    let frames: Uint8Array[];
+    try {
+      frames = this.decoder.push(chunk);
+    } catch (e) {
+      return this.fail(channelError(e, this.target));
+    }
+    for (const frame of frames) {
+      const next = this.pending.shift();
+      if (!next) return this.fail(new CertifierError('DECODE_FAILED', `${this.target} sent an answer to no request`));
+      this.answered++;
+      next.resolve(frame);
+      if (this.pending.length > 0) this.armResponseTimer();
+      else this.clearTimer();
+    }
+  }
+
+  private armResponseTimer(): void {
+    const ms = this.limits.readTimeoutMs;
+    this.arm(ms, () => timeoutError('waiting for an answer from', this.target, ms));
+  }
+
+  private arm(ms: number, error: () => CertifierError): void {
+    this.clearTimer();
+    this.timer = setTimeout(() => this.fail(error()), ms);
+  }
+
+  private clearTimer(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  /** True when a mutual-TLS server dropped us right after the handshake, before accepting. */
+  private looksRefused(): boolean {
+    return this.mutual && this.secureAt > 0 && !this.sawTicket && this.answered === 0
+      && Date.now() - this.secureAt <= this.limits.handshakeTimeoutMs;
+  }
+
+  private classify(e: unknown): CertifierError {
+    const err = channelError(e, this.target, this.tlsSocket?.authorizationError ? String(this.tlsSocket.authorizationError) : undefined);
+    if (err.code === 'UNREACHABLE' && this.looksRefused()) return this.refusedError(e);
+    return err;
+  }
+
+  private closedError(): CertifierError {
+    if (this.looksRefused()) return this.refusedError();
+    if (!this.isReady) return new CertifierError('UNREACHABLE', `${this.target} closed the connection before it was established`);
+    const partial = this.decoder.pending > 0 ? ` (${this.decoder.pending} bytes of an answer received)` : '';
+    const when = this.pending.length > 0 ? ' before answering' : '';
+    return new CertifierError('UNREACHABLE', `${this.target} closed the connection${when}${partial}`, { details: { target: this.target } });
+  }
+
+  private refusedError(cause?: unknown): CertifierError {
+    return new CertifierError('UNTRUSTED_PEER',
+      `${this.target} closed the connection right after the TLS handshake without accepting it: it refused our certificate`,
+      { cause, details: { target: this.target } });
+  }
+
+  private fail(err: CertifierError): void {
+    if (this.failure) return;
+    // Closing on purpose is not a failure of the requests already answered.
+    this.failure = this.closing && this.pending.length === 0
+      ? new CertifierError('UNREACHABLE', `the connection to ${this.target} is closed`)
+      : err;
+    this.clearTimer();
+    if (!this.isReady) this.settleReady(this.failure);
+    for (const p of this.pending.splice(0)) p.reject(this.failure);
+    this.socket.destroy();
+  }
+}

@@ -1,0 +1,54 @@
+// Turns socket and TLS failures into CertifierErrors with stable codes, so a caller's exit
+// status says whether retrying can help (3) or the peer's identity is the problem (4).
+
+import { CertifierError, type ErrorCode } from '../errors/index.ts';
+
+// errno values that mean "nobody answered at that address": a retry may well succeed.
+const UNREACHABLE_ERRNOS = new Set([
+  'ECONNREFUSED', 'ECONNRESET', 'ECONNABORTED', 'EHOSTUNREACH', 'EHOSTDOWN', 'ENETUNREACH', 'ENETDOWN',
+  'ENOTFOUND', 'EAI_AGAIN', 'EAI_FAIL', 'EAI_NODATA', 'EAI_NONAME', 'EPIPE', 'ETIMEDOUT', 'EADDRNOTAVAIL',
+]);
+
+// TLS alerts a peer sends when it does not accept our certificate (or we sent none). TLS 1.3
+// clients see these only after their own handshake finished, on the first read.
+const CERT_ALERT = /^ERR_SSL_(SSLV3|TLSV1|TLSV13)_ALERT_(CERTIFICATE_\w+|BAD_CERTIFICATE|UNSUPPORTED_CERTIFICATE|UNKNOWN_CA|ACCESS_DENIED|DECRYPT_ERROR)$/;
+const VERSION_FAILURE = /^ERR_SSL_(TLSV1_ALERT_PROTOCOL_VERSION|UNSUPPORTED_PROTOCOL|WRONG_VERSION_NUMBER|NO_PROTOCOLS_AVAILABLE)$/;
+
+export function errnoOf(e: unknown): string | undefined {
+  const code = (e as { code?: unknown } | undefined)?.code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+/** A CertifierError for a failure talking to `target`; our own errors pass through unchanged. */
+export function channelError(e: unknown, target: string, authorizationError?: string): CertifierError {
+  if (e instanceof CertifierError) return e;
+  const code = errnoOf(e);
+  const detail = (e as Error | undefined)?.message ?? String(e);
+  const make = (c: ErrorCode, message: string) => new CertifierError(c, message, { cause: e, details: { target, cause: code } });
+  // Node sets authorizationError when OpenSSL could not chain the peer's certificate to `ca`.
+  if (authorizationError) return make('UNTRUSTED_PEER', `${target} presented a certificate not issued under the trusted root (${authorizationError})`);
+  if (code !== undefined && CERT_ALERT.test(code)) {
+    return make('UNTRUSTED_PEER', `${target} refused our TLS certificate (${code.replace(/^ERR_SSL_/, '').toLowerCase()})`);
+  }
+  if (code === 'ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE') return make('UNTRUSTED_PEER', `${target} presented no certificate`);
+  if (code !== undefined && VERSION_FAILURE.test(code)) {
+    return make('UNSUPPORTED', `${target} does not speak TLS 1.3 (${code})`);
+  }
+  if (code === 'ERR_TLS_HANDSHAKE_TIMEOUT') return make('TIMEOUT', `TLS handshake with ${target} timed out`);
+  if (code !== undefined && UNREACHABLE_ERRNOS.has(code)) {
+    const why = code === 'ECONNREFUSED' ? 'connection refused' : code === 'ENOTFOUND' || code.startsWith('EAI_') ? 'name not resolved' : detail;
+    return make('UNREACHABLE', `cannot reach ${target}: ${why}`);
+  }
+  if (code !== undefined && code.startsWith('ERR_SSL_')) return make('UNREACHABLE', `TLS with ${target} failed: ${code}`);
+  return make('UNREACHABLE', `connection to ${target} failed: ${detail}`);
+}
+
+export function timeoutError(what: string, target: string, ms: number): CertifierError {
+  return new CertifierError('TIMEOUT', `${what} ${target} timed out after ${ms} ms`, { details: { target, timeoutMs: ms } });
+}
+
+/** The log-safe summary of an error: its stable code, never its payload. */
+export function logCode(e: unknown): string {
+  if (e instanceof CertifierError) return e.code;
+  return errnoOf(e) ?? (e instanceof Error ? e.name : 'UNKNOWN');
+}

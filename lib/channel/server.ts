@@ -1,0 +1,165 @@
+// The channel server: accepts TCP or TLS 1.3 connections, checks the peer before reading a
+// byte of request, and hands each connection to its own ServerSession.
+
+import net, { type Socket } from 'node:net';
+import tls, { type TLSSocket } from 'node:tls';
+import { constants as cryptoConstants } from 'node:crypto';
+import { CertifierError } from '../errors/index.ts';
+import { randomBytes, toHex } from '../crypto/index.ts';
+import { channelError, errnoOf, logCode } from './errors.ts';
+import { ServerSession } from './session.ts';
+import { baseTlsOptions, exporterFor, remoteOf, runVerifyPeer } from './tlsutil.ts';
+import { resolveLimits, type ChannelLog, type ChannelServer, type ConnectionInfo, type ServeOptions } from './types.ts';
+
+const DEFAULT_GRACE_MS = 5_000;
+
+export async function serve<P>(opts: ServeOptions<P>): Promise<ChannelServer> {
+  const limits = resolveLimits(opts.limits);
+  const host = opts.host ?? '127.0.0.1';
+  if (!Number.isInteger(opts.port) || opts.port < 0 || opts.port > 65535) throw new CertifierError('INVALID_INPUT', `bad port ${String(opts.port)}`);
+  if (opts.tls && opts.plain) throw new CertifierError('INVALID_INPUT', 'choose either tls or plain, not both');
+  if (!opts.tls && opts.plain !== true) throw new CertifierError('INVALID_INPUT', 'a server without tls must say plain: true');
+  if (opts.tls?.verifyPeer && !opts.tls.requestCert) throw new CertifierError('INVALID_INPUT', 'verifyPeer needs requestCert: true');
+  const log = safeLog(opts.log);
+  const transport = opts.tls ? (opts.tls.requestCert ? 'mtls' : 'tls') : 'plain';
+
+  const raws = new Map<string, Socket>(); // every TCP connection, by remote address, for counting and shutdown
+  const established = new Set<Socket>(); // raw sockets whose connection has a session
+  const sessions = new Set<ServerSession<P>>();
+  let closing: Promise<void> | undefined;
+
+  const accept = (socket: Socket, raw: Socket | undefined, tlsSocket: TLSSocket | undefined) => {
+    const remote = remoteOf(socket);
+    const id = toHex(randomBytes(4));
+    if (closing) {
+      log({ event: 'refused', reason: 'server-closing', conn: id, remote, transport });
+      socket.destroy();
+      return;
+    }
+    let peer: P | undefined;
+    const verify = opts.tls?.verifyPeer;
+    if (tlsSocket && verify) {
+      // Synchronous on purpose: refusing here, in the same tick as the handshake, means the
+      // refused client receives no session ticket and no byte of ours after the handshake.
+      try {
+        peer = runVerifyPeer(verify, tlsSocket);
+      } catch (e) {
+        log({ event: 'refused', reason: 'untrusted-peer', conn: id, remote, transport, code: logCode(e) });
+        tlsSocket.destroy();
+        return;
+      }
+    }
+    if (raw) established.add(raw);
+    // A client may half-close after its last request and still read the answers.
+    socket.allowHalfOpen = true;
+    const info: ConnectionInfo<P> = { id, remote, peer, exportKeyingMaterial: exporterFor(tlsSocket) };
+    const session: ServerSession<P> = new ServerSession(socket, info, opts.handler, limits, log, transport, () => {
+      sessions.delete(session);
+    });
+    sessions.add(session);
+  };
+
+  let server: net.Server;
+  if (opts.tls) {
+    const t = opts.tls;
+    const tlsServer = tls.createServer({
+      ...baseTlsOptions(t.ca, t.key, t.cert),
+      requestCert: t.requestCert,
+      // OpenSSL checks the chain against `ca`; Node then drops unauthorized clients before
+      // 'secureConnection'. verifyPeer runs only on chains that passed.
+      rejectUnauthorized: t.requestCert,
+      handshakeTimeout: limits.handshakeTimeoutMs,
+      // Not during the handshake: there, a half-open socket would hide a client that went away
+      // until the handshake timeout. accept() allows it once the connection is established.
+      allowHalfOpen: false,
+      // No resumption: every connection gets a full handshake, so every peer chain is checked
+      // now, not when some earlier session was made. (TLS 1.3 still sends tickets; they just
+      // cannot be redeemed without a session cache.)
+      secureOptions: cryptoConstants.SSL_OP_NO_TICKET,
+    });
+    tlsServer.on('secureConnection', (s: TLSSocket) => accept(s, raws.get(remoteOf(s)), s));
+    tlsServer.on('tlsClientError', (err: Error, s: TLSSocket) => {
+      const record: Record<string, unknown> = { event: 'refused', remote: remoteOf(s), transport };
+      if (s.authorizationError) Object.assign(record, { reason: 'untrusted-peer', code: 'UNTRUSTED_PEER', tlsError: String(s.authorizationError) });
+      else if (errnoOf(err) === 'ERR_TLS_HANDSHAKE_TIMEOUT') Object.assign(record, { reason: 'handshake-timeout', code: 'TIMEOUT' });
+      else Object.assign(record, { reason: 'tls-handshake', code: channelError(err, 'client').code, tlsError: errnoOf(err) ?? err.name });
+      log(record as { event: string });
+      // Node leaves the socket open after a handshake timeout: closing it is our job.
+      s.destroy();
+    });
+    server = tlsServer;
+  } else {
+    server = net.createServer({ allowHalfOpen: true });
+  }
+  server.maxConnections = limits.maxConnections;
+  server.on('drop', (d?: net.DropArgument) => {
+    log({ event: 'refused', reason: 'max-connections', remote: remoteOf({ remoteAddress: d?.remoteAddress, remotePort: d?.remotePort }), transport });
+  });
+  server.on('connection', (raw: Socket) => {
+    const key = remoteOf(raw);
+    raws.set(key, raw);
+    raw.setNoDelay(true); // small request/response frames: do not wait for Nagle
+    raw.on('error', () => {}); // reported through the TLS socket or the session
+    raw.on('close', () => {
+      raws.delete(key);
+      established.delete(raw);
+    });
+    if (!opts.tls) accept(raw, raw, undefined);
+  });
+  server.on('error', (e) => log({ event: 'server-error', code: logCode(e) }));
+
+  await new Promise<void>((resolve, reject) => {
+    const onError = (e: Error) => {
+      const why = errnoOf(e) === 'EADDRINUSE' ? 'address already in use' : errnoOf(e) === 'EACCES' ? 'permission denied' : e.message;
+      reject(new CertifierError('INVALID_INPUT', `cannot listen on ${host}:${opts.port}: ${why}`, { cause: e }));
+    };
+    server.once('error', onError);
+    server.listen({ port: opts.port, host }, () => {
+      server.off('error', onError);
+      resolve();
+    });
+  });
+  const bound = server.address() as net.AddressInfo;
+  const address = { host: bound.address, port: bound.port };
+  const listening: Record<string, unknown> = { event: 'listening', host: address.host, port: address.port, transport };
+  if (transport === 'plain') listening.warning = 'plain TCP: no encryption and no peer authentication (compatibility mode)';
+  log(listening as { event: string });
+
+  const close = (graceMs = DEFAULT_GRACE_MS): Promise<void> => {
+    closing ??= new Promise<void>((resolve) => {
+      const stopped = () => {
+        clearTimeout(hard);
+        log({ event: 'stopped', host: address.host, port: address.port });
+        resolve();
+      };
+      server.close(stopped); // stop listening; calls back once every connection has closed
+      for (const [, raw] of raws) if (!established.has(raw)) raw.destroy(); // still in the handshake
+      for (const s of sessions) s.drain();
+      const hard = setTimeout(() => {
+        for (const s of sessions) s.destroy();
+        for (const [, raw] of raws) raw.destroy();
+      }, Math.max(0, graceMs));
+    });
+    return closing;
+  };
+
+  return {
+    address,
+    get connections() {
+      return raws.size;
+    },
+    close,
+  };
+}
+
+/** A logger that throws must not take a connection (or the server) down with it. */
+function safeLog(log: ChannelLog | undefined): ChannelLog {
+  if (!log) return () => {};
+  return (record) => {
+    try {
+      log({ time: new Date().toISOString(), ...record });
+    } catch {
+      // logging is best effort
+    }
+  };
+}

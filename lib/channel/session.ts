@@ -1,0 +1,222 @@
+// One accepted connection on the server: frames in, handler, frames out, in order, under the
+// read/idle/request limits. Every way it ends is logged once, and only this connection ends.
+
+import type { Socket } from 'node:net';
+import { FrameDecoder, encodeFrame } from '../wire/index.ts';
+import { CertifierError } from '../errors/index.ts';
+import { logCode } from './errors.ts';
+import type { ChannelLog, ConnectionInfo, Handler, ResolvedLimits } from './types.ts';
+
+// Received but unanswered requests held per connection before we stop reading: a pipelining
+// client gets throughput, a flooding one gets TCP backpressure instead of our memory.
+const PIPELINE_DEPTH = 8;
+// After a graceful end, how long the peer gets to close its side before we cut it off.
+const LINGER_MS = 2_000;
+
+export type CloseReason =
+  | 'client-closed' | 'idle-timeout' | 'read-timeout' | 'write-timeout' | 'frame-error'
+  | 'handler-error' | 'max-requests' | 'server-closing' | 'connection-error';
+
+export class ServerSession<P> {
+  private readonly decoder: FrameDecoder;
+  private readonly queue: Uint8Array[] = [];
+  private readonly started = Date.now();
+  private received = 0;
+  private answered = 0;
+  private busy = false;
+  private peerEnded = false;
+  private draining = false; // server closing: answer what was received, read nothing more
+  private finished = false;
+  private paused = false;
+  private readTimer: NodeJS.Timeout | undefined;
+  private idleTimer: NodeJS.Timeout | undefined;
+  private lingerTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly socket: Socket,
+    private readonly info: ConnectionInfo<P>,
+    private readonly handler: Handler<P>,
+    private readonly limits: ResolvedLimits,
+    private readonly log: ChannelLog,
+    private readonly transport: string,
+    private readonly onDone: () => void,
+  ) {
+    this.decoder = new FrameDecoder(limits.frameLimit);
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('end', () => this.onEnd());
+    socket.on('error', (e) => this.finish('connection-error', e));
+    socket.on('close', () => {
+      this.finish('client-closed');
+      this.clearTimers();
+      if (this.lingerTimer) clearTimeout(this.lingerTimer);
+      this.onDone();
+    });
+    this.rearm();
+  }
+
+  /** Graceful shutdown: answer received requests, then end. Idle connections end at once. */
+  drain(): void {
+    if (this.finished) return;
+    this.draining = true;
+    this.setPaused(true);
+    if (!this.busy && this.queue.length === 0) this.finish('server-closing');
+  }
+
+  /** Hard stop, used when the shutdown grace period runs out. */
+  destroy(): void {
+    this.finish('server-closing');
+    this.socket.destroy();
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.finished || this.draining) return;
+    let frames: Uint8Array[];
+    try {
+      frames = this.decoder.push(chunk);
+    } catch (e) {
+      this.finish('frame-error', e);
+      return;
+    }
+    if (frames.length > 0 && this.readTimer) {
+      // Each frame gets its own readTimeoutMs, counted from its first byte (roughly: this chunk).
+      clearTimeout(this.readTimer);
+      this.readTimer = undefined;
+    }
+    for (const frame of frames) {
+      // Frames past the per-connection budget are never handed to the handler.
+      if (this.received >= this.limits.maxRequestsPerConnection) break;
+      this.received++;
+      this.queue.push(frame);
+    }
+    if (this.received >= this.limits.maxRequestsPerConnection || this.queue.length >= PIPELINE_DEPTH) this.setPaused(true);
+    this.rearm();
+    void this.pump();
+  }
+
+  private onEnd(): void {
+    this.peerEnded = true;
+    try {
+      this.decoder.end();
+    } catch (e) {
+      this.finish('frame-error', e);
+      return;
+    }
+    // A client may half-close after its last request; answer it first (allowHalfOpen).
+    if (!this.busy && this.queue.length === 0) this.finish('client-closed');
+  }
+
+  /** Answers queued requests one at a time, so answers leave in the order requests came. */
+  private async pump(): Promise<void> {
+    if (this.busy) return;
+    this.busy = true;
+    this.rearm();
+    while (!this.finished && this.queue.length > 0) {
+      const request = this.queue.shift()!;
+      if (!this.draining && this.queue.length < PIPELINE_DEPTH / 2 && this.received < this.limits.maxRequestsPerConnection) this.setPaused(false);
+      let frame: Uint8Array;
+      try {
+        const response = await this.handler(request, this.info);
+        if (!(response instanceof Uint8Array)) throw new CertifierError('INTERNAL', 'handler returned no bytes');
+        frame = encodeFrame(response, this.limits.frameLimit);
+      } catch (e) {
+        // The protocol layer above decides what error answer to send; we only close.
+        this.finish('handler-error', e);
+        break;
+      }
+      if (this.finished) break;
+      this.answered++;
+      if (!this.socket.write(frame)) await this.waitForDrain();
+    }
+    this.busy = false;
+    if (this.finished) return;
+    if (this.answered >= this.limits.maxRequestsPerConnection) this.finish('max-requests');
+    else if (this.draining) this.finish('server-closing');
+    else if (this.peerEnded) this.finish('client-closed');
+    else this.rearm();
+  }
+
+  /** A client that sends but never reads must not pin our buffers: give it the idle time. */
+  private waitForDrain(): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.finish('write-timeout');
+        this.socket.destroy();
+        resolve();
+      }, this.limits.idleTimeoutMs);
+      const done = () => {
+        clearTimeout(timer);
+        this.socket.off('drain', done);
+        this.socket.off('close', done);
+        resolve();
+      };
+      this.socket.on('drain', done);
+      this.socket.on('close', done);
+    });
+  }
+
+  private setPaused(paused: boolean): void {
+    if (paused === this.paused || this.finished) return;
+    this.paused = paused;
+    if (paused) this.socket.pause();
+    else this.socket.resume();
+    this.rearm();
+  }
+
+  /**
+   * Timers follow the connection's state: a started frame must complete within readTimeoutMs
+   * (unless we stopped reading), and a connection with nothing to do gets idleTimeoutMs.
+   */
+  private rearm(): void {
+    if (this.finished) return;
+    const partial = this.decoder.pending > 0 && !this.paused;
+    if (!partial && this.readTimer) {
+      clearTimeout(this.readTimer);
+      this.readTimer = undefined;
+    }
+    if (partial && !this.readTimer) {
+      this.readTimer = setTimeout(() => this.timedOut('read-timeout'), this.limits.readTimeoutMs);
+    }
+    if (this.idleTimer) {
+      clearTimeout(this.idleTimer);
+      this.idleTimer = undefined;
+    }
+    if (!this.busy && this.queue.length === 0 && this.decoder.pending === 0) {
+      this.idleTimer = setTimeout(() => this.timedOut('idle-timeout'), this.limits.idleTimeoutMs);
+    }
+  }
+
+  private timedOut(reason: 'read-timeout' | 'idle-timeout'): void {
+    this.finish(reason);
+    // A stalled frame is a broken or hostile peer: no need to be polite to it.
+    if (reason === 'read-timeout') this.socket.destroy();
+  }
+
+  private clearTimers(): void {
+    if (this.readTimer) clearTimeout(this.readTimer);
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.readTimer = this.idleTimer = undefined;
+  }
+
+  /** Ends the connection once, with one log record saying why. */
+  private finish(reason: CloseReason, error?: unknown): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.clearTimers();
+    const record: Record<string, unknown> = {
+      event: 'closed', conn: this.info.id, remote: this.info.remote, transport: this.transport,
+      reason, requests: this.received, answered: this.answered, durationMs: Date.now() - this.started,
+    };
+    if (reason === 'read-timeout' || reason === 'idle-timeout' || reason === 'write-timeout') record.code = 'TIMEOUT';
+    if (error !== undefined) record.code = logCode(error);
+    if (error instanceof CertifierError && reason === 'frame-error') record.message = error.message;
+    this.log(record as { event: string });
+    if (reason === 'frame-error' || reason === 'connection-error') {
+      this.socket.destroy();
+      return;
+    }
+    // Graceful: answers already written are flushed before our FIN (and close_notify).
+    this.socket.end();
+    this.lingerTimer = setTimeout(() => this.socket.destroy(), LINGER_MS);
+    this.lingerTimer.unref();
+  }
+}

@@ -1,0 +1,129 @@
+// The channel's public shapes and default limits, shared by the server and the client.
+// Peer verification is a callback so this layer never depends on how certificates are judged.
+
+import type { KeyObject } from 'node:crypto';
+import { CertifierError } from '../errors/index.ts';
+import { DEFAULT_FRAME_LIMIT } from '../wire/index.ts';
+
+/** Our TLS identity: private key, certificate (PEM, leaf first) and the one trust anchor. */
+export interface TlsIdentity {
+  key: KeyObject | string;
+  cert: string;
+  /** PEM of the pinned root (e.g. the policy certificate): the only certificate trusted. */
+  ca: string;
+}
+
+/** Server-only TLS as seen by a client: it trusts `ca` and presents no certificate. */
+export interface TlsTrust {
+  ca: string;
+}
+
+/**
+ * Judges the peer's chain (DER, leaf first, as OpenSSL built it up to `ca`) after OpenSSL has
+ * verified it. Returns what the application wants to know about the peer; throws to refuse.
+ */
+export type VerifyPeer<P> = (chain: Uint8Array[]) => P;
+
+export interface Limits {
+  /** Largest frame body accepted or sent (default 1 MiB). */
+  frameLimit?: number;
+  /** Server: connections beyond this are closed at once (default 256). */
+  maxConnections?: number;
+  /** Server: a connection is closed after answering this many requests (default 1000). */
+  maxRequestsPerConnection?: number;
+  /** Time allowed for the TLS handshake (default 10 s). */
+  handshakeTimeoutMs?: number;
+  /** Server: a started frame must complete within this. Client: each response must (default 10 s). */
+  readTimeoutMs?: number;
+  /** Server: time allowed between requests before an idle connection is closed (default 30 s). */
+  idleTimeoutMs?: number;
+}
+
+export type ResolvedLimits = Required<Limits>;
+
+export const DEFAULT_LIMITS: ResolvedLimits = Object.freeze({
+  frameLimit: DEFAULT_FRAME_LIMIT,
+  maxConnections: 256,
+  maxRequestsPerConnection: 1000,
+  handshakeTimeoutMs: 10_000,
+  readTimeoutMs: 10_000,
+  idleTimeoutMs: 30_000,
+});
+
+/** Fills in defaults and refuses nonsense early, so a typo in a config cannot disable a limit. */
+export function resolveLimits(limits: Limits | undefined): ResolvedLimits {
+  const out = { ...DEFAULT_LIMITS, ...stripUndefined(limits ?? {}) };
+  for (const [name, value] of Object.entries(out)) {
+    if (!Number.isSafeInteger(value) || value < 1) {
+      throw new CertifierError('INVALID_INPUT', `channel limit ${name} must be a positive integer, got ${String(value)}`);
+    }
+  }
+  if (out.frameLimit > 0xffffffff) throw new CertifierError('INVALID_INPUT', 'channel limit frameLimit must fit in 32 bits');
+  return out;
+}
+
+function stripUndefined(o: Limits): Limits {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Limits;
+}
+
+/** What a handler knows about the connection a request came on. */
+export interface ConnectionInfo<P> {
+  /** Short random hex naming the connection in logs. */
+  id: string;
+  /** Remote address and port, e.g. `127.0.0.1:53412`. */
+  remote: string;
+  /** What verifyPeer returned; undefined without a verified client certificate. */
+  peer: P | undefined;
+  /** TLS exporter (RFC 8446 section 7.5) with an empty context; undefined on plain TCP. */
+  exportKeyingMaterial(label: string, length: number): Uint8Array | undefined;
+}
+
+/** Answers one request. Throwing closes the connection without an answer. */
+export type Handler<P> = (request: Uint8Array, conn: ConnectionInfo<P>) => Promise<Uint8Array>;
+
+/** One structured log record; never holds payload bytes or secrets. */
+export type LogRecord = Record<string, unknown> & { event: string };
+export type ChannelLog = (event: LogRecord) => void;
+
+export interface ServeOptions<P> {
+  /** Address to bind (default 127.0.0.1). */
+  host?: string;
+  /** Port to bind; 0 picks a free one. */
+  port: number;
+  tls?: TlsIdentity & { requestCert: boolean; verifyPeer?: VerifyPeer<P> };
+  /** Plain TCP, only for the original Certifier's plain protocol; must be asked for explicitly. */
+  plain?: boolean;
+  limits?: Limits;
+  handler: Handler<P>;
+  log?: ChannelLog;
+}
+
+export interface ChannelServer {
+  readonly address: { host: string; port: number };
+  /** Open TCP connections, including those still in the TLS handshake. */
+  readonly connections: number;
+  /** Stops accepting, lets received requests be answered, closes everything; then resolves. */
+  close(graceMs?: number): Promise<void>;
+}
+
+export interface ConnectOptions<P> {
+  host: string;
+  port: number;
+  /** A full identity for mutual TLS, or only `ca` for server-only TLS. */
+  tls?: TlsIdentity | TlsTrust;
+  verifyPeer?: VerifyPeer<P>;
+  plain?: boolean;
+  limits?: Limits;
+  /** Time allowed for the TCP connection (default 10 s); the handshake has its own limit. */
+  connectTimeoutMs?: number;
+}
+
+export interface ClientConnection<P> {
+  /** What verifyPeer returned for the server; undefined on plain TCP or without verifyPeer. */
+  readonly peer: P | undefined;
+  /** Sends one request; answers come back in order, and calls may overlap (pipelining). */
+  request(body: Uint8Array): Promise<Uint8Array>;
+  exportKeyingMaterial(label: string, length: number): Uint8Array | undefined;
+  /** Waits for outstanding answers, then closes. */
+  close(): Promise<void>;
+}

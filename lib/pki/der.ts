@@ -1,0 +1,174 @@
+// A strict DER reader and a minimal DER writer (X.690), enough for certificates we issue and
+// check: the reader refuses BER leniencies (indefinite or non-minimal lengths, long-form tags).
+
+import { concatBytes } from '../crypto/index.ts';
+
+export const TAG = {
+  BOOLEAN: 0x01, INTEGER: 0x02, BIT_STRING: 0x03, OCTET_STRING: 0x04, NULL: 0x05, OID: 0x06,
+  UTF8: 0x0c, PRINTABLE: 0x13, IA5: 0x16, UTC_TIME: 0x17, GENERALIZED_TIME: 0x18,
+  SEQUENCE: 0x30, SET: 0x31,
+} as const;
+
+/** Thrown by the reader; callers turn it into the error code that fits what they were reading. */
+export class DerError extends Error {
+  override name = 'DerError';
+  /** Set when the element itself was fine but bytes followed it. */
+  readonly trailing: boolean;
+  constructor(message: string, trailing = false) {
+    super(message);
+    this.trailing = trailing;
+  }
+}
+
+export interface Tlv {
+  tag: number;
+  /** The value bytes (a view into the input). */
+  contents: Uint8Array;
+  /** The whole element, header included (a view into the input). */
+  bytes: Uint8Array;
+}
+
+const isConstructed = (tag: number) => (tag & 0x20) !== 0;
+
+function readLength(buf: Uint8Array, at: number): { length: number; next: number } {
+  const first = buf[at];
+  if (first === undefined) throw new DerError('truncated length');
+  if (first < 0x80) return { length: first, next: at + 1 };
+  const n = first & 0x7f;
+  if (n === 0) throw new DerError('indefinite length');
+  if (n > 4) throw new DerError('length too large');
+  if (at + 1 + n > buf.length) throw new DerError('truncated length');
+  if (buf[at + 1] === 0) throw new DerError('non-minimal length');
+  let length = 0;
+  for (let i = 0; i < n; i++) length = length * 256 + buf[at + 1 + i]!;
+  if (length < 0x80) throw new DerError('non-minimal length');
+  return { length, next: at + 1 + n };
+}
+
+/** Reads one element starting at `offset`; returns it and the offset just past it. */
+export function readTlv(buf: Uint8Array, offset = 0): { tlv: Tlv; end: number } {
+  const tag = buf[offset];
+  if (tag === undefined) throw new DerError('truncated element');
+  if ((tag & 0x1f) === 0x1f) throw new DerError('long-form tags are not used here');
+  const { length, next } = readLength(buf, offset + 1);
+  const end = next + length;
+  if (end > buf.length) throw new DerError('element runs past the end of its container');
+  return { tlv: { tag, contents: buf.subarray(next, end), bytes: buf.subarray(offset, end) }, end };
+}
+
+/** The whole of `buf` must be exactly one element: trailing bytes are refused. */
+export function readOne(buf: Uint8Array): Tlv {
+  const { tlv, end } = readTlv(buf, 0);
+  if (end !== buf.length) throw new DerError(`${buf.length - end} trailing byte(s) after the element`, true);
+  return tlv;
+}
+
+/** The elements inside a constructed element. */
+export function children(tlv: Tlv): Tlv[] {
+  if (!isConstructed(tlv.tag)) throw new DerError('expected a constructed element');
+  const out: Tlv[] = [];
+  let at = 0;
+  while (at < tlv.contents.length) {
+    const r = readTlv(tlv.contents, at);
+    out.push(r.tlv);
+    at = r.end;
+  }
+  return out;
+}
+
+/** Walks every constructed element so a BER-only encoding anywhere in the tree is refused. */
+export function checkTree(tlv: Tlv, depth = 0): void {
+  if (depth > 32) throw new DerError('nesting too deep');
+  if (isConstructed(tlv.tag)) for (const c of children(tlv)) checkTree(c, depth + 1);
+}
+
+export function expectTag(tlv: Tlv | undefined, tag: number, what: string): Tlv {
+  if (!tlv || tlv.tag !== tag) throw new DerError(`${what}: unexpected element`);
+  return tlv;
+}
+
+export function decodeOid(contents: Uint8Array): string {
+  if (contents.length === 0 || (contents[contents.length - 1]! & 0x80) !== 0) throw new DerError('bad object identifier');
+  const arcs: bigint[] = [];
+  let v = 0n;
+  for (let i = 0; i < contents.length; i++) {
+    const b = contents[i]!;
+    if (v === 0n && b === 0x80) throw new DerError('non-minimal object identifier arc');
+    v = (v << 7n) | BigInt(b & 0x7f);
+    if ((b & 0x80) === 0) {
+      arcs.push(v);
+      v = 0n;
+    }
+  }
+  const first = arcs[0]!;
+  const head = first < 40n ? [0n, first] : first < 80n ? [1n, first - 40n] : [2n, first - 80n];
+  return [...head, ...arcs.slice(1)].join('.');
+}
+
+// --- writer -------------------------------------------------------------------------------
+
+function encodeLength(n: number): Uint8Array {
+  if (n < 0x80) return Uint8Array.of(n);
+  const bytes: number[] = [];
+  for (let v = n; v > 0; v = Math.floor(v / 256)) bytes.unshift(v & 0xff);
+  return Uint8Array.of(0x80 | bytes.length, ...bytes);
+}
+
+export function tlv(tag: number, ...contents: Uint8Array[]): Uint8Array {
+  const body = concatBytes(...contents);
+  return concatBytes(Uint8Array.of(tag), encodeLength(body.length), body);
+}
+
+export const seq = (...parts: Uint8Array[]) => tlv(TAG.SEQUENCE, ...parts);
+export const set = (...parts: Uint8Array[]) => tlv(TAG.SET, ...parts);
+/** [n] EXPLICIT: a constructed context tag wrapping a whole element. */
+export const explicit = (n: number, inner: Uint8Array) => tlv(0xa0 | n, inner);
+/** [n] IMPLICIT on a primitive type: the context tag replaces the universal one. */
+export const implicitPrimitive = (n: number, contents: Uint8Array) => tlv(0x80 | n, contents);
+
+/** A non-negative INTEGER from big-endian magnitude bytes, minimally encoded. */
+export function encodeUnsigned(magnitude: Uint8Array): Uint8Array {
+  let i = 0;
+  while (i < magnitude.length - 1 && magnitude[i] === 0) i++;
+  const m = magnitude.length === 0 ? Uint8Array.of(0) : magnitude.subarray(i);
+  return tlv(TAG.INTEGER, m[0]! & 0x80 ? concatBytes(Uint8Array.of(0), m) : m);
+}
+
+export const encodeSmallInt = (n: number) => encodeUnsigned(Uint8Array.of(n));
+
+export function encodeOid(oid: string): Uint8Array {
+  const arcs = oid.split('.').map((a) => BigInt(a));
+  if (arcs.length < 2 || arcs[0]! > 2n) throw new RangeError(`bad object identifier ${oid}`);
+  const values = [arcs[0]! * 40n + arcs[1]!, ...arcs.slice(2)];
+  const out: number[] = [];
+  for (const v of values) {
+    const chunk: number[] = [Number(v & 0x7fn)];
+    for (let rest = v >> 7n; rest > 0n; rest >>= 7n) chunk.unshift(Number(rest & 0x7fn) | 0x80);
+    out.push(...chunk);
+  }
+  return tlv(TAG.OID, Uint8Array.from(out));
+}
+
+export const encodeUtf8 = (s: string) => tlv(TAG.UTF8, new TextEncoder().encode(s));
+export const encodeOctets = (b: Uint8Array) => tlv(TAG.OCTET_STRING, b);
+export const encodeBool = (b: boolean) => tlv(TAG.BOOLEAN, Uint8Array.of(b ? 0xff : 0x00));
+export const encodeNull = () => tlv(TAG.NULL);
+export const encodeBitString = (b: Uint8Array, unusedBits = 0) => tlv(TAG.BIT_STRING, Uint8Array.of(unusedBits), b);
+
+/** The bytes of an IA5String value (ASCII only). */
+export function ia5Bytes(s: string): Uint8Array {
+  if (!/^[\x00-\x7f]*$/.test(s)) throw new RangeError('IA5String must be ASCII');
+  return new TextEncoder().encode(s);
+}
+export const encodeIa5 = (s: string) => tlv(TAG.IA5, ia5Bytes(s));
+
+/** RFC 5280, 4.1.2.5: UTCTime through 2049, GeneralizedTime from 2050; always whole seconds, Z. */
+export function encodeTime(d: Date): Uint8Array {
+  const iso = d.toISOString(); // YYYY-MM-DDTHH:MM:SS.sssZ
+  const digits = iso.slice(0, 19).replace(/[-T:]/g, '');
+  const year = d.getUTCFullYear();
+  if (year < 1950 || year > 9999) throw new RangeError('certificate dates must fall in 1950..9999');
+  return year < 2050
+    ? tlv(TAG.UTC_TIME, new TextEncoder().encode(digits.slice(2) + 'Z'))
+    : tlv(TAG.GENERALIZED_TIME, new TextEncoder().encode(digits + 'Z'));
+}

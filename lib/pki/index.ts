@@ -1,0 +1,16 @@
+// lib/pki: the policy certificate, admission certificates, and our own path validation.
+// Sits above lib/crypto and lib/wire; nothing here knows about stores, policies or channels.
+export { ADMISSION_EXTENSION_OID, OID, KEY_USAGE_BITS, type KeyUsageName } from './oids.ts';
+export {
+  type Admission, encodeAdmission, decodeAdmission, admissionUri, measurementOrganization, policyOrganization,
+  domainOfPolicyOrganization, ADMISSION_CN, POLICY_CN, MAX_MEASUREMENT_BYTES,
+} from './admission.ts';
+export { type ParsedCert, parseCertificate, MAX_CERTIFICATE_BYTES } from './parse.ts';
+export { isSignedBy, signatureAlgorithmOf, bytesSame, type CertStructure, type RawExtension } from './structure.ts';
+export {
+  type PolicyCertOptions, type AdmissionCertOptions, createPolicyCert, issueAdmissionCert, CLOCK_SKEW_SECONDS,
+  DEFAULT_POLICY_DAYS,
+} from './issue.ts';
+export { type Usage, type ValidateAdmissionOptions, type ValidatedPeer, validateAdmission, validatePolicyCert } from './validate.ts';
+export { toPem, readCertificate, readCertificateChain, pemBlocks } from './pem.ts';
+export type { AltNames } from './san.ts';

@@ -1,0 +1,60 @@
+// PEM (RFC 7468) for certificates: writing, and reading one certificate or a chain from PEM or DER.
+// Reading checks only the framing (one DER element per certificate); parseCertificate does the rest.
+
+import { CertifierError } from '../errors/index.ts';
+import { looksLikePem } from '../crypto/index.ts';
+import { MAX_CERTIFICATE_BYTES } from './parse.ts';
+import { badCertificate } from './problems.ts';
+import { DerError, readOne, TAG } from './der.ts';
+
+const BLOCK_RE = /-----BEGIN ([A-Z0-9 ]+)-----\r?\n([\s\S]*?)-----END \1-----/g;
+const BASE64_RE = /^[A-Za-z0-9+/]*={0,2}$/;
+
+export function toPem(der: Uint8Array, label = 'CERTIFICATE'): string {
+  const b64 = Buffer.from(der.buffer, der.byteOffset, der.byteLength).toString('base64');
+  const lines = b64.match(/.{1,64}/g) ?? [];
+  return `-----BEGIN ${label}-----\n${lines.join('\n')}${lines.length ? '\n' : ''}-----END ${label}-----\n`;
+}
+
+function decodeBase64Strict(body: string, label: string): Uint8Array {
+  const compact = body.replace(/[ \t\r\n]/g, '');
+  if (!BASE64_RE.test(compact) || compact.length % 4 !== 0) {
+    throw new CertifierError('INVALID_INPUT', `the PEM ${label} block is not valid base64`);
+  }
+  return new Uint8Array(Buffer.from(compact, 'base64'));
+}
+
+/** Every PEM block with the given label, decoded; blocks with other labels are ignored. */
+export function pemBlocks(text: string, label = 'CERTIFICATE'): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  for (const m of text.matchAll(BLOCK_RE)) if (m[1] === label) out.push(decodeBase64Strict(m[2]!, label));
+  return out;
+}
+
+function checkFraming(der: Uint8Array): Uint8Array {
+  if (der.length > MAX_CERTIFICATE_BYTES) throw badCertificate('too-large', `a certificate of ${der.length} bytes is larger than ${MAX_CERTIFICATE_BYTES}`);
+  try {
+    if (der[0] !== TAG.SEQUENCE) throw new DerError('it does not start with a DER SEQUENCE');
+    readOne(der);
+  } catch (cause) {
+    const reason = cause instanceof DerError && cause.trailing ? 'trailing-bytes' : 'malformed';
+    throw badCertificate(reason, `not a DER certificate: ${(cause as Error).message}`, cause);
+  }
+  return der;
+}
+
+/** Certificates from PEM (one or more CERTIFICATE blocks) or from one DER certificate. */
+export function readCertificateChain(bytes: Uint8Array): Uint8Array[] {
+  // DER starts with a SEQUENCE tag, which no PEM text does.
+  if (bytes[0] === TAG.SEQUENCE || !looksLikePem(bytes)) return [checkFraming(bytes)];
+  const ders = pemBlocks(Buffer.from(bytes).toString('latin1'));
+  if (ders.length === 0) throw new CertifierError('INVALID_INPUT', 'the PEM text holds no CERTIFICATE block');
+  return ders.map(checkFraming);
+}
+
+/** Exactly one certificate, from PEM or DER; returns its DER. */
+export function readCertificate(bytes: Uint8Array): Uint8Array {
+  const all = readCertificateChain(bytes);
+  if (all.length !== 1) throw new CertifierError('INVALID_INPUT', `expected one certificate, found ${all.length}`);
+  return all[0]!;
+}

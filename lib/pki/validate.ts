@@ -1,0 +1,165 @@
+// Our own path validation: a leaf signed directly by the pinned policy certificate, checked field by
+// field (RFC 5280, 6.1, cut down to a one-step path) instead of trusting a chain builder.
+
+import type { KeyObject } from 'node:crypto';
+import { keyAlgOf, toHex } from '../crypto/index.ts';
+import { CertifierError } from '../errors/index.ts';
+import { domainOfPolicyOrganization, measurementOrganization, MEASUREMENT_PREFIX } from './admission.ts';
+import { parseCertificate, type ParsedCert } from './parse.ts';
+import { bytesSame, isSignedBy } from './structure.ts';
+import { UNDERSTOOD_EXTENSIONS } from './oids.ts';
+import { type CertRole, type Problem, firstProblem, problem, untrusted } from './problems.ts';
+
+export type Usage = 'client' | 'server' | 'any';
+
+export interface ValidateAdmissionOptions {
+  /** Leaf first, DER. Further entries may only be the pinned policy certificate itself. */
+  chain: Uint8Array[];
+  /** The pinned policy certificate (DER): the only root there is. */
+  policyCert: Uint8Array;
+  at: Date;
+  /** Which extended key usage the leaf needs; 'any' means client or server authentication. Default 'any'. */
+  usage?: Usage;
+}
+
+export interface ValidatedPeer {
+  serialHex: string;
+  measurement: Uint8Array;
+  measurementHex: string;
+  platform: string;
+  domain: string;
+  publicKey: KeyObject;
+  subject: string;
+  notAfter: Date;
+  fingerprintSha256Hex: string;
+}
+
+function checkDate(at: Date): void {
+  if (!(at instanceof Date) || !Number.isFinite(at.getTime())) throw new CertifierError('INVALID_INPUT', 'the validation time is not a valid date');
+}
+
+/** RFC 5280, 4.1.2.5: both ends of the window are inclusive. */
+function validityProblem(cert: ParsedCert, at: Date, which: string): Problem | undefined {
+  if (at < cert.notBefore) return problem('CERT_EXPIRED', 'not-yet-valid', `the ${which} certificate is not valid before ${cert.notBefore.toISOString()}`);
+  if (at > cert.notAfter) return problem('CERT_EXPIRED', 'expired', `the ${which} certificate expired at ${cert.notAfter.toISOString()}`);
+  return undefined;
+}
+
+/** RFC 5280, 4.2: a critical extension we do not understand means we must not accept the certificate. */
+function criticalProblem(cert: ParsedCert, which: string): Problem | undefined {
+  const unknown = cert.extensions.find((e) => e.critical && !UNDERSTOOD_EXTENSIONS.includes(e.oid));
+  return unknown && problem('BAD_CERTIFICATE', 'unknown-critical-extension', `the ${which} certificate has an unknown critical extension ${unknown.oid}`);
+}
+
+/** parseCertificate, with the failing certificate's role added to the error's details. */
+function parseAs(der: Uint8Array, certificate: CertRole): ParsedCert {
+  try {
+    return parseCertificate(der);
+  } catch (e) {
+    if (!(e instanceof CertifierError)) throw e;
+    throw new CertifierError(e.code, e.message, { cause: e.cause, details: { ...e.details, certificate } });
+  }
+}
+
+/** The pinned policy certificate: self-signed, a CA allowed to sign certificates, valid at `at`. */
+export function validatePolicyCert(policyCert: Uint8Array, at: Date): ParsedCert {
+  checkDate(at);
+  const policy = parseAs(policyCert, 'policy');
+  if (!bytesSame(policy.issuerDer, policy.subjectDer)) {
+    throw untrusted('policy-self-signature', `the policy certificate is not self-issued (issuer ${policy.issuer}, subject ${policy.subject})`, 'policy');
+  }
+  if (!isSignedBy(policy, policy.publicKey)) {
+    throw untrusted('policy-self-signature', 'the policy certificate\'s self-signature does not verify', 'policy');
+  }
+  const found = firstProblem('policy', [
+    validityProblem(policy, at, 'policy'),
+    policy.isCA ? undefined : problem('BAD_CERTIFICATE', 'policy-not-ca', 'the policy certificate is not a CA (basicConstraints cA is not set)'),
+    policy.keyUsage.includes('keyCertSign') ? undefined : problem('BAD_CERTIFICATE', 'policy-key-usage', 'the policy certificate\'s key usage lacks keyCertSign'),
+    criticalProblem(policy, 'policy'),
+  ]);
+  if (found) throw found;
+  return policy;
+}
+
+/** Trust first: who signed the leaf. Stops at the first failure; nothing else matters after one. */
+function checkIssuedByPolicy(chain: Uint8Array[], policyCert: Uint8Array, leaf: ParsedCert, policy: ParsedCert): void {
+  if (chain.slice(1).some((c) => !bytesSame(c, policyCert))) {
+    throw untrusted('root-mismatch', 'the peer\'s chain holds a certificate other than the pinned policy certificate', 'chain');
+  }
+  if (!bytesSame(leaf.issuerDer, policy.subjectDer)) {
+    throw untrusted('issuer', `the certificate's issuer "${leaf.issuer}" is not the policy certificate's subject "${policy.subject}"`);
+  }
+  if (leaf.authorityKeyIdHex && policy.subjectKeyIdHex && leaf.authorityKeyIdHex !== policy.subjectKeyIdHex) {
+    throw untrusted('root-mismatch', `the certificate was issued under policy key ${leaf.authorityKeyIdHex}, not the pinned ${policy.subjectKeyIdHex}`);
+  }
+  if (!isSignedBy(leaf, policy.publicKey)) {
+    throw untrusted('signature', 'the certificate\'s signature does not verify with the policy key');
+  }
+}
+
+const EKU_FOR: Record<Usage, string[]> = { client: ['clientAuth'], server: ['serverAuth'], any: ['clientAuth', 'serverAuth'] };
+
+/** The peer's key must be one lib/crypto can use later (TLS, signed nonces). */
+function isSupportedKey(key: KeyObject): boolean {
+  try {
+    keyAlgOf(key);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function flagProblems(leaf: ParsedCert, usage: Usage): (Problem | undefined)[] {
+  const bad = (reason: string, message: string) => problem('BAD_CERTIFICATE', reason, message);
+  const signsCerts = leaf.keyUsage.filter((u) => u === 'keyCertSign' || u === 'cRLSign');
+  return [
+    leaf.isCA ? bad('is-ca', 'the certificate is a CA (basicConstraints cA is set), not an end entity') : undefined,
+    leaf.keyUsage.includes('digitalSignature') ? undefined : bad('key-usage', 'the certificate\'s key usage lacks digitalSignature'),
+    // RFC 5280, 4.2.1.3: keyCertSign needs cA; an end entity has no business signing certificates or CRLs.
+    signsCerts.length ? bad('key-usage', `the certificate's key usage allows ${signsCerts.join(' and ')} but it is not a CA`) : undefined,
+    EKU_FOR[usage].some((u) => leaf.extKeyUsage.includes(u)) ? undefined : bad('ext-key-usage', `the certificate's extended key usage lacks ${EKU_FOR[usage].join(' or ')}`),
+    isSupportedKey(leaf.publicKey) ? undefined : bad('key-algorithm', 'the certificate\'s key is not ECDSA P-256, P-384 or RSA-2048'),
+    criticalProblem(leaf, 'peer'),
+  ];
+}
+
+function admissionProblems(leaf: ParsedCert, policy: ParsedCert): (Problem | undefined)[] {
+  const a = leaf.admission;
+  if (!a) return [problem('BAD_CERTIFICATE', 'no-admission-extension', 'the certificate carries no admission extension (measurement, platform, domain)')];
+  const measured = leaf.organizations.filter((o) => o.startsWith(MEASUREMENT_PREFIX));
+  const want = measurementOrganization(a.measurement);
+  const policyDomain = policy.organizations.map(domainOfPolicyOrganization).find((d) => d !== undefined);
+  return [
+    measured.length === 1 && measured[0] === want ? undefined
+      : problem('BAD_CERTIFICATE', 'measurement-mismatch', `the subject's O=${measured.join(',') || '(none)'} does not match the extension's measurement ${toHex(a.measurement)}`),
+    policyDomain === undefined || policyDomain === a.domain ? undefined
+      : problem('BAD_CERTIFICATE', 'domain-mismatch', `the certificate names domain "${a.domain}", the policy certificate "${policyDomain}"`),
+  ];
+}
+
+/**
+ * Validates a peer's admission certificate against the pinned policy certificate at time `at`.
+ * Throws UNTRUSTED_PEER, CERT_EXPIRED or BAD_CERTIFICATE with details.reason naming the check.
+ */
+export function validateAdmission(opts: ValidateAdmissionOptions): ValidatedPeer {
+  const usage = opts.usage ?? 'any';
+  if (!Object.hasOwn(EKU_FOR, usage)) throw new CertifierError('INVALID_INPUT', `usage must be client, server or any, not "${String(usage)}"`);
+  if (opts.chain.length === 0) throw untrusted('no-certificate', 'the peer presented no certificate', 'chain');
+  const policy = validatePolicyCert(opts.policyCert, opts.at);
+  const leaf = parseAs(opts.chain[0]!, 'leaf');
+  checkIssuedByPolicy(opts.chain, opts.policyCert, leaf, policy);
+  const found = firstProblem('leaf', [validityProblem(leaf, opts.at, 'peer'), ...flagProblems(leaf, usage), ...admissionProblems(leaf, policy)]);
+  if (found) throw found;
+  const a = leaf.admission!;
+  return {
+    serialHex: leaf.serialHex,
+    measurement: a.measurement,
+    measurementHex: toHex(a.measurement),
+    platform: a.platform,
+    domain: a.domain,
+    publicKey: leaf.publicKey,
+    subject: leaf.subject,
+    notAfter: leaf.notAfter,
+    fingerprintSha256Hex: leaf.fingerprintSha256Hex,
+  };
+}

@@ -1,0 +1,114 @@
+// Requests reach the handler and answers come back, in order, over every transport; the TLS
+// exporter gives both ends the same per-connection secret.
+
+import { expect } from 'chai';
+import { bytesEqual, randomBytes } from '../../lib/crypto/index.ts';
+import { connect } from '../../lib/channel/index.ts';
+import { Harness, bytes, rejectsWith, text, waitFor, type Transport } from './harness.ts';
+
+describe('channel: request and answer', () => {
+  const h = new Harness();
+  afterEach(() => h.stop());
+
+  for (const transport of ['plain', 'tls', 'mtls'] as Transport[]) {
+    it(`echoes a request over ${transport}`, async () => {
+      const server = await h.serve(transport);
+      const conn = await h.connect(server, transport);
+      expect(text(await conn.request(bytes('hello')))).to.equal('hello');
+      expect(await conn.request(new Uint8Array(0))).to.have.length(0);
+      const big = randomBytes(512 * 1024);
+      expect(bytesEqual(await conn.request(big), big)).to.equal(true);
+    });
+  }
+
+  it('tells the handler who the mutual-TLS peer is, and the client who the server is', async () => {
+    let seen: unknown;
+    const server = await h.serve('mtls', { handler: async (r, c) => ((seen = c.peer), r) });
+    const conn = await h.connect(server, 'mtls');
+    await conn.request(bytes('x'));
+    expect(seen).to.deep.equal({ subject: 'O=Measured-client\nCN=CertifierUsers' });
+    expect(conn.peer).to.deep.equal({ subject: 'O=Measured-server\nCN=CertifierUsers' });
+  });
+
+  it('answers 100 pipelined requests on one connection in order', async () => {
+    let inFlight = 0;
+    let maxInFlight = 0;
+    const server = await h.serve('mtls', {
+      handler: async (r) => {
+        maxInFlight = Math.max(maxInFlight, ++inFlight);
+        await new Promise((res) => setImmediate(res));
+        inFlight--;
+        return r;
+      },
+    });
+    const conn = await h.connect(server, 'mtls');
+    const answers = await Promise.all(Array.from({ length: 100 }, (_, i) => conn.request(bytes(`request ${i}`))));
+    expect(answers.map(text)).to.deep.equal(Array.from({ length: 100 }, (_, i) => `request ${i}`));
+    expect(maxInFlight, 'handler calls on one connection never overlap').to.equal(1);
+    expect(h.closedRecords()).to.have.length(0);
+  });
+
+  it('serves one request per connection, as the original Certifier clients do', async () => {
+    const server = await h.serve('mtls');
+    for (let i = 0; i < 20; i++) {
+      const conn = await h.connect(server, 'mtls');
+      expect(text(await conn.request(bytes(`n${i}`)))).to.equal(`n${i}`);
+      await conn.close();
+    }
+    await waitFor(() => h.closedRecords().length === 20, 2000, 'every connection to be logged');
+    expect(h.closedRecords().every((r) => r.reason === 'client-closed' && r.answered === 1)).to.equal(true);
+  });
+
+  it('answers a client that half-closes right after its request', async () => {
+    const server = await h.serve('plain');
+    const socket = await h.raw(server, 'plain');
+    const chunks: Buffer[] = [];
+    socket.on('data', (d: Buffer) => chunks.push(d));
+    socket.end(Buffer.from([3, 0, 0, 0, 0x61, 0x62, 0x63]));
+    await new Promise((r) => socket.once('close', r));
+    expect(Buffer.concat(chunks).toString('latin1')).to.equal('\x03\x00\x00\x00abc');
+  });
+
+  it('gives both ends the same exporter value, different on every connection', async () => {
+    const label = 'EXPERIMENTAL-certifier-keys channel test';
+    const serverSide: Uint8Array[] = [];
+    const server = await h.serve('mtls', {
+      handler: async (r, c) => {
+        serverSide.push(c.exportKeyingMaterial(label, 32)!);
+        return r;
+      },
+    });
+    const a = await h.connect(server, 'mtls');
+    const b = await h.connect(server, 'mtls');
+    await a.request(bytes('a'));
+    await b.request(bytes('b'));
+    const ea = a.exportKeyingMaterial(label, 32)!;
+    const eb = b.exportKeyingMaterial(label, 32)!;
+    expect(ea).to.have.length(32);
+    expect(bytesEqual(ea, serverSide[0]!)).to.equal(true);
+    expect(bytesEqual(eb, serverSide[1]!)).to.equal(true);
+    expect(bytesEqual(ea, eb)).to.equal(false);
+    expect(bytesEqual(ea, a.exportKeyingMaterial('EXPERIMENTAL-other label', 32)!)).to.equal(false);
+  });
+
+  it('has no exporter on plain TCP', async () => {
+    let serverSide: Uint8Array | undefined = new Uint8Array(1);
+    const server = await h.serve('plain', { handler: async (r, c) => ((serverSide = c.exportKeyingMaterial('EXPERIMENTAL-x', 32)), r) });
+    const conn = await h.connect(server, 'plain');
+    await conn.request(bytes('x'));
+    expect(serverSide).to.equal(undefined);
+    expect(conn.exportKeyingMaterial('EXPERIMENTAL-x', 32)).to.equal(undefined);
+  });
+
+  it('refuses to run without tls unless plain is explicit', async () => {
+    await rejectsWith(h.serve('plain', { plain: false }), 'INVALID_INPUT');
+    await rejectsWith(connect({ host: '127.0.0.1', port: 1 }), 'INVALID_INPUT');
+  });
+
+  it('binds 127.0.0.1 by default', async () => {
+    const server = await h.serve('plain');
+    expect(server.address.host).to.equal('127.0.0.1');
+    expect(server.address.port).to.be.greaterThan(0);
+    expect(h.logs.find((r) => r.event === 'listening')).to.include({ transport: 'plain' }).and.to.have.property('warning');
+  });
+});

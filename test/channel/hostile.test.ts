@@ -1,0 +1,100 @@
+// Misbehaving clients (garbage, absurd lengths, cut-off frames, one byte a second, throwing
+// handlers) each lose only their own connection, with one log record, while others are served.
+
+import { expect } from 'chai';
+import type net from 'node:net';
+import { CertifierError } from '../../lib/errors/index.ts';
+import { Harness, bytes, closed, prefix, rejectsWith, text, waitFor, type Transport } from './harness.ts';
+
+describe('channel: hostile clients', () => {
+  const h = new Harness();
+  afterEach(() => h.stop());
+
+  for (const transport of ['plain', 'mtls'] as Transport[]) {
+    it(`keeps serving a good ${transport} client, fast, while bad ones are connected`, async () => {
+      const server = await h.serve(transport, { limits: { readTimeoutMs: 1500 } });
+
+      const tcpGarbage = h.track((await h.raw(server, 'plain')));
+      tcpGarbage.write('GET / HTTP/1.1\r\nHost: example\r\n\r\n'); // "GET " read as a length is ~540 MB
+      const huge = await h.raw(server, transport);
+      huge.write(prefix(0xffffffff)); // the largest length 4 bytes can announce
+      const truncated = await h.raw(server, transport);
+      truncated.end(Buffer.concat([prefix(100), Buffer.alloc(10)]));
+      const slow = await h.raw(server, transport);
+      const frame = Buffer.concat([prefix(10), Buffer.from('0123456789')]);
+      let sent = 0;
+      const drip = setInterval(() => sent < frame.length && slow.write(frame.subarray(sent, ++sent)), 1000);
+      slow.write(frame.subarray(0, ++sent));
+      const bad: net.Socket[] = [tcpGarbage, huge, truncated, slow];
+
+      try {
+        await new Promise((r) => setTimeout(r, 100)); // let every bad client reach the server
+        expect(slow.destroyed, 'the slow client is still connected').to.equal(false);
+        const t0 = performance.now();
+        const good = await h.connect(server, transport);
+        expect(text(await good.request(bytes('still here')))).to.equal('still here');
+        const elapsed = performance.now() - t0;
+        expect(elapsed, 'connect + request while under attack (ms)').to.be.lessThan(250);
+        expect(slow.destroyed, 'the slow client was still connected during the good request').to.equal(false);
+
+        await Promise.all(bad.map(closed)); // the server ends every bad connection itself
+      } finally {
+        clearInterval(drip);
+      }
+      if (transport === 'plain') {
+        expect(h.closedRecords('frame-error').map((r) => r.code).sort()).to.deep.equal(['FRAME_TOO_LARGE', 'FRAME_TOO_LARGE', 'FRAME_TRUNCATED']);
+      } else {
+        expect(h.logs.filter((r) => r.event === 'refused' && r.reason === 'tls-handshake')).to.have.length(1);
+        expect(h.closedRecords('frame-error').map((r) => r.code).sort()).to.deep.equal(['FRAME_TOO_LARGE', 'FRAME_TRUNCATED']);
+      }
+      expect(h.closedRecords('read-timeout')).to.have.length(1);
+      expect(h.closedRecords('read-timeout')[0]).to.include({ code: 'TIMEOUT' });
+      // Nothing of what they sent reached the log.
+      expect(JSON.stringify(h.logs)).not.to.match(/GET|Host|0123/);
+    });
+  }
+
+  it('closes only the connection whose handler threw, logs the code and sends nothing', async () => {
+    const server = await h.serve('mtls', {
+      handler: async (r) => {
+        if (text(r) === 'boom') throw new CertifierError('NOT_FOUND', 'no such key: top-secret-name');
+        if (text(r) === 'bug') throw new TypeError('x is undefined');
+        return r;
+      },
+    });
+    const victim = await h.connect(server, 'mtls');
+    const bystander = await h.connect(server, 'mtls');
+    expect(text(await victim.request(bytes('first')))).to.equal('first');
+    const e = await rejectsWith(victim.request(bytes('boom')), 'UNREACHABLE');
+    expect(e.message).to.match(/closed the connection before answering/);
+    expect(text(await bystander.request(bytes('fine')))).to.equal('fine');
+
+    const other = await h.connect(server, 'mtls');
+    await rejectsWith(other.request(bytes('bug')), 'UNREACHABLE');
+
+    await waitFor(() => h.closedRecords('handler-error').length === 2, 2000, 'both handler errors to be logged');
+    expect(h.closedRecords('handler-error').map((r) => r.code)).to.deep.equal(['NOT_FOUND', 'TypeError']);
+    expect(h.closedRecords('handler-error')[0]).to.include({ requests: 2, answered: 1 });
+    expect(JSON.stringify(h.logs)).not.to.match(/top-secret-name/);
+  });
+
+  it('closes a connection that sends a frame over the configured limit', async () => {
+    const server = await h.serve('plain', { limits: { frameLimit: 1024 } });
+    const conn = await h.connect(server, 'plain', { limits: { frameLimit: 4096 } });
+    await rejectsWith(conn.request(new Uint8Array(2048)), 'UNREACHABLE');
+    expect(h.closedRecords('frame-error')[0]).to.include({ code: 'FRAME_TOO_LARGE' });
+  });
+
+  it('refuses to send a request larger than its own frame limit', async () => {
+    const server = await h.serve('plain');
+    const conn = await h.connect(server, 'plain', { limits: { frameLimit: 16 } });
+    await rejectsWith(conn.request(new Uint8Array(17)), 'FRAME_TOO_LARGE');
+    expect(text(await conn.request(bytes('small')))).to.equal('small');
+  });
+
+  it('reports an answer over the client frame limit as FRAME_TOO_LARGE', async () => {
+    const server = await h.serve('plain', { handler: async () => new Uint8Array(100) });
+    const conn = await h.connect(server, 'plain', { limits: { frameLimit: 50 } });
+    await rejectsWith(conn.request(bytes('x')), 'FRAME_TOO_LARGE');
+  });
+});

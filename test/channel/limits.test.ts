@@ -1,0 +1,163 @@
+// Timeouts, connection and request limits, failure codes seen by clients, and graceful close:
+// every wait is bounded, and every failure says whether a retry can help.
+
+import { expect } from 'chai';
+import net from 'node:net';
+import { connect } from '../../lib/channel/index.ts';
+import { Harness, bytes, closed, prefix, rejectsWith, sleep, testPki, text, waitFor } from './harness.ts';
+
+/** A TCP server that accepts connections and then behaves as `onConnection` says. */
+async function rawServer(onConnection: (s: net.Socket) => void): Promise<{ port: number; stop: () => Promise<void> }> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((s) => {
+    sockets.add(s);
+    s.on('error', () => {});
+    onConnection(s);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    stop: () => new Promise((r) => {
+      for (const s of sockets) s.destroy();
+      server.close(() => r());
+    }),
+  };
+}
+
+describe('channel: limits and timeouts', () => {
+  const h = new Harness();
+  afterEach(() => h.stop());
+
+  it('closes a connection idle for longer than idleTimeoutMs, not before', async () => {
+    const server = await h.serve('mtls', { limits: { idleTimeoutMs: 300, readTimeoutMs: 100 } });
+    const conn = await h.connect(server, 'mtls');
+    for (let i = 0; i < 3; i++) {
+      await sleep(150); // longer than the read timeout, shorter than the idle one
+      expect(text(await conn.request(bytes(`r${i}`)))).to.equal(`r${i}`);
+    }
+    await waitFor(() => h.closedRecords('idle-timeout').length === 1, 1000, 'the idle close');
+    await rejectsWith(conn.request(bytes('late')), 'UNREACHABLE');
+    expect(h.closedRecords('idle-timeout')[0]).to.include({ code: 'TIMEOUT', answered: 3 });
+  });
+
+  it('closes a connection whose started frame does not complete within readTimeoutMs', async () => {
+    const server = await h.serve('plain', { limits: { readTimeoutMs: 200 } });
+    const socket = await h.raw(server, 'plain');
+    const t0 = Date.now();
+    socket.write(Buffer.concat([prefix(5), Buffer.from('ab')]));
+    await closed(socket);
+    expect(Date.now() - t0).to.be.within(150, 1000);
+    expect(h.closedRecords('read-timeout')).to.have.length(1);
+  });
+
+  it('closes a TLS connection that never finishes its handshake', async () => {
+    const server = await h.serve('mtls', { limits: { handshakeTimeoutMs: 200 } });
+    const socket = await h.raw(server, 'plain'); // TCP only: never says hello
+    await closed(socket);
+    await waitFor(() => h.logs.some((r) => r.reason === 'handshake-timeout'), 1000, 'the handshake timeout record');
+    expect(h.logs.find((r) => r.reason === 'handshake-timeout')).to.include({ event: 'refused', code: 'TIMEOUT' });
+  });
+
+  it('refuses connections beyond maxConnections at once, and accepts again when one leaves', async () => {
+    const server = await h.serve('mtls', { limits: { maxConnections: 2 } });
+    const a = await h.connect(server, 'mtls');
+    const b = await h.connect(server, 'mtls');
+    await a.request(bytes('a'));
+    await b.request(bytes('b'));
+    const t0 = Date.now();
+    await rejectsWith(h.connect(server, 'mtls'), 'UNREACHABLE');
+    expect(Date.now() - t0, 'refusal is immediate').to.be.lessThan(500);
+    expect(h.logs.filter((r) => r.reason === 'max-connections')).to.have.length(1);
+    await a.close();
+    await waitFor(() => server.connections === 1, 1000, 'the closed connection to be counted out');
+    const c = await h.connect(server, 'mtls');
+    expect(text(await c.request(bytes('c')))).to.equal('c');
+  });
+
+  it('closes a connection after maxRequestsPerConnection answers', async () => {
+    const server = await h.serve('mtls', { limits: { maxRequestsPerConnection: 3 } });
+    const conn = await h.connect(server, 'mtls');
+    const results = await Promise.allSettled([1, 2, 3, 4, 5].map((i) => conn.request(bytes(`q${i}`))));
+    expect(results.map((r) => r.status)).to.deep.equal(['fulfilled', 'fulfilled', 'fulfilled', 'rejected', 'rejected']);
+    await waitFor(() => h.closedRecords('max-requests').length === 1, 1000, 'the max-requests close');
+    expect(h.closedRecords('max-requests')[0]).to.include({ answered: 3 });
+    const next = await h.connect(server, 'mtls');
+    expect(text(await next.request(bytes('again')))).to.equal('again');
+  });
+
+  it('gives the client TIMEOUT (exit 3) when a server accepts but never answers', async () => {
+    const silent = await rawServer((s) => s.resume());
+    try {
+      const conn = await connect({ host: '127.0.0.1', port: silent.port, plain: true, limits: { readTimeoutMs: 200 } });
+      const e = await rejectsWith(conn.request(bytes('hello?')), 'TIMEOUT');
+      expect(e.exitStatus).to.equal(3);
+      const p = await testPki();
+      await rejectsWith(connect({ host: '127.0.0.1', port: silent.port, tls: { ca: p.ca.cert }, limits: { handshakeTimeoutMs: 200 } }), 'TIMEOUT');
+    } finally {
+      await silent.stop();
+    }
+  });
+
+  it('gives the client UNREACHABLE (exit 3) for a closed port or an unknown host', async () => {
+    const gone = await rawServer(() => {});
+    await gone.stop();
+    const e = await rejectsWith(connect({ host: '127.0.0.1', port: gone.port, plain: true }), 'UNREACHABLE');
+    expect(e.exitStatus).to.equal(3);
+    expect(e.message).to.match(/refused/);
+    const p = await testPki();
+    await rejectsWith(connect({ host: '127.0.0.1', port: gone.port, tls: { ca: p.ca.cert } }), 'UNREACHABLE');
+    await rejectsWith(connect({ host: 'no-such-host.invalid', port: 1, plain: true }), 'UNREACHABLE');
+  });
+
+  it('says the connection closed when the server hangs up in the middle of an answer', async () => {
+    const rude = await rawServer((s) => s.once('data', () => {
+      s.write(Buffer.concat([prefix(100), Buffer.alloc(10)]));
+      s.end();
+    }));
+    try {
+      const conn = await connect({ host: '127.0.0.1', port: rude.port, plain: true });
+      const e = await rejectsWith(conn.request(bytes('hi')), 'UNREACHABLE');
+      expect(e.message).to.match(/closed the connection before answering \(10 bytes/);
+    } finally {
+      await rude.stop();
+    }
+  });
+
+  it('on close, answers the request in flight, closes idle connections and stops accepting', async () => {
+    let started!: () => void;
+    const inHandler = new Promise<void>((r) => (started = r));
+    const server = await h.serve('mtls', {
+      handler: async (r) => {
+        if (text(r) === 'slow') {
+          started();
+          await sleep(300);
+        }
+        return r;
+      },
+    });
+    const busy = await h.connect(server, 'mtls');
+    const idle = await h.connect(server, 'mtls');
+    await idle.request(bytes('warm-up'));
+    const answer = busy.request(bytes('slow'));
+    await inHandler;
+    const t0 = Date.now();
+    await server.close(5000);
+    expect(Date.now() - t0, 'close waited for the handler, not the grace period').to.be.within(200, 2000);
+    expect(text(await answer)).to.equal('slow');
+    await rejectsWith(idle.request(bytes('after close')), 'UNREACHABLE');
+    await rejectsWith(h.connect(server, 'mtls'), 'UNREACHABLE');
+    expect(h.closedRecords('server-closing')).to.have.length(2);
+    expect(h.logs.at(-1)).to.include({ event: 'stopped' });
+  });
+
+  it('on close, cuts a handler that outlives the grace period', async () => {
+    const server = await h.serve('plain', { handler: () => new Promise<Uint8Array>(() => {}) });
+    const conn = await h.connect(server, 'plain');
+    const answer = conn.request(bytes('never'));
+    await sleep(50);
+    const t0 = Date.now();
+    await server.close(200);
+    expect(Date.now() - t0).to.be.within(150, 1500);
+    await rejectsWith(answer, 'UNREACHABLE');
+  });
+});

@@ -1,0 +1,104 @@
+// Only peers chained to the pinned root and accepted by verifyPeer get through, on either side;
+// a refused client learns it as UNTRUSTED_PEER (exit 4), not as a retryable hang-up.
+
+import { expect } from 'chai';
+import tls from 'node:tls';
+import { CertifierError } from '../../lib/errors/index.ts';
+import { Harness, bytes, rejectsWith, testPki, waitFor, type TestPeer } from './harness.ts';
+import { makeCa } from './certs.ts';
+
+describe('channel: peer verification', () => {
+  const h = new Harness();
+  afterEach(() => h.stop());
+
+  const refusals = () => h.logs.filter((r) => r.event === 'refused');
+
+  it('refuses a client certificate from another root, and the client sees UNTRUSTED_PEER', async () => {
+    const p = await testPki();
+    let called = 0;
+    const server = await h.serve('mtls', { handler: async (r) => (called++, r) });
+    const e = await rejectsWith(h.connect(server, 'mtls', { identity: p.strangerClient }).then((c) => c.request(bytes('hi'))), 'UNTRUSTED_PEER');
+    expect(e.exitStatus).to.equal(4);
+    await waitFor(() => refusals().length === 1, 2000, 'the refusal to be logged');
+    expect(refusals()[0]).to.include({ reason: 'untrusted-peer', code: 'UNTRUSTED_PEER' });
+    expect(called).to.equal(0);
+  });
+
+  it('refuses a client that presents no certificate when one is required', async () => {
+    const server = await h.serve('mtls');
+    const e = await rejectsWith(h.connect(server, 'mtls', { identity: null }).then((c) => c.request(bytes('hi'))), 'UNTRUSTED_PEER');
+    expect(e.message).to.match(/certificate/);
+    await waitFor(() => refusals().length === 1, 2000, 'the refusal to be logged');
+    expect(refusals()[0]).to.include({ code: 'UNTRUSTED_PEER' });
+  });
+
+  it("refuses a client that the server's verifyPeer rejects, before reading its request", async () => {
+    const p = await testPki();
+    let called = 0;
+    const server = await h.serve('mtls', { handler: async (r) => (called++, r) });
+    const conn = h.connect(server, 'mtls', { identity: p.refusedClient });
+    await rejectsWith(conn.then((c) => c.request(bytes('secret request'))), 'UNTRUSTED_PEER');
+    await waitFor(() => refusals().length === 1, 2000, 'the refusal to be logged');
+    expect(refusals()[0]).to.include({ reason: 'untrusted-peer', code: 'UNTRUSTED_PEER' });
+    expect(called).to.equal(0);
+    // The accepted client next to it is served.
+    const good = await h.connect(server, 'mtls');
+    expect(await good.request(bytes('ok'))).to.have.length(2);
+  });
+
+  it('treats an asynchronous verifyPeer as a refusal, never as a pass', async () => {
+    let called = 0;
+    const p = await testPki();
+    const asyncVerify = (async () => ({ subject: 'x' })) as unknown as (chain: Uint8Array[]) => TestPeer;
+    const server = await h.serve('mtls', {
+      handler: async (r) => (called++, r),
+      tls: { key: p.server.key, cert: p.server.cert, ca: p.ca.cert, requestCert: true, verifyPeer: asyncVerify },
+    });
+    await rejectsWith(h.connect(server, 'mtls').then((c) => c.request(bytes('hi'))), 'UNTRUSTED_PEER');
+    await waitFor(() => refusals().length === 1, 2000, 'the refusal to be logged');
+    expect(refusals()[0]).to.include({ reason: 'untrusted-peer', code: 'INTERNAL' });
+    expect(called).to.equal(0);
+  });
+
+  it("throws the very error the client's verifyPeer threw about the server", async () => {
+    const server = await h.serve('tls');
+    const mine = new CertifierError('UNTRUSTED_PEER', 'measurement not in policy');
+    try {
+      await h.connect(server, 'tls', { verifyPeer: () => { throw mine; } });
+      expect.fail('connect succeeded');
+    } catch (e) {
+      expect(e).to.equal(mine);
+    }
+    // The client drops the connection as soon as its handshake ends: the server logs it either
+    // as a failed handshake or as a connection closed before any request.
+    await waitFor(() => h.logs.some((r) => r.event === 'refused' || r.event === 'closed'), 2000, 'the server to see the close');
+    expect(h.logs.find((r) => r.event === 'closed')?.requests ?? 0).to.equal(0);
+    await waitFor(() => server.connections === 0, 2000, 'the connection to be gone');
+  });
+
+  it('refuses a server whose certificate is not under the trusted root', async () => {
+    const server = await h.serve('tls');
+    const stranger = await makeCa('stranger');
+    const e = await rejectsWith(h.connect(server, 'tls', { tls: { ca: stranger.cert } }), 'UNTRUSTED_PEER');
+    expect(e.exitStatus).to.equal(4);
+  });
+
+  it('speaks only TLS 1.3', async () => {
+    const p = await testPki();
+    const server = await h.serve('tls');
+    const old = h.track(tls.connect({ host: '127.0.0.1', port: server.address.port, ca: p.ca.cert, maxVersion: 'TLSv1.2', checkServerIdentity: () => undefined }));
+    const err = await new Promise<Error>((resolve, reject) => {
+      old.once('error', resolve);
+      old.once('secureConnect', () => reject(new Error('a TLS 1.2 handshake succeeded')));
+    });
+    expect((err as NodeJS.ErrnoException).code).to.match(/ALERT_PROTOCOL_VERSION|UNSUPPORTED_PROTOCOL/);
+  });
+
+  it('fails cleanly when a TLS client meets a plain server', async () => {
+    // A ClientHello read as a frame announces about 64 KiB that never come: the read timeout ends it.
+    const server = await h.serve('plain', { limits: { readTimeoutMs: 300 } });
+    const e = await rejectsWith(h.connect(server, 'tls'), 'UNREACHABLE');
+    expect(e.exitStatus).to.equal(3);
+    expect(h.closedRecords('read-timeout')).to.have.length(1);
+  });
+});

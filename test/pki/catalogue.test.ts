@@ -1,0 +1,204 @@
+// A catalogue of bad certificates, each with one defect, and the exact code and reason our
+// validator gives it. The forged good leaf passing first shows each defect is the only one.
+
+import { expect } from 'chai';
+import 'reflect-metadata';
+import * as x509 from '@peculiar/x509';
+import { generateKeyPair, toHex } from '../../lib/crypto/index.ts';
+import { CertifierError, ErrorCodes, type ErrorCode } from '../../lib/errors/index.ts';
+import { encodeAdmission, validateAdmission, validatePolicyCert, type Usage } from '../../lib/pki/index.ts';
+import { AT, DAY, forgeLeaf, forgePolicy, GOOD_ADMISSION, KeyUsageFlags, MEASUREMENT, type ForgedPolicy } from './forge.ts';
+
+function outcome(fn: () => unknown): { code: ErrorCode; reason: unknown; exit: number; message: string } | 'valid' {
+  try {
+    fn();
+    return 'valid';
+  } catch (e) {
+    if (!(e instanceof CertifierError)) throw e;
+    return { code: e.code, reason: e.details?.reason, exit: e.exitStatus, message: e.message };
+  }
+}
+
+function expectRefused(fn: () => unknown, code: ErrorCode, reason: string): void {
+  const got = outcome(fn);
+  expect(got).to.not.equal('valid');
+  if (got === 'valid') return;
+  expect({ code: got.code, reason: got.reason }).to.deep.equal({ code, reason });
+  expect(got.exit).to.equal(ErrorCodes[code]);
+  expect(got.message, 'the message names the reason').to.include(`(${reason})`);
+}
+
+describe('pki: a catalogue of bad certificates', () => {
+  let policy: ForgedPolicy;
+  const check = (leaf: Uint8Array, usage?: Usage, pinned: Uint8Array = policy.der) =>
+    () => validateAdmission({ chain: [leaf], policyCert: pinned, at: AT, ...(usage ? { usage } : {}) });
+
+  before(async () => {
+    policy = await forgePolicy();
+  });
+
+  it('refuses a leaf signed by another key under the policy certificate\'s name and key id (UNTRUSTED_PEER, signature)', async () => {
+    const other = await generateKeyPair('p256');
+    expectRefused(check(await forgeLeaf(policy, { signWith: other.privateKey })), 'UNTRUSTED_PEER', 'signature');
+  });
+
+  it('refuses a leaf whose issuer is not the policy certificate\'s subject (UNTRUSTED_PEER, issuer)', async () => {
+    expectRefused(check(await forgeLeaf(policy, { issuer: 'CN=policyKey, O=elsewhere/policyAuthority' })), 'UNTRUSTED_PEER', 'issuer');
+  });
+
+  it('refuses a leaf issued by a different policy certificate with the same name (UNTRUSTED_PEER, root-mismatch)', async () => {
+    const twin = await forgePolicy();
+    const leaf = await forgeLeaf(twin);
+    expect(outcome(check(leaf, 'any', twin.der))).to.equal('valid');
+    expectRefused(check(leaf), 'UNTRUSTED_PEER', 'root-mismatch');
+    // Without a key identifier to compare, the signature check catches the same leaf.
+    expectRefused(check(await forgeLeaf(twin, { authorityKeyIdHex: undefined })), 'UNTRUSTED_PEER', 'signature');
+  });
+
+  it('refuses a chain carrying a certificate other than the pinned policy certificate (UNTRUSTED_PEER, root-mismatch)', async () => {
+    const twin = await forgePolicy();
+    const leaf = await forgeLeaf(policy);
+    expectRefused(() => validateAdmission({ chain: [leaf, twin.der], policyCert: policy.der, at: AT }), 'UNTRUSTED_PEER', 'root-mismatch');
+  });
+
+  it('refuses an empty chain (UNTRUSTED_PEER, no-certificate)', () => {
+    expectRefused(() => validateAdmission({ chain: [], policyCert: policy.der, at: AT }), 'UNTRUSTED_PEER', 'no-certificate');
+  });
+
+  it('refuses an expired leaf (CERT_EXPIRED, expired)', async () => {
+    const leaf = await forgeLeaf(policy, { notBefore: new Date(AT.getTime() - 3 * DAY), notAfter: new Date(AT.getTime() - 1000) });
+    expectRefused(check(leaf), 'CERT_EXPIRED', 'expired');
+  });
+
+  it('refuses a leaf that is not valid yet (CERT_EXPIRED, not-yet-valid)', async () => {
+    const leaf = await forgeLeaf(policy, { notBefore: new Date(AT.getTime() + 1000), notAfter: new Date(AT.getTime() + 3 * DAY) });
+    expectRefused(check(leaf), 'CERT_EXPIRED', 'not-yet-valid');
+  });
+
+  it('refuses a leaf under an expired policy certificate (CERT_EXPIRED, expired, certificate: policy)', async () => {
+    const old = await forgePolicy({ notBefore: new Date(AT.getTime() - 9 * DAY), notAfter: new Date(AT.getTime() - DAY) });
+    const leaf = await forgeLeaf(old);
+    expectRefused(check(leaf, 'any', old.der), 'CERT_EXPIRED', 'expired');
+    try {
+      check(leaf, 'any', old.der)();
+    } catch (e) {
+      expect((e as CertifierError).details?.certificate).to.equal('policy');
+    }
+  });
+
+  it('refuses a leaf that is a CA (BAD_CERTIFICATE, is-ca)', async () => {
+    expectRefused(check(await forgeLeaf(policy, { basicConstraints: { ca: true } })), 'BAD_CERTIFICATE', 'is-ca');
+  });
+
+  it('refuses a leaf without digitalSignature (BAD_CERTIFICATE, key-usage)', async () => {
+    expectRefused(check(await forgeLeaf(policy, { keyUsage: KeyUsageFlags.keyEncipherment })), 'BAD_CERTIFICATE', 'key-usage');
+  });
+
+  it('refuses a leaf with no key usage extension at all (BAD_CERTIFICATE, key-usage)', async () => {
+    expectRefused(check(await forgeLeaf(policy, { keyUsage: null })), 'BAD_CERTIFICATE', 'key-usage');
+  });
+
+  it('refuses a non-CA leaf allowed to sign certificates (BAD_CERTIFICATE, key-usage)', async () => {
+    const leaf = await forgeLeaf(policy, { keyUsage: KeyUsageFlags.digitalSignature | KeyUsageFlags.keyCertSign });
+    expectRefused(check(leaf), 'BAD_CERTIFICATE', 'key-usage');
+  });
+
+  it('refuses a server-only leaf as a client, and a client-only leaf as a server (BAD_CERTIFICATE, ext-key-usage)', async () => {
+    const serverOnly = await forgeLeaf(policy, { extKeyUsage: [x509.ExtendedKeyUsage.serverAuth] });
+    const clientOnly = await forgeLeaf(policy, { extKeyUsage: [x509.ExtendedKeyUsage.clientAuth] });
+    expectRefused(check(serverOnly, 'client'), 'BAD_CERTIFICATE', 'ext-key-usage');
+    expectRefused(check(clientOnly, 'server'), 'BAD_CERTIFICATE', 'ext-key-usage');
+    expect(outcome(check(serverOnly, 'server'))).to.equal('valid');
+    expect(outcome(check(clientOnly, 'client'))).to.equal('valid');
+    expect(outcome(check(clientOnly, 'any'))).to.equal('valid');
+  });
+
+  it('refuses a leaf without any extended key usage, for every usage (BAD_CERTIFICATE, ext-key-usage)', async () => {
+    const leaf = await forgeLeaf(policy, { extKeyUsage: null });
+    for (const usage of ['client', 'server', 'any'] as const) expectRefused(check(leaf, usage), 'BAD_CERTIFICATE', 'ext-key-usage');
+  });
+
+  it('refuses a leaf without the admission extension (BAD_CERTIFICATE, no-admission-extension)', async () => {
+    expectRefused(check(await forgeLeaf(policy, { admission: null })), 'BAD_CERTIFICATE', 'no-admission-extension');
+  });
+
+  it('refuses a leaf whose extension measurement differs from its subject (BAD_CERTIFICATE, measurement-mismatch)', async () => {
+    const other = MEASUREMENT.map((b) => b ^ 0xff);
+    const leaf = await forgeLeaf(policy, { admission: encodeAdmission({ ...GOOD_ADMISSION, measurement: other }) });
+    expectRefused(check(leaf), 'BAD_CERTIFICATE', 'measurement-mismatch');
+  });
+
+  it('refuses a leaf whose subject has no Measured- organization (BAD_CERTIFICATE, measurement-mismatch)', async () => {
+    const leaf = await forgeLeaf(policy, { subject: 'CN=CertifierUsers' });
+    expectRefused(check(leaf), 'BAD_CERTIFICATE', 'measurement-mismatch');
+  });
+
+  it('refuses a leaf naming another domain than the policy certificate (BAD_CERTIFICATE, domain-mismatch)', async () => {
+    const leaf = await forgeLeaf(policy, { admission: encodeAdmission({ ...GOOD_ADMISSION, domain: 'other' }) });
+    expectRefused(check(leaf), 'BAD_CERTIFICATE', 'domain-mismatch');
+  });
+
+  it('refuses a leaf with a malformed admission extension (BAD_CERTIFICATE, bad-admission-extension)', async () => {
+    const leaf = await forgeLeaf(policy, { admission: Uint8Array.of(0x30, 0x03, 0x04, 0x01, 0xaa) });
+    expectRefused(check(leaf), 'BAD_CERTIFICATE', 'bad-admission-extension');
+  });
+
+  it('refuses a leaf with an unknown critical extension (BAD_CERTIFICATE, unknown-critical-extension)', async () => {
+    const leaf = await forgeLeaf(policy, { extra: [new x509.Extension('1.3.6.1.4.1.99999.7', true, Uint8Array.of(0x05, 0x00))] });
+    expectRefused(check(leaf), 'BAD_CERTIFICATE', 'unknown-critical-extension');
+  });
+
+  it('refuses a leaf carrying the same extension twice (BAD_CERTIFICATE, duplicate-extension)', async () => {
+    const leaf = await forgeLeaf(policy, { extra: [new x509.KeyUsagesExtension(KeyUsageFlags.digitalSignature, true)] });
+    expectRefused(check(leaf), 'BAD_CERTIFICATE', 'duplicate-extension');
+  });
+
+  it('refuses a leaf under a policy certificate that is not a CA (BAD_CERTIFICATE, policy-not-ca)', async () => {
+    const notCa = await forgePolicy({ basicConstraints: { ca: false } });
+    expectRefused(check(await forgeLeaf(notCa), 'any', notCa.der), 'BAD_CERTIFICATE', 'policy-not-ca');
+    const noConstraints = await forgePolicy({ basicConstraints: null });
+    expectRefused(check(await forgeLeaf(noConstraints), 'any', noConstraints.der), 'BAD_CERTIFICATE', 'policy-not-ca');
+  });
+
+  it('refuses a policy certificate without keyCertSign (BAD_CERTIFICATE, policy-key-usage)', async () => {
+    const weak = await forgePolicy({ keyUsage: KeyUsageFlags.digitalSignature });
+    expectRefused(() => validatePolicyCert(weak.der, AT), 'BAD_CERTIFICATE', 'policy-key-usage');
+  });
+
+  it('refuses a policy certificate whose self-signature is not its own (UNTRUSTED_PEER, policy-self-signature)', async () => {
+    const stranger = await generateKeyPair('p256');
+    const forged = await forgePolicy({ signWith: stranger.privateKey });
+    expectRefused(() => validatePolicyCert(forged.der, AT), 'UNTRUSTED_PEER', 'policy-self-signature');
+    const notSelfIssued = await forgePolicy({ issuer: 'CN=someone else' });
+    expectRefused(() => validatePolicyCert(notSelfIssued.der, AT), 'UNTRUSTED_PEER', 'policy-self-signature');
+  });
+
+  it('refuses garbage bytes in place of the leaf (BAD_CERTIFICATE, malformed)', () => {
+    const garbage = new TextEncoder().encode('this is not a certificate at all');
+    expectRefused(check(garbage), 'BAD_CERTIFICATE', 'malformed');
+    expectRefused(check(Uint8Array.of(0x30, 0x80, 0x00, 0x00)), 'BAD_CERTIFICATE', 'malformed');
+    expectRefused(check(new Uint8Array(0)), 'BAD_CERTIFICATE', 'malformed');
+  });
+
+  it('refuses a good leaf with bytes after its DER (BAD_CERTIFICATE, trailing-bytes)', async () => {
+    const leaf = await forgeLeaf(policy);
+    const padded = new Uint8Array([...leaf, 0x00]);
+    expectRefused(check(padded), 'BAD_CERTIFICATE', 'trailing-bytes');
+  });
+
+  it('refuses a leaf with one flipped bit in its signed part (UNTRUSTED_PEER, signature)', async () => {
+    const leaf = await forgeLeaf(policy);
+    const text = Buffer.from(leaf);
+    const at = text.indexOf('CertifierUsers');
+    expect(at).to.be.greaterThan(0);
+    text.writeUInt8(text.readUInt8(at) ^ 0x01, at); // still well formed, no longer what was signed
+    expectRefused(check(new Uint8Array(text)), 'UNTRUSTED_PEER', 'signature');
+  });
+
+  it('accepts the forged good leaf, so each defect above is the only one', async () => {
+    const leaf = await forgeLeaf(policy);
+    const peer = validateAdmission({ chain: [leaf, policy.der], policyCert: policy.der, at: AT, usage: 'client' });
+    expect(peer.measurementHex).to.equal(toHex(MEASUREMENT));
+    expect(peer).to.include({ platform: 'simulated-enclave', domain: 'datica' });
+  });
+});

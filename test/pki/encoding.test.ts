@@ -1,0 +1,151 @@
+// Encodings under lib/pki: PEM in and out, the strict DER reader, the admission extension's value,
+// IP address bytes, and signature algorithms we refuse to check.
+
+import { expect } from 'chai';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { toHex } from '../../lib/crypto/index.ts';
+import { CertifierError, type ErrorCode } from '../../lib/errors/index.ts';
+import {
+  decodeAdmission, encodeAdmission, MAX_CERTIFICATE_BYTES, parseCertificate, readCertificate, readCertificateChain, toPem,
+  validatePolicyCert,
+} from '../../lib/pki/index.ts';
+import {
+  decodeOid, DerError, encodeNull, encodeOctets, encodeOid, encodeUtf8, readOne, seq, set, TAG, tlv,
+} from '../../lib/pki/der.ts';
+import { ipAddressBytes } from '../../lib/pki/san.ts';
+import { VECTORS } from '../support/helpers.ts';
+
+const policyDer = new Uint8Array(readFileSync(join(VECTORS, 'certifier-original', 'policy_cert_file.datica')));
+const AT = new Date('2026-12-01T00:00:00Z');
+const enc = (s: string) => new TextEncoder().encode(s);
+
+function refused(fn: () => unknown, code: ErrorCode, reason?: string): void {
+  try {
+    fn();
+  } catch (e) {
+    expect(e, String(e)).to.be.instanceOf(CertifierError);
+    expect((e as CertifierError).code).to.equal(code);
+    if (reason) expect((e as CertifierError).details?.reason).to.equal(reason);
+    return;
+  }
+  expect.fail(`expected ${code}${reason ? ` (${reason})` : ''}`);
+}
+
+/** The certificate with every occurrence of one byte string replaced by another of the same length. */
+function patch(der: Uint8Array, from: string, to: string): Uint8Array {
+  const hex = toHex(der);
+  expect(hex).to.include(from);
+  return new Uint8Array(Buffer.from(hex.split(from).join(to), 'hex'));
+}
+
+describe('pki: reading certificates', () => {
+  it('refuses PEM without a CERTIFICATE block, with two where one is wanted, or with broken base64 (INVALID_INPUT)', () => {
+    refused(() => readCertificate(enc('-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n')), 'INVALID_INPUT');
+    refused(() => readCertificate(enc(toPem(policyDer) + toPem(policyDer))), 'INVALID_INPUT');
+    refused(() => readCertificate(enc('-----BEGIN CERTIFICATE-----\nMII*@!\n-----END CERTIFICATE-----\n')), 'INVALID_INPUT');
+  });
+
+  it('refuses DER with trailing bytes (trailing-bytes), garbage and empty input (malformed)', () => {
+    refused(() => readCertificate(new Uint8Array([...policyDer, 0])), 'BAD_CERTIFICATE', 'trailing-bytes');
+    refused(() => readCertificate(enc('hello')), 'BAD_CERTIFICATE', 'malformed');
+    refused(() => readCertificate(new Uint8Array(0)), 'BAD_CERTIFICATE', 'malformed');
+  });
+
+  it('reads PEM (LF or CRLF, with text around it) and DER to the same DER', () => {
+    const pem = toPem(policyDer);
+    expect(pem.split('\n').slice(1, -2).every((l) => l.length <= 64)).to.equal(true);
+    for (const input of [policyDer, enc(pem), enc(pem.replace(/\n/g, '\r\n')), enc(`subject: policy\n${pem}trailing words\n`)]) {
+      expect(toHex(readCertificate(input))).to.equal(toHex(policyDer));
+    }
+    expect(readCertificateChain(enc(pem + pem))).to.have.length(2);
+  });
+});
+
+describe('pki: parseCertificate refuses what is not exactly one DER certificate', () => {
+  it('refuses PEM, hex or base64 text, which @peculiar/x509 alone would accept (malformed)', () => {
+    refused(() => parseCertificate(enc(toPem(policyDer))), 'BAD_CERTIFICATE', 'malformed');
+    refused(() => parseCertificate(enc(toHex(policyDer))), 'BAD_CERTIFICATE', 'malformed');
+    refused(() => parseCertificate(enc(Buffer.from(policyDer).toString('base64'))), 'BAD_CERTIFICATE', 'malformed');
+  });
+
+  it('refuses trailing bytes (trailing-bytes) and oversized input (too-large)', () => {
+    refused(() => parseCertificate(new Uint8Array([...policyDer, 0x30, 0x00])), 'BAD_CERTIFICATE', 'trailing-bytes');
+    refused(() => parseCertificate(new Uint8Array(MAX_CERTIFICATE_BYTES + 1).fill(0x30)), 'BAD_CERTIFICATE', 'too-large');
+  });
+
+  it('refuses BER leniencies: a non-minimal length or an indefinite length (malformed)', () => {
+    // 30 82 03 27 -> 30 83 00 03 27: same length, one byte longer to say it.
+    const longer = new Uint8Array([0x30, 0x83, 0x00, ...policyDer.subarray(2)]);
+    refused(() => parseCertificate(longer), 'BAD_CERTIFICATE', 'malformed');
+    const indefinite = new Uint8Array([0x30, 0x80, ...policyDer.subarray(4), 0x00, 0x00]);
+    refused(() => parseCertificate(indefinite), 'BAD_CERTIFICATE', 'malformed');
+  });
+
+  it('refuses an outer signature algorithm that differs from the signed one (malformed)', () => {
+    const tbsAlg = '300d06092a864886f70d01010b0500';
+    const hex = toHex(policyDer);
+    const outer = hex.lastIndexOf(tbsAlg);
+    const swapped = hex.slice(0, outer) + '300d06092a864886f70d01010c0500' + hex.slice(outer + tbsAlg.length);
+    refused(() => parseCertificate(new Uint8Array(Buffer.from(swapped, 'hex'))), 'BAD_CERTIFICATE', 'malformed');
+  });
+
+  it('refuses to check a SHA-1 signature (signature-algorithm), whatever the bytes', () => {
+    // sha256WithRSAEncryption (...01 0b) -> sha1WithRSAEncryption (...01 05), in both places.
+    const sha1 = patch(policyDer, '06092a864886f70d01010b', '06092a864886f70d010105');
+    expect(parseCertificate(sha1).signatureAlgorithm.oid).to.equal('1.2.840.113549.1.1.5');
+    refused(() => validatePolicyCert(sha1, AT), 'BAD_CERTIFICATE', 'signature-algorithm');
+  });
+});
+
+describe('pki: the strict DER reader', () => {
+  it('refuses long-form tags, non-minimal and oversized lengths, and trailing bytes', () => {
+    for (const hex of ['1f0100', '3081050000000000', '308400000000', '0500ff', '3005']) {
+      expect(() => readOne(new Uint8Array(Buffer.from(hex, 'hex'))), hex).to.throw(DerError);
+    }
+  });
+
+  it('round-trips object identifiers with 128-bit arcs', () => {
+    for (const oid of ['2.25.330383971473344653765936800923845683440', '1.2.840.113549.1.1.11', '2.999.1', '0.9.2342']) {
+      expect(decodeOid(encodeOid(oid).subarray(2))).to.equal(oid);
+    }
+  });
+});
+
+describe('pki: the admission extension value', () => {
+  const good = { measurement: Uint8Array.of(1, 2, 3), platform: 'sev-snp', domain: 'datica' };
+
+  it('refuses extra fields, wrong types, trailing bytes, bad UTF-8 and empty measurements', () => {
+    const [m, p, d] = [encodeOctets(good.measurement), encodeUtf8(good.platform), encodeUtf8(good.domain)];
+    const cases: [string, Uint8Array][] = [
+      ['a fourth field', seq(m, p, d, encodeNull())],
+      ['a missing field', seq(m, p)],
+      ['measurement as UTF8String', seq(encodeUtf8('abc'), p, d)],
+      ['trailing byte', new Uint8Array([...seq(m, p, d), 0])],
+      ['platform not UTF-8', seq(m, tlv(TAG.UTF8, Uint8Array.of(0xff)), d)],
+      ['empty measurement', seq(encodeOctets(new Uint8Array(0)), p, d)],
+      ['domain with a slash', seq(m, p, encodeUtf8('a/b'))],
+      ['a SET, not a SEQUENCE', set(m, p, d)],
+    ];
+    for (const [what, bytes] of cases) expect(() => decodeAdmission(bytes), what).to.throw(DerError);
+  });
+
+  it('round-trips measurement, platform and domain', () => {
+    expect(decodeAdmission(encodeAdmission(good))).to.deep.equal(good);
+  });
+});
+
+describe('pki: IP addresses in subjectAltName', () => {
+  it('refuses names, zones and malformed addresses (INVALID_INPUT)', () => {
+    for (const ip of ['localhost', 'fe80::1%eth0', '1.2.3.4.5', '::g']) refused(() => ipAddressBytes(ip), 'INVALID_INPUT');
+  });
+
+  it('writes 4 bytes for IPv4 and 16 for IPv6, including embedded IPv4', () => {
+    const hex = (ip: string) => toHex(ipAddressBytes(ip));
+    expect(hex('10.0.0.7')).to.equal('0a000007');
+    expect(hex('::1')).to.equal('00000000000000000000000000000001');
+    expect(hex('2001:db8::7')).to.equal('20010db8000000000000000000000007');
+    expect(hex('::ffff:10.1.2.3')).to.equal('00000000000000000000ffff0a010203');
+    expect(hex('fe80:1:2:3:4:5:6:7')).to.equal('fe800001000200030004000500060007');
+  });
+});
