@@ -1,10 +1,131 @@
-// key-client: asks a key-server for named keys and keeps them in the local cryptstore; also
-// provisions keys into the key-server. (Commands arrive with the key-service work.)
+// key-client: fetches named keys from a key-server into this machine's cryptstore (or files),
+// and provisions keys into a key-server.
 
-import { createProgram, run } from './common/cli.ts';
+import type { Command } from 'commander';
+import { Option } from 'commander';
+import { CertifierError } from '../lib/errors/index.ts';
+import { ENTRY_TYPES, type EntryType } from '../lib/wire/index.ts';
+import { readFileLimited } from '../lib/files/index.ts';
+import { readCertificateChain, validatePolicyCert } from '../lib/pki/index.ts';
+import { loadIdentity } from '../lib/certifier/index.ts';
+import { KeyClient, fetchAll, keepAll, parseProvisionConfig, provision, type SecretSpec } from '../lib/keyclient/index.ts';
+import { MAX_VALUE_BYTES } from '../lib/keyservice/protocol.ts';
+import { Cryptstore } from '../cryptstore/index.ts';
+import { createProgram, parseVersion, run, subcommand, warn, type JsonOption, type Result } from './common/cli.ts';
+import { protectorFrom, storeOptions, type ProtectionOptions } from './common/protection.ts';
+import { parseHostPort, readCertificateFile, readPrivateKeyFile } from './common/keys.ts';
+import { readInput, writeOutput } from './common/io.ts';
 
+const P = 'key-client';
 process.umask(0o077);
-const program = createProgram('key-client', 'fetch named keys from a key-server into the cryptstore, or provision them');
-program.addHelpText('after', '\nCommands (store, retrieve, delete, list, provision) are not implemented yet.\n');
-program.action(() => program.help({ error: true }));
+const program = createProgram(P, 'fetch named keys from a key-server into the cryptstore, or provision them');
+
+interface ClientOpts extends JsonOption, ProtectionOptions {
+  server: string;
+  domain: string;
+  policyCert: string;
+  serverMeasurement: string[];
+  credentialCert?: string;
+  credentialKey?: string;
+}
+
+function clientOptions(cmd: Command): Command {
+  return storeOptions(cmd)
+    .requiredOption('--server <host:port>', 'the key-server')
+    .requiredOption('--domain <name>', 'the policy domain')
+    .requiredOption('--policy-cert <file>', 'the pinned policy certificate')
+    .option('--server-measurement <hex>', 'a measurement the key-server must run (repeatable)', (v: string, a: string[]) => [...a, v], [])
+    .option('--credential-cert <file>', 'a role certificate to present (answers the auth-challenge)')
+    .option('--credential-key <file>', 'the private key of --credential-cert');
+}
+
+/** Opens the store, loads this machine's identity, connects; always closes both. */
+async function withClient<T>(o: ClientOpts, fn: (client: KeyClient, store: Cryptstore) => Promise<T>): Promise<T> {
+  const policyCert = await readCertificateFile(o.policyCert);
+  validatePolicyCert(policyCert, new Date());
+  const { host, port } = parseHostPort(o.server, '--server');
+  if (!o.credentialCert !== !o.credentialKey) throw new CertifierError('USAGE', '--credential-cert and --credential-key go together');
+  const credential = o.credentialCert
+    ? { chain: readCertificateChain(await readFileLimited(o.credentialCert, 64 * 1024)), key: await readPrivateKeyFile(o.credentialKey!) }
+    : undefined;
+  if (o.serverMeasurement.length === 0) warn(P, 'trusting any admitted machine of the domain as the key-server; pin it with --server-measurement');
+  const store = await Cryptstore.open(o.store, await protectorFrom(P, o));
+  try {
+    const identity = await loadIdentity(store, o.domain, policyCert);
+    const client = await KeyClient.connect({ host, port, identity, policyCert, serverMeasurements: o.serverMeasurement, ...(credential ? { credential } : {}) });
+    try {
+      return await fn(client, store);
+    } finally {
+      await client.close().catch(() => {});
+    }
+  } finally {
+    await store.close();
+  }
+}
+
+clientOptions(subcommand<ClientOpts & { in: string; notExportable?: boolean; type: EntryType; expectedVersion?: number }>(program, 'store',
+  'store a value under NAME in the key-server (the next version)',
+  async (o, args) => {
+    const value = await readInput(o.in, MAX_VALUE_BYTES);
+    const version = await withClient(o, (c) => c.store(args[0]!, value, { type: o.type, exportable: !o.notExportable, ...(o.expectedVersion !== undefined ? { expectedVersion: o.expectedVersion } : {}) }));
+    return { json: { name: args[0], version }, text: [`stored ${args[0]} version ${version}`] };
+  }))
+  .argument('<name>', 'resource name, e.g. datica-test/storage-disk-key')
+  .requiredOption('--in <file>', 'file to read, or - for standard input')
+  .option('--not-exportable', 'the key-server keeps it but never releases it')
+  .addOption(new Option('--type <type>', 'value type').choices([...ENTRY_TYPES]).default('binary-blob'))
+  .option('--expected-version <n>', 'fail unless the latest version is this (0 = none yet)', parseVersion);
+
+clientOptions(subcommand<ClientOpts & { version: number; out?: string; force?: boolean }>(program, 'retrieve',
+  'fetch NAME... over one connection into the cryptstore (tag = name), or one NAME to --out',
+  async (o, args) => {
+    if (o.out && args.length !== 1) throw new CertifierError('USAGE', '--out takes exactly one NAME');
+    const specs: SecretSpec[] = args.map((name) => ({ name, version: o.version, ...(o.out ? {} : { tag: name }) }));
+    return withClient(o, async (client, store): Promise<Result> => {
+      const outcomes = await fetchAll(client, specs);
+      const failure = outcomes.find((x) => x.error);
+      if (failure) throw new CertifierError(failure.error!.code, `${failure.error!.message}; nothing was written`, { cause: failure.error });
+      if (o.out) {
+        const e = outcomes[0]!.entry!;
+        const raw = await writeOutput(o.out, e.blob, o.force === true);
+        const json = { items: [{ name: e.tag, version: e.version, type: e.type, size: e.blob.length, out: o.out }] };
+        return raw ? { json: { ...json, valueBase64: Buffer.from(raw).toString('base64') }, raw } : { json, text: [] };
+      }
+      await keepAll(store, outcomes);
+      const items = outcomes.map((x) => ({ name: x.spec.name, version: x.entry!.version, size: x.entry!.blob.length, written: x.written }));
+      return { json: { items }, text: items.map((i) => `${i.name} version ${i.version}: ${i.written === 'new' ? 'stored in the cryptstore' : 'already in the cryptstore'}`) };
+    });
+  }))
+  .argument('<name...>', 'resource names')
+  .option('--version <n>', 'version to fetch (0 = latest)', parseVersion, 0)
+  .option('--out <file>', 'write the one value here (0600) or to stdout with -, instead of the cryptstore')
+  .option('--force', 'replace --out if it exists');
+
+clientOptions(subcommand<ClientOpts & { version: number }>(program, 'delete', 'delete one version of NAME, or all of them (needs an ACL rule)',
+  async (o, args) => {
+    const versions = await withClient(o, (c) => c.delete(args[0]!, o.version));
+    return { json: { name: args[0], deleted: versions }, text: [`deleted ${args[0]} version(s) ${versions.join(', ')}`] };
+  }))
+  .argument('<name>', 'resource name')
+  .option('--version <n>', 'version to delete (0 = all)', parseVersion, 0);
+
+clientOptions(subcommand<ClientOpts>(program, 'list', 'list names and metadata under PREFIX (never values)',
+  async (o, args) => {
+    const items = await withClient(o, (c) => c.list(args[0] ?? ''));
+    return { json: { items }, text: items.map((i) => `${i.name}\tv${i.version}\t${i.type}\t${i.size} bytes\t${i.exportable ? 'exportable' : 'not-exportable'}\t${i.timeEntered}`) };
+  }))
+  .argument('[prefix]', 'name prefix');
+
+clientOptions(subcommand<ClientOpts & { config: string; allowPartial?: boolean }>(program, 'provision',
+  'fetch every secret a config file names into the cryptstore or files; all or nothing',
+  async (o) => {
+    const specs = parseProvisionConfig(Buffer.from(await readFileLimited(o.config, 1024 * 1024)).toString('utf8'));
+    const outcomes = await withClient(o, (c, store) => provision(c, store, specs, o.allowPartial === true));
+    for (const x of outcomes.filter((y) => y.error)) warn(P, `could not provision "${x.spec.name}": ${x.error!.message} [${x.error!.code}]`);
+    const items = outcomes.map((x) => ({ name: x.spec.name, ...(x.spec.tag ? { tag: x.spec.tag } : { file: x.spec.file }), ...(x.entry ? { version: x.entry.version, written: x.written } : { error: x.error!.code }) }));
+    return { json: { items }, text: items.map((i) => `${i.name}: ${'error' in i ? `FAILED (${i.error})` : `version ${i.version} ${i.written === 'new' ? 'written' : 'unchanged'}`}`) };
+  }))
+  .requiredOption('--config <file>', 'JSON: {"secrets": [{"ID": NAME, "Version"?: N, "Tag": TAG | "LocalPath": FILE, "Mode"?: "0600"}]}')
+  .option('--allow-partial', 'keep what arrived even if some secrets could not be fetched');
+
 await run(program);

@@ -153,7 +153,7 @@ export function addStoreCommands(program: Command): void {
     }));
 
   // ---- generate-key ----
-  storeOptions(subcommand<StoreOpts & { tag: string; alg: string; exportable?: boolean }>(program, 'generate-key',
+  storeOptions(subcommand<StoreOpts & { tag: string; alg: string; exportable?: boolean; publicKeyOut?: string; force?: boolean }>(program, 'generate-key',
     'generate a key and store it as a serialized key_message',
     async (o) => {
       let publicPem: string | undefined;
@@ -172,6 +172,7 @@ export function addStoreCommands(program: Command): void {
         throw new CertifierError('USAGE', `unknown --alg ${o.alg}`);
       }
       const info = await withStore(P, o, (s) => s.put(o.tag, serialized, { type: 'key-message-serialized-protobuf', exportable: o.exportable === true }));
+      if (o.publicKeyOut && publicPem) await writeFileAtomic(o.publicKeyOut, new TextEncoder().encode(publicPem), { exclusive: !o.force, mode: 0o644 });
       return {
         json: { item: info, keyType, ...(publicPem ? { publicKeyPem: publicPem } : {}) },
         text: [`generated ${keyType} key ${info.tag} version ${info.version}`, ...(publicPem ? [publicPem.trimEnd()] : [])],
@@ -179,7 +180,9 @@ export function addStoreCommands(program: Command): void {
     }))
     .requiredOption('--tag <name>', 'the item tag')
     .addOption(new Option('--alg <alg>', 'key algorithm').choices(['aes-256-gcm', 'p256', 'p384', 'rsa2048']).makeOptionMandatory())
-    .option('--exportable', 'allow export-store to carry this key', false);
+    .option('--exportable', 'allow export-store to carry this key', false)
+    .option('--public-key-out <file>', 'also write the public key (PEM) here, e.g. for issue-cert')
+    .option('--force', 'replace --public-key-out if it exists');
 
   // ---- new-key-file ----
   subcommand<JsonOption & { out: string; force?: boolean }>(program, 'new-key-file', 'write 32 random bytes (0600) for use with --key-file',

@@ -12,8 +12,9 @@ import { createPolicyCert, domainOfPolicyOrganization, issueAdmissionCert, parse
 import { loadPolicy, makePolicy, sameKey } from '../../lib/policy/index.ts';
 import { generateSimulatedPlatform, platformCertificate, TEST_PLATFORM_WARNING } from '../../lib/attest/index.ts';
 import { initTrust } from '../../lib/certifier/index.ts';
+import { issueRoleCert } from '../../lib/keyservice/roles.ts';
 import { Cryptstore } from '../../cryptstore/index.ts';
-import { intInRange, subcommand, warn, type JsonOption } from '../common/cli.ts';
+import { intInRange, note, subcommand, warn, type JsonOption } from '../common/cli.ts';
 import { protectorFrom, storeOptions, type ProtectionOptions } from '../common/protection.ts';
 import { loadPlatform } from '../common/platform.ts';
 import { measureFile, parseHostPort, parseMeasurementHex, readCertificateFile, readMeasurementFile, readPrivateKeyFile, readPublicKeyFile } from '../common/keys.ts';
@@ -139,15 +140,23 @@ export function addTrustCommands(program: Command): void {
       const platform = await loadPlatform(P, o);
       const protector = await protectorFrom(P, o, platform);
       const store = (await Cryptstore.exists(o.store)) ? await Cryptstore.open(o.store, protector) : await Cryptstore.create(o.store, protector);
+      let sent: Uint8Array | undefined;
       try {
         if (o.plain) warn(P, 'plain TCP: no TLS, and the evidence is not bound to a session (original protocol)');
-        const r = await initTrust({ store, domain: o.domain, policyCert, platform, host, port, force: o.force === true, keyAlg: o.keyAlg, plain: o.plain === true });
+        const r = await initTrust({ store, domain: o.domain, policyCert, platform, host, port, force: o.force === true, keyAlg: o.keyAlg, plain: o.plain === true, onRequest: (req) => (sent = req) });
         if (o.saveEvidence && r.request) await writeFileAtomic(o.saveEvidence, r.request, { mode: 0o644 });
         const info = { status: r.status, serial: r.peer.serialHex, measurement: r.peer.measurementHex, notAfter: r.peer.notAfter.toISOString() };
         return {
           json: info,
           text: [r.status === 'certified' ? `certified: serial ${info.serial}, measurement ${info.measurement}, valid until ${info.notAfter}` : `already certified (serial ${info.serial}, valid until ${info.notAfter}); nothing to do`],
         };
+      } catch (e) {
+        // A refused request is the one most worth explaining: keep it as well.
+        if (o.saveEvidence && sent) {
+          const saved = await writeFileAtomic(o.saveEvidence, sent, { mode: 0o644 }).then(() => true, () => false);
+          note(P, saved ? `the request sent was saved to ${o.saveEvidence} (simpleserver explain --evidence ${o.saveEvidence})` : `could not save the request sent to ${o.saveEvidence}`);
+        }
+        throw e;
       } finally {
         await store.close();
       }
@@ -184,6 +193,24 @@ export function addTrustCommands(program: Command): void {
     .requiredOption('--out <file>', 'where to write the certificate (PEM)')
     .option('--days <n>', 'validity in days', intInRange(1, 3660), 90)
     .option('--platform <name>', 'the platform named in the certificate', 'issued-offline')
+    .option('--force', 'replace --out if it exists');
+
+  subcommand<JsonOption & { policyKey: string; policyCert: string; publicKey: string; role: string; out: string; days: number; force?: boolean }>(program, 'issue-role-cert',
+    'sign a role credential (e.g. operator) that a key-client presents in the auth-challenge',
+    async (o) => {
+      const [policyKey, policyCert, subject] = await Promise.all([readPrivateKeyFile(o.policyKey), readCertificateFile(o.policyCert), readPublicKeyFile(o.publicKey)]);
+      const pc = validatePolicyCert(policyCert, new Date());
+      if (!sameKey(pc.publicKey, policyKey)) throw new CertifierError('INVALID_KEY', `${o.policyKey} is not the key of ${o.policyCert}`);
+      const der = await issueRoleCert({ policyKey, policyCert, subjectPublicKey: subject, role: o.role, domain: policyDomain(policyCert), validitySeconds: o.days * 86_400 });
+      await writeFileAtomic(o.out, new TextEncoder().encode(toPem(der)), { exclusive: !o.force, mode: 0o644 });
+      return { json: { out: o.out, role: o.role, certificate: describeCert(parseCertificate(der)).json }, text: [`wrote ${o.out}: role ${o.role}`] };
+    })
+    .requiredOption('--policy-key <file>', 'the policy private key')
+    .requiredOption('--policy-cert <file>', 'the policy certificate')
+    .requiredOption('--public-key <file>', "the holder's public key")
+    .requiredOption('--role <name>', 'the role, as ACL rules name it')
+    .requiredOption('--out <file>', 'where to write the certificate (PEM)')
+    .option('--days <n>', 'validity in days', intInRange(1, 3660), 30)
     .option('--force', 'replace --out if it exists');
 
   subcommand<JsonOption>(program, 'show-cert', 'print a certificate (PEM or DER)',

@@ -23,6 +23,8 @@ export interface CertifyOptions {
   plain?: boolean;
   connectTimeoutMs?: number;
   now?: () => Date;
+  /** Called with the serialized trust request just before it is sent (kept for `simpleserver explain`, even when refused). */
+  onRequest?: (request: Uint8Array) => void;
 }
 
 export interface Certified {
@@ -46,21 +48,23 @@ export async function requestCertificate(o: CertifyOptions): Promise<Certified> 
   });
   try {
     const binding = o.plain ? undefined : conn.exportKeyingMaterial(SESSION_BINDING_LABEL, SESSION_BINDING_BYTES);
+    const authPublic = publicKeyOf(o.authKey);
     const support = await o.platform.attest({
       enclaveType: o.platform.type,
       time: formatCertifierTime(now()),
-      enclaveKey: toKeyMessage(publicKeyOf(o.authKey), 'auth-key'),
+      enclaveKey: toKeyMessage(authPublic, 'auth-key'),
       ...(binding ? { sessionBinding: binding } : {}),
     });
     const request = encode('trust_request_message', {
       requestingEnclaveTag: 'requesting-enclave', providingEnclaveTag: 'providing-enclave',
       submittedEvidenceType: 'vse-attestation-package', purpose: 'authentication', support,
     });
+    o.onRequest?.(request);
     const response = parseTrustResponse(await conn.request(request));
     if (response.status !== 'succeeded' || !response.artifact) throw refusal(response.errorCode);
     const certificate = new Uint8Array(response.artifact);
     const peer = validateAdmission({ chain: [certificate], policyCert: o.policyCert, at: now(), usage: 'any' });
-    if (!sameKey(peer.publicKey, o.authKey)) throw new CertifierError('UNTRUSTED_PEER', 'the certificate returned does not name this machine\'s key');
+    if (!sameKey(peer.publicKey, authPublic)) throw new CertifierError('UNTRUSTED_PEER', 'the certificate returned does not name this machine\'s key');
     if (!bytesEqual(peer.measurement, o.platform.measurement)) throw new CertifierError('UNTRUSTED_PEER', 'the certificate returned names another measurement');
     return { certificate, peer, request };
   } finally {

@@ -51,6 +51,8 @@ export interface InitTrustOptions {
   keyAlg?: KeyAlg;
   plain?: boolean;
   now?: () => Date;
+  /** See CertifyOptions.onRequest. */
+  onRequest?: (request: Uint8Array) => void;
 }
 
 export interface InitTrustResult {
@@ -73,7 +75,7 @@ export async function initTrust(o: InitTrustOptions): Promise<InitTrustResult> {
     }
   }
   const { privateKey } = await generateKeyPair(o.keyAlg ?? 'p256');
-  const got = await requestCertificate({ host: o.host, port: o.port, policyCert: o.policyCert, platform: o.platform, authKey: privateKey, plain: o.plain, now });
+  const got = await requestCertificate({ host: o.host, port: o.port, policyCert: o.policyCert, platform: o.platform, authKey: privateKey, plain: o.plain, now, ...(o.onRequest ? { onRequest: o.onRequest } : {}) });
   await o.store.putAll([
     { tag: authKeyTag(o.domain), blob: encode('key_message', toKeyMessage(privateKey, 'auth-key')), options: { type: 'key-message-serialized-protobuf', exportable: false } },
     { tag: admissionCertTag(o.domain), blob: got.certificate, options: { type: 'X509-der-cert', exportable: true } },

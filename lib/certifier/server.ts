@@ -21,7 +21,14 @@ export interface CertifierServerOptions {
   log: (record: LogRecord | (CertificationRecord & { event: string })) => void;
 }
 
+/**
+ * The certification protocol is one request per connection (the original simpleserver answers,
+ * then closes): a client that reads until the server closes must not wait out the idle timeout.
+ */
+export const CERTIFIER_LIMITS: Limits = { maxRequestsPerConnection: 1 };
+
 export async function startCertifier(o: CertifierServerOptions): Promise<ChannelServer> {
+  const limits: Limits = { ...CERTIFIER_LIMITS, ...o.limits };
   const service = new CertifierService(
     { policyKey: o.policyKey, policyCert: o.policyCert, policy: o.policy, domain: o.domain, certValiditySeconds: o.certValiditySeconds, requireSessionBinding: !o.plain },
     (r) => o.log({ event: 'certification', ...r }),
@@ -29,11 +36,11 @@ export async function startCertifier(o: CertifierServerOptions): Promise<Channel
   const handler = (req: Uint8Array, conn: { id: string; remote: string; exportKeyingMaterial(l: string, n: number): Uint8Array | undefined }) =>
     service.handle(req, { id: conn.id, remote: conn.remote, exportKeyingMaterial: (l, n) => conn.exportKeyingMaterial(l, n) });
   if (o.plain) {
-    return serve({ host: o.host, port: o.port, plain: true, handler, ...(o.limits ? { limits: o.limits } : {}), log: o.log });
+    return serve({ host: o.host, port: o.port, plain: true, handler, limits, log: o.log });
   }
   const identity = await issueAuthorityIdentity({ policyKey: o.policyKey, policyCert: o.policyCert, domain: o.domain });
   return serve({
-    host: o.host, port: o.port, handler, log: o.log, ...(o.limits ? { limits: o.limits } : {}),
+    host: o.host, port: o.port, handler, log: o.log, limits,
     tls: { key: identity.key, cert: toPem(identity.cert), ca: toPem(o.policyCert), requestCert: false },
   });
 }

@@ -41,6 +41,8 @@ export const ErrorCodes = {
   PURPOSE_UNSUPPORTED: ExitStatus.failed,
   EVIDENCE_MALFORMED: ExitStatus.failed,
   DENIED: ExitStatus.failed,
+  RESERVED_NAME: ExitStatus.failed,
+  ACL_DENIED: ExitStatus.failed,
   // unreachable / timeout (3)
   UNREACHABLE: ExitStatus.unreachable,
   TIMEOUT: ExitStatus.unreachable,
@@ -55,6 +57,9 @@ export const ErrorCodes = {
   REPORT_INVALID: ExitStatus.integrity,
   CLAIM_EXPIRED: ExitStatus.integrity,
   SESSION_MISMATCH: ExitStatus.integrity,
+  CREDENTIAL_INVALID: ExitStatus.integrity,
+  NONCE_INVALID: ExitStatus.integrity,
+  CHALLENGE_FAILED: ExitStatus.integrity,
 } as const;
 export type ErrorCode = keyof typeof ErrorCodes;
 

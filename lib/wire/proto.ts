@@ -19,7 +19,7 @@ export type MessageName =
   | 'cryptstore_entry' | 'cryptstore' | 'scrypt_params' | 'cryptstore_protection'
   | 'cryptstore_metadata' | 'cryptstore_bundle'
   | 'key_service_message_request' | 'key_service_message_response'
-  | 'key_service_resource_info' | 'key_service_list';
+  | 'key_service_resource_info' | 'key_service_list' | 'key_service_stored_record';
 
 const types = new Map<MessageName, protobuf.Type>();
 

@@ -65,3 +65,8 @@ export interface KeyServiceRequest {
 export interface KeyServiceResponse {
   resourceName?: string; responseType?: string; status?: string; data?: Uint8Array; errorCode?: string; version?: number;
 }
+export interface CertChain { certCerts?: Uint8Array[] }
+export interface KeyServiceResourceInfo {
+  resourceName?: string; version?: number; valueType?: string; timeEntered?: string; exportable?: boolean; size?: number;
+}
+export interface KeyServiceList { resources?: KeyServiceResourceInfo[] }

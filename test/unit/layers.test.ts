@@ -19,8 +19,8 @@ const LAYERS: [string, number][] = [
   ['lib/channel', 7],
   ['lib/certifier', 8],
   ['lib/keyservice', 8],
-  ['lib/keyclient', 8],
-  ['cmd', 9],
+  ['lib/keyclient', 9],
+  ['cmd', 10],
 ];
 
 function layerOf(rel: string): number | undefined {

@@ -1,0 +1,94 @@
+// Shared by the runnable scenarios: run the suite's real programs, start servers on ports they
+// pick themselves, print one short line per step, and stop every process started.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = fileURLToPath(new URL('../', import.meta.url));
+export const bin = (p: string) => join(ROOT, 'cmd', 'bin', `${p}.js`);
+
+export class Scenario {
+  readonly dir: string;
+  private readonly children: ChildProcess[] = [];
+  private step = 0;
+  private readonly started = Date.now();
+
+  constructor(readonly name: string, private readonly keep = process.env.KEEP_DEMO === '1') {
+    this.dir = mkdtempSync(join(tmpdir(), `${name}-`));
+  }
+
+  say(text: string): void {
+    this.step++;
+    process.stdout.write(`[${String(this.step).padStart(2)}] ${text}\n`);
+  }
+
+  /** Runs a program to completion; throws with its stderr when it fails. */
+  run(program: string, args: string[], opts: { input?: Uint8Array; env?: Record<string, string> } = {}): Promise<Buffer> {
+    return new Promise((resolve, reject) => {
+      const child = spawn(program.includes('/') ? program : process.execPath, program.includes('/') ? args : [bin(program), ...args], {
+        cwd: this.dir, env: { ...process.env, ...opts.env }, stdio: ['pipe', 'pipe', 'pipe'],
+      });
+      const out: Buffer[] = [];
+      const err: Buffer[] = [];
+      child.stdout.on('data', (d: Buffer) => out.push(d));
+      child.stderr.on('data', (d: Buffer) => err.push(d));
+      child.on('error', reject);
+      child.on('close', (code) => {
+        if (code === 0) resolve(Buffer.concat(out));
+        else reject(new Error(`${program} ${args[0] ?? ''} exited ${code}:\n${Buffer.concat(err).toString()}`));
+      });
+      child.stdin.end(opts.input ?? '');
+    });
+  }
+
+  /** Starts a server that prints "listening HOST:PORT" first; resolves with the port. */
+  serve(program: string, args: string[]): Promise<number> {
+    return new Promise((resolve, reject) => {
+      const child = spawn(process.execPath, [bin(program), ...args], { cwd: this.dir, stdio: ['ignore', 'pipe', 'pipe'] });
+      this.children.push(child);
+      let out = '';
+      let err = '';
+      child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+      child.stdout.on('data', (d: Buffer) => {
+        out += d.toString();
+        const m = /listening [^\s:]+:(\d+)/.exec(out);
+        if (m) resolve(Number(m[1]));
+      });
+      child.on('exit', (code) => reject(new Error(`${program} exited ${code} before listening:\n${err}`)));
+    });
+  }
+
+  /** Stops every server (SIGTERM by pid, SIGKILL if it lingers) and removes the directory. */
+  async finish(ok: boolean): Promise<void> {
+    await Promise.all(this.children.map((c) => new Promise<void>((resolve) => {
+      if (c.exitCode !== null || c.signalCode !== null) return resolve();
+      const timer = setTimeout(() => c.kill('SIGKILL'), 5000);
+      c.once('exit', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      c.kill('SIGTERM');
+    })));
+    if (!this.keep) rmSync(this.dir, { recursive: true, force: true });
+    const secs = ((Date.now() - this.started) / 1000).toFixed(1);
+    process.stdout.write(ok ? `${this.name}: SUCCESS in ${secs}s\n` : `${this.name}: FAILED after ${secs}s${this.keep ? ` (files kept in ${this.dir})` : ''}\n`);
+  }
+}
+
+/** Runs a scenario body, always cleaning up, exiting non-zero on failure. */
+export async function main(s: Scenario, body: () => Promise<void>): Promise<void> {
+  const stop = () => void s.finish(false).then(() => process.exit(130));
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  try {
+    await body();
+    await s.finish(true);
+  } catch (e) {
+    process.stderr.write(`${(e as Error).message}\n`);
+    await s.finish(false);
+    process.exitCode = 1;
+  }
+}

@@ -1,0 +1,73 @@
+// Scenario 1 on one machine: a deployment machine (policy, simpleserver, a certified key-server,
+// two VHD keys provisioned with key-client) and a deployed VM that runs scripts/first-boot.sh and
+// ends up with both keys in its own encrypted cryptstore. Run with `npm run demo`.
+
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { main, ROOT, Scenario } from '../common.ts';
+
+const s = new Scenario('scenario1');
+const D = 'datica';
+const deploy = (f = '') => join(s.dir, 'deployment', f);
+const vm = (f = '') => join(s.dir, 'vm', f);
+
+await main(s, async () => {
+  mkdirSync(deploy(), { recursive: true });
+  mkdirSync(vm(), { recursive: true });
+  // The programs the policy admits: here stand-ins whose contents are measured.
+  writeFileSync(deploy('key-server.program'), 'key-server program image\n');
+  writeFileSync(deploy('key-client.program'), 'deployment key-client program image\n');
+  writeFileSync(vm('vm-image'), 'deployed VM image: cert-utility, key-client, first-boot.sh\n');
+
+  s.say('deployment: policy key, simulated platform keys, measurements, signed policy');
+  await s.run(join(ROOT, 'scripts/deployment-setup.sh'), [
+    '--dir', deploy('setup'), '--domain', D, '--measure', deploy('key-server.program'), '--measure', deploy('key-client.program'), '--measure', vm('vm-image'),
+  ]);
+  const setup = (f: string) => deploy(join('setup', f));
+
+  s.say('deployment: simpleserver starts (TLS, loopback, a port of its own choosing)');
+  const cport = await s.serve('simpleserver', ['serve', '--policy-key', setup('policy-key.pem'), '--policy-cert', setup('policy-cert.pem'), '--policy', setup('policy.bin'), '--listen', '127.0.0.1:0']);
+
+  const platform = (program: string) => ['--platform', 'simulated', '--platform-dir', setup('platform'), '--measurement-file', setup(`measurements/${program}.measurement`)];
+  const ksStore = ['--store', deploy('keyserver-store'), '--sealed', ...platform('key-server.program')];
+  s.say('deployment: key-server gets certified by simpleserver (init-trust, sealed cryptstore)');
+  await s.run('cert-utility', ['init-trust', '--domain', D, '--policy-cert', setup('policy-cert.pem'), '--server', `127.0.0.1:${cport}`, ...ksStore]);
+
+  s.say('deployment: key-server starts (mutual TLS)');
+  const kport = await s.serve('key-server', ['serve', '--domain', D, '--policy-cert', setup('policy-cert.pem'), '--data', deploy('keyserver-data'), '--listen', '127.0.0.1:0', ...ksStore]);
+  const ksMeasurement = readFileSync(setup('measurements/key-server.program.measurement')).toString('hex');
+
+  const kcStore = ['--store', deploy('keyclient-store'), '--sealed', ...platform('key-client.program')];
+  s.say('deployment: key-client gets certified too');
+  await s.run('cert-utility', ['init-trust', '--domain', D, '--policy-cert', setup('policy-cert.pem'), '--server', `127.0.0.1:${cport}`, ...kcStore]);
+
+  s.say('deployment: two VHD encryption keys generated and stored in key-server with key-client');
+  const keys = { 'vhd/disk-1': randomBytes(32), 'vhd/disk-2': randomBytes(32) };
+  for (const [name, key] of Object.entries(keys)) {
+    await s.run('key-client', ['store', name, '--in', '-', '--server', `127.0.0.1:${kport}`, '--domain', D, '--policy-cert', setup('policy-cert.pem'), '--server-measurement', ksMeasurement, ...kcStore], { input: key });
+  }
+
+  s.say('deployed VM: its image holds the policy certificate, its platform files and its measurement');
+  mkdirSync(vm('platform'));
+  for (const f of ['attest-key.pem', 'endorsement.bin']) writeFileSync(vm(`platform/${f}`), readFileSync(setup(`platform/${f}`)));
+  writeFileSync(vm('policy-cert.pem'), readFileSync(setup('policy-cert.pem')));
+  await s.run('cert-utility', ['measure', vm('vm-image'), '--out', vm('measurement')]);
+
+  s.say('deployed VM: scripts/first-boot.sh certifies the VM and fetches both keys');
+  const firstBoot = [
+    '--host', '127.0.0.1', '--certifier-port', String(cport), '--keyserver-port', String(kport), '--keys', Object.keys(keys).join(' '),
+    '--domain', D, '--policy-cert', vm('policy-cert.pem'), '--store', vm('store'), '--platform-dir', vm('platform'),
+    '--measurement-file', vm('measurement'), '--server-measurement', ksMeasurement, '--retries', '3',
+  ];
+  await s.run(join(ROOT, 'scripts/first-boot.sh'), firstBoot);
+
+  s.say('deployed VM: cert-utility get-item reads both keys back; they equal the originals');
+  for (const [name, key] of Object.entries(keys)) {
+    const got = await s.run('cert-utility', ['get-item', '--tag', name, '--out', '-', '--store', vm('store'), '--sealed', '--platform-dir', vm('platform'), '--measurement-file', vm('measurement')]);
+    if (!got.equals(key)) throw new Error(`${name} on the VM differs from the original`);
+  }
+
+  s.say('deployed VM: first-boot.sh again (a reboot) finishes without contacting anyone');
+  await s.run(join(ROOT, 'scripts/first-boot.sh'), firstBoot);
+});

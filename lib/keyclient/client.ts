@@ -1,0 +1,119 @@
+// key-client's connection to a key-server: mutual TLS with this machine's admission
+// certificate, the server checked against the pinned policy certificate (and, if given, the
+// key-server measurements it must run), requests pipelined on one connection, and the
+// auth-challenge answered when a role credential is in use.
+
+import type { KeyObject } from 'node:crypto';
+import { CertifierError, ErrorCodes, type ErrorCode } from '../errors/index.ts';
+import { sign } from '../crypto/index.ts';
+import { checkCryptstoreEntry, decode, type CryptstoreEntry, type EntryType, type KeyServiceList, type ValidEntry } from '../wire/index.ts';
+import { toPem, validateAdmission, type ValidatedPeer } from '../pki/index.ts';
+import { connect, type ClientConnection, type Limits } from '../channel/index.ts';
+import type { MachineIdentity } from '../certifier/index.ts';
+import {
+  CHALLENGE_EXPORTER_LABEL, challengeMessage, encodeKeyRequest, parseKeyResponse, type Action, type KeyRequest, type KeyResponse,
+} from '../keyservice/protocol.ts';
+
+export interface Credential {
+  chain: Uint8Array[];
+  key: KeyObject;
+}
+
+export interface KeyClientOptions {
+  host: string;
+  port: number;
+  identity: MachineIdentity;
+  policyCert: Uint8Array;
+  /** Measurements (hex) the key-server must run; empty trusts any admitted machine of the domain. */
+  serverMeasurements?: string[];
+  credential?: Credential;
+  limits?: Limits;
+  connectTimeoutMs?: number;
+}
+
+export interface ResourceInfo {
+  name: string;
+  version: number;
+  type: string;
+  timeEntered: string;
+  exportable: boolean;
+  size: number;
+}
+
+function refusal(r: KeyResponse, action: Action, name: string): CertifierError {
+  const code = r.errorCode && Object.hasOwn(ErrorCodes, r.errorCode) ? (r.errorCode as ErrorCode) : 'DENIED';
+  return new CertifierError(code, `the key-server refused to ${action} "${name}" (${r.errorCode ?? 'no reason given'})`);
+}
+
+export class KeyClient {
+  private constructor(private readonly conn: ClientConnection<ValidatedPeer>, private readonly credential: Credential | undefined) {}
+
+  /** The key-server as verified: its serial, measurement and platform. */
+  get server(): ValidatedPeer {
+    return this.conn.peer!;
+  }
+
+  static async connect(o: KeyClientOptions): Promise<KeyClient> {
+    const pins = (o.serverMeasurements ?? []).map((m) => m.toLowerCase());
+    const conn = await connect<ValidatedPeer>({
+      host: o.host, port: o.port,
+      tls: { key: o.identity.key, cert: toPem(o.identity.certificate), ca: toPem(o.policyCert) },
+      verifyPeer: (chain) => {
+        const peer = validateAdmission({ chain, policyCert: o.policyCert, at: new Date(), usage: 'server' });
+        if (pins.length && !pins.includes(peer.measurementHex)) {
+          throw new CertifierError('UNTRUSTED_PEER', `the key-server runs measurement ${peer.measurementHex}, not one of those pinned`, { details: { reason: 'measurement-not-pinned' } });
+        }
+        return peer;
+      },
+      ...(o.limits ? { limits: o.limits } : {}),
+      ...(o.connectTimeoutMs ? { connectTimeoutMs: o.connectTimeoutMs } : {}),
+    });
+    return new KeyClient(conn, o.credential);
+  }
+
+  async store(name: string, value: Uint8Array, o: { type?: EntryType; exportable?: boolean; expectedVersion?: number } = {}): Promise<number> {
+    const r = await this.call({ action: 'store', name, data: value, ...(o.type ? { valueType: o.type } : {}), exportable: o.exportable ?? true, ...(o.expectedVersion !== undefined ? { expectedVersion: o.expectedVersion } : {}) });
+    return r.version ?? 0;
+  }
+
+  async retrieve(name: string, version = 0): Promise<ValidEntry> {
+    const r = await this.call({ action: 'retrieve', name, version });
+    let entry: ValidEntry;
+    try {
+      entry = checkCryptstoreEntry(decode<CryptstoreEntry>('cryptstore_entry', r.data ?? new Uint8Array()));
+    } catch (cause) {
+      throw new CertifierError('DECODE_FAILED', `the key-server's answer for "${name}" is not a valid entry`, { cause });
+    }
+    if (entry.tag !== name || (version && entry.version !== version)) throw new CertifierError('INTEGRITY', `the key-server answered with another item than "${name}"`);
+    return entry;
+  }
+
+  async delete(name: string, version = 0): Promise<number[]> {
+    const r = await this.call({ action: 'delete', name, version });
+    return (decode<KeyServiceList>('key_service_list', r.data ?? new Uint8Array()).resources ?? []).map((i) => i.version ?? 0);
+  }
+
+  async list(prefix = ''): Promise<ResourceInfo[]> {
+    const r = await this.call({ action: 'list', name: prefix });
+    return (decode<KeyServiceList>('key_service_list', r.data ?? new Uint8Array()).resources ?? []).map((i) => ({
+      name: i.resourceName ?? '', version: i.version ?? 0, type: i.valueType ?? '', timeEntered: i.timeEntered ?? '', exportable: i.exportable ?? false, size: i.size ?? 0,
+    }));
+  }
+
+  close(): Promise<void> {
+    return this.conn.close();
+  }
+
+  /** One request; with a credential, first obtains a nonce and answers it (a nonce is good once). */
+  private async call(req: Partial<KeyRequest> & { action: Action; name: string }): Promise<KeyResponse> {
+    let r = parseKeyResponse(await this.conn.request(encodeKeyRequest({ ...req, ...(this.credential ? { credentials: this.credential.chain } : {}) })));
+    if (r.status === 'auth-challenge' && this.credential) {
+      const exporter = this.conn.exportKeyingMaterial(CHALLENGE_EXPORTER_LABEL, 32);
+      const signature = sign(this.credential.key, challengeMessage(r.data!, exporter ?? new Uint8Array()));
+      r = parseKeyResponse(await this.conn.request(encodeKeyRequest({ ...req, credentials: this.credential.chain, challengeNonce: r.data!, challengeSignature: signature })));
+    }
+    if (r.status === 'auth-challenge') throw new CertifierError('CHALLENGE_FAILED', 'the key-server asked for an auth-challenge this client cannot answer');
+    if (r.status !== 'succeeded') throw refusal(r, req.action, req.name);
+    return r;
+  }
+}

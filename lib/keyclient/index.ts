@@ -1,0 +1,3 @@
+// key-client: the key service seen from a machine.
+export * from './client.ts';
+export * from './provision.ts';

@@ -1,0 +1,112 @@
+// Fetching named secrets and keeping them: into the machine's cryptstore (one atomic batch) or
+// into files (0600, atomic). Nothing is written unless every secret arrived, unless partial
+// results are allowed; a value already held is not written again, so re-running is harmless.
+
+import { CertifierError, isCertifierError } from '../errors/index.ts';
+import { bytesEqual } from '../crypto/index.ts';
+import { tagProblem, type ValidEntry } from '../wire/index.ts';
+import { readFileLimited, writeFileAtomic } from '../files/index.ts';
+import type { Cryptstore } from '../../cryptstore/index.ts';
+import type { KeyClient } from './client.ts';
+
+export interface SecretSpec {
+  name: string;
+  version: number;
+  /** A cryptstore tag, or a file path (exactly one). */
+  tag?: string;
+  file?: string;
+  mode?: number;
+}
+
+export interface Outcome {
+  spec: SecretSpec;
+  entry?: ValidEntry;
+  error?: CertifierError;
+  written?: 'new' | 'unchanged';
+}
+
+const KEYS = new Set(['ID', 'Version', 'LocalPath', 'Tag', 'Mode']);
+
+/** The provisioning config: {"secrets": [{"ID", "Version"?, "Tag" | "LocalPath", "Mode"?}]} (Mystikos style). */
+export function parseProvisionConfig(text: string): SecretSpec[] {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch (cause) {
+    throw new CertifierError('INVALID_INPUT', `the provisioning config is not JSON: ${(cause as Error).message}`, { cause });
+  }
+  const secrets = (doc as { secrets?: unknown })?.secrets;
+  if (!Array.isArray(secrets) || secrets.length === 0) throw new CertifierError('INVALID_INPUT', 'the provisioning config needs a non-empty "secrets" list');
+  const problems: string[] = [];
+  const specs = secrets.map((s: Record<string, unknown>, i) => {
+    const at = `secrets[${i}]`;
+    if (typeof s !== 'object' || s === null) return problems.push(`${at} is not an object`), undefined;
+    for (const k of Object.keys(s)) if (!KEYS.has(k)) problems.push(`${at} has unknown field "${k}"`);
+    const name = s.ID;
+    if (typeof name !== 'string' || tagProblem(name)) problems.push(`${at}.ID must be a resource name`);
+    const version = s.Version ?? 0;
+    if (!Number.isInteger(version) || (version as number) < 0) problems.push(`${at}.Version must be a whole number (0 = latest)`);
+    if ((s.Tag === undefined) === (s.LocalPath === undefined)) problems.push(`${at} needs exactly one of "Tag" or "LocalPath"`);
+    if (s.Tag !== undefined && (typeof s.Tag !== 'string' || tagProblem(s.Tag))) problems.push(`${at}.Tag must be a cryptstore tag`);
+    if (s.LocalPath !== undefined && (typeof s.LocalPath !== 'string' || s.LocalPath === '')) problems.push(`${at}.LocalPath must be a path`);
+    if (s.Mode !== undefined && (typeof s.Mode !== 'string' || !/^0?[0-7]{3}$/.test(s.Mode))) problems.push(`${at}.Mode must be an octal string like "0600"`);
+    return {
+      name: name as string, version: version as number,
+      ...(s.Tag !== undefined ? { tag: s.Tag as string } : { file: s.LocalPath as string }),
+      ...(s.Mode !== undefined ? { mode: parseInt(s.Mode as string, 8) } : {}),
+    };
+  });
+  if (problems.length) throw new CertifierError('INVALID_INPUT', `invalid provisioning config: ${problems.join('; ')}`);
+  return specs as SecretSpec[];
+}
+
+/** Retrieves every spec over the one connection (pipelined); failures are kept, not thrown. */
+export async function fetchAll(client: KeyClient, specs: SecretSpec[]): Promise<Outcome[]> {
+  return Promise.all(specs.map(async (spec) => {
+    try {
+      return { spec, entry: await client.retrieve(spec.name, spec.version) };
+    } catch (e) {
+      if (!(e instanceof CertifierError)) throw e;
+      return { spec, error: e };
+    }
+  }));
+}
+
+/** Writes the fetched secrets; tags in one atomic batch, values already held are skipped. */
+export async function keepAll(store: Cryptstore | undefined, outcomes: Outcome[]): Promise<void> {
+  const batch = [];
+  for (const o of outcomes) {
+    if (!o.entry || o.spec.tag === undefined) continue;
+    if (!store) throw new CertifierError('USAGE', 'a cryptstore is needed to keep secrets under a tag');
+    const held = await store.get(o.spec.tag).catch((e) => (isCertifierError(e, 'NOT_FOUND') ? undefined : Promise.reject(e)));
+    if (held && bytesEqual(held.blob, o.entry.blob) && held.type === o.entry.type) {
+      o.written = 'unchanged';
+      continue;
+    }
+    batch.push({ tag: o.spec.tag, blob: o.entry.blob, options: { type: o.entry.type, exportable: false } });
+    o.written = 'new';
+  }
+  if (batch.length && store) await store.putAll(batch);
+  for (const o of outcomes) {
+    if (!o.entry || o.spec.file === undefined) continue;
+    const existing = await readFileLimited(o.spec.file, o.entry.blob.length + 1).catch(() => undefined);
+    if (existing && bytesEqual(existing, o.entry.blob)) {
+      o.written = 'unchanged';
+      continue;
+    }
+    await writeFileAtomic(o.spec.file, o.entry.blob, { mode: o.spec.mode ?? 0o600 });
+    o.written = 'new';
+  }
+}
+
+/** Fetch, then keep: all or nothing unless `allowPartial`. */
+export async function provision(client: KeyClient, store: Cryptstore | undefined, specs: SecretSpec[], allowPartial = false): Promise<Outcome[]> {
+  const outcomes = await fetchAll(client, specs);
+  const failures = outcomes.filter((o) => o.error);
+  if (failures.length && !allowPartial) {
+    const first = failures[0]!.error!;
+    throw new CertifierError(first.code, `could not provision ${failures.map((f) => `"${f.spec.name}" (${f.error!.code})`).join(', ')}; nothing was written`, { cause: first });
+  }
+  await keepAll(store, outcomes);
+  return outcomes;
+}

@@ -1,0 +1,221 @@
+// The key-server's access control list: a JSON file mapping resource-name patterns and actions to
+// the measurements, certificate serial numbers (subjects) or roles allowed them; and `decide`, the
+// pure function that applies it to one request.
+//
+// Patterns: `*` matches any run of characters except '/', `**` any run including '/', `?` one
+// character except '/'; everything else is literal. A pattern matches the whole name.
+//
+// list: the request names a prefix, and the answer would reveal every name starting with it. A
+// rule allows list of prefix P only when its pattern ends in `**` and P itself matches the
+// pattern: then every name starting with P matches too (the trailing `**` absorbs any suffix), so
+// list cannot reveal a name the rule does not cover. Nothing else is accepted, not even P equal to
+// a pattern's literal part: listing "vhd/" under "vhd/*" would reveal "vhd/a/b", and listing
+// "disk-key" under the literal "disk-key" would reveal "disk-key-old". So `"resources": ["**"]`
+// allows listing everything, and `"vhd/**"` allows listing "vhd/", "vhd/x" and so on.
+//
+// Without an ACL, every admitted machine of the domain may store, retrieve and list (the
+// documented first behaviour, announced by a warning at start); delete always needs a rule.
+
+import { CertifierError } from '../errors/index.ts';
+import { tagProblem } from '../wire/index.ts';
+import { checkRoleName } from './roles.ts';
+
+export const ACL_ACTIONS = ['store', 'retrieve', 'delete', 'list'] as const;
+export type AclAction = (typeof ACL_ACTIONS)[number];
+
+export interface AclRule {
+  resources: string[];
+  actions: AclAction[];
+  /** Lowercase hex, 64 or 96 digits. */
+  measurements: string[];
+  /** Certificate serial numbers, lowercase hex without leading zeros. */
+  subjects: string[];
+  roles: string[];
+}
+
+export interface Acl {
+  version: 1;
+  rules: AclRule[];
+}
+
+export interface AclRequest {
+  action: AclAction;
+  /** The resource name; for list, the prefix ('' = everything). */
+  resource: string;
+}
+
+export interface Principal {
+  measurementHex: string;
+  serialHex: string;
+  roles: string[];
+}
+
+export interface Decision {
+  allow: boolean;
+  code?: 'ACL_DENIED';
+  /** For the server log (names the rule that allowed, or why nothing did); never sent to clients. */
+  reason: string;
+  /** The index of the rule that allowed the request. */
+  rule?: number;
+}
+
+const TOP_FIELDS = ['version', 'rules', 'comment'];
+const RULE_FIELDS = ['resources', 'actions', 'measurements', 'subjects', 'roles', 'comment'];
+const MEASUREMENT_RE = /^(?:[0-9a-fA-F]{64}|[0-9a-fA-F]{96})$/;
+const SERIAL_RE = /^[0-9a-fA-F]{1,42}$/; // at most 20 octets (RFC 5280, 4.1.2.2), with a sign octet
+
+/** A serial number compared as a number: lowercase, leading zeros dropped. */
+function normalSerial(hex: string): string {
+  return hex.toLowerCase().replace(/^0+(?=.)/, '');
+}
+
+/** Why a pattern is unacceptable, or undefined. */
+export function patternProblem(p: string): string | undefined {
+  if (p.includes('***')) return 'has "***" (use * or **)';
+  return tagProblem(p);
+}
+
+const compiled = new Map<string, RegExp>();
+
+/** The anchored regular expression of a pattern (cached: an ACL has few patterns). */
+function patternRegExp(pattern: string): RegExp {
+  let re = compiled.get(pattern);
+  if (!re) {
+    let src = '';
+    const chars = Array.from(pattern);
+    for (let i = 0; i < chars.length; i++) {
+      const c = chars[i]!;
+      if (c === '*' && chars[i + 1] === '*') {
+        src += '[^]*';
+        i++;
+      } else if (c === '*') src += '[^/]*';
+      else if (c === '?') src += '[^/]';
+      else src += c.replace(/[\\^$.|+()[\]{}]/g, '\\$&'); // regex syntax characters, taken literally
+    }
+    re = new RegExp(`^${src}$`, 'u');
+    if (compiled.size < 10_000) compiled.set(pattern, re);
+  }
+  return re;
+}
+
+export function matchPattern(pattern: string, name: string): boolean {
+  return patternRegExp(pattern).test(name);
+}
+
+/** May a list of `prefix` go ahead under this pattern (see the header)? */
+export function listAllowedBy(pattern: string, prefix: string): boolean {
+  return pattern.endsWith('**') && matchPattern(pattern, prefix);
+}
+
+/** Decodes and validates an ACL file; INVALID_INPUT naming every problem (rule index and field). */
+export function parseAcl(text: string): Acl {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch (e) {
+    throw new CertifierError('INVALID_INPUT', `invalid ACL: not JSON (${(e as Error).message})`, { details: { problems: ['not JSON'] } });
+  }
+  const problems: string[] = [];
+  const rules: AclRule[] = [];
+  if (!isObject(doc)) {
+    problems.push('the ACL must be a JSON object');
+  } else {
+    for (const k of Object.keys(doc)) if (!TOP_FIELDS.includes(k)) problems.push(`unknown field "${k}"`);
+    if (doc.version === undefined) problems.push('version is missing');
+    else if (doc.version !== 1) problems.push(`version is ${JSON.stringify(doc.version)}, expected 1`);
+    if (doc.comment !== undefined && typeof doc.comment !== 'string') problems.push('comment is not a string');
+    if (doc.rules === undefined) problems.push('rules is missing');
+    else if (!Array.isArray(doc.rules)) problems.push('rules is not a list');
+    else if (doc.rules.length === 0) problems.push('rules is empty (an ACL without rules would deny everything)');
+    else doc.rules.forEach((r, i) => rules.push(checkRule(r, `rules[${i}]`, problems)));
+  }
+  if (problems.length) {
+    throw new CertifierError('INVALID_INPUT', `invalid ACL: ${problems.join('; ')}`, { details: { problems } });
+  }
+  return { version: 1, rules };
+}
+
+function checkRule(r: unknown, at: string, problems: string[]): AclRule {
+  const rule: AclRule = { resources: [], actions: [], measurements: [], subjects: [], roles: [] };
+  if (!isObject(r)) {
+    problems.push(`${at} is not an object`);
+    return rule;
+  }
+  for (const k of Object.keys(r)) if (!RULE_FIELDS.includes(k)) problems.push(`${at}: unknown field "${k}"`);
+  if (r.comment !== undefined && typeof r.comment !== 'string') problems.push(`${at}.comment is not a string`);
+  const list = (field: string, required: boolean, check: (s: string) => string | undefined): string[] => {
+    const v = r[field];
+    if (v === undefined) {
+      if (required) problems.push(`${at}.${field} is missing`);
+      return [];
+    }
+    if (!Array.isArray(v)) {
+      problems.push(`${at}.${field} is not a list`);
+      return [];
+    }
+    if (v.length === 0) problems.push(`${at}.${field} is empty`);
+    const out: string[] = [];
+    v.forEach((s, j) => {
+      const p = typeof s === 'string' ? check(s) : 'is not a string';
+      if (p) problems.push(`${at}.${field}[${j}] ${typeof s === 'string' ? `${JSON.stringify(s)} ` : ''}${p}`);
+      else out.push(s as string);
+    });
+    return out;
+  };
+  rule.resources = list('resources', true, patternProblem);
+  rule.actions = list('actions', true, (s) =>
+    (ACL_ACTIONS as readonly string[]).includes(s) ? undefined : `is not one of ${ACL_ACTIONS.join(', ')}`) as AclAction[];
+  rule.measurements = list('measurements', false, (s) => (MEASUREMENT_RE.test(s) ? undefined : 'is not 64 or 96 hex digits')).map((s) => s.toLowerCase());
+  rule.subjects = list('subjects', false, (s) => (SERIAL_RE.test(s) ? undefined : 'is not a certificate serial number in hex')).map(normalSerial);
+  rule.roles = list('roles', false, (s) => {
+    try {
+      checkRoleName(s);
+      return undefined;
+    } catch {
+      return 'is not a role name (lowercase letters, digits, "-" or "_", starting with a letter)';
+    }
+  });
+  if (r.measurements === undefined && r.subjects === undefined && r.roles === undefined) {
+    problems.push(`${at} names no measurements, subjects or roles, so it would match nobody`);
+  }
+  return rule;
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Who, of the principal, a rule names; undefined when it names none of them. */
+function matchedBy(rule: AclRule, who: Principal): string | undefined {
+  const m = who.measurementHex.toLowerCase();
+  if (rule.measurements.some((x) => x.toLowerCase() === m)) return `measurement ${m}`;
+  const s = normalSerial(who.serialHex);
+  if (rule.subjects.some((x) => normalSerial(x) === s)) return `subject ${s}`;
+  const role = who.roles.find((x) => rule.roles.includes(x));
+  return role === undefined ? undefined : `role ${role}`;
+}
+
+/** Applies the ACL (or its absence) to one request. Pure: no IO, no clock. */
+export function decide(acl: Acl | undefined, request: AclRequest, principal: Principal): Decision {
+  const { action, resource } = request;
+  const what = action === 'list' ? `list of prefix ${JSON.stringify(resource)}` : `${action} of ${JSON.stringify(resource)}`;
+  if (!acl) {
+    if (action === 'delete') return { allow: false, code: 'ACL_DENIED', reason: `${what} refused: no ACL is configured, and delete needs an ACL rule that allows it` };
+    return { allow: true, reason: `no ACL is configured: every admitted machine may ${action}` };
+  }
+  const covers = (pattern: string) => (action === 'list' ? listAllowedBy(pattern, resource) : matchPattern(pattern, resource));
+  let covered = false;
+  for (let i = 0; i < acl.rules.length; i++) {
+    const rule = acl.rules[i]!;
+    if (!rule.actions.includes(action) || !rule.resources.some(covers)) continue;
+    covered = true;
+    const who = matchedBy(rule, principal);
+    if (who) return { allow: true, reason: `rule ${i} allows ${what} to ${who}`, rule: i };
+  }
+  const why = covered
+    ? 'the rules that cover it name neither this machine\'s measurement, nor its serial number, nor its role'
+    : action === 'list'
+      ? 'no list rule has a pattern ending in ** that the prefix matches'
+      : 'no rule covers it';
+  return { allow: false, code: 'ACL_DENIED', reason: `${what} denied: ${why}` };
+}

@@ -1,0 +1,261 @@
+// The key-server's audit log: one JSON line per request decision, hash-chained so that an edited,
+// removed, reordered or inserted line is detected by verifyAudit (key-server verify-audit).
+//
+// A line is the canonical JSON of the entry (keys in FIELDS order, absent fields omitted) with
+// "prev" and "hash" appended, where hash = hex SHA-256 of the UTF-8 bytes of prev followed by that
+// canonical JSON, and prev is the previous line's hash (64 zeros for line 1). Anyone can check it
+// with any JSON tool and sha256sum. The chain cannot reveal the removal of the last lines or of
+// the whole file: keep copies elsewhere (or record the latest hash) if that matters.
+//
+// Durability: appends are serialized in call order; each line goes out in one write() on an
+// O_APPEND descriptor, and append() resolves only after an fdatasync that covers it. Syncs are
+// group-committed without any added delay: lines written while one fdatasync runs share the next,
+// so under load the cost is amortized, and a decision is never reported before it is on disk. A
+// failed write or sync poisons the log (every later append fails) rather than leaving a gap.
+
+import { promises as fs } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { CertifierError } from '../errors/index.ts';
+import { sha256, toHex, utf8 } from '../crypto/index.ts';
+
+export interface AuditEntry {
+  /** RFC 3339; default now. */
+  time?: string;
+  conn?: string;
+  peerSerial?: string;
+  measurement?: string;
+  role?: string;
+  action: string;
+  resource?: string;
+  version?: number;
+  decision: 'allow' | 'deny';
+  /** The error code of a refusal. */
+  code?: string;
+}
+
+export interface AuditRecord extends AuditEntry {
+  seq: number;
+  time: string;
+  prev: string;
+  hash: string;
+}
+
+export type AuditVerification = { ok: true; lines: number } | { ok: false; line: number; problem: string };
+
+const FIELDS = ['seq', 'time', 'conn', 'peerSerial', 'measurement', 'role', 'action', 'resource', 'version', 'decision', 'code'] as const;
+const OPTIONAL_TEXT = ['conn', 'peerSerial', 'measurement', 'role', 'resource', 'code'] as const;
+export const AUDIT_GENESIS = '0'.repeat(64);
+const MAX_FIELD = 4096;
+const MAX_LINE_BYTES = 64 * 1024;
+const HASH_RE = /^[0-9a-f]{64}$/;
+
+/** The canonical JSON of an entry's fields with its seq: what the hash covers. */
+function canonical(r: Record<string, unknown>): string {
+  const o: Record<string, unknown> = {};
+  for (const k of FIELDS) if (r[k] !== undefined) o[k] = r[k];
+  return JSON.stringify(o);
+}
+
+export function auditHash(prev: string, canonicalJson: string): string {
+  return toHex(sha256(utf8(prev + canonicalJson)));
+}
+
+function lineOf(canon: string, prev: string, hash: string): string {
+  return `${canon.slice(0, -1)},"prev":"${prev}","hash":"${hash}"}\n`;
+}
+
+/** Why an entry's fields are malformed (as written by us or read back), or undefined. */
+function fieldProblem(r: Record<string, unknown>): string | undefined {
+  const text = (k: string, required: boolean) => {
+    const v = r[k];
+    if (v === undefined) return required ? `${k} is missing` : undefined;
+    if (typeof v !== 'string') return `${k} is not a string`;
+    if (v.length > MAX_FIELD) return `${k} is longer than ${MAX_FIELD} characters`;
+    if (required && v.length === 0) return `${k} is empty`;
+    return undefined;
+  };
+  return text('time', true) ?? text('action', true) ?? OPTIONAL_TEXT.map((k) => text(k, false)).find((p) => p !== undefined) ??
+    (r.version !== undefined && !(Number.isInteger(r.version) && (r.version as number) >= 0) ? 'version is not a non-negative integer' : undefined) ??
+    (r.decision !== 'allow' && r.decision !== 'deny' ? 'decision is not "allow" or "deny"' : undefined);
+}
+
+/** Checks one line against the chain so far; returns its hash, or the problem. */
+function checkLine(text: string, seq: number, prev: string): { hash: string } | { problem: string } {
+  let r: unknown;
+  try {
+    r = JSON.parse(text);
+  } catch {
+    return { problem: 'not JSON' };
+  }
+  if (typeof r !== 'object' || r === null || Array.isArray(r)) return { problem: 'not a JSON object' };
+  const o = r as Record<string, unknown>;
+  const unknown = Object.keys(o).find((k) => k !== 'prev' && k !== 'hash' && !(FIELDS as readonly string[]).includes(k));
+  if (unknown !== undefined) return { problem: `unknown field "${unknown}"` };
+  if (o.seq !== seq) return { problem: `seq is ${JSON.stringify(o.seq)}, expected ${seq} (a line was removed, reordered or inserted)` };
+  if (typeof o.prev !== 'string' || !HASH_RE.test(o.prev) || typeof o.hash !== 'string' || !HASH_RE.test(o.hash)) return { problem: 'prev or hash is not 64 lowercase hex digits' };
+  const fp = fieldProblem(o);
+  if (fp) return { problem: fp };
+  if (o.prev !== prev) return { problem: 'prev is not the hash of the line before (a line was removed, reordered or replaced)' };
+  const canon = canonical(o);
+  if (auditHash(prev, canon) !== o.hash) return { problem: 'hash does not match the line\'s contents (edited)' };
+  if (lineOf(canon, prev, o.hash) !== `${text}\n`) return { problem: 'not in canonical form (edited)' };
+  return { hash: o.hash };
+}
+
+/** Reads the whole chain in bounded memory; the last seq and hash when it verifies. */
+async function scan(path: string): Promise<{ ok: true; lines: number; last: string } | { ok: false; line: number; problem: string }> {
+  let fh: FileHandle;
+  try {
+    fh = await fs.open(path, 'r');
+  } catch (e) {
+    throw new CertifierError('FILE_ERROR', `cannot read the audit log ${path}: ${(e as Error).message}`, { cause: e });
+  }
+  const decoder = new TextDecoder('utf-8', { fatal: true });
+  let line = 0;
+  let prev = AUDIT_GENESIS;
+  let pending = Buffer.alloc(0);
+  const buf = Buffer.alloc(64 * 1024);
+  try {
+    for (;;) {
+      const { bytesRead } = await fh.read(buf, 0, buf.length, null);
+      if (bytesRead === 0) break;
+      pending = Buffer.concat([pending, buf.subarray(0, bytesRead)]);
+      let nl: number;
+      while ((nl = pending.indexOf(0x0a)) >= 0) {
+        line++;
+        let text: string;
+        try {
+          text = decoder.decode(pending.subarray(0, nl));
+        } catch {
+          return { ok: false, line, problem: 'not UTF-8' };
+        }
+        const r = checkLine(text, line, prev);
+        if ('problem' in r) return { ok: false, line, problem: r.problem };
+        prev = r.hash;
+        pending = pending.subarray(nl + 1);
+      }
+      if (pending.length > MAX_LINE_BYTES) return { ok: false, line: line + 1, problem: `longer than ${MAX_LINE_BYTES} bytes` };
+    }
+  } finally {
+    await fh.close();
+  }
+  if (pending.length > 0) return { ok: false, line: line + 1, problem: 'the last line is incomplete (no newline): a truncated write, or data appended by something else' };
+  return { ok: true, lines: line, last: prev };
+}
+
+/** Verifies a log without changing it: the number of lines, or the first bad line (1-based). */
+export async function verifyAudit(path: string): Promise<AuditVerification> {
+  const r = await scan(path);
+  return r.ok ? { ok: true, lines: r.lines } : r;
+}
+
+export class AuditLog {
+  private writes: Promise<void> = Promise.resolve();
+  private written = 0;
+  private synced = 0;
+  private syncing: Promise<void> | undefined;
+  private broken: Error | undefined;
+  private closed = false;
+
+  private constructor(readonly path: string, private readonly fh: FileHandle, private seq: number, private last: string) {}
+
+  /** Opens (creating, 0600) a log and continues its chain; INTEGRITY naming the line if it does not verify. */
+  static async open(path: string): Promise<AuditLog> {
+    let fh: FileHandle;
+    let created = false;
+    try {
+      created = !(await fs.stat(path).then(() => true, () => false));
+      fh = await fs.open(path, 'a', 0o600);
+    } catch (e) {
+      throw new CertifierError('FILE_ERROR', `cannot open the audit log ${path}: ${(e as Error).message}`, { cause: e });
+    }
+    try {
+      const st = await fh.stat();
+      if (!st.isFile()) throw new CertifierError('FILE_ERROR', `the audit log ${path} is not a regular file`);
+      if ((st.mode & 0o077) !== 0) await fh.chmod(st.mode & 0o600);
+      if (created) await syncDir(dirname(path));
+      const r = await scan(path);
+      if (!r.ok) {
+        throw new CertifierError('INTEGRITY', `the audit log ${path} does not verify at line ${r.line}: ${r.problem}; refusing to extend it`, { details: { line: r.line, problem: r.problem } });
+      }
+      return new AuditLog(path, fh, r.lines, r.last);
+    } catch (e) {
+      await fh.close();
+      throw e;
+    }
+  }
+
+  /** Appends one decision; resolves once its line is on disk. */
+  append(entry: AuditEntry): Promise<AuditRecord> {
+    if (this.closed) return Promise.reject(new CertifierError('INTERNAL', 'the audit log is closed'));
+    if (this.broken) return Promise.reject(this.failure(this.broken));
+    const fields: Record<string, unknown> = { ...entry, seq: this.seq + 1, time: entry.time ?? new Date().toISOString() };
+    const problem = fieldProblem(fields);
+    if (problem) return Promise.reject(new CertifierError('INVALID_INPUT', `audit entry: ${problem}`));
+    // seq, prev and hash are fixed now, synchronously, so lines are chained in call order.
+    const canon = canonical(fields);
+    const prev = this.last;
+    const hash = auditHash(prev, canon);
+    this.seq++;
+    this.last = hash;
+    const bytes = Buffer.from(lineOf(canon, prev, hash), 'utf8');
+    // Writes are chained; syncs are not, so lines written while a sync runs share the next one.
+    const wrote = this.writes.then(async () => {
+      if (this.broken) throw this.failure(this.broken);
+      try {
+        let off = 0;
+        while (off < bytes.length) off += (await this.fh.write(bytes, off, bytes.length - off, null)).bytesWritten;
+      } catch (e) {
+        this.broken ??= e as Error;
+        throw this.failure(e as Error);
+      }
+      return ++this.written;
+    });
+    this.writes = wrote.then(() => {}, () => {});
+    return wrote.then((n) => this.durable(n)).then(() => ({ ...(JSON.parse(canon) as AuditRecord), prev, hash }));
+  }
+
+  /** Waits for every append, then closes the file. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.writes;
+    await this.syncing?.catch(() => {});
+    await this.fh.close();
+  }
+
+  /** Resolves once the first `n` lines are synced, sharing one fdatasync among concurrent appends. */
+  private async durable(n: number): Promise<void> {
+    while (this.synced < n) {
+      if (!this.syncing) {
+        const upTo = this.written;
+        this.syncing = this.fh.datasync().then(
+          () => {
+            this.synced = Math.max(this.synced, upTo);
+          },
+          (e: Error) => {
+            this.broken ??= e;
+            throw this.failure(e);
+          },
+        ).finally(() => {
+          this.syncing = undefined;
+        });
+      }
+      await this.syncing;
+    }
+  }
+
+  private failure(cause: Error): CertifierError {
+    return new CertifierError('FILE_ERROR', `the audit log ${this.path} cannot be written (${cause.message}); no further decisions can be recorded`, { cause });
+  }
+}
+
+async function syncDir(dir: string): Promise<void> {
+  const d = await fs.open(dir, 'r');
+  try {
+    await d.sync();
+  } finally {
+    await d.close();
+  }
+}

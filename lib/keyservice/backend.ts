@@ -1,0 +1,107 @@
+// The storage interface every key-server backend implements (LevelDB now, PostgreSQL later),
+// and the argument checks they share. test/keyservice/backend-contract.ts is its executable spec.
+
+import { CertifierError } from '../errors/index.ts';
+import { MAX_TAG_LENGTH, MAX_VERSION, tagProblem } from '../wire/index.ts';
+
+/** What a backend stores: ciphertext and metadata only. Backends never see plaintext or keys. */
+export interface StoredRecord {
+  name: string;
+  version: number;
+  type: string;
+  exportable: boolean;
+  /** RFC 3339 */
+  timeEntered: string;
+  /** plaintext length */
+  size: number;
+  ciphertext: Uint8Array;
+}
+
+/** A record's metadata: what list returns. */
+export interface RecordInfo {
+  name: string;
+  version: number;
+  type: string;
+  exportable: boolean;
+  timeEntered: string;
+  size: number;
+}
+
+export interface ListOptions {
+  /** Every version of every name instead of the latest of each. */
+  allVersions?: boolean;
+  /** At most this many results (the first ones in sort order). */
+  limit?: number;
+}
+
+export interface KeyBackend {
+  /**
+   * Assigns the next version of `name` atomically (never reusing a deleted one) and stores the
+   * record built for it. If expectedLatest is given and the current latest version differs,
+   * throws CertifierError('VERSION_CONFLICT'); 0 means "no version exists".
+   */
+  append(name: string, build: (version: number) => StoredRecord, expectedLatest?: number): Promise<StoredRecord>;
+  /** One version, or the latest when `version` is 0; undefined when absent. */
+  get(name: string, version: number): Promise<StoredRecord | undefined>;
+  /** Deletes one version, or all when version is 0; returns the versions deleted ([] when none). */
+  delete(name: string, version: number): Promise<number[]>;
+  /**
+   * Metadata of the latest version of every name starting with `prefix` (or every version with
+   * allVersions), sorted by name (code point order) then version; never ciphertext.
+   */
+  list(prefix: string, options?: ListOptions): Promise<RecordInfo[]>;
+  close(): Promise<void>;
+}
+
+/** The default and largest answer of list, so one request cannot make a server build a huge reply. */
+export const MAX_LIST_LIMIT = 100_000;
+
+export function checkName(name: string): void {
+  const p = tagProblem(name);
+  if (p) throw new CertifierError('INVALID_INPUT', `the resource name ${p}`);
+}
+
+/** A list prefix is a name, except that '' (everything) is allowed. */
+export function checkPrefix(prefix: string): void {
+  if (prefix !== '') checkName(prefix);
+}
+
+export function checkVersion(version: number, zeroOk: boolean): void {
+  if (!Number.isInteger(version) || version < (zeroOk ? 0 : 1) || version > MAX_VERSION) {
+    throw new CertifierError('INVALID_INPUT', `a version must be an integer from ${zeroOk ? 0 : 1} to ${MAX_VERSION}, not ${version}`);
+  }
+}
+
+export function checkExpected(expectedLatest: number | undefined): void {
+  if (expectedLatest !== undefined) checkVersion(expectedLatest, true);
+}
+
+/** The limit to apply, from the caller's option (refusing nonsense rather than guessing). */
+export function listLimit(options: ListOptions | undefined): number {
+  const limit = options?.limit ?? MAX_LIST_LIMIT;
+  if (!Number.isInteger(limit) || limit < 0) throw new CertifierError('INVALID_INPUT', `a list limit must be a non-negative integer, not ${limit}`);
+  return Math.min(limit, MAX_LIST_LIMIT);
+}
+
+/** The next version after `highest`, or INVALID_INPUT when the name has used them all. */
+export function nextVersion(name: string, highest: number): number {
+  if (highest >= MAX_VERSION) throw new CertifierError('INVALID_INPUT', `"${name}" has used every version number`);
+  return highest + 1;
+}
+
+export function versionConflict(name: string, expected: number, latest: number): CertifierError {
+  return new CertifierError('VERSION_CONFLICT', `the latest version of "${name}" is ${latest}, not ${expected}`, { details: { expected, latest } });
+}
+
+/** Checks that a record built by append's callback is the one asked for (a programmer error otherwise). */
+export function checkBuilt(name: string, version: number, r: StoredRecord): void {
+  if (r.name !== name || r.version !== version) {
+    throw new CertifierError('INTERNAL', `append("${name}") built a record for "${r.name}" version ${r.version}, not version ${version}`);
+  }
+}
+
+export function infoOf(r: StoredRecord | RecordInfo): RecordInfo {
+  return { name: r.name, version: r.version, type: r.type, exportable: r.exportable, timeEntered: r.timeEntered, size: r.size };
+}
+
+export { MAX_TAG_LENGTH as MAX_NAME_LENGTH };

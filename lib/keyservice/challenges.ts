@@ -1,0 +1,50 @@
+// Outstanding auth-challenge nonces: each is good once, on the connection it was issued to, for
+// the credential it was issued for, for a minute. Bounded so a client cannot exhaust memory.
+
+import { bytesEqual, randomBytes, toHex } from '../crypto/index.ts';
+import { NONCE_BYTES } from './protocol.ts';
+
+const TTL_MS = 60_000;
+const MAX_OUTSTANDING = 10_000;
+const MAX_PER_CONNECTION = 16;
+
+interface Pending {
+  conn: string;
+  credential: Uint8Array;
+  expires: number;
+}
+
+export class ChallengeBook {
+  private readonly pending = new Map<string, Pending>();
+
+  /** A fresh nonce for `credential` (its certificate's DER) on connection `conn`. */
+  issue(conn: string, credential: Uint8Array, now = Date.now()): Uint8Array {
+    this.sweep(now);
+    let mine = 0;
+    for (const p of this.pending.values()) if (p.conn === conn) mine++;
+    if (mine >= MAX_PER_CONNECTION || this.pending.size >= MAX_OUTSTANDING) {
+      // Drop the oldest of this connection rather than refuse: a confused client cannot lock itself out.
+      for (const [k, p] of this.pending) {
+        if (p.conn === conn || this.pending.size >= MAX_OUTSTANDING) {
+          this.pending.delete(k);
+          break;
+        }
+      }
+    }
+    const nonce = randomBytes(NONCE_BYTES);
+    this.pending.set(toHex(nonce), { conn, credential, expires: now + TTL_MS });
+    return nonce;
+  }
+
+  /** Consumes a nonce: true only once, and only for the same connection and credential in time. */
+  redeem(nonce: Uint8Array, conn: string, credential: Uint8Array, now = Date.now()): boolean {
+    const key = toHex(nonce);
+    const p = this.pending.get(key);
+    this.pending.delete(key);
+    return p !== undefined && p.conn === conn && p.expires >= now && bytesEqual(p.credential, credential);
+  }
+
+  private sweep(now: number): void {
+    for (const [k, p] of this.pending) if (p.expires < now) this.pending.delete(k);
+  }
+}

@@ -1,0 +1,136 @@
+// The key service: one request in, one response out. Each request is authenticated (mutual
+// TLS, and optionally an auth-challenge for a role credential), checked against reserved
+// names and the ACL, executed, audited, and logged. Refusals carry only a stable code.
+
+import { CertifierError, type ErrorCode } from '../errors/index.ts';
+import { signatureAlgFor, verify } from '../crypto/index.ts';
+import { encode, type CryptstoreEntry } from '../wire/index.ts';
+import type { ValidatedPeer } from '../pki/index.ts';
+import { decide, type Acl } from './acl.ts';
+import type { AuditLog } from './audit.ts';
+import type { KeyStore } from './keystore.ts';
+import { ChallengeBook } from './challenges.ts';
+import { verifyRoleCredential } from './roles.ts';
+import {
+  CHALLENGE_EXPORTER_LABEL, challenge, challengeMessage, failed, parseKeyRequest, succeeded, type KeyRequest,
+} from './protocol.ts';
+
+export interface KeyServiceConfig {
+  keystore: KeyStore;
+  policyCert: Uint8Array;
+  acl?: Acl;
+  audit?: AuditLog;
+  /** Names no request may address (the server's own identity and storage keys). */
+  reserved: { names: string[]; prefixes: string[] };
+  log?: (record: Record<string, unknown>) => void;
+  now?: () => Date;
+}
+
+export interface Connection {
+  id: string;
+  remote: string;
+  peer: ValidatedPeer | undefined;
+  exportKeyingMaterial(label: string, length: number): Uint8Array | undefined;
+}
+
+const LIST_LIMIT = 10_000;
+
+export class KeyService {
+  private readonly challenges = new ChallengeBook();
+  constructor(private readonly config: KeyServiceConfig) {}
+
+  async handle(bytes: Uint8Array, conn: Connection): Promise<Uint8Array> {
+    const started = Date.now();
+    const peer = conn.peer;
+    let req: KeyRequest | undefined;
+    let role: string | undefined;
+    const record = (decision: 'allow' | 'deny' | 'challenge', code?: string, version?: number) => {
+      const entry = {
+        conn: conn.id, peerSerial: peer?.serialHex, measurement: peer?.measurementHex, role,
+        action: req?.action ?? 'unknown', resource: req?.name, version, decision: decision === 'challenge' ? 'deny' as const : decision,
+        code: decision === 'challenge' ? 'AUTH_CHALLENGE' : code,
+      };
+      this.config.log?.({ event: 'request', ...entry, remote: conn.remote, ms: Date.now() - started });
+      return this.config.audit?.append(entry);
+    };
+    try {
+      if (!peer) throw new CertifierError('UNTRUSTED_PEER', 'no verified client certificate');
+      req = parseKeyRequest(bytes);
+      if (req.credentials) {
+        const cred = verifyRoleCredential(req.credentials, this.config.policyCert, this.now());
+        const leaf = req.credentials[0]!;
+        if (!req.challengeNonce) {
+          const nonce = this.challenges.issue(conn.id, leaf);
+          await record('challenge');
+          return challenge(req.name, nonce);
+        }
+        if (!this.challenges.redeem(req.challengeNonce, conn.id, leaf)) {
+          throw new CertifierError('NONCE_INVALID', 'the challenge nonce is unknown, used already, expired, or was issued for another connection or credential');
+        }
+        const exporter = conn.exportKeyingMaterial(CHALLENGE_EXPORTER_LABEL, 32);
+        const signed = challengeMessage(req.challengeNonce, exporter ?? new Uint8Array());
+        let ok = false;
+        try {
+          ok = verify(cred.peer.publicKey, signed, req.challengeSignature!, signatureAlgFor(cred.peer.publicKey));
+        } catch {
+          ok = false;
+        }
+        if (!ok) throw new CertifierError('CHALLENGE_FAILED', 'the challenge signature does not verify with the credential\'s key');
+        role = cred.role;
+      }
+      this.checkReserved(req.name);
+      const verdict = decide(this.config.acl, { action: req.action, resource: req.name }, { measurementHex: peer.measurementHex, serialHex: peer.serialHex, roles: role ? [role] : [] });
+      if (!verdict.allow) throw new CertifierError(verdict.code ?? 'ACL_DENIED', verdict.reason);
+      const { response, version } = await this.execute(req);
+      await record('allow', undefined, version);
+      return response;
+    } catch (e) {
+      const code: ErrorCode = e instanceof CertifierError ? e.code : 'INTERNAL';
+      if (code === 'INTERNAL') this.config.log?.({ event: 'internal-error', conn: conn.id, detail: (e as Error)?.message });
+      await record('deny', code)?.catch(() => {});
+      return failed(req?.name ?? '', code);
+    }
+  }
+
+  private async execute(req: KeyRequest): Promise<{ response: Uint8Array; version?: number }> {
+    const ks = this.config.keystore;
+    switch (req.action) {
+      case 'store': {
+        const info = await ks.store(req.name, req.data!, { type: req.valueType, exportable: req.exportable, ...(req.expectedVersion !== undefined ? { expectedLatest: req.expectedVersion } : {}) });
+        return { response: succeeded(req.name, { version: info.version }), version: info.version };
+      }
+      case 'retrieve': {
+        const { info, value } = await ks.fetch(req.name, req.version);
+        if (!info.exportable) throw new CertifierError('NOT_EXPORTABLE', `"${req.name}" version ${info.version} is not exportable`);
+        const entry: CryptstoreEntry = {
+          tag: info.name, type: info.type, version: info.version, timeEntered: Buffer.from(info.timeEntered, 'utf8'), blob: value, exportable: info.exportable,
+        };
+        return { response: succeeded(req.name, { data: encode('cryptstore_entry', entry), version: info.version }), version: info.version };
+      }
+      case 'delete': {
+        const versions = await ks.delete(req.name, req.version);
+        if (versions.length === 0) throw new CertifierError('NOT_FOUND', `no ${req.version ? `version ${req.version} of ` : ''}"${req.name}"`);
+        return { response: succeeded(req.name, { version: versions.length === 1 ? versions[0]! : 0, data: encode('key_service_list', { resources: versions.map((v) => ({ resourceName: req.name, version: v })) }) }) };
+      }
+      case 'list': {
+        const infos = await ks.list(req.name, { limit: LIST_LIMIT });
+        const visible = infos.filter((i) => !this.isReserved(i.name));
+        const list = { resources: visible.map((i) => ({ resourceName: i.name, version: i.version, valueType: i.type, timeEntered: i.timeEntered, exportable: i.exportable, size: i.size })) };
+        return { response: succeeded(req.name, { data: encode('key_service_list', list) }) };
+      }
+    }
+  }
+
+  private isReserved(name: string): boolean {
+    const r = this.config.reserved;
+    return r.names.includes(name) || r.prefixes.some((p) => name.startsWith(p));
+  }
+
+  private checkReserved(name: string): void {
+    if (name !== '' && this.isReserved(name)) throw new CertifierError('RESERVED_NAME', `"${name}" names one of the key-server's own keys, which are never served`);
+  }
+
+  private now(): Date {
+    return this.config.now?.() ?? new Date();
+  }
+}

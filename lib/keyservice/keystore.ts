@@ -1,0 +1,98 @@
+// The key-server's encryption layer over any KeyBackend: values are sealed with AES-256-GCM under
+// the storage key before a backend sees them, and opened (and checked) after it returns them.
+//
+// The AAD binds (purpose, format, name, version, type, exportable), so a backend, or whoever can
+// write its files or database, cannot move a value to another name or version, relabel its type,
+// or make a non-exportable value exportable without fetch failing with INTEGRITY. What it can
+// still do is delete records or roll a name back to an older state; time_entered is metadata the
+// AAD does not cover (it is shown, never trusted for a decision).
+
+import { CertifierError } from '../errors/index.ts';
+import { AES_KEY_BYTES, encodeFields, open as aeadOpen, seal } from '../crypto/index.ts';
+import { ENTRY_TYPES, type EntryType } from '../wire/index.ts';
+import {
+  checkExpected, checkName, checkPrefix, checkVersion, infoOf, type KeyBackend, type ListOptions, type RecordInfo,
+} from './backend.ts';
+
+export const KEY_RECORD_FORMAT = 1;
+export const MAX_KEY_VALUE_BYTES = 1024 * 1024;
+
+export interface StoreValueOptions {
+  type: EntryType;
+  exportable: boolean;
+  /** Refuse (VERSION_CONFLICT) unless the latest version is this one; 0 = the name must not exist. */
+  expectedLatest?: number;
+  /** The time recorded as time_entered (default now). */
+  time?: Date;
+}
+
+/** The associated data of one record's ciphertext. */
+export function recordAad(name: string, version: number, type: string, exportable: boolean): Uint8Array {
+  return encodeFields('key-service-record', String(KEY_RECORD_FORMAT), name, String(version), type, exportable ? '1' : '0');
+}
+
+export class KeyStore {
+  private readonly key: Uint8Array;
+
+  constructor(readonly backend: KeyBackend, storageKey: Uint8Array) {
+    if (storageKey.length !== AES_KEY_BYTES) throw new CertifierError('INVALID_KEY', `the storage key must be ${AES_KEY_BYTES} bytes, not ${storageKey.length}`);
+    // A private copy: the caller may wipe its buffer.
+    this.key = Uint8Array.from(storageKey);
+  }
+
+  /** Stores `value` as the next version of `name`. */
+  async store(name: string, value: Uint8Array, options: StoreValueOptions): Promise<RecordInfo> {
+    checkName(name);
+    if (!(ENTRY_TYPES as readonly string[]).includes(options.type)) {
+      throw new CertifierError('INVALID_INPUT', `unknown value type "${options.type}" (one of ${ENTRY_TYPES.join(', ')})`);
+    }
+    if (value.length > MAX_KEY_VALUE_BYTES) throw new CertifierError('INVALID_INPUT', `a value may hold at most ${MAX_KEY_VALUE_BYTES} bytes, not ${value.length}`);
+    checkExpected(options.expectedLatest);
+    const exportable = options.exportable === true;
+    const timeEntered = (options.time ?? new Date()).toISOString();
+    // Sealed inside the callback: only the backend knows the version, and it is part of the AAD.
+    const record = await this.backend.append(
+      name,
+      (version) => ({
+        name, version, type: options.type, exportable, timeEntered, size: value.length,
+        ciphertext: seal(this.key, value, recordAad(name, version, options.type, exportable)),
+      }),
+      options.expectedLatest,
+    );
+    return infoOf(record);
+  }
+
+  /** A value and its metadata: `version` 0 is the latest. NOT_FOUND when absent, INTEGRITY when it does not open. */
+  async fetch(name: string, version = 0): Promise<{ info: RecordInfo; value: Uint8Array }> {
+    checkName(name);
+    checkVersion(version, true);
+    const r = await this.backend.get(name, version);
+    if (!r) throw new CertifierError('NOT_FOUND', version ? `no version ${version} of "${name}"` : `no key named "${name}"`);
+    const v = version || r.version;
+    const damaged = (why: string) => new CertifierError('INTEGRITY', `"${name}" version ${v} failed its integrity check (${why})`);
+    // The AAD is built from what was asked for, not from what the record claims.
+    if (r.name !== name || r.version !== v) throw damaged(`the backend returned "${r.name}" version ${r.version}`);
+    const value = aeadOpen(this.key, r.ciphertext, recordAad(name, v, r.type, r.exportable));
+    if (!value) throw damaged('authentication failed: tampered, moved, relabelled, or sealed under another storage key');
+    if (value.length !== r.size) throw damaged(`the record says ${r.size} bytes, the value has ${value.length}`);
+    return { info: infoOf(r), value };
+  }
+
+  /** Deletes one version, or all when `version` is 0; returns the versions deleted ([] when none). */
+  async delete(name: string, version = 0): Promise<number[]> {
+    checkName(name);
+    checkVersion(version, true);
+    return this.backend.delete(name, version);
+  }
+
+  /** Metadata (never values) of the names starting with `prefix` ('' = all). */
+  async list(prefix: string, options?: ListOptions): Promise<RecordInfo[]> {
+    checkPrefix(prefix);
+    return this.backend.list(prefix, options);
+  }
+
+  /** Forgets the storage key; the backend is closed by its owner. */
+  wipe(): void {
+    this.key.fill(0);
+  }
+}

@@ -1,0 +1,288 @@
+// The embedded key-server backend: one LevelDB directory, held by one process at a time.
+//
+// Layout (keys are UTF-8):
+//   "!format"                     FORMAT_MARK, so another LevelDB (a cryptstore, say) is refused
+//   "r!" name "\0" 8 hex digits   one version: serialized key_service_stored_record
+//   "h!" name                     highest version ever assigned (uint32 BE), written in the same
+//                                 batch as every delete, so a deleted version is never reused
+// Names never contain control characters (tagProblem), so "\0" ends a name unambiguously, names
+// that are prefixes of each other stay apart, and the keys of one name sort by version.
+//
+// LevelDB's lock makes this process the only writer, so each name's latest and highest version
+// can live in memory; appends and deletes of one name are serialized by a per-name queue, and
+// every write is { sync: true }, acknowledged only once it is on disk.
+
+import { promises as fs } from 'node:fs';
+import { join } from 'node:path';
+import { Level } from 'level';
+import { CertifierError } from '../errors/index.ts';
+import { decode, encode } from '../wire/index.ts';
+import {
+  checkBuilt, checkExpected, checkName, checkPrefix, checkVersion, infoOf, listLimit, nextVersion, versionConflict,
+  type KeyBackend, type ListOptions, type RecordInfo, type StoredRecord,
+} from './backend.ts';
+
+type Db = Level<string, Uint8Array>;
+interface NameState { latest: number; highest: number }
+/** The protobuf shape of key_service_stored_record (proto/keyservice.proto). */
+interface RecordMessage {
+  resourceName?: string; version?: number; valueType?: string; exportable?: boolean; timeEntered?: string; size?: number; ciphertext?: Uint8Array;
+}
+
+const FORMAT_KEY = '!format';
+const FORMAT_MARK = 'certifier-keys key-server level backend, format 1';
+const RECORD = 'r!';
+const MARK = 'h!';
+
+const recordKey = (name: string, version: number) => `${RECORD}${name}\u0000${version.toString(16).padStart(8, '0')}`;
+const nameRange = (name: string) => ({ gt: `${RECORD}${name}\u0000`, lt: `${RECORD}${name}\u0001` });
+
+function parseRecordKey(key: string): { name: string; version: number } {
+  const nul = key.lastIndexOf('\u0000');
+  const hex = key.slice(nul + 1);
+  if (!key.startsWith(RECORD) || nul < RECORD.length || !/^[0-9a-f]{8}$/.test(hex)) {
+    throw new CertifierError('INTEGRITY', `the key-server database holds a damaged key ${JSON.stringify(key)}`);
+  }
+  return { name: key.slice(RECORD.length, nul), version: parseInt(hex, 16) };
+}
+
+function encodeRecord(r: StoredRecord): Uint8Array {
+  const m: RecordMessage = {
+    resourceName: r.name, version: r.version, valueType: r.type, exportable: r.exportable, timeEntered: r.timeEntered, size: r.size, ciphertext: r.ciphertext,
+  };
+  return encode('key_service_stored_record', m);
+}
+
+function decodeRecord(name: string, version: number, raw: Uint8Array): StoredRecord {
+  const damaged = (why: string, cause?: unknown) =>
+    new CertifierError('INTEGRITY', `the stored record of "${name}" version ${version} is damaged (${why})`, cause ? { cause } : undefined);
+  let m: RecordMessage;
+  try {
+    m = decode<RecordMessage>('key_service_stored_record', raw);
+  } catch (cause) {
+    throw damaged('not a key_service_stored_record', cause);
+  }
+  const { resourceName, valueType, timeEntered, size, ciphertext } = m;
+  if (resourceName === undefined || m.version === undefined || valueType === undefined || timeEntered === undefined || size === undefined || ciphertext === undefined) {
+    throw damaged('a field is missing');
+  }
+  if (resourceName !== name || m.version !== version) throw damaged(`it is labelled "${resourceName}" version ${m.version}`);
+  if (!Number.isInteger(size) || size < 0) throw damaged(`size ${size}`);
+  return { name, version, type: valueType, exportable: m.exportable ?? false, timeEntered, size, ciphertext };
+}
+
+async function prepareDir(dir: string): Promise<void> {
+  try {
+    await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+    await fs.chmod(dir, 0o700);
+  } catch (e) {
+    throw new CertifierError('FILE_ERROR', `cannot use ${dir} as the key-server data directory: ${(e as Error).message}`, { cause: e });
+  }
+}
+
+/** The database holds only ciphertext, but its files are nobody else's business: 0600. */
+async function tightenFiles(dir: string): Promise<void> {
+  for (const name of await fs.readdir(dir)) {
+    try {
+      const st = await fs.lstat(join(dir, name));
+      if (st.isFile() && (st.mode & 0o077) !== 0) await fs.chmod(join(dir, name), st.mode & 0o600);
+    } catch (e) {
+      // Compaction may remove a file between readdir and lstat.
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    }
+  }
+}
+
+export class LevelBackend implements KeyBackend {
+  private readonly states = new Map<string, NameState>();
+  private readonly queues = new Map<string, Promise<void>>();
+  private closed = false;
+
+  private constructor(readonly path: string, private readonly db: Db) {}
+
+  /** Opens (creating if needed) the database in `dir`. STORE_LOCKED if another process has it. */
+  static async open(dir: string): Promise<LevelBackend> {
+    await prepareDir(dir);
+    const db: Db = new Level(dir, { keyEncoding: 'utf8', valueEncoding: 'view', createIfMissing: true });
+    try {
+      await db.open();
+    } catch (e) {
+      const cause = (e as { cause?: { code?: string; message?: string } }).cause;
+      if (cause?.code === 'LEVEL_LOCKED') {
+        throw new CertifierError('STORE_LOCKED', `the key-server data directory is in use by another process (${dir})`, { cause: e, details: { path: dir } });
+      }
+      throw new CertifierError('STORE_FORMAT', `cannot open ${dir} as a key-server database: ${cause?.message ?? (e as Error).message}`, { cause: e });
+    }
+    try {
+      const mark = await db.get(FORMAT_KEY);
+      if (mark === undefined) {
+        for await (const _ of db.keys({ limit: 1 })) throw new CertifierError('STORE_FORMAT', `${dir} holds a LevelDB database that is not a key-server database`);
+        await db.put(FORMAT_KEY, new TextEncoder().encode(FORMAT_MARK), { sync: true });
+      } else if (Buffer.from(mark).toString('utf8') !== FORMAT_MARK) {
+        throw new CertifierError('STORE_FORMAT', `${dir} holds a key-server database of another format ("${Buffer.from(mark).toString('utf8').slice(0, 80)}")`);
+      }
+      await tightenFiles(dir);
+    } catch (e) {
+      await db.close();
+      throw e;
+    }
+    return new LevelBackend(dir, db);
+  }
+
+  async append(name: string, build: (version: number) => StoredRecord, expectedLatest?: number): Promise<StoredRecord> {
+    checkName(name);
+    checkExpected(expectedLatest);
+    return this.exclusive(name, async () => {
+      const st = await this.state(name);
+      if (expectedLatest !== undefined && expectedLatest !== st.latest) throw versionConflict(name, expectedLatest, st.latest);
+      const version = nextVersion(name, st.highest);
+      const record = build(version);
+      checkBuilt(name, version, record);
+      await this.db.put(recordKey(name, version), encodeRecord(record), { sync: true });
+      st.latest = st.highest = version;
+      this.states.set(name, st);
+      return record;
+    });
+  }
+
+  async get(name: string, version: number): Promise<StoredRecord | undefined> {
+    checkName(name);
+    checkVersion(version, true);
+    this.checkOpen();
+    // Asynchronous reads on purpose: unlike the cryptstore (one command, one read), the server
+    // serves many connections, and a synchronous read of an uncached block would stall them all.
+    let v = version || (this.states.get(name)?.latest ?? (await this.latestBelow(name, 0)));
+    if (v === 0) return undefined;
+    let raw: Uint8Array | undefined = await this.db.get(recordKey(name, v));
+    if (raw === undefined && version === 0) {
+      // A delete of the latest version landed between reading the cache and reading the record:
+      // ask the disk, so the answer is the new latest rather than "absent".
+      v = await this.latestBelow(name, 0);
+      raw = v === 0 ? undefined : await this.db.get(recordKey(name, v));
+    }
+    return raw === undefined ? undefined : decodeRecord(name, v, raw);
+  }
+
+  async delete(name: string, version: number): Promise<number[]> {
+    checkName(name);
+    checkVersion(version, true);
+    return this.exclusive(name, async () => {
+      let versions: number[] = [];
+      if (version) {
+        if ((await this.db.get(recordKey(name, version))) !== undefined) versions = [version];
+      } else {
+        for await (const key of this.db.keys(nameRange(name))) versions.push(parseRecordKey(key).version);
+      }
+      if (versions.length === 0) return [];
+      const st = await this.state(name);
+      // The new latest is found before the write, so readers never see a deleted latest version.
+      const latestAfter = !versions.includes(st.latest) ? st.latest : version === 0 ? 0 : await this.latestBelow(name, version);
+      const mark = new Uint8Array(4);
+      new DataView(mark.buffer).setUint32(0, st.highest, false);
+      await this.db.batch(
+        [...versions.map((v) => ({ type: 'del' as const, key: recordKey(name, v) })), { type: 'put' as const, key: MARK + name, value: mark }],
+        { sync: true },
+      );
+      st.latest = latestAfter;
+      this.states.set(name, st);
+      return versions;
+    });
+  }
+
+  async list(prefix: string, options?: ListOptions): Promise<RecordInfo[]> {
+    checkPrefix(prefix);
+    const limit = listLimit(options);
+    this.checkOpen();
+    const out: RecordInfo[] = [];
+    if (limit === 0) return out;
+    const start = RECORD + prefix;
+    // One snapshot for both passes, so a concurrent delete cannot make a name vanish half-way.
+    const snapshot = this.db.snapshot();
+    try {
+      if (options?.allVersions) {
+        for await (const [key, raw] of this.db.iterator({ gte: start, snapshot })) {
+          if (!key.startsWith(start)) break;
+          const k = parseRecordKey(key);
+          out.push(infoOf(decodeRecord(k.name, k.version, raw)));
+          if (out.length >= limit) break;
+        }
+        return out;
+      }
+      // Keys first (cheap), then only the latest record of each name: values may be 1 MiB each.
+      const latest: string[] = [];
+      let current: { name: string; key: string } | undefined;
+      for await (const key of this.db.keys({ gte: start, snapshot })) {
+        if (!key.startsWith(start)) break;
+        const { name } = parseRecordKey(key);
+        if (current && current.name !== name) {
+          latest.push(current.key);
+          if (latest.length >= limit) break;
+        }
+        current = { name, key };
+      }
+      if (current && latest.length < limit) latest.push(current.key);
+      const raws = await this.db.getMany(latest, { snapshot });
+      raws.forEach((raw, i) => {
+        const k = parseRecordKey(latest[i]!);
+        if (raw !== undefined) out.push(infoOf(decodeRecord(k.name, k.version, raw)));
+      });
+      return out;
+    } finally {
+      await snapshot.close();
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.all(this.queues.values());
+    await this.db.close();
+  }
+
+  // ---- internals --------------------------------------------------------------------------
+
+  /** Runs fn after every earlier write of `name` has finished (one writer per name at a time). */
+  private exclusive<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      this.checkOpen();
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    const run = (this.queues.get(name) ?? Promise.resolve()).then(fn);
+    const tail = run.then(() => {}, () => {});
+    this.queues.set(name, tail);
+    // Forget idle queues, so the map holds only names with writes in flight.
+    void tail.then(() => {
+      if (this.queues.get(name) === tail) this.queues.delete(name);
+    });
+    return run;
+  }
+
+  /** The cached state of a name, loading it under the caller's queue slot. */
+  private async state(name: string): Promise<NameState> {
+    return this.states.get(name) ?? (await this.load(name));
+  }
+
+  /**
+   * Reads a name's latest and highest version from disk without caching it: readers of names that
+   * do not exist must not grow the cache (only writers, which are authorized, add to it).
+   */
+  private async load(name: string): Promise<NameState> {
+    const latest = await this.latestBelow(name, 0);
+    const raw = await this.db.get(MARK + name);
+    if (raw !== undefined && raw.length !== 4) throw new CertifierError('INTEGRITY', `the version record of "${name}" is damaged`);
+    const mark = raw === undefined ? 0 : new DataView(raw.buffer, raw.byteOffset, 4).getUint32(0, false);
+    return { latest, highest: Math.max(latest, mark) };
+  }
+
+  /** The highest stored version of `name` below `below` (0: any), or 0 when there is none. */
+  private async latestBelow(name: string, below: number): Promise<number> {
+    const range = below === 0 ? nameRange(name) : { gt: nameRange(name).gt, lt: recordKey(name, below) };
+    for await (const key of this.db.keys({ ...range, reverse: true, limit: 1 })) return parseRecordKey(key).version;
+    return 0;
+  }
+
+  private checkOpen(): void {
+    if (this.closed) throw new CertifierError('INTERNAL', 'the key-server backend is closed');
+  }
+}

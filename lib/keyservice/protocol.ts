@@ -1,0 +1,120 @@
+// The key service messages: decode-then-validate for requests, builders for responses, and
+// the bytes an auth-challenge signature covers. Field numbers are the original key server's,
+// plus this suite's from 100 up (proto/keyservice.proto).
+
+import { CertifierError } from '../errors/index.ts';
+import { encodeFields } from '../crypto/index.ts';
+import {
+  decode, encode, ENTRY_TYPES, FieldCheck, MAX_VERSION, tagProblem, type CertChain, type EntryType,
+  type KeyServiceRequest, type KeyServiceResponse,
+} from '../wire/index.ts';
+
+export const ACTIONS = ['store', 'retrieve', 'delete', 'list'] as const;
+export type Action = (typeof ACTIONS)[number];
+
+export const MAX_VALUE_BYTES = 1024 * 1024 - 4096; // one frame, less room for the envelope
+export const MAX_CREDENTIAL_CERTS = 4;
+export const NONCE_BYTES = 32;
+/** TLS exporter label for auth-challenge signatures (private use, RFC 5705, 4). */
+export const CHALLENGE_EXPORTER_LABEL = 'EXPERIMENTAL-certifier-keys/auth-challenge/v1';
+
+export interface KeyRequest {
+  action: Action;
+  /** The resource name; for list, the prefix ('' lists everything). */
+  name: string;
+  valueType: EntryType;
+  version: number;
+  data?: Uint8Array;
+  credentials?: Uint8Array[];
+  expectedVersion?: number;
+  exportable: boolean;
+  challengeNonce?: Uint8Array;
+  challengeSignature?: Uint8Array;
+}
+
+export function parseKeyRequest(bytes: Uint8Array): KeyRequest {
+  const m = decode<KeyServiceRequest>('key_service_message_request', bytes);
+  const c = new FieldCheck('key_service_message_request');
+  c.oneOf('request_type', m.requestType, ACTIONS);
+  const action = m.requestType as Action;
+  const name = m.resourceName ?? '';
+  if (action !== 'list' || name !== '') {
+    const p = tagProblem(name);
+    if (p) c.add(`resource_name ${p}`);
+  }
+  if (m.valueType !== undefined) c.oneOf('value_type', m.valueType, ENTRY_TYPES);
+  if (m.version !== undefined) c.int('version', m.version, 0, MAX_VERSION);
+  if (action === 'store') c.bytes('data', m.data, { max: MAX_VALUE_BYTES });
+  if (m.expectedVersion !== undefined) c.int('expected_version', m.expectedVersion, 0, MAX_VERSION);
+  if (m.challengeNonce !== undefined) c.bytes('challenge_nonce', m.challengeNonce, NONCE_BYTES);
+  if (m.challengeSignature !== undefined) c.bytes('challenge_signature', m.challengeSignature, { min: 1, max: 1024 });
+  let credentials: Uint8Array[] | undefined;
+  if (m.serializedCredentials?.length) {
+    try {
+      credentials = decode<CertChain>('cert_chain', m.serializedCredentials).certCerts ?? [];
+    } catch {
+      c.add('serialized_credentials is not a cert_chain');
+    }
+    if (credentials && (credentials.length === 0 || credentials.length > MAX_CREDENTIAL_CERTS)) c.add(`serialized_credentials must hold 1 to ${MAX_CREDENTIAL_CERTS} certificates`);
+  }
+  if ((m.challengeNonce === undefined) !== (m.challengeSignature === undefined)) c.add('challenge_nonce and challenge_signature go together');
+  if (m.challengeNonce !== undefined && !credentials) c.add('a challenge answer needs serialized_credentials');
+  c.done();
+  return {
+    action, name,
+    valueType: (m.valueType ?? 'binary-blob') as EntryType,
+    version: m.version ?? 0,
+    ...(m.data ? { data: m.data } : {}),
+    ...(credentials ? { credentials } : {}),
+    ...(m.expectedVersion !== undefined ? { expectedVersion: m.expectedVersion } : {}),
+    exportable: m.exportable ?? true,
+    ...(m.challengeNonce ? { challengeNonce: m.challengeNonce, challengeSignature: m.challengeSignature } : {}),
+  };
+}
+
+export function encodeKeyRequest(r: Partial<KeyRequest> & { action: Action; name: string }): Uint8Array {
+  const msg: KeyServiceRequest = { resourceName: r.name, requestType: r.action };
+  if (r.valueType) msg.valueType = r.valueType;
+  if (r.version) msg.version = r.version;
+  if (r.data) msg.data = r.data;
+  if (r.credentials) msg.serializedCredentials = encode('cert_chain', { certCerts: r.credentials });
+  if (r.expectedVersion !== undefined) msg.expectedVersion = r.expectedVersion;
+  if (r.exportable === false) msg.exportable = false;
+  if (r.challengeNonce) {
+    msg.challengeNonce = r.challengeNonce;
+    msg.challengeSignature = r.challengeSignature!;
+  }
+  return encode('key_service_message_request', msg);
+}
+
+export const succeeded = (name: string, extra: { data?: Uint8Array; version?: number } = {}) =>
+  encode('key_service_message_response', { resourceName: name, responseType: 'final', status: 'succeeded', ...extra });
+
+export const failed = (name: string, code: string) =>
+  encode('key_service_message_response', { resourceName: name, responseType: 'final', status: 'failed', errorCode: code });
+
+export const challenge = (name: string, nonce: Uint8Array) =>
+  encode('key_service_message_response', { resourceName: name, responseType: 'final', status: 'auth-challenge', data: nonce });
+
+export interface KeyResponse {
+  status: 'succeeded' | 'failed' | 'auth-challenge';
+  name: string;
+  data?: Uint8Array;
+  version?: number;
+  errorCode?: string;
+}
+
+export function parseKeyResponse(bytes: Uint8Array): KeyResponse {
+  const m = decode<KeyServiceResponse>('key_service_message_response', bytes);
+  const c = new FieldCheck('key_service_message_response');
+  c.oneOf('status', m.status, ['succeeded', 'failed', 'auth-challenge']);
+  if (m.status === 'auth-challenge') c.bytes('data', m.data, NONCE_BYTES);
+  c.done();
+  return { status: m.status as KeyResponse['status'], name: m.resourceName ?? '', ...(m.data ? { data: m.data } : {}), ...(m.version !== undefined ? { version: m.version } : {}), ...(m.errorCode ? { errorCode: m.errorCode } : {}) };
+}
+
+/** What the credential's key signs to answer a challenge: the nonce, bound to this TLS session. */
+export function challengeMessage(nonce: Uint8Array, exporter: Uint8Array): Uint8Array {
+  if (exporter.length !== 32) throw new CertifierError('INTERNAL', 'no TLS exporter for the auth-challenge');
+  return encodeFields('certifier-keys auth-challenge v1', nonce, exporter);
+}

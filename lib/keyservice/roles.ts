@@ -1,0 +1,36 @@
+// Role credentials for the auth-challenge: an admission-style certificate signed by the policy
+// key whose platform is "role:<name>". Evidence verifiers never yield such a platform, so only
+// the policy-key holder can grant a role.
+
+import type { KeyObject } from 'node:crypto';
+import { CertifierError } from '../errors/index.ts';
+import { sha256, utf8 } from '../crypto/index.ts';
+import { issueAdmissionCert, validateAdmission, type ValidatedPeer } from '../pki/index.ts';
+
+export const ROLE_PREFIX = 'role:';
+const ROLE_RE = /^[a-z][a-z0-9_-]{0,62}$/;
+
+export function checkRoleName(role: string): void {
+  if (!ROLE_RE.test(role)) throw new CertifierError('INVALID_INPUT', `a role name is lowercase letters, digits, "-" or "_", starting with a letter: not "${role}"`);
+}
+
+export async function issueRoleCert(o: { policyKey: KeyObject; policyCert: Uint8Array; subjectPublicKey: KeyObject; role: string; domain: string; validitySeconds: number; now?: Date }): Promise<Uint8Array> {
+  checkRoleName(o.role);
+  return issueAdmissionCert({
+    policyKey: o.policyKey, policyCert: o.policyCert, subjectPublicKey: o.subjectPublicKey,
+    measurement: sha256(utf8(ROLE_PREFIX + o.role)), platform: ROLE_PREFIX + o.role, domain: o.domain,
+    validitySeconds: o.validitySeconds, ...(o.now ? { now: o.now } : {}),
+  });
+}
+
+/** Validates a credential chain and returns the role it grants; CREDENTIAL_INVALID otherwise. */
+export function verifyRoleCredential(chain: Uint8Array[], policyCert: Uint8Array, at: Date): { role: string; peer: ValidatedPeer } {
+  let peer: ValidatedPeer;
+  try {
+    peer = validateAdmission({ chain, policyCert, at, usage: 'client' });
+  } catch (cause) {
+    throw new CertifierError('CREDENTIAL_INVALID', `the credential is not valid: ${(cause as Error).message}`, { cause });
+  }
+  if (!peer.platform.startsWith(ROLE_PREFIX)) throw new CertifierError('CREDENTIAL_INVALID', 'the credential is a machine certificate, not a role certificate');
+  return { role: peer.platform.slice(ROLE_PREFIX.length), peer };
+}

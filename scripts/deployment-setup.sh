@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Prepares a deployment machine: the policy key and certificate, the (simulated) platform keys,
+# the measurements of the programs to admit, and the signed policy. Prints the commands that
+# start simpleserver and certify and start key-server. Refuses to overwrite an existing setup.
+set -eu
+
+usage() {
+  cat >&2 <<'USAGE'
+usage: deployment-setup.sh --dir DIR --domain DOMAIN --measure FILE [--measure FILE ...]
+                           [--trust-measurement HEX ...] [--alg p256|p384|rsa2048] [--policy-days N]
+
+  --dir                where to put everything (created; must not hold a setup already)
+  --domain             the policy domain, e.g. datica
+  --measure            a program (or VM image) whose SHA-256 measurement the policy trusts; give
+                       the key-server's and key-client's programs too, so they can be certified
+  --trust-measurement  a measurement computed elsewhere (e.g. a SEV-SNP launch digest)
+  Environment: CERT_UTILITY names the program (default: next to this script in ../cmd/bin).
+USAGE
+  exit 2
+}
+
+here=$(cd "$(dirname "$0")" && pwd)
+CERT_UTILITY=${CERT_UTILITY:-$here/../cmd/bin/cert-utility.js}
+dir= domain= alg=p256 days=365
+measure=() trust=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --dir) dir=$2; shift 2 ;;
+    --domain) domain=$2; shift 2 ;;
+    --measure) measure+=("$2"); shift 2 ;;
+    --trust-measurement) trust+=("$2"); shift 2 ;;
+    --alg) alg=$2; shift 2 ;;
+    --policy-days) days=$2; shift 2 ;;
+    -h|--help) usage ;;
+    *) echo "deployment-setup: unknown argument $1" >&2; usage ;;
+  esac
+done
+[ -n "$dir" ] && [ -n "$domain" ] || usage
+[ ${#measure[@]} -gt 0 ] || [ ${#trust[@]} -gt 0 ] || { echo "deployment-setup: name at least one --measure or --trust-measurement" >&2; usage; }
+[ -e "$dir/policy-key.pem" ] && { echo "deployment-setup: $dir already holds a policy key; not overwriting" >&2; exit 1; }
+
+log() { printf 'deployment-setup: %s\n' "$*" >&2; }
+mkdir -p "$dir/measurements"
+chmod 700 "$dir"
+cu() { "$CERT_UTILITY" "$@"; }
+
+log "policy key and certificate for domain $domain"
+cu generate-policy-key --domain "$domain" --alg "$alg" --key-out "$dir/policy-key.pem" --cert-out "$dir/policy-cert.pem" >&2
+log "simulated platform keys (a TEST platform; real VMs use their hardware)"
+cu generate-platform-keys --out-dir "$dir/platform" >&2
+
+for f in "${measure[@]}"; do
+  name=$(basename "$f")
+  m=$(cu measure "$f" --out "$dir/measurements/$name.measurement")
+  log "measured $f: $m"
+  trust+=("$m")
+done
+args=()
+for m in "${trust[@]}"; do args+=(--trust-measurement "$m"); done
+cu make-policy --policy-key "$dir/policy-key.pem" --policy-cert "$dir/policy-cert.pem" \
+  --trust-platform "$dir/platform/platform-cert.pem" "${args[@]}" --days "$days" --out "$dir/policy.bin" >&2
+
+cat <<NEXT
+# Deployment machine ready in $dir. Next:
+simpleserver serve --policy-key $dir/policy-key.pem --policy-cert $dir/policy-cert.pem --policy $dir/policy.bin --listen 0.0.0.0:8123
+cert-utility init-trust --domain $domain --policy-cert $dir/policy-cert.pem --server 127.0.0.1:8123 --store $dir/keyserver-store --sealed --platform-dir $dir/platform --measurement-file $dir/measurements/<key-server program>.measurement
+key-server serve --domain $domain --policy-cert $dir/policy-cert.pem --store $dir/keyserver-store --sealed --platform-dir $dir/platform --measurement-file $dir/measurements/<key-server program>.measurement --data $dir/keyserver-data --listen 0.0.0.0:8120
+# Into each VM image: $dir/policy-cert.pem, the platform files (attest-key.pem, endorsement.bin), the VM's measurement, scripts/first-boot.sh
+NEXT

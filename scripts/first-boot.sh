@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# First boot of a deployed VM: get certified by the deployment machine's simpleserver, then fetch
+# the named keys from its key-server into this VM's cryptstore. Safe to run on every boot: once
+# certified and provisioned it exits 0 at once without contacting anyone.
+#
+# Exit status: 0 done; 3 a server stayed unreachable after the retries; anything else is the
+# failing program's own status (1 refused, 2 usage, 4 untrusted peer or integrity failure),
+# never retried: the script fails closed.
+set -u
+
+usage() {
+  cat >&2 <<'USAGE'
+usage: first-boot.sh --host ADDR --certifier-port PORT --keyserver-port PORT --keys "NAME..."
+                     --domain DOMAIN --policy-cert FILE --store DIR
+                     --platform-dir DIR --measurement-file FILE
+                     [--server-measurement HEX] [--retries N] [--max-delay SECONDS]
+                     [--passphrase-file FILE | --key-file FILE]     (default: --sealed)
+
+  --host              the deployment machine's address
+  --certifier-port    its simpleserver port (8123 by convention)
+  --keyserver-port    its key-server port (8120 by convention)
+  --keys              the resource names to fetch, separated by spaces; each is kept in the
+                      cryptstore under its own name
+  --domain            the policy domain (as in the policy certificate)
+  --policy-cert       the policy certificate baked into the image
+  --store             this VM's cryptstore (created on first boot)
+  --platform-dir      the platform files of this VM (simulated: attest-key.pem, endorsement.bin)
+  --measurement-file  this VM's measurement
+  --server-measurement  pin the key-server's measurement (recommended)
+  --retries           attempts per step while a server is unreachable (default 8)
+  --max-delay         cap of the exponential backoff between attempts (default 30)
+  Environment: CERT_UTILITY, KEY_CLIENT name the programs (default: next to this script in ../cmd/bin).
+USAGE
+  exit 2
+}
+
+here=$(cd "$(dirname "$0")" && pwd)
+CERT_UTILITY=${CERT_UTILITY:-$here/../cmd/bin/cert-utility.js}
+KEY_CLIENT=${KEY_CLIENT:-$here/../cmd/bin/key-client.js}
+
+host= cport= kport= keys= domain= policy_cert= store= platform_dir= measurement_file=
+server_measurement= retries=8 max_delay=30 protection=(--sealed)
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --host) host=$2; shift 2 ;;
+    --certifier-port) cport=$2; shift 2 ;;
+    --keyserver-port) kport=$2; shift 2 ;;
+    --keys) keys=$2; shift 2 ;;
+    --domain) domain=$2; shift 2 ;;
+    --policy-cert) policy_cert=$2; shift 2 ;;
+    --store) store=$2; shift 2 ;;
+    --platform-dir) platform_dir=$2; shift 2 ;;
+    --measurement-file) measurement_file=$2; shift 2 ;;
+    --server-measurement) server_measurement=$2; shift 2 ;;
+    --retries) retries=$2; shift 2 ;;
+    --max-delay) max_delay=$2; shift 2 ;;
+    --passphrase-file) protection=(--passphrase-file "$2"); shift 2 ;;
+    --key-file) protection=(--key-file "$2"); shift 2 ;;
+    -h|--help) usage ;;
+    *) echo "first-boot: unknown argument $1" >&2; usage ;;
+  esac
+done
+for v in host cport kport keys domain policy_cert store platform_dir measurement_file; do
+  [ -n "${!v}" ] || { echo "first-boot: missing --${v//_/-}" >&2; usage; }
+done
+case "$retries$max_delay" in *[!0-9]*) echo "first-boot: --retries and --max-delay take whole numbers" >&2; exit 2 ;; esac
+
+log() { printf 'first-boot: %s\n' "$*" >&2; }
+
+# Runs a command; retries with exponential backoff only while it exits 3 (unreachable).
+with_retries() {
+  local what=$1; shift
+  local attempt=1 delay=1 rc
+  while :; do
+    "$@"; rc=$?
+    [ $rc -eq 0 ] && return 0
+    if [ $rc -ne 3 ]; then log "$what failed (exit $rc); not retrying"; return $rc; fi
+    if [ $attempt -ge "$retries" ]; then log "$what: could not reach the server after $attempt attempts; giving up"; return 3; fi
+    log "$what: server unreachable (attempt $attempt of $retries); retrying in ${delay}s"
+    sleep "$delay"
+    attempt=$((attempt + 1)); delay=$((delay * 2)); [ $delay -gt "$max_delay" ] && delay=$max_delay
+  done
+}
+
+platform=(--platform simulated --platform-dir "$platform_dir" --measurement-file "$measurement_file")
+store_args=(--store "$store" "${protection[@]}" "${platform[@]}")
+
+log "step 1/2: certification by $host:$cport"
+with_retries "init-trust against $host:$cport" \
+  "$CERT_UTILITY" init-trust --domain "$domain" --policy-cert "$policy_cert" --server "$host:$cport" "${store_args[@]}" >&2 || exit $?
+
+# Keys already in the store need no key-server: a reboot after success stays offline.
+missing=()
+held=$("$CERT_UTILITY" list-items --json "${store_args[@]}" 2>/dev/null) || held=
+for k in $keys; do
+  case "$held" in *"\"tag\":\"$k\""*) ;; *) missing+=("$k") ;; esac
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  log "step 2/2: every key is already in the cryptstore; done"
+  exit 0
+fi
+
+pin=()
+[ -n "$server_measurement" ] && pin=(--server-measurement "$server_measurement")
+log "step 2/2: fetching ${missing[*]} from $host:$kport"
+with_retries "retrieve from $host:$kport" \
+  "$KEY_CLIENT" retrieve "${missing[@]}" --server "$host:$kport" --domain "$domain" --policy-cert "$policy_cert" "${pin[@]}" "${store_args[@]}" >&2 || exit $?
+log "done: ${missing[*]} kept in $store"

@@ -1,0 +1,193 @@
+// The ACL: pattern matching, decisions as a table of cases, and the catalogue of malformed files
+// with the exact problems each must report.
+
+import { expect } from 'chai';
+import { CertifierError } from '../../lib/errors/index.ts';
+import { decide, listAllowedBy, matchPattern, parseAcl, type AclAction } from '../../lib/keyservice/acl.ts';
+
+const M1 = 'a1'.repeat(32);
+const M2 = 'b2'.repeat(32);
+const M384 = 'c3'.repeat(48);
+const SERIAL = '4f3a9c01';
+
+const ACL = parseAcl(JSON.stringify({
+  version: 1,
+  comment: 'test domain',
+  rules: [
+    { resources: ['vhd/*', 'datica-test/storage-disk-key'], actions: ['retrieve'], measurements: [M1.toUpperCase()] },
+    { resources: ['*'], actions: ['store', 'retrieve', 'delete', 'list'], roles: ['operator'] },
+    { resources: ['ops/**'], actions: ['store', 'list'], subjects: [`00${SERIAL.toUpperCase()}`] },
+    { resources: ['**'], actions: ['list'], roles: ['auditor'] },
+    { resources: ['app?/c*nf.d/**'], actions: ['retrieve', 'list'], measurements: [M384] },
+  ],
+}));
+
+const machine = (m = M1, serial = 'ffee', roles: string[] = []) => ({ measurementHex: m, serialHex: serial, roles });
+
+describe('ACL', () => {
+  describe('patterns', () => {
+    const cases: [string, string, boolean][] = [
+      ['vhd/*', 'vhd/disk1', true],
+      ['vhd/*', 'vhd/', true],
+      ['vhd/*', 'vhd/a/b', false],
+      ['vhd/*', 'vhd', false],
+      ['vhd/**', 'vhd/a/b/c', true],
+      ['vhd/**', 'vhd/', true],
+      ['vhd/**', 'vhdx/a', false],
+      ['**', '', true],
+      ['**', 'any/thing/at/all', true],
+      ['*', 'top', true],
+      ['*', 'a/b', false],
+      ['key-?', 'key-1', true],
+      ['key-?', 'key-é', true],
+      ['key-?', 'key-12', false],
+      ['key-?', 'key-/', false],
+      ['a.b', 'a.b', true],
+      ['a.b', 'axb', false],
+      ['a+(b)[c]{d}|^$\\', 'a+(b)[c]{d}|^$\\', true],
+      ['a/**/z', 'a/z', false],
+      ['a/**/z', 'a/b/c/z', true],
+      ['a/**z', 'a/z', true],
+      ['datica-test/storage-disk-key', 'datica-test/storage-disk-key', true],
+      ['datica-test/storage-disk-key', 'datica-test/storage-disk-key2', false],
+    ];
+    for (const [p, name, expected] of cases) {
+      it(`${JSON.stringify(p)} ${expected ? 'matches' : 'does not match'} ${JSON.stringify(name)}`, () => {
+        expect(matchPattern(p, name)).to.equal(expected);
+      });
+    }
+
+    it('allows list of a prefix only under a pattern ending in ** that the prefix matches', () => {
+      expect(listAllowedBy('vhd/**', 'vhd/')).to.equal(true);
+      expect(listAllowedBy('vhd/**', 'vhd/sub/')).to.equal(true);
+      expect(listAllowedBy('vhd/**', 'vhd')).to.equal(false);
+      expect(listAllowedBy('vhd/**', '')).to.equal(false);
+      expect(listAllowedBy('**', '')).to.equal(true);
+      expect(listAllowedBy('vhd/*', 'vhd/')).to.equal(false);
+      expect(listAllowedBy('disk-key', 'disk-key')).to.equal(false);
+      expect(listAllowedBy('*/keys/**', 'tenant/keys/')).to.equal(true);
+      expect(listAllowedBy('*/keys/**', 'tenant/')).to.equal(false);
+    });
+  });
+
+  describe('decisions', () => {
+    type Case = [string, AclAction, string, ReturnType<typeof machine>, boolean, number?];
+    const cases: Case[] = [
+      ['a trusted measurement retrieves a vhd key', 'retrieve', 'vhd/disk1', machine(), true, 0],
+      ['a trusted measurement retrieves the literal name', 'retrieve', 'datica-test/storage-disk-key', machine(), true, 0],
+      ['a trusted measurement may not retrieve a deeper vhd name', 'retrieve', 'vhd/a/b', machine(), false],
+      ['a trusted measurement may not store', 'store', 'vhd/disk1', machine(), false],
+      ['a trusted measurement may not delete', 'delete', 'vhd/disk1', machine(), false],
+      ['another measurement may not retrieve', 'retrieve', 'vhd/disk1', machine(M2), false],
+      ['an operator stores a top-level name', 'store', 'top', machine(M2, '01', ['operator']), true, 1],
+      ['an operator deletes a top-level name', 'delete', 'top', machine(M2, '01', ['operator']), true, 1],
+      ['an operator may not touch a name with a slash ("*" stops at "/")', 'store', 'vhd/disk1', machine(M2, '01', ['operator']), false],
+      ['an operator retrieves the vhd key through no rule', 'retrieve', 'vhd/disk1', machine(M2, '01', ['operator']), false],
+      ['an unknown role gets nothing', 'store', 'top', machine(M2, '01', ['guest']), false],
+      ['the subject stores under ops/', 'store', 'ops/a/b', machine(M2, SERIAL), true, 2],
+      ['the subject matches with leading zeros and case ignored', 'store', 'ops/x', machine(M2, `0${SERIAL.toUpperCase()}`), true, 2],
+      ['the subject may not retrieve under ops/', 'retrieve', 'ops/x', machine(M2, SERIAL), false],
+      ['another subject may not store under ops/', 'store', 'ops/x', machine(M2, '4f3a9c02'), false],
+      ['the subject lists ops/', 'list', 'ops/', machine(M2, SERIAL), true, 2],
+      ['the subject lists a deeper prefix of ops/', 'list', 'ops/team/', machine(M2, SERIAL), true, 2],
+      ['the subject may not list "op" (it would show "opx")', 'list', 'op', machine(M2, SERIAL), false],
+      ['the subject may not list everything', 'list', '', machine(M2, SERIAL), false],
+      ['an auditor lists everything', 'list', '', machine(M2, '01', ['auditor']), true, 3],
+      ['an auditor may not retrieve', 'retrieve', 'top', machine(M2, '01', ['auditor']), false],
+      ['an operator may not list everything under "*"', 'list', '', machine(M2, '01', ['operator']), false],
+      ['a SHA-384 measurement retrieves with ? and * in the pattern', 'retrieve', 'app1/conf.d/x/y', machine(M384.toUpperCase()), true, 4],
+      ['a SHA-384 measurement lists app1/conf.d/', 'list', 'app1/conf.d/', machine(M384), true, 4],
+      ['a SHA-384 measurement may not list app1/ (it would show app1/other)', 'list', 'app1/', machine(M384), false],
+      ['the first matching rule is reported', 'retrieve', 'vhd/k', machine(M1, '01', ['operator']), true, 0],
+    ];
+    for (const [what, action, resource, who, allow, rule] of cases) {
+      it(`${allow ? 'allows' : 'denies'}: ${what}`, () => {
+        const d = decide(ACL, { action, resource }, who);
+        expect(d.allow, d.reason).to.equal(allow);
+        if (allow) {
+          expect(d.rule).to.equal(rule);
+          expect(d.code).to.equal(undefined);
+          expect(d.reason).to.match(new RegExp(`^rule ${rule} allows`));
+        } else {
+          expect(d.code).to.equal('ACL_DENIED');
+          expect(d.rule).to.equal(undefined);
+          expect(d.reason).to.include('denied');
+        }
+      });
+    }
+
+    it('without an ACL, allows store, retrieve and list to everyone and denies delete', () => {
+      for (const action of ['store', 'retrieve', 'list'] as const) expect(decide(undefined, { action, resource: 'x' }, machine()).allow).to.equal(true);
+      const d = decide(undefined, { action: 'delete', resource: 'x' }, machine(M1, '01', ['operator']));
+      expect(d).to.include({ allow: false, code: 'ACL_DENIED' });
+      expect(d.reason).to.match(/delete needs an ACL rule/);
+    });
+
+    it('says why a request was denied', () => {
+      expect(decide(ACL, { action: 'retrieve', resource: 'vhd/x' }, machine(M2)).reason).to.match(/name neither/);
+      expect(decide(ACL, { action: 'retrieve', resource: 'nowhere/x' }, machine()).reason).to.match(/no rule covers it/);
+      const small = parseAcl(JSON.stringify({ version: 1, rules: [{ resources: ['vhd/*'], actions: ['list'], measurements: [M1] }] }));
+      expect(decide(small, { action: 'list', resource: 'vhd/' }, machine()).reason).to.match(/ending in \*\*/);
+    });
+  });
+
+  describe('malformed files', () => {
+    const rule = { resources: ['a/*'], actions: ['retrieve'], roles: ['operator'] };
+    const cases: [string, unknown, string[]][] = [
+      ['not JSON', '{"version": 1,', ['not JSON']],
+      ['not an object', [rule], ['the ACL must be a JSON object']],
+      ['no version, no rules', {}, ['version is missing', 'rules is missing']],
+      ['another version', { version: 2, rules: [rule] }, ['version is 2, expected 1']],
+      ['an unknown top-level field', { version: 1, rules: [rule], default: 'allow' }, ['unknown field "default"']],
+      ['rules not a list', { version: 1, rules: rule }, ['rules is not a list']],
+      ['no rules', { version: 1, rules: [] }, ['rules is empty (an ACL without rules would deny everything)']],
+      ['a rule that is not an object', { version: 1, rules: [rule, 'allow all'] }, ['rules[1] is not an object']],
+      ['an unknown rule field', { version: 1, rules: [{ ...rule, effect: 'deny' }] }, ['rules[0]: unknown field "effect"']],
+      ['missing resources and actions', { version: 1, rules: [{ roles: ['operator'] }] }, ['rules[0].resources is missing', 'rules[0].actions is missing']],
+      ['empty lists', { version: 1, rules: [{ resources: [], actions: [], measurements: [] }] },
+        ['rules[0].resources is empty', 'rules[0].actions is empty', 'rules[0].measurements is empty']],
+      ['an unknown action', { version: 1, rules: [rule, { ...rule, actions: ['retrieve', 'read'] }] },
+        ['rules[1].actions[1] "read" is not one of store, retrieve, delete, list']],
+      ['bad measurements', { version: 1, rules: [{ ...rule, measurements: ['ab'.repeat(32), 'xyz', 'ab'.repeat(40), 7] }] },
+        ['rules[0].measurements[1] "xyz" is not 64 or 96 hex digits', `rules[0].measurements[2] "${'ab'.repeat(40)}" is not 64 or 96 hex digits`, 'rules[0].measurements[3] is not a string']],
+      ['bad subjects', { version: 1, rules: [{ ...rule, subjects: ['0x12', 'ab:cd', ''] }] },
+        ['rules[0].subjects[0] "0x12" is not a certificate serial number in hex', 'rules[0].subjects[1] "ab:cd" is not a certificate serial number in hex', 'rules[0].subjects[2] "" is not a certificate serial number in hex']],
+      ['bad roles', { version: 1, rules: [{ ...rule, roles: ['Operator'] }] },
+        ['rules[0].roles[0] "Operator" is not a role name (lowercase letters, digits, "-" or "_", starting with a letter)']],
+      ['bad patterns', { version: 1, rules: [{ ...rule, resources: ['', 'a/***', 'tab\there', 'x'.repeat(257)] }] },
+        ['rules[0].resources[0] "" is empty', 'rules[0].resources[1] "a/***" has "***" (use * or **)', 'rules[0].resources[2] "tab\\there" contains a control character', `rules[0].resources[3] "${'x'.repeat(257)}" is longer than 256 characters`]],
+      ['a rule naming nobody', { version: 1, rules: [{ resources: ['*'], actions: ['list'] }] },
+        ['rules[0] names no measurements, subjects or roles, so it would match nobody']],
+      ['lists that are not lists', { version: 1, rules: [{ resources: 'a/*', actions: ['list'], roles: 'operator' }] },
+        ['rules[0].resources is not a list', 'rules[0].roles is not a list']],
+      ['problems in several rules, all reported', { version: 1, rules: [{ ...rule, actions: ['fetch'] }, rule, { ...rule, measurements: ['00'] }] },
+        ['rules[0].actions[0] "fetch" is not one of store, retrieve, delete, list', 'rules[2].measurements[0] "00" is not 64 or 96 hex digits']],
+    ];
+    for (const [what, doc, problems] of cases) {
+      it(`refuses ${what}`, () => {
+        const text = typeof doc === 'string' ? doc : JSON.stringify(doc);
+        try {
+          parseAcl(text);
+          expect.fail('parseAcl accepted it');
+        } catch (e) {
+          expect(e).to.be.instanceOf(CertifierError);
+          expect((e as CertifierError).code).to.equal('INVALID_INPUT');
+          expect((e as CertifierError).details?.problems).to.deep.equal(problems);
+          expect((e as CertifierError).message).to.match(/^invalid ACL: /);
+        }
+      });
+    }
+
+    it('accepts the example of the documentation, normalizing hex', () => {
+      const acl = parseAcl(JSON.stringify({
+        version: 1,
+        rules: [
+          { resources: ['vhd/*'], actions: ['retrieve'], measurements: [M1.toUpperCase()] },
+          { resources: ['ops/**'], actions: ['store'], subjects: ['00AB'] },
+        ],
+      }));
+      expect(acl.rules[0]!.measurements).to.deep.equal([M1]);
+      expect(acl.rules[1]!.subjects).to.deep.equal(['ab']);
+    });
+  });
+});

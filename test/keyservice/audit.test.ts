@@ -1,0 +1,192 @@
+// The audit log: the chain verifies, every kind of tamper names the right (1-based) line, reopening
+// continues the chain, and concurrent appends keep their order.
+
+import { expect } from 'chai';
+import { createHash } from 'node:crypto';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { CertifierError } from '../../lib/errors/index.ts';
+import { AUDIT_GENESIS, AuditLog, verifyAudit, type AuditEntry } from '../../lib/keyservice/audit.ts';
+import { tempDir } from '../support/helpers.ts';
+
+const M = 'ab'.repeat(32);
+const entry = (i: number): AuditEntry => ({
+  time: `2025-01-01T00:00:${String(i % 60).padStart(2, '0')}.000Z`, conn: `c${i}`, peerSerial: '4f3a', measurement: M, role: 'operator',
+  action: 'retrieve', resource: `vhd/disk${i}`, version: i, decision: i % 3 ? 'allow' : 'deny', code: 'ACL_DENIED',
+});
+
+describe('audit log', () => {
+  let tmp: ReturnType<typeof tempDir>;
+  let path: string;
+  beforeEach(() => {
+    tmp = tempDir('keyserver-audit-');
+    path = join(tmp.dir, 'audit.jsonl');
+  });
+  afterEach(() => tmp.cleanup());
+
+  async function writeLog(n: number): Promise<string[]> {
+    const log = await AuditLog.open(path);
+    for (let i = 1; i <= n; i++) await log.append(entry(i));
+    await log.close();
+    return lines();
+  }
+  const lines = () => readFileSync(path, 'utf8').split('\n').slice(0, -1);
+  const save = (ls: string[], tail = '\n') => writeFileSync(path, ls.join('\n') + tail);
+  const bad = async (line: number, problem?: RegExp) => {
+    const r = await verifyAudit(path);
+    expect(r.ok, JSON.stringify(r)).to.equal(false);
+    if (!r.ok) {
+      expect(r.line, r.problem).to.equal(line);
+      if (problem) expect(r.problem).to.match(problem);
+    }
+  };
+
+  it('writes a chain of many entries that verifies, in the documented format', async () => {
+    const ls = await writeLog(200);
+    expect(ls).to.have.length(200);
+    expect(await verifyAudit(path)).to.deep.equal({ ok: true, lines: 200 });
+    const first = JSON.parse(ls[0]!);
+    expect(Object.keys(first)).to.deep.equal(['seq', 'time', 'conn', 'peerSerial', 'measurement', 'role', 'action', 'resource', 'version', 'decision', 'code', 'prev', 'hash']);
+    expect(first).to.include({ seq: 1, prev: AUDIT_GENESIS, resource: 'vhd/disk1', decision: 'allow' });
+    // Recomputed independently: SHA-256 over prev then the line without prev and hash.
+    const canon = ls[0]!.replace(/,"prev":"[0-9a-f]{64}","hash":"[0-9a-f]{64}"\}$/, '}');
+    expect(first.hash).to.equal(createHash('sha256').update(AUDIT_GENESIS + canon).digest('hex'));
+    expect(JSON.parse(ls[1]!).prev).to.equal(first.hash);
+    expect(statSync(path).mode & 0o777).to.equal(0o600);
+  });
+
+  it('omits absent fields and writes nothing but the entry fields', async () => {
+    const log = await AuditLog.open(path);
+    const rec = await log.append({ action: 'unknown', decision: 'deny', code: 'DECODE_FAILED', role: undefined, value: 'SECRET' } as AuditEntry);
+    await log.append({ action: 'store', resource: 'a"b\nc', decision: 'allow' });
+    await log.close();
+    const ls = lines();
+    expect(ls).to.have.length(2);
+    expect(ls[0]).to.not.include('SECRET');
+    expect(Object.keys(JSON.parse(ls[0]!))).to.deep.equal(['seq', 'time', 'action', 'decision', 'code', 'prev', 'hash']);
+    expect(rec).to.include({ seq: 1, action: 'unknown', prev: AUDIT_GENESIS });
+    expect(JSON.parse(ls[1]!).resource).to.equal('a"b\nc');
+    expect(await verifyAudit(path)).to.deep.equal({ ok: true, lines: 2 });
+  });
+
+  const FIELDS = ['seq', 'time', 'conn', 'peerSerial', 'measurement', 'role', 'action', 'resource', 'version', 'decision', 'code', 'prev', 'hash'];
+  for (const field of FIELDS) {
+    it(`names the line whose ${field} was edited`, async () => {
+      const ls = await writeLog(8);
+      const o = JSON.parse(ls[4]!);
+      o[field] = typeof o[field] === 'number' ? o[field] + 1 : field === 'decision' ? (o[field] === 'allow' ? 'deny' : 'allow')
+        : field === 'prev' || field === 'hash' ? o[field].replace(/^./, (c: string) => (c === '0' ? '1' : '0')) : `${o[field]}x`;
+      ls[4] = JSON.stringify(o);
+      save(ls);
+      await bad(5);
+    });
+  }
+
+  it('names the line after a removed one, including the first', async () => {
+    const ls = await writeLog(8);
+    save([...ls.slice(0, 3), ...ls.slice(4)]);
+    await bad(4, /seq is 5, expected 4/);
+    save(ls.slice(1));
+    await bad(1, /seq is 2, expected 1/);
+  });
+
+  it('names the first of two swapped lines', async () => {
+    const ls = await writeLog(8);
+    [ls[2], ls[3]] = [ls[3]!, ls[2]!];
+    save(ls);
+    await bad(3);
+  });
+
+  it('names appended garbage, a blank line, bad JSON and a truncated last line', async () => {
+    const ls = await writeLog(5);
+    save([...ls, 'garbage']);
+    await bad(6, /not JSON/);
+    save([...ls, '']);
+    await bad(6, /not JSON/);
+    save([...ls.slice(0, 2), '{"seq":3', ...ls.slice(3)]);
+    await bad(3, /not JSON/);
+    save(ls, '');
+    await bad(5, /incomplete/);
+    writeFileSync(path, ls.join('\n').slice(0, -10));
+    await bad(5, /incomplete/);
+    save([...ls.slice(0, 4), ls[4]!.replace('"seq":5', '"seq":5,"extra":1')]);
+    await bad(5, /unknown field "extra"/);
+    save([...ls.slice(0, 4), ls[4]!.replace('{"seq":5,', '{ "seq":5,')]);
+    await bad(5, /canonical/);
+  });
+
+  it('verifies an empty log and refuses a missing one with FILE_ERROR', async () => {
+    writeFileSync(path, '');
+    expect(await verifyAudit(path)).to.deep.equal({ ok: true, lines: 0 });
+    try {
+      await verifyAudit(join(tmp.dir, 'none.jsonl'));
+      expect.fail('resolved');
+    } catch (e) {
+      expect((e as CertifierError).code).to.equal('FILE_ERROR');
+    }
+  });
+
+  it('continues the chain when reopened', async () => {
+    const before = await writeLog(3);
+    const log = await AuditLog.open(path);
+    const rec = await log.append(entry(4));
+    await log.append(entry(5));
+    await log.close();
+    expect(rec.seq).to.equal(4);
+    expect(rec.prev).to.equal(JSON.parse(before[2]!).hash);
+    expect(lines().slice(0, 3)).to.deep.equal(before);
+    expect(await verifyAudit(path)).to.deep.equal({ ok: true, lines: 5 });
+  });
+
+  it('refuses to open a log that does not verify with INTEGRITY, naming the line', async () => {
+    const ls = await writeLog(4);
+    save([...ls.slice(0, 2), ls[3]!]);
+    try {
+      await AuditLog.open(path);
+      expect.fail('opened');
+    } catch (e) {
+      expect(e).to.be.instanceOf(CertifierError);
+      expect((e as CertifierError).code).to.equal('INTEGRITY');
+      expect((e as CertifierError).details?.line).to.equal(3);
+      expect((e as Error).message).to.match(/line 3/);
+    }
+    expect(lines()).to.have.length(3);
+  });
+
+  it('keeps call order and the chain under concurrent appends', async () => {
+    const log = await AuditLog.open(path);
+    const recs = await Promise.all(Array.from({ length: 300 }, (_, i) => log.append({ action: 'store', resource: `r${i}`, decision: 'allow' })));
+    await log.close();
+    expect(recs.map((r) => r.seq)).to.deep.equal(Array.from({ length: 300 }, (_, i) => i + 1));
+    expect(lines().map((l) => JSON.parse(l).resource)).to.deep.equal(Array.from({ length: 300 }, (_, i) => `r${i}`));
+    expect(await verifyAudit(path)).to.deep.equal({ ok: true, lines: 300 });
+  });
+
+  it('has each line in the file once append resolves, and refuses appends after close', async () => {
+    const log = await AuditLog.open(path);
+    await log.append(entry(1));
+    expect(lines()).to.have.length(1);
+    await log.close();
+    try {
+      await log.append(entry(2));
+      expect.fail('appended');
+    } catch (e) {
+      expect((e as CertifierError).code).to.equal('INTERNAL');
+    }
+  });
+
+  it('refuses malformed entries with INVALID_INPUT, writing nothing', async () => {
+    const log = await AuditLog.open(path);
+    for (const e of [{ action: '', decision: 'allow' }, { action: 'x', decision: 'maybe' }, { action: 'x', decision: 'allow', version: -1 }, { action: 'x', decision: 'deny', code: 7 }]) {
+      try {
+        await log.append(e as AuditEntry);
+        expect.fail(`accepted ${JSON.stringify(e)}`);
+      } catch (err) {
+        expect((err as CertifierError).code).to.equal('INVALID_INPUT');
+      }
+    }
+    await log.append(entry(1));
+    await log.close();
+    expect(await verifyAudit(path)).to.deep.equal({ ok: true, lines: 1 });
+  });
+});

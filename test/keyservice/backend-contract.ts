@@ -1,0 +1,213 @@
+// The contract every key-server storage backend must meet, as one mocha suite: run it with
+// runBackendContract(name, factory) from each backend's test file (LevelDB now, PostgreSQL later).
+
+import { expect } from 'chai';
+import { CertifierError } from '../../lib/errors/index.ts';
+import { randomBytes } from '../../lib/crypto/index.ts';
+import type { KeyBackend, StoredRecord } from '../../lib/keyservice/backend.ts';
+
+export interface BackendFixture {
+  backend: KeyBackend;
+  /** Closes the current backend and removes its storage. */
+  cleanup(): Promise<void>;
+  /** Closes the backend and opens a new one on the same storage (as a restart would). */
+  reopen?(): Promise<KeyBackend>;
+}
+
+async function rejects(p: Promise<unknown>, code: string): Promise<CertifierError> {
+  try {
+    await p;
+  } catch (e) {
+    expect(e, String(e)).to.be.instanceOf(CertifierError);
+    expect((e as CertifierError).code, (e as Error).message).to.equal(code);
+    return e as CertifierError;
+  }
+  throw new Error(`expected ${code}, but it resolved`);
+}
+
+/** A record as KeyStore would build it, with recognizable "ciphertext". */
+export function recordFor(name: string, version: number, o: { type?: string; exportable?: boolean; size?: number } = {}): StoredRecord {
+  return {
+    name, version, type: o.type ?? 'binary-blob', exportable: o.exportable ?? false,
+    timeEntered: new Date(Date.UTC(2025, 0, 1, 0, 0, version)).toISOString(), size: o.size ?? 32, ciphertext: randomBytes(60),
+  };
+}
+
+const INFO_KEYS = ['name', 'version', 'type', 'exportable', 'timeEntered', 'size'];
+/** Code point order, which is what UTF-8 byte order (LevelDB, PostgreSQL "C") gives. */
+const byCodePoint = (a: string, b: string) => {
+  const x = Array.from(a, (c) => c.codePointAt(0)!);
+  const y = Array.from(b, (c) => c.codePointAt(0)!);
+  for (let i = 0; i < Math.min(x.length, y.length); i++) if (x[i] !== y[i]) return x[i]! - y[i]!;
+  return x.length - y.length;
+};
+
+export function runBackendContract(name: string, factory: () => Promise<BackendFixture>): void {
+  describe(`KeyBackend contract: ${name}`, function () {
+    let fx: BackendFixture;
+    let b: KeyBackend;
+    const put = (n: string, o?: Parameters<typeof recordFor>[2], expected?: number) => b.append(n, (v) => recordFor(n, v, o), expected);
+    const versions = async (n: string) => (await b.list(n, { allVersions: true })).filter((i) => i.name === n).map((i) => i.version);
+
+    beforeEach(async () => {
+      fx = await factory();
+      b = fx.backend;
+    });
+    afterEach(async () => fx.cleanup());
+
+    it('gives each name versions 1, 2, 3 ... of its own', async () => {
+      expect((await put('a')).version).to.equal(1);
+      expect((await put('a')).version).to.equal(2);
+      expect((await put('b')).version).to.equal(1);
+      expect((await put('a')).version).to.equal(3);
+    });
+
+    it('returns the record it stored, field for field, by explicit version and as the latest', async () => {
+      const first = await put('k', { type: 'X509-der-cert', exportable: true, size: 7 });
+      const second = await put('k', { type: 'other', exportable: false, size: 0 });
+      expect(await b.get('k', 1)).to.deep.equal(first);
+      expect(await b.get('k', 2)).to.deep.equal(second);
+      expect(await b.get('k', 0)).to.deep.equal(second);
+      expect((await b.get('k', 0))!.ciphertext).to.deep.equal(second.ciphertext);
+    });
+
+    it('answers undefined for an absent name or version', async () => {
+      await put('k');
+      expect(await b.get('k', 2)).to.equal(undefined);
+      expect(await b.get('nothing', 0)).to.equal(undefined);
+      expect(await b.get('nothing', 1)).to.equal(undefined);
+    });
+
+    it('deletes one version, leaving the others', async () => {
+      for (let i = 0; i < 3; i++) await put('k');
+      expect(await b.delete('k', 2)).to.deep.equal([2]);
+      expect(await b.get('k', 2)).to.equal(undefined);
+      expect((await b.get('k', 0))!.version).to.equal(3);
+      expect(await versions('k')).to.deep.equal([1, 3]);
+      expect(await b.delete('k', 2)).to.deep.equal([]);
+    });
+
+    it('falls back to the previous version when the latest is deleted, and never reuses the deleted number', async () => {
+      for (let i = 0; i < 3; i++) await put('k');
+      expect(await b.delete('k', 3)).to.deep.equal([3]);
+      expect((await b.get('k', 0))!.version).to.equal(2);
+      expect((await put('k')).version).to.equal(4);
+    });
+
+    it('deletes every version with version 0, and numbering goes on after them', async () => {
+      for (let i = 0; i < 3; i++) await put('k');
+      expect(await b.delete('k', 0)).to.deep.equal([1, 2, 3]);
+      expect(await b.get('k', 0)).to.equal(undefined);
+      expect(await b.list('k')).to.deep.equal([]);
+      expect(await b.delete('k', 0)).to.deep.equal([]);
+      expect((await put('k')).version).to.equal(4);
+    });
+
+    it('never reuses deleted versions across a reopen', async function () {
+      if (!fx.reopen) this.skip();
+      for (let i = 0; i < 3; i++) await put('all');
+      for (let i = 0; i < 3; i++) await put('top');
+      await b.delete('all', 0);
+      await b.delete('top', 3);
+      b = await fx.reopen!();
+      expect(await b.get('all', 0)).to.equal(undefined);
+      expect((await b.get('top', 0))!.version).to.equal(2);
+      expect((await put('all')).version).to.equal(4);
+      expect((await put('top')).version).to.equal(4);
+    });
+
+    it('keeps its records across a reopen', async function () {
+      if (!fx.reopen) this.skip();
+      const r = await put('kept', { exportable: true });
+      b = await fx.reopen!();
+      expect(await b.get('kept', 0)).to.deep.equal(r);
+    });
+
+    it('refuses an append whose expectedLatest is not the latest version with VERSION_CONFLICT', async () => {
+      expect((await put('k', {}, 0)).version).to.equal(1);
+      await rejects(put('k', {}, 0), 'VERSION_CONFLICT');
+      expect((await put('k', {}, 1)).version).to.equal(2);
+      await rejects(put('k', {}, 1), 'VERSION_CONFLICT');
+      await rejects(put('k', {}, 3), 'VERSION_CONFLICT');
+      await b.delete('k', 2);
+      expect((await put('k', {}, 1)).version).to.equal(3);
+      expect(await versions('k')).to.deep.equal([1, 3]);
+    });
+
+    it('stores nothing and spends no version when the record builder throws', async () => {
+      await put('k');
+      try {
+        await b.append('k', () => {
+          throw new Error('builder failed');
+        });
+        expect.fail('append resolved');
+      } catch (e) {
+        expect((e as Error).message).to.equal('builder failed');
+      }
+      expect(await versions('k')).to.deep.equal([1]);
+      expect((await put('k')).version).to.equal(2);
+    });
+
+    it('lists the latest version of each name under a prefix, sorted, without ciphertext', async () => {
+      for (const n of ['b', 'a/c', 'a', 'ab', 'a/b', 'a/b', 'é', 'z', 'a/c', 'a/c']) await put(n);
+      const all = await b.list('');
+      expect(all.map((i) => `${i.name}@${i.version}`)).to.deep.equal(['a@1', 'a/b@2', 'a/c@3', 'ab@1', 'b@1', 'z@1', 'é@1']);
+      for (const i of all) expect(Object.keys(i)).to.have.members(INFO_KEYS).and.have.length(INFO_KEYS.length);
+      expect((await b.list('a/')).map((i) => i.name)).to.deep.equal(['a/b', 'a/c']);
+      expect((await b.list('a')).map((i) => i.name)).to.deep.equal(['a', 'a/b', 'a/c', 'ab']);
+      expect(await b.list('nothing')).to.deep.equal([]);
+      const names = all.map((i) => i.name);
+      expect([...names].sort(byCodePoint)).to.deep.equal(names);
+    });
+
+    it('lists every version with allVersions, sorted by name then version, and honours limit', async () => {
+      for (const n of ['b', 'a', 'a', 'c', 'a', 'b']) await put(n, { size: 5 });
+      await b.delete('a', 2);
+      const every = await b.list('', { allVersions: true });
+      expect(every.map((i) => `${i.name}@${i.version}`)).to.deep.equal(['a@1', 'a@3', 'b@1', 'b@2', 'c@1']);
+      for (const i of every) {
+        expect(Object.keys(i)).to.have.members(INFO_KEYS).and.have.length(INFO_KEYS.length);
+        expect(i).to.include({ type: 'binary-blob', exportable: false, size: 5 });
+      }
+      expect((await b.list('', { allVersions: true, limit: 3 })).map((i) => `${i.name}@${i.version}`)).to.deep.equal(['a@1', 'a@3', 'b@1']);
+      expect((await b.list('', { limit: 2 })).map((i) => `${i.name}@${i.version}`)).to.deep.equal(['a@3', 'b@2']);
+      expect(await b.list('', { limit: 0 })).to.deep.equal([]);
+    });
+
+    it('gives 100 concurrent appends to one name versions 1..100, no gap, no duplicate', async () => {
+      const results = await Promise.all(Array.from({ length: 100 }, () => put('busy')));
+      expect(results.map((r) => r.version).sort((x, y) => x - y)).to.deep.equal(Array.from({ length: 100 }, (_, i) => i + 1));
+      expect(await versions('busy')).to.deep.equal(Array.from({ length: 100 }, (_, i) => i + 1));
+      for (const r of results.slice(0, 10)) expect(await b.get('busy', r.version)).to.deep.equal(r);
+    });
+
+    it('keeps concurrent appends to different names apart', async () => {
+      const names = ['p', 'q', 'r', 's'];
+      await Promise.all(names.flatMap((n) => Array.from({ length: 10 }, () => put(n))));
+      for (const n of names) expect(await versions(n)).to.deep.equal(Array.from({ length: 10 }, (_, i) => i + 1));
+    });
+
+    it('keeps names that are prefixes of each other apart', async () => {
+      await put('key');
+      await put('key');
+      await put('key2');
+      await put('key/x');
+      expect((await b.get('key', 0))!.version).to.equal(2);
+      expect(await b.delete('key', 0)).to.deep.equal([1, 2]);
+      expect((await b.get('key2', 0))!.name).to.equal('key2');
+      expect((await b.get('key/x', 0))!.name).to.equal('key/x');
+      expect((await put('key2')).version).to.equal(2);
+      expect((await b.list('key')).map((i) => `${i.name}@${i.version}`)).to.deep.equal(['key/x@1', 'key2@2']);
+    });
+
+    it('refuses bad names and versions with INVALID_INPUT', async () => {
+      await rejects(put(''), 'INVALID_INPUT');
+      await rejects(put('a\u0000b'), 'INVALID_INPUT');
+      await rejects(put('x'.repeat(257)), 'INVALID_INPUT');
+      await rejects(b.get('a', -1), 'INVALID_INPUT');
+      await rejects(b.get('a', 1.5), 'INVALID_INPUT');
+      await rejects(b.delete('', 0), 'INVALID_INPUT');
+      await rejects(b.list('a\nb'), 'INVALID_INPUT');
+    });
+  });
+}

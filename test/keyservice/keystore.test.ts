@@ -1,0 +1,179 @@
+// KeyStore: values round-trip through a real LevelBackend, and every tamper with what the backend
+// keeps (ciphertext, name, version, type, exportable, size) comes back as INTEGRITY.
+
+import { expect } from 'chai';
+import { join } from 'node:path';
+import { Level } from 'level';
+import { CertifierError } from '../../lib/errors/index.ts';
+import { encodeFields, randomBytes, utf8 } from '../../lib/crypto/index.ts';
+import { decode, encode } from '../../lib/wire/index.ts';
+import { LevelBackend } from '../../lib/keyservice/level-backend.ts';
+import { KeyStore, MAX_KEY_VALUE_BYTES, recordAad } from '../../lib/keyservice/keystore.ts';
+import { tempDir } from '../support/helpers.ts';
+
+interface RecordMessage { resourceName?: string; version?: number; valueType?: string; exportable?: boolean; timeEntered?: string; size?: number; ciphertext?: Uint8Array }
+
+async function rejects(p: Promise<unknown>, code: string): Promise<CertifierError> {
+  try {
+    await p;
+  } catch (e) {
+    expect(e, String(e)).to.be.instanceOf(CertifierError);
+    expect((e as CertifierError).code, (e as Error).message).to.equal(code);
+    return e as CertifierError;
+  }
+  throw new Error(`expected ${code}, but it resolved`);
+}
+
+const key = (name: string, version: number) => `r!${name}\u0000${version.toString(16).padStart(8, '0')}`;
+
+describe('KeyStore', () => {
+  let tmp: ReturnType<typeof tempDir>;
+  let dir: string;
+  let backend: LevelBackend;
+  let ks: KeyStore;
+  const storageKey = randomBytes(32);
+
+  beforeEach(async () => {
+    tmp = tempDir('keyserver-keystore-');
+    dir = join(tmp.dir, 'data');
+    backend = await LevelBackend.open(dir);
+    ks = new KeyStore(backend, storageKey);
+  });
+  afterEach(async () => {
+    await backend.close();
+    tmp.cleanup();
+  });
+
+  /** Closes the backend, edits stored records through `fn`, and reopens. */
+  async function tamper(fn: (db: Level<string, Uint8Array>, read: (k: string) => Promise<RecordMessage>, write: (k: string, m: RecordMessage) => Promise<void>) => Promise<void>): Promise<void> {
+    await backend.close();
+    const db = new Level<string, Uint8Array>(dir, { keyEncoding: 'utf8', valueEncoding: 'view' });
+    await db.open();
+    try {
+      await fn(
+        db,
+        async (k) => decode<RecordMessage>('key_service_stored_record', (await db.get(k))!),
+        async (k, m) => db.put(k, encode('key_service_stored_record', m)),
+      );
+    } finally {
+      await db.close();
+    }
+    backend = await LevelBackend.open(dir);
+    ks = new KeyStore(backend, storageKey);
+  }
+
+  it('round-trips values of every type, size and exportability', async () => {
+    const values = [new Uint8Array(0), utf8('disk key'), randomBytes(MAX_KEY_VALUE_BYTES)];
+    const types = ['binary-blob', 'key-message-serialized-protobuf', 'X509-der-cert'] as const;
+    for (let i = 0; i < values.length; i++) {
+      const info = await ks.store('k', values[i]!, { type: types[i]!, exportable: i % 2 === 0 });
+      expect(info).to.include({ name: 'k', version: i + 1, type: types[i], exportable: i % 2 === 0, size: values[i]!.length });
+      expect(new Date(info.timeEntered).toISOString()).to.equal(info.timeEntered);
+    }
+    for (let i = 0; i < values.length; i++) {
+      const { info, value } = await ks.fetch('k', i + 1);
+      expect(Buffer.from(value).equals(Buffer.from(values[i]!))).to.equal(true);
+      expect(info.version).to.equal(i + 1);
+    }
+    expect((await ks.fetch('k')).info.version).to.equal(3);
+  });
+
+  it('never hands the backend the plaintext', async () => {
+    const secret = utf8('a very recognizable secret value');
+    await ks.store('k', secret, { type: 'binary-blob', exportable: true });
+    const r = (await backend.get('k', 0))!;
+    expect(Buffer.from(r.ciphertext).includes(Buffer.from(secret))).to.equal(false);
+    expect(r.ciphertext.length).to.equal(secret.length + 28);
+  });
+
+  it('binds name, version, type and exportable into the AAD as specified', () => {
+    expect(Buffer.from(recordAad('n', 2, 'other', true))).to.deep.equal(Buffer.from(encodeFields('key-service-record', '1', 'n', '2', 'other', '1')));
+    expect(Buffer.from(recordAad('n', 2, 'other', false))).to.deep.equal(Buffer.from(encodeFields('key-service-record', '1', 'n', '2', 'other', '0')));
+  });
+
+  it('answers NOT_FOUND for an absent name or version, and list shows metadata only', async () => {
+    await rejects(ks.fetch('nothing'), 'NOT_FOUND');
+    await ks.store('a/x', utf8('v'), { type: 'other', exportable: false });
+    await rejects(ks.fetch('a/x', 2), 'NOT_FOUND');
+    const list = await ks.list('a/');
+    expect(list).to.have.length(1);
+    expect(list[0]).to.not.have.property('ciphertext');
+    expect(list[0]).to.include({ name: 'a/x', version: 1, type: 'other', exportable: false, size: 1 });
+    expect(await ks.delete('a/x', 0)).to.deep.equal([1]);
+    expect(await ks.delete('a/x', 0)).to.deep.equal([]);
+  });
+
+  it('refuses bad input with INVALID_INPUT, and a short storage key with INVALID_KEY', async () => {
+    await rejects(ks.store('', utf8('v'), { type: 'binary-blob', exportable: false }), 'INVALID_INPUT');
+    await rejects(ks.store('bad\nname', utf8('v'), { type: 'binary-blob', exportable: false }), 'INVALID_INPUT');
+    await rejects(ks.store('k', new Uint8Array(MAX_KEY_VALUE_BYTES + 1), { type: 'binary-blob', exportable: false }), 'INVALID_INPUT');
+    await rejects(ks.store('k', utf8('v'), { type: 'text' as never, exportable: false }), 'INVALID_INPUT');
+    await rejects(ks.fetch('k', -1), 'INVALID_INPUT');
+    expect(() => new KeyStore(backend, randomBytes(16))).to.throw(CertifierError).with.property('code', 'INVALID_KEY');
+  });
+
+  it('passes expectedLatest through: VERSION_CONFLICT when another store came first', async () => {
+    await ks.store('k', utf8('1'), { type: 'binary-blob', exportable: true, expectedLatest: 0 });
+    await rejects(ks.store('k', utf8('2'), { type: 'binary-blob', exportable: true, expectedLatest: 0 }), 'VERSION_CONFLICT');
+    expect((await ks.store('k', utf8('2'), { type: 'binary-blob', exportable: true, expectedLatest: 1 })).version).to.equal(2);
+  });
+
+  it('fails with INTEGRITY under another storage key', async () => {
+    await ks.store('k', utf8('v'), { type: 'binary-blob', exportable: true });
+    await rejects(new KeyStore(backend, randomBytes(32)).fetch('k'), 'INTEGRITY');
+  });
+
+  const tampers: [string, (read: (k: string) => Promise<RecordMessage>, write: (k: string, m: RecordMessage) => Promise<void>) => Promise<void>, string, number][] = [
+    ['a flipped ciphertext byte', async (read, write) => {
+      const m = await read(key('a', 1));
+      const c = Uint8Array.from(m.ciphertext!);
+      c[20]! ^= 0x01;
+      await write(key('a', 1), { ...m, ciphertext: c });
+    }, 'a', 1],
+    ['a ciphertext swapped with another name\'s', async (read, write) => {
+      const a = await read(key('a', 1));
+      const b = await read(key('b', 1));
+      await write(key('a', 1), { ...a, ciphertext: b.ciphertext });
+      await write(key('b', 1), { ...b, ciphertext: a.ciphertext });
+    }, 'b', 1],
+    ['a ciphertext moved to another version', async (read, write) => {
+      const v1 = await read(key('a', 1));
+      const v2 = await read(key('a', 2));
+      await write(key('a', 2), { ...v2, ciphertext: v1.ciphertext });
+    }, 'a', 2],
+    ['a changed type', async (read, write) => {
+      const m = await read(key('a', 1));
+      await write(key('a', 1), { ...m, valueType: 'X509-der-cert' });
+    }, 'a', 1],
+    ['a flipped exportable bit', async (read, write) => {
+      const m = await read(key('b', 1));
+      await write(key('b', 1), { ...m, exportable: true });
+    }, 'b', 1],
+    ['a changed size', async (read, write) => {
+      const m = await read(key('a', 1));
+      await write(key('a', 1), { ...m, size: m.size! + 1 });
+    }, 'a', 1],
+  ];
+
+  for (const [what, edit, name, version] of tampers) {
+    it(`detects ${what} as INTEGRITY`, async () => {
+      await ks.store('a', utf8('value of a, version 1'), { type: 'binary-blob', exportable: true });
+      await ks.store('a', utf8('value of a, version 2'), { type: 'binary-blob', exportable: true });
+      await ks.store('b', utf8('value of b, version 1'), { type: 'binary-blob', exportable: false });
+      await tamper((_db, read, write) => edit(read, write));
+      const e = await rejects(ks.fetch(name, version), 'INTEGRITY');
+      expect(e.message).to.include(`"${name}" version ${version}`);
+      // Untouched records still open.
+      if (!(name === 'a' && version === 1) && what !== 'a ciphertext swapped with another name\'s') {
+        expect(Buffer.from((await ks.fetch('a', 1)).value).toString()).to.equal('value of a, version 1');
+      }
+    });
+  }
+
+  it('detects a whole record copied under another name as INTEGRITY (the backend sees the label mismatch)', async () => {
+    await ks.store('a', utf8('a'), { type: 'binary-blob', exportable: true });
+    await ks.store('b', utf8('b'), { type: 'binary-blob', exportable: true });
+    await tamper(async (db) => db.put(key('b', 1), (await db.get(key('a', 1)))!));
+    await rejects(ks.fetch('b'), 'INTEGRITY');
+  });
+});

@@ -1,0 +1,141 @@
+// LevelBackend: the backend contract, plus what only an embedded LevelDB can get wrong (locking,
+// permissions, foreign databases, damaged records).
+
+import { expect } from 'chai';
+import { statSync } from 'node:fs';
+import { join } from 'node:path';
+import { Level } from 'level';
+import { CertifierError } from '../../lib/errors/index.ts';
+import { decode } from '../../lib/wire/index.ts';
+import { LevelBackend } from '../../lib/keyservice/level-backend.ts';
+import type { KeyBackend } from '../../lib/keyservice/backend.ts';
+import { tempDir } from '../support/helpers.ts';
+import { recordFor, runBackendContract } from './backend-contract.ts';
+
+runBackendContract('LevelBackend', async () => {
+  const tmp = tempDir('keyserver-level-');
+  const dir = join(tmp.dir, 'data');
+  let backend: KeyBackend = await LevelBackend.open(dir);
+  return {
+    backend,
+    reopen: async () => {
+      await backend.close();
+      backend = await LevelBackend.open(dir);
+      return backend;
+    },
+    cleanup: async () => {
+      await backend.close();
+      tmp.cleanup();
+    },
+  };
+});
+
+async function rejects(p: Promise<unknown>, code: string): Promise<CertifierError> {
+  try {
+    await p;
+  } catch (e) {
+    expect(e, String(e)).to.be.instanceOf(CertifierError);
+    expect((e as CertifierError).code, (e as Error).message).to.equal(code);
+    return e as CertifierError;
+  }
+  throw new Error(`expected ${code}, but it resolved`);
+}
+
+async function withRaw(dir: string, fn: (db: Level<string, Uint8Array>) => Promise<void>): Promise<void> {
+  const db = new Level<string, Uint8Array>(dir, { keyEncoding: 'utf8', valueEncoding: 'view' });
+  await db.open();
+  try {
+    await fn(db);
+  } finally {
+    await db.close();
+  }
+}
+
+describe('LevelBackend', () => {
+  let tmp: ReturnType<typeof tempDir>;
+  let dir: string;
+  beforeEach(() => {
+    tmp = tempDir('keyserver-level-');
+    dir = join(tmp.dir, 'data');
+  });
+  afterEach(() => tmp.cleanup());
+
+  it('creates its directory 0700 with files 0600', async () => {
+    const b = await LevelBackend.open(dir);
+    await b.append('k', (v) => recordFor('k', v));
+    await b.close();
+    expect(statSync(dir).mode & 0o777).to.equal(0o700);
+    const again = await LevelBackend.open(dir);
+    await again.close();
+    for (const f of ['CURRENT', 'LOCK']) expect(statSync(join(dir, f)).mode & 0o077, f).to.equal(0);
+  });
+
+  it('reports a directory held by another open backend as STORE_LOCKED', async () => {
+    const b = await LevelBackend.open(dir);
+    try {
+      const e = await rejects(LevelBackend.open(dir), 'STORE_LOCKED');
+      expect(e.message).to.match(/the key-server data directory is in use by another process/);
+    } finally {
+      await b.close();
+    }
+  });
+
+  it('refuses a LevelDB database that is not a key-server database with STORE_FORMAT', async () => {
+    await withRaw(dir, async (db) => db.put('!meta', new Uint8Array([1, 2, 3])));
+    await rejects(LevelBackend.open(dir), 'STORE_FORMAT');
+  });
+
+  it('refuses a plain file as its directory with FILE_ERROR', async () => {
+    const { writeFileSync } = await import('node:fs');
+    writeFileSync(dir, 'not a directory');
+    await rejects(LevelBackend.open(dir), 'FILE_ERROR');
+  });
+
+  it('stores each version as a key_service_stored_record under r!name\\0version', async () => {
+    const b = await LevelBackend.open(dir);
+    const r = await b.append('disk', (v) => recordFor('disk', v, { exportable: true, size: 9 }));
+    await b.close();
+    await withRaw(dir, async (db) => {
+      const raw = await db.get('r!disk\u000000000001');
+      expect(raw).to.not.equal(undefined);
+      expect(decode('key_service_stored_record', raw!)).to.deep.include({ resourceName: 'disk', version: 1, valueType: 'binary-blob', exportable: true, size: 9 });
+      expect(Buffer.from(decode<{ ciphertext: Uint8Array }>('key_service_stored_record', raw!).ciphertext)).to.deep.equal(Buffer.from(r.ciphertext));
+    });
+  });
+
+  it('reports a record moved to another key, or one that does not decode, as INTEGRITY', async () => {
+    const b = await LevelBackend.open(dir);
+    await b.append('one', (v) => recordFor('one', v));
+    await b.append('two', (v) => recordFor('two', v));
+    await b.close();
+    await withRaw(dir, async (db) => {
+      await db.put('r!two\u000000000001', (await db.get('r!one\u000000000001'))!);
+      await db.put('r!one\u000000000002', new Uint8Array([0xff, 0xff, 0xff]));
+    });
+    const again = await LevelBackend.open(dir);
+    try {
+      await rejects(again.get('two', 1), 'INTEGRITY');
+      await rejects(again.get('one', 0), 'INTEGRITY');
+      expect((await again.get('one', 1))!.name).to.equal('one');
+    } finally {
+      await again.close();
+    }
+  });
+
+  it('rejects use after close', async () => {
+    const b = await LevelBackend.open(dir);
+    await b.close();
+    await rejects(b.append('k', (v) => recordFor('k', v)), 'INTERNAL');
+    await rejects(b.get('k', 0), 'INTERNAL');
+  });
+
+  it('keeps the high-water mark of a deleted name in the database', async () => {
+    const b = await LevelBackend.open(dir);
+    for (let i = 0; i < 5; i++) await b.append('k', (v) => recordFor('k', v));
+    await b.delete('k', 0);
+    await b.close();
+    await withRaw(dir, async (db) => {
+      expect(Buffer.from((await db.get('h!k'))!).readUInt32BE(0)).to.equal(5);
+    });
+  });
+});
