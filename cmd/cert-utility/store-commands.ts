@@ -8,6 +8,7 @@ import {
   exportPublicKey, generateKeyPair, isKeyAlg, randomBytes, toKeyMessage, type KeyAlg,
 } from '../../lib/crypto/index.ts';
 import { writeFileAtomic } from '../../lib/files/index.ts';
+import { readCertificate } from '../../lib/pki/index.ts';
 import { Cryptstore, MAX_BLOB_BYTES, exportStore, importStore, type EntryInfo } from '../../cryptstore/index.ts';
 import { parseVersion, subcommand, type JsonOption, type Result } from '../common/cli.ts';
 import { protectorFrom, readPassphraseFile, scryptCost, scryptOption, storeOptions, withStore, type ProtectionOptions } from '../common/protection.ts';
@@ -41,12 +42,14 @@ export function addStoreCommands(program: Command): void {
   storeOptions(subcommand<StoreOpts & { tag: string; type: EntryType; exportable?: boolean; in: string }>(program, 'put-item',
     'store bytes as the next version of a tag',
     async (o) => {
-      const blob = await readInput(o.in, MAX_BLOB_BYTES);
+      let blob = await readInput(o.in, MAX_BLOB_BYTES);
+      // A certificate item holds DER; PEM input is converted (and anything else refused).
+      if (o.type === 'X509-der-cert') blob = readCertificate(blob);
       const info = await withStore(P, o, (s) => s.put(o.tag, blob, { type: o.type, exportable: o.exportable === true }));
       return { json: { item: info }, text: [`stored ${info.tag} version ${info.version}`] };
     }))
     .requiredOption('--tag <name>', 'the item tag')
-    .addOption(new Option('--type <type>', 'entry type').choices([...ENTRY_TYPES]).default('binary-blob'))
+    .addOption(new Option('--type <type>', 'entry type (X509-der-cert accepts PEM or DER and stores DER)').choices([...ENTRY_TYPES]).default('binary-blob'))
     .option('--exportable', 'allow export-store to carry this item', false)
     .requiredOption('--in <file>', 'file to read, or - for standard input')
     .addHelpText('after', examples(['cert-utility put-item --store ./store --tag disk-key --in ./disk.key']));

@@ -1,0 +1,68 @@
+// Scenario 2 with the same software: the key-server runs in a certified "cloud VM" rather than on
+// the deployment machine, and the deployment machine's key-client is admitted with a certificate
+// signed directly by the policy key (cert-utility issue-cert), without simpleserver.
+// Run with `npm run demo:scenario2`.
+
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { main, ROOT, Scenario } from '../common.ts';
+
+const s = new Scenario('scenario2');
+const D = 'datica';
+const at = (machine: string, f = '') => join(s.dir, machine, f);
+
+await main(s, async () => {
+  for (const m of ['deployment', 'cloud-vm', 'vm']) mkdirSync(at(m), { recursive: true });
+  writeFileSync(at('cloud-vm', 'keyserver-vm.img'), 'cloud VM image running key-server\n');
+  writeFileSync(at('vm', 'deployed-vm.img'), 'deployed VM image: cert-utility, key-client, first-boot.sh\n');
+
+  s.say('deployment: policy, simulated platform keys, and measurements of both VM images');
+  const setup = (f: string) => at('deployment', join('setup', f));
+  await s.run(join(ROOT, 'scripts/deployment-setup.sh'), ['--dir', at('deployment', 'setup'), '--domain', D, '--measure', at('cloud-vm', 'keyserver-vm.img'), '--measure', at('vm', 'deployed-vm.img')]);
+  const cport = await s.serve('simpleserver', ['serve', '--policy-key', setup('policy-key.pem'), '--policy-cert', setup('policy-cert.pem'), '--policy', setup('policy.bin'), '--listen', '127.0.0.1:0']);
+  s.say(`deployment: simpleserver listening on port ${cport}`);
+
+  // Each VM holds only what its image carries: the policy certificate, platform files, measurement.
+  for (const m of ['cloud-vm', 'vm']) {
+    mkdirSync(at(m, 'platform'));
+    for (const f of ['attest-key.pem', 'endorsement.bin']) writeFileSync(at(m, `platform/${f}`), readFileSync(setup(`platform/${f}`)));
+    writeFileSync(at(m, 'policy-cert.pem'), readFileSync(setup('policy-cert.pem')));
+    await s.run('cert-utility', ['measure', at(m, m === 'vm' ? 'deployed-vm.img' : 'keyserver-vm.img'), '--out', at(m, 'measurement')]);
+  }
+  const sealed = (m: string) => ['--store', at(m, 'store'), '--sealed', '--platform', 'simulated', '--platform-dir', at(m, 'platform'), '--measurement-file', at(m, 'measurement')];
+
+  s.say('cloud VM: certified by simpleserver, then key-server starts there');
+  await s.run('cert-utility', ['init-trust', '--domain', D, '--policy-cert', at('cloud-vm', 'policy-cert.pem'), '--server', `127.0.0.1:${cport}`, ...sealed('cloud-vm')]);
+  const kport = await s.serve('key-server', ['serve', '--domain', D, '--policy-cert', at('cloud-vm', 'policy-cert.pem'), '--data', at('cloud-vm', 'keyserver-data'), '--listen', '127.0.0.1:0', ...sealed('cloud-vm')]);
+  const ksMeasurement = readFileSync(at('cloud-vm', 'measurement')).toString('hex');
+
+  s.say('deployment: key-client admitted directly with issue-cert (no simpleserver)');
+  const kc = ['--store', at('deployment', 'client-store'), '--key-file', at('deployment', 'client-store.key')];
+  await s.run('cert-utility', ['new-key-file', '--out', at('deployment', 'client-store.key')]);
+  await s.run('cert-utility', ['create-store', ...kc]);
+  await s.run('cert-utility', ['generate-key', '--tag', `${D}-private-auth-key`, '--alg', 'p256', '--public-key-out', at('deployment', 'client.pub.pem'), ...kc]);
+  const operatorMeasurement = readFileSync(at('vm', 'measurement')).toString('hex'); // any measurement the domain owner vouches for
+  await s.run('cert-utility', ['issue-cert', '--policy-key', setup('policy-key.pem'), '--policy-cert', setup('policy-cert.pem'), '--public-key', at('deployment', 'client.pub.pem'), '--measurement', operatorMeasurement, '--days', '1', '--out', at('deployment', 'client-cert.pem')]);
+  await s.run('cert-utility', ['put-item', '--tag', `${D}-admission-certificate`, '--type', 'X509-der-cert', '--in', at('deployment', 'client-cert.pem'), ...kc]);
+
+  s.say('deployment: two VHD keys stored in the cloud key-server');
+  const keys = { 'vhd/disk-1': randomBytes(32), 'vhd/disk-2': randomBytes(32) };
+  for (const [name, key] of Object.entries(keys)) {
+    await s.run('key-client', ['store', name, '--in', '-', '--server', `127.0.0.1:${kport}`, '--domain', D, '--policy-cert', setup('policy-cert.pem'), '--server-measurement', ksMeasurement, ...kc], { input: key });
+  }
+
+  s.say('deployed VM: first-boot.sh, certifier on the deployment machine, keys from the cloud VM');
+  await s.run(join(ROOT, 'scripts/first-boot.sh'), [
+    '--host', '127.0.0.1', '--certifier-port', String(cport), '--keyserver-port', String(kport), '--keys', Object.keys(keys).join(' '),
+    '--domain', D, '--policy-cert', at('vm', 'policy-cert.pem'), '--store', at('vm', 'store'), '--platform-dir', at('vm', 'platform'),
+    '--measurement-file', at('vm', 'measurement'), '--server-measurement', ksMeasurement, '--retries', '3',
+  ]);
+
+  s.say('deployed VM: both keys read back with cert-utility get-item equal the originals');
+  for (const [name, key] of Object.entries(keys)) {
+    const got = await s.run('cert-utility', ['get-item', '--tag', name, '--out', '-', ...sealed('vm')]);
+    if (!got.equals(key)) throw new Error(`${name} on the VM differs from the original`);
+  }
+});
+

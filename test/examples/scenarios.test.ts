@@ -1,0 +1,61 @@
+// The runnable scenarios as tests: npm run demo (twice in a row, and two copies at once) and
+// Scenario 2, each ending with its success line and leaving no process behind.
+
+import { expect } from 'chai';
+import { execFileSync, spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { ROOT, tempDir } from '../support/helpers.ts';
+
+interface DemoRun { status: number | null; out: string; err: string; ms: number }
+
+function runScenario(script: string, tmp: string): Promise<DemoRun> {
+  const started = Date.now();
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, script)], { cwd: ROOT, env: { ...process.env, TMPDIR: tmp }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (err += d));
+    child.on('error', reject);
+    child.on('close', (status) => resolve({ status, out, err, ms: Date.now() - started }));
+  });
+}
+
+/** Processes whose command line mentions `dir` (the scenario's private temporary directory). */
+function processesUnder(dir: string): string[] {
+  const ps = execFileSync('ps', ['-eo', 'pid=,args='], { encoding: 'utf8' });
+  return ps.split('\n').filter((l) => l.includes(dir) && !l.includes('ps -eo'));
+}
+
+describe('runnable scenarios', function () {
+  this.timeout(180_000);
+  let tmp: ReturnType<typeof tempDir>;
+  beforeEach(() => (tmp = tempDir('scenario-test-')));
+  afterEach(() => tmp.cleanup());
+
+  it('npm run demo succeeds in under a minute, twice in a row, and leaves no process running', async () => {
+    for (const round of [1, 2]) {
+      const r = await runScenario('examples/scenario1/run.ts', tmp.dir);
+      expect(r.status, `round ${round}: ${r.out}${r.err}`).to.equal(0);
+      expect(r.out).to.match(/scenario1: SUCCESS in [\d.]+s\n$/);
+      expect(r.out).to.contain('they equal the originals');
+      expect(r.ms, 'run time').to.be.below(60_000);
+      expect(processesUnder(tmp.dir), 'processes left behind').to.deep.equal([]);
+    }
+  });
+
+  it('runs two copies of the demo at once, both succeeding (no fixed ports or shared paths)', async () => {
+    const [a, b] = await Promise.all([runScenario('examples/scenario1/run.ts', tmp.dir), runScenario('examples/scenario1/run.ts', tmp.dir)]);
+    expect(a.status, a.out + a.err).to.equal(0);
+    expect(b.status, b.out + b.err).to.equal(0);
+    expect(processesUnder(tmp.dir)).to.deep.equal([]);
+  });
+
+  it('runs Scenario 2 (key-server in a certified cloud VM, a key-client admitted with issue-cert) by one command', async () => {
+    const r = await runScenario('examples/scenario2/run.ts', tmp.dir);
+    expect(r.status, r.out + r.err).to.equal(0);
+    expect(r.out).to.match(/scenario2: SUCCESS in [\d.]+s\n$/);
+    expect(r.out).to.contain('issue-cert');
+    expect(processesUnder(tmp.dir)).to.deep.equal([]);
+  });
+});
