@@ -72,10 +72,17 @@ export function collectGarbage(): void {
 
 export type Op = (i: number) => Promise<unknown>;
 
-/** Ops per second of `n` sequential, awaited calls of `op(start + j)`. */
-export async function rate(n: number, op: Op, start = 0): Promise<number> {
+/**
+ * Ops per second of `n` awaited calls of `op(start + j)`: sequential, or spread over
+ * `concurrency` workers that each take the next j as soon as their previous call resolves.
+ */
+export async function rate(n: number, op: Op, start = 0, concurrency = 1): Promise<number> {
+  let next = 0;
+  const worker = async () => {
+    for (let j = next++; j < n; j = next++) await op(start + j);
+  };
   const t0 = process.hrtime.bigint();
-  for (let j = 0; j < n; j++) await op(start + j);
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(concurrency, n)) }, worker));
   const ns = Number(process.hrtime.bigint() - t0);
   return n / (ns / 1e9);
 }
@@ -88,11 +95,13 @@ export interface Comparison {
 }
 
 /**
- * Measures a baseline and a subject `repeats` times each, `iterations` sequential ops per run,
- * interleaved (A B, B A, A B, ...) so slow drift of a shared machine hits both alike.
+ * Measures a baseline and a subject `repeats` times each, `iterations` ops per run (sequential,
+ * or spread over `concurrency` workers), interleaved (A B, B A, A B, ...) so slow drift of a
+ * shared machine hits both alike.
  * `op(i)` gets a counter that keeps increasing across repeats.
  */
-export async function compare(o: { repeats: number; iterations: number; baseline: Op; subject: Op }): Promise<Comparison> {
+export async function compare(o: { repeats: number; iterations: number; baseline: Op; subject: Op; /** concurrent workers (default 1: sequential) */ concurrency?: number }): Promise<Comparison> {
+  const c = o.concurrency ?? 1;
   const b: number[] = [];
   const s: number[] = [];
   const paired: number[] = [];
@@ -102,14 +111,14 @@ export async function compare(o: { repeats: number; iterations: number; baseline
     let rs: number;
     if (r % 2 === 0) {
       collectGarbage();
-      rb = await rate(o.iterations, o.baseline, start);
+      rb = await rate(o.iterations, o.baseline, start, c);
       collectGarbage();
-      rs = await rate(o.iterations, o.subject, start);
+      rs = await rate(o.iterations, o.subject, start, c);
     } else {
       collectGarbage();
-      rs = await rate(o.iterations, o.subject, start);
+      rs = await rate(o.iterations, o.subject, start, c);
       collectGarbage();
-      rb = await rate(o.iterations, o.baseline, start);
+      rb = await rate(o.iterations, o.baseline, start, c);
     }
     b.push(rb);
     s.push(rs);

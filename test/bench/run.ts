@@ -5,6 +5,7 @@
 
 import { parseArgs, runSections } from './harness.ts';
 import './cryptstore.bench.ts';
+import './certify.bench.ts';
 
 const summary = await runSections(parseArgs(process.argv.slice(2)));
 process.exitCode = summary.failed.length ? 1 : 0;

@@ -1,6 +1,7 @@
 // Smoke-runs the benchmark (`npm run bench -- --quick`): it must finish, exit 0, print a
-// cryptstore-vs-raw row with a ratio for every value size and operation, and remove its
-// temporary directory. The numbers of a quick run are not checked: they mean nothing.
+// cryptstore-vs-raw row with a ratio for every value size and operation, the certifications-vs-
+// mutual-TLS rows, and remove its temporary directory. The numbers of a quick run are not
+// checked: they mean nothing.
 
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
@@ -54,6 +55,20 @@ describe('benchmark smoke run (--quick)', function () {
       });
     }
   }
+
+  it('runs every section without a failure', () => {
+    expect(run.out).not.to.contain('SECTION FAILED');
+    expect(run.out).to.match(/^== certifications vs mutual-TLS handshakes \(8 concurrent clients, one connection each, loopback\) ==$/m);
+  });
+
+  it('prints certifications per second beside mutual-TLS handshakes per second, with the ratio and its 0.70 target', () => {
+    // keys, operation, mTLS handshakes/s, certifications/s, ratio, paired, target, status
+    const m = /^P-256\s+certification \(requestCertificate\)\s+([\d.]+)\s+([\d.]+)\s+(\d+\.\d\d)\s+.*>= 0\.70\s+(PASS|BELOW)\s*$/m.exec(run.out);
+    expect(m, `no certification row in:\n${run.out}`).to.not.equal(null);
+    for (const n of [m![1], m![2], m![3]]) expect(Number(n)).to.be.greaterThan(0);
+    expect(run.out).to.match(/^P-256\s+server-auth TLS \+ 1-byte echo\s+[\d.]+\s+[\d.]+\s+\d+\.\d\d\s+/m);
+    expect(run.out).to.match(/single-threaded cost of the certifier's own stages \(ms\): client: verify the authority [\d.]+, /);
+  });
 
   it('removes its temporary directory', () => {
     const m = /^\s+temp dir:\s+(\S+)/m.exec(run.out);

@@ -1,0 +1,650 @@
+// Certification end to end with the real programs on loopback: cert-utility makes the policy
+// key, the simulated platform, the measurement and the signed policy; simpleserver runs as its
+// own process; init-trust gets a machine certified into a sealed cryptstore. Then every refusal
+// of the issue's list, each with its own code and exit status, while the same server process
+// keeps certifying good machines. Forgeries the CLI cannot produce are driven from this process
+// with lib/certifier's requestCertificate against the real server process.
+
+import { expect } from 'chai';
+import { execFile, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { CertifierError, ErrorCodes, type ErrorCode } from '../../lib/errors/index.ts';
+import { exportPrivateKey, fromKeyMessage, generateKeyPair, importPrivateKey, publicKeyOf, randomBytes, toHex, toKeyMessage } from '../../lib/crypto/index.ts';
+import { decode, encode, parseTrustRequest, parseTrustResponse, type AttestationUserData, type EvidencePackage, type SignedReport, type VseAttestationReportInfo } from '../../lib/wire/index.ts';
+import { keyEntity, sameKey, saysClause, signClaim, simpleClause } from '../../lib/policy/index.ts';
+import { generateSimulatedPlatform, platformCertificate, SimulatedEnclave, type Platform } from '../../lib/attest/index.ts';
+import { loadIdentity, requestCertificate } from '../../lib/certifier/index.ts';
+import { parseCertificate, readCertificate, toPem, validateAdmission } from '../../lib/pki/index.ts';
+import { Cryptstore, KeyFileProtector } from '../../cryptstore/index.ts';
+import { ROOT, VECTORS, run, tempDir, type RunResult } from '../support/helpers.ts';
+
+const DAY = 86_400_000;
+const execFileP = promisify(execFile);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+// ---- simpleserver as a child process -------------------------------------------------------
+
+interface ServerProcess {
+  pid: number;
+  port: number;
+  /** stderr so far (start-up lines and one log line per event) */
+  log(): string;
+  /** undefined while it runs */
+  exitStatus(): { status: number | null; signal: NodeJS.Signals | null } | undefined;
+  /** SIGTERM by pid, then wait for the exit */
+  stop(): Promise<{ status: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/**
+ * Starts `simpleserver <args>`; resolves once it prints "listening HOST:PORT" on stdout, or with
+ * `exited` when it exits first (a server that refuses to start).
+ */
+function startSimpleserver(args: string[], cwd: string): Promise<ServerProcess | { exited: { status: number | null; signal: NodeJS.Signals | null }; out: string; log: string }> {
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && k !== 'CERTIFIER_DEBUG' && k !== 'CRYPTSTORE_PASSPHRASE') env[k] = v;
+  const child = spawn(process.execPath, [join(ROOT, 'cmd', 'bin', 'simpleserver.js'), ...args], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  let exit: { status: number | null; signal: NodeJS.Signals | null } | undefined;
+  const exited = new Promise<{ status: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.on('close', (status, signal) => resolve((exit = { status, signal })));
+  });
+  child.stderr.on('data', (d: Buffer) => (err += d.toString('utf8')));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`simpleserver did not start within 20 s:\n${err}`));
+    }, 20_000);
+    child.on('error', reject);
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString('utf8');
+      const m = /^listening (\S+):(\d+)$/m.exec(out);
+      if (!m) return;
+      clearTimeout(timer);
+      resolve({
+        pid: child.pid!,
+        port: Number(m[2]),
+        log: () => err,
+        exitStatus: () => exit,
+        stop: async () => {
+          if (!exit) process.kill(child.pid!, 'SIGTERM');
+          return exited;
+        },
+      });
+    });
+    void exited.then((e) => {
+      clearTimeout(timer);
+      resolve({ exited: e, out, log: err });
+    });
+  });
+}
+
+async function mustStart(args: string[], cwd: string): Promise<ServerProcess> {
+  const s = await startSimpleserver(args, cwd);
+  if ('exited' in s) throw new Error(`simpleserver exited with ${s.exited.status ?? s.exited.signal} instead of listening:\n${s.log}`);
+  return s;
+}
+
+async function waitFor(cond: () => boolean, ms = 5_000): Promise<boolean> {
+  const t0 = Date.now();
+  while (!cond()) {
+    if (Date.now() - t0 > ms) return false;
+    await sleep(20);
+  }
+  return true;
+}
+
+const count = (text: string, re: RegExp) => text.match(new RegExp(re.source, 'g'))?.length ?? 0;
+
+function expectRefused(r: RunResult, status: number, code: ErrorCode, program = 'cert-utility'): void {
+  expect(r.status, `exit status; stderr:\n${r.stderr}`).to.equal(status);
+  expect(ErrorCodes[code], `the table maps ${code} to ${status}`).to.equal(status);
+  const errors = r.stderr.split('\n').filter((l) => l.startsWith(`${program}: error: `));
+  expect(errors, r.stderr).to.have.length(1);
+  expect(errors[0]).to.match(new RegExp(`\\[${code}\\]$`));
+  expect(r.stderr, 'no stack trace').not.to.match(/\n\s+at /);
+  expect(r.out).to.equal('');
+}
+
+async function expectThrown(p: Promise<unknown>, code: ErrorCode): Promise<CertifierError> {
+  const e = await p.then(() => undefined, (x: unknown) => x);
+  expect(e, `expected a refusal with ${code}`).to.be.instanceOf(CertifierError);
+  expect((e as CertifierError).code, (e as Error).message).to.equal(code);
+  return e as CertifierError;
+}
+
+/** openssl verify of a certificate (DER) against the policy certificate, for a TLS client. */
+async function opensslVerify(dir: string, der: Uint8Array, policyCertPem: string, name: string): Promise<string> {
+  const leaf = join(dir, `${name}.pem`);
+  writeFileSync(leaf, toPem(der));
+  const { stdout } = await execFileP('openssl', ['verify', '-CAfile', policyCertPem, '-purpose', 'sslclient', leaf]);
+  return stdout.trim();
+}
+
+// ---- platforms that misbehave (for refusals the CLI cannot produce) --------------------------
+
+/** Delegates to a real platform but rewrites the user data it attests to. */
+class RewritingPlatform implements Platform {
+  readonly type: string;
+  readonly isTestPlatform = true;
+  readonly measurement: Uint8Array;
+  constructor(private readonly inner: Platform, private readonly rewrite: (ud: AttestationUserData) => AttestationUserData) {
+    this.type = inner.type;
+    this.measurement = inner.measurement;
+  }
+  attest(ud: AttestationUserData): Promise<EvidencePackage> {
+    return this.inner.attest(this.rewrite(ud));
+  }
+  sealingProtector() {
+    return this.inner.sealingProtector();
+  }
+}
+
+/** Attests honestly once, then hands back that same evidence on every later connection. */
+class ReplayingPlatform implements Platform {
+  readonly type: string;
+  readonly isTestPlatform = true;
+  readonly measurement: Uint8Array;
+  recorded: EvidencePackage | undefined;
+  constructor(private readonly inner: Platform) {
+    this.type = inner.type;
+    this.measurement = inner.measurement;
+  }
+  async attest(ud: AttestationUserData): Promise<EvidencePackage> {
+    this.recorded ??= await this.inner.attest(ud);
+    return this.recorded;
+  }
+  sealingProtector() {
+    return this.inner.sealingProtector();
+  }
+}
+
+// ---- the suite -----------------------------------------------------------------------------
+
+describe('certification on loopback: cert-utility and simpleserver (transcripts)', function () {
+  this.timeout(60_000);
+  this.slow(5_000);
+
+  let tmp: ReturnType<typeof tempDir>;
+  let dir: string;
+  let server: ServerProcess;
+  let M: string; // the trusted measurement (hex)
+  let M2: string; // a measurement the policy does not trust
+  let policyCertDer: Uint8Array;
+  let first: RunResult; // the first init-trust
+  let stores = 0;
+
+  const p = (...parts: string[]) => join(dir, ...parts);
+  const cu = (args: string[]) => run('cert-utility', args, { cwd: dir });
+  const ss = (args: string[]) => run('simpleserver', args, { cwd: dir });
+  const sealed = (store: string, platformDir = 'platform', measurement = 'app.measurement') =>
+    ['--store', store, '--sealed', '--platform-dir', platformDir, '--measurement-file', measurement];
+  const initTrust = (store: string, o: { platformDir?: string; measurement?: string; policyCert?: string; port?: number; extra?: string[] } = {}) =>
+    cu(['init-trust', '--domain', 'datica', '--policy-cert', o.policyCert ?? 'policy-cert.pem', '--server', `127.0.0.1:${o.port ?? server.port}`,
+      ...sealed(store, o.platformDir, o.measurement), ...(o.extra ?? [])]);
+  const certifications = () => count(server.log(), / certification id=/);
+
+  /** After a refusal: a good machine still gets certified by the same server process. */
+  async function serverStillCertifies(): Promise<void> {
+    const store = `stores/good-${++stores}`;
+    const r = await initTrust(store);
+    expect(r.status, r.stderr).to.equal(0);
+    expect(r.out).to.match(new RegExp(`^certified: serial [0-9a-f]+, measurement ${M}, valid until `));
+    expect(server.exitStatus(), 'the server is still running').to.equal(undefined);
+  }
+
+  /** A refused init-trust leaves no key and no certificate behind. */
+  async function expectEmptyStore(store: string, platformDir = 'platform', measurement = 'app.measurement'): Promise<void> {
+    const r = await cu(['list-items', ...sealed(store, platformDir, measurement), '--json']);
+    expect(r.status, r.stderr).to.equal(0);
+    expect(r.json().items).to.deep.equal([]);
+  }
+
+  before(async function () {
+    this.timeout(90_000);
+    tmp = tempDir('certification-');
+    dir = tmp.dir;
+    mkdirSync(p('stores'));
+    const ok = (r: RunResult) => {
+      expect(r.status, r.stderr).to.equal(0);
+      return r;
+    };
+    writeFileSync(p('app'), 'the program the policy trusts\n');
+    writeFileSync(p('app2'), 'another program\n');
+    const [, , m1, m2] = await Promise.all([
+      cu(['generate-policy-key', '--domain', 'datica', '--key-out', 'policy-key.pem', '--cert-out', 'policy-cert.pem']).then(ok),
+      cu(['generate-platform-keys', '--out-dir', 'platform']).then(ok),
+      cu(['measure', 'app', '--out', 'app.measurement']).then(ok),
+      cu(['measure', 'app2', '--out', 'app2.measurement']).then(ok),
+      // a second simulated platform, which no policy here trusts
+      cu(['generate-platform-keys', '--out-dir', 'platform-untrusted']).then(ok),
+      // another policy key of the same domain (for the pinned-certificate refusal)
+      cu(['generate-policy-key', '--domain', 'datica', '--key-out', 'other-policy-key.pem', '--cert-out', 'other-policy-cert.pem']).then(ok),
+    ]);
+    M = m1!.out.trim();
+    M2 = m2!.out.trim();
+    expect(M).to.match(/^[0-9a-f]{64}$/);
+    expect(readFileSync(p('app.measurement'))).to.have.length(32);
+
+    // A platform whose endorsement ended long ago: generated two years back, valid one day.
+    const old = await generateSimulatedPlatform({ now: new Date(Date.now() - 730 * DAY), days: 1 });
+    mkdirSync(p('platform-expired'));
+    writeFileSync(p('platform-expired', 'attest-key.pem'), exportPrivateKey(old.attestKey));
+    writeFileSync(p('platform-expired', 'endorsement.bin'), old.endorsement);
+    writeFileSync(p('platform-expired', 'platform-cert.pem'), toPem(platformCertificate(old.platformKey)));
+
+    const policy = ['--policy-key', 'policy-key.pem', '--policy-cert', 'policy-cert.pem'];
+    await Promise.all([
+      // the server's policy trusts the platform, the expired platform, and M
+      cu(['make-policy', ...policy, '--trust-platform', 'platform/platform-cert.pem', '--trust-platform', 'platform-expired/platform-cert.pem',
+        '--trust-measurement', M, '--out', 'policy.bin']).then(ok),
+      // a policy that trusts only M2 (for explain's refusal)
+      cu(['make-policy', ...policy, '--trust-platform', 'platform/platform-cert.pem', '--trust-measurement', M2, '--out', 'policy-m2.bin']).then(ok),
+    ]);
+    policyCertDer = readCertificate(readFileSync(p('policy-cert.pem')));
+
+    server = await mustStart(['serve', '--policy-key', 'policy-key.pem', '--policy-cert', 'policy-cert.pem', '--policy', 'policy.bin', '--listen', '127.0.0.1:0'], dir);
+    first = await initTrust('stores/machine', { extra: ['--save-evidence', 'treq.bin'] });
+  });
+
+  after(async () => {
+    try {
+      if (server) {
+        const e = await server.stop();
+        expect(e.status, server.log()).to.equal(0);
+        expect(server.log()).to.contain('simpleserver: SIGTERM: finishing requests in flight, then stopping');
+      }
+    } finally {
+      tmp?.cleanup();
+    }
+  });
+
+  describe('1. the real programs certify a machine', () => {
+    it('simpleserver says what it serves; init-trust prints the certificate and keeps key and certificate in the sealed store', async () => {
+      expect(server.log()).to.match(/^simpleserver: domain datica, 2 trusted platform\(s\), 1 trusted measurement\(s\), TLS 1\.3$/m);
+      expect(first.status, first.stderr).to.equal(0);
+      expect(first.out).to.match(new RegExp(`^certified: serial ([0-9a-f]+), measurement ${M}, valid until \\d{4}-\\d\\d-\\d\\dT`));
+      expect(first.stderr).to.contain('cert-utility: warning: simulated-enclave is a TEST platform');
+      const serial = /serial ([0-9a-f]+)/.exec(first.out)![1]!;
+      expect(server.log()).to.match(new RegExp(`certification id=[0-9a-f]+ remote=127\\.0\\.0\\.1:\\d+ decision=allow measurement=${M} platform=simulated-enclave serial=${serial} `));
+
+      const items = await cu(['list-items', ...sealed('stores/machine'), '--json']);
+      expect(items.status, items.stderr).to.equal(0);
+      expect(items.json().items.map((i: { tag: string; version: number; type: string; exportable: boolean }) => [i.tag, i.version, i.type, i.exportable])).to.deep.equal([
+        ['datica-admission-certificate', 1, 'X509-der-cert', true],
+        ['datica-private-auth-key', 1, 'key-message-serialized-protobuf', false],
+      ]);
+    });
+
+    it('the admission certificate in the store verifies with openssl and with our validator, and carries the measurement', async () => {
+      const r = await cu(['get-item', ...sealed('stores/machine'), '--tag', 'datica-admission-certificate', '--out', 'cert.der']);
+      expect(r.status, r.stderr).to.equal(0);
+      const der = new Uint8Array(readFileSync(p('cert.der')));
+      expect(await opensslVerify(dir, der, p('policy-cert.pem'), 'cert')).to.equal(`${p('cert.pem')}: OK`);
+
+      const peer = validateAdmission({ chain: [der], policyCert: policyCertDer, at: new Date(), usage: 'client' });
+      expect(peer.measurementHex).to.equal(M);
+      expect(peer.platform).to.equal('simulated-enclave');
+      expect(peer.domain).to.equal('datica');
+      expect(peer.subject).to.equal(`O=Measured-${M}, CN=CertifierUsers`);
+      expect(peer.serialHex).to.equal(/serial ([0-9a-f]+)/.exec(first.out)![1]);
+      // the certificate names the key the store holds
+      const store = await Cryptstore.open(p('stores/machine'), SimulatedEnclave.fromFiles(
+        readFileSync(p('platform', 'attest-key.pem')), readFileSync(p('platform', 'endorsement.bin')), readFileSync(p('app.measurement'))).sealingProtector());
+      try {
+        const id = await loadIdentity(store, 'datica', policyCertDer);
+        expect(sameKey(id.key, peer.publicKey)).to.equal(true);
+        expect(id.peer.measurementHex).to.equal(M);
+      } finally {
+        await store.close();
+      }
+
+      const show = await cu(['show-cert', 'cert.der', '--json']);
+      expect(show.status, show.stderr).to.equal(0);
+      expect(show.json().certificate).to.deep.include({ issuer: 'CN=policyKey, O=datica/policyAuthority', isCA: false, extKeyUsage: ['serverAuth', 'clientAuth'] });
+      expect(show.json().certificate.admission).to.deep.equal({ measurement: M, platform: 'simulated-enclave', domain: 'datica' });
+    });
+
+    it('print-policy --json lists what the policy trusts', async () => {
+      const r = await cu(['print-policy', '--policy', 'policy.bin', '--policy-cert', 'policy-cert.pem', '--json']);
+      expect(r.status, r.stderr).to.equal(0);
+      const j = r.json();
+      expect(j.ok).to.equal(true);
+      expect(j.measurements).to.deep.equal([M]);
+      expect(j.platforms).to.have.length(2);
+      expect(j.statements).to.have.length(3);
+      expect(j.statements[2]).to.match(new RegExp(`^policyKey key:[0-9a-f]{16} says measurement:${M} is-trusted `));
+    });
+
+    it('simpleserver explain allows the saved evidence with its proof (exit 0), and denies it under a policy without the measurement (exit 1)', async () => {
+      const allow = await ss(['explain', '--policy', 'policy.bin', '--policy-cert', 'policy-cert.pem', '--evidence', 'treq.bin']);
+      expect(allow.status, allow.stderr).to.equal(0);
+      const lines = allow.out.trimEnd().split('\n');
+      expect(lines[0]).to.equal('decision: allow');
+      expect(lines.slice(1).join('\n')).to.match(/^ {2}platformKey key:[0-9a-f]{16} says attestKey key:[0-9a-f]{16} is-trusted-for-attestation \(signature verified\)$/m);
+      expect(allow.out).to.contain(`speaks-for measurement ${M} (report signature verified)`);
+      expect(allow.out).to.contain(`policy: policyKey says measurement ${M} is-trusted`);
+      expect(lines.at(-1)).to.match(new RegExp(`^ {2}therefore key:[0-9a-f]{16} is-trusted-for-authentication as measurement ${M}$`));
+
+      const deny = await ss(['explain', '--policy', 'policy-m2.bin', '--policy-cert', 'policy-cert.pem', '--evidence', 'treq.bin']);
+      expectRefusedExplain(deny, 'MEASUREMENT_NOT_TRUSTED');
+      expect(deny.out).to.contain(`reason: measurement ${M} is not trusted by the policy`);
+    });
+  });
+
+  function expectRefusedExplain(r: RunResult, code: ErrorCode): void {
+    expect(r.status, r.stderr).to.equal(ErrorCodes[code]);
+    expect(r.out.split('\n')[0]).to.equal(`decision: deny (${code})`);
+    expect(r.stderr).to.match(new RegExp(`^simpleserver: error: .*\\[${code}\\]$`, 'm'));
+  }
+
+  describe('2. refusals, each with its own code and exit status, while the server keeps serving', () => {
+    // For the forgeries driven from this process: the real platform's keys and files.
+    let attestKey: ReturnType<typeof importPrivateKey>;
+    let platformPublic: ReturnType<typeof publicKeyOf>;
+    let endorsement: Uint8Array;
+    let measurement: Uint8Array;
+    let enclave: SimulatedEnclave;
+    const certify = async (platform: Platform) =>
+      requestCertificate({ host: '127.0.0.1', port: server.port, policyCert: policyCertDer, platform, authKey: (await generateKeyPair('p256')).privateKey });
+
+    before(() => {
+      attestKey = importPrivateKey(readFileSync(p('platform', 'attest-key.pem')));
+      platformPublic = publicKeyOf(importPrivateKey(readFileSync(p('platform', 'platform-key.pem'))));
+      endorsement = new Uint8Array(readFileSync(p('platform', 'endorsement.bin')));
+      measurement = new Uint8Array(readFileSync(p('app.measurement')));
+      enclave = SimulatedEnclave.fromFiles(readFileSync(p('platform', 'attest-key.pem')), endorsement, measurement);
+    });
+    it('a measurement the policy does not trust: MEASUREMENT_NOT_TRUSTED, exit 1', async () => {
+      const r = await initTrust('stores/untrusted-measurement', { measurement: 'app2.measurement', extra: ['--save-evidence', 'treq-m2.bin'] });
+      expectRefused(r, 1, 'MEASUREMENT_NOT_TRUSTED');
+      expect(await waitFor(() => server.log().includes(`decision=deny code=MEASUREMENT_NOT_TRUSTED reason="measurement ${M2} is not trusted by the policy"`)), server.log()).to.equal(true);
+      await expectEmptyStore('stores/untrusted-measurement', 'platform', 'app2.measurement');
+      // the refused request was kept, and explain says why
+      const why = await ss(['explain', '--policy', 'policy.bin', '--policy-cert', 'policy-cert.pem', '--evidence', 'treq-m2.bin']);
+      expectRefusedExplain(why, 'MEASUREMENT_NOT_TRUSTED');
+      await serverStillCertifies();
+    });
+
+    it('a platform key the policy does not trust: PLATFORM_NOT_TRUSTED, exit 1', async () => {
+      const r = await initTrust('stores/untrusted-platform', { platformDir: 'platform-untrusted' });
+      expectRefused(r, 1, 'PLATFORM_NOT_TRUSTED');
+      expect(await waitFor(() => server.log().includes('decision=deny code=PLATFORM_NOT_TRUSTED')), server.log()).to.equal(true);
+      await expectEmptyStore('stores/untrusted-platform', 'platform-untrusted');
+      await serverStillCertifies();
+    });
+
+    it('the server refuses an endorsement naming the trusted platform key but signed by another: ENDORSEMENT_INVALID, exit status 4', async () => {
+      const impostor = await generateKeyPair('p256');
+      const clause = saysClause(keyEntity(platformPublic, 'platformKey'), simpleClause(keyEntity(attestKey, 'attestKey'), 'is-trusted-for-attestation'));
+      const sc = signClaim({ signer: impostor.privateKey, signerName: 'platformKey', clause, notBefore: new Date(Date.now() - DAY), notAfter: new Date(Date.now() + DAY) });
+      sc.signingKey = toKeyMessage(platformPublic, 'platformKey'); // claims to be the trusted key
+      const forged = new SimulatedEnclave(attestKey, encode('signed_claim_message', sc), measurement);
+      const e = await expectThrown(certify(forged), 'ENDORSEMENT_INVALID');
+      expect(e.exitStatus).to.equal(4);
+      expect(await waitFor(() => server.log().includes('decision=deny code=ENDORSEMENT_INVALID')), server.log()).to.equal(true);
+      await serverStillCertifies();
+    });
+
+    it('the server refuses a report signed by an attestation key the platform did not endorse: REPORT_INVALID, exit status 4', async () => {
+      const rogue = await generateKeyPair('p256');
+      const e = await expectThrown(certify(new SimulatedEnclave(rogue.privateKey, endorsement, measurement)), 'REPORT_INVALID');
+      expect(e.exitStatus).to.equal(4);
+      expect(await waitFor(() => server.log().includes('decision=deny code=REPORT_INVALID')), server.log()).to.equal(true);
+      await serverStillCertifies();
+    });
+
+    it('init-trust refuses a tampered endorsement.bin before sending anything: ENDORSEMENT_INVALID, exit 4', async () => {
+      mkdirSync(p('platform-tampered'));
+      writeFileSync(p('platform-tampered', 'attest-key.pem'), readFileSync(p('platform', 'attest-key.pem')));
+      const bad = new Uint8Array(endorsement);
+      bad[bad.length - 5]! ^= 0x01; // inside the signature
+      writeFileSync(p('platform-tampered', 'endorsement.bin'), bad);
+      const before = certifications();
+      const r = await initTrust('stores/tampered-endorsement', { platformDir: 'platform-tampered' });
+      expectRefused(r, 4, 'ENDORSEMENT_INVALID');
+      expect(r.stderr).to.contain('the endorsement file');
+      expect(existsSync(p('stores/tampered-endorsement')), 'no store was made').to.equal(false);
+      expect(certifications(), 'nothing reached the server').to.equal(before);
+      await serverStillCertifies();
+    });
+
+    it('expired claims (an endorsement that ended two years ago, on a platform the policy trusts): CLAIM_EXPIRED, exit 4', async () => {
+      const r = await initTrust('stores/expired', { platformDir: 'platform-expired' });
+      expectRefused(r, 4, 'CLAIM_EXPIRED');
+      expect(await waitFor(() => /decision=deny code=CLAIM_EXPIRED reason="the endorsement is valid from /.test(server.log())), server.log()).to.equal(true);
+      await expectEmptyStore('stores/expired', 'platform-expired');
+      await serverStillCertifies();
+    });
+
+    it('a policy file whose signature does not verify: simpleserver serve refuses to start with POLICY_INVALID, exit 4, one line', async () => {
+      const bad = new Uint8Array(readFileSync(p('policy.bin')));
+      bad[bad.length - 5]! ^= 0x01; // inside the last claim's signature
+      writeFileSync(p('policy-tampered.bin'), bad);
+      const s = await startSimpleserver(['serve', '--policy-key', 'policy-key.pem', '--policy-cert', 'policy-cert.pem', '--policy', 'policy-tampered.bin', '--listen', '127.0.0.1:0'], dir);
+      if (!('exited' in s)) {
+        await s.stop();
+        expect.fail('simpleserver started with a tampered policy');
+      }
+      expect(s.exited.status).to.equal(4);
+      expect(s.out).to.equal('');
+      const lines = s.log.trimEnd().split('\n');
+      expect(lines, s.log).to.have.length(1);
+      expect(lines[0]).to.match(/^simpleserver: error: policy claim \d+: the signature does not verify \[POLICY_INVALID\]$/);
+      await serverStillCertifies();
+    });
+
+    it('evidence whose session binding is not this connection\'s TLS exporter: SESSION_MISMATCH, exit status 4', async () => {
+      const relayed = new RewritingPlatform(enclave, (ud) => ({ ...ud, sessionBinding: randomBytes(32) }));
+      const e = await expectThrown(certify(relayed), 'SESSION_MISMATCH');
+      expect(e.exitStatus).to.equal(4);
+      expect(await waitFor(() => server.log().includes('decision=deny code=SESSION_MISMATCH reason="the evidence is bound to a different TLS session')), server.log()).to.equal(true);
+      await serverStillCertifies();
+    });
+
+    it('evidence without a session binding on a TLS connection: SESSION_MISMATCH', async () => {
+      const unbound = new RewritingPlatform(enclave, (ud) => {
+        const { sessionBinding: _, ...rest } = ud;
+        return rest;
+      });
+      const e = await expectThrown(certify(unbound), 'SESSION_MISMATCH');
+      expect(e.exitStatus).to.equal(4);
+      expect(await waitFor(() => server.log().includes('decision=deny code=SESSION_MISMATCH reason="the evidence is not bound to a TLS session')), server.log()).to.equal(true);
+      await serverStillCertifies();
+    });
+
+    it('a replay: evidence that certified a key on one connection, sent again on another: SESSION_MISMATCH', async () => {
+      const replaying = new ReplayingPlatform(enclave);
+      const authKey = (await generateKeyPair('p256')).privateKey;
+      const got = await requestCertificate({ host: '127.0.0.1', port: server.port, policyCert: policyCertDer, platform: replaying, authKey });
+      expect(got.peer.measurementHex).to.equal(M);
+      let replayed: Uint8Array | undefined;
+      const e = await expectThrown(requestCertificate({ host: '127.0.0.1', port: server.port, policyCert: policyCertDer, platform: replaying, authKey, onRequest: (r) => (replayed = r) }), 'SESSION_MISMATCH');
+      expect(e.exitStatus).to.equal(4);
+      // what the second connection carried was the first connection's request, byte for byte
+      expect(toHex(replayed!)).to.equal(toHex(got.request));
+      await serverStillCertifies();
+    });
+
+    it('a server certificate not chained to the pinned policy certificate (client side): UNTRUSTED_PEER, exit 4', async () => {
+      const before = certifications();
+      const r = await initTrust('stores/other-policy-cert', { policyCert: 'other-policy-cert.pem' });
+      expectRefused(r, 4, 'UNTRUSTED_PEER');
+      expect(r.stderr).to.contain('not issued under the trusted root');
+      expect(certifications(), 'no evidence was sent').to.equal(before);
+      await expectEmptyStore('stores/other-policy-cert');
+      await serverStillCertifies();
+    });
+
+    it('the same server process served every one of these and is still running', () => {
+      expect(server.exitStatus()).to.equal(undefined);
+      expect(count(server.log(), / certification id=\S+ remote=\S+ decision=allow /)).to.be.at.least(stores + 1);
+    });
+  });
+
+  describe('3. the original tools\' vectors over the original plain protocol', () => {
+    const V = (f: string) => join(VECTORS, 'certifier-original', f);
+    const VALID_UNTIL = new Date('2027-11-01T00:00:00Z');
+    const valid = Date.now() < VALID_UNTIL.getTime();
+    let original: ServerProcess | undefined;
+
+    before(async function () {
+      if (!valid) return;
+      original = await mustStart(['serve', '--plain', '--policy-key', V('policy_key_file'), '--policy-cert', V('policy_cert_file.datica'),
+        '--policy', V('policy.bin'), '--listen', '127.0.0.1:0'], dir);
+    });
+    after(async () => {
+      if (original) expect((await original.stop()).status, original.log()).to.equal(0);
+    });
+
+    /** Sends one framed request over plain TCP; returns the framed answer's body and whether the server then closed. */
+    function exchange(port: number, body: Uint8Array): Promise<{ answer: Buffer; closedAfter: boolean }> {
+      return new Promise((resolve, reject) => {
+        const sock = net.connect({ host: '127.0.0.1', port });
+        const header = Buffer.alloc(4);
+        header.writeUInt32LE(body.length, 0); // 4-byte little-endian length, then the body
+        let buf = Buffer.alloc(0);
+        let answer: Buffer | undefined;
+        const timer = setTimeout(() => {
+          sock.destroy();
+          if (answer) resolve({ answer, closedAfter: false });
+          else reject(new Error('no answer within 10 s'));
+        }, 10_000);
+        sock.on('connect', () => sock.write(Buffer.concat([header, body])));
+        sock.on('data', (d: Buffer) => {
+          buf = Buffer.concat([buf, d]);
+          if (!answer && buf.length >= 4 && buf.length >= 4 + buf.readUInt32LE(0)) answer = buf.subarray(4, 4 + buf.readUInt32LE(0));
+        });
+        sock.on('error', (e) => {
+          clearTimeout(timer);
+          reject(e);
+        });
+        sock.on('end', () => {
+          clearTimeout(timer);
+          sock.destroy();
+          if (answer) resolve({ answer, closedAfter: true });
+          else reject(new Error(`the server closed after ${buf.length} bytes without a whole answer`));
+        });
+      });
+    }
+
+    (valid ? it : it.skip)(valid
+      ? 'simpleserver serve --plain with the original policy key, certificate and policy certifies the auth-key of treq.bin'
+      : `skipped: the original vectors' validity has ended (treq.bin's report is valid until November 2027; today is past ${VALID_UNTIL.toISOString().slice(0, 10)})`, async () => {
+      expect(original!.log()).to.contain('simpleserver: warning: serving the original plain-TCP protocol');
+      expect(original!.log()).to.match(/^simpleserver: domain datica, 1 trusted platform\(s\), 1 trusted measurement\(s\), plain TCP$/m);
+      const treq = new Uint8Array(readFileSync(V('treq.bin')));
+      const { answer, closedAfter } = await exchange(original!.port, treq);
+      expect(closedAfter, 'one request per connection: the server closes after answering').to.equal(true);
+      const resp = parseTrustResponse(answer);
+      expect(resp.status, resp.errorCode).to.equal('succeeded');
+      expect(resp.requestingEnclaveTag).to.equal('requesting-enclave');
+      expect(resp.providingEnclaveTag).to.equal('providing-enclave');
+
+      // the key named in the report's user data is the key certified
+      const req = parseTrustRequest(treq);
+      const sr = decode<SignedReport>('signed_report', req.support.factAssertion.find((f) => f.evidenceType === 'signed-vse-attestation-report')!.serializedEvidence);
+      const ud = decode<AttestationUserData>('attestation_user_data', decode<VseAttestationReportInfo>('vse_attestation_report_info', sr.report!).userData!);
+      expect(ud.enclaveKey!.keyName).to.equal('auth-key');
+      const der = new Uint8Array(resp.artifact!);
+      expect(sameKey(parseCertificate(der).publicKey, fromKeyMessage(ud.enclaveKey!))).to.equal(true);
+
+      const policyCert = new Uint8Array(readFileSync(V('policy_cert_file.datica')));
+      const peer = validateAdmission({ chain: [der], policyCert, at: new Date(), usage: 'client' });
+      expect(peer.measurementHex).to.equal(toHex(readFileSync(V('cf_utility.measurement'))));
+      writeFileSync(p('original-policy-cert.pem'), toPem(policyCert));
+      expect(await opensslVerify(dir, der, p('original-policy-cert.pem'), 'original-admission')).to.equal(`${p('original-admission.pem')}: OK`);
+      expect(original!.log()).to.match(/certification id=\S+ remote=\S+ decision=allow measurement=61bd9182736776eea1304accc7c6aae5ba57e427838586c149a1c05bdd8be65c /);
+    });
+  });
+
+  describe('--plain on both sides', () => {
+    it('simpleserver says it serves plain TCP at start, and init-trust --plain gets certified', async () => {
+      const plain = await mustStart(['serve', '--plain', '--policy-key', 'policy-key.pem', '--policy-cert', 'policy-cert.pem', '--policy', 'policy.bin', '--listen', '127.0.0.1:0'], dir);
+      try {
+        expect(plain.log()).to.match(/^simpleserver: warning: serving the original plain-TCP protocol: no TLS, and evidence is not bound to a session/m);
+        expect(plain.log()).to.match(/listening host=127\.0\.0\.1 port=\d+ transport=plain /);
+        expect(plain.log()).to.match(/, plain TCP$/m);
+        const r = await initTrust('stores/plain', { port: plain.port, extra: ['--plain'] });
+        expect(r.status, r.stderr).to.equal(0);
+        expect(r.stderr).to.contain('cert-utility: warning: plain TCP: no TLS, and the evidence is not bound to a session');
+        expect(r.out).to.match(new RegExp(`^certified: serial [0-9a-f]+, measurement ${M}, `));
+        expect(plain.log()).to.match(/certification id=\S+ remote=\S+ decision=allow /);
+      } finally {
+        expect((await plain.stop()).status, plain.log()).to.equal(0);
+      }
+    });
+  });
+
+  describe('4. init-trust on a certified store', () => {
+    it('says "already certified", exits 0, sends nothing and leaves exactly version 1 of both items', async () => {
+      const listBefore = (await cu(['list-items', ...sealed('stores/machine'), '--json'])).json().items;
+      const before = certifications();
+      const r = await initTrust('stores/machine');
+      expect(r.status, r.stderr).to.equal(0);
+      const serial = /serial ([0-9a-f]+)/.exec(first.out)![1]!;
+      expect(r.out).to.match(new RegExp(`^already certified \\(serial ${serial}, valid until [^)]+\\); nothing to do\n$`));
+      expect(certifications(), 'no request was sent').to.equal(before);
+      const after = await cu(['list-items', ...sealed('stores/machine'), '--json']);
+      expect(after.status, after.stderr).to.equal(0);
+      const items = after.json().items as { tag: string; version: number }[];
+      expect(items.map((i) => `${i.tag} v${i.version}`)).to.deep.equal(['datica-admission-certificate v1', 'datica-private-auth-key v1']);
+      expect(items, 'nothing changed, not even the times').to.deep.equal(listBefore);
+      const again = await cu(['get-item', ...sealed('stores/machine'), '--tag', 'datica-admission-certificate', '--out', 'cert-again.der']);
+      expect(again.status, again.stderr).to.equal(0);
+      expect(readFileSync(p('cert-again.der')).equals(readFileSync(p('cert.der')))).to.equal(true);
+    });
+  });
+
+  describe('5. issue-cert: a certificate the rest of the suite accepts like one from simpleserver', () => {
+    it('generate-key in a store, issue-cert for its public key, put-item the DER: loadIdentity, validateAdmission, openssl and init-trust accept it', async () => {
+      const ok = (r: RunResult) => {
+        expect(r.status, r.stderr).to.equal(0);
+        return r;
+      };
+      const keyed = ['--store', 'stores/offline', '--key-file', 'store.key'];
+      ok(await cu(['new-key-file', '--out', 'store.key']));
+      ok(await cu(['create-store', ...keyed]));
+      const gen = ok(await cu(['generate-key', ...keyed, '--tag', 'datica-private-auth-key', '--alg', 'p256']));
+      const pem = /-----BEGIN PUBLIC KEY-----\n[A-Za-z0-9+/=\n]+-----END PUBLIC KEY-----\n/.exec(gen.out);
+      expect(pem, gen.out).to.not.equal(null);
+      writeFileSync(p('offline.pub.pem'), pem![0]);
+
+      const issued = ok(await cu(['issue-cert', '--policy-key', 'policy-key.pem', '--policy-cert', 'policy-cert.pem', '--public-key', 'offline.pub.pem',
+        '--measurement', M, '--out', 'offline-cert.pem', '--json']));
+      expect(issued.json().certificate.admission).to.deep.equal({ measurement: M, platform: 'issued-offline', domain: 'datica' });
+      const der = readCertificate(readFileSync(p('offline-cert.pem')));
+      writeFileSync(p('offline-cert.der'), der);
+      ok(await cu(['put-item', ...keyed, '--tag', 'datica-admission-certificate', '--type', 'X509-der-cert', '--in', 'offline-cert.der']));
+
+      // lib/certifier's loadIdentity: the stored key and certificate belong together and chain to the policy
+      const store = await Cryptstore.open(p('stores/offline'), new KeyFileProtector(new Uint8Array(readFileSync(p('store.key'))), 'store.key'));
+      try {
+        const id = await loadIdentity(store, 'datica', policyCertDer);
+        expect(id.peer.measurementHex).to.equal(M);
+        expect(toHex(id.certificate)).to.equal(toHex(der));
+      } finally {
+        await store.close();
+      }
+      for (const usage of ['client', 'server'] as const) {
+        expect(validateAdmission({ chain: [der], policyCert: policyCertDer, at: new Date(), usage }).measurementHex).to.equal(M);
+      }
+      expect(await opensslVerify(dir, der, p('policy-cert.pem'), 'offline-check')).to.equal(`${p('offline-check.pem')}: OK`);
+
+      // the same shape as simpleserver's certificate: only serial, key, times and platform differ
+      const [a, b] = await Promise.all([cu(['show-cert', 'offline-cert.pem', '--json']), cu(['show-cert', 'cert.der', '--json'])]);
+      const shape = (c: Record<string, unknown>) => ({ subject: c.subject, issuer: c.issuer, isCA: c.isCA, keyUsage: c.keyUsage, extKeyUsage: c.extKeyUsage });
+      expect(shape(ok(a).json().certificate)).to.deep.equal(shape(ok(b).json().certificate));
+
+      // init-trust finds the machine certified and asks no one (the --server port is never used)
+      const before = certifications();
+      const r = ok(await cu(['init-trust', '--domain', 'datica', '--policy-cert', 'policy-cert.pem', '--server', `127.0.0.1:${server.port}`, ...keyed,
+        '--platform-dir', 'platform', '--measurement-file', 'app.measurement']));
+      expect(r.out).to.match(/^already certified \(serial [0-9a-f]+, valid until /);
+      expect(certifications()).to.equal(before);
+    });
+  });
+});
