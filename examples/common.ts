@@ -13,6 +13,7 @@ export const bin = (p: string) => join(ROOT, 'cmd', 'bin', `${p}.js`);
 export class Scenario {
   readonly dir: string;
   private readonly children: ChildProcess[] = [];
+  private readonly ports = new Map<ChildProcess, number>();
   private step = 0;
   private readonly started = Date.now();
 
@@ -49,21 +50,29 @@ export class Scenario {
     return new Promise((resolve, reject) => {
       const child = spawn(process.execPath, [bin(program), ...args], { cwd: this.dir, stdio: ['ignore', 'pipe', 'pipe'] });
       this.children.push(child);
+      this.ports.set(child, 0);
       let out = '';
       let err = '';
       child.stderr.on('data', (d: Buffer) => (err += d.toString()));
       child.stdout.on('data', (d: Buffer) => {
         out += d.toString();
         const m = /listening [^\s:]+:(\d+)/.exec(out);
-        if (m) resolve(Number(m[1]));
+        if (m) {
+          this.ports.set(child, Number(m[1]));
+          resolve(Number(m[1]));
+        }
       });
       child.on('exit', (code) => reject(new Error(`${program} exited ${code} before listening:\n${err}`)));
     });
   }
 
-  /** Stops every server (SIGTERM by pid, SIGKILL if it lingers) and removes the directory. */
-  async finish(ok: boolean): Promise<void> {
-    await Promise.all(this.children.map((c) => new Promise<void>((resolve) => {
+  /** Stops the server listening on `port` (SIGTERM by pid) and waits for it to exit. */
+  async stop(port: number): Promise<void> {
+    await Promise.all(this.children.filter((c) => this.ports.get(c) === port).map((c) => this.terminate(c)));
+  }
+
+  private terminate(c: ChildProcess): Promise<void> {
+    return new Promise<void>((resolve) => {
       if (c.exitCode !== null || c.signalCode !== null) return resolve();
       const timer = setTimeout(() => c.kill('SIGKILL'), 5000);
       c.once('exit', () => {
@@ -71,7 +80,12 @@ export class Scenario {
         resolve();
       });
       c.kill('SIGTERM');
-    })));
+    });
+  }
+
+  /** Stops every server (SIGTERM by pid, SIGKILL if it lingers) and removes the directory. */
+  async finish(ok: boolean): Promise<void> {
+    await Promise.all(this.children.map((c) => this.terminate(c)));
     if (!this.keep) rmSync(this.dir, { recursive: true, force: true });
     const secs = ((Date.now() - this.started) / 1000).toFixed(1);
     process.stdout.write(ok ? `${this.name}: SUCCESS in ${secs}s\n` : `${this.name}: FAILED after ${secs}s${this.keep ? ` (files kept in ${this.dir})` : ''}\n`);

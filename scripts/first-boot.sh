@@ -60,8 +60,10 @@ while [ $# -gt 0 ]; do
     *) echo "first-boot: unknown argument $1" >&2; usage ;;
   esac
 done
-for v in host cport kport keys domain policy_cert store platform_dir measurement_file; do
-  [ -n "${!v}" ] || { echo "first-boot: missing --${v//_/-}" >&2; usage; }
+for pair in host:host cport:certifier-port kport:keyserver-port keys:keys domain:domain policy_cert:policy-cert \
+            store:store platform_dir:platform-dir measurement_file:measurement-file; do
+  name=${pair%%:*}
+  [ -n "${!name}" ] || { echo "first-boot: missing --${pair#*:}" >&2; usage; }
 done
 case "$retries$max_delay" in *[!0-9]*) echo "first-boot: --retries and --max-delay take whole numbers" >&2; exit 2 ;; esac
 

@@ -1,0 +1,93 @@
+// scripts/first-boot.sh's failure modes: servers down (exit 3 after its retries, naming what it
+// could not reach) and a wrong policy certificate (exit 4, no retry). The success path, and a
+// second run with the servers stopped, are in the demo (test/examples/scenarios.test.ts).
+
+import { expect } from 'chai';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, writeFileSync, copyFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { ROOT, run, tempDir } from '../support/helpers.ts';
+
+function firstBoot(args: string[]): Promise<{ status: number | null; err: string; ms: number }> {
+  const started = Date.now();
+  return new Promise((resolve) => {
+    const child = spawn(join(ROOT, 'scripts/first-boot.sh'), args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (d) => (err += d));
+    child.on('close', (status) => resolve({ status, err, ms: Date.now() - started }));
+  });
+}
+
+/** A loopback port nothing listens on. */
+async function closedPort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const port = (srv.address() as { port: number }).port;
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+
+describe('scripts/first-boot.sh failure modes', function () {
+  this.timeout(120_000);
+  let tmp: ReturnType<typeof tempDir>;
+  let server: ChildProcess | undefined;
+  const f = (p: string) => join(tmp.dir, p);
+  const cu = (args: string[]) => run('cert-utility', args, { cwd: tmp.dir });
+
+  before(async () => {
+    tmp = tempDir('first-boot-');
+    for (const [dir, domainFiles] of [['a', 'policy'], ['b', 'other']] as const) {
+      mkdirSync(f(dir));
+      expect((await cu(['generate-policy-key', '--domain', 'datica', '--key-out', f(`${dir}/key.pem`), '--cert-out', f(`${dir}/cert.pem`)])).status, domainFiles).to.equal(0);
+    }
+    expect((await cu(['generate-platform-keys', '--out-dir', f('platform')])).status).to.equal(0);
+    writeFileSync(f('vm-image'), 'vm image\n');
+    const m = (await cu(['measure', f('vm-image'), '--out', f('measurement')])).out.trim();
+    expect((await cu(['make-policy', '--policy-key', f('a/key.pem'), '--policy-cert', f('a/cert.pem'), '--trust-platform', f('platform/platform-cert.pem'), '--trust-measurement', m, '--out', f('policy.bin')])).status).to.equal(0);
+    mkdirSync(f('vm'));
+    for (const file of ['attest-key.pem', 'endorsement.bin']) copyFileSync(f(`platform/${file}`), f(`vm/${file}`));
+  });
+  after(() => {
+    server?.kill('SIGTERM');
+    tmp.cleanup();
+  });
+
+  const args = (policyCert: string, cport: number, kport: number, store: string) => [
+    '--host', '127.0.0.1', '--certifier-port', String(cport), '--keyserver-port', String(kport), '--keys', 'vhd/disk-1',
+    '--domain', 'datica', '--policy-cert', policyCert, '--store', f(store), '--platform-dir', f('vm'), '--measurement-file', f('measurement'),
+    '--retries', '3', '--max-delay', '1',
+  ];
+
+  it('exits 3 after its retries when the servers are down, naming what it could not reach', async () => {
+    const port = await closedPort();
+    const r = await firstBoot(args(f('a/cert.pem'), port, port, 'store-down'));
+    expect(r.status, r.err).to.equal(3);
+    expect(r.err).to.contain(`could not reach the server after 3 attempts`);
+    expect(r.err).to.contain(`127.0.0.1:${port}`);
+    expect(r.err.match(/retrying in/g)).to.have.length(2);
+  });
+
+  it('exits 4 at once, without retrying, when the policy certificate in the image is not the one the servers use', async () => {
+    server = spawn(process.execPath, [join(ROOT, 'cmd/bin/simpleserver.js'), 'serve', '--policy-key', f('a/key.pem'), '--policy-cert', f('a/cert.pem'), '--policy', f('policy.bin'), '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    const cport = await new Promise<number>((resolve) => {
+      let out = '';
+      server!.stdout!.on('data', (d) => {
+        out += d;
+        const m = /listening [^:]+:(\d+)/.exec(out);
+        if (m) resolve(Number(m[1]));
+      });
+    });
+    const r = await firstBoot(args(f('b/cert.pem'), cport, await closedPort(), 'store-wrong'));
+    expect(r.status, r.err).to.equal(4);
+    expect(r.err).to.contain('UNTRUSTED_PEER');
+    expect(r.err).to.contain('not retrying');
+    expect(r.err).not.to.contain('retrying in');
+  });
+
+  it('refuses to run without its required arguments (exit 2)', async () => {
+    const r = await firstBoot(['--host', '127.0.0.1']);
+    expect(r.status).to.equal(2);
+    expect(r.err).to.contain('missing --certifier-port');
+  });
+});
