@@ -60,12 +60,18 @@ export async function requestCertificate(o: CertifyOptions): Promise<Certified> 
       submittedEvidenceType: 'vse-attestation-package', purpose: 'authentication', support,
     });
     o.onRequest?.(request);
-    const response = parseTrustResponse(await conn.request(request));
+    const answer = await conn.request(request);
+    // One request per connection, so close now rather than after checking the answer: by then the
+    // server's close has long arrived, and ending TLS on a connection the peer has closed cost
+    // ~0.2 ms more CPU per certification (measured with both ends in one process).
+    const closed = conn.close().catch(() => {});
+    const response = parseTrustResponse(answer);
     if (response.status !== 'succeeded' || !response.artifact) throw refusal(response.errorCode);
     const certificate = new Uint8Array(response.artifact);
     const peer = validateAdmission({ chain: [certificate], policyCert: o.policyCert, at: now(), usage: 'any' });
     if (!sameKey(peer.publicKey, authPublic)) throw new CertifierError('UNTRUSTED_PEER', 'the certificate returned does not name this machine\'s key');
     if (!bytesEqual(peer.measurement, o.platform.measurement)) throw new CertifierError('UNTRUSTED_PEER', 'the certificate returned names another measurement');
+    await closed;
     return { certificate, peer, request };
   } finally {
     await conn.close().catch(() => {});

@@ -46,11 +46,46 @@ export function exportPrivateKey(key: KeyObject, format: 'pem' | 'der' = 'pem'):
     : new Uint8Array(key.export({ type: 'pkcs8', format: 'der' }));
 }
 
+// The DER SubjectPublicKeyInfo of an EC key on a named curve is a fixed header and the
+// uncompressed point (RFC 5480, 2): the very bytes OpenSSL writes. Writing them from the JWK
+// coordinates takes microseconds; OpenSSL 3's encoder takes about 0.1 ms per call.
+const EC_SPKI: Readonly<Record<string, { header: Buffer; size: number }>> = {
+  'P-256': { header: Buffer.from('3059301306072a8648ce3d020106082a8648ce3d03010703420004', 'hex'), size: 32 },
+  'P-384': { header: Buffer.from('3076301006072a8648ce3d020106052b8104002203620004', 'hex'), size: 48 },
+};
+
+/** SPKI DER of a P-256 or P-384 public key; undefined for any other key (OpenSSL writes those). */
+function ecSpki(pub: KeyObject): Uint8Array | undefined {
+  if (pub.asymmetricKeyType !== 'ec') return undefined;
+  const curve = pub.asymmetricKeyDetails?.namedCurve === 'prime256v1' ? 'P-256' : pub.asymmetricKeyDetails?.namedCurve === 'secp384r1' ? 'P-384' : undefined;
+  if (!curve) return undefined;
+  const { header, size } = EC_SPKI[curve]!;
+  const jwk = pub.export({ format: 'jwk' });
+  const x = Buffer.from(jwk.x ?? '', 'base64url');
+  const y = Buffer.from(jwk.y ?? '', 'base64url');
+  if (jwk.crv !== curve || x.length !== size || y.length !== size) return undefined;
+  return new Uint8Array(Buffer.concat([header, x, y]));
+}
+
+/**
+ * A public key from DER SPKI, as createPublicKey reads it (any key type; throws what it throws).
+ * P-256 and P-384 keys in the form above go in as JWK: half the time of OpenSSL 3's decoder,
+ * and no less strict (the point must be on the curve, and the whole key passes OpenSSL's key check).
+ */
+export function publicKeyFromSpki(der: Uint8Array): KeyObject {
+  for (const [crv, { header, size }] of Object.entries(EC_SPKI)) {
+    if (der.length !== header.length + 2 * size || Buffer.compare(header, der.subarray(0, header.length)) !== 0) continue;
+    const x = Buffer.from(der.subarray(header.length, header.length + size)).toString('base64url');
+    const y = Buffer.from(der.subarray(header.length + size)).toString('base64url');
+    return createPublicKey({ key: { kty: 'EC', crv, x, y }, format: 'jwk' });
+  }
+  return createPublicKey({ key: Buffer.from(der), format: 'der', type: 'spki' });
+}
+
 export function exportPublicKey(key: KeyObject, format: 'pem' | 'der' = 'pem'): Uint8Array {
   const pub = key.type === 'private' ? createPublicKey(key) : key;
-  return format === 'pem'
-    ? new TextEncoder().encode(pub.export({ type: 'spki', format: 'pem' }) as string)
-    : new Uint8Array(pub.export({ type: 'spki', format: 'der' }));
+  if (format === 'pem') return new TextEncoder().encode(pub.export({ type: 'spki', format: 'pem' }) as string);
+  return ecSpki(pub) ?? new Uint8Array(pub.export({ type: 'spki', format: 'der' }));
 }
 
 const PEM_START = '-----BEGIN ';

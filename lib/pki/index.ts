@@ -5,7 +5,7 @@ export {
   type Admission, encodeAdmission, decodeAdmission, admissionUri, measurementOrganization, policyOrganization,
   domainOfPolicyOrganization, ADMISSION_CN, POLICY_CN, MAX_MEASUREMENT_BYTES,
 } from './admission.ts';
-export { type ParsedCert, parseCertificate, MAX_CERTIFICATE_BYTES } from './parse.ts';
+export { type ParsedCert, parseCertificate, readCertificateSummary, MAX_CERTIFICATE_BYTES } from './parse.ts';
 export { isSignedBy, signatureAlgorithmOf, bytesSame, type CertStructure, type RawExtension } from './structure.ts';
 export {
   type PolicyCertOptions, type AdmissionCertOptions, createPolicyCert, issueAdmissionCert, CLOCK_SKEW_SECONDS,

@@ -19,8 +19,10 @@ export interface CertStructure {
   /** The DER Names, compared byte for byte during path validation. */
   issuerDer: Uint8Array;
   subjectDer: Uint8Array;
+  /** The DER Validity (decoded in parse.ts). */
+  validityDer: Uint8Array;
   spki: Uint8Array;
-  /** Read here rather than by @peculiar/x509, whose decoder turns an OID like 2.25.<128-bit arc> into "2.25". */
+  /** Every extension as found; parse.ts and extensions.ts decode the values they understand. */
   extensions: RawExtension[];
 }
 
@@ -101,7 +103,6 @@ export function readStructure(der: Uint8Array): CertStructure {
   if (!innerAlg || !alg || !bytesSame(innerAlg.bytes, alg.bytes)) {
     throw new DerError('the signature algorithm inside the signed part differs from the outer one');
   }
-  expectTag(validity, TAG.SEQUENCE, 'validity');
   return {
     tbs: tbsTlv!.bytes,
     signatureAlgorithm,
@@ -110,6 +111,7 @@ export function readStructure(der: Uint8Array): CertStructure {
     serialHex: readSerial(serial),
     issuerDer: expectTag(issuer, TAG.SEQUENCE, 'issuer').bytes,
     subjectDer: expectTag(subject, TAG.SEQUENCE, 'subject').bytes,
+    validityDer: expectTag(validity, TAG.SEQUENCE, 'validity').bytes,
     spki: expectTag(spki, TAG.SEQUENCE, 'subjectPublicKeyInfo').bytes,
     extensions: readExtensions(rest, version),
   };

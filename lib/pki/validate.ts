@@ -1,11 +1,13 @@
 // Our own path validation: a leaf signed directly by the pinned policy certificate, checked field by
 // field (RFC 5280, 6.1, cut down to a one-step path) instead of trusting a chain builder.
+// Every check runs on every call; only a signature that already verified over the very same bytes
+// with the very same key is not verified again (the policy and peer certificates recur per connection).
 
 import type { KeyObject } from 'node:crypto';
 import { keyAlgOf, toHex } from '../crypto/index.ts';
 import { CertifierError } from '../errors/index.ts';
 import { domainOfPolicyOrganization, measurementOrganization, MEASUREMENT_PREFIX } from './admission.ts';
-import { parseCertificate, type ParsedCert } from './parse.ts';
+import { copyParsed, parseShared, type ParsedCert } from './parse.ts';
 import { bytesSame, isSignedBy } from './structure.ts';
 import { UNDERSTOOD_EXTENSIONS } from './oids.ts';
 import { type CertRole, type Problem, firstProblem, problem, untrusted } from './problems.ts';
@@ -51,24 +53,38 @@ function criticalProblem(cert: ParsedCert, which: string): Problem | undefined {
   return unknown && problem('BAD_CERTIFICATE', 'unknown-critical-extension', `the ${which} certificate has an unknown critical extension ${unknown.oid}`);
 }
 
-/** parseCertificate, with the failing certificate's role added to the error's details. */
+/** The shared (cached, read-only) parse, with the failing certificate's role added to the error's details. */
 function parseAs(der: Uint8Array, certificate: CertRole): ParsedCert {
   try {
-    return parseCertificate(der);
+    return parseShared(der);
   } catch (e) {
     if (!(e instanceof CertifierError)) throw e;
     throw new CertifierError(e.code, e.message, { cause: e.cause, details: { ...e.details, certificate } });
   }
 }
 
-/** The pinned policy certificate: self-signed, a CA allowed to sign certificates, valid at `at`. */
-export function validatePolicyCert(policyCert: Uint8Array, at: Date): ParsedCert {
+// Signatures that verified, between shared parses (parse.ts's cache hands out the same object for
+// the same bytes): cert -> the issuers whose key it verified with. Weak, so it lives no longer
+// than the cache's entries; only successes are kept, so a failure is always checked afresh.
+const verified = new WeakMap<ParsedCert, WeakSet<ParsedCert>>();
+
+function signedBy(cert: ParsedCert, issuer: ParsedCert): boolean {
+  if (verified.get(cert)?.has(issuer)) return true;
+  if (!isSignedBy(cert, issuer.publicKey)) return false;
+  let issuers = verified.get(cert);
+  if (!issuers) verified.set(cert, (issuers = new WeakSet()));
+  issuers.add(issuer);
+  return true;
+}
+
+/** validatePolicyCert on the shared parse, for use inside this file. */
+function checkPolicy(policyCert: Uint8Array, at: Date): ParsedCert {
   checkDate(at);
   const policy = parseAs(policyCert, 'policy');
   if (!bytesSame(policy.issuerDer, policy.subjectDer)) {
     throw untrusted('policy-self-signature', `the policy certificate is not self-issued (issuer ${policy.issuer}, subject ${policy.subject})`, 'policy');
   }
-  if (!isSignedBy(policy, policy.publicKey)) {
+  if (!signedBy(policy, policy)) {
     throw untrusted('policy-self-signature', 'the policy certificate\'s self-signature does not verify', 'policy');
   }
   const found = firstProblem('policy', [
@@ -79,6 +95,11 @@ export function validatePolicyCert(policyCert: Uint8Array, at: Date): ParsedCert
   ]);
   if (found) throw found;
   return policy;
+}
+
+/** The pinned policy certificate: self-signed, a CA allowed to sign certificates, valid at `at`. */
+export function validatePolicyCert(policyCert: Uint8Array, at: Date): ParsedCert {
+  return copyParsed(checkPolicy(policyCert, at));
 }
 
 /** Trust first: who signed the leaf. Stops at the first failure; nothing else matters after one. */
@@ -92,7 +113,7 @@ function checkIssuedByPolicy(chain: Uint8Array[], policyCert: Uint8Array, leaf: 
   if (leaf.authorityKeyIdHex && policy.subjectKeyIdHex && leaf.authorityKeyIdHex !== policy.subjectKeyIdHex) {
     throw untrusted('root-mismatch', `the certificate was issued under policy key ${leaf.authorityKeyIdHex}, not the pinned ${policy.subjectKeyIdHex}`);
   }
-  if (!isSignedBy(leaf, policy.publicKey)) {
+  if (!signedBy(leaf, policy)) {
     throw untrusted('signature', 'the certificate\'s signature does not verify with the policy key');
   }
 }
@@ -145,7 +166,7 @@ export function validateAdmission(opts: ValidateAdmissionOptions): ValidatedPeer
   const usage = opts.usage ?? 'any';
   if (!Object.hasOwn(EKU_FOR, usage)) throw new CertifierError('INVALID_INPUT', `usage must be client, server or any, not "${String(usage)}"`);
   if (opts.chain.length === 0) throw untrusted('no-certificate', 'the peer presented no certificate', 'chain');
-  const policy = validatePolicyCert(opts.policyCert, opts.at);
+  const policy = checkPolicy(opts.policyCert, opts.at);
   const leaf = parseAs(opts.chain[0]!, 'leaf');
   checkIssuedByPolicy(opts.chain, opts.policyCert, leaf, policy);
   const found = firstProblem('leaf', [validityProblem(leaf, opts.at, 'peer'), ...flagProblems(leaf, usage), ...admissionProblems(leaf, policy)]);
@@ -153,13 +174,13 @@ export function validateAdmission(opts: ValidateAdmissionOptions): ValidatedPeer
   const a = leaf.admission!;
   return {
     serialHex: leaf.serialHex,
-    measurement: a.measurement,
+    measurement: new Uint8Array(a.measurement),
     measurementHex: toHex(a.measurement),
     platform: a.platform,
     domain: a.domain,
     publicKey: leaf.publicKey,
     subject: leaf.subject,
-    notAfter: leaf.notAfter,
+    notAfter: new Date(leaf.notAfter),
     fingerprintSha256Hex: leaf.fingerprintSha256Hex,
   };
 }

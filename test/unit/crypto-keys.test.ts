@@ -10,7 +10,7 @@ import { promisify } from 'node:util';
 import { p256, p384 } from '@noble/curves/nist.js';
 import {
   KEY_ALGS, KEY_FORMAT, certifierKeyType, exportPrivateKey, exportPublicKey, fromKeyMessage, generateKeyPair,
-  importPrivateKey, importPublicKey, isKeyAlg, keyAlgOf, looksLikePem, publicKeyOf, randomBytes, sign,
+  importPrivateKey, importPublicKey, isKeyAlg, keyAlgOf, looksLikePem, publicKeyFromSpki, publicKeyOf, randomBytes, sign,
   toKeyMessage, utf8, verify, type KeyAlg, type KeyPair,
 } from '../../lib/crypto/index.ts';
 import { CertifierError, type ErrorCode } from '../../lib/errors/index.ts';
@@ -165,6 +165,31 @@ describe('crypto keys', () => {
       });
     });
   }
+
+  it('exportPublicKey writes EC keys (built from the coordinates, not by OpenSSL) byte for byte as OpenSSL does', async () => {
+    // 64 keys per curve: some coordinates start with a zero byte, which must stay.
+    for (const namedCurve of ['P-256', 'P-384', 'P-521', 'secp256k1']) {
+      for (let i = 0; i < 64; i++) {
+        const { publicKey, privateKey } = await genPair('ec', { namedCurve });
+        const want = publicKey.export({ type: 'spki', format: 'der' });
+        expect(Buffer.from(exportPublicKey(publicKey, 'der')).equals(want), namedCurve).to.equal(true);
+        expect(Buffer.from(exportPublicKey(privateKey, 'der')).equals(want), namedCurve).to.equal(true);
+      }
+    }
+  });
+
+  it('publicKeyFromSpki reads every key createPublicKey reads, as the same key, and refuses a point off the curve', async () => {
+    for (const [type, o] of [['ec', { namedCurve: 'P-256' }], ['ec', { namedCurve: 'P-384' }], ['ec', { namedCurve: 'P-521' }], ['rsa', { modulusLength: 2048 }], ['ed25519', {}]] as const) {
+      const { publicKey } = await genPair(type as 'ec', o as { namedCurve: string });
+      const der = new Uint8Array(publicKey.export({ type: 'spki', format: 'der' }));
+      expect(publicKeyFromSpki(der).equals(publicKey), type).to.equal(true);
+      if (type !== 'ec') continue;
+      const offCurve = new Uint8Array(der);
+      offCurve[offCurve.length - 1]! ^= 1; // y + or - 1: no longer on the curve
+      expect(() => publicKeyFromSpki(offCurve)).to.throw();
+      expect(() => createPublicKey({ key: Buffer.from(offCurve), format: 'der', type: 'spki' })).to.throw();
+    }
+  });
 
   describe('refusing keys', () => {
     const unsupported = {} as Record<'ed25519' | 'x25519' | 'p521' | 'secp256k1' | 'rsa1024' | 'rsa3072', { privateKey: KeyObject; publicKey: KeyObject }>;

@@ -1,0 +1,127 @@
+// lib/pki remembers parsed certificates and signatures that verified (the same certificates recur
+// on every connection). Remembering must never change an answer: every result is the caller's own,
+// times are judged on every call, and the cache answers only for the very same bytes. Also the
+// shapes our own decoders (names, extensions) refuse, which @peculiar/x509 used to read.
+
+import { expect } from 'chai';
+import 'reflect-metadata';
+import * as x509 from '@peculiar/x509';
+import { CertifierError } from '../../lib/errors/index.ts';
+import { parseCertificate, validateAdmission, validatePolicyCert } from '../../lib/pki/index.ts';
+import { AT, DAY, forgeLeaf, forgePolicy, type ForgedPolicy } from './forge.ts';
+
+function refusal(fn: () => unknown): { code: string; reason: unknown } | 'valid' {
+  try {
+    fn();
+    return 'valid';
+  } catch (e) {
+    if (!(e instanceof CertifierError)) throw e;
+    return { code: e.code, reason: e.details?.reason };
+  }
+}
+
+describe('pki: remembering parses and signatures changes no answer', () => {
+  let policy: ForgedPolicy;
+  before(async () => {
+    policy = await forgePolicy();
+  });
+
+  it('hands every caller its own copy: changing one result changes neither the next nor validation', async () => {
+    const leaf = await forgeLeaf(policy);
+    const first = parseCertificate(leaf);
+    const pristine = parseCertificate(leaf);
+    first.der.fill(0);
+    first.subjectDer.fill(0);
+    first.organizations.push('Measured-00');
+    first.extKeyUsage.length = 0;
+    first.notAfter.setTime(0);
+    first.admission!.measurement.fill(0xff);
+    const again = parseCertificate(leaf);
+    expect(again).to.deep.equal(pristine);
+    expect(again.der).to.not.equal(pristine.der);
+    const policyCopy = validatePolicyCert(policy.der, AT);
+    policyCopy.subjectDer.fill(0);
+    policyCopy.notAfter.setTime(0);
+    expect(validateAdmission({ chain: [leaf], policyCert: policy.der, at: AT }).domain).to.equal('datica');
+  });
+
+  it('judges validity at every call: a policy certificate or leaf accepted once is refused once expired', async () => {
+    const leaf = await forgeLeaf(policy);
+    expect(validatePolicyCert(policy.der, AT).isCA).to.equal(true);
+    expect(validateAdmission({ chain: [leaf], policyCert: policy.der, at: AT }).platform).to.equal('simulated-enclave');
+    expect(refusal(() => validateAdmission({ chain: [leaf], policyCert: policy.der, at: new Date(AT.getTime() + 2 * DAY) }))).to.deep.equal({ code: 'CERT_EXPIRED', reason: 'expired' });
+    const later = new Date(AT.getTime() + 400 * DAY);
+    expect(refusal(() => validatePolicyCert(policy.der, later))).to.deep.equal({ code: 'CERT_EXPIRED', reason: 'expired' });
+    expect(validateAdmission({ chain: [leaf], policyCert: policy.der, at: AT }).platform).to.equal('simulated-enclave');
+  });
+
+  it('answers for the bytes, not the buffer: a buffer changed after a good parse is read again', async () => {
+    const leaf = await forgeLeaf(policy);
+    const buffer = new Uint8Array(leaf);
+    expect(validateAdmission({ chain: [buffer], policyCert: policy.der, at: AT }).domain).to.equal('datica');
+    const at = Buffer.from(buffer).indexOf('CertifierUsers');
+    buffer[at]! ^= 0x01; // still well formed, no longer what was signed
+    expect(refusal(() => validateAdmission({ chain: [buffer], policyCert: policy.der, at: AT }))).to.deep.equal({ code: 'UNTRUSTED_PEER', reason: 'signature' });
+    expect(validateAdmission({ chain: [leaf], policyCert: policy.der, at: AT }).domain).to.equal('datica');
+  });
+
+  it('checks a leaf whose signature verified once against each policy certificate on its own', async () => {
+    const leaf = await forgeLeaf(policy);
+    expect(validateAdmission({ chain: [leaf], policyCert: policy.der, at: AT }).domain).to.equal('datica');
+    // The same name and key identifier, another key: only the signature tells them apart.
+    const impostor = await forgePolicy({ subjectKeyIdHex: policy.skiHex });
+    expect(refusal(() => validateAdmission({ chain: [leaf], policyCert: impostor.der, at: AT }))).to.deep.equal({ code: 'UNTRUSTED_PEER', reason: 'signature' });
+    // The same key under other bytes (a re-issued policy certificate) verifies it, as it should.
+    const reissued = await forgePolicy({ subjectKeyIdHex: policy.skiHex }, 'p256', policy.keys);
+    expect(validateAdmission({ chain: [leaf], policyCert: reissued.der, at: AT }).domain).to.equal('datica');
+  });
+});
+
+describe('pki: names and extensions read by our own decoders', () => {
+  let policy: ForgedPolicy;
+  before(async () => {
+    policy = await forgePolicy();
+  });
+
+  it('writes names as RFC 4514-style text: specials escaped, multi-valued RDNs joined by +, unknown types by OID', async () => {
+    const leaf = parseCertificate(await forgeLeaf(policy, { subject: 'CN=a\\,b, O=x+OU=y, C=US, 1.2.3.4=hello, O=trail\\ ' }));
+    expect(leaf.subject).to.equal('CN=a\\,b, O=x+OU=y, C=US, 1.2.3.4=hello, O=trail\\ ');
+    expect(leaf.organizations).to.deep.equal(['x', 'trail ']);
+    expect(leaf.commonNames).to.deep.equal(['a,b']);
+  });
+
+  it('reads the other common extensions, and refuses a certificate that garbles one (malformed)', async () => {
+    const crl = new x509.CRLDistributionPointsExtension(['http://crl.example/a.crl']);
+    const aia = new x509.AuthorityInfoAccessExtension({ ocsp: ['http://ocsp.example'] });
+    const good = await forgeLeaf(policy, { extra: [crl, aia, new x509.CertificatePolicyExtension(['1.2.3.4'])] });
+    expect(validateAdmission({ chain: [good], policyCert: policy.der, at: AT }).domain).to.equal('datica');
+    const garbled: [string, Uint8Array][] = [
+      ['2.5.29.31', Uint8Array.of(0x30, 0x03, 0x02, 0x01, 0x05)], // CRL distribution points holding an INTEGER
+      ['1.3.6.1.5.5.7.1.1', Uint8Array.of(0x30, 0x00)], // an empty authority information access
+      ['2.5.29.17', Uint8Array.of(0x30, 0x0a, 0x87, 0x08, 10, 0, 0, 1, 255, 255, 255, 0)], // an 8-byte iPAddress
+      ['2.5.29.19', Uint8Array.of(0x30, 0x03, 0x01, 0x01, 0x01)], // cA TRUE written as 01, not FF
+      ['1.3.6.1.4.1.99999.7', Uint8Array.of(0x05, 0x00, 0x00)], // bytes after the value
+    ];
+    for (const [oid, value] of garbled) {
+      const extra = [new x509.Extension(oid, false, value)];
+      const basicConstraints = oid === '2.5.29.19' ? null : undefined;
+      const leaf = await forgeLeaf(policy, { extra, ...(basicConstraints === null ? { basicConstraints } : {}) });
+      expect(refusal(() => parseCertificate(leaf)), oid).to.deep.equal({ code: 'BAD_CERTIFICATE', reason: 'malformed' });
+    }
+  });
+
+  it('refuses times and strings that are not what DER says they are (malformed)', async () => {
+    const leaf = await forgeLeaf(policy);
+    const patch = (from: string, to: string) => {
+      const buf = Buffer.from(leaf);
+      const at = buf.indexOf(from, 0, 'latin1');
+      expect(at, from).to.be.greaterThan(0);
+      buf.write(to, at, 'latin1');
+      return new Uint8Array(buf);
+    };
+    const notBefore = new Date(AT.getTime() - DAY).toISOString().replace(/[-T:]/g, '').slice(2, 14) + 'Z'; // YYMMDDHHMMSSZ
+    expect(refusal(() => parseCertificate(patch(notBefore, `${notBefore.slice(0, 2)}1332000000Z`)))).to.deep.equal({ code: 'BAD_CERTIFICATE', reason: 'malformed' });
+    expect(refusal(() => parseCertificate(patch(notBefore, `${notBefore.slice(0, 12)}+`)))).to.deep.equal({ code: 'BAD_CERTIFICATE', reason: 'malformed' });
+    expect(refusal(() => parseCertificate(patch('CertifierUsers', 'Certifier\xffsers')))).to.deep.equal({ code: 'BAD_CERTIFICATE', reason: 'malformed' });
+  });
+});
