@@ -6,7 +6,7 @@ import { CertifierError } from '../lib/errors/index.ts';
 import { fromHex, toHex } from '../lib/crypto/index.ts';
 import { parseTrustRequest } from '../lib/wire/index.ts';
 import { evaluate, loadPolicy, sameKey, type Decision } from '../lib/policy/index.ts';
-import { verifyEvidence } from '../lib/attest/index.ts';
+import { describeSnpEvidence, SEV_ENCLAVE, verifyEvidence, verifyOptionsFor } from '../lib/attest/index.ts';
 import { validatePolicyCert } from '../lib/pki/index.ts';
 import { startCertifier } from '../lib/certifier/index.ts';
 import { createProgram, intInRange, run, subcommand, warn, type JsonOption } from './common/cli.ts';
@@ -52,9 +52,12 @@ subcommand<JsonOption & { policy: string; policyCert: string; evidence: string; 
     const pc = validatePolicyCert(policyCert, at);
     const policy = loadPolicy(await readFileLimited(o.policy, 4 * 1024 * 1024), pc.publicKey);
     const req = parseTrustRequest(await readFileLimited(o.evidence, 4 * 1024 * 1024));
+    // SEV-SNP evidence: every field of the report first, whatever the decision turns out to be.
+    const fields = req.support.enclaveType === SEV_ENCLAVE ? describeSnpEvidence(req.support) : [];
+    if (fields.length && !o.json) process.stdout.write(fields.join('\n') + '\n');
     let decision: Decision;
     try {
-      const facts = verifyEvidence(req.support);
+      const facts = verifyEvidence(req.support, verifyOptionsFor(policy, at));
       decision = evaluate(policy, facts, { at, purpose: req.purpose, ...(o.sessionBinding ? { expectedBinding: fromHex(o.sessionBinding) } : {}) });
     } catch (e) {
       if (!(e instanceof CertifierError)) throw e;
@@ -66,7 +69,7 @@ subcommand<JsonOption & { policy: string; policyCert: string; evidence: string; 
       process.stdout.write(o.json ? '' : lines.join('\n') + '\n');
       throw new CertifierError(decision.code, decision.reason, { details: { proof: decision.proof } });
     }
-    return { json: { decision: 'allow', measurement: toHex(decision.measurement), platform: decision.platform, proof: decision.proof }, text: lines };
+    return { json: { decision: 'allow', measurement: toHex(decision.measurement), platform: decision.platform, proof: decision.proof, ...(fields.length ? { evidence: fields } : {}) }, text: lines };
   })
   .requiredOption('--policy <file>', 'the signed policy')
   .requiredOption('--policy-cert <file>', 'the policy certificate')

@@ -5,8 +5,7 @@ import { Option, type Command } from 'commander';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CertifierError } from '../../lib/errors/index.ts';
-import { exportPrivateKey, exportPublicKey, generateKeyPair, toHex, type KeyAlg } from '../../lib/crypto/index.ts';
-import { encode } from '../../lib/wire/index.ts';
+import { exportPrivateKey, generateKeyPair, toHex, type KeyAlg } from '../../lib/crypto/index.ts';
 import { writeFileAtomic, readFileLimited } from '../../lib/files/index.ts';
 import { createPolicyCert, domainOfPolicyOrganization, issueAdmissionCert, parseCertificate, toPem, validatePolicyCert } from '../../lib/pki/index.ts';
 import { loadPolicy, makePolicy, sameKey } from '../../lib/policy/index.ts';
@@ -19,6 +18,7 @@ import { protectorFrom, storeOptions, type ProtectionOptions } from '../common/p
 import { loadPlatform } from '../common/platform.ts';
 import { measureFile, parseHostPort, parseMeasurementHex, readCertificateFile, readMeasurementFile, readPrivateKeyFile, readPublicKeyFile } from '../common/keys.ts';
 import { describeCert } from '../common/certs.ts';
+import { snpPolicyOptions, snpPolicyParts, type SnpPolicyFlags } from './snp-policy.ts';
 
 const P = 'cert-utility';
 const DAY = 86_400_000;
@@ -90,19 +90,20 @@ export function addTrustCommands(program: Command): void {
     .option('--out <file>', 'also write the raw 32-byte measurement here (as the original tools do)')
     .option('--force', 'replace --out if it exists');
 
-  subcommand<JsonOption & { policyKey: string; policyCert: string; trustPlatform: string[]; trustMeasurement: string[]; out: string; days: number; force?: boolean }>(program, 'make-policy',
+  snpPolicyOptions(subcommand<JsonOption & SnpPolicyFlags & { policyKey: string; policyCert: string; trustPlatform: string[]; trustMeasurement: string[]; out: string; days: number; force?: boolean }>(program, 'make-policy',
     'write the signed policy: trusted platform keys and trusted measurements',
     async (o) => {
       if (o.trustMeasurement.length === 0) throw new CertifierError('USAGE', 'name at least one --trust-measurement');
-      if (o.trustPlatform.length === 0) throw new CertifierError('USAGE', 'name at least one --trust-platform');
+      if (o.trustPlatform.length === 0 && o.trustAmdRoot.length === 0 && o.trustAmdRootCert.length === 0) throw new CertifierError('USAGE', 'name at least one --trust-platform, --trust-amd-root or --trust-amd-root-cert');
       const [policyKey, policyCert] = await Promise.all([readPrivateKeyFile(o.policyKey), readCertificateFile(o.policyCert)]);
       const pc = validatePolicyCert(policyCert, new Date());
       if (!sameKey(pc.publicKey, policyKey)) throw new CertifierError('INVALID_KEY', `${o.policyKey} is not the key of ${o.policyCert}`);
       const platforms = [];
       for (const f of o.trustPlatform) platforms.push({ key: await readPublicKeyFile(f), name: 'platformKey' });
       const now = new Date();
+      const snp = await snpPolicyParts(P, o, now);
       const bytes = makePolicy({
-        policyKey, policyCert, platforms, measurements: o.trustMeasurement.map(parseMeasurementHex),
+        policyKey, policyCert, platforms, measurements: o.trustMeasurement.map(parseMeasurementHex), ...snp,
         notBefore: new Date(now.getTime() - 5 * 60_000), notAfter: new Date(now.getTime() + o.days * DAY),
       });
       await writeFileAtomic(o.out, bytes, { exclusive: !o.force, mode: 0o644 });
@@ -115,7 +116,8 @@ export function addTrustCommands(program: Command): void {
     .option('--trust-measurement <hex>', 'a measurement to trust (repeatable)', collect, [])
     .requiredOption('--out <file>', 'where to write the policy')
     .option('--days <n>', 'how long the policy claims are valid', intInRange(1, 36600), 365)
-    .option('--force', 'replace --out if it exists');
+    .option('--force', 'replace --out if it exists'))
+    .addHelpText('after', examples(['cert-utility make-policy --policy-key policy-key.pem --policy-cert policy-cert.pem --out policy.bin \\\n      --trust-amd-root milan --snp-min-tcb 3:0:8:115 --trust-measurement <96 hex digits>']));
 
   subcommand<JsonOption & { policy: string; policyCert: string }>(program, 'print-policy', 'verify a policy file and print its statements',
     async (o) => {

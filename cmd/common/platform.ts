@@ -1,29 +1,43 @@
-// Loading this machine's platform from the flags: --platform, --platform-dir, --measurement-file.
+// Loading this machine's platform from the flags: --platform, --platform-dir, --measurement-file;
+// for SEV-SNP, --tsm-dir (configfs-tsm) and --vcek (the VCEK fetched ahead of time).
 
 import type { Command } from 'commander';
 import { join } from 'node:path';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { readFileLimited } from '../../lib/files/index.ts';
-import { SimulatedEnclave, TEST_PLATFORM_WARNING, type Platform } from '../../lib/attest/index.ts';
+import { DEFAULT_TSM_DIR, SimulatedEnclave, SnpGuest, TEST_PLATFORM_WARNING, type Platform } from '../../lib/attest/index.ts';
+import { readCertificateChain } from '../../lib/pki/index.ts';
 import { readMeasurementFile } from './keys.ts';
 import { warn } from './cli.ts';
 
-export const PLATFORMS = ['simulated'] as const;
+export const PLATFORMS = ['simulated', 'sev-snp'] as const;
 
 export interface PlatformOptions {
   platform?: string;
   platformDir?: string;
   measurementFile?: string;
+  tsmDir?: string;
+  vcek?: string;
 }
 
 export function platformOptions(cmd: Command): Command {
   return cmd
     .option('--platform <name>', `this machine's platform: ${PLATFORMS.join(', ')}`, 'simulated')
     .option('--platform-dir <dir>', 'the platform files this machine holds (simulated: attest-key.pem, endorsement.bin)')
-    .option('--measurement-file <file>', "this program's measurement (raw bytes or hex)");
+    .option('--measurement-file <file>', "this program's measurement (raw bytes or hex)")
+    .option('--tsm-dir <dir>', `sev-snp: the configfs-tsm report directory (default ${DEFAULT_TSM_DIR})`)
+    .option('--vcek <file>', 'sev-snp: the VCEK or VLEK (PEM/DER; a PEM file may add the ASK), when the host attaches none to reports');
+}
+
+async function loadSnp(o: PlatformOptions): Promise<Platform> {
+  if (o.platformDir || o.measurementFile) throw new CertifierError('USAGE', '--platform sev-snp takes no --platform-dir or --measurement-file: the hardware reports the measurement');
+  const certs = o.vcek ? readCertificateChain(await readFileLimited(o.vcek, 256 * 1024)) : undefined;
+  return SnpGuest.open({ ...(o.tsmDir ? { tsm: { dir: o.tsmDir } } : {}), ...(certs ? { certs } : {}) });
 }
 
 export async function loadPlatform(program: string, o: PlatformOptions): Promise<Platform> {
+  if (o.platform === 'sev-snp') return loadSnp(o);
+  if (o.tsmDir || o.vcek) throw new CertifierError('USAGE', '--tsm-dir and --vcek are for --platform sev-snp');
   if (o.platform !== 'simulated') throw new CertifierError('USAGE', `unknown --platform "${o.platform}"; choose ${PLATFORMS.join(', ')}`);
   if (!o.platformDir || !o.measurementFile) throw new CertifierError('USAGE', '--platform simulated needs --platform-dir and --measurement-file');
   const [attestKey, endorsement, measurement] = await Promise.all([

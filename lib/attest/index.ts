@@ -1,21 +1,40 @@
-// Platforms: the interface, the simulated enclave (a test platform), and evidence verification.
+// Platforms: the interface, the simulated enclave (a test platform), AMD SEV-SNP, and evidence verification.
 
 import { CertifierError } from '../errors/index.ts';
 import type { ValidTrustRequest } from '../wire/index.ts';
-import type { EvidenceFacts } from '../policy/index.ts';
+import { SEV_SNP_PLATFORM, type EvidenceFacts, type Policy } from '../policy/index.ts';
 import { SIMULATED_ENCLAVE, verifySimulatedEvidence } from './simulated-verify.ts';
+import { pinnedRoots, SEV_ENCLAVE, verifySnpEvidence } from './sev-snp/index.ts';
 
 export * from './platform.ts';
 export * from './simulated.ts';
 export * from './simulated-verify.ts';
 export * from './platform-cert.ts';
+export * from './sev-snp/index.ts';
+
+export interface VerifyOptions {
+  /** When certificates in the evidence must be valid (SEV-SNP); now when not given. */
+  at?: Date;
+  /** Trust anchors for SEV-SNP paths (DER ARKs); AMD's pinned ARKs when not given. */
+  snpRoots?: Uint8Array[];
+}
+
+/**
+ * What a server verifies with under `policy`: AMD's pinned ARKs, plus any SEV-SNP root the policy
+ * names by certificate (a test root, another product). Trusting a root stays the policy's call.
+ */
+export function verifyOptionsFor(policy: Policy, at: Date): VerifyOptions {
+  const named = policy.platforms.filter((p) => p.platformType === SEV_SNP_PLATFORM && p.certificate).map((p) => p.certificate!);
+  return { at, snpRoots: [...pinnedRoots(), ...named] };
+}
 
 /** Verifies an evidence package with the verifier of its platform. */
-export function verifyEvidence(support: ValidTrustRequest['support']): EvidenceFacts {
+export function verifyEvidence(support: ValidTrustRequest['support'], o: VerifyOptions = {}): EvidenceFacts {
   if (support.proverType !== 'vse-verifier') {
     throw new CertifierError('EVIDENCE_MALFORMED', `prover type "${support.proverType}" is not supported (expected vse-verifier)`);
   }
   const type = support.enclaveType ?? SIMULATED_ENCLAVE;
   if (type === SIMULATED_ENCLAVE) return verifySimulatedEvidence(support);
+  if (type === SEV_ENCLAVE) return verifySnpEvidence(support, { ...(o.at ? { at: o.at } : {}), ...(o.snpRoots ? { roots: o.snpRoots } : {}) });
   throw new CertifierError('EVIDENCE_MALFORMED', `no verifier for enclave type "${type}"`);
 }

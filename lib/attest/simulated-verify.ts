@@ -28,8 +28,31 @@ function one(support: ValidTrustRequest['support'], type: string): Uint8Array {
   return found[0]!.serializedEvidence;
 }
 
+interface Endorsement { platformKey: KeyObject; attestKey: KeyObject; notBefore: Date; notAfter: Date }
+
+// Endorsements that verified, by their exact bytes: a machine sends the same one with every
+// request, and decoding it, importing its two keys and checking its signature was a third of the
+// server's work per certification. Verifying is a pure function of the bytes (its validity times
+// are judged later, by the policy, at the time of each request); failures are never kept.
+const ENDORSEMENTS_KEPT = 64;
+const endorsements = new Map<string, { platformKey: KeyObject; attestKey: KeyObject; notBefore: number; notAfter: number }>();
+
+function verifyEndorsement(bytes: Uint8Array): Endorsement {
+  const id = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64');
+  let e = endorsements.get(id);
+  if (e) endorsements.delete(id); // re-inserted below: most recently used last
+  else {
+    const v = verifyEndorsementBytes(bytes);
+    e = { platformKey: v.platformKey, attestKey: v.attestKey, notBefore: v.notBefore.getTime(), notAfter: v.notAfter.getTime() };
+    if (endorsements.size >= ENDORSEMENTS_KEPT) endorsements.delete(endorsements.keys().next().value!);
+  }
+  endorsements.set(id, e);
+  // KeyObjects never change; the dates are the caller's own.
+  return { platformKey: e.platformKey, attestKey: e.attestKey, notBefore: new Date(e.notBefore), notAfter: new Date(e.notAfter) };
+}
+
 /** Verifies the endorsement: "platformKey says attestKey is-trusted-for-attestation". */
-function verifyEndorsement(bytes: Uint8Array): { platformKey: KeyObject; attestKey: KeyObject; notBefore: Date; notAfter: Date } {
+function verifyEndorsementBytes(bytes: Uint8Array): Endorsement {
   const sc = decodeOr<SignedClaimMessage>('signed_claim_message', bytes, 'the endorsement');
   const c = verifySignedClaim(sc, 'ENDORSEMENT_INVALID', 'the endorsement');
   const inner = c.clause.clause;

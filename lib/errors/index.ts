@@ -43,6 +43,8 @@ export const ErrorCodes = {
   DENIED: ExitStatus.failed,
   RESERVED_NAME: ExitStatus.failed,
   ACL_DENIED: ExitStatus.failed,
+  PLATFORM_PROPERTY_DENIED: ExitStatus.failed, // e.g. an SEV-SNP debug guest, a TCB below the minimum
+  SNP_REPORT_VERSION: ExitStatus.failed,       // an SEV-SNP report version this verifier cannot read
   // unreachable / timeout (3)
   UNREACHABLE: ExitStatus.unreachable,
   TIMEOUT: ExitStatus.unreachable,
@@ -60,6 +62,10 @@ export const ErrorCodes = {
   CREDENTIAL_INVALID: ExitStatus.integrity,
   NONCE_INVALID: ExitStatus.integrity,
   CHALLENGE_FAILED: ExitStatus.integrity,
+  SNP_CHAIN_UNTRUSTED: ExitStatus.integrity,   // no valid VCEK/VLEK path to a trusted AMD root
+  SNP_VCEK_MISMATCH: ExitStatus.integrity,     // the VCEK is for another chip (or is not the key kind the report names)
+  SNP_TCB_MISMATCH: ExitStatus.integrity,      // the VCEK was issued for another TCB than the report's REPORTED_TCB
+  SNP_REPORT_DATA_MISMATCH: ExitStatus.integrity, // REPORT_DATA is not the hash of the user data sent with it
 } as const;
 export type ErrorCode = keyof typeof ErrorCodes;
 

@@ -2,10 +2,11 @@
 // "M is-trusted", "K speaks-for M"), how to compare them, and how to say them to a person.
 
 import { createHash, type KeyObject } from 'node:crypto';
-import { fromKeyMessage, publicKeyOf, toHex, toKeyMessage } from '../crypto/index.ts';
+import { exportPublicKey, fromKeyMessage, publicKeyOf, toHex, toKeyMessage } from '../crypto/index.ts';
 import type { EntityMessage, KeyMessage, VseClause } from '../wire/types.ts';
+import { describePlatform } from './properties.ts';
 
-export const VERBS = ['says', 'is-trusted', 'is-trusted-for-attestation', 'is-trusted-for-authentication', 'speaks-for'] as const;
+export const VERBS = ['says', 'is-trusted', 'is-trusted-for-attestation', 'is-trusted-for-authentication', 'speaks-for', 'has-trusted-platform-property'] as const;
 export type Verb = (typeof VERBS)[number];
 
 /** A public key as a Certifier entity (a private key is reduced to its public half). */
@@ -34,7 +35,8 @@ const identities = new WeakMap<KeyObject, Buffer>();
 function identityOf(key: KeyObject): Buffer {
   let id = identities.get(key);
   if (!id) {
-    id = publicKeyOf(key).export({ type: 'spki', format: 'der' }) as Buffer;
+    const der = exportPublicKey(key, 'der'); // EC keys without OpenSSL's slow encoder
+    id = Buffer.from(der.buffer, der.byteOffset, der.byteLength);
     identities.set(key, id);
   }
   return id;
@@ -73,6 +75,7 @@ export function describeEntity(e: EntityMessage | undefined): string {
     const k = entityKey(e);
     return k ? keyLabel(k, e.key?.keyName) : `key:(unreadable ${e.key?.keyType ?? ''})`;
   }
+  if (e.entityType === 'platform') return describePlatform(e.platformEnt);
   return `${e.entityType ?? 'entity'}:(unsupported)`;
 }
 

@@ -7,6 +7,7 @@ import { bytesEqual, toHex } from '../crypto/index.ts';
 import { keyLabel, sameKey } from './entities.ts';
 import { within, type Window } from './claims.ts';
 import type { Policy } from './policy.ts';
+import { checkProperties, type PropertyValue } from './properties.ts';
 
 /** What a platform verifier proved from the evidence (signatures already checked). */
 export interface EvidenceFacts {
@@ -23,6 +24,8 @@ export interface EvidenceFacts {
   sessionBinding?: Uint8Array;
   /** What the verifier established, in order, for the proof. */
   steps: string[];
+  /** Platform properties the verifier established (SEV-SNP: debug, vmpl, tcb-snp, ...); checked against the policy's property claims. */
+  properties?: Readonly<Record<string, PropertyValue>>;
 }
 
 export interface EvaluateOptions {
@@ -48,11 +51,12 @@ export function evaluate(policy: Policy, facts: EvidenceFacts, o: EvaluateOption
   if (o.purpose !== 'authentication') return deny('PURPOSE_UNSUPPORTED', `purpose "${o.purpose}" is not supported; only "authentication" certificates are issued`);
 
   const platformLabel = keyLabel(facts.platformKey);
-  const platforms = policy.platforms.filter((p) => sameKey(p.key, facts.platformKey));
+  // A vendor root vouches only for its own platform's evidence.
+  const platforms = policy.platforms.filter((p) => sameKey(p.key, facts.platformKey) && (p.platformType === undefined || p.platformType === facts.platform));
   if (platforms.length === 0) return deny('PLATFORM_NOT_TRUSTED', `the platform key ${platformLabel} is not trusted for attestation by the policy`);
   const platform = platforms.find((p) => within(p, o.at));
   if (!platform) return deny('CLAIM_EXPIRED', `the policy claim trusting platform key ${platformLabel} is not valid at ${at}`);
-  proof.push(`policy: policyKey says ${platformLabel} is-trusted-for-attestation`);
+  proof.push(`policy: policyKey says ${platform.platformType ? `platform[${platform.platformType}, ${platform.label}]` : platformLabel} is-trusted-for-attestation`);
 
   for (const w of facts.windows) {
     if (!within(w.window, o.at, o.skewMs ?? DEFAULT_CLOCK_SKEW_MS)) {
@@ -64,6 +68,13 @@ export function evaluate(policy: Policy, facts: EvidenceFacts, o: EvaluateOption
     if (!facts.sessionBinding) return deny('SESSION_MISMATCH', 'the evidence is not bound to a TLS session (an older client, or a replay)');
     if (!bytesEqual(facts.sessionBinding, o.expectedBinding)) return deny('SESSION_MISMATCH', 'the evidence is bound to a different TLS session (replayed or relayed)');
     proof.push('the evidence is bound to this TLS session');
+  }
+
+  // Evidence with platform properties, or a policy naming some for this platform: they must hold.
+  if (facts.properties || policy.properties.some((p) => p.platformType === facts.platform)) {
+    const outcome = checkProperties(policy.properties, facts.platform, facts.properties ?? {}, o.at);
+    if (!outcome.ok) return deny('PLATFORM_PROPERTY_DENIED', outcome.reason);
+    proof.push(...outcome.proof);
   }
 
   const hex = toHex(facts.measurement);

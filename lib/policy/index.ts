@@ -3,4 +3,5 @@ export * from './time.ts';
 export * from './entities.ts';
 export * from './claims.ts';
 export * from './policy.ts';
+export * from './properties.ts';
 export * from './evaluate.ts';

@@ -1,0 +1,104 @@
+// make-policy's SEV-SNP flags: which AMD roots to trust (AMD's pinned ARKs by product, or a root
+// certificate named explicitly, e.g. a test signer's) and the platform properties every SNP
+// machine must show (debug, migration agent, minimum TCB, VMPL, host data, ID-key digest).
+
+import type { Command } from 'commander';
+import { InvalidArgumentError, Option } from 'commander';
+import { CertifierError } from '../../lib/errors/index.ts';
+import { AMD_CERTS, AMD_PRODUCTS, isPssSignedBy, pinnedArk, pinnedProductOf, readAmdCert, type AmdProduct } from '../../lib/attest/index.ts';
+import { COMPARATORS, SEV_SNP_PLATFORM, SNP_PROPERTY, type Comparator, type MakePolicyOptions, type Requirement } from '../../lib/policy/index.ts';
+import { readCertificateFile } from '../common/keys.ts';
+import { warn } from '../common/cli.ts';
+
+export interface SnpPolicyFlags {
+  trustAmdRoot: AmdProduct[];
+  trustAmdRootCert: string[];
+  snpMinTcb?: number[];
+  snpVmpl: number;
+  snpAllowDebug?: boolean;
+  snpAllowMigrationAgent?: boolean;
+  snpHostData?: string;
+  snpIdKeyDigest?: string;
+  snpProperty: Requirement[];
+}
+
+const collect = <T>(v: T, acc: T[]) => [...acc, v];
+
+function parseTcb(v: string): number[] {
+  const parts = v.split(/[:/]/);
+  if (parts.length !== 4 || parts.some((p) => !/^\d{1,3}$/.test(p) || Number(p) > 255)) throw new InvalidArgumentError('expected BOOTLOADER:TEE:SNP:MICROCODE, four numbers from 0 to 255 (e.g. 3:0:8:115)');
+  return parts.map(Number);
+}
+
+function parseHex(bytes: number) {
+  return (v: string): string => {
+    if (!new RegExp(`^[0-9a-fA-F]{${bytes * 2}}$`).test(v)) throw new InvalidArgumentError(`expected ${bytes * 2} hex digits`);
+    return v.toLowerCase();
+  };
+}
+
+/** "name>=n", "name<=n", "name=n" or "name=text". */
+function parseProperty(v: string, acc: Requirement[]): Requirement[] {
+  const m = /^([a-z0-9][a-z0-9-]*)(>=|<=|=)(.+)$/.exec(v);
+  if (!m || !(COMPARATORS as readonly string[]).includes(m[2]!)) throw new InvalidArgumentError('expected NAME=VALUE, NAME>=N or NAME<=N');
+  const numeric = /^\d{1,15}$/.test(m[3]!);
+  if (!numeric && m[2] !== '=') throw new InvalidArgumentError(`${m[1]} ${m[2]} needs a number`);
+  return [...acc, { name: m[1]!, comparator: m[2] as Comparator, value: numeric ? Number(m[3]) : m[3]!.toLowerCase() }];
+}
+
+export function snpPolicyOptions(cmd: Command): Command {
+  return cmd
+    .addOption(new Option('--trust-amd-root <product>', `trust AMD's pinned ARK of this product (${AMD_PRODUCTS.join(' or ')}) for SEV-SNP evidence (repeatable)`).argParser((v: string, acc: AmdProduct[]) => {
+      if (!(AMD_PRODUCTS as readonly string[]).includes(v)) throw new InvalidArgumentError(`choose ${AMD_PRODUCTS.join(' or ')}`);
+      return [...acc, v as AmdProduct];
+    }).default([]))
+    .option('--trust-amd-root-cert <file>', 'trust this ARK certificate for SEV-SNP evidence: for tests (a test signer) and other products only (repeatable)', collect<string>, [])
+    .option('--snp-min-tcb <bl:tee:snp:ucode>', 'SEV-SNP: the lowest REPORTED_TCB accepted (required with an AMD root)', parseTcb)
+    .option('--snp-vmpl <n>', 'SEV-SNP: the VMPL a report must come from', (v) => {
+      if (!/^[0-3]$/.test(v)) throw new InvalidArgumentError('expected 0, 1, 2 or 3');
+      return Number(v);
+    }, 0)
+    .option('--snp-allow-debug', 'SEV-SNP: also accept guests whose policy allows debugging (never in production)')
+    .option('--snp-allow-migration-agent', 'SEV-SNP: also accept guests whose policy allows a migration agent')
+    .option('--snp-host-data <hex>', 'SEV-SNP: require this HOST_DATA (64 hex digits)', parseHex(32))
+    .option('--snp-id-key-digest <hex>', 'SEV-SNP: require this ID_KEY_DIGEST (96 hex digits: the VM was launched with an ID block signed by this key)', parseHex(48))
+    .option('--snp-property <expr>', 'SEV-SNP: any further property, e.g. guest-svn>=2 (repeatable; see the README)', parseProperty, []);
+}
+
+/** The roots and the property claim the flags ask for; USAGE when an SNP root lacks its minimum TCB. */
+export async function snpPolicyParts(program: string, o: SnpPolicyFlags, at: Date): Promise<Pick<MakePolicyOptions, 'platformRoots' | 'platformProperties'>> {
+  const roots: NonNullable<MakePolicyOptions['platformRoots']> = o.trustAmdRoot.map((p) => ({ platformType: SEV_SNP_PLATFORM, certificate: pinnedArk(p), name: AMD_CERTS[p].arkName }));
+  for (const file of o.trustAmdRootCert) {
+    const der = await readCertificateFile(file);
+    const ark = readAmdCert(der, 'ARK');
+    if (!isPssSignedBy(ark, ark.publicKey) || !ark.isCA || at > ark.notAfter) {
+      throw new CertifierError('BAD_CERTIFICATE', `${file} is not a valid self-signed ARK (RSA-PSS SHA-384, a CA, not expired)`);
+    }
+    if (!pinnedProductOf(der)) warn(program, `${file} ("${ark.name}") is not one of AMD's pinned roots: whoever holds its key can vouch for any machine (meant for tests and other products)`);
+    roots.push({ platformType: SEV_SNP_PLATFORM, certificate: der, name: ark.name });
+  }
+  const snpOnly = o.snpMinTcb || o.snpAllowDebug || o.snpAllowMigrationAgent || o.snpHostData || o.snpIdKeyDigest || o.snpProperty.length > 0 || o.snpVmpl !== 0;
+  if (roots.length === 0) {
+    if (snpOnly) throw new CertifierError('USAGE', 'the --snp-* flags need --trust-amd-root or --trust-amd-root-cert');
+    return {};
+  }
+  if (!o.snpMinTcb) throw new CertifierError('USAGE', 'trusting an AMD root needs --snp-min-tcb BOOTLOADER:TEE:SNP:MICROCODE (the lowest TCB accepted; there is no safe default)');
+  const P = SNP_PROPERTY;
+  const [bl, tee, snp, ucode] = o.snpMinTcb as [number, number, number, number];
+  const requirements: Requirement[] = [
+    { name: P.debug, comparator: '<=', value: o.snpAllowDebug ? 1 : 0 },
+    { name: P.migrateMa, comparator: '<=', value: o.snpAllowMigrationAgent ? 1 : 0 },
+    { name: P.vmpl, comparator: '=', value: o.snpVmpl },
+    { name: P.tcbBootloader, comparator: '>=', value: bl },
+    { name: P.tcbTee, comparator: '>=', value: tee },
+    { name: P.tcbSnp, comparator: '>=', value: snp },
+    { name: P.tcbMicrocode, comparator: '>=', value: ucode },
+    ...(o.snpHostData ? [{ name: P.hostData, comparator: '=' as const, value: o.snpHostData }] : []),
+    ...(o.snpIdKeyDigest ? [{ name: P.idKeyDigest, comparator: '=' as const, value: o.snpIdKeyDigest }] : []),
+  ];
+  for (const extra of o.snpProperty) {
+    if (requirements.some((r) => r.name === extra.name)) throw new CertifierError('USAGE', `--snp-property ${extra.name} is already set by another flag`);
+    requirements.push(extra);
+  }
+  return { platformRoots: roots, platformProperties: [{ platformType: SEV_SNP_PLATFORM, requirements }] };
+}

@@ -1,0 +1,184 @@
+// The AMD SEV-SNP ATTESTATION_REPORT (SEV-SNP Firmware ABI, "ATTESTATION_REPORT Structure"):
+// parsing the 1184 bytes into typed fields, and checking the report's ECDSA P-384 signature.
+// Pure: bytes in, values out. Which key may sign, and whether to trust it, is decided elsewhere.
+
+import { verify, type KeyObject } from 'node:crypto';
+import { CertifierError } from '../../errors/index.ts';
+import { toHex } from '../../crypto/index.ts';
+
+export const REPORT_SIZE = 1184;
+/** The signature covers bytes 0x000..0x29F. */
+export const SIGNED_BYTES = 0x2a0;
+export const SUPPORTED_REPORT_VERSIONS: readonly number[] = [2, 3, 5];
+/** SIGNATURE_ALGO 1: ECDSA P-384 with SHA-384 (the only one the ABI defines). */
+export const ECDSA_P384_SHA384 = 1;
+
+/** A TCB_VERSION as Milan and Genoa lay it out: byte 0 bootloader, 1 TEE, 6 SNP, 7 microcode. */
+export interface TcbVersion {
+  bootloader: number;
+  tee: number;
+  snp: number;
+  microcode: number;
+  /** The 8 bytes in report order, as hex. */
+  hex: string;
+}
+
+export interface GuestPolicy {
+  abiMinor: number;
+  abiMajor: number;
+  smtAllowed: boolean;
+  /** Bit 17 is reserved and the firmware requires it to be 1. */
+  reserved17: boolean;
+  migrateMa: boolean;
+  debug: boolean;
+  singleSocket: boolean;
+  raw: bigint;
+}
+
+export interface PlatformInfo {
+  smtEnabled: boolean;
+  tsmeEnabled: boolean;
+  eccEnabled: boolean;
+  raplDisabled: boolean;
+  ciphertextHiding: boolean;
+  aliasCheckComplete: boolean;
+  raw: bigint;
+}
+
+export type SigningKey = 'vcek' | 'vlek';
+
+export interface FirmwareVersion { major: number; minor: number; build: number }
+
+export interface SnpReport {
+  /** The whole report (a copy), for the signature check. */
+  bytes: Uint8Array;
+  version: number;
+  guestSvn: number;
+  policy: GuestPolicy;
+  familyId: Uint8Array;
+  imageId: Uint8Array;
+  vmpl: number;
+  signatureAlgo: number;
+  currentTcb: TcbVersion;
+  platformInfo: PlatformInfo;
+  authorKeyEn: boolean;
+  maskChipKey: boolean;
+  signingKey: SigningKey;
+  reportData: Uint8Array;
+  measurement: Uint8Array;
+  hostData: Uint8Array;
+  idKeyDigest: Uint8Array;
+  authorKeyDigest: Uint8Array;
+  reportId: Uint8Array;
+  reportIdMa: Uint8Array;
+  reportedTcb: TcbVersion;
+  /** CPUID family, model and stepping: filled from report version 3 on. */
+  cpuid?: { family: number; model: number; stepping: number };
+  chipId: Uint8Array;
+  committedTcb: TcbVersion;
+  currentFirmware: FirmwareVersion;
+  committedFirmware: FirmwareVersion;
+  launchTcb: TcbVersion;
+  /** Report version 5 on. */
+  mitigations?: { launch: bigint; current: bigint };
+  /** r and s as big-endian 48-byte integers. */
+  signature: { r: Uint8Array; s: Uint8Array };
+}
+
+const malformed = (why: string) => new CertifierError('EVIDENCE_MALFORMED', `the SEV-SNP report ${why}`);
+const bit = (v: bigint, n: number) => ((v >> BigInt(n)) & 1n) === 1n;
+
+function tcbAt(b: Uint8Array, at: number): TcbVersion {
+  const t = b.subarray(at, at + 8);
+  return { bootloader: t[0]!, tee: t[1]!, snp: t[6]!, microcode: t[7]!, hex: toHex(t) };
+}
+
+/** Signature components are 72-byte little-endian numbers; a P-384 value fits in the low 48. */
+function signatureComponent(b: Uint8Array, at: number, name: string): Uint8Array {
+  const le = b.subarray(at, at + 72);
+  if (le.subarray(48).some((x) => x !== 0)) throw malformed(`signature ${name} is larger than a P-384 number`);
+  return Uint8Array.from(le.subarray(0, 48)).reverse();
+}
+
+/**
+ * Parses an ATTESTATION_REPORT. EVIDENCE_MALFORMED for a wrong size, an unsigned report or an
+ * unknown signature algorithm; SNP_REPORT_VERSION for a version other than 2, 3 or 5 (the field
+ * layout is only known for those).
+ */
+export function parseReport(input: Uint8Array): SnpReport {
+  if (input.length !== REPORT_SIZE) throw malformed(`is ${input.length} bytes, not ${REPORT_SIZE}`);
+  const b = new Uint8Array(input);
+  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  const u32 = (at: number) => v.getUint32(at, true);
+  const u64 = (at: number) => v.getBigUint64(at, true);
+  const bytes = (at: number, n: number) => b.slice(at, at + n);
+
+  const version = u32(0x00);
+  if (!SUPPORTED_REPORT_VERSIONS.includes(version)) {
+    throw new CertifierError('SNP_REPORT_VERSION', `SEV-SNP report version ${version} is not supported (this verifier reads versions ${SUPPORTED_REPORT_VERSIONS.join(', ')})`);
+  }
+  const signatureAlgo = u32(0x34);
+  if (signatureAlgo !== ECDSA_P384_SHA384) throw malformed(`names signature algorithm ${signatureAlgo}, not 1 (ECDSA P-384 with SHA-384)`);
+  const flags = u32(0x48);
+  const keySel = (flags >> 2) & 0x7;
+  if (keySel === 7) throw malformed('is not signed (SIGNING_KEY is 7, "none")');
+  if (keySel > 1) throw malformed(`names signing key ${keySel}, which is reserved`);
+
+  const policy = u64(0x08);
+  const info = u64(0x40);
+  const fw = (at: number): FirmwareVersion => ({ build: b[at]!, minor: b[at + 1]!, major: b[at + 2]! });
+  const report: SnpReport = {
+    bytes: b,
+    version,
+    guestSvn: u32(0x04),
+    policy: {
+      abiMinor: Number(policy & 0xffn), abiMajor: Number((policy >> 8n) & 0xffn), smtAllowed: bit(policy, 16),
+      reserved17: bit(policy, 17), migrateMa: bit(policy, 18), debug: bit(policy, 19), singleSocket: bit(policy, 20), raw: policy,
+    },
+    familyId: bytes(0x10, 16),
+    imageId: bytes(0x20, 16),
+    vmpl: u32(0x30),
+    signatureAlgo,
+    currentTcb: tcbAt(b, 0x38),
+    platformInfo: {
+      smtEnabled: bit(info, 0), tsmeEnabled: bit(info, 1), eccEnabled: bit(info, 2), raplDisabled: bit(info, 3),
+      ciphertextHiding: bit(info, 4), aliasCheckComplete: bit(info, 5), raw: info,
+    },
+    authorKeyEn: (flags & 1) === 1,
+    maskChipKey: (flags & 2) === 2,
+    signingKey: keySel === 0 ? 'vcek' : 'vlek',
+    reportData: bytes(0x50, 64),
+    measurement: bytes(0x90, 48),
+    hostData: bytes(0xc0, 32),
+    idKeyDigest: bytes(0xe0, 48),
+    authorKeyDigest: bytes(0x110, 48),
+    reportId: bytes(0x140, 32),
+    reportIdMa: bytes(0x160, 32),
+    reportedTcb: tcbAt(b, 0x180),
+    chipId: bytes(0x1a0, 64),
+    committedTcb: tcbAt(b, 0x1e0),
+    currentFirmware: fw(0x1e8),
+    committedFirmware: fw(0x1ec),
+    launchTcb: tcbAt(b, 0x1f0),
+    signature: { r: signatureComponent(b, 0x2a0, 'r'), s: signatureComponent(b, 0x2e8, 's') },
+  };
+  if (version >= 3) report.cpuid = { family: b[0x188]!, model: b[0x189]!, stepping: b[0x18a]! };
+  if (version >= 5) report.mitigations = { launch: u64(0x1f8), current: u64(0x200) };
+  return report;
+}
+
+/** True when `key` (ECDSA P-384) signed the report's bytes 0x000..0x29F with SHA-384. */
+export function reportSignatureValid(report: SnpReport, key: KeyObject): boolean {
+  if (key.asymmetricKeyType !== 'ec' || key.asymmetricKeyDetails?.namedCurve !== 'secp384r1') return false;
+  const sig = new Uint8Array(96);
+  sig.set(report.signature.r, 0);
+  sig.set(report.signature.s, 48);
+  try {
+    return verify('sha384', report.bytes.subarray(0, SIGNED_BYTES), { key, dsaEncoding: 'ieee-p1363' }, sig);
+  } catch {
+    return false; // an out-of-range r or s is simply not a valid signature
+  }
+}
+
+export const isAllZero = (b: Uint8Array) => b.every((x) => x === 0);
+export const tcbText = (t: TcbVersion) => `bootloader=${t.bootloader} tee=${t.tee} snp=${t.snp} microcode=${t.microcode}`;

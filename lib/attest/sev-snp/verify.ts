@@ -1,0 +1,173 @@
+// Verifying SEV-SNP evidence: the report's VCEK/VLEK chain to an AMD root, the VCEK's TCB and chip
+// id against the report, the report's signature, and the binding of the report to the request
+// (REPORT_DATA = SHA-512 of the serialized attestation_user_data sent with it, as the simulated
+// platform's report carries that same serialized user data). The result is the EvidenceFacts every
+// platform verifier produces, plus the SNP properties the policy checks. Pure and synchronous.
+
+import type { KeyObject } from 'node:crypto';
+import { CertifierError } from '../../errors/index.ts';
+import { bytesEqual, fromKeyMessage, hash, toHex } from '../../crypto/index.ts';
+import { decode, type AttestationUserData, type ValidTrustRequest } from '../../wire/index.ts';
+import { keyLabel, parseCertifierTime, SEV_SNP_PLATFORM, SNP_PROPERTY, type EvidenceFacts, type PropertyValue } from '../../policy/index.ts';
+import { certHwId, certProductName, certTcb, pinnedAmdCerts, pinnedProductOf, readAmdCert, readAmdCertOnce, type AmdCert } from './amd-certs.ts';
+import { validateAmdChain, type AmdChain } from './chain.ts';
+import { isAllZero, parseReport, reportSignatureValid, tcbText, type SnpReport } from './report.ts';
+
+/** The Certifier's enclave type for SEV-SNP evidence, and its evidence types. */
+export const SEV_ENCLAVE = 'sev-enclave';
+export const SEV_ATTESTATION_EVIDENCE = 'sev-attestation';
+export const CERT_EVIDENCE = 'cert';
+/** How long after the time it names the evidence is accepted (as the simulated report's window). */
+const USER_DATA_VALIDITY_MS = 86_400_000;
+
+export interface SnpReportInput {
+  report: Uint8Array;
+  /** DER certificates sent with the report: the VCEK or VLEK, and optionally its ASK/ASVK (an ARK there is ignored). */
+  certs: Uint8Array[];
+  at: Date;
+  /** Trust anchors (DER ARKs); AMD's pinned Milan and Genoa ARKs when not given. */
+  roots?: Uint8Array[];
+}
+
+export interface VerifiedSnpReport {
+  report: SnpReport;
+  chain: AmdChain;
+  /** "milan" or "genoa" when the path ends at a pinned AMD root. */
+  product?: string;
+}
+
+/** The SHA-512 of the serialized user data: what REPORT_DATA must hold (all 64 bytes of it). */
+export const reportDataFor = (serializedUserData: Uint8Array) => hash('sha512', serializedUserData);
+
+export const pinnedRoots = () => pinnedAmdCerts().map((p) => p.ark);
+
+const malformed = (why: string, cause?: unknown) => new CertifierError('EVIDENCE_MALFORMED', why, cause ? { cause } : undefined);
+const tcbOf = (t: { bootloader: number; tee: number; snp: number; microcode: number }) => `${t.bootloader}/${t.tee}/${t.snp}/${t.microcode}`;
+
+/** The VCEK/VLEK is bound to the report: a VCEK's hwID is CHIP_ID, and its TCB is REPORTED_TCB. */
+function checkBinding(report: SnpReport, leaf: AmdCert): void {
+  if (report.signingKey === 'vcek') { // a VLEK belongs to a cloud provider, not to one chip
+    const hwId = certHwId(leaf);
+    if (!hwId) throw new CertifierError('BAD_CERTIFICATE', 'the VCEK has no hwID extension');
+    if (report.maskChipKey) throw new CertifierError('SNP_VCEK_MISMATCH', 'the report hides its chip id (MASK_CHIP_KEY), so no VCEK can be matched to it');
+    if (!bytesEqual(hwId, report.chipId)) {
+      throw new CertifierError('SNP_VCEK_MISMATCH', `the VCEK belongs to chip ${toHex(hwId).slice(0, 16)}…, the report comes from chip ${toHex(report.chipId).slice(0, 16)}…`);
+    }
+  }
+  const certified = certTcb(leaf);
+  if (tcbOf(certified) !== tcbOf(report.reportedTcb)) {
+    throw new CertifierError('SNP_TCB_MISMATCH', `the ${report.signingKey.toUpperCase()} was issued for TCB ${tcbOf(certified)} (bootloader/tee/snp/microcode) but the report's REPORTED_TCB is ${tcbOf(report.reportedTcb)}: fetch the certificate for the current TCB`);
+  }
+}
+
+/**
+ * Verifies a report and its VCEK/VLEK at time `at`: path to one of `roots`, TCB and chip id,
+ * then the signature (REPORT_INVALID when it does not verify). Trusting the root is the policy's call.
+ */
+export function verifySnpReport(i: SnpReportInput): VerifiedSnpReport {
+  const report = parseReport(i.report);
+  const certs = i.certs.map((c, n) => readAmdCert(c, `evidence certificate ${n + 1}`));
+  const leaves = certs.filter((c) => !c.isCA);
+  if (leaves.length !== 1) throw malformed(`the SEV-SNP evidence needs exactly one VCEK or VLEK certificate, found ${leaves.length}`);
+  const pinned = pinnedAmdCerts();
+  const intermediates = [
+    ...certs.filter((c) => c.isCA),
+    ...pinned.flatMap((p) => [readAmdCertOnce(p.ask, 'ASK'), readAmdCertOnce(p.asvk, 'ASVK')]),
+  ];
+  const roots = (i.roots ?? pinned.map((p) => p.ark)).map((r) => readAmdCertOnce(r, 'ARK'));
+  const chain = validateAmdChain({ leaf: leaves[0]!, kind: report.signingKey, intermediates, roots, at: i.at });
+  checkBinding(report, chain.leaf);
+  if (!reportSignatureValid(report, chain.leaf.publicKey)) {
+    throw new CertifierError('REPORT_INVALID', `the SEV-SNP report's signature does not verify with its ${report.signingKey.toUpperCase()} (the report was altered, or the certificate is not its signer)`);
+  }
+  const product = pinnedProductOf(chain.root.der);
+  return product ? { report, chain, product } : { report, chain };
+}
+
+/** The SNP properties a policy can name (lib/policy's SNP_PROPERTY); a digest of zeros is absent. */
+export function snpProperties(r: SnpReport): Record<string, PropertyValue> {
+  const P = SNP_PROPERTY;
+  const out: Record<string, PropertyValue> = {
+    [P.debug]: r.policy.debug ? 1 : 0, [P.migrateMa]: r.policy.migrateMa ? 1 : 0,
+    [P.smtAllowed]: r.policy.smtAllowed ? 1 : 0, [P.singleSocket]: r.policy.singleSocket ? 1 : 0,
+    [P.abiMajor]: r.policy.abiMajor, [P.abiMinor]: r.policy.abiMinor, [P.vmpl]: r.vmpl, [P.guestSvn]: r.guestSvn,
+    [P.tcbBootloader]: r.reportedTcb.bootloader, [P.tcbTee]: r.reportedTcb.tee, [P.tcbSnp]: r.reportedTcb.snp, [P.tcbMicrocode]: r.reportedTcb.microcode,
+    [P.hostData]: toHex(r.hostData), [P.familyId]: toHex(r.familyId), [P.imageId]: toHex(r.imageId),
+    [P.signingKey]: r.signingKey, [P.reportVersion]: r.version,
+  };
+  // No ID block (or no author key) leaves these zero: the evidence then has no such property.
+  if (!isAllZero(r.idKeyDigest)) out[P.idKeyDigest] = toHex(r.idKeyDigest);
+  if (r.authorKeyEn && !isAllZero(r.authorKeyDigest)) out[P.authorKeyDigest] = toHex(r.authorKeyDigest);
+  return out;
+}
+
+interface SevAttestationMessage { whatWasSaid?: Uint8Array; reportedAttestation?: Uint8Array }
+
+/** The report, the user data and the certificates of an SEV-SNP evidence package. */
+export function snpEvidenceParts(support: ValidTrustRequest['support']): { report: Uint8Array; userData: Uint8Array; certs: Uint8Array[] } {
+  const att = support.factAssertion.filter((f) => f.evidenceType === SEV_ATTESTATION_EVIDENCE);
+  if (att.length !== 1) throw malformed(`the evidence package needs exactly one "${SEV_ATTESTATION_EVIDENCE}" assertion, found ${att.length}`);
+  let m: SevAttestationMessage;
+  try {
+    m = decode<SevAttestationMessage>('sev_attestation_message', att[0]!.serializedEvidence);
+  } catch (cause) {
+    throw malformed('the sev-attestation evidence is not a sev_attestation_message', cause);
+  }
+  if (!m.whatWasSaid?.length || !m.reportedAttestation?.length) throw malformed('the sev_attestation_message lacks what_was_said or reported_attestation');
+  const certs = support.factAssertion.filter((f) => f.evidenceType === CERT_EVIDENCE).map((f) => f.serializedEvidence);
+  return { report: m.reportedAttestation, userData: m.whatWasSaid, certs };
+}
+
+function readUserData(bytes: Uint8Array): { ud: AttestationUserData; enclaveKey: KeyObject; window: { notBefore: Date; notAfter: Date } } {
+  let ud: AttestationUserData;
+  try {
+    ud = decode<AttestationUserData>('attestation_user_data', bytes);
+  } catch (cause) {
+    throw malformed('what_was_said is not an attestation_user_data', cause);
+  }
+  if (ud.enclaveType !== undefined && ud.enclaveType !== SEV_ENCLAVE) throw malformed(`the user data's enclave type "${ud.enclaveType}" is not ${SEV_ENCLAVE}`);
+  let enclaveKey: KeyObject;
+  try {
+    enclaveKey = fromKeyMessage(ud.enclaveKey ?? {});
+  } catch (cause) {
+    throw malformed("the user data's enclave key is missing or unreadable", cause);
+  }
+  if (enclaveKey.type !== 'public') throw malformed("the user data's enclave key must be a public key");
+  const t = parseCertifierTime(ud.time ?? '', 'user data time');
+  return { ud, enclaveKey, window: { notBefore: t, notAfter: new Date(t.getTime() + USER_DATA_VALIDITY_MS) } };
+}
+
+/** Verifies an SEV-SNP evidence package into EvidenceFacts (platform "amd-sev-snp"). */
+export function verifySnpEvidence(support: ValidTrustRequest['support'], o: { at?: Date; roots?: Uint8Array[] } = {}): EvidenceFacts {
+  const parts = snpEvidenceParts(support);
+  const at = o.at ?? new Date();
+  const v = verifySnpReport({ report: parts.report, certs: parts.certs, at, ...(o.roots ? { roots: o.roots } : {}) });
+  const r = v.report;
+  if (!bytesEqual(r.reportData, reportDataFor(parts.userData))) {
+    throw new CertifierError('SNP_REPORT_DATA_MISMATCH', 'the report\'s REPORT_DATA is not the SHA-512 of the user data sent with it: the report vouches for another request');
+  }
+  const { ud, enclaveKey, window } = readUserData(parts.userData);
+  const { leaf, intermediate, root } = v.chain;
+  const rootLabel = `${root.name} ${keyLabel(root.publicKey)}${v.product ? ' (pinned AMD root)' : ''}`;
+  const kind = r.signingKey.toUpperCase();
+  const span = (c: AmdCert) => ({ notBefore: c.notBefore, notAfter: c.notAfter });
+  return {
+    platform: SEV_SNP_PLATFORM,
+    platformKey: root.publicKey,
+    windows: [
+      { what: 'ARK certificate', window: span(root) },
+      { what: `${intermediate.name} certificate`, window: span(intermediate) },
+      { what: `${kind} certificate`, window: span(leaf) },
+      { what: 'attestation user data', window },
+    ],
+    measurement: r.measurement,
+    enclaveKey,
+    ...(ud.sessionBinding?.length ? { sessionBinding: ud.sessionBinding } : {}),
+    steps: [
+      `${rootLabel} signed ${intermediate.name}, which signed the ${kind} for ${certProductName(leaf) ?? 'its product'} at TCB ${tcbText(r.reportedTcb)} (RSA-PSS SHA-384 signatures verified)`,
+      `the ${kind} matches the report's REPORTED_TCB${r.signingKey === 'vcek' ? ' and CHIP_ID' : ''}, and signed the report (ECDSA P-384 verified): measurement ${toHex(r.measurement)}, VMPL ${r.vmpl}`,
+      `REPORT_DATA is the SHA-512 of the user data, which names ${keyLabel(enclaveKey, ud.enclaveKey?.keyName)}${ud.sessionBinding?.length ? ' and a TLS session binding' : ''}`,
+    ],
+    properties: snpProperties(r),
+  };
+}

@@ -1,0 +1,146 @@
+// Platform entities in the policy: a hardware vendor's root ("policyKey says platform[amd-sev-snp,
+// ARK-Milan] is-trusted-for-attestation") and platform properties ("policyKey says
+// platform[amd-sev-snp, debug <= 0, tcb-snp >= 8, ...] has-trusted-platform-property"), encoded
+// with the Certifier's platform and property messages; and the pure check of a verifier's
+// properties against them. Defaults fail closed: what a claim leaves out is the strictest choice.
+
+import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
+import { CertifierError } from '../errors/index.ts';
+import { readStructure } from '../pki/structure.ts';
+import type { EntityMessage, Platform as PlatformMessage, Property } from '../wire/types.ts';
+import type { Window } from './claims.ts';
+
+export const SEV_SNP_PLATFORM = 'amd-sev-snp';
+export const PROPERTY_VERB = 'has-trusted-platform-property';
+
+export type PropertyValue = number | string;
+export const COMPARATORS = ['=', '>=', '<='] as const;
+export type Comparator = (typeof COMPARATORS)[number];
+export interface Requirement { name: string; comparator: Comparator; value: PropertyValue }
+
+/** The SEV-SNP properties a verifier reports (see lib/attest/sev-snp) and a policy may name. */
+export const SNP_PROPERTY = {
+  debug: 'debug', migrateMa: 'migrate-ma', smtAllowed: 'smt-allowed', singleSocket: 'single-socket',
+  abiMajor: 'abi-major', abiMinor: 'abi-minor', vmpl: 'vmpl', guestSvn: 'guest-svn',
+  tcbBootloader: 'tcb-bootloader', tcbTee: 'tcb-tee', tcbSnp: 'tcb-snp', tcbMicrocode: 'tcb-microcode',
+  hostData: 'host-data', idKeyDigest: 'id-key-digest', authorKeyDigest: 'author-key-digest',
+  familyId: 'family-id', imageId: 'image-id', signingKey: 'signing-key', reportVersion: 'report-version',
+} as const;
+
+/** Applied unless a property claim names the property itself. */
+export const PROPERTY_DEFAULTS: Readonly<Record<string, readonly Requirement[]>> = {
+  [SEV_SNP_PLATFORM]: [
+    { name: SNP_PROPERTY.debug, comparator: '<=', value: 0 },
+    { name: SNP_PROPERTY.migrateMa, comparator: '<=', value: 0 },
+    { name: SNP_PROPERTY.vmpl, comparator: '=', value: 0 },
+  ],
+};
+
+/** A property claim for the platform must name these (a minimum TCB has no safe default). */
+export const REQUIRED_PROPERTIES: Readonly<Record<string, readonly string[]>> = {
+  [SEV_SNP_PLATFORM]: [SNP_PROPERTY.tcbBootloader, SNP_PROPERTY.tcbTee, SNP_PROPERTY.tcbSnp, SNP_PROPERTY.tcbMicrocode],
+};
+
+export interface TrustedProperties extends Window {
+  platformType: string;
+  requirements: Requirement[];
+}
+
+export const describeRequirement = (r: Requirement) => `${r.name} ${r.comparator} ${r.value}`;
+
+const certLabel = (der: Uint8Array) => `cert:${createHash('sha256').update(der).digest('hex').slice(0, 16)}`;
+
+/** "platform[amd-sev-snp, ARK-Milan cert:ab12..]" or "platform[amd-sev-snp, debug <= 0, ...]" */
+export function describePlatform(p: PlatformMessage | undefined): string {
+  const parts = [p?.platformType ?? '?'];
+  const cert = p?.attestKey?.certificate;
+  if (cert?.length) parts.push(`${p?.attestKey?.keyName ?? 'root'} ${certLabel(cert)}`);
+  for (const prop of p?.props?.props ?? []) {
+    parts.push(`${prop.propertyName ?? '?'} ${prop.comparator ?? '?'} ${prop.valueType === 'int' ? prop.intValue ?? '?' : prop.stringValue ?? '?'}`);
+  }
+  return `platform[${parts.join(', ')}]`;
+}
+
+/** A vendor root as a platform entity: the root certificate travels in the signed policy. */
+export function platformRootEntity(platformType: string, certificate: Uint8Array, name: string): EntityMessage {
+  return { entityType: 'platform', platformEnt: { platformType, hasKey: true, attestKey: { keyName: name, keyFormat: 'x509-der-certificate', certificate } } };
+}
+
+export function propertiesEntity(platformType: string, requirements: Requirement[]): EntityMessage {
+  const props: Property[] = requirements.map((r) => (typeof r.value === 'number'
+    ? { propertyName: r.name, valueType: 'int', comparator: r.comparator, intValue: r.value }
+    : { propertyName: r.name, valueType: 'string', comparator: r.comparator, stringValue: r.value }));
+  return { entityType: 'platform', platformEnt: { platformType, hasKey: false, props: { props } } };
+}
+
+const invalid = (what: string, why: string) => new CertifierError('POLICY_INVALID', `${what} ${why}`);
+
+/** The root a platform entity names: its key (from the certificate) and a label. */
+export function platformRootOf(e: EntityMessage, what: string): { key: KeyObject; label: string; platformType: string; certificate: Uint8Array } {
+  const p = e.platformEnt;
+  const cert = p?.attestKey?.certificate;
+  if (!p?.platformType || !cert?.length || p.props?.props?.length) throw invalid(what, 'names a platform root without its type and certificate');
+  let key: KeyObject;
+  try {
+    // The key only: whether the certificate is a valid root is the platform verifier's to check.
+    key = createPublicKey({ key: Buffer.from(readStructure(cert).spki), format: 'der', type: 'spki' });
+  } catch (cause) {
+    throw new CertifierError('POLICY_INVALID', `${what} names an unreadable platform root certificate`, { cause });
+  }
+  return { key, label: `${p.attestKey?.keyName ?? 'root'} ${certLabel(cert)}`, platformType: p.platformType, certificate: cert };
+}
+
+/** The requirements of a property claim; POLICY_INVALID for anything malformed or incomplete. */
+export function propertiesOf(e: EntityMessage, what: string): { platformType: string; requirements: Requirement[] } {
+  const p = e.platformEnt;
+  if (!p?.platformType || p.attestKey) throw invalid(what, 'names platform properties without a platform type (or with a key)');
+  const requirements = (p.props?.props ?? []).map((prop): Requirement => {
+    const name = prop.propertyName ?? '';
+    const comparator = prop.comparator as Comparator;
+    if (!/^[a-z0-9][a-z0-9-]{0,63}$/.test(name)) throw invalid(what, `names a property "${name}" that is not a property name`);
+    if (!(COMPARATORS as readonly string[]).includes(comparator)) throw invalid(what, `compares ${name} with "${prop.comparator ?? ''}"`);
+    if (prop.valueType === 'int' && prop.intValue !== undefined && prop.stringValue === undefined) return { name, comparator, value: prop.intValue };
+    if (prop.valueType === 'string' && prop.stringValue !== undefined && prop.intValue === undefined && comparator === '=') return { name, comparator, value: prop.stringValue };
+    throw invalid(what, `gives property ${name} no single int value, or a string value with a comparator other than "="`);
+  });
+  if (requirements.length === 0) throw invalid(what, 'names no platform properties');
+  const names = requirements.map((r) => r.name);
+  const twice = names.find((n, i) => names.indexOf(n) !== i);
+  if (twice) throw invalid(what, `names property ${twice} twice`);
+  const missing = (REQUIRED_PROPERTIES[p.platformType] ?? []).filter((n) => !names.includes(n));
+  if (missing.length) throw invalid(what, `must name ${missing.join(', ')} for ${p.platformType} (no safe default exists)`);
+  return { platformType: p.platformType, requirements };
+}
+
+/** Why `have` does not satisfy `r`, or undefined when it does. A missing property never does. */
+function unmet(r: Requirement, have: PropertyValue | undefined): string | undefined {
+  if (have === undefined) return `the evidence has no ${r.name}, which the policy requires (${describeRequirement(r)})`;
+  if (typeof have !== typeof r.value) return `the evidence's ${r.name} is ${JSON.stringify(have)}, not comparable with ${describeRequirement(r)}`;
+  if (r.comparator === '=') return have === r.value ? undefined : `${r.name} is ${have}, and the policy requires ${describeRequirement(r)}`;
+  const ok = r.comparator === '>=' ? Number(have) >= Number(r.value) : Number(have) <= Number(r.value);
+  return ok ? undefined : `${r.name} is ${have}, and the policy requires ${describeRequirement(r)}`;
+}
+
+export type PropertyOutcome = { ok: true; proof: string[] } | { ok: false; reason: string };
+
+/**
+ * Checks a verifier's properties against the policy's property claims for its platform, each
+ * completed by the defaults. Any one claim fully satisfied allows; none at all denies.
+ */
+export function checkProperties(claims: TrustedProperties[], platform: string, have: Readonly<Record<string, PropertyValue>>, at: Date): PropertyOutcome {
+  const mine = claims.filter((c) => c.platformType === platform);
+  if (mine.length === 0) return { ok: false, reason: `the policy sets no ${platform} platform properties (debug, minimum TCB, VMPL): refused by default` };
+  const current = mine.filter((c) => at >= c.notBefore && at <= c.notAfter);
+  if (current.length === 0) return { ok: false, reason: `no ${platform} property claim of the policy is valid at ${at.toISOString()}` };
+  let firstFailure: string | undefined;
+  for (const c of current) {
+    const named = new Set(c.requirements.map((r) => r.name));
+    const all = [...c.requirements, ...(PROPERTY_DEFAULTS[platform] ?? []).filter((d) => !named.has(d.name))];
+    const failure = all.map((r) => unmet(r, have[r.name])).find((f) => f !== undefined);
+    if (!failure) {
+      return { ok: true, proof: [`policy: policyKey says platform[${platform}] has-trusted-platform-property: ${all.map((r) => `${describeRequirement(r)} (is ${have[r.name]})`).join(', ')}`] };
+    }
+    firstFailure ??= failure;
+  }
+  return { ok: false, reason: firstFailure! };
+}

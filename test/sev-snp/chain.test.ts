@@ -1,0 +1,101 @@
+// Our path validation over AMD-shaped chains, exercised with the test signer: RSA-PSS parameters
+// checked explicitly, validity at the given time, CA flags, roots only from the anchors given
+// (never from the evidence), the VLEK path, and the report's signing-key selector.
+
+import { expect } from 'chai';
+import { generateKeyPairSync } from 'node:crypto';
+import { CertifierError, type ErrorCode } from '../../lib/errors/index.ts';
+import { randomBytes } from '../../lib/crypto/index.ts';
+import { readAmdCert, pssProblem, verifySnpReport, type SnpReportInput } from '../../lib/attest/index.ts';
+import { amdExtensions, pssCertificate, TestSnpSigner } from './signer.ts';
+import { basicConstraints, keyUsage } from '../../lib/pki/build.ts';
+import { NOW } from './support.ts';
+
+const DAY = 86_400_000;
+const MEASUREMENT = randomBytes(48);
+
+function refusal(i: SnpReportInput): { code: ErrorCode; reason?: unknown; message: string } {
+  try {
+    verifySnpReport(i);
+  } catch (e) {
+    if (!(e instanceof CertifierError)) throw e;
+    return { code: e.code, reason: e.details?.reason, message: e.message };
+  }
+  throw new Error('expected a refusal');
+}
+
+describe('SEV-SNP path validation (test signer)', () => {
+  let s: TestSnpSigner;
+  let report: Uint8Array;
+  before(() => {
+    s = TestSnpSigner.create({ now: NOW });
+    report = s.report({ reportData: randomBytes(64), measurement: MEASUREMENT });
+  });
+
+  it('verifies VCEK -> ASK -> ARK when the ARK is an anchor, with the ASK from the evidence', () => {
+    const v = verifySnpReport({ report, certs: [s.vcek, s.ask], at: NOW, roots: [s.ark] });
+    expect(v.chain.root.name).to.equal('ARK-TEST');
+    expect(v.product, 'not a pinned AMD root').to.equal(undefined);
+  });
+
+  it('never takes a root from the evidence: an ARK sent along is not an anchor', () => {
+    expect(refusal({ report, certs: [s.vcek, s.ask, s.ark], at: NOW })).to.include({ code: 'SNP_CHAIN_UNTRUSTED', reason: 'no-issuer' });
+  });
+
+  it('refuses a chain when the ASK is missing and not pinned', () => {
+    expect(refusal({ report, certs: [s.vcek], at: NOW, roots: [s.ark] })).to.include({ code: 'SNP_CHAIN_UNTRUSTED', reason: 'no-issuer' });
+  });
+
+  it('refuses a VCEK signed with another PSS salt length, naming the algorithm', () => {
+    const ask = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;
+    const other = TestSnpSigner.create({ now: NOW });
+    const vcek = pssCertificate({ subject: 'SEV-VCEK', issuer: 'SEV-TEST', key: generateKeyPairSync('ec', { namedCurve: 'P-384' }).privateKey, signer: ask, extensions: amdExtensions(other.tcb, other.chipId), salt: 32 }, NOW);
+    expect(pssProblem(readAmdCert(vcek, 'VCEK'))).to.equal('RSASSA-PSS salt length is 32, not 48');
+    const r = refusal({ report: other.report({ reportData: randomBytes(64), measurement: MEASUREMENT }), certs: [vcek, other.ask], at: NOW, roots: [other.ark] });
+    expect(r).to.include({ code: 'SNP_CHAIN_UNTRUSTED', reason: 'signature-algorithm' });
+  });
+
+  it('refuses a VCEK the ASK did not sign (same names, another key)', () => {
+    const impostor = pssCertificate({ subject: 'SEV-VCEK', issuer: 'SEV-TEST', key: generateKeyPairSync('ec', { namedCurve: 'P-384' }).privateKey, signer: generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey, extensions: amdExtensions(s.tcb, s.chipId) }, NOW);
+    expect(refusal({ report, certs: [impostor, s.ask], at: NOW, roots: [s.ark] })).to.include({ code: 'SNP_CHAIN_UNTRUSTED', reason: 'signature' });
+  });
+
+  it('refuses certificates outside their validity at the given time with CERT_EXPIRED', () => {
+    expect(refusal({ report, certs: [s.vcek, s.ask], at: new Date(NOW.getTime() - 2 * DAY), roots: [s.ark] })).to.include({ code: 'CERT_EXPIRED', reason: 'not-yet-valid' });
+    expect(refusal({ report, certs: [s.vcek, s.ask], at: new Date(NOW.getTime() + 3651 * DAY), roots: [s.ark] })).to.include({ code: 'CERT_EXPIRED', reason: 'expired' });
+  });
+
+  it('refuses an intermediate that is not a CA allowed to sign certificates', () => {
+    // A fresh signer whose ASK lacks keyCertSign: the VCEK still chains by name and signature.
+    const t = TestSnpSigner.create({ now: NOW });
+    const askKey = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;
+    const arkKey = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;
+    const vcekKey = generateKeyPairSync('ec', { namedCurve: 'P-384' }).privateKey;
+    const ark = pssCertificate({ subject: 'ARK-X', issuer: 'ARK-X', key: arkKey, signer: arkKey, extensions: [basicConstraints(true), keyUsage(['keyCertSign'])], serial: 1 }, NOW);
+    const ask = pssCertificate({ subject: 'SEV-X', issuer: 'ARK-X', key: askKey, signer: arkKey, extensions: [basicConstraints(true), keyUsage(['digitalSignature'])], serial: 2 }, NOW);
+    const vcek = pssCertificate({ subject: 'SEV-VCEK', issuer: 'SEV-X', key: vcekKey, signer: askKey, extensions: amdExtensions(t.tcb, t.chipId) }, NOW);
+    expect(refusal({ report: t.report({ reportData: randomBytes(64), measurement: MEASUREMENT }), certs: [vcek, ask], at: NOW, roots: [ark] })).to.include({ code: 'SNP_CHAIN_UNTRUSTED', reason: 'not-ca' });
+  });
+
+  it('verifies a VLEK-signed report through VLEK -> ASVK -> ARK, without a chip id', () => {
+    const vlekReport = s.report({ reportData: randomBytes(64), measurement: MEASUREMENT, signingKey: 'vlek' });
+    const v = verifySnpReport({ report: vlekReport, certs: [s.vlek, s.asvk], at: NOW, roots: [s.ark] });
+    expect(v.report.signingKey).to.equal('vlek');
+    expect(v.chain.intermediate.name).to.equal('SEV-VLEK-TEST');
+  });
+
+  it('refuses a certificate of the other kind than the report\'s SIGNING_KEY names with SNP_VCEK_MISMATCH', () => {
+    const vlekReport = s.report({ reportData: randomBytes(64), measurement: MEASUREMENT, signingKey: 'vlek' });
+    expect(refusal({ report: vlekReport, certs: [s.vcek, s.ask], at: NOW, roots: [s.ark] })).to.include({ code: 'SNP_VCEK_MISMATCH', reason: 'signing-key-kind' });
+    expect(refusal({ report, certs: [s.vlek, s.asvk], at: NOW, roots: [s.ark] })).to.include({ code: 'SNP_VCEK_MISMATCH', reason: 'signing-key-kind' });
+  });
+
+  it('refuses evidence with no VCEK, or two, as malformed', () => {
+    expect(refusal({ report, certs: [s.ask], at: NOW, roots: [s.ark] }).code).to.equal('EVIDENCE_MALFORMED');
+    expect(refusal({ report, certs: [s.vcek, s.vcekFor(s.tcb), s.ask], at: NOW, roots: [s.ark] }).code).to.equal('EVIDENCE_MALFORMED');
+  });
+
+  it('accepts serial number 0 on this path only: the test VCEK has it, as AMD\'s do', () => {
+    expect(readAmdCert(s.vcek, 'VCEK').serialHex).to.equal('00');
+  });
+});

@@ -1,0 +1,157 @@
+// A machine certified end to end with --platform sev-snp, on loopback, with the real programs:
+// make-policy trusts the test signer's ARK explicitly (--trust-amd-root-cert), simpleserver runs
+// as its own process, and init-trust gets its report from a temporary directory laid out as
+// configfs-tsm and served by the test signer. The same saved evidence is then refused under a
+// policy that trusts only AMD's pinned roots, by `simpleserver explain` and by a running server.
+
+import { expect } from 'chai';
+import { spawn } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { randomBytes, toHex } from '../../lib/crypto/index.ts';
+import { readCertificate, toPem } from '../../lib/pki/index.ts';
+import { loadIdentity } from '../../lib/certifier/index.ts';
+import { Cryptstore, KeyFileProtector } from '../../cryptstore/index.ts';
+import { ROOT, run, tempDir, type RunResult } from '../support/helpers.ts';
+import { serveFakeTsm, type FakeTsm } from './fake-tsm.ts';
+import { TestSnpSigner } from './signer.ts';
+
+interface Server { port: number; stop(): Promise<void>; log(): string }
+
+/** simpleserver serve on port 0; resolves once it prints "listening HOST:PORT". */
+function startServer(cwd: string, policy: string): Promise<Server> {
+  const env = { ...process.env };
+  delete env.CERTIFIER_DEBUG;
+  const child = spawn(process.execPath, [join(ROOT, 'cmd', 'bin', 'simpleserver.js'), 'serve', '--policy-key', 'policy-key.pem', '--policy-cert', 'policy-cert.pem', '--policy', policy, '--listen', '127.0.0.1:0'], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.stderr.on('data', (d: Buffer) => (err += d.toString('utf8')));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`simpleserver did not start:\n${err}`));
+    }, 20_000);
+    void exited.then(() => reject(new Error(`simpleserver exited:\n${err}`)));
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString('utf8');
+      const m = /^listening \S+:(\d+)$/m.exec(out);
+      if (!m) return;
+      clearTimeout(timer);
+      resolve({ port: Number(m[1]), log: () => err, stop: async () => {
+        process.kill(child.pid!, 'SIGTERM');
+        await exited;
+      } });
+    });
+  });
+}
+
+function ok(r: RunResult): RunResult {
+  expect(r.status, `stderr:\n${r.stderr}`).to.equal(0);
+  return r;
+}
+
+describe('SEV-SNP end to end: simpleserver + init-trust --platform sev-snp (test signer, temporary configfs-tsm)', () => {
+  let tmp: ReturnType<typeof tempDir>;
+  let signer: TestSnpSigner;
+  let fake: FakeTsm;
+  const servers: Server[] = [];
+  const measurement = randomBytes(48);
+  const cu = (args: string[]) => run('cert-utility', args, { cwd: tmp.dir });
+  const initTrust = (port: number, more: string[] = []) => cu([
+    'init-trust', '--domain', 'snp-test', '--policy-cert', 'policy-cert.pem', '--server', `127.0.0.1:${port}`,
+    '--store', 'store', '--key-file', 'store.key', '--platform', 'sev-snp', '--tsm-dir', 'tsm', ...more,
+  ]);
+
+  before(async () => {
+    tmp = tempDir('snp-e2e-');
+    signer = TestSnpSigner.create();
+    mkdirSync(join(tmp.dir, 'tsm'));
+    writeFileSync(join(tmp.dir, 'test-ark.pem'), toPem(signer.ark));
+    fake = serveFakeTsm(join(tmp.dir, 'tsm'), signer, { measurement });
+    ok(await cu(['generate-policy-key', '--domain', 'snp-test', '--key-out', 'policy-key.pem', '--cert-out', 'policy-cert.pem']));
+    ok(await cu(['new-key-file', '--out', 'store.key']));
+  });
+  after(async () => {
+    fake.stop();
+    for (const s of servers) await s.stop();
+    tmp.cleanup();
+  });
+
+  it('writes a policy trusting the test root only when its ARK file is named, with a warning', async () => {
+    const r = ok(await cu(['make-policy', '--policy-key', 'policy-key.pem', '--policy-cert', 'policy-cert.pem', '--out', 'policy.bin',
+      '--trust-amd-root-cert', 'test-ark.pem', '--snp-min-tcb', '3:0:8:115', '--trust-measurement', toHex(measurement)]));
+    expect(r.stderr).to.contain('is not one of AMD\'s pinned roots');
+    expect(r.out).to.contain('platform[amd-sev-snp, ARK-TEST cert:').and.contain('debug <= 0').and.contain('tcb-microcode >= 115');
+    ok(await cu(['make-policy', '--policy-key', 'policy-key.pem', '--policy-cert', 'policy-cert.pem', '--out', 'policy-amd.bin',
+      '--trust-amd-root', 'milan', '--trust-amd-root', 'genoa', '--snp-min-tcb', '3:0:8:115', '--trust-measurement', toHex(measurement)]));
+  });
+
+  it('refuses an AMD root without a minimum TCB (no safe default), as a usage error', async () => {
+    const r = await cu(['make-policy', '--policy-key', 'policy-key.pem', '--policy-cert', 'policy-cert.pem', '--out', 'x.bin', '--trust-amd-root', 'milan', '--trust-measurement', toHex(measurement)]);
+    expect(r.status).to.equal(2);
+    expect(r.stderr).to.contain('--snp-min-tcb');
+  });
+
+  it('certifies the machine: evidence from the temporary configfs-tsm, verified to the test root, admission certificate stored', async () => {
+    const server = await startServer(tmp.dir, 'policy.bin');
+    servers.push(server);
+    const r = ok(await initTrust(server.port, ['--save-evidence', 'evidence.bin']));
+    expect(r.out).to.match(new RegExp(`^certified: serial \\w+, measurement ${toHex(measurement)}, valid until `));
+    const store = await Cryptstore.open(join(tmp.dir, 'store'), new KeyFileProtector(readFileSync(join(tmp.dir, 'store.key')), 'store.key'));
+    try {
+      const id = await loadIdentity(store, 'snp-test', readCertificate(readFileSync(join(tmp.dir, 'policy-cert.pem'))));
+      expect(id.peer.platform).to.equal('amd-sev-snp');
+      expect(id.peer.measurementHex).to.equal(toHex(measurement));
+    } finally {
+      await store.close();
+    }
+    expect(server.log()).to.match(/certification .*decision=allow .*platform=amd-sev-snp/);
+  });
+
+  it('certifies with --vcek (VCEK and ASK fetched ahead of time) when the host attaches no certificates', async () => {
+    mkdirSync(join(tmp.dir, 'tsm-bare'));
+    const bare = serveFakeTsm(join(tmp.dir, 'tsm-bare'), signer, { measurement, auxblob: false });
+    try {
+      writeFileSync(join(tmp.dir, 'vcek.pem'), toPem(signer.vcek) + toPem(signer.ask));
+      const args = ['init-trust', '--domain', 'snp-test', '--policy-cert', 'policy-cert.pem', '--server', `127.0.0.1:${servers[0]!.port}`, '--store', 'store-vcek', '--key-file', 'store.key', '--platform', 'sev-snp', '--tsm-dir', 'tsm-bare'];
+      const without = await cu(args);
+      expect(without.status).to.equal(1);
+      expect(without.stderr).to.contain('https://kdsintf.amd.com/vcek/v1/Milan/').and.match(/\[NOT_FOUND\]$/m);
+      expect(ok(await cu([...args, '--vcek', 'vcek.pem'])).out).to.match(/^certified: /);
+    } finally {
+      bare.stop();
+    }
+  });
+
+  it('explains the saved evidence: every report field, and the rules that allowed it', async () => {
+    const r = ok(await run('simpleserver', ['explain', '--policy', 'policy.bin', '--policy-cert', 'policy-cert.pem', '--evidence', 'evidence.bin'], { cwd: tmp.dir }));
+    for (const field of ['version', 'policy', 'vmpl', 'current_tcb', 'reported_tcb', 'committed_tcb', 'launch_tcb', 'platform_info', 'flags', 'report_data', 'host_data', 'id_key_digest', 'author_key_digest', 'report_id', 'chip_id', 'signature r']) {
+      expect(r.out).to.match(new RegExp(`^  ${field} +\\S`, 'm'));
+    }
+    expect(r.out).to.contain(`measurement            ${toHex(measurement)}`);
+    expect(r.out).to.contain('REPORT_DATA is the SHA-512 of the user data');
+    expect(r.out).to.contain('decision: allow').and.contain('has-trusted-platform-property: debug <= 0 (is 0)');
+  });
+
+  it('refuses the same evidence under a policy that does not trust the test root (explain: SNP_CHAIN_UNTRUSTED, exit 4)', async () => {
+    const r = await run('simpleserver', ['explain', '--policy', 'policy-amd.bin', '--policy-cert', 'policy-cert.pem', '--evidence', 'evidence.bin'], { cwd: tmp.dir });
+    expect(r.status).to.equal(4);
+    expect(r.out).to.contain('decision: deny (SNP_CHAIN_UNTRUSTED)').and.contain('measurement ');
+    expect(r.stderr).to.match(/\[SNP_CHAIN_UNTRUSTED\]$/m);
+  });
+
+  it('refuses the machine at a server whose policy trusts only AMD\'s pinned roots', async () => {
+    const server = await startServer(tmp.dir, 'policy-amd.bin');
+    servers.push(server);
+    const r = await initTrust(server.port, ['--force']);
+    expect(r.status, r.stderr).to.equal(4);
+    expect(r.stderr).to.match(/\[SNP_CHAIN_UNTRUSTED\]$/m);
+  });
+
+  it('says what is missing on a machine without SEV-SNP', async () => {
+    const r = await cu(['init-trust', '--domain', 'snp-test', '--policy-cert', 'policy-cert.pem', '--server', '127.0.0.1:1', '--store', 'store2', '--key-file', 'store.key', '--platform', 'sev-snp', '--tsm-dir', 'no-such-dir']);
+    expect(r.status).to.equal(1);
+    expect(r.stderr).to.contain('no configfs-tsm report interface at no-such-dir').and.match(/\[UNSUPPORTED\]$/m);
+  });
+});

@@ -1,0 +1,123 @@
+// The machine's side of SEV-SNP: the configfs-tsm exchange against a temporary directory laid out
+// as /sys/kernel/config/tsm/report (served by the test signer), the host's certificate table, the
+// evidence package SnpGuest builds and its verification, and the errors on a machine without SNP.
+
+import { expect } from 'chai';
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { CertifierError } from '../../lib/errors/index.ts';
+import { generateKeyPair, publicKeyOf, randomBytes, toKeyMessage } from '../../lib/crypto/index.ts';
+import { parseTrustRequest, encode } from '../../lib/wire/index.ts';
+import { formatCertifierTime, sameKey } from '../../lib/policy/index.ts';
+import { parseCertTable, parseReport, requestTsmReport, SnpGuest, verifyEvidence } from '../../lib/attest/index.ts';
+import { tempDir } from '../support/helpers.ts';
+import { serveFakeTsm, type FakeTsm } from './fake-tsm.ts';
+import { TestSnpSigner } from './signer.ts';
+
+const MEASUREMENT = randomBytes(48);
+
+async function thrown(p: Promise<unknown>): Promise<CertifierError> {
+  const e = await p.then(() => undefined, (x: unknown) => x);
+  expect(e).to.be.instanceOf(CertifierError);
+  return e as CertifierError;
+}
+
+describe('SEV-SNP guest: configfs-tsm and the evidence package', () => {
+  let signer: TestSnpSigner;
+  let tmp: ReturnType<typeof tempDir>;
+  let tsm: string;
+  let fake: FakeTsm | undefined;
+  before(() => {
+    signer = TestSnpSigner.create();
+  });
+  beforeEach(() => {
+    tmp = tempDir('snp-guest-');
+    tsm = join(tmp.dir, 'report');
+    mkdirSync(tsm);
+  });
+  afterEach(() => {
+    fake?.stop();
+    fake = undefined;
+    tmp.cleanup();
+  });
+
+  it('reads the host\'s certificate table: VCEK, ASK and ARK by GUID', () => {
+    const table = parseCertTable(signer.certTable());
+    expect(table.map((c) => c.kind)).to.deep.equal(['vcek', 'ask', 'ark']);
+    expect(Buffer.from(table[0]!.der).equals(Buffer.from(signer.vcek))).to.equal(true);
+  });
+
+  it('refuses a certificate table without its terminator, or pointing outside itself', () => {
+    const t = signer.certTable();
+    const unended = new Uint8Array(32).fill(0x11); // one entry (offset 24, length 8) and its 8 bytes, then nothing
+    new DataView(unended.buffer).setUint32(16, 24, true);
+    new DataView(unended.buffer).setUint32(20, 8, true);
+    expect(() => parseCertTable(unended)).to.throw(CertifierError, /terminating/);
+    const bad = new Uint8Array(t);
+    new DataView(bad.buffer).setUint32(20, 1 << 20, true);
+    expect(() => parseCertTable(bad)).to.throw(CertifierError, /outside the table/);
+  });
+
+  it('gets a report over the given data through inblob/outblob, with the auxblob, and removes its entry', async () => {
+    fake = serveFakeTsm(tsm, signer, { measurement: MEASUREMENT });
+    const data = randomBytes(64);
+    const got = await requestTsmReport(data, { dir: tsm });
+    expect(Buffer.from(parseReport(got.report).reportData).equals(Buffer.from(data))).to.equal(true);
+    expect(parseCertTable(got.auxblob!).map((c) => c.kind)).to.include('vcek');
+    expect(readdirSync(tsm)).to.deep.equal([]);
+  });
+
+  it('says what is missing on a machine without SEV-SNP (no configfs-tsm directory)', async () => {
+    const e = await thrown(requestTsmReport(randomBytes(64), { dir: join(tmp.dir, 'nowhere') }));
+    expect(e.code).to.equal('UNSUPPORTED');
+    expect(e.message).to.contain(`no configfs-tsm report interface at ${join(tmp.dir, 'nowhere')}`).and.contain('/dev/sev-guest');
+  });
+
+  it('refuses another TSM provider (not sev_guest) by name', async () => {
+    fake = serveFakeTsm(tsm, signer, { measurement: MEASUREMENT, provider: 'tdx_guest' });
+    const e = await thrown(requestTsmReport(randomBytes(64), { dir: tsm }));
+    expect(e.code).to.equal('UNSUPPORTED');
+    expect(e.message).to.contain('"tdx_guest", not sev_guest');
+  });
+
+  it('gives up on a directory that never answers, naming the outblob', async () => {
+    const e = await thrown(requestTsmReport(randomBytes(64), { dir: tsm, waitMs: 50 }));
+    expect(e.code).to.equal('UNSUPPORTED');
+    expect(e.message).to.contain('outblob');
+    expect(readdirSync(tsm)).to.deep.equal([]);
+  });
+
+  it('makes evidence that verifies: SHA-512 of the user data in REPORT_DATA, the VCEK and ASK from the auxblob', async () => {
+    fake = serveFakeTsm(tsm, signer, { measurement: MEASUREMENT });
+    const guest = await SnpGuest.open({ tsm: { dir: tsm } });
+    expect(Buffer.from(guest.measurement).equals(Buffer.from(MEASUREMENT))).to.equal(true);
+    const machine = await generateKeyPair('p256');
+    const binding = randomBytes(32);
+    const pkg = await guest.attest({ enclaveType: guest.type, time: formatCertifierTime(new Date()), enclaveKey: toKeyMessage(publicKeyOf(machine.privateKey)), sessionBinding: binding });
+    expect(pkg.factAssertion!.map((f) => f.evidenceType)).to.deep.equal(['sev-attestation', 'cert', 'cert']);
+    const support = parseTrustRequest(encode('trust_request_message', { requestingEnclaveTag: 'a', providingEnclaveTag: 'b', submittedEvidenceType: 'vse-attestation-package', purpose: 'authentication', support: pkg })).support;
+    const facts = verifyEvidence(support, { snpRoots: [signer.ark] });
+    expect(facts.platform).to.equal('amd-sev-snp');
+    expect(sameKey(facts.enclaveKey, machine.publicKey)).to.equal(true);
+    expect(Buffer.from(facts.sessionBinding!).equals(Buffer.from(binding))).to.equal(true);
+    expect(fake.served()).to.equal(2); // the probe for the measurement, and the evidence
+  });
+
+  it('uses the --vcek certificates when the host attaches none, and says so when there are neither', async () => {
+    fake = serveFakeTsm(tsm, signer, { measurement: MEASUREMENT, auxblob: false });
+    const userData = { enclaveType: 'sev-enclave', time: formatCertifierTime(new Date()), enclaveKey: toKeyMessage(publicKeyOf((await generateKeyPair('p256')).privateKey)) };
+    const bare = await SnpGuest.open({ tsm: { dir: tsm } });
+    const e = await thrown(bare.attest(userData));
+    expect(e.code).to.equal('NOT_FOUND');
+    expect(e.message).to.contain('--vcek').and.contain(`https://kdsintf.amd.com/vcek/v1/Milan/${Buffer.from(signer.chipId).toString('hex')}?blSPL=3&teeSPL=0&snpSPL=8&ucodeSPL=115`);
+    const withFile = await SnpGuest.open({ tsm: { dir: tsm }, certs: [signer.vcek, signer.ask] });
+    expect((await withFile.attest(userData)).factAssertion).to.have.length(3);
+  });
+
+  it('cannot seal a cryptstore yet, and says what to use instead', async () => {
+    fake = serveFakeTsm(tsm, signer, { measurement: MEASUREMENT });
+    const guest = await SnpGuest.open({ tsm: { dir: tsm } });
+    expect(() => guest.sealingProtector()).to.throw(CertifierError, /--key-file/).with.property('code', 'UNSUPPORTED');
+    expect(existsSync(tsm)).to.equal(true);
+  });
+});

@@ -1,0 +1,127 @@
+// SEV-SNP in the signed policy: AMD roots and platform properties as Certifier claims, their
+// loading (fail closed on anything incomplete), and their evaluation with fail-closed defaults:
+// debug and migration agent refused, VMPL 0, a minimum TCB, optional host data or ID-key digest,
+// and a property the policy names but the evidence lacks is a denial.
+
+import { expect } from 'chai';
+import { CertifierError } from '../../lib/errors/index.ts';
+import { generateKeyPair, publicKeyOf, randomBytes, toHex, toKeyMessage } from '../../lib/crypto/index.ts';
+import { encode, type SignedClaimSequence } from '../../lib/wire/index.ts';
+import {
+  evaluate, formatCertifierTime, loadPolicy, makePolicy, keyEntity, saysClause, signClaim, propertiesEntity,
+  SEV_SNP_PLATFORM, type Decision, type Requirement,
+} from '../../lib/policy/index.ts';
+import { pinnedArk, reportDataFor, verifyEvidence } from '../../lib/attest/index.ts';
+import { NOW, snpSupport } from './support.ts';
+import { TestSnpSigner, type ReportFields } from './signer.ts';
+
+const DAY = 86_400_000;
+const MEASUREMENT = randomBytes(48);
+const TCB: Requirement[] = [
+  { name: 'tcb-bootloader', comparator: '>=', value: 3 }, { name: 'tcb-tee', comparator: '>=', value: 0 },
+  { name: 'tcb-snp', comparator: '>=', value: 8 }, { name: 'tcb-microcode', comparator: '>=', value: 115 },
+];
+
+describe('SEV-SNP policy: roots and platform properties', () => {
+  let signer: TestSnpSigner;
+  let policyKey: Awaited<ReturnType<typeof generateKeyPair>>;
+  before(async () => {
+    signer = TestSnpSigner.create({ now: NOW });
+    policyKey = await generateKeyPair('p256');
+  });
+
+  const window = () => ({ notBefore: new Date(NOW.getTime() - DAY), notAfter: new Date(NOW.getTime() + DAY) });
+  const policyBytes = (o: { roots?: Uint8Array[]; requirements?: Requirement[] | null } = {}) => makePolicy({
+    policyKey: policyKey.privateKey, platforms: [], measurements: [MEASUREMENT],
+    platformRoots: (o.roots ?? [signer.ark]).map((certificate) => ({ platformType: SEV_SNP_PLATFORM, certificate, name: 'ARK' })),
+    ...(o.requirements === null ? {} : { platformProperties: [{ platformType: SEV_SNP_PLATFORM, requirements: o.requirements ?? TCB }] }),
+    ...window(),
+  });
+
+  async function decide(policy: Uint8Array, fields: Partial<ReportFields> = {}): Promise<Decision> {
+    const machine = await generateKeyPair('p256');
+    const said = encode('attestation_user_data', { enclaveType: 'sev-enclave', time: formatCertifierTime(NOW), enclaveKey: toKeyMessage(publicKeyOf(machine.privateKey)) });
+    const report = signer.report({ reportData: reportDataFor(said), measurement: MEASUREMENT, ...fields });
+    const facts = verifyEvidence(snpSupport(report, said, [signer.vcek, signer.ask]), { at: NOW, snpRoots: [signer.ark] });
+    return evaluate(loadPolicy(policy, policyKey.publicKey), facts, { at: NOW, purpose: 'authentication' });
+  }
+
+  it('writes roots and properties as Certifier claims and reads them back', () => {
+    const p = loadPolicy(policyBytes({ roots: [pinnedArk('milan')] }), policyKey.publicKey);
+    expect(p.platforms).to.have.length(1);
+    expect(p.platforms[0]).to.include({ platformType: SEV_SNP_PLATFORM });
+    expect(toHex(p.platforms[0]!.certificate!)).to.equal(toHex(pinnedArk('milan')));
+    expect(p.properties).to.have.length(1);
+    expect(p.properties[0]!.requirements).to.deep.equal(TCB);
+    expect(p.statements[0]).to.match(/^policyKey key:\w+ says platform\[amd-sev-snp, ARK cert:\w+\] is-trusted-for-attestation/);
+    expect(p.statements[1]).to.contain('says platform[amd-sev-snp, tcb-bootloader >= 3, tcb-tee >= 0, tcb-snp >= 8, tcb-microcode >= 115] has-trusted-platform-property');
+  });
+
+  it('allows the signer\'s evidence, with the properties in the proof', async () => {
+    const d = await decide(policyBytes());
+    expect(d.allow, d.allow ? '' : d.reason).to.equal(true);
+    if (d.allow) {
+      expect(d.platform).to.equal('amd-sev-snp');
+      expect(d.proof.join('\n')).to.contain('debug <= 0 (is 0)').and.contain('vmpl = 0 (is 0)').and.contain('tcb-snp >= 8 (is 8)');
+    }
+  });
+
+  it('refuses, by default, a migration agent and a VMPL other than 0', async () => {
+    expect(await decide(policyBytes(), { policy: 0x30000n | (1n << 18n) })).to.include({ allow: false, code: 'PLATFORM_PROPERTY_DENIED' });
+    expect(await decide(policyBytes(), { vmpl: 2 })).to.include({ allow: false, code: 'PLATFORM_PROPERTY_DENIED' });
+  });
+
+  it('allows what the policy says explicitly: debug <= 1 admits a debug guest, vmpl = 2 a VMPL 2 report', async () => {
+    const lax = policyBytes({ requirements: [...TCB, { name: 'debug', comparator: '<=', value: 1 }, { name: 'vmpl', comparator: '=', value: 2 }] });
+    expect((await decide(lax, { policy: 0x30000n | (1n << 19n), vmpl: 2 })).allow).to.equal(true);
+  });
+
+  it('denies a TCB below the minimum, naming the component', async () => {
+    const d = await decide(policyBytes({ requirements: TCB.map((r) => (r.name === 'tcb-snp' ? { ...r, value: 9 } : r)) }));
+    expect(d).to.include({ allow: false, code: 'PLATFORM_PROPERTY_DENIED' });
+    if (!d.allow) expect(d.reason).to.equal('tcb-snp is 8, and the policy requires tcb-snp >= 9');
+  });
+
+  it('checks required host data and ID-key digest, and denies an ID-key digest the evidence lacks', async () => {
+    const host = randomBytes(32);
+    const withHost = policyBytes({ requirements: [...TCB, { name: 'host-data', comparator: '=', value: toHex(host) }] });
+    expect((await decide(withHost, { hostData: host })).allow).to.equal(true);
+    expect(await decide(withHost, { hostData: randomBytes(32) })).to.include({ allow: false, code: 'PLATFORM_PROPERTY_DENIED' });
+    const idKey = randomBytes(48);
+    const withId = policyBytes({ requirements: [...TCB, { name: 'id-key-digest', comparator: '=', value: toHex(idKey) }] });
+    expect((await decide(withId, { idKeyDigest: idKey })).allow).to.equal(true);
+    const lacking = await decide(withId); // launched without an ID block: the digest is all zero
+    expect(lacking).to.include({ allow: false, code: 'PLATFORM_PROPERTY_DENIED' });
+    if (!lacking.allow) expect(lacking.reason).to.contain('the evidence has no id-key-digest');
+  });
+
+  it('denies a property the policy names but the evidence lacks', async () => {
+    const d = await decide(policyBytes({ requirements: [...TCB, { name: 'tcb-fmc', comparator: '>=', value: 1 }] }));
+    expect(d).to.include({ allow: false, code: 'PLATFORM_PROPERTY_DENIED' });
+    if (!d.allow) expect(d.reason).to.contain('the evidence has no tcb-fmc');
+  });
+
+  it('denies SNP evidence when the policy trusts the root but sets no SNP properties (fail closed)', async () => {
+    const d = await decide(policyBytes({ requirements: null }));
+    expect(d).to.include({ allow: false, code: 'PLATFORM_PROPERTY_DENIED' });
+    if (!d.allow) expect(d.reason).to.contain('sets no amd-sev-snp platform properties');
+  });
+
+  it('denies evidence that verifies to a root the policy does not trust with PLATFORM_NOT_TRUSTED', async () => {
+    expect(await decide(policyBytes({ roots: [pinnedArk('milan'), pinnedArk('genoa')] }))).to.include({ allow: false, code: 'PLATFORM_NOT_TRUSTED' });
+  });
+
+  it('refuses a property claim without the four TCB minimums, or with a bad comparator, as POLICY_INVALID', () => {
+    const one = (requirements: Requirement[]) => () => loadPolicy(policyBytes({ requirements }), policyKey.publicKey);
+    expect(one(TCB.slice(1))).to.throw(CertifierError, /must name tcb-bootloader/).with.property('code', 'POLICY_INVALID');
+    expect(one([...TCB, { name: 'debug', comparator: '!=' as never, value: 0 }])).to.throw(CertifierError).with.property('code', 'POLICY_INVALID');
+    expect(one([...TCB, { name: 'host-data', comparator: '>=', value: 'ab' }])).to.throw(CertifierError).with.property('code', 'POLICY_INVALID');
+    expect(one([...TCB, TCB[0]!])).to.throw(CertifierError, /twice/).with.property('code', 'POLICY_INVALID');
+  });
+
+  it('refuses a platform claim with a verb it does not know, as before (fail closed)', () => {
+    const clause = saysClause(keyEntity(policyKey.privateKey, 'policyKey'), { subject: propertiesEntity(SEV_SNP_PLATFORM, TCB), verb: 'is-trusted' });
+    const seq: SignedClaimSequence = { claims: [signClaim({ signer: policyKey.privateKey, signerName: 'policyKey', clause, ...window() })] };
+    expect(() => loadPolicy(encode('signed_claim_sequence', seq), policyKey.publicKey)).to.throw(CertifierError).with.property('code', 'POLICY_INVALID');
+  });
+});

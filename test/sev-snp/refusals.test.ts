@@ -1,0 +1,199 @@
+// Each refusal of the issue's list, with its own code: a flipped bit anywhere in the signed bytes,
+// a VCEK from another vector, a Milan VCEK against the Genoa root, a VCEK whose TCB does not match
+// the report, a debug guest under the default policy, a measurement not in the policy, report data
+// that does not match the request, an unknown report version. Real vectors where they can show
+// it; the test signer where a refusal needs a report that verifies up to the point refused.
+
+import { expect } from 'chai';
+import { CertifierError, type ErrorCode } from '../../lib/errors/index.ts';
+import { generateKeyPair, publicKeyOf, randomBytes, toKeyMessage } from '../../lib/crypto/index.ts';
+import { encode } from '../../lib/wire/index.ts';
+import { checkProperties, evaluate, formatCertifierTime, loadPolicy, makePolicy, SEV_SNP_PLATFORM, type Decision, type Policy } from '../../lib/policy/index.ts';
+import {
+  parseReport, pinnedArk, reportDataFor, reportSignatureValid, SIGNED_BYTES, snpProperties, verifyEvidence, verifySnpReport,
+} from '../../lib/attest/index.ts';
+import { NOW, snpSupport, vector } from './support.ts';
+import { TestSnpSigner } from './signer.ts';
+
+const DAY = 86_400_000;
+const MEASUREMENT = randomBytes(48);
+
+function codeOf(f: () => unknown): ErrorCode | 'none' {
+  try {
+    f();
+    return 'none';
+  } catch (e) {
+    if (!(e instanceof CertifierError)) throw e;
+    return e.code;
+  }
+}
+
+/** What flipping bit `bit` of byte `i` of the virtee report must be refused with. */
+function expectedForFlip(report: Uint8Array, i: number, bit: number): ErrorCode {
+  if (i < 4) {
+    const v = new DataView(report.buffer, report.byteOffset).getUint32(0, true) ^ (1 << (8 * i + bit));
+    return [2, 3, 5].includes(v) ? 'REPORT_INVALID' : 'SNP_REPORT_VERSION';
+  }
+  if (i >= 0x34 && i < 0x38) return 'EVIDENCE_MALFORMED'; // SIGNATURE_ALGO other than 1
+  if (i === 0x48 && bit >= 1 && bit <= 4) {
+    if (bit === 1) return 'SNP_VCEK_MISMATCH'; // MASK_CHIP_KEY: no chip id to match
+    return bit === 2 ? 'SNP_VCEK_MISMATCH' : 'EVIDENCE_MALFORMED'; // SIGNING_KEY 1 (VLEK), or 2 and 4 (reserved)
+  }
+  if (i >= 0x1a0 && i < 0x1e0) return 'SNP_VCEK_MISMATCH'; // CHIP_ID
+  if ([0x180, 0x181, 0x186, 0x187].includes(i)) return 'SNP_TCB_MISMATCH'; // REPORTED_TCB's SPLs
+  return 'REPORT_INVALID';
+}
+
+async function userData(o: { sessionBinding?: Uint8Array } = {}) {
+  const machine = await generateKeyPair('p256');
+  return encode('attestation_user_data', {
+    enclaveType: 'sev-enclave', time: formatCertifierTime(NOW), enclaveKey: toKeyMessage(publicKeyOf(machine.privateKey), 'auth-key'),
+    ...(o.sessionBinding ? { sessionBinding: o.sessionBinding } : {}),
+  });
+}
+
+describe('SEV-SNP refusals, each with its own code', () => {
+  const virtee = vector('milan-virtee-sev');
+  let signer: TestSnpSigner;
+  let policyKey: Awaited<ReturnType<typeof generateKeyPair>>;
+  let policy: Policy;
+
+  before(async () => {
+    signer = TestSnpSigner.create({ now: NOW });
+    policyKey = await generateKeyPair('p256');
+    // The default SNP policy make-policy writes: debug, migration agent and VMPL left to the defaults.
+    policy = loadPolicy(makePolicy({
+      policyKey: policyKey.privateKey, platforms: [], measurements: [MEASUREMENT],
+      platformRoots: [{ platformType: SEV_SNP_PLATFORM, certificate: signer.ark, name: 'ARK-TEST' }, { platformType: SEV_SNP_PLATFORM, certificate: pinnedArk('milan'), name: 'ARK-Milan' }],
+      platformProperties: [{ platformType: SEV_SNP_PLATFORM, requirements: [
+        { name: 'tcb-bootloader', comparator: '>=', value: 2 }, { name: 'tcb-tee', comparator: '>=', value: 0 },
+        { name: 'tcb-snp', comparator: '>=', value: 5 }, { name: 'tcb-microcode', comparator: '>=', value: 68 },
+      ] }],
+      notBefore: new Date(NOW.getTime() - DAY), notAfter: new Date(NOW.getTime() + DAY),
+    }), policyKey.publicKey);
+  });
+
+  /** Signer evidence through verification and the policy, as simpleserver does it. */
+  async function decide(fields: Partial<Parameters<TestSnpSigner['report']>[0]> = {}): Promise<Decision> {
+    const said = await userData();
+    const report = signer.report({ reportData: reportDataFor(said), measurement: MEASUREMENT, ...fields });
+    const facts = verifyEvidence(snpSupport(report, said, [signer.vcek, signer.ask]), { at: NOW, snpRoots: [signer.ark] });
+    return evaluate(policy, facts, { at: NOW, purpose: 'authentication' });
+  }
+
+  it('accepts the signer\'s well-formed evidence under that policy (so each refusal below is about one thing)', async () => {
+    const d = await decide();
+    expect(d.allow, d.allow ? '' : d.reason).to.equal(true);
+  });
+
+  it('refuses a flipped bit anywhere in the signed bytes: every one of the 5376 bits breaks the signature', () => {
+    const r = parseReport(virtee.report);
+    const key = verifySnpReport({ report: virtee.report, certs: [virtee.vcek], at: NOW }).chain.leaf.publicKey;
+    expect(reportSignatureValid(r, key)).to.equal(true);
+    const broken: number[] = [];
+    for (let i = 0; i < SIGNED_BYTES * 8; i++) {
+      const b = new Uint8Array(r.bytes);
+      b[i >> 3]! ^= 1 << (i & 7);
+      if (reportSignatureValid({ ...r, bytes: b }, key)) broken.push(i);
+    }
+    expect(broken).to.deep.equal([]);
+  });
+
+  it('refuses a flipped bit anywhere in the signed bytes end to end: REPORT_INVALID, or the more specific code of the field it lands in', () => {
+    const wrong: string[] = [];
+    // Every bit of the fields checked before the signature; one bit per byte elsewhere (the test above covers them all).
+    const special = (i: number) => i < 4 || (i >= 0x34 && i < 0x38) || (i >= 0x48 && i < 0x4c) || (i >= 0x180 && i < 0x188) || (i >= 0x1a0 && i < 0x1e0);
+    for (let i = 0; i < SIGNED_BYTES; i++) {
+      for (const bit of special(i) ? [0, 1, 2, 3, 4, 5, 6, 7] : [i % 8]) {
+        const b = new Uint8Array(virtee.report);
+        b[i]! ^= 1 << bit;
+        const got = codeOf(() => verifySnpReport({ report: b, certs: [virtee.vcek], at: NOW }));
+        const want = expectedForFlip(virtee.report, i, bit);
+        if (got !== want) wrong.push(`byte 0x${i.toString(16)} bit ${bit}: ${got}, expected ${want}`);
+      }
+    }
+    expect(wrong).to.deep.equal([]);
+  });
+
+  it('refuses a VCEK from another vector with SNP_VCEK_MISMATCH (another chip)', () => {
+    const other = vector('milan-trustee');
+    expect(codeOf(() => verifySnpReport({ report: virtee.report, certs: [other.vcek], at: NOW }))).to.equal('SNP_VCEK_MISMATCH');
+    // Every cross pairing of the real vectors is refused before the signature is even tried.
+    for (const a of ['milan-virtee-sev', 'milan-go-sev-guest', 'milan-trustee', 'genoa-azure-trustee']) {
+      for (const b of ['milan-virtee-sev', 'milan-go-sev-guest', 'milan-trustee', 'genoa-azure-trustee']) {
+        if (a === b) continue;
+        const code = codeOf(() => verifySnpReport({ report: vector(a).report, certs: [vector(b).vcek], at: NOW }));
+        expect(code, `${a} report with ${b} VCEK`).to.equal('SNP_VCEK_MISMATCH');
+      }
+    }
+  });
+
+  it('refuses a Milan VCEK against the Genoa root with SNP_CHAIN_UNTRUSTED', () => {
+    let e: unknown;
+    try {
+      verifySnpReport({ report: virtee.report, certs: [virtee.vcek], at: NOW, roots: [pinnedArk('genoa')] });
+    } catch (x) {
+      e = x;
+    }
+    expect(e).to.be.instanceOf(CertifierError).with.property('code', 'SNP_CHAIN_UNTRUSTED');
+    expect((e as CertifierError).details).to.include({ reason: 'no-issuer' });
+    expect((e as Error).message).to.contain('ARK-Milan');
+  });
+
+  it('refuses a VCEK whose TCB does not match the report\'s REPORTED_TCB with SNP_TCB_MISMATCH, naming both', () => {
+    const said = new Uint8Array(64);
+    const report = signer.report({ reportData: said, measurement: MEASUREMENT });
+    const stale = signer.vcekFor({ bootloader: 3, tee: 0, snp: 7, microcode: 115 });
+    let e: unknown;
+    try {
+      verifySnpReport({ report, certs: [stale, signer.ask], at: NOW, roots: [signer.ark] });
+    } catch (x) {
+      e = x;
+    }
+    expect(e).to.be.instanceOf(CertifierError).with.property('code', 'SNP_TCB_MISMATCH');
+    expect((e as Error).message).to.contain('3/0/7/115').and.contain('3/0/8/115');
+  });
+
+  it('denies a debug-enabled guest under the default policy with PLATFORM_PROPERTY_DENIED', async () => {
+    const d = await decide({ policy: 0x30000n | (1n << 19n) });
+    expect(d).to.include({ allow: false, code: 'PLATFORM_PROPERTY_DENIED' });
+    if (!d.allow) expect(d.reason).to.contain('debug is 1').and.contain('debug <= 0');
+    // The real go-sev-guest vector is such a guest: its properties fail the same claim.
+    const real = snpProperties(parseReport(vector('milan-go-sev-guest').report));
+    const outcome = checkProperties(policy.properties, SEV_SNP_PLATFORM, real, NOW);
+    expect(outcome.ok).to.equal(false);
+    if (!outcome.ok) expect(outcome.reason).to.contain('debug is 1');
+  });
+
+  it('denies a measurement not in the policy with MEASUREMENT_NOT_TRUSTED', async () => {
+    const other = randomBytes(48);
+    const d = await decide({ measurement: other });
+    expect(d).to.include({ allow: false, code: 'MEASUREMENT_NOT_TRUSTED' });
+    if (!d.allow) expect(d.reason).to.contain(Buffer.from(other).toString('hex'));
+  });
+
+  it('refuses report data that does not match the request with SNP_REPORT_DATA_MISMATCH', async () => {
+    // A real report: its REPORT_DATA is not the hash of any user data we send.
+    const real = snpSupport(virtee.report, await userData(), [virtee.vcek]);
+    expect(codeOf(() => verifyEvidence(real, { at: NOW }))).to.equal('SNP_REPORT_DATA_MISMATCH');
+    // A report bound to one request, sent with another request's user data.
+    const [a, b] = [await userData(), await userData()];
+    const report = signer.report({ reportData: reportDataFor(a), measurement: MEASUREMENT });
+    expect(codeOf(() => verifyEvidence(snpSupport(report, b, [signer.vcek, signer.ask]), { at: NOW, snpRoots: [signer.ark] }))).to.equal('SNP_REPORT_DATA_MISMATCH');
+  });
+
+  it('refuses an unknown report version by name with SNP_REPORT_VERSION', () => {
+    for (const version of [0, 1, 4, 6, 255]) {
+      const b = new Uint8Array(virtee.report);
+      new DataView(b.buffer).setUint32(0, version, true);
+      let e: unknown;
+      try {
+        parseReport(b);
+      } catch (x) {
+        e = x;
+      }
+      expect(e, `version ${version}`).to.be.instanceOf(CertifierError).with.property('code', 'SNP_REPORT_VERSION');
+      expect((e as Error).message).to.contain(`version ${version} is not supported`);
+    }
+  });
+});

@@ -1,0 +1,162 @@
+// A TEST-ONLY SEV-SNP signer: its own ARK, ASK/ASVK and VCEK/VLEK (RSA-PSS chain shaped as
+// AMD's, names saying TEST) and well-formed ATTESTATION_REPORTs signed by its VCEK or VLEK. It
+// lives under test/ and nothing in the product imports it; a policy trusts its root only when
+// make-policy is handed its ARK file explicitly (--trust-amd-root-cert).
+
+import { constants, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
+import { concatBytes, randomBytes } from '../../lib/crypto/index.ts';
+import { encodeIa5, encodeOid, encodeBitString, encodeNull, encodeSmallInt, explicit, seq } from '../../lib/pki/der.ts';
+import { basicConstraints, encodeName, encodeTbs, keyUsage, spkiOf, type ExtensionSpec } from '../../lib/pki/build.ts';
+import { AMD_EXT, REPORT_SIZE, SIGNED_BYTES, CERT_GUIDS } from '../../lib/attest/index.ts';
+
+export interface Tcb { bootloader: number; tee: number; snp: number; microcode: number }
+const DAY = 86_400_000;
+
+/** RSASSA-PSS AlgorithmIdentifier as AMD writes it: SHA-384, MGF1-SHA-384, salt 48. */
+export function pssAlgorithm(o: { hash?: string; salt?: number } = {}): Uint8Array {
+  const sha = seq(encodeOid(o.hash ?? '2.16.840.1.101.3.4.2.2'), encodeNull());
+  return seq(encodeOid('1.2.840.113549.1.1.10'), seq(
+    explicit(0, sha), explicit(1, seq(encodeOid('1.2.840.113549.1.1.8'), sha)), explicit(2, encodeSmallInt(o.salt ?? 48)),
+  ));
+}
+
+export interface CertSpec {
+  subject: string;
+  issuer: string;
+  key: KeyObject;
+  signer: KeyObject;
+  extensions: ExtensionSpec[];
+  notBefore?: Date;
+  notAfter?: Date;
+  serial?: number;
+  salt?: number;
+}
+
+const name = (cn: string) => encodeName([['2.5.4.11', 'Engineering'], ['2.5.4.10', 'TEST signer, not AMD'], ['2.5.4.3', cn]]);
+
+/** A certificate signed with RSA-PSS (salt 48 unless told otherwise), serial 0 by default as AMD's VCEKs. */
+export function pssCertificate(c: CertSpec, now = new Date()): Uint8Array {
+  const alg = pssAlgorithm(c.salt === undefined ? {} : { salt: c.salt });
+  const tbs = encodeTbs({
+    serial: Uint8Array.of(c.serial ?? 0), issuer: name(c.issuer), subject: name(c.subject),
+    notBefore: c.notBefore ?? new Date(now.getTime() - DAY), notAfter: c.notAfter ?? new Date(now.getTime() + 3650 * DAY),
+    spki: spkiOf(c.key), extensions: c.extensions,
+  }, alg);
+  const sig = sign('sha384', tbs, { key: c.signer, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: c.salt ?? 48 });
+  return seq(tbs, alg, encodeBitString(new Uint8Array(sig)));
+}
+
+/** The AMD extensions of a VCEK/VLEK: TCB SPLs and (VCEK) the raw 64-byte hwID. */
+export function amdExtensions(tcb: Tcb, chipId?: Uint8Array): ExtensionSpec[] {
+  const ext = (oid: string, value: Uint8Array): ExtensionSpec => ({ oid, critical: false, value });
+  return [
+    ext(AMD_EXT.structVersion, encodeSmallInt(1)), ext(AMD_EXT.productName, encodeIa5('Milan-TEST')),
+    ext(AMD_EXT.blSpl, encodeSmallInt(tcb.bootloader)), ext(AMD_EXT.teeSpl, encodeSmallInt(tcb.tee)),
+    ext(AMD_EXT.snpSpl, encodeSmallInt(tcb.snp)), ext(AMD_EXT.ucodeSpl, encodeSmallInt(tcb.microcode)),
+    ...(chipId ? [ext(AMD_EXT.hwId, chipId)] : []),
+  ];
+}
+
+const rsa = () => generateKeyPairSync('rsa', { modulusLength: 2048, publicExponent: 0x10001 });
+const p384 = () => generateKeyPairSync('ec', { namedCurve: 'P-384' });
+const caExtensions = () => [basicConstraints(true), keyUsage(['keyCertSign', 'cRLSign'])];
+
+export interface ReportFields {
+  reportData: Uint8Array;
+  measurement: Uint8Array;
+  version?: number;
+  /** Guest policy; 0x30000 (SMT allowed, reserved bit 17) by default. */
+  policy?: bigint;
+  vmpl?: number;
+  guestSvn?: number;
+  reportedTcb?: Tcb;
+  hostData?: Uint8Array;
+  idKeyDigest?: Uint8Array;
+  chipId?: Uint8Array;
+  signingKey?: 'vcek' | 'vlek';
+}
+
+const tcbBytes = (t: Tcb) => Uint8Array.of(t.bootloader, t.tee, 0, 0, 0, 0, t.snp, t.microcode);
+
+/** Signs bytes 0x000..0x29F with ECDSA P-384 / SHA-384 and stores r and s little-endian. */
+export function signReport(bytes: Uint8Array, key: KeyObject): Uint8Array {
+  const out = new Uint8Array(bytes);
+  out.fill(0, SIGNED_BYTES);
+  const sig = new Uint8Array(sign('sha384', out.subarray(0, SIGNED_BYTES), { key, dsaEncoding: 'ieee-p1363' }));
+  out.set(sig.slice(0, 48).reverse(), 0x2a0);
+  out.set(sig.slice(48).reverse(), 0x2e8);
+  return out;
+}
+
+export class TestSnpSigner {
+  readonly ark: Uint8Array;
+  readonly ask: Uint8Array;
+  readonly vcek: Uint8Array;
+  readonly asvk: Uint8Array;
+  readonly vlek: Uint8Array;
+  readonly chipId = randomBytes(64);
+
+  private constructor(readonly tcb: Tcb, private readonly keys: { ark: KeyObject; ask: KeyObject; asvk: KeyObject; vcek: KeyObject; vlek: KeyObject }, private readonly now: Date) {
+    const k = keys; // private keys: a certificate embeds the public half
+    this.ark = pssCertificate({ subject: 'ARK-TEST', issuer: 'ARK-TEST', key: k.ark, signer: k.ark, extensions: caExtensions(), serial: 1 }, now);
+    this.ask = pssCertificate({ subject: 'SEV-TEST', issuer: 'ARK-TEST', key: k.ask, signer: k.ark, extensions: caExtensions(), serial: 2 }, now);
+    this.asvk = pssCertificate({ subject: 'SEV-VLEK-TEST', issuer: 'ARK-TEST', key: k.asvk, signer: k.ark, extensions: caExtensions(), serial: 3 }, now);
+    this.vcek = pssCertificate({ subject: 'SEV-VCEK', issuer: 'SEV-TEST', key: k.vcek, signer: k.ask, extensions: amdExtensions(tcb, this.chipId) }, now);
+    this.vlek = pssCertificate({ subject: 'SEV-VLEK', issuer: 'SEV-VLEK-TEST', key: k.vlek, signer: k.asvk, extensions: amdExtensions(tcb) }, now);
+  }
+
+  static create(o: { tcb?: Tcb; now?: Date } = {}): TestSnpSigner {
+    const [ark, ask, asvk] = [rsa(), rsa(), rsa()].map((p) => p.privateKey) as [KeyObject, KeyObject, KeyObject];
+    return new TestSnpSigner(o.tcb ?? { bootloader: 3, tee: 0, snp: 8, microcode: 115 }, { ark, ask, asvk, vcek: p384().privateKey, vlek: p384().privateKey }, o.now ?? new Date());
+  }
+
+  /** Another VCEK for the same chip under the same ASK (e.g. for another TCB). */
+  vcekFor(tcb: Tcb, chipId = this.chipId): Uint8Array {
+    return pssCertificate({ subject: 'SEV-VCEK', issuer: 'SEV-TEST', key: this.keys.vcek, signer: this.keys.ask, extensions: amdExtensions(tcb, chipId) }, this.now);
+  }
+
+  /** A well-formed, signed report. */
+  report(f: ReportFields): Uint8Array {
+    const b = new Uint8Array(REPORT_SIZE);
+    const v = new DataView(b.buffer);
+    const kind = f.signingKey ?? 'vcek';
+    const tcb = tcbBytes(f.reportedTcb ?? this.tcb);
+    v.setUint32(0x00, f.version ?? 3, true);
+    v.setUint32(0x04, f.guestSvn ?? 0, true);
+    v.setBigUint64(0x08, f.policy ?? 0x30000n, true);
+    v.setUint32(0x30, f.vmpl ?? 0, true);
+    v.setUint32(0x34, 1, true);
+    b.set(tcb, 0x38);
+    v.setBigUint64(0x40, 1n, true);
+    v.setUint32(0x48, kind === 'vcek' ? 0 : 1 << 2, true);
+    b.set(f.reportData, 0x50);
+    b.set(f.measurement, 0x90);
+    if (f.hostData) b.set(f.hostData, 0xc0);
+    if (f.idKeyDigest) b.set(f.idKeyDigest, 0xe0);
+    b.set(randomBytes(32), 0x140);
+    b.fill(0xff, 0x160, 0x180);
+    b.set(tcb, 0x180);
+    b.set(Uint8Array.of(0x19, 0x01, 0x01), 0x188);
+    if (kind === 'vcek') b.set(f.chipId ?? this.chipId, 0x1a0);
+    b.set(tcb, 0x1e0);
+    b.set(Uint8Array.of(4, 52, 1), 0x1e8);
+    b.set(Uint8Array.of(4, 52, 1), 0x1ec);
+    b.set(tcb, 0x1f0);
+    return signReport(b, kind === 'vcek' ? this.keys.vcek : this.keys.vlek);
+  }
+
+  /** The host's certificate table (auxblob): VCEK, ASK and ARK, as an SNP host attaches them. */
+  certTable(): Uint8Array {
+    const entries: [string, Uint8Array][] = [[CERT_GUIDS.vcek, this.vcek], [CERT_GUIDS.ask, this.ask], [CERT_GUIDS.ark, this.ark]];
+    const header = new Uint8Array((entries.length + 1) * 24);
+    const v = new DataView(header.buffer);
+    let offset = header.length;
+    entries.forEach(([guid, der], i) => {
+      header.set(Buffer.from(guid.replace(/-/g, ''), 'hex'), i * 24);
+      v.setUint32(i * 24 + 16, offset, true);
+      v.setUint32(i * 24 + 20, der.length, true);
+      offset += der.length;
+    });
+    return concatBytes(header, ...entries.map(([, der]) => der));
+  }
+}

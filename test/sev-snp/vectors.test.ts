@@ -1,0 +1,106 @@
+// Real SEV-SNP reports (test/vectors/sev-snp): every field the vectors' README lists parses to the
+// same value (expected.json is that README as data), every report verifies against the pinned
+// AMD root of its product, and the pinned roots are byte for byte the ones AMD publishes.
+
+import { expect } from 'chai';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { sha256, toHex } from '../../lib/crypto/index.ts';
+import { readCertificate } from '../../lib/pki/index.ts';
+import {
+  AMD_PRODUCTS, certProductName, certTcb, isPssSignedBy, kdsVcekUrl, parseReport, pinnedAmdCerts, pinnedArk, readAmdCert,
+  snpProperties, verifySnpReport, type SnpReport, type TcbVersion,
+} from '../../lib/attest/index.ts';
+import { EXPECTED, NAMES, NOW, SNP_DIR as DIR, vector } from './support.ts';
+
+const tcb = (t: TcbVersion) => ({ hex: t.hex, bootloader: t.bootloader, tee: t.tee, snp: t.snp, microcode: t.microcode });
+
+/** The parsed report in the shape of expected.json. */
+function asData(r: SnpReport) {
+  const i = r.platformInfo;
+  const infoFlags = ([['SMT_EN', i.smtEnabled], ['TSME_EN', i.tsmeEnabled], ['ECC_EN', i.eccEnabled], ['RAPL_DIS', i.raplDisabled], ['CIPHERTEXT_HIDING_EN', i.ciphertextHiding], ['ALIAS_CHECK_COMPLETE', i.aliasCheckComplete]] as const)
+    .filter(([, on]) => on).map(([n]) => n);
+  const { raw, ...policy } = r.policy;
+  return {
+    version: r.version, guestSvn: r.guestSvn, policy: { raw: `0x${raw.toString(16)}`, ...policy },
+    familyId: toHex(r.familyId), imageId: toHex(r.imageId), vmpl: r.vmpl, signatureAlgo: r.signatureAlgo,
+    currentTcb: tcb(r.currentTcb), platformInfo: { raw: `0x${i.raw.toString(16)}`, flags: infoFlags },
+    authorKeyEn: r.authorKeyEn, maskChipKey: r.maskChipKey, signingKey: r.signingKey,
+    reportData: toHex(r.reportData), measurement: toHex(r.measurement), hostData: toHex(r.hostData),
+    idKeyDigest: toHex(r.idKeyDigest), authorKeyDigest: toHex(r.authorKeyDigest), reportId: toHex(r.reportId), reportIdMa: toHex(r.reportIdMa),
+    reportedTcb: tcb(r.reportedTcb), cpuid: r.cpuid ?? null, chipId: toHex(r.chipId), committedTcb: tcb(r.committedTcb),
+    currentFirmware: r.currentFirmware, committedFirmware: r.committedFirmware, launchTcb: tcb(r.launchTcb),
+    signatureR: toHex(r.signature.r), signatureS: toHex(r.signature.s),
+  };
+}
+
+describe('SEV-SNP vectors: parsing and verification against the pinned AMD roots', () => {
+  for (const name of NAMES) {
+    describe(name, () => {
+      const { report, vcek, e } = vector(name);
+
+      it('is the file the README describes', () => {
+        expect(toHex(sha256(report))).to.equal(e.sha256);
+      });
+
+      it('parses every field the README lists to the same value', () => {
+        const { product: _p, sha256: _s, vcek: _v, ...fields } = e;
+        expect(asData(parseReport(report))).to.deep.equal(fields);
+      });
+
+      it(`verifies against the pinned ${e.product} ARK at ${EXPECTED.now}, VCEK -> ASK -> ARK`, () => {
+        const v = verifySnpReport({ report, certs: [vcek], at: NOW, roots: [pinnedArk(e.product)] });
+        expect(v.product).to.equal(e.product);
+        expect(v.chain.intermediate.name).to.equal(e.vcek.issuerCN);
+        expect(v.chain.leaf.serialHex, 'AMD issues VCEKs with serial 0').to.equal('00');
+      });
+
+      it('reads the VCEK\'s product name, TCB and validity as the README lists them', () => {
+        const c = readAmdCert(vcek, 'VCEK');
+        expect(certProductName(c)).to.equal(e.vcek.productName);
+        expect(certTcb(c)).to.deep.equal(e.vcek.tcb);
+        expect(c.notBefore.toISOString().slice(0, 10)).to.equal(e.vcek.notBefore);
+        expect(c.notAfter.toISOString().slice(0, 10)).to.equal(e.vcek.notAfter);
+      });
+
+      it('reports the properties a policy checks from REPORTED_TCB, not CURRENT_TCB', () => {
+        const p = snpProperties(parseReport(report));
+        expect(p).to.include({ debug: e.policy.debug ? 1 : 0, 'migrate-ma': 0, vmpl: e.vmpl, 'tcb-bootloader': e.reportedTcb.bootloader, 'tcb-snp': e.reportedTcb.snp, 'tcb-microcode': e.reportedTcb.microcode });
+        expect(p['id-key-digest']).to.equal(/^0+$/.test(e.idKeyDigest) ? undefined : e.idKeyDigest);
+      });
+    });
+  }
+
+  it('names the KDS address of a report\'s VCEK as go-sev-guest fetches it (chip id and REPORTED_TCB)', () => {
+    const go = parseReport(vector('milan-go-sev-guest').report);
+    // The README's URL, but a version 2 report does not say its product.
+    expect(kdsVcekUrl(go)).to.equal(`https://kdsintf.amd.com/vcek/v1/{Milan|Genoa}/${toHex(go.chipId)}?blSPL=2&teeSPL=0&snpSPL=5&ucodeSPL=68`);
+    const genoa = parseReport(vector('genoa-azure-trustee').report);
+    expect(kdsVcekUrl(genoa)).to.match(/^https:\/\/kdsintf\.amd\.com\/vcek\/v1\/Genoa\/0506ffba[0-9a-f]+\?blSPL=10&teeSPL=0&snpSPL=23&ucodeSPL=84$/);
+  });
+
+  describe('pinned AMD certificates', () => {
+    for (const product of AMD_PRODUCTS) {
+      it(`pins AMD's ${product} ARK, ASK and ASVK (SHA-256 fingerprints), each signed by the ARK with RSA-PSS`, () => {
+        const p = pinnedAmdCerts().find((x) => x.product === product)!;
+        const want = EXPECTED.amdCerts[product];
+        const ark = readAmdCert(p.ark, 'ARK');
+        for (const [role, der] of [['ark', p.ark], ['ask', p.ask], ['asvk', p.asvk]] as const) {
+          expect(toHex(sha256(der)), role).to.equal(want[role].sha256);
+          const c = readAmdCert(der, role);
+          expect(c.name, role).to.equal(want[role].cn);
+          expect(isPssSignedBy(c, ark.publicKey), `${role} signed by the ARK`).to.equal(true);
+        }
+      });
+    }
+
+    it('pins the same Milan and Genoa certificates the shared vectors hold', () => {
+      for (const product of AMD_PRODUCTS) {
+        const p = pinnedAmdCerts().find((x) => x.product === product)!;
+        expect(toHex(p.ark)).to.equal(toHex(readCertificate(readFileSync(join(DIR, 'amd', product, 'ark.pem')))));
+        expect(toHex(p.ask)).to.equal(toHex(readCertificate(readFileSync(join(DIR, 'amd', product, 'ask.pem')))));
+      }
+      expect(toHex(pinnedAmdCerts()[0]!.asvk)).to.equal(toHex(readCertificate(readFileSync(join(DIR, 'amd', 'milan', 'asvk.pem')))));
+    });
+  });
+});
