@@ -1,6 +1,7 @@
 // key-server: stores and releases named keys over mutual TLS to admitted machines of the policy
 // domain, with an ACL and a hash-chained audit log.
 
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { readFileLimited } from '../lib/files/index.ts';
 import { CertifierError } from '../lib/errors/index.ts';
@@ -9,7 +10,10 @@ import { parseAcl, type Acl } from '../lib/keyservice/acl.ts';
 import { AuditLog, verifyAudit } from '../lib/keyservice/audit.ts';
 import { LevelBackend } from '../lib/keyservice/level-backend.ts';
 import { startKeyServer } from '../lib/keyservice/server.ts';
-import { createProgram, run, subcommand, warn, type JsonOption } from './common/cli.ts';
+import { loadIdentity } from '../lib/certifier/index.ts';
+import { joinReplica } from '../lib/keyclient/replica-join.ts';
+import { openPostgres, PG_URL_ENV, type PostgresOptions } from './key-server/postgres.ts';
+import { choice, createProgram, run, subcommand, warn, type JsonOption } from './common/cli.ts';
 import { protectorFrom, storeOptions, type ProtectionOptions } from './common/protection.ts';
 import { parseHostPort, readCertificateFile } from './common/keys.ts';
 import { logLine, runUntilSignal } from './common/server.ts';
@@ -19,7 +23,7 @@ const P = 'key-server';
 process.umask(0o077);
 const program = createProgram(P, 'store and release named keys to certified machines over mutual TLS');
 
-storeOptions(subcommand<JsonOption & ProtectionOptions & { domain: string; policyCert: string; data: string; listen: string; acl?: string; audit?: string; logJson?: boolean }>(program, 'serve',
+storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { domain: string; policyCert: string; data: string; listen: string; acl?: string; audit?: string; logJson?: boolean; backend: string; allowReplicaJoin?: boolean }>(program, 'serve',
   'serve the key service (the store must hold this server\'s identity from cert-utility init-trust)',
   async (o) => {
     const policyCert = await readCertificateFile(o.policyCert);
@@ -28,30 +32,62 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & { domain: string; polic
     let acl: Acl | undefined;
     if (o.acl) acl = parseAcl(Buffer.from(await readFileLimited(o.acl, 1024 * 1024)).toString('utf8'));
     else warn(P, 'no --acl: every admitted machine of the domain may store, retrieve and list any key (delete needs an ACL)');
-    const store = await Cryptstore.open(o.store, await protectorFrom(P, o));
-    const backend = await LevelBackend.open(o.data).catch(async (e) => {
+    const log = logLine(P, o.logJson === true);
+    const pg = o.backend === 'postgres' ? await openPostgres(P, o, log) : undefined;
+    const store = await Cryptstore.open(o.store, await protectorFrom(P, o)).catch(async (e) => {
+      await pg?.close();
+      throw e;
+    });
+    const backend = pg?.backend ?? await LevelBackend.open(o.data).catch(async (e) => {
       await store.close();
       throw e;
     });
-    const audit = await AuditLog.open(o.audit ?? join(o.data, 'audit.jsonl'));
-    const log = logLine(P, o.logJson === true);
+    // With PostgreSQL each replica keeps its own audit chain, in a file named after it.
+    const audit = await AuditLog.open(o.audit ?? join(o.data, pg ? `audit-${pg.replicaId}.jsonl` : 'audit.jsonl'));
     try {
-      const { server, identity } = await startKeyServer({ store, domain: o.domain, policyCert, backend, ...(acl ? { acl } : {}), audit, host, port, log });
-      process.stderr.write(`${P}: domain ${o.domain}, serving as serial ${identity.serialHex} (measurement ${identity.measurementHex}), data in ${o.data}\n`);
+      const { server, identity } = await startKeyServer({ store, domain: o.domain, policyCert, backend, ...(acl ? { acl } : {}), audit, host, port, log, allowReplicaJoin: o.allowReplicaJoin === true });
+      process.stderr.write(`${P}: domain ${o.domain}, serving as serial ${identity.serialHex} (measurement ${identity.measurementHex}), data in ${pg ? pg.describe : o.data}\n`);
+      if (o.allowReplicaJoin) warn(P, `--allow-replica-join: machines certified with this server's measurement may fetch its storage key (key-server join)`);
       return { json: await runUntilSignal(P, server, o.json === true) };
     } finally {
       await audit.close();
-      await backend.close();
+      await (pg ?? backend).close();
       await store.close();
     }
   }))
   .requiredOption('--domain <name>', 'the policy domain')
   .requiredOption('--policy-cert <file>', 'the pinned policy certificate')
-  .requiredOption('--data <dir>', 'directory of the key database (created if missing)')
+  .requiredOption('--data <dir>', 'directory of the key database (created if missing); with --backend postgres, of this replica\'s own files (audit log)')
   .option('--listen <host:port>', 'address to listen on (port 0 picks one)', '127.0.0.1:8120')
   .option('--acl <file>', 'JSON access control list')
-  .option('--audit <file>', 'audit log (default DATA/audit.jsonl)')
-  .option('--log-json', 'log JSON lines instead of text');
+  .option('--audit <file>', 'audit log (default DATA/audit.jsonl; with postgres DATA/audit-REPLICA.jsonl)')
+  .option('--log-json', 'log JSON lines instead of text')
+  .addOption(choice('--backend <kind>', 'where keys are stored: level (DATA) or postgres (shared by replicas)', ['level', 'postgres']).default('level'))
+  .option('--pg-url <url>', `PostgreSQL URL (better: set ${PG_URL_ENV}, so no password shows in argv)`)
+  .option('--pg-pool-size <n>', 'PostgreSQL connections this replica may hold (default 10)')
+  .option('--replica-id <id>', 'this replica\'s name in its audit file and logs', hostname().replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 64) || 'replica')
+  .option('--allow-replica-join', 'release the storage key to machines certified with this server\'s own measurement (key-server join)');
+
+storeOptions(subcommand<JsonOption & ProtectionOptions & { domain: string; policyCert: string; from: string; force?: boolean }>(program, 'join',
+  'fetch the storage key of a running replica (started with --allow-replica-join) into this store, to serve the same PostgreSQL database',
+  async (o) => {
+    const policyCert = await readCertificateFile(o.policyCert);
+    validatePolicyCert(policyCert, new Date());
+    const { host, port } = parseHostPort(o.from, '--from');
+    const store = await Cryptstore.open(o.store, await protectorFrom(P, o));
+    try {
+      const identity = await loadIdentity(store, o.domain, policyCert);
+      const r = await joinReplica({ store, identity, policyCert, host, port, force: o.force === true });
+      const what = r.outcome === 'joined' ? 'stored the deployment\'s storage key' : 'this store already holds the deployment\'s storage key';
+      return { json: { ...r }, text: [`${what} (id ${r.keyId}, from serial ${r.from})`] };
+    } finally {
+      await store.close();
+    }
+  }))
+  .requiredOption('--domain <name>', 'the policy domain')
+  .requiredOption('--policy-cert <file>', 'the pinned policy certificate')
+  .requiredOption('--from <host:port>', 'a running replica of the same key-server')
+  .option('--force', 'replace a different storage key this store holds (only if it sealed nothing)');
 
 subcommand<JsonOption>(program, 'verify-audit', 'check the hash chain of an audit log; exit 4 naming the first bad line',
   async (_o, args) => {

@@ -51,6 +51,15 @@ export interface KeyBackend {
    */
   list(prefix: string, options?: ListOptions): Promise<RecordInfo[]>;
   close(): Promise<void>;
+  /**
+   * Backends shared by several key-server replicas record which storage key their records are
+   * sealed under, by its id (storageKeyId in keystore.ts), so a replica holding another key is
+   * refused at start instead of writing records nobody else can open.
+   * boundStorageKey: the recorded id, or undefined before the first start.
+   */
+  boundStorageKey?(): Promise<string | undefined>;
+  /** Records `keyId` if no id is recorded yet; WRONG_KEY if another one is. */
+  bindStorageKey?(keyId: string): Promise<void>;
 }
 
 /** The default and largest answer of list, so one request cannot make a server build a huge reply. */

@@ -11,6 +11,7 @@ import type { AuditLog } from './audit.ts';
 import type { KeyStore } from './keystore.ts';
 import { ChallengeBook } from './challenges.ts';
 import { verifyRoleCredential } from './roles.ts';
+import type { ReplicaJoin } from './replica.ts';
 import {
   CHALLENGE_EXPORTER_LABEL, challenge, challengeMessage, failed, parseKeyRequest, succeeded, type KeyRequest,
 } from './protocol.ts';
@@ -22,6 +23,8 @@ export interface KeyServiceConfig {
   audit?: AuditLog;
   /** Names no request may address (the server's own identity and storage keys). */
   reserved: { names: string[]; prefixes: string[] };
+  /** Set by --allow-replica-join: the one way the storage key leaves, to another instance of this key-server. */
+  replicaJoin?: ReplicaJoin;
   log?: (record: Record<string, unknown>) => void;
   now?: () => Date;
 }
@@ -77,6 +80,11 @@ export class KeyService {
         }
         if (!ok) throw new CertifierError('CHALLENGE_FAILED', 'the challenge signature does not verify with the credential\'s key');
         role = cred.role;
+      }
+      const joined = this.config.replicaJoin?.answer(req, peer, role);
+      if (joined) {
+        await record('allow', undefined, joined.version);
+        return joined.response;
       }
       this.checkReserved(req.name);
       const verdict = decide(this.config.acl, { action: req.action, resource: req.name }, { measurementHex: peer.measurementHex, serialHex: peer.serialHex, roles: role ? [role] : [] });

@@ -8,7 +8,7 @@
 // AAD does not cover (it is shown, never trusted for a decision).
 
 import { CertifierError } from '../errors/index.ts';
-import { AES_KEY_BYTES, encodeFields, open as aeadOpen, seal } from '../crypto/index.ts';
+import { AES_KEY_BYTES, encodeFields, hkdfSha256, open as aeadOpen, seal, toHex, utf8 } from '../crypto/index.ts';
 import { ENTRY_TYPES, type EntryType } from '../wire/index.ts';
 import {
   checkExpected, checkName, checkPrefix, checkVersion, infoOf, type KeyBackend, type ListOptions, type RecordInfo,
@@ -29,6 +29,14 @@ export interface StoreValueOptions {
 /** The associated data of one record's ciphertext. */
 export function recordAad(name: string, version: number, type: string, exportable: boolean): Uint8Array {
   return encodeFields('key-service-record', String(KEY_RECORD_FORMAT), name, String(version), type, exportable ? '1' : '0');
+}
+
+/**
+ * A public name for a storage key (32 hex digits), derived one-way from it: a shared database
+ * records it so that replicas holding different keys are told apart without revealing the key.
+ */
+export function storageKeyId(key: Uint8Array): string {
+  return toHex(hkdfSha256(key, new Uint8Array(), utf8('certifier-keys key-server storage key id v1'), 16));
 }
 
 export class KeyStore {

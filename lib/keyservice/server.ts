@@ -10,24 +10,34 @@ import { admissionCertTag, authKeyTag, loadIdentity } from '../certifier/index.t
 import type { Acl } from './acl.ts';
 import type { AuditLog } from './audit.ts';
 import type { KeyBackend } from './backend.ts';
-import { KeyStore } from './keystore.ts';
+import { KeyStore, storageKeyId } from './keystore.ts';
 import { KeyService } from './handlers.ts';
+import { ReplicaJoin } from './replica.ts';
 
 export const STORAGE_KEY_TAG = 'key-server-storage-key';
 export const RESERVED_PREFIX = 'key-server/';
 
-/** The storage key from the server's cryptstore, made (not exportable) on first start. */
-export async function storageKeyFrom(store: Cryptstore): Promise<Uint8Array> {
+/**
+ * The storage key from the server's cryptstore, made (not exportable) on first start. With a
+ * backend shared by replicas, a new key is made only for a database that has none yet (a new
+ * replica of a running deployment joins instead), and the key is checked against the database's.
+ */
+export async function storageKeyFrom(store: Cryptstore, backend?: KeyBackend): Promise<Uint8Array> {
+  let key: Uint8Array;
   try {
     const e = await store.get(STORAGE_KEY_TAG);
     if (e.blob.length !== 32) throw new CertifierError('INTEGRITY', `${STORAGE_KEY_TAG} is ${e.blob.length} bytes, not 32`);
-    return e.blob;
+    key = e.blob;
   } catch (e) {
     if (!isCertifierError(e, 'NOT_FOUND')) throw e;
-    const key = randomBytes(32);
+    if (await backend?.boundStorageKey?.()) {
+      throw new CertifierError('NOT_FOUND', `this replica has no ${STORAGE_KEY_TAG}, and the shared database already belongs to a deployment: run key-server join --from a running replica first`);
+    }
+    key = randomBytes(32);
     await store.put(STORAGE_KEY_TAG, key, { type: 'binary-blob', exportable: false });
-    return key;
   }
+  await backend?.bindStorageKey?.(storageKeyId(key));
+  return key;
 }
 
 export interface KeyServerOptions {
@@ -40,15 +50,19 @@ export interface KeyServerOptions {
   host: string;
   port: number;
   limits?: Limits;
+  /** Release the storage key to peers running this server's own measurement (key-server join). */
+  allowReplicaJoin?: boolean;
   log: (record: object) => void;
 }
 
 export async function startKeyServer(o: KeyServerOptions): Promise<{ server: ChannelServer; identity: ValidatedPeer }> {
   const identity = await loadIdentity(o.store, o.domain, o.policyCert);
-  const keystore = new KeyStore(o.backend, await storageKeyFrom(o.store));
+  const storageKey = await storageKeyFrom(o.store, o.backend);
+  const keystore = new KeyStore(o.backend, storageKey);
   const service = new KeyService({
     keystore, policyCert: o.policyCert, ...(o.acl ? { acl: o.acl } : {}), ...(o.audit ? { audit: o.audit } : {}),
     reserved: { names: [authKeyTag(o.domain), admissionCertTag(o.domain), STORAGE_KEY_TAG], prefixes: [RESERVED_PREFIX] },
+    ...(o.allowReplicaJoin ? { replicaJoin: new ReplicaJoin({ name: STORAGE_KEY_TAG, measurementHex: identity.peer.measurementHex, storageKey }) } : {}),
     log: o.log,
   });
   const server = await serve<ValidatedPeer>({

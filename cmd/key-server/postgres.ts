@@ -1,0 +1,75 @@
+// `key-server serve --backend postgres`: where the database URL comes from (the environment
+// first, so a password need not appear in argv or ps), the replica's name, the lock on its own
+// data directory (its audit log must have one writer), and the shared backend itself.
+
+import { CertifierError } from '../../lib/errors/index.ts';
+import { PgBackend } from '../../lib/keyservice/pg-backend.ts';
+import { lockDataDir } from '../../lib/keyservice/replica.ts';
+import { warn } from '../common/cli.ts';
+
+export const PG_URL_ENV = 'KEY_SERVER_PG_URL';
+
+export interface PostgresOptions {
+  data: string;
+  pgUrl?: string;
+  pgPoolSize?: string;
+  replicaId: string;
+}
+
+export interface OpenedPostgres {
+  backend: PgBackend;
+  replicaId: string;
+  /** The database, password removed, for the start-up line. */
+  describe: string;
+  close(): Promise<void>;
+}
+
+/** The URL without its password (for logs). */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    u.searchParams.forEach((_, k) => {
+      if (/pass/i.test(k)) u.searchParams.set(k, '***');
+    });
+    return u.toString();
+  } catch {
+    return '(unparsable URL)';
+  }
+}
+
+export async function openPostgres(program: string, o: PostgresOptions, log: (r: object) => void): Promise<OpenedPostgres> {
+  const url = o.pgUrl ?? process.env[PG_URL_ENV];
+  if (!url) throw new CertifierError('USAGE', `--backend postgres needs the database URL in ${PG_URL_ENV} (or --pg-url)`);
+  if (o.pgUrl) {
+    try {
+      if (new URL(o.pgUrl).password) warn(program, `the password in --pg-url is visible to every local user (ps); set ${PG_URL_ENV} instead`);
+    } catch {
+      // pg reports a malformed URL itself
+    }
+  }
+  if (!/^[A-Za-z0-9._-]{1,64}$/.test(o.replicaId)) throw new CertifierError('USAGE', '--replica-id must be 1 to 64 letters, digits, ".", "_" or "-"');
+  let poolSize: number | undefined;
+  if (o.pgPoolSize !== undefined) {
+    poolSize = Number(o.pgPoolSize);
+    if (!/^\d+$/.test(o.pgPoolSize) || poolSize < 1 || poolSize > 1000) throw new CertifierError('USAGE', '--pg-pool-size must be an integer from 1 to 1000');
+  }
+  const unlock = await lockDataDir(o.data);
+  let backend: PgBackend;
+  try {
+    backend = await PgBackend.open({ url, ...(poolSize ? { poolSize } : {}), log: (r) => log({ ...r, replica: o.replicaId }) });
+  } catch (e) {
+    await unlock();
+    throw e;
+  }
+  return {
+    backend, replicaId: o.replicaId, describe: `${redactUrl(url)} (replica ${o.replicaId})`,
+    close: async () => {
+      try {
+        await backend.close();
+      } finally {
+        await unlock();
+      }
+    },
+  };
+}

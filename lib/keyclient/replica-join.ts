@@ -1,0 +1,70 @@
+// `key-server join`: a new key-server replica fetches the deployment's storage key from a running
+// replica over the key service's mutual TLS, and keeps it in its own cryptstore (not exportable).
+//
+// Both ends insist on the same program: the serving replica releases the key only to a peer
+// whose admission certificate carries its own measurement (lib/keyservice/replica.ts), and this
+// side accepts it only from a server whose certificate carries this machine's own measurement.
+// So the key moves between instances of one key-server build admitted by one policy, and never
+// appears anywhere else: not in argv, files, logs or the database.
+
+import { CertifierError, isCertifierError } from '../errors/index.ts';
+import { bytesEqual } from '../crypto/index.ts';
+import type { Cryptstore } from '../../cryptstore/index.ts';
+import type { MachineIdentity } from '../certifier/index.ts';
+import { STORAGE_KEY_TAG } from '../keyservice/server.ts';
+import { storageKeyId } from '../keyservice/keystore.ts';
+import { KeyClient } from './client.ts';
+
+export interface JoinOptions {
+  store: Cryptstore;
+  identity: MachineIdentity;
+  policyCert: Uint8Array;
+  host: string;
+  port: number;
+  /** Replace a different storage key this store already holds (it then seals nothing any more). */
+  force?: boolean;
+  connectTimeoutMs?: number;
+}
+
+export interface JoinResult {
+  /** 'joined': the key was stored; 'already': the store held this very key. */
+  outcome: 'joined' | 'already';
+  /** The key's public id (as recorded in a shared database), never the key. */
+  keyId: string;
+  /** The serving replica's certificate serial. */
+  from: string;
+}
+
+export async function joinReplica(o: JoinOptions): Promise<JoinResult> {
+  const own = o.identity.peer.measurementHex;
+  const client = await KeyClient.connect({
+    host: o.host, port: o.port, identity: o.identity, policyCert: o.policyCert, serverMeasurements: [own],
+    ...(o.connectTimeoutMs ? { connectTimeoutMs: o.connectTimeoutMs } : {}),
+  });
+  let key: Uint8Array;
+  try {
+    key = (await client.retrieve(STORAGE_KEY_TAG)).blob;
+  } catch (e) {
+    if (isCertifierError(e, 'RESERVED_NAME')) {
+      throw new CertifierError('RESERVED_NAME', `${o.host}:${o.port} does not release its storage key to this machine: start it with --allow-replica-join, and certify both with the same key-server measurement (${own})`, { cause: e });
+    }
+    throw e;
+  } finally {
+    await client.close().catch(() => {});
+  }
+  if (key.length !== 32) throw new CertifierError('INTEGRITY', `the storage key from ${o.host}:${o.port} is ${key.length} bytes, not 32`);
+  const from = client.server.serialHex;
+  const keyId = storageKeyId(key);
+  let held: Uint8Array | undefined;
+  try {
+    held = (await o.store.get(STORAGE_KEY_TAG)).blob;
+  } catch (e) {
+    if (!isCertifierError(e, 'NOT_FOUND')) throw e;
+  }
+  if (held && bytesEqual(held, key)) return { outcome: 'already', keyId, from };
+  if (held && !o.force) {
+    throw new CertifierError('ALREADY_EXISTS', `this store already holds another storage key (id ${storageKeyId(held)}; the deployment's is ${keyId}): records sealed under it would become unreadable; use --force only if it sealed nothing`);
+  }
+  await o.store.put(STORAGE_KEY_TAG, key, { type: 'binary-blob', exportable: false });
+  return { outcome: 'joined', keyId, from };
+}

@@ -1,0 +1,230 @@
+// The shared key-server backend: one PostgreSQL database behind several key-server replicas.
+//
+// Schema (created or upgraded at start, see pg-schema.ts):
+//   key_server_names    (name, high)    the highest version ever assigned to a name; never lowered,
+//                                       so a deleted version number is never reused
+//   key_server_records  (name, version, type, exportable, time_entered, size, ciphertext)
+//   key_server_meta     (key, value)    'storage_key_id': the id of the storage key records use
+// Names are COLLATE "C" (code point order, as LevelDB's UTF-8 byte order), whatever the
+// database's own collation. The database only ever sees ciphertext and metadata.
+//
+// Version assignment is one transaction: INSERT ... ON CONFLICT DO UPDATE SET high = high + 1
+// RETURNING high takes the name's row lock, so concurrent appends of a name, from any replica,
+// queue on that row and each gets the next number; the record is inserted in the same
+// transaction, so a failed append (conflict, builder error, lost connection) rolls the
+// increment back with it. Deletes take the same row lock. Acknowledged means committed.
+//
+// Failure: connections and queries are bounded (connect and query timeouts), and a failure of
+// the database becomes UNREACHABLE or TIMEOUT (retryable, exit status 3) rather than a hang;
+// the pool drops broken connections and makes new ones, so service resumes by itself.
+
+import pg from 'pg';
+import { CertifierError } from '../errors/index.ts';
+import {
+  checkBuilt, checkExpected, checkName, checkPrefix, checkVersion, listLimit, nextVersion, versionConflict,
+  type KeyBackend, type ListOptions, type RecordInfo, type StoredRecord,
+} from './backend.ts';
+import { migrate, storageError, type Query } from './pg-schema.ts';
+
+export interface PgBackendOptions {
+  /** postgres://user:password@host:port/database (libpq-style parameters allowed). */
+  url: string;
+  /** Connections this replica may hold (default 10). */
+  poolSize?: number;
+  /** Time allowed to open a connection (default 3 s). */
+  connectTimeoutMs?: number;
+  /** Time allowed for one statement, enforced by the client and the server (default 5 s). */
+  queryTimeoutMs?: number;
+  /** Events worth a log line (connections lost in the background). */
+  log?: (record: { event: string; [k: string]: unknown }) => void;
+}
+
+const COLUMNS = 'name, version, type, exportable, time_entered, size';
+interface Row { name: string; version: number; type: string; exportable: boolean; time_entered: string; size: number; ciphertext?: Buffer }
+
+const infoOfRow = (r: Row): RecordInfo => ({ name: r.name, version: r.version, type: r.type, exportable: r.exportable, timeEntered: r.time_entered, size: r.size });
+
+/**
+ * The first string after every string starting with `prefix` in code point order, or undefined
+ * when there is none (so a prefix query is an index range scan with both ends).
+ */
+export function prefixEnd(prefix: string): string | undefined {
+  const cps = Array.from(prefix, (c) => c.codePointAt(0)!);
+  while (cps.length && cps[cps.length - 1] === 0x10ffff) cps.pop();
+  if (cps.length === 0) return undefined;
+  let last = cps.pop()! + 1;
+  if (last === 0xd800) last = 0xe000; // surrogates are not characters
+  return String.fromCodePoint(...cps, last);
+}
+
+export class PgBackend implements KeyBackend {
+  private closed = false;
+
+  private constructor(private readonly pool: pg.Pool) {}
+
+  /** Connects, creates or upgrades the schema, and returns the backend. */
+  static async open(o: PgBackendOptions): Promise<PgBackend> {
+    const timeout = o.queryTimeoutMs ?? 5_000;
+    const pool = new pg.Pool({
+      connectionString: o.url, max: o.poolSize ?? 10, connectionTimeoutMillis: o.connectTimeoutMs ?? 3_000,
+      query_timeout: timeout, statement_timeout: timeout, idle_in_transaction_session_timeout: 2 * timeout,
+      idleTimeoutMillis: 30_000, keepAlive: true, application_name: 'key-server',
+    });
+    // A connection that dies while idle (database restarted, network cut) is reported here and
+    // dropped by the pool; without a listener the 'error' event would end the process.
+    pool.on('error', (e) => o.log?.({ event: 'storage-connection-lost', code: storageError(e).code, detail: e.message }));
+    // The same for a connection that dies while checked out between two queries.
+    pool.on('connect', (client) => client.on('error', () => {}));
+    const b = new PgBackend(pool);
+    try {
+      await b.transaction((q) => migrate(q));
+    } catch (e) {
+      await pool.end().catch(() => {});
+      throw e;
+    }
+    return b;
+  }
+
+  async append(name: string, build: (version: number) => StoredRecord, expectedLatest?: number): Promise<StoredRecord> {
+    checkName(name);
+    checkExpected(expectedLatest);
+    return this.transaction(async (q) => {
+      const high = Number((await q<{ high: string }>(
+        'INSERT INTO key_server_names (name, high) VALUES ($1, 1) ON CONFLICT (name) DO UPDATE SET high = key_server_names.high + 1 RETURNING high', [name],
+      ))[0]!.high);
+      const version = nextVersion(name, high - 1);
+      if (expectedLatest !== undefined) {
+        // Under the name's row lock, so no other append or delete of it can slip in between.
+        const latest = await this.latest(q, name);
+        if (latest !== expectedLatest) throw versionConflict(name, expectedLatest, latest);
+      }
+      const r = build(version);
+      checkBuilt(name, version, r);
+      await q('INSERT INTO key_server_records (name, version, type, exportable, time_entered, size, ciphertext) VALUES ($1, $2, $3, $4, $5, $6, $7)',
+        [name, version, r.type, r.exportable, r.timeEntered, r.size, Buffer.from(r.ciphertext.buffer, r.ciphertext.byteOffset, r.ciphertext.length)]);
+      return r;
+    });
+  }
+
+  async get(name: string, version: number): Promise<StoredRecord | undefined> {
+    checkName(name);
+    checkVersion(version, true);
+    const rows = await this.query<Row>(version
+      ? `SELECT ${COLUMNS}, ciphertext FROM key_server_records WHERE name = $1 AND version = $2`
+      : `SELECT ${COLUMNS}, ciphertext FROM key_server_records WHERE name = $1 ORDER BY version DESC LIMIT 1`, version ? [name, version] : [name]);
+    const r = rows[0];
+    if (!r) return undefined;
+    if (r.name !== name || (version && r.version !== version) || !r.ciphertext) {
+      throw new CertifierError('INTEGRITY', `the database answered for "${name}" with a damaged row`);
+    }
+    return { ...infoOfRow(r), ciphertext: new Uint8Array(r.ciphertext) };
+  }
+
+  async delete(name: string, version: number): Promise<number[]> {
+    checkName(name);
+    checkVersion(version, true);
+    return this.transaction(async (q) => {
+      // The row lock orders this delete with every append of the name; `high` stays as it is.
+      if ((await q('SELECT high FROM key_server_names WHERE name = $1 FOR UPDATE', [name])).length === 0) return [];
+      const rows = await q<{ version: number }>(version
+        ? 'DELETE FROM key_server_records WHERE name = $1 AND version = $2 RETURNING version'
+        : 'DELETE FROM key_server_records WHERE name = $1 RETURNING version', version ? [name, version] : [name]);
+      return rows.map((r) => r.version).sort((a, b) => a - b);
+    });
+  }
+
+  async list(prefix: string, options?: ListOptions): Promise<RecordInfo[]> {
+    checkPrefix(prefix);
+    const limit = listLimit(options);
+    this.checkOpen();
+    if (limit === 0) return [];
+    const end = prefixEnd(prefix);
+    const where = end === undefined ? 'name >= $1' : 'name >= $1 AND name < $3';
+    const params: unknown[] = [prefix, limit, ...(end === undefined ? [] : [end])];
+    const rows = await this.query<Row>(options?.allVersions
+      ? `SELECT ${COLUMNS} FROM key_server_records WHERE ${where} ORDER BY name, version LIMIT $2`
+      : `SELECT DISTINCT ON (name) ${COLUMNS} FROM key_server_records WHERE ${where} ORDER BY name, version DESC LIMIT $2`, params);
+    return rows.map(infoOfRow);
+  }
+
+  async boundStorageKey(): Promise<string | undefined> {
+    return (await this.query<{ value: string }>("SELECT value FROM key_server_meta WHERE key = 'storage_key_id'"))[0]?.value;
+  }
+
+  async bindStorageKey(keyId: string): Promise<void> {
+    const rows = await this.query<{ value: string }>(
+      "INSERT INTO key_server_meta (key, value) VALUES ('storage_key_id', $1) ON CONFLICT (key) DO UPDATE SET value = key_server_meta.value RETURNING value", [keyId]);
+    const bound = rows[0]?.value;
+    if (bound !== keyId) {
+      throw new CertifierError('WRONG_KEY', `this replica's storage key (id ${keyId}) is not the one the database's records are sealed under (id ${bound}): fetch the deployment's key with key-server join`, { details: { keyId, bound } });
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.pool.end();
+  }
+
+  // ---- internals --------------------------------------------------------------------------
+
+  private async latest(q: Query, name: string): Promise<number> {
+    return (await q<{ version: number }>('SELECT version FROM key_server_records WHERE name = $1 ORDER BY version DESC LIMIT 1', [name]))[0]?.version ?? 0;
+  }
+
+  /** One statement on any pooled connection; database failures become CertifierErrors. */
+  private async query<R>(sql: string, params: unknown[] = []): Promise<R[]> {
+    this.checkOpen();
+    try {
+      return (await this.pool.query(sql, params)).rows as R[];
+    } catch (e) {
+      throw storageError(e);
+    }
+  }
+
+  /**
+   * Runs fn inside BEGIN ... COMMIT on one connection. Anything fn throws rolls back and is
+   * rethrown as it is (a record builder's own error stays its own); a connection that failed or
+   * whose state is unknown is destroyed, never handed to the next request.
+   */
+  private async transaction<T>(fn: (q: Query) => Promise<T>): Promise<T> {
+    this.checkOpen();
+    let client: pg.PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (e) {
+      throw storageError(e);
+    }
+    let dbFailed = false;
+    const q: Query = async <R>(sql: string, params: unknown[] = []) => {
+      try {
+        return (await client.query(sql, params)).rows as R[];
+      } catch (e) {
+        dbFailed = true;
+        throw storageError(e);
+      }
+    };
+    try {
+      await q('BEGIN');
+      const out = await fn(q);
+      await q('COMMIT');
+      client.release();
+      return out;
+    } catch (e) {
+      let discard = dbFailed;
+      if (!discard) {
+        try {
+          await client.query('ROLLBACK');
+        } catch {
+          discard = true;
+        }
+      }
+      client.release(discard ? true : undefined);
+      throw e;
+    }
+  }
+
+  private checkOpen(): void {
+    if (this.closed) throw new CertifierError('INTERNAL', 'the key-server backend is closed');
+  }
+}

@@ -1,0 +1,78 @@
+// The PostgreSQL backend's schema and how its failures are reported.
+//
+// migrate() runs at every start, inside one transaction holding a transaction-scoped advisory
+// lock: replicas starting at once take turns, the first creates (or upgrades) the tables, the
+// others find them done. key_server_schema holds the version; a database written by a newer
+// key-server is refused rather than misread. A later schema adds an entry to MIGRATIONS.
+//
+// storageError() sorts a failure of the database into the suite's codes: unreachable, shutting
+// down, too many connections (UNREACHABLE) or too slow (TIMEOUT) are worth retrying (exit
+// status 3); anything else is INTERNAL, with the detail kept for the server log.
+
+import { CertifierError } from '../errors/index.ts';
+
+/** One statement in the current transaction: its rows. */
+export type Query = <R = Record<string, unknown>>(sql: string, params?: unknown[]) => Promise<R[]>;
+
+export const SCHEMA_VERSION = 1;
+/** pg_advisory_xact_lock's key for schema changes: "keysrvr1" as a big-endian 64-bit integer. */
+const SCHEMA_LOCK = '7738725071454630449';
+
+/** MIGRATIONS[n - 1] takes the schema from version n - 1 to n. */
+const MIGRATIONS: string[][] = [
+  [
+    `CREATE TABLE key_server_names (
+       name text COLLATE "C" PRIMARY KEY,
+       high bigint NOT NULL CHECK (high >= 0))`,
+    `CREATE TABLE key_server_records (
+       name text COLLATE "C" NOT NULL,
+       version integer NOT NULL CHECK (version >= 1),
+       type text NOT NULL,
+       exportable boolean NOT NULL,
+       time_entered text NOT NULL,
+       size integer NOT NULL CHECK (size >= 0),
+       ciphertext bytea NOT NULL,
+       PRIMARY KEY (name, version))`,
+    'CREATE TABLE key_server_meta (key text PRIMARY KEY, value text NOT NULL)',
+  ],
+];
+
+/** Creates or upgrades the schema; call inside a transaction. */
+export async function migrate(q: Query): Promise<{ from: number; to: number }> {
+  await q('SELECT pg_advisory_xact_lock($1)', [SCHEMA_LOCK]);
+  const [enc] = await q<{ server_encoding: string }>('SHOW server_encoding');
+  if (enc?.server_encoding !== 'UTF8') {
+    throw new CertifierError('STORE_FORMAT', `the database's encoding is ${enc?.server_encoding}, not UTF8: create it with ENCODING 'UTF8'`);
+  }
+  await q('CREATE TABLE IF NOT EXISTS key_server_schema (only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row), version integer NOT NULL)');
+  const from = (await q<{ version: number }>('SELECT version FROM key_server_schema'))[0]?.version ?? 0;
+  if (from > SCHEMA_VERSION) {
+    throw new CertifierError('STORE_FORMAT', `the database holds key-server schema version ${from}, newer than this key-server's ${SCHEMA_VERSION}: upgrade this replica`);
+  }
+  for (let v = from; v < SCHEMA_VERSION; v++) for (const sql of MIGRATIONS[v]!) await q(sql);
+  if (from !== SCHEMA_VERSION) {
+    await q('INSERT INTO key_server_schema (version) VALUES ($1) ON CONFLICT (only_row) DO UPDATE SET version = EXCLUDED.version', [SCHEMA_VERSION]);
+  }
+  return { from, to: SCHEMA_VERSION };
+}
+
+// Node errno values of a connection that could not be made or was cut.
+const NETWORK_ERRNOS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ECONNABORTED', 'EHOSTUNREACH', 'EHOSTDOWN', 'ENETUNREACH', 'ENETDOWN', 'ENOTFOUND', 'EAI_AGAIN', 'EPIPE', 'ETIMEDOUT', 'EADDRNOTAVAIL']);
+// SQLSTATEs (https://www.postgresql.org/docs/current/errcodes-appendix.html) worth a retry.
+const TIMEOUT_STATES = new Set(['57014', '55P03', '40001', '40P01', '25P03']); // canceled (statement_timeout), lock timeout, serialization, deadlock, idle-in-transaction timeout
+const UNREACHABLE_CLASSES = ['08', '53', '57P']; // connection exception, insufficient resources (too many connections), admin/crash shutdown, cannot connect now
+
+/** A CertifierError for a failure of the database (our own errors pass through unchanged). */
+export function storageError(e: unknown): CertifierError {
+  if (e instanceof CertifierError) return e;
+  const err = e as { code?: unknown; message?: unknown } | undefined;
+  const code = typeof err?.code === 'string' ? err.code : '';
+  const message = typeof err?.message === 'string' ? err.message : String(e);
+  const make = (c: 'UNREACHABLE' | 'TIMEOUT' | 'INTERNAL', what: string) =>
+    new CertifierError(c, `${what}: ${message}`, { cause: e, details: { storage: 'postgres', ...(code ? { cause: code } : {}) } });
+  if (TIMEOUT_STATES.has(code) || /timeout|timed out/i.test(message)) return make('TIMEOUT', 'the key database did not answer in time');
+  if (NETWORK_ERRNOS.has(code) || UNREACHABLE_CLASSES.some((p) => code.startsWith(p)) || /Connection terminated|not queryable|connection error/i.test(message)) {
+    return make('UNREACHABLE', 'the key database is unreachable');
+  }
+  return make('INTERNAL', 'the key database failed');
+}

@@ -1,0 +1,150 @@
+// Replicas sharing one database, without a database: the key service releases its storage key
+// only to another instance of itself and only when told to (key-server join), the storage key is
+// checked against the one a shared backend records, and a replica's data directory has one owner.
+
+import { expect } from 'chai';
+import { spawnSync } from 'node:child_process';
+import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { CertifierError } from '../../lib/errors/index.ts';
+import { randomBytes } from '../../lib/crypto/index.ts';
+import { decode, type CryptstoreEntry } from '../../lib/wire/index.ts';
+import type { ValidatedPeer } from '../../lib/pki/index.ts';
+import { Cryptstore, KeyFileProtector } from '../../cryptstore/index.ts';
+import { AuditLog } from '../../lib/keyservice/audit.ts';
+import type { KeyBackend } from '../../lib/keyservice/backend.ts';
+import { KeyService } from '../../lib/keyservice/handlers.ts';
+import { KeyStore, storageKeyId } from '../../lib/keyservice/keystore.ts';
+import { LevelBackend } from '../../lib/keyservice/level-backend.ts';
+import { encodeKeyRequest, parseKeyResponse, type Action } from '../../lib/keyservice/protocol.ts';
+import { lockDataDir, ReplicaJoin } from '../../lib/keyservice/replica.ts';
+import { STORAGE_KEY_TAG, storageKeyFrom } from '../../lib/keyservice/server.ts';
+import { tempDir } from '../support/helpers.ts';
+import { rejects } from '../support/rejects.ts';
+
+const OWN = 'aa'.repeat(32);
+const OTHER = 'bb'.repeat(32);
+
+
+describe('key service: releasing the storage key to a joining replica', () => {
+  let tmp: ReturnType<typeof tempDir>;
+  let backend: LevelBackend;
+  let audit: AuditLog;
+  const storageKey = randomBytes(32);
+  const service = (join_: boolean) => new KeyService({
+    keystore: new KeyStore(backend, storageKey), policyCert: new Uint8Array(), audit,
+    reserved: { names: [STORAGE_KEY_TAG], prefixes: ['key-server/'] },
+    ...(join_ ? { replicaJoin: new ReplicaJoin({ name: STORAGE_KEY_TAG, measurementHex: OWN, storageKey }) } : {}),
+  });
+  const ask = async (s: KeyService, measurementHex: string, action: Action, version = 0) => parseKeyResponse(await s.handle(
+    encodeKeyRequest({ action, name: STORAGE_KEY_TAG, version, ...(action === 'store' ? { data: new Uint8Array(32) } : {}) }),
+    { id: 'c0ffee', remote: '127.0.0.1:1', peer: { measurementHex, serialHex: '1f' } as ValidatedPeer, exportKeyingMaterial: () => undefined },
+  ));
+
+  beforeEach(async () => {
+    tmp = tempDir('replica-join-');
+    backend = await LevelBackend.open(join(tmp.dir, 'data'));
+    audit = await AuditLog.open(join(tmp.dir, 'audit.jsonl'));
+  });
+  afterEach(async () => {
+    await audit.close();
+    await backend.close();
+    tmp.cleanup();
+  });
+
+  it('keeps the name reserved, even for its own measurement, unless started with --allow-replica-join', async () => {
+    expect(await ask(service(false), OWN, 'retrieve')).to.include({ status: 'failed', errorCode: 'RESERVED_NAME' });
+  });
+
+  it('releases the key, not exportable, to a peer with exactly its own measurement, and audits it', async () => {
+    const r = await ask(service(true), OWN, 'retrieve');
+    expect(r).to.include({ status: 'succeeded', version: 1 });
+    const entry = decode<CryptstoreEntry>('cryptstore_entry', r.data!);
+    expect(entry).to.include({ tag: STORAGE_KEY_TAG, type: 'binary-blob', version: 1 });
+    expect(entry.exportable ?? false).to.equal(false);
+    expect(Buffer.from(entry.blob!).equals(Buffer.from(storageKey))).to.equal(true);
+    await audit.close();
+    const { readFileSync } = await import('node:fs');
+    const line = JSON.parse(readFileSync(join(tmp.dir, 'audit.jsonl'), 'utf8').trim());
+    expect(line).to.include({ action: 'retrieve', resource: STORAGE_KEY_TAG, measurement: OWN, decision: 'allow', version: 1 });
+    expect(JSON.stringify(line)).not.to.contain(Buffer.from(storageKey).toString('hex'));
+  });
+
+  it('refuses every other measurement, action and version with RESERVED_NAME', async () => {
+    const s = service(true);
+    expect(await ask(s, OTHER, 'retrieve')).to.include({ status: 'failed', errorCode: 'RESERVED_NAME' });
+    for (const action of ['store', 'delete', 'list'] as const) expect(await ask(s, OWN, action), action).to.include({ status: 'failed', errorCode: 'RESERVED_NAME' });
+    expect(await ask(s, OWN, 'retrieve', 2)).to.include({ status: 'failed', errorCode: 'RESERVED_NAME' });
+  });
+});
+
+describe('storageKeyFrom with a backend shared by replicas', () => {
+  let tmp: ReturnType<typeof tempDir>;
+  let store: Cryptstore;
+  let bound: string | undefined;
+  // What PgBackend does, in memory.
+  const shared = {
+    boundStorageKey: async () => bound,
+    bindStorageKey: async (id: string) => {
+      bound ??= id;
+      if (bound !== id) throw new CertifierError('WRONG_KEY', 'another key');
+    },
+  } as unknown as KeyBackend;
+
+  beforeEach(async () => {
+    tmp = tempDir('replica-key-');
+    store = await Cryptstore.create(join(tmp.dir, 'store'), new KeyFileProtector(randomBytes(32)));
+    bound = undefined;
+  });
+  afterEach(async () => {
+    await store.close();
+    tmp.cleanup();
+  });
+
+  it('makes the key on the first start of a deployment and records its id', async () => {
+    const key = await storageKeyFrom(store, shared);
+    expect(bound).to.equal(storageKeyId(key));
+    expect(await storageKeyFrom(store, shared)).to.deep.equal(key);
+  });
+
+  it('makes no key for a replica of a running deployment, and tells it to join', async () => {
+    bound = '00'.repeat(16);
+    const e = await rejects(storageKeyFrom(store, shared), 'NOT_FOUND');
+    expect(e.message).to.match(/key-server join/);
+    await rejects(store.get(STORAGE_KEY_TAG), 'NOT_FOUND');
+  });
+
+  it('refuses a key that is not the deployment\'s with WRONG_KEY', async () => {
+    await storageKeyFrom(store, shared);
+    bound = '00'.repeat(16);
+    await rejects(storageKeyFrom(store, shared), 'WRONG_KEY');
+  });
+});
+
+describe('lockDataDir', () => {
+  let tmp: ReturnType<typeof tempDir>;
+  beforeEach(() => {
+    tmp = tempDir('replica-lock-');
+  });
+  afterEach(() => tmp.cleanup());
+
+  it('gives a replica\'s data directory to one process at a time', async () => {
+    const dir = join(tmp.dir, 'data');
+    const release = await lockDataDir(dir);
+    writeFileSync(join(dir, 'key-server.lock'), `${process.ppid}\n`); // as if our parent held it
+    const e = await rejects(lockDataDir(dir), 'STORE_LOCKED');
+    expect(e.message).to.match(/give each replica its own --data/);
+    await release();
+    expect(existsSync(join(dir, 'key-server.lock'))).to.equal(false);
+    await (await lockDataDir(dir))();
+  });
+
+  it('takes over a lock left by a process that is gone', async () => {
+    const dir = join(tmp.dir, 'data');
+    const gone = spawnSync(process.execPath, ['-e', '0']).pid!;
+    await (await lockDataDir(dir))();
+    writeFileSync(join(dir, 'key-server.lock'), `${gone}\n`);
+    const release = await lockDataDir(dir);
+    await release();
+  });
+});

@@ -1,0 +1,164 @@
+// PgBackend against a throwaway PostgreSQL server: the backend contract (done-when 1), plus what
+// only a shared database can get wrong: replicas starting at once, appends racing from two
+// connection pools (two replicas), the storage-key binding, and an outage of the database.
+
+import { expect } from 'chai';
+import { CertifierError } from '../../lib/errors/index.ts';
+import { PgBackend, prefixEnd } from '../../lib/keyservice/pg-backend.ts';
+import type { KeyBackend } from '../../lib/keyservice/backend.ts';
+import { recordFor, runBackendContract } from '../keyservice/backend-contract.ts';
+import { findPgBin, PG_MISSING, PgServer } from './pg-server.ts';
+
+async function rejects(p: Promise<unknown>, ...codes: string[]): Promise<CertifierError> {
+  try {
+    await p;
+  } catch (e) {
+    expect(e, String(e)).to.be.instanceOf(CertifierError);
+    expect(codes, (e as Error).message).to.include((e as CertifierError).code);
+    return e as CertifierError;
+  }
+  throw new Error(`expected ${codes.join(' or ')}, but it resolved`);
+}
+
+describe('prefixEnd', () => {
+  it('is the first string after every string with the prefix, in code point order', () => {
+    expect(prefixEnd('')).to.equal(undefined);
+    expect(prefixEnd('a/')).to.equal('a0');
+    expect(prefixEnd('ab')).to.equal('ac');
+    expect(prefixEnd('a\u{10ffff}')).to.equal('b');
+    expect(prefixEnd('\u{10ffff}')).to.equal(undefined);
+    expect(prefixEnd('x\ud7ff')).to.equal('x\ue000');
+    expect(prefixEnd('\uffff')).to.equal('\u{10000}');
+  });
+});
+
+const bin = findPgBin();
+if (!bin) {
+  describe('PgBackend', () => {
+    it(PG_MISSING, function () {
+      this.skip();
+    });
+  });
+} else {
+  describe('PgBackend (throwaway PostgreSQL)', function () {
+    let server: PgServer;
+    let n = 0;
+    const freshDb = () => server.createDatabase(`contract_${++n}`);
+    const open = (url: string) => PgBackend.open({ url, poolSize: 20 });
+
+    before(async () => {
+      server = await PgServer.start(bin);
+    });
+    after(async () => server?.stop());
+
+    runBackendContract('PgBackend', async () => {
+      const url = await freshDb();
+      let backend: KeyBackend = await open(url);
+      return {
+        backend,
+        reopen: async () => {
+          await backend.close();
+          backend = await open(url);
+          return backend;
+        },
+        cleanup: async () => backend.close(),
+      };
+    });
+
+    describe('as the shared database of several replicas', () => {
+      const opened: PgBackend[] = [];
+      const track = async (p: Promise<PgBackend>) => {
+        const b = await p;
+        opened.push(b);
+        return b;
+      };
+      afterEach(async () => {
+        await Promise.all(opened.splice(0).map((b) => b.close()));
+      });
+
+      it('creates the schema once when several replicas start at the same time, and opens it again', async () => {
+        const url = await freshDb();
+        await Promise.all(Array.from({ length: 6 }, () => track(open(url))));
+        expect(await server.psql(`contract_${n}`, 'SELECT version FROM key_server_schema', ['-tA'])).to.equal('1\n');
+        const tables = await server.psql(`contract_${n}`, "SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_tables WHERE schemaname = 'public'", ['-tA']);
+        expect(tables.trim()).to.equal('key_server_meta,key_server_names,key_server_records,key_server_schema');
+        await track(open(url));
+      });
+
+      it('refuses a database written by a newer key-server, and one not in UTF-8', async () => {
+        const url = await freshDb();
+        await (await open(url)).close();
+        await server.psql(`contract_${n}`, 'UPDATE key_server_schema SET version = 99');
+        await rejects(open(url), 'STORE_FORMAT');
+        await server.psql('postgres', "CREATE DATABASE ascii_db TEMPLATE template0 ENCODING 'SQL_ASCII'");
+        await rejects(open(server.url('ascii_db')), 'STORE_FORMAT');
+      });
+
+      it('gives 100 appends to one name from two replicas versions 1..100 with no gap or duplicate', async () => {
+        const url = await freshDb();
+        const [a, b] = await Promise.all([track(open(url)), track(open(url))]);
+        const results = await Promise.all(Array.from({ length: 100 }, (_, i) => (i % 2 ? a : b).append('shared', (v) => recordFor('shared', v))));
+        const all = Array.from({ length: 100 }, (_, i) => i + 1);
+        expect(results.map((r) => r.version).sort((x, y) => x - y)).to.deep.equal(all);
+        expect((await a.list('shared', { allVersions: true })).map((i) => i.version)).to.deep.equal(all);
+        expect((await b.get('shared', 0))!.version).to.equal(100);
+      });
+
+      it('lets exactly one of many racing appends with the same expectedLatest win', async () => {
+        const url = await freshDb();
+        const [a, b] = await Promise.all([track(open(url)), track(open(url))]);
+        const tries = await Promise.allSettled(Array.from({ length: 20 }, (_, i) => (i % 2 ? a : b).append('once', (v) => recordFor('once', v), 0)));
+        expect(tries.filter((t) => t.status === 'fulfilled')).to.have.length(1);
+        for (const t of tries) if (t.status === 'rejected') expect((t.reason as CertifierError).code).to.equal('VERSION_CONFLICT');
+        // The losers spent no version number.
+        expect((await a.append('once', (v) => recordFor('once', v))).version).to.equal(2);
+      });
+
+      it('records the storage key id once and refuses another one with WRONG_KEY', async () => {
+        const b = await track(open(await freshDb()));
+        expect(await b.boundStorageKey()).to.equal(undefined);
+        await b.bindStorageKey('11'.repeat(16));
+        await b.bindStorageKey('11'.repeat(16));
+        await rejects(b.bindStorageKey('22'.repeat(16)), 'WRONG_KEY');
+        expect(await b.boundStorageKey()).to.equal('11'.repeat(16));
+      });
+
+      it('fails fast with a retryable code while the database is down, and recovers by itself', async function () {
+        this.timeout(60_000);
+        const b = await track(PgBackend.open({ url: await freshDb(), connectTimeoutMs: 1_000, queryTimeoutMs: 2_000 }));
+        const kept = await b.append('k', (v) => recordFor('k', v));
+        await server.halt();
+        try {
+          for (const attempt of [() => b.get('k', 0), () => b.append('k', (v) => recordFor('k', v)), () => b.list(''), () => b.delete('k', 1)]) {
+            const t0 = Date.now();
+            await rejects(attempt(), 'UNREACHABLE', 'TIMEOUT');
+            expect(Date.now() - t0, 'fails fast').to.be.below(4_000);
+          }
+        } finally {
+          await server.resume();
+        }
+        // The same backend (no reopen): the pool makes new connections.
+        expect(await b.get('k', 0)).to.deep.equal(kept);
+        expect((await b.append('k', (v) => recordFor('k', v))).version).to.equal(2);
+      });
+
+      it('times out with TIMEOUT when the database accepts connections but never answers, and recovers', async function () {
+        this.timeout(60_000);
+        const b = await track(PgBackend.open({ url: await freshDb(), connectTimeoutMs: 1_000, queryTimeoutMs: 1_500 }));
+        await b.append('k', (v) => recordFor('k', v));
+        server.signal('SIGSTOP');
+        try {
+          for (const attempt of [() => b.get('k', 0), () => b.append('k', (v) => recordFor('k', v)), () => b.get('k', 1)]) {
+            const t0 = Date.now();
+            await rejects(attempt(), 'TIMEOUT', 'UNREACHABLE');
+            expect(Date.now() - t0, 'bounded by the timeouts').to.be.below(5_000);
+          }
+        } finally {
+          server.signal('SIGCONT');
+        }
+        expect((await b.get('k', 0))!.version).to.equal(1);
+        expect((await b.append('k', (v) => recordFor('k', v))).version).to.equal(2);
+      });
+    });
+  });
+}

@@ -1,0 +1,199 @@
+// Two real key-server replicas (`key-server serve --backend postgres`) over one throwaway
+// PostgreSQL database, with clients certified by a real simpleserver (test/e2e/domain.ts):
+// joining a replica (done-when 2's set-up), a key crossing replicas and 100 concurrent stores
+// (done-when 2), the database stopped under a stream of stores (done-when 3), no plaintext in
+// any column (done-when 4), and one verifiable audit chain per replica.
+
+import { expect } from 'chai';
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { isCertifierError } from '../../lib/errors/index.ts';
+import type { KeyClient } from '../../lib/keyclient/index.ts';
+import type { MachineIdentity } from '../../lib/certifier/index.ts';
+import { run } from '../support/helpers.ts';
+import { Domain, expectFailure, expectSuccess, sleep, startServer, type KeyServer, type Machine } from '../e2e/domain.ts';
+import { findPgBin, PG_MISSING, PgServer } from './pg-server.ts';
+
+const bin = findPgBin();
+if (!bin) {
+  describe('key-server replicas on PostgreSQL', () => {
+    it(PG_MISSING, function () {
+      this.skip();
+    });
+  });
+} else {
+  describe('key-server replicas on PostgreSQL', function () {
+    this.timeout(180_000);
+    let pgs: PgServer;
+    let url: string;
+    let d: Domain;
+    let ks1: Machine;
+    let ks2: Machine;
+    let alice: Machine;
+    let aliceId: MachineIdentity;
+    let r1: KeyServer;
+    let r2: KeyServer;
+    const replicas: KeyServer[] = [];
+    const clients: KeyClient[] = [];
+
+    /** Starts a replica; the URL goes in --pg-url or, as the README recommends, the environment. */
+    async function startReplica(m: Machine, id: string, o: { urlInEnv?: boolean; allowJoin?: boolean } = {}): Promise<KeyServer> {
+      const data = d.path(`${id}-data`);
+      const args = ['serve', '--backend', 'postgres', '--replica-id', id, '--domain', d.name, '--policy-cert', d.policyCertFile, '--data', data, '--listen', '127.0.0.1:0', ...m.storeArgs];
+      if (!o.urlInEnv) args.push('--pg-url', url);
+      if (o.allowJoin) args.push('--allow-replica-join');
+      // startServer passes this process's environment on; set the variable only for the spawn.
+      if (o.urlInEnv) process.env.KEY_SERVER_PG_URL = url;
+      try {
+        const { child, port } = await startServer('key-server', args);
+        const s: KeyServer = { child, port, address: `127.0.0.1:${port}`, data, machine: m, measurementHex: d.measurementHex(m.program) };
+        replicas.push(s);
+        return s;
+      } finally {
+        delete process.env.KEY_SERVER_PG_URL;
+      }
+    }
+
+    const joinArgs = (m: Machine, from: KeyServer) => ['join', '--from', from.address, '--domain', d.name, '--policy-cert', d.policyCertFile, ...m.storeArgs];
+    const connect = async (s: KeyServer) => {
+      const c = await d.connect(s, aliceId);
+      clients.push(c);
+      return c;
+    };
+    const psql = (sql: string) => pgs.psql('keys', sql, ['-tA']);
+
+    before(async () => {
+      pgs = await PgServer.start(bin);
+      url = await pgs.createDatabase('keys');
+      d = await Domain.create({ programs: ['key-server', 'client-alice'] });
+      [ks1, ks2, alice] = await Promise.all([d.certify('ks1', 'key-server'), d.certify('ks2', 'key-server'), d.certify('alice', 'client-alice')]);
+      aliceId = await d.identity(alice);
+      r1 = await startReplica(ks1, 'r1', { allowJoin: true });
+    });
+
+    after(async () => {
+      await Promise.all(clients.map((c) => c.close().catch(() => {})));
+      await Promise.all(replicas.map((r) => r.child.stop()));
+      await d?.close();
+      await pgs?.stop();
+    });
+
+    it('refuses to start a new replica without the storage key, and joins it from a running replica', async () => {
+      // Without the deployment's storage key, a second replica is told to join (and makes no key).
+      const alone = await run('key-server', ['serve', '--backend', 'postgres', '--pg-url', url, '--domain', d.name, '--policy-cert', d.policyCertFile, '--data', d.path('alone'), '--listen', '127.0.0.1:0', ...ks2.storeArgs]);
+      expectFailure(alone, 1, 'NOT_FOUND');
+      expect(alone.stderr).to.match(/key-server join/);
+      // A machine of another measurement cannot join: key-server join pins the serving replica to
+      // its own measurement, and the serving replica keeps the name reserved for it.
+      expectFailure(await run('key-server', joinArgs(alice, r1)), 4, 'UNTRUSTED_PEER');
+      const c = await connect(r1);
+      const refused = await c.retrieve('key-server-storage-key').then(() => undefined, (e: unknown) => e);
+      expect(isCertifierError(refused, 'RESERVED_NAME'), String(refused)).to.equal(true);
+      const joined = expectSuccess(await run('key-server', [...joinArgs(ks2, r1), '--json'])).json();
+      expect(joined).to.include({ ok: true, outcome: 'joined' });
+      expect(expectSuccess(await run('key-server', [...joinArgs(ks2, r1), '--json'])).json()).to.include({ outcome: 'already', keyId: joined.keyId });
+      expect(await psql("SELECT value FROM key_server_meta WHERE key = 'storage_key_id'")).to.equal(`${joined.keyId}\n`);
+      r2 = await startReplica(ks2, 'r2', { urlInEnv: true });
+      expect(r2.child.stderr).to.match(/data in postgres:\/\/postgres@127\.0\.0\.1:\d+\/keys \(replica r2\)/);
+    });
+
+    it('retrieves through one replica a key stored through the other', async () => {
+      const key = randomBytes(32);
+      expect(expectSuccess(await d.kc(alice, r1, 'store', ['vhd/disk-1', '--in', '-'], key)).out).to.equal('stored vhd/disk-1 version 1\n');
+      const got = expectSuccess(await d.kc(alice, r2, 'retrieve', ['vhd/disk-1', '--out', '-']));
+      expect(got.stdout.equals(key)).to.equal(true);
+    });
+
+    it('gives 100 concurrent stores of one name spread over both replicas versions 1 to 100, no gap, no duplicate', async () => {
+      // Several connections per replica, so the stores really run side by side on both servers.
+      const conns = await Promise.all([r1, r2, r1, r2, r1, r2, r1, r2].map(connect));
+      const values = Array.from({ length: 100 }, (_, i) => Buffer.from(`busy value ${i}`));
+      const versions = await Promise.all(values.map((v, i) => conns[i % conns.length]!.store('busy', v)));
+      const all = Array.from({ length: 100 }, (_, i) => i + 1);
+      expect([...versions].sort((a, b) => a - b)).to.deep.equal(all);
+      expect((await psql("SELECT version FROM key_server_records WHERE name = 'busy' ORDER BY version")).trim().split('\n').map(Number)).to.deep.equal(all);
+      // Each version holds the value whose store was answered with it, read through either replica.
+      for (const i of [0, 37, 99]) expect(Buffer.from((await conns[(i + 1) % conns.length]!.retrieve('busy', versions[i]!)).blob).equals(values[i]!)).to.equal(true);
+    });
+
+    it('keeps every acknowledged store through a database outage, fails fast with a retryable code meanwhile, and serves again without a restart', async () => {
+      const [c1, c2] = await Promise.all([connect(r1), connect(r2)]);
+      const acked = new Map<number, Buffer>();
+      const codes: string[] = [];
+      let slowest = 0;
+      let stop = false;
+      const stream = async (c: KeyClient, who: string) => {
+        for (let i = 0; !stop; i++) {
+          const value = Buffer.from(`stream ${who} ${i} ${randomBytes(8).toString('hex')}`);
+          const t0 = Date.now();
+          try {
+            acked.set(await c.store('stream', value), value);
+          } catch (e) {
+            if (!isCertifierError(e)) throw e;
+            codes.push(e.code);
+            slowest = Math.max(slowest, Date.now() - t0);
+            await sleep(100);
+          }
+        }
+      };
+      const streams = [stream(c1, 'r1'), stream(c2, 'r2')];
+      while (acked.size < 20) await sleep(20);
+      await pgs.halt();
+      const ackedBefore = acked.size;
+      try {
+        // Through key-client: exit status 3 with the retryable code, and quickly.
+        const t0 = Date.now();
+        const cli = await d.kc(alice, r2, 'store', ['during-outage', '--in', '-'], Buffer.from('x'));
+        expect(cli.status, cli.stderr).to.equal(3);
+        expect(cli.stderr).to.match(/\[(UNREACHABLE|TIMEOUT)\]/);
+        expect(Date.now() - t0).to.be.below(10_000);
+        while (codes.length < 6) await sleep(50);
+      } finally {
+        await pgs.resume();
+      }
+      // The same processes serve again by themselves.
+      const until = Date.now() + 30_000;
+      const before = acked.size;
+      while (acked.size < before + 10 && Date.now() < until) await sleep(50);
+      stop = true;
+      await Promise.all(streams);
+      expect(acked.size, 'stores succeed again after the restart').to.be.at.least(before + 10);
+      expect(acked.size - ackedBefore).to.be.at.least(10);
+      expect(new Set(codes)).to.satisfy((s: Set<string>) => [...s].every((c) => c === 'UNREACHABLE' || c === 'TIMEOUT'), `codes: ${[...new Set(codes)]}`);
+      expect(slowest, 'failures are fast').to.be.below(8_000);
+      for (const r of [r1, r2]) expect(r.child.running, `${r.address} still running`).to.equal(true);
+      // Every acknowledged store is there, with its value, through either replica.
+      for (const [version, value] of acked) expect(Buffer.from((await (version % 2 ? c1 : c2).retrieve('stream', version)).blob).equals(value), `version ${version}`).to.equal(true);
+    });
+
+    it('leaves no plaintext value in any column of any table', async () => {
+      const canary = `PLAINTEXT-CANARY-${randomBytes(12).toString('hex')}`;
+      expectSuccess(await d.kc(alice, r1, 'store', ['canary/name', '--in', '-'], Buffer.from(canary)));
+      const tables = (await psql("SELECT quote_ident(table_schema) || '.' || quote_ident(table_name) FROM information_schema.tables WHERE table_schema NOT IN ('pg_catalog', 'information_schema') AND table_type = 'BASE TABLE'")).trim().split('\n');
+      expect(tables).to.include.members(['public.key_server_records', 'public.key_server_names', 'public.key_server_meta', 'public.key_server_schema']);
+      // Every row of every table as JSON text (bytea appears as \x hex), searched for the value as
+      // text, as lowercase and uppercase hex, and as base64.
+      let dump = '';
+      for (const t of tables) dump += await psql(`SELECT row_to_json(t)::text FROM ${t} t`);
+      expect(dump, 'the search sees the rows (the name is metadata)').to.contain('canary/name');
+      const hex = Buffer.from(canary).toString('hex');
+      for (const form of [canary, hex, hex.toUpperCase(), Buffer.from(canary).toString('base64')]) expect(dump).not.to.contain(form);
+      // And the same through the key service: it is there, only sealed.
+      expect(expectSuccess(await d.kc(alice, r2, 'retrieve', ['canary/name', '--out', '-'])).out).to.equal(canary);
+    });
+
+    it('keeps one hash-chained audit log per replica, named after it, each verified by key-server verify-audit', async () => {
+      for (const r of [r1, r2]) {
+        const id = r === r1 ? 'r1' : 'r2';
+        const file = join(r.data, `audit-${id}.jsonl`);
+        expect(existsSync(file), file).to.equal(true);
+        expect(expectSuccess(await run('key-server', ['verify-audit', file])).out).to.match(/^ok: \d+ line\(s\), chain intact/);
+      }
+      const { readFileSync } = await import('node:fs');
+      const lines = readFileSync(join(r1.data, 'audit-r1.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+      // The release of the storage key to the joining replica is recorded like any decision.
+      expect(lines.some((l) => l.action === 'retrieve' && l.resource === 'key-server-storage-key' && l.decision === 'allow' && l.measurement === d.measurementHex('key-server'))).to.equal(true);
+    });
+  });
+}
