@@ -12,6 +12,7 @@ import { baseTlsOptions, exporterFor, remoteOf, runVerifyPeer } from './tlsutil.
 import { resolveLimits, type ChannelLog, type ChannelServer, type ConnectionInfo, type ServeOptions } from './types.ts';
 
 const DEFAULT_GRACE_MS = 5_000;
+const OUTSIDE_VALIDITY = new Set(['CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID']);
 
 export async function serve<P>(opts: ServeOptions<P>): Promise<ChannelServer> {
   const limits = resolveLimits(opts.limits);
@@ -80,7 +81,8 @@ export async function serve<P>(opts: ServeOptions<P>): Promise<ChannelServer> {
     tlsServer.on('secureConnection', (s: TLSSocket) => accept(s, raws.get(remoteOf(s)), s));
     tlsServer.on('tlsClientError', (err: Error, s: TLSSocket) => {
       const record: Record<string, unknown> = { event: 'refused', remote: remoteOf(s), transport };
-      if (s.authorizationError) Object.assign(record, { reason: 'untrusted-peer', code: 'UNTRUSTED_PEER', tlsError: String(s.authorizationError) });
+      // OpenSSL's verdict in our codes: a certificate outside its validity is CERT_EXPIRED (README, exit 4).
+      if (s.authorizationError) Object.assign(record, { reason: 'untrusted-peer', code: OUTSIDE_VALIDITY.has(String(s.authorizationError)) ? 'CERT_EXPIRED' : 'UNTRUSTED_PEER', tlsError: String(s.authorizationError) });
       else if (errnoOf(err) === 'ERR_TLS_HANDSHAKE_TIMEOUT') Object.assign(record, { reason: 'handshake-timeout', code: 'TIMEOUT' });
       else Object.assign(record, { reason: 'tls-handshake', code: channelError(err, 'client').code, tlsError: errnoOf(err) ?? err.name });
       log(record as { event: string });

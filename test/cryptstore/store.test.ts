@@ -8,20 +8,11 @@ import { CertifierError } from '../../lib/errors/index.ts';
 import { randomBytes, utf8 } from '../../lib/crypto/index.ts';
 import { Cryptstore, KeyFileProtector, PassphraseProtector, exportStore, importStore } from '../../cryptstore/index.ts';
 import { tempDir } from '../support/helpers.ts';
+import { rejects } from '../support/rejects.ts';
 
 const CHEAP = { logN: 10, r: 8, p: 1 };
 const pass = (s = 'correct horse') => new PassphraseProtector(utf8(s), CHEAP);
 
-async function rejects(p: Promise<unknown>, code: string): Promise<CertifierError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e, String(e)).to.be.instanceOf(CertifierError);
-    expect((e as CertifierError).code).to.equal(code);
-    return e as CertifierError;
-  }
-  throw new Error(`expected ${code}, but it resolved`);
-}
 
 /** Edits the raw LevelDB of a closed store. */
 async function withRaw(dir: string, fn: (db: Level<string, Uint8Array>) => Promise<void>): Promise<void> {

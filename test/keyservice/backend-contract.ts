@@ -2,9 +2,9 @@
 // runBackendContract(name, factory) from each backend's test file (LevelDB now, PostgreSQL later).
 
 import { expect } from 'chai';
-import { CertifierError } from '../../lib/errors/index.ts';
 import { randomBytes } from '../../lib/crypto/index.ts';
 import type { KeyBackend, StoredRecord } from '../../lib/keyservice/backend.ts';
+import { rejects } from '../support/rejects.ts';
 
 export interface BackendFixture {
   backend: KeyBackend;
@@ -14,16 +14,6 @@ export interface BackendFixture {
   reopen?(): Promise<KeyBackend>;
 }
 
-async function rejects(p: Promise<unknown>, code: string): Promise<CertifierError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e, String(e)).to.be.instanceOf(CertifierError);
-    expect((e as CertifierError).code, (e as Error).message).to.equal(code);
-    return e as CertifierError;
-  }
-  throw new Error(`expected ${code}, but it resolved`);
-}
 
 /** A record as KeyStore would build it, with recognizable "ciphertext". */
 export function recordFor(name: string, version: number, o: { type?: string; exportable?: boolean; size?: number } = {}): StoredRecord {

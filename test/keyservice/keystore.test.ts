@@ -10,19 +10,10 @@ import { decode, encode } from '../../lib/wire/index.ts';
 import { LevelBackend } from '../../lib/keyservice/level-backend.ts';
 import { KeyStore, MAX_KEY_VALUE_BYTES, recordAad } from '../../lib/keyservice/keystore.ts';
 import { tempDir } from '../support/helpers.ts';
+import { rejects } from '../support/rejects.ts';
 
 interface RecordMessage { resourceName?: string; version?: number; valueType?: string; exportable?: boolean; timeEntered?: string; size?: number; ciphertext?: Uint8Array }
 
-async function rejects(p: Promise<unknown>, code: string): Promise<CertifierError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e, String(e)).to.be.instanceOf(CertifierError);
-    expect((e as CertifierError).code, (e as Error).message).to.equal(code);
-    return e as CertifierError;
-  }
-  throw new Error(`expected ${code}, but it resolved`);
-}
 
 const key = (name: string, version: number) => `r!${name}\u0000${version.toString(16).padStart(8, '0')}`;
 

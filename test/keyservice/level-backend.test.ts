@@ -5,12 +5,12 @@ import { expect } from 'chai';
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Level } from 'level';
-import { CertifierError } from '../../lib/errors/index.ts';
 import { decode } from '../../lib/wire/index.ts';
 import { LevelBackend } from '../../lib/keyservice/level-backend.ts';
 import type { KeyBackend } from '../../lib/keyservice/backend.ts';
 import { tempDir } from '../support/helpers.ts';
 import { recordFor, runBackendContract } from './backend-contract.ts';
+import { rejects } from '../support/rejects.ts';
 
 runBackendContract('LevelBackend', async () => {
   const tmp = tempDir('keyserver-level-');
@@ -30,16 +30,6 @@ runBackendContract('LevelBackend', async () => {
   };
 });
 
-async function rejects(p: Promise<unknown>, code: string): Promise<CertifierError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e, String(e)).to.be.instanceOf(CertifierError);
-    expect((e as CertifierError).code, (e as Error).message).to.equal(code);
-    return e as CertifierError;
-  }
-  throw new Error(`expected ${code}, but it resolved`);
-}
 
 async function withRaw(dir: string, fn: (db: Level<string, Uint8Array>) => Promise<void>): Promise<void> {
   const db = new Level<string, Uint8Array>(dir, { keyEncoding: 'utf8', valueEncoding: 'view' });

@@ -1,0 +1,302 @@
+// Shared set-up for the end-to-end tests: a throwaway policy domain built and run with the real
+// programs on loopback. A Domain holds a policy key and certificate, a simulated platform, the
+// measurements of stand-in programs, a signed policy and a running simpleserver; it certifies
+// machines (cert-utility init-trust into cryptstores protected by a key file) and starts
+// key-servers on port 0, reading the port from their "listening HOST:PORT" line. Every child is
+// stopped by its pid (SIGTERM, then SIGKILL if it lingers) and the directory removed by close().
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { expect } from 'chai';
+import { loadIdentity, type MachineIdentity } from '../../lib/certifier/index.ts';
+import { readCertificate } from '../../lib/pki/index.ts';
+import { KeyClient, type Credential } from '../../lib/keyclient/index.ts';
+import { Cryptstore, KeyFileProtector } from '../../cryptstore/index.ts';
+import { ROOT, run, tempDir, type Program, type RunResult } from '../support/helpers.ts';
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** A program the test started and must stop: its output so far and how it ended. */
+export class Child {
+  stdout = '';
+  stderr = '';
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  private static readonly live = new Set<Child>();
+
+  constructor(readonly name: string, readonly proc: ChildProcess) {
+    Child.live.add(this);
+    proc.stdout!.on('data', (d: Buffer) => (this.stdout += d.toString('utf8')));
+    proc.stderr!.on('data', (d: Buffer) => (this.stderr += d.toString('utf8')));
+    this.exited = new Promise((resolve) => proc.once('exit', (code, signal) => {
+      Child.live.delete(this);
+      resolve({ code, signal });
+    }));
+  }
+
+  get pid(): number {
+    return this.proc.pid!;
+  }
+
+  get running(): boolean {
+    return this.proc.exitCode === null && this.proc.signalCode === null;
+  }
+
+  /** Sends `signal` to the pid and waits for the exit; a SIGTERM that is ignored becomes a SIGKILL. */
+  async stop(signal: NodeJS.Signals = 'SIGTERM', graceMs = 5_000): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+    if (this.running) {
+      process.kill(this.pid, signal);
+      const timer = setTimeout(() => this.running && process.kill(this.pid, 'SIGKILL'), graceMs);
+      await this.exited.finally(() => clearTimeout(timer));
+    }
+    return this.exited;
+  }
+
+  /** Where stderr ends now: give it to waitForLog to look only at what comes after. */
+  mark(): number {
+    return this.stderr.length;
+  }
+
+  /** Waits until a line of stderr (after `from`) matches `re`: log lines arrive a little after the answers. */
+  async waitForLog(re: RegExp, from = 0, timeoutMs = 5_000): Promise<string> {
+    const until = Date.now() + timeoutMs;
+    for (;;) {
+      const m = this.stderr.slice(from).split('\n').find((l) => re.test(l));
+      if (m !== undefined) return m;
+      if (Date.now() > until) {
+        const tail = this.stderr.slice(from).split('\n').slice(-15).join('\n');
+        throw new Error(`${this.name}: no log line matching ${re} within ${timeoutMs} ms; its last lines:\n${tail}`);
+      }
+      await sleep(50);
+    }
+  }
+
+  /** A last resort if a test run is torn down without close(): never leave servers behind. */
+  static killAll(): void {
+    for (const c of Child.live) if (c.running) process.kill(c.pid, 'SIGKILL');
+  }
+}
+process.once('exit', () => Child.killAll());
+
+/** Starts a server program and resolves with the port from its "listening HOST:PORT" line. */
+export function startServer(program: Program, args: string[]): Promise<{ child: Child; port: number }> {
+  const proc = spawn(process.execPath, [join(ROOT, 'cmd', 'bin', `${program}.js`), ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: serverEnv() });
+  const child = new Child(program, proc);
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      void child.stop('SIGKILL');
+      reject(new Error(`${program} did not listen within 20 s:\n${child.stderr}`));
+    }, 20_000);
+    const onData = () => {
+      const m = /^listening (\S+):(\d+)$/m.exec(child.stdout);
+      if (!m) return;
+      clearTimeout(timer);
+      proc.stdout!.off('data', onData);
+      resolve({ child, port: Number(m[2]) });
+    };
+    proc.stdout!.on('data', onData);
+    void child.exited.then(({ code, signal }) => {
+      clearTimeout(timer);
+      reject(new Error(`${program} exited (${code ?? signal}) before listening:\n${child.stderr}`));
+    });
+  });
+}
+
+function serverEnv(): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && k !== 'CERTIFIER_DEBUG' && k !== 'CRYPTSTORE_PASSPHRASE') env[k] = v;
+  return env;
+}
+
+/** Asserts a program failed the documented way: exit status, "[CODE]" on stderr, no stack trace. */
+export function expectFailure(r: RunResult, status: number, code: string): void {
+  expect(r.status, `exit status; stderr:\n${r.stderr}`).to.equal(status);
+  expect(r.stderr).to.contain(`[${code}]`);
+  expect(r.stderr, 'no stack trace').not.to.match(/\n\s+at /);
+}
+
+/** Asserts a program succeeded; returns its result. */
+export function expectSuccess(r: RunResult): RunResult {
+  expect(r.status, `exit status; stderr:\n${r.stderr}`).to.equal(0);
+  return r;
+}
+
+/** A machine of the domain: a program (its measurement) and its certified cryptstore. */
+export interface Machine {
+  name: string;
+  program: string;
+  store: string;
+  /** --store and --key-file, for every command that opens the store. */
+  storeArgs: string[];
+}
+
+export interface KeyServer {
+  child: Child;
+  port: number;
+  address: string;
+  data: string;
+  machine: Machine;
+  measurementHex: string;
+}
+
+export interface KeyServerOptions {
+  /** The key database directory (default: a new one under the domain's directory). */
+  data?: string;
+  /** An ACL document, written to a file and given with --acl. */
+  acl?: object;
+}
+
+export class Domain {
+  readonly policyKey: string;
+  readonly policyCertFile: string;
+  readonly policyFile: string;
+  readonly platformDir: string;
+  readonly keyFile: string;
+  certifierPort = 0;
+  private readonly measurements = new Map<string, string>();
+  private readonly children: Child[] = [];
+  private serial = 0;
+
+  private constructor(readonly name: string, readonly dir: string, private readonly cleanup: () => void) {
+    this.policyKey = join(dir, 'policy-key.pem');
+    this.policyCertFile = join(dir, 'policy-cert.pem');
+    this.policyFile = join(dir, 'policy.bin');
+    this.platformDir = join(dir, 'platform');
+    this.keyFile = join(dir, 'store.key');
+  }
+
+  /**
+   * A new domain trusting one measured stand-in program per name in `programs`, with its
+   * simpleserver running. Steps that do not depend on each other run side by side.
+   */
+  static async create(o: { name?: string; programs: string[] }): Promise<Domain> {
+    const tmp = tempDir('e2e-domain-');
+    const d = new Domain(o.name ?? 'e2etest', tmp.dir, tmp.cleanup);
+    try {
+      mkdirSync(join(d.dir, 'programs'));
+      mkdirSync(join(d.dir, 'measurements'));
+      const files = o.programs.map((p) => {
+        const f = join(d.dir, 'programs', p);
+        writeFileSync(f, `${p}: a stand-in program image of ${d.dir}\n`);
+        return f;
+      });
+      const [, , measured] = await Promise.all([
+        d.cu(['generate-policy-key', '--domain', d.name, '--key-out', d.policyKey, '--cert-out', d.policyCertFile]),
+        d.cu(['generate-platform-keys', '--out-dir', d.platformDir]),
+        d.cu(['measure', '--json', ...files]),
+        d.cu(['new-key-file', '--out', d.keyFile]),
+      ]);
+      for (const m of measured!.json().measurements as { file: string; measurement: string }[]) {
+        const program = o.programs[files.indexOf(m.file)]!;
+        d.measurements.set(program, m.measurement);
+        writeFileSync(d.measurementFile(program), Buffer.from(m.measurement, 'hex'));
+      }
+      await d.cu(['make-policy', '--policy-key', d.policyKey, '--policy-cert', d.policyCertFile, '--trust-platform', join(d.platformDir, 'platform-cert.pem'),
+        ...[...d.measurements.values()].flatMap((m) => ['--trust-measurement', m]), '--out', d.policyFile]);
+      const { child, port } = await startServer('simpleserver', ['serve', '--policy-key', d.policyKey, '--policy-cert', d.policyCertFile, '--policy', d.policyFile, '--listen', '127.0.0.1:0']);
+      d.children.push(child);
+      d.certifierPort = port;
+      return d;
+    } catch (e) {
+      await d.close();
+      throw e;
+    }
+  }
+
+  /** The policy certificate, DER. */
+  get policyCert(): Uint8Array {
+    return readCertificate(readFileSync(this.policyCertFile));
+  }
+
+  measurementFile(program: string): string {
+    return join(this.dir, 'measurements', `${program}.measurement`);
+  }
+
+  measurementHex(program: string): string {
+    const m = this.measurements.get(program);
+    if (!m) throw new Error(`no program "${program}" in this domain`);
+    return m;
+  }
+
+  /** A fresh path under the domain's directory. */
+  path(name: string): string {
+    return join(this.dir, `${name}-${++this.serial}`);
+  }
+
+  /** Runs cert-utility; throws with its stderr unless it succeeds. */
+  async cu(args: string[], input?: Uint8Array): Promise<RunResult> {
+    const r = await run('cert-utility', args, { cwd: this.dir, ...(input ? { input } : {}) });
+    if (r.status !== 0) throw new Error(`cert-utility ${args[0]} exited ${r.status}:\n${r.stderr}`);
+    return r;
+  }
+
+  /** A machine running `program`, certified by this domain's simpleserver (cert-utility init-trust). */
+  async certify(name: string, program: string): Promise<Machine> {
+    const store = join(this.dir, 'stores', name);
+    mkdirSync(join(this.dir, 'stores'), { recursive: true });
+    const machine: Machine = { name, program, store, storeArgs: ['--store', store, '--key-file', this.keyFile] };
+    await this.cu(['init-trust', '--domain', this.name, '--policy-cert', this.policyCertFile, '--server', `127.0.0.1:${this.certifierPort}`,
+      ...machine.storeArgs, '--platform', 'simulated', '--platform-dir', this.platformDir, '--measurement-file', this.measurementFile(program)]);
+    return machine;
+  }
+
+  /** Starts key-server with `machine`'s store on 127.0.0.1, port 0. */
+  async startKeyServer(machine: Machine, o: KeyServerOptions = {}): Promise<KeyServer> {
+    const data = o.data ?? this.path('keyserver-data');
+    const args = ['serve', '--domain', this.name, '--policy-cert', this.policyCertFile, '--data', data, '--listen', '127.0.0.1:0', ...machine.storeArgs];
+    if (o.acl) {
+      const aclFile = this.path('acl.json');
+      writeFileSync(aclFile, JSON.stringify(o.acl, null, 2));
+      args.push('--acl', aclFile);
+    }
+    const { child, port } = await startServer('key-server', args);
+    this.children.push(child);
+    return { child, port, address: `127.0.0.1:${port}`, data, machine, measurementHex: this.measurementHex(machine.program) };
+  }
+
+  /** The flags every key-client command of `machine` needs to reach `server` (pinned by measurement). */
+  clientArgs(machine: Machine, server: KeyServer): string[] {
+    return ['--server', server.address, '--domain', this.name, '--policy-cert', this.policyCertFile, '--server-measurement', server.measurementHex, ...machine.storeArgs];
+  }
+
+  /** Runs `key-client CMD ARGS...` as `machine` against `server`; never throws. */
+  kc(machine: Machine, server: KeyServer, cmd: string, args: string[] = [], input?: Uint8Array): Promise<RunResult> {
+    return run('key-client', [cmd, ...args, ...this.clientArgs(machine, server)], { cwd: this.dir, ...(input ? { input } : {}) });
+  }
+
+  /** Runs cert-utility on `machine`'s store; never throws. */
+  store(machine: Machine, cmd: string, args: string[] = []): Promise<RunResult> {
+    return run('cert-utility', [cmd, ...args, ...machine.storeArgs], { cwd: this.dir });
+  }
+
+  /** Opens a cryptstore protected by this domain's key file (the machine's store must be idle). */
+  openStore(dir: string): Promise<Cryptstore> {
+    return Cryptstore.open(dir, new KeyFileProtector(readFileSync(this.keyFile)));
+  }
+
+  createStore(dir: string): Promise<Cryptstore> {
+    return Cryptstore.create(dir, new KeyFileProtector(readFileSync(this.keyFile)));
+  }
+
+  /** `machine`'s key and admission certificate, read from its store in this process. */
+  async identity(machine: Machine): Promise<MachineIdentity> {
+    const store = await this.openStore(machine.store);
+    try {
+      return await loadIdentity(store, this.name, this.policyCert);
+    } finally {
+      await store.close();
+    }
+  }
+
+  /** A KeyClient in this process: `identity` (or `machine`'s own) talking to `server`. */
+  async connect(server: KeyServer, who: Machine | MachineIdentity, credential?: Credential): Promise<KeyClient> {
+    const identity = 'storeArgs' in who ? await this.identity(who) : who;
+    return KeyClient.connect({ host: '127.0.0.1', port: server.port, identity, policyCert: this.policyCert, serverMeasurements: [server.measurementHex], ...(credential ? { credential } : {}) });
+  }
+
+  /** Stops every child this domain started (SIGTERM by pid) and removes its directory. */
+  async close(): Promise<void> {
+    await Promise.all(this.children.map((c) => c.stop()));
+    if (process.env.KEEP_E2E !== '1') this.cleanup();
+  }
+}

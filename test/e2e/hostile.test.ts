@@ -1,0 +1,152 @@
+// Hostile peers against the real key-server on loopback: garbage, a 4 GiB length prefix, a
+// truncated frame and a connection that sends one byte a second. None of them stops the process
+// from serving a good client while they are still connected.
+
+import { expect } from 'chai';
+import { randomBytes } from 'node:crypto';
+import net from 'node:net';
+import tls from 'node:tls';
+import { toPem } from '../../lib/pki/index.ts';
+import { connect } from '../../lib/channel/index.ts';
+import { parseKeyResponse } from '../../lib/keyservice/protocol.ts';
+import type { MachineIdentity } from '../../lib/certifier/index.ts';
+import { Domain, expectSuccess, sleep, type KeyServer, type Machine } from './domain.ts';
+
+describe('e2e: hostile connections do not stop key-server from serving', function () {
+  let d: Domain;
+  let server: KeyServer;
+  let good: Machine;
+  let goodIdentity: MachineIdentity;
+  const canary = randomBytes(32);
+  const sockets: net.Socket[] = [];
+  const timers: NodeJS.Timeout[] = [];
+
+  before(async () => {
+    d = await Domain.create({ programs: ['key-server', 'client-good'] });
+    let ks: Machine;
+    [ks, good] = await Promise.all([d.certify('keyserver', 'key-server'), d.certify('good', 'client-good')]);
+    server = await d.startKeyServer(ks);
+    goodIdentity = await d.identity(good);
+    const c = await d.connect(server, goodIdentity);
+    try {
+      await c.store('canary', canary);
+    } finally {
+      await c.close();
+    }
+  });
+  after(async () => {
+    for (const t of timers) clearInterval(t);
+    for (const s of sockets) s.destroy();
+    await d?.close();
+  });
+
+  /** Every socket is destroyed after the tests; `closed` (a stream's own flag) tells when the server ended it. */
+  const track = <S extends net.Socket>(s: S): S => {
+    s.on('error', () => {});
+    sockets.push(s);
+    return s;
+  };
+  /** A raw TCP connection to the key-server's port. */
+  const rawTcp = () => new Promise<net.Socket>((resolve) => {
+    const s = track(net.connect({ host: '127.0.0.1', port: server.port }));
+    s.once('connect', () => resolve(s));
+  });
+  /** A mutual-TLS connection as the good client, with nothing framed for us: we write the bytes. */
+  const rawMtls = () => new Promise<tls.TLSSocket>((resolve, reject) => {
+    const s = track(tls.connect({
+      host: '127.0.0.1', port: server.port, minVersion: 'TLSv1.3',
+      key: goodIdentity.key.export({ type: 'pkcs8', format: 'pem' }), cert: toPem(goodIdentity.certificate), ca: toPem(d.policyCert),
+      checkServerIdentity: () => undefined,
+    }));
+    s.once('secureConnect', () => resolve(s));
+    s.once('error', reject);
+  });
+  const lengthPrefix = (n: number) => {
+    const b = Buffer.alloc(4);
+    b.writeUInt32LE(n);
+    return b;
+  };
+
+  /** Sends a 100-byte frame one byte a second; returns how many bytes went so far. */
+  const dripFeed = (s: net.Socket) => {
+    const drip = Buffer.concat([lengthPrefix(100), randomBytes(100)]);
+    let sent = 1;
+    s.write(drip.subarray(0, 1));
+    timers.push(setInterval(() => !s.closed && sent < drip.length && s.write(drip.subarray(sent, ++sent)), 1000));
+    return () => sent;
+  };
+
+  it('serves a good client while garbage, a 4 GiB length prefix, a truncated frame and a one-byte-a-second sender are connected', async () => {
+    const from = server.child.mark();
+
+    // Garbage where a TLS handshake should be.
+    const garbage = await rawTcp();
+    garbage.write(randomBytes(4096));
+    // Garbage inside an accepted connection, framed: a request that is not a key-service message.
+    const framed = await connect({ host: '127.0.0.1', port: server.port, tls: { key: goodIdentity.key, cert: toPem(goodIdentity.certificate), ca: toPem(d.policyCert) } });
+    const answer = parseKeyResponse(await framed.request(randomBytes(200)));
+    expect(answer.status).to.equal('failed');
+    expect(answer.errorCode).to.be.oneOf(['DECODE_FAILED', 'MISSING_FIELD', 'BAD_FIELD']);
+    // Garbage inside an accepted connection, unframed.
+    const unframed = await rawMtls();
+    unframed.write(Buffer.concat([lengthPrefix(0x7fffffff), randomBytes(4096)]));
+    // A length prefix of 4 GiB (the largest a 32-bit prefix holds).
+    const huge = await rawMtls();
+    huge.write(lengthPrefix(0xffffffff));
+    // A frame announced as 1000 bytes, 10 sent, then the sender's end of the stream.
+    const truncated = await rawMtls();
+    truncated.end(Buffer.concat([lengthPrefix(1000), randomBytes(10)]));
+    // The same, but the connection is held open and silent.
+    const held = await rawMtls();
+    held.write(Buffer.concat([lengthPrefix(1000), randomBytes(10)]));
+    // One byte a second of a 100-byte frame.
+    const slow = await rawMtls();
+    const dripped = dripFeed(slow);
+
+    // The good client comes once the slow sender is inside its frame (past the 4-byte length).
+    while (dripped() < 5) await sleep(100);
+    await server.child.waitForLog(/ closed .*reason=frame-error .*code=FRAME_TOO_LARGE message="peer announced a 4294967295-byte message/, from);
+    await server.child.waitForLog(/ closed .*reason=frame-error .*code=FRAME_TRUNCATED /, from);
+
+    const started = Date.now();
+    const r = expectSuccess(await d.kc(good, server, 'retrieve', ['canary', '--out', '-']));
+    const took = Date.now() - started;
+    expect(r.stdout.equals(canary), 'the good client got its key').to.equal(true);
+    expect(took, 'the good retrieve was not held up').to.be.below(5_000);
+
+    // They were still connected while it was served, and the server is the same process.
+    expect(slow.closed, 'the slow sender is still connected').to.equal(false);
+    expect(held.closed, 'the held truncated frame is still connected').to.equal(false);
+    expect(dripped()).to.be.within(5, 10);
+    expect(server.child.running).to.equal(true);
+
+    // Each hostile connection ended only itself.
+    await server.child.waitForLog(/ refused .*reason=tls-handshake/, from);
+    for (const s of [garbage, huge, truncated, unframed]) {
+      for (let i = 0; i < 50 && !s.closed; i++) await sleep(20);
+      expect(s.closed, 'the server closed the hostile connection').to.equal(true);
+    }
+    await framed.close();
+  });
+
+  it('cuts off a one-byte-a-second sender and a stalled truncated frame within the read timeout of a started frame (10 s; the clock starts once the length prefix is in), and serves on', async function () {
+    this.timeout(30_000);
+    const from = server.child.mark();
+    const slow = await rawMtls();
+    const dripped = dripFeed(slow);
+    const held = await rawMtls();
+    held.write(Buffer.concat([lengthPrefix(1000), randomBytes(10)]));
+    const opened = Date.now();
+
+    // The server's log names each connection by its remote address: our local port.
+    const cutOff = (sock: net.Socket) => server.child.waitForLog(new RegExp(` closed .*remote=127\\.0\\.0\\.1:${sock.localPort} .*reason=read-timeout .*code=TIMEOUT\\b`), from, 20_000);
+    await Promise.all([cutOff(slow), cutOff(held)]);
+    for (let i = 0; i < 50 && !(slow.closed && held.closed); i++) await sleep(20);
+    expect([slow.closed, held.closed]).to.deep.equal([true, true]);
+    expect(Date.now() - opened).to.be.above(9_000);
+    expect(dripped()).to.be.below(100 + 4);
+
+    const r = expectSuccess(await d.kc(good, server, 'retrieve', ['canary', '--out', '-']));
+    expect(r.stdout.equals(canary)).to.equal(true);
+  });
+});

@@ -1,0 +1,219 @@
+// End to end on loopback, with the real programs: a key-server and two clients certified by
+// simpleserver; a key stored by one client and retrieved into the other's cryptstore; listing;
+// provisioning from a config file, all or nothing; and the audit log's hash chain.
+
+import { expect } from 'chai';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { run } from '../support/helpers.ts';
+import { Domain, expectFailure, expectSuccess, type KeyServer, type Machine } from './domain.ts';
+
+describe('e2e: keys stored and retrieved through key-server on loopback', function () {
+  let d: Domain;
+  let server: KeyServer;
+  let ks: Machine;
+  let alice: Machine;
+  let bob: Machine;
+
+  before(async () => {
+    d = await Domain.create({ programs: ['key-server', 'client-alice', 'client-bob'] });
+    [ks, alice, bob] = await Promise.all([d.certify('keyserver', 'key-server'), d.certify('alice', 'client-alice'), d.certify('bob', 'client-bob')]);
+    server = await d.startKeyServer(ks);
+  });
+  after(async () => d?.close());
+
+  /** The key-server's log lines of requests for `resource`. */
+  const requestLines = (resource: string) => server.child.stderr.split('\n').filter((l) => / request /.test(l) && l.includes(` resource=${resource} `));
+  const connOf = (line: string) => /conn=(\w+)/.exec(line)![1]!;
+
+  it('certifies a key-server and two clients, stores a key from one and retrieves it into the other\'s cryptstore, byte for byte', async () => {
+    // Each client holds its own key and admission certificate, from init-trust; the key-server
+    // (whose store it holds open) serves as the certified machine of its measurement.
+    for (const m of [alice, bob]) {
+      const tags = (expectSuccess(await d.store(m, 'list-items', ['--json'])).json().items as { tag: string }[]).map((i) => i.tag);
+      expect(tags).to.include.members([`${d.name}-private-auth-key`, `${d.name}-admission-certificate`]);
+    }
+    expect(server.child.stderr).to.match(new RegExp(`domain ${d.name}, serving as serial [0-9a-f]+ \\(measurement ${d.measurementHex('key-server')}\\)`));
+
+    const key = randomBytes(32);
+    const stored = expectSuccess(await d.kc(alice, server, 'store', ['vhd/disk-1', '--in', '-'], key));
+    expect(stored.out).to.equal('stored vhd/disk-1 version 1\n');
+
+    const got = expectSuccess(await d.kc(bob, server, 'retrieve', ['vhd/disk-1']));
+    expect(got.out).to.equal('vhd/disk-1 version 1: stored in the cryptstore\n');
+
+    const item = expectSuccess(await d.store(bob, 'get-item', ['--tag', 'vhd/disk-1', '--out', '-']));
+    expect(item.stdout.equals(key), 'cert-utility get-item returns the stored bytes').to.equal(true);
+
+    // The server saw the store from alice's measurement and the retrieve from bob's.
+    const [storeLine, retrieveLine] = requestLines('vhd/disk-1');
+    expect(storeLine).to.match(new RegExp(`measurement=${d.measurementHex('client-alice')} action=store resource=vhd/disk-1 version=1 decision=allow`));
+    expect(retrieveLine).to.match(new RegExp(`measurement=${d.measurementHex('client-bob')} action=retrieve resource=vhd/disk-1 version=1 decision=allow`));
+  });
+
+  it('retrieves several names in one call over one connection, each into its own tag', async () => {
+    const values = { 'multi/a': randomBytes(16), 'multi/b': randomBytes(1000), 'multi/c': Buffer.from('third value\n') };
+    const c = await d.connect(server, alice);
+    try {
+      for (const [name, v] of Object.entries(values)) expect(await c.store(name, v)).to.equal(1);
+    } finally {
+      await c.close();
+    }
+
+    const r = expectSuccess(await d.kc(bob, server, 'retrieve', [...Object.keys(values), '--json']));
+    expect(r.json().items.map((i: { name: string; version: number; written: string }) => [i.name, i.version, i.written]))
+      .to.deep.equal(Object.keys(values).map((n) => [n, 1, 'new']));
+
+    const store = await d.openStore(bob.store);
+    try {
+      for (const [name, v] of Object.entries(values)) expect(Buffer.from((await store.get(name)).blob).equals(v), name).to.equal(true);
+    } finally {
+      await store.close();
+    }
+
+    // One connection carried all three retrieves, and nothing else.
+    const conns = Object.keys(values).map((n) => connOf(requestLines(n).find((l) => l.includes('action=retrieve'))!));
+    expect(new Set(conns).size, conns.join(' ')).to.equal(1);
+    const closed = await server.child.waitForLog(new RegExp(`closed conn=${conns[0]} `));
+    expect(closed).to.match(/ requests=3 answered=3 /);
+  });
+
+  it('writes one value to standard output with --out -, and keeps it out of the cryptstore', async () => {
+    const key = randomBytes(48);
+    expectSuccess(await d.kc(alice, server, 'store', ['stdout/key', '--in', '-'], key));
+
+    const raw = expectSuccess(await d.kc(bob, server, 'retrieve', ['stdout/key', '--out', '-']));
+    expect(raw.stdout.equals(key)).to.equal(true);
+
+    const json = expectSuccess(await d.kc(bob, server, 'retrieve', ['stdout/key', '--out', '-', '--json'])).json();
+    expect(json).to.deep.include({ ok: true, valueBase64: key.toString('base64') });
+    expect(json.items[0]).to.include({ name: 'stdout/key', version: 1, size: 48 });
+
+    const tags = (expectSuccess(await d.store(bob, 'list-items', ['--json'])).json().items as { tag: string }[]).map((i) => i.tag);
+    expect(tags).not.to.include('stdout/key');
+  });
+
+  it('lists names and metadata under a prefix, never values', async () => {
+    const secret = Buffer.from(`LIST-SECRET-${randomBytes(8).toString('hex')}`);
+    const c = await d.connect(server, alice);
+    try {
+      await c.store('listed/one', secret);
+      await c.store('listed/one', secret); // version 2
+      await c.store('listed/two', secret, { exportable: false, type: 'other' });
+    } finally {
+      await c.close();
+    }
+
+    const text = expectSuccess(await d.kc(bob, server, 'list', ['listed/']));
+    const lines = text.out.trim().split('\n').map((l) => l.split('\t'));
+    expect(lines.map((l) => l.slice(0, 5))).to.deep.equal([
+      ['listed/one', 'v2', 'binary-blob', `${secret.length} bytes`, 'exportable'],
+      ['listed/two', 'v1', 'other', `${secret.length} bytes`, 'not-exportable'],
+    ]);
+    for (const l of lines) expect(Number.isFinite(Date.parse(l[5]!)), l[5]).to.equal(true);
+
+    const json = expectSuccess(await d.kc(bob, server, 'list', ['listed/', '--json']));
+    expect(json.json().items.map((i: Record<string, unknown>) => Object.keys(i).sort())).to.deep.equal([
+      ['exportable', 'name', 'size', 'timeEntered', 'type', 'version'],
+      ['exportable', 'name', 'size', 'timeEntered', 'type', 'version'],
+    ]);
+    for (const out of [text.out + text.stderr, json.out + json.stderr]) {
+      for (const form of [secret.toString('utf8'), secret.toString('hex'), secret.toString('base64')]) expect(out).not.to.contain(form);
+    }
+  });
+
+  describe('provision --config: all or nothing', () => {
+    let files: string;
+    before(async () => {
+      files = d.path('provisioned');
+      const c = await d.connect(server, alice);
+      try {
+        for (const n of ['prov/tagged', 'prov/file', 'prov/partial']) await c.store(n, Buffer.from(`value of ${n}`));
+      } finally {
+        await c.close();
+      }
+    });
+
+    const config = (secrets: object[]) => {
+      const f = d.path('provision.json');
+      writeFileSync(f, JSON.stringify({ secrets }));
+      return f;
+    };
+    const tagsOf = async (m: Machine) => expectSuccess(await d.store(m, 'list-items', ['--json'])).json().items as { tag: string; version: number }[];
+
+    it('exits non-zero and writes nothing, neither tags nor files, when the server lacks one name', async () => {
+      const file = `${files}-1`;
+      const f = config([{ ID: 'prov/tagged', Tag: 'p1-tagged' }, { ID: 'prov/file', LocalPath: file }, { ID: 'prov/missing', Tag: 'p1-missing' }]);
+      const r = await d.kc(bob, server, 'provision', ['--config', f]);
+      expectFailure(r, 1, 'NOT_FOUND');
+      expect(r.stderr).to.contain('"prov/missing" (NOT_FOUND)').and.to.contain('nothing was written');
+      expect((await tagsOf(bob)).map((i) => i.tag).filter((t) => t.startsWith('p1-'))).to.deep.equal([]);
+      expect(existsSync(file), file).to.equal(false);
+    });
+
+    it('succeeds with every name available, and run twice succeeds again without new versions', async () => {
+      const file = `${files}-2`;
+      const f = config([{ ID: 'prov/tagged', Tag: 'p2-tagged' }, { ID: 'prov/file', LocalPath: file, Mode: '0600' }]);
+      const first = expectSuccess(await d.kc(bob, server, 'provision', ['--config', f]));
+      expect(first.out).to.equal('prov/tagged: version 1 written\nprov/file: version 1 written\n');
+      const second = expectSuccess(await d.kc(bob, server, 'provision', ['--config', f]));
+      expect(second.out).to.equal('prov/tagged: version 1 unchanged\nprov/file: version 1 unchanged\n');
+
+      expect((await tagsOf(bob)).filter((i) => i.tag === 'p2-tagged').map((i) => i.version)).to.deep.equal([1]);
+      const text = expectSuccess(await d.store(bob, 'list-items')).out;
+      expect(text.split('\n').filter((l) => l.includes('p2-tagged'))).to.have.length(1);
+      expect(readFileSync(file, 'utf8')).to.equal('value of prov/file');
+      expect(statSync(file).mode & 0o777).to.equal(0o600);
+      const got = expectSuccess(await d.store(bob, 'get-item', ['--tag', 'p2-tagged', '--out', '-']));
+      expect(got.out).to.equal('value of prov/tagged');
+    });
+
+    it('keeps what arrived with --allow-partial, and reports what did not', async () => {
+      const file = `${files}-3`;
+      const f = config([{ ID: 'prov/partial', Tag: 'p3-partial' }, { ID: 'prov/file', LocalPath: file }, { ID: 'prov/missing', Tag: 'p3-missing' }]);
+      const r = expectSuccess(await d.kc(bob, server, 'provision', ['--config', f, '--allow-partial']));
+      expect(r.out).to.equal('prov/partial: version 1 written\nprov/file: version 1 written\nprov/missing: FAILED (NOT_FOUND)\n');
+      expect(r.stderr).to.contain('could not provision "prov/missing"');
+      const tags = (await tagsOf(bob)).map((i) => i.tag);
+      expect(tags).to.include('p3-partial').and.not.to.include('p3-missing');
+      expect(readFileSync(file, 'utf8')).to.equal('value of prov/file');
+    });
+  });
+
+  describe('audit log', () => {
+    it('verifies an unedited audit log (exit 0), and names the line when one line is edited (exit 4)', async () => {
+      // A key-server of its own, stopped before its log is read: the log then holds every decision.
+      const auditor = await d.certify('auditor', 'key-server');
+      const s = await d.startKeyServer(auditor);
+      const c = await d.connect(s, alice);
+      try {
+        await c.store('audited/a', Buffer.from('a'));
+        await c.store('audited/b', Buffer.from('b'));
+        await c.retrieve('audited/a');
+        await c.retrieve('audited/none').catch(() => {}); // a refusal is logged too
+      } finally {
+        await c.close();
+      }
+      await s.child.stop();
+      const log = `${s.data}/audit.jsonl`;
+      const lines = readFileSync(log, 'utf8').split('\n').slice(0, -1);
+      expect(lines).to.have.length(4);
+      expect(JSON.parse(lines[3]!)).to.include({ action: 'retrieve', resource: 'audited/none', decision: 'deny', code: 'NOT_FOUND' });
+
+      const ok = await run('key-server', ['verify-audit', log]);
+      expect(ok.status, ok.stderr).to.equal(0);
+      expect(ok.out).to.equal('ok: 4 line(s), chain intact\n');
+
+      // One line edited: the retrieve of audited/a becomes a retrieve of audited/b.
+      lines[2] = lines[2]!.replace('"resource":"audited/a"', '"resource":"audited/b"');
+      writeFileSync(log, lines.join('\n') + '\n');
+      const bad = await run('key-server', ['verify-audit', log]);
+      expectFailure(bad, 4, 'INTEGRITY');
+      expect(bad.stderr).to.match(/line 3 of .*audit\.jsonl: hash does not match the line's contents \(edited\)/);
+      const json = await run('key-server', ['verify-audit', log, '--json']);
+      expect(json.status).to.equal(4);
+      expect(json.json().error).to.include({ code: 'INTEGRITY', exitStatus: 4 });
+      expect(json.json().error.message).to.match(/^line 3 /);
+    });
+  });
+});

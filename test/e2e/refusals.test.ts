@@ -1,0 +1,221 @@
+// Every refusal of the key-server, with the real programs on loopback: each fails with its own code
+// and exit status, and the same server process goes on serving a good client right after it.
+
+import { expect } from 'chai';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { generateKeyPair, sign, toKeyMessage } from '../../lib/crypto/index.ts';
+import { encode } from '../../lib/wire/index.ts';
+import { issueAdmissionCert, readCertificate, toPem } from '../../lib/pki/index.ts';
+import { admissionCertTag, authKeyTag, type MachineIdentity } from '../../lib/certifier/index.ts';
+import { connect } from '../../lib/channel/index.ts';
+import { CHALLENGE_EXPORTER_LABEL, challengeMessage, encodeKeyRequest, parseKeyResponse } from '../../lib/keyservice/protocol.ts';
+import { readPrivateKeyFile } from '../../cmd/common/keys.ts';
+import { Domain, expectFailure, expectSuccess, type KeyServer, type Machine } from './domain.ts';
+import { rejects } from '../support/rejects.ts';
+
+
+describe('e2e: key-server refusals, each with its own code, while it keeps serving', function () {
+  let d: Domain;
+  let other: Domain; // a second domain of the same name, under another policy key
+  let server: KeyServer;
+  let good: Machine;
+  let denied: Machine;
+  let stranger: Machine;
+  let goodIdentity: MachineIdentity;
+  const canary = randomBytes(32);
+  let role: { cert: string; key: string; der: Uint8Array; wrongKey: string };
+
+  before(async () => {
+    [d, other] = await Promise.all([
+      Domain.create({ programs: ['key-server', 'client-good', 'client-denied'] }),
+      Domain.create({ programs: ['client-stranger'] }),
+    ]);
+    let ks: Machine;
+    [ks, good, denied, stranger] = await Promise.all([
+      d.certify('keyserver', 'key-server'), d.certify('good', 'client-good'), d.certify('denied', 'client-denied'), other.certify('stranger', 'client-stranger'),
+    ]);
+    server = await d.startKeyServer(ks, {
+      acl: {
+        version: 1,
+        rules: [
+          { comment: 'the good client does everything but delete', resources: ['**'], actions: ['store', 'retrieve', 'list'], measurements: [d.measurementHex('client-good')] },
+          { comment: 'operators delete', resources: ['**'], actions: ['delete'], roles: ['operator'] },
+        ],
+      },
+    });
+    goodIdentity = await d.identity(good);
+    const c = await d.connect(server, goodIdentity);
+    try {
+      await c.store('canary', canary);
+    } finally {
+      await c.close();
+    }
+
+    // A role credential: cert-utility issue-role-cert for a key of our own; and a key that is not its key.
+    const { privateKey, publicKey } = await generateKeyPair('p256');
+    const wrong = await generateKeyPair('p256');
+    role = { cert: d.path('operator-cert.pem'), key: d.path('operator-key.pem'), wrongKey: d.path('wrong-key.pem'), der: new Uint8Array() };
+    const pub = d.path('operator-pub.pem');
+    writeFileSync(pub, publicKey.export({ type: 'spki', format: 'pem' }));
+    writeFileSync(role.key, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+    writeFileSync(role.wrongKey, wrong.privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+    const issued = await d.cu(['issue-role-cert', '--policy-key', d.policyKey, '--policy-cert', d.policyCertFile, '--public-key', pub, '--role', 'operator', '--out', role.cert]);
+    expect(issued.out).to.contain('role operator');
+    role.der = readCertificate(readFileSync(role.cert));
+  });
+  after(async () => {
+    await d?.close();
+    await other?.close();
+  });
+
+  let pid = 0;
+  /** The same key-server process still serves the good client. */
+  async function stillServes(): Promise<void> {
+    pid ||= server.child.pid;
+    const r = expectSuccess(await d.kc(good, server, 'retrieve', ['canary', '--out', '-']));
+    expect(r.stdout.equals(canary), 'the good client got the canary').to.equal(true);
+    expect(server.child.running).to.equal(true);
+    expect(server.child.pid).to.equal(pid);
+  }
+
+  describe('peers the TLS layer refuses', () => {
+    it('refuses a client certified under another policy key of the same domain name: UNTRUSTED_PEER, exit 4', async () => {
+      // key-client itself will not present a certificate its pinned policy certificate does not vouch for.
+      const r = await d.kc(stranger, server, 'retrieve', ['canary', '--out', '-']);
+      expectFailure(r, 4, 'UNTRUSTED_PEER');
+      expect(r.stdout.length).to.equal(0);
+      // Presented anyway (from this process), the key-server refuses it in the handshake.
+      const from = server.child.mark();
+      const e = await rejects(d.connect(server, await other.identity(stranger)).then((c) => c.retrieve('canary')), 'UNTRUSTED_PEER');
+      expect(e.exitStatus).to.equal(4);
+      const line = await server.child.waitForLog(/ refused .*reason=untrusted-peer/, from);
+      expect(line).to.contain('code=UNTRUSTED_PEER');
+      await stillServes();
+    });
+
+    it('refuses an expired admission certificate: CERT_EXPIRED (exit 4) at the client, UNTRUSTED_PEER from the server, which logs CERT_EXPIRED', async () => {
+      // Signed by the real policy key for the good client's measurement, valid for one minute two minutes ago.
+      const { privateKey, publicKey } = await generateKeyPair('p256');
+      const certificate = await issueAdmissionCert({
+        policyKey: await readPrivateKeyFile(d.policyKey), policyCert: d.policyCert, subjectPublicKey: publicKey,
+        measurement: Buffer.from(d.measurementHex('client-good'), 'hex'), platform: 'simulated', domain: d.name,
+        validitySeconds: 60, now: new Date(Date.now() - 120_000),
+      });
+      const dir = join(d.dir, 'stores', 'expired');
+      const store = await d.createStore(dir);
+      try {
+        await store.putAll([
+          { tag: authKeyTag(d.name), blob: encode('key_message', toKeyMessage(privateKey, 'auth-key')), options: { type: 'key-message-serialized-protobuf', exportable: false } },
+          { tag: admissionCertTag(d.name), blob: certificate, options: { type: 'X509-der-cert', exportable: true } },
+        ]);
+      } finally {
+        await store.close();
+      }
+      const expired: Machine = { name: 'expired', program: 'client-good', store: dir, storeArgs: ['--store', dir, '--key-file', d.keyFile] };
+
+      const r = await d.kc(expired, server, 'retrieve', ['canary', '--out', '-']);
+      expectFailure(r, 4, 'CERT_EXPIRED');
+      expect(r.stderr).to.match(/expired at /);
+
+      // Past the local check, the server refuses it.
+      const identity: MachineIdentity = { ...goodIdentity, key: privateKey, certificate };
+      const from = server.child.mark();
+      const e = await rejects(d.connect(server, identity).then((c) => c.retrieve('canary')), 'UNTRUSTED_PEER');
+      expect(e.exitStatus).to.equal(4);
+      const line = await server.child.waitForLog(/ refused /, from);
+      expect(line).to.match(/ reason=untrusted-peer code=CERT_EXPIRED /);
+      await stillServes();
+    });
+
+    it('refuses a client that presents no certificate: UNTRUSTED_PEER', async () => {
+      const from = server.child.mark();
+      const conn = await connect({ host: '127.0.0.1', port: server.port, tls: { ca: toPem(d.policyCert) } });
+      const e = await rejects(conn.request(encodeKeyRequest({ action: 'retrieve', name: 'canary' })), 'UNTRUSTED_PEER');
+      expect(e.exitStatus).to.equal(4);
+      await conn.close().catch(() => {});
+      await server.child.waitForLog(/ refused .*code=UNTRUSTED_PEER .*PEER_DID_NOT_RETURN_A_CERTIFICATE/, from);
+      await stillServes();
+    });
+  });
+
+  describe('requests the key service refuses', () => {
+    it('denies a client whose measurement the ACL does not name: ACL_DENIED, exit 1', async () => {
+      const r = await d.kc(denied, server, 'retrieve', ['canary', '--out', '-']);
+      expectFailure(r, 1, 'ACL_DENIED');
+      expect(r.stdout.length).to.equal(0);
+      expectFailure(await d.kc(denied, server, 'store', ['denied/new', '--in', '-'], Buffer.from('x')), 1, 'ACL_DENIED');
+      await server.child.waitForLog(new RegExp(`measurement=${d.measurementHex('client-denied')} action=retrieve resource=canary decision=deny code=ACL_DENIED`));
+      await stillServes();
+    });
+
+    it('keeps a value stored with --not-exportable but never releases it: NOT_EXPORTABLE, exit 1', async () => {
+      expectSuccess(await d.kc(good, server, 'store', ['sealed/key', '--in', '-', '--not-exportable'], randomBytes(32)));
+      const r = await d.kc(good, server, 'retrieve', ['sealed/key', '--out', '-']);
+      expectFailure(r, 1, 'NOT_EXPORTABLE');
+      expect(r.stdout.length).to.equal(0);
+      const listed = expectSuccess(await d.kc(good, server, 'list', ['sealed/', '--json'])).json().items;
+      expect(listed).to.have.length(1);
+      expect(listed[0]).to.include({ name: 'sealed/key', exportable: false });
+      await stillServes();
+    });
+
+    it("refuses to address the server's own keys: RESERVED_NAME, exit 1", async () => {
+      for (const name of [`${d.name}-private-auth-key`, 'key-server-storage-key', `${d.name}-admission-certificate`]) {
+        const r = await d.kc(good, server, 'retrieve', [name, '--out', '-']);
+        expectFailure(r, 1, 'RESERVED_NAME');
+        expect(r.stdout.length).to.equal(0);
+      }
+      expectFailure(await d.kc(good, server, 'store', ['key-server-storage-key', '--in', '-'], randomBytes(32)), 1, 'RESERVED_NAME');
+      await stillServes();
+    });
+  });
+
+  describe('role credentials and the auth-challenge', () => {
+    it('lets a role credential delete under an ACL rule for its role, and denies the same delete without it (ACL_DENIED)', async () => {
+      expectSuccess(await d.kc(good, server, 'store', ['role/victim', '--in', '-'], Buffer.from('to be deleted')));
+      expectFailure(await d.kc(good, server, 'delete', ['role/victim']), 1, 'ACL_DENIED');
+      const r = expectSuccess(await d.kc(good, server, 'delete', ['role/victim', '--credential-cert', role.cert, '--credential-key', role.key]));
+      expect(r.out).to.equal('deleted role/victim version(s) 1\n');
+      await server.child.waitForLog(/ role=operator action=delete resource=role\/victim .*decision=allow/);
+      expectFailure(await d.kc(good, server, 'retrieve', ['role/victim', '--out', '-']), 1, 'NOT_FOUND');
+      await stillServes();
+    });
+
+    it('refuses an auth-challenge signed by a key that is not the credential\'s: CHALLENGE_FAILED, exit 4', async () => {
+      expectSuccess(await d.kc(good, server, 'store', ['role/kept', '--in', '-'], Buffer.from('stays')));
+      const r = await d.kc(good, server, 'delete', ['role/kept', '--credential-cert', role.cert, '--credential-key', role.wrongKey]);
+      expectFailure(r, 4, 'CHALLENGE_FAILED');
+      await server.child.waitForLog(/ action=delete resource=role\/kept decision=deny code=CHALLENGE_FAILED/);
+      const kept = expectSuccess(await d.kc(good, server, 'retrieve', ['role/kept', '--out', '-']));
+      expect(kept.out).to.equal('stays');
+      await stillServes();
+    });
+
+    it('refuses a replayed signed nonce on the same connection: NONCE_INVALID', async () => {
+      const roleKey = await readPrivateKeyFile(role.key);
+      const from = server.child.mark();
+      const conn = await connect({ host: '127.0.0.1', port: server.port, tls: { key: goodIdentity.key, cert: toPem(goodIdentity.certificate), ca: toPem(d.policyCert) } });
+      try {
+        const ask = { action: 'retrieve' as const, name: 'canary', credentials: [role.der] };
+        const challenged = parseKeyResponse(await conn.request(encodeKeyRequest(ask)));
+        expect(challenged.status).to.equal('auth-challenge');
+        const nonce = challenged.data!;
+        const signature = sign(roleKey, challengeMessage(nonce, conn.exportKeyingMaterial(CHALLENGE_EXPORTER_LABEL, 32)!));
+        const answer = encodeKeyRequest({ ...ask, challengeNonce: nonce, challengeSignature: signature });
+
+        const first = parseKeyResponse(await conn.request(answer));
+        expect(first).to.include({ status: 'succeeded', name: 'canary', version: 1 });
+        const replayed = parseKeyResponse(await conn.request(answer));
+        expect(replayed).to.include({ status: 'failed', errorCode: 'NONCE_INVALID' });
+        expect(replayed.data).to.equal(undefined);
+      } finally {
+        await conn.close();
+      }
+      await server.child.waitForLog(/ role=operator action=retrieve resource=canary version=1 decision=allow/, from);
+      await server.child.waitForLog(/ action=retrieve resource=canary decision=deny code=NONCE_INVALID/, from);
+      await stillServes();
+    });
+  });
+});
