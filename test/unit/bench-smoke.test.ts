@@ -1,11 +1,12 @@
 // Smoke-runs the benchmark (`npm run bench -- --quick`): it must finish, exit 0, print a
 // cryptstore-vs-raw row with a ratio for every value size and operation, the certifications-vs-
-// mutual-TLS rows, and remove its temporary directory. The numbers of a quick run are not
-// checked: they mean nothing.
+// mutual-TLS rows, the key-server rows (retrieves beside mutual TLS, RSS of key-server children,
+// which it must have stopped), and remove its temporary directory. The numbers of a quick run
+// are not checked: they mean nothing.
 
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { ROOT } from '../support/helpers.ts';
 
 const SIZES = ['32 B', '1 KiB', '64 KiB', '1 MiB'];
@@ -68,6 +69,35 @@ describe('benchmark smoke run (--quick)', function () {
     for (const n of [m![1], m![2], m![3]]) expect(Number(n)).to.be.greaterThan(0);
     expect(run.out).to.match(/^P-256\s+server-auth TLS \+ 1-byte echo\s+[\d.]+\s+[\d.]+\s+\d+\.\d\d\s+/m);
     expect(run.out).to.match(/single-threaded cost of the certifier's own stages \(ms\): client: verify the authority [\d.]+, /);
+  });
+
+  it('prints the key-server section: retrieves beside mutual TLS with their 0.80 and 0.50 targets, and the RSS rows', () => {
+    expect(run.out).to.match(/^== key-server: retrieves vs mutual TLS \(loopback, in-process\), and RSS of key-server serve ==$/m);
+    // case, operation, baseline/s, key-server/s, ratio, paired, target, status
+    const perConnection = /^P-256 mTLS\s+retrieve, 1 per connection vs mTLS \+ 1-byte echo \(\/s\)\s+([\d.]+)\s+([\d.]+)\s+(\d+\.\d\d)\s+.*>= 0\.80\s+(PASS|BELOW)\s*$/m.exec(run.out);
+    const pipelined = /^one connection\s+retrieve, \d+ in flight vs 32-byte echo \(\/s\)\s+([\d.]+)\s+([\d.]+)\s+(\d+\.\d\d)\s+.*>= 0\.50\s+(PASS|BELOW)\s*$/m.exec(run.out);
+    for (const [what, m] of [['one retrieve per connection', perConnection], ['pipelined retrieves', pipelined]] as const) {
+      expect(m, `no ${what} row in:\n${run.out}`).to.not.equal(null);
+      for (const n of [m![1], m![2], m![3]]) expect(Number(n), what).to.be.greaterThan(0);
+    }
+    expect(run.out).to.match(/^one connection\s+the same, server without an audit log \(\/s\)\s+[\d.]+\s+[\d.]+\s+\d+\.\d\d\s+/m);
+    // Two key-server children's RSS in MiB (idle, loaded), then the growth per name (any sign in a quick run).
+    const rss = /^[\d,]+ names\s+RSS of key-server serve: empty idle vs loaded \(MiB\)\s+([\d.]+)\s+([\d.]+)\s+/m.exec(run.out);
+    expect(rss, `no RSS row in:\n${run.out}`).to.not.equal(null);
+    for (const n of [rss![1], rss![2]]) expect(Number(n)).to.be.within(5, 4096);
+    expect(run.out).to.match(/^[\d,]+ names\s+RSS growth per stored name, vs idle \(bytes\)\s+-\s+-?[\d.]+\s/m);
+    expect(run.out).to.match(/^[\d,]+ names\s+RSS growth per stored name, vs as many requests \(bytes\)\s+-\s+-?[\d.]+\s/m);
+    expect(run.out).to.match(/stage costs on this thread, each alone \(ms\): verifyPeer: peer chain from a new TLS socket/);
+  });
+
+  it('stops every key-server child it started', () => {
+    const m = /children \(pids ([\d, ]+)\) stopped/.exec(run.out);
+    expect(m, run.out).to.not.equal(null);
+    for (const pid of m![1]!.split(', ').map(Number)) {
+      // Gone, or (after pid reuse) some other program: never a key-server.
+      const cmdline = existsSync(`/proc/${pid}/cmdline`) ? readFileSync(`/proc/${pid}/cmdline`, 'utf8') : '';
+      expect(cmdline, `pid ${pid}`).not.to.contain('key-server');
+    }
   });
 
   it('removes its temporary directory', () => {
