@@ -10,7 +10,7 @@ import {
 import { writeFileAtomic } from '../../lib/files/index.ts';
 import { readCertificate } from '../../lib/pki/index.ts';
 import { Cryptstore, MAX_BLOB_BYTES, exportStore, importStore, type EntryInfo } from '../../cryptstore/index.ts';
-import { parseVersion, subcommand, type JsonOption, type Result } from '../common/cli.ts';
+import { parseVersion, subcommand, type JsonOption } from '../common/cli.ts';
 import { protectorFrom, readPassphraseFile, scryptCost, scryptOption, storeOptions, withStore, type ProtectionOptions } from '../common/protection.ts';
 import { readInput, writeOutput } from '../common/io.ts';
 
