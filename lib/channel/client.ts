@@ -6,7 +6,7 @@ import tls, { type TLSSocket } from 'node:tls';
 import { CertifierError } from '../errors/index.ts';
 import { FrameDecoder, encodeFrame } from '../wire/index.ts';
 import { channelError, timeoutError } from './errors.ts';
-import { baseTlsOptions, exporterFor, runVerifyPeer } from './tlsutil.ts';
+import { baseTlsOptions, chainOf, exporterFor, runVerifyPeer } from './tlsutil.ts';
 import { resolveLimits, type ClientConnection, type ConnectOptions, type ResolvedLimits, type TlsIdentity, type TlsTrust } from './types.ts';
 
 const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
@@ -30,6 +30,7 @@ export async function connect<P>(opts: ConnectOptions<P>): Promise<ClientConnect
   let socket: Socket;
   let tlsSocket: TLSSocket | undefined;
   let mutual = false;
+  let served: Uint8Array[] | undefined;
   if (opts.tls) {
     const identity: Partial<TlsIdentity> & TlsTrust = opts.tls;
     mutual = identity.key !== undefined;
@@ -38,8 +39,12 @@ export async function connect<P>(opts: ConnectOptions<P>): Promise<ClientConnect
       port: opts.port,
       ...baseTlsOptions(identity.ca, identity.key, identity.cert),
       rejectUnauthorized: true,
-      // Our certificates name measurements, not hosts: identity is verifyPeer's job.
-      checkServerIdentity: () => undefined,
+      // Our certificates name measurements, not hosts: identity is verifyPeer's job. Node hands
+      // this callback the verified chain it has just read; keeping it spares verifyPeer a second read.
+      checkServerIdentity: (_host, cert) => {
+        served = chainOf(cert);
+        return undefined;
+      },
     });
     socket = tlsSocket;
   } else {
@@ -52,7 +57,7 @@ export async function connect<P>(opts: ConnectOptions<P>): Promise<ClientConnect
   if (conn.failed) throw conn.failed;
   if (opts.verifyPeer && tlsSocket) {
     try {
-      conn.peer = runVerifyPeer(opts.verifyPeer, tlsSocket);
+      conn.peer = runVerifyPeer(opts.verifyPeer, tlsSocket, served?.length ? served : undefined);
     } catch (e) {
       const err = e instanceof CertifierError ? e : new CertifierError('UNTRUSTED_PEER', `${target} is not a trusted peer`, { cause: e });
       conn.abort(err);

@@ -4,6 +4,6 @@ export { serve } from './server.ts';
 export { connect } from './client.ts';
 export { DEFAULT_LIMITS, resolveLimits } from './types.ts';
 export type {
-  ChannelLog, ChannelServer, ClientConnection, ConnectOptions, ConnectionInfo, Handler, Limits, LogRecord,
+  ChannelLog, ChannelServer, ClientConnection, ConnectOptions, ConnectionInfo, Handler, LaterAnswer, Limits, LogRecord,
   ResolvedLimits, ServeOptions, TlsIdentity, TlsTrust, VerifyPeer,
 } from './types.ts';

@@ -1,5 +1,10 @@
 // One accepted connection on the server: frames in, handler, frames out, in order, under the
 // read/idle/request limits. Every way it ends is logged once, and only this connection ends.
+//
+// Requests start one at a time, in order (a request sees the effects of those before it); an
+// answer the handler gives as a LaterAnswer waits in the outbox while the next request starts,
+// so a pipelining client is not held up by, say, each answer's audit sync. The outbox is written
+// strictly in order.
 
 import type { Socket } from 'node:net';
 import { FrameDecoder, encodeFrame } from '../wire/index.ts';
@@ -19,11 +24,14 @@ export type CloseReason =
 
 export class ServerSession<P> {
   private readonly decoder: FrameDecoder;
-  private readonly queue: Uint8Array[] = [];
+  private readonly queue: Uint8Array[] = []; // received, not started
+  private readonly outbox: Promise<Uint8Array>[] = []; // started, answer not written yet
   private readonly started = Date.now();
   private received = 0;
   private answered = 0;
-  private busy = false;
+  private busy = false; // a handler is starting a request
+  private writing = false; // the outbox is being written
+  private stopped = false; // a handler failed: answer what came before it, then close
   private peerEnded = false;
   private draining = false; // server closing: answer what was received, read nothing more
   private finished = false;
@@ -59,7 +67,7 @@ export class ServerSession<P> {
     if (this.finished) return;
     this.draining = true;
     this.setPaused(true);
-    if (!this.busy && this.queue.length === 0) this.finish('server-closing');
+    if (this.idle()) this.finish('server-closing');
   }
 
   /** Hard stop, used when the shutdown grace period runs out. */
@@ -69,7 +77,7 @@ export class ServerSession<P> {
   }
 
   private onData(chunk: Buffer): void {
-    if (this.finished || this.draining) return;
+    if (this.finished || this.draining || this.stopped) return;
     let frames: Uint8Array[];
     try {
       frames = this.decoder.push(chunk);
@@ -88,7 +96,7 @@ export class ServerSession<P> {
       this.received++;
       this.queue.push(frame);
     }
-    if (this.received >= this.limits.maxRequestsPerConnection || this.queue.length >= PIPELINE_DEPTH) this.setPaused(true);
+    this.updatePaused();
     this.rearm();
     void this.pump();
   }
@@ -102,33 +110,80 @@ export class ServerSession<P> {
       return;
     }
     // A client may half-close after its last request; answer it first (allowHalfOpen).
-    if (!this.busy && this.queue.length === 0) this.finish('client-closed');
+    if (this.idle()) this.finish('client-closed');
   }
 
-  /** Answers queued requests one at a time, so answers leave in the order requests came. */
+  /** Nothing received, started or unwritten. */
+  private idle(): boolean {
+    return !this.busy && !this.writing && this.queue.length === 0 && this.outbox.length === 0;
+  }
+
+  /** Stops reading while PIPELINE_DEPTH requests are unanswered or the request budget is spent. */
+  private updatePaused(): void {
+    const unanswered = this.queue.length + this.outbox.length;
+    if (this.received >= this.limits.maxRequestsPerConnection || unanswered >= PIPELINE_DEPTH) this.setPaused(true);
+    else if (!this.draining && !this.stopped && unanswered < PIPELINE_DEPTH / 2) this.setPaused(false);
+  }
+
+  /** Starts queued requests one at a time, in order; their answers go to the outbox. */
   private async pump(): Promise<void> {
     if (this.busy) return;
     this.busy = true;
     this.rearm();
     while (!this.finished && this.queue.length > 0) {
       const request = this.queue.shift()!;
-      if (!this.draining && this.queue.length < PIPELINE_DEPTH / 2 && this.received < this.limits.maxRequestsPerConnection) this.setPaused(false);
+      let answer: Promise<Uint8Array>;
+      try {
+        const result = await this.handler(request, this.info);
+        answer = result instanceof Uint8Array ? Promise.resolve(result) : result.later;
+        answer.catch(() => {}); // handled when its turn to be written comes
+      } catch (e) {
+        // The protocol layer above decides what error answer to send; we only close, once the
+        // answers before this one are written. Nothing more is read or started.
+        answer = Promise.reject(e);
+        answer.catch(() => {});
+        this.stopped = true;
+        this.queue.length = 0;
+        this.setPaused(true);
+      }
+      this.outbox.push(answer);
+      void this.flush();
+    }
+    this.busy = false;
+    this.settle();
+  }
+
+  /** Writes the outbox in order, each answer as soon as it and those before it are ready. */
+  private async flush(): Promise<void> {
+    if (this.writing) return;
+    this.writing = true;
+    while (!this.finished && this.outbox.length > 0) {
       let frame: Uint8Array;
       try {
-        const response = await this.handler(request, this.info);
+        const response = await this.outbox[0]!;
         if (!(response instanceof Uint8Array)) throw new CertifierError('INTERNAL', 'handler returned no bytes');
         frame = encodeFrame(response, this.limits.frameLimit);
       } catch (e) {
-        // The protocol layer above decides what error answer to send; we only close.
         this.finish('handler-error', e);
         break;
       }
+      this.outbox.shift();
       if (this.finished) break;
       this.answered++;
+      this.updatePaused();
       if (!this.socket.write(frame)) await this.waitForDrain();
     }
-    this.busy = false;
+    this.writing = false;
+    this.settle();
+  }
+
+  /** After starting or writing: end the connection if its work is done and it should end. */
+  private settle(): void {
     if (this.finished) return;
+    if (!this.idle()) {
+      this.rearm();
+      return;
+    }
     if (this.answered >= this.limits.maxRequestsPerConnection) this.finish('max-requests');
     else if (this.draining) this.finish('server-closing');
     else if (this.peerEnded) this.finish('client-closed');
@@ -180,7 +235,7 @@ export class ServerSession<P> {
       clearTimeout(this.idleTimer);
       this.idleTimer = undefined;
     }
-    if (!this.busy && this.queue.length === 0 && this.decoder.pending === 0) {
+    if (this.idle() && this.decoder.pending === 0) {
       this.idleTimer = setTimeout(() => this.timedOut('idle-timeout'), this.limits.idleTimeoutMs);
     }
   }

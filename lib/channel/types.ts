@@ -78,8 +78,20 @@ export interface ConnectionInfo<P> {
   exportKeyingMaterial(label: string, length: number): Uint8Array | undefined;
 }
 
-/** Answers one request. Throwing closes the connection without an answer. */
-export type Handler<P> = (request: Uint8Array, conn: ConnectionInfo<P>) => Promise<Uint8Array>;
+/**
+ * An answer that is decided but may not leave yet (say, until its audit record is on disk). A
+ * handler returns one once the request's effects are in place: the next request on the
+ * connection starts then, while this answer waits. Answers still leave in request order.
+ */
+export interface LaterAnswer {
+  readonly later: Promise<Uint8Array>;
+}
+
+/**
+ * Answers one request. The requests of one connection start one at a time, in order; throwing,
+ * or a LaterAnswer that rejects, closes the connection without an answer.
+ */
+export type Handler<P> = (request: Uint8Array, conn: ConnectionInfo<P>) => Promise<Uint8Array | LaterAnswer>;
 
 /** One structured log record; never holds payload bytes or secrets. */
 export type LogRecord = Record<string, unknown> & { event: string };

@@ -7,11 +7,12 @@
 // with any JSON tool and sha256sum. The chain cannot reveal the removal of the last lines or of
 // the whole file: keep copies elsewhere (or record the latest hash) if that matters.
 //
-// Durability: appends are serialized in call order; each line goes out in one write() on an
-// O_APPEND descriptor, and append() resolves only after an fdatasync that covers it. Syncs are
-// group-committed without any added delay: lines written while one fdatasync runs share the next,
-// so under load the cost is amortized, and a decision is never reported before it is on disk. A
-// failed write or sync poisons the log (every later append fails) rather than leaving a gap.
+// Durability: lines are chained in call order and written in that order on an O_APPEND
+// descriptor; append() resolves only after an fdatasync that covers its line. Writes and syncs are
+// group-committed without any added delay: the lines appended while one write+fdatasync runs go
+// out together in the next single write and share its sync, so under load the cost is amortized,
+// and a decision is never reported before it is on disk. A failed write or sync poisons the log
+// (every later append fails) rather than leaving a gap.
 
 import { promises as fs } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
@@ -150,11 +151,15 @@ export async function verifyAudit(path: string): Promise<AuditVerification> {
   return r.ok ? { ok: true, lines: r.lines } : r;
 }
 
+interface PendingLine {
+  bytes: Buffer;
+  resolve: () => void;
+  reject: (e: Error) => void;
+}
+
 export class AuditLog {
-  private writes: Promise<void> = Promise.resolve();
-  private written = 0;
-  private synced = 0;
-  private syncing: Promise<void> | undefined;
+  private pending: PendingLine[] = [];
+  private flushing: Promise<void> | undefined;
   private broken: Error | undefined;
   private closed = false;
 
@@ -200,49 +205,38 @@ export class AuditLog {
     this.seq++;
     this.last = hash;
     const bytes = Buffer.from(lineOf(canon, prev, hash), 'utf8');
-    // Writes are chained; syncs are not, so lines written while a sync runs share the next one.
-    const wrote = this.writes.then(async () => {
-      if (this.broken) throw this.failure(this.broken);
-      try {
-        let off = 0;
-        while (off < bytes.length) off += (await this.fh.write(bytes, off, bytes.length - off, null)).bytesWritten;
-      } catch (e) {
-        this.broken ??= e as Error;
-        throw this.failure(e as Error);
-      }
-      return ++this.written;
+    const durable = new Promise<void>((resolve, reject) => this.pending.push({ bytes, resolve, reject }));
+    this.flushing ??= this.flush().finally(() => {
+      this.flushing = undefined;
     });
-    this.writes = wrote.then(() => {}, () => {});
-    return wrote.then((n) => this.durable(n)).then(() => ({ ...(JSON.parse(canon) as AuditRecord), prev, hash }));
+    return durable.then(() => ({ ...(JSON.parse(canon) as AuditRecord), prev, hash }));
   }
 
   /** Waits for every append, then closes the file. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await this.writes;
-    await this.syncing?.catch(() => {});
+    await this.flushing;
     await this.fh.close();
   }
 
-  /** Resolves once the first `n` lines are synced, sharing one fdatasync among concurrent appends. */
-  private async durable(n: number): Promise<void> {
-    while (this.synced < n) {
-      if (!this.syncing) {
-        const upTo = this.written;
-        this.syncing = this.fh.datasync().then(
-          () => {
-            this.synced = Math.max(this.synced, upTo);
-          },
-          (e: Error) => {
-            this.broken ??= e;
-            throw this.failure(e);
-          },
-        ).finally(() => {
-          this.syncing = undefined;
-        });
+  /** Writes what is pending in one write and one fdatasync, until nothing is; never rejects. */
+  private async flush(): Promise<void> {
+    while (this.pending.length > 0) {
+      const batch = this.pending;
+      this.pending = [];
+      try {
+        if (this.broken) throw this.broken;
+        const bytes = batch.length === 1 ? batch[0]!.bytes : Buffer.concat(batch.map((l) => l.bytes));
+        let off = 0;
+        while (off < bytes.length) off += (await this.fh.write(bytes, off, bytes.length - off, null)).bytesWritten;
+        await this.fh.datasync();
+        for (const l of batch) l.resolve();
+      } catch (e) {
+        this.broken ??= e as Error;
+        const failure = this.failure(this.broken);
+        for (const l of batch) l.reject(failure);
       }
-      await this.syncing;
     }
   }
 

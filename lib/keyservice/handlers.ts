@@ -6,6 +6,7 @@ import { CertifierError, type ErrorCode } from '../errors/index.ts';
 import { signatureAlgFor, verify } from '../crypto/index.ts';
 import { encode, type CryptstoreEntry } from '../wire/index.ts';
 import type { ValidatedPeer } from '../pki/index.ts';
+import type { LaterAnswer } from '../channel/index.ts';
 import { decide, type Acl } from './acl.ts';
 import type { AuditLog } from './audit.ts';
 import type { KeyStore } from './keystore.ts';
@@ -38,11 +39,31 @@ export interface Connection {
 
 const LIST_LIMIT = 10_000;
 
+/**
+ * The answer once its audit record is durable. If the record cannot be written the answer is
+ * withheld and the refusal says why (the log is then broken and refuses every later decision).
+ */
+function afterAudit(audited: Promise<unknown> | undefined, answer: Uint8Array, name: string): Uint8Array | LaterAnswer {
+  if (!audited) return answer;
+  return { later: audited.then(() => answer, (e: unknown) => failed(name, e instanceof CertifierError ? e.code : 'INTERNAL')) };
+}
+
 export class KeyService {
   private readonly challenges = new ChallengeBook();
   constructor(private readonly config: KeyServiceConfig) {}
 
+  /** One request, answered once its audit record is on disk. */
   async handle(bytes: Uint8Array, conn: Connection): Promise<Uint8Array> {
+    const r = await this.handleStaged(bytes, conn);
+    return r instanceof Uint8Array ? r : r.later;
+  }
+
+  /**
+   * One request, for the channel: resolves once the request's effects are in place, with the
+   * answer itself (bytes, or `later`) held until its audit record is on disk, so the next
+   * request on the connection need not wait for that sync. No answer leaves before its record.
+   */
+  async handleStaged(bytes: Uint8Array, conn: Connection): Promise<Uint8Array | LaterAnswer> {
     const started = Date.now();
     const peer = conn.peer;
     let req: KeyRequest | undefined;
@@ -64,8 +85,7 @@ export class KeyService {
         const leaf = req.credentials[0]!;
         if (!req.challengeNonce) {
           const nonce = this.challenges.issue(conn.id, leaf);
-          await record('challenge');
-          return challenge(req.name, nonce);
+          return afterAudit(record('challenge'), challenge(req.name, nonce), req.name);
         }
         if (!this.challenges.redeem(req.challengeNonce, conn.id, leaf)) {
           throw new CertifierError('NONCE_INVALID', 'the challenge nonce is unknown, used already, expired, or was issued for another connection or credential');
@@ -82,21 +102,18 @@ export class KeyService {
         role = cred.role;
       }
       const joined = this.config.replicaJoin?.answer(req, peer, role);
-      if (joined) {
-        await record('allow', undefined, joined.version);
-        return joined.response;
-      }
+      if (joined) return afterAudit(record('allow', undefined, joined.version), joined.response, req.name);
       this.checkReserved(req.name);
       const verdict = decide(this.config.acl, { action: req.action, resource: req.name }, { measurementHex: peer.measurementHex, serialHex: peer.serialHex, roles: role ? [role] : [] });
       if (!verdict.allow) throw new CertifierError(verdict.code ?? 'ACL_DENIED', verdict.reason);
       const { response, version } = await this.execute(req);
-      await record('allow', undefined, version);
-      return response;
+      return afterAudit(record('allow', undefined, version), response, req.name);
     } catch (e) {
       const code: ErrorCode = e instanceof CertifierError ? e.code : 'INTERNAL';
       if (code === 'INTERNAL') this.config.log?.({ event: 'internal-error', conn: conn.id, detail: (e as Error)?.message });
-      await record('deny', code)?.catch(() => {});
-      return failed(req?.name ?? '', code);
+      const refusal = failed(req?.name ?? '', code);
+      const audited = record('deny', code);
+      return audited ? { later: audited.then(() => refusal, () => refusal) } : refusal;
     }
   }
 

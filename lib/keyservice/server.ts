@@ -71,7 +71,7 @@ export async function startKeyServer(o: KeyServerOptions): Promise<{ server: Cha
       key: identity.key, cert: toPem(identity.certificate), ca: toPem(o.policyCert), requestCert: true,
       verifyPeer: (chain) => validateAdmission({ chain, policyCert: o.policyCert, at: new Date(), usage: 'client' }),
     },
-    handler: (req, conn) => service.handle(req, conn),
+    handler: (req, conn) => service.handleStaged(req, conn),
   });
   return { server, identity: identity.peer };
 }

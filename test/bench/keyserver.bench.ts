@@ -148,7 +148,7 @@ section(
       const per = (s: { median: number }) => (1000 / s.median).toFixed(3);
       ctx.note(`rows 1-2: key-server in this process (startKeyServer, LevelBackend, synced audit log, no ACL; its log lines rendered, not printed: ${(logged / 2 ** 20).toFixed(1)} MiB), KeyClient pinning its measurement; baseline: lib/channel serve/connect, mutual TLS 1.3, P-256 admission certificates of the same P-256 policy key, no verifyPeer on either end`);
       ctx.note(`row 1: ${CLIENTS} concurrent clients, a new connection and a new client certificate per operation, the client closes; per operation on this shared thread: retrieve ${per(perConn.subject)} ms, mTLS + echo ${per(perConn.baseline)} ms`);
-      ctx.note(`row 2: ${IN_FLIGHT} requests in flight on one connection (the server answers a connection's requests one at a time, in order); per operation: retrieve ${per(piped.subject)} ms, echo ${per(piped.baseline)} ms`);
+      ctx.note(`row 2: ${IN_FLIGHT} requests in flight on one connection (the server starts a connection's requests one at a time, in order; their answers wait for their audit records together, group-committed); per operation: retrieve ${per(piped.subject)} ms, echo ${per(piped.baseline)} ms`);
       ctx.note(`row 3: the same pipelined retrieves from a second in-process key-server over the same database, started without an audit log; per operation ${per(pipedBare.subject)} ms`);
       ctx.note(`median of ${cfg.repeats} interleaved repeats (${cfg.connIters} / ${cfg.pipeIters} operations); maxRequestsPerConnection raised on both servers so one connection carries every pipelined run`);
       ctx.note(`stage costs on this thread, each alone (ms): ${formatStages(stages)}`);

@@ -48,6 +48,41 @@ describe('channel: request and answer', () => {
     expect(h.closedRecords()).to.have.length(0);
   });
 
+  it('starts the next request while a LaterAnswer waits, and still answers in order', async () => {
+    const releases: (() => void)[] = [];
+    const started: string[] = [];
+    const server = await h.serve('mtls', {
+      handler: async (r) => {
+        started.push(text(r));
+        // The first answers wait until released, in reverse order; the rest are immediate.
+        if (started.length > 3) return r;
+        return { later: new Promise<Uint8Array>((res) => releases.push(() => res(r))) };
+      },
+    });
+    const conn = await h.connect(server, 'mtls');
+    const answers = Promise.all(Array.from({ length: 6 }, (_, i) => conn.request(bytes(`r${i}`))));
+    await waitFor(() => started.length === 6, 2000, 'every request to start while three answers wait');
+    expect(started).to.deep.equal(['r0', 'r1', 'r2', 'r3', 'r4', 'r5']);
+    for (const release of releases.reverse()) release();
+    expect((await answers).map(text)).to.deep.equal(['r0', 'r1', 'r2', 'r3', 'r4', 'r5']);
+  });
+
+  it('writes the answers before a failed request, then closes without answering it', async () => {
+    let calls = 0;
+    const server = await h.serve('mtls', {
+      handler: async (r) => {
+        if (++calls === 3) throw new Error('handler failure');
+        return { later: new Promise<Uint8Array>((res) => setTimeout(() => res(r), 50)) };
+      },
+    });
+    const conn = await h.connect(server, 'mtls');
+    const answers = await Promise.allSettled(Array.from({ length: 4 }, (_, i) => conn.request(bytes(`r${i}`))));
+    expect(answers.slice(0, 2).map((a) => a.status === 'fulfilled' && text(a.value))).to.deep.equal(['r0', 'r1']);
+    expect(answers.slice(2).map((a) => a.status)).to.deep.equal(['rejected', 'rejected']);
+    expect(calls, 'nothing after the failed request is started').to.equal(3);
+    await waitFor(() => h.closedRecords('handler-error').length === 1, 2000, 'the handler-error close');
+  });
+
   it('serves one request per connection, as the original Certifier clients do', async () => {
     const server = await h.serve('mtls');
     for (let i = 0; i < 20; i++) {
