@@ -87,7 +87,7 @@ describe('benchmark smoke run (--quick)', function () {
     for (const n of [rss![1], rss![2]]) expect(Number(n)).to.be.within(5, 4096);
     expect(run.out).to.match(/^[\d,]+ names\s+RSS growth per stored name, vs idle \(bytes\)\s+-\s+-?[\d.]+\s/m);
     expect(run.out).to.match(/^[\d,]+ names\s+RSS growth per stored name, vs as many requests \(bytes\)\s+-\s+-?[\d.]+\s/m);
-    expect(run.out).to.match(/stage costs on this thread, each alone \(ms\): verifyPeer: peer chain from a new TLS socket/);
+    expect(run.out).to.match(/stage costs on this thread, each alone \(ms\): verifyPeer: the peer certificate from a new TLS socket/);
   });
 
   it('stops every key-server child it started', () => {
