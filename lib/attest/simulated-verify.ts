@@ -7,11 +7,12 @@ import { CertifierError } from '../errors/index.ts';
 import { fromKeyMessage, isSignatureAlg, toHex, verify } from '../crypto/index.ts';
 import { decode, type AttestationUserData, type SignedClaimMessage, type SignedReport, type ValidTrustRequest, type VseAttestationReportInfo } from '../wire/index.ts';
 import { entityKey, keyLabel, parseCertifierTime, sameKey, verifySignedClaim, type EvidenceFacts } from '../policy/index.ts';
+import { enclaveKeyOf, evidenceMalformed } from './user-data.ts';
 
 export const SIMULATED_ENCLAVE = 'simulated-enclave';
 export const REPORT_FORMAT = 'vse-attestation-report';
 
-const malformed = (why: string, cause?: unknown) => new CertifierError('EVIDENCE_MALFORMED', why, cause ? { cause } : undefined);
+const malformed = evidenceMalformed;
 
 function decodeOr<T>(name: Parameters<typeof decode>[0], bytes: Uint8Array | undefined, what: string): T {
   if (!bytes?.length) throw malformed(`${what} is missing`);
@@ -97,13 +98,7 @@ export function verifySimulatedEvidence(support: ValidTrustRequest['support']): 
   const m = info.verifiedMeasurement;
   if (m?.length !== 32) throw malformed(`the report's measurement is ${m?.length ?? 0} bytes, not 32`);
   const ud = decodeOr<AttestationUserData>('attestation_user_data', info.userData, "the report's user data");
-  let enclaveKey: KeyObject;
-  try {
-    enclaveKey = fromKeyMessage(ud.enclaveKey ?? {});
-  } catch (cause) {
-    throw malformed("the user data's enclave key is missing or unreadable", cause);
-  }
-  if (enclaveKey.type !== 'public') throw malformed("the user data's enclave key must be a public key");
+  const enclaveKey = enclaveKeyOf(ud);
   const reportWindow = {
     notBefore: parseCertifierTime(info.notBefore ?? '', 'report not_before'),
     notAfter: parseCertifierTime(info.notAfter ?? '', 'report not_after'),

@@ -6,12 +6,13 @@
 
 import type { KeyObject } from 'node:crypto';
 import { CertifierError } from '../../errors/index.ts';
-import { bytesEqual, fromKeyMessage, hash, toHex } from '../../crypto/index.ts';
+import { bytesEqual, hash, toHex } from '../../crypto/index.ts';
 import { decode, type AttestationUserData, type ValidTrustRequest } from '../../wire/index.ts';
 import { keyLabel, parseCertifierTime, SEV_SNP_PLATFORM, SNP_PROPERTY, type EvidenceFacts, type PropertyValue } from '../../policy/index.ts';
 import { certHwId, certProductName, certTcb, pinnedAmdCerts, pinnedProductOf, readAmdCert, readAmdCertOnce, type AmdCert } from './amd-certs.ts';
 import { validateAmdChain, type AmdChain } from './chain.ts';
 import { isAllZero, parseReport, reportSignatureValid, tcbText, type SnpReport } from './report.ts';
+import { enclaveKeyOf, evidenceMalformed } from '../user-data.ts';
 
 /** The Certifier's enclave type for SEV-SNP evidence, and its evidence types. */
 export const SEV_ENCLAVE = 'sev-enclave';
@@ -41,7 +42,7 @@ export const reportDataFor = (serializedUserData: Uint8Array) => hash('sha512', 
 
 export const pinnedRoots = () => pinnedAmdCerts().map((p) => p.ark);
 
-const malformed = (why: string, cause?: unknown) => new CertifierError('EVIDENCE_MALFORMED', why, cause ? { cause } : undefined);
+const malformed = evidenceMalformed;
 const tcbOf = (t: { bootloader: number; tee: number; snp: number; microcode: number }) => `${t.bootloader}/${t.tee}/${t.snp}/${t.microcode}`;
 
 /** The VCEK/VLEK is bound to the report: a VCEK's hwID is CHIP_ID, and its TCB is REPORTED_TCB. */
@@ -126,13 +127,7 @@ function readUserData(bytes: Uint8Array): { ud: AttestationUserData; enclaveKey:
     throw malformed('what_was_said is not an attestation_user_data', cause);
   }
   if (ud.enclaveType !== undefined && ud.enclaveType !== SEV_ENCLAVE) throw malformed(`the user data's enclave type "${ud.enclaveType}" is not ${SEV_ENCLAVE}`);
-  let enclaveKey: KeyObject;
-  try {
-    enclaveKey = fromKeyMessage(ud.enclaveKey ?? {});
-  } catch (cause) {
-    throw malformed("the user data's enclave key is missing or unreadable", cause);
-  }
-  if (enclaveKey.type !== 'public') throw malformed("the user data's enclave key must be a public key");
+  const enclaveKey = enclaveKeyOf(ud);
   const t = parseCertifierTime(ud.time ?? '', 'user data time');
   return { ud, enclaveKey, window: { notBefore: t, notAfter: new Date(t.getTime() + USER_DATA_VALIDITY_MS) } };
 }
