@@ -7,14 +7,15 @@
 // with any JSON tool and sha256sum. The chain cannot reveal the removal of the last lines or of
 // the whole file: keep copies elsewhere (or record the latest hash) if that matters.
 //
-// Durability: lines are chained in call order and written in that order on an O_APPEND
-// descriptor; append() resolves only after an fdatasync that covers its line. Writes and syncs are
-// group-committed without any added delay: the lines appended while one write+fdatasync runs go
-// out together in the next single write and share its sync, so under load the cost is amortized,
-// and a decision is never reported before it is on disk. A failed write or sync poisons the log
-// (every later append fails) rather than leaving a gap.
+// Durability: lines are chained in call order and written in that order on an O_APPEND | O_DSYNC
+// descriptor, so a write returns only once its data (and the file size) is on disk, as write +
+// fdatasync would, in one system call. append() resolves only after the write that holds its
+// line. Writes are group-committed without any added delay: the lines appended while one write
+// runs go out together in the next, so under load the cost is amortized, and a decision is never
+// reported before it is on disk. A failed write poisons the log (every later append fails)
+// rather than leaving a gap.
 
-import { promises as fs } from 'node:fs';
+import { constants, promises as fs } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { CertifierError } from '../errors/index.ts';
@@ -171,7 +172,7 @@ export class AuditLog {
     let created = false;
     try {
       created = !(await fs.stat(path).then(() => true, () => false));
-      fh = await fs.open(path, 'a', 0o600);
+      fh = await fs.open(path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_DSYNC, 0o600);
     } catch (e) {
       throw new CertifierError('FILE_ERROR', `cannot open the audit log ${path}: ${(e as Error).message}`, { cause: e });
     }
@@ -220,7 +221,7 @@ export class AuditLog {
     await this.fh.close();
   }
 
-  /** Writes what is pending in one write and one fdatasync, until nothing is; never rejects. */
+  /** Writes what is pending in one synchronous-data write, until nothing is; never rejects. */
   private async flush(): Promise<void> {
     while (this.pending.length > 0) {
       const batch = this.pending;
@@ -230,7 +231,6 @@ export class AuditLog {
         const bytes = batch.length === 1 ? batch[0]!.bytes : Buffer.concat(batch.map((l) => l.bytes));
         let off = 0;
         while (off < bytes.length) off += (await this.fh.write(bytes, off, bytes.length - off, null)).bytesWritten;
-        await this.fh.datasync();
         for (const l of batch) l.resolve();
       } catch (e) {
         this.broken ??= e as Error;
