@@ -15,7 +15,9 @@ export interface StandardExtensions {
   /** basicConstraints cA; false when the extension is absent. */
   isCA: boolean;
   pathLength?: number;
+  /** Empty when the keyUsage extension is absent. */
   keyUsage: KeyUsageName[];
+  /** Names for the usual purposes (serverAuth, clientAuth, ...), OIDs for others; empty when absent. */
   extKeyUsage: string[];
   subjectKeyIdHex?: string;
   authorityKeyIdHex?: string;

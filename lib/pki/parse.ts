@@ -10,11 +10,10 @@ import { children, DerError, decodeOid, expectTag, readOne, TAG } from './der.ts
 import { decodeStandardExtensions, type StandardExtensions } from './extensions.ts';
 import { decodeName, decodeValidity } from './names.ts';
 import { badCertificate } from './problems.ts';
-import { ADMISSION_EXTENSION_OID, OID, type KeyUsageName } from './oids.ts';
-import type { AltNames } from './san.ts';
+import { ADMISSION_EXTENSION_OID, OID } from './oids.ts';
 import { readStructure, type CertStructure, type RawExtension } from './structure.ts';
 
-export interface ParsedCert extends CertStructure {
+export interface ParsedCert extends CertStructure, StandardExtensions {
   der: Uint8Array;
   /** RFC 4514-style text, e.g. "CN=policyKey, O=datica/policyAuthority". */
   subject: string;
@@ -25,16 +24,6 @@ export interface ParsedCert extends CertStructure {
   notBefore: Date;
   notAfter: Date;
   publicKey: KeyObject;
-  /** basicConstraints cA; false when the extension is absent. */
-  isCA: boolean;
-  pathLength?: number;
-  /** Empty when the keyUsage extension is absent. */
-  keyUsage: KeyUsageName[];
-  /** Names for the usual purposes (serverAuth, clientAuth, ...), OIDs for others; empty when absent. */
-  extKeyUsage: string[];
-  subjectKeyIdHex?: string;
-  authorityKeyIdHex?: string;
-  altNames: AltNames;
   admission?: Admission;
   fingerprintSha256Hex: string;
 }
