@@ -13,7 +13,7 @@ import { startKeyServer } from '../lib/keyservice/server.ts';
 import { loadIdentity } from '../lib/certifier/index.ts';
 import { joinReplica } from '../lib/keyclient/replica-join.ts';
 import { openPostgres, PG_URL_ENV, type PostgresOptions } from './key-server/postgres.ts';
-import { choice, createProgram, run, subcommand, warn, type JsonOption } from './common/cli.ts';
+import { choice, createProgram, intInRange, run, subcommand, warn, type JsonOption } from './common/cli.ts';
 import { protectorFrom, storeOptions, type ProtectionOptions } from './common/protection.ts';
 import { parseHostPort, readCertificateFile } from './common/keys.ts';
 import { logLine, runUntilSignal } from './common/server.ts';
@@ -33,26 +33,21 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
     if (o.acl) acl = parseAcl(Buffer.from(await readFileLimited(o.acl, 1024 * 1024)).toString('utf8'));
     else warn(P, 'no --acl: every admitted machine of the domain may store, retrieve and list any key (delete needs an ACL)');
     const log = logLine(P, o.logJson === true);
-    const pg = o.backend === 'postgres' ? await openPostgres(P, o, log) : undefined;
-    const store = await Cryptstore.open(o.store, await protectorFrom(P, o)).catch(async (e) => {
-      await pg?.close();
-      throw e;
-    });
-    const backend = pg?.backend ?? await LevelBackend.open(o.data).catch(async (e) => {
-      await store.close();
-      throw e;
-    });
-    // With PostgreSQL each replica keeps its own audit chain, in a file named after it.
-    const audit = await AuditLog.open(o.audit ?? join(o.data, pg ? `audit-${pg.replicaId}.jsonl` : 'audit.jsonl'));
+    // Whatever was opened is closed, in reverse order, however the start or the serving ends.
+    const opened: { close(): Promise<void> }[] = [];
+    const keep = <T extends { close(): Promise<void> }>(r: T): T => (opened.unshift(r), r);
     try {
+      const pg = o.backend === 'postgres' ? keep(await openPostgres(P, o, log)) : undefined;
+      const store = keep(await Cryptstore.open(o.store, await protectorFrom(P, o)));
+      const backend = pg?.backend ?? keep(await LevelBackend.open(o.data));
+      // With PostgreSQL each replica keeps its own audit chain, in a file named after it.
+      const audit = keep(await AuditLog.open(o.audit ?? join(o.data, pg ? `audit-${pg.replicaId}.jsonl` : 'audit.jsonl')));
       const { server, identity } = await startKeyServer({ store, domain: o.domain, policyCert, backend, ...(acl ? { acl } : {}), audit, host, port, log, allowReplicaJoin: o.allowReplicaJoin === true });
       process.stderr.write(`${P}: domain ${o.domain}, serving as serial ${identity.serialHex} (measurement ${identity.measurementHex}), data in ${pg ? pg.describe : o.data}\n`);
       if (o.allowReplicaJoin) warn(P, `--allow-replica-join: machines certified with this server's measurement may fetch its storage key (key-server join)`);
       return { json: await runUntilSignal(P, server, o.json === true) };
     } finally {
-      await audit.close();
-      await (pg ?? backend).close();
-      await store.close();
+      for (const r of opened) await r.close();
     }
   }))
   .requiredOption('--domain <name>', 'the policy domain')
@@ -64,7 +59,7 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
   .option('--log-json', 'log JSON lines instead of text')
   .addOption(choice('--backend <kind>', 'where keys are stored: level (DATA) or postgres (shared by replicas)', ['level', 'postgres']).default('level'))
   .option('--pg-url <url>', `PostgreSQL URL (better: set ${PG_URL_ENV}, so no password shows in argv)`)
-  .option('--pg-pool-size <n>', 'PostgreSQL connections this replica may hold (default 10)')
+  .option('--pg-pool-size <n>', 'PostgreSQL connections this replica may hold (default 10)', intInRange(1, 1000))
   .option('--replica-id <id>', 'this replica\'s name in its audit file and logs', hostname().replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 64) || 'replica')
   .option('--allow-replica-join', 'release the storage key to machines certified with this server\'s own measurement (key-server join)');
 

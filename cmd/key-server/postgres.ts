@@ -12,7 +12,7 @@ export const PG_URL_ENV = 'KEY_SERVER_PG_URL';
 export interface PostgresOptions {
   data: string;
   pgUrl?: string;
-  pgPoolSize?: string;
+  pgPoolSize?: number;
   replicaId: string;
 }
 
@@ -49,15 +49,10 @@ export async function openPostgres(program: string, o: PostgresOptions, log: (r:
     }
   }
   if (!/^[A-Za-z0-9._-]{1,64}$/.test(o.replicaId)) throw new CertifierError('USAGE', '--replica-id must be 1 to 64 letters, digits, ".", "_" or "-"');
-  let poolSize: number | undefined;
-  if (o.pgPoolSize !== undefined) {
-    poolSize = Number(o.pgPoolSize);
-    if (!/^\d+$/.test(o.pgPoolSize) || poolSize < 1 || poolSize > 1000) throw new CertifierError('USAGE', '--pg-pool-size must be an integer from 1 to 1000');
-  }
   const unlock = await lockDataDir(o.data);
   let backend: PgBackend;
   try {
-    backend = await PgBackend.open({ url, ...(poolSize ? { poolSize } : {}), log: (r) => log({ ...r, replica: o.replicaId }) });
+    backend = await PgBackend.open({ url, ...(o.pgPoolSize ? { poolSize: o.pgPoolSize } : {}), log: (r) => log({ ...r, replica: o.replicaId }) });
   } catch (e) {
     await unlock();
     throw e;
