@@ -10,6 +10,7 @@ import { CertifierError } from '../../errors/index.ts';
 import { children, decodeOid, DerError, expectTag, readOne, TAG, type Tlv } from '../../pki/der.ts';
 import { bytesSame, MAX_CERTIFICATE_BYTES, pemBlocks, type CertStructure } from '../../pki/index.ts';
 import { readStructure } from '../../pki/structure.ts';
+import { decodeName, decodeValidity } from '../../pki/names.ts';
 import { AMD_CERTS, AMD_PRODUCTS, type AmdProduct } from './amd-roots.ts';
 
 /** OID arc 1.3.6.1.4.1.3704.1 (AMD), as AMD's VCEK specification numbers the extensions. */
@@ -118,24 +119,9 @@ const OID_CN = '2.5.4.3';
 const OID_BASIC_CONSTRAINTS = '2.5.29.19';
 const OID_KEY_USAGE = '2.5.29.15';
 
-function commonName(nameDer: Uint8Array): string {
-  for (const rdn of children(readOne(nameDer))) {
-    for (const atv of children(rdn)) {
-      const [type, value] = children(atv);
-      if (type && value && decodeOid(expectTag(type, TAG.OID, 'attribute').contents) === OID_CN) return Buffer.from(value.contents).toString('utf8');
-    }
-  }
-  return '(no CN)';
-}
-
-/** UTCTime (YYMMDDHHMMSSZ, 1950..2049) or GeneralizedTime (YYYYMMDDHHMMSSZ), RFC 5280, 4.1.2.5. */
-function readTime(t: Tlv | undefined): Date {
-  const s = Buffer.from(t?.contents ?? []).toString('latin1');
-  const m = t?.tag === TAG.UTC_TIME ? /^(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})Z$/.exec(s) : t?.tag === TAG.GENERALIZED_TIME ? /^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})Z$/.exec(s) : null;
-  if (!m) throw new DerError('validity: not a UTCTime or GeneralizedTime in whole seconds');
-  const [y, mo, d, h, mi, sec] = m.slice(1).map(Number) as [number, number, number, number, number, number];
-  const year = t!.tag === TAG.UTC_TIME ? (y < 50 ? 2000 + y : 1900 + y) : y;
-  return new Date(Date.UTC(year, mo - 1, d, h, mi, sec));
+/** The subject's or issuer's CN, read with lib/pki's name decoder. */
+function commonName(nameDer: Uint8Array, what: string): string {
+  return decodeName(readOne(nameDer), what).attributes.find(([oid]) => oid === OID_CN)?.[1] ?? '(no CN)';
 }
 
 function readAmdCertDer(der: Uint8Array): AmdCert {
@@ -143,8 +129,7 @@ function readAmdCertDer(der: Uint8Array): AmdCert {
   const oids = s.extensions.map((e) => e.oid);
   const twice = oids.find((o, i) => oids.indexOf(o) !== i);
   if (twice) throw new DerError(`extension ${twice} appears twice (RFC 5280, 4.2)`);
-  const tbsFields = children(readOne(s.tbs));
-  const [notBefore, notAfter] = children(expectTag(tbsFields[tbsFields[0]?.tag === 0xa0 ? 4 : 3], TAG.SEQUENCE, 'validity'));
+  const { notBefore, notAfter } = decodeValidity(readOne(s.validityDer));
   const bc = s.extensions.find((e) => e.oid === OID_BASIC_CONSTRAINTS);
   const bcFields = bc ? children(expectTag(readOne(bc.value), TAG.SEQUENCE, 'basicConstraints')) : [];
   const ku = s.extensions.find((e) => e.oid === OID_KEY_USAGE);
@@ -152,10 +137,10 @@ function readAmdCertDer(der: Uint8Array): AmdCert {
   return {
     ...s,
     der,
-    name: commonName(s.subjectDer),
-    issuerName: commonName(s.issuerDer),
-    notBefore: readTime(notBefore),
-    notAfter: readTime(notAfter),
+    name: commonName(s.subjectDer, 'subject'),
+    issuerName: commonName(s.issuerDer, 'issuer'),
+    notBefore,
+    notAfter,
     publicKey: createPublicKey({ key: Buffer.from(s.spki), format: 'der', type: 'spki' }),
     isCA: bcFields[0]?.tag === TAG.BOOLEAN && bcFields[0].contents[0] === 0xff,
     keyCertSign: kuBits !== undefined && kuBits.length > 1 && (kuBits[1]! & 0x04) !== 0, // bit 5, after the unused-bits byte
