@@ -294,6 +294,16 @@ export class Domain {
     return KeyClient.connect({ host: '127.0.0.1', port: server.port, identity, policyCert: this.policyCert, serverMeasurements: [server.measurementHex], ...(credential ? { credential } : {}) });
   }
 
+  /** Runs `fn` with a KeyClient of `who` connected to `server`, and closes it however fn ends. */
+  async withClient<T>(server: KeyServer, who: Machine | MachineIdentity, fn: (c: KeyClient) => Promise<T>): Promise<T> {
+    const c = await this.connect(server, who);
+    try {
+      return await fn(c);
+    } finally {
+      await c.close();
+    }
+  }
+
   /** Stops every child this domain started (SIGTERM by pid) and removes its directory. */
   async close(): Promise<void> {
     await Promise.all(this.children.map((c) => c.stop()));

@@ -27,12 +27,7 @@ describe('e2e: hostile connections do not stop key-server from serving', functio
     [ks, good] = await Promise.all([d.certify('keyserver', 'key-server'), d.certify('good', 'client-good')]);
     server = await d.startKeyServer(ks);
     goodIdentity = await d.identity(good);
-    const c = await d.connect(server, goodIdentity);
-    try {
-      await c.store('canary', canary);
-    } finally {
-      await c.close();
-    }
+    await d.withClient(server, goodIdentity, (c) => c.store('canary', canary));
   });
   after(async () => {
     for (const t of timers) clearInterval(t);

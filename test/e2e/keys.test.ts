@@ -95,14 +95,11 @@ describe('e2e: keys stored and retrieved through key-server on loopback', functi
 
   it('lists names and metadata under a prefix, never values', async () => {
     const secret = Buffer.from(`LIST-SECRET-${randomBytes(8).toString('hex')}`);
-    const c = await d.connect(server, alice);
-    try {
+    await d.withClient(server, alice, async (c) => {
       await c.store('listed/one', secret);
       await c.store('listed/one', secret); // version 2
       await c.store('listed/two', secret, { exportable: false, type: 'other' });
-    } finally {
-      await c.close();
-    }
+    });
 
     const text = expectSuccess(await d.kc(bob, server, 'list', ['listed/']));
     const lines = text.out.trim().split('\n').map((l) => l.split('\t'));
@@ -126,12 +123,9 @@ describe('e2e: keys stored and retrieved through key-server on loopback', functi
     let files: string;
     before(async () => {
       files = d.path('provisioned');
-      const c = await d.connect(server, alice);
-      try {
+      await d.withClient(server, alice, async (c) => {
         for (const n of ['prov/tagged', 'prov/file', 'prov/partial']) await c.store(n, Buffer.from(`value of ${n}`));
-      } finally {
-        await c.close();
-      }
+      });
     });
 
     const config = (secrets: object[]) => {

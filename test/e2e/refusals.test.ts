@@ -46,12 +46,7 @@ describe('e2e: key-server refusals, each with its own code, while it keeps servi
       },
     });
     goodIdentity = await d.identity(good);
-    const c = await d.connect(server, goodIdentity);
-    try {
-      await c.store('canary', canary);
-    } finally {
-      await c.close();
-    }
+    await d.withClient(server, goodIdentity, (c) => c.store('canary', canary));
 
     // A role credential: cert-utility issue-role-cert for a key of our own; and a key that is not its key.
     const { privateKey, publicKey } = await generateKeyPair('p256');
