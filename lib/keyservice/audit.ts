@@ -54,9 +54,14 @@ const HASH_RE = /^[0-9a-f]{64}$/;
 
 /** The canonical JSON of an entry's fields with its seq: what the hash covers. */
 function canonical(r: Record<string, unknown>): string {
+  return JSON.stringify(canonicalFields(r));
+}
+
+/** The entry's known fields in FIELDS order, absent ones left out. */
+function canonicalFields(r: Record<string, unknown>): Record<string, unknown> {
   const o: Record<string, unknown> = {};
   for (const k of FIELDS) if (r[k] !== undefined) o[k] = r[k];
-  return JSON.stringify(o);
+  return o;
 }
 
 export function auditHash(prev: string, canonicalJson: string): string {
@@ -200,7 +205,8 @@ export class AuditLog {
     const problem = fieldProblem(fields);
     if (problem) return Promise.reject(new CertifierError('INVALID_INPUT', `audit entry: ${problem}`));
     // seq, prev and hash are fixed now, synchronously, so lines are chained in call order.
-    const canon = canonical(fields);
+    const kept = canonicalFields(fields);
+    const canon = JSON.stringify(kept);
     const prev = this.last;
     const hash = auditHash(prev, canon);
     this.seq++;
@@ -210,7 +216,7 @@ export class AuditLog {
     this.flushing ??= this.flush().finally(() => {
       this.flushing = undefined;
     });
-    return durable.then(() => ({ ...(JSON.parse(canon) as AuditRecord), prev, hash }));
+    return durable.then(() => ({ ...kept, prev, hash }) as AuditRecord);
   }
 
   /** Waits for every append, then closes the file. */
