@@ -75,6 +75,7 @@ class Connection<P> implements ClientConnection<P> {
   private readonly pending: Pending[] = [];
   private failure: CertifierError | undefined;
   private closing = false;
+  private closed: Promise<void> | undefined;
   private isReady = false;
   private secureAt = 0;
   private sawTicket = false;
@@ -139,7 +140,13 @@ class Connection<P> implements ClientConnection<P> {
     return promise;
   }
 
-  async close(): Promise<void> {
+  /** Idempotent: every call waits for the same close. */
+  close(): Promise<void> {
+    this.closed ??= this.closeOnce();
+    return this.closed;
+  }
+
+  private async closeOnce(): Promise<void> {
     this.closing = true;
     await Promise.all(this.pending.map((p) => p.settled));
     if (this.socket.destroyed) return;
