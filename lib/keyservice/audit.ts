@@ -19,7 +19,7 @@ import { constants, promises as fs } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { CertifierError } from '../errors/index.ts';
-import { sha256, toHex, utf8 } from '../crypto/index.ts';
+import { sha256HexOfText } from '../crypto/index.ts';
 
 export interface AuditEntry {
   /** RFC 3339; default now. */
@@ -57,15 +57,18 @@ function canonical(r: Record<string, unknown>): string {
   return JSON.stringify(canonicalFields(r));
 }
 
-/** The entry's known fields in FIELDS order, absent ones left out. */
-function canonicalFields(r: Record<string, unknown>): Record<string, unknown> {
+/** The entry's known fields in FIELDS order, absent ones left out; seq and time when given replace the entry's. */
+function canonicalFields(r: Record<string, unknown>, seq?: number, time?: string): Record<string, unknown> {
   const o: Record<string, unknown> = {};
-  for (const k of FIELDS) if (r[k] !== undefined) o[k] = r[k];
+  for (const k of FIELDS) {
+    const v = k === 'seq' && seq !== undefined ? seq : k === 'time' && time !== undefined ? time : r[k];
+    if (v !== undefined) o[k] = v;
+  }
   return o;
 }
 
 export function auditHash(prev: string, canonicalJson: string): string {
-  return toHex(sha256(utf8(prev + canonicalJson)));
+  return sha256HexOfText(prev, canonicalJson);
 }
 
 function lineOf(canon: string, prev: string, hash: string): string {
@@ -201,11 +204,10 @@ export class AuditLog {
   append(entry: AuditEntry): Promise<AuditRecord> {
     if (this.closed) return Promise.reject(new CertifierError('INTERNAL', 'the audit log is closed'));
     if (this.broken) return Promise.reject(this.failure(this.broken));
-    const fields: Record<string, unknown> = { ...entry, seq: this.seq + 1, time: entry.time ?? new Date().toISOString() };
-    const problem = fieldProblem(fields);
+    const kept = canonicalFields(entry as unknown as Record<string, unknown>, this.seq + 1, entry.time ?? new Date().toISOString());
+    const problem = fieldProblem(kept);
     if (problem) return Promise.reject(new CertifierError('INVALID_INPUT', `audit entry: ${problem}`));
     // seq, prev and hash are fixed now, synchronously, so lines are chained in call order.
-    const kept = canonicalFields(fields);
     const canon = JSON.stringify(kept);
     const prev = this.last;
     const hash = auditHash(prev, canon);
@@ -213,9 +215,7 @@ export class AuditLog {
     this.last = hash;
     const bytes = Buffer.from(lineOf(canon, prev, hash), 'utf8');
     const durable = new Promise<void>((resolve, reject) => this.pending.push({ bytes, resolve, reject }));
-    this.flushing ??= this.flush().finally(() => {
-      this.flushing = undefined;
-    });
+    this.flushing ??= this.flush();
     return durable.then(() => ({ ...kept, prev, hash }) as AuditRecord);
   }
 
@@ -227,10 +227,21 @@ export class AuditLog {
     await this.fh.close();
   }
 
-  /** Writes what is pending in one synchronous-data write, until nothing is; never rejects. */
+  /**
+   * Writes what is pending in one synchronous-data write, until nothing is; never rejects. It
+   * starts after the I/O callbacks of this event-loop turn have run, so the lines they append
+   * (say, a batch of reads that finished together) share the first write rather than the first
+   * line going alone; that waits for no timer, only the rest of the current turn.
+   */
   private async flush(): Promise<void> {
-    while (this.pending.length > 0) {
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    for (;;) {
       const batch = this.pending;
+      if (batch.length === 0) {
+        // Cleared in the same step that finds nothing pending, so no append can be left behind.
+        this.flushing = undefined;
+        return;
+      }
       this.pending = [];
       try {
         if (this.broken) throw this.broken;

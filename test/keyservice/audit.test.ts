@@ -162,6 +162,24 @@ describe('audit log', () => {
     expect(await verifyAudit(path)).to.deep.equal({ ok: true, lines: 300 });
   });
 
+  it('never leaves behind an append made just as a write completes, however many steps later', async () => {
+    const log = await AuditLog.open(path);
+    const hop = async (n: number) => {
+      for (let i = 0; i < n; i++) await Promise.resolve();
+    };
+    // Each append is made from the continuation of the one before, after 0 to 5 extra microtask
+    // steps: the moments when the writer may be deciding it has nothing left to do.
+    for (let i = 1; i <= 60; i++) {
+      await log.append(entry(i));
+      await hop(i % 6);
+    }
+    await Promise.all([1, 2, 3].map(async (k) => {
+      for (let i = 0; i < 20; i++) await log.append({ action: 'list', resource: `k${k}-${i}`, decision: 'allow' }).then(() => hop(i % 4));
+    }));
+    await log.close();
+    expect(await verifyAudit(path)).to.deep.equal({ ok: true, lines: 120 });
+  });
+
   it('has each line in the file once append resolves, and refuses appends after close', async () => {
     const log = await AuditLog.open(path);
     await log.append(entry(1));
