@@ -39,6 +39,11 @@ export interface Connection {
 
 const LIST_LIMIT = 10_000;
 
+interface Executed {
+  response: Uint8Array;
+  version?: number;
+}
+
 /**
  * The answer once its audit record is durable. If the record cannot be written the answer is
  * withheld and the refusal says why (the log is then broken and refuses every later decision).
@@ -50,6 +55,7 @@ function afterAudit(audited: Promise<unknown> | undefined, answer: Uint8Array, n
 
 export class KeyService {
   private readonly challenges = new ChallengeBook();
+  private readonly reads = new WeakMap<Connection, Set<Promise<unknown>>>();
   constructor(private readonly config: KeyServiceConfig) {}
 
   /** One request, answered once its audit record is on disk. */
@@ -62,6 +68,10 @@ export class KeyService {
    * One request, for the channel: resolves once the request's effects are in place, with the
    * answer itself (bytes, or `later`) held until its audit record is on disk, so the next
    * request on the connection need not wait for that sync. No answer leaves before its record.
+   *
+   * Reads (retrieve, list) change nothing, so they resolve as soon as they are admitted and run
+   * alongside the requests after them; a store or delete first waits for the reads its
+   * connection sent before it, so no read sees a write sent after it.
    */
   async handleStaged(bytes: Uint8Array, conn: Connection): Promise<Uint8Array | LaterAnswer> {
     const started = Date.now();
@@ -77,6 +87,14 @@ export class KeyService {
       this.config.log?.({ event: 'request', ...entry, remote: conn.remote, ms: Date.now() - started });
       return this.config.audit?.append(entry);
     };
+    const refuse = (e: unknown): Uint8Array | LaterAnswer => {
+      const code: ErrorCode = e instanceof CertifierError ? e.code : 'INTERNAL';
+      if (code === 'INTERNAL') this.config.log?.({ event: 'internal-error', conn: conn.id, detail: (e as Error)?.message });
+      const refusal = failed(req?.name ?? '', code);
+      const audited = record('deny', code);
+      return audited ? { later: audited.then(() => refusal, () => refusal) } : refusal;
+    };
+    const allow = ({ response, version }: Executed): Uint8Array | LaterAnswer => afterAudit(record('allow', undefined, version), response, req!.name);
     try {
       if (!peer) throw new CertifierError('UNTRUSTED_PEER', 'no verified client certificate');
       req = parseKeyRequest(bytes);
@@ -106,18 +124,28 @@ export class KeyService {
       this.checkReserved(req.name);
       const verdict = decide(this.config.acl, { action: req.action, resource: req.name }, { measurementHex: peer.measurementHex, serialHex: peer.serialHex, roles: role ? [role] : [] });
       if (!verdict.allow) throw new CertifierError(verdict.code ?? 'ACL_DENIED', verdict.reason);
-      const { response, version } = await this.execute(req);
-      return afterAudit(record('allow', undefined, version), response, req.name);
+      if (req.action === 'retrieve' || req.action === 'list') {
+        const answer = this.execute(req).then(allow, refuse).then((a) => (a instanceof Uint8Array ? a : a.later));
+        this.readsOf(conn).add(answer);
+        void answer.finally(() => this.readsOf(conn).delete(answer));
+        return { later: answer };
+      }
+      const reads = this.reads.get(conn);
+      if (reads?.size) await Promise.allSettled([...reads]);
+      return allow(await this.execute(req));
     } catch (e) {
-      const code: ErrorCode = e instanceof CertifierError ? e.code : 'INTERNAL';
-      if (code === 'INTERNAL') this.config.log?.({ event: 'internal-error', conn: conn.id, detail: (e as Error)?.message });
-      const refusal = failed(req?.name ?? '', code);
-      const audited = record('deny', code);
-      return audited ? { later: audited.then(() => refusal, () => refusal) } : refusal;
+      return refuse(e);
     }
   }
 
-  private async execute(req: KeyRequest): Promise<{ response: Uint8Array; version?: number }> {
+  /** The reads of a connection still running (keyed by its object, so nothing outlives it). */
+  private readsOf(conn: Connection): Set<Promise<unknown>> {
+    let reads = this.reads.get(conn);
+    if (!reads) this.reads.set(conn, (reads = new Set()));
+    return reads;
+  }
+
+  private async execute(req: KeyRequest): Promise<Executed> {
     const ks = this.config.keystore;
     switch (req.action) {
       case 'store': {

@@ -1,0 +1,135 @@
+// The key service's ordering on one connection: reads (retrieve, list) run alongside the requests
+// after them, and a store or delete waits for the reads sent before it, so no read sees a write
+// sent after it. The backend is a real LevelBackend whose reads can be held at a gate.
+
+import { expect } from 'chai';
+import { join } from 'node:path';
+import { randomBytes } from '../../lib/crypto/index.ts';
+import { decode, type CryptstoreEntry } from '../../lib/wire/index.ts';
+import type { LaterAnswer } from '../../lib/channel/index.ts';
+import type { ValidatedPeer } from '../../lib/pki/index.ts';
+import { parseAcl } from '../../lib/keyservice/acl.ts';
+import { AuditLog, verifyAudit } from '../../lib/keyservice/audit.ts';
+import type { KeyBackend, StoredRecord } from '../../lib/keyservice/backend.ts';
+import { KeyService, type Connection } from '../../lib/keyservice/handlers.ts';
+import { KeyStore } from '../../lib/keyservice/keystore.ts';
+import { LevelBackend } from '../../lib/keyservice/level-backend.ts';
+import { encodeKeyRequest, parseKeyResponse } from '../../lib/keyservice/protocol.ts';
+import { tempDir } from '../support/helpers.ts';
+
+/** A LevelBackend whose reads wait until the gate opens; it records the order of operations. */
+class GatedBackend implements KeyBackend {
+  readonly events: string[] = [];
+  private gate: Promise<void> = Promise.resolve();
+  private openGate: () => void = () => {};
+  constructor(private readonly inner: LevelBackend) {}
+  hold(): void {
+    this.gate = new Promise((r) => (this.openGate = r));
+  }
+  release(): void {
+    this.openGate();
+  }
+  async get(name: string, version: number): Promise<StoredRecord | undefined> {
+    const r = await this.inner.get(name, version);
+    await this.gate;
+    this.events.push(`get ${name} -> ${r?.version ?? 'none'}`);
+    return r;
+  }
+  async append(name: string, build: (version: number) => StoredRecord, expectedLatest?: number): Promise<StoredRecord> {
+    this.events.push(`append ${name}`);
+    return this.inner.append(name, build, expectedLatest);
+  }
+  delete(name: string, version: number) {
+    this.events.push(`delete ${name}`);
+    return this.inner.delete(name, version);
+  }
+  list(prefix: string) {
+    return this.inner.list(prefix);
+  }
+  close() {
+    return this.inner.close();
+  }
+}
+
+const settledSoon = <T>(p: Promise<T>, ms = 200): Promise<T | 'pending'> =>
+  Promise.race([p, new Promise<'pending'>((r) => setTimeout(() => r('pending'), ms))]);
+
+describe('key service: ordering of the requests of one connection', () => {
+  let tmp: ReturnType<typeof tempDir>;
+  let inner: LevelBackend;
+  let backend: GatedBackend;
+  let audit: AuditLog;
+  let service: KeyService;
+  const M = 'aa'.repeat(32);
+  const acl = parseAcl(JSON.stringify({ version: 1, rules: [{ resources: ['**'], actions: ['store', 'retrieve', 'delete', 'list'], measurements: [M] }] }));
+  const conn = (id: string): Connection => ({
+    id, remote: '127.0.0.1:1', peer: { measurementHex: M, serialHex: '1f' } as ValidatedPeer, exportKeyingMaterial: () => undefined,
+  });
+  const ask = (c: Connection, r: Parameters<typeof encodeKeyRequest>[0]) => service.handleStaged(encodeKeyRequest(r), c);
+  const answer = async (staged: Uint8Array | LaterAnswer) => parseKeyResponse(staged instanceof Uint8Array ? staged : await staged.later);
+
+  beforeEach(async () => {
+    tmp = tempDir('keyservice-order-');
+    inner = await LevelBackend.open(join(tmp.dir, 'data'));
+    backend = new GatedBackend(inner);
+    audit = await AuditLog.open(join(tmp.dir, 'audit.jsonl'));
+    service = new KeyService({ keystore: new KeyStore(backend, randomBytes(32)), policyCert: new Uint8Array(), acl, audit, reserved: { names: [], prefixes: [] } });
+  });
+  afterEach(async () => {
+    backend.release();
+    await audit.close();
+    await backend.close();
+    tmp.cleanup();
+  });
+
+  it('lets the next request start while a retrieve is still reading', async () => {
+    const c = conn('c1');
+    await answer(await ask(c, { action: 'store', name: 'a', data: new Uint8Array([1]) }));
+    backend.hold();
+    const staged = await settledSoon(ask(c, { action: 'retrieve', name: 'a', version: 0 }));
+    expect(staged, 'the retrieve held the connection until its read finished').not.to.equal('pending');
+    const second = await settledSoon(ask(c, { action: 'list', name: '', version: 0 }));
+    expect(second).not.to.equal('pending');
+    backend.release();
+    const r = await answer(staged as LaterAnswer);
+    expect(r.status).to.equal('succeeded');
+    expect(decode<CryptstoreEntry>('cryptstore_entry', r.data!).blob).to.deep.equal(new Uint8Array([1]));
+    expect((await answer(second as LaterAnswer)).status).to.equal('succeeded');
+  });
+
+  it('starts a store or delete only after the reads sent before it on its connection', async () => {
+    const c = conn('c2');
+    await answer(await ask(c, { action: 'store', name: 'a', data: new Uint8Array([1]) }));
+    backend.hold();
+    const read = await ask(c, { action: 'retrieve', name: 'a', version: 0 });
+    const write = ask(c, { action: 'store', name: 'a', data: new Uint8Array([2]) });
+    expect(await settledSoon(write), 'the store went ahead of an earlier read').to.equal('pending');
+    expect(backend.events).to.deep.equal(['append a']);
+    // Another connection's store is not held by this connection's read.
+    const other = await settledSoon(ask(conn('c3'), { action: 'store', name: 'b', data: new Uint8Array([3]) }));
+    expect(other).not.to.equal('pending');
+    backend.release();
+    const first = await answer(read);
+    expect(first.version, 'the earlier retrieve saw the later store').to.equal(1);
+    expect((await answer(await write)).version).to.equal(2);
+    expect(backend.events).to.deep.equal(['append a', 'append b', 'get a -> 1', 'append a']);
+
+    backend.hold();
+    const read2 = await ask(c, { action: 'retrieve', name: 'a', version: 1 });
+    const del = ask(c, { action: 'delete', name: 'a', version: 1 });
+    expect(await settledSoon(del)).to.equal('pending');
+    backend.release();
+    expect((await answer(read2)).status).to.equal('succeeded');
+    expect((await answer(await del)).status).to.equal('succeeded');
+    expect(backend.events.slice(-2)).to.deep.equal(['get a -> 1', 'delete a']);
+  });
+
+  it('audits a refused read, and answers it in its turn', async () => {
+    const c = conn('c4');
+    const missing = await ask(c, { action: 'retrieve', name: 'nothing-here', version: 0 });
+    const r = await answer(missing);
+    expect(r).to.include({ status: 'failed', errorCode: 'NOT_FOUND' });
+    await audit.close();
+    expect(await verifyAudit(audit.path)).to.deep.equal({ ok: true, lines: 1 });
+  });
+});
