@@ -12,9 +12,11 @@ import { CertifierError } from '../errors/index.ts';
 import { logCode } from './errors.ts';
 import type { ChannelLog, ConnectionInfo, Handler, ResolvedLimits } from './types.ts';
 
-// Received but unanswered requests held per connection before we stop reading: a pipelining
-// client gets throughput, a flooding one gets TCP backpressure instead of our memory.
-const PIPELINE_DEPTH = 8;
+// Received but unanswered requests (and their bytes) held per connection before we stop reading:
+// a pipelining client gets throughput (and its reads share audit syncs), a flooding one gets TCP
+// backpressure instead of our memory. One request of any allowed size is always taken.
+const PIPELINE_DEPTH = 32;
+const PIPELINE_BYTES = 1024 * 1024;
 // After a graceful end, how long the peer gets to close its side before we cut it off.
 const LINGER_MS = 2_000;
 
@@ -26,6 +28,8 @@ export class ServerSession<P> {
   private readonly decoder: FrameDecoder;
   private readonly queue: Uint8Array[] = []; // received, not started
   private readonly outbox: Promise<Uint8Array>[] = []; // started, answer not written yet
+  private readonly sizes: number[] = []; // of the requests not answered yet, in order
+  private unansweredBytes = 0;
   private readonly started = Date.now();
   private received = 0;
   private answered = 0;
@@ -36,6 +40,7 @@ export class ServerSession<P> {
   private draining = false; // server closing: answer what was received, read nothing more
   private finished = false;
   private paused = false;
+  private corked = false;
   private readTimer: NodeJS.Timeout | undefined;
   private idleTimer: NodeJS.Timeout | undefined;
   private lingerTimer: NodeJS.Timeout | undefined;
@@ -95,6 +100,8 @@ export class ServerSession<P> {
       if (this.received >= this.limits.maxRequestsPerConnection) break;
       this.received++;
       this.queue.push(frame);
+      this.sizes.push(frame.length);
+      this.unansweredBytes += frame.length;
     }
     this.updatePaused();
     this.rearm();
@@ -118,11 +125,12 @@ export class ServerSession<P> {
     return !this.busy && !this.writing && this.queue.length === 0 && this.outbox.length === 0;
   }
 
-  /** Stops reading while PIPELINE_DEPTH requests are unanswered or the request budget is spent. */
+  /** Stops reading while too many requests or bytes are unanswered, or the request budget is spent. */
   private updatePaused(): void {
     const unanswered = this.queue.length + this.outbox.length;
-    if (this.received >= this.limits.maxRequestsPerConnection || unanswered >= PIPELINE_DEPTH) this.setPaused(true);
-    else if (!this.draining && !this.stopped && unanswered < PIPELINE_DEPTH / 2) this.setPaused(false);
+    const full = unanswered >= PIPELINE_DEPTH || this.unansweredBytes >= PIPELINE_BYTES;
+    if (this.received >= this.limits.maxRequestsPerConnection || full) this.setPaused(true);
+    else if (!this.draining && !this.stopped && unanswered < PIPELINE_DEPTH / 2 && this.unansweredBytes < PIPELINE_BYTES / 2) this.setPaused(false);
   }
 
   /** Starts queued requests one at a time, in order; their answers go to the outbox. */
@@ -170,11 +178,27 @@ export class ServerSession<P> {
       this.outbox.shift();
       if (this.finished) break;
       this.answered++;
+      this.unansweredBytes -= this.sizes.shift() ?? 0;
       this.updatePaused();
+      this.corkUntilNextTick();
       if (!this.socket.write(frame)) await this.waitForDrain();
     }
     this.writing = false;
     this.settle();
+  }
+
+  /**
+   * Answers that become ready together (a batch of reads, a group-committed audit write) leave
+   * in one TLS record and one system call rather than one each.
+   */
+  private corkUntilNextTick(): void {
+    if (this.corked) return;
+    this.corked = true;
+    this.socket.cork();
+    process.nextTick(() => {
+      this.corked = false;
+      this.socket.uncork();
+    });
   }
 
   /** After starting or writing: end the connection if its work is done and it should end. */

@@ -40,6 +40,33 @@ describe('channel: limits and timeouts', () => {
     expect(h.closedRecords('idle-timeout')[0]).to.include({ code: 'TIMEOUT', answered: 3 });
   });
 
+  for (const [what, size, most] of [['requests', 1024, 32], ['bytes', 64 * 1024, 16]] as const) {
+    it(`stops reading a pipelining client at its budget of unanswered ${what}, and reads on as answers leave`, async () => {
+      // Every answer waits at a gate: the handler starts each request and returns at once.
+      let started = 0;
+      let open!: () => void;
+      const gate = new Promise<void>((r) => (open = r));
+      const server = await h.serve('plain', {
+        handler: async (r: Uint8Array) => {
+          started++;
+          return { later: gate.then(() => r.subarray(0, 1)) };
+        },
+      });
+      const total = 120;
+      const socket = await h.raw(server, 'plain');
+      let answers = 0;
+      socket.on('data', (d: Buffer) => (answers += d.length / 5));
+      const frame = Buffer.concat([prefix(size), Buffer.alloc(size, 7)]);
+      socket.write(Buffer.concat(Array.from({ length: total }, () => frame)));
+      await sleep(300);
+      // What one read from the socket brings in can overshoot by its own frames; no further.
+      expect(started, 'requests started before any answer left').to.be.within(most, most + (64 * 1024) / size + 1);
+      open();
+      await waitFor(() => answers === total, 5000, 'every answer');
+      expect(started).to.equal(total);
+    });
+  }
+
   it('closes a connection whose started frame does not complete within readTimeoutMs', async () => {
     const server = await h.serve('plain', { limits: { readTimeoutMs: 200 } });
     const socket = await h.raw(server, 'plain');
