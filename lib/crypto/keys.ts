@@ -26,8 +26,21 @@ export function generateKeyPair(alg: KeyAlg): Promise<KeyPair> {
   });
 }
 
+// KeyObjects are immutable, and asking OpenSSL 3 for a key's details costs tens of microseconds
+// each time: each key's answer is kept for as long as the key lives.
+const algOfKey = new WeakMap<KeyObject, KeyAlg>();
+
 /** Which of our algorithms a key belongs to; UNSUPPORTED for anything else. */
 export function keyAlgOf(key: KeyObject): KeyAlg {
+  let alg = algOfKey.get(key);
+  if (alg === undefined) {
+    alg = readKeyAlg(key);
+    algOfKey.set(key, alg);
+  }
+  return alg;
+}
+
+function readKeyAlg(key: KeyObject): KeyAlg {
   const d = key.asymmetricKeyDetails;
   if (key.asymmetricKeyType === 'ec') {
     if (d?.namedCurve === 'prime256v1') return 'p256';
