@@ -1,10 +1,10 @@
 // One accepted connection on the server: frames in, handler, frames out, in order, under the
 // read/idle/request limits. Every way it ends is logged once, and only this connection ends.
 //
-// Requests start one at a time, in order (a request sees the effects of those before it); an
-// answer the handler gives as a LaterAnswer waits in the outbox while the next request starts,
-// so a pipelining client is not held up by, say, each answer's audit sync. The outbox is written
-// strictly in order.
+// Requests start one at a time, in order: the next starts once the handler says the effects of
+// this one are in place. An answer the handler gives as a LaterAnswer waits in the outbox while
+// the next request starts, so a pipelining client is not held up by, say, each answer's audit
+// sync, or a read that changes nothing. The outbox is written strictly in order.
 
 import type { Socket } from 'node:net';
 import { FrameDecoder, encodeFrame } from '../wire/index.ts';
