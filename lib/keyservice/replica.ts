@@ -11,10 +11,14 @@
 
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
+import { Level } from 'level';
 import { CertifierError } from '../errors/index.ts';
 import { encode, type CryptstoreEntry } from '../wire/index.ts';
 import type { ValidatedPeer } from '../pki/index.ts';
 import { succeeded, type KeyRequest } from './protocol.ts';
+
+/** The directory, inside a replica's --data, of the empty LevelDB whose lock lockDataDir holds. */
+export const LOCK_DIR = 'replica-lock';
 
 export interface ReplicaJoinConfig {
   /** The reserved name a join request retrieves (STORAGE_KEY_TAG). */
@@ -46,37 +50,23 @@ export class ReplicaJoin {
 }
 
 /**
- * Takes DIR/key-server.lock for this process: a file naming our pid, created exclusively. A lock
- * left by a process that no longer exists is taken over. Returns the release function.
+ * Takes DIR for this process, until the returned release is called or the process ends. The lock
+ * is LevelDB's (an fcntl lock on DIR/replica-lock/LOCK): the kernel drops it when its holder
+ * dies, however it dies, so there is no stale lock to take over and no race in taking one over.
  */
 export async function lockDataDir(dir: string): Promise<() => Promise<void>> {
-  const path = join(dir, 'key-server.lock');
   await fs.mkdir(dir, { recursive: true, mode: 0o700 }).catch((e: Error) => {
     throw new CertifierError('FILE_ERROR', `cannot use ${dir} as the key-server data directory: ${e.message}`, { cause: e });
   });
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      await fs.writeFile(path, `${process.pid}\n`, { flag: 'wx', mode: 0o600 });
-      return async () => {
-        await fs.rm(path, { force: true });
-      };
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new CertifierError('FILE_ERROR', `cannot create ${path}: ${(e as Error).message}`, { cause: e });
-    }
-    const holder = Number.parseInt(await fs.readFile(path, 'utf8').catch(() => ''), 10);
-    if (Number.isInteger(holder) && holder > 0 && holder !== process.pid && alive(holder)) {
-      throw new CertifierError('STORE_LOCKED', `the key-server data directory is in use by another process (${dir}, pid ${holder}): give each replica its own --data`, { details: { path: dir, pid: holder } });
-    }
-    await fs.rm(path, { force: true }); // stale: its process is gone
-  }
-  throw new CertifierError('STORE_LOCKED', `the key-server data directory is in use by another process (${dir})`, { details: { path: dir } });
-}
-
-function alive(pid: number): boolean {
+  const db = new Level(join(dir, LOCK_DIR), { createIfMissing: true });
   try {
-    process.kill(pid, 0);
-    return true;
+    await db.open();
   } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
+    const cause = (e as { cause?: { code?: string; message?: string } }).cause;
+    if (cause?.code === 'LEVEL_LOCKED') {
+      throw new CertifierError('STORE_LOCKED', `the key-server data directory is in use by another process (${dir}): give each replica its own --data`, { cause: e, details: { path: dir } });
+    }
+    throw new CertifierError('FILE_ERROR', `cannot lock the key-server data directory ${dir}: ${cause?.message ?? (e as Error).message}`, { cause: e });
   }
+  return () => db.close();
 }

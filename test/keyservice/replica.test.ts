@@ -3,8 +3,7 @@
 // checked against the one a shared backend records, and a replica's data directory has one owner.
 
 import { expect } from 'chai';
-import { spawnSync } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { randomBytes } from '../../lib/crypto/index.ts';
@@ -19,7 +18,7 @@ import { LevelBackend } from '../../lib/keyservice/level-backend.ts';
 import { encodeKeyRequest, parseKeyResponse, type Action } from '../../lib/keyservice/protocol.ts';
 import { lockDataDir, ReplicaJoin } from '../../lib/keyservice/replica.ts';
 import { STORAGE_KEY_TAG, storageKeyFrom } from '../../lib/keyservice/server.ts';
-import { tempDir } from '../support/helpers.ts';
+import { ROOT, tempDir } from '../support/helpers.ts';
 import { rejects } from '../support/rejects.ts';
 
 const OWN = 'aa'.repeat(32);
@@ -128,23 +127,31 @@ describe('lockDataDir', () => {
   });
   afterEach(() => tmp.cleanup());
 
-  it('gives a replica\'s data directory to one process at a time', async () => {
+  it('gives a replica\'s data directory to one holder at a time, and back once released', async () => {
     const dir = join(tmp.dir, 'data');
     const release = await lockDataDir(dir);
-    writeFileSync(join(dir, 'key-server.lock'), `${process.ppid}\n`); // as if our parent held it
     const e = await rejects(lockDataDir(dir), 'STORE_LOCKED');
     expect(e.message).to.match(/give each replica its own --data/);
     await release();
-    expect(existsSync(join(dir, 'key-server.lock'))).to.equal(false);
     await (await lockDataDir(dir))();
   });
 
-  it('takes over a lock left by a process that is gone', async () => {
+  it('keeps another process out while held, and is free again the moment its holder is killed', async function () {
+    this.timeout(20_000);
     const dir = join(tmp.dir, 'data');
-    const gone = spawnSync(process.execPath, ['-e', '0']).pid!;
+    const holder = spawn(process.execPath, ['--import', 'tsx', '-e',
+      `const { lockDataDir } = await import(${JSON.stringify(join(ROOT, 'lib/keyservice/replica.ts'))}); await lockDataDir(process.argv[1]); console.log('held'); setInterval(() => {}, 1000);`, dir],
+    { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        holder.stdout!.on('data', (d: Buffer) => d.toString().includes('held') && resolve());
+        holder.once('exit', (code) => reject(new Error(`the holder exited (${code}) before taking the lock`)));
+      });
+      await rejects(lockDataDir(dir), 'STORE_LOCKED');
+    } finally {
+      holder.kill('SIGKILL');
+      await new Promise((r) => (holder.exitCode !== null || holder.signalCode !== null ? r(undefined) : holder.once('exit', r)));
+    }
     await (await lockDataDir(dir))();
-    writeFileSync(join(dir, 'key-server.lock'), `${gone}\n`);
-    const release = await lockDataDir(dir);
-    await release();
   });
 });
