@@ -8,6 +8,7 @@ import { fromKeyMessage, isSignatureAlg, toHex, verify } from '../crypto/index.t
 import { decode, type AttestationUserData, type SignedClaimMessage, type SignedReport, type ValidTrustRequest, type VseAttestationReportInfo } from '../wire/index.ts';
 import { entityKey, keyLabel, parseCertifierTime, sameKey, verifySignedClaim, type EvidenceFacts } from '../policy/index.ts';
 import { enclaveKeyOf, evidenceMalformed } from './user-data.ts';
+import { LruMap } from '../util/lru.ts';
 
 export const SIMULATED_ENCLAVE = 'simulated-enclave';
 export const REPORT_FORMAT = 'vse-attestation-report';
@@ -35,19 +36,16 @@ interface Endorsement { platformKey: KeyObject; attestKey: KeyObject; notBefore:
 // request, and decoding it, importing its two keys and checking its signature was a third of the
 // server's work per certification. Verifying is a pure function of the bytes (its validity times
 // are judged later, by the policy, at the time of each request); failures are never kept.
-const ENDORSEMENTS_KEPT = 64;
-const endorsements = new Map<string, { platformKey: KeyObject; attestKey: KeyObject; notBefore: number; notAfter: number }>();
+const endorsements = new LruMap<string, { platformKey: KeyObject; attestKey: KeyObject; notBefore: number; notAfter: number }>(64);
 
 function verifyEndorsement(bytes: Uint8Array): Endorsement {
   const id = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64');
   let e = endorsements.get(id);
-  if (e) endorsements.delete(id); // re-inserted below: most recently used last
-  else {
+  if (!e) {
     const v = verifyEndorsementBytes(bytes);
     e = { platformKey: v.platformKey, attestKey: v.attestKey, notBefore: v.notBefore.getTime(), notAfter: v.notAfter.getTime() };
-    if (endorsements.size >= ENDORSEMENTS_KEPT) endorsements.delete(endorsements.keys().next().value!);
+    endorsements.set(id, e);
   }
-  endorsements.set(id, e);
   // KeyObjects never change; the dates are the caller's own.
   return { platformKey: e.platformKey, attestKey: e.attestKey, notBefore: new Date(e.notBefore), notAfter: new Date(e.notAfter) };
 }

@@ -12,6 +12,7 @@ import { decodeName, decodeValidity } from './names.ts';
 import { badCertificate } from './problems.ts';
 import { ADMISSION_EXTENSION_OID, OID } from './oids.ts';
 import { readStructure, type CertStructure, type RawExtension } from './structure.ts';
+import { LruMap } from '../util/lru.ts';
 
 export interface ParsedCert extends CertStructure, StandardExtensions {
   der: Uint8Array;
@@ -157,21 +158,16 @@ export function copyParsed(p: ParsedCert): ParsedCert {
 // Parsed certificates by SHA-256 fingerprint, least recently used dropped first. A hit needs the
 // very same bytes too, so nothing rests on SHA-256 being collision-free. Entries are never handed
 // out: callers get copies, or (inside lib/pki) read them through parseShared without changing them.
-const CACHED_CERTIFICATES = 256;
-const parsedCache = new Map<string, ParsedCert>();
+const parsedCache = new LruMap<string, ParsedCert>(256);
 
 const bufferView = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength);
 
 function cached(fingerprint: string, der: Uint8Array): ParsedCert | undefined {
   const hit = parsedCache.get(fingerprint);
-  if (!hit || !bufferView(hit.der).equals(bufferView(der))) return undefined;
-  parsedCache.delete(fingerprint); // re-inserted: most recently used last
-  parsedCache.set(fingerprint, hit);
-  return hit;
+  return hit && bufferView(hit.der).equals(bufferView(der)) ? hit : undefined;
 }
 
 function remember(parsed: ParsedCert): void {
-  if (parsedCache.size >= CACHED_CERTIFICATES) parsedCache.delete(parsedCache.keys().next().value!);
   parsedCache.set(parsed.fingerprintSha256Hex, parsed);
 }
 
