@@ -6,8 +6,6 @@
 // under the store's data key, with AAD binding it to its store, tag and version (layout.ts).
 
 import { promises as fs } from 'node:fs';
-import { join } from 'node:path';
-import { Level } from 'level';
 import { CertifierError } from '../lib/errors/index.ts';
 import { open as aeadOpen, randomBytes, seal, toHex, wipe } from '../lib/crypto/index.ts';
 import {
@@ -17,6 +15,7 @@ import {
 } from '../lib/wire/index.ts';
 import { describeKind, type ProtectionParams, type Protector } from './protection.ts';
 import * as L from './layout.ts';
+import { dirState, notFound, openDb, tightenPermissions, type Db } from './db.ts';
 
 export const MAX_BLOB_BYTES = 16 * 1024 * 1024;
 
@@ -59,56 +58,7 @@ export interface VerifyReport {
   problems: { key: string; problem: string }[];
 }
 
-type Db = Level<string, Uint8Array>;
 interface TagState { latest: number; next: number }
-
-const notFound = (dir: string, why: string) =>
-  new CertifierError('STORE_NOT_FOUND', `no cryptstore at ${dir} (${why}); create one with create-store`);
-
-/** Opens LevelDB, turning its errors into ours. */
-async function openDb(dir: string, create: boolean): Promise<Db> {
-  const db: Db = new Level(dir, { keyEncoding: 'utf8', valueEncoding: 'view', createIfMissing: create, errorIfExists: false });
-  try {
-    await db.open();
-  } catch (e) {
-    const cause = (e as { cause?: { code?: string; message?: string } }).cause;
-    if (cause?.code === 'LEVEL_LOCKED') {
-      throw new CertifierError('STORE_LOCKED', `the cryptstore is in use by another process (${dir})`, { cause: e });
-    }
-    if (!create && /does not exist/i.test(cause?.message ?? '')) throw notFound(dir, 'no database');
-    throw new CertifierError('STORE_FORMAT', `cannot open ${dir} as a cryptstore: ${cause?.message ?? (e as Error).message}`, { cause: e });
-  }
-  return db;
-}
-
-/** Store files hold only ciphertext, but keep them private anyway: directory 0700, files 0600. */
-async function tightenPermissions(dir: string): Promise<void> {
-  await fs.chmod(dir, 0o700);
-  for (const name of await fs.readdir(dir)) {
-    const p = join(dir, name);
-    try {
-      const st = await fs.lstat(p);
-      if (st.isFile() && (st.mode & 0o077) !== 0) await fs.chmod(p, st.mode & 0o600);
-    } catch (e) {
-      // LevelDB's background compaction may delete a file between readdir and lstat.
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-    }
-  }
-}
-
-async function dirState(dir: string): Promise<'missing' | 'empty' | 'store' | 'other'> {
-  let names: string[];
-  try {
-    names = await fs.readdir(dir);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') return 'missing';
-    if (code === 'ENOTDIR') return 'other';
-    throw new CertifierError('FILE_ERROR', `cannot read ${dir}: ${(e as Error).message}`, { cause: e });
-  }
-  if (names.length === 0) return 'empty';
-  return names.includes('CURRENT') ? 'store' : 'other';
-}
 
 export class Cryptstore {
   private readonly states = new Map<string, TagState>();
