@@ -70,8 +70,8 @@ export class KeyService {
    * request on the connection need not wait for that sync. No answer leaves before its record.
    *
    * Reads (retrieve, list) change nothing, so they resolve as soon as they are admitted and run
-   * alongside the requests after them; a store or delete first waits for the reads its
-   * connection sent before it, so no read sees a write sent after it.
+   * alongside the requests after them; a store or delete first waits until the backend has
+   * answered the reads its connection sent before it, so no read sees a write sent after it.
    */
   async handleStaged(bytes: Uint8Array, conn: Connection): Promise<Uint8Array | LaterAnswer> {
     const started = Date.now();
@@ -125,10 +125,12 @@ export class KeyService {
       const verdict = decide(this.config.acl, { action: req.action, resource: req.name }, { measurementHex: peer.measurementHex, serialHex: peer.serialHex, roles: role ? [role] : [] });
       if (!verdict.allow) throw new CertifierError(verdict.code ?? 'ACL_DENIED', verdict.reason);
       if (req.action === 'retrieve' || req.action === 'list') {
-        const answer = this.execute(req).then(allow, refuse).then((a) => (a instanceof Uint8Array ? a : a.later));
-        this.readsOf(conn).add(answer);
-        void answer.finally(() => this.readsOf(conn).delete(answer));
-        return { later: answer };
+        const read = this.execute(req);
+        const reads = this.readsOf(conn);
+        reads.add(read);
+        const done = () => void reads.delete(read);
+        read.then(done, done);
+        return { later: read.then(allow, refuse).then((a) => (a instanceof Uint8Array ? a : a.later)) };
       }
       const reads = this.reads.get(conn);
       if (reads?.size) await Promise.allSettled([...reads]);
