@@ -12,9 +12,10 @@ import { CertifierError } from '../errors/index.ts';
 import { logCode } from './errors.ts';
 import type { ChannelLog, ConnectionInfo, Handler, ResolvedLimits } from './types.ts';
 
-// Received but unanswered requests (and their bytes) held per connection before we stop reading:
-// a pipelining client gets throughput (and its reads share audit syncs), a flooding one gets TCP
-// backpressure instead of our memory. One request of any allowed size is always taken.
+// Received but unanswered requests held per connection, and their bytes (requests, and answers
+// ready but not yet written), before we stop reading: a pipelining client gets throughput (and
+// its reads share audit syncs), a flooding one, or one that does not read what it asked for, gets
+// TCP backpressure instead of our memory. One request of any allowed size is always taken.
 const PIPELINE_DEPTH = 32;
 const PIPELINE_BYTES = 1024 * 1024;
 // After a graceful end, how long the peer gets to close its side before we cut it off.
@@ -29,7 +30,8 @@ export class ServerSession<P> {
   private readonly queue: Uint8Array[] = []; // received, not started
   private readonly outbox: Promise<Uint8Array>[] = []; // started, answer not written yet
   private readonly sizes: number[] = []; // of the requests not answered yet, in order
-  private unansweredBytes = 0;
+  private requestBytes = 0; // of the requests received and not answered
+  private answerBytes = 0; // of the answers ready and not written
   private readonly started = Date.now();
   private received = 0;
   private answered = 0;
@@ -101,7 +103,7 @@ export class ServerSession<P> {
       this.received++;
       this.queue.push(frame);
       this.sizes.push(frame.length);
-      this.unansweredBytes += frame.length;
+      this.requestBytes += frame.length;
     }
     this.updatePaused();
     this.rearm();
@@ -125,26 +127,42 @@ export class ServerSession<P> {
     return !this.busy && !this.writing && this.queue.length === 0 && this.outbox.length === 0;
   }
 
+  private holdAnswer(bytes: number | undefined): void {
+    if (bytes === undefined) return; // not bytes: flush refuses it
+    this.answerBytes += bytes;
+    this.updatePaused();
+  }
+
+  /** Room to start another request: few enough started and unwritten, and their answers small enough. */
+  private roomToStart(): boolean {
+    return this.outbox.length < PIPELINE_DEPTH && this.answerBytes < PIPELINE_BYTES;
+  }
+
   /** Stops reading while too many requests or bytes are unanswered, or the request budget is spent. */
   private updatePaused(): void {
     const unanswered = this.queue.length + this.outbox.length;
-    const full = unanswered >= PIPELINE_DEPTH || this.unansweredBytes >= PIPELINE_BYTES;
+    const bytes = this.requestBytes + this.answerBytes;
+    const full = unanswered >= PIPELINE_DEPTH || bytes >= PIPELINE_BYTES;
     if (this.received >= this.limits.maxRequestsPerConnection || full) this.setPaused(true);
-    else if (!this.draining && !this.stopped && unanswered < PIPELINE_DEPTH / 2 && this.unansweredBytes < PIPELINE_BYTES / 2) this.setPaused(false);
+    else if (!this.draining && !this.stopped && unanswered < PIPELINE_DEPTH / 2 && bytes < PIPELINE_BYTES / 2) this.setPaused(false);
   }
 
-  /** Starts queued requests one at a time, in order; their answers go to the outbox. */
+  /** Starts queued requests one at a time, in order, while there is room; their answers go to the outbox. */
   private async pump(): Promise<void> {
     if (this.busy) return;
     this.busy = true;
     this.rearm();
-    while (!this.finished && this.queue.length > 0) {
+    while (!this.finished && this.queue.length > 0 && this.roomToStart()) {
       const request = this.queue.shift()!;
       let answer: Promise<Uint8Array>;
       try {
         const result = await this.handler(request, this.info);
         answer = result instanceof Uint8Array ? Promise.resolve(result) : result.later;
-        answer.catch(() => {}); // handled when its turn to be written comes
+        // A ready answer counts against the byte budget until it is written: a client that
+        // asks for large values and does not read them stops being read (registered before
+        // flush awaits it, so it is counted before flush uncounts it). A rejection is handled
+        // when its turn to be written comes.
+        answer.then((a) => this.holdAnswer(a instanceof Uint8Array ? a.length : undefined), () => {});
       } catch (e) {
         // The protocol layer above decides what error answer to send; we only close, once the
         // answers before this one are written. Nothing more is read or started.
@@ -167,9 +185,11 @@ export class ServerSession<P> {
     this.writing = true;
     while (!this.finished && this.outbox.length > 0) {
       let frame: Uint8Array;
+      let held: number;
       try {
         const response = await this.outbox[0]!;
         if (!(response instanceof Uint8Array)) throw new CertifierError('INTERNAL', 'handler returned no bytes');
+        held = response.length;
         frame = encodeFrame(response, this.limits.frameLimit);
       } catch (e) {
         this.finish('handler-error', e);
@@ -178,8 +198,10 @@ export class ServerSession<P> {
       this.outbox.shift();
       if (this.finished) break;
       this.answered++;
-      this.unansweredBytes -= this.sizes.shift() ?? 0;
+      this.requestBytes -= this.sizes.shift() ?? 0;
+      this.answerBytes -= held;
       this.updatePaused();
+      if (this.queue.length > 0) void this.pump(); // room for a request that was waiting for it
       this.corkUntilNextTick();
       if (!this.socket.write(frame)) await this.waitForDrain();
     }

@@ -67,6 +67,29 @@ describe('channel: limits and timeouts', () => {
     });
   }
 
+  it('stops reading a client that asks for large answers and does not read them', async () => {
+    let started = 0;
+    const big = new Uint8Array(256 * 1024);
+    const server = await h.serve('plain', {
+      handler: async () => {
+        started++;
+        return big;
+      },
+    });
+    const socket = await h.raw(server, 'plain');
+    socket.pause(); // asks, never reads
+    const total = 200;
+    socket.write(Buffer.concat(Array.from({ length: total }, () => Buffer.concat([prefix(1), Buffer.from([1])]))));
+    await sleep(500);
+    // What the kernel's socket buffers take is gone from ours; after that, 1 MiB of answers waits.
+    expect(started, 'requests started for a client that reads nothing').to.be.lessThan(64);
+    let received = 0;
+    socket.on('data', (d: Buffer) => (received += d.length));
+    socket.resume();
+    await waitFor(() => received === total * (4 + big.length), 20_000, 'every answer once the client reads');
+    expect(started).to.equal(total);
+  });
+
   it('closes a connection whose started frame does not complete within readTimeoutMs', async () => {
     const server = await h.serve('plain', { limits: { readTimeoutMs: 200 } });
     const socket = await h.raw(server, 'plain');
