@@ -2,6 +2,7 @@
 // Keys are node:crypto KeyObjects; the Certifier key_message form lives in keymessage.ts.
 
 import { createPrivateKey, createPublicKey, generateKeyPair as nodeGenerateKeyPair, type KeyObject } from 'node:crypto';
+import { p256, p384 } from '@noble/curves/nist.js';
 import { CertifierError } from '../errors/index.ts';
 
 export const KEY_ALGS = ['p256', 'p384', 'rsa2048'] as const;
@@ -93,6 +94,43 @@ export function publicKeyFromSpki(der: Uint8Array): KeyObject {
     return createPublicKey({ key: { kty: 'EC', crv, x, y }, format: 'jwk' });
   }
   return createPublicKey({ key: Buffer.from(der), format: 'der', type: 'spki' });
+}
+
+/** A public key read from DER SPKI: its algorithm (undefined if not one of ours), and the key. */
+export interface SpkiKey {
+  alg: KeyAlg | undefined;
+  /** The KeyObject; for P-256 and P-384 made on first call (the point was checked already). */
+  key(): KeyObject;
+}
+
+const EC_CURVES: Readonly<Record<string, { alg: KeyAlg; point: (bytes: Uint8Array) => { assertValidity(): void } }>> = {
+  'P-256': { alg: 'p256', point: (b) => p256.Point.fromBytes(b) },
+  'P-384': { alg: 'p384', point: (b) => p384.Point.fromBytes(b) },
+};
+
+/**
+ * Reads DER SPKI as strictly as publicKeyFromSpki, but without importing a P-256 or P-384 key
+ * until it is used: the point is checked to be on its curve here (microseconds), the import
+ * (about 0.15 ms under OpenSSL 3) happens on the first key() call. A peer certificate whose key
+ * is never used then costs no import. Other keys are imported now. Throws what the import throws.
+ */
+export function readSpki(der: Uint8Array): SpkiKey {
+  for (const [crv, { header, size }] of Object.entries(EC_SPKI)) {
+    if (der.length !== header.length + 2 * size || Buffer.compare(header, der.subarray(0, header.length)) !== 0) continue;
+    const curve = EC_CURVES[crv]!;
+    curve.point(der.subarray(header.length - 1)).assertValidity(); // 0x04 || x || y
+    const copy = new Uint8Array(der);
+    let key: KeyObject | undefined;
+    return { alg: curve.alg, key: () => (key ??= publicKeyFromSpki(copy)) };
+  }
+  const key = publicKeyFromSpki(der);
+  let alg: KeyAlg | undefined;
+  try {
+    alg = keyAlgOf(key);
+  } catch {
+    alg = undefined;
+  }
+  return { alg, key: () => key };
 }
 
 export function exportPublicKey(key: KeyObject, format: 'pem' | 'der' = 'pem'): Uint8Array {

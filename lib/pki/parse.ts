@@ -4,7 +4,7 @@
 
 import type { KeyObject } from 'node:crypto';
 import { CertifierError } from '../errors/index.ts';
-import { publicKeyFromSpki, sha256, toHex } from '../crypto/index.ts';
+import { readSpki, sha256, toHex, type KeyAlg, type SpkiKey } from '../crypto/index.ts';
 import { decodeAdmission, type Admission } from './admission.ts';
 import { children, DerError, decodeOid, expectTag, readOne, TAG } from './der.ts';
 import { decodeStandardExtensions, type StandardExtensions } from './extensions.ts';
@@ -24,7 +24,10 @@ export interface ParsedCert extends CertStructure, StandardExtensions {
   commonNames: string[];
   notBefore: Date;
   notAfter: Date;
+  /** Imported on first use (see defineLazyKey); the algorithm is known without it. */
   publicKey: KeyObject;
+  /** The key's algorithm, or undefined for a key this suite does not use. */
+  keyAlg: KeyAlg | undefined;
   admission?: Admission;
   fingerprintSha256Hex: string;
 }
@@ -50,12 +53,21 @@ function checkUniqueExtensions(list: { oid: string }[]): void {
   }
 }
 
-function publicKeyOf(spki: Uint8Array): KeyObject {
+function keyOf(spki: Uint8Array): SpkiKey {
   try {
-    return publicKeyFromSpki(spki);
+    return readSpki(spki);
   } catch (cause) {
     throw badCertificate('public-key', 'the certificate holds a public key node:crypto cannot read', cause);
   }
+}
+
+/**
+ * `publicKey` as a getter: a peer certificate's key is checked when parsed (on the curve, of a
+ * known algorithm) but imported into a KeyObject only if someone uses it, which for a client
+ * certificate at the key-server nobody does. Each parse imports it at most once.
+ */
+function defineLazyKey(target: object, key: () => KeyObject): void {
+  Object.defineProperty(target, 'publicKey', { get: key, enumerable: true, configurable: true });
 }
 
 /** SubjectPublicKeyInfo ::= SEQUENCE { algorithm SEQUENCE { OID, parameters ANY OPTIONAL }, subjectPublicKey BIT STRING } */
@@ -98,6 +110,7 @@ function readExtensions(list: RawExtension[]): StandardExtensions {
 function decodeCertificate(der: Uint8Array, fingerprintSha256Hex: string): ParsedCert {
   const { structure, subject, issuer, validity } = readParts(der);
   const ext = readExtensions(structure.extensions);
+  const spki = keyOf(structure.spki);
   const field = (oid: string) => subject.attributes.filter(([o]) => o === oid).map(([, v]) => v);
   const parsed: ParsedCert = {
     ...structure,
@@ -108,7 +121,8 @@ function decodeCertificate(der: Uint8Array, fingerprintSha256Hex: string): Parse
     commonNames: field(OID.commonName),
     notBefore: validity.notBefore,
     notAfter: validity.notAfter,
-    publicKey: publicKeyOf(structure.spki),
+    publicKey: undefined as unknown as KeyObject, // replaced by the getter below
+    keyAlg: spki.alg,
     isCA: ext.isCA,
     keyUsage: ext.keyUsage,
     extKeyUsage: ext.extKeyUsage,
@@ -120,6 +134,7 @@ function decodeCertificate(der: Uint8Array, fingerprintSha256Hex: string): Parse
   if (ext.authorityKeyIdHex) parsed.authorityKeyIdHex = ext.authorityKeyIdHex;
   const admission = admissionOf(structure.extensions);
   if (admission) parsed.admission = admission;
+  defineLazyKey(parsed, spki.key);
   return parsed;
 }
 
@@ -132,8 +147,9 @@ export function copyParsed(p: ParsedCert): ParsedCert {
   const der = new Uint8Array(p.der);
   const view = (v: Uint8Array) => der.subarray(v.byteOffset - p.der.byteOffset, v.byteOffset - p.der.byteOffset + v.length);
   const { parameters } = p.signatureAlgorithm;
-  const out: ParsedCert = {
-    ...p,
+  // The property descriptors, not the values: the publicKey getter is copied, not called.
+  const out = Object.defineProperties({}, Object.getOwnPropertyDescriptors(p)) as ParsedCert;
+  Object.assign(out, {
     der,
     tbs: view(p.tbs),
     signature: view(p.signature),
@@ -150,7 +166,7 @@ export function copyParsed(p: ParsedCert): ParsedCert {
     keyUsage: [...p.keyUsage],
     extKeyUsage: [...p.extKeyUsage],
     altNames: { uris: [...p.altNames.uris], dnsNames: [...p.altNames.dnsNames], ipAddresses: [...p.altNames.ipAddresses] },
-  };
+  });
   if (p.admission) out.admission = { ...p.admission, measurement: new Uint8Array(p.admission.measurement) };
   return out;
 }

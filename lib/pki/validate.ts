@@ -4,7 +4,7 @@
 // with the very same key is not verified again (the policy and peer certificates recur per connection).
 
 import type { KeyObject } from 'node:crypto';
-import { keyAlgOf, toHex } from '../crypto/index.ts';
+import { toHex } from '../crypto/index.ts';
 import { CertifierError } from '../errors/index.ts';
 import { domainOfPolicyOrganization, measurementOrganization, MEASUREMENT_PREFIX } from './admission.ts';
 import { copyParsed, parseShared, type ParsedCert } from './parse.ts';
@@ -120,15 +120,6 @@ function checkIssuedByPolicy(chain: Uint8Array[], policyCert: Uint8Array, leaf: 
 
 const EKU_FOR: Record<Usage, string[]> = { client: ['clientAuth'], server: ['serverAuth'], any: ['clientAuth', 'serverAuth'] };
 
-/** The peer's key must be one lib/crypto can use later (TLS, signed nonces). */
-function isSupportedKey(key: KeyObject): boolean {
-  try {
-    keyAlgOf(key);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 function flagProblems(leaf: ParsedCert, usage: Usage): (Problem | undefined)[] {
   const bad = (reason: string, message: string) => problem('BAD_CERTIFICATE', reason, message);
@@ -139,7 +130,8 @@ function flagProblems(leaf: ParsedCert, usage: Usage): (Problem | undefined)[] {
     // RFC 5280, 4.2.1.3: keyCertSign needs cA; an end entity has no business signing certificates or CRLs.
     signsCerts.length ? bad('key-usage', `the certificate's key usage allows ${signsCerts.join(' and ')} but it is not a CA`) : undefined,
     EKU_FOR[usage].some((u) => leaf.extKeyUsage.includes(u)) ? undefined : bad('ext-key-usage', `the certificate's extended key usage lacks ${EKU_FOR[usage].join(' or ')}`),
-    isSupportedKey(leaf.publicKey) ? undefined : bad('key-algorithm', 'the certificate\'s key is not ECDSA P-256, P-384 or RSA-2048'),
+    // The peer's key must be one lib/crypto can use later (TLS, signed nonces).
+    leaf.keyAlg !== undefined ? undefined : bad('key-algorithm', 'the certificate\'s key is not ECDSA P-256, P-384 or RSA-2048'),
     criticalProblem(leaf, 'peer'),
   ];
 }
@@ -172,15 +164,17 @@ export function validateAdmission(opts: ValidateAdmissionOptions): ValidatedPeer
   const found = firstProblem('leaf', [validityProblem(leaf, opts.at, 'peer'), ...flagProblems(leaf, usage), ...admissionProblems(leaf, policy)]);
   if (found) throw found;
   const a = leaf.admission!;
-  return {
+  const peer = {
     serialHex: leaf.serialHex,
     measurement: new Uint8Array(a.measurement),
     measurementHex: toHex(a.measurement),
     platform: a.platform,
     domain: a.domain,
-    publicKey: leaf.publicKey,
     subject: leaf.subject,
     notAfter: new Date(leaf.notAfter),
     fingerprintSha256Hex: leaf.fingerprintSha256Hex,
   };
+  // The key only when asked for: most peers (every key-server client) never need it imported.
+  Object.defineProperty(peer, 'publicKey', { get: () => leaf.publicKey, enumerable: true });
+  return peer as ValidatedPeer;
 }

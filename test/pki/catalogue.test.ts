@@ -4,10 +4,11 @@
 import { expect } from 'chai';
 import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
+import { generateKeyPairSync } from 'node:crypto';
 import { generateKeyPair, toHex } from '../../lib/crypto/index.ts';
 import { CertifierError, ErrorCodes, type ErrorCode } from '../../lib/errors/index.ts';
 import { encodeAdmission, validateAdmission, validatePolicyCert, type Usage } from '../../lib/pki/index.ts';
-import { AT, DAY, forgeLeaf, forgePolicy, GOOD_ADMISSION, KeyUsageFlags, MEASUREMENT, type ForgedPolicy } from './forge.ts';
+import { AT, DAY, forgeLeaf, forgePolicy, GOOD_ADMISSION, KeyUsageFlags, MEASUREMENT, resign, type ForgedPolicy } from './forge.ts';
 
 function outcome(fn: () => unknown): { code: ErrorCode; reason: unknown; exit: number; message: string } | 'valid' {
   try {
@@ -193,6 +194,28 @@ describe('pki: a catalogue of bad certificates', () => {
     expect(at).to.be.greaterThan(0);
     text.writeUInt8(text.readUInt8(at) ^ 0x01, at); // still well formed, no longer what was signed
     expectRefused(check(new Uint8Array(text)), 'UNTRUSTED_PEER', 'signature');
+  });
+
+  it('refuses a leaf whose key is on no curve we use (BAD_CERTIFICATE, key-algorithm)', async () => {
+    const p521 = generateKeyPairSync('ec', { namedCurve: 'P-521' });
+    expectRefused(check(await forgeLeaf(policy, {}, p521)), 'BAD_CERTIFICATE', 'key-algorithm');
+  });
+
+  it('refuses a leaf whose P-256 point is off the curve, though the policy key signed it (BAD_CERTIFICATE, public-key)', async () => {
+    const keys = await generateKeyPair('p256');
+    const point = Buffer.from(keys.publicKey.export({ type: 'spki', format: 'der' })).subarray(-65);
+    const der = Buffer.from(await forgeLeaf(policy, {}, keys));
+    const at = der.indexOf(point);
+    expect(at).to.be.greaterThan(0);
+    der[at + 64]! ^= 1; // y + or - 1
+    expectRefused(check(resign(new Uint8Array(der), policy.keys.privateKey)), 'BAD_CERTIFICATE', 'public-key');
+  });
+
+  it('gives the peer\'s key as the very key of the certificate, imported only when asked for', async () => {
+    const keys = await generateKeyPair('p256');
+    const peer = validateAdmission({ chain: [await forgeLeaf(policy, {}, keys)], policyCert: policy.der, at: AT, usage: 'client' });
+    expect(peer.publicKey.equals(keys.publicKey)).to.equal(true);
+    expect(peer.publicKey).to.equal(peer.publicKey);
   });
 
   it('accepts the forged good leaf, so each defect above is the only one', async () => {

@@ -69,7 +69,7 @@ function swapPlaceholder(der: Uint8Array): Uint8Array {
 }
 
 /** Re-signs the (patched) TBSCertificate with node:crypto and reassembles the certificate. */
-function resign(der: Uint8Array, key: KeyObject): Uint8Array {
+export function resign(der: Uint8Array, key: KeyObject): Uint8Array {
   const [tbs, alg] = children(readOne(der));
   const signature = sign(WEB_ALG[keyAlgOf(key)].hash, tbs!.bytes, { key, dsaEncoding: 'der' });
   return seq(tbs!.bytes, alg!.bytes, encodeBitString(new Uint8Array(signature)));

@@ -10,7 +10,7 @@ import { promisify } from 'node:util';
 import { p256, p384 } from '@noble/curves/nist.js';
 import {
   KEY_ALGS, KEY_FORMAT, certifierKeyType, exportPrivateKey, exportPublicKey, fromKeyMessage, generateKeyPair,
-  importPrivateKey, importPublicKey, isKeyAlg, keyAlgOf, looksLikePem, publicKeyFromSpki, publicKeyOf, randomBytes, sign,
+  importPrivateKey, importPublicKey, isKeyAlg, keyAlgOf, looksLikePem, publicKeyFromSpki, publicKeyOf, randomBytes, readSpki, sign,
   toKeyMessage, utf8, verify, type KeyAlg, type KeyPair,
 } from '../../lib/crypto/index.ts';
 import { CertifierError, type ErrorCode } from '../../lib/errors/index.ts';
@@ -188,6 +188,30 @@ describe('crypto keys', () => {
       offCurve[offCurve.length - 1]! ^= 1; // y + or - 1: no longer on the curve
       expect(() => publicKeyFromSpki(offCurve)).to.throw();
       expect(() => createPublicKey({ key: Buffer.from(offCurve), format: 'der', type: 'spki' })).to.throw();
+    }
+  });
+
+  it('readSpki checks a key as strictly as publicKeyFromSpki, names its algorithm, and imports the same key', async () => {
+    const cases = [['ec', { namedCurve: 'P-256' }, 'p256'], ['ec', { namedCurve: 'P-384' }, 'p384'], ['ec', { namedCurve: 'P-521' }, undefined],
+      ['rsa', { modulusLength: 2048 }, 'rsa2048'], ['rsa', { modulusLength: 1024 }, undefined], ['ed25519', {}, undefined]] as const;
+    for (const [type, o, alg] of cases) {
+      const { publicKey } = await genPair(type as 'ec', o as { namedCurve: string });
+      const der = new Uint8Array(publicKey.export({ type: 'spki', format: 'der' }));
+      const read = readSpki(der);
+      expect(read.alg, `${type} ${JSON.stringify(o)}`).to.equal(alg);
+      der.fill(0); // the key must not depend on the caller's buffer
+      expect(read.key().equals(publicKey), type).to.equal(true);
+      expect(read.key()).to.equal(read.key()); // imported once
+    }
+    for (const namedCurve of ['P-256', 'P-384']) {
+      const { publicKey } = await genPair('ec', { namedCurve });
+      const der = new Uint8Array(publicKey.export({ type: 'spki', format: 'der' }));
+      const offCurve = new Uint8Array(der);
+      offCurve[offCurve.length - 1]! ^= 1;
+      expect(() => readSpki(offCurve), namedCurve).to.throw();
+      const xTooBig = new Uint8Array(der);
+      xTooBig.fill(0xff, der.length - 2 * (namedCurve === 'P-256' ? 32 : 48), der.length - (namedCurve === 'P-256' ? 32 : 48));
+      expect(() => readSpki(xTooBig), `${namedCurve} x >= p`).to.throw();
     }
   });
 
