@@ -67,7 +67,14 @@ function keyOf(spki: Uint8Array): SpkiKey {
  * certificate at the key-server nobody does. Each parse imports it at most once.
  */
 function defineLazyKey(target: object, key: () => KeyObject): void {
-  Object.defineProperty(target, 'publicKey', { get: key, enumerable: true, configurable: true });
+  const get = () => {
+    try {
+      return key();
+    } catch (cause) {
+      throw badCertificate('public-key', 'the certificate holds a public key node:crypto cannot read', cause);
+    }
+  };
+  Object.defineProperty(target, 'publicKey', { get, enumerable: true, configurable: true });
 }
 
 /** SubjectPublicKeyInfo ::= SEQUENCE { algorithm SEQUENCE { OID, parameters ANY OPTIONAL }, subjectPublicKey BIT STRING } */
