@@ -87,13 +87,20 @@ function ecSpki(pub: KeyObject): Uint8Array | undefined {
  * and no less strict (the point must be on the curve, and the whole key passes OpenSSL's key check).
  */
 export function publicKeyFromSpki(der: Uint8Array): KeyObject {
+  const crv = ecCurveOfSpki(der);
+  if (!crv) return createPublicKey({ key: Buffer.from(der), format: 'der', type: 'spki' });
+  const { header, size } = EC_SPKI[crv]!;
+  const x = Buffer.from(der.subarray(header.length, header.length + size)).toString('base64url');
+  const y = Buffer.from(der.subarray(header.length + size)).toString('base64url');
+  return createPublicKey({ key: { kty: 'EC', crv, x, y }, format: 'jwk' });
+}
+
+/** 'P-256' or 'P-384' when `der` is that curve's SPKI in the fixed form above; undefined otherwise. */
+function ecCurveOfSpki(der: Uint8Array): string | undefined {
   for (const [crv, { header, size }] of Object.entries(EC_SPKI)) {
-    if (der.length !== header.length + 2 * size || Buffer.compare(header, der.subarray(0, header.length)) !== 0) continue;
-    const x = Buffer.from(der.subarray(header.length, header.length + size)).toString('base64url');
-    const y = Buffer.from(der.subarray(header.length + size)).toString('base64url');
-    return createPublicKey({ key: { kty: 'EC', crv, x, y }, format: 'jwk' });
+    if (der.length === header.length + 2 * size && Buffer.compare(header, der.subarray(0, header.length)) === 0) return crv;
   }
-  return createPublicKey({ key: Buffer.from(der), format: 'der', type: 'spki' });
+  return undefined;
 }
 
 /** A public key read from DER SPKI: its algorithm (undefined if not one of ours), and the key. */
@@ -115,10 +122,10 @@ const EC_CURVES: Readonly<Record<string, { alg: KeyAlg; point: (bytes: Uint8Arra
  * is never used then costs no import. Other keys are imported now. Throws what the import throws.
  */
 export function readSpki(der: Uint8Array): SpkiKey {
-  for (const [crv, { header, size }] of Object.entries(EC_SPKI)) {
-    if (der.length !== header.length + 2 * size || Buffer.compare(header, der.subarray(0, header.length)) !== 0) continue;
+  const crv = ecCurveOfSpki(der);
+  if (crv) {
     const curve = EC_CURVES[crv]!;
-    curve.point(der.subarray(header.length - 1)).assertValidity(); // 0x04 || x || y
+    curve.point(der.subarray(EC_SPKI[crv]!.header.length - 1)).assertValidity(); // 0x04 || x || y
     const copy = new Uint8Array(der);
     let key: KeyObject | undefined;
     return { alg: curve.alg, key: () => (key ??= publicKeyFromSpki(copy)) };
