@@ -24,7 +24,10 @@ export async function serve<P>(opts: ServeOptions<P>): Promise<ChannelServer> {
   const log = safeLog(opts.log);
   const transport = opts.tls ? (opts.tls.requestCert ? 'mtls' : 'tls') : 'plain';
 
-  const raws = new Map<string, Socket>(); // every TCP connection, by remote address, for counting and shutdown
+  const raws = new Set<Socket>(); // every TCP connection, for counting and shutdown
+  // The TCP connection under a TLS one, found by remote address. A socket reset before we asked for
+  // its address has none ("unknown:0"), so two such keys can meet: only the socket a key names removes it.
+  const rawByRemote = new Map<string, Socket>();
   const established = new Set<Socket>(); // raw sockets whose connection has a session
   const sessions = new Set<ServerSession<P>>();
   let closing: Promise<void> | undefined;
@@ -78,7 +81,7 @@ export async function serve<P>(opts: ServeOptions<P>): Promise<ChannelServer> {
       // cannot be redeemed without a session cache.)
       secureOptions: cryptoConstants.SSL_OP_NO_TICKET,
     });
-    tlsServer.on('secureConnection', (s: TLSSocket) => accept(s, raws.get(remoteOf(s)), s));
+    tlsServer.on('secureConnection', (s: TLSSocket) => accept(s, rawByRemote.get(remoteOf(s)), s));
     tlsServer.on('tlsClientError', (err: Error, s: TLSSocket) => {
       const record: Record<string, unknown> = { event: 'refused', remote: remoteOf(s), transport };
       // OpenSSL's verdict in our codes: a certificate outside its validity is CERT_EXPIRED (README, exit 4).
@@ -99,11 +102,13 @@ export async function serve<P>(opts: ServeOptions<P>): Promise<ChannelServer> {
   });
   server.on('connection', (raw: Socket) => {
     const key = remoteOf(raw);
-    raws.set(key, raw);
+    raws.add(raw);
+    rawByRemote.set(key, raw);
     raw.setNoDelay(true); // small request/response frames: do not wait for Nagle
     raw.on('error', () => {}); // reported through the TLS socket or the session
     raw.on('close', () => {
-      raws.delete(key);
+      raws.delete(raw);
+      if (rawByRemote.get(key) === raw) rawByRemote.delete(key);
       established.delete(raw);
     });
     if (!opts.tls) accept(raw, raw, undefined);
@@ -135,11 +140,11 @@ export async function serve<P>(opts: ServeOptions<P>): Promise<ChannelServer> {
         resolve();
       };
       server.close(stopped); // stop listening; calls back once every connection has closed
-      for (const [, raw] of raws) if (!established.has(raw)) raw.destroy(); // still in the handshake
+      for (const raw of raws) if (!established.has(raw)) raw.destroy(); // still in the handshake
       for (const s of sessions) s.drain();
       const hard = setTimeout(() => {
         for (const s of sessions) s.destroy();
-        for (const [, raw] of raws) raw.destroy();
+        for (const raw of raws) raw.destroy();
       }, Math.max(0, graceMs));
     });
     return closing;
