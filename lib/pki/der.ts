@@ -89,20 +89,25 @@ export function expectTag(tlv: Tlv | undefined, tag: number, what: string): Tlv 
 
 export function decodeOid(contents: Uint8Array): string {
   if (contents.length === 0 || (contents[contents.length - 1]! & 0x80) !== 0) throw new DerError('bad object identifier');
-  const arcs: bigint[] = [];
-  let v = 0n;
+  // Arcs are numbers while they are exact (below 2^53); a longer one, such as the 128-bit arcs of
+  // 2.25 UUID OIDs, continues as a bigint.
+  const arcs: (number | bigint)[] = [];
+  let v = 0;
+  let big: bigint | undefined;
   for (let i = 0; i < contents.length; i++) {
     const b = contents[i]!;
-    if (v === 0n && b === 0x80) throw new DerError('non-minimal object identifier arc');
-    v = (v << 7n) | BigInt(b & 0x7f);
+    if (v === 0 && big === undefined && b === 0x80) throw new DerError('non-minimal object identifier arc');
+    if (big === undefined && v < 2 ** 45) v = v * 128 + (b & 0x7f);
+    else big = ((big ?? BigInt(v)) << 7n) | BigInt(b & 0x7f);
     if ((b & 0x80) === 0) {
-      arcs.push(v);
-      v = 0n;
+      arcs.push(big ?? v);
+      v = 0;
+      big = undefined;
     }
   }
   const first = arcs[0]!;
-  const head = first < 40n ? [0n, first] : first < 80n ? [1n, first - 40n] : [2n, first - 80n];
-  return [...head, ...arcs.slice(1)].join('.');
+  const head = first < 40 ? `0.${first}` : first < 80 ? `1.${Number(first) - 40}` : `2.${typeof first === 'bigint' ? first - 80n : first - 80}`;
+  return arcs.length === 1 ? head : `${head}.${arcs.slice(1).join('.')}`;
 }
 
 // --- writer -------------------------------------------------------------------------------

@@ -164,17 +164,18 @@ export function validateAdmission(opts: ValidateAdmissionOptions): ValidatedPeer
   const found = firstProblem('leaf', [validityProblem(leaf, opts.at, 'peer'), ...flagProblems(leaf, usage), ...admissionProblems(leaf, policy)]);
   if (found) throw found;
   const a = leaf.admission!;
-  const peer = {
+  return {
     serialHex: leaf.serialHex,
     measurement: new Uint8Array(a.measurement),
     measurementHex: toHex(a.measurement),
     platform: a.platform,
     domain: a.domain,
+    // The key only when asked for: most peers (every key-server client) never need it imported.
+    get publicKey() {
+      return leaf.publicKey;
+    },
     subject: leaf.subject,
     notAfter: new Date(leaf.notAfter),
     fingerprintSha256Hex: leaf.fingerprintSha256Hex,
   };
-  // The key only when asked for: most peers (every key-server client) never need it imported.
-  Object.defineProperty(peer, 'publicKey', { get: () => leaf.publicKey, enumerable: true });
-  return peer as ValidatedPeer;
 }

@@ -105,8 +105,11 @@ describe('pki: the strict DER reader', () => {
     }
   });
 
-  it('round-trips object identifiers with 128-bit arcs', () => {
-    for (const oid of ['2.25.330383971473344653765936800923845683440', '1.2.840.113549.1.1.11', '2.999.1', '0.9.2342']) {
+  it('round-trips object identifiers with 128-bit arcs, and arcs on either side of 2^45 and 2^53', () => {
+    const edges = [2 ** 45 - 1, 2 ** 45, 2 ** 52, 2 ** 53 - 1, 2 ** 53].map(String).concat(['9007199254740993', '340282366920938463463374607431768211455']);
+    const oids = ['2.25.330383971473344653765936800923845683440', '1.2.840.113549.1.1.11', '2.999.1', '0.9.2342', '0.0', '1.39', '2.0', '2.47.0'];
+    for (const arc of edges) oids.push(`1.2.${arc}.5`, `2.${arc}`, `2.${arc}.${arc}`);
+    for (const oid of oids) {
       expect(decodeOid(encodeOid(oid).subarray(2))).to.equal(oid);
     }
   });

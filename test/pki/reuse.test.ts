@@ -8,6 +8,7 @@ import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { parseCertificate, validateAdmission, validatePolicyCert } from '../../lib/pki/index.ts';
+import { parseShared } from '../../lib/pki/parse.ts';
 import { AT, DAY, forgeLeaf, forgePolicy, type ForgedPolicy } from './forge.ts';
 
 function refusal(fn: () => unknown): { code: string; reason: unknown } | 'valid' {
@@ -43,6 +44,18 @@ describe('pki: remembering parses and signatures changes no answer', () => {
     policyCopy.subjectDer.fill(0);
     policyCopy.notAfter.setTime(0);
     expect(validateAdmission({ chain: [leaf], policyCert: policy.der, at: AT }).domain).to.equal('datica');
+  });
+
+  it('copies every field of the shared parse, with each byte view in its own DER', async () => {
+    const leaf = await forgeLeaf(policy);
+    const shared = parseShared(leaf);
+    const copy = parseCertificate(leaf);
+    expect(Object.keys(copy).sort()).to.deep.equal(Object.keys(shared).sort());
+    expect(copy).to.deep.equal(shared);
+    for (const [name, value] of Object.entries(copy)) {
+      if (value instanceof Uint8Array) expect(value.buffer, name).to.equal(copy.der.buffer);
+    }
+    expect(copy.publicKey.equals(shared.publicKey)).to.equal(true);
   });
 
   it('judges validity at every call: a policy certificate or leaf accepted once is refused once expired', async () => {
