@@ -76,10 +76,28 @@ export function children(tlv: Tlv): Tlv[] {
   return out;
 }
 
-/** Walks every constructed element so a BER-only encoding anywhere in the tree is refused. */
-export function checkTree(tlv: Tlv, depth = 0): void {
-  if (depth > 32) throw new DerError('nesting too deep');
-  if (isConstructed(tlv.tag)) for (const c of children(tlv)) checkTree(c, depth + 1);
+/**
+ * Walks every constructed element so a BER-only encoding anywhere in the tree is refused. The
+ * same checks as readTlv, without building an element per node: this runs over every byte of
+ * every new peer certificate before the parse proper reads it again.
+ */
+export function checkTree(tlv: Tlv): void {
+  if (isConstructed(tlv.tag)) checkContents(tlv.contents, 1);
+}
+
+/** The elements of `buf`, each `depth` levels below the top element, and all below them. */
+function checkContents(buf: Uint8Array, depth: number): void {
+  let at = 0;
+  while (at < buf.length) {
+    if (depth > 32) throw new DerError('nesting too deep');
+    const tag = buf[at]!;
+    if ((tag & 0x1f) === 0x1f) throw new DerError('long-form tags are not used here');
+    const { length, next } = readLength(buf, at + 1);
+    const end = next + length;
+    if (end > buf.length) throw new DerError('element runs past the end of its container');
+    if (isConstructed(tag)) checkContents(buf.subarray(next, end), depth + 1);
+    at = end;
+  }
 }
 
 export function expectTag(tlv: Tlv | undefined, tag: number, what: string): Tlv {

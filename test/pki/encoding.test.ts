@@ -4,14 +4,14 @@
 import { expect } from 'chai';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { toHex } from '../../lib/crypto/index.ts';
+import { concatBytes, toHex } from '../../lib/crypto/index.ts';
 import { CertifierError, type ErrorCode } from '../../lib/errors/index.ts';
 import {
   decodeAdmission, encodeAdmission, MAX_CERTIFICATE_BYTES, parseCertificate, readCertificate, readCertificateChain, toPem,
   validatePolicyCert,
 } from '../../lib/pki/index.ts';
 import {
-  decodeOid, DerError, encodeNull, encodeOctets, encodeOid, encodeUtf8, readOne, seq, set, TAG, tlv,
+  checkTree, decodeOid, DerError, encodeNull, encodeOctets, encodeOid, encodeUtf8, readOne, seq, set, TAG, tlv,
 } from '../../lib/pki/der.ts';
 import { ipAddressBytes } from '../../lib/pki/san.ts';
 import { VECTORS } from '../support/helpers.ts';
@@ -103,6 +103,28 @@ describe('pki: the strict DER reader', () => {
     for (const hex of ['1f0100', '3081050000000000', '308400000000', '0500ff', '3005']) {
       expect(() => readOne(new Uint8Array(Buffer.from(hex, 'hex'))), hex).to.throw(DerError);
     }
+  });
+
+  it('refuses, at any depth of the tree, what it refuses at the top, and nesting deeper than 32', () => {
+    const inner = (hex: string) => Buffer.from(hex, 'hex');
+    const wrap = (b: Uint8Array, levels: number) => {
+      let out = b;
+      for (let i = 0; i < levels; i++) out = seq(out);
+      return out;
+    };
+    const ok = seq(encodeNull(), set(encodeOctets(Uint8Array.of(1)), seq()));
+    expect(() => checkTree(readOne(wrap(ok, 5)))).to.not.throw();
+    // Each bad element sits inside a well-formed constructed one, two levels down.
+    // A long-form tag, a non-minimal length, an indefinite length, an element longer than what
+    // holds it, a length cut off.
+    for (const hex of ['1f0100', '3081050000000000', '308005000000', '050300', '3003050000']) {
+      const bad = wrap(concatBytes(encodeNull(), seq(inner(hex))), 2);
+      expect(() => checkTree(readOne(bad)), hex).to.throw(DerError);
+    }
+    // 32 levels below the top element are read; a 33rd is refused, primitive or not.
+    expect(() => checkTree(readOne(wrap(encodeNull(), 32)))).to.not.throw();
+    expect(() => checkTree(readOne(wrap(seq(), 32)))).to.not.throw();
+    expect(() => checkTree(readOne(wrap(encodeNull(), 33)))).to.throw(DerError, 'nesting too deep');
   });
 
   it('round-trips object identifiers with 128-bit arcs, and arcs on either side of 2^45 and 2^53', () => {
