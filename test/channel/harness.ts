@@ -117,8 +117,12 @@ export class Harness {
   }
 }
 
-/** Resolves when `socket` is closed (by either end). */
+/**
+ * Resolves when `socket` is closed (by either end). Drains it first: a socket holding bytes nobody
+ * read (a TLS alert, say) never sees the end of its stream, and would wait forever.
+ */
 export function closed(socket: net.Socket): Promise<void> {
+  socket.resume();
   return socket.destroyed && socket.closed ? Promise.resolve() : new Promise((r) => socket.once('close', () => r()));
 }
 
