@@ -30,14 +30,14 @@ export interface Tlv {
 
 const isConstructed = (tag: number) => (tag & 0x20) !== 0;
 
-function readLength(buf: Uint8Array, at: number): { length: number; next: number } {
-  const first = buf[at];
+function readLength(buf: Uint8Array, at: number, limit: number): { length: number; next: number } {
+  const first = at < limit ? buf[at] : undefined;
   if (first === undefined) throw new DerError('truncated length');
   if (first < 0x80) return { length: first, next: at + 1 };
   const n = first & 0x7f;
   if (n === 0) throw new DerError('indefinite length');
   if (n > 4) throw new DerError('length too large');
-  if (at + 1 + n > buf.length) throw new DerError('truncated length');
+  if (at + 1 + n > limit) throw new DerError('truncated length');
   if (buf[at + 1] === 0) throw new DerError('non-minimal length');
   let length = 0;
   for (let i = 0; i < n; i++) length = length * 256 + buf[at + 1 + i]!;
@@ -45,14 +45,20 @@ function readLength(buf: Uint8Array, at: number): { length: number; next: number
   return { length, next: at + 1 + n };
 }
 
+/** The header of the element at `offset`, which must end by `limit`: its tag, where its contents start, where it ends. */
+function headerAt(buf: Uint8Array, offset: number, limit = buf.length): { tag: number; next: number; end: number } {
+  const tag = buf[offset];
+  if (tag === undefined || offset >= limit) throw new DerError('truncated element');
+  if ((tag & 0x1f) === 0x1f) throw new DerError('long-form tags are not used here');
+  const { length, next } = readLength(buf, offset + 1, limit);
+  const end = next + length;
+  if (end > limit) throw new DerError('element runs past the end of its container');
+  return { tag, next, end };
+}
+
 /** Reads one element starting at `offset`; returns it and the offset just past it. */
 export function readTlv(buf: Uint8Array, offset = 0): { tlv: Tlv; end: number } {
-  const tag = buf[offset];
-  if (tag === undefined) throw new DerError('truncated element');
-  if ((tag & 0x1f) === 0x1f) throw new DerError('long-form tags are not used here');
-  const { length, next } = readLength(buf, offset + 1);
-  const end = next + length;
-  if (end > buf.length) throw new DerError('element runs past the end of its container');
+  const { tag, next, end } = headerAt(buf, offset);
   return { tlv: { tag, contents: buf.subarray(next, end), bytes: buf.subarray(offset, end) }, end };
 }
 
@@ -82,21 +88,16 @@ export function children(tlv: Tlv): Tlv[] {
  * every new peer certificate before the parse proper reads it again.
  */
 export function checkTree(tlv: Tlv): void {
-  if (isConstructed(tlv.tag)) checkContents(tlv.contents, 1);
+  if (isConstructed(tlv.tag)) checkElements(tlv.contents, 0, tlv.contents.length, 1);
 }
 
-/** The elements of `buf`, each `depth` levels below the top element, and all below them. */
-function checkContents(buf: Uint8Array, depth: number): void {
-  let at = 0;
-  while (at < buf.length) {
+/** The elements of buf[start, end), each `depth` levels below the top element, and all below them. */
+function checkElements(buf: Uint8Array, start: number, end: number, depth: number): void {
+  for (let at = start; at < end;) {
     if (depth > 32) throw new DerError('nesting too deep');
-    const tag = buf[at]!;
-    if ((tag & 0x1f) === 0x1f) throw new DerError('long-form tags are not used here');
-    const { length, next } = readLength(buf, at + 1);
-    const end = next + length;
-    if (end > buf.length) throw new DerError('element runs past the end of its container');
-    if (isConstructed(tag)) checkContents(buf.subarray(next, end), depth + 1);
-    at = end;
+    const h = headerAt(buf, at, end);
+    if (isConstructed(h.tag)) checkElements(buf, h.next, h.end, depth + 1);
+    at = h.end;
   }
 }
 
