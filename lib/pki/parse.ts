@@ -24,7 +24,7 @@ export interface ParsedCert extends CertStructure, StandardExtensions {
   commonNames: string[];
   notBefore: Date;
   notAfter: Date;
-  /** Imported on first use (see lazyKey); the algorithm is known without it. */
+  /** Imported on first use (see keyOf); the algorithm is known without it. */
   publicKey: KeyObject;
   /** The key's algorithm, or undefined for a key this suite does not use. */
   keyAlg: KeyAlg | undefined;
@@ -53,27 +53,23 @@ function checkUniqueExtensions(list: { oid: string }[]): void {
   }
 }
 
-function keyOf(spki: Uint8Array): SpkiKey {
+/** Any failure to read the key, now or when it is imported, is BAD_CERTIFICATE (public-key). */
+function unreadableKey<T>(read: () => T): T {
   try {
-    return readSpki(spki);
+    return read();
   } catch (cause) {
     throw badCertificate('public-key', 'the certificate holds a public key node:crypto cannot read', cause);
   }
 }
 
 /**
- * For `publicKey` as a getter: a peer certificate's key is checked when parsed (on the curve, of a
- * known algorithm) but imported into a KeyObject only if someone uses it, which for a client
- * certificate at the key-server nobody does. Each parse imports it at most once.
+ * The certificate's key, checked now (on the curve, of a known algorithm) but imported into a
+ * KeyObject only if someone uses it (the `publicKey` getter), which for a client certificate at
+ * the key-server nobody does. Each parse imports it at most once.
  */
-function lazyKey(key: () => KeyObject): () => KeyObject {
-  return () => {
-    try {
-      return key();
-    } catch (cause) {
-      throw badCertificate('public-key', 'the certificate holds a public key node:crypto cannot read', cause);
-    }
-  };
+function keyOf(spki: Uint8Array): SpkiKey {
+  const read = unreadableKey(() => readSpki(spki));
+  return { alg: read.alg, key: () => unreadableKey(read.key) };
 }
 
 /** SubjectPublicKeyInfo ::= SEQUENCE { algorithm SEQUENCE { OID, parameters ANY OPTIONAL }, subjectPublicKey BIT STRING } */
@@ -117,7 +113,6 @@ function decodeCertificate(der: Uint8Array, fingerprintSha256Hex: string): Parse
   const { structure: st, subject, issuer, validity } = readParts(der);
   const ext = readExtensions(st.extensions);
   const spki = keyOf(st.spki);
-  const importKey = lazyKey(spki.key);
   const field = (oid: string) => subject.attributes.filter(([o]) => o === oid).map(([, v]) => v);
   // Every field written out, not spread from `st`: V8 copies a spread object slowly (tens of
   // microseconds for this one, a tenth of the whole parse), and this runs per new peer.
@@ -140,7 +135,7 @@ function decodeCertificate(der: Uint8Array, fingerprintSha256Hex: string): Parse
     notBefore: validity.notBefore,
     notAfter: validity.notAfter,
     get publicKey() {
-      return importKey();
+      return spki.key();
     },
     keyAlg: spki.alg,
     isCA: ext.isCA,
