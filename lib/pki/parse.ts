@@ -213,18 +213,26 @@ function remember(parsed: ParsedCert): void {
   parsedCache.set(parsed.fingerprintSha256Hex, parsed);
 }
 
+// The last parse handed out for a given array (the pinned policy certificate is passed as the same
+// array on every connection): found without hashing, and still only if the bytes are the same.
+const byArray = new WeakMap<Uint8Array, ParsedCert>();
+
 /**
  * The cached parse of `input`, shared: lib/pki's own read-only use (validation), never returned
  * to callers as is. Throws BAD_CERTIFICATE (details.reason) for anything but one DER certificate.
  */
 export function parseShared(input: Uint8Array): ParsedCert {
   if (input.length > MAX_CERTIFICATE_BYTES) throw badCertificate('too-large', `a certificate of ${input.length} bytes is larger than ${MAX_CERTIFICATE_BYTES}`);
+  const last = byArray.get(input);
+  if (last && bufferView(last.der).equals(bufferView(input))) return last;
   const fingerprint = toHex(sha256(input));
-  const hit = cached(fingerprint, input);
-  if (hit) return hit;
-  // Our own copy: every byte view in the result points into it, not into the caller's buffer.
-  const parsed = decodeCertificate(new Uint8Array(input), fingerprint);
-  remember(parsed);
+  let parsed = cached(fingerprint, input);
+  if (!parsed) {
+    // Our own copy: every byte view in the result points into it, not into the caller's buffer.
+    parsed = decodeCertificate(new Uint8Array(input), fingerprint);
+    remember(parsed);
+  }
+  byArray.set(input, parsed);
   return parsed;
 }
 

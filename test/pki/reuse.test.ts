@@ -76,6 +76,12 @@ describe('pki: remembering parses and signatures changes no answer', () => {
     buffer[at]! ^= 0x01; // still well formed, no longer what was signed
     expect(refusal(() => validateAdmission({ chain: [buffer], policyCert: policy.der, at: AT }))).to.deep.equal({ code: 'UNTRUSTED_PEER', reason: 'signature' });
     expect(validateAdmission({ chain: [leaf], policyCert: policy.der, at: AT }).domain).to.equal('datica');
+    // The same for the pinned policy certificate, which callers pass as one array on every call.
+    const pinned = new Uint8Array(policy.der);
+    expect(validateAdmission({ chain: [leaf], policyCert: pinned, at: AT }).domain).to.equal('datica');
+    const sig = pinned.length - 10; // inside the self-signature: still well formed
+    pinned[sig]! ^= 0x01;
+    expect(refusal(() => validateAdmission({ chain: [leaf], policyCert: pinned, at: AT }))).to.deep.equal({ code: 'UNTRUSTED_PEER', reason: 'policy-self-signature' });
   });
 
   it('checks a leaf whose signature verified once against each policy certificate on its own', async () => {
