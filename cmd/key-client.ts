@@ -4,6 +4,7 @@
 import type { Command } from 'commander';
 import { Option } from 'commander';
 import { CertifierError } from '../lib/errors/index.ts';
+import { toHex } from '../lib/crypto/index.ts';
 import { ENTRY_TYPES, type EntryType } from '../lib/wire/index.ts';
 import { readFileLimited } from '../lib/files/index.ts';
 import { readCertificateChain, validatePolicyCert } from '../lib/pki/index.ts';
@@ -13,7 +14,7 @@ import { MAX_VALUE_BYTES } from '../lib/keyservice/protocol.ts';
 import { Cryptstore } from '../cryptstore/index.ts';
 import { createProgram, parseVersion, run, subcommand, warn, type JsonOption, type Result } from './common/cli.ts';
 import { protectorFrom, storeOptions, type ProtectionOptions } from './common/protection.ts';
-import { parseHostPort, readCertificateFile, readPrivateKeyFile } from './common/keys.ts';
+import { parseHostPort, parseMeasurementHex, readCertificateFile, readPrivateKeyFile } from './common/keys.ts';
 import { readInput, writeOutput } from './common/io.ts';
 
 const P = 'key-client';
@@ -34,7 +35,7 @@ function clientOptions(cmd: Command): Command {
     .requiredOption('--server <host:port>', 'the key-server')
     .requiredOption('--domain <name>', 'the policy domain')
     .requiredOption('--policy-cert <file>', 'the pinned policy certificate')
-    .option('--server-measurement <hex>', 'a measurement the key-server must run (repeatable)', (v: string, a: string[]) => [...a, v], [])
+    .option('--server-measurement <hex>', 'a measurement the key-server must run: 64 or 96 hex digits (repeatable)', (v: string, a: string[]) => [...a, v], [])
     .option('--credential-cert <file>', 'a role certificate to present (answers the auth-challenge)')
     .option('--credential-key <file>', 'the private key of --credential-cert');
 }
@@ -48,11 +49,12 @@ async function withClient<T>(o: ClientOpts, fn: (client: KeyClient, store: Crypt
   const credential = o.credentialCert
     ? { chain: readCertificateChain(await readFileLimited(o.credentialCert, 64 * 1024)), key: await readPrivateKeyFile(o.credentialKey!) }
     : undefined;
-  if (o.serverMeasurement.length === 0) warn(P, 'trusting any admitted machine of the domain as the key-server; pin it with --server-measurement');
+  const pins = o.serverMeasurement.map((m) => toHex(parseMeasurementHex(m)));
+  if (pins.length === 0) warn(P, 'trusting any admitted machine of the domain as the key-server; pin it with --server-measurement');
   const store = await Cryptstore.open(o.store, await protectorFrom(P, o));
   try {
     const identity = await loadIdentity(store, o.domain, policyCert);
-    const client = await KeyClient.connect({ host, port, identity, policyCert, serverMeasurements: o.serverMeasurement, ...(credential ? { credential } : {}) });
+    const client = await KeyClient.connect({ host, port, identity, policyCert, serverMeasurements: pins, ...(credential ? { credential } : {}) });
     try {
       return await fn(client, store);
     } finally {

@@ -2,8 +2,8 @@
 // and exit status, and the same server process goes on serving a good client right after it.
 
 import { expect } from 'chai';
-import { readFileSync, writeFileSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { generateKeyPair, sign, toKeyMessage } from '../../lib/crypto/index.ts';
 import { encode } from '../../lib/wire/index.ts';
@@ -14,6 +14,7 @@ import { CHALLENGE_EXPORTER_LABEL, challengeMessage, encodeKeyRequest, parseKeyR
 import { readPrivateKeyFile } from '../../cmd/common/keys.ts';
 import { Domain, expectFailure, expectSuccess, type KeyServer, type Machine } from './domain.ts';
 import { rejects } from '../support/rejects.ts';
+import { run } from '../support/helpers.ts';
 
 
 describe('e2e: key-server refusals, each with its own code, while it keeps serving', function () {
@@ -74,6 +75,42 @@ describe('e2e: key-server refusals, each with its own code, while it keeps servi
     expect(server.child.running).to.equal(true);
     expect(server.child.pid).to.equal(pid);
   }
+
+  describe('servers key-client refuses before it sends anything', () => {
+    it('refuses a key-server that runs a measurement other than the pinned one: UNTRUSTED_PEER, exit 4, nothing written', async () => {
+      const out = d.path('unpinned.out');
+      const r = await d.kc(good, { ...server, measurementHex: '00'.repeat(32) }, 'retrieve', ['canary', '--out', out]);
+      expectFailure(r, 4, 'UNTRUSTED_PEER');
+      expect(r.stderr).to.contain(`runs measurement ${server.measurementHex}, not one of those pinned`);
+      expect(existsSync(out)).to.equal(false);
+      await stillServes();
+    });
+
+    it('refuses simpleserver as a key-server, pinned or not: its certificate is the policy authority\'s (UNTRUSTED_PEER, exit 4)', async () => {
+      const args = ['retrieve', 'canary', '--out', '-', '--server', `127.0.0.1:${d.certifierPort}`, '--domain', d.name, '--policy-cert', d.policyCertFile, ...good.storeArgs];
+      const unpinned = await run('key-client', args, { cwd: d.dir });
+      expectFailure(unpinned, 4, 'UNTRUSTED_PEER');
+      expect(unpinned.stderr).to.contain('is the policy authority (simpleserver), not a key-server');
+      expect(unpinned.stdout.length).to.equal(0);
+      // Even pinned to the authority's own measurement (the policy certificate's hash).
+      const authority = createHash('sha256').update(d.policyCert).digest('hex');
+      const pinned = await run('key-client', [...args, '--server-measurement', authority], { cwd: d.dir });
+      expectFailure(pinned, 4, 'UNTRUSTED_PEER');
+      expect(pinned.stderr).to.contain('not a key-server');
+    });
+
+    it('refuses a --server-measurement that is not 64 or 96 hex digits before connecting: USAGE, exit 2', async () => {
+      const from = server.child.mark();
+      for (const bad of ['00', 'zz'.repeat(32), '0'.repeat(65)]) {
+        const r = await run('key-client', ['retrieve', 'canary', '--out', '-', ...d.clientArgs(good, server), '--server-measurement', bad], { cwd: d.dir });
+        expectFailure(r, 2, 'USAGE');
+        expect(r.stderr).to.contain('is not a measurement (64 or 96 hex digits)');
+      }
+      // Upper-case hex is the same measurement.
+      expectSuccess(await d.kc(good, { ...server, measurementHex: server.measurementHex.toUpperCase() }, 'retrieve', ['canary', '--out', '-']));
+      expect(server.child.stderr.slice(from)).not.to.match(/ refused /);
+    });
+  });
 
   describe('peers the TLS layer refuses', () => {
     it('refuses a client certified under another policy key of the same domain name: UNTRUSTED_PEER, exit 4', async () => {
