@@ -5,10 +5,10 @@ import type { Command } from 'commander';
 import { Option } from 'commander';
 import { CertifierError } from '../lib/errors/index.ts';
 import { toHex } from '../lib/crypto/index.ts';
-import { ENTRY_TYPES, type EntryType } from '../lib/wire/index.ts';
+import { ENTRY_TYPES, tagProblem, type EntryType } from '../lib/wire/index.ts';
 import { readFileLimited } from '../lib/files/index.ts';
 import { readCertificateChain, validatePolicyCert } from '../lib/pki/index.ts';
-import { loadIdentity } from '../lib/certifier/index.ts';
+import { isIdentityTag, loadIdentity } from '../lib/certifier/index.ts';
 import { KeyClient, fetchAll, keepAll, parseProvisionConfig, provision, type SecretSpec } from '../lib/keyclient/index.ts';
 import { MAX_VALUE_BYTES } from '../lib/keyservice/protocol.ts';
 import { Cryptstore } from '../cryptstore/index.ts';
@@ -40,6 +40,12 @@ function clientOptions(cmd: Command): Command {
     .option('--credential-key <file>', 'the private key of --credential-cert');
 }
 
+/** A resource name the key-server could accept, or USAGE before anything is opened. */
+function checkName(name: string): void {
+  const problem = tagProblem(name);
+  if (problem) throw new CertifierError('USAGE', `the name ${JSON.stringify(name)} ${problem}`);
+}
+
 /** Opens the store, loads this machine's identity, connects; always closes both. */
 async function withClient<T>(o: ClientOpts, fn: (client: KeyClient, store: Cryptstore) => Promise<T>): Promise<T> {
   const policyCert = await readCertificateFile(o.policyCert);
@@ -68,6 +74,7 @@ async function withClient<T>(o: ClientOpts, fn: (client: KeyClient, store: Crypt
 clientOptions(subcommand<ClientOpts & { in: string; notExportable?: boolean; type: EntryType; expectedVersion?: number }>(program, 'store',
   'store a value under NAME in the key-server (the next version)',
   async (o, args) => {
+    checkName(args[0]!);
     const value = await readInput(o.in, MAX_VALUE_BYTES);
     const version = await withClient(o, (c) => c.store(args[0]!, value, { type: o.type, exportable: !o.notExportable, ...(o.expectedVersion !== undefined ? { expectedVersion: o.expectedVersion } : {}) }));
     return { json: { name: args[0], version }, text: [`stored ${args[0]} version ${version}`] };
@@ -81,8 +88,12 @@ clientOptions(subcommand<ClientOpts & { in: string; notExportable?: boolean; typ
 clientOptions(subcommand<ClientOpts & { version: number; out?: string; force?: boolean }>(program, 'retrieve',
   'fetch NAME... over one connection into the cryptstore (tag = name), or one NAME to --out',
   async (o, args) => {
-    if (o.out && args.length !== 1) throw new CertifierError('USAGE', '--out takes exactly one NAME');
-    const specs: SecretSpec[] = args.map((name) => ({ name, version: o.version, ...(o.out ? {} : { tag: name }) }));
+    const names = [...new Set(args)]; // a name given twice is fetched and kept once
+    names.forEach(checkName);
+    if (o.out && names.length !== 1) throw new CertifierError('USAGE', '--out takes exactly one NAME');
+    const specs: SecretSpec[] = names.map((name) => ({ name, version: o.version, ...(o.out ? {} : { tag: name }) }));
+    const identity = o.out ? undefined : names.find(isIdentityTag);
+    if (identity) throw new CertifierError('USAGE', `"${identity}" is where init-trust keeps a machine's identity in the cryptstore; fetch it to a file with --out`);
     return withClient(o, async (client, store): Promise<Result> => {
       const outcomes = await fetchAll(client, specs);
       const failure = outcomes.find((x) => x.error);
@@ -105,6 +116,7 @@ clientOptions(subcommand<ClientOpts & { version: number; out?: string; force?: b
 
 clientOptions(subcommand<ClientOpts & { version: number }>(program, 'delete', 'delete one version of NAME, or all of them (needs an ACL rule)',
   async (o, args) => {
+    checkName(args[0]!);
     const versions = await withClient(o, (c) => c.delete(args[0]!, o.version));
     return { json: { name: args[0], deleted: versions }, text: [`deleted ${args[0]} version(s) ${versions.join(', ')}`] };
   }))
@@ -113,6 +125,7 @@ clientOptions(subcommand<ClientOpts & { version: number }>(program, 'delete', 'd
 
 clientOptions(subcommand<ClientOpts>(program, 'list', 'list names and metadata under PREFIX (never values)',
   async (o, args) => {
+    if (args[0]) checkName(args[0]);
     const items = await withClient(o, (c) => c.list(args[0] ?? ''));
     return { json: { items }, text: items.map((i) => `${i.name}\tv${i.version}\t${i.type}\t${i.size} bytes\t${i.exportable ? 'exportable' : 'not-exportable'}\t${i.timeEntered}`) };
   }))

@@ -13,6 +13,8 @@ import { requestCertificate } from './client.ts';
 
 export const authKeyTag = (domain: string) => `${domain}-private-auth-key`;
 export const admissionCertTag = (domain: string) => `${domain}-admission-certificate`;
+/** A tag init-trust writes (for any domain): a machine's identity, which nothing else may overwrite. */
+export const isIdentityTag = (tag: string) => tag.endsWith(authKeyTag('')) || tag.endsWith(admissionCertTag(''));
 
 /** init-trust renews a certificate with less than this left before it expires. */
 export const RENEW_BEFORE_MS = 3 * 86_400_000;

@@ -6,7 +6,9 @@ import { CertifierError, isCertifierError } from '../errors/index.ts';
 import { bytesEqual } from '../crypto/index.ts';
 import { tagProblem, type ValidEntry } from '../wire/index.ts';
 import { readFileLimited, writeFileAtomic } from '../files/index.ts';
+import { resolve } from 'node:path';
 import type { Cryptstore } from '../../cryptstore/index.ts';
+import { isIdentityTag } from '../certifier/index.ts';
 import type { KeyClient } from './client.ts';
 
 export interface SecretSpec {
@@ -56,8 +58,27 @@ export function parseProvisionConfig(text: string): SecretSpec[] {
       ...(s.Mode !== undefined ? { mode: parseInt(s.Mode as string, 8) } : {}),
     };
   });
+  if (problems.length === 0) problems.push(...destinationProblems(specs as SecretSpec[]));
   if (problems.length) throw new CertifierError('INVALID_INPUT', `invalid provisioning config: ${problems.join('; ')}`);
   return specs as SecretSpec[];
+}
+
+/**
+ * Why these destinations cannot all be written: two secrets aimed at one tag or one file (which
+ * would win?), or a tag where init-trust keeps the machine's identity. Empty when they can.
+ */
+export function destinationProblems(specs: SecretSpec[]): string[] {
+  const problems: string[] = [];
+  const seen = new Map<string, number>();
+  specs.forEach((s, i) => {
+    const where = s.tag !== undefined ? `Tag "${s.tag}"` : `LocalPath "${s.file}"`;
+    const key = s.tag !== undefined ? `tag:${s.tag}` : `file:${resolve(s.file!)}`;
+    const first = seen.get(key);
+    if (first !== undefined) problems.push(`secrets[${i}] has the same ${where} as secrets[${first}]`);
+    else seen.set(key, i);
+    if (s.tag !== undefined && isIdentityTag(s.tag)) problems.push(`secrets[${i}].Tag "${s.tag}" is where init-trust keeps this machine's identity`);
+  });
+  return problems;
 }
 
 /** Retrieves every spec over the one connection (pipelined); failures are kept, not thrown. */
@@ -74,6 +95,8 @@ export async function fetchAll(client: KeyClient, specs: SecretSpec[]): Promise<
 
 /** Writes the fetched secrets; tags in one atomic batch, values already held are skipped. */
 export async function keepAll(store: Cryptstore | undefined, outcomes: Outcome[]): Promise<void> {
+  const problems = destinationProblems(outcomes.map((o) => o.spec));
+  if (problems.length) throw new CertifierError('INVALID_INPUT', `nothing was written: ${problems.join('; ')}`);
   const batch = [];
   for (const o of outcomes) {
     if (!o.entry || o.spec.tag === undefined) continue;

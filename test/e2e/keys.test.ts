@@ -25,6 +25,7 @@ describe('e2e: keys stored and retrieved through key-server on loopback', functi
   /** The key-server's log lines of requests for `resource`. */
   const requestLines = (resource: string) => server.child.stderr.split('\n').filter((l) => / request /.test(l) && l.includes(` resource=${resource} `));
   const connOf = (line: string) => /conn=(\w+)/.exec(line)![1]!;
+  const tagsOf = async (m: Machine) => expectSuccess(await d.store(m, 'list-items', ['--json'])).json().items as { tag: string; version: number }[];
 
   it('certifies a key-server and two clients, stores a key from one and retrieves it into the other\'s cryptstore, byte for byte', async () => {
     // Each client holds its own key and admission certificate, from init-trust; the key-server
@@ -76,6 +77,26 @@ describe('e2e: keys stored and retrieved through key-server on loopback', functi
     expect(new Set(conns).size, conns.join(' ')).to.equal(1);
     const closed = await server.child.waitForLog(new RegExp(`closed conn=${conns[0]} `));
     expect(closed).to.match(/ requests=3 answered=3 /);
+  });
+
+  it('fetches a name given twice once, and refuses names it cannot keep before connecting (USAGE, exit 2)', async () => {
+    expectSuccess(await d.kc(alice, server, 'store', ['twice/a', '--in', '-'], randomBytes(16)));
+    const r = expectSuccess(await d.kc(bob, server, 'retrieve', ['twice/a', 'twice/a', '--json']));
+    expect(r.json().items.map((i: { name: string; written: string }) => [i.name, i.written])).to.deep.equal([['twice/a', 'new']]);
+    expect((await tagsOf(bob)).filter((i) => i.tag === 'twice/a').map((i) => i.version)).to.deep.equal([1]);
+
+    const from = server.child.mark();
+    const empty = await d.kc(bob, server, 'retrieve', ['']);
+    expectFailure(empty, 2, 'USAGE');
+    expect(empty.stderr).to.contain('the name "" is empty');
+    // Kept under its own name, this one would replace the machine's own key.
+    const identity = await d.kc(bob, server, 'retrieve', [`${d.name}-private-auth-key`]);
+    expectFailure(identity, 2, 'USAGE');
+    expect(identity.stderr).to.contain('is where init-trust keeps a machine\'s identity');
+    const control = await d.kc(alice, server, 'store', ['bad\nname', '--in', '-'], randomBytes(16));
+    expectFailure(control, 2, 'USAGE');
+    expect(control.stderr).to.contain('contains a control character');
+    expect(server.child.stderr.slice(from)).not.to.match(/ (request|closed) conn=/);
   });
 
   it('writes one value to standard output with --out -, and keeps it out of the cryptstore', async () => {
@@ -133,7 +154,6 @@ describe('e2e: keys stored and retrieved through key-server on loopback', functi
       writeFileSync(f, JSON.stringify({ secrets }));
       return f;
     };
-    const tagsOf = async (m: Machine) => expectSuccess(await d.store(m, 'list-items', ['--json'])).json().items as { tag: string; version: number }[];
 
     it('exits non-zero and writes nothing, neither tags nor files, when the server lacks one name', async () => {
       const file = `${files}-1`;

@@ -1,0 +1,66 @@
+// The provisioning config (key-client provision --config) and where fetched secrets may go: the
+// catalogue of configs refused before any connection, with the problem each must report, and
+// keepAll refusing, before writing anything, destinations that would collide or overwrite the
+// machine's identity.
+
+import { expect } from 'chai';
+import { CertifierError } from '../../lib/errors/index.ts';
+import { destinationProblems, keepAll, parseProvisionConfig, type Outcome } from '../../lib/keyclient/index.ts';
+import type { ValidEntry } from '../../lib/wire/index.ts';
+import { rejects } from '../support/rejects.ts';
+
+const config = (secrets: unknown) => JSON.stringify({ secrets });
+
+function problemOf(text: string): string {
+  try {
+    parseProvisionConfig(text);
+  } catch (e) {
+    expect(e).to.be.instanceOf(CertifierError);
+    expect((e as CertifierError).code).to.equal('INVALID_INPUT');
+    return (e as CertifierError).message;
+  }
+  throw new Error('the config was accepted');
+}
+
+describe('keyclient: the provisioning config and where secrets may be written', () => {
+  it('reads names, versions, tags, files and modes', () => {
+    expect(parseProvisionConfig(config([
+      { ID: 'vhd/disk-1', Tag: 'disk-1' },
+      { ID: 'vhd/disk-2', Version: 3, LocalPath: '/run/keys/disk-2', Mode: '0640' },
+    ]))).to.deep.equal([
+      { name: 'vhd/disk-1', version: 0, tag: 'disk-1' },
+      { name: 'vhd/disk-2', version: 3, file: '/run/keys/disk-2', mode: 0o640 },
+    ]);
+  });
+
+  const refused: [string, unknown, string][] = [
+    ['two secrets into one tag', [{ ID: 'a', Tag: 't' }, { ID: 'b', Tag: 't' }], 'secrets[1] has the same Tag "t" as secrets[0]'],
+    ['two secrets into one file, however the path is spelled', [{ ID: 'a', LocalPath: '/run/k' }, { ID: 'b', LocalPath: '/run/./x/../k' }], 'secrets[1] has the same LocalPath "/run/./x/../k" as secrets[0]'],
+    ['the tag of the machine\'s key', [{ ID: 'a', Tag: 'datica-private-auth-key' }], 'secrets[0].Tag "datica-private-auth-key" is where init-trust keeps this machine\'s identity'],
+    ['the tag of the machine\'s certificate, any domain', [{ ID: 'a', Tag: 'other-admission-certificate' }], 'secrets[0].Tag "other-admission-certificate" is where init-trust keeps'],
+    ['no secrets', [], 'needs a non-empty "secrets" list'],
+    ['an unknown field', [{ ID: 'a', Tag: 't', Path: 'x' }], 'secrets[0] has unknown field "Path"'],
+    ['both destinations', [{ ID: 'a', Tag: 't', LocalPath: '/x' }], 'secrets[0] needs exactly one of "Tag" or "LocalPath"'],
+    ['an empty name', [{ ID: '', Tag: 't' }], 'secrets[0].ID must be a resource name'],
+    ['a negative version', [{ ID: 'a', Version: -1, Tag: 't' }], 'secrets[0].Version must be a whole number'],
+    ['a mode that is not octal', [{ ID: 'a', LocalPath: '/x', Mode: '0999' }], 'secrets[0].Mode must be an octal string'],
+  ];
+  for (const [what, secrets, problem] of refused) {
+    it(`refuses ${what}`, () => {
+      expect(problemOf(config(secrets))).to.contain(problem);
+    });
+  }
+
+  it('allows one name fetched into two different places', () => {
+    expect(destinationProblems([{ name: 'a', version: 0, tag: 'x' }, { name: 'a', version: 0, file: '/run/a' }])).to.deep.equal([]);
+  });
+
+  it('keepAll writes nothing, and opens nothing, when two outcomes share a tag or one is an identity tag', async () => {
+    const entry: ValidEntry = { tag: 'a', type: 'binary-blob', version: 1, timeEntered: '', blob: new Uint8Array([1]), exportable: true };
+    const collide: Outcome[] = [{ spec: { name: 'a', version: 0, tag: 't' }, entry }, { spec: { name: 'b', version: 0, tag: 't' }, entry }];
+    // No store at all: the refusal comes before any use of it.
+    expect((await rejects(keepAll(undefined, collide), 'INVALID_INPUT')).message).to.contain('nothing was written');
+    const identity: Outcome[] = [{ spec: { name: 'a', version: 0, tag: 'x-private-auth-key' }, entry }];
+    await rejects(keepAll(undefined, identity), 'INVALID_INPUT');
+  });
+});
