@@ -67,8 +67,6 @@ export interface WriteOptions {
 
 /** Writes `data` to `path` atomically with mode 0600 (or `mode`). */
 export async function writeFileAtomic(path: string, data: Uint8Array, options: WriteOptions = {}): Promise<void> {
-  const mode = options.mode ?? 0o600;
-  const dir = dirname(path);
   if (options.exclusive) {
     try {
       await fs.lstat(path);
@@ -78,7 +76,30 @@ export async function writeFileAtomic(path: string, data: Uint8Array, options: W
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw fileError('write', path, e);
     }
   }
+  const staged = await stageFile(path, data, options.mode);
+  await staged.commit(options.exclusive === true);
+}
+
+/** A file written and synced beside its destination, not yet in place. */
+export interface StagedFile {
+  readonly path: string;
+  /** Moves it into place (exclusive: only if nothing is there yet) and syncs the directory. */
+  commit(exclusive?: boolean): Promise<void>;
+  /** Removes it; never throws. */
+  discard(): Promise<void>;
+}
+
+/**
+ * The first half of writeFileAtomic: `data` in a temporary file in `path`'s directory, mode 0600
+ * (or `mode`), synced. Several files staged first and committed after are all written or none,
+ * barring a failed rename in a directory just written to. Fails now if `path` is a directory.
+ */
+export async function stageFile(path: string, data: Uint8Array, mode = 0o600): Promise<StagedFile> {
+  const dir = dirname(path);
+  const target = await fs.lstat(path).catch(() => undefined);
+  if (target?.isDirectory()) throw fileError('write', path, Object.assign(new Error('directory'), { code: 'EISDIR' }));
   const tmp = join(dir, `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
+  const discard = () => fs.unlink(tmp).catch(() => {});
   let handle: fs.FileHandle | undefined;
   try {
     handle = await fs.open(tmp, C.O_WRONLY | C.O_CREAT | C.O_EXCL, mode);
@@ -86,21 +107,30 @@ export async function writeFileAtomic(path: string, data: Uint8Array, options: W
     await handle.chmod(mode); // the umask may have narrowed or widened the open() mode
     await handle.sync();
     await handle.close();
-    handle = undefined;
-    if (options.exclusive) {
-      // link() fails if the target appeared meanwhile, unlike rename().
-      await fs.link(tmp, path);
-      await fs.unlink(tmp);
-    } else {
-      await fs.rename(tmp, path);
-    }
-    await syncDir(dir);
   } catch (e) {
     await handle?.close().catch(() => {});
-    await fs.unlink(tmp).catch(() => {});
-    if (e instanceof CertifierError) throw e;
+    await discard();
     throw fileError('write', path, e);
   }
+  return {
+    path,
+    discard,
+    async commit(exclusive = false) {
+      try {
+        if (exclusive) {
+          // link() fails if the target appeared meanwhile, unlike rename().
+          await fs.link(tmp, path);
+          await fs.unlink(tmp);
+        } else {
+          await fs.rename(tmp, path);
+        }
+        await syncDir(dir);
+      } catch (e) {
+        await discard();
+        throw fileError('write', path, e);
+      }
+    },
+  };
 }
 
 async function syncDir(dir: string): Promise<void> {

@@ -5,7 +5,8 @@
 import { CertifierError, isCertifierError } from '../errors/index.ts';
 import { bytesEqual } from '../crypto/index.ts';
 import { tagProblem, type ValidEntry } from '../wire/index.ts';
-import { readFileLimited, writeFileAtomic } from '../files/index.ts';
+import { readFileLimited, stageFile, type StagedFile } from '../files/index.ts';
+import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Cryptstore } from '../../cryptstore/index.ts';
 import { isIdentityTag } from '../certifier/index.ts';
@@ -93,33 +94,47 @@ export async function fetchAll(client: KeyClient, specs: SecretSpec[]): Promise<
   }));
 }
 
-/** Writes the fetched secrets; tags in one atomic batch, values already held are skipped. */
+/**
+ * Writes the fetched secrets, all or none: values already held (same bytes, and for a file the
+ * same mode) are left alone; new files are first written and synced beside their destinations,
+ * then the tags go in as one atomic batch, then the files are moved into place. A destination
+ * that cannot be written fails the whole call before anything is in place.
+ */
 export async function keepAll(store: Cryptstore | undefined, outcomes: Outcome[]): Promise<void> {
   const problems = destinationProblems(outcomes.map((o) => o.spec));
   if (problems.length) throw new CertifierError('INVALID_INPUT', `nothing was written: ${problems.join('; ')}`);
-  const batch = [];
-  for (const o of outcomes) {
-    if (!o.entry || o.spec.tag === undefined) continue;
-    if (!store) throw new CertifierError('USAGE', 'a cryptstore is needed to keep secrets under a tag');
-    const held = await store.get(o.spec.tag).catch((e) => (isCertifierError(e, 'NOT_FOUND') ? undefined : Promise.reject(e)));
-    if (held && bytesEqual(held.blob, o.entry.blob) && held.type === o.entry.type) {
-      o.written = 'unchanged';
-      continue;
-    }
-    batch.push({ tag: o.spec.tag, blob: o.entry.blob, options: { type: o.entry.type, exportable: false } });
-    o.written = 'new';
+  const arrived = outcomes.filter((o) => o.entry);
+  const tags: Outcome[] = [];
+  const files: Outcome[] = [];
+  for (const o of arrived) {
+    const held = o.spec.tag !== undefined ? await heldInStore(store, o.spec.tag, o.entry!) : await heldInFile(o.spec.file!, o.entry!, o.spec.mode ?? 0o600);
+    if (held) o.written = 'unchanged';
+    else (o.spec.tag !== undefined ? tags : files).push(o);
   }
-  if (batch.length && store) await store.putAll(batch);
-  for (const o of outcomes) {
-    if (!o.entry || o.spec.file === undefined) continue;
-    const existing = await readFileLimited(o.spec.file, o.entry.blob.length + 1).catch(() => undefined);
-    if (existing && bytesEqual(existing, o.entry.blob)) {
-      o.written = 'unchanged';
-      continue;
-    }
-    await writeFileAtomic(o.spec.file, o.entry.blob, { mode: o.spec.mode ?? 0o600 });
-    o.written = 'new';
+  const staged: StagedFile[] = [];
+  try {
+    for (const o of files) staged.push(await stageFile(o.spec.file!, o.entry!.blob, o.spec.mode ?? 0o600));
+    if (tags.length) await store!.putAll(tags.map((o) => ({ tag: o.spec.tag!, blob: o.entry!.blob, options: { type: o.entry!.type, exportable: false } })));
+  } catch (e) {
+    await Promise.all(staged.map((f) => f.discard()));
+    if (e instanceof CertifierError) throw new CertifierError(e.code, `${e.message}; nothing was written`, { cause: e });
+    throw e;
   }
+  for (const f of staged) await f.commit();
+  for (const o of [...tags, ...files]) o.written = 'new';
+}
+
+async function heldInStore(store: Cryptstore | undefined, tag: string, entry: ValidEntry): Promise<boolean> {
+  if (!store) throw new CertifierError('USAGE', 'a cryptstore is needed to keep secrets under a tag');
+  const held = await store.get(tag).catch((e) => (isCertifierError(e, 'NOT_FOUND') ? undefined : Promise.reject(e)));
+  return held !== undefined && bytesEqual(held.blob, entry.blob) && held.type === entry.type;
+}
+
+async function heldInFile(path: string, entry: ValidEntry, mode: number): Promise<boolean> {
+  const existing = await readFileLimited(path, entry.blob.length + 1).catch(() => undefined);
+  if (!existing || !bytesEqual(existing, entry.blob)) return false;
+  const st = await stat(path).catch(() => undefined);
+  return st !== undefined && (st.mode & 0o777) === mode;
 }
 
 /** Fetch, then keep: all or nothing unless `allowPartial`. */

@@ -3,7 +3,8 @@
 // provisioning from a config file, all or nothing; and the audit log's hash chain.
 
 import { expect } from 'chai';
-import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { run } from '../support/helpers.ts';
 import { Domain, expectFailure, expectSuccess, type KeyServer, type Machine } from './domain.ts';
@@ -180,6 +181,33 @@ describe('e2e: keys stored and retrieved through key-server on loopback', functi
       expect(statSync(file).mode & 0o777).to.equal(0o600);
       const got = expectSuccess(await d.store(bob, 'get-item', ['--tag', 'p2-tagged', '--out', '-']));
       expect(got.out).to.equal('value of prov/tagged');
+    });
+
+    it('writes nothing when one destination cannot be written: no tag, no other file, no temporary file', async () => {
+      const dir = d.path('prov-5');
+      mkdirSync(dir);
+      const file = join(dir, 'file');
+      const f = config([{ ID: 'prov/tagged', Tag: 'p5-tagged' }, { ID: 'prov/file', LocalPath: file }, { ID: 'prov/file', LocalPath: join(dir, 'no-such-dir', 'file') }]);
+      const r = await d.kc(bob, server, 'provision', ['--config', f]);
+      expectFailure(r, 1, 'FILE_ERROR');
+      expect(r.stderr).to.contain('no-such-dir/file: no such file; nothing was written');
+      expect((await tagsOf(bob)).map((i) => i.tag)).not.to.include('p5-tagged');
+      expect(readdirSync(dir)).to.deep.equal([]);
+      // A directory where a file should go fails the same way, before anything is in place.
+      mkdirSync(join(dir, 'taken'));
+      const g = config([{ ID: 'prov/tagged', Tag: 'p5-tagged' }, { ID: 'prov/file', LocalPath: file }, { ID: 'prov/file', LocalPath: join(dir, 'taken') }]);
+      expectFailure(await d.kc(bob, server, 'provision', ['--config', g]), 1, 'FILE_ERROR');
+      expect((await tagsOf(bob)).map((i) => i.tag)).not.to.include('p5-tagged');
+      expect(readdirSync(dir)).to.deep.equal(['taken']);
+    });
+
+    it('rewrites a file that holds the value under another mode', async () => {
+      const file = `${files}-6`;
+      const first = expectSuccess(await d.kc(bob, server, 'provision', ['--config', config([{ ID: 'prov/file', LocalPath: file, Mode: '0600' }])]));
+      expect(first.out).to.equal('prov/file: version 1 written\n');
+      const again = expectSuccess(await d.kc(bob, server, 'provision', ['--config', config([{ ID: 'prov/file', LocalPath: file, Mode: '0640' }])]));
+      expect(again.out).to.equal('prov/file: version 1 written\n');
+      expect(statSync(file).mode & 0o777).to.equal(0o640);
     });
 
     it('keeps what arrived with --allow-partial, and reports what did not', async () => {
