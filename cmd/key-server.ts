@@ -7,7 +7,7 @@ import { readFileLimited } from '../lib/files/index.ts';
 import { CertifierError } from '../lib/errors/index.ts';
 import { validatePolicyCert } from '../lib/pki/index.ts';
 import { parseAcl, type Acl } from '../lib/keyservice/acl.ts';
-import { AuditLog, verifyAudit } from '../lib/keyservice/audit.ts';
+import { AuditLog, repairAuditTail, verifyAudit } from '../lib/keyservice/audit.ts';
 import { LevelBackend } from '../lib/keyservice/level-backend.ts';
 import { startKeyServer } from '../lib/keyservice/server.ts';
 import { loadIdentity } from '../lib/certifier/index.ts';
@@ -91,5 +91,15 @@ subcommand<JsonOption>(program, 'verify-audit', 'check the hash chain of an audi
     return { json: { lines: r.lines }, text: [`ok: ${r.lines} line(s), chain intact`] };
   })
   .argument('<file>', 'the audit log');
+
+subcommand<JsonOption>(program, 'repair-audit', 'after a crash cut the last write short: move the incomplete last line aside so serve can extend the log',
+  async (_o, args) => {
+    const r = await repairAuditTail(args[0]!);
+    const text = r.savedTo
+      ? [`moved the incomplete last line (${r.removedBytes} bytes, never acknowledged) to ${r.savedTo}`, `ok: ${r.lines} line(s), chain intact`]
+      : [`nothing to repair: ${r.lines} line(s), chain intact`];
+    return { json: { lines: r.lines, removedBytes: r.removedBytes, ...(r.savedTo ? { savedTo: r.savedTo } : {}) }, text };
+  })
+  .argument('<file>', 'the audit log (no key-server may be using it)');
 
 await run(program);

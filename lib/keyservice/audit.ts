@@ -14,12 +14,19 @@
 // runs go out together in the next, so under load the cost is amortized, and a decision is never
 // reported before it is on disk. A failed write poisons the log (every later append fails)
 // rather than leaving a gap.
+//
+// One process at a time: an open log holds a lock (lock.ts, in PATH.lock/), so two key-servers
+// given one --audit cannot fork the chain. A write cut short by a crash leaves an incomplete last
+// line, never acknowledged; open refuses the log until repairAuditTail (key-server repair-audit)
+// moves that line aside.
 
 import { constants, promises as fs } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { CertifierError } from '../errors/index.ts';
 import { sha256HexOfText } from '../crypto/index.ts';
+import { writeFileAtomic } from '../files/index.ts';
+import { holdLock } from './lock.ts';
 
 export interface AuditEntry {
   /** RFC 3339; default now. */
@@ -51,6 +58,7 @@ export const AUDIT_GENESIS = '0'.repeat(64);
 const MAX_FIELD = 4096;
 const MAX_LINE_BYTES = 64 * 1024;
 const HASH_RE = /^[0-9a-f]{64}$/;
+const TORN = 'the last line is incomplete (no newline): a write cut short by a crash or power loss, or data appended by something else';
 
 /** The canonical JSON of an entry's fields with its seq: what the hash covers. */
 function canonical(r: Record<string, unknown>): string {
@@ -114,7 +122,9 @@ function checkLine(text: string, seq: number, prev: string): { hash: string } | 
 }
 
 /** Reads the whole chain in bounded memory; the last seq and hash when it verifies. */
-async function scan(path: string): Promise<{ ok: true; lines: number; last: string } | { ok: false; line: number; problem: string }> {
+type ScanResult = { ok: true; lines: number; last: string } | { ok: false; line: number; problem: string; tornAt?: number };
+
+async function scan(path: string): Promise<ScanResult> {
   let fh: FileHandle;
   try {
     fh = await fs.open(path, 'r');
@@ -124,6 +134,7 @@ async function scan(path: string): Promise<{ ok: true; lines: number; last: stri
   const decoder = new TextDecoder('utf-8', { fatal: true });
   let line = 0;
   let prev = AUDIT_GENESIS;
+  let complete = 0; // bytes of the lines checked so far
   let pending = Buffer.alloc(0);
   const buf = Buffer.alloc(64 * 1024);
   try {
@@ -143,6 +154,7 @@ async function scan(path: string): Promise<{ ok: true; lines: number; last: stri
         const r = checkLine(text, line, prev);
         if ('problem' in r) return { ok: false, line, problem: r.problem };
         prev = r.hash;
+        complete += nl + 1;
         pending = pending.subarray(nl + 1);
       }
       if (pending.length > MAX_LINE_BYTES) return { ok: false, line: line + 1, problem: `longer than ${MAX_LINE_BYTES} bytes` };
@@ -150,14 +162,54 @@ async function scan(path: string): Promise<{ ok: true; lines: number; last: stri
   } finally {
     await fh.close();
   }
-  if (pending.length > 0) return { ok: false, line: line + 1, problem: 'the last line is incomplete (no newline): a truncated write, or data appended by something else' };
+  if (pending.length > 0) return { ok: false, line: line + 1, problem: TORN, tornAt: complete };
   return { ok: true, lines: line, last: prev };
 }
 
 /** Verifies a log without changing it: the number of lines, or the first bad line (1-based). */
 export async function verifyAudit(path: string): Promise<AuditVerification> {
   const r = await scan(path);
-  return r.ok ? { ok: true, lines: r.lines } : r;
+  return r.ok ? { ok: true, lines: r.lines } : { ok: false, line: r.line, problem: r.problem };
+}
+
+/**
+ * After a crash or power loss cut the last write short: moves the incomplete last line (never
+ * acknowledged: an answer leaves only once its line is whole on disk) out of the log, into
+ * `PATH.torn-TIME` for inspection, so the chain can be extended again. Holds the log's lock, so
+ * no key-server is using it. Changes nothing when the log verifies; INTEGRITY, changing
+ * nothing, when anything but the last line is wrong.
+ */
+export async function repairAuditTail(path: string): Promise<{ lines: number; removedBytes: number; savedTo?: string }> {
+  const release = await lockAudit(path);
+  try {
+    const r = await scan(path);
+    if (r.ok) return { lines: r.lines, removedBytes: 0 };
+    if (r.tornAt === undefined) throw notVerified(path, r, 'only an incomplete last line can be repaired');
+    const fh = await fs.open(path, 'r+');
+    try {
+      const { size } = await fh.stat();
+      const tail = Buffer.alloc(size - r.tornAt);
+      await fh.read(tail, 0, tail.length, r.tornAt);
+      const savedTo = `${path}.torn-${new Date().toISOString().replace(/[:.]/g, '-')}`;
+      await writeFileAtomic(savedTo, tail, { exclusive: true });
+      await fh.truncate(r.tornAt);
+      await fh.sync();
+      return { lines: r.line - 1, removedBytes: tail.length, savedTo };
+    } finally {
+      await fh.close();
+    }
+  } finally {
+    await release();
+  }
+}
+
+function notVerified(path: string, r: { line: number; problem: string }, then: string): CertifierError {
+  return new CertifierError('INTEGRITY', `the audit log ${path} does not verify at line ${r.line}: ${r.problem}; ${then}`, { details: { line: r.line, problem: r.problem } });
+}
+
+/** The lock that keeps a second process (another replica given the same --audit) off the log. */
+function lockAudit(path: string): Promise<() => Promise<void>> {
+  return holdLock(`${path}.lock`, `the audit log ${path} is in use by another process: give each key-server its own --audit`);
 }
 
 interface PendingLine {
@@ -172,16 +224,18 @@ export class AuditLog {
   private broken: Error | undefined;
   private closed = false;
 
-  private constructor(readonly path: string, private readonly fh: FileHandle, private seq: number, private last: string) {}
+  private constructor(readonly path: string, private readonly fh: FileHandle, private readonly release: () => Promise<void>, private seq: number, private last: string) {}
 
   /** Opens (creating, 0600) a log and continues its chain; INTEGRITY naming the line if it does not verify. */
   static async open(path: string): Promise<AuditLog> {
     let fh: FileHandle;
     let created = false;
+    const release = await lockAudit(path);
     try {
       created = !(await fs.stat(path).then(() => true, () => false));
       fh = await fs.open(path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_DSYNC, 0o600);
     } catch (e) {
+      await release();
       throw new CertifierError('FILE_ERROR', `cannot open the audit log ${path}: ${(e as Error).message}`, { cause: e });
     }
     try {
@@ -191,11 +245,12 @@ export class AuditLog {
       if (created) await syncDir(dirname(path));
       const r = await scan(path);
       if (!r.ok) {
-        throw new CertifierError('INTEGRITY', `the audit log ${path} does not verify at line ${r.line}: ${r.problem}; refusing to extend it`, { details: { line: r.line, problem: r.problem } });
+        throw notVerified(path, r, r.tornAt === undefined ? 'refusing to extend it' : `refusing to extend it (key-server repair-audit ${path} moves that line aside)`);
       }
-      return new AuditLog(path, fh, r.lines, r.last);
+      return new AuditLog(path, fh, release, r.lines, r.last);
     } catch (e) {
       await fh.close();
+      await release();
       throw e;
     }
   }
@@ -225,6 +280,7 @@ export class AuditLog {
     this.closed = true;
     await this.flushing;
     await this.fh.close();
+    await this.release();
   }
 
   /**

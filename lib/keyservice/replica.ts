@@ -11,11 +11,11 @@
 
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
-import { Level } from 'level';
 import { CertifierError } from '../errors/index.ts';
 import { encode, type CryptstoreEntry } from '../wire/index.ts';
 import type { ValidatedPeer } from '../pki/index.ts';
 import { succeeded, type KeyRequest } from './protocol.ts';
+import { holdLock } from './lock.ts';
 
 /** The directory, inside a replica's --data, of the empty LevelDB whose lock lockDataDir holds. */
 export const LOCK_DIR = 'replica-lock';
@@ -49,24 +49,10 @@ export class ReplicaJoin {
   }
 }
 
-/**
- * Takes DIR for this process, until the returned release is called or the process ends. The lock
- * is LevelDB's (an fcntl lock on DIR/replica-lock/LOCK): the kernel drops it when its holder
- * dies, however it dies, so there is no stale lock to take over and no race in taking one over.
- */
+/** Takes DIR for this process, until the returned release is called or the process ends (holdLock). */
 export async function lockDataDir(dir: string): Promise<() => Promise<void>> {
   await fs.mkdir(dir, { recursive: true, mode: 0o700 }).catch((e: Error) => {
     throw new CertifierError('FILE_ERROR', `cannot use ${dir} as the key-server data directory: ${e.message}`, { cause: e });
   });
-  const db = new Level(join(dir, LOCK_DIR), { createIfMissing: true });
-  try {
-    await db.open();
-  } catch (e) {
-    const cause = (e as { cause?: { code?: string; message?: string } }).cause;
-    if (cause?.code === 'LEVEL_LOCKED') {
-      throw new CertifierError('STORE_LOCKED', `the key-server data directory is in use by another process (${dir}): give each replica its own --data`, { cause: e, details: { path: dir } });
-    }
-    throw new CertifierError('FILE_ERROR', `cannot lock the key-server data directory ${dir}: ${cause?.message ?? (e as Error).message}`, { cause: e });
-  }
-  return () => db.close();
+  return holdLock(join(dir, LOCK_DIR), `the key-server data directory is in use by another process (${dir}): give each replica its own --data`);
 }

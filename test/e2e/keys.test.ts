@@ -257,5 +257,34 @@ describe('e2e: keys stored and retrieved through key-server on loopback', functi
       expect(json.json().error).to.include({ code: 'INTEGRITY', exitStatus: 4 });
       expect(json.json().error.message).to.match(/^line 3 /);
     });
+
+    it('keeps a second key-server off a log in use (STORE_LOCKED, exit 1), and repair-audit moves a torn last line aside', async () => {
+      const [first, second] = await Promise.all([d.certify('audit-1', 'key-server'), d.certify('audit-2', 'key-server')]);
+      const s = await d.startKeyServer(first);
+      const log = `${s.data}/audit.jsonl`;
+      await d.withClient(s, alice, (c) => c.store('torn/a', Buffer.from('a')));
+      const shared = await run('key-server', ['serve', '--domain', d.name, '--policy-cert', d.policyCertFile, '--data', d.path('audit-2-data'), '--audit', log, '--listen', '127.0.0.1:0', ...second.storeArgs]);
+      expectFailure(shared, 1, 'STORE_LOCKED');
+      expect(shared.stderr).to.contain(`the audit log ${log} is in use by another process`);
+      const busy = await run('key-server', ['repair-audit', log]);
+      expectFailure(busy, 1, 'STORE_LOCKED');
+      await s.child.stop();
+
+      // A crash cut the last write short: serve refuses the log and names the way out.
+      const whole = readFileSync(log, 'utf8');
+      writeFileSync(log, `${whole}{"seq":2,"time":"20`);
+      const refused = await run('key-server', ['serve', '--domain', d.name, '--policy-cert', d.policyCertFile, '--data', s.data, '--listen', '127.0.0.1:0', ...first.storeArgs]);
+      expectFailure(refused, 4, 'INTEGRITY');
+      expect(refused.stderr).to.contain(`key-server repair-audit ${log}`);
+      const repaired = expectSuccess(await run('key-server', ['repair-audit', log, '--json'])).json();
+      expect(repaired).to.include({ ok: true, lines: 1, removedBytes: 19 });
+      expect(readFileSync(repaired.savedTo, 'utf8')).to.equal('{"seq":2,"time":"20');
+      expect(readFileSync(log, 'utf8')).to.equal(whole);
+      expect(expectSuccess(await run('key-server', ['repair-audit', log])).out).to.equal('nothing to repair: 1 line(s), chain intact\n');
+      const again = await d.startKeyServer(first, { data: s.data });
+      await d.withClient(again, alice, (c) => c.retrieve('torn/a'));
+      await again.child.stop();
+      expect(expectSuccess(await run('key-server', ['verify-audit', log])).out).to.equal('ok: 2 line(s), chain intact\n');
+    });
   });
 });

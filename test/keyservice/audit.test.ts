@@ -3,10 +3,11 @@
 
 import { expect } from 'chai';
 import { createHash } from 'node:crypto';
-import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CertifierError } from '../../lib/errors/index.ts';
-import { AUDIT_GENESIS, AuditLog, verifyAudit, type AuditEntry } from '../../lib/keyservice/audit.ts';
+import { AUDIT_GENESIS, AuditLog, repairAuditTail, verifyAudit, type AuditEntry } from '../../lib/keyservice/audit.ts';
+import { rejects } from '../support/rejects.ts';
 import { tempDir } from '../support/helpers.ts';
 
 const M = 'ab'.repeat(32);
@@ -191,6 +192,54 @@ describe('audit log', () => {
     } catch (e) {
       expect((e as CertifierError).code).to.equal('INTERNAL');
     }
+  });
+
+  it('is held by one process at a time: a second open fails at once with STORE_LOCKED', async () => {
+    const log = await AuditLog.open(path);
+    const e = await rejects(AuditLog.open(path), 'STORE_LOCKED');
+    expect(e.message).to.contain('give each key-server its own --audit');
+    await rejects(repairAuditTail(path), 'STORE_LOCKED');
+    await log.append(entry(1));
+    await log.close();
+    await (await AuditLog.open(path)).close();
+  });
+
+  describe('repair-audit: a last write cut short', () => {
+    it('moves an incomplete last line aside, keeping it, and the chain goes on from the line before', async () => {
+      const ls = await writeLog(5);
+      const torn = ls[4]!.slice(0, 37);
+      save([...ls.slice(0, 4), torn], '');
+      const refused = await rejects(AuditLog.open(path), 'INTEGRITY');
+      expect(refused.message).to.contain('line 5').and.to.contain('key-server repair-audit');
+
+      const r = await repairAuditTail(path);
+      expect(r).to.include({ lines: 4, removedBytes: 37 });
+      expect(readFileSync(r.savedTo!, 'utf8')).to.equal(torn);
+      expect(statSync(r.savedTo!).mode & 0o777).to.equal(0o600);
+      expect(lines()).to.deep.equal(ls.slice(0, 4));
+
+      const log = await AuditLog.open(path);
+      expect((await log.append(entry(5))).prev).to.equal(JSON.parse(ls[3]!).hash);
+      await log.close();
+      expect(await verifyAudit(path)).to.deep.equal({ ok: true, lines: 5 });
+    });
+
+    it('changes nothing in a log that verifies', async () => {
+      const ls = await writeLog(3);
+      expect(await repairAuditTail(path)).to.deep.equal({ lines: 3, removedBytes: 0 });
+      expect(lines()).to.deep.equal(ls);
+    });
+
+    it('refuses, changing nothing, when any other line is wrong: INTEGRITY naming it', async () => {
+      const ls = await writeLog(4);
+      const edited = [...ls.slice(0, 1), ls[1]!.replace('vhd/disk2', 'vhd/disk9'), ...ls.slice(2)];
+      save(edited.slice(0, 3).concat(ls[3]!.slice(0, 20)), '');
+      const before = readFileSync(path);
+      const e = await rejects(repairAuditTail(path), 'INTEGRITY');
+      expect(e.details?.line).to.equal(2);
+      expect(readFileSync(path).equals(before)).to.equal(true);
+      expect(readdirSync(tmp.dir).filter((f) => f.includes('torn'))).to.deep.equal([]);
+    });
   });
 
   it('refuses malformed entries with INVALID_INPUT, writing nothing', async () => {
