@@ -76,6 +76,7 @@ clientOptions(subcommand<ClientOpts & { in: string; notExportable?: boolean; typ
   async (o, args) => {
     checkName(args[0]!);
     const value = await readInput(o.in, MAX_VALUE_BYTES);
+    if (value.length === 0) throw new CertifierError('INVALID_INPUT', `nothing to store: ${o.in === '-' ? 'standard input' : o.in} is empty`);
     const version = await withClient(o, (c) => c.store(args[0]!, value, { type: o.type, exportable: !o.notExportable, ...(o.expectedVersion !== undefined ? { expectedVersion: o.expectedVersion } : {}) }));
     return { json: { name: args[0], version }, text: [`stored ${args[0]} version ${version}`] };
   }))

@@ -44,7 +44,7 @@ export function parseKeyRequest(bytes: Uint8Array): KeyRequest {
   }
   if (m.valueType !== undefined) c.oneOf('value_type', m.valueType, ENTRY_TYPES);
   if (m.version !== undefined) c.int('version', m.version, 0, MAX_VERSION);
-  if (action === 'store') c.bytes('data', m.data, { max: MAX_VALUE_BYTES });
+  if (action === 'store') c.bytes('data', m.data, { min: 1, max: MAX_VALUE_BYTES }); // an empty key is a mistake
   if (m.expectedVersion !== undefined) c.int('expected_version', m.expectedVersion, 0, MAX_VERSION);
   if (m.challengeNonce !== undefined) c.bytes('challenge_nonce', m.challengeNonce, NONCE_BYTES);
   if (m.challengeSignature !== undefined) c.bytes('challenge_signature', m.challengeSignature, { min: 1, max: 1024 });

@@ -80,7 +80,7 @@ describe('e2e: keys stored and retrieved through key-server on loopback', functi
     expect(closed).to.match(/ requests=3 answered=3 /);
   });
 
-  it('fetches a name given twice once, and refuses names it cannot keep before connecting (USAGE, exit 2)', async () => {
+  it('fetches a name given twice once, and refuses names it cannot keep and empty values before connecting', async () => {
     expectSuccess(await d.kc(alice, server, 'store', ['twice/a', '--in', '-'], randomBytes(16)));
     const r = expectSuccess(await d.kc(bob, server, 'retrieve', ['twice/a', 'twice/a', '--json']));
     expect(r.json().items.map((i: { name: string; written: string }) => [i.name, i.written])).to.deep.equal([['twice/a', 'new']]);
@@ -97,6 +97,9 @@ describe('e2e: keys stored and retrieved through key-server on loopback', functi
     const control = await d.kc(alice, server, 'store', ['bad\nname', '--in', '-'], randomBytes(16));
     expectFailure(control, 2, 'USAGE');
     expect(control.stderr).to.contain('contains a control character');
+    const nothing = await d.kc(alice, server, 'store', ['twice/empty', '--in', '-'], new Uint8Array());
+    expectFailure(nothing, 1, 'INVALID_INPUT');
+    expect(nothing.stderr).to.contain('nothing to store: standard input is empty');
     expect(server.child.stderr.slice(from)).not.to.match(/ (request|closed) conn=/);
   });
 
