@@ -12,9 +12,11 @@ usage() {
   cat >&2 <<'USAGE'
 usage: first-boot.sh --host ADDR --certifier-port PORT --keyserver-port PORT --keys "NAME..."
                      --domain DOMAIN --policy-cert FILE --store DIR
-                     --platform-dir DIR --measurement-file FILE
+                     [--platform simulated] --platform-dir DIR --measurement-file FILE
+                     | --platform sev-snp [--tsm-dir DIR] [--vcek FILE]
                      [--server-measurement HEX] [--retries N] [--max-delay SECONDS]
-                     [--passphrase-file FILE | --key-file FILE]     (default: --sealed)
+                     [--passphrase-file FILE | --key-file FILE]     (default: --sealed;
+                                                                      sev-snp needs one)
 
   --host              the deployment machine's address
   --certifier-port    its simpleserver port (8123 by convention)
@@ -24,8 +26,13 @@ usage: first-boot.sh --host ADDR --certifier-port PORT --keyserver-port PORT --k
   --domain            the policy domain (as in the policy certificate)
   --policy-cert       the policy certificate baked into the image
   --store             this VM's cryptstore (created on first boot)
-  --platform-dir      the platform files of this VM (simulated: attest-key.pem, endorsement.bin)
-  --measurement-file  this VM's measurement
+  --platform          simulated (a TEST platform; the default) or sev-snp (the hardware reports
+                      the measurement; sealing is not available there, so give --key-file or
+                      --passphrase-file)
+  --platform-dir      simulated: this VM's platform files (attest-key.pem, endorsement.bin)
+  --measurement-file  simulated: this VM's measurement
+  --tsm-dir           sev-snp: the configfs-tsm report directory (default: cert-utility's)
+  --vcek              sev-snp: the VCEK (and ASK) fetched ahead of time, if the host attaches none
   --server-measurement  pin the key-server's measurement (recommended)
   --retries           attempts per step while a server is unreachable (default 8)
   --max-delay         cap of the exponential backoff between attempts (default 30)
@@ -38,8 +45,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 CERT_UTILITY=${CERT_UTILITY:-$here/../cmd/bin/cert-utility.js}
 KEY_CLIENT=${KEY_CLIENT:-$here/../cmd/bin/key-client.js}
 
-host= cport= kport= keys= domain= policy_cert= store= platform_dir= measurement_file=
-server_measurement= retries=8 max_delay=30 protection=(--sealed)
+host= cport= kport= keys= domain= policy_cert= store= platform=simulated platform_dir= measurement_file=
+tsm_dir= vcek= server_measurement= retries=8 max_delay=30 protection=(--sealed)
 while [ $# -gt 0 ]; do
   case "$1" in
     --host) host=$2; shift 2 ;;
@@ -49,7 +56,10 @@ while [ $# -gt 0 ]; do
     --domain) domain=$2; shift 2 ;;
     --policy-cert) policy_cert=$2; shift 2 ;;
     --store) store=$2; shift 2 ;;
+    --platform) platform=$2; shift 2 ;;
     --platform-dir) platform_dir=$2; shift 2 ;;
+    --tsm-dir) tsm_dir=$2; shift 2 ;;
+    --vcek) vcek=$2; shift 2 ;;
     --measurement-file) measurement_file=$2; shift 2 ;;
     --server-measurement) server_measurement=$2; shift 2 ;;
     --retries) retries=$2; shift 2 ;;
@@ -60,11 +70,23 @@ while [ $# -gt 0 ]; do
     *) echo "first-boot: unknown argument $1" >&2; usage ;;
   esac
 done
-for pair in host:host cport:certifier-port kport:keyserver-port keys:keys domain:domain policy_cert:policy-cert \
-            store:store platform_dir:platform-dir measurement_file:measurement-file; do
+for pair in host:host cport:certifier-port kport:keyserver-port keys:keys domain:domain policy_cert:policy-cert store:store; do
   name=${pair%%:*}
   [ -n "${!name}" ] || { echo "first-boot: missing --${pair#*:}" >&2; usage; }
 done
+case "$platform" in
+  simulated)
+    [ -n "$platform_dir" ] && [ -n "$measurement_file" ] || { echo "first-boot: --platform simulated needs --platform-dir and --measurement-file" >&2; usage; }
+    [ -z "$tsm_dir$vcek" ] || { echo "first-boot: --tsm-dir and --vcek are for --platform sev-snp" >&2; usage; }
+    platform_args=(--platform simulated --platform-dir "$platform_dir" --measurement-file "$measurement_file") ;;
+  sev-snp)
+    [ -z "$platform_dir$measurement_file" ] || { echo "first-boot: --platform sev-snp takes no --platform-dir or --measurement-file: the hardware reports the measurement" >&2; usage; }
+    [ "${protection[0]}" != --sealed ] || { echo "first-boot: --platform sev-snp cannot seal the store yet: give --key-file or --passphrase-file" >&2; usage; }
+    platform_args=(--platform sev-snp)
+    [ -n "$tsm_dir" ] && platform_args+=(--tsm-dir "$tsm_dir")
+    [ -n "$vcek" ] && platform_args+=(--vcek "$vcek") ;;
+  *) echo "first-boot: unknown --platform $platform (simulated or sev-snp)" >&2; usage ;;
+esac
 case "$retries$max_delay" in *[!0-9]*) echo "first-boot: --retries and --max-delay take whole numbers" >&2; exit 2 ;; esac
 
 log() { printf 'first-boot: %s\n' "$*" >&2; }
@@ -84,8 +106,7 @@ with_retries() {
   done
 }
 
-platform=(--platform simulated --platform-dir "$platform_dir" --measurement-file "$measurement_file")
-store_args=(--store "$store" "${protection[@]}" "${platform[@]}")
+store_args=(--store "$store" "${protection[@]}" "${platform_args[@]}")
 
 log "step 1/2: certification by $host:$cport"
 with_retries "init-trust against $host:$cport" \

@@ -1,6 +1,7 @@
 // scripts/first-boot.sh's failure modes: servers down (exit 3 after its retries, naming what it
-// could not reach) and a wrong policy certificate (exit 4, no retry). The success path, and a
-// second run with the servers stopped, are in the demo (test/examples/scenarios.test.ts).
+// could not reach), a wrong policy certificate (exit 4, no retry) and flags that do not go
+// together (exit 2). The success path, and a second run with the servers stopped, are in the demo
+// (test/examples/scenarios.test.ts); on SEV-SNP, in test/sev-snp/e2e.test.ts.
 
 import { expect } from 'chai';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -89,5 +90,22 @@ describe('scripts/first-boot.sh failure modes', function () {
     const r = await firstBoot(['--host', '127.0.0.1']);
     expect(r.status).to.equal(2);
     expect(r.err).to.contain('missing --certifier-port');
+  });
+
+  it('refuses platform flags that do not go together before running anything (exit 2)', async () => {
+    const base = ['--host', '127.0.0.1', '--certifier-port', '1', '--keyserver-port', '1', '--keys', 'k', '--domain', 'datica', '--policy-cert', f('a/cert.pem'), '--store', f('store-flags')];
+    const cases: [string[], string][] = [
+      [['--platform', 'sev-snp', '--key-file', f('k'), '--platform-dir', f('vm')], 'takes no --platform-dir or --measurement-file'],
+      [['--platform', 'sev-snp'], 'cannot seal the store yet: give --key-file or --passphrase-file'],
+      [['--platform', 'tdx', '--key-file', f('k')], 'unknown --platform tdx'],
+      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--tsm-dir', f('tsm')], '--tsm-dir and --vcek are for --platform sev-snp'],
+      [['--platform-dir', f('vm')], '--platform simulated needs --platform-dir and --measurement-file'],
+    ];
+    for (const [more, message] of cases) {
+      const r = await firstBoot([...base, ...more]);
+      expect(r.status, more.join(' ')).to.equal(2);
+      expect(r.err).to.contain(message);
+      expect(r.err).not.to.contain('step 1/2');
+    }
   });
 });

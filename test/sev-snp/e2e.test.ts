@@ -12,7 +12,7 @@ import { randomBytes, toHex } from '../../lib/crypto/index.ts';
 import { readCertificate, toPem } from '../../lib/pki/index.ts';
 import { loadIdentity } from '../../lib/certifier/index.ts';
 import { Cryptstore, KeyFileProtector } from '../../cryptstore/index.ts';
-import { ROOT, run, tempDir, type RunResult } from '../support/helpers.ts';
+import { ROOT, run, runScript, tempDir, type RunResult } from '../support/helpers.ts';
 import { serveFakeTsm, type FakeTsm } from './fake-tsm.ts';
 import { TestSnpSigner } from './signer.ts';
 
@@ -20,9 +20,14 @@ interface Server { port: number; stop(): Promise<void>; log(): string }
 
 /** simpleserver serve on port 0; resolves once it prints "listening HOST:PORT". */
 function startServer(cwd: string, policy: string): Promise<Server> {
+  return startProgram(cwd, 'simpleserver', ['serve', '--policy-key', 'policy-key.pem', '--policy-cert', 'policy-cert.pem', '--policy', policy, '--listen', '127.0.0.1:0']);
+}
+
+/** A server program listening on a port of its choosing; resolves once it prints "listening HOST:PORT". */
+function startProgram(cwd: string, program: 'simpleserver' | 'key-server', args: string[]): Promise<Server> {
   const env = { ...process.env };
   delete env.CERTIFIER_DEBUG;
-  const child = spawn(process.execPath, [join(ROOT, 'cmd', 'bin', 'simpleserver.js'), 'serve', '--policy-key', 'policy-key.pem', '--policy-cert', 'policy-cert.pem', '--policy', policy, '--listen', '127.0.0.1:0'], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [join(ROOT, 'cmd', 'bin', `${program}.js`), ...args], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
@@ -30,9 +35,9 @@ function startServer(cwd: string, policy: string): Promise<Server> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`simpleserver did not start:\n${err}`));
+      reject(new Error(`${program} did not start:\n${err}`));
     }, 20_000);
-    void exited.then(() => reject(new Error(`simpleserver exited:\n${err}`)));
+    void exited.then(() => reject(new Error(`${program} exited:\n${err}`)));
     child.stdout.on('data', (d: Buffer) => {
       out += d.toString('utf8');
       const m = /^listening \S+:(\d+)$/m.exec(out);
@@ -122,6 +127,51 @@ describe('SEV-SNP end to end: simpleserver + init-trust --platform sev-snp (test
     } finally {
       bare.stop();
     }
+  });
+
+  it('runs a SEV-SNP VM\'s first boot: first-boot.sh --platform sev-snp certifies it and fetches its key from key-server', async () => {
+    // key-server and the operator's key-client get their certificates offline (Scenario 2's issue-cert).
+    const machineMeasurement = randomBytes(32);
+    const offline = async (name: string) => {
+      const store = ['--store', `${name}-store`, '--key-file', 'store.key'];
+      ok(await cu(['create-store', ...store]));
+      ok(await cu(['generate-key', '--tag', 'snp-test-private-auth-key', '--alg', 'p256', '--public-key-out', `${name}.pub.pem`, ...store]));
+      ok(await cu(['issue-cert', '--policy-key', 'policy-key.pem', '--policy-cert', 'policy-cert.pem', '--public-key', `${name}.pub.pem`, '--measurement', toHex(machineMeasurement), '--days', '1', '--out', `${name}-cert.pem`]));
+      ok(await cu(['put-item', '--tag', 'snp-test-admission-certificate', '--type', 'X509-der-cert', '--in', `${name}-cert.pem`, ...store]));
+      return store;
+    };
+    const [ksStore, opStore] = await Promise.all([offline('ks'), offline('op')]);
+    const certifier = await startServer(tmp.dir, 'policy.bin');
+    servers.push(certifier);
+    const keyServer = await startProgram(tmp.dir, 'key-server', ['serve', '--domain', 'snp-test', '--policy-cert', 'policy-cert.pem', '--data', 'ks-data', '--listen', '127.0.0.1:0', ...ksStore]);
+    servers.push(keyServer);
+    const key = randomBytes(32);
+    const pin = ['--server-measurement', toHex(machineMeasurement)];
+    ok(await run('key-client', ['store', 'vm/disk-key', '--in', '-', '--server', `127.0.0.1:${keyServer.port}`, '--domain', 'snp-test', '--policy-cert', 'policy-cert.pem', ...pin, ...opStore], { cwd: tmp.dir, input: key }));
+
+    const firstBoot = (more: string[]) => runScript('first-boot.sh', [
+      '--host', '127.0.0.1', '--certifier-port', String(certifier.port), '--keyserver-port', String(keyServer.port), '--keys', 'vm/disk-key',
+      '--domain', 'snp-test', '--policy-cert', 'policy-cert.pem', '--store', 'vm-store', '--platform', 'sev-snp', '--tsm-dir', 'tsm', ...pin, ...more,
+    ], { cwd: tmp.dir });
+    // Sealing is not available on SEV-SNP: the script says so instead of failing later.
+    const sealed = await firstBoot([]);
+    expect(sealed.status).to.equal(2);
+    expect(sealed.stderr).to.contain('--platform sev-snp cannot seal the store yet');
+
+    const boot = ok(await firstBoot(['--key-file', 'store.key']));
+    expect(boot.stderr).to.contain('done: vm/disk-key kept in vm-store');
+    const got = ok(await cu(['get-item', '--tag', 'vm/disk-key', '--out', '-', '--store', 'vm-store', '--key-file', 'store.key']));
+    expect(got.stdout.equals(key)).to.equal(true);
+    const store = await Cryptstore.open(join(tmp.dir, 'vm-store'), new KeyFileProtector(readFileSync(join(tmp.dir, 'store.key')), 'store.key'));
+    try {
+      const id = await loadIdentity(store, 'snp-test', readCertificate(readFileSync(join(tmp.dir, 'policy-cert.pem'))));
+      expect(id.peer).to.include({ platform: 'amd-sev-snp', measurementHex: toHex(measurement) });
+    } finally {
+      await store.close();
+    }
+    // The next boot needs nobody.
+    const again = ok(await firstBoot(['--key-file', 'store.key']));
+    expect(again.stderr).to.contain('every key is already in the cryptstore');
   });
 
   it('explains the saved evidence: every report field, and the rules that allowed it', async () => {

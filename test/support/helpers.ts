@@ -28,15 +28,30 @@ export interface RunResult {
 
 export type Program = 'cert-utility' | 'simpleserver' | 'key-server' | 'key-client';
 
+export interface RunOptions {
+  cwd?: string;
+  input?: Uint8Array | string;
+  env?: Record<string, string | undefined>;
+}
+
 /** Runs one of the suite's programs as a user would, through its bin entry. */
-export function run(program: Program, args: string[], options: { cwd?: string; input?: Uint8Array | string; env?: Record<string, string | undefined> } = {}): Promise<RunResult> {
+export function run(program: Program, args: string[], options: RunOptions = {}): Promise<RunResult> {
+  return spawnAndWait(process.execPath, [join(ROOT, 'cmd', 'bin', `${program}.js`), ...args], options);
+}
+
+/** Runs one of scripts/ (which finds the programs next to it) the same way. */
+export function runScript(script: 'first-boot.sh' | 'deployment-setup.sh', args: string[], options: RunOptions = {}): Promise<RunResult> {
+  return spawnAndWait(join(ROOT, 'scripts', script), args, options);
+}
+
+function spawnAndWait(file: string, args: string[], options: RunOptions): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     const env: Record<string, string> = {};
     for (const [k, v] of Object.entries({ ...process.env, ...options.env })) if (v !== undefined) env[k] = v;
     delete env.CERTIFIER_DEBUG;
     if (options.env && 'CERTIFIER_DEBUG' in options.env && options.env.CERTIFIER_DEBUG) env.CERTIFIER_DEBUG = options.env.CERTIFIER_DEBUG;
     if (!(options.env && 'CRYPTSTORE_PASSPHRASE' in options.env)) delete env.CRYPTSTORE_PASSPHRASE;
-    const child = spawn(process.execPath, [join(ROOT, 'cmd', 'bin', `${program}.js`), ...args], { cwd: options.cwd, env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(file, args, { cwd: options.cwd, env, stdio: ['pipe', 'pipe', 'pipe'] });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout.on('data', (d: Buffer) => out.push(d));
