@@ -43,7 +43,7 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
       // With PostgreSQL each replica keeps its own audit chain, in a file named after it.
       const audit = keep(await AuditLog.open(o.audit ?? join(o.data, pg ? `audit-${pg.replicaId}.jsonl` : 'audit.jsonl')));
       const { server, identity } = await startKeyServer({ store, domain: o.domain, policyCert, backend, ...(acl ? { acl } : {}), audit, host, port, log, allowReplicaJoin: o.allowReplicaJoin === true });
-      process.stderr.write(`${P}: domain ${o.domain}, serving as serial ${identity.serialHex} (measurement ${identity.measurementHex}), data in ${pg ? pg.describe : o.data}\n`);
+      process.stderr.write(`${P}: domain ${o.domain}, serving as serial ${identity.serialHex} (measurement ${identity.measurementHex}, certificate valid until ${identity.notAfter.toISOString()}), data in ${pg ? pg.describe : o.data}\n`);
       if (o.allowReplicaJoin) warn(P, `--allow-replica-join: machines certified with this server's measurement may fetch its storage key (key-server join)`);
       return { json: await runUntilSignal(P, server, o.json === true) };
     } finally {

@@ -8,15 +8,16 @@ import { generateKeyPair, sha256 } from '../crypto/index.ts';
 import { issueAdmissionCert, validateAdmission, type ValidatedPeer } from '../pki/index.ts';
 
 export const AUTHORITY_PLATFORM = 'policy-authority';
-const SERVICE_CERT_SECONDS = 7 * 86_400;
+/** How long simpleserver's own certificate lasts; a running server replaces it at half that. */
+export const AUTHORITY_CERT_SECONDS = 7 * 86_400;
 
 /** A fresh key and a short-lived certificate for a service run by the policy-key holder. */
-export async function issueAuthorityIdentity(o: { policyKey: KeyObject; policyCert: Uint8Array; domain: string; now?: Date }): Promise<{ key: KeyObject; cert: Uint8Array }> {
+export async function issueAuthorityIdentity(o: { policyKey: KeyObject; policyCert: Uint8Array; domain: string; now?: Date; validitySeconds?: number }): Promise<{ key: KeyObject; cert: Uint8Array }> {
   const { privateKey, publicKey } = await generateKeyPair('p256');
   const cert = await issueAdmissionCert({
     policyKey: o.policyKey, policyCert: o.policyCert, subjectPublicKey: publicKey,
     measurement: sha256(o.policyCert), platform: AUTHORITY_PLATFORM, domain: o.domain,
-    validitySeconds: SERVICE_CERT_SECONDS, ...(o.now ? { now: o.now } : {}),
+    validitySeconds: o.validitySeconds ?? AUTHORITY_CERT_SECONDS, ...(o.now ? { now: o.now } : {}),
   });
   return { key: privateKey, cert };
 }

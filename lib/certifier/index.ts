@@ -4,3 +4,4 @@ export * from './identity.ts';
 export * from './client.ts';
 export * from './server.ts';
 export * from './init-trust.ts';
+export * from './expiry.ts';

@@ -2,11 +2,12 @@
 // original plain-TCP protocol when asked; one structured log line per request.
 
 import type { KeyObject } from 'node:crypto';
-import { serve, type ChannelServer, type Limits, type LogRecord } from '../channel/index.ts';
-import { toPem } from '../pki/index.ts';
+import { closingAlso, serve, type ChannelServer, type Limits, type LogRecord } from '../channel/index.ts';
+import { CertifierError } from '../errors/index.ts';
+import { readCertificateSummary, toPem } from '../pki/index.ts';
 import type { Policy } from '../policy/index.ts';
 import { CertifierService, type CertificationRecord } from './service.ts';
-import { issueAuthorityIdentity } from './identity.ts';
+import { AUTHORITY_CERT_SECONDS, issueAuthorityIdentity } from './identity.ts';
 
 export interface CertifierServerOptions {
   policyKey: KeyObject;
@@ -17,6 +18,8 @@ export interface CertifierServerOptions {
   port: number;
   plain?: boolean;
   certValiditySeconds: number;
+  /** The lifetime of the certificate simpleserver presents (default AUTHORITY_CERT_SECONDS); a new one replaces it at half of that. */
+  identitySeconds?: number;
   limits?: Limits;
   log: (record: LogRecord | (CertificationRecord & { event: string })) => void;
 }
@@ -38,9 +41,33 @@ export async function startCertifier(o: CertifierServerOptions): Promise<Channel
   if (o.plain) {
     return serve({ host: o.host, port: o.port, plain: true, handler, limits, log: o.log });
   }
-  const identity = await issueAuthorityIdentity({ policyKey: o.policyKey, policyCert: o.policyCert, domain: o.domain });
-  return serve({
+  const lifetime = o.identitySeconds ?? AUTHORITY_CERT_SECONDS;
+  const issue = () => issueAuthorityIdentity({ policyKey: o.policyKey, policyCert: o.policyCert, domain: o.domain, validitySeconds: lifetime });
+  const identity = await issue();
+  const server = await serve({
     host: o.host, port: o.port, handler, log: o.log, limits,
     tls: { key: identity.key, cert: toPem(identity.cert), ca: toPem(o.policyCert), requestCert: false },
   });
+  // The certificate is short-lived, the server is not: a fresh key and certificate at every half
+  // of its lifetime, so clients never meet an expired one. On failure the old one serves on, and
+  // the next attempt comes at a tenth of the lifetime.
+  let timer: NodeJS.Timeout | undefined;
+  const schedule = (ms: number) => {
+    timer = setTimeout(() => void renew(), Math.min(ms, 2 ** 31 - 1));
+    timer.unref();
+  };
+  const renew = async () => {
+    try {
+      const next = await issue();
+      server.setIdentity(next.key, toPem(next.cert));
+      const { serialHex, notAfter } = readCertificateSummary(next.cert);
+      o.log({ event: 'identity-renewed', serial: serialHex, notAfter: notAfter.toISOString() });
+      schedule(lifetime * 500);
+    } catch (e) {
+      o.log({ event: 'identity-renewal-failed', code: e instanceof CertifierError ? e.code : 'INTERNAL' });
+      schedule(lifetime * 100);
+    }
+  };
+  schedule(lifetime * 500);
+  return closingAlso(server, () => clearTimeout(timer));
 }

@@ -14,6 +14,9 @@ const UNREACHABLE_ERRNOS = new Set([
 const CERT_ALERT = /^ERR_SSL_(SSLV3|TLSV1|TLSV13)_ALERT_(CERTIFICATE_\w+|BAD_CERTIFICATE|UNSUPPORTED_CERTIFICATE|UNKNOWN_CA|ACCESS_DENIED|DECRYPT_ERROR)$/;
 const VERSION_FAILURE = /^ERR_SSL_(TLSV1_ALERT_PROTOCOL_VERSION|UNSUPPORTED_PROTOCOL|WRONG_VERSION_NUMBER|NO_PROTOCOLS_AVAILABLE)$/;
 
+/** OpenSSL's verdicts on a certificate outside its validity period: our CERT_EXPIRED (exit 4). */
+export const OUTSIDE_VALIDITY: ReadonlySet<string> = new Set(['CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID']);
+
 export function errnoOf(e: unknown): string | undefined {
   const code = (e as { code?: unknown } | undefined)?.code;
   return typeof code === 'string' ? code : undefined;
@@ -26,6 +29,9 @@ export function channelError(e: unknown, target: string, authorizationError?: st
   const detail = (e as Error | undefined)?.message ?? String(e);
   const make = (c: ErrorCode, message: string) => new CertifierError(c, message, { cause: e, details: { target, cause: code } });
   // Node sets authorizationError when OpenSSL could not chain the peer's certificate to `ca`.
+  if (authorizationError && OUTSIDE_VALIDITY.has(authorizationError)) {
+    return make('CERT_EXPIRED', `${target} presented a certificate outside its validity (${authorizationError}): it needs a new one (cert-utility init-trust there), or a clock is wrong`);
+  }
   if (authorizationError) return make('UNTRUSTED_PEER', `${target} presented a certificate not issued under the trusted root (${authorizationError})`);
   if (code !== undefined && CERT_ALERT.test(code)) {
     return make('UNTRUSTED_PEER', `${target} refused our TLS certificate (${code.replace(/^ERR_SSL_/, '').toLowerCase()})`);

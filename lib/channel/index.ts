@@ -1,6 +1,6 @@
 // The suite's transport: length-prefixed request/response over TLS 1.3 (mutual or server-only)
 // or, for the original Certifier's plain protocol only, plain TCP.
-export { serve } from './server.ts';
+export { closingAlso, serve } from './server.ts';
 export { connect } from './client.ts';
 export { DEFAULT_LIMITS, resolveLimits } from './types.ts';
 export type {

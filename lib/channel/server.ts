@@ -3,16 +3,15 @@
 
 import net, { type Socket } from 'node:net';
 import tls, { type TLSSocket } from 'node:tls';
-import { constants as cryptoConstants } from 'node:crypto';
+import { constants as cryptoConstants, type KeyObject } from 'node:crypto';
 import { CertifierError } from '../errors/index.ts';
 import { randomBytes, toHex } from '../crypto/index.ts';
-import { channelError, errnoOf, logCode } from './errors.ts';
+import { channelError, errnoOf, logCode, OUTSIDE_VALIDITY } from './errors.ts';
 import { ServerSession } from './session.ts';
 import { baseTlsOptions, exporterFor, remoteOf, runVerifyPeer } from './tlsutil.ts';
 import { resolveLimits, type ChannelLog, type ChannelServer, type ConnectionInfo, type ServeOptions } from './types.ts';
 
 const DEFAULT_GRACE_MS = 5_000;
-const OUTSIDE_VALIDITY = new Set(['CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID']);
 
 export async function serve<P>(opts: ServeOptions<P>): Promise<ChannelServer> {
   const limits = resolveLimits(opts.limits);
@@ -64,9 +63,10 @@ export async function serve<P>(opts: ServeOptions<P>): Promise<ChannelServer> {
   };
 
   let server: net.Server;
+  let tlsServer: tls.Server | undefined;
   if (opts.tls) {
     const t = opts.tls;
-    const tlsServer = tls.createServer({
+    tlsServer = tls.createServer({
       ...baseTlsOptions(t.ca, t.key, t.cert),
       requestCert: t.requestCert,
       // OpenSSL checks the chain against `ca`; Node then drops unauthorized clients before
@@ -150,12 +150,34 @@ export async function serve<P>(opts: ServeOptions<P>): Promise<ChannelServer> {
     return closing;
   };
 
+  const setIdentity = (key: KeyObject | string, cert: string): void => {
+    if (!tlsServer || !opts.tls) throw new CertifierError('INVALID_INPUT', 'a plain server has no TLS identity');
+    // Connections from now on get the new certificate; those established keep theirs.
+    tlsServer.setSecureContext({ ...baseTlsOptions(opts.tls.ca, key, cert), secureOptions: cryptoConstants.SSL_OP_NO_TICKET });
+  };
+
   return {
     address,
     get connections() {
       return raws.size;
     },
+    setIdentity,
     close,
+  };
+}
+
+/** `server`, with `cleanup` run when it is closed (timers of the service around it). */
+export function closingAlso(server: ChannelServer, cleanup: () => void): ChannelServer {
+  return {
+    address: server.address,
+    get connections() {
+      return server.connections;
+    },
+    setIdentity: server.setIdentity,
+    close: (graceMs?: number) => {
+      cleanup();
+      return server.close(graceMs);
+    },
   };
 }
 

@@ -114,6 +114,8 @@ export interface ChannelServer {
   readonly address: { host: string; port: number };
   /** Open TCP connections, including those still in the TLS handshake. */
   readonly connections: number;
+  /** TLS only: presents this key and certificate on the connections that come after. */
+  setIdentity(key: KeyObject | string, cert: string): void;
   /** Stops accepting, lets received requests be answered, closes everything; then resolves. */
   close(graceMs?: number): Promise<void>;
 }

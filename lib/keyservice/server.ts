@@ -3,10 +3,10 @@
 
 import { CertifierError, isCertifierError } from '../errors/index.ts';
 import { randomBytes } from '../crypto/index.ts';
-import { serve, type ChannelServer, type Limits } from '../channel/index.ts';
+import { closingAlso, serve, type ChannelServer, type Limits } from '../channel/index.ts';
 import { toPem, validateAdmission, type ValidatedPeer } from '../pki/index.ts';
 import type { Cryptstore } from '../../cryptstore/index.ts';
-import { admissionCertTag, authKeyTag, loadIdentity } from '../certifier/index.ts';
+import { admissionCertTag, authKeyTag, loadIdentity, watchExpiry } from '../certifier/index.ts';
 import type { Acl } from './acl.ts';
 import type { AuditLog } from './audit.ts';
 import type { KeyBackend } from './backend.ts';
@@ -73,5 +73,6 @@ export async function startKeyServer(o: KeyServerOptions): Promise<{ server: Cha
     },
     handler: (req, conn) => service.handleStaged(req, conn),
   });
-  return { server, identity: identity.peer };
+  const stopWatching = watchExpiry(identity.peer.notAfter, o.log);
+  return { server: closingAlso(server, stopWatching), identity: identity.peer };
 }

@@ -25,8 +25,8 @@ export interface TestLeaf {
 export interface TestCa {
   cert: string;
   der: Uint8Array;
-  /** Issues an end-entity certificate (client and server auth) with the given common name. */
-  issue(commonName: string): Promise<TestLeaf>;
+  /** Issues an end-entity certificate (client and server auth) with the given common name; valid from an hour ago for a day unless told. */
+  issue(commonName: string, validity?: { notBefore?: Date; notAfter?: Date }): Promise<TestLeaf>;
 }
 
 async function pemKey(key: CryptoKey): Promise<string> {
@@ -53,7 +53,7 @@ export async function makeCa(domain: string): Promise<TestCa> {
   return {
     cert: root.toString('pem'),
     der: new Uint8Array(root.rawData),
-    async issue(commonName: string): Promise<TestLeaf> {
+    async issue(commonName: string, validity: { notBefore?: Date; notAfter?: Date } = {}): Promise<TestLeaf> {
       const leafKeys = (await webcrypto.subtle.generateKey(EC, true, ['sign', 'verify'])) as CryptoKeyPair;
       const leaf = await x509.X509CertificateGenerator.create({
         subject: `O=Measured-${commonName}, CN=CertifierUsers`,
@@ -61,8 +61,8 @@ export async function makeCa(domain: string): Promise<TestCa> {
         publicKey: leafKeys.publicKey,
         signingKey: keys.privateKey,
         signingAlgorithm: SIGN,
-        notBefore: new Date(Date.now() - HOUR),
-        notAfter: new Date(Date.now() + 24 * HOUR),
+        notBefore: validity.notBefore ?? new Date(Date.now() - HOUR),
+        notAfter: validity.notAfter ?? new Date(Date.now() + 24 * HOUR),
         extensions: [
           new x509.BasicConstraintsExtension(false, undefined, true),
           new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),

@@ -83,6 +83,19 @@ describe('channel: peer verification', () => {
     expect(e.exitStatus).to.equal(4);
   });
 
+  it('says CERT_EXPIRED (exit 4) for a server certificate under the trusted root but outside its validity', async () => {
+    const { ca } = await testPki();
+    const expired = await ca.issue('expired-server', { notBefore: new Date(Date.now() - 48 * 3_600_000), notAfter: new Date(Date.now() - 3_600_000) });
+    const server = await h.serve('tls', { tls: { key: expired.key, cert: expired.cert, ca: ca.cert, requestCert: false } });
+    const e = await rejectsWith(h.connect(server, 'tls'), 'CERT_EXPIRED');
+    expect(e.exitStatus).to.equal(4);
+    expect(e.message).to.contain('outside its validity (CERT_HAS_EXPIRED)');
+    // A certificate not valid yet (one of the clocks is wrong) gets the same code.
+    const later = await ca.issue('later-server', { notBefore: new Date(Date.now() + 3_600_000), notAfter: new Date(Date.now() + 48 * 3_600_000) });
+    const early = await h.serve('tls', { tls: { key: later.key, cert: later.cert, ca: ca.cert, requestCert: false } });
+    expect((await rejectsWith(h.connect(early, 'tls'), 'CERT_EXPIRED')).message).to.contain('CERT_NOT_YET_VALID');
+  });
+
   it('speaks only TLS 1.3', async () => {
     const p = await testPki();
     const server = await h.serve('tls');

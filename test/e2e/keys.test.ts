@@ -35,7 +35,7 @@ describe('e2e: keys stored and retrieved through key-server on loopback', functi
       const tags = (expectSuccess(await d.store(m, 'list-items', ['--json'])).json().items as { tag: string }[]).map((i) => i.tag);
       expect(tags).to.include.members([`${d.name}-private-auth-key`, `${d.name}-admission-certificate`]);
     }
-    expect(server.child.stderr).to.match(new RegExp(`domain ${d.name}, serving as serial [0-9a-f]+ \\(measurement ${d.measurementHex('key-server')}\\)`));
+    expect(server.child.stderr).to.match(new RegExp(`domain ${d.name}, serving as serial [0-9a-f]+ \\(measurement ${d.measurementHex('key-server')}, certificate valid until \\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z\\)`));
 
     const key = randomBytes(32);
     const stored = expectSuccess(await d.kc(alice, server, 'store', ['vhd/disk-1', '--in', '-'], key));

@@ -1,0 +1,49 @@
+// simpleserver's own TLS certificate is short-lived (a week) while the server runs for months: it
+// presents a fresh key and certificate from every half of that lifetime on, so clients never meet
+// an expired one. Here with a lifetime of a few seconds.
+
+import { expect } from 'chai';
+import { generateKeyPair, publicKeyOf, sha256, utf8 } from '../../lib/crypto/index.ts';
+import { createPolicyCert, toPem, type ValidatedPeer } from '../../lib/pki/index.ts';
+import { loadPolicy, makePolicy } from '../../lib/policy/index.ts';
+import { generateSimulatedPlatform } from '../../lib/attest/index.ts';
+import { startCertifier, verifyAuthority } from '../../lib/certifier/index.ts';
+import { connect, type ChannelServer } from '../../lib/channel/index.ts';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('simpleserver: its own certificate is replaced while it runs', function () {
+  this.timeout(30_000);
+  let server: ChannelServer | undefined;
+  after(async () => server?.close());
+
+  it('presents a new certificate at half its lifetime, so a client after the first one expired is still served', async () => {
+    const policyKey = (await generateKeyPair('p256')).privateKey;
+    const policyCert = await createPolicyCert({ privateKey: policyKey, domain: 'renewal' });
+    const platform = await generateSimulatedPlatform({ alg: 'p256' });
+    const now = Date.now();
+    const policy = loadPolicy(makePolicy({
+      policyKey, policyCert, platforms: [{ key: platform.platformKey }], measurements: [sha256(utf8('program'))],
+      notBefore: new Date(now - 60_000), notAfter: new Date(now + 3_600_000),
+    }), publicKeyOf(policyKey));
+    const events: Record<string, unknown>[] = [];
+    server = await startCertifier({
+      policyKey, policyCert, policy, domain: 'renewal', host: '127.0.0.1', port: 0, certValiditySeconds: 3600, identitySeconds: 4,
+      log: (r) => void events.push(r as Record<string, unknown>),
+    });
+    const presented = async (): Promise<ValidatedPeer> => {
+      const conn = await connect({ host: '127.0.0.1', port: server!.address.port, tls: { ca: toPem(policyCert) }, verifyPeer: (chain) => verifyAuthority(chain, policyCert, new Date()) });
+      await conn.close();
+      return conn.peer!;
+    };
+    const first = await presented();
+    // Past the first certificate's end (4 s, plus the second its time is rounded to).
+    await sleep(Math.max(0, first.notAfter.getTime() - Date.now()) + 1_500);
+    const later = await presented();
+    expect(later.serialHex).to.not.equal(first.serialHex);
+    expect(later.notAfter.getTime()).to.be.greaterThan(first.notAfter.getTime());
+    const renewed = events.filter((e) => e.event === 'identity-renewed');
+    expect(renewed.length).to.be.at.least(1);
+    expect(renewed.map((e) => e.serial)).to.include(later.serialHex);
+  });
+});
