@@ -8,9 +8,10 @@ import { expect } from 'chai';
 import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { randomBytes, toHex } from '../../lib/crypto/index.ts';
-import { readCertificate, toPem } from '../../lib/pki/index.ts';
-import { loadIdentity } from '../../lib/certifier/index.ts';
+import { generateKeyPair, importPrivateKey, randomBytes, toHex, toKeyMessage } from '../../lib/crypto/index.ts';
+import { encode } from '../../lib/wire/index.ts';
+import { issueAdmissionCert, readCertificate, toPem } from '../../lib/pki/index.ts';
+import { admissionCertTag, authKeyTag, loadIdentity } from '../../lib/certifier/index.ts';
 import { Cryptstore, KeyFileProtector } from '../../cryptstore/index.ts';
 import { ROOT, run, runScript, tempDir, type RunResult } from '../support/helpers.ts';
 import { serveFakeTsm, type FakeTsm } from './fake-tsm.ts';
@@ -130,15 +131,24 @@ describe('SEV-SNP end to end: simpleserver + init-trust --platform sev-snp (test
   });
 
   it('runs a SEV-SNP VM\'s first boot: first-boot.sh --platform sev-snp certifies it and fetches its key from key-server', async () => {
-    // key-server and the operator's key-client get their certificates offline (Scenario 2's issue-cert).
+    // key-server and the operator's key-client get their certificates offline, as Scenario 2's
+    // issue-cert makes them (made here in-process: these two are not what this test is about).
     const machineMeasurement = randomBytes(32);
+    const policyKey = importPrivateKey(readFileSync(join(tmp.dir, 'policy-key.pem')));
+    const policyCert = readCertificate(readFileSync(join(tmp.dir, 'policy-cert.pem')));
     const offline = async (name: string) => {
-      const store = ['--store', `${name}-store`, '--key-file', 'store.key'];
-      ok(await cu(['create-store', ...store]));
-      ok(await cu(['generate-key', '--tag', 'snp-test-private-auth-key', '--alg', 'p256', '--public-key-out', `${name}.pub.pem`, ...store]));
-      ok(await cu(['issue-cert', '--policy-key', 'policy-key.pem', '--policy-cert', 'policy-cert.pem', '--public-key', `${name}.pub.pem`, '--measurement', toHex(machineMeasurement), '--days', '1', '--out', `${name}-cert.pem`]));
-      ok(await cu(['put-item', '--tag', 'snp-test-admission-certificate', '--type', 'X509-der-cert', '--in', `${name}-cert.pem`, ...store]));
-      return store;
+      const { privateKey, publicKey } = await generateKeyPair('p256');
+      const cert = await issueAdmissionCert({ policyKey, policyCert, subjectPublicKey: publicKey, measurement: machineMeasurement, platform: 'issued-offline', domain: 'snp-test', validitySeconds: 86_400 });
+      const store = await Cryptstore.create(join(tmp.dir, `${name}-store`), new KeyFileProtector(readFileSync(join(tmp.dir, 'store.key')), 'store.key'));
+      try {
+        await store.putAll([
+          { tag: authKeyTag('snp-test'), blob: encode('key_message', toKeyMessage(privateKey, 'auth-key')), options: { type: 'key-message-serialized-protobuf', exportable: false } },
+          { tag: admissionCertTag('snp-test'), blob: cert, options: { type: 'X509-der-cert' } },
+        ]);
+      } finally {
+        await store.close();
+      }
+      return ['--store', `${name}-store`, '--key-file', 'store.key'];
     };
     const [ksStore, opStore] = await Promise.all([offline('ks'), offline('op')]);
     const certifier = await startServer(tmp.dir, 'policy.bin');
