@@ -1,5 +1,4 @@
 #!/usr/bin/env node
-// Runs the TypeScript program through tsx's loader (no build step, no stale output).
-import { register } from 'tsx/esm/api';
-register();
-await import('../key-client.ts');
+// Runs cmd/key-client.ts: from a bundle kept current by launch.js, or through tsx.
+import { launch } from './launch.js';
+await launch('key-client');

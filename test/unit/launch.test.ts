@@ -1,0 +1,63 @@
+// cmd/bin/launch.js: programs run from a bundle that is remade whenever a source changes, and
+// through tsx when asked (or when no bundle can be made); a program's own failure is not retried.
+// On a small program tree of its own, beside a link to this package's node_modules.
+
+import { expect } from 'chai';
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ROOT, tempDir } from '../support/helpers.ts';
+
+describe('cmd/bin/launch.js: bundles kept current', function () {
+  this.timeout(60_000);
+  let tmp: ReturnType<typeof tempDir>;
+  before(() => {
+    tmp = tempDir('launch-');
+    mkdirSync(join(tmp.dir, 'cmd', 'bin'), { recursive: true });
+    mkdirSync(join(tmp.dir, 'lib'));
+    copyFileSync(join(ROOT, 'cmd', 'bin', 'launch.js'), join(tmp.dir, 'cmd', 'bin', 'launch.js'));
+    copyFileSync(join(ROOT, 'tsconfig.json'), join(tmp.dir, 'tsconfig.json'));
+    writeFileSync(join(tmp.dir, 'package.json'), JSON.stringify({ type: 'module' }));
+    symlinkSync(join(ROOT, 'node_modules'), join(tmp.dir, 'node_modules'));
+    for (const name of ['hello', 'fails']) {
+      writeFileSync(join(tmp.dir, 'cmd', 'bin', `${name}.js`), `import { launch } from './launch.js';\nawait launch('${name}');\n`);
+    }
+    writeFileSync(join(tmp.dir, 'cmd', 'hello.ts'), "import { greeting } from '../lib/greeting.ts';\nconst who: string = 'world';\nconsole.log(greeting(who));\n");
+    writeFileSync(join(tmp.dir, 'lib', 'greeting.ts'), "export const greeting = (who: string): string => `hello ${who}`;\n");
+    writeFileSync(join(tmp.dir, 'cmd', 'fails.ts'), "console.log('ran');\nthrow new Error('the program failed');\n");
+  });
+  after(() => tmp.cleanup());
+
+  const run = (name: string, env: Record<string, string> = {}) => {
+    const r = spawnSync(process.execPath, [join(tmp.dir, 'cmd', 'bin', `${name}.js`)], { encoding: 'utf8', env: { ...process.env, ...env } });
+    return { status: r.status, out: r.stdout, err: r.stderr };
+  };
+  const bundle = () => join(tmp.dir, '.cache', 'bin', 'hello.mjs');
+
+  it('runs a program from a bundle it makes on the first run, listing the sources it holds', () => {
+    expect(run('hello')).to.include({ status: 0, out: 'hello world\n' });
+    expect(existsSync(bundle())).to.equal(true);
+    const sources = Object.keys(JSON.parse(readFileSync(`${bundle()}.sources.json`, 'utf8')).sources);
+    expect(sources.sort()).to.deep.equal(['cmd/hello.ts', 'lib/greeting.ts', 'tsconfig.json']);
+    expect(run('hello')).to.include({ status: 0, out: 'hello world\n' });
+  });
+
+  it('never runs a stale bundle: a changed source makes a new one', () => {
+    writeFileSync(join(tmp.dir, 'lib', 'greeting.ts'), "export const greeting = (who: string): string => `goodbye ${who}`;\n");
+    expect(run('hello')).to.include({ status: 0, out: 'goodbye world\n' });
+    expect(readFileSync(bundle(), 'utf8')).to.contain('goodbye');
+  });
+
+  it('runs the sources through tsx with CERTIFIER_NO_BUNDLE=1', () => {
+    writeFileSync(join(tmp.dir, 'lib', 'greeting.ts'), "export const greeting = (who: string): string => `hi ${who}`;\n");
+    expect(run('hello', { CERTIFIER_NO_BUNDLE: '1' })).to.include({ status: 0, out: 'hi world\n' });
+    expect(readFileSync(bundle(), 'utf8'), 'the bundle was left alone').to.contain('goodbye');
+  });
+
+  it('runs a failing program once: its error is not a reason to try tsx', () => {
+    const r = run('fails');
+    expect(r.status).to.equal(1);
+    expect(r.out).to.equal('ran\n');
+    expect(r.err).to.contain('the program failed');
+  });
+});
