@@ -180,6 +180,10 @@ export async function verifyAudit(path: string): Promise<AuditVerification> {
  * nothing, when anything but the last line is wrong.
  */
 export async function repairAuditTail(path: string): Promise<{ lines: number; removedBytes: number; savedTo?: string }> {
+  // A log that is not there has nothing to repair, and gets no lock directory beside it.
+  await fs.stat(path).catch((e: Error) => {
+    throw new CertifierError('FILE_ERROR', `cannot read the audit log ${path}: ${e.message}`, { cause: e });
+  });
   const release = await lockAudit(path);
   try {
     const r = await scan(path);

@@ -74,15 +74,20 @@ export function presentedIdentity(leaf: Leaf): MachineIdentity {
  * key written to `keyFile` (so `--key-file keyFile` opens it: no scrypt, no platform files).
  * Returned open; the caller closes it (a child program cannot open it while this process holds it).
  */
+/** The two items init-trust keeps in a machine's store for `domain`: its key and its admission certificate. */
+export function identityItems(domain: string, key: KeyObject, cert: Uint8Array) {
+  return [
+    { tag: authKeyTag(domain), blob: encode('key_message', toKeyMessage(key, 'auth-key')), options: { type: 'key-message-serialized-protobuf' as const, exportable: false } },
+    { tag: admissionCertTag(domain), blob: cert, options: { type: 'X509-der-cert' as const, exportable: true } },
+  ];
+}
+
 export async function certifiedStore(d: BenchDomain, leaf: Leaf, dir: string, keyFile: string): Promise<Cryptstore> {
   const storeKey = randomBytes(32);
   writeFileSync(keyFile, storeKey, { mode: 0o600 });
   const store = await Cryptstore.create(dir, new KeyFileProtector(storeKey, `the key file ${keyFile}`));
   try {
-    await store.putAll([
-      { tag: authKeyTag(d.name), blob: encode('key_message', toKeyMessage(leaf.key, 'auth-key')), options: { type: 'key-message-serialized-protobuf', exportable: false } },
-      { tag: admissionCertTag(d.name), blob: leaf.cert, options: { type: 'X509-der-cert', exportable: true } },
-    ]);
+    await store.putAll(identityItems(d.name, leaf.key, leaf.cert));
   } catch (e) {
     await store.close();
     throw e;

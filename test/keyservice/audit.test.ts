@@ -224,6 +224,11 @@ describe('audit log', () => {
       expect(await verifyAudit(path)).to.deep.equal({ ok: true, lines: 5 });
     });
 
+    it('refuses a log that is not there (FILE_ERROR), leaving nothing beside it', async () => {
+      await rejects(repairAuditTail(join(tmp.dir, 'none.jsonl')), 'FILE_ERROR');
+      expect(readdirSync(tmp.dir)).to.deep.equal([]);
+    });
+
     it('changes nothing in a log that verifies', async () => {
       const ls = await writeLog(3);
       expect(await repairAuditTail(path)).to.deep.equal({ lines: 3, removedBytes: 0 });

@@ -8,10 +8,10 @@ import { expect } from 'chai';
 import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { generateKeyPair, importPrivateKey, randomBytes, toHex, toKeyMessage } from '../../lib/crypto/index.ts';
-import { encode } from '../../lib/wire/index.ts';
+import { generateKeyPair, importPrivateKey, randomBytes, toHex } from '../../lib/crypto/index.ts';
+import { identityItems } from '../bench/domain.ts';
 import { issueAdmissionCert, readCertificate, toPem } from '../../lib/pki/index.ts';
-import { admissionCertTag, authKeyTag, loadIdentity } from '../../lib/certifier/index.ts';
+import { loadIdentity } from '../../lib/certifier/index.ts';
 import { Cryptstore, KeyFileProtector } from '../../cryptstore/index.ts';
 import { ROOT, run, runScript, tempDir, type RunResult } from '../support/helpers.ts';
 import { serveFakeTsm, type FakeTsm } from './fake-tsm.ts';
@@ -141,10 +141,7 @@ describe('SEV-SNP end to end: simpleserver + init-trust --platform sev-snp (test
       const cert = await issueAdmissionCert({ policyKey, policyCert, subjectPublicKey: publicKey, measurement: machineMeasurement, platform: 'issued-offline', domain: 'snp-test', validitySeconds: 86_400 });
       const store = await Cryptstore.create(join(tmp.dir, `${name}-store`), new KeyFileProtector(readFileSync(join(tmp.dir, 'store.key')), 'store.key'));
       try {
-        await store.putAll([
-          { tag: authKeyTag('snp-test'), blob: encode('key_message', toKeyMessage(privateKey, 'auth-key')), options: { type: 'key-message-serialized-protobuf', exportable: false } },
-          { tag: admissionCertTag('snp-test'), blob: cert, options: { type: 'X509-der-cert' } },
-        ]);
+        await store.putAll(identityItems('snp-test', privateKey, cert));
       } finally {
         await store.close();
       }
