@@ -21,6 +21,18 @@ export interface JsonOption {
 
 const debug = process.env.CERTIFIER_DEBUG === '1';
 
+/** The status of a Unix tool killed by SIGPIPE (128 + 13), which shells and pipefail expect. */
+export const STDOUT_CLOSED_STATUS = 141;
+
+// A reader that stops early (`get-item --out - | head -c 16`) closes our stdout. That is not a
+// failure of the command: it finishes, quietly, with the status a Unix tool killed by SIGPIPE has,
+// never with a stack trace. A server goes on serving. Any other stdout failure exits 1.
+let stdoutStatus: number | undefined;
+process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+  stdoutStatus ??= e.code === 'EPIPE' ? STDOUT_CLOSED_STATUS : ExitStatus.failed;
+  if (!process.exitCode) process.exitCode = stdoutStatus;
+});
+
 /** Writes a people-facing line to stderr: "prog: warning: ...". */
 export function warn(program: string, message: string): void {
   process.stderr.write(`${program}: warning: ${message}\n`);
@@ -94,7 +106,7 @@ export function subcommand<O extends JsonOption>(
 export async function run(program: Command, argv = process.argv): Promise<void> {
   try {
     await program.parseAsync(argv);
-    process.exitCode = ExitStatus.ok;
+    process.exitCode = stdoutStatus ?? ExitStatus.ok;
   } catch (e) {
     if (e instanceof CommanderError && (e.code === 'commander.helpDisplayed' || e.code === 'commander.version')) {
       process.exitCode = ExitStatus.ok;

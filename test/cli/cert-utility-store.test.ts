@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import { Level } from 'level';
 import { randomBytes, utf8 } from '../../lib/crypto/index.ts';
 import { Cryptstore, PassphraseProtector } from '../../cryptstore/index.ts';
-import { run, tempDir, type RunResult } from '../support/helpers.ts';
+import { spawn } from 'node:child_process';
+import { ROOT, run, tempDir, type RunResult } from '../support/helpers.ts';
 
 const CHEAP = ['--scrypt-log-n', '10'];
 
@@ -175,6 +176,18 @@ describe('cert-utility store commands (transcripts)', function () {
       expect(r2.out).to.equal('');
       expect(new Uint8Array(await fs.readFile(join(tmp.dir, 'big.out')))).to.deep.equal(big);
       expect(statSync(join(tmp.dir, 'big.out')).mode & 0o777).to.equal(0o600);
+    });
+
+    it('ends quietly with status 141 when the reader of --out - stops early (| head), as a tool killed by SIGPIPE', async () => {
+      writeFileSync(join(tmp.dir, 'big'), randomBytes(1024 * 1024));
+      expect((await cu(withPass('put-item', '--tag', 'big', '--in', 'big'))).status).to.equal(0);
+      const child = spawn(process.execPath, [join(ROOT, 'cmd', 'bin', 'cert-utility.js'), ...withPass('get-item', '--tag', 'big', '--out', '-')], { cwd: tmp.dir, stdio: ['ignore', 'pipe', 'pipe'] });
+      let err = '';
+      child.stderr.on('data', (d) => (err += d));
+      child.stdout.once('data', () => child.stdout.destroy()); // read a little, then hang up
+      const status = await new Promise<number | null>((resolve) => child.on('close', resolve));
+      expect(status, err).to.equal(141);
+      expect(err).to.equal('');
     });
 
     it('numbers versions per tag, reads older ones, deletes one or all', async () => {
