@@ -1,25 +1,33 @@
-// A server whose admission certificate comes from init-trust cannot renew it while it runs (its
-// store is in use, and certification needs the platform): it says so in its log instead, every
-// day from RENEW_BEFORE_MS before the end, and once more when clients start refusing it.
+// Things a running server holds that run out and that it cannot renew by itself: key-server's
+// admission certificate from init-trust (its store is in use, and certification needs the
+// platform), simpleserver's signed policy (made offline with the policy key). The server says so
+// in its log, every day from RENEW_BEFORE_MS before the end, and once more when it has passed.
 
 import { RENEW_BEFORE_MS } from './init-trust.ts';
 
 const DAY_MS = 86_400_000;
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
+export interface ExpiryWatch {
+  /** Names the log events: `${what}-expiring`, `${what}-expired`. */
+  what: string;
+  /** What the operator should do, in the log record. */
+  advice: string;
+  now?: () => number;
+}
+
 /** Starts watching; returns the function that stops it. Timers never keep the process alive. */
-export function watchExpiry(notAfter: Date, log: (record: Record<string, unknown>) => void, now: () => number = Date.now): () => void {
+export function watchExpiry(notAfter: Date, log: (record: Record<string, unknown>) => void, o: ExpiryWatch): () => void {
+  const now = o.now ?? Date.now;
   let timer: NodeJS.Timeout | undefined;
   const at = notAfter.toISOString();
   const check = () => {
     const left = notAfter.getTime() - now();
     if (left <= 0) {
-      log({ event: 'identity-expired', notAfter: at, warning: 'clients refuse this server\'s certificate now: stop it, run cert-utility init-trust on its store, start it again' });
+      log({ event: `${o.what}-expired`, notAfter: at, warning: o.advice });
       return;
     }
-    if (left <= RENEW_BEFORE_MS) {
-      log({ event: 'identity-expiring', notAfter: at, hoursLeft: Math.floor(left / 3_600_000), warning: 'renew before then: stop the server, run cert-utility init-trust on its store, start it again' });
-    }
+    if (left <= RENEW_BEFORE_MS) log({ event: `${o.what}-expiring`, notAfter: at, hoursLeft: Math.floor(left / 3_600_000), warning: o.advice });
     const next = left > RENEW_BEFORE_MS ? left - RENEW_BEFORE_MS : Math.min(DAY_MS, left);
     timer = setTimeout(check, Math.min(next, MAX_TIMER_MS));
     timer.unref();
@@ -27,3 +35,15 @@ export function watchExpiry(notAfter: Date, log: (record: Record<string, unknown
   check();
   return () => clearTimeout(timer);
 }
+
+/** key-server's own certificate. */
+export const IDENTITY_EXPIRY: ExpiryWatch = {
+  what: 'identity',
+  advice: 'clients refuse this server once its certificate has expired: stop it, run cert-utility init-trust on its store, start it again',
+};
+
+/** simpleserver's policy: the first of its claims to end. */
+export const POLICY_EXPIRY: ExpiryWatch = {
+  what: 'policy-claim',
+  advice: 'machines that need an ended claim are refused (CLAIM_EXPIRED): sign a new policy with cert-utility make-policy and restart simpleserver with it',
+};

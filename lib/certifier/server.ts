@@ -8,6 +8,7 @@ import { readCertificateSummary, toPem } from '../pki/index.ts';
 import type { Policy } from '../policy/index.ts';
 import { CertifierService, type CertificationRecord } from './service.ts';
 import { AUTHORITY_CERT_SECONDS, issueAuthorityIdentity } from './identity.ts';
+import { POLICY_EXPIRY, watchExpiry } from './expiry.ts';
 
 export interface CertifierServerOptions {
   policyKey: KeyObject;
@@ -38,8 +39,9 @@ export async function startCertifier(o: CertifierServerOptions): Promise<Channel
   );
   const handler = (req: Uint8Array, conn: { id: string; remote: string; exportKeyingMaterial(l: string, n: number): Uint8Array | undefined }) =>
     service.handle(req, { id: conn.id, remote: conn.remote, exportKeyingMaterial: (l, n) => conn.exportKeyingMaterial(l, n) });
+  const stopWatching = watchExpiry(policyEnds(o.policy), (r) => o.log(r as LogRecord), POLICY_EXPIRY);
   if (o.plain) {
-    return serve({ host: o.host, port: o.port, plain: true, handler, limits, log: o.log });
+    return closingAlso(await serve({ host: o.host, port: o.port, plain: true, handler, limits, log: o.log }), stopWatching);
   }
   const lifetime = o.identitySeconds ?? AUTHORITY_CERT_SECONDS;
   const issue = () => issueAuthorityIdentity({ policyKey: o.policyKey, policyCert: o.policyCert, domain: o.domain, validitySeconds: lifetime });
@@ -69,5 +71,14 @@ export async function startCertifier(o: CertifierServerOptions): Promise<Channel
     }
   };
   schedule(lifetime * 500);
-  return closingAlso(server, () => clearTimeout(timer));
+  return closingAlso(server, () => {
+    clearTimeout(timer);
+    stopWatching();
+  });
+}
+
+/** When the first claim of the policy ends. */
+export function policyEnds(policy: Policy): Date {
+  const ends = [...policy.platforms, ...policy.measurements, ...policy.properties].map((c) => c.notAfter.getTime());
+  return new Date(Math.min(...ends));
 }

@@ -6,7 +6,7 @@ import { randomBytes } from '../crypto/index.ts';
 import { closingAlso, serve, type ChannelServer, type Limits } from '../channel/index.ts';
 import { toPem, validateAdmission, type ValidatedPeer } from '../pki/index.ts';
 import type { Cryptstore } from '../../cryptstore/index.ts';
-import { admissionCertTag, authKeyTag, loadIdentity, watchExpiry } from '../certifier/index.ts';
+import { admissionCertTag, authKeyTag, IDENTITY_EXPIRY, loadIdentity, watchExpiry } from '../certifier/index.ts';
 import type { Acl } from './acl.ts';
 import type { AuditLog } from './audit.ts';
 import type { KeyBackend } from './backend.ts';
@@ -73,6 +73,6 @@ export async function startKeyServer(o: KeyServerOptions): Promise<{ server: Cha
     },
     handler: (req, conn) => service.handleStaged(req, conn),
   });
-  const stopWatching = watchExpiry(identity.peer.notAfter, o.log);
+  const stopWatching = watchExpiry(identity.peer.notAfter, o.log, IDENTITY_EXPIRY);
   return { server: closingAlso(server, stopWatching), identity: identity.peer };
 }
