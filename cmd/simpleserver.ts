@@ -31,7 +31,7 @@ subcommand<JsonOption & { policyKey: string; policyCert: string; policy: string;
       policyKey, policyCert, policy, domain: policyDomain(policyCert), host, port, plain: o.plain === true,
       certValiditySeconds: o.certDays * 86_400, log: logLine(P, o.logJson === true),
     });
-    process.stderr.write(`${P}: domain ${policyDomain(policyCert)}, ${policy.platforms.length} trusted platform(s), ${policy.measurements.length} trusted measurement(s), the first claim ending ${policyEnds(policy).toISOString()}, ${o.plain ? 'plain TCP' : 'TLS 1.3'}\n`);
+    process.stderr.write(`${P}: domain ${policyDomain(policyCert)}, ${policy.platforms.length} trusted platform(s), ${policy.measurements.length} trusted measurement(s), the first claim ending ${policyEnds(policy)?.toISOString() ?? 'never (no claims)'}, ${o.plain ? 'plain TCP' : 'TLS 1.3'}\n`);
     return { json: await runUntilSignal(P, server, o.json === true) };
   })
   .requiredOption('--policy-key <file>', 'the policy private key')

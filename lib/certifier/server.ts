@@ -39,7 +39,8 @@ export async function startCertifier(o: CertifierServerOptions): Promise<Channel
   );
   const handler = (req: Uint8Array, conn: { id: string; remote: string; exportKeyingMaterial(l: string, n: number): Uint8Array | undefined }) =>
     service.handle(req, { id: conn.id, remote: conn.remote, exportKeyingMaterial: (l, n) => conn.exportKeyingMaterial(l, n) });
-  const stopWatching = watchExpiry(policyEnds(o.policy), (r) => o.log(r as LogRecord), POLICY_EXPIRY);
+  const ends = policyEnds(o.policy);
+  const stopWatching = ends ? watchExpiry(ends, (r) => o.log(r as LogRecord), POLICY_EXPIRY) : () => {};
   if (o.plain) {
     return closingAlso(await serve({ host: o.host, port: o.port, plain: true, handler, limits, log: o.log }), stopWatching);
   }
@@ -77,8 +78,8 @@ export async function startCertifier(o: CertifierServerOptions): Promise<Channel
   });
 }
 
-/** When the first claim of the policy ends. */
-export function policyEnds(policy: Policy): Date {
+/** When the first claim of the policy ends (undefined for a policy without claims, which admits nobody). */
+export function policyEnds(policy: Policy): Date | undefined {
   const ends = [...policy.platforms, ...policy.measurements, ...policy.properties].map((c) => c.notAfter.getTime());
-  return new Date(Math.min(...ends));
+  return ends.length ? new Date(Math.min(...ends)) : undefined;
 }

@@ -33,7 +33,8 @@ describe('certifier: a server watches its own certificate run out', () => {
   it('watches the first claim of simpleserver\'s policy to end, under its own event names', () => {
     const at = (iso: string) => ({ notBefore: new Date(0), notAfter: new Date(iso) });
     const policy = { platforms: [at('2027-03-01T00:00:00Z')], measurements: [at('2027-01-01T00:00:00Z'), at('2028-01-01T00:00:00Z')], properties: [] } as unknown as Policy;
-    expect(policyEnds(policy).toISOString()).to.equal('2027-01-01T00:00:00.000Z');
+    expect(policyEnds(policy)!.toISOString()).to.equal('2027-01-01T00:00:00.000Z');
+    expect(policyEnds({ platforms: [], measurements: [], properties: [] } as unknown as Policy)).to.equal(undefined);
     const records: Record<string, unknown>[] = [];
     watchExpiry(new Date(Date.UTC(2027, 0, 1)), (r) => void records.push(r), { ...POLICY_EXPIRY, now: () => Date.UTC(2027, 0, 1) + 1 })();
     expect(records.map((r) => r.event)).to.deep.equal(['policy-claim-expired']);
