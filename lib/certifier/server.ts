@@ -39,10 +39,14 @@ export async function startCertifier(o: CertifierServerOptions): Promise<Channel
   );
   const handler = (req: Uint8Array, conn: { id: string; remote: string; exportKeyingMaterial(l: string, n: number): Uint8Array | undefined }) =>
     service.handle(req, { id: conn.id, remote: conn.remote, exportKeyingMaterial: (l, n) => conn.exportKeyingMaterial(l, n) });
-  const ends = policyEnds(o.policy);
-  const stopWatching = ends ? watchExpiry(ends, (r) => o.log(r as LogRecord), POLICY_EXPIRY) : () => {};
+  // Started once the server listens, so a server that never started leaves no timer behind.
+  const watchPolicy = () => {
+    const ends = policyEnds(o.policy);
+    return ends ? watchExpiry(ends, (r) => o.log(r as LogRecord), POLICY_EXPIRY) : () => {};
+  };
   if (o.plain) {
-    return closingAlso(await serve({ host: o.host, port: o.port, plain: true, handler, limits, log: o.log }), stopWatching);
+    const plain = await serve({ host: o.host, port: o.port, plain: true, handler, limits, log: o.log });
+    return closingAlso(plain, watchPolicy());
   }
   const lifetime = o.identitySeconds ?? AUTHORITY_CERT_SECONDS;
   const issue = () => issueAuthorityIdentity({ policyKey: o.policyKey, policyCert: o.policyCert, domain: o.domain, validitySeconds: lifetime });
@@ -72,6 +76,7 @@ export async function startCertifier(o: CertifierServerOptions): Promise<Channel
     }
   };
   schedule(lifetime * 500);
+  const stopWatching = watchPolicy();
   return closingAlso(server, () => {
     clearTimeout(timer);
     stopWatching();
