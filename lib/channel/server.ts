@@ -64,10 +64,15 @@ export async function serve<P>(opts: ServeOptions<P>): Promise<ChannelServer> {
 
   let server: net.Server;
   let tlsServer: tls.Server | undefined;
+  // The secure context, at start and whenever setIdentity replaces the key and certificate.
+  // No resumption: every connection gets a full handshake, so every peer chain is checked now,
+  // not when some earlier session was made. (TLS 1.3 still sends tickets; they just cannot be
+  // redeemed without a session cache.)
+  const contextOptions = (ca: string, key: KeyObject | string, cert: string) => ({ ...baseTlsOptions(ca, key, cert), secureOptions: cryptoConstants.SSL_OP_NO_TICKET });
   if (opts.tls) {
     const t = opts.tls;
     tlsServer = tls.createServer({
-      ...baseTlsOptions(t.ca, t.key, t.cert),
+      ...contextOptions(t.ca, t.key, t.cert),
       requestCert: t.requestCert,
       // OpenSSL checks the chain against `ca`; Node then drops unauthorized clients before
       // 'secureConnection'. verifyPeer runs only on chains that passed.
@@ -76,10 +81,6 @@ export async function serve<P>(opts: ServeOptions<P>): Promise<ChannelServer> {
       // Not during the handshake: there, a half-open socket would hide a client that went away
       // until the handshake timeout. accept() allows it once the connection is established.
       allowHalfOpen: false,
-      // No resumption: every connection gets a full handshake, so every peer chain is checked
-      // now, not when some earlier session was made. (TLS 1.3 still sends tickets; they just
-      // cannot be redeemed without a session cache.)
-      secureOptions: cryptoConstants.SSL_OP_NO_TICKET,
     });
     tlsServer.on('secureConnection', (s: TLSSocket) => accept(s, rawByRemote.get(remoteOf(s)), s));
     tlsServer.on('tlsClientError', (err: Error, s: TLSSocket) => {
@@ -153,7 +154,7 @@ export async function serve<P>(opts: ServeOptions<P>): Promise<ChannelServer> {
   const setIdentity = (key: KeyObject | string, cert: string): void => {
     if (!tlsServer || !opts.tls) throw new CertifierError('INVALID_INPUT', 'a plain server has no TLS identity');
     // Connections from now on get the new certificate; those established keep theirs.
-    tlsServer.setSecureContext({ ...baseTlsOptions(opts.tls.ca, key, cert), secureOptions: cryptoConstants.SSL_OP_NO_TICKET });
+    tlsServer.setSecureContext(contextOptions(opts.tls.ca, key, cert));
   };
 
   return {

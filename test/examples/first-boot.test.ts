@@ -8,17 +8,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync, copyFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { ROOT, run, tempDir } from '../support/helpers.ts';
+import { ROOT, run, runScript, tempDir } from '../support/helpers.ts';
 
-function firstBoot(args: string[]): Promise<{ status: number | null; err: string; ms: number }> {
-  const started = Date.now();
-  return new Promise((resolve) => {
-    const child = spawn(join(ROOT, 'scripts/first-boot.sh'), args, { stdio: ['ignore', 'ignore', 'pipe'] });
-    let err = '';
-    child.stderr.on('data', (d) => (err += d));
-    child.on('close', (status) => resolve({ status, err, ms: Date.now() - started }));
-  });
-}
+const firstBoot = (args: string[]) => runScript('first-boot.sh', args);
 
 /** A loopback port nothing listens on. */
 async function closedPort(): Promise<number> {
@@ -63,10 +55,10 @@ describe('scripts/first-boot.sh failure modes', function () {
   it('exits 3 after its retries when the servers are down, naming what it could not reach', async () => {
     const port = await closedPort();
     const r = await firstBoot(args(f('a/cert.pem'), port, port, 'store-down'));
-    expect(r.status, r.err).to.equal(3);
-    expect(r.err).to.contain(`could not reach the server after 3 attempts`);
-    expect(r.err).to.contain(`127.0.0.1:${port}`);
-    expect(r.err.match(/retrying in/g)).to.have.length(2);
+    expect(r.status, r.stderr).to.equal(3);
+    expect(r.stderr).to.contain(`could not reach the server after 3 attempts`);
+    expect(r.stderr).to.contain(`127.0.0.1:${port}`);
+    expect(r.stderr.match(/retrying in/g)).to.have.length(2);
   });
 
   it('exits 4 at once, without retrying, when the policy certificate in the image is not the one the servers use', async () => {
@@ -80,16 +72,16 @@ describe('scripts/first-boot.sh failure modes', function () {
       });
     });
     const r = await firstBoot(args(f('b/cert.pem'), cport, await closedPort(), 'store-wrong'));
-    expect(r.status, r.err).to.equal(4);
-    expect(r.err).to.contain('UNTRUSTED_PEER');
-    expect(r.err).to.contain('not retrying');
-    expect(r.err).not.to.contain('retrying in');
+    expect(r.status, r.stderr).to.equal(4);
+    expect(r.stderr).to.contain('UNTRUSTED_PEER');
+    expect(r.stderr).to.contain('not retrying');
+    expect(r.stderr).not.to.contain('retrying in');
   });
 
   it('refuses to run without its required arguments (exit 2)', async () => {
     const r = await firstBoot(['--host', '127.0.0.1']);
     expect(r.status).to.equal(2);
-    expect(r.err).to.contain('missing --certifier-port');
+    expect(r.stderr).to.contain('missing --certifier-port');
   });
 
   it('refuses platform flags that do not go together before running anything (exit 2)', async () => {
@@ -104,8 +96,8 @@ describe('scripts/first-boot.sh failure modes', function () {
     for (const [more, message] of cases) {
       const r = await firstBoot([...base, ...more]);
       expect(r.status, more.join(' ')).to.equal(2);
-      expect(r.err).to.contain(message);
-      expect(r.err).not.to.contain('step 1/2');
+      expect(r.stderr).to.contain(message);
+      expect(r.stderr).not.to.contain('step 1/2');
     }
   });
 });
