@@ -7,49 +7,58 @@
 // any change of a source's size or time makes a new bundle.
 
 import { mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 // Two levels below ROOT, as cmd/ and lib/wire/ are: the one source that finds files relative to
 // itself (lib/wire/proto.ts: ../../proto/) finds them from the bundle too.
-const OUT = join(ROOT, '.cache', 'bin');
+const OUT = join('.cache', 'bin');
 // Bumped when the build options below change, so older bundles are remade.
-const FORMAT = 1;
+const FORMAT = 2;
 
 /** Runs cmd/PROGRAM.ts, from its bundle when one is (or can be made) current. */
 export async function launch(program) {
-  const bundle = process.env.CERTIFIER_NO_BUNDLE === '1' ? undefined : await currentBundle(program).catch(() => undefined);
+  await launchSource(join('cmd', `${program}.ts`), OUT);
+}
+
+/**
+ * Runs the TypeScript module at ENTRY (relative to the package root) from a bundle in OUTDIR
+ * (relative too, and two levels deep like ENTRY's own folder), or through tsx.
+ */
+export async function launchSource(entry, outDir) {
+  const bundle = process.env.CERTIFIER_NO_BUNDLE === '1' ? undefined : await currentBundle(entry, join(ROOT, outDir)).catch(() => undefined);
   if (bundle) {
     await import(pathToFileURL(bundle).href);
     return;
   }
   const { register } = await import('tsx/esm/api');
   register();
-  await import(pathToFileURL(join(ROOT, 'cmd', `${program}.ts`)).href);
+  await import(pathToFileURL(join(ROOT, entry)).href);
 }
 
-async function currentBundle(program) {
-  const out = join(OUT, `${program}.mjs`);
+async function currentBundle(entry, outDir) {
+  const out = join(outDir, `${basename(entry, '.ts')}.mjs`);
   const stamp = `${out}.sources.json`;
   if (matches(stamp) && statSync(out, { throwIfNoEntry: false })) return out;
   const esbuild = await import('esbuild');
   const result = await esbuild.build({
     absWorkingDir: ROOT,
-    entryPoints: [join('cmd', `${program}.ts`)],
+    entryPoints: [entry],
     bundle: true,
     platform: 'node',
     format: 'esm',
     target: 'node20',
     packages: 'external', // dependencies load from node_modules as usual
-    keepNames: true, // as tsx compiles: names in errors and logs stay the same
+    // No keepNames (tsx's default): it wraps every function made at run time in a call that
+    // renames it, about a tenth of a busy key-server's CPU. Errors name themselves (this.name).
     write: false,
     metafile: true,
     logLevel: 'silent',
   });
   const sources = {};
   for (const file of [...Object.keys(result.metafile.inputs), 'tsconfig.json']) sources[file] = signature(join(ROOT, file));
-  mkdirSync(OUT, { recursive: true });
+  mkdirSync(outDir, { recursive: true });
   // Each file is written whole and renamed into place, the bundle first: a run that reads the
   // new list finds the bundle made from it (or one made later), never half of one.
   const tmp = `.${process.pid}.tmp`;

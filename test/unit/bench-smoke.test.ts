@@ -1,8 +1,8 @@
-// Smoke-runs the benchmark (`npm run bench -- --quick`): it must finish, exit 0, print a
-// cryptstore-vs-raw row with a ratio for every value size and operation, the certifications-vs-
-// mutual-TLS rows, the key-server rows (retrieves beside mutual TLS, RSS of key-server children,
-// which it must have stopped), and remove its temporary directory. The numbers of a quick run
-// are not checked: they mean nothing.
+// Smoke-runs the benchmark as `npm run bench -- --quick` does (from its bundle): it must finish,
+// exit 0, print a cryptstore-vs-raw row with a ratio for every value size and operation, the
+// certifications-vs-mutual-TLS rows, the key-server rows (retrieves beside mutual TLS, RSS of
+// key-server children, which it must have stopped), and remove its temporary directory. The
+// numbers of a quick run are not checked: they mean nothing.
 
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
@@ -13,7 +13,7 @@ const SIZES = ['32 B', '1 KiB', '64 KiB', '1 MiB'];
 
 function runBench(args: string[]): Promise<{ status: number | null; signal: NodeJS.Signals | null; out: string; err: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'test/bench/run.ts', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['test/bench/start.js', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout.on('data', (d: Buffer) => out.push(d));

@@ -39,6 +39,7 @@ describe('cmd/bin/launch.js: bundles kept current', function () {
     expect(existsSync(bundle())).to.equal(true);
     const sources = Object.keys(JSON.parse(readFileSync(`${bundle()}.sources.json`, 'utf8')).sources);
     expect(sources.sort()).to.deep.equal(['cmd/hello.ts', 'lib/greeting.ts', 'tsconfig.json']);
+    expect(readFileSync(bundle(), 'utf8'), 'functions are not renamed at run time (keepNames)').not.to.contain('__name');
     expect(run('hello')).to.include({ status: 0, out: 'hello world\n' });
   });
 
