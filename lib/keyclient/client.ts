@@ -97,11 +97,12 @@ export class KeyClient {
     return (decode<KeyServiceList>('key_service_list', r.data ?? new Uint8Array()).resources ?? []).map((i) => i.version ?? 0);
   }
 
+  /** Every name under `prefix`, asking page after page on this connection until the server is done. */
   async list(prefix = ''): Promise<ResourceInfo[]> {
-    const r = await this.call({ action: 'list', name: prefix });
-    return (decode<KeyServiceList>('key_service_list', r.data ?? new Uint8Array()).resources ?? []).map((i) => ({
-      name: i.resourceName ?? '', version: i.version ?? 0, type: i.valueType ?? '', timeEntered: i.timeEntered ?? '', exportable: i.exportable ?? false, size: i.size ?? 0,
-    }));
+    return collectPages(prefix, async (after) => {
+      const r = await this.call({ action: 'list', name: prefix, ...(after !== undefined ? { listAfter: after } : {}) });
+      return decode<KeyServiceList>('key_service_list', r.data ?? new Uint8Array());
+    });
   }
 
   close(): Promise<void> {
@@ -119,5 +120,26 @@ export class KeyClient {
     if (r.status === 'auth-challenge') throw new CertifierError('CHALLENGE_FAILED', 'the key-server asked for an auth-challenge this client cannot answer');
     if (r.status !== 'succeeded') throw refusal(r, req.action, req.name);
     return r;
+  }
+}
+
+/**
+ * A listing's pages put together: each answer that names a next_after is followed by a request
+ * for the names after it. Each page must start further on than the one before, or a faulty server
+ * could keep a client asking forever.
+ */
+export async function collectPages(prefix: string, page: (after: string | undefined) => Promise<KeyServiceList>): Promise<ResourceInfo[]> {
+  const out: ResourceInfo[] = [];
+  let after: string | undefined;
+  for (;;) {
+    const p = await page(after);
+    for (const i of p.resources ?? []) {
+      out.push({ name: i.resourceName ?? '', version: i.version ?? 0, type: i.valueType ?? '', timeEntered: i.timeEntered ?? '', exportable: i.exportable ?? false, size: i.size ?? 0 });
+    }
+    if (p.nextAfter === undefined) return out;
+    if (after !== undefined && Buffer.compare(Buffer.from(p.nextAfter, 'utf8'), Buffer.from(after, 'utf8')) <= 0) {
+      throw new CertifierError('DECODE_FAILED', `the key-server's listing of "${prefix}" went back to "${p.nextAfter}" after "${after}"`);
+    }
+    after = p.nextAfter;
   }
 }

@@ -32,6 +32,11 @@ export interface ListOptions {
   allVersions?: boolean;
   /** At most this many results (the first ones in sort order). */
   limit?: number;
+  /**
+   * Only names after this one in code point order: the last name of the page before, so a long
+   * listing comes in pages. Versions of one name are never split by it without allVersions.
+   */
+  after?: string;
 }
 
 export interface KeyBackend {
@@ -79,6 +84,11 @@ export function checkVersion(version: number, zeroOk: boolean): void {
   if (!Number.isInteger(version) || version < (zeroOk ? 0 : 1) || version > MAX_VERSION) {
     throw new CertifierError('INVALID_INPUT', `a version must be an integer from ${zeroOk ? 0 : 1} to ${MAX_VERSION}, not ${version}`);
   }
+}
+
+/** The `after` of a list, when given, is a name. */
+export function checkAfter(options: ListOptions | undefined): void {
+  if (options?.after !== undefined) checkName(options.after);
 }
 
 export function checkExpected(expectedLatest: number | undefined): void {

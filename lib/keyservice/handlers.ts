@@ -37,7 +37,12 @@ export interface Connection {
   exportKeyingMaterial(label: string, length: number): Uint8Array | undefined;
 }
 
-const LIST_LIMIT = 10_000;
+/**
+ * Names per list answer. A resource info is at most about 830 bytes (a 256-character name of
+ * 3-byte characters and its metadata), so a page of these stays well inside one 1 MiB frame;
+ * a longer listing comes in pages, each answer naming where the next one starts.
+ */
+export const LIST_PAGE = 1000;
 
 interface Executed {
   response: Uint8Array;
@@ -168,9 +173,14 @@ export class KeyService {
         return { response: succeeded(req.name, { version: versions.length === 1 ? versions[0]! : 0, data: encode('key_service_list', { resources: versions.map((v) => ({ resourceName: req.name, version: v })) }) }) };
       }
       case 'list': {
-        const infos = await ks.list(req.name, { limit: LIST_LIMIT });
-        const visible = infos.filter((i) => !this.isReserved(i.name));
-        const list = { resources: visible.map((i) => ({ resourceName: i.name, version: i.version, valueType: i.type, timeEntered: i.timeEntered, exportable: i.exportable, size: i.size })) };
+        // One more than a page tells whether another page follows, without a second query.
+        const infos = await ks.list(req.name, { limit: LIST_PAGE + 1, ...(req.listAfter !== undefined ? { after: req.listAfter } : {}) });
+        const page = infos.slice(0, LIST_PAGE);
+        const visible = page.filter((i) => !this.isReserved(i.name));
+        const list = {
+          resources: visible.map((i) => ({ resourceName: i.name, version: i.version, valueType: i.type, timeEntered: i.timeEntered, exportable: i.exportable, size: i.size })),
+          ...(infos.length > LIST_PAGE ? { nextAfter: page.at(-1)!.name } : {}),
+        };
         return { response: succeeded(req.name, { data: encode('key_service_list', list) }) };
       }
     }

@@ -18,7 +18,7 @@ import { Level } from 'level';
 import { CertifierError } from '../errors/index.ts';
 import { decode, encode } from '../wire/index.ts';
 import {
-  checkBuilt, checkExpected, checkName, checkPrefix, checkVersion, infoOf, listLimit, nextVersion, versionConflict,
+  checkAfter, checkBuilt, checkExpected, checkName, checkPrefix, checkVersion, infoOf, listLimit, nextVersion, versionConflict,
   type KeyBackend, type ListOptions, type RecordInfo, type StoredRecord,
 } from './backend.ts';
 
@@ -36,6 +36,11 @@ const MARK = 'h!';
 
 const recordKey = (name: string, version: number) => `${RECORD}${name}\u0000${version.toString(16).padStart(8, '0')}`;
 const nameRange = (name: string) => ({ gt: `${RECORD}${name}\u0000`, lt: `${RECORD}${name}\u0001` });
+
+/** The later of two keys as LevelDB orders them (UTF-8 bytes, which is code point order). */
+function laterKey(a: string, b: string): string {
+  return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8')) >= 0 ? a : b;
+}
 
 function parseRecordKey(key: string): { name: string; version: number } {
   const nul = key.lastIndexOf('\u0000');
@@ -191,16 +196,20 @@ export class LevelBackend implements KeyBackend {
 
   async list(prefix: string, options?: ListOptions): Promise<RecordInfo[]> {
     checkPrefix(prefix);
+    checkAfter(options);
     const limit = listLimit(options);
     this.checkOpen();
     const out: RecordInfo[] = [];
     if (limit === 0) return out;
     const start = RECORD + prefix;
+    // Every key of a name after `after` sorts at or after after + "\x01": its own keys are
+    // after + "\0" + version, and a longer name goes on with a printable character.
+    const from = options?.after === undefined ? start : laterKey(start, RECORD + options.after + '\x01');
     // One snapshot for both passes, so a concurrent delete cannot make a name vanish half-way.
     const snapshot = this.db.snapshot();
     try {
       if (options?.allVersions) {
-        for await (const [key, raw] of this.db.iterator({ gte: start, snapshot })) {
+        for await (const [key, raw] of this.db.iterator({ gte: from, snapshot })) {
           if (!key.startsWith(start)) break;
           const k = parseRecordKey(key);
           out.push(infoOf(decodeRecord(k.name, k.version, raw)));
@@ -211,7 +220,7 @@ export class LevelBackend implements KeyBackend {
       // Keys first (cheap), then only the latest record of each name: values may be 1 MiB each.
       const latest: string[] = [];
       let current: { name: string; key: string } | undefined;
-      for await (const key of this.db.keys({ gte: start, snapshot })) {
+      for await (const key of this.db.keys({ gte: from, snapshot })) {
         if (!key.startsWith(start)) break;
         const { name } = parseRecordKey(key);
         if (current && current.name !== name) {

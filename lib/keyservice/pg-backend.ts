@@ -21,7 +21,7 @@
 import pg from 'pg';
 import { CertifierError } from '../errors/index.ts';
 import {
-  checkBuilt, checkExpected, checkName, checkPrefix, checkVersion, listLimit, nextVersion, versionConflict,
+  checkAfter, checkBuilt, checkExpected, checkName, checkPrefix, checkVersion, listLimit, nextVersion, versionConflict,
   type KeyBackend, type ListOptions, type RecordInfo, type StoredRecord,
 } from './backend.ts';
 import { migrate, storageError, type Query } from './pg-schema.ts';
@@ -135,12 +135,16 @@ export class PgBackend implements KeyBackend {
 
   async list(prefix: string, options?: ListOptions): Promise<RecordInfo[]> {
     checkPrefix(prefix);
+    checkAfter(options);
     const limit = listLimit(options);
     this.checkOpen();
     if (limit === 0) return [];
+    const params: unknown[] = [prefix, limit];
+    const conditions = ['name >= $1'];
     const end = prefixEnd(prefix);
-    const where = end === undefined ? 'name >= $1' : 'name >= $1 AND name < $3';
-    const params: unknown[] = [prefix, limit, ...(end === undefined ? [] : [end])];
+    if (end !== undefined) conditions.push(`name < $${params.push(end)}`);
+    if (options?.after !== undefined) conditions.push(`name > $${params.push(options.after)}`);
+    const where = conditions.join(' AND ');
     const rows = await this.query<Row>(options?.allVersions
       ? `SELECT ${COLUMNS} FROM key_server_records WHERE ${where} ORDER BY name, version LIMIT $2`
       : `SELECT DISTINCT ON (name) ${COLUMNS} FROM key_server_records WHERE ${where} ORDER BY name, version DESC LIMIT $2`, params);

@@ -30,6 +30,8 @@ export interface KeyRequest {
   exportable: boolean;
   challengeNonce?: Uint8Array;
   challengeSignature?: Uint8Array;
+  /** list: only names after this one (the page before ended there). */
+  listAfter?: string;
 }
 
 export function parseKeyRequest(bytes: Uint8Array): KeyRequest {
@@ -48,6 +50,10 @@ export function parseKeyRequest(bytes: Uint8Array): KeyRequest {
   if (m.expectedVersion !== undefined) c.int('expected_version', m.expectedVersion, 0, MAX_VERSION);
   if (m.challengeNonce !== undefined) c.bytes('challenge_nonce', m.challengeNonce, NONCE_BYTES);
   if (m.challengeSignature !== undefined) c.bytes('challenge_signature', m.challengeSignature, { min: 1, max: 1024 });
+  if (m.listAfter !== undefined) {
+    const p = action === 'list' ? tagProblem(m.listAfter) : 'is only for list';
+    if (p) c.add(`list_after ${p}`);
+  }
   let credentials: Uint8Array[] | undefined;
   if (m.serializedCredentials?.length) {
     try {
@@ -69,6 +75,7 @@ export function parseKeyRequest(bytes: Uint8Array): KeyRequest {
     ...(m.expectedVersion !== undefined ? { expectedVersion: m.expectedVersion } : {}),
     exportable: m.exportable ?? true,
     ...(m.challengeNonce ? { challengeNonce: m.challengeNonce, challengeSignature: m.challengeSignature } : {}),
+    ...(m.listAfter !== undefined ? { listAfter: m.listAfter } : {}),
   };
 }
 
@@ -80,6 +87,7 @@ export function encodeKeyRequest(r: Partial<KeyRequest> & { action: Action; name
   if (r.credentials) msg.serializedCredentials = encode('cert_chain', { certCerts: r.credentials });
   if (r.expectedVersion !== undefined) msg.expectedVersion = r.expectedVersion;
   if (r.exportable === false) msg.exportable = false;
+  if (r.listAfter !== undefined) msg.listAfter = r.listAfter;
   if (r.challengeNonce) {
     msg.challengeNonce = r.challengeNonce;
     msg.challengeSignature = r.challengeSignature!;

@@ -60,7 +60,7 @@ export interface CryptstoreBundle { formatVersion?: number; scrypt?: ScryptParam
 export interface KeyServiceRequest {
   resourceName?: string; requestType?: string; valueType?: string; version?: number; data?: Uint8Array;
   serializedCredentials?: Uint8Array; expectedVersion?: number; exportable?: boolean;
-  challengeNonce?: Uint8Array; challengeSignature?: Uint8Array;
+  challengeNonce?: Uint8Array; challengeSignature?: Uint8Array; listAfter?: string;
 }
 export interface KeyServiceResponse {
   resourceName?: string; responseType?: string; status?: string; data?: Uint8Array; errorCode?: string; version?: number;
@@ -69,4 +69,4 @@ export interface CertChain { certCerts?: Uint8Array[] }
 export interface KeyServiceResourceInfo {
   resourceName?: string; version?: number; valueType?: string; timeEntered?: string; exportable?: boolean; size?: number;
 }
-export interface KeyServiceList { resources?: KeyServiceResourceInfo[] }
+export interface KeyServiceList { resources?: KeyServiceResourceInfo[]; nextAfter?: string }

@@ -144,6 +144,23 @@ describe('e2e: keys stored and retrieved through key-server on loopback', functi
     }
   });
 
+  it('lists more names than one answer can hold, page by page over one connection', async () => {
+    // 1,400 names of 256 characters, most of them 3 bytes in UTF-8: about 1.1 MB of listing,
+    // more than a frame (1 MiB), so more than one answer of at most 1,000 names.
+    const names = Array.from({ length: 1400 }, (_, i) => `pages/${String(i).padStart(4, '0')}/`.padEnd(256, '\u20ac'));
+    for (let i = 0; i < names.length; i += 700) { // a connection carries at most 1,000 requests
+      await d.withClient(server, alice, async (c) => {
+        for (let j = i; j < i + 700; j += 100) await Promise.all(names.slice(j, j + 100).map((n) => c.store(n, Buffer.from('v'))));
+      });
+    }
+    const listed = expectSuccess(await d.kc(bob, server, 'list', ['pages/', '--json'])).json().items as { name: string; version: number }[];
+    expect(listed.length).to.equal(names.length);
+    expect(listed.map((i) => i.name)).to.deep.equal(names);
+    const lines = requestLines('pages/').filter((l) => / action=list /.test(l));
+    expect(lines).to.have.length(2);
+    expect(new Set(lines.map(connOf)).size, 'both pages over one connection').to.equal(1);
+  });
+
   describe('provision --config: all or nothing', () => {
     let files: string;
     before(async () => {

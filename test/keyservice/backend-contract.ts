@@ -164,6 +164,30 @@ export function runBackendContract(name: string, factory: () => Promise<BackendF
       expect(await b.list('', { limit: 0 })).to.deep.equal([]);
     });
 
+    it('lists in pages with after: each name once, in order, whatever the page size', async () => {
+      // U+FF5A sorts before U+1D4B3 by code point, after it by UTF-16 unit: the order must be the first.
+      const names = ['a', 'a/b', 'a/c', 'ab', 'b', 'é', '\uff5a', '\u{1d4b3}', '\u{1d4b3}x'];
+      for (const n of [...names, 'a/b', 'b']) await put(n);
+      const whole = (await b.list('')).map((i) => `${i.name}@${i.version}`);
+      expect(whole.map((x) => x.split('@')[0])).to.deep.equal(names);
+      for (const limit of [1, 2, 4]) {
+        const paged: string[] = [];
+        let after: string | undefined;
+        for (;;) {
+          const page = await b.list('', { limit, ...(after === undefined ? {} : { after }) });
+          paged.push(...page.map((i) => `${i.name}@${i.version}`));
+          if (page.length < limit) break;
+          after = page.at(-1)!.name;
+        }
+        expect(paged, `pages of ${limit}`).to.deep.equal(whole);
+      }
+      expect((await b.list('a', { after: 'a' })).map((i) => i.name)).to.deep.equal(['a/b', 'a/c', 'ab']);
+      expect((await b.list('a/', { after: '0' })).map((i) => i.name), 'after before the prefix').to.deep.equal(['a/b', 'a/c']);
+      expect(await b.list('a/', { after: 'a/c' })).to.deep.equal([]);
+      expect((await b.list('', { after: 'é' })).map((i) => i.name)).to.deep.equal(['\uff5a', '\u{1d4b3}', '\u{1d4b3}x']);
+      await rejects(b.list('', { after: 'a\nb' }), 'INVALID_INPUT');
+    });
+
     it('gives 100 concurrent appends to one name versions 1..100, no gap, no duplicate', async () => {
       const results = await Promise.all(Array.from({ length: 100 }, () => put('busy')));
       expect(results.map((r) => r.version).sort((x, y) => x - y)).to.deep.equal(Array.from({ length: 100 }, (_, i) => i + 1));

@@ -2,8 +2,9 @@
 
 import { expect } from 'chai';
 import { CertifierError } from '../../lib/errors/index.ts';
-import { encode } from '../../lib/wire/index.ts';
-import { encodeKeyRequest, parseKeyRequest } from '../../lib/keyservice/protocol.ts';
+import { DEFAULT_FRAME_LIMIT, encode, ENTRY_TYPES, MAX_TAG_LENGTH, MAX_VERSION } from '../../lib/wire/index.ts';
+import { LIST_PAGE } from '../../lib/keyservice/handlers.ts';
+import { encodeKeyRequest, MAX_VALUE_BYTES, parseKeyRequest, succeeded } from '../../lib/keyservice/protocol.ts';
 
 function refusal(bytes: Uint8Array): { code: string; message: string } | 'accepted' {
   try {
@@ -28,6 +29,22 @@ describe('keyservice: requests are validated before they are handled', () => {
       expect(refusal(encodeKeyRequest({ action, name: '', ...(action === 'store' ? { data: new Uint8Array([1]) } : {}) }))).to.deep.include({ code: 'BAD_FIELD' });
     }
     expect(parseKeyRequest(encodeKeyRequest({ action: 'list', name: '' })).name).to.equal('');
+  });
+
+  it('takes list_after, a name, only with list', () => {
+    expect(parseKeyRequest(encodeKeyRequest({ action: 'list', name: 'p/', listAfter: 'p/x' }))).to.include({ name: 'p/', listAfter: 'p/x' });
+    expect(parseKeyRequest(encodeKeyRequest({ action: 'list', name: '' }))).not.to.have.property('listAfter');
+    expect(refusal(encodeKeyRequest({ action: 'retrieve', name: 'k', listAfter: 'a' }))).to.deep.include({ code: 'BAD_FIELD' });
+    expect(refusal(encodeKeyRequest({ action: 'list', name: '', listAfter: '' }))).to.deep.include({ code: 'BAD_FIELD' });
+    expect(refusal(encodeKeyRequest({ action: 'list', name: '', listAfter: 'a\u0000' }))).to.deep.include({ code: 'BAD_FIELD' });
+  });
+
+  it('fits the largest page of a listing in one frame', () => {
+    const longest = '\uffff'.repeat(MAX_TAG_LENGTH); // 3 bytes each in UTF-8
+    const type = [...ENTRY_TYPES].sort((a, b) => b.length - a.length)[0]!;
+    const info = { resourceName: longest, version: MAX_VERSION, valueType: type, timeEntered: '2026-12-05T23:59:59.999Z', exportable: false, size: MAX_VALUE_BYTES };
+    const data = encode('key_service_list', { resources: Array.from({ length: LIST_PAGE }, () => info), nextAfter: longest });
+    expect(succeeded(longest, { data }).length).to.be.below(DEFAULT_FRAME_LIMIT);
   });
 
   it('refuses an unknown action and a name with a control character', () => {

@@ -10,7 +10,7 @@ import type { LaterAnswer } from '../../lib/channel/index.ts';
 import type { ValidatedPeer } from '../../lib/pki/index.ts';
 import { parseAcl } from '../../lib/keyservice/acl.ts';
 import { AuditLog, verifyAudit } from '../../lib/keyservice/audit.ts';
-import type { KeyBackend, StoredRecord } from '../../lib/keyservice/backend.ts';
+import type { KeyBackend, ListOptions, StoredRecord } from '../../lib/keyservice/backend.ts';
 import { KeyService, type Connection } from '../../lib/keyservice/handlers.ts';
 import { KeyStore } from '../../lib/keyservice/keystore.ts';
 import { LevelBackend } from '../../lib/keyservice/level-backend.ts';
@@ -43,8 +43,8 @@ class GatedBackend implements KeyBackend {
     this.events.push(`delete ${name}`);
     return this.inner.delete(name, version);
   }
-  list(prefix: string) {
-    return this.inner.list(prefix);
+  list(prefix: string, options?: ListOptions) {
+    return this.inner.list(prefix, options);
   }
   close() {
     return this.inner.close();
