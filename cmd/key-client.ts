@@ -10,6 +10,7 @@ import { readFileLimited } from '../lib/files/index.ts';
 import { readCertificateChain, validatePolicyCert } from '../lib/pki/index.ts';
 import { isIdentityTag, loadIdentity } from '../lib/certifier/index.ts';
 import { KeyClient, fetchAll, keepAll, parseProvisionConfig, provision, type SecretSpec } from '../lib/keyclient/index.ts';
+import { DEFAULT_LIMITS } from '../lib/channel/index.ts';
 import { MAX_VALUE_BYTES } from '../lib/keyservice/protocol.ts';
 import { Cryptstore } from '../cryptstore/index.ts';
 import { createProgram, parseVersion, run, subcommand, warn, type JsonOption, type Result } from './common/cli.ts';
@@ -44,6 +45,19 @@ function clientOptions(cmd: Command): Command {
 function checkName(name: string): void {
   const problem = tagProblem(name);
   if (problem) throw new CertifierError('USAGE', `the name ${JSON.stringify(name)} ${problem}`);
+}
+
+/**
+ * Everything a run fetches goes over one connection, and a key-server answers at most
+ * DEFAULT_LIMITS.maxRequestsPerConnection requests on one (two per name with a credential: the
+ * auth-challenge): more would end in a closed connection, which retrying never mends.
+ */
+function checkFetchCount(o: ClientOpts, count: number, code: 'USAGE' | 'INVALID_INPUT', what: string): void {
+  const perName = o.credentialCert ? 2 : 1;
+  const max = Math.floor(DEFAULT_LIMITS.maxRequestsPerConnection / perName);
+  if (count > max) {
+    throw new CertifierError(code, `${count} ${what} is too many for one run: a key-server answers at most ${DEFAULT_LIMITS.maxRequestsPerConnection} requests on a connection${perName === 2 ? ', two per name with a credential' : ''}; fetch at most ${max} at a time`);
+  }
 }
 
 /** Opens the store, loads this machine's identity, connects; always closes both. */
@@ -93,6 +107,7 @@ clientOptions(subcommand<ClientOpts & { version: number; out?: string; force?: b
     names.forEach(checkName);
     if (o.out && names.length !== 1) throw new CertifierError('USAGE', '--out takes exactly one NAME');
     const specs: SecretSpec[] = names.map((name) => ({ name, version: o.version, ...(o.out ? {} : { tag: name }) }));
+    checkFetchCount(o, names.length, 'USAGE', 'names');
     const identity = o.out ? undefined : names.find(isIdentityTag);
     if (identity) throw new CertifierError('USAGE', `"${identity}" is where init-trust keeps a machine's identity in the cryptstore; fetch it to a file with --out`);
     return withClient(o, async (client, store): Promise<Result> => {
@@ -136,6 +151,7 @@ clientOptions(subcommand<ClientOpts & { config: string; allowPartial?: boolean }
   'fetch every secret a config file names into the cryptstore or files; all or nothing',
   async (o) => {
     const specs = parseProvisionConfig(Buffer.from(await readFileLimited(o.config, 1024 * 1024)).toString('utf8'));
+    checkFetchCount(o, specs.length, 'INVALID_INPUT', 'secrets');
     const outcomes = await withClient(o, (c, store) => provision(c, store, specs, o.allowPartial === true));
     for (const x of outcomes.filter((y) => y.error)) warn(P, `could not provision "${x.spec.name}": ${x.error!.message} [${x.error!.code}]`);
     const items = outcomes.map((x) => ({ name: x.spec.name, ...(x.spec.tag ? { tag: x.spec.tag } : { file: x.spec.file }), ...(x.entry ? { version: x.entry.version, written: x.written } : { error: x.error!.code }) }));

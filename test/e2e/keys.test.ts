@@ -100,6 +100,10 @@ describe('e2e: keys stored and retrieved through key-server on loopback', functi
     const nothing = await d.kc(alice, server, 'store', ['twice/empty', '--in', '-'], new Uint8Array());
     expectFailure(nothing, 1, 'INVALID_INPUT');
     expect(nothing.stderr).to.contain('nothing to store: standard input is empty');
+    // One connection carries at most 1,000 requests: more names could never all be answered.
+    const many = await d.kc(bob, server, 'retrieve', Array.from({ length: 1001 }, (_, i) => `many/${i}`));
+    expectFailure(many, 2, 'USAGE');
+    expect(many.stderr).to.contain('1001 names is too many for one run').and.to.contain('fetch at most 1000 at a time');
     expect(server.child.stderr.slice(from)).not.to.match(/ (request|closed) conn=/);
   });
 
@@ -184,6 +188,15 @@ describe('e2e: keys stored and retrieved through key-server on loopback', functi
       expect(r.stderr).to.contain('"prov/missing" (NOT_FOUND)').and.to.contain('nothing was written');
       expect((await tagsOf(bob)).map((i) => i.tag).filter((t) => t.startsWith('p1-'))).to.deep.equal([]);
       expect(existsSync(file), file).to.equal(false);
+    });
+
+    it('refuses, before connecting, more secrets than one connection can fetch', async () => {
+      const from = server.child.mark();
+      const f = config(Array.from({ length: 1001 }, (_, i) => ({ ID: `prov/many-${i}`, Tag: `many-${i}` })));
+      const r = await d.kc(bob, server, 'provision', ['--config', f]);
+      expectFailure(r, 1, 'INVALID_INPUT');
+      expect(r.stderr).to.contain('1001 secrets is too many for one run');
+      expect(server.child.stderr.slice(from)).not.to.match(/ (request|closed) conn=/);
     });
 
     it('succeeds with every name available, and run twice succeeds again without new versions', async () => {
