@@ -2,7 +2,7 @@
 // domain, with an ACL and a hash-chained audit log.
 
 import { hostname } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { readFileLimited } from '../lib/files/index.ts';
 import { CertifierError } from '../lib/errors/index.ts';
 import { validatePolicyCert } from '../lib/pki/index.ts';
@@ -26,6 +26,9 @@ const program = createProgram(P, 'store and release named keys to certified mach
 storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { domain: string; policyCert: string; data: string; listen: string; acl?: string; audit?: string; logJson?: boolean; backend: string; allowReplicaJoin?: boolean }>(program, 'serve',
   'serve the key service (the store must hold this server\'s identity from cert-utility init-trust)',
   async (o) => {
+    if (o.backend === 'level' && resolve(o.data) === resolve(o.store)) {
+      throw new CertifierError('USAGE', '--data and --store must be different directories: the key database and this server\'s cryptstore are separate databases');
+    }
     const policyCert = await readCertificateFile(o.policyCert);
     validatePolicyCert(policyCert, new Date());
     const { host, port } = parseHostPort(o.listen, '--listen');

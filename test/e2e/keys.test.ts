@@ -291,7 +291,7 @@ describe('e2e: keys stored and retrieved through key-server on loopback', functi
       expect(json.json().error.message).to.match(/^line 3 /);
     });
 
-    it('keeps a second key-server off a log in use (STORE_LOCKED, exit 1), and repair-audit moves a torn last line aside', async () => {
+    it('keeps a second key-server off a log in use (STORE_LOCKED, exit 1) and off its own cryptstore as data (USAGE), and repair-audit moves a torn last line aside', async () => {
       const [first, second] = await Promise.all([d.certify('audit-1', 'key-server'), d.certify('audit-2', 'key-server')]);
       const s = await d.startKeyServer(first);
       const log = `${s.data}/audit.jsonl`;
@@ -301,6 +301,11 @@ describe('e2e: keys stored and retrieved through key-server on loopback', functi
       expect(shared.stderr).to.contain(`the audit log ${log} is in use by another process`);
       const busy = await run('key-server', ['repair-audit', log]);
       expectFailure(busy, 1, 'STORE_LOCKED');
+      // Its own cryptstore as its key database: a usage error, not "in use by another process".
+      const storeDir = second.storeArgs[second.storeArgs.indexOf('--store') + 1]!;
+      const same = await run('key-server', ['serve', '--domain', d.name, '--policy-cert', d.policyCertFile, '--data', `${storeDir}/`, '--listen', '127.0.0.1:0', ...second.storeArgs]);
+      expectFailure(same, 2, 'USAGE');
+      expect(same.stderr).to.contain('--data and --store must be different directories');
       await s.child.stop();
 
       // A crash cut the last write short: serve refuses the log and names the way out.
