@@ -32,8 +32,9 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
     const policyCert = await readCertificateFile(o.policyCert);
     validatePolicyCert(policyCert, new Date());
     const { host, port } = parseHostPort(o.listen, '--listen');
+    const readAcl = async (file: string) => parseAcl(Buffer.from(await readFileLimited(file, 1024 * 1024)).toString('utf8'));
     let acl: Acl | undefined;
-    if (o.acl) acl = parseAcl(Buffer.from(await readFileLimited(o.acl, 1024 * 1024)).toString('utf8'));
+    if (o.acl) acl = await readAcl(o.acl);
     else warn(P, 'no --acl: every admitted machine of the domain may store, retrieve and list any key (delete needs an ACL)');
     const log = logLine(P, o.logJson === true);
     // Whatever was opened is closed, in reverse order, however the start or the serving ends.
@@ -45,10 +46,18 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
       const backend = pg?.backend ?? keep(await LevelBackend.open(o.data));
       // With PostgreSQL each replica keeps its own audit chain, in a file named after it.
       const audit = keep(await AuditLog.open(o.audit ?? join(o.data, pg ? `audit-${pg.replicaId}.jsonl` : 'audit.jsonl')));
-      const { server, identity } = await startKeyServer({ store, domain: o.domain, policyCert, backend, ...(acl ? { acl } : {}), audit, host, port, log, allowReplicaJoin: o.allowReplicaJoin === true });
+      const { server, identity, setAcl } = await startKeyServer({ store, domain: o.domain, policyCert, backend, ...(acl ? { acl } : {}), audit, host, port, log, allowReplicaJoin: o.allowReplicaJoin === true });
       process.stderr.write(`${P}: domain ${o.domain}, serving as serial ${identity.serialHex} (measurement ${identity.measurementHex}, certificate valid until ${identity.notAfter.toISOString()}), data in ${pg ? pg.describe : o.data}\n`);
       if (o.allowReplicaJoin) warn(P, `--allow-replica-join: machines certified with this server's measurement may fetch its storage key (key-server join)`);
-      return { json: await runUntilSignal(P, server, o.json === true) };
+      const aclFile = o.acl;
+      const reload = aclFile
+        ? async () => {
+          const next = await readAcl(aclFile); // a bad file throws here, and the ACL in force stays
+          setAcl(next);
+          return { acl: aclFile, rules: next.rules.length };
+        }
+        : undefined;
+      return { json: await runUntilSignal(P, server, o.json === true, { log, ...(reload ? { reload } : { nothingToReload: 'started without --acl (restart with --acl to use one)' }) }) };
     } finally {
       for (const r of opened) await r.close();
     }
@@ -57,7 +66,7 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
   .requiredOption('--policy-cert <file>', 'the pinned policy certificate')
   .requiredOption('--data <dir>', 'directory of the key database (created if missing); with --backend postgres, of this replica\'s own files (audit log)')
   .option('--listen <host:port>', 'address to listen on (port 0 picks one)', '127.0.0.1:8120')
-  .option('--acl <file>', 'JSON access control list')
+  .option('--acl <file>', 'JSON access control list (SIGHUP reads it again)')
   .option('--audit <file>', 'audit log (default DATA/audit.jsonl; with postgres DATA/audit-REPLICA.jsonl)')
   .option('--log-json', 'log JSON lines instead of text')
   .addOption(choice('--backend <kind>', 'where keys are stored: level (DATA) or postgres (shared by replicas)', ['level', 'postgres']).default('level'))

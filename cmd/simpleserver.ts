@@ -27,16 +27,22 @@ subcommand<JsonOption & { policyKey: string; policyCert: string; policy: string;
     const policy = loadPolicy(await readFileLimited(o.policy, 4 * 1024 * 1024), pc.publicKey);
     const { host, port } = parseHostPort(o.listen, '--listen');
     if (o.plain) warn(P, 'serving the original plain-TCP protocol: no TLS, and evidence is not bound to a session (a recorded request can be replayed); use only for older clients');
+    const log = logLine(P, o.logJson === true);
     const server = await startCertifier({
       policyKey, policyCert, policy, domain: policyDomain(policyCert), host, port, plain: o.plain === true,
-      certValiditySeconds: o.certDays * 86_400, log: logLine(P, o.logJson === true),
+      certValiditySeconds: o.certDays * 86_400, log,
     });
     process.stderr.write(`${P}: domain ${policyDomain(policyCert)}, ${policy.platforms.length} trusted platform(s), ${policy.measurements.length} trusted measurement(s), the first claim ending ${policyEnds(policy)?.toISOString() ?? 'never (no claims)'}, ${o.plain ? 'plain TCP' : 'TLS 1.3'}\n`);
-    return { json: await runUntilSignal(P, server, o.json === true) };
+    const reload = async () => {
+      const next = loadPolicy(await readFileLimited(o.policy, 4 * 1024 * 1024), pc.publicKey); // a bad file throws; the policy in force stays
+      server.setPolicy(next);
+      return { policy: o.policy, platforms: next.platforms.length, measurements: next.measurements.length, firstClaimEnds: policyEnds(next)?.toISOString() ?? 'never (no claims)' };
+    };
+    return { json: await runUntilSignal(P, server, o.json === true, { log, reload }) };
   })
   .requiredOption('--policy-key <file>', 'the policy private key')
   .requiredOption('--policy-cert <file>', 'the policy certificate')
-  .requiredOption('--policy <file>', 'the signed policy (make-policy)')
+  .requiredOption('--policy <file>', 'the signed policy (make-policy; SIGHUP reads it again)')
   .option('--listen <host:port>', 'address to listen on (port 0 picks one)', '127.0.0.1:8123')
   .option('--plain', 'serve the original plain-TCP protocol (no TLS, no session binding)')
   .option('--cert-days <n>', 'longest admission certificate lifetime (never beyond the policy claims)', intInRange(1, 3660), 90)

@@ -1,7 +1,8 @@
 // Running a server from a command: print where it listens (stdout), log one line per event
-// (stderr), and shut down cleanly on SIGINT/SIGTERM.
+// (stderr), shut down cleanly on SIGINT/SIGTERM, and reload on SIGHUP.
 
 import type { ChannelServer } from '../../lib/channel/index.ts';
+import { CertifierError } from '../../lib/errors/index.ts';
 
 /** Renders a log record as one line: "prog: 2026-11-26T16:40:00Z event key=value ...". */
 export function logLine(program: string, json: boolean) {
@@ -19,16 +20,49 @@ export function logLine(program: string, json: boolean) {
   };
 }
 
+export interface RunOptions {
+  log: (record: object) => void;
+  /**
+   * What SIGHUP reloads (a server's ACL, its policy): it reads and checks the files again and
+   * swaps them in only if they are good, returning what it loaded for the log. Without it SIGHUP
+   * is logged and ignored; it never stops a server, as its default action would.
+   */
+  reload?: () => Promise<Record<string, unknown>>;
+  /** What a reload without `reload` is told. */
+  nothingToReload?: string;
+  graceMs?: number;
+}
+
 /** Announces the address on stdout, then waits for a signal and closes gracefully. */
-export async function runUntilSignal(program: string, server: ChannelServer, json: boolean, graceMs = 10_000): Promise<Record<string, unknown>> {
+export async function runUntilSignal(program: string, server: ChannelServer, json: boolean, o: RunOptions): Promise<Record<string, unknown>> {
   const { host, port } = server.address;
   process.stdout.write(json ? JSON.stringify({ ok: true, listening: { host, port } }) + '\n' : `listening ${host}:${port}\n`);
+  // One reload at a time, each from the files as they are when it starts.
+  let reloading: Promise<void> = Promise.resolve();
+  const onHangup = () => {
+    reloading = reloading.then(async () => {
+      if (!o.reload) {
+        o.log({ event: 'reload-ignored', reason: o.nothingToReload ?? 'nothing to reload' });
+        return;
+      }
+      try {
+        o.log({ event: 'reloaded', ...(await o.reload()) });
+      } catch (e) {
+        // The old configuration serves on; the reason names the file and what is wrong with it.
+        o.log({ event: 'reload-failed', code: e instanceof CertifierError ? e.code : 'INTERNAL', reason: e instanceof Error ? e.message : String(e) });
+      }
+    });
+  };
+  process.on('SIGHUP', onHangup);
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
     process.once('SIGINT', () => resolve('SIGINT'));
     process.once('SIGTERM', () => resolve('SIGTERM'));
   });
+  process.off('SIGHUP', onHangup);
+  process.on('SIGHUP', () => {}); // stopping: too late to reload, and no reason to die at once
+  await reloading;
   process.stderr.write(`${program}: ${signal}: finishing requests in flight, then stopping\n`);
-  await server.close(graceMs);
+  await server.close(o.graceMs ?? 10_000);
   process.stderr.write(`${program}: stopped\n`);
   return { stopped: signal };
 }

@@ -31,7 +31,13 @@ export interface CertifierServerOptions {
  */
 export const CERTIFIER_LIMITS: Limits = { maxRequestsPerConnection: 1 };
 
-export async function startCertifier(o: CertifierServerOptions): Promise<ChannelServer> {
+/** simpleserver's server: the channel server, and the way to put a new policy in force. */
+export type CertifierServer = ChannelServer & {
+  /** Later certifications follow this policy, and its end is watched instead (SIGHUP in simpleserver serve). */
+  setPolicy(policy: Policy): void;
+};
+
+export async function startCertifier(o: CertifierServerOptions): Promise<CertifierServer> {
   const limits: Limits = { ...CERTIFIER_LIMITS, ...o.limits };
   const service = new CertifierService(
     { policyKey: o.policyKey, policyCert: o.policyCert, policy: o.policy, domain: o.domain, certValiditySeconds: o.certValiditySeconds, requireSessionBinding: !o.plain },
@@ -40,13 +46,20 @@ export async function startCertifier(o: CertifierServerOptions): Promise<Channel
   const handler = (req: Uint8Array, conn: { id: string; remote: string; exportKeyingMaterial(l: string, n: number): Uint8Array | undefined }) =>
     service.handle(req, { id: conn.id, remote: conn.remote, exportKeyingMaterial: (l, n) => conn.exportKeyingMaterial(l, n) });
   // Started once the server listens, so a server that never started leaves no timer behind.
-  const watchPolicy = () => {
-    const ends = policyEnds(o.policy);
-    return ends ? watchExpiry(ends, (r) => o.log(r as LogRecord), POLICY_EXPIRY) : () => {};
+  let stopWatching = () => {};
+  const watchPolicy = (policy: Policy) => {
+    stopWatching();
+    const ends = policyEnds(policy);
+    stopWatching = ends ? watchExpiry(ends, (r) => o.log(r as LogRecord), POLICY_EXPIRY) : () => {};
+  };
+  const setPolicy = (policy: Policy) => {
+    service.setPolicy(policy);
+    watchPolicy(policy);
   };
   if (o.plain) {
     const plain = await serve({ host: o.host, port: o.port, plain: true, handler, limits, log: o.log });
-    return closingAlso(plain, watchPolicy());
+    watchPolicy(o.policy);
+    return Object.assign(closingAlso(plain, () => stopWatching()), { setPolicy });
   }
   const lifetime = o.identitySeconds ?? AUTHORITY_CERT_SECONDS;
   const issue = () => issueAuthorityIdentity({ policyKey: o.policyKey, policyCert: o.policyCert, domain: o.domain, validitySeconds: lifetime });
@@ -76,11 +89,12 @@ export async function startCertifier(o: CertifierServerOptions): Promise<Channel
     }
   };
   schedule(lifetime * 500);
-  const stopWatching = watchPolicy();
-  return closingAlso(server, () => {
+  watchPolicy(o.policy);
+  const closing = closingAlso(server, () => {
     clearTimeout(timer);
     stopWatching();
   });
+  return Object.assign(closing, { setPolicy });
 }
 
 /** When the first claim of the policy ends (undefined for a policy without claims, which admits nobody). */

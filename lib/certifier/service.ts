@@ -46,7 +46,15 @@ export interface CertificationRecord {
 }
 
 export class CertifierService {
-  constructor(private readonly config: CertifierConfig, private readonly log: (r: CertificationRecord) => void = () => {}) {}
+  private readonly config: CertifierConfig;
+  constructor(config: CertifierConfig, private readonly log: (r: CertificationRecord) => void = () => {}) {
+    this.config = { ...config };
+  }
+
+  /** Requests from now on are decided by this policy (one already being decided keeps its own). */
+  setPolicy(policy: Policy): void {
+    this.config.policy = policy;
+  }
 
   async handle(request: Uint8Array, ctx: RequestContext): Promise<Uint8Array> {
     const base = { id: ctx.id, remote: ctx.remote };
@@ -57,8 +65,9 @@ export class CertifierService {
       const at = this.config.now?.() ?? new Date();
       const binding = this.config.requireSessionBinding ? ctx.exportKeyingMaterial(SESSION_BINDING_LABEL, SESSION_BINDING_BYTES) : undefined;
       if (this.config.requireSessionBinding && !binding) throw new CertifierError('SESSION_MISMATCH', 'no TLS session to bind the evidence to');
-      const facts = verifyEvidence(req.support, verifyOptionsFor(this.config.policy, at));
-      const decision: Decision = evaluate(this.config.policy, facts, { at, purpose: req.purpose, ...(binding ? { expectedBinding: binding } : {}) });
+      const policy = this.config.policy; // one policy decides a request, whatever a reload does
+      const facts = verifyEvidence(req.support, verifyOptionsFor(policy, at));
+      const decision: Decision = evaluate(policy, facts, { at, purpose: req.purpose, ...(binding ? { expectedBinding: binding } : {}) });
       if (!decision.allow) {
         this.log({ ...base, decision: 'deny', code: decision.code, reason: decision.reason, measurement: toHex(facts.measurement), platform: facts.platform });
         return this.failed(tags, decision.code);

@@ -61,7 +61,15 @@ function afterAudit(audited: Promise<unknown> | undefined, answer: Uint8Array, n
 export class KeyService {
   private readonly challenges = new ChallengeBook();
   private readonly reads = new WeakMap<Connection, Set<Promise<unknown>>>();
-  constructor(private readonly config: KeyServiceConfig) {}
+  private readonly config: KeyServiceConfig;
+  constructor(config: KeyServiceConfig) {
+    this.config = { ...config };
+  }
+
+  /** Decisions from now on follow this ACL (requests already decided are not revisited). */
+  setAcl(acl: Acl): void {
+    this.config.acl = acl;
+  }
 
   /** One request, answered once its audit record is on disk. */
   async handle(bytes: Uint8Array, conn: Connection): Promise<Uint8Array> {

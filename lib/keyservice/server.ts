@@ -55,7 +55,14 @@ export interface KeyServerOptions {
   log: (record: object) => void;
 }
 
-export async function startKeyServer(o: KeyServerOptions): Promise<{ server: ChannelServer; identity: ValidatedPeer }> {
+export interface StartedKeyServer {
+  server: ChannelServer;
+  identity: ValidatedPeer;
+  /** Replaces the ACL (SIGHUP in key-server serve): later decisions follow the new one. */
+  setAcl(acl: Acl): void;
+}
+
+export async function startKeyServer(o: KeyServerOptions): Promise<StartedKeyServer> {
   const identity = await loadIdentity(o.store, o.domain, o.policyCert);
   const storageKey = await storageKeyFrom(o.store, o.backend);
   const keystore = new KeyStore(o.backend, storageKey);
@@ -74,5 +81,5 @@ export async function startKeyServer(o: KeyServerOptions): Promise<{ server: Cha
     handler: (req, conn) => service.handleStaged(req, conn),
   });
   const stopWatching = watchExpiry(identity.peer.notAfter, o.log, IDENTITY_EXPIRY);
-  return { server: closingAlso(server, stopWatching), identity: identity.peer };
+  return { server: closingAlso(server, stopWatching), identity: identity.peer, setAcl: (acl) => service.setAcl(acl) };
 }

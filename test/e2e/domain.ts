@@ -137,6 +137,8 @@ export interface KeyServer {
   data: string;
   machine: Machine;
   measurementHex: string;
+  /** The file given with --acl, when there is one. */
+  aclFile?: string;
 }
 
 export interface KeyServerOptions {
@@ -244,14 +246,14 @@ export class Domain {
   async startKeyServer(machine: Machine, o: KeyServerOptions = {}): Promise<KeyServer> {
     const data = o.data ?? this.path('keyserver-data');
     const args = ['serve', '--domain', this.name, '--policy-cert', this.policyCertFile, '--data', data, '--listen', '127.0.0.1:0', ...machine.storeArgs];
-    if (o.acl) {
-      const aclFile = this.path('acl.json');
+    const aclFile = o.acl ? this.path('acl.json') : undefined;
+    if (aclFile) {
       writeFileSync(aclFile, JSON.stringify(o.acl, null, 2));
       args.push('--acl', aclFile);
     }
     const { child, port } = await startServer('key-server', args);
     this.children.push(child);
-    return { child, port, address: `127.0.0.1:${port}`, data, machine, measurementHex: this.measurementHex(machine.program) };
+    return { child, port, address: `127.0.0.1:${port}`, data, machine, measurementHex: this.measurementHex(machine.program), ...(aclFile ? { aclFile } : {}) };
   }
 
   /** The flags every key-client command of `machine` needs to reach `server` (pinned by measurement). */

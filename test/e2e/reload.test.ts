@@ -1,0 +1,87 @@
+// SIGHUP on loopback with the real programs: key-server reloads its ACL and simpleserver its
+// policy, each only when the new file is good (a bad one is logged and the old one serves on);
+// a key-server without an ACL says there is nothing to reload. No server stops on SIGHUP.
+
+import { expect } from 'chai';
+import { writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { run } from '../support/helpers.ts';
+import { Domain, expectFailure, expectSuccess, startServer, type KeyServer, type Machine } from './domain.ts';
+
+describe('e2e: SIGHUP reloads, and never stops a server', function () {
+  let d: Domain;
+  let ks: Machine;
+  let alice: Machine;
+  let bob: Machine;
+
+  before(async () => {
+    d = await Domain.create({ programs: ['key-server', 'client-alice', 'client-bob', 'client-carol'] });
+    [ks, alice, bob] = await Promise.all([d.certify('keyserver', 'key-server'), d.certify('alice', 'client-alice'), d.certify('bob', 'client-bob')]);
+  });
+  after(async () => d?.close());
+
+  const aclFor = (...programs: string[]) => ({
+    version: 1, rules: programs.map((p) => ({ resources: ['reload/**'], actions: ['store', 'retrieve', 'list'], measurements: [d.measurementHex(p)] })),
+  });
+  const hangUp = (server: { child: { pid: number } }) => process.kill(server.child.pid, 'SIGHUP');
+
+  it('key-server: a good ACL is in force from the SIGHUP on; a bad one is refused and the old one stays', async () => {
+    const server: KeyServer = await d.startKeyServer(ks, { acl: aclFor('client-alice') });
+    try {
+      expectSuccess(await d.kc(alice, server, 'store', ['reload/k', '--in', '-'], randomBytes(32)));
+      expectFailure(await d.kc(bob, server, 'retrieve', ['reload/k', '--out', '-']), 1, 'ACL_DENIED');
+
+      writeFileSync(server.aclFile!, JSON.stringify(aclFor('client-alice', 'client-bob')));
+      let from = server.child.mark();
+      hangUp(server);
+      expect(await server.child.waitForLog(/ reloaded .*$/m, from)).to.contain(`acl=${server.aclFile} rules=2`);
+      expectSuccess(await d.kc(bob, server, 'retrieve', ['reload/k', '--out', '-']));
+
+      writeFileSync(server.aclFile!, '{"version": 1, "rules": [');
+      from = server.child.mark();
+      hangUp(server);
+      expect(await server.child.waitForLog(/ reload-failed .*$/m, from)).to.match(/code=[A-Z_]+ reason=".*acl/i);
+      expectSuccess(await d.kc(bob, server, 'retrieve', ['reload/k', '--out', '-']));
+      expect(server.child.running).to.equal(true);
+    } finally {
+      await server.child.stop();
+    }
+  });
+
+  it('key-server without an ACL: SIGHUP is logged and ignored', async () => {
+    const server = await d.startKeyServer(ks);
+    const from = server.child.mark();
+    hangUp(server);
+    expect(await server.child.waitForLog(/ reload-ignored .*$/m, from)).to.contain('started without --acl');
+    expectSuccess(await d.kc(alice, server, 'list', ['reload/']));
+    const stopped = await server.child.stop();
+    expect(stopped).to.deep.equal({ code: 0, signal: null });
+  });
+
+  it('simpleserver: a new signed policy admits a new measurement from the SIGHUP on; a bad file changes nothing', async () => {
+    const policy = d.path('policy.bin');
+    const makePolicy = (...programs: string[]) => d.cu(['make-policy', '--policy-key', d.policyKey, '--policy-cert', d.policyCertFile, '--force',
+      '--trust-platform', `${d.platformDir}/platform-cert.pem`, ...programs.flatMap((p) => ['--trust-measurement', d.measurementHex(p)]), '--out', policy]);
+    await makePolicy('client-alice');
+    const { child, port } = await startServer('simpleserver', ['serve', '--policy-key', d.policyKey, '--policy-cert', d.policyCertFile, '--policy', policy, '--listen', '127.0.0.1:0']);
+    try {
+      const initTrust = (store: string) => run('cert-utility', ['init-trust', '--domain', d.name, '--policy-cert', d.policyCertFile, '--server', `127.0.0.1:${port}`,
+        '--store', store, '--key-file', d.keyFile, '--platform', 'simulated', '--platform-dir', d.platformDir, '--measurement-file', d.measurementFile('client-carol')]);
+      expectFailure(await initTrust(d.path('carol-1')), 1, 'MEASUREMENT_NOT_TRUSTED');
+
+      await makePolicy('client-alice', 'client-carol');
+      let from = child.mark();
+      process.kill(child.pid, 'SIGHUP');
+      expect(await child.waitForLog(/ reloaded .*$/m, from)).to.contain(`policy=${policy} platforms=1 measurements=2`);
+      expectSuccess(await initTrust(d.path('carol-2')));
+
+      writeFileSync(policy, 'not a policy');
+      from = child.mark();
+      process.kill(child.pid, 'SIGHUP');
+      expect(await child.waitForLog(/ reload-failed .*$/m, from)).to.match(/code=[A-Z_]+/);
+      expectSuccess(await initTrust(d.path('carol-3')));
+    } finally {
+      expect(await child.stop()).to.deep.equal({ code: 0, signal: null });
+    }
+  });
+});
