@@ -18,7 +18,7 @@
 // One process at a time: an open log holds a lock (lock.ts, in PATH.lock/), so two key-servers
 // given one --audit cannot fork the chain. A write cut short by a crash leaves an incomplete last
 // line, never acknowledged; open refuses the log until repairAuditTail (key-server repair-audit)
-// moves that line aside.
+// moves that line aside. open checks only the chain's end (scanEnd); verifyAudit checks it all.
 
 import { constants, promises as fs } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
@@ -166,6 +166,65 @@ async function scan(path: string): Promise<ScanResult> {
   return { ok: true, lines: line, last: prev };
 }
 
+/**
+ * The chain's end from the last two lines alone, which is all a log being extended needs: its
+ * last seq and hash, a whole last line (no torn write), and the line before it chaining to it.
+ * Reading the whole chain instead made a key-server's start grow with its history (a year of
+ * requests: minutes). Anything unexpected at the end, or a line longer than the window, falls back
+ * to the full scan, which names the line. Lines before the last two are verify-audit's to check.
+ */
+async function scanEnd(path: string): Promise<ScanResult> {
+  const fast = await readEnd(path).catch(() => undefined);
+  return fast ?? scan(path);
+}
+
+async function readEnd(path: string): Promise<ScanResult | undefined> {
+  const fh = await fs.open(path, 'r');
+  let window: Buffer;
+  let start: number;
+  try {
+    const { size } = await fh.stat();
+    if (size === 0) return { ok: true, lines: 0, last: AUDIT_GENESIS };
+    start = Math.max(0, size - 2 * (MAX_LINE_BYTES + 1));
+    window = Buffer.alloc(size - start);
+    const { bytesRead } = await fh.read(window, 0, window.length, start);
+    if (bytesRead !== window.length) return undefined;
+  } finally {
+    await fh.close();
+  }
+  if (window[window.length - 1] !== 0x0a) return undefined;
+  const decoder = new TextDecoder('utf-8', { fatal: true });
+  // The last line, then the one before: each must begin inside the window (after a newline, or at
+  // the start of the file).
+  const lineBefore = (end: number): string | undefined => {
+    const nl = window.lastIndexOf(0x0a, end - 1);
+    if (nl < 0 && start > 0) return undefined;
+    return decoder.decode(window.subarray(nl + 1, end));
+  };
+  const lastEnd = window.length - 1;
+  const lastText = lineBefore(lastEnd);
+  if (lastText === undefined) return undefined;
+  const claimed = JSON.parse(lastText) as { seq?: unknown; prev?: unknown };
+  if (!Number.isInteger(claimed.seq) || (claimed.seq as number) < 1 || typeof claimed.prev !== 'string') return undefined;
+  const seq = claimed.seq as number;
+  const lastStart = lastEnd - Buffer.byteLength(lastText);
+  let prev = AUDIT_GENESIS;
+  if (seq === 1) {
+    if (start + lastStart !== 0) return undefined; // line 1 must be the file's first line
+  } else {
+    if (lastStart === 0) return undefined;
+    const beforeText = lineBefore(lastStart - 1);
+    if (beforeText === undefined) return undefined;
+    const before = JSON.parse(beforeText) as { prev?: unknown };
+    if (typeof before.prev !== 'string') return undefined;
+    const b = checkLine(beforeText, seq - 1, before.prev);
+    if ('problem' in b) return undefined;
+    prev = b.hash;
+  }
+  const r = checkLine(lastText, seq, prev);
+  return 'problem' in r ? undefined : { ok: true, lines: seq, last: r.hash };
+}
+
 /** Verifies a log without changing it: the number of lines, or the first bad line (1-based). */
 export async function verifyAudit(path: string): Promise<AuditVerification> {
   const r = await scan(path);
@@ -247,7 +306,7 @@ export class AuditLog {
       if (!st.isFile()) throw new CertifierError('FILE_ERROR', `the audit log ${path} is not a regular file`);
       if ((st.mode & 0o077) !== 0) await fh.chmod(st.mode & 0o600);
       if (created) await syncDir(dirname(path));
-      const r = await scan(path);
+      const r = await scanEnd(path);
       if (!r.ok) {
         throw notVerified(path, r, r.tornAt === undefined ? 'refusing to extend it' : `refusing to extend it (key-server repair-audit ${path} moves that line aside)`);
       }

@@ -3,7 +3,7 @@
 
 import { expect } from 'chai';
 import { createHash } from 'node:crypto';
-import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { AUDIT_GENESIS, AuditLog, repairAuditTail, verifyAudit, type AuditEntry } from '../../lib/keyservice/audit.ts';
@@ -152,6 +152,26 @@ describe('audit log', () => {
       expect((e as Error).message).to.match(/line 3/);
     }
     expect(lines()).to.have.length(3);
+  });
+
+  it('opens from the chain\'s end alone: an edit further back is verify-audit\'s to find', async () => {
+    const ls = await writeLog(5);
+    save([ls[0]!, ls[1]!.replace('"allow"', '"deny"'), ...ls.slice(2)]);
+    const log = await AuditLog.open(path); // the last two lines are whole and chained
+    expect((await log.append(entry(6))).seq).to.equal(6);
+    await log.close();
+    expect(await verifyAudit(path)).to.deep.include({ ok: false, line: 2 });
+
+    // A one-line log, and a last line claiming seq 1 that is not the file's first.
+    rmSync(path);
+    const one = await writeLog(1);
+    const reopened = await AuditLog.open(path);
+    expect((await reopened.append(entry(2))).prev).to.equal(JSON.parse(one[0]!).hash);
+    await reopened.close();
+    const two = lines();
+    save([two[0]!, two[0]!]);
+    const e = await rejects(AuditLog.open(path), 'INTEGRITY');
+    expect(e.details?.line).to.equal(2);
   });
 
   it('keeps call order and the chain under concurrent appends', async () => {
