@@ -35,8 +35,6 @@ export interface RunOptions {
 
 /** Announces the address on stdout, then waits for a signal and closes gracefully. */
 export async function runUntilSignal(program: string, server: ChannelServer, json: boolean, o: RunOptions): Promise<Record<string, unknown>> {
-  const { host, port } = server.address;
-  process.stdout.write(json ? JSON.stringify({ ok: true, listening: { host, port } }) + '\n' : `listening ${host}:${port}\n`);
   // One reload at a time, each from the files as they are when it starts.
   let reloading: Promise<void> = Promise.resolve();
   const onHangup = () => {
@@ -54,10 +52,15 @@ export async function runUntilSignal(program: string, server: ChannelServer, jso
     });
   };
   process.on('SIGHUP', onHangup);
-  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+  const signalled = new Promise<NodeJS.Signals>((resolve) => {
     process.once('SIGINT', () => resolve('SIGINT'));
     process.once('SIGTERM', () => resolve('SIGTERM'));
   });
+  // Announced only once every signal has its handler: whoever starts the server on seeing this
+  // line may signal it at once.
+  const { host, port } = server.address;
+  process.stdout.write(json ? JSON.stringify({ ok: true, listening: { host, port } }) + '\n' : `listening ${host}:${port}\n`);
+  const signal = await signalled;
   process.off('SIGHUP', onHangup);
   process.on('SIGHUP', () => {}); // stopping: too late to reload, and no reason to die at once
   await reloading;
