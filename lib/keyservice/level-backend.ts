@@ -30,6 +30,8 @@ interface RecordMessage {
 }
 
 const FORMAT_KEY = '!format';
+/** The id (storageKeyId) of the storage key the records are sealed under, recorded at first start. */
+const STORAGE_KEY_ID = '!storage-key-id';
 const FORMAT_MARK = 'certifier-keys key-server level backend, format 1';
 const RECORD = 'r!';
 const MARK = 'h!';
@@ -132,6 +134,20 @@ export class LevelBackend implements KeyBackend {
       throw e;
     }
     return new LevelBackend(dir, db);
+  }
+
+  async boundStorageKey(): Promise<string | undefined> {
+    this.checkOpen();
+    const v = await this.db.get(STORAGE_KEY_ID);
+    return v === undefined ? undefined : Buffer.from(v).toString('utf8');
+  }
+
+  async bindStorageKey(keyId: string): Promise<void> {
+    const bound = await this.boundStorageKey();
+    if (bound === undefined) await this.db.put(STORAGE_KEY_ID, new TextEncoder().encode(keyId), { sync: true });
+    else if (bound !== keyId) {
+      throw new CertifierError('WRONG_KEY', `the records in ${this.path} are sealed under storage key id ${bound}, and this key-server's cryptstore holds id ${keyId}: use the cryptstore that holds it, or fetch it with key-server join from a key-server that does`, { details: { keyId, bound } });
+    }
   }
 
   async append(name: string, build: (version: number) => StoredRecord, expectedLatest?: number): Promise<StoredRecord> {

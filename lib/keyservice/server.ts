@@ -31,13 +31,31 @@ export async function storageKeyFrom(store: Cryptstore, backend?: KeyBackend): P
   } catch (e) {
     if (!isCertifierError(e, 'NOT_FOUND')) throw e;
     if (await backend?.boundStorageKey?.()) {
-      throw new CertifierError('NOT_FOUND', `this replica has no ${STORAGE_KEY_TAG}, and the shared database already belongs to a deployment: run key-server join --from a running replica first`);
+      throw new CertifierError('NOT_FOUND', `this key-server's cryptstore has no ${STORAGE_KEY_TAG}, and its key database already belongs to a deployment: run key-server join --from a key-server that holds the key first`);
+    }
+    if (backend && (await backend.list('', { limit: 1 })).length > 0) {
+      throw new CertifierError('NOT_FOUND', `this key-server's cryptstore has no ${STORAGE_KEY_TAG}, and its key database holds records: use the cryptstore that holds the key, or run key-server join --from a key-server that does`);
     }
     key = randomBytes(32);
     await store.put(STORAGE_KEY_TAG, key, { type: 'binary-blob', exportable: false });
   }
-  await backend?.bindStorageKey?.(storageKeyId(key));
+  if (backend?.bindStorageKey) {
+    // A database from before keys were bound to it: bind only a key that opens its records.
+    if ((await backend.boundStorageKey!()) === undefined) await checkOpens(backend, key);
+    await backend.bindStorageKey(storageKeyId(key));
+  }
   return key;
+}
+
+async function checkOpens(backend: KeyBackend, key: Uint8Array): Promise<void> {
+  const [first] = await backend.list('', { limit: 1 });
+  if (!first) return;
+  try {
+    await new KeyStore(backend, key).fetch(first.name, first.version);
+  } catch (e) {
+    if (!isCertifierError(e, 'INTEGRITY')) throw e;
+    throw new CertifierError('WRONG_KEY', `this key-server's storage key does not open the records of its key database ("${first.name}" version ${first.version}): use the cryptstore that holds the right key, or fetch it with key-server join`, { cause: e });
+  }
 }
 
 export interface KeyServerOptions {

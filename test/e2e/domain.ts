@@ -146,6 +146,8 @@ export interface KeyServerOptions {
   data?: string;
   /** An ACL document, written to a file and given with --acl. */
   acl?: object;
+  /** More flags for key-server serve. */
+  args?: string[];
 }
 
 export class Domain {
@@ -246,6 +248,7 @@ export class Domain {
   async startKeyServer(machine: Machine, o: KeyServerOptions = {}): Promise<KeyServer> {
     const data = o.data ?? this.path('keyserver-data');
     const args = ['serve', '--domain', this.name, '--policy-cert', this.policyCertFile, '--data', data, '--listen', '127.0.0.1:0', ...machine.storeArgs];
+    args.push(...(o.args ?? []));
     const aclFile = o.acl ? this.path('acl.json') : undefined;
     if (aclFile) {
       writeFileSync(aclFile, JSON.stringify(o.acl, null, 2));

@@ -188,6 +188,14 @@ export function runBackendContract(name: string, factory: () => Promise<BackendF
       await rejects(b.list('', { after: 'a\nb' }), 'INVALID_INPUT');
     });
 
+    it('records the storage key id once and refuses another one with WRONG_KEY', async () => {
+      expect(await b.boundStorageKey!()).to.equal(undefined);
+      await b.bindStorageKey!('11'.repeat(16));
+      await b.bindStorageKey!('11'.repeat(16));
+      await rejects(b.bindStorageKey!('22'.repeat(16)), 'WRONG_KEY');
+      expect(await b.boundStorageKey!()).to.equal('11'.repeat(16));
+    });
+
     it('gives 100 concurrent appends to one name versions 1..100, no gap, no duplicate', async () => {
       const results = await Promise.all(Array.from({ length: 100 }, () => put('busy')));
       expect(results.map((r) => r.version).sort((x, y) => x - y)).to.deep.equal(Array.from({ length: 100 }, (_, i) => i + 1));

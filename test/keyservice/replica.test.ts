@@ -83,6 +83,7 @@ describe('storageKeyFrom with a backend shared by replicas', () => {
   let bound: string | undefined;
   // What PgBackend does, in memory.
   const shared = {
+    list: async () => [],
     boundStorageKey: async () => bound,
     bindStorageKey: async (id: string) => {
       bound ??= id;
@@ -117,6 +118,48 @@ describe('storageKeyFrom with a backend shared by replicas', () => {
     await storageKeyFrom(store, shared);
     bound = '00'.repeat(16);
     await rejects(storageKeyFrom(store, shared), 'WRONG_KEY');
+  });
+});
+
+describe('storageKeyFrom with a LevelDB key database', () => {
+  let tmp: ReturnType<typeof tempDir>;
+  let store: Cryptstore;
+  let backend: LevelBackend;
+  beforeEach(async () => {
+    tmp = tempDir('level-key-');
+    store = await Cryptstore.create(join(tmp.dir, 'store'), new KeyFileProtector(randomBytes(32)));
+    backend = await LevelBackend.open(join(tmp.dir, 'data'));
+  });
+  afterEach(async () => {
+    await backend.close();
+    await store.close();
+    tmp.cleanup();
+  });
+
+  it('binds the database to its key, and refuses a store without it or with another', async () => {
+    const key = await storageKeyFrom(store, backend);
+    expect(await backend.boundStorageKey()).to.equal(storageKeyId(key));
+    const other = await Cryptstore.create(join(tmp.dir, 'other'), new KeyFileProtector(randomBytes(32)));
+    try {
+      expect((await rejects(storageKeyFrom(other, backend), 'NOT_FOUND')).message).to.contain('key-server join');
+      await other.put(STORAGE_KEY_TAG, randomBytes(32), { type: 'binary-blob', exportable: false });
+      await rejects(storageKeyFrom(other, backend), 'WRONG_KEY');
+    } finally {
+      await other.close();
+    }
+  });
+
+  it('binds a database written before keys were bound only to a key that opens its records', async () => {
+    const key = randomBytes(32);
+    await new KeyStore(backend, key).store('old/key', randomBytes(16), { type: 'binary-blob', exportable: true });
+    expect(await backend.boundStorageKey()).to.equal(undefined);
+    await rejects(storageKeyFrom(store, backend), 'NOT_FOUND'); // records, and no key: never a new one
+    await store.put(STORAGE_KEY_TAG, randomBytes(32), { type: 'binary-blob', exportable: false });
+    await rejects(storageKeyFrom(store, backend), 'WRONG_KEY');
+    expect(await backend.boundStorageKey()).to.equal(undefined);
+    await store.put(STORAGE_KEY_TAG, key, { type: 'binary-blob', exportable: false });
+    expect(await storageKeyFrom(store, backend)).to.deep.equal(key);
+    expect(await backend.boundStorageKey()).to.equal(storageKeyId(key));
   });
 });
 

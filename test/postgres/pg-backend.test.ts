@@ -114,15 +114,6 @@ if (!bin) {
         expect((await a.append('once', (v) => recordFor('once', v))).version).to.equal(2);
       });
 
-      it('records the storage key id once and refuses another one with WRONG_KEY', async () => {
-        const b = await track(open(await freshDb()));
-        expect(await b.boundStorageKey()).to.equal(undefined);
-        await b.bindStorageKey('11'.repeat(16));
-        await b.bindStorageKey('11'.repeat(16));
-        await rejects(b.bindStorageKey('22'.repeat(16)), 'WRONG_KEY');
-        expect(await b.boundStorageKey()).to.equal('11'.repeat(16));
-      });
-
       it('fails fast with a retryable code while the database is down, and recovers by itself', async function () {
         this.timeout(60_000);
         const b = await track(PgBackend.open({ url: await freshDb(), connectTimeoutMs: 1_000, queryTimeoutMs: 2_000 }));

@@ -1,0 +1,55 @@
+// The README's recovery path for a single key-server on LevelDB, with the real programs: a
+// standby machine running the same key-server program holds the storage key (key-server join),
+// and a copy of the stopped primary's data directory is all it needs to serve every key.
+
+import { expect } from 'chai';
+import { cpSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { run } from '../support/helpers.ts';
+import { Domain, expectFailure, expectSuccess, type Machine } from './domain.ts';
+
+describe('e2e: a standby key-server takes over from a copy of the data directory', function () {
+  let d: Domain;
+  let primary: Machine;
+  let standby: Machine;
+  let alice: Machine;
+
+  before(async () => {
+    d = await Domain.create({ programs: ['key-server', 'client-alice'] });
+    [primary, standby, alice] = await Promise.all([d.certify('ks-primary', 'key-server'), d.certify('ks-standby', 'key-server'), d.certify('alice', 'client-alice')]);
+  });
+  after(async () => d?.close());
+
+  it('joins while the primary serves, then serves the primary\'s keys from the copy, byte for byte', async () => {
+    const first = await d.startKeyServer(primary, { args: ['--allow-replica-join'] });
+    const key = randomBytes(32);
+    expectSuccess(await d.kc(alice, first, 'store', ['dr/disk-key', '--in', '-'], key));
+    const joined = expectSuccess(await run('key-server', ['join', '--from', first.address, '--domain', d.name, '--policy-cert', d.policyCertFile, ...standby.storeArgs]));
+    expect(joined.out).to.match(/^stored the deployment's storage key \(id [0-9a-f]+, from serial [0-9a-f]+\)\n$/);
+    expect(await first.child.stop()).to.deep.equal({ code: 0, signal: null });
+
+    // A copy of the data is ciphertext only: a key-server without the key, or with another one,
+    // is refused at start rather than sealing new records under a key of its own.
+    const bare = d.path('bare-copy');
+    cpSync(first.data, bare, { recursive: true });
+    const serveOn = (m: Machine, data: string) => run('key-server', ['serve', '--domain', d.name, '--policy-cert', d.policyCertFile, '--data', data, '--listen', '127.0.0.1:0', ...m.storeArgs]);
+    const outsider = await d.certify('ks-outsider', 'key-server');
+    const keyless = await serveOn(outsider, bare);
+    expectFailure(keyless, 1, 'NOT_FOUND');
+    expect(keyless.stderr).to.contain('key-server join');
+    const own = await d.startKeyServer(outsider); // makes a storage key of its own
+    await own.child.stop();
+    const other = await serveOn(outsider, bare);
+    expectFailure(other, 4, 'WRONG_KEY');
+    expect(other.stderr).to.match(/sealed under storage key id [0-9a-f]+, and this key-server's cryptstore holds id [0-9a-f]+/);
+
+    const copy = d.path('standby-data');
+    cpSync(first.data, copy, { recursive: true });
+    const second = await d.startKeyServer(standby, { data: copy });
+    const got = expectSuccess(await d.kc(alice, second, 'retrieve', ['dr/disk-key', '--out', '-']));
+    expect(got.stdout.equals(key)).to.equal(true);
+    expectSuccess(await d.kc(alice, second, 'store', ['dr/after', '--in', '-'], randomBytes(16)));
+    await second.child.stop();
+    expect(expectSuccess(await run('key-server', ['verify-audit', `${copy}/audit.jsonl`])).out).to.match(/^ok: 4 line\(s\), chain intact\n$/);
+  });
+});
