@@ -30,6 +30,11 @@ export async function readPrivateKeyFile(path: string): Promise<KeyObject> {
 /** A public key from PEM/DER SPKI, a certificate, a private key, or a key_message. */
 export async function readPublicKeyFile(path: string): Promise<KeyObject> {
   const bytes = await readFileLimited(path, KEY_FILE_LIMIT);
+  // Node would take the public half of a private key without a word: refuse, since a private key
+  // where a public one will do is a key in the wrong place (a platform's, or a VM's).
+  if (/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(Buffer.from(bytes).toString('latin1'))) {
+    throw new CertifierError('INVALID_KEY', `${path} holds a private key: give the certificate or public key instead, and keep the private key where it is used`);
+  }
   try {
     return importPublicKey(bytes);
   } catch (first) {

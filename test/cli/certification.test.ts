@@ -646,5 +646,18 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
       expect(r.out).to.match(/^already certified \(serial [0-9a-f]+, valid until /);
       expect(certifications()).to.equal(before);
     });
+
+    it('refuses a private key where a public key or certificate is asked for (INVALID_KEY)', async () => {
+      const issue = await cu(['issue-cert', '--policy-key', 'policy-key.pem', '--policy-cert', 'policy-cert.pem', '--public-key', 'platform/platform-key.pem',
+        '--measurement', M, '--out', 'never-cert.pem']);
+      expect(issue.status, issue.stderr).to.equal(1);
+      expect(issue.stderr).to.contain('platform/platform-key.pem holds a private key: give the certificate or public key instead').and.to.contain('[INVALID_KEY]');
+      expect(existsSync(p('never-cert.pem'))).to.equal(false);
+      const policy = await cu(['make-policy', '--policy-key', 'policy-key.pem', '--policy-cert', 'policy-cert.pem', '--trust-platform', 'platform/platform-key.pem',
+        '--trust-measurement', M, '--out', 'never-policy.bin']);
+      expect(policy.status, policy.stderr).to.equal(1);
+      expect(policy.stderr).to.contain('[INVALID_KEY]');
+      expect(existsSync(p('never-policy.bin'))).to.equal(false);
+    });
   });
 });
