@@ -53,6 +53,8 @@ export function parseProvisionConfig(text: string): SecretSpec[] {
     if (s.Tag !== undefined && (typeof s.Tag !== 'string' || tagProblem(s.Tag))) problems.push(`${at}.Tag must be a cryptstore tag`);
     if (s.LocalPath !== undefined && (typeof s.LocalPath !== 'string' || s.LocalPath === '')) problems.push(`${at}.LocalPath must be a path`);
     if (s.Mode !== undefined && (typeof s.Mode !== 'string' || !/^0?[0-7]{3}$/.test(s.Mode))) problems.push(`${at}.Mode must be an octal string like "0600"`);
+    // A secret any user of the machine may read (or change) is a mistake; a group may be meant.
+    else if (s.Mode !== undefined && (parseInt(s.Mode, 8) & 0o007) !== 0) problems.push(`${at}.Mode ${s.Mode} lets every user of the machine at the secret: use 0600, or 0640 for a group`);
     return {
       name: name as string, version: version as number,
       ...(s.Tag !== undefined ? { tag: s.Tag as string } : { file: s.LocalPath as string }),

@@ -44,6 +44,8 @@ describe('keyclient: the provisioning config and where secrets may be written', 
     ['an empty name', [{ ID: '', Tag: 't' }], 'secrets[0].ID must be a resource name'],
     ['a negative version', [{ ID: 'a', Version: -1, Tag: 't' }], 'secrets[0].Version must be a whole number'],
     ['a mode that is not octal', [{ ID: 'a', LocalPath: '/x', Mode: '0999' }], 'secrets[0].Mode must be an octal string'],
+    ['a mode open to every user', [{ ID: 'a', LocalPath: '/x', Mode: '0644' }], 'secrets[0].Mode 0644 lets every user of the machine at the secret'],
+    ['a mode others may write', [{ ID: 'a', LocalPath: '/x', Mode: '602' }], 'secrets[0].Mode 602 lets every user'],
   ];
   for (const [what, secrets, problem] of refused) {
     it(`refuses ${what}`, () => {
