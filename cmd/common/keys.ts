@@ -27,7 +27,7 @@ export async function readPrivateKeyFile(path: string): Promise<KeyObject> {
   }
 }
 
-/** A public key from PEM/DER SPKI, a certificate, a private key, or a key_message. */
+/** A public key from PEM/DER SPKI, a certificate, or a key_message; never from a private key. */
 export async function readPublicKeyFile(path: string): Promise<KeyObject> {
   const bytes = await readFileLimited(path, KEY_FILE_LIMIT);
   // Node would take the public half of a private key without a word: refuse, since a private key

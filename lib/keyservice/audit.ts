@@ -131,7 +131,7 @@ async function scan(path: string): Promise<ScanResult> {
   } catch (e) {
     throw new CertifierError('FILE_ERROR', `cannot read the audit log ${path}: ${(e as Error).message}`, { cause: e });
   }
-  const decoder = new TextDecoder('utf-8', { fatal: true });
+  const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
   let line = 0;
   let prev = AUDIT_GENESIS;
   let complete = 0; // bytes of the lines checked so far
@@ -193,7 +193,7 @@ async function readEnd(path: string): Promise<ScanResult | undefined> {
     await fh.close();
   }
   if (window[window.length - 1] !== 0x0a) return undefined;
-  const decoder = new TextDecoder('utf-8', { fatal: true });
+  const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
   // The last line, then the one before: each must begin inside the window (after a newline, or at
   // the start of the file).
   const lineBefore = (end: number): string | undefined => {

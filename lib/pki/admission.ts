@@ -45,7 +45,7 @@ export function decodeAdmission(value: Uint8Array): Admission {
   if (rest.length > 0) throw new DerError('admission: unexpected extra fields');
   const utf8 = (t: Tlv) => {
     try {
-      return new TextDecoder('utf-8', { fatal: true }).decode(t.contents);
+      return new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(t.contents);
     } catch {
       throw new DerError('admission: a string is not valid UTF-8');
     }

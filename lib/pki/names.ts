@@ -24,7 +24,7 @@ const VISIBLE = 0x1a;
 const UNIVERSAL = 0x1c;
 const BMP = 0x1e;
 
-const utf8 = new TextDecoder('utf-8', { fatal: true });
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 function decodeUtf8(bytes: Uint8Array, what: string): string {
   try {

@@ -154,6 +154,15 @@ describe('audit log', () => {
     expect(lines()).to.have.length(3);
   });
 
+  it('finds a byte-order mark put before a line: the bytes are not the canonical line', async () => {
+    const ls = await writeLog(3);
+    save([ls[0]!, `\ufeff${ls[1]!}`, ls[2]!]);
+    await bad(2);
+    save([ls[0]!, ls[1]!, `\ufeff${ls[2]!}`]);
+    await bad(3);
+    await rejects(AuditLog.open(path), 'INTEGRITY');
+  });
+
   it('opens from the chain\'s end alone: an edit further back is verify-audit\'s to find', async () => {
     const ls = await writeLog(5);
     save([ls[0]!, ls[1]!.replace('"allow"', '"deny"'), ...ls.slice(2)]);
