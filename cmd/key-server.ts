@@ -13,6 +13,8 @@ import { startKeyServer } from '../lib/keyservice/server.ts';
 import { loadIdentity } from '../lib/certifier/index.ts';
 import { joinReplica } from '../lib/keyclient/replica-join.ts';
 import { openPostgres, PG_URL_ENV, type PostgresOptions } from './key-server/postgres.ts';
+import { prepareRenewal } from './key-server/renewal.ts';
+import { loadPlatform } from './common/platform.ts';
 import { choice, createProgram, intInRange, run, subcommand, warn, type JsonOption } from './common/cli.ts';
 import { protectorFrom, storeOptions, type ProtectionOptions } from './common/protection.ts';
 import { parseHostPort, readCertificateFile } from './common/keys.ts';
@@ -23,7 +25,7 @@ const P = 'key-server';
 process.umask(0o077);
 const program = createProgram(P, 'store and release named keys to certified machines over mutual TLS');
 
-storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { domain: string; policyCert: string; data: string; listen: string; acl?: string; audit?: string; logJson?: boolean; backend: string; allowReplicaJoin?: boolean }>(program, 'serve',
+storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { domain: string; policyCert: string; data: string; listen: string; acl?: string; audit?: string; logJson?: boolean; backend: string; allowReplicaJoin?: boolean; certifier?: string }>(program, 'serve',
   'serve the key service (the store must hold this server\'s identity from cert-utility init-trust)',
   async (o) => {
     if (o.backend === 'level' && resolve(o.data) === resolve(o.store)) {
@@ -32,6 +34,7 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
     const policyCert = await readCertificateFile(o.policyCert);
     validatePolicyCert(policyCert, new Date());
     const { host, port } = parseHostPort(o.listen, '--listen');
+    const certifier = o.certifier ? parseHostPort(o.certifier, '--certifier') : undefined;
     const readAcl = async (file: string) => parseAcl(Buffer.from(await readFileLimited(file, 1024 * 1024)).toString('utf8'));
     let acl: Acl | undefined;
     if (o.acl) acl = await readAcl(o.acl);
@@ -42,11 +45,13 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
     const keep = <T extends { close(): Promise<void> }>(r: T): T => (opened.unshift(r), r);
     try {
       const pg = o.backend === 'postgres' ? keep(await openPostgres(P, o, log)) : undefined;
-      const store = keep(await Cryptstore.open(o.store, await protectorFrom(P, o)));
+      const platform = certifier ? await loadPlatform(P, o) : undefined;
+      const store = keep(await Cryptstore.open(o.store, await protectorFrom(P, o, platform)));
+      const renewal = certifier ? await prepareRenewal(P, store, { ...certifier, domain: o.domain, policyCert, platform: platform! }, log) : undefined;
       const backend = pg?.backend ?? keep(await LevelBackend.open(o.data));
       // With PostgreSQL each replica keeps its own audit chain, in a file named after it.
       const audit = keep(await AuditLog.open(o.audit ?? join(o.data, pg ? `audit-${pg.replicaId}.jsonl` : 'audit.jsonl')));
-      const { server, identity, setAcl } = await startKeyServer({ store, domain: o.domain, policyCert, backend, ...(acl ? { acl } : {}), audit, host, port, log, allowReplicaJoin: o.allowReplicaJoin === true });
+      const { server, identity, setAcl } = await startKeyServer({ store, domain: o.domain, policyCert, backend, ...(acl ? { acl } : {}), audit, host, port, log, allowReplicaJoin: o.allowReplicaJoin === true, ...(renewal ? { renewal } : {}) });
       process.stderr.write(`${P}: domain ${o.domain}, serving as serial ${identity.serialHex} (measurement ${identity.measurementHex}, certificate valid until ${identity.notAfter.toISOString()}), data in ${pg ? pg.describe : o.data}\n`);
       if (o.allowReplicaJoin) warn(P, `--allow-replica-join: machines certified with this server's measurement may fetch its storage key (key-server join)`);
       const aclFile = o.acl;
@@ -67,6 +72,7 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
   .requiredOption('--data <dir>', 'directory of the key database (created if missing); with --backend postgres, of this replica\'s own files (audit log)')
   .option('--listen <host:port>', 'address to listen on (port 0 picks one)', '127.0.0.1:8120')
   .option('--acl <file>', 'JSON access control list (SIGHUP reads it again)')
+  .option('--certifier <host:port>', 'simpleserver: renew this server\'s certificate through it, at start when due and days before it ends (needs the platform flags)')
   .option('--audit <file>', 'audit log (default DATA/audit.jsonl; with postgres DATA/audit-REPLICA.jsonl)')
   .option('--log-json', 'log JSON lines instead of text')
   .addOption(choice('--backend <kind>', 'where keys are stored: level (DATA) or postgres (shared by replicas)', ['level', 'postgres']).default('level'))

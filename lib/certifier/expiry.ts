@@ -1,7 +1,7 @@
-// Things a running server holds that run out and that it cannot renew by itself: key-server's
-// admission certificate from init-trust (its store is in use, and certification needs the
-// platform), simpleserver's signed policy (made offline with the policy key). The server says so
-// in its log, every day from RENEW_BEFORE_MS before the end, and once more when it has passed.
+// Things a running server holds that run out: key-server's admission certificate from
+// init-trust (renewed while it runs only when given --certifier), simpleserver's signed policy
+// (made offline with the policy key, put in force by SIGHUP). The server says so in its log,
+// every day from RENEW_BEFORE_MS before the end, and once more when it has passed.
 
 import { RENEW_BEFORE_MS } from './init-trust.ts';
 
@@ -39,11 +39,11 @@ export function watchExpiry(notAfter: Date, log: (record: Record<string, unknown
 /** key-server's own certificate. */
 export const IDENTITY_EXPIRY: ExpiryWatch = {
   what: 'identity',
-  advice: 'clients refuse this server once its certificate has expired: stop it, run cert-utility init-trust on its store, start it again',
+  advice: 'clients refuse this server once its certificate has expired: give it --certifier to renew it while it runs, or stop it, run cert-utility init-trust on its store, start it again',
 };
 
 /** simpleserver's policy: the first of its claims to end. */
 export const POLICY_EXPIRY: ExpiryWatch = {
   what: 'policy-claim',
-  advice: 'machines that need an ended claim are refused (CLAIM_EXPIRED): sign a new policy with cert-utility make-policy and restart simpleserver with it',
+  advice: 'machines that need an ended claim are refused (CLAIM_EXPIRED): sign a new policy with cert-utility make-policy and reload simpleserver with it (SIGHUP)',
 };

@@ -13,6 +13,7 @@ import type { KeyBackend } from './backend.ts';
 import { KeyStore, storageKeyId } from './keystore.ts';
 import { KeyService } from './handlers.ts';
 import { ReplicaJoin } from './replica.ts';
+import { renewIdentity, type RenewalOptions } from './renewal.ts';
 
 export const STORAGE_KEY_TAG = 'key-server-storage-key';
 export const RESERVED_PREFIX = 'key-server/';
@@ -70,6 +71,8 @@ export interface KeyServerOptions {
   limits?: Limits;
   /** Release the storage key to peers running this server's own measurement (key-server join). */
   allowReplicaJoin?: boolean;
+  /** Renews the server's own certificate while it runs (key-server serve --certifier); without it the server only warns. */
+  renewal?: Omit<RenewalOptions, 'present' | 'log'>;
   log: (record: object) => void;
 }
 
@@ -98,6 +101,20 @@ export async function startKeyServer(o: KeyServerOptions): Promise<StartedKeySer
     },
     handler: (req, conn) => service.handleStaged(req, conn),
   });
-  const stopWatching = watchExpiry(identity.peer.notAfter, o.log, IDENTITY_EXPIRY);
-  return { server: closingAlso(server, stopWatching), identity: identity.peer, setAcl: (acl) => service.setAcl(acl) };
+  let stopWatching = watchExpiry(identity.peer.notAfter, o.log, IDENTITY_EXPIRY);
+  const stopRenewing = o.renewal
+    ? renewIdentity(identity, {
+      ...o.renewal, log: o.log,
+      present: (next) => {
+        server.setIdentity(next.key, toPem(next.certificate));
+        stopWatching();
+        stopWatching = watchExpiry(next.peer.notAfter, o.log, IDENTITY_EXPIRY);
+      },
+    })
+    : () => {};
+  const stop = () => {
+    stopRenewing();
+    stopWatching();
+  };
+  return { server: closingAlso(server, stop), identity: identity.peer, setAcl: (acl) => service.setAcl(acl) };
 }

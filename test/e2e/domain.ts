@@ -207,6 +207,11 @@ export class Domain {
     }
   }
 
+  /** Stops `child` with the domain's other servers. */
+  adopt(child: Child): void {
+    this.children.push(child);
+  }
+
   /** The policy certificate, DER. */
   get policyCert(): Uint8Array {
     return readCertificate(readFileSync(this.policyCertFile));

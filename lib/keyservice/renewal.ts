@@ -1,0 +1,74 @@
+// key-server renews its own admission certificate while it runs (key-server serve --certifier):
+// it certifies itself again through simpleserver, as init-trust does, a little before the last
+// RENEW_BEFORE_MS of the certificate's validity (the days in which it starts to warn), and
+// presents the new certificate to every connection from then on. A failed attempt is logged and
+// tried again, sooner as the end nears; the certificate in force serves meanwhile.
+
+import { CertifierError } from '../errors/index.ts';
+import { RENEW_BEFORE_MS, type MachineIdentity } from '../certifier/index.ts';
+
+const HOUR_MS = 3_600_000;
+const MAX_TIMER_MS = 2 ** 31 - 1;
+/** Renewal starts this long before the expiry warnings would. */
+const EARLY_MS = RENEW_BEFORE_MS + HOUR_MS;
+
+export interface RenewalOptions {
+  /** Certifies the server again and returns its new identity, as stored. */
+  recertify: () => Promise<MachineIdentity>;
+  /** Puts a new identity in force for new connections. */
+  present: (identity: MachineIdentity) => void;
+  log: (record: Record<string, unknown>) => void;
+  now?: () => number;
+  /** The shortest wait between attempts (default a minute; tests use less). */
+  minGapMs?: number;
+}
+
+/**
+ * How long to wait before renewing a certificate that ends in `left` ms: until EARLY_MS before
+ * its end, or half of what is left for a short-lived one, and never less than `minGap`.
+ */
+export function renewalDelay(left: number, minGap: number): number {
+  return Math.max(minGap, left > 2 * EARLY_MS ? left - EARLY_MS : left / 2);
+}
+
+/** Starts renewing; returns the function that stops it. Its timers never keep the process alive. */
+export function renewIdentity(first: MachineIdentity, o: RenewalOptions): () => void {
+  const now = o.now ?? Date.now;
+  const minGap = o.minGapMs ?? 60_000;
+  let current = first;
+  let due = 0;
+  let timer: NodeJS.Timeout | undefined;
+  let stopped = false;
+  const arm = (ms: number) => {
+    due = now() + ms;
+    timer = setTimeout(tick, Math.min(ms, MAX_TIMER_MS));
+    timer.unref();
+  };
+  // Timers cannot wait longer than about 24.8 days; a longer wait is a chain of them.
+  const tick = () => (now() < due ? arm(due - now()) : void renew());
+  const left = () => current.peer.notAfter.getTime() - now();
+  const renew = async () => {
+    try {
+      const next = await o.recertify();
+      if (stopped) return;
+      const later = next.peer.notAfter > current.peer.notAfter;
+      o.present(next);
+      current = next;
+      o.log({
+        event: 'identity-renewed', serial: next.peer.serialHex, notAfter: next.peer.notAfter.toISOString(),
+        ...(later ? {} : { warning: 'the new certificate ends no later than the one before: the policy\'s claims end then; sign a new policy and reload simpleserver' }),
+      });
+      arm(renewalDelay(left(), minGap));
+    } catch (e) {
+      if (stopped) return;
+      const retryMs = Math.min(HOUR_MS, Math.max(minGap, left() / 10));
+      o.log({ event: 'identity-renewal-failed', code: e instanceof CertifierError ? e.code : 'INTERNAL', reason: e instanceof Error ? e.message : String(e), retryInSeconds: Math.round(retryMs / 1000) });
+      arm(retryMs);
+    }
+  };
+  arm(renewalDelay(left(), minGap));
+  return () => {
+    stopped = true;
+    clearTimeout(timer);
+  };
+}

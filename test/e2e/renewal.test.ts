@@ -1,0 +1,48 @@
+// key-server serve --certifier with the real programs: a key-server whose certificate is in its
+// last days certifies itself again through simpleserver at start, and then serves with the new
+// certificate. (Renewal while it runs: test/keyservice/renewal.test.ts.)
+
+import { expect } from 'chai';
+import { randomBytes } from 'node:crypto';
+import { run } from '../support/helpers.ts';
+import { Domain, expectFailure, expectSuccess, startServer, type Machine } from './domain.ts';
+
+describe('e2e: key-server renews its certificate through simpleserver (--certifier)', function () {
+  let d: Domain;
+  let alice: Machine;
+  let shortPort = 0;
+
+  before(async () => {
+    d = await Domain.create({ programs: ['key-server', 'client-alice'] });
+    alice = await d.certify('alice', 'client-alice');
+    // A simpleserver that issues certificates of one day: always within the last days.
+    const { child, port } = await startServer('simpleserver', ['serve', '--policy-key', d.policyKey, '--policy-cert', d.policyCertFile, '--policy', d.policyFile, '--listen', '127.0.0.1:0', '--cert-days', '1']);
+    d.adopt(child);
+    shortPort = port;
+  });
+  after(async () => d?.close());
+
+  const platform = () => ['--platform', 'simulated', '--platform-dir', d.platformDir, '--measurement-file', d.measurementFile('key-server')];
+
+  it('certifies itself again at start when its certificate is in its last days, then serves with the new one', async () => {
+    const ks: Machine = { name: 'ks-short', program: 'key-server', store: d.path('ks-short'), storeArgs: [] };
+    ks.storeArgs = ['--store', ks.store, '--key-file', d.keyFile];
+    const first = expectSuccess(await run('cert-utility', ['init-trust', '--domain', d.name, '--policy-cert', d.policyCertFile, '--server', `127.0.0.1:${shortPort}`, ...ks.storeArgs, ...platform(), '--json'])).json();
+    const server = await d.startKeyServer(ks, { args: ['--certifier', `127.0.0.1:${shortPort}`, ...platform()] });
+    try {
+      const renewed = /identity-renewed serial=([0-9a-f]+) notAfter=(\S+)/.exec(server.child.stderr);
+      expect(renewed, server.child.stderr).to.not.equal(null);
+      expect(renewed![1]).to.not.equal(first.serial);
+      expect(server.child.stderr).to.contain(`serving as serial ${renewed![1]} `);
+      expectSuccess(await d.kc(alice, server, 'store', ['renewed/k', '--in', '-'], randomBytes(32)));
+    } finally {
+      await server.child.stop();
+    }
+  });
+
+  it('needs the platform to certify with: --certifier without it is a usage error', async () => {
+    const ks = await d.certify('ks-noplatform', 'key-server');
+    const r = await run('key-server', ['serve', '--domain', d.name, '--policy-cert', d.policyCertFile, '--data', d.path('np-data'), '--listen', '127.0.0.1:0', ...ks.storeArgs, '--certifier', `127.0.0.1:${shortPort}`]);
+    expectFailure(r, 2, 'USAGE');
+  });
+});

@@ -1,0 +1,113 @@
+// key-server renews its own certificate while it runs (key-server serve --certifier): a real
+// simpleserver certifies it again, and the next client meets the new certificate. The clock the
+// scheduler reads is moved to the last second of the certificate, so the test need not wait for
+// the minimum lifetime of an admission certificate (a minute).
+
+import { expect } from 'chai';
+import { join } from 'node:path';
+import { generateKeyPair, publicKeyOf, randomBytes, sha256, utf8 } from '../../lib/crypto/index.ts';
+import { createPolicyCert, type ValidatedPeer } from '../../lib/pki/index.ts';
+import { loadPolicy, makePolicy } from '../../lib/policy/index.ts';
+import { generateSimulatedPlatform, SimulatedEnclave } from '../../lib/attest/index.ts';
+import { initTrust, loadIdentity, startCertifier, type MachineIdentity } from '../../lib/certifier/index.ts';
+import type { ChannelServer } from '../../lib/channel/index.ts';
+import { KeyClient } from '../../lib/keyclient/index.ts';
+import { LevelBackend } from '../../lib/keyservice/level-backend.ts';
+import { renewalDelay } from '../../lib/keyservice/renewal.ts';
+import { startKeyServer } from '../../lib/keyservice/server.ts';
+import { Cryptstore, KeyFileProtector } from '../../cryptstore/index.ts';
+import { tempDir } from '../support/helpers.ts';
+
+const DAY = 86_400_000;
+const HOUR = 3_600_000;
+
+describe('key-server: its own certificate renewed while it runs', function () {
+  this.timeout(30_000);
+
+  it('waits until a few hours before the warnings for long certificates, half the rest for short ones', () => {
+    expect(renewalDelay(90 * DAY, 60_000)).to.equal(90 * DAY - 3 * DAY - HOUR);
+    expect(renewalDelay(DAY, 60_000)).to.equal(DAY / 2);
+    expect(renewalDelay(30_000, 60_000)).to.equal(60_000);
+  });
+
+  it('presents a new certificate from the renewal on, and serves on with the old one while simpleserver is away', async () => {
+    const tmp = tempDir('ks-renewal-');
+    const closers: (() => Promise<unknown>)[] = [];
+    try {
+      const domain = 'renewal';
+      const policyKey = (await generateKeyPair('p256')).privateKey;
+      const policyCert = await createPolicyCert({ privateKey: policyKey, domain });
+      const platformKeys = await generateSimulatedPlatform({ alg: 'p256' });
+      const [ksM, kcM] = [sha256(utf8('key-server program')), sha256(utf8('key-client program'))];
+      const now = Date.now();
+      const policy = loadPolicy(makePolicy({
+        policyKey, policyCert, platforms: [{ key: platformKeys.platformKey }], measurements: [ksM, kcM],
+        notBefore: new Date(now - 60_000), notAfter: new Date(now + HOUR),
+      }), publicKeyOf(policyKey));
+      let certifier: ChannelServer | undefined = await startCertifier({ policyKey, policyCert, policy, domain, host: '127.0.0.1', port: 0, certValiditySeconds: 600, log: () => {} });
+      const certifierPort = certifier.address.port;
+      closers.push(() => certifier?.close() ?? Promise.resolve());
+      const machine = async (name: string, m: Uint8Array) => {
+        const store = await Cryptstore.create(join(tmp.dir, name), new KeyFileProtector(randomBytes(32)));
+        closers.push(() => store.close());
+        const platform = new SimulatedEnclave(platformKeys.attestKey, platformKeys.endorsement, m);
+        await initTrust({ store, domain, policyCert, platform, host: '127.0.0.1', port: certifierPort });
+        return { store, platform };
+      };
+      const ks = await machine('ks', ksM);
+      const kc = await machine('kc', kcM);
+      const backend = await LevelBackend.open(join(tmp.dir, 'data'));
+      closers.push(() => backend.close());
+
+      const events: Record<string, unknown>[] = [];
+      const recertify = async (): Promise<MachineIdentity> => {
+        await initTrust({ store: ks.store, domain, policyCert, platform: ks.platform, host: '127.0.0.1', port: certifierPort, force: true });
+        return loadIdentity(ks.store, domain, policyCert);
+      };
+      // The scheduler's clock runs a second behind the end of whatever certificate it holds.
+      const lastSecondOf = (id: MachineIdentity) => id.peer.notAfter.getTime() - 1_000 - Date.now();
+      let offset = lastSecondOf(await loadIdentity(ks.store, domain, policyCert));
+      const started = await startKeyServer({
+        store: ks.store, domain, policyCert, backend, host: '127.0.0.1', port: 0,
+        renewal: { recertify: async () => { const id = await recertify(); offset = lastSecondOf(id); return id; }, now: () => Date.now() + offset, minGapMs: 300 },
+        log: (r) => void events.push(r as Record<string, unknown>),
+      });
+      closers.push(() => started.server.close(1_000));
+      const presented = async (): Promise<ValidatedPeer> => {
+        const client = await KeyClient.connect({ host: '127.0.0.1', port: started.server.address.port, identity: await loadIdentity(kc.store, domain, policyCert), policyCert });
+        try {
+          await client.store('renewal/k', randomBytes(16));
+          return client.server;
+        } finally {
+          await client.close();
+        }
+      };
+      const waitFor = async (event: string, after: number) => {
+        for (let i = 0; i < 100 && !events.slice(after).some((e) => e.event === event); i++) await new Promise((r) => setTimeout(r, 100));
+        const found = events.slice(after).find((e) => e.event === event);
+        expect(found, `${event} in ${JSON.stringify(events)}`).to.not.equal(undefined);
+        return found!;
+      };
+
+      const first = started.identity;
+      const renewed = await waitFor('identity-renewed', 0);
+      const second = await presented();
+      expect(second.serialHex).to.not.equal(first.serialHex);
+      expect(renewed.serial).to.equal(second.serialHex);
+      expect(second.measurementHex).to.equal(first.measurementHex);
+
+      // simpleserver goes away: renewals fail, are retried, and the certificate in force serves on.
+      await certifier.close();
+      certifier = undefined;
+      const failedAt = events.length;
+      const failed = await waitFor('identity-renewal-failed', failedAt);
+      expect(failed).to.include({ code: 'UNREACHABLE' });
+      expect(failed.retryInSeconds).to.be.a('number');
+      const third = await presented();
+      expect(third.notAfter.getTime()).to.be.at.least(second.notAfter.getTime());
+    } finally {
+      for (const c of closers.reverse()) await c().catch(() => {});
+      tmp.cleanup();
+    }
+  });
+});
