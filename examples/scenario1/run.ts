@@ -34,8 +34,8 @@ await main(s, async () => {
   s.say('deployment: key-server gets certified by simpleserver (init-trust, sealed cryptstore)');
   await s.run('cert-utility', ['init-trust', '--domain', D, '--policy-cert', setup('policy-cert.pem'), '--server', `127.0.0.1:${cport}`, ...ksStore]);
 
-  s.say('deployment: key-server starts (mutual TLS)');
-  const kport = await s.serve('key-server', ['serve', '--domain', D, '--policy-cert', setup('policy-cert.pem'), '--data', deploy('keyserver-data'), '--listen', '127.0.0.1:0', ...ksStore]);
+  s.say('deployment: key-server starts (mutual TLS; it renews its own certificate through simpleserver)');
+  const kport = await s.serve('key-server', ['serve', '--domain', D, '--policy-cert', setup('policy-cert.pem'), '--data', deploy('keyserver-data'), '--listen', '127.0.0.1:0', '--certifier', `127.0.0.1:${cport}`, ...ksStore]);
   const ksMeasurement = readFileSync(setup('measurements/key-server.program.measurement')).toString('hex');
 
   const kcStore = ['--store', deploy('keyclient-store'), '--sealed', ...platform('key-client.program')];
