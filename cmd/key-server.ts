@@ -8,6 +8,7 @@ import { CertifierError } from '../lib/errors/index.ts';
 import { validatePolicyCert } from '../lib/pki/index.ts';
 import { parseAcl, type Acl } from '../lib/keyservice/acl.ts';
 import { AuditLog, repairAuditTail, verifyAudit } from '../lib/keyservice/audit.ts';
+import { verifyChain } from '../lib/keyservice/audit-chain.ts';
 import { LevelBackend } from '../lib/keyservice/level-backend.ts';
 import { startKeyServer } from '../lib/keyservice/server.ts';
 import { loadIdentity } from '../lib/certifier/index.ts';
@@ -25,7 +26,7 @@ const P = 'key-server';
 process.umask(0o077);
 const program = createProgram(P, 'store and release named keys to certified machines over mutual TLS');
 
-storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { domain: string; policyCert: string; data: string; listen: string; acl?: string; audit?: string; logJson?: boolean; backend: string; allowReplicaJoin?: boolean; certifier?: string }>(program, 'serve',
+storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { domain: string; policyCert: string; data: string; listen: string; acl?: string; audit?: string; logJson?: boolean; backend: string; allowReplicaJoin?: boolean; certifier?: string; auditRotateMb?: number }>(program, 'serve',
   'serve the key service (the store must hold this server\'s identity from cert-utility init-trust)',
   async (o) => {
     if (o.backend === 'level' && resolve(o.data) === resolve(o.store)) {
@@ -50,7 +51,10 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
       const renewal = certifier ? await prepareRenewal(P, store, { ...certifier, domain: o.domain, policyCert, platform: platform! }, log) : undefined;
       const backend = pg?.backend ?? keep(await LevelBackend.open(o.data));
       // With PostgreSQL each replica keeps its own audit chain, in a file named after it.
-      const audit = keep(await AuditLog.open(o.audit ?? join(o.data, pg ? `audit-${pg.replicaId}.jsonl` : 'audit.jsonl')));
+      const audit = keep(await AuditLog.open(o.audit ?? join(o.data, pg ? `audit-${pg.replicaId}.jsonl` : 'audit.jsonl'), {
+        ...(o.auditRotateMb ? { rotateBytes: o.auditRotateMb * 2 ** 20 } : {}),
+        onRotate: (s) => log({ event: 'audit-rotated', segment: s.path, firstSeq: s.firstSeq, lastSeq: s.lastSeq }),
+      }));
       const { server, identity, setAcl } = await startKeyServer({ store, domain: o.domain, policyCert, backend, ...(acl ? { acl } : {}), audit, host, port, log, allowReplicaJoin: o.allowReplicaJoin === true, ...(renewal ? { renewal } : {}) });
       process.stderr.write(`${P}: domain ${o.domain}, serving as serial ${identity.serialHex} (measurement ${identity.measurementHex}, certificate valid until ${identity.notAfter.toISOString()}), data in ${pg ? pg.describe : o.data}\n`);
       if (o.allowReplicaJoin) warn(P, `--allow-replica-join: machines certified with this server's measurement may fetch its storage key (key-server join)`);
@@ -74,6 +78,7 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
   .option('--acl <file>', 'JSON access control list (SIGHUP reads it again)')
   .option('--certifier <host:port>', 'simpleserver: renew this server\'s certificate through it, at start when due and days before it ends (needs the platform flags)')
   .option('--audit <file>', 'audit log (default DATA/audit.jsonl; with postgres DATA/audit-REPLICA.jsonl)')
+  .option('--audit-rotate-mb <n>', 'keep the audit log as segments of about N MiB (FILE.FIRST-LAST beside it), which may be archived', intInRange(1, 1_048_576))
   .option('--log-json', 'log JSON lines instead of text')
   .addOption(choice('--backend <kind>', 'where keys are stored: level (DATA) or postgres (shared by replicas)', ['level', 'postgres']).default('level'))
   .option('--pg-url <url>', `PostgreSQL URL (better: set ${PG_URL_ENV}, so no password shows in argv)`)
@@ -102,13 +107,20 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & { domain: string; polic
   .requiredOption('--from <host:port>', 'a running replica of the same key-server')
   .option('--force', 'replace a different storage key this store holds (only if it sealed nothing)');
 
-subcommand<JsonOption>(program, 'verify-audit', 'check the hash chain of an audit log; exit 4 naming the first bad line',
-  async (_o, args) => {
-    const r = await verifyAudit(args[0]!);
-    if (!r.ok) throw new CertifierError('INTEGRITY', `line ${r.line} of ${args[0]}: ${r.problem}`, { details: { line: r.line } });
-    return { json: { lines: r.lines }, text: [`ok: ${r.lines} line(s), chain intact`] };
+subcommand<JsonOption & { continuing?: boolean }>(program, 'verify-audit', 'check the hash chain of an audit log, or of its rotated segments in order; exit 4 naming the first bad line',
+  async (o, args) => {
+    if (args.length === 1 && !o.continuing) {
+      const r = await verifyAudit(args[0]!);
+      if (!r.ok) throw new CertifierError('INTEGRITY', `line ${r.line} of ${args[0]}: ${r.problem}`, { details: { line: r.line } });
+      return { json: { lines: r.lines }, text: [`ok: ${r.lines} line(s), chain intact`] };
+    }
+    const r = await verifyChain(args, { continuing: o.continuing === true });
+    if (!r.ok) throw new CertifierError('INTEGRITY', `line ${r.line} of ${r.file}: ${r.problem}`, { details: { file: r.file, line: r.line } });
+    const from = r.fromGenesis ? '' : ` (from seq ${r.firstSeq}: it continues a segment not given)`;
+    return { json: { lines: r.lines, files: r.files, firstSeq: r.firstSeq, lastSeq: r.lastSeq, fromGenesis: r.fromGenesis }, text: [`ok: ${r.lines} line(s) in ${r.files} file(s), seq ${r.firstSeq}..${r.lastSeq}, chain intact${from}`] };
   })
-  .argument('<file>', 'the audit log');
+  .argument('<file...>', 'the audit log; for a rotated one, its segments then the log, in order (audit.jsonl.* audit.jsonl)')
+  .option('--continuing', 'the first file may continue a segment not given');
 
 subcommand<JsonOption>(program, 'repair-audit', 'after a crash cut the last write short: move the incomplete last line aside so serve can extend the log',
   async (_o, args) => {

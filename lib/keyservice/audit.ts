@@ -22,7 +22,7 @@
 
 import { constants, promises as fs } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { CertifierError } from '../errors/index.ts';
 import { sha256HexOfText } from '../crypto/index.ts';
 import { writeFileAtomic } from '../files/index.ts';
@@ -121,10 +121,27 @@ function checkLine(text: string, seq: number, prev: string): { hash: string } | 
   return { hash: o.hash };
 }
 
-/** Reads the whole chain in bounded memory; the last seq and hash when it verifies. */
-type ScanResult = { ok: true; lines: number; last: string } | { ok: false; line: number; problem: string; tornAt?: number };
+/**
+ * What a file of the chain holds when it verifies: its line count, the seq and hash of its last
+ * line, and where it starts (seq 1 after the genesis hash, or, for a segment that continues a
+ * rotated one, the first line's seq and the hash it chains to).
+ */
+export interface AuditSegment {
+  lines: number;
+  firstSeq: number;
+  startPrev: string;
+  lastSeq: number;
+  last: string;
+}
 
-async function scan(path: string): Promise<ScanResult> {
+type Failure = { ok: false; line: number; problem: string; tornAt?: number };
+type ScanResult = ({ ok: true } & AuditSegment) | Failure;
+
+/**
+ * Reads the whole file in bounded memory. Its first line must be seq 1 after the genesis hash,
+ * unless `continuing`: then it may continue an earlier segment, from any seq and hash it names.
+ */
+async function scan(path: string, continuing = false): Promise<ScanResult> {
   let fh: FileHandle;
   try {
     fh = await fs.open(path, 'r');
@@ -134,6 +151,8 @@ async function scan(path: string): Promise<ScanResult> {
   const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
   let line = 0;
   let prev = AUDIT_GENESIS;
+  let firstSeq = 1;
+  let startPrev = AUDIT_GENESIS;
   let complete = 0; // bytes of the lines checked so far
   let pending = Buffer.alloc(0);
   const buf = Buffer.alloc(64 * 1024);
@@ -151,7 +170,12 @@ async function scan(path: string): Promise<ScanResult> {
         } catch {
           return { ok: false, line, problem: 'not UTF-8' };
         }
-        const r = checkLine(text, line, prev);
+        if (line === 1 && continuing) {
+          const start = startOf(text);
+          if (start) ({ seq: firstSeq, prev: startPrev } = start);
+          prev = startPrev;
+        }
+        const r = checkLine(text, firstSeq + line - 1, prev);
         if ('problem' in r) return { ok: false, line, problem: r.problem };
         prev = r.hash;
         complete += nl + 1;
@@ -163,7 +187,17 @@ async function scan(path: string): Promise<ScanResult> {
     await fh.close();
   }
   if (pending.length > 0) return { ok: false, line: line + 1, problem: TORN, tornAt: complete };
-  return { ok: true, lines: line, last: prev };
+  return { ok: true, lines: line, firstSeq, startPrev, lastSeq: firstSeq + line - 1, last: prev };
+}
+
+/** The seq and prev a line claims, when it has them (checkLine judges the rest). */
+function startOf(text: string): { seq: number; prev: string } | undefined {
+  try {
+    const o = JSON.parse(text) as { seq?: unknown; prev?: unknown };
+    return Number.isInteger(o.seq) && (o.seq as number) >= 1 && typeof o.prev === 'string' && HASH_RE.test(o.prev) ? { seq: o.seq as number, prev: o.prev } : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /**
@@ -173,18 +207,20 @@ async function scan(path: string): Promise<ScanResult> {
  * requests: minutes). Anything unexpected at the end, or a line longer than the window, falls back
  * to the full scan, which names the line. Lines before the last two are verify-audit's to check.
  */
-async function scanEnd(path: string): Promise<ScanResult> {
+type EndResult = { ok: true; lastSeq: number; last: string } | Failure;
+
+async function scanEnd(path: string): Promise<EndResult> {
   const fast = await readEnd(path).catch(() => undefined);
-  return fast ?? scan(path);
+  return fast ?? scan(path, true);
 }
 
-async function readEnd(path: string): Promise<ScanResult | undefined> {
+async function readEnd(path: string): Promise<EndResult | undefined> {
   const fh = await fs.open(path, 'r');
   let window: Buffer;
   let start: number;
   try {
     const { size } = await fh.stat();
-    if (size === 0) return { ok: true, lines: 0, last: AUDIT_GENESIS };
+    if (size === 0) return { ok: true, lastSeq: 0, last: AUDIT_GENESIS };
     start = Math.max(0, size - 2 * (MAX_LINE_BYTES + 1));
     window = Buffer.alloc(size - start);
     const { bytesRead } = await fh.read(window, 0, window.length, start);
@@ -211,6 +247,8 @@ async function readEnd(path: string): Promise<ScanResult | undefined> {
   let prev = AUDIT_GENESIS;
   if (seq === 1) {
     if (start + lastStart !== 0) return undefined; // line 1 must be the file's first line
+  } else if (start + lastStart === 0) {
+    prev = claimed.prev; // the only line of a segment that continues a rotated one
   } else {
     if (lastStart === 0) return undefined;
     const beforeText = lineBefore(lastStart - 1);
@@ -222,13 +260,22 @@ async function readEnd(path: string): Promise<ScanResult | undefined> {
     prev = b.hash;
   }
   const r = checkLine(lastText, seq, prev);
-  return 'problem' in r ? undefined : { ok: true, lines: seq, last: r.hash };
+  return 'problem' in r ? undefined : { ok: true, lastSeq: seq, last: r.hash };
 }
 
 /** Verifies a log without changing it: the number of lines, or the first bad line (1-based). */
 export async function verifyAudit(path: string): Promise<AuditVerification> {
   const r = await scan(path);
   return r.ok ? { ok: true, lines: r.lines } : { ok: false, line: r.line, problem: r.problem };
+}
+
+/**
+ * Verifies one file of a rotated chain: as verifyAudit, but its first line may continue an
+ * earlier segment (see AuditSegment); the caller checks that it links to the one before.
+ */
+export async function verifySegment(path: string): Promise<({ ok: true } & AuditSegment) | { ok: false; line: number; problem: string }> {
+  const r = await scan(path, true);
+  return r.ok ? r : { ok: false, line: r.line, problem: r.problem };
 }
 
 /**
@@ -245,7 +292,7 @@ export async function repairAuditTail(path: string): Promise<{ lines: number; re
   });
   const release = await lockAudit(path);
   try {
-    const r = await scan(path);
+    const r = await scan(path, true);
     if (r.ok) return { lines: r.lines, removedBytes: 0 };
     if (r.tornAt === undefined) throw notVerified(path, r, 'only an incomplete last line can be repaired');
     const fh = await fs.open(path, 'r+');
@@ -275,6 +322,46 @@ function lockAudit(path: string): Promise<() => Promise<void>> {
   return holdLock(`${path}.lock`, `the audit log ${path} is in use by another process: give each key-server its own --audit`);
 }
 
+export interface AuditLogOptions {
+  /** Starts a new file once the current one holds this many bytes; the old one is kept as a segment. */
+  rotateBytes?: number;
+  /** Told of each rotation (for the server's log). */
+  onRotate?: (segment: { path: string; firstSeq: number; lastSeq: number }) => void;
+}
+
+const SEQ_DIGITS = 12;
+
+/** PATH.FIRST-LAST, zero-padded so that the segments of one log sort in chain order. */
+export function segmentPath(path: string, firstSeq: number, lastSeq: number): string {
+  return `${path}.${String(firstSeq).padStart(SEQ_DIGITS, '0')}-${String(lastSeq).padStart(SEQ_DIGITS, '0')}`;
+}
+
+/** The rotated segment of PATH with the highest last seq, if any is beside it. */
+async function latestSegment(path: string): Promise<{ path: string; lastSeq: number } | undefined> {
+  const dir = dirname(path);
+  const base = basename(path);
+  let latest: { path: string; lastSeq: number } | undefined;
+  for (const name of await fs.readdir(dir)) {
+    if (!name.startsWith(`${base}.`)) continue;
+    const m = /^(\d{12})-(\d{12})$/.exec(name.slice(base.length + 1));
+    if (m && (!latest || Number(m[2]) > latest.lastSeq)) latest = { path: join(dir, name), lastSeq: Number(m[2]) };
+  }
+  return latest;
+}
+
+/** The seq of a log's first line (undefined when it has none that says). */
+async function firstSeqOf(path: string): Promise<number | undefined> {
+  const fh = await fs.open(path, 'r');
+  try {
+    const buf = Buffer.alloc(MAX_LINE_BYTES + 1);
+    const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
+    const nl = buf.subarray(0, bytesRead).indexOf(0x0a);
+    return nl < 0 ? undefined : startOf(buf.subarray(0, nl).toString('utf8'))?.seq;
+  } finally {
+    await fh.close();
+  }
+}
+
 interface PendingLine {
   bytes: Buffer;
   resolve: () => void;
@@ -287,10 +374,24 @@ export class AuditLog {
   private broken: Error | undefined;
   private closed = false;
 
-  private constructor(readonly path: string, private readonly fh: FileHandle, private readonly release: () => Promise<void>, private seq: number, private last: string) {}
+  /** Bytes in the current file, the seq of the last line written, and the seq of the file's first. */
+  private size = 0;
+  private written: number;
+  private fileFirst: number;
 
-  /** Opens (creating, 0600) a log and continues its chain; INTEGRITY naming the line if it does not verify. */
-  static async open(path: string): Promise<AuditLog> {
+  private constructor(
+    readonly path: string, private fh: FileHandle, private readonly release: () => Promise<void>,
+    private seq: number, private last: string, private readonly options: AuditLogOptions,
+  ) {
+    this.written = seq;
+    this.fileFirst = seq + 1;
+  }
+
+  /**
+   * Opens (creating, 0600) a log and continues its chain; INTEGRITY naming the line if its end
+   * does not verify. An empty or missing log continues the latest rotated segment beside it.
+   */
+  static async open(path: string, options: AuditLogOptions = {}): Promise<AuditLog> {
     let fh: FileHandle;
     let created = false;
     const release = await lockAudit(path);
@@ -306,11 +407,20 @@ export class AuditLog {
       if (!st.isFile()) throw new CertifierError('FILE_ERROR', `the audit log ${path} is not a regular file`);
       if ((st.mode & 0o077) !== 0) await fh.chmod(st.mode & 0o600);
       if (created) await syncDir(dirname(path));
-      const r = await scanEnd(path);
+      let r = await scanEnd(path);
       if (!r.ok) {
         throw notVerified(path, r, r.tornAt === undefined ? 'refusing to extend it' : `refusing to extend it (key-server repair-audit ${path} moves that line aside)`);
       }
-      return new AuditLog(path, fh, release, r.lines, r.last);
+      const segment = r.lastSeq === 0 ? await latestSegment(path) : undefined;
+      if (segment) {
+        r = await scanEnd(segment.path);
+        if (!r.ok) throw notVerified(segment.path, r, `refusing to continue it in ${path}`);
+        if (r.lastSeq !== segment.lastSeq) throw new CertifierError('INTEGRITY', `the audit segment ${segment.path} ends at seq ${r.lastSeq}, not the ${segment.lastSeq} its name says`);
+      }
+      const log = new AuditLog(path, fh, release, r.lastSeq, r.last, options);
+      log.size = st.size;
+      if (st.size > 0) log.fileFirst = (await firstSeqOf(path)) ?? 1;
+      return log;
     } catch (e) {
       await fh.close();
       await release();
@@ -367,13 +477,39 @@ export class AuditLog {
         const bytes = batch.length === 1 ? batch[0]!.bytes : Buffer.concat(batch.map((l) => l.bytes));
         let off = 0;
         while (off < bytes.length) off += (await this.fh.write(bytes, off, bytes.length - off, null)).bytesWritten;
+        this.size += bytes.length;
+        this.written += batch.length;
         for (const l of batch) l.resolve();
+        if (this.options.rotateBytes && this.size >= this.options.rotateBytes) await this.rotate();
       } catch (e) {
         this.broken ??= e as Error;
         const failure = this.failure(this.broken);
         for (const l of batch) l.reject(failure);
       }
     }
+  }
+
+  /**
+   * Keeps the current file as a segment (PATH.FIRST-LAST) and goes on in a new PATH, whose first
+   * line will continue the chain. Between the rename and the new file, a crash leaves no PATH,
+   * and open continues the segment. A failure breaks the log, as a failed write does.
+   */
+  private async rotate(): Promise<void> {
+    const segment = segmentPath(this.path, this.fileFirst, this.written);
+    try {
+      await fs.rename(this.path, segment);
+      const next = await fs.open(this.path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_EXCL | constants.O_DSYNC, 0o600);
+      await syncDir(dirname(this.path));
+      await this.fh.close().catch(() => {});
+      this.fh = next;
+    } catch (e) {
+      this.broken ??= e as Error;
+      return;
+    }
+    const firstSeq = this.fileFirst;
+    this.size = 0;
+    this.fileFirst = this.written + 1;
+    this.options.onRotate?.({ path: segment, firstSeq, lastSeq: this.written });
   }
 
   private failure(cause: Error): CertifierError {

@@ -291,6 +291,31 @@ describe('e2e: keys stored and retrieved through key-server on loopback', functi
       expect(json.json().error.message).to.match(/^line 3 /);
     });
 
+    it('rotates the log into segments with --audit-rotate-mb, which verify-audit checks as one chain', async () => {
+      const rotating = await d.certify('rotating', 'key-server');
+      const s = await d.startKeyServer(rotating, { args: ['--audit-rotate-mb', '1'] });
+      await d.withClient(s, alice, (c) => c.store('rotate/k', Buffer.from('v')));
+      // About 400 bytes a line: 2,700 retrieves make more than 1 MiB. At most 1,000 per connection.
+      for (let i = 0; i < 3; i++) {
+        await d.withClient(s, alice, async (c) => {
+          for (let j = 0; j < 900; j += 100) await Promise.all(Array.from({ length: 100 }, () => c.retrieve('rotate/k')));
+        });
+      }
+      await s.child.stop();
+      const rotated = /audit-rotated segment=(\S+) firstSeq=1 lastSeq=(\d+)/.exec(s.child.stderr);
+      expect(rotated, s.child.stderr.slice(-2000)).to.not.equal(null);
+      const segments = readdirSync(s.data).filter((n) => /^audit\.jsonl\.\d{12}-\d{12}$/.test(n)).sort().map((n) => join(s.data, n));
+      expect(segments).to.deep.equal([rotated![1]]);
+      const log = join(s.data, 'audit.jsonl');
+      const all = expectSuccess(await run('key-server', ['verify-audit', ...segments, log]));
+      expect(all.out).to.equal(`ok: 2701 line(s) in 2 file(s), seq 1..2701, chain intact\n`);
+      const alone = await run('key-server', ['verify-audit', log]);
+      expectFailure(alone, 4, 'INTEGRITY');
+      expect(alone.stderr).to.contain(`seq is ${Number(rotated![2]) + 1}, expected 1`);
+      const continuing = expectSuccess(await run('key-server', ['verify-audit', log, '--continuing']));
+      expect(continuing.out).to.contain(`seq ${Number(rotated![2]) + 1}..2701, chain intact (from seq ${Number(rotated![2]) + 1}: it continues a segment not given)`);
+    });
+
     it('keeps a second key-server off a log in use (STORE_LOCKED, exit 1) and off its own cryptstore as data (USAGE), and repair-audit moves a torn last line aside', async () => {
       const [first, second] = await Promise.all([d.certify('audit-1', 'key-server'), d.certify('audit-2', 'key-server')]);
       const s = await d.startKeyServer(first);

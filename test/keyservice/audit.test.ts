@@ -7,6 +7,7 @@ import { readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node
 import { join } from 'node:path';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { AUDIT_GENESIS, AuditLog, repairAuditTail, verifyAudit, type AuditEntry } from '../../lib/keyservice/audit.ts';
+import { verifyChain } from '../../lib/keyservice/audit-chain.ts';
 import { rejects } from '../support/rejects.ts';
 import { tempDir } from '../support/helpers.ts';
 
@@ -181,6 +182,51 @@ describe('audit log', () => {
     save([two[0]!, two[0]!]);
     const e = await rejects(AuditLog.open(path), 'INTEGRITY');
     expect(e.details?.line).to.equal(2);
+  });
+
+  describe('rotated into segments', () => {
+    const segments = () => readdirSync(tmp.dir).filter((n) => /^audit\.jsonl\.\d{12}-\d{12}$/.test(n)).sort().map((n) => join(tmp.dir, n));
+    const fill = async (log: AuditLog, from: number, n: number) => {
+      for (let i = from; i < from + n; i++) await log.append(entry(i));
+    };
+
+    it('keeps every line once, in segments that verify as one chain, and reopens where it left off', async () => {
+      const rotated: { path: string; firstSeq: number; lastSeq: number }[] = [];
+      let log = await AuditLog.open(path, { rotateBytes: 1500, onRotate: (s) => void rotated.push(s) });
+      await fill(log, 1, 30);
+      await log.close();
+      expect(rotated.length).to.be.at.least(3);
+      expect(rotated.map((s) => s.path)).to.deep.equal(segments());
+      rotated.forEach((s, i) => expect(s.firstSeq).to.equal(i === 0 ? 1 : rotated[i - 1]!.lastSeq + 1));
+      expect(await verifyChain([...segments(), path])).to.deep.include({ ok: true, lines: 30, firstSeq: 1, lastSeq: 30, fromGenesis: true });
+      // The current file alone starts mid-chain: refused as a whole log, fine as a continuation.
+      expect(await verifyAudit(path)).to.deep.include({ ok: false, line: 1 });
+      expect(await verifyChain([path], { continuing: true })).to.deep.include({ ok: true, fromGenesis: false, lastSeq: 30 });
+      const missing = await verifyChain([segments()[0]!, ...segments().slice(2), path]);
+      expect(missing).to.deep.include({ ok: false, file: segments()[2], line: 1 });
+
+      log = await AuditLog.open(path, { rotateBytes: 1500 });
+      expect((await log.append(entry(31))).seq).to.equal(31);
+      await log.close();
+      expect(await verifyChain([...segments(), path])).to.deep.include({ ok: true, lines: 31 });
+    });
+
+    it('continues the latest segment when a crash came between the rename and the new file', async () => {
+      const log = await AuditLog.open(path, { rotateBytes: 1500 });
+      await fill(log, 1, 12);
+      await log.close();
+      const kept = segments();
+      rmSync(path); // as if the process died right after renaming it
+      const again = await AuditLog.open(path);
+      const rec = await again.append(entry(13));
+      await again.close();
+      expect(rec.seq).to.equal(Number(kept.at(-1)!.slice(-12)) + 1);
+      expect(await verifyChain([...kept, path])).to.deep.include({ ok: true, lastSeq: rec.seq });
+      // A one-line continuation reopens from its end alone.
+      const third = await AuditLog.open(path);
+      expect((await third.append(entry(14))).prev).to.equal(rec.hash);
+      await third.close();
+    });
   });
 
   it('keeps call order and the chain under concurrent appends', async () => {
