@@ -10,6 +10,11 @@ import { mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'no
 import { basename, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
+// Without a listener, SIGUSR1 opens Node's inspector on 127.0.0.1:9229, where any local user could
+// run code inside a program that holds keys. A listener keeps it shut; a server may give the
+// signal a use of its own (key-server --backup-dir).
+process.on('SIGUSR1', () => {});
+
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 // Two levels below ROOT, as cmd/ and lib/wire/ are: the one source that finds files relative to
 // itself (lib/wire/proto.ts: ../../proto/) finds them from the bundle too.

@@ -3,7 +3,7 @@
 // On a small program tree of its own, beside a link to this package's node_modules.
 
 import { expect } from 'chai';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT, tempDir } from '../support/helpers.ts';
@@ -19,12 +19,13 @@ describe('cmd/bin/launch.js: bundles kept current', function () {
     copyFileSync(join(ROOT, 'tsconfig.json'), join(tmp.dir, 'tsconfig.json'));
     writeFileSync(join(tmp.dir, 'package.json'), JSON.stringify({ type: 'module' }));
     symlinkSync(join(ROOT, 'node_modules'), join(tmp.dir, 'node_modules'));
-    for (const name of ['hello', 'fails']) {
+    for (const name of ['hello', 'fails', 'sleeper']) {
       writeFileSync(join(tmp.dir, 'cmd', 'bin', `${name}.js`), `import { launch } from './launch.js';\nawait launch('${name}');\n`);
     }
     writeFileSync(join(tmp.dir, 'cmd', 'hello.ts'), "import { greeting } from '../lib/greeting.ts';\nconst who: string = 'world';\nconsole.log(greeting(who));\n");
     writeFileSync(join(tmp.dir, 'lib', 'greeting.ts'), "export const greeting = (who: string): string => `hello ${who}`;\n");
     writeFileSync(join(tmp.dir, 'cmd', 'fails.ts'), "console.log('ran');\nthrow new Error('the program failed');\n");
+    writeFileSync(join(tmp.dir, 'cmd', 'sleeper.ts'), "console.log('up');\nawait new Promise((r) => setTimeout(r, 1500));\nconsole.log('done');\n");
   });
   after(() => tmp.cleanup());
 
@@ -60,5 +61,19 @@ describe('cmd/bin/launch.js: bundles kept current', function () {
     expect(r.status).to.equal(1);
     expect(r.out).to.equal('ran\n');
     expect(r.err).to.contain('the program failed');
+  });
+
+  it('never opens Node\'s inspector on SIGUSR1 (a program that holds keys would be open to every local user)', async () => {
+    const child = spawn(process.execPath, [join(tmp.dir, 'cmd', 'bin', 'sleeper.js')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (out === 'up\n') child.kill('SIGUSR1');
+    });
+    child.stderr.on('data', (d: Buffer) => void (err += d.toString()));
+    const status = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    expect({ status, out }).to.deep.equal({ status: 0, out: 'up\ndone\n' });
+    expect(err).not.to.contain('Debugger listening');
   });
 });
