@@ -26,7 +26,7 @@ const P = 'key-server';
 process.umask(0o077);
 const program = createProgram(P, 'store and release named keys to certified machines over mutual TLS');
 
-storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { domain: string; policyCert: string; data: string; listen: string; acl?: string; audit?: string; logJson?: boolean; backend: string; allowReplicaJoin?: boolean; certifier?: string; auditRotateMb?: number }>(program, 'serve',
+storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { domain: string; policyCert: string; data: string; listen: string; acl?: string; audit?: string; logJson?: boolean; backend: string; allowReplicaJoin?: boolean; certifier?: string; auditRotateMb?: number; backupDir?: string }>(program, 'serve',
   'serve the key service (the store must hold this server\'s identity from cert-utility init-trust)',
   async (o) => {
     if (o.backend === 'level' && resolve(o.data) === resolve(o.store)) {
@@ -36,6 +36,7 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
     validatePolicyCert(policyCert, new Date());
     const { host, port } = parseHostPort(o.listen, '--listen');
     const certifier = o.certifier ? parseHostPort(o.certifier, '--certifier') : undefined;
+    if (o.backupDir && o.backend !== 'level') throw new CertifierError('USAGE', '--backup-dir backs up the LevelDB key database; back up PostgreSQL with its own tools');
     const readAcl = async (file: string) => parseAcl(Buffer.from(await readFileLimited(file, 1024 * 1024)).toString('utf8'));
     let acl: Acl | undefined;
     if (o.acl) acl = await readAcl(o.acl);
@@ -49,7 +50,8 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
       const platform = certifier ? await loadPlatform(P, o) : undefined;
       const store = keep(await Cryptstore.open(o.store, await protectorFrom(P, o, platform)));
       const renewal = certifier ? await prepareRenewal(P, store, { ...certifier, domain: o.domain, policyCert, platform: platform! }, log) : undefined;
-      const backend = pg?.backend ?? keep(await LevelBackend.open(o.data));
+      const level = pg ? undefined : keep(await LevelBackend.open(o.data));
+      const backend = pg?.backend ?? level!;
       // With PostgreSQL each replica keeps its own audit chain, in a file named after it.
       const audit = keep(await AuditLog.open(o.audit ?? join(o.data, pg ? `audit-${pg.replicaId}.jsonl` : 'audit.jsonl'), {
         ...(o.auditRotateMb ? { rotateBytes: o.auditRotateMb * 2 ** 20 } : {}),
@@ -66,7 +68,18 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
           return { acl: aclFile, rules: next.rules.length };
         }
         : undefined;
-      return { json: await runUntilSignal(P, server, o.json === true, { log, ...(reload ? { reload } : { nothingToReload: 'started without --acl (restart with --acl to use one)' }) }) };
+      const backupDir = o.backupDir;
+      const backup = level && backupDir
+        ? async () => {
+          const r = await level.backupTo(join(backupDir, `keys-${new Date().toISOString().replace(/[:.]/g, '-')}`));
+          return { path: r.path, records: r.records };
+        }
+        : undefined;
+      return {
+        json: await runUntilSignal(P, server, o.json === true, {
+          log, ...(reload ? { reload } : { nothingToReload: 'started without --acl (restart with --acl to use one)' }), ...(backup ? { backup } : {}),
+        }),
+      };
     } finally {
       for (const r of opened) await r.close();
     }
@@ -78,6 +91,7 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
   .option('--acl <file>', 'JSON access control list (SIGHUP reads it again)')
   .option('--certifier <host:port>', 'simpleserver: renew this server\'s certificate through it, at start when due and days before it ends (needs the platform flags)')
   .option('--audit <file>', 'audit log (default DATA/audit.jsonl; with postgres DATA/audit-REPLICA.jsonl)')
+  .option('--backup-dir <dir>', 'on SIGUSR1, write a consistent copy of the key database (ciphertext only) to DIR/keys-TIME while serving')
   .option('--audit-rotate-mb <n>', 'keep the audit log as segments of about N MiB (FILE.FIRST-LAST beside it), which may be archived', intInRange(1, 1_048_576))
   .option('--log-json', 'log JSON lines instead of text')
   .addOption(choice('--backend <kind>', 'where keys are stored: level (DATA) or postgres (shared by replicas)', ['level', 'postgres']).default('level'))

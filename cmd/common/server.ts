@@ -1,5 +1,5 @@
 // Running a server from a command: print where it listens (stdout), log one line per event
-// (stderr), shut down cleanly on SIGINT/SIGTERM, and reload on SIGHUP.
+// (stderr), shut down cleanly on SIGINT/SIGTERM, reload on SIGHUP, back up on SIGUSR1.
 
 import type { ChannelServer } from '../../lib/channel/index.ts';
 import { CertifierError } from '../../lib/errors/index.ts';
@@ -30,28 +30,33 @@ export interface RunOptions {
   reload?: () => Promise<Record<string, unknown>>;
   /** What a reload without `reload` is told. */
   nothingToReload?: string;
+  /** What SIGUSR1 does: a backup (key-server --backup-dir), returning what it wrote for the log. */
+  backup?: () => Promise<Record<string, unknown>>;
   graceMs?: number;
 }
 
 /** Announces the address on stdout, then waits for a signal and closes gracefully. */
 export async function runUntilSignal(program: string, server: ChannelServer, json: boolean, o: RunOptions): Promise<Record<string, unknown>> {
-  // One reload at a time, each from the files as they are when it starts.
-  let reloading: Promise<void> = Promise.resolve();
-  const onHangup = () => {
-    reloading = reloading.then(async () => {
-      if (!o.reload) {
-        o.log({ event: 'reload-ignored', reason: o.nothingToReload ?? 'nothing to reload' });
+  // One task at a time (a reload, a backup), each from the files as they are when it starts.
+  let tasks: Promise<void> = Promise.resolve();
+  const onSignal = (what: string, task: (() => Promise<Record<string, unknown>>) | undefined, done: string, nothing: string) => () => {
+    tasks = tasks.then(async () => {
+      if (!task) {
+        o.log({ event: `${what}-ignored`, reason: nothing });
         return;
       }
       try {
-        o.log({ event: 'reloaded', ...(await o.reload()) });
+        o.log({ event: done, ...(await task()) });
       } catch (e) {
-        // The old configuration serves on; the reason names the file and what is wrong with it.
-        o.log({ event: 'reload-failed', code: e instanceof CertifierError ? e.code : 'INTERNAL', reason: e instanceof Error ? e.message : String(e) });
+        // What was in force serves on; the reason names the file and what is wrong with it.
+        o.log({ event: `${what}-failed`, code: e instanceof CertifierError ? e.code : 'INTERNAL', reason: e instanceof Error ? e.message : String(e) });
       }
     });
   };
+  const onHangup = onSignal('reload', o.reload, 'reloaded', o.nothingToReload ?? 'nothing to reload');
+  const onUser1 = onSignal('backup', o.backup, 'backup-written', 'nothing to back up (key-server --backup-dir)');
   process.on('SIGHUP', onHangup);
+  process.on('SIGUSR1', onUser1);
   const signalled = new Promise<NodeJS.Signals>((resolve) => {
     process.once('SIGINT', () => resolve('SIGINT'));
     process.once('SIGTERM', () => resolve('SIGTERM'));
@@ -62,8 +67,11 @@ export async function runUntilSignal(program: string, server: ChannelServer, jso
   process.stdout.write(json ? JSON.stringify({ ok: true, listening: { host, port } }) + '\n' : `listening ${host}:${port}\n`);
   const signal = await signalled;
   process.off('SIGHUP', onHangup);
-  process.on('SIGHUP', () => {}); // stopping: too late to reload, and no reason to die at once
-  await reloading;
+  process.off('SIGUSR1', onUser1);
+  // Stopping: too late to reload or back up, and no reason to die at once.
+  process.on('SIGHUP', () => {});
+  process.on('SIGUSR1', () => {});
+  await tasks;
   process.stderr.write(`${program}: ${signal}: finishing requests in flight, then stopping\n`);
   await server.close(o.graceMs ?? 10_000);
   process.stderr.write(`${program}: stopped\n`);

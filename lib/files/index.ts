@@ -133,7 +133,8 @@ export async function stageFile(path: string, data: Uint8Array, mode = 0o600): P
   };
 }
 
-async function syncDir(dir: string): Promise<void> {
+/** Makes a directory's entries (a rename, a new file) durable. */
+export async function syncDir(dir: string): Promise<void> {
   let h: fs.FileHandle | undefined;
   try {
     h = await fs.open(dir, 'r');

@@ -25,7 +25,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { CertifierError } from '../errors/index.ts';
 import { sha256HexOfText } from '../crypto/index.ts';
-import { writeFileAtomic } from '../files/index.ts';
+import { syncDir, writeFileAtomic } from '../files/index.ts';
 import { holdLock } from './lock.ts';
 
 export interface AuditEntry {
@@ -514,14 +514,5 @@ export class AuditLog {
 
   private failure(cause: Error): CertifierError {
     return new CertifierError('FILE_ERROR', `the audit log ${this.path} cannot be written (${cause.message}); no further decisions can be recorded`, { cause });
-  }
-}
-
-async function syncDir(dir: string): Promise<void> {
-  const d = await fs.open(dir, 'r');
-  try {
-    await d.sync();
-  } finally {
-    await d.close();
   }
 }

@@ -16,6 +16,7 @@ import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { Level } from 'level';
 import { CertifierError } from '../errors/index.ts';
+import { syncDir } from '../files/index.ts';
 import { decode, encode } from '../wire/index.ts';
 import {
   checkAfter, checkBuilt, checkExpected, checkName, checkPrefix, checkVersion, infoOf, listLimit, nextVersion, versionConflict,
@@ -104,6 +105,7 @@ export class LevelBackend implements KeyBackend {
   private readonly states = new Map<string, NameState>();
   private readonly queues = new Map<string, Promise<void>>();
   private closed = false;
+  private backup: Promise<unknown> | undefined;
 
   private constructor(readonly path: string, private readonly db: Db) {}
 
@@ -257,10 +259,59 @@ export class LevelBackend implements KeyBackend {
     }
   }
 
+  /**
+   * Writes a consistent copy of the whole database (one snapshot: records, version marks, format
+   * and storage key id) to DIR while the backend serves on. The copy is filled in a temporary
+   * directory beside DIR, synced, then renamed, so DIR is whole or absent; it opens as a key-server
+   * data directory and, like the original, holds only ciphertext. One backup at a time.
+   */
+  async backupTo(dir: string): Promise<{ records: number; path: string }> {
+    this.checkOpen();
+    if (this.backup) throw new CertifierError('STORE_LOCKED', 'a backup of this key database is already being written');
+    const run = this.copyTo(dir);
+    this.backup = run.then(() => undefined, () => undefined).finally(() => (this.backup = undefined));
+    return run;
+  }
+
+  private async copyTo(dir: string): Promise<{ records: number; path: string }> {
+    if (await fs.stat(dir).then(() => true, () => false)) throw new CertifierError('ALREADY_EXISTS', `${dir} exists; a backup goes to a new directory`);
+    const tmp = `${dir}.partial-${process.pid}`;
+    await prepareDir(tmp);
+    const copy: Db = new Level(tmp, { keyEncoding: 'utf8', valueEncoding: 'view', createIfMissing: true, errorIfExists: true });
+    let records = 0;
+    try {
+      await copy.open();
+      const snapshot = this.db.snapshot();
+      try {
+        let batch: { type: 'put'; key: string; value: Uint8Array }[] = [];
+        for await (const [key, value] of this.db.iterator({ snapshot })) {
+          if (key.startsWith(RECORD)) records++;
+          batch.push({ type: 'put', key, value });
+          if (batch.length >= 512) {
+            await copy.batch(batch);
+            batch = [];
+          }
+        }
+        await copy.batch(batch, { sync: true }); // syncs the log that holds every batch before it
+      } finally {
+        await snapshot.close();
+        await copy.close();
+      }
+      await tightenFiles(tmp);
+      await fs.rename(tmp, dir);
+      await syncDir(join(dir, '..'));
+      return { records, path: dir };
+    } catch (e) {
+      await fs.rm(tmp, { recursive: true, force: true });
+      throw e instanceof CertifierError ? e : new CertifierError('FILE_ERROR', `cannot write a backup to ${dir}: ${(e as Error).message}`, { cause: e });
+    }
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     await Promise.all(this.queues.values());
+    await this.backup;
     await this.db.close();
   }
 

@@ -52,4 +52,33 @@ describe('e2e: a standby key-server takes over from a copy of the data directory
     await second.child.stop();
     expect(expectSuccess(await run('key-server', ['verify-audit', `${copy}/audit.jsonl`])).out).to.match(/^ok: 4 line\(s\), chain intact\n$/);
   });
+
+  it('writes a backup on SIGUSR1 while serving (--backup-dir), from which a key-server serves the same keys', async () => {
+    const backups = d.path('backups');
+    const server = await d.startKeyServer(primary, { args: ['--backup-dir', backups] });
+    const key = randomBytes(32);
+    expectSuccess(await d.kc(alice, server, 'store', ['backup/disk-key', '--in', '-'], key));
+    const from = server.child.mark();
+    process.kill(server.child.pid, 'SIGUSR1');
+    const line = await server.child.waitForLog(/ backup-written .*$/m, from);
+    const written = /path=(\S+) records=(\d+)/.exec(line)!;
+    expect(Number(written[2])).to.be.at.least(1);
+    expectSuccess(await d.kc(alice, server, 'retrieve', ['backup/disk-key', '--out', '-'])); // still serving
+    await server.child.stop();
+    expect(server.child.stderr).not.to.contain('Debugger listening');
+
+    const restored = await d.startKeyServer(primary, { data: written[1]! });
+    try {
+      const got = expectSuccess(await d.kc(alice, restored, 'retrieve', ['backup/disk-key', '--out', '-']));
+      expect(got.stdout.equals(key)).to.equal(true);
+      // Without --backup-dir, SIGUSR1 is logged and ignored: it never opens Node's inspector.
+      const mark = restored.child.mark();
+      process.kill(restored.child.pid, 'SIGUSR1');
+      expect(await restored.child.waitForLog(/ backup-ignored .*$/m, mark)).to.contain('--backup-dir');
+      expect(restored.child.stderr).not.to.contain('Debugger listening');
+      expectSuccess(await d.kc(alice, restored, 'list', ['backup/']));
+    } finally {
+      await restored.child.stop();
+    }
+  });
 });

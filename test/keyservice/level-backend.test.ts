@@ -2,7 +2,7 @@
 // permissions, foreign databases, damaged records).
 
 import { expect } from 'chai';
-import { statSync } from 'node:fs';
+import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Level } from 'level';
 import { decode } from '../../lib/wire/index.ts';
@@ -109,6 +109,34 @@ describe('LevelBackend', () => {
       expect((await again.get('one', 1))!.name).to.equal('one');
     } finally {
       await again.close();
+    }
+  });
+
+  it('writes a backup while serving: a whole database of the same records, never a partial one', async () => {
+    const b = await LevelBackend.open(dir);
+    try {
+      for (let i = 0; i < 40; i++) await b.append(`n${i % 7}`, (v) => recordFor(`n${i % 7}`, v));
+      await b.delete('n3', 0);
+      await b.bindStorageKey('ab'.repeat(16));
+      // Appends while the copy runs may or may not be in it; every record that is must open.
+      const during = Promise.all(Array.from({ length: 20 }, () => b.append('late', (v) => recordFor('late', v))));
+      const r = await b.backupTo(join(tmp.dir, 'backups', 'one'));
+      await during;
+      expect(r).to.deep.include({ path: join(tmp.dir, 'backups', 'one') });
+      await rejects(b.backupTo(join(tmp.dir, 'backups', 'one')), 'ALREADY_EXISTS');
+      expect(readdirSync(join(tmp.dir, 'backups'))).to.deep.equal(['one']);
+      const copy = await LevelBackend.open(join(tmp.dir, 'backups', 'one'));
+      try {
+        expect(await copy.boundStorageKey()).to.equal('ab'.repeat(16));
+        const names = (await copy.list('')).filter((i) => i.name !== 'late');
+        expect(names).to.deep.equal((await b.list('')).filter((i) => i.name !== 'late'));
+        expect(r.records).to.equal((await copy.list('', { allVersions: true })).length);
+        expect((await copy.append('n3', (v) => recordFor('n3', v))).version, 'the high-water mark came along').to.equal(7);
+      } finally {
+        await copy.close();
+      }
+    } finally {
+      await b.close();
     }
   });
 
