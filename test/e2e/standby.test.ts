@@ -80,5 +80,10 @@ describe('e2e: a standby key-server takes over from a copy of the data directory
     } finally {
       await restored.child.stop();
     }
+    // PostgreSQL has backups of its own: the flag is for the LevelDB key database only.
+    const pg = await run('key-server', ['serve', '--backend', 'postgres', '--backup-dir', backups, '--domain', d.name, '--policy-cert', d.policyCertFile,
+      '--data', d.path('pg-data'), '--listen', '127.0.0.1:0', ...primary.storeArgs]);
+    expectFailure(pg, 2, 'USAGE');
+    expect(pg.stderr).to.contain('back up PostgreSQL with its own tools');
   });
 });
