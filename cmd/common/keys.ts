@@ -16,7 +16,10 @@ export async function readPrivateKeyFile(path: string): Promise<KeyObject> {
   try {
     return importPrivateKey(bytes);
   } catch (first) {
-    if (looksLikePem(bytes)) throw first;
+    if (looksLikePem(bytes)) {
+      const publicOnly = /-----BEGIN (PUBLIC KEY|CERTIFICATE)-----/.test(Buffer.from(bytes).toString('latin1'));
+      throw new CertifierError('INVALID_KEY', publicOnly ? `${path} holds a public key or certificate, not the private key` : `${path}: ${(first as Error).message}`, { cause: first });
+    }
     try {
       const key = fromKeyMessage(decode<KeyMessage>('key_message', bytes));
       if (key.type === 'private') return key;

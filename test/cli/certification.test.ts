@@ -647,7 +647,7 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
       expect(certifications()).to.equal(before);
     });
 
-    it('refuses a private key where a public key or certificate is asked for (INVALID_KEY)', async () => {
+    it('refuses a private key where a public key or certificate is asked for, and the reverse (INVALID_KEY)', async () => {
       const issue = await cu(['issue-cert', '--policy-key', 'policy-key.pem', '--policy-cert', 'policy-cert.pem', '--public-key', 'platform/platform-key.pem',
         '--measurement', M, '--out', 'never-cert.pem']);
       expect(issue.status, issue.stderr).to.equal(1);
@@ -658,6 +658,11 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
       expect(policy.status, policy.stderr).to.equal(1);
       expect(policy.stderr).to.contain('[INVALID_KEY]');
       expect(existsSync(p('never-policy.bin'))).to.equal(false);
+      // And the other way round, naming the file.
+      const swapped = await cu(['issue-cert', '--policy-key', 'policy-cert.pem', '--policy-cert', 'policy-cert.pem', '--public-key', 'platform/platform-cert.pem',
+        '--measurement', M, '--out', 'never-cert.pem']);
+      expect(swapped.status, swapped.stderr).to.equal(1);
+      expect(swapped.stderr).to.contain('policy-cert.pem holds a public key or certificate, not the private key [INVALID_KEY]');
     });
   });
 });
