@@ -44,7 +44,7 @@ export function decode<T>(name: MessageName, bytes: Uint8Array): T {
   try {
     return type.toObject(type.decode(bytes), toObjectOptions) as T;
   } catch (cause) {
-    throw new CertifierError('DECODE_FAILED', `not a valid ${name} message`, { cause });
+    throw new CertifierError('DECODE_FAILED', `not a valid ${name}${name.endsWith('message') ? '' : ' message'}`, { cause });
   }
 }
 
