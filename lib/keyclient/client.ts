@@ -6,7 +6,7 @@
 import type { KeyObject } from 'node:crypto';
 import { CertifierError, ErrorCodes, type ErrorCode } from '../errors/index.ts';
 import { sign } from '../crypto/index.ts';
-import { checkCryptstoreEntry, decode, type CryptstoreEntry, type EntryType, type KeyServiceList, type ValidEntry } from '../wire/index.ts';
+import { checkCryptstoreEntry, compareNames, decode, type CryptstoreEntry, type EntryType, type KeyServiceList, type ValidEntry } from '../wire/index.ts';
 import { toPem, validateAdmission, type ValidatedPeer } from '../pki/index.ts';
 import { connect, type ClientConnection, type Limits } from '../channel/index.ts';
 import { AUTHORITY_PLATFORM, type MachineIdentity } from '../certifier/index.ts';
@@ -137,7 +137,7 @@ export async function collectPages(prefix: string, page: (after: string | undefi
       out.push({ name: i.resourceName ?? '', version: i.version ?? 0, type: i.valueType ?? '', timeEntered: i.timeEntered ?? '', exportable: i.exportable ?? false, size: i.size ?? 0 });
     }
     if (p.nextAfter === undefined) return out;
-    if (after !== undefined && Buffer.compare(Buffer.from(p.nextAfter, 'utf8'), Buffer.from(after, 'utf8')) <= 0) {
+    if (after !== undefined && compareNames(p.nextAfter, after) <= 0) {
       throw new CertifierError('DECODE_FAILED', `the key-server's listing of "${prefix}" went back to "${p.nextAfter}" after "${after}"`);
     }
     after = p.nextAfter;

@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { Level } from 'level';
 import { CertifierError } from '../errors/index.ts';
 import { syncDir } from '../files/index.ts';
-import { decode, encode } from '../wire/index.ts';
+import { compareNames, decode, encode } from '../wire/index.ts';
 import {
   checkAfter, checkBuilt, checkExpected, checkName, checkPrefix, checkVersion, infoOf, listLimit, nextVersion, versionConflict,
   type KeyBackend, type ListOptions, type RecordInfo, type StoredRecord,
@@ -42,7 +42,7 @@ const nameRange = (name: string) => ({ gt: `${RECORD}${name}\u0000`, lt: `${RECO
 
 /** The later of two keys as LevelDB orders them (UTF-8 bytes, which is code point order). */
 function laterKey(a: string, b: string): string {
-  return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8')) >= 0 ? a : b;
+  return compareNames(a, b) >= 0 ? a : b;
 }
 
 function parseRecordKey(key: string): { name: string; version: number } {

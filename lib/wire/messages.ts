@@ -12,6 +12,11 @@ export type EntryType = (typeof ENTRY_TYPES)[number];
 export const MAX_TAG_LENGTH = 256;
 export const MAX_VERSION = 0x7fffffff; // int32 on the wire
 
+/** The order of tags and resource names wherever they are sorted: by code point, as their UTF-8 bytes sort. */
+export function compareNames(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
+}
+
 /** Why a tag or resource name is unacceptable, or undefined when it is fine. */
 export function tagProblem(tag: string): string | undefined {
   if (tag.length === 0) return 'is empty';
