@@ -6,7 +6,8 @@
 import { RENEW_BEFORE_MS } from './init-trust.ts';
 
 const DAY_MS = 86_400_000;
-const MAX_TIMER_MS = 2 ** 31 - 1;
+/** The longest wait one Node timer can hold (about 24.8 days); longer ones are chained. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export interface ExpiryWatch {
   /** Names the log events: `${what}-expiring`, `${what}-expired`. */

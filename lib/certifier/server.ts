@@ -8,7 +8,7 @@ import { readCertificateSummary, toPem } from '../pki/index.ts';
 import type { Policy } from '../policy/index.ts';
 import { CertifierService, type CertificationRecord } from './service.ts';
 import { AUTHORITY_CERT_SECONDS, issueAuthorityIdentity } from './identity.ts';
-import { POLICY_EXPIRY, watchExpiry } from './expiry.ts';
+import { MAX_TIMER_MS, POLICY_EXPIRY, watchExpiry } from './expiry.ts';
 
 export interface CertifierServerOptions {
   policyKey: KeyObject;
@@ -73,7 +73,7 @@ export async function startCertifier(o: CertifierServerOptions): Promise<Certifi
   // the next attempt comes at a tenth of the lifetime.
   let timer: NodeJS.Timeout | undefined;
   const schedule = (ms: number) => {
-    timer = setTimeout(() => void renew(), Math.min(ms, 2 ** 31 - 1));
+    timer = setTimeout(() => void renew(), Math.min(ms, MAX_TIMER_MS));
     timer.unref();
   };
   const renew = async () => {

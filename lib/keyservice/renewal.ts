@@ -5,10 +5,9 @@
 // tried again, sooner as the end nears; the certificate in force serves meanwhile.
 
 import { CertifierError } from '../errors/index.ts';
-import { RENEW_BEFORE_MS, type MachineIdentity } from '../certifier/index.ts';
+import { MAX_TIMER_MS, RENEW_BEFORE_MS, type MachineIdentity } from '../certifier/index.ts';
 
 const HOUR_MS = 3_600_000;
-const MAX_TIMER_MS = 2 ** 31 - 1;
 /** Renewal starts this long before the expiry warnings would. */
 const EARLY_MS = RENEW_BEFORE_MS + HOUR_MS;
 
