@@ -332,7 +332,7 @@ export interface AuditLogOptions {
 const SEQ_DIGITS = 12;
 
 /** PATH.FIRST-LAST, zero-padded so that the segments of one log sort in chain order. */
-export function segmentPath(path: string, firstSeq: number, lastSeq: number): string {
+function segmentPath(path: string, firstSeq: number, lastSeq: number): string {
   return `${path}.${String(firstSeq).padStart(SEQ_DIGITS, '0')}-${String(lastSeq).padStart(SEQ_DIGITS, '0')}`;
 }
 
