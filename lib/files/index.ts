@@ -2,7 +2,7 @@
 // same directory, fsync, rename, fsync of the directory), so a crash leaves the old file or the
 // new one, never half of one.
 
-import { promises as fs, constants as C } from 'node:fs';
+import { promises as fs, constants as C, unlinkSync } from 'node:fs';
 import { dirname, basename, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { CertifierError } from '../errors/index.ts';
@@ -67,17 +67,79 @@ export interface WriteOptions {
 
 /** Writes `data` to `path` atomically with mode 0600 (or `mode`). */
 export async function writeFileAtomic(path: string, data: Uint8Array, options: WriteOptions = {}): Promise<void> {
-  if (options.exclusive) {
+  await writeFilesAtomic([{ path, data, ...options }]);
+}
+
+/** One file of writeFilesAtomic. */
+export interface FileToWrite extends WriteOptions {
+  path: string;
+  data: Uint8Array;
+}
+
+/**
+ * Writes several files, all or none: each is checked (an exclusive one must not exist) and
+ * staged before any is put in place, so a name already taken or a missing directory leaves
+ * nothing behind.
+ */
+export async function writeFilesAtomic(files: FileToWrite[]): Promise<void> {
+  const staged = await stageFiles(files);
+  await commitAll(staged);
+}
+
+/** Checks and stages every file (see writeFilesAtomic); on failure discards those staged. */
+export async function stageFiles(files: FileToWrite[]): Promise<{ file: StagedFile; exclusive: boolean }[]> {
+  const staged: { file: StagedFile; exclusive: boolean }[] = [];
+  try {
+    for (const f of files) if (f.exclusive) await refuseExisting(f.path);
+    for (const f of files) staged.push({ file: await stageFile(f.path, f.data, f.mode), exclusive: f.exclusive === true });
+    return staged;
+  } catch (e) {
+    for (const s of staged) await s.file.discard();
+    throw e;
+  }
+}
+
+/** Puts staged files in place, in order; a failure discards those not yet placed. */
+export async function commitAll(staged: { file: StagedFile; exclusive: boolean }[]): Promise<void> {
+  for (let i = 0; i < staged.length; i++) {
     try {
-      await fs.lstat(path);
-      throw fileError('write', path, Object.assign(new Error('exists'), { code: 'EEXIST' }));
+      await staged[i]!.file.commit(staged[i]!.exclusive);
     } catch (e) {
-      if (e instanceof CertifierError) throw e;
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw fileError('write', path, e);
+      for (const s of staged.slice(i + 1)) await s.file.discard();
+      throw e;
     }
   }
-  const staged = await stageFile(path, data, options.mode);
-  await staged.commit(options.exclusive === true);
+}
+
+/**
+ * Checks, before any work whose result would be lost, that a file can be written at `path`: its
+ * directory exists and is writable, `path` is not a directory, and, if `exclusive`, nothing is
+ * there yet (ALREADY_EXISTS). The write itself checks again.
+ */
+export async function checkWritable(path: string, options: { exclusive?: boolean } = {}): Promise<void> {
+  if (options.exclusive) await refuseExisting(path);
+  const target = await fs.lstat(path).catch(() => undefined);
+  if (target?.isDirectory()) throw fileError('write', path, Object.assign(new Error('directory'), { code: 'EISDIR' }));
+  const dir = dirname(path);
+  try {
+    if (!(await fs.stat(dir)).isDirectory()) throw Object.assign(new Error(`${dir} is not a directory`), { code: 'ENOTDIR' });
+    await fs.access(dir, C.W_OK | C.X_OK);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? `no directory ${dir}` : code === 'ENOTDIR' ? `${dir} is not a directory` : `cannot write in ${dir}`;
+    throw new CertifierError('FILE_ERROR', `cannot write ${path}: ${why}`, { cause: e });
+  }
+}
+
+/** ALREADY_EXISTS if anything (a file, a directory, a dangling link) is at `path`. */
+async function refuseExisting(path: string): Promise<void> {
+  try {
+    await fs.lstat(path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw fileError('write', path, e);
+  }
+  throw fileError('write', path, Object.assign(new Error('exists'), { code: 'EEXIST' }));
 }
 
 /** A file written and synced beside its destination, not yet in place. */
@@ -99,7 +161,11 @@ export async function stageFile(path: string, data: Uint8Array, mode = 0o600): P
   const target = await fs.lstat(path).catch(() => undefined);
   if (target?.isDirectory()) throw fileError('write', path, Object.assign(new Error('directory'), { code: 'EISDIR' }));
   const tmp = join(dir, `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
-  const discard = () => fs.unlink(tmp).catch(() => {});
+  const discard = () => {
+    forget(tmp);
+    return fs.unlink(tmp).catch(() => {});
+  };
+  remember(tmp);
   let handle: fs.FileHandle | undefined;
   try {
     handle = await fs.open(tmp, C.O_WRONLY | C.O_CREAT | C.O_EXCL, mode);
@@ -124,6 +190,7 @@ export async function stageFile(path: string, data: Uint8Array, mode = 0o600): P
         } else {
           await fs.rename(tmp, path);
         }
+        forget(tmp);
         await syncDir(dir);
       } catch (e) {
         await discard();
@@ -131,6 +198,36 @@ export async function stageFile(path: string, data: Uint8Array, mode = 0o600): P
       }
     },
   };
+}
+
+// Temporary files not yet renamed into place may hold a secret (get-item --out). A program that
+// is interrupted while one exists removes it on the way out, unless the program handles the
+// signal itself (a server finishing its work), which then commits or discards its files.
+const live = new Set<string>();
+const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+
+function remember(tmp: string): void {
+  if (live.size === 0) for (const sig of SIGNALS) process.on(sig, onSignal);
+  live.add(tmp);
+}
+
+function forget(tmp: string): void {
+  if (live.delete(tmp) && live.size === 0) for (const sig of SIGNALS) process.off(sig, onSignal);
+}
+
+function onSignal(signal: NodeJS.Signals): void {
+  if (process.listenerCount(signal) > 1) return;
+  for (const tmp of live) {
+    try {
+      unlinkSync(tmp);
+    } catch {
+      // already gone
+    }
+  }
+  live.clear();
+  for (const sig of SIGNALS) process.off(sig, onSignal);
+  // As if there had been no listener: the default action, so the exit status says which signal.
+  process.kill(process.pid, signal);
 }
 
 /** Makes a directory's entries (a rename, a new file) durable. */

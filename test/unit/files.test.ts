@@ -1,0 +1,72 @@
+// lib/files: several files written all or none, checks made before work that would be lost, and
+// temporary files removed when a program is interrupted.
+
+import { expect } from 'chai';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { checkWritable, writeFilesAtomic } from '../../lib/files/index.ts';
+import { tempDir } from '../support/helpers.ts';
+import { rejects } from '../support/rejects.ts';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const text = (s: string) => new TextEncoder().encode(s);
+
+describe('lib/files', () => {
+  let tmp: ReturnType<typeof tempDir>;
+  beforeEach(() => (tmp = tempDir()));
+  afterEach(() => tmp.cleanup());
+
+  it('writes several files, or none of them when one name is taken, leaving no temporary file', async () => {
+    const [a, b] = [join(tmp.dir, 'a.pem'), join(tmp.dir, 'b.pem')];
+    writeFileSync(b, 'old');
+    await rejects(writeFilesAtomic([{ path: a, data: text('A'), exclusive: true }, { path: b, data: text('B'), exclusive: true }]), 'ALREADY_EXISTS');
+    expect(readdirSync(tmp.dir)).to.deep.equal(['b.pem']);
+    await rejects(writeFilesAtomic([{ path: a, data: text('A') }, { path: join(tmp.dir, 'none', 'c.pem'), data: text('C') }]), 'FILE_ERROR');
+    expect(readdirSync(tmp.dir)).to.deep.equal(['b.pem']);
+    await writeFilesAtomic([{ path: a, data: text('A'), exclusive: true }, { path: b, data: text('B') }]);
+    expect([readFileSync(a, 'utf8'), readFileSync(b, 'utf8')]).to.deep.equal(['A', 'B']);
+  });
+
+  it('checkWritable refuses a taken name, a missing directory and a directory, and passes a free name', async () => {
+    writeFileSync(join(tmp.dir, 'taken'), 'x');
+    mkdirSync(join(tmp.dir, 'sub'));
+    await rejects(checkWritable(join(tmp.dir, 'taken'), { exclusive: true }), 'ALREADY_EXISTS');
+    await checkWritable(join(tmp.dir, 'taken'));
+    expect((await rejects(checkWritable(join(tmp.dir, 'none', 'f')), 'FILE_ERROR')).message).to.contain('no directory');
+    await rejects(checkWritable(join(tmp.dir, 'sub')), 'FILE_ERROR');
+    await checkWritable(join(tmp.dir, 'free'), { exclusive: true });
+    expect(readdirSync(tmp.dir).sort()).to.deep.equal(['sub', 'taken']);
+  });
+
+  async function stagedChild(path: string, mode?: string) {
+    const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'test/support/stage-and-wait.ts'), path, ...(mode ? [mode] : [])], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    while (!out.includes('staged')) await once(child.stdout, 'data');
+    return child;
+  }
+
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    it(`removes a staged file (it may hold a secret) when ${signal} ends the program, which still dies of the signal`, async () => {
+      const path = join(tmp.dir, 'secret.out');
+      const child = await stagedChild(path);
+      expect(readdirSync(tmp.dir)).to.have.length(1); // the temporary file
+      child.kill(signal);
+      const [code, sig] = await once(child, 'exit');
+      expect([code, sig]).to.deep.equal([null, signal]);
+      expect(readdirSync(tmp.dir)).to.deep.equal([]);
+    });
+  }
+
+  it('leaves a staged file alone in a program that handles the signal itself (a server finishing its work)', async () => {
+    const child = await stagedChild(join(tmp.dir, 'secret.out'), 'handler');
+    child.kill('SIGTERM');
+    const [code] = await once(child, 'exit');
+    expect(code).to.equal(0);
+    expect(readdirSync(tmp.dir)).to.have.length(1);
+    expect(existsSync(join(tmp.dir, 'secret.out'))).to.equal(false);
+  });
+});
