@@ -7,9 +7,9 @@ import { encode, ENTRY_TYPES, type EntryType } from '../../lib/wire/index.ts';
 import {
   exportPublicKey, generateKeyPair, isKeyAlg, randomBytes, toKeyMessage, type KeyAlg,
 } from '../../lib/crypto/index.ts';
-import { writeFileAtomic } from '../../lib/files/index.ts';
+import { commitAll, stageFiles, writeFileAtomic } from '../../lib/files/index.ts';
 import { readCertificate } from '../../lib/pki/index.ts';
-import { Cryptstore, MAX_BLOB_BYTES, exportStore, importStore, type EntryInfo } from '../../cryptstore/index.ts';
+import { Cryptstore, MAX_BLOB_BYTES, MAX_BUNDLE_BYTES, exportStore, importStore, type EntryInfo } from '../../cryptstore/index.ts';
 import { parseVersion, subcommand, type JsonOption } from '../common/cli.ts';
 import { protectorFrom, readPassphraseFile, scryptCost, scryptOption, storeOptions, withStore, type ProtectionOptions } from '../common/protection.ts';
 import { readInput, writeOutput } from '../common/io.ts';
@@ -92,17 +92,18 @@ export function addStoreCommands(program: Command): void {
     .option('--version <n>', 'the version to delete (0 = every version)', parseVersion, 0);
 
   // ---- export-store ----
-  scryptOption(storeOptions(subcommand<StoreOpts & { out: string; bundlePassphraseFile: string; force?: boolean }>(program, 'export-store',
+  scryptOption(storeOptions(subcommand<StoreOpts & { out: string; bundlePassphraseFile: string; force?: boolean; tag: string[] }>(program, 'export-store',
     'write the exportable items, with their versions, to an encrypted bundle',
     async (o) => {
       const pass = await readPassphraseFile(o.bundlePassphraseFile);
       const cost = scryptCost(P, o.scryptLogN);
-      const { bundle, entries } = await withStore(P, { ...o, scryptLogN: undefined }, (s) => exportStore(s, pass, cost));
+      const { bundle, entries } = await withStore(P, { ...o, scryptLogN: undefined }, (s) => exportStore(s, pass, cost, o.tag));
       await writeFileAtomic(o.out, bundle, { exclusive: !o.force });
       return { json: { out: o.out, items: entries }, text: [`exported ${entries.length} item version(s) to ${o.out}`] };
     })))
     .requiredOption('--out <file>', 'bundle file to write (0600)')
     .requiredOption('--bundle-passphrase-file <file>', 'file holding the passphrase that protects the bundle')
+    .option('--tag <name>', 'export only this item (every version); repeat for several (default: every exportable item)', (v: string, acc: string[]) => [...acc, v], [])
     .option('--force', 'replace --out if it exists');
 
   // ---- import-store ----
@@ -110,7 +111,7 @@ export function addStoreCommands(program: Command): void {
     'add the items of a bundle, keeping their versions',
     async (o) => {
       const pass = await readPassphraseFile(o.bundlePassphraseFile);
-      const bundle = await readInput(o.in, 4 * MAX_BLOB_BYTES);
+      const bundle = await readInput(o.in, MAX_BUNDLE_BYTES);
       const items = await withStore(P, o, (s) => importStore(s, bundle, pass, o.force === true));
       return { json: { items }, text: [`imported ${items.length} item version(s)`] };
     }))
@@ -163,6 +164,7 @@ export function addStoreCommands(program: Command): void {
       let keyType: string;
       let serialized: Uint8Array;
       if (o.alg === 'aes-256-gcm') {
+        if (o.publicKeyOut) throw new CertifierError('USAGE', 'an aes-256-gcm key has no public key: drop --public-key-out');
         keyType = 'aes-256-gcm';
         serialized = encode('key_message', { keyName: o.tag, keyType, keyFormat: 'vse-key', secretKeyBits: randomBytes(32) });
       } else if (isKeyAlg(o.alg)) {
@@ -174,8 +176,19 @@ export function addStoreCommands(program: Command): void {
       } else {
         throw new CertifierError('USAGE', `unknown --alg ${o.alg}`);
       }
-      const info = await withStore(P, o, (s) => s.put(o.tag, serialized, { type: 'key-message-serialized-protobuf', exportable: o.exportable === true }));
-      if (o.publicKeyOut && publicPem) await writeFileAtomic(o.publicKeyOut, new TextEncoder().encode(publicPem), { exclusive: !o.force, mode: 0o644 });
+      // The public key file is checked and written aside first: a name already taken or a missing
+      // directory must fail before the store holds a key whose public half went nowhere.
+      const staged = o.publicKeyOut && publicPem
+        ? await stageFiles([{ path: o.publicKeyOut, data: new TextEncoder().encode(publicPem), exclusive: !o.force, mode: 0o644 }])
+        : [];
+      let info;
+      try {
+        info = await withStore(P, o, (s) => s.put(o.tag, serialized, { type: 'key-message-serialized-protobuf', exportable: o.exportable === true }));
+      } catch (e) {
+        for (const f of staged) await f.file.discard();
+        throw e;
+      }
+      await commitAll(staged);
       return {
         json: { item: info, keyType, ...(publicPem ? { publicKeyPem: publicPem } : {}) },
         text: [`generated ${keyType} key ${info.tag} version ${info.version}`, ...(publicPem ? [publicPem.trimEnd()] : [])],

@@ -3,14 +3,14 @@
 
 import { Option, type Command } from 'commander';
 import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { exportPrivateKey, generateKeyPair, toHex, type KeyAlg } from '../../lib/crypto/index.ts';
-import { writeFileAtomic, readFileLimited } from '../../lib/files/index.ts';
+import { checkWritable, readFileLimited, writeFileAtomic, writeFilesAtomic } from '../../lib/files/index.ts';
 import { createPolicyCert, domainOfPolicyOrganization, issueAdmissionCert, parseCertificate, toPem, validatePolicyCert } from '../../lib/pki/index.ts';
 import { loadPolicy, makePolicy, sameKey } from '../../lib/policy/index.ts';
 import { generateSimulatedPlatform, platformCertificate, TEST_PLATFORM_WARNING } from '../../lib/attest/index.ts';
-import { initTrust } from '../../lib/certifier/index.ts';
+import { AUTHORITY_PLATFORM, initTrust } from '../../lib/certifier/index.ts';
 import { issueRoleCert } from '../../lib/keyservice/roles.ts';
 import { Cryptstore } from '../../cryptstore/index.ts';
 import { intInRange, note, subcommand, warn, type JsonOption } from '../common/cli.ts';
@@ -42,8 +42,11 @@ export function addTrustCommands(program: Command): void {
     async (o) => {
       const { privateKey } = await generateKeyPair(o.alg);
       const cert = await createPolicyCert({ privateKey, domain: o.domain, days: o.days });
-      await writeFileAtomic(o.keyOut, exportPrivateKey(privateKey), { exclusive: !o.force });
-      await writeFileAtomic(o.certOut, new TextEncoder().encode(toPem(cert)), { exclusive: !o.force, mode: 0o644 });
+      if (resolve(o.keyOut) === resolve(o.certOut)) throw new CertifierError('USAGE', '--key-out and --cert-out name the same file');
+      await writeFilesAtomic([
+        { path: o.keyOut, data: exportPrivateKey(privateKey), exclusive: !o.force },
+        { path: o.certOut, data: new TextEncoder().encode(toPem(cert)), exclusive: !o.force, mode: 0o644 },
+      ]);
       const info = parseCertificate(cert);
       return { json: { keyOut: o.keyOut, certOut: o.certOut, subject: info.subject, fingerprintSha256: info.fingerprintSha256Hex }, text: [`policy key ${o.keyOut} (0600), policy certificate ${o.certOut}: ${info.subject}`] };
     })
@@ -67,9 +70,9 @@ export function addTrustCommands(program: Command): void {
         'attest-key.pem': exportPrivateKey(keys.attestKey),
         'endorsement.bin': keys.endorsement,
       };
-      for (const [name, data] of Object.entries(files)) {
-        await writeFileAtomic(join(o.outDir, name), data, { exclusive: !o.force, mode: name.endsWith('key.pem') ? 0o600 : 0o644 });
-      }
+      await writeFilesAtomic(Object.entries(files).map(([name, data]) => ({
+        path: join(o.outDir, name), data, exclusive: !o.force, mode: name.endsWith('key.pem') ? 0o600 : 0o644,
+      })));
       return { json: { outDir: o.outDir, files: Object.keys(files) }, text: [`wrote ${Object.keys(files).join(', ')} to ${o.outDir}`] };
     })
     .requiredOption('--out-dir <dir>', 'directory for the platform files')
@@ -141,12 +144,18 @@ export function addTrustCommands(program: Command): void {
       const { host, port } = parseHostPort(o.server, '--server');
       const platform = await loadPlatform(P, o);
       const protector = await protectorFrom(P, o, platform);
-      const store = (await Cryptstore.exists(o.store)) ? await Cryptstore.open(o.store, protector) : await Cryptstore.create(o.store, protector);
+      // Before certifying: a request that cannot be saved should not cost a certification.
+      if (o.saveEvidence) await checkWritable(o.saveEvidence, { exclusive: true });
+      const store = await Cryptstore.openOrCreate(o.store, protector);
       let sent: Uint8Array | undefined;
       try {
         if (o.plain) warn(P, 'plain TCP: no TLS, and the evidence is not bound to a session (original protocol)');
         const r = await initTrust({ store, domain: o.domain, policyCert, platform, host, port, force: o.force === true, keyAlg: o.keyAlg, plain: o.plain === true, onRequest: (req) => (sent = req) });
-        if (o.saveEvidence && r.request) await writeFileAtomic(o.saveEvidence, r.request, { mode: 0o644 });
+        if (o.saveEvidence && r.request) {
+          // The machine is certified by now; failing here would only make a script certify it again.
+          await writeFileAtomic(o.saveEvidence, r.request, { mode: 0o644, exclusive: true })
+            .catch((e: Error) => warn(P, `certified, but the request sent was not saved: ${e.message}`));
+        }
         const info = { status: r.status, serial: r.peer.serialHex, measurement: r.peer.measurementHex, notAfter: r.peer.notAfter.toISOString() };
         return {
           json: info,
@@ -155,7 +164,7 @@ export function addTrustCommands(program: Command): void {
       } catch (e) {
         // A refused request is the one most worth explaining: keep it as well.
         if (o.saveEvidence && sent) {
-          const saved = await writeFileAtomic(o.saveEvidence, sent, { mode: 0o644 }).then(() => true, () => false);
+          const saved = await writeFileAtomic(o.saveEvidence, sent, { mode: 0o644, exclusive: true }).then(() => true, () => false);
           note(P, saved ? `the request sent was saved to ${o.saveEvidence} (simpleserver explain --evidence ${o.saveEvidence})` : `could not save the request sent to ${o.saveEvidence}`);
         }
         throw e;
@@ -169,7 +178,7 @@ export function addTrustCommands(program: Command): void {
     .option('--force', 'certify again even if the store holds a valid certificate')
     .addOption(new Option('--key-alg <alg>', 'algorithm of the machine key').choices(ALGS).default('p256'))
     .option('--plain', 'speak the original plain-TCP protocol (no TLS, no session binding)')
-    .option('--save-evidence <file>', 'keep the trust request sent (for simpleserver explain)')
+    .option('--save-evidence <file>', 'keep the trust request sent (for simpleserver explain); refuses to replace a file')
     .addHelpText('after', examples([
       'cert-utility init-trust --domain datica --policy-cert policy-cert.pem --server 10.0.0.5:8123 \\\n      --store /var/lib/vm/store --sealed --platform simulated --platform-dir /etc/vm/platform --measurement-file /etc/vm/measurement',
     ]));
@@ -177,6 +186,9 @@ export function addTrustCommands(program: Command): void {
   subcommand<JsonOption & { policyKey: string; policyCert: string; publicKey: string; measurement: string; out: string; days: number; platform: string; force?: boolean }>(program, 'issue-cert',
     'sign an admission certificate directly with the policy key (Scenario 2, offline)',
     async (o) => {
+      // That platform marks simpleserver's own certificate; a machine holding one could pose as
+      // the certificate authority to every init-trust of the domain.
+      if (o.platform === AUTHORITY_PLATFORM) throw new CertifierError('USAGE', `--platform ${AUTHORITY_PLATFORM} is reserved for simpleserver's own certificate`);
       const [policyKey, policyCert, subject] = await Promise.all([readPrivateKeyFile(o.policyKey), readCertificateFile(o.policyCert), readPublicKeyFile(o.publicKey)]);
       const pc = validatePolicyCert(policyCert, new Date());
       if (!sameKey(pc.publicKey, policyKey)) throw new CertifierError('INVALID_KEY', `${o.policyKey} is not the key of ${o.policyCert}`);

@@ -580,6 +580,20 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
   });
 
   describe('4. init-trust on a certified store', () => {
+    it('refuses --save-evidence naming an existing file (a key file, say) before certifying: ALREADY_EXISTS, the file and the store untouched', async () => {
+      writeFileSync(p('precious.key'), 'do not replace me');
+      const before = certifications();
+      const r = await initTrust('stores/evidence-taken', { extra: ['--save-evidence', 'precious.key', '--force'] });
+      expect(r.status, r.stderr).to.equal(1);
+      expect(r.stderr).to.contain('[ALREADY_EXISTS]');
+      expect(readFileSync(p('precious.key'), 'utf8')).to.equal('do not replace me');
+      expect(certifications(), 'no request was sent').to.equal(before);
+      const missingDir = await initTrust('stores/evidence-taken', { extra: ['--save-evidence', 'no-such-dir/ev.bin'] });
+      expect(missingDir.status, missingDir.stderr).to.equal(1);
+      expect(missingDir.stderr).to.contain('[FILE_ERROR]');
+      expect(certifications()).to.equal(before);
+    });
+
     it('says "already certified", exits 0, sends nothing and leaves exactly version 1 of both items', async () => {
       const listBefore = (await cu(['list-items', ...sealed('stores/machine'), '--json'])).json().items;
       const before = certifications();
@@ -645,6 +659,23 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
         '--platform-dir', 'platform', '--measurement-file', 'app.measurement']));
       expect(r.out).to.match(/^already certified \(serial [0-9a-f]+, valid until /);
       expect(certifications()).to.equal(before);
+    });
+
+    it("refuses to issue a certificate marked as simpleserver's own (platform policy-authority)", async () => {
+      const r = await cu(['issue-cert', '--policy-key', 'policy-key.pem', '--policy-cert', 'policy-cert.pem', '--public-key', 'platform/platform-cert.pem',
+        '--measurement', M, '--platform', 'policy-authority', '--out', 'never-authority.pem']);
+      expect(r.status, r.stderr).to.equal(2);
+      expect(r.stderr).to.contain('[USAGE]');
+      expect(existsSync(p('never-authority.pem'))).to.equal(false);
+    });
+
+    it('generate-policy-key writes key and certificate or neither: a taken certificate name leaves no stray policy key', async () => {
+      writeFileSync(p('taken-cert.pem'), 'old');
+      const r = await cu(['generate-policy-key', '--domain', 'datica', '--key-out', 'stray-key.pem', '--cert-out', 'taken-cert.pem']);
+      expect(r.status, r.stderr).to.equal(1);
+      expect(r.stderr).to.contain('[ALREADY_EXISTS]');
+      expect(existsSync(p('stray-key.pem'))).to.equal(false);
+      expect(readFileSync(p('taken-cert.pem'), 'utf8')).to.equal('old');
     });
 
     it('refuses a private key where a public key or certificate is asked for, and the reverse (INVALID_KEY)', async () => {
