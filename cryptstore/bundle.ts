@@ -45,9 +45,29 @@ export async function openBundle(bytes: Uint8Array, passphrase: Uint8Array): Pro
   return entries.map((e, i) => checkCryptstoreEntry(e, `bundle entry ${i}`));
 }
 
-/** Exports every exportable entry (all versions) of `store`. */
-export async function exportStore(store: Cryptstore, passphrase: Uint8Array, cost?: ScryptCost): Promise<{ bundle: Uint8Array; entries: EntryInfo[] }> {
-  const infos = (await store.list()).filter((e) => e.exportable);
+/**
+ * The largest bundle import reads (it holds one whole in memory, with its plaintext). Export
+ * refuses to write a bigger one, which could never be restored.
+ */
+export const MAX_BUNDLE_BYTES = 64 * 1024 * 1024;
+/** Room in a bundle for everything but the values: tags, times, framing, the seal (generous). */
+const BUNDLE_OVERHEAD_PER_ENTRY = 1024;
+
+/**
+ * Exports every exportable entry (all versions) of `store`, or of the tags in `tags` when given.
+ * INVALID_INPUT when a tag names no exportable item, or when the bundle would exceed MAX_BUNDLE_BYTES.
+ */
+export async function exportStore(store: Cryptstore, passphrase: Uint8Array, cost?: ScryptCost, tags?: string[]): Promise<{ bundle: Uint8Array; entries: EntryInfo[] }> {
+  let infos = (await store.list()).filter((e) => e.exportable);
+  if (tags?.length) {
+    const missing = tags.filter((t) => !infos.some((e) => e.tag === t));
+    if (missing.length) throw new CertifierError('INVALID_INPUT', `no exportable item is tagged ${missing.map((t) => JSON.stringify(t)).join(', ')}`);
+    infos = infos.filter((e) => tags.includes(e.tag));
+  }
+  const bytes = infos.reduce((n, e) => n + e.size + BUNDLE_OVERHEAD_PER_ENTRY, 0);
+  if (bytes > MAX_BUNDLE_BYTES) {
+    throw new CertifierError('INVALID_INPUT', `the exportable items hold about ${bytes} bytes, and a bundle holds at most ${MAX_BUNDLE_BYTES} (import-store reads it whole): export them in parts with --tag`);
+  }
   const entries: Entry[] = [];
   for (const i of infos) entries.push(await store.get(i.tag, i.version));
   const bundle = await sealBundle(entries, passphrase, cost);

@@ -11,6 +11,26 @@ export type Db = Level<string, Uint8Array>;
 export const notFound = (dir: string, why: string) =>
   new CertifierError('STORE_NOT_FOUND', `no cryptstore at ${dir} (${why}); create one with create-store`);
 
+/** A database that create-store began and never finished: no metadata record, nothing else either. */
+export const unfinished = (dir: string) =>
+  new CertifierError('STORE_NOT_FOUND', `no cryptstore at ${dir} (its creation was interrupted before it was written); create-store or init-trust makes it again`, { details: { unfinished: true } });
+
+/** True when the database holds no record at all. */
+export async function isUnfinished(db: Db): Promise<boolean> {
+  for await (const _ of db.keys({ limit: 1 })) return false;
+  return true;
+}
+
+/** Runs `fn` on the database in `dir` (which must exist), closing it after. */
+export async function withDb<T>(dir: string, fn: (db: Db) => Promise<T>): Promise<T> {
+  const db = await openDb(dir, false);
+  try {
+    return await fn(db);
+  } finally {
+    await db.close();
+  }
+}
+
 /** Opens LevelDB, turning its errors into ours. */
 export async function openDb(dir: string, create: boolean): Promise<Db> {
   const db: Db = new Level(dir, { keyEncoding: 'utf8', valueEncoding: 'view', createIfMissing: create, errorIfExists: false });
@@ -22,6 +42,9 @@ export async function openDb(dir: string, create: boolean): Promise<Db> {
       throw new CertifierError('STORE_LOCKED', `the cryptstore is in use by another process (${dir})`, { cause: e });
     }
     if (!create && /does not exist/i.test(cause?.message ?? '')) throw notFound(dir, 'no database');
+    if (/permission denied/i.test(cause?.message ?? '')) {
+      throw new CertifierError('FILE_ERROR', `cannot open the cryptstore at ${dir}: permission denied (${cause?.message})`, { cause: e });
+    }
     throw new CertifierError('STORE_FORMAT', `cannot open ${dir} as a cryptstore: ${cause?.message ?? (e as Error).message}`, { cause: e });
   }
   return db;
@@ -29,7 +52,14 @@ export async function openDb(dir: string, create: boolean): Promise<Db> {
 
 /** Store files hold only ciphertext, but keep them private anyway: directory 0700, files 0600. */
 export async function tightenPermissions(dir: string): Promise<void> {
-  await fs.chmod(dir, 0o700);
+  const failed = (path: string, e: unknown) =>
+    new CertifierError('FILE_ERROR', `cannot make ${path} private (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); a cryptstore must belong to the user who opens it`, { cause: e });
+  try {
+    const st = await fs.stat(dir);
+    if ((st.mode & 0o777) !== 0o700) await fs.chmod(dir, 0o700);
+  } catch (e) {
+    throw failed(dir, e);
+  }
   for (const name of await fs.readdir(dir)) {
     const p = join(dir, name);
     try {
@@ -37,7 +67,7 @@ export async function tightenPermissions(dir: string): Promise<void> {
       if (st.isFile() && (st.mode & 0o077) !== 0) await fs.chmod(p, st.mode & 0o600);
     } catch (e) {
       // LevelDB's background compaction may delete a file between readdir and lstat.
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw failed(p, e);
     }
   }
 }

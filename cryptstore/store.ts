@@ -15,7 +15,7 @@ import {
 } from '../lib/wire/index.ts';
 import { describeKind, type ProtectionParams, type Protector } from './protection.ts';
 import * as L from './layout.ts';
-import { dirState, notFound, openDb, tightenPermissions, type Db } from './db.ts';
+import { dirState, isUnfinished, notFound, openDb, tightenPermissions, unfinished, withDb, type Db } from './db.ts';
 
 export const MAX_BLOB_BYTES = 16 * 1024 * 1024;
 
@@ -84,22 +84,30 @@ export class Cryptstore {
   /** Creates a new, empty store protected by `protector`. STORE_EXISTS if `dir` is in use. */
   static async create(dir: string, protector: Protector, options: StoreOptions = {}): Promise<Cryptstore> {
     const state = await dirState(dir);
-    if (state === 'store') throw new CertifierError('STORE_EXISTS', `a cryptstore already exists at ${dir}`);
     if (state === 'other') throw new CertifierError('STORE_EXISTS', `${dir} exists and is not an empty directory`);
-    await fs.mkdir(dir, { recursive: true, mode: 0o700 });
-    const db = await openDb(dir, true);
+    const exists = () => new CertifierError('STORE_EXISTS', `a cryptstore already exists at ${dir}`);
+    // A database without its metadata record is a creation cut short: made again, not refused.
+    if (state === 'store' && !(await withDb(dir, isUnfinished))) throw exists();
+    // The slow part (scrypt) before anything is on disk, so an interrupted create leaves little.
+    const { params, kek } = await protector.create();
+    let db: Db;
     try {
-      if ((await db.get(L.META_KEY)) !== undefined) throw new CertifierError('STORE_EXISTS', `a cryptstore already exists at ${dir}`);
+      await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+      db = await openDb(dir, true);
+    } catch (e) {
+      wipe(kek);
+      throw e;
+    }
+    try {
+      if (!(await isUnfinished(db))) throw exists();
       const storeId = randomBytes(16);
       const dataKey = randomBytes(32);
-      const { params, kek } = await protector.create();
       const meta: CryptstoreMetadata = {
         formatVersion: CRYPTSTORE_FORMAT_VERSION,
         storeId,
         created: new Date().toISOString(),
         protection: { ...params, wrappedDataKey: seal(kek, dataKey, L.dataKeyAad(storeId, params)) },
       };
-      wipe(kek);
       const bytes = encode('cryptstore_metadata', meta);
       await db.put(L.META_KEY, bytes, { sync: true });
       await tightenPermissions(dir);
@@ -107,7 +115,21 @@ export class Cryptstore {
     } catch (e) {
       await db.close();
       throw e;
+    } finally {
+      wipe(kek);
     }
+  }
+
+  /** Opens the store in `dir`, or creates it when there is none (or only an unfinished one). */
+  static async openOrCreate(dir: string, protector: Protector, options: StoreOptions = {}): Promise<Cryptstore> {
+    if (await Cryptstore.exists(dir)) {
+      try {
+        return await Cryptstore.open(dir, protector, options);
+      } catch (e) {
+        if (!(e instanceof CertifierError && e.details?.unfinished === true)) throw e;
+      }
+    }
+    return Cryptstore.create(dir, protector, options);
   }
 
   /** Opens an existing store. WRONG_KEY when the protector cannot unlock it. */
@@ -118,7 +140,10 @@ export class Cryptstore {
     const db = await openDb(dir, false);
     try {
       const raw = await db.get(L.META_KEY);
-      if (raw === undefined) throw notFound(dir, 'no metadata record');
+      if (raw === undefined) {
+        if (await isUnfinished(db)) throw unfinished(dir);
+        throw notFound(dir, 'no metadata record');
+      }
       let meta: ValidMetadata;
       try {
         meta = parseCryptstoreMetadata(raw);

@@ -270,11 +270,39 @@ describe('cert-utility store commands (transcripts)', function () {
       expect(new Set(types)).to.deep.equal(new Set(['key-message-serialized-protobuf']));
     });
 
+    it('stores no key when its --public-key-out cannot be written (taken, or no such directory), and refuses it for a secret key', async () => {
+      expect((await cu(withPass('generate-key', '--tag', 'auth', '--alg', 'p256', '--public-key-out', 'auth.pub.pem'))).status).to.equal(0);
+      expectFailure(await cu(withPass('generate-key', '--tag', 'auth', '--alg', 'p256', '--public-key-out', 'auth.pub.pem')), 1, 'ALREADY_EXISTS');
+      expectFailure(await cu(withPass('generate-key', '--tag', 'auth', '--alg', 'p256', '--public-key-out', 'none/auth.pub.pem')), 1, 'FILE_ERROR');
+      expectFailure(await cu(withPass('generate-key', '--tag', 'sym', '--alg', 'aes-256-gcm', '--public-key-out', 'sym.pub.pem')), 2, 'USAGE');
+      const items = (await cu(withPass('list-items', '--json'))).json().items.map((i: { tag: string; version: number }) => `${i.tag}@${i.version}`);
+      expect(items).to.deep.equal(['auth@1']);
+      expect((await fs.readdir(tmp.dir)).filter((f) => f.endsWith('.tmp'))).to.deep.equal([]);
+    });
+
     it('takes the passphrase from CRYPTSTORE_PASSPHRASE', async () => {
       const env = { CRYPTSTORE_PASSPHRASE: 'correct horse battery staple' };
       expect((await cu(['put-item', '--store', store, '--tag', 'k', '--in', '-'], { input: 'env', env })).status).to.equal(0);
       expect((await cu(['get-item', '--store', store, '--tag', 'k', '--out', '-'], { env })).out).to.equal('env');
     });
+  });
+
+  it('makes a store again over a create-store that was interrupted, and explains such a store when opened', async () => {
+    const child = spawn(process.execPath, [join(ROOT, 'cmd/bin/cert-utility.js'), 'create-store', '--store', store, '--passphrase-file', passFile, '--scrypt-log-n', '20'], { cwd: tmp.dir });
+    await new Promise((r) => setTimeout(r, 1500)); // well into scrypt at 2^20
+    child.kill('SIGINT');
+    await new Promise((r) => child.once('exit', r));
+    const open = await cu(withPass('list-items'));
+    expect(open.status).to.equal(1);
+    expect(open.stderr).to.match(/STORE_NOT_FOUND/);
+    // The unfinished form: LevelDB's files without a record, as a kill just after opening leaves them.
+    const db = new Level(store, { createIfMissing: true });
+    await db.open();
+    await db.close();
+    expectFailure(await cu(withPass('list-items')), 1, 'STORE_NOT_FOUND');
+    expect((await cu(withPass('list-items'))).stderr).to.contain('interrupted');
+    expect((await cu(withPass('create-store', ...CHEAP))).status).to.equal(0);
+    expect((await cu(withPass('list-items'))).status).to.equal(0);
   });
 
   it('creates and uses a key-file store', async () => {

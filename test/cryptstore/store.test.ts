@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { Level } from 'level';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { randomBytes, utf8 } from '../../lib/crypto/index.ts';
-import { Cryptstore, KeyFileProtector, PassphraseProtector, exportStore, importStore } from '../../cryptstore/index.ts';
+import { Cryptstore, KeyFileProtector, MAX_BLOB_BYTES, MAX_BUNDLE_BYTES, PassphraseProtector, exportStore, importStore } from '../../cryptstore/index.ts';
 import { tempDir } from '../support/helpers.ts';
 import { rejects } from '../support/rejects.ts';
 
@@ -92,6 +92,36 @@ describe('cryptstore', () => {
       expect(s.info.protection).to.deep.equal({ kind: 'key-file' });
       await s.close();
       await rejects(Cryptstore.open(dir, new KeyFileProtector(randomBytes(32))), 'WRONG_KEY');
+    });
+
+    it('creates over a database whose creation was cut short (no metadata, no records), and says what it is when opened', async () => {
+      await withRaw(dir, async () => {}); // LevelDB's files, as a create killed before its first write leaves them
+      const e = await rejects(Cryptstore.open(dir, pass()), 'STORE_NOT_FOUND');
+      expect(e.message).to.contain('interrupted');
+      const s = await Cryptstore.create(dir, pass());
+      await s.put('a', utf8('x'));
+      await s.close();
+      await rejects(Cryptstore.create(dir, pass()), 'STORE_EXISTS');
+    });
+
+    it('openOrCreate opens a store, creates a missing or unfinished one, and refuses a database holding records but no metadata', async () => {
+      const first = await Cryptstore.openOrCreate(dir, pass());
+      await first.put('a', utf8('x'));
+      await first.close();
+      const again = await Cryptstore.openOrCreate(dir, pass());
+      expect((await again.list()).map((e) => e.tag)).to.deep.equal(['a']);
+      await again.close();
+
+      const cut = join(tmp.dir, 'cut');
+      await withRaw(cut, async () => {});
+      await (await Cryptstore.openOrCreate(cut, pass())).close();
+      await (await Cryptstore.open(cut, pass())).close();
+
+      const foreign = join(tmp.dir, 'foreign');
+      await withRaw(foreign, async (db) => db.put('something', utf8('else')));
+      const e = await rejects(Cryptstore.openOrCreate(foreign, pass()), 'STORE_NOT_FOUND');
+      expect(e.message).to.contain('no metadata record');
+      await rejects(Cryptstore.create(foreign, pass()), 'STORE_EXISTS');
     });
 
     it('refuses a key file shorter than 32 bytes', () => {
@@ -330,6 +360,35 @@ describe('cryptstore', () => {
       await importStore(other, bundle, utf8('bundle pass'), true);
       expect(Buffer.from((await other.get('shared', 1)).blob).toString()).to.equal('s1');
       await other.close();
+    });
+
+    it('exports only the tags asked for, and refuses a tag with no exportable item', async () => {
+      const s = await Cryptstore.create(dir, pass());
+      try {
+        await s.put('one', utf8('1'), { exportable: true });
+        await s.put('two', utf8('2'), { exportable: true });
+        await s.put('kept', utf8('k'));
+        const { entries } = await exportStore(s, utf8('bundle pass'), CHEAP, ['two']);
+        expect(entries.map((e) => e.tag)).to.deep.equal(['two']);
+        const e = await rejects(exportStore(s, utf8('bundle pass'), CHEAP, ['two', 'kept', 'absent']), 'INVALID_INPUT');
+        expect(e.message).to.contain('"kept", "absent"');
+      } finally {
+        await s.close();
+      }
+    });
+
+    it('refuses to export a bundle larger than import reads (MAX_BUNDLE_BYTES), before reading any value', async () => {
+      const s = await Cryptstore.create(dir, new KeyFileProtector(randomBytes(32)), { durable: false });
+      try {
+        const blob = new Uint8Array(MAX_BLOB_BYTES);
+        for (let i = 0; i < MAX_BUNDLE_BYTES / MAX_BLOB_BYTES; i++) await s.put(`big${i}`, blob, { exportable: true });
+        const e = await rejects(exportStore(s, utf8('bundle pass'), CHEAP), 'INVALID_INPUT');
+        expect(e.message).to.contain('--tag');
+        const { bundle } = await exportStore(s, utf8('bundle pass'), CHEAP, ['big0', 'big1']);
+        expect(bundle.length).to.be.below(MAX_BUNDLE_BYTES);
+      } finally {
+        await s.close();
+      }
     });
 
     it('refuses a wrong bundle passphrase with WRONG_KEY and a damaged bundle with an integrity code', async () => {
