@@ -16,6 +16,7 @@ export async function readPrivateKeyFile(path: string): Promise<KeyObject> {
   try {
     return importPrivateKey(bytes);
   } catch (first) {
+    if (first instanceof CertifierError && first.code === 'UNSUPPORTED') throw new CertifierError('UNSUPPORTED', `${path}: ${first.message}`, { cause: first });
     if (looksLikePem(bytes)) {
       const publicOnly = /-----BEGIN (PUBLIC KEY|CERTIFICATE)-----/.test(Buffer.from(bytes).toString('latin1'));
       throw new CertifierError('INVALID_KEY', publicOnly ? `${path} holds a public key or certificate, not the private key` : `${path}: ${(first as Error).message}`, { cause: first });
@@ -38,19 +39,22 @@ export async function readPublicKeyFile(path: string): Promise<KeyObject> {
   if (/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(Buffer.from(bytes).toString('latin1'))) {
     throw new CertifierError('INVALID_KEY', `${path} holds a private key: give the certificate or public key instead, and keep the private key where it is used`);
   }
-  try {
-    return importPublicKey(bytes);
-  } catch (first) {
+  const errors: unknown[] = [];
+  for (const read of [
+    () => importPublicKey(bytes),
+    () => parseCertificate(readCertificate(bytes)).publicKey,
+    () => fromKeyMessage(decode<KeyMessage>('key_message', bytes)),
+  ]) {
     try {
-      return parseCertificate(readCertificate(bytes)).publicKey;
-    } catch {
-      try {
-        return fromKeyMessage(decode<KeyMessage>('key_message', bytes));
-      } catch {
-        throw new CertifierError('INVALID_KEY', `${path} holds no public key, certificate or key_message`, { cause: first });
-      }
+      return read();
+    } catch (e) {
+      errors.push(e);
     }
   }
+  // A key of a kind we do not take (Ed25519, P-521, RSA-3072) says so, rather than "no key".
+  const unsupported = errors.find((e) => e instanceof CertifierError && e.code === 'UNSUPPORTED') as CertifierError | undefined;
+  if (unsupported) throw new CertifierError('UNSUPPORTED', `${path}: ${unsupported.message}`, { cause: unsupported });
+  throw new CertifierError('INVALID_KEY', `${path} holds no public key, certificate or key_message`, { cause: errors[0] });
 }
 
 /** A certificate (PEM or DER) as DER. */

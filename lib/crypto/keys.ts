@@ -148,9 +148,14 @@ export function exportPublicKey(key: KeyObject, format: 'pem' | 'der' = 'pem'): 
 
 const PEM_START = '-----BEGIN ';
 
+/**
+ * PEM, possibly after text such as `openssl x509 -text` puts first. DER starts with a SEQUENCE
+ * (0x30), so only the start of such a file is looked at: a PEM marker deep inside DER is data.
+ */
 export function looksLikePem(bytes: Uint8Array): boolean {
   const head = Buffer.from(bytes.subarray(0, 256)).toString('latin1');
-  return head.includes(PEM_START);
+  if (head.includes(PEM_START)) return true;
+  return bytes[0] !== 0x30 && Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).includes(PEM_START, 0, 'latin1');
 }
 
 /**

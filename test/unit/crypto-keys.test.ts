@@ -108,6 +108,13 @@ describe('crypto keys', () => {
         expect(keyAlgOf(back)).to.equal(alg);
       });
 
+      it('a PEM public key after a long text preamble (openssl -text) is still read as PEM', () => {
+        const pem = exportPublicKey(pairs[alg].publicKey, 'pem');
+        const withText = new TextEncoder().encode(`${'Public-Key: (text openssl prints first)\n'.repeat(20)}${text(pem)}`);
+        expect(looksLikePem(withText)).to.equal(true);
+        expect(importPublicKey(withText).equals(pairs[alg].publicKey)).to.equal(true);
+      });
+
       it('PEM is the default private export format', () => {
         expect(text(exportPrivateKey(pairs[alg].privateKey))).to.equal(text(exportPrivateKey(pairs[alg].privateKey, 'pem')));
       });
