@@ -4,10 +4,11 @@
 
 import { CertifierError, isCertifierError } from '../errors/index.ts';
 import { bytesEqual } from '../crypto/index.ts';
-import { tagProblem, type ValidEntry } from '../wire/index.ts';
+import { MAX_VERSION, tagProblem, type ValidEntry } from '../wire/index.ts';
 import { readFileLimited, stageFile, type StagedFile } from '../files/index.ts';
 import { stat } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
+import { realpathSync } from 'node:fs';
 import type { Cryptstore } from '../../cryptstore/index.ts';
 import { isIdentityTag } from '../certifier/index.ts';
 import type { KeyClient } from './client.ts';
@@ -48,7 +49,7 @@ export function parseProvisionConfig(text: string): SecretSpec[] {
     const name = s.ID;
     if (typeof name !== 'string' || tagProblem(name)) problems.push(`${at}.ID must be a resource name`);
     const version = s.Version ?? 0;
-    if (!Number.isInteger(version) || (version as number) < 0) problems.push(`${at}.Version must be a whole number (0 = latest)`);
+    if (!Number.isInteger(version) || (version as number) < 0 || (version as number) > MAX_VERSION) problems.push(`${at}.Version must be a whole number from 0 (latest) to ${MAX_VERSION}`);
     if ((s.Tag === undefined) === (s.LocalPath === undefined)) problems.push(`${at} needs exactly one of "Tag" or "LocalPath"`);
     if (s.Tag !== undefined && (typeof s.Tag !== 'string' || tagProblem(s.Tag))) problems.push(`${at}.Tag must be a cryptstore tag`);
     if (s.LocalPath !== undefined && (typeof s.LocalPath !== 'string' || s.LocalPath === '')) problems.push(`${at}.LocalPath must be a path`);
@@ -75,13 +76,26 @@ export function destinationProblems(specs: SecretSpec[]): string[] {
   const seen = new Map<string, number>();
   specs.forEach((s, i) => {
     const where = s.tag !== undefined ? `Tag "${s.tag}"` : `LocalPath "${s.file}"`;
-    const key = s.tag !== undefined ? `tag:${s.tag}` : `file:${resolve(s.file!)}`;
+    const key = s.tag !== undefined ? `tag:${s.tag}` : `file:${canonicalPath(s.file!)}`;
     const first = seen.get(key);
     if (first !== undefined) problems.push(`secrets[${i}] has the same ${where} as secrets[${first}]`);
     else seen.set(key, i);
     if (s.tag !== undefined && isIdentityTag(s.tag)) problems.push(`secrets[${i}].Tag "${s.tag}" is where init-trust keeps this machine's identity`);
   });
   return problems;
+}
+
+/**
+ * The path with its directory's symbolic links resolved, so two names for one file (through a
+ * linked directory) are seen as one. The file itself may be a link: it is replaced, not followed.
+ */
+function canonicalPath(file: string): string {
+  const path = resolve(file);
+  try {
+    return join(realpathSync(dirname(path)), basename(path));
+  } catch {
+    return path; // no such directory yet: writing will fail anyway
+  }
 }
 
 /** Retrieves every spec over the one connection (pipelined); failures are kept, not thrown. */

@@ -80,6 +80,12 @@ export function parseKeyRequest(bytes: Uint8Array): KeyRequest {
 }
 
 export function encodeKeyRequest(r: Partial<KeyRequest> & { action: Action; name: string }): Uint8Array {
+  // int32 on the wire: protobufjs would send 2^32 + 1 as 1, asking for another version than meant.
+  for (const [field, v] of [['version', r.version], ['expected version', r.expectedVersion]] as const) {
+    if (v !== undefined && !(Number.isInteger(v) && v >= 0 && v <= MAX_VERSION)) {
+      throw new CertifierError('INVALID_INPUT', `a ${field} must be a whole number from 0 to ${MAX_VERSION}, not ${v}`);
+    }
+  }
   const msg: KeyServiceRequest = { resourceName: r.name, requestType: r.action };
   if (r.valueType) msg.valueType = r.valueType;
   if (r.version) msg.version = r.version;

@@ -7,7 +7,11 @@ import { expect } from 'chai';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { destinationProblems, keepAll, parseProvisionConfig, type Outcome } from '../../lib/keyclient/index.ts';
 import type { ValidEntry } from '../../lib/wire/index.ts';
+import { encodeKeyRequest } from '../../lib/keyservice/protocol.ts';
 import { rejects } from '../support/rejects.ts';
+import { tempDir } from '../support/helpers.ts';
+import { mkdirSync, symlinkSync } from 'node:fs';
+import { join } from 'node:path';
 
 const config = (secrets: unknown) => JSON.stringify({ secrets });
 
@@ -43,6 +47,8 @@ describe('keyclient: the provisioning config and where secrets may be written', 
     ['both destinations', [{ ID: 'a', Tag: 't', LocalPath: '/x' }], 'secrets[0] needs exactly one of "Tag" or "LocalPath"'],
     ['an empty name', [{ ID: '', Tag: 't' }], 'secrets[0].ID must be a resource name'],
     ['a negative version', [{ ID: 'a', Version: -1, Tag: 't' }], 'secrets[0].Version must be a whole number'],
+    ['a version past int32 (it would wrap to another version on the wire)', [{ ID: 'a', Version: 4294967297, Tag: 't' }], 'secrets[0].Version must be a whole number from 0 (latest) to 2147483647'],
+    ['a version of 2^31', [{ ID: 'a', Version: 2147483648, Tag: 't' }], 'secrets[0].Version must be a whole number from 0'],
     ['a mode that is not octal', [{ ID: 'a', LocalPath: '/x', Mode: '0999' }], 'secrets[0].Mode must be an octal string'],
     ['a mode open to every user', [{ ID: 'a', LocalPath: '/x', Mode: '0644' }], 'secrets[0].Mode 0644 lets every user of the machine at the secret'],
     ['a mode others may write', [{ ID: 'a', LocalPath: '/x', Mode: '602' }], 'secrets[0].Mode 602 lets every user'],
@@ -52,6 +58,27 @@ describe('keyclient: the provisioning config and where secrets may be written', 
       expect(problemOf(config(secrets))).to.contain(problem);
     });
   }
+
+  it('refuses two secrets into one file through a linked directory', () => {
+    const tmp = tempDir();
+    try {
+      mkdirSync(join(tmp.dir, 'out'));
+      symlinkSync(join(tmp.dir, 'out'), join(tmp.dir, 'link'));
+      const problems = destinationProblems([{ name: 'a', version: 0, file: join(tmp.dir, 'out', 'k') }, { name: 'b', version: 0, file: join(tmp.dir, 'link', 'k') }]);
+      expect(problems).to.have.length(1);
+      expect(problems[0]).to.contain('secrets[1] has the same LocalPath');
+    } finally {
+      tmp.cleanup();
+    }
+  });
+
+  it('refuses a version the wire cannot carry before encoding a request (INVALID_INPUT)', () => {
+    for (const version of [2 ** 31, 2 ** 32 + 1, -1, 1.5]) {
+      expect(() => encodeKeyRequest({ action: 'retrieve', name: 'a', version })).to.throw(CertifierError).with.property('code', 'INVALID_INPUT');
+      expect(() => encodeKeyRequest({ action: 'store', name: 'a', expectedVersion: version })).to.throw(CertifierError).with.property('code', 'INVALID_INPUT');
+    }
+    encodeKeyRequest({ action: 'retrieve', name: 'a', version: 2 ** 31 - 1 });
+  });
 
   it('allows one name fetched into two different places', () => {
     expect(destinationProblems([{ name: 'a', version: 0, tag: 'x' }, { name: 'a', version: 0, file: '/run/a' }])).to.deep.equal([]);
