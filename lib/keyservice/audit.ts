@@ -148,6 +148,11 @@ async function scan(path: string, continuing = false): Promise<ScanResult> {
   } catch (e) {
     throw new CertifierError('FILE_ERROR', `cannot read the audit log ${path}: ${(e as Error).message}`, { cause: e });
   }
+  if ((await fh.stat()).isDirectory()) {
+    await fh.close();
+    // Most likely the lock beside the log (F.lock/) caught by a glob meant for segments.
+    throw new CertifierError('FILE_ERROR', `${path} is a directory, not an audit log${path.endsWith('.lock') ? ' (the lock a key-server keeps beside its log)' : ''}: give the segments as F.[0-9]*`);
+  }
   const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
   let line = 0;
   let prev = AUDIT_GENESIS;

@@ -128,6 +128,17 @@ describe('audit log', () => {
     }
   });
 
+  it("refuses a directory, such as the lock beside a served log that a glob caught, with FILE_ERROR naming it", async () => {
+    const log = await AuditLog.open(path);
+    try {
+      const e = await verifyAudit(`${path}.lock`).then(() => expect.fail('resolved'), (e: CertifierError) => e);
+      expect(e.code).to.equal('FILE_ERROR');
+      expect(e.message).to.contain('the lock a key-server keeps beside its log');
+    } finally {
+      await log.close();
+    }
+  });
+
   it('continues the chain when reopened', async () => {
     const before = await writeLog(3);
     const log = await AuditLog.open(path);
