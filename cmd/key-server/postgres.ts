@@ -41,12 +41,14 @@ export function redactUrl(url: string): string {
 export async function openPostgres(program: string, o: PostgresOptions, log: (r: object) => void): Promise<OpenedPostgres> {
   const url = o.pgUrl ?? process.env[PG_URL_ENV];
   if (!url) throw new CertifierError('USAGE', `--backend postgres needs the database URL in ${PG_URL_ENV} (or --pg-url)`);
-  if (o.pgUrl) {
+  if (/^postgres(ql)?:/i.test(url)) {
+    let parsed: URL;
     try {
-      if (new URL(o.pgUrl).password) warn(program, `the password in --pg-url is visible to every local user (ps); set ${PG_URL_ENV} instead`);
+      parsed = new URL(url);
     } catch {
-      // pg reports a malformed URL itself
+      throw new CertifierError('USAGE', `the PostgreSQL URL (${o.pgUrl ? '--pg-url' : PG_URL_ENV}) is not a valid URL`);
     }
+    if (o.pgUrl && parsed.password) warn(program, `the password in --pg-url is visible to every local user (ps); set ${PG_URL_ENV} instead`);
   }
   if (!/^[A-Za-z0-9._-]{1,64}$/.test(o.replicaId)) throw new CertifierError('USAGE', '--replica-id must be 1 to 64 letters, digits, ".", "_" or "-"');
   const unlock = await lockDataDir(o.data);

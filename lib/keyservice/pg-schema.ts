@@ -68,11 +68,18 @@ export function storageError(e: unknown): CertifierError {
   const err = e as { code?: unknown; message?: unknown } | undefined;
   const code = typeof err?.code === 'string' ? err.code : '';
   const message = typeof err?.message === 'string' ? err.message : String(e);
-  const make = (c: 'UNREACHABLE' | 'TIMEOUT' | 'INTERNAL', what: string) =>
+  const make = (c: 'UNREACHABLE' | 'TIMEOUT' | 'INTERNAL' | 'DENIED' | 'NOT_FOUND' | 'INVALID_INPUT', what: string) =>
     new CertifierError(c, `${what}: ${message}`, { cause: e, details: { storage: 'postgres', ...(code ? { cause: code } : {}) } });
-  if (TIMEOUT_STATES.has(code) || /timeout|timed out/i.test(message)) return make('TIMEOUT', 'the key database did not answer in time');
+  const sqlstate = /^[0-9A-Z]{5}$/.test(code);
+  // The client's own timeouts carry no SQLSTATE; a server error that merely mentions a timeout
+  // (a bad statement_timeout value) is not one.
+  if (TIMEOUT_STATES.has(code) || (!sqlstate && /timeout|timed out/i.test(message))) return make('TIMEOUT', 'the key database did not answer in time');
   if (NETWORK_ERRNOS.has(code) || UNREACHABLE_CLASSES.some((p) => code.startsWith(p)) || /Connection terminated|not queryable|connection error/i.test(message)) {
     return make('UNREACHABLE', 'the key database is unreachable');
   }
+  // Set-up mistakes, which no retry mends: say which, rather than "a bug".
+  if (code.startsWith('28') || code === '42501') return make('DENIED', 'the key database refused this user (its login, password or rights; it must be allowed to create tables)');
+  if (code === '3D000') return make('NOT_FOUND', 'no such key database');
+  if (code === '22023' || code === '42704' || /does not support SSL/i.test(message)) return make('INVALID_INPUT', 'the key database refused the connection settings');
   return make('INTERNAL', 'the key database failed');
 }

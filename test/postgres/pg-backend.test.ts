@@ -85,6 +85,16 @@ if (!bin) {
         await track(open(url));
       });
 
+      it('names set-up mistakes (no such database, no such user, a bad setting) rather than calling them a bug or retryable', async () => {
+        await rejects(open(server.url('no_such_db')), 'NOT_FOUND');
+        const url = new URL(await freshDb());
+        url.username = 'no_such_user';
+        await rejects(open(url.toString()), 'DENIED');
+        const bad = new URL(await freshDb());
+        bad.searchParams.set('options', '-c statement_timeout=abc');
+        await rejects(open(bad.toString()), 'INVALID_INPUT');
+      });
+
       it('refuses a database written by a newer key-server, and one not in UTF-8', async () => {
         const url = await freshDb();
         await (await open(url)).close();

@@ -1,0 +1,30 @@
+// How a PostgreSQL failure is reported: retryable (UNREACHABLE, TIMEOUT, exit 3) only when a
+// retry can help; a set-up mistake named as one (DENIED, NOT_FOUND, INVALID_INPUT), never as
+// INTERNAL ("a bug"). Errors shaped as node-postgres gives them: SQLSTATE or errno in `code`.
+
+import { expect } from 'chai';
+import { storageError } from '../../lib/keyservice/pg-schema.ts';
+
+const cases: [string, { code?: string; message: string }, string][] = [
+  ['a wrong password', { code: '28P01', message: 'password authentication failed for user "ks"' }, 'DENIED'],
+  ['an unknown role', { code: '28000', message: 'role "nouser" does not exist' }, 'DENIED'],
+  ['no right to create the tables', { code: '42501', message: 'permission denied for schema public' }, 'DENIED'],
+  ['a database that does not exist', { code: '3D000', message: 'database "nodb" does not exist' }, 'NOT_FOUND'],
+  ['a bad setting that mentions a timeout', { code: '22023', message: 'invalid value for parameter "statement_timeout": "abc"' }, 'INVALID_INPUT'],
+  ['TLS asked of a server without it', { message: 'The server does not support SSL connections' }, 'INVALID_INPUT'],
+  ['statement_timeout reached', { code: '57014', message: 'canceling statement due to statement timeout' }, 'TIMEOUT'],
+  ["the client's connect timeout", { message: 'timeout expired' }, 'TIMEOUT'],
+  ['a refused connection', { code: 'ECONNREFUSED', message: 'connect ECONNREFUSED 127.0.0.1:5432' }, 'UNREACHABLE'],
+  ['the server shutting down', { code: '57P01', message: 'terminating connection due to administrator command' }, 'UNREACHABLE'],
+  ['an internal server error', { code: 'XX000', message: 'something broke' }, 'INTERNAL'],
+];
+
+describe('keyservice: PostgreSQL errors', () => {
+  for (const [what, error, code] of cases) {
+    it(`reports ${what} as ${code}`, () => {
+      const e = storageError(Object.assign(new Error(error.message), error.code ? { code: error.code } : {}));
+      expect(e.code).to.equal(code);
+      expect(e.message).to.contain(error.message);
+    });
+  }
+});
