@@ -20,7 +20,11 @@ export function compareNames(a: string, b: string): number {
 /** Why a tag or resource name is unacceptable, or undefined when it is fine. */
 export function tagProblem(tag: string): string | undefined {
   if (tag.length === 0) return 'is empty';
-  if (tag.length > MAX_TAG_LENGTH) return `is longer than ${MAX_TAG_LENGTH} characters`;
+  if (tag.length > MAX_TAG_LENGTH) {
+    // String length counts UTF-16 code units; say so when that is not the characters a user sees.
+    const astral = tag.length !== [...tag].length;
+    return `is longer than ${MAX_TAG_LENGTH} characters${astral ? ' (counted in UTF-16 units: a character beyond U+FFFF, such as an emoji, counts as two)' : ''}`;
+  }
   // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u001f\u007f]/.test(tag)) return 'contains a control character';
   // protobufjs turns invalid UTF-8 into U+FFFD; refusing it keeps two byte strings from

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { CertifierError, ExitStatus, type ErrorCode } from '../../lib/errors/index.ts';
 import {
   decode,
+  tagProblem,
   parseClaim,
   parseCryptstoreBundle,
   parseCryptstoreEntry,
@@ -193,5 +194,14 @@ describe('wire: malformed input', () => {
         for (const [name, p] of Object.entries(PARSERS)) outcome(() => p.parse(bytes), `run ${run}, ${name}: ${Buffer.from(bytes).toString('hex')}`);
       }
     });
+  });
+});
+
+describe('wire: tag and resource names', () => {
+  it('takes 256 UTF-16 units and refuses 257, saying how characters beyond U+FFFF count', () => {
+    expect(tagProblem('x'.repeat(256))).to.equal(undefined);
+    expect(tagProblem('x'.repeat(257))).to.equal('is longer than 256 characters');
+    expect(tagProblem('\u{1D11E}'.repeat(200))).to.contain('counts as two');
+    expect(tagProblem('\u{1D11E}'.repeat(128))).to.equal(undefined);
   });
 });
