@@ -13,6 +13,8 @@ import { issueAdmissionCert, readCertificateSummary } from '../pki/index.ts';
 /** The TLS exporter label binding evidence to its connection (RFC 8446, 7.5; a private-use label, RFC 5705, 4). */
 export const SESSION_BINDING_LABEL = 'EXPERIMENTAL-certifier-keys/attestation-binding/v1';
 export const SESSION_BINDING_BYTES = 32;
+/** The shortest certificate worth issuing; claims ending sooner get CLAIM_EXPIRED instead. */
+export const MIN_CERT_SECONDS = 60;
 
 export interface CertifierConfig {
   policyKey: KeyObject;
@@ -73,10 +75,15 @@ export class CertifierService {
         return this.failed(tags, decision.code);
       }
       const notAfterLimit = Math.min(at.getTime() + this.config.certValiditySeconds * 1000, decision.notAfter.getTime());
+      // Never beyond the claims that allowed it; and a certificate of less than a minute is no use.
+      const validitySeconds = Math.floor((notAfterLimit - at.getTime()) / 1000);
+      if (validitySeconds < MIN_CERT_SECONDS) {
+        throw new CertifierError('CLAIM_EXPIRED', `the policy claims that allow this machine end at ${decision.notAfter.toISOString()}, ${validitySeconds} s from now: too soon to issue a certificate (renew the policy)`);
+      }
       const der = await issueAdmissionCert({
         policyKey: this.config.policyKey, policyCert: this.config.policyCert, subjectPublicKey: decision.enclaveKey,
         measurement: decision.measurement, platform: decision.platform, domain: this.config.domain,
-        validitySeconds: Math.max(60, Math.floor((notAfterLimit - at.getTime()) / 1000)), now: at,
+        validitySeconds, now: at,
       });
       // The log needs only the serial and the end of validity of the certificate we just made: read
       // just those (a fraction of a full parse, or of OpenSSL's X509Certificate under OpenSSL 3).

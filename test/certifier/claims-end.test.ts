@@ -1,0 +1,55 @@
+// An admission certificate never outlives the policy claims that allowed it: simpleserver cuts
+// its validity to the first of them to end, and refuses (CLAIM_EXPIRED) when that is less than a
+// minute away rather than issue a certificate that ends after them.
+
+import { expect } from 'chai';
+import { join } from 'node:path';
+import { generateKeyPair, publicKeyOf, randomBytes, sha256, utf8 } from '../../lib/crypto/index.ts';
+import { createPolicyCert } from '../../lib/pki/index.ts';
+import { loadPolicy, makePolicy } from '../../lib/policy/index.ts';
+import { generateSimulatedPlatform, SimulatedEnclave } from '../../lib/attest/index.ts';
+import { initTrust, MIN_CERT_SECONDS, startCertifier } from '../../lib/certifier/index.ts';
+import type { ChannelServer } from '../../lib/channel/index.ts';
+import { Cryptstore, KeyFileProtector } from '../../cryptstore/index.ts';
+import { tempDir } from '../support/helpers.ts';
+import { rejects } from '../support/rejects.ts';
+
+describe('simpleserver: certificates end no later than the policy claims', function () {
+  this.timeout(30_000);
+  const tmp = tempDir('claims-end-');
+  const closers: (() => Promise<unknown>)[] = [];
+  after(async () => {
+    for (const c of closers.reverse()) await c();
+    tmp.cleanup();
+  });
+
+  async function certify(claimsLeftMs: number, name: string) {
+    const domain = 'claims';
+    const policyKey = (await generateKeyPair('p256')).privateKey;
+    const policyCert = await createPolicyCert({ privateKey: policyKey, domain });
+    const platformKeys = await generateSimulatedPlatform({ alg: 'p256' });
+    const m = sha256(utf8('program'));
+    const notAfter = new Date(Date.now() + claimsLeftMs);
+    const policy = loadPolicy(makePolicy({
+      policyKey, policyCert, platforms: [{ key: platformKeys.platformKey }], measurements: [m], notBefore: new Date(Date.now() - 60_000), notAfter,
+    }), publicKeyOf(policyKey));
+    const server: ChannelServer = await startCertifier({ policyKey, policyCert, policy, domain, host: '127.0.0.1', port: 0, certValiditySeconds: 86_400, log: () => {} });
+    closers.push(() => server.close());
+    const store = await Cryptstore.create(join(tmp.dir, name), new KeyFileProtector(randomBytes(32)));
+    closers.push(() => store.close());
+    const platform = new SimulatedEnclave(platformKeys.attestKey, platformKeys.endorsement, m);
+    return { notAfter, result: initTrust({ store, domain, policyCert, platform, host: '127.0.0.1', port: server.address.port }) };
+  }
+
+  it('cuts the certificate to the claims when they end before its usual lifetime', async () => {
+    const { notAfter, result } = await certify(10 * 60_000, 'ten-minutes');
+    const r = await result;
+    expect(r.peer.notAfter.getTime()).to.be.at.most(notAfter.getTime());
+    expect(r.peer.notAfter.getTime()).to.be.above(notAfter.getTime() - 10_000);
+  });
+
+  it(`refuses with CLAIM_EXPIRED when the claims end in less than ${MIN_CERT_SECONDS} s`, async () => {
+    const { result } = await certify(30_000, 'thirty-seconds');
+    await rejects(result, 'CLAIM_EXPIRED');
+  });
+});
