@@ -1,6 +1,7 @@
 // simpleserver: the policy-key certificate authority. It verifies a machine's evidence against
 // the signed policy and issues an X.509 admission certificate.
 
+import { InvalidArgumentError } from 'commander';
 import { readFileLimited } from '../lib/files/index.ts';
 import { CertifierError } from '../lib/errors/index.ts';
 import { fromHex, toHex } from '../lib/crypto/index.ts';
@@ -8,7 +9,7 @@ import { parseTrustRequest } from '../lib/wire/index.ts';
 import { evaluate, loadPolicy, sameKey, type Decision } from '../lib/policy/index.ts';
 import { describeSnpEvidence, SEV_ENCLAVE, verifyEvidence, verifyOptionsFor } from '../lib/attest/index.ts';
 import { validatePolicyCert } from '../lib/pki/index.ts';
-import { policyEnds, startCertifier } from '../lib/certifier/index.ts';
+import { policyEnds, SESSION_BINDING_BYTES, startCertifier } from '../lib/certifier/index.ts';
 import { createProgram, intInRange, run, subcommand, warn, type JsonOption } from './common/cli.ts';
 import { parseHostPort, readCertificateFile, readPrivateKeyFile } from './common/keys.ts';
 import { logLine, runUntilSignal } from './common/server.ts';
@@ -81,6 +82,9 @@ subcommand<JsonOption & { policy: string; policyCert: string; evidence: string; 
   .requiredOption('--policy-cert <file>', 'the policy certificate')
   .requiredOption('--evidence <file>', 'a serialized trust_request_message (init-trust --save-evidence)')
   .option('--at <time>', 'evaluate at this time (ISO 8601) instead of now')
-  .option('--session-binding <hex>', 'require the evidence to be bound to this TLS exporter value');
+  .option('--session-binding <hex>', `require the evidence to be bound to this TLS exporter value (${SESSION_BINDING_BYTES * 2} hex digits)`, (v: string) => {
+    if (!new RegExp(`^[0-9a-fA-F]{${SESSION_BINDING_BYTES * 2}}$`).test(v)) throw new InvalidArgumentError(`expected ${SESSION_BINDING_BYTES * 2} hex digits (the ${SESSION_BINDING_BYTES}-byte TLS exporter value)`);
+    return v.toLowerCase();
+  });
 
 await run(program);

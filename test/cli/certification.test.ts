@@ -333,6 +333,16 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
       expectRefusedExplain(deny, 'MEASUREMENT_NOT_TRUSTED');
       expect(deny.out).to.contain(`reason: measurement ${M} is not trusted by the policy`);
     });
+
+    it('simpleserver explain --session-binding: a value that is not 64 hex digits is USAGE, another session is SESSION_MISMATCH', async () => {
+      const base = ['explain', '--policy', 'policy.bin', '--policy-cert', 'policy-cert.pem', '--evidence', 'treq.bin', '--session-binding'];
+      for (const bad of ['zz', 'abc', '00'.repeat(31)]) {
+        const r = await ss([...base, bad]);
+        expect(r.status, r.stderr).to.equal(2);
+        expect(r.stderr).to.contain('[USAGE]');
+      }
+      expectRefusedExplain(await ss([...base, '00'.repeat(32)]), 'SESSION_MISMATCH');
+    });
   });
 
   function expectRefusedExplain(r: RunResult, code: ErrorCode): void {
