@@ -37,13 +37,27 @@ function parseHex(bytes: number) {
   };
 }
 
-/** "name>=n", "name<=n", "name=n" or "name=text". */
+/** The SEV-SNP properties whose values are text (hex digests, ids, the signing key's kind); the rest are numbers. */
+const TEXT_PROPERTIES: readonly string[] = [
+  SNP_PROPERTY.hostData, SNP_PROPERTY.idKeyDigest, SNP_PROPERTY.authorKeyDigest, SNP_PROPERTY.familyId, SNP_PROPERTY.imageId, SNP_PROPERTY.signingKey,
+];
+const KNOWN_PROPERTIES: readonly string[] = Object.values(SNP_PROPERTY);
+
+/**
+ * "name>=n", "name<=n", "name=n" or "name=text", for a property the SEV-SNP verifier reports. A
+ * misspelt name or a number compared with text would make a policy that refuses every VM.
+ */
 function parseProperty(v: string, acc: Requirement[]): Requirement[] {
   const m = /^([a-z0-9][a-z0-9-]*)(>=|<=|=)(.+)$/.exec(v);
   if (!m || !(COMPARATORS as readonly string[]).includes(m[2]!)) throw new InvalidArgumentError('expected NAME=VALUE, NAME>=N or NAME<=N');
-  const numeric = /^\d{1,15}$/.test(m[3]!);
-  if (!numeric && m[2] !== '=') throw new InvalidArgumentError(`${m[1]} ${m[2]} needs a number`);
-  return [...acc, { name: m[1]!, comparator: m[2] as Comparator, value: numeric ? Number(m[3]) : m[3]!.toLowerCase() }];
+  const [, name, comparator, value] = m as unknown as [string, string, Comparator, string];
+  if (!KNOWN_PROPERTIES.includes(name)) throw new InvalidArgumentError(`no SEV-SNP property is named "${name}" (one of ${KNOWN_PROPERTIES.join(', ')})`);
+  if (TEXT_PROPERTIES.includes(name)) {
+    if (comparator !== '=') throw new InvalidArgumentError(`${name} is text: compare it with =`);
+    return [...acc, { name, comparator, value: value.toLowerCase() }];
+  }
+  if (!/^\d{1,15}$/.test(value)) throw new InvalidArgumentError(`${name} is a number: ${name}${comparator}N`);
+  return [...acc, { name, comparator, value: Number(value) }];
 }
 
 export function snpPolicyOptions(cmd: Command): Command {

@@ -7,7 +7,7 @@ import { join, resolve } from 'node:path';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { exportPrivateKey, generateKeyPair, toHex, type KeyAlg } from '../../lib/crypto/index.ts';
 import { checkWritable, readFileLimited, writeFileAtomic, writeFilesAtomic } from '../../lib/files/index.ts';
-import { createPolicyCert, domainOfPolicyOrganization, issueAdmissionCert, parseCertificate, toPem, validatePolicyCert } from '../../lib/pki/index.ts';
+import { createPolicyCert, domainOfPolicyOrganization, issueAdmissionCert, parseCertificate, readCertificate, toPem, validatePolicyCert } from '../../lib/pki/index.ts';
 import { loadPolicy, makePolicy, sameKey } from '../../lib/policy/index.ts';
 import { generateSimulatedPlatform, platformCertificate, TEST_PLATFORM_WARNING } from '../../lib/attest/index.ts';
 import { AUTHORITY_PLATFORM, initTrust } from '../../lib/certifier/index.ts';
@@ -34,6 +34,24 @@ export function policyDomain(policyCert: Uint8Array): string {
     if (d) return d;
   }
   throw new CertifierError('BAD_CERTIFICATE', 'the policy certificate names no domain (O=<domain>/policyAuthority)');
+}
+
+/**
+ * A platform given as a certificate is trusted only within its dates: one that has ended or not
+ * begun is refused (CERT_EXPIRED), and one ending before the policy's claims is warned about. A
+ * bare public key carries no dates.
+ */
+async function checkPlatformCertDates(file: string, now: Date, claimsEnd: Date): Promise<void> {
+  let cert;
+  try {
+    cert = parseCertificate(readCertificate(await readFileLimited(file, 64 * 1024)));
+  } catch {
+    return; // not a certificate: readPublicKeyFile says what it is
+  }
+  if (now < cert.notBefore || now > cert.notAfter) {
+    throw new CertifierError('CERT_EXPIRED', `the platform certificate ${file} is valid from ${cert.notBefore.toISOString()} to ${cert.notAfter.toISOString()}, not now`);
+  }
+  if (cert.notAfter < claimsEnd) warn(P, `the platform certificate ${file} ends at ${cert.notAfter.toISOString()}, before the policy's claims (${claimsEnd.toISOString()}); the policy trusts its key until then`);
 }
 
 export function addTrustCommands(program: Command): void {
@@ -101,13 +119,17 @@ export function addTrustCommands(program: Command): void {
       const [policyKey, policyCert] = await Promise.all([readPrivateKeyFile(o.policyKey), readCertificateFile(o.policyCert)]);
       const pc = validatePolicyCert(policyCert, new Date());
       if (!sameKey(pc.publicKey, policyKey)) throw new CertifierError('INVALID_KEY', `${o.policyKey} is not the key of ${o.policyCert}`);
-      const platforms = [];
-      for (const f of o.trustPlatform) platforms.push({ key: await readPublicKeyFile(f), name: 'platformKey' });
       const now = new Date();
+      const notAfter = new Date(now.getTime() + o.days * DAY);
+      const platforms = [];
+      for (const f of o.trustPlatform) {
+        await checkPlatformCertDates(f, now, notAfter);
+        platforms.push({ key: await readPublicKeyFile(f), name: 'platformKey' });
+      }
       const snp = await snpPolicyParts(P, o, now);
       const bytes = makePolicy({
         policyKey, policyCert, platforms, measurements: o.trustMeasurement.map(parseMeasurementHex), ...snp,
-        notBefore: new Date(now.getTime() - 5 * 60_000), notAfter: new Date(now.getTime() + o.days * DAY),
+        notBefore: new Date(now.getTime() - 5 * 60_000), notAfter,
       });
       await writeFileAtomic(o.out, bytes, { exclusive: !o.force, mode: 0o644 });
       const policy = loadPolicy(bytes, pc.publicKey);

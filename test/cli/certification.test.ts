@@ -334,6 +334,23 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
       expect(deny.out).to.contain(`reason: measurement ${M} is not trusted by the policy`);
     });
 
+    it('make-policy refuses a platform certificate that has ended or not begun (CERT_EXPIRED), and warns of one ending before the claims', async () => {
+      const plat = await generateSimulatedPlatform({ alg: 'p256' });
+      writeFileSync(p('plat-ended.pem'), toPem(platformCertificate(plat.platformKey, { now: new Date('2020-01-01'), days: 30 })));
+      writeFileSync(p('plat-later.pem'), toPem(platformCertificate(plat.platformKey, { now: new Date(Date.now() + 400 * DAY), days: 30 })));
+      writeFileSync(p('plat-short.pem'), toPem(platformCertificate(plat.platformKey, { days: 30 })));
+      const policy = (f: string) => cu(['make-policy', '--policy-key', 'policy-key.pem', '--policy-cert', 'policy-cert.pem', '--trust-platform', f, '--trust-measurement', M, '--out', `${f}.policy.bin`]);
+      for (const f of ['plat-ended.pem', 'plat-later.pem']) {
+        const r = await policy(f);
+        expect(r.status, r.stderr).to.equal(4);
+        expect(r.stderr).to.contain(`the platform certificate ${f} is valid from`).and.to.contain('[CERT_EXPIRED]');
+        expect(existsSync(p(`${f}.policy.bin`))).to.equal(false);
+      }
+      const short = await policy('plat-short.pem');
+      expect(short.status, short.stderr).to.equal(0);
+      expect(short.stderr).to.contain("cert-utility: warning: the platform certificate plat-short.pem ends at").and.to.contain("before the policy's claims");
+    });
+
     it('simpleserver explain --session-binding: a value that is not 64 hex digits is USAGE, another session is SESSION_MISMATCH', async () => {
       const base = ['explain', '--policy', 'policy.bin', '--policy-cert', 'policy-cert.pem', '--evidence', 'treq.bin', '--session-binding'];
       for (const bad of ['zz', 'abc', '00'.repeat(31)]) {

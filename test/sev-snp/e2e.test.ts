@@ -99,6 +99,17 @@ describe('SEV-SNP end to end: simpleserver + init-trust --platform sev-snp (test
     expect(r.stderr).to.contain('--snp-min-tcb');
   });
 
+  it('refuses a misspelt --snp-property, or a number compared with a text property, as a usage error; takes good ones', async () => {
+    const policy = (prop: string) => cu(['make-policy', '--policy-key', 'policy-key.pem', '--policy-cert', 'policy-cert.pem', '--out', `prop-${prop.replace(/\W/g, '_')}.bin`,
+      '--trust-amd-root', 'milan', '--snp-min-tcb', '3:0:8:115', '--snp-property', prop, '--trust-measurement', toHex(measurement)]);
+    for (const [prop, why] of [['gust-svn>=0', 'no SEV-SNP property is named "gust-svn"'], ['host-data>=5', 'host-data is text'], ['guest-svn=abc', 'guest-svn is a number']]) {
+      const r = await policy(prop!);
+      expect(r.status, r.stderr).to.equal(2);
+      expect(r.stderr).to.contain(why);
+    }
+    for (const prop of ['guest-svn>=2', 'signing-key=VCEK', `host-data=${'ab'.repeat(32)}`]) ok(await policy(prop));
+  });
+
   it('certifies the machine: evidence from the temporary configfs-tsm, verified to the test root, admission certificate stored', async () => {
     const server = await startServer(tmp.dir, 'policy.bin');
     servers.push(server);
