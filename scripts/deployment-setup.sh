@@ -8,12 +8,18 @@ usage() {
   cat >&2 <<'USAGE'
 usage: deployment-setup.sh --dir DIR --domain DOMAIN --measure FILE [--measure FILE ...]
                            [--trust-measurement HEX ...] [--alg p256|p384|rsa2048] [--policy-days N]
+                           [--trust-amd-root milan|genoa ... --snp-min-tcb BL:TEE:SNP:UCODE]
 
   --dir                where to put everything (created; must not hold a setup already)
   --domain             the policy domain, e.g. datica
   --measure            a program (or VM image) whose SHA-256 measurement the policy trusts; give
                        the key-server's and key-client's programs too, so they can be certified
-  --trust-measurement  a measurement computed elsewhere (e.g. a SEV-SNP launch digest)
+  --trust-measurement  a measurement computed elsewhere (e.g. a SEV-SNP launch digest: 96 hex
+                       digits, from sev-snp-measure)
+  --trust-amd-root     SEV-SNP VMs: trust AMD's root for this product (repeatable); needs
+                       --snp-min-tcb, the lowest firmware TCB accepted
+  The simulated platform's keys are made either way: the deployment machine's own key-server
+  and key-client are certified with them.
   Environment: CERT_UTILITY names the program (default: next to this script in ../cmd/bin).
 USAGE
   exit 2
@@ -21,9 +27,13 @@ USAGE
 
 here=$(cd "$(dirname "$0")" && pwd)
 CERT_UTILITY=${CERT_UTILITY:-$here/../cmd/bin/cert-utility.js}
-dir= domain= alg=p256 days=365
-measure=() trust=()
+dir= domain= alg=p256 days=365 min_tcb=
+measure=() trust=() amd=()
 while [ $# -gt 0 ]; do
+  case "$1" in
+    -h|--help) usage ;;
+    --*) [ $# -ge 2 ] || { echo "deployment-setup: $1 needs a value" >&2; usage; } ;;
+  esac
   case "$1" in
     --dir) dir=$2; shift 2 ;;
     --domain) domain=$2; shift 2 ;;
@@ -31,13 +41,26 @@ while [ $# -gt 0 ]; do
     --trust-measurement) trust+=("$2"); shift 2 ;;
     --alg) alg=$2; shift 2 ;;
     --policy-days) days=$2; shift 2 ;;
-    -h|--help) usage ;;
+    --trust-amd-root) amd+=(--trust-amd-root "$2"); shift 2 ;;
+    --snp-min-tcb) min_tcb=$2; shift 2 ;;
     *) echo "deployment-setup: unknown argument $1" >&2; usage ;;
   esac
 done
 [ -n "$dir" ] && [ -n "$domain" ] || usage
 [ ${#measure[@]} -gt 0 ] || [ ${#trust[@]} -gt 0 ] || { echo "deployment-setup: name at least one --measure or --trust-measurement" >&2; usage; }
+{ [ ${#amd[@]} -gt 0 ] && [ -n "$min_tcb" ]; } || { [ ${#amd[@]} -eq 0 ] && [ -z "$min_tcb" ]; } ||
+  { echo "deployment-setup: --trust-amd-root and --snp-min-tcb go together" >&2; usage; }
 [ -e "$dir/policy-key.pem" ] && { echo "deployment-setup: $dir already holds a policy key; not overwriting" >&2; exit 1; }
+# Every input checked before any key is made, so a mistake leaves nothing to clean up.
+names=()
+for f in "${measure[@]}"; do
+  [ -f "$f" ] && [ -r "$f" ] || { echo "deployment-setup: --measure $f: no such readable file" >&2; exit 1; }
+  name=$(basename "$f")
+  for n in "${names[@]}"; do
+    [ "$n" != "$name" ] || { echo "deployment-setup: two --measure files are named $name (measurements/$name.measurement would clash)" >&2; exit 1; }
+  done
+  names+=("$name")
+done
 
 log() { printf 'deployment-setup: %s\n' "$*" >&2; }
 mkdir -p "$dir/measurements"
@@ -58,12 +81,13 @@ done
 args=()
 for m in "${trust[@]}"; do args+=(--trust-measurement "$m"); done
 cu make-policy --policy-key "$dir/policy-key.pem" --policy-cert "$dir/policy-cert.pem" \
-  --trust-platform "$dir/platform/platform-cert.pem" "${args[@]}" --days "$days" --out "$dir/policy.bin" >&2
+  --trust-platform "$dir/platform/platform-cert.pem" "${amd[@]}" ${min_tcb:+--snp-min-tcb "$min_tcb"} \
+  "${args[@]}" --days "$days" --out "$dir/policy.bin" >&2
 
 cat <<NEXT
 # Deployment machine ready in $dir. Next:
 simpleserver serve --policy-key $dir/policy-key.pem --policy-cert $dir/policy-cert.pem --policy $dir/policy.bin --listen 0.0.0.0:8123
 cert-utility init-trust --domain $domain --policy-cert $dir/policy-cert.pem --server 127.0.0.1:8123 --store $dir/keyserver-store --sealed --platform-dir $dir/platform --measurement-file $dir/measurements/<key-server program>.measurement
 key-server serve --domain $domain --policy-cert $dir/policy-cert.pem --store $dir/keyserver-store --sealed --platform-dir $dir/platform --measurement-file $dir/measurements/<key-server program>.measurement --data $dir/keyserver-data --listen 0.0.0.0:8120
-# Into each VM image: $dir/policy-cert.pem, the platform files (attest-key.pem, endorsement.bin), the VM's measurement, scripts/first-boot.sh
+# Into each VM image: $dir/policy-cert.pem and scripts/first-boot.sh; for a simulated VM also the platform files (attest-key.pem, endorsement.bin) and its measurement (a SEV-SNP VM's hardware supplies both)
 NEXT

@@ -49,6 +49,10 @@ host= cport= kport= keys= domain= policy_cert= store= platform=simulated platfor
 tsm_dir= vcek= server_measurement= retries=8 max_delay=30 protection=(--sealed)
 while [ $# -gt 0 ]; do
   case "$1" in
+    -h|--help) usage ;;
+    --*) [ $# -ge 2 ] || { echo "first-boot: $1 needs a value" >&2; usage; } ;;
+  esac
+  case "$1" in
     --host) host=$2; shift 2 ;;
     --certifier-port) cport=$2; shift 2 ;;
     --keyserver-port) kport=$2; shift 2 ;;
@@ -66,7 +70,6 @@ while [ $# -gt 0 ]; do
     --max-delay) max_delay=$2; shift 2 ;;
     --passphrase-file) protection=(--passphrase-file "$2"); shift 2 ;;
     --key-file) protection=(--key-file "$2"); shift 2 ;;
-    -h|--help) usage ;;
     *) echo "first-boot: unknown argument $1" >&2; usage ;;
   esac
 done

@@ -1,11 +1,12 @@
 // scripts/first-boot.sh's failure modes: servers down (exit 3 after its retries, naming what it
 // could not reach), a wrong policy certificate (exit 4, no retry) and flags that do not go
 // together (exit 2). The success path, and a second run with the servers stopped, are in the demo
-// (test/examples/scenarios.test.ts); on SEV-SNP, in test/sev-snp/e2e.test.ts.
+// (test/examples/scenarios.test.ts); on SEV-SNP, in test/sev-snp/e2e.test.ts. Then
+// deployment-setup.sh: inputs checked before any key is made, and a policy for SEV-SNP VMs.
 
 import { expect } from 'chai';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, writeFileSync, copyFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { ROOT, run, runScript, tempDir } from '../support/helpers.ts';
@@ -84,6 +85,13 @@ describe('scripts/first-boot.sh failure modes', function () {
     expect(r.stderr).to.contain('missing --certifier-port');
   });
 
+  it('refuses a flag given without its value (exit 2), rather than failing on an unset variable', async () => {
+    const r = await firstBoot(['--host', '127.0.0.1', '--keys']);
+    expect(r.status).to.equal(2);
+    expect(r.stderr).to.contain('first-boot: --keys needs a value');
+    expect(r.stderr).not.to.contain('unbound variable');
+  });
+
   it('refuses platform flags that do not go together before running anything (exit 2)', async () => {
     const base = ['--host', '127.0.0.1', '--certifier-port', '1', '--keyserver-port', '1', '--keys', 'k', '--domain', 'datica', '--policy-cert', f('a/cert.pem'), '--store', f('store-flags')];
     const cases: [string[], string][] = [
@@ -99,5 +107,41 @@ describe('scripts/first-boot.sh failure modes', function () {
       expect(r.stderr).to.contain(message);
       expect(r.stderr).not.to.contain('step 1/2');
     }
+  });
+});
+
+describe('scripts/deployment-setup.sh', function () {
+  this.timeout(120_000);
+  let tmp: ReturnType<typeof tempDir>;
+  const f = (p: string) => join(tmp.dir, p);
+  const setup = (args: string[]) => runScript('deployment-setup.sh', args, { cwd: tmp.dir });
+  before(() => {
+    tmp = tempDir('deployment-setup-');
+    mkdirSync(f('x'));
+    mkdirSync(f('y'));
+    for (const p of ['app', 'x/prog', 'y/prog']) writeFileSync(f(p), `${p}\n`);
+  });
+  after(() => tmp.cleanup());
+
+  it('checks every input before making any key: a missing program or two programs of one name leave nothing behind (exit 1)', async () => {
+    for (const [measure, message] of [[['missing.program'], '--measure missing.program: no such readable file'], [['x/prog', 'y/prog'], 'two --measure files are named prog']] as const) {
+      const r = await setup(['--dir', 'setup', '--domain', 'datica', ...measure.flatMap((m) => ['--measure', m])]);
+      expect(r.status, r.stderr).to.equal(1);
+      expect(r.stderr).to.contain(message);
+      expect(existsSync(f('setup')), 'nothing made').to.equal(false);
+    }
+    const flag = await setup(['--dir', 'setup', '--domain']);
+    expect(flag.status).to.equal(2);
+    expect(flag.stderr).to.contain('--domain needs a value');
+  });
+
+  it('writes a policy for SEV-SNP VMs with --trust-amd-root and --snp-min-tcb, which go together', async () => {
+    const alone = await setup(['--dir', 'snp', '--domain', 'datica', '--measure', 'app', '--trust-amd-root', 'milan']);
+    expect(alone.status).to.equal(2);
+    expect(alone.stderr).to.contain('--trust-amd-root and --snp-min-tcb go together');
+    const r = await setup(['--dir', 'snp', '--domain', 'datica', '--measure', 'app', '--trust-amd-root', 'milan', '--snp-min-tcb', '3:0:8:115', '--trust-measurement', 'ab'.repeat(48)]);
+    expect(r.status, r.stderr).to.equal(0);
+    const p = await run('cert-utility', ['print-policy', '--policy', 'snp/policy.bin', '--policy-cert', 'snp/policy-cert.pem'], { cwd: tmp.dir });
+    expect(p.out).to.contain('platform[amd-sev-snp, ARK-Milan').and.to.contain('tcb-snp >= 8').and.to.contain(`measurement:${'ab'.repeat(48)} is-trusted`);
   });
 });
