@@ -86,9 +86,15 @@ export async function writeFilesAtomic(files: FileToWrite[]): Promise<void> {
   await commitAll(staged);
 }
 
+/** A file of stageFiles, staged, with how it is to be put in place. */
+export interface Staged {
+  file: StagedFile;
+  exclusive: boolean;
+}
+
 /** Checks and stages every file (see writeFilesAtomic); on failure discards those staged. */
-export async function stageFiles(files: FileToWrite[]): Promise<{ file: StagedFile; exclusive: boolean }[]> {
-  const staged: { file: StagedFile; exclusive: boolean }[] = [];
+export async function stageFiles(files: FileToWrite[]): Promise<Staged[]> {
+  const staged: Staged[] = [];
   try {
     for (const f of files) if (f.exclusive) await refuseExisting(f.path);
     for (const f of files) staged.push({ file: await stageFile(f.path, f.data, f.mode), exclusive: f.exclusive === true });
@@ -100,7 +106,7 @@ export async function stageFiles(files: FileToWrite[]): Promise<{ file: StagedFi
 }
 
 /** Puts staged files in place, in order; a failure discards those not yet placed. */
-export async function commitAll(staged: { file: StagedFile; exclusive: boolean }[]): Promise<void> {
+export async function commitAll(staged: Staged[]): Promise<void> {
   for (let i = 0; i < staged.length; i++) {
     try {
       await staged[i]!.file.commit(staged[i]!.exclusive);
