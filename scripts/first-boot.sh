@@ -91,6 +91,10 @@ case "$platform" in
   *) echo "first-boot: unknown --platform $platform (simulated or sev-snp)" >&2; usage ;;
 esac
 case "$retries$max_delay" in *[!0-9]*) echo "first-boot: --retries and --max-delay take whole numbers" >&2; exit 2 ;; esac
+# Checked before certifying, so a placeholder left in a unit fails at once, not after step 1.
+if [ -n "$server_measurement" ] && ! [[ "$server_measurement" =~ ^([0-9a-fA-F]{64}|[0-9a-fA-F]{96})$ ]]; then
+  echo "first-boot: --server-measurement takes the key-server's measurement, 64 or 96 hex digits, not \"$server_measurement\"" >&2; usage
+fi
 
 log() { printf 'first-boot: %s\n' "$*" >&2; }
 

@@ -100,6 +100,7 @@ describe('scripts/first-boot.sh failure modes', function () {
       [['--platform', 'tdx', '--key-file', f('k')], 'unknown --platform tdx'],
       [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--tsm-dir', f('tsm')], '--tsm-dir and --vcek are for --platform sev-snp'],
       [['--platform-dir', f('vm')], '--platform simulated needs --platform-dir and --measurement-file'],
+      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--server-measurement', 'set-in-first-boot.env'], '--server-measurement takes the key-server\'s measurement, 64 or 96 hex digits'],
     ];
     for (const [more, message] of cases) {
       const r = await firstBoot([...base, ...more]);
