@@ -7,7 +7,7 @@ import { readFileLimited } from '../lib/files/index.ts';
 import { CertifierError } from '../lib/errors/index.ts';
 import { validatePolicyCert } from '../lib/pki/index.ts';
 import { parseAcl, type Acl } from '../lib/keyservice/acl.ts';
-import { AuditLog, repairAuditTail, verifyAudit } from '../lib/keyservice/audit.ts';
+import { AuditLog, repairAuditTail } from '../lib/keyservice/audit.ts';
 import { verifyChain } from '../lib/keyservice/audit-chain.ts';
 import { LevelBackend } from '../lib/keyservice/level-backend.ts';
 import { startKeyServer } from '../lib/keyservice/server.ts';
@@ -48,7 +48,9 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
     try {
       const pg = o.backend === 'postgres' ? keep(await openPostgres(P, o, log)) : undefined;
       const platform = certifier ? await loadPlatform(P, o) : undefined;
-      const store = keep(await Cryptstore.open(o.store, await protectorFrom(P, o, platform)));
+      // With --certifier it certifies itself as init-trust would, which makes the store if needed.
+      const protector = await protectorFrom(P, o, platform);
+      const store = keep(await (certifier ? Cryptstore.openOrCreate(o.store, protector) : Cryptstore.open(o.store, protector)));
       const renewal = certifier ? await prepareRenewal(P, store, { ...certifier, domain: o.domain, policyCert, platform: platform! }, log) : undefined;
       const level = pg ? undefined : keep(await LevelBackend.open(o.data));
       const backend = pg?.backend ?? level!;
@@ -123,17 +125,15 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & { domain: string; polic
 
 subcommand<JsonOption & { continuing?: boolean }>(program, 'verify-audit', 'check the hash chain of an audit log, or of its rotated segments in order; exit 4 naming the first bad line',
   async (o, args) => {
-    if (args.length === 1 && !o.continuing) {
-      const r = await verifyAudit(args[0]!);
-      if (!r.ok) throw new CertifierError('INTEGRITY', `line ${r.line} of ${args[0]}: ${r.problem}`, { details: { line: r.line } });
-      return { json: { lines: r.lines }, text: [`ok: ${r.lines} line(s), chain intact`] };
-    }
+    // One file is a chain of one: a log whose first segments were rotated away is then told to
+    // name them (or --continuing), not that its first line has the wrong seq.
     const r = await verifyChain(args, { continuing: o.continuing === true });
     if (!r.ok) throw new CertifierError('INTEGRITY', `line ${r.line} of ${r.file}: ${r.problem}`, { details: { file: r.file, line: r.line } });
+    if (args.length === 1 && !o.continuing) return { json: { lines: r.lines }, text: [`ok: ${r.lines} line(s), chain intact`] };
     const from = r.fromGenesis ? '' : ` (from seq ${r.firstSeq}: it continues a segment not given)`;
     return { json: { lines: r.lines, files: r.files, firstSeq: r.firstSeq, lastSeq: r.lastSeq, fromGenesis: r.fromGenesis }, text: [`ok: ${r.lines} line(s) in ${r.files} file(s), seq ${r.firstSeq}..${r.lastSeq}, chain intact${from}`] };
   })
-  .argument('<file...>', 'the audit log; for a rotated one, its segments then the log, in order (audit.jsonl.* audit.jsonl)')
+  .argument('<file...>', 'the audit log; for a rotated one, its segments then the log, in order (audit.jsonl.[0-9]* audit.jsonl)')
   .option('--continuing', 'the first file may continue a segment not given');
 
 subcommand<JsonOption>(program, 'repair-audit', 'after a crash cut the last write short: move the incomplete last line aside so serve can extend the log',

@@ -43,6 +43,12 @@ export const IDENTITY_EXPIRY: ExpiryWatch = {
   advice: 'clients refuse this server once its certificate has expired: give it --certifier to renew it while it runs, or stop it, run cert-utility init-trust on its store, start it again',
 };
 
+/** key-server's own certificate when it renews it itself (--certifier). */
+export const IDENTITY_EXPIRY_RENEWING: ExpiryWatch = {
+  what: 'identity',
+  advice: 'clients refuse this server once its certificate has expired: it renews it through --certifier before then; if identity-renewal-failed follows, see why (simpleserver down, the policy no longer trusting this server), or run cert-utility init-trust on its store and restart it',
+};
+
 /** simpleserver's policy: the first of its claims to end. */
 export const POLICY_EXPIRY: ExpiryWatch = {
   what: 'policy-claim',

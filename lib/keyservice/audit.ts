@@ -295,7 +295,7 @@ export async function repairAuditTail(path: string): Promise<{ lines: number; re
   await fs.stat(path).catch((e: Error) => {
     throw new CertifierError('FILE_ERROR', `cannot read the audit log ${path}: ${e.message}`, { cause: e });
   });
-  const release = await lockAudit(path);
+  const release = await lockAudit(path, `the audit log ${path} is in use by a running key-server: stop it before repairing the log`);
   try {
     const r = await scan(path, true);
     if (r.ok) return { lines: r.lines, removedBytes: 0 };
@@ -323,8 +323,8 @@ function notVerified(path: string, r: { line: number; problem: string }, then: s
 }
 
 /** The lock that keeps a second process (another replica given the same --audit) off the log. */
-function lockAudit(path: string): Promise<() => Promise<void>> {
-  return holdLock(`${path}.lock`, `the audit log ${path} is in use by another process: give each key-server its own --audit`);
+function lockAudit(path: string, inUse = `the audit log ${path} is in use by another process: give each key-server its own --audit`): Promise<() => Promise<void>> {
+  return holdLock(`${path}.lock`, inUse);
 }
 
 export interface AuditLogOptions {

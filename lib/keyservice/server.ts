@@ -6,7 +6,7 @@ import { randomBytes } from '../crypto/index.ts';
 import { closingAlso, serve, type ChannelServer, type Limits } from '../channel/index.ts';
 import { toPem, validateAdmission, type ValidatedPeer } from '../pki/index.ts';
 import type { Cryptstore } from '../../cryptstore/index.ts';
-import { admissionCertTag, authKeyTag, IDENTITY_EXPIRY, loadIdentity, watchExpiry } from '../certifier/index.ts';
+import { admissionCertTag, authKeyTag, IDENTITY_EXPIRY, IDENTITY_EXPIRY_RENEWING, loadIdentity, watchExpiry } from '../certifier/index.ts';
 import type { Acl } from './acl.ts';
 import type { AuditLog } from './audit.ts';
 import type { KeyBackend } from './backend.ts';
@@ -101,14 +101,15 @@ export async function startKeyServer(o: KeyServerOptions): Promise<StartedKeySer
     },
     handler: (req, conn) => service.handleStaged(req, conn),
   });
-  let stopWatching = watchExpiry(identity.peer.notAfter, o.log, IDENTITY_EXPIRY);
+  const expiry = o.renewal ? IDENTITY_EXPIRY_RENEWING : IDENTITY_EXPIRY;
+  let stopWatching = watchExpiry(identity.peer.notAfter, o.log, expiry);
   const stopRenewing = o.renewal
     ? renewIdentity(identity, {
       ...o.renewal, log: o.log,
       present: (next) => {
         server.setIdentity(next.key, toPem(next.certificate));
         stopWatching();
-        stopWatching = watchExpiry(next.peer.notAfter, o.log, IDENTITY_EXPIRY);
+        stopWatching = watchExpiry(next.peer.notAfter, o.log, expiry);
       },
     })
     : () => {};

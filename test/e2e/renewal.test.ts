@@ -40,6 +40,18 @@ describe('e2e: key-server renews its certificate through simpleserver (--certifi
     }
   });
 
+  it('with no store at all, makes it and certifies itself, as init-trust would, then serves', async () => {
+    const ks: Machine = { name: 'ks-new', program: 'key-server', store: d.path('ks-new'), storeArgs: [] };
+    ks.storeArgs = ['--store', ks.store, '--key-file', d.keyFile];
+    const server = await d.startKeyServer(ks, { args: ['--certifier', `127.0.0.1:${shortPort}`, ...platform()] });
+    try {
+      expect(server.child.stderr).to.match(/identity-renewed serial=[0-9a-f]+/);
+      expectSuccess(await d.kc(alice, server, 'store', ['new-store/k', '--in', '-'], randomBytes(32)));
+    } finally {
+      await server.child.stop();
+    }
+  });
+
   it('needs the platform to certify with: --certifier without it is a usage error', async () => {
     const ks = await d.certify('ks-noplatform', 'key-server');
     const r = await run('key-server', ['serve', '--domain', d.name, '--policy-cert', d.policyCertFile, '--data', d.path('np-data'), '--listen', '127.0.0.1:0', ...ks.storeArgs, '--certifier', `127.0.0.1:${shortPort}`]);
