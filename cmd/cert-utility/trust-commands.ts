@@ -10,7 +10,7 @@ import { checkWritable, readFileLimited, writeFileAtomic, writeFilesAtomic } fro
 import { createPolicyCert, domainOfPolicyOrganization, issueAdmissionCert, parseCertificate, readCertificate, toPem, validatePolicyCert } from '../../lib/pki/index.ts';
 import { loadPolicy, makePolicy, sameKey } from '../../lib/policy/index.ts';
 import { generateSimulatedPlatform, platformCertificate, TEST_PLATFORM_WARNING } from '../../lib/attest/index.ts';
-import { AUTHORITY_PLATFORM, initTrust } from '../../lib/certifier/index.ts';
+import { AUTHORITY_PLATFORM, initTrust, ROLE_PLATFORM_PREFIX } from '../../lib/certifier/index.ts';
 import { issueRoleCert } from '../../lib/keyservice/roles.ts';
 import { Cryptstore } from '../../cryptstore/index.ts';
 import { intInRange, note, subcommand, warn, type JsonOption } from '../common/cli.ts';
@@ -211,6 +211,7 @@ export function addTrustCommands(program: Command): void {
       // That platform marks simpleserver's own certificate; a machine holding one could pose as
       // the certificate authority to every init-trust of the domain.
       if (o.platform === AUTHORITY_PLATFORM) throw new CertifierError('USAGE', `--platform ${AUTHORITY_PLATFORM} is reserved for simpleserver's own certificate`);
+      if (o.platform.startsWith(ROLE_PLATFORM_PREFIX)) throw new CertifierError('USAGE', `--platform ${o.platform} names a role: use issue-role-cert`);
       const [policyKey, policyCert, subject] = await Promise.all([readPrivateKeyFile(o.policyKey), readCertificateFile(o.policyCert), readPublicKeyFile(o.publicKey)]);
       const pc = validatePolicyCert(policyCert, new Date());
       if (!sameKey(pc.publicKey, policyKey)) throw new CertifierError('INVALID_KEY', `${o.policyKey} is not the key of ${o.policyCert}`);

@@ -22,6 +22,23 @@ export async function issueAuthorityIdentity(o: { policyKey: KeyObject; policyCe
   return { key: privateKey, cert };
 }
 
+/** The platform of a role credential ("role:operator"), which the policy key signs for the auth-challenge. */
+export const ROLE_PLATFORM_PREFIX = 'role:';
+
+/**
+ * Checks that a peer on a key service connection is a certified machine: not simpleserver's
+ * own certificate, and not a role credential, which is presented inside the protocol (the
+ * auth-challenge) and stands for an operator's rights, never for an attested machine. Both
+ * validate like admission certificates, being signed by the same policy key.
+ */
+export function requireMachine(peer: ValidatedPeer, side: 'client' | 'server'): ValidatedPeer {
+  const refuse = (what: string, reason: string) =>
+    new CertifierError('UNTRUSTED_PEER', `the ${side === 'server' ? 'server' : 'client'} presented ${what}, not a certified machine's certificate`, { details: { reason } });
+  if (peer.platform === AUTHORITY_PLATFORM) throw refuse("the policy authority's (simpleserver's) certificate", side === 'server' ? 'not-key-server' : 'not-machine');
+  if (peer.platform.startsWith(ROLE_PLATFORM_PREFIX)) throw refuse(`a role credential (${peer.platform}), which is shown in the auth-challenge`, 'role-credential');
+  return peer;
+}
+
 /** Verifies that a server chain is the policy authority's own. */
 export function verifyAuthority(chain: Uint8Array[], policyCert: Uint8Array, at: Date): ValidatedPeer {
   const peer = validateAdmission({ chain, policyCert, at, usage: 'server' });

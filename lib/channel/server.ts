@@ -47,7 +47,7 @@ export async function serve<P>(opts: ServeOptions<P>): Promise<ChannelServer> {
       try {
         peer = runVerifyPeer(verify, tlsSocket);
       } catch (e) {
-        log({ event: 'refused', reason: 'untrusted-peer', conn: id, remote, transport, code: logCode(e) });
+        log({ event: 'refused', reason: 'untrusted-peer', conn: id, remote, transport, code: logCode(e), ...(e instanceof CertifierError ? { detail: e.message } : {}) });
         tlsSocket.destroy();
         return;
       }

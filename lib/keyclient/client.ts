@@ -9,7 +9,7 @@ import { sign } from '../crypto/index.ts';
 import { checkCryptstoreEntry, compareNames, decode, type CryptstoreEntry, type EntryType, type KeyServiceList, type ValidEntry } from '../wire/index.ts';
 import { toPem, validateAdmission, type ValidatedPeer } from '../pki/index.ts';
 import { connect, type ClientConnection, type Limits } from '../channel/index.ts';
-import { AUTHORITY_PLATFORM, type MachineIdentity } from '../certifier/index.ts';
+import { requireMachine, type MachineIdentity } from '../certifier/index.ts';
 import {
   CHALLENGE_EXPORTER_LABEL, challengeMessage, encodeKeyRequest, parseKeyResponse, type Action, type KeyRequest, type KeyResponse,
 } from '../keyservice/protocol.ts';
@@ -59,11 +59,8 @@ export class KeyClient {
       host: o.host, port: o.port,
       tls: { key: o.identity.key, cert: toPem(o.identity.certificate), ca: toPem(o.policyCert) },
       verifyPeer: (chain) => {
-        const peer = validateAdmission({ chain, policyCert: o.policyCert, at: new Date(), usage: 'server' });
-        // simpleserver's own certificate is admitted too, but it is the certifier, never a key-server.
-        if (peer.platform === AUTHORITY_PLATFORM) {
-          throw new CertifierError('UNTRUSTED_PEER', 'the server is the policy authority (simpleserver), not a key-server', { details: { reason: 'not-key-server' } });
-        }
+        // simpleserver's certificate and role credentials validate too, but are never a key-server.
+        const peer = requireMachine(validateAdmission({ chain, policyCert: o.policyCert, at: new Date(), usage: 'server' }), 'server');
         if (pins.length && !pins.includes(peer.measurementHex)) {
           throw new CertifierError('UNTRUSTED_PEER', `the key-server runs measurement ${peer.measurementHex}, not one of those pinned`, { details: { reason: 'measurement-not-pinned' } });
         }

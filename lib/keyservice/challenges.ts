@@ -1,7 +1,9 @@
 // Outstanding auth-challenge nonces: each is good once, on the connection it was issued to, for
-// the credential it was issued for, for a minute. Bounded so a client cannot exhaust memory.
+// the credential it was issued for, for a minute. Bounded so a client cannot exhaust memory: at
+// most 10,000 entries of a few dozen bytes each, keeping the credential's hash, never the bytes
+// it came in (a view into a request frame of up to 1 MiB would keep the whole frame).
 
-import { bytesEqual, randomBytes, toHex } from '../crypto/index.ts';
+import { bytesEqual, randomBytes, sha256, toHex } from '../crypto/index.ts';
 import { NONCE_BYTES } from './protocol.ts';
 
 const TTL_MS = 60_000;
@@ -10,6 +12,7 @@ const MAX_PER_CONNECTION = 16;
 
 interface Pending {
   conn: string;
+  /** SHA-256 of the credential's certificate. */
   credential: Uint8Array;
   expires: number;
 }
@@ -32,7 +35,7 @@ export class ChallengeBook {
       }
     }
     const nonce = randomBytes(NONCE_BYTES);
-    this.pending.set(toHex(nonce), { conn, credential, expires: now + TTL_MS });
+    this.pending.set(toHex(nonce), { conn, credential: sha256(credential), expires: now + TTL_MS });
     return nonce;
   }
 
@@ -41,7 +44,7 @@ export class ChallengeBook {
     const key = toHex(nonce);
     const p = this.pending.get(key);
     this.pending.delete(key);
-    return p !== undefined && p.conn === conn && p.expires >= now && bytesEqual(p.credential, credential);
+    return p !== undefined && p.conn === conn && p.expires >= now && bytesEqual(p.credential, sha256(credential));
   }
 
   private sweep(now: number): void {

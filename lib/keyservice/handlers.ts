@@ -91,25 +91,30 @@ export class KeyService {
     const peer = conn.peer;
     let req: KeyRequest | undefined;
     let role: string | undefined;
-    const record = (decision: 'allow' | 'deny' | 'challenge', code?: string, version?: number) => {
+    // The client gets only the code; the server's log line says why (the ACL rule missing, the
+    // field, the credential's fault). The audit record keeps the code alone.
+    const record = (decision: 'allow' | 'deny' | 'challenge', code?: string, version?: number, why?: string) => {
       const entry = {
         conn: conn.id, peerSerial: peer?.serialHex, measurement: peer?.measurementHex, role,
         action: req?.action ?? 'unknown', resource: req?.name, version, decision: decision === 'challenge' ? 'deny' as const : decision,
         code: decision === 'challenge' ? 'AUTH_CHALLENGE' : code,
       };
-      this.config.log?.({ event: 'request', ...entry, remote: conn.remote, ms: Date.now() - started });
+      this.config.log?.({ event: 'request', ...entry, remote: conn.remote, ms: Date.now() - started, ...(why ? { detail: why } : {}) });
       return this.config.audit?.append(entry);
     };
     const refuse = (e: unknown): Uint8Array | LaterAnswer => {
       const code: ErrorCode = e instanceof CertifierError ? e.code : 'INTERNAL';
       if (code === 'INTERNAL') this.config.log?.({ event: 'internal-error', conn: conn.id, detail: (e as Error)?.message });
       const refusal = failed(req?.name ?? '', code);
-      const audited = record('deny', code);
+      const audited = record('deny', code, undefined, e instanceof CertifierError ? e.message : undefined);
       return audited ? { later: audited.then(() => refusal, () => refusal) } : refusal;
     };
     const allow = ({ response, version }: Executed): Uint8Array | LaterAnswer => afterAudit(record('allow', undefined, version), response, req!.name);
     try {
       if (!peer) throw new CertifierError('UNTRUSTED_PEER', 'no verified client certificate');
+      // Checked at the handshake, and again for every request: a connection may outlive the
+      // certificate it was opened with, but what it asks after that end is refused.
+      if (this.now() > peer.notAfter) throw new CertifierError('CERT_EXPIRED', `the client's certificate ended at ${peer.notAfter.toISOString()}, after this connection was opened`);
       req = parseKeyRequest(bytes);
       if (req.credentials) {
         const cred = verifyRoleCredential(req.credentials, this.config.policyCert, this.now());
@@ -134,7 +139,8 @@ export class KeyService {
       }
       const joined = this.config.replicaJoin?.answer(req, peer, role);
       if (joined) return afterAudit(record('allow', undefined, joined.version), joined.response, req.name);
-      this.checkReserved(req.name);
+      // A list prefix is not a name: its reserved names are left out of the answer instead.
+      if (req.action !== 'list') this.checkReserved(req.name);
       const verdict = decide(this.config.acl, { action: req.action, resource: req.name }, { measurementHex: peer.measurementHex, serialHex: peer.serialHex, roles: role ? [role] : [] });
       if (!verdict.allow) throw new CertifierError(verdict.code ?? 'ACL_DENIED', verdict.reason);
       if (req.action === 'retrieve' || req.action === 'list') {

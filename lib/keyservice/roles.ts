@@ -6,8 +6,9 @@ import type { KeyObject } from 'node:crypto';
 import { CertifierError } from '../errors/index.ts';
 import { sha256, utf8 } from '../crypto/index.ts';
 import { issueAdmissionCert, validateAdmission, type ValidatedPeer } from '../pki/index.ts';
+import { ROLE_PLATFORM_PREFIX } from '../certifier/index.ts';
 
-export const ROLE_PREFIX = 'role:';
+export const ROLE_PREFIX = ROLE_PLATFORM_PREFIX;
 const ROLE_RE = /^[a-z][a-z0-9_-]{0,62}$/;
 
 export function checkRoleName(role: string): void {

@@ -6,7 +6,7 @@ import { randomBytes } from '../crypto/index.ts';
 import { closingAlso, serve, type ChannelServer, type Limits } from '../channel/index.ts';
 import { toPem, validateAdmission, type ValidatedPeer } from '../pki/index.ts';
 import type { Cryptstore } from '../../cryptstore/index.ts';
-import { admissionCertTag, authKeyTag, IDENTITY_EXPIRY, IDENTITY_EXPIRY_RENEWING, loadIdentity, watchExpiry } from '../certifier/index.ts';
+import { admissionCertTag, authKeyTag, IDENTITY_EXPIRY, IDENTITY_EXPIRY_RENEWING, loadIdentity, requireMachine, watchExpiry } from '../certifier/index.ts';
 import type { Acl } from './acl.ts';
 import type { AuditLog } from './audit.ts';
 import type { KeyBackend } from './backend.ts';
@@ -97,7 +97,7 @@ export async function startKeyServer(o: KeyServerOptions): Promise<StartedKeySer
     host: o.host, port: o.port, log: o.log, ...(o.limits ? { limits: o.limits } : {}),
     tls: {
       key: identity.key, cert: toPem(identity.certificate), ca: toPem(o.policyCert), requestCert: true,
-      verifyPeer: (chain) => validateAdmission({ chain, policyCert: o.policyCert, at: new Date(), usage: 'client' }),
+      verifyPeer: (chain) => requireMachine(validateAdmission({ chain, policyCert: o.policyCert, at: new Date(), usage: 'client' }), 'client'),
     },
     handler: (req, conn) => service.handleStaged(req, conn),
   });

@@ -90,13 +90,13 @@ describe('e2e: key-server refusals, each with its own code, while it keeps servi
       const args = ['retrieve', 'canary', '--out', '-', '--server', `127.0.0.1:${d.certifierPort}`, '--domain', d.name, '--policy-cert', d.policyCertFile, ...good.storeArgs];
       const unpinned = await run('key-client', args, { cwd: d.dir });
       expectFailure(unpinned, 4, 'UNTRUSTED_PEER');
-      expect(unpinned.stderr).to.contain('is the policy authority (simpleserver), not a key-server');
+      expect(unpinned.stderr).to.contain("the server presented the policy authority's (simpleserver's) certificate, not a certified machine's");
       expect(unpinned.stdout.length).to.equal(0);
       // Even pinned to the authority's own measurement (the policy certificate's hash).
       const authority = createHash('sha256').update(d.policyCert).digest('hex');
       const pinned = await run('key-client', [...args, '--server-measurement', authority], { cwd: d.dir });
       expectFailure(pinned, 4, 'UNTRUSTED_PEER');
-      expect(pinned.stderr).to.contain('not a key-server');
+      expect(pinned.stderr).to.contain("not a certified machine's certificate");
     });
 
     it('refuses a --server-measurement that is not 64 or 96 hex digits before connecting: USAGE, exit 2', async () => {
@@ -161,6 +161,33 @@ describe('e2e: key-server refusals, each with its own code, while it keeps servi
       await stillServes();
     });
 
+    it('refuses a role credential presented as the TLS identity: it stands for an operator, not an attested machine (UNTRUSTED_PEER)', async () => {
+      const key = await readPrivateKeyFile(role.key);
+      const from = server.child.mark();
+      const e = await rejects(d.connect(server, { ...goodIdentity, key, certificate: role.der }).then((c) => c.retrieve('canary')), 'UNTRUSTED_PEER');
+      expect(e.exitStatus).to.equal(4);
+      await server.child.waitForLog(/ refused .*code=UNTRUSTED_PEER .*a role credential \(role:operator\)/, from);
+      await stillServes();
+    });
+
+    it('key-client refuses a server presenting a role credential as its certificate, before sending anything', async () => {
+      // A TLS server with the operator's role certificate: whoever holds that key could pose as key-server otherwise.
+      const { serve } = await import('../../lib/channel/index.ts');
+      let asked = 0;
+      const fake = await serve({
+        host: '127.0.0.1', port: 0, handler: async (req: Uint8Array) => (asked++, req),
+        tls: { key: readFileSync(role.key, 'utf8'), cert: readFileSync(role.cert, 'utf8'), ca: toPem(d.policyCert), requestCert: true },
+      });
+      try {
+        const r = await run('key-client', ['store', 'vhd/planted', '--in', '-', '--server', `127.0.0.1:${fake.address.port}`, '--domain', d.name, '--policy-cert', d.policyCertFile, ...good.storeArgs], { cwd: d.dir, input: 'secret' });
+        expectFailure(r, 4, 'UNTRUSTED_PEER');
+        expect(r.stderr).to.contain('a role credential (role:operator)');
+        expect(asked).to.equal(0);
+      } finally {
+        await fake.close();
+      }
+    });
+
     it('refuses a client that presents no certificate: UNTRUSTED_PEER', async () => {
       const from = server.child.mark();
       const conn = await connect({ host: '127.0.0.1', port: server.port, tls: { ca: toPem(d.policyCert) } });
@@ -178,7 +205,10 @@ describe('e2e: key-server refusals, each with its own code, while it keeps servi
       expectFailure(r, 1, 'ACL_DENIED');
       expect(r.stdout.length).to.equal(0);
       expectFailure(await d.kc(denied, server, 'store', ['denied/new', '--in', '-'], Buffer.from('x')), 1, 'ACL_DENIED');
-      await server.child.waitForLog(new RegExp(`measurement=${d.measurementHex('client-denied')} action=retrieve resource=canary decision=deny code=ACL_DENIED`));
+      const line = await server.child.waitForLog(new RegExp(`measurement=${d.measurementHex('client-denied')} action=retrieve resource=canary decision=deny code=ACL_DENIED`));
+      // The client got the code alone; the server's line says why.
+      expect(line).to.contain(String.raw`detail="retrieve of \"canary\" denied: the rules that cover it name neither this machine's measurement`);
+      expect(r.stderr).not.to.contain('denied:');
       await stillServes();
     });
 

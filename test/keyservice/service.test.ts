@@ -3,9 +3,10 @@
 // sent after it. The backend is a real LevelBackend whose reads can be held at a gate.
 
 import { expect } from 'chai';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from '../../lib/crypto/index.ts';
-import { decode, type CryptstoreEntry } from '../../lib/wire/index.ts';
+import { decode, type CryptstoreEntry, type KeyServiceList } from '../../lib/wire/index.ts';
 import type { LaterAnswer } from '../../lib/channel/index.ts';
 import type { ValidatedPeer } from '../../lib/pki/index.ts';
 import { parseAcl } from '../../lib/keyservice/acl.ts';
@@ -63,7 +64,7 @@ describe('key service: ordering of the requests of one connection', () => {
   const M = 'aa'.repeat(32);
   const acl = parseAcl(JSON.stringify({ version: 1, rules: [{ resources: ['**'], actions: ['store', 'retrieve', 'delete', 'list'], measurements: [M] }] }));
   const conn = (id: string): Connection => ({
-    id, remote: '127.0.0.1:1', peer: { measurementHex: M, serialHex: '1f' } as ValidatedPeer, exportKeyingMaterial: () => undefined,
+    id, remote: '127.0.0.1:1', peer: { measurementHex: M, serialHex: '1f', notAfter: new Date(Date.now() + 3_600_000) } as ValidatedPeer, exportKeyingMaterial: () => undefined,
   });
   const ask = (c: Connection, r: Parameters<typeof encodeKeyRequest>[0]) => service.handleStaged(encodeKeyRequest(r), c);
   const answer = async (staged: Uint8Array | LaterAnswer) => parseKeyResponse(staged instanceof Uint8Array ? staged : await staged.later);
@@ -122,6 +123,24 @@ describe('key service: ordering of the requests of one connection', () => {
     expect((await answer(read2)).status).to.equal('succeeded');
     expect((await answer(await del)).status).to.equal('succeeded');
     expect(backend.events.slice(-2)).to.deep.equal(['get a -> 1', 'delete a']);
+  });
+
+  it('refuses (CERT_EXPIRED, audited) a request on a connection that outlived its client certificate', async () => {
+    const c: Connection = { ...conn('c5'), peer: { measurementHex: M, serialHex: '1f', notAfter: new Date(Date.now() - 1_000) } as ValidatedPeer };
+    expect(await answer(await ask(c, { action: 'list', name: '', version: 0 }))).to.include({ status: 'failed', errorCode: 'CERT_EXPIRED' });
+    await audit.close();
+    expect(readFileSync(audit.path, 'utf8')).to.contain('"code":"CERT_EXPIRED"');
+  });
+
+  it('lists under a prefix that is itself a reserved name, leaving the reserved names out', async () => {
+    const reserved = { names: ['x-private-auth-key'], prefixes: ['key-server/'] };
+    const svc = new KeyService({ keystore: new KeyStore(backend, randomBytes(32)), policyCert: new Uint8Array(), acl, reserved });
+    const c = conn('c6');
+    await answer(await svc.handleStaged(encodeKeyRequest({ action: 'store', name: 'x-private-auth-key-old', data: new Uint8Array([1]) }), c));
+    const r = await answer(await svc.handleStaged(encodeKeyRequest({ action: 'list', name: 'x-private-auth-key' }), c));
+    expect(r.status).to.equal('succeeded');
+    expect(decode<KeyServiceList>('key_service_list', r.data!).resources!.map((e) => e.resourceName)).to.deep.equal(['x-private-auth-key-old']);
+    expect(await answer(await svc.handleStaged(encodeKeyRequest({ action: 'retrieve', name: 'x-private-auth-key' }), c))).to.include({ status: 'failed', errorCode: 'RESERVED_NAME' });
   });
 
   it('audits a refused read, and answers it in its turn', async () => {

@@ -1,0 +1,33 @@
+// The auth-challenge nonces: good once, on their connection, for their credential, in time; and
+// holding nothing of the request they came in (a credential is a view into a frame of up to 1 MiB).
+
+import { expect } from 'chai';
+import { ChallengeBook } from '../../lib/keyservice/challenges.ts';
+
+describe('key service: challenge nonces', () => {
+  const cred = () => new Uint8Array(Buffer.from('a role certificate'));
+
+  it('redeems a nonce once, only on its connection, for its credential, within a minute', () => {
+    const book = new ChallengeBook();
+    const now = 1_000_000;
+    const n = book.issue('c1', cred(), now);
+    expect(book.redeem(n, 'c2', cred(), now)).to.equal(false); // and it is spent
+    const m = book.issue('c1', cred(), now);
+    expect(book.redeem(m, 'c1', new Uint8Array(Buffer.from('another credential')), now)).to.equal(false);
+    const o = book.issue('c1', cred(), now);
+    expect(book.redeem(o, 'c1', cred(), now + 61_000)).to.equal(false);
+    const p = book.issue('c1', cred(), now);
+    expect(book.redeem(p, 'c1', cred(), now + 1_000)).to.equal(true);
+    expect(book.redeem(p, 'c1', cred(), now + 1_000)).to.equal(false);
+  });
+
+  it('keeps no reference to the bytes the credential came in', () => {
+    const book = new ChallengeBook();
+    const frame = new Uint8Array(64 * 1024);
+    const credential = frame.subarray(100, 100 + 18);
+    credential.set(Buffer.from('a role certificate'));
+    const n = book.issue('c1', credential);
+    frame.fill(0); // the frame's buffer reused for the next request
+    expect(book.redeem(n, 'c1', cred())).to.equal(true);
+  });
+});
