@@ -114,7 +114,8 @@ export class KeyService {
       if (!peer) throw new CertifierError('UNTRUSTED_PEER', 'no verified client certificate');
       // Checked at the handshake, and again for every request: a connection may outlive the
       // certificate it was opened with, but what it asks after that end is refused.
-      if (this.now() > peer.notAfter) throw new CertifierError('CERT_EXPIRED', `the client's certificate ended at ${peer.notAfter.toISOString()}, after this connection was opened`);
+      const end = peer.validUntil ?? peer.notAfter; // the leaf's end, or the policy certificate's if sooner
+      if (this.now() > end) throw new CertifierError('CERT_EXPIRED', `the client's certificate (or the policy certificate above it) ended at ${end.toISOString()}, after this connection was opened`);
       req = parseKeyRequest(bytes);
       if (req.credentials) {
         const cred = verifyRoleCredential(req.credentials, this.config.policyCert, this.now());

@@ -120,7 +120,8 @@ export async function issueAdmissionCert(opts: AdmissionCertOptions): Promise<Ui
     issuer: policy.subjectDer,
     subject: encodeName([[OID.organizationName, measurementOrganization(measurement)], [OID.commonName, ADMISSION_CN]]),
     notBefore: new Date(t - CLOCK_SKEW_SECONDS * 1000),
-    notAfter: new Date(t + opts.validitySeconds * 1000),
+    // Never beyond the policy certificate: past its end the path is invalid whatever the leaf says.
+    notAfter: new Date(Math.min(t + opts.validitySeconds * 1000, policy.notAfter.getTime())),
     spki,
     extensions: [
       basicConstraints(false),

@@ -33,6 +33,8 @@ export interface ValidatedPeer {
   publicKey: KeyObject;
   subject: string;
   notAfter: Date;
+  /** The end of the whole path: the earlier of notAfter and the policy certificate's own end. */
+  validUntil: Date;
   fingerprintSha256Hex: string;
 }
 
@@ -176,6 +178,7 @@ export function validateAdmission(opts: ValidateAdmissionOptions): ValidatedPeer
     },
     subject: leaf.subject,
     notAfter: new Date(leaf.notAfter),
+    validUntil: new Date(Math.min(leaf.notAfter.getTime(), policy.notAfter.getTime())),
     fingerprintSha256Hex: leaf.fingerprintSha256Hex,
   };
 }

@@ -95,6 +95,15 @@ describe('pki: issuing refuses bad inputs', () => {
   it('refuses to issue under a policy certificate that has expired (CERT_EXPIRED)', async () => {
     await rejects(issueAdmissionCert({ ...base, now: new Date(Date.now() + 3651 * 86_400_000) }), 'CERT_EXPIRED');
   });
+
+  it('ends a certificate no later than the policy certificate, and says when the path ends (validUntil)', async () => {
+    const shortPolicy = await createPolicyCert({ privateKey: policyKeys.privateKey, domain: 'datica', days: 1 });
+    const policyEnd = parseCertificate(shortPolicy).notAfter;
+    const leaf = await issueAdmissionCert({ ...base, policyCert: shortPolicy, validitySeconds: 30 * 86_400 });
+    expect(parseCertificate(leaf).notAfter.getTime()).to.equal(policyEnd.getTime());
+    const peer = validateAdmission({ chain: [leaf], policyCert: shortPolicy, at: new Date(), usage: 'client' });
+    expect(peer.validUntil.getTime()).to.equal(policyEnd.getTime());
+  });
 });
 
 describe('pki: policy and admission certificates for each algorithm', () => {
