@@ -43,7 +43,8 @@ function basicConstraints(v: Tlv): Pick<StandardExtensions, 'isCA' | 'pathLength
   if (fields[0]?.tag === TAG.BOOLEAN) {
     const b = fields.shift()!.contents;
     if (b.length !== 1 || (b[0] !== 0 && b[0] !== 0xff)) throw new DerError('basicConstraints: bad cA flag');
-    isCA = b[0] === 0xff;
+    if (b[0] === 0) throw new DerError('basicConstraints: cA FALSE written out (DER leaves the default out)');
+    isCA = true;
   }
   const pathLength = fields[0] ? smallUnsigned(fields.shift(), 'basicConstraints pathLenConstraint') : undefined;
   if (fields.length > 0) throw new DerError('basicConstraints: unexpected extra fields');
@@ -55,6 +56,13 @@ function keyUsage(v: Tlv): KeyUsageName[] {
   const c = expectTag(v, TAG.BIT_STRING, 'keyUsage').contents;
   const unused = c[0];
   if (unused === undefined || unused > 7 || (c.length === 1 && unused !== 0)) throw new DerError('keyUsage: bad unused-bit count');
+  // DER (X.690 11.2): unused bits are zero, and a named-bit list has no trailing zero bits, so
+  // its last byte is not zero and its lowest used bit is set. Else OpenSSL and we might read
+  // different usages from one encoding.
+  const last = c[c.length - 1]!;
+  if (c.length > 1 && (last === 0 || (last & ((1 << unused) - 1)) !== 0 || (last & (1 << unused)) === 0)) {
+    throw new DerError('keyUsage: not DER (bits set in the unused part, or trailing zero bits)');
+  }
   return KEY_USAGE_BITS.filter((_, i) => ((c[1 + (i >> 3)] ?? 0) & (0x80 >> (i & 7))) !== 0);
 }
 

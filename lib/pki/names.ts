@@ -120,5 +120,9 @@ export function decodeTime(t: Tlv | undefined, what: string): Date {
 export function decodeValidity(validity: Tlv): { notBefore: Date; notAfter: Date } {
   const [nb, na, ...rest] = children(expectTag(validity, TAG.SEQUENCE, 'validity'));
   if (rest.length > 0) throw new DerError('validity: unexpected extra fields');
+  // RFC 5280 4.1.2.5: dates through 2049 are UTCTime, later ones GeneralizedTime.
+  for (const [t, what] of [[nb, 'notBefore'], [na, 'notAfter']] as const) {
+    if (t?.tag === TAG.GENERALIZED_TIME && decodeTime(t, what).getUTCFullYear() < 2050) throw new DerError(`${what}: a date before 2050 must be UTCTime`);
+  }
   return { notBefore: decodeTime(nb, 'notBefore'), notAfter: decodeTime(na, 'notAfter') };
 }

@@ -43,14 +43,25 @@ function readExtension(t: Tlv): RawExtension {
   const hasFlag = second?.tag === TAG.BOOLEAN;
   const flag = hasFlag ? second!.contents : undefined;
   if (flag && (flag.length !== 1 || (flag[0] !== 0 && flag[0] !== 0xff))) throw new DerError('Extension: bad critical flag');
+  // DER leaves a DEFAULT value out (X.690 11.5): critical FALSE is never written.
+  if (flag && flag[0] === 0) throw new DerError('Extension: critical FALSE written out (DER leaves the default out)');
   const value = expectTag(hasFlag ? third : second, TAG.OCTET_STRING, 'extnValue');
   if (!hasFlag && third) throw new DerError('Extension: unexpected extra fields');
   return { oid: decodeOid(expectTag(oid, TAG.OID, 'extnID').contents), critical: flag?.[0] === 0xff, value: value.contents };
 }
 
-/** The fields after subjectPublicKeyInfo: optional unique IDs, then optional [3] extensions, then nothing. */
+/**
+ * The fields after subjectPublicKeyInfo: [1] issuerUniqueID, [2] subjectUniqueID (each at most
+ * once, in that order, v2 or v3 only: RFC 5280 4.1), then optional [3] extensions, then nothing.
+ */
 function readExtensions(rest: Tlv[], version: number): RawExtension[] {
-  const tail = rest.filter((t) => !UNIQUE_IDS.includes(t.tag));
+  let ids = 0;
+  while (ids < rest.length && UNIQUE_IDS.includes(rest[ids]!.tag)) ids++;
+  const uniqueIds = rest.slice(0, ids).map((t) => t.tag);
+  if (uniqueIds.length > 0 && (version === 1 || uniqueIds.some((tag, i) => i > 0 && tag <= uniqueIds[i - 1]!))) {
+    throw new DerError('TBSCertificate: unique IDs out of order, repeated, or in a v1 certificate');
+  }
+  const tail = rest.slice(ids);
   if (tail.length === 0) return [];
   const [ext, ...more] = tail;
   if (ext!.tag !== CONTEXT_3 || more.length > 0) throw new DerError('TBSCertificate: unexpected fields after the public key');
@@ -74,6 +85,8 @@ function readVersion(t: Tlv): number {
   const [v, ...rest] = children(t);
   const int = expectTag(v, TAG.INTEGER, 'version');
   if (rest.length > 0 || int.contents.length !== 1 || int.contents[0]! > 2) throw new DerError('version: not v1, v2 or v3');
+  // v1 is the DEFAULT, which DER leaves out (X.690 11.5).
+  if (int.contents[0] === 0) throw new DerError('version: v1 written out (DER leaves the default out)');
   return int.contents[0]! + 1;
 }
 

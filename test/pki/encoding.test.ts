@@ -7,12 +7,13 @@ import { join } from 'node:path';
 import { concatBytes, toHex } from '../../lib/crypto/index.ts';
 import { CertifierError, type ErrorCode } from '../../lib/errors/index.ts';
 import {
-  decodeAdmission, encodeAdmission, MAX_CERTIFICATE_BYTES, parseCertificate, readCertificate, readCertificateChain, toPem,
-  validatePolicyCert,
+  createPolicyCert, decodeAdmission, encodeAdmission, issueAdmissionCert, MAX_CERTIFICATE_BYTES, parseCertificate, readCertificate,
+  readCertificateChain, toPem, validatePolicyCert,
 } from '../../lib/pki/index.ts';
 import {
-  checkTree, decodeOid, DerError, encodeNull, encodeOctets, encodeOid, encodeUtf8, readOne, seq, set, TAG, tlv,
+  checkTree, children, decodeOid, DerError, encodeNull, encodeOctets, encodeOid, encodeUtf8, readOne, seq, set, TAG, tlv, type Tlv,
 } from '../../lib/pki/der.ts';
+import { generateKeyPair } from '../../lib/crypto/index.ts';
 import { ipAddressBytes } from '../../lib/pki/san.ts';
 import { VECTORS } from '../support/helpers.ts';
 
@@ -172,5 +173,61 @@ describe('pki: IP addresses in subjectAltName', () => {
     expect(hex('2001:db8::7')).to.equal('20010db8000000000000000000000007');
     expect(hex('::ffff:10.1.2.3')).to.equal('00000000000000000000ffff0a010203');
     expect(hex('fe80:1:2:3:4:5:6:7')).to.equal('fe800001000200030004000500060007');
+  });
+});
+
+describe('pki: DER forms the reader refuses though they carry the same meaning (X.690 11, RFC 5280 4.1)', () => {
+  let leaf: Uint8Array;
+  before(async () => {
+    const k = await generateKeyPair('p256');
+    const policyCert = await createPolicyCert({ privateKey: k.privateKey, domain: 'datica' });
+    leaf = await issueAdmissionCert({
+      policyKey: k.privateKey, policyCert, subjectPublicKey: (await generateKeyPair('p256')).publicKey,
+      measurement: new Uint8Array(32), platform: 'simulated-enclave', domain: 'datica', validitySeconds: 3600,
+    });
+  });
+  /** The certificate with its TBS fields edited (the signature is not redone: the reader refuses first). */
+  const withTbs = (edit: (fields: Tlv[]) => Uint8Array[]) => {
+    const [tbs, alg, sig] = children(readOne(leaf));
+    return seq(seq(...edit(children(tbs!))), alg!.bytes, sig!.bytes);
+  };
+  /** The certificate with the value of one extension (by OID) replaced, or the whole extension re-encoded. */
+  const withExtension = (oid: string, rewrite: (parts: Tlv[]) => Uint8Array) => withTbs((f) => {
+    const list = children(children(f[7]!)[0]!);
+    const edited = list.map((e) => (decodeOid(children(e)[0]!.contents) === oid ? rewrite(children(e)) : e.bytes));
+    return [...f.slice(0, 7).map((t) => t.bytes), tlv(0xa3, seq(...edited))];
+  });
+  const octets = (b: Uint8Array) => tlv(TAG.OCTET_STRING, b);
+
+  it('reads the certificate as issued', () => {
+    expect(parseCertificate(withTbs((f) => f.map((t) => t.bytes)))).to.have.property('keyUsage');
+  });
+
+  it('refuses a DEFAULT written out: critical FALSE, cA FALSE, version v1', () => {
+    refused(() => parseCertificate(withExtension('2.5.29.37', ([oid, value]) => seq(oid!.bytes, tlv(TAG.BOOLEAN, new Uint8Array([0])), value!.bytes))), 'BAD_CERTIFICATE', 'malformed');
+    refused(() => parseCertificate(withExtension('2.5.29.19', ([oid, crit]) => seq(oid!.bytes, crit!.bytes, octets(seq(tlv(TAG.BOOLEAN, new Uint8Array([0]))))))), 'BAD_CERTIFICATE', 'malformed');
+    refused(() => parseCertificate(patch(leaf, 'a003020102', 'a003020100')), 'BAD_CERTIFICATE', 'malformed');
+  });
+
+  it('refuses a keyUsage with bits set in its unused part, or with trailing zero bits', () => {
+    refused(() => parseCertificate(patch(leaf, '03020780', '03020781')), 'BAD_CERTIFICATE', 'malformed');
+    refused(() => parseCertificate(withExtension('2.5.29.15', ([oid, crit]) => seq(oid!.bytes, crit!.bytes, octets(tlv(TAG.BIT_STRING, new Uint8Array([0, 0x80, 0])))))), 'BAD_CERTIFICATE', 'malformed');
+  });
+
+  it('refuses a validity date before 2050 as GeneralizedTime', () => {
+    const generalized = withTbs((f) => {
+      const [, notAfter] = children(f[4]!);
+      return [...f.slice(0, 4).map((t) => t.bytes), seq(tlv(0x18, enc('20291231000000Z')), notAfter!.bytes), ...f.slice(5).map((t) => t.bytes)];
+    });
+    refused(() => parseCertificate(generalized), 'BAD_CERTIFICATE', 'malformed');
+  });
+
+  it('refuses unique IDs after the extensions, repeated, or out of order', () => {
+    const uid = (tag: number) => tlv(tag, new Uint8Array([0, 1]));
+    const rebuilt = (ids: Uint8Array[], after: Uint8Array[] = []) => withTbs((f) => [...f.slice(0, 7).map((t) => t.bytes), ...ids, f[7]!.bytes, ...after]);
+    expect(parseCertificate(rebuilt([uid(0x81), uid(0x82)]))).to.have.property('keyUsage');
+    refused(() => parseCertificate(rebuilt([], [uid(0x81)])), 'BAD_CERTIFICATE', 'malformed');
+    refused(() => parseCertificate(rebuilt([uid(0x81), uid(0x81)])), 'BAD_CERTIFICATE', 'malformed');
+    refused(() => parseCertificate(rebuilt([uid(0x82), uid(0x81)])), 'BAD_CERTIFICATE', 'malformed');
   });
 });
