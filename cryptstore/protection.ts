@@ -17,6 +17,8 @@ export interface Protector {
   create(): Promise<{ params: ProtectionParams; kek: Uint8Array }>;
   /** The KEK for recorded parameters. */
   derive(params: ProtectionParams): Promise<Uint8Array>;
+  /** Forgets the secret it holds (passphrase, key-file bytes); it can derive nothing after. */
+  dispose?(): void;
 }
 
 export const MIN_KEY_FILE_BYTES = 32;
@@ -69,6 +71,10 @@ export class KeyFileProtector implements Protector {
 
   async derive(params: ProtectionParams): Promise<Uint8Array> {
     return hkdfSha256(this.material, params.salt!, KEY_FILE_INFO, 32);
+  }
+
+  dispose(): void {
+    wipe(this.material);
   }
 }
 

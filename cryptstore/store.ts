@@ -319,7 +319,9 @@ export class Cryptstore {
 
   /**
    * Adds entries with their own versions (import). Refuses, writing nothing, when any
-   * tag+version already exists, unless `force`.
+   * tag+version already exists, or is a version number this store used for the tag before (a
+   * deleted one: version numbers are never reused), unless `force`, which replaces and restores
+   * them. The tag's high-water mark rises to the highest version imported.
    */
   async importEntries(entries: ValidEntry[], force = false): Promise<EntryInfo[]> {
     const seen = new Set<string>();
@@ -331,15 +333,25 @@ export class Cryptstore {
       seen.add(k);
     }
     return this.exclusive(async () => {
-      if (!force) {
-        const clashes: string[] = [];
-        for (const e of entries) if ((await this.db.get(L.entryKey(e.tag, e.version))) !== undefined) clashes.push(`"${e.tag}" v${e.version}`);
-        if (clashes.length) {
-          throw new CertifierError('ALREADY_EXISTS', `the store already holds ${clashes.join(', ')}; nothing was imported (--force replaces them)`);
-        }
+      const marks = new Map<string, number>(); // tag -> the highest version number used, after the import
+      const clashes: string[] = [];
+      const reused: string[] = [];
+      for (const e of entries) {
+        const st = await this.state(e.tag);
+        if ((await this.db.get(L.entryKey(e.tag, e.version))) !== undefined) clashes.push(`"${e.tag}" v${e.version}`);
+        else if (e.version <= st.next) reused.push(`"${e.tag}" v${e.version}`);
+        marks.set(e.tag, Math.max(marks.get(e.tag) ?? st.next, e.version));
       }
-      await this.db.batch(entries.map((e) => ({ type: 'put' as const, key: L.entryKey(e.tag, e.version), value: this.sealEntry(e) })), { sync: this.sync });
-      for (const e of entries) this.states.delete(e.tag);
+      if (!force && clashes.length) {
+        throw new CertifierError('ALREADY_EXISTS', `the store already holds ${clashes.join(', ')}; nothing was imported (--force replaces them)`);
+      }
+      if (!force && reused.length) {
+        throw new CertifierError('ALREADY_EXISTS', `this store used ${reused.join(', ')} before (deleted since), and a version number is never given to other bytes; nothing was imported (--force restores them)`);
+      }
+      const ops = entries.map((e) => ({ type: 'put' as const, key: L.entryKey(e.tag, e.version), value: this.sealEntry(e) }));
+      for (const [tag, mark] of marks) ops.push({ type: 'put' as const, key: L.markKey(tag), value: this.sealMark(tag, mark) });
+      await this.db.batch(ops, { sync: this.sync });
+      for (const tag of marks.keys()) this.states.delete(tag);
       return entries.map(infoOf);
     });
   }

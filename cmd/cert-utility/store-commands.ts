@@ -9,7 +9,9 @@ import {
 } from '../../lib/crypto/index.ts';
 import { commitAll, stageFiles, writeFileAtomic } from '../../lib/files/index.ts';
 import { readCertificate } from '../../lib/pki/index.ts';
-import { Cryptstore, MAX_BLOB_BYTES, MAX_BUNDLE_BYTES, exportStore, importStore, type EntryInfo } from '../../cryptstore/index.ts';
+import { isIdentityTag } from '../../lib/certifier/index.ts';
+import { STORAGE_KEY_TAG } from '../../lib/keyservice/keystore.ts';
+import { Cryptstore, MAX_BLOB_BYTES, MAX_BUNDLE_BYTES, exportStore, openBundle, type EntryInfo } from '../../cryptstore/index.ts';
 import { parseVersion, subcommand, type JsonOption } from '../common/cli.ts';
 import { protectorFrom, readPassphraseFile, scryptCost, scryptOption, storeOptions, withStore, type ProtectionOptions } from '../common/protection.ts';
 import { readInput, writeOutput } from '../common/io.ts';
@@ -112,12 +114,19 @@ export function addStoreCommands(program: Command): void {
     async (o) => {
       const pass = await readPassphraseFile(o.bundlePassphraseFile);
       const bundle = await readInput(o.in, MAX_BUNDLE_BYTES);
-      const items = await withStore(P, o, (s) => importStore(s, bundle, pass, o.force === true));
+      const entries = await openBundle(bundle, pass);
+      // A machine's identity (or a key-server's storage key) arriving from another store would
+      // become this store's latest: the machine would then present another's certificate.
+      const identity = [...new Set(entries.map((e) => e.tag).filter((t) => isIdentityTag(t) || t === STORAGE_KEY_TAG))];
+      if (identity.length && !o.force) {
+        throw new CertifierError('ALREADY_EXISTS', `the bundle holds ${identity.map((t) => `"${t}"`).join(', ')}, where a machine keeps its identity (or key-server its storage key); nothing was imported (--force imports it)`);
+      }
+      const items = await withStore(P, o, (s) => s.importEntries(entries, o.force === true));
       return { json: { items }, text: [`imported ${items.length} item version(s)`] };
     }))
     .requiredOption('--in <file>', 'bundle file to read')
     .requiredOption('--bundle-passphrase-file <file>', 'file holding the bundle passphrase')
-    .option('--force', 'replace items that already exist with the same tag and version');
+    .option('--force', 'replace items that exist with the same tag and version, restore deleted versions, and import identity tags');
 
   // ---- rekey-store ----
   scryptOption(storeOptions(subcommand<StoreOpts & { newPassphraseFile?: string; newKeyFile?: string }>(program, 'rekey-store',

@@ -63,7 +63,13 @@ export async function protectorFrom(program: string, o: ProtectionOptions, platf
 
 /** Opens the store the flags name, runs `fn`, and always closes it. */
 export async function withStore<T>(program: string, o: ProtectionOptions, fn: (store: Cryptstore) => Promise<T>, options?: StoreOptions): Promise<T> {
-  const store = await Cryptstore.open(o.store, await protectorFrom(program, o), options);
+  const protector = await protectorFrom(program, o);
+  let store: Cryptstore;
+  try {
+    store = await Cryptstore.open(o.store, protector, options);
+  } finally {
+    protector.dispose?.(); // the store holds its data key; the passphrase or key file is done with
+  }
   try {
     return await fn(store);
   } finally {

@@ -25,7 +25,7 @@ export function scrypt(passphrase: Uint8Array, salt: Uint8Array, cost: ScryptCos
   return new Promise((resolve, reject) => {
     nodeScrypt(passphrase, salt, dkLen, { N: 2 ** cost.logN, r: cost.r, p: cost.p, maxmem }, (err, key) => {
       if (err) reject(err);
-      else resolve(new Uint8Array(key));
+      else resolve(new Uint8Array(key.buffer, key.byteOffset, key.byteLength)); // a view: wipe() reaches the only copy
     });
   });
 }

@@ -5,7 +5,9 @@ import { randomBytes as nodeRandomBytes, timingSafeEqual } from 'node:crypto';
 /** `n` bytes from the operating system's CSPRNG. */
 export function randomBytes(n: number): Uint8Array {
   if (!Number.isInteger(n) || n < 0) throw new RangeError('randomBytes: n must be a non-negative integer');
-  return new Uint8Array(nodeRandomBytes(n));
+  // A view, not a copy: wiping it (wipe()) then wipes the only copy of a key made from it.
+  const b = nodeRandomBytes(n);
+  return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
 }
 
 /** Constant-time comparison of two byte strings (length is not secret). */

@@ -15,6 +15,8 @@ import {
 } from './backend.ts';
 
 export const KEY_RECORD_FORMAT = 1;
+/** The tag of the storage key in the key-server's own cryptstore. */
+export const STORAGE_KEY_TAG = 'key-server-storage-key';
 export const MAX_KEY_VALUE_BYTES = 1024 * 1024;
 
 export interface StoreValueOptions {

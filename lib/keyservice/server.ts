@@ -2,7 +2,7 @@
 // from a backend, and it serves the key service over mutual TLS to admitted machines only.
 
 import { CertifierError, isCertifierError } from '../errors/index.ts';
-import { randomBytes } from '../crypto/index.ts';
+import { randomBytes, wipe } from '../crypto/index.ts';
 import { closingAlso, serve, type ChannelServer, type Limits } from '../channel/index.ts';
 import { toPem, validateAdmission, type ValidatedPeer } from '../pki/index.ts';
 import type { Cryptstore } from '../../cryptstore/index.ts';
@@ -10,12 +10,12 @@ import { admissionCertTag, authKeyTag, IDENTITY_EXPIRY, IDENTITY_EXPIRY_RENEWING
 import type { Acl } from './acl.ts';
 import type { AuditLog } from './audit.ts';
 import type { KeyBackend } from './backend.ts';
-import { KeyStore, storageKeyId } from './keystore.ts';
+import { KeyStore, STORAGE_KEY_TAG, storageKeyId } from './keystore.ts';
 import { KeyService } from './handlers.ts';
 import { ReplicaJoin } from './replica.ts';
 import { renewIdentity, type RenewalOptions } from './renewal.ts';
 
-export const STORAGE_KEY_TAG = 'key-server-storage-key';
+export { STORAGE_KEY_TAG } from './keystore.ts';
 export const RESERVED_PREFIX = 'key-server/';
 
 /**
@@ -117,5 +117,16 @@ export async function startKeyServer(o: KeyServerOptions): Promise<StartedKeySer
     stopRenewing();
     stopWatching();
   };
-  return { server: closingAlso(server, stop), identity: identity.peer, setAcl: (acl) => service.setAcl(acl) };
+  const closing = closingAlso(server, stop);
+  const closeChannel = closing.close;
+  // The storage key is forgotten once the requests in flight are done with it.
+  closing.close = async (graceMs?: number) => {
+    try {
+      await closeChannel(graceMs);
+    } finally {
+      keystore.wipe();
+      wipe(storageKey);
+    }
+  };
+  return { server: closing, identity: identity.peer, setAcl: (acl) => service.setAcl(acl) };
 }

@@ -30,6 +30,8 @@ export function tagProblem(tag: string): string | undefined {
   // protobufjs turns invalid UTF-8 into U+FFFD; refusing it keeps two byte strings from
   // reading as the same tag.
   if (tag.includes('\ufffd')) return 'is not valid UTF-8';
+  // A lone surrogate has no UTF-8 form: it would be written as U+FFFD, and read back as another tag.
+  if (/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/.test(tag)) return 'holds a lone UTF-16 surrogate (not text)';
   return undefined;
 }
 
@@ -87,12 +89,16 @@ export interface ValidMetadata {
   protection: ValidProtection;
 }
 
-/** scrypt bounds we accept from disk: N from 2^10 to 2^22, r*p small enough to stay sane. */
+/**
+ * scrypt parameters we accept from disk: exactly what this suite writes (N from 2^10 to 2^22, r 8,
+ * p 1). They are read before anything is authenticated, so whoever can edit a store's metadata or
+ * hand over a bundle chooses the cost of opening it: r 32 and p 16 would mean 16 GiB and minutes.
+ */
 function checkScrypt(c: FieldCheck, name: string, s: T.ScryptParams | undefined): ValidScrypt | undefined {
   if (!c.need(name, s)) return undefined;
   c.int(`${name}.log_n`, s!.logN, 10, 22);
-  c.int(`${name}.r`, s!.r, 1, 32);
-  c.int(`${name}.p`, s!.p, 1, 16);
+  c.int(`${name}.r`, s!.r, 8, 8);
+  c.int(`${name}.p`, s!.p, 1, 1);
   c.bytes(`${name}.salt`, s!.salt, { min: 16, max: 64 });
   return s as ValidScrypt;
 }

@@ -238,6 +238,20 @@ describe('cert-utility store commands (transcripts)', function () {
       expectFailure(await cu(o('import-store', '--in', 'bundle.bin', '--bundle-passphrase-file', 'other-pass')), 4, 'WRONG_KEY');
     });
 
+    it("refuses to import a machine's identity tags (another machine's certificate would become this one's) without --force", async () => {
+      await cu(withPass('put-item', '--tag', 'datica-admission-certificate', '--exportable', '--in', '-'), { input: 'not really a certificate' });
+      writeFileSync(join(tmp.dir, 'bundle-pass'), 'bundle secret\n');
+      expect((await cu(withPass('export-store', '--out', 'id.bin', '--bundle-passphrase-file', 'bundle-pass', ...CHEAP))).status).to.equal(0);
+      const other = join(tmp.dir, 'other');
+      const o = (...args: string[]) => [...args, '--store', other, '--passphrase-file', passFile];
+      expect((await cu(o('create-store', ...CHEAP))).status).to.equal(0);
+      const r = await cu(o('import-store', '--in', 'id.bin', '--bundle-passphrase-file', 'bundle-pass'));
+      expectFailure(r, 1, 'ALREADY_EXISTS');
+      expect(r.stderr).to.contain('"datica-admission-certificate", where a machine keeps its identity');
+      expect((await cu(o('list-items', '--json'))).json().items).to.deep.equal([]);
+      expect((await cu(o('import-store', '--in', 'id.bin', '--bundle-passphrase-file', 'bundle-pass', '--force'))).status).to.equal(0);
+    });
+
     it('rekeys to a new passphrase; the old one then fails with exit 4', async () => {
       await cu(withPass('put-item', '--tag', 'k', '--in', '-'), { input: 'v' });
       writeFileSync(join(tmp.dir, 'new-pass'), 'brand new');

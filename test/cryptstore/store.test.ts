@@ -5,6 +5,7 @@ import { promises as fs, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Level } from 'level';
 import { CertifierError } from '../../lib/errors/index.ts';
+import { decode, encode, type CryptstoreBundle, type CryptstoreMetadata } from '../../lib/wire/index.ts';
 import { randomBytes, utf8 } from '../../lib/crypto/index.ts';
 import { Cryptstore, KeyFileProtector, MAX_BLOB_BYTES, MAX_BUNDLE_BYTES, PassphraseProtector, exportStore, importStore } from '../../cryptstore/index.ts';
 import { tempDir } from '../support/helpers.ts';
@@ -327,6 +328,30 @@ describe('cryptstore', () => {
       await withRaw(dir, (db) => db.put('!meta', new Uint8Array([0xff, 0xff, 0xff])));
       await rejects(Cryptstore.open(dir, pass()), 'INTEGRITY');
     });
+
+    it('refuses, before deriving anything, scrypt parameters this suite never writes (a 16 GiB derivation otherwise)', async () => {
+      let meta = new Uint8Array();
+      await withRaw(dir, async (db) => {
+        meta = new Uint8Array((await db.get('!meta'))!);
+      });
+      const m = decode<CryptstoreMetadata>('cryptstore_metadata', meta);
+      m.protection!.scrypt = { ...m.protection!.scrypt!, logN: 22, r: 32, p: 16 };
+      await withRaw(dir, (db) => db.put('!meta', encode('cryptstore_metadata', m)));
+      const t0 = Date.now();
+      await rejects(Cryptstore.open(dir, pass()), 'INTEGRITY');
+      expect(Date.now() - t0).to.be.below(2_000);
+      // A bundle the same way.
+      const s = await Cryptstore.create(join(tmp.dir, 'other'), pass());
+      try {
+        await s.put('x', utf8('x'), { exportable: true });
+        const { bundle } = await exportStore(s, utf8('bundle pass'), CHEAP);
+        const b = decode<CryptstoreBundle>('cryptstore_bundle', bundle);
+        b.scrypt = { ...b.scrypt!, r: 32, p: 16, logN: 22 };
+        await rejects(importStore(s, encode('cryptstore_bundle', b), utf8('bundle pass')), 'INTEGRITY');
+      } finally {
+        await s.close();
+      }
+    });
   });
 
   describe('export, import and rekey', () => {
@@ -360,6 +385,31 @@ describe('cryptstore', () => {
       await importStore(other, bundle, utf8('bundle pass'), true);
       expect(Buffer.from((await other.get('shared', 1)).blob).toString()).to.equal('s1');
       await other.close();
+    });
+
+    it('never gives a deleted version number to imported bytes without --force, and raises the mark past what it imports', async () => {
+      const s = await Cryptstore.create(dir, pass());
+      try {
+        await s.put('t', utf8('one'), { exportable: true });
+        await s.put('t', utf8('two'), { exportable: true });
+        const other = await Cryptstore.create(join(tmp.dir, 'src'), pass());
+        await other.importEntries([{ tag: 't', type: 'binary-blob', version: 2, timeEntered: new Date().toISOString(), blob: utf8('NOT-two'), exportable: true }]);
+        await other.put('t', utf8('five?'), { exportable: true }); // v3 there
+        const { bundle } = await exportStore(other, utf8('bundle pass'), CHEAP);
+        await other.close();
+
+        await s.delete('t', 2);
+        const e = await rejects(importStore(s, bundle, utf8('bundle pass')), 'ALREADY_EXISTS');
+        expect(e.message).to.contain('"t" v2 before (deleted since)');
+        await rejects(s.get('t', 2), 'NOT_FOUND');
+        await importStore(s, bundle, utf8('bundle pass'), true);
+        expect(Buffer.from((await s.get('t', 3)).blob).toString()).to.equal('five?');
+        // The mark follows the import: deleting what came in does not free its numbers.
+        await s.delete('t', 3);
+        expect((await s.put('t', utf8('next'))).version).to.equal(4);
+      } finally {
+        await s.close();
+      }
     });
 
     it('exports only the tags asked for, and refuses a tag with no exportable item', async () => {

@@ -204,4 +204,10 @@ describe('wire: tag and resource names', () => {
     expect(tagProblem('\u{1D11E}'.repeat(200))).to.contain('counts as two');
     expect(tagProblem('\u{1D11E}'.repeat(128))).to.equal(undefined);
   });
+
+  it('refuses a lone surrogate, which no UTF-8 can carry, and takes a pair', () => {
+    expect(tagProblem('disk-\ud800')).to.contain('lone UTF-16 surrogate');
+    expect(tagProblem('\udc00disk')).to.contain('lone UTF-16 surrogate');
+    expect(tagProblem('disk-\ud834\udd1e')).to.equal(undefined);
+  });
 });
