@@ -115,20 +115,22 @@ with_retries() {
 
 store_args=(--store "$store" "${protection[@]}" "${platform_args[@]}")
 
-log "step 1/2: certification by $host:$cport"
-with_retries "init-trust against $host:$cport" \
-  "$CERT_UTILITY" init-trust --domain "$domain" --policy-cert "$policy_cert" --server "$host:$cport" "${store_args[@]}" >&2 || exit $?
-
-# Keys already in the store need no key-server: a reboot after success stays offline.
+# Keys already in the store need neither a certificate nor a server: a reboot after success
+# stays offline, whatever the clock says (a certificate checked against a wrong clock would look
+# expired or not yet valid, and send the VM to be certified again for nothing).
 missing=()
 held=$("$CERT_UTILITY" list-items --json "${store_args[@]}" 2>/dev/null) || held=
 for k in $keys; do
   case "$held" in *"\"tag\":\"$k\""*) ;; *) missing+=("$k") ;; esac
 done
 if [ ${#missing[@]} -eq 0 ]; then
-  log "step 2/2: every key is already in the cryptstore; done"
+  log "every key is already in the cryptstore; nothing to do"
   exit 0
 fi
+
+log "step 1/2: certification by $host:$cport"
+with_retries "init-trust against $host:$cport" \
+  "$CERT_UTILITY" init-trust --domain "$domain" --policy-cert "$policy_cert" --server "$host:$cport" "${store_args[@]}" >&2 || exit $?
 
 pin=()
 [ -n "$server_measurement" ] && pin=(--server-measurement "$server_measurement")

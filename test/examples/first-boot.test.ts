@@ -79,6 +79,19 @@ describe('scripts/first-boot.sh failure modes', function () {
     expect(r.stderr).not.to.contain('retrying in');
   });
 
+  it('exits 0 without certifying or any network when every key is already in the store (a certificate a wrong clock would call expired is not even read)', async () => {
+    writeFileSync(f('held.key'), Buffer.alloc(32, 7));
+    const store = ['--store', f('store-held'), '--key-file', f('held.key')];
+    expect((await cu(['create-store', ...store])).status).to.equal(0);
+    expect((await run('cert-utility', ['put-item', ...store, '--tag', 'vhd/disk-1', '--in', '-'], { cwd: tmp.dir, input: 'the key' })).status).to.equal(0);
+    const port = await closedPort();
+    const base = args(f('a/cert.pem'), port, port, 'store-held').filter((a, i, all) => a !== '--store' && all[i - 1] !== '--store');
+    const r = await firstBoot([...base, '--store', f('store-held'), '--key-file', f('held.key')]);
+    expect(r.status, r.stderr).to.equal(0);
+    expect(r.stderr).to.contain('every key is already in the cryptstore; nothing to do');
+    expect(r.stderr).not.to.contain('step 1/2');
+  });
+
   it('refuses to run without its required arguments (exit 2)', async () => {
     const r = await firstBoot(['--host', '127.0.0.1']);
     expect(r.status).to.equal(2);
