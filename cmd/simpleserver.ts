@@ -9,7 +9,7 @@ import { parseTrustRequest } from '../lib/wire/index.ts';
 import { evaluate, loadPolicy, sameKey, type Decision } from '../lib/policy/index.ts';
 import { describeSnpEvidence, SEV_ENCLAVE, verifyEvidence, verifyOptionsFor } from '../lib/attest/index.ts';
 import { validatePolicyCert } from '../lib/pki/index.ts';
-import { policyEnds, SESSION_BINDING_BYTES, startCertifier } from '../lib/certifier/index.ts';
+import { policyEnds, policyNotInForce, SESSION_BINDING_BYTES, startCertifier } from '../lib/certifier/index.ts';
 import { createProgram, intInRange, run, subcommand, warn, type JsonOption } from './common/cli.ts';
 import { parseHostPort, readCertificateFile, readPrivateKeyFile } from './common/keys.ts';
 import { logLine, runUntilSignal } from './common/server.ts';
@@ -26,6 +26,8 @@ subcommand<JsonOption & { policyKey: string; policyCert: string; policy: string;
     const pc = validatePolicyCert(policyCert, new Date());
     if (!sameKey(pc.publicKey, policyKey)) throw new CertifierError('INVALID_KEY', `${o.policyKey} is not the key of ${o.policyCert}`);
     const policy = loadPolicy(await readFileLimited(o.policy, 4 * 1024 * 1024), pc.publicKey);
+    const notInForce = policyNotInForce(policy, new Date());
+    if (notInForce) warn(P, `the policy ${notInForce}: every machine will be refused (CLAIM_EXPIRED) until a policy in force is loaded (SIGHUP), or, if it was signed on a clock running ahead, until then`);
     const { host, port } = parseHostPort(o.listen, '--listen');
     if (o.plain) warn(P, 'serving the original plain-TCP protocol: no TLS, and evidence is not bound to a session (a recorded request can be replayed); use only for older clients');
     const log = logLine(P, o.logJson === true);
@@ -36,6 +38,8 @@ subcommand<JsonOption & { policyKey: string; policyCert: string; policy: string;
     process.stderr.write(`${P}: domain ${policyDomain(policyCert)}, ${policy.platforms.length} trusted platform(s), ${policy.measurements.length} trusted measurement(s), the first claim ending ${policyEnds(policy)?.toISOString() ?? 'never (no claims)'}, ${o.plain ? 'plain TCP' : 'TLS 1.3'}\n`);
     const reload = async () => {
       const next = loadPolicy(await readFileLimited(o.policy, 4 * 1024 * 1024), pc.publicKey); // a bad file throws; the policy in force stays
+      const why = policyNotInForce(next, new Date());
+      if (why) throw new CertifierError('CLAIM_EXPIRED', `the new policy ${why}; the policy in force stays`);
       server.setPolicy(next);
       return { policy: o.policy, platforms: next.platforms.length, measurements: next.measurements.length, firstClaimEnds: policyEnds(next)?.toISOString() ?? 'never (no claims)' };
     };

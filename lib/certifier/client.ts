@@ -34,9 +34,18 @@ export interface Certified {
   request: Uint8Array;
 }
 
+/** What a refusal code most often means on the machine's side, when the server says no more. */
+const HINTS: Partial<Record<ErrorCode, string>> = {
+  CLAIM_EXPIRED: 'a policy claim has ended or not begun, or this machine\'s evidence is dated outside it: a policy to renew, or a clock more than 5 minutes off (this one, or the server\'s); the server\'s log has the dates',
+  SESSION_MISMATCH: 'the evidence was not made for this connection (a proxy in between?)',
+  MEASUREMENT_NOT_TRUSTED: 'the policy does not trust this machine\'s measurement',
+  PLATFORM_NOT_TRUSTED: 'the policy does not trust this platform',
+};
+
 function refusal(code: string | undefined): CertifierError {
   const known = code !== undefined && Object.hasOwn(ErrorCodes, code) ? (code as ErrorCode) : 'DENIED';
-  return new CertifierError(known, `the certificate authority refused to certify this machine (${code ?? 'no reason given'})`);
+  const hint = HINTS[known];
+  return new CertifierError(known, `the certificate authority refused to certify this machine (${code ?? 'no reason given'})${hint ? `: ${hint}` : ''}`);
 }
 
 export async function requestCertificate(o: CertifyOptions): Promise<Certified> {
@@ -68,7 +77,7 @@ export async function requestCertificate(o: CertifyOptions): Promise<Certified> 
     const response = parseTrustResponse(answer);
     if (response.status !== 'succeeded' || !response.artifact) throw refusal(response.errorCode);
     const certificate = new Uint8Array(response.artifact);
-    const peer = validateAdmission({ chain: [certificate], policyCert: o.policyCert, at: now(), usage: 'any' });
+    const peer = validateAdmission({ chain: [certificate], policyCert: o.policyCert, at: now(), usage: 'any', role: 'newly issued' });
     if (!sameKey(peer.publicKey, authPublic)) throw new CertifierError('UNTRUSTED_PEER', 'the certificate returned does not name this machine\'s key');
     if (!bytesEqual(peer.measurement, o.platform.measurement)) throw new CertifierError('UNTRUSTED_PEER', 'the certificate returned names another measurement');
     await closed;

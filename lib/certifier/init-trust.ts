@@ -37,7 +37,7 @@ export async function loadIdentity(store: Cryptstore, domain: string, policyCert
     throw e;
   }
   const key = fromKeyMessage(decode<KeyMessage>('key_message', keyEntry.blob));
-  const peer = validateAdmission({ chain: [certEntry.blob], policyCert, at, usage: 'any' });
+  const peer = validateAdmission({ chain: [certEntry.blob], policyCert, at, usage: 'any', role: "this machine's stored" });
   if (!sameKey(peer.publicKey, key)) throw new CertifierError('INTEGRITY', `the stored admission certificate does not name the stored key for "${domain}"`);
   return { key, certificate: certEntry.blob, peer };
 }

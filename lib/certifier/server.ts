@@ -5,7 +5,7 @@ import type { KeyObject } from 'node:crypto';
 import { closingAlso, serve, type ChannelServer, type Limits, type LogRecord } from '../channel/index.ts';
 import { CertifierError } from '../errors/index.ts';
 import { readCertificateSummary, toPem } from '../pki/index.ts';
-import type { Policy } from '../policy/index.ts';
+import { within, type Policy, type Window } from '../policy/index.ts';
 import { CertifierService, type CertificationRecord } from './service.ts';
 import { AUTHORITY_CERT_SECONDS, issueAuthorityIdentity } from './identity.ts';
 import { MAX_TIMER_MS, POLICY_EXPIRY, watchExpiry } from './expiry.ts';
@@ -101,4 +101,17 @@ export async function startCertifier(o: CertifierServerOptions): Promise<Certifi
 export function policyEnds(policy: Policy): Date | undefined {
   const ends = [...policy.platforms, ...policy.measurements, ...policy.properties].map((c) => c.notAfter.getTime());
   return ends.length ? new Date(Math.min(...ends)) : undefined;
+}
+
+/**
+ * Why `policy` can admit no machine at `at`, or undefined when it can: all its platform claims,
+ * or all its measurement claims, are outside their dates (ended, or not begun: signed on a clock
+ * running ahead). Such a policy would refuse every request with CLAIM_EXPIRED.
+ */
+export function policyNotInForce(policy: Policy, at: Date): string | undefined {
+  const describe = (what: string, ws: Window[]) =>
+    `none of its ${what} claims is in force at ${at.toISOString()} (${ws.map((w) => `${w.notBefore.toISOString()} to ${w.notAfter.toISOString()}`).join(', ')})`;
+  if (policy.platforms.length && !policy.platforms.some((w) => within(w, at))) return describe('platform', policy.platforms);
+  if (policy.measurements.length && !policy.measurements.some((w) => within(w, at))) return describe('measurement', policy.measurements);
+  return undefined;
 }

@@ -22,6 +22,8 @@ export interface ValidateAdmissionOptions {
   at: Date;
   /** Which extended key usage the leaf needs; 'any' means client or server authentication. Default 'any'. */
   usage?: Usage;
+  /** What the leaf is, for messages: "peer" (default), "this machine's", "the newly issued". */
+  role?: string;
 }
 
 export interface ValidatedPeer {
@@ -42,10 +44,14 @@ function checkDate(at: Date): void {
   if (!(at instanceof Date) || !Number.isFinite(at.getTime())) throw new CertifierError('INVALID_INPUT', 'the validation time is not a valid date');
 }
 
-/** RFC 5280, 4.1.2.5: both ends of the window are inclusive. */
+/**
+ * RFC 5280, 4.1.2.5: both ends of the window are inclusive. A certificate outside its window is
+ * as often a clock set wrong as an old certificate, so the message gives the time used.
+ */
 function validityProblem(cert: ParsedCert, at: Date, which: string): Problem | undefined {
-  if (at < cert.notBefore) return problem('CERT_EXPIRED', 'not-yet-valid', `the ${which} certificate is not valid before ${cert.notBefore.toISOString()}`);
-  if (at > cert.notAfter) return problem('CERT_EXPIRED', 'expired', `the ${which} certificate expired at ${cert.notAfter.toISOString()}`);
+  const clock = `(checked at ${at.toISOString()} by this machine's clock)`;
+  if (at < cert.notBefore) return problem('CERT_EXPIRED', 'not-yet-valid', `the ${which} certificate is not valid before ${cert.notBefore.toISOString()} ${clock}`);
+  if (at > cert.notAfter) return problem('CERT_EXPIRED', 'expired', `the ${which} certificate expired at ${cert.notAfter.toISOString()} ${clock}`);
   return undefined;
 }
 
@@ -163,7 +169,7 @@ export function validateAdmission(opts: ValidateAdmissionOptions): ValidatedPeer
   const policy = checkPolicy(opts.policyCert, opts.at);
   const leaf = parseAs(opts.chain[0]!, 'leaf');
   checkIssuedByPolicy(opts.chain, opts.policyCert, leaf, policy);
-  const found = firstProblem('leaf', [validityProblem(leaf, opts.at, 'peer'), ...flagProblems(leaf, usage), ...admissionProblems(leaf, policy)]);
+  const found = firstProblem('leaf', [validityProblem(leaf, opts.at, opts.role ?? 'peer'), ...flagProblems(leaf, usage), ...admissionProblems(leaf, policy)]);
   if (found) throw found;
   const a = leaf.admission!;
   return {

@@ -43,6 +43,11 @@ export type Decision =
   | { allow: true; measurement: Uint8Array; platform: string; enclaveKey: KeyObject; proof: string[]; /** when the first claim behind it ends */ notAfter: Date }
   | { allow: false; code: ErrorCode; reason: string; proof: string[] };
 
+/** "valid from A to B" for each claim window, to tell an ended claim from a clock set wrong. */
+function windows(ws: Window[]): string {
+  return ws.map((w) => `valid from ${w.notBefore.toISOString()} to ${w.notAfter.toISOString()}`).join('; ');
+}
+
 export function evaluate(policy: Policy, facts: EvidenceFacts, o: EvaluateOptions): Decision {
   const proof = [...facts.steps];
   const deny = (code: ErrorCode, reason: string): Decision => ({ allow: false, code, reason, proof });
@@ -55,7 +60,7 @@ export function evaluate(policy: Policy, facts: EvidenceFacts, o: EvaluateOption
   const platforms = policy.platforms.filter((p) => sameKey(p.key, facts.platformKey) && (p.platformType === undefined || p.platformType === facts.platform));
   if (platforms.length === 0) return deny('PLATFORM_NOT_TRUSTED', `the platform key ${platformLabel} is not trusted for attestation by the policy`);
   const platform = platforms.find((p) => within(p, o.at));
-  if (!platform) return deny('CLAIM_EXPIRED', `the policy claim trusting platform key ${platformLabel} is not valid at ${at}`);
+  if (!platform) return deny('CLAIM_EXPIRED', `the policy claim trusting platform key ${platformLabel} is not valid at ${at} (${windows(platforms)})`);
   proof.push(`policy: policyKey says ${platform.platformType ? `platform[${platform.platformType}, ${platform.label}]` : platformLabel} is-trusted-for-attestation`);
 
   for (const w of facts.windows) {
@@ -81,7 +86,7 @@ export function evaluate(policy: Policy, facts: EvidenceFacts, o: EvaluateOption
   const measurements = policy.measurements.filter((m) => bytesEqual(m.measurement, facts.measurement));
   if (measurements.length === 0) return deny('MEASUREMENT_NOT_TRUSTED', `measurement ${hex} is not trusted by the policy`);
   const trusted = measurements.find((m) => within(m, o.at));
-  if (!trusted) return deny('CLAIM_EXPIRED', `the policy claim trusting measurement ${hex} is not valid at ${at}`);
+  if (!trusted) return deny('CLAIM_EXPIRED', `the policy claim trusting measurement ${hex} is not valid at ${at} (${windows(measurements)})`);
   proof.push(`policy: policyKey says measurement ${hex} is-trusted`);
   proof.push(`therefore ${keyLabel(facts.enclaveKey)} is-trusted-for-authentication as measurement ${hex}`);
   // A certificate never outlives the policy claims that justified it.

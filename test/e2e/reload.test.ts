@@ -6,6 +6,8 @@ import { expect } from 'chai';
 import { writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { run } from '../support/helpers.ts';
+import { makePolicy as makeSignedPolicy } from '../../lib/policy/index.ts';
+import { readPrivateKeyFile, readPublicKeyFile } from '../../cmd/common/keys.ts';
 import { Domain, expectFailure, expectSuccess, startServer, type KeyServer, type Machine } from './domain.ts';
 
 describe('e2e: SIGHUP reloads, and never stops a server', function () {
@@ -80,6 +82,20 @@ describe('e2e: SIGHUP reloads, and never stops a server', function () {
       process.kill(child.pid, 'SIGHUP');
       expect(await child.waitForLog(/ reload-failed .*$/m, from)).to.match(/code=[A-Z_]+/);
       expectSuccess(await initTrust(d.path('carol-3')));
+
+      // Signed, but by a clock an hour ahead: none of its claims is in force yet. Refused too.
+      const policyKey = await readPrivateKeyFile(d.policyKey);
+      const platformKey = readPublicKeyFile(`${d.platformDir}/platform-cert.pem`);
+      const ahead = Date.now() + 3_600_000;
+      writeFileSync(policy, makeSignedPolicy({
+        policyKey, policyCert: d.policyCert, platforms: [{ key: await platformKey }], measurements: [Buffer.from(d.measurementHex('client-carol'), 'hex')],
+        notBefore: new Date(ahead), notAfter: new Date(ahead + 86_400_000),
+      }));
+      from = child.mark();
+      process.kill(child.pid, 'SIGHUP');
+      const refused = await child.waitForLog(/ reload-failed .*$/m, from);
+      expect(refused).to.contain('code=CLAIM_EXPIRED').and.to.contain('none of its platform claims is in force at');
+      expectSuccess(await initTrust(d.path('carol-4')));
     } finally {
       expect(await child.stop()).to.deep.equal({ code: 0, signal: null });
     }
