@@ -12,6 +12,7 @@ import { isIdentityTag, loadIdentity } from '../lib/certifier/index.ts';
 import { KeyClient, fetchAll, keepAll, parseProvisionConfig, provision, type SecretSpec } from '../lib/keyclient/index.ts';
 import { DEFAULT_LIMITS } from '../lib/channel/index.ts';
 import { MAX_VALUE_BYTES } from '../lib/keyservice/protocol.ts';
+import { verifyRoleCredential } from '../lib/keyservice/roles.ts';
 import { Cryptstore } from '../cryptstore/index.ts';
 import { createProgram, parseVersion, run, subcommand, warn, type JsonOption, type Result } from './common/cli.ts';
 import { protectorFrom, storeOptions, type ProtectionOptions } from './common/protection.ts';
@@ -69,6 +70,9 @@ async function withClient<T>(o: ClientOpts, fn: (client: KeyClient, store: Crypt
   const credential = o.credentialCert
     ? { chain: readCertificateChain(await readFileLimited(o.credentialCert, 64 * 1024)), key: await readPrivateKeyFile(o.credentialKey!) }
     : undefined;
+  // Checked here first, so an ended (or not yet valid) credential says so and when, rather than
+  // the key-server's bare CREDENTIAL_INVALID.
+  if (credential) verifyRoleCredential(credential.chain, policyCert, new Date(), 'the role credential');
   const pins = o.serverMeasurement.map((m) => toHex(parseMeasurementHex(m)));
   if (pins.length === 0) warn(P, 'trusting any admitted machine of the domain as the key-server; pin it with --server-measurement');
   const store = await Cryptstore.open(o.store, await protectorFrom(P, o));

@@ -52,9 +52,13 @@ export async function startCertifier(o: CertifierServerOptions): Promise<Certifi
     const ends = policyEnds(policy);
     stopWatching = ends ? watchExpiry(ends, (r) => o.log(r as LogRecord), POLICY_EXPIRY) : () => {};
   };
+  let renewNow = () => {};
   const setPolicy = (policy: Policy) => {
     service.setPolicy(policy);
     watchPolicy(policy);
+    // A reload also makes a fresh certificate of our own: after a clock was put right, the one
+    // made by the wrong clock would otherwise be presented for days.
+    renewNow();
   };
   if (o.plain) {
     const plain = await serve({ host: o.host, port: o.port, plain: true, handler, limits, log: o.log });
@@ -89,8 +93,13 @@ export async function startCertifier(o: CertifierServerOptions): Promise<Certifi
     }
   };
   schedule(lifetime * 500);
+  renewNow = () => {
+    clearTimeout(timer);
+    void renew();
+  };
   watchPolicy(o.policy);
   const closing = closingAlso(server, () => {
+    renewNow = () => {};
     clearTimeout(timer);
     stopWatching();
   });

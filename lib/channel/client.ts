@@ -230,7 +230,7 @@ class Connection<P> implements ClientConnection<P> {
 
   private refusedError(cause?: unknown): CertifierError {
     return new CertifierError('UNTRUSTED_PEER',
-      `${this.target} closed the connection right after the TLS handshake without accepting it: it refused our certificate`,
+      `${this.target} closed the connection right after the TLS handshake without accepting it: it refused our certificate (its log says why: outside its dates by the server's clock, when this machine was certified minutes ago, means a clock more than 5 minutes off)`,
       { cause, details: { target: this.target } });
   }
 

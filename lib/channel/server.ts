@@ -84,7 +84,11 @@ export async function serve<P>(opts: ServeOptions<P>): Promise<ChannelServer> {
     });
     tlsServer.on('secureConnection', (s: TLSSocket) => accept(s, rawByRemote.get(remoteOf(s)), s));
     tlsServer.on('tlsClientError', (err: Error, s: TLSSocket) => {
-      const record: Record<string, unknown> = { event: 'refused', remote: remoteOf(s), transport };
+      // A TLS socket that failed its handshake may have lost its address already; the plain
+      // socket under it (Node's _parent) keeps the one read when the connection arrived.
+      const under = (s as TLSSocket & { _parent?: Socket })._parent;
+      const remote = s.remoteAddress === undefined && under ? remoteOf(under) : remoteOf(s);
+      const record: Record<string, unknown> = { event: 'refused', remote, transport };
       // OpenSSL's verdict in our codes: a certificate outside its validity is CERT_EXPIRED (README, exit 4).
       if (s.authorizationError) Object.assign(record, { reason: 'untrusted-peer', code: OUTSIDE_VALIDITY.has(String(s.authorizationError)) ? 'CERT_EXPIRED' : 'UNTRUSTED_PEER', tlsError: String(s.authorizationError) });
       else if (errnoOf(err) === 'ERR_TLS_HANDSHAKE_TIMEOUT') Object.assign(record, { reason: 'handshake-timeout', code: 'TIMEOUT' });

@@ -20,6 +20,8 @@ export interface RenewalOptions {
   now?: () => number;
   /** The shortest wait between attempts (default a minute; tests use less). */
   minGapMs?: number;
+  /** An attempt just failed (at start): the first retry comes as after any failure, not at the usual time. */
+  justFailed?: boolean;
 }
 
 /**
@@ -60,12 +62,14 @@ export function renewIdentity(first: MachineIdentity, o: RenewalOptions): () => 
       arm(renewalDelay(left(), minGap));
     } catch (e) {
       if (stopped) return;
-      const retryMs = Math.min(HOUR_MS, Math.max(minGap, left() / 10));
+      const retryMs = retryDelay();
       o.log({ event: 'identity-renewal-failed', code: e instanceof CertifierError ? e.code : 'INTERNAL', reason: e instanceof Error ? e.message : String(e), retryInSeconds: Math.round(retryMs / 1000) });
       arm(retryMs);
     }
   };
-  arm(renewalDelay(left(), minGap));
+  // After a failure: at most an hour, a tenth of what is left, at least minGap.
+  const retryDelay = () => Math.min(HOUR_MS, Math.max(minGap, left() / 10));
+  arm(o.justFailed ? retryDelay() : renewalDelay(left(), minGap));
   return () => {
     stopped = true;
     clearTimeout(timer);

@@ -24,12 +24,16 @@ export async function issueRoleCert(o: { policyKey: KeyObject; policyCert: Uint8
   });
 }
 
-/** Validates a credential chain and returns the role it grants; CREDENTIAL_INVALID otherwise. */
-export function verifyRoleCredential(chain: Uint8Array[], policyCert: Uint8Array, at: Date): { role: string; peer: ValidatedPeer } {
+/**
+ * Validates a credential chain and returns the role it grants; CREDENTIAL_INVALID otherwise. With
+ * `role` (the holder checking its own), a credential outside its dates is CERT_EXPIRED instead.
+ */
+export function verifyRoleCredential(chain: Uint8Array[], policyCert: Uint8Array, at: Date, role?: string): { role: string; peer: ValidatedPeer } {
   let peer: ValidatedPeer;
   try {
-    peer = validateAdmission({ chain, policyCert, at, usage: 'client' });
+    peer = validateAdmission({ chain, policyCert, at, usage: 'client', ...(role ? { role } : {}) });
   } catch (cause) {
+    if (role && cause instanceof CertifierError && cause.code === 'CERT_EXPIRED') throw cause;
     throw new CertifierError('CREDENTIAL_INVALID', `the credential is not valid: ${(cause as Error).message}`, { cause });
   }
   if (!peer.platform.startsWith(ROLE_PREFIX)) throw new CertifierError('CREDENTIAL_INVALID', 'the credential is a machine certificate, not a role certificate');

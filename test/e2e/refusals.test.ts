@@ -255,6 +255,22 @@ describe('e2e: key-server refusals, each with its own code, while it keeps servi
       await stillServes();
     });
 
+    it('key-client checks its role credential\'s dates before connecting: an ended one is CERT_EXPIRED (exit 4) with its end, not a bare CREDENTIAL_INVALID', async () => {
+      const { issueRoleCert } = await import('../../lib/keyservice/roles.ts');
+      const roleKey = await readPrivateKeyFile(role.key);
+      const ended = await issueRoleCert({
+        policyKey: await readPrivateKeyFile(d.policyKey), policyCert: d.policyCert, subjectPublicKey: roleKey, role: 'operator', domain: d.name,
+        validitySeconds: 60, now: new Date(Date.now() - 4 * 60_000), // ended three minutes ago, within the policy certificate's life
+      });
+      const file = d.path('operator-ended.pem');
+      writeFileSync(file, toPem(ended));
+      const from = server.child.mark();
+      const r = await d.kc(good, server, 'list', ['--credential-cert', file, '--credential-key', role.key]);
+      expectFailure(r, 4, 'CERT_EXPIRED');
+      expect(r.stderr).to.match(/the role credential certificate expired at \S+ \(checked at /);
+      expect(server.child.stderr.slice(from)).not.to.contain(' action=list ');
+    });
+
     it('refuses a replayed signed nonce on the same connection: NONCE_INVALID', async () => {
       const roleKey = await readPrivateKeyFile(role.key);
       const from = server.child.mark();

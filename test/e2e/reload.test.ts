@@ -75,6 +75,7 @@ describe('e2e: SIGHUP reloads, and never stops a server', function () {
       let from = child.mark();
       process.kill(child.pid, 'SIGHUP');
       expect(await child.waitForLog(/ reloaded .*$/m, from)).to.contain(`policy=${policy} platforms=1 measurements=2`);
+      await child.waitForLog(/ identity-renewed serial=[0-9a-f]+ /, from); // and a fresh certificate of its own
       expectSuccess(await initTrust(d.path('carol-2')));
 
       writeFileSync(policy, 'not a policy');

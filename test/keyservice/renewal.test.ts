@@ -13,7 +13,7 @@ import { initTrust, loadIdentity, startCertifier, type MachineIdentity } from '.
 import type { ChannelServer } from '../../lib/channel/index.ts';
 import { KeyClient } from '../../lib/keyclient/index.ts';
 import { LevelBackend } from '../../lib/keyservice/level-backend.ts';
-import { renewalDelay } from '../../lib/keyservice/renewal.ts';
+import { renewalDelay, renewIdentity } from '../../lib/keyservice/renewal.ts';
 import { startKeyServer } from '../../lib/keyservice/server.ts';
 import { Cryptstore, KeyFileProtector } from '../../cryptstore/index.ts';
 import { tempDir } from '../support/helpers.ts';
@@ -28,6 +28,22 @@ describe('key-server: its own certificate renewed while it runs', function () {
     expect(renewalDelay(90 * DAY, 60_000)).to.equal(90 * DAY - 3 * DAY - HOUR);
     expect(renewalDelay(DAY, 60_000)).to.equal(DAY / 2);
     expect(renewalDelay(30_000, 60_000)).to.equal(60_000);
+  });
+
+  it('after a failed attempt at start, tries again soon (as after any failure), not at the usual time', async () => {
+    const peer = (ms: number) => ({ peer: { notAfter: new Date(Date.now() + ms), serialHex: 'ab' } }) as unknown as MachineIdentity;
+    const events: Record<string, unknown>[] = [];
+    let attempts = 0;
+    // Ten seconds left: the usual wait is half of it (5 s), the wait after a failure a tenth (1 s).
+    const stop = renewIdentity(peer(10_000), {
+      recertify: async () => (attempts++, peer(2 * DAY)), present: () => {}, log: (r) => void events.push(r), minGapMs: 50, justFailed: true,
+    });
+    try {
+      for (let i = 0; i < 40 && attempts === 0; i++) await new Promise((r) => setTimeout(r, 50));
+      expect(attempts, 'retried within two seconds, not after five').to.equal(1);
+    } finally {
+      stop();
+    }
   });
 
   it('presents a new certificate from the renewal on, and serves on with the old one while simpleserver is away', async () => {
