@@ -15,6 +15,7 @@ import { loadIdentity } from '../lib/certifier/index.ts';
 import { joinReplica } from '../lib/keyclient/replica-join.ts';
 import { openPostgres, PG_URL_ENV, type PostgresOptions } from './key-server/postgres.ts';
 import { prepareRenewal } from './key-server/renewal.ts';
+import { backupName, pruneBackups } from '../lib/keyservice/backups.ts';
 import { loadPlatform } from './common/platform.ts';
 import { choice, createProgram, intInRange, run, subcommand, warn, type JsonOption } from './common/cli.ts';
 import { protectorFrom, storeOptions, type ProtectionOptions } from './common/protection.ts';
@@ -26,7 +27,7 @@ const P = 'key-server';
 process.umask(0o077);
 const program = createProgram(P, 'store and release named keys to certified machines over mutual TLS');
 
-storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { domain: string; policyCert: string; data: string; listen: string; acl?: string; audit?: string; logJson?: boolean; backend: string; allowReplicaJoin?: boolean; certifier?: string; auditRotateMb?: number; backupDir?: string }>(program, 'serve',
+storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { domain: string; policyCert: string; data: string; listen: string; acl?: string; audit?: string; logJson?: boolean; backend: string; allowReplicaJoin?: boolean; certifier?: string; auditRotateMb?: number; backupDir?: string; backupKeep?: number }>(program, 'serve',
   'serve the key service (the store must hold this server\'s identity from cert-utility init-trust)',
   async (o) => {
     if (o.backend === 'level' && resolve(o.data) === resolve(o.store)) {
@@ -37,6 +38,7 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
     const { host, port } = parseHostPort(o.listen, '--listen');
     const certifier = o.certifier ? parseHostPort(o.certifier, '--certifier') : undefined;
     if (o.backupDir && o.backend !== 'level') throw new CertifierError('USAGE', '--backup-dir backs up the LevelDB key database; back up PostgreSQL with its own tools');
+    if (o.backupKeep && !o.backupDir) throw new CertifierError('USAGE', '--backup-keep goes with --backup-dir');
     const readAcl = async (file: string) => parseAcl(Buffer.from(await readFileLimited(file, 1024 * 1024)).toString('utf8'));
     let acl: Acl | undefined;
     if (o.acl) acl = await readAcl(o.acl);
@@ -73,8 +75,10 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
       const backupDir = o.backupDir;
       const backup = level && backupDir
         ? async () => {
-          const r = await level.backupTo(join(backupDir, `keys-${new Date().toISOString().replace(/[:.]/g, '-')}`));
-          return { path: r.path, records: r.records };
+          const r = await level.backupTo(join(backupDir, backupName(new Date())));
+          // Only after the new one is whole: a failed backup never costs an older one.
+          const pruned = o.backupKeep ? await pruneBackups(backupDir, o.backupKeep) : [];
+          return { path: r.path, records: r.records, ...(pruned.length ? { pruned: pruned.join(',') } : {}) };
         }
         : undefined;
       return {
@@ -94,6 +98,7 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
   .option('--certifier <host:port>', 'simpleserver: renew this server\'s certificate through it, at start when due and days before it ends (needs the platform flags)')
   .option('--audit <file>', 'audit log (default DATA/audit.jsonl; with postgres DATA/audit-REPLICA.jsonl)')
   .option('--backup-dir <dir>', 'on SIGUSR1, write a consistent copy of the key database (ciphertext only) to DIR/keys-TIME while serving')
+  .option('--backup-keep <n>', 'after each backup, remove all but the newest N in --backup-dir (default: keep every one)', intInRange(1, 100_000))
   .option('--audit-rotate-mb <n>', 'keep the audit log as segments of about N MiB (FILE.FIRST-LAST beside it), which may be archived', intInRange(1, 1_048_576))
   .option('--log-json', 'log JSON lines instead of text')
   .addOption(choice('--backend <kind>', 'where keys are stored: level (DATA) or postgres (shared by replicas)', ['level', 'postgres']).default('level'))

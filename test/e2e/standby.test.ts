@@ -3,7 +3,8 @@
 // and a copy of the stopped primary's data directory is all it needs to serve every key.
 
 import { expect } from 'chai';
-import { cpSync } from 'node:fs';
+import { cpSync, readdirSync } from 'node:fs';
+import { basename } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { run } from '../support/helpers.ts';
 import { Domain, expectFailure, expectSuccess, type Machine } from './domain.ts';
@@ -80,6 +81,19 @@ describe('e2e: a standby key-server takes over from a copy of the data directory
     } finally {
       await restored.child.stop();
     }
+    // --backup-keep: after each backup, only the newest N stay.
+    const kept = await d.startKeyServer(primary, { args: ['--backup-dir', backups, '--backup-keep', '1'] });
+    try {
+      const mark = kept.child.mark();
+      process.kill(kept.child.pid, 'SIGUSR1');
+      const pruned = await kept.child.waitForLog(/ backup-written .*$/m, mark);
+      expect(pruned).to.contain(`pruned=${basename(written[1]!)}`);
+      expect(readdirSync(backups).filter((n) => n.startsWith('keys-'))).to.have.length(1);
+    } finally {
+      await kept.child.stop();
+    }
+    expectFailure(await run('key-server', ['serve', '--backup-keep', '2', '--domain', d.name, '--policy-cert', d.policyCertFile,
+      '--data', d.path('keep-data'), '--listen', '127.0.0.1:0', ...primary.storeArgs]), 2, 'USAGE');
     // PostgreSQL has backups of its own: the flag is for the LevelDB key database only.
     const pg = await run('key-server', ['serve', '--backend', 'postgres', '--backup-dir', backups, '--domain', d.name, '--policy-cert', d.policyCertFile,
       '--data', d.path('pg-data'), '--listen', '127.0.0.1:0', ...primary.storeArgs]);

@@ -1,0 +1,41 @@
+// Backups of a LevelDB key database kept in one directory (key-server serve --backup-dir): each is
+// DIR/keys-TIME, whole or absent (LevelBackend.backupTo). Pruning keeps the newest few, and clears
+// away the partial copy a process that died while writing one left behind.
+
+import { promises as fs } from 'node:fs';
+import { join } from 'node:path';
+import { CertifierError } from '../errors/index.ts';
+
+/** The name of a backup made at `at`: keys-2026-12-05T11-30-00-000Z, which sorts by time. */
+export function backupName(at: Date): string {
+  return `keys-${at.toISOString().replace(/[:.]/g, '-')}`;
+}
+
+const BACKUP = /^keys-\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d-\d{3}Z$/;
+const PARTIAL = /^keys-\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d-\d{3}Z\.partial-(\d+)$/;
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Removes all but the newest `keep` backups in `dir`, and partial copies whose writer is gone.
+ * Returns the names removed. Nothing else in `dir` is touched.
+ */
+export async function pruneBackups(dir: string, keep: number): Promise<string[]> {
+  if (!Number.isInteger(keep) || keep < 1) throw new CertifierError('INVALID_INPUT', `keep at least one backup, not ${keep}`);
+  const names = await fs.readdir(dir);
+  const whole = names.filter((n) => BACKUP.test(n)).sort();
+  const stale = names.filter((n) => {
+    const m = PARTIAL.exec(n);
+    return m !== null && Number(m[1]) !== process.pid && !alive(Number(m[1]));
+  });
+  const remove = [...whole.slice(0, Math.max(0, whole.length - keep)), ...stale];
+  for (const n of remove) await fs.rm(join(dir, n), { recursive: true, force: true });
+  return remove;
+}
