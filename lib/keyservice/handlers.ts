@@ -61,6 +61,7 @@ function afterAudit(audited: Promise<unknown> | undefined, answer: Uint8Array, n
 export class KeyService {
   private readonly challenges = new ChallengeBook();
   private readonly reads = new WeakMap<Connection, Set<Promise<unknown>>>();
+  private readonly running = new Set<Promise<void>>();
   private readonly config: KeyServiceConfig;
   constructor(config: KeyServiceConfig) {
     this.config = { ...config };
@@ -167,7 +168,28 @@ export class KeyService {
     return reads;
   }
 
-  private async execute(req: KeyRequest): Promise<Executed> {
+  /**
+   * Waits (at most `ms`) for the requests still being executed, e.g. a store whose backend call
+   * outlived the channel's grace period at shutdown: their audit records and effects land before
+   * the audit log and the backend are closed and the storage key forgotten.
+   */
+  async drain(ms: number): Promise<void> {
+    if (this.running.size === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.allSettled([...this.running]), new Promise((r) => (timer = setTimeout(r, ms)))]);
+    clearTimeout(timer);
+  }
+
+  private execute(req: KeyRequest): Promise<Executed> {
+    const run = this.executeNow(req);
+    // Tracked until the answer's audit record too is appended (record() runs right after).
+    const tracked = run.then(() => undefined, () => undefined).then(() => new Promise<void>((r) => setImmediate(r)));
+    this.running.add(tracked);
+    void tracked.finally(() => this.running.delete(tracked));
+    return run;
+  }
+
+  private async executeNow(req: KeyRequest): Promise<Executed> {
     const ks = this.config.keystore;
     switch (req.action) {
       case 'store': {

@@ -43,6 +43,7 @@ export function storageKeyId(key: Uint8Array): string {
 
 export class KeyStore {
   private readonly key: Uint8Array;
+  private wiped = false;
 
   constructor(readonly backend: KeyBackend, storageKey: Uint8Array) {
     if (storageKey.length !== AES_KEY_BYTES) throw new CertifierError('INVALID_KEY', `the storage key must be ${AES_KEY_BYTES} bytes, not ${storageKey.length}`);
@@ -65,7 +66,7 @@ export class KeyStore {
       name,
       (version) => ({
         name, version, type: options.type, exportable, timeEntered, size: value.length,
-        ciphertext: seal(this.key, value, recordAad(name, version, options.type, exportable)),
+        ciphertext: seal(this.usableKey(), value, recordAad(name, version, options.type, exportable)),
       }),
       options.expectedLatest,
     );
@@ -82,7 +83,7 @@ export class KeyStore {
     const damaged = (why: string) => new CertifierError('INTEGRITY', `"${name}" version ${v} failed its integrity check (${why})`);
     // The AAD is built from what was asked for, not from what the record claims.
     if (r.name !== name || r.version !== v) throw damaged(`the backend returned "${r.name}" version ${r.version}`);
-    const value = aeadOpen(this.key, r.ciphertext, recordAad(name, v, r.type, r.exportable));
+    const value = aeadOpen(this.usableKey(), r.ciphertext, recordAad(name, v, r.type, r.exportable));
     if (!value) throw damaged('authentication failed: tampered, moved, relabelled, or sealed under another storage key');
     if (value.length !== r.size) throw damaged(`the record says ${r.size} bytes, the value has ${value.length}`);
     return { info: infoOf(r), value };
@@ -101,8 +102,18 @@ export class KeyStore {
     return this.backend.list(prefix, options);
   }
 
-  /** Forgets the storage key; the backend is closed by its owner. */
+  /**
+   * Forgets the storage key; the backend is closed by its owner. Whatever is still running after
+   * this fails (a store whose backend call outlived the server's grace period must not be sealed
+   * under a zeroed key).
+   */
   wipe(): void {
+    this.wiped = true;
     this.key.fill(0);
+  }
+
+  private usableKey(): Uint8Array {
+    if (this.wiped) throw new CertifierError('UNREACHABLE', 'the key-server is stopping: its storage key is forgotten');
+    return this.key;
   }
 }

@@ -17,6 +17,8 @@ import { renewIdentity, type RenewalOptions } from './renewal.ts';
 
 export { STORAGE_KEY_TAG } from './keystore.ts';
 export const RESERVED_PREFIX = 'key-server/';
+/** How long a stopping key-server waits for requests still executing after the channel's grace. */
+const DRAIN_MS = 30_000;
 
 /**
  * The storage key from the server's cryptstore, made (not exportable) on first start. With a
@@ -123,6 +125,9 @@ export async function startKeyServer(o: KeyServerOptions): Promise<StartedKeySer
   closing.close = async (graceMs?: number) => {
     try {
       await closeChannel(graceMs);
+      // Past the grace period the connections are gone, but a request may still be executing:
+      // let it finish (and be audited) before the owner closes the audit log and the backend.
+      await service.drain(DRAIN_MS);
     } finally {
       keystore.wipe();
       wipe(storageKey);

@@ -53,6 +53,16 @@ describe('KeyStore', () => {
     ks = new KeyStore(backend, storageKey);
   }
 
+  it('once wiped, seals and opens nothing: a store still running at shutdown writes no record under a zeroed key', async () => {
+    await ks.store('before', utf8('v'), { type: 'binary-blob', exportable: true });
+    ks.wipe();
+    await rejects(ks.store('after', utf8('secret'), { type: 'binary-blob', exportable: true }), 'UNREACHABLE');
+    await rejects(ks.fetch('before'), 'UNREACHABLE');
+    expect(await backend.get('after', 0)).to.equal(undefined);
+    const again = new KeyStore(backend, storageKey);
+    expect(Buffer.from((await again.fetch('before')).value).toString()).to.equal('v');
+  });
+
   it('round-trips values of every type, size and exportability', async () => {
     const values = [new Uint8Array(0), utf8('disk key'), randomBytes(MAX_KEY_VALUE_BYTES)];
     const types = ['binary-blob', 'key-message-serialized-protobuf', 'X509-der-cert'] as const;

@@ -147,6 +147,24 @@ describe('key service: ordering of the requests of one connection', () => {
     expect(await answer(await svc.handleStaged(encodeKeyRequest({ action: 'retrieve', name: 'x-private-auth-key' }), c))).to.include({ status: 'failed', errorCode: 'RESERVED_NAME' });
   });
 
+  it('drain() waits for a store still executing (past a shutdown\'s grace), until its audit record is appended', async () => {
+    let release = () => {};
+    const held = new Promise<void>((r) => (release = r));
+    const slow: KeyBackend = { ...inner, get: inner.get.bind(inner), list: inner.list.bind(inner), delete: inner.delete.bind(inner), close: async () => {},
+      append: async (name, build, expected) => { await held; return inner.append(name, build, expected); } };
+    const svc = new KeyService({ keystore: new KeyStore(slow, randomBytes(32)), policyCert: new Uint8Array(), acl, audit, reserved: { names: [], prefixes: [] } });
+    const staged = svc.handleStaged(encodeKeyRequest({ action: 'store', name: 'late', data: new Uint8Array([1]) }), conn('c7'));
+    let drained = false;
+    const draining = svc.drain(5_000).then(() => (drained = true));
+    await new Promise((r) => setTimeout(r, 100));
+    expect(drained, 'drain returned while the store was still running').to.equal(false);
+    release();
+    await draining;
+    expect((await answer(await staged)).status).to.equal('succeeded');
+    await audit.close();
+    expect(readFileSync(audit.path, 'utf8')).to.contain('"resource":"late"');
+  });
+
   it('audits a refused read, and answers it in its turn', async () => {
     const c = conn('c4');
     const missing = await ask(c, { action: 'retrieve', name: 'nothing-here', version: 0 });
