@@ -5,7 +5,7 @@
 import type { KeyObject } from 'node:crypto';
 import { CertifierError, type ErrorCode } from '../errors/index.ts';
 import { toHex } from '../crypto/index.ts';
-import { encode, parseTrustRequest, type TrustResponseMessage } from '../wire/index.ts';
+import { clipped, encode, parseTrustRequest, type TrustResponseMessage } from '../wire/index.ts';
 import { evaluate, type Decision, type Policy } from '../policy/index.ts';
 import { verifyEvidence, verifyOptionsFor } from '../attest/index.ts';
 import { issueAdmissionCert, readCertificateSummary } from '../pki/index.ts';
@@ -92,7 +92,7 @@ export class CertifierService {
       return encode('trust_response_message', { status: 'succeeded', ...tags, artifact: der });
     } catch (e) {
       const code: ErrorCode = e instanceof CertifierError ? e.code : 'INTERNAL';
-      this.log({ ...base, decision: 'deny', code, reason: e instanceof Error ? e.message : String(e) });
+      this.log({ ...base, decision: 'deny', code, reason: clipped(e instanceof Error ? e.message : String(e)) });
       return this.failed(tags, code);
     }
   }

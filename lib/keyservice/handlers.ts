@@ -4,7 +4,7 @@
 
 import { CertifierError, type ErrorCode } from '../errors/index.ts';
 import { signatureAlgFor, verify } from '../crypto/index.ts';
-import { encode, type CryptstoreEntry } from '../wire/index.ts';
+import { clipped, encode, type CryptstoreEntry } from '../wire/index.ts';
 import type { ValidatedPeer } from '../pki/index.ts';
 import type { LaterAnswer } from '../channel/index.ts';
 import { decide, type Acl } from './acl.ts';
@@ -107,7 +107,7 @@ export class KeyService {
       const code: ErrorCode = e instanceof CertifierError ? e.code : 'INTERNAL';
       if (code === 'INTERNAL') this.config.log?.({ event: 'internal-error', conn: conn.id, detail: (e as Error)?.message });
       const refusal = failed(req?.name ?? '', code);
-      const audited = record('deny', code, undefined, e instanceof CertifierError ? e.message : undefined);
+      const audited = record('deny', code, undefined, e instanceof CertifierError ? clipped(e.message) : undefined);
       return audited ? { later: audited.then(() => refusal, () => refusal) } : refusal;
     };
     const allow = ({ response, version }: Executed): Uint8Array | LaterAnswer => afterAudit(record('allow', undefined, version), response, req!.name);

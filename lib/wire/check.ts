@@ -3,6 +3,16 @@
 
 import { CertifierError } from '../errors/index.ts';
 
+/** A message for a log line, cut to `max` characters: parts of it may come from a peer. */
+export function clipped(message: string, max = 1024): string {
+  return message.length > max ? `${message.slice(0, max)}... (${message.length} characters)` : message;
+}
+
+/** A value from the wire, quoted and cut short: it goes into errors and log lines, and its sender chose its length. */
+export function shown(value: string, max = 64): string {
+  return JSON.stringify(value.length > max ? `${value.slice(0, max)}...` : value) + (value.length > max ? ` (${value.length} characters)` : '');
+}
+
 export class FieldCheck {
   private readonly problems: string[] = [];
   private missing = false;
@@ -28,7 +38,7 @@ export class FieldCheck {
   /** One of a fixed set of string constants. */
   oneOf(name: string, value: string | undefined, allowed: readonly string[]): void {
     if (!this.need(name, value)) return;
-    if (!allowed.includes(value!)) this.problems.push(`${name} "${value}" is not one of ${allowed.join(', ')}`);
+    if (!allowed.includes(value!)) this.problems.push(`${name} ${shown(value!)} is not one of ${allowed.join(', ')}`);
   }
 
   /** Bytes of an exact size, or within [min, max]. */

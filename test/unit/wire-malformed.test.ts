@@ -7,8 +7,10 @@ import { expect } from 'chai';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CertifierError, ExitStatus, type ErrorCode } from '../../lib/errors/index.ts';
+import { parseKeyRequest } from '../../lib/keyservice/protocol.ts';
 import {
   decode,
+  encode,
   tagProblem,
   parseClaim,
   parseCryptstoreBundle,
@@ -209,5 +211,18 @@ describe('wire: tag and resource names', () => {
     expect(tagProblem('disk-\ud800')).to.contain('lone UTF-16 surrogate');
     expect(tagProblem('\udc00disk')).to.contain('lone UTF-16 surrogate');
     expect(tagProblem('disk-\ud834\udd1e')).to.equal(undefined);
+  });
+});
+
+describe('wire: values a peer chose, in errors and logs', () => {
+  it('cuts a refused constant to 64 characters and says how long it was', () => {
+    let message = '';
+    try {
+      parseKeyRequest(encode('key_service_message_request', { resourceName: 'a', requestType: 'x'.repeat(1_000_000) }));
+    } catch (e) {
+      message = (e as Error).message;
+    }
+    expect(message.length).to.be.below(400);
+    expect(message).to.contain('(1000000 characters)');
   });
 });
