@@ -75,14 +75,21 @@ export async function startCertifier(o: CertifierServerOptions): Promise<Certifi
   // The certificate is short-lived, the server is not: a fresh key and certificate at every half
   // of its lifetime, so clients never meet an expired one. On failure the old one serves on, and
   // the next attempt comes at a tenth of the lifetime.
+  // One renewal at a time, and one timer: a reload during a renewal (or two reloads) must not
+  // leave a second renewal loop running.
   let timer: NodeJS.Timeout | undefined;
+  let renewing: Promise<void> | undefined;
+  let stopped = false;
   const schedule = (ms: number) => {
-    timer = setTimeout(() => void renew(), Math.min(ms, MAX_TIMER_MS));
+    clearTimeout(timer);
+    if (stopped) return;
+    timer = setTimeout(() => renewOnce(), Math.min(ms, MAX_TIMER_MS));
     timer.unref();
   };
   const renew = async () => {
     try {
       const next = await issue();
+      if (stopped) return;
       server.setIdentity(next.key, toPem(next.cert));
       const { serialHex, notAfter } = readCertificateSummary(next.cert);
       o.log({ event: 'identity-renewed', serial: serialHex, notAfter: notAfter.toISOString() });
@@ -92,13 +99,15 @@ export async function startCertifier(o: CertifierServerOptions): Promise<Certifi
       schedule(lifetime * 100);
     }
   };
-  schedule(lifetime * 500);
-  renewNow = () => {
+  const renewOnce = () => {
     clearTimeout(timer);
-    void renew();
+    renewing ??= renew().finally(() => (renewing = undefined));
   };
+  schedule(lifetime * 500);
+  renewNow = renewOnce;
   watchPolicy(o.policy);
   const closing = closingAlso(server, () => {
+    stopped = true;
     renewNow = () => {};
     clearTimeout(timer);
     stopWatching();

@@ -46,4 +46,31 @@ describe('simpleserver: its own certificate is replaced while it runs', function
     expect(renewed.length).to.be.at.least(1);
     expect(renewed.map((e) => e.serial)).to.include(later.serialHex);
   });
+
+  it('keeps one renewal loop however many reloads come, and none after close', async () => {
+    const policyKey = (await generateKeyPair('p256')).privateKey;
+    const policyCert = await createPolicyCert({ privateKey: policyKey, domain: 'renewal' });
+    const platform = await generateSimulatedPlatform({ alg: 'p256' });
+    const now = Date.now();
+    const policy = loadPolicy(makePolicy({
+      policyKey, policyCert, platforms: [{ key: platform.platformKey }], measurements: [sha256(utf8('program'))],
+      notBefore: new Date(now - 60_000), notAfter: new Date(now + 3_600_000),
+    }), publicKeyOf(policyKey));
+    const events: Record<string, unknown>[] = [];
+    const s = await startCertifier({
+      policyKey, policyCert, policy, domain: 'renewal', host: '127.0.0.1', port: 0, certValiditySeconds: 3600, identitySeconds: 2,
+      log: (r) => void events.push(r as Record<string, unknown>),
+    });
+    const renewals = () => events.filter((e) => e.event === 'identity-renewed').length;
+    for (let i = 0; i < 3; i++) s.setPolicy(policy); // three reloads in a row
+    await sleep(200);
+    const afterReloads = renewals();
+    expect(afterReloads).to.be.within(1, 3);
+    await sleep(2_300); // one lifetime: one loop renews about twice (every half), three loops six times
+    expect(renewals() - afterReloads).to.be.at.most(3);
+    await s.close();
+    const atClose = renewals();
+    await sleep(1_500);
+    expect(renewals()).to.equal(atClose);
+  });
 });
