@@ -3,6 +3,7 @@
 // results are allowed; a value already held is not written again, so re-running is harmless.
 
 import { CertifierError, isCertifierError } from '../errors/index.ts';
+import { parseJsonText } from '../util/json.ts';
 import { bytesEqual } from '../crypto/index.ts';
 import { MAX_VERSION, tagProblem, type ValidEntry } from '../wire/index.ts';
 import { readFileLimited, stageFile, type StagedFile } from '../files/index.ts';
@@ -33,12 +34,7 @@ const KEYS = new Set(['ID', 'Version', 'LocalPath', 'Tag', 'Mode']);
 
 /** The provisioning config: {"secrets": [{"ID", "Version"?, "Tag" | "LocalPath", "Mode"?}]} (Mystikos style). */
 export function parseProvisionConfig(text: string): SecretSpec[] {
-  let doc: unknown;
-  try {
-    doc = JSON.parse(text);
-  } catch (cause) {
-    throw new CertifierError('INVALID_INPUT', `the provisioning config is not JSON: ${(cause as Error).message}`, { cause });
-  }
+  const doc = parseJsonText(text, 'the provisioning config');
   const secrets = (doc as { secrets?: unknown })?.secrets;
   if (!Array.isArray(secrets) || secrets.length === 0) throw new CertifierError('INVALID_INPUT', 'the provisioning config needs a non-empty "secrets" list');
   const problems: string[] = [];

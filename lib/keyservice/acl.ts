@@ -18,6 +18,7 @@
 
 import { CertifierError } from '../errors/index.ts';
 import { tagProblem } from '../wire/index.ts';
+import { parseJsonText } from '../util/json.ts';
 import { checkRoleName } from './roles.ts';
 
 export const ACL_ACTIONS = ['store', 'retrieve', 'delete', 'list'] as const;
@@ -109,12 +110,7 @@ export function listAllowedBy(pattern: string, prefix: string): boolean {
 
 /** Decodes and validates an ACL file; INVALID_INPUT naming every problem (rule index and field). */
 export function parseAcl(text: string): Acl {
-  let doc: unknown;
-  try {
-    doc = JSON.parse(text);
-  } catch (e) {
-    throw new CertifierError('INVALID_INPUT', `invalid ACL: not JSON (${(e as Error).message})`, { details: { problems: ['not JSON'] } });
-  }
+  const doc = parseJsonText(text, 'invalid ACL: the file');
   const problems: string[] = [];
   const rules: AclRule[] = [];
   if (!isObject(doc)) {
@@ -122,7 +118,7 @@ export function parseAcl(text: string): Acl {
   } else {
     for (const k of Object.keys(doc)) if (!TOP_FIELDS.includes(k)) problems.push(`unknown field "${k}"`);
     if (doc.version === undefined) problems.push('version is missing');
-    else if (doc.version !== 1) problems.push(`version is ${JSON.stringify(doc.version)}, expected 1`);
+    else if (doc.version !== 1) problems.push('version is not 1'); // the value itself is not echoed: a wrong file may hold a secret
     if (doc.comment !== undefined && typeof doc.comment !== 'string') problems.push('comment is not a string');
     if (doc.rules === undefined) problems.push('rules is missing');
     else if (!Array.isArray(doc.rules)) problems.push('rules is not a list');

@@ -4,6 +4,7 @@
 import { expect } from 'chai';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { decide, listAllowedBy, matchPattern, parseAcl, type AclAction } from '../../lib/keyservice/acl.ts';
+import { parseProvisionConfig } from '../../lib/keyclient/index.ts';
 
 const M1 = 'a1'.repeat(32);
 const M2 = 'b2'.repeat(32);
@@ -137,7 +138,7 @@ describe('ACL', () => {
       ['not JSON', '{"version": 1,', ['not JSON']],
       ['not an object', [rule], ['the ACL must be a JSON object']],
       ['no version, no rules', {}, ['version is missing', 'rules is missing']],
-      ['another version', { version: 2, rules: [rule] }, ['version is 2, expected 1']],
+      ['another version', { version: 2, rules: [rule] }, ['version is not 1']],
       ['an unknown top-level field', { version: 1, rules: [rule], default: 'allow' }, ['unknown field "default"']],
       ['rules not a list', { version: 1, rules: rule }, ['rules is not a list']],
       ['no rules', { version: 1, rules: [] }, ['rules is empty (an ACL without rules would deny everything)']],
@@ -189,5 +190,27 @@ describe('ACL', () => {
       expect(acl.rules[0]!.measurements).to.deep.equal([M1]);
       expect(acl.rules[1]!.subjects).to.deep.equal(['ab']);
     });
+  });
+});
+
+describe('ACL and provisioning config: a wrong file given by mistake', () => {
+  it('is refused without quoting any of it (it may be a secret)', () => {
+    for (const parse of [parseAcl, parseProvisionConfig]) {
+      let message = '';
+      try {
+        parse('correct horse battery staple\n');
+      } catch (e) {
+        message = (e as Error).message;
+      }
+      expect(message).to.contain('is not JSON');
+      expect(message).not.to.contain('correct');
+    }
+    let version = '';
+    try {
+      parseAcl('{"version": "s3cr3t-value", "rules": []}');
+    } catch (e) {
+      version = (e as Error).message;
+    }
+    expect(version).to.contain('version is not 1').and.not.to.contain('s3cr3t');
   });
 });
