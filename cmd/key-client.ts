@@ -63,9 +63,9 @@ function checkFetchCount(o: ClientOpts, count: number, code: 'USAGE' | 'INVALID_
 
 /** Opens the store, loads this machine's identity, connects; always closes both. */
 async function withClient<T>(o: ClientOpts, fn: (client: KeyClient, store: Cryptstore) => Promise<T>): Promise<T> {
+  const { host, port } = parseHostPort(o.server, '--server');
   const policyCert = await readCertificateFile(o.policyCert);
   validatePolicyCert(policyCert, new Date());
-  const { host, port } = parseHostPort(o.server, '--server');
   if (!o.credentialCert !== !o.credentialKey) throw new CertifierError('USAGE', '--credential-cert and --credential-key go together');
   const credential = o.credentialCert
     ? { chain: readCertificateChain(await readFileLimited(o.credentialCert, 64 * 1024)), key: await readPrivateKeyFile(o.credentialKey!) }

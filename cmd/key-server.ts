@@ -15,6 +15,7 @@ import { loadIdentity } from '../lib/certifier/index.ts';
 import { joinReplica } from '../lib/keyclient/replica-join.ts';
 import { openPostgres, PG_URL_ENV, type PostgresOptions } from './key-server/postgres.ts';
 import { prepareRenewal } from './key-server/renewal.ts';
+import { stat } from 'node:fs/promises';
 import { backupName, pruneBackups } from '../lib/keyservice/backups.ts';
 import { loadPlatform } from './common/platform.ts';
 import { choice, createProgram, intInRange, run, subcommand, warn, type JsonOption } from './common/cli.ts';
@@ -33,12 +34,22 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
     if (o.backend === 'level' && resolve(o.data) === resolve(o.store)) {
       throw new CertifierError('USAGE', '--data and --store must be different directories: the key database and this server\'s cryptstore are separate databases');
     }
-    const policyCert = await readCertificateFile(o.policyCert);
-    validatePolicyCert(policyCert, new Date());
-    const { host, port } = parseHostPort(o.listen, '--listen');
+    const { host, port } = parseHostPort(o.listen, '--listen', { listen: true });
     const certifier = o.certifier ? parseHostPort(o.certifier, '--certifier') : undefined;
     if (o.backupDir && o.backend !== 'level') throw new CertifierError('USAGE', '--backup-dir backs up the LevelDB key database; back up PostgreSQL with its own tools');
     if (o.backupKeep && !o.backupDir) throw new CertifierError('USAGE', '--backup-keep goes with --backup-dir');
+    // Flags of the PostgreSQL backend are not silently ignored by the LevelDB one.
+    if (o.backend !== 'postgres') {
+      const given = (name: string) => program.commands.find((c) => c.name() === 'serve')!.getOptionValueSource(name) === 'cli';
+      const pgOnly = ['pgUrl', 'pgPoolSize', 'replicaId'].filter(given);
+      if (pgOnly.length) throw new CertifierError('USAGE', `${pgOnly.map((k) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`).join(', ')} go with --backend postgres`);
+    }
+    if (o.backupDir) {
+      const st = await stat(o.backupDir).catch(() => undefined);
+      if (st && !st.isDirectory()) throw new CertifierError('USAGE', `--backup-dir ${o.backupDir} is not a directory`);
+    }
+    const policyCert = await readCertificateFile(o.policyCert);
+    validatePolicyCert(policyCert, new Date());
     const readAcl = async (file: string) => parseAcl(Buffer.from(await readFileLimited(file, 1024 * 1024)).toString('utf8'));
     let acl: Acl | undefined;
     if (o.acl) acl = await readAcl(o.acl);

@@ -28,7 +28,7 @@ subcommand<JsonOption & { policyKey: string; policyCert: string; policy: string;
     const policy = loadPolicy(await readFileLimited(o.policy, 4 * 1024 * 1024), pc.publicKey);
     const notInForce = policyNotInForce(policy, new Date());
     if (notInForce) warn(P, `the policy ${notInForce}: every machine will be refused (CLAIM_EXPIRED) until a policy in force is loaded (SIGHUP), or, if it was signed on a clock running ahead, until then`);
-    const { host, port } = parseHostPort(o.listen, '--listen');
+    const { host, port } = parseHostPort(o.listen, '--listen', { listen: true });
     if (o.plain) warn(P, 'serving the original plain-TCP protocol: no TLS, and evidence is not bound to a session (a recorded request can be replayed); use only for older clients');
     const log = logLine(P, o.logJson === true);
     const server = await startCertifier({

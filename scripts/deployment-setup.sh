@@ -52,6 +52,11 @@ done
   { echo "deployment-setup: --trust-amd-root and --snp-min-tcb go together" >&2; usage; }
 [ -e "$dir/policy-key.pem" ] && { echo "deployment-setup: $dir already holds a policy key; not overwriting" >&2; exit 1; }
 # Every input checked before any key is made, so a mistake leaves nothing to clean up.
+case "$days" in ''|*[!0-9]*|0) echo "deployment-setup: --policy-days takes a whole number of days from 1" >&2; usage ;; esac
+for m in "${trust[@]}"; do
+  [[ "$m" =~ ^([0-9a-fA-F]{64}|[0-9a-fA-F]{96})$ ]] || { echo "deployment-setup: --trust-measurement takes 64 or 96 hex digits, not \"$m\"" >&2; usage; }
+done
+case "$alg" in p256|p384|rsa2048) ;; *) echo "deployment-setup: --alg is p256, p384 or rsa2048" >&2; usage ;; esac
 names=()
 for f in "${measure[@]}"; do
   [ -f "$f" ] && [ -r "$f" ] || { echo "deployment-setup: --measure $f: no such readable file" >&2; exit 1; }

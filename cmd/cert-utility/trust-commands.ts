@@ -81,7 +81,9 @@ export function addTrustCommands(program: Command): void {
     async (o) => {
       warn(P, TEST_PLATFORM_WARNING);
       const keys = await generateSimulatedPlatform({ alg: o.alg });
-      await mkdir(o.outDir, { recursive: true, mode: 0o700 });
+      await mkdir(o.outDir, { recursive: true, mode: 0o700 }).catch((e: NodeJS.ErrnoException) => {
+        throw new CertifierError('FILE_ERROR', `cannot use ${o.outDir} as the output directory: ${e.code === 'EEXIST' || e.code === 'ENOTDIR' ? 'a file is in the way' : e.message}`, { cause: e });
+      });
       const files = {
         'platform-key.pem': exportPrivateKey(keys.platformKey),
         'platform-cert.pem': new TextEncoder().encode(toPem(platformCertificate(keys.platformKey))),

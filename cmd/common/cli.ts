@@ -113,7 +113,8 @@ export async function run(program: Command, argv = process.argv): Promise<void> 
       return;
     }
     if (e instanceof CommanderError && e.code === 'commander.help') {
-      process.exitCode = ExitStatus.usage; // help shown on stderr because no command was given
+      // `prog help [command]` asked for it (exit 0); no command at all is a usage error.
+      process.exitCode = argv.slice(2)[0] === 'help' ? ExitStatus.ok : ExitStatus.usage;
       return;
     }
     process.exitCode = renderError(program, e);

@@ -3,6 +3,7 @@
 
 import type { Command } from 'commander';
 import { join } from 'node:path';
+import { stat } from 'node:fs/promises';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { readFileLimited } from '../../lib/files/index.ts';
 import { DEFAULT_TSM_DIR, SimulatedEnclave, SnpGuest, TEST_PLATFORM_WARNING, type Platform } from '../../lib/attest/index.ts';
@@ -29,14 +30,31 @@ export function platformOptions(cmd: Command): Command {
     .option('--vcek <file>', 'sev-snp: the VCEK or VLEK (PEM/DER; a PEM file may add the ASK), when the host attaches none to reports');
 }
 
+/** The same file (by device and inode), or files with the same bytes. */
+async function sameFile(a: string, b: string): Promise<boolean> {
+  const [sa, sb] = await Promise.all([stat(a).catch(() => undefined), stat(b).catch(() => undefined)]);
+  if (!sa || !sb) return false;
+  if (sa.dev === sb.dev && sa.ino === sb.ino) return true;
+  if (sa.size !== sb.size || sa.size > 4096) return false;
+  const [ca, cb] = await Promise.all([readFileLimited(a, 4096), readFileLimited(b, 4096)]);
+  return Buffer.compare(ca, cb) === 0;
+}
+
 async function loadSnp(o: PlatformOptions): Promise<Platform> {
   if (o.platformDir || o.measurementFile) throw new CertifierError('USAGE', '--platform sev-snp takes no --platform-dir or --measurement-file: the hardware reports the measurement');
   const certs = o.vcek ? readCertificateChain(await readFileLimited(o.vcek, 256 * 1024)) : undefined;
   return SnpGuest.open({ ...(o.tsmDir ? { tsm: { dir: o.tsmDir } } : {}), ...(certs ? { certs } : {}) });
 }
 
-export async function loadPlatform(program: string, o: PlatformOptions): Promise<Platform> {
+export async function loadPlatform(program: string, o: PlatformOptions & { keyFile?: string; passphraseFile?: string }): Promise<Platform> {
   if (o.platform === 'sev-snp') return loadSnp(o);
+  // A measurement goes out in the evidence and into the server's log: a key file of 32 bytes,
+  // named here by mistake, would be read as one and sent. Refuse the same file in both roles.
+  for (const [flag, secret] of [['--key-file', o.keyFile], ['--passphrase-file', o.passphraseFile]] as const) {
+    if (o.measurementFile && secret && await sameFile(o.measurementFile, secret)) {
+      throw new CertifierError('USAGE', `--measurement-file names the same file as ${flag}: a secret is not a measurement`);
+    }
+  }
   if (o.tsmDir || o.vcek) throw new CertifierError('USAGE', '--tsm-dir and --vcek are for --platform sev-snp');
   if (o.platform !== 'simulated') throw new CertifierError('USAGE', `unknown --platform "${o.platform}"; choose ${PLATFORMS.join(', ')}`);
   if (!o.platformDir || !o.measurementFile) throw new CertifierError('USAGE', '--platform simulated needs --platform-dir and --measurement-file');

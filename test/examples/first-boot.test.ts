@@ -144,6 +144,11 @@ describe('scripts/deployment-setup.sh', function () {
       expect(r.stderr).to.contain(message);
       expect(existsSync(f('setup')), 'nothing made').to.equal(false);
     }
+    for (const bad of [['--policy-days', '0'], ['--trust-measurement', 'nothex'], ['--alg', 'ed25519']]) {
+      const r = await setup(['--dir', 'setup', '--domain', 'datica', '--measure', 'app', ...bad]);
+      expect(r.status, bad.join(' ')).to.equal(2);
+      expect(existsSync(f('setup')), 'nothing made').to.equal(false);
+    }
     const flag = await setup(['--dir', 'setup', '--domain']);
     expect(flag.status).to.equal(2);
     expect(flag.stderr).to.contain('--domain needs a value');

@@ -9,7 +9,9 @@ import { toHex } from '../../crypto/index.ts';
 export const REPORT_SIZE = 1184;
 /** The signature covers bytes 0x000..0x29F. */
 export const SIGNED_BYTES = 0x2a0;
-export const SUPPORTED_REPORT_VERSIONS: readonly number[] = [2, 3, 5];
+// Version 4 has no published layout of its own; firmware that issues it (Milan 1.55.31, seen on
+// GCP) lays it out as version 3, as other verifiers (go-sev-guest, virtee/sev) read it.
+export const SUPPORTED_REPORT_VERSIONS: readonly number[] = [2, 3, 4, 5];
 /** SIGNATURE_ALGO 1: ECDSA P-384 with SHA-384 (the only one the ABI defines). */
 export const ECDSA_P384_SHA384 = 1;
 
@@ -102,7 +104,7 @@ function signatureComponent(b: Uint8Array, at: number, name: string): Uint8Array
 
 /**
  * Parses an ATTESTATION_REPORT. EVIDENCE_MALFORMED for a wrong size, an unsigned report or an
- * unknown signature algorithm; SNP_REPORT_VERSION for a version other than 2, 3 or 5 (the field
+ * unknown signature algorithm; SNP_REPORT_VERSION for a version other than 2 to 5 (the field
  * layout is only known for those).
  */
 export function parseReport(input: Uint8Array): SnpReport {

@@ -1,0 +1,48 @@
+// Usage mistakes across the programs, caught before any work: exit 2 with the flag named.
+
+import { expect } from 'chai';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { run, tempDir } from '../support/helpers.ts';
+
+describe('usage mistakes across the programs (exit 2, before any work)', () => {
+  let tmp: ReturnType<typeof tempDir>;
+  before(() => (tmp = tempDir('usage-')));
+  after(() => tmp.cleanup());
+
+  it('`help COMMAND` is asked-for help (exit 0); no command at all is a usage error (exit 2)', async () => {
+    const help = await run('cert-utility', ['help', 'get-item']);
+    expect(help.status).to.equal(0);
+    expect(help.out).to.contain('Usage: cert-utility get-item');
+    expect((await run('key-client', [])).status).to.equal(2);
+  });
+
+  it('refuses port 0 where a server is to be reached (it means "any port" only to listen)', async () => {
+    const r = await run('key-client', ['list', '--server', '127.0.0.1:0', '--domain', 'd', '--policy-cert', 'none.pem', '--store', 's', '--key-file', 'k']);
+    expect(r.status).to.equal(2);
+    expect(r.stderr).to.contain('--server must be HOST:PORT with a port from 1 to 65535');
+  });
+
+  it('refuses a key file given as the measurement file too (its bytes would go out as the measurement)', async () => {
+    writeFileSync(join(tmp.dir, 'store.key'), Buffer.alloc(32, 9));
+    writeFileSync(join(tmp.dir, 'copy.key'), Buffer.alloc(32, 9));
+    expect((await run('cert-utility', ['generate-policy-key', '--domain', 'd', '--key-out', 'pk.pem', '--cert-out', 'pc.pem'], { cwd: tmp.dir })).status).to.equal(0);
+    for (const m of ['store.key', 'copy.key']) {
+      const r = await run('cert-utility', ['init-trust', '--domain', 'd', '--policy-cert', 'pc.pem', '--server', '127.0.0.1:1', '--store', 'st',
+        '--key-file', 'store.key', '--platform-dir', 'plat', '--measurement-file', m], { cwd: tmp.dir });
+      expect(r.status, r.stderr).to.equal(2);
+      expect(r.stderr).to.contain('--measurement-file names the same file as --key-file');
+    }
+  });
+
+  it('refuses PostgreSQL flags without --backend postgres, and a --backup-dir that is a file', async () => {
+    writeFileSync(join(tmp.dir, 'a-file'), 'x');
+    const base = ['serve', '--domain', 'd', '--policy-cert', 'none.pem', '--store', 's', '--key-file', 'k', '--data', join(tmp.dir, 'data')];
+    const pg = await run('key-server', [...base, '--pg-url', 'postgres://u:pw@127.0.0.1:1/db', '--replica-id', 'r1']);
+    expect(pg.status).to.equal(2);
+    expect(pg.stderr).to.contain('--pg-url, --replica-id go with --backend postgres');
+    const backup = await run('key-server', [...base, '--backup-dir', join(tmp.dir, 'a-file')]);
+    expect(backup.status).to.equal(2);
+    expect(backup.stderr).to.contain('is not a directory');
+  });
+});
