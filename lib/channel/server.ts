@@ -7,7 +7,7 @@ import { constants as cryptoConstants, type KeyObject } from 'node:crypto';
 import { CertifierError } from '../errors/index.ts';
 import { randomBytes, toHex } from '../crypto/index.ts';
 import { channelError, errnoOf, logCode, OUTSIDE_VALIDITY } from './errors.ts';
-import { ServerSession } from './session.ts';
+import { AnswerBudget, ServerSession } from './session.ts';
 import { baseTlsOptions, exporterFor, remoteOf, runVerifyPeer } from './tlsutil.ts';
 import { resolveLimits, type ChannelLog, type ChannelServer, type ConnectionInfo, type ServeOptions } from './types.ts';
 
@@ -27,6 +27,7 @@ export async function serve<P>(opts: ServeOptions<P>): Promise<ChannelServer> {
   // The TCP connection under a TLS one, found by remote address. A socket reset before we asked for
   // its address has none ("unknown:0"), so two such keys can meet: only the socket a key names removes it.
   const rawByRemote = new Map<string, Socket>();
+  const budget = new AnswerBudget(limits.answerBytesHeld, limits.answersInFlight); // shared by this server's connections
   const established = new Set<Socket>(); // raw sockets whose connection has a session
   const sessions = new Set<ServerSession<P>>();
   let closing: Promise<void> | undefined;
@@ -58,7 +59,7 @@ export async function serve<P>(opts: ServeOptions<P>): Promise<ChannelServer> {
     const info: ConnectionInfo<P> = { id, remote, peer, exportKeyingMaterial: exporterFor(tlsSocket) };
     const session: ServerSession<P> = new ServerSession(socket, info, opts.handler, limits, log, transport, () => {
       sessions.delete(session);
-    });
+    }, budget);
     sessions.add(session);
   };
 

@@ -21,6 +21,44 @@ const PIPELINE_BYTES = 1024 * 1024;
 // After a graceful end, how long the peer gets to close its side before we cut it off.
 const LINGER_MS = 2_000;
 
+/**
+ * What all the connections of one server may hold at once. A connection's own limits count an
+ * answer's bytes only once it is ready, and a read's size is known only then, so 32 reads of
+ * 1 MiB values started together would hold 32 MiB on one connection (8 GiB on 256). Across the
+ * server, at most `maxInFlight` answers are being made at a time and `maxHeld` bytes of ready
+ * answers wait to be written; past either, connections start nothing until some is written
+ * (their clients meet TCP backpressure). At most maxHeld + maxInFlight answers' worth in all.
+ */
+export class AnswerBudget {
+  held = 0;
+  inFlight = 0;
+  private readonly waiting = new Set<() => void>();
+  constructor(readonly maxHeld = 64 * 1024 * 1024, readonly maxInFlight = 64) {}
+
+  full(): boolean {
+    return this.held >= this.maxHeld || this.inFlight >= this.maxInFlight;
+  }
+
+  /** Calls `wake` once, when there is room again. */
+  wait(wake: () => void): void {
+    this.waiting.add(wake);
+  }
+
+  forget(wake: () => void): void {
+    this.waiting.delete(wake);
+  }
+
+  /** Bytes written (or dropped) and answers made: room for others, whom it wakes. */
+  release(bytes: number, answers: number): void {
+    this.held -= bytes;
+    this.inFlight -= answers;
+    if (this.waiting.size === 0 || this.full()) return;
+    const woken = [...this.waiting];
+    this.waiting.clear();
+    for (const wake of woken) wake();
+  }
+}
+
 export type CloseReason =
   | 'client-closed' | 'idle-timeout' | 'read-timeout' | 'write-timeout' | 'frame-error'
   | 'handler-error' | 'max-requests' | 'server-closing' | 'connection-error';
@@ -55,6 +93,7 @@ export class ServerSession<P> {
     private readonly log: ChannelLog,
     private readonly transport: string,
     private readonly onDone: () => void,
+    private readonly budget: AnswerBudget = new AnswerBudget(),
   ) {
     this.decoder = new FrameDecoder(limits.frameLimit);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
@@ -128,15 +167,18 @@ export class ServerSession<P> {
   }
 
   private holdAnswer(bytes: number | undefined): void {
-    if (bytes === undefined) return; // not bytes: flush refuses it
+    if (bytes === undefined || this.finished) return; // not bytes: flush refuses it; finished: never written
     this.answerBytes += bytes;
+    this.budget.held += bytes;
     this.updatePaused();
   }
 
-  /** Room to start another request: few enough started and unwritten, and their answers small enough. */
+  /** Room to start another request: few enough started and unwritten, their answers small enough, and the server's budget not spent. */
   private roomToStart(): boolean {
-    return this.outbox.length < PIPELINE_DEPTH && this.answerBytes < PIPELINE_BYTES;
+    return this.outbox.length < PIPELINE_DEPTH && this.answerBytes < PIPELINE_BYTES && !this.budget.full();
   }
+
+  private readonly wake = () => void this.pump();
 
   /** Stops reading while too many requests or bytes are unanswered, or the request budget is spent. */
   private updatePaused(): void {
@@ -158,11 +200,17 @@ export class ServerSession<P> {
       try {
         const result = await this.handler(request, this.info);
         answer = result instanceof Uint8Array ? Promise.resolve(result) : result.later;
+        // An answer still being made counts against the server's budget until it is ready.
+        const making = result instanceof Uint8Array ? 0 : 1;
+        this.budget.inFlight += making;
         // A ready answer counts against the byte budget until it is written: a client that
         // asks for large values and does not read them stops being read (registered before
         // flush awaits it, so it is counted before flush uncounts it). A rejection is handled
         // when its turn to be written comes.
-        answer.then((a) => this.holdAnswer(a instanceof Uint8Array ? a.length : undefined), () => {});
+        answer.then((a) => {
+          this.holdAnswer(a instanceof Uint8Array ? a.length : undefined);
+          this.budget.release(0, making);
+        }, () => this.budget.release(0, making));
       } catch (e) {
         // The protocol layer above decides what error answer to send; we only close, once the
         // answers before this one are written. Nothing more is read or started.
@@ -176,6 +224,8 @@ export class ServerSession<P> {
       void this.flush();
     }
     this.busy = false;
+    // Stopped by the server's budget, not our own: start again when there is room.
+    if (!this.finished && this.queue.length > 0 && this.budget.full()) this.budget.wait(this.wake);
     this.settle();
   }
 
@@ -200,6 +250,7 @@ export class ServerSession<P> {
       this.answered++;
       this.requestBytes -= this.sizes.shift() ?? 0;
       this.answerBytes -= held;
+      this.budget.release(held, 0);
       this.updatePaused();
       if (this.queue.length > 0) void this.pump(); // room for a request that was waiting for it
       this.corkUntilNextTick();
@@ -303,6 +354,10 @@ export class ServerSession<P> {
     if (this.finished) return;
     this.finished = true;
     this.clearTimers();
+    // Ready answers that will never be written no longer count against the server's budget.
+    this.budget.forget(this.wake);
+    this.budget.release(this.answerBytes, 0);
+    this.answerBytes = 0;
     const record: Record<string, unknown> = {
       event: 'closed', conn: this.info.id, remote: this.info.remote, transport: this.transport,
       reason, requests: this.received, answered: this.answered, durationMs: Date.now() - this.started,

@@ -37,6 +37,10 @@ export interface Limits {
   readTimeoutMs?: number;
   /** Server: time allowed between requests before an idle connection is closed (default 30 s). */
   idleTimeoutMs?: number;
+  /** Server, all connections together: bytes of ready answers not yet written before nothing more starts (default 64 MiB). */
+  answerBytesHeld?: number;
+  /** Server, all connections together: answers being made at once (default 64). */
+  answersInFlight?: number;
 }
 
 export type ResolvedLimits = Required<Limits>;
@@ -48,6 +52,8 @@ export const DEFAULT_LIMITS: ResolvedLimits = Object.freeze({
   handshakeTimeoutMs: 10_000,
   readTimeoutMs: 10_000,
   idleTimeoutMs: 30_000,
+  answerBytesHeld: 64 * 1024 * 1024,
+  answersInFlight: 64,
 });
 
 /** Fills in defaults and refuses nonsense early, so a typo in a config cannot disable a limit. */

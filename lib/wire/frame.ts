@@ -32,9 +32,9 @@ export class FrameDecoder {
     if (!Number.isInteger(limit) || limit < 1 || limit > 0xffffffff) throw new RangeError('frame limit out of range');
   }
 
-  /** Bytes received but not yet returned as a frame. */
+  /** Bytes received but not yet returned as a frame, the header of the frame being read included. */
   get pending(): number {
-    return this.buffered;
+    return this.buffered + (this.expected >= 0 ? HEADER : 0);
   }
 
   /** Adds a chunk; returns every frame completed by it (possibly none). */

@@ -90,6 +90,34 @@ describe('channel: limits and timeouts', () => {
     expect(started).to.equal(total);
   });
 
+  it('holds a server-wide budget of answers being made and waiting: many connections asking for large values they never read start far fewer, then all are served', async () => {
+    const big = new Uint8Array(256 * 1024);
+    /** Answers made for 6 clients that ask for 40 large values each and read nothing (the kernel's socket buffers take some). */
+    const scenario = async (limits: { answersInFlight: number; answerBytesHeld: number }) => {
+      let started = 0;
+      const server = await h.serve('plain', { limits, handler: async () => (started++, { later: sleep(10).then(() => big) }) });
+      const clients = await Promise.all(Array.from({ length: 6 }, () => h.raw(server, 'plain')));
+      for (const socket of clients) {
+        socket.pause();
+        socket.write(Buffer.concat(Array.from({ length: 40 }, () => Buffer.concat([prefix(1), Buffer.from([1])]))));
+      }
+      await sleep(500);
+      const before = started;
+      let received = 0;
+      for (const socket of clients) {
+        socket.on('data', (d: Buffer) => (received += d.length));
+        socket.resume();
+      }
+      await waitFor(() => received === 6 * 40 * (4 + big.length), 30_000, 'every answer once the clients read');
+      expect(started).to.equal(6 * 40);
+      return before;
+    };
+    const unbounded = await scenario({ answersInFlight: 100_000, answerBytesHeld: 2 ** 40 });
+    const bounded = await scenario({ answersInFlight: 4, answerBytesHeld: 512 * 1024 });
+    // Without it each connection starts 32 at once: 192 answers of 256 KiB (48 MiB) on top of what the kernel takes.
+    expect(bounded, `with the budget ${bounded}, without ${unbounded}`).to.be.below(unbounded - 60);
+  });
+
   it('closes a connection whose started frame does not complete within readTimeoutMs', async () => {
     const server = await h.serve('plain', { limits: { readTimeoutMs: 200 } });
     const socket = await h.raw(server, 'plain');
@@ -98,6 +126,14 @@ describe('channel: limits and timeouts', () => {
     await closed(socket);
     expect(Date.now() - t0).to.be.within(150, 1000);
     expect(h.closedRecords('read-timeout')).to.have.length(1);
+    // A header alone, and nothing after it, is a frame started too: not an idle connection.
+    const idleLong = await h.serve('plain', { limits: { readTimeoutMs: 200, idleTimeoutMs: 5_000 } });
+    const headerOnly = await h.raw(idleLong, 'plain');
+    const t1 = Date.now();
+    headerOnly.write(prefix(100));
+    await closed(headerOnly);
+    expect(Date.now() - t1).to.be.within(150, 1000);
+    expect(h.closedRecords('read-timeout')).to.have.length(2);
   });
 
   it('closes a TLS connection that never finishes its handshake', async () => {
@@ -167,7 +203,7 @@ describe('channel: limits and timeouts', () => {
     try {
       const conn = await connect({ host: '127.0.0.1', port: rude.port, plain: true });
       const e = await rejectsWith(conn.request(bytes('hi')), 'UNREACHABLE');
-      expect(e.message).to.match(/closed the connection before answering \(10 bytes/);
+      expect(e.message).to.match(/closed the connection before answering \(14 bytes/); // its header and 10 of its 100 bytes
     } finally {
       await rude.stop();
     }

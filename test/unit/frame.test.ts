@@ -139,9 +139,12 @@ describe('wire framing', () => {
       expect(d.push(framed.subarray(0, 2))).to.deep.equal([]);
       expect(d.pending).to.equal(2);
       expect(d.push(framed.subarray(2, 9))).to.deep.equal([]);
-      expect(d.pending).to.equal(5); // the header is consumed once complete
+      expect(d.pending).to.equal(9); // the header of the frame being read counts: it is part of a frame started
       expect(d.push(framed.subarray(9))).to.have.length(1);
       expect(d.pending).to.equal(0);
+      // A header alone is a frame started, not an idle connection (it gets the read timeout).
+      expect(d.push(framed.subarray(0, 4))).to.deep.equal([]);
+      expect(d.pending).to.equal(4);
     });
 
     it('keeps a completed frame intact when the caller reuses its chunk buffers afterwards', () => {
