@@ -12,7 +12,7 @@ import { readCertificate } from '../../lib/pki/index.ts';
 import { isIdentityTag } from '../../lib/certifier/index.ts';
 import { STORAGE_KEY_TAG } from '../../lib/keyservice/keystore.ts';
 import { Cryptstore, MAX_BLOB_BYTES, MAX_BUNDLE_BYTES, exportStore, openBundle, type EntryInfo } from '../../cryptstore/index.ts';
-import { parseVersion, subcommand, type JsonOption } from '../common/cli.ts';
+import { fileOut, parseVersion, subcommand, type JsonOption } from '../common/cli.ts';
 import { protectorFrom, readPassphraseFile, scryptCost, scryptOption, storeOptions, withStore, type ProtectionOptions } from '../common/protection.ts';
 import { readInput, writeOutput } from '../common/io.ts';
 
@@ -54,7 +54,7 @@ export function addStoreCommands(program: Command): void {
     .addOption(new Option('--type <type>', 'entry type (X509-der-cert accepts PEM or DER and stores DER)').choices([...ENTRY_TYPES]).default('binary-blob'))
     .option('--exportable', 'allow export-store to carry this item', false)
     .requiredOption('--in <file>', 'file to read, or - for standard input')
-    .addHelpText('after', examples(['cert-utility put-item --store ./store --tag disk-key --in ./disk.key']));
+    .addHelpText('after', examples(['cert-utility put-item --store ./store --key-file store.key --tag disk-key --in ./disk.key']));
 
   // ---- get-item ----
   storeOptions(subcommand<StoreOpts & { tag: string; version: number; out: string; force?: boolean }>(program, 'get-item',
@@ -72,8 +72,8 @@ export function addStoreCommands(program: Command): void {
     .requiredOption('--out <file>', 'file to write (0600), or - for standard output')
     .option('--force', 'replace --out if it exists')
     .addHelpText('after', examples([
-      'cert-utility get-item --store ./store --tag disk-key --out ./disk.key',
-      'cert-utility get-item --store ./store --tag disk-key --version 1 --out - | xxd',
+      'cert-utility get-item --store ./store --key-file store.key --tag disk-key --out ./disk-copy.key',
+      'cert-utility get-item --store ./store --key-file store.key --tag disk-key --version 1 --out - | xxd',
     ]));
 
   // ---- list-items ----
@@ -103,7 +103,7 @@ export function addStoreCommands(program: Command): void {
       await writeFileAtomic(o.out, bundle, { exclusive: !o.force });
       return { json: { out: o.out, items: entries }, text: [`exported ${entries.length} item version(s) to ${o.out}`] };
     })))
-    .requiredOption('--out <file>', 'bundle file to write (0600)')
+    .requiredOption('--out <file>', 'bundle file to write (0600)', fileOut)
     .requiredOption('--bundle-passphrase-file <file>', 'file holding the passphrase that protects the bundle')
     .option('--tag <name>', 'export only this item (every version); repeat for several (default: every exportable item)', (v: string, acc: string[]) => [...acc, v], [])
     .option('--force', 'replace --out if it exists');
@@ -206,7 +206,7 @@ export function addStoreCommands(program: Command): void {
     .requiredOption('--tag <name>', 'the item tag')
     .addOption(new Option('--alg <alg>', 'key algorithm').choices(['aes-256-gcm', 'p256', 'p384', 'rsa2048']).makeOptionMandatory())
     .option('--exportable', 'allow export-store to carry this key', false)
-    .option('--public-key-out <file>', 'also write the public key (PEM) here, e.g. for issue-cert')
+    .option('--public-key-out <file>', 'also write the public key (PEM) here, e.g. for issue-cert', fileOut)
     .option('--force', 'replace --public-key-out if it exists');
 
   // ---- new-key-file ----
@@ -215,6 +215,6 @@ export function addStoreCommands(program: Command): void {
       await writeFileAtomic(o.out, randomBytes(32), { exclusive: !o.force });
       return { json: { out: o.out }, text: [`wrote a new key file ${o.out}`] };
     })
-    .requiredOption('--out <file>', 'file to write')
+    .requiredOption('--out <file>', 'file to write', fileOut)
     .option('--force', 'replace --out if it exists');
 }

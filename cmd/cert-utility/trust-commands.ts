@@ -13,7 +13,7 @@ import { generateSimulatedPlatform, platformCertificate, TEST_PLATFORM_WARNING }
 import { AUTHORITY_PLATFORM, initTrust, ROLE_PLATFORM_PREFIX } from '../../lib/certifier/index.ts';
 import { issueRoleCert } from '../../lib/keyservice/roles.ts';
 import { Cryptstore } from '../../cryptstore/index.ts';
-import { intInRange, note, subcommand, warn, type JsonOption } from '../common/cli.ts';
+import { fileOut, intInRange, note, subcommand, warn, type JsonOption } from '../common/cli.ts';
 import { protectorFrom, storeOptions, type ProtectionOptions } from '../common/protection.ts';
 import { loadPlatform } from '../common/platform.ts';
 import { measureFile, parseHostPort, parseMeasurementHex, readCertificateFile, readMeasurementFile, readPrivateKeyFile, readPublicKeyFile } from '../common/keys.ts';
@@ -69,8 +69,8 @@ export function addTrustCommands(program: Command): void {
       return { json: { keyOut: o.keyOut, certOut: o.certOut, subject: info.subject, fingerprintSha256: info.fingerprintSha256Hex }, text: [`policy key ${o.keyOut} (0600), policy certificate ${o.certOut}: ${info.subject}`] };
     })
     .requiredOption('--domain <name>', 'the policy domain, e.g. datica')
-    .requiredOption('--key-out <file>', 'where to write the policy private key (PEM, 0600)')
-    .requiredOption('--cert-out <file>', 'where to write the policy certificate (PEM)')
+    .requiredOption('--key-out <file>', 'where to write the policy private key (PEM, 0600)', fileOut)
+    .requiredOption('--cert-out <file>', 'where to write the policy certificate (PEM)', fileOut)
     .addOption(new Option('--alg <alg>', 'key algorithm').choices(ALGS).default('p256'))
     .option('--days <n>', 'certificate lifetime in days', intInRange(1, 36600), 3650)
     .option('--force', 'replace existing files')
@@ -110,7 +110,7 @@ export function addTrustCommands(program: Command): void {
       return { json: { measurements: results }, text: results.map((r) => (args.length === 1 ? r.measurement : `${r.measurement}  ${r.file}`)) };
     })
     .argument('<file...>', 'files to measure')
-    .option('--out <file>', 'also write the raw 32-byte measurement here (as the original tools do)')
+    .option('--out <file>', 'also write the raw 32-byte measurement here (as the original tools do)', fileOut)
     .option('--force', 'replace --out if it exists');
 
   snpPolicyOptions(subcommand<JsonOption & SnpPolicyFlags & { policyKey: string; policyCert: string; trustPlatform: string[]; trustMeasurement: string[]; out: string; days: number; force?: boolean }>(program, 'make-policy',
@@ -141,7 +141,7 @@ export function addTrustCommands(program: Command): void {
     .requiredOption('--policy-cert <file>', 'the policy certificate')
     .option('--trust-platform <file>', 'a platform certificate or public key to trust for attestation (repeatable)', collect, [])
     .option('--trust-measurement <hex>', 'a measurement to trust (repeatable)', collect, [])
-    .requiredOption('--out <file>', 'where to write the policy')
+    .requiredOption('--out <file>', 'where to write the policy', fileOut)
     .option('--days <n>', 'how long the policy claims are valid', intInRange(1, 36600), 365)
     .option('--force', 'replace --out if it exists'))
     .addHelpText('after', examples(['cert-utility make-policy --policy-key policy-key.pem --policy-cert policy-cert.pem --out policy.bin \\\n      --trust-amd-root milan --snp-min-tcb 3:0:8:115 --trust-measurement <96 hex digits>']));
@@ -202,7 +202,7 @@ export function addTrustCommands(program: Command): void {
     .option('--force', 'certify again even if the store holds a valid certificate')
     .addOption(new Option('--key-alg <alg>', 'algorithm of the machine key').choices(ALGS).default('p256'))
     .option('--plain', 'speak the original plain-TCP protocol (no TLS, no session binding)')
-    .option('--save-evidence <file>', 'keep the trust request sent (for simpleserver explain); refuses to replace a file')
+    .option('--save-evidence <file>', 'keep the trust request sent (for simpleserver explain); refuses to replace a file', fileOut)
     .addHelpText('after', examples([
       'cert-utility init-trust --domain datica --policy-cert policy-cert.pem --server 10.0.0.5:8123 \\\n      --store /var/lib/vm/store --sealed --platform simulated --platform-dir /etc/vm/platform --measurement-file /etc/vm/measurement',
     ]));
@@ -229,7 +229,7 @@ export function addTrustCommands(program: Command): void {
     .requiredOption('--policy-cert <file>', 'the policy certificate')
     .requiredOption('--public-key <file>', "the machine's public key (PEM/DER, or a certificate)")
     .requiredOption('--measurement <hex>', "the machine's measurement")
-    .requiredOption('--out <file>', 'where to write the certificate (PEM)')
+    .requiredOption('--out <file>', 'where to write the certificate (PEM)', fileOut)
     .option('--days <n>', 'validity in days', intInRange(1, 3660), 90)
     .option('--platform <name>', 'the platform named in the certificate', 'issued-offline')
     .option('--force', 'replace --out if it exists');
@@ -248,7 +248,7 @@ export function addTrustCommands(program: Command): void {
     .requiredOption('--policy-cert <file>', 'the policy certificate')
     .requiredOption('--public-key <file>', "the holder's public key")
     .requiredOption('--role <name>', 'the role, as ACL rules name it')
-    .requiredOption('--out <file>', 'where to write the certificate (PEM)')
+    .requiredOption('--out <file>', 'where to write the certificate (PEM)', fileOut)
     .option('--days <n>', 'validity in days', intInRange(1, 3660), 30)
     .option('--force', 'replace --out if it exists');
 

@@ -135,6 +135,12 @@ export function intInRange(min: number, max: number) {
   };
 }
 
+/** A file to write where standard output is not offered: "-" would otherwise make a file named "-". */
+export function fileOut(value: string): string {
+  if (value === '-') throw new InvalidArgumentError('names a file to write; "-" (standard output) is not offered here');
+  return value;
+}
+
 export function choice(name: string, description: string, choices: readonly string[]): Option {
   return new Option(name, description).choices(choices as string[]);
 }

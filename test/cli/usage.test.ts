@@ -17,6 +17,14 @@ describe('usage mistakes across the programs (exit 2, before any work)', () => {
     expect((await run('key-client', [])).status).to.equal(2);
   });
 
+  it('refuses --out - where a command writes a file and offers no standard output (it made a file named "-")', async () => {
+    for (const args of [['new-key-file', '--out', '-'], ['generate-policy-key', '--domain', 'd', '--key-out', '-', '--cert-out', 'c.pem']]) {
+      const r = await run('cert-utility', args, { cwd: tmp.dir });
+      expect(r.status, args.join(' ')).to.equal(2);
+      expect(r.stderr).to.contain('"-" (standard output) is not offered here');
+    }
+  });
+
   it('refuses port 0 where a server is to be reached (it means "any port" only to listen)', async () => {
     const r = await run('key-client', ['list', '--server', '127.0.0.1:0', '--domain', 'd', '--policy-cert', 'none.pem', '--store', 's', '--key-file', 'k']);
     expect(r.status).to.equal(2);
