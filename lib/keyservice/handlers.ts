@@ -182,10 +182,13 @@ export class KeyService {
 
   private execute(req: KeyRequest): Promise<Executed> {
     const run = this.executeNow(req);
-    // Tracked until the answer's audit record too is appended (record() runs right after).
-    const tracked = run.then(() => undefined, () => undefined).then(() => new Promise<void>((r) => setImmediate(r)));
-    this.running.add(tracked);
-    void tracked.finally(() => this.running.delete(tracked));
+    // Writes are tracked until their audit record too is appended (record() runs right after);
+    // reads change nothing, and after a stop they fail without a key (KeyStore.wipe).
+    if (req.action === 'store' || req.action === 'delete') {
+      const tracked = run.then(() => undefined, () => undefined).then(() => new Promise<void>((r) => setImmediate(r)));
+      this.running.add(tracked);
+      void tracked.finally(() => this.running.delete(tracked));
+    }
     return run;
   }
 
