@@ -14,7 +14,7 @@ import { DEFAULT_LIMITS } from '../lib/channel/index.ts';
 import { MAX_VALUE_BYTES } from '../lib/keyservice/protocol.ts';
 import { verifyRoleCredential } from '../lib/keyservice/roles.ts';
 import { Cryptstore } from '../cryptstore/index.ts';
-import { createProgram, parseVersion, run, subcommand, warn, type JsonOption, type Result } from './common/cli.ts';
+import { addExamples, createProgram, parseVersion, run, subcommand, warn, type JsonOption, type Result } from './common/cli.ts';
 import { protectorFrom, storeOptions, type ProtectionOptions } from './common/protection.ts';
 import { parseHostPort, parseMeasurementHex, readCertificateFile, readPrivateKeyFile } from './common/keys.ts';
 import { readInput, writeOutput } from './common/io.ts';
@@ -163,5 +163,16 @@ clientOptions(subcommand<ClientOpts & { config: string; allowPartial?: boolean }
   }))
   .requiredOption('--config <file>', 'JSON: {"secrets": [{"ID": NAME, "Version"?: N, "Tag": TAG | "LocalPath": FILE, "Mode"?: "0600"}]}')
   .option('--allow-partial', 'keep what arrived even if some secrets could not be fetched');
+
+// Examples for each command's --help (the common flags as a VM's first boot gives them).
+const COMMON = '--server 10.0.0.5:8120 --domain datica --policy-cert policy-cert.pem --server-measurement <hex> --store st --key-file st.key';
+const EXAMPLES: Record<string, string[]> = {
+  store: [`key-client store vhd/disk-1 --in disk-1.key ${COMMON}`],
+  retrieve: [`key-client retrieve vhd/disk-1 vhd/disk-2 ${COMMON}`, `key-client retrieve api/token --out - ${COMMON} | my-app --token-stdin`],
+  delete: [`key-client delete vhd/disk-1 --version 2 ${COMMON} --credential-cert operator.pem --credential-key operator-key.pem`],
+  list: [`key-client list vhd/ --json ${COMMON}`],
+  provision: [`key-client provision --config secrets.json ${COMMON}`],
+};
+addExamples(program, EXAMPLES);
 
 await run(program);

@@ -18,7 +18,7 @@ import { prepareRenewal } from './key-server/renewal.ts';
 import { stat } from 'node:fs/promises';
 import { backupName, pruneBackups } from '../lib/keyservice/backups.ts';
 import { loadPlatform } from './common/platform.ts';
-import { choice, createProgram, intInRange, run, subcommand, warn, type JsonOption } from './common/cli.ts';
+import { addExamples, choice, createProgram, intInRange, run, subcommand, warn, type JsonOption } from './common/cli.ts';
 import { protectorFrom, storeOptions, type ProtectionOptions } from './common/protection.ts';
 import { parseHostPort, readCertificateFile } from './common/keys.ts';
 import { logLine, runUntilSignal } from './common/server.ts';
@@ -161,5 +161,17 @@ subcommand<JsonOption>(program, 'repair-audit', 'after a crash cut the last writ
     return { json: { lines: r.lines, removedBytes: r.removedBytes, ...(r.savedTo ? { savedTo: r.savedTo } : {}) }, text };
   })
   .argument('<file>', 'the audit log (no key-server may be using it)');
+
+// Examples for each command's --help.
+const EXAMPLES: Record<string, string[]> = {
+  serve: [
+    'key-server serve --domain datica --policy-cert policy-cert.pem --store ks-store --key-file ks.key --data /var/lib/key-server --listen 0.0.0.0:8120 --acl acl.json',
+    'key-server serve ... --certifier 10.0.0.5:8123 --platform sev-snp --backup-dir /var/backups/key-server --backup-keep 7',
+  ],
+  join: ['key-server join --from 10.0.0.5:8120 --domain datica --policy-cert policy-cert.pem --store ks2-store --key-file ks2.key'],
+  'verify-audit': ['key-server verify-audit /var/lib/key-server/audit.jsonl', 'key-server verify-audit audit.jsonl.[0-9]* audit.jsonl'],
+  'repair-audit': ['key-server repair-audit /var/lib/key-server/audit.jsonl'],
+};
+addExamples(program, EXAMPLES);
 
 await run(program);

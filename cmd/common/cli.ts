@@ -135,6 +135,14 @@ export function intInRange(min: number, max: number) {
   };
 }
 
+/** Adds "Examples:" to the --help of each named subcommand of `program`. */
+export function addExamples(program: Command, examples: Record<string, string[]>): void {
+  for (const c of program.commands) {
+    const lines = examples[c.name()];
+    if (lines) c.addHelpText('after', `\nExamples:\n${lines.map((l) => `  $ ${l}`).join('\n')}\n`);
+  }
+}
+
 /** A file to write where standard output is not offered: "-" would otherwise make a file named "-". */
 export function fileOut(value: string): string {
   if (value === '-') throw new InvalidArgumentError('names a file to write; "-" (standard output) is not offered here');

@@ -50,7 +50,7 @@ function checkBinding(report: SnpReport, leaf: AmdCert): void {
   if (report.signingKey === 'vcek') { // a VLEK belongs to a cloud provider, not to one chip
     const hwId = certHwId(leaf);
     if (!hwId) throw new CertifierError('BAD_CERTIFICATE', 'the VCEK has no hwID extension');
-    if (report.maskChipKey) throw new CertifierError('SNP_VCEK_MISMATCH', 'the report hides its chip id (MASK_CHIP_KEY), so no VCEK can be matched to it');
+    if (report.maskChipKey) throw new CertifierError('SNP_VCEK_MISMATCH', 'the report was made with MASK_CHIP_KEY set: it is not signed with the chip\'s VCEK, so no VCEK can vouch for it');
     if (!bytesEqual(hwId, report.chipId)) {
       throw new CertifierError('SNP_VCEK_MISMATCH', `the VCEK belongs to chip ${toHex(hwId).slice(0, 16)}…, the report comes from chip ${toHex(report.chipId).slice(0, 16)}…`);
     }
