@@ -20,7 +20,7 @@ const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 // itself (lib/wire/proto.ts: ../../proto/) finds them from the bundle too.
 const OUT = join('.cache', 'bin');
 // Bumped when the build options below change, so older bundles are remade.
-const FORMAT = 2;
+const FORMAT = 3;
 
 /** Runs cmd/PROGRAM.ts, from its bundle when one is (or can be made) current. */
 export async function launch(program) {
@@ -34,6 +34,8 @@ export async function launch(program) {
 export async function launchSource(entry, outDir) {
   const bundle = process.env.CERTIFIER_NO_BUNDLE === '1' ? undefined : await currentBundle(entry, join(ROOT, outDir)).catch(() => undefined);
   if (bundle) {
+    // Stack traces (CERTIFIER_DEBUG=1) then name the TypeScript sources, through the bundle's map.
+    if (process.env.CERTIFIER_DEBUG === '1') process.setSourceMapsEnabled(true);
     await import(pathToFileURL(bundle).href);
     return;
   }
@@ -60,6 +62,10 @@ async function currentBundle(entry, outDir) {
     write: false,
     metafile: true,
     logLevel: 'silent',
+    // A map beside the bundle (read only under CERTIFIER_DEBUG=1), pointing at the sources on disk.
+    outfile: out,
+    sourcemap: 'linked',
+    sourcesContent: false,
   });
   const sources = {};
   for (const file of [...Object.keys(result.metafile.inputs), 'tsconfig.json']) sources[file] = signature(join(ROOT, file));
@@ -67,7 +73,10 @@ async function currentBundle(entry, outDir) {
   // Each file is written whole and renamed into place, the bundle first: a run that reads the
   // new list finds the bundle made from it (or one made later), never half of one.
   const tmp = `.${process.pid}.tmp`;
-  writeFileSync(out + tmp, result.outputFiles[0].contents);
+  const file = (suffix) => result.outputFiles.find((f) => f.path.endsWith(suffix)).contents;
+  writeFileSync(`${out}.map${tmp}`, file('.mjs.map'));
+  renameSync(`${out}.map${tmp}`, `${out}.map`);
+  writeFileSync(out + tmp, file('.mjs'));
   renameSync(out + tmp, out);
   writeFileSync(stamp + tmp, JSON.stringify({ format: FORMAT, esbuild: esbuild.version, node: process.version, sources }));
   renameSync(stamp + tmp, stamp);

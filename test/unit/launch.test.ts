@@ -63,6 +63,12 @@ describe('cmd/bin/launch.js: bundles kept current', function () {
     expect(r.err).to.contain('the program failed');
   });
 
+  it('names the TypeScript source in stack traces under CERTIFIER_DEBUG=1 (the bundle keeps a map beside it)', () => {
+    expect(run('fails').err).to.contain('fails.mjs');
+    const r = run('fails', { CERTIFIER_DEBUG: '1' });
+    expect(r.err).to.match(/cmd\/fails\.ts:2/);
+  });
+
   it('never opens Node\'s inspector on SIGUSR1 (a program that holds keys would be open to every local user)', async () => {
     const child = spawn(process.execPath, [join(tmp.dir, 'cmd', 'bin', 'sleeper.js')], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
