@@ -346,7 +346,7 @@ export class Cryptstore {
         throw new CertifierError('ALREADY_EXISTS', `the store already holds ${clashes.join(', ')}; nothing was imported (--force replaces them)`);
       }
       if (!force && reused.length) {
-        throw new CertifierError('ALREADY_EXISTS', `this store used ${reused.join(', ')} before (deleted since), and a version number is never given to other bytes; nothing was imported (--force restores them)`);
+        throw new CertifierError('ALREADY_EXISTS', `${reused.join(', ')} ${reused.length === 1 ? 'is' : 'are'} not in this store but at or below the highest version it has used for the tag: such a version may have been deleted, and a version number is never given to other bytes; nothing was imported (--force imports them)`);
       }
       const ops = entries.map((e) => ({ type: 'put' as const, key: L.entryKey(e.tag, e.version), value: this.sealEntry(e) }));
       for (const [tag, mark] of marks) ops.push({ type: 'put' as const, key: L.markKey(tag), value: this.sealMark(tag, mark) });

@@ -212,8 +212,18 @@ export async function stageFile(path: string, data: Uint8Array, mode = 0o600): P
 const live = new Set<string>();
 const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 
+/** Signals the program had its own listeners for when we began listening: those are its to handle. */
+const theirs = new Set<NodeJS.Signals>();
+
 function remember(tmp: string): void {
-  if (live.size === 0) for (const sig of SIGNALS) process.on(sig, onSignal);
+  if (live.size === 0) {
+    theirs.clear();
+    // Decided now, not when the signal comes: a listener added with process.once is already gone by then.
+    for (const sig of SIGNALS) {
+      if (process.listenerCount(sig) > 0) theirs.add(sig);
+      process.on(sig, onSignal);
+    }
+  }
   live.add(tmp);
 }
 
@@ -222,7 +232,7 @@ function forget(tmp: string): void {
 }
 
 function onSignal(signal: NodeJS.Signals): void {
-  if (process.listenerCount(signal) > 1) return;
+  if (theirs.has(signal)) return;
   for (const tmp of live) {
     try {
       unlinkSync(tmp);

@@ -61,12 +61,14 @@ describe('lib/files', () => {
     });
   }
 
-  it('leaves a staged file alone in a program that handles the signal itself (a server finishing its work)', async () => {
-    const child = await stagedChild(join(tmp.dir, 'secret.out'), 'handler');
-    child.kill('SIGTERM');
-    const [code] = await once(child, 'exit');
-    expect(code).to.equal(0);
-    expect(readdirSync(tmp.dir)).to.have.length(1);
-    expect(existsSync(join(tmp.dir, 'secret.out'))).to.equal(false);
-  });
+  for (const mode of ['handler', 'once']) {
+    it(`leaves a staged file alone in a program that handles the signal itself (process.${mode === 'once' ? 'once' : 'on'}: a server finishing its work)`, async () => {
+      const child = await stagedChild(join(tmp.dir, 'secret.out'), mode);
+      child.kill('SIGTERM');
+      const [code] = await once(child, 'exit');
+      expect(code).to.equal(0);
+      expect(readdirSync(tmp.dir)).to.have.length(1);
+      expect(existsSync(join(tmp.dir, 'secret.out'))).to.equal(false);
+    });
+  }
 });
