@@ -9,7 +9,7 @@ import { ROOT } from '../support/helpers.ts';
 const LAYERS: [string, number][] = [
   ['lib/errors', 0],
   ['lib/wire/types.ts', 0], // pure type declarations, no imports
-  ['lib/util', 0], // small data structures, no imports
+  ['lib/util', 0], // small helpers: imports only lib/errors
   ['lib/crypto', 1],
   ['lib/wire', 2],
   ['lib/files', 2],
