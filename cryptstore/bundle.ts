@@ -75,7 +75,18 @@ export async function exportStore(store: Cryptstore, passphrase: Uint8Array, cos
 }
 
 /** Imports a bundle into `store`, keeping versions; refuses existing tag+versions unless `force`. */
-export async function importStore(store: Cryptstore, bundle: Uint8Array, passphrase: Uint8Array, force = false): Promise<EntryInfo[]> {
+export async function importStore(
+  store: Cryptstore, bundle: Uint8Array, passphrase: Uint8Array, force = false, o: ImportOptions = {},
+): Promise<EntryInfo[]> {
   const entries = await openBundle(bundle, passphrase);
+  const guarded = o.guarded ? [...new Set(entries.map((e) => e.tag).filter(o.guarded.is))] : [];
+  if (guarded.length && !force) {
+    throw new CertifierError('ALREADY_EXISTS', `the bundle holds ${guarded.map((t) => `"${t}"`).join(', ')}, ${o.guarded!.what}; nothing was imported (--force imports it)`);
+  }
   return store.importEntries(entries, force);
+}
+
+export interface ImportOptions {
+  /** Tags imported only with `force`, and what they are, for the refusal (a machine's identity, say). */
+  guarded?: { is: (tag: string) => boolean; what: string };
 }

@@ -11,7 +11,7 @@ import { commitAll, stageFiles, writeFileAtomic } from '../../lib/files/index.ts
 import { readCertificate } from '../../lib/pki/index.ts';
 import { isIdentityTag } from '../../lib/certifier/index.ts';
 import { STORAGE_KEY_TAG } from '../../lib/keyservice/keystore.ts';
-import { Cryptstore, MAX_BLOB_BYTES, MAX_BUNDLE_BYTES, exportStore, openBundle, type EntryInfo } from '../../cryptstore/index.ts';
+import { Cryptstore, MAX_BLOB_BYTES, MAX_BUNDLE_BYTES, exportStore, importStore, type EntryInfo } from '../../cryptstore/index.ts';
 import { fileOut, parseVersion, subcommand, type JsonOption } from '../common/cli.ts';
 import { protectorFrom, readPassphraseFile, scryptCost, scryptOption, storeOptions, withStore, type ProtectionOptions } from '../common/protection.ts';
 import { readInput, writeOutput } from '../common/io.ts';
@@ -114,14 +114,10 @@ export function addStoreCommands(program: Command): void {
     async (o) => {
       const pass = await readPassphraseFile(o.bundlePassphraseFile);
       const bundle = await readInput(o.in, MAX_BUNDLE_BYTES);
-      const entries = await openBundle(bundle, pass);
       // A machine's identity (or a key-server's storage key) arriving from another store would
       // become this store's latest: the machine would then present another's certificate.
-      const identity = [...new Set(entries.map((e) => e.tag).filter((t) => isIdentityTag(t) || t === STORAGE_KEY_TAG))];
-      if (identity.length && !o.force) {
-        throw new CertifierError('ALREADY_EXISTS', `the bundle holds ${identity.map((t) => `"${t}"`).join(', ')}, where a machine keeps its identity (or key-server its storage key); nothing was imported (--force imports it)`);
-      }
-      const items = await withStore(P, o, (s) => s.importEntries(entries, o.force === true));
+      const guarded = { is: (t: string) => isIdentityTag(t) || t === STORAGE_KEY_TAG, what: 'where a machine keeps its identity (or key-server its storage key)' };
+      const items = await withStore(P, o, (s) => importStore(s, bundle, pass, o.force === true, { guarded }));
       return { json: { items }, text: [`imported ${items.length} item version(s)`] };
     }))
     .requiredOption('--in <file>', 'bundle file to read')

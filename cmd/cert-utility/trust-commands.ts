@@ -16,7 +16,7 @@ import { Cryptstore } from '../../cryptstore/index.ts';
 import { fileOut, intInRange, note, subcommand, warn, type JsonOption } from '../common/cli.ts';
 import { protectorFrom, storeOptions, type ProtectionOptions } from '../common/protection.ts';
 import { loadPlatform } from '../common/platform.ts';
-import { measureFile, parseHostPort, parseMeasurementHex, readCertificateFile, readMeasurementFile, readPrivateKeyFile, readPublicKeyFile } from '../common/keys.ts';
+import { KEY_FILE_LIMIT, measureFile, parseHostPort, publicKeyFrom, parseMeasurementHex, readCertificateFile, readMeasurementFile, readPrivateKeyFile, readPublicKeyFile } from '../common/keys.ts';
 import { describeCert } from '../common/certs.ts';
 import { snpPolicyOptions, snpPolicyParts, type SnpPolicyFlags } from './snp-policy.ts';
 
@@ -41,12 +41,12 @@ export function policyDomain(policyCert: Uint8Array): string {
  * begun is refused (CERT_EXPIRED), and one ending before the policy's claims is warned about. A
  * bare public key carries no dates.
  */
-async function checkPlatformCertDates(file: string, now: Date, claimsEnd: Date): Promise<void> {
+function checkPlatformCertDates(file: string, bytes: Uint8Array, now: Date, claimsEnd: Date): void {
   let cert;
   try {
-    cert = parseCertificate(readCertificate(await readFileLimited(file, 64 * 1024)));
+    cert = parseCertificate(readCertificate(bytes));
   } catch {
-    return; // not a certificate: readPublicKeyFile says what it is
+    return; // not a certificate: publicKeyFrom says what it is
   }
   if (now < cert.notBefore || now > cert.notAfter) {
     throw new CertifierError('CERT_EXPIRED', `the platform certificate ${file} is valid from ${cert.notBefore.toISOString()} to ${cert.notAfter.toISOString()}, not now`);
@@ -125,8 +125,9 @@ export function addTrustCommands(program: Command): void {
       const notAfter = new Date(now.getTime() + o.days * DAY);
       const platforms = [];
       for (const f of o.trustPlatform) {
-        await checkPlatformCertDates(f, now, notAfter);
-        platforms.push({ key: await readPublicKeyFile(f), name: 'platformKey' });
+        const bytes = await readFileLimited(f, KEY_FILE_LIMIT);
+        checkPlatformCertDates(f, bytes, now, notAfter);
+        platforms.push({ key: publicKeyFrom(bytes, f), name: 'platformKey' });
       }
       const snp = await snpPolicyParts(P, o, now);
       const bytes = makePolicy({

@@ -8,7 +8,7 @@ import { decode, type KeyMessage } from '../../lib/wire/index.ts';
 import { parseCertificate, readCertificate } from '../../lib/pki/index.ts';
 import { readFileLimited } from '../../lib/files/index.ts';
 
-const KEY_FILE_LIMIT = 64 * 1024;
+export const KEY_FILE_LIMIT = 64 * 1024;
 
 /** A private key from PEM/DER PKCS#8, or from a Certifier key_message file. */
 export async function readPrivateKeyFile(path: string): Promise<KeyObject> {
@@ -33,7 +33,11 @@ export async function readPrivateKeyFile(path: string): Promise<KeyObject> {
 
 /** A public key from PEM/DER SPKI, a certificate, or a key_message; never from a private key. */
 export async function readPublicKeyFile(path: string): Promise<KeyObject> {
-  const bytes = await readFileLimited(path, KEY_FILE_LIMIT);
+  return publicKeyFrom(await readFileLimited(path, KEY_FILE_LIMIT), path);
+}
+
+/** readPublicKeyFile on bytes already read from `path`. */
+export function publicKeyFrom(bytes: Uint8Array, path: string): KeyObject {
   // Node would take the public half of a private key without a word: refuse, since a private key
   // where a public one will do is a key in the wrong place (a platform's, or a VM's).
   if (/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(Buffer.from(bytes).toString('latin1'))) {

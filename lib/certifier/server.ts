@@ -5,7 +5,7 @@ import type { KeyObject } from 'node:crypto';
 import { closingAlso, serve, type ChannelServer, type Limits, type LogRecord } from '../channel/index.ts';
 import { CertifierError } from '../errors/index.ts';
 import { readCertificateSummary, toPem } from '../pki/index.ts';
-import { within, type Policy, type Window } from '../policy/index.ts';
+import { describeWindow, within, type Policy, type Window } from '../policy/index.ts';
 import { CertifierService, type CertificationRecord } from './service.ts';
 import { AUTHORITY_CERT_SECONDS, issueAuthorityIdentity } from './identity.ts';
 import { MAX_TIMER_MS, POLICY_EXPIRY, watchExpiry } from './expiry.ts';
@@ -128,7 +128,7 @@ export function policyEnds(policy: Policy): Date | undefined {
  */
 export function policyNotInForce(policy: Policy, at: Date): string | undefined {
   const describe = (what: string, ws: Window[]) =>
-    `none of its ${what} claims is in force at ${at.toISOString()} (${ws.map((w) => `${w.notBefore.toISOString()} to ${w.notAfter.toISOString()}`).join(', ')})`;
+    `none of its ${what} claims is in force at ${at.toISOString()} (${ws.map(describeWindow).join(', ')})`;
   if (policy.platforms.length && !policy.platforms.some((w) => within(w, at))) return describe('platform', policy.platforms);
   if (policy.measurements.length && !policy.measurements.some((w) => within(w, at))) return describe('measurement', policy.measurements);
   return undefined;

@@ -100,7 +100,11 @@ export class KeyService {
         action: req?.action ?? 'unknown', resource: req?.name, version, decision: decision === 'challenge' ? 'deny' as const : decision,
         code: decision === 'challenge' ? 'AUTH_CHALLENGE' : code,
       };
-      this.config.log?.({ event: 'request', ...entry, remote: conn.remote, ms: Date.now() - started, ...(why ? { detail: why } : {}) });
+      if (this.config.log) {
+        const line: Record<string, unknown> = { event: 'request', ...entry, remote: conn.remote, ms: Date.now() - started };
+        if (why) line.detail = why; // refusals only: no second spread on every served request
+        this.config.log(line);
+      }
       return this.config.audit?.append(entry);
     };
     const refuse = (e: unknown): Uint8Array | LaterAnswer => {

@@ -22,6 +22,11 @@ export interface Window {
   notAfter: Date;
 }
 
+/** "A to B", ISO times: a window in messages, to tell an ended claim from a clock set wrong. */
+export function describeWindow(w: Window): string {
+  return `${w.notBefore.toISOString()} to ${w.notAfter.toISOString()}`;
+}
+
 /** True when `at` lies in the window; `skewMs` tolerates a machine clock running ahead. */
 export function within(w: Window, at: Date, skewMs = 0): boolean {
   return at.getTime() >= w.notBefore.getTime() - skewMs && at.getTime() <= w.notAfter.getTime();

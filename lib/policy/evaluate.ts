@@ -5,7 +5,7 @@ import type { KeyObject } from 'node:crypto';
 import type { ErrorCode } from '../errors/index.ts';
 import { bytesEqual, toHex } from '../crypto/index.ts';
 import { keyLabel, sameKey } from './entities.ts';
-import { within, type Window } from './claims.ts';
+import { describeWindow, within, type Window } from './claims.ts';
 import type { Policy } from './policy.ts';
 import { checkProperties, type PropertyValue } from './properties.ts';
 
@@ -43,9 +43,8 @@ export type Decision =
   | { allow: true; measurement: Uint8Array; platform: string; enclaveKey: KeyObject; proof: string[]; /** when the first claim behind it ends */ notAfter: Date }
   | { allow: false; code: ErrorCode; reason: string; proof: string[] };
 
-/** "valid from A to B" for each claim window, to tell an ended claim from a clock set wrong. */
 function windows(ws: Window[]): string {
-  return ws.map((w) => `valid from ${w.notBefore.toISOString()} to ${w.notAfter.toISOString()}`).join('; ');
+  return ws.map((w) => `valid from ${describeWindow(w)}`).join('; ');
 }
 
 export function evaluate(policy: Policy, facts: EvidenceFacts, o: EvaluateOptions): Decision {
@@ -65,7 +64,7 @@ export function evaluate(policy: Policy, facts: EvidenceFacts, o: EvaluateOption
 
   for (const w of facts.windows) {
     if (!within(w.window, o.at, o.skewMs ?? DEFAULT_CLOCK_SKEW_MS)) {
-      return deny('CLAIM_EXPIRED', `the ${w.what} is valid from ${w.window.notBefore.toISOString()} to ${w.window.notAfter.toISOString()}, not at ${at}`);
+      return deny('CLAIM_EXPIRED', `the ${w.what} is valid from ${describeWindow(w.window)}, not at ${at}`);
     }
   }
 

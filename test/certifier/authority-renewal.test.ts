@@ -12,25 +12,33 @@ import { connect, type ChannelServer } from '../../lib/channel/index.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** simpleserver (in this process) for a fresh domain, its own certificate living `identitySeconds`; its log events collected. */
+async function startRenewing(identitySeconds: number) {
+  const policyKey = (await generateKeyPair('p256')).privateKey;
+  const policyCert = await createPolicyCert({ privateKey: policyKey, domain: 'renewal' });
+  const platform = await generateSimulatedPlatform({ alg: 'p256' });
+  const now = Date.now();
+  const policy = loadPolicy(makePolicy({
+    policyKey, policyCert, platforms: [{ key: platform.platformKey }], measurements: [sha256(utf8('program'))],
+    notBefore: new Date(now - 60_000), notAfter: new Date(now + 3_600_000),
+  }), publicKeyOf(policyKey));
+  const events: Record<string, unknown>[] = [];
+  const server = await startCertifier({
+    policyKey, policyCert, policy, domain: 'renewal', host: '127.0.0.1', port: 0, certValiditySeconds: 3600, identitySeconds,
+    log: (r) => void events.push(r as Record<string, unknown>),
+  });
+  return { policyCert, policy, server, events };
+}
+
 describe('simpleserver: its own certificate is replaced while it runs', function () {
   this.timeout(30_000);
   let server: ChannelServer | undefined;
   after(async () => server?.close());
 
   it('presents a new certificate at half its lifetime, so a client after the first one expired is still served', async () => {
-    const policyKey = (await generateKeyPair('p256')).privateKey;
-    const policyCert = await createPolicyCert({ privateKey: policyKey, domain: 'renewal' });
-    const platform = await generateSimulatedPlatform({ alg: 'p256' });
-    const now = Date.now();
-    const policy = loadPolicy(makePolicy({
-      policyKey, policyCert, platforms: [{ key: platform.platformKey }], measurements: [sha256(utf8('program'))],
-      notBefore: new Date(now - 60_000), notAfter: new Date(now + 3_600_000),
-    }), publicKeyOf(policyKey));
-    const events: Record<string, unknown>[] = [];
-    server = await startCertifier({
-      policyKey, policyCert, policy, domain: 'renewal', host: '127.0.0.1', port: 0, certValiditySeconds: 3600, identitySeconds: 4,
-      log: (r) => void events.push(r as Record<string, unknown>),
-    });
+    const started = await startRenewing(4);
+    ({ server } = started);
+    const { policyCert, events } = started;
     const presented = async (): Promise<ValidatedPeer> => {
       const conn = await connect({ host: '127.0.0.1', port: server!.address.port, tls: { ca: toPem(policyCert) }, verifyPeer: (chain) => verifyAuthority(chain, policyCert, new Date()) });
       await conn.close();
@@ -48,19 +56,7 @@ describe('simpleserver: its own certificate is replaced while it runs', function
   });
 
   it('keeps one renewal loop however many reloads come, and none after close', async () => {
-    const policyKey = (await generateKeyPair('p256')).privateKey;
-    const policyCert = await createPolicyCert({ privateKey: policyKey, domain: 'renewal' });
-    const platform = await generateSimulatedPlatform({ alg: 'p256' });
-    const now = Date.now();
-    const policy = loadPolicy(makePolicy({
-      policyKey, policyCert, platforms: [{ key: platform.platformKey }], measurements: [sha256(utf8('program'))],
-      notBefore: new Date(now - 60_000), notAfter: new Date(now + 3_600_000),
-    }), publicKeyOf(policyKey));
-    const events: Record<string, unknown>[] = [];
-    const s = await startCertifier({
-      policyKey, policyCert, policy, domain: 'renewal', host: '127.0.0.1', port: 0, certValiditySeconds: 3600, identitySeconds: 2,
-      log: (r) => void events.push(r as Record<string, unknown>),
-    });
+    const { server: s, policy, events } = await startRenewing(2);
     const renewals = () => events.filter((e) => e.event === 'identity-renewed').length;
     for (let i = 0; i < 3; i++) s.setPolicy(policy); // three reloads in a row
     await sleep(200);
