@@ -11,12 +11,19 @@
 // LevelDB's lock makes this process the only writer, so each name's latest and highest version
 // can live in memory; appends and deletes of one name are serialized by a per-name queue, and
 // every write is { sync: true }, acknowledged only once it is on disk.
+//
+// Records recently read are kept as they are on disk (sealed: metadata and ciphertext, never a
+// value) in a small cache, so a name asked for again and again costs no trip to LevelDB's thread
+// pool. A version, once written, never changes and is never reused, so only a delete can make a
+// cached record stale; every delete drops its versions from the cache, and a read that overlapped
+// a delete caches nothing.
 
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { Level } from 'level';
 import { CertifierError } from '../errors/index.ts';
 import { syncDir } from '../files/index.ts';
+import { LruMap } from '../util/lru.ts';
 import { compareNames, decode, encode } from '../wire/index.ts';
 import {
   checkAfter, checkBuilt, checkExpected, checkName, checkPrefix, checkVersion, infoOf, listLimit, nextVersion, versionConflict,
@@ -35,6 +42,10 @@ const FORMAT_KEY = '!format';
 const STORAGE_KEY_ID = '!storage-key-id';
 const FORMAT_MARK = 'certifier-keys key-server level backend, format 1';
 const RECORD = 'r!';
+/** The sealed-record cache: at most this many records and bytes (a record over the byte budget is never cached). */
+const CACHE_RECORDS = 4096;
+const CACHE_BYTES = 4 * 1024 * 1024;
+const CACHE_ENTRY_OVERHEAD = 160; // the key string and the Map entry, roughly
 const MARK = 'h!';
 
 const recordKey = (name: string, version: number) => `${RECORD}${name}\u0000${version.toString(16).padStart(8, '0')}`;
@@ -79,6 +90,12 @@ function decodeRecord(name: string, version: number, raw: Uint8Array): StoredRec
   return { name, version, type: valueType, exportable: m.exportable ?? false, timeEntered, size, ciphertext };
 }
 
+/** The record with a ciphertext of its own, not a view into bytes the cache keeps. */
+function ownCiphertext(r: StoredRecord): StoredRecord {
+  r.ciphertext = new Uint8Array(r.ciphertext); // a copy (a Buffer's slice() would be a view)
+  return r;
+}
+
 async function prepareDir(dir: string): Promise<void> {
   try {
     await fs.mkdir(dir, { recursive: true, mode: 0o700 });
@@ -106,6 +123,11 @@ export class LevelBackend implements KeyBackend {
   private readonly queues = new Map<string, Promise<void>>();
   private closed = false;
   private backup: Promise<unknown> | undefined;
+  private readonly sealed = new LruMap<string, Uint8Array>(CACHE_RECORDS, {
+    weigh: (raw) => raw.length + CACHE_ENTRY_OVERHEAD, maxWeight: CACHE_BYTES,
+  });
+  /** Counts delete starts and ends: a read that saw it change may have read what is being deleted. */
+  private deletes = 0;
 
   private constructor(readonly path: string, private readonly db: Db) {}
 
@@ -176,14 +198,22 @@ export class LevelBackend implements KeyBackend {
     // serves many connections, and a synchronous read of an uncached block would stall them all.
     let v = version || (this.states.get(name)?.latest ?? (await this.latestBelow(name, 0)));
     if (v === 0) return undefined;
-    let raw: Uint8Array | undefined = await this.db.get(recordKey(name, v));
+    const key = recordKey(name, v);
+    const hit = this.sealed.get(key);
+    if (hit) return ownCiphertext(decodeRecord(name, v, hit));
+    const deletes = this.deletes;
+    let raw: Uint8Array | undefined = await this.db.get(key);
+    if (raw !== undefined && deletes === this.deletes && !this.closed) {
+      // Its own bytes, not a view that would keep a larger buffer alive.
+      this.sealed.set(key, raw.byteLength === raw.buffer.byteLength ? raw : new Uint8Array(raw));
+    }
     if (raw === undefined && version === 0) {
       // A delete of the latest version landed between reading the cache and reading the record:
       // ask the disk, so the answer is the new latest rather than "absent".
       v = await this.latestBelow(name, 0);
       raw = v === 0 ? undefined : await this.db.get(recordKey(name, v));
     }
-    return raw === undefined ? undefined : decodeRecord(name, v, raw);
+    return raw === undefined ? undefined : ownCiphertext(decodeRecord(name, v, raw));
   }
 
   async delete(name: string, version: number): Promise<number[]> {
@@ -202,10 +232,17 @@ export class LevelBackend implements KeyBackend {
       const latestAfter = !versions.includes(st.latest) ? st.latest : version === 0 ? 0 : await this.latestBelow(name, version);
       const mark = new Uint8Array(4);
       new DataView(mark.buffer).setUint32(0, st.highest, false);
-      await this.db.batch(
-        [...versions.map((v) => ({ type: 'del' as const, key: recordKey(name, v) })), { type: 'put' as const, key: MARK + name, value: mark }],
-        { sync: true },
-      );
+      const keys = versions.map((v) => recordKey(name, v));
+      const uncache = () => {
+        this.deletes++;
+        for (const key of keys) this.sealed.delete(key);
+      };
+      uncache();
+      try {
+        await this.db.batch([...keys.map((key) => ({ type: 'del' as const, key })), { type: 'put' as const, key: MARK + name, value: mark }], { sync: true });
+      } finally {
+        uncache(); // whatever the outcome: a read that started before the batch ended caches nothing
+      }
       st.latest = latestAfter;
       this.states.set(name, st);
       return versions;
@@ -310,6 +347,7 @@ export class LevelBackend implements KeyBackend {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.sealed.clear();
     await Promise.all(this.queues.values());
     await this.backup;
     await this.db.close();

@@ -84,6 +84,39 @@ export function runBackendContract(name: string, factory: () => Promise<BackendF
       expect((await put('k')).version).to.equal(4);
     });
 
+    it('never returns a deleted version to a read repeated after the delete', async () => {
+      for (let i = 0; i < 3; i++) await put('k');
+      for (let i = 0; i < 2; i++) expect([(await b.get('k', 0))?.version, (await b.get('k', 2))?.version]).to.deep.equal([3, 2]);
+      await b.delete('k', 3);
+      await b.delete('k', 2);
+      expect([(await b.get('k', 0))?.version, await b.get('k', 2), await b.get('k', 3)]).to.deep.equal([1, undefined, undefined]);
+      await b.delete('k', 0);
+      expect([await b.get('k', 0), await b.get('k', 1)]).to.deep.equal([undefined, undefined]);
+    });
+
+    it('never returns a deleted version after the delete, to reads that ran alongside it', async () => {
+      for (let i = 0; i < 2; i++) await put('k');
+      const reads = Array.from({ length: 20 }, (_, i) => b.get('k', i % 2 ? 2 : 0));
+      let done = false;
+      const deleted = b.delete('k', 2).finally(() => (done = true));
+      // Reads started on every turn until the delete is acknowledged: some while it is on its way to disk.
+      while (!done) {
+        reads.push(b.get('k', 2), b.get('k', 0));
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      await Promise.all(reads);
+      expect(await deleted).to.deep.equal([2]);
+      expect([(await b.get('k', 0))?.version, await b.get('k', 2)]).to.deep.equal([1, undefined]);
+    });
+
+    it('hands out records whose changes by the caller do not reach the stored one', async () => {
+      const stored = await put('k');
+      const first = (await b.get('k', 1))!;
+      first.ciphertext.fill(0);
+      first.size = 99;
+      expect(await b.get('k', 1)).to.deep.equal(stored);
+    });
+
     it('deletes every version with version 0, and numbering goes on after them', async () => {
       for (let i = 0; i < 3; i++) await put('k');
       expect(await b.delete('k', 0)).to.deep.equal([1, 2, 3]);

@@ -27,7 +27,25 @@ describe('LruMap', () => {
     expect(m.size).to.equal(1);
   });
 
-  it('refuses a capacity below one', () => {
+  it('keeps the total weight within maxWeight, and never an entry heavier than that', () => {
+    const m = new LruMap<string, Uint8Array>(100, { weigh: (v) => v.length, maxWeight: 10 });
+    m.set('a', new Uint8Array(4));
+    m.set('b', new Uint8Array(4));
+    expect(m.totalWeight).to.equal(8);
+    m.set('c', new Uint8Array(4)); // 12 > 10: a goes
+    expect([m.get('a'), m.totalWeight, m.size]).to.deep.equal([undefined, 8, 2]);
+    m.set('big', new Uint8Array(11)); // heavier than the whole budget: not kept, nothing dropped
+    expect([m.get('big'), m.size, m.totalWeight]).to.deep.equal([undefined, 2, 8]);
+    m.set('b', new Uint8Array(1)); // replaced: its old weight is gone
+    expect(m.totalWeight).to.equal(5);
+    expect(m.delete('c')).to.equal(true);
+    expect(m.totalWeight).to.equal(1);
+    m.clear();
+    expect([m.size, m.totalWeight]).to.deep.equal([0, 0]);
+  });
+
+  it('refuses a capacity below one, or a weight budget of none', () => {
     expect(() => new LruMap(0)).to.throw(RangeError);
+    expect(() => new LruMap(1, { weigh: () => 1, maxWeight: 0 })).to.throw(RangeError);
   });
 });
