@@ -149,6 +149,13 @@ section(
       ctx.note(`rows 1-2: key-server in this process (startKeyServer, LevelBackend, synced audit log, no ACL; its log lines rendered, not printed: ${(logged / 2 ** 20).toFixed(1)} MiB), KeyClient pinning its measurement; baseline: lib/channel serve/connect, mutual TLS 1.3, P-256 admission certificates of the same P-256 policy key, no verifyPeer on either end`);
       ctx.note(`row 1: ${CLIENTS} concurrent clients, a new connection and a new client certificate per operation, the client closes; per operation on this shared thread: retrieve ${per(perConn.subject)} ms, mTLS + echo ${per(perConn.baseline)} ms`);
       ctx.note(`row 2: ${IN_FLIGHT} requests in flight on one connection (the server starts a connection's requests in order, its reads running alongside each other; their answers wait for their audit records together, group-committed, and leave in order); per operation: retrieve ${per(piped.subject)} ms, echo ${per(piped.baseline)} ms`);
+      // What the audit alone allows: every answer waits for a synced write, and a connection with
+      // IN_FLIGHT requests outstanding has at most IN_FLIGHT answers in each.
+      const syncMs = stages.find((st) => st.stage.startsWith('audit append alone'))?.ms;
+      if (syncMs) {
+        const ceiling = IN_FLIGHT / (syncMs / 1000);
+        ctx.note(`row 2's ceiling from the audit sync alone (${syncMs.toFixed(3)} ms here, below): at most ${IN_FLIGHT} answers per synced write, so at most ${ceiling.toFixed(0)} retrieves/s with no CPU spent at all, ${(ceiling / piped.baseline.median).toFixed(2)} of this echo; the CPU of ${IN_FLIGHT} requests comes on top, since a client keeping ${IN_FLIGHT} in flight sends the next ones only as answers arrive`);
+      }
       ctx.note(`row 3: the same pipelined retrieves from a second in-process key-server over the same database, started without an audit log; per operation ${per(pipedBare.subject)} ms`);
       ctx.note(`median of ${cfg.repeats} interleaved repeats (${cfg.connIters} / ${cfg.pipeIters} operations); maxRequestsPerConnection raised on both servers so one connection carries every pipelined run`);
       ctx.note(`stage costs on this thread, each alone (ms): ${formatStages(stages)}`);
