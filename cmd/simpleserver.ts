@@ -6,55 +6,69 @@ import { readFileLimited } from '../lib/files/index.ts';
 import { CertifierError } from '../lib/errors/index.ts';
 import { fromHex, toHex } from '../lib/crypto/index.ts';
 import { parseTrustRequest } from '../lib/wire/index.ts';
-import { evaluate, loadPolicy, sameKey, type Decision } from '../lib/policy/index.ts';
-import { describeSnpEvidence, SEV_ENCLAVE, verifyEvidence, verifyOptionsFor } from '../lib/attest/index.ts';
+import { evaluate, loadPolicy, sameKey, type Decision, type Policy } from '../lib/policy/index.ts';
+import { describeCrl, describeSnpEvidence, MAX_CRL_BYTES, SEV_ENCLAVE, snpRootsOf, trustedCrls, verifyEvidence, verifyOptionsFor, type VerifiedAmdCrl } from '../lib/attest/index.ts';
 import { validatePolicyCert } from '../lib/pki/index.ts';
 import { policyEnds, policyNotInForce, SESSION_BINDING_BYTES, startCertifier } from '../lib/certifier/index.ts';
-import { createProgram, intInRange, run, subcommand, warn, type JsonOption } from './common/cli.ts';
+import { collect, createProgram, intInRange, run, subcommand, warn, type JsonOption } from './common/cli.ts';
 import { parseHostPort, readCertificateFile, readPrivateKeyFile } from './common/keys.ts';
 import { logLine, runUntilSignal } from './common/server.ts';
 import { policyDomain } from './cert-utility/trust-commands.ts';
 
 const P = 'simpleserver';
+const CRL_HELP = 'an AMD revocation list (DER or PEM, as AMD\'s key distribution service serves it) for an SEV-SNP root the policy trusts: ASKs/ASVKs on it are refused, and so is every path to its root once it is past its next update (repeatable, one per root)';
+
+/** The --amd-crl files, checked against the SEV-SNP roots `policy` trusts, at `at`. */
+async function loadCrls(files: string[], policy: Policy, at: Date): Promise<VerifiedAmdCrl[]> {
+  const lists = await Promise.all(files.map(async (source) => ({ source, bytes: await readFileLimited(source, MAX_CRL_BYTES) })));
+  return trustedCrls(lists, snpRootsOf(policy), at);
+}
 process.umask(0o077);
 const program = createProgram(P, 'the policy-key certificate authority: evidence in, admission certificate out');
 
-subcommand<JsonOption & { policyKey: string; policyCert: string; policy: string; listen: string; plain?: boolean; certDays: number; logJson?: boolean }>(program, 'serve',
+subcommand<JsonOption & { policyKey: string; policyCert: string; policy: string; amdCrl: string[]; listen: string; plain?: boolean; certDays: number; logJson?: boolean }>(program, 'serve',
   'certify machines whose evidence the policy trusts',
   async (o) => {
     const [policyKey, policyCert] = await Promise.all([readPrivateKeyFile(o.policyKey), readCertificateFile(o.policyCert)]);
     const pc = validatePolicyCert(policyCert, new Date());
     if (!sameKey(pc.publicKey, policyKey)) throw new CertifierError('INVALID_KEY', `${o.policyKey} is not the key of ${o.policyCert}`);
     const policy = loadPolicy(await readFileLimited(o.policy, 4 * 1024 * 1024), pc.publicKey);
+    const amdCrls = await loadCrls(o.amdCrl, policy, new Date());
     const notInForce = policyNotInForce(policy, new Date());
     if (notInForce) warn(P, `the policy ${notInForce}: every machine will be refused (CLAIM_EXPIRED) until a policy in force is loaded (SIGHUP), or, if it was signed on a clock running ahead, until then`);
     const { host, port } = parseHostPort(o.listen, '--listen', { listen: true });
     if (o.plain) warn(P, 'serving the original plain-TCP protocol: no TLS, and evidence is not bound to a session (a recorded request can be replayed); use only for older clients');
     const log = logLine(P, o.logJson === true);
     const server = await startCertifier({
-      policyKey, policyCert, policy, domain: policyDomain(policyCert), host, port, plain: o.plain === true,
+      policyKey, policyCert, policy, amdCrls, domain: policyDomain(policyCert), host, port, plain: o.plain === true,
       certValiditySeconds: o.certDays * 86_400, log,
     });
     process.stderr.write(`${P}: domain ${policyDomain(policyCert)}, ${policy.platforms.length} trusted platform(s), ${policy.measurements.length} trusted measurement(s), the first claim ending ${policyEnds(policy)?.toISOString() ?? 'never (no claims)'}, ${o.plain ? 'plain TCP' : 'TLS 1.3'}\n`);
+    for (const c of amdCrls) process.stderr.write(`${P}: ${describeCrl(c)}\n`);
     const reload = async () => {
       const next = loadPolicy(await readFileLimited(o.policy, 4 * 1024 * 1024), pc.publicKey); // a bad file throws; the policy in force stays
       const why = policyNotInForce(next, new Date());
       if (why) throw new CertifierError('CLAIM_EXPIRED', `the new policy ${why}; the policy in force stays`);
-      server.setPolicy(next);
-      return { policy: o.policy, platforms: next.platforms.length, measurements: next.measurements.length, firstClaimEnds: policyEnds(next)?.toISOString() ?? 'never (no claims)' };
+      const crls = await loadCrls(o.amdCrl, next, new Date()); // read again too: a fresh list is the usual reason to reload
+      server.setPolicy(next, crls);
+      return {
+        policy: o.policy, platforms: next.platforms.length, measurements: next.measurements.length, firstClaimEnds: policyEnds(next)?.toISOString() ?? 'never (no claims)',
+        ...(crls.length ? { amdCrls: crls.map(describeCrl) } : {}),
+      };
     };
     return { json: await runUntilSignal(P, server, o.json === true, { log, reload }) };
   })
   .requiredOption('--policy-key <file>', 'the policy private key')
   .requiredOption('--policy-cert <file>', 'the policy certificate')
   .requiredOption('--policy <file>', 'the signed policy (make-policy; SIGHUP reads it again)')
+  .option('--amd-crl <file>', `${CRL_HELP}; SIGHUP reads it again`, collect<string>, [])
   .option('--listen <host:port>', 'address to listen on (port 0 picks one)', '127.0.0.1:8123')
   .option('--plain', 'serve the original plain-TCP protocol (no TLS, no session binding)')
   .option('--cert-days <n>', 'longest admission certificate lifetime (never beyond the policy claims)', intInRange(1, 3660), 90)
   .option('--log-json', 'log JSON lines instead of text')
   .addHelpText('after', '\nExample:\n  $ simpleserver serve --policy-key policy-key.pem --policy-cert policy-cert.pem --policy policy.bin --listen 127.0.0.1:8123\n');
 
-subcommand<JsonOption & { policy: string; policyCert: string; evidence: string; at?: string; sessionBinding?: string }>(program, 'explain',
+subcommand<JsonOption & { policy: string; policyCert: string; evidence: string; amdCrl: string[]; at?: string; sessionBinding?: string }>(program, 'explain',
   'evaluate saved evidence (a trust_request_message) against a policy, offline, and say why',
   async (o) => {
     const policyCert = await readCertificateFile(o.policyCert);
@@ -62,13 +76,14 @@ subcommand<JsonOption & { policy: string; policyCert: string; evidence: string; 
     if (!Number.isFinite(at.getTime())) throw new CertifierError('USAGE', `--at "${o.at}" is not a time`);
     const pc = validatePolicyCert(policyCert, at);
     const policy = loadPolicy(await readFileLimited(o.policy, 4 * 1024 * 1024), pc.publicKey);
+    const amdCrls = await loadCrls(o.amdCrl, policy, at);
     const req = parseTrustRequest(await readFileLimited(o.evidence, 4 * 1024 * 1024));
     // SEV-SNP evidence: every field of the report first, whatever the decision turns out to be.
     const fields = req.support.enclaveType === SEV_ENCLAVE ? describeSnpEvidence(req.support) : [];
     if (fields.length && !o.json) process.stdout.write(fields.join('\n') + '\n');
     let decision: Decision;
     try {
-      const facts = verifyEvidence(req.support, verifyOptionsFor(policy, at));
+      const facts = verifyEvidence(req.support, verifyOptionsFor(policy, at, amdCrls));
       decision = evaluate(policy, facts, { at, purpose: req.purpose, ...(o.sessionBinding ? { expectedBinding: fromHex(o.sessionBinding) } : {}) });
     } catch (e) {
       if (!(e instanceof CertifierError)) throw e;
@@ -85,6 +100,7 @@ subcommand<JsonOption & { policy: string; policyCert: string; evidence: string; 
   .requiredOption('--policy <file>', 'the signed policy')
   .requiredOption('--policy-cert <file>', 'the policy certificate')
   .requiredOption('--evidence <file>', 'a serialized trust_request_message (init-trust --save-evidence)')
+  .option('--amd-crl <file>', CRL_HELP, collect<string>, [])
   .option('--at <time>', 'evaluate at this time (ISO 8601) instead of now')
   .option('--session-binding <hex>', `require the evidence to be bound to this TLS exporter value (${SESSION_BINDING_BYTES * 2} hex digits)`, (v: string) => {
     if (!new RegExp(`^[0-9a-fA-F]{${SESSION_BINDING_BYTES * 2}}$`).test(v)) throw new InvalidArgumentError(`expected ${SESSION_BINDING_BYTES * 2} hex digits (the ${SESSION_BINDING_BYTES}-byte TLS exporter value)`);

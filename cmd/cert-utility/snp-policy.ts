@@ -8,7 +8,7 @@ import { CertifierError } from '../../lib/errors/index.ts';
 import { AMD_CERTS, AMD_PRODUCTS, isPssSignedBy, pinnedArk, pinnedProductOf, readAmdCert, type AmdProduct } from '../../lib/attest/index.ts';
 import { COMPARATORS, SEV_SNP_PLATFORM, SNP_PROPERTY, type Comparator, type MakePolicyOptions, type Requirement } from '../../lib/policy/index.ts';
 import { readCertificateFile } from '../common/keys.ts';
-import { warn } from '../common/cli.ts';
+import { collect, warn } from '../common/cli.ts';
 
 export interface SnpPolicyFlags {
   trustAmdRoot: AmdProduct[];
@@ -22,7 +22,6 @@ export interface SnpPolicyFlags {
   snpProperty: Requirement[];
 }
 
-const collect = <T>(v: T, acc: T[]) => [...acc, v];
 
 function parseTcb(v: string): number[] {
   const parts = v.split(/[:/]/);

@@ -13,7 +13,7 @@ import { generateSimulatedPlatform, platformCertificate, TEST_PLATFORM_WARNING }
 import { AUTHORITY_PLATFORM, initTrust, ROLE_PLATFORM_PREFIX } from '../../lib/certifier/index.ts';
 import { issueRoleCert } from '../../lib/keyservice/roles.ts';
 import { Cryptstore } from '../../cryptstore/index.ts';
-import { fileOut, intInRange, note, subcommand, warn, type JsonOption } from '../common/cli.ts';
+import { collect, fileOut, intInRange, note, subcommand, warn, type JsonOption } from '../common/cli.ts';
 import { protectorFrom, storeOptions, type ProtectionOptions } from '../common/protection.ts';
 import { loadPlatform } from '../common/platform.ts';
 import { KEY_FILE_LIMIT, measureFile, parseHostPort, publicKeyFrom, parseMeasurementHex, readCertificateFile, readMeasurementFile, readPrivateKeyFile, readPublicKeyFile } from '../common/keys.ts';
@@ -23,7 +23,6 @@ import { snpPolicyOptions, snpPolicyParts, type SnpPolicyFlags } from './snp-pol
 const P = 'cert-utility';
 const DAY = 86_400_000;
 const ALGS = ['p256', 'p384', 'rsa2048'];
-const collect = (v: string, acc: string[]) => [...acc, v];
 const examples = (lines: string[]) => `\nExamples:\n${lines.map((l) => `  $ ${l}`).join('\n')}\n`;
 
 /** The domain a policy certificate names (O=<domain>/policyAuthority). */
@@ -140,8 +139,8 @@ export function addTrustCommands(program: Command): void {
     })
     .requiredOption('--policy-key <file>', 'the policy private key')
     .requiredOption('--policy-cert <file>', 'the policy certificate')
-    .option('--trust-platform <file>', 'a platform certificate or public key to trust for attestation (repeatable)', collect, [])
-    .option('--trust-measurement <hex>', 'a measurement to trust (repeatable)', collect, [])
+    .option('--trust-platform <file>', 'a platform certificate or public key to trust for attestation (repeatable)', collect<string>, [])
+    .option('--trust-measurement <hex>', 'a measurement to trust (repeatable)', collect<string>, [])
     .requiredOption('--out <file>', 'where to write the policy', fileOut)
     .option('--days <n>', 'how long the policy claims are valid', intInRange(1, 36600), 365)
     .option('--force', 'replace --out if it exists'))

@@ -128,6 +128,9 @@ export function parseVersion(value: string): number {
   return Number(value);
 }
 
+/** A repeatable option's values, in order (commander's argParser with [] as the default). */
+export const collect = <T>(v: T, acc: T[]): T[] => [...acc, v];
+
 export function intInRange(min: number, max: number) {
   return (value: string): number => {
     if (!/^-?\d+$/.test(value) || Number(value) < min || Number(value) > max) throw new InvalidArgumentError(`expected an integer from ${min} to ${max}`);

@@ -4,7 +4,7 @@ import { CertifierError } from '../errors/index.ts';
 import type { ValidTrustRequest } from '../wire/index.ts';
 import { SEV_SNP_PLATFORM, type EvidenceFacts, type Policy } from '../policy/index.ts';
 import { SIMULATED_ENCLAVE, verifySimulatedEvidence } from './simulated-verify.ts';
-import { pinnedRoots, SEV_ENCLAVE, verifySnpEvidence } from './sev-snp/index.ts';
+import { pinnedRoots, SEV_ENCLAVE, verifySnpEvidence, type VerifiedAmdCrl } from './sev-snp/index.ts';
 
 export * from './platform.ts';
 export * from './simulated.ts';
@@ -17,15 +17,21 @@ export interface VerifyOptions {
   at?: Date;
   /** Trust anchors for SEV-SNP paths (DER ARKs); AMD's pinned ARKs when not given. */
   snpRoots?: Uint8Array[];
+  /** AMD's revocation lists (simpleserver --amd-crl), each verified against its root. */
+  snpCrls?: VerifiedAmdCrl[];
 }
 
 /**
  * What a server verifies with under `policy`: AMD's pinned ARKs, plus any SEV-SNP root the policy
  * names by certificate (a test root, another product). Trusting a root stays the policy's call.
  */
-export function verifyOptionsFor(policy: Policy, at: Date): VerifyOptions {
-  const named = policy.platforms.filter((p) => p.platformType === SEV_SNP_PLATFORM && p.certificate).map((p) => p.certificate!);
-  return { at, snpRoots: [...pinnedRoots(), ...named] };
+export function verifyOptionsFor(policy: Policy, at: Date, snpCrls: VerifiedAmdCrl[] = []): VerifyOptions {
+  return { at, snpRoots: snpRootsOf(policy), snpCrls };
+}
+
+/** The SEV-SNP roots a server trusts under `policy`: AMD's pinned ARKs and those the policy names. */
+export function snpRootsOf(policy: Policy): Uint8Array[] {
+  return [...pinnedRoots(), ...policy.platforms.filter((p) => p.platformType === SEV_SNP_PLATFORM && p.certificate).map((p) => p.certificate!)];
 }
 
 /** Verifies an evidence package with the verifier of its platform. */
@@ -35,6 +41,6 @@ export function verifyEvidence(support: ValidTrustRequest['support'], o: VerifyO
   }
   const type = support.enclaveType ?? SIMULATED_ENCLAVE;
   if (type === SIMULATED_ENCLAVE) return verifySimulatedEvidence(support);
-  if (type === SEV_ENCLAVE) return verifySnpEvidence(support, { ...(o.at ? { at: o.at } : {}), ...(o.snpRoots ? { roots: o.snpRoots } : {}) });
+  if (type === SEV_ENCLAVE) return verifySnpEvidence(support, { ...(o.at ? { at: o.at } : {}), ...(o.snpRoots ? { roots: o.snpRoots } : {}), ...(o.snpCrls ? { crls: o.snpCrls } : {}) });
   throw new CertifierError('EVIDENCE_MALFORMED', `no verifier for enclave type "${type}"`);
 }

@@ -1,6 +1,7 @@
 // Things a running server holds that run out: key-server's admission certificate from
 // init-trust (renewed while it runs only when given --certifier), simpleserver's signed policy
-// (made offline with the policy key, put in force by SIGHUP). The server says so in its log,
+// (made offline with the policy key, put in force by SIGHUP), and the AMD revocation lists it was
+// given. The server says so in its log,
 // every day from RENEW_BEFORE_MS before the end, and once more when it has passed.
 
 import { RENEW_BEFORE_MS } from './init-trust.ts';
@@ -53,4 +54,10 @@ export const IDENTITY_EXPIRY_RENEWING: ExpiryWatch = {
 export const POLICY_EXPIRY: ExpiryWatch = {
   what: 'policy-claim',
   advice: 'machines that need an ended claim are refused (CLAIM_EXPIRED): sign a new policy with cert-utility make-policy and reload simpleserver with it (SIGHUP)',
+};
+
+/** simpleserver's AMD revocation lists (--amd-crl): the first to reach its nextUpdate. */
+export const AMD_CRL_EXPIRY: ExpiryWatch = {
+  what: 'amd-crl',
+  advice: 'SEV-SNP machines whose path ends at its root are refused (SNP_CRL_STALE) once it is due: fetch a fresh CRL from AMD and reload simpleserver (SIGHUP)',
 };

@@ -8,12 +8,15 @@ import { readCertificateSummary, toPem } from '../pki/index.ts';
 import { describeWindow, within, type Policy, type Window } from '../policy/index.ts';
 import { CertifierService, type CertificationRecord } from './service.ts';
 import { AUTHORITY_CERT_SECONDS, issueAuthorityIdentity } from './identity.ts';
-import { MAX_TIMER_MS, POLICY_EXPIRY, watchExpiry } from './expiry.ts';
+import { AMD_CRL_EXPIRY, MAX_TIMER_MS, POLICY_EXPIRY, watchExpiry } from './expiry.ts';
+import type { VerifiedAmdCrl } from '../attest/index.ts';
 
 export interface CertifierServerOptions {
   policyKey: KeyObject;
   policyCert: Uint8Array;
   policy: Policy;
+  /** AMD's revocation lists, verified against the policy's SEV-SNP roots (simpleserver --amd-crl). */
+  amdCrls?: VerifiedAmdCrl[];
   domain: string;
   host: string;
   port: number;
@@ -33,36 +36,40 @@ export const CERTIFIER_LIMITS: Limits = { maxRequestsPerConnection: 1 };
 
 /** simpleserver's server: the channel server, and the way to put a new policy in force. */
 export type CertifierServer = ChannelServer & {
-  /** Later certifications follow this policy, and its end is watched instead (SIGHUP in simpleserver serve). */
-  setPolicy(policy: Policy): void;
+  /** Later certifications follow this policy and these lists, and their ends are watched instead (SIGHUP in simpleserver serve). */
+  setPolicy(policy: Policy, amdCrls?: VerifiedAmdCrl[]): void;
 };
 
 export async function startCertifier(o: CertifierServerOptions): Promise<CertifierServer> {
   const limits: Limits = { ...CERTIFIER_LIMITS, ...o.limits };
   const service = new CertifierService(
-    { policyKey: o.policyKey, policyCert: o.policyCert, policy: o.policy, domain: o.domain, certValiditySeconds: o.certValiditySeconds, requireSessionBinding: !o.plain },
+    { policyKey: o.policyKey, policyCert: o.policyCert, policy: o.policy, amdCrls: o.amdCrls ?? [], domain: o.domain, certValiditySeconds: o.certValiditySeconds, requireSessionBinding: !o.plain },
     (r) => o.log({ event: 'certification', ...r }),
   );
   const handler = (req: Uint8Array, conn: { id: string; remote: string; exportKeyingMaterial(l: string, n: number): Uint8Array | undefined }) =>
     service.handle(req, { id: conn.id, remote: conn.remote, exportKeyingMaterial: (l, n) => conn.exportKeyingMaterial(l, n) });
   // Started once the server listens, so a server that never started leaves no timer behind.
   let stopWatching = () => {};
-  const watchPolicy = (policy: Policy) => {
+  const watchPolicy = (policy: Policy, crls: VerifiedAmdCrl[]) => {
     stopWatching();
+    const log = (r: Record<string, unknown>) => o.log(r as LogRecord);
     const ends = policyEnds(policy);
-    stopWatching = ends ? watchExpiry(ends, (r) => o.log(r as LogRecord), POLICY_EXPIRY) : () => {};
+    const stops = ends ? [watchExpiry(ends, log, POLICY_EXPIRY)] : [];
+    const due = crls.map((c) => c.nextUpdate.getTime());
+    if (due.length) stops.push(watchExpiry(new Date(Math.min(...due)), log, AMD_CRL_EXPIRY));
+    stopWatching = () => stops.forEach((stop) => stop());
   };
   let renewNow = () => {};
-  const setPolicy = (policy: Policy) => {
-    service.setPolicy(policy);
-    watchPolicy(policy);
+  const setPolicy = (policy: Policy, amdCrls: VerifiedAmdCrl[] = []) => {
+    service.setPolicy(policy, amdCrls);
+    watchPolicy(policy, amdCrls);
     // A reload also makes a fresh certificate of our own: after a clock was put right, the one
     // made by the wrong clock would otherwise be presented for days.
     renewNow();
   };
   if (o.plain) {
     const plain = await serve({ host: o.host, port: o.port, plain: true, handler, limits, log: o.log });
-    watchPolicy(o.policy);
+    watchPolicy(o.policy, o.amdCrls ?? []);
     return Object.assign(closingAlso(plain, () => stopWatching()), { setPolicy });
   }
   const lifetime = o.identitySeconds ?? AUTHORITY_CERT_SECONDS;
@@ -105,7 +112,7 @@ export async function startCertifier(o: CertifierServerOptions): Promise<Certifi
   };
   schedule(lifetime * 500);
   renewNow = renewOnce;
-  watchPolicy(o.policy);
+  watchPolicy(o.policy, o.amdCrls ?? []);
   const closing = closingAlso(server, () => {
     stopped = true;
     renewNow = () => {};

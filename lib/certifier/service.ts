@@ -7,7 +7,7 @@ import { CertifierError, type ErrorCode } from '../errors/index.ts';
 import { toHex } from '../crypto/index.ts';
 import { clipped, encode, parseTrustRequest, type TrustResponseMessage } from '../wire/index.ts';
 import { evaluate, type Decision, type Policy } from '../policy/index.ts';
-import { verifyEvidence, verifyOptionsFor } from '../attest/index.ts';
+import { verifyEvidence, verifyOptionsFor, type VerifiedAmdCrl } from '../attest/index.ts';
 import { issueAdmissionCert, readCertificateSummary } from '../pki/index.ts';
 
 /** The TLS exporter label binding evidence to its connection (RFC 8446, 7.5; a private-use label, RFC 5705, 4). */
@@ -20,6 +20,8 @@ export interface CertifierConfig {
   policyKey: KeyObject;
   policyCert: Uint8Array;
   policy: Policy;
+  /** AMD's revocation lists (simpleserver --amd-crl), verified against the policy's SEV-SNP roots. */
+  amdCrls?: VerifiedAmdCrl[];
   domain: string;
   /** Longest lifetime of an admission certificate; it never outlives the claims behind it. */
   certValiditySeconds: number;
@@ -53,9 +55,13 @@ export class CertifierService {
     this.config = { ...config };
   }
 
-  /** Requests from now on are decided by this policy (one already being decided keeps its own). */
-  setPolicy(policy: Policy): void {
+  /**
+   * Requests from now on are decided by this policy and these revocation lists (one already being
+   * decided keeps its own); both change together.
+   */
+  setPolicy(policy: Policy, amdCrls: VerifiedAmdCrl[] = []): void {
     this.config.policy = policy;
+    this.config.amdCrls = amdCrls;
   }
 
   async handle(request: Uint8Array, ctx: RequestContext): Promise<Uint8Array> {
@@ -67,8 +73,8 @@ export class CertifierService {
       const at = this.config.now?.() ?? new Date();
       const binding = this.config.requireSessionBinding ? ctx.exportKeyingMaterial(SESSION_BINDING_LABEL, SESSION_BINDING_BYTES) : undefined;
       if (this.config.requireSessionBinding && !binding) throw new CertifierError('SESSION_MISMATCH', 'no TLS session to bind the evidence to');
-      const policy = this.config.policy; // one policy decides a request, whatever a reload does
-      const facts = verifyEvidence(req.support, verifyOptionsFor(policy, at));
+      const { policy, amdCrls } = this.config; // one policy decides a request, whatever a reload does
+      const facts = verifyEvidence(req.support, verifyOptionsFor(policy, at, amdCrls));
       const decision: Decision = evaluate(policy, facts, { at, purpose: req.purpose, ...(binding ? { expectedBinding: binding } : {}) });
       if (!decision.allow) {
         this.log({ ...base, decision: 'deny', code: decision.code, reason: decision.reason, measurement: toHex(facts.measurement), platform: facts.platform });

@@ -98,28 +98,36 @@ function readSerial(t: Tlv | undefined): string {
   return toHex(c[0] === 0 && c.length > 1 ? c.subarray(1) : c);
 }
 
-/** Splits a certificate into its parts. Throws DerError on anything but one well-formed certificate. */
-export function readStructure(der: Uint8Array): CertStructure {
+/**
+ * The envelope every signed X.509 object shares (a certificate, a CRL): SEQUENCE { signed part,
+ * signatureAlgorithm, signatureValue }, the whole tree well-formed DER. `what` names the object.
+ */
+export function readSigned(der: Uint8Array, what: string): { tbs: Tlv; algorithm: Tlv; signatureAlgorithm: CertStructure['signatureAlgorithm']; signature: Uint8Array } {
   // Checked first so that text (PEM, hex) is called malformed rather than "trailing bytes".
   if (der[0] !== TAG.SEQUENCE) throw new DerError('it does not start with a DER SEQUENCE');
   const top = readOne(der);
   checkTree(top);
-  const [tbsTlv, alg, sig, ...extra] = children(expectTag(top, TAG.SEQUENCE, 'Certificate'));
-  if (extra.length > 0) throw new DerError('Certificate: unexpected extra fields');
-  const signatureAlgorithm = readAlgorithm(alg, 'signatureAlgorithm');
+  const [tbs, algorithm, sig, ...extra] = children(expectTag(top, TAG.SEQUENCE, what));
+  if (extra.length > 0) throw new DerError(`${what}: unexpected extra fields`);
+  const signatureAlgorithm = readAlgorithm(algorithm, 'signatureAlgorithm');
   const sigBits = expectTag(sig, TAG.BIT_STRING, 'signatureValue').contents;
   if (sigBits.length < 2 || sigBits[0] !== 0) throw new DerError('signatureValue: not a whole number of bytes');
+  return { tbs: tbs!, algorithm: algorithm!, signatureAlgorithm, signature: sigBits.subarray(1) };
+}
 
+/** Splits a certificate into its parts. Throws DerError on anything but one well-formed certificate. */
+export function readStructure(der: Uint8Array): CertStructure {
+  const { tbs: tbsTlv, algorithm: alg, signatureAlgorithm, signature } = readSigned(der, 'Certificate');
   const fields = children(expectTag(tbsTlv, TAG.SEQUENCE, 'TBSCertificate'));
   const version = fields[0]?.tag === CONTEXT_0 ? readVersion(fields.shift()!) : 1;
   const [serial, innerAlg, issuer, validity, subject, spki, ...rest] = fields;
-  if (!innerAlg || !alg || !bytesSame(innerAlg.bytes, alg.bytes)) {
+  if (!innerAlg || !bytesSame(innerAlg.bytes, alg.bytes)) {
     throw new DerError('the signature algorithm inside the signed part differs from the outer one');
   }
   return {
-    tbs: tbsTlv!.bytes,
+    tbs: tbsTlv.bytes,
     signatureAlgorithm,
-    signature: sigBits.subarray(1),
+    signature,
     version,
     serialHex: readSerial(serial),
     issuerDer: expectTag(issuer, TAG.SEQUENCE, 'issuer').bytes,

@@ -17,11 +17,11 @@ import { ROOT, run, runScript, tempDir, type RunResult } from '../support/helper
 import { serveFakeTsm, type FakeTsm } from './fake-tsm.ts';
 import { TestSnpSigner } from './signer.ts';
 
-interface Server { port: number; stop(): Promise<void>; log(): string }
+interface Server { port: number; stop(): Promise<void>; log(): string; hup(): void }
 
 /** simpleserver serve on port 0; resolves once it prints "listening HOST:PORT". */
-function startServer(cwd: string, policy: string): Promise<Server> {
-  return startProgram(cwd, 'simpleserver', ['serve', '--policy-key', 'policy-key.pem', '--policy-cert', 'policy-cert.pem', '--policy', policy, '--listen', '127.0.0.1:0']);
+function startServer(cwd: string, policy: string, more: string[] = []): Promise<Server> {
+  return startProgram(cwd, 'simpleserver', ['serve', '--policy-key', 'policy-key.pem', '--policy-cert', 'policy-cert.pem', '--policy', policy, '--listen', '127.0.0.1:0', ...more]);
 }
 
 /** A server program listening on a port of its choosing; resolves once it prints "listening HOST:PORT". */
@@ -44,7 +44,7 @@ function startProgram(cwd: string, program: 'simpleserver' | 'key-server', args:
       const m = /^listening \S+:(\d+)$/m.exec(out);
       if (!m) return;
       clearTimeout(timer);
-      resolve({ port: Number(m[1]), log: () => err, stop: async () => {
+      resolve({ port: Number(m[1]), log: () => err, hup: () => process.kill(child.pid!, 'SIGHUP'), stop: async () => {
         process.kill(child.pid!, 'SIGTERM');
         await exited;
       } });
@@ -215,6 +215,41 @@ describe('SEV-SNP end to end: simpleserver + init-trust --platform sev-snp (test
     const r = await initTrust(server.port, ['--force']);
     expect(r.status, r.stderr).to.equal(4);
     expect(r.stderr).to.match(/\[SNP_CHAIN_UNTRUSTED\]$/m);
+  });
+
+  it('consults AMD revocation lists (--amd-crl): a revoked ASK is refused by explain and by a running server until a list without it is loaded (SIGHUP)', async () => {
+    writeFileSync(join(tmp.dir, 'crl-ok.crl'), signer.crl({ revoked: [9] }));
+    writeFileSync(join(tmp.dir, 'crl-revoked.crl'), signer.crl({ revoked: [2] }));
+    const explain = (crl: string) => run('simpleserver', ['explain', '--policy', 'policy.bin', '--policy-cert', 'policy-cert.pem', '--evidence', 'evidence.bin', '--amd-crl', crl], { cwd: tmp.dir });
+    expect(ok(await explain('crl-ok.crl')).out).to.contain('SEV-TEST is not on ARK-TEST\'s CRL of ');
+    const refused = await explain('crl-revoked.crl');
+    expect(refused.status).to.equal(4);
+    expect(refused.out).to.contain('is revoked by AMD\'s CRL');
+    expect(refused.stderr).to.match(/\[SNP_CHAIN_UNTRUSTED\]$/m);
+
+    writeFileSync(join(tmp.dir, 'crl.crl'), signer.crl({ revoked: [2] }));
+    const server = await startServer(tmp.dir, 'policy.bin', ['--amd-crl', 'crl.crl']);
+    servers.push(server);
+    const r = await initTrust(server.port, ['--force']);
+    expect(r.status, r.stderr).to.equal(4);
+    expect(r.stderr).to.match(/\[SNP_CHAIN_UNTRUSTED\]$/m);
+    expect(server.log()).to.contain('AMD CRL of ARK-TEST').and.match(/decision=deny .*is revoked by AMD's CRL/);
+    writeFileSync(join(tmp.dir, 'crl.crl'), signer.crl({ revoked: [9] }));
+    server.hup();
+    for (let i = 0; i < 100 && !/reloaded/.test(server.log()); i++) await new Promise((resolve) => setTimeout(resolve, 50));
+    ok(await initTrust(server.port, ['--force']));
+  });
+
+  it('will not start, or explain, with a revocation list past its next update (SNP_CRL_STALE, exit 4), or one no trusted root signed (exit 1)', async () => {
+    writeFileSync(join(tmp.dir, 'crl-stale.crl'), signer.crl({ nextUpdate: new Date(Date.now() - 60_000) }));
+    const serve = (crl: string) => run('simpleserver', ['serve', '--policy-key', 'policy-key.pem', '--policy-cert', 'policy-cert.pem', '--policy', 'policy.bin', '--listen', '127.0.0.1:0', '--amd-crl', crl], { cwd: tmp.dir });
+    const stale = await serve('crl-stale.crl');
+    expect(stale.status).to.equal(4);
+    expect(stale.stderr).to.contain('fetch a fresh one').and.match(/\[SNP_CRL_STALE\]$/m);
+    // The test root's list is no use under a policy that trusts only AMD's roots.
+    const r = await run('simpleserver', ['explain', '--policy', 'policy-amd.bin', '--policy-cert', 'policy-cert.pem', '--evidence', 'evidence.bin', '--amd-crl', 'crl-ok.crl'], { cwd: tmp.dir });
+    expect(r.status).to.equal(1);
+    expect(r.stderr).to.contain('not signed by an AMD root the policy trusts').and.match(/\[INVALID_INPUT\]$/m);
   });
 
   it('says what is missing on a machine without SEV-SNP', async () => {

@@ -5,7 +5,7 @@
 
 import { constants, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
 import { concatBytes, randomBytes } from '../../lib/crypto/index.ts';
-import { encodeIa5, encodeOid, encodeBitString, encodeNull, encodeSmallInt, explicit, seq } from '../../lib/pki/der.ts';
+import { encodeBool, encodeIa5, encodeOctets, encodeOid, encodeBitString, encodeNull, encodeSmallInt, encodeTime, explicit, seq } from '../../lib/pki/der.ts';
 import { basicConstraints, encodeName, encodeTbs, keyUsage, spkiOf, type ExtensionSpec } from '../../lib/pki/build.ts';
 import { AMD_EXT, REPORT_SIZE, SIGNED_BYTES, CERT_GUIDS } from '../../lib/attest/index.ts';
 
@@ -143,6 +143,23 @@ export class TestSnpSigner {
     b.set(Uint8Array.of(4, 52, 1), 0x1ec);
     b.set(tcb, 0x1f0);
     return signReport(b, kind === 'vcek' ? this.keys.vcek : this.keys.vlek);
+  }
+
+  /**
+   * A revocation list shaped as AMD's: v2, issued and RSA-PSS signed by the ARK (or another
+   * signer given), listing these serials (the ASK is 2, the ASVK 3), with a CRL number.
+   */
+  crl(o: { revoked?: number[]; thisUpdate?: Date; nextUpdate?: Date; signer?: 'ark' | 'ask'; issuer?: string; criticalExtension?: boolean } = {}): Uint8Array {
+    const thisUpdate = o.thisUpdate ?? new Date(this.now.getTime() - DAY);
+    const entries = (o.revoked ?? []).map((serial) => seq(encodeSmallInt(serial), encodeTime(thisUpdate)));
+    const crlNumber = seq(encodeOid('2.5.29.20'), ...(o.criticalExtension ? [encodeBool(true)] : []), encodeOctets(encodeSmallInt(1)));
+    const alg = pssAlgorithm();
+    const tbs = seq(
+      encodeSmallInt(1), alg, name(o.issuer ?? 'ARK-TEST'), encodeTime(thisUpdate), encodeTime(o.nextUpdate ?? new Date(this.now.getTime() + 7 * DAY)),
+      ...(entries.length ? [seq(...entries)] : []), explicit(0, seq(crlNumber)),
+    );
+    const sig = sign('sha384', tbs, { key: this.keys[o.signer ?? 'ark'], padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 48 });
+    return seq(tbs, alg, encodeBitString(new Uint8Array(sig)));
   }
 
   /** The host's certificate table (auxblob): VCEK, ASK and ARK, as an SNP host attaches them. */

@@ -68,8 +68,11 @@ function readPssParams(der: Uint8Array): PssParams {
   return out;
 }
 
-/** Why a certificate's signature cannot be one of AMD's, or undefined when the algorithm is right. */
-export function pssProblem(cert: AmdCert): string | undefined {
+/** What carries an RSA-PSS signature of AMD's: a certificate, or a revocation list. */
+export type PssSigned = Pick<CertStructure, 'tbs' | 'signatureAlgorithm' | 'signature'>;
+
+/** Why a certificate's (or list's) signature cannot be one of AMD's, or undefined when the algorithm is right. */
+export function pssProblem(cert: PssSigned): string | undefined {
   const { oid, parameters } = cert.signatureAlgorithm;
   if (oid !== RSASSA_PSS) return `signature algorithm ${oid} is not RSASSA-PSS`;
   // Absent fields mean SHA-1 and a 20-byte salt (RFC 4055 defaults), which AMD never uses.
@@ -92,7 +95,7 @@ export function pssProblem(cert: AmdCert): string | undefined {
  * SHA-384, MGF1-SHA-384 and a 48-byte salt. Node's PSS uses the message hash for MGF1 too,
  * which is why pssProblem insists that both are SHA-384.
  */
-export function isPssSignedBy(cert: AmdCert, issuerKey: KeyObject): boolean {
+export function isPssSignedBy(cert: PssSigned, issuerKey: KeyObject): boolean {
   if (pssProblem(cert) !== undefined) return false;
   if (issuerKey.asymmetricKeyType !== 'rsa' || (issuerKey.asymmetricKeyDetails?.modulusLength ?? 0) < 2048) return false;
   try {

@@ -4,6 +4,7 @@ export * from './report.ts';
 export { AMD_CERTS, AMD_PRODUCTS, type AmdProduct } from './amd-roots.ts';
 export { AMD_EXT, certHwId, certProductName, certTcb, isPssSignedBy, pinnedAmdCerts, pinnedArk, pinnedProductOf, pssProblem, readAmdCert } from './amd-certs.ts';
 export * from './chain.ts';
+export * from './crl.ts';
 export * from './verify.ts';
 export * from './certtable.ts';
 export * from './tsm.ts';

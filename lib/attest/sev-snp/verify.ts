@@ -11,6 +11,7 @@ import { decode, type AttestationUserData, type ValidTrustRequest } from '../../
 import { keyLabel, parseCertifierTime, SEV_SNP_PLATFORM, SNP_PROPERTY, type EvidenceFacts, type PropertyValue } from '../../policy/index.ts';
 import { certHwId, certProductName, certTcb, pinnedAmdCerts, pinnedProductOf, readAmdCert, readAmdCertOnce, type AmdCert } from './amd-certs.ts';
 import { validateAmdChain, type AmdChain } from './chain.ts';
+import { checkRevocation, type VerifiedAmdCrl } from './crl.ts';
 import { isAllZero, parseReport, reportSignatureValid, tcbText, type SnpReport } from './report.ts';
 import { enclaveKeyOf, evidenceMalformed } from '../user-data.ts';
 
@@ -28,11 +29,15 @@ export interface SnpReportInput {
   at: Date;
   /** Trust anchors (DER ARKs); AMD's pinned Milan and Genoa ARKs when not given. */
   roots?: Uint8Array[];
+  /** AMD's revocation lists, each verified against its root (verifyAmdCrl). */
+  crls?: VerifiedAmdCrl[];
 }
 
 export interface VerifiedSnpReport {
   report: SnpReport;
   chain: AmdChain;
+  /** What the revocation check found, when a list from the path's root was given. */
+  revocation?: string;
   /** "milan" or "genoa" when the path ends at a pinned AMD root. */
   product?: string;
 }
@@ -77,12 +82,13 @@ export function verifySnpReport(i: SnpReportInput): VerifiedSnpReport {
   ];
   const roots = (i.roots ?? pinned.map((p) => p.ark)).map((r) => readAmdCertOnce(r, 'ARK'));
   const chain = validateAmdChain({ leaf: leaves[0]!, kind: report.signingKey, intermediates, roots, at: i.at });
+  const revocation = checkRevocation(chain, i.crls ?? [], i.at);
   checkBinding(report, chain.leaf);
   if (!reportSignatureValid(report, chain.leaf.publicKey)) {
     throw new CertifierError('REPORT_INVALID', `the SEV-SNP report's signature does not verify with its ${report.signingKey.toUpperCase()} (the report was altered, or the certificate is not its signer)`);
   }
   const product = pinnedProductOf(chain.root.der);
-  return product ? { report, chain, product } : { report, chain };
+  return { report, chain, ...(product ? { product } : {}), ...(revocation ? { revocation } : {}) };
 }
 
 /** The SNP properties a policy can name (lib/policy's SNP_PROPERTY); a digest of zeros is absent. */
@@ -133,10 +139,10 @@ function readUserData(bytes: Uint8Array): { ud: AttestationUserData; enclaveKey:
 }
 
 /** Verifies an SEV-SNP evidence package into EvidenceFacts (platform "amd-sev-snp"). */
-export function verifySnpEvidence(support: ValidTrustRequest['support'], o: { at?: Date; roots?: Uint8Array[] } = {}): EvidenceFacts {
+export function verifySnpEvidence(support: ValidTrustRequest['support'], o: { at?: Date; roots?: Uint8Array[]; crls?: VerifiedAmdCrl[] } = {}): EvidenceFacts {
   const parts = snpEvidenceParts(support);
   const at = o.at ?? new Date();
-  const v = verifySnpReport({ report: parts.report, certs: parts.certs, at, ...(o.roots ? { roots: o.roots } : {}) });
+  const v = verifySnpReport({ report: parts.report, certs: parts.certs, at, ...(o.roots ? { roots: o.roots } : {}), ...(o.crls ? { crls: o.crls } : {}) });
   const r = v.report;
   if (!bytesEqual(r.reportData, reportDataFor(parts.userData))) {
     throw new CertifierError('SNP_REPORT_DATA_MISMATCH', 'the report\'s REPORT_DATA is not the SHA-512 of the user data sent with it: the report vouches for another request');
@@ -160,6 +166,7 @@ export function verifySnpEvidence(support: ValidTrustRequest['support'], o: { at
     ...(ud.sessionBinding?.length ? { sessionBinding: ud.sessionBinding } : {}),
     steps: [
       `${rootLabel} signed ${intermediate.name}, which signed the ${kind} for ${certProductName(leaf) ?? 'its product'} at TCB ${tcbText(r.reportedTcb)} (RSA-PSS SHA-384 signatures verified)`,
+      ...(v.revocation ? [v.revocation] : []),
       `the ${kind} matches the report's REPORTED_TCB${r.signingKey === 'vcek' ? ' and CHIP_ID' : ''}, and signed the report (ECDSA P-384 verified): measurement ${toHex(r.measurement)}, VMPL ${r.vmpl}`,
       `REPORT_DATA is the SHA-512 of the user data, which names ${keyLabel(enclaveKey, ud.enclaveKey?.keyName)}${ud.sessionBinding?.length ? ' and a TLS session binding' : ''}`,
     ],

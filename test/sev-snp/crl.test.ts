@@ -1,0 +1,92 @@
+// AMD's revocation lists, with the test signer's ARK signing them: read strictly, verified against
+// the trusted roots only, current at the time given, and consulted for the intermediate of every
+// path that ends at their root.
+
+import { expect } from 'chai';
+import { CertifierError, type ErrorCode } from '../../lib/errors/index.ts';
+import { randomBytes } from '../../lib/crypto/index.ts';
+import { toPem } from '../../lib/pki/index.ts';
+import { pinnedArk, readAmdCrl, trustedCrls, verifySnpReport, type VerifiedAmdCrl } from '../../lib/attest/index.ts';
+import { TestSnpSigner } from './signer.ts';
+import { NOW } from './support.ts';
+
+const DAY = 86_400_000;
+
+function codeOf(f: () => unknown): { code: ErrorCode; reason?: unknown; message: string } {
+  try {
+    f();
+  } catch (e) {
+    if (!(e instanceof CertifierError)) throw e;
+    return { code: e.code, reason: e.details?.reason, message: e.message };
+  }
+  throw new Error('expected a refusal');
+}
+
+describe('SEV-SNP revocation lists (test signer)', () => {
+  let s: TestSnpSigner;
+  let report: Uint8Array;
+  let vlekReport: Uint8Array;
+  const lists = (crls: Uint8Array[], at = NOW) => trustedCrls(crls.map((bytes, i) => ({ source: `crl${i + 1}`, bytes })), [s.ark, pinnedArk('milan')], at);
+  const verify = (crls: VerifiedAmdCrl[], o: { at?: Date; vlek?: boolean } = {}) => verifySnpReport({
+    report: o.vlek ? vlekReport : report, certs: [o.vlek ? s.vlek : s.vcek, o.vlek ? s.asvk : s.ask], roots: [s.ark], at: o.at ?? NOW, crls,
+  });
+
+  before(() => {
+    s = TestSnpSigner.create({ now: NOW });
+    report = s.report({ reportData: randomBytes(64), measurement: randomBytes(48) });
+    vlekReport = s.report({ reportData: randomBytes(64), measurement: randomBytes(48), signingKey: 'vlek' });
+  });
+
+  it('passes a path whose intermediate is not on the list, and says so', () => {
+    const v = verify(lists([s.crl({ revoked: [7, 9] })]));
+    expect(v.revocation).to.match(/^SEV-TEST is not on ARK-TEST's CRL of .*\(2 revoked\)$/);
+  });
+
+  it('refuses a revoked ASK, and a revoked ASVK on the VLEK path, with SNP_CHAIN_UNTRUSTED (revoked)', () => {
+    const r = codeOf(() => verify(lists([s.crl({ revoked: [2] })])));
+    expect([r.code, r.reason]).to.deep.equal(['SNP_CHAIN_UNTRUSTED', 'revoked']);
+    expect(r.message).to.include('SEV-TEST certificate (serial 02) is revoked');
+    const v = codeOf(() => verify(lists([s.crl({ revoked: [3] })]), { vlek: true }));
+    expect([v.code, v.reason]).to.deep.equal(['SNP_CHAIN_UNTRUSTED', 'revoked']);
+    expect(verify(lists([s.crl({ revoked: [3] })])).revocation).to.include('not on'); // the VCEK path's ASK is fine
+  });
+
+  it('checks nothing without a list for the path\'s root, as before', () => {
+    expect(verify([]).revocation).to.equal(undefined);
+  });
+
+  it('reads PEM as well as DER', () => {
+    const pem = new TextEncoder().encode(toPem(s.crl({ revoked: [2] })).replace(/CERTIFICATE/g, 'X509 CRL'));
+    expect(codeOf(() => verify(lists([pem]))).reason).to.equal('revoked');
+  });
+
+  it('refuses a list past its next update, or dated ahead of the clock: at load, and when it goes stale while in use (SNP_CRL_STALE)', () => {
+    const stale = s.crl({ nextUpdate: new Date(NOW.getTime() - 1000) });
+    expect(codeOf(() => lists([stale])).code).to.equal('SNP_CRL_STALE');
+    const ahead = s.crl({ thisUpdate: new Date(NOW.getTime() + DAY) });
+    expect(codeOf(() => lists([ahead])).code).to.equal('SNP_CRL_STALE');
+    const current = lists([s.crl({ nextUpdate: new Date(NOW.getTime() + DAY) })]);
+    const later = codeOf(() => verify(current, { at: new Date(NOW.getTime() + 2 * DAY) }));
+    expect(later.code).to.equal('SNP_CRL_STALE');
+    expect(later.message).to.include('fetch a fresh one');
+  });
+
+  it('refuses a list no trusted root signed: another key under the ARK\'s name, or another issuer', () => {
+    const forged = codeOf(() => lists([s.crl({ signer: 'ask' })]));
+    expect(forged.code).to.equal('INVALID_INPUT');
+    expect(forged.message).to.include('not signed by an AMD root the policy trusts');
+    expect(codeOf(() => lists([s.crl({ signer: 'ask', issuer: 'SEV-TEST' })])).code).to.equal('INVALID_INPUT');
+    const tampered = s.crl({ revoked: [2] });
+    tampered[tampered.length - 1]! ^= 1;
+    expect(codeOf(() => lists([tampered])).code).to.equal('INVALID_INPUT');
+  });
+
+  it('refuses two lists for one root, a critical extension it does not process, and bytes that are not a CRL', () => {
+    expect(codeOf(() => lists([s.crl(), s.crl({ revoked: [2] })])).message).to.include('second CRL for ARK-TEST');
+    expect(codeOf(() => lists([s.crl({ criticalExtension: true })])).message).to.include('critical extension 2.5.29.20');
+    expect(codeOf(() => readAmdCrl(s.ark, 'ark.pem')).code).to.equal('INVALID_INPUT');
+    expect(codeOf(() => readAmdCrl(new TextEncoder().encode('hello'), 'junk')).message).to.include('holds 0 "X509 CRL" PEM blocks');
+    const crl = s.crl();
+    expect(codeOf(() => readAmdCrl(crl.subarray(0, crl.length - 3), 'cut')).code).to.equal('INVALID_INPUT');
+  });
+});
