@@ -6,7 +6,7 @@ import { Option } from 'commander';
 import { CertifierError } from '../lib/errors/index.ts';
 import { toHex } from '../lib/crypto/index.ts';
 import { ENTRY_TYPES, tagProblem, type EntryType } from '../lib/wire/index.ts';
-import { readFileLimited } from '../lib/files/index.ts';
+import { readFileLimited, type OwnFiles } from '../lib/files/index.ts';
 import { readCertificateChain, validatePolicyCert } from '../lib/pki/index.ts';
 import { isIdentityTag, loadIdentity } from '../lib/certifier/index.ts';
 import { KeyClient, fetchAll, keepAll, parseProvisionConfig, provision, type SecretSpec } from '../lib/keyclient/index.ts';
@@ -17,7 +17,7 @@ import { Cryptstore } from '../cryptstore/index.ts';
 import { addExamples, createProgram, parseVersion, run, subcommand, warn, type JsonOption, type Result } from './common/cli.ts';
 import { protectorFrom, storeOptions, type ProtectionOptions } from './common/protection.ts';
 import { parseHostPort, parseMeasurementHex, readCertificateFile, readPrivateKeyFile } from './common/keys.ts';
-import { readInput, writeOutput } from './common/io.ts';
+import { readInput, storeFiles, writeOutput } from './common/io.ts';
 
 const P = 'key-client';
 process.umask(0o077);
@@ -59,6 +59,11 @@ function checkFetchCount(o: ClientOpts, count: number, code: 'USAGE' | 'INVALID_
   if (count > max) {
     throw new CertifierError(code, `${count} ${what} is too many for one run: a key-server answers at most ${DEFAULT_LIMITS.maxRequestsPerConnection} requests on a connection${perName === 2 ? ', two per name with a credential' : ''}; fetch at most ${max} at a time`);
   }
+}
+
+/** What a key-client command works with: never a destination for what it fetches. */
+function clientFiles(o: ClientOpts, ...more: string[]): OwnFiles {
+  return storeFiles(o, o.policyCert, o.credentialCert, o.credentialKey, ...more);
 }
 
 /** Opens the store, loads this machine's identity, connects; always closes both. */
@@ -120,7 +125,7 @@ clientOptions(subcommand<ClientOpts & { version: number; out?: string; force?: b
       if (failure) throw new CertifierError(failure.error!.code, `${failure.error!.message}; nothing was written`, { cause: failure.error });
       if (o.out) {
         const e = outcomes[0]!.entry!;
-        const raw = await writeOutput(o.out, e.blob, o.force === true);
+        const raw = await writeOutput(o.out, e.blob, o.force === true, clientFiles(o));
         const json = { items: [{ name: e.tag, version: e.version, type: e.type, size: e.blob.length, out: o.out }] };
         return raw ? { json: { ...json, valueBase64: Buffer.from(raw).toString('base64') }, raw } : { json, text: [] };
       }
@@ -156,7 +161,7 @@ clientOptions(subcommand<ClientOpts & { config: string; allowPartial?: boolean }
   async (o) => {
     const specs = parseProvisionConfig(Buffer.from(await readFileLimited(o.config, 1024 * 1024)).toString('utf8'));
     checkFetchCount(o, specs.length, 'INVALID_INPUT', 'secrets');
-    const outcomes = await withClient(o, (c, store) => provision(c, store, specs, o.allowPartial === true));
+    const outcomes = await withClient(o, (c, store) => provision(c, store, specs, { allowPartial: o.allowPartial === true, own: clientFiles(o, o.config) }));
     for (const x of outcomes.filter((y) => y.error)) warn(P, `could not provision "${x.spec.name}": ${x.error!.message} [${x.error!.code}]`);
     const items = outcomes.map((x) => ({ name: x.spec.name, ...(x.spec.tag ? { tag: x.spec.tag } : { file: x.spec.file }), ...(x.entry ? { version: x.entry.version, written: x.written } : { error: x.error!.code }) }));
     return { json: { items }, text: items.map((i) => `${i.name}: ${'error' in i ? `FAILED (${i.error})` : `version ${i.version} ${i.written === 'new' ? 'written' : 'unchanged'}`}`) };

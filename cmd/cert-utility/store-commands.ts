@@ -14,7 +14,7 @@ import { STORAGE_KEY_TAG } from '../../lib/keyservice/keystore.ts';
 import { Cryptstore, MAX_BLOB_BYTES, MAX_BUNDLE_BYTES, exportStore, importStore, type EntryInfo } from '../../cryptstore/index.ts';
 import { fileOut, parseVersion, subcommand, type JsonOption } from '../common/cli.ts';
 import { protectorFrom, readPassphraseFile, scryptCost, scryptOption, storeOptions, withStore, type ProtectionOptions } from '../common/protection.ts';
-import { readInput, writeOutput } from '../common/io.ts';
+import { readInput, storeFiles, writeOutput } from '../common/io.ts';
 
 const P = 'cert-utility';
 type StoreOpts = ProtectionOptions & JsonOption;
@@ -62,7 +62,7 @@ export function addStoreCommands(program: Command): void {
     async (o) => {
       const entry = await withStore(P, o, (s) => s.get(o.tag, o.version));
       const { blob, ...info } = entry;
-      const raw = await writeOutput(o.out, blob, o.force === true);
+      const raw = await writeOutput(o.out, blob, o.force === true, storeFiles(o));
       const json: Record<string, unknown> = { item: info, out: o.out };
       if (raw) json.valueBase64 = Buffer.from(raw).toString('base64');
       return raw ? { json, raw } : { json, text: [] };

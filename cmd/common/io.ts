@@ -1,17 +1,23 @@
 // Where a command's input comes from (--in FILE|-) and where a secret goes (--out FILE|-).
 
-import { readFileLimited, readStdin, writeFileAtomic } from '../../lib/files/index.ts';
+import { readFileLimited, readStdin, refuseOwnFiles, writeFileAtomic, type OwnFiles } from '../../lib/files/index.ts';
 
 export async function readInput(path: string, limit: number): Promise<Uint8Array> {
   return path === '-' ? readStdin(limit) : readFileLimited(path, limit);
 }
 
 /**
- * Writes a secret to a file (0600, atomically; an existing file only with `force`), or returns
- * it for stdout when `path` is "-".
+ * Writes a secret to a file (0600, atomically; an existing file only with `force`, never one of
+ * the command's own files), or returns it for stdout when `path` is "-".
  */
-export async function writeOutput(path: string, data: Uint8Array, force = false): Promise<Uint8Array | undefined> {
+export async function writeOutput(path: string, data: Uint8Array, force = false, own: OwnFiles = { dirs: [], files: [] }): Promise<Uint8Array | undefined> {
   if (path === '-') return data;
+  refuseOwnFiles(path, own, `--out ${path}`);
   await writeFileAtomic(path, data, { exclusive: !force });
   return undefined;
+}
+
+/** A store command's own files: the store, and the files that unlock it. */
+export function storeFiles(o: { store: string; keyFile?: string | undefined; passphraseFile?: string | undefined }, ...more: (string | undefined)[]): OwnFiles {
+  return { dirs: [o.store], files: [o.keyFile, o.passphraseFile, ...more].filter((f): f is string => f !== undefined) };
 }

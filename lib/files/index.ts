@@ -2,8 +2,8 @@
 // same directory, fsync, rename, fsync of the directory), so a crash leaves the old file or the
 // new one, never half of one.
 
-import { promises as fs, constants as C, unlinkSync } from 'node:fs';
-import { dirname, basename, join } from 'node:path';
+import { promises as fs, constants as C, realpathSync, unlinkSync } from 'node:fs';
+import { dirname, basename, isAbsolute, join, relative, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { CertifierError } from '../errors/index.ts';
 
@@ -124,8 +124,7 @@ export async function commitAll(staged: Staged[]): Promise<void> {
  */
 export async function checkWritable(path: string, options: { exclusive?: boolean } = {}): Promise<void> {
   if (options.exclusive) await refuseExisting(path);
-  const target = await fs.lstat(path).catch(() => undefined);
-  if (target?.isDirectory()) throw fileError('write', path, Object.assign(new Error('directory'), { code: 'EISDIR' }));
+  await refuseNonRegular(path);
   const dir = dirname(path);
   try {
     if (!(await fs.stat(dir)).isDirectory()) throw Object.assign(new Error(`${dir} is not a directory`), { code: 'ENOTDIR' });
@@ -135,6 +134,54 @@ export async function checkWritable(path: string, options: { exclusive?: boolean
     const why = code === 'ENOENT' ? `no directory ${dir}` : code === 'ENOTDIR' ? `${dir} is not a directory` : `cannot write in ${dir}`;
     throw new CertifierError('FILE_ERROR', `cannot write ${path}: ${why}`, { cause: e });
   }
+}
+
+/**
+ * FILE_ERROR if something other than a regular file is at `path`. A rename would replace it, not
+ * write to it: a symbolic link would become a file of ours (the file it names untouched), and a
+ * device or FIFO (--out /dev/stdout, say) a file holding the secret where the device was.
+ */
+export async function refuseNonRegular(path: string): Promise<void> {
+  const st = await fs.lstat(path).catch(() => undefined);
+  if (!st || st.isFile()) return;
+  if (st.isDirectory()) throw fileError('write', path, Object.assign(new Error('directory'), { code: 'EISDIR' }));
+  const what = st.isSymbolicLink() ? `a symbolic link (to ${await fs.readlink(path).catch(() => '?')}); name the file itself`
+    : st.isFIFO() ? 'a FIFO, not a regular file'
+    : st.isSocket() ? 'a socket, not a regular file'
+    : 'a device, not a regular file (standard output is --out - where a command offers it)';
+  throw new CertifierError('FILE_ERROR', `cannot write ${path}: it is ${what}; nothing was replaced`);
+}
+
+/**
+ * Where `path` really is: its directory with every link (and a ".." after a link) resolved as the
+ * kernel would, then its own name; the file itself is not followed. Unresolvable: `path` as given.
+ */
+export function realLocation(path: string): string {
+  const abs = isAbsolute(path) ? path : `${process.cwd()}/${path}`; // not resolve(): it would undo ".." lexically
+  try {
+    return join(realpathSync(dirname(abs)), basename(abs));
+  } catch {
+    return resolve(path);
+  }
+}
+
+/** What a command works with and must never overwrite with what it writes: its store, its key files. */
+export interface OwnFiles {
+  dirs: string[];
+  files: string[];
+}
+
+/** INVALID_INPUT if writing `path` would replace one of `own`'s files or a file inside one of its directories. */
+export function refuseOwnFiles(path: string, own: OwnFiles, what = path): void {
+  const target = realLocation(path);
+  const real = (p: string) => { try { return realpathSync(p); } catch { return resolve(p); } };
+  const file = own.files.find((f) => real(f) === target);
+  if (file) throw new CertifierError('INVALID_INPUT', `${what} is ${file}, which this command needs: nothing was written`);
+  const dir = own.dirs.find((d) => {
+    const rel = relative(real(d), target);
+    return rel === '' || (!rel.startsWith('..') && !isAbsolute(rel));
+  });
+  if (dir) throw new CertifierError('INVALID_INPUT', `${what} is inside ${dir}, which this command needs: nothing was written`);
 }
 
 /** ALREADY_EXISTS if anything (a file, a directory, a dangling link) is at `path`. */
@@ -164,8 +211,8 @@ export interface StagedFile {
  */
 export async function stageFile(path: string, data: Uint8Array, mode = 0o600): Promise<StagedFile> {
   const dir = dirname(path);
-  const target = await fs.lstat(path).catch(() => undefined);
-  if (target?.isDirectory()) throw fileError('write', path, Object.assign(new Error('directory'), { code: 'EISDIR' }));
+  await refuseNonRegular(path);
+  await sweepStale(dir, basename(path));
   const tmp = join(dir, `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
   const discard = () => {
     forget(tmp);
@@ -204,6 +251,25 @@ export async function stageFile(path: string, data: Uint8Array, mode = 0o600): P
       }
     },
   };
+}
+
+/** How old a temporary file of ours must be before a later write of the same file removes it. */
+const STALE_TMP_MS = 10 * 60_000;
+
+/**
+ * Removes temporary files a killed run left beside `name` (SIGKILL, power loss: nobody could
+ * clean up, and they may hold a secret): ours by their name's pattern, and older than any write
+ * still going on could be. Best effort.
+ */
+async function sweepStale(dir: string, name: string): Promise<void> {
+  const prefix = `.${name}.`;
+  const entries = await fs.readdir(dir).catch(() => [] as string[]);
+  for (const entry of entries) {
+    if (!entry.startsWith(prefix) || !/^[0-9a-f]{12}\.tmp$/.test(entry.slice(prefix.length))) continue;
+    const path = join(dir, entry);
+    const st = await fs.lstat(path).catch(() => undefined);
+    if (st?.isFile() && Date.now() - st.mtimeMs > STALE_TMP_MS) await fs.unlink(path).catch(() => {});
+  }
 }
 
 // Temporary files not yet renamed into place may hold a secret (get-item --out). A program that

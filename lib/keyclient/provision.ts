@@ -6,12 +6,11 @@ import { CertifierError, isCertifierError } from '../errors/index.ts';
 import { parseJsonText } from '../util/json.ts';
 import { bytesEqual } from '../crypto/index.ts';
 import { MAX_VERSION, tagProblem, type ValidEntry } from '../wire/index.ts';
-import { readFileLimited, stageFile, type StagedFile } from '../files/index.ts';
+import { checkWritable, commitAll, readFileLimited, realLocation, refuseOwnFiles, stageFile, type OwnFiles, type Staged } from '../files/index.ts';
 import { stat } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
-import { realpathSync } from 'node:fs';
 import type { Cryptstore } from '../../cryptstore/index.ts';
 import { isIdentityTag } from '../certifier/index.ts';
+import { STORAGE_KEY_TAG } from '../keyservice/keystore.ts';
 import type { KeyClient } from './client.ts';
 
 export interface SecretSpec {
@@ -72,26 +71,14 @@ export function destinationProblems(specs: SecretSpec[]): string[] {
   const seen = new Map<string, number>();
   specs.forEach((s, i) => {
     const where = s.tag !== undefined ? `Tag "${s.tag}"` : `LocalPath "${s.file}"`;
-    const key = s.tag !== undefined ? `tag:${s.tag}` : `file:${canonicalPath(s.file!)}`;
+    const key = s.tag !== undefined ? `tag:${s.tag}` : `file:${realLocation(s.file!)}`;
     const first = seen.get(key);
     if (first !== undefined) problems.push(`secrets[${i}] has the same ${where} as secrets[${first}]`);
     else seen.set(key, i);
     if (s.tag !== undefined && isIdentityTag(s.tag)) problems.push(`secrets[${i}].Tag "${s.tag}" is where init-trust keeps this machine's identity`);
+    if (s.tag === STORAGE_KEY_TAG) problems.push(`secrets[${i}].Tag "${s.tag}" is where a key-server keeps its storage key`);
   });
   return problems;
-}
-
-/**
- * The path with its directory's symbolic links resolved, so two names for one file (through a
- * linked directory) are seen as one. The file itself may be a link: it is replaced, not followed.
- */
-function canonicalPath(file: string): string {
-  const path = resolve(file);
-  try {
-    return join(realpathSync(dirname(path)), basename(path));
-  } catch {
-    return path; // no such directory yet: writing will fail anyway
-  }
 }
 
 /** Retrieves every spec over the one connection (pipelined); failures are kept, not thrown. */
@@ -106,34 +93,65 @@ export async function fetchAll(client: KeyClient, specs: SecretSpec[]): Promise<
   }));
 }
 
+/** Where a run may write, and what it must never overwrite. */
+export interface KeepOptions {
+  /** The run's own store, key files, config: never a destination. */
+  own?: OwnFiles;
+}
+
 /**
- * Writes the fetched secrets, all or none: values already held (same bytes, and for a file the
- * same mode) are left alone; new files are first written and synced beside their destinations,
- * then the tags go in as one atomic batch, then the files are moved into place. A destination
- * that cannot be written fails the whole call before anything is in place.
+ * Writes the fetched secrets, all or none as far as a file system allows: every destination is
+ * checked first (a regular file or nothing, in a writable directory, not one of the run's own
+ * files), values already held (same bytes, and for a file the same mode) are left alone, new files
+ * are written and synced beside their destinations, moved into place, and only then do the tags
+ * go in, as one atomic batch. A rename that fails after others succeeded (a file made immutable
+ * meanwhile) is reported with what was put in place; the tags are then not written.
  */
-export async function keepAll(store: Cryptstore | undefined, outcomes: Outcome[]): Promise<void> {
-  const problems = destinationProblems(outcomes.map((o) => o.spec));
+export async function keepAll(store: Cryptstore | undefined, outcomes: Outcome[], o: KeepOptions = {}): Promise<void> {
+  const problems = destinationProblems(outcomes.map((x) => x.spec));
   if (problems.length) throw new CertifierError('INVALID_INPUT', `nothing was written: ${problems.join('; ')}`);
-  const arrived = outcomes.filter((o) => o.entry);
+  const arrived = outcomes.filter((x) => x.entry);
+  for (const x of arrived) {
+    if (x.spec.file === undefined) continue;
+    if (o.own) refuseOwnFiles(x.spec.file, o.own, `the LocalPath of "${x.spec.name}" (${x.spec.file})`);
+    await checkWritable(x.spec.file).catch((e: unknown) => Promise.reject(nothingWritten(e)));
+  }
   const tags: Outcome[] = [];
   const files: Outcome[] = [];
-  for (const o of arrived) {
-    const held = o.spec.tag !== undefined ? await heldInStore(store, o.spec.tag, o.entry!) : await heldInFile(o.spec.file!, o.entry!, o.spec.mode ?? 0o600);
-    if (held) o.written = 'unchanged';
-    else (o.spec.tag !== undefined ? tags : files).push(o);
+  for (const x of arrived) {
+    const held = x.spec.tag !== undefined ? await heldInStore(store, x.spec.tag, x.entry!) : await heldInFile(x.spec.file!, x.entry!, x.spec.mode ?? 0o600);
+    if (held) x.written = 'unchanged';
+    else (x.spec.tag !== undefined ? tags : files).push(x);
   }
-  const staged: StagedFile[] = [];
+  const staged: Staged[] = [];
   try {
-    for (const o of files) staged.push(await stageFile(o.spec.file!, o.entry!.blob, o.spec.mode ?? 0o600));
-    if (tags.length) await store!.putAll(tags.map((o) => ({ tag: o.spec.tag!, blob: o.entry!.blob, options: { type: o.entry!.type, exportable: false } })));
+    for (const x of files) staged.push({ file: await stageFile(x.spec.file!, x.entry!.blob, x.spec.mode ?? 0o600), exclusive: false });
   } catch (e) {
-    await Promise.all(staged.map((f) => f.discard()));
-    if (e instanceof CertifierError) throw new CertifierError(e.code, `${e.message}; nothing was written`, { cause: e });
-    throw e;
+    await Promise.all(staged.map((f) => f.file.discard()));
+    throw nothingWritten(e);
   }
-  for (const f of staged) await f.commit();
-  for (const o of [...tags, ...files]) o.written = 'new';
+  try {
+    await commitAll(staged); // a failure discards the files not yet in place
+  } catch (e) {
+    const placed = await placedOf(files);
+    if (!(e instanceof CertifierError)) throw e;
+    throw new CertifierError(e.code, `${e.message}; ${placed.length ? `written before it: ${placed.join(', ')}` : 'nothing was written'}; no cryptstore tag was written`, { cause: e });
+  }
+  if (tags.length) {
+    await store!.putAll(tags.map((x) => ({ tag: x.spec.tag!, blob: x.entry!.blob, options: { type: x.entry!.type, exportable: false } })));
+  }
+  for (const x of [...tags, ...files]) x.written = 'new';
+}
+
+function nothingWritten(e: unknown): unknown {
+  return e instanceof CertifierError ? new CertifierError(e.code, `${e.message}; nothing was written`, { cause: e }) : e;
+}
+
+/** The files of `files` that now hold their new value (after a failed commit). */
+async function placedOf(files: Outcome[]): Promise<string[]> {
+  const out: string[] = [];
+  for (const x of files) if (await heldInFile(x.spec.file!, x.entry!, x.spec.mode ?? 0o600)) out.push(x.spec.file!);
+  return out;
 }
 
 async function heldInStore(store: Cryptstore | undefined, tag: string, entry: ValidEntry): Promise<boolean> {
@@ -149,14 +167,17 @@ async function heldInFile(path: string, entry: ValidEntry, mode: number): Promis
   return st !== undefined && (st.mode & 0o777) === mode;
 }
 
-/** Fetch, then keep: all or nothing unless `allowPartial`. */
-export async function provision(client: KeyClient, store: Cryptstore | undefined, specs: SecretSpec[], allowPartial = false): Promise<Outcome[]> {
+/**
+ * Fetch, then keep: all or nothing unless `allowPartial`, which keeps what arrived; a run in
+ * which nothing arrived fails either way (with the first failure's code: 3 when it may be retried).
+ */
+export async function provision(client: KeyClient, store: Cryptstore | undefined, specs: SecretSpec[], o: KeepOptions & { allowPartial?: boolean } = {}): Promise<Outcome[]> {
   const outcomes = await fetchAll(client, specs);
-  const failures = outcomes.filter((o) => o.error);
-  if (failures.length && !allowPartial) {
+  const failures = outcomes.filter((x) => x.error);
+  if (failures.length && (!o.allowPartial || failures.length === outcomes.length)) {
     const first = failures[0]!.error!;
     throw new CertifierError(first.code, `could not provision ${failures.map((f) => `"${f.spec.name}" (${f.error!.code})`).join(', ')}; nothing was written`, { cause: first });
   }
-  await keepAll(store, outcomes);
+  await keepAll(store, outcomes, o);
   return outcomes;
 }

@@ -3,7 +3,8 @@
 // provisioning from a config file, all or nothing; and the audit log's hash chain.
 
 import { expect } from 'chai';
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { run } from '../support/helpers.ts';
@@ -223,7 +224,7 @@ describe('e2e: keys stored and retrieved through key-server on loopback', functi
       const f = config([{ ID: 'prov/tagged', Tag: 'p5-tagged' }, { ID: 'prov/file', LocalPath: file }, { ID: 'prov/file', LocalPath: join(dir, 'no-such-dir', 'file') }]);
       const r = await d.kc(bob, server, 'provision', ['--config', f]);
       expectFailure(r, 1, 'FILE_ERROR');
-      expect(r.stderr).to.contain('no-such-dir/file: no such file; nothing was written');
+      expect(r.stderr).to.contain('no-such-dir/file: no directory').and.contain('; nothing was written');
       expect((await tagsOf(bob)).map((i) => i.tag)).not.to.include('p5-tagged');
       expect(readdirSync(dir)).to.deep.equal([]);
       // A directory where a file should go fails the same way, before anything is in place.
@@ -252,6 +253,39 @@ describe('e2e: keys stored and retrieved through key-server on loopback', functi
       const tags = (await tagsOf(bob)).map((i) => i.tag);
       expect(tags).to.include('p3-partial').and.not.to.include('p3-missing');
       expect(readFileSync(file, 'utf8')).to.equal('value of prov/file');
+    });
+
+    it('fails with --allow-partial too when nothing arrived, with the failure\'s code', async () => {
+      const f = config([{ ID: 'prov/missing', Tag: 'p7-missing' }, { ID: 'prov/missing-2', LocalPath: `${files}-7` }]);
+      expectFailure(await d.kc(bob, server, 'provision', ['--config', f, '--allow-partial']), 1, 'NOT_FOUND');
+      expect(existsSync(`${files}-7`)).to.equal(false);
+    });
+
+    it('never writes over its own store, key file or config, nor through a link, FIFO or device; nor into a key-server\'s storage-key tag', async () => {
+      const dir = d.path('prov-8');
+      mkdirSync(dir);
+      const before = readFileSync(d.keyFile);
+      for (const [dest, why] of [[d.keyFile, 'which this command needs'], [join(bob.store, 'CURRENT'), `inside ${bob.store}`]] as const) {
+        const r = await d.kc(bob, server, 'provision', ['--config', config([{ ID: 'prov/file', LocalPath: dest }])]);
+        expectFailure(r, 1, 'INVALID_INPUT');
+        expect(r.stderr).to.contain(why);
+      }
+      expect(readFileSync(d.keyFile)).to.deep.equal(before);
+      expectSuccess(await d.store(bob, 'list-items'));
+      const selfConfig = join(dir, 'self.json');
+      writeFileSync(selfConfig, JSON.stringify({ secrets: [{ ID: 'prov/file', LocalPath: selfConfig }] }));
+      expectFailure(await d.kc(bob, server, 'provision', ['--config', selfConfig]), 1, 'INVALID_INPUT');
+      symlinkSync('elsewhere', join(dir, 'link'));
+      execFileSync('mkfifo', [join(dir, 'fifo')]);
+      for (const dest of [join(dir, 'link'), join(dir, 'fifo'), '/dev/null']) {
+        const r = await d.kc(bob, server, 'provision', ['--config', config([{ ID: 'prov/tagged', Tag: 'p8-tagged' }, { ID: 'prov/file', LocalPath: dest }])]);
+        expectFailure(r, 1, 'FILE_ERROR');
+        expect(r.stderr).to.contain('nothing was replaced');
+      }
+      expect((await tagsOf(bob)).map((i) => i.tag)).not.to.include('p8-tagged');
+      expectFailure(await d.kc(bob, server, 'provision', ['--config', config([{ ID: 'prov/file', Tag: 'key-server-storage-key' }])]), 1, 'INVALID_INPUT');
+      expectFailure(await d.kc(bob, server, 'retrieve', ['prov/file', '--out', d.keyFile, '--force']), 1, 'INVALID_INPUT');
+      expect(readFileSync(d.keyFile)).to.deep.equal(before);
     });
   });
 

@@ -4,7 +4,8 @@
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { checkWritable, writeFilesAtomic } from '../../lib/files/index.ts';
@@ -39,6 +40,32 @@ describe('lib/files', () => {
     await rejects(checkWritable(join(tmp.dir, 'sub')), 'FILE_ERROR');
     await checkWritable(join(tmp.dir, 'free'), { exclusive: true });
     expect(readdirSync(tmp.dir).sort()).to.deep.equal(['sub', 'taken']);
+  });
+
+  it('replaces only regular files: a symbolic link, a FIFO or a device at the destination is refused, even with force', async () => {
+    writeFileSync(join(tmp.dir, 'real'), 'real');
+    symlinkSync('real', join(tmp.dir, 'link'));
+    execFileSync('mkfifo', [join(tmp.dir, 'fifo')]);
+    for (const [name, what] of [['link', 'symbolic link (to real)'], ['fifo', 'FIFO']] as const) {
+      expect((await rejects(writeFilesAtomic([{ path: join(tmp.dir, name), data: text('secret') }]), 'FILE_ERROR')).message).to.contain(what);
+      await rejects(checkWritable(join(tmp.dir, name)), 'FILE_ERROR');
+    }
+    expect((await rejects(checkWritable('/dev/null'), 'FILE_ERROR')).message).to.contain('a device').and.contain('--out -');
+    expect(lstatSync(join(tmp.dir, 'link')).isSymbolicLink()).to.equal(true);
+    expect(lstatSync(join(tmp.dir, 'fifo')).isFIFO()).to.equal(true);
+    expect(readFileSync(join(tmp.dir, 'real'), 'utf8')).to.equal('real');
+    expect(readdirSync(tmp.dir).sort()).to.deep.equal(['fifo', 'link', 'real']);
+  });
+
+  it('removes temporary files a killed run left beside the file it writes, once they are old', async () => {
+    const left = join(tmp.dir, '.key.0123456789ab.tmp');
+    const fresh = join(tmp.dir, '.key.ba9876543210.tmp');
+    const other = join(tmp.dir, '.key.notours.tmp');
+    for (const f of [left, fresh, other]) writeFileSync(f, 'secret');
+    const old = new Date(Date.now() - 3_600_000);
+    for (const f of [left, other]) utimesSync(f, old, old);
+    await writeFilesAtomic([{ path: join(tmp.dir, 'key'), data: text('K') }]);
+    expect(readdirSync(tmp.dir).sort()).to.deep.equal(['.key.ba9876543210.tmp', '.key.notours.tmp', 'key']);
   });
 
   async function stagedChild(path: string, mode?: string) {
