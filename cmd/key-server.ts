@@ -13,7 +13,7 @@ import { LevelBackend } from '../lib/keyservice/level-backend.ts';
 import { startKeyServer } from '../lib/keyservice/server.ts';
 import { loadIdentity } from '../lib/certifier/index.ts';
 import { joinReplica } from '../lib/keyclient/replica-join.ts';
-import { openPostgres, PG_URL_ENV, type PostgresOptions } from './key-server/postgres.ts';
+import { openPostgres, pgUrlOf, PG_URL_ENV, type PostgresOptions } from './key-server/postgres.ts';
 import { prepareRenewal } from './key-server/renewal.ts';
 import { stat } from 'node:fs/promises';
 import { backupName, pruneBackups } from '../lib/keyservice/backups.ts';
@@ -31,8 +31,8 @@ const program = createProgram(P, 'store and release named keys to certified mach
 storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { domain: string; policyCert: string; data: string; listen: string; acl?: string; audit?: string; logJson?: boolean; backend: string; allowReplicaJoin?: boolean; certifier?: string; auditRotateMb?: number; backupDir?: string; backupKeep?: number }>(program, 'serve',
   'serve the key service (the store must hold this server\'s identity from cert-utility init-trust)',
   async (o) => {
-    if (o.backend === 'level' && resolve(o.data) === resolve(o.store)) {
-      throw new CertifierError('USAGE', '--data and --store must be different directories: the key database and this server\'s cryptstore are separate databases');
+    if (resolve(o.data) === resolve(o.store)) {
+      throw new CertifierError('USAGE', '--data and --store must be different directories: the key database (or, with PostgreSQL, the audit log and lock) and this server\'s cryptstore are kept apart');
     }
     const { host, port } = parseHostPort(o.listen, '--listen', { listen: true });
     const certifier = o.certifier ? parseHostPort(o.certifier, '--certifier') : undefined;
@@ -44,6 +44,7 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
       const pgOnly = ['pgUrl', 'pgPoolSize', 'replicaId'].filter(given);
       if (pgOnly.length) throw new CertifierError('USAGE', `${pgOnly.map((k) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`).join(', ')} go with --backend postgres`);
     }
+    if (o.backend === 'postgres') pgUrlOf(P, o); // a URL that cannot work is a usage error now, not a retry loop later
     if (o.backupDir) {
       const st = await stat(o.backupDir).catch(() => undefined);
       if (st && !st.isDirectory()) throw new CertifierError('USAGE', `--backup-dir ${o.backupDir} is not a directory`);

@@ -38,18 +38,28 @@ export function redactUrl(url: string): string {
   }
 }
 
-export async function openPostgres(program: string, o: PostgresOptions, log: (r: object) => void): Promise<OpenedPostgres> {
+/** The database URL from --pg-url or the environment, checked (USAGE) before anything connects. */
+export function pgUrlOf(program: string, o: PostgresOptions): string {
   const url = o.pgUrl ?? process.env[PG_URL_ENV];
   if (!url) throw new CertifierError('USAGE', `--backend postgres needs the database URL in ${PG_URL_ENV} (or --pg-url)`);
-  if (/^postgres(ql)?:/i.test(url)) {
-    let parsed: URL;
-    try {
-      parsed = new URL(url);
-    } catch {
-      throw new CertifierError('USAGE', `the PostgreSQL URL (${o.pgUrl ? '--pg-url' : PG_URL_ENV}) is not a valid URL`);
-    }
-    if (o.pgUrl && parsed.password) warn(program, `the password in --pg-url is visible to every local user (ps); set ${PG_URL_ENV} instead`);
+  // Only a URL: the driver reads anything else (no scheme, a libpq "key=value" string) as a
+  // database name on the default host, sending it, password and all, to whatever answers there
+  // and into the error. The value is never quoted back: it may hold the password.
+  const where = o.pgUrl ? '--pg-url' : PG_URL_ENV;
+  if (!/^postgres(ql)?:\/\/[^/]/i.test(url)) throw new CertifierError('USAGE', `${where} must be a postgres://user@host:port/database URL (the libpq key=value form is not supported)`);
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new CertifierError('USAGE', `the PostgreSQL URL (${where}) is not a valid URL`);
   }
+  if (!parsed.hostname || parsed.pathname.length < 2) throw new CertifierError('USAGE', `the PostgreSQL URL (${where}) must name a host and a database`);
+  if (o.pgUrl && parsed.password) warn(program, `the password in --pg-url is visible to every local user (ps); set ${PG_URL_ENV} instead`);
+  return url;
+}
+
+export async function openPostgres(program: string, o: PostgresOptions, log: (r: object) => void): Promise<OpenedPostgres> {
+  const url = pgUrlOf(program, o);
   if (!/^[A-Za-z0-9._-]{1,64}$/.test(o.replicaId)) throw new CertifierError('USAGE', '--replica-id must be 1 to 64 letters, digits, ".", "_" or "-"');
   const unlock = await lockDataDir(o.data);
   let backend: PgBackend;

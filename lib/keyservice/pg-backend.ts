@@ -27,7 +27,7 @@ import {
 import { migrate, storageError, type Query } from './pg-schema.ts';
 
 export interface PgBackendOptions {
-  /** postgres://user:password@host:port/database (libpq-style parameters allowed). */
+  /** postgres://user:password@host:port/database?param=value (URL query parameters as the pg driver reads them). */
   url: string;
   /** Connections this replica may hold (default 10). */
   poolSize?: number;

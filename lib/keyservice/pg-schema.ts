@@ -62,13 +62,19 @@ const NETWORK_ERRNOS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ECONNABORTED', 'E
 const TIMEOUT_STATES = new Set(['57014', '55P03', '40001', '40P01', '25P03']); // canceled (statement_timeout), lock timeout, serialization, deadlock, idle-in-transaction timeout
 const UNREACHABLE_CLASSES = ['08', '53', '57P']; // connection exception, insufficient resources (too many connections), admin/crash shutdown, cannot connect now
 
+// Node's TLS verdicts on the database's certificate (sslmode=require / verify-full).
+const TLS_TRUST_ERRORS = new Set([
+  'DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID', 'ERR_TLS_CERT_ALTNAME_INVALID', 'CERT_SIGNATURE_FAILURE', 'CERT_UNTRUSTED',
+]);
+
 /** A CertifierError for a failure of the database (our own errors pass through unchanged). */
 export function storageError(e: unknown): CertifierError {
   if (e instanceof CertifierError) return e;
   const err = e as { code?: unknown; message?: unknown } | undefined;
   const code = typeof err?.code === 'string' ? err.code : '';
   const message = typeof err?.message === 'string' ? err.message : String(e);
-  const make = (c: 'UNREACHABLE' | 'TIMEOUT' | 'INTERNAL' | 'DENIED' | 'NOT_FOUND' | 'INVALID_INPUT', what: string) =>
+  const make = (c: 'UNREACHABLE' | 'TIMEOUT' | 'INTERNAL' | 'DENIED' | 'NOT_FOUND' | 'INVALID_INPUT' | 'UNTRUSTED_PEER', what: string) =>
     new CertifierError(c, `${what}: ${message}`, { cause: e, details: { storage: 'postgres', ...(code ? { cause: code } : {}) } });
   const sqlstate = /^[0-9A-Z]{5}$/.test(code);
   // The client's own timeouts carry no SQLSTATE; a server error that merely mentions a timeout
@@ -77,9 +83,13 @@ export function storageError(e: unknown): CertifierError {
   if (NETWORK_ERRNOS.has(code) || UNREACHABLE_CLASSES.some((p) => code.startsWith(p)) || /Connection terminated|not queryable|connection error/i.test(message)) {
     return make('UNREACHABLE', 'the key database is unreachable');
   }
+  // A standby, or a primary being failed over: writes come back once a primary answers.
+  if (code === '25006') return make('UNREACHABLE', 'the key database is read-only (a standby, or a failover in progress)');
+  if (TLS_TRUST_ERRORS.has(code)) return make('UNTRUSTED_PEER', 'the key database\'s TLS certificate is not trusted (see sslmode and sslrootcert in the URL)');
   // Set-up mistakes, which no retry mends: say which, rather than "a bug".
   if (code.startsWith('28') || code === '42501') return make('DENIED', 'the key database refused this user (its login, password or rights; it must be allowed to create tables)');
   if (code === '3D000') return make('NOT_FOUND', 'no such key database');
   if (code === '22023' || code === '42704' || /does not support SSL/i.test(message)) return make('INVALID_INPUT', 'the key database refused the connection settings');
+  if (code === '3F000') return make('INVALID_INPUT', 'the key database has no such schema (see search_path in the URL\'s options)');
   return make('INTERNAL', 'the key database failed');
 }

@@ -49,6 +49,16 @@ describe('usage mistakes across the programs (exit 2, before any work)', () => {
     const pg = await run('key-server', [...base, '--pg-url', 'postgres://u:pw@127.0.0.1:1/db', '--replica-id', 'r1']);
     expect(pg.status).to.equal(2);
     expect(pg.stderr).to.contain('--pg-url, --replica-id go with --backend postgres');
+    // Anything but a postgres:// URL would be read as a database name on the default host, sent
+    // there with its password, and quoted back in the error: refused at once, never quoted.
+    for (const url of ['keyserver:pw-s3cret@127.0.0.1:5432/keys', 'host=127.0.0.1 password=pw-s3cret dbname=keys', 'postgres//127.0.0.1/db', 'mysql://u:pw-s3cret@127.0.0.1/keys', 'postgres://u:pw-s3cret@127.0.0.1:1']) {
+      const r = await run('key-server', [...base, '--backend', 'postgres'], { env: { ...process.env, KEY_SERVER_PG_URL: url } });
+      expect(r.status, url).to.equal(2);
+      expect(r.stderr).to.contain('KEY_SERVER_PG_URL').and.not.contain('pw-s3cret');
+    }
+    const same = await run('key-server', ['serve', '--domain', 'd', '--policy-cert', 'none.pem', '--store', 's', '--key-file', 'k', '--data', 's', '--backend', 'postgres']);
+    expect(same.status).to.equal(2);
+    expect(same.stderr).to.contain('--data and --store must be different directories');
     const backup = await run('key-server', [...base, '--backup-dir', join(tmp.dir, 'a-file')]);
     expect(backup.status).to.equal(2);
     expect(backup.stderr).to.contain('is not a directory');

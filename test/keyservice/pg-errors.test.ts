@@ -16,6 +16,10 @@ const cases: [string, { code?: string; message: string }, string][] = [
   ["the client's connect timeout", { message: 'timeout expired' }, 'TIMEOUT'],
   ['a refused connection', { code: 'ECONNREFUSED', message: 'connect ECONNREFUSED 127.0.0.1:5432' }, 'UNREACHABLE'],
   ['the server shutting down', { code: '57P01', message: 'terminating connection due to administrator command' }, 'UNREACHABLE'],
+  ['a read-only database (a standby, a failover)', { code: '25006', message: 'cannot execute INSERT in a read-only transaction' }, 'UNREACHABLE'],
+  ['a search_path naming no schema', { code: '3F000', message: 'no schema has been selected to create in' }, 'INVALID_INPUT'],
+  ['a self-signed database certificate', { code: 'DEPTH_ZERO_SELF_SIGNED_CERT', message: 'self-signed certificate' }, 'UNTRUSTED_PEER'],
+  ['a database certificate for another host', { code: 'ERR_TLS_CERT_ALTNAME_INVALID', message: "Hostname/IP does not match certificate's altnames" }, 'UNTRUSTED_PEER'],
   ['an internal server error', { code: 'XX000', message: 'something broke' }, 'INTERNAL'],
 ];
 
