@@ -27,6 +27,7 @@ const DRAIN_MS = 30_000;
  */
 export async function storageKeyFrom(store: Cryptstore, backend?: KeyBackend): Promise<Uint8Array> {
   let key: Uint8Array;
+  let made = false;
   try {
     const e = await store.get(STORAGE_KEY_TAG);
     if (e.blob.length !== 32) throw new CertifierError('INTEGRITY', `${STORAGE_KEY_TAG} is ${e.blob.length} bytes, not 32`);
@@ -41,11 +42,20 @@ export async function storageKeyFrom(store: Cryptstore, backend?: KeyBackend): P
     }
     key = randomBytes(32);
     await store.put(STORAGE_KEY_TAG, key, { type: 'binary-blob', exportable: false });
+    made = true;
   }
   if (backend?.bindStorageKey) {
     // A database from before keys were bound to it: bind only a key that opens its records.
     if ((await backend.boundStorageKey!()) === undefined) await checkOpens(backend, key);
-    await backend.bindStorageKey(storageKeyId(key));
+    try {
+      await backend.bindStorageKey(storageKeyId(key));
+    } catch (e) {
+      if (!made || !isCertifierError(e, 'WRONG_KEY')) throw e;
+      // Another replica, started at the same moment on the empty database, bound its key first.
+      // Ours sealed nothing: it goes, so that join can bring the deployment's key without --force.
+      await store.delete(STORAGE_KEY_TAG);
+      throw new CertifierError('NOT_FOUND', `another replica bound its storage key to the key database while this one started: run key-server join --from that replica, then start this one again`, { cause: e });
+    }
   }
   return key;
 }

@@ -123,6 +123,15 @@ describe('storageKeyFrom with a backend shared by replicas', () => {
     bound = '00'.repeat(16);
     await rejects(storageKeyFrom(store, shared), 'WRONG_KEY');
   });
+
+  it('loses a race with a replica starting at the same moment cleanly: no key kept, told to join', async () => {
+    // The other replica binds between our look at the database and our bind.
+    const racing = { ...shared, boundStorageKey: async () => undefined } as unknown as KeyBackend;
+    bound = 'ab'.repeat(16);
+    const e = await rejects(storageKeyFrom(store, racing), 'NOT_FOUND');
+    expect(e.message).to.contain('another replica bound its storage key').and.contain('key-server join');
+    await rejects(store.get(STORAGE_KEY_TAG), 'NOT_FOUND'); // so join needs no --force
+  });
 });
 
 describe('storageKeyFrom with a LevelDB key database', () => {
