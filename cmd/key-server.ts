@@ -120,7 +120,7 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
   .option('--allow-replica-join', 'release the storage key to machines certified with this server\'s own measurement (key-server join)');
 
 storeOptions(subcommand<JsonOption & ProtectionOptions & { domain: string; policyCert: string; from: string; force?: boolean }>(program, 'join',
-  'fetch the storage key of a running replica (started with --allow-replica-join) into this store, to serve the same PostgreSQL database',
+  'fetch the storage key of a running key-server (started with --allow-replica-join) into this store: a new replica of a PostgreSQL database, or a standby for a LevelDB one',
   async (o) => {
     const policyCert = await readCertificateFile(o.policyCert);
     validatePolicyCert(policyCert, new Date());

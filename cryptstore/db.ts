@@ -9,7 +9,7 @@ import { CertifierError } from '../lib/errors/index.ts';
 export type Db = Level<string, Uint8Array>;
 
 export const notFound = (dir: string, why: string) =>
-  new CertifierError('STORE_NOT_FOUND', `no cryptstore at ${dir} (${why}); create one with create-store`);
+  new CertifierError('STORE_NOT_FOUND', `no cryptstore at ${dir} (${why}); create one with cert-utility create-store, or, for a machine's identity, cert-utility init-trust`);
 
 /** A database that create-store began and never finished: no metadata record, nothing else either. */
 export const unfinished = (dir: string) =>
