@@ -2,7 +2,7 @@
 // the signed policy, certification (init-trust), direct issuing (issue-cert) and show-cert.
 
 import { Option, type Command } from 'commander';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, rm, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { exportPrivateKey, generateKeyPair, toHex, type KeyAlg } from '../../lib/crypto/index.ts';
@@ -170,8 +170,12 @@ export function addTrustCommands(program: Command): void {
       const protector = await protectorFrom(P, o, platform);
       // Before certifying: a request that cannot be saved should not cost a certification.
       if (o.saveEvidence) await checkWritable(o.saveEvidence, { exclusive: true });
+      // A store this run makes is this run's: if certification fails, it goes, so that a later
+      // run may choose its protection afresh (a failed first boot must not fix it).
+      const made = !(await stat(o.store).then(() => true, () => false));
       const store = await Cryptstore.openOrCreate(o.store, protector);
       let sent: Uint8Array | undefined;
+      let failed = false;
       try {
         if (o.plain) warn(P, 'plain TCP: no TLS, and the evidence is not bound to a session (original protocol)');
         const r = await initTrust({ store, domain: o.domain, policyCert, platform, host, port, force: o.force === true, keyAlg: o.keyAlg, plain: o.plain === true, onRequest: (req) => (sent = req) });
@@ -191,9 +195,11 @@ export function addTrustCommands(program: Command): void {
           const saved = await writeFileAtomic(o.saveEvidence, sent, { mode: 0o644, exclusive: true }).then(() => true, () => false);
           note(P, saved ? `the request sent was saved to ${o.saveEvidence} (simpleserver explain --evidence ${o.saveEvidence})` : `could not save the request sent to ${o.saveEvidence}`);
         }
+        failed = true;
         throw e;
       } finally {
         await store.close();
+        if (failed && made) await rm(o.store, { recursive: true, force: true }).catch(() => warn(P, `could not remove the store ${o.store} this run made`));
       }
     }))
     .requiredOption('--domain <name>', 'the policy domain')

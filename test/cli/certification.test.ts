@@ -197,10 +197,12 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
   }
 
   /** A refused init-trust leaves no key and no certificate behind. */
-  async function expectEmptyStore(store: string, platformDir = 'platform', measurement = 'app.measurement'): Promise<void> {
+  /** A refused init-trust leaves no store behind when it made the store itself: a later run may pick its protection afresh. */
+  async function expectNoStore(store: string, platformDir = 'platform', measurement = 'app.measurement'): Promise<void> {
+    expect(existsSync(p(store)), `${store} was left behind`).to.equal(false);
     const r = await cu(['list-items', ...sealed(store, platformDir, measurement), '--json']);
-    expect(r.status, r.stderr).to.equal(0);
-    expect(r.json().items).to.deep.equal([]);
+    expect(r.status).to.equal(1);
+    expect(r.json().error.code).to.equal('STORE_NOT_FOUND');
   }
 
   before(async function () {
@@ -389,18 +391,26 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
       const r = await initTrust('stores/untrusted-measurement', { measurement: 'app2.measurement', extra: ['--save-evidence', 'treq-m2.bin'] });
       expectRefused(r, 1, 'MEASUREMENT_NOT_TRUSTED');
       expect(await waitFor(() => server.log().includes(`decision=deny code=MEASUREMENT_NOT_TRUSTED reason="measurement ${M2} is not trusted by the policy"`)), server.log()).to.equal(true);
-      await expectEmptyStore('stores/untrusted-measurement', 'platform', 'app2.measurement');
+      await expectNoStore('stores/untrusted-measurement', 'platform', 'app2.measurement');
       // the refused request was kept, and explain says why
       const why = await ss(['explain', '--policy', 'policy.bin', '--policy-cert', 'policy-cert.pem', '--evidence', 'treq-m2.bin']);
       expectRefusedExplain(why, 'MEASUREMENT_NOT_TRUSTED');
       await serverStillCertifies();
     });
 
+    it('keeps a store it did not make when it is refused, with what it held', async () => {
+      expect((await cu(['create-store', ...sealed('stores/made-before', 'platform', 'app2.measurement')])).status).to.equal(0);
+      expect((await cu(['put-item', ...sealed('stores/made-before', 'platform', 'app2.measurement'), '--tag', 'kept', '--in', 'app.measurement'])).status).to.equal(0);
+      expectRefused(await initTrust('stores/made-before', { measurement: 'app2.measurement' }), 1, 'MEASUREMENT_NOT_TRUSTED');
+      const r = await cu(['list-items', ...sealed('stores/made-before', 'platform', 'app2.measurement'), '--json']);
+      expect(r.json().items.map((i: { tag: string }) => i.tag)).to.deep.equal(['kept']);
+    });
+
     it('a platform key the policy does not trust: PLATFORM_NOT_TRUSTED, exit 1', async () => {
       const r = await initTrust('stores/untrusted-platform', { platformDir: 'platform-untrusted' });
       expectRefused(r, 1, 'PLATFORM_NOT_TRUSTED');
       expect(await waitFor(() => server.log().includes('decision=deny code=PLATFORM_NOT_TRUSTED')), server.log()).to.equal(true);
-      await expectEmptyStore('stores/untrusted-platform', 'platform-untrusted');
+      await expectNoStore('stores/untrusted-platform', 'platform-untrusted');
       await serverStillCertifies();
     });
 
@@ -443,7 +453,7 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
       const r = await initTrust('stores/expired', { platformDir: 'platform-expired' });
       expectRefused(r, 4, 'CLAIM_EXPIRED');
       expect(await waitFor(() => /decision=deny code=CLAIM_EXPIRED reason="the endorsement is valid from /.test(server.log())), server.log()).to.equal(true);
-      await expectEmptyStore('stores/expired', 'platform-expired');
+      await expectNoStore('stores/expired', 'platform-expired');
       await serverStillCertifies();
     });
 
@@ -502,7 +512,7 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
       expectRefused(r, 4, 'UNTRUSTED_PEER');
       expect(r.stderr).to.contain('not issued under the trusted root');
       expect(certifications(), 'no evidence was sent').to.equal(before);
-      await expectEmptyStore('stores/other-policy-cert');
+      await expectNoStore('stores/other-policy-cert');
       await serverStillCertifies();
     });
 
