@@ -41,6 +41,15 @@ const TEXT_PROPERTIES: readonly string[] = [
   SNP_PROPERTY.hostData, SNP_PROPERTY.idKeyDigest, SNP_PROPERTY.authorKeyDigest, SNP_PROPERTY.familyId, SNP_PROPERTY.imageId, SNP_PROPERTY.signingKey,
 ];
 const KNOWN_PROPERTIES: readonly string[] = Object.values(SNP_PROPERTY);
+/** What a text property's value can be, as the verifier reports it: hex of the field's size, or the key kind. */
+const TEXT_FORMS: Record<string, { re: RegExp; what: string }> = {
+  [SNP_PROPERTY.hostData]: { re: /^[0-9a-f]{64}$/, what: '64 hex digits (HOST_DATA is 32 bytes)' },
+  [SNP_PROPERTY.idKeyDigest]: { re: /^[0-9a-f]{96}$/, what: '96 hex digits (a 48-byte digest)' },
+  [SNP_PROPERTY.authorKeyDigest]: { re: /^[0-9a-f]{96}$/, what: '96 hex digits (a 48-byte digest)' },
+  [SNP_PROPERTY.familyId]: { re: /^[0-9a-f]{32}$/, what: '32 hex digits (FAMILY_ID is 16 bytes)' },
+  [SNP_PROPERTY.imageId]: { re: /^[0-9a-f]{32}$/, what: '32 hex digits (IMAGE_ID is 16 bytes)' },
+  [SNP_PROPERTY.signingKey]: { re: /^(vcek|vlek)$/, what: 'vcek or vlek' },
+};
 
 /**
  * "name>=n", "name<=n", "name=n" or "name=text", for a property the SEV-SNP verifier reports. A
@@ -53,6 +62,9 @@ function parseProperty(v: string, acc: Requirement[]): Requirement[] {
   if (!KNOWN_PROPERTIES.includes(name)) throw new InvalidArgumentError(`no SEV-SNP property is named "${name}" (one of ${KNOWN_PROPERTIES.join(', ')})`);
   if (TEXT_PROPERTIES.includes(name)) {
     if (comparator !== '=') throw new InvalidArgumentError(`${name} is text: compare it with =`);
+    // A value the verifier can never report would make a policy that refuses every VM.
+    const form = TEXT_FORMS[name];
+    if (form && !form.re.test(value.toLowerCase())) throw new InvalidArgumentError(`${name} is ${form.what}, not "${value}"`);
     return [...acc, { name, comparator, value: value.toLowerCase() }];
   }
   if (!/^\d{1,15}$/.test(value)) throw new InvalidArgumentError(`${name} is a number: ${name}${comparator}N`);

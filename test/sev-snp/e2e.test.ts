@@ -102,7 +102,10 @@ describe('SEV-SNP end to end: simpleserver + init-trust --platform sev-snp (test
   it('refuses a misspelt --snp-property, or a number compared with a text property, as a usage error; takes good ones', async () => {
     const policy = (prop: string) => cu(['make-policy', '--policy-key', 'policy-key.pem', '--policy-cert', 'policy-cert.pem', '--out', `prop-${prop.replace(/\W/g, '_')}.bin`,
       '--trust-amd-root', 'milan', '--snp-min-tcb', '3:0:8:115', '--snp-property', prop, '--trust-measurement', toHex(measurement)]);
-    for (const [prop, why] of [['gust-svn>=0', 'no SEV-SNP property is named "gust-svn"'], ['host-data>=5', 'host-data is text'], ['guest-svn=abc', 'guest-svn is a number']]) {
+    for (const [prop, why] of [
+      ['gust-svn>=0', 'no SEV-SNP property is named "gust-svn"'], ['host-data>=5', 'host-data is text'], ['guest-svn=abc', 'guest-svn is a number'],
+      ['signing-key=vcke', 'signing-key is vcek or vlek'], ['image-id=zz', 'image-id is 32 hex digits'], ['family-id=01', 'family-id is 32 hex digits'], [`host-data=${'ab'.repeat(31)}`, 'host-data is 64 hex digits'],
+    ]) {
       const r = await policy(prop!);
       expect(r.status, r.stderr).to.equal(2);
       expect(r.stderr).to.contain(why);
