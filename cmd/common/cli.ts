@@ -3,6 +3,7 @@
 // statuses from lib/errors. No stack trace reaches the user unless CERTIFIER_DEBUG=1.
 
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { basename } from 'node:path';
 import { CertifierError, ExitStatus, exitStatusOf } from '../../lib/errors/index.ts';
 
 /** What a command hands back to be rendered. */
@@ -29,6 +30,8 @@ export const STDOUT_CLOSED_STATUS = 141;
 // never with a stack trace. A server goes on serving. Any other stdout failure exits 1.
 let stdoutStatus: number | undefined;
 process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+  // Anything else (a full disk, an I/O error) is a failure worth a message: the result is lost.
+  if (e.code !== 'EPIPE' && stdoutStatus === undefined) process.stderr.write(`${process.argv[1] ? basename(process.argv[1]).replace(/\.js$/, '') : 'error'}: error: cannot write standard output: ${e.code ?? e.message} [FILE_ERROR]\n`);
   stdoutStatus ??= e.code === 'EPIPE' ? STDOUT_CLOSED_STATUS : ExitStatus.failed;
   if (!process.exitCode) process.exitCode = stdoutStatus;
 });

@@ -2,7 +2,7 @@
 // directory, exit status, stdout and stderr. Unhappy paths first.
 
 import { expect } from 'chai';
-import { promises as fs, statSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, promises as fs, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Level } from 'level';
 import { randomBytes, utf8 } from '../../lib/crypto/index.ts';
@@ -188,6 +188,23 @@ describe('cert-utility store commands (transcripts)', function () {
       const status = await new Promise<number | null>((resolve) => child.on('close', resolve));
       expect(status, err).to.equal(141);
       expect(err).to.equal('');
+    });
+
+    it('says so, with a code, when standard output cannot be written (a full disk), and exits 1', async function () {
+      if (!existsSync('/dev/full')) this.skip();
+      writeFileSync(join(tmp.dir, 'small'), 'a secret');
+      expect((await cu(withPass('put-item', '--tag', 'small', '--in', 'small'))).status).to.equal(0);
+      const out = openSync('/dev/full', 'w');
+      try {
+        const child = spawn(process.execPath, [join(ROOT, 'cmd', 'bin', 'cert-utility.js'), ...withPass('get-item', '--tag', 'small', '--out', '-')], { cwd: tmp.dir, stdio: ['ignore', out, 'pipe'] });
+        let err = '';
+        child.stderr!.on('data', (d) => (err += d));
+        const status = await new Promise<number | null>((resolve) => child.on('close', resolve));
+        expect(status, err).to.equal(1);
+        expect(err).to.match(/cert-utility: error: cannot write standard output: ENOSPC \[FILE_ERROR\]/);
+      } finally {
+        closeSync(out);
+      }
     });
 
     it('numbers versions per tag, reads older ones, deletes one or all', async () => {
