@@ -3,7 +3,7 @@
 // away the partial copy a process that died while writing one left behind.
 
 import { promises as fs } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { CertifierError } from '../errors/index.ts';
 
 /** The name of a backup made at `at`: keys-2026-12-05T11-30-00-000Z, which sorts by time. */
@@ -25,12 +25,16 @@ function alive(pid: number): boolean {
 
 /**
  * Removes all but the newest `keep` backups in `dir`, and partial copies whose writer is gone.
- * Returns the names removed. Nothing else in `dir` is touched.
+ * Returns the names removed. Nothing else in `dir` is touched, and never `live` (the data
+ * directory being served, which may be a backup put back in place): it neither counts nor goes.
  */
-export async function pruneBackups(dir: string, keep: number): Promise<string[]> {
+export async function pruneBackups(dir: string, keep: number, live?: string): Promise<string[]> {
   if (!Number.isInteger(keep) || keep < 1) throw new CertifierError('INVALID_INPUT', `keep at least one backup, not ${keep}`);
   const names = await fs.readdir(dir);
-  const whole = names.filter((n) => BACKUP.test(n)).sort();
+  const serving = live === undefined ? undefined : await fs.realpath(live).catch(() => resolve(live));
+  const isLive = async (n: string) => serving !== undefined && (await fs.realpath(join(dir, n)).catch(() => join(dir, n))) === serving;
+  const whole: string[] = [];
+  for (const n of names.filter((x) => BACKUP.test(x)).sort()) if (!(await isLive(n))) whole.push(n);
   const stale = names.filter((n) => {
     const m = PARTIAL.exec(n);
     return m !== null && Number(m[1]) !== process.pid && !alive(Number(m[1]));

@@ -27,6 +27,14 @@ describe('key-server backups: pruning', () => {
     await rejects(pruneBackups(tmp.dir, 0), 'INVALID_INPUT');
   });
 
+  it('never removes the data directory being served, which may be a backup put back in place', async () => {
+    const names = [0, 1, 2].map((d) => backupName(new Date(Date.UTC(2026, 11, 1 + d, 3))));
+    for (const n of names) mkdirSync(join(tmp.dir, n));
+    const removed = await pruneBackups(tmp.dir, 1, join(tmp.dir, '.', names[0]!)); // the oldest is live
+    expect(removed).to.deep.equal([names[1]]);
+    expect(readdirSync(tmp.dir).sort()).to.deep.equal([names[0], names[2]]);
+  });
+
   it('names backups so that they sort by time', () => {
     const a = backupName(new Date('2026-12-05T09:59:59.999Z'));
     const b = backupName(new Date('2026-12-05T10:00:00.000Z'));
