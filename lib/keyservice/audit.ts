@@ -20,12 +20,12 @@
 // line, never acknowledged; open refuses the log until repairAuditTail (key-server repair-audit)
 // moves that line aside. open checks only the chain's end (scanEnd); verifyAudit checks it all.
 
-import { constants, promises as fs } from 'node:fs';
+import { constants, fstatSync, promises as fs } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { CertifierError } from '../errors/index.ts';
 import { sha256HexOfText } from '../crypto/index.ts';
-import { syncDir, writeFileAtomic } from '../files/index.ts';
+import { realLocation, syncDir, writeFileAtomic } from '../files/index.ts';
 import { holdLock } from './lock.ts';
 
 export interface AuditEntry {
@@ -323,8 +323,33 @@ function notVerified(path: string, r: { line: number; problem: string }, then: s
 }
 
 /** The lock that keeps a second process (another replica given the same --audit) off the log. */
-function lockAudit(path: string, inUse = `the audit log ${path} is in use by another process: give each key-server its own --audit`): Promise<() => Promise<void>> {
-  return holdLock(`${path}.lock`, inUse);
+/**
+ * The one-writer lock of a log, beside the file itself: two paths to one file (a symbolic link,
+ * a linked directory) meet at the same lock.
+ */
+async function lockAudit(path: string, inUse = `the audit log ${path} is in use by another process: give each key-server its own --audit`): Promise<() => Promise<void>> {
+  const real = await fs.realpath(path).catch(() => realLocation(path));
+  return holdLock(`${real}.lock`, inUse);
+}
+
+/** PATH.end: where the chain stood at the last rotation, so that moving every segment away cannot restart it. */
+const endPath = (path: string) => `${path}.end`;
+
+/** The chain's end recorded at the last rotation, if any (INTEGRITY if the record is damaged). */
+async function recordedEnd(path: string): Promise<{ seq: number; hash: string } | undefined> {
+  const text = await fs.readFile(endPath(path), 'utf8').catch((e: NodeJS.ErrnoException) => (e.code === 'ENOENT' ? undefined : Promise.reject(e)));
+  if (text === undefined) return undefined;
+  let end: unknown;
+  try {
+    end = JSON.parse(text);
+  } catch {
+    end = undefined;
+  }
+  const { seq, hash } = (end ?? {}) as { seq?: unknown; hash?: unknown };
+  if (!Number.isSafeInteger(seq) || (seq as number) < 1 || typeof hash !== 'string' || !HASH_RE.test(hash)) {
+    throw new CertifierError('INTEGRITY', `${endPath(path)} (where the audit chain stood at its last rotation) is damaged; refusing to restart the chain`);
+  }
+  return { seq: seq as number, hash };
 }
 
 export interface AuditLogOptions {
@@ -332,6 +357,8 @@ export interface AuditLogOptions {
   rotateBytes?: number;
   /** Told of each rotation (for the server's log). */
   onRotate?: (segment: { path: string; firstSeq: number; lastSeq: number }) => void;
+  /** Told once, when the log breaks: from then on every append fails (for the server's log). */
+  onBroken?: (error: CertifierError) => void;
 }
 
 const SEQ_DIGITS = 12;
@@ -369,6 +396,7 @@ async function firstSeqOf(path: string): Promise<number | undefined> {
 
 interface PendingLine {
   bytes: Buffer;
+  hash: string;
   resolve: () => void;
   reject: (e: Error) => void;
 }
@@ -382,6 +410,8 @@ export class AuditLog {
   /** Bytes in the current file, the seq of the last line written, and the seq of the file's first. */
   private size = 0;
   private written: number;
+  /** The hash of the last line written (not merely appended). */
+  private writtenHash: string;
   private fileFirst: number;
 
   private constructor(
@@ -389,6 +419,7 @@ export class AuditLog {
     private seq: number, private last: string, private readonly options: AuditLogOptions,
   ) {
     this.written = seq;
+    this.writtenHash = last;
     this.fileFirst = seq + 1;
   }
 
@@ -422,7 +453,12 @@ export class AuditLog {
         if (!r.ok) throw notVerified(segment.path, r, `refusing to continue it in ${path}`);
         if (r.lastSeq !== segment.lastSeq) throw new CertifierError('INTEGRITY', `the audit segment ${segment.path} ends at seq ${r.lastSeq}, not the ${segment.lastSeq} its name says`);
       }
-      const log = new AuditLog(path, fh, release, r.lastSeq, r.last, options);
+      let [seq, last] = [r.lastSeq, r.last];
+      // An empty log after a rotation whose segments were all moved away: the chain goes on from
+      // where the rotation left it, not from the start.
+      const end = seq === 0 ? await recordedEnd(path) : undefined;
+      if (end) [seq, last] = [end.seq, end.hash];
+      const log = new AuditLog(path, fh, release, seq, last, options);
       log.size = st.size;
       if (st.size > 0) log.fileFirst = (await firstSeqOf(path)) ?? 1;
       return log;
@@ -431,6 +467,15 @@ export class AuditLog {
       await release();
       throw e;
     }
+  }
+
+  /**
+   * Throws the log's failure if it can no longer record anything: a caller about to carry out a
+   * decision (a store, a delete) asks first, so that nothing takes effect unrecorded.
+   */
+  checkUsable(): void {
+    if (this.closed) throw new CertifierError('INTERNAL', 'the audit log is closed');
+    if (this.broken) throw this.failure(this.broken);
   }
 
   /** Appends one decision; resolves once its line is on disk. */
@@ -447,7 +492,7 @@ export class AuditLog {
     this.seq++;
     this.last = hash;
     const bytes = Buffer.from(lineOf(canon, prev, hash), 'utf8');
-    const durable = new Promise<void>((resolve, reject) => this.pending.push({ bytes, resolve, reject }));
+    const durable = new Promise<void>((resolve, reject) => this.pending.push({ bytes, hash, resolve, reject }));
     this.flushing ??= this.flush();
     return durable.then(() => ({ ...kept, prev, hash }) as AuditRecord);
   }
@@ -482,13 +527,19 @@ export class AuditLog {
         const bytes = batch.length === 1 ? batch[0]!.bytes : Buffer.concat(batch.map((l) => l.bytes));
         let off = 0;
         while (off < bytes.length) off += (await this.fh.write(bytes, off, bytes.length - off, null)).bytesWritten;
+        // Written, but to a file someone removed: nothing after this would ever be read.
+        // (fstat, synchronous: a microsecond, where the promise form would cost a thread-pool trip per batch.)
+        if (fstatSync(this.fh.fd).nlink === 0) throw new Error('the file was removed while in use');
         this.size += bytes.length;
         this.written += batch.length;
+        this.writtenHash = batch[batch.length - 1]!.hash;
         for (const l of batch) l.resolve();
         if (this.options.rotateBytes && this.size >= this.options.rotateBytes) await this.rotate();
       } catch (e) {
+        const first = this.broken === undefined;
         this.broken ??= e as Error;
         const failure = this.failure(this.broken);
+        if (first) this.options.onBroken?.(failure);
         for (const l of batch) l.reject(failure);
       }
     }
@@ -502,12 +553,14 @@ export class AuditLog {
   private async rotate(): Promise<void> {
     const segment = segmentPath(this.path, this.fileFirst, this.written);
     try {
+      await writeFileAtomic(endPath(this.path), new TextEncoder().encode(`${JSON.stringify({ seq: this.written, hash: this.writtenHash })}\n`));
       await fs.rename(this.path, segment);
       const next = await fs.open(this.path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_EXCL | constants.O_DSYNC, 0o600);
       await syncDir(dirname(this.path));
       await this.fh.close().catch(() => {});
       this.fh = next;
     } catch (e) {
+      if (this.broken === undefined) this.options.onBroken?.(this.failure(e as Error));
       this.broken ??= e as Error;
       return;
     }

@@ -143,6 +143,8 @@ export class KeyService {
         if (!ok) throw new CertifierError('CHALLENGE_FAILED', 'the challenge signature does not verify with the credential\'s key');
         role = cred.role;
       }
+      // Nothing is released or carried out that the audit log could no longer record.
+      this.config.audit?.checkUsable();
       const joined = this.config.replicaJoin?.answer(req, peer, role);
       if (joined) return afterAudit(record('allow', undefined, joined.version), joined.response, req.name);
       // A list prefix is not a name: its reserved names are left out of the answer instead.
@@ -159,6 +161,7 @@ export class KeyService {
       }
       const reads = this.reads.get(conn);
       if (reads?.size) await Promise.allSettled([...reads]);
+      this.config.audit?.checkUsable(); // again: it may have broken while the reads ran
       return allow(await this.execute(req));
     } catch (e) {
       return refuse(e);

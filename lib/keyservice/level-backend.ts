@@ -183,7 +183,7 @@ export class LevelBackend implements KeyBackend {
       const version = nextVersion(name, st.highest);
       const record = build(version);
       checkBuilt(name, version, record);
-      await this.db.put(recordKey(name, version), encodeRecord(record), { sync: true });
+      await this.db.put(recordKey(name, version), encodeRecord(record), { sync: true }).catch((e: unknown) => Promise.reject(this.writeError(e)));
       st.latest = st.highest = version;
       this.states.set(name, st);
       return record;
@@ -239,7 +239,8 @@ export class LevelBackend implements KeyBackend {
       };
       uncache();
       try {
-        await this.db.batch([...keys.map((key) => ({ type: 'del' as const, key })), { type: 'put' as const, key: MARK + name, value: mark }], { sync: true });
+        await this.db.batch([...keys.map((key) => ({ type: 'del' as const, key })), { type: 'put' as const, key: MARK + name, value: mark }], { sync: true })
+          .catch((e: unknown) => Promise.reject(this.writeError(e)));
       } finally {
         uncache(); // whatever the outcome: a read that started before the batch ended caches nothing
       }
@@ -394,6 +395,13 @@ export class LevelBackend implements KeyBackend {
     const range = below === 0 ? nameRange(name) : { gt: nameRange(name).gt, lt: recordKey(name, below) };
     for await (const key of this.db.keys({ ...range, reverse: true, limit: 1 })) return parseRecordKey(key).version;
     return 0;
+  }
+
+  /** A failed write in our terms: the disk (full, read-only, failing) is FILE_ERROR, not a bug. */
+  private writeError(e: unknown): unknown {
+    const message = (e as { cause?: { message?: string }; message?: string })?.cause?.message ?? (e as Error)?.message ?? '';
+    if (!/IO error|No space left|Read-only file system|Input\/output error|Disk quota/i.test(message)) return e;
+    return new CertifierError('FILE_ERROR', `the key database in ${this.path} cannot be written: ${message}`, { cause: e });
   }
 
   private checkOpen(): void {

@@ -3,8 +3,8 @@
 
 import { expect } from 'chai';
 import { createHash } from 'node:crypto';
-import { readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { AUDIT_GENESIS, AuditLog, repairAuditTail, verifyAudit, type AuditEntry } from '../../lib/keyservice/audit.ts';
 import { verifyChain } from '../../lib/keyservice/audit-chain.ts';
@@ -222,6 +222,27 @@ describe('audit log', () => {
       expect(await verifyChain([...segments(), path])).to.deep.include({ ok: true, lines: 31 });
     });
 
+    it('goes on from the last rotation when every segment was moved away while the log was empty', async () => {
+      const log = await AuditLog.open(path, { rotateBytes: 1 }); // a rotation after every write: the log is left empty
+      const recs = [];
+      for (let i = 1; i <= 3; i++) recs.push(await log.append(entry(i)));
+      await log.close();
+      expect(readFileSync(path, 'utf8')).to.equal('');
+      const archive = join(tmp.dir, 'archive');
+      mkdirSync(archive);
+      for (const seg of segments()) renameSync(seg, join(archive, basename(seg)));
+      const again = await AuditLog.open(path);
+      const next = await again.append(entry(4));
+      await again.close();
+      expect([next.seq, next.prev]).to.deep.equal([4, recs[2]!.hash]);
+      const archived = readdirSync(archive).sort().map((n) => join(archive, n));
+      expect(await verifyChain([...archived, path])).to.deep.include({ ok: true, lines: 4, fromGenesis: true });
+      // Only an empty log reads the record; a damaged one is refused rather than the chain restarted.
+      const other = join(tmp.dir, 'other.jsonl');
+      writeFileSync(`${other}.end`, 'garbage');
+      await rejects(AuditLog.open(other), 'INTEGRITY');
+    });
+
     it('continues the latest segment when a crash came between the rename and the new file', async () => {
       const log = await AuditLog.open(path, { rotateBytes: 1500 });
       await fill(log, 1, 12);
@@ -280,8 +301,23 @@ describe('audit log', () => {
     }
   });
 
+  it('breaks, saying so once, when its file was removed while in use: nothing more would ever be read', async () => {
+    const told: string[] = [];
+    const log = await AuditLog.open(join(tmp.dir, 'removed.jsonl'), { onBroken: (e) => told.push(e.code) });
+    await log.append({ action: 'store', decision: 'allow' });
+    log.checkUsable();
+    rmSync(join(tmp.dir, 'removed.jsonl'));
+    await log.append({ action: 'store', decision: 'allow' }).then(() => expect.fail('appended'), (e: CertifierError) => expect(e.code).to.equal('FILE_ERROR'));
+    await log.append({ action: 'store', decision: 'allow' }).catch(() => {});
+    expect(() => log.checkUsable()).to.throw(/cannot be written/);
+    expect(told).to.deep.equal(['FILE_ERROR']);
+    await log.close();
+  });
+
   it('is held by one process at a time: a second open fails at once with STORE_LOCKED', async () => {
     const log = await AuditLog.open(path);
+    symlinkSync(path, join(tmp.dir, 'alias.jsonl'));
+    await rejects(AuditLog.open(join(tmp.dir, 'alias.jsonl')), 'STORE_LOCKED'); // another path to the same file
     const e = await rejects(AuditLog.open(path), 'STORE_LOCKED');
     expect(e.message).to.contain('give each key-server its own --audit');
     await rejects(repairAuditTail(path), 'STORE_LOCKED');

@@ -3,7 +3,7 @@
 // sent after it. The backend is a real LevelBackend whose reads can be held at a gate.
 
 import { expect } from 'chai';
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from '../../lib/crypto/index.ts';
 import { decode, type CryptstoreEntry, type KeyServiceList } from '../../lib/wire/index.ts';
@@ -172,5 +172,20 @@ describe('key service: ordering of the requests of one connection', () => {
     expect(r).to.include({ status: 'failed', errorCode: 'NOT_FOUND' });
     await audit.close();
     expect(await verifyAudit(audit.path)).to.deep.equal({ ok: true, lines: 1 });
+  });
+
+  it('carries out nothing once its audit log cannot be written: a store is refused before it takes effect', async () => {
+    const c = conn('c-audit');
+    expect((await answer(await ask(c, { action: 'store', name: 'k', data: randomBytes(8) }))).status).to.equal('succeeded');
+    rmSync(audit.path); // the log, removed while in use: the next write finds it so and breaks the log
+    const first = await answer(await ask(c, { action: 'store', name: 'k', data: randomBytes(8) }));
+    expect(first).to.include({ status: 'failed', errorCode: 'FILE_ERROR' });
+    const events = backend.events.length;
+    for (const r of [{ action: 'store' as const, name: 'k', data: randomBytes(8) }, { action: 'delete' as const, name: 'k', version: 1 }, { action: 'retrieve' as const, name: 'k', version: 1 }]) {
+      expect(await answer(await ask(c, r))).to.include({ status: 'failed', errorCode: 'FILE_ERROR' });
+    }
+    expect(backend.events.length, backend.events.join(', ')).to.equal(events); // nothing reached the backend
+    expect((await inner.get('k', 1))?.version).to.equal(1);
+    expect(await inner.get('k', 3)).to.equal(undefined);
   });
 });
