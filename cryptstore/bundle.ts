@@ -57,12 +57,19 @@ const BUNDLE_OVERHEAD_PER_ENTRY = 1024;
  * Exports every exportable entry (all versions) of `store`, or of the tags in `tags` when given.
  * INVALID_INPUT when a tag names no exportable item, or when the bundle would exceed MAX_BUNDLE_BYTES.
  */
-export async function exportStore(store: Cryptstore, passphrase: Uint8Array, cost?: ScryptCost, tags?: string[]): Promise<{ bundle: Uint8Array; entries: EntryInfo[] }> {
+export async function exportStore(
+  store: Cryptstore, passphrase: Uint8Array, cost?: ScryptCost, tags?: string[], o: { leaveOut?: (tag: string) => boolean } = {},
+): Promise<{ bundle: Uint8Array; entries: EntryInfo[]; leftOut: string[] }> {
   let infos = (await store.list()).filter((e) => e.exportable);
+  let leftOut: string[] = [];
   if (tags?.length) {
     const missing = tags.filter((t) => !infos.some((e) => e.tag === t));
     if (missing.length) throw new CertifierError('INVALID_INPUT', `no exportable item is tagged ${missing.map((t) => JSON.stringify(t)).join(', ')}`);
     infos = infos.filter((e) => tags.includes(e.tag));
+  } else if (o.leaveOut) {
+    // Tags that only the asking say go (a machine's identity): a bundle of everything leaves them out.
+    leftOut = [...new Set(infos.map((e) => e.tag).filter(o.leaveOut))];
+    infos = infos.filter((e) => !o.leaveOut!(e.tag));
   }
   const bytes = infos.reduce((n, e) => n + e.size + BUNDLE_OVERHEAD_PER_ENTRY, 0);
   if (bytes > MAX_BUNDLE_BYTES) {
@@ -71,7 +78,7 @@ export async function exportStore(store: Cryptstore, passphrase: Uint8Array, cos
   const entries: Entry[] = [];
   for (const i of infos) entries.push(await store.get(i.tag, i.version));
   const bundle = await sealBundle(entries, passphrase, cost);
-  return { bundle, entries: infos };
+  return { bundle, entries: infos, leftOut };
 }
 
 /** Imports a bundle into `store`, keeping versions; refuses existing tag+versions unless `force`. */
@@ -81,7 +88,7 @@ export async function importStore(
   const entries = await openBundle(bundle, passphrase);
   const guarded = o.guarded ? [...new Set(entries.map((e) => e.tag).filter(o.guarded.is))] : [];
   if (guarded.length && !force) {
-    throw new CertifierError('ALREADY_EXISTS', `the bundle holds ${guarded.map((t) => `"${t}"`).join(', ')}, ${o.guarded!.what}; nothing was imported (--force imports it)`);
+    throw new CertifierError('DENIED', `the bundle holds ${guarded.map((t) => `"${t}"`).join(', ')}, ${o.guarded!.what}; nothing was imported (--force imports it)`);
   }
   return store.importEntries(entries, force);
 }

@@ -12,11 +12,18 @@ import { readCertificate } from '../../lib/pki/index.ts';
 import { isIdentityTag } from '../../lib/certifier/index.ts';
 import { STORAGE_KEY_TAG } from '../../lib/keyservice/keystore.ts';
 import { Cryptstore, MAX_BLOB_BYTES, MAX_BUNDLE_BYTES, exportStore, importStore, type EntryInfo } from '../../cryptstore/index.ts';
-import { fileOut, parseVersion, subcommand, type JsonOption } from '../common/cli.ts';
+import { fileOut, note, parseVersion, subcommand, type JsonOption } from '../common/cli.ts';
 import { protectorFrom, readPassphraseFile, scryptCost, scryptOption, storeOptions, withStore, type ProtectionOptions } from '../common/protection.ts';
 import { readInput, storeFiles, writeOutput } from '../common/io.ts';
 
 const P = 'cert-utility';
+
+/**
+ * A machine's identity (or a key-server's storage key): imported from another store it would
+ * become this store's latest, and the machine would present another's certificate. So import
+ * refuses it and export leaves it out, unless asked for by name (--tag) or with --force.
+ */
+const GUARDED = { is: (t: string) => isIdentityTag(t) || t === STORAGE_KEY_TAG, what: 'where a machine keeps its identity (or key-server its storage key)' };
 type StoreOpts = ProtectionOptions & JsonOption;
 
 function entryLine(e: EntryInfo): string {
@@ -99,9 +106,10 @@ export function addStoreCommands(program: Command): void {
     async (o) => {
       const pass = await readPassphraseFile(o.bundlePassphraseFile);
       const cost = scryptCost(P, o.scryptLogN);
-      const { bundle, entries } = await withStore(P, { ...o, scryptLogN: undefined }, (s) => exportStore(s, pass, cost, o.tag));
+      const { bundle, entries, leftOut } = await withStore(P, { ...o, scryptLogN: undefined }, (s) => exportStore(s, pass, cost, o.tag, { leaveOut: GUARDED.is }));
       await writeFileAtomic(o.out, bundle, { exclusive: !o.force });
-      return { json: { out: o.out, items: entries }, text: [`exported ${entries.length} item version(s) to ${o.out}`] };
+      if (leftOut.length) note(P, `left out ${leftOut.map((t) => `"${t}"`).join(', ')}, ${GUARDED.what}: name it with --tag to export it`);
+      return { json: { out: o.out, items: entries, ...(leftOut.length ? { leftOut } : {}) }, text: [`exported ${entries.length} item version(s) to ${o.out}`] };
     })))
     .requiredOption('--out <file>', 'bundle file to write (0600)', fileOut)
     .requiredOption('--bundle-passphrase-file <file>', 'file holding the passphrase that protects the bundle')
@@ -114,10 +122,7 @@ export function addStoreCommands(program: Command): void {
     async (o) => {
       const pass = await readPassphraseFile(o.bundlePassphraseFile);
       const bundle = await readInput(o.in, MAX_BUNDLE_BYTES);
-      // A machine's identity (or a key-server's storage key) arriving from another store would
-      // become this store's latest: the machine would then present another's certificate.
-      const guarded = { is: (t: string) => isIdentityTag(t) || t === STORAGE_KEY_TAG, what: 'where a machine keeps its identity (or key-server its storage key)' };
-      const items = await withStore(P, o, (s) => importStore(s, bundle, pass, o.force === true, { guarded }));
+      const items = await withStore(P, o, (s) => importStore(s, bundle, pass, o.force === true, { guarded: GUARDED }));
       return { json: { items }, text: [`imported ${items.length} item version(s)`] };
     }))
     .requiredOption('--in <file>', 'bundle file to read')
