@@ -8,7 +8,7 @@ import { CertifierError, ErrorCodes, type ErrorCode } from '../errors/index.ts';
 import { sign } from '../crypto/index.ts';
 import { checkCryptstoreEntry, compareNames, decode, type CryptstoreEntry, type EntryType, type KeyServiceList, type ValidEntry } from '../wire/index.ts';
 import { toPem, validateAdmission, type ValidatedPeer } from '../pki/index.ts';
-import { connect, type ClientConnection, type Limits } from '../channel/index.ts';
+import { connect, DEFAULT_LIMITS, type ClientConnection, type Limits } from '../channel/index.ts';
 import { requireMachine, type MachineIdentity } from '../certifier/index.ts';
 import {
   CHALLENGE_EXPORTER_LABEL, challengeMessage, encodeKeyRequest, parseKeyResponse, type Action, type KeyRequest, type KeyResponse,
@@ -46,7 +46,11 @@ function refusal(r: KeyResponse, action: Action, name: string): CertifierError {
 }
 
 export class KeyClient {
-  private constructor(private readonly conn: ClientConnection<ValidatedPeer>, private readonly credential: Credential | undefined) {}
+  /** Requests sent on the current connection (a server answers DEFAULT_LIMITS.maxRequestsPerConnection on one). */
+  private sent = 0;
+  private constructor(
+    private conn: ClientConnection<ValidatedPeer>, private readonly credential: Credential | undefined, private readonly options: KeyClientOptions,
+  ) {}
 
   /** The key-server as verified: its serial, measurement and platform. */
   get server(): ValidatedPeer {
@@ -54,6 +58,10 @@ export class KeyClient {
   }
 
   static async connect(o: KeyClientOptions): Promise<KeyClient> {
+    return new KeyClient(await KeyClient.open(o), o.credential, o);
+  }
+
+  private static async open(o: KeyClientOptions): Promise<ClientConnection<ValidatedPeer>> {
     const pins = (o.serverMeasurements ?? []).map((m) => m.toLowerCase());
     const conn = await connect<ValidatedPeer>({
       host: o.host, port: o.port,
@@ -69,7 +77,7 @@ export class KeyClient {
       ...(o.limits ? { limits: o.limits } : {}),
       ...(o.connectTimeoutMs ? { connectTimeoutMs: o.connectTimeoutMs } : {}),
     });
-    return new KeyClient(conn, o.credential);
+    return conn;
   }
 
   async store(name: string, value: Uint8Array, o: { type?: EntryType; exportable?: boolean; expectedVersion?: number } = {}): Promise<number> {
@@ -94,9 +102,19 @@ export class KeyClient {
     return (decode<KeyServiceList>('key_service_list', r.data ?? new Uint8Array()).resources ?? []).map((i) => i.version ?? 0);
   }
 
-  /** Every name under `prefix`, asking page after page on this connection until the server is done. */
+  /**
+   * Every name under `prefix`, asking page after page until the server is done: on this
+   * connection, then on a new one (the same server, checked again) when a server would close
+   * this one for its number of requests, so any number of names can be listed.
+   */
   async list(prefix = ''): Promise<ResourceInfo[]> {
     return collectPages(prefix, async (after) => {
+      if (this.sent + (this.credential ? 2 : 1) > DEFAULT_LIMITS.maxRequestsPerConnection) {
+        const previous = this.conn;
+        this.conn = await KeyClient.open(this.options);
+        this.sent = 0;
+        await previous.close();
+      }
       const r = await this.call({ action: 'list', name: prefix, ...(after !== undefined ? { listAfter: after } : {}) });
       return decode<KeyServiceList>('key_service_list', r.data ?? new Uint8Array());
     });
@@ -108,10 +126,12 @@ export class KeyClient {
 
   /** One request; with a credential, first obtains a nonce and answers it (a nonce is good once). */
   private async call(req: Partial<KeyRequest> & { action: Action; name: string }): Promise<KeyResponse> {
+    this.sent++;
     let r = parseKeyResponse(await this.conn.request(encodeKeyRequest({ ...req, ...(this.credential ? { credentials: this.credential.chain } : {}) })));
     if (r.status === 'auth-challenge' && this.credential) {
       const exporter = this.conn.exportKeyingMaterial(CHALLENGE_EXPORTER_LABEL, 32);
       const signature = sign(this.credential.key, challengeMessage(r.data!, exporter ?? new Uint8Array()));
+      this.sent++;
       r = parseKeyResponse(await this.conn.request(encodeKeyRequest({ ...req, credentials: this.credential.chain, challengeNonce: r.data!, challengeSignature: signature })));
     }
     if (r.status === 'auth-challenge') throw new CertifierError('CHALLENGE_FAILED', 'the key-server asked for an auth-challenge this client cannot answer');

@@ -164,6 +164,16 @@ describe('e2e: keys stored and retrieved through key-server on loopback', functi
     const lines = requestLines('pages/').filter((l) => / action=list /.test(l));
     expect(lines).to.have.length(2);
     expect(new Set(lines.map(connOf)).size, 'both pages over one connection').to.equal(1);
+    // A connection that has carried 999 requests has room for one page only: the next page goes
+    // over a new connection (a server closes one after 1,000), and the listing is whole.
+    await d.withClient(server, alice, async (c) => {
+      for (let i = 0; i < 999; i += 111) await Promise.all(Array.from({ length: 111 }, () => c.list('pages-none/')));
+      const again = await c.list('pages/');
+      expect(again.map((i) => i.name)).to.deep.equal(names);
+    });
+    const later = requestLines('pages/').filter((l) => / action=list /.test(l)).slice(2);
+    expect(later).to.have.length(2);
+    expect(new Set(later.map(connOf)).size, 'the second page over a new connection').to.equal(2);
   });
 
   describe('provision --config: all or nothing', () => {
