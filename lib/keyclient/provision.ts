@@ -42,12 +42,15 @@ export function parseProvisionConfig(text: string): SecretSpec[] {
     if (typeof s !== 'object' || s === null) return problems.push(`${at} is not an object`), undefined;
     for (const k of Object.keys(s)) if (!KEYS.has(k)) problems.push(`${at} has unknown field "${k}"`);
     const name = s.ID;
-    if (typeof name !== 'string' || tagProblem(name)) problems.push(`${at}.ID must be a resource name`);
+    if (typeof name !== 'string') problems.push(`${at}.ID must be a resource name`);
+    else if (tagProblem(name)) problems.push(`${at}.ID ${tagProblem(name)}`);
     const version = s.Version ?? 0;
     if (!Number.isInteger(version) || (version as number) < 0 || (version as number) > MAX_VERSION) problems.push(`${at}.Version must be a whole number from 0 (latest) to ${MAX_VERSION}`);
     if ((s.Tag === undefined) === (s.LocalPath === undefined)) problems.push(`${at} needs exactly one of "Tag" or "LocalPath"`);
-    if (s.Tag !== undefined && (typeof s.Tag !== 'string' || tagProblem(s.Tag))) problems.push(`${at}.Tag must be a cryptstore tag`);
-    if (s.LocalPath !== undefined && (typeof s.LocalPath !== 'string' || s.LocalPath === '')) problems.push(`${at}.LocalPath must be a path`);
+    if (s.Tag !== undefined && typeof s.Tag !== 'string') problems.push(`${at}.Tag must be a cryptstore tag`);
+    else if (s.Tag !== undefined && tagProblem(s.Tag)) problems.push(`${at}.Tag ${tagProblem(s.Tag)}`);
+    if (s.LocalPath !== undefined && (typeof s.LocalPath !== 'string' || s.LocalPath === '' || s.LocalPath.includes('\0'))) problems.push(`${at}.LocalPath must be a path (text without NUL)`);
+    if (s.Mode !== undefined && s.Tag !== undefined) problems.push(`${at}.Mode applies to a LocalPath, not a Tag`);
     if (s.Mode !== undefined && (typeof s.Mode !== 'string' || !/^0?[0-7]{3}$/.test(s.Mode))) problems.push(`${at}.Mode must be an octal string like "0600"`);
     // A secret any user of the machine may read (or change) is a mistake; a group may be meant.
     else if (s.Mode !== undefined && (parseInt(s.Mode, 8) & 0o007) !== 0) problems.push(`${at}.Mode ${s.Mode} lets every user of the machine at the secret: use 0600, or 0640 for a group`);

@@ -5,6 +5,8 @@ import { CertifierError } from '../errors/index.ts';
 
 /** JSON.parse, or INVALID_INPUT "WHAT is not JSON (near line L, column C)" without the text itself. */
 export function parseJsonText(text: string, what: string): unknown {
+  // A byte-order mark, as some editors save UTF-8, is not part of the text.
+  if (text.startsWith('\ufeff')) text = text.slice(1);
   try {
     return JSON.parse(text);
   } catch (e) {
