@@ -18,10 +18,10 @@ import { prepareRenewal } from './key-server/renewal.ts';
 import { stat } from 'node:fs/promises';
 import { backupName, pruneBackups } from '../lib/keyservice/backups.ts';
 import { loadPlatform } from './common/platform.ts';
-import { addExamples, choice, createProgram, intInRange, run, subcommand, warn, type JsonOption } from './common/cli.ts';
+import { addExamples, choice, createProgram, intInRange, run, subcommand, type JsonOption } from './common/cli.ts';
 import { protectorFrom, storeOptions, type ProtectionOptions } from './common/protection.ts';
 import { parseHostPort, readCertificateFile } from './common/keys.ts';
-import { logLine, runUntilSignal } from './common/server.ts';
+import { caution, logLine, runUntilSignal, say } from './common/server.ts';
 import { Cryptstore } from '../cryptstore/index.ts';
 
 const P = 'key-server';
@@ -53,9 +53,10 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
     validatePolicyCert(policyCert, new Date());
     const readAcl = async (file: string) => parseAcl(Buffer.from(await readFileLimited(file, 1024 * 1024)).toString('utf8'));
     let acl: Acl | undefined;
-    if (o.acl) acl = await readAcl(o.acl);
-    else warn(P, 'no --acl: every admitted machine of the domain may store, retrieve and list any key (delete needs an ACL)');
     const log = logLine(P, o.logJson === true);
+    const logging = { log, logJson: o.logJson === true };
+    if (o.acl) acl = await readAcl(o.acl);
+    else caution(P, logging, 'no --acl: every admitted machine of the domain may store, retrieve and list any key (delete needs an ACL)');
     // Whatever was opened is closed, in reverse order, however the start or the serving ends.
     const opened: { close(): Promise<void> }[] = [];
     const keep = <T extends { close(): Promise<void> }>(r: T): T => (opened.unshift(r), r);
@@ -75,8 +76,8 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
         onBroken: (e) => log({ event: 'audit-failed', code: e.code, detail: e.message, warning: 'every request is refused until the audit log can be written: free its disk or fix the file, then restart key-server (repair-audit if it says so)' }),
       }));
       const { server, identity, setAcl } = await startKeyServer({ store, domain: o.domain, policyCert, backend, ...(acl ? { acl } : {}), audit, host, port, log, allowReplicaJoin: o.allowReplicaJoin === true, ...(renewal ? { renewal } : {}) });
-      process.stderr.write(`${P}: domain ${o.domain}, serving as serial ${identity.serialHex} (measurement ${identity.measurementHex}, certificate valid until ${identity.notAfter.toISOString()}), data in ${pg ? pg.describe : o.data}\n`);
-      if (o.allowReplicaJoin) warn(P, `--allow-replica-join: machines certified with this server's measurement may fetch its storage key (key-server join)`);
+      say(P, logging, `domain ${o.domain}, serving as serial ${identity.serialHex} (measurement ${identity.measurementHex}, certificate valid until ${identity.notAfter.toISOString()}), data in ${pg ? pg.describe : o.data}`);
+      if (o.allowReplicaJoin) caution(P, logging, `--allow-replica-join: machines certified with this server's measurement may fetch its storage key (key-server join)`);
       const aclFile = o.acl;
       const reload = aclFile
         ? async () => {
@@ -96,7 +97,7 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
         : undefined;
       return {
         json: await runUntilSignal(P, server, o.json === true, {
-          log, ...(reload ? { reload } : { nothingToReload: 'started without --acl (restart with --acl to use one)' }), ...(backup ? { backup } : {}),
+          log, logJson: o.logJson === true, ...(reload ? { reload } : { nothingToReload: 'started without --acl (restart with --acl to use one)' }), ...(backup ? { backup } : {}),
         }),
       };
     } finally {

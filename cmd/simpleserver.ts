@@ -10,9 +10,9 @@ import { evaluate, loadPolicy, sameKey, type Decision, type Policy } from '../li
 import { describeCrl, describeSnpEvidence, MAX_CRL_BYTES, SEV_ENCLAVE, snpRootsOf, trustedCrls, verifyEvidence, verifyOptionsFor, type VerifiedAmdCrl } from '../lib/attest/index.ts';
 import { validatePolicyCert } from '../lib/pki/index.ts';
 import { policyEnds, policyNotInForce, SESSION_BINDING_BYTES, startCertifier } from '../lib/certifier/index.ts';
-import { collect, createProgram, intInRange, run, subcommand, warn, type JsonOption } from './common/cli.ts';
+import { collect, createProgram, intInRange, run, subcommand, type JsonOption } from './common/cli.ts';
 import { parseHostPort, readCertificateFile, readPrivateKeyFile } from './common/keys.ts';
-import { logLine, runUntilSignal } from './common/server.ts';
+import { caution, logLine, runUntilSignal, say } from './common/server.ts';
 import { policyDomain } from './cert-utility/trust-commands.ts';
 
 const P = 'simpleserver';
@@ -34,17 +34,18 @@ subcommand<JsonOption & { policyKey: string; policyCert: string; policy: string;
     if (!sameKey(pc.publicKey, policyKey)) throw new CertifierError('INVALID_KEY', `${o.policyKey} is not the key of ${o.policyCert}`);
     const policy = loadPolicy(await readFileLimited(o.policy, 4 * 1024 * 1024), pc.publicKey);
     const amdCrls = await loadCrls(o.amdCrl, policy, new Date());
-    const notInForce = policyNotInForce(policy, new Date());
-    if (notInForce) warn(P, `the policy ${notInForce}: every machine will be refused (CLAIM_EXPIRED) until a policy in force is loaded (SIGHUP), or, if it was signed on a clock running ahead, until then`);
-    const { host, port } = parseHostPort(o.listen, '--listen', { listen: true });
-    if (o.plain) warn(P, 'serving the original plain-TCP protocol: no TLS, and evidence is not bound to a session (a recorded request can be replayed); use only for older clients');
     const log = logLine(P, o.logJson === true);
+    const logging = { log, logJson: o.logJson === true };
+    const notInForce = policyNotInForce(policy, new Date());
+    if (notInForce) caution(P, logging, `the policy ${notInForce}: every machine will be refused (CLAIM_EXPIRED) until a policy in force is loaded (SIGHUP), or, if it was signed on a clock running ahead, until then`);
+    const { host, port } = parseHostPort(o.listen, '--listen', { listen: true });
+    if (o.plain) caution(P, logging, 'serving the original plain-TCP protocol: no TLS, and evidence is not bound to a session (a recorded request can be replayed); use only for older clients');
     const server = await startCertifier({
       policyKey, policyCert, policy, amdCrls, domain: policyDomain(policyCert), host, port, plain: o.plain === true,
       certValiditySeconds: o.certDays * 86_400, log,
     });
-    process.stderr.write(`${P}: domain ${policyDomain(policyCert)}, ${policy.platforms.length} trusted platform(s), ${policy.measurements.length} trusted measurement(s), the first claim ending ${policyEnds(policy)?.toISOString() ?? 'never (no claims)'}, ${o.plain ? 'plain TCP' : 'TLS 1.3'}\n`);
-    for (const c of amdCrls) process.stderr.write(`${P}: ${describeCrl(c)}\n`);
+    say(P, logging, `domain ${policyDomain(policyCert)}, ${policy.platforms.length} trusted platform(s), ${policy.measurements.length} trusted measurement(s), the first claim ending ${policyEnds(policy)?.toISOString() ?? 'never (no claims)'}, ${o.plain ? 'plain TCP' : 'TLS 1.3'}`);
+    for (const c of amdCrls) say(P, logging, describeCrl(c));
     const reload = async () => {
       const next = loadPolicy(await readFileLimited(o.policy, 4 * 1024 * 1024), pc.publicKey); // a bad file throws; the policy in force stays
       const why = policyNotInForce(next, new Date());
@@ -56,7 +57,7 @@ subcommand<JsonOption & { policyKey: string; policyCert: string; policy: string;
         ...(crls.length ? { amdCrls: crls.map(describeCrl) } : {}),
       };
     };
-    return { json: await runUntilSignal(P, server, o.json === true, { log, reload }) };
+    return { json: await runUntilSignal(P, server, o.json === true, { ...logging, reload }) };
   })
   .requiredOption('--policy-key <file>', 'the policy private key')
   .requiredOption('--policy-cert <file>', 'the policy certificate')

@@ -20,8 +20,25 @@ export function logLine(program: string, json: boolean) {
   };
 }
 
+/**
+ * A sentence for the operator on stderr: "prog: text", or with --log-json a record
+ * {"event":"note","message":text}, so that a JSON log holds nothing but JSON lines.
+ */
+export function say(program: string, o: { log: (record: object) => void; logJson?: boolean }, text: string): void {
+  if (o.logJson) o.log({ event: 'note', message: text });
+  else process.stderr.write(`${program}: ${text}\n`);
+}
+
+/** A warning for the operator: "prog: warning: text", or with --log-json a record {"event":"warning","message":text}. */
+export function caution(program: string, o: { log: (record: object) => void; logJson?: boolean }, text: string): void {
+  if (o.logJson) o.log({ event: 'warning', message: text });
+  else process.stderr.write(`${program}: warning: ${text}\n`);
+}
+
 export interface RunOptions {
   log: (record: object) => void;
+  /** The log is JSON lines (--log-json): sentences go in as records too. */
+  logJson?: boolean;
   /**
    * What SIGHUP reloads (a server's ACL, its policy): it reads and checks the files again and
    * swaps them in only if they are good, returning what it loaded for the log. Without it SIGHUP
@@ -72,8 +89,8 @@ export async function runUntilSignal(program: string, server: ChannelServer, jso
   process.on('SIGHUP', () => {});
   process.on('SIGUSR1', () => {});
   await tasks;
-  process.stderr.write(`${program}: ${signal}: finishing requests in flight, then stopping\n`);
+  say(program, o, `${signal}: finishing requests in flight, then stopping`);
   await server.close(o.graceMs ?? 10_000);
-  process.stderr.write(`${program}: stopped\n`);
+  say(program, o, 'stopped');
   return { stopped: signal };
 }

@@ -616,6 +616,20 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
     });
   });
 
+  describe('--log-json', () => {
+    it('makes every line simpleserver writes on stderr a JSON record, warnings and its start and stop included', async () => {
+      const s = await mustStart(['serve', '--plain', '--log-json', '--policy-key', 'policy-key.pem', '--policy-cert', 'policy-cert.pem', '--policy', 'policy.bin', '--listen', '127.0.0.1:0'], dir);
+      const r = await initTrust('stores/log-json', { port: s.port, extra: ['--plain'] });
+      expect(r.status, r.stderr).to.equal(0);
+      expect((await s.stop()).status, s.log()).to.equal(0);
+      const records = s.log().trim().split('\n').map((l) => JSON.parse(l) as { event: string; message?: string });
+      const events = records.map((x) => x.event);
+      expect(events).to.include.members(['warning', 'note', 'listening', 'certification', 'stopped']);
+      expect(records.find((x) => x.event === 'warning')!.message).to.contain('plain-TCP protocol');
+      expect(records.filter((x) => x.event === 'note').map((x) => x.message)).to.include('SIGTERM: finishing requests in flight, then stopping');
+    });
+  });
+
   describe('4. init-trust on a certified store', () => {
     it('refuses --save-evidence naming an existing file (a key file, say) before certifying: ALREADY_EXISTS, the file and the store untouched', async () => {
       writeFileSync(p('precious.key'), 'do not replace me');
