@@ -4,6 +4,12 @@
 import type { ChannelServer } from '../../lib/channel/index.ts';
 import { CertifierError } from '../../lib/errors/index.ts';
 
+// Spaces, quotes and "=" would blur where a value ends; control and format characters (C0, C1,
+// bidirectional overrides) in a name a client chose could rewrite how the line looks on a terminal.
+const NEEDS_QUOTING = /[\s"=\p{Cc}\p{Cf}]/u;
+/** JSON's quoting, with the C1 and format characters JSON leaves alone written as \uXXXX too. */
+const quoted = (v: string) => JSON.stringify(v).replace(/[\p{Cc}\p{Cf}]/gu, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+
 /** Renders a log record as one line: "prog: 2026-11-26T16:40:00Z event key=value ...". */
 export function logLine(program: string, json: boolean) {
   return (r: object): void => {
@@ -15,7 +21,7 @@ export function logLine(program: string, json: boolean) {
     const { time, event, ...rest } = record as Record<string, unknown>;
     const fields = Object.entries(rest)
       .filter(([, v]) => v !== undefined)
-      .map(([k, v]) => `${k}=${typeof v === 'string' && /[\s"=]/.test(v) ? JSON.stringify(v) : String(v)}`);
+      .map(([k, v]) => `${k}=${typeof v === 'string' && NEEDS_QUOTING.test(v) ? quoted(v) : String(v)}`);
     process.stderr.write(`${program}: ${time} ${String(event)} ${fields.join(' ')}\n`);
   };
 }

@@ -20,7 +20,7 @@ export async function serve<P>(opts: ServeOptions<P>): Promise<ChannelServer> {
   if (opts.tls && opts.plain) throw new CertifierError('INVALID_INPUT', 'choose either tls or plain, not both');
   if (!opts.tls && opts.plain !== true) throw new CertifierError('INVALID_INPUT', 'a server without tls must say plain: true');
   if (opts.tls?.verifyPeer && !opts.tls.requestCert) throw new CertifierError('INVALID_INPUT', 'verifyPeer needs requestCert: true');
-  const log = safeLog(opts.log);
+  const log = limitRefusals(safeLog(opts.log));
   const transport = opts.tls ? (opts.tls.requestCert ? 'mtls' : 'tls') : 'plain';
 
   const raws = new Set<Socket>(); // every TCP connection, for counting and shutdown
@@ -106,8 +106,22 @@ export async function serve<P>(opts: ServeOptions<P>): Promise<ChannelServer> {
   server.on('drop', (d?: net.DropArgument) => {
     log({ event: 'refused', reason: 'max-connections', remote: remoteOf({ remoteAddress: d?.remoteAddress, remotePort: d?.remotePort }), transport });
   });
+  const perAddress = new Map<string, number>(); // open TCP connections by remote address
   server.on('connection', (raw: Socket) => {
     const key = remoteOf(raw);
+    const address = raw.remoteAddress ?? 'unknown';
+    const held = perAddress.get(address) ?? 0;
+    if (held >= limits.maxConnectionsPerAddress) {
+      log({ event: 'refused', reason: 'max-connections-per-address', remote: key, transport });
+      raw.destroy();
+      return;
+    }
+    perAddress.set(address, held + 1);
+    raw.once('close', () => {
+      const n = (perAddress.get(address) ?? 1) - 1;
+      if (n > 0) perAddress.set(address, n);
+      else perAddress.delete(address);
+    });
     raws.add(raw);
     rawByRemote.set(key, raw);
     raw.setNoDelay(true); // small request/response frames: do not wait for Nagle
@@ -184,6 +198,34 @@ export function closingAlso(server: ChannelServer, cleanup: () => void): Channel
       cleanup();
       return server.close(graceMs);
     },
+  };
+}
+
+/** Lines of one refusal reason logged per second; the rest are counted into the next line. */
+const REFUSALS_PER_SECOND = 10;
+
+/**
+ * Refusals are what an attacker makes us log (a flood of connections, of handshakes that fail):
+ * at most REFUSALS_PER_SECOND lines per reason each second, the next line saying how many were
+ * left out (`suppressed`), so the log says what happened without growing with the attack.
+ */
+function limitRefusals(log: ChannelLog): ChannelLog {
+  const windows = new Map<string, { second: number; lines: number; suppressed: number }>();
+  return (record) => {
+    if (record.event !== 'refused') return log(record);
+    const reason = String((record as { reason?: unknown }).reason ?? '');
+    const second = Math.floor(Date.now() / 1000);
+    let w = windows.get(reason);
+    if (!w) windows.set(reason, (w = { second, lines: 0, suppressed: 0 }));
+    if (w.second !== second) [w.second, w.lines] = [second, 0];
+    if (w.lines >= REFUSALS_PER_SECOND) {
+      w.suppressed++;
+      return;
+    }
+    w.lines++;
+    const suppressed = w.suppressed;
+    w.suppressed = 0;
+    log(suppressed ? { ...record, suppressed } : record);
   };
 }
 

@@ -29,6 +29,11 @@ export interface Limits {
   frameLimit?: number;
   /** Server: connections beyond this are closed at once (default 256). */
   maxConnections?: number;
+  /**
+   * Server: connections from one address (in the handshake or established) beyond this are
+   * closed at once (default 64), so one host cannot take every slot of maxConnections.
+   */
+  maxConnectionsPerAddress?: number;
   /** Server: a connection is closed after answering this many requests (default 1000). */
   maxRequestsPerConnection?: number;
   /** Time allowed for the TLS handshake (default 10 s). */
@@ -48,6 +53,7 @@ export type ResolvedLimits = Required<Limits>;
 export const DEFAULT_LIMITS: ResolvedLimits = Object.freeze({
   frameLimit: DEFAULT_FRAME_LIMIT,
   maxConnections: 256,
+  maxConnectionsPerAddress: 64,
   maxRequestsPerConnection: 1000,
   handshakeTimeoutMs: 10_000,
   readTimeoutMs: 10_000,

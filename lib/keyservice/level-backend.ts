@@ -245,7 +245,11 @@ export class LevelBackend implements KeyBackend {
         uncache(); // whatever the outcome: a read that started before the batch ended caches nothing
       }
       st.latest = latestAfter;
-      this.states.set(name, st);
+      // A name with no version left is forgotten: its highest version is on disk (the mark just
+      // written), and load() finds it again at its next write. Kept, every name ever deleted would
+      // stay in memory for good.
+      if (latestAfter === 0) this.states.delete(name);
+      else this.states.set(name, st);
       return versions;
     });
   }

@@ -160,6 +160,43 @@ describe('channel: limits and timeouts', () => {
     expect(text(await c.request(bytes('c')))).to.equal('c');
   });
 
+  it('refuses connections from one address beyond maxConnectionsPerAddress, before any handshake, and takes them again when some leave', async () => {
+    const server = await h.serve('mtls', { limits: { maxConnectionsPerAddress: 3 } });
+    // Three hosts' worth of sockets that never say anything (the handshake is still ahead of them).
+    const quiet = await Promise.all([0, 1, 2].map(() => new Promise<net.Socket>((resolve) => {
+      const s = net.connect(server.address.port, '127.0.0.1', () => resolve(s));
+    })));
+    await waitFor(() => server.connections === 3, 1000, 'three held connections');
+    await rejectsWith(h.connect(server, 'mtls'), 'UNREACHABLE');
+    expect(h.logs.filter((r) => r.reason === 'max-connections-per-address')).to.have.length(1);
+    quiet[0]!.destroy();
+    await waitFor(() => server.connections === 2, 1000, 'the closed one counted out');
+    const c = await h.connect(server, 'mtls');
+    expect(text(await c.request(bytes('c')))).to.equal('c');
+    for (const q of quiet) q.destroy();
+  });
+
+  it('logs at most ten refusals of one reason a second, the next line saying how many it left out', async () => {
+    const server = await h.serve('mtls', { limits: { maxConnectionsPerAddress: 1 } });
+    const held = await new Promise<net.Socket>((resolve) => {
+      const s = net.connect(server.address.port, '127.0.0.1', () => resolve(s));
+    });
+    await waitFor(() => server.connections === 1, 1000, 'the held connection');
+    const refused = () => new Promise<void>((resolve) => {
+      const s = net.connect(server.address.port, '127.0.0.1');
+      s.on('close', () => resolve());
+      s.on('error', () => {});
+    });
+    await Promise.all(Array.from({ length: 40 }, refused));
+    const lines = () => h.logs.filter((r) => r.reason === 'max-connections-per-address');
+    expect(lines().length).to.be.within(1, 20); // 40 refusals, in one or two seconds
+    await sleep(1100);
+    await refused();
+    const last = lines().at(-1) as { suppressed?: number };
+    expect(last.suppressed, 'the refusals left out of the log').to.be.greaterThan(0);
+    held.destroy();
+  });
+
   it('closes a connection after maxRequestsPerConnection answers', async () => {
     const server = await h.serve('mtls', { limits: { maxRequestsPerConnection: 3 } });
     const conn = await h.connect(server, 'mtls');

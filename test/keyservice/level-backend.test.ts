@@ -156,4 +156,17 @@ describe('LevelBackend', () => {
       expect(Buffer.from((await db.get('h!k'))!).readUInt32BE(0)).to.equal(5);
     });
   });
+
+  it('forgets, in memory, a name whose every version was deleted (its mark on disk keeps the numbering)', async () => {
+    const b = await LevelBackend.open(dir);
+    const held = () => (b as unknown as { states: Map<string, unknown> }).states.size;
+    for (let i = 0; i < 200; i++) {
+      await b.append(`gone/${i}`, (v) => recordFor(`gone/${i}`, v));
+      await b.delete(`gone/${i}`, 0);
+    }
+    await b.append('kept', (v) => recordFor('kept', v));
+    expect(held()).to.equal(1);
+    expect((await b.append('gone/7', (v) => recordFor('gone/7', v))).version).to.equal(2);
+    await b.close();
+  });
 });

@@ -1,0 +1,30 @@
+// A server's text log line: a value is quoted when it could blur the line or, holding control or
+// bidirectional-format characters a client chose, rewrite how it looks on a terminal.
+
+import { expect } from 'chai';
+import { logLine } from '../../cmd/common/server.ts';
+
+function rendered(record: object): string {
+  const write = process.stderr.write;
+  let out = '';
+  process.stderr.write = ((chunk: string) => ((out += chunk), true)) as typeof process.stderr.write;
+  try {
+    logLine('key-server', false)(record);
+  } finally {
+    process.stderr.write = write;
+  }
+  return out;
+}
+
+describe('server log lines (text)', () => {
+  it('leaves plain values bare and quotes spaces, quotes and "="', () => {
+    const line = rendered({ event: 'request', resource: 'vhd/disk-1', detail: 'no key named "x"', n: 3 });
+    expect(line).to.match(/^key-server: \S+ request resource=vhd\/disk-1 detail="no key named \\"x\\"" n=3\n$/);
+  });
+
+  it('writes C0, C1 and bidirectional-format characters as escapes, never raw', () => {
+    const line = rendered({ event: 'request', resource: 'a/\u0085fake', b: 'a/\u202eevil', c: 'a/\u009b31mred', d: 'a/\u001b[31m' });
+    expect(line).to.contain('resource="a/\\u0085fake"').and.contain('b="a/\\u202eevil"').and.contain('c="a/\\u009b31mred"').and.contain('d="a/\\u001b[31m"');
+    expect(line).not.to.match(/[\u0080-\u009f\u202a-\u202e\u001b]/);
+  });
+});
