@@ -46,6 +46,8 @@ const RECORD = 'r!';
 const CACHE_RECORDS = 4096;
 const CACHE_BYTES = 4 * 1024 * 1024;
 const CACHE_ENTRY_OVERHEAD = 160; // the key string and the Map entry, roughly
+/** Versions of one name a listing walks key by key before it jumps to the name's last one. */
+const VERSIONS_WALKED = 4;
 const MARK = 'h!';
 
 const recordKey = (name: string, version: number) => `${RECORD}${name}\u0000${version.toString(16).padStart(8, '0')}`;
@@ -278,16 +280,28 @@ export class LevelBackend implements KeyBackend {
         return out;
       }
       // Keys first (cheap), then only the latest record of each name: values may be 1 MiB each.
+      // A name with many versions is not walked key by key (a member could make a list cost as
+      // much as every version ever stored): after a few, its last key is looked up from the end
+      // and the walk jumps past the name.
       const latest: string[] = [];
-      let current: { name: string; key: string } | undefined;
-      for await (const key of this.db.keys({ gte: from, snapshot })) {
-        if (!key.startsWith(start)) break;
-        const { name } = parseRecordKey(key);
-        if (current && current.name !== name) {
-          latest.push(current.key);
-          if (latest.length >= limit) break;
+      let current: { name: string; key: string; seen: number } | undefined;
+      const keys = this.db.keys({ gte: from, snapshot });
+      try {
+        for (let key = await keys.next(); key !== undefined && key.startsWith(start); key = await keys.next()) {
+          const { name } = parseRecordKey(key);
+          if (current && current.name !== name) {
+            latest.push(current.key);
+            if (latest.length >= limit) break;
+            current = undefined;
+          }
+          current = current ? { name, key, seen: current.seen + 1 } : { name, key, seen: 1 };
+          if (current.seen === VERSIONS_WALKED) {
+            current.key = (await this.lastKeyOf(name, snapshot)) ?? key;
+            keys.seek(`${RECORD}${name}\u0001`);
+          }
         }
-        current = { name, key };
+      } finally {
+        await keys.close();
       }
       if (current && latest.length < limit) latest.push(current.key);
       const raws = await this.db.getMany(latest, { snapshot });
@@ -392,6 +406,12 @@ export class LevelBackend implements KeyBackend {
     if (raw !== undefined && raw.length !== 4) throw new CertifierError('INTEGRITY', `the version record of "${name}" is damaged`);
     const mark = raw === undefined ? 0 : new DataView(raw.buffer, raw.byteOffset, 4).getUint32(0, false);
     return { latest, highest: Math.max(latest, mark) };
+  }
+
+  /** The key of `name`'s highest version in `snapshot`, or undefined when it has none. */
+  private async lastKeyOf(name: string, snapshot: ReturnType<Db['snapshot']>): Promise<string | undefined> {
+    for await (const key of this.db.keys({ ...nameRange(name), reverse: true, limit: 1, snapshot })) return key;
+    return undefined;
   }
 
   /** The highest stored version of `name` below `below` (0: any), or 0 when there is none. */

@@ -183,6 +183,18 @@ export function runBackendContract(name: string, factory: () => Promise<BackendF
       expect([...names].sort(byCodePoint)).to.deep.equal(names);
     });
 
+    it('lists the latest version of names with many versions, deleted ones among them, each name once', async () => {
+      await put('a');
+      for (let i = 0; i < 30; i++) await put('b');
+      for (let i = 0; i < 5; i++) await put('c');
+      await put('d');
+      await b.delete('b', 30);
+      await b.delete('c', 2);
+      expect((await b.list('')).map((i) => `${i.name}@${i.version}`)).to.deep.equal(['a@1', 'b@29', 'c@5', 'd@1']);
+      expect((await b.list('', { limit: 2 })).map((i) => `${i.name}@${i.version}`)).to.deep.equal(['a@1', 'b@29']);
+      expect((await b.list('', { after: 'b', limit: 2 })).map((i) => `${i.name}@${i.version}`)).to.deep.equal(['c@5', 'd@1']);
+    });
+
     it('lists every version with allVersions, sorted by name then version, and honours limit', async () => {
       for (const n of ['b', 'a', 'a', 'c', 'a', 'b']) await put(n, { size: 5 });
       await b.delete('a', 2);
