@@ -126,6 +126,11 @@ export class ServerSession<P> {
     if (this.finished || this.draining || this.stopped) return;
     let frames: Uint8Array[];
     try {
+      // A TLS ClientHello read as a frame would announce ~64 KiB and wait out the read timeout:
+      // on the plain protocol, it is told apart at once (a client that left out --plain).
+      if (this.transport === 'plain' && this.received === 0 && this.decoder.pending === 0 && chunk.length >= 3 && chunk[0] === 0x16 && chunk[1] === 0x03 && chunk[2]! >= 0x01 && chunk[2]! <= 0x04) {
+        throw new CertifierError('DECODE_FAILED', 'a TLS handshake on the plain protocol (a client that should use --plain, or a server that should not)');
+      }
       frames = this.decoder.push(chunk);
     } catch (e) {
       this.finish('frame-error', e);
