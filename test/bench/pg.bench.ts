@@ -76,7 +76,7 @@ section(
         rows.push({ case: `${c.label} / ${c.concurrency}`, op: c.op, baseline: r.baseline, subject: r.subject, paired: r.paired });
       }
       ctx.note('both through KeyStore (AES-256-GCM seal/open included); PostgreSQL on 127.0.0.1 in its own processes, default fsync and synchronous_commit');
-      ctx.note('a retrieve is one network round trip and a query for PostgreSQL, an in-process read for LevelDB; workers = requests in flight');
+      ctx.note('a retrieve is one network round trip and a query for PostgreSQL, an in-process read for LevelDB, which answers these few names, read again and again, from its cache of sealed records (PostgreSQL, shared by replicas, cannot cache); workers = requests in flight');
       return rows;
     } finally {
       await pg?.close();
