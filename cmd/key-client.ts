@@ -5,7 +5,7 @@ import type { Command } from 'commander';
 import { Option } from 'commander';
 import { CertifierError } from '../lib/errors/index.ts';
 import { toHex } from '../lib/crypto/index.ts';
-import { ENTRY_TYPES, tagProblem, type EntryType } from '../lib/wire/index.ts';
+import { ENTRY_TYPES, newNameProblem, tagProblem, type EntryType } from '../lib/wire/index.ts';
 import { readFileLimited, type OwnFiles } from '../lib/files/index.ts';
 import { readCertificateChain, validatePolicyCert } from '../lib/pki/index.ts';
 import { isIdentityTag, loadIdentity } from '../lib/certifier/index.ts';
@@ -42,9 +42,9 @@ function clientOptions(cmd: Command): Command {
     .option('--credential-key <file>', 'the private key of --credential-cert');
 }
 
-/** A resource name the key-server could accept, or USAGE before anything is opened. */
-function checkName(name: string): void {
-  const problem = tagProblem(name);
+/** A resource name the key-server could accept (a new one, for store), or USAGE before anything is opened. */
+function checkName(name: string, isNew = false): void {
+  const problem = isNew ? newNameProblem(name) : tagProblem(name);
   if (problem) throw new CertifierError('USAGE', `the name ${JSON.stringify(name)} ${problem}`);
 }
 
@@ -97,7 +97,7 @@ async function withClient<T>(o: ClientOpts, fn: (client: KeyClient, store: Crypt
 clientOptions(subcommand<ClientOpts & { in: string; notExportable?: boolean; type: EntryType; expectedVersion?: number }>(program, 'store',
   'store a value under NAME in the key-server (the next version)',
   async (o, args) => {
-    checkName(args[0]!);
+    checkName(args[0]!, true);
     const value = await readInput(o.in, MAX_VALUE_BYTES);
     if (value.length === 0) throw new CertifierError('INVALID_INPUT', `nothing to store: ${o.in === '-' ? 'standard input' : o.in} is empty`);
     const version = await withClient(o, (c) => c.store(args[0]!, value, { type: o.type, exportable: !o.notExportable, ...(o.expectedVersion !== undefined ? { expectedVersion: o.expectedVersion } : {}) }));
@@ -113,7 +113,7 @@ clientOptions(subcommand<ClientOpts & { version: number; out?: string; force?: b
   'fetch NAME... over one connection into the cryptstore (tag = name), or one NAME to --out',
   async (o, args) => {
     const names = [...new Set(args)]; // a name given twice is fetched and kept once
-    names.forEach(checkName);
+    names.forEach((n) => checkName(n));
     if (o.out && names.length !== 1) throw new CertifierError('USAGE', '--out takes exactly one NAME');
     const specs: SecretSpec[] = names.map((name) => ({ name, version: o.version, ...(o.out ? {} : { tag: name }) }));
     checkFetchCount(o, names.length, 'USAGE', 'names');

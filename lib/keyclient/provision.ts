@@ -5,7 +5,7 @@
 import { CertifierError, isCertifierError } from '../errors/index.ts';
 import { parseJsonText } from '../util/json.ts';
 import { bytesEqual } from '../crypto/index.ts';
-import { MAX_VERSION, tagProblem, type ValidEntry } from '../wire/index.ts';
+import { MAX_VERSION, newNameProblem, tagProblem, type ValidEntry } from '../wire/index.ts';
 import { checkWritable, commitAll, readFileLimited, realLocation, refuseOwnFiles, stageFile, type OwnFiles, type Staged } from '../files/index.ts';
 import { stat } from 'node:fs/promises';
 import type { Cryptstore } from '../../cryptstore/index.ts';
@@ -48,7 +48,7 @@ export function parseProvisionConfig(text: string): SecretSpec[] {
     if (!Number.isInteger(version) || (version as number) < 0 || (version as number) > MAX_VERSION) problems.push(`${at}.Version must be a whole number from 0 (latest) to ${MAX_VERSION}`);
     if ((s.Tag === undefined) === (s.LocalPath === undefined)) problems.push(`${at} needs exactly one of "Tag" or "LocalPath"`);
     if (s.Tag !== undefined && typeof s.Tag !== 'string') problems.push(`${at}.Tag must be a cryptstore tag`);
-    else if (s.Tag !== undefined && tagProblem(s.Tag)) problems.push(`${at}.Tag ${tagProblem(s.Tag)}`);
+    else if (s.Tag !== undefined && newNameProblem(s.Tag)) problems.push(`${at}.Tag ${newNameProblem(s.Tag)}`);
     if (s.LocalPath !== undefined && (typeof s.LocalPath !== 'string' || s.LocalPath === '' || s.LocalPath.includes('\0'))) problems.push(`${at}.LocalPath must be a path (text without NUL)`);
     if (s.Mode !== undefined && s.Tag !== undefined) problems.push(`${at}.Mode applies to a LocalPath, not a Tag`);
     if (s.Mode !== undefined && (typeof s.Mode !== 'string' || !/^0?[0-7]{3}$/.test(s.Mode))) problems.push(`${at}.Mode must be an octal string like "0600"`);

@@ -5,7 +5,7 @@
 import { CertifierError } from '../errors/index.ts';
 import { encodeFields } from '../crypto/index.ts';
 import {
-  decode, encode, ENTRY_TYPES, FieldCheck, MAX_VERSION, tagProblem, type CertChain, type EntryType,
+  decode, encode, ENTRY_TYPES, FieldCheck, MAX_VERSION, newNameProblem, tagProblem, type CertChain, type EntryType,
   type KeyServiceRequest, type KeyServiceResponse,
 } from '../wire/index.ts';
 
@@ -41,7 +41,7 @@ export function parseKeyRequest(bytes: Uint8Array): KeyRequest {
   const action = m.requestType as Action;
   const name = m.resourceName ?? '';
   if (action !== 'list' || name !== '') {
-    const p = tagProblem(name);
+    const p = action === 'store' ? newNameProblem(name) : tagProblem(name);
     if (p) c.add(`resource_name ${p}`);
   }
   if (m.valueType !== undefined) c.oneOf('value_type', m.valueType, ENTRY_TYPES);

@@ -35,6 +35,17 @@ export function tagProblem(tag: string): string | undefined {
   return undefined;
 }
 
+/**
+ * Why a name may not be given to something new (a stored item, a key): tagProblem, and also C1
+ * control characters and the invisible marks that reorder text (bidirectional controls), which
+ * make one name look like another on a terminal or in a log. Names stored before this rule are
+ * still read and addressed (tagProblem alone).
+ */
+export function newNameProblem(tag: string): string | undefined {
+  // eslint-disable-next-line no-control-regex
+  return tagProblem(tag) ?? (/[\u0080-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/.test(tag) ? 'contains a C1 control or a bidirectional-format character (it would display as another name)' : undefined);
+}
+
 export interface ValidEntry {
   tag: string;
   type: EntryType;

@@ -11,6 +11,7 @@ import { parseKeyRequest } from '../../lib/keyservice/protocol.ts';
 import {
   decode,
   encode,
+  newNameProblem,
   tagProblem,
   parseClaim,
   parseCryptstoreBundle,
@@ -211,6 +212,14 @@ describe('wire: tag and resource names', () => {
     expect(tagProblem('disk-\ud800')).to.contain('lone UTF-16 surrogate');
     expect(tagProblem('\udc00disk')).to.contain('lone UTF-16 surrogate');
     expect(tagProblem('disk-\ud834\udd1e')).to.equal(undefined);
+  });
+
+  it('refuses a new name holding a C1 control or a bidirectional mark, and still reads an old one', () => {
+    for (const odd of ['a/\u0085fake', 'a/\u009b31mred', 'a/\u202eexe.jpg', 'a/\u2066x', 'a/\u200fx', 'a/\u061cx']) {
+      expect(newNameProblem(odd), JSON.stringify(odd)).to.contain('bidirectional-format');
+      expect(tagProblem(odd)).to.equal(undefined);
+    }
+    expect(newNameProblem('vhd/disk-1 café ✓')).to.equal(undefined);
   });
 });
 
