@@ -137,7 +137,7 @@ describe('SEV-SNP end to end: simpleserver + init-trust --platform sev-snp (test
       const args = ['init-trust', '--domain', 'snp-test', '--policy-cert', 'policy-cert.pem', '--server', `127.0.0.1:${servers[0]!.port}`, '--store', 'store-vcek', '--key-file', 'store.key', '--platform', 'sev-snp', '--tsm-dir', 'tsm-bare'];
       const without = await cu(args);
       expect(without.status).to.equal(1);
-      expect(without.stderr).to.contain('https://kdsintf.amd.com/vcek/v1/Milan/').and.match(/\[NOT_FOUND\]$/m);
+      expect(without.stderr).to.contain('/vcek/v1/Milan/').and.match(/\[NOT_FOUND\]$/m);
       expect(ok(await cu([...args, '--vcek', 'vcek.pem'])).out).to.match(/^certified: /);
     } finally {
       bare.stop();

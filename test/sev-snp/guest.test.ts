@@ -109,7 +109,7 @@ describe('SEV-SNP guest: configfs-tsm and the evidence package', () => {
     const bare = await SnpGuest.open({ tsm: { dir: tsm } });
     const e = await thrown(bare.attest(userData));
     expect(e.code).to.equal('NOT_FOUND');
-    expect(e.message).to.contain('--vcek').and.contain(`https://kdsintf.amd.com/vcek/v1/Milan/${Buffer.from(signer.chipId).toString('hex')}?blSPL=3&teeSPL=0&snpSPL=8&ucodeSPL=115`);
+    expect(e.message).to.contain('--vcek').and.contain(`path /vcek/v1/Milan/${Buffer.from(signer.chipId).toString('hex')}?blSPL=3&teeSPL=0&snpSPL=8&ucodeSPL=115`);
     const withFile = await SnpGuest.open({ tsm: { dir: tsm }, certs: [signer.vcek, signer.ask] });
     expect((await withFile.attest(userData)).factAssertion).to.have.length(3);
   });

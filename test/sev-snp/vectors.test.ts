@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { sha256, toHex } from '../../lib/crypto/index.ts';
 import { readCertificate } from '../../lib/pki/index.ts';
 import {
-  AMD_PRODUCTS, certProductName, certTcb, isPssSignedBy, kdsVcekUrl, parseReport, pinnedAmdCerts, pinnedArk, readAmdCert,
+  AMD_PRODUCTS, certProductName, certTcb, isPssSignedBy, kdsVcekPath, parseReport, pinnedAmdCerts, pinnedArk, readAmdCert,
   snpProperties, verifySnpReport, type SnpReport, type TcbVersion,
 } from '../../lib/attest/index.ts';
 import { EXPECTED, NAMES, NOW, SNP_DIR as DIR, vector } from './support.ts';
@@ -74,9 +74,9 @@ describe('SEV-SNP vectors: parsing and verification against the pinned AMD roots
   it('names the KDS address of a report\'s VCEK as go-sev-guest fetches it (chip id and REPORTED_TCB)', () => {
     const go = parseReport(vector('milan-go-sev-guest').report);
     // The README's URL, but a version 2 report does not say its product.
-    expect(kdsVcekUrl(go)).to.equal(`https://kdsintf.amd.com/vcek/v1/{Milan|Genoa}/${toHex(go.chipId)}?blSPL=2&teeSPL=0&snpSPL=5&ucodeSPL=68`);
+    expect(kdsVcekPath(go)).to.equal(`/vcek/v1/{Milan|Genoa}/${toHex(go.chipId)}?blSPL=2&teeSPL=0&snpSPL=5&ucodeSPL=68`);
     const genoa = parseReport(vector('genoa-azure-trustee').report);
-    expect(kdsVcekUrl(genoa)).to.match(/^https:\/\/kdsintf\.amd\.com\/vcek\/v1\/Genoa\/0506ffba[0-9a-f]+\?blSPL=10&teeSPL=0&snpSPL=23&ucodeSPL=84$/);
+    expect(kdsVcekPath(genoa)).to.match(/^\/vcek\/v1\/Genoa\/0506ffba[0-9a-f]+\?blSPL=10&teeSPL=0&snpSPL=23&ucodeSPL=84$/);
   });
 
   describe('pinned AMD certificates', () => {

@@ -27,14 +27,15 @@ function certsFromTable(auxblob: Uint8Array | undefined, kind: SigningKey): Uint
 }
 
 /**
- * Where AMD's KDS serves this report's VCEK (chip id and REPORTED_TCB). The product comes from
- * CPUID (reports of version 3 on: family 19h, models 00h-0Fh Milan, 10h-1Fh and A0h-AFh Genoa).
+ * The path at which AMD's Key Distribution Service serves this report's VCEK (chip id and
+ * REPORTED_TCB). The product comes from CPUID (reports of version 3 on: family 19h, models
+ * 00h-0Fh Milan, 10h-1Fh and A0h-AFh Genoa).
  */
-export function kdsVcekUrl(r: SnpReport): string {
+export function kdsVcekPath(r: SnpReport): string {
   const m = r.cpuid?.family === 0x19 ? r.cpuid.model : undefined;
   const product = m === undefined ? '{Milan|Genoa}' : m <= 0x0f ? 'Milan' : (m >= 0x10 && m <= 0x1f) || (m >= 0xa0 && m <= 0xaf) ? 'Genoa' : '{Milan|Genoa}';
   const t = r.reportedTcb;
-  return `https://kdsintf.amd.com/vcek/v1/${product}/${toHex(r.chipId)}?blSPL=${t.bootloader}&teeSPL=${t.tee}&snpSPL=${t.snp}&ucodeSPL=${t.microcode}`;
+  return `/vcek/v1/${product}/${toHex(r.chipId)}?blSPL=${t.bootloader}&teeSPL=${t.tee}&snpSPL=${t.snp}&ucodeSPL=${t.microcode}`;
 }
 
 export class SnpGuest implements Platform {
@@ -60,7 +61,7 @@ export class SnpGuest implements Platform {
     if (!bytesEqual(report.reportData, reportData)) throw new CertifierError('INTEGRITY', 'the platform returned a report over other data than this request');
     const certs = this.o.certs?.length ? this.o.certs : certsFromTable(got.auxblob, report.signingKey);
     if (certs.length === 0) {
-      const where = report.signingKey === 'vcek' ? `fetch it ahead of time from ${kdsVcekUrl(report)}` : 'a VLEK comes from the cloud provider';
+      const where = report.signingKey === 'vcek' ? `fetch it ahead of time from AMD's Key Distribution Service (KDS), path ${kdsVcekPath(report)}` : 'a VLEK comes from the cloud provider';
       throw new CertifierError('NOT_FOUND', `no ${report.signingKey.toUpperCase()} certificate: the host attached none to the report (configfs-tsm auxblob), and none was given with --vcek; ${where} (KDS; see the README)`);
     }
     return {
