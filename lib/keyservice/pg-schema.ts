@@ -58,7 +58,7 @@ export async function migrate(q: Query): Promise<{ from: number; to: number }> {
 
 // Node errno values of a connection that could not be made or was cut.
 const NETWORK_ERRNOS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ECONNABORTED', 'EHOSTUNREACH', 'EHOSTDOWN', 'ENETUNREACH', 'ENETDOWN', 'ENOTFOUND', 'EAI_AGAIN', 'EPIPE', 'ETIMEDOUT', 'EADDRNOTAVAIL']);
-// SQLSTATEs (https://www.postgresql.org/docs/current/errcodes-appendix.html) worth a retry.
+// SQLSTATEs (the PostgreSQL manual's appendix "Error Codes") worth a retry.
 const TIMEOUT_STATES = new Set(['57014', '55P03', '40001', '40P01', '25P03']); // canceled (statement_timeout), lock timeout, serialization, deadlock, idle-in-transaction timeout
 const UNREACHABLE_CLASSES = ['08', '53', '57P']; // connection exception, insufficient resources (too many connections), admin/crash shutdown, cannot connect now
 
