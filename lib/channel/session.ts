@@ -28,18 +28,34 @@ const LINGER_MS = 2_000;
  * server, at most `maxInFlight` answers are being made at a time and `maxHeld` bytes of ready
  * answers wait to be written; past either, connections start nothing until some is written
  * (their clients meet TCP backpressure). At most maxHeld + maxInFlight answers' worth in all.
+ * And no one address may use more than half of either: a client that asks for large values
+ * and never reads them holds what it took until its write timeout, and must not hold it all.
  */
 export class AnswerBudget {
   held = 0;
   inFlight = 0;
+  private readonly byAddress = new Map<string, { held: number; inFlight: number }>();
   private readonly waiting = new Set<() => void>();
-  constructor(readonly maxHeld = 64 * 1024 * 1024, readonly maxInFlight = 64) {}
+  constructor(readonly maxHeld = 64 * 1024 * 1024, readonly maxInFlight = 64, private readonly shares = 2) {}
 
-  full(): boolean {
-    return this.held >= this.maxHeld || this.inFlight >= this.maxInFlight;
+  /** No room for another answer: the server's budget is spent, or `address`'s share of it. */
+  full(address?: string): boolean {
+    if (this.held >= this.maxHeld || this.inFlight >= this.maxInFlight) return true;
+    const mine = address === undefined ? undefined : this.byAddress.get(address);
+    return mine !== undefined && (mine.held >= Math.max(1, this.maxHeld / this.shares) || mine.inFlight >= Math.max(1, Math.floor(this.maxInFlight / this.shares)));
   }
 
-  /** Calls `wake` once, when there is room again. */
+  /** Counts bytes of ready answers and answers being made against the budget and `address`'s share. */
+  take(address: string, bytes: number, answers: number): void {
+    this.held += bytes;
+    this.inFlight += answers;
+    const mine = this.byAddress.get(address) ?? { held: 0, inFlight: 0 };
+    mine.held += bytes;
+    mine.inFlight += answers;
+    this.byAddress.set(address, mine);
+  }
+
+  /** Calls `wake` once, when there may be room again. */
   wait(wake: () => void): void {
     this.waiting.add(wake);
   }
@@ -49,9 +65,15 @@ export class AnswerBudget {
   }
 
   /** Bytes written (or dropped) and answers made: room for others, whom it wakes. */
-  release(bytes: number, answers: number): void {
+  release(address: string, bytes: number, answers: number): void {
     this.held -= bytes;
     this.inFlight -= answers;
+    const mine = this.byAddress.get(address);
+    if (mine) {
+      mine.held -= bytes;
+      mine.inFlight -= answers;
+      if (mine.held <= 0 && mine.inFlight <= 0) this.byAddress.delete(address);
+    }
     if (this.waiting.size === 0 || this.full()) return;
     const woken = [...this.waiting];
     this.waiting.clear();
@@ -71,6 +93,8 @@ export class ServerSession<P> {
   private requestBytes = 0; // of the requests received and not answered
   private answerBytes = 0; // of the answers ready and not written
   private readonly started = Date.now();
+  /** The peer's address, whose share of the server's answer budget this connection draws on. */
+  private readonly address: string;
   private received = 0;
   private answered = 0;
   private busy = false; // a handler is starting a request
@@ -96,6 +120,7 @@ export class ServerSession<P> {
     private readonly budget: AnswerBudget = new AnswerBudget(),
   ) {
     this.decoder = new FrameDecoder(limits.frameLimit);
+    this.address = socket.remoteAddress ?? 'unknown';
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('end', () => this.onEnd());
     socket.on('error', (e) => this.finish('connection-error', e));
@@ -174,13 +199,13 @@ export class ServerSession<P> {
   private holdAnswer(bytes: number | undefined): void {
     if (bytes === undefined || this.finished) return; // not bytes: flush refuses it; finished: never written
     this.answerBytes += bytes;
-    this.budget.held += bytes;
+    this.budget.take(this.address, bytes, 0);
     this.updatePaused();
   }
 
   /** Room to start another request: few enough started and unwritten, their answers small enough, and the server's budget not spent. */
   private roomToStart(): boolean {
-    return this.outbox.length < PIPELINE_DEPTH && this.answerBytes < PIPELINE_BYTES && !this.budget.full();
+    return this.outbox.length < PIPELINE_DEPTH && this.answerBytes < PIPELINE_BYTES && !this.budget.full(this.address);
   }
 
   private readonly wake = () => void this.pump();
@@ -207,15 +232,15 @@ export class ServerSession<P> {
         answer = result instanceof Uint8Array ? Promise.resolve(result) : result.later;
         // An answer still being made counts against the server's budget until it is ready.
         const making = result instanceof Uint8Array ? 0 : 1;
-        this.budget.inFlight += making;
+        this.budget.take(this.address, 0, making);
         // A ready answer counts against the byte budget until it is written: a client that
         // asks for large values and does not read them stops being read (registered before
         // flush awaits it, so it is counted before flush uncounts it). A rejection is handled
         // when its turn to be written comes.
         answer.then((a) => {
           this.holdAnswer(a instanceof Uint8Array ? a.length : undefined);
-          this.budget.release(0, making);
-        }, () => this.budget.release(0, making));
+          this.budget.release(this.address, 0, making);
+        }, () => this.budget.release(this.address, 0, making));
       } catch (e) {
         // The protocol layer above decides what error answer to send; we only close, once the
         // answers before this one are written. Nothing more is read or started.
@@ -230,7 +255,7 @@ export class ServerSession<P> {
     }
     this.busy = false;
     // Stopped by the server's budget, not our own: start again when there is room.
-    if (!this.finished && this.queue.length > 0 && this.budget.full()) this.budget.wait(this.wake);
+    if (!this.finished && this.queue.length > 0 && this.budget.full(this.address)) this.budget.wait(this.wake);
     this.settle();
   }
 
@@ -255,7 +280,7 @@ export class ServerSession<P> {
       this.answered++;
       this.requestBytes -= this.sizes.shift() ?? 0;
       this.answerBytes -= held;
-      this.budget.release(held, 0);
+      this.budget.release(this.address, held, 0);
       this.updatePaused();
       if (this.queue.length > 0) void this.pump(); // room for a request that was waiting for it
       this.corkUntilNextTick();
@@ -361,7 +386,7 @@ export class ServerSession<P> {
     this.clearTimers();
     // Ready answers that will never be written no longer count against the server's budget.
     this.budget.forget(this.wake);
-    this.budget.release(this.answerBytes, 0);
+    this.budget.release(this.address, this.answerBytes, 0);
     this.answerBytes = 0;
     const record: Record<string, unknown> = {
       event: 'closed', conn: this.info.id, remote: this.info.remote, transport: this.transport,

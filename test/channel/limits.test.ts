@@ -118,6 +118,25 @@ describe('channel: limits and timeouts', () => {
     expect(bounded, `with the budget ${bounded}, without ${unbounded}`).to.be.below(unbounded - 60);
   });
 
+  it('gives one address at most half of that budget: a host that never reads its large answers does not stall another', async () => {
+    const big = new Uint8Array(256 * 1024);
+    const server = await h.serve('plain', { limits: { answersInFlight: 8, answerBytesHeld: 2 * 1024 * 1024 }, handler: async (req: Uint8Array) => ({ later: sleep(5).then(() => (req[0] === 2 ? bytes('small') : big)) }) });
+    // 127.0.0.2 is loopback too, and another address: the greedy host.
+    const greedy = await Promise.all(Array.from({ length: 4 }, () => new Promise<net.Socket>((resolve) => {
+      const s = net.connect({ host: '127.0.0.1', port: server.address.port, localAddress: '127.0.0.2' }, () => resolve(s));
+    })));
+    for (const socket of greedy) {
+      socket.pause();
+      socket.write(Buffer.concat(Array.from({ length: 40 }, () => Buffer.concat([prefix(1), Buffer.from([1])]))));
+    }
+    await sleep(300);
+    const good = await h.connect(server, 'plain');
+    const t0 = Date.now();
+    expect(text(await good.request(new Uint8Array([2])))).to.equal('small');
+    expect(Date.now() - t0, 'served while the greedy host holds its share').to.be.lessThan(1000);
+    for (const socket of greedy) socket.destroy();
+  });
+
   it('closes a connection whose started frame does not complete within readTimeoutMs', async () => {
     const server = await h.serve('plain', { limits: { readTimeoutMs: 200 } });
     const socket = await h.raw(server, 'plain');
