@@ -7,7 +7,7 @@ import { encode, ENTRY_TYPES, type EntryType } from '../../lib/wire/index.ts';
 import {
   exportPublicKey, generateKeyPair, isKeyAlg, randomBytes, toKeyMessage, type KeyAlg,
 } from '../../lib/crypto/index.ts';
-import { commitAll, stageFiles, writeFileAtomic } from '../../lib/files/index.ts';
+import { commitAll, refuseOwnFiles, stageFiles, writeFileAtomic } from '../../lib/files/index.ts';
 import { readCertificate } from '../../lib/pki/index.ts';
 import { isIdentityTag } from '../../lib/certifier/index.ts';
 import { STORAGE_KEY_TAG } from '../../lib/keyservice/keystore.ts';
@@ -104,6 +104,7 @@ export function addStoreCommands(program: Command): void {
   scryptOption(storeOptions(subcommand<StoreOpts & { out: string; bundlePassphraseFile: string; force?: boolean; tag: string[] }>(program, 'export-store',
     'write the exportable items, with their versions, to an encrypted bundle',
     async (o) => {
+      refuseOwnFiles(o.out, storeFiles(o, o.bundlePassphraseFile), `--out ${o.out}`);
       const pass = await readPassphraseFile(o.bundlePassphraseFile);
       const cost = scryptCost(P, o.scryptLogN);
       const { bundle, entries, leftOut } = await withStore(P, { ...o, scryptLogN: undefined }, (s) => exportStore(s, pass, cost, o.tag, { leaveOut: GUARDED.is }));
@@ -170,6 +171,7 @@ export function addStoreCommands(program: Command): void {
   storeOptions(subcommand<StoreOpts & { tag: string; alg: string; exportable?: boolean; publicKeyOut?: string; force?: boolean }>(program, 'generate-key',
     'generate a key and store it as a serialized key_message',
     async (o) => {
+      if (o.publicKeyOut) refuseOwnFiles(o.publicKeyOut, storeFiles(o), `--public-key-out ${o.publicKeyOut}`);
       let publicPem: string | undefined;
       let keyType: string;
       let serialized: Uint8Array;

@@ -2,11 +2,11 @@
 // the signed policy, certification (init-trust), direct issuing (issue-cert) and show-cert.
 
 import { Option, type Command } from 'commander';
-import { mkdir, rm, stat } from 'node:fs/promises';
+import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { exportPrivateKey, generateKeyPair, toHex, type KeyAlg } from '../../lib/crypto/index.ts';
-import { checkWritable, readFileLimited, writeFileAtomic, writeFilesAtomic } from '../../lib/files/index.ts';
+import { checkWritable, readFileLimited, refuseOwnFiles, writeFileAtomic, writeFilesAtomic } from '../../lib/files/index.ts';
 import { createPolicyCert, domainOfPolicyOrganization, issueAdmissionCert, parseCertificate, readCertificate, toPem, validatePolicyCert } from '../../lib/pki/index.ts';
 import { loadPolicy, makePolicy, sameKey } from '../../lib/policy/index.ts';
 import { generateSimulatedPlatform, platformCertificate, TEST_PLATFORM_WARNING } from '../../lib/attest/index.ts';
@@ -51,6 +51,12 @@ function checkPlatformCertDates(file: string, bytes: Uint8Array, now: Date, clai
     throw new CertifierError('CERT_EXPIRED', `the platform certificate ${file} is valid from ${cert.notBefore.toISOString()} to ${cert.notAfter.toISOString()}, not now`);
   }
   if (cert.notAfter < claimsEnd) warn(P, `the platform certificate ${file} ends at ${cert.notAfter.toISOString()}, before the policy's claims (${claimsEnd.toISOString()}); the policy trusts its key until then`);
+}
+
+/** Removes a store this run made: the directory too, unless it was there (empty) before. */
+async function unmake(dir: string, keepDir: boolean): Promise<void> {
+  if (!keepDir) return rm(dir, { recursive: true, force: true });
+  for (const name of await readdir(dir)) await rm(join(dir, name), { recursive: true, force: true });
 }
 
 export function addTrustCommands(program: Command): void {
@@ -105,6 +111,7 @@ export function addTrustCommands(program: Command): void {
       if (o.out && args.length !== 1) throw new CertifierError('USAGE', '--out takes the measurement of exactly one FILE');
       const results = [];
       for (const f of args) results.push({ file: f, measurement: toHex(await measureFile(f)) });
+      if (o.out) refuseOwnFiles(o.out, { dirs: [], files: args }, `--out ${o.out}`);
       if (o.out) await writeFileAtomic(o.out, Buffer.from(results[0]!.measurement, 'hex'), { exclusive: !o.force, mode: 0o644 });
       return { json: { measurements: results }, text: results.map((r) => (args.length === 1 ? r.measurement : `${r.measurement}  ${r.file}`)) };
     })
@@ -117,6 +124,7 @@ export function addTrustCommands(program: Command): void {
     async (o) => {
       if (o.trustMeasurement.length === 0) throw new CertifierError('USAGE', 'name at least one --trust-measurement');
       if (o.trustPlatform.length === 0 && o.trustAmdRoot.length === 0 && o.trustAmdRootCert.length === 0) throw new CertifierError('USAGE', 'name at least one --trust-platform, --trust-amd-root or --trust-amd-root-cert');
+      refuseOwnFiles(o.out, { dirs: [], files: [o.policyKey, o.policyCert, ...o.trustPlatform, ...o.trustAmdRootCert] }, `--out ${o.out}`);
       const [policyKey, policyCert] = await Promise.all([readPrivateKeyFile(o.policyKey), readCertificateFile(o.policyCert)]);
       const pc = validatePolicyCert(policyCert, new Date());
       if (!sameKey(pc.publicKey, policyKey)) throw new CertifierError('INVALID_KEY', `${o.policyKey} is not the key of ${o.policyCert}`);
@@ -172,7 +180,9 @@ export function addTrustCommands(program: Command): void {
       if (o.saveEvidence) await checkWritable(o.saveEvidence, { exclusive: true });
       // A store this run makes is this run's: if certification fails, it goes, so that a later
       // run may choose its protection afresh (a failed first boot must not fix it).
-      const made = !(await stat(o.store).then(() => true, () => false));
+      // A directory made empty beforehand (systemd's StateDirectory=, mkdir -p) holds no store either.
+      const before = await readdir(o.store).catch(() => undefined);
+      const made = before === undefined || before.length === 0;
       const store = await Cryptstore.openOrCreate(o.store, protector);
       let sent: Uint8Array | undefined;
       let failed = false;
@@ -199,7 +209,7 @@ export function addTrustCommands(program: Command): void {
         throw e;
       } finally {
         await store.close();
-        if (failed && made) await rm(o.store, { recursive: true, force: true }).catch(() => warn(P, `could not remove the store ${o.store} this run made`));
+        if (failed && made) await unmake(o.store, before !== undefined).catch(() => warn(P, `could not remove the store ${o.store} this run made`));
       }
     }))
     .requiredOption('--domain <name>', 'the policy domain')
@@ -220,6 +230,7 @@ export function addTrustCommands(program: Command): void {
       // the certificate authority to every init-trust of the domain.
       if (o.platform === AUTHORITY_PLATFORM) throw new CertifierError('USAGE', `--platform ${AUTHORITY_PLATFORM} is reserved for simpleserver's own certificate`);
       if (o.platform.startsWith(ROLE_PLATFORM_PREFIX)) throw new CertifierError('USAGE', `--platform ${o.platform} names a role: use issue-role-cert`);
+      refuseOwnFiles(o.out, { dirs: [], files: [o.policyKey, o.policyCert, o.publicKey] }, `--out ${o.out}`);
       const [policyKey, policyCert, subject] = await Promise.all([readPrivateKeyFile(o.policyKey), readCertificateFile(o.policyCert), readPublicKeyFile(o.publicKey)]);
       const pc = validatePolicyCert(policyCert, new Date());
       if (!sameKey(pc.publicKey, policyKey)) throw new CertifierError('INVALID_KEY', `${o.policyKey} is not the key of ${o.policyCert}`);
@@ -243,6 +254,7 @@ export function addTrustCommands(program: Command): void {
   subcommand<JsonOption & { policyKey: string; policyCert: string; publicKey: string; role: string; out: string; days: number; force?: boolean }>(program, 'issue-role-cert',
     'sign a role credential (e.g. operator) that a key-client presents in the auth-challenge',
     async (o) => {
+      refuseOwnFiles(o.out, { dirs: [], files: [o.policyKey, o.policyCert, o.publicKey] }, `--out ${o.out}`);
       const [policyKey, policyCert, subject] = await Promise.all([readPrivateKeyFile(o.policyKey), readCertificateFile(o.policyCert), readPublicKeyFile(o.publicKey)]);
       const pc = validatePolicyCert(policyCert, new Date());
       if (!sameKey(pc.publicKey, policyKey)) throw new CertifierError('INVALID_KEY', `${o.policyKey} is not the key of ${o.policyCert}`);

@@ -108,7 +108,8 @@ export interface KeepOptions {
  * files), values already held (same bytes, and for a file the same mode) are left alone, new files
  * are written and synced beside their destinations, moved into place, and only then do the tags
  * go in, as one atomic batch. A rename that fails after others succeeded (a file made immutable
- * meanwhile) is reported with what was put in place; the tags are then not written.
+ * meanwhile) is reported with what was put in place, and the tags are then not written; a batch
+ * of tags that fails after the files were placed is reported with those files.
  */
 export async function keepAll(store: Cryptstore | undefined, outcomes: Outcome[], o: KeepOptions = {}): Promise<void> {
   const problems = destinationProblems(outcomes.map((x) => x.spec));
@@ -141,7 +142,13 @@ export async function keepAll(store: Cryptstore | undefined, outcomes: Outcome[]
     throw new CertifierError(e.code, `${e.message}; ${placed.length ? `written before it: ${placed.join(', ')}` : 'nothing was written'}; no cryptstore tag was written`, { cause: e });
   }
   if (tags.length) {
-    await store!.putAll(tags.map((x) => ({ tag: x.spec.tag!, blob: x.entry!.blob, options: { type: x.entry!.type, exportable: false } })));
+    try {
+      await store!.putAll(tags.map((x) => ({ tag: x.spec.tag!, blob: x.entry!.blob, options: { type: x.entry!.type, exportable: false } })));
+    } catch (e) {
+      if (!(e instanceof CertifierError) || files.length === 0) throw e;
+      // The batch is all or nothing; the files before it are in place: say which.
+      throw new CertifierError(e.code, `${e.message}; no cryptstore tag was written, but these files were: ${files.map((x) => x.spec.file!).join(', ')}`, { cause: e });
+    }
   }
   for (const x of [...tags, ...files]) x.written = 'new';
 }

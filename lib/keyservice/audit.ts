@@ -427,7 +427,10 @@ export class AuditLog {
    * Opens (creating, 0600) a log and continues its chain; INTEGRITY naming the line if its end
    * does not verify. An empty or missing log continues the latest rotated segment beside it.
    */
-  static async open(path: string, options: AuditLogOptions = {}): Promise<AuditLog> {
+  static async open(given: string, options: AuditLogOptions = {}): Promise<AuditLog> {
+    // The log is worked on where it really is: a symbolic link given as --audit would otherwise
+    // be renamed into a segment at the first rotation, leaving an unlocked file at its name.
+    const path = await fs.realpath(given).catch(() => realLocation(given));
     let fh: FileHandle;
     let created = false;
     const release = await lockAudit(path);

@@ -2,7 +2,7 @@
 // directory, exit status, stdout and stderr. Unhappy paths first.
 
 import { expect } from 'chai';
-import { closeSync, existsSync, openSync, promises as fs, statSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, promises as fs, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Level } from 'level';
 import { randomBytes, utf8 } from '../../lib/crypto/index.ts';
@@ -205,6 +205,21 @@ describe('cert-utility store commands (transcripts)', function () {
       } finally {
         closeSync(out);
       }
+    });
+
+    it('never writes over its own store or the files that unlock it, even with --force (INVALID_INPUT)', async () => {
+      writeFileSync(join(tmp.dir, 'bundle-pass-2'), 'bundle secret\n');
+      const before = readFileSync(passFile);
+      expect((await cu(withPass('put-item', '--tag', 'k-item', '--in', 'bundle-pass-2'))).status).to.equal(0);
+      const cases = [
+        withPass('export-store', '--out', passFile, '--force', '--bundle-passphrase-file', 'bundle-pass-2', ...CHEAP),
+        withPass('export-store', '--out', 'bundle-pass-2', '--force', '--bundle-passphrase-file', 'bundle-pass-2', ...CHEAP),
+        withPass('generate-key', '--tag', 'k-own', '--alg', 'p256', '--public-key-out', join(store, 'CURRENT'), '--force'),
+        withPass('get-item', '--tag', 'k-item', '--out', passFile, '--force'),
+      ];
+      for (const args of cases) expectFailure(await cu(args), 1, 'INVALID_INPUT');
+      expect(readFileSync(passFile)).to.deep.equal(before);
+      expect((await cu(withPass('list-items'))).status).to.equal(0);
     });
 
     it('numbers versions per tag, reads older ones, deletes one or all', async () => {

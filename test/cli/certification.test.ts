@@ -7,7 +7,7 @@
 
 import { expect } from 'chai';
 import { execFile, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -398,6 +398,12 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
       await serverStillCertifies();
     });
 
+    it('empties again, but keeps, a directory that was there empty when it is refused (systemd StateDirectory=)', async () => {
+      mkdirSync(p('stores/state-dir'));
+      expectRefused(await initTrust('stores/state-dir', { measurement: 'app2.measurement' }), 1, 'MEASUREMENT_NOT_TRUSTED');
+      expect(readdirSync(p('stores/state-dir'))).to.deep.equal([]);
+    });
+
     it('keeps a store it did not make when it is refused, with what it held', async () => {
       expect((await cu(['create-store', ...sealed('stores/made-before', 'platform', 'app2.measurement')])).status).to.equal(0);
       expect((await cu(['put-item', ...sealed('stores/made-before', 'platform', 'app2.measurement'), '--tag', 'kept', '--in', 'app.measurement'])).status).to.equal(0);
@@ -718,6 +724,22 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
       expect(r.status, r.stderr).to.equal(2);
       expect(r.stderr).to.contain('[USAGE]');
       expect(existsSync(p('never-authority.pem'))).to.equal(false);
+    });
+
+    it('never writes a policy, certificate or measurement over the files it was given, even with --force', async () => {
+      const key = readFileSync(p('policy-key.pem'));
+      const cases = [
+        ['make-policy', '--policy-key', 'policy-key.pem', '--policy-cert', 'policy-cert.pem', '--trust-platform', 'platform/platform-cert.pem', '--trust-measurement', M, '--out', 'policy-key.pem', '--force'],
+        ['issue-cert', '--policy-key', 'policy-key.pem', '--policy-cert', 'policy-cert.pem', '--public-key', 'platform/platform-cert.pem', '--measurement', M, '--out', './policy-cert.pem', '--force'],
+        ['issue-role-cert', '--policy-key', 'policy-key.pem', '--policy-cert', 'policy-cert.pem', '--public-key', 'platform/platform-cert.pem', '--role', 'operator', '--out', 'policy-key.pem', '--force'],
+        ['measure', 'app.measurement', '--out', 'app.measurement', '--force'],
+      ];
+      for (const args of cases) {
+        const r = await cu(args);
+        expect(r.status, `${args[0]}: ${r.stderr}`).to.equal(1);
+        expect(r.stderr).to.contain('which this command needs').and.contain('[INVALID_INPUT]');
+      }
+      expect(readFileSync(p('policy-key.pem'))).to.deep.equal(key);
     });
 
     it('generate-policy-key writes key and certificate or neither: a taken certificate name leaves no stray policy key', async () => {

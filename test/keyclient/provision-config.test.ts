@@ -10,7 +10,8 @@ import type { ValidEntry } from '../../lib/wire/index.ts';
 import { encodeKeyRequest } from '../../lib/keyservice/protocol.ts';
 import { rejects } from '../support/rejects.ts';
 import { tempDir } from '../support/helpers.ts';
-import { mkdirSync, symlinkSync } from 'node:fs';
+import { mkdirSync, readFileSync, symlinkSync } from 'node:fs';
+import type { Cryptstore } from '../../cryptstore/index.ts';
 import { join } from 'node:path';
 
 const config = (secrets: unknown) => JSON.stringify({ secrets });
@@ -95,5 +96,24 @@ describe('keyclient: the provisioning config and where secrets may be written', 
     expect((await rejects(keepAll(undefined, collide), 'INVALID_INPUT')).message).to.contain('nothing was written');
     const identity: Outcome[] = [{ spec: { name: 'a', version: 0, tag: 'x-private-auth-key' }, entry }];
     await rejects(keepAll(undefined, identity), 'INVALID_INPUT');
+  });
+
+  it('keepAll names the files already in place when the batch of tags after them fails', async () => {
+    const tmp = tempDir('keepall-');
+    try {
+      const file = join(tmp.dir, 'secret');
+      const entry: ValidEntry = { tag: 'a', type: 'binary-blob', version: 1, timeEntered: '', blob: new Uint8Array([7]), exportable: true };
+      // A store whose batch fails (a full disk): a stand-in for what the cryptstore reports then.
+      const failing = {
+        get: async () => Promise.reject(new CertifierError('NOT_FOUND', 'none')),
+        putAll: async () => Promise.reject(new CertifierError('FILE_ERROR', 'cannot write the cryptstore: ENOSPC')),
+      } as unknown as Cryptstore;
+      const outcomes: Outcome[] = [{ spec: { name: 'a', version: 0, file }, entry }, { spec: { name: 'b', version: 0, tag: 'b' }, entry }];
+      const e = await rejects(keepAll(failing, outcomes), 'FILE_ERROR');
+      expect(e.message).to.contain('no cryptstore tag was written, but these files were').and.contain(file);
+      expect(readFileSync(file)).to.deep.equal(Buffer.from([7]));
+    } finally {
+      tmp.cleanup();
+    }
   });
 });

@@ -3,7 +3,7 @@
 
 import { expect } from 'chai';
 import { createHash } from 'node:crypto';
-import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { AUDIT_GENESIS, AuditLog, repairAuditTail, verifyAudit, type AuditEntry } from '../../lib/keyservice/audit.ts';
@@ -324,6 +324,20 @@ describe('audit log', () => {
     await log.append(entry(1));
     await log.close();
     await (await AuditLog.open(path)).close();
+  });
+
+  it('rotates the file a symbolic link names, never the link: a second writer by either path is still locked out', async () => {
+    const real = join(tmp.dir, 'real.jsonl');
+    const link = join(tmp.dir, 'link.jsonl');
+    writeFileSync(real, '');
+    symlinkSync(real, link);
+    const log = await AuditLog.open(link, { rotateBytes: 1 });
+    for (let i = 1; i <= 3; i++) await log.append(entry(i));
+    expect(lstatSync(link).isSymbolicLink()).to.equal(true);
+    await rejects(AuditLog.open(link), 'STORE_LOCKED');
+    await rejects(AuditLog.open(real), 'STORE_LOCKED');
+    await log.close();
+    expect(readdirSync(tmp.dir).filter((n) => n.startsWith('real.jsonl.0'))).to.have.length(3);
   });
 
   describe('repair-audit: a last write cut short', () => {
