@@ -46,7 +46,7 @@ CERT_UTILITY=${CERT_UTILITY:-$here/../cmd/bin/cert-utility.js}
 KEY_CLIENT=${KEY_CLIENT:-$here/../cmd/bin/key-client.js}
 
 host= cport= kport= keys= domain= policy_cert= store= platform=simulated platform_dir= measurement_file=
-tsm_dir= vcek= server_measurement= retries=8 max_delay=30 protection=(--sealed)
+tsm_dir= vcek= server_measurement= pinned=no retries=8 max_delay=30 protection=(--sealed)
 while [ $# -gt 0 ]; do
   case "$1" in
     -h|--help) usage ;;
@@ -65,7 +65,7 @@ while [ $# -gt 0 ]; do
     --tsm-dir) tsm_dir=$2; shift 2 ;;
     --vcek) vcek=$2; shift 2 ;;
     --measurement-file) measurement_file=$2; shift 2 ;;
-    --server-measurement) server_measurement=$2; shift 2 ;;
+    --server-measurement) server_measurement=$2; pinned=yes; shift 2 ;;
     --retries) retries=$2; shift 2 ;;
     --max-delay) max_delay=$2; shift 2 ;;
     --passphrase-file) protection=(--passphrase-file "$2"); shift 2 ;;
@@ -90,11 +90,22 @@ case "$platform" in
     [ -n "$vcek" ] && platform_args+=(--vcek "$vcek") ;;
   *) echo "first-boot: unknown --platform $platform (simulated or sev-snp)" >&2; usage ;;
 esac
-case "$retries$max_delay" in *[!0-9]*) echo "first-boot: --retries and --max-delay take whole numbers" >&2; exit 2 ;; esac
-# Checked before certifying, so a placeholder left in a unit fails at once, not after step 1.
-if [ -n "$server_measurement" ] && ! [[ "$server_measurement" =~ ^([0-9a-fA-F]{64}|[0-9a-fA-F]{96})$ ]]; then
+# Whole numbers in range, written plainly: bash would read "08" as bad octal and abort the step
+# mid-way (then carry on as if it had succeeded), and a huge or empty value would retry for ever.
+[[ "$retries" =~ ^[1-9][0-9]{0,2}$ ]] || { echo "first-boot: --retries takes a whole number from 1 to 999, not \"$retries\"" >&2; exit 2; }
+[[ "$max_delay" =~ ^[1-9][0-9]{0,3}$ ]] || { echo "first-boot: --max-delay takes a whole number of seconds from 1 to 9999, not \"$max_delay\"" >&2; exit 2; }
+[[ "$kport" =~ ^[1-9][0-9]{0,4}$ ]] && [ "$kport" -le 65535 ] || { echo "first-boot: --keyserver-port takes a port from 1 to 65535, not \"$kport\"" >&2; exit 2; }
+[[ "$cport" =~ ^[1-9][0-9]{0,4}$ ]] && [ "$cport" -le 65535 ] || { echo "first-boot: --certifier-port takes a port from 1 to 65535, not \"$cport\"" >&2; exit 2; }
+# Checked before certifying, so a placeholder (or an empty value, from a unit whose variable is
+# set to nothing) fails at once: given, the pin must be a measurement, never silently none.
+if [ "$pinned" = yes ] && ! [[ "$server_measurement" =~ ^([0-9a-fA-F]{64}|[0-9a-fA-F]{96})$ ]]; then
   echo "first-boot: --server-measurement takes the key-server's measurement, 64 or 96 hex digits, not \"$server_measurement\"" >&2; usage
 fi
+# The names, split on white space without glob expansion ("vhd/*" is a name, not a pattern).
+set -f
+names=($keys)
+set +f
+[ ${#names[@]} -gt 0 ] || { echo "first-boot: --keys names no key" >&2; exit 2; }
 
 log() { printf 'first-boot: %s\n' "$*" >&2; }
 
@@ -119,9 +130,24 @@ store_args=(--store "$store" "${protection[@]}" "${platform_args[@]}")
 # stays offline, whatever the clock says (a certificate checked against a wrong clock would look
 # expired or not yet valid, and send the VM to be certified again for nothing).
 missing=()
-held=$("$CERT_UTILITY" list-items --json "${store_args[@]}" 2>/dev/null) || held=
-for k in $keys; do
-  case "$held" in *"\"tag\":\"$k\""*) ;; *) missing+=("$k") ;; esac
+held=
+if [ -e "$store" ]; then
+  # A store that is there but cannot be read (damaged: INTEGRITY; locked; the wrong key) is not
+  # one to certify again over: say so and stop, whatever the servers could do.
+  # (With --json an error is a JSON document on stdout too, with its code.)
+  held=$("$CERT_UTILITY" list-items --json "${store_args[@]}" 2>/dev/null)
+  rc=$?
+  if [ $rc -ne 0 ]; then
+    case "$held" in
+      *'"code":"STORE_NOT_FOUND"'*) held= ;; # an interrupted first creation: init-trust makes it again
+      *) printf '%s\n' "$held" >&2; log "the cryptstore $store cannot be read (exit $rc); not certifying again over it"; exit $rc ;;
+    esac
+  fi
+fi
+for k in "${names[@]}"; do
+  # As list-items --json writes the tag: JSON escapes a backslash and a quote.
+  j=${k//\\/\\\\}; j=${j//\"/\\\"}
+  case "$held" in *"\"tag\":\"$j\""*) ;; *) missing+=("$k") ;; esac
 done
 if [ ${#missing[@]} -eq 0 ]; then
   log "every key is already in the cryptstore; nothing to do"

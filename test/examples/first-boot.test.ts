@@ -92,6 +92,29 @@ describe('scripts/first-boot.sh failure modes', function () {
     expect(r.stderr).not.to.contain('step 1/2');
   });
 
+  it('stops at once, neither certifying nor fetching, when the store it would keep the keys in cannot be read', async () => {
+    writeFileSync(f('damaged.key'), Buffer.alloc(32, 9));
+    const store = ['--store', f('store-wrong-key'), '--key-file', f('damaged.key')];
+    expect((await cu(['create-store', '--store', f('store-wrong-key'), '--key-file', f('held.key')])).status).to.equal(0); // another key: it will not open
+    const port = await closedPort();
+    const base = args(f('a/cert.pem'), port, port, 'x').filter((a, i, all) => a !== '--store' && all[i - 1] !== '--store');
+    const r = await firstBoot([...base, ...store]);
+    expect(r.status, r.stderr).to.equal(4);
+    expect(r.stderr).to.contain('WRONG_KEY').and.contain('cannot be read (exit 4); not certifying again over it');
+    expect(r.stderr).not.to.contain('step 1/2');
+  });
+
+  it('finds a held key whose name JSON escapes, and takes a name with a glob character as a name', async () => {
+    const store = ['--store', f('store-odd'), '--key-file', f('held.key')];
+    expect((await cu(['create-store', ...store])).status).to.equal(0);
+    for (const tag of ['api/a\\b', 'vhd/*']) expect((await run('cert-utility', ['put-item', ...store, '--tag', tag, '--in', '-'], { cwd: tmp.dir, input: 'v' })).status).to.equal(0);
+    const port = await closedPort();
+    const base = args(f('a/cert.pem'), port, port, 'x').filter((a, i, all) => !['--store', '--keys'].includes(a) && !['--store', '--keys'].includes(all[i - 1]!));
+    const r = await firstBoot([...base, ...store, '--keys', 'api/a\\b vhd/*']);
+    expect(r.status, r.stderr).to.equal(0);
+    expect(r.stderr).to.contain('every key is already in the cryptstore');
+  });
+
   it('refuses to run without its required arguments (exit 2)', async () => {
     const r = await firstBoot(['--host', '127.0.0.1']);
     expect(r.status).to.equal(2);
@@ -114,6 +137,14 @@ describe('scripts/first-boot.sh failure modes', function () {
       [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--tsm-dir', f('tsm')], '--tsm-dir and --vcek are for --platform sev-snp'],
       [['--platform-dir', f('vm')], '--platform simulated needs --platform-dir and --measurement-file'],
       [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--server-measurement', 'set-in-first-boot.env'], '--server-measurement takes the key-server\'s measurement, 64 or 96 hex digits'],
+      // An empty pin (a unit's variable set to nothing) is no pin: refused, never run unpinned.
+      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--server-measurement', ''], '--server-measurement takes the key-server\'s measurement, 64 or 96 hex digits, not ""'],
+      // "08" is bad octal to bash's arithmetic, which then skipped a step and reported success.
+      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--max-delay', '08'], '--max-delay takes a whole number of seconds from 1 to 9999, not "08"'],
+      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--retries', ''], '--retries takes a whole number from 1 to 999, not ""'],
+      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--retries', '99999999999999999999'], '--retries takes a whole number from 1 to 999'],
+      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keyserver-port', 'x'], '--keyserver-port takes a port from 1 to 65535'],
+      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keys', '  '], '--keys names no key'],
     ];
     for (const [more, message] of cases) {
       const r = await firstBoot([...base, ...more]);
