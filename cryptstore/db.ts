@@ -72,7 +72,14 @@ export async function tightenPermissions(dir: string): Promise<void> {
   }
 }
 
-export async function dirState(dir: string): Promise<'missing' | 'empty' | 'store' | 'other'> {
+/** What LevelDB writes while it creates a database, before CURRENT names its manifest. */
+const CREATION_LEFTOVER = /^(LOCK|LOG|LOG\.old|MANIFEST-\d{6,}|\d{6,}\.(dbtmp|log|ldb|sst))$/;
+
+/**
+ * What is at `dir`: nothing, an empty directory, a LevelDB database, the files of one whose
+ * creation was cut short before it was a database at all (no CURRENT yet: 'unmade'), or other.
+ */
+export async function dirState(dir: string): Promise<'missing' | 'empty' | 'store' | 'unmade' | 'other'> {
   let names: string[];
   try {
     names = await fs.readdir(dir);
@@ -83,5 +90,13 @@ export async function dirState(dir: string): Promise<'missing' | 'empty' | 'stor
     throw new CertifierError('FILE_ERROR', `cannot read ${dir}: ${(e as Error).message}`, { cause: e });
   }
   if (names.length === 0) return 'empty';
-  return names.includes('CURRENT') ? 'store' : 'other';
+  if (names.includes('CURRENT')) return 'store';
+  return names.every((n) => CREATION_LEFTOVER.test(n)) ? 'unmade' : 'other';
+}
+
+/** Removes what a cut-short creation left (only LevelDB's own files: see dirState), so it can start again. */
+export async function clearUnmade(dir: string): Promise<void> {
+  for (const name of await fs.readdir(dir)) {
+    if (CREATION_LEFTOVER.test(name)) await fs.rm(join(dir, name), { force: true });
+  }
 }

@@ -15,7 +15,7 @@ import {
 } from '../lib/wire/index.ts';
 import { describeKind, type ProtectionParams, type Protector } from './protection.ts';
 import * as L from './layout.ts';
-import { dirState, isUnfinished, notFound, openDb, tightenPermissions, unfinished, withDb, type Db } from './db.ts';
+import { clearUnmade, dirState, isUnfinished, notFound, openDb, tightenPermissions, unfinished, withDb, type Db } from './db.ts';
 
 export const MAX_BLOB_BYTES = 16 * 1024 * 1024;
 
@@ -85,6 +85,8 @@ export class Cryptstore {
   static async create(dir: string, protector: Protector, options: StoreOptions = {}): Promise<Cryptstore> {
     const state = await dirState(dir);
     if (state === 'other') throw new CertifierError('STORE_EXISTS', `${dir} exists and is not an empty directory`);
+    // LevelDB's files of a creation cut short before it was a database (power lost, SIGKILL).
+    if (state === 'unmade') await clearUnmade(dir);
     const exists = () => new CertifierError('STORE_EXISTS', `a cryptstore already exists at ${dir}`);
     // A database without its metadata record is a creation cut short: made again, not refused.
     if (state === 'store' && !(await withDb(dir, isUnfinished))) throw exists();
@@ -92,7 +94,9 @@ export class Cryptstore {
     const { params, kek } = await protector.create();
     let db: Db;
     try {
-      await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+      await fs.mkdir(dir, { recursive: true, mode: 0o700 }).catch((e: NodeJS.ErrnoException) => {
+        throw new CertifierError('FILE_ERROR', `cannot create the cryptstore directory ${dir}: ${e.code === 'EACCES' || e.code === 'EPERM' ? 'permission denied' : e.message}`, { cause: e });
+      });
       db = await openDb(dir, true);
     } catch (e) {
       wipe(kek);
@@ -136,6 +140,7 @@ export class Cryptstore {
   static async open(dir: string, protector: Protector, options: StoreOptions = {}): Promise<Cryptstore> {
     const state = await dirState(dir);
     if (state === 'missing') throw notFound(dir, 'no such directory');
+    if (state === 'unmade') throw unfinished(dir);
     if (state !== 'store') throw notFound(dir, 'not a LevelDB directory');
     const db = await openDb(dir, false);
     try {

@@ -1,7 +1,7 @@
 // The cryptstore library: versions, deletes, tamper detection, export/import and rekey.
 
 import { expect } from 'chai';
-import { promises as fs, statSync } from 'node:fs';
+import { mkdirSync, promises as fs, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Level } from 'level';
 import { CertifierError } from '../../lib/errors/index.ts';
@@ -103,6 +103,20 @@ describe('cryptstore', () => {
       await s.put('a', utf8('x'));
       await s.close();
       await rejects(Cryptstore.create(dir, pass()), 'STORE_EXISTS');
+    });
+
+    it('creates over what LevelDB leaves when killed before CURRENT exists, and nothing else', async () => {
+      mkdirSync(dir);
+      for (const leftover of ['LOCK', 'LOG', 'MANIFEST-000001', '000001.dbtmp']) writeFileSync(join(dir, leftover), '');
+      const e = await rejects(Cryptstore.open(dir, pass()), 'STORE_NOT_FOUND');
+      expect(e.message).to.contain('interrupted');
+      await (await Cryptstore.openOrCreate(dir, pass())).close();
+      await (await Cryptstore.open(dir, pass())).close();
+      const mixed = join(tmp.dir, 'mixed');
+      mkdirSync(mixed);
+      for (const name of ['LOG', 'notes.txt']) writeFileSync(join(mixed, name), '');
+      await rejects(Cryptstore.create(mixed, pass()), 'STORE_EXISTS');
+      expect(readdirSync(mixed).sort()).to.deep.equal(['LOG', 'notes.txt']);
     });
 
     it('openOrCreate opens a store, creates a missing or unfinished one, and refuses a database holding records but no metadata', async () => {
