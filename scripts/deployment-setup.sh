@@ -52,7 +52,16 @@ done
   { echo "deployment-setup: --trust-amd-root and --snp-min-tcb go together" >&2; usage; }
 [ -e "$dir/policy-key.pem" ] && { echo "deployment-setup: $dir already holds a policy key; not overwriting" >&2; exit 1; }
 # Every input checked before any key is made, so a mistake leaves nothing to clean up.
-case "$days" in ''|*[!0-9]*|0) echo "deployment-setup: --policy-days takes a whole number of days from 1" >&2; usage ;; esac
+[[ "$days" =~ ^[1-9][0-9]{0,4}$ ]] && [ "$days" -le 36600 ] || { echo "deployment-setup: --policy-days takes a whole number of days from 1 to 36600" >&2; usage; }
+for a in "${amd[@]}"; do
+  case "$a" in --trust-amd-root|milan|genoa) ;; *) echo "deployment-setup: --trust-amd-root is milan or genoa, not \"$a\"" >&2; usage ;; esac
+done
+if [ -n "$min_tcb" ] && ! [[ "$min_tcb" =~ ^([0-9]{1,3}[:/]){3}[0-9]{1,3}$ ]]; then
+  echo "deployment-setup: --snp-min-tcb is BOOTLOADER:TEE:SNP:MICROCODE, four numbers from 0 to 255 (e.g. 3:0:8:115)" >&2; usage
+fi
+for f in platform/platform-key.pem platform/platform-cert.pem platform/attest-key.pem platform/endorsement.bin policy.bin; do
+  [ ! -e "$dir/$f" ] || { echo "deployment-setup: $dir already holds $f; not overwriting" >&2; exit 1; }
+done
 for m in "${trust[@]}"; do
   [[ "$m" =~ ^([0-9a-fA-F]{64}|[0-9a-fA-F]{96})$ ]] || { echo "deployment-setup: --trust-measurement takes 64 or 96 hex digits, not \"$m\"" >&2; usage; }
 done
@@ -64,12 +73,14 @@ for f in "${measure[@]}"; do
   for n in "${names[@]}"; do
     [ "$n" != "$name" ] || { echo "deployment-setup: two --measure files are named $name (measurements/$name.measurement would clash)" >&2; exit 1; }
   done
+  [ ! -e "$dir/measurements/$name.measurement" ] || { echo "deployment-setup: $dir/measurements/$name.measurement exists; not overwriting" >&2; exit 1; }
   names+=("$name")
 done
 
 log() { printf 'deployment-setup: %s\n' "$*" >&2; }
+# A directory made here is ours to keep private; one that was there keeps its mode.
+[ -d "$dir" ] || { mkdir -p "$dir" && chmod 700 "$dir"; }
 mkdir -p "$dir/measurements"
-chmod 700 "$dir"
 cu() { "$CERT_UTILITY" "$@"; }
 
 log "policy key and certificate for domain $domain"

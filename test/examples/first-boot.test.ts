@@ -175,7 +175,10 @@ describe('scripts/deployment-setup.sh', function () {
       expect(r.stderr).to.contain(message);
       expect(existsSync(f('setup')), 'nothing made').to.equal(false);
     }
-    for (const bad of [['--policy-days', '0'], ['--trust-measurement', 'nothex'], ['--alg', 'ed25519']]) {
+    for (const bad of [
+      ['--policy-days', '0'], ['--policy-days', '100000'], ['--trust-measurement', 'nothex'], ['--alg', 'ed25519'],
+      ['--trust-amd-root', 'rome', '--snp-min-tcb', '3:0:8:115'], ['--trust-amd-root', 'milan', '--snp-min-tcb', 'garbage'],
+    ]) {
       const r = await setup(['--dir', 'setup', '--domain', 'datica', '--measure', 'app', ...bad]);
       expect(r.status, bad.join(' ')).to.equal(2);
       expect(existsSync(f('setup')), 'nothing made').to.equal(false);
