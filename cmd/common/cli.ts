@@ -36,13 +36,24 @@ process.stdout.on('error', (e: NodeJS.ErrnoException) => {
   if (!process.exitCode) process.exitCode = stdoutStatus;
 });
 
+/** A server run with --log-json: every line on stderr is then a JSON record, warnings and the final error too. */
+function logsJson(): boolean {
+  return process.argv.includes('--log-json');
+}
+
+function jsonLine(event: string, fields: Record<string, unknown>): void {
+  process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), event, ...fields })}\n`);
+}
+
 /** Writes a people-facing line to stderr: "prog: warning: ...". */
 export function warn(program: string, message: string): void {
-  process.stderr.write(`${program}: warning: ${message}\n`);
+  if (logsJson()) jsonLine('warning', { message });
+  else process.stderr.write(`${program}: warning: ${message}\n`);
 }
 
 export function note(program: string, message: string): void {
-  process.stderr.write(`${program}: ${message}\n`);
+  if (logsJson()) jsonLine('note', { message });
+  else process.stderr.write(`${program}: ${message}\n`);
 }
 
 function wantsJson(): boolean {
@@ -57,6 +68,8 @@ function renderError(command: Command, e: unknown): number {
   if (!(e instanceof CertifierError) && !(e instanceof CommanderError)) message = `internal error: ${message}`;
   if (wantsJson()) {
     process.stdout.write(JSON.stringify({ ok: false, error: { code, message, exitStatus: status } }) + '\n');
+  } else if (logsJson()) {
+    jsonLine('error', { code, message, exitStatus: status });
   } else {
     process.stderr.write(`${program}: error: ${message} [${code}]\n`);
     if (status === ExitStatus.usage) {

@@ -7,15 +7,16 @@ import { CertifierError } from '../../lib/errors/index.ts';
 // Spaces, quotes and "=" would blur where a value ends; control and format characters (C0, C1,
 // bidirectional overrides) in a name a client chose could rewrite how the line looks on a terminal.
 const NEEDS_QUOTING = /[\s"=\p{Cc}\p{Cf}]/u;
-/** JSON's quoting, with the C1 and format characters JSON leaves alone written as \uXXXX too. */
-const quoted = (v: string) => JSON.stringify(v).replace(/[\p{Cc}\p{Cf}]/gu, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+/** JSON text with the characters JSON leaves raw (C1, format marks, line and paragraph separators) as \uXXXX too. */
+const visible = (json: string) => json.replace(/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+const quoted = (v: string) => visible(JSON.stringify(v));
 
 /** Renders a log record as one line: "prog: 2026-11-26T16:40:00Z event key=value ...". */
 export function logLine(program: string, json: boolean) {
   return (r: object): void => {
     const record = { time: new Date().toISOString(), ...r };
     if (json) {
-      process.stderr.write(JSON.stringify(record) + '\n');
+      process.stderr.write(visible(JSON.stringify(record)) + '\n');
       return;
     }
     const { time, event, ...rest } = record as Record<string, unknown>;

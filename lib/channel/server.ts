@@ -88,6 +88,10 @@ export async function serve<P>(opts: ServeOptions<P>): Promise<ChannelServer> {
       // A TLS socket that failed its handshake may have lost its address already; the plain
       // socket under it (Node's _parent) keeps the one read when the connection arrived.
       const under = (s as TLSSocket & { _parent?: Socket })._parent;
+      if (under && turnedAway.has(under)) {
+        s.destroy();
+        return;
+      }
       const remote = s.remoteAddress === undefined && under ? remoteOf(under) : remoteOf(s);
       const record: Record<string, unknown> = { event: 'refused', remote, transport };
       // OpenSSL's verdict in our codes: a certificate outside its validity is CERT_EXPIRED (README, exit 4).
@@ -107,12 +111,14 @@ export async function serve<P>(opts: ServeOptions<P>): Promise<ChannelServer> {
     log({ event: 'refused', reason: 'max-connections', remote: remoteOf({ remoteAddress: d?.remoteAddress, remotePort: d?.remotePort }), transport });
   });
   const perAddress = new Map<string, number>(); // open TCP connections by remote address
+  const turnedAway = new WeakSet<Socket>();
   server.on('connection', (raw: Socket) => {
     const key = remoteOf(raw);
     const address = raw.remoteAddress ?? 'unknown';
     const held = perAddress.get(address) ?? 0;
     if (held >= limits.maxConnectionsPerAddress) {
       log({ event: 'refused', reason: 'max-connections-per-address', remote: key, transport });
+      turnedAway.add(raw); // its TLS socket's failure that follows is no second refusal
       raw.destroy();
       return;
     }
@@ -210,7 +216,7 @@ const REFUSALS_PER_SECOND = 10;
  * left out (`suppressed`), so the log says what happened without growing with the attack.
  */
 function limitRefusals(log: ChannelLog): ChannelLog {
-  const windows = new Map<string, { second: number; lines: number; suppressed: number }>();
+  const windows = new Map<string, { second: number; lines: number; suppressed: number; timer?: NodeJS.Timeout }>();
   return (record) => {
     if (record.event !== 'refused') return log(record);
     const reason = String((record as { reason?: unknown }).reason ?? '');
@@ -220,6 +226,14 @@ function limitRefusals(log: ChannelLog): ChannelLog {
     if (w.second !== second) [w.second, w.lines] = [second, 0];
     if (w.lines >= REFUSALS_PER_SECOND) {
       w.suppressed++;
+      // Said even if no refusal of this kind follows: a line of its own, a second later.
+      const window = w;
+      window.timer ??= setTimeout(() => {
+        window.timer = undefined;
+        if (window.suppressed === 0) return;
+        log({ event: 'refused', reason, suppressed: window.suppressed, summary: true });
+        window.suppressed = 0;
+      }, 1000).unref();
       return;
     }
     w.lines++;

@@ -81,6 +81,18 @@ export class AnswerBudget {
   }
 }
 
+/**
+ * A TLS record carrying a ClientHello, checked far enough that no frame of ours can pass for one
+ * (a 66,326-byte frame starts 16 03 01 00 too): handshake record, version 3.1-3.4, a record
+ * length, message type 1, and a handshake length 4 less than the record's.
+ */
+function isClientHello(b: Uint8Array): boolean {
+  if (b.length < 9 || b[0] !== 0x16 || b[1] !== 0x03 || b[2]! < 0x01 || b[2]! > 0x04 || b[5] !== 0x01) return false;
+  const record = (b[3]! << 8) | b[4]!;
+  const message = (b[6]! << 16) | (b[7]! << 8) | b[8]!;
+  return record >= 4 && message === record - 4;
+}
+
 export type CloseReason =
   | 'client-closed' | 'idle-timeout' | 'read-timeout' | 'write-timeout' | 'frame-error'
   | 'handler-error' | 'max-requests' | 'server-closing' | 'connection-error';
@@ -153,7 +165,7 @@ export class ServerSession<P> {
     try {
       // A TLS ClientHello read as a frame would announce ~64 KiB and wait out the read timeout:
       // on the plain protocol, it is told apart at once (a client that left out --plain).
-      if (this.transport === 'plain' && this.received === 0 && this.decoder.pending === 0 && chunk.length >= 3 && chunk[0] === 0x16 && chunk[1] === 0x03 && chunk[2]! >= 0x01 && chunk[2]! <= 0x04) {
+      if (this.transport === 'plain' && this.received === 0 && this.decoder.pending === 0 && isClientHello(chunk)) {
         throw new CertifierError('DECODE_FAILED', 'a TLS handshake on the plain protocol (a client that should use --plain, or a server that should not)');
       }
       frames = this.decoder.push(chunk);

@@ -633,6 +633,11 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
       expect(events).to.include.members(['warning', 'note', 'listening', 'certification', 'stopped']);
       expect(records.find((x) => x.event === 'warning')!.message).to.contain('plain-TCP protocol');
       expect(records.filter((x) => x.event === 'note').map((x) => x.message)).to.include('SIGTERM: finishing requests in flight, then stopping');
+      // A start that fails ends with a JSON record too, not a text line.
+      const bad = await ss(['serve', '--log-json', '--policy-key', 'policy-key.pem', '--policy-cert', 'policy-cert.pem', '--policy', 'no-such-policy.bin', '--listen', '127.0.0.1:0']);
+      expect(bad.status).to.equal(1);
+      for (const line of bad.stderr.trim().split('\n')) expect(() => JSON.parse(line), line).not.to.throw();
+      expect(JSON.parse(bad.stderr.trim().split('\n').at(-1)!)).to.include({ event: 'error', code: 'FILE_ERROR' });
     });
   });
 

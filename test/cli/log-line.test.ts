@@ -4,12 +4,12 @@
 import { expect } from 'chai';
 import { logLine } from '../../cmd/common/server.ts';
 
-function rendered(record: object): string {
+function rendered(record: object, json = false): string {
   const write = process.stderr.write;
   let out = '';
   process.stderr.write = ((chunk: string) => ((out += chunk), true)) as typeof process.stderr.write;
   try {
-    logLine('key-server', false)(record);
+    logLine('key-server', json)(record);
   } finally {
     process.stderr.write = write;
   }
@@ -26,5 +26,12 @@ describe('server log lines (text)', () => {
     const line = rendered({ event: 'request', resource: 'a/\u0085fake', b: 'a/\u202eevil', c: 'a/\u009b31mred', d: 'a/\u001b[31m' });
     expect(line).to.contain('resource="a/\\u0085fake"').and.contain('b="a/\\u202eevil"').and.contain('c="a/\\u009b31mred"').and.contain('d="a/\\u001b[31m"');
     expect(line).not.to.match(/[\u0080-\u009f\u202a-\u202e\u001b]/);
+  });
+
+  it('escapes line and paragraph separators too, and the same characters in JSON lines', () => {
+    expect(rendered({ event: 'request', resource: 'x\u2028FAKE' })).to.contain('resource="x\\u2028FAKE"');
+    const json = rendered({ event: 'request', resource: 'a/\u202eevil\u2029\u0085' }, true);
+    expect(json).not.to.match(/[\u0080-\u009f\u2028\u2029\u202a-\u202e]/);
+    expect(JSON.parse(json).resource).to.equal('a/\u202eevil\u2029\u0085');
   });
 });
