@@ -30,7 +30,7 @@ export function channelError(e: unknown, target: string, authorizationError?: st
   const make = (c: ErrorCode, message: string) => new CertifierError(c, message, { cause: e, details: { target, cause: code } });
   // Node sets authorizationError when OpenSSL could not chain the peer's certificate to `ca`.
   if (authorizationError && OUTSIDE_VALIDITY.has(authorizationError)) {
-    return make('CERT_EXPIRED', `${target} presented a certificate outside its validity (${authorizationError}): it needs a new one (a key-server: cert-utility init-trust, or --certifier; simpleserver: a restart), or a clock is wrong`);
+    return make('CERT_EXPIRED', `${target} presented a certificate outside its validity (${authorizationError}, checked at ${new Date().toISOString()} by this machine's clock): it needs a new one (a key-server: cert-utility init-trust, or --certifier; simpleserver: a restart), or a clock is wrong`);
   }
   if (authorizationError) return make('UNTRUSTED_PEER', `${target} presented a certificate not issued under the trusted root (${authorizationError})`);
   if (code !== undefined && CERT_ALERT.test(code)) {
