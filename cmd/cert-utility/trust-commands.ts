@@ -3,6 +3,7 @@
 
 import { Option, type Command } from 'commander';
 import { mkdir, readdir, rm } from 'node:fs/promises';
+import { readdirSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { exportPrivateKey, generateKeyPair, toHex, type KeyAlg } from '../../lib/crypto/index.ts';
@@ -57,6 +58,16 @@ function checkPlatformCertDates(file: string, bytes: Uint8Array, now: Date, clai
 async function unmake(dir: string, keepDir: boolean): Promise<void> {
   if (!keepDir) return rm(dir, { recursive: true, force: true });
   for (const name of await readdir(dir)) await rm(join(dir, name), { recursive: true, force: true });
+}
+
+/** unmake, at once: on the way out of a signal. Best effort. */
+function unmakeSync(dir: string, keepDir: boolean): void {
+  try {
+    if (!keepDir) rmSync(dir, { recursive: true, force: true });
+    else for (const name of readdirSync(dir)) rmSync(join(dir, name), { recursive: true, force: true });
+  } catch {
+    // what stays is what a later init-trust finds: an unfinished store it makes again
+  }
 }
 
 export function addTrustCommands(program: Command): void {
@@ -186,6 +197,15 @@ export function addTrustCommands(program: Command): void {
       const store = await Cryptstore.openOrCreate(o.store, protector);
       let sent: Uint8Array | undefined;
       let failed = false;
+      // Interrupted while certifying (SIGTERM from a unit's timeout, Ctrl-C), the store it made goes too.
+      const interrupted = (signal: NodeJS.Signals) => {
+        unmakeSync(o.store, before !== undefined);
+        stopWatching();
+        process.kill(process.pid, signal);
+      };
+      const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+      const stopWatching = () => signals.forEach((sig) => process.off(sig, interrupted));
+      if (made) signals.forEach((sig) => process.on(sig, interrupted));
       try {
         if (o.plain) warn(P, 'plain TCP: no TLS, and the evidence is not bound to a session (original protocol)');
         const r = await initTrust({ store, domain: o.domain, policyCert, platform, host, port, force: o.force === true, keyAlg: o.keyAlg, plain: o.plain === true, onRequest: (req) => (sent = req) });
@@ -208,6 +228,7 @@ export function addTrustCommands(program: Command): void {
         failed = true;
         throw e;
       } finally {
+        stopWatching();
         await store.close();
         if (failed && made) await unmake(o.store, before !== undefined).catch(() => warn(P, `could not remove the store ${o.store} this run made`));
       }

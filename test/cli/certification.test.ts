@@ -404,6 +404,24 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
       expect(readdirSync(p('stores/state-dir'))).to.deep.equal([]);
     });
 
+    it('removes the store it made when it is stopped (SIGTERM) while waiting for the server', async () => {
+      const hang = net.createServer(() => {}); // accepts, then says nothing: the TLS handshake waits
+      await new Promise<void>((r) => hang.listen(0, '127.0.0.1', r));
+      try {
+        const port = (hang.address() as net.AddressInfo).port;
+        const child = spawn(process.execPath, [join(ROOT, 'cmd', 'bin', 'cert-utility.js'), 'init-trust', '--domain', 'datica', '--policy-cert', 'policy-cert.pem',
+          '--server', `127.0.0.1:${port}`, ...sealed('stores/stopped')], { cwd: dir, stdio: 'ignore' });
+        const exited = new Promise<NodeJS.Signals | null>((r) => child.once('exit', (_code, signal) => r(signal)));
+        for (let i = 0; i < 100 && !existsSync(p('stores/stopped/CURRENT')); i++) await new Promise((r) => setTimeout(r, 50));
+        expect(existsSync(p('stores/stopped/CURRENT')), 'the store was made').to.equal(true);
+        child.kill('SIGTERM');
+        expect(await exited).to.equal('SIGTERM');
+        expect(existsSync(p('stores/stopped')), 'the store it made is gone').to.equal(false);
+      } finally {
+        hang.close();
+      }
+    });
+
     it('keeps a store it did not make when it is refused, with what it held', async () => {
       expect((await cu(['create-store', ...sealed('stores/made-before', 'platform', 'app2.measurement')])).status).to.equal(0);
       expect((await cu(['put-item', ...sealed('stores/made-before', 'platform', 'app2.measurement'), '--tag', 'kept', '--in', 'app.measurement'])).status).to.equal(0);
