@@ -22,7 +22,7 @@ usage: deployment-setup.sh --dir DIR --domain DOMAIN --measure FILE [--measure F
   and key-client are certified with them.
   Environment: CERT_UTILITY names the program (default: next to this script in ../cmd/bin).
 USAGE
-  exit 2
+  exit "${1:-2}"
 }
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -31,7 +31,7 @@ dir= domain= alg=p256 days=365 min_tcb=
 measure=() trust=() amd=()
 while [ $# -gt 0 ]; do
   case "$1" in
-    -h|--help) usage ;;
+    -h|--help) usage 0 ;;
     --*) [ $# -ge 2 ] || { echo "deployment-setup: $1 needs a value" >&2; usage; } ;;
   esac
   case "$1" in

@@ -38,7 +38,7 @@ usage: first-boot.sh --host ADDR --certifier-port PORT --keyserver-port PORT --k
   --max-delay         cap of the exponential backoff between attempts (default 30)
   Environment: CERT_UTILITY, KEY_CLIENT name the programs (default: next to this script in ../cmd/bin).
 USAGE
-  exit 2
+  exit "${1:-2}"
 }
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -49,7 +49,7 @@ host= cport= kport= keys= domain= policy_cert= store= platform=simulated platfor
 tsm_dir= vcek= server_measurement= pinned=no retries=8 max_delay=30 protection=(--sealed)
 while [ $# -gt 0 ]; do
   case "$1" in
-    -h|--help) usage ;;
+    -h|--help) usage 0 ;;
     --*) [ $# -ge 2 ] || { echo "first-boot: $1 needs a value" >&2; usage; } ;;
   esac
   case "$1" in
@@ -106,6 +106,12 @@ set -f
 names=($keys)
 set +f
 [ ${#names[@]} -gt 0 ] || { echo "first-boot: --keys names no key" >&2; exit 2; }
+for k in "${names[@]}"; do
+  case "$k" in
+    *-private-auth-key|*-admission-certificate|key-server-storage-key)
+      echo "first-boot: --keys names \"$k\", a tag where the cryptstore keeps a machine's identity (or a key-server its storage key), not a key to fetch" >&2; exit 2 ;;
+  esac
+done
 
 log() { printf 'first-boot: %s\n' "$*" >&2; }
 

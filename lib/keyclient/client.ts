@@ -42,6 +42,8 @@ export interface ResourceInfo {
 
 function refusal(r: KeyResponse, action: Action, name: string): CertifierError {
   const code = r.errorCode && Object.hasOwn(ErrorCodes, r.errorCode) ? (r.errorCode as ErrorCode) : 'DENIED';
+  // Its storage not answering is no refusal: the request may be tried again (exit 3).
+  if (code === 'UNREACHABLE' || code === 'TIMEOUT') return new CertifierError(code, `the key-server could not ${action} "${name}" now: its storage did not answer (${code}); try again`);
   return new CertifierError(code, `the key-server refused to ${action} "${name}" (${r.errorCode ?? 'no reason given'})`);
 }
 

@@ -146,7 +146,11 @@ async function scan(path: string, continuing = false): Promise<ScanResult> {
   try {
     fh = await fs.open(path, 'r');
   } catch (e) {
-    throw new CertifierError('FILE_ERROR', `cannot read the audit log ${path}: ${(e as Error).message}`, { cause: e });
+    // A shell glob that matched nothing arrives as itself: a log never rotated has no segments.
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT' && /[*?[]/.test(path)) {
+      throw new CertifierError('FILE_ERROR', `no file matches ${path} (a log that was never rotated has no segments: give the log alone)`, { cause: e });
+    }
+    throw new CertifierError('FILE_ERROR', `cannot read the audit log ${path}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`, { cause: e });
   }
   if ((await fh.stat()).isDirectory()) {
     await fh.close();

@@ -115,10 +115,13 @@ describe('scripts/first-boot.sh failure modes', function () {
     expect(r.stderr).to.contain('every key is already in the cryptstore');
   });
 
-  it('refuses to run without its required arguments (exit 2)', async () => {
+  it('refuses to run without its required arguments (exit 2), and --help is no error', async () => {
     const r = await firstBoot(['--host', '127.0.0.1']);
     expect(r.status).to.equal(2);
     expect(r.stderr).to.contain('missing --certifier-port');
+    const help = await firstBoot(['--help']);
+    expect(help.status).to.equal(0);
+    expect(help.stderr).to.contain('usage: first-boot.sh');
   });
 
   it('refuses a flag given without its value (exit 2), rather than failing on an unset variable', async () => {
@@ -145,6 +148,8 @@ describe('scripts/first-boot.sh failure modes', function () {
       [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--retries', '99999999999999999999'], '--retries takes a whole number from 1 to 999'],
       [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keyserver-port', 'x'], '--keyserver-port takes a port from 1 to 65535'],
       [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keys', '  '], '--keys names no key'],
+      // Held from the first certification on, it would make every later boot "done" without the keys.
+      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keys', 'vhd/disk-1 datica-admission-certificate'], 'a tag where the cryptstore keeps a machine\'s identity'],
     ];
     for (const [more, message] of cases) {
       const r = await firstBoot([...base, ...more]);
