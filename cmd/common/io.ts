@@ -17,7 +17,14 @@ export async function writeOutput(path: string, data: Uint8Array, force = false,
   return undefined;
 }
 
-/** A store command's own files: the store, and the files that unlock it. */
-export function storeFiles(o: { store: string; keyFile?: string | undefined; passphraseFile?: string | undefined }, ...more: (string | undefined)[]): OwnFiles {
-  return { dirs: [o.store], files: [o.keyFile, o.passphraseFile, ...more].filter((f): f is string => f !== undefined) };
+/**
+ * A store command's own files: the store, and whatever unlocks it (a key or passphrase file; for
+ * a sealed store the platform's files and the measurement, which the seal is derived from).
+ */
+export function storeFiles(
+  o: { store: string; keyFile?: string | undefined; passphraseFile?: string | undefined; platformDir?: string | undefined; measurementFile?: string | undefined; vcek?: string | undefined },
+  ...more: (string | undefined)[]
+): OwnFiles {
+  const given = (xs: (string | undefined)[]) => xs.filter((f): f is string => f !== undefined);
+  return { dirs: given([o.store, o.platformDir]), files: given([o.keyFile, o.passphraseFile, o.measurementFile, o.vcek, ...more]) };
 }

@@ -756,6 +756,9 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
         ['issue-cert', '--policy-key', 'policy-key.pem', '--policy-cert', 'policy-cert.pem', '--public-key', 'platform/platform-cert.pem', '--measurement', M, '--out', './policy-cert.pem', '--force'],
         ['issue-role-cert', '--policy-key', 'policy-key.pem', '--policy-cert', 'policy-cert.pem', '--public-key', 'platform/platform-cert.pem', '--role', 'operator', '--out', 'policy-key.pem', '--force'],
         ['measure', 'app.measurement', '--out', 'app.measurement', '--force'],
+        // A sealed store's seal comes from the platform's files and the measurement: they are its own files too.
+        ['get-item', ...sealed('stores/machine'), '--tag', 'datica-admission-certificate', '--out', 'platform/attest-key.pem', '--force'],
+        ['get-item', ...sealed('stores/machine'), '--tag', 'datica-admission-certificate', '--out', 'app.measurement', '--force'],
       ];
       for (const args of cases) {
         const r = await cu(args);
