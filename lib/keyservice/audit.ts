@@ -20,9 +20,9 @@
 // line, never acknowledged; open refuses the log until repairAuditTail (key-server repair-audit)
 // moves that line aside. open checks only the chain's end (scanEnd); verifyAudit checks it all.
 
-import { constants, fstatSync, promises as fs } from 'node:fs';
+import { constants, fstatSync, promises as fs, statSync, type Stats } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { CertifierError } from '../errors/index.ts';
 import { sha256HexOfText } from '../crypto/index.ts';
 import { realLocation, syncDir, writeFileAtomic } from '../files/index.ts';
@@ -332,8 +332,33 @@ function notVerified(path: string, r: { line: number; problem: string }, then: s
  * a linked directory) meet at the same lock.
  */
 async function lockAudit(path: string, inUse = `the audit log ${path} is in use by another process: give each key-server its own --audit`): Promise<() => Promise<void>> {
-  const real = await fs.realpath(path).catch(() => realLocation(path));
+  const real = await realAuditPath(path);
+  // A second name for the file (a hard link) would be a second lock: refused, not followed.
+  const st = await fs.stat(real).catch(() => undefined);
+  if (st && st.nlink > 1) throw new CertifierError('FILE_ERROR', `the audit log ${path} has ${st.nlink} hard links: give each log one name, so that one lock keeps one writer`);
   return holdLock(`${real}.lock`, inUse);
+}
+
+/**
+ * Where the log really is: symbolic links followed, the file's own too, even when what it names
+ * does not exist yet (a link to a log the first start will create).
+ */
+async function realAuditPath(path: string): Promise<string> {
+  let p = path;
+  for (let hops = 0; hops < 40; hops++) {
+    const st = await fs.lstat(p).catch(() => undefined);
+    if (!st?.isSymbolicLink()) break;
+    p = resolve(dirname(p), await fs.readlink(p));
+  }
+  return fs.realpath(p).catch(() => realLocation(p));
+}
+
+function statAt(path: string): Stats | undefined {
+  try {
+    return statSync(path);
+  } catch {
+    return undefined;
+  }
 }
 
 /** PATH.end: where the chain stood at the last rotation, so that moving every segment away cannot restart it. */
@@ -434,7 +459,7 @@ export class AuditLog {
   static async open(given: string, options: AuditLogOptions = {}): Promise<AuditLog> {
     // The log is worked on where it really is: a symbolic link given as --audit would otherwise
     // be renamed into a segment at the first rotation, leaving an unlocked file at its name.
-    const path = await fs.realpath(given).catch(() => realLocation(given));
+    const path = await realAuditPath(given);
     let fh: FileHandle;
     let created = false;
     const release = await lockAudit(path);
@@ -461,10 +486,10 @@ export class AuditLog {
         if (r.lastSeq !== segment.lastSeq) throw new CertifierError('INTEGRITY', `the audit segment ${segment.path} ends at seq ${r.lastSeq}, not the ${segment.lastSeq} its name says`);
       }
       let [seq, last] = [r.lastSeq, r.last];
-      // An empty log after a rotation whose segments were all moved away: the chain goes on from
-      // where the rotation left it, not from the start.
-      const end = seq === 0 ? await recordedEnd(path) : undefined;
-      if (end) [seq, last] = [end.seq, end.hash];
+      // An empty log after a rotation whose segments were moved away (all, or the latest ones):
+      // the chain goes on from where the last rotation left it, never from an earlier point.
+      const end = st.size === 0 ? await recordedEnd(path) : undefined;
+      if (end && end.seq > seq) [seq, last] = [end.seq, end.hash];
       const log = new AuditLog(path, fh, release, seq, last, options);
       log.size = st.size;
       if (st.size > 0) log.fileFirst = (await firstSeqOf(path)) ?? 1;
@@ -483,6 +508,11 @@ export class AuditLog {
   checkUsable(): void {
     if (this.closed) throw new CertifierError('INTERNAL', 'the audit log is closed');
     if (this.broken) throw this.failure(this.broken);
+  }
+
+  /** The seq of the last line appended (0 for a chain not begun). */
+  get lastSeq(): number {
+    return this.seq;
   }
 
   /** Appends one decision; resolves once its line is on disk. */
@@ -534,9 +564,12 @@ export class AuditLog {
         const bytes = batch.length === 1 ? batch[0]!.bytes : Buffer.concat(batch.map((l) => l.bytes));
         let off = 0;
         while (off < bytes.length) off += (await this.fh.write(bytes, off, bytes.length - off, null)).bytesWritten;
-        // Written, but to a file someone removed: nothing after this would ever be read.
-        // (fstat, synchronous: a microsecond, where the promise form would cost a thread-pool trip per batch.)
-        if (fstatSync(this.fh.fd).nlink === 0) throw new Error('the file was removed while in use');
+        // Written, but to a file someone removed or renamed (logrotate's default): nothing after
+        // this would be found at the log's name. (Synchronous stats: microseconds, where the
+        // promise forms would cost two thread-pool trips per batch.)
+        const mine = fstatSync(this.fh.fd);
+        const named = statAt(this.path);
+        if (mine.nlink === 0 || !named || named.ino !== mine.ino || named.dev !== mine.dev) throw new Error('the file was removed or renamed while in use');
         this.size += bytes.length;
         this.written += batch.length;
         this.writtenHash = batch[batch.length - 1]!.hash;

@@ -3,7 +3,7 @@
 
 import { expect } from 'chai';
 import { createHash } from 'node:crypto';
-import { lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { linkSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { AUDIT_GENESIS, AuditLog, repairAuditTail, verifyAudit, type AuditEntry } from '../../lib/keyservice/audit.ts';
@@ -237,6 +237,15 @@ describe('audit log', () => {
       expect([next.seq, next.prev]).to.deep.equal([4, recs[2]!.hash]);
       const archived = readdirSync(archive).sort().map((n) => join(archive, n));
       expect(await verifyChain([...archived, path])).to.deep.include({ ok: true, lines: 4, fromGenesis: true });
+      // Only the newest segments moved away: the chain still goes on from the last rotation, not from the older segment left.
+      const more = await AuditLog.open(path, { rotateBytes: 1 });
+      for (let i = 5; i <= 7; i++) await more.append(entry(i));
+      await more.close();
+      const newest = segments().at(-1)!;
+      renameSync(newest, join(archive, basename(newest)));
+      const third = await AuditLog.open(path);
+      expect((await third.append(entry(8))).seq).to.equal(8);
+      await third.close();
       // Only an empty log reads the record; a damaged one is refused rather than the chain restarted.
       const other = join(tmp.dir, 'other.jsonl');
       writeFileSync(`${other}.end`, 'garbage');
@@ -312,6 +321,27 @@ describe('audit log', () => {
     expect(() => log.checkUsable()).to.throw(/cannot be written/);
     expect(told).to.deep.equal(['FILE_ERROR']);
     await log.close();
+  });
+
+  it('breaks when its file is renamed while in use (logrotate), and refuses a hard-linked log', async () => {
+    const named = join(tmp.dir, 'rotated-away.jsonl');
+    const log = await AuditLog.open(named);
+    await log.append(entry(1));
+    renameSync(named, `${named}.1`);
+    await log.append(entry(2)).then(() => expect.fail('appended'), (e: CertifierError) => expect(e.message).to.contain('removed or renamed'));
+    await log.close();
+    const linked = join(tmp.dir, 'linked.jsonl');
+    writeFileSync(linked, '');
+    linkSync(linked, join(tmp.dir, 'second-name.jsonl'));
+    expect((await rejects(AuditLog.open(join(tmp.dir, 'second-name.jsonl')), 'FILE_ERROR')).message).to.contain('2 hard links');
+  });
+
+  it('locks the file a symbolic link names even before it exists', async () => {
+    mkdirSync(join(tmp.dir, 'logs'));
+    symlinkSync(join(tmp.dir, 'logs', 'future.jsonl'), join(tmp.dir, 'via-link.jsonl'));
+    const first = await AuditLog.open(join(tmp.dir, 'via-link.jsonl'));
+    await rejects(AuditLog.open(join(tmp.dir, 'logs', 'future.jsonl')), 'STORE_LOCKED');
+    await first.close();
   });
 
   it('is held by one process at a time: a second open fails at once with STORE_LOCKED', async () => {
