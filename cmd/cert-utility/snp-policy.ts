@@ -51,6 +51,14 @@ const TEXT_FORMS: Record<string, { re: RegExp; what: string }> = {
   [SNP_PROPERTY.signingKey]: { re: /^(vcek|vlek)$/, what: 'vcek or vlek' },
 };
 
+/** The values the verifier can report for each number property (flags are 0 or 1; SPLs and ABI bytes). */
+const NUMBER_RANGES: Record<string, [number, number]> = {
+  [SNP_PROPERTY.debug]: [0, 1], [SNP_PROPERTY.migrateMa]: [0, 1], [SNP_PROPERTY.smtAllowed]: [0, 1], [SNP_PROPERTY.singleSocket]: [0, 1],
+  [SNP_PROPERTY.abiMajor]: [0, 255], [SNP_PROPERTY.abiMinor]: [0, 255], [SNP_PROPERTY.vmpl]: [0, 3], [SNP_PROPERTY.guestSvn]: [0, 2 ** 32 - 1],
+  [SNP_PROPERTY.tcbBootloader]: [0, 255], [SNP_PROPERTY.tcbTee]: [0, 255], [SNP_PROPERTY.tcbSnp]: [0, 255], [SNP_PROPERTY.tcbMicrocode]: [0, 255],
+  [SNP_PROPERTY.reportVersion]: [2, 5],
+};
+
 /**
  * "name>=n", "name<=n", "name=n" or "name=text", for a property the SEV-SNP verifier reports. A
  * misspelt name or a number compared with text would make a policy that refuses every VM.
@@ -68,6 +76,8 @@ function parseProperty(v: string, acc: Requirement[]): Requirement[] {
     return [...acc, { name, comparator, value: value.toLowerCase() }];
   }
   if (!/^\d{1,15}$/.test(value)) throw new InvalidArgumentError(`${name} is a number: ${name}${comparator}N`);
+  const range = NUMBER_RANGES[name];
+  if (range && (Number(value) < range[0] || Number(value) > range[1])) throw new InvalidArgumentError(`${name} is reported as a number from ${range[0]} to ${range[1]}, not ${value}`);
   return [...acc, { name, comparator, value: Number(value) }];
 }
 

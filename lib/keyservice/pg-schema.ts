@@ -83,6 +83,10 @@ export function storageError(e: unknown): CertifierError {
   if (NETWORK_ERRNOS.has(code) || UNREACHABLE_CLASSES.some((p) => code.startsWith(p)) || /Connection terminated|not queryable|connection error/i.test(message)) {
     return make('UNREACHABLE', 'the key database is unreachable');
   }
+  // A Unix socket path (?host=/dir) with no server behind it is a refused connection; any other
+  // file the URL names (sslrootcert, sslcert) that is not there is a setting to mend.
+  if (code === 'ENOENT' && /\.s\.PGSQL\./.test(message)) return make('UNREACHABLE', 'the key database is unreachable');
+  if (code === 'ENOENT' || code === 'EACCES') return make('INVALID_INPUT', 'a file the database URL names cannot be read');
   // A standby, or a primary being failed over: writes come back once a primary answers.
   if (code === '25006') return make('UNREACHABLE', 'the key database is read-only (a standby, or a failover in progress)');
   if (TLS_TRUST_ERRORS.has(code)) return make('UNTRUSTED_PEER', 'the key database\'s TLS certificate is not trusted (see sslmode and sslrootcert in the URL)');

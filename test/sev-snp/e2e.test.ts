@@ -104,6 +104,7 @@ describe('SEV-SNP end to end: simpleserver + init-trust --platform sev-snp (test
       '--trust-amd-root', 'milan', '--snp-min-tcb', '3:0:8:115', '--snp-property', prop, '--trust-measurement', toHex(measurement)]);
     for (const [prop, why] of [
       ['gust-svn>=0', 'no SEV-SNP property is named "gust-svn"'], ['host-data>=5', 'host-data is text'], ['guest-svn=abc', 'guest-svn is a number'],
+      ['smt-allowed=2', 'smt-allowed is reported as a number from 0 to 1'], ['report-version=9', 'report-version is reported as a number from 2 to 5'],
       ['signing-key=vcke', 'signing-key is vcek or vlek'], ['image-id=zz', 'image-id is 32 hex digits'], ['family-id=01', 'family-id is 32 hex digits'], [`host-data=${'ab'.repeat(31)}`, 'host-data is 64 hex digits'],
     ]) {
       const r = await policy(prop!);
