@@ -72,8 +72,12 @@ export async function tightenPermissions(dir: string): Promise<void> {
   }
 }
 
-/** What LevelDB writes while it creates a database, before CURRENT names its manifest. */
-const CREATION_LEFTOVER = /^(LOCK|LOG|LOG\.old|MANIFEST-\d{6,}|\d{6,}\.(dbtmp|log|ldb|sst))$/;
+/**
+ * What LevelDB writes while it creates a database, before CURRENT names its manifest: the lock,
+ * its info log, the first manifest and CURRENT's temporary file, and nothing else. Data files
+ * (a log or a table) mean a database that held something: never taken for a creation cut short.
+ */
+const CREATION_LEFTOVER = /^(LOCK|LOG|LOG\.old|MANIFEST-000001|000001\.dbtmp)$/;
 
 /**
  * What is at `dir`: nothing, an empty directory, a LevelDB database, the files of one whose

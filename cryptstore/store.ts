@@ -10,7 +10,7 @@ import { CertifierError } from '../lib/errors/index.ts';
 import { open as aeadOpen, randomBytes, seal, toHex, wipe } from '../lib/crypto/index.ts';
 import {
   CRYPTSTORE_FORMAT_VERSION, ENTRY_TYPES, MAX_VERSION, checkCryptstoreEntry, decode, encode,
-  newNameProblem, parseCryptstoreMetadata, tagProblem, type CryptstoreEntry, type CryptstoreMetadata, type EntryType, type ValidEntry,
+  parseCryptstoreMetadata, tagProblem, type CryptstoreEntry, type CryptstoreMetadata, type EntryType, type ValidEntry,
   type ValidMetadata,
 } from '../lib/wire/index.ts';
 import { describeKind, type ProtectionParams, type Protector } from './protection.ts';
@@ -255,7 +255,7 @@ export class Cryptstore {
 
   /** Stores `blob` as the next version of `tag`. */
   async put(tag: string, blob: Uint8Array, options: PutOptions = {}): Promise<EntryInfo> {
-    checkTag(tag, true);
+    checkTag(tag);
     checkBlob(blob);
     return this.exclusive(async () => {
       const st = await this.state(tag);
@@ -271,7 +271,7 @@ export class Cryptstore {
   /** Stores several items as one atomic batch: all of them or none. */
   async putAll(items: { tag: string; blob: Uint8Array; options?: PutOptions }[]): Promise<EntryInfo[]> {
     for (const i of items) {
-      checkTag(i.tag, true);
+      checkTag(i.tag);
       checkBlob(i.blob);
     }
     return this.exclusive(async () => {
@@ -451,8 +451,8 @@ function infoOf(e: ValidEntry | Entry): EntryInfo {
   return { tag: e.tag, version: e.version, type: e.type, timeEntered: e.timeEntered, exportable: e.exportable, size: e.blob.length };
 }
 
-function checkTag(tag: string, isNew = false): void {
-  const p = isNew ? newNameProblem(tag) : tagProblem(tag);
+function checkTag(tag: string): void {
+  const p = tagProblem(tag);
   if (p) throw new CertifierError('INVALID_INPUT', `the tag ${p}`);
 }
 

@@ -53,11 +53,15 @@ done
 [ -e "$dir/policy-key.pem" ] && { echo "deployment-setup: $dir already holds a policy key; not overwriting" >&2; exit 1; }
 # Every input checked before any key is made, so a mistake leaves nothing to clean up.
 [[ "$days" =~ ^[1-9][0-9]{0,4}$ ]] && [ "$days" -le 36600 ] || { echo "deployment-setup: --policy-days takes a whole number of days from 1 to 36600" >&2; usage; }
-for a in "${amd[@]}"; do
-  case "$a" in --trust-amd-root|milan|genoa) ;; *) echo "deployment-setup: --trust-amd-root is milan or genoa, not \"$a\"" >&2; usage ;; esac
+# amd holds flag/value pairs: the values are at the odd places.
+for ((i = 1; i < ${#amd[@]}; i += 2)); do
+  case "${amd[i]}" in milan|genoa) ;; *) echo "deployment-setup: --trust-amd-root is milan or genoa, not \"${amd[i]}\"" >&2; usage ;; esac
 done
-if [ -n "$min_tcb" ] && ! [[ "$min_tcb" =~ ^([0-9]{1,3}[:/]){3}[0-9]{1,3}$ ]]; then
-  echo "deployment-setup: --snp-min-tcb is BOOTLOADER:TEE:SNP:MICROCODE, four numbers from 0 to 255 (e.g. 3:0:8:115)" >&2; usage
+if [ -n "$min_tcb" ]; then
+  tcb_ok=yes
+  [[ "$min_tcb" =~ ^[0-9]{1,3}([:/][0-9]{1,3}){3}$ ]] || tcb_ok=no
+  for n in ${min_tcb//[:\/]/ }; do [ "$tcb_ok" = yes ] && [ $((10#$n)) -le 255 ] || tcb_ok=no; done
+  [ "$tcb_ok" = yes ] || { echo "deployment-setup: --snp-min-tcb is BOOTLOADER:TEE:SNP:MICROCODE, four numbers from 0 to 255 (e.g. 3:0:8:115)" >&2; usage; }
 fi
 for f in platform/platform-key.pem platform/platform-cert.pem platform/attest-key.pem platform/endorsement.bin policy.bin; do
   [ ! -e "$dir/$f" ] || { echo "deployment-setup: $dir already holds $f; not overwriting" >&2; exit 1; }

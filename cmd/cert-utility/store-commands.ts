@@ -3,7 +3,7 @@
 
 import { Option, type Command } from 'commander';
 import { CertifierError } from '../../lib/errors/index.ts';
-import { encode, ENTRY_TYPES, type EntryType } from '../../lib/wire/index.ts';
+import { encode, ENTRY_TYPES, newNameProblem, type EntryType } from '../../lib/wire/index.ts';
 import {
   exportPublicKey, generateKeyPair, isKeyAlg, randomBytes, toKeyMessage, type KeyAlg,
 } from '../../lib/crypto/index.ts';
@@ -23,6 +23,12 @@ const P = 'cert-utility';
  * become this store's latest, and the machine would present another's certificate. So import
  * refuses it and export leaves it out, unless asked for by name (--tag) or with --force.
  */
+/** A tag a command is asked to make: none of the characters that would display it as another (INVALID_INPUT). */
+function checkNewTag(tag: string): void {
+  const p = newNameProblem(tag);
+  if (p) throw new CertifierError('INVALID_INPUT', `the tag ${p}`);
+}
+
 const GUARDED = { is: (t: string) => isIdentityTag(t) || t === STORAGE_KEY_TAG, what: 'where a machine keeps its identity (or key-server its storage key)' };
 type StoreOpts = ProtectionOptions & JsonOption;
 
@@ -51,6 +57,7 @@ export function addStoreCommands(program: Command): void {
   storeOptions(subcommand<StoreOpts & { tag: string; type: EntryType; exportable?: boolean; in: string }>(program, 'put-item',
     'store bytes as the next version of a tag',
     async (o) => {
+      checkNewTag(o.tag);
       let blob = await readInput(o.in, MAX_BLOB_BYTES);
       // A certificate item holds DER; PEM input is converted (and anything else refused).
       if (o.type === 'X509-der-cert') blob = readCertificate(blob);
@@ -171,6 +178,7 @@ export function addStoreCommands(program: Command): void {
   storeOptions(subcommand<StoreOpts & { tag: string; alg: string; exportable?: boolean; publicKeyOut?: string; force?: boolean }>(program, 'generate-key',
     'generate a key and store it as a serialized key_message',
     async (o) => {
+      checkNewTag(o.tag);
       if (o.publicKeyOut) refuseOwnFiles(o.publicKeyOut, storeFiles(o), `--public-key-out ${o.publicKeyOut}`);
       let publicPem: string | undefined;
       let keyType: string;

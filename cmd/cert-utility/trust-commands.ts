@@ -194,21 +194,29 @@ export function addTrustCommands(program: Command): void {
       // A directory made empty beforehand (systemd's StateDirectory=, mkdir -p) holds no store either.
       const before = await readdir(o.store).catch(() => undefined);
       const made = before === undefined || before.length === 0;
-      const store = await Cryptstore.openOrCreate(o.store, protector);
-      let sent: Uint8Array | undefined;
-      let failed = false;
-      // Interrupted while certifying (SIGTERM from a unit's timeout, Ctrl-C), the store it made goes too.
+      // Interrupted while making the store or certifying (SIGTERM from a unit's timeout, Ctrl-C),
+      // the store it made goes too, and the program dies of the signal, as without a listener.
       const interrupted = (signal: NodeJS.Signals) => {
         unmakeSync(o.store, before !== undefined);
-        stopWatching();
+        process.removeAllListeners(signal);
         process.kill(process.pid, signal);
       };
       const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
       const stopWatching = () => signals.forEach((sig) => process.off(sig, interrupted));
       if (made) signals.forEach((sig) => process.on(sig, interrupted));
+      let store: Cryptstore;
+      try {
+        store = await Cryptstore.openOrCreate(o.store, protector);
+      } catch (e) {
+        stopWatching();
+        throw e;
+      }
+      let sent: Uint8Array | undefined;
+      let failed = false;
       try {
         if (o.plain) warn(P, 'plain TCP: no TLS, and the evidence is not bound to a session (original protocol)');
         const r = await initTrust({ store, domain: o.domain, policyCert, platform, host, port, force: o.force === true, keyAlg: o.keyAlg, plain: o.plain === true, onRequest: (req) => (sent = req) });
+        stopWatching(); // certified: the store is this machine's identity now, whatever comes next
         if (o.saveEvidence && r.request) {
           // The machine is certified by now; failing here would only make a script certify it again.
           await writeFileAtomic(o.saveEvidence, r.request, { mode: 0o644, exclusive: true })

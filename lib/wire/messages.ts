@@ -36,14 +36,16 @@ export function tagProblem(tag: string): string | undefined {
 }
 
 /**
- * Why a name may not be given to something new (a stored item, a key): tagProblem, and also C1
- * control characters and the invisible marks that reorder text (bidirectional controls), which
- * make one name look like another on a terminal or in a log. Names stored before this rule are
- * still read and addressed (tagProblem alone).
+ * Why a name may not be given to something new (an item a command stores, a key): tagProblem, and
+ * also C1 control characters and the characters that display as nothing (zero-width marks, the
+ * bidirectional controls), which make one name look like another on a terminal or in a log.
+ * Names made before this rule are still read, addressed and kept (tagProblem alone).
  */
 export function newNameProblem(tag: string): string | undefined {
   // eslint-disable-next-line no-control-regex
-  return tagProblem(tag) ?? (/[\u0080-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/.test(tag) ? 'contains a C1 control or a bidirectional-format character (it would display as another name)' : undefined);
+  // Default-ignorable code points render as nothing (zero-width spaces and joiners, soft hyphens,
+  // variation selectors, the bidirectional controls); C1 controls may start terminal sequences.
+  return tagProblem(tag) ?? (/[\u0080-\u009f\p{Default_Ignorable_Code_Point}]/u.test(tag) ? 'contains a C1 control or an invisible character, such as a zero-width or bidirectional mark (it would display as another name)' : undefined);
 }
 
 export interface ValidEntry {

@@ -117,6 +117,12 @@ describe('cryptstore', () => {
       for (const name of ['LOG', 'notes.txt']) writeFileSync(join(mixed, name), '');
       await rejects(Cryptstore.create(mixed, pass()), 'STORE_EXISTS');
       expect(readdirSync(mixed).sort()).to.deep.equal(['LOG', 'notes.txt']);
+      // A database that held data and lost its CURRENT is damaged, not unfinished: nothing goes.
+      const damaged = join(tmp.dir, 'damaged');
+      mkdirSync(damaged);
+      for (const name of ['LOCK', 'LOG', 'MANIFEST-000004', '000005.ldb', '000006.log']) writeFileSync(join(damaged, name), 'data');
+      await rejects(Cryptstore.openOrCreate(damaged, pass()), 'STORE_EXISTS');
+      expect(readdirSync(damaged).sort()).to.deep.equal(['000005.ldb', '000006.log', 'LOCK', 'LOG', 'MANIFEST-000004']);
     });
 
     it('openOrCreate opens a store, creates a missing or unfinished one, and refuses a database holding records but no metadata', async () => {

@@ -183,6 +183,7 @@ describe('scripts/deployment-setup.sh', function () {
     for (const bad of [
       ['--policy-days', '0'], ['--policy-days', '100000'], ['--trust-measurement', 'nothex'], ['--alg', 'ed25519'],
       ['--trust-amd-root', 'rome', '--snp-min-tcb', '3:0:8:115'], ['--trust-amd-root', 'milan', '--snp-min-tcb', 'garbage'],
+      ['--trust-amd-root', 'milan', '--snp-min-tcb', '3:0:8:999'], ['--trust-amd-root', '--trust-amd-root', '--snp-min-tcb', '3:0:8:115'],
     ]) {
       const r = await setup(['--dir', 'setup', '--domain', 'datica', '--measure', 'app', ...bad]);
       expect(r.status, bad.join(' ')).to.equal(2);
