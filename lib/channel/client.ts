@@ -114,9 +114,11 @@ class Connection<P> implements ClientConnection<P> {
       this.sawTicket = true;
     });
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    socket.on('error', (e) => this.fail(this.classify(e)));
-    socket.on('end', () => this.fail(this.closedError()));
-    socket.on('close', () => this.fail(this.closedError()));
+    // Errors are made only when they will be used: a connection ends with 'end' and 'close' both,
+    // and each error costs a stack trace.
+    socket.on('error', (e) => this.failure || this.fail(this.classify(e)));
+    socket.on('end', () => this.failure || this.fail(this.closedError()));
+    socket.on('close', () => this.failure || this.fail(this.closedError()));
   }
 
   request(body: Uint8Array): Promise<Uint8Array> {
