@@ -5,7 +5,7 @@ import type { Command } from 'commander';
 import { Option } from 'commander';
 import { CertifierError } from '../lib/errors/index.ts';
 import { toHex } from '../lib/crypto/index.ts';
-import { ENTRY_TYPES, newNameProblem, tagProblem, type EntryType } from '../lib/wire/index.ts';
+import { ENTRY_TYPES, newNameProblem, shown, tagProblem, type EntryType } from '../lib/wire/index.ts';
 import { readFileLimited, type OwnFiles } from '../lib/files/index.ts';
 import { readCertificateChain, validatePolicyCert } from '../lib/pki/index.ts';
 import { isIdentityTag, loadIdentity } from '../lib/certifier/index.ts';
@@ -45,7 +45,7 @@ function clientOptions(cmd: Command): Command {
 /** A resource name the key-server could accept (a new one, for store), or USAGE before anything is opened. */
 function checkName(name: string, isNew = false): void {
   const problem = isNew ? newNameProblem(name) : tagProblem(name);
-  if (problem) throw new CertifierError('USAGE', `the name ${JSON.stringify(name)} ${problem}`);
+  if (problem) throw new CertifierError('USAGE', `the name ${shown(name, 256)} ${problem}`);
 }
 
 /**

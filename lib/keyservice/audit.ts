@@ -348,7 +348,11 @@ async function realAuditPath(path: string): Promise<string> {
   for (let hops = 0; hops < 40; hops++) {
     const st = await fs.lstat(p).catch(() => undefined);
     if (!st?.isSymbolicLink()) break;
-    p = resolve(dirname(p), await fs.readlink(p));
+    // A relative target is read from the directory the link really is in, as the kernel reads
+    // it: "../logs/x" under a linked directory is not where the path's text would put it.
+    const target = await fs.readlink(p);
+    const at = await fs.realpath(dirname(p)).catch(() => resolve(dirname(p)));
+    p = resolve(at, target);
   }
   return fs.realpath(p).catch(() => realLocation(p));
 }

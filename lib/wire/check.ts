@@ -8,9 +8,15 @@ export function clipped(message: string, max = 1024): string {
   return message.length > max ? `${message.slice(0, max)}... (${message.length} characters)` : message;
 }
 
-/** A value from the wire, quoted and cut short: it goes into errors and log lines, and its sender chose its length. */
+/**
+ * A value from the wire, quoted and cut short: it goes into errors and log lines, and its sender
+ * chose its length. What JSON leaves raw but would not show (C1 controls, format marks, separators,
+ * default-ignorable characters) is written as \uXXXX, so the quoted text looks like what it is.
+ */
 export function shown(value: string, max = 64): string {
-  return JSON.stringify(value.length > max ? `${value.slice(0, max)}...` : value) + (value.length > max ? ` (${value.length} characters)` : '');
+  const quoted = JSON.stringify(value.length > max ? `${value.slice(0, max)}...` : value)
+    .replace(/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Default_Ignorable_Code_Point}]/gu, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return quoted + (value.length > max ? ` (${value.length} characters)` : '');
 }
 
 export class FieldCheck {

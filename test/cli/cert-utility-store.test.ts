@@ -222,6 +222,13 @@ describe('cert-utility store commands (transcripts)', function () {
       expect((await cu(withPass('list-items'))).status).to.equal(0);
     });
 
+    it('refuses a new tag that would display as another (a zero-width space), for put-item and generate-key', async () => {
+      const put = await cu(withPass('put-item', '--tag', 'db-key\u200b', '--in', '-'), { input: 'v' });
+      expectFailure(put, 1, 'INVALID_INPUT');
+      expect(put.stderr).to.contain('invisible character');
+      expectFailure(await cu(withPass('generate-key', '--tag', 'k\u00ad', '--alg', 'p256')), 1, 'INVALID_INPUT');
+    });
+
     it('numbers versions per tag, reads older ones, deletes one or all', async () => {
       for (const v of ['one', 'two', 'three']) {
         const r = await cu(withPass('put-item', '--tag', 'k', '--in', '-', '--json'), { input: v });

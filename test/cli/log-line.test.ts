@@ -30,6 +30,9 @@ describe('server log lines (text)', () => {
 
   it('escapes line and paragraph separators too, and the same characters in JSON lines', () => {
     expect(rendered({ event: 'request', resource: 'x\u2028FAKE' })).to.contain('resource="x\\u2028FAKE"');
+    // What displays as nothing, in any category: a Hangul filler, a variation selector, a grapheme joiner.
+    expect(rendered({ event: 'request', resource: 'vhd/disk-1\u3164', b: 'a\ufe0f', c: 'a\u034f' })).to.contain('resource="vhd/disk-1\\u3164" b="a\\ufe0f" c="a\\u034f"');
+    expect(rendered({ event: 'request', resource: 'vhd/disk-1\u3164' }, true)).to.contain('vhd/disk-1\\u3164');
     const json = rendered({ event: 'request', resource: 'a/\u202eevil\u2029\u0085' }, true);
     expect(json).not.to.match(/[\u0080-\u009f\u2028\u2029\u202a-\u202e]/);
     expect(JSON.parse(json).resource).to.equal('a/\u202eevil\u2029\u0085');

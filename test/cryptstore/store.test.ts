@@ -105,6 +105,14 @@ describe('cryptstore', () => {
       await rejects(Cryptstore.create(dir, pass()), 'STORE_EXISTS');
     });
 
+    it('keeps an item under a name made before the rule on invisible characters (a key-server name fetched into it)', async () => {
+      const s = await Cryptstore.create(dir, pass());
+      await s.put('old-name\u200e', utf8('x'));
+      await s.putAll([{ tag: 'older\u200b', blob: utf8('y') }]);
+      expect((await s.list()).map((e) => e.tag).sort()).to.deep.equal(['old-name\u200e', 'older\u200b']);
+      await s.close();
+    });
+
     it('creates over what LevelDB leaves when killed before CURRENT exists, and nothing else', async () => {
       mkdirSync(dir);
       for (const leftover of ['LOCK', 'LOG', 'MANIFEST-000001', '000001.dbtmp']) writeFileSync(join(dir, leftover), '');

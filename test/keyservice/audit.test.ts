@@ -3,7 +3,7 @@
 
 import { expect } from 'chai';
 import { createHash } from 'node:crypto';
-import { linkSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, linkSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { AUDIT_GENESIS, AuditLog, repairAuditTail, verifyAudit, type AuditEntry } from '../../lib/keyservice/audit.ts';
@@ -334,6 +334,21 @@ describe('audit log', () => {
     writeFileSync(linked, '');
     linkSync(linked, join(tmp.dir, 'second-name.jsonl'));
     expect((await rejects(AuditLog.open(join(tmp.dir, 'second-name.jsonl')), 'FILE_ERROR')).message).to.contain('2 hard links');
+  });
+
+  it('follows a relative link inside a linked directory as the kernel does, to the same file and lock', async () => {
+    mkdirSync(join(tmp.dir, 'real', 'logs'), { recursive: true });
+    mkdirSync(join(tmp.dir, 'real', 'a'));
+    symlinkSync('../logs/audit.jsonl', join(tmp.dir, 'real', 'a', 'audit.jsonl'));
+    symlinkSync(join(tmp.dir, 'real', 'a'), join(tmp.dir, 'alias'));
+    const one = await AuditLog.open(join(tmp.dir, 'real', 'logs', 'audit.jsonl'));
+    await one.append(entry(1));
+    await rejects(AuditLog.open(join(tmp.dir, 'alias', 'audit.jsonl')), 'STORE_LOCKED');
+    await one.close();
+    const two = await AuditLog.open(join(tmp.dir, 'alias', 'audit.jsonl'));
+    expect((await two.append(entry(2))).seq).to.equal(2); // the same chain, not a new one elsewhere
+    await two.close();
+    expect(existsSync(join(tmp.dir, 'logs')), 'no log made where the text of the path points').to.equal(false);
   });
 
   it('locks the file a symbolic link names even before it exists', async () => {

@@ -221,6 +221,12 @@ describe('wire: tag and resource names', () => {
     }
     expect(newNameProblem('vhd/disk-1 café ✓')).to.equal(undefined);
   });
+
+  it('refuses such a name in a store request, and still takes it in a retrieve (a name made before the rule)', () => {
+    const request = (action: 'store' | 'retrieve') => encode('key_service_message_request', { requestType: action, resourceName: 'db-key\u200b', ...(action === 'store' ? { data: new Uint8Array([1]) } : {}) });
+    expect(() => parseKeyRequest(request('store'))).to.throw(/invisible character/);
+    expect(parseKeyRequest(request('retrieve')).name).to.equal('db-key\u200b');
+  });
 });
 
 describe('wire: values a peer chose, in errors and logs', () => {
