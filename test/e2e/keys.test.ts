@@ -3,7 +3,7 @@
 // provisioning from a config file, all or nothing; and the audit log's hash chain.
 
 import { expect } from 'chai';
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -397,6 +397,11 @@ describe('e2e: keys stored and retrieved through key-server on loopback', functi
       await d.withClient(again, alice, (c) => c.retrieve('torn/a'));
       await again.child.stop();
       expect(expectSuccess(await run('key-server', ['verify-audit', log])).out).to.equal('ok: 2 line(s), chain intact\n');
+      // The log moved away (not rotated, not restored): a new chain over a database with keys is said at start.
+      renameSync(log, `${log}.moved`);
+      const moved = await d.startKeyServer(first, { data: s.data });
+      expect(moved.child.stderr).to.contain('begins a new chain, but the key database already holds keys');
+      await moved.child.stop();
     });
   });
 });
