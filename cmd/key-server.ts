@@ -75,10 +75,10 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
         onRotate: (s) => log({ event: 'audit-rotated', segment: s.path, firstSeq: s.firstSeq, lastSeq: s.lastSeq }),
         onBroken: (e) => log({ event: 'audit-failed', code: e.code, detail: e.message, warning: 'every request is refused until the audit log can be written: free its disk or fix the file, then restart key-server (repair-audit if it says so)' }),
       }));
-      if (audit.lastSeq === 0 && (await backend.list('', { limit: 1 })).length > 0) {
-        caution(P, logging, `the audit log ${audit.path} begins a new chain, but the key database already holds keys: if the log was moved or removed (not a restore from a backup), the record of what came before is elsewhere`);
-      }
+      const newChain = audit.lastSeq === 0 && (await backend.list('', { limit: 1 })).length > 0;
       const { server, identity, setAcl } = await startKeyServer({ store, domain: o.domain, policyCert, backend, ...(acl ? { acl } : {}), audit, host, port, log, allowReplicaJoin: o.allowReplicaJoin === true, ...(renewal ? { renewal } : {}) });
+      // Said once the server is up: a start refused (the wrong storage key, say) has worse news.
+      if (newChain) caution(P, logging, `the audit log ${audit.path} begins a new chain, but the key database already holds keys: if the log was moved or removed (not a restore from a backup), the record of what came before is elsewhere`);
       say(P, logging, `domain ${o.domain}, serving as serial ${identity.serialHex} (measurement ${identity.measurementHex}, certificate valid until ${identity.notAfter.toISOString()}), data in ${pg ? pg.describe : o.data}`);
       if (o.allowReplicaJoin) caution(P, logging, `--allow-replica-join: machines certified with this server's measurement may fetch its storage key (key-server join)`);
       const aclFile = o.acl;

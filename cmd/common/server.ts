@@ -26,7 +26,7 @@ export function logLine(program: string, json: boolean) {
     const { time, event, ...rest } = record as Record<string, unknown>;
     const fields = Object.entries(rest)
       .filter(([, v]) => v !== undefined)
-      .map(([k, v]) => `${k}=${typeof v === 'string' && NEEDS_QUOTING.test(v) ? quoted(v) : String(v)}`);
+      .map(([k, v]) => `${k}=${typeof v === 'string' ? (NEEDS_QUOTING.test(v) ? quoted(v) : v) : typeof v === 'object' && v !== null ? visible(JSON.stringify(v)) : String(v)}`);
     process.stderr.write(`${program}: ${time} ${String(event)} ${fields.join(' ')}\n`);
   };
 }

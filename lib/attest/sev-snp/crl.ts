@@ -96,13 +96,15 @@ export function readAmdCrl(bytes: Uint8Array, source: string): AmdCrl {
   let der = bytes;
   if (bytes[0] !== TAG.SEQUENCE) {
     const blocks = pemBlocks(Buffer.from(bytes).toString('latin1'), 'X509 CRL');
-    if (blocks.length !== 1) throw new CertifierError('INVALID_INPUT', `${source} holds ${blocks.length} "X509 CRL" PEM blocks, not one (or is not a CRL at all)`);
+    if (blocks.length !== 1) {
+      throw new CertifierError('INVALID_INPUT', blocks.length === 0 ? `${source} is not a CRL (neither DER nor a PEM "X509 CRL" block)` : `${source} holds ${blocks.length} "X509 CRL" PEM blocks: give one list per file`);
+    }
     der = blocks[0]!;
   }
   try {
     return readCrlDer(new Uint8Array(der));
   } catch (cause) {
-    throw new CertifierError('INVALID_INPUT', `${source} is not a DER X.509 CRL: ${(cause as Error).message}`, { cause });
+    throw new CertifierError('INVALID_INPUT', `${source} is not a well-formed X.509 CRL: ${(cause as Error).message}`, { cause });
   }
 }
 
@@ -123,7 +125,7 @@ export function verifyAmdCrl(crl: AmdCrl, roots: AmdCert[], source: string): Ver
 /** Why `crl` cannot be used at `at`, or undefined. */
 export function crlStaleness(crl: AmdCrl, at: Date): string | undefined {
   if (at < crl.thisUpdate) return `AMD's CRL for ${crl.issuerName} is dated ${crl.thisUpdate.toISOString()}, after this machine's clock (${at.toISOString()})`;
-  if (at > crl.nextUpdate) return `AMD's CRL for ${crl.issuerName} was due to be replaced at ${crl.nextUpdate.toISOString()} (checked at ${at.toISOString()}): fetch a fresh one and reload simpleserver (SIGHUP)`;
+  if (at > crl.nextUpdate) return `AMD's CRL for ${crl.issuerName} was due to be replaced at ${crl.nextUpdate.toISOString()} (checked at ${at.toISOString()}): fetch a fresh one from AMD (a running simpleserver reads it again on SIGHUP)`;
   return undefined;
 }
 
