@@ -95,7 +95,11 @@ export async function dirState(dir: string): Promise<'missing' | 'empty' | 'stor
   }
   if (names.length === 0) return 'empty';
   if (names.includes('CURRENT')) return 'store';
-  return names.every((n) => CREATION_LEFTOVER.test(n)) ? 'unmade' : 'other';
+  if (!names.every((n) => CREATION_LEFTOVER.test(n))) return 'other';
+  // LevelDB's first act is to make and lock LOCK, an empty file; files of those names without it
+  // (someone's notes called LOG, say) are not LevelDB's to clear.
+  const lock = await fs.stat(join(dir, 'LOCK')).catch(() => undefined);
+  return lock?.isFile() && lock.size === 0 ? 'unmade' : 'other';
 }
 
 /** Removes what a cut-short creation left (only LevelDB's own files: see dirState), so it can start again. */

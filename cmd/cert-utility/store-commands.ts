@@ -3,7 +3,7 @@
 
 import { Option, type Command } from 'commander';
 import { CertifierError } from '../../lib/errors/index.ts';
-import { encode, ENTRY_TYPES, newNameProblem, type EntryType } from '../../lib/wire/index.ts';
+import { encode, ENTRY_TYPES, newNameProblem, shown, type EntryType } from '../../lib/wire/index.ts';
 import {
   exportPublicKey, generateKeyPair, isKeyAlg, randomBytes, toKeyMessage, type KeyAlg,
 } from '../../lib/crypto/index.ts';
@@ -18,22 +18,25 @@ import { readInput, storeFiles, writeOutput } from '../common/io.ts';
 
 const P = 'cert-utility';
 
-/**
- * A machine's identity (or a key-server's storage key): imported from another store it would
- * become this store's latest, and the machine would present another's certificate. So import
- * refuses it and export leaves it out, unless asked for by name (--tag) or with --force.
- */
 /** A tag a command is asked to make: none of the characters that would display it as another (INVALID_INPUT). */
 function checkNewTag(tag: string): void {
   const p = newNameProblem(tag);
   if (p) throw new CertifierError('INVALID_INPUT', `the tag ${p}`);
 }
 
+/**
+ * A machine's identity (or a key-server's storage key): imported from another store it would
+ * become this store's latest, and the machine would present another's certificate. So import
+ * refuses it and export leaves it out, unless asked for by name (--tag) or with --force.
+ */
 const GUARDED = { is: (t: string) => isIdentityTag(t) || t === STORAGE_KEY_TAG, what: 'where a machine keeps its identity (or key-server its storage key)' };
 type StoreOpts = ProtectionOptions & JsonOption;
 
+/** A tag as a listing shows it: one made before the rule on invisible characters shows them escaped. */
+const printable = (tag: string) => (newNameProblem(tag) ? shown(tag, 256) : tag);
+
 function entryLine(e: EntryInfo): string {
-  return `${e.tag}\tv${e.version}\t${e.type}\t${e.size} bytes\t${e.exportable ? 'exportable' : 'not-exportable'}\t${e.timeEntered}`;
+  return `${printable(e.tag)}\tv${e.version}\t${e.type}\t${e.size} bytes\t${e.exportable ? 'exportable' : 'not-exportable'}\t${e.timeEntered}`;
 }
 
 const examples = (lines: string[]) => `\nExamples:\n${lines.map((l) => `  $ ${l}`).join('\n')}\n`;
@@ -142,6 +145,9 @@ export function addStoreCommands(program: Command): void {
     'change the passphrase or key file (items are not re-encrypted)',
     async (o) => {
       if (!o.newPassphraseFile === !o.newKeyFile) throw new CertifierError('USAGE', 'give exactly one of --new-passphrase-file or --new-key-file');
+      // The new secret must outlive the store's own files: LevelDB rewrites its LOG at every open.
+      const fresh = (o.newKeyFile ?? o.newPassphraseFile)!;
+      refuseOwnFiles(fresh, { dirs: storeFiles(o).dirs, files: [] }, `${o.newKeyFile ? '--new-key-file' : '--new-passphrase-file'} ${fresh}`);
       const next = await protectorFrom(P, { store: o.store, passphraseFile: o.newPassphraseFile, keyFile: o.newKeyFile, scryptLogN: o.scryptLogN });
       await withStore(P, { ...o, scryptLogN: undefined }, (s) => s.rekey(next));
       return { json: { store: o.store, protection: next.kind }, text: [`rekeyed ${o.store} (now protected by ${next.description})`] };

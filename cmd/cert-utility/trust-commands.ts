@@ -14,6 +14,8 @@ import { generateSimulatedPlatform, platformCertificate, TEST_PLATFORM_WARNING }
 import { AUTHORITY_PLATFORM, initTrust, ROLE_PLATFORM_PREFIX } from '../../lib/certifier/index.ts';
 import { issueRoleCert } from '../../lib/keyservice/roles.ts';
 import { Cryptstore } from '../../cryptstore/index.ts';
+import { dirState } from '../../cryptstore/db.ts';
+import { storeFiles } from '../common/io.ts';
 import { collect, fileOut, intInRange, note, subcommand, warn, type JsonOption } from '../common/cli.ts';
 import { protectorFrom, storeOptions, type ProtectionOptions } from '../common/protection.ts';
 import { loadPlatform } from '../common/platform.ts';
@@ -188,12 +190,14 @@ export function addTrustCommands(program: Command): void {
       const platform = await loadPlatform(P, o);
       const protector = await protectorFrom(P, o, platform);
       // Before certifying: a request that cannot be saved should not cost a certification.
+      if (o.saveEvidence) refuseOwnFiles(o.saveEvidence, storeFiles(o, o.policyCert), `--save-evidence ${o.saveEvidence}`);
       if (o.saveEvidence) await checkWritable(o.saveEvidence, { exclusive: true });
       // A store this run makes is this run's: if certification fails, it goes, so that a later
       // run may choose its protection afresh (a failed first boot must not fix it).
       // A directory made empty beforehand (systemd's StateDirectory=, mkdir -p) holds no store either.
+      // So does one whose own creation was cut short (LevelDB's first files only): made again here.
       const before = await readdir(o.store).catch(() => undefined);
-      const made = before === undefined || before.length === 0;
+      const made = before === undefined || before.length === 0 || (await dirState(o.store)) === 'unmade';
       // Interrupted while making the store or certifying (SIGTERM from a unit's timeout, Ctrl-C),
       // the store it made goes too, and the program dies of the signal, as without a listener.
       const interrupted = (signal: NodeJS.Signals) => {

@@ -3,6 +3,7 @@
 
 import type { ChannelServer } from '../../lib/channel/index.ts';
 import { CertifierError } from '../../lib/errors/index.ts';
+import { escapeUnits } from '../../lib/wire/index.ts';
 
 // Spaces, quotes and "=" would blur where a value ends; control and format characters (C0, C1,
 // bidirectional overrides) in a name a client chose could rewrite how the line looks on a terminal.
@@ -12,7 +13,7 @@ const NEEDS_QUOTING = /[\s"=\p{Cc}\p{Cf}\p{Default_Ignorable_Code_Point}]/u;
  * and paragraph separators, and whatever displays as nothing (the default-ignorable code points,
  * which new names may not hold but older ones can).
  */
-const visible = (json: string) => json.replace(/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Default_Ignorable_Code_Point}]/gu, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+const visible = (json: string) => json.replace(/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Default_Ignorable_Code_Point}]/gu, escapeUnits);
 const quoted = (v: string) => visible(JSON.stringify(v));
 
 /** Renders a log record as one line: "prog: 2026-11-26T16:40:00Z event key=value ...". */

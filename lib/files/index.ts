@@ -159,7 +159,8 @@ export async function refuseNonRegular(path: string): Promise<void> {
 export function realLocation(path: string): string {
   const abs = isAbsolute(path) ? path : `${process.cwd()}/${path}`; // not resolve(): it would undo ".." lexically
   try {
-    return join(realpathSync(dirname(abs)), basename(abs));
+    // The native realpath(3): Node's own realpathSync undoes ".." as text before following links.
+    return join(realpathSync.native(dirname(abs)), basename(abs));
   } catch {
     return resolve(path);
   }
@@ -174,7 +175,7 @@ export interface OwnFiles {
 /** INVALID_INPUT if writing `path` would replace one of `own`'s files or a file inside one of its directories. */
 export function refuseOwnFiles(path: string, own: OwnFiles, what = path): void {
   const target = realLocation(path);
-  const real = (p: string) => { try { return realpathSync(p); } catch { return resolve(p); } };
+  const real = (p: string) => { try { return realpathSync.native(p); } catch { return realLocation(p); } };
   const file = own.files.find((f) => real(f) === target);
   if (file) throw new CertifierError('INVALID_INPUT', `${what} is ${file}, which this command needs: nothing was written`);
   const dir = own.dirs.find((d) => {
@@ -210,7 +211,8 @@ export interface StagedFile {
  * barring a failed rename in a directory just written to. Fails now if `path` is a directory.
  */
 export async function stageFile(path: string, data: Uint8Array, mode = 0o600): Promise<StagedFile> {
-  const dir = dirname(path);
+  // The temporary file goes where the file really will be: "link/../x" is not "x" to the kernel.
+  const dir = dirname(realLocation(path));
   await refuseNonRegular(path);
   await sweepStale(dir, basename(path));
   const tmp = join(dir, `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);

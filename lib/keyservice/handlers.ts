@@ -112,7 +112,8 @@ export class KeyService {
       if (code === 'INTERNAL') this.config.log?.({ event: 'internal-error', conn: conn.id, detail: (e as Error)?.message });
       const refusal = failed(req?.name ?? '', code);
       const audited = record('deny', code, undefined, e instanceof CertifierError ? clipped(e.message) : undefined);
-      return audited ? { later: audited.then(() => refusal, () => refusal) } : refusal;
+      // A refusal whose record could not be written says so (the log's failure), as an answer would.
+      return audited ? { later: audited.then(() => refusal, (f: unknown) => failed(req?.name ?? '', f instanceof CertifierError ? f.code : 'INTERNAL')) } : refusal;
     };
     const allow = ({ response, version }: Executed): Uint8Array | LaterAnswer => afterAudit(record('allow', undefined, version), response, req!.name);
     try {

@@ -8,6 +8,13 @@ export function clipped(message: string, max = 1024): string {
   return message.length > max ? `${message.slice(0, max)}... (${message.length} characters)` : message;
 }
 
+/** A character as JSON escapes: \uXXXX for each UTF-16 unit (two for one beyond U+FFFF). */
+export function escapeUnits(c: string): string {
+  let out = '';
+  for (let i = 0; i < c.length; i++) out += `\\u${c.charCodeAt(i).toString(16).padStart(4, '0')}`;
+  return out;
+}
+
 /**
  * A value from the wire, quoted and cut short: it goes into errors and log lines, and its sender
  * chose its length. What JSON leaves raw but would not show (C1 controls, format marks, separators,
@@ -15,7 +22,7 @@ export function clipped(message: string, max = 1024): string {
  */
 export function shown(value: string, max = 64): string {
   const quoted = JSON.stringify(value.length > max ? `${value.slice(0, max)}...` : value)
-    .replace(/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Default_Ignorable_Code_Point}]/gu, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+    .replace(/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Default_Ignorable_Code_Point}]/gu, escapeUnits);
   return quoted + (value.length > max ? ` (${value.length} characters)` : '');
 }
 

@@ -45,7 +45,7 @@ export function newNameProblem(tag: string): string | undefined {
   // eslint-disable-next-line no-control-regex
   // Default-ignorable code points render as nothing (zero-width spaces and joiners, soft hyphens,
   // variation selectors, the bidirectional controls); C1 controls may start terminal sequences.
-  return tagProblem(tag) ?? (/[\u0080-\u009f\p{Default_Ignorable_Code_Point}]/u.test(tag) ? 'contains a C1 control or an invisible character, such as a zero-width or bidirectional mark (it would display as another name)' : undefined);
+  return tagProblem(tag) ?? (/[\u0080-\u009f\p{Zl}\p{Zp}\p{Default_Ignorable_Code_Point}]/u.test(tag) ? 'contains a C1 control or an invisible character, such as a zero-width or bidirectional mark (it would display as another name)' : undefined);
 }
 
 export interface ValidEntry {

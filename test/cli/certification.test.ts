@@ -398,10 +398,18 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
       await serverStillCertifies();
     });
 
-    it('empties again, but keeps, a directory that was there empty when it is refused (systemd StateDirectory=)', async () => {
+    it('empties again, but keeps, a directory that was there empty (systemd StateDirectory=) or held a cut-short creation, when it is refused', async () => {
       mkdirSync(p('stores/state-dir'));
       expectRefused(await initTrust('stores/state-dir', { measurement: 'app2.measurement' }), 1, 'MEASUREMENT_NOT_TRUSTED');
       expect(readdirSync(p('stores/state-dir'))).to.deep.equal([]);
+      mkdirSync(p('stores/cut-short'));
+      for (const f of ['LOCK', 'LOG']) writeFileSync(p(`stores/cut-short/${f}`), '');
+      expectRefused(await initTrust('stores/cut-short', { measurement: 'app2.measurement' }), 1, 'MEASUREMENT_NOT_TRUSTED');
+      expect(readdirSync(p('stores/cut-short'))).to.deep.equal([]);
+      // Evidence kept in the store would go with it: refused before anything is sent.
+      const inside = await initTrust('stores/evidence-inside', { extra: ['--save-evidence', 'stores/evidence-inside/treq.bin'] });
+      expect(inside.status, inside.stderr).to.equal(1);
+      expect(inside.stderr).to.contain('is inside stores/evidence-inside').and.contain('[INVALID_INPUT]');
     });
 
     it('removes the store it made when it is stopped (SIGTERM) while waiting for the server', async () => {

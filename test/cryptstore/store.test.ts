@@ -1,7 +1,7 @@
 // The cryptstore library: versions, deletes, tamper detection, export/import and rekey.
 
 import { expect } from 'chai';
-import { mkdirSync, promises as fs, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, promises as fs, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Level } from 'level';
 import { CertifierError } from '../../lib/errors/index.ts';
@@ -120,6 +120,12 @@ describe('cryptstore', () => {
       expect(e.message).to.contain('interrupted');
       await (await Cryptstore.openOrCreate(dir, pass())).close();
       await (await Cryptstore.open(dir, pass())).close();
+      const notes = join(tmp.dir, 'notes');
+      mkdirSync(notes);
+      writeFileSync(join(notes, 'LOG'), 'my notes');
+      writeFileSync(join(notes, 'LOCK'), 'x');
+      await rejects(Cryptstore.create(notes, pass()), 'STORE_EXISTS');
+      expect(readFileSync(join(notes, 'LOG'), 'utf8')).to.equal('my notes');
       const mixed = join(tmp.dir, 'mixed');
       mkdirSync(mixed);
       for (const name of ['LOG', 'notes.txt']) writeFileSync(join(mixed, name), '');

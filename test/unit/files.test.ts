@@ -8,7 +8,7 @@ import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, symlinkSyn
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { checkWritable, writeFilesAtomic } from '../../lib/files/index.ts';
+import { checkWritable, refuseOwnFiles, writeFilesAtomic } from '../../lib/files/index.ts';
 import { tempDir } from '../support/helpers.ts';
 import { rejects } from '../support/rejects.ts';
 
@@ -55,6 +55,20 @@ describe('lib/files', () => {
     expect(lstatSync(join(tmp.dir, 'fifo')).isFIFO()).to.equal(true);
     expect(readFileSync(join(tmp.dir, 'real'), 'utf8')).to.equal('real');
     expect(readdirSync(tmp.dir).sort()).to.deep.equal(['fifo', 'link', 'real']);
+  });
+
+  it('reads "link/.." as the kernel does: a write lands, and an own file is recognised, where the path really leads', async () => {
+    mkdirSync(join(tmp.dir, 'a', 'b'), { recursive: true });
+    mkdirSync(join(tmp.dir, 'r'));
+    symlinkSync(join(tmp.dir, 'a', 'b'), join(tmp.dir, 'bl'));
+    writeFileSync(join(tmp.dir, 'a', 'k'), 'the key');
+    // bl/.. is a, not the temporary directory: a's key file is the command's own.
+    expect(() => refuseOwnFiles(`${tmp.dir}/bl/../k`, { dirs: [], files: [join(tmp.dir, 'a', 'k')] })).to.throw(/which this command needs/);
+    expect(() => refuseOwnFiles(`${tmp.dir}/bl/../k`, { dirs: [join(tmp.dir, 'a')], files: [] })).to.throw(/is inside/);
+    // And a write through it goes to a/out, its temporary file beside it.
+    await writeFilesAtomic([{ path: `${tmp.dir}/bl/../out`, data: text('x') }]);
+    expect(readFileSync(join(tmp.dir, 'a', 'out'), 'utf8')).to.equal('x');
+    expect(existsSync(join(tmp.dir, 'out'))).to.equal(false);
   });
 
   it('removes temporary files a killed run left beside the file it writes, once they are old', async () => {
