@@ -108,6 +108,7 @@ set +f
 [ ${#names[@]} -gt 0 ] || { echo "first-boot: --keys names no key" >&2; exit 2; }
 for k in "${names[@]}"; do
   case "$k" in
+    -*) echo "first-boot: --keys names \"$k\", which begins with \"-\": a key name, not an option" >&2; exit 2 ;;
     *-private-auth-key|*-admission-certificate|key-server-storage-key)
       echo "first-boot: --keys names \"$k\", a tag where the cryptstore keeps a machine's identity (or a key-server its storage key), not a key to fetch" >&2; exit 2 ;;
   esac
@@ -168,5 +169,5 @@ pin=()
 [ -n "$server_measurement" ] && pin=(--server-measurement "$server_measurement")
 log "step 2/2: fetching ${missing[*]} from $host:$kport"
 with_retries "retrieve from $host:$kport" \
-  "$KEY_CLIENT" retrieve "${missing[@]}" --server "$host:$kport" --domain "$domain" --policy-cert "$policy_cert" "${pin[@]}" "${store_args[@]}" >&2 || exit $?
+  "$KEY_CLIENT" retrieve --server "$host:$kport" --domain "$domain" --policy-cert "$policy_cert" "${pin[@]}" "${store_args[@]}" -- "${missing[@]}" >&2 || exit $?
 log "done: ${missing[*]} kept in $store"

@@ -3,7 +3,7 @@
 // new one, never half of one.
 
 import { promises as fs, constants as C, realpathSync, unlinkSync } from 'node:fs';
-import { dirname, basename, isAbsolute, join, relative, resolve } from 'node:path';
+import { dirname, basename, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { CertifierError } from '../errors/index.ts';
 
@@ -180,7 +180,8 @@ export function refuseOwnFiles(path: string, own: OwnFiles, what = path): void {
   if (file) throw new CertifierError('INVALID_INPUT', `${what} is ${file}, which this command needs: nothing was written`);
   const dir = own.dirs.find((d) => {
     const rel = relative(real(d), target);
-    return rel === '' || (!rel.startsWith('..') && !isAbsolute(rel));
+    // Inside: the directory itself, or below it ("..x" is a name inside it, not its parent).
+    return rel === '' || (rel !== '..' && !rel.startsWith(`..${sep}`) && !isAbsolute(rel));
   });
   if (dir) throw new CertifierError('INVALID_INPUT', `${what} is inside ${dir}, which this command needs: nothing was written`);
 }

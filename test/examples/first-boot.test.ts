@@ -150,6 +150,8 @@ describe('scripts/first-boot.sh failure modes', function () {
       [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keys', '  '], '--keys names no key'],
       // Held from the first certification on, it would make every later boot "done" without the keys.
       [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keys', 'vhd/disk-1 datica-admission-certificate'], 'a tag where the cryptstore keeps a machine\'s identity'],
+      // Passed on to key-client, it would have been an option (--out=FILE took the key elsewhere).
+      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keys', 'vhd/disk-1 --out=leak'], 'which begins with "-": a key name, not an option'],
     ];
     for (const [more, message] of cases) {
       const r = await firstBoot([...base, ...more]);

@@ -65,6 +65,9 @@ describe('lib/files', () => {
     // bl/.. is a, not the temporary directory: a's key file is the command's own.
     expect(() => refuseOwnFiles(`${tmp.dir}/bl/../k`, { dirs: [], files: [join(tmp.dir, 'a', 'k')] })).to.throw(/which this command needs/);
     expect(() => refuseOwnFiles(`${tmp.dir}/bl/../k`, { dirs: [join(tmp.dir, 'a')], files: [] })).to.throw(/is inside/);
+    // A name beginning with two dots is inside too; only the parent is not.
+    expect(() => refuseOwnFiles(join(tmp.dir, 'a', '..dotdot'), { dirs: [join(tmp.dir, 'a')], files: [] })).to.throw(/is inside/);
+    expect(() => refuseOwnFiles(join(tmp.dir, 'r', 'x'), { dirs: [join(tmp.dir, 'a')], files: [] })).not.to.throw();
     // And a write through it goes to a/out, its temporary file beside it.
     await writeFilesAtomic([{ path: `${tmp.dir}/bl/../out`, data: text('x') }]);
     expect(readFileSync(join(tmp.dir, 'a', 'out'), 'utf8')).to.equal('x');
