@@ -3,7 +3,7 @@
 
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
-import { readFileLimited } from '../lib/files/index.ts';
+import { readFileLimited, readRegularFile } from '../lib/files/index.ts';
 import { CertifierError } from '../lib/errors/index.ts';
 import { validatePolicyCert } from '../lib/pki/index.ts';
 import { parseAcl, type Acl } from '../lib/keyservice/acl.ts';
@@ -84,7 +84,7 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
       const aclFile = o.acl;
       const reload = aclFile
         ? async () => {
-          const next = await readAcl(aclFile); // a bad file throws here, and the ACL in force stays
+          const next = parseAcl(Buffer.from(await readRegularFile(aclFile, 1024 * 1024)).toString('utf8')); // a bad file throws here, and the ACL in force stays
           setAcl(next);
           return { acl: aclFile, rules: next.rules.length };
         }

@@ -2,7 +2,7 @@
 // the signed policy and issues an X.509 admission certificate.
 
 import { InvalidArgumentError } from 'commander';
-import { readFileLimited } from '../lib/files/index.ts';
+import { readFileLimited, readRegularFile } from '../lib/files/index.ts';
 import { CertifierError } from '../lib/errors/index.ts';
 import { fromHex, toHex } from '../lib/crypto/index.ts';
 import { parseTrustRequest } from '../lib/wire/index.ts';
@@ -20,7 +20,7 @@ const CRL_HELP = 'an AMD revocation list (DER or PEM, as AMD\'s key distribution
 
 /** The --amd-crl files, checked against the SEV-SNP roots `policy` trusts, at `at`. */
 async function loadCrls(files: string[], policy: Policy, at: Date): Promise<VerifiedAmdCrl[]> {
-  const lists = await Promise.all(files.map(async (source) => ({ source, bytes: await readFileLimited(source, MAX_CRL_BYTES) })));
+  const lists = await Promise.all(files.map(async (source) => ({ source, bytes: await readRegularFile(source, MAX_CRL_BYTES) })));
   return trustedCrls(lists, snpRootsOf(policy), at);
 }
 process.umask(0o077);
@@ -34,10 +34,11 @@ subcommand<JsonOption & { policyKey: string; policyCert: string; policy: string;
     if (!sameKey(pc.publicKey, policyKey)) throw new CertifierError('INVALID_KEY', `${o.policyKey} is not the key of ${o.policyCert}`);
     const policy = loadPolicy(await readFileLimited(o.policy, 4 * 1024 * 1024), pc.publicKey);
     const amdCrls = await loadCrls(o.amdCrl, policy, new Date());
+    let inForce = amdCrls;
     const log = logLine(P, o.logJson === true);
     const logging = { log, logJson: o.logJson === true };
     const notInForce = policyNotInForce(policy, new Date());
-    if (notInForce) caution(P, logging, `the policy ${notInForce}: every machine will be refused (CLAIM_EXPIRED) until a policy in force is loaded (SIGHUP), or, if it was signed on a clock running ahead, until then`);
+    if (notInForce) caution(P, logging, `in the policy, ${notInForce}: every machine will be refused (CLAIM_EXPIRED) until a policy in force is loaded (SIGHUP), or, if it was signed on a clock running ahead, until then`);
     const { host, port } = parseHostPort(o.listen, '--listen', { listen: true });
     if (o.plain) caution(P, logging, 'serving the original plain-TCP protocol: no TLS, and evidence is not bound to a session (a recorded request can be replayed); use only for older clients');
     const server = await startCertifier({
@@ -47,11 +48,19 @@ subcommand<JsonOption & { policyKey: string; policyCert: string; policy: string;
     say(P, logging, `domain ${policyDomain(policyCert)}, ${policy.platforms.length} trusted platform(s), ${policy.measurements.length} trusted measurement(s), the first claim ending ${policyEnds(policy)?.toISOString() ?? 'never (no claims)'}, ${o.plain ? 'plain TCP' : 'TLS 1.3'}`);
     for (const c of amdCrls) say(P, logging, describeCrl(c));
     const reload = async () => {
-      const next = loadPolicy(await readFileLimited(o.policy, 4 * 1024 * 1024), pc.publicKey); // a bad file throws; the policy in force stays
+      const next = loadPolicy(await readRegularFile(o.policy, 4 * 1024 * 1024), pc.publicKey); // a bad file throws; the policy in force stays
       const why = policyNotInForce(next, new Date());
-      if (why) throw new CertifierError('CLAIM_EXPIRED', `the new policy ${why}; the policy in force stays`);
+      if (why) throw new CertifierError('CLAIM_EXPIRED', `in the new policy, ${why}; the policy in force stays`);
       const crls = await loadCrls(o.amdCrl, next, new Date()); // read again too: a fresh list is the usual reason to reload
+      // An older list than the one in force would lift the revocations made since: refused.
+      for (const c of crls) {
+        const current = inForce.find((x) => x.issuerName === c.issuerName && Buffer.compare(x.root.der, c.root.der) === 0);
+        if (current && c.thisUpdate < current.thisUpdate) {
+          throw new CertifierError('INVALID_INPUT', `the AMD CRL for ${c.issuerName} is dated ${c.thisUpdate.toISOString()}, older than the one in force (${current.thisUpdate.toISOString()}); the lists in force stay`);
+        }
+      }
       server.setPolicy(next, crls);
+      inForce = crls;
       return {
         policy: o.policy, platforms: next.platforms.length, measurements: next.measurements.length, firstClaimEnds: policyEnds(next)?.toISOString() ?? 'never (no claims)',
         ...(crls.length ? { amdCrls: crls.map(describeCrl) } : {}),
@@ -73,6 +82,10 @@ subcommand<JsonOption & { policy: string; policyCert: string; evidence: string; 
   'evaluate saved evidence (a trust_request_message) against a policy, offline, and say why',
   async (o) => {
     const policyCert = await readCertificateFile(o.policyCert);
+    // ISO 8601 with its offset: a bare date-time would be read in this machine's time zone.
+    if (o.at !== undefined && !/^\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d{1,3})?)?(Z|[+-]\d\d:\d\d)$/.test(o.at)) {
+      throw new CertifierError('USAGE', `--at takes an ISO 8601 time with its offset, e.g. 2026-12-05T12:00:00Z, not "${o.at}"`);
+    }
     const at = o.at ? new Date(o.at) : new Date();
     if (!Number.isFinite(at.getTime())) throw new CertifierError('USAGE', `--at "${o.at}" is not a time`);
     const pc = validatePolicyCert(policyCert, at);

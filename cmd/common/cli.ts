@@ -5,6 +5,7 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { basename } from 'node:path';
 import { CertifierError, ExitStatus, exitStatusOf } from '../../lib/errors/index.ts';
+import { escapeUnits } from '../../lib/wire/index.ts';
 
 /** What a command hands back to be rendered. */
 export interface Result {
@@ -41,8 +42,11 @@ function logsJson(): boolean {
   return process.argv.includes('--log-json');
 }
 
+/** JSON's text with what it leaves raw but would not show (C1, format marks, separators) escaped too. */
+const visibleJson = (v: unknown) => JSON.stringify(v).replace(/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Default_Ignorable_Code_Point}]/gu, escapeUnits);
+
 function jsonLine(event: string, fields: Record<string, unknown>): void {
-  process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), event, ...fields })}\n`);
+  process.stderr.write(`${visibleJson({ time: new Date().toISOString(), event, ...fields })}\n`);
 }
 
 /** Writes a people-facing line to stderr: "prog: warning: ...". */
@@ -66,12 +70,16 @@ function renderError(command: Command, e: unknown): number {
   const code = e instanceof CertifierError ? e.code : e instanceof CommanderError ? 'USAGE' : 'INTERNAL';
   let message = e instanceof CommanderError ? e.message.replace(/^error: /, '') : (e as Error)?.message ?? String(e);
   if (!(e instanceof CertifierError) && !(e instanceof CommanderError)) message = `internal error: ${message}`;
+  // A decision's proof (simpleserver explain) goes with the refusal, as the text form prints it.
+  const proof = e instanceof CertifierError && Array.isArray(e.details?.proof) ? { proof: e.details.proof } : {};
   if (wantsJson()) {
-    process.stdout.write(JSON.stringify({ ok: false, error: { code, message, exitStatus: status } }) + '\n');
+    process.stdout.write(visibleJson({ ok: false, error: { code, message, exitStatus: status, ...proof } }) + '\n');
   } else if (logsJson()) {
     jsonLine('error', { code, message, exitStatus: status });
   } else {
-    process.stderr.write(`${program}: error: ${message} [${code}]\n`);
+    // A message may quote what it was given (a file name): no control character reaches the terminal raw.
+    const shownMessage = message.replace(/[\p{Cc}\p{Zl}\p{Zp}\u202a-\u202e\u2066-\u2069]/gu, escapeUnits);
+    process.stderr.write(`${program}: error: ${shownMessage} [${code}]\n`);
     if (status === ExitStatus.usage) {
       const sub = command.commands.find((c) => c.name() === process.argv[2]);
       process.stderr.write(`hint: run "${program}${sub ? ` ${sub.name()}` : ''} --help" for usage\n`);

@@ -47,6 +47,9 @@ export function caution(program: string, o: { log: (record: object) => void; log
   else process.stderr.write(`${program}: warning: ${text}\n`);
 }
 
+/** How long a stop waits for a reload or backup still running. */
+const TASK_GRACE_MS = 10_000;
+
 export interface RunOptions {
   log: (record: object) => void;
   /** The log is JSON lines (--log-json): sentences go in as records too. */
@@ -100,9 +103,15 @@ export async function runUntilSignal(program: string, server: ChannelServer, jso
   // Stopping: too late to reload or back up, and no reason to die at once.
   process.on('SIGHUP', () => {});
   process.on('SIGUSR1', () => {});
-  await tasks;
+  // A reload or backup still running is waited for, but not for ever: one stuck reading a file
+  // (a FIFO, a hung mount) must not keep a stop signal from stopping the server.
+  const stuck = await Promise.race([tasks.then(() => false), new Promise<boolean>((r) => setTimeout(() => r(true), TASK_GRACE_MS).unref())]);
+  if (stuck) caution(program, o, `a reload or backup still running after ${TASK_GRACE_MS / 1000} s is abandoned: stopping`);
   say(program, o, `${signal}: finishing requests in flight, then stopping`);
   await server.close(o.graceMs ?? 10_000);
   say(program, o, 'stopped');
+  // The abandoned task may hold a thread in a read that never returns, which would keep the
+  // process alive: once the result is written, it exits.
+  if (stuck) setTimeout(() => process.exit(), 500).unref();
   return { stopped: signal };
 }

@@ -218,8 +218,10 @@ const REFUSALS_PER_SECOND = 10;
 function limitRefusals(log: ChannelLog): ChannelLog {
   const windows = new Map<string, { second: number; lines: number; suppressed: number; timer?: NodeJS.Timeout }>();
   return (record) => {
-    if (record.event !== 'refused') return log(record);
-    const reason = String((record as { reason?: unknown }).reason ?? '');
+    const given = String((record as { reason?: unknown }).reason ?? '');
+    // A connection ended for a broken frame is as much a refusal (garbage, a TLS client on the plain protocol).
+    if (record.event !== 'refused' && !(record.event === 'closed' && given === 'frame-error')) return log(record);
+    const reason = record.event === 'refused' ? given : `closed:${given}`;
     const second = Math.floor(Date.now() / 1000);
     let w = windows.get(reason);
     if (!w) windows.set(reason, (w = { second, lines: 0, suppressed: 0 }));
@@ -231,7 +233,7 @@ function limitRefusals(log: ChannelLog): ChannelLog {
       window.timer ??= setTimeout(() => {
         window.timer = undefined;
         if (window.suppressed === 0) return;
-        log({ event: 'refused', reason, suppressed: window.suppressed, summary: true });
+        log({ event: record.event, reason: given, suppressed: window.suppressed, summary: true });
         window.suppressed = 0;
       }, 1000).unref();
       return;

@@ -46,6 +46,26 @@ export async function readFileLimited(path: string, limit = DEFAULT_READ_LIMIT):
   }
 }
 
+/**
+ * readFileLimited for a file that must be a regular one: what a running server reads again (a
+ * policy, an ACL, a revocation list on SIGHUP). Checked without blocking first, since opening a
+ * FIFO put in a file's place would wait, and hold the server's reload, until someone writes to it.
+ */
+export async function readRegularFile(path: string, limit = DEFAULT_READ_LIMIT): Promise<Uint8Array> {
+  let handle: fs.FileHandle | undefined;
+  try {
+    handle = await fs.open(path, C.O_RDONLY | C.O_NONBLOCK);
+    const st = await handle.stat();
+    if (!st.isFile()) throw new CertifierError('FILE_ERROR', `cannot read ${path}: not a regular file`);
+  } catch (e) {
+    if (e instanceof CertifierError) throw e;
+    throw fileError('read', path, e);
+  } finally {
+    await handle?.close();
+  }
+  return readFileLimited(path, limit);
+}
+
 /** Reads all of standard input, refusing more than `limit` bytes. */
 export async function readStdin(limit = DEFAULT_READ_LIMIT): Promise<Uint8Array> {
   const chunks: Buffer[] = [];

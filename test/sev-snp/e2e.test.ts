@@ -211,6 +211,13 @@ describe('SEV-SNP end to end: simpleserver + init-trust --platform sev-snp (test
     expect(r.status).to.equal(4);
     expect(r.out).to.contain('decision: deny (SNP_CHAIN_UNTRUSTED)').and.contain('measurement ');
     expect(r.stderr).to.match(/\[SNP_CHAIN_UNTRUSTED\]$/m);
+    // Under --json the refusal carries its proof as the text does; --at wants an offset.
+    const j = await run('simpleserver', ['explain', '--json', '--policy', 'policy-amd.bin', '--policy-cert', 'policy-cert.pem', '--evidence', 'evidence.bin'], { cwd: tmp.dir });
+    expect(j.status).to.equal(4);
+    expect(j.json().error).to.include({ code: 'SNP_CHAIN_UNTRUSTED' }).and.to.have.property('proof');
+    const at = await run('simpleserver', ['explain', '--policy', 'policy.bin', '--policy-cert', 'policy-cert.pem', '--evidence', 'evidence.bin', '--at', '2026-12-05T15:30'], { cwd: tmp.dir });
+    expect(at.status).to.equal(2);
+    expect(at.stderr).to.contain('--at takes an ISO 8601 time with its offset');
   });
 
   it('refuses the machine at a server whose policy trusts only AMD\'s pinned roots', async () => {
@@ -238,9 +245,15 @@ describe('SEV-SNP end to end: simpleserver + init-trust --platform sev-snp (test
     expect(r.status, r.stderr).to.equal(4);
     expect(r.stderr).to.match(/\[SNP_CHAIN_UNTRUSTED\]$/m);
     expect(server.log()).to.contain('AMD CRL of ARK-TEST').and.match(/decision=deny .*is revoked by AMD's CRL/);
+    // An older list would lift the revocation: the reload is refused and the list in force stays.
+    writeFileSync(join(tmp.dir, 'crl.crl'), signer.crl({ thisUpdate: new Date(Date.now() - 3 * 86_400_000) }));
+    server.hup();
+    for (let i = 0; i < 100 && !/reload-failed/.test(server.log()); i++) await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(server.log()).to.match(/reload-failed code=INVALID_INPUT .*older than the one in force/);
+    expect((await initTrust(server.port, ['--force'])).status).to.equal(4);
     writeFileSync(join(tmp.dir, 'crl.crl'), signer.crl({ revoked: [9] }));
     server.hup();
-    for (let i = 0; i < 100 && !/reloaded/.test(server.log()); i++) await new Promise((resolve) => setTimeout(resolve, 50));
+    for (let i = 0; i < 100 && !/ reloaded /.test(server.log()); i++) await new Promise((resolve) => setTimeout(resolve, 50));
     ok(await initTrust(server.port, ['--force']));
   });
 
