@@ -6,6 +6,7 @@
 // intermediate, or a list past its nextUpdate, refuses the machine.
 
 import { CertifierError } from '../../errors/index.ts';
+import { DEFAULT_CLOCK_SKEW_MS } from '../../policy/index.ts';
 import { toHex } from '../../crypto/index.ts';
 import { bytesSame, pemBlocks } from '../../pki/index.ts';
 import { children, DerError, decodeOid, expectTag, readOne, TAG, type Tlv } from '../../pki/der.ts';
@@ -124,7 +125,8 @@ export function verifyAmdCrl(crl: AmdCrl, roots: AmdCert[], source: string): Ver
 
 /** Why `crl` cannot be used at `at`, or undefined. */
 export function crlStaleness(crl: AmdCrl, at: Date): string | undefined {
-  if (at < crl.thisUpdate) return `AMD's CRL for ${crl.issuerName} is dated ${crl.thisUpdate.toISOString()}, after this machine's clock (${at.toISOString()})`;
+  // A list issued minutes "in the future" is a clock a little off, as certificates tolerate (README, Clocks).
+  if (at.getTime() < crl.thisUpdate.getTime() - DEFAULT_CLOCK_SKEW_MS) return `AMD's CRL for ${crl.issuerName} is dated ${crl.thisUpdate.toISOString()}, more than 5 minutes after this machine's clock (${at.toISOString()})`;
   if (at > crl.nextUpdate) return `AMD's CRL for ${crl.issuerName} was due to be replaced at ${crl.nextUpdate.toISOString()} (checked at ${at.toISOString()}): fetch a fresh one from AMD (a running simpleserver reads it again on SIGHUP)`;
   return undefined;
 }
