@@ -3,7 +3,7 @@
 
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
-import { readFileLimited, readRegularFile } from '../lib/files/index.ts';
+import { readFileLimited } from '../lib/files/index.ts';
 import { CertifierError } from '../lib/errors/index.ts';
 import { validatePolicyCert } from '../lib/pki/index.ts';
 import { parseAcl, type Acl } from '../lib/keyservice/acl.ts';
@@ -18,10 +18,10 @@ import { prepareRenewal } from './key-server/renewal.ts';
 import { stat } from 'node:fs/promises';
 import { backupName, pruneBackups } from '../lib/keyservice/backups.ts';
 import { loadPlatform } from './common/platform.ts';
-import { addExamples, choice, createProgram, intInRange, run, subcommand, type JsonOption } from './common/cli.ts';
+import { addExamples, choice, createProgram, intInRange, note, run, subcommand, warn, type JsonOption } from './common/cli.ts';
 import { protectorFrom, storeOptions, type ProtectionOptions } from './common/protection.ts';
 import { parseHostPort, readCertificateFile } from './common/keys.ts';
-import { caution, logLine, runUntilSignal, say } from './common/server.ts';
+import { logLine, runUntilSignal } from './common/server.ts';
 import { Cryptstore } from '../cryptstore/index.ts';
 
 const P = 'key-server';
@@ -51,12 +51,11 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
     }
     const policyCert = await readCertificateFile(o.policyCert);
     validatePolicyCert(policyCert, new Date());
-    const readAcl = async (file: string) => parseAcl(Buffer.from(await readFileLimited(file, 1024 * 1024)).toString('utf8'));
+    const readAcl = async (file: string, regularOnly = false) => parseAcl(Buffer.from(await readFileLimited(file, 1024 * 1024, { regularOnly })).toString('utf8'));
     let acl: Acl | undefined;
     const log = logLine(P, o.logJson === true);
-    const logging = { log, logJson: o.logJson === true };
     if (o.acl) acl = await readAcl(o.acl);
-    else caution(P, logging, 'no --acl: every admitted machine of the domain may store, retrieve and list any key (delete needs an ACL)');
+    else warn(P, 'no --acl: every admitted machine of the domain may store, retrieve and list any key (delete needs an ACL)');
     // Whatever was opened is closed, in reverse order, however the start or the serving ends.
     const opened: { close(): Promise<void> }[] = [];
     const keep = <T extends { close(): Promise<void> }>(r: T): T => (opened.unshift(r), r);
@@ -78,13 +77,13 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
       const newChain = audit.lastSeq === 0 && (await backend.list('', { limit: 1 })).length > 0;
       const { server, identity, setAcl } = await startKeyServer({ store, domain: o.domain, policyCert, backend, ...(acl ? { acl } : {}), audit, host, port, log, allowReplicaJoin: o.allowReplicaJoin === true, ...(renewal ? { renewal } : {}) });
       // Said once the server is up: a start refused (the wrong storage key, say) has worse news.
-      if (newChain) caution(P, logging, `the audit log ${audit.path} begins a new chain, but the key database already holds keys: if the log was moved or removed (not a restore from a backup), the record of what came before is elsewhere`);
-      say(P, logging, `domain ${o.domain}, serving as serial ${identity.serialHex} (measurement ${identity.measurementHex}, certificate valid until ${identity.notAfter.toISOString()}), data in ${pg ? pg.describe : o.data}`);
-      if (o.allowReplicaJoin) caution(P, logging, `--allow-replica-join: machines certified with this server's measurement may fetch its storage key (key-server join)`);
+      if (newChain) warn(P, `the audit log ${audit.path} begins a new chain, but the key database already holds keys: if the log was moved or removed (not a restore from a backup), the record of what came before is elsewhere`);
+      note(P, `domain ${o.domain}, serving as serial ${identity.serialHex} (measurement ${identity.measurementHex}, certificate valid until ${identity.notAfter.toISOString()}), data in ${pg ? pg.describe : o.data}`);
+      if (o.allowReplicaJoin) warn(P, `--allow-replica-join: machines certified with this server's measurement may fetch its storage key (key-server join)`);
       const aclFile = o.acl;
       const reload = aclFile
         ? async () => {
-          const next = parseAcl(Buffer.from(await readRegularFile(aclFile, 1024 * 1024)).toString('utf8')); // a bad file throws here, and the ACL in force stays
+          const next = await readAcl(aclFile, true); // a bad file (or a FIFO in its place) throws here, and the ACL in force stays
           setAcl(next);
           return { acl: aclFile, rules: next.rules.length };
         }
@@ -100,7 +99,7 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
         : undefined;
       return {
         json: await runUntilSignal(P, server, o.json === true, {
-          log, logJson: o.logJson === true, ...(reload ? { reload } : { nothingToReload: 'started without --acl (restart with --acl to use one)' }), ...(backup ? { backup } : {}),
+          log, ...(reload ? { reload } : { nothingToReload: 'started without --acl (restart with --acl to use one)' }), ...(backup ? { backup } : {}),
         }),
       };
     } finally {

@@ -2,17 +2,17 @@
 // the signed policy and issues an X.509 admission certificate.
 
 import { InvalidArgumentError } from 'commander';
-import { readFileLimited, readRegularFile } from '../lib/files/index.ts';
+import { readFileLimited } from '../lib/files/index.ts';
 import { CertifierError } from '../lib/errors/index.ts';
 import { fromHex, toHex } from '../lib/crypto/index.ts';
 import { parseTrustRequest } from '../lib/wire/index.ts';
 import { evaluate, loadPolicy, sameKey, type Decision, type Policy } from '../lib/policy/index.ts';
-import { describeCrl, describeSnpEvidence, MAX_CRL_BYTES, SEV_ENCLAVE, snpRootsOf, trustedCrls, verifyEvidence, verifyOptionsFor, type VerifiedAmdCrl } from '../lib/attest/index.ts';
+import { describeCrl, describeSnpEvidence, MAX_CRL_BYTES, refuseOlderCrls, SEV_ENCLAVE, snpRootsOf, trustedCrls, verifyEvidence, verifyOptionsFor, type VerifiedAmdCrl } from '../lib/attest/index.ts';
 import { validatePolicyCert } from '../lib/pki/index.ts';
 import { policyEnds, policyNotInForce, SESSION_BINDING_BYTES, startCertifier } from '../lib/certifier/index.ts';
-import { collect, createProgram, intInRange, run, subcommand, type JsonOption } from './common/cli.ts';
+import { collect, createProgram, intInRange, note, run, subcommand, warn, type JsonOption } from './common/cli.ts';
 import { parseHostPort, readCertificateFile, readPrivateKeyFile } from './common/keys.ts';
-import { caution, logLine, runUntilSignal, say } from './common/server.ts';
+import { logLine, runUntilSignal } from './common/server.ts';
 import { policyDomain } from './cert-utility/trust-commands.ts';
 
 const P = 'simpleserver';
@@ -20,7 +20,7 @@ const CRL_HELP = 'an AMD revocation list (DER or PEM, as AMD\'s key distribution
 
 /** The --amd-crl files, checked against the SEV-SNP roots `policy` trusts, at `at`. */
 async function loadCrls(files: string[], policy: Policy, at: Date): Promise<VerifiedAmdCrl[]> {
-  const lists = await Promise.all(files.map(async (source) => ({ source, bytes: await readRegularFile(source, MAX_CRL_BYTES) })));
+  const lists = await Promise.all(files.map(async (source) => ({ source, bytes: await readFileLimited(source, MAX_CRL_BYTES, { regularOnly: true }) })));
   return trustedCrls(lists, snpRootsOf(policy), at);
 }
 process.umask(0o077);
@@ -36,29 +36,22 @@ subcommand<JsonOption & { policyKey: string; policyCert: string; policy: string;
     const amdCrls = await loadCrls(o.amdCrl, policy, new Date());
     let inForce = amdCrls;
     const log = logLine(P, o.logJson === true);
-    const logging = { log, logJson: o.logJson === true };
     const notInForce = policyNotInForce(policy, new Date());
-    if (notInForce) caution(P, logging, `in the policy, ${notInForce}: every machine will be refused (CLAIM_EXPIRED) until a policy in force is loaded (SIGHUP), or, if it was signed on a clock running ahead, until then`);
+    if (notInForce) warn(P, `in the policy, ${notInForce}: every machine will be refused (CLAIM_EXPIRED) until a policy in force is loaded (SIGHUP), or, if it was signed on a clock running ahead, until then`);
     const { host, port } = parseHostPort(o.listen, '--listen', { listen: true });
-    if (o.plain) caution(P, logging, 'serving the original plain-TCP protocol: no TLS, and evidence is not bound to a session (a recorded request can be replayed); use only for older clients');
+    if (o.plain) warn(P, 'serving the original plain-TCP protocol: no TLS, and evidence is not bound to a session (a recorded request can be replayed); use only for older clients');
     const server = await startCertifier({
       policyKey, policyCert, policy, amdCrls, domain: policyDomain(policyCert), host, port, plain: o.plain === true,
       certValiditySeconds: o.certDays * 86_400, log,
     });
-    say(P, logging, `domain ${policyDomain(policyCert)}, ${policy.platforms.length} trusted platform(s), ${policy.measurements.length} trusted measurement(s), the first claim ending ${policyEnds(policy)?.toISOString() ?? 'never (no claims)'}, ${o.plain ? 'plain TCP' : 'TLS 1.3'}`);
-    for (const c of amdCrls) say(P, logging, describeCrl(c));
+    note(P, `domain ${policyDomain(policyCert)}, ${policy.platforms.length} trusted platform(s), ${policy.measurements.length} trusted measurement(s), the first claim ending ${policyEnds(policy)?.toISOString() ?? 'never (no claims)'}, ${o.plain ? 'plain TCP' : 'TLS 1.3'}`);
+    for (const c of amdCrls) note(P, describeCrl(c));
     const reload = async () => {
-      const next = loadPolicy(await readRegularFile(o.policy, 4 * 1024 * 1024), pc.publicKey); // a bad file throws; the policy in force stays
+      const next = loadPolicy(await readFileLimited(o.policy, 4 * 1024 * 1024, { regularOnly: true }), pc.publicKey); // a bad file throws; the policy in force stays
       const why = policyNotInForce(next, new Date());
       if (why) throw new CertifierError('CLAIM_EXPIRED', `in the new policy, ${why}; the policy in force stays`);
       const crls = await loadCrls(o.amdCrl, next, new Date()); // read again too: a fresh list is the usual reason to reload
-      // An older list than the one in force would lift the revocations made since: refused.
-      for (const c of crls) {
-        const current = inForce.find((x) => x.issuerName === c.issuerName && Buffer.compare(x.root.der, c.root.der) === 0);
-        if (current && c.thisUpdate < current.thisUpdate) {
-          throw new CertifierError('INVALID_INPUT', `the AMD CRL for ${c.issuerName} is dated ${c.thisUpdate.toISOString()}, older than the one in force (${current.thisUpdate.toISOString()}); the lists in force stay`);
-        }
-      }
+      refuseOlderCrls(crls, inForce);
       server.setPolicy(next, crls);
       inForce = crls;
       return {
@@ -66,7 +59,7 @@ subcommand<JsonOption & { policyKey: string; policyCert: string; policy: string;
         ...(crls.length ? { amdCrls: crls.map(describeCrl) } : {}),
       };
     };
-    return { json: await runUntilSignal(P, server, o.json === true, { ...logging, reload }) };
+    return { json: await runUntilSignal(P, server, o.json === true, { log, reload }) };
   })
   .requiredOption('--policy-key <file>', 'the policy private key')
   .requiredOption('--policy-cert <file>', 'the policy certificate')

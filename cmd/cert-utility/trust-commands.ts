@@ -196,12 +196,13 @@ export function addTrustCommands(program: Command): void {
       // run may choose its protection afresh (a failed first boot must not fix it).
       // A directory made empty beforehand (systemd's StateDirectory=, mkdir -p) holds no store either.
       // So does one whose own creation was cut short (LevelDB's first files only): made again here.
-      const before = await readdir(o.store).catch(() => undefined);
-      const made = before === undefined || before.length === 0 || (await dirState(o.store)) === 'unmade';
+      const state = await dirState(o.store);
+      const made = state === 'missing' || state === 'empty' || state === 'unmade';
+      const keepDir = state !== 'missing';
       // Interrupted while making the store or certifying (SIGTERM from a unit's timeout, Ctrl-C),
       // the store it made goes too, and the program dies of the signal, as without a listener.
       const interrupted = (signal: NodeJS.Signals) => {
-        unmakeSync(o.store, before !== undefined);
+        unmakeSync(o.store, keepDir);
         process.removeAllListeners(signal);
         process.kill(process.pid, signal);
       };
@@ -242,7 +243,7 @@ export function addTrustCommands(program: Command): void {
       } finally {
         stopWatching();
         await store.close();
-        if (failed && made) await unmake(o.store, before !== undefined).catch(() => warn(P, `could not remove the store ${o.store} this run made`));
+        if (failed && made) await unmake(o.store, keepDir).catch(() => warn(P, `could not remove the store ${o.store} this run made`));
       }
     }))
     .requiredOption('--domain <name>', 'the policy domain')

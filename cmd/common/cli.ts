@@ -5,7 +5,7 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { basename } from 'node:path';
 import { CertifierError, ExitStatus, exitStatusOf } from '../../lib/errors/index.ts';
-import { escapeUnits } from '../../lib/wire/index.ts';
+import { escapeInvisible, visibleJson } from '../../lib/wire/index.ts';
 
 /** What a command hands back to be rendered. */
 export interface Result {
@@ -42,9 +42,6 @@ function logsJson(): boolean {
   return process.argv.includes('--log-json');
 }
 
-/** JSON's text with what it leaves raw but would not show (C1, format marks, separators) escaped too. */
-const visibleJson = (v: unknown) => JSON.stringify(v).replace(/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Default_Ignorable_Code_Point}]/gu, escapeUnits);
-
 function jsonLine(event: string, fields: Record<string, unknown>): void {
   process.stderr.write(`${visibleJson({ time: new Date().toISOString(), event, ...fields })}\n`);
 }
@@ -78,8 +75,7 @@ function renderError(command: Command, e: unknown): number {
     jsonLine('error', { code, message, exitStatus: status });
   } else {
     // A message may quote what it was given (a file name): no control character reaches the terminal raw.
-    const shownMessage = message.replace(/[\p{Cc}\p{Zl}\p{Zp}\u202a-\u202e\u2066-\u2069]/gu, escapeUnits);
-    process.stderr.write(`${program}: error: ${shownMessage} [${code}]\n`);
+    process.stderr.write(`${program}: error: ${escapeInvisible(message)} [${code}]\n`);
     if (status === ExitStatus.usage) {
       const sub = command.commands.find((c) => c.name() === process.argv[2]);
       process.stderr.write(`hint: run "${program}${sub ? ` ${sub.name()}` : ''} --help" for usage\n`);

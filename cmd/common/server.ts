@@ -3,48 +3,27 @@
 
 import type { ChannelServer } from '../../lib/channel/index.ts';
 import { CertifierError } from '../../lib/errors/index.ts';
-import { escapeUnits } from '../../lib/wire/index.ts';
+import { INVISIBLE, visibleJson } from '../../lib/wire/index.ts';
+import { note, warn } from './cli.ts';
 
 // Spaces, quotes and "=" would blur where a value ends; control and format characters (C0, C1,
 // bidirectional overrides) in a name a client chose could rewrite how the line looks on a terminal.
-const NEEDS_QUOTING = /[\s"=\p{Cc}\p{Cf}\p{Default_Ignorable_Code_Point}]/u;
-/**
- * JSON text with the characters JSON leaves raw as \uXXXX too: C1 controls, format marks, line
- * and paragraph separators, and whatever displays as nothing (the default-ignorable code points,
- * which new names may not hold but older ones can).
- */
-const visible = (json: string) => json.replace(/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Default_Ignorable_Code_Point}]/gu, escapeUnits);
-const quoted = (v: string) => visible(JSON.stringify(v));
+const needsQuoting = (v: string) => /[\s"=]/.test(v) || INVISIBLE.test(v);
 
 /** Renders a log record as one line: "prog: 2026-11-26T16:40:00Z event key=value ...". */
 export function logLine(program: string, json: boolean) {
   return (r: object): void => {
     const record = { time: new Date().toISOString(), ...r };
     if (json) {
-      process.stderr.write(visible(JSON.stringify(record)) + '\n');
+      process.stderr.write(visibleJson(record) + '\n');
       return;
     }
     const { time, event, ...rest } = record as Record<string, unknown>;
     const fields = Object.entries(rest)
       .filter(([, v]) => v !== undefined)
-      .map(([k, v]) => `${k}=${typeof v === 'string' ? (NEEDS_QUOTING.test(v) ? quoted(v) : v) : typeof v === 'object' && v !== null ? visible(JSON.stringify(v)) : String(v)}`);
+      .map(([k, v]) => `${k}=${typeof v === 'string' ? (needsQuoting(v) ? visibleJson(v) : v) : typeof v === 'object' && v !== null ? visibleJson(v) : String(v)}`);
     process.stderr.write(`${program}: ${time} ${String(event)} ${fields.join(' ')}\n`);
   };
-}
-
-/**
- * A sentence for the operator on stderr: "prog: text", or with --log-json a record
- * {"event":"note","message":text}, so that a JSON log holds nothing but JSON lines.
- */
-export function say(program: string, o: { log: (record: object) => void; logJson?: boolean }, text: string): void {
-  if (o.logJson) o.log({ event: 'note', message: text });
-  else process.stderr.write(`${program}: ${text}\n`);
-}
-
-/** A warning for the operator: "prog: warning: text", or with --log-json a record {"event":"warning","message":text}. */
-export function caution(program: string, o: { log: (record: object) => void; logJson?: boolean }, text: string): void {
-  if (o.logJson) o.log({ event: 'warning', message: text });
-  else process.stderr.write(`${program}: warning: ${text}\n`);
 }
 
 /** How long a stop waits for a reload or backup still running. */
@@ -52,8 +31,6 @@ const TASK_GRACE_MS = 10_000;
 
 export interface RunOptions {
   log: (record: object) => void;
-  /** The log is JSON lines (--log-json): sentences go in as records too. */
-  logJson?: boolean;
   /**
    * What SIGHUP reloads (a server's ACL, its policy): it reads and checks the files again and
    * swaps them in only if they are good, returning what it loaded for the log. Without it SIGHUP
@@ -106,10 +83,10 @@ export async function runUntilSignal(program: string, server: ChannelServer, jso
   // A reload or backup still running is waited for, but not for ever: one stuck reading a file
   // (a FIFO, a hung mount) must not keep a stop signal from stopping the server.
   const stuck = await Promise.race([tasks.then(() => false), new Promise<boolean>((r) => setTimeout(() => r(true), TASK_GRACE_MS).unref())]);
-  if (stuck) caution(program, o, `a reload or backup still running after ${TASK_GRACE_MS / 1000} s is abandoned: stopping`);
-  say(program, o, `${signal}: finishing requests in flight, then stopping`);
+  if (stuck) warn(program, `a reload or backup still running after ${TASK_GRACE_MS / 1000} s is abandoned: stopping`);
+  note(program, `${signal}: finishing requests in flight, then stopping`);
   await server.close(o.graceMs ?? 10_000);
-  say(program, o, 'stopped');
+  note(program, 'stopped');
   // The abandoned task may hold a thread in a read that never returns, which would keep the
   // process alive: once the result is written, it exits.
   if (stuck) setTimeout(() => process.exit(), 500).unref();

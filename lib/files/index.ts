@@ -19,13 +19,18 @@ function fileError(what: string, path: string, cause: unknown): CertifierError {
   return new CertifierError(code === 'EEXIST' ? 'ALREADY_EXISTS' : 'FILE_ERROR', `cannot ${what} ${path}: ${why}`, { cause });
 }
 
-/** Reads a whole file, refusing files larger than `limit`. */
-export async function readFileLimited(path: string, limit = DEFAULT_READ_LIMIT): Promise<Uint8Array> {
+/**
+ * Reads a whole file, refusing files larger than `limit`. With `regularOnly`, anything but a
+ * regular file is refused, without blocking: what a running server reads again (a policy, an ACL,
+ * a revocation list on SIGHUP) must not wait in open() on a FIFO put in a file's place.
+ */
+export async function readFileLimited(path: string, limit = DEFAULT_READ_LIMIT, o: { regularOnly?: boolean } = {}): Promise<Uint8Array> {
   let handle: fs.FileHandle | undefined;
   try {
-    handle = await fs.open(path, 'r');
+    handle = await fs.open(path, o.regularOnly ? C.O_RDONLY | C.O_NONBLOCK : C.O_RDONLY);
     const st = await handle.stat();
     if (st.isDirectory()) throw Object.assign(new Error('is a directory'), { code: 'EISDIR' });
+    if (o.regularOnly && !st.isFile()) throw new CertifierError('FILE_ERROR', `cannot read ${path}: not a regular file`);
     if (st.size > limit) throw new CertifierError('INVALID_INPUT', `${path} is larger than ${limit} bytes`);
     const chunks: Buffer[] = [];
     let total = 0;
@@ -44,26 +49,6 @@ export async function readFileLimited(path: string, limit = DEFAULT_READ_LIMIT):
   } finally {
     await handle?.close();
   }
-}
-
-/**
- * readFileLimited for a file that must be a regular one: what a running server reads again (a
- * policy, an ACL, a revocation list on SIGHUP). Checked without blocking first, since opening a
- * FIFO put in a file's place would wait, and hold the server's reload, until someone writes to it.
- */
-export async function readRegularFile(path: string, limit = DEFAULT_READ_LIMIT): Promise<Uint8Array> {
-  let handle: fs.FileHandle | undefined;
-  try {
-    handle = await fs.open(path, C.O_RDONLY | C.O_NONBLOCK);
-    const st = await handle.stat();
-    if (!st.isFile()) throw new CertifierError('FILE_ERROR', `cannot read ${path}: not a regular file`);
-  } catch (e) {
-    if (e instanceof CertifierError) throw e;
-    throw fileError('read', path, e);
-  } finally {
-    await handle?.close();
-  }
-  return readFileLimited(path, limit);
 }
 
 /** Reads all of standard input, refusing more than `limit` bytes. */
@@ -184,6 +169,24 @@ export function realLocation(path: string): string {
   } catch {
     return resolve(path);
   }
+}
+
+/**
+ * Where a file really is: every symbolic link followed, the file's own too, even when what it
+ * names does not exist yet (a link to a log the first start will create), as the kernel would.
+ */
+export async function realFilePath(path: string): Promise<string> {
+  let p = path;
+  for (let hops = 0; hops < 40; hops++) {
+    const st = await fs.lstat(p).catch(() => undefined);
+    if (!st?.isSymbolicLink()) break;
+    // A relative target is read from the directory the link really is in, as the kernel reads
+    // it: "../logs/x" under a linked directory is not where the path's text would put it.
+    const target = await fs.readlink(p);
+    const at = await fs.realpath(dirname(p)).catch(() => resolve(dirname(p)));
+    p = resolve(at, target);
+  }
+  return fs.realpath(p).catch(() => realLocation(p));
 }
 
 /** What a command works with and must never overwrite with what it writes: its store, its key files. */

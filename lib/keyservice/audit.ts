@@ -22,10 +22,10 @@
 
 import { constants, fstatSync, promises as fs, statSync, type Stats } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { CertifierError } from '../errors/index.ts';
 import { sha256HexOfText } from '../crypto/index.ts';
-import { realLocation, syncDir, writeFileAtomic } from '../files/index.ts';
+import { realFilePath, syncDir, writeFileAtomic } from '../files/index.ts';
 import { holdLock } from './lock.ts';
 
 export interface AuditEntry {
@@ -332,30 +332,13 @@ function notVerified(path: string, r: { line: number; problem: string }, then: s
  * a linked directory) meet at the same lock.
  */
 async function lockAudit(path: string, inUse = `the audit log ${path} is in use by another process: give each key-server its own --audit`): Promise<() => Promise<void>> {
-  const real = await realAuditPath(path);
+  const real = await realFilePath(path);
   // A second name for the file (a hard link) would be a second lock: refused, not followed.
   const st = await fs.stat(real).catch(() => undefined);
   if (st && st.nlink > 1) throw new CertifierError('FILE_ERROR', `the audit log ${path} has ${st.nlink} hard links: give each log one name, so that one lock keeps one writer`);
   return holdLock(`${real}.lock`, inUse);
 }
 
-/**
- * Where the log really is: symbolic links followed, the file's own too, even when what it names
- * does not exist yet (a link to a log the first start will create).
- */
-async function realAuditPath(path: string): Promise<string> {
-  let p = path;
-  for (let hops = 0; hops < 40; hops++) {
-    const st = await fs.lstat(p).catch(() => undefined);
-    if (!st?.isSymbolicLink()) break;
-    // A relative target is read from the directory the link really is in, as the kernel reads
-    // it: "../logs/x" under a linked directory is not where the path's text would put it.
-    const target = await fs.readlink(p);
-    const at = await fs.realpath(dirname(p)).catch(() => resolve(dirname(p)));
-    p = resolve(at, target);
-  }
-  return fs.realpath(p).catch(() => realLocation(p));
-}
 
 function statAt(path: string): Stats | undefined {
   try {
@@ -463,7 +446,7 @@ export class AuditLog {
   static async open(given: string, options: AuditLogOptions = {}): Promise<AuditLog> {
     // The log is worked on where it really is: a symbolic link given as --audit would otherwise
     // be renamed into a segment at the first rotation, leaving an unlocked file at its name.
-    const path = await realAuditPath(given);
+    const path = await realFilePath(given);
     let fh: FileHandle;
     let created = false;
     const release = await lockAudit(path);

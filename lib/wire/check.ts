@@ -9,21 +9,32 @@ export function clipped(message: string, max = 1024): string {
 }
 
 /** A character as JSON escapes: \uXXXX for each UTF-16 unit (two for one beyond U+FFFF). */
-export function escapeUnits(c: string): string {
+function escapeUnits(c: string): string {
   let out = '';
   for (let i = 0; i < c.length; i++) out += `\\u${c.charCodeAt(i).toString(16).padStart(4, '0')}`;
   return out;
 }
 
+/** What would not show as itself on a terminal: controls, format marks, separators, default-ignorables. */
+export const INVISIBLE = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Default_Ignorable_Code_Point}]/u;
+const INVISIBLE_ALL = new RegExp(INVISIBLE.source, 'gu');
+
+/** `text` with every INVISIBLE character written as \uXXXX, so it reads as what it is. */
+export function escapeInvisible(text: string): string {
+  return text.replace(INVISIBLE_ALL, escapeUnits);
+}
+
+/** JSON.stringify, with what JSON leaves raw but would not show escaped too (for logs and terminals). */
+export function visibleJson(value: unknown): string {
+  return escapeInvisible(JSON.stringify(value));
+}
+
 /**
  * A value from the wire, quoted and cut short: it goes into errors and log lines, and its sender
- * chose its length. What JSON leaves raw but would not show (C1 controls, format marks, separators,
- * default-ignorable characters) is written as \uXXXX, so the quoted text looks like what it is.
+ * chose its length; invisible characters are escaped, so the quoted text looks like what it is.
  */
 export function shown(value: string, max = 64): string {
-  const quoted = JSON.stringify(value.length > max ? `${value.slice(0, max)}...` : value)
-    .replace(/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Default_Ignorable_Code_Point}]/gu, escapeUnits);
-  return quoted + (value.length > max ? ` (${value.length} characters)` : '');
+  return visibleJson(value.length > max ? `${value.slice(0, max)}...` : value) + (value.length > max ? ` (${value.length} characters)` : '');
 }
 
 export class FieldCheck {

@@ -114,27 +114,25 @@ describe('cryptstore', () => {
     });
 
     it('creates over what LevelDB leaves when killed before CURRENT exists, and nothing else', async () => {
-      mkdirSync(dir);
-      for (const leftover of ['LOCK', 'LOG', 'MANIFEST-000001', '000001.dbtmp']) writeFileSync(join(dir, leftover), '');
+      /** A directory holding these files (name: contents). */
+      const dirWith = (path: string, files: Record<string, string>) => {
+        mkdirSync(path, { recursive: true });
+        for (const [name, text] of Object.entries(files)) writeFileSync(join(path, name), text);
+        return path;
+      };
+      dirWith(dir, { LOCK: '', LOG: '', 'MANIFEST-000001': '', '000001.dbtmp': '' });
       const e = await rejects(Cryptstore.open(dir, pass()), 'STORE_NOT_FOUND');
       expect(e.message).to.contain('interrupted');
       await (await Cryptstore.openOrCreate(dir, pass())).close();
       await (await Cryptstore.open(dir, pass())).close();
-      const notes = join(tmp.dir, 'notes');
-      mkdirSync(notes);
-      writeFileSync(join(notes, 'LOG'), 'my notes');
-      writeFileSync(join(notes, 'LOCK'), 'x');
+      const notes = dirWith(join(tmp.dir, 'notes'), { LOG: 'my notes', LOCK: 'x' });
       await rejects(Cryptstore.create(notes, pass()), 'STORE_EXISTS');
       expect(readFileSync(join(notes, 'LOG'), 'utf8')).to.equal('my notes');
-      const mixed = join(tmp.dir, 'mixed');
-      mkdirSync(mixed);
-      for (const name of ['LOG', 'notes.txt']) writeFileSync(join(mixed, name), '');
+      const mixed = dirWith(join(tmp.dir, 'mixed'), { LOG: '', 'notes.txt': '' });
       await rejects(Cryptstore.create(mixed, pass()), 'STORE_EXISTS');
       expect(readdirSync(mixed).sort()).to.deep.equal(['LOG', 'notes.txt']);
       // A database that held data and lost its CURRENT is damaged, not unfinished: nothing goes.
-      const damaged = join(tmp.dir, 'damaged');
-      mkdirSync(damaged);
-      for (const name of ['LOCK', 'LOG', 'MANIFEST-000004', '000005.ldb', '000006.log']) writeFileSync(join(damaged, name), 'data');
+      const damaged = dirWith(join(tmp.dir, 'damaged'), { LOCK: 'data', LOG: 'data', 'MANIFEST-000004': 'data', '000005.ldb': 'data', '000006.log': 'data' });
       await rejects(Cryptstore.openOrCreate(damaged, pass()), 'STORE_EXISTS');
       expect(readdirSync(damaged).sort()).to.deep.equal(['000005.ldb', '000006.log', 'LOCK', 'LOG', 'MANIFEST-000004']);
     });

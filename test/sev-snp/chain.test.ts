@@ -4,25 +4,16 @@
 
 import { expect } from 'chai';
 import { generateKeyPairSync } from 'node:crypto';
-import { CertifierError, type ErrorCode } from '../../lib/errors/index.ts';
 import { randomBytes } from '../../lib/crypto/index.ts';
 import { readAmdCert, pssProblem, verifySnpReport, type SnpReportInput } from '../../lib/attest/index.ts';
 import { amdExtensions, pssCertificate, TestSnpSigner } from './signer.ts';
 import { basicConstraints, keyUsage } from '../../lib/pki/build.ts';
-import { NOW } from './support.ts';
+import { NOW, refusalOf } from './support.ts';
 
 const DAY = 86_400_000;
 const MEASUREMENT = randomBytes(48);
 
-function refusal(i: SnpReportInput): { code: ErrorCode; reason?: unknown; message: string } {
-  try {
-    verifySnpReport(i);
-  } catch (e) {
-    if (!(e instanceof CertifierError)) throw e;
-    return { code: e.code, reason: e.details?.reason, message: e.message };
-  }
-  throw new Error('expected a refusal');
-}
+const refusal = (i: SnpReportInput) => refusalOf(() => verifySnpReport(i));
 
 describe('SEV-SNP path validation (test signer)', () => {
   let s: TestSnpSigner;

@@ -3,24 +3,13 @@
 // path that ends at their root.
 
 import { expect } from 'chai';
-import { CertifierError, type ErrorCode } from '../../lib/errors/index.ts';
 import { randomBytes } from '../../lib/crypto/index.ts';
 import { toPem } from '../../lib/pki/index.ts';
 import { pinnedArk, readAmdCrl, trustedCrls, verifySnpReport, type VerifiedAmdCrl } from '../../lib/attest/index.ts';
 import { TestSnpSigner } from './signer.ts';
-import { NOW } from './support.ts';
+import { NOW, refusalOf } from './support.ts';
 
 const DAY = 86_400_000;
-
-function codeOf(f: () => unknown): { code: ErrorCode; reason?: unknown; message: string } {
-  try {
-    f();
-  } catch (e) {
-    if (!(e instanceof CertifierError)) throw e;
-    return { code: e.code, reason: e.details?.reason, message: e.message };
-  }
-  throw new Error('expected a refusal');
-}
 
 describe('SEV-SNP revocation lists (test signer)', () => {
   let s: TestSnpSigner;
@@ -43,10 +32,10 @@ describe('SEV-SNP revocation lists (test signer)', () => {
   });
 
   it('refuses a revoked ASK, and a revoked ASVK on the VLEK path, with SNP_CHAIN_UNTRUSTED (revoked)', () => {
-    const r = codeOf(() => verify(lists([s.crl({ revoked: [2] })])));
+    const r = refusalOf(() => verify(lists([s.crl({ revoked: [2] })])));
     expect([r.code, r.reason]).to.deep.equal(['SNP_CHAIN_UNTRUSTED', 'revoked']);
     expect(r.message).to.include('SEV-TEST certificate (serial 02) is revoked');
-    const v = codeOf(() => verify(lists([s.crl({ revoked: [3] })]), { vlek: true }));
+    const v = refusalOf(() => verify(lists([s.crl({ revoked: [3] })]), { vlek: true }));
     expect([v.code, v.reason]).to.deep.equal(['SNP_CHAIN_UNTRUSTED', 'revoked']);
     expect(verify(lists([s.crl({ revoked: [3] })])).revocation).to.include('not on'); // the VCEK path's ASK is fine
   });
@@ -57,38 +46,38 @@ describe('SEV-SNP revocation lists (test signer)', () => {
 
   it('reads PEM as well as DER', () => {
     const pem = new TextEncoder().encode(toPem(s.crl({ revoked: [2] })).replace(/CERTIFICATE/g, 'X509 CRL'));
-    expect(codeOf(() => verify(lists([pem]))).reason).to.equal('revoked');
+    expect(refusalOf(() => verify(lists([pem]))).reason).to.equal('revoked');
   });
 
   it('refuses a list past its next update, or dated ahead of the clock: at load, and when it goes stale while in use (SNP_CRL_STALE)', () => {
     const stale = s.crl({ nextUpdate: new Date(NOW.getTime() - 1000) });
-    expect(codeOf(() => lists([stale])).code).to.equal('SNP_CRL_STALE');
+    expect(refusalOf(() => lists([stale])).code).to.equal('SNP_CRL_STALE');
     const ahead = s.crl({ thisUpdate: new Date(NOW.getTime() + DAY) });
-    expect(codeOf(() => lists([ahead])).code).to.equal('SNP_CRL_STALE');
+    expect(refusalOf(() => lists([ahead])).code).to.equal('SNP_CRL_STALE');
     // Minutes ahead is a clock a little off, tolerated as for certificates.
     expect(lists([s.crl({ thisUpdate: new Date(NOW.getTime() + 60_000) })])).to.have.length(1);
     const current = lists([s.crl({ nextUpdate: new Date(NOW.getTime() + DAY) })]);
-    const later = codeOf(() => verify(current, { at: new Date(NOW.getTime() + 2 * DAY) }));
+    const later = refusalOf(() => verify(current, { at: new Date(NOW.getTime() + 2 * DAY) }));
     expect(later.code).to.equal('SNP_CRL_STALE');
     expect(later.message).to.include('fetch a fresh one');
   });
 
   it('refuses a list no trusted root signed: another key under the ARK\'s name, or another issuer', () => {
-    const forged = codeOf(() => lists([s.crl({ signer: 'ask' })]));
+    const forged = refusalOf(() => lists([s.crl({ signer: 'ask' })]));
     expect(forged.code).to.equal('INVALID_INPUT');
     expect(forged.message).to.include('not signed by an AMD root the policy trusts');
-    expect(codeOf(() => lists([s.crl({ signer: 'ask', issuer: 'SEV-TEST' })])).code).to.equal('INVALID_INPUT');
+    expect(refusalOf(() => lists([s.crl({ signer: 'ask', issuer: 'SEV-TEST' })])).code).to.equal('INVALID_INPUT');
     const tampered = s.crl({ revoked: [2] });
     tampered[tampered.length - 1]! ^= 1;
-    expect(codeOf(() => lists([tampered])).code).to.equal('INVALID_INPUT');
+    expect(refusalOf(() => lists([tampered])).code).to.equal('INVALID_INPUT');
   });
 
   it('refuses two lists for one root, a critical extension it does not process, and bytes that are not a CRL', () => {
-    expect(codeOf(() => lists([s.crl(), s.crl({ revoked: [2] })])).message).to.include('second CRL for ARK-TEST');
-    expect(codeOf(() => lists([s.crl({ criticalExtension: true })])).message).to.include('critical extension 2.5.29.20');
-    expect(codeOf(() => readAmdCrl(s.ark, 'ark.pem')).code).to.equal('INVALID_INPUT');
-    expect(codeOf(() => readAmdCrl(new TextEncoder().encode('hello'), 'junk')).message).to.include('junk is not a CRL (neither DER nor a PEM "X509 CRL" block)');
+    expect(refusalOf(() => lists([s.crl(), s.crl({ revoked: [2] })])).message).to.include('second CRL for ARK-TEST');
+    expect(refusalOf(() => lists([s.crl({ criticalExtension: true })])).message).to.include('critical extension 2.5.29.20');
+    expect(refusalOf(() => readAmdCrl(s.ark, 'ark.pem')).code).to.equal('INVALID_INPUT');
+    expect(refusalOf(() => readAmdCrl(new TextEncoder().encode('hello'), 'junk')).message).to.include('junk is not a CRL (neither DER nor a PEM "X509 CRL" block)');
     const crl = s.crl();
-    expect(codeOf(() => readAmdCrl(crl.subarray(0, crl.length - 3), 'cut')).code).to.equal('INVALID_INPUT');
+    expect(refusalOf(() => readAmdCrl(crl.subarray(0, crl.length - 3), 'cut')).code).to.equal('INVALID_INPUT');
   });
 });

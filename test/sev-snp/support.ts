@@ -8,6 +8,7 @@ import { readCertificate } from '../../lib/pki/index.ts';
 import { encode, parseTrustRequest, type ValidTrustRequest } from '../../lib/wire/index.ts';
 import { CERT_EVIDENCE, SEV_ATTESTATION_EVIDENCE, SEV_ENCLAVE } from '../../lib/attest/index.ts';
 import { VECTORS } from '../support/helpers.ts';
+import { CertifierError, type ErrorCode } from '../../lib/errors/index.ts';
 
 export const SNP_DIR = join(VECTORS, 'sev-snp');
 export const EXPECTED = JSON.parse(readFileSync(join(SNP_DIR, 'expected.json'), 'utf8'));
@@ -32,4 +33,15 @@ export function snpSupport(report: Uint8Array, userData: Uint8Array, certs: Uint
       ],
     },
   })).support;
+}
+
+/** The refusal `f` throws: its code, details.reason and message (fails the test if it does not throw one). */
+export function refusalOf(f: () => unknown): { code: ErrorCode; reason?: unknown; message: string } {
+  try {
+    f();
+  } catch (e) {
+    if (!(e instanceof CertifierError)) throw e;
+    return { code: e.code, reason: e.details?.reason, message: e.message };
+  }
+  throw new Error('expected a refusal');
 }

@@ -165,6 +165,19 @@ export function trustedCrls(lists: { source: string; bytes: Uint8Array }[], root
   return out;
 }
 
+/**
+ * INVALID_INPUT if a list of `next` is older than the one in force for its root: putting it in
+ * force would lift the revocations made since.
+ */
+export function refuseOlderCrls(next: VerifiedAmdCrl[], inForce: VerifiedAmdCrl[]): void {
+  for (const c of next) {
+    const current = inForce.find((x) => bytesSame(x.root.der, c.root.der));
+    if (current && c.thisUpdate < current.thisUpdate) {
+      throw new CertifierError('INVALID_INPUT', `the AMD CRL for ${c.issuerName} is dated ${c.thisUpdate.toISOString()}, older than the one in force (${current.thisUpdate.toISOString()}); the lists in force stay`);
+    }
+  }
+}
+
 /** One line per list, for a server's start and reload messages. */
 export function describeCrl(c: VerifiedAmdCrl): string {
   return `AMD CRL of ${c.issuerName}, ${c.thisUpdate.toISOString()}, ${c.revoked.size} revoked, next due ${c.nextUpdate.toISOString()}`;
