@@ -75,7 +75,9 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
         onBroken: (e) => log({ event: 'audit-failed', code: e.code, detail: e.message, warning: 'every request is refused until the audit log can be written: free its disk or fix the file, then restart key-server (repair-audit if it says so)' }),
       }));
       const newChain = audit.lastSeq === 0 && (await backend.list('', { limit: 1 })).length > 0;
-      const { server, identity, setAcl } = await startKeyServer({ store, domain: o.domain, policyCert, backend, ...(acl ? { acl } : {}), audit, host, port, log, allowReplicaJoin: o.allowReplicaJoin === true, ...(renewal ? { renewal } : {}) });
+      const started = startKeyServer({ store, domain: o.domain, policyCert, backend, ...(acl ? { acl } : {}), audit, host, port, log, allowReplicaJoin: o.allowReplicaJoin === true, ...(renewal ? { renewal } : {}) });
+      // A start refused (the wrong storage key, the port taken) leaves no empty log it made.
+      const { server, identity, setAcl } = await started.catch(async (e: unknown) => { await audit.closeUnused(); throw e; });
       // Said once the server is up: a start refused (the wrong storage key, say) has worse news.
       if (newChain) warn(P, `the audit log ${audit.path} begins a new chain, but the key database already holds keys: if the log was moved or removed (not a restore from a backup), the record of what came before is elsewhere`);
       note(P, `domain ${o.domain}, serving as serial ${identity.serialHex} (measurement ${identity.measurementHex}, certificate valid until ${identity.notAfter.toISOString()}), data in ${pg ? pg.describe : o.data}`);

@@ -326,9 +326,9 @@ function notVerified(path: string, r: { line: number; problem: string }, then: s
   return new CertifierError('INTEGRITY', `the audit log ${path} does not verify at line ${r.line}: ${r.problem}; ${then}`, { details: { line: r.line, problem: r.problem } });
 }
 
-/** The lock that keeps a second process (another replica given the same --audit) off the log. */
 /**
- * The one-writer lock of a log, beside the file itself: two paths to one file (a symbolic link,
+ * The lock that keeps a second process (another replica given the same --audit) off the log:
+ * the one-writer lock of a log, beside the file itself: two paths to one file (a symbolic link,
  * a linked directory) meet at the same lock.
  */
 async function lockAudit(path: string, inUse = `the audit log ${path} is in use by another process: give each key-server its own --audit`): Promise<() => Promise<void>> {
@@ -425,6 +425,8 @@ export class AuditLog {
 
   /** Bytes in the current file, the seq of the last line written, and the seq of the file's first. */
   private size = 0;
+  /** This open made the file (a log that was missing). */
+  private created = false;
   private written: number;
   /** The hash of the last line written (not merely appended). */
   private writtenHash: string;
@@ -479,6 +481,7 @@ export class AuditLog {
       if (end && end.seq > seq) [seq, last] = [end.seq, end.hash];
       const log = new AuditLog(path, fh, release, seq, last, options);
       log.size = st.size;
+      log.created = created;
       if (st.size > 0) log.fileFirst = (await firstSeqOf(path)) ?? 1;
       return log;
     } catch (e) {
@@ -522,6 +525,27 @@ export class AuditLog {
   }
 
   /** Waits for every append, then closes the file. */
+  /**
+   * Closes the log and, if this open made the file and nothing was ever written to it, removes
+   * it: a start refused later (the wrong storage key) leaves no empty log behind to begin a
+   * chain the next start would then call new.
+   */
+  async closeUnused(): Promise<void> {
+    if (this.closed) return;
+    const unused = this.created && this.size === 0 && this.written === this.seq && this.seq === 0;
+    const st = unused ? await this.fh.stat().catch(() => undefined) : undefined;
+    const here = st ? await fs.stat(this.path).catch(() => undefined) : undefined;
+    // Removed only while the lock is held, and only if the name still leads to this empty file.
+    if (st && here && st.ino === here.ino && st.dev === here.dev && here.size === 0) {
+      await fs.unlink(this.path).catch(() => {});
+      // The lock goes too, while still held: a start racing this one makes a new one, never
+      // shares this one's.
+      await fs.rm(`${this.path}.lock`, { recursive: true, force: true }).catch(() => {});
+      await syncDir(dirname(this.path)).catch(() => {});
+    }
+    await this.close();
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;

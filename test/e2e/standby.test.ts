@@ -3,7 +3,7 @@
 // and a copy of the stopped primary's data directory is all it needs to serve every key.
 
 import { expect } from 'chai';
-import { cpSync, readdirSync } from 'node:fs';
+import { cpSync, readdirSync, rmSync } from 'node:fs';
 import { basename } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { run } from '../support/helpers.ts';
@@ -33,6 +33,7 @@ describe('e2e: a standby key-server takes over from a copy of the data directory
     // is refused at start rather than sealing new records under a key of its own.
     const bare = d.path('bare-copy');
     cpSync(first.data, bare, { recursive: true });
+    rmSync(`${bare}/audit.jsonl`); // a start refused leaves no empty log (nor its lock) of its own
     const serveOn = (m: Machine, data: string) => run('key-server', ['serve', '--domain', d.name, '--policy-cert', d.policyCertFile, '--data', data, '--listen', '127.0.0.1:0', ...m.storeArgs]);
     const outsider = await d.certify('ks-outsider', 'key-server');
     const keyless = await serveOn(outsider, bare);
@@ -43,6 +44,7 @@ describe('e2e: a standby key-server takes over from a copy of the data directory
     const other = await serveOn(outsider, bare);
     expectFailure(other, 4, 'WRONG_KEY');
     expect(other.stderr).to.match(/sealed under storage key id [0-9a-f]+, and this key-server's cryptstore holds id [0-9a-f]+/);
+    expect(readdirSync(bare).filter((f) => f.startsWith('audit'))).to.deep.equal([]);
 
     const copy = d.path('standby-data');
     cpSync(first.data, copy, { recursive: true });
