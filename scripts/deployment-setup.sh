@@ -5,7 +5,10 @@
 set -eu
 
 usage() {
-  cat >&2 <<'USAGE'
+  # Asked for (--help, exit 0): on standard output; after a mistake: on standard error.
+  local to=2
+  [ "${1:-2}" = 0 ] && to=1
+  cat >&"$to" <<'USAGE'
 usage: deployment-setup.sh --dir DIR --domain DOMAIN --measure FILE [--measure FILE ...]
                            [--trust-measurement HEX ...] [--alg p256|p384|rsa2048] [--policy-days N]
                            [--trust-amd-root milan|genoa ... --snp-min-tcb BL:TEE:SNP:UCODE]

@@ -9,7 +9,10 @@
 set -u
 
 usage() {
-  cat >&2 <<'USAGE'
+  # Asked for (--help, exit 0): on standard output; after a mistake: on standard error.
+  local to=2
+  [ "${1:-2}" = 0 ] && to=1
+  cat >&"$to" <<'USAGE'
 usage: first-boot.sh --host ADDR --certifier-port PORT --keyserver-port PORT --keys "NAME..."
                      --domain DOMAIN --policy-cert FILE --store DIR
                      [--platform simulated] --platform-dir DIR --measurement-file FILE

@@ -121,7 +121,9 @@ describe('scripts/first-boot.sh failure modes', function () {
     expect(r.stderr).to.contain('missing --certifier-port');
     const help = await firstBoot(['--help']);
     expect(help.status).to.equal(0);
-    expect(help.stderr).to.contain('usage: first-boot.sh');
+    expect(help.out).to.contain('usage: first-boot.sh'); // asked for: a result, on stdout
+    expect(help.stderr).to.equal('');
+    expect(r.out).to.equal('');
   });
 
   it('refuses a flag given without its value (exit 2), rather than failing on an unset variable', async () => {
@@ -194,6 +196,9 @@ describe('scripts/deployment-setup.sh', function () {
     const flag = await setup(['--dir', 'setup', '--domain']);
     expect(flag.status).to.equal(2);
     expect(flag.stderr).to.contain('--domain needs a value');
+    const help = await setup(['--help']);
+    expect([help.status, help.stderr]).to.deep.equal([0, '']);
+    expect(help.out).to.contain('usage: deployment-setup.sh');
   });
 
   it('writes a policy for SEV-SNP VMs with --trust-amd-root and --snp-min-tcb, which go together', async () => {
