@@ -227,7 +227,10 @@ class Connection<P> implements ClientConnection<P> {
     if (!this.isReady) return new CertifierError('UNREACHABLE', `${this.target} closed the connection before it was established`);
     const partial = this.decoder.pending > 0 ? ` (${this.decoder.pending} bytes of an answer received)` : '';
     const when = this.pending.length > 0 ? ' before answering' : '';
-    return new CertifierError('UNREACHABLE', `${this.target} closed the connection${when}${partial}`, { details: { target: this.target } });
+    // A TLS server reads a plain request as a broken handshake and closes without a word.
+    const plainHint = !this.tlsSocket && this.answered === 0 && this.pending.length > 0 && this.decoder.pending === 0
+      ? ': a server that speaks TLS closes a plain-TCP connection this way' : '';
+    return new CertifierError('UNREACHABLE', `${this.target} closed the connection${when}${partial}${plainHint}`, { details: { target: this.target } });
   }
 
   private refusedError(cause?: unknown): CertifierError {

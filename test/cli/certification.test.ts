@@ -648,6 +648,12 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
     });
   });
 
+  it('init-trust --plain against a TLS simpleserver fails at once (UNREACHABLE, exit 3) and says a TLS server closes plain connections so', async () => {
+    const r = await initTrust('stores/plain-vs-tls', { port: server.port, extra: ['--plain'] });
+    expect(r.status, r.stderr).to.equal(3);
+    expect(r.stderr).to.match(/closed the connection before answering: a server that speaks TLS closes a plain-TCP connection this way \[UNREACHABLE\]/);
+  });
+
   describe('--log-json', () => {
     it('makes every line simpleserver writes on stderr a JSON record, warnings and its start and stop included', async () => {
       const s = await mustStart(['serve', '--plain', '--log-json', '--policy-key', 'policy-key.pem', '--policy-cert', 'policy-cert.pem', '--policy', 'policy.bin', '--listen', '127.0.0.1:0'], dir);
