@@ -27,22 +27,35 @@ const LINGER_MS = 2_000;
  * 1 MiB values started together would hold 32 MiB on one connection (8 GiB on 256). Across the
  * server, at most `maxInFlight` answers are being made at a time and `maxHeld` bytes of ready
  * answers wait to be written; past either, connections start nothing until some is written
- * (their clients meet TCP backpressure). At most maxHeld + maxInFlight answers' worth in all.
- * And no one address may use more than half of either: a client that asks for large values
- * and never reads them holds what it took until its write timeout, and must not hold it all.
+ * (their clients meet TCP backpressure). A client that asks for large values and never reads
+ * them holds what it took until its write timeout: no one address may take more than half of
+ * what the others leave, and bytes from maxHeld to twice it are kept for addresses holding
+ * none (see full). At most 2 maxHeld + maxInFlight answers' worth in all.
  */
 export class AnswerBudget {
   held = 0;
   inFlight = 0;
   private readonly byAddress = new Map<string, { held: number; inFlight: number }>();
   private readonly waiting = new Set<() => void>();
-  constructor(readonly maxHeld = 64 * 1024 * 1024, readonly maxInFlight = 64, private readonly shares = 2) {}
+  constructor(readonly maxHeld = 64 * 1024 * 1024, readonly maxInFlight = 64) {}
 
-  /** No room for another answer: the server's budget is spent, or `address`'s share of it. */
+  /**
+   * No room for another answer from `address`. Answers being made are capped server-wide. Ready
+   * bytes are capped at maxHeld for addresses holding some, and at twice that for one holding
+   * none, so hosts that never read cannot shut out another. And an address may hold at most
+   * half of what the others leave: alone, half the budget; k of them taking all they may get
+   * 1/(k+1) each.
+   */
   full(address?: string): boolean {
-    if (this.held >= this.maxHeld || this.inFlight >= this.maxInFlight) return true;
+    if (this.inFlight >= this.maxInFlight) return true;
     const mine = address === undefined ? undefined : this.byAddress.get(address);
-    return mine !== undefined && (mine.held >= Math.max(1, this.maxHeld / this.shares) || mine.inFlight >= Math.max(1, Math.floor(this.maxInFlight / this.shares)));
+    // Bytes above maxHeld (up to twice it) are kept for addresses holding none.
+    const holdsSome = address === undefined || (mine?.held ?? 0) > 0;
+    if (this.held >= (holdsSome ? this.maxHeld : 2 * this.maxHeld)) return true;
+    if (mine === undefined) return false;
+    const heldShare = (this.maxHeld - (this.held - mine.held)) / 2;
+    const inFlightShare = Math.floor((this.maxInFlight - (this.inFlight - mine.inFlight)) / 2);
+    return mine.held >= Math.max(1, heldShare) || mine.inFlight >= Math.max(1, inFlightShare);
   }
 
   /** Counts bytes of ready answers and answers being made against the budget and `address`'s share. */
@@ -74,7 +87,9 @@ export class AnswerBudget {
       mine.inFlight -= answers;
       if (mine.held <= 0 && mine.inFlight <= 0) this.byAddress.delete(address);
     }
-    if (this.waiting.size === 0 || this.full()) return;
+    // Every waiter checks its own room again (an address holding nothing needs only a free
+    // answer slot), and waits again if there is none.
+    if (this.waiting.size === 0 || this.inFlight >= this.maxInFlight) return;
     const woken = [...this.waiting];
     this.waiting.clear();
     for (const wake of woken) wake();

@@ -118,12 +118,13 @@ describe('channel: limits and timeouts', () => {
     expect(bounded, `with the budget ${bounded}, without ${unbounded}`).to.be.below(unbounded - 60);
   });
 
-  it('gives one address at most half of that budget: a host that never reads its large answers does not stall another', async () => {
+  it('gives one address at most half of what others leave of that budget: hosts that never read their large answers do not stall another', async () => {
     const big = new Uint8Array(256 * 1024);
     const server = await h.serve('plain', { limits: { answersInFlight: 8, answerBytesHeld: 2 * 1024 * 1024 }, handler: async (req: Uint8Array) => ({ later: sleep(5).then(() => (req[0] === 2 ? bytes('small') : big)) }) });
-    // 127.0.0.2 is loopback too, and another address: the greedy host.
-    const greedy = await Promise.all(Array.from({ length: 4 }, () => new Promise<net.Socket>((resolve) => {
-      const s = net.connect({ host: '127.0.0.1', port: server.address.port, localAddress: '127.0.0.2' }, () => resolve(s));
+    // 127.0.0.2 and 127.0.0.3 are loopback too, and other addresses: the greedy hosts (with a
+    // fixed half each, two of them held the whole budget).
+    const greedy = await Promise.all(Array.from({ length: 4 }, (_, i) => new Promise<net.Socket>((resolve) => {
+      const s = net.connect({ host: '127.0.0.1', port: server.address.port, localAddress: `127.0.0.${2 + (i % 2)}` }, () => resolve(s));
     })));
     for (const socket of greedy) {
       socket.pause();
