@@ -14,7 +14,7 @@ import { DEFAULT_LIMITS } from '../lib/channel/index.ts';
 import { MAX_VALUE_BYTES } from '../lib/keyservice/protocol.ts';
 import { verifyRoleCredential } from '../lib/keyservice/roles.ts';
 import { Cryptstore } from '../cryptstore/index.ts';
-import { addExamples, createProgram, parseVersion, run, subcommand, warn, type JsonOption, type Result } from './common/cli.ts';
+import { addExamples, createProgram, domainName, parseVersion, run, subcommand, warn, type JsonOption, type Result } from './common/cli.ts';
 import { protectorFrom, storeOptions, type ProtectionOptions } from './common/protection.ts';
 import { parseHostPort, parseMeasurementHex, readCertificateFile, readPrivateKeyFile } from './common/keys.ts';
 import { readInput, storeFiles, writeOutput } from './common/io.ts';
@@ -35,7 +35,7 @@ interface ClientOpts extends JsonOption, ProtectionOptions {
 function clientOptions(cmd: Command): Command {
   return storeOptions(cmd)
     .requiredOption('--server <host:port>', 'the key-server')
-    .requiredOption('--domain <name>', 'the policy domain')
+    .requiredOption('--domain <name>', 'the policy domain', domainName)
     .requiredOption('--policy-cert <file>', 'the pinned policy certificate')
     .option('--server-measurement <hex>', 'a measurement the key-server must run: 64 or 96 hex digits (repeatable)', (v: string, a: string[]) => [...a, v], [])
     .option('--credential-cert <file>', 'a role certificate to present (answers the auth-challenge)')

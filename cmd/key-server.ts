@@ -18,7 +18,7 @@ import { prepareRenewal } from './key-server/renewal.ts';
 import { stat } from 'node:fs/promises';
 import { backupName, pruneBackups } from '../lib/keyservice/backups.ts';
 import { loadPlatform } from './common/platform.ts';
-import { addExamples, choice, createProgram, intInRange, note, run, subcommand, warn, type JsonOption } from './common/cli.ts';
+import { addExamples, choice, createProgram, domainName, intInRange, note, run, subcommand, warn, type JsonOption } from './common/cli.ts';
 import { protectorFrom, storeOptions, type ProtectionOptions } from './common/protection.ts';
 import { parseHostPort, readCertificateFile } from './common/keys.ts';
 import { logLine, runUntilSignal } from './common/server.ts';
@@ -108,7 +108,7 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
       for (const r of opened) await r.close();
     }
   }))
-  .requiredOption('--domain <name>', 'the policy domain')
+  .requiredOption('--domain <name>', 'the policy domain', domainName)
   .requiredOption('--policy-cert <file>', 'the pinned policy certificate')
   .requiredOption('--data <dir>', 'directory of the key database (created if missing); with --backend postgres, of this replica\'s own files (audit log)')
   .option('--listen <host:port>', 'address to listen on (port 0 picks one)', '127.0.0.1:8120')
@@ -141,7 +141,7 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & { domain: string; polic
       await store.close();
     }
   }))
-  .requiredOption('--domain <name>', 'the policy domain')
+  .requiredOption('--domain <name>', 'the policy domain', domainName)
   .requiredOption('--policy-cert <file>', 'the pinned policy certificate')
   .requiredOption('--from <host:port>', 'a running replica of the same key-server')
   .option('--force', 'replace a different storage key this store holds (only if it sealed nothing)');

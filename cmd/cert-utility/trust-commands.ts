@@ -16,7 +16,7 @@ import { issueRoleCert } from '../../lib/keyservice/roles.ts';
 import { Cryptstore } from '../../cryptstore/index.ts';
 import { dirState } from '../../cryptstore/db.ts';
 import { storeFiles } from '../common/io.ts';
-import { collect, fileOut, intInRange, note, subcommand, warn, type JsonOption } from '../common/cli.ts';
+import { collect, domainName, fileOut, intInRange, note, subcommand, warn, type JsonOption } from '../common/cli.ts';
 import { protectorFrom, storeOptions, type ProtectionOptions } from '../common/protection.ts';
 import { loadPlatform } from '../common/platform.ts';
 import { KEY_FILE_LIMIT, measureFile, parseHostPort, publicKeyFrom, parseMeasurementHex, readCertificateFile, readMeasurementFile, readPrivateKeyFile, readPublicKeyFile } from '../common/keys.ts';
@@ -86,7 +86,7 @@ export function addTrustCommands(program: Command): void {
       const info = parseCertificate(cert);
       return { json: { keyOut: o.keyOut, certOut: o.certOut, subject: info.subject, fingerprintSha256: info.fingerprintSha256Hex }, text: [`policy key ${o.keyOut} (0600), policy certificate ${o.certOut}: ${info.subject}`] };
     })
-    .requiredOption('--domain <name>', 'the policy domain, e.g. datica')
+    .requiredOption('--domain <name>', 'the policy domain, e.g. datica', domainName)
     .requiredOption('--key-out <file>', 'where to write the policy private key (PEM, 0600)', fileOut)
     .requiredOption('--cert-out <file>', 'where to write the policy certificate (PEM)', fileOut)
     .addOption(new Option('--alg <alg>', 'key algorithm').choices(ALGS).default('p256'))
@@ -246,7 +246,7 @@ export function addTrustCommands(program: Command): void {
         if (failed && made) await unmake(o.store, keepDir).catch(() => warn(P, `could not remove the store ${o.store} this run made`));
       }
     }))
-    .requiredOption('--domain <name>', 'the policy domain')
+    .requiredOption('--domain <name>', 'the policy domain', domainName)
     .requiredOption('--policy-cert <file>', 'the pinned policy certificate')
     .requiredOption('--server <host:port>', 'the certificate authority (simpleserver)')
     .option('--force', 'certify again even if the store holds a valid certificate')

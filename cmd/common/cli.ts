@@ -5,6 +5,7 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { basename } from 'node:path';
 import { CertifierError, ExitStatus, exitStatusOf } from '../../lib/errors/index.ts';
+import { domainProblem } from '../../lib/pki/admission.ts';
 import { escapeInvisible, visibleJson } from '../../lib/wire/index.ts';
 
 /** What a command hands back to be rendered. */
@@ -150,6 +151,13 @@ export function parseVersion(value: string): number {
 
 /** A repeatable option's values, in order (commander's argParser with [] as the default). */
 export const collect = <T>(v: T, acc: T[]): T[] => [...acc, v];
+
+/** A --domain value: refused as a usage error (exit 2) where it cannot name a policy domain. */
+export function domainName(value: string): string {
+  const problem = domainProblem(value);
+  if (problem) throw new InvalidArgumentError(problem.replace(/^the domain must be /, 'expected '));
+  return value;
+}
 
 export function intInRange(min: number, max: number) {
   return (value: string): number => {

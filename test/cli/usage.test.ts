@@ -25,6 +25,20 @@ describe('usage mistakes across the programs (exit 2, before any work)', () => {
     }
   });
 
+  it('refuses a --domain that cannot name a policy domain in every program that takes one, before any file is read', async () => {
+    const runs: [string, string[]][] = [
+      ['cert-utility', ['generate-policy-key', '--domain', 'bad domain!', '--key-out', 'k.pem', '--cert-out', 'c.pem']],
+      ['cert-utility', ['init-trust', '--domain', '-x', '--policy-cert', 'none.pem', '--server', '127.0.0.1:1', '--store', 's', '--key-file', 'k']],
+      ['key-server', ['serve', '--domain', '', '--policy-cert', 'none.pem', '--data', 'd', '--store', 's', '--key-file', 'k']],
+      ['key-client', ['list', '--domain', 'a/b', '--server', '127.0.0.1:1', '--policy-cert', 'none.pem', '--store', 's', '--key-file', 'k']],
+    ];
+    for (const [program, args] of runs) {
+      const r = await run(program, args, { cwd: tmp.dir });
+      expect(r.status, `${program} ${args.join(' ')}`).to.equal(2);
+      expect(r.stderr).to.match(/option '--domain <name>' argument '.*' is invalid\. expected letters, digits/);
+    }
+  });
+
   it('refuses port 0 where a server is to be reached (it means "any port" only to listen)', async () => {
     const r = await run('key-client', ['list', '--server', '127.0.0.1:0', '--domain', 'd', '--policy-cert', 'none.pem', '--store', 's', '--key-file', 'k']);
     expect(r.status).to.equal(2);
