@@ -3,7 +3,7 @@
 import { expect } from 'chai';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { run, tempDir } from '../support/helpers.ts';
+import { run, tempDir, type Program } from '../support/helpers.ts';
 
 describe('usage mistakes across the programs (exit 2, before any work)', () => {
   let tmp: ReturnType<typeof tempDir>;
@@ -26,7 +26,7 @@ describe('usage mistakes across the programs (exit 2, before any work)', () => {
   });
 
   it('refuses a --domain that cannot name a policy domain in every program that takes one, before any file is read', async () => {
-    const runs: [string, string[]][] = [
+    const runs: [Program, string[]][] = [
       ['cert-utility', ['generate-policy-key', '--domain', 'bad domain!', '--key-out', 'k.pem', '--cert-out', 'c.pem']],
       ['cert-utility', ['init-trust', '--domain', '-x', '--policy-cert', 'none.pem', '--server', '127.0.0.1:1', '--store', 's', '--key-file', 'k']],
       ['key-server', ['serve', '--domain', '', '--policy-cert', 'none.pem', '--data', 'd', '--store', 's', '--key-file', 'k']],
