@@ -41,11 +41,65 @@ const toObjectOptions: protobuf.IConversionOptions = { longs: Number, defaults: 
  */
 export function decode<T>(name: MessageName, bytes: Uint8Array): T {
   const type = messageType(name);
+  let value: T;
   try {
-    return type.toObject(type.decode(bytes), toObjectOptions) as T;
+    value = type.toObject(type.decode(bytes), toObjectOptions) as T;
   } catch (cause) {
     throw new CertifierError('DECODE_FAILED', `not a valid ${name}${name.endsWith('message') ? '' : ' message'}`, { cause });
   }
+  const problem = outOfRange(type, bytes, 0);
+  if (problem) throw new CertifierError('DECODE_FAILED', `not a valid ${name}${name.endsWith('message') ? '' : ' message'}: ${problem}`, { cause: new RangeError(problem) });
+  return value;
+}
+
+/** What an integer field may hold: protobufjs keeps the low 32 bits of a longer int32 varint
+ * (2^32 + 1 would read as 1) and rounds a 64-bit one past 2^53; both are refused instead. */
+const RANGES: Record<string, [bigint, bigint]> = {
+  int32: [-(2n ** 31n), 2n ** 31n - 1n],
+  uint32: [0n, 2n ** 32n - 1n],
+  int64: [-(2n ** 53n - 1n), 2n ** 53n - 1n],
+  uint64: [0n, 2n ** 53n - 1n],
+};
+
+function readVarint(bytes: Uint8Array, at: number): [bigint, number] {
+  let v = 0n;
+  for (let shift = 0n, i = at; i < bytes.length && shift < 70n; i++, shift += 7n) {
+    v |= BigInt(bytes[i]! & 0x7f) << shift;
+    if (bytes[i]! < 0x80) return [v, i + 1];
+  }
+  return [-1n, bytes.length]; // not reached: protobufjs has decoded these bytes already
+}
+
+/**
+ * The first integer field in `bytes` (already decoded as `type`) whose value on the wire is
+ * out of its type's range, in this message or any nested one; undefined if none.
+ */
+function outOfRange(type: protobuf.Type, bytes: Uint8Array, depth: number): string | undefined {
+  const reader = protobuf.Reader.create(bytes);
+  while (reader.pos < reader.len) {
+    const tag = reader.uint32();
+    const field = type.fieldsById[tag >>> 3];
+    const wire = tag & 7;
+    const range = field && wire === 0 ? RANGES[field.type] : undefined;
+    if (range) {
+      const [raw, next] = readVarint(bytes, reader.pos);
+      reader.pos = next;
+      // A negative int32 or int64 travels as the 64-bit two's complement.
+      const value = (field!.type === 'int32' || field!.type === 'int64') && raw >= 2n ** 63n ? raw - 2n ** 64n : raw;
+      if (value < range[0] || value > range[1]) return `${field!.name} is ${value}, outside ${field!.type}`;
+      continue;
+    }
+    const nested = field && wire === 2 && field.resolvedType instanceof protobuf.Type && depth < 32 ? field.resolvedType : undefined;
+    if (nested) {
+      const length = reader.uint32();
+      const problem = outOfRange(nested, bytes.subarray(reader.pos, reader.pos + length), depth + 1);
+      if (problem) return `${field!.name}.${problem}`;
+      reader.pos += length;
+      continue;
+    }
+    reader.skipType(wire);
+  }
+  return undefined;
 }
 
 /** Encodes a plain object; a wrong field type is a programmer error (TypeError). */
