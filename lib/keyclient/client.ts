@@ -11,7 +11,7 @@ import { toPem, validateAdmission, type ValidatedPeer } from '../pki/index.ts';
 import { connect, DEFAULT_LIMITS, type ClientConnection, type Limits } from '../channel/index.ts';
 import { requireMachine, type MachineIdentity } from '../certifier/index.ts';
 import {
-  CHALLENGE_EXPORTER_LABEL, challengeMessage, encodeKeyRequest, parseKeyResponse, type Action, type KeyRequest, type KeyResponse,
+  CHALLENGE_EXPORTER_LABEL, CHALLENGES_PER_CONNECTION, challengeMessage, encodeKeyRequest, parseKeyResponse, type Action, type KeyRequest, type KeyResponse,
 } from '../keyservice/protocol.ts';
 
 export interface Credential {
@@ -50,6 +50,9 @@ function refusal(r: KeyResponse, action: Action, name: string): CertifierError {
 export class KeyClient {
   /** Requests sent on the current connection (a server answers DEFAULT_LIMITS.maxRequestsPerConnection on one). */
   private sent = 0;
+  /** Challenged requests under way, and those waiting for one of them to finish. */
+  private challenged = 0;
+  private readonly waiting: (() => void)[] = [];
   private constructor(
     private conn: ClientConnection<ValidatedPeer>, private readonly credential: Credential | undefined, private readonly options: KeyClientOptions,
   ) {}
@@ -126,8 +129,24 @@ export class KeyClient {
     return this.conn.close();
   }
 
-  /** One request; with a credential, first obtains a nonce and answers it (a nonce is good once). */
+  /**
+   * One request; with a credential, first obtains a nonce and answers it (a nonce is good once).
+   * Challenged requests go at most CHALLENGES_PER_CONNECTION at a time: the server keeps no more
+   * nonces per connection, so the 17th of a batch sent at once would void the first's nonce.
+   */
   private async call(req: Partial<KeyRequest> & { action: Action; name: string }): Promise<KeyResponse> {
+    if (!this.credential) return this.exchange(req);
+    while (this.challenged >= CHALLENGES_PER_CONNECTION) await new Promise<void>((resolve) => this.waiting.push(resolve));
+    this.challenged++;
+    try {
+      return await this.exchange(req);
+    } finally {
+      this.challenged--;
+      this.waiting.shift()?.();
+    }
+  }
+
+  private async exchange(req: Partial<KeyRequest> & { action: Action; name: string }): Promise<KeyResponse> {
     this.sent++;
     let r = parseKeyResponse(await this.conn.request(encodeKeyRequest({ ...req, ...(this.credential ? { credentials: this.credential.chain } : {}) })));
     if (r.status === 'auth-challenge' && this.credential) {

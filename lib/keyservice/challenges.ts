@@ -4,11 +4,10 @@
 // it came in (a view into a request frame of up to 1 MiB would keep the whole frame).
 
 import { bytesEqual, randomBytes, sha256, toHex } from '../crypto/index.ts';
-import { NONCE_BYTES } from './protocol.ts';
+import { CHALLENGES_PER_CONNECTION, NONCE_BYTES } from './protocol.ts';
 
 const TTL_MS = 60_000;
 const MAX_OUTSTANDING = 10_000;
-const MAX_PER_CONNECTION = 16;
 
 interface Pending {
   conn: string;
@@ -25,7 +24,7 @@ export class ChallengeBook {
     this.sweep(now);
     let mine = 0;
     for (const p of this.pending.values()) if (p.conn === conn) mine++;
-    if (mine >= MAX_PER_CONNECTION || this.pending.size >= MAX_OUTSTANDING) {
+    if (mine >= CHALLENGES_PER_CONNECTION || this.pending.size >= MAX_OUTSTANDING) {
       // Drop the oldest of this connection rather than refuse: a confused client cannot lock itself out.
       for (const [k, p] of this.pending) {
         if (p.conn === conn || this.pending.size >= MAX_OUTSTANDING) {

@@ -15,6 +15,9 @@ export type Action = (typeof ACTIONS)[number];
 export const MAX_VALUE_BYTES = 1024 * 1024 - 4096; // one frame, less room for the envelope
 export const MAX_CREDENTIAL_CERTS = 4;
 export const NONCE_BYTES = 32;
+/** Nonces a key-server keeps outstanding per connection (the oldest goes first); a client keeps
+ * at most this many challenged requests going on one connection. */
+export const CHALLENGES_PER_CONNECTION = 16;
 /** TLS exporter label for auth-challenge signatures (private use, RFC 5705, 4). */
 export const CHALLENGE_EXPORTER_LABEL = 'EXPERIMENTAL-certifier-keys/auth-challenge/v1';
 

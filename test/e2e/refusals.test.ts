@@ -246,6 +246,14 @@ describe('e2e: key-server refusals, each with its own code, while it keeps servi
       await stillServes();
     });
 
+    it('retrieves more names in one run with a role credential than the server keeps nonces for a connection (16)', async () => {
+      const names = Array.from({ length: 40 }, (_, i) => `role/many-${i}`);
+      await d.withClient(server, goodIdentity, (c) => Promise.all(names.map((n) => c.store(n, Buffer.from(n)))));
+      const r = expectSuccess(await d.kc(good, server, 'retrieve', [...names, '--credential-cert', role.cert, '--credential-key', role.key]));
+      expect(r.stderr).not.to.contain('NONCE_INVALID');
+      await stillServes();
+    });
+
     it('refuses an auth-challenge signed by a key that is not the credential\'s: CHALLENGE_FAILED, exit 4', async () => {
       expectSuccess(await d.kc(good, server, 'store', ['role/kept', '--in', '-'], Buffer.from('stays')));
       const r = await d.kc(good, server, 'delete', ['role/kept', '--credential-cert', role.cert, '--credential-key', role.wrongKey]);
