@@ -3,6 +3,7 @@
 
 import type { Command } from 'commander';
 import { Option } from 'commander';
+import { createPublicKey } from 'node:crypto';
 import { CertifierError } from '../lib/errors/index.ts';
 import { toHex } from '../lib/crypto/index.ts';
 import { ENTRY_TYPES, newNameProblem, shown, tagProblem, type EntryType } from '../lib/wire/index.ts';
@@ -13,6 +14,7 @@ import { KeyClient, fetchAll, keepAll, parseProvisionConfig, provision, type Sec
 import { DEFAULT_LIMITS } from '../lib/channel/index.ts';
 import { MAX_VALUE_BYTES } from '../lib/keyservice/protocol.ts';
 import { verifyRoleCredential } from '../lib/keyservice/roles.ts';
+import { sameKey } from '../lib/policy/index.ts';
 import { Cryptstore } from '../cryptstore/index.ts';
 import { addExamples, createProgram, domainName, parseVersion, run, subcommand, warn, type JsonOption, type Result } from './common/cli.ts';
 import { protectorFrom, storeOptions, type ProtectionOptions } from './common/protection.ts';
@@ -77,7 +79,11 @@ async function withClient<T>(o: ClientOpts, fn: (client: KeyClient, store: Crypt
     : undefined;
   // Checked here first, so an ended (or not yet valid) credential says so and when, rather than
   // the key-server's bare CREDENTIAL_INVALID.
-  if (credential) verifyRoleCredential(credential.chain, policyCert, new Date(), 'the role credential');
+  if (credential) {
+    const { peer } = verifyRoleCredential(credential.chain, policyCert, new Date(), 'role credential');
+    // A key that is not the certificate's would sign a challenge the server can only refuse.
+    if (!sameKey(peer.publicKey, createPublicKey(credential.key))) throw new CertifierError('INVALID_KEY', `${o.credentialKey} is not the key of ${o.credentialCert}`);
+  }
   const pins = o.serverMeasurement.map((m) => toHex(parseMeasurementHex(m)));
   if (pins.length === 0) warn(P, 'trusting any admitted machine of the domain as the key-server; pin it with --server-measurement');
   const store = await Cryptstore.open(o.store, await protectorFrom(P, o));

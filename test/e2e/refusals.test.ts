@@ -254,14 +254,35 @@ describe('e2e: key-server refusals, each with its own code, while it keeps servi
       await stillServes();
     });
 
-    it('refuses an auth-challenge signed by a key that is not the credential\'s: CHALLENGE_FAILED, exit 4', async () => {
+    it('refuses an auth-challenge signed by a key that is not the credential\'s: CHALLENGE_FAILED', async () => {
       expectSuccess(await d.kc(good, server, 'store', ['role/kept', '--in', '-'], Buffer.from('stays')));
-      const r = await d.kc(good, server, 'delete', ['role/kept', '--credential-cert', role.cert, '--credential-key', role.wrongKey]);
-      expectFailure(r, 4, 'CHALLENGE_FAILED');
-      await server.child.waitForLog(/ action=delete resource=role\/kept decision=deny code=CHALLENGE_FAILED/);
+      // key-client will not sign with a key that is not its credential's (below), so the wrong
+      // signature is sent by hand, as a faulty or hostile client would.
+      const wrongKey = await readPrivateKeyFile(role.wrongKey);
+      const from = server.child.mark();
+      const conn = await connect({ host: '127.0.0.1', port: server.port, tls: { key: goodIdentity.key, cert: toPem(goodIdentity.certificate), ca: toPem(d.policyCert) } });
+      try {
+        const ask = { action: 'delete' as const, name: 'role/kept', credentials: [role.der] };
+        const challenged = parseKeyResponse(await conn.request(encodeKeyRequest(ask)));
+        expect(challenged.status).to.equal('auth-challenge');
+        const signature = sign(wrongKey, challengeMessage(challenged.data!, conn.exportKeyingMaterial(CHALLENGE_EXPORTER_LABEL, 32)!));
+        const refused = parseKeyResponse(await conn.request(encodeKeyRequest({ ...ask, challengeNonce: challenged.data!, challengeSignature: signature })));
+        expect(refused).to.include({ status: 'failed', errorCode: 'CHALLENGE_FAILED' });
+      } finally {
+        await conn.close();
+      }
+      await server.child.waitForLog(/ action=delete resource=role\/kept decision=deny code=CHALLENGE_FAILED/, from);
       const kept = expectSuccess(await d.kc(good, server, 'retrieve', ['role/kept', '--out', '-']));
       expect(kept.out).to.equal('stays');
       await stillServes();
+    });
+
+    it('key-client refuses a credential key that is not the certificate\'s before connecting: INVALID_KEY, exit 1', async () => {
+      const from = server.child.mark();
+      const r = await d.kc(good, server, 'delete', ['role/kept', '--credential-cert', role.cert, '--credential-key', role.wrongKey]);
+      expectFailure(r, 1, 'INVALID_KEY');
+      expect(r.stderr).to.contain(`${role.wrongKey} is not the key of ${role.cert}`);
+      expect(server.child.stderr.slice(from)).not.to.contain('role/kept');
     });
 
     it('key-client checks its role credential\'s dates before connecting: an ended one is CERT_EXPIRED (exit 4) with its end, not a bare CREDENTIAL_INVALID', async () => {
