@@ -148,8 +148,9 @@ clientOptions(subcommand<ClientOpts & { version: number; out?: string; force?: b
 clientOptions(subcommand<ClientOpts & { version: number }>(program, 'delete', 'delete one version of NAME, or all of them (needs an ACL rule)',
   async (o, args) => {
     checkName(args[0]!);
-    const versions = await withClient(o, (c) => c.delete(args[0]!, o.version));
-    return { json: { name: args[0], deleted: versions }, text: [`deleted ${args[0]} version(s) ${versions.join(', ')}`] };
+    const { versions, count } = await withClient(o, (c) => c.delete(args[0]!, o.version));
+    const more = count > versions.length ? `, and ${count - versions.length} more (${count} in all)` : '';
+    return { json: { name: args[0], deleted: versions, count }, text: [`deleted ${args[0]} version(s) ${versions.join(', ')}${more}`] };
   }))
   .argument('<name>', 'resource name')
   .option('--version <n>', 'version to delete (0 = all)', parseVersion, 0);

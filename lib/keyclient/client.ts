@@ -102,9 +102,15 @@ export class KeyClient {
     return entry;
   }
 
-  async delete(name: string, version = 0): Promise<number[]> {
+  /**
+   * Deletes one version (or all, 0): the versions deleted as the server names them (at most its
+   * first 10,000) and how many there were.
+   */
+  async delete(name: string, version = 0): Promise<{ versions: number[]; count: number }> {
     const r = await this.call({ action: 'delete', name, version });
-    return (decode<KeyServiceList>('key_service_list', r.data ?? new Uint8Array()).resources ?? []).map((i) => i.version ?? 0);
+    const list = decode<KeyServiceList>('key_service_list', r.data ?? new Uint8Array());
+    const versions = (list.resources ?? []).map((i) => i.version ?? 0);
+    return { versions, count: Math.max(list.deleted ?? 0, versions.length) };
   }
 
   /**

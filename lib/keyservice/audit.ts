@@ -37,8 +37,12 @@ export interface AuditEntry {
   role?: string;
   action: string;
   resource?: string;
+  /** The version acted on; for a delete, the one asked for (0 = all); for a refusal, the one asked for. */
   version?: number;
-  decision: 'allow' | 'deny';
+  /** A delete's number of versions removed. */
+  deleted?: number;
+  /** challenge: an auth-challenge nonce was issued, and nothing else done. */
+  decision: 'allow' | 'deny' | 'challenge';
   /** The error code of a refusal. */
   code?: string;
 }
@@ -52,7 +56,7 @@ export interface AuditRecord extends AuditEntry {
 
 export type AuditVerification = { ok: true; lines: number } | { ok: false; line: number; problem: string };
 
-const FIELDS = ['seq', 'time', 'conn', 'peerSerial', 'measurement', 'role', 'action', 'resource', 'version', 'decision', 'code'] as const;
+const FIELDS = ['seq', 'time', 'conn', 'peerSerial', 'measurement', 'role', 'action', 'resource', 'version', 'deleted', 'decision', 'code'] as const;
 const OPTIONAL_TEXT = ['conn', 'peerSerial', 'measurement', 'role', 'resource', 'code'] as const;
 export const AUDIT_GENESIS = '0'.repeat(64);
 const MAX_FIELD = 4096;
@@ -94,8 +98,8 @@ function fieldProblem(r: Record<string, unknown>): string | undefined {
     return undefined;
   };
   return text('time', true) ?? text('action', true) ?? OPTIONAL_TEXT.map((k) => text(k, false)).find((p) => p !== undefined) ??
-    (r.version !== undefined && !(Number.isInteger(r.version) && (r.version as number) >= 0) ? 'version is not a non-negative integer' : undefined) ??
-    (r.decision !== 'allow' && r.decision !== 'deny' ? 'decision is not "allow" or "deny"' : undefined);
+    (['version', 'deleted'] as const).map((k) => (r[k] !== undefined && !(Number.isInteger(r[k]) && (r[k] as number) >= 0) ? `${k} is not a non-negative integer` : undefined)).find((p) => p !== undefined) ??
+    (r.decision !== 'allow' && r.decision !== 'deny' && r.decision !== 'challenge' ? 'decision is not "allow", "deny" or "challenge"' : undefined);
 }
 
 /** Checks one line against the chain so far; returns its hash, or the problem. */

@@ -14,7 +14,7 @@ import { ChallengeBook } from './challenges.ts';
 import { verifyRoleCredential } from './roles.ts';
 import type { ReplicaJoin } from './replica.ts';
 import {
-  CHALLENGE_EXPORTER_LABEL, challenge, challengeMessage, failed, parseKeyRequest, succeeded, type KeyRequest,
+  CHALLENGE_EXPORTER_LABEL, challenge, challengeMessage, describeRequest, failed, parseKeyRequest, succeeded, type KeyRequest,
 } from './protocol.ts';
 
 export interface KeyServiceConfig {
@@ -43,16 +43,26 @@ export interface Connection {
  * a longer listing comes in pages, each answer naming where the next one starts.
  */
 export const LIST_PAGE = 1000;
+/** The most deleted versions a delete's answer names (it always says how many there were). */
+export const DELETE_LISTED = 10_000;
 
 interface Executed {
   response: Uint8Array;
+  /** The version acted on; for a delete, the one asked for (0 = all). */
   version?: number;
+  /** delete: how many versions went. */
+  deleted?: number;
 }
 
 /**
  * The answer once its audit record is durable. If the record cannot be written the answer is
  * withheld and the refusal says why (the log is then broken and refuses every later decision).
  */
+/** The version a request names, for its audit record: any for a delete (0 = all), a given one for a retrieve. */
+function askedVersion(req: KeyRequest | undefined): number | undefined {
+  return req?.action === 'delete' || (req?.action === 'retrieve' && req.version) ? req.version : undefined;
+}
+
 function afterAudit(audited: Promise<unknown> | undefined, answer: Uint8Array, name: string): Uint8Array | LaterAnswer {
   if (!audited) return answer;
   return { later: audited.then(() => answer, (e: unknown) => failed(name, e instanceof CertifierError ? e.code : 'INTERNAL')) };
@@ -94,15 +104,16 @@ export class KeyService {
     let role: string | undefined;
     // The client gets only the code; the server's log line says why (the ACL rule missing, the
     // field, the credential's fault). The audit record keeps the code alone.
-    const record = (decision: 'allow' | 'deny' | 'challenge', code?: string, version?: number, why?: string) => {
+    // What a refused request asked for, when its bytes did not make a valid request.
+    let asked: { action?: string; name?: string } | undefined;
+    const record = (decision: 'allow' | 'deny' | 'challenge', o: { code?: string; version?: number; deleted?: number; why?: string } = {}) => {
       const entry = {
         conn: conn.id, peerSerial: peer?.serialHex, measurement: peer?.measurementHex, role,
-        action: req?.action ?? 'unknown', resource: req?.name, version, decision: decision === 'challenge' ? 'deny' as const : decision,
-        code: decision === 'challenge' ? 'AUTH_CHALLENGE' : code,
+        action: req?.action ?? asked?.action ?? 'unknown', resource: req?.name ?? asked?.name, version: o.version, deleted: o.deleted, decision, code: o.code,
       };
       if (this.config.log) {
         const line: Record<string, unknown> = { event: 'request', ...entry, remote: conn.remote, ms: Date.now() - started };
-        if (why) line.detail = why; // refusals only: no second spread on every served request
+        if (o.why) line.detail = o.why; // refusals only: no second spread on every served request
         this.config.log(line);
       }
       return this.config.audit?.append(entry);
@@ -111,24 +122,25 @@ export class KeyService {
       const code: ErrorCode = e instanceof CertifierError ? e.code : 'INTERNAL';
       if (code === 'INTERNAL') this.config.log?.({ event: 'internal-error', conn: conn.id, detail: (e as Error)?.message });
       const refusal = failed(req?.name ?? '', code);
-      const audited = record('deny', code, undefined, e instanceof CertifierError ? clipped(e.message) : undefined);
+      if (!req) asked = describeRequest(bytes);
+      const audited = record('deny', { code, version: askedVersion(req), ...(e instanceof CertifierError ? { why: clipped(e.message) } : {}) });
       // A refusal whose record could not be written says so (the log's failure), as an answer would.
       return audited ? { later: audited.then(() => refusal, (f: unknown) => failed(req?.name ?? '', f instanceof CertifierError ? f.code : 'INTERNAL')) } : refusal;
     };
-    const allow = ({ response, version }: Executed): Uint8Array | LaterAnswer => afterAudit(record('allow', undefined, version), response, req!.name);
+    const allow = ({ response, version, deleted }: Executed): Uint8Array | LaterAnswer => afterAudit(record('allow', { version, deleted }), response, req!.name);
     try {
       if (!peer) throw new CertifierError('UNTRUSTED_PEER', 'no verified client certificate');
       // Checked at the handshake, and again for every request: a connection may outlive the
       // certificate it was opened with, but what it asks after that end is refused.
       const end = peer.validUntil ?? peer.notAfter; // the leaf's end, or the policy certificate's if sooner
-      if (this.now() > end) throw new CertifierError('CERT_EXPIRED', `the client's certificate (or the policy certificate above it) ended at ${end.toISOString()}, after this connection was opened`);
       req = parseKeyRequest(bytes);
+      if (this.now() > end) throw new CertifierError('CERT_EXPIRED', `the client's certificate (or the policy certificate above it) ended at ${end.toISOString()}, after this connection was opened`);
       if (req.credentials) {
         const cred = verifyRoleCredential(req.credentials, this.config.policyCert, this.now());
         const leaf = req.credentials[0]!;
         if (!req.challengeNonce) {
           const nonce = this.challenges.issue(conn.id, leaf);
-          return afterAudit(record('challenge'), challenge(req.name, nonce), req.name);
+          return afterAudit(record('challenge', { version: askedVersion(req) }), challenge(req.name, nonce), req.name);
         }
         if (!this.challenges.redeem(req.challengeNonce, conn.id, leaf)) {
           throw new CertifierError('NONCE_INVALID', 'the challenge nonce is unknown, used already, expired, or was issued for another connection or credential');
@@ -147,7 +159,7 @@ export class KeyService {
       // Nothing is released or carried out that the audit log could no longer record.
       this.config.audit?.checkUsable();
       const joined = this.config.replicaJoin?.answer(req, peer, role);
-      if (joined) return afterAudit(record('allow', undefined, joined.version), joined.response, req.name);
+      if (joined) return afterAudit(record('allow', { version: joined.version }), joined.response, req.name);
       // A list prefix is not a name: its reserved names are left out of the answer instead.
       if (req.action !== 'list') this.checkReserved(req.name);
       const verdict = decide(this.config.acl, { action: req.action, resource: req.name }, { measurementHex: peer.measurementHex, serialHex: peer.serialHex, roles: role ? [role] : [] });
@@ -218,7 +230,11 @@ export class KeyService {
       case 'delete': {
         const versions = await ks.delete(req.name, req.version);
         if (versions.length === 0) throw new CertifierError('NOT_FOUND', `no ${req.version ? `version ${req.version} of ` : ''}"${req.name}"`);
-        return { response: succeeded(req.name, { version: versions.length === 1 ? versions[0]! : 0, data: encode('key_service_list', { resources: versions.map((v) => ({ resourceName: req.name, version: v })) }) }) };
+        // The versions named, by number only (the name is the answer's), at most DELETE_LISTED of
+        // them, and how many there were: any answer fits in a frame, however many were deleted.
+        const resources = versions.slice(0, DELETE_LISTED).map((v) => ({ version: v }));
+        const data = encode('key_service_list', { resources, deleted: versions.length });
+        return { response: succeeded(req.name, { version: versions.length === 1 ? versions[0]! : 0, data }), version: req.version, deleted: versions.length };
       }
       case 'list': {
         // One more than a page tells whether another page follows, without a second query.

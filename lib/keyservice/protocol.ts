@@ -57,6 +57,15 @@ export function parseKeyRequest(bytes: Uint8Array): KeyRequest {
     const p = action === 'list' ? tagProblem(m.listAfter) : 'is only for list';
     if (p) c.add(`list_after ${p}`);
   }
+  // A field that does not apply is refused rather than dropped: a delete "only if the latest is
+  // N" would otherwise delete unconditionally, and a store "as version 2" make version 3.
+  if (action === 'store' && m.version) c.add('version is not for store (a store makes the next version; expected_version makes it conditional)');
+  if (action === 'list' && m.version) c.add('version is not for list');
+  if (action !== 'store') {
+    for (const [field, given] of [['expected_version', m.expectedVersion], ['data', m.data], ['exportable', m.exportable]] as const) {
+      if (given !== undefined) c.add(`${field} is only for store`);
+    }
+  }
   let credentials: Uint8Array[] | undefined;
   if (m.serializedCredentials?.length) {
     try {
@@ -80,6 +89,21 @@ export function parseKeyRequest(bytes: Uint8Array): KeyRequest {
     ...(m.challengeNonce ? { challengeNonce: m.challengeNonce, challengeSignature: m.challengeSignature } : {}),
     ...(m.listAfter !== undefined ? { listAfter: m.listAfter } : {}),
   };
+}
+
+/**
+ * For the audit record of a request refused as malformed: its action and name where those alone
+ * are valid; never throws.
+ */
+export function describeRequest(bytes: Uint8Array): { action?: Action; name?: string } {
+  try {
+    const m = decode<KeyServiceRequest>('key_service_message_request', bytes);
+    const action = (ACTIONS as readonly string[]).includes(m.requestType ?? '') ? m.requestType as Action : undefined;
+    const name = m.resourceName !== undefined && tagProblem(m.resourceName) === undefined ? m.resourceName : undefined;
+    return { ...(action ? { action } : {}), ...(name !== undefined ? { name } : {}) };
+  } catch {
+    return {};
+  }
 }
 
 export function encodeKeyRequest(r: Partial<KeyRequest> & { action: Action; name: string }): Uint8Array {

@@ -69,4 +69,4 @@ export interface CertChain { certCerts?: Uint8Array[] }
 export interface KeyServiceResourceInfo {
   resourceName?: string; version?: number; valueType?: string; timeEntered?: string; exportable?: boolean; size?: number;
 }
-export interface KeyServiceList { resources?: KeyServiceResourceInfo[]; nextAfter?: string }
+export interface KeyServiceList { resources?: KeyServiceResourceInfo[]; nextAfter?: string; deleted?: number }

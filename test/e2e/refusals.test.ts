@@ -271,7 +271,7 @@ describe('e2e: key-server refusals, each with its own code, while it keeps servi
       } finally {
         await conn.close();
       }
-      await server.child.waitForLog(/ action=delete resource=role\/kept decision=deny code=CHALLENGE_FAILED/, from);
+      await server.child.waitForLog(/ action=delete resource=role\/kept version=0 decision=deny code=CHALLENGE_FAILED/, from);
       const kept = expectSuccess(await d.kc(good, server, 'retrieve', ['role/kept', '--out', '-']));
       expect(kept.out).to.equal('stays');
       await stillServes();

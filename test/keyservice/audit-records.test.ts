@@ -1,0 +1,110 @@
+// What the key service's audit records say about each request: a delete names the version asked
+// for (0 = all) and how many went, a refusal the version asked for, a malformed request its
+// action and name where those are valid; and a field that does not apply to a request is refused.
+
+import { expect } from 'chai';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { randomBytes } from '../../lib/crypto/index.ts';
+import { decode, encode, type KeyServiceList } from '../../lib/wire/index.ts';
+import type { LaterAnswer } from '../../lib/channel/index.ts';
+import type { ValidatedPeer } from '../../lib/pki/index.ts';
+import { parseAcl } from '../../lib/keyservice/acl.ts';
+import { AuditLog, verifyAudit } from '../../lib/keyservice/audit.ts';
+import { KeyService, type Connection } from '../../lib/keyservice/handlers.ts';
+import { KeyStore } from '../../lib/keyservice/keystore.ts';
+import { LevelBackend } from '../../lib/keyservice/level-backend.ts';
+import { encodeKeyRequest, parseKeyResponse } from '../../lib/keyservice/protocol.ts';
+import { tempDir } from '../support/helpers.ts';
+
+describe('key service: audit records and fields that do not apply', () => {
+  let tmp: ReturnType<typeof tempDir>;
+  let backend: LevelBackend;
+  let audit: AuditLog;
+  let service: KeyService;
+  const M = 'bb'.repeat(32);
+  const acl = parseAcl(JSON.stringify({ version: 1, rules: [{ resources: ['**'], actions: ['store', 'retrieve', 'delete', 'list'], measurements: [M] }] }));
+  const conn: Connection = {
+    id: 'c1', remote: '127.0.0.1:1', peer: { measurementHex: M, serialHex: '2f', notAfter: new Date(Date.now() + 3_600_000) } as ValidatedPeer, exportKeyingMaterial: () => undefined,
+  };
+  const send = async (bytes: Uint8Array) => {
+    const staged: Uint8Array | LaterAnswer = await service.handleStaged(bytes, conn);
+    return { bytes: staged instanceof Uint8Array ? staged : await staged.later };
+  };
+  const ask = async (r: Parameters<typeof encodeKeyRequest>[0]) => parseKeyResponse((await send(encodeKeyRequest(r))).bytes);
+  const records = () => readFileSync(join(tmp.dir, 'audit.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  const last = () => {
+    const r = records().at(-1)!;
+    return { action: r.action, resource: r.resource, version: r.version, deleted: r.deleted, decision: r.decision, code: r.code };
+  };
+
+  beforeEach(async () => {
+    tmp = tempDir('keyservice-audit-');
+    backend = await LevelBackend.open(join(tmp.dir, 'data'));
+    audit = await AuditLog.open(join(tmp.dir, 'audit.jsonl'));
+    service = new KeyService({ keystore: new KeyStore(backend, randomBytes(32)), policyCert: new Uint8Array(), acl, audit, reserved: { names: [], prefixes: [] } });
+  });
+  afterEach(async () => {
+    await audit.close();
+    await backend.close();
+    tmp.cleanup();
+  });
+
+  it('records the version a delete asked for (0 = all) and how many versions went', async () => {
+    for (let i = 0; i < 3; i++) await ask({ action: 'store', name: 'd', data: new Uint8Array([i + 1]) });
+    const one = await ask({ action: 'delete', name: 'd', version: 2 });
+    expect(decode<KeyServiceList>('key_service_list', one.data!)).to.deep.equal({ resources: [{ version: 2 }], deleted: 1 });
+    expect(last()).to.deep.equal({ action: 'delete', resource: 'd', version: 2, deleted: 1, decision: 'allow', code: undefined });
+    const all = await ask({ action: 'delete', name: 'd', version: 0 });
+    expect(decode<KeyServiceList>('key_service_list', all.data!)).to.deep.equal({ resources: [{ version: 1 }, { version: 3 }], deleted: 2 });
+    expect(last()).to.deep.equal({ action: 'delete', resource: 'd', version: 0, deleted: 2, decision: 'allow', code: undefined });
+    const none = await ask({ action: 'delete', name: 'd', version: 0 });
+    expect(none.errorCode).to.equal('NOT_FOUND');
+    expect(last()).to.deep.equal({ action: 'delete', resource: 'd', version: 0, deleted: undefined, decision: 'deny', code: 'NOT_FOUND' });
+    expect(await verifyAudit(join(tmp.dir, 'audit.jsonl'))).to.deep.equal({ ok: true, lines: 6 });
+  });
+
+  it('records the version a refused retrieve asked for, and the action and name of a request refused as malformed', async () => {
+    await ask({ action: 'store', name: 'r', data: new Uint8Array([1]) });
+    expect((await ask({ action: 'retrieve', name: 'r', version: 5 })).errorCode).to.equal('NOT_FOUND');
+    expect(last()).to.include({ action: 'retrieve', resource: 'r', version: 5, decision: 'deny', code: 'NOT_FOUND' });
+    // A store "as version 2" is malformed (a store makes the next version), yet its record says what it was.
+    const asVersion = encode('key_service_message_request', { resourceName: 'r', requestType: 'store', version: 2, data: new Uint8Array([2]) });
+    expect(parseKeyResponse((await send(asVersion)).bytes).errorCode).to.equal('BAD_FIELD');
+    expect(last()).to.include({ action: 'store', resource: 'r', decision: 'deny', code: 'BAD_FIELD' });
+    const garbage = new Uint8Array([0x12, 0x03, 0x62, 0x61, 0x64]); // request_type "bad"
+    expect(parseKeyResponse((await send(garbage)).bytes).errorCode).to.equal('BAD_FIELD');
+    expect(last()).to.include({ action: 'unknown', decision: 'deny', code: 'BAD_FIELD' });
+  });
+
+  it('refuses fields that do not apply to the request rather than dropping them (BAD_FIELD), and carries out nothing', async () => {
+    await ask({ action: 'store', name: 'f', data: new Uint8Array([1]) });
+    await ask({ action: 'store', name: 'f', data: new Uint8Array([2]) });
+    const cases: [string, Record<string, unknown>][] = [
+      ['delete with expected_version', { requestType: 'delete', expectedVersion: 99 }],
+      ['delete with data', { requestType: 'delete', data: new Uint8Array([1]) }],
+      ['retrieve with exportable', { requestType: 'retrieve', exportable: false }],
+      ['list with version', { requestType: 'list', version: 1 }],
+      ['store with version', { requestType: 'store', version: 1, data: new Uint8Array([3]) }],
+    ];
+    for (const [what, fields] of cases) {
+      const r = parseKeyResponse((await send(encode('key_service_message_request', { resourceName: 'f', ...fields }))).bytes);
+      expect(r.errorCode, what).to.equal('BAD_FIELD');
+    }
+    const listed = decode<KeyServiceList>('key_service_list', (await ask({ action: 'list', name: 'f' })).data!);
+    expect(listed.resources!.map((i) => i.version)).to.deep.equal([2]);
+    expect((await ask({ action: 'retrieve', name: 'f', version: 1 })).status, 'the delete with expected_version deleted nothing').to.equal('succeeded');
+  });
+
+  it('answers a delete of every version of a long name in a small frame (each version named by its number alone)', async function () {
+    this.timeout(120_000);
+    const name = '€'.repeat(256); // 768 bytes: repeated per version, 1,400 versions passed the 1 MiB frame
+    for (let i = 0; i < 1500; i++) await ask({ action: 'store', name, data: new Uint8Array([1]) });
+    const { bytes } = await send(encodeKeyRequest({ action: 'delete', name, version: 0 }));
+    expect(bytes.length).to.be.below(16 * 1024);
+    const list = decode<KeyServiceList>('key_service_list', parseKeyResponse(bytes).data!);
+    expect(list.deleted).to.equal(1500);
+    expect(list.resources!.map((i) => i.version)).to.deep.equal(Array.from({ length: 1500 }, (_, i) => i + 1));
+    expect(last()).to.include({ action: 'delete', version: 0, deleted: 1500, decision: 'allow' });
+  });
+});
