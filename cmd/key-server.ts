@@ -95,7 +95,7 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
         ? async () => {
           const r = await level.backupTo(join(backupDir, backupName(new Date())));
           // Only after the new one is whole: a failed backup never costs an older one.
-          const pruned = o.backupKeep ? await pruneBackups(backupDir, o.backupKeep, o.data) : [];
+          const pruned = o.backupKeep ? await pruneBackups(backupDir, o.backupKeep, o.data, r.path) : [];
           return { path: r.path, records: r.records, ...(pruned.length ? { pruned: pruned.join(',') } : {}) };
         }
         : undefined;

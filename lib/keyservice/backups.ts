@@ -3,7 +3,7 @@
 // away the partial copy a process that died while writing one left behind.
 
 import { promises as fs } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { CertifierError } from '../errors/index.ts';
 
 /** The name of a backup made at `at`: keys-2026-12-05T11-30-00-000Z, which sorts by time. */
@@ -27,14 +27,18 @@ function alive(pid: number): boolean {
  * Removes all but the newest `keep` backups in `dir`, and partial copies whose writer is gone.
  * Returns the names removed. Nothing else in `dir` is touched, and never `live` (the data
  * directory being served, which may be a backup put back in place): it neither counts nor goes.
+ * `written`, the backup just made, is the newest whatever its name: backups are named by the
+ * clock, and one made while the clock was ahead would otherwise outrank it and have it removed.
  */
-export async function pruneBackups(dir: string, keep: number, live?: string): Promise<string[]> {
+export async function pruneBackups(dir: string, keep: number, live?: string, written?: string): Promise<string[]> {
   if (!Number.isInteger(keep) || keep < 1) throw new CertifierError('INVALID_INPUT', `keep at least one backup, not ${keep}`);
   const names = await fs.readdir(dir);
   const serving = live === undefined ? undefined : await fs.realpath(live).catch(() => resolve(live));
   const isLive = async (n: string) => serving !== undefined && (await fs.realpath(join(dir, n)).catch(() => join(dir, n))) === serving;
   const whole: string[] = [];
-  for (const n of names.filter((x) => BACKUP.test(x)).sort()) if (!(await isLive(n))) whole.push(n);
+  const newest = written === undefined ? undefined : basename(written);
+  for (const n of names.filter((x) => BACKUP.test(x)).sort()) if (n !== newest && !(await isLive(n))) whole.push(n);
+  if (newest !== undefined && names.includes(newest)) whole.push(newest);
   const stale = names.filter((n) => {
     const m = PARTIAL.exec(n);
     return m !== null && Number(m[1]) !== process.pid && !alive(Number(m[1]));

@@ -35,6 +35,15 @@ describe('key-server backups: pruning', () => {
     expect(readdirSync(tmp.dir).sort()).to.deep.equal([names[0], names[2]]);
   });
 
+  it('never removes the backup just written, though one made while the clock was ahead is named after it', async () => {
+    const ahead = backupName(new Date(Date.UTC(2026, 11, 9, 3))); // written with the clock a few days ahead
+    const older = backupName(new Date(Date.UTC(2026, 11, 1, 3)));
+    const written = backupName(new Date(Date.UTC(2026, 11, 5, 3)));
+    for (const n of [ahead, older, written]) mkdirSync(join(tmp.dir, n));
+    expect(await pruneBackups(tmp.dir, 1, undefined, join(tmp.dir, written))).to.deep.equal([older, ahead]);
+    expect(readdirSync(tmp.dir)).to.deep.equal([written]);
+  });
+
   it('names backups so that they sort by time', () => {
     const a = backupName(new Date('2026-12-05T09:59:59.999Z'));
     const b = backupName(new Date('2026-12-05T10:00:00.000Z'));
