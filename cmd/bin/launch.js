@@ -24,6 +24,14 @@ const FORMAT = 3;
 
 /** Runs cmd/PROGRAM.ts, from its bundle when one is (or can be made) current. */
 export async function launch(program) {
+  // A server's SIGHUP means "reload", never "stop": one arriving while it starts (systemd's
+  // ExecReload right after a start) is kept here for the server to act on once it serves
+  // (cmd/common/server.ts), instead of killing it silently.
+  if (program === 'key-server' || program === 'simpleserver') {
+    const early = { count: 0, listener: () => void early.count++ };
+    globalThis[Symbol.for('certifier.earlyHangups')] = early;
+    process.on('SIGHUP', early.listener);
+  }
   await launchSource(join('cmd', `${program}.ts`), OUT);
 }
 

@@ -66,6 +66,13 @@ export async function runUntilSignal(program: string, server: ChannelServer, jso
   const onUser1 = onSignal('backup', o.backup, 'backup-written', 'nothing to back up (key-server --backup-dir)');
   process.on('SIGHUP', onHangup);
   process.on('SIGUSR1', onUser1);
+  // A SIGHUP that came while the server started (kept by cmd/bin/launch.js): its files may have
+  // changed after they were read, so it is acted on now, once.
+  const early = (globalThis as Record<symbol, { count: number; listener: () => void } | undefined>)[Symbol.for('certifier.earlyHangups')];
+  if (early) {
+    process.off('SIGHUP', early.listener);
+    if (early.count > 0) onHangup();
+  }
   const signalled = new Promise<NodeJS.Signals>((resolve) => {
     process.once('SIGINT', () => resolve('SIGINT'));
     process.once('SIGTERM', () => resolve('SIGTERM'));

@@ -79,9 +79,10 @@ export class Child {
 process.once('exit', () => Child.killAll());
 
 /** Starts a server program and resolves with the port from its "listening HOST:PORT" line. */
-export function startServer(program: Program, args: string[]): Promise<{ child: Child; port: number }> {
+export function startServer(program: Program, args: string[], onSpawn?: (child: Child) => void): Promise<{ child: Child; port: number }> {
   const proc = spawn(process.execPath, [join(ROOT, 'cmd', 'bin', `${program}.js`), ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: serverEnv() });
   const child = new Child(program, proc);
+  onSpawn?.(child);
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       void child.stop('SIGKILL');

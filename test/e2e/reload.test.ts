@@ -3,7 +3,7 @@
 // a key-server without an ACL says there is nothing to reload. No server stops on SIGHUP.
 
 import { expect } from 'chai';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { run } from '../support/helpers.ts';
 import { makePolicy as makeSignedPolicy } from '../../lib/policy/index.ts';
@@ -47,6 +47,33 @@ describe('e2e: SIGHUP reloads, and never stops a server', function () {
       expect(server.child.running).to.equal(true);
     } finally {
       await server.child.stop();
+    }
+  });
+
+  it('key-server: a SIGHUP while it starts neither stops it nor is lost: the ACL is read again once it serves', async () => {
+    const aclFile = d.path('early-acl.json');
+    writeFileSync(aclFile, JSON.stringify(aclFor('client-alice')));
+    let sent = false;
+    const { child } = await startServer('key-server', [
+      'serve', '--domain', d.name, '--policy-cert', d.policyCertFile, '--data', d.path('early-data'), '--listen', '127.0.0.1:0', '--acl', aclFile, ...ks.storeArgs,
+    ], (c) => {
+      // Sent as soon as the process catches SIGHUP (bit 0 of SigCgt), before it listens.
+      const poll = setInterval(() => {
+        if (!c.running || / listening /.test(c.stderr)) return clearInterval(poll);
+        const caught = /^SigCgt:\s*([0-9a-f]+)$/m.exec(readFileSync(`/proc/${c.pid}/status`, 'utf8'))?.[1];
+        if (caught && (BigInt(`0x${caught}`) & 1n) === 1n) {
+          clearInterval(poll);
+          process.kill(c.pid, 'SIGHUP');
+          sent = true;
+        }
+      }, 2);
+    });
+    try {
+      expect(sent, 'the SIGHUP went before the server listened').to.equal(true);
+      expect(await child.waitForLog(/ reloaded .*$/m)).to.contain(`acl=${aclFile} rules=1`);
+      expect(child.running).to.equal(true);
+    } finally {
+      expect(await child.stop()).to.deep.equal({ code: 0, signal: null });
     }
   });
 
