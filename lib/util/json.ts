@@ -1,5 +1,7 @@
 // JSON text from files an operator names (ACLs, provisioning configs). A wrong file given by
 // mistake may be a secret: a parse error says where, never what (Node's message quotes the text).
+// A key given twice in one object is refused: JSON.parse keeps the last, so a rule a reviewer
+// reads as naming one measurement could grant another.
 
 import { CertifierError } from '../errors/index.ts';
 
@@ -7,8 +9,9 @@ import { CertifierError } from '../errors/index.ts';
 export function parseJsonText(text: string, what: string): unknown {
   // A byte-order mark, as some editors save UTF-8, is not part of the text.
   if (text.startsWith('\ufeff')) text = text.slice(1);
+  let value: unknown;
   try {
-    return JSON.parse(text);
+    value = JSON.parse(text);
   } catch (e) {
     const m = /position (\d+)/.exec((e as Error).message);
     let where = '';
@@ -19,4 +22,45 @@ export function parseJsonText(text: string, what: string): unknown {
     }
     throw new CertifierError('INVALID_INPUT', `${what} is not JSON${where}`, { details: { problems: ['not JSON'] } });
   }
+  const twice = repeatedKey(text);
+  if (twice) {
+    const line = text.slice(0, twice.at).split('\n').length;
+    // Named only if it looks like a field name: a file given by mistake may hold secrets.
+    const key = /^[A-Za-z0-9_.-]{1,64}$/.test(twice.key) ? `the key "${twice.key}"` : 'a key';
+    throw new CertifierError('INVALID_INPUT', `${what} gives ${key} twice in one object (line ${line}): JSON keeps only the last`, { details: { problems: ['repeated key'] } });
+  }
+  return value;
+}
+
+/**
+ * The first key that appears twice in one object of `text` (valid JSON), compared after
+ * unescaping, with where it is; undefined if none.
+ */
+function repeatedKey(text: string): { key: string; at: number } | undefined {
+  const open: (Set<string> | undefined)[] = []; // an object's keys so far; undefined for an array
+  let keyNext = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === '"') {
+      const start = i;
+      for (i++; text[i] !== '"'; i++) if (text[i] === '\\') i++;
+      const keys = open.at(-1);
+      if (keys && keyNext) {
+        const key = JSON.parse(text.slice(start, i + 1)) as string;
+        if (keys.has(key)) return { key, at: start };
+        keys.add(key);
+        keyNext = false;
+      }
+    } else if (c === '{') {
+      open.push(new Set());
+      keyNext = true;
+    } else if (c === '[') {
+      open.push(undefined);
+    } else if (c === '}' || c === ']') {
+      open.pop();
+    } else if (c === ',') {
+      keyNext = open.at(-1) !== undefined;
+    }
+  }
+  return undefined;
 }

@@ -22,4 +22,22 @@ describe('parseJsonText', () => {
       expect((e as Error).message).not.to.contain('hunter2');
     }
   });
+
+  it('refuses a key given twice in one object (JSON.parse keeps the last, which a reader may not see), escapes and nesting included', () => {
+    const refused = (text: string) => {
+      try {
+        parseJsonText(text, 'the ACL');
+      } catch (e) {
+        expect((e as CertifierError).code).to.equal('INVALID_INPUT');
+        return (e as Error).message;
+      }
+      return undefined;
+    };
+    expect(refused('{"rules": [{"measurements": ["aa"],\n "comment": "x", "measurements": ["bb"]}]}')).to.equal(
+      'the ACL gives the key "measurements" twice in one object (line 2): JSON keeps only the last');
+    expect(refused('{"a": 1, "\\u0061": 2}')).to.match(/gives the key "a" twice/);
+    expect(refused('{"k\\"\\u0000": 1, "k\\"\\u0000": 2}')).to.match(/^the ACL gives a key twice in one object/);
+    // The same key in different objects, in strings and as values, is no repeat.
+    expect(refused('{"a": {"a": "a"}, "b": [{"a": 1}, {"a": 2}], "c": "\\"a\\": 1, \\"a\\": 2", "d": ["a", "a"]}')).to.equal(undefined);
+  });
 });
