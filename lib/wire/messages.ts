@@ -45,7 +45,9 @@ export function newNameProblem(tag: string): string | undefined {
   // eslint-disable-next-line no-control-regex
   // Default-ignorable code points render as nothing (zero-width spaces and joiners, soft hyphens,
   // variation selectors, the bidirectional controls); C1 controls may start terminal sequences.
-  return tagProblem(tag) ?? (/[\u0080-\u009f\p{Zl}\p{Zp}\p{Default_Ignorable_Code_Point}]/u.test(tag) ? 'contains a C1 control or an invisible character, such as a zero-width or bidirectional mark (it would display as another name)' : undefined);
+  return tagProblem(tag) ?? (/[\u0080-\u009f\p{Zl}\p{Zp}\p{Default_Ignorable_Code_Point}]/u.test(tag) ? 'contains a C1 control or an invisible character, such as a zero-width or bidirectional mark (it would display as another name)' : undefined)
+    // "café" as e + a combining accent displays as the precomposed "café", another name.
+    ?? (tag.normalize('NFC') !== tag ? 'is not in Unicode normalization form C (a letter written as a base and a combining mark displays as another name that is one code point): write it composed' : undefined);
 }
 
 export interface ValidEntry {

@@ -222,6 +222,14 @@ describe('wire: tag and resource names', () => {
     expect(newNameProblem('vhd/disk-1 café ✓')).to.equal(undefined);
   });
 
+  it('refuses a new name not in Unicode form C (e + a combining accent shows as the one-letter é), and still reads an old one', () => {
+    for (const decomposed of ['vhd/cafe\u0301', 'A\u030a-key', '\u1100\u1161']) {
+      expect(newNameProblem(decomposed), JSON.stringify(decomposed)).to.contain('normalization form C');
+      expect(tagProblem(decomposed)).to.equal(undefined);
+      expect(newNameProblem(decomposed.normalize('NFC'))).to.equal(undefined);
+    }
+  });
+
   it('refuses such a name in a store request, and still takes it in a retrieve (a name made before the rule)', () => {
     const request = (action: 'store' | 'retrieve') => encode('key_service_message_request', { requestType: action, resourceName: 'db-key\u200b', ...(action === 'store' ? { data: new Uint8Array([1]) } : {}) });
     expect(() => parseKeyRequest(request('store'))).to.throw(/invisible character/);
