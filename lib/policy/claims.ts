@@ -84,8 +84,15 @@ export function verifySignedClaim(sc: SignedClaimMessage, code: ErrorCode, what 
     throw bad('the signed bytes are not a claim', cause);
   }
   if (claim.claimFormat !== 'vse-clause') throw bad(`unsupported claim format "${claim.claimFormat}"`);
-  const notBefore = parseCertifierTime(claim.notBefore, `${what} not_before`);
-  const notAfter = parseCertifierTime(claim.notAfter, `${what} not_after`);
+  let notBefore: Date;
+  let notAfter: Date;
+  try {
+    notBefore = parseCertifierTime(claim.notBefore, 'not_before');
+    notAfter = parseCertifierTime(claim.notAfter, 'not_after');
+  } catch (cause) {
+    throw bad((cause as Error).message, cause); // signed, so the claim's fault: its code, not BAD_FIELD
+  }
+  if (notBefore.getTime() > notAfter.getTime()) throw bad(`not_before ${claim.notBefore} is after not_after ${claim.notAfter}: the claim is never in force`);
   if (clause.verb === 'says') {
     const speaker = entityKey(clause.subject);
     if (!speaker || !sameKey(speaker, signer)) throw bad('a "says" claim must be signed by the key that says it');

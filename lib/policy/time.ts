@@ -20,7 +20,7 @@ export function parseCertifierTime(s: string, what = 'time'): Date {
   const ms = Number((m[7] ?? '0').padEnd(3, '0').slice(0, 3));
   const t = Date.UTC(y, mo - 1, d, h, mi, sec, ms);
   const back = new Date(t);
-  if (back.getUTCFullYear() !== y || back.getUTCMonth() !== mo - 1 || back.getUTCDate() !== d || h > 23 || mi > 59 || sec > 60) {
+  if (back.getUTCFullYear() !== y || back.getUTCMonth() !== mo - 1 || back.getUTCDate() !== d || h > 23 || mi > 59 || sec > 59) {
     throw new CertifierError('BAD_FIELD', `${what} "${s}" is not a valid date`);
   }
   return back;

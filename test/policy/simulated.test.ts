@@ -4,9 +4,9 @@
 import { expect } from 'chai';
 import { join } from 'node:path';
 import { CertifierError } from '../../lib/errors/index.ts';
-import { generateKeyPair, randomBytes, sha256, toKeyMessage, publicKeyOf, utf8 } from '../../lib/crypto/index.ts';
+import { generateKeyPair, randomBytes, sha256, sign, signatureAlgFor, toKeyMessage, publicKeyOf, utf8 } from '../../lib/crypto/index.ts';
 import { decode, encode, parseTrustRequest, type EvidencePackage, type SignedReport } from '../../lib/wire/index.ts';
-import { evaluate, formatCertifierTime, keyEntity, loadPolicy, makePolicy, saysClause, signClaim, simpleClause, type Decision } from '../../lib/policy/index.ts';
+import { evaluate, formatCertifierTime, keyEntity, loadPolicy, makePolicy, saysClause, signClaim, simpleClause, verifySignedClaim, type Decision } from '../../lib/policy/index.ts';
 import { generateSimulatedPlatform, SimulatedEnclave, verifyEvidence } from '../../lib/attest/index.ts';
 import { Cryptstore } from '../../cryptstore/index.ts';
 import { tempDir } from '../support/helpers.ts';
@@ -133,6 +133,40 @@ describe('simulated platform and policy engine', () => {
       const other = new SimulatedEnclave(s.platform.attestKey, s.platform.endorsement, sha256(utf8('changed program')));
       const e = await Cryptstore.open(dir, other.sealingProtector()).catch((x) => x);
       expect(e).to.be.instanceOf(CertifierError).with.property('code', 'WRONG_KEY');
+    });
+  });
+
+  describe('a signed claim\'s times', () => {
+    /** A claim signed by `key` whose times are these strings, as a faulty or foreign tool might write them. */
+    const claimWith = async (notBefore: string, notAfter: string) => {
+      const key = (await generateKeyPair('p256')).privateKey;
+      const clause = simpleClause(keyEntity(publicKeyOf(key)), 'is-trusted');
+      const claim = encode('claim_message', { claimFormat: 'vse-clause', claimDescriptor: '', notBefore, notAfter, serializedClaim: encode('vse_clause', clause) });
+      const alg = signatureAlgFor(key);
+      return { serializedClaimMessage: claim, signingKey: toKeyMessage(publicKeyOf(key)), signingAlgorithm: alg, signature: sign(key, claim, alg) };
+    };
+    const refusal = (sc: Awaited<ReturnType<typeof claimWith>>) => {
+      try {
+        verifySignedClaim(sc, 'POLICY_INVALID', 'policy claim 1');
+      } catch (e) {
+        return e as CertifierError;
+      }
+      return undefined;
+    };
+
+    it('refuses an impossible date, a 60th second and a time with an offset as the claim\'s fault (POLICY_INVALID, not BAD_FIELD)', async () => {
+      for (const [bad, why] of [['2026-02-30T00:00:00.00000Z', 'not a valid date'], ['2026-03-01T12:00:60.00000Z', 'not a valid date'], ['2026-03-01T12:00:00+01:00', 'not a time']] as const) {
+        const e = refusal(await claimWith(bad, '2027-01-01T00:00:00.00000Z'));
+        expect(e?.code, bad).to.equal('POLICY_INVALID');
+        expect(e?.message).to.equal(`policy claim 1: not_before "${bad}" is ${why}`);
+      }
+    });
+
+    it('refuses a claim whose not_before is after its not_after: it is never in force', async () => {
+      const e = refusal(await claimWith('2027-01-01T00:00:00.00000Z', '2026-01-01T00:00:00.00000Z'));
+      expect(e?.code).to.equal('POLICY_INVALID');
+      expect(e?.message).to.contain('is after not_after');
+      expect(refusal(await claimWith('2026-01-01T00:00:00.00000Z', '2026-01-01T00:00:00.00000Z'))).to.equal(undefined);
     });
   });
 });
