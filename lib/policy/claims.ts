@@ -79,9 +79,9 @@ export function verifySignedClaim(sc: SignedClaimMessage, code: ErrorCode, what 
   let clause: VseClause;
   try {
     claim = parseClaim(valid.serializedClaimMessage);
-    clause = decode<VseClause>('vse_clause', claim.serializedClaim);
+    clause = decode<VseClause>('vse_clause', claim.serializedClaim, { strict: true });
   } catch (cause) {
-    throw bad('the signed bytes are not a claim', cause);
+    throw bad(`the signed bytes are not a claim this program reads (${(cause as Error).message})`, cause);
   }
   if (claim.claimFormat !== 'vse-clause') throw bad(`unsupported claim format "${claim.claimFormat}"`);
   let notBefore: Date;

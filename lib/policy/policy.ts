@@ -69,7 +69,7 @@ export function makePolicy(o: MakePolicyOptions): Uint8Array {
 export function loadPolicy(bytes: Uint8Array, policyKey: KeyObject): Policy {
   let seq: SignedClaimSequence;
   try {
-    seq = decode<SignedClaimSequence>('signed_claim_sequence', bytes);
+    seq = decode<SignedClaimSequence>('signed_claim_sequence', bytes, { strict: true });
   } catch (cause) {
     throw new CertifierError('POLICY_INVALID', 'the policy file is not a signed_claim_sequence', { cause });
   }
@@ -84,7 +84,7 @@ export function loadPolicy(bytes: Uint8Array, policyKey: KeyObject): Policy {
     }
     const inner = c.clause.clause;
     const unsupported = () => new CertifierError('POLICY_INVALID', `${what} says something this program does not understand: ${describeClause(c.clause)}`);
-    if (c.clause.verb !== 'says' || !inner || inner.object || inner.clause) throw unsupported();
+    if (c.clause.verb !== 'says' || c.clause.object || !inner || inner.object || inner.clause) throw unsupported();
     const window = { notBefore: c.notBefore, notAfter: c.notAfter };
     if (inner.verb === 'is-trusted-for-attestation' && inner.subject?.entityType === 'key') {
       const key = entityKey(inner.subject);

@@ -179,7 +179,7 @@ export function parseSignedClaimSequence(bytes: Uint8Array): ValidSignedClaim[] 
 export interface ValidClaim { claimFormat: string; notBefore: string; notAfter: string; serializedClaim: Uint8Array; claimDescriptor?: string }
 
 export function parseClaim(bytes: Uint8Array): ValidClaim {
-  const m = decode<T.ClaimMessage>('claim_message', bytes);
+  const m = decode<T.ClaimMessage>('claim_message', bytes, { strict: true }); // signed: nothing in it may go unread
   const c = new FieldCheck('claim_message');
   c.text('claim_format', m.claimFormat, 64);
   c.text('not_before', m.notBefore, 64);

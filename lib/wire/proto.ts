@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { CertifierError } from '../errors/index.ts';
 
 const protoDir = fileURLToPath(new URL('../../proto/', import.meta.url));
-const root = protobuf.loadSync(['certifier.proto', 'cryptstore.proto', 'keyservice.proto'].map((f) => protoDir + f));
+const root = protobuf.loadSync(['certifier.proto', 'cryptstore.proto', 'keyservice.proto'].map((f) => protoDir + f)).resolveAll();
 
 /** The names of every message this suite reads or writes. */
 export type MessageName =
@@ -39,7 +39,7 @@ const toObjectOptions: protobuf.IConversionOptions = { longs: Number, defaults: 
  * presence is kept: an absent field is `undefined`). Never throws anything but
  * CertifierError(DECODE_FAILED). Bytes fields are views into `bytes`.
  */
-export function decode<T>(name: MessageName, bytes: Uint8Array): T {
+export function decode<T>(name: MessageName, bytes: Uint8Array, options: { strict?: boolean } = {}): T {
   const type = messageType(name);
   let value: T;
   try {
@@ -47,7 +47,7 @@ export function decode<T>(name: MessageName, bytes: Uint8Array): T {
   } catch (cause) {
     throw new CertifierError('DECODE_FAILED', `not a valid ${name}${name.endsWith('message') ? '' : ' message'}`, { cause });
   }
-  const problem = outOfRange(type, bytes, 0);
+  const problem = outOfRange(type, bytes, 0, options.strict === true);
   if (problem) throw new CertifierError('DECODE_FAILED', `not a valid ${name}${name.endsWith('message') ? '' : ' message'}: ${problem}`, { cause: new RangeError(problem) });
   return value;
 }
@@ -70,16 +70,32 @@ function readVarint(bytes: Uint8Array, at: number): [bigint, number] {
   return [-1n, bytes.length]; // not reached: protobufjs has decoded these bytes already
 }
 
+/** The wire type each field type travels as (a repeated number may also come packed, as 2). */
+function wireTypeOf(type: string): number {
+  if (['double', 'fixed64', 'sfixed64'].includes(type)) return 1;
+  if (['float', 'fixed32', 'sfixed32'].includes(type)) return 5;
+  if (['string', 'bytes'].includes(type)) return 2;
+  return ['int32', 'uint32', 'sint32', 'int64', 'uint64', 'sint64', 'bool'].includes(type) ? 0 : 2; // messages
+}
+
 /**
  * The first integer field in `bytes` (already decoded as `type`) whose value on the wire is
- * out of its type's range, in this message or any nested one; undefined if none.
+ * out of its type's range, in this message or any nested one; undefined if none. `strict` also
+ * refuses a field the message does not define, or one sent as another wire type (which
+ * protobufjs would skip): for signed statements, where what is not understood must not be
+ * ignored.
  */
-function outOfRange(type: protobuf.Type, bytes: Uint8Array, depth: number): string | undefined {
+function outOfRange(type: protobuf.Type, bytes: Uint8Array, depth: number, strict: boolean): string | undefined {
   const reader = protobuf.Reader.create(bytes);
   while (reader.pos < reader.len) {
     const tag = reader.uint32();
     const field = type.fieldsById[tag >>> 3];
     const wire = tag & 7;
+    if (strict && !field) return `field ${tag >>> 3} is not part of ${type.name}`;
+    const expected = field && (field.resolvedType instanceof protobuf.Enum ? 0 : wireTypeOf(field.type));
+    if (strict && field && wire !== expected && !(field.repeated && wire === 2 && expected !== 2)) {
+      return `${field.name} has wire type ${wire}, not ${expected}`;
+    }
     const range = field && wire === 0 ? RANGES[field.type] : undefined;
     if (range) {
       const [raw, next] = readVarint(bytes, reader.pos);
@@ -92,7 +108,7 @@ function outOfRange(type: protobuf.Type, bytes: Uint8Array, depth: number): stri
     const nested = field && wire === 2 && field.resolvedType instanceof protobuf.Type && depth < 32 ? field.resolvedType : undefined;
     if (nested) {
       const length = reader.uint32();
-      const problem = outOfRange(nested, bytes.subarray(reader.pos, reader.pos + length), depth + 1);
+      const problem = outOfRange(nested, bytes.subarray(reader.pos, reader.pos + length), depth + 1, strict);
       if (problem) return `${field!.name}.${problem}`;
       reader.pos += length;
       continue;

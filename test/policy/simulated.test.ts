@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { generateKeyPair, randomBytes, sha256, sign, signatureAlgFor, toKeyMessage, publicKeyOf, utf8 } from '../../lib/crypto/index.ts';
 import { decode, encode, parseTrustRequest, type EvidencePackage, type SignedReport } from '../../lib/wire/index.ts';
-import { evaluate, formatCertifierTime, keyEntity, loadPolicy, makePolicy, saysClause, signClaim, simpleClause, verifySignedClaim, type Decision } from '../../lib/policy/index.ts';
+import { evaluate, formatCertifierTime, keyEntity, loadPolicy, makePolicy, measurementEntity, saysClause, signClaim, simpleClause, verifySignedClaim, type Decision } from '../../lib/policy/index.ts';
 import { generateSimulatedPlatform, SimulatedEnclave, verifyEvidence } from '../../lib/attest/index.ts';
 import { Cryptstore } from '../../cryptstore/index.ts';
 import { tempDir } from '../support/helpers.ts';
@@ -160,6 +160,38 @@ describe('simulated platform and policy engine', () => {
         expect(e?.code, bad).to.equal('POLICY_INVALID');
         expect(e?.message).to.equal(`policy claim 1: not_before "${bad}" is ${why}`);
       }
+    });
+
+    it('refuses a field it does not know anywhere in what is signed, rather than enforcing the rest (POLICY_INVALID)', async () => {
+      const key = (await generateKeyPair('p256')).privateKey;
+      const clause = encode('vse_clause', simpleClause(keyEntity(publicKeyOf(key)), 'is-trusted'));
+      const unknown = new Uint8Array([0x90, 0x03, 0x01]); // field 50, varint 1: a newer tool's restriction, say
+      const signed = (claimBytes: Uint8Array) => {
+        const alg = signatureAlgFor(key);
+        return { serializedClaimMessage: claimBytes, signingKey: toKeyMessage(publicKeyOf(key)), signingAlgorithm: alg, signature: sign(key, claimBytes, alg) };
+      };
+      const claim = (serializedClaim: Uint8Array, extra = new Uint8Array()) => new Uint8Array([...encode('claim_message', {
+        claimFormat: 'vse-clause', claimDescriptor: '', notBefore: '2026-01-01T00:00:00.00000Z', notAfter: '2027-01-01T00:00:00.00000Z', serializedClaim,
+      }), ...extra]);
+      expect(refusal(signed(claim(clause)))).to.equal(undefined);
+      for (const sc of [signed(claim(new Uint8Array([...clause, ...unknown]))), signed(claim(clause, unknown))]) {
+        const e = refusal(sc);
+        expect(e?.code).to.equal('POLICY_INVALID');
+        expect(e?.message).to.match(/field 50 is not part of (vse_clause|claim_message)/);
+      }
+    });
+
+    it('refuses a policy with a field it does not know around its claims, or a "says" with an object', async () => {
+      const policyKey = (await generateKeyPair('p256')).privateKey;
+      const me = keyEntity(publicKeyOf(policyKey));
+      const inner = simpleClause(measurementEntity(measurement), 'is-trusted');
+      const claimOf = (clause: Parameters<typeof signClaim>[0]['clause']) => signClaim({ signer: policyKey, clause, notBefore: new Date(now.getTime() - DAY), notAfter: new Date(now.getTime() + DAY) });
+      const good = encode('signed_claim_sequence', { claims: [claimOf(saysClause(me, inner))] });
+      expect(loadPolicy(good, publicKeyOf(policyKey)).measurements).to.have.length(1);
+      const wrapped = new Uint8Array([...good, 0x90, 0x03, 0x01]);
+      expect(() => loadPolicy(wrapped, publicKeyOf(policyKey))).to.throw(CertifierError, /not a signed_claim_sequence/).with.property('code', 'POLICY_INVALID');
+      const saysWithObject = encode('signed_claim_sequence', { claims: [claimOf({ ...saysClause(me, inner), object: me })] });
+      expect(() => loadPolicy(saysWithObject, publicKeyOf(policyKey))).to.throw(CertifierError, /does not understand/).with.property('code', 'POLICY_INVALID');
     });
 
     it('refuses a claim whose not_before is after its not_after: it is never in force', async () => {
