@@ -49,7 +49,8 @@ function checkDate(at: Date): void {
  * as often a clock set wrong as an old certificate, so the message gives the time used.
  */
 function validityProblem(cert: ParsedCert, at: Date, which: string): Problem | undefined {
-  const clock = `(checked at ${at.toISOString()} by this machine's clock)`;
+  // The time is this machine's clock, except where a caller chose it (simpleserver explain --at).
+  const clock = `(checked at ${at.toISOString()}${Math.abs(at.getTime() - Date.now()) < 60_000 ? ' by this machine\'s clock' : ''})`;
   if (at < cert.notBefore) return problem('CERT_EXPIRED', 'not-yet-valid', `the ${which} certificate is not valid before ${cert.notBefore.toISOString()} ${clock}`);
   if (at > cert.notAfter) return problem('CERT_EXPIRED', 'expired', `the ${which} certificate expired at ${cert.notAfter.toISOString()} ${clock}`);
   return undefined;
