@@ -202,7 +202,8 @@ describe('SEV-SNP end to end: simpleserver + init-trust --platform sev-snp (test
       expect(r.out).to.match(new RegExp(`^  ${field} +\\S`, 'm'));
     }
     expect(r.out).to.contain(`measurement            ${toHex(measurement)}`);
-    expect(r.out).to.contain('REPORT_DATA is the SHA-512 of the user data');
+    expect(r.out).to.contain('REPORT_DATA is the SHA-384 of the user data sent with it (and 16 zero bytes)');
+    expect(r.out).to.contain('REPORT_DATA is the SHA-384 of the user data, which names');
     expect(r.out).to.contain('decision: allow').and.contain('has-trusted-platform-property: debug <= 0 (is 0)');
   });
 

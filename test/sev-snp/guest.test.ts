@@ -87,7 +87,7 @@ describe('SEV-SNP guest: configfs-tsm and the evidence package', () => {
     expect(readdirSync(tsm)).to.deep.equal([]);
   });
 
-  it('makes evidence that verifies: SHA-512 of the user data in REPORT_DATA, the VCEK and ASK from the auxblob', async () => {
+  it('makes evidence that verifies: SHA-384 of the user data in REPORT_DATA (then zeros, as the Certifier Framework does), the VCEK and ASK from the auxblob', async () => {
     fake = serveFakeTsm(tsm, signer, { measurement: MEASUREMENT });
     const guest = await SnpGuest.open({ tsm: { dir: tsm } });
     expect(Buffer.from(guest.measurement).equals(Buffer.from(MEASUREMENT))).to.equal(true);

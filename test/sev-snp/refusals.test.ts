@@ -5,6 +5,7 @@
 // it; the test signer where a refusal needs a report that verifies up to the point refused.
 
 import { expect } from 'chai';
+import { createHash } from 'node:crypto';
 import { CertifierError, type ErrorCode } from '../../lib/errors/index.ts';
 import { generateKeyPair, publicKeyOf, randomBytes, toKeyMessage } from '../../lib/crypto/index.ts';
 import { encode } from '../../lib/wire/index.ts';
@@ -180,6 +181,19 @@ describe('SEV-SNP refusals, each with its own code', () => {
     const [a, b] = [await userData(), await userData()];
     const report = signer.report({ reportData: reportDataFor(a), measurement: MEASUREMENT });
     expect(codeOf(() => verifyEvidence(snpSupport(report, b, [signer.vcek, signer.ask]), { at: NOW, snpRoots: [signer.ark] }))).to.equal('SNP_REPORT_DATA_MISMATCH');
+  });
+
+  it('takes REPORT_DATA as the Certifier Framework writes it (SHA-384, 16 zero bytes) or as SHA-512, and nothing in the tail', async () => {
+    const said = await userData();
+    const verify = (reportData: Uint8Array) => codeOf(() => verifyEvidence(snpSupport(signer.report({ reportData, measurement: MEASUREMENT }), said, [signer.vcek, signer.ask]), { at: NOW, snpRoots: [signer.ark] }));
+    const original = new Uint8Array(64);
+    original.set(createHash('sha384').update(said).digest());
+    expect(Buffer.from(reportDataFor(said)).equals(Buffer.from(original)), 'what this suite writes').to.equal(true);
+    expect(verify(original)).to.equal('none');
+    expect(verify(new Uint8Array(createHash('sha512').update(said).digest()))).to.equal('none');
+    const tail = new Uint8Array(original);
+    tail[63] = 1; // something riding along after the hash
+    expect(verify(tail)).to.equal('SNP_REPORT_DATA_MISMATCH');
   });
 
   it('reads a version 4 report (some Milan firmware issues them) as version 3: CPUID, no mitigation vectors', () => {

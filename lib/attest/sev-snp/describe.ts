@@ -5,7 +5,7 @@ import { toHex } from '../../crypto/index.ts';
 import type { ValidTrustRequest } from '../../wire/index.ts';
 import { certHwId, certProductName, certTcb, readAmdCert } from './amd-certs.ts';
 import { parseReport, tcbText, type SnpReport, type TcbVersion } from './report.ts';
-import { reportDataFor, snpEvidenceParts } from './verify.ts';
+import { reportDataBinding, snpEvidenceParts } from './verify.ts';
 
 const yes = (b: boolean) => (b ? 'yes' : 'no');
 const tcb = (t: TcbVersion) => `${t.hex} (${tcbText(t)})`;
@@ -70,11 +70,11 @@ export function describeSnpEvidence(support: ValidTrustRequest['support']): stri
   try {
     const parts = snpEvidenceParts(support);
     const r = parseReport(parts.report);
-    const bound = toHex(r.reportData) === toHex(reportDataFor(parts.userData));
+    const binding = reportDataBinding(r.reportData, parts.userData);
     return [
       'SEV-SNP report:',
       ...describeReport(r).map((l) => `  ${l}`),
-      `  ${'(binding)'.padEnd(22)} REPORT_DATA ${bound ? 'is' : 'is NOT'} the SHA-512 of the user data sent with it`,
+      `  ${'(binding)'.padEnd(22)} REPORT_DATA ${binding === 'sha384' ? 'is the SHA-384 of the user data sent with it (and 16 zero bytes)' : binding === 'sha512' ? 'is the SHA-512 of the user data sent with it' : 'is NOT the hash of the user data sent with it'}`,
       'certificates sent with it:',
       ...(parts.certs.length ? parts.certs.map((c) => `  ${describeCert(c)}`) : ['  (none)']),
     ];

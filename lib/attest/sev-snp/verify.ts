@@ -42,8 +42,26 @@ export interface VerifiedSnpReport {
   product?: string;
 }
 
-/** The SHA-512 of the serialized user data: what REPORT_DATA must hold (all 64 bytes of it). */
-export const reportDataFor = (serializedUserData: Uint8Array) => hash('sha512', serializedUserData);
+/**
+ * What a report made for this user data holds in REPORT_DATA, as the Certifier Framework makes
+ * it: the SHA-384 of the serialized user data, then 16 zero bytes.
+ */
+export const reportDataFor = (serializedUserData: Uint8Array) => {
+  const data = new Uint8Array(64);
+  data.set(hash('sha384', serializedUserData));
+  return data;
+};
+
+/**
+ * Which binding of the user data REPORT_DATA holds: the Certifier Framework's (SHA-384, then 16
+ * zero bytes; the tail is checked too, so nothing else can ride along), or all 64 bytes of its
+ * SHA-512, as this suite wrote it before; undefined for neither.
+ */
+export function reportDataBinding(reportData: Uint8Array, serializedUserData: Uint8Array): 'sha384' | 'sha512' | undefined {
+  if (bytesEqual(reportData, reportDataFor(serializedUserData))) return 'sha384';
+  if (bytesEqual(reportData, hash('sha512', serializedUserData))) return 'sha512';
+  return undefined;
+}
 
 export const pinnedRoots = () => pinnedAmdCerts().map((p) => p.ark);
 
@@ -144,8 +162,9 @@ export function verifySnpEvidence(support: ValidTrustRequest['support'], o: { at
   const at = o.at ?? new Date();
   const v = verifySnpReport({ report: parts.report, certs: parts.certs, at, ...(o.roots ? { roots: o.roots } : {}), ...(o.crls ? { crls: o.crls } : {}) });
   const r = v.report;
-  if (!bytesEqual(r.reportData, reportDataFor(parts.userData))) {
-    throw new CertifierError('SNP_REPORT_DATA_MISMATCH', 'the report\'s REPORT_DATA is not the SHA-512 of the user data sent with it: the report vouches for another request');
+  const binding = reportDataBinding(r.reportData, parts.userData);
+  if (!binding) {
+    throw new CertifierError('SNP_REPORT_DATA_MISMATCH', 'the report\'s REPORT_DATA is not the hash of the user data sent with it (its SHA-384 and 16 zero bytes, or its SHA-512): the report vouches for another request');
   }
   const { ud, enclaveKey, window } = readUserData(parts.userData);
   const { leaf, intermediate, root } = v.chain;
@@ -168,7 +187,7 @@ export function verifySnpEvidence(support: ValidTrustRequest['support'], o: { at
       `${rootLabel} signed ${intermediate.name}, which signed the ${kind} for ${certProductName(leaf) ?? 'its product'} at TCB ${tcbText(r.reportedTcb)} (RSA-PSS SHA-384 signatures verified)`,
       ...(v.revocation ? [v.revocation] : []),
       `the ${kind} matches the report's REPORTED_TCB${r.signingKey === 'vcek' ? ' and CHIP_ID' : ''}, and signed the report (ECDSA P-384 verified): measurement ${toHex(r.measurement)}, VMPL ${r.vmpl}`,
-      `REPORT_DATA is the SHA-512 of the user data, which names ${keyLabel(enclaveKey, ud.enclaveKey?.keyName)}${ud.sessionBinding?.length ? ' and a TLS session binding' : ''}`,
+      `REPORT_DATA is the ${binding === 'sha384' ? 'SHA-384' : 'SHA-512'} of the user data, which names ${keyLabel(enclaveKey, ud.enclaveKey?.keyName)}${ud.sessionBinding?.length ? ' and a TLS session binding' : ''}`,
     ],
     properties: snpProperties(r),
   };
