@@ -76,6 +76,7 @@ describe('SEV-SNP revocation lists (test signer)', () => {
     expect(refusalOf(() => lists([s.crl(), s.crl({ revoked: [2] })])).message).to.include('second CRL for ARK-TEST');
     expect(refusalOf(() => lists([s.crl({ criticalExtension: true })])).message).to.include('critical extension 2.5.29.20');
     expect(refusalOf(() => readAmdCrl(s.ark, 'ark.pem')).code).to.equal('INVALID_INPUT');
+    expect(refusalOf(() => readAmdCrl(s.ark, 'ark.pem')).message).to.include('ark.pem is an X.509 certificate, not a CRL');
     expect(refusalOf(() => readAmdCrl(new TextEncoder().encode('hello'), 'junk')).message).to.include('junk is not a CRL (neither DER nor a PEM "X509 CRL" block)');
     const crl = s.crl();
     expect(refusalOf(() => readAmdCrl(crl.subarray(0, crl.length - 3), 'cut')).code).to.equal('INVALID_INPUT');
