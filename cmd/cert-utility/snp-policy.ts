@@ -112,6 +112,8 @@ export async function snpPolicyParts(program: string, o: SnpPolicyFlags, at: Dat
     if (!pinnedProductOf(der)) warn(program, `${file} ("${ark.name}") is not one of AMD's pinned roots: whoever holds its key can vouch for any machine (meant for tests and other products)`);
     roots.push({ platformType: SEV_SNP_PLATFORM, certificate: der, name: ark.name });
   }
+  const twice = roots.find((r, i) => roots.findIndex((x) => Buffer.from(x.certificate).equals(Buffer.from(r.certificate))) !== i);
+  if (twice) throw new CertifierError('USAGE', `the AMD root ${twice.name} is named twice (--trust-amd-root, --trust-amd-root-cert): the policy would say it twice`);
   const snpOnly = o.snpMinTcb || o.snpAllowDebug || o.snpAllowMigrationAgent || o.snpHostData || o.snpIdKeyDigest || o.snpProperty.length > 0 || o.snpVmpl !== 0;
   if (roots.length === 0) {
     if (snpOnly) throw new CertifierError('USAGE', 'the --snp-* flags need --trust-amd-root or --trust-amd-root-cert');

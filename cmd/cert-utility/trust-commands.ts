@@ -7,6 +7,7 @@ import { readdirSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { exportPrivateKey, generateKeyPair, toHex, type KeyAlg } from '../../lib/crypto/index.ts';
+import type { KeyObject } from 'node:crypto';
 import { checkWritable, readFileLimited, refuseOwnFiles, writeFileAtomic, writeFilesAtomic } from '../../lib/files/index.ts';
 import { createPolicyCert, domainOfPolicyOrganization, issueAdmissionCert, parseCertificate, readCertificate, toPem, validatePolicyCert } from '../../lib/pki/index.ts';
 import { loadPolicy, makePolicy, sameKey } from '../../lib/policy/index.ts';
@@ -143,15 +144,20 @@ export function addTrustCommands(program: Command): void {
       if (!sameKey(pc.publicKey, policyKey)) throw new CertifierError('INVALID_KEY', `${o.policyKey} is not the key of ${o.policyCert}`);
       const now = new Date();
       const notAfter = new Date(now.getTime() + o.days * DAY);
-      const platforms = [];
+      const platforms: { key: KeyObject; name: string }[] = [];
       for (const f of o.trustPlatform) {
         const bytes = await readFileLimited(f, KEY_FILE_LIMIT);
         checkPlatformCertDates(f, bytes, now, notAfter);
         platforms.push({ key: publicKeyFrom(bytes, f), name: 'platformKey' });
       }
+      const measurements = o.trustMeasurement.map(parseMeasurementHex);
+      const sameMeasurement = measurements.findIndex((m, i) => measurements.findIndex((x) => Buffer.from(x).equals(Buffer.from(m))) !== i);
+      if (sameMeasurement >= 0) throw new CertifierError('USAGE', `--trust-measurement ${toHex(measurements[sameMeasurement]!)} is given twice: the policy would say it twice`);
+      const samePlatform = platforms.findIndex((p, i) => platforms.findIndex((x) => sameKey(x.key, p.key)) !== i);
+      if (samePlatform >= 0) throw new CertifierError('USAGE', `--trust-platform ${o.trustPlatform[samePlatform]} holds a key named before: the policy would say it twice`);
       const snp = await snpPolicyParts(P, o, now);
       const bytes = makePolicy({
-        policyKey, policyCert, platforms, measurements: o.trustMeasurement.map(parseMeasurementHex), ...snp,
+        policyKey, policyCert, platforms, measurements, ...snp,
         notBefore: new Date(now.getTime() - 5 * 60_000), notAfter,
       });
       await writeFileAtomic(o.out, bytes, { exclusive: !o.force, mode: 0o644 });

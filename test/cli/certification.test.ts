@@ -353,6 +353,21 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
       expect(short.stderr).to.contain("cert-utility: warning: the platform certificate plat-short.pem ends at").and.to.contain("before the policy's claims");
     });
 
+    it('make-policy refuses a measurement, a platform key or an AMD root named twice (USAGE), in any spelling', async () => {
+      const base = ['make-policy', '--policy-key', 'policy-key.pem', '--policy-cert', 'policy-cert.pem', '--out', 'twice.bin'];
+      const cases: [string[], string][] = [
+        [['--trust-platform', 'platform/platform-cert.pem', '--trust-measurement', M, '--trust-measurement', M.toUpperCase()], `--trust-measurement ${M} is given twice`],
+        [['--trust-platform', 'platform/platform-cert.pem', '--trust-platform', 'platform/platform-cert.pem', '--trust-measurement', M], '--trust-platform platform/platform-cert.pem holds a key named before'],
+        [['--trust-amd-root', 'milan', '--trust-amd-root', 'milan', '--snp-min-tcb', '3:0:8:115', '--trust-measurement', 'ab'.repeat(48)], 'the AMD root ARK-Milan is named twice'],
+      ];
+      for (const [args, message] of cases) {
+        const r = await cu([...base, ...args]);
+        expect(r.status, r.stderr).to.equal(2);
+        expect(r.stderr).to.contain(message);
+        expect(existsSync(p('twice.bin'))).to.equal(false);
+      }
+    });
+
     it('simpleserver explain --session-binding: a value that is not 64 hex digits is USAGE, another session is SESSION_MISMATCH', async () => {
       const base = ['explain', '--policy', 'policy.bin', '--policy-cert', 'policy-cert.pem', '--evidence', 'treq.bin', '--session-binding'];
       for (const bad of ['zz', 'abc', '00'.repeat(31)]) {
