@@ -59,7 +59,7 @@ interface Executed {
  * withheld and the refusal says why (the log is then broken and refuses every later decision).
  */
 /** The version a request names, for its audit record: any for a delete (0 = all), a given one for a retrieve. */
-function askedVersion(req: KeyRequest | undefined): number | undefined {
+function askedVersion(req: { action?: string; version?: number } | undefined): number | undefined {
   return req?.action === 'delete' || (req?.action === 'retrieve' && req.version) ? req.version : undefined;
 }
 
@@ -105,7 +105,7 @@ export class KeyService {
     // The client gets only the code; the server's log line says why (the ACL rule missing, the
     // field, the credential's fault). The audit record keeps the code alone.
     // What a refused request asked for, when its bytes did not make a valid request.
-    let asked: { action?: string; name?: string } | undefined;
+    let asked: { action?: string; name?: string; version?: number } | undefined;
     const record = (decision: 'allow' | 'deny' | 'challenge', o: { code?: string; version?: number; deleted?: number; why?: string } = {}) => {
       const entry = {
         conn: conn.id, peerSerial: peer?.serialHex, measurement: peer?.measurementHex, role,
@@ -123,7 +123,8 @@ export class KeyService {
       if (code === 'INTERNAL') this.config.log?.({ event: 'internal-error', conn: conn.id, detail: (e as Error)?.message });
       const refusal = failed(req?.name ?? '', code);
       if (!req) asked = describeRequest(bytes);
-      const audited = record('deny', { code, version: askedVersion(req), ...(e instanceof CertifierError ? { why: clipped(e.message) } : {}) });
+      const version = askedVersion(req ?? asked);
+      const audited = record('deny', { code, version, ...(e instanceof CertifierError ? { why: clipped(e.message) } : {}) });
       // A refusal whose record could not be written says so (the log's failure), as an answer would.
       return audited ? { later: audited.then(() => refusal, (f: unknown) => failed(req?.name ?? '', f instanceof CertifierError ? f.code : 'INTERNAL')) } : refusal;
     };

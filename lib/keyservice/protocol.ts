@@ -5,7 +5,7 @@
 import { CertifierError } from '../errors/index.ts';
 import { encodeFields } from '../crypto/index.ts';
 import {
-  decode, encode, ENTRY_TYPES, FieldCheck, MAX_VERSION, newNameProblem, tagProblem, type CertChain, type EntryType,
+  decode, encode, ENTRY_TYPES, FieldCheck, MAX_VERSION, newNameProblem, rawVarint, tagProblem, type CertChain, type EntryType,
   type KeyServiceRequest, type KeyServiceResponse,
 } from '../wire/index.ts';
 
@@ -38,7 +38,9 @@ export interface KeyRequest {
 }
 
 export function parseKeyRequest(bytes: Uint8Array): KeyRequest {
-  const m = decode<KeyServiceRequest>('key_service_message_request', bytes);
+  // Strict: a field this server does not know (a newer client's condition, say) is refused, not
+  // skipped, so nothing is carried out on less than was asked.
+  const m = decode<KeyServiceRequest>('key_service_message_request', bytes, { strict: true });
   const c = new FieldCheck('key_service_message_request');
   c.oneOf('request_type', m.requestType, ACTIONS);
   const action = m.requestType as Action;
@@ -59,10 +61,16 @@ export function parseKeyRequest(bytes: Uint8Array): KeyRequest {
   }
   // A field that does not apply is refused rather than dropped: a delete "only if the latest is
   // N" would otherwise delete unconditionally, and a store "as version 2" make version 3.
-  if (action === 'store' && m.version) c.add('version is not for store (a store makes the next version; expected_version makes it conditional)');
+  // A store that names a version (the original key client sends its entry's) must make that one:
+  // it is a condition, as expected_version = version - 1 is, never silently another version.
+  let expectedVersion = m.expectedVersion;
+  if (action === 'store' && m.version) {
+    if (expectedVersion !== undefined && expectedVersion !== m.version - 1) c.add(`version ${m.version} and expected_version ${expectedVersion} disagree (a store of version N expects N - 1)`);
+    expectedVersion = m.version - 1;
+  }
   if (action === 'list' && m.version) c.add('version is not for list');
   if (action !== 'store') {
-    for (const [field, given] of [['expected_version', m.expectedVersion], ['data', m.data], ['exportable', m.exportable]] as const) {
+    for (const [field, given] of [['expected_version', m.expectedVersion], ['data', m.data], ['exportable', m.exportable], ['value_type', m.valueType]] as const) {
       if (given !== undefined) c.add(`${field} is only for store`);
     }
   }
@@ -84,7 +92,7 @@ export function parseKeyRequest(bytes: Uint8Array): KeyRequest {
     version: m.version ?? 0,
     ...(m.data ? { data: m.data } : {}),
     ...(credentials ? { credentials } : {}),
-    ...(m.expectedVersion !== undefined ? { expectedVersion: m.expectedVersion } : {}),
+    ...(expectedVersion !== undefined ? { expectedVersion } : {}),
     exportable: m.exportable ?? true,
     ...(m.challengeNonce ? { challengeNonce: m.challengeNonce, challengeSignature: m.challengeSignature } : {}),
     ...(m.listAfter !== undefined ? { listAfter: m.listAfter } : {}),
@@ -95,12 +103,16 @@ export function parseKeyRequest(bytes: Uint8Array): KeyRequest {
  * For the audit record of a request refused as malformed: its action and name where those alone
  * are valid; never throws.
  */
-export function describeRequest(bytes: Uint8Array): { action?: Action; name?: string } {
+export function describeRequest(bytes: Uint8Array): { action?: Action; name?: string; version?: number } {
   try {
-    const m = decode<KeyServiceRequest>('key_service_message_request', bytes);
+    // Read as protobufjs reads it: a request refused for a version of 2^32 still names its action.
+    const m = decode<KeyServiceRequest>('key_service_message_request', bytes, { lenient: true });
     const action = (ACTIONS as readonly string[]).includes(m.requestType ?? '') ? m.requestType as Action : undefined;
     const name = m.resourceName !== undefined && tagProblem(m.resourceName) === undefined ? m.resourceName : undefined;
-    return { ...(action ? { action } : {}), ...(name !== undefined ? { name } : {}) };
+    // The version as sent, uncut (2^32 is recorded as 4294967296, not as the 0 it would read as).
+    const raw = rawVarint(bytes, 4);
+    const version = raw !== undefined && raw <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(raw) : undefined;
+    return { ...(action ? { action } : {}), ...(name !== undefined ? { name } : {}), ...(version !== undefined ? { version } : {}) };
   } catch {
     return {};
   }

@@ -39,7 +39,7 @@ const toObjectOptions: protobuf.IConversionOptions = { longs: Number, defaults: 
  * presence is kept: an absent field is `undefined`). Never throws anything but
  * CertifierError(DECODE_FAILED). Bytes fields are views into `bytes`.
  */
-export function decode<T>(name: MessageName, bytes: Uint8Array, options: { strict?: boolean } = {}): T {
+export function decode<T>(name: MessageName, bytes: Uint8Array, options: { strict?: boolean; lenient?: boolean } = {}): T {
   const type = messageType(name);
   let value: T;
   try {
@@ -47,7 +47,8 @@ export function decode<T>(name: MessageName, bytes: Uint8Array, options: { stric
   } catch (cause) {
     throw new CertifierError('DECODE_FAILED', `not a valid ${name}${name.endsWith('message') ? '' : ' message'}`, { cause });
   }
-  const problem = outOfRange(type, bytes, 0, options.strict === true);
+  // lenient: as protobufjs reads it, integers cut or rounded; only to describe a refused message.
+  const problem = options.lenient ? undefined : outOfRange(type, bytes, 0, options.strict === true);
   if (problem) throw new CertifierError('DECODE_FAILED', `not a valid ${name}${name.endsWith('message') ? '' : ' message'}: ${problem}`, { cause: new RangeError(problem) });
   return value;
 }
@@ -60,6 +61,30 @@ const RANGES: Record<string, [bigint, bigint]> = {
   int64: [-(2n ** 53n - 1n), 2n ** 53n - 1n],
   uint64: [0n, 2n ** 53n - 1n],
 };
+
+/**
+ * The value on the wire of the last varint field `field` at the top of a message (uncut, as
+ * protobufjs would not give it), or undefined when absent or the bytes do not parse.
+ */
+export function rawVarint(bytes: Uint8Array, field: number): bigint | undefined {
+  let found: bigint | undefined;
+  try {
+    const reader = protobuf.Reader.create(bytes);
+    while (reader.pos < reader.len) {
+      const tag = reader.uint32();
+      if ((tag & 7) === 0 && tag >>> 3 === field) {
+        const [value, next] = readVarint(bytes, reader.pos);
+        found = value;
+        reader.pos = next;
+      } else {
+        reader.skipType(tag & 7);
+      }
+    }
+  } catch {
+    return undefined;
+  }
+  return found;
+}
 
 function readVarint(bytes: Uint8Array, at: number): [bigint, number] {
   let v = 0n;

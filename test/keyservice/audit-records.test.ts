@@ -68,16 +68,24 @@ describe('key service: audit records and fields that do not apply', () => {
     await ask({ action: 'store', name: 'r', data: new Uint8Array([1]) });
     expect((await ask({ action: 'retrieve', name: 'r', version: 5 })).errorCode).to.equal('NOT_FOUND');
     expect(last()).to.include({ action: 'retrieve', resource: 'r', version: 5, decision: 'deny', code: 'NOT_FOUND' });
-    // A store "as version 2" is malformed (a store makes the next version), yet its record says what it was.
-    const asVersion = encode('key_service_message_request', { resourceName: 'r', requestType: 'store', version: 2, data: new Uint8Array([2]) });
-    expect(parseKeyResponse((await send(asVersion)).bytes).errorCode).to.equal('BAD_FIELD');
+    // A store whose version and expected_version disagree is malformed, yet its record says what it was.
+    const disagree = encode('key_service_message_request', { resourceName: 'r', requestType: 'store', version: 3, expectedVersion: 0, data: new Uint8Array([2]) });
+    expect(parseKeyResponse((await send(disagree)).bytes).errorCode).to.equal('BAD_FIELD');
     expect(last()).to.include({ action: 'store', resource: 'r', decision: 'deny', code: 'BAD_FIELD' });
+    // So is a delete of version 2^32 (which protobuf readers cut to 0, "all"): refused, and recorded as sent.
+    const huge = new Uint8Array([...encode('key_service_message_request', { resourceName: 'r', requestType: 'delete' }), 0x20, 0x80, 0x80, 0x80, 0x80, 0x10]);
+    expect(parseKeyResponse((await send(huge)).bytes).errorCode).to.equal('DECODE_FAILED');
+    expect(last()).to.include({ action: 'delete', resource: 'r', version: 2 ** 32, decision: 'deny', code: 'DECODE_FAILED' });
+    // And a delete of one version refused for a field that does not apply keeps that version.
+    const withExpected = encode('key_service_message_request', { resourceName: 'r', requestType: 'delete', version: 1, expectedVersion: 1 });
+    expect(parseKeyResponse((await send(withExpected)).bytes).errorCode).to.equal('BAD_FIELD');
+    expect(last()).to.include({ action: 'delete', resource: 'r', version: 1, decision: 'deny', code: 'BAD_FIELD' });
     const garbage = new Uint8Array([0x12, 0x03, 0x62, 0x61, 0x64]); // request_type "bad"
     expect(parseKeyResponse((await send(garbage)).bytes).errorCode).to.equal('BAD_FIELD');
     expect(last()).to.include({ action: 'unknown', decision: 'deny', code: 'BAD_FIELD' });
   });
 
-  it('refuses fields that do not apply to the request rather than dropping them (BAD_FIELD), and carries out nothing', async () => {
+  it('refuses fields that do not apply to the request, or that it does not know, rather than dropping them, and carries out nothing', async () => {
     await ask({ action: 'store', name: 'f', data: new Uint8Array([1]) });
     await ask({ action: 'store', name: 'f', data: new Uint8Array([2]) });
     const cases: [string, Record<string, unknown>][] = [
@@ -85,14 +93,20 @@ describe('key service: audit records and fields that do not apply', () => {
       ['delete with data', { requestType: 'delete', data: new Uint8Array([1]) }],
       ['retrieve with exportable', { requestType: 'retrieve', exportable: false }],
       ['list with version', { requestType: 'list', version: 1 }],
-      ['store with version', { requestType: 'store', version: 1, data: new Uint8Array([3]) }],
+      ['retrieve with value_type', { requestType: 'retrieve', valueType: 'other' }],
+      ['retrieve with a field this server does not know', { requestType: 'retrieve', unknown: true }],
     ];
-    for (const [what, fields] of cases) {
-      const r = parseKeyResponse((await send(encode('key_service_message_request', { resourceName: 'f', ...fields }))).bytes);
-      expect(r.errorCode, what).to.equal('BAD_FIELD');
+    for (const [what, { unknown, ...fields }] of cases) {
+      const bytes = encode('key_service_message_request', { resourceName: 'f', ...fields });
+      const r = parseKeyResponse((await send(unknown ? new Uint8Array([...bytes, 0xc8, 0x06, 0x01]) : bytes)).bytes); // field 105
+      expect(r.errorCode, what).to.equal(unknown ? 'DECODE_FAILED' : 'BAD_FIELD');
     }
+    // A store that names its version (as the original key client does) must make that version.
+    const storeAs = (version: number) => encode('key_service_message_request', { resourceName: 'f', requestType: 'store', version, data: new Uint8Array([3]) });
+    expect(parseKeyResponse((await send(storeAs(2))).bytes).errorCode).to.equal('VERSION_CONFLICT');
+    expect(parseKeyResponse((await send(storeAs(3))).bytes)).to.include({ status: 'succeeded', version: 3 });
     const listed = decode<KeyServiceList>('key_service_list', (await ask({ action: 'list', name: 'f' })).data!);
-    expect(listed.resources!.map((i) => i.version)).to.deep.equal([2]);
+    expect(listed.resources!.map((i) => i.version)).to.deep.equal([3]);
     expect((await ask({ action: 'retrieve', name: 'f', version: 1 })).status, 'the delete with expected_version deleted nothing').to.equal('succeeded');
   });
 
