@@ -99,7 +99,11 @@ export function propertiesOf(e: EntityMessage, what: string): { platformType: st
     const comparator = prop.comparator as Comparator;
     if (!/^[a-z0-9][a-z0-9-]{0,63}$/.test(name)) throw invalid(what, `names a property "${name}" that is not a property name`);
     if (!(COMPARATORS as readonly string[]).includes(comparator)) throw invalid(what, `compares ${name} with "${prop.comparator ?? ''}"`);
-    if (prop.valueType === 'int' && prop.intValue !== undefined && prop.stringValue === undefined) return { name, comparator, value: prop.intValue };
+    if (prop.valueType === 'int' && prop.intValue !== undefined && prop.stringValue === undefined) {
+      // A uint64 past 2^53 arrives rounded, and a comparison with it could go either way.
+      if (!Number.isSafeInteger(prop.intValue)) throw invalid(what, `gives property ${name} the value ${prop.intValue}, past 2^53, which cannot be compared exactly`);
+      return { name, comparator, value: prop.intValue };
+    }
     if (prop.valueType === 'string' && prop.stringValue !== undefined && prop.intValue === undefined && comparator === '=') return { name, comparator, value: prop.stringValue };
     throw invalid(what, `gives property ${name} no single int value, or a string value with a comparator other than "="`);
   });

@@ -53,13 +53,15 @@ export function decode<T>(name: MessageName, bytes: Uint8Array, options: { stric
   return value;
 }
 
-/** What an integer field may hold: protobufjs keeps the low 32 bits of a longer int32 varint
- * (2^32 + 1 would read as 1) and rounds a 64-bit one past 2^53; both are refused instead. */
+/**
+ * What a 32-bit integer field may hold: protobufjs keeps the low 32 bits of a longer varint
+ * (2^32 + 1 would read as 1), which is refused instead. 64-bit fields travel whole (the original
+ * Certifier Framework writes a VCEK's full TCB, past 2^53, in key_message.snp_tcb_version);
+ * where one is compared, its reader refuses what a number cannot hold exactly.
+ */
 const RANGES: Record<string, [bigint, bigint]> = {
   int32: [-(2n ** 31n), 2n ** 31n - 1n],
   uint32: [0n, 2n ** 32n - 1n],
-  int64: [-(2n ** 53n - 1n), 2n ** 53n - 1n],
-  uint64: [0n, 2n ** 53n - 1n],
 };
 
 /**
@@ -125,8 +127,8 @@ function outOfRange(type: protobuf.Type, bytes: Uint8Array, depth: number, stric
     if (range) {
       const [raw, next] = readVarint(bytes, reader.pos);
       reader.pos = next;
-      // A negative int32 or int64 travels as the 64-bit two's complement.
-      const value = (field!.type === 'int32' || field!.type === 'int64') && raw >= 2n ** 63n ? raw - 2n ** 64n : raw;
+      // A negative int32 travels as the 64-bit two's complement.
+      const value = field!.type === 'int32' && raw >= 2n ** 63n ? raw - 2n ** 64n : raw;
       if (value < range[0] || value > range[1]) return `${field!.name} is ${value}, outside ${field!.type}`;
       continue;
     }

@@ -117,6 +117,8 @@ describe('SEV-SNP policy: roots and platform properties', () => {
     expect(one([...TCB, { name: 'debug', comparator: '!=' as never, value: 0 }])).to.throw(CertifierError).with.property('code', 'POLICY_INVALID');
     expect(one([...TCB, { name: 'host-data', comparator: '>=', value: 'ab' }])).to.throw(CertifierError).with.property('code', 'POLICY_INVALID');
     expect(one([...TCB, TCB[0]!])).to.throw(CertifierError, /twice/).with.property('code', 'POLICY_INVALID');
+    // A uint64 past 2^53 (the original's whole 64-bit TCB, say) cannot be compared exactly.
+    expect(one([...TCB, { name: 'tcb-version', comparator: '>=', value: 2 ** 60 }])).to.throw(CertifierError, /past 2\^53/).with.property('code', 'POLICY_INVALID');
   });
 
   it('refuses a platform claim with a verb it does not know, as before (fail closed)', () => {
