@@ -41,16 +41,17 @@ export class AnswerBudget {
 
   /**
    * No room for another answer from `address`. Answers being made are capped server-wide. Ready
-   * bytes are capped at maxHeld for addresses holding some, and at twice that for one holding
-   * none, so hosts that never read cannot shut out another. And an address may hold at most
+   * bytes are capped at maxHeld for addresses holding or making some, and at twice that for one
+   * with none, which may so start one answer however many hosts hold the rest and never read. And an address may hold at most
    * half of what the others leave: alone, half the budget; k of them taking all they may get
    * 1/(k+1) each.
    */
   full(address?: string): boolean {
     if (this.inFlight >= this.maxInFlight) return true;
     const mine = address === undefined ? undefined : this.byAddress.get(address);
-    // Bytes above maxHeld (up to twice it) are kept for addresses holding none.
-    const holdsSome = address === undefined || (mine?.held ?? 0) > 0;
+    // Bytes above maxHeld (up to twice it) are kept for addresses holding none and making none:
+    // an answer being made is bytes to come (its size is known only when it is ready).
+    const holdsSome = address === undefined || (mine !== undefined && (mine.held > 0 || mine.inFlight > 0));
     if (this.held >= (holdsSome ? this.maxHeld : 2 * this.maxHeld)) return true;
     if (mine === undefined) return false;
     const heldShare = (this.maxHeld - (this.held - mine.held)) / 2;

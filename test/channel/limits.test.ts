@@ -121,10 +121,10 @@ describe('channel: limits and timeouts', () => {
   it('gives one address at most half of what others leave of that budget: hosts that never read their large answers do not stall another', async () => {
     const big = new Uint8Array(256 * 1024);
     const server = await h.serve('plain', { limits: { answersInFlight: 8, answerBytesHeld: 2 * 1024 * 1024 }, handler: async (req: Uint8Array) => ({ later: sleep(5).then(() => (req[0] === 2 ? bytes('small') : big)) }) });
-    // 127.0.0.2 and 127.0.0.3 are loopback too, and other addresses: the greedy hosts (with a
-    // fixed half each, two of them held the whole budget).
-    const greedy = await Promise.all(Array.from({ length: 4 }, (_, i) => new Promise<net.Socket>((resolve) => {
-      const s = net.connect({ host: '127.0.0.1', port: server.address.port, localAddress: `127.0.0.${2 + (i % 2)}` }, () => resolve(s));
+    // 127.0.0.2 to 127.0.0.7 are loopback too, and other addresses: six greedy hosts (with a
+    // fixed half each, two of them held the whole budget; with shares alone, four did).
+    const greedy = await Promise.all(Array.from({ length: 12 }, (_, i) => new Promise<net.Socket>((resolve) => {
+      const s = net.connect({ host: '127.0.0.1', port: server.address.port, localAddress: `127.0.0.${2 + (i % 6)}` }, () => resolve(s));
     })));
     for (const socket of greedy) {
       socket.pause();
