@@ -6,7 +6,7 @@ import { Option } from 'commander';
 import { createPublicKey } from 'node:crypto';
 import { CertifierError } from '../lib/errors/index.ts';
 import { toHex } from '../lib/crypto/index.ts';
-import { ENTRY_TYPES, newNameProblem, shown, tagProblem, type EntryType } from '../lib/wire/index.ts';
+import { ENTRY_TYPES, shown, tagProblem, type EntryType } from '../lib/wire/index.ts';
 import { readFileLimited, type OwnFiles } from '../lib/files/index.ts';
 import { readCertificateChain, validatePolicyCert } from '../lib/pki/index.ts';
 import { isIdentityTag, loadIdentity } from '../lib/certifier/index.ts';
@@ -44,9 +44,9 @@ function clientOptions(cmd: Command): Command {
     .option('--credential-key <file>', 'the private key of --credential-cert');
 }
 
-/** A resource name the key-server could accept (a new one, for store), or USAGE before anything is opened. */
-function checkName(name: string, isNew = false): void {
-  const problem = isNew ? newNameProblem(name) : tagProblem(name);
+/** A resource name the key-server could accept, or USAGE before anything is opened. */
+function checkName(name: string): void {
+  const problem = tagProblem(name);
   if (problem) throw new CertifierError('USAGE', `the name ${shown(name, 256)} ${problem}`);
 }
 
@@ -103,7 +103,7 @@ async function withClient<T>(o: ClientOpts, fn: (client: KeyClient, store: Crypt
 clientOptions(subcommand<ClientOpts & { in: string; notExportable?: boolean; type: EntryType; expectedVersion?: number }>(program, 'store',
   'store a value under NAME in the key-server (the next version)',
   async (o, args) => {
-    checkName(args[0]!, true);
+    checkName(args[0]!); // a name that would look like another: the server refuses it if it is new
     const value = await readInput(o.in, MAX_VALUE_BYTES);
     if (value.length === 0) throw new CertifierError('INVALID_INPUT', `nothing to store: ${o.in === '-' ? 'standard input' : o.in} is empty`);
     const version = await withClient(o, (c) => c.store(args[0]!, value, { type: o.type, exportable: !o.notExportable, ...(o.expectedVersion !== undefined ? { expectedVersion: o.expectedVersion } : {}) }));

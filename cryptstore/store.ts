@@ -214,6 +214,12 @@ export class Cryptstore {
     return this.openEntry(tag, v, raw);
   }
 
+  /** Whether `tag` has any version now. */
+  async has(tag: string): Promise<boolean> {
+    checkTag(tag);
+    return (await this.state(tag)).latest > 0;
+  }
+
   /** Metadata of every entry (every version of every tag), sorted by tag then version. */
   async list(): Promise<EntryInfo[]> {
     const out: EntryInfo[] = [];

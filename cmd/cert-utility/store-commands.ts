@@ -18,10 +18,13 @@ import { readInput, storeFiles, writeOutput } from '../common/io.ts';
 
 const P = 'cert-utility';
 
-/** A tag a command is asked to make: none of the characters that would display it as another (INVALID_INPUT). */
-function checkNewTag(tag: string): void {
+/**
+ * A tag a command is asked to make: none of the characters that would display it as another
+ * (INVALID_INPUT), unless the store already holds it (a tag made before the rule gets new versions).
+ */
+async function checkNewTag(tag: string, store?: Cryptstore): Promise<void> {
   const p = newNameProblem(tag);
-  if (p) throw new CertifierError('INVALID_INPUT', `the tag ${p}`);
+  if (p && !(store && await store.has(tag))) throw new CertifierError('INVALID_INPUT', `the tag ${p}`);
 }
 
 /**
@@ -60,11 +63,13 @@ export function addStoreCommands(program: Command): void {
   storeOptions(subcommand<StoreOpts & { tag: string; type: EntryType; exportable?: boolean; in: string }>(program, 'put-item',
     'store bytes as the next version of a tag',
     async (o) => {
-      checkNewTag(o.tag);
       let blob = await readInput(o.in, MAX_BLOB_BYTES);
       // A certificate item holds DER; PEM input is converted (and anything else refused).
       if (o.type === 'X509-der-cert') blob = readCertificate(blob);
-      const info = await withStore(P, o, (s) => s.put(o.tag, blob, { type: o.type, exportable: o.exportable === true }));
+      const info = await withStore(P, o, async (s) => {
+        await checkNewTag(o.tag, s);
+        return s.put(o.tag, blob, { type: o.type, exportable: o.exportable === true });
+      });
       return { json: { item: info }, text: [`stored ${info.tag} version ${info.version}`] };
     }))
     .requiredOption('--tag <name>', 'the item tag')
@@ -184,7 +189,6 @@ export function addStoreCommands(program: Command): void {
   storeOptions(subcommand<StoreOpts & { tag: string; alg: string; exportable?: boolean; publicKeyOut?: string; force?: boolean }>(program, 'generate-key',
     'generate a key and store it as a serialized key_message',
     async (o) => {
-      checkNewTag(o.tag);
       if (o.publicKeyOut) refuseOwnFiles(o.publicKeyOut, storeFiles(o), `--public-key-out ${o.publicKeyOut}`);
       let publicPem: string | undefined;
       let keyType: string;
@@ -209,7 +213,10 @@ export function addStoreCommands(program: Command): void {
         : [];
       let info;
       try {
-        info = await withStore(P, o, (s) => s.put(o.tag, serialized, { type: 'key-message-serialized-protobuf', exportable: o.exportable === true }));
+        info = await withStore(P, o, async (s) => {
+          await checkNewTag(o.tag, s);
+          return s.put(o.tag, serialized, { type: 'key-message-serialized-protobuf', exportable: o.exportable === true });
+        });
       } catch (e) {
         for (const f of staged) await f.file.discard();
         throw e;

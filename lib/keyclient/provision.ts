@@ -48,7 +48,7 @@ export function parseProvisionConfig(text: string): SecretSpec[] {
     if (!Number.isInteger(version) || (version as number) < 0 || (version as number) > MAX_VERSION) problems.push(`${at}.Version must be a whole number from 0 (latest) to ${MAX_VERSION}`);
     if ((s.Tag === undefined) === (s.LocalPath === undefined)) problems.push(`${at} needs exactly one of "Tag" or "LocalPath"`);
     if (s.Tag !== undefined && typeof s.Tag !== 'string') problems.push(`${at}.Tag must be a cryptstore tag`);
-    else if (s.Tag !== undefined && newNameProblem(s.Tag)) problems.push(`${at}.Tag ${newNameProblem(s.Tag)}`);
+    else if (s.Tag !== undefined && tagProblem(s.Tag)) problems.push(`${at}.Tag ${tagProblem(s.Tag)}`); // a look-alike: provision, with the store
     if (s.LocalPath !== undefined && (typeof s.LocalPath !== 'string' || s.LocalPath === '' || s.LocalPath.includes('\0'))) problems.push(`${at}.LocalPath must be a path (text without NUL)`);
     if (s.Mode !== undefined && s.Tag !== undefined) problems.push(`${at}.Mode applies to a LocalPath, not a Tag`);
     if (s.Mode !== undefined && (typeof s.Mode !== 'string' || !/^0?[0-7]{3}$/.test(s.Mode))) problems.push(`${at}.Mode must be an octal string like "0600"`);
@@ -182,6 +182,14 @@ async function heldInFile(path: string, entry: ValidEntry, mode: number): Promis
  * which nothing arrived fails either way (with the first failure's code: 3 when it may be retried).
  */
 export async function provision(client: KeyClient, store: Cryptstore | undefined, specs: SecretSpec[], o: KeepOptions & { allowPartial?: boolean } = {}): Promise<Outcome[]> {
+  // A Tag the config makes may not look like another; one the store holds already (made before
+  // that rule) gets its new versions. Checked before anything is fetched.
+  const lookAlikes: string[] = [];
+  for (const spec of specs) {
+    const problem = spec.tag !== undefined ? newNameProblem(spec.tag) : undefined;
+    if (problem && !(store && await store.has(spec.tag!))) lookAlikes.push(`the Tag of "${spec.name}" ${problem}`);
+  }
+  if (lookAlikes.length) throw new CertifierError('INVALID_INPUT', `nothing was fetched or written: ${lookAlikes.join('; ')}`);
   const outcomes = await fetchAll(client, specs);
   const failures = outcomes.filter((x) => x.error);
   if (failures.length && (!o.allowPartial || failures.length === outcomes.length)) {

@@ -217,6 +217,8 @@ export class KeyService {
     const ks = this.config.keystore;
     switch (req.action) {
       case 'store': {
+        // Names made before the rule on look-alike characters keep getting new versions.
+        if (req.newNameProblem && !(await ks.has(req.name))) throw new CertifierError('BAD_FIELD', `resource_name ${req.newNameProblem}`);
         const info = await ks.store(req.name, req.data!, { type: req.valueType, exportable: req.exportable, ...(req.expectedVersion !== undefined ? { expectedLatest: req.expectedVersion } : {}) });
         return { response: succeeded(req.name, { version: info.version }), version: info.version };
       }

@@ -89,6 +89,12 @@ export class KeyStore {
     return { info: infoOf(r), value };
   }
 
+  /** Whether `name` has any version now (metadata only: nothing is opened). */
+  async has(name: string): Promise<boolean> {
+    checkName(name);
+    return (await this.backend.get(name, 0)) !== undefined;
+  }
+
   /** Deletes one version, or all when `version` is 0; returns the versions deleted ([] when none). */
   async delete(name: string, version = 0): Promise<number[]> {
     checkName(name);

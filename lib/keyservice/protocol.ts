@@ -33,6 +33,8 @@ export interface KeyRequest {
   exportable: boolean;
   challengeNonce?: Uint8Array;
   challengeSignature?: Uint8Array;
+  /** store: why the name could not be made new (kept only for a name that already has versions). */
+  newNameProblem?: string;
   /** list: only names after this one (the page before ended there). */
   listAfter?: string;
 }
@@ -46,7 +48,7 @@ export function parseKeyRequest(bytes: Uint8Array): KeyRequest {
   const action = m.requestType as Action;
   const name = m.resourceName ?? '';
   if (action !== 'list' || name !== '') {
-    const p = action === 'store' ? newNameProblem(name) : tagProblem(name);
+    const p = tagProblem(name);
     if (p) c.add(`resource_name ${p}`);
   }
   if (m.valueType !== undefined) c.oneOf('value_type', m.valueType, ENTRY_TYPES);
@@ -93,6 +95,7 @@ export function parseKeyRequest(bytes: Uint8Array): KeyRequest {
     ...(m.data ? { data: m.data } : {}),
     ...(credentials ? { credentials } : {}),
     ...(expectedVersion !== undefined ? { expectedVersion } : {}),
+    ...(action === 'store' && newNameProblem(name) ? { newNameProblem: newNameProblem(name) } : {}),
     exportable: m.exportable ?? true,
     ...(m.challengeNonce ? { challengeNonce: m.challengeNonce, challengeSignature: m.challengeSignature } : {}),
     ...(m.listAfter !== undefined ? { listAfter: m.listAfter } : {}),

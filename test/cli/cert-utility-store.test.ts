@@ -230,6 +230,20 @@ describe('cert-utility store commands (transcripts)', function () {
       expectFailure(await cu(withPass('generate-key', '--tag', 'k\u00ad', '--alg', 'p256')), 1, 'INVALID_INPUT');
     });
 
+    it('gives a tag made before that rule (here: by the library, which only reads) its next version', async () => {
+      const old = 'vhd/cafe\u0301'; // not in Unicode form C
+      const s = await Cryptstore.open(store, new PassphraseProtector(utf8('correct horse battery staple')));
+      try {
+        await s.put(old, utf8('v1'));
+      } finally {
+        await s.close();
+      }
+      const put = await cu(withPass('put-item', '--tag', old, '--in', '-', '--json'), { input: 'v2' });
+      expect(put.status, put.stderr).to.equal(0);
+      expect(put.json().item.version).to.equal(2);
+      expectFailure(await cu(withPass('put-item', '--tag', 'vhd/new\u0301', '--in', '-'), { input: 'v' }), 1, 'INVALID_INPUT');
+    });
+
     it('numbers versions per tag, reads older ones, deletes one or all', async () => {
       for (const v of ['one', 'two', 'three']) {
         const r = await cu(withPass('put-item', '--tag', 'k', '--in', '-', '--json'), { input: v });

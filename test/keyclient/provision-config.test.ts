@@ -5,7 +5,7 @@
 
 import { expect } from 'chai';
 import { CertifierError } from '../../lib/errors/index.ts';
-import { destinationProblems, keepAll, parseProvisionConfig, type Outcome } from '../../lib/keyclient/index.ts';
+import { destinationProblems, keepAll, parseProvisionConfig, provision, type KeyClient, type Outcome } from '../../lib/keyclient/index.ts';
 import type { ValidEntry } from '../../lib/wire/index.ts';
 import { encodeKeyRequest } from '../../lib/keyservice/protocol.ts';
 import { rejects } from '../support/rejects.ts';
@@ -115,5 +115,18 @@ describe('keyclient: the provisioning config and where secrets may be written', 
     } finally {
       tmp.cleanup();
     }
+  });
+
+  it('provision refuses a Tag that would look like another before fetching anything, unless the store holds it already', async () => {
+    const held = new Set(['old/cafe\u0301']);
+    const store = { has: async (t: string) => held.has(t) } as unknown as Cryptstore;
+    let fetched = 0;
+    const client = { retrieve: async () => { fetched++; throw new CertifierError('NOT_FOUND', 'none'); } } as unknown as KeyClient;
+    const e = await rejects(provision(client, store, [{ name: 'n', version: 0, tag: 'new/cafe\u0301' }]), 'INVALID_INPUT');
+    expect(e.message).to.contain('nothing was fetched or written').and.contain('normalization form C');
+    expect(fetched).to.equal(0);
+    // A tag the store holds gets its new version: the run goes on to fetch.
+    await rejects(provision(client, store, [{ name: 'n', version: 0, tag: 'old/cafe\u0301' }]), 'NOT_FOUND');
+    expect(fetched).to.equal(1);
   });
 });

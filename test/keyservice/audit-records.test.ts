@@ -22,6 +22,7 @@ describe('key service: audit records and fields that do not apply', () => {
   let backend: LevelBackend;
   let audit: AuditLog;
   let service: KeyService;
+  let keystore: KeyStore;
   const M = 'bb'.repeat(32);
   const acl = parseAcl(JSON.stringify({ version: 1, rules: [{ resources: ['**'], actions: ['store', 'retrieve', 'delete', 'list'], measurements: [M] }] }));
   const conn: Connection = {
@@ -42,7 +43,8 @@ describe('key service: audit records and fields that do not apply', () => {
     tmp = tempDir('keyservice-audit-');
     backend = await LevelBackend.open(join(tmp.dir, 'data'));
     audit = await AuditLog.open(join(tmp.dir, 'audit.jsonl'));
-    service = new KeyService({ keystore: new KeyStore(backend, randomBytes(32)), policyCert: new Uint8Array(), acl, audit, reserved: { names: [], prefixes: [] } });
+    keystore = new KeyStore(backend, randomBytes(32));
+    service = new KeyService({ keystore, policyCert: new Uint8Array(), acl, audit, reserved: { names: [], prefixes: [] } });
   });
   afterEach(async () => {
     await audit.close();
@@ -108,6 +110,13 @@ describe('key service: audit records and fields that do not apply', () => {
     const listed = decode<KeyServiceList>('key_service_list', (await ask({ action: 'list', name: 'f' })).data!);
     expect(listed.resources!.map((i) => i.version)).to.deep.equal([3]);
     expect((await ask({ action: 'retrieve', name: 'f', version: 1 })).status, 'the delete with expected_version deleted nothing').to.equal('succeeded');
+  });
+
+  it('refuses a new name that would look like another (BAD_FIELD), and gives one made before that rule its next version', async () => {
+    expect((await ask({ action: 'store', name: 'n/cafe\u0301', data: new Uint8Array([1]) })).errorCode).to.equal('BAD_FIELD');
+    expect(last()).to.include({ action: 'store', resource: 'n/cafe\u0301', decision: 'deny', code: 'BAD_FIELD' });
+    await keystore.store('n/old\u200b', new Uint8Array([1]), { type: 'binary-blob', exportable: true }); // as an earlier server did
+    expect(await ask({ action: 'store', name: 'n/old\u200b', data: new Uint8Array([2]) })).to.include({ status: 'succeeded', version: 2 });
   });
 
   it('answers a delete of every version of a long name in a small frame (each version named by its number alone)', async function () {
