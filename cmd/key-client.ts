@@ -16,7 +16,7 @@ import { MAX_VALUE_BYTES } from '../lib/keyservice/protocol.ts';
 import { verifyRoleCredential } from '../lib/keyservice/roles.ts';
 import { sameKey } from '../lib/policy/index.ts';
 import { Cryptstore } from '../cryptstore/index.ts';
-import { addExamples, createProgram, domainName, parseVersion, run, subcommand, warn, type JsonOption, type Result } from './common/cli.ts';
+import { addExamples, createProgram, domainName, run, versionOf, subcommand, warn, type JsonOption, type Result } from './common/cli.ts';
 import { protectorFrom, storeOptions, type ProtectionOptions } from './common/protection.ts';
 import { parseHostPort, parseMeasurementHex, readCertificateFile, readPrivateKeyFile } from './common/keys.ts';
 import { readInput, storeFiles, writeOutput } from './common/io.ts';
@@ -113,7 +113,7 @@ clientOptions(subcommand<ClientOpts & { in: string; notExportable?: boolean; typ
   .requiredOption('--in <file>', 'file to read, or - for standard input')
   .option('--not-exportable', 'the key-server keeps it but never releases it')
   .addOption(new Option('--type <type>', 'value type').choices([...ENTRY_TYPES]).default('binary-blob'))
-  .option('--expected-version <n>', 'fail unless the latest version is this (0 = none yet)', parseVersion);
+  .option('--expected-version <n>', 'fail unless the latest version is this (0 = none yet)', versionOf('none yet'));
 
 clientOptions(subcommand<ClientOpts & { version: number; out?: string; force?: boolean }>(program, 'retrieve',
   'fetch NAME... over one connection into the cryptstore (tag = name), or one NAME to --out',
@@ -141,7 +141,7 @@ clientOptions(subcommand<ClientOpts & { version: number; out?: string; force?: b
     });
   }))
   .argument('<name...>', 'resource names')
-  .option('--version <n>', 'version to fetch (0 = latest)', parseVersion, 0)
+  .option('--version <n>', 'version to fetch (0 = latest)', versionOf('latest'), 0)
   .option('--out <file>', 'write the one value here (0600) or to stdout with -, instead of the cryptstore')
   .option('--force', 'replace --out if it exists');
 
@@ -153,7 +153,7 @@ clientOptions(subcommand<ClientOpts & { version: number }>(program, 'delete', 'd
     return { json: { name: args[0], deleted: versions, count }, text: [`deleted ${args[0]} version(s) ${versions.join(', ')}${more}`] };
   }))
   .argument('<name>', 'resource name')
-  .option('--version <n>', 'version to delete (0 = all)', parseVersion, 0);
+  .option('--version <n>', 'version to delete (0 = all)', versionOf('all'), 0);
 
 clientOptions(subcommand<ClientOpts>(program, 'list', 'list names and metadata under PREFIX (never values)',
   async (o, args) => {

@@ -12,7 +12,7 @@ import { readCertificate } from '../../lib/pki/index.ts';
 import { isIdentityTag } from '../../lib/certifier/index.ts';
 import { STORAGE_KEY_TAG } from '../../lib/keyservice/keystore.ts';
 import { Cryptstore, MAX_BLOB_BYTES, MAX_BUNDLE_BYTES, exportStore, importStore, type EntryInfo } from '../../cryptstore/index.ts';
-import { fileOut, note, parseVersion, subcommand, type JsonOption } from '../common/cli.ts';
+import { fileOut, note, subcommand, versionOf, type JsonOption } from '../common/cli.ts';
 import { protectorFrom, readPassphraseFile, scryptCost, scryptOption, storeOptions, withStore, type ProtectionOptions } from '../common/protection.ts';
 import { readInput, storeFiles, writeOutput } from '../common/io.ts';
 
@@ -90,7 +90,7 @@ export function addStoreCommands(program: Command): void {
       return raw ? { json, raw } : { json, text: [] };
     }))
     .requiredOption('--tag <name>', 'the item tag')
-    .option('--version <n>', 'the version to read (0 = latest)', parseVersion, 0)
+    .option('--version <n>', 'the version to read (0 = latest)', versionOf('latest'), 0)
     .requiredOption('--out <file>', 'file to write (0600), or - for standard output')
     .option('--force', 'replace --out if it exists')
     .addHelpText('after', examples([
@@ -113,7 +113,7 @@ export function addStoreCommands(program: Command): void {
       return { json: { tag: o.tag, deleted: versions }, text: [`deleted ${o.tag} version${versions.length > 1 ? 's' : ''} ${versions.join(', ')}`] };
     }))
     .requiredOption('--tag <name>', 'the item tag')
-    .option('--version <n>', 'the version to delete (0 = every version)', parseVersion, 0);
+    .option('--version <n>', 'the version to delete (0 = every version)', versionOf('every version'), 0);
 
   // ---- export-store ----
   scryptOption(storeOptions(subcommand<StoreOpts & { out: string; bundlePassphraseFile: string; force?: boolean; tag: string[] }>(program, 'export-store',

@@ -144,9 +144,12 @@ export async function run(program: Command, argv = process.argv): Promise<void> 
 
 // ---- option parsers (a bad value is a usage error) ----------------------------------------
 
-export function parseVersion(value: string): number {
-  if (!/^\d{1,10}$/.test(value) || Number(value) > 0x7fffffff) throw new InvalidArgumentError('expected a version number (0 = latest)');
-  return Number(value);
+/** A version option's parser; `zero` says what 0 means to it (the latest, all, none yet). */
+export function versionOf(zero: string) {
+  return (value: string): number => {
+    if (!/^\d{1,10}$/.test(value) || Number(value) > 0x7fffffff) throw new InvalidArgumentError(`expected a version number from 0 to 2147483647 (0 = ${zero})`);
+    return Number(value);
+  };
 }
 
 /** A repeatable option's values, in order (commander's argParser with [] as the default). */

@@ -39,6 +39,15 @@ describe('usage mistakes across the programs (exit 2, before any work)', () => {
     }
   });
 
+  it('says what version 0 means to the option given a bad version: all, for a delete', async () => {
+    const common = ['--server', '127.0.0.1:1', '--domain', 'd', '--policy-cert', 'none.pem', '--store', 's', '--key-file', 'k'];
+    for (const [args, zero] of [[['delete', 'n', '--version', '4294967296'], 'all'], [['retrieve', 'n', '--version', '-1'], 'latest'], [['store', 'n', '--in', '-', '--expected-version', '1e1'], 'none yet']] as const) {
+      const r = await run('key-client', [...args, ...common], { cwd: tmp.dir });
+      expect(r.status, args.join(' ')).to.equal(2);
+      expect(r.stderr).to.contain(`expected a version number from 0 to 2147483647 (0 = ${zero})`);
+    }
+  });
+
   it('refuses port 0 where a server is to be reached (it means "any port" only to listen)', async () => {
     const r = await run('key-client', ['list', '--server', '127.0.0.1:0', '--domain', 'd', '--policy-cert', 'none.pem', '--store', 's', '--key-file', 'k']);
     expect(r.status).to.equal(2);
