@@ -117,10 +117,28 @@ export function subcommand<O extends JsonOption>(
 ): Command {
   const cmd = parent.command(name).description(description).option('--json', 'print the result (or the error) as one JSON document');
   cmd.action(async function (this: Command) {
+    refuseRepeated(this);
     const options = this.opts<O>();
     render(await fn(options, this.args), options.json === true);
   });
   return cmd;
+}
+
+/**
+ * A flag that takes one value, given twice, is a mistake (commander keeps the last: `--data A
+ * --data B` served B). Repeatable flags (collected, default []) may repeat; nothing after `--`
+ * counts.
+ */
+function refuseRepeated(cmd: Command): void {
+  // The arguments as given (commander keeps them on the program, untyped).
+  const raw: string[] = ((cmd.parent as unknown as { rawArgs?: string[] } | null)?.rawArgs ?? process.argv).slice(2);
+  const end = raw.indexOf('--');
+  const tokens = end < 0 ? raw : raw.slice(0, end);
+  for (const opt of cmd.options) {
+    if (!(opt.required || opt.optional) || opt.variadic || Array.isArray(opt.defaultValue) || !opt.long) continue;
+    const given = tokens.filter((t) => t === opt.long || t.startsWith(`${opt.long}=`) || (opt.short !== undefined && t === opt.short)).length;
+    if (given > 1) throw new CertifierError('USAGE', `${opt.long} is given ${given} times; it takes one value`);
+  }
 }
 
 /** Parses argv, runs the chosen action, sets the exit status. Never throws. */

@@ -48,6 +48,20 @@ describe('usage mistakes across the programs (exit 2, before any work)', () => {
     }
   });
 
+  it('refuses a one-value flag given twice (the last one won), and takes repeatable flags and names after --', async () => {
+    for (const [program, args, flag] of [
+      ['key-client', ['store', 'n', '--in', '-', '--in', 'other.bin', '--server', '127.0.0.1:1', '--domain', 'd', '--policy-cert', 'p', '--store', 's', '--key-file', 'k'], '--in'],
+      ['key-server', ['serve', '--data', 'a', '--data=b', '--domain', 'd', '--policy-cert', 'p', '--store', 's', '--key-file', 'k'], '--data'],
+    ] as const) {
+      const r = await run(program, [...args], { cwd: tmp.dir });
+      expect(r.status, args.join(' ')).to.equal(2);
+      expect(r.stderr).to.contain(`${flag} is given 2 times; it takes one value`);
+    }
+    // Repeatable (--server-measurement) and after --: not a repeat; this one fails later, reading files.
+    const ok = await run('key-client', ['retrieve', '--server-measurement', 'ab'.repeat(32), '--server-measurement', 'cd'.repeat(32), '--server', '127.0.0.1:1', '--domain', 'd', '--policy-cert', 'none.pem', '--store', 's', '--key-file', 'k', '--', '--version', '--version'], { cwd: tmp.dir });
+    expect(ok.stderr).not.to.contain('is given');
+  });
+
   it('refuses port 0 where a server is to be reached (it means "any port" only to listen)', async () => {
     const r = await run('key-client', ['list', '--server', '127.0.0.1:0', '--domain', 'd', '--policy-cert', 'none.pem', '--store', 's', '--key-file', 'k']);
     expect(r.status).to.equal(2);
