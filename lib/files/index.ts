@@ -2,7 +2,7 @@
 // same directory, fsync, rename, fsync of the directory), so a crash leaves the old file or the
 // new one, never half of one.
 
-import { promises as fs, constants as C, realpathSync, unlinkSync } from 'node:fs';
+import { promises as fs, constants as C, fstatSync, realpathSync, unlinkSync } from 'node:fs';
 import { dirname, basename, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { CertifierError } from '../errors/index.ts';
@@ -53,6 +53,15 @@ export async function readFileLimited(path: string, limit = DEFAULT_READ_LIMIT, 
 
 /** Reads all of standard input, refusing more than `limit` bytes. */
 export async function readStdin(limit = DEFAULT_READ_LIMIT): Promise<Uint8Array> {
+  // A directory as standard input (`< .`) reads as nothing at all; say what it is instead.
+  const st = (() => {
+    try {
+      return fstatSync(0);
+    } catch {
+      return undefined;
+    }
+  })();
+  if (st?.isDirectory()) throw new CertifierError('FILE_ERROR', 'cannot read standard input: it is a directory');
   const chunks: Buffer[] = [];
   let total = 0;
   for await (const chunk of process.stdin) {

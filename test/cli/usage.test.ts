@@ -1,9 +1,10 @@
 // Usage mistakes across the programs, caught before any work: exit 2 with the flag named.
 
 import { expect } from 'chai';
-import { writeFileSync } from 'node:fs';
+import { closeSync, openSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { run, tempDir, type Program } from '../support/helpers.ts';
+import { ROOT, run, tempDir, type Program } from '../support/helpers.ts';
 
 describe('usage mistakes across the programs (exit 2, before any work)', () => {
   let tmp: ReturnType<typeof tempDir>;
@@ -60,6 +61,17 @@ describe('usage mistakes across the programs (exit 2, before any work)', () => {
     // Repeatable (--server-measurement) and after --: not a repeat; this one fails later, reading files.
     const ok = await run('key-client', ['retrieve', '--server-measurement', 'ab'.repeat(32), '--server-measurement', 'cd'.repeat(32), '--server', '127.0.0.1:1', '--domain', 'd', '--policy-cert', 'none.pem', '--store', 's', '--key-file', 'k', '--', '--version', '--version'], { cwd: tmp.dir });
     expect(ok.stderr).not.to.contain('is given');
+  });
+
+  it('says standard input is a directory rather than empty (FILE_ERROR)', () => {
+    const dir = openSync(tmp.dir, 'r');
+    try {
+      const r = spawnSync(process.execPath, [join(ROOT, 'cmd/bin/cert-utility.js'), 'put-item', '--tag', 't', '--in', '-', '--store', 's', '--key-file', 'k'], { stdio: [dir, 'pipe', 'pipe'], cwd: tmp.dir });
+      expect(r.status).to.equal(1);
+      expect(r.stderr.toString()).to.contain('cannot read standard input: it is a directory [FILE_ERROR]');
+    } finally {
+      closeSync(dir);
+    }
   });
 
   it('refuses port 0 where a server is to be reached (it means "any port" only to listen)', async () => {
