@@ -95,8 +95,12 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
         ? async () => {
           const r = await level.backupTo(join(backupDir, backupName(new Date())));
           // Only after the new one is whole: a failed backup never costs an older one.
-          const pruned = o.backupKeep ? await pruneBackups(backupDir, o.backupKeep, o.data, r.path) : [];
-          return { path: r.path, records: r.records, ...(pruned.length ? { pruned: pruned.join(',') } : {}) };
+          const { removed, ahead } = o.backupKeep ? await pruneBackups(backupDir, o.backupKeep, o.data, r.path) : { removed: [], ahead: [] };
+          return {
+            path: r.path, records: r.records, ...(removed.length ? { pruned: removed.join(',') } : {}),
+            // Named after the one just made: written while the clock was ahead. Kept, not counted.
+            ...(ahead.length ? { datedAhead: ahead.join(','), warning: 'backups named after the one just written were made while the clock was ahead: they are kept and not counted in --backup-keep; remove them when they are not needed' } : {}),
+          };
         }
         : undefined;
       return {

@@ -29,15 +29,22 @@ function alive(pid: number): boolean {
  * directory being served, which may be a backup put back in place): it neither counts nor goes.
  * `written`, the backup just made, is the newest whatever its name: backups are named by the
  * clock, and one made while the clock was ahead would otherwise outrank it and have it removed.
+ * Those named after it (`ahead`) are older than their names say, by how much no one knows: they
+ * are kept, and not counted among the N, for the caller to report.
  */
-export async function pruneBackups(dir: string, keep: number, live?: string, written?: string): Promise<string[]> {
+export async function pruneBackups(dir: string, keep: number, live?: string, written?: string): Promise<{ removed: string[]; ahead: string[] }> {
   if (!Number.isInteger(keep) || keep < 1) throw new CertifierError('INVALID_INPUT', `keep at least one backup, not ${keep}`);
   const names = await fs.readdir(dir);
   const serving = live === undefined ? undefined : await fs.realpath(live).catch(() => resolve(live));
   const isLive = async (n: string) => serving !== undefined && (await fs.realpath(join(dir, n)).catch(() => join(dir, n))) === serving;
   const whole: string[] = [];
   const newest = written === undefined ? undefined : basename(written);
-  for (const n of names.filter((x) => BACKUP.test(x)).sort()) if (n !== newest && !(await isLive(n))) whole.push(n);
+  const ahead: string[] = [];
+  for (const n of names.filter((x) => BACKUP.test(x)).sort()) {
+    if (n === newest || (await isLive(n))) continue;
+    if (newest !== undefined && n > newest) ahead.push(n);
+    else whole.push(n);
+  }
   if (newest !== undefined && names.includes(newest)) whole.push(newest);
   const stale = names.filter((n) => {
     const m = PARTIAL.exec(n);
@@ -45,5 +52,5 @@ export async function pruneBackups(dir: string, keep: number, live?: string, wri
   });
   const remove = [...whole.slice(0, Math.max(0, whole.length - keep)), ...stale];
   for (const n of remove) await fs.rm(join(dir, n), { recursive: true, force: true });
-  return remove;
+  return { removed: remove, ahead };
 }
