@@ -27,7 +27,7 @@ export async function launch(program) {
   // A server's SIGHUP means "reload", never "stop": one arriving while it starts (systemd's
   // ExecReload right after a start) is kept here for the server to act on once it serves
   // (cmd/common/server.ts), instead of killing it silently.
-  if ((program === 'key-server' || program === 'simpleserver') && process.argv.slice(2).includes('serve')) {
+  if ((program === 'key-server' || program === 'simpleserver') && process.argv.slice(2).find((a) => !a.startsWith('-')) === 'serve') {
     const early = { count: 0, listener: () => void early.count++ };
     globalThis[Symbol.for('certifier.earlyHangups')] = early;
     process.on('SIGHUP', early.listener);
