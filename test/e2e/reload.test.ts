@@ -4,8 +4,13 @@
 
 import { expect } from 'chai';
 import { readFileSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createServer, type AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { randomBytes } from 'node:crypto';
-import { run } from '../support/helpers.ts';
+import { ROOT, run } from '../support/helpers.ts';
 import { makePolicy as makeSignedPolicy } from '../../lib/policy/index.ts';
 import { readPrivateKeyFile, readPublicKeyFile } from '../../cmd/common/keys.ts';
 import { Domain, expectFailure, expectSuccess, startServer, type KeyServer, type Machine } from './domain.ts';
@@ -74,6 +79,23 @@ describe('e2e: SIGHUP reloads, and never stops a server', function () {
       expect(child.running).to.equal(true);
     } finally {
       expect(await child.stop()).to.deep.equal({ code: 0, signal: null });
+    }
+  });
+
+  it('key-server join (not a server) still ends on SIGHUP, as a command does when its terminal goes', async function () {
+    // A peer that accepts and never answers: join would wait out its 10 s handshake timeout.
+    const silent = createServer(() => {}).listen(0, '127.0.0.1');
+    await once(silent, 'listening');
+    try {
+      const port = (silent.address() as AddressInfo).port;
+      const child = spawn(process.execPath, [join(ROOT, 'cmd/bin/key-server.js'), 'join', '--from', `127.0.0.1:${port}`, '--domain', d.name, '--policy-cert', d.policyCertFile, ...ks.storeArgs], { stdio: 'ignore' });
+      const exited = once(child, 'exit');
+      await sleep(1500);
+      child.kill('SIGHUP');
+      const [code, signal] = await exited;
+      expect({ code, signal }).to.deep.equal({ code: null, signal: 'SIGHUP' });
+    } finally {
+      silent.close();
     }
   });
 
