@@ -43,9 +43,11 @@ export interface KeyBackend {
   /**
    * Assigns the next version of `name` atomically (never reusing a deleted one) and stores the
    * record built for it. If expectedLatest is given and the current latest version differs,
-   * throws CertifierError('VERSION_CONFLICT'); 0 means "no version exists".
+   * throws CertifierError('VERSION_CONFLICT'); 0 means "no version exists". `check`, called
+   * with the latest version under the same lock, and `build` may throw to store nothing (and
+   * use up no version number).
    */
-  append(name: string, build: (version: number) => StoredRecord, expectedLatest?: number): Promise<StoredRecord>;
+  append(name: string, build: (version: number) => StoredRecord, expectedLatest?: number, check?: (latest: number) => void): Promise<StoredRecord>;
   /** One version, or the latest when `version` is 0; undefined when absent. */
   get(name: string, version: number): Promise<StoredRecord | undefined>;
   /** Deletes one version, or all when version is 0; returns the versions deleted ([] when none). */

@@ -58,9 +58,9 @@ interface Executed {
  * The answer once its audit record is durable. If the record cannot be written the answer is
  * withheld and the refusal says why (the log is then broken and refuses every later decision).
  */
-/** The version a request names, for its audit record: any for a delete (0 = all), a given one for a retrieve. */
+/** The version a request names, for its audit record: any for a delete (0 = all), a given one for a retrieve or store. */
 function askedVersion(req: { action?: string; version?: number } | undefined): number | undefined {
-  return req?.action === 'delete' || (req?.action === 'retrieve' && req.version) ? req.version : undefined;
+  return req?.action === 'delete' || ((req?.action === 'retrieve' || req?.action === 'store') && req.version) ? req.version : undefined;
 }
 
 function afterAudit(audited: Promise<unknown> | undefined, answer: Uint8Array, name: string): Uint8Array | LaterAnswer {
@@ -217,9 +217,15 @@ export class KeyService {
     const ks = this.config.keystore;
     switch (req.action) {
       case 'store': {
-        // Names made before the rule on look-alike characters keep getting new versions.
-        if (req.newNameProblem && !(await ks.has(req.name))) throw new CertifierError('BAD_FIELD', `resource_name ${req.newNameProblem}`);
-        const info = await ks.store(req.name, req.data!, { type: req.valueType, exportable: req.exportable, ...(req.expectedVersion !== undefined ? { expectedLatest: req.expectedVersion } : {}) });
+        // Names made before the rule on look-alike characters keep getting new versions; whether
+        // the name has one is asked under the backend's lock, with the store.
+        const problem = req.newNameProblem;
+        const info = await ks.store(req.name, req.data!, {
+          type: req.valueType, exportable: req.exportable,
+          ...(req.expectedVersion !== undefined ? { expectedLatest: req.expectedVersion } : {}),
+          ...(req.version ? { version: req.version } : {}),
+          ...(problem ? { onlyIfExisting: () => new CertifierError('BAD_FIELD', `resource_name ${problem}`) } : {}),
+        });
         return { response: succeeded(req.name, { version: info.version }), version: info.version };
       }
       case 'retrieve': {

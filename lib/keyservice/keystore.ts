@@ -24,6 +24,10 @@ export interface StoreValueOptions {
   exportable: boolean;
   /** Refuse (VERSION_CONFLICT) unless the latest version is this one; 0 = the name must not exist. */
   expectedLatest?: number;
+  /** Refuse (VERSION_CONFLICT) unless the store makes exactly this version (numbers are never reused). */
+  version?: number;
+  /** Refuse with this error unless the name has a version now (checked atomically with the store). */
+  onlyIfExisting?: () => Error;
   /** The time recorded as time_entered (default now). */
   time?: Date;
 }
@@ -62,13 +66,21 @@ export class KeyStore {
     const exportable = options.exportable === true;
     const timeEntered = (options.time ?? new Date()).toISOString();
     // Sealed inside the callback: only the backend knows the version, and it is part of the AAD.
+    const wanted = options.version;
+    const refuse = options.onlyIfExisting;
     const record = await this.backend.append(
       name,
-      (version) => ({
-        name, version, type: options.type, exportable, timeEntered, size: value.length,
-        ciphertext: seal(this.usableKey(), value, recordAad(name, version, options.type, exportable)),
-      }),
+      (version) => {
+        if (wanted !== undefined && version !== wanted) {
+          throw new CertifierError('VERSION_CONFLICT', `"${name}" would get version ${version}, not the ${wanted} asked for (a version number is never given twice)`, { details: { expected: wanted, next: version } });
+        }
+        return {
+          name, version, type: options.type, exportable, timeEntered, size: value.length,
+          ciphertext: seal(this.usableKey(), value, recordAad(name, version, options.type, exportable)),
+        };
+      },
       options.expectedLatest,
+      refuse ? (latest) => { if (latest === 0) throw refuse(); } : undefined,
     );
     return infoOf(record);
   }
@@ -87,12 +99,6 @@ export class KeyStore {
     if (!value) throw damaged('authentication failed: tampered, moved, relabelled, or sealed under another storage key');
     if (value.length !== r.size) throw damaged(`the record says ${r.size} bytes, the value has ${value.length}`);
     return { info: infoOf(r), value };
-  }
-
-  /** Whether `name` has any version now (metadata only: nothing is opened). */
-  async has(name: string): Promise<boolean> {
-    checkName(name);
-    return (await this.backend.get(name, 0)) !== undefined;
   }
 
   /** Deletes one version, or all when `version` is 0; returns the versions deleted ([] when none). */

@@ -176,12 +176,13 @@ export class LevelBackend implements KeyBackend {
     }
   }
 
-  async append(name: string, build: (version: number) => StoredRecord, expectedLatest?: number): Promise<StoredRecord> {
+  async append(name: string, build: (version: number) => StoredRecord, expectedLatest?: number, check?: (latest: number) => void): Promise<StoredRecord> {
     checkName(name);
     checkExpected(expectedLatest);
     return this.exclusive(name, async () => {
       const st = await this.state(name);
       if (expectedLatest !== undefined && expectedLatest !== st.latest) throw versionConflict(name, expectedLatest, st.latest);
+      check?.(st.latest);
       const version = nextVersion(name, st.highest);
       const record = build(version);
       checkBuilt(name, version, record);

@@ -85,7 +85,7 @@ export class PgBackend implements KeyBackend {
     return b;
   }
 
-  async append(name: string, build: (version: number) => StoredRecord, expectedLatest?: number): Promise<StoredRecord> {
+  async append(name: string, build: (version: number) => StoredRecord, expectedLatest?: number, check?: (latest: number) => void): Promise<StoredRecord> {
     checkName(name);
     checkExpected(expectedLatest);
     return this.transaction(async (q) => {
@@ -93,10 +93,11 @@ export class PgBackend implements KeyBackend {
         'INSERT INTO key_server_names (name, high) VALUES ($1, 1) ON CONFLICT (name) DO UPDATE SET high = key_server_names.high + 1 RETURNING high', [name],
       ))[0]!.high);
       const version = nextVersion(name, high - 1);
-      if (expectedLatest !== undefined) {
+      if (expectedLatest !== undefined || check) {
         // Under the name's row lock, so no other append or delete of it can slip in between.
         const latest = await this.latest(q, name);
-        if (latest !== expectedLatest) throw versionConflict(name, expectedLatest, latest);
+        if (expectedLatest !== undefined && latest !== expectedLatest) throw versionConflict(name, expectedLatest, latest);
+        check?.(latest);
       }
       const r = build(version);
       checkBuilt(name, version, r);

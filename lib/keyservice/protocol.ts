@@ -63,12 +63,11 @@ export function parseKeyRequest(bytes: Uint8Array): KeyRequest {
   }
   // A field that does not apply is refused rather than dropped: a delete "only if the latest is
   // N" would otherwise delete unconditionally, and a store "as version 2" make version 3.
-  // A store that names a version (the original key client sends its entry's) must make that one:
-  // it is a condition, as expected_version = version - 1 is, never silently another version.
-  let expectedVersion = m.expectedVersion;
-  if (action === 'store' && m.version) {
-    if (expectedVersion !== undefined && expectedVersion !== m.version - 1) c.add(`version ${m.version} and expected_version ${expectedVersion} disagree (a store of version N expects N - 1)`);
-    expectedVersion = m.version - 1;
+  // A store that names a version (the original key client sends its entry's) must make exactly
+  // that one (the handler asks the backend), never silently another.
+  const expectedVersion = m.expectedVersion;
+  if (action === 'store' && m.version && expectedVersion !== undefined && expectedVersion !== m.version - 1) {
+    c.add(`version ${m.version} and expected_version ${expectedVersion} disagree (a store of version N expects N - 1)`);
   }
   if (action === 'list' && m.version) c.add('version is not for list');
   if (action !== 'store') {

@@ -103,12 +103,17 @@ describe('key service: audit records and fields that do not apply', () => {
       const r = parseKeyResponse((await send(unknown ? new Uint8Array([...bytes, 0xc8, 0x06, 0x01]) : bytes)).bytes); // field 105
       expect(r.errorCode, what).to.equal(unknown ? 'DECODE_FAILED' : 'BAD_FIELD');
     }
-    // A store that names its version (as the original key client does) must make that version.
+    // A store that names its version (as the original key client does) must make exactly that
+    // version: not an earlier one, and not a deleted one (numbers are never given twice).
     const storeAs = (version: number) => encode('key_service_message_request', { resourceName: 'f', requestType: 'store', version, data: new Uint8Array([3]) });
     expect(parseKeyResponse((await send(storeAs(2))).bytes).errorCode).to.equal('VERSION_CONFLICT');
+    expect(last()).to.include({ action: 'store', resource: 'f', version: 2, decision: 'deny', code: 'VERSION_CONFLICT' });
     expect(parseKeyResponse((await send(storeAs(3))).bytes)).to.include({ status: 'succeeded', version: 3 });
+    await ask({ action: 'delete', name: 'f', version: 3 });
+    expect(parseKeyResponse((await send(storeAs(3))).bytes).errorCode, 'version 3 was deleted: it is never made again').to.equal('VERSION_CONFLICT');
+    expect(parseKeyResponse((await send(storeAs(4))).bytes)).to.include({ status: 'succeeded', version: 4 });
     const listed = decode<KeyServiceList>('key_service_list', (await ask({ action: 'list', name: 'f' })).data!);
-    expect(listed.resources!.map((i) => i.version)).to.deep.equal([3]);
+    expect(listed.resources!.map((i) => i.version)).to.deep.equal([4]);
     expect((await ask({ action: 'retrieve', name: 'f', version: 1 })).status, 'the delete with expected_version deleted nothing').to.equal('succeeded');
   });
 
@@ -117,6 +122,9 @@ describe('key service: audit records and fields that do not apply', () => {
     expect(last()).to.include({ action: 'store', resource: 'n/cafe\u0301', decision: 'deny', code: 'BAD_FIELD' });
     await keystore.store('n/old\u200b', new Uint8Array([1]), { type: 'binary-blob', exportable: true }); // as an earlier server did
     expect(await ask({ action: 'store', name: 'n/old\u200b', data: new Uint8Array([2]) })).to.include({ status: 'succeeded', version: 2 });
+    // Once every version is gone it is a new name again (asked under the backend's lock, with the store).
+    await ask({ action: 'delete', name: 'n/old\u200b', version: 0 });
+    expect((await ask({ action: 'store', name: 'n/old\u200b', data: new Uint8Array([3]) })).errorCode).to.equal('BAD_FIELD');
   });
 
   it('answers a delete of every version of a long name in a small frame (each version named by its number alone)', async function () {

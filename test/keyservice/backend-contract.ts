@@ -3,6 +3,7 @@
 
 import { expect } from 'chai';
 import { randomBytes } from '../../lib/crypto/index.ts';
+import { CertifierError } from '../../lib/errors/index.ts';
 import type { KeyBackend, StoredRecord } from '../../lib/keyservice/backend.ts';
 import { rejects } from '../support/rejects.ts';
 
@@ -169,6 +170,24 @@ export function runBackendContract(name: string, factory: () => Promise<BackendF
       }
       expect(await versions('k')).to.deep.equal([1]);
       expect((await put('k')).version).to.equal(2);
+    });
+
+    it('gives check the latest version under the append\'s lock; a check that throws stores nothing and spends no version', async () => {
+      const seen: number[] = [];
+      const watched = (n: string) => b.append(n, (v) => recordFor(n, v), undefined, (latest) => void seen.push(latest));
+      await watched('c');
+      await watched('c');
+      await b.delete('c', 2);
+      await watched('c');
+      await b.delete('c', 0);
+      await watched('c');
+      expect(seen).to.deep.equal([0, 1, 1, 0]);
+      const refused = await rejects(b.append('c', (v) => recordFor('c', v), undefined, () => {
+        throw new CertifierError('BAD_FIELD', 'no');
+      }), 'BAD_FIELD');
+      expect(refused.message).to.equal('no');
+      expect(await versions('c')).to.deep.equal([4]);
+      expect((await put('c')).version).to.equal(5);
     });
 
     it('lists the latest version of each name under a prefix, sorted, without ciphertext', async () => {
