@@ -6,7 +6,7 @@ import { Option } from 'commander';
 import { createPublicKey } from 'node:crypto';
 import { CertifierError } from '../lib/errors/index.ts';
 import { toHex } from '../lib/crypto/index.ts';
-import { ENTRY_TYPES, shown, tagProblem, type EntryType } from '../lib/wire/index.ts';
+import { ENTRY_TYPES, printableName, shown, tagProblem, type EntryType } from '../lib/wire/index.ts';
 import { readFileLimited, type OwnFiles } from '../lib/files/index.ts';
 import { readCertificateChain, validatePolicyCert } from '../lib/pki/index.ts';
 import { isIdentityTag, loadIdentity } from '../lib/certifier/index.ts';
@@ -107,7 +107,7 @@ clientOptions(subcommand<ClientOpts & { in: string; notExportable?: boolean; typ
     const value = await readInput(o.in, MAX_VALUE_BYTES);
     if (value.length === 0) throw new CertifierError('INVALID_INPUT', `nothing to store: ${o.in === '-' ? 'standard input' : o.in} is empty`);
     const version = await withClient(o, (c) => c.store(args[0]!, value, { type: o.type, exportable: !o.notExportable, ...(o.expectedVersion !== undefined ? { expectedVersion: o.expectedVersion } : {}) }));
-    return { json: { name: args[0], version }, text: [`stored ${args[0]} version ${version}`] };
+    return { json: { name: args[0], version }, text: [`stored ${printableName(args[0]!)} version ${version}`] };
   }))
   .argument('<name>', 'resource name, e.g. datica-test/storage-disk-key')
   .requiredOption('--in <file>', 'file to read, or - for standard input')
@@ -137,7 +137,7 @@ clientOptions(subcommand<ClientOpts & { version: number; out?: string; force?: b
       }
       await keepAll(store, outcomes);
       const items = outcomes.map((x) => ({ name: x.spec.name, version: x.entry!.version, size: x.entry!.blob.length, written: x.written }));
-      return { json: { items }, text: items.map((i) => `${i.name} version ${i.version}: ${i.written === 'new' ? 'stored in the cryptstore' : 'already in the cryptstore'}`) };
+      return { json: { items }, text: items.map((i) => `${printableName(i.name)} version ${i.version}: ${i.written === 'new' ? 'stored in the cryptstore' : 'already in the cryptstore'}`) };
     });
   }))
   .argument('<name...>', 'resource names')
@@ -150,7 +150,7 @@ clientOptions(subcommand<ClientOpts & { version: number }>(program, 'delete', 'd
     checkName(args[0]!);
     const { versions, count } = await withClient(o, (c) => c.delete(args[0]!, o.version));
     const more = count > versions.length ? `, and ${count - versions.length} more (${count} in all)` : '';
-    return { json: { name: args[0], deleted: versions, count }, text: [`deleted ${args[0]} version(s) ${versions.join(', ')}${more}`] };
+    return { json: { name: args[0], deleted: versions, count }, text: [`deleted ${printableName(args[0]!)} version(s) ${versions.join(', ')}${more}`] };
   }))
   .argument('<name>', 'resource name')
   .option('--version <n>', 'version to delete (0 = all)', versionOf('all'), 0);
@@ -159,7 +159,7 @@ clientOptions(subcommand<ClientOpts>(program, 'list', 'list names and metadata u
   async (o, args) => {
     if (args[0]) checkName(args[0]);
     const items = await withClient(o, (c) => c.list(args[0] ?? ''));
-    return { json: { items }, text: items.map((i) => `${i.name}\tv${i.version}\t${i.type}\t${i.size} bytes\t${i.exportable ? 'exportable' : 'not-exportable'}\t${i.timeEntered}`) };
+    return { json: { items }, text: items.map((i) => `${printableName(i.name)}\tv${i.version}\t${i.type}\t${i.size} bytes\t${i.exportable ? 'exportable' : 'not-exportable'}\t${i.timeEntered}`) };
   }))
   .argument('[prefix]', 'name prefix');
 
@@ -171,7 +171,7 @@ clientOptions(subcommand<ClientOpts & { config: string; allowPartial?: boolean }
     const outcomes = await withClient(o, (c, store) => provision(c, store, specs, { allowPartial: o.allowPartial === true, own: clientFiles(o, o.config) }));
     for (const x of outcomes.filter((y) => y.error)) warn(P, `could not provision "${x.spec.name}": ${x.error!.message} [${x.error!.code}]`);
     const items = outcomes.map((x) => ({ name: x.spec.name, ...(x.spec.tag ? { tag: x.spec.tag } : { file: x.spec.file }), ...(x.entry ? { version: x.entry.version, written: x.written } : { error: x.error!.code }) }));
-    return { json: { items }, text: items.map((i) => `${i.name}: ${'error' in i ? `FAILED (${i.error})` : `version ${i.version} ${i.written === 'new' ? 'written' : 'unchanged'}`}`) };
+    return { json: { items }, text: items.map((i) => `${printableName(i.name)}: ${'error' in i ? `FAILED (${i.error})` : `version ${i.version} ${i.written === 'new' ? 'written' : 'unchanged'}`}`) };
   }))
   .requiredOption('--config <file>', 'JSON: {"secrets": [{"ID": NAME, "Version"?: N, "Tag": TAG | "LocalPath": FILE, "Mode"?: "0600"}]}')
   .option('--allow-partial', 'keep what arrived even if some secrets could not be fetched');

@@ -3,7 +3,7 @@
 
 import { Option, type Command } from 'commander';
 import { CertifierError } from '../../lib/errors/index.ts';
-import { encode, ENTRY_TYPES, newNameProblem, shown, type EntryType } from '../../lib/wire/index.ts';
+import { encode, ENTRY_TYPES, newNameProblem, printableName, type EntryType } from '../../lib/wire/index.ts';
 import {
   exportPublicKey, generateKeyPair, isKeyAlg, randomBytes, toKeyMessage, type KeyAlg,
 } from '../../lib/crypto/index.ts';
@@ -35,11 +35,9 @@ async function checkNewTag(tag: string, store?: Cryptstore): Promise<void> {
 const GUARDED = { is: (t: string) => isIdentityTag(t) || t === STORAGE_KEY_TAG, what: 'where a machine keeps its identity (or key-server its storage key)' };
 type StoreOpts = ProtectionOptions & JsonOption;
 
-/** A tag as a listing shows it: one made before the rule on invisible characters shows them escaped. */
-const printable = (tag: string) => (newNameProblem(tag) ? shown(tag, 256) : tag);
 
 function entryLine(e: EntryInfo): string {
-  return `${printable(e.tag)}\tv${e.version}\t${e.type}\t${e.size} bytes\t${e.exportable ? 'exportable' : 'not-exportable'}\t${e.timeEntered}`;
+  return `${printableName(e.tag)}\tv${e.version}\t${e.type}\t${e.size} bytes\t${e.exportable ? 'exportable' : 'not-exportable'}\t${e.timeEntered}`;
 }
 
 const examples = (lines: string[]) => `\nExamples:\n${lines.map((l) => `  $ ${l}`).join('\n')}\n`;

@@ -19,9 +19,15 @@ function escapeUnits(c: string): string {
 export const INVISIBLE = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Default_Ignorable_Code_Point}]/u;
 const INVISIBLE_ALL = new RegExp(INVISIBLE.source, 'gu');
 
-/** `text` with every INVISIBLE character written as \uXXXX, so it reads as what it is. */
+const MARKS_ALL = /\p{M}/gu;
+
+/**
+ * `text` with every INVISIBLE character written as \uXXXX, so it reads as what it is; and, in a
+ * text not in Unicode form C, its combining marks too (`e` + U+0301 would show as `é`, another name).
+ */
 export function escapeInvisible(text: string): string {
-  return text.replace(INVISIBLE_ALL, escapeUnits);
+  const escaped = text.replace(INVISIBLE_ALL, escapeUnits);
+  return escaped.normalize('NFC') === escaped ? escaped : escaped.replace(MARKS_ALL, escapeUnits);
 }
 
 /** JSON.stringify, with what JSON leaves raw but would not show escaped too (for logs and terminals). */

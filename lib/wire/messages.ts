@@ -3,7 +3,7 @@
 // CertifierError (DECODE_FAILED, MISSING_FIELD or BAD_FIELD) naming every problem.
 
 import { decode } from './proto.ts';
-import { FieldCheck } from './check.ts';
+import { FieldCheck, shown } from './check.ts';
 import type * as T from './types.ts';
 
 export const ENTRY_TYPES = ['key-message-serialized-protobuf', 'X509-der-cert', 'binary-blob', 'other'] as const;
@@ -48,6 +48,11 @@ export function newNameProblem(tag: string): string | undefined {
   return tagProblem(tag) ?? (/[\u0080-\u009f\p{Zl}\p{Zp}\p{Default_Ignorable_Code_Point}]/u.test(tag) ? 'contains a C1 control or an invisible character, such as a zero-width or bidirectional mark (it would display as another name)' : undefined)
     // "café" as e + a combining accent displays as the precomposed "café", another name.
     ?? (tag.normalize('NFC') !== tag ? 'is not in Unicode normalization form C (a letter written as a base and a combining mark displays as another name that is one code point): write it composed' : undefined);
+}
+
+/** A name as text output shows it: as it is, or quoted and escaped if it could pass for another. */
+export function printableName(name: string): string {
+  return newNameProblem(name) ? shown(name, 256) : name;
 }
 
 export interface ValidEntry {
