@@ -39,11 +39,11 @@ export async function loadIdentity(store: Cryptstore, domain: string, policyCert
   const key = fromKeyMessage(decode<KeyMessage>('key_message', keyEntry.blob));
   let peer;
   try {
-    peer = validateAdmission({ chain: [certEntry.blob], policyCert, at, usage: 'any', role: "this machine's stored" });
+    peer = validateAdmission({ chain: [certEntry.blob], policyCert, at, usage: 'any', role: "machine's stored" });
   } catch (e) {
     if (!isCertifierError(e, 'UNTRUSTED_PEER')) throw e;
     // Not a peer's: our own certificate, from another policy key (the key replaced, or the wrong --policy-cert).
-    throw new CertifierError('UNTRUSTED_PEER', `this machine's own admission certificate for "${domain}", in its cryptstore, is not one the given policy certificate vouches for (${e.message}): if the policy key was replaced, certify this machine again with cert-utility init-trust --force`, { cause: e, details: e.details });
+    throw new CertifierError('UNTRUSTED_PEER', `this machine's own admission certificate for "${domain}", in its cryptstore, is not one the given policy certificate vouches for (${e.message}): if the policy key was replaced, certify this machine again with cert-utility init-trust and the new policy certificate`, { cause: e, details: e.details });
   }
   if (!sameKey(peer.publicKey, key)) throw new CertifierError('INTEGRITY', `the stored admission certificate does not name the stored key for "${domain}"`);
   return { key, certificate: certEntry.blob, peer };

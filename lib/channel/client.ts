@@ -224,7 +224,10 @@ class Connection<P> implements ClientConnection<P> {
 
   private closedError(): CertifierError {
     if (this.looksRefused()) return this.refusedError();
-    if (!this.isReady) return new CertifierError('UNREACHABLE', `${this.target} closed the connection before it was established`);
+    if (!this.isReady) {
+      const hint = this.tlsSocket ? ': a server on the original plain protocol (simpleserver --plain) closes a TLS handshake this way' : '';
+      return new CertifierError('UNREACHABLE', `${this.target} closed the connection before it was established${hint}`);
+    }
     const partial = this.decoder.pending > 0 ? ` (${this.decoder.pending} bytes of an answer received)` : '';
     const when = this.pending.length > 0 ? ' before answering' : '';
     // A TLS server reads a plain request as a broken handshake and closes without a word.

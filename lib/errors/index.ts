@@ -51,7 +51,6 @@ export const ErrorCodes = {
   // integrity / authentication (4)
   INTEGRITY: ExitStatus.integrity,
   WRONG_KEY: ExitStatus.integrity,
-  BAD_SIGNATURE: ExitStatus.integrity,
   UNTRUSTED_PEER: ExitStatus.integrity,
   CERT_EXPIRED: ExitStatus.integrity,
   POLICY_INVALID: ExitStatus.integrity,

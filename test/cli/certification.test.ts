@@ -657,6 +657,10 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
         expect(r.stderr).to.contain('cert-utility: warning: plain TCP: no TLS, and the evidence is not bound to a session');
         expect(r.out).to.match(new RegExp(`^certified: serial [0-9a-f]+, measurement ${M}, `));
         expect(plain.log()).to.match(/certification id=\S+ remote=\S+ decision=allow /);
+        // Without --plain, the TLS handshake is closed at once; the message says why that may be.
+        const tls = await initTrust('stores/tls-vs-plain', { port: plain.port });
+        expect(tls.status, tls.stderr).to.equal(3);
+        expect(tls.stderr).to.contain('closed the connection before it was established: a server on the original plain protocol (simpleserver --plain) closes a TLS handshake this way [UNREACHABLE]');
       } finally {
         expect((await plain.stop()).status, plain.log()).to.equal(0);
       }

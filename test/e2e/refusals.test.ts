@@ -118,7 +118,7 @@ describe('e2e: key-server refusals, each with its own code, while it keeps servi
       const r = await d.kc(stranger, server, 'retrieve', ['canary', '--out', '-']);
       expectFailure(r, 4, 'UNTRUSTED_PEER');
       expect(r.stdout.length).to.equal(0);
-      expect(r.stderr).to.contain('this machine\'s own admission certificate').and.contain('init-trust --force');
+      expect(r.stderr).to.contain('this machine\'s own admission certificate').and.contain('init-trust and the new policy certificate');
       // Presented anyway (from this process), the key-server refuses it in the handshake.
       const from = server.child.mark();
       const e = await rejects(d.connect(server, await other.identity(stranger)).then((c) => c.retrieve('canary')), 'UNTRUSTED_PEER');
