@@ -56,7 +56,10 @@ export class AnswerBudget {
     if (mine === undefined) return false;
     const heldShare = (this.maxHeld - (this.held - mine.held)) / 2;
     const inFlightShare = Math.floor((this.maxInFlight - (this.inFlight - mine.inFlight)) / 2);
-    return mine.held >= Math.max(1, heldShare) || mine.inFlight >= Math.max(1, inFlightShare);
+    // An answer being made counts as its fair part of the budget (its size is known only when
+    // it is ready), so an address cannot start its whole share of answers and overshoot its bytes.
+    const coming = mine.inFlight * (this.maxHeld / this.maxInFlight);
+    return mine.held + coming >= Math.max(1, heldShare) || mine.inFlight >= Math.max(1, inFlightShare);
   }
 
   /** Counts bytes of ready answers and answers being made against the budget and `address`'s share. */
