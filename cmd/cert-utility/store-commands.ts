@@ -68,7 +68,7 @@ export function addStoreCommands(program: Command): void {
         await checkNewTag(o.tag, s);
         return s.put(o.tag, blob, { type: o.type, exportable: o.exportable === true });
       });
-      return { json: { item: info }, text: [`stored ${info.tag} version ${info.version}`] };
+      return { json: { item: info }, text: [`stored ${printableName(info.tag)} version ${info.version}`] };
     }))
     .requiredOption('--tag <name>', 'the item tag')
     .addOption(new Option('--type <type>', 'entry type (X509-der-cert accepts PEM or DER and stores DER)').choices([...ENTRY_TYPES]).default('binary-blob'))
@@ -108,7 +108,7 @@ export function addStoreCommands(program: Command): void {
     'delete one version of an item, or all of its versions',
     async (o) => {
       const versions = await withStore(P, o, (s) => s.delete(o.tag, o.version));
-      return { json: { tag: o.tag, deleted: versions }, text: [`deleted ${o.tag} version${versions.length > 1 ? 's' : ''} ${versions.join(', ')}`] };
+      return { json: { tag: o.tag, deleted: versions }, text: [`deleted ${printableName(o.tag)} version${versions.length > 1 ? 's' : ''} ${versions.join(', ')}`] };
     }))
     .requiredOption('--tag <name>', 'the item tag')
     .option('--version <n>', 'the version to delete (0 = every version)', versionOf('every version'), 0);
@@ -222,7 +222,7 @@ export function addStoreCommands(program: Command): void {
       await commitAll(staged);
       return {
         json: { item: info, keyType, ...(publicPem ? { publicKeyPem: publicPem } : {}) },
-        text: [`generated ${keyType} key ${info.tag} version ${info.version}`, ...(publicPem ? [publicPem.trimEnd()] : [])],
+        text: [`generated ${keyType} key ${printableName(info.tag)} version ${info.version}`, ...(publicPem ? [publicPem.trimEnd()] : [])],
       };
     }))
     .requiredOption('--tag <name>', 'the item tag')

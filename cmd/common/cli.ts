@@ -134,10 +134,18 @@ function refuseRepeated(cmd: Command): void {
   const raw: string[] = ((cmd.parent as unknown as { rawArgs?: string[] } | null)?.rawArgs ?? process.argv).slice(2);
   const end = raw.indexOf('--');
   const tokens = end < 0 ? raw : raw.slice(0, end);
-  for (const opt of cmd.options) {
-    if (!(opt.required || opt.optional) || opt.variadic || Array.isArray(opt.defaultValue) || !opt.long) continue;
-    const given = tokens.filter((t) => t === opt.long || t.startsWith(`${opt.long}=`) || (opt.short !== undefined && t === opt.short)).length;
-    if (given > 1) throw new CertifierError('USAGE', `${opt.long} is given ${given} times; it takes one value`);
+  const takesValue = cmd.options.filter((o) => (o.required || o.optional) && o.long);
+  const given = new Map<string, number>();
+  for (let i = 0; i < tokens.length; i++) {
+    const t = tokens[i]!;
+    const opt = takesValue.find((o) => t === o.long || t.startsWith(`${o.long}=`) || (o.short !== undefined && t === o.short));
+    if (!opt) continue;
+    given.set(opt.long!, (given.get(opt.long!) ?? 0) + 1);
+    if (!t.includes('=') && opt.required) i++; // its value, whatever it looks like (--in --in=x)
+  }
+  for (const opt of takesValue) {
+    const n = given.get(opt.long!) ?? 0;
+    if (n > 1 && !opt.variadic && !Array.isArray(opt.defaultValue)) throw new CertifierError('USAGE', `${opt.long} is given ${n} times; it takes one value`);
   }
 }
 

@@ -64,10 +64,16 @@ export async function readStdin(limit = DEFAULT_READ_LIMIT): Promise<Uint8Array>
   if (st?.isDirectory()) throw new CertifierError('FILE_ERROR', 'cannot read standard input: it is a directory');
   const chunks: Buffer[] = [];
   let total = 0;
-  for await (const chunk of process.stdin) {
-    total += (chunk as Buffer).length;
-    if (total > limit) throw new CertifierError('INVALID_INPUT', `standard input is larger than ${limit} bytes`);
-    chunks.push(chunk as Buffer);
+  try {
+    for await (const chunk of process.stdin) {
+      total += (chunk as Buffer).length;
+      if (total > limit) throw new CertifierError('INVALID_INPUT', `standard input is larger than ${limit} bytes`);
+      chunks.push(chunk as Buffer);
+    }
+  } catch (e) {
+    if (e instanceof CertifierError) throw e;
+    // Opened for writing only (`0>file`), say: EBADF.
+    throw new CertifierError('FILE_ERROR', `cannot read standard input: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { cause: e });
   }
   return new Uint8Array(Buffer.concat(chunks, total));
 }

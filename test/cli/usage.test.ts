@@ -61,16 +61,21 @@ describe('usage mistakes across the programs (exit 2, before any work)', () => {
     // Repeatable (--server-measurement) and after --: not a repeat; this one fails later, reading files.
     const ok = await run('key-client', ['retrieve', '--server-measurement', 'ab'.repeat(32), '--server-measurement', 'cd'.repeat(32), '--server', '127.0.0.1:1', '--domain', 'd', '--policy-cert', 'none.pem', '--store', 's', '--key-file', 'k', '--', '--version', '--version'], { cwd: tmp.dir });
     expect(ok.stderr).not.to.contain('is given');
+    // A value that merely looks like the flag is a value.
+    const looks = await run('cert-utility', ['put-item', '--tag', 'x', '--in', '--in=foo', '--store', 's', '--key-file', 'k'], { cwd: tmp.dir });
+    expect(looks.stderr).not.to.contain('is given');
   });
 
-  it('says standard input is a directory rather than empty (FILE_ERROR)', () => {
-    const dir = openSync(tmp.dir, 'r');
-    try {
-      const r = spawnSync(process.execPath, [join(ROOT, 'cmd/bin/cert-utility.js'), 'put-item', '--tag', 't', '--in', '-', '--store', 's', '--key-file', 'k'], { stdio: [dir, 'pipe', 'pipe'], cwd: tmp.dir });
-      expect(r.status).to.equal(1);
-      expect(r.stderr.toString()).to.contain('cannot read standard input: it is a directory [FILE_ERROR]');
-    } finally {
-      closeSync(dir);
+  it('says standard input is a directory, or not open for reading, rather than empty or INTERNAL (FILE_ERROR)', () => {
+    writeFileSync(join(tmp.dir, 'wo.txt'), '');
+    for (const [fd, message] of [[openSync(tmp.dir, 'r'), 'it is a directory'], [openSync(join(tmp.dir, 'wo.txt'), 'w'), 'EBADF']] as const) {
+      try {
+        const r = spawnSync(process.execPath, [join(ROOT, 'cmd/bin/cert-utility.js'), 'put-item', '--tag', 't', '--in', '-', '--store', 's', '--key-file', 'k'], { stdio: [fd, 'pipe', 'pipe'], cwd: tmp.dir });
+        expect(r.status).to.equal(1);
+        expect(r.stderr.toString()).to.contain(`cannot read standard input: ${message} [FILE_ERROR]`);
+      } finally {
+        closeSync(fd);
+      }
     }
   });
 
