@@ -124,6 +124,16 @@ function ecJwk(km: KeyMessage, wantPrivate: boolean): JsonWebKey {
     if (!b?.length || b.length > c.size) throw bad(`${what} must be 1 to ${c.size} bytes`);
     return bigToBytes(bytesToBig(b), c.size);
   };
+  // The curve's parameters, where given, are the named curve's: a key whose description says
+  // otherwise is not read as if it said nothing.
+  const K = c.noble.Point.CURVE();
+  const given: [string, Uint8Array | undefined, bigint][] = [
+    ['curve_p', e.curveP, K.p], ['curve_a', e.curveA, K.a], ['curve_b', e.curveB, K.b], ['order_of_base_point', e.orderOfBasePoint, K.n],
+    ['base_point.x', e.basePoint?.x, K.Gx], ['base_point.y', e.basePoint?.y, K.Gy],
+  ];
+  for (const [what, value, expected] of given) {
+    if (value?.length && bytesToBig(value) !== expected) throw bad(`${what} is not that of ${c.name}`);
+  }
   let x: Uint8Array | undefined;
   let y: Uint8Array | undefined;
   if (e.publicPoint?.x?.length || e.publicPoint?.y?.length) {

@@ -354,6 +354,20 @@ describe('crypto keys', () => {
     }
 
     for (const alg of ['p256', 'p384'] as const) {
+      it(`a ${alg} key_message whose curve parameters are not ${CURVE[alg]!.name}'s is refused (INVALID_KEY), and one without them is read`, () => {
+        const km = toKeyMessage(pairs[alg].publicKey);
+        const e = km.eccKey!;
+        const flipped = (b: Uint8Array) => Uint8Array.from(b, (x, i) => (i === b.length - 1 ? x ^ 1 : x));
+        for (const [field, changed] of [
+          ['order_of_base_point', { orderOfBasePoint: flipped(e.orderOfBasePoint!) }], ['curve_p', { curveP: flipped(e.curveP!) }],
+          ['curve_b', { curveB: flipped(e.curveB!) }], ['base_point.y', { basePoint: { x: e.basePoint!.x, y: flipped(e.basePoint!.y!) } }],
+        ] as const) {
+          expect(() => fromKeyMessage({ ...km, eccKey: { ...e, ...changed } }), field).to.throw(CertifierError, `${field} is not that of`).with.property('code', 'INVALID_KEY');
+        }
+        const bare = { ...km, eccKey: { curveName: e.curveName, publicPoint: e.publicPoint } };
+        expectSamePublic(fromKeyMessage(bare), pairs[alg].publicKey);
+      });
+
       it(`a ${alg} key_message carries the ${CURVE[alg]!.name} name, field prime, order and a ${CURVE[alg]!.size}-byte affine public point`, () => {
         const c = CURVE[alg]!;
         const e = toKeyMessage(pairs[alg].privateKey).eccKey!;
