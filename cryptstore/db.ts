@@ -45,9 +45,26 @@ export async function openDb(dir: string, create: boolean): Promise<Db> {
     if (/permission denied/i.test(cause?.message ?? '')) {
       throw new CertifierError('FILE_ERROR', `cannot open the cryptstore at ${dir}: permission denied (${cause?.message})`, { cause: e });
     }
+    const disk = diskFailure(e, dir);
+    if (disk) throw disk;
     throw new CertifierError('STORE_FORMAT', `cannot open ${dir} as a cryptstore: ${cause?.message ?? (e as Error).message}`, { cause: e });
   }
   return db;
+}
+
+/**
+ * A LevelDB failure that is the disk's (full, read-only, failing): FILE_ERROR saying so, rather
+ * than a damaged store or a bug; undefined for any other failure.
+ */
+export function diskFailure(e: unknown, dir: string): CertifierError | undefined {
+  const message = (e as { cause?: { message?: string }; message?: string })?.cause?.message ?? (e as Error)?.message ?? '';
+  if (!/No space left|Read-only file system|Input\/output error|Disk quota/i.test(message)) return undefined;
+  return new CertifierError('FILE_ERROR', `the cryptstore at ${dir} cannot be written: ${/No space left|Disk quota/i.test(message) ? 'the disk is full' : message}`, { cause: e });
+}
+
+/** Rejects with diskFailure's error where there is one, else with `e`. */
+export function writeFailed(dir: string): (e: unknown) => Promise<never> {
+  return (e: unknown) => Promise.reject(diskFailure(e, dir) ?? e);
 }
 
 /** Store files hold only ciphertext, but keep them private anyway: directory 0700, files 0600. */
@@ -102,9 +119,3 @@ export async function dirState(dir: string): Promise<'missing' | 'empty' | 'stor
   return lock?.isFile() && lock.size === 0 ? 'unmade' : 'other';
 }
 
-/** Removes what a cut-short creation left (only LevelDB's own files: see dirState), so it can start again. */
-export async function clearUnmade(dir: string): Promise<void> {
-  for (const name of await fs.readdir(dir)) {
-    if (CREATION_LEFTOVER.test(name)) await fs.rm(join(dir, name), { force: true });
-  }
-}

@@ -15,13 +15,19 @@ import {
 } from '../lib/wire/index.ts';
 import { describeKind, type ProtectionParams, type Protector } from './protection.ts';
 import * as L from './layout.ts';
-import { clearUnmade, dirState, isUnfinished, notFound, openDb, tightenPermissions, unfinished, withDb, type Db } from './db.ts';
+import { dirState, isUnfinished, notFound, openDb, tightenPermissions, unfinished, withDb, writeFailed, type Db } from './db.ts';
 
 export const MAX_BLOB_BYTES = 16 * 1024 * 1024;
 
 export interface StoreOptions {
   /** fsync every write before acknowledging it (default true). */
   durable?: boolean;
+  /**
+   * create (and openOrCreate when it creates): called once this process holds the new store's
+   * lock and is the one making it; from then on what is at `dir` is this creation's (until then
+   * another process may be making or have made it).
+   */
+  onCreating?: () => void;
 }
 
 export interface PutOptions {
@@ -85,9 +91,10 @@ export class Cryptstore {
   static async create(dir: string, protector: Protector, options: StoreOptions = {}): Promise<Cryptstore> {
     const state = await dirState(dir);
     if (state === 'other') throw new CertifierError('STORE_EXISTS', `${dir} exists and is not an empty directory`);
-    // LevelDB's files of a creation cut short before it was a database (power lost, SIGKILL).
-    if (state === 'unmade') await clearUnmade(dir);
-    const exists = () => new CertifierError('STORE_EXISTS', `a cryptstore already exists at ${dir}`);
+    // LevelDB's files of a creation cut short before it was a database (power lost, SIGKILL)
+    // are not cleared here: another process may be making the store right now. LevelDB takes the
+    // lock first (STORE_LOCKED if that other process holds it) and writes its files afresh.
+    const exists = () => new CertifierError('STORE_EXISTS', `a cryptstore already exists at ${dir}`, { details: { made: true } });
     // A database without its metadata record is a creation cut short: made again, not refused.
     if (state === 'store' && !(await withDb(dir, isUnfinished))) throw exists();
     // The slow part (scrypt) before anything is on disk, so an interrupted create leaves little.
@@ -104,6 +111,7 @@ export class Cryptstore {
     }
     try {
       if (!(await isUnfinished(db))) throw exists();
+      options.onCreating?.();
       const storeId = randomBytes(16);
       const dataKey = randomBytes(32);
       const meta: CryptstoreMetadata = {
@@ -113,7 +121,7 @@ export class Cryptstore {
         protection: { ...params, wrappedDataKey: seal(kek, dataKey, L.dataKeyAad(storeId, params)) },
       };
       const bytes = encode('cryptstore_metadata', meta);
-      await db.put(L.META_KEY, bytes, { sync: true });
+      await db.put(L.META_KEY, bytes, { sync: true }).catch(writeFailed(dir));
       await tightenPermissions(dir);
       return new Cryptstore(dir, db, parseCryptstoreMetadata(bytes), dataKey, options.durable ?? true);
     } catch (e) {
@@ -133,7 +141,13 @@ export class Cryptstore {
         if (!(e instanceof CertifierError && e.details?.unfinished === true)) throw e;
       }
     }
-    return Cryptstore.create(dir, protector, options);
+    try {
+      return await Cryptstore.create(dir, protector, options);
+    } catch (e) {
+      // Another process made it meanwhile (while this one derived its key): open theirs.
+      if (e instanceof CertifierError && e.code === 'STORE_EXISTS' && e.details?.made === true) return Cryptstore.open(dir, protector, options);
+      throw e;
+    }
   }
 
   /** Opens an existing store. WRONG_KEY when the protector cannot unlock it. */
@@ -268,7 +282,7 @@ export class Cryptstore {
       const version = st.next + 1;
       if (version > MAX_VERSION) throw new CertifierError('INVALID_INPUT', `"${tag}" has used every version number`);
       const entry = this.entryOf(tag, blob, version, options);
-      await this.db.put(L.entryKey(tag, version), this.sealEntry(entry), { sync: this.sync });
+      await this.db.put(L.entryKey(tag, version), this.sealEntry(entry), { sync: this.sync }).catch(writeFailed(this.path));
       st.latest = st.next = version;
       return infoOf(entry);
     });
@@ -289,7 +303,7 @@ export class Cryptstore {
         next.set(i.tag, version);
         entries.push(this.entryOf(i.tag, i.blob, version, i.options ?? {}));
       }
-      await this.db.batch(entries.map((e) => ({ type: 'put' as const, key: L.entryKey(e.tag, e.version), value: this.sealEntry(e) })), { sync: this.sync });
+      await this.db.batch(entries.map((e) => ({ type: 'put' as const, key: L.entryKey(e.tag, e.version), value: this.sealEntry(e) })), { sync: this.sync }).catch(writeFailed(this.path));
       for (const [tag, v] of next) {
         const st = await this.state(tag);
         st.latest = st.next = v;
@@ -322,7 +336,7 @@ export class Cryptstore {
           { type: 'put' as const, key: L.markKey(tag), value: this.sealMark(tag, st.next) },
         ],
         { sync: this.sync },
-      );
+      ).catch(writeFailed(this.path));
       if (versions.includes(st.latest)) st.latest = await this.latestOnDisk(tag);
       return versions;
     });
@@ -361,7 +375,7 @@ export class Cryptstore {
       }
       const ops = entries.map((e) => ({ type: 'put' as const, key: L.entryKey(e.tag, e.version), value: this.sealEntry(e) }));
       for (const [tag, mark] of marks) ops.push({ type: 'put' as const, key: L.markKey(tag), value: this.sealMark(tag, mark) });
-      await this.db.batch(ops, { sync: this.sync });
+      await this.db.batch(ops, { sync: this.sync }).catch(writeFailed(this.path));
       for (const tag of marks.keys()) this.states.delete(tag);
       return entries.map(infoOf);
     });
@@ -377,7 +391,7 @@ export class Cryptstore {
       };
       wipe(kek);
       const bytes = encode('cryptstore_metadata', meta);
-      await this.db.put(L.META_KEY, bytes, { sync: true });
+      await this.db.put(L.META_KEY, bytes, { sync: true }).catch(writeFailed(this.path));
       this.meta = parseCryptstoreMetadata(bytes);
     });
   }

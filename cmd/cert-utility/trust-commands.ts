@@ -202,24 +202,27 @@ export function addTrustCommands(program: Command): void {
       // run may choose its protection afresh (a failed first boot must not fix it).
       // A directory made empty beforehand (systemd's StateDirectory=, mkdir -p) holds no store either.
       // So does one whose own creation was cut short (LevelDB's first files only): made again here.
+      // It is this run's only once it holds the new store's lock and is making it (onCreating):
+      // another run may have made the store meanwhile, and that one is not this run's to remove.
       const state = await dirState(o.store);
-      const made = state === 'missing' || state === 'empty' || state === 'unmade';
       const keepDir = state !== 'missing';
+      let made = false;
       // Interrupted while making the store or certifying (SIGTERM from a unit's timeout, Ctrl-C),
       // the store it made goes too, and the program dies of the signal, as without a listener.
       const interrupted = (signal: NodeJS.Signals) => {
-        unmakeSync(o.store, keepDir);
+        if (made) unmakeSync(o.store, keepDir);
         process.removeAllListeners(signal);
         process.kill(process.pid, signal);
       };
       const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
       const stopWatching = () => signals.forEach((sig) => process.off(sig, interrupted));
-      if (made) signals.forEach((sig) => process.on(sig, interrupted));
+      if (state !== 'store' && state !== 'other') signals.forEach((sig) => process.on(sig, interrupted));
       let store: Cryptstore;
       try {
-        store = await Cryptstore.openOrCreate(o.store, protector);
+        store = await Cryptstore.openOrCreate(o.store, protector, { onCreating: () => void (made = true) });
       } catch (e) {
         stopWatching();
+        if (made) await unmake(o.store, keepDir).catch(() => warn(P, `could not remove the store ${o.store} this run began`));
         throw e;
       }
       let sent: Uint8Array | undefined;

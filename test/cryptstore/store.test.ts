@@ -8,6 +8,7 @@ import { CertifierError } from '../../lib/errors/index.ts';
 import { decode, encode, type CryptstoreBundle, type CryptstoreMetadata } from '../../lib/wire/index.ts';
 import { randomBytes, utf8 } from '../../lib/crypto/index.ts';
 import { Cryptstore, KeyFileProtector, MAX_BLOB_BYTES, MAX_BUNDLE_BYTES, PassphraseProtector, exportStore, importStore } from '../../cryptstore/index.ts';
+import { diskFailure } from '../../cryptstore/db.ts';
 import { tempDir } from '../support/helpers.ts';
 import { rejects } from '../support/rejects.ts';
 
@@ -155,6 +156,25 @@ describe('cryptstore', () => {
       const e = await rejects(Cryptstore.openOrCreate(foreign, pass()), 'STORE_NOT_FOUND');
       expect(e.message).to.contain('no metadata record');
       await rejects(Cryptstore.create(foreign, pass()), 'STORE_EXISTS');
+    });
+
+    it('lets one of two runs creating the same store make it, and the other open it (onCreating tells the maker)', async () => {
+      const both = join(tmp.dir, 'both');
+      const makers: string[] = [];
+      const [a, b] = await Promise.all(['a', 'b'].map((who) => Cryptstore.openOrCreate(both, pass(), { onCreating: () => void makers.push(who) }).catch((e: unknown) => e)));
+      // One made it; the other opened it, or found it locked while the first held it.
+      expect(makers).to.have.length(1);
+      for (const r of [a, b]) {
+        if (r instanceof Cryptstore) await r.close();
+        else expect((r as CertifierError).code).to.equal('STORE_LOCKED');
+      }
+      await (await Cryptstore.open(both, pass())).close();
+    });
+
+    it('says a full disk is a full disk (FILE_ERROR), not a damaged store', () => {
+      const e = diskFailure({ cause: { message: 'IO error: /s/MANIFEST-000007: No space left on device' } }, '/s');
+      expect([e?.code, e?.message]).to.deep.equal(['FILE_ERROR', 'the cryptstore at /s cannot be written: the disk is full']);
+      expect(diskFailure({ cause: { message: 'Corruption: bad block' } }, '/s')).to.equal(undefined);
     });
 
     it('refuses a key file shorter than 32 bytes', () => {
