@@ -3,6 +3,7 @@
 // statuses from lib/errors. No stack trace reaches the user unless CERTIFIER_DEBUG=1.
 
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { fstatSync, writeSync } from 'node:fs';
 import { basename } from 'node:path';
 import { CertifierError, ExitStatus, exitStatusOf } from '../../lib/errors/index.ts';
 import { domainProblem } from '../../lib/pki/admission.ts';
@@ -38,6 +39,30 @@ process.stdout.on('error', (e: NodeJS.ErrnoException) => {
   if (!process.exitCode) process.exitCode = stdoutStatus;
 });
 
+/**
+ * Writes a result to stdout. Into a file Node writes once and drops the rest of a short write
+ * (a disk filling up mid-write: the secret cut short, exit 0), so there every byte is written
+ * here, and a failure is FILE_ERROR; a pipe or terminal goes through process.stdout as before.
+ */
+function writeStdout(data: string | Uint8Array): void {
+  let isFile = false;
+  try {
+    isFile = fstatSync(1).isFile();
+  } catch {
+    // fd 1 closed or odd: leave it to process.stdout and its error handler
+  }
+  if (!isFile) {
+    process.stdout.write(data);
+    return;
+  }
+  const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+  try {
+    for (let at = 0; at < bytes.length;) at += writeSync(1, bytes, at, bytes.length - at);
+  } catch (e) {
+    throw new CertifierError('FILE_ERROR', `cannot write standard output: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}; what was written there is incomplete`, { cause: e });
+  }
+}
+
 /** A server run with --log-json: every line on stderr is then a JSON record, warnings and the final error too. */
 function logsJson(): boolean {
   return process.argv.includes('--log-json');
@@ -71,7 +96,11 @@ function renderError(command: Command, e: unknown): number {
   // A decision's proof (simpleserver explain) goes with the refusal, as the text form prints it.
   const proof = e instanceof CertifierError && Array.isArray(e.details?.proof) ? { proof: e.details.proof } : {};
   if (wantsJson()) {
-    process.stdout.write(visibleJson({ ok: false, error: { code, message, exitStatus: status, ...proof } }) + '\n');
+    try {
+      writeStdout(visibleJson({ ok: false, error: { code, message, exitStatus: status, ...proof } }) + '\n');
+    } catch (w) {
+      process.stderr.write(`${program}: error: ${escapeInvisible(message)} [${code}]; and ${(w as Error).message}\n`);
+    }
   } else if (logsJson()) {
     jsonLine('error', { code, message, exitStatus: status });
   } else {
@@ -89,11 +118,11 @@ function renderError(command: Command, e: unknown): number {
 
 function render(result: Result, json: boolean): void {
   if (json) {
-    process.stdout.write(JSON.stringify({ ok: true, ...result.json }) + '\n');
+    writeStdout(JSON.stringify({ ok: true, ...result.json }) + '\n');
     return;
   }
-  if (result.raw) process.stdout.write(result.raw);
-  if (result.text?.length) process.stdout.write(result.text.join('\n') + '\n');
+  if (result.raw) writeStdout(result.raw);
+  if (result.text?.length) writeStdout(result.text.join('\n') + '\n');
 }
 
 /** A commander program with our conventions: usage errors exit 2, help on stdout. */

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { Level } from 'level';
 import { randomBytes, utf8 } from '../../lib/crypto/index.ts';
 import { Cryptstore, PassphraseProtector } from '../../cryptstore/index.ts';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { ROOT, run, tempDir, type RunResult } from '../support/helpers.ts';
 
 const CHEAP = ['--scrypt-log-n', '10'];
@@ -205,6 +205,17 @@ describe('cert-utility store commands (transcripts)', function () {
       } finally {
         closeSync(out);
       }
+    });
+
+    it('says so (FILE_ERROR, exit 1) when a file on stdout fills up mid-write, rather than exit 0 with the secret cut short', async () => {
+      writeFileSync(join(tmp.dir, 'mid'), randomBytes(500_000));
+      expect((await cu(withPass('put-item', '--tag', 'mid', '--in', 'mid'))).status).to.equal(0);
+      expect((await cu(withPass('list-items'))).status).to.equal(0); // LevelDB settles its files first
+      // A file size limit of 100 KiB stands in for a disk that fills up: the first write is short.
+      const cmd = [process.execPath, join(ROOT, 'cmd', 'bin', 'cert-utility.js'), ...withPass('get-item', '--tag', 'mid', '--out', '-')].map((a) => `'${a}'`).join(' ');
+      const r = spawnSync('bash', ['-c', `ulimit -f 100; exec ${cmd} > out.bin`], { cwd: tmp.dir });
+      expect(r.status, r.stderr.toString()).to.equal(1);
+      expect(r.stderr.toString()).to.contain('cannot write standard output: EFBIG; what was written there is incomplete [FILE_ERROR]');
     });
 
     it('never writes over its own store or the files that unlock it, even with --force (INVALID_INPUT)', async () => {
