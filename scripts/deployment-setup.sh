@@ -32,10 +32,17 @@ here=$(cd "$(dirname "$0")" && pwd)
 CERT_UTILITY=${CERT_UTILITY:-$here/../cmd/bin/cert-utility.js}
 dir= domain= alg=p256 days=365 min_tcb=
 measure=() trust=() amd=()
+seen=' '
 while [ $# -gt 0 ]; do
   case "$1" in
     -h|--help) usage 0 ;;
     --*) [ $# -ge 2 ] || { echo "deployment-setup: $1 needs a value" >&2; usage; } ;;
+  esac
+  # A flag of one value once (the last would win silently); --measure, --trust-* repeat.
+  case "$1" in
+    --measure|--trust-measurement|--trust-amd-root) ;;
+    *) case "$seen" in *" $1 "*) echo "deployment-setup: $1 is given twice; it takes one value" >&2; usage ;; esac
+       seen="$seen$1 " ;;
   esac
   case "$1" in
     --dir) dir=$2; shift 2 ;;

@@ -50,11 +50,18 @@ KEY_CLIENT=${KEY_CLIENT:-$here/../cmd/bin/key-client.js}
 
 host= cport= kport= keys= domain= policy_cert= store= platform=simulated platform_dir= measurement_file=
 tsm_dir= vcek= server_measurement= pinned=no retries=8 max_delay=30 protection=(--sealed)
+seen=' '
 while [ $# -gt 0 ]; do
   case "$1" in
     -h|--help) usage 0 ;;
     --*) [ $# -ge 2 ] || { echo "first-boot: $1 needs a value" >&2; usage; } ;;
   esac
+  # Each flag once (the last would win silently: --keys A --keys B fetched only B), and one
+  # protection: --key-file or --passphrase-file.
+  flag=$1
+  case "$flag" in --key-file|--passphrase-file) flag=--key-file/--passphrase-file ;; esac
+  case "$seen" in *" $flag "*) echo "first-boot: $flag is given twice; it takes one value" >&2; usage ;; esac
+  seen="$seen$flag "
   case "$1" in
     --host) host=$2; shift 2 ;;
     --certifier-port) cport=$2; shift 2 ;;

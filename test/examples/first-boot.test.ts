@@ -126,6 +126,17 @@ describe('scripts/first-boot.sh failure modes', function () {
     expect(r.out).to.equal('');
   });
 
+  it('refuses a flag given twice, and two protections (exit 2): the last would have won silently', async () => {
+    for (const [args, message] of [
+      [['--keys', 'a', '--keys', 'b'], '--keys is given twice'],
+      [['--key-file', 'k', '--passphrase-file', 'p'], '--key-file/--passphrase-file is given twice'],
+    ] as const) {
+      const r = await firstBoot([...args]);
+      expect(r.status).to.equal(2);
+      expect(r.stderr).to.contain(`first-boot: ${message}; it takes one value`);
+    }
+  });
+
   it('refuses a flag given without its value (exit 2), rather than failing on an unset variable', async () => {
     const r = await firstBoot(['--host', '127.0.0.1', '--keys']);
     expect(r.status).to.equal(2);
@@ -156,7 +167,9 @@ describe('scripts/first-boot.sh failure modes', function () {
       [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keys', 'vhd/disk-1 --out=leak'], 'which begins with "-": a key name, not an option'],
     ];
     for (const [more, message] of cases) {
-      const r = await firstBoot([...base, ...more]);
+      // A flag of the case replaces the base's (each flag may be given once).
+      const kept = base.filter((_, i) => !more.includes(base[i - (i % 2)]!));
+      const r = await firstBoot([...kept, ...more]);
       expect(r.status, more.join(' ')).to.equal(2);
       expect(r.stderr).to.contain(message);
       expect(r.stderr).not.to.contain('step 1/2');
@@ -196,6 +209,10 @@ describe('scripts/deployment-setup.sh', function () {
     const flag = await setup(['--dir', 'setup', '--domain']);
     expect(flag.status).to.equal(2);
     expect(flag.stderr).to.contain('--domain needs a value');
+    const twice = await setup(['--dir', 'setup', '--dir', 'other', '--domain', 'datica', '--measure', 'app']);
+    expect(twice.status).to.equal(2);
+    expect(twice.stderr).to.contain('deployment-setup: --dir is given twice');
+    expect(existsSync(f('setup')) || existsSync(f('other')), 'nothing made').to.equal(false);
     const help = await setup(['--help']);
     expect([help.status, help.stderr]).to.deep.equal([0, '']);
     expect(help.out).to.contain('usage: deployment-setup.sh');
