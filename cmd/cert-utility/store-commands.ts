@@ -3,7 +3,7 @@
 
 import { Option, type Command } from 'commander';
 import { CertifierError } from '../../lib/errors/index.ts';
-import { encode, ENTRY_TYPES, newNameProblem, printableName, type EntryType } from '../../lib/wire/index.ts';
+import { encode, ENTRY_TYPES, newNameProblem, printableName, shown, type EntryType } from '../../lib/wire/index.ts';
 import {
   exportPublicKey, generateKeyPair, isKeyAlg, randomBytes, toKeyMessage, type KeyAlg,
 } from '../../lib/crypto/index.ts';
@@ -62,6 +62,8 @@ export function addStoreCommands(program: Command): void {
     'store bytes as the next version of a tag',
     async (o) => {
       let blob = await readInput(o.in, MAX_BLOB_BYTES);
+      // An empty item is a mistake (stdin closed, or /dev/null), not a secret: as key-client store.
+      if (blob.length === 0) throw new CertifierError('INVALID_INPUT', `nothing to store: ${o.in === '-' ? 'standard input' : o.in} is empty`);
       // A certificate item holds DER; PEM input is converted (and anything else refused).
       if (o.type === 'X509-der-cert') blob = readCertificate(blob);
       const info = await withStore(P, o, async (s) => {
@@ -122,7 +124,7 @@ export function addStoreCommands(program: Command): void {
       const cost = scryptCost(P, o.scryptLogN);
       const { bundle, entries, leftOut } = await withStore(P, { ...o, scryptLogN: undefined }, (s) => exportStore(s, pass, cost, o.tag, { leaveOut: GUARDED.is }));
       await writeFileAtomic(o.out, bundle, { exclusive: !o.force });
-      if (leftOut.length) note(P, `left out ${leftOut.map((t) => `"${t}"`).join(', ')}, ${GUARDED.what}: name it with --tag to export it`);
+      if (leftOut.length) note(P, `left out ${leftOut.map((t) => shown(t, 256)).join(', ')}, ${GUARDED.what}: name it with --tag to export it`);
       return { json: { out: o.out, items: entries, ...(leftOut.length ? { leftOut } : {}) }, text: [`exported ${entries.length} item version(s) to ${o.out}`] };
     })))
     .requiredOption('--out <file>', 'bundle file to write (0600)', fileOut)

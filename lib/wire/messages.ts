@@ -50,9 +50,13 @@ export function newNameProblem(tag: string): string | undefined {
     ?? (tag.normalize('NFC') !== tag ? 'is not in Unicode normalization form C (a letter written as a base and a combining mark displays as another name that is one code point): write it composed' : undefined);
 }
 
-/** A name as text output shows it: as it is, or quoted and escaped if it could pass for another. */
+/**
+ * A name as text output shows it: as it is, or quoted and escaped if it could pass for another;
+ * a name that itself begins with a quote is quoted too, so that it never reads as the escaped
+ * form of another (`"cafe\u0301"` typed in plain ASCII).
+ */
 export function printableName(name: string): string {
-  return newNameProblem(name) ? shown(name, 256) : name;
+  return newNameProblem(name) || name.startsWith('"') ? shown(name, 256) : name;
 }
 
 export interface ValidEntry {

@@ -234,6 +234,15 @@ describe('cert-utility store commands (transcripts)', function () {
       expect((await cu(withPass('list-items'))).status).to.equal(0);
     });
 
+    it('refuses to store nothing (stdin closed or empty, an empty file): INVALID_INPUT, nothing stored', async () => {
+      writeFileSync(join(tmp.dir, 'empty'), '');
+      expectFailure(await cu(withPass('put-item', '--tag', 'e', '--in', '-'), { input: '' }), 1, 'INVALID_INPUT');
+      const r = await cu(withPass('put-item', '--tag', 'e', '--in', 'empty'));
+      expectFailure(r, 1, 'INVALID_INPUT');
+      expect(r.stderr).to.contain('nothing to store: empty is empty');
+      expectFailure(await cu(withPass('get-item', '--tag', 'e', '--out', '-')), 1, 'NOT_FOUND');
+    });
+
     it('refuses a new tag that would display as another (a zero-width space), for put-item and generate-key', async () => {
       const put = await cu(withPass('put-item', '--tag', 'db-key\u200b', '--in', '-'), { input: 'v' });
       expectFailure(put, 1, 'INVALID_INPUT');
@@ -253,6 +262,11 @@ describe('cert-utility store commands (transcripts)', function () {
       expect(put.status, put.stderr).to.equal(0);
       expect(put.json().item.version).to.equal(2);
       expectFailure(await cu(withPass('put-item', '--tag', 'vhd/new\u0301', '--in', '-'), { input: 'v' }), 1, 'INVALID_INPUT');
+      // Shown escaped; and a new tag typed as that escaped text is shown otherwise (quoted again).
+      const lookalike = '"vhd/cafe\\u0301"';
+      expect((await cu(withPass('put-item', '--tag', lookalike, '--in', '-'), { input: 'v' })).out).to.equal('stored "\\"vhd/cafe\\\\u0301\\"" version 1\n');
+      const listed = (await cu(withPass('list-items'))).out.split('\n').filter((l) => l.includes('cafe')).map((l) => l.split('\t')[0]);
+      expect([...new Set(listed)].sort()).to.deep.equal(['"vhd/cafe\\u0301"', '"\\"vhd/cafe\\\\u0301\\""'].sort());
     });
 
     it('numbers versions per tag, reads older ones, deletes one or all', async () => {
