@@ -258,21 +258,23 @@ export class ServerSession<P> {
     while (!this.finished && this.queue.length > 0 && this.roomToStart()) {
       const request = this.queue.shift()!;
       let answer: Promise<Uint8Array>;
+      // An answer counts as being made from the moment it is started, before the handler runs:
+      // connections whose frames arrive in the same turn each see the others' (counted after
+      // the handler, they all found room and together passed every limit).
+      this.budget.take(this.address, 0, 1);
       try {
         const result = await this.handler(request, this.info);
         answer = result instanceof Uint8Array ? Promise.resolve(result) : result.later;
-        // An answer still being made counts against the server's budget until it is ready.
-        const making = result instanceof Uint8Array ? 0 : 1;
-        this.budget.take(this.address, 0, making);
         // A ready answer counts against the byte budget until it is written: a client that
         // asks for large values and does not read them stops being read (registered before
         // flush awaits it, so it is counted before flush uncounts it). A rejection is handled
         // when its turn to be written comes.
         answer.then((a) => {
           this.holdAnswer(a instanceof Uint8Array ? a.length : undefined);
-          this.budget.release(this.address, 0, making);
-        }, () => this.budget.release(this.address, 0, making));
+          this.budget.release(this.address, 0, 1);
+        }, () => this.budget.release(this.address, 0, 1));
       } catch (e) {
+        this.budget.release(this.address, 0, 1);
         // The protocol layer above decides what error answer to send; we only close, once the
         // answers before this one are written. Nothing more is read or started.
         answer = Promise.reject(e);
