@@ -10,7 +10,7 @@ import { ENTRY_TYPES, printableName, shown, tagProblem, type EntryType } from '.
 import { readFileLimited, type OwnFiles } from '../lib/files/index.ts';
 import { readCertificateChain, validatePolicyCert } from '../lib/pki/index.ts';
 import { isIdentityTag, loadIdentity } from '../lib/certifier/index.ts';
-import { KeyClient, fetchAll, keepAll, parseProvisionConfig, provision, type SecretSpec } from '../lib/keyclient/index.ts';
+import { KeyClient, fetchAll, keepAll, parseProvisionConfig, provision, refuseLookAlikeTags, type SecretSpec } from '../lib/keyclient/index.ts';
 import { DEFAULT_LIMITS } from '../lib/channel/index.ts';
 import { MAX_VALUE_BYTES } from '../lib/keyservice/protocol.ts';
 import { verifyRoleCredential } from '../lib/keyservice/roles.ts';
@@ -69,7 +69,7 @@ function clientFiles(o: ClientOpts, ...more: string[]): OwnFiles {
 }
 
 /** Opens the store, loads this machine's identity, connects; always closes both. */
-async function withClient<T>(o: ClientOpts, fn: (client: KeyClient, store: Cryptstore) => Promise<T>): Promise<T> {
+async function withClient<T>(o: ClientOpts, fn: (client: KeyClient, store: Cryptstore) => Promise<T>, beforeConnecting?: (store: Cryptstore) => Promise<void>): Promise<T> {
   const { host, port } = parseHostPort(o.server, '--server');
   const policyCert = await readCertificateFile(o.policyCert);
   validatePolicyCert(policyCert, new Date());
@@ -89,6 +89,7 @@ async function withClient<T>(o: ClientOpts, fn: (client: KeyClient, store: Crypt
   const store = await Cryptstore.open(o.store, await protectorFrom(P, o));
   try {
     const identity = await loadIdentity(store, o.domain, policyCert);
+    await beforeConnecting?.(store);
     const client = await KeyClient.connect({ host, port, identity, policyCert, serverMeasurements: pins, ...(credential ? { credential } : {}) });
     try {
       return await fn(client, store);
@@ -168,7 +169,7 @@ clientOptions(subcommand<ClientOpts & { config: string; allowPartial?: boolean }
   async (o) => {
     const specs = parseProvisionConfig(Buffer.from(await readFileLimited(o.config, 1024 * 1024)).toString('utf8'));
     checkFetchCount(o, specs.length, 'INVALID_INPUT', 'secrets');
-    const outcomes = await withClient(o, (c, store) => provision(c, store, specs, { allowPartial: o.allowPartial === true, own: clientFiles(o, o.config) }));
+    const outcomes = await withClient(o, (c, store) => provision(c, store, specs, { allowPartial: o.allowPartial === true, own: clientFiles(o, o.config) }), (store) => refuseLookAlikeTags(store, specs));
     for (const x of outcomes.filter((y) => y.error)) warn(P, `could not provision "${x.spec.name}": ${x.error!.message} [${x.error!.code}]`);
     const items = outcomes.map((x) => ({ name: x.spec.name, ...(x.spec.tag ? { tag: x.spec.tag } : { file: x.spec.file }), ...(x.entry ? { version: x.entry.version, written: x.written } : { error: x.error!.code }) }));
     return { json: { items }, text: items.map((i) => `${printableName(i.name)}: ${'error' in i ? `FAILED (${i.error})` : `version ${i.version} ${i.written === 'new' ? 'written' : 'unchanged'}`}`) };

@@ -160,13 +160,12 @@ export function subcommand<O extends JsonOption>(
  */
 function refuseRepeated(cmd: Command): void {
   // The arguments as given (commander keeps them on the program, untyped).
-  const raw: string[] = ((cmd.parent as unknown as { rawArgs?: string[] } | null)?.rawArgs ?? process.argv).slice(2);
-  const end = raw.indexOf('--');
-  const tokens = end < 0 ? raw : raw.slice(0, end);
+  const tokens: string[] = ((cmd.parent as unknown as { rawArgs?: string[] } | null)?.rawArgs ?? process.argv).slice(2);
   const takesValue = cmd.options.filter((o) => (o.required || o.optional) && o.long);
   const given = new Map<string, number>();
   for (let i = 0; i < tokens.length; i++) {
     const t = tokens[i]!;
+    if (t === '--') break; // the end of options (a `--` that is a flag's value is skipped below)
     const opt = takesValue.find((o) => t === o.long || t.startsWith(`${o.long}=`) || (o.short !== undefined && t === o.short));
     if (!opt) continue;
     given.set(opt.long!, (given.get(opt.long!) ?? 0) + 1);

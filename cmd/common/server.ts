@@ -3,12 +3,12 @@
 
 import type { ChannelServer } from '../../lib/channel/index.ts';
 import { CertifierError } from '../../lib/errors/index.ts';
-import { INVISIBLE, visibleJson } from '../../lib/wire/index.ts';
+import { readsAsAnother, visibleJson } from '../../lib/wire/index.ts';
 import { note, warn } from './cli.ts';
 
 // Spaces, quotes and "=" would blur where a value ends; control and format characters (C0, C1,
 // bidirectional overrides) in a name a client chose could rewrite how the line looks on a terminal.
-const needsQuoting = (v: string) => /[\s"=]/.test(v) || INVISIBLE.test(v);
+const needsQuoting = (v: string) => /[\s"=]/.test(v) || readsAsAnother(v);
 
 /** Renders a log record as one line: "prog: 2026-11-26T16:40:00Z event key=value ...". */
 export function logLine(program: string, json: boolean) {

@@ -178,18 +178,25 @@ async function heldInFile(path: string, entry: ValidEntry, mode: number): Promis
 }
 
 /**
- * Fetch, then keep: all or nothing unless `allowPartial`, which keeps what arrived; a run in
- * which nothing arrived fails either way (with the first failure's code: 3 when it may be retried).
+ * A Tag the config makes may not look like another; one the store holds already (made before
+ * that rule) gets its new versions. INVALID_INPUT naming each, before anything is fetched (and,
+ * from key-client, before it connects).
  */
-export async function provision(client: KeyClient, store: Cryptstore | undefined, specs: SecretSpec[], o: KeepOptions & { allowPartial?: boolean } = {}): Promise<Outcome[]> {
-  // A Tag the config makes may not look like another; one the store holds already (made before
-  // that rule) gets its new versions. Checked before anything is fetched.
+export async function refuseLookAlikeTags(store: Cryptstore | undefined, specs: SecretSpec[]): Promise<void> {
   const lookAlikes: string[] = [];
   for (const spec of specs) {
     const problem = spec.tag !== undefined ? newNameProblem(spec.tag) : undefined;
     if (problem && !(store && await store.has(spec.tag!))) lookAlikes.push(`the Tag of "${spec.name}" ${problem}`);
   }
   if (lookAlikes.length) throw new CertifierError('INVALID_INPUT', `nothing was fetched or written: ${lookAlikes.join('; ')}`);
+}
+
+/**
+ * Fetch, then keep: all or nothing unless `allowPartial`, which keeps what arrived; a run in
+ * which nothing arrived fails either way (with the first failure's code: 3 when it may be retried).
+ */
+export async function provision(client: KeyClient, store: Cryptstore | undefined, specs: SecretSpec[], o: KeepOptions & { allowPartial?: boolean } = {}): Promise<Outcome[]> {
+  await refuseLookAlikeTags(store, specs);
   const outcomes = await fetchAll(client, specs);
   const failures = outcomes.filter((x) => x.error);
   if (failures.length && (!o.allowPartial || failures.length === outcomes.length)) {

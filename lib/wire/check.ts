@@ -19,20 +19,34 @@ function escapeUnits(c: string): string {
 export const INVISIBLE = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Default_Ignorable_Code_Point}]/u;
 const INVISIBLE_ALL = new RegExp(INVISIBLE.source, 'gu');
 
-const MARKS_ALL = /\p{M}/gu;
-
-/**
- * `text` with every INVISIBLE character written as \uXXXX, so it reads as what it is; and, in a
- * text not in Unicode form C, its combining marks too (`e` + U+0301 would show as `é`, another name).
- */
+/** `text` with every INVISIBLE character written as \uXXXX, so it reads as what it is. */
 export function escapeInvisible(text: string): string {
-  const escaped = text.replace(INVISIBLE_ALL, escapeUnits);
-  return escaped.normalize('NFC') === escaped ? escaped : escaped.replace(MARKS_ALL, escapeUnits);
+  return text.replace(INVISIBLE_ALL, escapeUnits);
 }
 
-/** JSON.stringify, with what JSON leaves raw but would not show escaped too (for logs and terminals). */
+const JSON_STRING = /"(?:[^"\\]|\\.)*"/g;
+const NON_ASCII = /[^\x00-\x7f]/g;
+
+/**
+ * JSON.stringify, with what JSON leaves raw but would not show escaped too (for logs and
+ * terminals): invisible characters; and every non-ASCII character of a string that is not in
+ * Unicode form C, which would show as its composed twin (`e` + U+0301 as `é`, U+2126 as `Ω`).
+ * Strings in form C keep their letters and marks as they are.
+ */
 export function visibleJson(value: unknown): string {
-  return escapeInvisible(JSON.stringify(value));
+  const json = JSON.stringify(value);
+  // Between literals there is only ASCII: a text in form C as a whole has every literal in it.
+  if (json.normalize('NFC') === json) return escapeInvisible(json);
+  const shown = json.replace(JSON_STRING, (literal) => {
+    const text = JSON.parse(literal) as string;
+    return text.normalize('NFC') === text ? literal : literal.replace(NON_ASCII, escapeUnits);
+  });
+  return escapeInvisible(shown);
+}
+
+/** Whether `text` would read as another text on a screen (see visibleJson). */
+export function readsAsAnother(text: string): boolean {
+  return INVISIBLE.test(text) || text.normalize('NFC') !== text;
 }
 
 /**

@@ -64,6 +64,9 @@ describe('usage mistakes across the programs (exit 2, before any work)', () => {
     // A value that merely looks like the flag is a value.
     const looks = await run('cert-utility', ['put-item', '--tag', 'x', '--in', '--in=foo', '--store', 's', '--key-file', 'k'], { cwd: tmp.dir });
     expect(looks.stderr).not.to.contain('is given');
+    // A value `--` is a value, not the end of the options: what follows is still checked.
+    const dashes = await run('cert-utility', ['put-item', '--tag', '--', '--in', 'a', '--in', 'b', '--store', 's', '--key-file', 'k'], { cwd: tmp.dir });
+    expect(dashes.stderr).to.contain('--in is given 2 times');
   });
 
   it('says standard input is a directory, or not open for reading, rather than empty or INTERNAL (FILE_ERROR)', () => {

@@ -210,6 +210,15 @@ describe('e2e: keys stored and retrieved through key-server on loopback', functi
       expect(server.child.stderr.slice(from)).not.to.match(/ (request|closed) conn=/);
     });
 
+    it('refuses a new Tag that would look like another before connecting (INVALID_INPUT, exit 1, not a retryable UNREACHABLE)', async () => {
+      const from = server.child.mark();
+      const f = config([{ ID: 'prov/tagged', Tag: 'p7/cafe\u0301' }]);
+      const r = await d.kc(bob, server, 'provision', ['--config', f]);
+      expectFailure(r, 1, 'INVALID_INPUT');
+      expect(r.stderr).to.contain('normalization form C');
+      expect(server.child.stderr.slice(from)).not.to.match(/ (request|closed) conn=/);
+    });
+
     it('succeeds with every name available, and run twice succeeds again without new versions', async () => {
       const file = `${files}-2`;
       const f = config([{ ID: 'prov/tagged', Tag: 'p2-tagged' }, { ID: 'prov/file', LocalPath: file, Mode: '0600' }]);

@@ -12,7 +12,9 @@ import {
   decode,
   encode,
   newNameProblem,
+  printableName,
   tagProblem,
+  visibleJson,
   parseClaim,
   parseCryptstoreBundle,
   parseCryptstoreEntry,
@@ -235,6 +237,20 @@ describe('wire: tag and resource names', () => {
     expect(parseKeyRequest(request('store')).newNameProblem).to.contain('invisible character');
     const retrieve = parseKeyRequest(request('retrieve'));
     expect([retrieve.name, retrieve.newNameProblem]).to.deep.equal(['db-key\u200b', undefined]);
+  });
+});
+
+describe('wire: text that would read as other text, in logs and listings', () => {
+  it('escapes every non-ASCII character of a string not in Unicode form C, and only of that string', () => {
+    expect(visibleJson('n/cafe\u0301')).to.equal('"n/cafe\\u0301"');
+    expect(visibleJson('n/\u1100\u1161')).to.equal('"n/\\u1100\\u1161"'); // conjoining jamo: shows as 가
+    expect(visibleJson('n/\u2126')).to.equal('"n/\\u2126"'); // OHM SIGN: shows as Ω
+    // Text in form C keeps its letters and marks, beside an escaped one in the same record.
+    const line = visibleJson({ resource: 'n/cafe\u0301', other: 'डिस्क', plain: 'café' });
+    expect(line).to.equal('{"resource":"n/cafe\\u0301","other":"डिस्क","plain":"café"}');
+    expect(JSON.parse(line)).to.deep.equal({ resource: 'n/cafe\u0301', other: 'डिस्क', plain: 'café' });
+    expect(printableName('n/\u2126')).to.equal('"n/\\u2126"');
+    expect(printableName('डिस्क/key')).to.equal('डिस्क/key');
   });
 });
 
