@@ -126,6 +126,17 @@ done
 
 log() { printf 'first-boot: %s\n' "$*" >&2; }
 
+# Key names as this script's own lines show them: printable ASCII as it is, anything else (a
+# control character, a right-to-left override, any non-ASCII letter) quoted and escaped, so that
+# nothing a name holds reaches the console raw.
+shown_names() {
+  local LC_ALL=C n out=
+  for n in "$@"; do
+    if [[ $n =~ ^[\ -~]+$ ]]; then out+="${out:+ }$n"; else out+="${out:+ }$(printf '%q' "$n")"; fi
+  done
+  printf '%s' "$out"
+}
+
 # Runs a command; retries with exponential backoff only while it exits 3 (unreachable).
 with_retries() {
   local what=$1; shift
@@ -177,7 +188,7 @@ with_retries "init-trust against $host:$cport" \
 
 pin=()
 [ -n "$server_measurement" ] && pin=(--server-measurement "$server_measurement")
-log "step 2/2: fetching ${missing[*]} from $host:$kport"
+log "step 2/2: fetching $(shown_names "${missing[@]}") from $host:$kport"
 with_retries "retrieve from $host:$kport" \
   "$KEY_CLIENT" retrieve --server "$host:$kport" --domain "$domain" --policy-cert "$policy_cert" "${pin[@]}" "${store_args[@]}" -- "${missing[@]}" >&2 || exit $?
-log "done: ${missing[*]} kept in $store"
+log "done: $(shown_names "${missing[@]}") kept in $store"
