@@ -58,8 +58,9 @@ export async function openDb(dir: string, create: boolean): Promise<Db> {
  */
 export function diskFailure(e: unknown, dir: string): CertifierError | undefined {
   const message = (e as { cause?: { message?: string }; message?: string })?.cause?.message ?? (e as Error)?.message ?? '';
-  if (!/No space left|Read-only file system|Input\/output error|Disk quota/i.test(message)) return undefined;
-  return new CertifierError('FILE_ERROR', `the cryptstore at ${dir} cannot be written: ${/No space left|Disk quota/i.test(message) ? 'the disk is full' : message}`, { cause: e });
+  if (!/No space left|Read-only file system|Input\/output error|Disk quota|File too large/i.test(message)) return undefined;
+  const why = /No space left|Disk quota/i.test(message) ? 'the disk is full' : /File too large/i.test(message) ? `a file size limit is reached (ulimit -f, LimitFSIZE=): ${message}` : message;
+  return new CertifierError('FILE_ERROR', `the cryptstore at ${dir} cannot be written: ${why}`, { cause: e });
 }
 
 /** Rejects with diskFailure's error where there is one, else with `e`. */
@@ -113,9 +114,17 @@ export async function dirState(dir: string): Promise<'missing' | 'empty' | 'stor
   if (names.length === 0) return 'empty';
   if (names.includes('CURRENT')) return 'store';
   if (!names.every((n) => CREATION_LEFTOVER.test(n))) return 'other';
-  // LevelDB's first act is to make and lock LOCK, an empty file; files of those names without it
-  // (someone's notes called LOG, say) are not LevelDB's to clear.
+  // LevelDB's first acts are to start its info log (LOG, the old one moved to LOG.old) and to
+  // make and lock LOCK, an empty file. Files of those names that are not LevelDB's (someone's
+  // notes called LOG, say) are not taken for a creation cut short.
   const lock = await fs.stat(join(dir, 'LOCK')).catch(() => undefined);
-  return lock?.isFile() && lock.size === 0 ? 'unmade' : 'other';
+  if (lock?.isFile() && lock.size === 0) return 'unmade';
+  if (lock || !names.every((n) => n === 'LOG' || n === 'LOG.old')) return 'other';
+  for (const n of names) {
+    const head = await fs.readFile(join(dir, n)).then((b) => b.subarray(0, 64).toString('latin1'), () => undefined);
+    // Empty, or LevelDB's log line: "2026/12/05-17:00:00.123456 7f0a... ".
+    if (head === undefined || !(head === '' || /^\d{4}\/\d{2}\/\d{2}-\d{2}:\d{2}:\d{2}\.\d{6} /.test(head))) return 'other';
+  }
+  return 'unmade';
 }
 

@@ -216,7 +216,9 @@ export function addTrustCommands(program: Command): void {
       };
       const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
       const stopWatching = () => signals.forEach((sig) => process.off(sig, interrupted));
-      if (state !== 'store' && state !== 'other') signals.forEach((sig) => process.on(sig, interrupted));
+      // Watched whatever was there: a store whose creation was cut short is made again, and so
+      // becomes this run's (onCreating); until then the handler only ends the program.
+      signals.forEach((sig) => process.on(sig, interrupted));
       let store: Cryptstore;
       try {
         store = await Cryptstore.openOrCreate(o.store, protector, { onCreating: () => void (made = true) });

@@ -56,10 +56,12 @@ function writeStdout(data: string | Uint8Array): void {
     return;
   }
   const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+  let at = 0;
   try {
-    for (let at = 0; at < bytes.length;) at += writeSync(1, bytes, at, bytes.length - at);
+    while (at < bytes.length) at += writeSync(1, bytes, at, bytes.length - at);
   } catch (e) {
-    throw new CertifierError('FILE_ERROR', `cannot write standard output: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}; what was written there is incomplete`, { cause: e });
+    const what = at > 0 ? 'what was written there is incomplete' : 'nothing was written there';
+    throw new CertifierError('FILE_ERROR', `cannot write standard output: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}; ${what}`, { cause: e, details: { stdout: true } });
   }
 }
 
@@ -99,7 +101,9 @@ function renderError(command: Command, e: unknown): number {
     try {
       writeStdout(visibleJson({ ok: false, error: { code, message, exitStatus: status, ...proof } }) + '\n');
     } catch (w) {
-      process.stderr.write(`${program}: error: ${escapeInvisible(message)} [${code}]; and ${(w as Error).message}\n`);
+      // The error document cannot go to stdout either: it goes to stderr, once.
+      const also = e instanceof CertifierError && e.details?.stdout === true ? '' : `; and ${(w as Error).message}`;
+      process.stderr.write(`${program}: error: ${escapeInvisible(message)} [${code}]${also}\n`);
     }
   } else if (logsJson()) {
     jsonLine('error', { code, message, exitStatus: status });

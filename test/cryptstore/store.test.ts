@@ -126,6 +126,14 @@ describe('cryptstore', () => {
       expect(e.message).to.contain('interrupted');
       await (await Cryptstore.openOrCreate(dir, pass())).close();
       await (await Cryptstore.open(dir, pass())).close();
+      // Killed sooner, LevelDB has only started its info log (LOG, the old one as LOG.old).
+      for (const [name, files] of [['log-only', { LOG: '' }], ['log-lines', { LOG: '2026/12/05-17:00:00.123456 7f0a12345678 Creating DB\n', 'LOG.old': '' }]] as const) {
+        const d2 = dirWith(join(tmp.dir, name), files);
+        await (await Cryptstore.openOrCreate(d2, pass())).close();
+        await (await Cryptstore.open(d2, pass())).close();
+      }
+      const notesLog = dirWith(join(tmp.dir, 'notes-log'), { LOG: 'my notes' });
+      await rejects(Cryptstore.create(notesLog, pass()), 'STORE_EXISTS');
       const notes = dirWith(join(tmp.dir, 'notes'), { LOG: 'my notes', LOCK: 'x' });
       await rejects(Cryptstore.create(notes, pass()), 'STORE_EXISTS');
       expect(readFileSync(join(notes, 'LOG'), 'utf8')).to.equal('my notes');
@@ -175,6 +183,7 @@ describe('cryptstore', () => {
       const e = diskFailure({ cause: { message: 'IO error: /s/MANIFEST-000007: No space left on device' } }, '/s');
       expect([e?.code, e?.message]).to.deep.equal(['FILE_ERROR', 'the cryptstore at /s cannot be written: the disk is full']);
       expect(diskFailure({ cause: { message: 'Corruption: bad block' } }, '/s')).to.equal(undefined);
+      expect(diskFailure({ cause: { message: 'IO error: /s/MANIFEST-000027: File too large' } }, '/s')?.message).to.contain('a file size limit is reached');
     });
 
     it('refuses a key file shorter than 32 bytes', () => {
