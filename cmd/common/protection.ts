@@ -1,7 +1,7 @@
 // Turning the protection flags of a command into a cryptstore Protector. Secrets come from
 // files or the environment, never from argv.
 
-import type { Command } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { DEFAULT_SCRYPT, type ScryptCost } from '../../lib/crypto/index.ts';
 import { readFileLimited } from '../../lib/files/index.ts';
@@ -24,7 +24,10 @@ export interface ProtectionOptions extends PlatformOptions {
 /** Adds --store and the ways to unlock it: --passphrase-file, --key-file, --sealed (with the platform flags). */
 export function storeOptions(cmd: Command): Command {
   cmd
-    .requiredOption('--store <dir>', 'the cryptstore directory')
+    .requiredOption('--store <dir>', 'the cryptstore directory', (v: string) => {
+      if (v === '') throw new InvalidArgumentError('expected a directory, not an empty name');
+      return v;
+    })
     .option('--passphrase-file <file>', `file holding the store passphrase (or set ${PASSPHRASE_ENV})`)
     .option('--key-file <file>', 'file holding the store key (at least 32 random bytes)')
     .option('--sealed', 'the store is sealed to this platform and measurement (see --platform-dir)');
