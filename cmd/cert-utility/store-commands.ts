@@ -7,7 +7,7 @@ import { encode, ENTRY_TYPES, newNameProblem, printableName, shown, type EntryTy
 import {
   exportPublicKey, generateKeyPair, isKeyAlg, randomBytes, toKeyMessage, type KeyAlg,
 } from '../../lib/crypto/index.ts';
-import { commitAll, refuseOwnFiles, stageFiles, writeFileAtomic } from '../../lib/files/index.ts';
+import { checkWritable, commitAll, refuseOwnFiles, stageFiles, writeFileAtomic } from '../../lib/files/index.ts';
 import { readCertificate } from '../../lib/pki/index.ts';
 import { isIdentityTag } from '../../lib/certifier/index.ts';
 import { STORAGE_KEY_TAG } from '../../lib/keyservice/keystore.ts';
@@ -120,6 +120,8 @@ export function addStoreCommands(program: Command): void {
     'write the exportable items, with their versions, to an encrypted bundle',
     async (o) => {
       refuseOwnFiles(o.out, storeFiles(o, o.bundlePassphraseFile), `--out ${o.out}`);
+      // Before the key derivation and the store: a destination that cannot take the bundle.
+      await checkWritable(o.out, { exclusive: !o.force });
       const pass = await readPassphraseFile(o.bundlePassphraseFile);
       const cost = scryptCost(P, o.scryptLogN);
       const { bundle, entries, leftOut } = await withStore(P, { ...o, scryptLogN: undefined }, (s) => exportStore(s, pass, cost, o.tag, { leaveOut: GUARDED.is }));

@@ -85,8 +85,22 @@ export function note(program: string, message: string): void {
   else process.stderr.write(`${program}: ${message}\n`);
 }
 
-function wantsJson(): boolean {
-  return process.argv.includes('--json');
+/**
+ * Whether --json was given as a flag (not as another flag's value: `--tag --json` names a tag),
+ * read from the arguments as given, since an error may come before or while they are parsed.
+ */
+function wantsJson(program: Command): boolean {
+  const tokens = process.argv.slice(2);
+  const sub = program.commands.find((c) => c.name() === tokens[0]);
+  if (!sub) return tokens.includes('--json');
+  const takesValue = sub.options.filter((o) => o.required && o.long);
+  for (let i = 1; i < tokens.length; i++) {
+    const t = tokens[i]!;
+    if (t === '--') return false;
+    if (t === '--json') return true;
+    if (takesValue.some((o) => t === o.long)) i++; // its value, whatever it looks like
+  }
+  return false;
 }
 
 function renderError(command: Command, e: unknown): number {
@@ -97,7 +111,7 @@ function renderError(command: Command, e: unknown): number {
   if (!(e instanceof CertifierError) && !(e instanceof CommanderError)) message = `internal error: ${message}`;
   // A decision's proof (simpleserver explain) goes with the refusal, as the text form prints it.
   const proof = e instanceof CertifierError && Array.isArray(e.details?.proof) ? { proof: e.details.proof } : {};
-  if (wantsJson()) {
+  if (wantsJson(command)) {
     try {
       writeStdout(visibleJson({ ok: false, error: { code, message, exitStatus: status, ...proof } }) + '\n');
     } catch (w) {

@@ -82,6 +82,15 @@ describe('usage mistakes across the programs (exit 2, before any work)', () => {
     }
   });
 
+  it('takes --json as a flag only where it is one: as another flag\'s value it does not turn an error into JSON', async () => {
+    writeFileSync(join(tmp.dir, 'store.key'), Buffer.alloc(32, 9));
+    const asValue = await run('cert-utility', ['get-item', '--store', 'no-store', '--key-file', 'store.key', '--tag', 't', '--out', '--json'], { cwd: tmp.dir });
+    expect(asValue.out).to.equal('');
+    expect(asValue.stderr).to.match(/^cert-utility: error: .*\[STORE_NOT_FOUND\]/);
+    const asFlag = await run('cert-utility', ['get-item', '--store', 'no-store', '--key-file', 'store.key', '--tag', 't', '--out', '-', '--json'], { cwd: tmp.dir });
+    expect(JSON.parse(asFlag.out).error.code).to.equal('STORE_NOT_FOUND');
+  });
+
   it('refuses port 0 where a server is to be reached (it means "any port" only to listen)', async () => {
     const r = await run('key-client', ['list', '--server', '127.0.0.1:0', '--domain', 'd', '--policy-cert', 'none.pem', '--store', 's', '--key-file', 'k']);
     expect(r.status).to.equal(2);
