@@ -75,7 +75,7 @@ export class CertifierService {
       if (this.config.requireSessionBinding && !binding) throw new CertifierError('SESSION_MISMATCH', 'no TLS session to bind the evidence to');
       const { policy, amdCrls } = this.config; // one policy decides a request, whatever a reload does
       const facts = verifyEvidence(req.support, verifyOptionsFor(policy, at, amdCrls));
-      const decision: Decision = evaluate(policy, facts, { at, purpose: req.purpose, ...(binding ? { expectedBinding: binding } : {}) });
+      const decision: Decision = evaluate(policy, facts, { at, purpose: req.purpose, ...(binding ? { expectedBinding: binding } : { sessionless: true }) });
       if (!decision.allow) {
         this.log({ ...base, decision: 'deny', code: decision.code, reason: decision.reason, measurement: toHex(facts.measurement), platform: facts.platform });
         return this.failed(tags, decision.code);

@@ -33,6 +33,9 @@ export interface EvaluateOptions {
   purpose: string;
   /** The exporter of the connection the evidence arrived on; undefined in the original plain protocol. */
   expectedBinding?: Uint8Array;
+  /** It arrived over the original plain protocol, with no session: evidence bound to one was made
+   * for a TLS connection elsewhere (a replay), and is refused. */
+  sessionless?: boolean;
   /** How far ahead of ours a machine's clock may run when it dates its evidence (default 5 min). */
   skewMs?: number;
 }
@@ -68,6 +71,9 @@ export function evaluate(policy: Policy, facts: EvidenceFacts, o: EvaluateOption
     }
   }
 
+  if (o.sessionless && facts.sessionBinding?.length) {
+    return deny('SESSION_MISMATCH', 'the evidence is bound to a TLS session but came over the plain protocol (replayed from a TLS connection)');
+  }
   if (o.expectedBinding) {
     if (!facts.sessionBinding) return deny('SESSION_MISMATCH', 'the evidence is not bound to a TLS session (an older client, or a replay)');
     if (!bytesEqual(facts.sessionBinding, o.expectedBinding)) return deny('SESSION_MISMATCH', 'the evidence is bound to a different TLS session (replayed or relayed)');

@@ -52,6 +52,18 @@ describe('simulated platform and policy engine', () => {
     s = await setup();
   });
 
+  it('refuses, over the plain protocol, evidence bound to a TLS session (made for a TLS connection: a replay)', async () => {
+    const binding = randomBytes(32);
+    const pkg = await s.enclave.attest({
+      enclaveType: 'simulated-enclave', time: formatCertifierTime(now), enclaveKey: toKeyMessage(publicKeyOf(s.machine.privateKey), 'auth-key'), sessionBinding: binding,
+    });
+    const facts = verifyEvidence(request(pkg).support);
+    const d = evaluate(loadPolicy(s.policyFile, s.policy.publicKey), facts, { at: now, purpose: 'authentication', sessionless: true });
+    expect(d).to.include({ allow: false, code: 'SESSION_MISMATCH' });
+    const bare = await s.enclave.attest({ enclaveType: 'simulated-enclave', time: formatCertifierTime(now), enclaveKey: toKeyMessage(publicKeyOf(s.machine.privateKey), 'auth-key') });
+    expect(evaluate(loadPolicy(s.policyFile, s.policy.publicKey), verifyEvidence(request(bare).support), { at: now, purpose: 'authentication', sessionless: true }).allow).to.equal(true);
+  });
+
   it('allows a trusted measurement on a trusted platform bound to this session, with the proof', async () => {
     const d = await decide(s);
     expect(d.allow).to.equal(true);
