@@ -15,10 +15,10 @@ export const REPORT_FORMAT = 'vse-attestation-report';
 
 const malformed = evidenceMalformed;
 
-function decodeOr<T>(name: Parameters<typeof decode>[0], bytes: Uint8Array | undefined, what: string): T {
+function decodeOr<T>(name: Parameters<typeof decode>[0], bytes: Uint8Array | undefined, what: string, strict = false): T {
   if (!bytes?.length) throw malformed(`${what} is missing`);
   try {
-    return decode<T>(name, bytes);
+    return decode<T>(name, bytes, { strict });
   } catch (cause) {
     throw malformed(`${what} is not a valid ${name}`, cause);
   }
@@ -91,11 +91,18 @@ export function verifySimulatedEvidence(support: ValidTrustRequest['support']): 
   }
   if (!ok) throw new CertifierError('REPORT_INVALID', `the report signature does not verify with ${attestLabel}`);
 
-  const info = decodeOr<VseAttestationReportInfo>('vse_attestation_report_info', sr.report, 'the report');
+  // Signed, so read strictly: a field not understood is refused, not skipped.
+  const info = decodeOr<VseAttestationReportInfo>('vse_attestation_report_info', sr.report, 'the report', true);
   if (info.enclaveType !== SIMULATED_ENCLAVE) throw malformed(`the report's enclave type "${info.enclaveType ?? ''}" is not ${SIMULATED_ENCLAVE}`);
   const m = info.verifiedMeasurement;
   if (m?.length !== 32) throw malformed(`the report's measurement is ${m?.length ?? 0} bytes, not 32`);
-  const ud = decodeOr<AttestationUserData>('attestation_user_data', info.userData, "the report's user data");
+  const ud = decodeOr<AttestationUserData>('attestation_user_data', info.userData, "the report's user data", true);
+  if (ud.enclaveType !== undefined && ud.enclaveType !== SIMULATED_ENCLAVE) throw malformed(`the user data's enclave type "${ud.enclaveType}" is not ${SIMULATED_ENCLAVE}`);
+  try {
+    parseCertifierTime(ud.time ?? '', 'the user data time');
+  } catch (cause) {
+    throw malformed((cause as Error).message, cause);
+  }
   const enclaveKey = enclaveKeyOf(ud);
   const reportWindow = {
     notBefore: parseCertifierTime(info.notBefore ?? '', 'report not_before'),

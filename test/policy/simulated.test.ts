@@ -64,6 +64,29 @@ describe('simulated platform and policy engine', () => {
     expect(evaluate(loadPolicy(s.policyFile, s.policy.publicKey), verifyEvidence(request(bare).support), { at: now, purpose: 'authentication', sessionless: true }).allow).to.equal(true);
   });
 
+  it('refuses signed user data it does not fully understand: an unknown field, a time that is none, another enclave type (EVIDENCE_MALFORMED)', async () => {
+    const base = { enclaveType: 'simulated-enclave', time: formatCertifierTime(now), enclaveKey: toKeyMessage(publicKeyOf(s.machine.privateKey), 'auth-key') };
+    /** The enclave's evidence with its user data replaced, the report signed again with the attestation key. */
+    const withUserData = async (ud: Uint8Array) => {
+      const pkg = await s.enclave.attest(base);
+      const fact = pkg.factAssertion![1]!;
+      const sr = decode<SignedReport>('signed_report', fact.serializedEvidence!);
+      const info = encode('vse_attestation_report_info', { ...decode<Record<string, unknown>>('vse_attestation_report_info', sr.report!), userData: ud });
+      fact.serializedEvidence = encode('signed_report', { ...sr, report: info, signature: sign(s.platform.attestKey, info, sr.signingAlgorithm as never) });
+      return request(pkg).support;
+    };
+    const good = encode('attestation_user_data', base);
+    expect(verifyEvidence(await withUserData(good)).platform).to.equal('simulated-enclave');
+    for (const ud of [
+      new Uint8Array([...good, 0x90, 0x03, 0x01]),
+      encode('attestation_user_data', { ...base, time: 'yesterday' }),
+      encode('attestation_user_data', { ...base, enclaveType: 'sev-enclave' }),
+    ]) {
+      const support = await withUserData(ud);
+      expect(() => verifyEvidence(support)).to.throw(CertifierError).with.property('code', 'EVIDENCE_MALFORMED');
+    }
+  });
+
   it('allows a trusted measurement on a trusted platform bound to this session, with the proof', async () => {
     const d = await decide(s);
     expect(d.allow).to.equal(true);

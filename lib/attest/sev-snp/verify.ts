@@ -146,7 +146,7 @@ export function snpEvidenceParts(support: ValidTrustRequest['support']): { repor
 function readUserData(bytes: Uint8Array): { ud: AttestationUserData; enclaveKey: KeyObject; window: { notBefore: Date; notAfter: Date } } {
   let ud: AttestationUserData;
   try {
-    ud = decode<AttestationUserData>('attestation_user_data', bytes);
+    ud = decode<AttestationUserData>('attestation_user_data', bytes, { strict: true }); // bound by REPORT_DATA: nothing in it goes unread
   } catch (cause) {
     throw malformed('what_was_said is not an attestation_user_data', cause);
   }
