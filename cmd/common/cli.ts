@@ -86,21 +86,28 @@ export function note(program: string, message: string): void {
 }
 
 /**
- * Whether --json was given as a flag (not as another flag's value: `--tag --json` names a tag),
- * read from the arguments as given, since an error may come before or while they are parsed.
+ * How many times each flag of `cmd` is given in `tokens` (the arguments as typed): a flag's
+ * value is never taken for a flag (`--tag --json` names a tag; `--in --in=x` reads a file), and
+ * nothing after `--` counts.
  */
+function flagsGiven(cmd: Command, tokens: readonly string[]): Map<string, number> {
+  const given = new Map<string, number>();
+  for (let i = 0; i < tokens.length; i++) {
+    const t = tokens[i]!;
+    if (t === '--') break;
+    const opt = cmd.options.find((o) => o.long && (t === o.long || t.startsWith(`${o.long}=`) || (o.short !== undefined && t === o.short)));
+    if (!opt) continue;
+    given.set(opt.long!, (given.get(opt.long!) ?? 0) + 1);
+    if (!t.includes('=') && opt.required) i++; // its value, whatever it looks like
+  }
+  return given;
+}
+
+/** Whether --json was given as a flag, read from the arguments as typed (an error may come before or while they are parsed). */
 function wantsJson(program: Command): boolean {
   const tokens = process.argv.slice(2);
   const sub = program.commands.find((c) => c.name() === tokens[0]);
-  if (!sub) return tokens.includes('--json');
-  const takesValue = sub.options.filter((o) => o.required && o.long);
-  for (let i = 1; i < tokens.length; i++) {
-    const t = tokens[i]!;
-    if (t === '--') return false;
-    if (t === '--json') return true;
-    if (takesValue.some((o) => t === o.long)) i++; // its value, whatever it looks like
-  }
-  return false;
+  return sub ? (flagsGiven(sub, tokens.slice(1)).get('--json') ?? 0) > 0 : tokens.includes('--json');
 }
 
 function renderError(command: Command, e: unknown): number {
@@ -177,21 +184,12 @@ export function subcommand<O extends JsonOption>(
  * counts.
  */
 function refuseRepeated(cmd: Command): void {
-  // The arguments as given (commander keeps them on the program, untyped).
+  // The arguments as typed (commander keeps them on the program, untyped).
   const tokens: string[] = ((cmd.parent as unknown as { rawArgs?: string[] } | null)?.rawArgs ?? process.argv).slice(2);
-  const takesValue = cmd.options.filter((o) => (o.required || o.optional) && o.long);
-  const given = new Map<string, number>();
-  for (let i = 0; i < tokens.length; i++) {
-    const t = tokens[i]!;
-    if (t === '--') break; // the end of options (a `--` that is a flag's value is skipped below)
-    const opt = takesValue.find((o) => t === o.long || t.startsWith(`${o.long}=`) || (o.short !== undefined && t === o.short));
-    if (!opt) continue;
-    given.set(opt.long!, (given.get(opt.long!) ?? 0) + 1);
-    if (!t.includes('=') && opt.required) i++; // its value, whatever it looks like (--in --in=x)
-  }
-  for (const opt of takesValue) {
-    const n = given.get(opt.long!) ?? 0;
-    if (n > 1 && !opt.variadic && !Array.isArray(opt.defaultValue)) throw new CertifierError('USAGE', `${opt.long} is given ${n} times; it takes one value`);
+  for (const [flag, n] of flagsGiven(cmd, tokens)) {
+    const opt = cmd.options.find((o) => o.long === flag)!;
+    const oneValue = (opt.required || opt.optional) && !opt.variadic && !Array.isArray(opt.defaultValue);
+    if (n > 1 && oneValue) throw new CertifierError('USAGE', `${flag} is given ${n} times; it takes one value`);
   }
 }
 

@@ -2,6 +2,7 @@
 // and exit status, and the same server process goes on serving a good client right after it.
 
 import { expect } from 'chai';
+import type { KeyObject } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
@@ -236,6 +237,23 @@ describe('e2e: key-server refusals, each with its own code, while it keeps servi
   });
 
   describe('role credentials and the auth-challenge', () => {
+    /** A mutual-TLS connection of the good client, made by hand (as a faulty or hostile client would); closed after `fn`. */
+    const byHand = async (fn: (conn: Awaited<ReturnType<typeof connect>>) => Promise<void>) => {
+      const conn = await connect({ host: '127.0.0.1', port: server.port, tls: { key: goodIdentity.key, cert: toPem(goodIdentity.certificate), ca: toPem(d.policyCert) } });
+      try {
+        await fn(conn);
+      } finally {
+        await conn.close();
+      }
+    };
+    /** Sends `ask` with the role credential and returns the request that answers its challenge, signed by `key`. */
+    const answered = async (conn: Awaited<ReturnType<typeof connect>>, ask: Parameters<typeof encodeKeyRequest>[0], key: KeyObject) => {
+      const challenged = parseKeyResponse(await conn.request(encodeKeyRequest(ask)));
+      expect(challenged.status).to.equal('auth-challenge');
+      const signature = sign(key, challengeMessage(challenged.data!, conn.exportKeyingMaterial(CHALLENGE_EXPORTER_LABEL, 32)!));
+      return encodeKeyRequest({ ...ask, challengeNonce: challenged.data!, challengeSignature: signature });
+    };
+
     it('lets a role credential delete under an ACL rule for its role, and denies the same delete without it (ACL_DENIED)', async () => {
       expectSuccess(await d.kc(good, server, 'store', ['role/victim', '--in', '-'], Buffer.from('to be deleted')));
       expectFailure(await d.kc(good, server, 'delete', ['role/victim']), 1, 'ACL_DENIED');
@@ -260,17 +278,10 @@ describe('e2e: key-server refusals, each with its own code, while it keeps servi
       // signature is sent by hand, as a faulty or hostile client would.
       const wrongKey = await readPrivateKeyFile(role.wrongKey);
       const from = server.child.mark();
-      const conn = await connect({ host: '127.0.0.1', port: server.port, tls: { key: goodIdentity.key, cert: toPem(goodIdentity.certificate), ca: toPem(d.policyCert) } });
-      try {
-        const ask = { action: 'delete' as const, name: 'role/kept', credentials: [role.der] };
-        const challenged = parseKeyResponse(await conn.request(encodeKeyRequest(ask)));
-        expect(challenged.status).to.equal('auth-challenge');
-        const signature = sign(wrongKey, challengeMessage(challenged.data!, conn.exportKeyingMaterial(CHALLENGE_EXPORTER_LABEL, 32)!));
-        const refused = parseKeyResponse(await conn.request(encodeKeyRequest({ ...ask, challengeNonce: challenged.data!, challengeSignature: signature })));
-        expect(refused).to.include({ status: 'failed', errorCode: 'CHALLENGE_FAILED' });
-      } finally {
-        await conn.close();
-      }
+      await byHand(async (conn) => {
+        const answer = await answered(conn, { action: 'delete', name: 'role/kept', credentials: [role.der] }, wrongKey);
+        expect(parseKeyResponse(await conn.request(answer))).to.include({ status: 'failed', errorCode: 'CHALLENGE_FAILED' });
+      });
       await server.child.waitForLog(/ action=delete resource=role\/kept version=0 decision=deny code=CHALLENGE_FAILED/, from);
       const kept = expectSuccess(await d.kc(good, server, 'retrieve', ['role/kept', '--out', '-']));
       expect(kept.out).to.equal('stays');
@@ -304,23 +315,14 @@ describe('e2e: key-server refusals, each with its own code, while it keeps servi
     it('refuses a replayed signed nonce on the same connection: NONCE_INVALID', async () => {
       const roleKey = await readPrivateKeyFile(role.key);
       const from = server.child.mark();
-      const conn = await connect({ host: '127.0.0.1', port: server.port, tls: { key: goodIdentity.key, cert: toPem(goodIdentity.certificate), ca: toPem(d.policyCert) } });
-      try {
-        const ask = { action: 'retrieve' as const, name: 'canary', credentials: [role.der] };
-        const challenged = parseKeyResponse(await conn.request(encodeKeyRequest(ask)));
-        expect(challenged.status).to.equal('auth-challenge');
-        const nonce = challenged.data!;
-        const signature = sign(roleKey, challengeMessage(nonce, conn.exportKeyingMaterial(CHALLENGE_EXPORTER_LABEL, 32)!));
-        const answer = encodeKeyRequest({ ...ask, challengeNonce: nonce, challengeSignature: signature });
-
+      await byHand(async (conn) => {
+        const answer = await answered(conn, { action: 'retrieve', name: 'canary', credentials: [role.der] }, roleKey);
         const first = parseKeyResponse(await conn.request(answer));
         expect(first).to.include({ status: 'succeeded', name: 'canary', version: 1 });
         const replayed = parseKeyResponse(await conn.request(answer));
         expect(replayed).to.include({ status: 'failed', errorCode: 'NONCE_INVALID' });
         expect(replayed.data).to.equal(undefined);
-      } finally {
-        await conn.close();
-      }
+      });
       await server.child.waitForLog(/ role=operator action=retrieve resource=canary version=1 decision=allow/, from);
       await server.child.waitForLog(/ action=retrieve resource=canary decision=deny code=NONCE_INVALID/, from);
       await stillServes();

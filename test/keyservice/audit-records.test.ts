@@ -8,14 +8,13 @@ import { join } from 'node:path';
 import { randomBytes } from '../../lib/crypto/index.ts';
 import { decode, encode, type KeyServiceList } from '../../lib/wire/index.ts';
 import type { LaterAnswer } from '../../lib/channel/index.ts';
-import type { ValidatedPeer } from '../../lib/pki/index.ts';
-import { parseAcl } from '../../lib/keyservice/acl.ts';
 import { AuditLog, verifyAudit } from '../../lib/keyservice/audit.ts';
-import { KeyService, type Connection } from '../../lib/keyservice/handlers.ts';
+import { KeyService } from '../../lib/keyservice/handlers.ts';
 import { KeyStore } from '../../lib/keyservice/keystore.ts';
 import { LevelBackend } from '../../lib/keyservice/level-backend.ts';
 import { encodeKeyRequest, parseKeyResponse } from '../../lib/keyservice/protocol.ts';
 import { tempDir } from '../support/helpers.ts';
+import { member } from './member.ts';
 
 describe('key service: audit records and fields that do not apply', () => {
   let tmp: ReturnType<typeof tempDir>;
@@ -23,11 +22,8 @@ describe('key service: audit records and fields that do not apply', () => {
   let audit: AuditLog;
   let service: KeyService;
   let keystore: KeyStore;
-  const M = 'bb'.repeat(32);
-  const acl = parseAcl(JSON.stringify({ version: 1, rules: [{ resources: ['**'], actions: ['store', 'retrieve', 'delete', 'list'], measurements: [M] }] }));
-  const conn: Connection = {
-    id: 'c1', remote: '127.0.0.1:1', peer: { measurementHex: M, serialHex: '2f', notAfter: new Date(Date.now() + 3_600_000) } as ValidatedPeer, exportKeyingMaterial: () => undefined,
-  };
+  const { acl, conn: connectionOf } = member('bb'.repeat(32), '2f');
+  const conn = connectionOf('c1');
   const send = async (bytes: Uint8Array) => {
     const staged: Uint8Array | LaterAnswer = await service.handleStaged(bytes, conn);
     return { bytes: staged instanceof Uint8Array ? staged : await staged.later };

@@ -9,7 +9,6 @@ import { randomBytes } from '../../lib/crypto/index.ts';
 import { decode, type CryptstoreEntry, type KeyServiceList } from '../../lib/wire/index.ts';
 import type { LaterAnswer } from '../../lib/channel/index.ts';
 import type { ValidatedPeer } from '../../lib/pki/index.ts';
-import { parseAcl } from '../../lib/keyservice/acl.ts';
 import { AuditLog, verifyAudit } from '../../lib/keyservice/audit.ts';
 import type { KeyBackend, ListOptions, StoredRecord } from '../../lib/keyservice/backend.ts';
 import { KeyService, type Connection } from '../../lib/keyservice/handlers.ts';
@@ -17,6 +16,7 @@ import { KeyStore } from '../../lib/keyservice/keystore.ts';
 import { LevelBackend } from '../../lib/keyservice/level-backend.ts';
 import { encodeKeyRequest, parseKeyResponse } from '../../lib/keyservice/protocol.ts';
 import { tempDir } from '../support/helpers.ts';
+import { member } from './member.ts';
 
 /** A LevelBackend whose reads wait until the gate opens; it records the order of operations. */
 class GatedBackend implements KeyBackend {
@@ -62,10 +62,7 @@ describe('key service: ordering of the requests of one connection', () => {
   let audit: AuditLog;
   let service: KeyService;
   const M = 'aa'.repeat(32);
-  const acl = parseAcl(JSON.stringify({ version: 1, rules: [{ resources: ['**'], actions: ['store', 'retrieve', 'delete', 'list'], measurements: [M] }] }));
-  const conn = (id: string): Connection => ({
-    id, remote: '127.0.0.1:1', peer: { measurementHex: M, serialHex: '1f', notAfter: new Date(Date.now() + 3_600_000) } as ValidatedPeer, exportKeyingMaterial: () => undefined,
-  });
+  const { acl, conn } = member(M, '1f');
   const ask = (c: Connection, r: Parameters<typeof encodeKeyRequest>[0]) => service.handleStaged(encodeKeyRequest(r), c);
   const answer = async (staged: Uint8Array | LaterAnswer) => parseKeyResponse(staged instanceof Uint8Array ? staged : await staged.later);
 
