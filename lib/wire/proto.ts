@@ -48,7 +48,9 @@ export function decode<T>(name: MessageName, bytes: Uint8Array, options: { stric
     throw new CertifierError('DECODE_FAILED', `not a valid ${name}${name.endsWith('message') ? '' : ' message'}`, { cause });
   }
   // lenient: as protobufjs reads it, integers cut or rounded; only to describe a refused message.
-  const problem = options.lenient ? undefined : outOfRange(type, bytes, 0, options.strict === true);
+  // The second walk only where it can find something: strict, or a 32-bit field somewhere inside.
+  const walk = !options.lenient && (options.strict === true || hasRangedField(type));
+  const problem = walk ? outOfRange(type, bytes, 0, options.strict === true) : undefined;
   if (problem) throw new CertifierError('DECODE_FAILED', `not a valid ${name}${name.endsWith('message') ? '' : ' message'}: ${problem}`, { cause: new RangeError(problem) });
   return value;
 }
@@ -63,6 +65,24 @@ const RANGES: Record<string, [bigint, bigint]> = {
   int32: [-(2n ** 31n), 2n ** 31n - 1n],
   uint32: [0n, 2n ** 32n - 1n],
 };
+
+const ranged = new Map<protobuf.Type, boolean>();
+
+/** Whether `type`, or a message nested in it, has a field RANGES checks (computed once per type). */
+function hasRangedField(type: protobuf.Type): boolean {
+  let found = ranged.get(type);
+  if (found === undefined) {
+    const seen = new Set<protobuf.Type>();
+    const inside = (t: protobuf.Type): boolean => {
+      if (seen.has(t)) return false; // a recursive type: its fields are being looked at already
+      seen.add(t);
+      return t.fieldsArray.some((f) => RANGES[f.type] !== undefined || (f.resolvedType instanceof protobuf.Type && inside(f.resolvedType)));
+    };
+    found = inside(type);
+    ranged.set(type, found);
+  }
+  return found;
+}
 
 /**
  * The value on the wire of the last varint field `field` at the top of a message (uncut, as
