@@ -2,8 +2,8 @@
 // domain, with an ACL and a hash-chained audit log.
 
 import { hostname } from 'node:os';
-import { join, resolve } from 'node:path';
-import { readFileLimited } from '../lib/files/index.ts';
+import { join } from 'node:path';
+import { readFileLimited, realFilePath } from '../lib/files/index.ts';
 import { CertifierError } from '../lib/errors/index.ts';
 import { validatePolicyCert } from '../lib/pki/index.ts';
 import { parseAcl, type Acl } from '../lib/keyservice/acl.ts';
@@ -31,7 +31,7 @@ const program = createProgram(P, 'store and release named keys to certified mach
 storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { domain: string; policyCert: string; data: string; listen: string; acl?: string; audit?: string; logJson?: boolean; backend: string; allowReplicaJoin?: boolean; certifier?: string; auditRotateMb?: number; backupDir?: string; backupKeep?: number }>(program, 'serve',
   'serve the key service (the store must hold this server\'s identity from cert-utility init-trust)',
   async (o) => {
-    if (resolve(o.data) === resolve(o.store)) {
+    if ((await realFilePath(o.data)) === (await realFilePath(o.store))) {
       throw new CertifierError('USAGE', '--data and --store must be different directories: the key database (or, with PostgreSQL, the audit log and lock) and this server\'s cryptstore are kept apart');
     }
     const { host, port } = parseHostPort(o.listen, '--listen', { listen: true });

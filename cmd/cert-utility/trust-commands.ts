@@ -4,11 +4,11 @@
 import { Option, type Command } from 'commander';
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import { readdirSync, rmSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { exportPrivateKey, generateKeyPair, toHex, type KeyAlg } from '../../lib/crypto/index.ts';
 import type { KeyObject } from 'node:crypto';
-import { checkWritable, readFileLimited, refuseOwnFiles, writeFileAtomic, writeFilesAtomic } from '../../lib/files/index.ts';
+import { checkWritable, readFileLimited, realFilePath, refuseOwnFiles, writeFileAtomic, writeFilesAtomic } from '../../lib/files/index.ts';
 import { createPolicyCert, domainOfPolicyOrganization, issueAdmissionCert, parseCertificate, readCertificate, toPem, validatePolicyCert } from '../../lib/pki/index.ts';
 import { loadPolicy, makePolicy, sameKey } from '../../lib/policy/index.ts';
 import { generateSimulatedPlatform, platformCertificate, TEST_PLATFORM_WARNING } from '../../lib/attest/index.ts';
@@ -79,7 +79,8 @@ export function addTrustCommands(program: Command): void {
     async (o) => {
       const { privateKey } = await generateKeyPair(o.alg);
       const cert = await createPolicyCert({ privateKey, domain: o.domain, days: o.days });
-      if (resolve(o.keyOut) === resolve(o.certOut)) throw new CertifierError('USAGE', '--key-out and --cert-out name the same file');
+      // Compared where they really lead: "here/k.pem" through a link to "." is "k.pem".
+      if ((await realFilePath(o.keyOut)) === (await realFilePath(o.certOut))) throw new CertifierError('USAGE', '--key-out and --cert-out name the same file');
       await writeFilesAtomic([
         { path: o.keyOut, data: exportPrivateKey(privateKey), exclusive: !o.force },
         { path: o.certOut, data: new TextEncoder().encode(toPem(cert)), exclusive: !o.force, mode: 0o644 },

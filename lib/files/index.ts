@@ -125,16 +125,22 @@ export async function stageFiles(files: FileToWrite[]): Promise<Staged[]> {
   }
 }
 
-/** Puts staged files in place, in order; a failure discards those not yet placed. */
+/**
+ * Puts staged files in place, in order, all or none: a failure discards those not yet placed and
+ * undoes those placed before it (a file made is removed, a file replaced is put back).
+ */
 export async function commitAll(staged: Staged[]): Promise<void> {
+  const undoable = staged.length > 1;
   for (let i = 0; i < staged.length; i++) {
     try {
-      await staged[i]!.file.commit(staged[i]!.exclusive);
+      await staged[i]!.file.commit(staged[i]!.exclusive, undoable);
     } catch (e) {
       for (const s of staged.slice(i + 1)) await s.file.discard();
+      for (const s of staged.slice(0, i).reverse()) await s.file.undo();
       throw e;
     }
   }
+  for (const s of staged) await s.file.settle();
 }
 
 /**
@@ -238,8 +244,15 @@ async function refuseExisting(path: string): Promise<void> {
 /** A file written and synced beside its destination, not yet in place. */
 export interface StagedFile {
   readonly path: string;
-  /** Moves it into place (exclusive: only if nothing is there yet) and syncs the directory. */
-  commit(exclusive?: boolean): Promise<void>;
+  /**
+   * Moves it into place (exclusive: only if nothing is there yet) and syncs the directory.
+   * `undoable` keeps what was there (a hard link to it) until undo or settle.
+   */
+  commit(exclusive?: boolean, undoable?: boolean): Promise<void>;
+  /** After an undoable commit: puts back the file that was there, or removes ours if none was. Never throws. */
+  undo(): Promise<void>;
+  /** After an undoable commit that stands: lets go of what undo would have put back. Never throws. */
+  settle(): Promise<void>;
   /** Removes it; never throws. */
   discard(): Promise<void>;
 }
@@ -272,26 +285,63 @@ export async function stageFile(path: string, data: Uint8Array, mode = 0o600): P
     await discard();
     throw fileError('write', path, e);
   }
+  // After an undoable commit: whether the file is one we made, and where the one it replaced is kept.
+  let made = false;
+  let previous: string | undefined;
+  const letGo = async () => {
+    if (previous === undefined) return;
+    forget(previous);
+    await fs.unlink(previous).catch(() => {});
+    previous = undefined;
+  };
   return {
     path,
     discard,
-    async commit(exclusive = false) {
+    async commit(exclusive = false, undoable = false) {
       try {
         if (exclusive) {
           // link() fails if the target appeared meanwhile, unlike rename().
           await fs.link(tmp, path);
           await fs.unlink(tmp);
+          made = undoable;
         } else {
+          if (undoable) ({ made, previous } = await keepPrevious(path, dir));
           await fs.rename(tmp, path);
         }
         forget(tmp);
         await syncDir(dir);
       } catch (e) {
         await discard();
+        await letGo();
+        made = false;
         throw fileError('write', path, e);
       }
     },
+    async undo() {
+      if (previous !== undefined) await fs.rename(previous, path).then(() => forget(previous!), () => letGo());
+      else if (made) await fs.unlink(path).catch(() => {});
+      previous = undefined;
+      made = false;
+      await syncDir(dir).catch(() => {});
+    },
+    settle: letGo,
   };
+}
+
+/**
+ * Before a file at `path` is replaced: a hard link to it beside it, so the replacement can be
+ * undone. `made` when nothing was there. Neither when a link cannot be made (the replacement then
+ * cannot be undone; it goes ahead, as a single write would).
+ */
+async function keepPrevious(path: string, dir: string): Promise<{ made: boolean; previous?: string }> {
+  const kept = join(dir, `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
+  try {
+    await fs.link(path, kept);
+  } catch (e) {
+    return { made: (e as NodeJS.ErrnoException).code === 'ENOENT' };
+  }
+  remember(kept);
+  return { made: false, previous: kept };
 }
 
 /** How old a temporary file of ours must be before a later write of the same file removes it. */

@@ -7,7 +7,7 @@
 
 import { expect } from 'chai';
 import { execFile, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -808,6 +808,16 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
       expect(r.stderr).to.contain('[ALREADY_EXISTS]');
       expect(existsSync(p('stray-key.pem'))).to.equal(false);
       expect(readFileSync(p('taken-cert.pem'), 'utf8')).to.equal('old');
+      // The same file named through a link to its folder: refused before anything is written, with
+      // --force too (the certificate would replace the key it was made for).
+      mkdirSync(p('gpk'));
+      symlinkSync('.', p('gpk/here'));
+      for (const force of [[], ['--force']]) {
+        const same = await cu(['generate-policy-key', '--domain', 'datica', '--key-out', 'gpk/k.pem', '--cert-out', 'gpk/here/k.pem', ...force]);
+        expect(same.status, same.stderr).to.equal(2);
+        expect(same.stderr).to.contain('--key-out and --cert-out name the same file');
+        expect(readdirSync(p('gpk'))).to.deep.equal(['here']);
+      }
     });
 
     it('refuses a private key where a public key or certificate is asked for, and the reverse (INVALID_KEY)', async () => {

@@ -1,7 +1,7 @@
 // Usage mistakes across the programs, caught before any work: exit 2 with the flag named.
 
 import { expect } from 'chai';
-import { closeSync, openSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, symlinkSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { ROOT, run, tempDir, type Program } from '../support/helpers.ts';
@@ -125,6 +125,11 @@ describe('usage mistakes across the programs (exit 2, before any work)', () => {
     const same = await run('key-server', ['serve', '--domain', 'd', '--policy-cert', 'none.pem', '--store', 's', '--key-file', 'k', '--data', 's', '--backend', 'postgres']);
     expect(same.status).to.equal(2);
     expect(same.stderr).to.contain('--data and --store must be different directories');
+    mkdirSync(join(tmp.dir, 'st'));
+    symlinkSync('st', join(tmp.dir, 'st-link'));
+    const linked = await run('key-server', ['serve', '--domain', 'd', '--policy-cert', 'none.pem', '--store', join(tmp.dir, 'st'), '--key-file', 'k', '--data', join(tmp.dir, 'st-link')]);
+    expect(linked.status).to.equal(2);
+    expect(linked.stderr).to.contain('--data and --store must be different directories');
     const backup = await run('key-server', [...base, '--backup-dir', join(tmp.dir, 'a-file')]);
     expect(backup.status).to.equal(2);
     expect(backup.stderr).to.contain('is not a directory');

@@ -31,6 +31,20 @@ describe('lib/files', () => {
     expect([readFileSync(a, 'utf8'), readFileSync(b, 'utf8')]).to.deep.equal(['A', 'B']);
   });
 
+  it('undoes the files already in place when a later one fails as it is put in place: a file made is removed, a file replaced comes back', async () => {
+    // "here/x" is "x" through a link to the folder: both pass the checks, and the second finds the first.
+    symlinkSync('.', join(tmp.dir, 'here'));
+    const [x, viaLink] = [join(tmp.dir, 'x'), join(tmp.dir, 'here', 'x')];
+    await rejects(writeFilesAtomic([{ path: x, data: text('key'), exclusive: true }, { path: viaLink, data: text('cert'), exclusive: true }]), 'ALREADY_EXISTS');
+    expect(readdirSync(tmp.dir).sort()).to.deep.equal(['here']);
+    // A replaced file comes back with its content, when a file after it cannot be put in place.
+    const [kept, blocked] = [join(tmp.dir, 'kept'), join(tmp.dir, 'blocked')];
+    writeFileSync(kept, 'old');
+    await rejects(writeFilesAtomic([{ path: kept, data: text('new') }, { path: x, data: text('X'), exclusive: true }, { path: blocked, data: text('B'), exclusive: true }, { path: join(tmp.dir, 'here', 'blocked'), data: text('C'), exclusive: true }]), 'ALREADY_EXISTS');
+    expect(readFileSync(kept, 'utf8')).to.equal('old');
+    expect(readdirSync(tmp.dir).sort()).to.deep.equal(['here', 'kept']);
+  });
+
   it('checkWritable refuses a taken name, a missing directory and a directory, and passes a free name', async () => {
     writeFileSync(join(tmp.dir, 'taken'), 'x');
     mkdirSync(join(tmp.dir, 'sub'));
