@@ -13,6 +13,7 @@ import { isIdentityTag, loadIdentity } from '../lib/certifier/index.ts';
 import { KeyClient, fetchAll, keepAll, parseProvisionConfig, provision, refuseLookAlikeTags, type SecretSpec } from '../lib/keyclient/index.ts';
 import { DEFAULT_LIMITS } from '../lib/channel/index.ts';
 import { MAX_VALUE_BYTES } from '../lib/keyservice/protocol.ts';
+import { STORAGE_KEY_TAG } from '../lib/keyservice/keystore.ts';
 import { verifyRoleCredential } from '../lib/keyservice/roles.ts';
 import { sameKey } from '../lib/policy/index.ts';
 import { Cryptstore } from '../cryptstore/index.ts';
@@ -124,6 +125,9 @@ clientOptions(subcommand<ClientOpts & { version: number; out?: string; force?: b
     if (o.out && names.length !== 1) throw new CertifierError('USAGE', '--out takes exactly one NAME');
     const specs: SecretSpec[] = names.map((name) => ({ name, version: o.version, ...(o.out ? {} : { tag: name }) }));
     checkFetchCount(o, names.length, 'USAGE', 'names');
+    // Released only to a standby or replica (--allow-replica-join), which keeps it sealed in its
+    // cryptstore: never to a file, nor under its own tag in a client's store.
+    if (names.includes(STORAGE_KEY_TAG)) throw new CertifierError('USAGE', `"${STORAGE_KEY_TAG}" is a key-server's storage key: a standby or replica fetches it with key-server join`);
     const identity = o.out ? undefined : names.find(isIdentityTag);
     if (identity) throw new CertifierError('USAGE', `"${identity}" is where init-trust keeps a machine's identity in the cryptstore; fetch it to a file with --out`);
     return withClient(o, async (client, store): Promise<Result> => {

@@ -95,6 +95,12 @@ describe('e2e: keys stored and retrieved through key-server on loopback', functi
     const identity = await d.kc(bob, server, 'retrieve', [`${d.name}-private-auth-key`]);
     expectFailure(identity, 2, 'USAGE');
     expect(identity.stderr).to.contain('is where init-trust keeps a machine\'s identity');
+    // The storage key's name, with or without --out: only key-server join fetches it, into a cryptstore.
+    for (const out of [[], ['--out', 'sk.bin']]) {
+      const storageKey = await d.kc(bob, server, 'retrieve', ['key-server-storage-key', ...out]);
+      expectFailure(storageKey, 2, 'USAGE');
+      expect(storageKey.stderr).to.contain('is a key-server\'s storage key').and.to.contain('key-server join');
+    }
     const control = await d.kc(alice, server, 'store', ['bad\nname', '--in', '-'], randomBytes(16));
     expectFailure(control, 2, 'USAGE');
     expect(control.stderr).to.contain('contains a control character');
