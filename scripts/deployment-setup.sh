@@ -90,6 +90,21 @@ for f in "${measure[@]}"; do
   [ ! -e "$dir/measurements/$name.measurement" ] || { echo "deployment-setup: $dir/measurements/$name.measurement exists; not overwriting" >&2; exit 1; }
   names+=("$name")
 done
+# make-policy refuses a measurement named twice (two copies of one program, or a --trust-measurement
+# of a file also measured): found now, before any key is made, not after.
+measured=()
+for f in "${measure[@]}"; do
+  m=$("$CERT_UTILITY" measure "$f") || exit 1
+  measured+=("$m")
+done
+seen=()
+for m in "${measured[@]}" "${trust[@]}"; do
+  lower=${m,,}
+  for s in "${seen[@]}"; do
+    [ "$s" != "$lower" ] || { echo "deployment-setup: the measurement $lower is named twice (by --measure or --trust-measurement); name each once" >&2; exit 2; }
+  done
+  seen+=("$lower")
+done
 
 log() { printf 'deployment-setup: %s\n' "$*" >&2; }
 # A directory made here is ours to keep private; one that was there keeps its mode.

@@ -5,6 +5,7 @@
 // deployment-setup.sh: inputs checked before any key is made, and a policy for SEV-SNP VMs.
 
 import { expect } from 'chai';
+import { createHash } from 'node:crypto';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -204,6 +205,15 @@ describe('scripts/deployment-setup.sh', function () {
     ]) {
       const r = await setup(['--dir', 'setup', '--domain', 'datica', '--measure', 'app', ...bad]);
       expect(r.status, bad.join(' ')).to.equal(2);
+      expect(existsSync(f('setup')), 'nothing made').to.equal(false);
+    }
+    // A measurement named twice (make-policy refuses it) is found before any key is made, too.
+    writeFileSync(f('app-copy'), 'app\n');
+    const sha = createHash('sha256').update('app\n').digest('hex');
+    for (const twice of [['--measure', 'app-copy'], ['--trust-measurement', sha.toUpperCase()]]) {
+      const r = await setup(['--dir', 'setup', '--domain', 'datica', '--measure', 'app', ...twice]);
+      expect(r.status, r.stderr).to.equal(2);
+      expect(r.stderr).to.contain(`the measurement ${sha} is named twice`);
       expect(existsSync(f('setup')), 'nothing made').to.equal(false);
     }
     const flag = await setup(['--dir', 'setup', '--domain']);
