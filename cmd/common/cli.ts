@@ -204,8 +204,15 @@ export async function run(program: Command, argv = process.argv): Promise<void> 
       return;
     }
     if (e instanceof CommanderError && e.code === 'commander.help') {
-      // `prog help [command]` asked for it (exit 0); no command at all is a usage error.
-      process.exitCode = argv.slice(2)[0] === 'help' ? ExitStatus.ok : ExitStatus.usage;
+      // `prog help [command]` asked for it (exit 0); no command at all, or `help` of a command
+      // that does not exist (commander then shows the program's help), is a usage error.
+      const [first, asked] = argv.slice(2);
+      const known = asked === undefined || program.commands.some((c) => c.name() === asked || c.aliases().includes(asked));
+      if (first === 'help' && !known) {
+        process.exitCode = renderError(program, new CertifierError('USAGE', `unknown command '${asked}'`));
+        return;
+      }
+      process.exitCode = first === 'help' ? ExitStatus.ok : ExitStatus.usage;
       return;
     }
     process.exitCode = renderError(program, e);

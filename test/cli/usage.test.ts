@@ -11,11 +11,14 @@ describe('usage mistakes across the programs (exit 2, before any work)', () => {
   before(() => (tmp = tempDir('usage-')));
   after(() => tmp.cleanup());
 
-  it('`help COMMAND` is asked-for help (exit 0); no command at all is a usage error (exit 2)', async () => {
+  it('`help COMMAND` is asked-for help (exit 0); no command at all, or help of one that does not exist, is a usage error (exit 2)', async () => {
     const help = await run('cert-utility', ['help', 'get-item']);
     expect(help.status).to.equal(0);
     expect(help.out).to.contain('Usage: cert-utility get-item');
     expect((await run('key-client', [])).status).to.equal(2);
+    const bogus = await run('key-server', ['help', 'bogus']);
+    expect(bogus.status).to.equal(2);
+    expect(bogus.stderr).to.contain("key-server: error: unknown command 'bogus' [USAGE]");
   });
 
   it('refuses --out - where a command writes a file and offers no standard output (it made a file named "-")', async () => {
