@@ -2,12 +2,16 @@
 // with esbuild (a few hundred ms) into .cache/bin/PROGRAM.mjs, next to a list of the sources it
 // holds with their sizes and times; later runs check that list (a stat per source) and import
 // the bundle, which starts two to three times faster than loading every source through tsx.
-// Where no bundle can be written (a read-only install) or esbuild fails, or with
-// CERTIFIER_NO_BUNDLE=1, the program runs through tsx's loader as before. Nothing stale runs:
-// any change of a source's size or time makes a new bundle.
+// Where no bundle can be written (a read-only install, a folder of another user's) or esbuild
+// fails, or with CERTIFIER_NO_BUNDLE=1, the program runs through tsx's loader as before.
+// Nothing stale runs: any change of a source's size or time makes a new bundle. Nothing another
+// local user could have written runs either: a bundle is imported only from folders no one else
+// can write, and only when it and the files beside it are the current user's (or root's) and no
+// one else can write them.
 
-import { mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
-import { basename, join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { basename, join, sep } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 // Without a listener, SIGUSR1 opens Node's inspector on 127.0.0.1:9229, where any local user could
@@ -21,6 +25,12 @@ const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const OUT = join('.cache', 'bin');
 // Bumped when the build options below change, so older bundles are remade.
 const FORMAT = 3;
+// Modes set exactly, whatever the umask (which a program narrows only once it runs). The bundles
+// hold no secret, only the code of sources that every user of the install can already read, and
+// the services often run as another user than the one who installed (and so bundled) the
+// programs: readable by all, writable by the owner alone.
+const DIR_MODE = 0o755;
+const FILE_MODE = 0o644;
 
 /** Runs cmd/PROGRAM.ts, from its bundle when one is (or can be made) current. */
 export async function launch(program) {
@@ -40,7 +50,7 @@ export async function launch(program) {
  * (relative too, and two levels deep like ENTRY's own folder), or through tsx.
  */
 export async function launchSource(entry, outDir) {
-  const bundle = process.env.CERTIFIER_NO_BUNDLE === '1' ? undefined : await currentBundle(entry, join(ROOT, outDir)).catch(() => undefined);
+  const bundle = process.env.CERTIFIER_NO_BUNDLE === '1' ? undefined : await currentBundle(entry, outDir).catch(() => undefined);
   if (bundle) {
     // Stack traces (CERTIFIER_DEBUG=1) then name the TypeScript sources, through the bundle's map.
     if (process.env.CERTIFIER_DEBUG === '1') process.setSourceMapsEnabled(true);
@@ -53,9 +63,10 @@ export async function launchSource(entry, outDir) {
 }
 
 async function currentBundle(entry, outDir) {
-  const out = join(outDir, `${basename(entry, '.ts')}.mjs`);
+  const tightened = safeFolders(outDir);
+  const out = join(ROOT, outDir, `${basename(entry, '.ts')}.mjs`);
   const stamp = `${out}.sources.json`;
-  if (matches(stamp) && statSync(out, { throwIfNoEntry: false })) return out;
+  if (!tightened && [out, `${out}.map`, stamp].every(trustedFile) && matches(stamp)) return out;
   const esbuild = await import('esbuild');
   const result = await esbuild.build({
     absWorkingDir: ROOT,
@@ -77,18 +88,61 @@ async function currentBundle(entry, outDir) {
   });
   const sources = {};
   for (const file of [...Object.keys(result.metafile.inputs), 'tsconfig.json']) sources[file] = signature(join(ROOT, file));
-  mkdirSync(outDir, { recursive: true });
   // Each file is written whole and renamed into place, the bundle first: a run that reads the
   // new list finds the bundle made from it (or one made later), never half of one.
-  const tmp = `.${process.pid}.tmp`;
   const file = (suffix) => result.outputFiles.find((f) => f.path.endsWith(suffix)).contents;
-  writeFileSync(`${out}.map${tmp}`, file('.mjs.map'));
-  renameSync(`${out}.map${tmp}`, `${out}.map`);
-  writeFileSync(out + tmp, file('.mjs'));
-  renameSync(out + tmp, out);
-  writeFileSync(stamp + tmp, JSON.stringify({ format: FORMAT, esbuild: esbuild.version, node: process.version, sources }));
-  renameSync(stamp + tmp, stamp);
+  writeWhole(`${out}.map`, file('.mjs.map'));
+  writeWhole(out, file('.mjs'));
+  writeWhole(stamp, JSON.stringify({ format: FORMAT, esbuild: esbuild.version, node: process.version, sources }));
   return out;
+}
+
+/**
+ * Makes each missing folder of OUTDIR (relative to ROOT) and checks each is one that only this
+ * user or root can write. One of this user's that others could write (made by an older launcher
+ * under umask 000) is closed, and true is returned: whatever it holds is then remade, not run.
+ * Throws (the program then runs through tsx) for a folder of another user's, or root's that
+ * others can write.
+ */
+function safeFolders(outDir) {
+  let tightened = false;
+  let path = ROOT;
+  for (const part of outDir.split(sep)) {
+    path = join(path, part);
+    if (!statSync(path, { throwIfNoEntry: false })) {
+      mkdirSync(path, { mode: DIR_MODE });
+      chmodSync(path, DIR_MODE);
+    }
+    const st = statSync(path);
+    if (!st.isDirectory() || !trustedOwner(st)) throw new Error(`${path} is not this user's folder`);
+    if (st.mode & 0o022) {
+      chmodSync(path, st.mode & DIR_MODE);
+      tightened = true;
+    }
+  }
+  return tightened;
+}
+
+function trustedOwner(st) {
+  return st.uid === 0 || st.uid === process.geteuid();
+}
+
+function trustedFile(path) {
+  const st = statSync(path, { throwIfNoEntry: false });
+  return st !== undefined && st.isFile() && trustedOwner(st) && (st.mode & 0o022) === 0;
+}
+
+/** Writes PATH whole (FILE_MODE) under a fresh name that no other file has, then renames it into place. */
+function writeWhole(path, data) {
+  const tmp = `${path}.${process.pid}-${randomBytes(4).toString('hex')}.tmp`;
+  try {
+    writeFileSync(tmp, data, { flag: 'wx', mode: FILE_MODE });
+    chmodSync(tmp, FILE_MODE);
+    renameSync(tmp, path);
+  } catch (err) {
+    rmSync(tmp, { force: true });
+    throw err;
+  }
 }
 
 function signature(path) {

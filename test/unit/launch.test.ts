@@ -4,7 +4,7 @@
 
 import { expect } from 'chai';
 import { spawn, spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT, tempDir } from '../support/helpers.ts';
 
@@ -54,6 +54,45 @@ describe('cmd/bin/launch.js: bundles kept current', function () {
     writeFileSync(join(tmp.dir, 'lib', 'greeting.ts'), "export const greeting = (who: string): string => `hi ${who}`;\n");
     expect(run('hello', { CERTIFIER_NO_BUNDLE: '1' })).to.include({ status: 0, out: 'hi world\n' });
     expect(readFileSync(bundle(), 'utf8'), 'the bundle was left alone').to.contain('goodbye');
+  });
+
+  const modes = () => Object.fromEntries(['.cache', '.cache/bin', '.cache/bin/hello.mjs', '.cache/bin/hello.mjs.map', '.cache/bin/hello.mjs.sources.json']
+    .map((p) => [p, (statSync(join(tmp.dir, p)).mode & 0o777).toString(8)]));
+  const plant = () => {
+    writeFileSync(bundle(), "console.log('planted');\n");
+    chmodSync(bundle(), 0o666);
+  };
+
+  it('makes its folders and files writable by their owner alone, whatever the umask', () => {
+    rmSync(join(tmp.dir, '.cache'), { recursive: true });
+    const r = spawnSync('/bin/sh', ['-c', `umask 000 && exec "${process.execPath}" "${join(tmp.dir, 'cmd', 'bin', 'hello.js')}"`], { encoding: 'utf8' });
+    expect(r.stdout).to.equal('hi world\n');
+    expect(modes()).to.deep.equal({ '.cache': '755', '.cache/bin': '755', '.cache/bin/hello.mjs': '644', '.cache/bin/hello.mjs.map': '644', '.cache/bin/hello.mjs.sources.json': '644' });
+  });
+
+  it('never runs a bundle that others could write: it is remade', () => {
+    plant();
+    expect(run('hello')).to.include({ status: 0, out: 'hi world\n' });
+    expect(modes()['.cache/bin/hello.mjs']).to.equal('644');
+  });
+
+  it('never runs a bundle from a folder that others could write: the folder is closed and the bundle remade', () => {
+    chmodSync(join(tmp.dir, '.cache', 'bin'), 0o777);
+    writeFileSync(bundle(), "console.log('planted');\n");
+    expect(run('hello')).to.include({ status: 0, out: 'hi world\n' });
+    expect(modes()).to.include({ '.cache/bin': '755', '.cache/bin/hello.mjs': '644' });
+  });
+
+  it("never runs a bundle from another user's folder: the program runs through tsx", function () {
+    if (process.geteuid!() !== 0) this.skip(); // only root can give a folder to another user
+    plant();
+    chownSync(join(tmp.dir, '.cache', 'bin'), 65534, 65534);
+    try {
+      expect(run('hello')).to.include({ status: 0, out: 'hi world\n' });
+      expect(readFileSync(bundle(), 'utf8'), 'the folder was left alone').to.contain('planted');
+    } finally {
+      chownSync(join(tmp.dir, '.cache', 'bin'), 0, 0);
+    }
   });
 
   it('runs a failing program once: its error is not a reason to try tsx', () => {
