@@ -57,6 +57,10 @@ export async function launchSource(entry, outDir) {
     await import(pathToFileURL(bundle).href);
     return;
   }
+  // Without a disk cache: tsx keeps compiled sources in $TMPDIR/tsx-UID, a folder it never checks
+  // is its own, so another local user who made it first could have this program run their code.
+  // Set before tsx loads (it reads the variable once, on load, here and in its loader's thread).
+  process.env.TSX_DISABLE_CACHE = '1';
   const { register } = await import('tsx/esm/api');
   register();
   await import(pathToFileURL(join(ROOT, entry)).href);

@@ -4,7 +4,7 @@
 
 import { expect } from 'chai';
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT, tempDir } from '../support/helpers.ts';
 
@@ -54,6 +54,14 @@ describe('cmd/bin/launch.js: bundles kept current', function () {
     writeFileSync(join(tmp.dir, 'lib', 'greeting.ts'), "export const greeting = (who: string): string => `hi ${who}`;\n");
     expect(run('hello', { CERTIFIER_NO_BUNDLE: '1' })).to.include({ status: 0, out: 'hi world\n' });
     expect(readFileSync(bundle(), 'utf8'), 'the bundle was left alone').to.contain('goodbye');
+  });
+
+  it("never uses tsx's cache in the shared temporary folder, which another user may have made first", () => {
+    const cache = join(tmp.dir, 'tmp', `tsx-${process.geteuid!()}`);
+    mkdirSync(cache, { recursive: true, mode: 0o777 });
+    chmodSync(cache, 0o777);
+    expect(run('hello', { CERTIFIER_NO_BUNDLE: '1', TMPDIR: join(tmp.dir, 'tmp') })).to.include({ status: 0, out: 'hi world\n' });
+    expect(readdirSync(cache)).to.deep.equal([]);
   });
 
   const modes = () => Object.fromEntries(['.cache', '.cache/bin', '.cache/bin/hello.mjs', '.cache/bin/hello.mjs.map', '.cache/bin/hello.mjs.sources.json']
