@@ -9,15 +9,16 @@ import { CertifierError } from '../../lib/errors/index.ts';
 import { exportPrivateKey, generateKeyPair, toHex, type KeyAlg } from '../../lib/crypto/index.ts';
 import type { KeyObject } from 'node:crypto';
 import { checkWritable, readFileLimited, realFilePath, refuseOwnFiles, writeFileAtomic, writeFilesAtomic } from '../../lib/files/index.ts';
-import { createPolicyCert, domainOfPolicyOrganization, issueAdmissionCert, parseCertificate, readCertificate, toPem, validatePolicyCert } from '../../lib/pki/index.ts';
+import { createPolicyCert, domainOfPolicyOrganization, issueAdmissionCert, parseCertificate, platformProblem, readCertificate, toPem, validatePolicyCert } from '../../lib/pki/index.ts';
 import { loadPolicy, makePolicy, sameKey } from '../../lib/policy/index.ts';
 import { generateSimulatedPlatform, platformCertificate, TEST_PLATFORM_WARNING } from '../../lib/attest/index.ts';
 import { AUTHORITY_PLATFORM, initTrust, ROLE_PLATFORM_PREFIX } from '../../lib/certifier/index.ts';
-import { issueRoleCert } from '../../lib/keyservice/roles.ts';
+import { checkRoleName, issueRoleCert } from '../../lib/keyservice/roles.ts';
 import { Cryptstore } from '../../cryptstore/index.ts';
 import { dirState } from '../../cryptstore/db.ts';
 import { storeFiles } from '../common/io.ts';
 import { collect, domainName, fileOut, intInRange, note, subcommand, warn, type JsonOption } from '../common/cli.ts';
+import { InvalidArgumentError } from 'commander';
 import { protectorFrom, storeOptions, type ProtectionOptions } from '../common/protection.ts';
 import { loadPlatform } from '../common/platform.ts';
 import { KEY_FILE_LIMIT, measureFile, parseHostPort, publicKeyFrom, parseMeasurementHex, readCertificateFile, readMeasurementFile, readPrivateKeyFile, readPublicKeyFile } from '../common/keys.ts';
@@ -51,6 +52,9 @@ function checkPlatformCertDates(file: string, bytes: Uint8Array, now: Date, clai
   } catch {
     return; // not a certificate: publicKeyFrom says what it is
   }
+  // A machine's admission certificate (or a role credential) names a TLS key: trusted for
+  // attestation, that machine could vouch for any measurement.
+  if (cert.admission) throw new CertifierError('INVALID_KEY', `${file} is an admission certificate (a machine's TLS identity, platform ${cert.admission.platform}), not a platform's certificate`);
   if (now < cert.notBefore || now > cert.notAfter) {
     throw new CertifierError('CERT_EXPIRED', `the platform certificate ${file} is valid from ${cert.notBefore.toISOString()} to ${cert.notAfter.toISOString()}, not now`);
   }
@@ -149,7 +153,9 @@ export function addTrustCommands(program: Command): void {
       for (const f of o.trustPlatform) {
         const bytes = await readFileLimited(f, KEY_FILE_LIMIT);
         checkPlatformCertDates(f, bytes, now, notAfter);
-        platforms.push({ key: publicKeyFrom(bytes, f), name: 'platformKey' });
+        const key = publicKeyFrom(bytes, f);
+        if (sameKey(key, policyKey)) throw new CertifierError('INVALID_KEY', `${f} holds the policy key, not a platform's: the policy key signs policies and certificates, never evidence`);
+        platforms.push({ key, name: 'platformKey' });
       }
       const measurements = o.trustMeasurement.map(parseMeasurementHex);
       const sameMeasurement = measurements.findIndex((m, i) => measurements.findIndex((x) => Buffer.from(x).equals(Buffer.from(m))) !== i);
@@ -280,6 +286,7 @@ export function addTrustCommands(program: Command): void {
       const [policyKey, policyCert, subject] = await Promise.all([readPrivateKeyFile(o.policyKey), readCertificateFile(o.policyCert), readPublicKeyFile(o.publicKey)]);
       const pc = validatePolicyCert(policyCert, new Date());
       if (!sameKey(pc.publicKey, policyKey)) throw new CertifierError('INVALID_KEY', `${o.policyKey} is not the key of ${o.policyCert}`);
+      refusePolicyKeyAsSubject(subject, policyKey, o.publicKey);
       const der = await issueAdmissionCert({
         policyKey, policyCert, subjectPublicKey: subject, measurement: parseMeasurementHex(o.measurement),
         platform: o.platform, domain: policyDomain(policyCert), validitySeconds: o.days * 86_400,
@@ -294,7 +301,7 @@ export function addTrustCommands(program: Command): void {
     .requiredOption('--measurement <hex>', "the machine's measurement")
     .requiredOption('--out <file>', 'where to write the certificate (PEM)', fileOut)
     .option('--days <n>', 'validity in days', intInRange(1, 3660), 90)
-    .option('--platform <name>', 'the platform named in the certificate', 'issued-offline')
+    .option('--platform <name>', 'the platform named in the certificate', platformName, 'issued-offline')
     .option('--force', 'replace --out if it exists');
 
   subcommand<JsonOption & { policyKey: string; policyCert: string; publicKey: string; role: string; out: string; days: number; force?: boolean }>(program, 'issue-role-cert',
@@ -304,6 +311,7 @@ export function addTrustCommands(program: Command): void {
       const [policyKey, policyCert, subject] = await Promise.all([readPrivateKeyFile(o.policyKey), readCertificateFile(o.policyCert), readPublicKeyFile(o.publicKey)]);
       const pc = validatePolicyCert(policyCert, new Date());
       if (!sameKey(pc.publicKey, policyKey)) throw new CertifierError('INVALID_KEY', `${o.policyKey} is not the key of ${o.policyCert}`);
+      refusePolicyKeyAsSubject(subject, policyKey, o.publicKey);
       const der = await issueRoleCert({ policyKey, policyCert, subjectPublicKey: subject, role: o.role, domain: policyDomain(policyCert), validitySeconds: o.days * 86_400 });
       await writeFileAtomic(o.out, new TextEncoder().encode(toPem(der)), { exclusive: !o.force, mode: 0o644 });
       return { json: { out: o.out, role: o.role, certificate: describeCert(parseCertificate(der)).json }, text: [`wrote ${o.out}: role ${o.role}`] };
@@ -311,7 +319,7 @@ export function addTrustCommands(program: Command): void {
     .requiredOption('--policy-key <file>', 'the policy private key')
     .requiredOption('--policy-cert <file>', 'the policy certificate')
     .requiredOption('--public-key <file>', "the holder's public key")
-    .requiredOption('--role <name>', 'the role, as ACL rules name it')
+    .requiredOption('--role <name>', 'the role, as ACL rules name it', roleName)
     .requiredOption('--out <file>', 'where to write the certificate (PEM)', fileOut)
     .option('--days <n>', 'validity in days', intInRange(1, 3660), 30)
     .option('--force', 'replace --out if it exists');
@@ -325,3 +333,25 @@ export function addTrustCommands(program: Command): void {
 }
 
 export { readMeasurementFile };
+
+/** A certificate for the policy key itself would let its holder pose as a machine with the authority's key. */
+function refusePolicyKeyAsSubject(subject: KeyObject, policyKey: KeyObject, file: string): void {
+  if (sameKey(subject, policyKey)) throw new CertifierError('INVALID_KEY', `${file} holds the policy key's public key: give the machine's (or the holder's) own key`);
+}
+
+/** --platform's parser: a bad value is a usage error (exit 2), as every other flag's. */
+function platformName(v: string): string {
+  const problem = platformProblem(v);
+  if (problem) throw new InvalidArgumentError(problem);
+  return v;
+}
+
+/** --role's parser (see platformName). */
+function roleName(v: string): string {
+  try {
+    checkRoleName(v);
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message);
+  }
+  return v;
+}

@@ -24,8 +24,11 @@ export function admissionProblem(a: Admission): string | undefined {
   if (a.measurement.length < 1 || a.measurement.length > MAX_MEASUREMENT_BYTES) {
     return `the measurement must be 1 to ${MAX_MEASUREMENT_BYTES} bytes`;
   }
-  if (!PLATFORM_RE.test(a.platform)) return 'the platform must be 1 to 128 printable ASCII characters without spaces';
-  return domainProblem(a.domain);
+  return platformProblem(a.platform) ?? domainProblem(a.domain);
+}
+
+export function platformProblem(platform: string): string | undefined {
+  return PLATFORM_RE.test(platform) ? undefined : 'the platform must be 1 to 128 printable ASCII characters without spaces';
 }
 
 /** The domain becomes part of a URI authority and of O=<domain>/policyAuthority, hence the narrow alphabet. */

@@ -3,7 +3,7 @@
 export { ADMISSION_EXTENSION_OID, OID, KEY_USAGE_BITS, type KeyUsageName } from './oids.ts';
 export {
   type Admission, encodeAdmission, decodeAdmission, admissionUri, measurementOrganization, policyOrganization,
-  domainOfPolicyOrganization, ADMISSION_CN, POLICY_CN, MAX_MEASUREMENT_BYTES,
+  domainOfPolicyOrganization, platformProblem, ADMISSION_CN, POLICY_CN, MAX_MEASUREMENT_BYTES,
 } from './admission.ts';
 export { type ParsedCert, parseCertificate, readCertificateSummary, MAX_CERTIFICATE_BYTES } from './parse.ts';
 export { isSignedBy, signatureAlgorithmOf, bytesSame, type CertStructure, type RawExtension } from './structure.ts';

@@ -837,5 +837,31 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
       expect(swapped.status, swapped.stderr).to.equal(1);
       expect(swapped.stderr).to.contain('policy-cert.pem holds a public key or certificate, not the private key [INVALID_KEY]');
     });
+
+    it('refuses the policy key as a machine\'s or a platform\'s key, and an admission certificate as a platform certificate (INVALID_KEY)', async () => {
+      const issuer = ['--policy-key', 'policy-key.pem', '--policy-cert', 'policy-cert.pem'];
+      for (const [cmd, extra] of [['issue-cert', ['--measurement', M]], ['issue-role-cert', ['--role', 'operator']]] as const) {
+        const r = await cu([cmd, ...issuer, '--public-key', 'policy-cert.pem', ...extra, '--out', 'never-cert.pem']);
+        expect(r.status, r.stderr).to.equal(1);
+        expect(r.stderr).to.contain('policy-cert.pem holds the policy key\'s public key').and.to.contain('[INVALID_KEY]');
+      }
+      const made = await cu(['issue-cert', ...issuer, '--public-key', 'platform/platform-cert.pem', '--measurement', M, '--out', 'a-machine.pem']);
+      expect(made.status, made.stderr).to.equal(0);
+      for (const [platform, says] of [['policy-cert.pem', 'holds the policy key, not a platform\'s'], ['a-machine.pem', 'is an admission certificate']]) {
+        const r = await cu(['make-policy', ...issuer, '--trust-platform', platform, '--trust-measurement', M, '--out', 'never-policy.bin']);
+        expect(r.status, r.stderr).to.equal(1);
+        expect(r.stderr).to.contain(says).and.to.contain('[INVALID_KEY]');
+      }
+      expect(existsSync(p('never-cert.pem')) || existsSync(p('never-policy.bin'))).to.equal(false);
+    });
+
+    it('refuses a malformed --platform or --role as a usage error (exit 2), as every other flag value', async () => {
+      const issuer = ['--policy-key', 'policy-key.pem', '--policy-cert', 'policy-cert.pem', '--public-key', 'platform/platform-cert.pem', '--out', 'never-cert.pem'];
+      for (const args of [['issue-cert', '--measurement', M, '--platform', ''], ['issue-cert', '--measurement', M, '--platform', 'a b'], ['issue-role-cert', '--role', 'Operator']]) {
+        const r = await cu([...args, ...issuer]);
+        expect(r.status, r.stderr).to.equal(2);
+        expect(r.stderr).to.contain('[USAGE]');
+      }
+    });
   });
 });
