@@ -76,11 +76,7 @@ subcommand<JsonOption & { policy: string; policyCert: string; evidence: string; 
   async (o) => {
     const policyCert = await readCertificateFile(o.policyCert);
     // ISO 8601 with its offset: a bare date-time would be read in this machine's time zone.
-    if (o.at !== undefined && !/^\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d{1,3})?)?(Z|[+-]\d\d:\d\d)$/.test(o.at)) {
-      throw new CertifierError('USAGE', `--at takes an ISO 8601 time with its offset, e.g. 2026-12-05T12:00:00Z, not "${o.at}"`);
-    }
-    const at = o.at ? new Date(o.at) : new Date();
-    if (!Number.isFinite(at.getTime())) throw new CertifierError('USAGE', `--at "${o.at}" is not a time`);
+    const at = o.at !== undefined ? isoTime(o.at, '--at') : new Date();
     const pc = validatePolicyCert(policyCert, at);
     const policy = loadPolicy(await readFileLimited(o.policy, 4 * 1024 * 1024), pc.publicKey);
     const amdCrls = await loadCrls(o.amdCrl, policy, at);
@@ -115,3 +111,18 @@ subcommand<JsonOption & { policy: string; policyCert: string; evidence: string; 
   });
 
 await run(program);
+
+/**
+ * An ISO 8601 time with its offset (a bare date-time would be read in this machine's time zone),
+ * every field in its range: Date would read February 30th as March 2nd, and 24:00 as midnight.
+ */
+function isoTime(text: string, flag: string): Date {
+  const m = /^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d)(?::(\d\d)(?:\.\d{1,3})?)?(?:Z|[+-](\d\d):(\d\d))$/.exec(text);
+  if (!m) throw new CertifierError('USAGE', `${flag} takes an ISO 8601 time with its offset, e.g. 2026-12-05T12:00:00Z, not "${text}"`);
+  const [year, month, day, hour, minute, second = 0, offH = 0, offM = 0] = m.slice(1).map((v) => (v === undefined ? undefined : Number(v))) as number[];
+  const daysInMonth = new Date(Date.UTC(year!, month!, 0)).getUTCDate();
+  const fits = month! >= 1 && month! <= 12 && day! >= 1 && day! <= daysInMonth && hour! <= 23 && minute! <= 59 && second <= 59 && offH <= 23 && offM <= 59;
+  const at = new Date(text);
+  if (!fits || !Number.isFinite(at.getTime())) throw new CertifierError('USAGE', `${flag} "${text}" is not a time`);
+  return at;
+}

@@ -219,6 +219,12 @@ describe('SEV-SNP end to end: simpleserver + init-trust --platform sev-snp (test
     const at = await run('simpleserver', ['explain', '--policy', 'policy.bin', '--policy-cert', 'policy-cert.pem', '--evidence', 'evidence.bin', '--at', '2026-12-05T15:30'], { cwd: tmp.dir });
     expect(at.status).to.equal(2);
     expect(at.stderr).to.contain('--at takes an ISO 8601 time with its offset');
+    // A field out of its range is refused, not carried over (February 30th is not March 2nd).
+    for (const bad of ['2026-02-30T00:00:00Z', '2026-12-05T24:00:00Z', '2026-13-01T00:00Z', '2026-12-05T12:00:60Z', '2026-12-05T12:00+24:00']) {
+      const r = await run('simpleserver', ['explain', '--policy', 'policy.bin', '--policy-cert', 'policy-cert.pem', '--evidence', 'evidence.bin', '--at', bad], { cwd: tmp.dir });
+      expect(r.status, bad).to.equal(2);
+      expect(r.stderr).to.contain(`--at "${bad}" is not a time`);
+    }
   });
 
   it('refuses the machine at a server whose policy trusts only AMD\'s pinned roots', async () => {
