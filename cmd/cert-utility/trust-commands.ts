@@ -1,11 +1,12 @@
 // cert-utility's trust commands: the policy key, the simulated platform's keys, measurements,
 // the signed policy, certification (init-trust), direct issuing (issue-cert) and show-cert.
 
-import { Option, type Command } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import { readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { CertifierError } from '../../lib/errors/index.ts';
+import { escapeInvisible } from '../../lib/wire/index.ts';
 import { exportPrivateKey, generateKeyPair, toHex, type KeyAlg } from '../../lib/crypto/index.ts';
 import type { KeyObject } from 'node:crypto';
 import { checkWritable, readFileLimited, realFilePath, refuseOwnFiles, writeFileAtomic, writeFilesAtomic } from '../../lib/files/index.ts';
@@ -18,7 +19,6 @@ import { Cryptstore } from '../../cryptstore/index.ts';
 import { dirState } from '../../cryptstore/db.ts';
 import { storeFiles } from '../common/io.ts';
 import { collect, domainName, fileOut, intInRange, note, subcommand, warn, type JsonOption } from '../common/cli.ts';
-import { InvalidArgumentError } from 'commander';
 import { protectorFrom, storeOptions, type ProtectionOptions } from '../common/protection.ts';
 import { loadPlatform } from '../common/platform.ts';
 import { KEY_FILE_LIMIT, measureFile, parseHostPort, publicKeyFrom, parseMeasurementHex, readCertificateFile, readMeasurementFile, readPrivateKeyFile, readPublicKeyFile } from '../common/keys.ts';
@@ -132,7 +132,8 @@ export function addTrustCommands(program: Command): void {
       for (const f of args) results.push({ file: f, measurement: toHex(await measureFile(f)) });
       if (o.out) refuseOwnFiles(o.out, { dirs: [], files: args }, `--out ${o.out}`);
       if (o.out) await writeFileAtomic(o.out, Buffer.from(results[0]!.measurement, 'hex'), { exclusive: !o.force, mode: 0o644 });
-      return { json: { measurements: results }, text: results.map((r) => (args.length === 1 ? r.measurement : `${r.measurement}  ${r.file}`)) };
+      // One line per file, as sha256sum prints: a name's newline or escape sequence shows escaped.
+      return { json: { measurements: results }, text: results.map((r) => (args.length === 1 ? r.measurement : `${r.measurement}  ${escapeInvisible(r.file)}`)) };
     })
     .argument('<file...>', 'files to measure')
     .option('--out <file>', 'also write the raw 32-byte measurement here (as the original tools do)', fileOut)

@@ -7,6 +7,7 @@
 
 import { expect } from 'chai';
 import { execFile, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
@@ -351,6 +352,15 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
       const short = await policy('plat-short.pem');
       expect(short.status, short.stderr).to.equal(0);
       expect(short.stderr).to.contain("cert-utility: warning: the platform certificate plat-short.pem ends at").and.to.contain("before the policy's claims");
+    });
+
+    it('measure prints one line per file, a name\'s newline or escape sequence escaped', async () => {
+      writeFileSync(p('two\nlines'), 'x');
+      writeFileSync(p('red\u001b[31m'), 'y');
+      const r = await cu(['measure', 'two\nlines', 'red\u001b[31m']);
+      expect(r.status, r.stderr).to.equal(0);
+      expect(r.out.split('\n')).to.deep.equal([
+        `${createHash('sha256').update('x').digest('hex')}  two\\u000alines`, `${createHash('sha256').update('y').digest('hex')}  red\\u001b[31m`, '']);
     });
 
     it('make-policy refuses a measurement, a platform key or an AMD root named twice (USAGE), in any spelling', async () => {
@@ -847,7 +857,7 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
       }
       const made = await cu(['issue-cert', ...issuer, '--public-key', 'platform/platform-cert.pem', '--measurement', M, '--out', 'a-machine.pem']);
       expect(made.status, made.stderr).to.equal(0);
-      for (const [platform, says] of [['policy-cert.pem', 'holds the policy key, not a platform\'s'], ['a-machine.pem', 'is an admission certificate']]) {
+      for (const [platform, says] of [['policy-cert.pem', 'holds the policy key, not a platform\'s'], ['a-machine.pem', 'is an admission certificate']] as const) {
         const r = await cu(['make-policy', ...issuer, '--trust-platform', platform, '--trust-measurement', M, '--out', 'never-policy.bin']);
         expect(r.status, r.stderr).to.equal(1);
         expect(r.stderr).to.contain(says).and.to.contain('[INVALID_KEY]');
