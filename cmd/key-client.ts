@@ -8,6 +8,7 @@ import { CertifierError } from '../lib/errors/index.ts';
 import { toHex } from '../lib/crypto/index.ts';
 import { ENTRY_TYPES, printableName, shown, tagProblem, type EntryType } from '../lib/wire/index.ts';
 import { readFileLimited, type OwnFiles } from '../lib/files/index.ts';
+import { utf8Text } from '../lib/util/json.ts';
 import { readCertificateChain, validatePolicyCert } from '../lib/pki/index.ts';
 import { isIdentityTag, loadIdentity } from '../lib/certifier/index.ts';
 import { KeyClient, fetchAll, keepAll, parseProvisionConfig, provision, refuseLookAlikeTags, type SecretSpec } from '../lib/keyclient/index.ts';
@@ -171,7 +172,7 @@ clientOptions(subcommand<ClientOpts>(program, 'list', 'list names and metadata u
 clientOptions(subcommand<ClientOpts & { config: string; allowPartial?: boolean }>(program, 'provision',
   'fetch every secret a config file names into the cryptstore or files; all or nothing',
   async (o) => {
-    const specs = parseProvisionConfig(Buffer.from(await readFileLimited(o.config, 1024 * 1024)).toString('utf8'));
+    const specs = parseProvisionConfig(utf8Text(await readFileLimited(o.config, 1024 * 1024), `the provisioning config ${o.config}`));
     checkFetchCount(o, specs.length, 'INVALID_INPUT', 'secrets');
     const outcomes = await withClient(o, (c, store) => provision(c, store, specs, { allowPartial: o.allowPartial === true, own: clientFiles(o, o.config) }), (store) => refuseLookAlikeTags(store, specs));
     for (const x of outcomes.filter((y) => y.error)) warn(P, `could not provision "${x.spec.name}": ${x.error!.message} [${x.error!.code}]`);

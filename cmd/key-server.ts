@@ -4,6 +4,7 @@
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { readFileLimited, realFilePath } from '../lib/files/index.ts';
+import { utf8Text } from '../lib/util/json.ts';
 import { CertifierError } from '../lib/errors/index.ts';
 import { validatePolicyCert } from '../lib/pki/index.ts';
 import { parseAcl, type Acl } from '../lib/keyservice/acl.ts';
@@ -51,7 +52,7 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
     }
     const policyCert = await readCertificateFile(o.policyCert);
     validatePolicyCert(policyCert, new Date());
-    const readAcl = async (file: string, regularOnly = false) => parseAcl(Buffer.from(await readFileLimited(file, 1024 * 1024, { regularOnly })).toString('utf8'));
+    const readAcl = async (file: string, regularOnly = false) => parseAcl(utf8Text(await readFileLimited(file, 1024 * 1024, { regularOnly }), `invalid ACL: the file ${file}`));
     let acl: Acl | undefined;
     const log = logLine(P, o.logJson === true);
     if (o.acl) acl = await readAcl(o.acl);

@@ -37,6 +37,8 @@ export function parseProvisionConfig(text: string): SecretSpec[] {
   const secrets = (doc as { secrets?: unknown })?.secrets;
   if (!Array.isArray(secrets) || secrets.length === 0) throw new CertifierError('INVALID_INPUT', 'the provisioning config needs a non-empty "secrets" list');
   const problems: string[] = [];
+  // A misspelt list ("Secrets" beside "secrets") would be skipped without a word.
+  for (const k of Object.keys(doc as object)) if (k !== 'secrets') problems.push(`the config has unknown field "${k}"`);
   const specs = secrets.map((s: Record<string, unknown>, i) => {
     const at = `secrets[${i}]`;
     if (typeof s !== 'object' || s === null) return problems.push(`${at} is not an object`), undefined;
@@ -44,16 +46,16 @@ export function parseProvisionConfig(text: string): SecretSpec[] {
     const name = s.ID;
     if (typeof name !== 'string') problems.push(`${at}.ID must be a resource name`);
     else if (tagProblem(name)) problems.push(`${at}.ID ${tagProblem(name)}`);
-    const version = s.Version ?? 0;
+    const version = 'Version' in s ? s.Version : 0; // null is not "latest": refused with the rest
     if (!Number.isInteger(version) || (version as number) < 0 || (version as number) > MAX_VERSION) problems.push(`${at}.Version must be a whole number from 0 (latest) to ${MAX_VERSION}`);
     if ((s.Tag === undefined) === (s.LocalPath === undefined)) problems.push(`${at} needs exactly one of "Tag" or "LocalPath"`);
     if (s.Tag !== undefined && typeof s.Tag !== 'string') problems.push(`${at}.Tag must be a cryptstore tag`);
     else if (s.Tag !== undefined && tagProblem(s.Tag)) problems.push(`${at}.Tag ${tagProblem(s.Tag)}`); // a look-alike: provision, with the store
     if (s.LocalPath !== undefined && (typeof s.LocalPath !== 'string' || s.LocalPath === '' || s.LocalPath.includes('\0'))) problems.push(`${at}.LocalPath must be a path (text without NUL)`);
+    else if (s.LocalPath === '-') problems.push(`${at}.LocalPath "-" would be a file named "-": provision writes files, never standard output`);
     if (s.Mode !== undefined && s.Tag !== undefined) problems.push(`${at}.Mode applies to a LocalPath, not a Tag`);
     if (s.Mode !== undefined && (typeof s.Mode !== 'string' || !/^0?[0-7]{3}$/.test(s.Mode))) problems.push(`${at}.Mode must be an octal string like "0600"`);
-    // A secret any user of the machine may read (or change) is a mistake; a group may be meant.
-    else if (s.Mode !== undefined && (parseInt(s.Mode, 8) & 0o007) !== 0) problems.push(`${at}.Mode ${s.Mode} lets every user of the machine at the secret: use 0600, or 0640 for a group`);
+    else if (s.Mode !== undefined) problems.push(...modeProblems(at, s.Mode));
     return {
       name: name as string, version: version as number,
       ...(s.Tag !== undefined ? { tag: s.Tag as string } : { file: s.LocalPath as string }),
@@ -61,8 +63,28 @@ export function parseProvisionConfig(text: string): SecretSpec[] {
     };
   });
   if (problems.length === 0) problems.push(...destinationProblems(specs as SecretSpec[]));
-  if (problems.length) throw new CertifierError('INVALID_INPUT', `invalid provisioning config: ${problems.join('; ')}`);
+  if (problems.length) throw new CertifierError('INVALID_INPUT', `invalid provisioning config: ${listed(problems)}`);
   return specs as SecretSpec[];
+}
+
+/**
+ * Why a LocalPath's Mode is not one a secret may have: any user of the machine may read or change
+ * it; its group may change it; its owner cannot read it; or it is executable. 0600, 0400, and
+ * 0640 or 0440 for a group, are.
+ */
+function modeProblems(at: string, text: string): string[] {
+  const mode = parseInt(text, 8);
+  if (mode & 0o007) return [`${at}.Mode ${text} lets every user of the machine at the secret: use 0600, or 0640 for a group`];
+  if (mode & 0o020) return [`${at}.Mode ${text} lets the file's group change the secret: use 0640`];
+  if (!(mode & 0o400)) return [`${at}.Mode ${text} does not let the file's owner read the secret: use 0600`];
+  if (mode & 0o111) return [`${at}.Mode ${text} makes the secret executable: use 0600`];
+  return [];
+}
+
+/** The first 20 problems, and how many more: a config of 1,000 bad secrets gives a readable error. */
+function listed(problems: string[]): string {
+  const shown = problems.slice(0, 20).join('; ');
+  return problems.length > 20 ? `${shown}; and ${problems.length - 20} more` : shown;
 }
 
 /**

@@ -5,6 +5,15 @@
 
 import { CertifierError } from '../errors/index.ts';
 
+/** A file's bytes as UTF-8 text; INVALID_INPUT if they are not (a path's invalid byte would otherwise become U+FFFD). */
+export function utf8Text(bytes: Uint8Array, what: string): string {
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    throw new CertifierError('INVALID_INPUT', `${what} is not UTF-8 text`, { details: { problems: ['not UTF-8'] } });
+  }
+}
+
 /** JSON.parse, or INVALID_INPUT "WHAT is not JSON (near line L, column C)" without the text itself. */
 export function parseJsonText(text: string, what: string): unknown {
   // A byte-order mark, as some editors save UTF-8, is not part of the text.

@@ -9,6 +9,7 @@ import { destinationProblems, keepAll, parseProvisionConfig, provision, type Key
 import type { ValidEntry } from '../../lib/wire/index.ts';
 import { encodeKeyRequest } from '../../lib/keyservice/protocol.ts';
 import { rejects } from '../support/rejects.ts';
+import { utf8Text } from '../../lib/util/json.ts';
 import { tempDir } from '../support/helpers.ts';
 import { mkdirSync, readFileSync, symlinkSync } from 'node:fs';
 import type { Cryptstore } from '../../cryptstore/index.ts';
@@ -57,12 +58,37 @@ describe('keyclient: the provisioning config and where secrets may be written', 
     ['a mode that is not octal', [{ ID: 'a', LocalPath: '/x', Mode: '0999' }], 'secrets[0].Mode must be an octal string'],
     ['a mode open to every user', [{ ID: 'a', LocalPath: '/x', Mode: '0644' }], 'secrets[0].Mode 0644 lets every user of the machine at the secret'],
     ['a mode others may write', [{ ID: 'a', LocalPath: '/x', Mode: '602' }], 'secrets[0].Mode 602 lets every user'],
+    ['a mode its group may write', [{ ID: 'a', LocalPath: '/x', Mode: '0660' }], 'secrets[0].Mode 0660 lets the file\'s group change the secret'],
+    ['a mode its owner cannot read', [{ ID: 'a', LocalPath: '/x', Mode: '0200' }], 'secrets[0].Mode 0200 does not let the file\'s owner read the secret'],
+    ['no mode at all', [{ ID: 'a', LocalPath: '/x', Mode: '0000' }], 'does not let the file\'s owner read'],
+    ['an executable mode', [{ ID: 'a', LocalPath: '/x', Mode: '0700' }], 'secrets[0].Mode 0700 makes the secret executable'],
+    ['a null version (not "latest")', [{ ID: 'a', Version: null, Tag: 't' }], 'secrets[0].Version must be a whole number'],
+    ['a LocalPath of "-"', [{ ID: 'a', LocalPath: '-' }], 'secrets[0].LocalPath "-" would be a file named "-"'],
   ];
   for (const [what, secrets, problem] of refused) {
     it(`refuses ${what}`, () => {
       expect(problemOf(config(secrets))).to.contain(problem);
     });
   }
+
+  it('refuses a field beside "secrets" (a misspelt list would be skipped), and lists at most 20 problems', () => {
+    expect(problemOf(JSON.stringify({ secrets: [{ ID: 'a', Tag: 't' }], Secrets: [{ ID: 'b', Tag: 'u' }] }))).to.contain('the config has unknown field "Secrets"');
+    const many = problemOf(config(Array.from({ length: 100 }, () => ({ ID: 'a', Version: -1, Tag: 't' }))));
+    expect(many.match(/must be a whole number/g)).to.have.length(20);
+    expect(many).to.match(/; and \d+ more$/);
+  });
+
+  it('takes the modes a secret may have: 0600, 0400, and 0640 or 0440 for a group', () => {
+    for (const Mode of ['0600', '0400', '0640', '0440', '600']) {
+      expect(parseProvisionConfig(config([{ ID: 'a', LocalPath: '/x', Mode }]))[0]!.mode, Mode).to.equal(parseInt(Mode, 8));
+    }
+  });
+
+  it('refuses a config that is not UTF-8 rather than writing to a path with U+FFFD in it', () => {
+    const bytes = new Uint8Array([...Buffer.from('{"secrets":[{"ID":"a","LocalPath":"out/'), 0xff, ...Buffer.from('"}]}')]);
+    expect(() => utf8Text(bytes, 'the provisioning config c.json')).to.throw('the provisioning config c.json is not UTF-8 text');
+    expect(utf8Text(Buffer.from('{"é":1}'), 'x')).to.equal('{"é":1}');
+  });
 
   it('refuses two secrets into one file through a linked directory', () => {
     const tmp = tempDir();
