@@ -46,6 +46,7 @@ export function addStoreCommands(program: Command): void {
   // ---- create-store ----
   scryptOption(storeOptions(subcommand<StoreOpts>(program, 'create-store', 'create a new, empty encrypted cryptstore',
     async (o) => {
+      refuseUnusedCost(o.scryptLogN, o.keyFile ? '--key-file' : o.sealed ? '--sealed' : undefined);
       const protector = await protectorFrom(P, o);
       const store = await Cryptstore.create(o.store, protector);
       const info = store.info;
@@ -152,6 +153,7 @@ export function addStoreCommands(program: Command): void {
     'change the passphrase or key file (items are not re-encrypted)',
     async (o) => {
       if (!o.newPassphraseFile === !o.newKeyFile) throw new CertifierError('USAGE', 'give exactly one of --new-passphrase-file or --new-key-file');
+      refuseUnusedCost(o.scryptLogN, o.newKeyFile ? '--new-key-file' : undefined);
       // The new secret must outlive the store's own files: LevelDB rewrites its LOG at every open.
       const fresh = (o.newKeyFile ?? o.newPassphraseFile)!;
       refuseOwnFiles(fresh, { dirs: storeFiles(o).dirs, files: [] }, `${o.newKeyFile ? '--new-key-file' : '--new-passphrase-file'} ${fresh}`);
@@ -243,4 +245,9 @@ export function addStoreCommands(program: Command): void {
     })
     .requiredOption('--out <file>', 'file to write', fileOut)
     .option('--force', 'replace --out if it exists');
+}
+
+/** --scrypt-log-n where no key is derived from a passphrase would be ignored: the operator meant something else. */
+function refuseUnusedCost(logN: number | undefined, keyFlag: string | undefined): void {
+  if (logN !== undefined && keyFlag) throw new CertifierError('USAGE', `--scrypt-log-n sets the cost of deriving a key from a passphrase; with ${keyFlag} none is derived`);
 }

@@ -62,6 +62,15 @@ describe('cert-utility store commands (transcripts)', function () {
       expectFailure(await cu(withPass('create-store', '--key-file', passFile)), 2, 'USAGE');
     });
 
+    it('refuses --scrypt-log-n where no key is derived from a passphrase (a key file), rather than ignoring it', async () => {
+      for (const args of [['create-store', '--store', store, '--key-file', passFile, ...CHEAP], withPass('rekey-store', '--new-key-file', 'nk', ...CHEAP)]) {
+        const r = await cu(args);
+        expectFailure(r, 2, 'USAGE');
+        expect(r.stderr).to.contain('--scrypt-log-n sets the cost of deriving a key from a passphrase');
+      }
+      expect(existsSync(store)).to.equal(false);
+    });
+
     it('refuses an unknown --type and an unknown --alg', async () => {
       expectFailure(await cu(withPass('put-item', '--tag', 'k', '--type', 'pdf', '--in', passFile)), 2, 'USAGE');
       expectFailure(await cu(withPass('generate-key', '--tag', 'k', '--alg', 'des')), 2, 'USAGE');
