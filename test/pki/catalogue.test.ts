@@ -166,6 +166,26 @@ describe('pki: a catalogue of bad certificates', () => {
     expectRefused(() => validatePolicyCert(weak.der, AT), 'BAD_CERTIFICATE', 'policy-key-usage');
   });
 
+  it('refuses a policy certificate without key usage at all, saying so (BAD_CERTIFICATE, policy-key-usage)', async () => {
+    const none = await forgePolicy({ keyUsage: null });
+    expectRefused(() => validatePolicyCert(none.der, AT), 'BAD_CERTIFICATE', 'policy-key-usage');
+    expect(() => validatePolicyCert(none.der, AT)).to.throw('has no key usage extension');
+  });
+
+  it('refuses a policy certificate whose extended key usage allows no TLS purpose (every certificate it issued would fail TLS)', async () => {
+    const codeSigning = await forgePolicy({ extKeyUsage: ['1.3.6.1.5.5.7.3.3'] });
+    expectRefused(() => validatePolicyCert(codeSigning.der, AT), 'BAD_CERTIFICATE', 'policy-ext-key-usage');
+    for (const allowed of [['1.3.6.1.5.5.7.3.1'], ['1.3.6.1.5.5.7.3.2', '1.3.6.1.5.5.7.3.3'], ['2.5.29.37.0']]) {
+      const ok = await forgePolicy({ extKeyUsage: allowed });
+      expect(() => validatePolicyCert(ok.der, AT), allowed.join()).to.not.throw();
+    }
+  });
+
+  it('refuses a policy certificate naming two domains (BAD_CERTIFICATE, policy-domains)', async () => {
+    const two = await forgePolicy({ subject: 'CN=policyKey, O=evil/policyAuthority, O=datica/policyAuthority', issuer: 'CN=policyKey, O=evil/policyAuthority, O=datica/policyAuthority' });
+    expectRefused(() => validatePolicyCert(two.der, AT), 'BAD_CERTIFICATE', 'policy-domains');
+  });
+
   it('refuses a policy certificate whose self-signature is not its own (UNTRUSTED_PEER, policy-self-signature)', async () => {
     const stranger = await generateKeyPair('p256');
     const forged = await forgePolicy({ signWith: stranger.privateKey });
