@@ -12,7 +12,8 @@ export const DEFAULT_READ_LIMIT = 64 * 1024 * 1024;
 function fileError(what: string, path: string, cause: unknown): CertifierError {
   const code = (cause as NodeJS.ErrnoException)?.code;
   const why =
-    code === 'ENOENT' ? 'no such file' :
+    // Writing, a missing name is a directory on the way: the file itself is created.
+    code === 'ENOENT' ? (what === 'write' ? `no directory ${dirname(path)}` : 'no such file') :
     code === 'EACCES' || code === 'EPERM' ? 'permission denied' :
     code === 'EISDIR' ? 'is a directory' :
     code === 'EEXIST' ? 'already exists' : (cause as Error)?.message ?? String(cause);

@@ -133,6 +133,14 @@ describe('cert-utility store commands (transcripts)', function () {
         expect(await fs.readFile(join(tmp.dir, 'out'), 'utf8')).to.equal('top secret value');
       });
 
+      it('names the missing directory of an --out file', async () => {
+        for (const args of [withPass('get-item', '--tag', 'k', '--out', 'nodir/x'), ['new-key-file', '--out', 'nodir/x']]) {
+          const r = await cu(args);
+          expectFailure(r, 1, 'FILE_ERROR');
+          expect(r.stderr).to.contain('cannot write nodir/x: no directory nodir');
+        }
+      });
+
       it('gives exit 4 for a flipped byte in a stored value, and verify-store names it', async () => {
         const db = new Level<string, Uint8Array>(store, { valueEncoding: 'view' });
         await db.open();

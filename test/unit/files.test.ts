@@ -25,7 +25,8 @@ describe('lib/files', () => {
     writeFileSync(b, 'old');
     await rejects(writeFilesAtomic([{ path: a, data: text('A'), exclusive: true }, { path: b, data: text('B'), exclusive: true }]), 'ALREADY_EXISTS');
     expect(readdirSync(tmp.dir)).to.deep.equal(['b.pem']);
-    await rejects(writeFilesAtomic([{ path: a, data: text('A') }, { path: join(tmp.dir, 'none', 'c.pem'), data: text('C') }]), 'FILE_ERROR');
+    const missing = await rejects(writeFilesAtomic([{ path: a, data: text('A') }, { path: join(tmp.dir, 'none', 'c.pem'), data: text('C') }]), 'FILE_ERROR');
+    expect(missing.message).to.contain(`c.pem: no directory ${join(tmp.dir, 'none')}`);
     expect(readdirSync(tmp.dir)).to.deep.equal(['b.pem']);
     await writeFilesAtomic([{ path: a, data: text('A'), exclusive: true }, { path: b, data: text('B') }]);
     expect([readFileSync(a, 'utf8'), readFileSync(b, 'utf8')]).to.deep.equal(['A', 'B']);
