@@ -5,6 +5,7 @@ import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { Level } from 'level';
 import { CertifierError } from '../lib/errors/index.ts';
+import { fileError } from '../lib/files/index.ts';
 
 export type Db = Level<string, Uint8Array>;
 
@@ -109,7 +110,7 @@ export async function dirState(dir: string): Promise<'missing' | 'empty' | 'stor
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') return 'missing';
     if (code === 'ENOTDIR') return 'other';
-    throw new CertifierError('FILE_ERROR', `cannot read ${dir}: ${(e as Error).message}`, { cause: e });
+    throw fileError('read', dir, e);
   }
   if (names.length === 0) return 'empty';
   if (names.includes('CURRENT')) return 'store';

@@ -7,6 +7,7 @@
 
 import { promises as fs } from 'node:fs';
 import { CertifierError } from '../lib/errors/index.ts';
+import { describeErrno } from '../lib/files/index.ts';
 import { open as aeadOpen, randomBytes, seal, toHex, wipe } from '../lib/crypto/index.ts';
 import {
   CRYPTSTORE_FORMAT_VERSION, ENTRY_TYPES, MAX_VERSION, checkCryptstoreEntry, decode, encode,
@@ -101,8 +102,10 @@ export class Cryptstore {
     const { params, kek } = await protector.create();
     let db: Db;
     try {
-      await fs.mkdir(dir, { recursive: true, mode: 0o700 }).catch((e: NodeJS.ErrnoException) => {
-        throw new CertifierError('FILE_ERROR', `cannot create the cryptstore directory ${dir}: ${e.code === 'EACCES' || e.code === 'EPERM' ? 'permission denied' : e.message}`, { cause: e });
+      await fs.mkdir(dir, { recursive: true, mode: 0o700 }).catch(async (e: unknown) => {
+        const link = await fs.readlink(dir).catch(() => undefined);
+        const why = link === undefined ? describeErrno(e) : `it is a symbolic link to ${link}, which does not exist`;
+        throw new CertifierError('FILE_ERROR', `cannot create the cryptstore directory ${dir}: ${why}`, { cause: e });
       });
       db = await openDb(dir, true);
     } catch (e) {

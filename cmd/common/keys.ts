@@ -6,7 +6,7 @@ import { CertifierError } from '../../lib/errors/index.ts';
 import { fromHex, fromKeyMessage, importPrivateKey, importPublicKey, looksLikePem } from '../../lib/crypto/index.ts';
 import { decode, type KeyMessage } from '../../lib/wire/index.ts';
 import { parseCertificate, readCertificate } from '../../lib/pki/index.ts';
-import { readFileLimited } from '../../lib/files/index.ts';
+import { fileError, readFileLimited } from '../../lib/files/index.ts';
 
 export const KEY_FILE_LIMIT = 64 * 1024;
 
@@ -88,7 +88,7 @@ export async function measureFile(path: string): Promise<Uint8Array> {
   try {
     for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
   } catch (cause) {
-    throw new CertifierError('FILE_ERROR', `cannot read ${path}: ${(cause as Error).message}`, { cause });
+    throw fileError('read', path, cause);
   }
   return new Uint8Array(h.digest());
 }

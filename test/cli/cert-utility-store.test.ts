@@ -2,7 +2,7 @@
 // directory, exit status, stdout and stderr. Unhappy paths first.
 
 import { expect } from 'chai';
-import { closeSync, existsSync, openSync, promises as fs, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, promises as fs, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Level } from 'level';
 import { randomBytes, utf8 } from '../../lib/crypto/index.ts';
@@ -87,6 +87,24 @@ describe('cert-utility store commands (transcripts)', function () {
   describe('operation failures (exit 1) and integrity failures (exit 4)', () => {
     it('reports a store that does not exist with STORE_NOT_FOUND', async () => {
       expectFailure(await cu(withPass('list-items')), 1, 'STORE_NOT_FOUND');
+    });
+
+    it('says in words why a file cannot be read or a store made, without Node\'s raw error', async () => {
+      mkdirSync(join(tmp.dir, 'adir'));
+      writeFileSync(join(tmp.dir, 'unreadable'), 'x', { mode: 0o000 });
+      const cases: [string[], string][] = [
+        [['measure', 'missing'], 'cannot read missing: no such file'],
+        [['measure', 'adir'], 'cannot read adir: is a directory'],
+        [withPass('create-store', ...CHEAP).map((a) => (a === store ? 'dangling' : a)), 'cannot create the cryptstore directory dangling: it is a symbolic link to nowhere, which does not exist'],
+      ];
+      // root reads any file
+      if (process.getuid?.() !== 0) cases.push([['measure', 'unreadable'], 'cannot read unreadable: permission denied']);
+      symlinkSync('nowhere', join(tmp.dir, 'dangling'));
+      for (const [args, message] of cases) {
+        const r = await cu(args);
+        expectFailure(r, 1, 'FILE_ERROR');
+        expect(r.stderr).to.contain(message).and.not.match(/E[A-Z]+:/);
+      }
     });
 
     it('refuses to create a store twice', async () => {

@@ -8,7 +8,7 @@ import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, symlinkSyn
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { checkWritable, refuseOwnFiles, writeFilesAtomic } from '../../lib/files/index.ts';
+import { checkWritable, describeErrno, refuseOwnFiles, writeFilesAtomic } from '../../lib/files/index.ts';
 import { tempDir } from '../support/helpers.ts';
 import { rejects } from '../support/rejects.ts';
 
@@ -44,6 +44,13 @@ describe('lib/files', () => {
     await rejects(writeFilesAtomic([{ path: kept, data: text('new') }, { path: x, data: text('X'), exclusive: true }, { path: blocked, data: text('B'), exclusive: true }, { path: join(tmp.dir, 'here', 'blocked'), data: text('C'), exclusive: true }]), 'ALREADY_EXISTS');
     expect(readFileSync(kept, 'utf8')).to.equal('old');
     expect(readdirSync(tmp.dir).sort()).to.deep.equal(['here', 'kept']);
+  });
+
+  it('describes a failure in words, without Node\'s code and call', () => {
+    const errno = (code: string, message: string) => Object.assign(new Error(message), { code });
+    expect(describeErrno(errno('EACCES', "EACCES: permission denied, open 'nr.in'"))).to.equal('permission denied');
+    expect(describeErrno(errno('ENOSPC', 'ENOSPC: no space left on device, write'))).to.equal('no space left on device');
+    expect(describeErrno(new Error('something else'))).to.equal('something else');
   });
 
   it('checkWritable refuses a taken name, a missing directory and a directory, and passes a free name', async () => {
