@@ -2,14 +2,14 @@
 // the signed policy, certification (init-trust), direct issuing (issue-cert) and show-cert.
 
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { mkdir, readdir, rm } from 'node:fs/promises';
+import { readdir, rm } from 'node:fs/promises';
 import { readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { escapeInvisible } from '../../lib/wire/index.ts';
 import { exportPrivateKey, generateKeyPair, toHex, type KeyAlg } from '../../lib/crypto/index.ts';
 import type { KeyObject } from 'node:crypto';
-import { checkWritable, readFileLimited, realFilePath, refuseOwnFiles, writeFileAtomic, writeFilesAtomic } from '../../lib/files/index.ts';
+import { checkWritable, makePrivateDir, readFileLimited, realFilePath, refuseOwnFiles, writeFileAtomic, writeFilesAtomic } from '../../lib/files/index.ts';
 import { createPolicyCert, domainOfPolicyOrganization, issueAdmissionCert, parseCertificate, platformProblem, readCertificate, toPem, validatePolicyCert } from '../../lib/pki/index.ts';
 import { loadPolicy, makePolicy, sameKey } from '../../lib/policy/index.ts';
 import { generateSimulatedPlatform, platformCertificate, TEST_PLATFORM_WARNING } from '../../lib/attest/index.ts';
@@ -104,10 +104,8 @@ export function addTrustCommands(program: Command): void {
     'simulated platform (a TEST platform): platform key and certificate, attestation key, endorsement',
     async (o) => {
       warn(P, TEST_PLATFORM_WARNING);
+      await makePrivateDir(o.outDir, 'the output directory');
       const keys = await generateSimulatedPlatform({ alg: o.alg });
-      await mkdir(o.outDir, { recursive: true, mode: 0o700 }).catch((e: NodeJS.ErrnoException) => {
-        throw new CertifierError('FILE_ERROR', `cannot use ${o.outDir} as the output directory: ${e.code === 'EEXIST' || e.code === 'ENOTDIR' ? 'a file is in the way' : e.message}`, { cause: e });
-      });
       const files = {
         'platform-key.pem': exportPrivateKey(keys.platformKey),
         'platform-cert.pem': new TextEncoder().encode(toPem(platformCertificate(keys.platformKey))),

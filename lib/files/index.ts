@@ -173,6 +173,31 @@ export async function checkWritable(path: string, options: { exclusive?: boolean
 }
 
 /**
+ * Makes the directory `dir` (0700), or checks the one there: it must be this user's and writable
+ * by no one else (a sticky bit does not help: files are replaced in place). Another user who can
+ * write in it could swap what a command writes there before it is used. FILE_ERROR otherwise,
+ * naming `dir` as `what` ("the output directory").
+ */
+export async function makePrivateDir(dir: string, what: string): Promise<void> {
+  const refuse = (why: string, cause?: unknown) => new CertifierError('FILE_ERROR', `cannot use ${dir} as ${what}: ${why}`, { cause });
+  try {
+    await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+    const st = await fs.stat(dir);
+    if (!st.isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' });
+    const uid = process.getuid?.();
+    if (uid !== undefined && st.uid !== uid) throw refuse(`it belongs to another user (uid ${st.uid}), who could replace what is written there; use a directory of your own`);
+    if ((st.mode & 0o022) !== 0) {
+      const who = st.mode & 0o002 ? 'other users' : 'its group';
+      throw refuse(`it is writable by ${who} (mode ${(st.mode & 0o7777).toString(8)}), who could replace what is written there; chmod go-w ${dir}, or use another directory`);
+    }
+  } catch (e) {
+    if (e instanceof CertifierError) throw e;
+    const code = (e as NodeJS.ErrnoException).code;
+    throw refuse(code === 'EEXIST' || code === 'ENOTDIR' ? 'a file is in the way' : describeErrno(e), e);
+  }
+}
+
+/**
  * FILE_ERROR if something other than a regular file is at `path`. A rename would replace it, not
  * write to it: a symbolic link would become a file of ours (the file it names untouched), and a
  * device or FIFO (--out /dev/stdout, say) a file holding the secret where the device was.

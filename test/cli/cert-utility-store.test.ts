@@ -2,7 +2,7 @@
 // directory, exit status, stdout and stderr. Unhappy paths first.
 
 import { expect } from 'chai';
-import { closeSync, existsSync, mkdirSync, openSync, promises as fs, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, readdirSync, openSync, promises as fs, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Level } from 'level';
 import { randomBytes, utf8 } from '../../lib/crypto/index.ts';
@@ -105,6 +105,16 @@ describe('cert-utility store commands (transcripts)', function () {
         expectFailure(r, 1, 'FILE_ERROR');
         expect(r.stderr).to.contain(message).and.not.match(/E[A-Z]+:/);
       }
+    });
+
+    it('generate-platform-keys refuses an --out-dir other users can write in, and writes nothing there', async () => {
+      const dir = join(tmp.dir, 'shared');
+      mkdirSync(dir);
+      chmodSync(dir, 0o777);
+      const r = await cu(['generate-platform-keys', '--out-dir', 'shared']);
+      expectFailure(r, 1, 'FILE_ERROR');
+      expect(r.stderr).to.contain('cannot use shared as the output directory: it is writable by other users (mode 777)');
+      expect(readdirSync(dir)).to.deep.equal([]);
     });
 
     it('refuses to create a store twice', async () => {

@@ -4,11 +4,11 @@
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { checkWritable, describeErrno, refuseOwnFiles, writeFilesAtomic } from '../../lib/files/index.ts';
+import { checkWritable, describeErrno, makePrivateDir, refuseOwnFiles, writeFilesAtomic } from '../../lib/files/index.ts';
 import { tempDir } from '../support/helpers.ts';
 import { rejects } from '../support/rejects.ts';
 
@@ -51,6 +51,28 @@ describe('lib/files', () => {
     expect(describeErrno(errno('EACCES', "EACCES: permission denied, open 'nr.in'"))).to.equal('permission denied');
     expect(describeErrno(errno('ENOSPC', 'ENOSPC: no space left on device, write'))).to.equal('no space left on device');
     expect(describeErrno(new Error('something else'))).to.equal('something else');
+  });
+
+  it('makePrivateDir makes a directory 0700, and refuses one another user or group could write in, or a file in the way', async function () {
+    const made = join(tmp.dir, 'a', 'b');
+    await makePrivateDir(made, 'the output directory');
+    expect(statSync(made).mode & 0o777).to.equal(0o700);
+    await makePrivateDir(made, 'the output directory'); // its own, again
+    for (const [name, mode, why] of [['open', 0o777, 'writable by other users (mode 777)'], ['sticky', 0o1777, 'writable by other users (mode 1777)'], ['group', 0o770, 'writable by its group (mode 770)']] as const) {
+      const dir = join(tmp.dir, name);
+      mkdirSync(dir);
+      chmodSync(dir, mode);
+      const e = await rejects(makePrivateDir(dir, 'the output directory'), 'FILE_ERROR');
+      expect(e.message).to.equal(`cannot use ${dir} as the output directory: it is ${why}, who could replace what is written there; chmod go-w ${dir}, or use another directory`);
+    }
+    writeFileSync(join(tmp.dir, 'file'), 'x');
+    expect((await rejects(makePrivateDir(join(tmp.dir, 'file'), 'the output directory'), 'FILE_ERROR')).message).to.contain('a file is in the way');
+    // Another user's directory, even one private to them: only root can give one away.
+    if (process.getuid?.() !== 0) return;
+    const theirs = join(tmp.dir, 'theirs');
+    mkdirSync(theirs, { mode: 0o700 });
+    chownSync(theirs, 65534, 65534);
+    expect((await rejects(makePrivateDir(theirs, 'the output directory'), 'FILE_ERROR')).message).to.contain('it belongs to another user (uid 65534)');
   });
 
   it('checkWritable refuses a taken name, a missing directory and a directory, and passes a free name', async () => {
