@@ -1,11 +1,11 @@
 // The cryptstore's LevelDB directory: opening it with our error codes, keeping its files
 // private, and telling a store from an empty or foreign directory before touching it.
 
-import { promises as fs } from 'node:fs';
+import { promises as fs, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Level } from 'level';
 import { CertifierError } from '../lib/errors/index.ts';
-import { fileError } from '../lib/files/index.ts';
+import { describeErrno, fileError } from '../lib/files/index.ts';
 
 export type Db = Level<string, Uint8Array>;
 
@@ -69,16 +69,39 @@ export function writeFailed(dir: string): (e: unknown) => Promise<never> {
   return (e: unknown) => Promise.reject(diskFailure(e, dir) ?? e);
 }
 
-/** Store files hold only ciphertext, but keep them private anyway: directory 0700, files 0600. */
-export async function tightenPermissions(dir: string): Promise<void> {
-  const failed = (path: string, e: unknown) =>
-    new CertifierError('FILE_ERROR', `cannot make ${path} private (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); a cryptstore must belong to the user who opens it`, { cause: e });
+const MUST_OWN = 'a cryptstore must belong to the user who opens it';
+
+const notPrivate = (path: string, e: unknown) =>
+  new CertifierError('FILE_ERROR', `cannot make ${path} private (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); ${MUST_OWN}`, { cause: e });
+
+/**
+ * The directory of a store about to be created, made (0700) or taken as it is, and checked before
+ * anything is written in it: this user's (another could replace the store's files), and private.
+ */
+export async function makeStoreDir(dir: string): Promise<void> {
+  await fs.mkdir(dir, { recursive: true, mode: 0o700 }).catch(async (e: unknown) => {
+    const link = await fs.readlink(dir).catch(() => undefined);
+    const why = link === undefined ? describeErrno(e) : `it is a symbolic link to ${link}, which does not exist`;
+    throw new CertifierError('FILE_ERROR', `cannot create the cryptstore directory ${dir}: ${why}`, { cause: e });
+  });
+  const st = await fs.stat(dir).catch((e: unknown) => Promise.reject(fileError('read', dir, e)));
+  const uid = process.getuid?.();
+  if (uid !== undefined && st.uid !== uid) throw new CertifierError('FILE_ERROR', `${dir} belongs to another user (uid ${st.uid}); ${MUST_OWN}`);
+  await tightenDir(dir);
+}
+
+async function tightenDir(dir: string): Promise<void> {
   try {
     const st = await fs.stat(dir);
     if ((st.mode & 0o777) !== 0o700) await fs.chmod(dir, 0o700);
   } catch (e) {
-    throw failed(dir, e);
+    throw notPrivate(dir, e);
   }
+}
+
+/** Store files hold only ciphertext, but keep them private anyway: directory 0700, files 0600. */
+export async function tightenPermissions(dir: string): Promise<void> {
+  await tightenDir(dir);
   for (const name of await fs.readdir(dir)) {
     const p = join(dir, name);
     try {
@@ -86,8 +109,24 @@ export async function tightenPermissions(dir: string): Promise<void> {
       if (st.isFile() && (st.mode & 0o077) !== 0) await fs.chmod(p, st.mode & 0o600);
     } catch (e) {
       // LevelDB's background compaction may delete a file between readdir and lstat.
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw failed(p, e);
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw notPrivate(p, e);
     }
+  }
+}
+
+/** Removes a store a creation made: the directory too, unless it was there (empty) before. */
+export async function unmake(dir: string, keepDir: boolean): Promise<void> {
+  if (!keepDir) return fs.rm(dir, { recursive: true, force: true });
+  for (const name of await fs.readdir(dir)) await fs.rm(join(dir, name), { recursive: true, force: true });
+}
+
+/** unmake, at once: on the way out of a signal. Best effort. */
+export function unmakeSync(dir: string, keepDir: boolean): void {
+  try {
+    if (!keepDir) rmSync(dir, { recursive: true, force: true });
+    else for (const name of readdirSync(dir)) rmSync(join(dir, name), { recursive: true, force: true });
+  } catch {
+    // what stays is what a later creation finds: an unfinished store it makes again
   }
 }
 

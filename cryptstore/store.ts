@@ -5,9 +5,7 @@
 // read of the latest version is a single LevelDB get. Every value is sealed with AES-256-GCM
 // under the store's data key, with AAD binding it to its store, tag and version (layout.ts).
 
-import { promises as fs } from 'node:fs';
 import { CertifierError } from '../lib/errors/index.ts';
-import { describeErrno } from '../lib/files/index.ts';
 import { open as aeadOpen, randomBytes, seal, toHex, wipe } from '../lib/crypto/index.ts';
 import {
   CRYPTSTORE_FORMAT_VERSION, ENTRY_TYPES, MAX_VERSION, checkCryptstoreEntry, decode, encode,
@@ -16,7 +14,7 @@ import {
 } from '../lib/wire/index.ts';
 import { describeKind, type ProtectionParams, type Protector } from './protection.ts';
 import * as L from './layout.ts';
-import { dirState, isUnfinished, notFound, openDb, tightenPermissions, unfinished, withDb, writeFailed, type Db } from './db.ts';
+import { dirState, isUnfinished, makeStoreDir, notFound, openDb, tightenPermissions, unfinished, unmake, withDb, writeFailed, type Db } from './db.ts';
 
 export const MAX_BLOB_BYTES = 16 * 1024 * 1024;
 
@@ -26,7 +24,7 @@ export interface StoreOptions {
   /**
    * create (and openOrCreate when it creates): called once this process holds the new store's
    * lock and is the one making it; from then on what is at `dir` is this creation's (until then
-   * another process may be making or have made it).
+   * another process may be making or have made it), and a creation that fails removes it.
    */
   onCreating?: () => void;
 }
@@ -88,7 +86,11 @@ export class Cryptstore {
     return (await dirState(dir)) === 'store';
   }
 
-  /** Creates a new, empty store protected by `protector`. STORE_EXISTS if `dir` is in use. */
+  /**
+   * Creates a new, empty store protected by `protector`. STORE_EXISTS if `dir` is in use. Failing,
+   * it leaves `dir` as it found it: another user's directory is refused before anything is
+   * written, and what this call began (see onCreating) is removed.
+   */
   static async create(dir: string, protector: Protector, options: StoreOptions = {}): Promise<Cryptstore> {
     const state = await dirState(dir);
     if (state === 'other') throw new CertifierError('STORE_EXISTS', `${dir} exists and is not an empty directory`);
@@ -102,18 +104,16 @@ export class Cryptstore {
     const { params, kek } = await protector.create();
     let db: Db;
     try {
-      await fs.mkdir(dir, { recursive: true, mode: 0o700 }).catch(async (e: unknown) => {
-        const link = await fs.readlink(dir).catch(() => undefined);
-        const why = link === undefined ? describeErrno(e) : `it is a symbolic link to ${link}, which does not exist`;
-        throw new CertifierError('FILE_ERROR', `cannot create the cryptstore directory ${dir}: ${why}`, { cause: e });
-      });
+      await makeStoreDir(dir);
       db = await openDb(dir, true);
     } catch (e) {
       wipe(kek);
       throw e;
     }
+    let making = false;
     try {
       if (!(await isUnfinished(db))) throw exists();
+      making = true;
       options.onCreating?.();
       const storeId = randomBytes(16);
       const dataKey = randomBytes(32);
@@ -129,6 +129,8 @@ export class Cryptstore {
       return new Cryptstore(dir, db, parseCryptstoreMetadata(bytes), dataKey, options.durable ?? true);
     } catch (e) {
       await db.close();
+      // Best effort: a file it cannot remove stays, and a later create says what it finds.
+      if (making) await unmake(dir, state !== 'missing').catch(() => {});
       throw e;
     } finally {
       wipe(kek);

@@ -2,8 +2,6 @@
 // the signed policy, certification (init-trust), direct issuing (issue-cert) and show-cert.
 
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { readdir, rm } from 'node:fs/promises';
-import { readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { escapeInvisible } from '../../lib/wire/index.ts';
@@ -16,7 +14,7 @@ import { generateSimulatedPlatform, platformCertificate, TEST_PLATFORM_WARNING }
 import { AUTHORITY_PLATFORM, initTrust, ROLE_PLATFORM_PREFIX } from '../../lib/certifier/index.ts';
 import { checkRoleName, issueRoleCert } from '../../lib/keyservice/roles.ts';
 import { Cryptstore } from '../../cryptstore/index.ts';
-import { dirState } from '../../cryptstore/db.ts';
+import { dirState, unmake, unmakeSync } from '../../cryptstore/db.ts';
 import { storeFiles } from '../common/io.ts';
 import { collect, domainName, fileOut, intInRange, note, subcommand, warn, type JsonOption } from '../common/cli.ts';
 import { protectorFrom, storeOptions, type ProtectionOptions } from '../common/protection.ts';
@@ -59,22 +57,6 @@ function checkPlatformCertDates(file: string, bytes: Uint8Array, now: Date, clai
     throw new CertifierError('CERT_EXPIRED', `the platform certificate ${file} is valid from ${cert.notBefore.toISOString()} to ${cert.notAfter.toISOString()}, not now`);
   }
   if (cert.notAfter < claimsEnd) warn(P, `the platform certificate ${file} ends at ${cert.notAfter.toISOString()}, before the policy's claims (${claimsEnd.toISOString()}); the policy trusts its key until then`);
-}
-
-/** Removes a store this run made: the directory too, unless it was there (empty) before. */
-async function unmake(dir: string, keepDir: boolean): Promise<void> {
-  if (!keepDir) return rm(dir, { recursive: true, force: true });
-  for (const name of await readdir(dir)) await rm(join(dir, name), { recursive: true, force: true });
-}
-
-/** unmake, at once: on the way out of a signal. Best effort. */
-function unmakeSync(dir: string, keepDir: boolean): void {
-  try {
-    if (!keepDir) rmSync(dir, { recursive: true, force: true });
-    else for (const name of readdirSync(dir)) rmSync(join(dir, name), { recursive: true, force: true });
-  } catch {
-    // what stays is what a later init-trust finds: an unfinished store it makes again
-  }
 }
 
 export function addTrustCommands(program: Command): void {
@@ -227,10 +209,10 @@ export function addTrustCommands(program: Command): void {
       signals.forEach((sig) => process.on(sig, interrupted));
       let store: Cryptstore;
       try {
+        // A creation that fails removes what it began itself.
         store = await Cryptstore.openOrCreate(o.store, protector, { onCreating: () => void (made = true) });
       } catch (e) {
         stopWatching();
-        if (made) await unmake(o.store, keepDir).catch(() => warn(P, `could not remove the store ${o.store} this run began`));
         throw e;
       }
       let sent: Uint8Array | undefined;

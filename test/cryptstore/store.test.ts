@@ -1,7 +1,7 @@
 // The cryptstore library: versions, deletes, tamper detection, export/import and rekey.
 
 import { expect } from 'chai';
-import { mkdirSync, promises as fs, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, promises as fs, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Level } from 'level';
 import { CertifierError } from '../../lib/errors/index.ts';
@@ -177,6 +177,28 @@ describe('cryptstore', () => {
         else expect((r as CertifierError).code).to.equal('STORE_LOCKED');
       }
       await (await Cryptstore.open(both, pass())).close();
+    });
+
+    it('leaves the directory as it found it when a creation fails once begun: made, removed; there before, emptied', async () => {
+      const stop = () => { throw new CertifierError('FILE_ERROR', 'stopped here'); };
+      await rejects(Cryptstore.create(dir, pass(), { onCreating: stop }), 'FILE_ERROR');
+      expect(readdirSync(tmp.dir)).to.deep.equal([]);
+      mkdirSync(dir);
+      await rejects(Cryptstore.create(dir, pass(), { onCreating: stop }), 'FILE_ERROR');
+      expect(readdirSync(dir)).to.deep.equal([]);
+      await (await Cryptstore.create(dir, pass())).close();
+    });
+
+    it('refuses another user\'s directory, even one open to all, before writing anything in it', async function () {
+      // Only root can give a directory away (and could make anyone's private: hence the check).
+      if (process.getuid?.() !== 0) this.skip();
+      mkdirSync(dir, { mode: 0o777 });
+      chmodSync(dir, 0o777);
+      chownSync(dir, 65534, 65534);
+      const e = await rejects(Cryptstore.create(dir, pass()), 'FILE_ERROR');
+      expect(e.message).to.equal(`${dir} belongs to another user (uid 65534); a cryptstore must belong to the user who opens it`);
+      expect(readdirSync(dir)).to.deep.equal([]);
+      expect(statSync(dir).mode & 0o777).to.equal(0o777);
     });
 
     it('says a full disk is a full disk (FILE_ERROR), not a damaged store', () => {
