@@ -5,7 +5,7 @@
 import type { KeyObject } from 'node:crypto';
 import { CertifierError } from '../errors/index.ts';
 import { sha256, utf8 } from '../crypto/index.ts';
-import { issueAdmissionCert, validateAdmission, type ValidatedPeer } from '../pki/index.ts';
+import { issueAdmissionCert, ROLE_CREDENTIAL_EKU, validateAdmission, type ValidatedPeer } from '../pki/index.ts';
 import { ROLE_PLATFORM_PREFIX } from '../certifier/index.ts';
 
 export const ROLE_PREFIX = ROLE_PLATFORM_PREFIX;
@@ -20,7 +20,7 @@ export async function issueRoleCert(o: { policyKey: KeyObject; policyCert: Uint8
   return issueAdmissionCert({
     policyKey: o.policyKey, policyCert: o.policyCert, subjectPublicKey: o.subjectPublicKey,
     measurement: sha256(utf8(ROLE_PREFIX + o.role)), platform: ROLE_PREFIX + o.role, domain: o.domain,
-    validitySeconds: o.validitySeconds, ...(o.now ? { now: o.now } : {}),
+    validitySeconds: o.validitySeconds, extKeyUsage: [ROLE_CREDENTIAL_EKU], ...(o.now ? { now: o.now } : {}),
   });
 }
 
@@ -31,7 +31,7 @@ export async function issueRoleCert(o: { policyKey: KeyObject; policyCert: Uint8
 export function verifyRoleCredential(chain: Uint8Array[], policyCert: Uint8Array, at: Date, role?: string): { role: string; peer: ValidatedPeer } {
   let peer: ValidatedPeer;
   try {
-    peer = validateAdmission({ chain, policyCert, at, usage: 'client', ...(role ? { role } : {}) });
+    peer = validateAdmission({ chain, policyCert, at, usage: 'role', ...(role ? { role } : {}) });
   } catch (cause) {
     if (role && cause instanceof CertifierError && cause.code === 'CERT_EXPIRED') throw cause;
     throw new CertifierError('CREDENTIAL_INVALID', `the credential is not valid: ${(cause as Error).message}`, { cause });

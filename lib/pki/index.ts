@@ -1,6 +1,6 @@
 // lib/pki: the policy certificate, admission certificates, and our own path validation.
 // Sits above lib/crypto and lib/wire; nothing here knows about stores, policies or channels.
-export { ADMISSION_EXTENSION_OID, OID, KEY_USAGE_BITS, type KeyUsageName } from './oids.ts';
+export { ADMISSION_EXTENSION_OID, ROLE_CREDENTIAL_EKU, OID, KEY_USAGE_BITS, type KeyUsageName } from './oids.ts';
 export {
   type Admission, encodeAdmission, decodeAdmission, admissionUri, measurementOrganization, policyOrganization,
   domainOfPolicyOrganization, platformProblem, ADMISSION_CN, POLICY_CN, MAX_MEASUREMENT_BYTES,

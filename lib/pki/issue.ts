@@ -39,6 +39,8 @@ export interface AdmissionCertOptions {
   now?: Date;
   dnsNames?: string[];
   ipAddresses?: string[];
+  /** Extended key usage OIDs; TLS server and client authentication unless given. */
+  extKeyUsage?: string[];
 }
 
 const invalid = (message: string) => new CertifierError('INVALID_INPUT', message);
@@ -126,7 +128,7 @@ export async function issueAdmissionCert(opts: AdmissionCertOptions): Promise<Ui
     extensions: [
       basicConstraints(false),
       keyUsage(usages),
-      extKeyUsage([OID.serverAuth, OID.clientAuth]),
+      extKeyUsage(opts.extKeyUsage ?? [OID.serverAuth, OID.clientAuth]),
       subjectKeyId(keyIdentifier(spki)),
       authorityKeyId(authorityId),
       subjectAltName({

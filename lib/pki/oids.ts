@@ -8,6 +8,13 @@
  */
 export const ADMISSION_EXTENSION_OID = '2.25.330383971473344653765936800923845683440';
 
+/**
+ * The extended key usage of a role credential (2.25.<uuid>, UUID
+ * 2a68d731-b8f6-4c7f-a2a9-563581371813): neither TLS purpose, so no TLS stack takes a role
+ * credential for a machine's identity.
+ */
+export const ROLE_CREDENTIAL_EKU = '2.25.56371939353741835856483640062189705235';
+
 export const OID = {
   commonName: '2.5.4.3',
   organizationName: '2.5.4.10',
@@ -51,6 +58,7 @@ export const EKU_NAMES: Readonly<Record<string, string>> = {
   '1.3.6.1.5.5.7.3.8': 'timeStamping',
   '1.3.6.1.5.5.7.3.9': 'OCSPSigning',
   '2.5.29.37.0': 'anyExtendedKeyUsage',
+  [ROLE_CREDENTIAL_EKU]: 'roleCredential',
 };
 
 /** RFC 5280, 4.2.1.3, in bit order. */

@@ -12,7 +12,8 @@ import { bytesSame, isSignedBy } from './structure.ts';
 import { UNDERSTOOD_EXTENSIONS } from './oids.ts';
 import { type CertRole, type Problem, firstProblem, problem, untrusted } from './problems.ts';
 
-export type Usage = 'client' | 'server' | 'any';
+/** 'role': a role credential, never a TLS identity (clientAuth too, as credentials issued before 2026-12-05 carry). */
+export type Usage = 'client' | 'server' | 'any' | 'role';
 
 export interface ValidateAdmissionOptions {
   /** Leaf first, DER. Further entries may only be the pinned policy certificate itself. */
@@ -135,7 +136,7 @@ function checkIssuedByPolicy(chain: Uint8Array[], policyCert: Uint8Array, leaf: 
 }
 
 const TLS_PURPOSES = ['serverAuth', 'clientAuth', 'anyExtendedKeyUsage'];
-const EKU_FOR: Record<Usage, string[]> = { client: ['clientAuth'], server: ['serverAuth'], any: ['clientAuth', 'serverAuth'] };
+const EKU_FOR: Record<Usage, string[]> = { client: ['clientAuth'], server: ['serverAuth'], any: ['clientAuth', 'serverAuth'], role: ['roleCredential', 'clientAuth'] };
 
 
 function flagProblems(leaf: ParsedCert, usage: Usage): (Problem | undefined)[] {
@@ -173,7 +174,7 @@ function admissionProblems(leaf: ParsedCert, policy: ParsedCert): (Problem | und
  */
 export function validateAdmission(opts: ValidateAdmissionOptions): ValidatedPeer {
   const usage = opts.usage ?? 'any';
-  if (!Object.hasOwn(EKU_FOR, usage)) throw new CertifierError('INVALID_INPUT', `usage must be client, server or any, not "${String(usage)}"`);
+  if (!Object.hasOwn(EKU_FOR, usage)) throw new CertifierError('INVALID_INPUT', `usage must be client, server, any or role, not "${String(usage)}"`);
   if (opts.chain.length === 0) throw untrusted('no-certificate', 'the peer presented no certificate', 'chain');
   const policy = checkPolicy(opts.policyCert, opts.at);
   const leaf = parseAs(opts.chain[0]!, 'leaf');

@@ -27,7 +27,7 @@ describe('e2e: key-server refusals, each with its own code, while it keeps servi
   let stranger: Machine;
   let goodIdentity: MachineIdentity;
   const canary = randomBytes(32);
-  let role: { cert: string; key: string; der: Uint8Array; wrongKey: string };
+  let role: { cert: string; key: string; der: Uint8Array; wrongKey: string; oldCert?: string; oldDer?: Uint8Array };
 
   before(async () => {
     [d, other] = await Promise.all([
@@ -61,6 +61,13 @@ describe('e2e: key-server refusals, each with its own code, while it keeps servi
     const issued = await d.cu(['issue-role-cert', '--policy-key', d.policyKey, '--policy-cert', d.policyCertFile, '--public-key', pub, '--role', 'operator', '--out', role.cert]);
     expect(issued.out).to.contain('role operator');
     role.der = readCertificate(readFileSync(role.cert));
+    // One as issue-role-cert made them before 2026-12-05, with the TLS purposes: only our own checks refuse it as a TLS identity.
+    role.oldDer = await issueAdmissionCert({
+      policyKey: await readPrivateKeyFile(d.policyKey), policyCert: d.policyCert, subjectPublicKey: publicKey,
+      measurement: createHash('sha256').update('role:operator').digest(), platform: 'role:operator', domain: d.name, validitySeconds: 86_400,
+    });
+    role.oldCert = d.path('operator-old-cert.pem');
+    writeFileSync(role.oldCert, toPem(role.oldDer));
   });
   after(async () => {
     await d?.close();
@@ -165,8 +172,14 @@ describe('e2e: key-server refusals, each with its own code, while it keeps servi
 
     it('refuses a role credential presented as the TLS identity: it stands for an operator, not an attested machine (UNTRUSTED_PEER)', async () => {
       const key = await readPrivateKeyFile(role.key);
-      const from = server.child.mark();
-      const e = await rejects(d.connect(server, { ...goodIdentity, key, certificate: role.der }).then((c) => c.retrieve('canary')), 'UNTRUSTED_PEER');
+      // One of today: TLS itself refuses it (its extended key usage is neither TLS purpose).
+      let from = server.child.mark();
+      let e = await rejects(d.connect(server, { ...goodIdentity, key, certificate: role.der }).then((c) => c.retrieve('canary')), 'UNTRUSTED_PEER');
+      expect(e.exitStatus).to.equal(4);
+      await server.child.waitForLog(/ refused .*code=UNTRUSTED_PEER tlsError=INVALID_PURPOSE/, from);
+      // One issued before, with the TLS purposes: our check refuses it.
+      from = server.child.mark();
+      e = await rejects(d.connect(server, { ...goodIdentity, key, certificate: role.oldDer! }).then((c) => c.retrieve('canary')), 'UNTRUSTED_PEER');
       expect(e.exitStatus).to.equal(4);
       await server.child.waitForLog(/ refused .*code=UNTRUSTED_PEER .*a role credential \(role:operator\)/, from);
       await stillServes();
@@ -175,18 +188,21 @@ describe('e2e: key-server refusals, each with its own code, while it keeps servi
     it('key-client refuses a server presenting a role credential as its certificate, before sending anything', async () => {
       // A TLS server with the operator's role certificate: whoever holds that key could pose as key-server otherwise.
       const { serve } = await import('../../lib/channel/index.ts');
-      let asked = 0;
-      const fake = await serve({
-        host: '127.0.0.1', port: 0, handler: async (req: Uint8Array) => (asked++, req),
-        tls: { key: readFileSync(role.key, 'utf8'), cert: readFileSync(role.cert, 'utf8'), ca: toPem(d.policyCert), requestCert: true },
-      });
-      try {
-        const r = await run('key-client', ['store', 'vhd/planted', '--in', '-', '--server', `127.0.0.1:${fake.address.port}`, '--domain', d.name, '--policy-cert', d.policyCertFile, ...good.storeArgs], { cwd: d.dir, input: 'secret' });
-        expectFailure(r, 4, 'UNTRUSTED_PEER');
-        expect(r.stderr).to.contain('a role credential (role:operator)');
-        expect(asked).to.equal(0);
-      } finally {
-        await fake.close();
+      // Today's (TLS refuses its purpose) and one issued before, with the TLS purposes (our check refuses it).
+      for (const [cert, says] of [[role.cert, 'INVALID_PURPOSE'], [role.oldCert!, 'a role credential (role:operator)']] as const) {
+        let asked = 0;
+        const fake = await serve({
+          host: '127.0.0.1', port: 0, handler: async (req: Uint8Array) => (asked++, req),
+          tls: { key: readFileSync(role.key, 'utf8'), cert: readFileSync(cert, 'utf8'), ca: toPem(d.policyCert), requestCert: true },
+        });
+        try {
+          const r = await run('key-client', ['store', 'vhd/planted', '--in', '-', '--server', `127.0.0.1:${fake.address.port}`, '--domain', d.name, '--policy-cert', d.policyCertFile, ...good.storeArgs], { cwd: d.dir, input: 'secret' });
+          expectFailure(r, 4, 'UNTRUSTED_PEER');
+          expect(r.stderr).to.contain(says);
+          expect(asked).to.equal(0);
+        } finally {
+          await fake.close();
+        }
       }
     });
 
@@ -226,11 +242,13 @@ describe('e2e: key-server refusals, each with its own code, while it keeps servi
     });
 
     it("refuses to address the server's own keys: RESERVED_NAME, exit 1", async () => {
-      for (const name of [`${d.name}-private-auth-key`, 'key-server-storage-key', `${d.name}-admission-certificate`]) {
+      for (const name of [`${d.name}-private-auth-key`, `${d.name}-admission-certificate`]) {
         const r = await d.kc(good, server, 'retrieve', [name, '--out', '-']);
         expectFailure(r, 1, 'RESERVED_NAME');
         expect(r.stdout.length).to.equal(0);
       }
+      // The storage key: key-client will not even ask for it (USAGE); the server refuses it to a store.
+      expectFailure(await d.kc(good, server, 'retrieve', ['key-server-storage-key', '--out', '-']), 2, 'USAGE');
       expectFailure(await d.kc(good, server, 'store', ['key-server-storage-key', '--in', '-'], randomBytes(32)), 1, 'RESERVED_NAME');
       await stillServes();
     });
