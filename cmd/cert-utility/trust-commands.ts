@@ -130,6 +130,7 @@ export function addTrustCommands(program: Command): void {
       if (!sameKey(pc.publicKey, policyKey)) throw new CertifierError('INVALID_KEY', `${o.policyKey} is not the key of ${o.policyCert}`);
       const now = new Date();
       const notAfter = new Date(now.getTime() + o.days * DAY);
+      if (pc.notAfter < notAfter) warn(P, `the policy certificate ends at ${pc.notAfter.toISOString()}, before the claims (${notAfter.toISOString()}): nothing is admitted under it after that; renew the policy certificate, or give --days to match`);
       const platforms: { key: KeyObject; name: string }[] = [];
       for (const f of o.trustPlatform) {
         const bytes = await readFileLimited(f, KEY_FILE_LIMIT);
@@ -166,8 +167,15 @@ export function addTrustCommands(program: Command): void {
       const policyCert = await readCertificateFile(o.policyCert);
       const pc = validatePolicyCert(policyCert, new Date());
       const policy = loadPolicy(await readFileLimited(o.policy, 4 * 1024 * 1024), pc.publicKey);
+      // Verified is not in force: a claim that has ended (or not begun) admits nobody now.
+      const now = new Date();
+      const windows = [...policy.platforms, ...policy.measurements, ...policy.properties];
+      const ended = windows.filter((w) => w.notAfter < now).length;
+      const notYet = windows.filter((w) => w.notBefore > now).length;
+      if (ended) warn(P, `${ended} of the policy's ${windows.length} claims have ended: make a new policy (make-policy) for the machines they admitted`);
+      if (notYet) warn(P, `${notYet} of the policy's ${windows.length} claims are not in force yet`);
       return {
-        json: { statements: policy.statements, platforms: policy.platforms.map((p) => p.label), measurements: policy.measurements.map((m) => m.hex) },
+        json: { statements: policy.statements, platforms: policy.platforms.map((p) => p.label), measurements: policy.measurements.map((m) => m.hex), claims: windows.length, ended, notYet },
         text: [`policy for domain ${policyDomain(policyCert)}, signed by ${pc.subject}:`, ...policy.statements.map((s) => `  ${s}`)],
       };
     })
@@ -273,7 +281,12 @@ export function addTrustCommands(program: Command): void {
         platform: o.platform, domain: policyDomain(policyCert), validitySeconds: o.days * 86_400,
       });
       await writeFileAtomic(o.out, new TextEncoder().encode(toPem(der)), { exclusive: !o.force, mode: 0o644 });
-      const d = describeCert(parseCertificate(der));
+      const parsed = parseCertificate(der);
+      // A certificate never outlives its issuer's: say so when that cut --days short.
+      if (pc.notAfter.getTime() < Date.now() + o.days * 86_400_000) {
+        warn(P, `the certificate ends at ${parsed.notAfter.toISOString()}, with the policy certificate, not after --days ${o.days}`);
+      }
+      const d = describeCert(parsed);
       return { json: { out: o.out, certificate: d.json }, text: [`wrote ${o.out}`, ...d.text] };
     })
     .requiredOption('--policy-key <file>', 'the policy private key')

@@ -15,7 +15,7 @@ import { promisify } from 'node:util';
 import { CertifierError, ErrorCodes, type ErrorCode } from '../../lib/errors/index.ts';
 import { exportPrivateKey, fromKeyMessage, generateKeyPair, importPrivateKey, publicKeyOf, randomBytes, toHex, toKeyMessage } from '../../lib/crypto/index.ts';
 import { decode, encode, parseTrustRequest, parseTrustResponse, type AttestationUserData, type EvidencePackage, type SignedReport, type VseAttestationReportInfo } from '../../lib/wire/index.ts';
-import { keyEntity, sameKey, saysClause, signClaim, simpleClause } from '../../lib/policy/index.ts';
+import { keyEntity, makePolicy, sameKey, saysClause, signClaim, simpleClause } from '../../lib/policy/index.ts';
 import { generateSimulatedPlatform, platformCertificate, SimulatedEnclave, type Platform } from '../../lib/attest/index.ts';
 import { loadIdentity, requestCertificate } from '../../lib/certifier/index.ts';
 import { parseCertificate, readCertificate, toPem, validateAdmission } from '../../lib/pki/index.ts';
@@ -352,6 +352,25 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
       const short = await policy('plat-short.pem');
       expect(short.status, short.stderr).to.equal(0);
       expect(short.stderr).to.contain("cert-utility: warning: the platform certificate plat-short.pem ends at").and.to.contain("before the policy's claims");
+    });
+
+    it('says when what it makes ends earlier than asked (issue-cert, make-policy) and when a verified policy\'s claims are not in force (print-policy)', async () => {
+      expect((await cu(['generate-policy-key', '--domain', 'datica', '--key-out', 'short-key.pem', '--cert-out', 'short-cert.pem', '--days', '1'])).status).to.equal(0);
+      const short = ['--policy-key', 'short-key.pem', '--policy-cert', 'short-cert.pem'];
+      const cert = await cu(['issue-cert', ...short, '--public-key', 'platform/platform-cert.pem', '--measurement', M, '--days', '90', '--out', 'short-machine.pem']);
+      expect(cert.status, cert.stderr).to.equal(0);
+      expect(cert.stderr).to.match(/warning: the certificate ends at \S+, with the policy certificate, not after --days 90/);
+      const policy = await cu(['make-policy', ...short, '--trust-platform', 'platform/platform-cert.pem', '--trust-measurement', M, '--out', 'short-policy.bin']);
+      expect(policy.status, policy.stderr).to.equal(0);
+      expect(policy.stderr).to.contain('warning: the policy certificate ends at').and.to.contain('before the claims');
+      // A policy whose claims ended yesterday still verifies, and print-policy says they ended.
+      const key = importPrivateKey(readFileSync(p('policy-key.pem')));
+      const DAY = 86_400_000;
+      writeFileSync(p('ended-policy.bin'), makePolicy({ policyKey: key, policyCert: policyCertDer, platforms: [], measurements: [Buffer.from(M, 'hex')], notBefore: new Date(Date.now() - 3 * DAY), notAfter: new Date(Date.now() - DAY) }));
+      const printed = await cu(['print-policy', '--policy', 'ended-policy.bin', '--policy-cert', 'policy-cert.pem', '--json']);
+      expect(printed.status, printed.stderr).to.equal(0);
+      expect(printed.json()).to.include({ claims: 1, ended: 1, notYet: 0 });
+      expect(printed.stderr).to.contain('1 of the policy\'s 1 claims have ended');
     });
 
     it('measure prints one line per file, a name\'s newline or escape sequence escaped', async () => {
