@@ -2,17 +2,20 @@
 
 import { createHash, type KeyObject } from 'node:crypto';
 import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { fromHex, fromKeyMessage, importPrivateKey, importPublicKey, looksLikePem } from '../../lib/crypto/index.ts';
 import { decode, type KeyMessage } from '../../lib/wire/index.ts';
 import { parseCertificate, readCertificate } from '../../lib/pki/index.ts';
 import { fileError, readFileLimited } from '../../lib/files/index.ts';
+import { runningProgram, warn } from './cli.ts';
 
 export const KEY_FILE_LIMIT = 64 * 1024;
 
 /** A private key from PEM/DER PKCS#8, or from a Certifier key_message file. */
 export async function readPrivateKeyFile(path: string): Promise<KeyObject> {
   const bytes = await readFileLimited(path, KEY_FILE_LIMIT);
+  await warnIfShared(path, 'the private key');
   try {
     return importPrivateKey(bytes);
   } catch (first) {
@@ -99,4 +102,15 @@ export function parseHostPort(value: string, flag: string, o: { listen?: boolean
   const port = m ? Number(m[2]) : NaN;
   if (!m || port > 65535 || (port === 0 && !o.listen)) throw new CertifierError('USAGE', `${flag} must be HOST:PORT${o.listen ? '' : ' with a port from 1 to 65535'}, not "${value}"`);
   return { host: m[1]!.replace(/^\[|\]$/g, ''), port };
+}
+
+/**
+ * Warns when a secret file (a private key, key file, passphrase) can be read or written by users
+ * other than its owner, as ssh would refuse it: the secret is then the whole machine's.
+ */
+export async function warnIfShared(path: string, what: string): Promise<void> {
+  const st = await stat(path).catch(() => undefined);
+  if (!st?.isFile() || (st.mode & 0o077) === 0) return;
+  const mode = (st.mode & 0o777).toString(8).padStart(4, '0');
+  warn(runningProgram(), `${what} ${path} can be ${st.mode & 0o044 ? 'read' : 'written'} by users other than its owner (mode ${mode}): chmod 600 ${path}`);
 }

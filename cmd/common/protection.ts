@@ -7,6 +7,7 @@ import { DEFAULT_SCRYPT, type ScryptCost } from '../../lib/crypto/index.ts';
 import { readFileLimited } from '../../lib/files/index.ts';
 import { Cryptstore, KeyFileProtector, PassphraseProtector, type Protector, type StoreOptions } from '../../cryptstore/index.ts';
 import { intInRange, warn } from './cli.ts';
+import { warnIfShared } from './keys.ts';
 import { loadPlatform, platformOptions, type PlatformOptions } from './platform.ts';
 import type { Platform } from '../../lib/attest/index.ts';
 
@@ -42,6 +43,7 @@ export function scryptOption(cmd: Command): Command {
 /** Reads a passphrase file; one trailing newline (LF or CRLF) is not part of the passphrase. */
 export async function readPassphraseFile(path: string): Promise<Uint8Array> {
   let b = await readFileLimited(path, SECRET_FILE_LIMIT);
+  await warnIfShared(path, 'the passphrase file');
   if (b.at(-1) === 0x0a) b = b.subarray(0, b.length - (b.at(-2) === 0x0d ? 2 : 1));
   if (b.length === 0) throw new CertifierError('INVALID_INPUT', `the passphrase file ${path} is empty`);
   return b;
@@ -57,7 +59,11 @@ export function scryptCost(program: string, logN: number | undefined): ScryptCos
 export async function protectorFrom(program: string, o: ProtectionOptions, platform?: Platform): Promise<Protector> {
   if ([o.passphraseFile, o.keyFile, o.sealed].filter(Boolean).length > 1) throw new CertifierError('USAGE', 'give one of --passphrase-file, --key-file or --sealed');
   if (o.sealed) return (platform ?? (await loadPlatform(program, o))).sealingProtector();
-  if (o.keyFile) return new KeyFileProtector(await readFileLimited(o.keyFile, SECRET_FILE_LIMIT), `the key file ${o.keyFile}`);
+  if (o.keyFile) {
+    const key = await readFileLimited(o.keyFile, SECRET_FILE_LIMIT);
+    await warnIfShared(o.keyFile, 'the key file');
+    return new KeyFileProtector(key, `the key file ${o.keyFile}`);
+  }
   if (o.passphraseFile) return new PassphraseProtector(await readPassphraseFile(o.passphraseFile), scryptCost(program, o.scryptLogN));
   const env = process.env[PASSPHRASE_ENV];
   if (env) return new PassphraseProtector(new TextEncoder().encode(env), scryptCost(program, o.scryptLogN));

@@ -31,7 +31,7 @@ describe('cert-utility store commands (transcripts)', function () {
     tmp = tempDir();
     store = join(tmp.dir, 'store');
     passFile = join(tmp.dir, 'pass.txt');
-    writeFileSync(passFile, 'correct horse battery staple\n');
+    writeFileSync(passFile, 'correct horse battery staple\n', { mode: 0o600 });
   });
   afterEach(() => tmp.cleanup());
 
@@ -69,6 +69,18 @@ describe('cert-utility store commands (transcripts)', function () {
         expect(r.stderr).to.contain('--scrypt-log-n sets the cost of deriving a key from a passphrase');
       }
       expect(existsSync(store)).to.equal(false);
+    });
+
+    it('warns of a key file or passphrase file other users can read (as ssh would refuse it), and not of one they cannot', async () => {
+      writeFileSync(join(tmp.dir, 'shared.key'), Buffer.alloc(32, 7), { mode: 0o644 });
+      chmodSync(join(tmp.dir, 'shared.key'), 0o644);
+      const shared = await cu(['create-store', '--store', join(tmp.dir, 'shared-store'), '--key-file', join(tmp.dir, 'shared.key')]);
+      expect(shared.status, shared.stderr).to.equal(0);
+      expect(shared.stderr).to.contain(`warning: the key file ${join(tmp.dir, 'shared.key')} can be read by users other than its owner (mode 0644): chmod 600`);
+      chmodSync(join(tmp.dir, 'shared.key'), 0o600);
+      const own = await cu(['list-items', '--store', join(tmp.dir, 'shared-store'), '--key-file', join(tmp.dir, 'shared.key')]);
+      expect(own.status, own.stderr).to.equal(0);
+      expect(own.stderr).to.equal('');
     });
 
     it('refuses an unknown --type and an unknown --alg', async () => {
@@ -130,7 +142,7 @@ describe('cert-utility store commands (transcripts)', function () {
       });
 
       it('refuses a wrong passphrase with exit 4 and one line', async () => {
-        writeFileSync(join(tmp.dir, 'wrong.txt'), 'nope\n');
+        writeFileSync(join(tmp.dir, 'wrong.txt'), 'nope\n', { mode: 0o600 });
         const r = await cu(['get-item', '--store', store, '--passphrase-file', 'wrong.txt', '--tag', 'k', '--out', '-']);
         expectFailure(r, 4, 'WRONG_KEY');
         expect(r.stderr.trim().split('\n')).to.have.length(1);

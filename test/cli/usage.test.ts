@@ -86,7 +86,7 @@ describe('usage mistakes across the programs (exit 2, before any work)', () => {
   });
 
   it('takes --json as a flag only where it is one: as another flag\'s value it does not turn an error into JSON', async () => {
-    writeFileSync(join(tmp.dir, 'store.key'), Buffer.alloc(32, 9));
+    writeFileSync(join(tmp.dir, 'store.key'), Buffer.alloc(32, 9), { mode: 0o600 });
     const asValue = await run('cert-utility', ['get-item', '--store', 'no-store', '--key-file', 'store.key', '--tag', 't', '--out', '--json'], { cwd: tmp.dir });
     expect(asValue.out).to.equal('');
     expect(asValue.stderr).to.match(/^cert-utility: error: .*\[STORE_NOT_FOUND\]/);
@@ -101,7 +101,7 @@ describe('usage mistakes across the programs (exit 2, before any work)', () => {
   });
 
   it('refuses a key file given as the measurement file too (its bytes would go out as the measurement)', async () => {
-    writeFileSync(join(tmp.dir, 'store.key'), Buffer.alloc(32, 9));
+    writeFileSync(join(tmp.dir, 'store.key'), Buffer.alloc(32, 9), { mode: 0o600 });
     writeFileSync(join(tmp.dir, 'copy.key'), Buffer.alloc(32, 9));
     expect((await run('cert-utility', ['generate-policy-key', '--domain', 'd', '--key-out', 'pk.pem', '--cert-out', 'pc.pem'], { cwd: tmp.dir })).status).to.equal(0);
     for (const m of ['store.key', 'copy.key']) {
