@@ -39,6 +39,11 @@ process.stdout.on('error', (e: NodeJS.ErrnoException) => {
   if (!process.exitCode) process.exitCode = stdoutStatus;
 });
 
+// A log reader that goes away (a `| tee` or a log shipper that exits) closes our stderr: what
+// would have been written there is lost from then on, but a server goes on serving and a command
+// finishes, instead of dying of an unhandled 'error' event with a stack trace.
+process.stderr.on('error', () => {});
+
 /**
  * Writes a result to stdout. Into a file Node writes once and drops the rest of a short write
  * (a disk filling up mid-write: the secret cut short, exit 0), so there every byte is written
@@ -151,7 +156,12 @@ function render(result: Result, json: boolean): void {
 }
 
 /** A commander program with our conventions: usage errors exit 2, help on stdout. */
+/** The running program's name, for warnings from helpers that are not told it. */
+let programName = 'certifier';
+export const runningProgram = (): string => programName;
+
 export function createProgram(name: string, description: string): Command {
+  programName = name;
   const program = new Command(name);
   program
     .description(description)

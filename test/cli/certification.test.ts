@@ -373,6 +373,28 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
       expect(printed.stderr).to.contain('1 of the policy\'s 1 claims have ended');
     });
 
+    it('simpleserver goes on certifying when whatever reads its log goes away (stderr closed: EPIPE)', async () => {
+      const child = spawn(process.execPath, [join(ROOT, 'cmd', 'bin', 'simpleserver.js'), 'serve', '--policy-key', 'policy-key.pem', '--policy-cert', 'policy-cert.pem', '--policy', 'policy.bin', '--listen', '127.0.0.1:0'], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+      let exit: number | null | undefined;
+      child.on('exit', (code) => (exit = code));
+      try {
+        let out = '';
+        const port = await new Promise<number>((resolve) => child.stdout.on('data', (d: Buffer) => {
+          out += d.toString();
+          const m = /^listening \S+:(\d+)$/m.exec(out);
+          if (m) resolve(Number(m[1]));
+        }));
+        child.stderr.destroy(); // a `| head` or log shipper that has gone
+        for (const store of ['stores/epipe-1', 'stores/epipe-2']) {
+          const r = await initTrust(store, { port });
+          expect(r.status, r.stderr).to.equal(0);
+        }
+        expect(exit, 'still serving').to.equal(undefined);
+      } finally {
+        child.kill('SIGTERM');
+      }
+    });
+
     it('measure prints one line per file, a name\'s newline or escape sequence escaped', async () => {
       writeFileSync(p('two\nlines'), 'x');
       writeFileSync(p('red\u001b[31m'), 'y');
