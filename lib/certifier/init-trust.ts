@@ -92,6 +92,8 @@ export async function initTrust(o: InitTrustOptions): Promise<InitTrustResult> {
   return { status: 'certified', peer: got.peer, request: got.request };
 }
 
+/** Within 3 days of its end, or past half its life for a certificate of 6 days or less (else a re-run would always renew it). */
 function renewDue(peer: ValidatedPeer, at: Date): boolean {
-  return peer.notAfter.getTime() - at.getTime() < RENEW_BEFORE_MS;
+  const life = peer.notAfter.getTime() - peer.notBefore.getTime();
+  return peer.notAfter.getTime() - at.getTime() < Math.min(RENEW_BEFORE_MS, life / 2);
 }

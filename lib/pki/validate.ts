@@ -35,6 +35,7 @@ export interface ValidatedPeer {
   domain: string;
   publicKey: KeyObject;
   subject: string;
+  notBefore: Date;
   notAfter: Date;
   /** The end of the whole path: the earlier of notAfter and the policy certificate's own end. */
   validUntil: Date;
@@ -193,6 +194,7 @@ export function validateAdmission(opts: ValidateAdmissionOptions): ValidatedPeer
       return leaf.publicKey;
     },
     subject: leaf.subject,
+    notBefore: new Date(leaf.notBefore),
     notAfter: new Date(leaf.notAfter),
     validUntil: new Date(Math.min(leaf.notAfter.getTime(), policy.notAfter.getTime())),
     fingerprintSha256Hex: leaf.fingerprintSha256Hex,

@@ -758,6 +758,19 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
       expect(certifications()).to.equal(before);
     });
 
+    it('says "already certified" for a short-lived certificate too (2 days): renewed past half its life, not at every run', async () => {
+      const short = await mustStart(['serve', '--policy-key', 'policy-key.pem', '--policy-cert', 'policy-cert.pem', '--policy', 'policy.bin', '--listen', '127.0.0.1:0', '--cert-days', '2'], dir);
+      try {
+        const r1 = await initTrust('stores/short-lived', { port: short.port });
+        expect(r1.status, r1.stderr).to.equal(0);
+        const r2 = await initTrust('stores/short-lived', { port: short.port });
+        expect(r2.status, r2.stderr).to.equal(0);
+        expect(r2.out).to.match(/^already certified \(serial [0-9a-f]+, valid until [^)]+\); nothing to do\n$/);
+      } finally {
+        await short.stop();
+      }
+    });
+
     it('says "already certified", exits 0, sends nothing and leaves exactly version 1 of both items', async () => {
       const listBefore = (await cu(['list-items', ...sealed('stores/machine'), '--json'])).json().items;
       const before = certifications();
