@@ -85,20 +85,25 @@ subcommand<JsonOption & { policy: string; policyCert: string; evidence: string; 
     const fields = req.support.enclaveType === SEV_ENCLAVE ? describeSnpEvidence(req.support) : [];
     if (fields.length && !o.json) process.stdout.write(fields.join('\n') + '\n');
     let decision: Decision;
+    let bound: Uint8Array | undefined;
     try {
       const facts = verifyEvidence(req.support, verifyOptionsFor(policy, at, amdCrls));
+      bound = facts.sessionBinding?.length ? facts.sessionBinding : undefined;
       decision = evaluate(policy, facts, { at, purpose: req.purpose, ...(o.sessionBinding ? { expectedBinding: fromHex(o.sessionBinding) } : {}) });
     } catch (e) {
       if (!(e instanceof CertifierError)) throw e;
       decision = { allow: false, code: e.code, reason: e.message, proof: [] };
     }
     const lines = [`decision: ${decision.allow ? 'allow' : `deny (${decision.code})`}`, ...decision.proof.map((p) => `  ${p}`)];
+    // A server checks the binding against its own TLS session; here only --session-binding can.
+    const unchecked = bound && !o.sessionBinding ? toHex(bound) : undefined;
+    if (unchecked) lines.push(`note: the evidence is bound to TLS session ${unchecked}, not checked here (a server refuses it on any other session; give --session-binding to check it)`);
     if (!decision.allow) {
       lines.push(`reason: ${decision.reason}`);
       process.stdout.write(o.json ? '' : lines.join('\n') + '\n');
       throw new CertifierError(decision.code, decision.reason, { details: { proof: decision.proof } });
     }
-    return { json: { decision: 'allow', measurement: toHex(decision.measurement), platform: decision.platform, proof: decision.proof, ...(fields.length ? { evidence: fields } : {}) }, text: lines };
+    return { json: { decision: 'allow', measurement: toHex(decision.measurement), platform: decision.platform, proof: decision.proof, ...(fields.length ? { evidence: fields } : {}), ...(unchecked ? { uncheckedSessionBinding: unchecked } : {}) }, text: lines };
   })
   .requiredOption('--policy <file>', 'the signed policy')
   .requiredOption('--policy-cert <file>', 'the policy certificate')

@@ -330,7 +330,9 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
       expect(lines.slice(1).join('\n')).to.match(/^ {2}platformKey key:[0-9a-f]{16} says attestKey key:[0-9a-f]{16} is-trusted-for-attestation \(signature verified\)$/m);
       expect(allow.out).to.contain(`speaks-for measurement ${M} (report signature verified)`);
       expect(allow.out).to.contain(`policy: policyKey says measurement ${M} is-trusted`);
-      expect(lines.at(-1)).to.match(new RegExp(`^ {2}therefore key:[0-9a-f]{16} is-trusted-for-authentication as measurement ${M}$`));
+      expect(lines.at(-2)).to.match(new RegExp(`^ {2}therefore key:[0-9a-f]{16} is-trusted-for-authentication as measurement ${M}$`));
+      // Saved from a TLS certification: bound to that session, which only --session-binding can check here.
+      expect(lines.at(-1)).to.match(/^note: the evidence is bound to TLS session [0-9a-f]{64}, not checked here/);
 
       const deny = await ss(['explain', '--policy', 'policy-m2.bin', '--policy-cert', 'policy-cert.pem', '--evidence', 'treq.bin']);
       expectRefusedExplain(deny, 'MEASUREMENT_NOT_TRUSTED');
