@@ -43,7 +43,7 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
     if (o.backend !== 'postgres') {
       const given = (name: string) => program.commands.find((c) => c.name() === 'serve')!.getOptionValueSource(name) === 'cli';
       const pgOnly = ['pgUrl', 'pgPoolSize', 'replicaId'].filter(given);
-      if (pgOnly.length) throw new CertifierError('USAGE', `${pgOnly.map((k) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`).join(', ')} go with --backend postgres`);
+      if (pgOnly.length) throw new CertifierError('USAGE', `${pgOnly.map((k) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`).join(', ')} ${pgOnly.length > 1 ? 'go' : 'goes'} with --backend postgres`);
     }
     if (o.backend === 'postgres') pgUrlOf(P, o); // a URL that cannot work is a usage error now, not a retry loop later
     if (o.backupDir) {

@@ -66,7 +66,14 @@ export function publicKeyFrom(bytes: Uint8Array, path: string): KeyObject {
 
 /** A certificate (PEM or DER) as DER. */
 export async function readCertificateFile(path: string): Promise<Uint8Array> {
-  return readCertificate(await readFileLimited(path, KEY_FILE_LIMIT));
+  const bytes = await readFileLimited(path, KEY_FILE_LIMIT);
+  try {
+    return readCertificate(bytes);
+  } catch (e) {
+    // Which file: a key given where a certificate belongs is the usual mistake.
+    if (e instanceof CertifierError) throw new CertifierError(e.code, `${path}: ${e.message}`, { cause: e, ...(e.details ? { details: e.details } : {}) });
+    throw e;
+  }
 }
 
 /** A measurement given as hex (64 or 96 digits). */

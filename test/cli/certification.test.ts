@@ -902,6 +902,9 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
         '--measurement', M, '--out', 'never-cert.pem']);
       expect(swapped.status, swapped.stderr).to.equal(1);
       expect(swapped.stderr).to.contain('policy-cert.pem holds a public key or certificate, not the private key [INVALID_KEY]');
+      const keyAsCert = await cu(['print-policy', '--policy', 'policy.bin', '--policy-cert', 'policy-key.pem']);
+      expect(keyAsCert.status, keyAsCert.stderr).to.equal(1);
+      expect(keyAsCert.stderr).to.contain('policy-key.pem: the PEM text holds no CERTIFICATE block');
     });
 
     it('refuses the policy key as a machine\'s or a platform\'s key, and an admission certificate as a platform certificate (INVALID_KEY)', async () => {
