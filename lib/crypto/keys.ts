@@ -164,15 +164,32 @@ export function looksLikePem(bytes: Uint8Array): boolean {
  */
 export function importPrivateKey(bytes: Uint8Array): KeyObject {
   let key: KeyObject;
+  const pem = looksLikePem(bytes) ? Buffer.from(bytes).toString('latin1') : undefined;
+  if (pem?.includes('-----BEGIN ENCRYPTED PRIVATE KEY-----') || /Proc-Type: *4,ENCRYPTED/.test(pem ?? '')) {
+    throw new CertifierError('INVALID_KEY', 'the private key is encrypted with a passphrase: decrypt it first (openssl pkey -in F -out F2), and keep F2 0600');
+  }
   try {
-    key = looksLikePem(bytes)
-      ? createPrivateKey({ key: Buffer.from(bytes).toString('latin1'), format: 'pem', passphrase: '' })
-      : createPrivateKey({ key: Buffer.from(bytes), format: 'der', type: 'pkcs8' });
+    key = pem !== undefined
+      ? createPrivateKey({ key: pem, format: 'pem', passphrase: '' })
+      : derPrivateKey(Buffer.from(bytes));
   } catch (cause) {
-    throw new CertifierError('INVALID_KEY', 'not a private key in PEM or DER (PKCS#8) form', { cause });
+    throw new CertifierError('INVALID_KEY', 'not a private key in PEM, or in DER as PKCS#8 or SEC1 (EC)', { cause });
   }
   keyAlgOf(key);
   return key;
+}
+
+/** A DER private key: PKCS#8, or SEC1 (an EC key as `openssl ec -outform DER` writes it). */
+function derPrivateKey(der: Buffer): KeyObject {
+  try {
+    return createPrivateKey({ key: der, format: 'der', type: 'pkcs8' });
+  } catch (first) {
+    try {
+      return createPrivateKey({ key: der, format: 'der', type: 'sec1' });
+    } catch {
+      throw first;
+    }
+  }
 }
 
 /**

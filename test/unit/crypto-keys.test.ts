@@ -222,6 +222,21 @@ describe('crypto keys', () => {
     }
   });
 
+  describe('EC keys in SEC1, and encrypted keys', () => {
+    it('reads an EC key in SEC1 DER (openssl ec -outform DER) as in SEC1 PEM', async () => {
+      const { privateKey } = await generateKeyPair('p256');
+      const sec1 = privateKey.export({ type: 'sec1', format: 'der' });
+      expectSamePrivate(importPrivateKey(new Uint8Array(sec1)), privateKey);
+      expectSamePrivate(importPrivateKey(utf8(privateKey.export({ type: 'sec1', format: 'pem' }) as string)), privateKey);
+    });
+
+    it('says an encrypted private key is encrypted (INVALID_KEY), rather than "not a private key"', async () => {
+      const { privateKey } = await generateKeyPair('p256');
+      const encrypted = privateKey.export({ type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase: 'pw' }) as string;
+      expect(() => importPrivateKey(utf8(encrypted))).to.throw(CertifierError, 'the private key is encrypted with a passphrase');
+    });
+  });
+
   describe('refusing keys', () => {
     const unsupported = {} as Record<'ed25519' | 'x25519' | 'p521' | 'secp256k1' | 'rsa1024' | 'rsa3072', { privateKey: KeyObject; publicKey: KeyObject }>;
     before(async () => {
