@@ -140,6 +140,14 @@ export function addTrustCommands(program: Command): void {
         platforms.push({ key, name: 'platformKey' });
       }
       const measurements = o.trustMeasurement.map(parseMeasurementHex);
+      // The simulated platform measures with SHA-256 (32 bytes), SEV-SNP launches with SHA-384 (48).
+      const snpOnly = o.trustPlatform.length === 0;
+      const simulatedOnly = o.trustAmdRoot.length === 0 && o.trustAmdRootCert.length === 0;
+      for (const m of measurements) {
+        if ((snpOnly && m.length !== 48) || (simulatedOnly && m.length !== 32)) {
+          warn(P, `the measurement ${toHex(m)} is ${m.length} bytes, which no platform the policy trusts produces (${snpOnly ? 'SEV-SNP launch measurements are 48 bytes, 96 hex digits' : 'simulated-platform measurements are 32 bytes, 64 hex digits'}): it will admit nothing`);
+        }
+      }
       const sameMeasurement = measurements.findIndex((m, i) => measurements.findIndex((x) => Buffer.from(x).equals(Buffer.from(m))) !== i);
       if (sameMeasurement >= 0) throw new CertifierError('USAGE', `--trust-measurement ${toHex(measurements[sameMeasurement]!)} is given twice: the policy would say it twice`);
       const samePlatform = platforms.findIndex((p, i) => platforms.findIndex((x) => sameKey(x.key, p.key)) !== i);

@@ -406,6 +406,19 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
         `${createHash('sha256').update('x').digest('hex')}  two\\u000alines`, `${createHash('sha256').update('y').digest('hex')}  red\\u001b[31m`, '']);
     });
 
+    it('make-policy warns of a measurement no trusted platform can produce (its length), and writes the policy', async () => {
+      const policy = ['--policy-key', 'policy-key.pem', '--policy-cert', 'policy-cert.pem'];
+      const simulated = await cu(['make-policy', ...policy, '--trust-platform', 'platform/platform-cert.pem', '--trust-measurement', 'ab'.repeat(48), '--out', 'odd-1.bin']);
+      expect(simulated.status, simulated.stderr).to.equal(0);
+      expect(simulated.stderr).to.contain(`the measurement ${'ab'.repeat(48)} is 48 bytes, which no platform the policy trusts produces (simulated-platform measurements are 32 bytes`);
+      const snp = await cu(['make-policy', ...policy, '--trust-amd-root', 'milan', '--snp-min-tcb', '3:0:8:115', '--trust-measurement', M, '--out', 'odd-2.bin']);
+      expect(snp.status, snp.stderr).to.equal(0);
+      expect(snp.stderr).to.contain('SEV-SNP launch measurements are 48 bytes');
+      const both = await cu(['make-policy', ...policy, '--trust-platform', 'platform/platform-cert.pem', '--trust-amd-root', 'milan', '--snp-min-tcb', '3:0:8:115', '--trust-measurement', M, '--trust-measurement', 'ab'.repeat(48), '--out', 'odd-3.bin']);
+      expect(both.status, both.stderr).to.equal(0);
+      expect(both.stderr).to.not.contain('which no platform');
+    });
+
     it('make-policy refuses a measurement, a platform key or an AMD root named twice (USAGE), in any spelling', async () => {
       const base = ['make-policy', '--policy-key', 'policy-key.pem', '--policy-cert', 'policy-cert.pem', '--out', 'twice.bin'];
       const cases: [string[], string][] = [
