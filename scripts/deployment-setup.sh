@@ -129,10 +129,12 @@ cu make-policy --policy-key "$dir/policy-key.pem" --policy-cert "$dir/policy-cer
   --trust-platform "$dir/platform/platform-cert.pem" "${amd[@]}" ${min_tcb:+--snp-min-tcb "$min_tcb"} \
   "${args[@]}" --days "$days" --out "$dir/policy.bin" >&2
 
+# The commands below are printed to be pasted: a directory with a space in its name is quoted.
+qdir=$(printf '%q' "$dir") qdomain=$(printf '%q' "$domain")
 cat <<NEXT
 # Deployment machine ready in $dir. Next:
-simpleserver serve --policy-key $dir/policy-key.pem --policy-cert $dir/policy-cert.pem --policy $dir/policy.bin --listen 0.0.0.0:8123
-cert-utility init-trust --domain $domain --policy-cert $dir/policy-cert.pem --server 127.0.0.1:8123 --store $dir/keyserver-store --sealed --platform-dir $dir/platform --measurement-file $dir/measurements/<key-server program>.measurement
-key-server serve --domain $domain --policy-cert $dir/policy-cert.pem --store $dir/keyserver-store --sealed --platform-dir $dir/platform --measurement-file $dir/measurements/<key-server program>.measurement --data $dir/keyserver-data --listen 0.0.0.0:8120
+simpleserver serve --policy-key $qdir/policy-key.pem --policy-cert $qdir/policy-cert.pem --policy $qdir/policy.bin --listen 0.0.0.0:8123
+cert-utility init-trust --domain $qdomain --policy-cert $qdir/policy-cert.pem --server 127.0.0.1:8123 --store $qdir/keyserver-store --sealed --platform-dir $qdir/platform --measurement-file $qdir/measurements/<key-server program>.measurement
+key-server serve --domain $qdomain --policy-cert $qdir/policy-cert.pem --store $qdir/keyserver-store --sealed --platform-dir $qdir/platform --measurement-file $qdir/measurements/<key-server program>.measurement --data $qdir/keyserver-data --listen 0.0.0.0:8120
 # Into each VM image: $dir/policy-cert.pem and scripts/first-boot.sh; for a simulated VM also the platform files (attest-key.pem, endorsement.bin) and its measurement (a SEV-SNP VM's hardware supplies both)
 NEXT
