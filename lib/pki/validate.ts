@@ -102,10 +102,10 @@ function checkPolicy(policyCert: Uint8Array, at: Date): ParsedCert {
     validityProblem(policy, at, 'policy'),
     policy.isCA ? undefined : problem('BAD_CERTIFICATE', 'policy-not-ca', 'the policy certificate is not a CA (basicConstraints cA is not set)'),
     policy.keyUsage.includes('keyCertSign') ? undefined : problem('BAD_CERTIFICATE', 'policy-key-usage', policy.keyUsage.length ? 'the policy certificate\'s key usage lacks keyCertSign' : 'the policy certificate has no key usage extension (it needs keyCertSign)'),
-    // TLS (OpenSSL) applies a CA's extended key usage to what it issues: one that allows neither
-    // TLS purpose makes every admission certificate fail every handshake.
-    policy.extKeyUsage.length === 0 || TLS_PURPOSES.some((u) => policy.extKeyUsage.includes(u)) ? undefined
-      : problem('BAD_CERTIFICATE', 'policy-ext-key-usage', `the policy certificate's extended key usage (${policy.extKeyUsage.join(', ')}) allows neither TLS client nor server authentication`),
+    // TLS (OpenSSL) applies a CA's extended key usage to what it issues, and every machine is both
+    // a TLS client and a TLS server: one that does not allow both fails handshakes in one direction.
+    policy.extKeyUsage.length === 0 || policy.extKeyUsage.includes('anyExtendedKeyUsage') || (policy.extKeyUsage.includes('serverAuth') && policy.extKeyUsage.includes('clientAuth')) ? undefined
+      : problem('BAD_CERTIFICATE', 'policy-ext-key-usage', `the policy certificate's extended key usage (${policy.extKeyUsage.join(', ')}) does not allow both TLS client and server authentication`),
     // Two domains: which would the machines it admits belong to?
     policy.organizations.filter((o) => domainOfPolicyOrganization(o) !== undefined).length > 1
       ? problem('BAD_CERTIFICATE', 'policy-domains', 'the policy certificate names more than one domain (O=<domain>/policyAuthority)') : undefined,
@@ -136,7 +136,6 @@ function checkIssuedByPolicy(chain: Uint8Array[], policyCert: Uint8Array, leaf: 
   }
 }
 
-const TLS_PURPOSES = ['serverAuth', 'clientAuth', 'anyExtendedKeyUsage'];
 const EKU_FOR: Record<Usage, string[]> = { client: ['clientAuth'], server: ['serverAuth'], any: ['clientAuth', 'serverAuth'], role: ['roleCredential', 'clientAuth'] };
 
 
