@@ -112,12 +112,14 @@ export function parseHostPort(value: string, flag: string, o: { listen?: boolean
 }
 
 /**
- * Warns when a secret file (a private key, key file, passphrase) can be read or written by users
- * other than its owner, as ssh would refuse it: the secret is then the whole machine's.
+ * Warns when a secret file (a private key, key file, passphrase) can be read or changed by every
+ * user of the machine, or changed by its group: the secret is then not its owner's. Readable by
+ * its group (0640, a service reading a file root owns) is a layout of its own, and not warned of.
  */
 export async function warnIfShared(path: string, what: string): Promise<void> {
   const st = await stat(path).catch(() => undefined);
-  if (!st?.isFile() || (st.mode & 0o077) === 0) return;
+  if (!st?.isFile() || (st.mode & 0o027) === 0) return;
   const mode = (st.mode & 0o777).toString(8).padStart(4, '0');
-  warn(runningProgram(), `${what} ${path} can be ${st.mode & 0o044 ? 'read' : 'written'} by users other than its owner (mode ${mode}): chmod 600 ${path}`);
+  const who = st.mode & 0o007 ? `can be ${st.mode & 0o004 ? 'read' : 'used'} by every user of the machine` : 'can be changed by its group';
+  warn(runningProgram(), `${what} ${path} ${who} (mode ${mode}): chmod 600 ${path} (or 640 for a group that reads it)`);
 }

@@ -71,13 +71,13 @@ describe('cert-utility store commands (transcripts)', function () {
       expect(existsSync(store)).to.equal(false);
     });
 
-    it('warns of a key file or passphrase file other users can read (as ssh would refuse it), and not of one they cannot', async () => {
+    it('warns of a key file or passphrase file every user can read (as ssh would refuse it), and not of one only its group reads', async () => {
       writeFileSync(join(tmp.dir, 'shared.key'), Buffer.alloc(32, 7), { mode: 0o644 });
       chmodSync(join(tmp.dir, 'shared.key'), 0o644);
       const shared = await cu(['create-store', '--store', join(tmp.dir, 'shared-store'), '--key-file', join(tmp.dir, 'shared.key')]);
       expect(shared.status, shared.stderr).to.equal(0);
-      expect(shared.stderr).to.contain(`warning: the key file ${join(tmp.dir, 'shared.key')} can be read by users other than its owner (mode 0644): chmod 600`);
-      chmodSync(join(tmp.dir, 'shared.key'), 0o600);
+      expect(shared.stderr).to.contain(`warning: the key file ${join(tmp.dir, 'shared.key')} can be read by every user of the machine (mode 0644): chmod 600`);
+      chmodSync(join(tmp.dir, 'shared.key'), 0o640); // a group that reads it: a layout of its own
       const own = await cu(['list-items', '--store', join(tmp.dir, 'shared-store'), '--key-file', join(tmp.dir, 'shared.key')]);
       expect(own.status, own.stderr).to.equal(0);
       expect(own.stderr).to.equal('');
