@@ -10,7 +10,7 @@
 // one else can write them.
 
 import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, lstatSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, join, sep } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
@@ -127,12 +127,17 @@ function safeFolders(outDir) {
   return tightened;
 }
 
+// Who may have written a bundle that runs: this user, root, or the owner of the install itself
+// (who can change its sources anyway), so root running a service user's checkout uses its bundles.
+let installOwner;
 function trustedOwner(st) {
-  return st.uid === 0 || st.uid === process.geteuid();
+  installOwner ??= statSync(ROOT).uid;
+  return st.uid === 0 || st.uid === process.geteuid() || st.uid === installOwner;
 }
 
+/** A regular file itself (a link is not followed: another user's link to a file of ours is not ours), trusted and closed. */
 function trustedFile(path) {
-  const st = statSync(path, { throwIfNoEntry: false });
+  const st = lstatSync(path, { throwIfNoEntry: false });
   return st !== undefined && st.isFile() && trustedOwner(st) && (st.mode & 0o022) === 0;
 }
 

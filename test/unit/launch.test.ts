@@ -91,6 +91,15 @@ describe('cmd/bin/launch.js: bundles kept current', function () {
     expect(modes()).to.include({ '.cache/bin': '755', '.cache/bin/hello.mjs': '644' });
   });
 
+  it('never runs a bundle that is a link (another user\'s link may name any file of ours): it is remade', () => {
+    expect(run('hello')).to.include({ status: 0, out: 'hi world\n' });
+    writeFileSync(join(tmp.dir, '.cache', 'bin', 'other.mjs'), "console.log('planted');\n", { mode: 0o644 });
+    rmSync(bundle());
+    symlinkSync('other.mjs', bundle());
+    expect(run('hello')).to.include({ status: 0, out: 'hi world\n' });
+    expect(readFileSync(bundle(), 'utf8')).to.not.contain('planted');
+  });
+
   it("never runs a bundle from another user's folder: the program runs through tsx", function () {
     if (process.geteuid!() !== 0) this.skip(); // only root can give a folder to another user
     plant();
