@@ -17,7 +17,7 @@ import { joinReplica } from '../lib/keyclient/replica-join.ts';
 import { openPostgres, pgUrlOf, PG_URL_ENV, type PostgresOptions } from './key-server/postgres.ts';
 import { prepareRenewal } from './key-server/renewal.ts';
 import { stat } from 'node:fs/promises';
-import { backupName, pruneBackups } from '../lib/keyservice/backups.ts';
+import { backupName, prepareBackupDir, pruneBackups } from '../lib/keyservice/backups.ts';
 import { loadPlatform } from './common/platform.ts';
 import { addExamples, choice, createProgram, domainName, intInRange, note, run, subcommand, warn, type JsonOption } from './common/cli.ts';
 import { protectorFrom, storeOptions, type ProtectionOptions } from './common/protection.ts';
@@ -49,6 +49,7 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
     if (o.backupDir) {
       const st = await stat(o.backupDir).catch(() => undefined);
       if (st && !st.isDirectory()) throw new CertifierError('USAGE', `--backup-dir ${o.backupDir} is not a directory`);
+      await prepareBackupDir(o.backupDir);
     }
     const policyCert = await readCertificateFile(o.policyCert);
     validatePolicyCert(policyCert, new Date());
@@ -94,6 +95,7 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
       const backupDir = o.backupDir;
       const backup = level && backupDir
         ? async () => {
+          await prepareBackupDir(backupDir); // again: it may have been removed, or opened to others, since
           const r = await level.backupTo(join(backupDir, backupName(new Date())));
           // Only after the new one is whole: a failed backup never costs an older one.
           const { removed, ahead } = o.backupKeep ? await pruneBackups(backupDir, o.backupKeep, o.data, r.path) : { removed: [], ahead: [] };
@@ -120,7 +122,7 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
   .option('--acl <file>', 'JSON access control list (SIGHUP reads it again)')
   .option('--certifier <host:port>', 'simpleserver: renew this server\'s certificate through it, at start when due and days before it ends (needs the platform flags)')
   .option('--audit <file>', 'audit log (default DATA/audit.jsonl; with postgres DATA/audit-REPLICA.jsonl)')
-  .option('--backup-dir <dir>', 'on SIGUSR1, write a consistent copy of the key database (ciphertext only) to DIR/keys-TIME while serving')
+  .option('--backup-dir <dir>', 'on SIGUSR1, write a consistent copy of the key database (ciphertext only) to DIR/keys-TIME while serving; DIR must be writable by this user alone')
   .option('--backup-keep <n>', 'after each backup, remove all but the newest N in --backup-dir (default: keep every one)', intInRange(1, 100_000))
   .option('--audit-rotate-mb <n>', 'keep the audit log as segments of about N MiB (FILE.FIRST-LAST beside it), which may be archived', intInRange(1, 1_048_576))
   .option('--log-json', 'log JSON lines instead of text')

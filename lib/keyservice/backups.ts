@@ -1,6 +1,7 @@
 // Backups of a LevelDB key database kept in one directory (key-server serve --backup-dir): each is
 // DIR/keys-TIME, whole or absent (LevelBackend.backupTo). Pruning keeps the newest few, and clears
-// away the partial copy a process that died while writing one left behind.
+// away the partial copy a process that died while writing one left behind. The directory must be
+// this user's alone (backupDirProblem).
 
 import { promises as fs } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
@@ -12,7 +13,30 @@ export function backupName(at: Date): string {
 }
 
 const BACKUP = /^keys-\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d-\d{3}Z$/;
-const PARTIAL = /^keys-\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d-\d{3}Z\.partial-(\d+)$/;
+// keys-TIME.partial-PID-XXXXXX (LevelBackend.backupTo), or keys-TIME.partial-PID from before.
+const PARTIAL = /^keys-\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d-\d{3}Z\.partial-(\d+)(-[A-Za-z0-9]{6})?$/;
+
+/**
+ * Why a directory with these owner and mode is no place for backups, or undefined. Anyone else who
+ * can write in it could plant names there (a link where a copy is being written, a keys-TIME of
+ * their own to be restored from, an old one to roll back to) or take ours away; a sticky bit (as
+ * on /tmp) still lets them plant names. So it must be this user's, and writable by no one else.
+ */
+export function backupDirProblem(st: { uid: number; mode: number }, uid: number): string | undefined {
+  if (st.uid !== uid) return `it belongs to user ${st.uid}, not to this user (${uid})`;
+  if ((st.mode & 0o022) !== 0) return `others can write in it (mode ${(st.mode & 0o7777).toString(8).padStart(4, '0')})`;
+  return undefined;
+}
+
+/** Makes the backup directory if missing (0700); FILE_ERROR if it is not this user's alone. */
+export async function prepareBackupDir(dir: string): Promise<void> {
+  const st = await fs.mkdir(dir, { recursive: true, mode: 0o700 }).then(() => fs.stat(dir)).catch((e: Error) => {
+    throw new CertifierError('FILE_ERROR', `cannot use --backup-dir ${dir}: ${e.message}`, { cause: e });
+  });
+  const uid = process.getuid?.();
+  const problem = uid === undefined ? undefined : backupDirProblem(st, uid);
+  if (problem) throw new CertifierError('FILE_ERROR', `--backup-dir ${dir} is not safe for backups of keys: ${problem}; use a directory only this user can write in`, { details: { path: dir } });
+}
 
 function alive(pid: number): boolean {
   try {

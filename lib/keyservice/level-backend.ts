@@ -107,6 +107,11 @@ async function prepareDir(dir: string): Promise<void> {
   }
 }
 
+/** ALREADY_EXISTS if anything is at `dir`, even a link that leads nowhere. */
+async function refuseTaken(dir: string): Promise<void> {
+  if (await fs.lstat(dir).then(() => true, () => false)) throw new CertifierError('ALREADY_EXISTS', `${dir} exists; a backup goes to a new directory`);
+}
+
 /** The database holds only ciphertext, but its files are nobody else's business: 0600. */
 async function tightenFiles(dir: string): Promise<void> {
   for (const name of await fs.readdir(dir)) {
@@ -318,9 +323,10 @@ export class LevelBackend implements KeyBackend {
 
   /**
    * Writes a consistent copy of the whole database (one snapshot: records, version marks, format
-   * and storage key id) to DIR while the backend serves on. The copy is filled in a temporary
-   * directory beside DIR, synced, then renamed, so DIR is whole or absent; it opens as a key-server
-   * data directory and, like the original, holds only ciphertext. One backup at a time.
+   * and storage key id) to DIR, whose parent must exist, while the backend serves on. The copy is
+   * filled in a new directory beside DIR (DIR.partial-PID-XXXXXX), synced, then renamed, so DIR is
+   * whole or absent; it opens as a key-server data directory and, like the original, holds only
+   * ciphertext. One backup at a time.
    */
   async backupTo(dir: string): Promise<{ records: number; path: string }> {
     this.checkOpen();
@@ -331,9 +337,13 @@ export class LevelBackend implements KeyBackend {
   }
 
   private async copyTo(dir: string): Promise<{ records: number; path: string }> {
-    if (await fs.stat(dir).then(() => true, () => false)) throw new CertifierError('ALREADY_EXISTS', `${dir} exists; a backup goes to a new directory`);
-    const tmp = `${dir}.partial-${process.pid}`;
-    await prepareDir(tmp);
+    await refuseTaken(dir);
+    // Made by mkdir(2), which fails on anything already at the name (a link is never followed),
+    // under a name no one can guess, 0700 from the start: nothing planted beside it is written
+    // through, and nothing is chmod'ed.
+    const tmp = await fs.mkdtemp(`${dir}.partial-${process.pid}-`).catch((e: Error) => {
+      throw new CertifierError('FILE_ERROR', `cannot write a backup to ${dir}: ${e.message}`, { cause: e });
+    });
     const copy: Db = new Level(tmp, { keyEncoding: 'utf8', valueEncoding: 'view', createIfMissing: true, errorIfExists: true });
     let records = 0;
     try {
@@ -355,6 +365,9 @@ export class LevelBackend implements KeyBackend {
         await copy.close();
       }
       await tightenFiles(tmp);
+      // rename(2) never follows a link at the new name, and fails on one (a directory cannot
+      // replace a non-directory); this says so plainly.
+      await refuseTaken(dir);
       await fs.rename(tmp, dir);
       await syncDir(join(dir, '..'));
       return { records, path: dir };

@@ -1,7 +1,7 @@
 // Usage mistakes across the programs, caught before any work: exit 2 with the flag named.
 
 import { expect } from 'chai';
-import { closeSync, mkdirSync, openSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, mkdirSync, openSync, symlinkSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { ROOT, run, tempDir, type Program } from '../support/helpers.ts';
@@ -136,5 +136,11 @@ describe('usage mistakes across the programs (exit 2, before any work)', () => {
     const backup = await run('key-server', [...base, '--backup-dir', join(tmp.dir, 'a-file')]);
     expect(backup.status).to.equal(2);
     expect(backup.stderr).to.contain('is not a directory');
+    // Others could plant names in it (a link where a copy is written): refused before anything starts.
+    mkdirSync(join(tmp.dir, 'shared'));
+    chmodSync(join(tmp.dir, 'shared'), 0o1777);
+    const shared = await run('key-server', [...base, '--backup-dir', join(tmp.dir, 'shared')]);
+    expect(shared.status, shared.stderr).to.equal(1);
+    expect(shared.stderr).to.contain('FILE_ERROR').and.contain('is not safe for backups of keys: others can write in it (mode 1777)');
   });
 });

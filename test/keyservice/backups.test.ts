@@ -1,10 +1,11 @@
 // Pruning the key-server's backups (--backup-keep): the newest N stay, partial copies left by a
-// process that died go, and nothing else in the directory is touched.
+// process that died go, and nothing else in the directory is touched; and the directory they are
+// kept in, which must be the server user's alone.
 
 import { expect } from 'chai';
-import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { backupName, pruneBackups } from '../../lib/keyservice/backups.ts';
+import { backupDirProblem, backupName, prepareBackupDir, pruneBackups } from '../../lib/keyservice/backups.ts';
 import { tempDir } from '../support/helpers.ts';
 import { rejects } from '../support/rejects.ts';
 
@@ -17,12 +18,12 @@ describe('key-server backups: pruning', () => {
     const names = [0, 1, 2, 3].map((d) => backupName(new Date(Date.UTC(2026, 11, 1 + d, 3))));
     for (const n of names) mkdirSync(join(tmp.dir, n));
     const dead = `${backupName(new Date(Date.UTC(2026, 10, 1)))}.partial-2147483646`; // no such process
-    const live = `${backupName(new Date(Date.UTC(2026, 10, 2)))}.partial-${process.pid}`;
-    mkdirSync(join(tmp.dir, dead));
-    mkdirSync(join(tmp.dir, live));
+    const deadNow = `${backupName(new Date(Date.UTC(2026, 10, 1)))}.partial-2147483646-Ab3xY9`; // as backupTo names them
+    const live = `${backupName(new Date(Date.UTC(2026, 10, 2)))}.partial-${process.pid}-q1W2e3`;
+    for (const n of [dead, deadNow, live]) mkdirSync(join(tmp.dir, n));
     writeFileSync(join(tmp.dir, 'notes.txt'), 'mine');
     const { removed } = await pruneBackups(tmp.dir, 2);
-    expect(removed).to.deep.equal([names[0], names[1], dead]);
+    expect(removed).to.deep.equal([names[0], names[1], dead, deadNow]);
     expect(readdirSync(tmp.dir).sort()).to.deep.equal([names[2], names[3], live, 'notes.txt'].sort());
     await rejects(pruneBackups(tmp.dir, 0), 'INVALID_INPUT');
   });
@@ -44,6 +45,22 @@ describe('key-server backups: pruning', () => {
     // Kept and not counted, so the newest 2 really made stay beside it.
     expect(await pruneBackups(tmp.dir, 2, undefined, join(tmp.dir, written))).to.deep.equal({ removed: [oldest], ahead: [ahead] });
     expect(readdirSync(tmp.dir).sort()).to.deep.equal([older, written, ahead].sort());
+  });
+
+  it('keeps backups only in a directory of this user\'s that no one else can write in, made 0700 if missing', async () => {
+    const uid = process.getuid!();
+    expect(backupDirProblem({ uid, mode: 0o40700 }, uid)).to.equal(undefined);
+    expect(backupDirProblem({ uid, mode: 0o40755 }, uid)).to.equal(undefined);
+    expect(backupDirProblem({ uid, mode: 0o40770 }, uid)).to.contain('others can write in it (mode 0770)');
+    expect(backupDirProblem({ uid, mode: 0o41777 }, uid)).to.contain('mode 1777'); // sticky, as /tmp: others still plant names
+    expect(backupDirProblem({ uid: uid + 1, mode: 0o40700 }, uid)).to.contain(`belongs to user ${uid + 1}`);
+    const made = join(tmp.dir, 'made', 'here');
+    await prepareBackupDir(made);
+    expect(statSync(made).mode & 0o777).to.equal(0o700);
+    const shared = join(tmp.dir, 'shared');
+    mkdirSync(shared);
+    chmodSync(shared, 0o1777);
+    expect((await rejects(prepareBackupDir(shared), 'FILE_ERROR')).message).to.contain('not safe for backups of keys');
   });
 
   it('names backups so that they sort by time', () => {

@@ -2,7 +2,7 @@
 // permissions, foreign databases, damaged records).
 
 import { expect } from 'chai';
-import { readdirSync, statSync } from 'node:fs';
+import { lstatSync, mkdirSync, readdirSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Level } from 'level';
 import { decode } from '../../lib/wire/index.ts';
@@ -120,6 +120,7 @@ describe('LevelBackend', () => {
       await b.bindStorageKey('ab'.repeat(16));
       // Appends while the copy runs may or may not be in it; every record that is must open.
       const during = Promise.all(Array.from({ length: 20 }, () => b.append('late', (v) => recordFor('late', v))));
+      mkdirSync(join(tmp.dir, 'backups'));
       const r = await b.backupTo(join(tmp.dir, 'backups', 'one'));
       await during;
       expect(r).to.deep.include({ path: join(tmp.dir, 'backups', 'one') });
@@ -135,6 +136,37 @@ describe('LevelBackend', () => {
       } finally {
         await copy.close();
       }
+    } finally {
+      await b.close();
+    }
+  });
+
+  it('writes a backup through no link planted beside it: the folder it fills is its own, and a link at the final name is refused', async () => {
+    const b = await LevelBackend.open(dir);
+    try {
+      await b.append('n1', (v) => recordFor('n1', v));
+      // Another user's folder, and links to it at the names a backup would use, planted in advance.
+      const victim = join(tmp.dir, 'victim');
+      mkdirSync(victim, { mode: 0o755 });
+      writeFileSync(join(victim, 'LOG'), 'theirs', { mode: 0o644 });
+      const backups = join(tmp.dir, 'backups');
+      mkdirSync(backups, { mode: 0o700 });
+      const target = join(backups, 'keys-1');
+      symlinkSync(victim, `${target}.partial-${process.pid}`);
+      const r = await b.backupTo(target);
+      expect(lstatSync(target).isDirectory()).to.equal(true);
+      expect(r.records).to.equal(1);
+      expect(readdirSync(victim)).to.deep.equal(['LOG']);
+      expect(statSync(victim).mode & 0o777).to.equal(0o755);
+      expect(statSync(join(victim, 'LOG')).mode & 0o777).to.equal(0o644);
+      // A link (even one leading nowhere) where the backup would go is a name already taken.
+      for (const to of [victim, join(tmp.dir, 'nowhere')]) {
+        symlinkSync(to, join(backups, 'keys-2'));
+        await rejects(b.backupTo(join(backups, 'keys-2')), 'ALREADY_EXISTS');
+        unlinkSync(join(backups, 'keys-2'));
+      }
+      expect(readdirSync(victim)).to.deep.equal(['LOG']);
+      expect(readdirSync(backups).sort()).to.deep.equal(['keys-1', `keys-1.partial-${process.pid}`]);
     } finally {
       await b.close();
     }
