@@ -336,6 +336,25 @@ describe('audit log', () => {
     expect((await rejects(AuditLog.open(join(tmp.dir, 'second-name.jsonl')), 'FILE_ERROR')).message).to.contain('2 hard links');
   });
 
+  it('takes its lock in a directory of its own made 0700, and refuses a link planted where the lock goes, writing nothing through it', async () => {
+    const log = await AuditLog.open(path);
+    await log.close();
+    expect(statSync(`${path}.lock`).mode & 0o777).to.equal(0o700);
+    const victim = join(tmp.dir, 'victim');
+    mkdirSync(victim, { mode: 0o755 });
+    writeFileSync(join(victim, 'LOG'), 'theirs');
+    const other = join(tmp.dir, 'other.jsonl');
+    symlinkSync(victim, `${other}.lock`);
+    const e = await rejects(AuditLog.open(other), 'FILE_ERROR');
+    expect(e.message).to.contain(`${other}.lock`).and.contain('symbolic link');
+    expect(readdirSync(victim)).to.deep.equal(['LOG']);
+    expect(statSync(victim).mode & 0o777).to.equal(0o755);
+    expect(existsSync(other)).to.equal(false);
+    rmSync(`${other}.lock`);
+    writeFileSync(`${other}.lock`, '');
+    expect((await rejects(AuditLog.open(other), 'FILE_ERROR')).message).to.contain('not a directory');
+  });
+
   it('follows a relative link inside a linked directory as the kernel does, to the same file and lock', async () => {
     mkdirSync(join(tmp.dir, 'real', 'logs'), { recursive: true });
     mkdirSync(join(tmp.dir, 'real', 'a'));
