@@ -159,7 +159,7 @@ async function scan(path: string, continuing = false): Promise<ScanResult> {
   if ((await fh.stat()).isDirectory()) {
     await fh.close();
     // Most likely the lock beside the log (F.lock/) caught by a glob meant for segments.
-    throw new CertifierError('FILE_ERROR', `${path} is a directory, not an audit log${path.endsWith('.lock') ? ' (the lock a key-server keeps beside its log)' : ''}: give the segments as F.[0-9]*`);
+    throw directoryGiven(path, 'give the segments as F.[0-9]*');
   }
   const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
   let line = 0;
@@ -326,6 +326,11 @@ export async function repairAuditTail(path: string): Promise<{ lines: number; re
   }
 }
 
+/** FILE_ERROR for a directory given where a log goes (a directory's links are its entries, not names of a log). */
+function directoryGiven(path: string, then: string): CertifierError {
+  return new CertifierError('FILE_ERROR', `${path} is a directory, not an audit log${path.endsWith('.lock') ? ' (the lock a key-server keeps beside its log)' : ''}: ${then}`);
+}
+
 function notVerified(path: string, r: { line: number; problem: string }, then: string): CertifierError {
   return new CertifierError('INTEGRITY', `the audit log ${path} does not verify at line ${r.line}: ${r.problem}; ${then}`, { details: { line: r.line, problem: r.problem } });
 }
@@ -339,6 +344,8 @@ async function lockAudit(path: string, inUse = `the audit log ${path} is in use 
   const real = await realFilePath(path);
   // A second name for the file (a hard link) would be a second lock: refused, not followed.
   const st = await fs.stat(real).catch(() => undefined);
+  if (st?.isDirectory()) throw directoryGiven(path, 'give the log file itself');
+  if (st && !st.isFile()) throw new CertifierError('FILE_ERROR', `the audit log ${path} is not a regular file`);
   if (st && st.nlink > 1) throw new CertifierError('FILE_ERROR', `the audit log ${path} has ${st.nlink} hard links: give each log one name, so that one lock keeps one writer`);
   return holdLock(`${real}.lock`, inUse);
 }

@@ -390,6 +390,14 @@ describe('e2e: keys stored and retrieved through key-server on loopback', functi
       const busy = await run('key-server', ['repair-audit', log]);
       expectFailure(busy, 1, 'STORE_LOCKED');
       expect(busy.stderr).to.contain('in use by a running key-server: stop it before repairing the log');
+      // A directory given as the log is named as one, not as a file with two hard links.
+      const auditDir = d.path('audit-dir');
+      mkdirSync(auditDir);
+      const serveArgs = ['serve', '--domain', d.name, '--policy-cert', d.policyCertFile, '--data', d.path('audit-2-data'), '--listen', '127.0.0.1:0', ...second.storeArgs];
+      for (const r of [await run('key-server', [...serveArgs, '--audit', auditDir]), await run('key-server', ['repair-audit', auditDir])]) {
+        expectFailure(r, 1, 'FILE_ERROR');
+        expect(r.stderr).to.contain(`${auditDir} is a directory, not an audit log`);
+      }
       // Its own cryptstore as its key database: a usage error, not "in use by another process".
       const storeDir = second.storeArgs[second.storeArgs.indexOf('--store') + 1]!;
       const same = await run('key-server', ['serve', '--domain', d.name, '--policy-cert', d.policyCertFile, '--data', `${storeDir}/`, '--listen', '127.0.0.1:0', ...second.storeArgs]);

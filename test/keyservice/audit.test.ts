@@ -355,6 +355,15 @@ describe('audit log', () => {
     expect((await rejects(AuditLog.open(other), 'FILE_ERROR')).message).to.contain('not a directory');
   });
 
+  it('refuses a directory given as the log to open or repair as a directory, not as a file with hard links', async () => {
+    const dir = join(tmp.dir, 'a-directory');
+    mkdirSync(dir);
+    for (const e of [await rejects(AuditLog.open(dir), 'FILE_ERROR'), await rejects(repairAuditTail(dir), 'FILE_ERROR')]) {
+      expect(e.message).to.equal(`${dir} is a directory, not an audit log: give the log file itself`);
+    }
+    expect(readdirSync(tmp.dir)).to.deep.equal(['a-directory']); // no lock made beside it
+  });
+
   it('follows a relative link inside a linked directory as the kernel does, to the same file and lock', async () => {
     mkdirSync(join(tmp.dir, 'real', 'logs'), { recursive: true });
     mkdirSync(join(tmp.dir, 'real', 'a'));
