@@ -121,7 +121,7 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
   .option('--listen <host:port>', 'address to listen on (port 0 picks one)', '127.0.0.1:8120')
   .option('--acl <file>', 'JSON access control list (SIGHUP reads it again)')
   .option('--certifier <host:port>', 'simpleserver: renew this server\'s certificate through it, at start when due and days before it ends (needs the platform flags)')
-  .option('--audit <file>', 'audit log (default DATA/audit.jsonl; with postgres DATA/audit-REPLICA.jsonl)')
+  .option('--audit <file>', 'audit log, in a directory that exists (default DATA/audit.jsonl; with postgres DATA/audit-REPLICA.jsonl)')
   .option('--backup-dir <dir>', 'on SIGUSR1, write a consistent copy of the key database (ciphertext only) to DIR/keys-TIME while serving; DIR must be writable by this user alone')
   .option('--backup-keep <n>', 'after each backup, remove all but the newest N in --backup-dir (default: keep every one)', intInRange(1, 100_000))
   .option('--audit-rotate-mb <n>', 'keep the audit log as segments of about N MiB (FILE.FIRST-LAST beside it), which may be archived', intInRange(1, 1_048_576))

@@ -460,6 +460,11 @@ export class AuditLog {
     // The log is worked on where it really is: a symbolic link given as --audit would otherwise
     // be renamed into a segment at the first rotation, leaving an unlocked file at its name.
     const path = await realFilePath(given);
+    // A log is made only in a directory that is there: a mistyped --audit must not start a new
+    // chain where no one looks (key-server makes --data, the default's directory, before this).
+    if (!(await fs.stat(dirname(path)).then((st) => st.isDirectory(), () => false))) {
+      throw new CertifierError('FILE_ERROR', `cannot open the audit log ${given}: no directory ${dirname(path)} (make it first, or correct the path)`, { details: { path: given } });
+    }
     let fh: FileHandle;
     let created = false;
     const release = await lockAudit(path);

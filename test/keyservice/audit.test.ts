@@ -364,6 +364,13 @@ describe('audit log', () => {
     expect(readdirSync(tmp.dir)).to.deep.equal(['a-directory']); // no lock made beside it
   });
 
+  it('makes no directory for a log given in one that is missing: FILE_ERROR naming it, and nothing made', async () => {
+    const missing = join(tmp.dir, 'typo', 'logs');
+    const e = await rejects(AuditLog.open(join(missing, 'audit.jsonl')), 'FILE_ERROR');
+    expect(e.message).to.equal(`cannot open the audit log ${join(missing, 'audit.jsonl')}: no directory ${missing} (make it first, or correct the path)`);
+    expect(readdirSync(tmp.dir)).to.deep.equal([]);
+  });
+
   it('follows a relative link inside a linked directory as the kernel does, to the same file and lock', async () => {
     mkdirSync(join(tmp.dir, 'real', 'logs'), { recursive: true });
     mkdirSync(join(tmp.dir, 'real', 'a'));
