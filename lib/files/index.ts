@@ -2,7 +2,7 @@
 // same directory, fsync, rename, fsync of the directory), so a crash leaves the old file or the
 // new one, never half of one.
 
-import { promises as fs, constants as C, fstatSync, realpathSync, unlinkSync } from 'node:fs';
+import { promises as fs, constants as C, fstatSync, realpathSync, renameSync, unlinkSync } from 'node:fs';
 import { dirname, basename, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { CertifierError } from '../errors/index.ts';
@@ -146,7 +146,12 @@ export async function commitAll(staged: Staged[]): Promise<void> {
       await staged[i]!.file.commit(staged[i]!.exclusive, undoable);
     } catch (e) {
       for (const s of staged.slice(i + 1)) await s.file.discard();
-      for (const s of staged.slice(0, i).reverse()) await s.file.undo();
+      const lost: string[] = [];
+      for (const s of staged.slice(0, i).reverse()) {
+        const problem = await s.file.undo();
+        if (problem) lost.push(problem);
+      }
+      if (lost.length && e instanceof CertifierError) throw new CertifierError(e.code, `${e.message}; ${lost.join('; ')}`, { cause: e });
       throw e;
     }
   }
@@ -284,8 +289,11 @@ export interface StagedFile {
    * `undoable` keeps what was there (a hard link to it) until undo or settle.
    */
   commit(exclusive?: boolean, undoable?: boolean): Promise<void>;
-  /** After an undoable commit: puts back the file that was there, or removes ours if none was. Never throws. */
-  undo(): Promise<void>;
+  /**
+   * After an undoable commit: puts back the file that was there, or removes ours if none was.
+   * Never throws; says what could not be put back (and where the previous content is kept).
+   */
+  undo(): Promise<string | undefined>;
   /** After an undoable commit that stands: lets go of what undo would have put back. Never throws. */
   settle(): Promise<void>;
   /** Removes it; never throws. */
@@ -320,10 +328,13 @@ export async function stageFile(path: string, data: Uint8Array, mode = 0o600): P
     await discard();
     throw fileError('write', path, e);
   }
-  // After an undoable commit: whether the file is one we made, and where the one it replaced is kept.
+  // After an undoable commit: whether the file is one we made, and where the one it replaced is
+  // kept. Until settled, a signal undoes it too (the program dies as it would have: all or none).
   let made = false;
   let previous: string | undefined;
-  const letGo = async () => {
+  const settle = async () => {
+    if (made) forget(path);
+    made = false;
     if (previous === undefined) return;
     forget(previous);
     await fs.unlink(previous).catch(() => {});
@@ -343,30 +354,41 @@ export async function stageFile(path: string, data: Uint8Array, mode = 0o600): P
           if (undoable) ({ made, previous } = await keepPrevious(path, dir));
           await fs.rename(tmp, path);
         }
+        if (made) remember(path, () => unlinkSync(path));
         forget(tmp);
         await syncDir(dir);
       } catch (e) {
         await discard();
-        await letGo();
         made = false;
+        await settle();
         throw fileError('write', path, e);
       }
     },
     async undo() {
-      if (previous !== undefined) await fs.rename(previous, path).then(() => forget(previous!), () => letGo());
-      else if (made) await fs.unlink(path).catch(() => {});
+      let lost: string | undefined;
+      if (previous !== undefined) {
+        const kept = previous;
+        // The previous file's only copy: never removed, and named if it cannot be put back.
+        await fs.rename(kept, path).catch(() => (lost = `${path} was replaced and could not be put back: its previous content is in ${kept}`));
+        forget(kept);
+      } else if (made) {
+        await fs.unlink(path).catch(() => {});
+      }
+      if (made) forget(path);
       previous = undefined;
       made = false;
       await syncDir(dir).catch(() => {});
+      return lost;
     },
-    settle: letGo,
+    settle,
   };
 }
 
 /**
  * Before a file at `path` is replaced: a hard link to it beside it, so the replacement can be
- * undone. `made` when nothing was there. Neither when a link cannot be made (the replacement then
- * cannot be undone; it goes ahead, as a single write would).
+ * undone (and is, should a signal end the program before the other files are in place). `made`
+ * when nothing was there. Neither when a link cannot be made (the replacement then cannot be
+ * undone; it goes ahead, as a single write would).
  */
 async function keepPrevious(path: string, dir: string): Promise<{ made: boolean; previous?: string }> {
   const kept = join(dir, `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
@@ -375,7 +397,7 @@ async function keepPrevious(path: string, dir: string): Promise<{ made: boolean;
   } catch (e) {
     return { made: (e as NodeJS.ErrnoException).code === 'ENOENT' };
   }
-  remember(kept);
+  remember(kept, () => renameSync(kept, path));
   return { made: false, previous: kept };
 }
 
@@ -401,13 +423,15 @@ async function sweepStale(dir: string, name: string): Promise<void> {
 // Temporary files not yet renamed into place may hold a secret (get-item --out). A program that
 // is interrupted while one exists removes it on the way out, unless the program handles the
 // signal itself (a server finishing its work), which then commits or discards its files.
-const live = new Set<string>();
+// A file put in place by a commitAll not yet finished is in it too, with what undoes it: on a
+// signal those are undone first (latest first), and only then are the temporary files removed.
+const live = new Map<string, (() => void) | undefined>();
 const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 
 /** Signals the program had its own listeners for when we began listening: those are its to handle. */
 const theirs = new Set<NodeJS.Signals>();
 
-function remember(tmp: string): void {
+function remember(tmp: string, undo?: () => void): void {
   if (live.size === 0) {
     theirs.clear();
     // Decided now, not when the signal comes: a listener added with process.once is already gone by then.
@@ -416,7 +440,7 @@ function remember(tmp: string): void {
       process.on(sig, onSignal);
     }
   }
-  live.add(tmp);
+  live.set(tmp, undo);
 }
 
 function forget(tmp: string): void {
@@ -425,7 +449,15 @@ function forget(tmp: string): void {
 
 function onSignal(signal: NodeJS.Signals): void {
   if (theirs.has(signal)) return;
-  for (const tmp of live) {
+  for (const [, undo] of [...live].reverse()) {
+    try {
+      undo?.();
+    } catch {
+      // left as it is: a backup that cannot be put back stays, the only copy of what it holds
+    }
+  }
+  for (const [tmp, undo] of live) {
+    if (undo) continue;
     try {
       unlinkSync(tmp);
     } catch {

@@ -4,11 +4,11 @@
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { checkWritable, describeErrno, makePrivateDir, refuseOwnFiles, writeFilesAtomic } from '../../lib/files/index.ts';
+import { checkWritable, describeErrno, makePrivateDir, refuseOwnFiles, stageFile, writeFilesAtomic } from '../../lib/files/index.ts';
 import { tempDir } from '../support/helpers.ts';
 import { rejects } from '../support/rejects.ts';
 
@@ -44,6 +44,19 @@ describe('lib/files', () => {
     await rejects(writeFilesAtomic([{ path: kept, data: text('new') }, { path: x, data: text('X'), exclusive: true }, { path: blocked, data: text('B'), exclusive: true }, { path: join(tmp.dir, 'here', 'blocked'), data: text('C'), exclusive: true }]), 'ALREADY_EXISTS');
     expect(readFileSync(kept, 'utf8')).to.equal('old');
     expect(readdirSync(tmp.dir).sort()).to.deep.equal(['here', 'kept']);
+  });
+
+  it('keeps a replaced file\'s previous content, and names where, when it cannot be put back', async () => {
+    const path = join(tmp.dir, 'key');
+    writeFileSync(path, 'old');
+    const staged = await stageFile(path, text('new'));
+    await staged.commit(false, true);
+    rmSync(path);
+    mkdirSync(path); // something in the way: the rename back fails
+    const lost = await staged.undo();
+    expect(lost).to.match(/could not be put back: its previous content is in .*\.key\.[0-9a-f]{12}\.tmp$/);
+    const kept = readdirSync(tmp.dir).find((f) => f.startsWith('.key.'))!;
+    expect(readFileSync(join(tmp.dir, kept), 'utf8')).to.equal('old');
   });
 
   it('describes a failure in words, without Node\'s code and call', () => {
@@ -148,6 +161,18 @@ describe('lib/files', () => {
       expect(readdirSync(tmp.dir)).to.deep.equal([]);
     });
   }
+
+  it('undoes the files of an unfinished commitAll when a signal ends the program: the replaced file comes back, the made one goes', async () => {
+    const path = join(tmp.dir, 'key.pem');
+    writeFileSync(path, 'old');
+    const child = await stagedChild(path, 'half-committed');
+    expect(readFileSync(path, 'utf8')).to.equal('new');
+    child.kill('SIGTERM');
+    const [code, sig] = await once(child, 'exit');
+    expect([code, sig]).to.deep.equal([null, 'SIGTERM']);
+    expect(readdirSync(tmp.dir)).to.deep.equal(['key.pem']);
+    expect(readFileSync(path, 'utf8')).to.equal('old');
+  });
 
   for (const mode of ['handler', 'once']) {
     it(`leaves a staged file alone in a program that handles the signal itself (process.${mode === 'once' ? 'once' : 'on'}: a server finishing its work)`, async () => {
