@@ -279,6 +279,9 @@ describe('e2e: key-server refusals, each with its own code, while it keeps servi
       expect(r.out).to.equal('deleted role/victim version(s) 1\n');
       await server.child.waitForLog(/ role=operator action=delete resource=role\/victim .*decision=allow/);
       expectFailure(await d.kc(good, server, 'retrieve', ['role/victim', '--out', '-']), 1, 'NOT_FOUND');
+      // A credential issued before role credentials had an extended key usage of their own (clientAuth) still works.
+      expectSuccess(await d.kc(good, server, 'store', ['role/victim', '--in', '-'], Buffer.from('to be deleted again')));
+      expectSuccess(await d.kc(good, server, 'delete', ['role/victim', '--credential-cert', role.oldCert!, '--credential-key', role.key]));
       await stillServes();
     });
 
