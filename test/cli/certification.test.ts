@@ -494,14 +494,17 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
     });
 
     it('removes the store it made when it is stopped (SIGTERM) while waiting for the server', async () => {
-      const hang = net.createServer(() => {}); // accepts, then says nothing: the TLS handshake waits
+      // Accepts, then says nothing: the TLS handshake waits. A connection means the store is made
+      // (LevelDB's first files alone would not: a run stopped then leaves an unfinished store).
+      let connected = false;
+      const hang = net.createServer(() => void (connected = true));
       await new Promise<void>((r) => hang.listen(0, '127.0.0.1', r));
       try {
         const port = (hang.address() as net.AddressInfo).port;
         const child = spawn(process.execPath, [join(ROOT, 'cmd', 'bin', 'cert-utility.js'), 'init-trust', '--domain', 'datica', '--policy-cert', 'policy-cert.pem',
           '--server', `127.0.0.1:${port}`, ...sealed('stores/stopped')], { cwd: dir, stdio: 'ignore' });
         const exited = new Promise<NodeJS.Signals | null>((r) => child.once('exit', (_code, signal) => r(signal)));
-        for (let i = 0; i < 100 && !existsSync(p('stores/stopped/CURRENT')); i++) await new Promise((r) => setTimeout(r, 50));
+        for (let i = 0; i < 200 && !connected; i++) await new Promise((r) => setTimeout(r, 50));
         expect(existsSync(p('stores/stopped/CURRENT')), 'the store was made').to.equal(true);
         child.kill('SIGTERM');
         expect(await exited).to.equal('SIGTERM');

@@ -4,7 +4,15 @@
 
 import { expect } from 'chai';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { run } from '../support/helpers.ts';
+import { Cryptstore, KeyFileProtector } from '../../cryptstore/index.ts';
+import { fromKeyMessage, publicKeyOf } from '../../lib/crypto/index.ts';
+import { decode, type KeyMessage } from '../../lib/wire/index.ts';
+import { issueAdmissionCert, parseCertificate, readCertificate } from '../../lib/pki/index.ts';
+import { admissionCertTag, authKeyTag } from '../../lib/certifier/index.ts';
+import { SIMULATED_ENCLAVE } from '../../lib/attest/index.ts';
+import { readPrivateKeyFile } from '../../cmd/common/keys.ts';
 import { Domain, expectFailure, expectSuccess, startServer, type Machine } from './domain.ts';
 
 describe('e2e: key-server renews its certificate through simpleserver (--certifier)', function () {
@@ -15,7 +23,7 @@ describe('e2e: key-server renews its certificate through simpleserver (--certifi
   before(async () => {
     d = await Domain.create({ programs: ['key-server', 'client-alice'] });
     alice = await d.certify('alice', 'client-alice');
-    // A simpleserver that issues certificates of one day: always within the last days.
+    // A simpleserver that issues certificates of one day.
     const { child, port } = await startServer('simpleserver', ['serve', '--policy-key', d.policyKey, '--policy-cert', d.policyCertFile, '--policy', d.policyFile, '--listen', '127.0.0.1:0', '--cert-days', '1']);
     d.adopt(child);
     shortPort = port;
@@ -28,6 +36,8 @@ describe('e2e: key-server renews its certificate through simpleserver (--certifi
     const ks: Machine = { name: 'ks-short', program: 'key-server', store: d.path('ks-short'), storeArgs: [] };
     ks.storeArgs = ['--store', ks.store, '--key-file', d.keyFile];
     const first = expectSuccess(await run('cert-utility', ['init-trust', '--domain', d.name, '--policy-cert', d.policyCertFile, '--server', `127.0.0.1:${shortPort}`, ...ks.storeArgs, ...platform(), '--json'])).json();
+    // A fresh short certificate is renewed only past half its life: store one that is.
+    await ageCertificate(ks.store);
     const server = await d.startKeyServer(ks, { args: ['--certifier', `127.0.0.1:${shortPort}`, ...platform()] });
     try {
       const renewed = /identity-renewed serial=([0-9a-f]+) notAfter=(\S+)/.exec(server.child.stderr);
@@ -39,6 +49,28 @@ describe('e2e: key-server renews its certificate through simpleserver (--certifi
       await server.child.stop();
     }
   });
+
+  /**
+   * Replaces the store's admission certificate by one for the same key past half its life: issued
+   * as early as the policy certificate allows (its start, a few minutes back), lasting 1.5 times
+   * its age, so that a third of its life (a minute or more) is left.
+   */
+  async function ageCertificate(store: string): Promise<void> {
+    const s = await Cryptstore.open(store, new KeyFileProtector(readFileSync(d.keyFile), 'the key file'));
+    try {
+      const key = fromKeyMessage(decode<KeyMessage>('key_message', (await s.get(authKeyTag(d.name))).blob));
+      const policyCert = readCertificate(readFileSync(d.policyCertFile));
+      const issued = parseCertificate(policyCert).notBefore.getTime() + 1_000;
+      const cert = await issueAdmissionCert({
+        policyKey: await readPrivateKeyFile(d.policyKey), policyCert, subjectPublicKey: publicKeyOf(key),
+        measurement: Buffer.from(d.measurementHex('key-server'), 'hex'), platform: SIMULATED_ENCLAVE, domain: d.name,
+        validitySeconds: Math.floor((1.5 * (Date.now() - issued)) / 1000), now: new Date(issued),
+      });
+      await s.put(admissionCertTag(d.name), cert, { type: 'X509-der-cert', exportable: true });
+    } finally {
+      await s.close();
+    }
+  }
 
   it('with no store at all, makes it and certifies itself, as init-trust would, then serves', async () => {
     const ks: Machine = { name: 'ks-new', program: 'key-server', store: d.path('ks-new'), storeArgs: [] };
