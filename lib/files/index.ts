@@ -2,7 +2,7 @@
 // same directory, fsync, rename, fsync of the directory), so a crash leaves the old file or the
 // new one, never half of one.
 
-import { promises as fs, constants as C, fstatSync, realpathSync, renameSync, unlinkSync } from 'node:fs';
+import { promises as fs, constants as C, fstatSync, lstatSync, realpathSync, renameSync, unlinkSync } from 'node:fs';
 import { dirname, basename, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { CertifierError } from '../errors/index.ts';
@@ -155,7 +155,8 @@ export async function commitAll(staged: Staged[]): Promise<void> {
       throw e;
     }
   }
-  for (const s of staged) await s.file.settle();
+  // Started together: each settle is synchronous up to its first await, so none is half-settled.
+  await Promise.all(staged.map((s) => s.file.settle()));
 }
 
 /**
@@ -317,11 +318,13 @@ export async function stageFile(path: string, data: Uint8Array, mode = 0o600): P
   };
   remember(tmp);
   let handle: fs.FileHandle | undefined;
+  let ours = { ino: -1, dev: -1 };
   try {
     handle = await fs.open(tmp, C.O_WRONLY | C.O_CREAT | C.O_EXCL, mode);
     await handle.writeFile(data);
     await handle.chmod(mode); // the umask may have narrowed or widened the open() mode
     await handle.sync();
+    ours = await handle.stat();
     await handle.close();
   } catch (e) {
     await handle?.close().catch(() => {});
@@ -329,16 +332,25 @@ export async function stageFile(path: string, data: Uint8Array, mode = 0o600): P
     throw fileError('write', path, e);
   }
   // After an undoable commit: whether the file is one we made, and where the one it replaced is
-  // kept. Until settled, a signal undoes it too (the program dies as it would have: all or none).
+  // kept. Each undo is registered before the step it undoes, so a signal at any moment of a
+  // commitAll undoes what is in place (the program then dies as it would have: all or none).
+  const isOurs = (p: string) => sameFile(p, ours);
+  const removeOurs = () => {
+    if (isOurs(path)) unlinkSync(path);
+  };
   let made = false;
   let previous: string | undefined;
   const settle = async () => {
+    // Synchronous up to the unlink: settling all files of a commitAll in one turn leaves no moment
+    // at which a signal would undo some of them and not the others.
     if (made) forget(path);
     made = false;
-    if (previous === undefined) return;
-    forget(previous);
-    await fs.unlink(previous).catch(() => {});
+    const kept = previous;
     previous = undefined;
+    if (kept === undefined) return;
+    remember(kept); // the previous content: now only a copy to remove, never to put back
+    await fs.unlink(kept).catch(() => {});
+    forget(kept);
   };
   return {
     path,
@@ -346,19 +358,22 @@ export async function stageFile(path: string, data: Uint8Array, mode = 0o600): P
     async commit(exclusive = false, undoable = false) {
       try {
         if (exclusive) {
+          if (undoable) {
+            made = true;
+            remember(path, removeOurs);
+          }
           // link() fails if the target appeared meanwhile, unlike rename().
           await fs.link(tmp, path);
           await fs.unlink(tmp);
-          made = undoable;
         } else {
-          if (undoable) ({ made, previous } = await keepPrevious(path, dir));
+          if (undoable) ({ made, previous } = await keepPrevious(path, dir, removeOurs));
           await fs.rename(tmp, path);
         }
-        if (made) remember(path, () => unlinkSync(path));
         forget(tmp);
         await syncDir(dir);
       } catch (e) {
         await discard();
+        if (made) forget(path);
         made = false;
         await settle();
         throw fileError('write', path, e);
@@ -371,7 +386,7 @@ export async function stageFile(path: string, data: Uint8Array, mode = 0o600): P
         // The previous file's only copy: never removed, and named if it cannot be put back.
         await fs.rename(kept, path).catch(() => (lost = `${path} was replaced and could not be put back: its previous content is in ${kept}`));
         forget(kept);
-      } else if (made) {
+      } else if (made && isOurs(path)) {
         await fs.unlink(path).catch(() => {});
       }
       if (made) forget(path);
@@ -384,20 +399,44 @@ export async function stageFile(path: string, data: Uint8Array, mode = 0o600): P
   };
 }
 
+/** Whether `p` is (still) the file `id` names; a link is not followed. */
+function sameFile(p: string, id: { ino: number; dev: number }): boolean {
+  try {
+    const st = lstatSync(p);
+    return st.ino === id.ino && st.dev === id.dev;
+  } catch {
+    return false;
+  }
+}
+
 /**
  * Before a file at `path` is replaced: a hard link to it beside it, so the replacement can be
- * undone (and is, should a signal end the program before the other files are in place). `made`
- * when nothing was there. Neither when a link cannot be made (the replacement then cannot be
- * undone; it goes ahead, as a single write would).
+ * undone, with its undo registered for a signal (`removeOurs` when nothing was there, `made`). A
+ * link that cannot be made leaves the replacement without an undo; it goes ahead, as a single
+ * write would.
  */
-async function keepPrevious(path: string, dir: string): Promise<{ made: boolean; previous?: string }> {
+async function keepPrevious(path: string, dir: string, removeOurs: () => void): Promise<{ made: boolean; previous?: string }> {
   const kept = join(dir, `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
+  let was;
+  try {
+    was = lstatSync(path);
+  } catch {
+    remember(path, removeOurs); // nothing there: ours, once renamed in, is removed
+    return { made: true };
+  }
+  // Registered first: a signal before the rename finds `path` still the previous file, and the
+  // copy only a second name of it to drop; after the rename, the copy is put back.
+  remember(kept, () => {
+    if (!sameFile(kept, was)) return;
+    if (sameFile(path, was)) unlinkSync(kept);
+    else renameSync(kept, path);
+  });
   try {
     await fs.link(path, kept);
-  } catch (e) {
-    return { made: (e as NodeJS.ErrnoException).code === 'ENOENT' };
+  } catch {
+    forget(kept);
+    return { made: false };
   }
-  remember(kept, () => renameSync(kept, path));
   return { made: false, previous: kept };
 }
 

@@ -174,6 +174,20 @@ describe('lib/files', () => {
     expect(readFileSync(path, 'utf8')).to.equal('old');
   });
 
+  // The steps of writing A (replacing a file) and B (new, exclusive) together: link A's previous
+  // content aside, rename A's new one in, link B in, unlink B's temporary name, unlink A's copy.
+  for (const [op, n] of [['link', 1], ['rename', 1], ['link', 2], ['unlink', 1], ['unlink', 2]] as const) {
+    it(`leaves both files old or both new when a signal comes after ${op} #${n} of a commitAll, and no temporary file`, async () => {
+      writeFileSync(join(tmp.dir, 'a'), 'old');
+      const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'test/support/signal-in-commit.ts'), tmp.dir, op, String(n)], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+      const [code, sig] = await once(child, 'exit');
+      expect([code, sig]).to.deep.equal([null, 'SIGTERM']);
+      // After the last step the write stood; before it, nothing of it stays.
+      const state = { files: readdirSync(tmp.dir).sort(), a: readFileSync(join(tmp.dir, 'a'), 'utf8') };
+      expect(state).to.deep.equal(op === 'unlink' && n === 2 ? { files: ['a', 'b'], a: 'new' } : { files: ['a'], a: 'old' });
+    });
+  }
+
   for (const mode of ['handler', 'once']) {
     it(`leaves a staged file alone in a program that handles the signal itself (process.${mode === 'once' ? 'once' : 'on'}: a server finishing its work)`, async () => {
       const child = await stagedChild(join(tmp.dir, 'secret.out'), mode);
