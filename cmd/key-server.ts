@@ -2,7 +2,7 @@
 // domain, with an ACL and a hash-chained audit log.
 
 import { hostname } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { readFileLimited, realFilePath } from '../lib/files/index.ts';
 import { utf8Text } from '../lib/util/json.ts';
 import { CertifierError } from '../lib/errors/index.ts';
@@ -46,6 +46,11 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
       if (pgOnly.length) throw new CertifierError('USAGE', `${pgOnly.map((k) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`).join(', ')} ${pgOnly.length > 1 ? 'go' : 'goes'} with --backend postgres`);
     }
     if (o.backend === 'postgres') pgUrlOf(P, o); // a URL that cannot work is a usage error now, not a retry loop later
+    // A mistyped --audit is refused before anything (the key database, the backup directory) is made.
+    // (--data itself is made by serve: a log in it is fine on a first start.)
+    if (o.audit && resolve(dirname(o.audit)) !== resolve(o.data) && !(await stat(dirname(o.audit)).then((st) => st.isDirectory(), () => false))) {
+      throw new CertifierError('FILE_ERROR', `cannot open the audit log ${o.audit}: no directory ${dirname(o.audit)} (make it first, or correct the path)`);
+    }
     if (o.backupDir) {
       const st = await stat(o.backupDir).catch(() => undefined);
       if (st && !st.isDirectory()) throw new CertifierError('USAGE', `--backup-dir ${o.backupDir} is not a directory`);

@@ -118,8 +118,8 @@ export function parseHostPort(value: string, flag: string, o: { listen?: boolean
  */
 export async function warnIfShared(path: string, what: string): Promise<void> {
   const st = await stat(path).catch(() => undefined);
-  if (!st?.isFile() || (st.mode & 0o027) === 0) return;
+  if (!st?.isFile() || (st.mode & 0o026) === 0) return;
   const mode = (st.mode & 0o777).toString(8).padStart(4, '0');
-  const who = st.mode & 0o007 ? `can be ${st.mode & 0o004 ? 'read' : 'used'} by every user of the machine` : 'can be changed by its group';
+  const who = st.mode & 0o004 ? 'can be read by every user of the machine' : st.mode & 0o002 ? 'can be changed by every user of the machine' : 'can be changed by its group';
   warn(runningProgram(), `${what} ${path} ${who} (mode ${mode}): chmod 600 ${path} (or 640 for a group that reads it)`);
 }

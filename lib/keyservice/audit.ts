@@ -25,7 +25,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { CertifierError } from '../errors/index.ts';
 import { sha256HexOfText } from '../crypto/index.ts';
-import { realFilePath, syncDir, writeFileAtomic } from '../files/index.ts';
+import { describeErrno, realFilePath, syncDir, writeFileAtomic } from '../files/index.ts';
 import { holdLock } from './lock.ts';
 
 export interface AuditEntry {
@@ -154,7 +154,7 @@ async function scan(path: string, continuing = false): Promise<ScanResult> {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT' && /[*?[]/.test(path)) {
       throw new CertifierError('FILE_ERROR', `no file matches ${path} (a log that was never rotated has no segments: give the log alone)`, { cause: e });
     }
-    throw new CertifierError('FILE_ERROR', `cannot read the audit log ${path}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`, { cause: e });
+    throw new CertifierError('FILE_ERROR', `cannot read the audit log ${path}: ${describeErrno(e)}`, { cause: e });
   }
   if ((await fh.stat()).isDirectory()) {
     await fh.close();
@@ -301,7 +301,7 @@ export async function verifySegment(path: string): Promise<({ ok: true } & Audit
 export async function repairAuditTail(path: string): Promise<{ lines: number; removedBytes: number; savedTo?: string }> {
   // A log that is not there has nothing to repair, and gets no lock directory beside it.
   await fs.stat(path).catch((e: Error) => {
-    throw new CertifierError('FILE_ERROR', `cannot read the audit log ${path}: ${e.message}`, { cause: e });
+    throw new CertifierError('FILE_ERROR', `cannot read the audit log ${path}: ${describeErrno(e)}`, { cause: e });
   });
   const release = await lockAudit(path, `the audit log ${path} is in use by a running key-server: stop it before repairing the log`);
   try {

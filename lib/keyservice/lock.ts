@@ -43,5 +43,7 @@ async function lockDir(dir: string): Promise<void> {
   if (st.isSymbolicLink()) throw refuse('it is a symbolic link, and a lock is never taken through one: remove the link');
   if (!st.isDirectory()) throw refuse('it is not a directory');
   const uid = process.getuid?.();
-  if (uid !== undefined && st.uid !== uid) throw refuse(`it belongs to user ${st.uid}, not to this user (${uid})`);
+  if (uid !== undefined && st.uid !== uid) throw refuse(`it belongs to user ${st.uid}, not to this user (${uid}): run as that user (the service's), or remove it if it is left from another`);
+  // Others who may write in it could plant links where LevelDB writes its files.
+  if (st.mode & 0o022) throw refuse(`others may write in it (mode ${(st.mode & 0o7777).toString(8).padStart(4, '0')}): chmod go-w ${dir}`);
 }

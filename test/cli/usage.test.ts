@@ -1,7 +1,7 @@
 // Usage mistakes across the programs, caught before any work: exit 2 with the flag named.
 
 import { expect } from 'chai';
-import { chmodSync, closeSync, mkdirSync, openSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, symlinkSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { ROOT, run, tempDir, type Program } from '../support/helpers.ts';
@@ -110,6 +110,13 @@ describe('usage mistakes across the programs (exit 2, before any work)', () => {
       expect(r.status, r.stderr).to.equal(2);
       expect(r.stderr).to.contain('--measurement-file names the same file as --key-file');
     }
+  });
+
+  it('refuses an --audit in a directory that does not exist before making anything (FILE_ERROR)', async () => {
+    const r = await run('key-server', ['serve', '--domain', 'd', '--policy-cert', 'none.pem', '--store', 's', '--key-file', 'k', '--data', 'new-data', '--audit', 'typo/audit.jsonl', '--backup-dir', 'new-backups'], { cwd: tmp.dir });
+    expect(r.status).to.equal(1);
+    expect(r.stderr).to.contain('cannot open the audit log typo/audit.jsonl: no directory typo').and.to.contain('[FILE_ERROR]');
+    expect(existsSync(join(tmp.dir, 'new-data')) || existsSync(join(tmp.dir, 'new-backups'))).to.equal(false);
   });
 
   it('refuses PostgreSQL flags without --backend postgres, and a --backup-dir that is a file', async () => {

@@ -3,7 +3,7 @@
 
 import { expect } from 'chai';
 import { createHash } from 'node:crypto';
-import { existsSync, linkSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, linkSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { AUDIT_GENESIS, AuditLog, repairAuditTail, verifyAudit, type AuditEntry } from '../../lib/keyservice/audit.ts';
@@ -353,6 +353,9 @@ describe('audit log', () => {
     rmSync(`${other}.lock`);
     writeFileSync(`${other}.lock`, '');
     expect((await rejects(AuditLog.open(other), 'FILE_ERROR')).message).to.contain('not a directory');
+    // A lock directory of ours that others may write in: they could plant links where LevelDB writes.
+    chmodSync(`${path}.lock`, 0o777);
+    expect((await rejects(AuditLog.open(path), 'FILE_ERROR')).message).to.contain('others may write in it (mode 0777)');
   });
 
   it('refuses a directory given as the log to open or repair as a directory, not as a file with hard links', async () => {
