@@ -141,22 +141,36 @@ export async function stageFiles(files: FileToWrite[]): Promise<Staged[]> {
  */
 export async function commitAll(staged: Staged[]): Promise<void> {
   const undoable = staged.length > 1;
-  for (let i = 0; i < staged.length; i++) {
-    try {
-      await staged[i]!.file.commit(staged[i]!.exclusive, undoable);
-    } catch (e) {
-      for (const s of staged.slice(i + 1)) await s.file.discard();
-      const lost: string[] = [];
-      for (const s of staged.slice(0, i).reverse()) {
-        const problem = await s.file.undo();
-        if (problem) lost.push(problem);
-      }
-      if (lost.length && e instanceof CertifierError) throw new CertifierError(e.code, `${e.message}; ${lost.join('; ')}`, { cause: e });
-      throw e;
+  // SIGINT, SIGTERM and SIGHUP wait while the files go in place (a few ms): a link or rename in
+  // flight on libuv's threads could land after a handler had judged what was in place. One that
+  // came meanwhile then undoes them all, and ends the program as it would have.
+  deferredSignals.depth++;
+  let placed = 0;
+  try {
+    for (; placed < staged.length; placed++) {
+      if (undoable && deferredSignals.pending) throw new Error('interrupted');
+      await staged[placed]!.file.commit(staged[placed]!.exclusive, undoable);
+    }
+    if (undoable && deferredSignals.pending) throw new Error('interrupted');
+    // Started together: each settle is synchronous up to its first await, so none is half-settled.
+    await Promise.all(staged.map((s) => s.file.settle()));
+  } catch (e) {
+    for (const s of staged.slice(placed)) await s.file.discard();
+    const lost: string[] = [];
+    for (const s of staged.slice(0, placed).reverse()) {
+      const problem = await s.file.undo();
+      if (problem) lost.push(problem);
+    }
+    if (lost.length && e instanceof CertifierError) throw new CertifierError(e.code, `${e.message}; ${lost.join('; ')}`, { cause: e });
+    throw e;
+  } finally {
+    deferredSignals.depth--;
+    const signal = deferredSignals.pending;
+    if (deferredSignals.depth === 0 && signal) {
+      deferredSignals.pending = undefined;
+      onSignal(signal);
     }
   }
-  // Started together: each settle is synchronous up to its first await, so none is half-settled.
-  await Promise.all(staged.map((s) => s.file.settle()));
 }
 
 /**
@@ -416,7 +430,7 @@ function sameFile(p: string, id: { ino: number; dev: number }): boolean {
  * write would.
  */
 async function keepPrevious(path: string, dir: string, removeOurs: () => void): Promise<{ made: boolean; previous?: string }> {
-  const kept = join(dir, `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
+  const kept = join(dir, `.${basename(path)}.${randomBytes(6).toString('hex')}.old`);
   let was;
   try {
     was = lstatSync(path);
@@ -452,10 +466,12 @@ async function sweepStale(dir: string, name: string): Promise<void> {
   const prefix = `.${name}.`;
   const entries = await fs.readdir(dir).catch(() => [] as string[]);
   for (const entry of entries) {
-    if (!entry.startsWith(prefix) || !/^[0-9a-f]{12}\.tmp$/.test(entry.slice(prefix.length))) continue;
+    if (!entry.startsWith(prefix) || !/^[0-9a-f]{12}\.(tmp|old)$/.test(entry.slice(prefix.length))) continue;
     const path = join(dir, entry);
     const st = await fs.lstat(path).catch(() => undefined);
-    if (st?.isFile() && Date.now() - st.mtimeMs > STALE_TMP_MS) await fs.unlink(path).catch(() => {});
+    // A kept copy (.old, a hard link) has the previous file's mtime; when it was made is its ctime.
+    const since = entry.endsWith('.old') ? st?.ctimeMs : st?.mtimeMs;
+    if (st?.isFile() && Date.now() - since! > STALE_TMP_MS) await fs.unlink(path).catch(() => {});
   }
 }
 
@@ -486,8 +502,15 @@ function forget(tmp: string): void {
   if (live.delete(tmp) && live.size === 0) for (const sig of SIGNALS) process.off(sig, onSignal);
 }
 
+/** While commitAll puts files in place: how many are doing so, and a signal that came meanwhile. */
+const deferredSignals: { depth: number; pending?: NodeJS.Signals } = { depth: 0 };
+
 function onSignal(signal: NodeJS.Signals): void {
   if (theirs.has(signal)) return;
+  if (deferredSignals.depth > 0) {
+    deferredSignals.pending ??= signal;
+    return;
+  }
   for (const [, undo] of [...live].reverse()) {
     try {
       undo?.();

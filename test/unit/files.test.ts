@@ -54,7 +54,7 @@ describe('lib/files', () => {
     rmSync(path);
     mkdirSync(path); // something in the way: the rename back fails
     const lost = await staged.undo();
-    expect(lost).to.match(/could not be put back: its previous content is in .*\.key\.[0-9a-f]{12}\.tmp$/);
+    expect(lost).to.match(/could not be put back: its previous content is in .*\.key\.[0-9a-f]{12}\.old$/);
     const kept = readdirSync(tmp.dir).find((f) => f.startsWith('.key.'))!;
     expect(readFileSync(join(tmp.dir, kept), 'utf8')).to.equal('old');
   });
@@ -135,11 +135,13 @@ describe('lib/files', () => {
     const left = join(tmp.dir, '.key.0123456789ab.tmp');
     const fresh = join(tmp.dir, '.key.ba9876543210.tmp');
     const other = join(tmp.dir, '.key.notours.tmp');
-    for (const f of [left, fresh, other]) writeFileSync(f, 'secret');
+    // A copy of a replaced file kept by a killed run: the previous file's (old) mtime, made just now.
+    const kept = join(tmp.dir, '.key.00112233aabb.old');
+    for (const f of [left, fresh, other, kept]) writeFileSync(f, 'secret');
     const old = new Date(Date.now() - 3_600_000);
-    for (const f of [left, other]) utimesSync(f, old, old);
+    for (const f of [left, other, kept]) utimesSync(f, old, old);
     await writeFilesAtomic([{ path: join(tmp.dir, 'key'), data: text('K') }]);
-    expect(readdirSync(tmp.dir).sort()).to.deep.equal(['.key.ba9876543210.tmp', '.key.notours.tmp', 'key']);
+    expect(readdirSync(tmp.dir).sort()).to.deep.equal(['.key.00112233aabb.old', '.key.ba9876543210.tmp', '.key.notours.tmp', 'key']);
   });
 
   async function stagedChild(path: string, mode?: string) {
@@ -176,16 +178,19 @@ describe('lib/files', () => {
 
   // The steps of writing A (replacing a file) and B (new, exclusive) together: link A's previous
   // content aside, rename A's new one in, link B in, unlink B's temporary name, unlink A's copy.
-  for (const [op, n] of [['link', 1], ['rename', 1], ['link', 2], ['unlink', 1], ['unlink', 2]] as const) {
-    it(`leaves both files old or both new when a signal comes after ${op} #${n} of a commitAll, and no temporary file`, async () => {
-      writeFileSync(join(tmp.dir, 'a'), 'old');
-      const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'test/support/signal-in-commit.ts'), tmp.dir, op, String(n)], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
-      const [code, sig] = await once(child, 'exit');
-      expect([code, sig]).to.deep.equal([null, 'SIGTERM']);
-      // After the last step the write stood; before it, nothing of it stays.
-      const state = { files: readdirSync(tmp.dir).sort(), a: readFileSync(join(tmp.dir, 'a'), 'utf8') };
-      expect(state).to.deep.equal(op === 'unlink' && n === 2 ? { files: ['a', 'b'], a: 'new' } : { files: ['a'], a: 'old' });
-    });
+  // A signal waits while the files go in place: one during or after any step but the last (the
+  // copy of A's previous content dropped, once all stand) leaves the old files, none of the new.
+  for (const when of ['during', 'after'] as const) {
+    for (const [op, n] of [['link', 1], ['rename', 1], ['link', 2], ['unlink', 1], ['unlink', 2]] as const) {
+      it(`leaves both files old, or both new once all stand, when a signal comes ${when} ${op} #${n} of a commitAll, and no temporary file`, async () => {
+        writeFileSync(join(tmp.dir, 'a'), 'old');
+        const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'test/support/signal-in-commit.ts'), tmp.dir, op, String(n), when], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+        const [code, sig] = await once(child, 'exit');
+        expect([code, sig]).to.deep.equal([null, 'SIGTERM']);
+        const state = { files: readdirSync(tmp.dir).sort(), a: readFileSync(join(tmp.dir, 'a'), 'utf8') };
+        expect(state).to.deep.equal(op === 'unlink' && n === 2 ? { files: ['a', 'b'], a: 'new' } : { files: ['a'], a: 'old' });
+      });
+    }
   }
 
   for (const mode of ['handler', 'once']) {
