@@ -139,8 +139,6 @@ export async function serve<P>(opts: ServeOptions<P>): Promise<ChannelServer> {
     });
     if (!opts.tls) accept(raw, raw, undefined);
   });
-  server.on('error', (e) => log({ event: 'server-error', code: logCode(e) }));
-
   await new Promise<void>((resolve, reject) => {
     const onError = (e: Error) => {
       const why = errnoOf(e) === 'EADDRINUSE' ? 'address already in use' : errnoOf(e) === 'EACCES' ? 'permission denied' : e.message;
@@ -152,6 +150,8 @@ export async function serve<P>(opts: ServeOptions<P>): Promise<ChannelServer> {
       resolve();
     });
   });
+  // Once listening (a failure to listen is the start's error, said once, not logged as well).
+  server.on('error', (e) => log({ event: 'server-error', code: logCode(e) }));
   const bound = server.address() as net.AddressInfo;
   const address = { host: bound.address, port: bound.port };
   const listening: Record<string, unknown> = { event: 'listening', host: address.host, port: address.port, transport };

@@ -21,6 +21,13 @@ describe('channel: request and answer', () => {
     });
   }
 
+  it('refuses to start on an address in use with one error, and logs nothing of it besides', async () => {
+    const first = await h.serve('plain');
+    const e = await h.serve('plain', { port: first.address.port }).then(() => undefined, (x: Error) => x);
+    expect(e?.message).to.contain('address already in use');
+    expect(h.logs.filter((r) => r.event === 'server-error')).to.deep.equal([]);
+  });
+
   it('tells the handler who the mutual-TLS peer is, and the client who the server is', async () => {
     let seen: unknown;
     const server = await h.serve('mtls', { handler: async (r, c) => ((seen = c.peer), r) });
