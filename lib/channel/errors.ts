@@ -38,7 +38,8 @@ export function channelError(e: unknown, target: string, authorizationError?: st
   }
   if (code === 'ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE') return make('UNTRUSTED_PEER', `${target} presented no certificate`);
   if (code !== undefined && VERSION_FAILURE.test(code)) {
-    return make('UNSUPPORTED', `${target} does not speak TLS 1.3 (${code})`);
+    const plain = code === 'ERR_SSL_WRONG_VERSION_NUMBER' ? ': a server of the original plain protocol (simpleserver --plain) answers so; give --plain, or the TLS server\'s address' : '';
+    return make('UNSUPPORTED', `${target} does not speak TLS 1.3 (${code})${plain}`);
   }
   if (code === 'ERR_TLS_HANDSHAKE_TIMEOUT') return make('TIMEOUT', `TLS handshake with ${target} timed out`);
   if (code !== undefined && UNREACHABLE_ERRNOS.has(code)) {

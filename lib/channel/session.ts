@@ -116,6 +116,9 @@ export type CloseReason =
   | 'client-closed' | 'idle-timeout' | 'read-timeout' | 'write-timeout' | 'frame-error'
   | 'handler-error' | 'max-requests' | 'server-closing' | 'connection-error';
 
+/** What a plain-protocol server says to a TLS client before closing (see onData). */
+const NOT_TLS_REPLY = new TextEncoder().encode('this server speaks the plain protocol, not TLS\n');
+
 export class ServerSession<P> {
   private readonly decoder: FrameDecoder;
   private readonly queue: Uint8Array[] = []; // received, not started
@@ -185,7 +188,10 @@ export class ServerSession<P> {
       // A TLS ClientHello read as a frame would announce ~64 KiB and wait out the read timeout:
       // on the plain protocol, it is told apart at once (a client that left out --plain).
       if (this.transport === 'plain' && this.received === 0 && this.decoder.pending === 0 && isClientHello(chunk)) {
-        throw new CertifierError('DECODE_FAILED', 'a TLS handshake on the plain protocol (a client that should use --plain, or a server that should not)');
+        // Told, not just dropped: a line that is no TLS record fails the client's handshake with
+        // "wrong version number" (UNSUPPORTED, not retried), where a bare close reads as a network fault.
+        this.finish('frame-error', new CertifierError('DECODE_FAILED', 'a TLS handshake on the plain protocol (a client that should use --plain, or a server that should not)'), NOT_TLS_REPLY);
+        return;
       }
       frames = this.decoder.push(chunk);
     } catch (e) {
@@ -413,7 +419,7 @@ export class ServerSession<P> {
   }
 
   /** Ends the connection once, with one log record saying why. */
-  private finish(reason: CloseReason, error?: unknown): void {
+  private finish(reason: CloseReason, error?: unknown, farewell?: Uint8Array): void {
     if (this.finished) return;
     this.finished = true;
     this.clearTimers();
@@ -429,12 +435,13 @@ export class ServerSession<P> {
     if (error !== undefined) record.code = logCode(error);
     if (error instanceof CertifierError && reason === 'frame-error') record.message = error.message;
     this.log(record as { event: string });
-    if (reason === 'frame-error' || reason === 'connection-error') {
+    if ((reason === 'frame-error' || reason === 'connection-error') && !farewell) {
       this.socket.destroy();
       return;
     }
     // Graceful: answers already written are flushed before our FIN (and close_notify).
-    this.socket.end();
+    if (farewell) this.socket.end(farewell);
+    else this.socket.end();
     this.lingerTimer = setTimeout(() => this.socket.destroy(), LINGER_MS);
     this.lingerTimer.unref();
   }

@@ -107,12 +107,14 @@ describe('channel: peer verification', () => {
     expect((err as NodeJS.ErrnoException).code).to.match(/ALERT_PROTOCOL_VERSION|UNSUPPORTED_PROTOCOL/);
   });
 
-  it('fails at once when a TLS client meets a plain server, which says why in its log', async () => {
-    // A ClientHello read as a frame would announce about 64 KiB and wait out the read timeout.
+  it('fails at once when a TLS client meets a plain server, not as retryable (UNSUPPORTED, exit 1), and the server says why in its log', async () => {
+    // A ClientHello read as a frame would announce about 64 KiB and wait out the read timeout;
+    // a bare close would read as a network fault (UNREACHABLE, exit 3: retried for nothing).
     const server = await h.serve('plain');
     const t0 = Date.now();
-    const e = await rejectsWith(h.connect(server, 'tls'), 'UNREACHABLE');
-    expect(e.exitStatus).to.equal(3);
+    const e = await rejectsWith(h.connect(server, 'tls'), 'UNSUPPORTED');
+    expect(e.exitStatus).to.equal(1);
+    expect(e.message).to.contain('simpleserver --plain');
     expect(Date.now() - t0).to.be.lessThan(2000);
     await waitFor(() => h.closedRecords('frame-error').length === 1, 1000, 'the frame-error close');
     expect(h.closedRecords('frame-error')[0]).to.include({ code: 'DECODE_FAILED' });

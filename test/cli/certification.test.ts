@@ -726,10 +726,10 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
         expect(r.stderr).to.contain('cert-utility: warning: plain TCP: no TLS, and the evidence is not bound to a session');
         expect(r.out).to.match(new RegExp(`^certified: serial [0-9a-f]+, measurement ${M}, `));
         expect(plain.log()).to.match(/certification id=\S+ remote=\S+ decision=allow /);
-        // Without --plain, the TLS handshake is closed at once; the message says why that may be.
+        // Without --plain, the plain server says it is one: UNSUPPORTED (exit 1), not a retryable close.
         const tls = await initTrust('stores/tls-vs-plain', { port: plain.port });
-        expect(tls.status, tls.stderr).to.equal(3);
-        expect(tls.stderr).to.contain('closed the connection before it was established: a server closes a TLS handshake so when it has too many connections from this address (its log says), or when it speaks the original plain protocol (simpleserver --plain) [UNREACHABLE]');
+        expect(tls.status, tls.stderr).to.equal(1);
+        expect(tls.stderr).to.contain('does not speak TLS 1.3 (ERR_SSL_WRONG_VERSION_NUMBER): a server of the original plain protocol (simpleserver --plain) answers so').and.to.contain('[UNSUPPORTED]');
       } finally {
         expect((await plain.stop()).status, plain.log()).to.equal(0);
       }
