@@ -119,7 +119,8 @@ function renderError(command: Command, e: unknown): number {
   const program = command.name();
   const status = e instanceof CommanderError ? ExitStatus.usage : exitStatusOf(e);
   const code = e instanceof CertifierError ? e.code : e instanceof CommanderError ? 'USAGE' : 'INTERNAL';
-  let message = e instanceof CommanderError ? e.message.replace(/^error: /, '') : (e as Error)?.message ?? String(e);
+  // commander puts its "(Did you mean --store?)" on a line of its own: one line here.
+  let message = e instanceof CommanderError ? e.message.replace(/^error: /, '').replace(/\n/g, ' ') : (e as Error)?.message ?? String(e);
   if (!(e instanceof CertifierError) && !(e instanceof CommanderError)) message = `internal error: ${message}`;
   // A decision's proof (simpleserver explain) goes with the refusal, as the text form prints it.
   const proof = e instanceof CertifierError && Array.isArray(e.details?.proof) ? { proof: e.details.proof } : {};

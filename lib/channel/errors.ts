@@ -38,7 +38,7 @@ export function channelError(e: unknown, target: string, authorizationError?: st
   }
   if (code === 'ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE') return make('UNTRUSTED_PEER', `${target} presented no certificate`);
   if (code !== undefined && VERSION_FAILURE.test(code)) {
-    const plain = code === 'ERR_SSL_WRONG_VERSION_NUMBER' ? ': a server of the original plain protocol (simpleserver --plain) answers so; give --plain, or the TLS server\'s address' : '';
+    const plain = code === 'ERR_SSL_WRONG_VERSION_NUMBER' ? ': what answered is no TLS server (a simpleserver --plain, to which only init-trust --plain speaks, or another service on that port)' : '';
     return make('UNSUPPORTED', `${target} does not speak TLS 1.3 (${code})${plain}`);
   }
   if (code === 'ERR_TLS_HANDSHAKE_TIMEOUT') return make('TIMEOUT', `TLS handshake with ${target} timed out`);

@@ -114,7 +114,7 @@ describe('channel: peer verification', () => {
     const t0 = Date.now();
     const e = await rejectsWith(h.connect(server, 'tls'), 'UNSUPPORTED');
     expect(e.exitStatus).to.equal(1);
-    expect(e.message).to.contain('simpleserver --plain');
+    expect(e.message).to.contain('what answered is no TLS server (a simpleserver --plain');
     expect(Date.now() - t0).to.be.lessThan(2000);
     await waitFor(() => h.closedRecords('frame-error').length === 1, 1000, 'the frame-error close');
     expect(h.closedRecords('frame-error')[0]).to.include({ code: 'DECODE_FAILED' });

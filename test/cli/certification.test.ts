@@ -729,7 +729,7 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
         // Without --plain, the plain server says it is one: UNSUPPORTED (exit 1), not a retryable close.
         const tls = await initTrust('stores/tls-vs-plain', { port: plain.port });
         expect(tls.status, tls.stderr).to.equal(1);
-        expect(tls.stderr).to.contain('does not speak TLS 1.3 (ERR_SSL_WRONG_VERSION_NUMBER): a server of the original plain protocol (simpleserver --plain) answers so').and.to.contain('[UNSUPPORTED]');
+        expect(tls.stderr).to.contain('does not speak TLS 1.3 (ERR_SSL_WRONG_VERSION_NUMBER): what answered is no TLS server (a simpleserver --plain, to which only init-trust --plain speaks').and.to.contain('[UNSUPPORTED]');
       } finally {
         expect((await plain.stop()).status, plain.log()).to.equal(0);
       }

@@ -16,6 +16,10 @@ describe('usage mistakes across the programs (exit 2, before any work)', () => {
     expect(help.status).to.equal(0);
     expect(help.out).to.contain('Usage: cert-utility get-item');
     expect((await run('key-client', [])).status).to.equal(2);
+    // commander's suggestion stays on the error's line, not as an escaped newline.
+    const typo = await run('cert-utility', ['list-items', '--store', 'x', '--stor', 'y']);
+    expect(typo.status).to.equal(2);
+    expect(typo.stderr).to.contain("cert-utility: error: unknown option '--stor' (Did you mean --store?) [USAGE]");
     const bogus = await run('key-server', ['help', 'bogus']);
     expect(bogus.status).to.equal(2);
     expect(bogus.stderr).to.contain("key-server: error: unknown command 'bogus' [USAGE]");
