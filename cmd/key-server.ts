@@ -8,7 +8,7 @@ import { utf8Text } from '../lib/util/json.ts';
 import { CertifierError } from '../lib/errors/index.ts';
 import { validatePolicyCert } from '../lib/pki/index.ts';
 import { parseAcl, type Acl } from '../lib/keyservice/acl.ts';
-import { AuditLog, repairAuditTail } from '../lib/keyservice/audit.ts';
+import { AuditLog, refuseMissingAuditDir, repairAuditTail } from '../lib/keyservice/audit.ts';
 import { verifyChain } from '../lib/keyservice/audit-chain.ts';
 import { LevelBackend } from '../lib/keyservice/level-backend.ts';
 import { startKeyServer } from '../lib/keyservice/server.ts';
@@ -48,9 +48,7 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
     if (o.backend === 'postgres') pgUrlOf(P, o); // a URL that cannot work is a usage error now, not a retry loop later
     // A mistyped --audit is refused before anything (the key database, the backup directory) is made.
     // (--data itself is made by serve: a log in it is fine on a first start.)
-    if (o.audit && resolve(dirname(o.audit)) !== resolve(o.data) && !(await stat(dirname(o.audit)).then((st) => st.isDirectory(), () => false))) {
-      throw new CertifierError('FILE_ERROR', `cannot open the audit log ${o.audit}: no directory ${dirname(o.audit)} (make it first, or correct the path)`);
-    }
+    if (o.audit && resolve(dirname(o.audit)) !== resolve(o.data)) await refuseMissingAuditDir(o.audit);
     if (o.backupDir) {
       const st = await stat(o.backupDir).catch(() => undefined);
       if (st && !st.isDirectory()) throw new CertifierError('USAGE', `--backup-dir ${o.backupDir} is not a directory`);

@@ -277,6 +277,16 @@ async function readEnd(path: string): Promise<EndResult | undefined> {
 }
 
 /** Verifies a log without changing it: the number of lines, or the first bad line (1-based). */
+/**
+ * FILE_ERROR unless `dir`, where the audit log `given` goes, is a directory that is there: a log is
+ * made only in one, so a mistyped --audit never starts a new chain where no one looks (key-server
+ * makes --data, the default's directory, itself).
+ */
+export async function refuseMissingAuditDir(given: string, dir = dirname(given)): Promise<void> {
+  if (await fs.stat(dir).then((st) => st.isDirectory(), () => false)) return;
+  throw new CertifierError('FILE_ERROR', `cannot open the audit log ${given}: no directory ${dir} (make it first, or correct the path)`, { details: { path: given } });
+}
+
 export async function verifyAudit(path: string): Promise<AuditVerification> {
   const r = await scan(path);
   return r.ok ? { ok: true, lines: r.lines } : { ok: false, line: r.line, problem: r.problem };
@@ -460,11 +470,7 @@ export class AuditLog {
     // The log is worked on where it really is: a symbolic link given as --audit would otherwise
     // be renamed into a segment at the first rotation, leaving an unlocked file at its name.
     const path = await realFilePath(given);
-    // A log is made only in a directory that is there: a mistyped --audit must not start a new
-    // chain where no one looks (key-server makes --data, the default's directory, before this).
-    if (!(await fs.stat(dirname(path)).then((st) => st.isDirectory(), () => false))) {
-      throw new CertifierError('FILE_ERROR', `cannot open the audit log ${given}: no directory ${dirname(path)} (make it first, or correct the path)`, { details: { path: given } });
-    }
+    await refuseMissingAuditDir(given, dirname(path));
     let fh: FileHandle;
     let created = false;
     const release = await lockAudit(path);
