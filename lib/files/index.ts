@@ -2,7 +2,7 @@
 // same directory, fsync, rename, fsync of the directory), so a crash leaves the old file or the
 // new one, never half of one.
 
-import { promises as fs, constants as C, fstatSync, lstatSync, realpathSync, renameSync, unlinkSync } from 'node:fs';
+import { promises as fs, constants as C, fstatSync, lstatSync, realpathSync, unlinkSync } from 'node:fs';
 import { dirname, basename, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { CertifierError } from '../errors/index.ts';
@@ -345,24 +345,15 @@ export async function stageFile(path: string, data: Uint8Array, mode = 0o600): P
     await discard();
     throw fileError('write', path, e);
   }
-  // After an undoable commit: whether the file is one we made, and where the one it replaced is
-  // kept. Each undo is registered before the step it undoes, so a signal at any moment of a
-  // commitAll undoes what is in place (the program then dies as it would have: all or none).
-  const isOurs = (p: string) => sameFile(p, ours);
-  const removeOurs = () => {
-    if (isOurs(path)) unlinkSync(path);
-  };
+  // After an undoable commit (commitAll, which holds signals meanwhile): whether the file is one
+  // we made, and where the one it replaced is kept, so that undo can put things back.
   let made = false;
   let previous: string | undefined;
   const settle = async () => {
-    // Synchronous up to the unlink: settling all files of a commitAll in one turn leaves no moment
-    // at which a signal would undo some of them and not the others.
-    if (made) forget(path);
     made = false;
     const kept = previous;
     previous = undefined;
     if (kept === undefined) return;
-    remember(kept); // the previous content: now only a copy to remove, never to put back
     await fs.unlink(kept).catch(() => {});
     forget(kept);
   };
@@ -372,22 +363,18 @@ export async function stageFile(path: string, data: Uint8Array, mode = 0o600): P
     async commit(exclusive = false, undoable = false) {
       try {
         if (exclusive) {
-          if (undoable) {
-            made = true;
-            remember(path, removeOurs);
-          }
           // link() fails if the target appeared meanwhile, unlike rename().
           await fs.link(tmp, path);
           await fs.unlink(tmp);
+          made = undoable;
         } else {
-          if (undoable) ({ made, previous } = await keepPrevious(path, dir, removeOurs));
+          if (undoable) ({ made, previous } = await keepPrevious(path, dir));
           await fs.rename(tmp, path);
         }
         forget(tmp);
         await syncDir(dir);
       } catch (e) {
         await discard();
-        if (made) forget(path);
         made = false;
         await settle();
         throw fileError('write', path, e);
@@ -400,10 +387,9 @@ export async function stageFile(path: string, data: Uint8Array, mode = 0o600): P
         // The previous file's only copy: never removed, and named if it cannot be put back.
         await fs.rename(kept, path).catch(() => (lost = `${path} was replaced and could not be put back: its previous content is in ${kept}`));
         forget(kept);
-      } else if (made && isOurs(path)) {
+      } else if (made && sameFile(path, ours)) {
         await fs.unlink(path).catch(() => {});
       }
-      if (made) forget(path);
       previous = undefined;
       made = false;
       await syncDir(dir).catch(() => {});
@@ -424,33 +410,18 @@ function sameFile(p: string, id: { ino: number; dev: number }): boolean {
 }
 
 /**
- * Before a file at `path` is replaced: a hard link to it beside it, so the replacement can be
- * undone, with its undo registered for a signal (`removeOurs` when nothing was there, `made`). A
- * link that cannot be made leaves the replacement without an undo; it goes ahead, as a single
- * write would.
+ * Before a file at `path` is replaced: a hard link to it beside it (`.NAME.XXXXXXXXXXXX.old`), so
+ * the replacement can be undone; `made` when nothing was there. A link that cannot be made leaves
+ * the replacement without an undo; it goes ahead, as a single write would.
  */
-async function keepPrevious(path: string, dir: string, removeOurs: () => void): Promise<{ made: boolean; previous?: string }> {
+async function keepPrevious(path: string, dir: string): Promise<{ made: boolean; previous?: string }> {
   const kept = join(dir, `.${basename(path)}.${randomBytes(6).toString('hex')}.old`);
-  let was;
-  try {
-    was = lstatSync(path);
-  } catch {
-    remember(path, removeOurs); // nothing there: ours, once renamed in, is removed
-    return { made: true };
-  }
-  // Registered first: a signal before the rename finds `path` still the previous file, and the
-  // copy only a second name of it to drop; after the rename, the copy is put back.
-  remember(kept, () => {
-    if (!sameFile(kept, was)) return;
-    if (sameFile(path, was)) unlinkSync(kept);
-    else renameSync(kept, path);
-  });
   try {
     await fs.link(path, kept);
-  } catch {
-    forget(kept);
-    return { made: false };
+  } catch (e) {
+    return { made: (e as NodeJS.ErrnoException).code === 'ENOENT' };
   }
+  remember(kept);
   return { made: false, previous: kept };
 }
 
@@ -478,15 +449,14 @@ async function sweepStale(dir: string, name: string): Promise<void> {
 // Temporary files not yet renamed into place may hold a secret (get-item --out). A program that
 // is interrupted while one exists removes it on the way out, unless the program handles the
 // signal itself (a server finishing its work), which then commits or discards its files.
-// A file put in place by a commitAll not yet finished is in it too, with what undoes it: on a
-// signal those are undone first (latest first), and only then are the temporary files removed.
-const live = new Map<string, (() => void) | undefined>();
+// (While commitAll puts files in place, a signal waits for it: see deferredSignals.)
+const live = new Set<string>();
 const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 
 /** Signals the program had its own listeners for when we began listening: those are its to handle. */
 const theirs = new Set<NodeJS.Signals>();
 
-function remember(tmp: string, undo?: () => void): void {
+function remember(tmp: string): void {
   if (live.size === 0) {
     theirs.clear();
     // Decided now, not when the signal comes: a listener added with process.once is already gone by then.
@@ -495,7 +465,7 @@ function remember(tmp: string, undo?: () => void): void {
       process.on(sig, onSignal);
     }
   }
-  live.set(tmp, undo);
+  live.add(tmp);
 }
 
 function forget(tmp: string): void {
@@ -511,15 +481,7 @@ function onSignal(signal: NodeJS.Signals): void {
     deferredSignals.pending ??= signal;
     return;
   }
-  for (const [, undo] of [...live].reverse()) {
-    try {
-      undo?.();
-    } catch {
-      // left as it is: a backup that cannot be put back stays, the only copy of what it holds
-    }
-  }
-  for (const [tmp, undo] of live) {
-    if (undo) continue;
+  for (const tmp of live) {
     try {
       unlinkSync(tmp);
     } catch {
