@@ -72,7 +72,7 @@ function writeStdout(data: string | Uint8Array): void {
 
 /** A server run with --log-json: every line on stderr is then a JSON record, warnings and the final error too. */
 function logsJson(): boolean {
-  return process.argv.includes('--log-json');
+  return rootProgram !== undefined && flagTyped(rootProgram, '--log-json');
 }
 
 function jsonLine(event: string, fields: Record<string, unknown>): void {
@@ -108,12 +108,17 @@ function flagsGiven(cmd: Command, tokens: readonly string[]): Map<string, number
   return given;
 }
 
-/** Whether --json was given as a flag, read from the arguments as typed (an error may come before or while they are parsed). */
-function wantsJson(program: Command): boolean {
+/**
+ * Whether `flag` was given to the command typed, read from the arguments as typed (an error may
+ * come before or while they are parsed): `--data --log-json` names a directory.
+ */
+function flagTyped(program: Command, flag: string): boolean {
   const tokens = process.argv.slice(2);
   const sub = program.commands.find((c) => c.name() === tokens[0]);
-  return sub ? (flagsGiven(sub, tokens.slice(1)).get('--json') ?? 0) > 0 : tokens.includes('--json');
+  return sub ? (flagsGiven(sub, tokens.slice(1)).get(flag) ?? 0) > 0 : tokens.includes(flag);
 }
+
+const wantsJson = (program: Command): boolean => flagTyped(program, '--json');
 
 function renderError(command: Command, e: unknown): number {
   const program = command.name();
@@ -160,10 +165,13 @@ function render(result: Result, json: boolean): void {
 /** The running program's name, for warnings from helpers that are not told it. */
 let programName = 'certifier';
 export const runningProgram = (): string => programName;
+/** The running program's commands, for telling its flags from their values (logsJson). */
+let rootProgram: Command | undefined;
 
 export function createProgram(name: string, description: string): Command {
   programName = name;
   const program = new Command(name);
+  rootProgram = program;
   program
     .description(description)
     .exitOverride()

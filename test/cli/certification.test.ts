@@ -759,6 +759,12 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
       for (const line of bad.stderr.trim().split('\n')) expect(() => JSON.parse(line), line).not.to.throw();
       expect(JSON.parse(bad.stderr.trim().split('\n').at(-1)!)).to.include({ event: 'error', code: 'FILE_ERROR' });
     });
+
+    it('is read as a flag only where it is one: a file named --log-json leaves the error a text line', async () => {
+      const r = await ss(['serve', '--policy-key', 'policy-key.pem', '--policy-cert', 'policy-cert.pem', '--policy', '--log-json', '--listen', '127.0.0.1:0']);
+      expect(r.status).to.equal(1);
+      expect(r.stderr).to.match(/^simpleserver: error: .*--log-json.* \[FILE_ERROR\]$/m);
+    });
   });
 
   describe('4. init-trust on a certified store', () => {
