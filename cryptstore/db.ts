@@ -1,11 +1,11 @@
 // The cryptstore's LevelDB directory: opening it with our error codes, keeping its files
 // private, and telling a store from an empty or foreign directory before touching it.
 
-import { promises as fs, readdirSync, rmSync } from 'node:fs';
+import { promises as fs, readdirSync, rmSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import { Level } from 'level';
 import { CertifierError } from '../lib/errors/index.ts';
-import { describeErrno, fileError } from '../lib/files/index.ts';
+import { describeErrno, fileError, ownDirProblem } from '../lib/files/index.ts';
 
 export type Db = Level<string, Uint8Array>;
 
@@ -75,8 +75,10 @@ const notPrivate = (path: string, e: unknown) =>
   new CertifierError('FILE_ERROR', `cannot make ${path} private (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); ${MUST_OWN}`, { cause: e });
 
 /**
- * The directory of a store about to be created, made (0700) or taken as it is, and checked before
- * anything is written in it: this user's (another could replace the store's files), and private.
+ * The directory of a store about to be created, made (0700) or taken as it is (or the one a link
+ * there names), and checked before anything is written in it: this user's (another could replace
+ * the store's files), and made private. Unlike other directories of ours (ownDirProblem), one that
+ * others may write in is not refused but tightened: it is the user's own to make private.
  */
 export async function makeStoreDir(dir: string): Promise<void> {
   await fs.mkdir(dir, { recursive: true, mode: 0o700 }).catch(async (e: unknown) => {
@@ -85,15 +87,17 @@ export async function makeStoreDir(dir: string): Promise<void> {
     throw new CertifierError('FILE_ERROR', `cannot create the cryptstore directory ${dir}: ${why}`, { cause: e });
   });
   const st = await fs.stat(dir).catch((e: unknown) => Promise.reject(fileError('read', dir, e)));
-  const uid = process.getuid?.();
-  if (uid !== undefined && st.uid !== uid) throw new CertifierError('FILE_ERROR', `${dir} belongs to another user (uid ${st.uid}); ${MUST_OWN}`);
-  await tightenDir(dir);
+  const problem = ownDirProblem(st, process.getuid?.());
+  if (problem === "another user's") throw new CertifierError('FILE_ERROR', `${dir} belongs to another user (uid ${st.uid}); ${MUST_OWN}`);
+  // Only where something replaced the directory since mkdir: a stat follows links.
+  if (problem === 'not a directory' || problem === 'a symbolic link') throw new CertifierError('FILE_ERROR', `cannot create the cryptstore directory ${dir}: it is not a directory`);
+  await tightenDir(dir, st);
 }
 
-async function tightenDir(dir: string): Promise<void> {
+/** Makes `dir` 0700 unless it is already, from its stat `st` if the caller has one. */
+async function tightenDir(dir: string, st?: Stats): Promise<void> {
   try {
-    const st = await fs.stat(dir);
-    if ((st.mode & 0o777) !== 0o700) await fs.chmod(dir, 0o700);
+    if (((st ?? (await fs.stat(dir))).mode & 0o777) !== 0o700) await fs.chmod(dir, 0o700);
   } catch (e) {
     throw notPrivate(dir, e);
   }

@@ -2,7 +2,7 @@
 // same directory, fsync, rename, fsync of the directory), so a crash leaves the old file or the
 // new one, never half of one.
 
-import { promises as fs, constants as C, fstatSync, lstatSync, realpathSync, unlinkSync } from 'node:fs';
+import { promises as fs, constants as C, fstatSync, lstatSync, realpathSync, unlinkSync, type Stats } from 'node:fs';
 import { dirname, basename, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { CertifierError } from '../errors/index.ts';
@@ -192,29 +192,49 @@ export async function checkWritable(path: string, options: { exclusive?: boolean
   }
 }
 
+/** Why a directory is no place for files only this user may replace (ownDirProblem). */
+export type OwnDirProblem = 'not a directory' | 'a symbolic link' | "another user's" | 'writable by its group' | 'writable by others';
+
 /**
- * Makes the directory `dir` (0700), or checks the one there: it must be this user's and writable
- * by no one else (a sticky bit does not help: files are replaced in place). Another user who can
- * write in it could swap what a command writes there before it is used. FILE_ERROR otherwise,
- * naming `dir` as `what` ("the output directory").
+ * Why a directory with this stat is not this user's alone, or undefined: it is not a directory (a
+ * symbolic link is seen only in an lstat: a caller that takes a link to a directory of its own
+ * passes a stat), it belongs to another user than `uid` (not checked where there are no user ids:
+ * `uid` undefined), or its group or other users can write in it, sticky bit or not: they could
+ * plant names in it, or replace what is written there.
+ */
+export function ownDirProblem(st: { uid: number; mode: number }, uid: number | undefined): OwnDirProblem | undefined {
+  const type = st.mode & C.S_IFMT;
+  if (type === C.S_IFLNK) return 'a symbolic link';
+  if (type !== C.S_IFDIR) return 'not a directory';
+  if (uid !== undefined && st.uid !== uid) return "another user's";
+  if (st.mode & 0o002) return 'writable by others';
+  if (st.mode & 0o020) return 'writable by its group';
+  return undefined;
+}
+
+/**
+ * Makes the directory `dir` (0700), or checks the one there (or the one a link there names): it
+ * must be this user's and writable by no one else (ownDirProblem). Another user who can write in it
+ * could swap what a command writes there before it is used. FILE_ERROR otherwise, naming `dir` as
+ * `what` ("the output directory").
  */
 export async function makePrivateDir(dir: string, what: string): Promise<void> {
   const refuse = (why: string, cause?: unknown) => new CertifierError('FILE_ERROR', `cannot use ${dir} as ${what}: ${why}`, { cause });
+  let st: Stats;
   try {
     await fs.mkdir(dir, { recursive: true, mode: 0o700 });
-    const st = await fs.stat(dir);
-    if (!st.isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' });
-    const uid = process.getuid?.();
-    if (uid !== undefined && st.uid !== uid) throw refuse(`it belongs to another user (uid ${st.uid}), who could replace what is written there; use a directory of your own`);
-    if ((st.mode & 0o022) !== 0) {
-      const who = st.mode & 0o002 ? 'other users' : 'its group';
-      throw refuse(`it is writable by ${who} (mode ${(st.mode & 0o7777).toString(8)}), who could replace what is written there; chmod go-w ${dir}, or use another directory`);
-    }
+    st = await fs.stat(dir);
   } catch (e) {
-    if (e instanceof CertifierError) throw e;
     const code = (e as NodeJS.ErrnoException).code;
     throw refuse(code === 'EEXIST' || code === 'ENOTDIR' ? 'a file is in the way' : describeErrno(e), e);
   }
+  const problem = ownDirProblem(st, process.getuid?.());
+  if (problem === "another user's") throw refuse(`it belongs to another user (uid ${st.uid}), who could replace what is written there; use a directory of your own`);
+  if (problem === 'writable by its group' || problem === 'writable by others') {
+    const who = problem === 'writable by others' ? 'other users' : 'its group';
+    throw refuse(`it is writable by ${who} (mode ${(st.mode & 0o7777).toString(8)}), who could replace what is written there; chmod go-w ${dir}, or use another directory`);
+  }
+  if (problem) throw refuse('a file is in the way');
 }
 
 /**

@@ -6,6 +6,7 @@
 import { promises as fs } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { CertifierError } from '../errors/index.ts';
+import { ownDirProblem } from '../files/index.ts';
 
 /** The name of a backup made at `at`: keys-2026-12-05T11-30-00-000Z, which sorts by time. */
 export function backupName(at: Date): string {
@@ -20,12 +21,14 @@ const PARTIAL = /^keys-\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d-\d{3}Z\.partial-(\d+)(-[A-
  * Why a directory with these owner and mode is no place for backups, or undefined. Anyone else who
  * can write in it could plant names there (a link where a copy is being written, a keys-TIME of
  * their own to be restored from, an old one to roll back to) or take ours away; a sticky bit (as
- * on /tmp) still lets them plant names. So it must be this user's, and writable by no one else.
+ * on /tmp) still lets them plant names. So it must be this user's, and writable by no one else
+ * (ownDirProblem); prepareBackupDir passes a stat, so a link to such a directory is taken.
  */
 export function backupDirProblem(st: { uid: number; mode: number }, uid: number): string | undefined {
-  if (st.uid !== uid) return `it belongs to user ${st.uid}, not to this user (${uid})`;
-  if ((st.mode & 0o022) !== 0) return `others can write in it (mode ${(st.mode & 0o7777).toString(8).padStart(4, '0')})`;
-  return undefined;
+  const problem = ownDirProblem(st, uid);
+  if (problem === "another user's") return `it belongs to user ${st.uid}, not to this user (${uid})`;
+  if (problem === 'writable by its group' || problem === 'writable by others') return `others can write in it (mode ${(st.mode & 0o7777).toString(8).padStart(4, '0')})`;
+  return problem && `it is ${problem}`;
 }
 
 /** Makes the backup directory if missing (0700); FILE_ERROR if it is not this user's alone. */

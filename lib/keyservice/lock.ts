@@ -6,6 +6,7 @@ import { promises as fs } from 'node:fs';
 import { dirname } from 'node:path';
 import { Level } from 'level';
 import { CertifierError } from '../errors/index.ts';
+import { ownDirProblem } from '../files/index.ts';
 
 /**
  * Takes the lock kept in `dir` (made 0700 if missing; its parent must exist). STORE_LOCKED with
@@ -39,11 +40,13 @@ async function lockDir(dir: string): Promise<void> {
     if (code === 'ENOENT') throw refuse(`no directory ${dirname(dir)}`, e);
     if (code !== 'EEXIST') throw refuse((e as Error).message, e);
   }
+  // lstat, not stat: a link is refused (ownDirProblem), not followed.
   const st = await fs.lstat(dir).catch((e: Error) => Promise.reject(refuse(e.message, e)));
-  if (st.isSymbolicLink()) throw refuse('it is a symbolic link, and a lock is never taken through one: remove the link');
-  if (!st.isDirectory()) throw refuse('it is not a directory');
   const uid = process.getuid?.();
-  if (uid !== undefined && st.uid !== uid) throw refuse(`it belongs to user ${st.uid}, not to this user (${uid}): run as that user (the service's), or remove it if it is left from another`);
+  const problem = ownDirProblem(st, uid);
+  if (problem === 'a symbolic link') throw refuse('it is a symbolic link, and a lock is never taken through one: remove the link');
+  if (problem === 'not a directory') throw refuse('it is not a directory');
+  if (problem === "another user's") throw refuse(`it belongs to user ${st.uid}, not to this user (${uid}): run as that user (the service's), or remove it if it is left from another`);
   // Others who may write in it could plant links where LevelDB writes its files.
-  if (st.mode & 0o022) throw refuse(`others may write in it (mode ${(st.mode & 0o7777).toString(8).padStart(4, '0')}): chmod go-w ${dir}`);
+  if (problem) throw refuse(`others may write in it (mode ${(st.mode & 0o7777).toString(8).padStart(4, '0')}): chmod go-w ${dir}`);
 }

@@ -54,6 +54,7 @@ describe('key-server backups: pruning', () => {
     expect(backupDirProblem({ uid, mode: 0o40770 }, uid)).to.contain('others can write in it (mode 0770)');
     expect(backupDirProblem({ uid, mode: 0o41777 }, uid)).to.contain('mode 1777'); // sticky, as /tmp: others still plant names
     expect(backupDirProblem({ uid: uid + 1, mode: 0o40700 }, uid)).to.contain(`belongs to user ${uid + 1}`);
+    expect(backupDirProblem({ uid, mode: 0o100600 }, uid)).to.equal('it is not a directory');
     const made = join(tmp.dir, 'made', 'here');
     await prepareBackupDir(made);
     expect(statSync(made).mode & 0o777).to.equal(0o700);

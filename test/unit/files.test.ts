@@ -8,7 +8,7 @@ import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readdirSync, re
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { checkWritable, describeErrno, makePrivateDir, refuseOwnFiles, stageFile, writeFilesAtomic } from '../../lib/files/index.ts';
+import { checkWritable, describeErrno, makePrivateDir, ownDirProblem, refuseOwnFiles, stageFile, writeFilesAtomic } from '../../lib/files/index.ts';
 import { tempDir } from '../support/helpers.ts';
 import { rejects } from '../support/rejects.ts';
 
@@ -64,6 +64,26 @@ describe('lib/files', () => {
     expect(describeErrno(errno('EACCES', "EACCES: permission denied, open 'nr.in'"))).to.equal('permission denied');
     expect(describeErrno(errno('ENOSPC', 'ENOSPC: no space left on device, write'))).to.equal('no space left on device');
     expect(describeErrno(new Error('something else'))).to.equal('something else');
+  });
+
+  it('ownDirProblem passes only a directory of this user\'s that no one else can write in', () => {
+    const me = 1000;
+    const table: [string, { uid: number; mode: number }, number | undefined, ReturnType<typeof ownDirProblem>][] = [
+      ['private', { uid: me, mode: 0o40700 }, me, undefined],
+      ['readable by all', { uid: me, mode: 0o40755 }, me, undefined],
+      ['no user ids (uid undefined): the owner is not checked', { uid: 0, mode: 0o40700 }, undefined, undefined],
+      ['a regular file', { uid: me, mode: 0o100600 }, me, 'not a directory'],
+      ['a symbolic link (from an lstat), even to a directory of ours', { uid: me, mode: 0o120777 }, me, 'a symbolic link'],
+      ['another user\'s, private to them', { uid: 65534, mode: 0o40700 }, me, "another user's"],
+      ['root\'s, to a user', { uid: 0, mode: 0o40755 }, me, "another user's"],
+      ['another user\'s and open to all: the owner first', { uid: 65534, mode: 0o40777 }, me, "another user's"],
+      ['group-writable', { uid: me, mode: 0o40770 }, me, 'writable by its group'],
+      ['writable by all', { uid: me, mode: 0o40777 }, me, 'writable by others'],
+      ['sticky, as /tmp: others still plant names', { uid: me, mode: 0o41777 }, me, 'writable by others'],
+      ['writable by others but not its group', { uid: me, mode: 0o40702 }, me, 'writable by others'],
+      ['writable by all, with no user ids', { uid: 0, mode: 0o40777 }, undefined, 'writable by others'],
+    ];
+    for (const [name, st, uid, problem] of table) expect(ownDirProblem(st, uid), name).to.equal(problem);
   });
 
   it('makePrivateDir makes a directory 0700, and refuses one another user or group could write in, or a file in the way', async function () {
