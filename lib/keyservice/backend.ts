@@ -65,7 +65,11 @@ export interface KeyBackend {
    * boundStorageKey: the recorded id, or undefined before the first start.
    */
   boundStorageKey?(): Promise<string | undefined>;
-  /** Records `keyId` if no id is recorded yet; WRONG_KEY if another one is. */
+  /**
+   * Records `keyId` if no id is recorded yet; WRONG_KEY if another one is. From then on a
+   * backend that may reach another database while it runs (a new connection) refuses with
+   * WRONG_KEY to use one bound to another key.
+   */
   bindStorageKey?(keyId: string): Promise<void>;
 }
 

@@ -14,6 +14,12 @@
 // transaction, so a failed append (conflict, builder error, lost connection) rolls the
 // increment back with it. Deletes take the same row lock. Acknowledged means committed.
 //
+// The storage key: once bindStorageKey has bound this replica's key (at start), every pooled
+// connection reads key_server_meta once, before its first use, and is refused (WRONG_KEY) if the
+// database it reached records another key or none: a database swapped in behind the URL while
+// the replicas run gets no record sealed under the wrong key. A connection already checked costs
+// no extra query.
+//
 // Failure: connections and queries are bounded (connect and query timeouts), and a failure of
 // the database becomes UNREACHABLE or TIMEOUT (retryable, exit status 3) rather than a hang;
 // the pool drops broken connections and makes new ones, so service resumes by itself.
@@ -39,6 +45,9 @@ export interface PgBackendOptions {
   log?: (record: { event: string; [k: string]: unknown }) => void;
 }
 
+const BOUND_KEY = "SELECT value FROM key_server_meta WHERE key = 'storage_key_id'";
+/** SQLSTATE undefined_table. */
+const UNDEFINED_TABLE = '42P01';
 const COLUMNS = 'name, version, type, exportable, time_entered, size';
 interface Row { name: string; version: number; type: string; exportable: boolean; time_entered: string; size: number; ciphertext?: Buffer }
 
@@ -59,6 +68,10 @@ export function prefixEnd(prefix: string): string | undefined {
 
 export class PgBackend implements KeyBackend {
   private closed = false;
+  /** The storage key id bound at start (bindStorageKey); undefined before. */
+  private boundKey: string | undefined;
+  /** Connections that have read the bound key since it was bound. */
+  private readonly checked = new WeakSet<pg.PoolClient>();
 
   private constructor(private readonly pool: pg.Pool) {}
 
@@ -153,7 +166,7 @@ export class PgBackend implements KeyBackend {
   }
 
   async boundStorageKey(): Promise<string | undefined> {
-    return (await this.query<{ value: string }>("SELECT value FROM key_server_meta WHERE key = 'storage_key_id'"))[0]?.value;
+    return (await this.query<{ value: string }>(BOUND_KEY))[0]?.value;
   }
 
   async bindStorageKey(keyId: string): Promise<void> {
@@ -163,6 +176,7 @@ export class PgBackend implements KeyBackend {
     if (bound !== keyId) {
       throw new CertifierError('WRONG_KEY', `this replica's storage key (id ${keyId}) is not the one the database's records are sealed under (id ${bound}): fetch the deployment's key with key-server join`, { details: { keyId, bound } });
     }
+    this.boundKey = keyId;
   }
 
   async close(): Promise<void> {
@@ -179,12 +193,47 @@ export class PgBackend implements KeyBackend {
 
   /** One statement on any pooled connection; database failures become CertifierErrors. */
   private async query<R>(sql: string, params: unknown[] = []): Promise<R[]> {
-    this.checkOpen();
+    const client = await this.acquire();
     try {
-      return (await this.pool.query(sql, params)).rows as R[];
+      const rows = (await client.query(sql, params)).rows as R[];
+      client.release();
+      return rows;
+    } catch (e) {
+      client.release(true);
+      throw storageError(e);
+    }
+  }
+
+  /**
+   * A pooled connection; once a storage key is bound, a connection not used since is first
+   * checked to reach a database bound to that key, and destroyed if it does not.
+   */
+  private async acquire(): Promise<pg.PoolClient> {
+    this.checkOpen();
+    let client: pg.PoolClient;
+    try {
+      client = await this.pool.connect();
     } catch (e) {
       throw storageError(e);
     }
+    const want = this.boundKey;
+    if (want === undefined || this.checked.has(client)) return client;
+    let bound: string | undefined;
+    try {
+      bound = (await client.query<{ value: string }>(BOUND_KEY)).rows[0]?.value;
+    } catch (e) {
+      // No key-server tables at all: a database that records no key.
+      if ((e as { code?: unknown }).code !== UNDEFINED_TABLE) {
+        client.release(true);
+        throw storageError(e);
+      }
+    }
+    if (bound !== want) {
+      client.release(true);
+      throw new CertifierError('WRONG_KEY', `the key database now records ${bound ? `another storage key (id ${bound})` : 'no storage key'}, not this replica's (id ${want}): the database behind the URL was replaced while this replica ran, and it reads and writes nothing there`, { details: { keyId: want, bound: bound ?? null } });
+    }
+    this.checked.add(client);
+    return client;
   }
 
   /**
@@ -193,13 +242,7 @@ export class PgBackend implements KeyBackend {
    * whose state is unknown is destroyed, never handed to the next request.
    */
   private async transaction<T>(fn: (q: Query) => Promise<T>): Promise<T> {
-    this.checkOpen();
-    let client: pg.PoolClient;
-    try {
-      client = await this.pool.connect();
-    } catch (e) {
-      throw storageError(e);
-    }
+    const client = await this.acquire();
     let dbFailed = false;
     const q: Query = async <R>(sql: string, params: unknown[] = []) => {
       try {

@@ -104,6 +104,24 @@ if (!bin) {
         await rejects(open(server.url('ascii_db')), 'STORE_FORMAT');
       });
 
+      it('refuses with WRONG_KEY, and writes nothing, once another deployment\'s database is swapped in behind its URL while it runs', async () => {
+        const url = await freshDb();
+        const mine = `contract_${n}`;
+        const b = await track(open(url));
+        await b.bindStorageKey('11'.repeat(16));
+        await b.append('tm/a', (v) => recordFor('tm/a', v));
+        const theirs = await track(open(await freshDb()));
+        await theirs.bindStorageKey('22'.repeat(16));
+        await theirs.close();
+        // The swap: the replica's connections are cut, and the pool reconnects to the new database.
+        await server.psql('postgres', `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '${mine}'`);
+        await server.psql('postgres', `ALTER DATABASE ${mine} RENAME TO ${mine}_old`);
+        await server.psql('postgres', `ALTER DATABASE contract_${n} RENAME TO ${mine}`);
+        await rejects(b.append('tm/a', (v) => recordFor('tm/a', v)), 'WRONG_KEY');
+        await rejects(b.get('tm/a', 0), 'WRONG_KEY');
+        expect(await server.psql(mine, 'SELECT count(*) FROM key_server_records', ['-tA'])).to.equal('0\n');
+      });
+
       it('gives 100 appends to one name from two replicas versions 1..100 with no gap or duplicate', async () => {
         const url = await freshDb();
         const [a, b] = await Promise.all([track(open(url)), track(open(url))]);

@@ -13,6 +13,7 @@ import type { KeyClient } from '../../lib/keyclient/index.ts';
 import type { MachineIdentity } from '../../lib/certifier/index.ts';
 import { run } from '../support/helpers.ts';
 import { Domain, expectFailure, expectSuccess, sleep, startServer, type KeyServer, type Machine } from '../e2e/domain.ts';
+import { PgBackend } from '../../lib/keyservice/pg-backend.ts';
 import { findPgBin, PG_MISSING, PgServer } from './pg-server.ts';
 
 const bin = findPgBin();
@@ -194,6 +195,19 @@ if (!bin) {
       const lines = readFileSync(join(r1.data, 'audit-r1.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
       // The release of the storage key to the joining replica is recorded like any decision.
       expect(lines.some((l) => l.action === 'retrieve' && l.resource === 'key-server-storage-key' && l.decision === 'allow' && l.measurement === d.measurementHex('key-server'))).to.equal(true);
+    });
+
+    // Last: it leaves the replicas' URL on another deployment's database.
+    it('refuses stores with WRONG_KEY (exit 4), writing nothing, once another deployment\'s database is swapped in behind the URL', async () => {
+      const other = await PgBackend.open({ url: await pgs.createDatabase('other') });
+      await other.bindStorageKey('22'.repeat(16));
+      await other.close();
+      await pgs.psql('postgres', "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'keys'");
+      await pgs.psql('postgres', 'ALTER DATABASE keys RENAME TO keys_before');
+      await pgs.psql('postgres', 'ALTER DATABASE other RENAME TO keys');
+      for (const r of [r1, r2]) expectFailure(await d.kc(alice, r, 'store', ['swapped', '--in', '-'], Buffer.from('x')), 4, 'WRONG_KEY');
+      expect(await psql('SELECT count(*) FROM key_server_records')).to.equal('0\n');
+      expect(r1.child.stderr).to.contain('the key database now records another storage key');
     });
   });
 }
