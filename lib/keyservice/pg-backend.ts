@@ -83,12 +83,12 @@ export class PgBackend implements KeyBackend {
       query_timeout: timeout, statement_timeout: timeout, idle_in_transaction_session_timeout: 2 * timeout,
       idleTimeoutMillis: 30_000, keepAlive: true, application_name: 'key-server',
     });
+    const b = new PgBackend(pool);
     // A connection that dies while idle (database restarted, network cut) is reported here and
     // dropped by the pool; without a listener the 'error' event would end the process.
-    pool.on('error', (e) => o.log?.({ event: 'storage-connection-lost', code: storageError(e).code, detail: e.message }));
+    pool.on('error', (e) => o.log?.({ event: 'storage-connection-lost', code: b.failure(e).code, detail: e.message }));
     // The same for a connection that dies while checked out between two queries.
     pool.on('connect', (client) => client.on('error', () => {}));
-    const b = new PgBackend(pool);
     try {
       await b.transaction((q) => migrate(q));
     } catch (e) {
@@ -200,7 +200,7 @@ export class PgBackend implements KeyBackend {
       return rows;
     } catch (e) {
       client.release(true);
-      throw storageError(e);
+      throw this.failure(e);
     }
   }
 
@@ -214,7 +214,7 @@ export class PgBackend implements KeyBackend {
     try {
       client = await this.pool.connect();
     } catch (e) {
-      throw storageError(e);
+      throw this.failure(e);
     }
     const want = this.boundKey;
     if (want === undefined || this.checked.has(client)) return client;
@@ -225,7 +225,7 @@ export class PgBackend implements KeyBackend {
       // No key-server tables at all: a database that records no key.
       if ((e as { code?: unknown }).code !== UNDEFINED_TABLE) {
         client.release(true);
-        throw storageError(e);
+        throw this.failure(e);
       }
     }
     if (bound !== want) {
@@ -249,7 +249,7 @@ export class PgBackend implements KeyBackend {
         return (await client.query(sql, params)).rows as R[];
       } catch (e) {
         dbFailed = true;
-        throw storageError(e);
+        throw this.failure(e);
       }
     };
     try {
@@ -270,6 +270,11 @@ export class PgBackend implements KeyBackend {
       client.release(discard ? true : undefined);
       throw e;
     }
+  }
+
+  /** A failure of the database: a set-up mistake until the storage key is bound, a storage failure after. */
+  private failure(e: unknown): CertifierError {
+    return storageError(e, this.boundKey === undefined ? 'start' : 'request');
   }
 
   private checkOpen(): void {

@@ -7,7 +7,8 @@
 //
 // storageError() sorts a failure of the database into the suite's codes: unreachable, shutting
 // down, too many connections (UNREACHABLE) or too slow (TIMEOUT) are worth retrying (exit
-// status 3); anything else is INTERNAL, with the detail kept for the server log.
+// status 3); a set-up mistake at start (no such database, a login or right refused) says which;
+// anything else is INTERNAL, with the detail kept for the server log.
 
 import { CertifierError } from '../errors/index.ts';
 
@@ -68,8 +69,16 @@ const TLS_TRUST_ERRORS = new Set([
   'CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID', 'ERR_TLS_CERT_ALTNAME_INVALID', 'CERT_SIGNATURE_FAILURE', 'CERT_UNTRUSTED',
 ]);
 
-/** A CertifierError for a failure of the database (our own errors pass through unchanged). */
-export function storageError(e: unknown): CertifierError {
+// Refusals that at start are a set-up mistake, and while serving the database failing under a
+// running replica (renamed or dropped, closed to connections, a login or right revoked).
+const GONE_STATES = new Set(['3D000', '55000', '42501']);
+
+/**
+ * A CertifierError for a failure of the database (our own errors pass through unchanged).
+ * `during`: at 'start' a refused login or database is a set-up mistake (DENIED, NOT_FOUND); on a
+ * 'request' of a replica that started, the database is failing: UNREACHABLE, worth a retry.
+ */
+export function storageError(e: unknown, during: 'start' | 'request' = 'start'): CertifierError {
   if (e instanceof CertifierError) return e;
   const err = e as { code?: unknown; message?: unknown } | undefined;
   const code = typeof err?.code === 'string' ? err.code : '';
@@ -90,6 +99,7 @@ export function storageError(e: unknown): CertifierError {
   // A standby, or a primary being failed over: writes come back once a primary answers.
   if (code === '25006') return make('UNREACHABLE', 'the key database is read-only (a standby, or a failover in progress)');
   if (TLS_TRUST_ERRORS.has(code)) return make('UNTRUSTED_PEER', 'the key database\'s TLS certificate is not trusted (see sslmode and sslrootcert in the URL)');
+  if (during === 'request' && (GONE_STATES.has(code) || code.startsWith('28'))) return make('UNREACHABLE', 'the key database is unavailable to this replica (renamed, closed or its rights revoked since it started)');
   // Set-up mistakes, which no retry mends: say which, rather than "a bug".
   if (code.startsWith('28') || code === '42501') return make('DENIED', 'the key database refused this user (its login, password or rights; it must be allowed to create tables)');
   if (code === '3D000') return make('NOT_FOUND', 'no such key database');

@@ -25,12 +25,33 @@ const cases: [string, { code?: string; message: string }, string][] = [
   ['an internal server error', { code: 'XX000', message: 'something broke' }, 'INTERNAL'],
 ];
 
+// After start, the same refusals are the database failing under a running replica (renamed,
+// closed to connections, rights revoked): a storage failure worth a retry, not the client's fault.
+const atRequest: [string, { code: string; message: string }][] = [
+  ['a database renamed or dropped', { code: '3D000', message: 'database "keys" does not exist' }],
+  ['a database closed to connections', { code: '55000', message: 'database "keys" is not currently accepting connections' }],
+  ['a login revoked', { code: '28000', message: 'role "ks" is not permitted to log in' }],
+  ['a right revoked', { code: '42501', message: 'permission denied for table key_server_records' }],
+];
+
+const pgError = (error: { code?: string; message: string }) => Object.assign(new Error(error.message), error.code ? { code: error.code } : {});
+
 describe('keyservice: PostgreSQL errors', () => {
   for (const [what, error, code] of cases) {
     it(`reports ${what} as ${code}`, () => {
-      const e = storageError(Object.assign(new Error(error.message), error.code ? { code: error.code } : {}));
+      const e = storageError(pgError(error));
       expect(e.code).to.equal(code);
       expect(e.message).to.contain(error.message);
     });
   }
+  for (const [what, error] of atRequest) {
+    it(`reports ${what} while serving as UNREACHABLE, saying what the database said`, () => {
+      const e = storageError(pgError(error), 'request');
+      expect(e.code).to.equal('UNREACHABLE');
+      expect(e.message).to.contain(error.message);
+    });
+  }
+  it('reports what is not the database\'s failure the same way at start and while serving', () => {
+    for (const [, error, code] of cases) expect(storageError(pgError(error), 'request').code, error.message).to.equal(code === 'NOT_FOUND' || code === 'DENIED' ? 'UNREACHABLE' : code);
+  });
 });

@@ -122,6 +122,29 @@ if (!bin) {
         expect(await server.psql(mine, 'SELECT count(*) FROM key_server_records', ['-tA'])).to.equal('0\n');
       });
 
+      it('reports the database failing under a running replica (closed, renamed, its login revoked) as UNREACHABLE with what PostgreSQL said, and serves again once it is back', async () => {
+        const user = `ks_${n + 1}`;
+        await server.psql('postgres', `CREATE ROLE ${user} LOGIN`);
+        const url = new URL(await freshDb());
+        const db = `contract_${n}`;
+        await server.psql('postgres', `ALTER DATABASE ${db} OWNER TO ${user}`);
+        url.username = user;
+        const b = await track(open(url.toString()));
+        await b.bindStorageKey('11'.repeat(16));
+        await b.append('k', (v) => recordFor('k', v));
+        const cut = () => server.psql('postgres', `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '${db}'`);
+        const refused = async (what: RegExp) => expect((await rejects(b.append('k', (v) => recordFor('k', v)), 'UNREACHABLE')).message).to.match(what);
+        await server.psql('postgres', `ALTER DATABASE ${db} ALLOW_CONNECTIONS false`);
+        await cut();
+        await refused(/not currently accepting connections/);
+        await server.psql('postgres', `ALTER DATABASE ${db} RENAME TO ${db}_away`);
+        await refused(/does not exist/);
+        await server.psql('postgres', `ALTER DATABASE ${db}_away RENAME TO ${db}; ALTER DATABASE ${db} ALLOW_CONNECTIONS true; ALTER ROLE ${user} NOLOGIN`);
+        await refused(/not permitted to log in/);
+        await server.psql('postgres', `ALTER ROLE ${user} LOGIN`);
+        expect((await b.append('k', (v) => recordFor('k', v))).version).to.equal(2);
+      });
+
       it('gives 100 appends to one name from two replicas versions 1..100 with no gap or duplicate', async () => {
         const url = await freshDb();
         const [a, b] = await Promise.all([track(open(url)), track(open(url))]);
