@@ -9,10 +9,11 @@
 // database's own collation. The database only ever sees ciphertext and metadata.
 //
 // Version assignment is one transaction: INSERT ... ON CONFLICT DO UPDATE SET high = high + 1
-// RETURNING high takes the name's row lock, so concurrent appends of a name, from any replica,
-// queue on that row and each gets the next number; the record is inserted in the same
-// transaction, so a failed append (conflict, builder error, lost connection) rolls the
-// increment back with it. Deletes take the same row lock. Acknowledged means committed.
+// RETURNING high (or the highest stored version + 1, if the mark was lowered: NEXT_HIGH) takes
+// the name's row lock, so concurrent appends of a name, from any replica, queue on that row and
+// each gets the next number; the record is inserted in the same transaction, so a failed append
+// (conflict, builder error, lost connection) rolls the increment back with it. Deletes take the
+// same row lock. Acknowledged means committed.
 //
 // The storage key: once bindStorageKey has bound this replica's key (at start), every pooled
 // connection reads key_server_meta once, before its first use, and is refused (WRONG_KEY) if the
@@ -48,6 +49,15 @@ export interface PgBackendOptions {
 const BOUND_KEY = "SELECT value FROM key_server_meta WHERE key = 'storage_key_id'";
 /** SQLSTATE undefined_table. */
 const UNDEFINED_TABLE = '42P01';
+/**
+ * Raises the name's high-water mark to the next version, under its row lock: one more than the
+ * mark or than the highest stored version, whichever is higher, so a mark lowered or removed
+ * behind the backend's back (as LevelBackend reads its own) neither blocks the name nor reuses
+ * a stored number.
+ */
+const NEXT_HIGH = `INSERT INTO key_server_names AS n (name, high)
+  VALUES ($1, (SELECT coalesce(max(version), 0) FROM key_server_records WHERE name = $1) + 1)
+  ON CONFLICT (name) DO UPDATE SET high = greatest(n.high + 1, EXCLUDED.high) RETURNING high`;
 const COLUMNS = 'name, version, type, exportable, time_entered, size';
 interface Row { name: string; version: number; type: string; exportable: boolean; time_entered: string; size: number; ciphertext?: Buffer }
 
@@ -102,9 +112,7 @@ export class PgBackend implements KeyBackend {
     checkName(name);
     checkExpected(expectedLatest);
     return this.transaction(async (q) => {
-      const high = Number((await q<{ high: string }>(
-        'INSERT INTO key_server_names (name, high) VALUES ($1, 1) ON CONFLICT (name) DO UPDATE SET high = key_server_names.high + 1 RETURNING high', [name],
-      ))[0]!.high);
+      const high = Number((await q<{ high: string }>(NEXT_HIGH, [name]))[0]!.high);
       const version = nextVersion(name, high - 1);
       if (expectedLatest !== undefined || check) {
         // Under the name's row lock, so no other append or delete of it can slip in between.

@@ -13,6 +13,11 @@ export interface BackendFixture {
   cleanup(): Promise<void>;
   /** Closes the backend and opens a new one on the same storage (as a restart would). */
   reopen?(): Promise<KeyBackend>;
+  /**
+   * Sets `name`'s high-water mark to `high`, or removes it, behind the backend's back (damage, or
+   * a mistaken hand in the database), and returns the backend to go on with.
+   */
+  tamperMark?(name: string, high: number | undefined): Promise<KeyBackend>;
 }
 
 
@@ -138,6 +143,18 @@ export function runBackendContract(name: string, factory: () => Promise<BackendF
       expect((await b.get('top', 0))!.version).to.equal(2);
       expect((await put('all')).version).to.equal(4);
       expect((await put('top')).version).to.equal(4);
+    });
+
+    it('numbers on after the highest stored version when the high-water mark was lowered or removed', async function () {
+      if (!fx.tamperMark) this.skip();
+      for (let i = 0; i < 2; i++) await put('tm/a');
+      for (let i = 0; i < 3; i++) await put('tm/b');
+      b = await fx.tamperMark('tm/a', 0);
+      b = await fx.tamperMark('tm/b', undefined);
+      expect((await put('tm/a')).version).to.equal(3);
+      expect((await put('tm/b')).version).to.equal(4);
+      expect((await put('tm/a')).version).to.equal(4);
+      expect(await versions('tm/a')).to.deep.equal([1, 2, 3, 4]);
     });
 
     it('keeps its records across a reopen', async function () {

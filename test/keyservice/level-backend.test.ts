@@ -23,6 +23,14 @@ runBackendContract('LevelBackend', async () => {
       backend = await LevelBackend.open(dir);
       return backend;
     },
+    tamperMark: async (name, high) => {
+      await backend.close();
+      const mark = Buffer.alloc(4);
+      if (high !== undefined) mark.writeUInt32BE(high);
+      await withRaw(dir, async (db) => (high === undefined ? db.del(`h!${name}`) : db.put(`h!${name}`, mark)));
+      backend = await LevelBackend.open(dir);
+      return backend;
+    },
     cleanup: async () => {
       await backend.close();
       tmp.cleanup();

@@ -53,12 +53,17 @@ if (!bin) {
 
     runBackendContract('PgBackend', async () => {
       const url = await freshDb();
+      const db = `contract_${n}`;
       let backend: KeyBackend = await open(url);
       return {
         backend,
         reopen: async () => {
           await backend.close();
           backend = await open(url);
+          return backend;
+        },
+        tamperMark: async (name, high) => {
+          await server.psql(db, high === undefined ? `DELETE FROM key_server_names WHERE name = '${name}'` : `UPDATE key_server_names SET high = ${high} WHERE name = '${name}'`);
           return backend;
         },
         cleanup: async () => backend.close(),
