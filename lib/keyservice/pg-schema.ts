@@ -38,6 +38,9 @@ const MIGRATIONS: string[][] = [
   ],
 ];
 
+/** The tables the migrations create. */
+const TABLES = ['key_server_names', 'key_server_records', 'key_server_meta'];
+
 /** Creates or upgrades the schema; call inside a transaction. */
 export async function migrate(q: Query): Promise<{ from: number; to: number }> {
   await q('SELECT pg_advisory_xact_lock($1)', [SCHEMA_LOCK]);
@@ -49,6 +52,14 @@ export async function migrate(q: Query): Promise<{ from: number; to: number }> {
   const from = (await q<{ version: number }>('SELECT version FROM key_server_schema'))[0]?.version ?? 0;
   if (from > SCHEMA_VERSION) {
     throw new CertifierError('STORE_FORMAT', `the database holds key-server schema version ${from}, newer than this key-server's ${SCHEMA_VERSION}: upgrade this replica`);
+  }
+  if (from === 0) {
+    // No version recorded, yet key-server's tables are there: key_server_schema was emptied (or
+    // dropped). Which schema they have is unknown, so nothing is created over them.
+    const found = await q<{ name: string }>('SELECT name FROM unnest($1::text[]) AS name WHERE to_regclass(name) IS NOT NULL', [TABLES]);
+    if (found.length) {
+      throw new CertifierError('STORE_FORMAT', `the database holds key-server tables (${found.map((t) => t.name).join(', ')}) but key_server_schema records no schema version: it was emptied or dropped; restore it (or the database) from a backup rather than start over these tables`);
+    }
   }
   for (let v = from; v < SCHEMA_VERSION; v++) for (const sql of MIGRATIONS[v]!) await q(sql);
   if (from !== SCHEMA_VERSION) {

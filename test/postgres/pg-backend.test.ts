@@ -100,6 +100,17 @@ if (!bin) {
         await rejects(open(bad.toString()), 'INVALID_INPUT');
       });
 
+      it('refuses with STORE_FORMAT, creating nothing, tables whose key_server_schema was emptied', async () => {
+        const url = await freshDb();
+        const b = await open(url);
+        await b.append('k', (v) => recordFor('k', v));
+        await b.close();
+        await server.psql(`contract_${n}`, 'DELETE FROM key_server_schema');
+        const e = await rejects(open(url), 'STORE_FORMAT');
+        expect(e.message).to.contain('key_server_schema records no schema version').and.contain('key_server_names, key_server_records, key_server_meta');
+        expect(await server.psql(`contract_${n}`, 'SELECT count(*) FROM key_server_schema', ['-tA'])).to.equal('0\n');
+      });
+
       it('refuses a database written by a newer key-server, and one not in UTF-8', async () => {
         const url = await freshDb();
         await (await open(url)).close();
