@@ -38,6 +38,22 @@ export function redactUrl(url: string): string {
   }
 }
 
+/**
+ * What is wrong with the URL's sslmode for the pg driver, which reads it otherwise than libpq:
+ * prefer, require and verify-ca mean verify-full to it (with a multi-line warning of its own
+ * on stderr) unless uselibpqcompat=true, and a value it does not know is ignored.
+ */
+export function sslModeProblem(params: URLSearchParams): string | undefined {
+  const libpq = params.get('uselibpqcompat') === 'true';
+  for (const mode of params.getAll('sslmode')) {
+    if (mode === 'disable' || mode === 'verify-full' || (mode === 'no-verify' && !libpq)) continue;
+    if (!['prefer', 'require', 'verify-ca'].includes(mode)) return 'has an sslmode that is not one of disable, prefer, require, verify-ca, verify-full';
+    if (!libpq) return `has sslmode=${mode}, which this driver takes for verify-full: write sslmode=verify-full (with sslrootcert=FILE for a private CA), or add uselibpqcompat=true for libpq's meaning of ${mode}`;
+    if (mode === 'verify-ca' && !params.get('sslrootcert')) return 'has sslmode=verify-ca without sslrootcert=FILE, the CA to verify the database\'s certificate with';
+  }
+  return undefined;
+}
+
 /** The database URL from --pg-url or the environment, checked (USAGE) before anything connects. */
 export function pgUrlOf(program: string, o: PostgresOptions): string {
   const url = o.pgUrl ?? process.env[PG_URL_ENV];
@@ -54,6 +70,8 @@ export function pgUrlOf(program: string, o: PostgresOptions): string {
     throw new CertifierError('USAGE', `the PostgreSQL URL (${where}) is not a valid URL`);
   }
   if (!parsed.hostname || parsed.pathname.length < 2) throw new CertifierError('USAGE', `the PostgreSQL URL (${where}) must name a host and a database`);
+  const ssl = sslModeProblem(parsed.searchParams);
+  if (ssl) throw new CertifierError('USAGE', `the PostgreSQL URL (${where}) ${ssl}`);
   if (o.pgUrl && parsed.password) warn(program, `the password in --pg-url is visible to every local user (ps); set ${PG_URL_ENV} instead`);
   return url;
 }

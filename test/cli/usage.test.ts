@@ -136,6 +136,21 @@ describe('usage mistakes across the programs (exit 2, before any work)', () => {
       expect(r.status, url).to.equal(2);
       expect(r.stderr).to.contain('KEY_SERVER_PG_URL').and.not.contain('pw-s3cret');
     }
+    // An sslmode the pg driver reads otherwise than libpq: refused before the driver sees it (and
+    // prints its own multi-line warning), in the program's own format.
+    for (const query of ['sslmode=require', 'sslmode=prefer', 'sslmode=verify-ca', 'sslmode=requir', 'uselibpqcompat=true&sslmode=verify-ca']) {
+      for (const json of [[], ['--log-json']]) {
+        const r = await run('key-server', [...base, '--backend', 'postgres', ...json], { env: { ...process.env, KEY_SERVER_PG_URL: `postgres://u:pw-s3cret@127.0.0.1:1/keys?${query}` } });
+        expect(r.status, query).to.equal(2);
+        expect(r.stderr).to.contain('sslmode').and.not.contain('SECURITY WARNING').and.not.contain('pw-s3cret');
+        if (json.length) expect(JSON.parse(r.stderr.trim())).to.include({ code: 'USAGE' });
+        else expect(r.stderr).to.match(/^key-server: error: the PostgreSQL URL \(KEY_SERVER_PG_URL\) has .*sslmode.*\[USAGE\]\n/);
+      }
+    }
+    for (const query of ['sslmode=verify-full', 'sslmode=disable', 'uselibpqcompat=true&sslmode=require']) {
+      const r = await run('key-server', [...base, '--backend', 'postgres'], { env: { ...process.env, KEY_SERVER_PG_URL: `postgres://u@127.0.0.1:1/keys?${query}` } });
+      expect(r.stderr, query).to.contain('[FILE_ERROR]'); // past the URL's checks, to the missing policy certificate
+    }
     const same = await run('key-server', ['serve', '--domain', 'd', '--policy-cert', 'none.pem', '--store', 's', '--key-file', 'k', '--data', 's', '--backend', 'postgres']);
     expect(same.status).to.equal(2);
     expect(same.stderr).to.contain('--data and --store must be different directories');
