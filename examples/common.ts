@@ -2,13 +2,30 @@
 // pick themselves, print one short line per step, and stop every process started.
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-export const ROOT = fileURLToPath(new URL('../', import.meta.url));
+/** The package's folder: the first one up from this file (or the bundle made of it) holding cmd/bin/launch.js. */
+function packageRoot(): string {
+  for (let dir = dirname(fileURLToPath(import.meta.url)); ; dir = dirname(dir)) {
+    if (existsSync(join(dir, 'cmd', 'bin', 'launch.js'))) return dir;
+    if (dirname(dir) === dir) throw new Error('cannot find the package folder (cmd/bin/launch.js) above the scenario');
+  }
+}
+
+export const ROOT = packageRoot();
 export const bin = (p: string) => join(ROOT, 'cmd', 'bin', `${p}.js`);
+
+// A reader that goes away (`npm run demo | head -5`) closes stdout: the scenario goes on quietly
+// and still stops every server it started and removes its folder, instead of dying of an
+// unhandled EPIPE with its servers left running.
+let stdoutOpen = true;
+process.stdout.on('error', () => {
+  stdoutOpen = false;
+});
+const write = (text: string) => void (stdoutOpen && process.stdout.write(text));
 
 export class Scenario {
   readonly dir: string;
@@ -23,7 +40,7 @@ export class Scenario {
 
   say(text: string): void {
     this.step++;
-    process.stdout.write(`[${String(this.step).padStart(2)}] ${text}\n`);
+    write(`[${String(this.step).padStart(2)}] ${text}\n`);
   }
 
   /** Runs a program to completion; throws with its stderr when it fails. */
@@ -88,7 +105,7 @@ export class Scenario {
     await Promise.all(this.children.map((c) => this.terminate(c)));
     if (!this.keep) rmSync(this.dir, { recursive: true, force: true });
     const secs = ((Date.now() - this.started) / 1000).toFixed(1);
-    process.stdout.write(ok ? `${this.name}: SUCCESS in ${secs}s\n` : `${this.name}: FAILED after ${secs}s${this.keep ? ` (files kept in ${this.dir})` : ''}\n`);
+    write(ok ? `${this.name}: SUCCESS in ${secs}s\n` : `${this.name}: FAILED after ${secs}s${this.keep ? ` (files kept in ${this.dir})` : ''}\n`);
   }
 }
 

@@ -1,20 +1,26 @@
-// The runnable scenarios as tests: npm run demo (twice in a row, and two copies at once) and
-// Scenario 2, each ending with its success line and leaving no process behind.
+// The runnable scenarios as tests, started as npm run demo starts them (examples/start.js): the
+// demo (twice in a row, two copies at once, and with its reader gone) and Scenario 2, each ending
+// with its success line and leaving no process behind.
 
 import { expect } from 'chai';
 import { execFileSync, spawn } from 'node:child_process';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT, tempDir } from '../support/helpers.ts';
 
 interface DemoRun { status: number | null; out: string; err: string; ms: number }
 
-function runScenario(script: string, tmp: string): Promise<DemoRun> {
+/** Runs a scenario as `npm run demo` does; `hangUp` closes its stdout after the first line. */
+function runScenario(scenario: 'scenario1' | 'scenario2', tmp: string, hangUp = false): Promise<DemoRun> {
   const started = Date.now();
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, script)], { cwd: ROOT, env: { ...process.env, TMPDIR: tmp }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [join(ROOT, 'examples/start.js'), scenario], { cwd: ROOT, env: { ...process.env, TMPDIR: tmp }, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
-    child.stdout.on('data', (d) => (out += d));
+    child.stdout.on('data', (d) => {
+      out += d;
+      if (hangUp) child.stdout.destroy();
+    });
     child.stderr.on('data', (d) => (err += d));
     child.on('error', reject);
     child.on('close', (status) => resolve({ status, out, err, ms: Date.now() - started }));
@@ -35,24 +41,41 @@ describe('runnable scenarios', function () {
 
   it('npm run demo succeeds in under a minute, twice in a row, and leaves no process running', async () => {
     for (const round of [1, 2]) {
-      const r = await runScenario('examples/scenario1/run.ts', tmp.dir);
+      const r = await runScenario('scenario1', tmp.dir);
       expect(r.status, `round ${round}: ${r.out}${r.err}`).to.equal(0);
       expect(r.out).to.match(/scenario1: SUCCESS in [\d.]+s\n$/);
       expect(r.out).to.contain('they equal the originals');
       expect(r.ms, 'run time').to.be.below(60_000);
       expect(processesUnder(tmp.dir), 'processes left behind').to.deep.equal([]);
     }
+    // Nothing compiled went to tsx's disk cache in $TMPDIR, a folder another local user could have made first.
+    expect(readdirSync(tmp.dir).filter((n) => n.startsWith('tsx-'))).to.deep.equal([]);
+  });
+
+  it("runs the tests' TypeScript (mocha's loader) without tsx's disk cache in $TMPDIR", () => {
+    execFileSync(process.execPath, ['--import', './test/support/tsx.mjs', 'test/support/helpers.ts'], { cwd: ROOT, env: { ...process.env, TMPDIR: tmp.dir, TSX_DISABLE_CACHE: '' } });
+    expect(readdirSync(tmp.dir).filter((n) => n.startsWith('tsx-'))).to.deep.equal([]);
+    execFileSync(process.execPath, ['--import', 'tsx', 'test/support/helpers.ts'], { cwd: ROOT, env: { ...process.env, TMPDIR: tmp.dir, TSX_DISABLE_CACHE: '' } });
+    expect(readdirSync(tmp.dir).filter((n) => n.startsWith('tsx-')), 'tsx alone does cache there').to.have.length(1);
   });
 
   it('runs two copies of the demo at once, both succeeding (no fixed ports or shared paths)', async () => {
-    const [a, b] = await Promise.all([runScenario('examples/scenario1/run.ts', tmp.dir), runScenario('examples/scenario1/run.ts', tmp.dir)]);
+    const [a, b] = await Promise.all([runScenario('scenario1', tmp.dir), runScenario('scenario1', tmp.dir)]);
     expect(a.status, a.out + a.err).to.equal(0);
     expect(b.status, b.out + b.err).to.equal(0);
     expect(processesUnder(tmp.dir)).to.deep.equal([]);
   });
 
+  it('goes on quietly when its reader goes away (npm run demo | head), still stopping its servers and removing its folder', async () => {
+    const r = await runScenario('scenario1', tmp.dir, true);
+    expect(r.status, r.err).to.equal(0);
+    expect(r.err).not.to.contain('EPIPE');
+    expect(processesUnder(tmp.dir), 'processes left behind').to.deep.equal([]);
+    expect(readdirSync(tmp.dir).filter((n) => n.startsWith('scenario1-')), 'its folder').to.deep.equal([]);
+  });
+
   it('runs Scenario 2 (key-server in a certified cloud VM, a key-client admitted with issue-cert) by one command', async () => {
-    const r = await runScenario('examples/scenario2/run.ts', tmp.dir);
+    const r = await runScenario('scenario2', tmp.dir);
     expect(r.status, r.out + r.err).to.equal(0);
     expect(r.out).to.match(/scenario2: SUCCESS in [\d.]+s\n$/);
     expect(r.out).to.contain('issue-cert');
