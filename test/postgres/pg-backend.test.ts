@@ -152,6 +152,9 @@ if (!bin) {
         const refused = async (what: RegExp) => expect((await rejects(b.append('k', (v) => recordFor('k', v)), 'UNREACHABLE')).message).to.match(what);
         await server.psql('postgres', `ALTER DATABASE ${db} ALLOW_CONNECTIONS false`);
         await cut();
+        // A pooled connection just cut may be tried once before the pool notices (UNREACHABLE too,
+        // "terminating connection"); after it, every try meets the closed database.
+        await rejects(b.append('k', (v) => recordFor('k', v)), 'UNREACHABLE');
         await refused(/not currently accepting connections/);
         await server.psql('postgres', `ALTER DATABASE ${db} RENAME TO ${db}_away`);
         await refused(/does not exist/);
