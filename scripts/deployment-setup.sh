@@ -28,7 +28,8 @@ USAGE
   exit "${1:-2}"
 }
 
-here=$(cd "$(dirname "$0")" && pwd)
+# The script's own folder, through any link to it (a link in /usr/local/bin, say).
+here=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
 CERT_UTILITY=${CERT_UTILITY:-$here/../cmd/bin/cert-utility.js}
 dir= domain= alg=p256 days=365 min_tcb=
 measure=() trust=() amd=()

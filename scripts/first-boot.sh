@@ -44,7 +44,8 @@ USAGE
   exit "${1:-2}"
 }
 
-here=$(cd "$(dirname "$0")" && pwd)
+# The script's own folder, through any link to it (a link in /usr/local/bin, say).
+here=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
 CERT_UTILITY=${CERT_UTILITY:-$here/../cmd/bin/cert-utility.js}
 KEY_CLIENT=${KEY_CLIENT:-$here/../cmd/bin/key-client.js}
 

@@ -7,7 +7,7 @@
 import { expect } from 'chai';
 import { createHash } from 'node:crypto';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { ROOT, run, runScript, tempDir } from '../support/helpers.ts';
@@ -61,6 +61,15 @@ describe('scripts/first-boot.sh failure modes', function () {
     expect(r.stderr).to.contain(`could not reach the server after 3 attempts`);
     expect(r.stderr).to.contain(`127.0.0.1:${port}`);
     expect(r.stderr.match(/retrying in/g)).to.have.length(2);
+  });
+
+  it('finds the programs beside its package when run through a link to it (one in /usr/local/bin, say)', async () => {
+    const port = await closedPort();
+    mkdirSync(f('links'), { recursive: true });
+    symlinkSync(join(ROOT, 'scripts', 'first-boot.sh'), f('links/first-boot'));
+    const r = await runScript({ path: f('links/first-boot') }, args(f('a/cert.pem'), port, port, 'store-linked').map((a) => (a === '3' ? '1' : a)), { cwd: tmp.dir });
+    expect(r.status, r.stderr).to.equal(3);
+    expect(r.stderr).to.contain('could not reach the server');
   });
 
   it('exits 4 at once, without retrying, when the policy certificate in the image is not the one the servers use', async () => {

@@ -40,8 +40,8 @@ export function run(program: Program, args: string[], options: RunOptions = {}):
 }
 
 /** Runs one of scripts/ (which finds the programs next to it) the same way. */
-export function runScript(script: 'first-boot.sh' | 'deployment-setup.sh', args: string[], options: RunOptions = {}): Promise<RunResult> {
-  return spawnAndWait(join(ROOT, 'scripts', script), args, options);
+export function runScript(script: 'first-boot.sh' | 'deployment-setup.sh' | { path: string }, args: string[], options: RunOptions = {}): Promise<RunResult> {
+  return spawnAndWait(typeof script === 'string' ? join(ROOT, 'scripts', script) : script.path, args, options);
 }
 
 function spawnAndWait(file: string, args: string[], options: RunOptions): Promise<RunResult> {
