@@ -246,7 +246,10 @@ export async function refuseNonRegular(path: string): Promise<void> {
   const st = await fs.lstat(path).catch(() => undefined);
   if (!st || st.isFile()) return;
   if (st.isDirectory()) throw fileError('write', path, Object.assign(new Error('directory'), { code: 'EISDIR' }));
-  const what = st.isSymbolicLink() ? `a symbolic link (to ${await fs.readlink(path).catch(() => '?')}); name the file itself`
+  const target = st.isSymbolicLink() ? await fs.readlink(path).catch(() => '?') : '';
+  // /dev/stdout is a link to /proc/self/fd/1.
+  const toFd = /^\/(proc\/self\/fd|dev\/fd)\//.test(target);
+  const what = st.isSymbolicLink() ? `a symbolic link (to ${target}); ${toFd ? 'standard output is --out - where a command offers it' : 'name the file itself'}`
     : st.isFIFO() ? 'a FIFO, not a regular file'
     : st.isSocket() ? 'a socket, not a regular file'
     : 'a device, not a regular file (standard output is --out - where a command offers it)';

@@ -4,7 +4,7 @@
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -128,6 +128,10 @@ describe('lib/files', () => {
       await rejects(checkWritable(join(tmp.dir, name)), 'FILE_ERROR');
     }
     expect((await rejects(checkWritable('/dev/null'), 'FILE_ERROR')).message).to.contain('a device').and.contain('--out -');
+    // /dev/stdout is a link to /proc/self/fd/1: the message says what to give instead.
+    symlinkSync('/proc/self/fd/1', join(tmp.dir, 'stdout'));
+    expect((await rejects(checkWritable(join(tmp.dir, 'stdout')), 'FILE_ERROR')).message).to.contain('standard output is --out -');
+    unlinkSync(join(tmp.dir, 'stdout'));
     expect(lstatSync(join(tmp.dir, 'link')).isSymbolicLink()).to.equal(true);
     expect(lstatSync(join(tmp.dir, 'fifo')).isFIFO()).to.equal(true);
     expect(readFileSync(join(tmp.dir, 'real'), 'utf8')).to.equal('real');
