@@ -15,7 +15,13 @@ export const KEY_FILE_LIMIT = 64 * 1024;
 /** A private key from PEM/DER PKCS#8, or from a Certifier key_message file. */
 export async function readPrivateKeyFile(path: string): Promise<KeyObject> {
   const bytes = await readFileLimited(path, KEY_FILE_LIMIT);
+  // Warned of once it is known to hold a private key: a certificate given by mistake is no secret.
+  const key = privateKeyFrom(bytes, path);
   await warnIfShared(path, 'the private key');
+  return key;
+}
+
+function privateKeyFrom(bytes: Uint8Array, path: string): KeyObject {
   try {
     return importPrivateKey(bytes);
   } catch (first) {

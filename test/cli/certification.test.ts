@@ -8,7 +8,7 @@
 import { expect } from 'chai';
 import { execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -924,6 +924,9 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
         '--measurement', M, '--out', 'never-cert.pem']);
       expect(swapped.status, swapped.stderr).to.equal(1);
       expect(swapped.stderr).to.contain('policy-cert.pem holds a public key or certificate, not the private key [INVALID_KEY]');
+      // A certificate is no secret: its usual 0644 is not warned of as a private key's would be.
+      expect(statSync(p('policy-cert.pem')).mode & 0o004, 'the certificate is readable by all').to.not.equal(0);
+      expect(swapped.stderr).not.to.contain('warning');
       const keyAsCert = await cu(['print-policy', '--policy', 'policy.bin', '--policy-cert', 'policy-key.pem']);
       expect(keyAsCert.status, keyAsCert.stderr).to.equal(1);
       expect(keyAsCert.stderr).to.contain('policy-key.pem: the PEM text holds no CERTIFICATE block');
