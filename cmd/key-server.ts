@@ -161,7 +161,7 @@ subcommand<JsonOption & { continuing?: boolean }>(program, 'verify-audit', 'chec
     // One file is a chain of one: a log whose first segments were rotated away is then told to
     // name them (or --continuing), not that its first line has the wrong seq.
     const r = await verifyChain(args, { continuing: o.continuing === true });
-    if (!r.ok) throw new CertifierError('INTEGRITY', `line ${r.line} of ${r.file}: ${r.problem}`, { details: { file: r.file, line: r.line } });
+    if (!r.ok) throw new CertifierError('INTEGRITY', `${r.line === undefined ? '' : `line ${r.line} of `}${r.file}: ${r.problem}`, { details: { file: r.file, ...(r.line === undefined ? {} : { line: r.line }) } });
     if (args.length === 1 && !o.continuing) return { json: { lines: r.lines }, text: [`ok: ${r.lines} line(s), chain intact`] };
     const from = r.fromGenesis ? '' : ` (from seq ${r.firstSeq}: it continues a segment not given)`;
     return { json: { lines: r.lines, files: r.files, firstSeq: r.firstSeq, lastSeq: r.lastSeq, fromGenesis: r.fromGenesis }, text: [`ok: ${r.lines} line(s) in ${r.files} file(s), seq ${r.firstSeq}..${r.lastSeq}, chain intact${from}`] };

@@ -1,35 +1,82 @@
 // An audit log rotated into segments (AuditLogOptions.rotateBytes) is one chain over several
 // files: PATH.FIRST-LAST for the old ones, PATH for the current. Each file verifies on its own,
-// and each begins where the one before ends (the next seq, chained to its last hash).
+// holds the seqs its name says, and begins where the one before ends (the next seq, chained to
+// its last hash). PATH.end, where the chain stood at the last rotation, must be reached.
 
-import { AUDIT_GENESIS, verifySegment } from './audit.ts';
+import { AUDIT_GENESIS, endPath, recordedEnd, segmentRange, verifySegment } from './audit.ts';
 
 export type ChainVerification =
-  | { ok: true; files: number; lines: number; firstSeq: number; lastSeq: number; fromGenesis: boolean }
-  | { ok: false; file: string; line: number; problem: string };
+  | { ok: true; files: number; lines: number; firstSeq: number; lastSeq: number; lastHash: string; fromGenesis: boolean }
+  | { ok: false; file: string; line?: number; problem: string };
+
+/** A seq and the hash its record must have: where the chain was seen to stand (PATH.end, a copy kept elsewhere). */
+export interface ChainAnchor {
+  seq: number;
+  hash: string;
+  /** Who says so, for the message ("audit.jsonl.end (where the chain stood at its last rotation)"). */
+  source: string;
+}
 
 /**
  * Verifies FILES in chain order. The first must start the chain (seq 1) unless `continuing`,
- * when it may continue a segment not given (verify that one with it to check the link).
+ * when it may continue a segment not given (verify that one with it to check the link). The chain
+ * must hold each of `anchors`, and the end recorded beside the last file (PATH.end) if there is
+ * one; with `continuing`, that record is not checked when it lies before the files given.
  */
-export async function verifyChain(files: string[], o: { continuing?: boolean } = {}): Promise<ChainVerification> {
+export async function verifyChain(files: string[], o: { continuing?: boolean; anchors?: ChainAnchor[] } = {}): Promise<ChainVerification> {
   let lines = 0;
   let first: { seq: number; prev: string } | undefined;
   let end: { seq: number; hash: string; file: string } | undefined;
+  const hashes = new Map<number, { hash: string; file: string; line: number }>();
+  const anchors = [...(o.anchors ?? [])];
+  const log = files.at(-1);
+  const recorded = log !== undefined && !segmentRange(log) ? await recordedEnd(log, 'verify the segments alone, or restore it') : undefined;
+  const atRotation = recorded && { ...recorded, source: `${endPath(log!)} (where the chain stood at its last rotation)` };
+  if (atRotation) anchors.push(atRotation);
+  const wanted = new Set(anchors.map((a) => a.seq));
   for (const file of files) {
-    const r = await verifySegment(file);
+    let line = 0;
+    const r = await verifySegment(file, (seq, hash) => {
+      line++;
+      if (wanted.has(seq)) hashes.set(seq, { hash, file, line });
+    });
     if (!r.ok) return { ok: false, file, line: r.line, problem: r.problem };
+    const named = segmentRange(file);
+    if (named) {
+      if (r.lines === 0) return { ok: false, file, problem: `it is empty, but its name says it holds seq ${named.firstSeq} to ${named.lastSeq}: those lines are missing` };
+      if (r.firstSeq !== named.firstSeq) return { ok: false, file, line: 1, problem: `it starts at seq ${r.firstSeq}, not the ${named.firstSeq} its name says` };
+      if (r.lastSeq !== named.lastSeq) {
+        const missing = r.lastSeq < named.lastSeq ? `: ${missingSeqs(r.lastSeq + 1, named.lastSeq)}` : '';
+        return { ok: false, file, line: r.lines, problem: `it ends at seq ${r.lastSeq}, not the ${named.lastSeq} its name says${missing}` };
+      }
+    }
     if (r.lines === 0) continue; // an empty current file: nothing to link
     if (!end) {
       first = { seq: r.firstSeq, prev: r.startPrev };
       if (!o.continuing && (r.firstSeq !== 1 || r.startPrev !== AUDIT_GENESIS)) {
         return { ok: false, file, line: 1, problem: `it starts at seq ${r.firstSeq}, not 1: give the segments before it first (or --continuing to check from there)` };
       }
+      // The hash the first line chains to is that of the seq before it.
+      if (wanted.has(r.firstSeq - 1)) hashes.set(r.firstSeq - 1, { hash: r.startPrev, file, line: 1 });
     } else if (r.firstSeq !== end.seq + 1 || r.startPrev !== end.hash) {
       return { ok: false, file, line: 1, problem: `it does not continue ${end.file} (which ends at seq ${end.seq}): it starts at seq ${r.firstSeq}${r.startPrev === end.hash ? '' : ' after another hash'}` };
     }
     lines += r.lines;
     end = { seq: r.lastSeq, hash: r.last, file };
   }
-  return { ok: true, files: files.length, lines, firstSeq: first?.seq ?? 0, lastSeq: end?.seq ?? 0, fromGenesis: !first || (first.seq === 1 && first.prev === AUDIT_GENESIS) };
+  const lastSeq = end?.seq ?? 0;
+  for (const a of anchors) {
+    // Segments archived (--continuing): the record is checked only if the files given reach back to it.
+    if (a === atRotation && o.continuing && (!first || a.seq < first.seq - 1)) continue;
+    const got = hashes.get(a.seq);
+    if (got && got.hash !== a.hash) return { ok: false, file: got.file, line: got.line, problem: `the record of seq ${a.seq} has hash ${got.hash}, but ${a.source} says ${a.hash} (the chain was rewritten from there or before)` };
+    if (got) continue;
+    if (a.seq > lastSeq) {
+      return { ok: false, file: log!, problem: `the chain ends at seq ${lastSeq}, but ${a.source} says it reached seq ${a.seq}: ${missingSeqs(lastSeq + 1, a.seq)} (a segment removed or emptied, or the log cut short)` };
+    }
+    return { ok: false, file: files[0]!, problem: `the files given start after seq ${a.seq}, which ${a.source} names: give the segments that hold it` };
+  }
+  return { ok: true, files: files.length, lines, firstSeq: first?.seq ?? 0, lastSeq, lastHash: end?.hash ?? AUDIT_GENESIS, fromGenesis: !first || (first.seq === 1 && first.prev === AUDIT_GENESIS) };
 }
+
+const missingSeqs = (from: number, to: number) => (from === to ? `seq ${from} is missing` : `seq ${from} to ${to} are missing`);

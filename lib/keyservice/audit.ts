@@ -145,7 +145,7 @@ type ScanResult = ({ ok: true } & AuditSegment) | Failure;
  * Reads the whole file in bounded memory. Its first line must be seq 1 after the genesis hash,
  * unless `continuing`: then it may continue an earlier segment, from any seq and hash it names.
  */
-async function scan(path: string, continuing = false): Promise<ScanResult> {
+async function scan(path: string, continuing = false, seen?: (seq: number, hash: string) => void): Promise<ScanResult> {
   let fh: FileHandle;
   try {
     fh = await fs.open(path, 'r');
@@ -191,6 +191,7 @@ async function scan(path: string, continuing = false): Promise<ScanResult> {
         const r = checkLine(text, firstSeq + line - 1, prev);
         if ('problem' in r) return { ok: false, line, problem: r.problem };
         prev = r.hash;
+        seen?.(firstSeq + line - 1, prev);
         complete += nl + 1;
         pending = pending.subarray(nl + 1);
       }
@@ -295,9 +296,10 @@ export async function verifyAudit(path: string): Promise<AuditVerification> {
 /**
  * Verifies one file of a rotated chain: as verifyAudit, but its first line may continue an
  * earlier segment (see AuditSegment); the caller checks that it links to the one before.
+ * `seen` is told each line's seq and hash once the line verifies.
  */
-export async function verifySegment(path: string): Promise<({ ok: true } & AuditSegment) | { ok: false; line: number; problem: string }> {
-  const r = await scan(path, true);
+export async function verifySegment(path: string, seen?: (seq: number, hash: string) => void): Promise<({ ok: true } & AuditSegment) | { ok: false; line: number; problem: string }> {
+  const r = await scan(path, true, seen);
   return r.ok ? r : { ok: false, line: r.line, problem: r.problem };
 }
 
@@ -370,10 +372,10 @@ function statAt(path: string): Stats | undefined {
 }
 
 /** PATH.end: where the chain stood at the last rotation, so that moving every segment away cannot restart it. */
-const endPath = (path: string) => `${path}.end`;
+export const endPath = (path: string) => `${path}.end`;
 
 /** The chain's end recorded at the last rotation, if any (INTEGRITY if the record is damaged). */
-async function recordedEnd(path: string): Promise<{ seq: number; hash: string } | undefined> {
+export async function recordedEnd(path: string, then = 'refusing to restart the chain'): Promise<{ seq: number; hash: string } | undefined> {
   const text = await fs.readFile(endPath(path), 'utf8').catch((e: NodeJS.ErrnoException) => (e.code === 'ENOENT' ? undefined : Promise.reject(e)));
   if (text === undefined) return undefined;
   let end: unknown;
@@ -384,7 +386,7 @@ async function recordedEnd(path: string): Promise<{ seq: number; hash: string } 
   }
   const { seq, hash } = (end ?? {}) as { seq?: unknown; hash?: unknown };
   if (!Number.isSafeInteger(seq) || (seq as number) < 1 || typeof hash !== 'string' || !HASH_RE.test(hash)) {
-    throw new CertifierError('INTEGRITY', `${endPath(path)} (where the audit chain stood at its last rotation) is damaged; refusing to restart the chain`);
+    throw new CertifierError('INTEGRITY', `${endPath(path)} (where the audit chain stood at its last rotation) is damaged; ${then}`);
   }
   return { seq: seq as number, hash };
 }
@@ -405,15 +407,22 @@ function segmentPath(path: string, firstSeq: number, lastSeq: number): string {
   return `${path}.${String(firstSeq).padStart(SEQ_DIGITS, '0')}-${String(lastSeq).padStart(SEQ_DIGITS, '0')}`;
 }
 
+const SEGMENT_RE = /^(.+)\.(\d{12})-(\d{12})$/;
+
+/** The seqs a segment's name (PATH.FIRST-LAST) says it holds, and the log it was rotated from; undefined for any other name. */
+export function segmentRange(path: string): { log: string; firstSeq: number; lastSeq: number } | undefined {
+  const m = SEGMENT_RE.exec(basename(path));
+  return m ? { log: join(dirname(path), m[1]!), firstSeq: Number(m[2]), lastSeq: Number(m[3]) } : undefined;
+}
+
 /** The rotated segment of PATH with the highest last seq, if any is beside it. */
 async function latestSegment(path: string): Promise<{ path: string; lastSeq: number } | undefined> {
   const dir = dirname(path);
   const base = basename(path);
   let latest: { path: string; lastSeq: number } | undefined;
   for (const name of await fs.readdir(dir)) {
-    if (!name.startsWith(`${base}.`)) continue;
-    const m = /^(\d{12})-(\d{12})$/.exec(name.slice(base.length + 1));
-    if (m && (!latest || Number(m[2]) > latest.lastSeq)) latest = { path: join(dir, name), lastSeq: Number(m[2]) };
+    const r = segmentRange(join(dir, name));
+    if (r && basename(r.log) === base && (!latest || r.lastSeq > latest.lastSeq)) latest = { path: join(dir, name), lastSeq: r.lastSeq };
   }
   return latest;
 }

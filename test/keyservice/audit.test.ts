@@ -222,6 +222,38 @@ describe('audit log', () => {
       expect(await verifyChain([...segments(), path])).to.deep.include({ ok: true, lines: 31 });
     });
 
+    it('finds a segment emptied or cut short against its name, and a newest segment removed against FILE.end', async () => {
+      const log = await AuditLog.open(path, { rotateBytes: 1500 });
+      await fill(log, 1, 30);
+      await log.close();
+      const [, second] = segments();
+      const kept = readFileSync(second!);
+      writeFileSync(second!, '');
+      const [from, to] = [Number(second!.slice(-25, -13)), Number(second!.slice(-12))];
+      expect(await verifyChain([...segments(), path])).to.deep.include({ ok: false, file: second, problem: `it is empty, but its name says it holds seq ${from} to ${to}: those lines are missing` });
+      writeFileSync(second!, kept.subarray(0, kept.lastIndexOf('\n', kept.length - 2) + 1));
+      expect(await verifyChain([...segments(), path])).to.deep.include({ ok: false, file: second, problem: `it ends at seq ${to - 1}, not the ${to} its name says: seq ${to} is missing` });
+      writeFileSync(second!, kept);
+
+      // Right after a rotation (the log empty), the newest segment removed: FILE.end says where the chain reached.
+      const empty = await AuditLog.open(path, { rotateBytes: 1 });
+      const last = await empty.append(entry(31));
+      await empty.close();
+      expect(readFileSync(path, 'utf8')).to.equal('');
+      const gone = Number(segments().at(-1)!.slice(-25, -13));
+      rmSync(segments().at(-1)!);
+      const r = await verifyChain([...segments(), path]);
+      expect(r).to.deep.include({ ok: false, file: path });
+      expect(r.ok || r.problem).to.equal(`the chain ends at seq ${gone - 1}, but ${path}.end (where the chain stood at its last rotation) says it reached seq 31: seq ${gone} to 31 are missing (a segment removed or emptied, or the log cut short)`);
+      // Its segments archived, the empty log alone cannot be checked against it; given, the record must match.
+      expect(await verifyChain([path], { continuing: true })).to.deep.include({ ok: true, lines: 0 });
+      writeFileSync(`${path}.end`, `${JSON.stringify({ seq: gone - 1, hash: last.hash })}\n`);
+      const holder = segments().at(-1)!;
+      const rewritten = await verifyChain([...segments(), path]);
+      expect(rewritten).to.deep.include({ ok: false, file: holder, line: gone - Number(holder.slice(-25, -13)) });
+      expect(rewritten.ok || rewritten.problem).to.match(/^the record of seq \d+ has hash [0-9a-f]{64}, but .*audit\.jsonl\.end \(where the chain stood at its last rotation\) says [0-9a-f]{64} \(the chain was rewritten from there or before\)$/);
+    });
+
     it('goes on from the last rotation when every segment was moved away while the log was empty', async () => {
       const log = await AuditLog.open(path, { rotateBytes: 1 }); // a rotation after every write: the log is left empty
       const recs = [];
