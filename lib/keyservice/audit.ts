@@ -343,6 +343,11 @@ function directoryGiven(path: string, then: string): CertifierError {
   return new CertifierError('FILE_ERROR', `${path} is a directory, not an audit log${path.endsWith('.lock') ? ' (the lock a key-server keeps beside its log)' : ''}: ${then}`);
 }
 
+/** INTEGRITY: the log's first line does not go on from where `what` says the chain stood. */
+function doesNotContinue(path: string, start: { seq: number; prev: string }, what: string, seq: number, hash: string): CertifierError {
+  return new CertifierError('INTEGRITY', `the audit log ${path} does not continue ${what} (which ends at seq ${seq}): it starts at seq ${start.seq}${start.seq === seq + 1 && start.prev !== hash ? ' after another hash' : ''}; refusing to extend it (another log in its place?)`);
+}
+
 function notVerified(path: string, r: { line: number; problem: string }, then: string): CertifierError {
   return new CertifierError('INTEGRITY', `the audit log ${path} does not verify at line ${r.line}: ${r.problem}; ${then}`, { details: { line: r.line, problem: r.problem } });
 }
@@ -427,14 +432,14 @@ async function latestSegment(path: string): Promise<{ path: string; lastSeq: num
   return latest;
 }
 
-/** The seq of a log's first line (undefined when it has none that says). */
-async function firstSeqOf(path: string): Promise<number | undefined> {
+/** The seq and prev of a log's first line (undefined when it has none that says). */
+async function startOfFile(path: string): Promise<{ seq: number; prev: string } | undefined> {
   const fh = await fs.open(path, 'r');
   try {
     const buf = Buffer.alloc(MAX_LINE_BYTES + 1);
     const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
     const nl = buf.subarray(0, bytesRead).indexOf(0x0a);
-    return nl < 0 ? undefined : startOf(buf.subarray(0, nl).toString('utf8'))?.seq;
+    return nl < 0 ? undefined : startOf(buf.subarray(0, nl).toString('utf8'));
   } finally {
     await fh.close();
   }
@@ -499,21 +504,32 @@ export class AuditLog {
       if (!r.ok) {
         throw notVerified(path, r, r.tornAt === undefined ? 'refusing to extend it' : `refusing to extend it (key-server repair-audit ${path} moves that line aside)`);
       }
-      const segment = r.lastSeq === 0 ? await latestSegment(path) : undefined;
+      // The log must go on from the latest segment beside it and from FILE.end (not another
+      // server's log put in its place): its first line, that segment's end and the record, each
+      // read cheaply; the rest is verify-audit's to check.
+      const start = r.lastSeq > 0 ? await startOfFile(path) : undefined;
+      if (r.lastSeq > 0 && !start) throw notVerified(path, { line: 1, problem: 'it does not say its seq and prev' }, 'refusing to extend it');
+      const segment = await latestSegment(path);
       if (segment) {
-        r = await scanEnd(segment.path);
-        if (!r.ok) throw notVerified(segment.path, r, `refusing to continue it in ${path}`);
-        if (r.lastSeq !== segment.lastSeq) throw new CertifierError('INTEGRITY', `the audit segment ${segment.path} ends at seq ${r.lastSeq}, not the ${segment.lastSeq} its name says`);
+        const s = await scanEnd(segment.path);
+        if (!s.ok) throw notVerified(segment.path, s, `refusing to continue it in ${path}`);
+        if (s.lastSeq !== segment.lastSeq) throw new CertifierError('INTEGRITY', `the audit segment ${segment.path} ends at seq ${s.lastSeq}, not the ${segment.lastSeq} its name says`);
+        if (!start) r = s;
+        else if (start.seq !== s.lastSeq + 1 || start.prev !== s.last) throw doesNotContinue(path, start, `its latest segment ${segment.path}`, s.lastSeq, s.last);
       }
       let [seq, last] = [r.lastSeq, r.last];
+      const end = await recordedEnd(path);
+      if (end && start) {
+        if (end.seq > r.lastSeq) throw new CertifierError('INTEGRITY', `${endPath(path)} says the audit chain reached seq ${end.seq} at its last rotation, but the log ${path} ends at seq ${r.lastSeq}; refusing to extend it`);
+        if (start.seq === end.seq + 1 && start.prev !== end.hash) throw doesNotContinue(path, start, endPath(path), end.seq, end.hash);
+      }
       // An empty log after a rotation whose segments were moved away (all, or the latest ones):
       // the chain goes on from where the last rotation left it, never from an earlier point.
-      const end = st.size === 0 ? await recordedEnd(path) : undefined;
-      if (end && end.seq > seq) [seq, last] = [end.seq, end.hash];
+      if (end && !start && end.seq > seq) [seq, last] = [end.seq, end.hash];
       const log = new AuditLog(path, fh, release, seq, last, options);
       log.size = st.size;
       log.created = created;
-      if (st.size > 0) log.fileFirst = (await firstSeqOf(path)) ?? 1;
+      if (st.size > 0) log.fileFirst = start?.seq ?? 1;
       return log;
     } catch (e) {
       await fh.close();

@@ -254,6 +254,36 @@ describe('audit log', () => {
       expect(rewritten.ok || rewritten.problem).to.match(/^the record of seq \d+ has hash [0-9a-f]{64}, but .*audit\.jsonl\.end \(where the chain stood at its last rotation\) says [0-9a-f]{64} \(the chain was rewritten from there or before\)$/);
     });
 
+    it('refuses to extend another log put in place of one that continues its latest segment or FILE.end, changing nothing', async () => {
+      const log = await AuditLog.open(path, { rotateBytes: 1500 });
+      await fill(log, 1, 30);
+      await log.close();
+      const other = join(tmp.dir, 'other', 'audit.jsonl');
+      mkdirSync(join(tmp.dir, 'other'));
+      const foreign = await AuditLog.open(other);
+      await fill(foreign, 1, 3);
+      await foreign.close();
+      const own = readFileSync(path);
+      writeFileSync(path, readFileSync(other));
+      const latest = segments().at(-1)!;
+      const e = await rejects(AuditLog.open(path), 'INTEGRITY');
+      expect(e.message).to.equal(`the audit log ${path} does not continue its latest segment ${latest} (which ends at seq ${Number(latest.slice(-12))}): it starts at seq 1; refusing to extend it (another log in its place?)`);
+      expect(readFileSync(path).equals(readFileSync(other))).to.equal(true);
+      // Its segments archived: FILE.end says where the chain stood.
+      const archive = join(tmp.dir, 'archive');
+      mkdirSync(archive);
+      for (const seg of segments()) renameSync(seg, join(archive, basename(seg)));
+      expect((await rejects(AuditLog.open(path), 'INTEGRITY')).message).to.match(/audit\.jsonl\.end says the audit chain reached seq \d+ at its last rotation, but the log .* ends at seq 3; refusing to extend it$/);
+      writeFileSync(path, own);
+      const recorded = JSON.parse(readFileSync(`${path}.end`, 'utf8')) as { seq: number; hash: string };
+      writeFileSync(`${path}.end`, JSON.stringify({ ...recorded, hash: 'f'.repeat(64) }));
+      expect((await rejects(AuditLog.open(path), 'INTEGRITY')).message).to.contain(`does not continue ${path}.end (which ends at seq ${recorded.seq}): it starts at seq ${recorded.seq + 1} after another hash`);
+      writeFileSync(`${path}.end`, JSON.stringify(recorded));
+      const again = await AuditLog.open(path);
+      expect((await again.append(entry(31))).seq).to.equal(31);
+      await again.close();
+    });
+
     it('goes on from the last rotation when every segment was moved away while the log was empty', async () => {
       const log = await AuditLog.open(path, { rotateBytes: 1 }); // a rotation after every write: the log is left empty
       const recs = [];
