@@ -628,6 +628,8 @@ export class AuditLog {
         const mine = fstatSync(this.fh.fd);
         const named = statAt(this.path);
         if (mine.nlink === 0 || !named || named.ino !== mine.ino || named.dev !== mine.dev) throw new Error('the file was removed or renamed while in use');
+        // Cut short (truncated) while in use: O_APPEND put this write where the file now ends.
+        if (mine.size < this.size + bytes.length) throw new Error(`the file was cut short while in use (it holds ${mine.size} bytes, not the ${this.size + bytes.length} written)`);
         this.size += bytes.length;
         this.written += batch.length;
         this.writtenHash = batch[batch.length - 1]!.hash;

@@ -3,7 +3,7 @@
 
 import { expect } from 'chai';
 import { createHash } from 'node:crypto';
-import { chmodSync, existsSync, linkSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, linkSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { AUDIT_GENESIS, AuditLog, repairAuditTail, verifyAudit, type AuditEntry } from '../../lib/keyservice/audit.ts';
@@ -382,6 +382,19 @@ describe('audit log', () => {
     await log.append({ action: 'store', decision: 'allow' }).catch(() => {});
     expect(() => log.checkUsable()).to.throw(/cannot be written/);
     expect(told).to.deep.equal(['FILE_ERROR']);
+    await log.close();
+  });
+
+  it('breaks, saying so once, when its file is cut short while in use, rather than writing where it now ends', async () => {
+    const told: string[] = [];
+    const log = await AuditLog.open(path, { onBroken: (e) => told.push(e.message) });
+    await log.append(entry(1));
+    await log.append(entry(2));
+    truncateSync(path, 0);
+    const e = await rejects(log.append(entry(3)), 'FILE_ERROR');
+    expect(e.message).to.match(/the file was cut short while in use \(it holds \d+ bytes, not the \d+ written\)/);
+    await rejects(log.append(entry(4)), 'FILE_ERROR');
+    expect(told).to.deep.equal([e.message]);
     await log.close();
   });
 
