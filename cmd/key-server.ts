@@ -9,7 +9,8 @@ import { CertifierError } from '../lib/errors/index.ts';
 import { validatePolicyCert } from '../lib/pki/index.ts';
 import { parseAcl, type Acl } from '../lib/keyservice/acl.ts';
 import { AuditLog, refuseMissingAuditDir, repairAuditTail } from '../lib/keyservice/audit.ts';
-import { verifyChain } from '../lib/keyservice/audit-chain.ts';
+import { verifyChain, type ChainAnchor } from '../lib/keyservice/audit-chain.ts';
+import { InvalidArgumentError } from 'commander';
 import { LevelBackend } from '../lib/keyservice/level-backend.ts';
 import { startKeyServer } from '../lib/keyservice/server.ts';
 import { loadIdentity } from '../lib/certifier/index.ts';
@@ -19,7 +20,7 @@ import { prepareRenewal } from './key-server/renewal.ts';
 import { stat } from 'node:fs/promises';
 import { backupName, prepareBackupDir, pruneBackups } from '../lib/keyservice/backups.ts';
 import { loadPlatform } from './common/platform.ts';
-import { addExamples, choice, createProgram, domainName, intInRange, note, run, subcommand, warn, type JsonOption } from './common/cli.ts';
+import { addExamples, choice, collect, createProgram, domainName, intInRange, note, run, subcommand, warn, type JsonOption } from './common/cli.ts';
 import { protectorFrom, storeOptions, type ProtectionOptions } from './common/protection.ts';
 import { parseHostPort, readCertificateFile } from './common/keys.ts';
 import { logLine, runUntilSignal } from './common/server.ts';
@@ -86,6 +87,10 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
       // Said once the server is up: a start refused (the wrong storage key, say) has worse news.
       if (newChain) warn(P, `the audit log ${audit.path} begins a new chain, but the key database already holds keys: if the log was moved or removed (not a restore from a backup), the record of what came before is elsewhere`);
       note(P, `domain ${o.domain}, serving as serial ${identity.serialHex} (measurement ${identity.measurementHex}, certificate valid until ${identity.notAfter.toISOString()}), data in ${pg ? pg.describe : o.data}`);
+      // The chain's end, at start and at stop, goes to the server's log: copies kept elsewhere
+      // (a log shipper, journald) are anchors for verify-audit --expect.
+      const logEnd = (event: string) => log({ event, path: audit.path, lastSeq: audit.writtenEnd.seq, lastHash: audit.writtenEnd.hash });
+      logEnd('audit-continues');
       if (o.allowReplicaJoin) warn(P, `--allow-replica-join: machines certified with this server's measurement may fetch its storage key (key-server join)`);
       const aclFile = o.acl;
       const reload = aclFile
@@ -111,7 +116,7 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
         : undefined;
       return {
         json: await runUntilSignal(P, server, o.json === true, {
-          log, ...(reload ? { reload } : { nothingToReload: 'started without --acl (restart with --acl to use one)' }), ...(backup ? { backup } : {}),
+          log, closed: async () => { await audit.close(); logEnd('audit-closed'); }, ...(reload ? { reload } : { nothingToReload: 'started without --acl (restart with --acl to use one)' }), ...(backup ? { backup } : {}),
         }),
       };
     } finally {
@@ -156,18 +161,29 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & { domain: string; polic
   .requiredOption('--from <host:port>', 'a running replica of the same key-server')
   .option('--force', 'replace a different storage key this store holds (only if it sealed nothing)');
 
-subcommand<JsonOption & { continuing?: boolean }>(program, 'verify-audit', 'check the hash chain of an audit log, or of its rotated segments in order; exit 4 naming the first bad line',
+subcommand<JsonOption & { continuing?: boolean; expect: ChainAnchor[] }>(program, 'verify-audit', 'check the hash chain of an audit log, or of its rotated segments in order; exit 4 naming the first bad line',
   async (o, args) => {
     // One file is a chain of one: a log whose first segments were rotated away is then told to
     // name them (or --continuing), not that its first line has the wrong seq.
-    const r = await verifyChain(args, { continuing: o.continuing === true });
+    const r = await verifyChain(args, { continuing: o.continuing === true, anchors: o.expect });
     if (!r.ok) throw new CertifierError('INTEGRITY', `${r.line === undefined ? '' : `line ${r.line} of `}${r.file}: ${r.problem}`, { details: { file: r.file, ...(r.line === undefined ? {} : { line: r.line }) } });
-    if (args.length === 1 && !o.continuing) return { json: { lines: r.lines }, text: [`ok: ${r.lines} line(s), chain intact`] };
+    // The chain's end, to keep elsewhere: the chain cannot show a rewrite or a cut tail by itself.
+    const end = r.lastSeq > 0 ? [`end: seq ${r.lastSeq}, hash ${r.lastHash} (keep it elsewhere: verify-audit --expect ${r.lastSeq}:HASH checks the chain still holds it)`] : [];
+    const tail = { lastSeq: r.lastSeq, lastHash: r.lastHash };
+    if (args.length === 1 && !o.continuing) return { json: { lines: r.lines, ...tail }, text: [`ok: ${r.lines} line(s), chain intact`, ...end] };
     const from = r.fromGenesis ? '' : ` (from seq ${r.firstSeq}: it continues a segment not given)`;
-    return { json: { lines: r.lines, files: r.files, firstSeq: r.firstSeq, lastSeq: r.lastSeq, fromGenesis: r.fromGenesis }, text: [`ok: ${r.lines} line(s) in ${r.files} file(s), seq ${r.firstSeq}..${r.lastSeq}, chain intact${from}`] };
+    return { json: { lines: r.lines, files: r.files, firstSeq: r.firstSeq, ...tail, fromGenesis: r.fromGenesis }, text: [`ok: ${r.lines} line(s) in ${r.files} file(s), seq ${r.firstSeq}..${r.lastSeq}, chain intact${from}`, ...end] };
   })
   .argument('<file...>', 'the audit log; for a rotated one, its segments then the log, in order (audit.jsonl.[0-9]* audit.jsonl)')
-  .option('--continuing', 'the first file may continue a segment not given');
+  .option('--continuing', 'the first file may continue a segment not given')
+  .option('--expect <seq:hash>', 'the chain must hold the record of SEQ with HASH (an end printed earlier, kept elsewhere); repeatable', (v: string, acc: ChainAnchor[]) => collect(anchorArg(v), acc), []);
+
+/** --expect SEQ:HASH, as verify-audit and key-server's log print a chain's end. */
+function anchorArg(value: string): ChainAnchor {
+  const m = /^(\d{1,15}):([0-9a-f]{64})$/.exec(value);
+  if (!m || Number(m[1]) < 1) throw new InvalidArgumentError('expected SEQ:HASH, a seq from 1 and 64 lowercase hex digits (as verify-audit prints the chain\'s end)');
+  return { seq: Number(m[1]), hash: m[2]!, source: `--expect ${m[1]}:${m[2]}` };
+}
 
 subcommand<JsonOption>(program, 'repair-audit', 'after a crash cut the last write short: move the incomplete last line aside so serve can extend the log',
   async (_o, args) => {
@@ -186,7 +202,7 @@ const EXAMPLES: Record<string, string[]> = {
     'key-server serve ... --certifier 10.0.0.5:8123 --platform sev-snp --backup-dir /var/backups/key-server --backup-keep 7',
   ],
   join: ['key-server join --from 10.0.0.5:8120 --domain datica --policy-cert policy-cert.pem --store ks2-store --key-file ks2.key'],
-  'verify-audit': ['key-server verify-audit /var/lib/key-server/audit.jsonl', 'key-server verify-audit audit.jsonl.[0-9]* audit.jsonl'],
+  'verify-audit': ['key-server verify-audit /var/lib/key-server/audit.jsonl', 'key-server verify-audit audit.jsonl.[0-9]* audit.jsonl', 'key-server verify-audit --expect 7200:e3a4d6e34da75efe978947d532d04be77b1648225f094c16529c4a59de1541e8 audit.jsonl.[0-9]* audit.jsonl'],
   'repair-audit': ['key-server repair-audit /var/lib/key-server/audit.jsonl'],
 };
 addExamples(program, EXAMPLES);

@@ -42,6 +42,8 @@ export interface RunOptions {
   /** What SIGUSR1 does: a backup (key-server --backup-dir), returning what it wrote for the log. */
   backup?: () => Promise<Record<string, unknown>>;
   graceMs?: number;
+  /** Run once the server has closed, before it says it stopped (key-server closes its audit log and logs where the chain ends). */
+  closed?: () => Promise<void>;
 }
 
 /** Announces the address on stdout, then waits for a signal and closes gracefully. */
@@ -93,6 +95,7 @@ export async function runUntilSignal(program: string, server: ChannelServer, jso
   if (stuck) warn(program, `a reload or backup still running after ${TASK_GRACE_MS / 1000} s is abandoned: stopping`);
   note(program, `${signal}: finishing requests in flight, then stopping`);
   await server.close(o.graceMs ?? 10_000);
+  await o.closed?.();
   note(program, 'stopped');
   // The abandoned task may hold a thread in a read that never returns, which would keep the
   // process alive: once the result is written, it exits.

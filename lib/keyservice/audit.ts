@@ -4,8 +4,9 @@
 // A line is the canonical JSON of the entry (keys in FIELDS order, absent fields omitted) with
 // "prev" and "hash" appended, where hash = hex SHA-256 of the UTF-8 bytes of prev followed by that
 // canonical JSON, and prev is the previous line's hash (64 zeros for line 1). Anyone can check it
-// with any JSON tool and sha256sum. The chain cannot reveal the removal of the last lines or of
-// the whole file: keep copies elsewhere (or record the latest hash) if that matters.
+// with any JSON tool and sha256sum. The chain has no key: whoever can write the file can recompute
+// it after an edit, or cut its last lines, and it still verifies. Its end (writtenEnd, which
+// key-server logs, and verify-audit prints), kept elsewhere, is what finds that (--expect).
 //
 // Durability: lines are chained in call order and written in that order on an O_APPEND | O_DSYNC
 // descriptor, so a write returns only once its data (and the file size) is on disk, as write +
@@ -550,6 +551,11 @@ export class AuditLog {
   /** The seq of the last line appended (0 for a chain not begun). */
   get lastSeq(): number {
     return this.seq;
+  }
+
+  /** The chain's end on disk: the seq and hash of the last line written (0 and the genesis hash for a chain not begun). */
+  get writtenEnd(): { seq: number; hash: string } {
+    return { seq: this.written, hash: this.writtenHash };
   }
 
   /** Appends one decision; resolves once its line is on disk. */

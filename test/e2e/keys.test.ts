@@ -336,7 +336,11 @@ describe('e2e: keys stored and retrieved through key-server on loopback', functi
 
       const ok = await run('key-server', ['verify-audit', log]);
       expect(ok.status, ok.stderr).to.equal(0);
-      expect(ok.out).to.equal('ok: 4 line(s), chain intact\n');
+      const end = JSON.parse(lines[3]!).hash as string;
+      expect(ok.out).to.equal(`ok: 4 line(s), chain intact\nend: seq 4, hash ${end} (keep it elsewhere: verify-audit --expect 4:HASH checks the chain still holds it)\n`);
+      // The server's own log holds the chain's end where it started and where it stopped: anchors kept apart from the file.
+      expect(s.child.stderr).to.match(new RegExp(`audit-continues path=\\S+audit\\.jsonl lastSeq=0 lastHash=${'0'.repeat(64)}\n`));
+      expect(s.child.stderr).to.match(new RegExp(`audit-closed path=\\S+audit\\.jsonl lastSeq=4 lastHash=${end}\n.*stopped\n`));
 
       // One line edited: the retrieve of audited/a becomes a retrieve of audited/b.
       lines[2] = lines[2]!.replace('"resource":"audited/a"', '"resource":"audited/b"');
@@ -367,7 +371,7 @@ describe('e2e: keys stored and retrieved through key-server on loopback', functi
       expect(segments).to.deep.equal([rotated![1]]);
       const log = join(s.data, 'audit.jsonl');
       const all = expectSuccess(await run('key-server', ['verify-audit', ...segments, log]));
-      expect(all.out).to.equal(`ok: 2701 line(s) in 2 file(s), seq 1..2701, chain intact\n`);
+      expect(all.out).to.match(/^ok: 2701 line\(s\) in 2 file\(s\), seq 1\.\.2701, chain intact\nend: seq 2701, hash [0-9a-f]{64} /);
       const alone = await run('key-server', ['verify-audit', log]);
       expectFailure(alone, 4, 'INTEGRITY');
       expect(alone.stderr).to.contain(`it starts at seq ${Number(rotated![2]) + 1}, not 1: give the segments before it first (or --continuing`);
@@ -419,7 +423,7 @@ describe('e2e: keys stored and retrieved through key-server on loopback', functi
       const again = await d.startKeyServer(first, { data: s.data });
       await d.withClient(again, alice, (c) => c.retrieve('torn/a'));
       await again.child.stop();
-      expect(expectSuccess(await run('key-server', ['verify-audit', log])).out).to.equal('ok: 2 line(s), chain intact\n');
+      expect(expectSuccess(await run('key-server', ['verify-audit', log])).out).to.match(/^ok: 2 line\(s\), chain intact\nend: seq 2, /);
       // The log moved away (not rotated, not restored): a new chain over a database with keys is said at start.
       renameSync(log, `${log}.moved`);
       const moved = await d.startKeyServer(first, { data: s.data });

@@ -1,0 +1,65 @@
+// key-server verify-audit as a program: the chain's end it prints is an anchor, and --expect
+// finds a chain rewritten (every hash recomputed) or cut short after it was printed.
+
+import { expect } from 'chai';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { AUDIT_GENESIS, AuditLog, auditHash } from '../../lib/keyservice/audit.ts';
+import { run, tempDir } from '../support/helpers.ts';
+
+describe('key-server verify-audit', () => {
+  let tmp: ReturnType<typeof tempDir>;
+  let path: string;
+  beforeEach(async () => {
+    tmp = tempDir('verify-audit-');
+    path = join(tmp.dir, 'audit.jsonl');
+    const log = await AuditLog.open(path);
+    for (let i = 1; i <= 5; i++) await log.append({ action: 'retrieve', resource: `vhd/disk${i}`, decision: 'allow' });
+    await log.close();
+  });
+  afterEach(() => tmp.cleanup());
+
+  const lines = () => readFileSync(path, 'utf8').split('\n').slice(0, -1);
+  /** What someone who can write the file can do: edit, then recompute every hash after the edit. */
+  const rechain = (ls: string[]) => {
+    let prev = AUDIT_GENESIS;
+    return ls.map((l) => {
+      const { prev: _p, hash: _h, ...fields } = JSON.parse(l) as Record<string, unknown>;
+      const canon = JSON.stringify(fields);
+      const hash = auditHash(prev, canon);
+      const line = `${canon.slice(0, -1)},"prev":"${prev}","hash":"${hash}"}`;
+      prev = hash;
+      return line;
+    });
+  };
+
+  it('prints the chain\'s end, which --expect later finds rewritten or cut short (exit 4)', async () => {
+    const end = JSON.parse(lines()[4]!) as { hash: string };
+    const ok = await run('key-server', ['verify-audit', path]);
+    expect(ok.status, ok.stderr).to.equal(0);
+    expect(ok.out).to.equal(`ok: 5 line(s), chain intact\nend: seq 5, hash ${end.hash} (keep it elsewhere: verify-audit --expect 5:HASH checks the chain still holds it)\n`);
+    const json = (await run('key-server', ['verify-audit', path, '--json'])).json();
+    expect(json).to.include({ ok: true, lines: 5, lastSeq: 5, lastHash: end.hash });
+    const second = JSON.parse(lines()[1]!) as { hash: string };
+    expect((await run('key-server', ['verify-audit', path, '--expect', `5:${end.hash}`, '--expect', `2:${second.hash}`])).status).to.equal(0);
+
+    // Rewritten: line 3 edited and the chain recomputed from there. It verifies; the anchors do not.
+    const original = lines();
+    writeFileSync(path, rechain(original.map((l, i) => (i === 2 ? l.replace('vhd/disk3', 'vhd/disk9') : l))).join('\n') + '\n');
+    expect((await run('key-server', ['verify-audit', path])).status).to.equal(0);
+    const rewritten = await run('key-server', ['verify-audit', path, '--expect', `2:${second.hash}`, '--expect', `5:${end.hash}`, '--json']);
+    expect(rewritten.status).to.equal(4);
+    expect(rewritten.json().error.message).to.match(new RegExp(`^line 5 of .*audit\\.jsonl: the record of seq 5 has hash [0-9a-f]{64}, but --expect 5:${end.hash} says ${end.hash} \\(the chain was rewritten from there or before\\)$`));
+
+    // Cut short: the last two lines removed, which leaves a chain that verifies.
+    writeFileSync(path, original.slice(0, 3).join('\n') + '\n');
+    expect((await run('key-server', ['verify-audit', path])).status).to.equal(0);
+    const cut = await run('key-server', ['verify-audit', path, '--expect', `5:${end.hash}`]);
+    expect(cut.status).to.equal(4);
+    expect(cut.stderr).to.contain(`the chain ends at seq 3, but --expect 5:${end.hash} says it reached seq 5: seq 4 to 5 are missing`).and.contain('[INTEGRITY]');
+
+    const malformed = await run('key-server', ['verify-audit', path, '--expect', '5:nothex']);
+    expect(malformed.status).to.equal(2);
+    expect(malformed.stderr).to.contain('expected SEQ:HASH');
+  });
+});
