@@ -189,7 +189,7 @@ subcommand<JsonOption>(program, 'repair-audit', 'after a crash cut the last writ
   async (_o, args) => {
     const r = await repairAuditTail(args[0]!);
     const text = r.savedTo
-      ? [`moved the incomplete last line (${r.removedBytes} bytes, never acknowledged) to ${r.savedTo}`, `ok: ${r.lines} line(s), chain intact`]
+      ? [`moved the incomplete last line (${r.removedBytes} bytes) to ${r.savedTo}: a crash mid-write leaves such a line, which was then never acknowledged`, `ok: ${r.lines} line(s), chain intact`]
       : [`nothing to repair: ${r.lines} line(s), chain intact`];
     return { json: { lines: r.lines, removedBytes: r.removedBytes, ...(r.savedTo ? { savedTo: r.savedTo } : {}) }, text };
   })

@@ -305,13 +305,18 @@ export async function verifySegment(path: string, seen?: (seq: number, hash: str
 }
 
 /**
- * After a crash or power loss cut the last write short: moves the incomplete last line (never
- * acknowledged: an answer leaves only once its line is whole on disk) out of the log, into
- * `PATH.torn-TIME` for inspection, so the chain can be extended again. Holds the log's lock, so
- * no key-server is using it. Changes nothing when the log verifies; INTEGRITY, changing
- * nothing, when anything but the last line is wrong.
+ * After a crash or power loss cut the last write short: moves the incomplete last line out of the
+ * log, into `PATH.torn-TIME` for inspection, so the chain can be extended again. (A crash
+ * mid-write leaves such a line, never acknowledged: an answer leaves only once its line is whole
+ * on disk. Whether this one came from a crash, the file cannot say.) Holds the log's lock, so no
+ * key-server is using it. Changes nothing when the log verifies; INTEGRITY, changing nothing,
+ * when anything but the last line is wrong. A rotated segment is refused before anything is made
+ * beside it: it is never written after rotation, so a torn one is damage or tampering.
  */
 export async function repairAuditTail(path: string): Promise<{ lines: number; removedBytes: number; savedTo?: string }> {
+  if (segmentRange(path)) {
+    throw new CertifierError('USAGE', `${path} is a rotated segment of an audit log (F.FIRST-LAST): segments are never written after rotation, so an incomplete line in one is damage or tampering, not a write cut short; repair-audit repairs only the log itself (verify-audit names what is wrong)`);
+  }
   // A log that is not there has nothing to repair, and gets no lock directory beside it.
   await fs.stat(path).catch((e: Error) => {
     throw new CertifierError('FILE_ERROR', `cannot read the audit log ${path}: ${describeErrno(e)}`, { cause: e });

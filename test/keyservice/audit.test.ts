@@ -523,6 +523,20 @@ describe('audit log', () => {
       expect(readdirSync(tmp.dir)).to.deep.equal([]);
     });
 
+    it('refuses a rotated segment (USAGE), torn or not, making no lock or torn file beside it', async () => {
+      const log = await AuditLog.open(path, { rotateBytes: 1500 });
+      for (let i = 1; i <= 12; i++) await log.append(entry(i));
+      await log.close();
+      const segment = readdirSync(tmp.dir).find((n) => /^audit\.jsonl\.\d{12}-\d{12}$/.test(n))!;
+      const whole = readFileSync(join(tmp.dir, segment));
+      writeFileSync(join(tmp.dir, segment), whole.subarray(0, whole.length - 10));
+      const before = readdirSync(tmp.dir).sort();
+      const e = await rejects(repairAuditTail(join(tmp.dir, segment)), 'USAGE');
+      expect(e.message).to.contain('is a rotated segment of an audit log (F.FIRST-LAST): segments are never written after rotation');
+      expect(readdirSync(tmp.dir).sort()).to.deep.equal(before);
+      expect(readFileSync(join(tmp.dir, segment)).length).to.equal(whole.length - 10);
+    });
+
     it('changes nothing in a log that verifies', async () => {
       const ls = await writeLog(3);
       expect(await repairAuditTail(path)).to.deep.equal({ lines: 3, removedBytes: 0 });

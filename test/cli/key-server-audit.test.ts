@@ -1,5 +1,6 @@
-// key-server verify-audit as a program: the chain's end it prints is an anchor, and --expect
-// finds a chain rewritten (every hash recomputed) or cut short after it was printed.
+// key-server verify-audit and repair-audit as programs: the chain's end verify-audit prints is an
+// anchor, and --expect finds a chain rewritten (every hash recomputed) or cut short after it was
+// printed; repair-audit says what it knows of the line it moves aside.
 
 import { expect } from 'chai';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -7,7 +8,7 @@ import { join } from 'node:path';
 import { AUDIT_GENESIS, AuditLog, auditHash } from '../../lib/keyservice/audit.ts';
 import { run, tempDir } from '../support/helpers.ts';
 
-describe('key-server verify-audit', () => {
+describe('key-server verify-audit and repair-audit', () => {
   let tmp: ReturnType<typeof tempDir>;
   let path: string;
   beforeEach(async () => {
@@ -61,5 +62,13 @@ describe('key-server verify-audit', () => {
     const malformed = await run('key-server', ['verify-audit', path, '--expect', '5:nothex']);
     expect(malformed.status).to.equal(2);
     expect(malformed.stderr).to.contain('expected SEQ:HASH');
+  });
+
+  it('repair-audit says the line it moved is incomplete, and what a crash mid-write leaves, not that it knows this one came from one', async () => {
+    const whole = readFileSync(path, 'utf8');
+    writeFileSync(path, `${whole}{"seq":6,"ti`);
+    const r = await run('key-server', ['repair-audit', path]);
+    expect(r.status, r.stderr).to.equal(0);
+    expect(r.out).to.match(/^moved the incomplete last line \(12 bytes\) to \S+audit\.jsonl\.torn-\S+: a crash mid-write leaves such a line, which was then never acknowledged\nok: 5 line\(s\), chain intact\n$/);
   });
 });
