@@ -120,6 +120,13 @@ function flagTyped(program: Command, flag: string): boolean {
 
 const wantsJson = (program: Command): boolean => flagTyped(program, '--json');
 
+const SHOWN_DETAILS: Record<string, (v: unknown) => boolean> = { proof: Array.isArray, file: (v) => typeof v === 'string', line: Number.isSafeInteger };
+
+/** The details of an error that its JSON form carries: only those of SHOWN_DETAILS, of their type. */
+function shownDetails(details: Record<string, unknown> | undefined): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(details ?? {}).filter(([k, v]) => Object.hasOwn(SHOWN_DETAILS, k) && SHOWN_DETAILS[k]!(v)));
+}
+
 function renderError(command: Command, e: unknown): number {
   const program = command.name();
   const status = e instanceof CommanderError ? ExitStatus.usage : exitStatusOf(e);
@@ -127,11 +134,12 @@ function renderError(command: Command, e: unknown): number {
   // commander puts its "(Did you mean --store?)" on a line of its own: one line here.
   let message = e instanceof CommanderError ? e.message.replace(/^error: /, '').replace(/\n/g, ' ') : (e as Error)?.message ?? String(e);
   if (!(e instanceof CertifierError) && !(e instanceof CommanderError)) message = `internal error: ${message}`;
-  // A decision's proof (simpleserver explain) goes with the refusal, as the text form prints it.
-  const proof = e instanceof CertifierError && Array.isArray(e.details?.proof) ? { proof: e.details.proof } : {};
+  // Details that are safe to show go with the refusal: a decision's proof (simpleserver explain),
+  // as the text form prints it; the file and line an error names (verify-audit). No others.
+  const shown = e instanceof CertifierError ? shownDetails(e.details) : {};
   if (wantsJson(command)) {
     try {
-      writeStdout(visibleJson({ ok: false, error: { code, message, exitStatus: status, ...proof } }) + '\n');
+      writeStdout(visibleJson({ ok: false, error: { code, message, exitStatus: status, ...shown } }) + '\n');
     } catch (w) {
       // The error document cannot go to stdout either: it goes to stderr, once.
       const also = e instanceof CertifierError && e.details?.stdout === true ? '' : `; and ${(w as Error).message}`;

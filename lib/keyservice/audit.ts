@@ -26,7 +26,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { CertifierError } from '../errors/index.ts';
 import { sha256HexOfText } from '../crypto/index.ts';
-import { describeErrno, realFilePath, syncDir, writeFileAtomic } from '../files/index.ts';
+import { describeErrno, readFileLimited, realFilePath, syncDir, writeFileAtomic } from '../files/index.ts';
 import { holdLock } from './lock.ts';
 
 export interface AuditEntry {
@@ -149,7 +149,8 @@ type ScanResult = ({ ok: true } & AuditSegment) | Failure;
 async function scan(path: string, continuing = false, seen?: (seq: number, hash: string) => void): Promise<ScanResult> {
   let fh: FileHandle;
   try {
-    fh = await fs.open(path, 'r');
+    // Without blocking: a FIFO given (or put in a log's place) is refused below, not waited on.
+    fh = await fs.open(path, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (e) {
     // A shell glob that matched nothing arrives as itself: a log never rotated has no segments.
     if ((e as NodeJS.ErrnoException).code === 'ENOENT' && /[*?[]/.test(path)) {
@@ -157,10 +158,11 @@ async function scan(path: string, continuing = false, seen?: (seq: number, hash:
     }
     throw new CertifierError('FILE_ERROR', `cannot read the audit log ${path}: ${describeErrno(e)}`, { cause: e });
   }
-  if ((await fh.stat()).isDirectory()) {
+  const st = await fh.stat();
+  if (!st.isFile()) {
     await fh.close();
-    // Most likely the lock beside the log (F.lock/) caught by a glob meant for segments.
-    throw directoryGiven(path, 'give the segments as F.[0-9]*');
+    // A directory is most likely the lock beside the log (F.lock/) caught by a glob meant for segments.
+    throw st.isDirectory() ? directoryGiven(path, 'give the segments as F.[0-9]*') : new CertifierError('FILE_ERROR', `the audit log ${path} is not a regular file`);
   }
   const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
   let line = 0;
@@ -385,20 +387,27 @@ function statAt(path: string): Stats | undefined {
 /** PATH.end: where the chain stood at the last rotation, so that moving every segment away cannot restart it. */
 export const endPath = (path: string) => `${path}.end`;
 
-/** The chain's end recorded at the last rotation, if any (INTEGRITY if the record is damaged). */
+/**
+ * The chain's end recorded at the last rotation, if any: INTEGRITY if the record is damaged,
+ * FILE_ERROR if it cannot be read (a directory, a FIFO, which is refused without waiting on it).
+ */
 export async function recordedEnd(path: string, then = 'refusing to restart the chain'): Promise<{ seq: number; hash: string } | undefined> {
-  const text = await fs.readFile(endPath(path), 'utf8').catch((e: NodeJS.ErrnoException) => (e.code === 'ENOENT' ? undefined : Promise.reject(e)));
-  if (text === undefined) return undefined;
+  const damaged = () => new CertifierError('INTEGRITY', `${endPath(path)} (where the audit chain stood at its last rotation) is damaged; ${then}`);
+  let bytes: Uint8Array;
+  try {
+    bytes = await readFileLimited(endPath(path), 4096, { regularOnly: true });
+  } catch (e) {
+    if (((e as CertifierError).cause as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') return undefined;
+    throw (e as CertifierError).code === 'INVALID_INPUT' ? damaged() : e; // larger than any record
+  }
   let end: unknown;
   try {
-    end = JSON.parse(text);
+    end = JSON.parse(Buffer.from(bytes).toString('utf8'));
   } catch {
     end = undefined;
   }
   const { seq, hash } = (end ?? {}) as { seq?: unknown; hash?: unknown };
-  if (!Number.isSafeInteger(seq) || (seq as number) < 1 || typeof hash !== 'string' || !HASH_RE.test(hash)) {
-    throw new CertifierError('INTEGRITY', `${endPath(path)} (where the audit chain stood at its last rotation) is damaged; ${then}`);
-  }
+  if (!Number.isSafeInteger(seq) || (seq as number) < 1 || typeof hash !== 'string' || !HASH_RE.test(hash)) throw damaged();
   return { seq: seq as number, hash };
 }
 

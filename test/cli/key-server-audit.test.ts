@@ -64,6 +64,13 @@ describe('key-server verify-audit and repair-audit', () => {
     expect(malformed.stderr).to.contain('expected SEQ:HASH');
   });
 
+  it('gives the file and line of a bad line in the JSON error, as well as in its message', async () => {
+    writeFileSync(path, lines().map((l, i) => (i === 1 ? l.replace('vhd/disk2', 'vhd/disk7') : l)).join('\n') + '\n');
+    const r = await run('key-server', ['verify-audit', path, '--json']);
+    expect(r.status).to.equal(4);
+    expect(r.json().error).to.include({ code: 'INTEGRITY', file: path, line: 2 });
+  });
+
   it('repair-audit says the line it moved is incomplete, and what a crash mid-write leaves, not that it knows this one came from one', async () => {
     const whole = readFileSync(path, 'utf8');
     writeFileSync(path, `${whole}{"seq":6,"ti`);

@@ -3,10 +3,11 @@
 
 import { expect } from 'chai';
 import { createHash } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
 import { chmodSync, existsSync, linkSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { CertifierError } from '../../lib/errors/index.ts';
-import { AUDIT_GENESIS, AuditLog, repairAuditTail, verifyAudit, type AuditEntry } from '../../lib/keyservice/audit.ts';
+import { AUDIT_GENESIS, AuditLog, auditHash, repairAuditTail, verifyAudit, type AuditEntry } from '../../lib/keyservice/audit.ts';
 import { verifyChain } from '../../lib/keyservice/audit-chain.ts';
 import { rejects } from '../support/rejects.ts';
 import { tempDir } from '../support/helpers.ts';
@@ -136,6 +137,35 @@ describe('audit log', () => {
       expect(e.message).to.contain('the lock a key-server keeps beside its log');
     } finally {
       await log.close();
+    }
+  });
+
+  it('refuses a FIFO given as a log, or as FILE.end, with FILE_ERROR rather than waiting on it', async () => {
+    const fifo = join(tmp.dir, 'fifo.jsonl');
+    execFileSync('mkfifo', [fifo]);
+    expect((await rejects(verifyAudit(fifo), 'FILE_ERROR')).message).to.equal(`the audit log ${fifo} is not a regular file`);
+    await writeLog(2);
+    execFileSync('mkfifo', [`${path}.end`]);
+    await rejects(verifyChain([path]), 'FILE_ERROR');
+    await rejects(AuditLog.open(path), 'FILE_ERROR');
+  });
+
+  it('refuses a FILE.end that is a directory with FILE_ERROR naming it, to serve and to verify-audit', async () => {
+    await writeLog(2);
+    mkdirSync(`${path}.end`);
+    for (const e of [await rejects(AuditLog.open(path), 'FILE_ERROR'), await rejects(verifyChain([path]), 'FILE_ERROR')]) {
+      expect(e.message).to.equal(`cannot read ${path}.end: is a directory`);
+    }
+  });
+
+  it('says what is wrong with a first line of seq 1 that chains to a line before it', async () => {
+    const [first] = await writeLog(1);
+    const { prev: _p, hash: _h, ...fields } = JSON.parse(first!) as Record<string, unknown>;
+    const canon = JSON.stringify(fields);
+    const prev = 'f'.repeat(64);
+    writeFileSync(path, `${canon.slice(0, -1)},"prev":"${prev}","hash":"${auditHash(prev, canon)}"}\n`);
+    for (const continuing of [false, true]) {
+      expect(await verifyChain([path], { continuing })).to.deep.include({ ok: false, line: 1, problem: 'seq 1 begins a chain, so its prev must be 64 zeros, but it names a line before it (prev edited)' });
     }
   });
 
