@@ -1,10 +1,11 @@
 // The key-server's audit log: one JSON line per request decision, hash-chained so that an edited,
 // removed, reordered or inserted line is detected by verifyAudit (key-server verify-audit).
 //
-// A line is the canonical JSON of the entry (keys in FIELDS order, absent fields omitted) with
-// "prev" and "hash" appended, where hash = hex SHA-256 of the UTF-8 bytes of prev followed by that
-// canonical JSON, and prev is the previous line's hash (64 zeros for line 1). Anyone can check it
-// with any JSON tool and sha256sum. The chain has no key: whoever can write the file can recompute
+// A line is the canonical JSON of the entry (keys in FIELDS order, absent fields omitted, and what
+// would not show as itself written \uXXXX, as visibleJson does for every log) with "prev" and
+// "hash" appended, where hash = hex SHA-256 of the UTF-8 bytes of prev followed by that JSON as
+// written, and prev is the previous line's hash (64 zeros for line 1). Lines written before names
+// were escaped (raw, hashed raw) verify too. Anyone can check it with any JSON tool and sha256sum. The chain has no key: whoever can write the file can recompute
 // it after an edit, or cut its last lines, and it still verifies. Its end (writtenEnd, which
 // key-server logs, and verify-audit prints), kept elsewhere, is what finds that (--expect).
 //
@@ -27,6 +28,7 @@ import { basename, dirname, join } from 'node:path';
 import { CertifierError } from '../errors/index.ts';
 import { sha256HexOfText } from '../crypto/index.ts';
 import { describeErrno, readFileLimited, realFilePath, syncDir, writeFileAtomic } from '../files/index.ts';
+import { visibleJson } from '../wire/index.ts';
 import { holdLock } from './lock.ts';
 
 export interface AuditEntry {
@@ -65,7 +67,7 @@ const MAX_LINE_BYTES = 64 * 1024;
 const HASH_RE = /^[0-9a-f]{64}$/;
 const TORN = 'the last line is incomplete (no newline): a write cut short by a crash or power loss, or data appended by something else';
 
-/** The canonical JSON of an entry's fields with its seq: what the hash covers. */
+/** The canonical JSON of an entry's fields with its seq, every character raw (a line may write some \uXXXX: unescapeShown). */
 function canonical(r: Record<string, unknown>): string {
   return JSON.stringify(canonicalFields(r));
 }
@@ -82,6 +84,19 @@ function canonicalFields(r: Record<string, unknown>, seq?: number, time?: string
 
 export function auditHash(prev: string, canonicalJson: string): string {
   return sha256HexOfText(prev, canonicalJson);
+}
+
+/**
+ * `json` with the \uXXXX escapes of what JSON.stringify writes raw (U+007F and above; a pair of
+ * surrogates as two escapes) decoded: the canonical JSON of a line written with visibleJson.
+ * Other escapes (\\, \", a lone surrogate, a control) stay as JSON.stringify writes them.
+ */
+function unescapeShown(json: string): string {
+  return json.replace(/\\u(d[89ab][0-9a-f]{2})\\u(d[c-f][0-9a-f]{2})|\\u([0-9a-f]{4})|\\./g, (m: string, hi?: string, lo?: string, u?: string) => {
+    if (hi && lo) return String.fromCharCode(parseInt(hi, 16), parseInt(lo, 16));
+    const c = u ? parseInt(u, 16) : -1;
+    return c >= 0x7f && (c < 0xd800 || c > 0xdfff) ? String.fromCharCode(c) : m;
+  });
 }
 
 function lineOf(canon: string, prev: string, hash: string): string {
@@ -120,9 +135,14 @@ function checkLine(text: string, seq: number, prev: string): { hash: string } | 
   const fp = fieldProblem(o);
   if (fp) return { problem: fp };
   if (o.prev !== prev) return { problem: 'prev is not the hash of the line before (a line was removed, reordered or replaced)' };
+  // The hash covers the entry as written: the canonical JSON, in which characters that would not
+  // show as themselves are written \uXXXX (visibleJson), as lines written before were not.
+  const suffix = `,"prev":"${prev}","hash":"${o.hash}"}`;
+  const written = text.endsWith(suffix) ? `${text.slice(0, -suffix.length)}}` : undefined;
   const canon = canonical(o);
-  if (auditHash(prev, canon) !== o.hash) return { problem: 'hash does not match the line\'s contents (edited)' };
-  if (lineOf(canon, prev, o.hash) !== `${text}\n`) return { problem: 'not in canonical form (edited)' };
+  const inForm = written !== undefined && unescapeShown(written) === canon;
+  if (auditHash(prev, inForm ? written : canon) !== o.hash) return { problem: 'hash does not match the line\'s contents (edited)' };
+  if (!inForm) return { problem: 'not in canonical form (edited)' };
   return { hash: o.hash };
 }
 
@@ -580,7 +600,7 @@ export class AuditLog {
     const problem = fieldProblem(kept);
     if (problem) return Promise.reject(new CertifierError('INVALID_INPUT', `audit entry: ${problem}`));
     // seq, prev and hash are fixed now, synchronously, so lines are chained in call order.
-    const canon = JSON.stringify(kept);
+    const canon = visibleJson(kept);
     const prev = this.last;
     const hash = auditHash(prev, canon);
     this.seq++;

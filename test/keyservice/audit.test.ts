@@ -58,6 +58,32 @@ describe('audit log', () => {
     expect(statSync(path).mode & 0o777).to.equal(0o600);
   });
 
+  it('writes a name\'s invisible characters as \\uXXXX, hashed as written, and still verifies lines written raw before', async () => {
+    // A line as earlier versions wrote it: the name raw, hashed raw.
+    const name = 'a/\u202eevil\u200b\u{e0041}';
+    const fields = { seq: 1, time: '2025-01-01T00:00:00.000Z', action: 'retrieve', resource: name, decision: 'deny', code: 'NOT_FOUND' };
+    const raw = JSON.stringify(fields);
+    const rawHash = auditHash(AUDIT_GENESIS, raw);
+    save([`${raw.slice(0, -1)},"prev":"${AUDIT_GENESIS}","hash":"${rawHash}"}`]);
+    expect(await verifyAudit(path)).to.deep.equal({ ok: true, lines: 1 });
+    const log = await AuditLog.open(path);
+    const rec = await log.append({ action: 'retrieve', resource: name, decision: 'deny', code: 'NOT_FOUND' });
+    await log.close();
+    const [, second] = lines();
+    expect(second).to.contain('"resource":"a/\\u202eevil\\u200b\\udb40\\udc41"');
+    expect(second).not.to.match(/[\u202e\u200b]|[\ud800-\udfff]/);
+    expect(JSON.parse(second!)).to.include({ resource: name, prev: rawHash });
+    // Anyone can still check it: SHA-256 over prev then the line as written without prev and hash.
+    const written = second!.replace(/,"prev":"[0-9a-f]{64}","hash":"[0-9a-f]{64}"\}$/, '}');
+    expect(rec.hash).to.equal(createHash('sha256').update(rawHash + written).digest('hex'));
+    expect(await verifyAudit(path)).to.deep.equal({ ok: true, lines: 2 });
+    // Either form turned into the other, the hash no longer matches.
+    save([lines()[0]!.replace('\u202e', '\\u202e'), second!]);
+    await bad(1, /hash does not match/);
+    save([`${raw.slice(0, -1)},"prev":"${AUDIT_GENESIS}","hash":"${rawHash}"}`, second!.replace('\\u202e', '\u202e')]);
+    await bad(2, /hash does not match/);
+  });
+
   it('omits absent fields and writes nothing but the entry fields', async () => {
     const log = await AuditLog.open(path);
     const rec = await log.append({ action: 'unknown', decision: 'deny', code: 'DECODE_FAILED', role: undefined, value: 'SECRET' } as AuditEntry);
