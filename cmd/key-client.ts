@@ -18,7 +18,7 @@ import { STORAGE_KEY_TAG } from '../lib/keyservice/keystore.ts';
 import { verifyRoleCredential } from '../lib/keyservice/roles.ts';
 import { sameKey } from '../lib/policy/index.ts';
 import { Cryptstore } from '../cryptstore/index.ts';
-import { addExamples, createProgram, domainName, run, versionOf, subcommand, warn, type JsonOption, type Result } from './common/cli.ts';
+import { addExamples, createProgram, domainName, run, versionOf, subcommand, note, warn, type JsonOption, type Result } from './common/cli.ts';
 import { protectorFrom, storeOptions, type ProtectionOptions } from './common/protection.ts';
 import { parseHostPort, parseMeasurementHex, readCertificateFile, readPrivateKeyFile } from './common/keys.ts';
 import { readInput, storeFiles, writeOutput } from './common/io.ts';
@@ -64,6 +64,9 @@ function checkFetchCount(o: ClientOpts, count: number, code: 'USAGE' | 'INVALID_
     throw new CertifierError(code, `${count} ${what} is too many for one run: a key-server answers at most ${DEFAULT_LIMITS.maxRequestsPerConnection} requests on a connection${perName === 2 ? ', two per name with a credential' : ''}; fetch at most ${max} at a time`);
   }
 }
+
+/** A signal that came while the last secret went in waited for it: the run is complete, and says so as it stops. */
+const completedBeforeSignal = (signal: NodeJS.Signals) => note(P, `${signal} came as the secrets were being written: every one was written; stopping`);
 
 /** What a key-client command works with: never a destination for what it fetches. */
 function clientFiles(o: ClientOpts, ...more: string[]): OwnFiles {
@@ -141,7 +144,7 @@ clientOptions(subcommand<ClientOpts & { version: number; out?: string; force?: b
         const json = { items: [{ name: e.tag, version: e.version, type: e.type, size: e.blob.length, out: o.out }] };
         return raw ? { json: { ...json, valueBase64: Buffer.from(raw).toString('base64') }, raw } : { json, text: [] };
       }
-      await keepAll(store, outcomes);
+      await keepAll(store, outcomes, { completedBeforeSignal });
       const items = outcomes.map((x) => ({ name: x.spec.name, version: x.entry!.version, size: x.entry!.blob.length, written: x.written }));
       return { json: { items }, text: items.map((i) => `${printableName(i.name)} version ${i.version}: ${i.written === 'new' ? 'stored in the cryptstore' : 'already in the cryptstore'}`) };
     });
@@ -174,7 +177,7 @@ clientOptions(subcommand<ClientOpts & { config: string; allowPartial?: boolean }
   async (o) => {
     const specs = parseProvisionConfig(utf8Text(await readFileLimited(o.config, 1024 * 1024), `the provisioning config ${o.config}`));
     checkFetchCount(o, specs.length, 'INVALID_INPUT', 'secrets');
-    const outcomes = await withClient(o, (c, store) => provision(c, store, specs, { allowPartial: o.allowPartial === true, own: clientFiles(o, o.config) }), (store) => refuseLookAlikeTags(store, specs));
+    const outcomes = await withClient(o, (c, store) => provision(c, store, specs, { allowPartial: o.allowPartial === true, own: clientFiles(o, o.config), completedBeforeSignal }), (store) => refuseLookAlikeTags(store, specs));
     for (const x of outcomes.filter((y) => y.error)) warn(P, `could not provision "${x.spec.name}": ${x.error!.message} [${x.error!.code}]`);
     const items = outcomes.map((x) => ({ name: x.spec.name, ...(x.spec.tag ? { tag: x.spec.tag } : { file: x.spec.file }), ...(x.entry ? { version: x.entry.version, written: x.written } : { error: x.error!.code }) }));
     return { json: { items }, text: items.map((i) => `${printableName(i.name)}: ${'error' in i ? `FAILED (${i.error})` : `version ${i.version} ${i.written === 'new' ? 'written' : 'unchanged'}`}`) };

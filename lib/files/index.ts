@@ -135,23 +135,40 @@ export async function stageFiles(files: FileToWrite[]): Promise<Staged[]> {
   }
 }
 
+/** What commitAll does beside putting the files in place. */
+export interface CommitOptions {
+  /**
+   * Run once every file is in place, with signals still held: a failure of it, or a signal that
+   * came before it began, undoes the files (key-client provision: its tags' atomic batch). Once
+   * begun it is not cut short.
+   */
+  finish?: () => Promise<void>;
+  /** Told of a signal that came once everything stood, just before it ends the program as it would have. */
+  completedBeforeSignal?: (signal: NodeJS.Signals) => void;
+}
+
 /**
  * Puts staged files in place, in order, all or none: a failure discards those not yet placed and
  * undoes those placed before it (a file made is removed, a file replaced is put back).
  */
-export async function commitAll(staged: Staged[]): Promise<void> {
-  const undoable = staged.length > 1;
+export async function commitAll(staged: Staged[], o: CommitOptions = {}): Promise<void> {
+  const undoable = staged.length > 1 || o.finish !== undefined;
   // SIGINT, SIGTERM and SIGHUP wait while the files go in place (a few ms): a link or rename in
   // flight on libuv's threads could land after a handler had judged what was in place. One that
-  // came meanwhile then undoes them all, and ends the program as it would have.
+  // came meanwhile, before `finish` began, then undoes them all, and ends the program as it would
+  // have; one that came later waits for `finish`, and ends it once everything stands.
   deferredSignals.depth++;
+  listenWhileNeeded();
   let placed = 0;
+  let complete = false;
   try {
     for (; placed < staged.length; placed++) {
       if (undoable && deferredSignals.pending) throw new Error('interrupted');
       await staged[placed]!.file.commit(staged[placed]!.exclusive, undoable);
     }
     if (undoable && deferredSignals.pending) throw new Error('interrupted');
+    await o.finish?.();
+    complete = true;
     // Started together: each settle is synchronous up to its first await, so none is half-settled.
     await Promise.all(staged.map((s) => s.file.settle()));
   } catch (e) {
@@ -168,8 +185,10 @@ export async function commitAll(staged: Staged[]): Promise<void> {
     const signal = deferredSignals.pending;
     if (deferredSignals.depth === 0 && signal) {
       deferredSignals.pending = undefined;
+      if (complete) o.completedBeforeSignal?.(signal);
       onSignal(signal);
     }
+    listenWhileNeeded();
   }
 }
 
@@ -480,19 +499,31 @@ const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 const theirs = new Set<NodeJS.Signals>();
 
 function remember(tmp: string): void {
-  if (live.size === 0) {
-    theirs.clear();
-    // Decided now, not when the signal comes: a listener added with process.once is already gone by then.
-    for (const sig of SIGNALS) {
-      if (process.listenerCount(sig) > 0) theirs.add(sig);
-      process.on(sig, onSignal);
-    }
-  }
   live.add(tmp);
+  listenWhileNeeded();
 }
 
 function forget(tmp: string): void {
-  if (live.delete(tmp) && live.size === 0) for (const sig of SIGNALS) process.off(sig, onSignal);
+  if (live.delete(tmp)) listenWhileNeeded();
+}
+
+/** Whether onSignal is listening: while a temporary file lives, and while commitAll runs. */
+let listening = false;
+
+function listenWhileNeeded(): void {
+  const needed = live.size > 0 || deferredSignals.depth > 0;
+  if (needed === listening) return;
+  listening = needed;
+  if (!needed) {
+    for (const sig of SIGNALS) process.off(sig, onSignal);
+    return;
+  }
+  theirs.clear();
+  // Decided now, not when the signal comes: a listener added with process.once is already gone by then.
+  for (const sig of SIGNALS) {
+    if (process.listenerCount(sig) > 0) theirs.add(sig);
+    process.on(sig, onSignal);
+  }
 }
 
 /** While commitAll puts files in place: how many are doing so, and a signal that came meanwhile. */
@@ -512,7 +543,7 @@ function onSignal(signal: NodeJS.Signals): void {
     }
   }
   live.clear();
-  for (const sig of SIGNALS) process.off(sig, onSignal);
+  listenWhileNeeded();
   // As if there had been no listener: the default action, so the exit status says which signal.
   process.kill(process.pid, signal);
 }

@@ -124,6 +124,8 @@ export async function fetchAll(client: KeyClient, specs: SecretSpec[]): Promise<
 export interface KeepOptions {
   /** The run's own store, key files, config: never a destination. */
   own?: OwnFiles;
+  /** Told of a signal that came once every secret was written, just before it ends the program. */
+  completedBeforeSignal?: (signal: NodeJS.Signals) => void;
 }
 
 /**
@@ -131,9 +133,10 @@ export interface KeepOptions {
  * checked first (a regular file or nothing, in a writable directory, not one of the run's own
  * files), values already held (same bytes, and for a file the same mode) are left alone, new files
  * are written and synced beside their destinations, moved into place, and only then do the tags
- * go in, as one atomic batch. A rename that fails after others succeeded (a file made immutable
- * meanwhile) is reported with what was put in place, and the tags are then not written; a batch
- * of tags that fails after the files were placed is reported with those files.
+ * go in, as one atomic batch, while signals still wait (commitAll). A rename or a batch that
+ * fails, or a signal before the batch began, undoes the files put in place (the error names any
+ * that could not be put back); a signal that came once the batch began waits for it, and the run
+ * is complete.
  */
 export async function keepAll(store: Cryptstore | undefined, outcomes: Outcome[], o: KeepOptions = {}): Promise<void> {
   const problems = destinationProblems(outcomes.map((x) => x.spec));
@@ -158,21 +161,17 @@ export async function keepAll(store: Cryptstore | undefined, outcomes: Outcome[]
     await Promise.all(staged.map((f) => f.file.discard()));
     throw nothingWritten(e);
   }
+  // The tags' batch is the last step of putting the files in place, signals still held: it
+  // failing, or a signal before it, undoes the files; once it is written the run is complete.
+  const putTags = async () => {
+    await store!.putAll(tags.map((x) => ({ tag: x.spec.tag!, blob: x.entry!.blob, options: { type: x.entry!.type, exportable: false } })));
+  };
   try {
-    await commitAll(staged); // a failure discards the files not yet in place
+    await commitAll(staged, { ...(tags.length ? { finish: putTags } : {}), ...(o.completedBeforeSignal ? { completedBeforeSignal: o.completedBeforeSignal } : {}) });
   } catch (e) {
     const placed = await placedOf(files);
     if (!(e instanceof CertifierError)) throw e;
     throw new CertifierError(e.code, `${e.message}; ${placed.length ? `written before it: ${placed.join(', ')}` : 'nothing was written'}; no cryptstore tag was written`, { cause: e });
-  }
-  if (tags.length) {
-    try {
-      await store!.putAll(tags.map((x) => ({ tag: x.spec.tag!, blob: x.entry!.blob, options: { type: x.entry!.type, exportable: false } })));
-    } catch (e) {
-      if (!(e instanceof CertifierError) || files.length === 0) throw e;
-      // The batch is all or nothing; the files before it are in place: say which.
-      throw new CertifierError(e.code, `${e.message}; no cryptstore tag was written, but these files were: ${files.map((x) => x.spec.file!).join(', ')}`, { cause: e });
-    }
   }
   for (const x of [...tags, ...files]) x.written = 'new';
 }
