@@ -7,11 +7,11 @@ import { createPublicKey } from 'node:crypto';
 import { CertifierError } from '../lib/errors/index.ts';
 import { toHex } from '../lib/crypto/index.ts';
 import { ENTRY_TYPES, printableName, shown, tagProblem, type EntryType } from '../lib/wire/index.ts';
-import { readFileLimited, type OwnFiles } from '../lib/files/index.ts';
+import { checkWritable, readFileLimited, refuseOwnFiles, type OwnFiles } from '../lib/files/index.ts';
 import { utf8Text } from '../lib/util/json.ts';
 import { readCertificateChain, validatePolicyCert } from '../lib/pki/index.ts';
 import { isIdentityTag, loadIdentity } from '../lib/certifier/index.ts';
-import { KeyClient, fetchAll, keepAll, parseProvisionConfig, provision, refuseLookAlikeTags, type SecretSpec } from '../lib/keyclient/index.ts';
+import { KeyClient, fetchAll, keepAll, parseProvisionConfig, provision, refuseBeforeFetching, type SecretSpec } from '../lib/keyclient/index.ts';
 import { DEFAULT_LIMITS } from '../lib/channel/index.ts';
 import { MAX_VALUE_BYTES } from '../lib/keyservice/protocol.ts';
 import { STORAGE_KEY_TAG } from '../lib/keyservice/keystore.ts';
@@ -134,6 +134,11 @@ clientOptions(subcommand<ClientOpts & { version: number; out?: string; force?: b
     if (names.includes(STORAGE_KEY_TAG)) throw new CertifierError('USAGE', `"${STORAGE_KEY_TAG}" is a key-server's storage key: a standby or replica fetches it with key-server join`);
     const identity = o.out ? undefined : names.find(isIdentityTag);
     if (identity) throw new CertifierError('USAGE', `"${identity}" is where init-trust keeps a machine's identity in the cryptstore; fetch it to a file with --out`);
+    // Before connecting: a key-server releases (and records) nothing for a value with nowhere to go.
+    if (o.out && o.out !== '-') {
+      refuseOwnFiles(o.out, clientFiles(o), `--out ${o.out}`);
+      await checkWritable(o.out, { exclusive: !o.force });
+    }
     return withClient(o, async (client, store): Promise<Result> => {
       const outcomes = await fetchAll(client, specs);
       const failure = outcomes.find((x) => x.error);
@@ -177,7 +182,8 @@ clientOptions(subcommand<ClientOpts & { config: string; allowPartial?: boolean }
   async (o) => {
     const specs = parseProvisionConfig(utf8Text(await readFileLimited(o.config, 1024 * 1024), `the provisioning config ${o.config}`));
     checkFetchCount(o, specs.length, 'INVALID_INPUT', 'secrets');
-    const outcomes = await withClient(o, (c, store) => provision(c, store, specs, { allowPartial: o.allowPartial === true, own: clientFiles(o, o.config), completedBeforeSignal }), (store) => refuseLookAlikeTags(store, specs));
+    const own = clientFiles(o, o.config);
+    const outcomes = await withClient(o, (c, store) => provision(c, store, specs, { allowPartial: o.allowPartial === true, own, completedBeforeSignal }), (store) => refuseBeforeFetching(store, specs, own));
     for (const x of outcomes.filter((y) => y.error)) warn(P, `could not provision "${x.spec.name}": ${x.error!.message} [${x.error!.code}]`);
     const items = outcomes.map((x) => ({ name: x.spec.name, ...(x.spec.tag ? { tag: x.spec.tag } : { file: x.spec.file }), ...(x.entry ? { version: x.entry.version, written: x.written } : { error: x.error!.code }) }));
     return { json: { items }, text: items.map((i) => `${printableName(i.name)}: ${'error' in i ? `FAILED (${i.error})` : `version ${i.version} ${i.written === 'new' ? 'written' : 'unchanged'}`}`) };

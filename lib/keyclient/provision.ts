@@ -142,11 +142,7 @@ export async function keepAll(store: Cryptstore | undefined, outcomes: Outcome[]
   const problems = destinationProblems(outcomes.map((x) => x.spec));
   if (problems.length) throw new CertifierError('INVALID_INPUT', `nothing was written: ${problems.join('; ')}`);
   const arrived = outcomes.filter((x) => x.entry);
-  for (const x of arrived) {
-    if (x.spec.file === undefined) continue;
-    if (o.own) refuseOwnFiles(x.spec.file, o.own, `the LocalPath of "${x.spec.name}" (${x.spec.file})`);
-    await checkWritable(x.spec.file).catch((e: unknown) => Promise.reject(nothingWritten(e)));
-  }
+  await checkLocalPaths(arrived.map((x) => x.spec), o.own);
   const tags: Outcome[] = [];
   const files: Outcome[] = [];
   for (const x of arrived) {
@@ -176,6 +172,18 @@ export async function keepAll(store: Cryptstore | undefined, outcomes: Outcome[]
   for (const x of [...tags, ...files]) x.written = 'new';
 }
 
+/**
+ * Refuses, with nothing written, a LocalPath that is one of the run's own files (INVALID_INPUT) or
+ * where no file can be written (checkWritable: a missing directory, a directory or link in the way).
+ */
+async function checkLocalPaths(specs: SecretSpec[], own: OwnFiles | undefined): Promise<void> {
+  for (const spec of specs) {
+    if (spec.file === undefined) continue;
+    if (own) refuseOwnFiles(spec.file, own, `the LocalPath of "${spec.name}" (${spec.file})`);
+    await checkWritable(spec.file).catch((e: unknown) => Promise.reject(nothingWritten(e)));
+  }
+}
+
 function nothingWritten(e: unknown): unknown {
   return e instanceof CertifierError ? new CertifierError(e.code, `${e.message}; nothing was written`, { cause: e }) : e;
 }
@@ -201,11 +209,20 @@ async function heldInFile(path: string, entry: ValidEntry, mode: number): Promis
 }
 
 /**
- * A Tag the config makes may not look like another; one the store holds already (made before
- * that rule) gets its new versions. INVALID_INPUT naming each, before anything is fetched (and,
- * from key-client, before it connects).
+ * What can be refused before anything is fetched (and, from key-client, before it connects, so a
+ * key-server releases nothing for a run that could not keep it): a Tag that would look like
+ * another, a LocalPath that is the run's own file or cannot be written.
  */
-export async function refuseLookAlikeTags(store: Cryptstore | undefined, specs: SecretSpec[]): Promise<void> {
+export async function refuseBeforeFetching(store: Cryptstore | undefined, specs: SecretSpec[], own: OwnFiles | undefined): Promise<void> {
+  await refuseLookAlikeTags(store, specs);
+  await checkLocalPaths(specs, own);
+}
+
+/**
+ * A Tag the config makes may not look like another; one the store holds already (made before
+ * that rule) gets its new versions. INVALID_INPUT naming each.
+ */
+async function refuseLookAlikeTags(store: Cryptstore | undefined, specs: SecretSpec[]): Promise<void> {
   const lookAlikes: string[] = [];
   for (const spec of specs) {
     const problem = spec.tag !== undefined ? newNameProblem(spec.tag) : undefined;
@@ -219,7 +236,7 @@ export async function refuseLookAlikeTags(store: Cryptstore | undefined, specs: 
  * which nothing arrived fails either way (with the first failure's code: 3 when it may be retried).
  */
 export async function provision(client: KeyClient, store: Cryptstore | undefined, specs: SecretSpec[], o: KeepOptions & { allowPartial?: boolean } = {}): Promise<Outcome[]> {
-  await refuseLookAlikeTags(store, specs);
+  await refuseBeforeFetching(store, specs, o.own);
   const outcomes = await fetchAll(client, specs);
   const failures = outcomes.filter((x) => x.error);
   if (failures.length && (!o.allowPartial || failures.length === outcomes.length)) {

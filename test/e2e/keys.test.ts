@@ -114,6 +114,24 @@ describe('e2e: keys stored and retrieved through key-server on loopback', functi
     expect(server.child.stderr.slice(from)).not.to.match(/ (request|closed) conn=/);
   });
 
+  /** How many retrieves the key-server's audit log records. */
+  const auditedRetrieves = () => readFileSync(join(server.data, 'audit.jsonl'), 'utf8').split('\n').filter((l) => l && JSON.parse(l).action === 'retrieve').length;
+
+  it('refuses an --out it could not write before connecting, so the key-server releases nothing', async () => {
+    expectSuccess(await d.kc(alice, server, 'store', ['out/key', '--in', '-'], randomBytes(16)));
+    const dir = d.path('out-checks');
+    mkdirSync(join(dir, 'taken'), { recursive: true });
+    writeFileSync(join(dir, 'file'), 'there');
+    const before = auditedRetrieves();
+    for (const [args, code] of [[[join(dir, 'file')], 'ALREADY_EXISTS'], [[join(dir, 'missing', 'x')], 'FILE_ERROR'], [[join(dir, 'taken'), '--force'], 'FILE_ERROR'], [[d.keyFile, '--force'], 'INVALID_INPUT']] as const) {
+      expectFailure(await d.kc(bob, server, 'retrieve', ['out/key', '--out', ...args]), 1, code);
+    }
+    expect(auditedRetrieves()).to.equal(before);
+    expect(readFileSync(join(dir, 'file'), 'utf8')).to.equal('there');
+    expectSuccess(await d.kc(bob, server, 'retrieve', ['out/key', '--out', join(dir, 'new')]));
+    expect(auditedRetrieves()).to.equal(before + 1);
+  });
+
   it('writes one value to standard output with --out -, and keeps it out of the cryptstore', async () => {
     const key = randomBytes(48);
     expectSuccess(await d.kc(alice, server, 'store', ['stdout/key', '--in', '-'], key));
@@ -258,6 +276,16 @@ describe('e2e: keys stored and retrieved through key-server on loopback', functi
       expectFailure(await d.kc(bob, server, 'provision', ['--config', g]), 1, 'FILE_ERROR');
       expect((await tagsOf(bob)).map((i) => i.tag)).not.to.include('p5-tagged');
       expect(readdirSync(dir)).to.deep.equal(['taken']);
+    });
+
+    it('refuses a LocalPath it could not write, or one of its own files, before connecting, so the key-server releases nothing', async () => {
+      const before = auditedRetrieves();
+      for (const [dest, code] of [[d.keyFile, 'INVALID_INPUT'], [join(d.path('prov-9'), 'no-such-dir', 'file'), 'FILE_ERROR']] as const) {
+        const r = await d.kc(bob, server, 'provision', ['--config', config([{ ID: 'prov/tagged', Tag: 'p9-tagged' }, { ID: 'prov/file', LocalPath: dest }])]);
+        expectFailure(r, 1, code);
+      }
+      expect(auditedRetrieves()).to.equal(before);
+      expect((await tagsOf(bob)).map((i) => i.tag)).not.to.include('p9-tagged');
     });
 
     it('rewrites a file that holds the value under another mode', async () => {
