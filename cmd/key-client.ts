@@ -150,8 +150,8 @@ clientOptions(subcommand<ClientOpts & { version: number; out?: string; force?: b
         return raw ? { json: { ...json, valueBase64: Buffer.from(raw).toString('base64') }, raw } : { json, text: [] };
       }
       await keepAll(store, outcomes, { completedBeforeSignal });
-      const items = outcomes.map((x) => ({ name: x.spec.name, version: x.entry!.version, size: x.entry!.blob.length, written: x.written }));
-      return { json: { items }, text: items.map((i) => `${printableName(i.name)} version ${i.version}: ${i.written === 'new' ? 'stored in the cryptstore' : 'already in the cryptstore'}`) };
+      const items = outcomes.map((x) => ({ name: x.spec.name, version: x.entry!.version, storeVersion: x.storeVersion, size: x.entry!.blob.length, written: x.written }));
+      return { json: { items }, text: items.map((i) => `${printableName(i.name)} version ${i.version} from the server: ${i.written === 'new' ? 'stored' : 'already'} in the cryptstore as version ${i.storeVersion}`) };
     });
   }))
   .argument('<name...>', 'resource names')
@@ -185,8 +185,10 @@ clientOptions(subcommand<ClientOpts & { config: string; allowPartial?: boolean }
     const own = clientFiles(o, o.config);
     const outcomes = await withClient(o, (c, store) => provision(c, store, specs, { allowPartial: o.allowPartial === true, own, completedBeforeSignal }), (store) => refuseBeforeFetching(store, specs, own));
     for (const x of outcomes.filter((y) => y.error)) warn(P, `could not provision "${x.spec.name}": ${x.error!.message} [${x.error!.code}]`);
-    const items = outcomes.map((x) => ({ name: x.spec.name, ...(x.spec.tag ? { tag: x.spec.tag } : { file: x.spec.file }), ...(x.entry ? { version: x.entry.version, written: x.written } : { error: x.error!.code }) }));
-    return { json: { items }, text: items.map((i) => `${printableName(i.name)}: ${'error' in i ? `FAILED (${i.error})` : `version ${i.version} ${i.written === 'new' ? 'written' : 'unchanged'}`}`) };
+    const items = outcomes.map((x) => ({ name: x.spec.name, ...(x.spec.tag ? { tag: x.spec.tag } : { file: x.spec.file }), ...(x.entry ? { version: x.entry.version, ...(x.storeVersion ? { storeVersion: x.storeVersion } : {}), written: x.written } : { error: x.error!.code }) }));
+    const outcome = (i: (typeof items)[number]) => 'error' in i ? `FAILED (${i.error})`
+      : `version ${i.version} ${i.written === 'new' ? 'written' : 'unchanged'}${'storeVersion' in i ? ` (the cryptstore's version ${i.storeVersion})` : ''}`;
+    return { json: { items }, text: items.map((i) => `${printableName(i.name)}: ${outcome(i)}`) };
   }))
   .requiredOption('--config <file>', 'JSON: {"secrets": [{"ID": NAME, "Version"?: N, "Tag": TAG | "LocalPath": FILE, "Mode"?: "0600"}]}')
   .option('--allow-partial', 'keep what arrived even if some secrets could not be fetched');

@@ -27,6 +27,8 @@ export interface Outcome {
   entry?: ValidEntry;
   error?: CertifierError;
   written?: 'new' | 'unchanged';
+  /** Kept under a tag: the version the cryptstore holds it as (it numbers versions itself). */
+  storeVersion?: number;
 }
 
 const KEYS = new Set(['ID', 'Version', 'LocalPath', 'Tag', 'Mode']);
@@ -146,9 +148,12 @@ export async function keepAll(store: Cryptstore | undefined, outcomes: Outcome[]
   const tags: Outcome[] = [];
   const files: Outcome[] = [];
   for (const x of arrived) {
-    const held = x.spec.tag !== undefined ? await heldInStore(store, x.spec.tag, x.entry!) : await heldInFile(x.spec.file!, x.entry!, x.spec.mode ?? 0o600);
-    if (held) x.written = 'unchanged';
-    else (x.spec.tag !== undefined ? tags : files).push(x);
+    if (x.spec.tag !== undefined) {
+      const held = await heldInStore(store, x.spec.tag, x.entry!);
+      if (held === undefined) tags.push(x);
+      else Object.assign(x, { written: 'unchanged', storeVersion: held });
+    } else if (await heldInFile(x.spec.file!, x.entry!, x.spec.mode ?? 0o600)) x.written = 'unchanged';
+    else files.push(x);
   }
   const staged: Staged[] = [];
   try {
@@ -160,7 +165,8 @@ export async function keepAll(store: Cryptstore | undefined, outcomes: Outcome[]
   // The tags' batch is the last step of putting the files in place, signals still held: it
   // failing, or a signal before it, undoes the files; once it is written the run is complete.
   const putTags = async () => {
-    await store!.putAll(tags.map((x) => ({ tag: x.spec.tag!, blob: x.entry!.blob, options: { type: x.entry!.type, exportable: false } })));
+    const put = await store!.putAll(tags.map((x) => ({ tag: x.spec.tag!, blob: x.entry!.blob, options: { type: x.entry!.type, exportable: false } })));
+    tags.forEach((x, i) => (x.storeVersion = put[i]!.version));
   };
   try {
     await commitAll(staged, { ...(tags.length ? { finish: putTags } : {}), ...(o.completedBeforeSignal ? { completedBeforeSignal: o.completedBeforeSignal } : {}) });
@@ -195,10 +201,11 @@ async function placedOf(files: Outcome[]): Promise<string[]> {
   return out;
 }
 
-async function heldInStore(store: Cryptstore | undefined, tag: string, entry: ValidEntry): Promise<boolean> {
+/** The cryptstore's version of `tag` when its newest already holds `entry`, else undefined. */
+async function heldInStore(store: Cryptstore | undefined, tag: string, entry: ValidEntry): Promise<number | undefined> {
   if (!store) throw new CertifierError('USAGE', 'a cryptstore is needed to keep secrets under a tag');
   const held = await store.get(tag).catch((e) => (isCertifierError(e, 'NOT_FOUND') ? undefined : Promise.reject(e)));
-  return held !== undefined && bytesEqual(held.blob, entry.blob) && held.type === entry.type;
+  return held !== undefined && bytesEqual(held.blob, entry.blob) && held.type === entry.type ? held.version : undefined;
 }
 
 async function heldInFile(path: string, entry: ValidEntry, mode: number): Promise<boolean> {

@@ -43,7 +43,7 @@ describe('e2e: keys stored and retrieved through key-server on loopback', functi
     expect(stored.out).to.equal('stored vhd/disk-1 version 1\n');
 
     const got = expectSuccess(await d.kc(bob, server, 'retrieve', ['vhd/disk-1']));
-    expect(got.out).to.equal('vhd/disk-1 version 1: stored in the cryptstore\n');
+    expect(got.out).to.equal('vhd/disk-1 version 1 from the server: stored in the cryptstore as version 1\n');
 
     const item = expectSuccess(await d.store(bob, 'get-item', ['--tag', 'vhd/disk-1', '--out', '-']));
     expect(item.stdout.equals(key), 'cert-utility get-item returns the stored bytes').to.equal(true);
@@ -52,6 +52,21 @@ describe('e2e: keys stored and retrieved through key-server on loopback', functi
     const [storeLine, retrieveLine] = requestLines('vhd/disk-1');
     expect(storeLine).to.match(new RegExp(`measurement=${d.measurementHex('client-alice')} action=store resource=vhd/disk-1 version=1 decision=allow`));
     expect(retrieveLine).to.match(new RegExp(`measurement=${d.measurementHex('client-bob')} action=retrieve resource=vhd/disk-1 version=1 decision=allow`));
+  });
+
+  it('says both the server\'s version and the one the cryptstore keeps it as, and makes a version asked for the tag\'s newest', async () => {
+    const values = [randomBytes(16), randomBytes(16), randomBytes(16)];
+    for (const v of values) expectSuccess(await d.kc(alice, server, 'store', ['numbered/a', '--in', '-'], v));
+    const third = expectSuccess(await d.kc(bob, server, 'retrieve', ['numbered/a', '--version', '3', '--json'])).json();
+    expect(third.items[0]).to.include({ version: 3, storeVersion: 1, written: 'new' });
+    const second = expectSuccess(await d.kc(bob, server, 'retrieve', ['numbered/a', '--version', '2']));
+    expect(second.out).to.equal('numbered/a version 2 from the server: stored in the cryptstore as version 2\n');
+    const again = expectSuccess(await d.kc(bob, server, 'retrieve', ['numbered/a', '--version', '2']));
+    expect(again.out).to.equal('numbered/a version 2 from the server: already in the cryptstore as version 2\n');
+    const kept = expectSuccess(await d.store(bob, 'get-item', ['--tag', 'numbered/a', '--version', '1', '--out', '-']));
+    expect(kept.stdout.equals(values[2]!)).to.equal(true);
+    const newest = expectSuccess(await d.store(bob, 'get-item', ['--tag', 'numbered/a', '--out', '-']));
+    expect(newest.stdout.equals(values[1]!)).to.equal(true);
   });
 
   it('retrieves several names in one call over one connection, each into its own tag', async () => {
@@ -247,9 +262,9 @@ describe('e2e: keys stored and retrieved through key-server on loopback', functi
       const file = `${files}-2`;
       const f = config([{ ID: 'prov/tagged', Tag: 'p2-tagged' }, { ID: 'prov/file', LocalPath: file, Mode: '0600' }]);
       const first = expectSuccess(await d.kc(bob, server, 'provision', ['--config', f]));
-      expect(first.out).to.equal('prov/tagged: version 1 written\nprov/file: version 1 written\n');
+      expect(first.out).to.equal('prov/tagged: version 1 written (the cryptstore\'s version 1)\nprov/file: version 1 written\n');
       const second = expectSuccess(await d.kc(bob, server, 'provision', ['--config', f]));
-      expect(second.out).to.equal('prov/tagged: version 1 unchanged\nprov/file: version 1 unchanged\n');
+      expect(second.out).to.equal('prov/tagged: version 1 unchanged (the cryptstore\'s version 1)\nprov/file: version 1 unchanged\n');
 
       expect((await tagsOf(bob)).filter((i) => i.tag === 'p2-tagged').map((i) => i.version)).to.deep.equal([1]);
       const text = expectSuccess(await d.store(bob, 'list-items')).out;
@@ -301,7 +316,7 @@ describe('e2e: keys stored and retrieved through key-server on loopback', functi
       const file = `${files}-3`;
       const f = config([{ ID: 'prov/partial', Tag: 'p3-partial' }, { ID: 'prov/file', LocalPath: file }, { ID: 'prov/missing', Tag: 'p3-missing' }]);
       const r = expectSuccess(await d.kc(bob, server, 'provision', ['--config', f, '--allow-partial']));
-      expect(r.out).to.equal('prov/partial: version 1 written\nprov/file: version 1 written\nprov/missing: FAILED (NOT_FOUND)\n');
+      expect(r.out).to.equal('prov/partial: version 1 written (the cryptstore\'s version 1)\nprov/file: version 1 written\nprov/missing: FAILED (NOT_FOUND)\n');
       expect(r.stderr).to.contain('could not provision "prov/missing"');
       const tags = (await tagsOf(bob)).map((i) => i.tag);
       expect(tags).to.include('p3-partial').and.not.to.include('p3-missing');
