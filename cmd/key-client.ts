@@ -9,7 +9,7 @@ import { toHex } from '../lib/crypto/index.ts';
 import { ENTRY_TYPES, printableName, shown, tagProblem, type EntryType } from '../lib/wire/index.ts';
 import { checkWritable, readFileLimited, refuseOwnFiles, type OwnFiles } from '../lib/files/index.ts';
 import { utf8Text } from '../lib/util/json.ts';
-import { readCertificateChain, validatePolicyCert } from '../lib/pki/index.ts';
+import { itemValue, readCertificateChain, validatePolicyCert } from '../lib/pki/index.ts';
 import { isIdentityTag, loadIdentity } from '../lib/certifier/index.ts';
 import { KeyClient, fetchAll, keepAll, parseProvisionConfig, provision, refuseBeforeFetching, type SecretSpec } from '../lib/keyclient/index.ts';
 import { DEFAULT_LIMITS } from '../lib/channel/index.ts';
@@ -110,8 +110,9 @@ clientOptions(subcommand<ClientOpts & { in: string; notExportable?: boolean; typ
   'store a value under NAME in the key-server (the next version)',
   async (o, args) => {
     checkName(args[0]!); // a name that would look like another: the server refuses it if it is new
-    const value = await readInput(o.in, MAX_VALUE_BYTES);
-    if (value.length === 0) throw new CertifierError('INVALID_INPUT', `nothing to store: ${o.in === '-' ? 'standard input' : o.in} is empty`);
+    const input = await readInput(o.in, MAX_VALUE_BYTES);
+    if (input.length === 0) throw new CertifierError('INVALID_INPUT', `nothing to store: ${o.in === '-' ? 'standard input' : o.in} is empty`);
+    const value = itemValue(o.type, input); // as put-item: a certificate item holds one DER certificate
     const version = await withClient(o, (c) => c.store(args[0]!, value, { type: o.type, exportable: !o.notExportable, ...(o.expectedVersion !== undefined ? { expectedVersion: o.expectedVersion } : {}) }));
     return { json: { name: args[0], version }, text: [`stored ${printableName(args[0]!)} version ${version}`] };
   }))

@@ -8,7 +8,7 @@ import {
   exportPublicKey, generateKeyPair, isKeyAlg, randomBytes, toKeyMessage, type KeyAlg,
 } from '../../lib/crypto/index.ts';
 import { checkWritable, commitAll, refuseOwnFiles, stageFiles, writeFileAtomic } from '../../lib/files/index.ts';
-import { readCertificate } from '../../lib/pki/index.ts';
+import { itemValue } from '../../lib/pki/index.ts';
 import { isIdentityTag } from '../../lib/certifier/index.ts';
 import { STORAGE_KEY_TAG } from '../../lib/keyservice/keystore.ts';
 import { Cryptstore, MAX_BLOB_BYTES, MAX_BUNDLE_BYTES, exportStore, importStore, type EntryInfo } from '../../cryptstore/index.ts';
@@ -62,11 +62,11 @@ export function addStoreCommands(program: Command): void {
   storeOptions(subcommand<StoreOpts & { tag: string; type: EntryType; exportable?: boolean; in: string }>(program, 'put-item',
     'store bytes as the next version of a tag',
     async (o) => {
-      let blob = await readInput(o.in, MAX_BLOB_BYTES);
+      const input = await readInput(o.in, MAX_BLOB_BYTES);
       // An empty item is a mistake (stdin closed, or /dev/null), not a secret: as key-client store.
-      if (blob.length === 0) throw new CertifierError('INVALID_INPUT', `nothing to store: ${o.in === '-' ? 'standard input' : o.in} is empty`);
+      if (input.length === 0) throw new CertifierError('INVALID_INPUT', `nothing to store: ${o.in === '-' ? 'standard input' : o.in} is empty`);
       // A certificate item holds DER; PEM input is converted (and anything else refused).
-      if (o.type === 'X509-der-cert') blob = readCertificate(blob);
+      const blob = itemValue(o.type, input);
       const info = await withStore(P, o, async (s) => {
         await checkNewTag(o.tag, s);
         return s.put(o.tag, blob, { type: o.type, exportable: o.exportable === true });

@@ -5,6 +5,7 @@
 import { CertifierError, isCertifierError } from '../errors/index.ts';
 import { parseJsonText } from '../util/json.ts';
 import { bytesEqual } from '../crypto/index.ts';
+import { itemValue } from '../pki/index.ts';
 import { MAX_VERSION, newNameProblem, tagProblem, type ValidEntry } from '../wire/index.ts';
 import { checkWritable, commitAll, readFileLimited, realLocation, refuseOwnFiles, stageFile, type OwnFiles, type Staged } from '../files/index.ts';
 import { stat } from 'node:fs/promises';
@@ -110,16 +111,33 @@ export function destinationProblems(specs: SecretSpec[]): string[] {
   return problems;
 }
 
-/** Retrieves every spec over the one connection (pipelined); failures are kept, not thrown. */
+/**
+ * Retrieves every spec over the one connection (pipelined); failures are kept, not thrown. An item
+ * for a tag must hold what its type says, as put-item would have it (itemValue): the cryptstore
+ * would otherwise keep a "certificate" that is not one (a key-server's entry from an older client).
+ */
 export async function fetchAll(client: KeyClient, specs: SecretSpec[]): Promise<Outcome[]> {
   return Promise.all(specs.map(async (spec) => {
     try {
-      return { spec, entry: await client.retrieve(spec.name, spec.version) };
+      const entry = await client.retrieve(spec.name, spec.version);
+      if (spec.tag !== undefined) refuseMistyped(entry);
+      return { spec, entry };
     } catch (e) {
       if (!(e instanceof CertifierError)) throw e;
       return { spec, error: e };
     }
   }));
+}
+
+/** BAD_CERTIFICATE unless `entry` holds what its type says it does. */
+function refuseMistyped(entry: ValidEntry): void {
+  let problem: string | undefined;
+  try {
+    if (!bytesEqual(itemValue(entry.type, entry.blob), entry.blob)) problem = 'it is PEM text, not DER';
+  } catch (e) {
+    problem = (e as Error).message;
+  }
+  if (problem) throw new CertifierError('BAD_CERTIFICATE', `"${entry.tag}" version ${entry.version} on the key-server is an ${entry.type} item that holds no DER certificate (${problem}): it is not put in the cryptstore`);
 }
 
 /** Where a run may write, and what it must never overwrite. */

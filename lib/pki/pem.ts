@@ -58,3 +58,12 @@ export function readCertificate(bytes: Uint8Array): Uint8Array {
   if (all.length !== 1) throw new CertifierError('INVALID_INPUT', `expected one certificate, found ${all.length}`);
   return all[0]!;
 }
+
+/**
+ * What an item of `type` holds for `bytes`: an X509-der-cert item one certificate as DER (PEM
+ * converted, anything else refused: BAD_CERTIFICATE, or INVALID_INPUT for PEM text without exactly
+ * one certificate); any other type the bytes as they are.
+ */
+export function itemValue(type: string, bytes: Uint8Array): Uint8Array {
+  return type === 'X509-der-cert' ? readCertificate(bytes) : bytes;
+}

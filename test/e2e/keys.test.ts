@@ -147,6 +147,29 @@ describe('e2e: keys stored and retrieved through key-server on loopback', functi
     expect(auditedRetrieves()).to.equal(before + 1);
   });
 
+  it('takes for an X509-der-cert only a certificate (PEM stored as DER), and puts none that is not one into the cryptstore', async () => {
+    const from = server.child.mark();
+    for (const junk of [Buffer.from('not a certificate'), Buffer.from('-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n')]) {
+      expectFailure(await d.kc(alice, server, 'store', ['typed/cert', '--type', 'X509-der-cert', '--in', '-'], junk), 1, 'BAD_CERTIFICATE');
+    }
+    expect(server.child.stderr.slice(from)).not.to.match(/ (request|closed) conn=/);
+    expectSuccess(await d.kc(alice, server, 'store', ['typed/cert', '--type', 'X509-der-cert', '--in', d.policyCertFile]));
+    const der = expectSuccess(await d.kc(bob, server, 'retrieve', ['typed/cert', '--out', '-'])).stdout;
+    expect(der.equals(Buffer.from(d.policyCert))).to.equal(true);
+    expectSuccess(await d.kc(bob, server, 'retrieve', ['typed/cert']));
+    // What an older key-client could store: PEM text, and junk, as certificates.
+    await d.withClient(server, alice, async (c) => {
+      await c.store('typed/pem', readFileSync(d.policyCertFile), { type: 'X509-der-cert' });
+      await c.store('typed/junk', Buffer.from('junk'), { type: 'X509-der-cert' });
+    });
+    for (const name of ['typed/pem', 'typed/junk']) {
+      const r = await d.kc(bob, server, 'retrieve', [name]);
+      expectFailure(r, 1, 'BAD_CERTIFICATE');
+      expect(r.stderr).to.contain(`"${name}" version 1 on the key-server is an X509-der-cert item that holds no DER certificate`);
+    }
+    expect((await tagsOf(bob)).map((i) => i.tag)).to.include('typed/cert').and.not.to.include('typed/pem').and.not.to.include('typed/junk');
+  });
+
   it('writes one value to standard output with --out -, and keeps it out of the cryptstore', async () => {
     const key = randomBytes(48);
     expectSuccess(await d.kc(alice, server, 'store', ['stdout/key', '--in', '-'], key));
