@@ -84,7 +84,7 @@ function modeProblems(at: string, text: string): string[] {
   return [];
 }
 
-/** The first 20 problems, and how many more: a config of 1,000 bad secrets gives a readable error. */
+/** The first 20 problems, and how many more: a config of 1,000 bad (or missing) secrets gives a readable error. */
 function listed(problems: string[]): string {
   const shown = problems.slice(0, 20).join('; ');
   return problems.length > 20 ? `${shown}; and ${problems.length - 20} more` : shown;
@@ -266,7 +266,7 @@ export async function provision(client: KeyClient, store: Cryptstore | undefined
   const failures = outcomes.filter((x) => x.error);
   if (failures.length && (!o.allowPartial || failures.length === outcomes.length)) {
     const first = failures[0]!.error!;
-    throw new CertifierError(first.code, `could not provision ${failures.map((f) => `"${f.spec.name}" (${f.error!.code})`).join(', ')}; nothing was written`, { cause: first });
+    throw new CertifierError(first.code, `could not provision ${listed(failures.map((f) => `"${f.spec.name}" (${f.error!.code})`))}; nothing was written`, { cause: first });
   }
   await keepAll(store, outcomes, o);
   return outcomes;

@@ -144,6 +144,13 @@ describe('keyclient: the provisioning config and where secrets may be written', 
     }
   });
 
+  it('provision names the first 20 secrets it could not fetch, and how many more, when none arrived', async () => {
+    const client = { retrieve: async () => { throw new CertifierError('NOT_FOUND', 'none'); } } as unknown as KeyClient;
+    const specs = Array.from({ length: 960 }, (_, i) => ({ name: `missing/${i}`, version: 0, tag: `missing/${i}` }));
+    const e = await rejects(provision(client, { has: async () => false } as unknown as Cryptstore, specs), 'NOT_FOUND');
+    expect(e.message).to.contain('"missing/19" (NOT_FOUND); and 940 more; nothing was written').and.not.to.contain('"missing/20"');
+  });
+
   it('provision refuses a Tag that would look like another before fetching anything, unless the store holds it already', async () => {
     const held = new Set(['old/cafe\u0301']);
     const store = { has: async (t: string) => held.has(t) } as unknown as Cryptstore;
