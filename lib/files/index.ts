@@ -198,6 +198,7 @@ export async function commitAll(staged: Staged[], o: CommitOptions = {}): Promis
  * there yet (ALREADY_EXISTS). The write itself checks again.
  */
 export async function checkWritable(path: string, options: { exclusive?: boolean } = {}): Promise<void> {
+  await refuseDirectoryName(path);
   if (options.exclusive) await refuseExisting(path);
   await refuseNonRegular(path);
   const dir = dirname(path);
@@ -273,6 +274,17 @@ export async function refuseNonRegular(path: string): Promise<void> {
     : st.isSocket() ? 'a socket, not a regular file'
     : 'a device, not a regular file (standard output is --out - where a command offers it)';
   throw new CertifierError('FILE_ERROR', `cannot write ${path}: it is ${what}; nothing was replaced`);
+}
+
+/**
+ * FILE_ERROR for a path that by its form names a directory ("out/", "out/.", ".."): dirname() would
+ * take "o/new/" to be "new" in "o", and rename() refuses it. Says whether one is there.
+ */
+async function refuseDirectoryName(path: string): Promise<void> {
+  if (!path.endsWith(sep) && basename(path) !== '.' && basename(path) !== '..') return;
+  const isDir = (await fs.stat(path).catch(() => undefined))?.isDirectory();
+  if (isDir) throw fileError('write', path, Object.assign(new Error('directory'), { code: 'EISDIR' }));
+  throw new CertifierError('FILE_ERROR', `cannot write ${path}: a name ending in "${sep}" is a directory's; name the file without it`);
 }
 
 /**
@@ -365,6 +377,7 @@ export interface StagedFile {
 export async function stageFile(path: string, data: Uint8Array, mode = 0o600): Promise<StagedFile> {
   // The temporary file goes where the file really will be: "link/../x" is not "x" to the kernel.
   const dir = dirname(realLocation(path));
+  await refuseDirectoryName(path);
   await refuseNonRegular(path);
   await sweepStale(dir, basename(path));
   const tmp = join(dir, `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);

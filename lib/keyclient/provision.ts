@@ -208,8 +208,9 @@ async function checkLocalPaths(specs: SecretSpec[], own: OwnFiles | undefined): 
   }
 }
 
+/** `e`, saying that nothing was written (once: "nothing was replaced" in a refusal becomes that). */
 function nothingWritten(e: unknown): unknown {
-  return e instanceof CertifierError ? new CertifierError(e.code, `${e.message}; nothing was written`, { cause: e }) : e;
+  return e instanceof CertifierError ? new CertifierError(e.code, `${e.message.replace(/; nothing was replaced$/, '')}; nothing was written`, { cause: e }) : e;
 }
 
 /** The files of `files` that now hold their new value (after a failed commit). */

@@ -125,6 +125,18 @@ describe('keyclient: the provisioning config and where secrets may be written', 
     await rejects(keepAll(undefined, identity), 'INVALID_INPUT');
   });
 
+  it('keepAll says once that nothing was written when a LocalPath is a symbolic link', async () => {
+    const tmp = tempDir('keepall-');
+    try {
+      symlinkSync('elsewhere', join(tmp.dir, 'link'));
+      const entry: ValidEntry = { tag: 'a', type: 'binary-blob', version: 1, timeEntered: '', blob: new Uint8Array([7]), exportable: true };
+      const e = await rejects(keepAll(undefined, [{ spec: { name: 'a', version: 0, file: join(tmp.dir, 'link') }, entry }]), 'FILE_ERROR');
+      expect(e.message).to.match(/it is a symbolic link \(to elsewhere\); name the file itself; nothing was written$/);
+    } finally {
+      tmp.cleanup();
+    }
+  });
+
   it('keepAll undoes the files it put in place when the batch of tags after them fails', async () => {
     const tmp = tempDir('keepall-');
     try {

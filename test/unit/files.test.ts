@@ -119,6 +119,15 @@ describe('lib/files', () => {
     expect(readdirSync(tmp.dir).sort()).to.deep.equal(['sub', 'taken']);
   });
 
+  it('checkWritable and the write say that a name ending in "/" is a directory\'s, or that a directory is there', async () => {
+    mkdirSync(join(tmp.dir, 'sub'));
+    for (const write of [(p: string) => checkWritable(p, { exclusive: true }), (p: string) => writeFilesAtomic([{ path: p, data: text('secret') }])]) {
+      expect((await rejects(write(`${join(tmp.dir, 'sub', 'new')}/`), 'FILE_ERROR')).message).to.contain('new/: a name ending in "/" is a directory\'s; name the file without it');
+      expect((await rejects(write(`${join(tmp.dir, 'sub')}/`), 'FILE_ERROR')).message).to.contain('sub/: is a directory');
+    }
+    expect(readdirSync(join(tmp.dir, 'sub'))).to.deep.equal([]);
+  });
+
   it('replaces only regular files: a symbolic link, a FIFO or a device at the destination is refused, even with force', async () => {
     writeFileSync(join(tmp.dir, 'real'), 'real');
     symlinkSync('real', join(tmp.dir, 'link'));
