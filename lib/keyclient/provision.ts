@@ -1,6 +1,8 @@
 // Fetching named secrets and keeping them: into the machine's cryptstore (one atomic batch) or
 // into files (0600, atomic). Nothing is written unless every secret arrived, unless partial
-// results are allowed; a value already held is not written again, so re-running is harmless.
+// results are allowed; a value already held is not written again. A re-run brings a file up to
+// date (a newer server version, or a hand edit, is replaced without a copy); a tag keeps its
+// older versions.
 
 import { CertifierError, isCertifierError } from '../errors/index.ts';
 import { parseJsonText } from '../util/json.ts';

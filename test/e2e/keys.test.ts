@@ -5,7 +5,7 @@
 import { expect } from 'chai';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { run } from '../support/helpers.ts';
 import { Domain, expectFailure, expectSuccess, type KeyServer, type Machine } from './domain.ts';
@@ -296,6 +296,12 @@ describe('e2e: keys stored and retrieved through key-server on loopback', functi
       expect(statSync(file).mode & 0o777).to.equal(0o600);
       const got = expectSuccess(await d.store(bob, 'get-item', ['--tag', 'p2-tagged', '--out', '-']));
       expect(got.out).to.equal('value of prov/tagged');
+      // Not a no-op: a file edited by hand is rewritten, with no copy of the edit kept.
+      writeFileSync(file, 'edited');
+      const third = expectSuccess(await d.kc(bob, server, 'provision', ['--config', f]));
+      expect(third.out).to.contain('prov/file: version 1 written\n');
+      expect(readFileSync(file, 'utf8')).to.equal('value of prov/file');
+      expect(readdirSync(dirname(file)).filter((n) => n.startsWith(`.${basename(file)}.`))).to.deep.equal([]);
     });
 
     it('writes nothing when one destination cannot be written: no tag, no other file, no temporary file', async () => {
