@@ -46,7 +46,8 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
       const pgOnly = ['pgUrl', 'pgPoolSize', 'replicaId'].filter(given);
       if (pgOnly.length) throw new CertifierError('USAGE', `${pgOnly.map((k) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`).join(', ')} ${pgOnly.length > 1 ? 'go' : 'goes'} with --backend postgres`);
     }
-    if (o.backend === 'postgres') pgUrlOf(P, o); // a URL that cannot work is a usage error now, not a retry loop later
+    // A URL that cannot work is a usage error now, not a retry loop later (checked, and warned of, once).
+    const pgUrl = o.backend === 'postgres' ? pgUrlOf(P, o) : undefined;
     // A mistyped --audit is refused before anything (the key database, the backup directory) is made.
     // (--data itself is made by serve: a log in it is fine on a first start.)
     if (o.audit && resolve(dirname(o.audit)) !== resolve(o.data)) await refuseMissingAuditDir(o.audit);
@@ -66,7 +67,7 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
     const opened: { close(): Promise<void> }[] = [];
     const keep = <T extends { close(): Promise<void> }>(r: T): T => (opened.unshift(r), r);
     try {
-      const pg = o.backend === 'postgres' ? keep(await openPostgres(P, o, log)) : undefined;
+      const pg = pgUrl ? keep(await openPostgres(pgUrl, o, log)) : undefined;
       const platform = certifier ? await loadPlatform(P, o) : undefined;
       // With --certifier it certifies itself as init-trust would, which makes the store if needed.
       const protector = await protectorFrom(P, o, platform);
@@ -80,7 +81,8 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
         onRotate: (s) => log({ event: 'audit-rotated', segment: s.path, firstSeq: s.firstSeq, lastSeq: s.lastSeq }),
         onBroken: (e) => log({ event: 'audit-failed', code: e.code, detail: e.message, warning: 'every request is refused until the audit log can be written: free its disk or fix the file, then restart key-server (repair-audit if it says so)' }),
       }));
-      const newChain = audit.lastSeq === 0 && (await backend.list('', { limit: 1 })).length > 0;
+      // Not over PostgreSQL: a new replica's first chain over the keys the others stored is the normal case.
+      const newChain = !pg && audit.lastSeq === 0 && (await backend.list('', { limit: 1 })).length > 0;
       const started = startKeyServer({ store, domain: o.domain, policyCert, backend, ...(acl ? { acl } : {}), audit, host, port, log, allowReplicaJoin: o.allowReplicaJoin === true, ...(renewal ? { renewal } : {}) });
       // A start refused (the wrong storage key, the port taken) leaves no empty log it made.
       const { server, identity, setAcl } = await started.catch(async (e: unknown) => { await audit.closeUnused(); throw e; });

@@ -76,8 +76,8 @@ export function pgUrlOf(program: string, o: PostgresOptions): string {
   return url;
 }
 
-export async function openPostgres(program: string, o: PostgresOptions, log: (r: object) => void): Promise<OpenedPostgres> {
-  const url = pgUrlOf(program, o);
+/** Opens the backend at `url` (from pgUrlOf) for replica o.replicaId, holding --data's lock. */
+export async function openPostgres(url: string, o: PostgresOptions, log: (r: object) => void): Promise<OpenedPostgres> {
   if (!/^[A-Za-z0-9._-]{1,64}$/.test(o.replicaId)) throw new CertifierError('USAGE', '--replica-id must be 1 to 64 letters, digits, ".", "_" or "-"');
   const unlock = await lockDataDir(o.data);
   let backend: PgBackend;

@@ -82,9 +82,13 @@ if (!bin) {
 
     it('refuses to start a new replica without the storage key, and joins it from a running replica', async () => {
       // Without the deployment's storage key, a second replica is told to join (and makes no key).
-      const alone = await run('key-server', ['serve', '--backend', 'postgres', '--pg-url', url, '--domain', d.name, '--policy-cert', d.policyCertFile, '--data', d.path('alone'), '--listen', '127.0.0.1:0', ...ks2.storeArgs]);
+      // (A password in --pg-url, which trust authentication ignores, is warned of once, never shown.)
+      const withPassword = url.replace('postgres://postgres@', 'postgres://postgres:pw-s3cret@');
+      expect(withPassword).to.not.equal(url);
+      const alone = await run('key-server', ['serve', '--backend', 'postgres', '--pg-url', withPassword, '--domain', d.name, '--policy-cert', d.policyCertFile, '--data', d.path('alone'), '--listen', '127.0.0.1:0', ...ks2.storeArgs]);
       expectFailure(alone, 1, 'NOT_FOUND');
-      expect(alone.stderr).to.match(/key-server join/);
+      expect(alone.stderr).to.match(/key-server join/).and.not.contain('pw-s3cret');
+      expect(alone.stderr.match(/the password in --pg-url is visible/g)).to.have.length(1);
       // A machine of another measurement cannot join: key-server join pins the serving replica to
       // its own measurement, and the serving replica keeps the name reserved for it.
       expectFailure(await run('key-server', joinArgs(alice, r1)), 4, 'UNTRUSTED_PEER');
@@ -95,8 +99,11 @@ if (!bin) {
       expect(joined).to.include({ ok: true, outcome: 'joined' });
       expect(expectSuccess(await run('key-server', [...joinArgs(ks2, r1), '--json'])).json()).to.include({ outcome: 'already', keyId: joined.keyId });
       expect(await psql("SELECT value FROM key_server_meta WHERE key = 'storage_key_id'")).to.equal(`${joined.keyId}\n`);
+      await c.store('stored-before-r2', new Uint8Array([1, 2, 3]));
       r2 = await startReplica(ks2, 'r2', { urlInEnv: true });
       expect(r2.child.stderr).to.match(/data in postgres:\/\/postgres@127\.0\.0\.1:\d+\/keys \(replica r2\)/);
+      // A new replica's first chain over keys the others stored is the normal case: no warning.
+      expect(r2.child.stderr).to.not.contain('begins a new chain');
     });
 
     it('retrieves through one replica a key stored through the other', async () => {
