@@ -41,6 +41,13 @@ export async function prepareBackupDir(dir: string): Promise<void> {
   if (problem) throw new CertifierError('FILE_ERROR', `--backup-dir ${dir} is not safe for backups of keys: ${problem}; use a directory only this user can write in`, { details: { path: dir } });
 }
 
+/** When this machine booted (ms since the epoch, by the clock as it now runs), where /proc tells. */
+async function bootTime(): Promise<number | undefined> {
+  const stat = await fs.readFile('/proc/stat', 'latin1').catch(() => '');
+  const m = /^btime (\d+)$/m.exec(stat);
+  return m ? Number(m[1]) * 1000 : undefined;
+}
+
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -51,7 +58,8 @@ function alive(pid: number): boolean {
 }
 
 /**
- * Removes all but the newest `keep` backups in `dir`, and partial copies whose writer is gone.
+ * Removes all but the newest `keep` backups in `dir`, and partial copies whose writer is gone (no
+ * such process, or the copy is older than this boot: its process id may now be another's).
  * Returns the names removed. Nothing else in `dir` is touched, and never `live` (the data
  * directory being served, which may be a backup put back in place): it neither counts nor goes.
  * `written`, the backup just made, is the newest whatever its name: backups are named by the
@@ -73,10 +81,17 @@ export async function pruneBackups(dir: string, keep: number, live?: string, wri
     else whole.push(n);
   }
   if (newest !== undefined && names.includes(newest)) whole.push(newest);
-  const stale = names.filter((n) => {
+  const booted = await bootTime();
+  const stale: string[] = [];
+  for (const n of names) {
     const m = PARTIAL.exec(n);
-    return m !== null && Number(m[1]) !== process.pid && !alive(Number(m[1]));
-  });
+    if (m === null) continue;
+    const pid = Number(m[1]);
+    // A copy last changed before this boot was left by a writer of an earlier boot, whatever now
+    // runs under its process id (ids are handed out again after a reboot).
+    const before = booted !== undefined && (await fs.stat(join(dir, n)).then((st) => st.mtimeMs < booted, () => false));
+    if (before || (pid !== process.pid && !alive(pid))) stale.push(n);
+  }
   const remove = [...whole.slice(0, Math.max(0, whole.length - keep)), ...stale];
   for (const n of remove) await fs.rm(join(dir, n), { recursive: true, force: true });
   return { removed: remove, ahead };

@@ -3,7 +3,7 @@
 // kept in, which must be the server user's alone.
 
 import { expect } from 'chai';
-import { chmodSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readdirSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { backupDirProblem, backupName, prepareBackupDir, pruneBackups } from '../../lib/keyservice/backups.ts';
 import { tempDir } from '../support/helpers.ts';
@@ -20,10 +20,13 @@ describe('key-server backups: pruning', () => {
     const dead = `${backupName(new Date(Date.UTC(2026, 10, 1)))}.partial-2147483646`; // no such process
     const deadNow = `${backupName(new Date(Date.UTC(2026, 10, 1)))}.partial-2147483646-Ab3xY9`; // as backupTo names them
     const live = `${backupName(new Date(Date.UTC(2026, 10, 2)))}.partial-${process.pid}-q1W2e3`;
-    for (const n of [dead, deadNow, live]) mkdirSync(join(tmp.dir, n));
+    // Left before this boot by a writer whose process id a live process has now (pid 1 always runs).
+    const earlierBoot = `${backupName(new Date(Date.UTC(2000, 0, 1)))}.partial-1-Zz9yX8`;
+    for (const n of [dead, deadNow, live, earlierBoot]) mkdirSync(join(tmp.dir, n));
+    utimesSync(join(tmp.dir, earlierBoot), new Date(Date.UTC(2000, 0, 1)), new Date(Date.UTC(2000, 0, 1)));
     writeFileSync(join(tmp.dir, 'notes.txt'), 'mine');
     const { removed } = await pruneBackups(tmp.dir, 2);
-    expect(removed).to.deep.equal([names[0], names[1], dead, deadNow]);
+    expect([...removed].sort()).to.deep.equal([names[0], names[1], dead, deadNow, earlierBoot].sort());
     expect(readdirSync(tmp.dir).sort()).to.deep.equal([names[2], names[3], live, 'notes.txt'].sort());
     await rejects(pruneBackups(tmp.dir, 0), 'INVALID_INPUT');
   });
