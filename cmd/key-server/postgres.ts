@@ -43,7 +43,15 @@ export function redactUrl(url: string): string {
  * prefer, require and verify-ca mean verify-full to it (with a multi-line warning of its own
  * on stderr) unless uselibpqcompat=true, and a value it does not know is ignored.
  */
-export function sslModeProblem(params: URLSearchParams): string | undefined {
+export function sslModeProblem(params: URLSearchParams, envMode = process.env.PGSSLMODE): string | undefined {
+  // A parameter given twice is read as the first by one reader and the last by another.
+  const names = [...params.keys()];
+  const twice = names.find((k, i) => names.indexOf(k) !== i);
+  if (twice) return `names ${twice} more than once`;
+  // Without sslmode in the URL the driver reads PGSSLMODE, in its own way (never libpq's).
+  if (!params.has('sslmode') && envMode && !['disable', 'verify-full', 'no-verify'].includes(envMode)) {
+    return `has no sslmode, so the driver reads PGSSLMODE=${envMode}, which it takes for verify-full: unset PGSSLMODE and write sslmode in the URL (verify-full, with sslrootcert=FILE for a private CA)`;
+  }
   const libpq = params.get('uselibpqcompat') === 'true';
   for (const mode of params.getAll('sslmode')) {
     if (mode === 'disable' || mode === 'verify-full' || (mode === 'no-verify' && !libpq)) continue;
@@ -73,6 +81,9 @@ export function pgUrlOf(program: string, o: PostgresOptions): string {
   const ssl = sslModeProblem(parsed.searchParams);
   if (ssl) throw new CertifierError('USAGE', `the PostgreSQL URL (${where}) ${ssl}`);
   if (o.pgUrl && parsed.password) warn(program, `the password in --pg-url is visible to every local user (ps); set ${PG_URL_ENV} instead`);
+  if ((parsed.searchParams.get('sslmode') ?? (parsed.searchParams.has('sslmode') ? undefined : process.env.PGSSLMODE)) === 'no-verify') {
+    warn(program, 'sslmode=no-verify encrypts the connection to the database but does not check its certificate: whoever is on the path can pose as the database (it sees only sealed records, but can withhold them or answer with older ones); use sslmode=verify-full');
+  }
   return url;
 }
 

@@ -56,7 +56,7 @@ const UNDEFINED_TABLE = '42P01';
  * a stored number.
  */
 const NEXT_HIGH = `INSERT INTO key_server_names AS n (name, high)
-  VALUES ($1, (SELECT coalesce(max(version), 0) FROM key_server_records WHERE name = $1) + 1)
+  VALUES ($1, (SELECT coalesce(max(version), 0)::bigint FROM key_server_records WHERE name = $1) + 1)
   ON CONFLICT (name) DO UPDATE SET high = greatest(n.high + 1, EXCLUDED.high) RETURNING high`;
 const COLUMNS = 'name, version, type, exportable, time_entered, size';
 interface Row { name: string; version: number; type: string; exportable: boolean; time_entered: string; size: number; ciphertext?: Buffer }
@@ -146,8 +146,14 @@ export class PgBackend implements KeyBackend {
     checkName(name);
     checkVersion(version, true);
     return this.transaction(async (q) => {
-      // The row lock orders this delete with every append of the name; `high` stays as it is.
-      if ((await q('SELECT high FROM key_server_names WHERE name = $1 FOR UPDATE', [name])).length === 0) return [];
+      // The row lock orders this delete with every append of the name; `high` stays as it is. A
+      // row removed by hand while records remain is put back first (its mark the highest stored
+      // version), as LevelBackend deletes by its records; a name never stored gets no row.
+      const lock = () => q('SELECT high FROM key_server_names WHERE name = $1 FOR UPDATE', [name]);
+      if ((await lock()).length === 0) {
+        await q('INSERT INTO key_server_names (name, high) SELECT name, max(version) FROM key_server_records WHERE name = $1 GROUP BY name ON CONFLICT (name) DO NOTHING', [name]);
+        if ((await lock()).length === 0) return [];
+      }
       const rows = await q<{ version: number }>(version
         ? 'DELETE FROM key_server_records WHERE name = $1 AND version = $2 RETURNING version'
         : 'DELETE FROM key_server_records WHERE name = $1 RETURNING version', version ? [name, version] : [name]);

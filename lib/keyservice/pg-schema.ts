@@ -56,7 +56,10 @@ export async function migrate(q: Query): Promise<{ from: number; to: number }> {
   if (from === 0) {
     // No version recorded, yet key-server's tables are there: key_server_schema was emptied (or
     // dropped). Which schema they have is unknown, so nothing is created over them.
-    const found = await q<{ name: string }>('SELECT name FROM unnest($1::text[]) AS name WHERE to_regclass(name) IS NOT NULL', [TABLES]);
+    // Only in the schema key_server_schema is in (the first of search_path): another deployment's
+    // tables further along the path (in public, say) are not ours.
+    const found = await q<{ name: string }>(
+      'SELECT name FROM unnest($1::text[]) AS name WHERE to_regclass(quote_ident(current_schema()) || \'.\' || quote_ident(name)) IS NOT NULL', [TABLES]);
     if (found.length) {
       throw new CertifierError('STORE_FORMAT', `the database holds key-server tables (${found.map((t) => t.name).join(', ')}) but key_server_schema records no schema version: it was emptied or dropped; restore it (or the database) from a backup rather than start over these tables`);
     }
@@ -114,6 +117,8 @@ export function storageError(e: unknown, during: 'start' | 'request' = 'start'):
   // Set-up mistakes, which no retry mends: say which, rather than "a bug".
   if (code.startsWith('28') || code === '42501') return make('DENIED', 'the key database refused this user (its login, password or rights; it must be allowed to create tables)');
   if (code === '3D000') return make('NOT_FOUND', 'no such key database');
+  // ALTER DATABASE ... ALLOW_CONNECTIONS false: closed for maintenance, which ends.
+  if (code === '55000' && /not currently accepting connections/i.test(message)) return make('UNREACHABLE', 'the key database is closed to connections');
   if (code === '22023' || code === '42704' || /does not support SSL/i.test(message)) return make('INVALID_INPUT', 'the key database refused the connection settings');
   if (code === '3F000') return make('INVALID_INPUT', 'the key database has no such schema (see search_path in the URL\'s options)');
   return make('INTERNAL', 'the key database failed');

@@ -150,6 +150,22 @@ describe('usage mistakes across the programs (exit 2, before any work)', () => {
     for (const query of ['sslmode=verify-full', 'sslmode=disable', 'uselibpqcompat=true&sslmode=require']) {
       const r = await run('key-server', [...base, '--backend', 'postgres'], { env: { ...process.env, KEY_SERVER_PG_URL: `postgres://u@127.0.0.1:1/keys?${query}` } });
       expect(r.stderr, query).to.contain('[FILE_ERROR]'); // past the URL's checks, to the missing policy certificate
+      expect(r.stderr, query).not.to.contain('warning');
+    }
+    // A parameter given twice (the check and the driver would each read another of them), and
+    // PGSSLMODE, which the driver reads its own way where the URL has no sslmode.
+    const pgWith = (query: string, env: Record<string, string> = {}) => run('key-server', [...base, '--backend', 'postgres'], { env: { ...process.env, ...env, KEY_SERVER_PG_URL: `postgres://u@127.0.0.1:1/keys${query}` } });
+    const twice = await pgWith('?uselibpqcompat=true&uselibpqcompat=false&sslmode=require');
+    expect(twice.status).to.equal(2);
+    expect(twice.stderr).to.contain('names uselibpqcompat more than once').and.not.contain('SECURITY WARNING');
+    const fromEnv = await pgWith('', { PGSSLMODE: 'require' });
+    expect(fromEnv.status).to.equal(2);
+    expect(fromEnv.stderr).to.contain('PGSSLMODE=require').and.not.contain('SECURITY WARNING');
+    expect((await pgWith('?sslmode=verify-full', { PGSSLMODE: 'require' })).stderr).to.contain('[FILE_ERROR]');
+    // The driver's no-verify: taken, with a warning that the database's certificate goes unchecked.
+    for (const [query, env] of [['?sslmode=no-verify', {}], ['', { PGSSLMODE: 'no-verify' }]] as const) {
+      const r = await pgWith(query, env);
+      expect(r.stderr, query).to.contain('[FILE_ERROR]').and.contain('sslmode=no-verify encrypts the connection to the database but does not check its certificate');
     }
     const same = await run('key-server', ['serve', '--domain', 'd', '--policy-cert', 'none.pem', '--store', 's', '--key-file', 'k', '--data', 's', '--backend', 'postgres']);
     expect(same.status).to.equal(2);

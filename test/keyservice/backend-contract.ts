@@ -157,6 +157,17 @@ export function runBackendContract(name: string, factory: () => Promise<BackendF
       expect(await versions('tm/a')).to.deep.equal([1, 2, 3, 4]);
     });
 
+    it('deletes by the records when the high-water mark was removed, and numbers on after them', async function () {
+      if (!fx.tamperMark) this.skip();
+      for (let i = 0; i < 3; i++) await put('tm/c');
+      b = await fx.tamperMark('tm/c', undefined);
+      expect(await b.delete('tm/c', 2)).to.deep.equal([2]);
+      b = await fx.tamperMark('tm/c', undefined);
+      expect(await b.delete('tm/c', 0)).to.deep.equal([1, 3]);
+      expect(await b.delete('never/stored', 0)).to.deep.equal([]);
+      expect((await put('tm/c')).version, 'never a number given before').to.equal(4);
+    });
+
     it('keeps its records across a reopen', async function () {
       if (!fx.reopen) this.skip();
       const r = await put('kept', { exportable: true });

@@ -10,6 +10,7 @@ const cases: [string, { code?: string; message: string }, string][] = [
   ['an unknown role', { code: '28000', message: 'role "nouser" does not exist' }, 'DENIED'],
   ['no right to create the tables', { code: '42501', message: 'permission denied for schema public' }, 'DENIED'],
   ['a database that does not exist', { code: '3D000', message: 'database "nodb" does not exist' }, 'NOT_FOUND'],
+  ['a database closed to connections (maintenance)', { code: '55000', message: 'database "keys" is not currently accepting connections' }, 'UNREACHABLE'],
   ['a bad setting that mentions a timeout', { code: '22023', message: 'invalid value for parameter "statement_timeout": "abc"' }, 'INVALID_INPUT'],
   ['TLS asked of a server without it', { message: 'The server does not support SSL connections' }, 'INVALID_INPUT'],
   ['statement_timeout reached', { code: '57014', message: 'canceling statement due to statement timeout' }, 'TIMEOUT'],

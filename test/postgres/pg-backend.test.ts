@@ -111,6 +111,34 @@ if (!bin) {
         expect(await server.psql(`contract_${n}`, 'SELECT count(*) FROM key_server_schema', ['-tA'])).to.equal('0\n');
       });
 
+      it("opens a deployment of its own in its own schema where another deployment's tables sit further along search_path", async () => {
+        const url = await freshDb();
+        const db = `contract_${n}`;
+        const other = await open(url); // as postgres: its tables in public
+        await other.append('theirs', (v) => recordFor('theirs', v));
+        await other.close();
+        const user = `tenant_${n}`;
+        await server.psql('postgres', `CREATE ROLE ${user} LOGIN`);
+        await server.psql(db, `CREATE SCHEMA ${user} AUTHORIZATION ${user}`); // search_path "$user", public
+        const mine = new URL(url);
+        mine.username = user;
+        const b = await open(mine.toString());
+        try {
+          expect((await b.append('mine', (v) => recordFor('mine', v))).version).to.equal(1);
+          expect(await b.get('theirs', 0)).to.equal(undefined);
+        } finally {
+          await b.close();
+        }
+        expect(await server.psql(db, `SELECT count(*) FROM ${user}.key_server_records`, ['-tA'])).to.equal('1\n');
+      });
+
+      it('refuses a store past the last version number with INVALID_INPUT, whatever the mark says', async () => {
+        const url = await freshDb();
+        const b = await track(open(url));
+        await server.psql(`contract_${n}`, "INSERT INTO key_server_records VALUES ('maxed', 2147483647, 'binary-blob', false, 'x', 1, '\\x01')");
+        expect((await rejects(b.append('maxed', (v) => recordFor('maxed', v)), 'INVALID_INPUT')).message).to.contain('has used every version number');
+      });
+
       it('refuses a database written by a newer key-server, and one not in UTF-8', async () => {
         const url = await freshDb();
         await (await open(url)).close();
