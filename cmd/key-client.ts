@@ -66,7 +66,8 @@ function checkFetchCount(o: ClientOpts, count: number, code: 'USAGE' | 'INVALID_
 }
 
 /** A signal that came while the last secret went in waited for it: the run is complete, and says so as it stops. */
-const completedBeforeSignal = (signal: NodeJS.Signals) => note(P, `${signal} came as the secrets were being written: every one was written; stopping`);
+const completedBeforeSignal = (signal: NodeJS.Signals, failed?: string) =>
+  note(P, `${signal} came as the secrets were being written: ${failed ? `every one that arrived was written, but not ${failed}` : 'every one was written'}; stopping`);
 
 /** What a key-client command works with: never a destination for what it fetches. */
 function clientFiles(o: ClientOpts, ...more: string[]): OwnFiles {

@@ -147,7 +147,7 @@ export interface KeepOptions {
   /** The run's own store, key files, config: never a destination. */
   own?: OwnFiles;
   /** Told of a signal that came once every secret was written, just before it ends the program. */
-  completedBeforeSignal?: (signal: NodeJS.Signals) => void;
+  completedBeforeSignal?: (signal: NodeJS.Signals, failed?: string) => void;
 }
 
 /**
@@ -271,6 +271,9 @@ export async function provision(client: KeyClient, store: Cryptstore | undefined
     const first = failures[0]!.error!;
     throw new CertifierError(first.code, `could not provision ${listed(failures.map((f) => `"${f.spec.name}" (${f.error!.code})`))}; nothing was written`, { cause: first });
   }
-  await keepAll(store, outcomes, o);
+  // A signal while the tags go in ends the run before it can name what failed: say it then.
+  const told = o.completedBeforeSignal;
+  const failed = listed(failures.map((f) => `"${f.spec.name}" (${f.error!.code})`));
+  await keepAll(store, outcomes, failures.length && told ? { ...o, completedBeforeSignal: (signal) => told(signal, failed) } : o);
   return outcomes;
 }

@@ -15,7 +15,7 @@ describe('provision: files and tags all or none when a signal comes', function (
   beforeEach(() => (tmp = tempDir()));
   afterEach(() => tmp.cleanup());
 
-  async function signalled(when: 'before' | 'during') {
+  async function signalled(when: 'before' | 'during' | 'partial') {
     const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'test/support/signal-in-provision.ts'), tmp.dir, when], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
     child.stderr.on('data', (d) => (stderr += d));
@@ -39,5 +39,11 @@ describe('provision: files and tags all or none when a signal comes', function (
     const r = await signalled('during');
     expect(r).to.deep.include({ code: null, signal: 'SIGTERM', tags: ['held/a'], files: ['made', 'replaced'], replaced: 'new' });
     expect(r.stderr).to.equal('SIGTERM waited: all written\n');
+  });
+
+  it('names what did not arrive (--allow-partial) when a signal comes while the tags\' batch is written', async () => {
+    const r = await signalled('partial');
+    expect(r).to.deep.include({ code: null, signal: 'SIGTERM', tags: ['held/a'], files: ['made', 'replaced'], replaced: 'new' });
+    expect(r.stderr).to.equal('SIGTERM waited: not "k/missing" (NOT_FOUND)\n');
   });
 });
