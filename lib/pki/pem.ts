@@ -6,6 +6,7 @@ import { looksLikePem } from '../crypto/index.ts';
 import { MAX_CERTIFICATE_BYTES } from './parse.ts';
 import { badCertificate } from './problems.ts';
 import { DerError, readOne, TAG } from './der.ts';
+import { readStructure } from './structure.ts';
 
 const BLOCK_RE = /-----BEGIN ([A-Z0-9 ]+)-----\r?\n([\s\S]*?)-----END \1-----/g;
 const BASE64_RE = /^[A-Za-z0-9+/]*={0,2}$/;
@@ -61,9 +62,18 @@ export function readCertificate(bytes: Uint8Array): Uint8Array {
 
 /**
  * What an item of `type` holds for `bytes`: an X509-der-cert item one certificate as DER (PEM
- * converted, anything else refused: BAD_CERTIFICATE, or INVALID_INPUT for PEM text without exactly
- * one certificate); any other type the bytes as they are.
+ * converted; anything else, a key or an empty SEQUENCE too, refused: BAD_CERTIFICATE, or
+ * INVALID_INPUT for PEM text without exactly one certificate); any other type the bytes as they are.
  */
 export function itemValue(type: string, bytes: Uint8Array): Uint8Array {
-  return type === 'X509-der-cert' ? readCertificate(bytes) : bytes;
+  if (type !== 'X509-der-cert') return bytes;
+  const der = readCertificate(bytes);
+  // The shape of a certificate too, not only one DER element (a PKCS#8 key is one): its signed
+  // part, algorithm and signature, whatever its algorithms.
+  try {
+    readStructure(der);
+  } catch (cause) {
+    throw badCertificate('malformed', `not a certificate: ${(cause as Error).message}`, cause);
+  }
+  return der;
 }

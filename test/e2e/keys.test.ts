@@ -6,7 +6,7 @@ import { expect } from 'chai';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { basename, dirname, join } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { run } from '../support/helpers.ts';
 import { Domain, expectFailure, expectSuccess, type KeyServer, type Machine } from './domain.ts';
 
@@ -149,7 +149,9 @@ describe('e2e: keys stored and retrieved through key-server on loopback', functi
 
   it('takes for an X509-der-cert only a certificate (PEM stored as DER), and puts none that is not one into the cryptstore', async () => {
     const from = server.child.mark();
-    for (const junk of [Buffer.from('not a certificate'), Buffer.from('-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n')]) {
+    // One DER element is not enough: an empty SEQUENCE, or a private key (PKCS#8, a SEQUENCE too).
+    const keyDer = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ format: 'der', type: 'pkcs8' });
+    for (const junk of [Buffer.from('not a certificate'), Buffer.from('-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n'), Buffer.from([0x30, 0x00]), keyDer]) {
       expectFailure(await d.kc(alice, server, 'store', ['typed/cert', '--type', 'X509-der-cert', '--in', '-'], junk), 1, 'BAD_CERTIFICATE');
     }
     expect(server.child.stderr.slice(from)).not.to.match(/ (request|closed) conn=/);
