@@ -199,6 +199,7 @@ export function subcommand<O extends JsonOption>(
   const cmd = parent.command(name).description(description).option('--json', 'print the result (or the error) as one JSON document');
   cmd.action(async function (this: Command) {
     refuseRepeated(this);
+    refuseEmpty(this);
     const options = this.opts<O>();
     render(await fn(options, this.args), options.json === true);
   });
@@ -217,6 +218,19 @@ function refuseRepeated(cmd: Command): void {
     const opt = cmd.options.find((o) => o.long === flag)!;
     const oneValue = (opt.required || opt.optional) && !opt.variadic && !Array.isArray(opt.defaultValue);
     if (n > 1 && oneValue) throw new CertifierError('USAGE', `${flag} is given ${n} times; it takes one value`);
+  }
+}
+
+/**
+ * A flag given an empty value (`--out ''`, a shell variable that was not set) is a mistake: it
+ * named no file, and a command could read it as not given at all (key-client retrieve stored into
+ * the cryptstore instead).
+ */
+function refuseEmpty(cmd: Command): void {
+  for (const opt of cmd.options) {
+    if ((!opt.required && !opt.optional) || cmd.getOptionValueSource(opt.attributeName()) !== 'cli') continue;
+    const value: unknown = cmd.getOptionValue(opt.attributeName());
+    if (value === '' || (Array.isArray(value) && value.includes(''))) throw new CertifierError('USAGE', `${opt.long} needs a value, not an empty string`);
   }
 }
 

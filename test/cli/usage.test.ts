@@ -76,6 +76,18 @@ describe('usage mistakes across the programs (exit 2, before any work)', () => {
     expect(dashes.stderr).to.contain('--in is given 2 times');
   });
 
+  it('refuses a flag given an empty value (an unset shell variable): --out \'\' named no file, and key-client read it as no --out', async () => {
+    for (const [program, args, flag] of [
+      ['key-client', ['retrieve', 'n', '--out', '', '--server', '127.0.0.1:1', '--domain', 'd', '--policy-cert', 'p', '--store', 's', '--key-file', 'k'], '--out'],
+      ['cert-utility', ['get-item', '--tag', 't', '--out', '', '--store', 's', '--key-file', 'k'], '--out'],
+      ['key-client', ['retrieve', 'n', '--server-measurement', '', '--server', '127.0.0.1:1', '--domain', 'd', '--policy-cert', 'p', '--store', 's', '--key-file', 'k'], '--server-measurement'],
+    ] as const) {
+      const r = await run(program, [...args], { cwd: tmp.dir });
+      expect(r.status, args.join(' ')).to.equal(2);
+      expect(r.stderr).to.contain(`${flag} needs a value, not an empty string [USAGE]`);
+    }
+  });
+
   it('says standard input is a directory, or not open for reading, rather than empty or INTERNAL (FILE_ERROR)', () => {
     writeFileSync(join(tmp.dir, 'wo.txt'), '');
     for (const [fd, message] of [[openSync(tmp.dir, 'r'), 'it is a directory'], [openSync(join(tmp.dir, 'wo.txt'), 'w'), 'EBADF']] as const) {
