@@ -27,6 +27,44 @@ process.stdout.on('error', () => {
 });
 const write = (text: string) => void (stdoutOpen && process.stdout.write(text));
 
+/** Children started in a process group of their own (Scenario.run). */
+const groups = new WeakSet<ChildProcess>();
+
+/** Signals a child, and the whole group it leads if it was started as one (its id is the child's). */
+function signal(c: ChildProcess, sig: NodeJS.Signals): void {
+  if (groups.has(c) && c.pid !== undefined) {
+    try {
+      process.kill(-c.pid, sig);
+      return;
+    } catch {
+      // the group is gone already: the child alone, below
+    }
+  }
+  c.kill(sig);
+}
+
+/** Whether any process of the group `pgid` is left. */
+function groupAlive(pgid: number): boolean {
+  try {
+    process.kill(-pgid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Ends every process of the group a child leads (SIGTERM, SIGKILL after 5 s) and waits until none is left. */
+async function endGroup(c: ChildProcess): Promise<void> {
+  const pgid = c.pid;
+  if (pgid === undefined || !groupAlive(pgid)) return;
+  signal(c, 'SIGTERM');
+  const started = Date.now();
+  while (groupAlive(pgid)) {
+    if (Date.now() - started > 5000) signal(c, 'SIGKILL');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 export class Scenario {
   readonly dir: string;
   private readonly children: ChildProcess[] = [];
@@ -47,8 +85,12 @@ export class Scenario {
   run(program: string, args: string[], opts: { input?: Uint8Array; env?: Record<string, string> } = {}): Promise<Buffer> {
     return new Promise((resolve, reject) => {
       const child = spawn(program.includes('/') ? program : process.execPath, program.includes('/') ? args : [bin(program), ...args], {
-        cwd: this.dir, env: { ...process.env, ...opts.env }, stdio: ['pipe', 'pipe', 'pipe'],
+        // A group of its own (first-boot.sh runs programs of its own), stopped whole by finish()
+        // if the scenario is stopped meanwhile.
+        cwd: this.dir, env: { ...process.env, ...opts.env }, stdio: ['pipe', 'pipe', 'pipe'], detached: true,
       });
+      this.children.push(child);
+      groups.add(child);
       const out: Buffer[] = [];
       const err: Buffer[] = [];
       child.stdout.on('data', (d: Buffer) => out.push(d));
@@ -89,19 +131,26 @@ export class Scenario {
   }
 
   private terminate(c: ChildProcess): Promise<void> {
-    return new Promise<void>((resolve) => {
+    return groups.has(c) ? endGroup(c) : new Promise<void>((resolve) => {
       if (c.exitCode !== null || c.signalCode !== null) return resolve();
-      const timer = setTimeout(() => c.kill('SIGKILL'), 5000);
+      const timer = setTimeout(() => signal(c, 'SIGKILL'), 5000);
       c.once('exit', () => {
         clearTimeout(timer);
         resolve();
       });
-      c.kill('SIGTERM');
+      signal(c, 'SIGTERM');
     });
   }
 
-  /** Stops every server (SIGTERM by pid, SIGKILL if it lingers) and removes the directory. */
-  async finish(ok: boolean): Promise<void> {
+  private finished: Promise<void> | undefined;
+
+  /** Stops every process it started (SIGTERM by pid, SIGKILL if it lingers) and removes the directory; once. */
+  finish(ok: boolean): Promise<void> {
+    this.finished ??= this.finishOnce(ok);
+    return this.finished;
+  }
+
+  private async finishOnce(ok: boolean): Promise<void> {
     await Promise.all(this.children.map((c) => this.terminate(c)));
     if (!this.keep) rmSync(this.dir, { recursive: true, force: true });
     const secs = ((Date.now() - this.started) / 1000).toFixed(1);

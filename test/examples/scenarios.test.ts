@@ -10,8 +10,11 @@ import { ROOT, tempDir } from '../support/helpers.ts';
 
 interface DemoRun { status: number | null; out: string; err: string; ms: number }
 
-/** Runs a scenario as `npm run demo` does; `hangUp` closes its stdout after the first line. */
-function runScenario(scenario: 'scenario1' | 'scenario2', tmp: string, hangUp = false): Promise<DemoRun> {
+/**
+ * Runs a scenario as `npm run demo` does; `hangUp` closes its stdout after the first line,
+ * `stopAt` sends it SIGTERM (it alone, not its children) once its output holds that text.
+ */
+function runScenario(scenario: 'scenario1' | 'scenario2', tmp: string, hangUp = false, stopAt?: string): Promise<DemoRun> {
   const started = Date.now();
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [join(ROOT, 'examples/start.js'), scenario], { cwd: ROOT, env: { ...process.env, TMPDIR: tmp }, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -20,6 +23,10 @@ function runScenario(scenario: 'scenario1' | 'scenario2', tmp: string, hangUp = 
     child.stdout.on('data', (d) => {
       out += d;
       if (hangUp) child.stdout.destroy();
+      if (stopAt && out.includes(stopAt)) {
+        stopAt = undefined;
+        child.kill('SIGTERM');
+      }
     });
     child.stderr.on('data', (d) => (err += d));
     child.on('error', reject);
@@ -70,6 +77,14 @@ describe('runnable scenarios', function () {
     const r = await runScenario('scenario1', tmp.dir, true);
     expect(r.status, r.err).to.equal(0);
     expect(r.err).not.to.contain('EPIPE');
+    expect(processesUnder(tmp.dir), 'processes left behind').to.deep.equal([]);
+    expect(readdirSync(tmp.dir).filter((n) => n.startsWith('scenario1-')), 'its folder').to.deep.equal([]);
+  });
+
+  it('stopped by a signal to it alone while a step runs, stops that step\'s programs too and removes its folder, saying FAILED once', async () => {
+    const r = await runScenario('scenario1', tmp.dir, false, '[ 8]'); // first-boot.sh and the programs it runs
+    expect(r.status, r.err).to.equal(130);
+    expect(r.out.match(/FAILED/g)).to.have.length(1);
     expect(processesUnder(tmp.dir), 'processes left behind').to.deep.equal([]);
     expect(readdirSync(tmp.dir).filter((n) => n.startsWith('scenario1-')), 'its folder').to.deep.equal([]);
   });
