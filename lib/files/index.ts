@@ -207,7 +207,7 @@ export async function checkWritable(path: string, options: { exclusive?: boolean
     await fs.access(dir, C.W_OK | C.X_OK);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? `no directory ${dir}` : code === 'ENOTDIR' ? `${dir} is not a directory` : `cannot write in ${dir}`;
+    const why = code === 'ENOENT' ? `no directory ${dir}` : code === 'ENOTDIR' ? `${dir} is not a directory` : `cannot write in ${dir}${code === 'EROFS' ? ' (a read-only file system)' : ''}`;
     throw new CertifierError('FILE_ERROR', `cannot write ${path}: ${why}`, { cause: e });
   }
 }

@@ -10,7 +10,7 @@ import { bytesEqual } from '../crypto/index.ts';
 import { itemValue } from '../pki/index.ts';
 import { MAX_VERSION, newNameProblem, tagProblem, type ValidEntry } from '../wire/index.ts';
 import { checkWritable, commitAll, readFileLimited, realLocation, refuseOwnFiles, stageFile, type OwnFiles, type Staged } from '../files/index.ts';
-import { stat } from 'node:fs/promises';
+import { lstat, stat } from 'node:fs/promises';
 import type { Cryptstore } from '../../cryptstore/index.ts';
 import { isIdentityTag } from '../certifier/index.ts';
 import { STORAGE_KEY_TAG } from '../keyservice/keystore.ts';
@@ -164,7 +164,7 @@ export async function keepAll(store: Cryptstore | undefined, outcomes: Outcome[]
   const problems = destinationProblems(outcomes.map((x) => x.spec));
   if (problems.length) throw new CertifierError('INVALID_INPUT', `nothing was written: ${problems.join('; ')}`);
   const arrived = outcomes.filter((x) => x.entry);
-  await checkLocalPaths(arrived.map((x) => x.spec), o.own);
+  await checkLocalPaths(arrived.map((x) => x.spec), o.own, { existingMayStay: true });
   const tags: Outcome[] = [];
   const files: Outcome[] = [];
   for (const x of arrived) {
@@ -175,6 +175,7 @@ export async function keepAll(store: Cryptstore | undefined, outcomes: Outcome[]
     } else if (await heldInFile(x.spec.file!, x.entry!, x.spec.mode ?? 0o600)) x.written = 'unchanged';
     else files.push(x);
   }
+  await checkLocalPaths(files.map((x) => x.spec), o.own);
   const staged: Staged[] = [];
   try {
     for (const x of files) staged.push({ file: await stageFile(x.spec.file!, x.entry!.blob, x.spec.mode ?? 0o600), exclusive: false });
@@ -202,10 +203,14 @@ export async function keepAll(store: Cryptstore | undefined, outcomes: Outcome[]
  * Refuses, with nothing written, a LocalPath that is one of the run's own files (INVALID_INPUT) or
  * where no file can be written (checkWritable: a missing directory, a directory or link in the way).
  */
-async function checkLocalPaths(specs: SecretSpec[], own: OwnFiles | undefined): Promise<void> {
+async function checkLocalPaths(specs: SecretSpec[], own: OwnFiles | undefined, o: { existingMayStay?: boolean } = {}): Promise<void> {
   for (const spec of specs) {
     if (spec.file === undefined) continue;
     if (own) refuseOwnFiles(spec.file, own, `the LocalPath of "${spec.name}" (${spec.file})`);
+    // A regular file there may already hold the value, and then nothing is written: its directory
+    // need not be writable (a read-only file system on a re-run). Checked in full once it is known
+    // that it changes.
+    if (o.existingMayStay && !spec.file.endsWith('/') && (await lstat(spec.file).catch(() => undefined))?.isFile()) continue;
     await checkWritable(spec.file).catch((e: unknown) => Promise.reject(nothingWritten(e)));
   }
 }
@@ -243,7 +248,7 @@ async function heldInFile(path: string, entry: ValidEntry, mode: number): Promis
  */
 export async function refuseBeforeFetching(store: Cryptstore | undefined, specs: SecretSpec[], own: OwnFiles | undefined): Promise<void> {
   await refuseLookAlikeTags(store, specs);
-  await checkLocalPaths(specs, own);
+  await checkLocalPaths(specs, own, { existingMayStay: true });
 }
 
 /**

@@ -11,7 +11,8 @@ import { encodeKeyRequest } from '../../lib/keyservice/protocol.ts';
 import { rejects } from '../support/rejects.ts';
 import { utf8Text } from '../../lib/util/json.ts';
 import { tempDir } from '../support/helpers.ts';
-import { existsSync, mkdirSync, symlinkSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import type { Cryptstore } from '../../cryptstore/index.ts';
 import { join } from 'node:path';
 
@@ -133,6 +134,36 @@ describe('keyclient: the provisioning config and where secrets may be written', 
       const e = await rejects(keepAll(undefined, [{ spec: { name: 'a', version: 0, file: join(tmp.dir, 'link') }, entry }]), 'FILE_ERROR');
       expect(e.message).to.match(/it is a symbolic link \(to elsewhere\); name the file itself; nothing was written$/);
     } finally {
+      tmp.cleanup();
+    }
+  });
+
+  it('a re-run leaves a LocalPath already holding the value alone even where its directory cannot be written (a read-only file system)', async function () {
+    const tmp = tempDir('keepall-');
+    const dir = join(tmp.dir, 'ro');
+    mkdirSync(dir);
+    const file = join(dir, 'secret');
+    writeFileSync(file, new Uint8Array([7]), { mode: 0o600 });
+    // A directory no one may write in, root included: immutable (chattr), where the file system
+    // allows it; otherwise, for a user other than root, its mode.
+    const immutable = spawnSync('chattr', ['+i', dir]).status === 0;
+    if (!immutable) {
+      if (process.getuid?.() === 0) {
+        tmp.cleanup();
+        this.skip();
+      }
+      chmodSync(dir, 0o555);
+    }
+    try {
+      const entry = (b: number): ValidEntry => ({ tag: 'a', type: 'binary-blob', version: 1, timeEntered: '', blob: new Uint8Array([b]), exportable: true });
+      const same: Outcome[] = [{ spec: { name: 'a', version: 0, file }, entry: entry(7) }];
+      await keepAll(undefined, same);
+      expect(same[0]!.written).to.equal('unchanged');
+      // A new value there cannot be written: refused, as before, saying where.
+      expect((await rejects(keepAll(undefined, [{ spec: { name: 'a', version: 0, file }, entry: entry(8) }]), 'FILE_ERROR')).message).to.contain(`cannot write in ${dir}`);
+    } finally {
+      if (immutable) spawnSync('chattr', ['-i', dir]);
+      else chmodSync(dir, 0o755);
       tmp.cleanup();
     }
   });
