@@ -284,7 +284,8 @@ async function refuseDirectoryName(path: string): Promise<void> {
   if (!path.endsWith(sep) && basename(path) !== '.' && basename(path) !== '..') return;
   const isDir = (await fs.stat(path).catch(() => undefined))?.isDirectory();
   if (isDir) throw fileError('write', path, Object.assign(new Error('directory'), { code: 'EISDIR' }));
-  throw new CertifierError('FILE_ERROR', `cannot write ${path}: a name ending in "${sep}" is a directory's; name the file without it`);
+  const ending = path.endsWith(sep) ? sep : `${sep}${basename(path)}`;
+  throw new CertifierError('FILE_ERROR', `cannot write ${path}: a name ending in "${ending}" is a directory's; name the file itself`);
 }
 
 /**

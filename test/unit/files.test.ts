@@ -122,7 +122,8 @@ describe('lib/files', () => {
   it('checkWritable and the write say that a name ending in "/" is a directory\'s, or that a directory is there', async () => {
     mkdirSync(join(tmp.dir, 'sub'));
     for (const write of [(p: string) => checkWritable(p, { exclusive: true }), (p: string) => writeFilesAtomic([{ path: p, data: text('secret') }])]) {
-      expect((await rejects(write(`${join(tmp.dir, 'sub', 'new')}/`), 'FILE_ERROR')).message).to.contain('new/: a name ending in "/" is a directory\'s; name the file without it');
+      expect((await rejects(write(`${join(tmp.dir, 'sub', 'new')}/`), 'FILE_ERROR')).message).to.contain('new/: a name ending in "/" is a directory\'s; name the file itself');
+      expect((await rejects(write(`${join(tmp.dir, 'none')}/.`), 'FILE_ERROR')).message).to.contain('none/.: a name ending in "/." is a directory\'s; name the file itself');
       expect((await rejects(write(`${join(tmp.dir, 'sub')}/`), 'FILE_ERROR')).message).to.contain('sub/: is a directory');
     }
     expect(readdirSync(join(tmp.dir, 'sub'))).to.deep.equal([]);
