@@ -539,13 +539,16 @@ export class AuditLog {
       if (!r.ok) {
         throw notVerified(path, r, r.tornAt === undefined ? 'refusing to extend it' : `refusing to extend it (key-server repair-audit ${path} moves that line aside)`);
       }
-      // The log must go on from the latest segment beside it and from FILE.end (not another
-      // server's log put in its place): its first line, that segment's end and the record, each
-      // read cheaply; the rest is verify-audit's to check.
+      // The log must go on from the chain's latest end (not another server's log put in its
+      // place): the later of the newest segment beside it and FILE.end. Segments may be moved away,
+      // the newest ones included, while an older one is still beside the log or copied back: a
+      // segment is checked against only when it is that end. Its first line, that segment's end
+      // and the record are each read cheaply; the rest is verify-audit's to check.
       const start = r.lastSeq > 0 ? await startOfFile(path) : undefined;
       if (r.lastSeq > 0 && !start) throw notVerified(path, { line: 1, problem: 'it does not say its seq and prev' }, 'refusing to extend it');
+      const end = await recordedEnd(path);
       const segment = await latestSegment(path);
-      if (segment) {
+      if (segment && (!end || segment.lastSeq >= end.seq)) {
         const s = await scanEnd(segment.path);
         if (!s.ok) throw notVerified(segment.path, s, `refusing to continue it in ${path}`);
         if (s.lastSeq !== segment.lastSeq) throw new CertifierError('INTEGRITY', `the audit segment ${segment.path} ends at seq ${s.lastSeq}, not the ${segment.lastSeq} its name says`);
@@ -553,7 +556,6 @@ export class AuditLog {
         else if (start.seq !== s.lastSeq + 1 || start.prev !== s.last) throw doesNotContinue(path, start, `its latest segment ${segment.path}`, s.lastSeq, s.last);
       }
       let [seq, last] = [r.lastSeq, r.last];
-      const end = await recordedEnd(path);
       if (end && start) {
         if (end.seq > r.lastSeq) throw new CertifierError('INTEGRITY', `${endPath(path)} says the audit chain reached seq ${end.seq} at its last rotation, but the log ${path} ends at seq ${r.lastSeq}; refusing to extend it`);
         if (start.seq === end.seq + 1 && start.prev !== end.hash) throw doesNotContinue(path, start, endPath(path), end.seq, end.hash);

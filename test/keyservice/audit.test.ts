@@ -256,6 +256,15 @@ describe('audit log', () => {
     const fill = async (log: AuditLog, from: number, n: number) => {
       for (let i = from; i < from + n; i++) await log.append(entry(i));
     };
+    /** 30 lines rotated into segments, then `more` in the log. */
+    const rotatedThen = async (more: number) => {
+      const log = await AuditLog.open(path, { rotateBytes: 1500 });
+      await fill(log, 1, 30);
+      await log.close();
+      const unrotated = await AuditLog.open(path);
+      await fill(unrotated, 31, more);
+      await unrotated.close();
+    };
 
     it('keeps every line once, in segments that verify as one chain, and reopens where it left off', async () => {
       const rotated: { path: string; firstSeq: number; lastSeq: number }[] = [];
@@ -368,6 +377,28 @@ describe('audit log', () => {
       const other = join(tmp.dir, 'other.jsonl');
       writeFileSync(`${other}.end`, 'garbage');
       await rejects(AuditLog.open(other), 'INTEGRITY');
+    });
+
+    it('goes on from FILE.end when the newest segment was moved away from a log in use, an older one still beside it or copied back', async () => {
+      await rotatedThen(2);
+      const ls = lines();
+      const archive = join(tmp.dir, 'archive');
+      mkdirSync(archive);
+      const newest = segments().at(-1)!;
+      renameSync(newest, join(archive, basename(newest)));
+      expect(await verifyChain([path], { continuing: true })).to.deep.include({ ok: true, lastSeq: 32 });
+      const again = await AuditLog.open(path);
+      expect((await again.append(entry(33))).prev).to.equal(JSON.parse(ls.at(-1)!).hash);
+      await again.close();
+      // Every segment archived, then the oldest copied back beside the log.
+      for (const seg of segments()) renameSync(seg, join(archive, basename(seg)));
+      const oldest = readdirSync(archive).sort()[0]!;
+      writeFileSync(join(tmp.dir, oldest), readFileSync(join(archive, oldest)));
+      const third = await AuditLog.open(path);
+      expect((await third.append(entry(34))).seq).to.equal(34);
+      await third.close();
+      const archived = readdirSync(archive).sort().map((n) => join(archive, n));
+      expect(await verifyChain([...archived, path])).to.deep.include({ ok: true, lines: 34, fromGenesis: true });
     });
 
     it('continues the latest segment when a crash came between the rename and the new file', async () => {
