@@ -480,6 +480,41 @@ async function startOfFile(path: string): Promise<{ seq: number; prev: string } 
   }
 }
 
+/**
+ * The hash of the line of `seq`, found by bisecting the file on its lines' seqs (a few reads
+ * however long the log is), or undefined when no whole, well-formed line of that seq is found.
+ */
+async function hashAt(path: string, seq: number): Promise<string | undefined> {
+  const fh = await fs.open(path, 'r');
+  try {
+    const { size } = await fh.stat();
+    const window = Buffer.alloc(2 * (MAX_LINE_BYTES + 1));
+    // The first whole line that starts at or after `at`, and where the one after it starts.
+    const lineFrom = async (at: number) => {
+      const from = Math.max(0, at - 1);
+      const { bytesRead } = await fh.read(window, 0, window.length, from);
+      const got = window.subarray(0, bytesRead);
+      const begin = at === 0 ? 0 : got.indexOf(0x0a) + 1;
+      const nl = begin === 0 && at > 0 ? -1 : got.indexOf(0x0a, begin);
+      return nl < 0 ? undefined : { text: got.subarray(begin, nl).toString('utf8'), next: from + nl + 1 };
+    };
+    // Every line that starts before lo has a lower seq.
+    let [lo, hi] = [0, size];
+    while (lo < hi) {
+      const mid = Math.floor((lo + hi) / 2);
+      const l = await lineFrom(mid);
+      if (l && (startOf(l.text)?.seq ?? seq) < seq) lo = l.next;
+      else hi = mid;
+    }
+    const l = await lineFrom(lo);
+    const claimed = l && startOf(l.text);
+    const r = claimed?.seq === seq ? checkLine(l!.text, seq, claimed.prev) : undefined;
+    return r && 'hash' in r ? r.hash : undefined;
+  } finally {
+    await fh.close();
+  }
+}
+
 interface PendingLine {
   bytes: Buffer;
   hash: string;
@@ -559,6 +594,14 @@ export class AuditLog {
       if (end && start) {
         if (end.seq > r.lastSeq) throw new CertifierError('INTEGRITY', `${endPath(path)} says the audit chain reached seq ${end.seq} at its last rotation, but the log ${path} ends at seq ${r.lastSeq}; refusing to extend it`);
         if (start.seq === end.seq + 1 && start.prev !== end.hash) throw doesNotContinue(path, start, endPath(path), end.seq, end.hash);
+        // A log that began at or before that seq (a rotation cut short, then served on) holds its record.
+        if (start.seq <= end.seq) {
+          const hash = end.seq === r.lastSeq ? r.last : await hashAt(path, end.seq);
+          if (hash !== end.hash) {
+            const found = hash ? `the record of seq ${end.seq} in the audit log ${path} has hash ${hash}` : `the audit log ${path} has no whole line of seq ${end.seq}`;
+            throw new CertifierError('INTEGRITY', `${found}, but ${endPath(path)} says ${end.hash}; refusing to extend it (another log in its place?)`);
+          }
+        }
       }
       // An empty log after a rotation whose segments were moved away (all, or the latest ones):
       // the chain goes on from where the last rotation left it, never from an earlier point.

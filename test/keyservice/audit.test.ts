@@ -401,6 +401,33 @@ describe('audit log', () => {
       expect(await verifyChain([...archived, path])).to.deep.include({ ok: true, lines: 34, fromGenesis: true });
     });
 
+    it('refuses another log put in place that runs past FILE.end, and extends a log that holds its record', async () => {
+      const log = await AuditLog.open(path, { rotateBytes: 1500 });
+      await fill(log, 1, 30);
+      await log.close();
+      const archive = join(tmp.dir, 'archive');
+      mkdirSync(archive);
+      for (const seg of segments()) renameSync(seg, join(archive, basename(seg)));
+      const recorded = JSON.parse(readFileSync(`${path}.end`, 'utf8')) as { seq: number; hash: string };
+      const other = join(tmp.dir, 'other.jsonl');
+      const foreign = await AuditLog.open(other);
+      for (let i = 1; i <= 40; i++) await foreign.append({ ...entry(i), conn: 'other' });
+      await foreign.close();
+      writeFileSync(path, readFileSync(other));
+      const e = await rejects(AuditLog.open(path), 'INTEGRITY');
+      expect(e.message).to.match(new RegExp(`^the record of seq ${recorded.seq} in the audit log \\S+ has hash [0-9a-f]{64}, but \\S+\\.end says ${recorded.hash}; refusing to extend it \\(another log in its place\\?\\)$`));
+      expect(await verifyChain([path], { continuing: true })).to.deep.include({ ok: false, line: recorded.seq });
+      expect(readFileSync(path).equals(readFileSync(other))).to.equal(true);
+
+      // A rotation cut short (FILE.end written, the log not renamed), then served on: the log holds the record, wherever it lies.
+      const ls = lines();
+      for (const seq of [1, 2, 17, 39, 40]) {
+        writeFileSync(`${path}.end`, JSON.stringify({ seq, hash: JSON.parse(ls[seq - 1]!).hash }));
+        expect(await verifyChain([path], { continuing: true })).to.deep.include({ ok: true, lastSeq: 40 });
+        await (await AuditLog.open(path)).close();
+      }
+    });
+
     it('continues the latest segment when a crash came between the rename and the new file', async () => {
       const log = await AuditLog.open(path, { rotateBytes: 1500 });
       await fill(log, 1, 12);
