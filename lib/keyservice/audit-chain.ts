@@ -3,7 +3,7 @@
 // holds the seqs its name says, and begins where the one before ends (the next seq, chained to
 // its last hash). PATH.end, where the chain stood at the last rotation, must be reached.
 
-import { AUDIT_GENESIS, endPath, recordedEnd, segmentRange, verifySegment } from './audit.ts';
+import { AUDIT_GENESIS, endSource, missingSeqs, recordedEnd, segmentRange, startsAfter, verifySegment } from './audit.ts';
 
 export type ChainVerification =
   | { ok: true; files: number; lines: number; firstSeq: number; lastSeq: number; lastHash: string; fromGenesis: boolean }
@@ -25,13 +25,13 @@ export interface ChainAnchor {
  */
 export async function verifyChain(files: string[], o: { continuing?: boolean; anchors?: ChainAnchor[] } = {}): Promise<ChainVerification> {
   let lines = 0;
-  let first: { seq: number; prev: string } | undefined;
+  let first: { seq: number; prev: string; file: string } | undefined;
   let end: { seq: number; hash: string; file: string } | undefined;
   const hashes = new Map<number, { hash: string; file: string; line: number }>();
   const anchors = [...(o.anchors ?? [])];
   const log = files.at(-1);
   const recorded = log !== undefined && !segmentRange(log) ? await recordedEnd(log, 'verify the segments alone, or restore it') : undefined;
-  const atRotation = recorded && { ...recorded, source: `${endPath(log!)} (where the chain stood at its last rotation)` };
+  const atRotation = recorded && { ...recorded, source: endSource(log!) };
   if (atRotation) anchors.push(atRotation);
   const wanted = new Set(anchors.map((a) => a.seq));
   for (const file of files) {
@@ -52,7 +52,7 @@ export async function verifyChain(files: string[], o: { continuing?: boolean; an
     }
     if (r.lines === 0) continue; // an empty current file: nothing to link
     if (!end) {
-      first = { seq: r.firstSeq, prev: r.startPrev };
+      first = { seq: r.firstSeq, prev: r.startPrev, file };
       if (r.firstSeq === 1 && r.startPrev !== AUDIT_GENESIS) {
         return { ok: false, file, line: 1, problem: 'seq 1 begins a chain, so its prev must be 64 zeros, but it names a line before it (prev edited)' };
       }
@@ -69,8 +69,10 @@ export async function verifyChain(files: string[], o: { continuing?: boolean; an
   }
   const lastSeq = end?.seq ?? 0;
   for (const a of anchors) {
-    // Segments archived (--continuing): the record is checked only if the files given reach back to it.
-    if (a === atRotation && o.continuing && (!first || a.seq < first.seq - 1)) continue;
+    // Segments archived (--continuing): the record is checked when the files given reach back to
+    // it; they may not start after it (the first line after a rotation is the next seq).
+    if (a === atRotation && o.continuing && !first) continue;
+    if (a === atRotation && first && a.seq < first.seq - 1) return { ok: false, file: first.file, line: 1, problem: startsAfter(first.seq, a.seq, a.source) };
     const got = hashes.get(a.seq);
     if (got && got.hash !== a.hash) return { ok: false, file: got.file, line: got.line, problem: `the record of seq ${a.seq} has hash ${got.hash}, but ${a.source} says ${a.hash} (the chain was rewritten from there or before)` };
     if (got) continue;
@@ -81,5 +83,3 @@ export async function verifyChain(files: string[], o: { continuing?: boolean; an
   }
   return { ok: true, files: files.length, lines, firstSeq: first?.seq ?? 0, lastSeq, lastHash: end?.hash ?? AUDIT_GENESIS, fromGenesis: !first || (first.seq === 1 && first.prev === AUDIT_GENESIS) };
 }
-
-const missingSeqs = (from: number, to: number) => (from === to ? `seq ${from} is missing` : `seq ${from} to ${to} are missing`);

@@ -407,6 +407,16 @@ function statAt(path: string): Stats | undefined {
 /** PATH.end: where the chain stood at the last rotation, so that moving every segment away cannot restart it. */
 export const endPath = (path: string) => `${path}.end`;
 
+/** PATH.end, named for a message. */
+export const endSource = (path: string) => `${endPath(path)} (where the chain stood at its last rotation)`;
+
+export const missingSeqs = (from: number, to: number) => (from === to ? `seq ${from} is missing` : `seq ${from} to ${to} are missing`);
+
+/** What is wrong with a log (or the first file given) that starts after the seq that follows `source`'s. */
+export function startsAfter(firstSeq: number, seq: number, source: string): string {
+  return `it starts at seq ${firstSeq}, but ${source} says the chain reached seq ${seq}: ${missingSeqs(seq + 1, firstSeq - 1)} (its first lines cut away?)`;
+}
+
 /**
  * The chain's end recorded at the last rotation, if any: INTEGRITY if the record is damaged,
  * FILE_ERROR if it cannot be read (a directory, a FIFO, which is refused without waiting on it).
@@ -583,7 +593,8 @@ export class AuditLog {
       if (r.lastSeq > 0 && !start) throw notVerified(path, { line: 1, problem: 'it does not say its seq and prev' }, 'refusing to extend it');
       const end = await recordedEnd(path);
       const segment = await latestSegment(path);
-      if (segment && (!end || segment.lastSeq >= end.seq)) {
+      const fromSegment = segment !== undefined && (!end || segment.lastSeq >= end.seq);
+      if (fromSegment) {
         const s = await scanEnd(segment.path);
         if (!s.ok) throw notVerified(segment.path, s, `refusing to continue it in ${path}`);
         if (s.lastSeq !== segment.lastSeq) throw new CertifierError('INTEGRITY', `the audit segment ${segment.path} ends at seq ${s.lastSeq}, not the ${segment.lastSeq} its name says`);
@@ -594,6 +605,8 @@ export class AuditLog {
       if (end && start) {
         if (end.seq > r.lastSeq) throw new CertifierError('INTEGRITY', `${endPath(path)} says the audit chain reached seq ${end.seq} at its last rotation, but the log ${path} ends at seq ${r.lastSeq}; refusing to extend it`);
         if (start.seq === end.seq + 1 && start.prev !== end.hash) throw doesNotContinue(path, start, endPath(path), end.seq, end.hash);
+        // The first line after a rotation is the next seq: a log that starts later lost lines.
+        if (start.seq > end.seq + 1 && !fromSegment) throw new CertifierError('INTEGRITY', `the audit log ${path}: ${startsAfter(start.seq, end.seq, endSource(path))}; refusing to extend it`);
         // A log that began at or before that seq (a rotation cut short, then served on) holds its record.
         if (start.seq <= end.seq) {
           const hash = end.seq === r.lastSeq ? r.last : await hashAt(path, end.seq);

@@ -428,6 +428,20 @@ describe('audit log', () => {
       }
     });
 
+    it('refuses a log whose first lines after FILE.end were cut away, to serve and to verify-audit --continuing', async () => {
+      await rotatedThen(6);
+      for (const seg of segments()) rmSync(seg);
+      const recorded = JSON.parse(readFileSync(`${path}.end`, 'utf8')) as { seq: number };
+      const ls = lines();
+      save(ls.slice(3));
+      const problem = `it starts at seq ${recorded.seq + 4}, but ${path}.end (where the chain stood at its last rotation) says the chain reached seq ${recorded.seq}: seq ${recorded.seq + 1} to ${recorded.seq + 3} are missing (its first lines cut away?)`;
+      expect((await rejects(AuditLog.open(path), 'INTEGRITY')).message).to.equal(`the audit log ${path}: ${problem}; refusing to extend it`);
+      expect(await verifyChain([path], { continuing: true })).to.deep.include({ ok: false, file: path, line: 1, problem });
+      save(ls);
+      expect(await verifyChain([path], { continuing: true })).to.deep.include({ ok: true, lastSeq: 36 });
+      await (await AuditLog.open(path)).close();
+    });
+
     it('continues the latest segment when a crash came between the rename and the new file', async () => {
       const log = await AuditLog.open(path, { rotateBytes: 1500 });
       await fill(log, 1, 12);
