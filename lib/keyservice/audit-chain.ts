@@ -53,9 +53,6 @@ export async function verifyChain(files: string[], o: { continuing?: boolean; an
     if (r.lines === 0) continue; // an empty current file: nothing to link
     if (!end) {
       first = { seq: r.firstSeq, prev: r.startPrev, file };
-      if (r.firstSeq === 1 && r.startPrev !== AUDIT_GENESIS) {
-        return { ok: false, file, line: 1, problem: 'seq 1 begins a chain, so its prev must be 64 zeros, but it names a line before it (prev edited)' };
-      }
       if (!o.continuing && (r.firstSeq !== 1 || r.startPrev !== AUDIT_GENESIS)) {
         return { ok: false, file, line: 1, problem: `it starts at seq ${r.firstSeq}, not 1: give the segments before it first (or --continuing to check from there)` };
       }

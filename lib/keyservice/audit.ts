@@ -208,6 +208,8 @@ async function scan(path: string, continuing = false, seen?: (seq: number, hash:
         }
         if (line === 1 && continuing) {
           const start = startOf(text);
+          const problem = startProblem(start);
+          if (problem) return { ok: false, line, problem };
           if (start) ({ seq: firstSeq, prev: startPrev } = start);
           prev = startPrev;
         }
@@ -235,6 +237,11 @@ function startOf(text: string): { seq: number; prev: string } | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** What is wrong with a first line's seq and prev that a segment's could not make right: seq 1 begins the chain. */
+function startProblem(start: { seq: number; prev: string } | undefined): string | undefined {
+  return start?.seq === 1 && start.prev !== AUDIT_GENESIS ? 'seq 1 begins a chain, so its prev must be 64 zeros, but it names a line before it (prev edited)' : undefined;
 }
 
 /**
@@ -590,7 +597,8 @@ export class AuditLog {
       // segment is checked against only when it is that end. Its first line, that segment's end
       // and the record are each read cheaply; the rest is verify-audit's to check.
       const start = r.lastSeq > 0 ? await startOfFile(path) : undefined;
-      if (r.lastSeq > 0 && !start) throw notVerified(path, { line: 1, problem: 'it does not say its seq and prev' }, 'refusing to extend it');
+      const startBad = r.lastSeq > 0 && (start ? startProblem(start) : 'it does not say its seq and prev');
+      if (startBad) throw notVerified(path, { line: 1, problem: startBad }, 'refusing to extend it');
       const end = await recordedEnd(path);
       const segment = await latestSegment(path);
       const fromSegment = segment !== undefined && (!end || segment.lastSeq >= end.seq);

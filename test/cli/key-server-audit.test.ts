@@ -5,7 +5,8 @@
 import { expect } from 'chai';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { AUDIT_GENESIS, AuditLog, auditHash } from '../../lib/keyservice/audit.ts';
+import { AuditLog } from '../../lib/keyservice/audit.ts';
+import { rechain } from '../support/audit-lines.ts';
 import { run, tempDir } from '../support/helpers.ts';
 
 describe('key-server verify-audit and repair-audit', () => {
@@ -21,18 +22,6 @@ describe('key-server verify-audit and repair-audit', () => {
   afterEach(() => tmp.cleanup());
 
   const lines = () => readFileSync(path, 'utf8').split('\n').slice(0, -1);
-  /** What someone who can write the file can do: edit, then recompute every hash after the edit. */
-  const rechain = (ls: string[]) => {
-    let prev = AUDIT_GENESIS;
-    return ls.map((l) => {
-      const { prev: _p, hash: _h, ...fields } = JSON.parse(l) as Record<string, unknown>;
-      const canon = JSON.stringify(fields);
-      const hash = auditHash(prev, canon);
-      const line = `${canon.slice(0, -1)},"prev":"${prev}","hash":"${hash}"}`;
-      prev = hash;
-      return line;
-    });
-  };
 
   it('prints the chain\'s end, which --expect later finds rewritten or cut short (exit 4)', async () => {
     const end = JSON.parse(lines()[4]!) as { hash: string };

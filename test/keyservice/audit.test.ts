@@ -9,6 +9,7 @@ import { basename, join } from 'node:path';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { AUDIT_GENESIS, AuditLog, auditHash, repairAuditTail, verifyAudit, type AuditEntry } from '../../lib/keyservice/audit.ts';
 import { verifyChain } from '../../lib/keyservice/audit-chain.ts';
+import { rechain } from '../support/audit-lines.ts';
 import { rejects } from '../support/rejects.ts';
 import { tempDir } from '../support/helpers.ts';
 
@@ -184,14 +185,13 @@ describe('audit log', () => {
     }
   });
 
-  it('says what is wrong with a first line of seq 1 that chains to a line before it', async () => {
-    const [first] = await writeLog(1);
-    const { prev: _p, hash: _h, ...fields } = JSON.parse(first!) as Record<string, unknown>;
-    const canon = JSON.stringify(fields);
-    const prev = 'f'.repeat(64);
-    writeFileSync(path, `${canon.slice(0, -1)},"prev":"${prev}","hash":"${auditHash(prev, canon)}"}\n`);
-    for (const continuing of [false, true]) {
-      expect(await verifyChain([path], { continuing })).to.deep.include({ ok: false, line: 1, problem: 'seq 1 begins a chain, so its prev must be 64 zeros, but it names a line before it (prev edited)' });
+  it('says what is wrong with a first line of seq 1 that chains to a line before it, and refuses to extend such a log', async () => {
+    const ls = await writeLog(3);
+    const problem = 'seq 1 begins a chain, so its prev must be 64 zeros, but it names a line before it (prev edited)';
+    for (const n of [1, 3]) {
+      save(rechain(ls.slice(0, n), 'f'.repeat(64)));
+      for (const continuing of [false, true]) expect(await verifyChain([path], { continuing })).to.deep.include({ ok: false, line: 1, problem });
+      expect((await rejects(AuditLog.open(path), 'INTEGRITY')).message).to.equal(`the audit log ${path} does not verify at line 1: ${problem}; refusing to extend it`);
     }
   });
 
