@@ -8,7 +8,7 @@ import { utf8Text } from '../lib/util/json.ts';
 import { CertifierError } from '../lib/errors/index.ts';
 import { validatePolicyCert } from '../lib/pki/index.ts';
 import { parseAcl, type Acl } from '../lib/keyservice/acl.ts';
-import { AuditLog, refuseMissingAuditDir, repairAuditTail } from '../lib/keyservice/audit.ts';
+import { AuditLog, endPath, refuseMissingAuditDir, repairAuditTail } from '../lib/keyservice/audit.ts';
 import { verifyChain, type ChainAnchor } from '../lib/keyservice/audit-chain.ts';
 import { InvalidArgumentError } from 'commander';
 import { LevelBackend } from '../lib/keyservice/level-backend.ts';
@@ -174,7 +174,11 @@ subcommand<JsonOption & { continuing?: boolean; expect: ChainAnchor[] }>(program
     const tail = { lastSeq: r.lastSeq, lastHash: r.lastHash };
     if (args.length === 1 && !o.continuing) return { json: { lines: r.lines, ...tail }, text: [`ok: ${r.lines} line(s), chain intact`, ...end] };
     const from = r.fromGenesis ? '' : ` (from seq ${r.firstSeq}: it continues a segment not given)`;
-    return { json: { lines: r.lines, files: r.files, firstSeq: r.firstSeq, ...tail, fromGenesis: r.fromGenesis }, text: [`ok: ${r.lines} line(s) in ${r.files} file(s), seq ${r.firstSeq}..${r.lastSeq}, chain intact${from}`, ...end] };
+    // No line, yet an end: an empty log whose segments were archived goes on from FILE.end.
+    const summary = r.lines === 0 && r.lastSeq > 0
+      ? `ok: 0 line(s) in ${r.files} file(s): the chain goes on from seq ${r.lastSeq}, where ${endPath(args.at(-1)!)} says it stood at its last rotation`
+      : `ok: ${r.lines} line(s) in ${r.files} file(s), seq ${r.firstSeq}..${r.lastSeq}, chain intact${from}`;
+    return { json: { lines: r.lines, files: r.files, firstSeq: r.firstSeq, ...tail, fromGenesis: r.fromGenesis }, text: [summary, ...end] };
   })
   .argument('<file...>', 'the audit log; for a rotated one, its segments then the log, in order (audit.jsonl.[0-9]* audit.jsonl)')
   .option('--continuing', 'the first file may continue a segment not given')

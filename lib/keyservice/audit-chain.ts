@@ -3,7 +3,7 @@
 // holds the seqs its name says, and begins where the one before ends (the next seq, chained to
 // its last hash). PATH.end, where the chain stood at the last rotation, must be reached.
 
-import { AUDIT_GENESIS, endSource, missingSeqs, recordedEnd, segmentRange, startsAfter, verifySegment } from './audit.ts';
+import { AUDIT_GENESIS, endPath, endSource, missingSeqs, recordedEnd, segmentRange, startsAfter, verifySegment } from './audit.ts';
 
 export type ChainVerification =
   | { ok: true; files: number; lines: number; firstSeq: number; lastSeq: number; lastHash: string; fromGenesis: boolean }
@@ -21,13 +21,14 @@ export interface ChainAnchor {
  * Verifies FILES in chain order. The first must start the chain (seq 1) unless `continuing`,
  * when it may continue a segment not given (verify that one with it to check the link). The chain
  * must hold each of `anchors`, and the end recorded beside the last file (PATH.end) if there is
- * one; with `continuing`, that record is not checked when it lies before the files given.
+ * one; with `continuing`, the files given may instead begin right after that record (no later),
+ * and when they hold no line (every segment archived) the chain ends there.
  */
 export async function verifyChain(files: string[], o: { continuing?: boolean; anchors?: ChainAnchor[] } = {}): Promise<ChainVerification> {
   let lines = 0;
   let first: { seq: number; prev: string; file: string } | undefined;
   let end: { seq: number; hash: string; file: string } | undefined;
-  const hashes = new Map<number, { hash: string; file: string; line: number }>();
+  const hashes = new Map<number, { hash: string; file: string; line?: number }>();
   const anchors = [...(o.anchors ?? [])];
   const log = files.at(-1);
   const recorded = log !== undefined && !segmentRange(log) ? await recordedEnd(log, 'verify the segments alone, or restore it') : undefined;
@@ -64,11 +65,14 @@ export async function verifyChain(files: string[], o: { continuing?: boolean; an
     lines += r.lines;
     end = { seq: r.lastSeq, hash: r.last, file };
   }
-  const lastSeq = end?.seq ?? 0;
+  // An empty log whose segments were all archived (--continuing): the chain ends where FILE.end
+  // says, as key-server goes on from there.
+  const atEnd = !end && o.continuing ? atRotation : undefined;
+  if (atEnd) hashes.set(atEnd.seq, { hash: atEnd.hash, file: endPath(log!) });
+  const lastSeq = end?.seq ?? atEnd?.seq ?? 0;
   for (const a of anchors) {
     // Segments archived (--continuing): the record is checked when the files given reach back to
     // it; they may not start after it (the first line after a rotation is the next seq).
-    if (a === atRotation && o.continuing && !first) continue;
     if (a === atRotation && first && a.seq < first.seq - 1) return { ok: false, file: first.file, line: 1, problem: startsAfter(first.seq, a.seq, a.source) };
     const got = hashes.get(a.seq);
     if (got && got.hash !== a.hash) return { ok: false, file: got.file, line: got.line, problem: `the record of seq ${a.seq} has hash ${got.hash}, but ${a.source} says ${a.hash} (the chain was rewritten from there or before)` };
@@ -78,5 +82,6 @@ export async function verifyChain(files: string[], o: { continuing?: boolean; an
     }
     return { ok: false, file: files[0]!, problem: `the files given start after seq ${a.seq}, which ${a.source} names: give the segments that hold it` };
   }
-  return { ok: true, files: files.length, lines, firstSeq: first?.seq ?? 0, lastSeq, lastHash: end?.hash ?? AUDIT_GENESIS, fromGenesis: !first || (first.seq === 1 && first.prev === AUDIT_GENESIS) };
+  const fromGenesis = first ? first.seq === 1 && first.prev === AUDIT_GENESIS : !atEnd;
+  return { ok: true, files: files.length, lines, firstSeq: first?.seq ?? 0, lastSeq, lastHash: end?.hash ?? atEnd?.hash ?? AUDIT_GENESIS, fromGenesis };
 }

@@ -3,7 +3,7 @@
 // printed; repair-audit says what it knows of the line it moves aside.
 
 import { expect } from 'chai';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AuditLog } from '../../lib/keyservice/audit.ts';
 import { rechain } from '../support/audit-lines.ts';
@@ -51,6 +51,21 @@ describe('key-server verify-audit and repair-audit', () => {
     const malformed = await run('key-server', ['verify-audit', path, '--expect', '5:nothex']);
     expect(malformed.status).to.equal(2);
     expect(malformed.stderr).to.contain('expected SEQ:HASH');
+  });
+
+  it('gives the chain\'s end as FILE.end\'s for an empty log whose segments were archived, as key-server does, and --expect takes it', async () => {
+    const rotated = join(tmp.dir, 'rotated.jsonl');
+    const log = await AuditLog.open(rotated, { rotateBytes: 1 }); // every write rotated: the log is left empty
+    for (let i = 1; i <= 3; i++) await log.append({ action: 'retrieve', resource: `vhd/disk${i}`, decision: 'allow' });
+    const { seq, hash } = log.writtenEnd;
+    await log.close();
+    for (const seg of readdirSync(tmp.dir).filter((n) => /^rotated\.jsonl\.\d+-\d+$/.test(n))) rmSync(join(tmp.dir, seg));
+    const r = await run('key-server', ['verify-audit', '--continuing', rotated]);
+    expect(r.status, r.stderr).to.equal(0);
+    expect(r.out).to.equal(`ok: 0 line(s) in 1 file(s): the chain goes on from seq 3, where ${rotated}.end says it stood at its last rotation\nend: seq 3, hash ${hash} (keep it elsewhere: verify-audit --expect 3:HASH checks the chain still holds it)\n`);
+    expect((await run('key-server', ['verify-audit', '--continuing', rotated, '--json'])).json()).to.include({ lines: 0, lastSeq: seq, lastHash: hash, fromGenesis: false });
+    expect((await run('key-server', ['verify-audit', '--continuing', rotated, '--expect', `3:${hash}`])).status).to.equal(0);
+    expect((await run('key-server', ['verify-audit', '--continuing', rotated, '--expect', `3:${'f'.repeat(64)}`])).status).to.equal(4);
   });
 
   it('gives the file and line of a bad line in the JSON error, as well as in its message', async () => {
