@@ -3,6 +3,7 @@
 // holds the seqs its name says, and begins where the one before ends (the next seq, chained to
 // its last hash). PATH.end, where the chain stood at the last rotation, must be reached.
 
+import { CertifierError } from '../errors/index.ts';
 import { AUDIT_GENESIS, endPath, endSource, missingSeqs, recordedEnd, segmentRange, startsAfter, verifySegment } from './audit.ts';
 
 export type ChainVerification =
@@ -80,7 +81,8 @@ export async function verifyChain(files: string[], o: { continuing?: boolean; an
     if (a.seq > lastSeq) {
       return { ok: false, file: log!, problem: `the chain ends at seq ${lastSeq}, but ${a.source} says it reached seq ${a.seq}: ${missingSeqs(lastSeq + 1, a.seq)} (a segment removed or emptied, or the log cut short)` };
     }
-    return { ok: false, file: files[0]!, problem: `the files given start after seq ${a.seq}, which ${a.source} names: give the segments that hold it` };
+    // Only an anchor of the caller's can lie before the files given (--continuing): a usage mistake.
+    throw new CertifierError('USAGE', `the files given start after seq ${a.seq}, which ${a.source} names: give the segments that hold it, before them`);
   }
   const fromGenesis = first ? first.seq === 1 && first.prev === AUDIT_GENESIS : !atEnd;
   return { ok: true, files: files.length, lines, firstSeq: first?.seq ?? 0, lastSeq, lastHash: end?.hash ?? atEnd?.hash ?? AUDIT_GENESIS, fromGenesis };

@@ -53,19 +53,37 @@ describe('key-server verify-audit and repair-audit', () => {
     expect(malformed.stderr).to.contain('expected SEQ:HASH');
   });
 
-  it('gives the chain\'s end as FILE.end\'s for an empty log whose segments were archived, as key-server does, and --expect takes it', async () => {
+  /** A log of 3 lines, each rotated into a segment of its own: the log is left empty. */
+  const rotatedLog = async () => {
     const rotated = join(tmp.dir, 'rotated.jsonl');
-    const log = await AuditLog.open(rotated, { rotateBytes: 1 }); // every write rotated: the log is left empty
-    for (let i = 1; i <= 3; i++) await log.append({ action: 'retrieve', resource: `vhd/disk${i}`, decision: 'allow' });
-    const { seq, hash } = log.writtenEnd;
+    const log = await AuditLog.open(rotated, { rotateBytes: 1 });
+    const records = [];
+    for (let i = 1; i <= 3; i++) records.push(await log.append({ action: 'retrieve', resource: `vhd/disk${i}`, decision: 'allow' }));
     await log.close();
-    for (const seg of readdirSync(tmp.dir).filter((n) => /^rotated\.jsonl\.\d+-\d+$/.test(n))) rmSync(join(tmp.dir, seg));
+    const segments = readdirSync(tmp.dir).filter((n) => /^rotated\.jsonl\.\d+-\d+$/.test(n)).sort().map((n) => join(tmp.dir, n));
+    return { rotated, records, segments };
+  };
+
+  it('gives the chain\'s end as FILE.end\'s for an empty log whose segments were archived, as key-server does, and --expect takes it', async () => {
+    const { rotated, records, segments } = await rotatedLog();
+    const { seq, hash } = records[2]!;
+    for (const seg of segments) rmSync(seg);
     const r = await run('key-server', ['verify-audit', '--continuing', rotated]);
     expect(r.status, r.stderr).to.equal(0);
     expect(r.out).to.equal(`ok: 0 line(s) in 1 file(s): the chain goes on from seq 3, where ${rotated}.end says it stood at its last rotation\nend: seq 3, hash ${hash} (keep it elsewhere: verify-audit --expect 3:HASH checks the chain still holds it)\n`);
     expect((await run('key-server', ['verify-audit', '--continuing', rotated, '--json'])).json()).to.include({ lines: 0, lastSeq: seq, lastHash: hash, fromGenesis: false });
     expect((await run('key-server', ['verify-audit', '--continuing', rotated, '--expect', `3:${hash}`])).status).to.equal(0);
     expect((await run('key-server', ['verify-audit', '--continuing', rotated, '--expect', `3:${'f'.repeat(64)}`])).status).to.equal(4);
+  });
+
+  it('takes an --expect before the files given as a usage mistake (exit 2), naming what to give', async () => {
+    const { rotated, records, segments } = await rotatedLog();
+    for (const files of [[rotated], [segments[2]!, rotated]]) {
+      const r = await run('key-server', ['verify-audit', '--continuing', ...files, '--expect', `1:${records[0]!.hash}`]);
+      expect(r.status, r.stderr).to.equal(2);
+      expect(r.stderr).to.contain(`the files given start after seq 1, which --expect 1:${records[0]!.hash} names: give the segments that hold it, before them`).and.contain('[USAGE]');
+    }
+    expect((await run('key-server', ['verify-audit', ...segments, rotated, '--expect', `1:${records[0]!.hash}`])).status).to.equal(0);
   });
 
   it('gives the file and line of a bad line in the JSON error, as well as in its message', async () => {
