@@ -3,6 +3,8 @@
 // holds the seqs its name says, and begins where the one before ends (the next seq, chained to
 // its last hash). PATH.end, where the chain stood at the last rotation, must be reached.
 
+import { stat } from 'node:fs/promises';
+import { normalize } from 'node:path';
 import { CertifierError } from '../errors/index.ts';
 import { AUDIT_GENESIS, endPath, endSource, missingSeqs, recordedEnd, segmentRange, startsAfter, verifySegment } from './audit.ts';
 
@@ -26,6 +28,7 @@ export interface ChainAnchor {
  * and when they hold no line (every segment archived) the chain ends there.
  */
 export async function verifyChain(files: string[], o: { continuing?: boolean; anchors?: ChainAnchor[] } = {}): Promise<ChainVerification> {
+  await refuseFilesBeside(files);
   let lines = 0;
   let first: { seq: number; prev: string; file: string } | undefined;
   let end: { seq: number; hash: string; file: string } | undefined;
@@ -86,4 +89,19 @@ export async function verifyChain(files: string[], o: { continuing?: boolean; an
   }
   const fromGenesis = first ? first.seq === 1 && first.prev === AUDIT_GENESIS : !atEnd;
   return { ok: true, files: files.length, lines, firstSeq: first?.seq ?? 0, lastSeq, lastHash: end?.hash ?? atEnd?.hash ?? AUDIT_GENESIS, fromGenesis };
+}
+
+/**
+ * FILE_ERROR for what a glob wider than F.[0-9]* catches beside a log, F.end and F.torn-TIME, as
+ * for its lock directory: they are no part of the chain. Such a name is taken for one when F is
+ * given, is the log of a segment given, or is a file beside it.
+ */
+async function refuseFilesBeside(files: string[]): Promise<void> {
+  const logs = new Set([...files, ...files.map((f) => segmentRange(f)?.log ?? f)].map((f) => normalize(f)));
+  for (const file of files) {
+    const m = /^(.+)\.(end|torn-[^/]*)$/.exec(file);
+    if (!m || !(logs.has(normalize(m[1]!)) || (await stat(m[1]!).then((st) => st.isFile(), () => false)))) continue;
+    const what = m[2] === 'end' ? 'where its chain stood at the last rotation (F.end, kept beside the log)' : 'an incomplete last line repair-audit moved aside (F.torn-TIME)';
+    throw new CertifierError('FILE_ERROR', `${file} is not an audit log but ${what}: give the segments as F.[0-9]*`);
+  }
 }

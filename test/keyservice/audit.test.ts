@@ -442,6 +442,24 @@ describe('audit log', () => {
       await (await AuditLog.open(path)).close();
     });
 
+    it('refuses FILE.end and FILE.torn-TIME caught by a wider glob than F.[0-9]* with FILE_ERROR naming them, as the lock directory', async () => {
+      await rotatedThen(2);
+      const torn = `${path}.torn-2025-01-01T00-00-00-000Z`;
+      writeFileSync(torn, '{"seq":33,"ti');
+      const wide = () => readdirSync(tmp.dir).filter((n) => n.startsWith('audit.jsonl.')).sort().map((n) => join(tmp.dir, n));
+      const e = await rejects(verifyChain([...wide(), path]), 'FILE_ERROR');
+      expect(e.message).to.equal(`${path}.end is not an audit log but where its chain stood at the last rotation (F.end, kept beside the log): give the segments as F.[0-9]*`);
+      expect((await rejects(verifyChain([...segments(), torn, path]), 'FILE_ERROR')).message).to.equal(`${torn} is not an audit log but an incomplete last line repair-audit moved aside (F.torn-TIME): give the segments as F.[0-9]*`);
+      // Archived with their segments, away from the log; a log of its own named so is still a log.
+      const archive = join(tmp.dir, 'archive');
+      mkdirSync(archive);
+      for (const f of [...segments(), `${path}.end`]) renameSync(f, join(archive, basename(f)));
+      const archived = readdirSync(archive).sort().map((n) => join(archive, n));
+      await rejects(verifyChain(archived, { continuing: true }), 'FILE_ERROR');
+      writeFileSync(join(archive, 'mine.end'), readFileSync(path));
+      expect(await verifyChain([join(archive, 'mine.end')], { continuing: true })).to.deep.include({ ok: true });
+    });
+
     it('continues the latest segment when a crash came between the rename and the new file', async () => {
       const log = await AuditLog.open(path, { rotateBytes: 1500 });
       await fill(log, 1, 12);
