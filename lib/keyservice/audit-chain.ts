@@ -64,7 +64,7 @@ export async function verifyChain(files: string[], o: { continuing?: boolean; an
       // The hash the first line chains to is that of the seq before it.
       if (wanted.has(r.firstSeq - 1)) hashes.set(r.firstSeq - 1, { hash: r.startPrev, file, line: 1 });
     } else if (r.firstSeq !== end.seq + 1 || r.startPrev !== end.hash) {
-      return { ok: false, file, line: 1, problem: `it does not continue ${end.file} (which ends at seq ${end.seq}): it starts at seq ${r.firstSeq}${r.startPrev === end.hash ? '' : ' after another hash'}` };
+      return { ok: false, file, line: 1, problem: `it does not continue ${end.file} (which ends at seq ${end.seq}): it starts at seq ${r.firstSeq}${r.firstSeq === end.seq + 1 ? ' after another hash' : ''}` };
     }
     lines += r.lines;
     end = { seq: r.lastSeq, hash: r.last, file };

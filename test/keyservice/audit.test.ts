@@ -279,7 +279,12 @@ describe('audit log', () => {
       expect(await verifyAudit(path)).to.deep.include({ ok: false, line: 1 });
       expect(await verifyChain([path], { continuing: true })).to.deep.include({ ok: true, fromGenesis: false, lastSeq: 30 });
       const missing = await verifyChain([segments()[0]!, ...segments().slice(2), path]);
-      expect(missing).to.deep.include({ ok: false, file: segments()[2], line: 1 });
+      const [one, three] = [rotated[0]!, rotated[2]!];
+      expect(missing).to.deep.include({ ok: false, file: three.path, line: 1, problem: `it does not continue ${one.path} (which ends at seq ${one.lastSeq}): it starts at seq ${three.firstSeq}` });
+      const kept = readFileSync(three.path, 'utf8');
+      writeFileSync(three.path, rechain(kept.split('\n').slice(0, -1), 'f'.repeat(64)).join('\n') + '\n');
+      expect(await verifyChain([...segments(), path])).to.deep.include({ ok: false, file: three.path, line: 1, problem: `it does not continue ${rotated[1]!.path} (which ends at seq ${rotated[1]!.lastSeq}): it starts at seq ${three.firstSeq} after another hash` });
+      writeFileSync(three.path, kept);
 
       log = await AuditLog.open(path, { rotateBytes: 1500 });
       expect((await log.append(entry(31))).seq).to.equal(31);
