@@ -50,7 +50,8 @@ export function sslModeProblem(params: URLSearchParams, envMode = process.env.PG
   if (twice) return `names ${twice} more than once`;
   // Without sslmode in the URL the driver reads PGSSLMODE, in its own way (never libpq's).
   if (!params.has('sslmode') && envMode && !['disable', 'verify-full', 'no-verify'].includes(envMode)) {
-    return `has no sslmode, so the driver reads PGSSLMODE=${envMode}, which it takes for verify-full: unset PGSSLMODE and write sslmode in the URL (verify-full, with sslrootcert=FILE for a private CA)`;
+    const reading = ['prefer', 'require', 'verify-ca'].includes(envMode) ? 'takes for verify-full' : 'does not know, and connects without TLS';
+    return `has no sslmode, so the driver reads PGSSLMODE=${envMode}, which it ${reading}: unset PGSSLMODE and write sslmode in the URL (verify-full, with sslrootcert=FILE for a private CA)`;
   }
   const libpq = params.get('uselibpqcompat') === 'true';
   for (const mode of params.getAll('sslmode')) {

@@ -172,7 +172,8 @@ describe('usage mistakes across the programs (exit 2, before any work)', () => {
     expect(twice.stderr).to.contain('names uselibpqcompat more than once').and.not.contain('SECURITY WARNING');
     const fromEnv = await pgWith('', { PGSSLMODE: 'require' });
     expect(fromEnv.status).to.equal(2);
-    expect(fromEnv.stderr).to.contain('PGSSLMODE=require').and.not.contain('SECURITY WARNING');
+    expect(fromEnv.stderr).to.contain('PGSSLMODE=require, which it takes for verify-full').and.not.contain('SECURITY WARNING');
+    expect((await pgWith('', { PGSSLMODE: 'allow' })).stderr).to.contain('PGSSLMODE=allow, which it does not know, and connects without TLS').and.contain('[USAGE]');
     expect((await pgWith('?sslmode=verify-full', { PGSSLMODE: 'require' })).stderr).to.contain('[FILE_ERROR]');
     // The driver's no-verify: taken, with a warning that the database's certificate goes unchecked.
     for (const [query, env] of [['?sslmode=no-verify', {}], ['', { PGSSLMODE: 'no-verify' }]] as const) {
