@@ -5,8 +5,7 @@ import { CertifierError } from '../errors/index.ts';
 import { looksLikePem } from '../crypto/index.ts';
 import { MAX_CERTIFICATE_BYTES } from './parse.ts';
 import { badCertificate } from './problems.ts';
-import { DerError, readOne, TAG } from './der.ts';
-import { readStructure } from './structure.ts';
+import { children, DerError, readOne, TAG } from './der.ts';
 
 const BLOCK_RE = /-----BEGIN ([A-Z0-9 ]+)-----\r?\n([\s\S]*?)-----END \1-----/g;
 const BASE64_RE = /^[A-Za-z0-9+/]*={0,2}$/;
@@ -68,12 +67,21 @@ export function readCertificate(bytes: Uint8Array): Uint8Array {
 export function itemValue(type: string, bytes: Uint8Array): Uint8Array {
   if (type !== 'X509-der-cert') return bytes;
   const der = readCertificate(bytes);
-  // The shape of a certificate too, not only one DER element (a PKCS#8 key is one): its signed
-  // part, algorithm and signature, whatever its algorithms.
+  // The shape of a certificate too, not only one DER element (a PKCS#8 key is one): a signed part
+  // of at least serial, algorithm, issuer, validity, subject and key, then an algorithm and a
+  // signature. Nothing stricter: a certificate other tools make (a negative or 24-byte serial,
+  // which our own parser refuses for admission) is still one to keep.
+  let shaped = false;
   try {
-    readStructure(der);
-  } catch (cause) {
-    throw badCertificate('malformed', `not a certificate: ${(cause as Error).message}`, cause);
+    const [tbs, algorithm, signature, ...extra] = children(readOne(der));
+    const fields = tbs?.tag === TAG.SEQUENCE ? children(tbs).filter((f) => f.tag !== CONTEXT_0) : [];
+    shaped = extra.length === 0 && algorithm?.tag === TAG.SEQUENCE && signature?.tag === TAG.BIT_STRING && fields.length >= 6 && fields[0]!.tag === TAG.INTEGER;
+  } catch {
+    // malformed inside: not shaped as a certificate either
   }
+  if (!shaped) throw badCertificate('malformed', 'not a certificate: one DER element, but not shaped as a certificate (a key, say)');
   return der;
 }
+
+/** The [0] EXPLICIT version of a TBSCertificate. */
+const CONTEXT_0 = 0xa0;

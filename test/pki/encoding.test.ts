@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { concatBytes, toHex } from '../../lib/crypto/index.ts';
 import { CertifierError, type ErrorCode } from '../../lib/errors/index.ts';
 import {
-  createPolicyCert, decodeAdmission, encodeAdmission, issueAdmissionCert, MAX_CERTIFICATE_BYTES, parseCertificate, readCertificate,
+  createPolicyCert, decodeAdmission, encodeAdmission, issueAdmissionCert, itemValue, MAX_CERTIFICATE_BYTES, parseCertificate, readCertificate,
   readCertificateChain, toPem, validatePolicyCert,
 } from '../../lib/pki/index.ts';
 import {
@@ -60,6 +60,30 @@ describe('pki: reading certificates', () => {
       expect(toHex(readCertificate(input))).to.equal(toHex(policyDer));
     }
     expect(readCertificateChain(enc(pem + pem))).to.have.length(2);
+  });
+});
+
+describe('pki: itemValue (an X509-der-cert item)', () => {
+  const seq = (...c: Uint8Array[]) => tlv(TAG.SEQUENCE, ...c);
+  const name = seq(tlv(TAG.SET, seq(tlv(TAG.OID, encodeOid('2.5.4.3')), tlv(0x0c, new TextEncoder().encode('x')))));
+  const alg = seq(tlv(TAG.OID, encodeOid('1.2.840.10045.4.3.2')));
+  // Shaped as a certificate whatever its serial: other tools make negative and 24-byte ones.
+  const cert = (serial: Uint8Array) => seq(seq(tlv(0xa0, tlv(TAG.INTEGER, Uint8Array.of(2))), tlv(TAG.INTEGER, serial), alg, name, seq(), name, seq(alg, tlv(TAG.BIT_STRING, Uint8Array.of(0, 4)))), alg, tlv(TAG.BIT_STRING, Uint8Array.of(0, 1)));
+
+  it('keeps a certificate other tools make (a negative or 24-byte serial), as DER from PEM too', () => {
+    for (const serial of [Uint8Array.of(0xfb), new Uint8Array(24).fill(1)]) {
+      const der = cert(serial);
+      expect(itemValue('X509-der-cert', der)).to.deep.equal(der);
+      expect(itemValue('X509-der-cert', new TextEncoder().encode(toPem(der)))).to.deep.equal(der);
+    }
+  });
+
+  it('refuses one DER element not shaped as a certificate (a key, an empty SEQUENCE): BAD_CERTIFICATE', () => {
+    const pkcs8 = seq(tlv(TAG.INTEGER, Uint8Array.of(0)), alg, tlv(TAG.OCTET_STRING, Uint8Array.of(1)));
+    for (const der of [seq(), pkcs8, seq(seq(), alg, tlv(TAG.BIT_STRING, Uint8Array.of(0)))]) {
+      expect(() => itemValue('X509-der-cert', der)).to.throw(CertifierError).with.property('code', 'BAD_CERTIFICATE');
+    }
+    expect(itemValue('binary-blob', seq())).to.deep.equal(seq());
   });
 });
 
