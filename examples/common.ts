@@ -160,9 +160,11 @@ export class Scenario {
 
 /** Runs a scenario body, always cleaning up, exiting non-zero on failure. */
 export async function main(s: Scenario, body: () => Promise<void>): Promise<void> {
-  const stop = () => void s.finish(false).then(() => process.exit(130));
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
+  // Stopped (Ctrl-C, kill, a terminal hung up): every process it started is stopped, then it ends
+  // with the status the signal gives (128 + its number).
+  for (const [sig, n] of [['SIGINT', 2], ['SIGTERM', 15], ['SIGHUP', 1]] as const) {
+    process.once(sig, () => void s.finish(false).then(() => process.exit(128 + n)));
+  }
   try {
     await body();
     await s.finish(true);

@@ -14,7 +14,7 @@ interface DemoRun { status: number | null; out: string; err: string; ms: number 
  * Runs a scenario as `npm run demo` does; `hangUp` closes its stdout after the first line,
  * `stopAt` sends it SIGTERM (it alone, not its children) once its output holds that text.
  */
-function runScenario(scenario: 'scenario1' | 'scenario2', tmp: string, hangUp = false, stopAt?: string): Promise<DemoRun> {
+function runScenario(scenario: 'scenario1' | 'scenario2', tmp: string, hangUp = false, stopAt?: string, stopWith: NodeJS.Signals = 'SIGTERM'): Promise<DemoRun> {
   const started = Date.now();
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [join(ROOT, 'examples/start.js'), scenario], { cwd: ROOT, env: { ...process.env, TMPDIR: tmp }, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -25,7 +25,7 @@ function runScenario(scenario: 'scenario1' | 'scenario2', tmp: string, hangUp = 
       if (hangUp) child.stdout.destroy();
       if (stopAt && out.includes(stopAt)) {
         stopAt = undefined;
-        child.kill('SIGTERM');
+        child.kill(stopWith);
       }
     });
     child.stderr.on('data', (d) => (err += d));
@@ -83,8 +83,15 @@ describe('runnable scenarios', function () {
 
   it('stopped by a signal to it alone while a step runs, stops that step\'s programs too and removes its folder, saying FAILED once', async () => {
     const r = await runScenario('scenario1', tmp.dir, false, '[ 8]'); // first-boot.sh and the programs it runs
-    expect(r.status, r.err).to.equal(130);
+    expect(r.status, r.err).to.equal(143);
     expect(r.out.match(/FAILED/g)).to.have.length(1);
+    expect(processesUnder(tmp.dir), 'processes left behind').to.deep.equal([]);
+    expect(readdirSync(tmp.dir).filter((n) => n.startsWith('scenario1-')), 'its folder').to.deep.equal([]);
+  });
+
+  it('stopped by SIGHUP (a terminal hung up) at a server step, stops its servers and removes its folder (129)', async () => {
+    const r = await runScenario('scenario1', tmp.dir, false, '[ 5]', 'SIGHUP');
+    expect(r.status, r.err).to.equal(129);
     expect(processesUnder(tmp.dir), 'processes left behind').to.deep.equal([]);
     expect(readdirSync(tmp.dir).filter((n) => n.startsWith('scenario1-')), 'its folder').to.deep.equal([]);
   });
