@@ -41,11 +41,18 @@ export async function prepareBackupDir(dir: string): Promise<void> {
   if (problem) throw new CertifierError('FILE_ERROR', `--backup-dir ${dir} is not safe for backups of keys: ${problem}; use a directory only this user can write in`, { details: { path: dir } });
 }
 
-/** When this machine booted (ms since the epoch, by the clock as it now runs), where /proc tells. */
-async function bootTime(): Promise<number | undefined> {
-  const stat = await fs.readFile('/proc/stat', 'latin1').catch(() => '');
-  const m = /^btime (\d+)$/m.exec(stat);
-  return m ? Number(m[1]) * 1000 : undefined;
+/**
+ * Whether the key-server that named a partial copy after its process id may still be writing it:
+ * this process, or a live process that is a key-server. Ids are handed out again (after a reboot,
+ * say), so a live process of another program under that id left nothing to finish. Where its
+ * command line cannot be read, it may be one. Clocks are not asked: one stepped since could make
+ * a copy being written look older than it is.
+ */
+async function writerAlive(pid: number): Promise<boolean> {
+  if (pid === process.pid) return true;
+  if (!alive(pid)) return false;
+  const command = await fs.readFile(`/proc/${pid}/cmdline`, 'latin1').catch(() => undefined);
+  return command === undefined || command.includes('key-server');
 }
 
 function alive(pid: number): boolean {
@@ -59,7 +66,7 @@ function alive(pid: number): boolean {
 
 /**
  * Removes all but the newest `keep` backups in `dir`, and partial copies whose writer is gone (no
- * such process, or the copy is older than this boot: its process id may now be another's).
+ * such process, or what runs under its id now is no key-server: writerAlive).
  * Returns the names removed. Nothing else in `dir` is touched, and never `live` (the data
  * directory being served, which may be a backup put back in place): it neither counts nor goes.
  * `written`, the backup just made, is the newest whatever its name: backups are named by the
@@ -81,16 +88,10 @@ export async function pruneBackups(dir: string, keep: number, live?: string, wri
     else whole.push(n);
   }
   if (newest !== undefined && names.includes(newest)) whole.push(newest);
-  const booted = await bootTime();
   const stale: string[] = [];
   for (const n of names) {
     const m = PARTIAL.exec(n);
-    if (m === null) continue;
-    const pid = Number(m[1]);
-    // A copy last changed before this boot was left by a writer of an earlier boot, whatever now
-    // runs under its process id (ids are handed out again after a reboot).
-    const before = booted !== undefined && (await fs.stat(join(dir, n)).then((st) => st.mtimeMs < booted, () => false));
-    if (before || (pid !== process.pid && !alive(pid))) stale.push(n);
+    if (m !== null && !(await writerAlive(Number(m[1])))) stale.push(n);
   }
   const remove = [...whole.slice(0, Math.max(0, whole.length - keep)), ...stale];
   for (const n of remove) await fs.rm(join(dir, n), { recursive: true, force: true });

@@ -20,10 +20,12 @@ describe('key-server backups: pruning', () => {
     const dead = `${backupName(new Date(Date.UTC(2026, 10, 1)))}.partial-2147483646`; // no such process
     const deadNow = `${backupName(new Date(Date.UTC(2026, 10, 1)))}.partial-2147483646-Ab3xY9`; // as backupTo names them
     const live = `${backupName(new Date(Date.UTC(2026, 10, 2)))}.partial-${process.pid}-q1W2e3`;
-    // Left before this boot by a writer whose process id a live process has now (pid 1 always runs).
+    // Left by a writer whose process id another program has now (after a reboot, say): pid 1 always
+    // runs, and is no key-server.
     const earlierBoot = `${backupName(new Date(Date.UTC(2000, 0, 1)))}.partial-1-Zz9yX8`;
     for (const n of [dead, deadNow, live, earlierBoot]) mkdirSync(join(tmp.dir, n));
-    utimesSync(join(tmp.dir, earlierBoot), new Date(Date.UTC(2000, 0, 1)), new Date(Date.UTC(2000, 0, 1)));
+    // A copy being written now stays whatever its time says (a clock stepped forward since it began).
+    utimesSync(join(tmp.dir, live), new Date(Date.UTC(2000, 0, 1)), new Date(Date.UTC(2000, 0, 1)));
     writeFileSync(join(tmp.dir, 'notes.txt'), 'mine');
     const { removed } = await pruneBackups(tmp.dir, 2);
     expect([...removed].sort()).to.deep.equal([names[0], names[1], dead, deadNow, earlierBoot].sort());
