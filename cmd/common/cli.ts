@@ -80,14 +80,16 @@ function jsonLine(event: string, fields: Record<string, unknown>): void {
 }
 
 /** Writes a people-facing line to stderr: "prog: warning: ...". */
+// A warning or note may quote what it was given (a secret's name from a config, a file name): as
+// an error's message, no control or invisible character reaches the terminal raw.
 export function warn(program: string, message: string): void {
   if (logsJson()) jsonLine('warning', { message });
-  else process.stderr.write(`${program}: warning: ${message}\n`);
+  else process.stderr.write(`${program}: warning: ${escapeInvisible(message)}\n`);
 }
 
 export function note(program: string, message: string): void {
   if (logsJson()) jsonLine('note', { message });
-  else process.stderr.write(`${program}: ${message}\n`);
+  else process.stderr.write(`${program}: ${escapeInvisible(message)}\n`);
 }
 
 /**
