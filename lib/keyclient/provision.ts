@@ -244,7 +244,9 @@ async function heldInFile(path: string, entry: ValidEntry, mode: number): Promis
 /**
  * What can be refused before anything is fetched (and, from key-client, before it connects, so a
  * key-server releases nothing for a run that could not keep it): a Tag that would look like
- * another, a LocalPath that is the run's own file or cannot be written.
+ * another, a LocalPath that is the run's own file or cannot be written. A regular file already
+ * at a LocalPath is fetched for even where its directory cannot be written: it may hold the value
+ * (a re-run on a read-only file system), which only the fetch tells.
  */
 export async function refuseBeforeFetching(store: Cryptstore | undefined, specs: SecretSpec[], own: OwnFiles | undefined): Promise<void> {
   await refuseLookAlikeTags(store, specs);
