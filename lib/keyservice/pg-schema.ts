@@ -48,6 +48,7 @@ export async function migrate(q: Query): Promise<{ from: number; to: number }> {
   if (enc?.server_encoding !== 'UTF8') {
     throw new CertifierError('STORE_FORMAT', `the database's encoding is ${enc?.server_encoding}, not UTF8: create it with ENCODING 'UTF8'`);
   }
+  await checkSchemaChoice(q);
   await q('CREATE TABLE IF NOT EXISTS key_server_schema (only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row), version integer NOT NULL)');
   const from = (await q<{ version: number }>('SELECT version FROM key_server_schema'))[0]?.version ?? 0;
   if (from > SCHEMA_VERSION) {
@@ -56,8 +57,9 @@ export async function migrate(q: Query): Promise<{ from: number; to: number }> {
   if (from === 0) {
     // No version recorded, yet key-server's tables are there: key_server_schema was emptied (or
     // dropped). Which schema they have is unknown, so nothing is created over them.
-    // Only in the schema key_server_schema is in (the first of search_path): another deployment's
-    // tables further along the path (in public, say) are not ours.
+    // Only in the schema key_server_schema is in (the first of search_path): tables further along
+    // the path are another deployment's (checkSchemaChoice refused them unless search_path was
+    // chosen explicitly).
     const found = await q<{ name: string }>(
       'SELECT name FROM unnest($1::text[]) AS name WHERE to_regclass(quote_ident(current_schema()) || \'.\' || quote_ident(name)) IS NOT NULL', [TABLES]);
     if (found.length) {
@@ -69,6 +71,27 @@ export async function migrate(q: Query): Promise<{ from: number; to: number }> {
     await q('INSERT INTO key_server_schema (version) VALUES ($1) ON CONFLICT (only_row) DO UPDATE SET version = EXCLUDED.version', [SCHEMA_VERSION]);
   }
   return { from, to: SCHEMA_VERSION };
+}
+
+/**
+ * Refuses a schema to create the tables in that would start over beside the deployment: with
+ * the default search_path, a first schema without key-server's tables while they sit further
+ * along it (a schema named after the user, created over a deployment in public, comes first).
+ */
+async function checkSchemaChoice(q: Query): Promise<void> {
+  const [first] = await q<{ schema: string | null }>('SELECT current_schema() AS schema');
+  const schema = first?.schema;
+  if (!schema) return; // no schema to create in: CREATE TABLE says so (3F000)
+  const ours = await q(`SELECT 1 FROM unnest($1::text[]) AS name WHERE to_regclass(quote_ident($2) || '.' || quote_ident(name)) IS NOT NULL`, [['key_server_schema', ...TABLES], schema]);
+  if (ours.length) return;
+  const [source] = await q<{ source: string }>("SELECT source FROM pg_settings WHERE name = 'search_path'");
+  if (source?.source !== 'default') return; // search_path chosen for this deployment: a new one here
+  const [other] = await q<{ schema: string }>(
+    `SELECT DISTINCT n.nspname AS schema FROM unnest($1::text[]) AS name
+       JOIN pg_class c ON c.oid = to_regclass(quote_ident(name)) JOIN pg_namespace n ON n.oid = c.relnamespace`, [['key_server_schema', ...TABLES]]);
+  if (other) {
+    throw new CertifierError('STORE_FORMAT', `key-server's tables are in schema "${other.schema}", further along the default search_path, but its first schema "${schema}" has none: nothing was created. To keep using the deployment in "${other.schema}", put it first in search_path (options=-c search_path=${other.schema} in the URL); to start a separate deployment in "${schema}", set search_path to it explicitly (options=-c search_path=${schema}, or ALTER ROLE ... SET search_path)`);
+  }
 }
 
 // Node errno values of a connection that could not be made or was cut.

@@ -111,7 +111,7 @@ if (!bin) {
         expect(await server.psql(`contract_${n}`, 'SELECT count(*) FROM key_server_schema', ['-tA'])).to.equal('0\n');
       });
 
-      it("opens a deployment of its own in its own schema where another deployment's tables sit further along search_path", async () => {
+      it("opens a deployment of its own in its own schema where another deployment's tables sit further along an explicit search_path (the role's or the URL's)", async () => {
         const url = await freshDb();
         const db = `contract_${n}`;
         const other = await open(url); // as postgres: its tables in public
@@ -119,17 +119,43 @@ if (!bin) {
         await other.close();
         const user = `tenant_${n}`;
         await server.psql('postgres', `CREATE ROLE ${user} LOGIN`);
-        await server.psql(db, `CREATE SCHEMA ${user} AUTHORIZATION ${user}`); // search_path "$user", public
-        const mine = new URL(url);
-        mine.username = user;
-        const b = await open(mine.toString());
-        try {
-          expect((await b.append('mine', (v) => recordFor('mine', v))).version).to.equal(1);
-          expect(await b.get('theirs', 0)).to.equal(undefined);
-        } finally {
-          await b.close();
+        await server.psql(db, `CREATE SCHEMA ${user} AUTHORIZATION ${user}; CREATE SCHEMA second`);
+        await server.psql(db, `ALTER ROLE ${user} SET search_path = ${user}, public`);
+        const asTenant = new URL(url);
+        asTenant.username = user;
+        const inSecond = new URL(url);
+        inSecond.searchParams.set('options', '-c search_path=second,public');
+        for (const [mine, schema] of [[asTenant, user], [inSecond, 'second']] as const) {
+          const b = await open(mine.toString());
+          try {
+            expect((await b.append('mine', (v) => recordFor('mine', v))).version).to.equal(1);
+            expect(await b.get('theirs', 0)).to.equal(undefined);
+          } finally {
+            await b.close();
+          }
+          expect(await server.psql(db, `SELECT count(*) FROM ${schema}.key_server_records`, ['-tA'])).to.equal('1\n');
         }
-        expect(await server.psql(db, `SELECT count(*) FROM ${user}.key_server_records`, ['-tA'])).to.equal('1\n');
+      });
+
+      it('refuses with STORE_FORMAT, creating nothing, a schema named after the user that appears in the default search_path before a deployment in public, which stays whole', async () => {
+        const url = await freshDb();
+        const db = `contract_${n}`;
+        const b = await open(url);
+        await b.append('kept', (v) => recordFor('kept', v));
+        await b.close();
+        await server.psql(db, 'CREATE SCHEMA postgres'); // search_path "$user", public: now first
+        const e = await rejects(open(url), 'STORE_FORMAT');
+        expect(e.message).to.contain('"public"').and.contain('"postgres"').and.contain('search_path=public');
+        expect(await server.psql(db, "SELECT count(*) FROM pg_tables WHERE schemaname = 'postgres'", ['-tA'])).to.equal('0\n');
+        const chosen = new URL(url);
+        chosen.searchParams.set('options', '-c search_path=public');
+        const again = await open(chosen.toString());
+        try {
+          expect((await again.get('kept', 0))?.version).to.equal(1);
+          expect((await again.append('kept', (v) => recordFor('kept', v))).version).to.equal(2);
+        } finally {
+          await again.close();
+        }
       });
 
       it('refuses a store past the last version number with INVALID_INPUT, whatever the mark says', async () => {
