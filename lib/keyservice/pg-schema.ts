@@ -74,14 +74,19 @@ export async function migrate(q: Query): Promise<{ from: number; to: number }> {
 }
 
 /**
- * Refuses a schema to create the tables in that would start over beside the deployment: with
- * the default search_path, a first schema without key-server's tables while they sit further
- * along it (a schema named after the user, created over a deployment in public, comes first).
+ * Refuses a schema to create the tables in that would lose stores or start over beside the
+ * deployment: the session's temporary schema (its tables vanish at disconnect), or, with the
+ * default search_path, a first schema without key-server's tables while they sit further along
+ * it (a schema named after the user, created over a deployment in public, comes first).
  */
 async function checkSchemaChoice(q: Query): Promise<void> {
   const [first] = await q<{ schema: string | null }>('SELECT current_schema() AS schema');
   const schema = first?.schema;
   if (!schema) return; // no schema to create in: CREATE TABLE says so (3F000)
+  const [temp] = await q('SELECT 1 FROM pg_namespace WHERE nspname = $1 AND oid = pg_my_temp_schema()', [schema]);
+  if (temp) {
+    throw new CertifierError('INVALID_INPUT', `the first schema of search_path is the session's temporary schema (pg_temp): key-server's tables there would vanish, every store with them, when the connection closes; take pg_temp out of search_path (the URL's options, or the role's or database's setting)`);
+  }
   const ours = await q(`SELECT 1 FROM unnest($1::text[]) AS name WHERE to_regclass(quote_ident($2) || '.' || quote_ident(name)) IS NOT NULL`, [['key_server_schema', ...TABLES], schema]);
   if (ours.length) return;
   const [source] = await q<{ source: string }>("SELECT source FROM pg_settings WHERE name = 'search_path'");

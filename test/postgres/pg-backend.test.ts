@@ -158,6 +158,13 @@ if (!bin) {
         }
       });
 
+      it('refuses with INVALID_INPUT, creating nothing, a search_path whose first schema is the session\'s temporary one', async () => {
+        const url = new URL(await freshDb());
+        url.searchParams.set('options', '-c search_path=pg_temp,public');
+        expect((await rejects(open(url.toString()), 'INVALID_INPUT')).message).to.contain('temporary schema');
+        expect(await server.psql(`contract_${n}`, "SELECT count(*) FROM pg_class WHERE relname LIKE 'key_server%'", ['-tA'])).to.equal('0\n');
+      });
+
       it('refuses a store past the last version number with INVALID_INPUT, whatever the mark says', async () => {
         const url = await freshDb();
         const b = await track(open(url));
