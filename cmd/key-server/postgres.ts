@@ -63,6 +63,18 @@ export function sslModeProblem(params: URLSearchParams, envMode = process.env.PG
   return undefined;
 }
 
+/**
+ * The setting that has the driver encrypt without checking the database's certificate, if any:
+ * sslmode=no-verify; else, without sslcert, sslkey or sslrootcert (which make a checked TLS
+ * config), ssl=no-verify; else PGSSLMODE=no-verify where the URL has no ssl or sslmode.
+ */
+export function noVerifySetting(params: URLSearchParams, envMode = process.env.PGSSLMODE): string | undefined {
+  if (params.has('sslmode')) return params.get('sslmode') === 'no-verify' ? 'sslmode=no-verify' : undefined;
+  if (['sslcert', 'sslkey', 'sslrootcert'].some((k) => params.get(k))) return undefined;
+  if (params.has('ssl')) return params.get('ssl') === 'no-verify' ? 'ssl=no-verify' : undefined;
+  return envMode === 'no-verify' ? 'PGSSLMODE=no-verify' : undefined;
+}
+
 /** The database URL from --pg-url or the environment, checked (USAGE) before anything connects. */
 export function pgUrlOf(program: string, o: PostgresOptions): string {
   const url = o.pgUrl ?? process.env[PG_URL_ENV];
@@ -82,8 +94,9 @@ export function pgUrlOf(program: string, o: PostgresOptions): string {
   const ssl = sslModeProblem(parsed.searchParams);
   if (ssl) throw new CertifierError('USAGE', `the PostgreSQL URL (${where}) ${ssl}`);
   if (o.pgUrl && parsed.password) warn(program, `the password in --pg-url is visible to every local user (ps); set ${PG_URL_ENV} instead`);
-  if ((parsed.searchParams.get('sslmode') ?? (parsed.searchParams.has('sslmode') ? undefined : process.env.PGSSLMODE)) === 'no-verify') {
-    warn(program, 'sslmode=no-verify encrypts the connection to the database but does not check its certificate: whoever is on the path can pose as the database (it sees only sealed records, but can withhold them or answer with older ones); use sslmode=verify-full');
+  const noVerify = noVerifySetting(parsed.searchParams);
+  if (noVerify) {
+    warn(program, `${noVerify} encrypts the connection to the database but does not check its certificate: whoever is on the path can pose as the database (it sees only sealed records, but can withhold them or answer with older ones); use sslmode=verify-full`);
   }
   return url;
 }

@@ -176,10 +176,12 @@ describe('usage mistakes across the programs (exit 2, before any work)', () => {
     expect((await pgWith('', { PGSSLMODE: 'allow' })).stderr).to.contain('PGSSLMODE=allow, which it does not know, and connects without TLS').and.contain('[USAGE]');
     expect((await pgWith('?sslmode=verify-full', { PGSSLMODE: 'require' })).stderr).to.contain('[FILE_ERROR]');
     // The driver's no-verify: taken, with a warning that the database's certificate goes unchecked.
-    for (const [query, env] of [['?sslmode=no-verify', {}], ['', { PGSSLMODE: 'no-verify' }]] as const) {
+    for (const [query, env, setting] of [['?sslmode=no-verify', {}, 'sslmode'], ['?ssl=no-verify', {}, 'ssl'], ['', { PGSSLMODE: 'no-verify' }, 'PGSSLMODE']] as const) {
       const r = await pgWith(query, env);
-      expect(r.stderr, query).to.contain('[FILE_ERROR]').and.contain('sslmode=no-verify encrypts the connection to the database but does not check its certificate');
+      expect(r.stderr, query).to.contain('[FILE_ERROR]').and.contain(`${setting}=no-verify encrypts the connection to the database but does not check its certificate`);
     }
+    // A certificate file in the URL makes the driver check the database whatever ssl says.
+    expect((await pgWith('?ssl=no-verify&sslrootcert=ca.pem')).stderr).to.contain('[FILE_ERROR]').and.not.contain('warning');
     const same = await run('key-server', ['serve', '--domain', 'd', '--policy-cert', 'none.pem', '--store', 's', '--key-file', 'k', '--data', 's', '--backend', 'postgres']);
     expect(same.status).to.equal(2);
     expect(same.stderr).to.contain('--data and --store must be different directories');
