@@ -41,17 +41,20 @@ export function redactUrl(url: string): string {
 /**
  * What is wrong with the URL's sslmode for the pg driver, which reads it otherwise than libpq:
  * prefer, require and verify-ca mean verify-full to it (with a multi-line warning of its own
- * on stderr) unless uselibpqcompat=true, and a value it does not know is ignored.
+ * on stderr) unless uselibpqcompat=true, and a value it does not know is ignored; the same for
+ * PGSSLMODE (never with libpq's meaning) where the driver reads it.
  */
 export function sslModeProblem(params: URLSearchParams, envMode = process.env.PGSSLMODE): string | undefined {
   // A parameter given twice is read as the first by one reader and the last by another.
   const names = [...params.keys()];
   const twice = names.find((k, i) => names.indexOf(k) !== i);
   if (twice) return `names ${twice} more than once`;
-  // Without sslmode in the URL the driver reads PGSSLMODE, in its own way (never libpq's).
-  if (!params.has('sslmode') && envMode && !['disable', 'verify-full', 'no-verify'].includes(envMode)) {
-    const reading = ['prefer', 'require', 'verify-ca'].includes(envMode) ? 'takes for verify-full' : 'does not know, and connects without TLS';
-    return `has no sslmode, so the driver reads PGSSLMODE=${envMode}, which it ${reading}: unset PGSSLMODE and write sslmode in the URL (verify-full, with sslrootcert=FILE for a private CA)`;
+  // Where the URL sets no TLS of its own the driver reads PGSSLMODE, in its own way (never
+  // libpq's): allow, unknown to it, is no TLS, as libpq's allow mostly is; so is any other value
+  // it does not know, which is refused as likely a mistake.
+  if (readsEnvSslMode(params) && envMode && !['disable', 'allow', 'verify-full', 'no-verify'].includes(envMode)) {
+    const reading = ['prefer', 'require', 'verify-ca'].includes(envMode) ? 'which it takes for verify-full' : 'a value it does not know, so it connects without TLS';
+    return `has none of ssl, sslmode, sslcert, sslkey, sslrootcert or sslnegotiation=direct, so the driver reads PGSSLMODE=${envMode}, ${reading}: unset PGSSLMODE (or set it to disable, verify-full or no-verify) or write sslmode in the URL (verify-full, with sslrootcert=FILE for a private CA)`;
   }
   const libpq = params.get('uselibpqcompat') === 'true';
   for (const mode of params.getAll('sslmode')) {
@@ -64,15 +67,24 @@ export function sslModeProblem(params: URLSearchParams, envMode = process.env.PG
 }
 
 /**
+ * Whether the driver reads PGSSLMODE: only while the URL gives it no TLS setting (pg-connection-
+ * string makes one of ssl, a non-empty sslmode, sslcert, sslkey or sslrootcert, or
+ * sslnegotiation=direct; pg reads the environment only when there is none).
+ */
+function readsEnvSslMode(params: URLSearchParams): boolean {
+  return !params.has('ssl') && !['sslmode', 'sslcert', 'sslkey', 'sslrootcert'].some((k) => params.get(k)) && params.get('sslnegotiation') !== 'direct';
+}
+
+/**
  * The setting that has the driver encrypt without checking the database's certificate, if any:
  * sslmode=no-verify; else, without sslcert, sslkey or sslrootcert (which make a checked TLS
- * config), ssl=no-verify; else PGSSLMODE=no-verify where the URL has no ssl or sslmode.
+ * config), ssl=no-verify; else PGSSLMODE=no-verify where the driver reads it.
  */
 export function noVerifySetting(params: URLSearchParams, envMode = process.env.PGSSLMODE): string | undefined {
   if (params.has('sslmode')) return params.get('sslmode') === 'no-verify' ? 'sslmode=no-verify' : undefined;
   if (['sslcert', 'sslkey', 'sslrootcert'].some((k) => params.get(k))) return undefined;
   if (params.has('ssl')) return params.get('ssl') === 'no-verify' ? 'ssl=no-verify' : undefined;
-  return envMode === 'no-verify' ? 'PGSSLMODE=no-verify' : undefined;
+  return readsEnvSslMode(params) && envMode === 'no-verify' ? 'PGSSLMODE=no-verify' : undefined;
 }
 
 /** The database URL from --pg-url or the environment, checked (USAGE) before anything connects. */

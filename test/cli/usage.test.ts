@@ -173,8 +173,16 @@ describe('usage mistakes across the programs (exit 2, before any work)', () => {
     const fromEnv = await pgWith('', { PGSSLMODE: 'require' });
     expect(fromEnv.status).to.equal(2);
     expect(fromEnv.stderr).to.contain('PGSSLMODE=require, which it takes for verify-full').and.not.contain('SECURITY WARNING');
-    expect((await pgWith('', { PGSSLMODE: 'allow' })).stderr).to.contain('PGSSLMODE=allow, which it does not know, and connects without TLS').and.contain('[USAGE]');
-    expect((await pgWith('?sslmode=verify-full', { PGSSLMODE: 'require' })).stderr).to.contain('[FILE_ERROR]');
+    expect((await pgWith('', { PGSSLMODE: 'requir' })).stderr).to.contain('PGSSLMODE=requir, a value it does not know, so it connects without TLS').and.contain('[USAGE]');
+    expect((await pgWith('?sslnegotiation=postgres', { PGSSLMODE: 'require' })).stderr).to.contain('PGSSLMODE=require').and.contain('[USAGE]');
+    // allow, unknown to the driver, is no TLS (as before); and wherever the URL sets TLS of its
+    // own, the driver ignores PGSSLMODE, so neither is it refused nor its no-verify warned of.
+    const ownTls = ['?sslmode=verify-full', '?sslrootcert=ca.pem', '?ssl=true', '?ssl=0', '?sslcert=c.pem&sslkey=k.pem', '?sslnegotiation=direct'];
+    const cases: [string, string][] = [['', 'allow'], ...ownTls.flatMap((q) => [[q, 'require'], [q, 'no-verify']] as [string, string][])];
+    for (const [query, mode] of cases) {
+      const r = await pgWith(query, { PGSSLMODE: mode });
+      expect(r.stderr, `${query} PGSSLMODE=${mode}`).to.contain('[FILE_ERROR]').and.not.contain('warning');
+    }
     // The driver's no-verify: taken, with a warning that the database's certificate goes unchecked.
     for (const [query, env, setting] of [['?sslmode=no-verify', {}, 'sslmode'], ['?ssl=no-verify', {}, 'ssl'], ['', { PGSSLMODE: 'no-verify' }, 'PGSSLMODE']] as const) {
       const r = await pgWith(query, env);
