@@ -606,6 +606,12 @@ export class AuditLog {
         const s = await scanEnd(segment.path);
         if (!s.ok) throw notVerified(segment.path, s, `refusing to continue it in ${path}`);
         if (s.lastSeq !== segment.lastSeq) throw new CertifierError('INTEGRITY', `the audit segment ${segment.path} ends at seq ${s.lastSeq}, not the ${segment.lastSeq} its name says`);
+        // FILE.end is written before each rotation's rename: the newest segment ends where it says,
+        // with its hash. One ending elsewhere, or another way, is not this chain's (copied in from
+        // another server's archive under the same name), and verify-audit refuses it too.
+        if (end && (s.lastSeq !== end.seq || s.last !== end.hash)) {
+          throw new CertifierError('INTEGRITY', `the audit segment ${segment.path} ends at seq ${s.lastSeq} with hash ${s.last}, but ${endPath(path)} says the last rotation left the chain at seq ${end.seq} with hash ${end.hash}: the segment is not this chain's (copied in from elsewhere?); refusing to continue it`);
+        }
         if (!start) r = s;
         else if (start.seq !== s.lastSeq + 1 || start.prev !== s.last) throw doesNotContinue(path, start, `its latest segment ${segment.path}`, s.lastSeq, s.last);
       }
@@ -619,8 +625,9 @@ export class AuditLog {
         if (start.seq <= end.seq) {
           const hash = end.seq === r.lastSeq ? r.last : await hashAt(path, end.seq);
           if (hash !== end.hash) {
-            const found = hash ? `the record of seq ${end.seq} in the audit log ${path} has hash ${hash}` : `the audit log ${path} has no whole line of seq ${end.seq}`;
-            throw new CertifierError('INTEGRITY', `${found}, but ${endPath(path)} says ${end.hash}; refusing to extend it (another log in its place?)`);
+            throw new CertifierError('INTEGRITY', hash
+              ? `the record of seq ${end.seq} in the audit log ${path} has hash ${hash}, but ${endPath(path)} says ${end.hash} (the line edited, or another log in its place); refusing to extend it`
+              : `no whole, well-formed record of seq ${end.seq}, where ${endPath(path)} says the last rotation left the chain, could be read in the audit log ${path} (a line there or near it is damaged: key-server verify-audit names it); refusing to extend it`);
           }
         }
       }

@@ -4,8 +4,8 @@
 import { expect } from 'chai';
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, existsSync, linkSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
-import { basename, join } from 'node:path';
+import { chmodSync, copyFileSync, existsSync, linkSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { AUDIT_GENESIS, AuditLog, auditHash, repairAuditTail, verifyAudit, type AuditEntry } from '../../lib/keyservice/audit.ts';
 import { verifyChain } from '../../lib/keyservice/audit-chain.ts';
@@ -420,7 +420,7 @@ describe('audit log', () => {
       await foreign.close();
       writeFileSync(path, readFileSync(other));
       const e = await rejects(AuditLog.open(path), 'INTEGRITY');
-      expect(e.message).to.match(new RegExp(`^the record of seq ${recorded.seq} in the audit log \\S+ has hash [0-9a-f]{64}, but \\S+\\.end says ${recorded.hash}; refusing to extend it \\(another log in its place\\?\\)$`));
+      expect(e.message).to.match(new RegExp(`^the record of seq ${recorded.seq} in the audit log \\S+ has hash [0-9a-f]{64}, but \\S+\\.end says ${recorded.hash} \\(the line edited, or another log in its place\\); refusing to extend it$`));
       expect(await verifyChain([path], { continuing: true })).to.deep.include({ ok: false, line: recorded.seq });
       expect(readFileSync(path).equals(readFileSync(other))).to.equal(true);
 
@@ -431,6 +431,42 @@ describe('audit log', () => {
         expect(await verifyChain([path], { continuing: true })).to.deep.include({ ok: true, lastSeq: 40 });
         await (await AuditLog.open(path)).close();
       }
+    });
+
+    it('refuses to continue a newest segment that is not where FILE.end says the last rotation left the chain (one copied in from another server)', async () => {
+      const log = await AuditLog.open(path, { rotateBytes: 1 });
+      await fill(log, 1, 4);
+      await log.close();
+      const other = join(tmp.dir, 'other', 'audit.jsonl');
+      mkdirSync(dirname(other));
+      const foreign = await AuditLog.open(other, { rotateBytes: 1 });
+      for (let i = 1; i <= 4; i++) await foreign.append({ ...entry(i), conn: 'other' });
+      await foreign.close();
+      const newest = segments().at(-1)!;
+      const kept = readFileSync(newest);
+      copyFileSync(join(dirname(other), basename(newest)), newest); // the same name, another chain
+      expect(readFileSync(path, 'utf8')).to.equal('');
+      const e = await rejects(AuditLog.open(path), 'INTEGRITY');
+      expect(e.message).to.contain(`the audit segment ${newest} ends at seq 4 with hash`).and.contain('the segment is not this chain\'s');
+      writeFileSync(newest, kept);
+      await (await AuditLog.open(path)).close();
+    });
+
+    it('says a damaged line near the record FILE.end names is damaged, not that another log is in place', async () => {
+      await rotatedThen(0);
+      const recorded = JSON.parse(readFileSync(`${path}.end`, 'utf8')) as { seq: number; hash: string };
+      // A rotation cut short (FILE.end written, the log not renamed), then served on.
+      for (const seg of segments().filter((f) => Number(f.slice(-12)) === recorded.seq)) {
+        const held = readFileSync(seg, 'utf8');
+        rmSync(seg);
+        writeFileSync(path, held + readFileSync(path, 'utf8'));
+      }
+      const ls = lines();
+      const at = ls.findIndex((l) => JSON.parse(l).seq === recorded.seq);
+      ls[at] = `#${ls[at]!.slice(1)}`;
+      save(ls);
+      const e = await rejects(AuditLog.open(path), 'INTEGRITY');
+      expect(e.message).to.contain(`no whole, well-formed record of seq ${recorded.seq}`).and.contain('verify-audit names it').and.not.contain('another log');
     });
 
     it('refuses a log whose first lines after FILE.end were cut away, to serve and to verify-audit --continuing', async () => {
