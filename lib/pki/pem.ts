@@ -75,7 +75,10 @@ export function itemValue(type: string, bytes: Uint8Array): Uint8Array {
   try {
     const [tbs, algorithm, signature, ...extra] = children(readOne(der));
     const fields = tbs?.tag === TAG.SEQUENCE ? children(tbs).filter((f) => f.tag !== CONTEXT_0) : [];
-    shaped = extra.length === 0 && algorithm?.tag === TAG.SEQUENCE && signature?.tag === TAG.BIT_STRING && fields.length >= 6 && fields[0]!.tag === TAG.INTEGER;
+    // serial, then signature algorithm, issuer, validity, subject and key, each a SEQUENCE (a CRL,
+    // whose signed part has times where a certificate has its validity, is not one).
+    shaped = extra.length === 0 && algorithm?.tag === TAG.SEQUENCE && signature?.tag === TAG.BIT_STRING && fields.length >= 6
+      && fields[0]!.tag === TAG.INTEGER && fields.slice(1, 6).every((f) => f.tag === TAG.SEQUENCE);
   } catch {
     // malformed inside: not shaped as a certificate either
   }

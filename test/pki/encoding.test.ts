@@ -78,9 +78,12 @@ describe('pki: itemValue (an X509-der-cert item)', () => {
     }
   });
 
-  it('refuses one DER element not shaped as a certificate (a key, an empty SEQUENCE): BAD_CERTIFICATE', () => {
+  it('refuses one DER element not shaped as a certificate (a key, an empty SEQUENCE, a CRL): BAD_CERTIFICATE', () => {
     const pkcs8 = seq(tlv(TAG.INTEGER, Uint8Array.of(0)), alg, tlv(TAG.OCTET_STRING, Uint8Array.of(1)));
-    for (const der of [seq(), pkcs8, seq(seq(), alg, tlv(TAG.BIT_STRING, Uint8Array.of(0)))]) {
+    // A v2 CRL: version, algorithm, issuer, thisUpdate, nextUpdate (times), the revoked list.
+    const time = tlv(0x17, new TextEncoder().encode('261205000000Z'));
+    const crl = seq(seq(tlv(TAG.INTEGER, Uint8Array.of(1)), alg, name, time, time, seq(seq(tlv(TAG.INTEGER, Uint8Array.of(5)), time))), alg, tlv(TAG.BIT_STRING, Uint8Array.of(0, 1)));
+    for (const der of [seq(), pkcs8, seq(seq(), alg, tlv(TAG.BIT_STRING, Uint8Array.of(0))), crl]) {
       expect(() => itemValue('X509-der-cert', der)).to.throw(CertifierError).with.property('code', 'BAD_CERTIFICATE');
     }
     expect(itemValue('binary-blob', seq())).to.deep.equal(seq());
