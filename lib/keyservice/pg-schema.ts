@@ -89,8 +89,11 @@ async function checkSchemaChoice(q: Query): Promise<void> {
   }
   const ours = await q(`SELECT 1 FROM unnest($1::text[]) AS name WHERE to_regclass(quote_ident($2) || '.' || quote_ident(name)) IS NOT NULL`, [['key_server_schema', ...TABLES], schema]);
   if (ours.length) return;
-  const [source] = await q<{ source: string }>("SELECT source FROM pg_settings WHERE name = 'search_path'");
-  if (source?.source !== 'default') return; // search_path chosen for this deployment: a new one here
+  // A first schema named in search_path is chosen for this deployment: a new one there. One that
+  // is there only as "$user" (the default, however it is set: unset, a configuration file, a role)
+  // appeared over the deployment further along.
+  const [path] = await q<{ search_path: string }>('SHOW search_path');
+  if (!/^\s*"?\$user"?\s*(,|$)/.test(path?.search_path ?? '')) return;
   const [other] = await q<{ schema: string }>(
     `SELECT DISTINCT n.nspname AS schema FROM unnest($1::text[]) AS name
        JOIN pg_class c ON c.oid = to_regclass(quote_ident(name)) JOIN pg_namespace n ON n.oid = c.relnamespace`, [['key_server_schema', ...TABLES]]);

@@ -147,6 +147,10 @@ if (!bin) {
         const e = await rejects(open(url), 'STORE_FORMAT');
         expect(e.message).to.contain('"public"').and.contain('"postgres"').and.contain('search_path=public');
         expect(await server.psql(db, "SELECT count(*) FROM pg_tables WHERE schemaname = 'postgres'", ['-tA'])).to.equal('0\n');
+        // The same default written out (a configuration file, the database's or role's settings): the same refusal.
+        await server.psql('postgres', `ALTER DATABASE ${db} SET search_path = "$user", public`);
+        await rejects(open(url), 'STORE_FORMAT');
+        await server.psql('postgres', `ALTER DATABASE ${db} RESET search_path`);
         const chosen = new URL(url);
         chosen.searchParams.set('options', '-c search_path=public');
         const again = await open(chosen.toString());
