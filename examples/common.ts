@@ -96,9 +96,9 @@ export class Scenario {
       child.stdout.on('data', (d: Buffer) => out.push(d));
       child.stderr.on('data', (d: Buffer) => err.push(d));
       child.on('error', reject);
-      child.on('close', (code) => {
+      child.on('close', (code, sig) => {
         if (code === 0) resolve(Buffer.concat(out));
-        else reject(new Error(`${program} ${args[0] ?? ''} exited ${code}:\n${Buffer.concat(err).toString()}`));
+        else reject(new Error(`${program} ${args[0] ?? ''} ${code === null ? `was stopped by ${sig}` : `exited ${code}`}:\n${Buffer.concat(err).toString()}`));
       });
       child.stdin.end(opts.input ?? '');
     });

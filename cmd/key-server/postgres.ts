@@ -49,6 +49,10 @@ export function sslModeProblem(params: URLSearchParams, envMode = process.env.PG
   const names = [...params.keys()];
   const twice = names.find((k, i) => names.indexOf(k) !== i);
   if (twice) return `names ${twice} more than once`;
+  // The driver throws on these at connect time, which would read as a bug (INTERNAL).
+  const negotiation = params.get('sslnegotiation');
+  if (negotiation !== null && negotiation !== 'postgres' && negotiation !== 'direct') return `has sslnegotiation=${negotiation}, not postgres or direct`;
+  if (negotiation === 'direct' && params.get('sslmode') === 'disable') return 'has sslnegotiation=direct, which needs TLS, with sslmode=disable';
   // Where the URL sets no TLS of its own the driver reads PGSSLMODE, in its own way (never
   // libpq's): allow, unknown to it, is no TLS, as libpq's allow mostly is; so is any other value
   // it does not know, which is refused as likely a mistake.
