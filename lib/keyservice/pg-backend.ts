@@ -53,11 +53,12 @@ const UNDEFINED_TABLE = '42P01';
  * Raises the name's high-water mark to the next version, under its row lock: one more than the
  * mark or than the highest stored version, whichever is higher, so a mark lowered or removed
  * behind the backend's back (as LevelBackend reads its own) neither blocks the name nor reuses
- * a stored number.
+ * a stored number. A mark past the last version number (raised by hand) counts as the last, so
+ * the next is refused as beyond it (INVALID_INPUT), not an overflow in the database.
  */
 const NEXT_HIGH = `INSERT INTO key_server_names AS n (name, high)
   VALUES ($1, (SELECT coalesce(max(version), 0)::bigint FROM key_server_records WHERE name = $1) + 1)
-  ON CONFLICT (name) DO UPDATE SET high = greatest(n.high + 1, EXCLUDED.high) RETURNING high`;
+  ON CONFLICT (name) DO UPDATE SET high = greatest(least(n.high, 2147483647) + 1, EXCLUDED.high) RETURNING high`;
 const COLUMNS = 'name, version, type, exportable, time_entered, size';
 interface Row { name: string; version: number; type: string; exportable: boolean; time_entered: string; size: number; ciphertext?: Buffer }
 

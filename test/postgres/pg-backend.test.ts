@@ -174,6 +174,9 @@ if (!bin) {
         const b = await track(open(url));
         await server.psql(`contract_${n}`, "INSERT INTO key_server_records VALUES ('maxed', 2147483647, 'binary-blob', false, 'x', 1, '\\x01')");
         expect((await rejects(b.append('maxed', (v) => recordFor('maxed', v)), 'INVALID_INPUT')).message).to.contain('has used every version number');
+        // A mark raised by hand to the largest bigint: the same refusal, not an overflow (INTERNAL).
+        await server.psql(`contract_${n}`, "INSERT INTO key_server_names VALUES ('raised', 9223372036854775807)");
+        expect((await rejects(b.append('raised', (v) => recordFor('raised', v)), 'INVALID_INPUT')).message).to.contain('has used every version number');
       });
 
       it('refuses a database written by a newer key-server, and one not in UTF-8', async () => {
