@@ -49,6 +49,9 @@ export function sslModeProblem(params: URLSearchParams, envMode = process.env.PG
   const names = [...params.keys()];
   const twice = names.find((k, i) => names.indexOf(k) !== i);
   if (twice) return `names ${twice} more than once`;
+  // ssl=false (or any value but these) is a non-empty string to the driver: TLS on, checked.
+  const ssl = params.get('ssl');
+  if (ssl !== null && !['true', '1', '0', 'no-verify'].includes(ssl)) return `has ssl=${ssl}, which the driver reads as TLS on (it knows true, 1, 0 and no-verify): write ssl=0 or sslmode=disable for none, sslmode=verify-full for TLS`;
   // The driver throws on these at connect time, which would read as a bug (INTERNAL).
   const negotiation = params.get('sslnegotiation');
   if (negotiation !== null && negotiation !== 'postgres' && negotiation !== 'direct') return `has sslnegotiation=${negotiation}, not postgres or direct`;

@@ -167,10 +167,10 @@ describe('usage mistakes across the programs (exit 2, before any work)', () => {
     // A parameter given twice (the check and the driver would each read another of them), and
     // PGSSLMODE, which the driver reads its own way where the URL has no sslmode.
     const pgWith = (query: string, env: Record<string, string> = {}) => run('key-server', [...base, '--backend', 'postgres'], { env: { ...process.env, ...env, KEY_SERVER_PG_URL: `postgres://u@127.0.0.1:1/keys${query}` } });
-    for (const query of ['?sslnegotiation=bogus', '?sslmode=disable&sslnegotiation=direct']) {
-      const r = await pgWith(query);
+    for (const [query, named] of [['?sslnegotiation=bogus', 'sslnegotiation'], ['?sslmode=disable&sslnegotiation=direct', 'sslnegotiation'], ['?ssl=false', 'ssl=false, which the driver reads as TLS on']]) {
+      const r = await pgWith(query!);
       expect(r.status, query).to.equal(2);
-      expect(r.stderr, query).to.contain('sslnegotiation').and.contain('[USAGE]');
+      expect(r.stderr, query).to.contain(named).and.contain('[USAGE]');
     }
     const twice = await pgWith('?uselibpqcompat=true&uselibpqcompat=false&sslmode=require');
     expect(twice.status).to.equal(2);
