@@ -26,6 +26,7 @@ export function escapeInvisible(text: string): string {
 
 const JSON_STRING = /"(?:[^"\\]|\\.)*"/g;
 const NON_ASCII = /[^\x00-\x7f]/g;
+const PRINTABLE_ASCII = /^[\x20-\x7e]*$/;
 
 /**
  * JSON.stringify, with what JSON leaves raw but would not show escaped too (for logs and
@@ -35,6 +36,9 @@ const NON_ASCII = /[^\x00-\x7f]/g;
  */
 export function visibleJson(value: unknown): string {
   const json = JSON.stringify(value);
+  // Printable ASCII (what every log line and audit record usually is) shows as itself: no
+  // normalizing or escaping to do (JSON.stringify has already escaped the controls below 0x20).
+  if (PRINTABLE_ASCII.test(json)) return json;
   // Between literals there is only ASCII: a text in form C as a whole has every literal in it.
   if (json.normalize('NFC') === json) return escapeInvisible(json);
   const shown = json.replace(JSON_STRING, (literal) => {
