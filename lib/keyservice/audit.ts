@@ -5,8 +5,9 @@
 // would not show as itself written \uXXXX, as visibleJson does for every log) with "prev" and
 // "hash" appended, where hash = hex SHA-256 of the UTF-8 bytes of prev followed by that JSON as
 // written, and prev is the previous line's hash (64 zeros for line 1). Lines written before names
-// were escaped (raw, hashed raw) verify too. Anyone can check it with any JSON tool and sha256sum. The chain has no key: whoever can write the file can recompute
-// it after an edit, or cut its last lines, and it still verifies. Its end (writtenEnd, which
+// were escaped (raw, hashed raw) verify too. Anyone can check it with any JSON tool and sha256sum.
+// The chain has no key: whoever can write the file can recompute it after an edit, or cut its
+// last lines, and it still verifies. Its end (writtenEnd, which
 // key-server logs, and verify-audit prints), kept elsewhere, is what finds that (--expect).
 //
 // Durability: lines are chained in call order and written in that order on an O_APPEND | O_DSYNC
@@ -307,7 +308,6 @@ async function readEnd(path: string): Promise<EndResult | undefined> {
   return 'problem' in r ? undefined : { ok: true, lastSeq: seq, last: r.hash };
 }
 
-/** Verifies a log without changing it: the number of lines, or the first bad line (1-based). */
 /**
  * FILE_ERROR unless `dir`, where the audit log `given` goes, is a directory that is there: a log is
  * made only in one, so a mistyped --audit never starts a new chain where no one looks (key-server
@@ -318,6 +318,7 @@ export async function refuseMissingAuditDir(given: string, dir = dirname(given))
   throw new CertifierError('FILE_ERROR', `cannot open the audit log ${given}: no directory ${dir} (make it first, or correct the path)`, { details: { path: given } });
 }
 
+/** Verifies a log without changing it: the number of lines, or the first bad line (1-based). */
 export async function verifyAudit(path: string): Promise<AuditVerification> {
   const r = await scan(path);
   return r.ok ? { ok: true, lines: r.lines } : { ok: false, line: r.line, problem: r.problem };
@@ -620,7 +621,8 @@ export class AuditLog {
         if (end.seq > r.lastSeq) throw new CertifierError('INTEGRITY', `${endPath(path)} says the audit chain reached seq ${end.seq} at its last rotation, but the log ${path} ends at seq ${r.lastSeq}; refusing to extend it`);
         if (start.seq === end.seq + 1 && start.prev !== end.hash) throw doesNotContinue(path, start, endPath(path), end.seq, end.hash);
         // The first line after a rotation is the next seq: a log that starts later lost lines.
-        if (start.seq > end.seq + 1 && !fromSegment) throw new CertifierError('INTEGRITY', `the audit log ${path}: ${startsAfter(start.seq, end.seq, endSource(path))}; refusing to extend it`);
+        // (Continuing the newest segment, which ends at FILE.end, it has been checked above.)
+        if (start.seq > end.seq + 1) throw new CertifierError('INTEGRITY', `the audit log ${path}: ${startsAfter(start.seq, end.seq, endSource(path))}; refusing to extend it`);
         // A log that began at or before that seq (a rotation cut short, then served on) holds its record.
         if (start.seq <= end.seq) {
           const hash = end.seq === r.lastSeq ? r.last : await hashAt(path, end.seq);
