@@ -40,9 +40,7 @@ export async function verifyChain(files: string[], o: { continuing?: boolean; an
   if (atRotation) anchors.push(atRotation);
   const wanted = new Set(anchors.map((a) => a.seq));
   for (const file of files) {
-    let line = 0;
-    const r = await verifySegment(file, (seq, hash) => {
-      line++;
+    const r = await verifySegment(file, (seq, hash, line) => {
       if (wanted.has(seq)) hashes.set(seq, { hash, file, line });
     });
     if (!r.ok) return { ok: false, file, line: r.line, problem: r.problem };

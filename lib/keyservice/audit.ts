@@ -167,7 +167,7 @@ type ScanResult = ({ ok: true } & AuditSegment) | Failure;
  * Reads the whole file in bounded memory. Its first line must be seq 1 after the genesis hash,
  * unless `continuing`: then it may continue an earlier segment, from any seq and hash it names.
  */
-async function scan(path: string, continuing = false, seen?: (seq: number, hash: string) => void): Promise<ScanResult> {
+async function scan(path: string, continuing = false, seen?: (seq: number, hash: string, line: number) => void): Promise<ScanResult> {
   let fh: FileHandle;
   try {
     // Without blocking: a FIFO given (or put in a log's place) is refused below, not waited on.
@@ -217,7 +217,7 @@ async function scan(path: string, continuing = false, seen?: (seq: number, hash:
         const r = checkLine(text, firstSeq + line - 1, prev);
         if ('problem' in r) return { ok: false, line, problem: r.problem };
         prev = r.hash;
-        seen?.(firstSeq + line - 1, prev);
+        seen?.(firstSeq + line - 1, prev, line);
         complete += nl + 1;
         pending = pending.subarray(nl + 1);
       }
@@ -327,9 +327,9 @@ export async function verifyAudit(path: string): Promise<AuditVerification> {
 /**
  * Verifies one file of a rotated chain: as verifyAudit, but its first line may continue an
  * earlier segment (see AuditSegment); the caller checks that it links to the one before.
- * `seen` is told each line's seq and hash once the line verifies.
+ * `seen` is told each line's seq, hash and number once the line verifies.
  */
-export async function verifySegment(path: string, seen?: (seq: number, hash: string) => void): Promise<({ ok: true } & AuditSegment) | { ok: false; line: number; problem: string }> {
+export async function verifySegment(path: string, seen?: (seq: number, hash: string, line: number) => void): Promise<({ ok: true } & AuditSegment) | { ok: false; line: number; problem: string }> {
   const r = await scan(path, true, seen);
   return r.ok ? r : { ok: false, line: r.line, problem: r.problem };
 }
