@@ -185,7 +185,7 @@ clientOptions(subcommand<ClientOpts & { config: string; allowPartial?: boolean }
     const specs = parseProvisionConfig(utf8Text(await readFileLimited(o.config, 1024 * 1024), `the provisioning config ${o.config}`));
     checkFetchCount(o, specs.length, 'INVALID_INPUT', 'secrets');
     const own = clientFiles(o, o.config);
-    const outcomes = await withClient(o, (c, store) => provision(c, store, specs, { allowPartial: o.allowPartial === true, own, completedBeforeSignal }), (store) => refuseBeforeFetching(store, specs, own));
+    const outcomes = await withClient(o, (c, store) => provision(c, store, specs, { allowPartial: o.allowPartial === true, own, completedBeforeSignal, checked: true }), (store) => refuseBeforeFetching(store, specs, own));
     for (const x of outcomes.filter((y) => y.error)) warn(P, `could not provision "${x.spec.name}": ${x.error!.message} [${x.error!.code}]`);
     const items = outcomes.map((x) => ({ name: x.spec.name, ...(x.spec.tag ? { tag: x.spec.tag } : { file: x.spec.file }), ...(x.entry ? { version: x.entry.version, ...(x.storeVersion ? { storeVersion: x.storeVersion } : {}), written: x.written } : { error: x.error!.code }) }));
     const outcome = (i: (typeof items)[number]) => 'error' in i ? `FAILED (${i.error})`

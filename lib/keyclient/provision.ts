@@ -164,7 +164,7 @@ export async function keepAll(store: Cryptstore | undefined, outcomes: Outcome[]
   const problems = destinationProblems(outcomes.map((x) => x.spec));
   if (problems.length) throw new CertifierError('INVALID_INPUT', `nothing was written: ${problems.join('; ')}`);
   const arrived = outcomes.filter((x) => x.entry);
-  await checkLocalPaths(arrived.map((x) => x.spec), o.own, { existingMayStay: true });
+  const existing = await checkLocalPaths(arrived.map((x) => x.spec), o.own, { existingMayStay: true });
   const tags: Outcome[] = [];
   const files: Outcome[] = [];
   for (const x of arrived) {
@@ -175,7 +175,8 @@ export async function keepAll(store: Cryptstore | undefined, outcomes: Outcome[]
     } else if (await heldInFile(x.spec.file!, x.entry!, x.spec.mode ?? 0o600)) x.written = 'unchanged';
     else files.push(x);
   }
-  await checkLocalPaths(files.map((x) => x.spec), o.own);
+  // Files there already that change: their directory must be writable after all (the others were checked in full).
+  await checkLocalPaths(files.map((x) => x.spec).filter((spec) => existing.has(spec)), o.own);
   const staged: Staged[] = [];
   try {
     for (const x of files) staged.push({ file: await stageFile(x.spec.file!, x.entry!.blob, x.spec.mode ?? 0o600), exclusive: false });
@@ -203,16 +204,21 @@ export async function keepAll(store: Cryptstore | undefined, outcomes: Outcome[]
  * Refuses, with nothing written, a LocalPath that is one of the run's own files (INVALID_INPUT) or
  * where no file can be written (checkWritable: a missing directory, a directory or link in the way).
  */
-async function checkLocalPaths(specs: SecretSpec[], own: OwnFiles | undefined, o: { existingMayStay?: boolean } = {}): Promise<void> {
+async function checkLocalPaths(specs: SecretSpec[], own: OwnFiles | undefined, o: { existingMayStay?: boolean } = {}): Promise<Set<SecretSpec>> {
+  const existing = new Set<SecretSpec>();
   for (const spec of specs) {
     if (spec.file === undefined) continue;
     if (own) refuseOwnFiles(spec.file, own, `the LocalPath of "${spec.name}" (${spec.file})`);
     // A regular file there may already hold the value, and then nothing is written: its directory
-    // need not be writable (a read-only file system on a re-run). Checked in full once it is known
-    // that it changes.
-    if (o.existingMayStay && !spec.file.endsWith('/') && (await lstat(spec.file).catch(() => undefined))?.isFile()) continue;
+    // need not be writable (a read-only file system on a re-run). Returned, to be checked in full
+    // once it is known that it changes.
+    if (o.existingMayStay && !spec.file.endsWith('/') && (await lstat(spec.file).catch(() => undefined))?.isFile()) {
+      existing.add(spec);
+      continue;
+    }
     await checkWritable(spec.file).catch((e: unknown) => Promise.reject(nothingWritten(e)));
   }
+  return existing;
 }
 
 /** `e`, saying that nothing was written (once: "nothing was replaced" in a refusal becomes that). */
@@ -269,9 +275,10 @@ async function refuseLookAlikeTags(store: Cryptstore | undefined, specs: SecretS
 /**
  * Fetch, then keep: all or nothing unless `allowPartial`, which keeps what arrived; a run in
  * which nothing arrived fails either way (with the first failure's code: 3 when it may be retried).
+ * `checked`: the caller ran refuseBeforeFetching itself, before connecting (key-client does).
  */
-export async function provision(client: KeyClient, store: Cryptstore | undefined, specs: SecretSpec[], o: KeepOptions & { allowPartial?: boolean } = {}): Promise<Outcome[]> {
-  await refuseBeforeFetching(store, specs, o.own);
+export async function provision(client: KeyClient, store: Cryptstore | undefined, specs: SecretSpec[], o: KeepOptions & { allowPartial?: boolean; checked?: boolean } = {}): Promise<Outcome[]> {
+  if (!o.checked) await refuseBeforeFetching(store, specs, o.own);
   const outcomes = await fetchAll(client, specs);
   const failures = outcomes.filter((x) => x.error);
   if (failures.length && (!o.allowPartial || failures.length === outcomes.length)) {
