@@ -2,9 +2,11 @@
 // first, so a password need not appear in argv or ps), the replica's name, the lock on its own
 // data directory (its audit log must have one writer), and the shared backend itself.
 
+import pg from 'pg';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { PgBackend } from '../../lib/keyservice/pg-backend.ts';
 import { lockDataDir } from '../../lib/keyservice/replica.ts';
+import { fileError } from '../../lib/files/index.ts';
 import { warn } from '../common/cli.ts';
 
 export const PG_URL_ENV = 'KEY_SERVER_PG_URL';
@@ -39,59 +41,92 @@ export function redactUrl(url: string): string {
 }
 
 /**
- * What is wrong with the URL's sslmode for the pg driver, which reads it otherwise than libpq:
- * prefer, require and verify-ca mean verify-full to it (with a multi-line warning of its own
- * on stderr) unless uselibpqcompat=true, and a value it does not know is ignored; the same for
- * PGSSLMODE (never with libpq's meaning) where the driver reads it.
+ * The operator's own words about TLS that are refused before the driver reads the URL: a
+ * parameter given twice (one reader takes the first, another the last), and an sslmode this
+ * driver reads otherwise than libpq (prefer, require and verify-ca are verify-full to it unless
+ * uselibpqcompat=true, and it prints a multi-line warning of its own as it parses them).
  */
-export function sslModeProblem(params: URLSearchParams, envMode = process.env.PGSSLMODE): string | undefined {
-  // A parameter given twice is read as the first by one reader and the last by another.
+export function sslWordProblem(params: URLSearchParams): string | undefined {
   const names = [...params.keys()];
   const twice = names.find((k, i) => names.indexOf(k) !== i);
   if (twice) return `names ${twice} more than once`;
-  // ssl=false (or any value but these) is a non-empty string to the driver: TLS on, checked.
-  const ssl = params.get('ssl');
-  if (ssl !== null && !['true', '1', '0', 'no-verify'].includes(ssl)) return `has ssl=${ssl}, which the driver reads as TLS on (it knows true, 1, 0 and no-verify): write ssl=0 or sslmode=disable for none, sslmode=verify-full for TLS`;
-  // The driver throws on these at connect time, which would read as a bug (INTERNAL).
-  const negotiation = params.get('sslnegotiation');
-  if (negotiation !== null && negotiation !== 'postgres' && negotiation !== 'direct') return `has sslnegotiation=${negotiation}, not postgres or direct`;
-  if (negotiation === 'direct' && params.get('sslmode') === 'disable') return 'has sslnegotiation=direct, which needs TLS, with sslmode=disable';
-  // Where the URL sets no TLS of its own the driver reads PGSSLMODE, in its own way (never
-  // libpq's): allow, unknown to it, is no TLS, as libpq's allow mostly is; so is any other value
-  // it does not know, which is refused as likely a mistake.
-  if (readsEnvSslMode(params) && envMode && !['disable', 'allow', 'verify-full', 'no-verify'].includes(envMode)) {
-    const reading = ['prefer', 'require', 'verify-ca'].includes(envMode) ? 'which it takes for verify-full' : 'a value it does not know, so it connects without TLS';
-    return `has none of ssl, sslmode, sslcert, sslkey, sslrootcert or sslnegotiation=direct, so the driver reads PGSSLMODE=${envMode}, ${reading}: unset PGSSLMODE (or set it to disable, verify-full or no-verify) or write sslmode in the URL (verify-full, with sslrootcert=FILE for a private CA)`;
-  }
   const libpq = params.get('uselibpqcompat') === 'true';
-  for (const mode of params.getAll('sslmode')) {
-    if (mode === 'disable' || mode === 'verify-full' || (mode === 'no-verify' && !libpq)) continue;
-    if (!['prefer', 'require', 'verify-ca'].includes(mode)) return 'has an sslmode that is not one of disable, prefer, require, verify-ca, verify-full';
-    if (!libpq) return `has sslmode=${mode}, which this driver takes for verify-full: write sslmode=verify-full (with sslrootcert=FILE for a private CA), or add uselibpqcompat=true for libpq's meaning of ${mode}`;
-    if (mode === 'verify-ca' && !params.get('sslrootcert')) return 'has sslmode=verify-ca without sslrootcert=FILE, the CA to verify the database\'s certificate with';
-  }
+  const mode = params.get('sslmode');
+  if (mode === null || mode === 'disable' || mode === 'verify-full' || (mode === 'no-verify' && !libpq)) return undefined;
+  if (!['prefer', 'require', 'verify-ca'].includes(mode)) return 'has an sslmode that is not one of disable, prefer, require, verify-ca, verify-full';
+  if (!libpq) return `has sslmode=${mode}, which this driver takes for verify-full: write sslmode=verify-full (with sslrootcert=FILE for a private CA), or add uselibpqcompat=true for libpq's meaning of ${mode}`;
+  // The driver refuses this too, but in words that start "SECURITY WARNING".
+  if (mode === 'verify-ca' && !params.get('sslrootcert')) return 'has sslmode=verify-ca without sslrootcert=FILE, the CA to verify the database\'s certificate with';
   return undefined;
 }
 
-/**
- * Whether the driver reads PGSSLMODE: only while the URL gives it no TLS setting (pg-connection-
- * string makes one of ssl, a non-empty sslmode, sslcert, sslkey or sslrootcert, or
- * sslnegotiation=direct; pg reads the environment only when there is none).
- */
-function readsEnvSslMode(params: URLSearchParams): boolean {
-  return !params.has('ssl') && !['sslmode', 'sslcert', 'sslkey', 'sslrootcert'].some((k) => params.get(k)) && params.get('sslnegotiation') !== 'direct';
+function decodeURIComponentSafe(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
 }
 
+/** How the driver will connect: no TLS, TLS checking the database's certificate, or TLS without checking it. */
+type Reading = 'none' | 'checked' | 'unchecked';
+
 /**
- * The setting that has the driver encrypt without checking the database's certificate, if any:
- * sslmode=no-verify; else, without sslcert, sslkey or sslrootcert (which make a checked TLS
- * config), ssl=no-verify; else PGSSLMODE=no-verify where the driver reads it.
+ * The driver's own reading of `url` in this environment, with PGSSLMODE set to `envMode` if
+ * given: a client is made (not connected) and its TLS setting read, so the rules are the
+ * driver's, not a copy of them. A string is a value the driver keeps as it is (TLS on).
  */
-export function noVerifySetting(params: URLSearchParams, envMode = process.env.PGSSLMODE): string | undefined {
-  if (params.has('sslmode')) return params.get('sslmode') === 'no-verify' ? 'sslmode=no-verify' : undefined;
-  if (['sslcert', 'sslkey', 'sslrootcert'].some((k) => params.get(k))) return undefined;
-  if (params.has('ssl')) return params.get('ssl') === 'no-verify' ? 'ssl=no-verify' : undefined;
-  return readsEnvSslMode(params) && envMode === 'no-verify' ? 'PGSSLMODE=no-verify' : undefined;
+function driverSsl(url: string, envMode?: string): unknown {
+  const saved = process.env.PGSSLMODE;
+  if (envMode !== undefined) process.env.PGSSLMODE = envMode;
+  try {
+    return (new pg.Client({ connectionString: url }) as unknown as { connectionParameters: { ssl: unknown } }).connectionParameters.ssl;
+  } finally {
+    if (envMode !== undefined) {
+      if (saved === undefined) delete process.env.PGSSLMODE;
+      else process.env.PGSSLMODE = saved;
+    }
+  }
+}
+
+function readingOf(ssl: unknown): Reading | undefined {
+  if (!ssl) return 'none';
+  if (ssl === true) return 'checked';
+  if (typeof ssl === 'object') return (ssl as { rejectUnauthorized?: unknown }).rejectUnauthorized === false ? 'unchecked' : 'checked';
+  return undefined;
+}
+
+const PGSSLMODE_MEANS: Record<string, Reading> = { disable: 'none', allow: 'none', 'verify-full': 'checked', 'no-verify': 'unchecked' };
+const SAID: Record<Reading, string> = { none: 'no TLS', checked: 'verify-full', unchecked: 'TLS without checking the database\'s certificate' };
+
+/**
+ * What the driver makes of the URL's TLS settings and PGSSLMODE, checked against what they say:
+ * a problem to refuse the URL for (USAGE or FILE_ERROR), or the setting to warn of when the
+ * driver will encrypt without checking the database's certificate.
+ */
+export function driverTlsCheck(url: string, params: URLSearchParams, password: string): { refuse?: CertifierError; problem?: string; unchecked?: string } {
+  let ssl: unknown;
+  try {
+    ssl = driverSsl(url);
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    // Never quote a password back, whatever the driver's message holds.
+    let said = String(err.message);
+    for (const p of password ? [password, decodeURIComponentSafe(password)] : []) said = said.split(p).join('***');
+    if (typeof err.code === 'string' && err.path) return { refuse: fileError('read the PostgreSQL URL\'s file', err.path, err) };
+    return { problem: `is refused by the driver (which reads PG* environment variables too): ${said}` };
+  }
+  const reading = readingOf(ssl);
+  if (reading === undefined) return { problem: `has ssl=${params.get('ssl')}, which the driver reads as TLS on (it keeps a value it does not know as it is, a non-empty string): write ssl=0 or sslmode=disable for none, sslmode=verify-full for TLS` };
+  // Whether the driver reads PGSSLMODE at all: only where the URL sets no TLS of its own.
+  const envRead = readingOf(driverSsl(url, 'verify-full')) !== readingOf(driverSsl(url, 'no-verify'));
+  const envMode = process.env.PGSSLMODE;
+  if (envRead && envMode && PGSSLMODE_MEANS[envMode] !== reading) {
+    return { problem: `sets no TLS of its own, so the driver reads PGSSLMODE=${envMode}, which it takes for ${SAID[reading]}: unset PGSSLMODE (or set it to disable, verify-full or no-verify) or write sslmode in the URL (verify-full, with sslrootcert=FILE for a private CA)` };
+  }
+  if (reading !== 'unchecked') return {};
+  const mode = params.get('sslmode');
+  return { unchecked: envRead ? 'PGSSLMODE=no-verify' : mode !== null ? `sslmode=${mode}` : 'ssl=no-verify' };
 }
 
 /** The database URL from --pg-url or the environment, checked (USAGE) before anything connects. */
@@ -110,12 +145,14 @@ export function pgUrlOf(program: string, o: PostgresOptions): string {
     throw new CertifierError('USAGE', `the PostgreSQL URL (${where}) is not a valid URL`);
   }
   if (!parsed.hostname || parsed.pathname.length < 2) throw new CertifierError('USAGE', `the PostgreSQL URL (${where}) must name a host and a database`);
-  const ssl = sslModeProblem(parsed.searchParams);
-  if (ssl) throw new CertifierError('USAGE', `the PostgreSQL URL (${where}) ${ssl}`);
+  const words = sslWordProblem(parsed.searchParams);
+  if (words) throw new CertifierError('USAGE', `the PostgreSQL URL (${where}) ${words}`);
+  const tls = driverTlsCheck(url, parsed.searchParams, parsed.password);
+  if (tls.refuse) throw tls.refuse;
+  if (tls.problem) throw new CertifierError('USAGE', `the PostgreSQL URL (${where}) ${tls.problem}`);
   if (o.pgUrl && parsed.password) warn(program, `the password in --pg-url is visible to every local user (ps); set ${PG_URL_ENV} instead`);
-  const noVerify = noVerifySetting(parsed.searchParams);
-  if (noVerify) {
-    warn(program, `${noVerify} encrypts the connection to the database but does not check its certificate: whoever is on the path can pose as the database (it sees only sealed records, but can withhold them or answer with older ones); use sslmode=verify-full`);
+  if (tls.unchecked) {
+    warn(program, `${tls.unchecked} encrypts the connection to the database but does not check its certificate: whoever is on the path can pose as the database (it sees only sealed records, but can withhold them or answer with older ones); use sslmode=verify-full`);
   }
   return url;
 }

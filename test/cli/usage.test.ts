@@ -159,7 +159,7 @@ describe('usage mistakes across the programs (exit 2, before any work)', () => {
         else expect(r.stderr).to.match(/^key-server: error: the PostgreSQL URL \(KEY_SERVER_PG_URL\) has .*sslmode.*\[USAGE\]\n/);
       }
     }
-    for (const query of ['sslmode=verify-full', 'sslmode=disable', 'uselibpqcompat=true&sslmode=require']) {
+    for (const query of ['sslmode=verify-full', 'sslmode=disable', 'uselibpqcompat=true&sslmode=verify-full', 'uselibpqcompat=true&sslmode=disable']) {
       const r = await run('key-server', [...base, '--backend', 'postgres'], { env: { ...process.env, KEY_SERVER_PG_URL: `postgres://u@127.0.0.1:1/keys?${query}` } });
       expect(r.stderr, query).to.contain('[FILE_ERROR]'); // past the URL's checks, to the missing policy certificate
       expect(r.stderr, query).not.to.contain('warning');
@@ -178,23 +178,37 @@ describe('usage mistakes across the programs (exit 2, before any work)', () => {
     const fromEnv = await pgWith('', { PGSSLMODE: 'require' });
     expect(fromEnv.status).to.equal(2);
     expect(fromEnv.stderr).to.contain('PGSSLMODE=require, which it takes for verify-full').and.not.contain('SECURITY WARNING');
-    expect((await pgWith('', { PGSSLMODE: 'requir' })).stderr).to.contain('PGSSLMODE=requir, a value it does not know, so it connects without TLS').and.contain('[USAGE]');
+    expect((await pgWith('', { PGSSLMODE: 'requir' })).stderr).to.contain('PGSSLMODE=requir, which it takes for no TLS').and.contain('[USAGE]');
+    // The driver reads PGSSLNEGOTIATION too, and throws at connect time on a value it does not know.
+    const negotiation = await pgWith('', { PGSSLNEGOTIATION: 'bogus' });
+    expect(negotiation.status).to.equal(2);
+    expect(negotiation.stderr).to.contain('Invalid sslnegotiation value: "bogus"').and.contain('[USAGE]');
     expect((await pgWith('?sslnegotiation=postgres', { PGSSLMODE: 'require' })).stderr).to.contain('PGSSLMODE=require').and.contain('[USAGE]');
     // allow, unknown to the driver, is no TLS (as before); and wherever the URL sets TLS of its
     // own, the driver ignores PGSSLMODE, so neither is it refused nor its no-verify warned of.
-    const ownTls = ['?sslmode=verify-full', '?sslrootcert=ca.pem', '?ssl=true', '?ssl=0', '?sslcert=c.pem&sslkey=k.pem', '?sslnegotiation=direct'];
+    // (The driver reads the files a URL names as it reads the URL: these exist; a missing one is
+    // FILE_ERROR, named, before anything else.)
+    for (const f of ['ca.pem', 'c.pem', 'k.pem']) writeFileSync(join(tmp.dir, f), 'not checked yet\n');
+    const [ca, cert, key] = ['ca.pem', 'c.pem', 'k.pem'].map((f) => join(tmp.dir, f));
+    const missing = await pgWith(`?sslmode=verify-full&sslrootcert=${join(tmp.dir, 'no-ca.pem')}`);
+    expect(missing.status).to.equal(1);
+    expect(missing.stderr).to.contain(`cannot read the PostgreSQL URL's file ${join(tmp.dir, 'no-ca.pem')}: no such file`).and.contain('[FILE_ERROR]');
+    const ownTls = ['?sslmode=verify-full', `?sslrootcert=${ca}`, '?ssl=true', '?ssl=0', `?sslcert=${cert}&sslkey=${key}`, '?sslnegotiation=direct'];
     const cases: [string, string][] = [['', 'allow'], ...ownTls.flatMap((q) => [[q, 'require'], [q, 'no-verify']] as [string, string][])];
     for (const [query, mode] of cases) {
       const r = await pgWith(query, { PGSSLMODE: mode });
       expect(r.stderr, `${query} PGSSLMODE=${mode}`).to.contain('[FILE_ERROR]').and.not.contain('warning');
     }
     // The driver's no-verify: taken, with a warning that the database's certificate goes unchecked.
-    for (const [query, env, setting] of [['?sslmode=no-verify', {}, 'sslmode'], ['?ssl=no-verify', {}, 'ssl'], ['', { PGSSLMODE: 'no-verify' }, 'PGSSLMODE']] as const) {
+    // So are libpq's require and prefer, asked for with uselibpqcompat=true.
+    const unchecked = [['?sslmode=no-verify', {}, 'sslmode=no-verify'], ['?ssl=no-verify', {}, 'ssl=no-verify'], ['', { PGSSLMODE: 'no-verify' }, 'PGSSLMODE=no-verify'],
+      ['?uselibpqcompat=true&sslmode=require', {}, 'sslmode=require'], ['?uselibpqcompat=true&sslmode=prefer', {}, 'sslmode=prefer']] as const;
+    for (const [query, env, setting] of unchecked) {
       const r = await pgWith(query, env);
-      expect(r.stderr, query).to.contain('[FILE_ERROR]').and.contain(`${setting}=no-verify encrypts the connection to the database but does not check its certificate`);
+      expect(r.stderr, query).to.contain('[FILE_ERROR]').and.contain(`${setting} encrypts the connection to the database but does not check its certificate`);
     }
     // A certificate file in the URL makes the driver check the database whatever ssl says.
-    expect((await pgWith('?ssl=no-verify&sslrootcert=ca.pem')).stderr).to.contain('[FILE_ERROR]').and.not.contain('warning');
+    expect((await pgWith(`?ssl=no-verify&sslrootcert=${ca}`)).stderr).to.contain('[FILE_ERROR]').and.not.contain('warning');
     const same = await run('key-server', ['serve', '--domain', 'd', '--policy-cert', 'none.pem', '--store', 's', '--key-file', 'k', '--data', 's', '--backend', 'postgres']);
     expect(same.status).to.equal(2);
     expect(same.stderr).to.contain('--data and --store must be different directories');
