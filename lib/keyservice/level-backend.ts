@@ -5,6 +5,9 @@
 //   "r!" name "\0" 8 hex digits   one version: serialized key_service_stored_record
 //   "h!" name                     highest version ever assigned (uint32 BE), written in the same
 //                                 batch as every delete, so a deleted version is never reused
+//   "!unfinished-backup"          only in a backup copy being written (backupTo): put before any
+//                                 record, deleted by the last, synced batch; a database that still
+//                                 holds it is a copy cut short, and is refused
 // Names never contain control characters (tagProblem), so "\0" ends a name unambiguously, names
 // that are prefixes of each other stay apart, and the keys of one name sort by version.
 //
@@ -41,6 +44,8 @@ const FORMAT_KEY = '!format';
 /** The id (storageKeyId) of the storage key the records are sealed under, recorded at first start. */
 const STORAGE_KEY_ID = '!storage-key-id';
 const FORMAT_MARK = 'certifier-keys key-server level backend, format 1';
+/** In a backup copy until its last batch: one that still holds it was cut short (its writer died). */
+const UNFINISHED_KEY = '!unfinished-backup';
 const RECORD = 'r!';
 /** The sealed-record cache: at most this many records and bytes (a record over the byte budget is never cached). */
 const CACHE_RECORDS = 4096;
@@ -152,6 +157,10 @@ export class LevelBackend implements KeyBackend {
       throw new CertifierError('STORE_FORMAT', `cannot open ${dir} as a key-server database: ${cause?.message ?? (e as Error).message}`, { cause: e });
     }
     try {
+      // Whatever its name: a partial copy renamed keys-TIME is no more whole.
+      if ((await db.get(UNFINISHED_KEY)) !== undefined) {
+        throw new CertifierError('STORE_FORMAT', `${dir} is an unfinished backup copy (the key-server writing it stopped before it was whole): it holds only some of the keys; the whole backups are the keys-TIME directories beside it`);
+      }
       const mark = await db.get(FORMAT_KEY);
       if (mark === undefined) {
         for await (const _ of db.keys({ limit: 1 })) throw new CertifierError('STORE_FORMAT', `${dir} holds a LevelDB database that is not a key-server database`);
@@ -326,7 +335,8 @@ export class LevelBackend implements KeyBackend {
    * and storage key id) to DIR, whose parent must exist, while the backend serves on. The copy is
    * filled in a new directory beside DIR (DIR.partial-PID-XXXXXX), synced, then renamed, so DIR is
    * whole or absent; it opens as a key-server data directory and, like the original, holds only
-   * ciphertext. One backup at a time.
+   * ciphertext. Until its last batch the copy holds UNFINISHED_KEY, so one cut short is refused by
+   * open under any name. One backup at a time.
    */
   async backupTo(dir: string): Promise<{ records: number; path: string }> {
     this.checkOpen();
@@ -348,9 +358,11 @@ export class LevelBackend implements KeyBackend {
     let records = 0;
     try {
       await copy.open();
+      // Before any record and on disk first, so the copy says it is unfinished until the last batch.
+      await copy.put(UNFINISHED_KEY, new TextEncoder().encode('a backup copy being written'), { sync: true });
       const snapshot = this.db.snapshot();
       try {
-        let batch: { type: 'put'; key: string; value: Uint8Array }[] = [];
+        let batch: ({ type: 'put'; key: string; value: Uint8Array } | { type: 'del'; key: string })[] = [];
         for await (const [key, value] of this.db.iterator({ snapshot })) {
           if (key.startsWith(RECORD)) records++;
           batch.push({ type: 'put', key, value });
@@ -359,6 +371,7 @@ export class LevelBackend implements KeyBackend {
             batch = [];
           }
         }
+        batch.push({ type: 'del', key: UNFINISHED_KEY });
         await copy.batch(batch, { sync: true }); // syncs the log that holds every batch before it
       } finally {
         await snapshot.close();

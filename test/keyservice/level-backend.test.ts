@@ -2,7 +2,7 @@
 // permissions, foreign databases, damaged records).
 
 import { expect } from 'chai';
-import { lstatSync, mkdirSync, readdirSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, lstatSync, mkdirSync, readdirSync, rmSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Level } from 'level';
 import { decode } from '../../lib/wire/index.ts';
@@ -144,6 +144,43 @@ describe('LevelBackend', () => {
       } finally {
         await copy.close();
       }
+    } finally {
+      await b.close();
+    }
+  });
+
+  it('refuses a backup copy cut short, even renamed as a whole one, as STORE_FORMAT', async () => {
+    const b = await LevelBackend.open(dir);
+    try {
+      for (let i = 0; i < 600; i++) await b.append(`n${i}`, (v) => recordFor(`n${i}`, v));
+      // The copy stops after its first batch of records, as a key-server killed there would leave it.
+      let release!: () => void, reached!: () => void;
+      const paused = new Promise<void>((r) => (release = r));
+      const there = new Promise<void>((r) => (reached = r));
+      const db = (b as unknown as { db: { iterator: (o: object) => AsyncIterable<unknown> } }).db;
+      const iterator = db.iterator.bind(db);
+      db.iterator = (o) => (async function* () {
+        let n = 0;
+        for await (const entry of iterator(o)) {
+          if (n++ === 550) {
+            reached();
+            await paused;
+          }
+          yield entry;
+        }
+      })();
+      mkdirSync(join(tmp.dir, 'backups'));
+      const whole = b.backupTo(join(tmp.dir, 'backups', 'keys-1'));
+      await there;
+      const [partial] = readdirSync(join(tmp.dir, 'backups'));
+      const left = join(tmp.dir, 'backups', 'keys-0');
+      cpSync(join(tmp.dir, 'backups', partial!), left, { recursive: true });
+      rmSync(join(left, 'LOCK'));
+      release();
+      await whole;
+      const e = await rejects(LevelBackend.open(left), 'STORE_FORMAT');
+      expect(e.message).to.contain('is an unfinished backup copy').and.to.contain('the whole backups are the keys-TIME directories beside it');
+      await (await LevelBackend.open(join(tmp.dir, 'backups', 'keys-1'))).close();
     } finally {
       await b.close();
     }
