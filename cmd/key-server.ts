@@ -108,11 +108,16 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
           await prepareBackupDir(backupDir); // again: it may have been removed, or opened to others, since
           const r = await level.backupTo(join(backupDir, backupName(new Date())));
           // Only after the new one is whole: a failed backup never costs an older one.
-          const { removed, ahead } = o.backupKeep ? await pruneBackups(backupDir, o.backupKeep, o.data, r.path) : { removed: [], ahead: [] };
+          const { removed, ahead, inUse } = o.backupKeep ? await pruneBackups(backupDir, o.backupKeep, o.data, r.path) : { removed: [], ahead: [], inUse: [] };
+          const warnings = [
+            // Named after the one just made: written while the clock was ahead. Kept, not counted.
+            ...(ahead.length ? ['backups named after the one just written were made while the clock was ahead: they are kept and not counted in --backup-keep; remove them when they are not needed'] : []),
+            ...(inUse.length ? [`kept ${inUse.join(', ')}: its key database may be open in another process (a key-server serving it in place), so it is not counted in --backup-keep`] : []),
+          ];
           return {
             path: r.path, records: r.records, ...(removed.length ? { pruned: removed.join(',') } : {}),
-            // Named after the one just made: written while the clock was ahead. Kept, not counted.
-            ...(ahead.length ? { datedAhead: ahead.join(','), warning: 'backups named after the one just written were made while the clock was ahead: they are kept and not counted in --backup-keep; remove them when they are not needed' } : {}),
+            ...(ahead.length ? { datedAhead: ahead.join(',') } : {}), ...(inUse.length ? { inUse: inUse.join(',') } : {}),
+            ...(warnings.length ? { warning: warnings.join('; ') } : {}),
           };
         }
         : undefined;

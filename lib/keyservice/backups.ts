@@ -65,35 +65,73 @@ function alive(pid: number): boolean {
 }
 
 /**
+ * The files locked through fcntl(2), as "major:minor:inode" (decimal), from Linux's /proc/locks,
+ * whose lines read "1: POSIX  ADVISORY  WRITE 12345 fe:00:3572181 0 EOF" (the device in hex); a
+ * waiter's line ("1: -> POSIX ...") counts too. Undefined where the list cannot be read.
+ */
+async function lockedFiles(list: string): Promise<Set<string> | undefined> {
+  const text = await fs.readFile(list, 'latin1').catch(() => undefined);
+  if (text === undefined) return undefined;
+  const locked = new Set<string>();
+  for (const m of text.matchAll(/ ([0-9a-f]+):([0-9a-f]+):(\d+) /g)) locked.add(`${parseInt(m[1]!, 16)}:${parseInt(m[2]!, 16)}:${m[3]}`);
+  return locked;
+}
+
+/**
+ * Whether the LevelDB in `path` may be open in some process (a key-server serving a backup in
+ * place): its LOCK file is locked, as LevelDB holds it while open. Asked of the list of locks, not
+ * by opening the database, which would change a backup's files. Where the list cannot be read, or
+ * LOCK cannot be looked at, it may be. No LOCK: no LevelDB was ever opened there.
+ */
+async function mayBeOpen(path: string, locked: Set<string> | undefined): Promise<boolean> {
+  let st;
+  try {
+    st = await fs.stat(join(path, 'LOCK'), { bigint: true });
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code !== 'ENOENT';
+  }
+  // dev_t as glibc encodes it (makedev).
+  const major = ((st.dev >> 8n) & 0xfffn) | ((st.dev >> 32n) & ~0xfffn);
+  const minor = (st.dev & 0xffn) | ((st.dev >> 12n) & ~0xffn);
+  return locked === undefined || locked.has(`${major}:${minor}:${st.ino}`);
+}
+
+/**
  * Removes all but the newest `keep` backups in `dir`, and partial copies whose writer is gone (no
  * such process, or what runs under its id now is no key-server: writerAlive).
  * Returns the names removed. Nothing else in `dir` is touched, and never `live` (the data
- * directory being served, which may be a backup put back in place): it neither counts nor goes.
- * `written`, the backup just made, is the newest whatever its name: backups are named by the
- * clock, and one made while the clock was ahead would otherwise outrank it and have it removed.
+ * directory being served, which may be a backup put back in place) nor one whose key database
+ * may be open in another process (`locks`, Linux's list of held locks, says so, or cannot be
+ * read): they neither count nor go, and those in use are returned in `inUse` for the caller to
+ * report. `written`, the backup just made, is the newest whatever its name: backups are named by
+ * the clock, and one made while the clock was ahead would otherwise outrank it and have it removed.
  * Those named after it (`ahead`) are older than their names say, by how much no one knows: they
  * are kept, and not counted among the N, for the caller to report.
  */
-export async function pruneBackups(dir: string, keep: number, live?: string, written?: string): Promise<{ removed: string[]; ahead: string[] }> {
+export async function pruneBackups(dir: string, keep: number, live?: string, written?: string, locks = '/proc/locks'): Promise<{ removed: string[]; ahead: string[]; inUse: string[] }> {
   if (!Number.isInteger(keep) || keep < 1) throw new CertifierError('INVALID_INPUT', `keep at least one backup, not ${keep}`);
   const names = await fs.readdir(dir);
   const serving = live === undefined ? undefined : await fs.realpath(live).catch(() => resolve(live));
   const isLive = async (n: string) => serving !== undefined && (await fs.realpath(join(dir, n)).catch(() => join(dir, n))) === serving;
+  const locked = await lockedFiles(locks);
+  const inUse: string[] = [];
+  /** Puts `n` in `into` if it may go, or among those in use. */
+  const sort = async (n: string, into: string[]) => ((await mayBeOpen(join(dir, n), locked)) ? inUse : into).push(n);
   const whole: string[] = [];
   const newest = written === undefined ? undefined : basename(written);
   const ahead: string[] = [];
   for (const n of names.filter((x) => BACKUP.test(x)).sort()) {
     if (n === newest || (await isLive(n))) continue;
     if (newest !== undefined && n > newest) ahead.push(n);
-    else whole.push(n);
+    else await sort(n, whole);
   }
   if (newest !== undefined && names.includes(newest)) whole.push(newest);
   const stale: string[] = [];
   for (const n of names) {
     const m = PARTIAL.exec(n);
-    if (m !== null && !(await writerAlive(Number(m[1])))) stale.push(n);
+    if (m !== null && !(await writerAlive(Number(m[1]))) && !(await isLive(n))) await sort(n, stale);
   }
   const remove = [...whole.slice(0, Math.max(0, whole.length - keep)), ...stale];
   for (const n of remove) await fs.rm(join(dir, n), { recursive: true, force: true });
-  return { removed: remove, ahead };
+  return { removed: remove, ahead, inUse };
 }

@@ -6,6 +6,7 @@ import { expect } from 'chai';
 import { chmodSync, mkdirSync, readdirSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { backupDirProblem, backupName, prepareBackupDir, pruneBackups } from '../../lib/keyservice/backups.ts';
+import { LevelBackend } from '../../lib/keyservice/level-backend.ts';
 import { tempDir } from '../support/helpers.ts';
 import { rejects } from '../support/rejects.ts';
 
@@ -41,6 +42,27 @@ describe('key-server backups: pruning', () => {
     expect(readdirSync(tmp.dir).sort()).to.deep.equal([names[0], names[2]]);
   });
 
+  it('never removes a backup whose key database another process has open, nor a partial copy being served', async () => {
+    const names = [0, 1, 2, 3].map((d) => backupName(new Date(Date.UTC(2026, 11, 1 + d, 3))));
+    const partial = `${names[0]}.partial-2147483646-Ab3xY9`; // its writer is gone
+    for (const n of names.slice(2)) mkdirSync(join(tmp.dir, n));
+    // Served in place by another key-server (here, by this process: LevelDB's lock is the same).
+    const served = await Promise.all([names[0]!, names[1]!, partial].map((n) => LevelBackend.open(join(tmp.dir, n))));
+    try {
+      expect(await pruneBackups(tmp.dir, 1)).to.deep.equal({ removed: [names[2]], ahead: [], inUse: [names[0], names[1], partial] });
+      // Where the list of locks cannot be read, any that may be open stays.
+      await served[0]!.close();
+      expect(await pruneBackups(tmp.dir, 1, undefined, undefined, join(tmp.dir, 'no-such-list'))).to.deep.equal({ removed: [], ahead: [], inUse: [names[0], names[1], partial] });
+      expect((await pruneBackups(tmp.dir, 1)).removed).to.deep.equal([names[0]]);
+    } finally {
+      for (const b of served) await b.close();
+    }
+    expect(readdirSync(tmp.dir).sort()).to.deep.equal([names[1], partial, names[3]].sort());
+    // The live data directory stays, a partial copy too (one served after its writer died).
+    expect(await pruneBackups(tmp.dir, 1, join(tmp.dir, partial))).to.deep.equal({ removed: [names[1]], ahead: [], inUse: [] });
+    expect(readdirSync(tmp.dir).sort()).to.deep.equal([partial, names[3]].sort());
+  });
+
   it('never removes the backup just written; one named after it (the clock was ahead) is kept and not counted', async () => {
     const ahead = backupName(new Date(Date.UTC(2026, 11, 9, 3))); // written with the clock a few days ahead
     const older = backupName(new Date(Date.UTC(2026, 11, 1, 3)));
@@ -48,7 +70,7 @@ describe('key-server backups: pruning', () => {
     const oldest = backupName(new Date(Date.UTC(2026, 10, 1, 3)));
     for (const n of [ahead, oldest, older, written]) mkdirSync(join(tmp.dir, n));
     // Kept and not counted, so the newest 2 really made stay beside it.
-    expect(await pruneBackups(tmp.dir, 2, undefined, join(tmp.dir, written))).to.deep.equal({ removed: [oldest], ahead: [ahead] });
+    expect(await pruneBackups(tmp.dir, 2, undefined, join(tmp.dir, written))).to.deep.equal({ removed: [oldest], ahead: [ahead], inUse: [] });
     expect(readdirSync(tmp.dir).sort()).to.deep.equal([older, written, ahead].sort());
   });
 
