@@ -18,7 +18,7 @@ import { joinReplica } from '../lib/keyclient/replica-join.ts';
 import { openPostgres, pgUrlOf, PG_URL_ENV, type PostgresOptions } from './key-server/postgres.ts';
 import { prepareRenewal } from './key-server/renewal.ts';
 import { stat } from 'node:fs/promises';
-import { backupName, prepareBackupDir, pruneBackups } from '../lib/keyservice/backups.ts';
+import { backupName, prepareBackupDir, pruneBackups, pruneReport } from '../lib/keyservice/backups.ts';
 import { loadPlatform } from './common/platform.ts';
 import { addExamples, choice, collect, createProgram, domainName, intInRange, note, run, subcommand, warn, type JsonOption } from './common/cli.ts';
 import { protectorFrom, storeOptions, type ProtectionOptions } from './common/protection.ts';
@@ -108,17 +108,7 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
           await prepareBackupDir(backupDir); // again: it may have been removed, or opened to others, since
           const r = await level.backupTo(join(backupDir, backupName(new Date())));
           // Only after the new one is whole: a failed backup never costs an older one.
-          const { removed, ahead, inUse } = o.backupKeep ? await pruneBackups(backupDir, o.backupKeep, o.data, r.path) : { removed: [], ahead: [], inUse: [] };
-          const warnings = [
-            // Named after the one just made: written while the clock was ahead. Kept, not counted.
-            ...(ahead.length ? ['backups named after the one just written were made while the clock was ahead: they are kept and not counted in --backup-keep; remove them when they are not needed'] : []),
-            ...(inUse.length ? [`kept ${inUse.join(', ')}: its key database may be open in another process (a key-server serving it in place), so it is not counted in --backup-keep`] : []),
-          ];
-          return {
-            path: r.path, records: r.records, ...(removed.length ? { pruned: removed.join(',') } : {}),
-            ...(ahead.length ? { datedAhead: ahead.join(',') } : {}), ...(inUse.length ? { inUse: inUse.join(',') } : {}),
-            ...(warnings.length ? { warning: warnings.join('; ') } : {}),
-          };
+          return { path: r.path, records: r.records, ...(o.backupKeep ? pruneReport(await pruneBackups(backupDir, o.backupKeep, o.data, r.path)) : {}) };
         }
         : undefined;
       return {

@@ -1,7 +1,7 @@
 // Backups of a LevelDB key database kept in one directory (key-server serve --backup-dir): each is
 // DIR/keys-TIME, whole or absent (LevelBackend.backupTo). Pruning keeps the newest few, and clears
-// away the partial copy a process that died while writing one left behind. The directory must be
-// this user's alone (backupDirProblem).
+// away the partial copy a process that died while writing one left behind; it never takes one a
+// server is using or has used in place. The directory must be this user's alone (backupDirProblem).
 
 import { promises as fs } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
@@ -64,6 +64,15 @@ function alive(pid: number): boolean {
   }
 }
 
+/** What LevelDB itself keeps in a database's directory, all a backup holds until it is served in place. */
+const LEVELDB_FILE = /^(CURRENT|LOCK|LOG|LOG\.old|MANIFEST-\d+|\d+\.(ldb|log|sst))$/;
+
+/** Whether `path` is a directory of LevelDB's files only; one that cannot be read is not. */
+async function onlyLevelDb(path: string): Promise<boolean> {
+  const files = await fs.readdir(path).catch(() => undefined);
+  return files !== undefined && files.every((f) => LEVELDB_FILE.test(f));
+}
+
 /**
  * The files locked through fcntl(2), as "major:minor:inode" (decimal), from Linux's /proc/locks,
  * whose lines read "1: POSIX  ADVISORY  WRITE 12345 fe:00:3572181 0 EOF" (the device in hex); a
@@ -96,27 +105,46 @@ async function mayBeOpen(path: string, locked: Set<string> | undefined): Promise
   return locked === undefined || locked.has(`${major}:${minor}:${st.ino}`);
 }
 
+export interface Pruned { removed: string[]; ahead: string[]; inUse: string[]; otherFiles: string[] }
+
+/** What the log says of a prune: the names removed, and those kept and why. */
+export function pruneReport(p: Pruned): Record<string, string> {
+  const warnings = [
+    // Named after the one just made: written while the clock was ahead. Kept, not counted.
+    p.ahead.length && 'backups named after the one just written were made while the clock was ahead: they are kept and not counted in --backup-keep; remove them when they are not needed',
+    p.inUse.length && `kept ${p.inUse.join(', ')}: its key database may be open in another process (a key-server serving it in place), so it is not counted in --backup-keep`,
+    p.otherFiles.length && `kept ${p.otherFiles.join(', ')}: it holds files a backup does not (served in place?), so it is not counted in --backup-keep; remove it once what it holds (an audit log) is kept elsewhere`,
+  ].filter((w) => w);
+  const names = Object.entries({ pruned: p.removed, datedAhead: p.ahead, inUse: p.inUse, otherFiles: p.otherFiles }).filter(([, v]) => v.length > 0);
+  return { ...Object.fromEntries(names.map(([k, v]) => [k, v.join(',')])), ...(warnings.length ? { warning: warnings.join('; ') } : {}) };
+}
+
 /**
  * Removes all but the newest `keep` backups in `dir`, and partial copies whose writer is gone (no
  * such process, or what runs under its id now is no key-server: writerAlive).
  * Returns the names removed. Nothing else in `dir` is touched, and never `live` (the data
- * directory being served, which may be a backup put back in place) nor one whose key database
- * may be open in another process (`locks`, Linux's list of held locks, says so, or cannot be
- * read): they neither count nor go, and those in use are returned in `inUse` for the caller to
- * report. `written`, the backup just made, is the newest whatever its name: backups are named by
- * the clock, and one made while the clock was ahead would otherwise outrank it and have it removed.
- * Those named after it (`ahead`) are older than their names say, by how much no one knows: they
+ * directory being served, which may be a backup put back in place), one whose key database may
+ * be open in another process (`locks`, Linux's list of held locks, says so, or cannot be read),
+ * nor one holding files a backup does not (the audit log of a server that served it in place):
+ * they neither count nor go, and the last two are returned, in `inUse` and `otherFiles`, for the
+ * caller to report. `written`, the backup just made, is the newest whatever its name: backups
+ * are named by the clock, and one made while the clock was ahead would otherwise outrank it and
+ * have it removed. Those named after it (`ahead`) are older than their names say, by how much no one knows: they
  * are kept, and not counted among the N, for the caller to report.
  */
-export async function pruneBackups(dir: string, keep: number, live?: string, written?: string, locks = '/proc/locks'): Promise<{ removed: string[]; ahead: string[]; inUse: string[] }> {
+export async function pruneBackups(dir: string, keep: number, live?: string, written?: string, locks = '/proc/locks'): Promise<Pruned> {
   if (!Number.isInteger(keep) || keep < 1) throw new CertifierError('INVALID_INPUT', `keep at least one backup, not ${keep}`);
   const names = await fs.readdir(dir);
   const serving = live === undefined ? undefined : await fs.realpath(live).catch(() => resolve(live));
   const isLive = async (n: string) => serving !== undefined && (await fs.realpath(join(dir, n)).catch(() => join(dir, n))) === serving;
   const locked = await lockedFiles(locks);
   const inUse: string[] = [];
-  /** Puts `n` in `into` if it may go, or among those in use. */
-  const sort = async (n: string, into: string[]) => ((await mayBeOpen(join(dir, n), locked)) ? inUse : into).push(n);
+  const otherFiles: string[] = [];
+  /** Puts `n` in `into` if it may go, or among those kept. */
+  const sort = async (n: string, into: string[]) => {
+    const path = join(dir, n);
+    ((await mayBeOpen(path, locked)) ? inUse : (await onlyLevelDb(path)) ? into : otherFiles).push(n);
+  };
   const whole: string[] = [];
   const newest = written === undefined ? undefined : basename(written);
   const ahead: string[] = [];
@@ -133,5 +161,5 @@ export async function pruneBackups(dir: string, keep: number, live?: string, wri
   }
   const remove = [...whole.slice(0, Math.max(0, whole.length - keep)), ...stale];
   for (const n of remove) await fs.rm(join(dir, n), { recursive: true, force: true });
-  return { removed: remove, ahead, inUse };
+  return { removed: remove, ahead, inUse, otherFiles };
 }

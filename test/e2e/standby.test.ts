@@ -83,13 +83,21 @@ describe('e2e: a standby key-server takes over from a copy of the data directory
     } finally {
       await restored.child.stop();
     }
-    // --backup-keep: after each backup, only the newest N stay.
+    // --backup-keep: after each backup, only the newest N stay; the one served in place above
+    // holds that server's audit log, so it is kept, not counted, and named.
     const kept = await d.startKeyServer(primary, { args: ['--backup-dir', backups, '--backup-keep', '1'] });
     try {
       const mark = kept.child.mark();
       process.kill(kept.child.pid, 'SIGUSR1');
-      const pruned = await kept.child.waitForLog(/ backup-written .*$/m, mark);
-      expect(pruned).to.contain(`pruned=${basename(written[1]!)}`);
+      const line = await kept.child.waitForLog(/ backup-written .*$/m, mark);
+      expect(line).not.to.contain('pruned=');
+      expect(line).to.contain(`otherFiles=${basename(written[1]!)}`).and.to.contain('it holds files a backup does not (served in place?)');
+      expect(readdirSync(backups).filter((n) => n.startsWith('keys-'))).to.have.length(2);
+      rmSync(`${written[1]}/audit.jsonl`); // its log kept elsewhere, say: now it is an old backup like any other
+      rmSync(`${written[1]}/audit.jsonl.lock`, { recursive: true, force: true });
+      const again = kept.child.mark();
+      process.kill(kept.child.pid, 'SIGUSR1');
+      expect(await kept.child.waitForLog(/ backup-written .*$/m, again)).to.contain(`pruned=${basename(written[1]!)},`);
       expect(readdirSync(backups).filter((n) => n.startsWith('keys-'))).to.have.length(1);
     } finally {
       await kept.child.stop();

@@ -5,9 +5,10 @@
 import { expect } from 'chai';
 import { chmodSync, mkdirSync, readdirSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { backupDirProblem, backupName, prepareBackupDir, pruneBackups } from '../../lib/keyservice/backups.ts';
+import { backupDirProblem, backupName, prepareBackupDir, pruneBackups, pruneReport } from '../../lib/keyservice/backups.ts';
 import { LevelBackend } from '../../lib/keyservice/level-backend.ts';
 import { tempDir } from '../support/helpers.ts';
+import { recordFor } from './backend-contract.ts';
 import { rejects } from '../support/rejects.ts';
 
 describe('key-server backups: pruning', () => {
@@ -49,18 +50,43 @@ describe('key-server backups: pruning', () => {
     // Served in place by another key-server (here, by this process: LevelDB's lock is the same).
     const served = await Promise.all([names[0]!, names[1]!, partial].map((n) => LevelBackend.open(join(tmp.dir, n))));
     try {
-      expect(await pruneBackups(tmp.dir, 1)).to.deep.equal({ removed: [names[2]], ahead: [], inUse: [names[0], names[1], partial] });
+      expect(await pruneBackups(tmp.dir, 1)).to.deep.equal({ removed: [names[2]], ahead: [], inUse: [names[0], names[1], partial], otherFiles: [] });
       // Where the list of locks cannot be read, any that may be open stays.
       await served[0]!.close();
-      expect(await pruneBackups(tmp.dir, 1, undefined, undefined, join(tmp.dir, 'no-such-list'))).to.deep.equal({ removed: [], ahead: [], inUse: [names[0], names[1], partial] });
+      expect(await pruneBackups(tmp.dir, 1, undefined, undefined, join(tmp.dir, 'no-such-list'))).to.deep.equal({ removed: [], ahead: [], inUse: [names[0], names[1], partial], otherFiles: [] });
       expect((await pruneBackups(tmp.dir, 1)).removed).to.deep.equal([names[0]]);
     } finally {
       for (const b of served) await b.close();
     }
     expect(readdirSync(tmp.dir).sort()).to.deep.equal([names[1], partial, names[3]].sort());
     // The live data directory stays, a partial copy too (one served after its writer died).
-    expect(await pruneBackups(tmp.dir, 1, join(tmp.dir, partial))).to.deep.equal({ removed: [names[1]], ahead: [], inUse: [] });
+    expect(await pruneBackups(tmp.dir, 1, join(tmp.dir, partial))).to.deep.equal({ removed: [names[1]], ahead: [], inUse: [], otherFiles: [] });
     expect(readdirSync(tmp.dir).sort()).to.deep.equal([partial, names[3]].sort());
+  });
+
+  it('removes only what holds LevelDB\'s files alone: one served in place, with its audit log, is kept and reported', async () => {
+    const source = await LevelBackend.open(join(tmp.dir, 'data'));
+    const backups = join(tmp.dir, 'backups');
+    mkdirSync(backups);
+    const names = [0, 1, 2, 3].map((d) => backupName(new Date(Date.UTC(2026, 11, 1 + d, 3))));
+    try {
+      await source.append('k', (v) => recordFor('k', v));
+      for (const n of names) await source.backupTo(join(backups, n));
+    } finally {
+      await source.close();
+    }
+    // Served in place once: LevelDB's files change, and the server's audit log is left beside them.
+    for (const n of [names[0]!, names[1]!]) await (await LevelBackend.open(join(backups, n))).close();
+    writeFileSync(join(backups, names[0]!, 'audit.jsonl'), '{"seq":1}\n');
+    const partial = `${names[0]}.partial-2147483646-Ab3xY9`;
+    mkdirSync(join(backups, partial));
+    writeFileSync(join(backups, partial, 'audit.jsonl.lock'), '');
+    const pruned = await pruneBackups(backups, 1, undefined, join(backups, names[3]!));
+    expect(pruned).to.deep.equal({ removed: [names[1], names[2]], ahead: [], inUse: [], otherFiles: [names[0], partial] });
+    expect(readdirSync(backups).sort()).to.deep.equal([names[0], partial, names[3]].sort());
+    expect(pruneReport(pruned)).to.deep.include({ pruned: `${names[1]},${names[2]}`, otherFiles: `${names[0]},${partial}` });
+    expect(pruneReport(pruned).warning).to.contain(`kept ${names[0]}, ${partial}: it holds files a backup does not (served in place?)`);
+    expect(pruneReport({ removed: [], ahead: [], inUse: [], otherFiles: [] })).to.deep.equal({});
   });
 
   it('never removes the backup just written; one named after it (the clock was ahead) is kept and not counted', async () => {
@@ -70,7 +96,7 @@ describe('key-server backups: pruning', () => {
     const oldest = backupName(new Date(Date.UTC(2026, 10, 1, 3)));
     for (const n of [ahead, oldest, older, written]) mkdirSync(join(tmp.dir, n));
     // Kept and not counted, so the newest 2 really made stay beside it.
-    expect(await pruneBackups(tmp.dir, 2, undefined, join(tmp.dir, written))).to.deep.equal({ removed: [oldest], ahead: [ahead], inUse: [] });
+    expect(await pruneBackups(tmp.dir, 2, undefined, join(tmp.dir, written))).to.deep.equal({ removed: [oldest], ahead: [ahead], inUse: [], otherFiles: [] });
     expect(readdirSync(tmp.dir).sort()).to.deep.equal([older, written, ahead].sort());
   });
 
