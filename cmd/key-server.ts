@@ -12,7 +12,7 @@ import { AuditLog, endPath, refuseMissingAuditDir, repairAuditTail } from '../li
 import { verifyChain, type ChainAnchor } from '../lib/keyservice/audit-chain.ts';
 import { InvalidArgumentError } from 'commander';
 import { LevelBackend } from '../lib/keyservice/level-backend.ts';
-import { startKeyServer } from '../lib/keyservice/server.ts';
+import { STORAGE_KEY_TAG, startKeyServer } from '../lib/keyservice/server.ts';
 import { loadIdentity } from '../lib/certifier/index.ts';
 import { joinReplica } from '../lib/keyclient/replica-join.ts';
 import { openPostgres, pgUrlOf, PG_URL_ENV, type PostgresOptions } from './key-server/postgres.ts';
@@ -83,11 +83,14 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
       }));
       // Not over PostgreSQL: a new replica's first chain over the keys the others stored is the normal case.
       const newChain = !pg && audit.lastSeq === 0 && (await backend.list('', { limit: 1 })).length > 0;
+      // A new, empty key database for a storage key made before: a mistyped restore path, most likely.
+      const newDatabase = level?.made === true && (await store.has(STORAGE_KEY_TAG));
       const started = startKeyServer({ store, domain: o.domain, policyCert, backend, ...(acl ? { acl } : {}), audit, host, port, log, allowReplicaJoin: o.allowReplicaJoin === true, ...(renewal ? { renewal } : {}) });
       // A start refused (the wrong storage key, the port taken) leaves no empty log it made.
       const { server, identity, setAcl } = await started.catch(async (e: unknown) => { await audit.closeUnused(); throw e; });
       // Said once the server is up: a start refused (the wrong storage key, say) has worse news.
       if (newChain) warn(P, `the audit log ${audit.path} begins a new chain, but the key database already holds keys: if the log was moved or removed (not a restore from a backup), the record of what came before is elsewhere`);
+      if (newDatabase) warn(P, `made a new, empty key database in ${o.data}, but this key-server's storage key already existed: if a restore or an existing database was meant, stop it and check --data`);
       note(P, `domain ${o.domain}, serving as serial ${identity.serialHex} (measurement ${identity.measurementHex}, certificate valid until ${identity.notAfter.toISOString()}), data in ${pg ? pg.describe : o.data}`);
       // The chain's end, at start and at stop, goes to the server's log: copies kept elsewhere
       // (a log shipper, journald) are anchors for verify-audit --expect.

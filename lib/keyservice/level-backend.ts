@@ -141,7 +141,8 @@ export class LevelBackend implements KeyBackend {
   /** Counts delete starts and ends: a read that saw it change may have read what is being deleted. */
   private deletes = 0;
 
-  private constructor(readonly path: string, private readonly db: Db) {}
+  /** `made`: this open made the database (`dir` was missing or empty, or held an empty LevelDB). */
+  private constructor(readonly path: string, private readonly db: Db, readonly made: boolean) {}
 
   /** Opens (creating if needed) the database in `dir`. STORE_LOCKED if another process has it. */
   static async open(dir: string): Promise<LevelBackend> {
@@ -156,6 +157,7 @@ export class LevelBackend implements KeyBackend {
       }
       throw new CertifierError('STORE_FORMAT', `cannot open ${dir} as a key-server database: ${cause?.message ?? (e as Error).message}`, { cause: e });
     }
+    let made = false;
     try {
       // Whatever its name: a partial copy renamed keys-TIME is no more whole.
       if ((await db.get(UNFINISHED_KEY)) !== undefined) {
@@ -165,6 +167,7 @@ export class LevelBackend implements KeyBackend {
       if (mark === undefined) {
         for await (const _ of db.keys({ limit: 1 })) throw new CertifierError('STORE_FORMAT', `${dir} holds a LevelDB database that is not a key-server database`);
         await db.put(FORMAT_KEY, new TextEncoder().encode(FORMAT_MARK), { sync: true });
+        made = true;
       } else if (Buffer.from(mark).toString('utf8') !== FORMAT_MARK) {
         throw new CertifierError('STORE_FORMAT', `${dir} holds a key-server database of another format ("${Buffer.from(mark).toString('utf8').slice(0, 80)}")`);
       }
@@ -173,7 +176,7 @@ export class LevelBackend implements KeyBackend {
       await db.close();
       throw e;
     }
-    return new LevelBackend(dir, db);
+    return new LevelBackend(dir, db, made);
   }
 
   async boundStorageKey(): Promise<string | undefined> {

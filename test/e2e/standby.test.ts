@@ -4,7 +4,7 @@
 
 import { expect } from 'chai';
 import { cpSync, readdirSync, rmSync } from 'node:fs';
-import { basename } from 'node:path';
+import { basename, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { run } from '../support/helpers.ts';
 import { Domain, expectFailure, expectSuccess, type Machine } from './domain.ts';
@@ -23,6 +23,7 @@ describe('e2e: a standby key-server takes over from a copy of the data directory
 
   it('joins while the primary serves, then serves the primary\'s keys from the copy, byte for byte', async () => {
     const first = await d.startKeyServer(primary, { args: ['--allow-replica-join'] });
+    expect(first.child.stderr).not.to.contain('new, empty key database'); // its storage key is made by this start
     const key = randomBytes(32);
     expectSuccess(await d.kc(alice, first, 'store', ['dr/disk-key', '--in', '-'], key));
     const joined = expectSuccess(await run('key-server', ['join', '--from', first.address, '--domain', d.name, '--policy-cert', d.policyCertFile, ...standby.storeArgs]));
@@ -83,6 +84,13 @@ describe('e2e: a standby key-server takes over from a copy of the data directory
     } finally {
       await restored.child.stop();
     }
+    // A mistyped restore path: an empty key database made for a storage key made before is said at start.
+    const mistyped = join(d.path('backups-typo'), basename(written[1]!));
+    const typo = await d.startKeyServer(primary, { data: mistyped });
+    expect(typo.child.stderr).to.contain(`made a new, empty key database in ${mistyped}, but this key-server's storage key already existed: if a restore or an existing database was meant, stop it and check --data`);
+    await typo.child.stop();
+    expect(restored.child.stderr).not.to.contain('new, empty key database');
+
     // --backup-keep: after each backup, only the newest N stay; the one served in place above
     // holds that server's audit log, so it is kept, not counted, and named.
     const kept = await d.startKeyServer(primary, { args: ['--backup-dir', backups, '--backup-keep', '1'] });

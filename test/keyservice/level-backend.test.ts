@@ -58,13 +58,14 @@ describe('LevelBackend', () => {
   });
   afterEach(() => tmp.cleanup());
 
-  it('creates its directory 0700 with files 0600', async () => {
+  it('creates its directory 0700 with files 0600, and says it made the database', async () => {
     const b = await LevelBackend.open(dir);
     await b.append('k', (v) => recordFor('k', v));
     await b.close();
     expect(statSync(dir).mode & 0o777).to.equal(0o700);
     const again = await LevelBackend.open(dir);
     await again.close();
+    expect([b.made, again.made]).to.deep.equal([true, false]);
     for (const f of ['CURRENT', 'LOCK']) expect(statSync(join(dir, f)).mode & 0o077, f).to.equal(0);
   });
 
