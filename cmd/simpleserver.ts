@@ -44,7 +44,7 @@ subcommand<JsonOption & { policyKey: string; policyCert: string; policy: string;
       policyKey, policyCert, policy, amdCrls, domain: policyDomain(policyCert), host, port, plain: o.plain === true,
       certValiditySeconds: o.certDays * 86_400, log,
     });
-    note(P, `domain ${policyDomain(policyCert)}, ${policy.platforms.length} trusted platform(s), ${policy.measurements.length} trusted measurement(s), the first claim ending ${policyEnds(policy)?.toISOString() ?? 'never (no claims)'}, ${o.plain ? 'plain TCP' : 'TLS 1.3'}`);
+    note(P, `domain ${policyDomain(policyCert)}, ${policy.platforms.length} trusted platform(s), ${policy.measurements.length} trusted measurement(s), the first claim ending ${policyEnds(policy)?.toISOString() ?? 'never (no claims)'}, the policy certificate ending ${pc.notAfter.toISOString()}, ${o.plain ? 'plain TCP' : 'TLS 1.3'}`);
     for (const c of amdCrls) note(P, describeCrl(c));
     const reload = async () => {
       const next = loadPolicy(await readFileLimited(o.policy, 4 * 1024 * 1024, { regularOnly: true }), pc.publicKey); // a bad file throws; the policy in force stays

@@ -1,7 +1,7 @@
 // Things a running server holds that run out: key-server's admission certificate from
 // init-trust (renewed while it runs only when given --certifier), simpleserver's signed policy
-// (made offline with the policy key, put in force by SIGHUP), and the AMD revocation lists it was
-// given. The server says so in its log,
+// (made offline with the policy key, put in force by SIGHUP), the policy certificate itself
+// (which caps every certificate issued under it), and the AMD revocation lists it was given. The server says so in its log,
 // every day from RENEW_BEFORE_MS before the end, and once more when it has passed.
 
 import { RENEW_BEFORE_MS } from './init-trust.ts';
@@ -54,6 +54,12 @@ export const IDENTITY_EXPIRY_RENEWING: ExpiryWatch = {
 export const POLICY_EXPIRY: ExpiryWatch = {
   what: 'policy-claim',
   advice: 'machines that need an ended claim are refused (CLAIM_EXPIRED): sign a new policy with cert-utility make-policy and reload simpleserver with it (SIGHUP)',
+};
+
+/** simpleserver's policy certificate: no certificate it issues, its own included, ends later. */
+export const POLICY_CERT_EXPIRY: ExpiryWatch = {
+  what: 'policy-cert',
+  advice: 'every certificate simpleserver issues ends by then, its own included, and no machine can be certified or reach it after: replace the policy key (README "Replacing the policy key")',
 };
 
 /** simpleserver's AMD revocation lists (--amd-crl): the first to reach its nextUpdate. */

@@ -8,7 +8,7 @@ import { readCertificateSummary, toPem } from '../pki/index.ts';
 import { describeWindow, within, type Policy, type Window } from '../policy/index.ts';
 import { CertifierService, type CertificationRecord } from './service.ts';
 import { AUTHORITY_CERT_SECONDS, issueAuthorityIdentity } from './identity.ts';
-import { AMD_CRL_EXPIRY, MAX_TIMER_MS, POLICY_EXPIRY, watchExpiry } from './expiry.ts';
+import { AMD_CRL_EXPIRY, MAX_TIMER_MS, POLICY_CERT_EXPIRY, POLICY_EXPIRY, watchExpiry } from './expiry.ts';
 import type { VerifiedAmdCrl } from '../attest/index.ts';
 
 export interface CertifierServerOptions {
@@ -49,12 +49,15 @@ export async function startCertifier(o: CertifierServerOptions): Promise<Certifi
   const handler = (req: Uint8Array, conn: { id: string; remote: string; exportKeyingMaterial(l: string, n: number): Uint8Array | undefined }) =>
     service.handle(req, { id: conn.id, remote: conn.remote, exportKeyingMaterial: (l, n) => conn.exportKeyingMaterial(l, n) });
   // Started once the server listens, so a server that never started leaves no timer behind.
+  // The policy certificate is watched with the policy: it caps every certificate issued.
   let stopWatching = () => {};
+  const certEnds = readCertificateSummary(o.policyCert).notAfter;
   const watchPolicy = (policy: Policy, crls: VerifiedAmdCrl[]) => {
     stopWatching();
     const log = (r: Record<string, unknown>) => o.log(r as LogRecord);
     const ends = policyEnds(policy);
-    const stops = ends ? [watchExpiry(ends, log, POLICY_EXPIRY)] : [];
+    const stops = [watchExpiry(certEnds, log, POLICY_CERT_EXPIRY)];
+    if (ends) stops.push(watchExpiry(ends, log, POLICY_EXPIRY));
     const due = crls.map((c) => c.nextUpdate.getTime());
     if (due.length) stops.push(watchExpiry(new Date(Math.min(...due)), log, AMD_CRL_EXPIRY));
     stopWatching = () => stops.forEach((stop) => stop());

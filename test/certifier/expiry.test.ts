@@ -2,8 +2,11 @@
 // policy's, on a clock of our own.
 
 import { expect } from 'chai';
-import { IDENTITY_EXPIRY, POLICY_EXPIRY, policyEnds, RENEW_BEFORE_MS, watchExpiry } from '../../lib/certifier/index.ts';
-import type { Policy } from '../../lib/policy/index.ts';
+import { IDENTITY_EXPIRY, POLICY_EXPIRY, policyEnds, RENEW_BEFORE_MS, startCertifier, watchExpiry } from '../../lib/certifier/index.ts';
+import { generateKeyPair, publicKeyOf, sha256, utf8 } from '../../lib/crypto/index.ts';
+import { createPolicyCert, readCertificateSummary } from '../../lib/pki/index.ts';
+import { loadPolicy, makePolicy, type Policy } from '../../lib/policy/index.ts';
+import { generateSimulatedPlatform } from '../../lib/attest/index.ts';
 
 const HOUR = 3_600_000;
 
@@ -39,6 +42,25 @@ describe('certifier: a server watches its own certificate run out', () => {
     watchExpiry(new Date(Date.UTC(2027, 0, 1)), (r) => void records.push(r), { ...POLICY_EXPIRY, now: () => Date.UTC(2027, 0, 1) + 1 })();
     expect(records.map((r) => r.event)).to.deep.equal(['policy-claim-expired']);
     expect(records[0]!.warning).to.contain('cert-utility make-policy');
+  });
+
+  it('simpleserver warns of its policy certificate\'s end, which comes before its claims\'', async () => {
+    const policyKey = (await generateKeyPair('p256')).privateKey;
+    const policyCert = await createPolicyCert({ privateKey: policyKey, domain: 'ending', days: 1 });
+    const platform = await generateSimulatedPlatform({ alg: 'p256' });
+    const policy = loadPolicy(makePolicy({
+      policyKey, policyCert, platforms: [{ key: platform.platformKey }], measurements: [sha256(utf8('program'))],
+      notBefore: new Date(Date.now() - 60_000), notAfter: new Date(Date.now() + 365 * 24 * HOUR),
+    }), publicKeyOf(policyKey));
+    const records: Record<string, unknown>[] = [];
+    const server = await startCertifier({
+      policyKey, policyCert, policy, domain: 'ending', host: '127.0.0.1', port: 0, certValiditySeconds: 3600, log: (r) => void records.push(r as Record<string, unknown>),
+    });
+    await server.close();
+    expect(records.map((r) => r.event)).to.include('policy-cert-expiring').and.not.include('policy-claim-expiring');
+    const warned = records.find((r) => r.event === 'policy-cert-expiring')!;
+    expect(warned.notAfter).to.equal(readCertificateSummary(policyCert).notAfter.toISOString());
+    expect(warned.warning).to.contain('Replacing the policy key');
   });
 
   it('checks again later, on real timers', async () => {

@@ -267,7 +267,7 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
 
   describe('1. the real programs certify a machine', () => {
     it('simpleserver says what it serves; init-trust prints the certificate and keeps key and certificate in the sealed store', async () => {
-      expect(server.log()).to.match(/^simpleserver: domain datica, 2 trusted platform\(s\), 1 trusted measurement\(s\), the first claim ending \d{4}-\d\d-\d\dT[\d:.]+Z, TLS 1\.3$/m);
+      expect(server.log()).to.match(/^simpleserver: domain datica, 2 trusted platform\(s\), 1 trusted measurement\(s\), the first claim ending \d{4}-\d\d-\d\dT[\d:.]+Z, the policy certificate ending \d{4}-\d\d-\d\dT[\d:.]+Z, TLS 1\.3$/m);
       expect(first.status, first.stderr).to.equal(0);
       expect(first.out).to.match(new RegExp(`^certified: serial ([0-9a-f]+), measurement ${M}, valid until \\d{4}-\\d\\d-\\d\\dT`));
       expect(first.stderr).to.contain('cert-utility: warning: simulated-enclave is a TEST platform');
@@ -688,7 +688,7 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
       ? 'simpleserver serve --plain with the original policy key, certificate and policy certifies the auth-key of treq.bin'
       : `skipped: the original vectors' validity has ended (treq.bin's report is valid until November 2027; today is past ${VALID_UNTIL.toISOString().slice(0, 10)})`, async () => {
       expect(original!.log()).to.contain('simpleserver: warning: serving the original plain-TCP protocol');
-      expect(original!.log()).to.match(/^simpleserver: domain datica, 1 trusted platform\(s\), 1 trusted measurement\(s\), the first claim ending \d{4}-\d\d-\d\dT[\d:.]+Z, plain TCP$/m);
+      expect(original!.log()).to.match(/^simpleserver: domain datica, 1 trusted platform\(s\), 1 trusted measurement\(s\), the first claim ending \d{4}-\d\d-\d\dT[\d:.]+Z, the policy certificate ending \d{4}-\d\d-\d\dT[\d:.]+Z, plain TCP$/m);
       const treq = new Uint8Array(readFileSync(V('treq.bin')));
       const { answer, closedAfter } = await exchange(original!.port, treq);
       expect(closedAfter, 'one request per connection: the server closes after answering').to.equal(true);
