@@ -50,6 +50,23 @@ export const IDENTITY_EXPIRY_RENEWING: ExpiryWatch = {
   advice: 'clients refuse this server once its certificate has expired: it renews it through --certifier before then; if identity-renewal-failed follows, see why (simpleserver down, the policy no longer trusting this server), or run cert-utility init-trust on its store and restart it',
 };
 
+/** key-server's own certificate when it ends with the policy certificate, which nothing renews past. */
+export const IDENTITY_EXPIRY_WITH_POLICY_CERT: ExpiryWatch = {
+  what: 'identity',
+  advice: 'clients refuse this server once its certificate has expired, and it ends with the policy certificate, past which no certificate issued under it lasts (neither --certifier nor init-trust can renew it further): replace the policy key before then (README "Replacing the policy key")',
+};
+
+/** True when a certificate ending at `notAfter` ends with the policy certificate (`policyCertEnds`): no renewal extends it. */
+export function endsWithPolicyCert(notAfter: Date, policyCertEnds: Date | undefined): boolean {
+  return policyCertEnds !== undefined && notAfter.getTime() >= policyCertEnds.getTime();
+}
+
+/** What key-server says of its own certificate's end: the policy certificate's when it is that, else whether it renews itself. */
+export function identityExpiry(notAfter: Date, policyCertEnds: Date, renewing: boolean): ExpiryWatch {
+  if (endsWithPolicyCert(notAfter, policyCertEnds)) return IDENTITY_EXPIRY_WITH_POLICY_CERT;
+  return renewing ? IDENTITY_EXPIRY_RENEWING : IDENTITY_EXPIRY;
+}
+
 /** simpleserver's policy: the first of its claims to end. */
 export const POLICY_EXPIRY: ExpiryWatch = {
   what: 'policy-claim',

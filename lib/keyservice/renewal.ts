@@ -2,10 +2,12 @@
 // it certifies itself again through simpleserver, as init-trust does, a little before the last
 // RENEW_BEFORE_MS of the certificate's validity (the days in which it starts to warn), and
 // presents the new certificate to every connection from then on. A failed attempt is logged and
-// tried again, sooner as the end nears; the certificate in force serves meanwhile.
+// tried again, sooner as the end nears; the certificate in force serves meanwhile. A certificate
+// that ends with the policy certificate is renewed no more: no certificate issued under the
+// policy certificate lasts past it, and a new one means a restart with it anyway.
 
 import { CertifierError } from '../errors/index.ts';
-import { MAX_TIMER_MS, RENEW_BEFORE_MS, type MachineIdentity } from '../certifier/index.ts';
+import { endsWithPolicyCert, MAX_TIMER_MS, RENEW_BEFORE_MS, type MachineIdentity } from '../certifier/index.ts';
 
 const HOUR_MS = 3_600_000;
 /** Renewal starts this long before the expiry warnings would. */
@@ -22,6 +24,16 @@ export interface RenewalOptions {
   minGapMs?: number;
   /** An attempt just failed (at start): the first retry comes as after any failure, not at the usual time. */
   justFailed?: boolean;
+  /** The policy certificate's end: a certificate ending then is not renewed (again). */
+  policyCertEnds?: Date;
+}
+
+/** The warning for a renewal that did not take the certificate as far as it should, if any. */
+function renewalWarning(next: MachineIdentity, later: boolean, policyCertEnds: Date | undefined): string | undefined {
+  if (endsWithPolicyCert(next.peer.notAfter, policyCertEnds)) {
+    return `the new certificate ends with the policy certificate (${policyCertEnds!.toISOString()}), past which no certificate issued under it lasts: it is renewed no more; replace the policy key before then (README "Replacing the policy key")`;
+  }
+  return later ? undefined : 'the new certificate ends no later than the one before: the policy\'s claims end then; sign a new policy and reload simpleserver';
 }
 
 /**
@@ -48,18 +60,16 @@ export function renewIdentity(first: MachineIdentity, o: RenewalOptions): () => 
   // Timers cannot wait longer than about 24.8 days; a longer wait is a chain of them.
   const tick = () => (now() < due ? arm(due - now()) : void renew());
   const left = () => current.peer.notAfter.getTime() - now();
+  const final = () => endsWithPolicyCert(current.peer.notAfter, o.policyCertEnds);
   const renew = async () => {
     try {
       const next = await o.recertify();
       if (stopped) return;
-      const later = next.peer.notAfter > current.peer.notAfter;
+      const warning = renewalWarning(next, next.peer.notAfter > current.peer.notAfter, o.policyCertEnds);
       o.present(next);
       current = next;
-      o.log({
-        event: 'identity-renewed', serial: next.peer.serialHex, notAfter: next.peer.notAfter.toISOString(),
-        ...(later ? {} : { warning: 'the new certificate ends no later than the one before: the policy\'s claims end then; sign a new policy and reload simpleserver' }),
-      });
-      arm(renewalDelay(left(), minGap));
+      o.log({ event: 'identity-renewed', serial: next.peer.serialHex, notAfter: next.peer.notAfter.toISOString(), ...(warning ? { warning } : {}) });
+      if (!final()) arm(renewalDelay(left(), minGap));
     } catch (e) {
       if (stopped) return;
       const retryMs = retryDelay();
@@ -69,7 +79,7 @@ export function renewIdentity(first: MachineIdentity, o: RenewalOptions): () => 
   };
   // After a failure: at most an hour, a tenth of what is left, at least minGap.
   const retryDelay = () => Math.min(HOUR_MS, Math.max(minGap, left() / 10));
-  arm(o.justFailed ? retryDelay() : renewalDelay(left(), minGap));
+  if (!final()) arm(o.justFailed ? retryDelay() : renewalDelay(left(), minGap));
   return () => {
     stopped = true;
     clearTimeout(timer);

@@ -4,9 +4,9 @@
 import { CertifierError, isCertifierError } from '../errors/index.ts';
 import { randomBytes, wipe } from '../crypto/index.ts';
 import { closingAlso, serve, type ChannelServer, type Limits } from '../channel/index.ts';
-import { toPem, validateAdmission, type ValidatedPeer } from '../pki/index.ts';
+import { readCertificateSummary, toPem, validateAdmission, type ValidatedPeer } from '../pki/index.ts';
 import type { Cryptstore } from '../../cryptstore/index.ts';
-import { admissionCertTag, authKeyTag, IDENTITY_EXPIRY, IDENTITY_EXPIRY_RENEWING, loadIdentity, requireMachine, watchExpiry } from '../certifier/index.ts';
+import { admissionCertTag, authKeyTag, identityExpiry, loadIdentity, requireMachine, watchExpiry } from '../certifier/index.ts';
 import type { Acl } from './acl.ts';
 import type { AuditLog } from './audit.ts';
 import type { KeyBackend } from './backend.ts';
@@ -84,7 +84,7 @@ export interface KeyServerOptions {
   /** Release the storage key to peers running this server's own measurement (key-server join). */
   allowReplicaJoin?: boolean;
   /** Renews the server's own certificate while it runs (key-server serve --certifier); without it the server only warns. */
-  renewal?: Omit<RenewalOptions, 'present' | 'log'>;
+  renewal?: Omit<RenewalOptions, 'present' | 'log' | 'policyCertEnds'>;
   log: (record: object) => void;
 }
 
@@ -113,15 +113,16 @@ export async function startKeyServer(o: KeyServerOptions): Promise<StartedKeySer
     },
     handler: (req, conn) => service.handleStaged(req, conn),
   });
-  const expiry = o.renewal ? IDENTITY_EXPIRY_RENEWING : IDENTITY_EXPIRY;
-  let stopWatching = watchExpiry(identity.peer.notAfter, o.log, expiry);
+  const policyCertEnds = readCertificateSummary(o.policyCert).notAfter;
+  const watch = (notAfter: Date) => watchExpiry(notAfter, o.log, identityExpiry(notAfter, policyCertEnds, o.renewal !== undefined));
+  let stopWatching = watch(identity.peer.notAfter);
   const stopRenewing = o.renewal
     ? renewIdentity(identity, {
-      ...o.renewal, log: o.log,
+      ...o.renewal, log: o.log, policyCertEnds,
       present: (next) => {
         server.setIdentity(next.key, toPem(next.certificate));
         stopWatching();
-        stopWatching = watchExpiry(next.peer.notAfter, o.log, expiry);
+        stopWatching = watch(next.peer.notAfter);
       },
     })
     : () => {};

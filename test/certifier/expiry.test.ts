@@ -2,7 +2,7 @@
 // policy's, on a clock of our own.
 
 import { expect } from 'chai';
-import { IDENTITY_EXPIRY, POLICY_EXPIRY, policyEnds, RENEW_BEFORE_MS, startCertifier, watchExpiry } from '../../lib/certifier/index.ts';
+import { IDENTITY_EXPIRY, IDENTITY_EXPIRY_RENEWING, identityExpiry, POLICY_EXPIRY, policyEnds, RENEW_BEFORE_MS, startCertifier, watchExpiry } from '../../lib/certifier/index.ts';
 import { generateKeyPair, publicKeyOf, sha256, utf8 } from '../../lib/crypto/index.ts';
 import { createPolicyCert, readCertificateSummary } from '../../lib/pki/index.ts';
 import { loadPolicy, makePolicy, type Policy } from '../../lib/policy/index.ts';
@@ -31,6 +31,16 @@ describe('certifier: a server watches its own certificate run out', () => {
 
   it('says once that clients now refuse it, and stops watching', () => {
     expect(watch(-1).map((r) => r.event)).to.deep.equal(['identity-expired']);
+  });
+
+  it('names the policy certificate as the limit of key-server\'s certificate when it ends with it, renewing or not', () => {
+    const policyCertEnds = new Date(Date.UTC(2026, 11, 6));
+    for (const renewing of [true, false]) {
+      const advice = identityExpiry(policyCertEnds, policyCertEnds, renewing).advice;
+      expect(advice).to.contain('ends with the policy certificate').and.contain('Replacing the policy key').and.not.contain('renews it through --certifier');
+    }
+    expect(identityExpiry(new Date(Date.UTC(2026, 11, 5)), policyCertEnds, true)).to.equal(IDENTITY_EXPIRY_RENEWING);
+    expect(identityExpiry(new Date(Date.UTC(2026, 11, 5)), policyCertEnds, false)).to.equal(IDENTITY_EXPIRY);
   });
 
   it('watches the first claim of simpleserver\'s policy to end, under its own event names', () => {

@@ -46,6 +46,38 @@ describe('key-server: its own certificate renewed while it runs', function () {
     }
   });
 
+  it('renews no more once the certificate ends with the policy certificate, and says to replace the policy key', async () => {
+    const start = Date.now();
+    const policyCertEnds = new Date(start + 2_000);
+    const ending = (at: number) => ({ peer: { notAfter: new Date(at), serialHex: 'ab' } }) as unknown as MachineIdentity;
+    const events: Record<string, unknown>[] = [];
+    let attempts = 0;
+    // Half of the first second left: a renewal after half a second, reaching the policy certificate's end.
+    const stop = renewIdentity(ending(start + 1_000), {
+      recertify: async () => (attempts++, ending(policyCertEnds.getTime())), present: () => {}, log: (r) => void events.push(r), minGapMs: 50, policyCertEnds,
+    });
+    try {
+      for (let i = 0; i < 40 && attempts === 0; i++) await new Promise((r) => setTimeout(r, 50));
+      await new Promise((r) => setTimeout(r, 1_200));
+      expect(attempts, 'one renewal, none at half of the rest').to.equal(1);
+      expect(events.map((e) => e.event)).to.deep.equal(['identity-renewed']);
+      expect(events[0]!.warning).to.contain(`ends with the policy certificate (${policyCertEnds.toISOString()})`).and.contain('Replacing the policy key').and.not.contain('sign a new policy');
+    } finally {
+      stop();
+    }
+  });
+
+  it('does not renew a certificate that already ends with the policy certificate', async () => {
+    const policyCertEnds = new Date(Date.now() + 1_000);
+    let attempts = 0;
+    const stop = renewIdentity({ peer: { notAfter: policyCertEnds, serialHex: 'ab' } } as unknown as MachineIdentity, {
+      recertify: async () => { attempts++; throw new Error('not expected'); }, present: () => {}, log: () => {}, minGapMs: 50, policyCertEnds,
+    });
+    await new Promise((r) => setTimeout(r, 800));
+    stop();
+    expect(attempts).to.equal(0);
+  });
+
   it('presents a new certificate from the renewal on, and serves on with the old one while simpleserver is away', async () => {
     const tmp = tempDir('ks-renewal-');
     const closers: (() => Promise<unknown>)[] = [];
