@@ -51,7 +51,7 @@ export async function connect<P>(opts: ConnectOptions<P>): Promise<ClientConnect
     socket = net.connect({ host: opts.host, port: opts.port });
   }
   // Listeners go on before the first tick so no early error is ever unhandled.
-  const conn = new Connection<P>(socket, tlsSocket, limits, target, mutual, connectTimeoutMs);
+  const conn = new Connection<P>(socket, tlsSocket, limits, target, mutual, connectTimeoutMs, opts.tls?.ca);
   await conn.ready;
   // A refusal can arrive in the same read as the end of the handshake.
   if (conn.failed) throw conn.failed;
@@ -90,6 +90,7 @@ class Connection<P> implements ClientConnection<P> {
     private readonly target: string,
     private readonly mutual: boolean,
     connectTimeoutMs: number,
+    private readonly ca?: string,
   ) {
     this.decoder = new FrameDecoder(limits.frameLimit);
     this.exportKeyingMaterial = exporterFor(tlsSocket);
@@ -217,7 +218,7 @@ class Connection<P> implements ClientConnection<P> {
   }
 
   private classify(e: unknown): CertifierError {
-    const err = channelError(e, this.target, this.tlsSocket?.authorizationError ? String(this.tlsSocket.authorizationError) : undefined);
+    const err = channelError(e, this.target, this.tlsSocket?.authorizationError ? String(this.tlsSocket.authorizationError) : undefined, this.ca);
     if (err.code === 'UNREACHABLE' && this.looksRefused()) return this.refusedError(e);
     return err;
   }

@@ -1,6 +1,7 @@
 // Turns socket and TLS failures into CertifierErrors with stable codes, so a caller's exit
 // status says whether retrying can help (3) or the peer's identity is the problem (4).
 
+import { X509Certificate } from 'node:crypto';
 import { CertifierError, type ErrorCode } from '../errors/index.ts';
 
 // errno values that mean "nobody answered at that address": a retry may well succeed.
@@ -22,15 +23,33 @@ export function errnoOf(e: unknown): string | undefined {
   return typeof code === 'string' ? code : undefined;
 }
 
-/** A CertifierError for a failure talking to `target`; our own errors pass through unchanged. */
-export function channelError(e: unknown, target: string, authorizationError?: string): CertifierError {
+/** When the trusted root `ca` (PEM) ends, or undefined if it cannot be read. */
+function rootEnds(ca: string): Date | undefined {
+  try {
+    const end = new Date(new X509Certificate(ca).validTo);
+    return Number.isFinite(end.getTime()) ? end : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A CertifierError for a failure talking to `target`; our own errors pass through unchanged.
+ * `ca` is the trusted root (the policy certificate), which names itself when it has ended.
+ */
+export function channelError(e: unknown, target: string, authorizationError?: string, ca?: string): CertifierError {
   if (e instanceof CertifierError) return e;
   const code = errnoOf(e);
   const detail = (e as Error | undefined)?.message ?? String(e);
   const make = (c: ErrorCode, message: string) => new CertifierError(c, message, { cause: e, details: { target, cause: code } });
   // Node sets authorizationError when OpenSSL could not chain the peer's certificate to `ca`.
   if (authorizationError && OUTSIDE_VALIDITY.has(authorizationError)) {
-    return make('CERT_EXPIRED', `${target} presented a certificate outside its validity (${authorizationError}, checked at ${new Date().toISOString()} by this machine's clock): it needs a new one (a key-server: cert-utility init-trust, or --certifier; simpleserver: a restart), or a clock is wrong`);
+    const now = new Date();
+    const root = authorizationError === 'CERT_HAS_EXPIRED' && ca ? rootEnds(ca) : undefined;
+    if (root && root <= now) {
+      return make('CERT_EXPIRED', `${target} presented a certificate under the policy certificate, which ended at ${root.toISOString()} (checked at ${now.toISOString()} by this machine's clock): no certificate issued under it lasts longer, so no new one or restart helps: replace the policy key (README "Replacing the policy key"), or a clock is wrong`);
+    }
+    return make('CERT_EXPIRED', `${target} presented a certificate outside its validity (${authorizationError}, checked at ${now.toISOString()} by this machine's clock): it needs a new one (a key-server: cert-utility init-trust, or --certifier; simpleserver: a restart), or a clock is wrong`);
   }
   if (authorizationError) return make('UNTRUSTED_PEER', `${target} presented a certificate not issued under the trusted root (${authorizationError})`);
   if (code !== undefined && CERT_ALERT.test(code)) {

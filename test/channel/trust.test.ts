@@ -6,6 +6,9 @@ import tls from 'node:tls';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { Harness, bytes, rejectsWith, testPki, waitFor, type TestPeer } from './harness.ts';
 import { makeCa } from './certs.ts';
+import { generateKeyPair } from '../../lib/crypto/index.ts';
+import { createPolicyCert, toPem } from '../../lib/pki/index.ts';
+import { issueAuthorityIdentity } from '../../lib/certifier/index.ts';
 
 describe('channel: peer verification', () => {
   const h = new Harness();
@@ -94,6 +97,18 @@ describe('channel: peer verification', () => {
     const later = await ca.issue('later-server', { notBefore: new Date(Date.now() + 3_600_000), notAfter: new Date(Date.now() + 48 * 3_600_000) });
     const early = await h.serve('tls', { tls: { key: later.key, cert: later.cert, ca: ca.cert, requestCert: false } });
     expect((await rejectsWith(h.connect(early, 'tls'), 'CERT_EXPIRED')).message).to.contain('CERT_NOT_YET_VALID');
+  });
+
+  it('names the policy certificate, not the peer, when the trusted root itself has ended', async () => {
+    // A one-day policy certificate made two days ago, and simpleserver's certificate under it, ending with it.
+    const policyKey = (await generateKeyPair('p256')).privateKey;
+    const issued = new Date(Date.now() - 48 * 3_600_000);
+    const policyCert = await createPolicyCert({ privateKey: policyKey, domain: 'ended', days: 1, now: issued });
+    const identity = await issueAuthorityIdentity({ policyKey, policyCert, domain: 'ended', now: issued, validitySeconds: 7 * 86_400 });
+    const ca = toPem(policyCert);
+    const server = await h.serve('tls', { tls: { key: identity.key, cert: toPem(identity.cert), ca, requestCert: false } });
+    const e = await rejectsWith(h.connect(server, 'tls', { tls: { ca }, verifyPeer: () => ({ subject: 'x' }) }), 'CERT_EXPIRED');
+    expect(e.message).to.contain('the policy certificate, which ended at').and.contain('Replacing the policy key').and.not.contain('a restart');
   });
 
   it('speaks only TLS 1.3', async () => {
