@@ -11,7 +11,7 @@ import { checkWritable, makePrivateDir, readFileLimited, realFilePath, refuseOwn
 import { createPolicyCert, domainOfPolicyOrganization, issueAdmissionCert, parseCertificate, platformProblem, readCertificate, toPem, validatePolicyCert } from '../../lib/pki/index.ts';
 import { loadPolicy, makePolicy, sameKey } from '../../lib/policy/index.ts';
 import { generateSimulatedPlatform, platformCertificate, TEST_PLATFORM_WARNING } from '../../lib/attest/index.ts';
-import { AUTHORITY_PLATFORM, initTrust, ROLE_PLATFORM_PREFIX } from '../../lib/certifier/index.ts';
+import { AUTHORITY_PLATFORM, endsWithPolicyCert, initTrust, ROLE_PLATFORM_PREFIX } from '../../lib/certifier/index.ts';
 import { checkRoleName, issueRoleCert } from '../../lib/keyservice/roles.ts';
 import { Cryptstore } from '../../cryptstore/index.ts';
 import { dirState, unmake, unmakeSync } from '../../cryptstore/db.ts';
@@ -290,10 +290,7 @@ export function addTrustCommands(program: Command): void {
       });
       await writeFileAtomic(o.out, new TextEncoder().encode(toPem(der)), { exclusive: !o.force, mode: 0o644 });
       const parsed = parseCertificate(der);
-      // A certificate never outlives its issuer's: say so when that cut --days short.
-      if (pc.notAfter.getTime() < Date.now() + o.days * 86_400_000) {
-        warn(P, `the certificate ends at ${parsed.notAfter.toISOString()}, with the policy certificate, not after --days ${o.days}`);
-      }
+      warnIfCutShort(parsed.notAfter, pc.notAfter, o.days);
       const d = describeCert(parsed);
       return { json: { out: o.out, certificate: d.json }, text: [`wrote ${o.out}`, ...d.text] };
     })
@@ -316,7 +313,9 @@ export function addTrustCommands(program: Command): void {
       refusePolicyKeyAsSubject(subject, policyKey, o.publicKey);
       const der = await issueRoleCert({ policyKey, policyCert, subjectPublicKey: subject, role: o.role, domain: policyDomain(policyCert), validitySeconds: o.days * 86_400 });
       await writeFileAtomic(o.out, new TextEncoder().encode(toPem(der)), { exclusive: !o.force, mode: 0o644 });
-      return { json: { out: o.out, role: o.role, certificate: describeCert(parseCertificate(der)).json }, text: [`wrote ${o.out}: role ${o.role}`] };
+      const parsed = parseCertificate(der);
+      warnIfCutShort(parsed.notAfter, pc.notAfter, o.days);
+      return { json: { out: o.out, role: o.role, certificate: describeCert(parsed).json }, text: [`wrote ${o.out}: role ${o.role}`] };
     })
     .requiredOption('--policy-key <file>', 'the policy private key')
     .requiredOption('--policy-cert <file>', 'the policy certificate')
@@ -335,6 +334,11 @@ export function addTrustCommands(program: Command): void {
 }
 
 export { readMeasurementFile };
+
+/** A certificate never outlives its issuer's: says so when that cut --days short. */
+function warnIfCutShort(notAfter: Date, policyCertEnds: Date, days: number): void {
+  if (endsWithPolicyCert(notAfter, policyCertEnds)) warn(P, `the certificate ends at ${notAfter.toISOString()}, with the policy certificate, not after --days ${days}`);
+}
 
 /** A certificate for the policy key itself would let its holder pose as a machine with the authority's key. */
 function refusePolicyKeyAsSubject(subject: KeyObject, policyKey: KeyObject, file: string): void {

@@ -356,12 +356,15 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
       expect(short.stderr).to.contain("cert-utility: warning: the platform certificate plat-short.pem ends at").and.to.contain("before the policy's claims");
     });
 
-    it('says when what it makes ends earlier than asked (issue-cert, make-policy) and when a verified policy\'s claims are not in force (print-policy)', async () => {
+    it('says when what it makes ends earlier than asked (issue-cert, issue-role-cert, make-policy) and when a verified policy\'s claims are not in force (print-policy)', async () => {
       expect((await cu(['generate-policy-key', '--domain', 'datica', '--key-out', 'short-key.pem', '--cert-out', 'short-cert.pem', '--days', '1'])).status).to.equal(0);
       const short = ['--policy-key', 'short-key.pem', '--policy-cert', 'short-cert.pem'];
       const cert = await cu(['issue-cert', ...short, '--public-key', 'platform/platform-cert.pem', '--measurement', M, '--days', '90', '--out', 'short-machine.pem']);
       expect(cert.status, cert.stderr).to.equal(0);
       expect(cert.stderr).to.match(/warning: the certificate ends at \S+, with the policy certificate, not after --days 90/);
+      const role = await cu(['issue-role-cert', ...short, '--public-key', 'platform/platform-cert.pem', '--role', 'operator', '--days', '365', '--out', 'short-role.pem']);
+      expect(role.status, role.stderr).to.equal(0);
+      expect(role.stderr).to.match(/warning: the certificate ends at \S+, with the policy certificate, not after --days 365/);
       const policy = await cu(['make-policy', ...short, '--trust-platform', 'platform/platform-cert.pem', '--trust-measurement', M, '--out', 'short-policy.bin']);
       expect(policy.status, policy.stderr).to.equal(0);
       expect(policy.stderr).to.contain('warning: the policy certificate ends at').and.to.contain('before the claims');
