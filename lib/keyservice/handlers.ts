@@ -131,11 +131,8 @@ export class KeyService {
     const allow = ({ response, version, deleted }: Executed): Uint8Array | LaterAnswer => afterAudit(record('allow', { version, deleted }), response, req!.name);
     try {
       if (!peer) throw new CertifierError('UNTRUSTED_PEER', 'no verified client certificate');
-      // Checked at the handshake, and again for every request: a connection may outlive the
-      // certificate it was opened with, but what it asks after that end is refused.
-      const end = peer.validUntil ?? peer.notAfter; // the leaf's end, or the policy certificate's if sooner
       req = parseKeyRequest(bytes);
-      if (this.now() > end) throw new CertifierError('CERT_EXPIRED', `the client's certificate (or the policy certificate above it) ended at ${end.toISOString()}, after this connection was opened`);
+      this.checkValidity(peer);
       if (req.credentials) {
         const cred = verifyRoleCredential(req.credentials, this.config.policyCert, this.now());
         const leaf = req.credentials[0]!;
@@ -266,6 +263,20 @@ export class KeyService {
 
   private checkReserved(name: string): void {
     if (name !== '' && this.isReserved(name)) throw new CertifierError('RESERVED_NAME', `"${name}" names one of the key-server's own keys, which are never served`);
+  }
+
+  /**
+   * Checked at the handshake, and again for every request: a connection may outlive the
+   * certificate it was opened with, or the clock may be set back before its start; what it asks
+   * outside the window is refused, as a new connection would be.
+   */
+  private checkValidity(peer: ValidatedPeer): void {
+    const now = this.now();
+    const start = peer.validFrom ?? peer.notBefore; // the leaf's start, or the policy certificate's if later
+    const end = peer.validUntil ?? peer.notAfter; // the leaf's end, or the policy certificate's if sooner
+    const clock = `(checked at ${now.toISOString()} by the key-server's clock)`;
+    if (now < start) throw new CertifierError('CERT_EXPIRED', `the client's certificate (or the policy certificate above it) is not valid before ${start.toISOString()} ${clock}`);
+    if (now > end) throw new CertifierError('CERT_EXPIRED', `the client's certificate (or the policy certificate above it) ended at ${end.toISOString()}, after this connection was opened ${clock}`);
   }
 
   private now(): Date {

@@ -37,6 +37,8 @@ export interface ValidatedPeer {
   subject: string;
   notBefore: Date;
   notAfter: Date;
+  /** The start of the whole path: the later of notBefore and the policy certificate's own start. */
+  validFrom: Date;
   /** The end of the whole path: the earlier of notAfter and the policy certificate's own end. */
   validUntil: Date;
   fingerprintSha256Hex: string;
@@ -195,6 +197,7 @@ export function validateAdmission(opts: ValidateAdmissionOptions): ValidatedPeer
     subject: leaf.subject,
     notBefore: new Date(leaf.notBefore),
     notAfter: new Date(leaf.notAfter),
+    validFrom: new Date(Math.max(leaf.notBefore.getTime(), policy.notBefore.getTime())),
     validUntil: new Date(Math.min(leaf.notAfter.getTime(), policy.notAfter.getTime())),
     fingerprintSha256Hex: leaf.fingerprintSha256Hex,
   };

@@ -133,6 +133,28 @@ describe('key service: ordering of the requests of one connection', () => {
     expect(readFileSync(audit.path, 'utf8')).to.contain('"code":"CERT_EXPIRED"');
   });
 
+  it('refuses (CERT_EXPIRED, audited, logged with when) a request on a connection whose certificates are not yet valid by the server\'s clock', async () => {
+    // The clock set back a day after the connection was opened: the leaf, then the policy certificate above it, not valid yet.
+    const logs: Record<string, unknown>[] = [];
+    const dayAgo = new Date(Date.now() - 86_400_000);
+    const svc = new KeyService({ keystore: new KeyStore(backend, randomBytes(32)), policyCert: new Uint8Array(), acl, audit, reserved: { names: [], prefixes: [] }, log: (r) => logs.push(r), now: () => dayAgo });
+    const hourAgo = new Date(Date.now() - 3_600_000);
+    const later = new Date(Date.now() + 3_600_000);
+    const leafNotYet = { measurementHex: M, serialHex: '1f', notBefore: hourAgo, notAfter: later, validFrom: hourAgo, validUntil: later } as ValidatedPeer;
+    const policyNotYet = { ...leafNotYet, notBefore: new Date(Date.now() - 2 * 86_400_000), validFrom: hourAgo };
+    for (const [id, peer] of [['c7', leafNotYet], ['c7b', policyNotYet]] as const) {
+      const c: Connection = { ...conn(id), peer };
+      for (const r of [{ action: 'retrieve', name: 'a', version: 0 }, { action: 'store', name: 'a', data: new Uint8Array([1]) }, { action: 'list', name: '', version: 0 }] as const) {
+        expect(await answer(await svc.handleStaged(encodeKeyRequest(r), c)), `${id} ${r.action}`).to.include({ status: 'failed', errorCode: 'CERT_EXPIRED' });
+      }
+    }
+    expect(logs.map((l) => [l.decision, l.code])).to.deep.equal(Array(6).fill(['deny', 'CERT_EXPIRED']));
+    expect(logs[0]!.detail).to.equal(`the client's certificate (or the policy certificate above it) is not valid before ${hourAgo.toISOString()} (checked at ${dayAgo.toISOString()} by the key-server's clock)`);
+    expect((await inner.list('', {})).length, 'a refused store stored nothing').to.equal(0);
+    await audit.close();
+    expect(readFileSync(audit.path, 'utf8').match(/"code":"CERT_EXPIRED"/g)).to.have.length(6);
+  });
+
   it('lists under a prefix that is itself a reserved name, leaving the reserved names out', async () => {
     const reserved = { names: ['x-private-auth-key'], prefixes: ['key-server/'] };
     const svc = new KeyService({ keystore: new KeyStore(backend, randomBytes(32)), policyCert: new Uint8Array(), acl, reserved });

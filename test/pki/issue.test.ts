@@ -104,6 +104,16 @@ describe('pki: issuing refuses bad inputs', () => {
     const peer = validateAdmission({ chain: [leaf], policyCert: shortPolicy, at: new Date(), usage: 'client' });
     expect(peer.validUntil.getTime()).to.equal(policyEnd.getTime());
   });
+
+  it('says when the path starts (validFrom): the later of the leaf\'s start and the policy certificate\'s', async () => {
+    const policyStart = new Date(Math.floor(Date.now() / 1000) * 1000 - 3_600_000);
+    const policyCert = await createPolicyCert({ privateKey: policyKeys.privateKey, domain: 'datica', now: policyStart });
+    // Issued a moment before the policy certificate was made (within its allowance for skew): the leaf starts earlier.
+    const leaf = await issueAdmissionCert({ ...base, policyCert, now: new Date(policyStart.getTime() - 60_000), validitySeconds: 86_400 });
+    const peer = validateAdmission({ chain: [leaf], policyCert, at: new Date(), usage: 'client' });
+    expect(peer.notBefore.getTime()).to.be.below(parseCertificate(policyCert).notBefore.getTime());
+    expect(peer.validFrom.getTime()).to.equal(parseCertificate(policyCert).notBefore.getTime());
+  });
 });
 
 describe('pki: policy and admission certificates for each algorithm', () => {
