@@ -84,9 +84,9 @@ async function withClient<T>(o: ClientOpts, fn: (client: KeyClient, store: Crypt
     ? { chain: readCertificateChain(await readFileLimited(o.credentialCert, 64 * 1024)), key: await readPrivateKeyFile(o.credentialKey!) }
     : undefined;
   // Checked here first, so an ended (or not yet valid) credential says so and when, rather than
-  // the key-server's bare CREDENTIAL_INVALID.
+  // the key-server's bare CERT_EXPIRED, without connecting.
   if (credential) {
-    const { peer } = verifyRoleCredential(credential.chain, policyCert, new Date(), 'role credential');
+    const { peer } = verifyRoleCredential(credential.chain, policyCert, new Date());
     // A key that is not the certificate's would sign a challenge the server can only refuse.
     if (!sameKey(peer.publicKey, createPublicKey(credential.key))) throw new CertifierError('INVALID_KEY', `${o.credentialKey} is not the key of ${o.credentialCert}`);
   }

@@ -44,6 +44,8 @@ function refusal(r: KeyResponse, action: Action, name: string): CertifierError {
   const code = r.errorCode && Object.hasOwn(ErrorCodes, r.errorCode) ? (r.errorCode as ErrorCode) : 'DENIED';
   // Its storage not answering is no refusal: the request may be tried again (exit 3).
   if (code === 'UNREACHABLE' || code === 'TIMEOUT') return new CertifierError(code, `the key-server could not ${action} "${name}" now: its storage did not answer (${code}); try again`);
+  // The client's own checks passed before it connected: the server's clock differs, or a date passed since.
+  if (code === 'CERT_EXPIRED') return new CertifierError(code, `the key-server refused to ${action} "${name}" (CERT_EXPIRED): by its clock, a certificate the request rests on (this machine's, the policy certificate or a role credential) is outside its validity; its log says which and when`);
   return new CertifierError(code, `the key-server refused to ${action} "${name}" (${r.errorCode ?? 'no reason given'})`);
 }
 

@@ -25,15 +25,16 @@ export async function issueRoleCert(o: { policyKey: KeyObject; policyCert: Uint8
 }
 
 /**
- * Validates a credential chain and returns the role it grants; CREDENTIAL_INVALID otherwise. With
- * `role` (the holder checking its own), a credential outside its dates is CERT_EXPIRED instead.
+ * Validates a credential chain and returns the role it grants. A credential outside its dates at
+ * `at` is CERT_EXPIRED (its message says which end, and the time checked); any other fault is
+ * CREDENTIAL_INVALID.
  */
-export function verifyRoleCredential(chain: Uint8Array[], policyCert: Uint8Array, at: Date, role?: string): { role: string; peer: ValidatedPeer } {
+export function verifyRoleCredential(chain: Uint8Array[], policyCert: Uint8Array, at: Date): { role: string; peer: ValidatedPeer } {
   let peer: ValidatedPeer;
   try {
-    peer = validateAdmission({ chain, policyCert, at, usage: 'role', ...(role ? { role } : {}) });
+    peer = validateAdmission({ chain, policyCert, at, usage: 'role', role: 'role credential' });
   } catch (cause) {
-    if (role && cause instanceof CertifierError && cause.code === 'CERT_EXPIRED') throw cause;
+    if (cause instanceof CertifierError && cause.code === 'CERT_EXPIRED') throw cause;
     throw new CertifierError('CREDENTIAL_INVALID', `the credential is not valid: ${(cause as Error).message}`, { cause });
   }
   if (!peer.platform.startsWith(ROLE_PREFIX)) throw new CertifierError('CREDENTIAL_INVALID', 'the credential is a machine certificate, not a role certificate');
