@@ -126,7 +126,7 @@ export class ServerSession<P> {
   private readonly sizes: number[] = []; // of the requests not answered yet, in order
   private requestBytes = 0; // of the requests received and not answered
   private answerBytes = 0; // of the answers ready and not written
-  private readonly started = Date.now();
+  private readonly started = performance.now(); // monotonic: a clock step does not change a duration
   /** The peer's address, whose share of the server's answer budget this connection draws on. */
   private readonly address: string;
   private received = 0;
@@ -429,7 +429,7 @@ export class ServerSession<P> {
     this.answerBytes = 0;
     const record: Record<string, unknown> = {
       event: 'closed', conn: this.info.id, remote: this.info.remote, transport: this.transport,
-      reason, requests: this.received, answered: this.answered, durationMs: Date.now() - this.started,
+      reason, requests: this.received, answered: this.answered, durationMs: Math.round(performance.now() - this.started),
     };
     if (reason === 'read-timeout' || reason === 'idle-timeout' || reason === 'write-timeout') record.code = 'TIMEOUT';
     if (error !== undefined) record.code = logCode(error);

@@ -98,7 +98,7 @@ export class KeyService {
    * answered the reads its connection sent before it, so no read sees a write sent after it.
    */
   async handleStaged(bytes: Uint8Array, conn: Connection): Promise<Uint8Array | LaterAnswer> {
-    const started = Date.now();
+    const started = performance.now(); // monotonic: the log's ms is a duration, not a time of day
     const peer = conn.peer;
     let req: KeyRequest | undefined;
     let role: string | undefined;
@@ -112,7 +112,7 @@ export class KeyService {
         action: req?.action ?? asked?.action ?? 'unknown', resource: req?.name ?? asked?.name, version: o.version, deleted: o.deleted, decision, code: o.code,
       };
       if (this.config.log) {
-        const line: Record<string, unknown> = { event: 'request', ...entry, remote: conn.remote, ms: Date.now() - started };
+        const line: Record<string, unknown> = { event: 'request', ...entry, remote: conn.remote, ms: Math.round(performance.now() - started) };
         if (o.why) line.detail = o.why; // refusals only: no second spread on every served request
         this.config.log(line);
       }

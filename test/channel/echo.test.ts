@@ -37,6 +37,21 @@ describe('channel: request and answer', () => {
     expect(conn.peer).to.deep.equal({ subject: 'O=Measured-server\nCN=CertifierUsers' });
   });
 
+  it('logs how long a connection lasted by a monotonic clock: the wall clock set back a day meanwhile does not make it negative', async () => {
+    const wall = Date.now;
+    const server = await h.serve('plain', { handler: async (r) => ((Date.now = () => wall() - 86_400_000), r) });
+    try {
+      const conn = await h.connect(server, 'plain');
+      await conn.request(bytes('x'));
+      await conn.close();
+      await waitFor(() => h.closedRecords().length > 0, 2000, 'the close to be logged');
+    } finally {
+      Date.now = wall;
+    }
+    const ms = h.closedRecords()[0]!.durationMs as number;
+    expect(ms).to.be.within(0, 60_000);
+  });
+
   it('answers 100 pipelined requests on one connection in order', async () => {
     let inFlight = 0;
     let maxInFlight = 0;

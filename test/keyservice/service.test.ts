@@ -155,6 +155,24 @@ describe('key service: ordering of the requests of one connection', () => {
     expect(readFileSync(audit.path, 'utf8').match(/"code":"CERT_EXPIRED"/g)).to.have.length(6);
   });
 
+  it('logs how long a request took by a monotonic clock: the wall clock set back a day meanwhile does not make it negative', async () => {
+    const logs: Record<string, unknown>[] = [];
+    const svc = new KeyService({ keystore: new KeyStore(backend, randomBytes(32)), policyCert: new Uint8Array(), acl, reserved: { names: [], prefixes: [] }, log: (r) => logs.push(r) });
+    const c = conn('c8');
+    await answer(await svc.handleStaged(encodeKeyRequest({ action: 'store', name: 'a', data: new Uint8Array([1]) }), c));
+    const wall = Date.now;
+    backend.hold();
+    try {
+      const read = await svc.handleStaged(encodeKeyRequest({ action: 'retrieve', name: 'a', version: 0 }), c);
+      Date.now = () => wall() - 86_400_000;
+      backend.release();
+      expect((await answer(read)).status).to.equal('succeeded');
+    } finally {
+      Date.now = wall;
+    }
+    expect(logs.map((l) => l.ms)).to.satisfy((ms: number[]) => ms.length === 2 && ms.every((m) => m >= 0 && m < 60_000));
+  });
+
   it('lists under a prefix that is itself a reserved name, leaving the reserved names out', async () => {
     const reserved = { names: ['x-private-auth-key'], prefixes: ['key-server/'] };
     const svc = new KeyService({ keystore: new KeyStore(backend, randomBytes(32)), policyCert: new Uint8Array(), acl, reserved });
