@@ -184,6 +184,8 @@ if [ ${#missing[@]} -eq 0 ]; then
 fi
 
 log "step 1/2: certification by $host:$cport"
+# A certificate only due for renewal that cannot be renewed now still serves: init-trust warns
+# (until when it is valid) and exits 0, and the keys are fetched with it.
 with_retries "init-trust against $host:$cport" \
   "$CERT_UTILITY" init-trust --domain "$domain" --policy-cert "$policy_cert" --server "$host:$cport" "${store_args[@]}" >&2 || exit $?
 

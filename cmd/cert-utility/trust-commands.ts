@@ -237,15 +237,19 @@ export function addTrustCommands(program: Command): void {
         if (o.plain) warn(P, 'plain TCP: no TLS, and the evidence is not bound to a session (original protocol)');
         const r = await initTrust({ store, domain: o.domain, policyCert, platform, host, port, force: o.force === true, keyAlg: o.keyAlg, plain: o.plain === true, onRequest: (req) => (sent = req) });
         stopWatching(); // certified: the store is this machine's identity now, whatever comes next
-        if (o.saveEvidence && r.request) {
-          // The machine is certified by now; failing here would only make a script certify it again.
-          await writeFileAtomic(o.saveEvidence, r.request, { mode: 0o644, exclusive: true })
+        if (o.saveEvidence && sent) {
+          // The machine is certified by now (a refused renewal too); failing here would only make a script certify it again.
+          await writeFileAtomic(o.saveEvidence, sent, { mode: 0o644, exclusive: true })
             .catch((e: Error) => warn(P, `certified, but the request sent was not saved: ${e.message}`));
         }
         const info = { status: r.status, serial: r.peer.serialHex, measurement: r.peer.measurementHex, notAfter: r.peer.notAfter.toISOString() };
+        const failed = r.renewalFailed;
+        // Due, not yet needed: the machine stays certified, and a script goes on to fetch its keys.
+        if (failed) warn(P, `could not renew this machine's certificate through ${o.server} (${failed.message} [${failed.code}]); it is still valid until ${info.notAfter}: run init-trust again before then`);
         return {
-          json: info,
-          text: [r.status === 'certified' ? `certified: serial ${info.serial}, measurement ${info.measurement}, valid until ${info.notAfter}` : `already certified (serial ${info.serial}, valid until ${info.notAfter}); nothing to do`],
+          json: failed ? { ...info, renewalFailed: { code: failed.code, reason: failed.message } } : info,
+          text: [r.status === 'certified' ? `certified: serial ${info.serial}, measurement ${info.measurement}, valid until ${info.notAfter}`
+            : `already certified (serial ${info.serial}, valid until ${info.notAfter}); ${failed ? 'renewal failed (see the warning)' : 'nothing to do'}`],
         };
       } catch (e) {
         // A refused request is the one most worth explaining: keep it as well.

@@ -20,13 +20,17 @@ export interface Certifier {
 export async function prepareRenewal(program: string, store: Cryptstore, c: Certifier, log: (r: object) => void): Promise<{ recertify: () => Promise<MachineIdentity>; justFailed: boolean }> {
   const certify = (force: boolean) => initTrust({ store, domain: c.domain, policyCert: c.policyCert, platform: c.platform, host: c.host, port: c.port, force });
   let justFailed = false;
-  try {
-    const r = await certify(false);
-    if (r.status === 'certified') log({ event: 'identity-renewed', serial: r.peer.serialHex, notAfter: r.peer.notAfter.toISOString() });
-  } catch (e) {
+  const failed = (e: unknown) => {
     const code = e instanceof CertifierError ? e.code : 'INTERNAL';
     warn(program, `could not certify through ${c.host}:${c.port} at start (${e instanceof Error ? e.message : String(e)} [${code}]); serving with the certificate in the store, and trying again later`);
     justFailed = true;
+  };
+  try {
+    const r = await certify(false);
+    if (r.renewalFailed) failed(r.renewalFailed);
+    else if (r.status === 'certified') log({ event: 'identity-renewed', serial: r.peer.serialHex, notAfter: r.peer.notAfter.toISOString() });
+  } catch (e) {
+    failed(e);
   }
   return {
     justFailed,

@@ -1,5 +1,6 @@
 // init-trust on a machine: make an authentication key, get it certified, and keep both in the
-// cryptstore in one atomic write. Running it again on a certified store does nothing.
+// cryptstore in one atomic write. Running it again on a certified store does nothing, unless its
+// certificate is due for renewal; a renewal that fails then leaves the valid certificate in place.
 
 import type { KeyObject } from 'node:crypto';
 import { CertifierError, isCertifierError } from '../errors/index.ts';
@@ -67,29 +68,39 @@ export interface InitTrustOptions {
 export interface InitTrustResult {
   status: 'already-certified' | 'certified';
   peer: ValidatedPeer;
-  /** The trust request sent, when one was. */
-  request?: Uint8Array;
+  /** Why a renewal that was due failed: the stored certificate, still valid, stands (already-certified). */
+  renewalFailed?: CertifierError;
 }
 
 export async function initTrust(o: InitTrustOptions): Promise<InitTrustResult> {
   const now = o.now ?? (() => new Date());
+  // A certificate only due for renewal, still valid and of this measurement: one to fall back on.
+  let standing: ValidatedPeer | undefined;
   if (!o.force) {
     const current = await loadIdentity(o.store, o.domain, o.policyCert, now()).catch((e) => {
       // Missing, expired or otherwise unusable: certify afresh. Damage is not papered over.
       if (isCertifierError(e, 'INTEGRITY') || isCertifierError(e, 'WRONG_KEY')) throw e;
       return undefined;
     });
-    if (current && bytesEqual(current.peer.measurement, o.platform.measurement) && !renewDue(current.peer, now())) {
-      return { status: 'already-certified', peer: current.peer };
+    if (current && bytesEqual(current.peer.measurement, o.platform.measurement)) {
+      if (!renewDue(current.peer, now())) return { status: 'already-certified', peer: current.peer };
+      standing = current.peer;
     }
   }
   const { privateKey } = await generateKeyPair(o.keyAlg ?? 'p256');
-  const got = await requestCertificate({ host: o.host, port: o.port, policyCert: o.policyCert, platform: o.platform, authKey: privateKey, plain: o.plain, now, ...(o.onRequest ? { onRequest: o.onRequest } : {}) });
+  let got;
+  try {
+    got = await requestCertificate({ host: o.host, port: o.port, policyCert: o.policyCert, platform: o.platform, authKey: privateKey, plain: o.plain, now, ...(o.onRequest ? { onRequest: o.onRequest } : {}) });
+  } catch (e) {
+    // A renewal ahead of time that failed (simpleserver down, say) leaves the machine certified as it was.
+    if (standing && e instanceof CertifierError) return { status: 'already-certified', peer: standing, renewalFailed: e };
+    throw e;
+  }
   await o.store.putAll([
     { tag: authKeyTag(o.domain), blob: encode('key_message', toKeyMessage(privateKey, 'auth-key')), options: { type: 'key-message-serialized-protobuf', exportable: false } },
     { tag: admissionCertTag(o.domain), blob: got.certificate, options: { type: 'X509-der-cert', exportable: true } },
   ]);
-  return { status: 'certified', peer: got.peer, request: got.request };
+  return { status: 'certified', peer: got.peer };
 }
 
 /** Within 3 days of its end, or past half its life for a certificate of 6 days or less (else a re-run would always renew it). */

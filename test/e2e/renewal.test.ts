@@ -1,11 +1,12 @@
 // key-server serve --certifier with the real programs: a key-server whose certificate is in its
 // last days certifies itself again through simpleserver at start, and then serves with the new
-// certificate. (Renewal while it runs: test/keyservice/renewal.test.ts.)
+// certificate. (Renewal while it runs: test/keyservice/renewal.test.ts.) And init-trust, whose
+// renewal ahead of time may fail while the certificate it would replace still serves.
 
 import { expect } from 'chai';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { run } from '../support/helpers.ts';
+import { closedPort, run, runScript } from '../support/helpers.ts';
 import { Cryptstore, KeyFileProtector } from '../../cryptstore/index.ts';
 import { fromKeyMessage, publicKeyOf } from '../../lib/crypto/index.ts';
 import { decode, type KeyMessage } from '../../lib/wire/index.ts';
@@ -30,7 +31,7 @@ describe('e2e: key-server renews its certificate through simpleserver (--certifi
   });
   after(async () => d?.close());
 
-  const platform = () => ['--platform', 'simulated', '--platform-dir', d.platformDir, '--measurement-file', d.measurementFile('key-server')];
+  const platform = (program = 'key-server') => ['--platform', 'simulated', '--platform-dir', d.platformDir, '--measurement-file', d.measurementFile(program)];
 
   it('certifies itself again at start when its certificate is in its last days, then serves with the new one', async () => {
     const ks: Machine = { name: 'ks-short', program: 'key-server', store: d.path('ks-short'), storeArgs: [] };
@@ -53,9 +54,9 @@ describe('e2e: key-server renews its certificate through simpleserver (--certifi
   /**
    * Replaces the store's admission certificate by one for the same key past half its life: issued
    * as early as the policy certificate allows (its start, a few minutes back), lasting 1.5 times
-   * its age, so that a third of its life (a minute or more) is left.
+   * its age, so that a third of its life (a minute or more) is left; `expired`, lasting a second.
    */
-  async function ageCertificate(store: string): Promise<void> {
+  async function ageCertificate(store: string, o: { program?: string; expired?: boolean } = {}): Promise<void> {
     const s = await Cryptstore.open(store, new KeyFileProtector(readFileSync(d.keyFile), 'the key file'));
     try {
       const key = fromKeyMessage(decode<KeyMessage>('key_message', (await s.get(authKeyTag(d.name))).blob));
@@ -63,14 +64,49 @@ describe('e2e: key-server renews its certificate through simpleserver (--certifi
       const issued = parseCertificate(policyCert).notBefore.getTime() + 1_000;
       const cert = await issueAdmissionCert({
         policyKey: await readPrivateKeyFile(d.policyKey), policyCert, subjectPublicKey: publicKeyOf(key),
-        measurement: Buffer.from(d.measurementHex('key-server'), 'hex'), platform: SIMULATED_ENCLAVE, domain: d.name,
-        validitySeconds: Math.floor((1.5 * (Date.now() - issued)) / 1000), now: new Date(issued),
+        measurement: Buffer.from(d.measurementHex(o.program ?? 'key-server'), 'hex'), platform: SIMULATED_ENCLAVE, domain: d.name,
+        validitySeconds: o.expired ? 1 : Math.floor((1.5 * (Date.now() - issued)) / 1000), now: new Date(issued),
       });
       await s.put(admissionCertTag(d.name), cert, { type: 'X509-der-cert', exportable: true });
     } finally {
       await s.close();
     }
   }
+
+  describe('init-trust with simpleserver down', () => {
+    const initTrust = async (m: Machine, more: string[] = []) => run('cert-utility', ['init-trust', '--domain', d.name, '--policy-cert', d.policyCertFile, '--server', `127.0.0.1:${await closedPort()}`,
+      ...m.storeArgs, ...platform('client-alice'), ...more]);
+
+    it('keeps a certificate due for renewal but still valid: a warning saying until when, exit 0, renewalFailed under --json', async () => {
+      const m = await d.certify('due', 'client-alice');
+      await ageCertificate(m.store, { program: 'client-alice' });
+      const r = expectSuccess(await initTrust(m, ['--json']));
+      expect(r.json()).to.include({ status: 'already-certified' }).and.to.have.nested.property('renewalFailed.code', 'UNREACHABLE');
+      expect(r.stderr).to.match(/warning: could not renew this machine's certificate through 127\.0\.0\.1:\d+ \(.*\[UNREACHABLE\]\); it is still valid until \S+Z/);
+    });
+
+    it('still fails when the certificate must be renewed (expired): UNREACHABLE, exit 3', async () => {
+      const m = await d.certify('expired', 'client-alice');
+      await ageCertificate(m.store, { program: 'client-alice', expired: true });
+      expectFailure(await initTrust(m), 3, 'UNREACHABLE');
+    });
+
+    it('lets first-boot go on to fetch the keys from key-server with the certificate still valid', async () => {
+      const server = await d.startKeyServer(await d.certify('ks-boot', 'key-server'));
+      try {
+        expectSuccess(await d.kc(alice, server, 'store', ['boot/k', '--in', '-'], randomBytes(32)));
+        const vm = await d.certify('vm-due', 'client-alice');
+        await ageCertificate(vm.store, { program: 'client-alice' });
+        const r = await runScript('first-boot.sh', ['--host', '127.0.0.1', '--certifier-port', String(await closedPort()), '--keyserver-port', String(server.port),
+          '--keys', 'boot/k', '--domain', d.name, '--policy-cert', d.policyCertFile, ...vm.storeArgs, ...platform('client-alice'),
+          '--server-measurement', server.measurementHex, '--retries', '1']);
+        expect(r.status, r.stderr).to.equal(0);
+        expect(r.stderr).to.contain('still valid until').and.contain('done: boot/k kept in');
+      } finally {
+        await server.child.stop();
+      }
+    });
+  });
 
   it('with no store at all, makes it and certifies itself, as init-trust would, then serves', async () => {
     const ks: Machine = { name: 'ks-new', program: 'key-server', store: d.path('ks-new'), storeArgs: [] };

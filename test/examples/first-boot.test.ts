@@ -8,20 +8,10 @@ import { expect } from 'chai';
 import { createHash } from 'node:crypto';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { ROOT, run, runScript, tempDir } from '../support/helpers.ts';
+import { closedPort, ROOT, run, runScript, tempDir } from '../support/helpers.ts';
 
 const firstBoot = (args: string[]) => runScript('first-boot.sh', args);
-
-/** A loopback port nothing listens on. */
-async function closedPort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as { port: number }).port;
-  await new Promise((r) => srv.close(r));
-  return port;
-}
 
 describe('scripts/first-boot.sh failure modes', function () {
   this.timeout(120_000);
