@@ -16,7 +16,7 @@ import { STORAGE_KEY_TAG, startKeyServer } from '../lib/keyservice/server.ts';
 import { loadIdentity } from '../lib/certifier/index.ts';
 import { joinReplica } from '../lib/keyclient/replica-join.ts';
 import { openPostgres, pgUrlOf, PG_URL_ENV, type PostgresOptions } from './key-server/postgres.ts';
-import { prepareRenewal } from './key-server/renewal.ts';
+import { openCertified } from './key-server/renewal.ts';
 import { stat } from 'node:fs/promises';
 import { backupName, prepareBackupDir, pruneBackups, pruneReport } from '../lib/keyservice/backups.ts';
 import { loadPlatform } from './common/platform.ts';
@@ -67,12 +67,15 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
     const opened: { close(): Promise<void> }[] = [];
     const keep = <T extends { close(): Promise<void> }>(r: T): T => (opened.unshift(r), r);
     try {
-      const pg = pgUrl ? keep(await openPostgres(pgUrl, o, log)) : undefined;
       const platform = certifier ? await loadPlatform(P, o) : undefined;
-      // With --certifier it certifies itself as init-trust would, which makes the store if needed.
+      // With --certifier it certifies itself as init-trust would, which makes the store if needed;
+      // before anything else is made (--data): a start that cannot be certified leaves nothing.
       const protector = await protectorFrom(P, o, platform);
-      const store = keep(await (certifier ? Cryptstore.openOrCreate(o.store, protector) : Cryptstore.open(o.store, protector)));
-      const renewal = certifier ? await prepareRenewal(P, store, { ...certifier, domain: o.domain, policyCert, platform: platform! }, log) : undefined;
+      const { store, renewal } = certifier
+        ? await openCertified(P, o.store, protector, { ...certifier, domain: o.domain, policyCert, platform: platform! }, log)
+        : { store: await Cryptstore.open(o.store, protector), renewal: undefined };
+      keep(store);
+      const pg = pgUrl ? keep(await openPostgres(pgUrl, o, log)) : undefined;
       const level = pg ? undefined : keep(await LevelBackend.open(o.data));
       const backend = pg?.backend ?? level!;
       // With PostgreSQL each replica keeps its own audit chain, in a file named after it.

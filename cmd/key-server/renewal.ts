@@ -2,9 +2,10 @@
 // as init-trust does (same store, platform and measurement), at start when its certificate is
 // missing, expired or in its last days, and then while it serves (lib/keyservice/renewal.ts).
 
-import type { Cryptstore } from '../../cryptstore/index.ts';
+import { Cryptstore, type Protector } from '../../cryptstore/index.ts';
+import { dirState, unmake } from '../../cryptstore/db.ts';
 import type { Platform } from '../../lib/attest/index.ts';
-import { CertifierError } from '../../lib/errors/index.ts';
+import { CertifierError, isCertifierError } from '../../lib/errors/index.ts';
 import { initTrust, loadIdentity, type MachineIdentity } from '../../lib/certifier/index.ts';
 import { warn } from '../common/cli.ts';
 
@@ -16,21 +17,52 @@ export interface Certifier {
   platform: Platform;
 }
 
-/** Certifies now if due (a failure is a warning: the stored certificate may still serve); returns the renewal to run. */
-export async function prepareRenewal(program: string, store: Cryptstore, c: Certifier, log: (r: object) => void): Promise<{ recertify: () => Promise<MachineIdentity>; justFailed: boolean }> {
+export interface Renewal {
+  recertify: () => Promise<MachineIdentity>;
+  justFailed: boolean;
+}
+
+/**
+ * Opens the store (made if there is none, as init-trust makes it) and certifies now if due. When
+ * that fails with no certificate to serve with, a store this start made goes, as init-trust's does.
+ */
+export async function openCertified(program: string, dir: string, protector: Protector, c: Certifier, log: (r: object) => void): Promise<{ store: Cryptstore; renewal: Renewal }> {
+  const keepDir = (await dirState(dir)) !== 'missing';
+  let made = false;
+  const store = await Cryptstore.openOrCreate(dir, protector, { onCreating: () => void (made = true) });
+  try {
+    return { store, renewal: await prepareRenewal(program, store, c, log) };
+  } catch (e) {
+    await store.close();
+    if (made) await unmake(dir, keepDir).catch(() => warn(program, `could not remove the store ${dir} this start made`));
+    throw e;
+  }
+}
+
+/**
+ * Certifies now if due; returns the renewal to run. A failure is a warning while the stored
+ * certificate can serve, else the error, with its cause's code (UNREACHABLE: worth a retry).
+ */
+async function prepareRenewal(program: string, store: Cryptstore, c: Certifier, log: (r: object) => void): Promise<Renewal> {
   const certify = (force: boolean) => initTrust({ store, domain: c.domain, policyCert: c.policyCert, platform: c.platform, host: c.host, port: c.port, force });
+  const where = `${c.host}:${c.port}`;
   let justFailed = false;
-  const failed = (e: unknown) => {
-    const code = e instanceof CertifierError ? e.code : 'INTERNAL';
-    warn(program, `could not certify through ${c.host}:${c.port} at start (${e instanceof Error ? e.message : String(e)} [${code}]); serving with the certificate in the store, and trying again later`);
+  const serveOn = (e: unknown, until: Date) => {
+    warn(program, `could not certify through ${where} at start (${describe(e)}); serving with the certificate in the store, valid until ${until.toISOString()}, and trying again later`);
     justFailed = true;
   };
   try {
     const r = await certify(false);
-    if (r.renewalFailed) failed(r.renewalFailed);
+    if (r.renewalFailed) serveOn(r.renewalFailed, r.peer.notAfter);
     else if (r.status === 'certified') log({ event: 'identity-renewed', serial: r.peer.serialHex, notAfter: r.peer.notAfter.toISOString() });
   } catch (e) {
-    failed(e);
+    // One init-trust would not keep (of another measurement) still serves; none, or an expired one, does not.
+    const stored = await loadIdentity(store, c.domain, c.policyCert).catch((why: unknown) => {
+      if (!(e instanceof CertifierError)) throw e;
+      const none = isCertifierError(why, 'NOT_FOUND') ? 'this server has no certificate yet' : `the one in its store cannot serve (${describe(why)})`;
+      throw new CertifierError(e.code, `could not certify through ${where} at start, and ${none}: ${e.message}`, { cause: e, details: e.details });
+    });
+    serveOn(e, stored.peer.notAfter);
   }
   return {
     justFailed,
@@ -40,3 +72,5 @@ export async function prepareRenewal(program: string, store: Cryptstore, c: Cert
     },
   };
 }
+
+const describe = (e: unknown) => `${e instanceof Error ? e.message : String(e)} [${e instanceof CertifierError ? e.code : 'INTERNAL'}]`;

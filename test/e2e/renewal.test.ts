@@ -1,11 +1,12 @@
 // key-server serve --certifier with the real programs: a key-server whose certificate is in its
 // last days certifies itself again through simpleserver at start, and then serves with the new
-// certificate. (Renewal while it runs: test/keyservice/renewal.test.ts.) And init-trust, whose
+// certificate, or fails with the cause when it cannot and has no certificate that serves.
+// (Renewal while it runs: test/keyservice/renewal.test.ts.) And init-trust, whose
 // renewal ahead of time may fail while the certificate it would replace still serves.
 
 import { expect } from 'chai';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { closedPort, run, runScript } from '../support/helpers.ts';
 import { Cryptstore, KeyFileProtector } from '../../cryptstore/index.ts';
 import { fromKeyMessage, publicKeyOf } from '../../lib/crypto/index.ts';
@@ -118,6 +119,43 @@ describe('e2e: key-server renews its certificate through simpleserver (--certifi
     } finally {
       await server.child.stop();
     }
+  });
+
+  describe('with simpleserver down at start', () => {
+    const serve = async (ks: Machine, data: string) => run('key-server', ['serve', '--domain', d.name, '--policy-cert', d.policyCertFile, '--data', data, '--listen', '127.0.0.1:0',
+      ...ks.storeArgs, '--certifier', `127.0.0.1:${await closedPort()}`, ...platform()]);
+
+    it('serves with a stored certificate due for renewal but still valid, and says until when', async () => {
+      const ks = await d.certify('ks-due', 'key-server');
+      await ageCertificate(ks.store);
+      const server = await d.startKeyServer(ks, { args: ['--certifier', `127.0.0.1:${await closedPort()}`, ...platform()] });
+      try {
+        expect(server.child.stderr).to.match(/warning: could not certify through 127\.0\.0\.1:\d+ at start \(.*\[UNREACHABLE\]\); serving with the certificate in the store, valid until \S+Z/);
+        expectSuccess(await d.kc(alice, server, 'store', ['due/k', '--in', '-'], randomBytes(32)));
+      } finally {
+        await server.child.stop();
+      }
+    });
+
+    it('with no store, fails UNREACHABLE (exit 3, worth a retry) without claiming to serve, and leaves neither the store nor --data', async () => {
+      const ks: Machine = { name: 'ks-none', program: 'key-server', store: d.path('ks-none'), storeArgs: [] };
+      ks.storeArgs = ['--store', ks.store, '--key-file', d.keyFile];
+      const data = d.path('none-data');
+      const r = await serve(ks, data);
+      expectFailure(r, 3, 'UNREACHABLE');
+      expect(r.stderr).to.contain('has no certificate yet').and.not.contain('serving');
+      expect(existsSync(ks.store), 'store').to.equal(false);
+      expect(existsSync(data), '--data').to.equal(false);
+    });
+
+    it('with an expired certificate, fails UNREACHABLE (exit 3) naming it, and keeps the store', async () => {
+      const ks = await d.certify('ks-expired', 'key-server');
+      await ageCertificate(ks.store, { expired: true });
+      const r = await serve(ks, d.path('expired-data'));
+      expectFailure(r, 3, 'UNREACHABLE');
+      expect(r.stderr).to.contain('cannot serve').and.contain('expired').and.not.contain('serving');
+      expect((await d.store(ks, 'list-items')).status).to.equal(0);
+    });
   });
 
   it('needs the platform to certify with: --certifier without it is a usage error', async () => {
