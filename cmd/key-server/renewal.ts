@@ -18,7 +18,7 @@ export interface Certifier {
 }
 
 export interface Renewal {
-  recertify: () => Promise<MachineIdentity>;
+  recertify: (signal: AbortSignal) => Promise<MachineIdentity>;
   justFailed: boolean;
 }
 
@@ -44,7 +44,7 @@ export async function openCertified(program: string, dir: string, protector: Pro
  * certificate can serve, else the error, with its cause's code (UNREACHABLE: worth a retry).
  */
 async function prepareRenewal(program: string, store: Cryptstore, c: Certifier, log: (r: object) => void): Promise<Renewal> {
-  const certify = (force: boolean) => initTrust({ store, domain: c.domain, policyCert: c.policyCert, platform: c.platform, host: c.host, port: c.port, force });
+  const certify = (force: boolean, signal?: AbortSignal) => initTrust({ store, domain: c.domain, policyCert: c.policyCert, platform: c.platform, host: c.host, port: c.port, force, ...(signal ? { signal } : {}) });
   const where = `${c.host}:${c.port}`;
   let justFailed = false;
   const serveOn = (e: unknown, until: Date) => {
@@ -66,8 +66,8 @@ async function prepareRenewal(program: string, store: Cryptstore, c: Certifier, 
   }
   return {
     justFailed,
-    recertify: async () => {
-      await certify(true);
+    recertify: async (signal) => {
+      await certify(true, signal);
       return loadIdentity(store, c.domain, c.policyCert);
     },
   };

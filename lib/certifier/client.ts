@@ -22,6 +22,8 @@ export interface CertifyOptions {
   /** The original plain-TCP protocol: no TLS, so no session binding. */
   plain?: boolean;
   connectTimeoutMs?: number;
+  /** Abandons the request when aborted (a key-server stopping while it renews its certificate). */
+  signal?: AbortSignal;
   now?: () => Date;
   /** Called with the serialized trust request just before it is sent (kept for `simpleserver explain`, even when refused). */
   onRequest?: (request: Uint8Array) => void;
@@ -54,6 +56,7 @@ export async function requestCertificate(o: CertifyOptions): Promise<Certified> 
     host: o.host, port: o.port,
     ...(o.plain ? { plain: true } : { tls: { ca: toPem(o.policyCert) }, verifyPeer: (chain: Uint8Array[]) => verifyAuthority(chain, o.policyCert, now()) }),
     ...(o.connectTimeoutMs ? { connectTimeoutMs: o.connectTimeoutMs } : {}),
+    ...(o.signal ? { signal: o.signal } : {}),
   });
   try {
     const binding = o.plain ? undefined : conn.exportKeyingMaterial(SESSION_BINDING_LABEL, SESSION_BINDING_BYTES);

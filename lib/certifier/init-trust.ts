@@ -63,6 +63,8 @@ export interface InitTrustOptions {
   now?: () => Date;
   /** See CertifyOptions.onRequest. */
   onRequest?: (request: Uint8Array) => void;
+  /** See CertifyOptions.signal. */
+  signal?: AbortSignal;
 }
 
 export interface InitTrustResult {
@@ -90,7 +92,7 @@ export async function initTrust(o: InitTrustOptions): Promise<InitTrustResult> {
   const { privateKey } = await generateKeyPair(o.keyAlg ?? 'p256');
   let got;
   try {
-    got = await requestCertificate({ host: o.host, port: o.port, policyCert: o.policyCert, platform: o.platform, authKey: privateKey, plain: o.plain, now, ...(o.onRequest ? { onRequest: o.onRequest } : {}) });
+    got = await requestCertificate({ host: o.host, port: o.port, policyCert: o.policyCert, platform: o.platform, authKey: privateKey, plain: o.plain, now, ...(o.onRequest ? { onRequest: o.onRequest } : {}), ...(o.signal ? { signal: o.signal } : {}) });
   } catch (e) {
     // A renewal ahead of time that failed (simpleserver down, say) leaves the machine certified as it was.
     if (standing && e instanceof CertifierError) return { status: 'already-certified', peer: standing, renewalFailed: e };

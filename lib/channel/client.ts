@@ -52,6 +52,15 @@ export async function connect<P>(opts: ConnectOptions<P>): Promise<ClientConnect
   }
   // Listeners go on before the first tick so no early error is ever unhandled.
   const conn = new Connection<P>(socket, tlsSocket, limits, target, mutual, connectTimeoutMs, opts.tls?.ca);
+  const { signal } = opts;
+  if (signal) {
+    const abandon = () => conn.abort(new CertifierError('UNREACHABLE', `the connection to ${target} was abandoned`));
+    if (signal.aborted) abandon();
+    else {
+      signal.addEventListener('abort', abandon, { once: true });
+      socket.once('close', () => signal.removeEventListener('abort', abandon));
+    }
+  }
   await conn.ready;
   // A refusal can arrive in the same read as the end of the handshake.
   if (conn.failed) throw conn.failed;

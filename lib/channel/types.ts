@@ -142,6 +142,8 @@ export interface ConnectOptions<P> {
   limits?: Limits;
   /** Time allowed for the TCP connection (default 10 s); the handshake has its own limit. */
   connectTimeoutMs?: number;
+  /** Abandons the connection when aborted, connecting or waiting for an answer: it fails with UNREACHABLE. */
+  signal?: AbortSignal;
 }
 
 export interface ClientConnection<P> {

@@ -14,8 +14,8 @@ const HOUR_MS = 3_600_000;
 const EARLY_MS = RENEW_BEFORE_MS + HOUR_MS;
 
 export interface RenewalOptions {
-  /** Certifies the server again and returns its new identity, as stored. */
-  recertify: () => Promise<MachineIdentity>;
+  /** Certifies the server again and returns its new identity, as stored; `signal` aborts when the renewal stops. */
+  recertify: (signal: AbortSignal) => Promise<MachineIdentity>;
   /** Puts a new identity in force for new connections. */
   present: (identity: MachineIdentity) => void;
   log: (record: Record<string, unknown>) => void;
@@ -52,6 +52,8 @@ export function renewIdentity(first: MachineIdentity, o: RenewalOptions): () => 
   let due = 0;
   let timer: NodeJS.Timeout | undefined;
   let stopped = false;
+  // Stopping abandons an attempt in flight: a certifier that never answers must not hold the process.
+  const stopping = new AbortController();
   const arm = (ms: number) => {
     due = now() + ms;
     timer = setTimeout(tick, Math.min(ms, MAX_TIMER_MS));
@@ -63,7 +65,7 @@ export function renewIdentity(first: MachineIdentity, o: RenewalOptions): () => 
   const final = () => endsWithPolicyCert(current.peer.notAfter, o.policyCertEnds);
   const renew = async () => {
     try {
-      const next = await o.recertify();
+      const next = await o.recertify(stopping.signal);
       if (stopped) return;
       const warning = renewalWarning(next, next.peer.notAfter > current.peer.notAfter, o.policyCertEnds);
       o.present(next);
@@ -83,5 +85,6 @@ export function renewIdentity(first: MachineIdentity, o: RenewalOptions): () => 
   return () => {
     stopped = true;
     clearTimeout(timer);
+    stopping.abort();
   };
 }

@@ -1,9 +1,10 @@
 // key-server renews its own certificate while it runs (key-server serve --certifier): a real
 // simpleserver certifies it again, and the next client meets the new certificate. The clock the
 // scheduler reads is moved to the last second of the certificate, so the test need not wait for
-// the minimum lifetime of an admission certificate (a minute).
+// the minimum lifetime of an admission certificate (a minute). Stopping abandons an attempt in flight.
 
 import { expect } from 'chai';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { generateKeyPair, publicKeyOf, randomBytes, sha256, utf8 } from '../../lib/crypto/index.ts';
 import { createPolicyCert, type ValidatedPeer } from '../../lib/pki/index.ts';
@@ -76,6 +77,41 @@ describe('key-server: its own certificate renewed while it runs', function () {
     await new Promise((r) => setTimeout(r, 800));
     stop();
     expect(attempts).to.equal(0);
+  });
+
+  it('stopping abandons an attempt in flight: its connection to a certifier that never answers closes at once', async () => {
+    // A certifier that accepts the connection and never says a word (TLS handshake included).
+    const sockets: Socket[] = [];
+    const silent = createServer((s) => void sockets.push(s.resume()));
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    const tmp = tempDir('ks-renewal-stop-');
+    const store = await Cryptstore.create(join(tmp.dir, 'store'), new KeyFileProtector(randomBytes(32)));
+    try {
+      const policyKey = (await generateKeyPair('p256')).privateKey;
+      const policyCert = await createPolicyCert({ privateKey: policyKey, domain: 'renewal' });
+      const keys = await generateSimulatedPlatform({ alg: 'p256' });
+      const platform = new SimulatedEnclave(keys.attestKey, keys.endorsement, sha256(utf8('key-server program')));
+      const outcome: string[] = [];
+      const peer = { peer: { notAfter: new Date(Date.now() + 500), serialHex: 'ab' } } as unknown as MachineIdentity;
+      const stop = renewIdentity(peer, {
+        recertify: (signal) => initTrust({ store, domain: 'renewal', policyCert, platform, host: '127.0.0.1', port: (silent.address() as AddressInfo).port, force: true, signal })
+          .then(() => peer, (e: Error) => (outcome.push(e.message), peer)),
+        present: () => {}, log: () => {}, minGapMs: 50, justFailed: true,
+      });
+      for (let i = 0; i < 40 && sockets.length === 0; i++) await new Promise((r) => setTimeout(r, 50));
+      expect(sockets, 'a renewal attempt connected').to.have.length(1);
+      const closed = new Promise<void>((r) => sockets[0]!.once('close', () => r()));
+      stop();
+      const within = await Promise.race([closed.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 1_000))]);
+      expect(within, 'the connection closed within a second of stopping (not at the handshake timeout)').to.equal(true);
+      for (let i = 0; i < 20 && outcome.length === 0; i++) await new Promise((r) => setTimeout(r, 50));
+      expect(outcome.join()).to.contain('abandoned');
+    } finally {
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => silent.close(r));
+      await store.close();
+      tmp.cleanup();
+    }
   });
 
   it('presents a new certificate from the renewal on, and serves on with the old one while simpleserver is away', async () => {
