@@ -113,8 +113,9 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
         ? async () => {
           await prepareBackupDir(backupDir); // again: it may have been removed, or opened to others, since
           const r = await level.backupTo(join(backupDir, backupName(new Date())));
-          // Only after the new one is whole: a failed backup never costs an older one.
-          return { path: r.path, records: r.records, ...(o.backupKeep ? pruneReport(await pruneBackups(backupDir, o.backupKeep, o.data, r.path)) : {}) };
+          // Only after the new one is whole: a failed backup never costs an older one. Without
+          // --backup-keep every backup stays, but partial copies left by a killed server still go.
+          return { path: r.path, records: r.records, ...pruneReport(await pruneBackups(backupDir, o.backupKeep, { live: o.data, written: r.path })) };
         }
         : undefined;
       return {

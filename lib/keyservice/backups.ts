@@ -119,25 +119,37 @@ export function pruneReport(p: Pruned): Record<string, string> {
   return { ...Object.fromEntries(names.map(([k, v]) => [k, v.join(',')])), ...(warnings.length ? { warning: warnings.join('; ') } : {}) };
 }
 
+/** Where pruneBackups must look before it removes anything (see there). */
+export interface PruneOptions {
+  /** The data directory being served (which may be a backup put back in place). */
+  live?: string;
+  /** The backup just made, which is the newest whatever its name. */
+  written?: string;
+  /** Linux's list of held locks. */
+  locks?: string;
+}
+
 /**
- * Removes all but the newest `keep` backups in `dir`, and partial copies whose writer is gone (no
- * such process, or what runs under its id now is no key-server: writerAlive).
- * Returns the names removed. Nothing else in `dir` is touched, and never `live` (the data
- * directory being served, which may be a backup put back in place), one whose key database may
- * be open in another process (`locks`, Linux's list of held locks, says so, or cannot be read),
- * nor one holding files a backup does not (the audit log of a server that served it in place):
- * they neither count nor go, and the last two are returned, in `inUse` and `otherFiles`, for the
- * caller to report. `written`, the backup just made, is the newest whatever its name: backups
- * are named by the clock, and one made while the clock was ahead would otherwise outrank it and
- * have it removed. Those named after it (`ahead`) are older than their names say, by how much no one knows: they
- * are kept, and not counted among the N, for the caller to report.
+ * Removes all but the newest `keep` backups in `dir` (none, with `keep` undefined: no
+ * --backup-keep), and partial copies whose writer is gone (no such process, or what runs under its
+ * id now is no key-server: writerAlive). Returns the names removed. Nothing else in `dir` is
+ * touched, and never `live` (the data directory being served, which may be a backup put back in
+ * place), one whose key database may be open in another process (`locks`, Linux's list of held
+ * locks, says so, or cannot be read), nor one holding files a backup does not (the audit log of a
+ * server that served it in place): they neither count nor go, and the last two are returned, in
+ * `inUse` and `otherFiles`, for the caller to report. `written`, the
+ * backup just made, is the newest whatever its name: backups are named by the clock, and one made
+ * while the clock was ahead would otherwise outrank it and have it removed. Those named after it
+ * (`ahead`) are older than their names say, by how much no one knows: they are kept, and not
+ * counted among the N, for the caller to report.
  */
-export async function pruneBackups(dir: string, keep: number, live?: string, written?: string, locks = '/proc/locks'): Promise<Pruned> {
-  if (!Number.isInteger(keep) || keep < 1) throw new CertifierError('INVALID_INPUT', `keep at least one backup, not ${keep}`);
+export async function pruneBackups(dir: string, keep: number | undefined, o: PruneOptions = {}): Promise<Pruned> {
+  if (keep !== undefined && (!Number.isInteger(keep) || keep < 1)) throw new CertifierError('INVALID_INPUT', `keep at least one backup, not ${keep}`);
   const names = await fs.readdir(dir);
+  const live = o.live;
   const serving = live === undefined ? undefined : await fs.realpath(live).catch(() => resolve(live));
   const isLive = async (n: string) => serving !== undefined && (await fs.realpath(join(dir, n)).catch(() => join(dir, n))) === serving;
-  const locked = await lockedFiles(locks);
+  const locked = await lockedFiles(o.locks ?? '/proc/locks');
   const inUse: string[] = [];
   const otherFiles: string[] = [];
   /** Puts `n` in `into` if it may go, or among those kept. */
@@ -146,9 +158,9 @@ export async function pruneBackups(dir: string, keep: number, live?: string, wri
     ((await mayBeOpen(path, locked)) ? inUse : (await onlyLevelDb(path)) ? into : otherFiles).push(n);
   };
   const whole: string[] = [];
-  const newest = written === undefined ? undefined : basename(written);
+  const newest = o.written === undefined ? undefined : basename(o.written);
   const ahead: string[] = [];
-  for (const n of names.filter((x) => BACKUP.test(x)).sort()) {
+  for (const n of keep === undefined ? [] : names.filter((x) => BACKUP.test(x)).sort()) {
     if (n === newest || (await isLive(n))) continue;
     if (newest !== undefined && n > newest) ahead.push(n);
     else await sort(n, whole);
@@ -159,7 +171,7 @@ export async function pruneBackups(dir: string, keep: number, live?: string, wri
     const m = PARTIAL.exec(n);
     if (m !== null && !(await writerAlive(Number(m[1]))) && !(await isLive(n))) await sort(n, stale);
   }
-  const remove = [...whole.slice(0, Math.max(0, whole.length - keep)), ...stale];
+  const remove = [...whole.slice(0, Math.max(0, whole.length - (keep ?? whole.length))), ...stale];
   for (const n of remove) await fs.rm(join(dir, n), { recursive: true, force: true });
   return { removed: remove, ahead, inUse, otherFiles };
 }

@@ -38,7 +38,7 @@ describe('key-server backups: pruning', () => {
   it('never removes the data directory being served, which may be a backup put back in place', async () => {
     const names = [0, 1, 2].map((d) => backupName(new Date(Date.UTC(2026, 11, 1 + d, 3))));
     for (const n of names) mkdirSync(join(tmp.dir, n));
-    const { removed } = await pruneBackups(tmp.dir, 1, join(tmp.dir, '.', names[0]!)); // the oldest is live
+    const { removed } = await pruneBackups(tmp.dir, 1, { live: join(tmp.dir, '.', names[0]!) }); // the oldest is live
     expect(removed).to.deep.equal([names[1]]);
     expect(readdirSync(tmp.dir).sort()).to.deep.equal([names[0], names[2]]);
   });
@@ -53,14 +53,14 @@ describe('key-server backups: pruning', () => {
       expect(await pruneBackups(tmp.dir, 1)).to.deep.equal({ removed: [names[2]], ahead: [], inUse: [names[0], names[1], partial], otherFiles: [] });
       // Where the list of locks cannot be read, any that may be open stays.
       await served[0]!.close();
-      expect(await pruneBackups(tmp.dir, 1, undefined, undefined, join(tmp.dir, 'no-such-list'))).to.deep.equal({ removed: [], ahead: [], inUse: [names[0], names[1], partial], otherFiles: [] });
+      expect(await pruneBackups(tmp.dir, 1, { locks: join(tmp.dir, 'no-such-list') })).to.deep.equal({ removed: [], ahead: [], inUse: [names[0], names[1], partial], otherFiles: [] });
       expect((await pruneBackups(tmp.dir, 1)).removed).to.deep.equal([names[0]]);
     } finally {
       for (const b of served) await b.close();
     }
     expect(readdirSync(tmp.dir).sort()).to.deep.equal([names[1], partial, names[3]].sort());
     // The live data directory stays, a partial copy too (one served after its writer died).
-    expect(await pruneBackups(tmp.dir, 1, join(tmp.dir, partial))).to.deep.equal({ removed: [names[1]], ahead: [], inUse: [], otherFiles: [] });
+    expect(await pruneBackups(tmp.dir, 1, { live: join(tmp.dir, partial) })).to.deep.equal({ removed: [names[1]], ahead: [], inUse: [], otherFiles: [] });
     expect(readdirSync(tmp.dir).sort()).to.deep.equal([partial, names[3]].sort());
   });
 
@@ -81,12 +81,20 @@ describe('key-server backups: pruning', () => {
     const partial = `${names[0]}.partial-2147483646-Ab3xY9`;
     mkdirSync(join(backups, partial));
     writeFileSync(join(backups, partial, 'audit.jsonl.lock'), '');
-    const pruned = await pruneBackups(backups, 1, undefined, join(backups, names[3]!));
+    const pruned = await pruneBackups(backups, 1, { written: join(backups, names[3]!) });
     expect(pruned).to.deep.equal({ removed: [names[1], names[2]], ahead: [], inUse: [], otherFiles: [names[0], partial] });
     expect(readdirSync(backups).sort()).to.deep.equal([names[0], partial, names[3]].sort());
     expect(pruneReport(pruned)).to.deep.include({ pruned: `${names[1]},${names[2]}`, otherFiles: `${names[0]},${partial}` });
     expect(pruneReport(pruned).warning).to.contain(`kept ${names[0]}, ${partial}: it holds files a backup does not (served in place?)`);
     expect(pruneReport({ removed: [], ahead: [], inUse: [], otherFiles: [] })).to.deep.equal({});
+  });
+
+  it('without a number to keep (no --backup-keep), keeps every backup but still removes stale partial copies', async () => {
+    const names = [0, 1].map((d) => backupName(new Date(Date.UTC(2026, 11, 1 + d, 3))));
+    const dead = `${names[0]}.partial-2147483646-Ab3xY9`;
+    for (const n of [...names, dead]) mkdirSync(join(tmp.dir, n));
+    expect(await pruneBackups(tmp.dir, undefined, { written: join(tmp.dir, names[1]!) })).to.deep.equal({ removed: [dead], ahead: [], inUse: [], otherFiles: [] });
+    expect(readdirSync(tmp.dir).sort()).to.deep.equal(names);
   });
 
   it('never removes the backup just written; one named after it (the clock was ahead) is kept and not counted', async () => {
@@ -96,7 +104,7 @@ describe('key-server backups: pruning', () => {
     const oldest = backupName(new Date(Date.UTC(2026, 10, 1, 3)));
     for (const n of [ahead, oldest, older, written]) mkdirSync(join(tmp.dir, n));
     // Kept and not counted, so the newest 2 really made stay beside it.
-    expect(await pruneBackups(tmp.dir, 2, undefined, join(tmp.dir, written))).to.deep.equal({ removed: [oldest], ahead: [ahead], inUse: [], otherFiles: [] });
+    expect(await pruneBackups(tmp.dir, 2, { written: join(tmp.dir, written) })).to.deep.equal({ removed: [oldest], ahead: [ahead], inUse: [], otherFiles: [] });
     expect(readdirSync(tmp.dir).sort()).to.deep.equal([older, written, ahead].sort());
   });
 
