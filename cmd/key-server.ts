@@ -115,7 +115,8 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
           const r = await level.backupTo(join(backupDir, backupName(new Date())));
           // Only after the new one is whole: a failed backup never costs an older one. Without
           // --backup-keep every backup stays, but partial copies left by a killed server still go.
-          return { path: r.path, records: r.records, ...pruneReport(await pruneBackups(backupDir, o.backupKeep, { live: o.data, written: r.path })) };
+          const keyId = await level.boundStorageKey();
+          return { path: r.path, records: r.records, ...pruneReport(await pruneBackups(backupDir, o.backupKeep, { live: o.data, written: r.path, ...(keyId ? { keyId } : {}) })) };
         }
         : undefined;
       return {

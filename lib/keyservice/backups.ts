@@ -1,7 +1,8 @@
 // Backups of a LevelDB key database kept in one directory (key-server serve --backup-dir): each is
 // DIR/keys-TIME, whole or absent (LevelBackend.backupTo). Pruning keeps the newest few, and clears
 // away the partial copy a process that died while writing one left behind; it never takes one a
-// server is using or has used in place. The directory must be this user's alone (backupDirProblem).
+// server is using or has used in place, nor one of another key-server sharing the directory. The
+// directory must be this user's alone (backupDirProblem).
 
 import { promises as fs } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
@@ -64,13 +65,29 @@ function alive(pid: number): boolean {
   }
 }
 
-/** What LevelDB itself keeps in a database's directory, all a backup holds until it is served in place. */
-const LEVELDB_FILE = /^(CURRENT|LOCK|LOG|LOG\.old|MANIFEST-\d+|\d+\.(ldb|log|sst))$/;
+/**
+ * The file in a backup naming the storage key its records are sealed under (storageKeyId), written
+ * by backupTo beside LevelDB's files; read here without opening the copy, which would change it.
+ */
+export const KEY_ID_FILE = 'STORAGE-KEY-ID';
 
-/** Whether `path` is a directory of LevelDB's files only; one that cannot be read is not. */
-async function onlyLevelDb(path: string): Promise<boolean> {
+/** What a backup holds until it is served in place: LevelDB's own files, and KEY_ID_FILE. */
+const BACKUP_FILE = /^(CURRENT|LOCK|LOG|LOG\.old|MANIFEST-\d+|\d+\.(ldb|log|sst)|STORAGE-KEY-ID)$/;
+
+/** Whether `path` is a directory of a backup's files only; one that cannot be read is not. */
+async function onlyBackupFiles(path: string): Promise<boolean> {
   const files = await fs.readdir(path).catch(() => undefined);
-  return files !== undefined && files.every((f) => LEVELDB_FILE.test(f));
+  return files !== undefined && files.every((f) => BACKUP_FILE.test(f));
+}
+
+/**
+ * Whether the backup in `path` is another key-server's: its KEY_ID_FILE names another storage key
+ * than `keyId`, or cannot be read. A backup without one (made before backups had it) may be ours.
+ */
+async function anotherServers(path: string, keyId: string | undefined): Promise<boolean> {
+  if (keyId === undefined) return false;
+  const named = await fs.readFile(join(path, KEY_ID_FILE), 'latin1').catch((e: NodeJS.ErrnoException) => (e.code === 'ENOENT' ? keyId : undefined));
+  return named !== keyId;
 }
 
 /**
@@ -105,7 +122,7 @@ async function mayBeOpen(path: string, locked: Set<string> | undefined): Promise
   return locked === undefined || locked.has(`${major}:${minor}:${st.ino}`);
 }
 
-export interface Pruned { removed: string[]; ahead: string[]; inUse: string[]; otherFiles: string[] }
+export interface Pruned { removed: string[]; ahead: string[]; inUse: string[]; otherFiles: string[]; otherServer: string[] }
 
 /** What the log says of a prune: the names removed, and those kept and why. */
 export function pruneReport(p: Pruned): Record<string, string> {
@@ -114,8 +131,9 @@ export function pruneReport(p: Pruned): Record<string, string> {
     p.ahead.length && 'backups named after the one just written were made while the clock was ahead: they are kept and not counted in --backup-keep; remove them when they are not needed',
     p.inUse.length && `kept ${p.inUse.join(', ')}: its key database may be open in another process (a key-server serving it in place), so it is not counted in --backup-keep`,
     p.otherFiles.length && `kept ${p.otherFiles.join(', ')}: it holds files a backup does not (served in place?), so it is not counted in --backup-keep; remove it once what it holds (an audit log) is kept elsewhere`,
+    p.otherServer.length && `kept ${p.otherServer.join(', ')}: backups of another key-server (another storage key) share this --backup-dir; they are never removed here nor counted in --backup-keep: give each key-server a --backup-dir of its own`,
   ].filter((w) => w);
-  const names = Object.entries({ pruned: p.removed, datedAhead: p.ahead, inUse: p.inUse, otherFiles: p.otherFiles }).filter(([, v]) => v.length > 0);
+  const names = Object.entries({ pruned: p.removed, datedAhead: p.ahead, inUse: p.inUse, otherFiles: p.otherFiles, otherServer: p.otherServer }).filter(([, v]) => v.length > 0);
   return { ...Object.fromEntries(names.map(([k, v]) => [k, v.join(',')])), ...(warnings.length ? { warning: warnings.join('; ') } : {}) };
 }
 
@@ -125,6 +143,8 @@ export interface PruneOptions {
   live?: string;
   /** The backup just made, which is the newest whatever its name. */
   written?: string;
+  /** This server's storage key id (storageKeyId): a backup naming another is another server's. */
+  keyId?: string;
   /** Linux's list of held locks. */
   locks?: string;
 }
@@ -135,9 +155,10 @@ export interface PruneOptions {
  * id now is no key-server: writerAlive). Returns the names removed. Nothing else in `dir` is
  * touched, and never `live` (the data directory being served, which may be a backup put back in
  * place), one whose key database may be open in another process (`locks`, Linux's list of held
- * locks, says so, or cannot be read), nor one holding files a backup does not (the audit log of a
- * server that served it in place): they neither count nor go, and the last two are returned, in
- * `inUse` and `otherFiles`, for the caller to report. `written`, the
+ * locks, says so, or cannot be read), one holding files a backup does not (the audit log of a
+ * server that served it in place), nor one of another key-server sharing `dir` (its KEY_ID_FILE
+ * names another storage key than `keyId`): they neither count nor go, and the last three are
+ * returned, in `inUse`, `otherFiles` and `otherServer`, for the caller to report. `written`, the
  * backup just made, is the newest whatever its name: backups are named by the clock, and one made
  * while the clock was ahead would otherwise outrank it and have it removed. Those named after it
  * (`ahead`) are older than their names say, by how much no one knows: they are kept, and not
@@ -152,17 +173,19 @@ export async function pruneBackups(dir: string, keep: number | undefined, o: Pru
   const locked = await lockedFiles(o.locks ?? '/proc/locks');
   const inUse: string[] = [];
   const otherFiles: string[] = [];
+  const otherServer: string[] = [];
   /** Puts `n` in `into` if it may go, or among those kept. */
   const sort = async (n: string, into: string[]) => {
     const path = join(dir, n);
-    ((await mayBeOpen(path, locked)) ? inUse : (await onlyLevelDb(path)) ? into : otherFiles).push(n);
+    ((await anotherServers(path, o.keyId)) ? otherServer : (await mayBeOpen(path, locked)) ? inUse : (await onlyBackupFiles(path)) ? into : otherFiles).push(n);
   };
   const whole: string[] = [];
   const newest = o.written === undefined ? undefined : basename(o.written);
   const ahead: string[] = [];
   for (const n of keep === undefined ? [] : names.filter((x) => BACKUP.test(x)).sort()) {
     if (n === newest || (await isLive(n))) continue;
-    if (newest !== undefined && n > newest) ahead.push(n);
+    if (await anotherServers(join(dir, n), o.keyId)) otherServer.push(n);
+    else if (newest !== undefined && n > newest) ahead.push(n);
     else await sort(n, whole);
   }
   if (newest !== undefined && names.includes(newest)) whole.push(newest);
@@ -173,5 +196,5 @@ export async function pruneBackups(dir: string, keep: number | undefined, o: Pru
   }
   const remove = [...whole.slice(0, Math.max(0, whole.length - (keep ?? whole.length))), ...stale];
   for (const n of remove) await fs.rm(join(dir, n), { recursive: true, force: true });
-  return { removed: remove, ahead, inUse, otherFiles };
+  return { removed: remove, ahead, inUse, otherFiles, otherServer };
 }

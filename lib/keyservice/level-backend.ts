@@ -26,6 +26,7 @@ import { join } from 'node:path';
 import { Level } from 'level';
 import { CertifierError } from '../errors/index.ts';
 import { syncDir } from '../files/index.ts';
+import { KEY_ID_FILE } from './backups.ts';
 import { LruMap } from '../util/lru.ts';
 import { compareNames, decode, encode } from '../wire/index.ts';
 import {
@@ -115,6 +116,18 @@ async function prepareDir(dir: string): Promise<void> {
 /** ALREADY_EXISTS if anything is at `dir`, even a link that leads nowhere. */
 async function refuseTaken(dir: string): Promise<void> {
   if (await fs.lstat(dir).then(() => true, () => false)) throw new CertifierError('ALREADY_EXISTS', `${dir} exists; a backup goes to a new directory`);
+}
+
+/** A new file holding `data`, 0600, synced, and its directory entry with it. */
+async function writeSynced(path: string, data: Uint8Array): Promise<void> {
+  const h = await fs.open(path, 'wx', 0o600);
+  try {
+    await h.writeFile(data);
+    await h.sync();
+  } finally {
+    await h.close();
+  }
+  await syncDir(join(path, '..'));
 }
 
 /** The database holds only ciphertext, but its files are nobody else's business: 0600. */
@@ -339,7 +352,9 @@ export class LevelBackend implements KeyBackend {
    * filled in a new directory beside DIR (DIR.partial-PID-XXXXXX), synced, then renamed, so DIR is
    * whole or absent; it opens as a key-server data directory and, like the original, holds only
    * ciphertext. Until its last batch the copy holds UNFINISHED_KEY, so one cut short is refused by
-   * open under any name. One backup at a time.
+   * open under any name. Beside LevelDB's files it holds KEY_ID_FILE, the storage key id the
+   * records are sealed under (where one is bound), so pruning tells the backups of another
+   * key-server sharing the directory from this one's without opening them. One backup at a time.
    */
   async backupTo(dir: string): Promise<{ records: number; path: string }> {
     this.checkOpen();
@@ -359,6 +374,7 @@ export class LevelBackend implements KeyBackend {
     });
     const copy: Db = new Level(tmp, { keyEncoding: 'utf8', valueEncoding: 'view', createIfMissing: true, errorIfExists: true });
     let records = 0;
+    let keyId: Uint8Array | undefined;
     try {
       await copy.open();
       // Before any record and on disk first, so the copy says it is unfinished until the last batch.
@@ -368,6 +384,7 @@ export class LevelBackend implements KeyBackend {
         let batch: ({ type: 'put'; key: string; value: Uint8Array } | { type: 'del'; key: string })[] = [];
         for await (const [key, value] of this.db.iterator({ snapshot })) {
           if (key.startsWith(RECORD)) records++;
+          if (key === STORAGE_KEY_ID) keyId = value;
           batch.push({ type: 'put', key, value });
           if (batch.length >= 512) {
             await copy.batch(batch);
@@ -380,6 +397,7 @@ export class LevelBackend implements KeyBackend {
         await snapshot.close();
         await copy.close();
       }
+      if (keyId !== undefined) await writeSynced(join(tmp, KEY_ID_FILE), keyId);
       await tightenFiles(tmp);
       // rename(2) never follows a link at the new name, and fails on one (a directory cannot
       // replace a non-directory); this says so plainly.

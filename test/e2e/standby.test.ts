@@ -3,7 +3,7 @@
 // and a copy of the stopped primary's data directory is all it needs to serve every key.
 
 import { expect } from 'chai';
-import { cpSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { cpSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { run } from '../support/helpers.ts';
@@ -97,6 +97,10 @@ describe('e2e: a standby key-server takes over from a copy of the data directory
 
     // --backup-keep: after each backup, only the newest N stay; the one served in place above
     // holds that server's audit log, so it is kept, not counted, and named.
+    // Another key-server's backup (another storage key) in the same directory: never this one's to prune.
+    const theirs = 'keys-2000-01-01T00-00-00-000Z';
+    mkdirSync(join(backups, theirs));
+    writeFileSync(join(backups, theirs, 'STORAGE-KEY-ID'), 'f'.repeat(32));
     const kept = await d.startKeyServer(primary, { args: ['--backup-dir', backups, '--backup-keep', '1'] });
     try {
       const mark = kept.child.mark();
@@ -104,13 +108,15 @@ describe('e2e: a standby key-server takes over from a copy of the data directory
       const line = await kept.child.waitForLog(/ backup-written .*$/m, mark);
       expect(line).not.to.contain('pruned=');
       expect(line).to.contain(`otherFiles=${basename(written[1]!)}`).and.to.contain('it holds files a backup does not (served in place?)');
-      expect(readdirSync(backups).filter((n) => n.startsWith('keys-'))).to.have.length(2);
+      expect(line).to.contain(`otherServer=${theirs}`).and.to.contain('backups of another key-server (another storage key) share this --backup-dir');
+      expect(readdirSync(backups).filter((n) => n.startsWith('keys-'))).to.have.length(3);
       rmSync(`${written[1]}/audit.jsonl`); // its log kept elsewhere, say: now it is an old backup like any other
       rmSync(`${written[1]}/audit.jsonl.lock`, { recursive: true, force: true });
       const again = kept.child.mark();
       process.kill(kept.child.pid, 'SIGUSR1');
       expect(await kept.child.waitForLog(/ backup-written .*$/m, again)).to.contain(`pruned=${basename(written[1]!)},`);
-      expect(readdirSync(backups).filter((n) => n.startsWith('keys-'))).to.have.length(1);
+      expect(readdirSync(backups).filter((n) => n.startsWith('keys-'))).to.have.length(2);
+      expect(readdirSync(backups)).to.include(theirs);
     } finally {
       await kept.child.stop();
     }

@@ -1,11 +1,11 @@
-// Pruning the key-server's backups (--backup-keep): the newest N stay, partial copies left by a
-// process that died go, and nothing else in the directory is touched; and the directory they are
-// kept in, which must be the server user's alone.
+// Pruning the key-server's backups (--backup-keep): the newest N of this server's own stay, partial
+// copies left by a process that died go, and nothing else in the directory is touched; and the
+// directory they are kept in, which must be the server user's alone.
 
 import { expect } from 'chai';
-import { chmodSync, mkdirSync, readdirSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { backupDirProblem, backupName, prepareBackupDir, pruneBackups, pruneReport } from '../../lib/keyservice/backups.ts';
+import { backupDirProblem, backupName, KEY_ID_FILE, prepareBackupDir, pruneBackups, pruneReport } from '../../lib/keyservice/backups.ts';
 import { LevelBackend } from '../../lib/keyservice/level-backend.ts';
 import { tempDir } from '../support/helpers.ts';
 import { recordFor } from './backend-contract.ts';
@@ -50,17 +50,17 @@ describe('key-server backups: pruning', () => {
     // Served in place by another key-server (here, by this process: LevelDB's lock is the same).
     const served = await Promise.all([names[0]!, names[1]!, partial].map((n) => LevelBackend.open(join(tmp.dir, n))));
     try {
-      expect(await pruneBackups(tmp.dir, 1)).to.deep.equal({ removed: [names[2]], ahead: [], inUse: [names[0], names[1], partial], otherFiles: [] });
+      expect(await pruneBackups(tmp.dir, 1)).to.deep.equal({ removed: [names[2]], ahead: [], inUse: [names[0], names[1], partial], otherFiles: [], otherServer: [] });
       // Where the list of locks cannot be read, any that may be open stays.
       await served[0]!.close();
-      expect(await pruneBackups(tmp.dir, 1, { locks: join(tmp.dir, 'no-such-list') })).to.deep.equal({ removed: [], ahead: [], inUse: [names[0], names[1], partial], otherFiles: [] });
+      expect(await pruneBackups(tmp.dir, 1, { locks: join(tmp.dir, 'no-such-list') })).to.deep.equal({ removed: [], ahead: [], inUse: [names[0], names[1], partial], otherFiles: [], otherServer: [] });
       expect((await pruneBackups(tmp.dir, 1)).removed).to.deep.equal([names[0]]);
     } finally {
       for (const b of served) await b.close();
     }
     expect(readdirSync(tmp.dir).sort()).to.deep.equal([names[1], partial, names[3]].sort());
     // The live data directory stays, a partial copy too (one served after its writer died).
-    expect(await pruneBackups(tmp.dir, 1, { live: join(tmp.dir, partial) })).to.deep.equal({ removed: [names[1]], ahead: [], inUse: [], otherFiles: [] });
+    expect(await pruneBackups(tmp.dir, 1, { live: join(tmp.dir, partial) })).to.deep.equal({ removed: [names[1]], ahead: [], inUse: [], otherFiles: [], otherServer: [] });
     expect(readdirSync(tmp.dir).sort()).to.deep.equal([partial, names[3]].sort());
   });
 
@@ -82,18 +82,52 @@ describe('key-server backups: pruning', () => {
     mkdirSync(join(backups, partial));
     writeFileSync(join(backups, partial, 'audit.jsonl.lock'), '');
     const pruned = await pruneBackups(backups, 1, { written: join(backups, names[3]!) });
-    expect(pruned).to.deep.equal({ removed: [names[1], names[2]], ahead: [], inUse: [], otherFiles: [names[0], partial] });
+    expect(pruned).to.deep.equal({ removed: [names[1], names[2]], ahead: [], inUse: [], otherFiles: [names[0], partial], otherServer: [] });
     expect(readdirSync(backups).sort()).to.deep.equal([names[0], partial, names[3]].sort());
     expect(pruneReport(pruned)).to.deep.include({ pruned: `${names[1]},${names[2]}`, otherFiles: `${names[0]},${partial}` });
     expect(pruneReport(pruned).warning).to.contain(`kept ${names[0]}, ${partial}: it holds files a backup does not (served in place?)`);
-    expect(pruneReport({ removed: [], ahead: [], inUse: [], otherFiles: [] })).to.deep.equal({});
+    expect(pruneReport({ removed: [], ahead: [], inUse: [], otherFiles: [], otherServer: [] })).to.deep.equal({});
+  });
+
+  it('removes only this key-server\'s backups: one of another key-server sharing the directory (another storage key) is kept, not counted, and named', async () => {
+    const backups = join(tmp.dir, 'backups');
+    mkdirSync(backups);
+    const ours = 'a'.repeat(32);
+    const theirs = 'b'.repeat(32);
+    const names = [0, 1, 2, 3, 4].map((d) => backupName(new Date(Date.UTC(2026, 11, 1 + d, 3))));
+    const [legacy, theirsOld, oursOld, written, theirsAhead] = names as [string, string, string, string, string];
+    mkdirSync(join(backups, legacy)); // made before backups named their storage key: pruned as before
+    for (const [id, at] of [[theirs, [theirsOld, theirsAhead]], [ours, [oursOld, written]]] as const) {
+      const source = await LevelBackend.open(join(tmp.dir, `data-${id}`));
+      try {
+        await source.bindStorageKey(id);
+        await source.append('k', (v) => recordFor('k', v));
+        for (const n of at) await source.backupTo(join(backups, n));
+      } finally {
+        await source.close();
+      }
+    }
+    expect(readFileSync(join(backups, written, KEY_ID_FILE), 'latin1')).to.equal(ours);
+    const pruned = await pruneBackups(backups, 1, { written: join(backups, written), keyId: ours });
+    expect(pruned).to.deep.equal({ removed: [legacy, oursOld], ahead: [], inUse: [], otherFiles: [], otherServer: [theirsOld, theirsAhead] });
+    expect(readdirSync(backups).sort()).to.deep.equal([theirsOld, written, theirsAhead].sort());
+    expect(pruneReport(pruned)).to.deep.include({ otherServer: `${theirsOld},${theirsAhead}` });
+    expect(pruneReport(pruned).warning).to.contain('backups of another key-server (another storage key) share this --backup-dir');
+    // The file beside LevelDB's is no bar to serving a backup in place.
+    const served = await LevelBackend.open(join(backups, written));
+    try {
+      expect(await served.boundStorageKey()).to.equal(ours);
+    } finally {
+      await served.close();
+    }
+    expect((await pruneBackups(backups, 1, { keyId: ours })).removed).to.deep.equal([]);
   });
 
   it('without a number to keep (no --backup-keep), keeps every backup but still removes stale partial copies', async () => {
     const names = [0, 1].map((d) => backupName(new Date(Date.UTC(2026, 11, 1 + d, 3))));
     const dead = `${names[0]}.partial-2147483646-Ab3xY9`;
     for (const n of [...names, dead]) mkdirSync(join(tmp.dir, n));
-    expect(await pruneBackups(tmp.dir, undefined, { written: join(tmp.dir, names[1]!) })).to.deep.equal({ removed: [dead], ahead: [], inUse: [], otherFiles: [] });
+    expect(await pruneBackups(tmp.dir, undefined, { written: join(tmp.dir, names[1]!) })).to.deep.equal({ removed: [dead], ahead: [], inUse: [], otherFiles: [], otherServer: [] });
     expect(readdirSync(tmp.dir).sort()).to.deep.equal(names);
   });
 
@@ -104,7 +138,7 @@ describe('key-server backups: pruning', () => {
     const oldest = backupName(new Date(Date.UTC(2026, 10, 1, 3)));
     for (const n of [ahead, oldest, older, written]) mkdirSync(join(tmp.dir, n));
     // Kept and not counted, so the newest 2 really made stay beside it.
-    expect(await pruneBackups(tmp.dir, 2, { written: join(tmp.dir, written) })).to.deep.equal({ removed: [oldest], ahead: [ahead], inUse: [], otherFiles: [] });
+    expect(await pruneBackups(tmp.dir, 2, { written: join(tmp.dir, written) })).to.deep.equal({ removed: [oldest], ahead: [ahead], inUse: [], otherFiles: [], otherServer: [] });
     expect(readdirSync(tmp.dir).sort()).to.deep.equal([older, written, ahead].sort());
   });
 
