@@ -219,13 +219,20 @@ export function addStoreCommands(program: Command): void {
       try {
         info = await withStore(P, o, async (s) => {
           await checkNewTag(o.tag, s);
-          return s.put(o.tag, serialized, { type: 'key-message-serialized-protobuf', exportable: o.exportable === true });
+          // As key-client provision keeps files and tags: the file goes in place, then the key is
+          // stored as commitAll's last step, signals held meanwhile. A name taken since the check
+          // (link refuses it) stores nothing; a put that fails, or a signal before it, takes the
+          // file away again. Only SIGKILL or power lost between the two leaves the public key
+          // file without its key in the store; nothing can undo that.
+          let stored: EntryInfo | undefined;
+          const put = async () => void (stored = await s.put(o.tag, serialized, { type: 'key-message-serialized-protobuf', exportable: o.exportable === true }));
+          await commitAll(staged, { finish: put });
+          return stored!;
         });
       } catch (e) {
         for (const f of staged) await f.file.discard();
         throw e;
       }
-      await commitAll(staged);
       return {
         json: { item: info, keyType, ...(publicPem ? { publicKeyPem: publicPem } : {}) },
         text: [`generated ${keyType} key ${printableName(info.tag)} version ${info.version}`, ...(publicPem ? [publicPem.trimEnd()] : [])],

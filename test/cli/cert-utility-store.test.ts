@@ -2,7 +2,7 @@
 // directory, exit status, stdout and stderr. Unhappy paths first.
 
 import { expect } from 'chai';
-import { chmodSync, closeSync, existsSync, mkdirSync, readdirSync, openSync, promises as fs, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, readdirSync, openSync, promises as fs, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Level } from 'level';
 import { randomBytes, utf8 } from '../../lib/crypto/index.ts';
@@ -433,6 +433,18 @@ describe('cert-utility store commands (transcripts)', function () {
       const items = (await cu(withPass('list-items', '--json'))).json().items.map((i: { tag: string; version: number }) => `${i.tag}@${i.version}`);
       expect(items).to.deep.equal(['auth@1']);
       expect((await fs.readdir(tmp.dir)).filter((f) => f.endsWith('.tmp'))).to.deep.equal([]);
+    });
+
+    it('stores no key when its --public-key-out is taken between the check and the write (a race), and leaves the file found there', async () => {
+      const env = { NODE_OPTIONS: `--import ${join(ROOT, 'test/support/plant-before-link.mjs')}`, PLANT_BEFORE_LINK: 'raced.pub.pem' };
+      expectFailure(await cu(withPass('generate-key', '--tag', 'raced', '--alg', 'p256', '--public-key-out', 'raced.pub.pem'), { env }), 1, 'ALREADY_EXISTS');
+      expect(readFileSync(join(tmp.dir, 'raced.pub.pem'), 'utf8')).to.equal('planted');
+      expectFailure(await cu(withPass('get-item', '--tag', 'raced', '--out', '-')), 1, 'NOT_FOUND');
+      expect((await fs.readdir(tmp.dir)).filter((f) => f.endsWith('.tmp'))).to.deep.equal([]);
+      // Nothing of the failed run remains: a run once the name is free stores version 1.
+      rmSync(join(tmp.dir, 'raced.pub.pem'));
+      const r = await cu(withPass('generate-key', '--tag', 'raced', '--alg', 'p256', '--public-key-out', 'raced.pub.pem', '--json'));
+      expect(r.json().item.version).to.equal(1);
     });
 
     it('takes the passphrase from CRYPTSTORE_PASSPHRASE', async () => {
