@@ -7,7 +7,7 @@ import { createPublicKey } from 'node:crypto';
 import { CertifierError } from '../lib/errors/index.ts';
 import { toHex } from '../lib/crypto/index.ts';
 import { ENTRY_TYPES, printableName, shown, tagProblem, type EntryType } from '../lib/wire/index.ts';
-import { checkWritable, readFileLimited, refuseOwnFiles, type OwnFiles } from '../lib/files/index.ts';
+import { checkWritable, readFileLimited, refuseOwnFiles, sweepLeftovers, type Leftover, type OwnFiles } from '../lib/files/index.ts';
 import { utf8Text } from '../lib/util/json.ts';
 import { itemValue, readCertificateChain, validatePolicyCert } from '../lib/pki/index.ts';
 import { isIdentityTag, loadIdentity } from '../lib/certifier/index.ts';
@@ -68,6 +68,16 @@ function checkFetchCount(o: ClientOpts, count: number, code: 'USAGE' | 'INVALID_
 /** A signal that came while the last secret went in waited for it: the run is complete, and says so as it stops. */
 const completedBeforeSignal = (signal: NodeJS.Signals, failed?: string) =>
   note(P, `${signal} came as the secrets were being written: ${failed ? `every one that arrived was written, but not ${failed}` : 'every one was written'}; stopping`);
+
+/**
+ * Names what a killed run left beside `file` and the sweep left, being younger than a write still
+ * going on could be: the previous value kept aside, or a temporary file, either may hold a secret.
+ */
+function noteLeftovers(file: string, left: Leftover[] = []): void {
+  for (const l of left) {
+    note(P, `${l.path}, left beside ${file} by a killed run (or one still writing), may hold a secret (an earlier value): too new to remove now; a run after ${l.removableAfter.toISOString()} removes it`);
+  }
+}
 
 /** What a key-client command works with: never a destination for what it fetches. */
 function clientFiles(o: ClientOpts, ...more: string[]): OwnFiles {
@@ -139,6 +149,8 @@ clientOptions(subcommand<ClientOpts & { version: number; out?: string; force?: b
     // Before connecting: a key-server releases (and records) nothing for a value with nowhere to go.
     if (o.out && o.out !== '-') {
       refuseOwnFiles(o.out, clientFiles(o), `--out ${o.out}`);
+      // Whether or not the file is written: a killed run's leftovers beside it may hold a secret.
+      noteLeftovers(o.out, await sweepLeftovers(o.out));
       await checkWritable(o.out, { exclusive: !o.force });
     }
     return withClient(o, async (client, store): Promise<Result> => {
@@ -186,6 +198,7 @@ clientOptions(subcommand<ClientOpts & { config: string; allowPartial?: boolean }
     checkFetchCount(o, specs.length, 'INVALID_INPUT', 'secrets');
     const own = clientFiles(o, o.config);
     const outcomes = await withClient(o, (c, store) => provision(c, store, specs, { allowPartial: o.allowPartial === true, own, completedBeforeSignal, checked: true }), (store) => refuseBeforeFetching(store, specs, own));
+    for (const x of outcomes) noteLeftovers(x.spec.file!, x.leftovers);
     for (const x of outcomes.filter((y) => y.error)) warn(P, `could not provision "${x.spec.name}": ${x.error!.message} [${x.error!.code}]`);
     const items = outcomes.map((x) => ({ name: x.spec.name, ...(x.spec.tag ? { tag: x.spec.tag } : { file: x.spec.file }), ...(x.entry ? { version: x.entry.version, ...(x.storeVersion ? { storeVersion: x.storeVersion } : {}), written: x.written } : { error: x.error!.code }) }));
     const outcome = (i: (typeof items)[number]) => 'error' in i ? `FAILED (${i.error})`

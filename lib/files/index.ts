@@ -484,22 +484,41 @@ async function keepPrevious(path: string, dir: string): Promise<{ made: boolean;
 /** How old a temporary file of ours must be before a later write of the same file removes it. */
 const STALE_TMP_MS = 10 * 60_000;
 
+/** A file a killed run left beside a destination, too young to be removed yet (sweepLeftovers). */
+export interface Leftover {
+  path: string;
+  /** When a sweep will take it: once older than any write still going on could be. */
+  removableAfter: Date;
+}
+
 /**
  * Removes temporary files a killed run left beside `name` (SIGKILL, power loss: nobody could
  * clean up, and they may hold a secret): ours by their name's pattern, and older than any write
- * still going on could be. Best effort.
+ * still going on could be. Best effort. Returns those left because they are younger.
  */
-async function sweepStale(dir: string, name: string): Promise<void> {
+async function sweepStale(dir: string, name: string): Promise<Leftover[]> {
   const prefix = `.${name}.`;
   const entries = await fs.readdir(dir).catch(() => [] as string[]);
+  const young: Leftover[] = [];
   for (const entry of entries) {
     if (!entry.startsWith(prefix) || !/^[0-9a-f]{12}\.(tmp|old)$/.test(entry.slice(prefix.length))) continue;
     const path = join(dir, entry);
     const st = await fs.lstat(path).catch(() => undefined);
+    if (!st?.isFile()) continue;
     // A kept copy (.old, a hard link) has the previous file's mtime; when it was made is its ctime.
-    const since = entry.endsWith('.old') ? st?.ctimeMs : st?.mtimeMs;
-    if (st?.isFile() && Date.now() - since! > STALE_TMP_MS) await fs.unlink(path).catch(() => {});
+    const since = entry.endsWith('.old') ? st.ctimeMs : st.mtimeMs;
+    if (Date.now() - since > STALE_TMP_MS) await fs.unlink(path).catch(() => {});
+    else young.push({ path, removableAfter: new Date(since + STALE_TMP_MS) });
   }
+  return young;
+}
+
+/**
+ * What a write of `path` sweeps first (sweepStale), for a run that may not write it (its value is
+ * there already): a killed run's leftovers would otherwise stay until the file next changes.
+ */
+export function sweepLeftovers(path: string): Promise<Leftover[]> {
+  return sweepStale(dirname(realLocation(path)), basename(path));
 }
 
 // Temporary files not yet renamed into place may hold a secret (get-item --out). A program that

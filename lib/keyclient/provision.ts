@@ -9,7 +9,7 @@ import { parseJsonText } from '../util/json.ts';
 import { bytesEqual } from '../crypto/index.ts';
 import { itemValue } from '../pki/index.ts';
 import { MAX_VERSION, newNameProblem, tagProblem, type ValidEntry } from '../wire/index.ts';
-import { checkWritable, commitAll, readFileLimited, realLocation, refuseOwnFiles, stageFile, type OwnFiles, type Staged } from '../files/index.ts';
+import { checkWritable, commitAll, readFileLimited, realLocation, refuseOwnFiles, stageFile, sweepLeftovers, type Leftover, type OwnFiles, type Staged } from '../files/index.ts';
 import { lstat, stat } from 'node:fs/promises';
 import type { Cryptstore } from '../../cryptstore/index.ts';
 import { isIdentityTag } from '../certifier/index.ts';
@@ -32,6 +32,8 @@ export interface Outcome {
   written?: 'new' | 'unchanged';
   /** Kept under a tag: the version the cryptstore holds it as (it numbers versions itself). */
   storeVersion?: number;
+  /** Beside a LocalPath: what a killed run left there, too young yet to be removed (sweepLeftovers). */
+  leftovers?: Leftover[];
 }
 
 const KEYS = new Set(['ID', 'Version', 'LocalPath', 'Tag', 'Mode']);
@@ -158,11 +160,16 @@ export interface KeepOptions {
  * go in, as one atomic batch, while signals still wait (commitAll). A rename or a batch that
  * fails, or a signal before the batch began, undoes the files put in place (the error names any
  * that could not be put back); a signal that came once the batch began waits for it, and the run
- * is complete.
+ * is complete. Every LocalPath is first rid of what a killed run left beside it (the previous
+ * value kept aside, a temporary file), changed or not; what is too young to go is in `leftovers`.
  */
 export async function keepAll(store: Cryptstore | undefined, outcomes: Outcome[], o: KeepOptions = {}): Promise<void> {
   const problems = destinationProblems(outcomes.map((x) => x.spec));
   if (problems.length) throw new CertifierError('INVALID_INPUT', `nothing was written: ${problems.join('; ')}`);
+  for (const x of outcomes) {
+    const left = x.spec.file === undefined ? [] : await sweepLeftovers(x.spec.file);
+    if (left.length) x.leftovers = left;
+  }
   const arrived = outcomes.filter((x) => x.entry);
   const existing = await checkLocalPaths(arrived.map((x) => x.spec), o.own, { existingMayStay: true });
   const tags: Outcome[] = [];

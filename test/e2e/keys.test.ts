@@ -3,7 +3,7 @@
 // provisioning from a config file, all or nothing; and the audit log's hash chain.
 
 import { expect } from 'chai';
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { basename, dirname, join } from 'node:path';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
@@ -137,9 +137,12 @@ describe('e2e: keys stored and retrieved through key-server on loopback', functi
     const dir = d.path('out-checks');
     mkdirSync(join(dir, 'taken'), { recursive: true });
     writeFileSync(join(dir, 'file'), 'there');
+    writeFileSync(join(dir, '.file.0123456789ab.tmp'), 'a secret'); // left by a killed run, just now
     const before = auditedRetrieves();
     for (const [args, code] of [[[join(dir, 'file')], 'ALREADY_EXISTS'], [[join(dir, 'missing', 'x')], 'FILE_ERROR'], [[join(dir, 'taken'), '--force'], 'FILE_ERROR'], [[d.keyFile, '--force'], 'INVALID_INPUT']] as const) {
-      expectFailure(await d.kc(bob, server, 'retrieve', ['out/key', '--out', ...args]), 1, code);
+      const r = await d.kc(bob, server, 'retrieve', ['out/key', '--out', ...args]);
+      expectFailure(r, 1, code);
+      if (args[0] === join(dir, 'file')) expect(r.stderr).to.contain(`${join(dir, '.file.0123456789ab.tmp')}, left beside ${join(dir, 'file')} by a killed run`);
     }
     expect(auditedRetrieves()).to.equal(before);
     expect(readFileSync(join(dir, 'file'), 'utf8')).to.equal('there');
@@ -288,8 +291,13 @@ describe('e2e: keys stored and retrieved through key-server on loopback', functi
       const f = config([{ ID: 'prov/tagged', Tag: 'p2-tagged' }, { ID: 'prov/file', LocalPath: file, Mode: '0600' }]);
       const first = expectSuccess(await d.kc(bob, server, 'provision', ['--config', f]));
       expect(first.out).to.equal('prov/tagged: version 1 written (the cryptstore\'s version 1)\nprov/file: version 1 written\n');
+      // The previous value a killed run kept aside, just now: too new to remove, so named.
+      const kept = join(dirname(file), `.${basename(file)}.0123456789ab.old`);
+      writeFileSync(kept, 'an earlier secret');
       const second = expectSuccess(await d.kc(bob, server, 'provision', ['--config', f]));
       expect(second.out).to.equal('prov/tagged: version 1 unchanged (the cryptstore\'s version 1)\nprov/file: version 1 unchanged\n');
+      expect(second.stderr).to.contain(`${kept}, left beside ${file} by a killed run (or one still writing), may hold a secret (an earlier value): too new to remove now; a run after `);
+      rmSync(kept);
 
       expect((await tagsOf(bob)).filter((i) => i.tag === 'p2-tagged').map((i) => i.version)).to.deep.equal([1]);
       const text = expectSuccess(await d.store(bob, 'list-items')).out;

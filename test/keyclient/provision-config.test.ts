@@ -11,7 +11,7 @@ import { encodeKeyRequest } from '../../lib/keyservice/protocol.ts';
 import { rejects } from '../support/rejects.ts';
 import { utf8Text } from '../../lib/util/json.ts';
 import { tempDir } from '../support/helpers.ts';
-import { chmodSync, existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import type { Cryptstore } from '../../cryptstore/index.ts';
 import { join } from 'node:path';
@@ -164,6 +164,40 @@ describe('keyclient: the provisioning config and where secrets may be written', 
     } finally {
       if (immutable) spawnSync('chattr', ['-i', dir]);
       else chmodSync(dir, 0o755);
+      tmp.cleanup();
+    }
+  });
+
+  it('keepAll removes what a killed run left beside a LocalPath even when the file is unchanged, and names what is too new to go', async () => {
+    const tmp = tempDir('keepall-');
+    const now = Date.now;
+    try {
+      const file = join(tmp.dir, 'secret');
+      writeFileSync(file, new Uint8Array([7]), { mode: 0o600 });
+      // Left by a run killed while replacing it: the new value's temporary file (written long
+      // ago), and the previous value kept aside (just now: its ctime is when it was made).
+      const tmpFile = join(tmp.dir, '.secret.0123456789ab.tmp');
+      const kept = join(tmp.dir, '.secret.ba9876543210.old');
+      for (const f of [tmpFile, kept]) writeFileSync(f, 'old secret');
+      utimesSync(tmpFile, new Date(now() - 3_600_000), new Date(now() - 3_600_000));
+      const entry: ValidEntry = { tag: 'a', type: 'binary-blob', version: 1, timeEntered: '', blob: new Uint8Array([7]), exportable: true };
+      const run = async () => {
+        const outcomes: Outcome[] = [{ spec: { name: 'a', version: 0, file }, entry }];
+        await keepAll(undefined, outcomes);
+        expect(outcomes[0]!.written).to.equal('unchanged');
+        return outcomes[0]!.leftovers;
+      };
+      const left = await run();
+      expect(left?.map((l) => l.path)).to.deep.equal([kept]);
+      expect(left![0]!.removableAfter.getTime()).to.be.within(now() + 9 * 60_000, now() + 10 * 60_000);
+      expect(readdirSync(tmp.dir).sort()).to.deep.equal(['.secret.ba9876543210.old', 'secret']);
+      // A run eleven minutes later takes the kept value too.
+      const later = now() + 11 * 60_000;
+      Date.now = () => later;
+      expect(await run()).to.equal(undefined);
+      expect(readdirSync(tmp.dir)).to.deep.equal(['secret']);
+    } finally {
+      Date.now = now;
       tmp.cleanup();
     }
   });
