@@ -1,7 +1,8 @@
 // Outstanding auth-challenge nonces: each is good once, on the connection it was issued to, for
 // the credential it was issued for, for a minute. Bounded so a client cannot exhaust memory: at
 // most 10,000 entries of a few dozen bytes each, keeping the credential's hash, never the bytes
-// it came in (a view into a request frame of up to 1 MiB would keep the whole frame).
+// it came in (a view into a request frame of up to 1 MiB would keep the whole frame). The minute
+// is measured by the monotonic clock: the wall clock set back or forward changes no nonce's life.
 
 import { bytesEqual, randomBytes, sha256, toHex } from '../crypto/index.ts';
 import { CHALLENGES_PER_CONNECTION, NONCE_BYTES } from './protocol.ts';
@@ -20,7 +21,7 @@ export class ChallengeBook {
   private readonly pending = new Map<string, Pending>();
 
   /** A fresh nonce for `credential` (its certificate's DER) on connection `conn`. */
-  issue(conn: string, credential: Uint8Array, now = Date.now()): Uint8Array {
+  issue(conn: string, credential: Uint8Array, now = performance.now()): Uint8Array {
     this.sweep(now);
     let mine = 0;
     for (const p of this.pending.values()) if (p.conn === conn) mine++;
@@ -39,7 +40,7 @@ export class ChallengeBook {
   }
 
   /** Consumes a nonce: true only once, and only for the same connection and credential in time. */
-  redeem(nonce: Uint8Array, conn: string, credential: Uint8Array, now = Date.now()): boolean {
+  redeem(nonce: Uint8Array, conn: string, credential: Uint8Array, now = performance.now()): boolean {
     const key = toHex(nonce);
     const p = this.pending.get(key);
     this.pending.delete(key);

@@ -30,4 +30,16 @@ describe('key service: challenge nonces', () => {
     frame.fill(0); // the frame's buffer reused for the next request
     expect(book.redeem(n, 'c1', cred())).to.equal(true);
   });
+
+  it('measures a nonce\'s minute by the monotonic clock: the wall clock stepped does not end it early or make it last', () => {
+    const book = new ChallengeBook();
+    const realNow = Date.now;
+    const n = book.issue('c1', cred());
+    try {
+      Date.now = () => realNow() + 2 * 60_000; // the wall clock stepped two minutes forward
+      expect(book.redeem(n, 'c1', cred())).to.equal(true);
+    } finally {
+      Date.now = realNow;
+    }
+  });
 });
