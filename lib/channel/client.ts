@@ -115,7 +115,7 @@ class Connection<P> implements ClientConnection<P> {
       this.arm(ms, () => timeoutError('TLS handshake with', target, ms));
     });
     tlsSocket?.once('secureConnect', () => {
-      this.secureAt = Date.now();
+      this.secureAt = performance.now();
       this.becomeReady();
     });
     // A TLS 1.3 server that accepted our certificate sends session tickets right after the
@@ -223,7 +223,7 @@ class Connection<P> implements ClientConnection<P> {
   /** True when a mutual-TLS server dropped us right after the handshake, before accepting. */
   private looksRefused(): boolean {
     return this.mutual && this.secureAt > 0 && !this.sawTicket && this.answered === 0
-      && Date.now() - this.secureAt <= this.limits.handshakeTimeoutMs;
+      && performance.now() - this.secureAt <= this.limits.handshakeTimeoutMs;
   }
 
   private classify(e: unknown): CertifierError {
