@@ -47,7 +47,7 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
       if (pgOnly.length) throw new CertifierError('USAGE', `${pgOnly.map((k) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`).join(', ')} ${pgOnly.length > 1 ? 'go' : 'goes'} with --backend postgres`);
     }
     // A URL that cannot work is a usage error now, not a retry loop later (checked, and warned of, once).
-    const pgUrl = o.backend === 'postgres' ? pgUrlOf(P, o) : undefined;
+    const pgUrl = o.backend === 'postgres' ? await pgUrlOf(P, o) : undefined;
     // A mistyped --audit is refused before anything (the key database, the backup directory) is made.
     // (--data itself is made by serve: a log in it is fine on a first start.)
     if (o.audit && resolve(dirname(o.audit)) !== resolve(o.data)) await refuseMissingAuditDir(o.audit);

@@ -6,7 +6,7 @@ import pg from 'pg';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { PgBackend } from '../../lib/keyservice/pg-backend.ts';
 import { lockDataDir } from '../../lib/keyservice/replica.ts';
-import { fileError } from '../../lib/files/index.ts';
+import { fileError, readFileLimited } from '../../lib/files/index.ts';
 import { warn } from '../common/cli.ts';
 
 export const PG_URL_ENV = 'KEY_SERVER_PG_URL';
@@ -110,9 +110,9 @@ export function driverTlsCheck(url: string, params: URLSearchParams, password: s
     ssl = driverSsl(url);
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
-    // Never quote a password back, whatever the driver's message holds.
-    let said = String(err.message);
-    for (const p of password ? [password, decodeURIComponentSafe(password)] : []) said = said.split(p).join('***');
+    // Never quote a password back: a message that holds it (a short one may be in any word) is not shown.
+    const message = String(err.message);
+    const said = password && [password, decodeURIComponentSafe(password)].some((p) => message.includes(p)) ? '(its message is not shown: it holds the password\'s characters)' : message;
     if (typeof err.code === 'string' && err.path) return { refuse: fileError('read the PostgreSQL URL\'s file', err.path, err) };
     return { problem: `is refused by the driver (which reads PG* environment variables too): ${said}` };
   }
@@ -129,8 +129,30 @@ export function driverTlsCheck(url: string, params: URLSearchParams, password: s
   return { unchecked: envRead ? 'PGSSLMODE=no-verify' : mode !== null ? `sslmode=${mode}` : 'ssl=no-verify' };
 }
 
+/** Certificates and keys are small; a file named in the URL larger than this is a mistake. */
+const URL_FILE_LIMIT = 1024 * 1024;
+
+/**
+ * The files the URL names (sslrootcert, sslcert, sslkey), read first as the programs read any
+ * file: a regular file, not too large, never waiting on a FIFO. The driver reads them with
+ * readFileSync as it parses the URL, which would hang on a FIFO or fill memory with a huge file.
+ */
+async function checkUrlFiles(params: URLSearchParams, where: string): Promise<void> {
+  // libpq's "the system's CAs": a file named "system" to this driver, which would use it as the CA.
+  if (params.get('sslrootcert') === 'system') {
+    throw new CertifierError('USAGE', `the PostgreSQL URL (${where}) has sslrootcert=system, libpq's "the system's CAs", which this driver reads as a file named system: leave sslrootcert out for the system's CAs, or give the CA file's path`);
+  }
+  for (const name of ['sslrootcert', 'sslcert', 'sslkey']) {
+    const path = params.get(name);
+    if (!path) continue;
+    await readFileLimited(path, URL_FILE_LIMIT, { regularOnly: true }).catch((e: CertifierError) => {
+      throw new CertifierError(e.code, `the PostgreSQL URL (${where}) names ${name} ${e.message.replace(/^cannot read /, '')}`, { cause: e });
+    });
+  }
+}
+
 /** The database URL from --pg-url or the environment, checked (USAGE) before anything connects. */
-export function pgUrlOf(program: string, o: PostgresOptions): string {
+export async function pgUrlOf(program: string, o: PostgresOptions): Promise<string> {
   const url = o.pgUrl ?? process.env[PG_URL_ENV];
   if (!url) throw new CertifierError('USAGE', `--backend postgres needs the database URL in ${PG_URL_ENV} (or --pg-url)`);
   // Only a URL: the driver reads anything else (no scheme, a libpq "key=value" string) as a
@@ -147,6 +169,7 @@ export function pgUrlOf(program: string, o: PostgresOptions): string {
   if (!parsed.hostname || parsed.pathname.length < 2) throw new CertifierError('USAGE', `the PostgreSQL URL (${where}) must name a host and a database`);
   const words = sslWordProblem(parsed.searchParams);
   if (words) throw new CertifierError('USAGE', `the PostgreSQL URL (${where}) ${words}`);
+  await checkUrlFiles(parsed.searchParams, where);
   const tls = driverTlsCheck(url, parsed.searchParams, parsed.password);
   if (tls.refuse) throw tls.refuse;
   if (tls.problem) throw new CertifierError('USAGE', `the PostgreSQL URL (${where}) ${tls.problem}`);

@@ -2,7 +2,7 @@
 
 import { expect } from 'chai';
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync, symlinkSync, writeFileSync } from 'node:fs';
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { ROOT, run, tempDir, type Program } from '../support/helpers.ts';
 
@@ -192,7 +192,22 @@ describe('usage mistakes across the programs (exit 2, before any work)', () => {
     const [ca, cert, key] = ['ca.pem', 'c.pem', 'k.pem'].map((f) => join(tmp.dir, f));
     const missing = await pgWith(`?sslmode=verify-full&sslrootcert=${join(tmp.dir, 'no-ca.pem')}`);
     expect(missing.status).to.equal(1);
-    expect(missing.stderr).to.contain(`cannot read the PostgreSQL URL's file ${join(tmp.dir, 'no-ca.pem')}: no such file`).and.contain('[FILE_ERROR]');
+    expect(missing.stderr).to.contain(`the PostgreSQL URL (KEY_SERVER_PG_URL) names sslrootcert ${join(tmp.dir, 'no-ca.pem')}: no such file`).and.contain('[FILE_ERROR]');
+    // Nor anything the driver's own read (readFileSync as it parses) would wait on or fill memory
+    // with; and libpq's sslrootcert=system, a file named "system" to this driver.
+    mkdirSync(join(tmp.dir, 'a-dir'));
+    execFileSync('mkfifo', [join(tmp.dir, 'a-fifo')]);
+    writeFileSync(join(tmp.dir, 'big.pem'), Buffer.alloc(1024 * 1024 + 1));
+    for (const [file, said, code] of [['a-dir', 'is a directory', 'FILE_ERROR'], ['a-fifo', 'not a regular file', 'FILE_ERROR'], ['big.pem', 'is larger than 1048576 bytes', 'INVALID_INPUT']]) {
+      const r = await pgWith(`?sslmode=verify-full&sslrootcert=${join(tmp.dir, file!)}`);
+      expect(r.stderr, file).to.contain(`names sslrootcert ${join(tmp.dir, file!)}`).and.contain(said!).and.contain(`[${code}]`);
+    }
+    const system = await pgWith('?sslmode=verify-full&sslrootcert=system');
+    expect(system.status).to.equal(2);
+    expect(system.stderr).to.contain('sslrootcert=system').and.contain('[USAGE]');
+    // A driver's message holding the password's characters is not quoted, rather than garbled.
+    const short = await run('key-server', [...base, '--backend', 'postgres'], { env: { ...process.env, KEY_SERVER_PG_URL: 'postgres://u:e@127.0.0.1:1/db?sslnegotiation=x' } });
+    expect(short.stderr).to.contain('its message is not shown').and.contain('[USAGE]').and.not.contain('***');
     const ownTls = ['?sslmode=verify-full', `?sslrootcert=${ca}`, '?ssl=true', '?ssl=0', `?sslcert=${cert}&sslkey=${key}`, '?sslnegotiation=direct'];
     const cases: [string, string][] = [['', 'allow'], ...ownTls.flatMap((q) => [[q, 'require'], [q, 'no-verify']] as [string, string][])];
     for (const [query, mode] of cases) {
