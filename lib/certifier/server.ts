@@ -1,5 +1,6 @@
 // simpleserver's network side: TLS by default (presenting the authority's certificate), or the
-// original plain-TCP protocol when asked; one structured log line per request.
+// original plain-TCP protocol when asked; one structured log line per request (refusals anybody
+// can send at will held to a rate: see refusals.ts).
 
 import type { KeyObject } from 'node:crypto';
 import { closingAlso, serve, type ChannelServer, type Limits, type LogRecord } from '../channel/index.ts';
@@ -7,6 +8,7 @@ import { CertifierError } from '../errors/index.ts';
 import { readCertificateSummary, toPem } from '../pki/index.ts';
 import { describeWindow, within, type Policy, type Window } from '../policy/index.ts';
 import { CertifierService, type CertificationRecord } from './service.ts';
+import { certifierLogs } from './refusals.ts';
 import { AUTHORITY_CERT_SECONDS, issueAuthorityIdentity } from './identity.ts';
 import { AMD_CRL_EXPIRY, MAX_TIMER_MS, POLICY_CERT_EXPIRY, POLICY_EXPIRY, watchExpiry } from './expiry.ts';
 import type { VerifiedAmdCrl } from '../attest/index.ts';
@@ -42,9 +44,10 @@ export type CertifierServer = ChannelServer & {
 
 export async function startCertifier(o: CertifierServerOptions): Promise<CertifierServer> {
   const limits: Limits = { ...CERTIFIER_LIMITS, ...o.limits };
+  const logs = certifierLogs(o.log);
   const service = new CertifierService(
     { policyKey: o.policyKey, policyCert: o.policyCert, policy: o.policy, amdCrls: o.amdCrls ?? [], domain: o.domain, certValiditySeconds: o.certValiditySeconds, requireSessionBinding: !o.plain },
-    (r) => o.log({ event: 'certification', ...r }),
+    logs.certification,
   );
   const handler = (req: Uint8Array, conn: { id: string; remote: string; exportKeyingMaterial(l: string, n: number): Uint8Array | undefined }) =>
     service.handle(req, { id: conn.id, remote: conn.remote, exportKeyingMaterial: (l, n) => conn.exportKeyingMaterial(l, n) });
@@ -71,7 +74,7 @@ export async function startCertifier(o: CertifierServerOptions): Promise<Certifi
     renewNow();
   };
   if (o.plain) {
-    const plain = await serve({ host: o.host, port: o.port, plain: true, handler, limits, log: o.log });
+    const plain = await serve({ host: o.host, port: o.port, plain: true, handler, limits, log: logs.channel });
     watchPolicy(o.policy, o.amdCrls ?? []);
     return Object.assign(closingAlso(plain, () => stopWatching()), { setPolicy });
   }
@@ -79,7 +82,7 @@ export async function startCertifier(o: CertifierServerOptions): Promise<Certifi
   const issue = () => issueAuthorityIdentity({ policyKey: o.policyKey, policyCert: o.policyCert, domain: o.domain, validitySeconds: lifetime });
   const identity = await issue();
   const server = await serve({
-    host: o.host, port: o.port, handler, log: o.log, limits,
+    host: o.host, port: o.port, handler, log: logs.channel, limits,
     tls: { key: identity.key, cert: toPem(identity.cert), ca: toPem(o.policyCert), requestCert: false },
   });
   // The certificate is short-lived, the server is not: a fresh key and certificate at every half

@@ -49,9 +49,16 @@ export interface CertificationRecord {
   notAfter?: string;
 }
 
+/**
+ * Takes each request's record; `unverified` marks a refusal of a request whose evidence was never
+ * verified (unreadable, a field missing, evidence malformed or not signed as it should be): one
+ * anybody who can connect may send at will, unlike an allow or a decision of the policy.
+ */
+export type CertificationLog = (r: CertificationRecord, unverified: boolean) => void;
+
 export class CertifierService {
   private readonly config: CertifierConfig;
-  constructor(config: CertifierConfig, private readonly log: (r: CertificationRecord) => void = () => {}) {
+  constructor(config: CertifierConfig, private readonly log: CertificationLog = () => {}) {
     this.config = { ...config };
   }
 
@@ -67,6 +74,7 @@ export class CertifierService {
   async handle(request: Uint8Array, ctx: RequestContext): Promise<Uint8Array> {
     const base = { id: ctx.id, remote: ctx.remote };
     let tags: Pick<TrustResponseMessage, 'requestingEnclaveTag' | 'providingEnclaveTag'> = {};
+    let verified = false; // the evidence is sound: a refusal from here on is the policy's decision
     try {
       const req = parseTrustRequest(request);
       tags = { requestingEnclaveTag: req.requestingEnclaveTag, providingEnclaveTag: req.providingEnclaveTag };
@@ -75,9 +83,10 @@ export class CertifierService {
       if (this.config.requireSessionBinding && !binding) throw new CertifierError('SESSION_MISMATCH', 'no TLS session to bind the evidence to');
       const { policy, amdCrls } = this.config; // one policy decides a request, whatever a reload does
       const facts = verifyEvidence(req.support, verifyOptionsFor(policy, at, amdCrls));
+      verified = true;
       const decision: Decision = evaluate(policy, facts, { at, purpose: req.purpose, ...(binding ? { expectedBinding: binding } : { sessionless: true }) });
       if (!decision.allow) {
-        this.log({ ...base, decision: 'deny', code: decision.code, reason: decision.reason, measurement: toHex(facts.measurement), platform: facts.platform });
+        this.log({ ...base, decision: 'deny', code: decision.code, reason: decision.reason, measurement: toHex(facts.measurement), platform: facts.platform }, false);
         return this.failed(tags, decision.code);
       }
       const notAfterLimit = Math.min(at.getTime() + this.config.certValiditySeconds * 1000, decision.notAfter.getTime());
@@ -94,11 +103,11 @@ export class CertifierService {
       // The log needs only the serial and the end of validity of the certificate we just made: read
       // just those (a fraction of a full parse, or of OpenSSL's X509Certificate under OpenSSL 3).
       const cert = readCertificateSummary(der);
-      this.log({ ...base, decision: 'allow', measurement: toHex(decision.measurement), platform: decision.platform, serial: cert.serialHex, notAfter: cert.notAfter.toISOString() });
+      this.log({ ...base, decision: 'allow', measurement: toHex(decision.measurement), platform: decision.platform, serial: cert.serialHex, notAfter: cert.notAfter.toISOString() }, false);
       return encode('trust_response_message', { status: 'succeeded', ...tags, artifact: der });
     } catch (e) {
       const code: ErrorCode = e instanceof CertifierError ? e.code : 'INTERNAL';
-      this.log({ ...base, decision: 'deny', code, reason: clipped(e instanceof Error ? e.message : String(e)) });
+      this.log({ ...base, decision: 'deny', code, reason: clipped(e instanceof Error ? e.message : String(e)) }, !verified);
       return this.failed(tags, code);
     }
   }

@@ -2,6 +2,7 @@
 // or, for the original Certifier's plain protocol only, plain TCP.
 export { closingAlso, serve } from './server.ts';
 export { connect } from './client.ts';
+export { limitRefusals, REFUSALS_PER_SECOND, type RefusalKind } from './refusals.ts';
 export { DEFAULT_LIMITS, resolveLimits } from './types.ts';
 export type {
   ChannelLog, ChannelServer, ClientConnection, ConnectOptions, ConnectionInfo, Handler, LaterAnswer, Limits, LogRecord,

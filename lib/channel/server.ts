@@ -7,6 +7,7 @@ import { constants as cryptoConstants, type KeyObject } from 'node:crypto';
 import { CertifierError } from '../errors/index.ts';
 import { randomBytes, toHex } from '../crypto/index.ts';
 import { channelError, errnoOf, logCode, OUTSIDE_VALIDITY } from './errors.ts';
+import { channelRefusal, limitRefusals } from './refusals.ts';
 import { AnswerBudget, ServerSession } from './session.ts';
 import { baseTlsOptions, exporterFor, remoteOf, runVerifyPeer } from './tlsutil.ts';
 import { resolveLimits, type ChannelLog, type ChannelServer, type ConnectionInfo, type ServeOptions } from './types.ts';
@@ -20,7 +21,7 @@ export async function serve<P>(opts: ServeOptions<P>): Promise<ChannelServer> {
   if (opts.tls && opts.plain) throw new CertifierError('INVALID_INPUT', 'choose either tls or plain, not both');
   if (!opts.tls && opts.plain !== true) throw new CertifierError('INVALID_INPUT', 'a server without tls must say plain: true');
   if (opts.tls?.verifyPeer && !opts.tls.requestCert) throw new CertifierError('INVALID_INPUT', 'verifyPeer needs requestCert: true');
-  const log = limitRefusals(safeLog(opts.log));
+  const log = limitRefusals(safeLog(opts.log), channelRefusal);
   const transport = opts.tls ? (opts.tls.requestCert ? 'mtls' : 'tls') : 'plain';
 
   const raws = new Set<Socket>(); // every TCP connection, for counting and shutdown
@@ -204,44 +205,6 @@ export function closingAlso(server: ChannelServer, cleanup: () => void): Channel
       cleanup();
       return server.close(graceMs);
     },
-  };
-}
-
-/** Lines of one refusal reason logged per second; the rest are counted into the next line. */
-const REFUSALS_PER_SECOND = 10;
-
-/**
- * Refusals are what an attacker makes us log (a flood of connections, of handshakes that fail):
- * at most REFUSALS_PER_SECOND lines per reason each second, the next line saying how many were
- * left out (`suppressed`), so the log says what happened without growing with the attack.
- */
-function limitRefusals(log: ChannelLog): ChannelLog {
-  const windows = new Map<string, { second: number; lines: number; suppressed: number; timer?: NodeJS.Timeout }>();
-  return (record) => {
-    const given = String((record as { reason?: unknown }).reason ?? '');
-    // A connection ended for a broken frame is as much a refusal (garbage, a TLS client on the plain protocol).
-    if (record.event !== 'refused' && !(record.event === 'closed' && given === 'frame-error')) return log(record);
-    const reason = record.event === 'refused' ? given : `closed:${given}`;
-    const second = Math.floor(Date.now() / 1000);
-    let w = windows.get(reason);
-    if (!w) windows.set(reason, (w = { second, lines: 0, suppressed: 0 }));
-    if (w.second !== second) [w.second, w.lines] = [second, 0];
-    if (w.lines >= REFUSALS_PER_SECOND) {
-      w.suppressed++;
-      // Said even if no refusal of this kind follows: a line of its own, a second later.
-      const window = w;
-      window.timer ??= setTimeout(() => {
-        window.timer = undefined;
-        if (window.suppressed === 0) return;
-        log({ event: record.event, reason: given, suppressed: window.suppressed, summary: true });
-        window.suppressed = 0;
-      }, 1000).unref();
-      return;
-    }
-    w.lines++;
-    const suppressed = w.suppressed;
-    w.suppressed = 0;
-    log(suppressed ? { ...record, suppressed } : record);
   };
 }
 

@@ -1,0 +1,67 @@
+// Anybody who can reach simpleserver can send it requests that cannot be read: their refusals
+// are held to ten lines a second for each code, with counts of the rest, and their connections
+// add no closed line; a machine certified in the middle of such a flood is served and logged in full.
+
+import { expect } from 'chai';
+import { join } from 'node:path';
+import { generateKeyPair, publicKeyOf, randomBytes, sha256, utf8 } from '../../lib/crypto/index.ts';
+import { createPolicyCert, toPem } from '../../lib/pki/index.ts';
+import { loadPolicy, makePolicy } from '../../lib/policy/index.ts';
+import { generateSimulatedPlatform, SimulatedEnclave } from '../../lib/attest/index.ts';
+import { initTrust, startCertifier } from '../../lib/certifier/index.ts';
+import { connect } from '../../lib/channel/index.ts';
+import { Cryptstore, KeyFileProtector } from '../../cryptstore/index.ts';
+import { tempDir } from '../support/helpers.ts';
+import { waitFor } from '../channel/harness.ts';
+
+describe('simpleserver: a flood of unreadable requests', function () {
+  this.timeout(30_000);
+  const tmp = tempDir('refusal-flood-');
+  after(() => tmp.cleanup());
+
+  it('logs at most ten refusals a second for each code, counts the rest, and still logs and serves a good certification', async () => {
+    const domain = 'flood';
+    const policyKey = (await generateKeyPair('p256')).privateKey;
+    const policyCert = await createPolicyCert({ privateKey: policyKey, domain });
+    const platformKeys = await generateSimulatedPlatform({ alg: 'p256' });
+    const m = sha256(utf8('program'));
+    const policy = loadPolicy(makePolicy({
+      policyKey, policyCert, platforms: [{ key: platformKeys.platformKey }], measurements: [m], notBefore: new Date(Date.now() - 60_000), notAfter: new Date(Date.now() + 86_400_000),
+    }), publicKeyOf(policyKey));
+    const lines: { second: number; record: Record<string, unknown> }[] = [];
+    const server = await startCertifier({
+      policyKey, policyCert, policy, domain, host: '127.0.0.1', port: 0, certValiditySeconds: 86_400,
+      log: (record) => lines.push({ second: Math.floor(Date.now() / 1000), record: record as Record<string, unknown> }),
+    });
+    const store = await Cryptstore.create(join(tmp.dir, 'store'), new KeyFileProtector(randomBytes(32)));
+    try {
+      const garbage = async () => {
+        const c = await connect({ host: '127.0.0.1', port: server.address.port, tls: { ca: toPem(policyCert) } });
+        await c.request(new Uint8Array([0x0a, 0x01, 0x41])).catch(() => {});
+        await c.close().catch(() => {});
+      };
+      const flood = 60;
+      const platform = new SimulatedEnclave(platformKeys.attestKey, platformKeys.endorsement, m);
+      const [, certified] = await Promise.all([
+        Promise.all(Array.from({ length: flood / 2 }, garbage)),
+        initTrust({ store, domain, policyCert, platform, host: '127.0.0.1', port: server.address.port }),
+        Promise.all(Array.from({ length: flood / 2 }, garbage)),
+      ]);
+      const refusals = () => lines.filter((l) => l.record.event === 'certification' && l.record.code === 'MISSING_FIELD');
+      await waitFor(() => refusals().reduce((n, l) => n + Number(l.record.suppressed ?? 0) + (l.record.summary ? 0 : 1), 0) === flood, 3000, 'every refusal logged or counted');
+      const perSecond = new Map<number, number>();
+      for (const l of refusals()) if (!l.record.summary) perSecond.set(l.second, (perSecond.get(l.second) ?? 0) + 1);
+      expect(Math.max(...perSecond.values())).to.be.at.most(10); // README, Threat model
+      // The good certification: served, and its line in full.
+      const allowed = lines.filter((l) => l.record.event === 'certification' && l.record.decision === 'allow').map((l) => l.record);
+      expect(allowed).to.have.length(1);
+      expect(allowed[0]).to.include({ serial: certified.peer.serialHex, measurement: certified.peer.measurementHex });
+      // No closed line for a refused connection: only the good one's.
+      const closed = lines.filter((l) => l.record.event === 'closed').map((l) => l.record.conn);
+      expect(closed).to.deep.equal([allowed[0]!.id]);
+    } finally {
+      await server.close();
+      await store.close();
+    }
+  });
+});
