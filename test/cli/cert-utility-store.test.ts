@@ -2,7 +2,7 @@
 // directory, exit status, stdout and stderr. Unhappy paths first.
 
 import { expect } from 'chai';
-import { chmodSync, closeSync, existsSync, mkdirSync, readdirSync, openSync, promises as fs, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, readdirSync, openSync, promises as fs, readFileSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Level } from 'level';
 import { randomBytes, utf8 } from '../../lib/crypto/index.ts';
@@ -298,6 +298,15 @@ describe('cert-utility store commands (transcripts)', function () {
       expectFailure(r, 1, 'INVALID_INPUT');
       expect(r.stderr).to.contain('nothing to store: empty is empty');
       expectFailure(await cu(withPass('get-item', '--tag', 'e', '--out', '-')), 1, 'NOT_FOUND');
+    });
+
+    it('refuses an item over 16 MiB (INVALID_INPUT) and stores nothing', async () => {
+      writeFileSync(join(tmp.dir, 'big'), '');
+      truncateSync(join(tmp.dir, 'big'), 16 * 1024 * 1024 + 1); // sparse: nothing written to disk
+      const r = await cu(withPass('put-item', '--tag', 'big', '--in', 'big'));
+      expectFailure(r, 1, 'INVALID_INPUT');
+      expect(r.stderr).to.contain('big is larger than 16777216 bytes');
+      expectFailure(await cu(withPass('get-item', '--tag', 'big', '--out', '-')), 1, 'NOT_FOUND');
     });
 
     it('refuses a new tag that would display as another (a zero-width space), for put-item and generate-key', async () => {

@@ -5,6 +5,7 @@ import { expect } from 'chai';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { ErrorCodes } from '../../lib/errors/index.ts';
+import { MAX_BLOB_BYTES } from '../../cryptstore/index.ts';
 import { ROOT } from '../support/helpers.ts';
 
 const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
@@ -41,6 +42,11 @@ describe('README', () => {
   it('lists every error code with its exit status, and no code that does not exist', () => {
     const rows = [...readme.matchAll(/^\| `([A-Z_]+)` \| (\d) \|/gm)].map((m) => [m[1], Number(m[2])]);
     expect(Object.fromEntries(rows)).to.deep.equal({ ...ErrorCodes });
+  });
+
+  it('gives the largest item put-item stores, as the cryptstore holds it', () => {
+    const row = readme.split('\n').find((l) => l.startsWith('| `put-item '));
+    expect(row).to.contain(`${MAX_BLOB_BYTES.toLocaleString('en-US')}: 16 MiB`);
   });
 
   it('shows only commands that a test, a scenario or a script runs, with the flags it shows', () => {
