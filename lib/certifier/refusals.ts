@@ -11,12 +11,16 @@ const QUIET_HELD = 4096;
  * The log of each request (`certification`) and of the channel, from `log`. A refusal of a request
  * whose evidence was never verified goes through the limiter (at most REFUSALS_PER_SECOND lines a
  * second for each code, then a count), and its connection's `closed` line is left out: the refusal
- * stands for the connection, as a refused handshake does on key-server. Every allow, and every
- * decision of the policy on sound evidence, is logged.
+ * stands for the connection, as a refused handshake does on key-server. The closed line of a
+ * connection that asked nothing is held to the same rate. Every allow, and every decision of the
+ * policy on sound evidence, is logged.
  */
 export function certifierLogs(log: ChannelLog): { certification: CertificationLog; channel: ChannelLog } {
   const quiet = new Set<string>();
   const refusal = limitRefusals(log, (r) => ({ kind: String(r.code), names: { event: r.event, decision: r.decision, code: r.code } }));
+  // A connection that asked nothing (anyone can open one: simpleserver asks no client certificate)
+  // is held to the same rate, so an empty handshake cannot make the log grow at will either.
+  const emptyClosed = limitRefusals(log, (r) => ({ kind: `closed:${String((r as { reason?: unknown }).reason)}`, names: { event: r.event, reason: (r as { reason?: unknown }).reason, requests: 0 } }));
   return {
     certification: (r, unverified) => {
       const record: LogRecord = { event: 'certification', ...r };
@@ -28,6 +32,7 @@ export function certifierLogs(log: ChannelLog): { certification: CertificationLo
     },
     channel: (r) => {
       if (r.event === 'closed' && quiet.delete(String(r.conn))) return;
+      if (r.event === 'closed' && (r as { requests?: unknown }).requests === 0) return emptyClosed(r);
       log(r);
     },
   };

@@ -59,6 +59,17 @@ describe('simpleserver: a flood of unreadable requests', function () {
       // No closed line for a refused connection: only the good one's.
       const closed = lines.filter((l) => l.record.event === 'closed').map((l) => l.record.conn);
       expect(closed).to.deep.equal([allowed[0]!.id]);
+      // Connections that ask nothing at all (a handshake, then gone): their closed lines are held to the same rate.
+      const before = lines.length;
+      await Promise.all(Array.from({ length: 40 }, async () => {
+        const c = await connect({ host: '127.0.0.1', port: server.address.port, tls: { ca: toPem(policyCert) } });
+        await c.close().catch(() => {});
+      }));
+      const empty = () => lines.slice(before).filter((l) => l.record.event === 'closed');
+      await waitFor(() => empty().reduce((n, l) => n + Number(l.record.suppressed ?? 0) + (l.record.summary ? 0 : 1), 0) === 40, 3000, 'every empty connection logged or counted');
+      const emptyPerSecond = new Map<number, number>();
+      for (const l of empty()) if (!l.record.summary) emptyPerSecond.set(l.second, (emptyPerSecond.get(l.second) ?? 0) + 1);
+      expect(Math.max(...emptyPerSecond.values())).to.be.at.most(10);
     } finally {
       await server.close();
       await store.close();
