@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { CertifierError, type ErrorCode } from '../../lib/errors/index.ts';
 import { DEFAULT_FRAME_LIMIT, FrameDecoder, encodeFrame } from '../../lib/wire/index.ts';
 import { VECTORS } from '../support/helpers.ts';
+import { prng } from '../support/prng.ts';
 
 /** Runs `fn` and returns the CertifierError it throws; fails the test on anything else. */
 function thrownBy(fn: () => unknown): CertifierError {
@@ -42,18 +43,6 @@ function body(length: number, k = 0): Uint8Array {
   const b = new Uint8Array(length);
   for (let i = 0; i < length; i++) b[i] = (i * 31 + k * 7) & 0xff;
   return b;
-}
-
-/** Small seeded PRNG (mulberry32), so the property test is the same on every run. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** Feeds `chunks` to a fresh decoder, checks the stream ended cleanly, returns the frames (as plain copies). */

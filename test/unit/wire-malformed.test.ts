@@ -26,6 +26,7 @@ import {
   type MessageName,
 } from '../../lib/wire/index.ts';
 import { VECTORS } from '../support/helpers.ts';
+import { prng } from '../support/prng.ts';
 
 type ParseName =
   | 'decode'
@@ -75,18 +76,6 @@ function outcome(fn: () => unknown, label: string): CertifierError | undefined {
     expect(WIRE_CODES, `${label}: ${e.message}`).to.include(e.code);
     return e;
   }
-}
-
-/** Small seeded PRNG (mulberry32), so every run mutates the same bytes. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const original = (name: string): Buffer => readFileSync(join(VECTORS, 'certifier-original', name));
