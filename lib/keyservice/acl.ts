@@ -3,7 +3,8 @@
 // pure function that applies it to one request.
 //
 // Patterns: `*` matches any run of characters except '/', `**` any run including '/', `?` one
-// character except '/'; everything else is literal. A pattern matches the whole name.
+// character except '/'; everything else is literal. A pattern matches the whole name (in time
+// linear in the lengths of both: acl-pattern.ts).
 //
 // list: the request names a prefix, and the answer would reveal every name starting with it. A
 // rule allows list of prefix P only when its pattern ends in `**` and P itself matches the
@@ -20,6 +21,7 @@ import { CertifierError } from '../errors/index.ts';
 import { tagProblem } from '../wire/index.ts';
 import { parseJsonText } from '../util/json.ts';
 import { checkRoleName } from './roles.ts';
+import { compilePattern, patternMatches, type Pattern } from './acl-pattern.ts';
 
 export const ACL_ACTIONS = ['store', 'retrieve', 'delete', 'list'] as const;
 export type AclAction = (typeof ACL_ACTIONS)[number];
@@ -34,9 +36,20 @@ export interface AclRule {
   roles: string[];
 }
 
+/** A rule as decide() applies it, made once when the ACL is read: patterns compiled, names in sets. */
+interface CompiledRule {
+  actions: Set<AclAction>;
+  patterns: Pattern[];
+  measurements: Set<string>;
+  subjects: Set<string>;
+  roles: Set<string>;
+}
+
 export interface Acl {
   version: 1;
   rules: AclRule[];
+  /** The rules in the same order, compiled by parseAcl. */
+  readonly compiled: readonly CompiledRule[];
 }
 
 export interface AclRequest {
@@ -76,36 +89,17 @@ export function patternProblem(p: string): string | undefined {
   return tagProblem(p);
 }
 
-const compiled = new Map<string, RegExp>();
-
-/** The anchored regular expression of a pattern (cached: an ACL has few patterns). */
-function patternRegExp(pattern: string): RegExp {
-  let re = compiled.get(pattern);
-  if (!re) {
-    let src = '';
-    const chars = Array.from(pattern);
-    for (let i = 0; i < chars.length; i++) {
-      const c = chars[i]!;
-      if (c === '*' && chars[i + 1] === '*') {
-        src += '[^]*';
-        i++;
-      } else if (c === '*') src += '[^/]*';
-      else if (c === '?') src += '[^/]';
-      else src += c.replace(/[\\^$.|+()[\]{}]/g, '\\$&'); // regex syntax characters, taken literally
-    }
-    re = new RegExp(`^${src}$`, 'u');
-    if (compiled.size < 10_000) compiled.set(pattern, re);
-  }
-  return re;
-}
-
 export function matchPattern(pattern: string, name: string): boolean {
-  return patternRegExp(pattern).test(name);
+  return patternMatches(compilePattern(pattern), name);
 }
 
 /** May a list of `prefix` go ahead under this pattern (see the header)? */
 export function listAllowedBy(pattern: string, prefix: string): boolean {
-  return pattern.endsWith('**') && matchPattern(pattern, prefix);
+  return listAllows(compilePattern(pattern), prefix);
+}
+
+function listAllows(p: Pattern, prefix: string): boolean {
+  return p.source.endsWith('**') && patternMatches(p, prefix);
 }
 
 /** Decodes and validates an ACL file; INVALID_INPUT naming every problem (rule index and field). */
@@ -128,7 +122,17 @@ export function parseAcl(text: string): Acl {
   if (problems.length) {
     throw new CertifierError('INVALID_INPUT', `invalid ACL: ${problems.join('; ')}`, { details: { problems } });
   }
-  return { version: 1, rules };
+  return { version: 1, rules, compiled: rules.map(compileRule) };
+}
+
+function compileRule(rule: AclRule): CompiledRule {
+  return {
+    actions: new Set(rule.actions),
+    patterns: rule.resources.map(compilePattern),
+    measurements: new Set(rule.measurements),
+    subjects: new Set(rule.subjects),
+    roles: new Set(rule.roles),
+  };
 }
 
 function checkRule(r: unknown, at: string, problems: string[]): AclRule {
@@ -181,13 +185,11 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-/** Who, of the principal, a rule names; undefined when it names none of them. */
-function matchedBy(rule: AclRule, who: Principal): string | undefined {
-  const m = who.measurementHex.toLowerCase();
-  if (rule.measurements.some((x) => x.toLowerCase() === m)) return `measurement ${m}`;
-  const s = normalSerial(who.serialHex);
-  if (rule.subjects.some((x) => normalSerial(x) === s)) return `subject ${s}`;
-  const role = who.roles.find((x) => rule.roles.includes(x));
+/** Who, of the principal (measurement and serial normalized), a rule names; undefined when none of them. */
+function matchedBy(rule: CompiledRule, who: Principal): string | undefined {
+  if (rule.measurements.has(who.measurementHex)) return `measurement ${who.measurementHex}`;
+  if (rule.subjects.has(who.serialHex)) return `subject ${who.serialHex}`;
+  const role = who.roles.find((x) => rule.roles.has(x));
   return role === undefined ? undefined : `role ${role}`;
 }
 
@@ -199,15 +201,19 @@ export function decide(acl: Acl | undefined, request: AclRequest, principal: Pri
     if (action === 'delete') return { allow: false, code: 'ACL_DENIED', reason: `${what} refused: no ACL is configured, and delete needs an ACL rule that allows it` };
     return { allow: true, reason: `no ACL is configured: every admitted machine may ${action}` };
   }
-  const covers = (pattern: string) => (action === 'list' ? listAllowedBy(pattern, resource) : matchPattern(pattern, resource));
-  let covered = false;
-  for (let i = 0; i < acl.rules.length; i++) {
-    const rule = acl.rules[i]!;
-    if (!rule.actions.includes(action) || !rule.resources.some(covers)) continue;
-    covered = true;
-    const who = matchedBy(rule, principal);
-    if (who) return { allow: true, reason: `rule ${i} allows ${what} to ${who}`, rule: i };
+  const covers = (p: Pattern) => (action === 'list' ? listAllows(p, resource) : patternMatches(p, resource));
+  const client = { ...principal, measurementHex: principal.measurementHex.toLowerCase(), serialHex: normalSerial(principal.serialHex) };
+  // Who a rule names is looked up first: the patterns of rules for other machines are matched
+  // only when nothing allows the request, to tell in the log whether some rule covers it.
+  const others: CompiledRule[] = [];
+  for (let i = 0; i < acl.compiled.length; i++) {
+    const rule = acl.compiled[i]!;
+    if (!rule.actions.has(action)) continue;
+    const who = matchedBy(rule, client);
+    if (!who) others.push(rule);
+    else if (rule.patterns.some(covers)) return { allow: true, reason: `rule ${i} allows ${what} to ${who}`, rule: i };
   }
+  const covered = others.some((rule) => rule.patterns.some(covers));
   const why = covered
     ? 'the rules that cover it name neither this machine\'s measurement, nor its serial number, nor its role'
     : action === 'list'

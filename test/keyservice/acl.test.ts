@@ -5,6 +5,8 @@ import { expect } from 'chai';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { decide, listAllowedBy, matchPattern, parseAcl, type AclAction } from '../../lib/keyservice/acl.ts';
 import { parseProvisionConfig } from '../../lib/keyclient/index.ts';
+import { compilePattern, patternMatches } from '../../lib/keyservice/acl-pattern.ts';
+import { prng } from '../support/prng.ts';
 
 const M1 = 'a1'.repeat(32);
 const M2 = 'b2'.repeat(32);
@@ -24,6 +26,22 @@ const ACL = parseAcl(JSON.stringify({
 }));
 
 const machine = (m = M1, serial = 'ffee', roles: string[] = []) => ({ measurementHex: m, serialHex: serial, roles });
+
+/** The former matcher, a backtracking regular expression: the reference for what a pattern means. */
+function formerRegExp(pattern: string): RegExp {
+  let src = '';
+  const chars = Array.from(pattern);
+  for (let i = 0; i < chars.length; i++) {
+    const c = chars[i]!;
+    if (c === '*' && chars[i + 1] === '*') {
+      src += '[^]*';
+      i++;
+    } else if (c === '*') src += '[^/]*';
+    else if (c === '?') src += '[^/]';
+    else src += c.replace(/[\\^$.|+()[\]{}]/g, '\\$&');
+  }
+  return new RegExp(`^${src}$`, 'u');
+}
 
 describe('ACL', () => {
   describe('patterns', () => {
@@ -57,6 +75,55 @@ describe('ACL', () => {
         expect(matchPattern(p, name)).to.equal(expected);
       });
     }
+
+    it('match as the former regular expressions did, on every short pattern and name over a small alphabet', () => {
+      const strings = (alphabet: string[], max: number): string[] => {
+        const out = [''];
+        for (let at = 0; out[at] !== undefined && Array.from(out[at]!).length < max; at++) for (const c of alphabet) out.push(out[at] + c);
+        return out;
+      };
+      const names = strings(['a', 'b', '/', '*'], 5);
+      for (const p of strings(['a', '/', '*', '?'], 4)) {
+        const [compiled, former] = [compilePattern(p), formerRegExp(p)];
+        const wrong = names.filter((name) => patternMatches(compiled, name) !== former.test(name));
+        expect(wrong, JSON.stringify(p)).to.deep.equal([]);
+      }
+    });
+
+    it('match as the former regular expressions did, on random patterns and names (seed 0xac1, 5000 patterns, 4 names each)', () => {
+      const random = prng(0xac1);
+      const pick = <T>(xs: T[]): T => xs[Math.floor(random() * xs.length)]!;
+      const make = (alphabet: string[], max: number) => Array.from({ length: Math.floor(random() * (max + 1)) }, () => pick(alphabet)).join('');
+      for (let k = 0; k < 5000; k++) {
+        const p = make(['a', 'b', '-', '/', '.', 'é', '😀', '*', '**', '?', '(', '['], 8);
+        const [compiled, former] = [compilePattern(p), formerRegExp(p)];
+        // Two names filled in from the pattern (a wildcard's part may hold a '/'), two made up.
+        const filled = () => compiled.prefix + compiled.tokens.map((t) => (t === '?' ? pick(['a', '/', 'é']) : t.startsWith('*') ? make(['a', '-', '/', '😀'], 3) : t)).join('');
+        for (let j = 0; j < 4; j++) {
+          const name = j < 2 ? filled() : make(['a', 'b', '-', '/', '.', 'é', '😀', '*', '?', '('], 12);
+          expect(patternMatches(compiled, name), `${JSON.stringify(p)} on ${JSON.stringify(name)}`).to.equal(former.test(name));
+        }
+      }
+    });
+
+    it('decide patterns and names chosen to make a backtracking matcher run for minutes, quickly', () => {
+      const cases: [string, string, boolean][] = [
+        ['vm/*-*-*-*-*', `vm/${'-'.repeat(252)}/`, false],
+        ['vm/*-*-*-*-*', `vm/${'-'.repeat(253)}`, true],
+        ['*a*a*a*a*a*b', 'a'.repeat(256), false],
+        ['*a*a*a*a*a*b', `${'a'.repeat(255)}b`, true],
+        ['**/**/**/**.pem', `${'a/'.repeat(127)}b`, false],
+        ['**-**-**.key', `${'-'.repeat(255)}x`, false],
+        [`${'*?'.repeat(60)}x`, 'y'.repeat(256), false],
+      ];
+      for (const [p, name, expected] of cases) expect(matchPattern(p, name), `${JSON.stringify(p)} on ${name.length} characters`).to.equal(expected);
+    });
+
+    it('are compiled into their literal prefix and the tokens after it', () => {
+      expect(compilePattern('vhd/a*b?**c')).to.deep.equal({ source: 'vhd/a*b?**c', prefix: 'vhd/a', tokens: ['*', 'b', '?', '**', 'c'] });
+      expect(compilePattern('key-😀')).to.deep.equal({ source: 'key-😀', prefix: 'key-😀', tokens: [] });
+      expect(compilePattern('**')).to.deep.equal({ source: '**', prefix: '', tokens: ['**'] });
+    });
 
     it('allows list of a prefix only under a pattern ending in ** that the prefix matches', () => {
       expect(listAllowedBy('vhd/**', 'vhd/')).to.equal(true);
@@ -116,6 +183,23 @@ describe('ACL', () => {
         }
       });
     }
+
+    it('matches no pattern of a rule that does not name the client or the action', () => {
+      const acl = parseAcl(JSON.stringify({
+        version: 1,
+        rules: [
+          { resources: ['vm/*-*-*-*-*'], actions: ['retrieve'], measurements: [M2], roles: ['operator'] },
+          { resources: ['vm/**'], actions: ['store'], measurements: [M1] },
+          { resources: ['vm/**'], actions: ['retrieve'], measurements: [M1] },
+        ],
+      }));
+      for (const i of [0, 1]) {
+        const untouchable = new Proxy([], { get: () => expect.fail(`the patterns of rule ${i} were looked at`) });
+        Object.assign(acl.compiled[i]!, { patterns: untouchable });
+      }
+      const d = decide(acl, { action: 'retrieve', resource: `vm/${'-'.repeat(252)}/` }, machine(M1, '01', ['auditor']));
+      expect(d).to.deep.equal({ allow: true, reason: `rule 2 allows retrieve of "vm/${'-'.repeat(252)}/" to measurement ${M1}`, rule: 2 });
+    });
 
     it('without an ACL, allows store, retrieve and list to everyone and denies delete', () => {
       for (const action of ['store', 'retrieve', 'list'] as const) expect(decide(undefined, { action, resource: 'x' }, machine()).allow).to.equal(true);
