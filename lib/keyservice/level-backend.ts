@@ -11,9 +11,11 @@
 // Names never contain control characters (tagProblem), so "\0" ends a name unambiguously, names
 // that are prefixes of each other stay apart, and the keys of one name sort by version.
 //
-// LevelDB's lock makes this process the only writer, so each name's latest and highest version
-// can live in memory; appends and deletes of one name are serialized by a per-name queue, and
-// every write is { sync: true }, acknowledged only once it is on disk.
+// LevelDB's lock makes this process the only writer, so a name's latest and highest version can
+// be kept in memory once read; appends and deletes of one name are serialized by a per-name
+// queue, and every write is { sync: true }, acknowledged only once it is on disk. Only the names
+// used most recently are kept (STATE_NAMES): an evicted name's versions are read from disk again
+// at its next use, exactly as after a restart, so memory does not grow with the names stored.
 //
 // Records recently read are kept as they are on disk (sealed: metadata and ciphertext, never a
 // value) in a small cache, so a name asked for again and again costs no trip to LevelDB's thread
@@ -35,6 +37,8 @@ import {
 } from './backend.ts';
 
 type Db = Level<string, Uint8Array>;
+/** How much the backend keeps: the default, smaller in tests. */
+export interface LevelTuning { stateNames?: number }
 interface NameState { latest: number; highest: number }
 /** The protobuf shape of key_service_stored_record (proto/keyservice.proto). */
 interface RecordMessage {
@@ -55,6 +59,8 @@ const CACHE_ENTRY_OVERHEAD = 160; // the key string and the Map entry, roughly
 /** Versions of one name a listing walks key by key before it jumps to the name's last one. */
 const VERSIONS_WALKED = 4;
 const MARK = 'h!';
+/** The names whose latest and highest version are kept in memory (the most recently used). */
+export const STATE_NAMES = 20_000;
 
 const recordKey = (name: string, version: number) => `${RECORD}${name}\u0000${version.toString(16).padStart(8, '0')}`;
 const nameRange = (name: string) => ({ gt: `${RECORD}${name}\u0000`, lt: `${RECORD}${name}\u0001` });
@@ -144,7 +150,7 @@ async function tightenFiles(dir: string): Promise<void> {
 }
 
 export class LevelBackend implements KeyBackend {
-  private readonly states = new Map<string, NameState>();
+  private readonly states: LruMap<string, NameState>;
   private readonly queues = new Map<string, Promise<void>>();
   private closed = false;
   private backup: Promise<unknown> | undefined;
@@ -153,12 +159,16 @@ export class LevelBackend implements KeyBackend {
   });
   /** Counts delete starts and ends: a read that saw it change may have read what is being deleted. */
   private deletes = 0;
+  /** Counts write starts and ends: a state read from disk while it changed may be stale. */
+  private writes = 0;
 
   /** `made`: this open made the database (`dir` was missing or empty, or held an empty LevelDB). */
-  private constructor(readonly path: string, private readonly db: Db, readonly made: boolean) {}
+  private constructor(readonly path: string, private readonly db: Db, readonly made: boolean, tuning: LevelTuning) {
+    this.states = new LruMap(tuning.stateNames ?? STATE_NAMES);
+  }
 
   /** Opens (creating if needed) the database in `dir`. STORE_LOCKED if another process has it. */
-  static async open(dir: string): Promise<LevelBackend> {
+  static async open(dir: string, tuning: LevelTuning = {}): Promise<LevelBackend> {
     await prepareDir(dir);
     const db: Db = new Level(dir, { keyEncoding: 'utf8', valueEncoding: 'view', createIfMissing: true });
     try {
@@ -189,7 +199,7 @@ export class LevelBackend implements KeyBackend {
       await db.close();
       throw e;
     }
-    return new LevelBackend(dir, db, made);
+    return new LevelBackend(dir, db, made, tuning);
   }
 
   async boundStorageKey(): Promise<string | undefined> {
@@ -229,7 +239,7 @@ export class LevelBackend implements KeyBackend {
     this.checkOpen();
     // Asynchronous reads on purpose: unlike the cryptstore (one command, one read), the server
     // serves many connections, and a synchronous read of an uncached block would stall them all.
-    let v = version || (this.states.get(name)?.latest ?? (await this.latestBelow(name, 0)));
+    let v = version || (this.states.get(name)?.latest ?? (await this.loadLatest(name)));
     if (v === 0) return undefined;
     const key = recordKey(name, v);
     const hit = this.sealed.get(key);
@@ -429,8 +439,9 @@ export class LevelBackend implements KeyBackend {
     } catch (e) {
       return Promise.reject(e);
     }
+    this.writes++;
     const run = (this.queues.get(name) ?? Promise.resolve()).then(fn);
-    const tail = run.then(() => {}, () => {});
+    const tail = run.then(() => {}, () => {}).finally(() => this.writes++);
     this.queues.set(name, tail);
     // Forget idle queues, so the map holds only names with writes in flight.
     void tail.then(() => {
@@ -445,9 +456,18 @@ export class LevelBackend implements KeyBackend {
   }
 
   /**
-   * Reads a name's latest and highest version from disk without caching it: readers of names that
-   * do not exist must not grow the cache (only writers, which are authorized, add to it).
+   * The latest version of a name not in memory, read from disk; the name's state is kept when no
+   * write ran meanwhile (one that did may have left it stale) and the name exists (readers of
+   * names that do not exist evict no one).
    */
+  private async loadLatest(name: string): Promise<number> {
+    const writes = this.writes;
+    const st = await this.load(name);
+    if (st.latest !== 0 && writes === this.writes && !this.queues.has(name) && !this.closed && this.states.get(name) === undefined) this.states.set(name, st);
+    return st.latest;
+  }
+
+  /** Reads a name's latest and highest version from disk, without keeping it. */
   private async load(name: string): Promise<NameState> {
     const latest = await this.latestBelow(name, 0);
     const raw = await this.db.get(MARK + name);

@@ -247,4 +247,23 @@ describe('LevelBackend', () => {
     expect((await b.append('gone/7', (v) => recordFor('gone/7', v))).version).to.equal(2);
     await b.close();
   });
+
+  it('keeps in memory the versions of only the names used most recently, and numbers an evicted name on from disk', async () => {
+    const b = await LevelBackend.open(dir, { stateNames: 8 });
+    const held = () => (b as unknown as { states: { size: number } }).states.size;
+    try {
+      for (let i = 0; i < 30; i++) for (let j = 0; j < 3; j++) await b.append(`n${i}`, (v) => recordFor(`n${i}`, v));
+      expect(held()).to.equal(8);
+      // n0 and n1 were evicted long ago: their latest and highest versions come from disk.
+      expect(await b.delete('n0', 3)).to.deep.equal([3]);
+      expect((await b.get('n0', 0))!.version).to.equal(2);
+      expect((await b.append('n0', (v) => recordFor('n0', v))).version, 'a deleted version is not reused').to.equal(4);
+      expect((await b.get('n1', 0))!.version).to.equal(3);
+      expect((await b.append('n1', (v) => recordFor('n1', v), 3)).version).to.equal(4);
+      await rejects(b.append('n2', (v) => recordFor('n2', v), 2), 'VERSION_CONFLICT');
+      expect(held()).to.equal(8);
+    } finally {
+      await b.close();
+    }
+  });
 });
