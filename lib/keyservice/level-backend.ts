@@ -22,6 +22,12 @@
 // pool. A version, once written, never changes and is never reused, so only a delete can make a
 // cached record stale; every delete drops its versions from the cache, and a read that overlapped
 // a delete caches nothing.
+//
+// A deleted record leaves a deletion marker in LevelDB until a compaction drops it, and every
+// seek that lands near the markers walks over them, whatever name it looks for. Once deletes
+// have left COMPACT_AFTER markers, the span of keys they cover is compacted in the background
+// (one compaction at a time; close waits for the one running). A compaction cut short by a crash
+// loses nothing: LevelDB installs its result atomically, and the markers stay until a later one.
 
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
@@ -37,8 +43,10 @@ import {
 } from './backend.ts';
 
 type Db = Level<string, Uint8Array>;
-/** How much the backend keeps: the default, smaller in tests. */
-export interface LevelTuning { stateNames?: number }
+/** How much the backend keeps and when it compacts: the defaults, smaller in tests. */
+export interface LevelTuning { stateNames?: number; compactAfter?: number }
+/** In Node.js `level` is classic-level, which can also compact a range; its type does not say so. */
+type CompactingDb = Db & { compactRange(start: string, end: string): Promise<void> };
 interface NameState { latest: number; highest: number }
 /** The protobuf shape of key_service_stored_record (proto/keyservice.proto). */
 interface RecordMessage {
@@ -61,6 +69,8 @@ const VERSIONS_WALKED = 4;
 const MARK = 'h!';
 /** The names whose latest and highest version are kept in memory (the most recently used). */
 export const STATE_NAMES = 20_000;
+/** Deleted records whose markers start a compaction of the keys they span. */
+export const COMPACT_AFTER = 1000;
 
 const recordKey = (name: string, version: number) => `${RECORD}${name}\u0000${version.toString(16).padStart(8, '0')}`;
 const nameRange = (name: string) => ({ gt: `${RECORD}${name}\u0000`, lt: `${RECORD}${name}\u0001` });
@@ -151,6 +161,7 @@ async function tightenFiles(dir: string): Promise<void> {
 
 export class LevelBackend implements KeyBackend {
   private readonly states: LruMap<string, NameState>;
+  private readonly compactAfter: number;
   private readonly queues = new Map<string, Promise<void>>();
   private closed = false;
   private backup: Promise<unknown> | undefined;
@@ -161,10 +172,14 @@ export class LevelBackend implements KeyBackend {
   private deletes = 0;
   /** Counts write starts and ends: a state read from disk while it changed may be stale. */
   private writes = 0;
+  /** Deletion markers not yet compacted: how many, and the first and last of their keys. */
+  private markers: { count: number; from: string; to: string } | undefined;
+  private compaction: Promise<void> | undefined;
 
   /** `made`: this open made the database (`dir` was missing or empty, or held an empty LevelDB). */
   private constructor(readonly path: string, private readonly db: Db, readonly made: boolean, tuning: LevelTuning) {
     this.states = new LruMap(tuning.stateNames ?? STATE_NAMES);
+    this.compactAfter = tuning.compactAfter ?? COMPACT_AFTER;
   }
 
   /** Opens (creating if needed) the database in `dir`. STORE_LOCKED if another process has it. */
@@ -287,6 +302,7 @@ export class LevelBackend implements KeyBackend {
       } finally {
         uncache(); // whatever the outcome: a read that started before the batch ended caches nothing
       }
+      this.noteMarkers(keys);
       st.latest = latestAfter;
       // A name with no version left is forgotten: its highest version is on disk (the mark just
       // written), and load() finds it again at its next write. Kept, every name ever deleted would
@@ -427,6 +443,7 @@ export class LevelBackend implements KeyBackend {
     this.sealed.clear();
     await Promise.all(this.queues.values());
     await this.backup;
+    await this.compaction;
     await this.db.close();
   }
 
@@ -448,6 +465,28 @@ export class LevelBackend implements KeyBackend {
       if (this.queues.get(name) === tail) this.queues.delete(name);
     });
     return run;
+  }
+
+  /** Counts the deletion markers of `keys` (in key order), and compacts their span once there are enough. */
+  private noteMarkers(keys: string[]): void {
+    const first = keys[0]!;
+    const last = keys[keys.length - 1]!;
+    const m = this.markers;
+    this.markers = m
+      ? { count: m.count + keys.length, from: laterKey(m.from, first) === first ? m.from : first, to: laterKey(m.to, last) }
+      : { count: keys.length, from: first, to: last };
+    this.compactMarkers();
+  }
+
+  private compactMarkers(): void {
+    const m = this.markers;
+    if (this.compaction || this.closed || !m || m.count < this.compactAfter) return;
+    this.markers = undefined;
+    // Its failure loses nothing (the markers stay, and the records stay deleted).
+    this.compaction = (this.db as CompactingDb).compactRange(m.from, m.to).catch(() => {}).finally(() => {
+      this.compaction = undefined;
+      this.compactMarkers();
+    });
   }
 
   /** The cached state of a name, loading it under the caller's queue slot. */

@@ -266,4 +266,37 @@ describe('LevelBackend', () => {
       await b.close();
     }
   });
+
+  it('compacts, in the background, the span of keys that large deletes left markers in, and close waits for it', async () => {
+    const b = await LevelBackend.open(dir, { compactAfter: 20 });
+    const db = (b as unknown as { db: { compactRange: (from: string, to: string) => Promise<void> } }).db;
+    const compactRange = db.compactRange.bind(db);
+    const compacted: string[][] = [];
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    db.compactRange = async (from, to) => {
+      compacted.push([from, to]);
+      await held;
+      return compactRange(from, to);
+    };
+    for (let i = 0; i < 12; i++) for (const n of ['a', 'b', 'c']) await b.append(n, (v) => recordFor(n, v));
+    await b.delete('a', 3);
+    await b.delete('b', 0);
+    expect(compacted, '13 markers are not enough').to.deep.equal([]);
+    await b.delete('c', 0);
+    expect(compacted).to.deep.equal([['r!a\u000000000003', 'r!c\u00000000000c']]);
+    let closed = false;
+    const closing = b.close().then(() => (closed = true));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(closed, 'close waits for the compaction').to.equal(false);
+    release();
+    await closing;
+    const again = await LevelBackend.open(dir);
+    try {
+      expect((await again.list('', { allVersions: true })).map((i) => `${i.name}${i.version}`)).to.deep.equal(['a1', 'a2', ...Array.from({ length: 9 }, (_, i) => `a${i + 4}`)]);
+      expect((await again.append('c', (v) => recordFor('c', v))).version).to.equal(13);
+    } finally {
+      await again.close();
+    }
+  });
 });
