@@ -3,6 +3,11 @@
 // away the partial copy a process that died while writing one left behind; it never takes one a
 // server is using or has used in place, nor one of another key-server sharing the directory. The
 // directory must be this user's alone (backupDirProblem).
+//
+// Whether a backup was served in place is told by its files, not by asking the system who holds
+// its lock, which is blind across PID namespaces (a container) and on overlayfs: LevelDB renames
+// its info log LOG to LOG.old each time it opens a database, and a backup as written has been
+// opened once (its writer's), so it holds LOG alone; one holding LOG.old has been opened since.
 
 import { promises as fs } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
@@ -50,6 +55,8 @@ export async function prepareBackupDir(dir: string): Promise<void> {
  * a copy being written look older than it is.
  */
 async function writerAlive(pid: number): Promise<boolean> {
+  // Across PID namespaces (the writer in another container) the pid names no process here, or
+  // another one: recentlyWritten keeps such a copy while it is being written.
   if (pid === process.pid) return true;
   if (!alive(pid)) return false;
   const command = await fs.readFile(`/proc/${pid}/cmdline`, 'latin1').catch(() => undefined);
@@ -65,6 +72,25 @@ function alive(pid: number): boolean {
   }
 }
 
+/** How long after its last change a partial copy may still be being written, whatever its pid says. */
+const WRITING_MS = 10 * 60_000;
+
+/**
+ * Whether anything in the partial copy at `path` (or the directory itself) changed in the last
+ * WRITING_MS, or its time is ahead of the clock: a writer in another PID namespace (another
+ * container sharing the directory) looks gone to writerAlive, and its copy must not be removed
+ * under it. One that cannot be looked at may be being written too.
+ */
+async function recentlyWritten(path: string): Promise<boolean> {
+  try {
+    let newest = (await fs.lstat(path)).mtimeMs;
+    for (const f of await fs.readdir(path)) newest = Math.max(newest, (await fs.lstat(join(path, f)).catch(() => ({ mtimeMs: Infinity }))).mtimeMs);
+    return Date.now() - newest < WRITING_MS;
+  } catch {
+    return true;
+  }
+}
+
 /**
  * The file in a backup naming the storage key its records are sealed under (storageKeyId), written
  * by backupTo beside LevelDB's files; read here without opening the copy, which would change it.
@@ -74,10 +100,15 @@ export const KEY_ID_FILE = 'STORAGE-KEY-ID';
 /** What a backup holds until it is served in place: LevelDB's own files, and KEY_ID_FILE. */
 const BACKUP_FILE = /^(CURRENT|LOCK|LOG|LOG\.old|MANIFEST-\d+|\d+\.(ldb|log|sst)|STORAGE-KEY-ID)$/;
 
-/** Whether `path` is a directory of a backup's files only; one that cannot be read is not. */
-async function onlyBackupFiles(path: string): Promise<boolean> {
+/**
+ * What the directory `path` holds: a backup's files as it was written ('untouched'); those and
+ * LOG.old, so LevelDB opened it since it was written ('opened': served in place, or being served);
+ * or anything else, or it cannot be read ('other').
+ */
+async function contents(path: string): Promise<'untouched' | 'opened' | 'other'> {
   const files = await fs.readdir(path).catch(() => undefined);
-  return files !== undefined && files.every((f) => BACKUP_FILE.test(f));
+  if (files === undefined || !files.every((f) => BACKUP_FILE.test(f))) return 'other';
+  return files.includes('LOG.old') ? 'opened' : 'untouched';
 }
 
 /**
@@ -106,8 +137,9 @@ async function lockedFiles(list: string): Promise<Set<string> | undefined> {
 /**
  * Whether the LevelDB in `path` may be open in some process (a key-server serving a backup in
  * place): its LOCK file is locked, as LevelDB holds it while open. Asked of the list of locks, not
- * by opening the database, which would change a backup's files. Where the list cannot be read, or
- * LOCK cannot be looked at, it may be. No LOCK: no LevelDB was ever opened there.
+ * by opening the database, which would change a backup's files. Where LOCK cannot be looked at, it
+ * may be. No LOCK: no LevelDB was ever opened there. Where the list cannot be read (not Linux), or
+ * does not show it (another PID namespace, overlayfs), LOG.old tells (contents).
  */
 async function mayBeOpen(path: string, locked: Set<string> | undefined): Promise<boolean> {
   let st;
@@ -119,10 +151,10 @@ async function mayBeOpen(path: string, locked: Set<string> | undefined): Promise
   // dev_t as glibc encodes it (makedev).
   const major = ((st.dev >> 8n) & 0xfffn) | ((st.dev >> 32n) & ~0xfffn);
   const minor = (st.dev & 0xffn) | ((st.dev >> 12n) & ~0xffn);
-  return locked === undefined || locked.has(`${major}:${minor}:${st.ino}`);
+  return locked !== undefined && locked.has(`${major}:${minor}:${st.ino}`);
 }
 
-export interface Pruned { removed: string[]; ahead: string[]; inUse: string[]; otherFiles: string[]; otherServer: string[] }
+export interface Pruned { removed: string[]; ahead: string[]; inUse: string[]; otherFiles: string[]; opened: string[]; otherServer: string[] }
 
 /** What the log says of a prune: the names removed, and those kept and why. */
 export function pruneReport(p: Pruned): Record<string, string> {
@@ -131,9 +163,10 @@ export function pruneReport(p: Pruned): Record<string, string> {
     p.ahead.length && 'backups named after the one just written were made while the clock was ahead: they are kept and not counted in --backup-keep; remove them when they are not needed',
     p.inUse.length && `kept ${p.inUse.join(', ')}: its key database may be open in another process (a key-server serving it in place), so it is not counted in --backup-keep`,
     p.otherFiles.length && `kept ${p.otherFiles.join(', ')}: it holds files a backup does not (served in place?), so it is not counted in --backup-keep; remove it once what it holds (an audit log) is kept elsewhere`,
+    p.opened.length && `kept ${p.opened.join(', ')}: it has been opened since it was written (served in place?), so it is not counted in --backup-keep; remove it once no key-server serves it`,
     p.otherServer.length && `kept ${p.otherServer.join(', ')}: backups of another key-server (another storage key) share this --backup-dir; they are never removed here nor counted in --backup-keep: give each key-server a --backup-dir of its own`,
   ].filter((w) => w);
-  const names = Object.entries({ pruned: p.removed, datedAhead: p.ahead, inUse: p.inUse, otherFiles: p.otherFiles, otherServer: p.otherServer }).filter(([, v]) => v.length > 0);
+  const names = Object.entries({ pruned: p.removed, datedAhead: p.ahead, inUse: p.inUse, otherFiles: p.otherFiles, opened: p.opened, otherServer: p.otherServer }).filter(([, v]) => v.length > 0);
   return { ...Object.fromEntries(names.map(([k, v]) => [k, v.join(',')])), ...(warnings.length ? { warning: warnings.join('; ') } : {}) };
 }
 
@@ -152,13 +185,15 @@ export interface PruneOptions {
 /**
  * Removes all but the newest `keep` backups in `dir` (none, with `keep` undefined: no
  * --backup-keep), and partial copies whose writer is gone (no such process, or what runs under its
- * id now is no key-server: writerAlive). Returns the names removed. Nothing else in `dir` is
- * touched, and never `live` (the data directory being served, which may be a backup put back in
- * place), one whose key database may be open in another process (`locks`, Linux's list of held
- * locks, says so, or cannot be read), one holding files a backup does not (the audit log of a
- * server that served it in place), nor one of another key-server sharing `dir` (its KEY_ID_FILE
- * names another storage key than `keyId`): they neither count nor go, and the last three are
- * returned, in `inUse`, `otherFiles` and `otherServer`, for the caller to report. `written`, the
+ * id now is no key-server: writerAlive) and that did not change lately (recentlyWritten). Returns
+ * the names removed. Nothing else in `dir` is touched, and never `live` (the data directory being
+ * served, which may be a backup put back in place), one whose key database may be open in another
+ * process (`locks`, Linux's list of held locks, says so), one holding files a backup does not (the
+ * audit log of a server that served it in place), one LevelDB opened since it was written (LOG.old:
+ * served in place, by a process `locks` may not show), nor one of another key-server sharing `dir`
+ * (its KEY_ID_FILE names another storage key than `keyId`): they neither count nor go, and the
+ * last four are returned, in `inUse`, `otherFiles`, `opened` and `otherServer`, for the caller to
+ * report. `written`, the
  * backup just made, is the newest whatever its name: backups are named by the clock, and one made
  * while the clock was ahead would otherwise outrank it and have it removed. Those named after it
  * (`ahead`) are older than their names say, by how much no one knows: they are kept, and not
@@ -173,11 +208,13 @@ export async function pruneBackups(dir: string, keep: number | undefined, o: Pru
   const locked = await lockedFiles(o.locks ?? '/proc/locks');
   const inUse: string[] = [];
   const otherFiles: string[] = [];
+  const opened: string[] = [];
   const otherServer: string[] = [];
   /** Puts `n` in `into` if it may go, or among those kept. */
   const sort = async (n: string, into: string[]) => {
     const path = join(dir, n);
-    ((await anotherServers(path, o.keyId)) ? otherServer : (await mayBeOpen(path, locked)) ? inUse : (await onlyBackupFiles(path)) ? into : otherFiles).push(n);
+    const kept = (await anotherServers(path, o.keyId)) ? otherServer : (await mayBeOpen(path, locked)) ? inUse : { untouched: into, opened, other: otherFiles }[await contents(path)];
+    kept.push(n);
   };
   const whole: string[] = [];
   const newest = o.written === undefined ? undefined : basename(o.written);
@@ -192,9 +229,9 @@ export async function pruneBackups(dir: string, keep: number | undefined, o: Pru
   const stale: string[] = [];
   for (const n of names) {
     const m = PARTIAL.exec(n);
-    if (m !== null && !(await writerAlive(Number(m[1]))) && !(await isLive(n))) await sort(n, stale);
+    if (m !== null && !(await writerAlive(Number(m[1]))) && !(await recentlyWritten(join(dir, n))) && !(await isLive(n))) await sort(n, stale);
   }
   const remove = [...whole.slice(0, Math.max(0, whole.length - (keep ?? whole.length))), ...stale];
   for (const n of remove) await fs.rm(join(dir, n), { recursive: true, force: true });
-  return { removed: remove, ahead, inUse, otherFiles, otherServer };
+  return { removed: remove, ahead, inUse, otherFiles, opened, otherServer };
 }

@@ -3,7 +3,7 @@
 // and a copy of the stopped primary's data directory is all it needs to serve every key.
 
 import { expect } from 'chai';
-import { cpSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { run } from '../support/helpers.ts';
@@ -65,6 +65,7 @@ describe('e2e: a standby key-server takes over from a copy of the data directory
     // Left by a key-server killed while writing it: removed after a backup even without --backup-keep.
     const dead = 'keys-2000-01-01T00-00-00-000Z.partial-2147483646-Ab3xY9';
     mkdirSync(join(backups, dead));
+    utimesSync(join(backups, dead), new Date(Date.UTC(2000, 0, 1)), new Date(Date.UTC(2000, 0, 1))); // and long ago
     const from = server.child.mark();
     process.kill(server.child.pid, 'SIGUSR1');
     const line = await server.child.waitForLog(/ backup-written .*$/m, from);
@@ -110,12 +111,14 @@ describe('e2e: a standby key-server takes over from a copy of the data directory
       expect(line).to.contain(`otherFiles=${basename(written[1]!)}`).and.to.contain('it holds files a backup does not (served in place?)');
       expect(line).to.contain(`otherServer=${theirs}`).and.to.contain('backups of another key-server (another storage key) share this --backup-dir');
       expect(readdirSync(backups).filter((n) => n.startsWith('keys-'))).to.have.length(3);
-      rmSync(`${written[1]}/audit.jsonl`); // its log kept elsewhere, say: now it is an old backup like any other
+      rmSync(`${written[1]}/audit.jsonl`); // its log kept elsewhere, say: still, it was served in place (LOG.old says so)
       rmSync(`${written[1]}/audit.jsonl.lock`, { recursive: true, force: true });
       const again = kept.child.mark();
       process.kill(kept.child.pid, 'SIGUSR1');
-      expect(await kept.child.waitForLog(/ backup-written .*$/m, again)).to.contain(`pruned=${basename(written[1]!)},`);
-      expect(readdirSync(backups).filter((n) => n.startsWith('keys-'))).to.have.length(2);
+      const next = await kept.child.waitForLog(/ backup-written .*$/m, again);
+      expect(next).to.match(/ pruned=keys-\S+ /).and.not.to.contain(`pruned=${basename(written[1]!)}`);
+      expect(next).to.contain(`opened=${basename(written[1]!)}`).and.to.contain('it has been opened since it was written (served in place?)');
+      expect(readdirSync(backups).filter((n) => n.startsWith('keys-'))).to.have.length(3);
       expect(readdirSync(backups)).to.include(theirs);
     } finally {
       await kept.child.stop();

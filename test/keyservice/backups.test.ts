@@ -11,6 +11,27 @@ import { tempDir } from '../support/helpers.ts';
 import { recordFor } from './backend-contract.ts';
 import { rejects } from '../support/rejects.ts';
 
+/** Dates `dir` and what is in it long ago, as a partial copy whose writer died long ago. */
+function longAgo(dir: string): void {
+  const then = new Date(Date.UTC(2000, 0, 1));
+  for (const f of readdirSync(dir)) utimesSync(join(dir, f), then, then);
+  utimesSync(dir, then, then);
+}
+
+/** DIR/backups, holding a backup (backupTo) of a database of one record under each of `names`. */
+async function writeBackups(dir: string, names: string[]): Promise<string> {
+  const backups = join(dir, 'backups');
+  mkdirSync(backups, { recursive: true });
+  const source = await LevelBackend.open(join(dir, 'data'));
+  try {
+    await source.append('k', (v) => recordFor('k', v));
+    for (const n of names) await source.backupTo(join(backups, n));
+  } finally {
+    await source.close();
+  }
+  return backups;
+}
+
 describe('key-server backups: pruning', () => {
   let tmp: ReturnType<typeof tempDir>;
   beforeEach(() => (tmp = tempDir('backups-')));
@@ -25,13 +46,20 @@ describe('key-server backups: pruning', () => {
     // Left by a writer whose process id another program has now (after a reboot, say): pid 1 always
     // runs, and is no key-server.
     const earlierBoot = `${backupName(new Date(Date.UTC(2000, 0, 1)))}.partial-1-Zz9yX8`;
-    for (const n of [dead, deadNow, live, earlierBoot]) mkdirSync(join(tmp.dir, n));
+    // Its writer looks gone, but it changed minutes ago: a writer in another PID namespace (another
+    // container sharing the directory) is no process here, and its copy must not go under it.
+    const otherNamespace = `${backupName(new Date(Date.UTC(2026, 10, 3)))}.partial-2147483646-Cc4dE5`;
+    for (const n of [dead, deadNow, live, earlierBoot, otherNamespace]) mkdirSync(join(tmp.dir, n));
+    writeFileSync(join(tmp.dir, otherNamespace, '000003.log'), 'being written');
     // A copy being written now stays whatever its time says (a clock stepped forward since it began).
-    utimesSync(join(tmp.dir, live), new Date(Date.UTC(2000, 0, 1)), new Date(Date.UTC(2000, 0, 1)));
+    for (const n of [dead, deadNow, live, earlierBoot]) longAgo(join(tmp.dir, n));
     writeFileSync(join(tmp.dir, 'notes.txt'), 'mine');
     const { removed } = await pruneBackups(tmp.dir, 2);
     expect([...removed].sort()).to.deep.equal([names[0], names[1], dead, deadNow, earlierBoot].sort());
-    expect(readdirSync(tmp.dir).sort()).to.deep.equal([names[2], names[3], live, 'notes.txt'].sort());
+    expect(readdirSync(tmp.dir).sort()).to.deep.equal([names[2], names[3], live, otherNamespace, 'notes.txt'].sort());
+    // Once nothing in it changed for a while, it is a dead writer's.
+    longAgo(join(tmp.dir, otherNamespace));
+    expect((await pruneBackups(tmp.dir, 2)).removed).to.deep.equal([otherNamespace]);
     await rejects(pruneBackups(tmp.dir, 0), 'INVALID_INPUT');
   });
 
@@ -47,46 +75,63 @@ describe('key-server backups: pruning', () => {
     const names = [0, 1, 2, 3].map((d) => backupName(new Date(Date.UTC(2026, 11, 1 + d, 3))));
     const partial = `${names[0]}.partial-2147483646-Ab3xY9`; // its writer is gone
     for (const n of names.slice(2)) mkdirSync(join(tmp.dir, n));
-    // Served in place by another key-server (here, by this process: LevelDB's lock is the same).
+    // Served in place by another key-server (here, by this process: LevelDB's lock is the same),
+    // after its writer's own open.
+    for (const n of [names[0]!, names[1]!, partial]) await (await LevelBackend.open(join(tmp.dir, n))).close();
     const served = await Promise.all([names[0]!, names[1]!, partial].map((n) => LevelBackend.open(join(tmp.dir, n))));
+    longAgo(join(tmp.dir, partial));
     try {
-      expect(await pruneBackups(tmp.dir, 1)).to.deep.equal({ removed: [names[2]], ahead: [], inUse: [names[0], names[1], partial], otherFiles: [], otherServer: [] });
-      // Where the list of locks cannot be read, any that may be open stays.
-      await served[0]!.close();
-      expect(await pruneBackups(tmp.dir, 1, { locks: join(tmp.dir, 'no-such-list') })).to.deep.equal({ removed: [], ahead: [], inUse: [names[0], names[1], partial], otherFiles: [], otherServer: [] });
-      expect((await pruneBackups(tmp.dir, 1)).removed).to.deep.equal([names[0]]);
+      expect(await pruneBackups(tmp.dir, 1)).to.deep.equal({ removed: [names[2]], ahead: [], inUse: [names[0], names[1], partial], otherFiles: [], opened: [], otherServer: [] });
     } finally {
       for (const b of served) await b.close();
     }
-    expect(readdirSync(tmp.dir).sort()).to.deep.equal([names[1], partial, names[3]].sort());
     // The live data directory stays, a partial copy too (one served after its writer died).
-    expect(await pruneBackups(tmp.dir, 1, { live: join(tmp.dir, partial) })).to.deep.equal({ removed: [names[1]], ahead: [], inUse: [], otherFiles: [], otherServer: [] });
-    expect(readdirSync(tmp.dir).sort()).to.deep.equal([partial, names[3]].sort());
+    expect(await pruneBackups(tmp.dir, 1, { live: join(tmp.dir, partial) })).to.deep.equal({ removed: [], ahead: [], inUse: [], otherFiles: [], opened: [names[0], names[1]], otherServer: [] });
+    expect(readdirSync(tmp.dir).sort()).to.deep.equal([names[0], names[1], partial, names[3]].sort());
+  });
+
+  it('keeps a backup opened since it was written (LOG.old) where the list of locks does not show it, and prunes untouched ones where it cannot be read', async () => {
+    const names = [0, 1, 2, 3].map((d) => backupName(new Date(Date.UTC(2026, 11, 1 + d, 3))));
+    const backups = await writeBackups(tmp.dir, names);
+    // As written, a backup was opened once, by its writer: LevelDB's info log is LOG alone.
+    expect(readdirSync(join(backups, names[0]!))).to.include('LOG').and.not.to.include('LOG.old');
+    // Served in place by a key-server in another PID namespace (a container), or on overlayfs:
+    // its lock is not in the list this process reads, here an empty one.
+    const blind = join(tmp.dir, 'locks');
+    writeFileSync(blind, '');
+    const served = await LevelBackend.open(join(backups, names[0]!));
+    try {
+      const pruned = await pruneBackups(backups, 1, { written: join(backups, names[3]!), locks: blind });
+      expect(pruned).to.deep.equal({ removed: [names[1], names[2]], ahead: [], inUse: [], otherFiles: [], opened: [names[0]], otherServer: [] });
+      expect(pruneReport(pruned)).to.deep.include({ opened: names[0] });
+      expect(pruneReport(pruned).warning).to.contain(`kept ${names[0]}: it has been opened since it was written (served in place?), so it is not counted in --backup-keep`);
+    } finally {
+      await served.close();
+    }
+    // Where the list cannot be read (not Linux), untouched backups are pruned all the same, and
+    // one opened since it was written stays.
+    await writeBackups(tmp.dir, [names[1]!]);
+    expect(await pruneBackups(backups, 1, { written: join(backups, names[3]!), locks: join(tmp.dir, 'no-such-list') }))
+      .to.deep.equal({ removed: [names[1]], ahead: [], inUse: [], otherFiles: [], opened: [names[0]], otherServer: [] });
+    expect(readdirSync(backups).sort()).to.deep.equal([names[0], names[3]]);
   });
 
   it('removes only what holds LevelDB\'s files alone: one served in place, with its audit log, is kept and reported', async () => {
-    const source = await LevelBackend.open(join(tmp.dir, 'data'));
-    const backups = join(tmp.dir, 'backups');
-    mkdirSync(backups);
     const names = [0, 1, 2, 3].map((d) => backupName(new Date(Date.UTC(2026, 11, 1 + d, 3))));
-    try {
-      await source.append('k', (v) => recordFor('k', v));
-      for (const n of names) await source.backupTo(join(backups, n));
-    } finally {
-      await source.close();
-    }
+    const backups = await writeBackups(tmp.dir, names);
     // Served in place once: LevelDB's files change, and the server's audit log is left beside them.
     for (const n of [names[0]!, names[1]!]) await (await LevelBackend.open(join(backups, n))).close();
     writeFileSync(join(backups, names[0]!, 'audit.jsonl'), '{"seq":1}\n');
     const partial = `${names[0]}.partial-2147483646-Ab3xY9`;
     mkdirSync(join(backups, partial));
     writeFileSync(join(backups, partial, 'audit.jsonl.lock'), '');
+    longAgo(join(backups, partial));
     const pruned = await pruneBackups(backups, 1, { written: join(backups, names[3]!) });
-    expect(pruned).to.deep.equal({ removed: [names[1], names[2]], ahead: [], inUse: [], otherFiles: [names[0], partial], otherServer: [] });
-    expect(readdirSync(backups).sort()).to.deep.equal([names[0], partial, names[3]].sort());
-    expect(pruneReport(pruned)).to.deep.include({ pruned: `${names[1]},${names[2]}`, otherFiles: `${names[0]},${partial}` });
+    expect(pruned).to.deep.equal({ removed: [names[2]], ahead: [], inUse: [], otherFiles: [names[0], partial], opened: [names[1]], otherServer: [] });
+    expect(readdirSync(backups).sort()).to.deep.equal([names[0], names[1], partial, names[3]].sort());
+    expect(pruneReport(pruned)).to.deep.include({ pruned: names[2], otherFiles: `${names[0]},${partial}`, opened: names[1] });
     expect(pruneReport(pruned).warning).to.contain(`kept ${names[0]}, ${partial}: it holds files a backup does not (served in place?)`);
-    expect(pruneReport({ removed: [], ahead: [], inUse: [], otherFiles: [], otherServer: [] })).to.deep.equal({});
+    expect(pruneReport({ removed: [], ahead: [], inUse: [], otherFiles: [], opened: [], otherServer: [] })).to.deep.equal({});
   });
 
   it('removes only this key-server\'s backups: one of another key-server sharing the directory (another storage key) is kept, not counted, and named', async () => {
@@ -109,7 +154,7 @@ describe('key-server backups: pruning', () => {
     }
     expect(readFileSync(join(backups, written, KEY_ID_FILE), 'latin1')).to.equal(ours);
     const pruned = await pruneBackups(backups, 1, { written: join(backups, written), keyId: ours });
-    expect(pruned).to.deep.equal({ removed: [legacy, oursOld], ahead: [], inUse: [], otherFiles: [], otherServer: [theirsOld, theirsAhead] });
+    expect(pruned).to.deep.equal({ removed: [legacy, oursOld], ahead: [], inUse: [], otherFiles: [], opened: [], otherServer: [theirsOld, theirsAhead] });
     expect(readdirSync(backups).sort()).to.deep.equal([theirsOld, written, theirsAhead].sort());
     expect(pruneReport(pruned)).to.deep.include({ otherServer: `${theirsOld},${theirsAhead}` });
     expect(pruneReport(pruned).warning).to.contain('backups of another key-server (another storage key) share this --backup-dir');
@@ -127,7 +172,8 @@ describe('key-server backups: pruning', () => {
     const names = [0, 1].map((d) => backupName(new Date(Date.UTC(2026, 11, 1 + d, 3))));
     const dead = `${names[0]}.partial-2147483646-Ab3xY9`;
     for (const n of [...names, dead]) mkdirSync(join(tmp.dir, n));
-    expect(await pruneBackups(tmp.dir, undefined, { written: join(tmp.dir, names[1]!) })).to.deep.equal({ removed: [dead], ahead: [], inUse: [], otherFiles: [], otherServer: [] });
+    longAgo(join(tmp.dir, dead));
+    expect(await pruneBackups(tmp.dir, undefined, { written: join(tmp.dir, names[1]!) })).to.deep.equal({ removed: [dead], ahead: [], inUse: [], otherFiles: [], opened: [], otherServer: [] });
     expect(readdirSync(tmp.dir).sort()).to.deep.equal(names);
   });
 
@@ -138,7 +184,7 @@ describe('key-server backups: pruning', () => {
     const oldest = backupName(new Date(Date.UTC(2026, 10, 1, 3)));
     for (const n of [ahead, oldest, older, written]) mkdirSync(join(tmp.dir, n));
     // Kept and not counted, so the newest 2 really made stay beside it.
-    expect(await pruneBackups(tmp.dir, 2, { written: join(tmp.dir, written) })).to.deep.equal({ removed: [oldest], ahead: [ahead], inUse: [], otherFiles: [], otherServer: [] });
+    expect(await pruneBackups(tmp.dir, 2, { written: join(tmp.dir, written) })).to.deep.equal({ removed: [oldest], ahead: [ahead], inUse: [], otherFiles: [], opened: [], otherServer: [] });
     expect(readdirSync(tmp.dir).sort()).to.deep.equal([older, written, ahead].sort());
   });
 
