@@ -12,7 +12,7 @@
 import { promises as fs } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { CertifierError } from '../errors/index.ts';
-import { ownDirProblem } from '../files/index.ts';
+import { ownDirProblem, readFileLimited } from '../files/index.ts';
 
 /** The name of a backup made at `at`: keys-2026-12-05T11-30-00-000Z, which sorts by time. */
 export function backupName(at: Date): string {
@@ -111,14 +111,23 @@ async function contents(path: string): Promise<'untouched' | 'opened' | 'other'>
   return files.includes('LOG.old') ? 'opened' : 'untouched';
 }
 
+/** More than a storage key id (32 hex digits) takes, and little enough to read at once. */
+const KEY_ID_LIMIT = 256;
+
 /**
- * Whether the backup in `path` is another key-server's: its KEY_ID_FILE names another storage key
- * than `keyId`, or cannot be read. A backup without one (made before backups had it) may be ours.
+ * Whose the backup in `path` is: another key-server's when its KEY_ID_FILE names another storage
+ * key than `keyId`; unknown when that file cannot be read (anything but a small regular file: a
+ * FIFO put there is not waited on, nor a directory taken for another server's). A backup without
+ * one (made before backups had it) may be ours, as every one is when `keyId` is not known.
  */
-async function anotherServers(path: string, keyId: string | undefined): Promise<boolean> {
-  if (keyId === undefined) return false;
-  const named = await fs.readFile(join(path, KEY_ID_FILE), 'latin1').catch((e: NodeJS.ErrnoException) => (e.code === 'ENOENT' ? keyId : undefined));
-  return named !== keyId;
+async function owner(path: string, keyId: string | undefined): Promise<'ours' | 'another' | 'unreadable'> {
+  if (keyId === undefined) return 'ours';
+  try {
+    const named = Buffer.from(await readFileLimited(join(path, KEY_ID_FILE), KEY_ID_LIMIT, { regularOnly: true })).toString('latin1');
+    return named === keyId ? 'ours' : 'another';
+  } catch (e) {
+    return (e as { cause?: NodeJS.ErrnoException }).cause?.code === 'ENOENT' ? 'ours' : 'unreadable';
+  }
 }
 
 /**
@@ -154,7 +163,7 @@ async function mayBeOpen(path: string, locked: Set<string> | undefined): Promise
   return locked !== undefined && locked.has(`${major}:${minor}:${st.ino}`);
 }
 
-export interface Pruned { removed: string[]; ahead: string[]; inUse: string[]; otherFiles: string[]; opened: string[]; otherServer: string[] }
+export interface Pruned { removed: string[]; ahead: string[]; inUse: string[]; otherFiles: string[]; opened: string[]; otherServer: string[]; unreadable: string[] }
 
 /** What the log says of a prune: the names removed, and those kept and why. */
 export function pruneReport(p: Pruned): Record<string, string> {
@@ -165,8 +174,9 @@ export function pruneReport(p: Pruned): Record<string, string> {
     p.otherFiles.length && `kept ${p.otherFiles.join(', ')}: it holds files a backup does not (served in place?), so it is not counted in --backup-keep; remove it once what it holds (an audit log) is kept elsewhere`,
     p.opened.length && `kept ${p.opened.join(', ')}: it has been opened since it was written (served in place?), so it is not counted in --backup-keep; remove it once no key-server serves it`,
     p.otherServer.length && `kept ${p.otherServer.join(', ')}: backups of another key-server (another storage key) share this --backup-dir; they are never removed here nor counted in --backup-keep: give each key-server a --backup-dir of its own`,
+    p.unreadable.length && `kept ${p.unreadable.join(', ')}: its ${KEY_ID_FILE} cannot be read (not a small regular file), so whose backup it is is unknown; it is not counted in --backup-keep: look at it`,
   ].filter((w) => w);
-  const names = Object.entries({ pruned: p.removed, datedAhead: p.ahead, inUse: p.inUse, otherFiles: p.otherFiles, opened: p.opened, otherServer: p.otherServer }).filter(([, v]) => v.length > 0);
+  const names = Object.entries({ pruned: p.removed, datedAhead: p.ahead, inUse: p.inUse, otherFiles: p.otherFiles, opened: p.opened, otherServer: p.otherServer, unreadable: p.unreadable }).filter(([, v]) => v.length > 0);
   return { ...Object.fromEntries(names.map(([k, v]) => [k, v.join(',')])), ...(warnings.length ? { warning: warnings.join('; ') } : {}) };
 }
 
@@ -191,11 +201,11 @@ export interface PruneOptions {
  * process (`locks`, Linux's list of held locks, says so), one holding files a backup does not (the
  * audit log of a server that served it in place), one LevelDB opened since it was written (LOG.old:
  * served in place, by a process `locks` may not show), nor one of another key-server sharing `dir`
- * (its KEY_ID_FILE names another storage key than `keyId`): they neither count nor go, and the
- * last four are returned, in `inUse`, `otherFiles`, `opened` and `otherServer`, for the caller to
- * report. `written`, the
- * backup just made, is the newest whatever its name: backups are named by the clock, and one made
- * while the clock was ahead would otherwise outrank it and have it removed. Those named after it
+ * (its KEY_ID_FILE names another storage key than `keyId`), nor one whose KEY_ID_FILE cannot be
+ * read: they neither count nor go, and the last five are returned, in `inUse`, `otherFiles`,
+ * `opened`, `otherServer` and `unreadable`, for the caller to report. `written`, the backup just
+ * made, is the newest whatever its name: backups are named by the clock, and one made while the
+ * clock was ahead would otherwise outrank it and have it removed. Those named after it
  * (`ahead`) are older than their names say, by how much no one knows: they are kept, and not
  * counted among the N, for the caller to report.
  */
@@ -210,19 +220,26 @@ export async function pruneBackups(dir: string, keep: number | undefined, o: Pru
   const otherFiles: string[] = [];
   const opened: string[] = [];
   const otherServer: string[] = [];
+  const unreadable: string[] = [];
+  /** Whether `n` is this server's (or may be); if not, it is put among those kept. */
+  const ours = async (n: string) => {
+    const whose = await owner(join(dir, n), o.keyId);
+    if (whose !== 'ours') (whose === 'another' ? otherServer : unreadable).push(n);
+    return whose === 'ours';
+  };
   /** Puts `n` in `into` if it may go, or among those kept. */
   const sort = async (n: string, into: string[]) => {
     const path = join(dir, n);
-    const kept = (await anotherServers(path, o.keyId)) ? otherServer : (await mayBeOpen(path, locked)) ? inUse : { untouched: into, opened, other: otherFiles }[await contents(path)];
-    kept.push(n);
+    if (!(await ours(n))) return;
+    ((await mayBeOpen(path, locked)) ? inUse : { untouched: into, opened, other: otherFiles }[await contents(path)]).push(n);
   };
   const whole: string[] = [];
   const newest = o.written === undefined ? undefined : basename(o.written);
   const ahead: string[] = [];
   for (const n of keep === undefined ? [] : names.filter((x) => BACKUP.test(x)).sort()) {
     if (n === newest || (await isLive(n))) continue;
-    if (await anotherServers(join(dir, n), o.keyId)) otherServer.push(n);
-    else if (newest !== undefined && n > newest) ahead.push(n);
+    if (!(await ours(n))) continue;
+    if (newest !== undefined && n > newest) ahead.push(n);
     else await sort(n, whole);
   }
   if (newest !== undefined && names.includes(newest)) whole.push(newest);
@@ -233,5 +250,5 @@ export async function pruneBackups(dir: string, keep: number | undefined, o: Pru
   }
   const remove = [...whole.slice(0, Math.max(0, whole.length - (keep ?? whole.length))), ...stale];
   for (const n of remove) await fs.rm(join(dir, n), { recursive: true, force: true });
-  return { removed: remove, ahead, inUse, otherFiles, opened, otherServer };
+  return { removed: remove, ahead, inUse, otherFiles, opened, otherServer, unreadable };
 }

@@ -5,6 +5,7 @@
 import { expect } from 'chai';
 import { chmodSync, mkdirSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { execFileSync } from 'node:child_process';
 import { backupDirProblem, backupName, KEY_ID_FILE, prepareBackupDir, pruneBackups, pruneReport } from '../../lib/keyservice/backups.ts';
 import { LevelBackend } from '../../lib/keyservice/level-backend.ts';
 import { tempDir } from '../support/helpers.ts';
@@ -81,12 +82,12 @@ describe('key-server backups: pruning', () => {
     const served = await Promise.all([names[0]!, names[1]!, partial].map((n) => LevelBackend.open(join(tmp.dir, n))));
     longAgo(join(tmp.dir, partial));
     try {
-      expect(await pruneBackups(tmp.dir, 1)).to.deep.equal({ removed: [names[2]], ahead: [], inUse: [names[0], names[1], partial], otherFiles: [], opened: [], otherServer: [] });
+      expect(await pruneBackups(tmp.dir, 1)).to.deep.equal({ removed: [names[2]], ahead: [], inUse: [names[0], names[1], partial], otherFiles: [], opened: [], otherServer: [], unreadable: [] });
     } finally {
       for (const b of served) await b.close();
     }
     // The live data directory stays, a partial copy too (one served after its writer died).
-    expect(await pruneBackups(tmp.dir, 1, { live: join(tmp.dir, partial) })).to.deep.equal({ removed: [], ahead: [], inUse: [], otherFiles: [], opened: [names[0], names[1]], otherServer: [] });
+    expect(await pruneBackups(tmp.dir, 1, { live: join(tmp.dir, partial) })).to.deep.equal({ removed: [], ahead: [], inUse: [], otherFiles: [], opened: [names[0], names[1]], otherServer: [], unreadable: [] });
     expect(readdirSync(tmp.dir).sort()).to.deep.equal([names[0], names[1], partial, names[3]].sort());
   });
 
@@ -102,7 +103,7 @@ describe('key-server backups: pruning', () => {
     const served = await LevelBackend.open(join(backups, names[0]!));
     try {
       const pruned = await pruneBackups(backups, 1, { written: join(backups, names[3]!), locks: blind });
-      expect(pruned).to.deep.equal({ removed: [names[1], names[2]], ahead: [], inUse: [], otherFiles: [], opened: [names[0]], otherServer: [] });
+      expect(pruned).to.deep.equal({ removed: [names[1], names[2]], ahead: [], inUse: [], otherFiles: [], opened: [names[0]], otherServer: [], unreadable: [] });
       expect(pruneReport(pruned)).to.deep.include({ opened: names[0] });
       expect(pruneReport(pruned).warning).to.contain(`kept ${names[0]}: it has been opened since it was written (served in place?), so it is not counted in --backup-keep`);
     } finally {
@@ -112,7 +113,7 @@ describe('key-server backups: pruning', () => {
     // one opened since it was written stays.
     await writeBackups(tmp.dir, [names[1]!]);
     expect(await pruneBackups(backups, 1, { written: join(backups, names[3]!), locks: join(tmp.dir, 'no-such-list') }))
-      .to.deep.equal({ removed: [names[1]], ahead: [], inUse: [], otherFiles: [], opened: [names[0]], otherServer: [] });
+      .to.deep.equal({ removed: [names[1]], ahead: [], inUse: [], otherFiles: [], opened: [names[0]], otherServer: [], unreadable: [] });
     expect(readdirSync(backups).sort()).to.deep.equal([names[0], names[3]]);
   });
 
@@ -127,11 +128,11 @@ describe('key-server backups: pruning', () => {
     writeFileSync(join(backups, partial, 'audit.jsonl.lock'), '');
     longAgo(join(backups, partial));
     const pruned = await pruneBackups(backups, 1, { written: join(backups, names[3]!) });
-    expect(pruned).to.deep.equal({ removed: [names[2]], ahead: [], inUse: [], otherFiles: [names[0], partial], opened: [names[1]], otherServer: [] });
+    expect(pruned).to.deep.equal({ removed: [names[2]], ahead: [], inUse: [], otherFiles: [names[0], partial], opened: [names[1]], otherServer: [], unreadable: [] });
     expect(readdirSync(backups).sort()).to.deep.equal([names[0], names[1], partial, names[3]].sort());
     expect(pruneReport(pruned)).to.deep.include({ pruned: names[2], otherFiles: `${names[0]},${partial}`, opened: names[1] });
     expect(pruneReport(pruned).warning).to.contain(`kept ${names[0]}, ${partial}: it holds files a backup does not (served in place?)`);
-    expect(pruneReport({ removed: [], ahead: [], inUse: [], otherFiles: [], opened: [], otherServer: [] })).to.deep.equal({});
+    expect(pruneReport({ removed: [], ahead: [], inUse: [], otherFiles: [], opened: [], otherServer: [], unreadable: [] })).to.deep.equal({});
   });
 
   it('removes only this key-server\'s backups: one of another key-server sharing the directory (another storage key) is kept, not counted, and named', async () => {
@@ -154,7 +155,7 @@ describe('key-server backups: pruning', () => {
     }
     expect(readFileSync(join(backups, written, KEY_ID_FILE), 'latin1')).to.equal(ours);
     const pruned = await pruneBackups(backups, 1, { written: join(backups, written), keyId: ours });
-    expect(pruned).to.deep.equal({ removed: [legacy, oursOld], ahead: [], inUse: [], otherFiles: [], opened: [], otherServer: [theirsOld, theirsAhead] });
+    expect(pruned).to.deep.equal({ removed: [legacy, oursOld], ahead: [], inUse: [], otherFiles: [], opened: [], otherServer: [theirsOld, theirsAhead], unreadable: [] });
     expect(readdirSync(backups).sort()).to.deep.equal([theirsOld, written, theirsAhead].sort());
     expect(pruneReport(pruned)).to.deep.include({ otherServer: `${theirsOld},${theirsAhead}` });
     expect(pruneReport(pruned).warning).to.contain('backups of another key-server (another storage key) share this --backup-dir');
@@ -168,12 +169,25 @@ describe('key-server backups: pruning', () => {
     expect((await pruneBackups(backups, 1, { keyId: ours })).removed).to.deep.equal([]);
   });
 
+  it('keeps, without waiting on it, a backup whose STORAGE-KEY-ID is a FIFO, a directory or too large, and calls it unreadable, not another server\'s', async () => {
+    const ours = 'a'.repeat(32);
+    const names = [0, 1, 2, 3, 4].map((d) => backupName(new Date(Date.UTC(2026, 11, 1 + d, 3))));
+    for (const n of names) mkdirSync(join(tmp.dir, n));
+    execFileSync('mkfifo', [join(tmp.dir, names[0]!, KEY_ID_FILE)]); // read plainly, it would hang the prune
+    mkdirSync(join(tmp.dir, names[1]!, KEY_ID_FILE));
+    writeFileSync(join(tmp.dir, names[2]!, KEY_ID_FILE), ours.repeat(100));
+    writeFileSync(join(tmp.dir, names[3]!, KEY_ID_FILE), ours);
+    const pruned = await pruneBackups(tmp.dir, 1, { written: join(tmp.dir, names[4]!), keyId: ours });
+    expect(pruned).to.deep.equal({ removed: [names[3]], ahead: [], inUse: [], otherFiles: [], opened: [], otherServer: [], unreadable: [names[0], names[1], names[2]] });
+    expect(pruneReport(pruned).warning).to.contain(`kept ${names[0]}, ${names[1]}, ${names[2]}: its STORAGE-KEY-ID cannot be read (not a small regular file), so whose backup it is is unknown`);
+  });
+
   it('without a number to keep (no --backup-keep), keeps every backup but still removes stale partial copies', async () => {
     const names = [0, 1].map((d) => backupName(new Date(Date.UTC(2026, 11, 1 + d, 3))));
     const dead = `${names[0]}.partial-2147483646-Ab3xY9`;
     for (const n of [...names, dead]) mkdirSync(join(tmp.dir, n));
     longAgo(join(tmp.dir, dead));
-    expect(await pruneBackups(tmp.dir, undefined, { written: join(tmp.dir, names[1]!) })).to.deep.equal({ removed: [dead], ahead: [], inUse: [], otherFiles: [], opened: [], otherServer: [] });
+    expect(await pruneBackups(tmp.dir, undefined, { written: join(tmp.dir, names[1]!) })).to.deep.equal({ removed: [dead], ahead: [], inUse: [], otherFiles: [], opened: [], otherServer: [], unreadable: [] });
     expect(readdirSync(tmp.dir).sort()).to.deep.equal(names);
   });
 
@@ -184,7 +198,7 @@ describe('key-server backups: pruning', () => {
     const oldest = backupName(new Date(Date.UTC(2026, 10, 1, 3)));
     for (const n of [ahead, oldest, older, written]) mkdirSync(join(tmp.dir, n));
     // Kept and not counted, so the newest 2 really made stay beside it.
-    expect(await pruneBackups(tmp.dir, 2, { written: join(tmp.dir, written) })).to.deep.equal({ removed: [oldest], ahead: [ahead], inUse: [], otherFiles: [], opened: [], otherServer: [] });
+    expect(await pruneBackups(tmp.dir, 2, { written: join(tmp.dir, written) })).to.deep.equal({ removed: [oldest], ahead: [ahead], inUse: [], otherFiles: [], opened: [], otherServer: [], unreadable: [] });
     expect(readdirSync(tmp.dir).sort()).to.deep.equal([older, written, ahead].sort());
   });
 
