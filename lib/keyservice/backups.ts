@@ -97,8 +97,14 @@ async function recentlyWritten(path: string): Promise<boolean> {
  */
 export const KEY_ID_FILE = 'STORAGE-KEY-ID';
 
-/** What a backup holds until it is served in place: LevelDB's own files, and KEY_ID_FILE. */
-const BACKUP_FILE = /^(CURRENT|LOCK|LOG|LOG\.old|MANIFEST-\d+|\d+\.(ldb|log|sst)|STORAGE-KEY-ID)$/;
+/**
+ * The file in a partial copy, from before LevelDB makes its database there until just before the
+ * copy is renamed whole (backupTo): LevelBackend.open refuses a directory holding it unopened.
+ */
+export const UNFINISHED_FILE = 'UNFINISHED-BACKUP';
+
+/** What a backup holds until it is served in place: LevelDB's own files, KEY_ID_FILE and, while partial, UNFINISHED_FILE. */
+const BACKUP_FILE = /^(CURRENT|LOCK|LOG|LOG\.old|MANIFEST-\d+|\d+\.(ldb|log|sst)|STORAGE-KEY-ID|UNFINISHED-BACKUP)$/;
 
 /**
  * What the directory `path` holds: a backup's files as it was written ('untouched'); those and

@@ -34,7 +34,7 @@ import { join } from 'node:path';
 import { Level } from 'level';
 import { CertifierError } from '../errors/index.ts';
 import { syncDir } from '../files/index.ts';
-import { KEY_ID_FILE } from './backups.ts';
+import { KEY_ID_FILE, UNFINISHED_FILE } from './backups.ts';
 import { LruMap } from '../util/lru.ts';
 import { compareNames, decode, encode } from '../wire/index.ts';
 import {
@@ -129,6 +129,10 @@ async function prepareDir(dir: string): Promise<void> {
   }
 }
 
+function unfinishedCopy(dir: string): CertifierError {
+  return new CertifierError('STORE_FORMAT', `${dir} is an unfinished backup copy (the key-server writing it stopped before it was whole): it holds only some of the keys; the whole backups are the keys-TIME directories beside it`);
+}
+
 /** ALREADY_EXISTS if anything is at `dir`, even a link that leads nowhere. */
 async function refuseTaken(dir: string): Promise<void> {
   if (await fs.lstat(dir).then(() => true, () => false)) throw new CertifierError('ALREADY_EXISTS', `${dir} exists; a backup goes to a new directory`);
@@ -184,6 +188,8 @@ export class LevelBackend implements KeyBackend {
 
   /** Opens (creating if needed) the database in `dir`. STORE_LOCKED if another process has it. */
   static async open(dir: string, tuning: LevelTuning = {}): Promise<LevelBackend> {
+    // Before LevelDB opens it, which would write to it: a partial copy, whatever its name.
+    if (await fs.lstat(join(dir, UNFINISHED_FILE)).then(() => true, () => false)) throw unfinishedCopy(dir);
     await prepareDir(dir);
     const db: Db = new Level(dir, { keyEncoding: 'utf8', valueEncoding: 'view', createIfMissing: true });
     try {
@@ -198,9 +204,7 @@ export class LevelBackend implements KeyBackend {
     let made = false;
     try {
       // Whatever its name: a partial copy renamed keys-TIME is no more whole.
-      if ((await db.get(UNFINISHED_KEY)) !== undefined) {
-        throw new CertifierError('STORE_FORMAT', `${dir} is an unfinished backup copy (the key-server writing it stopped before it was whole): it holds only some of the keys; the whole backups are the keys-TIME directories beside it`);
-      }
+      if ((await db.get(UNFINISHED_KEY)) !== undefined) throw unfinishedCopy(dir);
       const mark = await db.get(FORMAT_KEY);
       if (mark === undefined) {
         for await (const _ of db.keys({ limit: 1 })) throw new CertifierError('STORE_FORMAT', `${dir} holds a LevelDB database that is not a key-server database`);
@@ -377,8 +381,9 @@ export class LevelBackend implements KeyBackend {
    * and storage key id) to DIR, whose parent must exist, while the backend serves on. The copy is
    * filled in a new directory beside DIR (DIR.partial-PID-XXXXXX), synced, then renamed, so DIR is
    * whole or absent; it opens as a key-server data directory and, like the original, holds only
-   * ciphertext. Until its last batch the copy holds UNFINISHED_KEY, so one cut short is refused by
-   * open under any name. Beside LevelDB's files it holds KEY_ID_FILE, the storage key id the
+   * ciphertext. Until just before the rename the copy holds UNFINISHED_FILE, written before LevelDB
+   * makes its database there, so one cut short is refused by open under any name without being
+   * opened (which would write to it); its database holds UNFINISHED_KEY until its last batch too. Beside LevelDB's files it holds KEY_ID_FILE, the storage key id the
    * records are sealed under (where one is bound), so pruning tells the backups of another
    * key-server sharing the directory from this one's without opening them. One backup at a time.
    */
@@ -402,6 +407,7 @@ export class LevelBackend implements KeyBackend {
     let records = 0;
     let keyId: Uint8Array | undefined;
     try {
+      await writeSynced(join(tmp, UNFINISHED_FILE), new TextEncoder().encode('a backup copy being written\n'));
       await copy.open();
       // Before any record and on disk first, so the copy says it is unfinished until the last batch.
       await copy.put(UNFINISHED_KEY, new TextEncoder().encode('a backup copy being written'), { sync: true });
@@ -425,6 +431,8 @@ export class LevelBackend implements KeyBackend {
       }
       if (keyId !== undefined) await writeSynced(join(tmp, KEY_ID_FILE), keyId);
       await tightenFiles(tmp);
+      await fs.unlink(join(tmp, UNFINISHED_FILE));
+      await syncDir(tmp);
       // rename(2) never follows a link at the new name, and fails on one (a directory cannot
       // replace a non-directory); this says so plainly.
       await refuseTaken(dir);

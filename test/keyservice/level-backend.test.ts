@@ -179,8 +179,12 @@ describe('LevelBackend', () => {
       rmSync(join(left, 'LOCK'));
       release();
       await whole;
+      const files = readdirSync(left).sort();
       const e = await rejects(LevelBackend.open(left), 'STORE_FORMAT');
       expect(e.message).to.contain('is an unfinished backup copy').and.to.contain('the whole backups are the keys-TIME directories beside it');
+      // Refused before LevelDB opens it: nothing in it is written (no LOCK, no LOG.old, no new table).
+      expect(readdirSync(left).sort()).to.deep.equal(files);
+      expect(readdirSync(join(tmp.dir, 'backups', 'keys-1'))).not.to.include('UNFINISHED-BACKUP');
       await (await LevelBackend.open(join(tmp.dir, 'backups', 'keys-1'))).close();
     } finally {
       await b.close();
