@@ -11,7 +11,7 @@ import { checkWritable, readFileLimited, refuseOwnFiles, sweepLeftovers, type Le
 import { utf8Text } from '../lib/util/json.ts';
 import { itemValue, readCertificateChain, validatePolicyCert } from '../lib/pki/index.ts';
 import { isIdentityTag, loadIdentity } from '../lib/certifier/index.ts';
-import { KeyClient, fetchAll, keepAll, parseProvisionConfig, provision, refuseBeforeFetching, type SecretSpec } from '../lib/keyclient/index.ts';
+import { KeyClient, fetchAll, keepAll, parseProvisionConfig, provision, refuseBeforeFetching, sweepDestinations, type SecretSpec } from '../lib/keyclient/index.ts';
 import { DEFAULT_LIMITS } from '../lib/channel/index.ts';
 import { MAX_VALUE_BYTES } from '../lib/keyservice/protocol.ts';
 import { STORAGE_KEY_TAG } from '../lib/keyservice/keystore.ts';
@@ -71,11 +71,16 @@ const completedBeforeSignal = (signal: NodeJS.Signals, failed?: string) =>
 
 /**
  * Names what a killed run left beside `file` and the sweep left, being younger than a write still
- * going on could be: the previous value kept aside, or a temporary file, either may hold a secret.
+ * going on could be, or because it could not be removed: the previous value kept aside (.old), or
+ * a new value being written (.tmp); either may hold a secret.
  */
 function noteLeftovers(file: string, left: Leftover[] = []): void {
   for (const l of left) {
-    note(P, `${l.path}, left beside ${file} by a killed run (or one still writing), may hold a secret (an earlier value): too new to remove now; a run after ${l.removableAfter.toISOString()} removes it`);
+    const what = l.path.endsWith('.old') ? 'the previous value, kept aside' : 'a value being written';
+    const why = l.notRemoved
+      ? `it could not be removed (${l.notRemoved}): remove it by hand`
+      : `too new to remove now; a run after ${l.removableAfter.toISOString()} removes it`;
+    note(P, `${l.path}, left beside ${file} by a killed run (or one still writing), may hold a secret (${what}): ${why}`);
   }
 }
 
@@ -197,8 +202,9 @@ clientOptions(subcommand<ClientOpts & { config: string; allowPartial?: boolean }
     const specs = parseProvisionConfig(utf8Text(await readFileLimited(o.config, 1024 * 1024), `the provisioning config ${o.config}`));
     checkFetchCount(o, specs.length, 'INVALID_INPUT', 'secrets');
     const own = clientFiles(o, o.config);
+    // On every run, whatever comes of it: a killed run's leftovers beside a LocalPath may hold a secret.
+    for (const { file, left } of await sweepDestinations(specs, own)) noteLeftovers(file, left);
     const outcomes = await withClient(o, (c, store) => provision(c, store, specs, { allowPartial: o.allowPartial === true, own, completedBeforeSignal, checked: true }), (store) => refuseBeforeFetching(store, specs, own));
-    for (const x of outcomes) noteLeftovers(x.spec.file!, x.leftovers);
     for (const x of outcomes.filter((y) => y.error)) warn(P, `could not provision "${x.spec.name}": ${x.error!.message} [${x.error!.code}]`);
     const items = outcomes.map((x) => ({ name: x.spec.name, ...(x.spec.tag ? { tag: x.spec.tag } : { file: x.spec.file }), ...(x.entry ? { version: x.entry.version, ...(x.storeVersion ? { storeVersion: x.storeVersion } : {}), written: x.written } : { error: x.error!.code }) }));
     const outcome = (i: (typeof items)[number]) => 'error' in i ? `FAILED (${i.error})`

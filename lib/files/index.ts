@@ -484,17 +484,20 @@ async function keepPrevious(path: string, dir: string): Promise<{ made: boolean;
 /** How old a temporary file of ours must be before a later write of the same file removes it. */
 const STALE_TMP_MS = 10 * 60_000;
 
-/** A file a killed run left beside a destination, too young to be removed yet (sweepLeftovers). */
+/** A file a killed run left beside a destination that a sweep left (sweepLeftovers). */
 export interface Leftover {
   path: string;
   /** When a sweep will take it: once older than any write still going on could be. */
   removableAfter: Date;
+  /** Old enough, but its removal failed: why (its directory cannot be written, say). */
+  notRemoved?: string;
 }
 
 /**
  * Removes temporary files a killed run left beside `name` (SIGKILL, power loss: nobody could
  * clean up, and they may hold a secret): ours by their name's pattern, and older than any write
- * still going on could be. Best effort. Returns those left because they are younger.
+ * still going on could be. Best effort. Returns those left: younger, or whose removal failed (an
+ * immutable directory, a read-only mount), to be named.
  */
 async function sweepStale(dir: string, name: string): Promise<Leftover[]> {
   const prefix = `.${name}.`;
@@ -507,8 +510,13 @@ async function sweepStale(dir: string, name: string): Promise<Leftover[]> {
     if (!st?.isFile()) continue;
     // A kept copy (.old, a hard link) has the previous file's mtime; when it was made is its ctime.
     const since = entry.endsWith('.old') ? st.ctimeMs : st.mtimeMs;
-    if (Date.now() - since > STALE_TMP_MS) await fs.unlink(path).catch(() => {});
-    else young.push({ path, removableAfter: new Date(since + STALE_TMP_MS) });
+    const removableAfter = new Date(since + STALE_TMP_MS);
+    if (Date.now() - since <= STALE_TMP_MS) young.push({ path, removableAfter });
+    else {
+      await fs.unlink(path).catch((e: NodeJS.ErrnoException) => {
+        if (e.code !== 'ENOENT') young.push({ path, removableAfter, notRemoved: describeErrno(e) });
+      });
+    }
   }
   return young;
 }

@@ -32,8 +32,6 @@ export interface Outcome {
   written?: 'new' | 'unchanged';
   /** Kept under a tag: the version the cryptstore holds it as (it numbers versions itself). */
   storeVersion?: number;
-  /** Beside a LocalPath: what a killed run left there, too young yet to be removed (sweepLeftovers). */
-  leftovers?: Leftover[];
 }
 
 const KEYS = new Set(['ID', 'Version', 'LocalPath', 'Tag', 'Mode']);
@@ -160,16 +158,11 @@ export interface KeepOptions {
  * go in, as one atomic batch, while signals still wait (commitAll). A rename or a batch that
  * fails, or a signal before the batch began, undoes the files put in place (the error names any
  * that could not be put back); a signal that came once the batch began waits for it, and the run
- * is complete. Every LocalPath is first rid of what a killed run left beside it (the previous
- * value kept aside, a temporary file), changed or not; what is too young to go is in `leftovers`.
+ * is complete. (What a killed run left beside a LocalPath is swept before: sweepDestinations.)
  */
 export async function keepAll(store: Cryptstore | undefined, outcomes: Outcome[], o: KeepOptions = {}): Promise<void> {
   const problems = destinationProblems(outcomes.map((x) => x.spec));
   if (problems.length) throw new CertifierError('INVALID_INPUT', `nothing was written: ${problems.join('; ')}`);
-  for (const x of outcomes) {
-    const left = x.spec.file === undefined ? [] : await sweepLeftovers(x.spec.file);
-    if (left.length) x.leftovers = left;
-  }
   const arrived = outcomes.filter((x) => x.entry);
   const existing = await checkLocalPaths(arrived.map((x) => x.spec), o.own, { existingMayStay: true });
   const tags: Outcome[] = [];
@@ -205,6 +198,29 @@ export async function keepAll(store: Cryptstore | undefined, outcomes: Outcome[]
     throw new CertifierError(e.code, `${e.message}; ${placed.length ? `written before it: ${placed.join(', ')}` : 'nothing was written'}; no cryptstore tag was written`, { cause: e });
   }
   for (const x of [...tags, ...files]) x.written = 'new';
+}
+
+/**
+ * Rids every LocalPath (but the run's own files) of what a killed run left beside it
+ * (sweepLeftovers: the previous value kept aside, a new one being written), whether or not the
+ * file changes: on every run that knows its destinations, before it connects, so one that then
+ * fails (a name missing, the server unreachable) sweeps too. Returns what stays, by file.
+ */
+export async function sweepDestinations(specs: SecretSpec[], own: OwnFiles | undefined): Promise<{ file: string; left: Leftover[] }[]> {
+  const out: { file: string; left: Leftover[] }[] = [];
+  const ownFile = (file: string) => {
+    try {
+      if (own) refuseOwnFiles(file, own);
+      return false;
+    } catch {
+      return true; // refused as such by the checks that follow
+    }
+  };
+  for (const file of specs.flatMap((s) => (s.file === undefined || ownFile(s.file) ? [] : [s.file]))) {
+    const left = await sweepLeftovers(file);
+    if (left.length) out.push({ file, left });
+  }
+  return out;
 }
 
 /**

@@ -3,7 +3,7 @@
 // provisioning from a config file, all or nothing; and the audit log's hash chain.
 
 import { expect } from 'chai';
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { basename, dirname, join } from 'node:path';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
@@ -261,11 +261,20 @@ describe('e2e: keys stored and retrieved through key-server on loopback', functi
     it('exits non-zero and writes nothing, neither tags nor files, when the server lacks one name', async () => {
       const file = `${files}-1`;
       const f = config([{ ID: 'prov/tagged', Tag: 'p1-tagged' }, { ID: 'prov/file', LocalPath: file }, { ID: 'prov/missing', Tag: 'p1-missing' }]);
+      // A killed run's leftovers beside the file are swept all the same: one an hour old goes,
+      // one just written (a new value being written) is named.
+      const stale = join(dirname(file), `.${basename(file)}.0123456789ab.tmp`);
+      const young = join(dirname(file), `.${basename(file)}.ba9876543210.tmp`);
+      for (const l of [stale, young]) writeFileSync(l, 'a secret');
+      utimesSync(stale, new Date(Date.now() - 3_600_000), new Date(Date.now() - 3_600_000));
       const r = await d.kc(bob, server, 'provision', ['--config', f]);
       expectFailure(r, 1, 'NOT_FOUND');
       expect(r.stderr).to.contain('"prov/missing" (NOT_FOUND)').and.to.contain('nothing was written');
       expect((await tagsOf(bob)).map((i) => i.tag).filter((t) => t.startsWith('p1-'))).to.deep.equal([]);
       expect(existsSync(file), file).to.equal(false);
+      expect(existsSync(stale), stale).to.equal(false);
+      expect(r.stderr).to.contain(`${young}, left beside ${file} by a killed run (or one still writing), may hold a secret (a value being written): too new to remove now`);
+      rmSync(young);
     });
 
     it('refuses, before connecting, more secrets than one connection can fetch', async () => {
@@ -296,7 +305,7 @@ describe('e2e: keys stored and retrieved through key-server on loopback', functi
       writeFileSync(kept, 'an earlier secret');
       const second = expectSuccess(await d.kc(bob, server, 'provision', ['--config', f]));
       expect(second.out).to.equal('prov/tagged: version 1 unchanged (the cryptstore\'s version 1)\nprov/file: version 1 unchanged\n');
-      expect(second.stderr).to.contain(`${kept}, left beside ${file} by a killed run (or one still writing), may hold a secret (an earlier value): too new to remove now; a run after `);
+      expect(second.stderr).to.contain(`${kept}, left beside ${file} by a killed run (or one still writing), may hold a secret (the previous value, kept aside): too new to remove now; a run after `);
       rmSync(kept);
 
       expect((await tagsOf(bob)).filter((i) => i.tag === 'p2-tagged').map((i) => i.version)).to.deep.equal([1]);

@@ -5,7 +5,7 @@
 
 import { expect } from 'chai';
 import { CertifierError } from '../../lib/errors/index.ts';
-import { destinationProblems, keepAll, parseProvisionConfig, provision, type KeyClient, type Outcome } from '../../lib/keyclient/index.ts';
+import { destinationProblems, keepAll, parseProvisionConfig, provision, sweepDestinations, type KeyClient, type Outcome } from '../../lib/keyclient/index.ts';
 import type { ValidEntry } from '../../lib/wire/index.ts';
 import { encodeKeyRequest } from '../../lib/keyservice/protocol.ts';
 import { rejects } from '../support/rejects.ts';
@@ -168,7 +168,7 @@ describe('keyclient: the provisioning config and where secrets may be written', 
     }
   });
 
-  it('keepAll removes what a killed run left beside a LocalPath even when the file is unchanged, and names what is too new to go', async () => {
+  it('sweepDestinations removes what a killed run left beside a LocalPath, and names what is too new to go or could not be removed', async function () {
     const tmp = tempDir('keepall-');
     const now = Date.now;
     try {
@@ -180,20 +180,23 @@ describe('keyclient: the provisioning config and where secrets may be written', 
       const kept = join(tmp.dir, '.secret.ba9876543210.old');
       for (const f of [tmpFile, kept]) writeFileSync(f, 'old secret');
       utimesSync(tmpFile, new Date(now() - 3_600_000), new Date(now() - 3_600_000));
-      const entry: ValidEntry = { tag: 'a', type: 'binary-blob', version: 1, timeEntered: '', blob: new Uint8Array([7]), exportable: true };
-      const run = async () => {
-        const outcomes: Outcome[] = [{ spec: { name: 'a', version: 0, file }, entry }];
-        await keepAll(undefined, outcomes);
-        expect(outcomes[0]!.written).to.equal('unchanged');
-        return outcomes[0]!.leftovers;
-      };
+      const run = async () => (await sweepDestinations([{ name: 'a', version: 0, file }, { name: 'b', version: 0, tag: 'b' }], undefined))[0]?.left;
       const left = await run();
       expect(left?.map((l) => l.path)).to.deep.equal([kept]);
       expect(left![0]!.removableAfter.getTime()).to.be.within(now() + 9 * 60_000, now() + 10 * 60_000);
+      expect(left![0]!.notRemoved).to.equal(undefined);
       expect(readdirSync(tmp.dir).sort()).to.deep.equal(['.secret.ba9876543210.old', 'secret']);
-      // A run eleven minutes later takes the kept value too.
+      // A run eleven minutes later takes the kept value too, unless its directory cannot be
+      // written (immutable, or a read-only mount): then it is named, with why.
       const later = now() + 11 * 60_000;
       Date.now = () => later;
+      if (spawnSync('chattr', ['+i', tmp.dir]).status === 0) {
+        try {
+          expect(await run()).to.deep.equal([{ path: kept, removableAfter: left![0]!.removableAfter, notRemoved: 'permission denied' }]);
+        } finally {
+          spawnSync('chattr', ['-i', tmp.dir]);
+        }
+      }
       expect(await run()).to.equal(undefined);
       expect(readdirSync(tmp.dir)).to.deep.equal(['secret']);
     } finally {
