@@ -13,9 +13,8 @@ import { loadPolicy, makePolicy, sameKey } from '../../lib/policy/index.ts';
 import { generateSimulatedPlatform, platformCertificate, TEST_PLATFORM_WARNING } from '../../lib/attest/index.ts';
 import { AUTHORITY_PLATFORM, endsWithPolicyCert, initTrust, ROLE_PLATFORM_PREFIX } from '../../lib/certifier/index.ts';
 import { checkRoleName, issueRoleCert } from '../../lib/keyservice/roles.ts';
-import { Cryptstore } from '../../cryptstore/index.ts';
-import { dirState, unmake, unmakeSync } from '../../cryptstore/db.ts';
 import { storeFiles } from '../common/io.ts';
+import { openToCertify } from '../common/new-store.ts';
 import { collect, domainName, fileOut, intInRange, note, subcommand, warn, type JsonOption } from '../common/cli.ts';
 import { protectorFrom, storeOptions, type ProtectionOptions } from '../common/protection.ts';
 import { loadPlatform } from '../common/platform.ts';
@@ -202,41 +201,14 @@ export function addTrustCommands(program: Command): void {
       // Before certifying: a request that cannot be saved should not cost a certification.
       if (o.saveEvidence) refuseOwnFiles(o.saveEvidence, storeFiles(o, o.policyCert), `--save-evidence ${o.saveEvidence}`);
       if (o.saveEvidence) await checkWritable(o.saveEvidence, { exclusive: true });
-      // A store this run makes is this run's: if certification fails, it goes, so that a later
-      // run may choose its protection afresh (a failed first boot must not fix it).
-      // A directory made empty beforehand (systemd's StateDirectory=, mkdir -p) holds no store either.
-      // So does one whose own creation was cut short (LevelDB's first files only): made again here.
-      // It is this run's only once it holds the new store's lock and is making it (onCreating):
-      // another run may have made the store meanwhile, and that one is not this run's to remove.
-      const state = await dirState(o.store);
-      const keepDir = state !== 'missing';
-      let made = false;
-      // Interrupted while making the store or certifying (SIGTERM from a unit's timeout, Ctrl-C),
-      // the store it made goes too, and the program dies of the signal, as without a listener.
-      const interrupted = (signal: NodeJS.Signals) => {
-        if (made) unmakeSync(o.store, keepDir);
-        process.removeAllListeners(signal);
-        process.kill(process.pid, signal);
-      };
-      const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
-      const stopWatching = () => signals.forEach((sig) => process.off(sig, interrupted));
-      // Watched whatever was there: a store whose creation was cut short is made again, and so
-      // becomes this run's (onCreating); until then the handler only ends the program.
-      signals.forEach((sig) => process.on(sig, interrupted));
-      let store: Cryptstore;
-      try {
-        // A creation that fails removes what it began itself.
-        store = await Cryptstore.openOrCreate(o.store, protector, { onCreating: () => void (made = true) });
-      } catch (e) {
-        stopWatching();
-        throw e;
-      }
+      // A store this run makes goes again if certification fails or is interrupted.
+      const { store, keep, discard } = await openToCertify(P, o.store, protector, ['SIGINT', 'SIGTERM', 'SIGHUP']);
       let sent: Uint8Array | undefined;
       let failed = false;
       try {
         if (o.plain) warn(P, 'plain TCP: no TLS, and the evidence is not bound to a session (original protocol)');
         const r = await initTrust({ store, domain: o.domain, policyCert, platform, host, port, force: o.force === true, keyAlg: o.keyAlg, plain: o.plain === true, onRequest: (req) => (sent = req) });
-        stopWatching(); // certified: the store is this machine's identity now, whatever comes next
+        keep(); // certified: the store is this machine's identity now, whatever comes next
         if (o.saveEvidence && sent) {
           // The machine is certified by now (a refused renewal too); failing here would only make a script certify it again.
           await writeFileAtomic(o.saveEvidence, sent, { mode: 0o644, exclusive: true })
@@ -260,9 +232,8 @@ export function addTrustCommands(program: Command): void {
         failed = true;
         throw e;
       } finally {
-        stopWatching();
-        await store.close();
-        if (failed && made) await unmake(o.store, keepDir).catch(() => warn(P, `could not remove the store ${o.store} this run made`));
+        if (failed) await discard();
+        else await store.close();
       }
     }))
     .requiredOption('--domain <name>', 'the policy domain', domainName)

@@ -2,12 +2,12 @@
 // as init-trust does (same store, platform and measurement), at start when its certificate is
 // missing, expired or in its last days, and then while it serves (lib/keyservice/renewal.ts).
 
-import { Cryptstore, type Protector } from '../../cryptstore/index.ts';
-import { dirState, unmake } from '../../cryptstore/db.ts';
+import type { Cryptstore, Protector } from '../../cryptstore/index.ts';
 import type { Platform } from '../../lib/attest/index.ts';
 import { CertifierError, isCertifierError } from '../../lib/errors/index.ts';
 import { initTrust, loadIdentity, type MachineIdentity } from '../../lib/certifier/index.ts';
 import { warn } from '../common/cli.ts';
+import { openToCertify } from '../common/new-store.ts';
 
 export interface Certifier {
   host: string;
@@ -24,17 +24,18 @@ export interface Renewal {
 
 /**
  * Opens the store (made if there is none, as init-trust makes it) and certifies now if due. When
- * that fails with no certificate to serve with, a store this start made goes, as init-trust's does.
+ * that fails with no certificate to serve with, or a stop signal comes first, a store this start
+ * made goes, as init-trust's does. (SIGHUP is not watched: to a server it means reload, and one
+ * that comes while it starts is kept for then.)
  */
 export async function openCertified(program: string, dir: string, protector: Protector, c: Certifier, log: (r: object) => void): Promise<{ store: Cryptstore; renewal: Renewal }> {
-  const keepDir = (await dirState(dir)) !== 'missing';
-  let made = false;
-  const store = await Cryptstore.openOrCreate(dir, protector, { onCreating: () => void (made = true) });
+  const { store, keep, discard } = await openToCertify(program, dir, protector, ['SIGINT', 'SIGTERM']);
   try {
-    return { store, renewal: await prepareRenewal(program, store, c, log) };
+    const renewal = await prepareRenewal(program, store, c, log);
+    keep();
+    return { store, renewal };
   } catch (e) {
-    await store.close();
-    if (made) await unmake(dir, keepDir).catch(() => warn(program, `could not remove the store ${dir} this start made`));
+    await discard();
     throw e;
   }
 }

@@ -6,8 +6,11 @@
 
 import { expect } from 'chai';
 import { randomBytes } from 'node:crypto';
+import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { closedPort, run, runScript } from '../support/helpers.ts';
+import net from 'node:net';
+import { join } from 'node:path';
+import { closedPort, ROOT, run, runScript } from '../support/helpers.ts';
 import { Cryptstore, KeyFileProtector } from '../../cryptstore/index.ts';
 import { fromKeyMessage, publicKeyOf } from '../../lib/crypto/index.ts';
 import { decode, type KeyMessage } from '../../lib/wire/index.ts';
@@ -15,7 +18,7 @@ import { issueAdmissionCert, parseCertificate, readCertificate } from '../../lib
 import { admissionCertTag, authKeyTag } from '../../lib/certifier/index.ts';
 import { SIMULATED_ENCLAVE } from '../../lib/attest/index.ts';
 import { readPrivateKeyFile } from '../../cmd/common/keys.ts';
-import { Domain, expectFailure, expectSuccess, startServer, type Machine } from './domain.ts';
+import { Child, Domain, expectFailure, expectSuccess, sleep, startServer, type Machine } from './domain.ts';
 
 describe('e2e: key-server renews its certificate through simpleserver (--certifier)', function () {
   let d: Domain;
@@ -146,6 +149,26 @@ describe('e2e: key-server renews its certificate through simpleserver (--certifi
       expect(r.stderr).to.contain('has no certificate yet').and.not.contain('serving');
       expect(existsSync(ks.store), 'store').to.equal(false);
       expect(existsSync(data), '--data').to.equal(false);
+    });
+
+    it('with no store, removes the store it made when it is stopped (SIGTERM) while simpleserver does not answer', async () => {
+      // Accepts, then says nothing: the TLS handshake waits. A connection means the store is made.
+      let connected = false;
+      const hang = net.createServer(() => void (connected = true));
+      await new Promise<void>((r) => hang.listen(0, '127.0.0.1', r));
+      try {
+        const store = d.path('ks-stopped');
+        const data = d.path('stopped-data');
+        const child = new Child('key-server', spawn(process.execPath, [join(ROOT, 'cmd', 'bin', 'key-server.js'), 'serve', '--domain', d.name, '--policy-cert', d.policyCertFile,
+          '--data', data, '--listen', '127.0.0.1:0', '--store', store, '--key-file', d.keyFile, '--certifier', `127.0.0.1:${(hang.address() as net.AddressInfo).port}`, ...platform()]));
+        for (let i = 0; i < 400 && !connected && child.running; i++) await sleep(50);
+        expect(existsSync(join(store, 'CURRENT')), `the store was made; stderr:\n${child.stderr}`).to.equal(true);
+        expect(await child.stop()).to.deep.equal({ code: null, signal: 'SIGTERM' });
+        expect(existsSync(store), 'the store it made is gone').to.equal(false);
+        expect(existsSync(data), '--data').to.equal(false);
+      } finally {
+        hang.close();
+      }
     });
 
     it('with an expired certificate, fails UNREACHABLE (exit 3) naming it, and keeps the store', async () => {

@@ -1,0 +1,55 @@
+// A store made to be certified (cert-utility init-trust, key-server serve --certifier) is the
+// run's own until it is certified: if certifying fails, or the run is interrupted first, it goes
+// again, so that a later run may choose its protection afresh (a failed first boot must not fix it).
+
+import { Cryptstore, type Protector } from '../../cryptstore/index.ts';
+import { dirState, unmake, unmakeSync } from '../../cryptstore/db.ts';
+import { warn } from './cli.ts';
+
+export interface StoreToCertify {
+  store: Cryptstore;
+  /** Certified: the store is this machine's identity now, whatever comes next. */
+  keep(): void;
+  /** Not certified: closes the store, and removes it if this run made it. */
+  discard(): Promise<void>;
+}
+
+/**
+ * Opens the store at `dir`, making it if there is none. Until keep() or discard(), one of
+ * `signals` (SIGTERM from a unit's timeout, Ctrl-C) removes the store this run made, and the
+ * program dies of the signal, as without a listener.
+ */
+export async function openToCertify(program: string, dir: string, protector: Protector, signals: readonly NodeJS.Signals[]): Promise<StoreToCertify> {
+  // A directory made empty beforehand (systemd's StateDirectory=, mkdir -p) holds no store either,
+  // and one whose own creation was cut short (LevelDB's first files only) is made again here.
+  const keepDir = (await dirState(dir)) !== 'missing';
+  // This run's only once it holds the new store's lock and is making it (onCreating): another
+  // run may have made the store meanwhile, and that one is not this run's to remove.
+  let made = false;
+  const interrupted = (signal: NodeJS.Signals) => {
+    if (made) unmakeSync(dir, keepDir);
+    process.removeAllListeners(signal);
+    process.kill(process.pid, signal);
+  };
+  const stopWatching = () => signals.forEach((sig) => process.off(sig, interrupted));
+  // Watched whatever was there: a store whose creation was cut short is made again, and so
+  // becomes this run's (onCreating); until then the handler only ends the program.
+  signals.forEach((sig) => process.on(sig, interrupted));
+  let store: Cryptstore;
+  try {
+    // A creation that fails removes what it began itself.
+    store = await Cryptstore.openOrCreate(dir, protector, { onCreating: () => void (made = true) });
+  } catch (e) {
+    stopWatching();
+    throw e;
+  }
+  return {
+    store,
+    keep: stopWatching,
+    discard: async () => {
+      stopWatching();
+      await store.close();
+      if (made) await unmake(dir, keepDir).catch(() => warn(program, `could not remove the store ${dir} this run made`));
+    },
+  };
+}
