@@ -70,7 +70,7 @@ export interface InitTrustOptions {
 export interface InitTrustResult {
   status: 'already-certified' | 'certified';
   peer: ValidatedPeer;
-  /** Why a renewal that was due failed: the stored certificate, still valid, stands (already-certified). */
+  /** Why a renewal that was due failed: the stored certificate, still valid after the attempt, stands (already-certified). */
   renewalFailed?: CertifierError;
 }
 
@@ -94,8 +94,9 @@ export async function initTrust(o: InitTrustOptions): Promise<InitTrustResult> {
   try {
     got = await requestCertificate({ host: o.host, port: o.port, policyCert: o.policyCert, platform: o.platform, authKey: privateKey, plain: o.plain, now, ...(o.onRequest ? { onRequest: o.onRequest } : {}), ...(o.signal ? { signal: o.signal } : {}) });
   } catch (e) {
-    // A renewal ahead of time that failed (simpleserver down, say) leaves the machine certified as it was.
-    if (standing && e instanceof CertifierError) return { status: 'already-certified', peer: standing, renewalFailed: e };
+    // A renewal ahead of time that failed (simpleserver down, say) leaves the machine certified as it was,
+    // unless its certificate ended while it was tried (a connect and a handshake that time out take a while).
+    if (standing && e instanceof CertifierError && now() <= standing.validUntil) return { status: 'already-certified', peer: standing, renewalFailed: e };
     throw e;
   }
   await o.store.putAll([

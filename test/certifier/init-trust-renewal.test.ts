@@ -1,0 +1,68 @@
+// init-trust on a store whose certificate is due for renewal, in this process with a chosen
+// clock: a renewal that fails keeps the stored certificate only while it is still valid.
+
+import { expect } from 'chai';
+import net from 'node:net';
+import { join } from 'node:path';
+import { encode } from '../../lib/wire/index.ts';
+import { generateKeyPair, randomBytes, sha256, toKeyMessage, utf8 } from '../../lib/crypto/index.ts';
+import { createPolicyCert, issueAdmissionCert, parseCertificate } from '../../lib/pki/index.ts';
+import { generateSimulatedPlatform, SIMULATED_ENCLAVE, SimulatedEnclave } from '../../lib/attest/index.ts';
+import { admissionCertTag, authKeyTag, initTrust } from '../../lib/certifier/index.ts';
+import { Cryptstore, KeyFileProtector } from '../../cryptstore/index.ts';
+import { tempDir } from '../support/helpers.ts';
+import { rejects } from '../support/rejects.ts';
+
+describe('init-trust: a renewal ahead of time that fails', function () {
+  this.timeout(30_000);
+  const tmp = tempDir('init-trust-renewal-');
+  const closers: (() => Promise<unknown>)[] = [];
+  after(async () => {
+    for (const c of closers.reverse()) await c();
+    tmp.cleanup();
+  });
+  const domain = 'renewing';
+  const m = sha256(utf8('program'));
+
+  /** A store holding a certificate issued `ageSeconds` ago for `lifeSeconds` (past half its life when age is more than half). */
+  async function certified(name: string, ageSeconds: number, lifeSeconds: number) {
+    const policyKey = (await generateKeyPair('p256')).privateKey;
+    const policyCert = await createPolicyCert({ privateKey: policyKey, domain, now: new Date(Date.now() - 86_400_000) });
+    const platformKeys = await generateSimulatedPlatform({ alg: 'p256' });
+    const key = (await generateKeyPair('p256')).privateKey;
+    const cert = await issueAdmissionCert({ policyKey, policyCert, subjectPublicKey: key, measurement: m, platform: SIMULATED_ENCLAVE, domain, validitySeconds: lifeSeconds, now: new Date(Date.now() - ageSeconds * 1000) });
+    const store = await Cryptstore.create(join(tmp.dir, name), new KeyFileProtector(randomBytes(32)));
+    closers.push(() => store.close());
+    await store.putAll([
+      { tag: authKeyTag(domain), blob: encode('key_message', toKeyMessage(key, 'auth-key')), options: { type: 'key-message-serialized-protobuf', exportable: false } },
+      { tag: admissionCertTag(domain), blob: cert, options: { type: 'X509-der-cert', exportable: true } },
+    ]);
+    return { store, policyCert, platform: new SimulatedEnclave(platformKeys.attestKey, platformKeys.endorsement, m), notAfter: parseCertificate(cert).notAfter };
+  }
+
+  /** A certifier that accepts and hangs up at once, after calling `onConnection`. */
+  async function hangingUp(onConnection: () => void = () => {}): Promise<number> {
+    const server = net.createServer((socket) => {
+      onConnection();
+      socket.destroy();
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    closers.push(() => new Promise((r) => server.close(r)));
+    return (server.address() as net.AddressInfo).port;
+  }
+
+  it('keeps the stored certificate, still valid after the attempt (renewalFailed)', async () => {
+    const { store, policyCert, platform } = await certified('still-valid', 400, 500);
+    const r = await initTrust({ store, domain, policyCert, platform, host: '127.0.0.1', port: await hangingUp() });
+    expect(r.status).to.equal('already-certified');
+    expect(r.renewalFailed?.code).to.equal('UNREACHABLE');
+  });
+
+  it('fails, as a needed renewal would, when the certificate ended while the attempt ran', async () => {
+    const { store, policyCert, platform, notAfter } = await certified('ended-meanwhile', 120, 150);
+    // The clock reaches the certificate's end while simpleserver is being reached.
+    let at = new Date();
+    const port = await hangingUp(() => void (at = new Date(notAfter.getTime() + 1_000)));
+    await rejects(initTrust({ store, domain, policyCert, platform, host: '127.0.0.1', port, now: () => at }), 'UNREACHABLE');
+  });
+});
