@@ -11,7 +11,7 @@ import { checkWritable, makePrivateDir, readFileLimited, realFilePath, refuseOwn
 import { createPolicyCert, domainOfPolicyOrganization, issueAdmissionCert, parseCertificate, platformProblem, readCertificate, toPem, validatePolicyCert } from '../../lib/pki/index.ts';
 import { loadPolicy, makePolicy, sameKey } from '../../lib/policy/index.ts';
 import { generateSimulatedPlatform, platformCertificate, TEST_PLATFORM_WARNING } from '../../lib/attest/index.ts';
-import { AUTHORITY_PLATFORM, endsWithPolicyCert, initTrust, ROLE_PLATFORM_PREFIX } from '../../lib/certifier/index.ts';
+import { AUTHORITY_PLATFORM, endsWithPolicyCert, initTrust, noRenewalPast, ROLE_PLATFORM_PREFIX } from '../../lib/certifier/index.ts';
 import { checkRoleName, issueRoleCert } from '../../lib/keyservice/roles.ts';
 import { storeFiles } from '../common/io.ts';
 import { openToCertify } from '../common/new-store.ts';
@@ -218,10 +218,12 @@ export function addTrustCommands(program: Command): void {
         const failed = r.renewalFailed;
         // Due, not yet needed: the machine stays certified, and a script goes on to fetch its keys.
         if (failed) warn(P, `could not renew this machine's certificate through ${o.server} (${failed.message} [${failed.code}]); it is still valid until ${info.notAfter}: run init-trust again before then`);
+        const final = r.endsWithPolicyCert;
+        if (final) warn(P, `this machine's certificate, valid until ${info.notAfter}, is due for renewal, but ${noRenewalPast(final)}`);
         return {
-          json: failed ? { ...info, renewalFailed: { code: failed.code, reason: failed.message } } : info,
+          json: failed ? { ...info, renewalFailed: { code: failed.code, reason: failed.message } } : final ? { ...info, endsWithPolicyCert: final.toISOString() } : info,
           text: [r.status === 'certified' ? `certified: serial ${info.serial}, measurement ${info.measurement}, valid until ${info.notAfter}`
-            : `already certified (serial ${info.serial}, valid until ${info.notAfter}); ${failed ? 'renewal failed (see the warning)' : 'nothing to do'}`],
+            : `already certified (serial ${info.serial}, valid until ${info.notAfter}); ${failed ? 'renewal failed (see the warning)' : final ? 'no renewal extends it (see the warning)' : 'nothing to do'}`],
         };
       } catch (e) {
         // A refused request is the one most worth explaining: keep it as well.

@@ -1,11 +1,13 @@
 // `key-server serve --certifier HOST:PORT`: the server certifies itself again through simpleserver,
 // as init-trust does (same store, platform and measurement), at start when its certificate is
-// missing, expired or in its last days, and then while it serves (lib/keyservice/renewal.ts).
+// missing, expired or in its last days (unless it ends with the policy certificate, which no
+// renewal extends), and then while it serves (lib/keyservice/renewal.ts).
 
 import type { Cryptstore, Protector } from '../../cryptstore/index.ts';
 import type { Platform } from '../../lib/attest/index.ts';
 import { CertifierError, isCertifierError } from '../../lib/errors/index.ts';
-import { initTrust, loadIdentity, type MachineIdentity } from '../../lib/certifier/index.ts';
+import { endsWithPolicyCert, initTrust, loadIdentity, noRenewalPast, type MachineIdentity } from '../../lib/certifier/index.ts';
+import { parseCertificate } from '../../lib/pki/index.ts';
 import { warn } from '../common/cli.ts';
 import { openToCertify } from '../common/new-store.ts';
 
@@ -47,14 +49,18 @@ export async function openCertified(program: string, dir: string, protector: Pro
 async function prepareRenewal(program: string, store: Cryptstore, c: Certifier, log: (r: object) => void): Promise<Renewal> {
   const certify = (force: boolean, signal?: AbortSignal) => initTrust({ store, domain: c.domain, policyCert: c.policyCert, platform: c.platform, host: c.host, port: c.port, force, ...(signal ? { signal } : {}) });
   const where = `${c.host}:${c.port}`;
+  const policyCertEnds = parseCertificate(c.policyCert).notAfter;
   let justFailed = false;
   const serveOn = (e: unknown, until: Date) => {
-    warn(program, `could not certify through ${where} at start (${describe(e)}); serving with the certificate in the store, valid until ${until.toISOString()}, and trying again later`);
+    // One that ends with the policy certificate is not tried again (renewIdentity): nothing would extend it.
+    const next = endsWithPolicyCert(until, policyCertEnds) ? `; ${noRenewalPast(policyCertEnds)}` : ', and trying again later';
+    warn(program, `could not certify through ${where} at start (${describe(e)}); serving with the certificate in the store, valid until ${until.toISOString()}${next}`);
     justFailed = true;
   };
   try {
     const r = await certify(false);
     if (r.renewalFailed) serveOn(r.renewalFailed, r.peer.notAfter);
+    else if (r.endsWithPolicyCert) warn(program, `its certificate, valid until ${r.peer.notAfter.toISOString()}, is due for renewal, but ${noRenewalPast(r.endsWithPolicyCert)}`);
     else if (r.status === 'certified') log({ event: 'identity-renewed', serial: r.peer.serialHex, notAfter: r.peer.notAfter.toISOString() });
   } catch (e) {
     // One init-trust would not keep (of another measurement) still serves; none, or an expired one, does not.

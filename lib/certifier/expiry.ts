@@ -4,7 +4,7 @@
 // (which caps every certificate issued under it), and the AMD revocation lists it was given. The server says so in its log,
 // every day from RENEW_BEFORE_MS before the end, and once more when it has passed.
 
-import { RENEW_BEFORE_MS } from './init-trust.ts';
+import { endsWithPolicyCert, RENEW_BEFORE_MS } from './init-trust.ts';
 
 const DAY_MS = 86_400_000;
 /** The longest wait one Node timer can hold (about 24.8 days); longer ones are chained. */
@@ -56,9 +56,9 @@ export const IDENTITY_EXPIRY_WITH_POLICY_CERT: ExpiryWatch = {
   advice: 'clients refuse this server once its certificate has expired, and it ends with the policy certificate, past which no certificate issued under it lasts (neither --certifier nor init-trust can renew it further): replace the policy key before then (README "Replacing the policy key")',
 };
 
-/** True when a certificate ending at `notAfter` ends with the policy certificate (`policyCertEnds`): no renewal extends it. */
-export function endsWithPolicyCert(notAfter: Date, policyCertEnds: Date | undefined): boolean {
-  return policyCertEnds !== undefined && notAfter.getTime() >= policyCertEnds.getTime();
+/** Said of a certificate that ends with the policy certificate (`policyCertEnds`), before its end. */
+export function noRenewalPast(policyCertEnds: Date): string {
+  return `it ends with the policy certificate (${policyCertEnds.toISOString()}), past which no certificate issued under it lasts, so no renewal extends it: replace the policy key before then (README "Replacing the policy key")`;
 }
 
 /** What key-server says of its own certificate's end: the policy certificate's when it is that, else whether it renews itself. */

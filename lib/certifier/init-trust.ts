@@ -1,13 +1,14 @@
 // init-trust on a machine: make an authentication key, get it certified, and keep both in the
 // cryptstore in one atomic write. Running it again on a certified store does nothing, unless its
-// certificate is due for renewal; a renewal that fails then leaves the valid certificate in place.
+// certificate is due for renewal (and does not end with the policy certificate already); a
+// renewal that fails then leaves the valid certificate in place.
 
 import type { KeyObject } from 'node:crypto';
 import { CertifierError, isCertifierError } from '../errors/index.ts';
 import { fromKeyMessage, generateKeyPair, toKeyMessage, bytesEqual, type KeyAlg } from '../crypto/index.ts';
 import { decode, encode, type KeyMessage } from '../wire/index.ts';
 import { sameKey } from '../policy/index.ts';
-import { validateAdmission, type ValidatedPeer } from '../pki/index.ts';
+import { parseCertificate, validateAdmission, type ValidatedPeer } from '../pki/index.ts';
 import type { Platform } from '../attest/index.ts';
 import type { Cryptstore } from '../../cryptstore/index.ts';
 import { requestCertificate } from './client.ts';
@@ -16,6 +17,11 @@ export const authKeyTag = (domain: string) => `${domain}-private-auth-key`;
 export const admissionCertTag = (domain: string) => `${domain}-admission-certificate`;
 /** A tag init-trust writes (for any domain): a machine's identity, which nothing else may overwrite. */
 export const isIdentityTag = (tag: string) => tag.endsWith(authKeyTag('')) || tag.endsWith(admissionCertTag(''));
+
+/** True when a certificate ending at `notAfter` ends with the policy certificate (`policyCertEnds`): no renewal extends it. */
+export function endsWithPolicyCert(notAfter: Date, policyCertEnds: Date | undefined): boolean {
+  return policyCertEnds !== undefined && notAfter.getTime() >= policyCertEnds.getTime();
+}
 
 /** init-trust renews a certificate with less than this left before it expires. */
 export const RENEW_BEFORE_MS = 3 * 86_400_000;
@@ -72,6 +78,8 @@ export interface InitTrustResult {
   peer: ValidatedPeer;
   /** Why a renewal that was due failed: the stored certificate, still valid after the attempt, stands (already-certified). */
   renewalFailed?: CertifierError;
+  /** Due, but not renewed: it ends with the policy certificate, and a new one would end no later (already-certified). */
+  endsWithPolicyCert?: Date;
 }
 
 export async function initTrust(o: InitTrustOptions): Promise<InitTrustResult> {
@@ -86,6 +94,9 @@ export async function initTrust(o: InitTrustOptions): Promise<InitTrustResult> {
     });
     if (current && bytesEqual(current.peer.measurement, o.platform.measurement)) {
       if (!renewDue(current.peer, now())) return { status: 'already-certified', peer: current.peer };
+      // Nothing would change: no certificate issued under the policy certificate lasts past it.
+      const policyCertEnds = parseCertificate(o.policyCert).notAfter;
+      if (endsWithPolicyCert(current.peer.notAfter, policyCertEnds)) return { status: 'already-certified', peer: current.peer, endsWithPolicyCert: policyCertEnds };
       standing = current.peer;
     }
   }

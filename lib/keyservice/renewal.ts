@@ -7,7 +7,7 @@
 // policy certificate lasts past it, and a new one means a restart with it anyway.
 
 import { CertifierError } from '../errors/index.ts';
-import { endsWithPolicyCert, MAX_TIMER_MS, RENEW_BEFORE_MS, type MachineIdentity } from '../certifier/index.ts';
+import { endsWithPolicyCert, MAX_TIMER_MS, noRenewalPast, RENEW_BEFORE_MS, type MachineIdentity } from '../certifier/index.ts';
 
 const HOUR_MS = 3_600_000;
 /** Renewal starts this long before the expiry warnings would. */
@@ -31,7 +31,7 @@ export interface RenewalOptions {
 /** The warning for a renewal that did not take the certificate as far as it should, if any. */
 function renewalWarning(next: MachineIdentity, later: boolean, policyCertEnds: Date | undefined): string | undefined {
   if (endsWithPolicyCert(next.peer.notAfter, policyCertEnds)) {
-    return `the new certificate ends with the policy certificate (${policyCertEnds!.toISOString()}), past which no certificate issued under it lasts: it is renewed no more; replace the policy key before then (README "Replacing the policy key")`;
+    return `the new certificate is renewed no more: ${noRenewalPast(policyCertEnds!)}`;
   }
   return later ? undefined : 'the new certificate ends no later than the one before: the policy\'s claims end then; sign a new policy and reload simpleserver';
 }

@@ -1,5 +1,6 @@
 // init-trust on a store whose certificate is due for renewal, in this process with a chosen
-// clock: a renewal that fails keeps the stored certificate only while it is still valid.
+// clock: a renewal that fails keeps the stored certificate only while it is still valid, and one
+// that ends with the policy certificate is not renewed, since no new one would end later.
 
 import { expect } from 'chai';
 import net from 'node:net';
@@ -10,10 +11,10 @@ import { createPolicyCert, issueAdmissionCert, parseCertificate } from '../../li
 import { generateSimulatedPlatform, SIMULATED_ENCLAVE, SimulatedEnclave } from '../../lib/attest/index.ts';
 import { admissionCertTag, authKeyTag, initTrust } from '../../lib/certifier/index.ts';
 import { Cryptstore, KeyFileProtector } from '../../cryptstore/index.ts';
-import { tempDir } from '../support/helpers.ts';
+import { closedPort, tempDir } from '../support/helpers.ts';
 import { rejects } from '../support/rejects.ts';
 
-describe('init-trust: a renewal ahead of time that fails', function () {
+describe('init-trust: renewing a certificate ahead of time', function () {
   this.timeout(30_000);
   const tmp = tempDir('init-trust-renewal-');
   const closers: (() => Promise<unknown>)[] = [];
@@ -24,10 +25,16 @@ describe('init-trust: a renewal ahead of time that fails', function () {
   const domain = 'renewing';
   const m = sha256(utf8('program'));
 
-  /** A store holding a certificate issued `ageSeconds` ago for `lifeSeconds` (past half its life when age is more than half). */
-  async function certified(name: string, ageSeconds: number, lifeSeconds: number) {
+  /**
+   * A store holding a certificate issued `ageSeconds` ago for `lifeSeconds` (past half its life
+   * when age is more than half), under a policy certificate made a day ago, or one of
+   * `policyCertLeft.days` with `policyCertLeft.seconds` left.
+   */
+  async function certified(name: string, ageSeconds: number, lifeSeconds: number, policyCertLeft?: { days: number; seconds: number }) {
     const policyKey = (await generateKeyPair('p256')).privateKey;
-    const policyCert = await createPolicyCert({ privateKey: policyKey, domain, now: new Date(Date.now() - 86_400_000) });
+    const policyCert = policyCertLeft
+      ? await createPolicyCert({ privateKey: policyKey, domain, days: policyCertLeft.days, now: new Date(Date.now() + policyCertLeft.seconds * 1000 - policyCertLeft.days * 86_400_000) })
+      : await createPolicyCert({ privateKey: policyKey, domain, now: new Date(Date.now() - 86_400_000) });
     const platformKeys = await generateSimulatedPlatform({ alg: 'p256' });
     const key = (await generateKeyPair('p256')).privateKey;
     const cert = await issueAdmissionCert({ policyKey, policyCert, subjectPublicKey: key, measurement: m, platform: SIMULATED_ENCLAVE, domain, validitySeconds: lifeSeconds, now: new Date(Date.now() - ageSeconds * 1000) });
@@ -64,5 +71,22 @@ describe('init-trust: a renewal ahead of time that fails', function () {
     let at = new Date();
     const port = await hangingUp(() => void (at = new Date(notAfter.getTime() + 1_000)));
     await rejects(initTrust({ store, domain, policyCert, platform, host: '127.0.0.1', port, now: () => at }), 'UNREACHABLE');
+  });
+
+  describe('a certificate that ends with the policy certificate', () => {
+    // A one-day policy certificate with four hours left, and a certificate issued with it, cut to its end.
+    const capped = (name: string) => certified(name, 20 * 3600, 2 * 86_400, { days: 1, seconds: 4 * 3600 });
+
+    it('is not due for renewal: kept without asking simpleserver, saying it ends with the policy certificate', async () => {
+      const { store, policyCert, platform, notAfter } = await capped('capped');
+      const r = await initTrust({ store, domain, policyCert, platform, host: '127.0.0.1', port: await closedPort() });
+      expect(r).to.include({ status: 'already-certified' }).and.not.have.property('renewalFailed');
+      expect(r.endsWithPolicyCert?.toISOString()).to.equal(parseCertificate(policyCert).notAfter.toISOString()).and.equal(notAfter.toISOString());
+    });
+
+    it('is certified again with --force', async () => {
+      const { store, policyCert, platform } = await capped('capped-forced');
+      await rejects(initTrust({ store, domain, policyCert, platform, host: '127.0.0.1', port: await closedPort(), force: true }), 'UNREACHABLE');
+    });
   });
 });

@@ -7,14 +7,14 @@
 import { expect } from 'chai';
 import { randomBytes } from 'node:crypto';
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { closedPort, ROOT, run, runScript } from '../support/helpers.ts';
 import { Cryptstore, KeyFileProtector } from '../../cryptstore/index.ts';
-import { fromKeyMessage, publicKeyOf } from '../../lib/crypto/index.ts';
+import { exportPrivateKey, fromKeyMessage, generateKeyPair, publicKeyOf } from '../../lib/crypto/index.ts';
 import { decode, type KeyMessage } from '../../lib/wire/index.ts';
-import { issueAdmissionCert, parseCertificate, readCertificate } from '../../lib/pki/index.ts';
+import { createPolicyCert, issueAdmissionCert, parseCertificate, readCertificate, toPem } from '../../lib/pki/index.ts';
 import { admissionCertTag, authKeyTag } from '../../lib/certifier/index.ts';
 import { SIMULATED_ENCLAVE } from '../../lib/attest/index.ts';
 import { readPrivateKeyFile } from '../../cmd/common/keys.ts';
@@ -59,15 +59,16 @@ describe('e2e: key-server renews its certificate through simpleserver (--certifi
    * Replaces the store's admission certificate by one for the same key past half its life: issued
    * as early as the policy certificate allows (its start, a few minutes back), lasting 1.5 times
    * its age, so that a third of its life (a minute or more) is left; `expired`, lasting a second.
+   * Under `policy` (key and certificate files) instead of the domain's.
    */
-  async function ageCertificate(store: string, o: { program?: string; expired?: boolean } = {}): Promise<void> {
+  async function ageCertificate(store: string, o: { program?: string; expired?: boolean; policy?: { key: string; cert: string } } = {}): Promise<void> {
     const s = await Cryptstore.open(store, new KeyFileProtector(readFileSync(d.keyFile), 'the key file'));
     try {
       const key = fromKeyMessage(decode<KeyMessage>('key_message', (await s.get(authKeyTag(d.name))).blob));
-      const policyCert = readCertificate(readFileSync(d.policyCertFile));
+      const policyCert = readCertificate(readFileSync(o.policy?.cert ?? d.policyCertFile));
       const issued = parseCertificate(policyCert).notBefore.getTime() + 1_000;
       const cert = await issueAdmissionCert({
-        policyKey: await readPrivateKeyFile(d.policyKey), policyCert, subjectPublicKey: publicKeyOf(key),
+        policyKey: await readPrivateKeyFile(o.policy?.key ?? d.policyKey), policyCert, subjectPublicKey: publicKeyOf(key),
         measurement: Buffer.from(d.measurementHex(o.program ?? 'key-server'), 'hex'), platform: SIMULATED_ENCLAVE, domain: d.name,
         validitySeconds: o.expired ? 1 : Math.floor((1.5 * (Date.now() - issued)) / 1000), now: new Date(issued),
       });
@@ -178,6 +179,51 @@ describe('e2e: key-server renews its certificate through simpleserver (--certifi
       expectFailure(r, 3, 'UNREACHABLE');
       expect(r.stderr).to.contain('cannot serve').and.contain('expired').and.not.contain('serving');
       expect((await d.store(ks, 'list-items')).status).to.equal(0);
+    });
+  });
+
+  describe('a certificate due for renewal that ends with the policy certificate', () => {
+    // A one-day policy certificate (of the same domain) with four hours left: a certificate aged
+    // under it lasts to its end, and no renewal would take it further.
+    const policy = { key: '', cert: '' };
+    before(async () => {
+      const privateKey = (await generateKeyPair('p256')).privateKey;
+      policy.key = d.path('ending-policy-key.pem');
+      policy.cert = d.path('ending-policy-cert.pem');
+      writeFileSync(policy.key, exportPrivateKey(privateKey), { mode: 0o600 });
+      writeFileSync(policy.cert, toPem(await createPolicyCert({ privateKey, domain: d.name, days: 1, now: new Date(Date.now() - 20 * 3_600_000) })));
+    });
+    const capped = async (name: string, program = 'key-server') => {
+      const m = await d.certify(name, program);
+      await ageCertificate(m.store, { program, policy });
+      return m;
+    };
+    /** key-server serve --certifier (simpleserver down) with `ks`'s store and that policy certificate: its stderr once it listens. */
+    const serve = async (ks: Machine) => {
+      const { child } = await startServer('key-server', ['serve', '--domain', d.name, '--policy-cert', policy.cert, '--data', d.path('capped-data'), '--listen', '127.0.0.1:0',
+        ...ks.storeArgs, '--certifier', `127.0.0.1:${await closedPort()}`, ...platform()]);
+      await child.stop();
+      return child.stderr;
+    };
+
+    it('init-trust keeps it without asking simpleserver, and says that no renewal extends it', async () => {
+      const m = await capped('vm-capped', 'client-alice');
+      const r = expectSuccess(await run('cert-utility', ['init-trust', '--domain', d.name, '--policy-cert', policy.cert, '--server', `127.0.0.1:${await closedPort()}`,
+        ...m.storeArgs, ...platform('client-alice'), '--json']));
+      expect(r.json()).to.include({ status: 'already-certified' }).and.not.have.property('renewalFailed');
+      expect(r.json().endsWithPolicyCert).to.equal(r.json().notAfter);
+      expect(r.stderr).to.contain('is due for renewal, but it ends with the policy certificate').and.contain('no renewal extends it').and.not.contain('run init-trust again');
+    });
+
+    it('key-server serve --certifier starts with it, not renewing it, and says so', async () => {
+      const stderr = await serve(await capped('ks-capped'));
+      expect(stderr).to.contain('is due for renewal, but it ends with the policy certificate').and.not.contain('could not certify').and.not.contain('identity-renewed');
+    });
+
+    it('key-server serve --certifier that cannot certify itself anew (another measurement) does not promise to try again', async () => {
+      const stderr = await serve(await capped('ks-capped-other', 'client-alice'));
+      expect(stderr).to.match(/warning: could not certify through 127\.0\.0\.1:\d+ at start .*; serving with the certificate in the store, valid until \S+Z; it ends with the policy certificate .*no renewal extends it/);
+      expect(stderr).to.not.contain('trying again later');
     });
   });
 
