@@ -15,6 +15,8 @@ export interface ExpiryWatch {
   what: string;
   /** What the operator should do, in the log record. */
   advice: string;
+  /** What to do once the end has passed, when `advice` speaks of it as still ahead. */
+  expiredAdvice?: string;
   now?: () => number;
 }
 
@@ -26,7 +28,7 @@ export function watchExpiry(notAfter: Date, log: (record: Record<string, unknown
   const check = () => {
     const left = notAfter.getTime() - now();
     if (left <= 0) {
-      log({ event: `${o.what}-expired`, notAfter: at, warning: o.advice });
+      log({ event: `${o.what}-expired`, notAfter: at, warning: o.expiredAdvice ?? o.advice });
       return;
     }
     if (left <= RENEW_BEFORE_MS) log({ event: `${o.what}-expiring`, notAfter: at, hoursLeft: Math.floor(left / 3_600_000), warning: o.advice });
@@ -54,6 +56,7 @@ export const IDENTITY_EXPIRY_RENEWING: ExpiryWatch = {
 export const IDENTITY_EXPIRY_WITH_POLICY_CERT: ExpiryWatch = {
   what: 'identity',
   advice: 'clients refuse this server once its certificate has expired, and it ends with the policy certificate, past which no certificate issued under it lasts (neither --certifier nor init-trust can renew it further): replace the policy key before then (README "Replacing the policy key")',
+  expiredAdvice: 'clients refuse this server: its certificate has expired with the policy certificate, which no certificate issued under it outlasts (neither --certifier nor init-trust can renew it): replace the policy key, run cert-utility init-trust on its store with the new policy certificate and restart it with that (README "Replacing the policy key")',
 };
 
 /** Said of a certificate that ends with the policy certificate (`policyCertEnds`), before its end. */

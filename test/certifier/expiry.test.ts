@@ -33,12 +33,16 @@ describe('certifier: a server watches its own certificate run out', () => {
     expect(watch(-1).map((r) => r.event)).to.deep.equal(['identity-expired']);
   });
 
-  it('names the policy certificate as the limit of key-server\'s certificate when it ends with it, renewing or not', () => {
+  it('names the policy certificate as the limit of key-server\'s certificate when it ends with it, renewing or not, and after the end says what to do then', () => {
     const policyCertEnds = new Date(Date.UTC(2026, 11, 6));
     for (const renewing of [true, false]) {
       const advice = identityExpiry(policyCertEnds, policyCertEnds, renewing).advice;
       expect(advice).to.contain('ends with the policy certificate').and.contain('Replacing the policy key').and.not.contain('renews it through --certifier');
     }
+    const records: Record<string, unknown>[] = [];
+    watchExpiry(policyCertEnds, (r) => void records.push(r), { ...identityExpiry(policyCertEnds, policyCertEnds, true), now: () => policyCertEnds.getTime() + 1 })();
+    expect(records.map((r) => r.event)).to.deep.equal(['identity-expired']);
+    expect(records[0]!.warning, 'said after the end').to.contain('has expired with the policy certificate').and.contain('Replacing the policy key').and.not.contain('before then');
     expect(identityExpiry(new Date(Date.UTC(2026, 11, 5)), policyCertEnds, true)).to.equal(IDENTITY_EXPIRY_RENEWING);
     expect(identityExpiry(new Date(Date.UTC(2026, 11, 5)), policyCertEnds, false)).to.equal(IDENTITY_EXPIRY);
   });
