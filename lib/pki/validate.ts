@@ -60,6 +60,16 @@ function validityProblem(cert: ParsedCert, at: Date, which: string): Problem | u
   return undefined;
 }
 
+/**
+ * The pinned policy certificate's own window. Once it has ended, no certificate issued under it
+ * is valid and none can be: only a new policy key helps, which the message says.
+ */
+function policyValidityProblem(policy: ParsedCert, at: Date): Problem | undefined {
+  const found = validityProblem(policy, at, 'policy');
+  if (found?.reason !== 'expired') return found;
+  return { ...found, message: `${found.message}: no certificate issued under it lasts longer, so the policy key must be replaced (README "Replacing the policy key"), or a clock is wrong` };
+}
+
 /** RFC 5280, 4.2: a critical extension we do not understand means we must not accept the certificate. */
 function criticalProblem(cert: ParsedCert, which: string): Problem | undefined {
   const unknown = cert.extensions.find((e) => e.critical && !UNDERSTOOD_EXTENSIONS.includes(e.oid));
@@ -101,7 +111,7 @@ function checkPolicy(policyCert: Uint8Array, at: Date): ParsedCert {
     throw untrusted('policy-self-signature', 'the policy certificate\'s self-signature does not verify', 'policy');
   }
   const found = firstProblem('policy', [
-    validityProblem(policy, at, 'policy'),
+    policyValidityProblem(policy, at),
     policy.isCA ? undefined : problem('BAD_CERTIFICATE', 'policy-not-ca', 'the policy certificate is not a CA (basicConstraints cA is not set)'),
     policy.keyUsage.includes('keyCertSign') ? undefined : problem('BAD_CERTIFICATE', 'policy-key-usage', policy.keyUsage.length ? 'the policy certificate\'s key usage lacks keyCertSign' : 'the policy certificate has no key usage extension (it needs keyCertSign)'),
     // TLS (OpenSSL) applies a CA's extended key usage to what it issues, and every machine is both

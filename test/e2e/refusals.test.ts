@@ -8,7 +8,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { generateKeyPair, sign, toKeyMessage } from '../../lib/crypto/index.ts';
 import { encode } from '../../lib/wire/index.ts';
-import { issueAdmissionCert, readCertificate, toPem } from '../../lib/pki/index.ts';
+import { createPolicyCert, issueAdmissionCert, readCertificate, toPem } from '../../lib/pki/index.ts';
 import { admissionCertTag, authKeyTag, type MachineIdentity } from '../../lib/certifier/index.ts';
 import { connect } from '../../lib/channel/index.ts';
 import { CHALLENGE_EXPORTER_LABEL, challengeMessage, encodeKeyRequest, parseKeyResponse } from '../../lib/keyservice/protocol.ts';
@@ -105,6 +105,22 @@ describe('e2e: key-server refusals, each with its own code, while it keeps servi
       const pinned = await run('key-client', [...args, '--server-measurement', authority], { cwd: d.dir });
       expectFailure(pinned, 4, 'UNTRUSTED_PEER');
       expect(pinned.stderr).to.contain("not a certified machine's certificate");
+    });
+
+    it('refuses an ended policy certificate before connecting, saying the policy key must be replaced: CERT_EXPIRED, exit 4 (key-client, init-trust, join)', async () => {
+      // The domain's, as it would be once its days are over: one of a day that ended a day ago.
+      const ended = d.path('ended-policy-cert.pem');
+      writeFileSync(ended, toPem(await createPolicyCert({ privateKey: (await generateKeyPair('p256')).privateKey, domain: d.name, days: 1, now: new Date(Date.now() - 2 * 86_400_000) })));
+      const pinned = ['--domain', d.name, '--policy-cert', ended, ...good.storeArgs];
+      const runs = await Promise.all([
+        run('key-client', ['retrieve', 'canary', '--out', '-', '--server', server.address, '--server-measurement', server.measurementHex, ...pinned], { cwd: d.dir }),
+        run('cert-utility', ['init-trust', '--server', `127.0.0.1:${d.certifierPort}`, ...pinned, '--platform', 'simulated', '--platform-dir', d.platformDir, '--measurement-file', d.measurementFile('client-good')], { cwd: d.dir }),
+        run('key-server', ['join', '--from', server.address, ...pinned], { cwd: d.dir }),
+      ]);
+      for (const r of runs) {
+        expectFailure(r, 4, 'CERT_EXPIRED');
+        expect(r.stderr).to.contain('the policy certificate expired at').and.contain('the policy key must be replaced (README "Replacing the policy key")');
+      }
     });
 
     it('refuses a --server-measurement that is not 64 or 96 hex digits before connecting: USAGE, exit 2', async () => {
