@@ -11,8 +11,8 @@
 // Names never contain control characters (tagProblem), so "\0" ends a name unambiguously, names
 // that are prefixes of each other stay apart, and the keys of one name sort by version.
 //
-// LevelDB's lock makes this process the only writer, so a name's latest and highest version can
-// be kept in memory once read; appends and deletes of one name are serialized by a per-name
+// LevelDB's lock makes this process the only writer, so a name's latest version (and its highest,
+// read from its mark only when a write needs it) can be kept in memory once read; appends and deletes of one name are serialized by a per-name
 // queue, and every write is { sync: true }, acknowledged only once it is on disk. Only the names
 // used most recently are kept (STATE_NAMES): an evicted name's versions are read from disk again
 // at its next use, exactly as after a restart, so memory does not grow with the names stored.
@@ -47,7 +47,8 @@ type Db = Level<string, Uint8Array>;
 export interface LevelTuning { stateNames?: number; compactAfter?: number }
 /** In Node.js `level` is classic-level, which can also compact a range; its type does not say so. */
 type CompactingDb = Db & { compactRange(start: string, end: string): Promise<void> };
-interface NameState { latest: number; highest: number }
+/** `highest` is read (from the mark) only when a write needs it: a read needs only `latest`. */
+interface NameState { latest: number; highest?: number }
 /** The protobuf shape of key_service_stored_record (proto/keyservice.proto). */
 interface RecordMessage {
   resourceName?: string; version?: number; valueType?: string; exportable?: boolean; timeEntered?: string; size?: number; ciphertext?: Uint8Array;
@@ -309,7 +310,7 @@ export class LevelBackend implements KeyBackend {
       this.noteMarkers(keys);
       st.latest = latestAfter;
       // A name with no version left is forgotten: its highest version is on disk (the mark just
-      // written), and load() finds it again at its next write. Kept, every name ever deleted would
+      // written), and state() finds it again at its next write. Kept, every name ever deleted would
       // stay in memory for good.
       if (latestAfter === 0) this.states.delete(name);
       else this.states.set(name, st);
@@ -497,30 +498,32 @@ export class LevelBackend implements KeyBackend {
     });
   }
 
-  /** The cached state of a name, loading it under the caller's queue slot. */
-  private async state(name: string): Promise<NameState> {
-    return this.states.get(name) ?? (await this.load(name));
+  /** The state of a name with its highest version, loading what is missing under the caller's queue slot. */
+  private async state(name: string): Promise<Required<NameState>> {
+    const st = this.states.get(name);
+    if (st?.highest !== undefined) return { latest: st.latest, highest: st.highest };
+    const latest = st?.latest ?? (await this.latestBelow(name, 0));
+    return { latest, highest: Math.max(latest, await this.highestMark(name)) };
   }
 
   /**
-   * The latest version of a name not in memory, read from disk; the name's state is kept when no
+   * The latest version of a name not in memory, read from disk (its mark only matters to writes,
+   * so a damaged one fails writes of the name, not reads); the name's latest is kept when no
    * write ran meanwhile (one that did may have left it stale) and the name exists (readers of
    * names that do not exist evict no one).
    */
   private async loadLatest(name: string): Promise<number> {
     const writes = this.writes;
-    const st = await this.load(name);
-    if (st.latest !== 0 && writes === this.writes && !this.queues.has(name) && !this.closed && this.states.get(name) === undefined) this.states.set(name, st);
-    return st.latest;
+    const latest = await this.latestBelow(name, 0);
+    if (latest !== 0 && writes === this.writes && !this.queues.has(name) && !this.closed && this.states.get(name) === undefined) this.states.set(name, { latest });
+    return latest;
   }
 
-  /** Reads a name's latest and highest version from disk, without keeping it. */
-  private async load(name: string): Promise<NameState> {
-    const latest = await this.latestBelow(name, 0);
+  /** The highest version ever assigned to `name` as its mark records it (0 without one). */
+  private async highestMark(name: string): Promise<number> {
     const raw = await this.db.get(MARK + name);
     if (raw !== undefined && raw.length !== 4) throw new CertifierError('INTEGRITY', `the version record of "${name}" is damaged`);
-    const mark = raw === undefined ? 0 : new DataView(raw.buffer, raw.byteOffset, 4).getUint32(0, false);
-    return { latest, highest: Math.max(latest, mark) };
+    return raw === undefined ? 0 : new DataView(raw.buffer, raw.byteOffset, 4).getUint32(0, false);
   }
 
   /** The key of `name`'s highest version in `snapshot`, or undefined when it has none. */

@@ -271,6 +271,28 @@ describe('LevelBackend', () => {
     }
   });
 
+  it('serves the latest version of an evicted name whose version mark is damaged, and refuses only its writes; an intact mark numbers on', async () => {
+    let b = await LevelBackend.open(dir, { stateNames: 1 });
+    for (const n of ['a', 'b']) for (let i = 0; i < 3; i++) await b.append(n, (v) => recordFor(n, v));
+    for (const n of ['a', 'b']) await b.delete(n, 3);
+    await b.close();
+    const raw = new Level<string, Uint8Array>(dir, { keyEncoding: 'utf8', valueEncoding: 'view' });
+    await raw.open();
+    await raw.put('h!a', new Uint8Array([1, 2, 3]));
+    await raw.close();
+    b = await LevelBackend.open(dir, { stateNames: 1 });
+    try {
+      expect((await b.get('a', 0))!.version).to.equal(2);
+      await rejects(b.append('a', (v) => recordFor('a', v)), 'INTEGRITY');
+      expect((await b.get('a', 0))!.version).to.equal(2);
+      // A latest kept by a read leaves the highest to the mark: a deleted version is not reused.
+      expect((await b.get('b', 0))!.version).to.equal(2);
+      expect((await b.append('b', (v) => recordFor('b', v))).version).to.equal(4);
+    } finally {
+      await b.close();
+    }
+  });
+
   it('compacts, in the background, the span of keys that large deletes left markers in, and close waits for it', async () => {
     const b = await LevelBackend.open(dir, { compactAfter: 20 });
     const db = (b as unknown as { db: { compactRange: (from: string, to: string) => Promise<void> } }).db;
