@@ -175,8 +175,8 @@ export class LevelBackend implements KeyBackend {
   });
   /** Counts delete starts and ends: a read that saw it change may have read what is being deleted. */
   private deletes = 0;
-  /** Counts write starts and ends: a state read from disk while it changed may be stale. */
-  private writes = 0;
+  /** Reads of names' latest versions from disk in progress, each marked once a write of its name starts. */
+  private readonly reading = new Map<string, Set<{ written: boolean }>>();
   /** Deletion markers not yet compacted: how many, and the first and last of their keys. */
   private markers: { count: number; from: string; to: string } | undefined;
   private compaction: Promise<void> | undefined;
@@ -465,9 +465,10 @@ export class LevelBackend implements KeyBackend {
     } catch (e) {
       return Promise.reject(e);
     }
-    this.writes++;
+    // What a read of this name finds from now on may be stale before the read ends.
+    for (const read of this.reading.get(name) ?? []) read.written = true;
     const run = (this.queues.get(name) ?? Promise.resolve()).then(fn);
-    const tail = run.then(() => {}, () => {}).finally(() => this.writes++);
+    const tail = run.then(() => {}, () => {});
     this.queues.set(name, tail);
     // Forget idle queues, so the map holds only names with writes in flight.
     void tail.then(() => {
@@ -508,14 +509,22 @@ export class LevelBackend implements KeyBackend {
 
   /**
    * The latest version of a name not in memory, read from disk (its mark only matters to writes,
-   * so a damaged one fails writes of the name, not reads); the name's latest is kept when no
-   * write ran meanwhile (one that did may have left it stale) and the name exists (readers of
-   * names that do not exist evict no one).
+   * so a damaged one fails writes of the name, not reads). It is kept when no write of the name
+   * was queued or started while it was read (one may have left it stale; writes of other names do
+   * not matter) and the name exists (readers of names that do not exist evict no one).
    */
   private async loadLatest(name: string): Promise<number> {
-    const writes = this.writes;
-    const latest = await this.latestBelow(name, 0);
-    if (latest !== 0 && writes === this.writes && !this.queues.has(name) && !this.closed && this.states.get(name) === undefined) this.states.set(name, { latest });
+    const read = { written: this.queues.has(name) };
+    const reads = this.reading.get(name) ?? new Set();
+    this.reading.set(name, reads.add(read));
+    let latest: number;
+    try {
+      latest = await this.latestBelow(name, 0);
+    } finally {
+      reads.delete(read);
+      if (reads.size === 0) this.reading.delete(name);
+    }
+    if (latest !== 0 && !read.written && !this.closed && this.states.get(name) === undefined) this.states.set(name, { latest });
     return latest;
   }
 

@@ -293,6 +293,59 @@ describe('LevelBackend', () => {
     }
   });
 
+  it('keeps the latest version of an evicted name it read while other names were being written', async () => {
+    const b = await LevelBackend.open(dir, { stateNames: 8 });
+    const held = (name: string) => (b as unknown as { states: { get(name: string): unknown } }).states.get(name) !== undefined;
+    try {
+      for (let i = 0; i < 10; i++) await b.append(`n${i}`, (v) => recordFor(`n${i}`, v));
+      expect(held('n0')).to.equal(false);
+      const reading = b.get('n0', 0);
+      const writing = b.append('n9', (v) => recordFor('n9', v));
+      expect((await reading)!.version).to.equal(1);
+      await writing;
+      expect(held('n0'), 'a write of another name leaves the read of n0 fresh').to.equal(true);
+    } finally {
+      await b.close();
+    }
+  });
+
+  it('keeps no latest version read while a write of the same name ran: a later read sees the write', async () => {
+    const b = await LevelBackend.open(dir, { stateNames: 1 });
+    const inner = b as unknown as { latestBelow(name: string, below: number): Promise<number> };
+    const latestBelow = inner.latestBelow.bind(b);
+    try {
+      for (const n of ['a', 'b']) for (let i = 0; i < 3; i++) await b.append(n, (v) => recordFor(n, v));
+      const cases = [['a', () => b.append('a', (v) => recordFor('a', v)), 3, 4, 5], ['b', () => b.delete('b', 3), 2, 2, 4]] as const;
+      for (const [n, write, during, after, next] of cases) {
+        await b.append('other', (v) => recordFor('other', v)); // evicts n
+        let release!: () => void;
+        let answered!: () => void;
+        const gate = new Promise<void>((r) => (release = r));
+        const read = new Promise<void>((r) => (answered = r));
+        let first = true;
+        inner.latestBelow = async (name, below) => {
+          const v = await latestBelow(name, below);
+          if (first && name === n) {
+            first = false;
+            answered();
+            await gate;
+          }
+          return v;
+        };
+        const reading = b.get(n, 0);
+        await read; // the read has its answer (3) and waits at the gate
+        await write();
+        await b.append('other', (v) => recordFor('other', v)); // evicts what the write kept
+        release();
+        expect((await reading)!.version).to.equal(during);
+        expect((await b.get(n, 0))!.version, `after the write to ${n}`).to.equal(after);
+        expect((await b.append(n, (v) => recordFor(n, v), after)).version, `the next of ${n}`).to.equal(next);
+      }
+    } finally {
+      await b.close();
+    }
+  });
+
   it('compacts, in the background, the span of keys that large deletes left markers in, and close waits for it', async () => {
     const b = await LevelBackend.open(dir, { compactAfter: 20 });
     const db = (b as unknown as { db: { compactRange: (from: string, to: string) => Promise<void> } }).db;
