@@ -11,12 +11,13 @@ import { parseAcl, type Acl } from '../lib/keyservice/acl.ts';
 import { AuditLog, endPath, refuseMissingAuditDir, repairAuditTail } from '../lib/keyservice/audit.ts';
 import { verifyChain, type ChainAnchor } from '../lib/keyservice/audit-chain.ts';
 import { InvalidArgumentError } from 'commander';
-import { STORAGE_KEY_TAG, startKeyServer } from '../lib/keyservice/server.ts';
+import { LevelBackend } from '../lib/keyservice/level-backend.ts';
+import { startKeyServer } from '../lib/keyservice/server.ts';
 import { loadIdentity } from '../lib/certifier/index.ts';
 import { joinReplica } from '../lib/keyclient/replica-join.ts';
 import { openPostgres, pgUrlOf, PG_URL_ENV, type PostgresOptions } from './key-server/postgres.ts';
 import { openCertified } from './key-server/renewal.ts';
-import { openLevel } from './key-server/level.ts';
+import { newEmptyDatabase } from './key-server/level.ts';
 import { stat } from 'node:fs/promises';
 import { backupName, prepareBackupDir, pruneBackups, pruneReport } from '../lib/keyservice/backups.ts';
 import { loadPlatform } from './common/platform.ts';
@@ -66,8 +67,6 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
     // Whatever was opened is closed, in reverse order, however the start or the serving ends.
     const opened: { close(): Promise<void> }[] = [];
     const keep = <T extends { close(): Promise<void> }>(r: T): T => (opened.unshift(r), r);
-    let data: Awaited<ReturnType<typeof openLevel>> | undefined;
-    let serving = false;
     try {
       const platform = certifier ? await loadPlatform(P, o) : undefined;
       // With --certifier it certifies itself as init-trust would, which makes the store if needed;
@@ -78,8 +77,7 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
         : { store: await Cryptstore.open(o.store, protector), renewal: undefined };
       keep(store);
       const pg = pgUrl ? keep(await openPostgres(pgUrl, o, log)) : undefined;
-      data = pg ? undefined : await openLevel(P, o.data);
-      const level = data && keep(data.level);
+      const level = pg ? undefined : keep(await LevelBackend.open(o.data));
       const backend = pg?.backend ?? level!;
       // With PostgreSQL each replica keeps its own audit chain, in a file named after it.
       const audit = keep(await AuditLog.open(o.audit ?? join(o.data, pg ? `audit-${pg.replicaId}.jsonl` : 'audit.jsonl'), {
@@ -90,11 +88,10 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
       // Not over PostgreSQL: a new replica's first chain over the keys the others stored is the normal case.
       const newChain = !pg && audit.lastSeq === 0 && (await backend.list('', { limit: 1 })).length > 0;
       // A new, empty key database for a storage key made before: a mistyped restore path, most likely.
-      const newDatabase = level?.made === true && (await store.has(STORAGE_KEY_TAG));
+      const newDatabase = level !== undefined && (await newEmptyDatabase(level, store));
       const started = startKeyServer({ store, domain: o.domain, policyCert, backend, ...(acl ? { acl } : {}), audit, host, port, log, allowReplicaJoin: o.allowReplicaJoin === true, ...(renewal ? { renewal } : {}) });
       // A start refused (the wrong storage key, the port taken) leaves no empty log it made.
       const { server, identity, setAcl } = await started.catch(async (e: unknown) => { await audit.closeUnused(); throw e; });
-      serving = true;
       // Said once the server is up: a start refused (the wrong storage key, say) has worse news.
       if (newChain) warn(P, `the audit log ${audit.path} begins a new chain, but the key database already holds keys: if the log was moved or removed (not a restore from a backup), the record of what came before is elsewhere`);
       if (newDatabase) warn(P, `made a new, empty key database in ${o.data}, but this key-server's storage key already existed: if a restore or an existing database was meant, stop it and check --data`);
@@ -128,10 +125,6 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
           log, closed: async () => { await audit.close(); logEnd('audit-closed'); }, ...(reload ? { reload } : { nothingToReload: 'started without --acl (restart with --acl to use one)' }), ...(backup ? { backup } : {}),
         }),
       };
-    } catch (e) {
-      // A start that fails leaves no key database it made: the next start would serve it, empty, unwarned.
-      if (!serving) await data?.discard();
-      throw e;
     } finally {
       for (const r of opened) await r.close();
     }

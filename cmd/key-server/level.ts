@@ -1,57 +1,34 @@
-// `key-server serve`'s LevelDB key database (--data): made at first start, and removed again by a
-// start that made it and then failed (the port taken, say). Left, it would be served at the next
-// start as a database already there: empty, without the warning a new one gets.
+// `key-server serve`'s LevelDB key database (--data): whether this start serves a new, empty one
+// for a storage key made before it, most likely a mistyped restore path.
 
-import { promises as fs } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { dirState } from '../../cryptstore/db.ts';
-import { syncDir } from '../../lib/files/index.ts';
-import { LevelBackend } from '../../lib/keyservice/level-backend.ts';
-import { warn } from '../common/cli.ts';
+import type { Cryptstore } from '../../cryptstore/index.ts';
+import { isCertifierError } from '../../lib/errors/index.ts';
+import type { LevelBackend } from '../../lib/keyservice/level-backend.ts';
+import { STORAGE_KEY_TAG } from '../../lib/keyservice/server.ts';
 
-/** LevelDB's own files: all that a database it has just made holds. */
-const LEVEL_FILE = /^(CURRENT|LOCK|LOG|LOG\.old|MANIFEST-\d+|\d+\.(ldb|log|sst|dbtmp))$/;
+/** How much later than the storage key a database must have been made to be warned of: clocks step. */
+export const CLOCK_ALLOWANCE_MS = 5_000;
 
 /**
- * Opens (making if needed) the key database in `dir`. `discard`, for a start that fails: removes
- * the database when this start made it, that is when `dir` was missing or empty before, and it
- * still holds no record. Only LevelDB's files go; the directory too, and the parents made with
- * it, if this start made them and nothing else is left in them (an audit log that was written
- * stays, and so do they). An empty directory the operator made stays. Closes the database.
+ * Whether the key database holds no record and was made after the storage key was first stored
+ * (by more than CLOCK_ALLOWANCE_MS). Asked at every start, so a start that failed (or was killed)
+ * after making the database does not keep the next one from saying so. Not said of:
+ *  - a fresh deployment started again before its first store: its first start made the database,
+ *    then the key (startKeyServer), so the database is the older;
+ *  - a database made before its time was recorded (no "!created"): nothing to tell by;
+ *  - a database that holds records (a restored backup): it is served as it is;
+ *  - PostgreSQL: the caller asks only with LevelDB.
+ * Said, rightly, of a LevelDB standby that joined (its key stored at join) and then serves a new,
+ * empty database rather than a copy of the primary's. A clock set back by more than the allowance
+ * between storing the key and making the database hides it; one set back, between a first
+ * start's making the database and its storing the key, could say it of a fresh deployment.
  */
-export async function openLevel(program: string, dir: string): Promise<{ level: LevelBackend; discard: () => Promise<void> }> {
-  const before = await dirState(dir).catch(() => 'other' as const);
-  const made = await outermostMissing(dir);
-  const level = await LevelBackend.open(dir);
-  const discard = async () => {
-    if (!level.made || (before !== 'missing' && before !== 'empty')) return;
-    try {
-      if ((await level.list('', { limit: 1 })).length > 0) return;
-      await level.close();
-      for (const name of await fs.readdir(dir)) if (LEVEL_FILE.test(name)) await fs.rm(join(dir, name), { force: true });
-      // The directories this start made, innermost first, each only if empty (rmdir(2) refuses
-      // one that is not, and the walk stops there).
-      let left = resolve(dir);
-      while (made !== undefined && (await fs.rmdir(left).then(() => true, () => false))) {
-        const gone = left;
-        left = dirname(left);
-        if (gone === made) break;
-      }
-      await syncDir(left).catch(() => {});
-    } catch {
-      warn(program, `could not remove the key database ${dir} this start made: remove it before the next start`);
-    }
-  };
-  return { level, discard };
-}
-
-/** The outermost of `dir` and its parents that does not exist (which making `dir` makes), if any. */
-async function outermostMissing(dir: string): Promise<string | undefined> {
-  let missing: string | undefined;
-  for (let p = resolve(dir); p !== dirname(p); p = dirname(p)) {
-    const gone = await fs.lstat(p).then(() => false, (e: NodeJS.ErrnoException) => e.code === 'ENOENT');
-    if (!gone) break;
-    missing = p;
-  }
-  return missing;
+export async function newEmptyDatabase(level: LevelBackend, store: Cryptstore): Promise<boolean> {
+  const created = await level.created();
+  if (created === undefined || !(await store.has(STORAGE_KEY_TAG)) || (await level.holdsRecords())) return false;
+  const first = await store.get(STORAGE_KEY_TAG, 1).catch((e: unknown) => {
+    if (isCertifierError(e, 'NOT_FOUND')) return store.get(STORAGE_KEY_TAG); // version 1 deleted
+    throw e;
+  });
+  return created.getTime() - Date.parse(first.timeEntered) > CLOCK_ALLOWANCE_MS;
 }

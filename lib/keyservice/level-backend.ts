@@ -2,6 +2,8 @@
 //
 // Layout (keys are UTF-8):
 //   "!format"                     FORMAT_MARK, so another LevelDB (a cryptstore, say) is refused
+//   "!created"                    when open made the database (ISO 8601), written with "!format";
+//                                 absent from a database made before it was recorded
 //   "r!" name "\0" 8 hex digits   one version: serialized key_service_stored_record
 //   "h!" name                     highest version ever assigned (uint32 BE), written in the same
 //                                 batch as every delete, so a deleted version is never reused
@@ -55,6 +57,8 @@ interface RecordMessage {
 }
 
 const FORMAT_KEY = '!format';
+/** When open made the database (ISO 8601), put with FORMAT_KEY. */
+const CREATED_KEY = '!created';
 /** The id (storageKeyId) of the storage key the records are sealed under, recorded at first start. */
 const STORAGE_KEY_ID = '!storage-key-id';
 const FORMAT_MARK = 'certifier-keys key-server level backend, format 1';
@@ -209,7 +213,11 @@ export class LevelBackend implements KeyBackend {
       const mark = await db.get(FORMAT_KEY);
       if (mark === undefined) {
         for await (const _ of db.keys({ limit: 1 })) throw new CertifierError('STORE_FORMAT', `${dir} holds a LevelDB database that is not a key-server database`);
-        await db.put(FORMAT_KEY, new TextEncoder().encode(FORMAT_MARK), { sync: true });
+        const text = new TextEncoder();
+        await db.batch([
+          { type: 'put', key: FORMAT_KEY, value: text.encode(FORMAT_MARK) },
+          { type: 'put', key: CREATED_KEY, value: text.encode(new Date().toISOString()) },
+        ], { sync: true });
         made = true;
       } else if (Buffer.from(mark).toString('utf8') !== FORMAT_MARK) {
         throw new CertifierError('STORE_FORMAT', `${dir} holds a key-server database of another format ("${Buffer.from(mark).toString('utf8').slice(0, 80)}")`);
@@ -220,6 +228,20 @@ export class LevelBackend implements KeyBackend {
       throw e;
     }
     return new LevelBackend(dir, db, made, tuning);
+  }
+
+  /** When open made this database; undefined for one made before that was recorded. */
+  async created(): Promise<Date | undefined> {
+    this.checkOpen();
+    const v = await this.db.get(CREATED_KEY);
+    return v === undefined ? undefined : new Date(Buffer.from(v).toString('utf8'));
+  }
+
+  /** Whether the database holds any record (one key read, no value). */
+  async holdsRecords(): Promise<boolean> {
+    this.checkOpen();
+    for await (const key of this.db.keys({ gte: RECORD, limit: 1 })) return key.startsWith(RECORD);
+    return false;
   }
 
   async boundStorageKey(): Promise<string | undefined> {

@@ -3,10 +3,9 @@
 // and a copy of the stopped primary's data directory is all it needs to serve every key.
 
 import { expect } from 'chai';
-import { cpSync, existsSync, mkdirSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { cpSync, mkdirSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { createServer, type AddressInfo } from 'node:net';
 import { run } from '../support/helpers.ts';
 import { Domain, expectFailure, expectSuccess, type Machine } from './domain.ts';
 
@@ -90,30 +89,7 @@ describe('e2e: a standby key-server takes over from a copy of the data directory
     } finally {
       await restored.child.stop();
     }
-    // A mistyped restore path: an empty key database made for a storage key made before is said at start.
-    const mistyped = join(d.path('backups-typo'), basename(written[1]!));
-    // A start that fails once it made the database (its port taken) leaves none, nor the
-    // directories it made, so the next start still says so; an empty --data of the operator's stays.
-    const taken = createServer();
-    await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r));
-    const own = d.path('own-data');
-    mkdirSync(own);
-    try {
-      for (const data of [mistyped, own]) {
-        const failed = await run('key-server', ['serve', '--domain', d.name, '--policy-cert', d.policyCertFile, '--data', data,
-          '--listen', `127.0.0.1:${(taken.address() as AddressInfo).port}`, ...primary.storeArgs]);
-        expectFailure(failed, 1, 'INVALID_INPUT');
-        expect(failed.stderr).to.contain('address already in use');
-      }
-    } finally {
-      await new Promise((r) => taken.close(r));
-    }
-    expect(existsSync(dirname(mistyped))).to.equal(false);
-    expect(readdirSync(own)).to.deep.equal([]);
-    const typo = await d.startKeyServer(primary, { data: mistyped });
-    expect(typo.child.stderr).to.contain(`made a new, empty key database in ${mistyped}, but this key-server's storage key already existed: if a restore or an existing database was meant, stop it and check --data`);
-    await typo.child.stop();
-    expect(restored.child.stderr).not.to.contain('new, empty key database');
+    expect(restored.child.stderr).not.to.contain('new, empty key database'); // a backup holds its records (new-database.test.ts)
 
     // --backup-keep: after each backup, only the newest N stay; the one served in place above
     // holds that server's audit log, so it is kept, not counted, and named.

@@ -69,6 +69,22 @@ describe('LevelBackend', () => {
     for (const f of ['CURRENT', 'LOCK']) expect(statSync(join(dir, f)).mode & 0o077, f).to.equal(0);
   });
 
+  it('records when it made the database, keeps it at the next open, and says whether it holds records', async () => {
+    const before = Date.now();
+    const b = await LevelBackend.open(dir);
+    const created = await b.created();
+    expect(created!.getTime()).to.be.within(before, Date.now());
+    expect(await b.holdsRecords()).to.equal(false);
+    await b.append('k', (v) => recordFor('k', v));
+    await b.close();
+    const again = await LevelBackend.open(dir);
+    try {
+      expect([(await again.created())!.getTime(), await again.holdsRecords()]).to.deep.equal([created!.getTime(), true]);
+    } finally {
+      await again.close();
+    }
+  });
+
   it('reports a directory held by another open backend as STORE_LOCKED', async () => {
     const b = await LevelBackend.open(dir);
     try {

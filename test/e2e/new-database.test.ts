@@ -1,0 +1,91 @@
+// A key-server given a new, empty key database for a storage key it held before (a mistyped
+// restore path, most likely) says so at every start until the database holds a record, however
+// the start that made the database ended; a fresh deployment and a restored backup are not warned.
+
+import { expect } from 'chai';
+import { cpSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { createServer, type AddressInfo, type Server } from 'node:net';
+import { LevelBackend } from '../../lib/keyservice/level-backend.ts';
+import { STORAGE_KEY_TAG } from '../../lib/keyservice/server.ts';
+import { run } from '../support/helpers.ts';
+import { Domain, expectFailure, expectSuccess, type Machine } from './domain.ts';
+
+const WARNING = 'new, empty key database';
+
+describe('e2e: a new, empty key database for a storage key made before is warned of at start', function () {
+  let d: Domain;
+  let keyHolder: Machine;
+  let alice: Machine;
+  let taken: Server;
+
+  before(async () => {
+    d = await Domain.create({ programs: ['key-server', 'client-alice'] });
+    [keyHolder, alice] = await Promise.all([d.certify('ks-key-holder', 'key-server'), d.certify('alice', 'client-alice')]);
+    // Its storage key was stored an hour ago, as a deployment's that has served for a while.
+    const store = await d.openStore(keyHolder.store);
+    await store.put(STORAGE_KEY_TAG, randomBytes(32), { type: 'binary-blob', exportable: false, time: new Date(Date.now() - 3_600_000) });
+    await store.close();
+    taken = createServer();
+    await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r));
+  });
+  after(async () => {
+    await new Promise((r) => taken?.close(r));
+    await d?.close();
+  });
+
+  const warnsAtStart = async (data: string) => {
+    const ks = await d.startKeyServer(keyHolder, { data });
+    await ks.child.stop();
+    expect(ks.child.stderr).to.contain(`made a new, empty key database in ${data}, but this key-server's storage key already existed: if a restore or an existing database was meant, stop it and check --data`);
+  };
+
+  it('warns at the start after one that made the database and failed (its port taken), in a missing, empty or other directory', async () => {
+    const missing = join(d.path('backups-typo'), 'keys-2026');
+    const empty = d.path('empty-data');
+    mkdirSync(empty);
+    const other = d.path('other-data');
+    mkdirSync(other);
+    writeFileSync(join(other, 'notes.txt'), 'not a key database\n');
+    for (const data of [missing, empty, other]) {
+      const failed = await run('key-server', ['serve', '--domain', d.name, '--policy-cert', d.policyCertFile, '--data', data,
+        '--listen', `127.0.0.1:${(taken.address() as AddressInfo).port}`, ...keyHolder.storeArgs]);
+      expectFailure(failed, 1, 'INVALID_INPUT');
+      expect(failed.stderr).to.contain('address already in use');
+      await warnsAtStart(data);
+      await warnsAtStart(data); // and again, until it holds a record
+    }
+  });
+
+  it('warns at the start after one killed once it made the database', async () => {
+    const data = d.path('killed-data');
+    await (await LevelBackend.open(data)).close(); // what a start killed before it listened leaves
+    await warnsAtStart(data);
+  });
+
+  it('does not warn once the database holds a record, nor of a restored backup of it', async () => {
+    const data = d.path('stored-data');
+    const first = await d.startKeyServer(keyHolder, { data });
+    expect(first.child.stderr).to.contain(WARNING);
+    expectSuccess(await d.kc(alice, first, 'store', ['dr/disk-key', '--in', '-'], randomBytes(32)));
+    await first.child.stop();
+    const restored = d.path('restored-data');
+    cpSync(data, restored, { recursive: true });
+    for (const dir of [data, restored]) {
+      const ks = await d.startKeyServer(keyHolder, { data: dir });
+      await ks.child.stop();
+      expect(ks.child.stderr).not.to.contain(WARNING);
+    }
+  });
+
+  it('does not warn a fresh deployment started again before its first store', async () => {
+    const fresh = await d.certify('ks-fresh', 'key-server');
+    const data = d.path('fresh-data');
+    for (let i = 0; i < 2; i++) {
+      const ks = await d.startKeyServer(fresh, { data });
+      await ks.child.stop();
+      expect(ks.child.stderr).not.to.contain(WARNING);
+    }
+  });
+});
