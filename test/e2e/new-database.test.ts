@@ -12,7 +12,7 @@ import { STORAGE_KEY_TAG } from '../../lib/keyservice/server.ts';
 import { run } from '../support/helpers.ts';
 import { Domain, expectFailure, expectSuccess, type Machine } from './domain.ts';
 
-const WARNING = 'new, empty key database';
+const WARNING = 'is new and empty, made after this key-server';
 
 describe('e2e: a new, empty key database for a storage key made before is warned of at start', function () {
   let d: Domain;
@@ -38,7 +38,7 @@ describe('e2e: a new, empty key database for a storage key made before is warned
   const warnsAtStart = async (data: string) => {
     const ks = await d.startKeyServer(keyHolder, { data });
     await ks.child.stop();
-    expect(ks.child.stderr).to.contain(`made a new, empty key database in ${data}, but this key-server's storage key already existed: if a restore or an existing database was meant, stop it and check --data`);
+    expect(ks.child.stderr).to.contain(`the key database in ${data} is new and empty, made after this key-server's storage key: if a restore or an existing database was meant, stop it and check --data`);
   };
 
   it('warns at the start after one that made the database and failed (its port taken), in a missing, empty or other directory', async () => {

@@ -23,7 +23,7 @@ describe('e2e: a standby key-server takes over from a copy of the data directory
 
   it('joins while the primary serves, then serves the primary\'s keys from the copy, byte for byte', async () => {
     const first = await d.startKeyServer(primary, { args: ['--allow-replica-join'] });
-    expect(first.child.stderr).not.to.contain('new, empty key database'); // its storage key is made by this start
+    expect(first.child.stderr).not.to.contain('is new and empty, made after'); // its storage key is made by this start
     const key = randomBytes(32);
     expectSuccess(await d.kc(alice, first, 'store', ['dr/disk-key', '--in', '-'], key));
     const joined = expectSuccess(await run('key-server', ['join', '--from', first.address, '--domain', d.name, '--policy-cert', d.policyCertFile, ...standby.storeArgs]));
@@ -89,7 +89,7 @@ describe('e2e: a standby key-server takes over from a copy of the data directory
     } finally {
       await restored.child.stop();
     }
-    expect(restored.child.stderr).not.to.contain('new, empty key database'); // a backup holds its records (new-database.test.ts)
+    expect(restored.child.stderr).not.to.contain('is new and empty, made after'); // a backup holds its records (new-database.test.ts)
 
     // --backup-keep: after each backup, only the newest N stay; the one served in place above
     // holds that server's audit log, so it is kept, not counted, and named.
