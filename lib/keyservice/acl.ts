@@ -203,21 +203,17 @@ export function decide(acl: Acl | undefined, request: AclRequest, principal: Pri
   }
   const covers = (p: Pattern) => (action === 'list' ? listAllows(p, resource) : patternMatches(p, resource));
   const client = { ...principal, measurementHex: principal.measurementHex.toLowerCase(), serialHex: normalSerial(principal.serialHex) };
-  // Who a rule names is looked up first: the patterns of rules for other machines are matched
-  // only when nothing allows the request, to tell in the log whether some rule covers it.
-  const others: CompiledRule[] = [];
+  // Only the patterns of rules that have the action and name the client are matched: a client
+  // pays for the rules written about it, never for the (perhaps thousands of) rules for others.
+  // So a denial cannot say whether a rule for someone else covers the name, and does not try.
   for (let i = 0; i < acl.compiled.length; i++) {
     const rule = acl.compiled[i]!;
     if (!rule.actions.has(action)) continue;
     const who = matchedBy(rule, client);
-    if (!who) others.push(rule);
-    else if (rule.patterns.some(covers)) return { allow: true, reason: `rule ${i} allows ${what} to ${who}`, rule: i };
+    if (who && rule.patterns.some(covers)) return { allow: true, reason: `rule ${i} allows ${what} to ${who}`, rule: i };
   }
-  const covered = others.some((rule) => rule.patterns.some(covers));
-  const why = covered
-    ? 'the rules that cover it name neither this machine\'s measurement, nor its serial number, nor its role'
-    : action === 'list'
-      ? 'no list rule has a pattern ending in ** that the prefix matches'
-      : 'no rule covers it';
+  const roles = client.roles.length ? ` or role ${client.roles.join(', ')}` : '';
+  const fits = action === 'list' ? 'ends in ** and matches the prefix' : 'matches the name';
+  const why = `no ${action} rule for this machine's measurement ${client.measurementHex}, serial number ${client.serialHex}${roles} has a pattern that ${fits}`;
   return { allow: false, code: 'ACL_DENIED', reason: `${what} denied: ${why}` };
 }

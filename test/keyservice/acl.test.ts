@@ -27,6 +27,14 @@ const ACL = parseAcl(JSON.stringify({
 
 const machine = (m = M1, serial = 'ffee', roles: string[] = []) => ({ measurementHex: m, serialHex: serial, roles });
 
+/** Replaces the patterns of these rules by a stand-in that fails the test if decide() looks at it. */
+function forbidPatterns(acl: ReturnType<typeof parseAcl>, rules: number[]): void {
+  for (const i of rules) {
+    const untouchable = new Proxy([], { get: () => expect.fail(`the patterns of rule ${i} were looked at`) });
+    Object.assign(acl.compiled[i]!, { patterns: untouchable });
+  }
+}
+
 /** The former matcher, a backtracking regular expression: the reference for what a pattern means. */
 function formerRegExp(pattern: string): RegExp {
   let src = '';
@@ -193,10 +201,7 @@ describe('ACL', () => {
           { resources: ['vm/**'], actions: ['retrieve'], measurements: [M1] },
         ],
       }));
-      for (const i of [0, 1]) {
-        const untouchable = new Proxy([], { get: () => expect.fail(`the patterns of rule ${i} were looked at`) });
-        Object.assign(acl.compiled[i]!, { patterns: untouchable });
-      }
+      forbidPatterns(acl, [0, 1]);
       const d = decide(acl, { action: 'retrieve', resource: `vm/${'-'.repeat(252)}/` }, machine(M1, '01', ['auditor']));
       expect(d).to.deep.equal({ allow: true, reason: `rule 2 allows retrieve of "vm/${'-'.repeat(252)}/" to measurement ${M1}`, rule: 2 });
     });
@@ -208,11 +213,28 @@ describe('ACL', () => {
       expect(d.reason).to.match(/delete needs an ACL rule/);
     });
 
-    it('says why a request was denied', () => {
-      expect(decide(ACL, { action: 'retrieve', resource: 'vhd/x' }, machine(M2)).reason).to.match(/name neither/);
-      expect(decide(ACL, { action: 'retrieve', resource: 'nowhere/x' }, machine()).reason).to.match(/no rule covers it/);
+    it('says why a request was denied, in the same words whether or not a rule for another machine covers the name', () => {
+      const why = (m: string) => `no retrieve rule for this machine's measurement ${m}, serial number ffee has a pattern that matches the name`;
+      expect(decide(ACL, { action: 'retrieve', resource: 'vhd/x' }, machine(M2)).reason).to.equal(`retrieve of "vhd/x" denied: ${why(M2)}`);
+      expect(decide(ACL, { action: 'retrieve', resource: 'nowhere/x' }, machine()).reason).to.equal(`retrieve of "nowhere/x" denied: ${why(M1)}`);
+      expect(decide(ACL, { action: 'store', resource: 'a/b' }, machine(M2, '01', ['operator', 'auditor'])).reason)
+        .to.equal(`store of "a/b" denied: no store rule for this machine's measurement ${M2}, serial number 1 or role operator, auditor has a pattern that matches the name`);
       const small = parseAcl(JSON.stringify({ version: 1, rules: [{ resources: ['vhd/*'], actions: ['list'], measurements: [M1] }] }));
-      expect(decide(small, { action: 'list', resource: 'vhd/' }, machine()).reason).to.match(/ending in \*\*/);
+      expect(decide(small, { action: 'list', resource: 'vhd/' }, machine()).reason).to.match(/no list rule .* has a pattern that ends in \*\* and matches the prefix$/);
+    });
+
+    it('matches no pattern of a rule for another machine when denying a request', () => {
+      const acl = parseAcl(JSON.stringify({
+        version: 1,
+        rules: [
+          { resources: ['**/machine-1/disk-key'], actions: ['retrieve'], measurements: [M2] },
+          { resources: ['**'], actions: ['retrieve'], roles: ['operator'] },
+          { resources: ['own/**'], actions: ['retrieve'], measurements: [M1] },
+        ],
+      }));
+      forbidPatterns(acl, [0, 1]);
+      const d = decide(acl, { action: 'retrieve', resource: 'x/machine-1/disk-key' }, machine(M1, '01', ['auditor']));
+      expect(d).to.include({ allow: false, code: 'ACL_DENIED' });
     });
   });
 
