@@ -5,7 +5,7 @@ import { expect } from 'chai';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { decide, listAllowedBy, matchPattern, parseAcl, type AclAction } from '../../lib/keyservice/acl.ts';
 import { parseProvisionConfig } from '../../lib/keyclient/index.ts';
-import { compilePattern, patternMatches } from '../../lib/keyservice/acl-pattern.ts';
+import { compilePattern, mayMatch, patternMatches } from '../../lib/keyservice/acl-pattern.ts';
 import { prng } from '../support/prng.ts';
 
 const M1 = 'a1'.repeat(32);
@@ -110,6 +110,7 @@ describe('ACL', () => {
         for (let j = 0; j < 4; j++) {
           const name = j < 2 ? filled() : make(['a', 'b', '-', '/', '.', 'é', '😀', '*', '?', '('], 12);
           expect(patternMatches(compiled, name), `${JSON.stringify(p)} on ${JSON.stringify(name)}`).to.equal(former.test(name));
+          if (former.test(name)) expect(mayMatch(compiled, name), `${JSON.stringify(p)} may match ${JSON.stringify(name)}`).to.equal(true);
         }
       }
     });
@@ -127,10 +128,30 @@ describe('ACL', () => {
       for (const [p, name, expected] of cases) expect(matchPattern(p, name), `${JSON.stringify(p)} on ${name.length} characters`).to.equal(expected);
     });
 
-    it('are compiled into their literal prefix and the tokens after it', () => {
-      expect(compilePattern('vhd/a*b?**c')).to.deep.equal({ source: 'vhd/a*b?**c', prefix: 'vhd/a', tokens: ['*', 'b', '?', '**', 'c'] });
-      expect(compilePattern('key-😀')).to.deep.equal({ source: 'key-😀', prefix: 'key-😀', tokens: [] });
-      expect(compilePattern('**')).to.deep.equal({ source: '**', prefix: '', tokens: ['**'] });
+    it('are compiled into their literal prefix, the tokens after it, their literal suffix and the fewest characters of a match', () => {
+      const parts = (p: string) => {
+        const { prefix, tokens, suffix, minLength } = compilePattern(p);
+        return { prefix, tokens, suffix, minLength };
+      };
+      expect(parts('vhd/a*b?**c')).to.deep.equal({ prefix: 'vhd/a', tokens: ['*', 'b', '?', '**', 'c'], suffix: 'c', minLength: 8 });
+      expect(parts('key-😀')).to.deep.equal({ prefix: 'key-😀', tokens: [], suffix: '', minLength: 5 });
+      expect(parts('**')).to.deep.equal({ prefix: '', tokens: ['**'], suffix: '', minLength: 0 });
+      expect(parts('**/m-😀/disk-key')).to.deep.include({ prefix: '', suffix: '/m-😀/disk-key', minLength: 13 });
+      expect(parts('a?')).to.deep.include({ prefix: 'a', suffix: '', minLength: 2 });
+      expect(parts('*?x')).to.deep.include({ prefix: '', suffix: 'x', minLength: 2 });
+      expect(parts('a\ud800b')).to.deep.include({ prefix: 'a', tokens: ['\ud800', 'b'], suffix: '\ud800b', minLength: 3 });
+    });
+
+    it('refuse, without walking the name, one lacking the literal suffix or too short to match', () => {
+      const walkless = (p: string) => ({ ...compilePattern(p), tokens: new Proxy([], { get: () => expect.fail(`the tokens of ${p} were walked`) }) });
+      expect(patternMatches(walkless('**/machine-1/disk-key'), `${'x/'.repeat(100)}${'a'.repeat(56)}`)).to.equal(false);
+      expect(patternMatches(walkless('*??'), 'é')).to.equal(false);
+      expect(patternMatches(walkless(`${'*a'.repeat(120)}*b7`), 'a'.repeat(256))).to.equal(false);
+      expect(patternMatches(walkless('a*??b'), 'axb')).to.equal(false);
+      expect(mayMatch(compilePattern('a*??b'), 'a😀b')).to.equal(true); // two UTF-16 units but one character: the walk decides
+      expect(matchPattern('a*??b', 'a😀b')).to.equal(false);
+      expect(mayMatch(compilePattern('**/disk-key'), 'x/disk-key')).to.equal(true);
+      expect(mayMatch(compilePattern('**/disk-key'), 'x/disk-key2')).to.equal(false);
     });
 
     it('allows list of a prefix only under a pattern ending in ** that the prefix matches', () => {
