@@ -16,11 +16,19 @@ export interface Pattern {
   readonly prefix: string;
   /** The rest, one token per element: '*', '**', '?' or one literal character. */
   readonly tokens: readonly string[];
+  /** The tokens as the walk reads them: a literal's code point, or ANY_RUN, RUN or ONE (below zero). */
+  readonly codes: Int32Array;
   /** The literal characters after the last wildcard ('' when it ends with one): a name not ending with them cannot match. */
   readonly suffix: string;
   /** The characters (code points) every match has: its literal ones and one per '?'. */
   readonly minLength: number;
 }
+
+const RUN = -1; // '*'
+const ANY_RUN = -2; // '**'
+const ONE = -3; // '?'
+const SLASH = 0x2f;
+const code = (t: string) => (t === '*' ? RUN : t === '**' ? ANY_RUN : t === '?' ? ONE : t.codePointAt(0)!);
 
 const isWildcard = (t: string) => t === '*' || t === '**' || t === '?';
 const isRun = (t: string) => t === '*' || t === '**';
@@ -43,14 +51,24 @@ export function compilePattern(source: string): Pattern {
     source,
     prefix: tokens.slice(0, n).join(''),
     tokens: tokens.slice(n),
+    codes: Int32Array.from(tokens.slice(n), code),
     suffix: tokens.slice(last).join(''),
     minLength: tokens.filter((t) => !isRun(t)).length,
   };
 }
 
-/** Adds the positions reachable without consuming a character: past a run that matches nothing. */
-function skipEmptyRuns(tokens: readonly string[], at: Uint8Array): void {
-  for (let i = 0; i < tokens.length; i++) if (at[i] && isRun(tokens[i]!)) at[i + 1] = 1;
+/**
+ * Adds the positions reachable without consuming a character (past a run that matches nothing)
+ * to those in at[lo..hi]; returns the new hi.
+ */
+function skipEmptyRuns(codes: Int32Array, at: Uint8Array, lo: number, hi: number): number {
+  for (let i = lo; i <= hi && i < codes.length; i++) {
+    if (at[i] && (codes[i] === RUN || codes[i] === ANY_RUN)) {
+      at[i + 1] = 1;
+      if (i + 1 > hi) hi = i + 1;
+    }
+  }
+  return hi;
 }
 
 /**
@@ -63,28 +81,39 @@ export function mayMatch(p: Pattern, name: string): boolean {
 
 export function patternMatches(p: Pattern, name: string): boolean {
   if (!mayMatch(p, name)) return false;
-  const { tokens } = p;
-  const rest = name.slice(p.prefix.length);
-  if (tokens.length === 0) return rest === '';
-  // at[i]: the characters read so far can bring the pattern to token i (tokens.length: its end).
-  let at = new Uint8Array(tokens.length + 1);
-  let next = new Uint8Array(tokens.length + 1);
+  const { codes } = p;
+  const end = codes.length;
+  if (end === 0) return name.length === p.prefix.length;
+  // at[i]: the characters read so far can bring the pattern to token i (end: its end). Only
+  // at[lo..hi] may be set, so each step looks at and clears that range alone.
+  let at = new Uint8Array(end + 1);
+  let next = new Uint8Array(end + 1);
   at[0] = 1;
-  skipEmptyRuns(tokens, at);
-  for (const c of rest) {
-    next.fill(0);
-    let alive = false;
-    for (let i = 0; i < tokens.length; i++) {
+  let lo = 0;
+  let hi = skipEmptyRuns(codes, at, 0, 0);
+  for (let k = p.prefix.length; k < name.length; ) {
+    const c = name.codePointAt(k)!;
+    k += c > 0xffff ? 2 : 1;
+    let nextLo = end + 1;
+    let nextHi = -1;
+    for (let i = lo; i <= hi && i < end; i++) {
       if (!at[i]) continue;
-      const t = tokens[i]!;
-      if (t === '**' || (t === '*' && c !== '/')) next[i] = 1;
-      else if (t === c || (t === '?' && c !== '/')) next[i + 1] = 1;
+      const t = codes[i]!;
+      let j: number;
+      if (t === ANY_RUN || (t === RUN && c !== SLASH)) j = i;
+      else if (t === c || (t === ONE && c !== SLASH)) j = i + 1;
       else continue;
-      alive = true;
+      next[j] = 1;
+      if (j < nextLo) nextLo = j;
+      if (j > nextHi) nextHi = j;
     }
-    if (!alive) return false;
-    skipEmptyRuns(tokens, next);
-    [at, next] = [next, at];
+    at.fill(0, lo, hi + 1);
+    if (nextHi < 0) return false;
+    const read = at;
+    at = next;
+    next = read;
+    lo = nextLo;
+    hi = skipEmptyRuns(codes, at, nextLo, nextHi);
   }
-  return at[tokens.length] === 1;
+  return at[end] === 1;
 }
