@@ -46,7 +46,7 @@ export function parseProvisionConfig(text: string): SecretSpec[] {
   for (const k of Object.keys(doc as object)) if (k !== 'secrets') problems.push(`the config has unknown field "${k}"`);
   const specs = secrets.map((s: Record<string, unknown>, i) => {
     const at = `secrets[${i}]`;
-    if (typeof s !== 'object' || s === null) return problems.push(`${at} is not an object`), undefined;
+    if (typeof s !== 'object' || s === null || Array.isArray(s)) return problems.push(`${at} is not an object`), undefined;
     for (const k of Object.keys(s)) if (!KEYS.has(k)) problems.push(`${at} has unknown field "${k}"`);
     const name = s.ID;
     if (typeof name !== 'string') problems.push(`${at}.ID must be a resource name`);
