@@ -46,7 +46,7 @@ export function redactUrl(url: string): string {
  * driver reads otherwise than libpq (prefer, require and verify-ca are verify-full to it unless
  * uselibpqcompat=true, and it prints a multi-line warning of its own as it parses them).
  */
-export function sslWordProblem(params: URLSearchParams): string | undefined {
+function sslWordProblem(params: URLSearchParams): string | undefined {
   const names = [...params.keys()];
   const twice = names.find((k, i) => names.indexOf(k) !== i);
   if (twice) return `names ${twice} more than once`;
@@ -104,7 +104,7 @@ const SAID: Record<Reading, string> = { none: 'no TLS', checked: 'verify-full', 
  * a problem to refuse the URL for (USAGE or FILE_ERROR), or the setting to warn of when the
  * driver will encrypt without checking the database's certificate.
  */
-export function driverTlsCheck(url: string, params: URLSearchParams, password: string): { refuse?: CertifierError; problem?: string; unchecked?: string } {
+function driverTlsCheck(url: string, params: URLSearchParams, password: string): { refuse?: CertifierError; problem?: string; unchecked?: string } {
   let ssl: unknown;
   try {
     ssl = driverSsl(url);
@@ -118,10 +118,11 @@ export function driverTlsCheck(url: string, params: URLSearchParams, password: s
   }
   const reading = readingOf(ssl);
   if (reading === undefined) return { problem: `has ssl=${params.get('ssl')}, which the driver reads as TLS on (it keeps a value it does not know as it is, a non-empty string): write ssl=0 or sslmode=disable for none, sslmode=verify-full for TLS` };
-  // Whether the driver reads PGSSLMODE at all: only where the URL sets no TLS of its own.
-  const envRead = readingOf(driverSsl(url, 'verify-full')) !== readingOf(driverSsl(url, 'no-verify'));
+  // Whether the driver reads PGSSLMODE at all (only where the URL sets no TLS of its own); asked
+  // only when it is set, since each question reads the URL's files again.
   const envMode = process.env.PGSSLMODE;
-  if (envRead && envMode && PGSSLMODE_MEANS[envMode] !== reading) {
+  const envRead = !!envMode && readingOf(driverSsl(url, 'verify-full')) !== readingOf(driverSsl(url, 'no-verify'));
+  if (envRead && PGSSLMODE_MEANS[envMode!] !== reading) {
     return { problem: `sets no TLS of its own, so the driver reads PGSSLMODE=${envMode}, which it takes for ${SAID[reading]}: unset PGSSLMODE (or set it to disable, verify-full or no-verify) or write sslmode in the URL (verify-full, with sslrootcert=FILE for a private CA)` };
   }
   if (reading !== 'unchecked') return {};
