@@ -215,15 +215,15 @@ export function addTrustCommands(program: Command): void {
             .catch((e: Error) => warn(P, `certified, but the request sent was not saved: ${e.message}`));
         }
         const info = { status: r.status, serial: r.peer.serialHex, measurement: r.peer.measurementHex, notAfter: r.peer.notAfter.toISOString() };
-        const failed = r.renewalFailed;
+        const renewalFailed = r.renewalFailed;
         // Due, not yet needed: the machine stays certified, and a script goes on to fetch its keys.
-        if (failed) warn(P, `could not renew this machine's certificate through ${o.server} (${failed.message} [${failed.code}]); it is still valid until ${info.notAfter}: run init-trust again before then`);
+        if (renewalFailed) warn(P, `could not renew this machine's certificate through ${o.server} (${renewalFailed.message} [${renewalFailed.code}]); it is still valid until ${info.notAfter}: run init-trust again before then`);
         const final = r.endsWithPolicyCert;
         if (final) warn(P, `this machine's certificate, valid until ${info.notAfter}, is due for renewal, but ${noRenewalPast(final)}`);
         return {
-          json: failed ? { ...info, renewalFailed: { code: failed.code, reason: failed.message } } : final ? { ...info, endsWithPolicyCert: final.toISOString() } : info,
+          json: renewalFailed ? { ...info, renewalFailed: { code: renewalFailed.code, reason: renewalFailed.message } } : final ? { ...info, endsWithPolicyCert: final.toISOString() } : info,
           text: [r.status === 'certified' ? `certified: serial ${info.serial}, measurement ${info.measurement}, valid until ${info.notAfter}`
-            : `already certified (serial ${info.serial}, valid until ${info.notAfter}); ${failed ? 'renewal failed (see the warning)' : final ? 'no renewal extends it (see the warning)' : 'nothing to do'}`],
+            : `already certified (serial ${info.serial}, valid until ${info.notAfter}); ${renewalFailed ? 'renewal failed (see the warning)' : final ? 'no renewal extends it (see the warning)' : 'nothing to do'}`],
         };
       } catch (e) {
         // A refused request is the one most worth explaining: keep it as well.
