@@ -203,8 +203,8 @@ export function decide(acl: Acl | undefined, request: AclRequest, principal: Pri
   }
   const covers = (p: Pattern) => (action === 'list' ? listAllows(p, resource) : patternMatches(p, resource));
   const client = { ...principal, measurementHex: principal.measurementHex.toLowerCase(), serialHex: normalSerial(principal.serialHex) };
-  // Only the patterns of rules that have the action and name the client are matched: a client
-  // pays for the rules written about it, never for the (perhaps thousands of) rules for others.
+  // Only the patterns of rules that have the action and name the client are matched: for the
+  // (perhaps thousands of) rules for others a client costs two set lookups each, never a match.
   // So a denial cannot say whether a rule for someone else covers the name, and does not try.
   for (let i = 0; i < acl.compiled.length; i++) {
     const rule = acl.compiled[i]!;

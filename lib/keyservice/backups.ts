@@ -4,10 +4,11 @@
 // server is using or has used in place, nor one of another key-server sharing the directory. The
 // directory must be this user's alone (backupDirProblem).
 //
-// Whether a backup was served in place is told by its files, not by asking the system who holds
-// its lock, which is blind across PID namespaces (a container) and on overlayfs: LevelDB renames
-// its info log LOG to LOG.old each time it opens a database, and a backup as written has been
-// opened once (its writer's), so it holds LOG alone; one holding LOG.old has been opened since.
+// Whether a backup was served in place is told by its files first, since the system's list of
+// held locks (also asked, where it can be read) is blind across PID namespaces (a container) and
+// on overlayfs: LevelDB renames its info log LOG to LOG.old each time it opens a database, and a
+// backup as written has been opened once (its writer's), so it holds LOG alone; one holding
+// LOG.old has been opened since.
 
 import { promises as fs } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
@@ -233,10 +234,9 @@ export async function pruneBackups(dir: string, keep: number | undefined, o: Pru
     if (whose !== 'ours') (whose === 'another' ? otherServer : unreadable).push(n);
     return whose === 'ours';
   };
-  /** Puts `n` in `into` if it may go, or among those kept. */
+  /** Puts `n`, this server's, in `into` if it may go, or among those kept. */
   const sort = async (n: string, into: string[]) => {
     const path = join(dir, n);
-    if (!(await ours(n))) return;
     ((await mayBeOpen(path, locked)) ? inUse : { untouched: into, opened, other: otherFiles }[await contents(path)]).push(n);
   };
   const whole: string[] = [];
@@ -252,7 +252,7 @@ export async function pruneBackups(dir: string, keep: number | undefined, o: Pru
   const stale: string[] = [];
   for (const n of names) {
     const m = PARTIAL.exec(n);
-    if (m !== null && !(await writerAlive(Number(m[1]))) && !(await recentlyWritten(join(dir, n))) && !(await isLive(n))) await sort(n, stale);
+    if (m !== null && !(await writerAlive(Number(m[1]))) && !(await recentlyWritten(join(dir, n))) && !(await isLive(n)) && (await ours(n))) await sort(n, stale);
   }
   const remove = [...whole.slice(0, Math.max(0, whole.length - (keep ?? whole.length))), ...stale];
   for (const n of remove) await fs.rm(join(dir, n), { recursive: true, force: true });
