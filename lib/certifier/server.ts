@@ -53,17 +53,23 @@ export async function startCertifier(o: CertifierServerOptions): Promise<Certifi
     service.handle(req, { id: conn.id, remote: conn.remote, exportKeyingMaterial: (l, n) => conn.exportKeyingMaterial(l, n) });
   // Started once the server listens, so a server that never started leaves no timer behind.
   // The policy certificate is watched with the policy: it caps every certificate issued.
-  let stopWatching = () => {};
-  const certEnds = readCertificateSummary(o.policyCert).notAfter;
+  const log = (r: Record<string, unknown>) => o.log(r as LogRecord);
+  let stopPolicyWatch = () => {};
+  let stopCertWatch: (() => void) | undefined;
+  const stopWatching = () => {
+    stopPolicyWatch();
+    stopCertWatch?.();
+  };
   const watchPolicy = (policy: Policy, crls: VerifiedAmdCrl[]) => {
-    stopWatching();
-    const log = (r: Record<string, unknown>) => o.log(r as LogRecord);
+    stopPolicyWatch();
+    // Once: a reload changes the policy, never the policy certificate, so its end is not said again.
+    stopCertWatch ??= watchExpiry(readCertificateSummary(o.policyCert).notAfter, log, POLICY_CERT_EXPIRY);
     const ends = policyEnds(policy);
-    const stops = [watchExpiry(certEnds, log, POLICY_CERT_EXPIRY)];
+    const stops: (() => void)[] = [];
     if (ends) stops.push(watchExpiry(ends, log, POLICY_EXPIRY));
     const due = crls.map((c) => c.nextUpdate.getTime());
     if (due.length) stops.push(watchExpiry(new Date(Math.min(...due)), log, AMD_CRL_EXPIRY));
-    stopWatching = () => stops.forEach((stop) => stop());
+    stopPolicyWatch = () => stops.forEach((stop) => stop());
   };
   let renewNow = () => {};
   const setPolicy = (policy: Policy, amdCrls: VerifiedAmdCrl[] = []) => {
