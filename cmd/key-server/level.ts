@@ -30,5 +30,7 @@ export async function newEmptyDatabase(level: LevelBackend, store: Cryptstore): 
     if (isCertifierError(e, 'NOT_FOUND')) return store.get(STORAGE_KEY_TAG); // version 1 deleted
     throw e;
   });
+  // Only its time is wanted: the key itself (opened again here) is wiped at once.
+  first.blob.fill(0);
   return created.getTime() - Date.parse(first.timeEntered) > CLOCK_ALLOWANCE_MS;
 }
