@@ -49,17 +49,6 @@ function refusal(r: KeyResponse, action: Action, name: string): CertifierError {
   return new CertifierError(code, `the key-server refused to ${action} "${name}" (${r.errorCode ?? 'no reason given'})`);
 }
 
-// The PEM of certificates (public) passed again on every connection: the same arrays, so made once.
-const pems = new WeakMap<Uint8Array, { der: Buffer; pem: string }>();
-function pemOf(der: Uint8Array): string {
-  const hit = pems.get(der);
-  // Only for the very same bytes: a caller may have refilled its array.
-  if (hit && hit.der.equals(der)) return hit.pem;
-  const pem = toPem(der);
-  pems.set(der, { der: Buffer.from(der), pem });
-  return pem;
-}
-
 export class KeyClient {
   /** Requests sent on the current connection (a server answers DEFAULT_LIMITS.maxRequestsPerConnection on one). */
   private sent = 0;
@@ -83,7 +72,7 @@ export class KeyClient {
     const pins = (o.serverMeasurements ?? []).map((m) => m.toLowerCase());
     const conn = await connect<ValidatedPeer>({
       host: o.host, port: o.port,
-      tls: { key: o.identity.key, cert: pemOf(o.identity.certificate), ca: pemOf(o.policyCert) },
+      tls: { key: o.identity.key, cert: toPem(o.identity.certificate), ca: toPem(o.policyCert) },
       verifyPeer: (chain) => {
         // simpleserver's certificate and role credentials validate too, but are never a key-server.
         const peer = requireMachine(validateAdmission({ chain, policyCert: o.policyCert, at: new Date(), usage: 'server' }), 'server');
