@@ -85,10 +85,12 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
         onRotate: (s) => log({ event: 'audit-rotated', segment: s.path, firstSeq: s.firstSeq, lastSeq: s.lastSeq }),
         onBroken: (e) => log({ event: 'audit-failed', code: e.code, detail: e.message, warning: 'every request is refused until the audit log can be written: free its disk or fix the file, then restart key-server (repair-audit if it says so)' }),
       }));
-      // Not over PostgreSQL: a new replica's first chain over the keys the others stored is the normal case.
-      const newChain = !pg && audit.lastSeq === 0 && (await backend.list('', { limit: 1 })).length > 0;
+      // Asked once, for both warnings; not of PostgreSQL: a new replica's first chain over the keys
+      // the others stored is the normal case.
+      const holdsRecords = level !== undefined && (await level.holdsRecords());
+      const newChain = holdsRecords && audit.lastSeq === 0;
       // A new, empty key database for a storage key made before: a mistyped restore path, most likely.
-      const newDatabase = level !== undefined && (await newEmptyDatabase(level, store));
+      const newDatabase = level !== undefined && (await newEmptyDatabase(level, store, holdsRecords));
       const started = startKeyServer({ store, domain: o.domain, policyCert, backend, ...(acl ? { acl } : {}), audit, host, port, log, allowReplicaJoin: o.allowReplicaJoin === true, ...(renewal ? { renewal } : {}) });
       // A start refused (the wrong storage key, the port taken) leaves no empty log it made.
       const { server, identity, setAcl } = await started.catch(async (e: unknown) => { await audit.closeUnused(); throw e; });

@@ -10,7 +10,8 @@ import { STORAGE_KEY_TAG } from '../../lib/keyservice/server.ts';
 export const CLOCK_ALLOWANCE_MS = 5_000;
 
 /**
- * Whether the key database holds no record and was made after the storage key was first stored
+ * Whether the key database holds no record (`holdsRecords`, level.holdsRecords(), which the caller
+ * asks once for its other uses too) and was made after the storage key was first stored
  * (by more than CLOCK_ALLOWANCE_MS). Asked at every start, so a start that failed (or was killed)
  * after making the database does not keep the next one from saying so. Not said of:
  *  - a fresh deployment started again before its first store: its first start made the database,
@@ -23,9 +24,10 @@ export const CLOCK_ALLOWANCE_MS = 5_000;
  * between storing the key and making the database hides it; one set back, between a first
  * start's making the database and its storing the key, could say it of a fresh deployment.
  */
-export async function newEmptyDatabase(level: LevelBackend, store: Cryptstore): Promise<boolean> {
+export async function newEmptyDatabase(level: LevelBackend, store: Cryptstore, holdsRecords: boolean): Promise<boolean> {
+  if (holdsRecords) return false;
   const created = await level.created();
-  if (created === undefined || !(await store.has(STORAGE_KEY_TAG)) || (await level.holdsRecords())) return false;
+  if (created === undefined || !(await store.has(STORAGE_KEY_TAG))) return false;
   const first = await store.get(STORAGE_KEY_TAG, 1).catch((e: unknown) => {
     if (isCertifierError(e, 'NOT_FOUND')) return store.get(STORAGE_KEY_TAG); // version 1 deleted
     throw e;

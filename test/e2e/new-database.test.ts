@@ -3,10 +3,11 @@
 // the start that made the database ended; a fresh deployment and a restored backup are not warned.
 
 import { expect } from 'chai';
-import { cpSync, mkdirSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { createServer, type AddressInfo, type Server } from 'node:net';
+import { Level } from 'level';
 import { LevelBackend } from '../../lib/keyservice/level-backend.ts';
 import { STORAGE_KEY_TAG } from '../../lib/keyservice/server.ts';
 import { run } from '../support/helpers.ts';
@@ -77,6 +78,22 @@ describe('e2e: a new, empty key database for a storage key made before is warned
       await ks.child.stop();
       expect(ks.child.stderr).not.to.contain(WARNING);
     }
+  });
+
+  // Whether it holds a record is asked once, for this warning and the new audit chain's: of a key
+  // name, never by reading a record, so a damaged one does not stop a start with a new audit log.
+  it('starts over a damaged record with a new audit log, as with its old one, and says the chain is new', async () => {
+    const data = d.path('damaged-data');
+    const first = await d.startKeyServer(keyHolder, { data });
+    expectSuccess(await d.kc(alice, first, 'store', ['dr/damaged', '--in', '-'], randomBytes(32)));
+    await first.child.stop();
+    const db = new Level<string, Uint8Array>(data, { keyEncoding: 'utf8', valueEncoding: 'view' });
+    for await (const key of db.keys({ gte: 'r!', lt: 'r"' })) await db.put(key, new Uint8Array([0xff, 0xff]));
+    await db.close();
+    rmSync(join(data, 'audit.jsonl'));
+    const ks = await d.startKeyServer(keyHolder, { data });
+    await ks.child.stop();
+    expect(ks.child.stderr).to.contain('begins a new chain, but the key database already holds keys').and.not.contain(WARNING);
   });
 
   it('does not warn a fresh deployment started again before its first store', async () => {
