@@ -118,8 +118,8 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
           const r = await level.backupTo(join(backupDir, backupName(new Date())));
           // Only after the new one is whole: a failed backup never costs an older one. Without
           // --backup-keep every backup stays, but partial copies left by a killed server still go.
-          const keyId = await level.boundStorageKey();
-          return { path: r.path, records: r.records, ...pruneReport(await pruneBackups(backupDir, o.backupKeep, { live: o.data, written: r.path, ...(keyId ? { keyId } : {}) })) };
+          // The storage key id is the one the copy holds, read from its snapshot.
+          return { path: r.path, records: r.records, ...pruneReport(await pruneBackups(backupDir, o.backupKeep, { live: o.data, written: r.path, ...(r.keyId ? { keyId: r.keyId } : {}) })) };
         }
         : undefined;
       return {

@@ -408,9 +408,10 @@ export class LevelBackend implements KeyBackend {
    * makes its database there, so one cut short is refused by open under any name without being
    * opened (which would write to it); its database holds UNFINISHED_KEY until its last batch too. Beside LevelDB's files it holds KEY_ID_FILE, the storage key id the
    * records are sealed under (where one is bound), so pruning tells the backups of another
-   * key-server sharing the directory from this one's without opening them. One backup at a time.
+   * key-server sharing the directory from this one's without opening them, and returned as `keyId`.
+   * One backup at a time.
    */
-  async backupTo(dir: string): Promise<{ records: number; path: string }> {
+  async backupTo(dir: string): Promise<{ records: number; path: string; keyId?: string }> {
     this.checkOpen();
     if (this.backup) throw new CertifierError('STORE_LOCKED', 'a backup of this key database is already being written');
     const run = this.copyTo(dir);
@@ -418,7 +419,7 @@ export class LevelBackend implements KeyBackend {
     return run;
   }
 
-  private async copyTo(dir: string): Promise<{ records: number; path: string }> {
+  private async copyTo(dir: string): Promise<{ records: number; path: string; keyId?: string }> {
     await refuseTaken(dir);
     // Made by mkdir(2), which fails on anything already at the name (a link is never followed),
     // under a name no one can guess, 0700 from the start: nothing planted beside it is written
@@ -461,7 +462,7 @@ export class LevelBackend implements KeyBackend {
       await refuseTaken(dir);
       await fs.rename(tmp, dir);
       await syncDir(join(dir, '..'));
-      return { records, path: dir };
+      return { records, path: dir, ...(keyId !== undefined ? { keyId: Buffer.from(keyId).toString('utf8') } : {}) };
     } catch (e) {
       await fs.rm(tmp, { recursive: true, force: true });
       throw e instanceof CertifierError ? e : new CertifierError('FILE_ERROR', `cannot write a backup to ${dir}: ${(e as Error).message}`, { cause: e });

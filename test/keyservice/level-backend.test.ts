@@ -149,6 +149,7 @@ describe('LevelBackend', () => {
       const r = await b.backupTo(join(tmp.dir, 'backups', 'one'));
       await during;
       expect(r).to.deep.include({ path: join(tmp.dir, 'backups', 'one') });
+      expect(r.keyId, 'the storage key id the copy holds').to.equal('ab'.repeat(16));
       await rejects(b.backupTo(join(tmp.dir, 'backups', 'one')), 'ALREADY_EXISTS');
       expect(readdirSync(join(tmp.dir, 'backups'))).to.deep.equal(['one']);
       const copy = await LevelBackend.open(join(tmp.dir, 'backups', 'one'));
