@@ -58,7 +58,7 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
       await prepareBackupDir(o.backupDir);
     }
     const policyCert = await readCertificateFile(o.policyCert);
-    validatePolicyCert(policyCert, new Date());
+    const policyCertEnds = validatePolicyCert(policyCert, new Date()).notAfter;
     const readAcl = async (file: string, regularOnly = false) => parseAcl(utf8Text(await readFileLimited(file, 1024 * 1024, { regularOnly }), `invalid ACL: the file ${file}`));
     let acl: Acl | undefined;
     const log = logLine(P, o.logJson === true);
@@ -73,7 +73,7 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
       // before anything else is made (--data): a start that cannot be certified leaves nothing.
       const protector = await protectorFrom(P, o, platform);
       const { store, renewal } = certifier
-        ? await openCertified(P, o.store, protector, { ...certifier, domain: o.domain, policyCert, platform: platform! }, log)
+        ? await openCertified(P, o.store, protector, { ...certifier, domain: o.domain, policyCert, policyCertEnds, platform: platform! }, log)
         : { store: await Cryptstore.open(o.store, protector), renewal: undefined };
       keep(store);
       const pg = pgUrl ? keep(await openPostgres(pgUrl, o, log)) : undefined;
