@@ -64,7 +64,9 @@ async function prepareRenewal(program: string, store: Cryptstore, c: Certifier, 
     else if (r.endsWithPolicyCert) warn(program, `its certificate, valid until ${r.peer.notAfter.toISOString()}, is due for renewal, but ${noRenewalPast(r.endsWithPolicyCert)}`);
     else if (r.status === 'certified') log({ event: 'identity-renewed', serial: r.peer.serialHex, notAfter: r.peer.notAfter.toISOString() });
   } catch (e) {
-    // One init-trust would not keep (of another measurement) still serves; none, or an expired one, does not.
+    // init-trust falls back itself only on a certificate of this measurement that is due but valid
+    // (renewalFailed, above); one it would not keep (of another measurement) still serves a
+    // key-server, so it is looked for here. None, or an expired one, does not serve.
     const stored = await loadIdentity(store, c.domain, c.policyCert).catch((why: unknown) => {
       if (!(e instanceof CertifierError)) throw e;
       const none = isCertifierError(why, 'NOT_FOUND') ? 'this server has no certificate yet' : `the one in its store cannot serve (${describe(why)})`;
