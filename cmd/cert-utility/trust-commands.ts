@@ -201,10 +201,9 @@ export function addTrustCommands(program: Command): void {
       // Before certifying: a request that cannot be saved should not cost a certification.
       if (o.saveEvidence) refuseOwnFiles(o.saveEvidence, storeFiles(o, o.policyCert), `--save-evidence ${o.saveEvidence}`);
       if (o.saveEvidence) await checkWritable(o.saveEvidence, { exclusive: true });
-      // A store this run makes goes again if certification fails or is interrupted.
-      const { store, keep, discard } = await openToCertify(P, o.store, protector, ['SIGINT', 'SIGTERM', 'SIGHUP']);
+      // A store this run makes goes again if certification fails or is interrupted (until keep()).
+      const { store, keep, close } = await openToCertify(P, o.store, protector, ['SIGINT', 'SIGTERM', 'SIGHUP']);
       let sent: Uint8Array | undefined;
-      let failed = false;
       try {
         if (o.plain) warn(P, 'plain TCP: no TLS, and the evidence is not bound to a session (original protocol)');
         const r = await initTrust({ store, domain: o.domain, policyCert, platform, host, port, force: o.force === true, keyAlg: o.keyAlg, plain: o.plain === true, onRequest: (req) => (sent = req) });
@@ -231,11 +230,9 @@ export function addTrustCommands(program: Command): void {
           const saved = await writeFileAtomic(o.saveEvidence, sent, { mode: 0o644, exclusive: true }).then(() => true, () => false);
           note(P, saved ? `the request sent was saved to ${o.saveEvidence} (simpleserver explain --evidence ${o.saveEvidence})` : `could not save the request sent to ${o.saveEvidence}`);
         }
-        failed = true;
         throw e;
       } finally {
-        if (failed) await discard();
-        else await store.close();
+        await close();
       }
     }))
     .requiredOption('--domain <name>', 'the policy domain', domainName)

@@ -8,14 +8,14 @@ import { warn } from './cli.ts';
 
 export interface StoreToCertify {
   store: Cryptstore;
-  /** Certified: the store is this machine's identity now, whatever comes next. */
+  /** Certified: the store is this machine's identity now, whatever comes next (close keeps it). */
   keep(): void;
-  /** Not certified: closes the store, and removes it if this run made it. */
-  discard(): Promise<void>;
+  /** Closes the store, and removes it if this run made it and did not keep() it (not certified). */
+  close(): Promise<void>;
 }
 
 /**
- * Opens the store at `dir`, making it if there is none. Until keep() or discard(), one of
+ * Opens the store at `dir`, making it if there is none. Until keep() or close(), one of
  * `signals` (SIGTERM from a unit's timeout, Ctrl-C) removes the store this run made, and the
  * program dies of the signal, as without a listener.
  */
@@ -43,13 +43,17 @@ export async function openToCertify(program: string, dir: string, protector: Pro
     stopWatching();
     throw e;
   }
+  let kept = false;
   return {
     store,
-    keep: stopWatching,
-    discard: async () => {
+    keep: () => {
+      kept = true;
+      stopWatching();
+    },
+    close: async () => {
       stopWatching();
       await store.close();
-      if (made) await unmake(dir, keepDir).catch(() => warn(program, `could not remove the store ${dir} this run made`));
+      if (made && !kept) await unmake(dir, keepDir).catch(() => warn(program, `could not remove the store ${dir} this run made`));
     },
   };
 }

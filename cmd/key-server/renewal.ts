@@ -32,13 +32,13 @@ export interface Renewal {
  * that comes while it starts is kept for then.)
  */
 export async function openCertified(program: string, dir: string, protector: Protector, c: Certifier, log: (r: object) => void): Promise<{ store: Cryptstore; renewal: Renewal }> {
-  const { store, keep, discard } = await openToCertify(program, dir, protector, ['SIGINT', 'SIGTERM']);
+  const { store, keep, close } = await openToCertify(program, dir, protector, ['SIGINT', 'SIGTERM']);
   try {
     const renewal = await prepareRenewal(program, store, c, log);
     keep();
     return { store, renewal };
   } catch (e) {
-    await discard();
+    await close();
     throw e;
   }
 }
