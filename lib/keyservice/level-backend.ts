@@ -185,8 +185,7 @@ export class LevelBackend implements KeyBackend {
   private markers: { count: number; from: string; to: string } | undefined;
   private compaction: Promise<void> | undefined;
 
-  /** `made`: this open made the database (`dir` was missing or empty, or held an empty LevelDB). */
-  private constructor(readonly path: string, private readonly db: Db, readonly made: boolean, tuning: LevelTuning) {
+  private constructor(readonly path: string, private readonly db: Db, tuning: LevelTuning) {
     this.states = new LruMap(tuning.stateNames ?? STATE_NAMES);
     this.compactAfter = tuning.compactAfter ?? COMPACT_AFTER;
   }
@@ -206,7 +205,6 @@ export class LevelBackend implements KeyBackend {
       }
       throw new CertifierError('STORE_FORMAT', `cannot open ${dir} as a key-server database: ${cause?.message ?? (e as Error).message}`, { cause: e });
     }
-    let made = false;
     try {
       // Whatever its name: a partial copy renamed keys-TIME is no more whole.
       if ((await db.get(UNFINISHED_KEY)) !== undefined) throw unfinishedCopy(dir);
@@ -218,7 +216,6 @@ export class LevelBackend implements KeyBackend {
           { type: 'put', key: FORMAT_KEY, value: text.encode(FORMAT_MARK) },
           { type: 'put', key: CREATED_KEY, value: text.encode(new Date().toISOString()) },
         ], { sync: true });
-        made = true;
       } else if (Buffer.from(mark).toString('utf8') !== FORMAT_MARK) {
         throw new CertifierError('STORE_FORMAT', `${dir} holds a key-server database of another format ("${Buffer.from(mark).toString('utf8').slice(0, 80)}")`);
       }
@@ -227,7 +224,7 @@ export class LevelBackend implements KeyBackend {
       await db.close();
       throw e;
     }
-    return new LevelBackend(dir, db, made, tuning);
+    return new LevelBackend(dir, db, tuning);
   }
 
   /** When open made this database; undefined for one made before that was recorded. */
