@@ -235,6 +235,7 @@ export async function pruneBackups(dir: string, keep: number | undefined, o: Pru
     return whose === 'ours';
   };
   /** Puts `n`, this server's, in `into` if it may go, or among those kept. */
+  // Both checks are needed: the lock list alone catches a backup served now without LOG.old (its LOG removed before it was opened); LOG.old alone, one served where that list is blind or missing, or served before.
   const sort = async (n: string, into: string[]) => {
     const path = join(dir, n);
     ((await mayBeOpen(path, locked)) ? inUse : { untouched: into, opened, other: otherFiles }[await contents(path)]).push(n);

@@ -7,9 +7,6 @@
 //   "r!" name "\0" 8 hex digits   one version: serialized key_service_stored_record
 //   "h!" name                     highest version ever assigned (uint32 BE), written in the same
 //                                 batch as every delete, so a deleted version is never reused
-//   "!unfinished-backup"          only in a backup copy being written (backupTo): put before any
-//                                 record, deleted by the last, synced batch; a database that still
-//                                 holds it is a copy cut short, and is refused
 // Names never contain control characters (tagProblem), so "\0" ends a name unambiguously, names
 // that are prefixes of each other stay apart, and the keys of one name sort by version.
 //
@@ -62,8 +59,6 @@ const CREATED_KEY = '!created';
 /** The id (storageKeyId) of the storage key the records are sealed under, recorded at first start. */
 const STORAGE_KEY_ID = '!storage-key-id';
 const FORMAT_MARK = 'certifier-keys key-server level backend, format 1';
-/** In a backup copy until its last batch: one that still holds it was cut short (its writer died). */
-const UNFINISHED_KEY = '!unfinished-backup';
 const RECORD = 'r!';
 /** The sealed-record cache: at most this many records and bytes (a record over the byte budget is never cached). */
 const CACHE_RECORDS = 4096;
@@ -134,10 +129,6 @@ async function prepareDir(dir: string): Promise<void> {
   }
 }
 
-function unfinishedCopy(dir: string): CertifierError {
-  return new CertifierError('STORE_FORMAT', `${dir} is an unfinished backup copy (the key-server writing it stopped before it was whole): it holds only some of the keys; the whole backups are the keys-TIME directories beside it`);
-}
-
 /** ALREADY_EXISTS if anything is at `dir`, even a link that leads nowhere. */
 async function refuseTaken(dir: string): Promise<void> {
   if (await fs.lstat(dir).then(() => true, () => false)) throw new CertifierError('ALREADY_EXISTS', `${dir} exists; a backup goes to a new directory`);
@@ -193,7 +184,9 @@ export class LevelBackend implements KeyBackend {
   /** Opens (creating if needed) the database in `dir`. STORE_LOCKED if another process has it. */
   static async open(dir: string, tuning: LevelTuning = {}): Promise<LevelBackend> {
     // Before LevelDB opens it, which would write to it: a partial copy, whatever its name.
-    if (await fs.lstat(join(dir, UNFINISHED_FILE)).then(() => true, () => false)) throw unfinishedCopy(dir);
+    if (await fs.lstat(join(dir, UNFINISHED_FILE)).then(() => true, () => false)) {
+      throw new CertifierError('STORE_FORMAT', `${dir} is an unfinished backup copy (the key-server writing it stopped before it was whole): it holds only some of the keys; the whole backups are the keys-TIME directories beside it`);
+    }
     await prepareDir(dir);
     const db: Db = new Level(dir, { keyEncoding: 'utf8', valueEncoding: 'view', createIfMissing: true });
     try {
@@ -206,8 +199,6 @@ export class LevelBackend implements KeyBackend {
       throw new CertifierError('STORE_FORMAT', `cannot open ${dir} as a key-server database: ${cause?.message ?? (e as Error).message}`, { cause: e });
     }
     try {
-      // Whatever its name: a partial copy renamed keys-TIME is no more whole.
-      if ((await db.get(UNFINISHED_KEY)) !== undefined) throw unfinishedCopy(dir);
       const mark = await db.get(FORMAT_KEY);
       if (mark === undefined) {
         for await (const _ of db.keys({ limit: 1 })) throw new CertifierError('STORE_FORMAT', `${dir} holds a LevelDB database that is not a key-server database`);
@@ -403,7 +394,7 @@ export class LevelBackend implements KeyBackend {
    * whole or absent; it opens as a key-server data directory and, like the original, holds only
    * ciphertext. Until just before the rename the copy holds UNFINISHED_FILE, written before LevelDB
    * makes its database there, so one cut short is refused by open under any name without being
-   * opened (which would write to it); its database holds UNFINISHED_KEY until its last batch too. Beside LevelDB's files it holds KEY_ID_FILE, the storage key id the
+   * opened (which would write to it). Beside LevelDB's files it holds KEY_ID_FILE, the storage key id the
    * records are sealed under (where one is bound), so pruning tells the backups of another
    * key-server sharing the directory from this one's without opening them, and returned as `keyId`.
    * One backup at a time.
@@ -430,21 +421,20 @@ export class LevelBackend implements KeyBackend {
     try {
       await writeSynced(join(tmp, UNFINISHED_FILE), new TextEncoder().encode('a backup copy being written\n'));
       await copy.open();
-      // Before any record and on disk first, so the copy says it is unfinished until the last batch.
-      await copy.put(UNFINISHED_KEY, new TextEncoder().encode('a backup copy being written'), { sync: true });
       const snapshot = this.db.snapshot();
       try {
-        let batch: ({ type: 'put'; key: string; value: Uint8Array } | { type: 'del'; key: string })[] = [];
+        let batch: { type: 'put'; key: string; value: Uint8Array }[] = [];
         for await (const [key, value] of this.db.iterator({ snapshot })) {
-          if (key.startsWith(RECORD)) records++;
-          if (key === STORAGE_KEY_ID) keyId = value;
-          batch.push({ type: 'put', key, value });
+          // Written before the next entry is added, so the last batch is never empty (the database
+          // holds FORMAT_KEY at least): an empty batch is not written, nor synced.
           if (batch.length >= 512) {
             await copy.batch(batch);
             batch = [];
           }
+          if (key.startsWith(RECORD)) records++;
+          if (key === STORAGE_KEY_ID) keyId = value;
+          batch.push({ type: 'put', key, value });
         }
-        batch.push({ type: 'del', key: UNFINISHED_KEY });
         await copy.batch(batch, { sync: true }); // syncs the log that holds every batch before it
       } finally {
         await snapshot.close();
