@@ -204,7 +204,7 @@ clientOptions(subcommand<ClientOpts & { config: string; allowPartial?: boolean }
     const own = clientFiles(o, o.config);
     // On every run, whatever comes of it: a killed run's leftovers beside a LocalPath may hold a secret.
     for (const { file, left } of await sweepDestinations(specs, own)) noteLeftovers(file, left);
-    const outcomes = await withClient(o, (c, store) => provision(c, store, specs, { allowPartial: o.allowPartial === true, own, completedBeforeSignal, checked: true }), (store) => refuseBeforeFetching(store, specs, own));
+    const outcomes = await withClient(o, (c, store) => provision(c, store, specs, { allowPartial: o.allowPartial === true, own, completedBeforeSignal, checked: true, swept: true }), (store) => refuseBeforeFetching(store, specs, own));
     for (const x of outcomes.filter((y) => y.error)) warn(P, `could not provision "${x.spec.name}": ${x.error!.message} [${x.error!.code}]`);
     const items = outcomes.map((x) => ({ name: x.spec.name, ...(x.spec.tag ? { tag: x.spec.tag } : { file: x.spec.file }), ...(x.entry ? { version: x.entry.version, ...(x.storeVersion ? { storeVersion: x.storeVersion } : {}), written: x.written } : { error: x.error!.code }) }));
     const outcome = (i: (typeof items)[number]) => 'error' in i ? `FAILED (${i.error})`

@@ -328,16 +328,22 @@ export interface OwnFiles {
 
 /** INVALID_INPUT if writing `path` would replace one of `own`'s files or a file inside one of its directories. */
 export function refuseOwnFiles(path: string, own: OwnFiles, what = path): void {
+  const problem = ownFileProblem(path, own, what);
+  if (problem) throw new CertifierError('INVALID_INPUT', `${problem}: nothing was written`);
+}
+
+/** Why writing `path` would replace one of `own`'s files or write inside one of its directories; undefined when it would not. */
+export function ownFileProblem(path: string, own: OwnFiles, what = path): string | undefined {
   const target = realLocation(path);
   const real = (p: string) => { try { return realpathSync.native(p); } catch { return realLocation(p); } };
   const file = own.files.find((f) => real(f) === target);
-  if (file) throw new CertifierError('INVALID_INPUT', `${what} is ${file}, which this command needs: nothing was written`);
+  if (file) return `${what} is ${file}, which this command needs`;
   const dir = own.dirs.find((d) => {
     const rel = relative(real(d), target);
     // Inside: the directory itself, or below it ("..x" is a name inside it, not its parent).
     return rel === '' || (rel !== '..' && !rel.startsWith(`..${sep}`) && !isAbsolute(rel));
   });
-  if (dir) throw new CertifierError('INVALID_INPUT', `${what} is inside ${dir}, which this command needs: nothing was written`);
+  return dir ? `${what} is inside ${dir}, which this command needs` : undefined;
 }
 
 /** ALREADY_EXISTS if anything (a file, a directory, a dangling link) is at `path`. */
@@ -374,13 +380,14 @@ export interface StagedFile {
  * The first half of writeFileAtomic: `data` in a temporary file in `path`'s directory, mode 0600
  * (or `mode`), synced. Several files staged first and committed after are all written or none,
  * barring a failed rename in a directory just written to. Fails now if `path` is a directory.
+ * `swept`: the caller swept `path`'s leftovers itself this run (sweepLeftovers), not to be done again.
  */
-export async function stageFile(path: string, data: Uint8Array, mode = 0o600): Promise<StagedFile> {
+export async function stageFile(path: string, data: Uint8Array, mode = 0o600, o: { swept?: boolean } = {}): Promise<StagedFile> {
   // The temporary file goes where the file really will be: "link/../x" is not "x" to the kernel.
   const dir = dirname(realLocation(path));
   await refuseDirectoryName(path);
   await refuseNonRegular(path);
-  await sweepStale(dir, basename(path));
+  if (!o.swept) await sweepStale(dir, basename(path));
   const tmp = join(dir, `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
   const discard = () => {
     forget(tmp);

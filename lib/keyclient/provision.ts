@@ -9,7 +9,7 @@ import { parseJsonText } from '../util/json.ts';
 import { bytesEqual } from '../crypto/index.ts';
 import { itemValue } from '../pki/index.ts';
 import { MAX_VERSION, newNameProblem, tagProblem, type ValidEntry } from '../wire/index.ts';
-import { checkWritable, commitAll, readFileLimited, realLocation, refuseOwnFiles, stageFile, sweepLeftovers, type Leftover, type OwnFiles, type Staged } from '../files/index.ts';
+import { checkWritable, commitAll, ownFileProblem, readFileLimited, realLocation, refuseOwnFiles, stageFile, sweepLeftovers, type Leftover, type OwnFiles, type Staged } from '../files/index.ts';
 import { lstat, stat } from 'node:fs/promises';
 import type { Cryptstore } from '../../cryptstore/index.ts';
 import { isIdentityTag } from '../certifier/index.ts';
@@ -148,6 +148,8 @@ export interface KeepOptions {
   own?: OwnFiles;
   /** Told of a signal that came once every secret was written, just before it ends the program. */
   completedBeforeSignal?: (signal: NodeJS.Signals, failed?: string) => void;
+  /** The caller ran sweepDestinations on these secrets itself (key-client does): a file written is not swept again. */
+  swept?: boolean;
 }
 
 /**
@@ -158,7 +160,8 @@ export interface KeepOptions {
  * go in, as one atomic batch, while signals still wait (commitAll). A rename or a batch that
  * fails, or a signal before the batch began, undoes the files put in place (the error names any
  * that could not be put back); a signal that came once the batch began waits for it, and the run
- * is complete. (What a killed run left beside a LocalPath is swept before: sweepDestinations.)
+ * is complete. (What a killed run left beside a LocalPath is swept as it is written, unless the
+ * caller swept every LocalPath before: sweepDestinations, `swept`.)
  */
 export async function keepAll(store: Cryptstore | undefined, outcomes: Outcome[], o: KeepOptions = {}): Promise<void> {
   const problems = destinationProblems(outcomes.map((x) => x.spec));
@@ -179,7 +182,7 @@ export async function keepAll(store: Cryptstore | undefined, outcomes: Outcome[]
   await checkLocalPaths(files.map((x) => x.spec).filter((spec) => existing.has(spec)), o.own);
   const staged: Staged[] = [];
   try {
-    for (const x of files) staged.push({ file: await stageFile(x.spec.file!, x.entry!.blob, x.spec.mode ?? 0o600), exclusive: false });
+    for (const x of files) staged.push({ file: await stageFile(x.spec.file!, x.entry!.blob, x.spec.mode ?? 0o600, { swept: o.swept === true }), exclusive: false });
   } catch (e) {
     await Promise.all(staged.map((f) => f.file.discard()));
     throw nothingWritten(e);
@@ -208,15 +211,8 @@ export async function keepAll(store: Cryptstore | undefined, outcomes: Outcome[]
  */
 export async function sweepDestinations(specs: SecretSpec[], own: OwnFiles | undefined): Promise<{ file: string; left: Leftover[] }[]> {
   const out: { file: string; left: Leftover[] }[] = [];
-  const ownFile = (file: string) => {
-    try {
-      if (own) refuseOwnFiles(file, own);
-      return false;
-    } catch {
-      return true; // refused as such by the checks that follow
-    }
-  };
-  for (const file of specs.flatMap((s) => (s.file === undefined || ownFile(s.file) ? [] : [s.file]))) {
+  // An own file is refused as such by the checks that follow.
+  for (const file of specs.flatMap((s) => (s.file === undefined || (own && ownFileProblem(s.file, own)) ? [] : [s.file]))) {
     const left = await sweepLeftovers(file);
     if (left.length) out.push({ file, left });
   }

@@ -206,6 +206,23 @@ describe('keyclient: the provisioning config and where secrets may be written', 
     }
   });
 
+  it('keepAll sweeps what a killed run left beside a LocalPath it writes, unless the caller swept it already (swept)', async () => {
+    const tmp = tempDir('keepall-');
+    try {
+      const file = join(tmp.dir, 'secret');
+      const stale = join(tmp.dir, '.secret.0123456789ab.tmp');
+      const entry = (b: number): ValidEntry => ({ tag: 'a', type: 'binary-blob', version: 1, timeEntered: '', blob: new Uint8Array([b]), exportable: true });
+      writeFileSync(stale, 'old secret');
+      utimesSync(stale, new Date(Date.now() - 3_600_000), new Date(Date.now() - 3_600_000));
+      await keepAll(undefined, [{ spec: { name: 'a', version: 0, file }, entry: entry(7) }], { swept: true });
+      expect(readdirSync(tmp.dir).sort()).to.deep.equal(['.secret.0123456789ab.tmp', 'secret']);
+      await keepAll(undefined, [{ spec: { name: 'a', version: 0, file }, entry: entry(8) }]);
+      expect(readdirSync(tmp.dir)).to.deep.equal(['secret']);
+    } finally {
+      tmp.cleanup();
+    }
+  });
+
   it('keepAll undoes the files it put in place when the batch of tags after them fails', async () => {
     const tmp = tempDir('keepall-');
     try {
