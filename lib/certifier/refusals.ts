@@ -1,39 +1,43 @@
 // simpleserver's log, held to the channel's rate where anybody can make it grow: a refusal of a
 // request never verified is a refusal like a refused connection, not a record for the audit.
 
-import { limitRefusals, type ChannelLog, type LogRecord } from '../channel/index.ts';
+import { limitRefusals, type ChannelLog, type LogRecord, type RefusalKind } from '../channel/index.ts';
+import { LruMap } from '../util/lru.ts';
 import type { CertificationLog } from './service.ts';
 
 /** Connections whose closed line is still to come, at most: more than the server ever holds. */
 const QUIET_HELD = 4096;
 
 /**
- * The log of each request (`certification`) and of the channel, from `log`. A refusal of a request
+ * The log of each request (`certification`) and of the channel, from `log`, and the channel's
+ * records that are refusals of simpleserver's own (`refusal`, for serve). A refusal of a request
  * whose evidence was never verified goes through the limiter (at most REFUSALS_PER_SECOND lines a
  * second for each code, then a count), and its connection's `closed` line is left out: the refusal
  * stands for the connection, as a refused handshake does on key-server. The closed line of a
  * connection that asked nothing is held to the same rate. Every allow, and every decision of the
  * policy on sound evidence, is logged.
  */
-export function certifierLogs(log: ChannelLog): { certification: CertificationLog; channel: ChannelLog } {
-  const quiet = new Set<string>();
+export function certifierLogs(log: ChannelLog): { certification: CertificationLog; channel: ChannelLog; refusal: RefusalKind } {
+  // A closed line that never comes (a connection gone before its request was answered) must not hold its id for ever.
+  const quiet = new LruMap<string, true>(QUIET_HELD);
   const refusal = limitRefusals(log, (r) => ({ kind: String(r.code), names: { event: r.event, decision: r.decision, code: r.code } }));
-  // A connection that asked nothing (anyone can open one: simpleserver asks no client certificate)
-  // is held to the same rate, so an empty handshake cannot make the log grow at will either.
-  const emptyClosed = limitRefusals(log, (r) => ({ kind: `closed:${String((r as { reason?: unknown }).reason)}`, names: { event: r.event, reason: (r as { reason?: unknown }).reason, requests: 0 } }));
   return {
     certification: (r, unverified) => {
       const record: LogRecord = { event: 'certification', ...r };
       if (!unverified) return log(record);
-      quiet.add(r.id);
-      // A closed line that never comes (a connection gone before its request was answered) must not hold its id for ever.
-      if (quiet.size > QUIET_HELD) quiet.delete(quiet.values().next().value!);
+      quiet.set(r.id, true);
       refusal(record);
     },
     channel: (r) => {
       if (r.event === 'closed' && quiet.delete(String(r.conn))) return;
-      if (r.event === 'closed' && (r as { requests?: unknown }).requests === 0) return emptyClosed(r);
       log(r);
+    },
+    // A connection that asked nothing (anyone can open one: simpleserver asks no client certificate)
+    // is held to the same rate, so an empty handshake cannot make the log grow at will either.
+    refusal: (r) => {
+      if (r.event !== 'closed' || (r as { requests?: unknown }).requests !== 0) return undefined;
+      const reason = (r as { reason?: unknown }).reason;
+      return { kind: `closed:${String(reason)}`, names: { event: r.event, reason, requests: 0 } };
     },
   };
 }

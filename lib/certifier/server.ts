@@ -80,7 +80,7 @@ export async function startCertifier(o: CertifierServerOptions): Promise<Certifi
     renewNow();
   };
   if (o.plain) {
-    const plain = await serve({ host: o.host, port: o.port, plain: true, handler, limits, log: logs.channel });
+    const plain = await serve({ host: o.host, port: o.port, plain: true, handler, limits, log: logs.channel, refusal: logs.refusal });
     watchPolicy(o.policy, o.amdCrls ?? []);
     return Object.assign(closingAlso(plain, () => stopWatching()), { setPolicy });
   }
@@ -88,7 +88,7 @@ export async function startCertifier(o: CertifierServerOptions): Promise<Certifi
   const issue = () => issueAuthorityIdentity({ policyKey: o.policyKey, policyCert: o.policyCert, domain: o.domain, validitySeconds: lifetime });
   const identity = await issue();
   const server = await serve({
-    host: o.host, port: o.port, handler, log: logs.channel, limits,
+    host: o.host, port: o.port, handler, log: logs.channel, refusal: logs.refusal, limits,
     tls: { key: identity.key, cert: toPem(identity.cert), ca: toPem(o.policyCert), requestCert: false },
   });
   // The certificate is short-lived, the server is not: a fresh key and certificate at every half

@@ -21,7 +21,7 @@ export async function serve<P>(opts: ServeOptions<P>): Promise<ChannelServer> {
   if (opts.tls && opts.plain) throw new CertifierError('INVALID_INPUT', 'choose either tls or plain, not both');
   if (!opts.tls && opts.plain !== true) throw new CertifierError('INVALID_INPUT', 'a server without tls must say plain: true');
   if (opts.tls?.verifyPeer && !opts.tls.requestCert) throw new CertifierError('INVALID_INPUT', 'verifyPeer needs requestCert: true');
-  const log = limitRefusals(safeLog(opts.log), channelRefusal);
+  const log = limitRefusals(safeLog(opts.log), opts.refusal ? (r) => channelRefusal(r) ?? opts.refusal!(r) : channelRefusal);
   const transport = opts.tls ? (opts.tls.requestCert ? 'mtls' : 'tls') : 'plain';
 
   const raws = new Set<Socket>(); // every TCP connection, for counting and shutdown

@@ -4,6 +4,7 @@
 import type { KeyObject } from 'node:crypto';
 import { CertifierError } from '../errors/index.ts';
 import { DEFAULT_FRAME_LIMIT } from '../wire/index.ts';
+import type { RefusalKind } from './refusals.ts';
 
 /** Our TLS identity: private key, certificate (PEM, leaf first) and the one trust anchor. */
 export interface TlsIdentity {
@@ -120,6 +121,8 @@ export interface ServeOptions<P> {
   limits?: Limits;
   handler: Handler<P>;
   log?: ChannelLog;
+  /** The service's own refusals among the channel's records, held to the same rate as the channel's own (channelRefusal). */
+  refusal?: RefusalKind;
 }
 
 export interface ChannelServer {
