@@ -272,8 +272,8 @@ export class KeyService {
    */
   private checkValidity(peer: ValidatedPeer): void {
     const now = this.now();
-    const start = peer.validFrom ?? peer.notBefore; // the leaf's start, or the policy certificate's if later
-    const end = peer.validUntil ?? peer.notAfter; // the leaf's end, or the policy certificate's if sooner
+    const start = peer.validFrom; // the leaf's start, or the policy certificate's if later
+    const end = peer.validUntil; // the leaf's end, or the policy certificate's if sooner
     const clock = () => `(checked at ${now.toISOString()} by the key-server's clock)`; // made only for a refusal: this runs per request
     if (now < start) throw new CertifierError('CERT_EXPIRED', `the client's certificate (or the policy certificate above it) is not valid before ${start.toISOString()} ${clock()}`);
     if (now > end) throw new CertifierError('CERT_EXPIRED', `the client's certificate (or the policy certificate above it) ended at ${end.toISOString()}, after this connection was opened ${clock()}`);

@@ -7,6 +7,7 @@ import type { Connection } from '../../lib/keyservice/handlers.ts';
 
 export function member(measurementHex: string, serialHex: string): { acl: Acl; conn: (id: string) => Connection } {
   const acl = parseAcl(JSON.stringify({ version: 1, rules: [{ resources: ['**'], actions: ['store', 'retrieve', 'delete', 'list'], measurements: [measurementHex] }] }));
-  const peer = { measurementHex, serialHex, notAfter: new Date(Date.now() + 3_600_000) } as ValidatedPeer;
+  const end = new Date(Date.now() + 3_600_000);
+  const peer = { measurementHex, serialHex, notAfter: end, validUntil: end } as ValidatedPeer;
   return { acl, conn: (id) => ({ id, remote: '127.0.0.1:1', peer, exportKeyingMaterial: () => undefined }) };
 }

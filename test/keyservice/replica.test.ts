@@ -37,7 +37,7 @@ describe('key service: releasing the storage key to a joining replica', () => {
   });
   const ask = async (s: KeyService, measurementHex: string, action: Action, version = 0) => parseKeyResponse(await s.handle(
     encodeKeyRequest({ action, name: STORAGE_KEY_TAG, version, ...(action === 'store' ? { data: new Uint8Array(32) } : {}) }),
-    { id: 'c0ffee', remote: '127.0.0.1:1', peer: { measurementHex, serialHex: '1f', notAfter: new Date(Date.now() + 3_600_000) } as ValidatedPeer, exportKeyingMaterial: () => undefined },
+    { id: 'c0ffee', remote: '127.0.0.1:1', peer: { measurementHex, serialHex: '1f', notAfter: new Date(Date.now() + 3_600_000), validUntil: new Date(Date.now() + 3_600_000) } as ValidatedPeer, exportKeyingMaterial: () => undefined },
   ));
 
   beforeEach(async () => {

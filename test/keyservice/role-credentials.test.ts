@@ -28,9 +28,10 @@ describe('key service: a role credential outside its dates by the server\'s cloc
   const { acl, conn } = member('aa'.repeat(32), '1f');
   // The machine's own certificate valid all along: only the credential's dates are at stake.
   const machine = conn('c1');
+  const [from, until] = [new Date(issuedAt.getTime() - 30 * DAY), new Date(issuedAt.getTime() + 30 * DAY)];
   const c: Connection = {
     ...machine, exportKeyingMaterial: () => exporter,
-    peer: { ...machine.peer!, notBefore: new Date(issuedAt.getTime() - 30 * DAY), notAfter: new Date(issuedAt.getTime() + 30 * DAY) },
+    peer: { ...machine.peer!, notBefore: from, notAfter: until, validFrom: from, validUntil: until },
   };
   const ask = async (r: Partial<KeyRequest> & { action: KeyRequest['action']; name: string }) => {
     const staged = await service.handleStaged(encodeKeyRequest(r), c);

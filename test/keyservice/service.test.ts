@@ -123,7 +123,8 @@ describe('key service: ordering of the requests of one connection', () => {
   });
 
   it('refuses (CERT_EXPIRED, audited) a request on a connection that outlived its client certificate', async () => {
-    const c: Connection = { ...conn('c5'), peer: { measurementHex: M, serialHex: '1f', notAfter: new Date(Date.now() - 1_000) } as ValidatedPeer };
+    const ended = new Date(Date.now() - 1_000);
+    const c: Connection = { ...conn('c5'), peer: { measurementHex: M, serialHex: '1f', notAfter: ended, validUntil: ended } as ValidatedPeer };
     expect(await answer(await ask(c, { action: 'list', name: '', version: 0 }))).to.include({ status: 'failed', errorCode: 'CERT_EXPIRED' });
     // The leaf still valid, the policy certificate above it ended: the path has ended.
     const later = new Date(Date.now() + 3_600_000);
