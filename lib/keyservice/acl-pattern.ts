@@ -14,9 +14,10 @@ export interface Pattern {
   readonly source: string;
   /** The literal characters before the first wildcard: a name not starting with them cannot match. */
   readonly prefix: string;
-  /** The rest, one token per element: '*', '**', '?' or one literal character. */
-  readonly tokens: readonly string[];
-  /** The tokens as the walk reads them: a literal's code point, or ANY_RUN, RUN or ONE (below zero). */
+  /**
+   * The rest, one token per element ('*', '**', '?' or one literal character) as the walk reads
+   * it: a literal's code point, or RUN, ANY_RUN or ONE (below zero).
+   */
   readonly codes: Int32Array;
   /** The literal characters after the last wildcard ('' when it ends with one): a name not ending with them cannot match. */
   readonly suffix: string;
@@ -24,9 +25,9 @@ export interface Pattern {
   readonly minLength: number;
 }
 
-const RUN = -1; // '*'
-const ANY_RUN = -2; // '**'
-const ONE = -3; // '?'
+export const RUN = -1; // '*'
+export const ANY_RUN = -2; // '**'
+export const ONE = -3; // '?'
 const SLASH = 0x2f;
 const code = (t: string) => (t === '*' ? RUN : t === '**' ? ANY_RUN : t === '?' ? ONE : t.codePointAt(0)!);
 
@@ -50,7 +51,6 @@ export function compilePattern(source: string): Pattern {
   return {
     source,
     prefix: tokens.slice(0, n).join(''),
-    tokens: tokens.slice(n),
     codes: Int32Array.from(tokens.slice(n), code),
     suffix: tokens.slice(last).join(''),
     minLength: tokens.filter((t) => !isRun(t)).length,

@@ -89,15 +89,7 @@ export function patternProblem(p: string): string | undefined {
   return tagProblem(p);
 }
 
-export function matchPattern(pattern: string, name: string): boolean {
-  return patternMatches(compilePattern(pattern), name);
-}
-
 /** May a list of `prefix` go ahead under this pattern (see the header)? */
-export function listAllowedBy(pattern: string, prefix: string): boolean {
-  return listAllows(compilePattern(pattern), prefix);
-}
-
 function listAllows(p: Pattern, prefix: string): boolean {
   return p.source.endsWith('**') && patternMatches(p, prefix);
 }
