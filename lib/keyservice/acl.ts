@@ -50,6 +50,8 @@ export interface Acl {
   rules: AclRule[];
   /** The rules in the same order, compiled by parseAcl. */
   readonly compiled: readonly CompiledRule[];
+  /** The numbers of the rules naming each measurement, subject and role, in order (made by parseAcl). */
+  readonly index: { measurements: Map<string, number[]>; subjects: Map<string, number[]>; roles: Map<string, number[]> };
 }
 
 export interface AclRequest {
@@ -114,7 +116,32 @@ export function parseAcl(text: string): Acl {
   if (problems.length) {
     throw new CertifierError('INVALID_INPUT', `invalid ACL: ${problems.join('; ')}`, { details: { problems } });
   }
-  return { version: 1, rules, compiled: rules.map(compileRule) };
+  return { version: 1, rules, compiled: rules.map(compileRule), index: indexRules(rules) };
+}
+
+/** For each measurement, subject and role the rules name, the numbers of the rules naming it, in order. */
+function indexRules(rules: AclRule[]): Acl['index'] {
+  const index: Acl['index'] = { measurements: new Map(), subjects: new Map(), roles: new Map() };
+  const add = (map: Map<string, number[]>, names: string[], i: number) => {
+    for (const name of new Set(names)) {
+      const numbers = map.get(name);
+      if (numbers) numbers.push(i);
+      else map.set(name, [i]);
+    }
+  };
+  rules.forEach((rule, i) => {
+    add(index.measurements, rule.measurements, i);
+    add(index.subjects, rule.subjects, i);
+    add(index.roles, rule.roles, i);
+  });
+  return index;
+}
+
+/** The numbers of the rules naming the client's measurement, serial number or one of its roles, in order. */
+function rulesNaming(acl: Acl, who: Principal): number[] {
+  const { measurements, subjects, roles } = acl.index;
+  const named = [measurements.get(who.measurementHex), subjects.get(who.serialHex), ...who.roles.map((r) => roles.get(r))];
+  return [...new Set(named.flatMap((rules) => rules ?? []))].sort((a, b) => a - b);
 }
 
 function compileRule(rule: AclRule): CompiledRule {
@@ -177,12 +204,14 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-/** Who, of the principal (measurement and serial normalized), a rule names; undefined when none of them. */
-function matchedBy(rule: CompiledRule, who: Principal): string | undefined {
+/**
+ * What of the principal (measurement and serial normalized) a rule naming it names: its
+ * measurement, else its serial number, else the first of its roles the rule has.
+ */
+function matchedBy(rule: CompiledRule, who: Principal): string {
   if (rule.measurements.has(who.measurementHex)) return `measurement ${who.measurementHex}`;
   if (rule.subjects.has(who.serialHex)) return `subject ${who.serialHex}`;
-  const role = who.roles.find((x) => rule.roles.has(x));
-  return role === undefined ? undefined : `role ${role}`;
+  return `role ${who.roles.find((x) => rule.roles.has(x))}`;
 }
 
 /** Applies the ACL (or its absence) to one request. Pure: no IO, no clock. */
@@ -195,14 +224,14 @@ export function decide(acl: Acl | undefined, request: AclRequest, principal: Pri
   }
   const covers = (p: Pattern) => (action === 'list' ? listAllows(p, resource) : patternMatches(p, resource));
   const client = { ...principal, measurementHex: principal.measurementHex.toLowerCase(), serialHex: normalSerial(principal.serialHex) };
-  // Only the patterns of rules that have the action and name the client are matched: for the
-  // (perhaps thousands of) rules for others a client costs two set lookups each, never a match.
-  // So a denial cannot say whether a rule for someone else covers the name, and does not try.
-  for (let i = 0; i < acl.compiled.length; i++) {
+  // Only the rules that name the client are looked at (the index says which), and only the
+  // patterns of those that have the action are matched: the (perhaps thousands of) rules for
+  // others cost a client nothing. So a denial cannot say whether a rule for someone else covers
+  // the name, and does not try.
+  for (const i of rulesNaming(acl, client)) {
     const rule = acl.compiled[i]!;
-    if (!rule.actions.has(action)) continue;
-    const who = matchedBy(rule, client);
-    if (who && rule.patterns.some(covers)) return { allow: true, reason: `rule ${i} allows ${what} to ${who}`, rule: i };
+    if (!rule.actions.has(action) || !rule.patterns.some(covers)) continue;
+    return { allow: true, reason: `rule ${i} allows ${what} to ${matchedBy(rule, client)}`, rule: i };
   }
   const roles = client.roles.length ? ` or role ${client.roles.join(', ')}` : '';
   const fits = action === 'list' ? 'ends in ** and matches the prefix' : 'matches the name';

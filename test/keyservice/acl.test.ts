@@ -3,7 +3,7 @@
 
 import { expect } from 'chai';
 import { CertifierError } from '../../lib/errors/index.ts';
-import { decide, parseAcl, type AclAction } from '../../lib/keyservice/acl.ts';
+import { ACL_ACTIONS, decide, parseAcl, type Acl, type AclAction, type AclRule } from '../../lib/keyservice/acl.ts';
 import { parseProvisionConfig } from '../../lib/keyclient/index.ts';
 import { ANY_RUN, compilePattern, mayMatch, ONE, patternMatches, RUN, type Pattern } from '../../lib/keyservice/acl-pattern.ts';
 import { prng } from '../support/prng.ts';
@@ -36,12 +36,28 @@ const listAllowedBy = (pattern: string, prefix: string) =>
 /** A compiled pattern's tokens after its prefix, read back from its codes: '*', '**', '?' or one literal character. */
 const tokensOf = (p: Pattern) => Array.from(p.codes, (c) => (c === RUN ? '*' : c === ANY_RUN ? '**' : c === ONE ? '?' : String.fromCodePoint(c)));
 
+/** A stand-in that fails the test if decide() looks at it. */
+const untouchable = (what: string) => new Proxy([], { get: () => expect.fail(`${what} were looked at`) });
+
 /** Replaces the patterns of these rules by a stand-in that fails the test if decide() looks at it. */
-function forbidPatterns(acl: ReturnType<typeof parseAcl>, rules: number[]): void {
-  for (const i of rules) {
-    const untouchable = new Proxy([], { get: () => expect.fail(`the patterns of rule ${i} were looked at`) });
-    Object.assign(acl.compiled[i]!, { patterns: untouchable });
-  }
+function forbidPatterns(acl: Acl, rules: number[]): void {
+  for (const i of rules) Object.assign(acl.compiled[i]!, { patterns: untouchable(`the patterns of rule ${i}`) });
+}
+
+/** Replaces every part of these rules (actions, patterns, names) by such stand-ins. */
+function forbidRules(acl: Acl, rules: number[]): void {
+  for (const i of rules) for (const k of Object.keys(acl.compiled[i]!)) Object.assign(acl.compiled[i]!, { [k]: untouchable(`the ${k} of rule ${i}`) });
+}
+
+/** Whether a rule names the client (its measurement and serial number as parseAcl keeps them: lowercase, no leading zeros). */
+const namesClient = (r: AclRule, who: ReturnType<typeof machine>) =>
+  r.measurements.includes(who.measurementHex) || r.subjects.includes(who.serialHex) || who.roles.some((x) => r.roles.includes(x));
+
+/** The rule decide() allowed by before it had an index: the first, of all rules in order, with the action, the client and a pattern that covers. */
+function formerRule(acl: Acl, action: AclAction, resource: string, who: ReturnType<typeof machine>): number | undefined {
+  const i = acl.rules.findIndex((r) => r.actions.includes(action) && namesClient(r, who)
+    && r.resources.some((p) => (action !== 'list' || p.endsWith('**')) && formerRegExp(p).test(resource)));
+  return i < 0 ? undefined : i;
 }
 
 /** The former matcher, a backtracking regular expression: the reference for what a pattern means. */
@@ -266,6 +282,38 @@ describe('ACL', () => {
       forbidPatterns(acl, [0, 1]);
       const d = decide(acl, { action: 'retrieve', resource: 'x/machine-1/disk-key' }, machine(M1, '01', ['auditor']));
       expect(d).to.include({ allow: false, code: 'ACL_DENIED' });
+    });
+  });
+
+  describe('an ACL of 3000 rules, nearly all for other machines', () => {
+    const random = prng(0xac2);
+    const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)]!;
+    const some = <T>(xs: readonly T[]): T[] => [...new Set([pick(xs), pick(xs)])];
+    const clients = [machine(M1, '1'), machine(M2, SERIAL, ['operator']), machine(M384, 'ffee', ['auditor', 'operator'])];
+    const others = { measurements: Array.from({ length: 300 }, (_, i) => i.toString(16).padStart(64, 'e')), subjects: ['dd01', 'dd02', 'dd03'], roles: ['guest', 'backup'] };
+    const ours = { measurements: [M1, M2, M384], subjects: ['1', SERIAL, 'ffee'], roles: ['operator', 'auditor'] };
+    const text = JSON.stringify({
+      version: 1,
+      rules: Array.from({ length: 3000 }, () => {
+        const names = random() < 0.01 ? ours : others;
+        const kind = pick(['measurements', 'subjects', 'roles'] as const);
+        return { resources: [pick(['vhd/*', 'vhd/**', '**', '*', 'app?/**', 'ops/**', 'ops/x', 'a/b'])], actions: some(ACL_ACTIONS), [kind]: some(names[kind]) };
+      }),
+    });
+    const resources = ['vhd/x', 'vhd/a/b', 'vhd/', 'ops/x', 'ops/', 'app1/c', 'a/b', 'top', ''];
+
+    it('decides as the scan of every rule did, looking only at the rules that name the client (seed 0xac2)', () => {
+      const all = parseAcl(text);
+      for (const who of clients) {
+        const acl = parseAcl(text);
+        forbidRules(acl, acl.rules.flatMap((r, i) => (namesClient(r, who) ? [] : [i])));
+        for (const action of ACL_ACTIONS) {
+          for (const resource of resources) {
+            const [d, rule] = [decide(acl, { action, resource }, who), formerRule(all, action, resource, who)];
+            expect({ allow: d.allow, rule: d.rule }, `${action} of ${JSON.stringify(resource)} by ${who.measurementHex.slice(0, 4)}`).to.deep.equal({ allow: rule !== undefined, rule });
+          }
+        }
+      }
     });
   });
 
