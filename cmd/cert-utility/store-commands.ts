@@ -224,9 +224,7 @@ export function addStoreCommands(program: Command): void {
           // (link refuses it) stores nothing; a put that fails, or a signal before it, takes the
           // file away again. Only SIGKILL or power lost between the two leaves the public key
           // file without its key in the store; nothing can undo that.
-          let stored: EntryInfo | undefined;
-          const put = async () => void (stored = await s.put(o.tag, serialized, { type: 'key-message-serialized-protobuf', exportable: o.exportable === true }));
-          await commitAll(staged, { finish: put });
+          const stored = await commitAll(staged, { finish: () => s.put(o.tag, serialized, { type: 'key-message-serialized-protobuf', exportable: o.exportable === true }) });
           return stored!;
         });
       } catch (e) {

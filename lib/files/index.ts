@@ -136,22 +136,23 @@ export async function stageFiles(files: FileToWrite[]): Promise<Staged[]> {
 }
 
 /** What commitAll does beside putting the files in place. */
-export interface CommitOptions {
+export interface CommitOptions<T = void> {
   /**
    * Run once every file is in place, with signals still held: a failure of it, or a signal that
    * came before it began, undoes the files (key-client provision: its tags' atomic batch). Once
-   * begun it is not cut short.
+   * begun it is not cut short. What it returns, commitAll returns.
    */
-  finish?: () => Promise<void>;
+  finish?: () => Promise<T>;
   /** Told of a signal that came once everything stood, just before it ends the program as it would have. */
   completedBeforeSignal?: (signal: NodeJS.Signals) => void;
 }
 
 /**
  * Puts staged files in place, in order, all or none: a failure discards those not yet placed and
- * undoes those placed before it (a file made is removed, a file replaced is put back).
+ * undoes those placed before it (a file made is removed, a file replaced is put back). Returns
+ * what `finish` returned (undefined without one).
  */
-export async function commitAll(staged: Staged[], o: CommitOptions = {}): Promise<void> {
+export async function commitAll<T = void>(staged: Staged[], o: CommitOptions<T> = {}): Promise<T | undefined> {
   const undoable = staged.length > 1 || o.finish !== undefined;
   // SIGINT, SIGTERM and SIGHUP wait while the files go in place (a few ms): a link or rename in
   // flight on libuv's threads could land after a handler had judged what was in place. One that
@@ -167,10 +168,11 @@ export async function commitAll(staged: Staged[], o: CommitOptions = {}): Promis
       await staged[placed]!.file.commit(staged[placed]!.exclusive, undoable);
     }
     if (undoable && deferredSignals.pending) throw new Error('interrupted');
-    await o.finish?.();
+    const finished = await o.finish?.();
     complete = true;
     // Started together: each settle is synchronous up to its first await, so none is half-settled.
     await Promise.all(staged.map((s) => s.file.settle()));
+    return finished;
   } catch (e) {
     for (const s of staged.slice(placed)) await s.file.discard();
     const lost: string[] = [];

@@ -189,12 +189,10 @@ export async function keepAll(store: Cryptstore | undefined, outcomes: Outcome[]
   }
   // The tags' batch is the last step of putting the files in place, signals still held: it
   // failing, or a signal before it, undoes the files; once it is written the run is complete.
-  const putTags = async () => {
-    const put = await store!.putAll(tags.map((x) => ({ tag: x.spec.tag!, blob: x.entry!.blob, options: { type: x.entry!.type, exportable: false } })));
-    tags.forEach((x, i) => (x.storeVersion = put[i]!.version));
-  };
+  const putTags = () => store!.putAll(tags.map((x) => ({ tag: x.spec.tag!, blob: x.entry!.blob, options: { type: x.entry!.type, exportable: false } })));
   try {
-    await commitAll(staged, { ...(tags.length ? { finish: putTags } : {}), ...(o.completedBeforeSignal ? { completedBeforeSignal: o.completedBeforeSignal } : {}) });
+    const put = await commitAll(staged, { ...(tags.length ? { finish: putTags } : {}), ...(o.completedBeforeSignal ? { completedBeforeSignal: o.completedBeforeSignal } : {}) });
+    tags.forEach((x, i) => (x.storeVersion = put![i]!.version));
   } catch (e) {
     const placed = await placedOf(files);
     if (!(e instanceof CertifierError)) throw e;
