@@ -19,7 +19,7 @@ import { verifyRoleCredential } from '../lib/keyservice/roles.ts';
 import { sameKey } from '../lib/policy/index.ts';
 import { Cryptstore } from '../cryptstore/index.ts';
 import { addExamples, createProgram, domainName, run, versionOf, subcommand, note, warn, type JsonOption, type Result } from './common/cli.ts';
-import { protectorFrom, storeOptions, type ProtectionOptions } from './common/protection.ts';
+import { openStore, storeOptions, type ProtectionOptions } from './common/protection.ts';
 import { parseHostPort, parseMeasurementHex, readCertificateFile, readPrivateKeyFile } from './common/keys.ts';
 import { readInput, storeFiles, writeOutput } from './common/io.ts';
 
@@ -107,7 +107,7 @@ async function withClient<T>(o: ClientOpts, fn: (client: KeyClient, store: Crypt
   }
   const pins = o.serverMeasurement.map((m) => toHex(parseMeasurementHex(m)));
   if (pins.length === 0) warn(P, 'trusting any admitted machine of the domain as the key-server; pin it with --server-measurement');
-  const store = await Cryptstore.open(o.store, await protectorFrom(P, o));
+  const store = await openStore(P, o);
   try {
     const identity = await loadIdentity(store, o.domain, policyCert);
     await beforeConnecting?.(store);

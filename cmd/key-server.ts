@@ -22,7 +22,7 @@ import { stat } from 'node:fs/promises';
 import { backupName, prepareBackupDir, pruneBackups, pruneReport } from '../lib/keyservice/backups.ts';
 import { loadPlatform } from './common/platform.ts';
 import { addExamples, choice, collect, createProgram, domainName, intInRange, note, run, subcommand, warn, type JsonOption } from './common/cli.ts';
-import { protectorFrom, storeOptions, type ProtectionOptions } from './common/protection.ts';
+import { openStore, storeOptions, withProtector, type ProtectionOptions } from './common/protection.ts';
 import { parseHostPort, readCertificateFile } from './common/keys.ts';
 import { logLine, runUntilSignal } from './common/server.ts';
 import { Cryptstore } from '../cryptstore/index.ts';
@@ -71,10 +71,10 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
       const platform = certifier ? await loadPlatform(P, o) : undefined;
       // With --certifier it certifies itself as init-trust would, which makes the store if needed;
       // before anything else is made (--data): a start that cannot be certified leaves nothing.
-      const protector = await protectorFrom(P, o, platform);
-      const { store, renewal } = certifier
-        ? await openCertified(P, o.store, protector, { ...certifier, domain: o.domain, policyCert, policyCertEnds, platform: platform! }, log)
-        : { store: await Cryptstore.open(o.store, protector), renewal: undefined };
+      // The key file or passphrase is wiped once the store is open: the store holds its data key.
+      const { store, renewal } = await withProtector(P, o, async (protector) => certifier
+        ? openCertified(P, o.store, protector, { ...certifier, domain: o.domain, policyCert, policyCertEnds, platform: platform! }, log)
+        : { store: await Cryptstore.open(o.store, protector), renewal: undefined }, platform);
       keep(store);
       const pg = pgUrl ? keep(await openPostgres(pgUrl, o, log)) : undefined;
       const level = pg ? undefined : keep(await LevelBackend.open(o.data));
@@ -154,7 +154,7 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & { domain: string; polic
     const policyCert = await readCertificateFile(o.policyCert);
     validatePolicyCert(policyCert, new Date());
     const { host, port } = parseHostPort(o.from, '--from');
-    const store = await Cryptstore.open(o.store, await protectorFrom(P, o));
+    const store = await openStore(P, o);
     try {
       const identity = await loadIdentity(store, o.domain, policyCert);
       const r = await joinReplica({ store, identity, policyCert, host, port, force: o.force === true });

@@ -3,7 +3,7 @@
 // New kinds (the platform-sealed key) implement the same interface.
 
 import { CertifierError } from '../lib/errors/index.ts';
-import { DEFAULT_SCRYPT, hkdfSha256, randomBytes, scrypt, utf8, wipe, type ScryptCost } from '../lib/crypto/index.ts';
+import { DEFAULT_SCRYPT, hkdfSha256, randomBytes, scrypt, secretCopy, utf8, wipe, type ScryptCost } from '../lib/crypto/index.ts';
 import type { ProtectionKind, ValidProtection } from '../lib/wire/index.ts';
 
 /** Protection parameters as recorded in the metadata, without the wrapped key. */
@@ -32,7 +32,7 @@ export class PassphraseProtector implements Protector {
 
   constructor(passphrase: Uint8Array, private readonly cost: ScryptCost = DEFAULT_SCRYPT) {
     if (passphrase.length === 0) throw new CertifierError('INVALID_INPUT', 'the passphrase is empty');
-    this.passphrase = new Uint8Array(passphrase);
+    this.passphrase = secretCopy(passphrase);
   }
 
   async create() {
@@ -60,7 +60,7 @@ export class KeyFileProtector implements Protector {
     if (material.length < MIN_KEY_FILE_BYTES) {
       throw new CertifierError('INVALID_INPUT', `${label} holds ${material.length} bytes; a key file needs at least ${MIN_KEY_FILE_BYTES} random bytes`);
     }
-    this.material = new Uint8Array(material);
+    this.material = secretCopy(material);
     this.description = label;
   }
 

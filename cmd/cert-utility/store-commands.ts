@@ -5,7 +5,7 @@ import { Option, type Command } from 'commander';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { encode, ENTRY_TYPES, newNameProblem, printableName, shown, type EntryType } from '../../lib/wire/index.ts';
 import {
-  exportPublicKey, generateKeyPair, isKeyAlg, randomBytes, toKeyMessage, type KeyAlg,
+  exportPublicKey, generateKeyPair, isKeyAlg, randomBytes, toKeyMessage, wipe, type KeyAlg,
 } from '../../lib/crypto/index.ts';
 import { checkWritable, commitAll, refuseOwnFiles, stageFiles, writeFileAtomic } from '../../lib/files/index.ts';
 import { itemValue } from '../../lib/pki/index.ts';
@@ -13,7 +13,7 @@ import { isIdentityTag } from '../../lib/certifier/index.ts';
 import { STORAGE_KEY_TAG } from '../../lib/keyservice/keystore.ts';
 import { Cryptstore, MAX_BLOB_BYTES, MAX_BUNDLE_BYTES, exportStore, importStore, type EntryInfo } from '../../cryptstore/index.ts';
 import { fileOut, note, subcommand, versionOf, type JsonOption } from '../common/cli.ts';
-import { protectorFrom, readPassphraseFile, scryptCost, scryptOption, storeOptions, withStore, type ProtectionOptions } from '../common/protection.ts';
+import { readPassphraseFile, scryptCost, scryptOption, storeOptions, withProtector, withStore, type ProtectionOptions } from '../common/protection.ts';
 import { readInput, storeFiles, writeOutput } from '../common/io.ts';
 
 const P = 'cert-utility';
@@ -47,8 +47,7 @@ export function addStoreCommands(program: Command): void {
   scryptOption(storeOptions(subcommand<StoreOpts>(program, 'create-store', 'create a new, empty encrypted cryptstore',
     async (o) => {
       refuseUnusedCost(o.scryptLogN, o.keyFile ? '--key-file' : o.sealed ? '--sealed' : undefined);
-      const protector = await protectorFrom(P, o);
-      const store = await Cryptstore.create(o.store, protector);
+      const store = await withProtector(P, o, (protector) => Cryptstore.create(o.store, protector));
       const info = store.info;
       await store.close();
       return { json: { store: info }, text: [`created cryptstore ${o.store} (protected by ${info.protection.kind})`] };
@@ -125,7 +124,8 @@ export function addStoreCommands(program: Command): void {
       await checkWritable(o.out, { exclusive: !o.force });
       const pass = await readPassphraseFile(o.bundlePassphraseFile);
       const cost = scryptCost(P, o.scryptLogN);
-      const { bundle, entries, leftOut } = await withStore(P, { ...o, scryptLogN: undefined }, (s) => exportStore(s, pass, cost, o.tag, { leaveOut: GUARDED.is }));
+      const { bundle, entries, leftOut } = await withStore(P, { ...o, scryptLogN: undefined }, (s) => exportStore(s, pass, cost, o.tag, { leaveOut: GUARDED.is }))
+        .finally(() => wipe(pass));
       await writeFileAtomic(o.out, bundle, { exclusive: !o.force });
       if (leftOut.length) note(P, `left out ${leftOut.map((t) => shown(t, 256)).join(', ')}, ${GUARDED.what}: name it with --tag to export it`);
       return { json: { out: o.out, items: entries, ...(leftOut.length ? { leftOut } : {}) }, text: [`exported ${entries.length} item version(s) to ${o.out}`] };
@@ -140,9 +140,13 @@ export function addStoreCommands(program: Command): void {
     'add the items of a bundle, keeping their versions',
     async (o) => {
       const pass = await readPassphraseFile(o.bundlePassphraseFile);
-      const bundle = await readInput(o.in, MAX_BUNDLE_BYTES);
-      const items = await withStore(P, o, (s) => importStore(s, bundle, pass, o.force === true, { guarded: GUARDED }));
-      return { json: { items }, text: [`imported ${items.length} item version(s)`] };
+      try {
+        const bundle = await readInput(o.in, MAX_BUNDLE_BYTES);
+        const items = await withStore(P, o, (s) => importStore(s, bundle, pass, o.force === true, { guarded: GUARDED }));
+        return { json: { items }, text: [`imported ${items.length} item version(s)`] };
+      } finally {
+        wipe(pass);
+      }
     }))
     .requiredOption('--in <file>', 'bundle file to read')
     .requiredOption('--bundle-passphrase-file <file>', 'file holding the bundle passphrase')
@@ -157,8 +161,8 @@ export function addStoreCommands(program: Command): void {
       // The new secret must outlive the store's own files: LevelDB rewrites its LOG at every open.
       const fresh = (o.newKeyFile ?? o.newPassphraseFile)!;
       refuseOwnFiles(fresh, { dirs: storeFiles(o).dirs, files: [] }, `${o.newKeyFile ? '--new-key-file' : '--new-passphrase-file'} ${fresh}`);
-      const next = await protectorFrom(P, { store: o.store, passphraseFile: o.newPassphraseFile, keyFile: o.newKeyFile, scryptLogN: o.scryptLogN });
-      await withStore(P, { ...o, scryptLogN: undefined }, (s) => s.rekey(next));
+      const secret = { store: o.store, passphraseFile: o.newPassphraseFile, keyFile: o.newKeyFile, scryptLogN: o.scryptLogN };
+      const next = await withProtector(P, secret, async (p) => (await withStore(P, { ...o, scryptLogN: undefined }, (s) => s.rekey(p)), p));
       return { json: { store: o.store, protection: next.kind }, text: [`rekeyed ${o.store} (now protected by ${next.description})`] };
     })))
     .option('--new-passphrase-file <file>', 'file holding the new passphrase')

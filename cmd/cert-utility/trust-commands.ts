@@ -16,7 +16,7 @@ import { checkRoleName, issueRoleCert } from '../../lib/keyservice/roles.ts';
 import { storeFiles } from '../common/io.ts';
 import { openToCertify } from '../common/new-store.ts';
 import { collect, domainName, fileOut, intInRange, note, subcommand, warn, type JsonOption } from '../common/cli.ts';
-import { protectorFrom, storeOptions, type ProtectionOptions } from '../common/protection.ts';
+import { storeOptions, withProtector, type ProtectionOptions } from '../common/protection.ts';
 import { loadPlatform } from '../common/platform.ts';
 import { KEY_FILE_LIMIT, measureFile, parseHostPort, publicKeyFrom, parseMeasurementHex, readCertificateFile, readMeasurementFile, readPrivateKeyFile, readPublicKeyFile } from '../common/keys.ts';
 import { describeCert } from '../common/certs.ts';
@@ -197,12 +197,11 @@ export function addTrustCommands(program: Command): void {
       if (policyDomain(policyCert) !== o.domain) throw new CertifierError('USAGE', `--domain ${o.domain} is not the domain of ${o.policyCert} (${policyDomain(policyCert)})`);
       const { host, port } = parseHostPort(o.server, '--server');
       const platform = await loadPlatform(P, o);
-      const protector = await protectorFrom(P, o, platform);
       // Before certifying: a request that cannot be saved should not cost a certification.
       if (o.saveEvidence) refuseOwnFiles(o.saveEvidence, storeFiles(o, o.policyCert), `--save-evidence ${o.saveEvidence}`);
       if (o.saveEvidence) await checkWritable(o.saveEvidence, { exclusive: true });
       // A store this run makes goes again if certification fails or is interrupted (until keep()).
-      const { store, keep, close } = await openToCertify(P, o.store, protector, ['SIGINT', 'SIGTERM', 'SIGHUP']);
+      const { store, keep, close } = await withProtector(P, o, (protector) => openToCertify(P, o.store, protector, ['SIGINT', 'SIGTERM', 'SIGHUP']), platform);
       let sent: Uint8Array | undefined;
       try {
         if (o.plain) warn(P, 'plain TCP: no TLS, and the evidence is not bound to a session (original protocol)');

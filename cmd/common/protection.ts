@@ -3,8 +3,8 @@
 
 import { InvalidArgumentError, type Command } from 'commander';
 import { CertifierError } from '../../lib/errors/index.ts';
-import { DEFAULT_SCRYPT, type ScryptCost } from '../../lib/crypto/index.ts';
-import { readFileLimited } from '../../lib/files/index.ts';
+import { DEFAULT_SCRYPT, wipe, type ScryptCost } from '../../lib/crypto/index.ts';
+import { readSecretFile } from '../../lib/files/index.ts';
 import { Cryptstore, KeyFileProtector, PassphraseProtector, type Protector, type StoreOptions } from '../../cryptstore/index.ts';
 import { intInRange, warn } from './cli.ts';
 import { warnIfShared } from './keys.ts';
@@ -40,12 +40,22 @@ export function scryptOption(cmd: Command): Command {
   return cmd.option('--scrypt-log-n <n>', `scrypt cost N = 2^n (default ${DEFAULT_SCRYPT.logN}; lower only for tests)`, intInRange(10, 22));
 }
 
-/** Reads a passphrase file; one trailing newline (LF or CRLF) is not part of the passphrase. */
+/**
+ * Reads a passphrase file; one trailing newline (LF or CRLF) is not part of the passphrase. The
+ * bytes are the only copy (see readSecretFile): wipe() them once used.
+ */
 export async function readPassphraseFile(path: string): Promise<Uint8Array> {
-  let b = await readFileLimited(path, SECRET_FILE_LIMIT);
+  const b = await readSecretFile(path, SECRET_FILE_LIMIT);
   await warnIfShared(path, 'the passphrase file');
-  if (b.at(-1) === 0x0a) b = b.subarray(0, b.length - (b.at(-2) === 0x0d ? 2 : 1));
-  if (b.length === 0) throw new CertifierError('INVALID_INPUT', `the passphrase file ${path} is empty`);
+  const end = b.at(-1) === 0x0a ? b.length - (b.at(-2) === 0x0d ? 2 : 1) : b.length;
+  if (end === 0) throw new CertifierError('INVALID_INPUT', `the passphrase file ${path} is empty`);
+  return b.subarray(0, end);
+}
+
+/** The passphrase in CRYPTSTORE_PASSPHRASE, encoded where wipe() reaches it (the string itself stays). */
+function passphraseFromEnv(value: string): Uint8Array {
+  const b = new Uint8Array(new ArrayBuffer(Buffer.byteLength(value, 'utf8')));
+  new TextEncoder().encodeInto(value, b);
   return b;
 }
 
@@ -55,30 +65,45 @@ export function scryptCost(program: string, logN: number | undefined): ScryptCos
   return { ...DEFAULT_SCRYPT, logN };
 }
 
-/** The protector the flags (or CRYPTSTORE_PASSPHRASE) name; USAGE when none or several. */
+/**
+ * The protector the flags (or CRYPTSTORE_PASSPHRASE) name; USAGE when none or several. It holds
+ * the only copy of the secret read: dispose() it once done with (withProtector).
+ */
 export async function protectorFrom(program: string, o: ProtectionOptions, platform?: Platform): Promise<Protector> {
   if ([o.passphraseFile, o.keyFile, o.sealed].filter(Boolean).length > 1) throw new CertifierError('USAGE', 'give one of --passphrase-file, --key-file or --sealed');
   if (o.sealed) return (platform ?? (await loadPlatform(program, o))).sealingProtector();
-  if (o.keyFile) {
-    const key = await readFileLimited(o.keyFile, SECRET_FILE_LIMIT);
-    await warnIfShared(o.keyFile, 'the key file');
-    return new KeyFileProtector(key, `the key file ${o.keyFile}`);
-  }
-  if (o.passphraseFile) return new PassphraseProtector(await readPassphraseFile(o.passphraseFile), scryptCost(program, o.scryptLogN));
   const env = process.env[PASSPHRASE_ENV];
-  if (env) return new PassphraseProtector(new TextEncoder().encode(env), scryptCost(program, o.scryptLogN));
-  throw new CertifierError('USAGE', `the store needs a passphrase or key: give --passphrase-file F, --key-file F, --sealed, or set ${PASSPHRASE_ENV}`);
+  if (!o.keyFile && !o.passphraseFile && !env) {
+    throw new CertifierError('USAGE', `the store needs a passphrase or key: give --passphrase-file F, --key-file F, --sealed, or set ${PASSPHRASE_ENV}`);
+  }
+  const secret = o.keyFile ? await readSecretFile(o.keyFile, SECRET_FILE_LIMIT) : o.passphraseFile ? await readPassphraseFile(o.passphraseFile) : passphraseFromEnv(env!);
+  try {
+    if (!o.keyFile) return new PassphraseProtector(secret, scryptCost(program, o.scryptLogN));
+    await warnIfShared(o.keyFile, 'the key file');
+    return new KeyFileProtector(secret, `the key file ${o.keyFile}`);
+  } finally {
+    wipe(secret); // the protector has its own copy
+  }
+}
+
+/** Runs `fn` with the protector the flags name, and wipes the secret it holds however `fn` ends. */
+export async function withProtector<T>(program: string, o: ProtectionOptions, fn: (protector: Protector) => Promise<T>, platform?: Platform): Promise<T> {
+  const protector = await protectorFrom(program, o, platform);
+  try {
+    return await fn(protector);
+  } finally {
+    protector.dispose?.();
+  }
+}
+
+/** Opens the store the flags name; the passphrase or key file is wiped once it is open. */
+export function openStore(program: string, o: ProtectionOptions, options?: StoreOptions): Promise<Cryptstore> {
+  return withProtector(program, o, (protector) => Cryptstore.open(o.store, protector, options));
 }
 
 /** Opens the store the flags name, runs `fn`, and always closes it. */
 export async function withStore<T>(program: string, o: ProtectionOptions, fn: (store: Cryptstore) => Promise<T>, options?: StoreOptions): Promise<T> {
-  const protector = await protectorFrom(program, o);
-  let store: Cryptstore;
-  try {
-    store = await Cryptstore.open(o.store, protector, options);
-  } finally {
-    protector.dispose?.(); // the store holds its data key; the passphrase or key file is done with
-  }
+  const store = await openStore(program, o, options);
   try {
     return await fn(store);
   } finally {

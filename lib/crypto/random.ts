@@ -15,6 +15,16 @@ export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && timingSafeEqual(a, b);
 }
 
+/**
+ * A copy of a secret that wipe() can reach for good: outside the garbage-collected heap, where
+ * `new Uint8Array(secret)` of up to 64 bytes would be, and could be moved, leaving the old copy.
+ */
+export function secretCopy(secret: Uint8Array): Uint8Array {
+  const copy = new Uint8Array(new ArrayBuffer(secret.length));
+  copy.set(secret);
+  return copy;
+}
+
 /** Overwrites a buffer holding key material once it is no longer needed. */
 export function wipe(...buffers: (Uint8Array | undefined)[]): void {
   for (const b of buffers) b?.fill(0);

@@ -61,6 +61,35 @@ export async function readFileLimited(path: string, limit = DEFAULT_READ_LIMIT, 
   }
 }
 
+/**
+ * Reads a whole file holding a secret (a passphrase, a key file), refusing files larger than
+ * `limit`: into one buffer, outside the garbage-collected heap (which moves what it keeps, and
+ * leaves the old copy behind), and never a shared pool's. The bytes returned are a view of it, the
+ * only copy: wipe() them once used. Refused, the buffer is wiped here.
+ */
+export async function readSecretFile(path: string, limit: number): Promise<Uint8Array> {
+  const buf = new Uint8Array(new ArrayBuffer(limit + 1));
+  let handle: fs.FileHandle | undefined;
+  try {
+    handle = await fs.open(path, C.O_RDONLY);
+    if ((await handle.stat()).isDirectory()) throw Object.assign(new Error('is a directory'), { code: 'EISDIR' });
+    let total = 0;
+    for (;;) {
+      const { bytesRead } = await handle.read(buf, total, buf.length - total, null);
+      total += bytesRead;
+      if (bytesRead === 0 || total > limit) break;
+    }
+    if (total > limit) throw new CertifierError('INVALID_INPUT', `${path} is larger than ${limit} bytes`);
+    return buf.subarray(0, total);
+  } catch (e) {
+    buf.fill(0);
+    if (e instanceof CertifierError) throw e;
+    throw fileError('read', path, e);
+  } finally {
+    await handle?.close();
+  }
+}
+
 /** Reads all of standard input, refusing more than `limit` bytes. */
 export async function readStdin(limit = DEFAULT_READ_LIMIT): Promise<Uint8Array> {
   // A directory as standard input (`< .`) reads as nothing at all; say what it is instead.
