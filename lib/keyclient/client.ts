@@ -6,7 +6,7 @@
 import type { KeyObject } from 'node:crypto';
 import { CertifierError, ErrorCodes, type ErrorCode } from '../errors/index.ts';
 import { sign } from '../crypto/index.ts';
-import { checkCryptstoreEntry, compareNames, decode, type CryptstoreEntry, type EntryType, type KeyServiceList, type ValidEntry } from '../wire/index.ts';
+import { checkCryptstoreEntry, compareNames, decode, shown, type CryptstoreEntry, type EntryType, type KeyServiceList, type ValidEntry } from '../wire/index.ts';
 import { toPem, validateAdmission, type ValidatedPeer } from '../pki/index.ts';
 import { connect, DEFAULT_LIMITS, type ClientConnection, type Limits } from '../channel/index.ts';
 import { requireMachine, type MachineIdentity } from '../certifier/index.ts';
@@ -40,13 +40,14 @@ export interface ResourceInfo {
   size: number;
 }
 
-function refusal(r: KeyResponse, action: Action, name: string): CertifierError {
+function refusal(r: KeyResponse, action: Action, resource: string): CertifierError {
+  const name = shown(resource, 256); // quoted, and escaped if it could pass for another name
   const code = r.errorCode && Object.hasOwn(ErrorCodes, r.errorCode) ? (r.errorCode as ErrorCode) : 'DENIED';
   // Its storage not answering is no refusal: the request may be tried again (exit 3).
-  if (code === 'UNREACHABLE' || code === 'TIMEOUT') return new CertifierError(code, `the key-server could not ${action} "${name}" now: its storage did not answer (${code}); try again`);
+  if (code === 'UNREACHABLE' || code === 'TIMEOUT') return new CertifierError(code, `the key-server could not ${action} ${name} now: its storage did not answer (${code}); try again`);
   // The client's own checks passed before it connected: the server's clock differs, or a date passed since.
-  if (code === 'CERT_EXPIRED') return new CertifierError(code, `the key-server refused to ${action} "${name}" (CERT_EXPIRED): by its clock, a certificate the request rests on (this machine's, the policy certificate or a role credential) is outside its validity; its log says which and when`);
-  return new CertifierError(code, `the key-server refused to ${action} "${name}" (${r.errorCode ?? 'no reason given'})`);
+  if (code === 'CERT_EXPIRED') return new CertifierError(code, `the key-server refused to ${action} ${name} (CERT_EXPIRED): by its clock, a certificate the request rests on (this machine's, the policy certificate or a role credential) is outside its validity; its log says which and when`);
+  return new CertifierError(code, `the key-server refused to ${action} ${name} (${r.errorCode ?? 'no reason given'})`);
 }
 
 export class KeyClient {
@@ -98,9 +99,9 @@ export class KeyClient {
     try {
       entry = checkCryptstoreEntry(decode<CryptstoreEntry>('cryptstore_entry', r.data ?? new Uint8Array()));
     } catch (cause) {
-      throw new CertifierError('DECODE_FAILED', `the key-server's answer for "${name}" is not a valid entry`, { cause });
+      throw new CertifierError('DECODE_FAILED', `the key-server's answer for ${shown(name, 256)} is not a valid entry`, { cause });
     }
-    if (entry.tag !== name || (version && entry.version !== version)) throw new CertifierError('INTEGRITY', `the key-server answered with another item than "${name}"`);
+    if (entry.tag !== name || (version && entry.version !== version)) throw new CertifierError('INTEGRITY', `the key-server answered with another item than ${shown(name, 256)}`);
     return entry;
   }
 
@@ -184,7 +185,7 @@ export async function collectPages(prefix: string, page: (after: string | undefi
     }
     if (p.nextAfter === undefined) return out;
     if (after !== undefined && compareNames(p.nextAfter, after) <= 0) {
-      throw new CertifierError('DECODE_FAILED', `the key-server's listing of "${prefix}" went back to "${p.nextAfter}" after "${after}"`);
+      throw new CertifierError('DECODE_FAILED', `the key-server's listing of ${shown(prefix, 256)} went back to ${shown(p.nextAfter, 256)} after ${shown(after, 256)}`);
     }
     after = p.nextAfter;
   }

@@ -8,7 +8,7 @@ import { CertifierError, isCertifierError } from '../errors/index.ts';
 import { parseJsonText } from '../util/json.ts';
 import { bytesEqual } from '../crypto/index.ts';
 import { itemValue } from '../pki/index.ts';
-import { MAX_VERSION, newNameProblem, tagProblem, type ValidEntry } from '../wire/index.ts';
+import { MAX_VERSION, newNameProblem, shown, tagProblem, type ValidEntry } from '../wire/index.ts';
 import { checkWritable, commitAll, ownFileProblem, readFileLimited, realLocation, refuseOwnFiles, stageFile, sweepLeftovers, type Leftover, type OwnFiles, type Staged } from '../files/index.ts';
 import { lstat, stat } from 'node:fs/promises';
 import type { Cryptstore } from '../../cryptstore/index.ts';
@@ -88,8 +88,8 @@ function modeProblems(at: string, text: string): string[] {
 
 /** The first 20 problems, and how many more: a config of 1,000 bad (or missing) secrets gives a readable error. */
 function listed(problems: string[]): string {
-  const shown = problems.slice(0, 20).join('; ');
-  return problems.length > 20 ? `${shown}; and ${problems.length - 20} more` : shown;
+  const first = problems.slice(0, 20).join('; ');
+  return problems.length > 20 ? `${first}; and ${problems.length - 20} more` : first;
 }
 
 /**
@@ -100,7 +100,7 @@ export function destinationProblems(specs: SecretSpec[]): string[] {
   const problems: string[] = [];
   const seen = new Map<string, number>();
   specs.forEach((s, i) => {
-    const where = s.tag !== undefined ? `Tag "${s.tag}"` : `LocalPath "${s.file}"`;
+    const where = s.tag !== undefined ? `Tag ${shown(s.tag, 256)}` : `LocalPath "${s.file}"`;
     const key = s.tag !== undefined ? `tag:${s.tag}` : `file:${realLocation(s.file!)}`;
     const first = seen.get(key);
     if (first !== undefined) problems.push(`secrets[${i}] has the same ${where} as secrets[${first}]`);
@@ -139,7 +139,7 @@ function refuseMistyped(entry: ValidEntry): void {
   } catch (e) {
     problem = (e as Error).message;
   }
-  if (problem) throw new CertifierError('BAD_CERTIFICATE', `"${entry.tag}" version ${entry.version} on the key-server is an ${entry.type} item that holds no DER certificate (${problem}): it is not put in the cryptstore`);
+  if (problem) throw new CertifierError('BAD_CERTIFICATE', `${shown(entry.tag, 256)} version ${entry.version} on the key-server is an ${entry.type} item that holds no DER certificate (${problem}): it is not put in the cryptstore`);
 }
 
 /** Where a run may write, and what it must never overwrite. */
@@ -225,7 +225,7 @@ async function checkLocalPaths(specs: SecretSpec[], own: OwnFiles | undefined, o
   const existing = new Set<SecretSpec>();
   for (const spec of specs) {
     if (spec.file === undefined) continue;
-    if (own) refuseOwnFiles(spec.file, own, `the LocalPath of "${spec.name}" (${spec.file})`);
+    if (own) refuseOwnFiles(spec.file, own, `the LocalPath of ${shown(spec.name, 256)} (${spec.file})`);
     // A regular file there may already hold the value, and then nothing is written: its directory
     // need not be writable (a read-only file system on a re-run). Returned, to be checked in full
     // once it is known that it changes.
@@ -284,7 +284,7 @@ async function refuseLookAlikeTags(store: Cryptstore | undefined, specs: SecretS
   const lookAlikes: string[] = [];
   for (const spec of specs) {
     const problem = spec.tag !== undefined ? newNameProblem(spec.tag) : undefined;
-    if (problem && !(store && await store.has(spec.tag!))) lookAlikes.push(`the Tag of "${spec.name}" ${problem}`);
+    if (problem && !(store && await store.has(spec.tag!))) lookAlikes.push(`the Tag of ${shown(spec.name, 256)} ${problem}`);
   }
   if (lookAlikes.length) throw new CertifierError('INVALID_INPUT', `nothing was fetched or written: ${lookAlikes.join('; ')}`);
 }
@@ -300,11 +300,11 @@ export async function provision(client: KeyClient, store: Cryptstore | undefined
   const failures = outcomes.filter((x) => x.error);
   if (failures.length && (!o.allowPartial || failures.length === outcomes.length)) {
     const first = failures[0]!.error!;
-    throw new CertifierError(first.code, `could not provision ${listed(failures.map((f) => `"${f.spec.name}" (${f.error!.code})`))}; nothing was written`, { cause: first });
+    throw new CertifierError(first.code, `could not provision ${listed(failures.map((f) => `${shown(f.spec.name, 256)} (${f.error!.code})`))}; nothing was written`, { cause: first });
   }
   // A signal while the tags go in ends the run before it can name what failed: say it then.
   const told = o.completedBeforeSignal;
-  const failed = listed(failures.map((f) => `"${f.spec.name}" (${f.error!.code})`));
+  const failed = listed(failures.map((f) => `${shown(f.spec.name, 256)} (${f.error!.code})`));
   await keepAll(store, outcomes, failures.length && told ? { ...o, completedBeforeSignal: (signal) => told(signal, failed) } : o);
   return outcomes;
 }

@@ -129,6 +129,12 @@ describe('e2e: keys stored and retrieved through key-server on loopback', functi
     expect(server.child.stderr.slice(from)).not.to.match(/ (request|closed) conn=/);
   });
 
+  it('writes a name not in Unicode form C escaped in a refusal, so it cannot pass for its composed twin', async () => {
+    const r = await d.kc(alice, server, 'store', ['e\u0301x', '--in', '-'], randomBytes(16));
+    expectFailure(r, 1, 'BAD_FIELD');
+    expect(r.stderr).to.contain('the key-server refused to store "e\\u0301x" (BAD_FIELD)').and.not.to.contain('e\u0301x');
+  });
+
   /** How many retrieves the key-server's audit log records. */
   const auditedRetrieves = () => readFileSync(join(server.data, 'audit.jsonl'), 'utf8').split('\n').filter((l) => l && JSON.parse(l).action === 'retrieve').length;
 
