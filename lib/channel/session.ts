@@ -30,7 +30,9 @@ const LINGER_MS = 2_000;
  * (their clients meet TCP backpressure). A client that asks for large values and never reads
  * them holds what it took until its write timeout: no one address may take more than half of
  * what the others leave, and bytes from maxHeld to twice it are kept for addresses holding
- * none (see full). At most 2 maxHeld + maxInFlight answers' worth in all.
+ * none (see full). full() is asked only when an answer starts, and answers already being made
+ * add their bytes when they are ready: ready bytes stay below 2 maxHeld plus maxInFlight of the
+ * largest answers (a frame each), 128 MiB + 64 x 1 MiB = 192 MiB with the defaults.
  */
 export class AnswerBudget {
   held = 0;
