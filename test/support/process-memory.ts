@@ -16,6 +16,17 @@ function writableRegions(pid: number): [number, number][] {
   return regions;
 }
 
+/** Whether this process may read `pid`'s memory at all (EACCES or EPERM where the kernel forbids it). */
+export function memoryReadable(pid: number): boolean {
+  try {
+    closeSync(openSync(`/proc/${pid}/mem`, 'r'));
+    return true;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EACCES' || (e as NodeJS.ErrnoException).code === 'EPERM') return false;
+    throw e;
+  }
+}
+
 /** How many times `needle` occurs in `pid`'s writable anonymous memory (stopping at `max`). */
 export function copiesInMemory(pid: number, needle: Uint8Array, max = Infinity): number {
   const fd = openSync(`/proc/${pid}/mem`, 'r');
