@@ -243,6 +243,19 @@ describe('pki: a catalogue of bad certificates', () => {
     expect(peer.publicKey).to.equal(peer.publicKey);
   });
 
+  it('gives the path\'s window as the later start and the earlier end of the leaf and the policy certificate', async () => {
+    const window = async (notBefore: Date, notAfter: Date) => {
+      const peer = validateAdmission({ chain: [await forgeLeaf(policy, { notBefore, notAfter })], policyCert: policy.der, at: AT });
+      return [peer.validFrom.toISOString(), peer.validUntil.toISOString()];
+    };
+    // An hour's leaf inside the policy certificate's year: the leaf's own dates.
+    const [start, end] = [new Date(AT.getTime() - 1_800_000), new Date(AT.getTime() + 1_800_000)];
+    expect(await window(start, end)).to.deep.equal([start.toISOString(), end.toISOString()]);
+    // A leaf starting before and ending after the policy certificate: the policy certificate's dates.
+    const policyDates = [new Date(AT.getTime() - DAY).toISOString(), new Date(AT.getTime() + 365 * DAY).toISOString()];
+    expect(await window(new Date(AT.getTime() - 2 * DAY), new Date(AT.getTime() + 400 * DAY))).to.deep.equal(policyDates);
+  });
+
   it('accepts the forged good leaf, so each defect above is the only one', async () => {
     const leaf = await forgeLeaf(policy);
     const peer = validateAdmission({ chain: [leaf, policy.der], policyCert: policy.der, at: AT, usage: 'client' });
