@@ -191,6 +191,12 @@ describe('pki: a catalogue of bad certificates', () => {
     expectRefused(() => validatePolicyCert(two.der, AT), 'BAD_CERTIFICATE', 'policy-domains');
   });
 
+  it('refuses a policy certificate with an unknown critical extension (BAD_CERTIFICATE, unknown-critical-extension, certificate: policy)', async () => {
+    const odd = await forgePolicy({ extra: [new x509.Extension('1.3.6.1.4.1.99999.7', true, Uint8Array.of(0x05, 0x00))] });
+    expectRefused(() => validatePolicyCert(odd.der, AT), 'BAD_CERTIFICATE', 'unknown-critical-extension');
+    expectRefused(check(await forgeLeaf(odd), 'any', odd.der), 'BAD_CERTIFICATE', 'unknown-critical-extension');
+  });
+
   it('refuses a policy certificate whose self-signature is not its own (UNTRUSTED_PEER, policy-self-signature)', async () => {
     const stranger = await generateKeyPair('p256');
     const forged = await forgePolicy({ signWith: stranger.privateKey });
