@@ -5,7 +5,7 @@
 import { expect } from 'chai';
 import { join } from 'node:path';
 import { generateKeyPair, randomBytes, sign } from '../../lib/crypto/index.ts';
-import { createPolicyCert } from '../../lib/pki/index.ts';
+import { createPolicyCert, issueAdmissionCert } from '../../lib/pki/index.ts';
 import { KeyService, type Connection } from '../../lib/keyservice/handlers.ts';
 import { KeyStore } from '../../lib/keyservice/keystore.ts';
 import { LevelBackend } from '../../lib/keyservice/level-backend.ts';
@@ -24,6 +24,8 @@ describe('key service: a role credential outside its dates by the server\'s cloc
   let logs: Record<string, unknown>[];
   let credential: Uint8Array;
   let roleKey: Awaited<ReturnType<typeof generateKeyPair>>['privateKey'];
+  let machineCert: Uint8Array;
+  let machineKey: typeof roleKey;
   const exporter = randomBytes(32);
   const { acl, conn } = member('aa'.repeat(32), '1f');
   // The machine's own certificate valid all along: only the credential's dates are at stake.
@@ -45,6 +47,12 @@ describe('key service: a role credential outside its dates by the server\'s cloc
     const role = await generateKeyPair('p256');
     roleKey = role.privateKey;
     credential = await issueRoleCert({ policyKey: policy.privateKey, policyCert, subjectPublicKey: role.publicKey, role: 'operator', domain: 'datica', validitySeconds: 86_400, now: issuedAt });
+    const machineKeys = await generateKeyPair('p256');
+    machineKey = machineKeys.privateKey;
+    machineCert = await issueAdmissionCert({
+      policyKey: policy.privateKey, policyCert, subjectPublicKey: machineKeys.publicKey, measurement: randomBytes(32), platform: 'sev-snp', domain: 'datica',
+      validitySeconds: 86_400, extKeyUsage: ['1.3.6.1.5.5.7.3.2'], now: issuedAt,
+    });
     tmp = tempDir('keyservice-roles-');
     backend = await LevelBackend.open(join(tmp.dir, 'data'));
     service = new KeyService({
@@ -84,5 +92,13 @@ describe('key service: a role credential outside its dates by the server\'s cloc
     expect(await ask({ ...list, credentials: [credential], challengeNonce: challenged.data!, challengeSignature: signature })).to.include({ status: 'succeeded' });
     const stranger = await createPolicyCert({ privateKey: (await generateKeyPair('p256')).privateKey, domain: 'datica' });
     expect(await ask({ ...list, credentials: [stranger] })).to.include({ status: 'failed', errorCode: 'CREDENTIAL_INVALID' });
+  });
+
+  it('refuses a machine\'s own admission certificate offered as a role credential (CREDENTIAL_INVALID), with or without a challenge answered by its key', async () => {
+    expect(await ask({ ...list, credentials: [machineCert] })).to.include({ status: 'failed', errorCode: 'CREDENTIAL_INVALID' });
+    const nonce = randomBytes(32);
+    const signature = sign(machineKey, challengeMessage(nonce, exporter));
+    expect(await ask({ ...list, credentials: [machineCert], challengeNonce: nonce, challengeSignature: signature })).to.include({ status: 'failed', errorCode: 'CREDENTIAL_INVALID' });
+    expect(logs[0]!.detail).to.equal('the credential is a machine certificate, not a role certificate');
   });
 });
