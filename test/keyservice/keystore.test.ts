@@ -7,6 +7,7 @@ import { Level } from 'level';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { encodeFields, randomBytes, utf8 } from '../../lib/crypto/index.ts';
 import { decode, encode } from '../../lib/wire/index.ts';
+import type { KeyBackend } from '../../lib/keyservice/backend.ts';
 import { LevelBackend } from '../../lib/keyservice/level-backend.ts';
 import { KeyStore, MAX_KEY_VALUE_BYTES, recordAad } from '../../lib/keyservice/keystore.ts';
 import { tempDir } from '../support/helpers.ts';
@@ -176,5 +177,17 @@ describe('KeyStore', () => {
     await ks.store('b', utf8('b'), { type: 'binary-blob', exportable: true });
     await tamper(async (db) => db.put(key('b', 1), (await db.get(key('a', 1)))!));
     await rejects(ks.fetch('b'), 'INTEGRITY');
+  });
+
+  it('detects a backend answering with another name\'s or another version\'s intact record as INTEGRITY, naming what came back', async () => {
+    await ks.store('a', utf8('value of a, version 1'), { type: 'binary-blob', exportable: true });
+    await ks.store('a', utf8('value of a, version 2'), { type: 'binary-blob', exportable: true });
+    await ks.store('b', utf8('value of b, version 1'), { type: 'binary-blob', exportable: true });
+    // fetch asks its backend for nothing but get: this one always hands back the record of `name` version `version`.
+    const answering = (name: string, version: number) => new KeyStore({ get: () => backend.get(name, version) } as unknown as KeyBackend, storageKey);
+    for (const [asked, version, got, gotVersion] of [['b', 0, 'a', 1], ['b', 1, 'a', 1], ['a', 2, 'a', 1], ['a', 1, 'b', 1]] as const) {
+      const e = await rejects(answering(got, gotVersion).fetch(asked, version), 'INTEGRITY');
+      expect(e.message, `${asked} ${version}`).to.equal(`"${asked}" version ${version || gotVersion} failed its integrity check (the backend returned "${got}" version ${gotVersion})`);
+    }
   });
 });
