@@ -11,10 +11,11 @@ import type { LaterAnswer } from '../../lib/channel/index.ts';
 import type { ValidatedPeer } from '../../lib/pki/index.ts';
 import { AuditLog, verifyAudit } from '../../lib/keyservice/audit.ts';
 import type { KeyBackend, ListOptions, StoredRecord } from '../../lib/keyservice/backend.ts';
-import { KeyService, type Connection } from '../../lib/keyservice/handlers.ts';
+import { KeyService, LIST_PAGE, type Connection } from '../../lib/keyservice/handlers.ts';
 import { KeyStore } from '../../lib/keyservice/keystore.ts';
 import { LevelBackend } from '../../lib/keyservice/level-backend.ts';
 import { encodeKeyRequest, parseKeyResponse } from '../../lib/keyservice/protocol.ts';
+import { collectPages } from '../../lib/keyclient/index.ts';
 import { tempDir } from '../support/helpers.ts';
 import { member } from './member.ts';
 
@@ -65,6 +66,15 @@ describe('key service: ordering of the requests of one connection', () => {
   const { acl, conn } = member(M, '1f');
   const ask = (c: Connection, r: Parameters<typeof encodeKeyRequest>[0]) => service.handleStaged(encodeKeyRequest(r), c);
   const answer = async (staged: Uint8Array | LaterAnswer) => parseKeyResponse(staged instanceof Uint8Array ? staged : await staged.later);
+  /** Records put straight into the backend (a listing never opens their ciphertext). */
+  const plant = (names: string[]) => Promise.all(names.map((name) => inner.append(name, (version) => ({
+    name, version, type: 'binary-blob', exportable: true, timeEntered: '2026-12-01T00:00:00.000Z', size: 1, ciphertext: new Uint8Array(17),
+  }))));
+  const listNames = async (svc: KeyService, c: Connection, prefix: string) => (await collectPages(prefix, async (after) => {
+    const r = await answer(await svc.handleStaged(encodeKeyRequest({ action: 'list', name: prefix, ...(after !== undefined ? { listAfter: after } : {}) }), c));
+    expect(r.status).to.equal('succeeded');
+    return decode<KeyServiceList>('key_service_list', r.data!);
+  })).map((i) => i.name);
 
   beforeEach(async () => {
     tmp = tempDir('keyservice-order-');
@@ -183,6 +193,14 @@ describe('key service: ordering of the requests of one connection', () => {
     expect(r.status).to.equal('succeeded');
     expect(decode<KeyServiceList>('key_service_list', r.data!).resources!.map((e) => e.resourceName)).to.deep.equal(['x-private-auth-key-old']);
     expect(await answer(await svc.handleStaged(encodeKeyRequest({ action: 'retrieve', name: 'x-private-auth-key' }), c))).to.include({ status: 'failed', errorCode: 'RESERVED_NAME' });
+  });
+
+  it('lists more names than fit in one answer in full, each answer naming where the next one starts', async () => {
+    const names = Array.from({ length: LIST_PAGE + 1 }, (_, i) => `n/${String(i).padStart(4, '0')}`);
+    await plant(names);
+    const first = await answer(await ask(conn('c9'), { action: 'list', name: 'n/' }));
+    expect(decode<KeyServiceList>('key_service_list', first.data!)).to.include({ nextAfter: names[LIST_PAGE - 1] });
+    expect(await listNames(service, conn('c9'), 'n/')).to.deep.equal(names);
   });
 
   it('drain() waits for a store still executing (past a shutdown\'s grace), until its audit record is appended', async () => {
