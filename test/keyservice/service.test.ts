@@ -12,7 +12,7 @@ import type { ValidatedPeer } from '../../lib/pki/index.ts';
 import { AuditLog, verifyAudit } from '../../lib/keyservice/audit.ts';
 import type { KeyBackend, ListOptions, StoredRecord } from '../../lib/keyservice/backend.ts';
 import { KeyService, LIST_PAGE, type Connection } from '../../lib/keyservice/handlers.ts';
-import { KeyStore } from '../../lib/keyservice/keystore.ts';
+import { KeyStore, STORAGE_KEY_TAG } from '../../lib/keyservice/keystore.ts';
 import { LevelBackend } from '../../lib/keyservice/level-backend.ts';
 import { encodeKeyRequest, parseKeyResponse } from '../../lib/keyservice/protocol.ts';
 import { collectPages } from '../../lib/keyclient/index.ts';
@@ -201,6 +201,18 @@ describe('key service: ordering of the requests of one connection', () => {
     const first = await answer(await ask(conn('c9'), { action: 'list', name: 'n/' }));
     expect(decode<KeyServiceList>('key_service_list', first.data!)).to.include({ nextAfter: names[LIST_PAGE - 1] });
     expect(await listNames(service, conn('c9'), 'n/')).to.deep.equal(names);
+  });
+
+  it('leaves the server\'s own keys out of every listing, and refuses any name under its reserved prefix (RESERVED_NAME)', async () => {
+    const reserved = { names: [STORAGE_KEY_TAG, 'x-private-auth-key'], prefixes: ['key-server/'] };
+    const svc = new KeyService({ keystore: new KeyStore(backend, randomBytes(32)), policyCert: new Uint8Array(), acl, reserved });
+    const c = conn('c10');
+    await plant(['a', 'key-server/x', 'key-server/y/z', STORAGE_KEY_TAG, 'x-private-auth-key', 'z']);
+    expect(await listNames(svc, c, '')).to.deep.equal(['a', 'z']);
+    expect(await listNames(svc, c, 'key-server/')).to.deep.equal([]);
+    for (const r of [{ action: 'store', name: 'key-server/anything', data: new Uint8Array([1]) }, { action: 'retrieve', name: 'key-server/x' }, { action: 'delete', name: 'key-server/y/z' }, { action: 'retrieve', name: STORAGE_KEY_TAG }] as const) {
+      expect(await answer(await svc.handleStaged(encodeKeyRequest(r), c)), `${r.action} ${r.name}`).to.include({ status: 'failed', errorCode: 'RESERVED_NAME' });
+    }
   });
 
   it('drain() waits for a store still executing (past a shutdown\'s grace), until its audit record is appended', async () => {
