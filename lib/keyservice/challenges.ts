@@ -19,16 +19,22 @@ interface Pending {
 
 export class ChallengeBook {
   private readonly pending = new Map<string, Pending>();
+  private readonly maxOutstanding: number;
+
+  /** `maxOutstanding`: the most nonces outstanding on all connections together (tests set a small one). */
+  constructor(options: { maxOutstanding?: number } = {}) {
+    this.maxOutstanding = options.maxOutstanding ?? MAX_OUTSTANDING;
+  }
 
   /** A fresh nonce for `credential` (its certificate's DER) on connection `conn`. */
   issue(conn: string, credential: Uint8Array, now = performance.now()): Uint8Array {
     this.sweep(now);
     let mine = 0;
     for (const p of this.pending.values()) if (p.conn === conn) mine++;
-    if (mine >= CHALLENGES_PER_CONNECTION || this.pending.size >= MAX_OUTSTANDING) {
+    if (mine >= CHALLENGES_PER_CONNECTION || this.pending.size >= this.maxOutstanding) {
       // Drop the oldest of this connection rather than refuse: a confused client cannot lock itself out.
       for (const [k, p] of this.pending) {
-        if (p.conn === conn || this.pending.size >= MAX_OUTSTANDING) {
+        if (p.conn === conn || this.pending.size >= this.maxOutstanding) {
           this.pending.delete(k);
           break;
         }

@@ -3,6 +3,7 @@
 
 import { expect } from 'chai';
 import { ChallengeBook } from '../../lib/keyservice/challenges.ts';
+import { CHALLENGES_PER_CONNECTION } from '../../lib/keyservice/protocol.ts';
 
 describe('key service: challenge nonces', () => {
   const cred = () => new Uint8Array(Buffer.from('a role certificate'));
@@ -19,6 +20,20 @@ describe('key service: challenge nonces', () => {
     const p = book.issue('c1', cred(), now);
     expect(book.redeem(p, 'c1', cred(), now + 1_000)).to.equal(true);
     expect(book.redeem(p, 'c1', cred(), now + 1_000)).to.equal(false);
+  });
+
+  it('keeps at most 16 nonces for one connection, dropping its oldest for a 17th', () => {
+    const book = new ChallengeBook();
+    const nonces = Array.from({ length: CHALLENGES_PER_CONNECTION + 1 }, () => book.issue('c1', cred()));
+    const other = book.issue('c2', cred());
+    expect(nonces.map((n) => book.redeem(n, 'c1', cred()))).to.deep.equal([false, ...Array(CHALLENGES_PER_CONNECTION).fill(true)]);
+    expect(book.redeem(other, 'c2', cred()), 'another connection\'s nonce was dropped').to.equal(true);
+  });
+
+  it('keeps at most its limit of nonces on all connections together, dropping the oldest', () => {
+    const book = new ChallengeBook({ maxOutstanding: 3 });
+    const issued = ['c1', 'c2', 'c3', 'c4'].map((c) => [c, book.issue(c, cred())] as const);
+    expect(issued.map(([c, n]) => book.redeem(n, c, cred()))).to.deep.equal([false, true, true, true]);
   });
 
   it('keeps no reference to the bytes the credential came in', () => {
