@@ -66,6 +66,13 @@ describe('key service: ordering of the requests of one connection', () => {
   const { acl, conn } = member(M, '1f');
   const ask = (c: Connection, r: Parameters<typeof encodeKeyRequest>[0]) => service.handleStaged(encodeKeyRequest(r), c);
   const answer = async (staged: Uint8Array | LaterAnswer) => parseKeyResponse(staged instanceof Uint8Array ? staged : await staged.later);
+  /** On `c`: stores `name`, holds the backend's reads, then sends a retrieve and a store of `name` (which waits for the retrieve). */
+  const writeBehindRead = async (c: Connection, name: string) => {
+    await answer(await ask(c, { action: 'store', name, data: new Uint8Array([1]) }));
+    backend.hold();
+    const read = await ask(c, { action: 'retrieve', name, version: 0 });
+    return { read, write: ask(c, { action: 'store', name, data: new Uint8Array([2]) }) };
+  };
   /** Records put straight into the backend (a listing never opens their ciphertext). */
   const plant = (names: string[]) => Promise.all(names.map((name) => inner.append(name, (version) => ({
     name, version, type: 'binary-blob', exportable: true, timeEntered: '2026-12-01T00:00:00.000Z', size: 1, ciphertext: new Uint8Array(17),
@@ -107,10 +114,7 @@ describe('key service: ordering of the requests of one connection', () => {
 
   it('starts a store or delete only after the reads sent before it on its connection', async () => {
     const c = conn('c2');
-    await answer(await ask(c, { action: 'store', name: 'a', data: new Uint8Array([1]) }));
-    backend.hold();
-    const read = await ask(c, { action: 'retrieve', name: 'a', version: 0 });
-    const write = ask(c, { action: 'store', name: 'a', data: new Uint8Array([2]) });
+    const { read, write } = await writeBehindRead(c, 'a');
     expect(await settledSoon(write), 'the store went ahead of an earlier read').to.equal('pending');
     expect(backend.events).to.deep.equal(['append a']);
     // Another connection's store is not held by this connection's read.
@@ -255,5 +259,22 @@ describe('key service: ordering of the requests of one connection', () => {
     expect(backend.events.length, backend.events.join(', ')).to.equal(events); // nothing reached the backend
     expect((await inner.get('k', 1))?.version).to.equal(1);
     expect(await inner.get('k', 3)).to.equal(undefined);
+  });
+
+  it('carries out no store that waited for a read of its connection while the audit log broke', async () => {
+    const { read, write } = await writeBehindRead(conn('c11'), 'k');
+    rmSync(audit.path); // then another connection's store finds the log gone, and breaks it
+    expect(await answer(await ask(conn('c12'), { action: 'store', name: 'other', data: new Uint8Array([3]) }))).to.include({ status: 'failed', errorCode: 'FILE_ERROR' });
+    backend.release();
+    expect(await answer(await write)).to.include({ status: 'failed', errorCode: 'FILE_ERROR' });
+    expect((await answer(read)).status).to.equal('failed');
+    expect(await inner.get('k', 2), 'the store reached the backend').to.equal(undefined);
+  });
+
+  it('refuses a request on a connection without a verified client certificate (UNTRUSTED_PEER, audited)', async () => {
+    const c: Connection = { ...conn('c13'), peer: undefined };
+    expect(await answer(await ask(c, { action: 'list', name: '' }))).to.include({ status: 'failed', errorCode: 'UNTRUSTED_PEER' });
+    await audit.close();
+    expect(readFileSync(audit.path, 'utf8')).to.contain('"code":"UNTRUSTED_PEER"');
   });
 });
