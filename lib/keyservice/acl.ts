@@ -20,7 +20,7 @@
 import { CertifierError } from '../errors/index.ts';
 import { tagProblem } from '../wire/index.ts';
 import { parseJsonText } from '../util/json.ts';
-import { checkRoleName } from './roles.ts';
+import { checkRoleName, ROLE_NAME_RULE } from './roles.ts';
 import { compilePattern, patternMatches, type Pattern } from './acl-pattern.ts';
 
 export const ACL_ACTIONS = ['store', 'retrieve', 'delete', 'list'] as const;
@@ -191,7 +191,7 @@ function checkRule(r: unknown, at: string, problems: string[]): AclRule {
       checkRoleName(s);
       return undefined;
     } catch {
-      return 'is not a role name (lowercase letters, digits, "-" or "_", starting with a letter)';
+      return `is not a role name (${ROLE_NAME_RULE})`;
     }
   });
   if (r.measurements === undefined && r.subjects === undefined && r.roles === undefined) {

@@ -10,9 +10,11 @@ import { ROLE_PLATFORM_PREFIX } from '../certifier/index.ts';
 
 export const ROLE_PREFIX = ROLE_PLATFORM_PREFIX;
 const ROLE_RE = /^[a-z][a-z0-9_-]{0,62}$/;
+/** What ROLE_RE allows, for messages. */
+export const ROLE_NAME_RULE = '1 to 63 lowercase letters, digits, "-" or "_", starting with a letter';
 
 export function checkRoleName(role: string): void {
-  if (!ROLE_RE.test(role)) throw new CertifierError('INVALID_INPUT', `a role name is lowercase letters, digits, "-" or "_", starting with a letter: not "${role}"`);
+  if (!ROLE_RE.test(role)) throw new CertifierError('INVALID_INPUT', `a role name is ${ROLE_NAME_RULE}: not "${role}"`);
 }
 
 export async function issueRoleCert(o: { policyKey: KeyObject; policyCert: Uint8Array; subjectPublicKey: KeyObject; role: string; domain: string; validitySeconds: number; now?: Date }): Promise<Uint8Array> {
