@@ -249,6 +249,29 @@ describe('pki: DER forms the reader refuses though they carry the same meaning (
     refused(() => parseCertificate(generalized), 'BAD_CERTIFICATE', 'malformed');
   });
 
+  it('refuses a serial that is negative or over 21 bytes, a version past v3, extensions outside v3 or as an empty list', () => {
+    const int = (...b: number[]) => tlv(TAG.INTEGER, Uint8Array.from(b));
+    const version = (v: number) => tlv(0xa0, int(v));
+    const cases: [string, (f: Tlv[]) => Uint8Array[]][] = [
+      ['a negative serial', (f) => f.map((t, i) => (i === 1 ? int(0x80, 1) : t.bytes))],
+      ['a 22-byte serial', (f) => f.map((t, i) => (i === 1 ? int(0, ...new Array(21).fill(0xff)) : t.bytes))],
+      ['version v4 (without extensions, which only v3 may have)', (f) => [version(3), ...f.slice(1, 7).map((t) => t.bytes)]],
+      ['extensions in a v2 certificate', (f) => [version(1), ...f.slice(1).map((t) => t.bytes)]],
+      ['an empty extensions list', (f) => [...f.slice(0, 7).map((t) => t.bytes), tlv(0xa3, seq())]],
+    ];
+    for (const [what, edit] of cases) expect(() => parseCertificate(withTbs(edit)), what).to.throw(CertifierError).with.nested.property('details.reason', 'malformed');
+    // The longest serial read: 20 bytes with the high bit set, so 21 with the sign byte.
+    const longest = withTbs((f) => f.map((t, i) => (i === 1 ? int(0, ...new Array(20).fill(0xff)) : t.bytes)));
+    expect(parseCertificate(longest).serialHex).to.equal('ff'.repeat(20));
+  });
+
+  it('refuses a field after the signature, and a signature whose bit string claims unused bits', () => {
+    const [tbs, alg, sig] = children(readOne(leaf));
+    expect(parseCertificate(seq(tbs!.bytes, alg!.bytes, sig!.bytes)).serialHex).to.equal(parseCertificate(leaf).serialHex);
+    refused(() => parseCertificate(seq(tbs!.bytes, alg!.bytes, sig!.bytes, encodeNull())), 'BAD_CERTIFICATE', 'malformed');
+    refused(() => parseCertificate(seq(tbs!.bytes, alg!.bytes, tlv(TAG.BIT_STRING, Uint8Array.of(1), sig!.contents.subarray(1)))), 'BAD_CERTIFICATE', 'malformed');
+  });
+
   it('refuses unique IDs after the extensions, repeated, or out of order', () => {
     const uid = (tag: number) => tlv(tag, new Uint8Array([0, 1]));
     const rebuilt = (ids: Uint8Array[], after: Uint8Array[] = []) => withTbs((f) => [...f.slice(0, 7).map((t) => t.bytes), ...ids, f[7]!.bytes, ...after]);
