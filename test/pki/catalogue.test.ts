@@ -8,7 +8,8 @@ import { generateKeyPairSync } from 'node:crypto';
 import { generateKeyPair, toHex } from '../../lib/crypto/index.ts';
 import { CertifierError, ErrorCodes, type ErrorCode } from '../../lib/errors/index.ts';
 import { encodeAdmission, validateAdmission, validatePolicyCert, type Usage } from '../../lib/pki/index.ts';
-import { AT, DAY, forgeLeaf, forgePolicy, GOOD_ADMISSION, KeyUsageFlags, MEASUREMENT, resign, type ForgedPolicy } from './forge.ts';
+import { encodeNull, encodeOid, seq } from '../../lib/pki/der.ts';
+import { AT, DAY, forgeLeaf, forgePolicy, GOOD_ADMISSION, KeyUsageFlags, MEASUREMENT, resign, withSignatureAlgorithm, type ForgedPolicy } from './forge.ts';
 
 function outcome(fn: () => unknown): { code: ErrorCode; reason: unknown; exit: number; message: string } | 'valid' {
   try {
@@ -115,6 +116,9 @@ describe('pki: a catalogue of bad certificates', () => {
     expect(outcome(check(serverOnly, 'server'))).to.equal('valid');
     expect(outcome(check(clientOnly, 'client'))).to.equal('valid');
     expect(outcome(check(clientOnly, 'any'))).to.equal('valid');
+    // A role credential: its own purpose, or clientAuth as older ones carry; never serverAuth alone.
+    expectRefused(check(serverOnly, 'role'), 'BAD_CERTIFICATE', 'ext-key-usage');
+    expect(outcome(check(clientOnly, 'role'))).to.equal('valid');
   });
 
   it('refuses a leaf without any extended key usage, for every usage (BAD_CERTIFICATE, ext-key-usage)', async () => {
@@ -135,6 +139,12 @@ describe('pki: a catalogue of bad certificates', () => {
   it('refuses a leaf whose subject has no Measured- organization (BAD_CERTIFICATE, measurement-mismatch)', async () => {
     const leaf = await forgeLeaf(policy, { subject: 'CN=CertifierUsers' });
     expectRefused(check(leaf), 'BAD_CERTIFICATE', 'measurement-mismatch');
+  });
+
+  it('refuses a leaf whose subject has a second Measured- organization beside the right one (BAD_CERTIFICATE, measurement-mismatch)', async () => {
+    const other = toHex(MEASUREMENT.map((b) => b ^ 0xff));
+    expectRefused(check(await forgeLeaf(policy, { subject: `O=Measured-${toHex(MEASUREMENT)}, O=Measured-${other}, CN=CertifierUsers` })), 'BAD_CERTIFICATE', 'measurement-mismatch');
+    expectRefused(check(await forgeLeaf(policy, { subject: `O=Measured-${other}, O=Measured-${toHex(MEASUREMENT)}, CN=CertifierUsers` })), 'BAD_CERTIFICATE', 'measurement-mismatch');
   });
 
   it('refuses a leaf naming another domain than the policy certificate (BAD_CERTIFICATE, domain-mismatch)', async () => {
@@ -225,6 +235,18 @@ describe('pki: a catalogue of bad certificates', () => {
     expect(at).to.be.greaterThan(0);
     text.writeUInt8(text.readUInt8(at) ^ 0x01, at); // still well formed, no longer what was signed
     expectRefused(check(new Uint8Array(text)), 'UNTRUSTED_PEER', 'signature');
+  });
+
+  it('refuses a leaf whose ECDSA signature algorithm carries parameters (BAD_CERTIFICATE, signature-algorithm)', async () => {
+    const ecdsaSha256 = (...params: Uint8Array[]) => seq(encodeOid('1.2.840.10045.4.3.2'), ...params);
+    const leaf = await forgeLeaf(policy);
+    expect(outcome(check(withSignatureAlgorithm(leaf, ecdsaSha256(), policy.keys.privateKey)))).to.equal('valid');
+    expectRefused(check(withSignatureAlgorithm(leaf, ecdsaSha256(encodeNull()), policy.keys.privateKey)), 'BAD_CERTIFICATE', 'signature-algorithm');
+  });
+
+  it('refuses a leaf naming an RSA signature algorithm though an ECDSA policy key signed it (UNTRUSTED_PEER, signature)', async () => {
+    const rsaSha256 = seq(encodeOid('1.2.840.113549.1.1.11'), encodeNull());
+    expectRefused(check(withSignatureAlgorithm(await forgeLeaf(policy), rsaSha256, policy.keys.privateKey)), 'UNTRUSTED_PEER', 'signature');
   });
 
   it('refuses a leaf whose key is on no curve we use (BAD_CERTIFICATE, key-algorithm)', async () => {

@@ -75,6 +75,14 @@ export function resign(der: Uint8Array, key: KeyObject): Uint8Array {
   return seq(tbs!.bytes, alg!.bytes, encodeBitString(new Uint8Array(signature)));
 }
 
+/** The certificate naming `algorithm` (a DER AlgorithmIdentifier) inside and outside its signed part, re-signed with `key`. */
+export function withSignatureAlgorithm(der: Uint8Array, algorithm: Uint8Array, key: KeyObject): Uint8Array {
+  const [tbs, , signature] = children(readOne(der));
+  const fields = children(tbs!);
+  const at = fields[0]!.tag === 0xa0 ? 2 : 1;
+  return resign(seq(seq(...fields.map((f, i) => (i === at ? algorithm : f.bytes))), algorithm, signature!.bytes), key);
+}
+
 /** A certificate with exactly the given fields, signed by `signWith`. */
 export async function forgeCertificate(spec: ForgeSpec): Promise<Uint8Array> {
   const web = WEB_ALG[keyAlgOf(spec.signWith)];
