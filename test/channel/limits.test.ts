@@ -154,6 +154,28 @@ describe('channel: limits and timeouts', () => {
     for (const socket of greedy) socket.destroy();
   });
 
+  it('starts no more answers server-wide than answersInFlight, though each address still has a share left', async () => {
+    let started = 0;
+    let open!: () => void;
+    const gate = new Promise<void>((r) => (open = r));
+    const server = await h.serve('plain', { limits: { answersInFlight: 2 }, handler: async (r: Uint8Array) => (started++, { later: gate.then(() => r) }) });
+    // Three hosts, one request each: two take the two answers; the third, holding none, still
+    // has a share of its own, but the server has no answer left to give.
+    const clients = await Promise.all([2, 3, 4].map((n) => new Promise<net.Socket>((resolve) => {
+      const s = h.track(net.connect({ host: '127.0.0.1', port: server.address.port, localAddress: `127.0.0.${n}` }, () => resolve(s)));
+    })));
+    let answers = 0;
+    for (const socket of clients) {
+      socket.on('data', (d: Buffer) => (answers += d.length / 5));
+      socket.write(Buffer.concat([prefix(1), Buffer.from([1])]));
+    }
+    await waitFor(() => started >= 2, 1000, 'the answers the budget allows');
+    await sleep(200);
+    expect(started, 'answers being made at once, against the 2 allowed').to.equal(2);
+    open();
+    await waitFor(() => answers === 3, 3000, 'every answer once the first ones leave');
+  });
+
   it('closes a connection whose started frame does not complete within readTimeoutMs', async () => {
     const server = await h.serve('plain', { limits: { readTimeoutMs: 200 } });
     const socket = await h.raw(server, 'plain');
