@@ -95,6 +95,20 @@ describe('channel: limits and timeouts', () => {
     expect(started).to.equal(total);
   });
 
+  it('cuts off a client that never reads its answers once a write has waited idleTimeoutMs', async () => {
+    const big = new Uint8Array(1024 * 1024);
+    const server = await h.serve('plain', { limits: { idleTimeoutMs: 300 }, handler: async () => big });
+    const socket = await h.raw(server, 'plain');
+    socket.pause(); // asks, never reads
+    // 40 MiB of answers: far more than the kernel's socket buffers on loopback take.
+    socket.write(Buffer.concat(Array.from({ length: 40 }, () => Buffer.concat([prefix(1), Buffer.from([1])]))));
+    await waitFor(() => h.closedRecords().length === 1, 5000, 'the connection to be closed');
+    const [record] = h.closedRecords();
+    expect(record).to.include({ reason: 'write-timeout', code: 'TIMEOUT' });
+    expect(record!.answered, 'answers written before the cut').to.be.below(40);
+    await closed(socket);
+  });
+
   it('holds a server-wide budget of answers being made and waiting: many connections asking for large values they never read start far fewer, then all are served', async () => {
     const big = new Uint8Array(256 * 1024);
     /** Answers made for 6 clients that ask for 40 large values each and read nothing (the kernel's socket buffers take some). */
