@@ -111,6 +111,23 @@ describe('channel: peer verification', () => {
     expect(e.message).to.contain('the policy certificate, which ended at').and.contain('Replacing the policy key').and.not.contain('a restart');
   });
 
+  it('resumes no TLS session: a client offering one from an earlier connection gets a full handshake, its chain checked anew', async () => {
+    const p = await testPki();
+    const server = await h.serve('mtls');
+    const dial = (session?: Buffer) => {
+      const socket = tls.connect({ host: '127.0.0.1', port: server.address.port, ca: p.ca.cert, key: p.client.key, cert: p.client.cert, checkServerIdentity: () => undefined, session });
+      h.track(socket);
+      return socket;
+    };
+    const first = dial();
+    // TLS 1.3 sends its session tickets after the handshake; the client keeps the last one.
+    const session = await new Promise<Buffer>((resolve) => first.once('session', resolve));
+    first.destroy();
+    const second = dial(session);
+    await new Promise((resolve) => second.once('secureConnect', resolve));
+    expect(second.isSessionReused(), 'the session was resumed').to.equal(false);
+  });
+
   it('speaks only TLS 1.3', async () => {
     const p = await testPki();
     const server = await h.serve('tls');
