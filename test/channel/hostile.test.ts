@@ -78,11 +78,24 @@ describe('channel: hostile clients', () => {
     expect(JSON.stringify(h.logs)).not.to.match(/top-secret-name/);
   });
 
-  it('closes a connection that sends a frame over the configured limit', async () => {
-    const server = await h.serve('plain', { limits: { frameLimit: 1024 } });
+  it('takes a request of exactly the configured frame limit, and closes a connection that sends one a byte over', async () => {
+    const sizes: number[] = [];
+    const server = await h.serve('plain', { limits: { frameLimit: 1024 }, handler: async (r) => (sizes.push(r.length), bytes('ok')) });
     const conn = await h.connect(server, 'plain', { limits: { frameLimit: 4096 } });
-    await rejectsWith(conn.request(new Uint8Array(2048)), 'UNREACHABLE');
-    expect(h.closedRecords('frame-error')[0]).to.include({ code: 'FRAME_TOO_LARGE' });
+    expect(text(await conn.request(new Uint8Array(1024)))).to.equal('ok');
+    await rejectsWith(conn.request(new Uint8Array(1025)), 'UNREACHABLE');
+    await waitFor(() => h.closedRecords().length === 1, 1000, 'the close');
+    expect(h.closedRecords()[0]).to.include({ reason: 'frame-error', code: 'FRAME_TOO_LARGE' });
+    expect(sizes, 'requests the handler saw').to.deep.equal([1024]);
+  });
+
+  it('sends an answer of exactly the configured frame limit, and closes the connection rather than send one a byte over', async () => {
+    const server = await h.serve('plain', { limits: { frameLimit: 1024 }, handler: async (r) => new Uint8Array(Number(text(r))) });
+    const conn = await h.connect(server, 'plain', { limits: { frameLimit: 4096 } });
+    expect((await conn.request(bytes('1024'))).length).to.equal(1024);
+    await rejectsWith(conn.request(bytes('1025')), 'UNREACHABLE');
+    await waitFor(() => h.closedRecords().length === 1, 1000, 'the close');
+    expect(h.closedRecords()[0]).to.include({ reason: 'handler-error', code: 'FRAME_TOO_LARGE', answered: 1 });
   });
 
   it('refuses to send a request larger than its own frame limit', async () => {
