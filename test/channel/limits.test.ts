@@ -355,6 +355,16 @@ describe('channel: limits and timeouts', () => {
     expect(h.logs.at(-1)).to.include({ event: 'stopped' });
   });
 
+  it('on close, drops a connection still in its TLS handshake at once, not after the grace period', async () => {
+    const server = await h.serve('mtls', { limits: { handshakeTimeoutMs: 30_000 } });
+    const socket = await h.raw(server, 'plain'); // TCP only: never says hello
+    await waitFor(() => server.connections === 1, 1000, 'the connection to be counted');
+    const t0 = Date.now();
+    await server.close(8000);
+    expect(Date.now() - t0, 'close with a connection mid-handshake (ms)').to.be.lessThan(2000);
+    await closed(socket);
+  });
+
   it('on close, cuts a handler that outlives the grace period', async () => {
     const server = await h.serve('plain', { handler: () => new Promise<Uint8Array>(() => {}) });
     const conn = await h.connect(server, 'plain');
