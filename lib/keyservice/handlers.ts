@@ -4,7 +4,7 @@
 
 import { CertifierError, type ErrorCode } from '../errors/index.ts';
 import { signatureAlgFor, verify } from '../crypto/index.ts';
-import { clipped, encode, type CryptstoreEntry } from '../wire/index.ts';
+import { clipped, encode, shown, type CryptstoreEntry } from '../wire/index.ts';
 import type { ValidatedPeer } from '../pki/index.ts';
 import type { LaterAnswer } from '../channel/index.ts';
 import { decide, type Acl } from './acl.ts';
@@ -262,7 +262,7 @@ export class KeyService {
   }
 
   private checkReserved(name: string): void {
-    if (name !== '' && this.isReserved(name)) throw new CertifierError('RESERVED_NAME', `"${name}" names one of the key-server's own keys, which are never served`);
+    if (name !== '' && this.isReserved(name)) throw new CertifierError('RESERVED_NAME', `${shown(name, 256)} names one of the key-server's own keys, which are never served`);
   }
 
   /**

@@ -219,6 +219,14 @@ describe('key service: ordering of the requests of one connection', () => {
     }
   });
 
+  it('names a reserved name in its refusal\'s log line as every other name is shown: a name not in form C escaped', async () => {
+    const lines: Record<string, unknown>[] = [];
+    const reserved = { names: [], prefixes: ['key-server/'] };
+    const svc = new KeyService({ keystore: new KeyStore(backend, randomBytes(32)), policyCert: new Uint8Array(), acl, reserved, log: (l) => void lines.push(l) });
+    expect(await answer(await svc.handleStaged(encodeKeyRequest({ action: 'retrieve', name: 'key-server/e\u0301x' }), conn('c11')))).to.include({ errorCode: 'RESERVED_NAME' });
+    expect(String(lines.find((l) => l.code === 'RESERVED_NAME')?.detail)).to.equal('"key-server/e\\u0301x" names one of the key-server\'s own keys, which are never served');
+  });
+
   it('drain() waits for a store still executing (past a shutdown\'s grace), until its audit record is appended', async () => {
     let release = () => {};
     const held = new Promise<void>((r) => (release = r));
