@@ -40,6 +40,19 @@ describe('SEV-SNP revocation lists (test signer)', () => {
     expect(verify(lists([s.crl({ revoked: [3] })])).revocation).to.include('not on'); // the VCEK path's ASK is fine
   });
 
+  it('judges each path by the list of its own root when lists for two roots are in force', () => {
+    const other = TestSnpSigner.create({ now: NOW }); // a second root (as Milan's and Genoa's), here even under the same name
+    const otherReport = other.report({ reportData: randomBytes(64), measurement: randomBytes(48) });
+    const own = { source: 'ark.crl', bytes: s.crl() };
+    const others = { source: 'other.crl', bytes: other.crl({ revoked: [2] }) }; // the other root's ASK
+    for (const order of [[own, others], [others, own]]) {
+      const crls = trustedCrls(order, [s.ark, other.ark], NOW);
+      expect(verify(crls).revocation).to.include('(0 revoked)');
+      const r = refusalOf(() => verifySnpReport({ report: otherReport, certs: [other.vcek, other.ask], roots: [s.ark, other.ark], at: NOW, crls }));
+      expect([r.code, r.reason]).to.deep.equal(['SNP_CHAIN_UNTRUSTED', 'revoked']);
+    }
+  });
+
   it('checks nothing without a list for the path\'s root, as before', () => {
     expect(verify([]).revocation).to.equal(undefined);
   });
