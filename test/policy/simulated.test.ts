@@ -118,6 +118,20 @@ describe('simulated platform and policy engine', () => {
     expect(e).to.be.instanceOf(CertifierError).with.property('code', 'ENDORSEMENT_INVALID');
   });
 
+  it('refuses as an endorsement what the platform key signed but that does not make the key an attestation key (ENDORSEMENT_INVALID)', async () => {
+    const platformKey = keyEntity(s.platform.platformKey, 'platformKey');
+    const trusted = (verb: 'is-trusted-for-attestation' | 'is-trusted-for-authentication') => simpleClause(keyEntity(s.platform.attestKey, 'attestKey'), verb);
+    const clauses = [
+      saysClause(platformKey, trusted('is-trusted-for-authentication')), // another verb
+      { ...saysClause(platformKey, trusted('is-trusted-for-attestation')), verb: 'is-trusted' as const }, // not "says"
+    ];
+    for (const clause of clauses) {
+      const sc = signClaim({ signer: s.platform.platformKey, signerName: 'platformKey', clause, notBefore: now, notAfter: new Date(now.getTime() + DAY) });
+      const e = await decide(s, { enclave: new SimulatedEnclave(s.platform.attestKey, encode('signed_claim_message', sc), measurement) }).catch((x) => x);
+      expect(e, clause.verb).to.be.instanceOf(CertifierError).with.property('code', 'ENDORSEMENT_INVALID');
+    }
+  });
+
   it('refuses a report signed by a key the platform did not endorse with REPORT_INVALID', async () => {
     const rogue = await generateKeyPair('p256');
     const d = await decide(s, { enclave: new SimulatedEnclave(rogue.privateKey, s.platform.endorsement, measurement) }).catch((x) => x);
