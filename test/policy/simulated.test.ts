@@ -118,6 +118,15 @@ describe('simulated platform and policy engine', () => {
     expect(e).to.be.instanceOf(CertifierError).with.property('code', 'ENDORSEMENT_INVALID');
   });
 
+  it('refuses a "says" claim signed by another key than the one that says it, though its signature verifies (ENDORSEMENT_INVALID)', async () => {
+    const impostor = await generateKeyPair('p256');
+    const clause = saysClause(keyEntity(s.platform.platformKey, 'platformKey'), simpleClause(keyEntity(s.platform.attestKey, 'attestKey'), 'is-trusted-for-attestation'));
+    const sc = signClaim({ signer: impostor.privateKey, clause, notBefore: now, notAfter: new Date(now.getTime() + DAY) });
+    const e = await decide(s, { enclave: new SimulatedEnclave(s.platform.attestKey, encode('signed_claim_message', sc), measurement) }).catch((x) => x);
+    expect(e).to.be.instanceOf(CertifierError).with.property('code', 'ENDORSEMENT_INVALID');
+    expect(e.message).to.include('a "says" claim must be signed by the key that says it');
+  });
+
   it('refuses as an endorsement what the platform key signed but that does not make the key an attestation key (ENDORSEMENT_INVALID)', async () => {
     const platformKey = keyEntity(s.platform.platformKey, 'platformKey');
     const trusted = (verb: 'is-trusted-for-attestation' | 'is-trusted-for-authentication') => simpleClause(keyEntity(s.platform.attestKey, 'attestKey'), verb);
