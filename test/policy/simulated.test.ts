@@ -6,10 +6,11 @@ import { join } from 'node:path';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { generateKeyPair, randomBytes, sha256, sign, signatureAlgFor, toKeyMessage, publicKeyOf, utf8 } from '../../lib/crypto/index.ts';
 import { decode, encode, parseTrustRequest, type EvidencePackage, type SignedReport } from '../../lib/wire/index.ts';
-import { evaluate, formatCertifierTime, keyEntity, loadPolicy, makePolicy, measurementEntity, saysClause, signClaim, simpleClause, verifySignedClaim, type Decision } from '../../lib/policy/index.ts';
+import { evaluate, formatCertifierTime, keyEntity, loadPolicy, makePolicy, measurementEntity, saysClause, signClaim, simpleClause, verifySignedClaim, type Decision, type Window } from '../../lib/policy/index.ts';
 import { generateSimulatedPlatform, SimulatedEnclave, verifyEvidence } from '../../lib/attest/index.ts';
 import { Cryptstore } from '../../cryptstore/index.ts';
 import { tempDir } from '../support/helpers.ts';
+import { joinPolicies } from '../support/policies.ts';
 
 const DAY = 86_400_000;
 // Set when the suite starts (not when mocha loads the file, minutes earlier in a full run): the
@@ -105,6 +106,25 @@ describe('simulated platform and policy engine', () => {
     const p2 = await generateSimulatedPlatform();
     const d = await decide(s, { enclave: new SimulatedEnclave(p2.attestKey, p2.endorsement, measurement) });
     expect(d).to.include({ allow: false, code: 'PLATFORM_NOT_TRUSTED' });
+  });
+
+  it('denies with CLAIM_EXPIRED when the platform claim alone, or the measurement claim alone, is not in force yet or any more, naming it', async () => {
+    const HOUR = 3_600_000;
+    const inForce = { notBefore: new Date(now.getTime() - DAY), notAfter: new Date(now.getTime() + DAY) };
+    const notYet = { notBefore: new Date(now.getTime() + HOUR), notAfter: new Date(now.getTime() + DAY) };
+    const noLonger = { notBefore: new Date(now.getTime() - DAY), notAfter: new Date(now.getTime() - HOUR) };
+    const policyFile = (platform: Window, trusted: Window) => joinPolicies(
+      makePolicy({ policyKey: s.policy.privateKey, platforms: [{ key: s.platform.platformKey }], measurements: [], ...platform }),
+      makePolicy({ policyKey: s.policy.privateKey, platforms: [], measurements: [measurement], ...trusted }),
+    );
+    for (const out of [notYet, noLonger]) {
+      for (const [file, claim] of [[policyFile(out, inForce), 'platform key'], [policyFile(inForce, out), 'measurement']] as const) {
+        const d = await decide(s, { policyFile: file });
+        expect(d).to.include({ allow: false, code: 'CLAIM_EXPIRED' });
+        if (!d.allow) expect(d.reason).to.contain(`the policy claim trusting ${claim}`);
+      }
+    }
+    expect((await decide(s, { policyFile: policyFile(inForce, inForce) })).allow).to.equal(true);
   });
 
   it('refuses an endorsement signed by the wrong key with ENDORSEMENT_INVALID', async () => {
