@@ -127,6 +127,21 @@ describe('simulated platform and policy engine', () => {
     expect((await decide(s, { policyFile: policyFile(inForce, inForce) })).allow).to.equal(true);
   });
 
+  it('tolerates evidence dated up to 5 minutes ahead of the clock, but none past its end (CLAIM_EXPIRED)', async () => {
+    const MINUTE = 60_000;
+    const longPolicy = makePolicy({
+      policyKey: s.policy.privateKey, platforms: [{ key: s.platform.platformKey }], measurements: [measurement],
+      notBefore: new Date(now.getTime() - DAY), notAfter: new Date(now.getTime() + 3 * DAY),
+    });
+    const at = (ms: number) => decide(s, { policyFile: longPolicy, at: new Date(Date.now() + ms) }); // the report: valid a day from when it is made
+    expect((await at(-MINUTE)).allow, 'a minute ahead').to.equal(true);
+    for (const [ms, what] of [[-10 * MINUTE, 'ten minutes ahead'], [DAY + MINUTE, 'a minute past its end']] as const) {
+      const d = await at(ms);
+      expect(d, what).to.include({ allow: false, code: 'CLAIM_EXPIRED' });
+      if (!d.allow) expect(d.reason).to.match(/^the (endorsement|attestation report) is valid from/);
+    }
+  });
+
   it('refuses an endorsement signed by the wrong key with ENDORSEMENT_INVALID', async () => {
     // The clause claims the trusted platform key speaks, but another key signed it.
     const impostor = await generateKeyPair('p256');
