@@ -9,6 +9,7 @@ import { decode, encode, parseTrustRequest, type EvidencePackage, type SignedRep
 import { evaluate, formatCertifierTime, keyEntity, loadPolicy, makePolicy, measurementEntity, saysClause, signClaim, simpleClause, verifySignedClaim, type Decision, type Window } from '../../lib/policy/index.ts';
 import { generateSimulatedPlatform, SimulatedEnclave, verifyEvidence } from '../../lib/attest/index.ts';
 import { Cryptstore } from '../../cryptstore/index.ts';
+import { basicConstraints, encodeName, randomSerial, signCertificate, spkiOf } from '../../lib/pki/build.ts';
 import { tempDir } from '../support/helpers.ts';
 import { joinPolicies } from '../support/policies.ts';
 
@@ -106,6 +107,20 @@ describe('simulated platform and policy engine', () => {
     const p2 = await generateSimulatedPlatform();
     const d = await decide(s, { enclave: new SimulatedEnclave(p2.attestKey, p2.endorsement, measurement) });
     expect(d).to.include({ allow: false, code: 'PLATFORM_NOT_TRUSTED' });
+  });
+
+  it('denies with PLATFORM_NOT_TRUSTED a platform key the policy trusts only as the root of another platform type', async () => {
+    const key = s.platform.platformKey;
+    const rootCert = signCertificate({
+      serial: randomSerial(), issuer: encodeName([['2.5.4.3', 'root']]), subject: encodeName([['2.5.4.3', 'root']]),
+      notBefore: new Date(now.getTime() - DAY), notAfter: new Date(now.getTime() + DAY), spki: spkiOf(key), extensions: [basicConstraints(true)],
+    }, key);
+    const rootPolicy = (platformType: string) => makePolicy({
+      policyKey: s.policy.privateKey, platforms: [], platformRoots: [{ platformType, certificate: rootCert, name: 'root' }], measurements: [measurement],
+      notBefore: new Date(now.getTime() - DAY), notAfter: new Date(now.getTime() + DAY),
+    });
+    expect(await decide(s, { policyFile: rootPolicy('amd-sev-snp') })).to.include({ allow: false, code: 'PLATFORM_NOT_TRUSTED' });
+    expect((await decide(s, { policyFile: rootPolicy('simulated-enclave') })).allow, 'the same key as a simulated-enclave root').to.equal(true);
   });
 
   it('denies with CLAIM_EXPIRED when the platform claim alone, or the measurement claim alone, is not in force yet or any more, naming it', async () => {
