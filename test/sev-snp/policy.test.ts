@@ -14,6 +14,7 @@ import {
 import { pinnedArk, reportDataFor, verifyEvidence } from '../../lib/attest/index.ts';
 import { NOW, snpSupport } from './support.ts';
 import { TestSnpSigner, type ReportFields } from './signer.ts';
+import { joinPolicies } from '../support/policies.ts';
 
 const DAY = 86_400_000;
 const MEASUREMENT = randomBytes(48);
@@ -105,6 +106,19 @@ describe('SEV-SNP policy: roots and platform properties', () => {
     const d = await decide(policyBytes({ requirements: null }));
     expect(d).to.include({ allow: false, code: 'PLATFORM_PROPERTY_DENIED' });
     if (!d.allow) expect(d.reason).to.contain('sets no amd-sev-snp platform properties');
+  });
+
+  it('denies SNP evidence when the only property claim is not in force, not yet or no longer', async () => {
+    const HOUR = 3_600_000;
+    for (const [notBefore, notAfter] of [[NOW.getTime() + HOUR, NOW.getTime() + DAY], [NOW.getTime() - DAY, NOW.getTime() - HOUR]] as const) {
+      const properties = makePolicy({
+        policyKey: policyKey.privateKey, platforms: [], measurements: [], platformProperties: [{ platformType: SEV_SNP_PLATFORM, requirements: TCB }],
+        notBefore: new Date(notBefore), notAfter: new Date(notAfter),
+      });
+      const d = await decide(joinPolicies(policyBytes({ requirements: null }), properties));
+      expect(d).to.include({ allow: false, code: 'PLATFORM_PROPERTY_DENIED' });
+      if (!d.allow) expect(d.reason).to.contain('no amd-sev-snp property claim of the policy is valid at');
+    }
   });
 
   it('denies evidence that verifies to a root the policy does not trust with PLATFORM_NOT_TRUSTED', async () => {
