@@ -6,12 +6,13 @@ import { expect } from 'chai';
 import { join } from 'node:path';
 import { generateKeyPair, publicKeyOf, randomBytes, sha256, utf8 } from '../../lib/crypto/index.ts';
 import { createPolicyCert } from '../../lib/pki/index.ts';
-import { loadPolicy, makePolicy } from '../../lib/policy/index.ts';
+import { loadPolicy, makePolicy, type MakePolicyOptions } from '../../lib/policy/index.ts';
 import { generateSimulatedPlatform, SimulatedEnclave } from '../../lib/attest/index.ts';
 import { initTrust, MIN_CERT_SECONDS, startCertifier } from '../../lib/certifier/index.ts';
 import type { ChannelServer } from '../../lib/channel/index.ts';
 import { Cryptstore, KeyFileProtector } from '../../cryptstore/index.ts';
 import { tempDir } from '../support/helpers.ts';
+import { joinPolicies } from '../support/policies.ts';
 import { rejects } from '../support/rejects.ts';
 
 describe('simpleserver: certificates end no later than the policy claims', function () {
@@ -23,16 +24,19 @@ describe('simpleserver: certificates end no later than the policy claims', funct
     tmp.cleanup();
   });
 
-  async function certify(claimsLeftMs: number, name: string) {
+  /** A certification under a policy whose platform claim ends in `claimsLeftMs`, and its measurement claim too unless told. */
+  async function certify(claimsLeftMs: number, name: string, measurementLeftMs = claimsLeftMs) {
     const domain = 'claims';
     const policyKey = (await generateKeyPair('p256')).privateKey;
     const policyCert = await createPolicyCert({ privateKey: policyKey, domain });
     const platformKeys = await generateSimulatedPlatform({ alg: 'p256' });
     const m = sha256(utf8('program'));
-    const notAfter = new Date(Date.now() + claimsLeftMs);
-    const policy = loadPolicy(makePolicy({
-      policyKey, policyCert, platforms: [{ key: platformKeys.platformKey }], measurements: [m], notBefore: new Date(Date.now() - 60_000), notAfter,
-    }), publicKeyOf(policyKey));
+    const start = Date.now();
+    const notAfter = new Date(start + Math.min(claimsLeftMs, measurementLeftMs));
+    const claims = (platforms: MakePolicyOptions['platforms'], measurements: Uint8Array[], leftMs: number) => makePolicy({
+      policyKey, policyCert, platforms, measurements, notBefore: new Date(start - 60_000), notAfter: new Date(start + leftMs),
+    });
+    const policy = loadPolicy(joinPolicies(claims([{ key: platformKeys.platformKey }], [], claimsLeftMs), claims([], [m], measurementLeftMs)), publicKeyOf(policyKey));
     const server: ChannelServer = await startCertifier({ policyKey, policyCert, policy, domain, host: '127.0.0.1', port: 0, certValiditySeconds: 86_400, log: () => {} });
     closers.push(() => server.close());
     const store = await Cryptstore.create(join(tmp.dir, name), new KeyFileProtector(randomBytes(32)));
@@ -46,6 +50,15 @@ describe('simpleserver: certificates end no later than the policy claims', funct
     const r = await result;
     expect(r.peer.notAfter.getTime()).to.be.at.most(notAfter.getTime());
     expect(r.peer.notAfter.getTime()).to.be.above(notAfter.getTime() - 10_000);
+  });
+
+  it('cuts the certificate to whichever claim ends first, the platform claim or the measurement claim', async () => {
+    for (const [platformLeft, measurementLeft, name] of [[10 * 60_000, 86_400_000, 'platform-first'], [86_400_000, 10 * 60_000, 'measurement-first']] as const) {
+      const { notAfter, result } = await certify(platformLeft, name, measurementLeft);
+      const r = await result;
+      expect(r.peer.notAfter.getTime(), name).to.be.at.most(notAfter.getTime());
+      expect(r.peer.notAfter.getTime(), name).to.be.above(notAfter.getTime() - 10_000);
+    }
   });
 
   it(`refuses with CLAIM_EXPIRED when the claims end in less than ${MIN_CERT_SECONDS} s`, async () => {
