@@ -257,6 +257,16 @@ describe('cryptstore', () => {
       await rejects(s.get('k', 2), 'NOT_FOUND');
     });
 
+    it('never reuses a version after deleting the latest, then every version left, across reopening', async () => {
+      await s.put('k', utf8('1'));
+      await s.put('k', utf8('2'));
+      await s.delete('k', 2);
+      expect(await s.delete('k')).to.deep.equal([1]);
+      await s.close();
+      s = await Cryptstore.open(dir, pass());
+      expect((await s.put('k', utf8('3'))).version).to.equal(3);
+    });
+
     it('deletes every version of a tag and continues numbering after it', async () => {
       await s.put('k', utf8('1'));
       await s.put('k', utf8('2'));
@@ -489,6 +499,24 @@ describe('cryptstore', () => {
         expect(Buffer.from((await s.get('t', 3)).blob).toString()).to.equal('five?');
         // The mark follows the import: deleting what came in does not free its numbers.
         await s.delete('t', 3);
+        expect((await s.put('t', utf8('next'))).version).to.equal(4);
+      } finally {
+        await s.close();
+      }
+    });
+
+    it('keeps a deleted version used when a forced import brings back only older versions, across reopening', async () => {
+      const src = await Cryptstore.create(join(tmp.dir, 'src'), pass());
+      await src.put('t', utf8('one'), { exportable: true });
+      const { bundle } = await exportStore(src, utf8('bundle pass'), CHEAP);
+      await src.close();
+      let s = await Cryptstore.create(dir, pass());
+      try {
+        for (const v of ['one', 'two', 'three']) await s.put('t', utf8(v));
+        await s.delete('t', 3);
+        await importStore(s, bundle, utf8('bundle pass'), true); // replaces v1
+        await s.close();
+        s = await Cryptstore.open(dir, pass());
         expect((await s.put('t', utf8('next'))).version).to.equal(4);
       } finally {
         await s.close();
