@@ -69,6 +69,38 @@ describe('cryptstore', () => {
       expect(e.message).to.match(/passphrase/);
     });
 
+    it('opens a passphrase store with the scrypt cost it records, whatever cost the opener would use for a new one', async () => {
+      const s = await Cryptstore.create(dir, pass());
+      await s.put('k', utf8('v'));
+      await s.close();
+      const costlier = await Cryptstore.open(dir, new PassphraseProtector(utf8('correct horse'), { ...CHEAP, logN: CHEAP.logN + 1 }));
+      try {
+        expect(Buffer.from((await costlier.get('k')).blob).toString()).to.equal('v');
+        expect(costlier.info.protection.scrypt).to.deep.equal(CHEAP);
+      } finally {
+        await costlier.close();
+      }
+    });
+
+    it('gives each new store its own salt, with the same passphrase or key file', async () => {
+      const key = randomBytes(32);
+      for (const [kind, protector] of [['passphrase', () => pass()], ['key-file', () => new KeyFileProtector(key)]] as const) {
+        const salts: string[] = [];
+        const wrapped: string[] = [];
+        for (const name of ['one', 'two']) {
+          const path = join(tmp.dir, `${name}-${kind}`);
+          await (await Cryptstore.create(path, protector())).close();
+          await withRaw(path, async (db) => {
+            const p = decode<CryptstoreMetadata>('cryptstore_metadata', (await db.get('!meta'))!).protection!;
+            salts.push(Buffer.from(p.scrypt?.salt ?? p.salt!).toString('hex'));
+            wrapped.push(Buffer.from(p.wrappedDataKey!).toString('hex'));
+          });
+        }
+        expect(salts[0], `${kind}: the salt`).to.not.equal(salts[1]);
+        expect(wrapped[0], `${kind}: the wrapped data key`).to.not.equal(wrapped[1]);
+      }
+    });
+
     it('reports a store held open by someone else as STORE_LOCKED', async () => {
       const s = await Cryptstore.create(dir, pass());
       try {
