@@ -76,6 +76,19 @@ describe('key-server verify-audit and repair-audit', () => {
     expect((await run('key-server', ['verify-audit', '--continuing', rotated, '--expect', `3:${'f'.repeat(64)}`])).status).to.equal(4);
   });
 
+  it('finds a chain one record short of FILE.end or of --expect (exit 4), not a usage mistake', async () => {
+    const { rotated, segments } = await rotatedLog();
+    rmSync(segments[2]!); // the newest segment, seq 3 alone
+    const r = await run('key-server', ['verify-audit', segments[0]!, segments[1]!, rotated]);
+    expect(r.status, r.stderr).to.equal(4);
+    expect(r.stderr).to.contain(`the chain ends at seq 2, but ${rotated}.end (where the chain stood at its last rotation) says it reached seq 3: seq 3 is missing`);
+    const end = JSON.parse(lines()[4]!) as { hash: string };
+    writeFileSync(path, lines().slice(0, 4).join('\n') + '\n');
+    const cut = await run('key-server', ['verify-audit', path, '--expect', `5:${end.hash}`]);
+    expect(cut.status, cut.stderr).to.equal(4);
+    expect(cut.stderr).to.contain('the chain ends at seq 4, but --expect 5:').and.contain('seq 5 is missing');
+  });
+
   it('takes an --expect before the files given as a usage mistake (exit 2), naming what to give', async () => {
     const { rotated, records, segments } = await rotatedLog();
     for (const files of [[rotated], [segments[2]!, rotated]]) {
