@@ -195,6 +195,13 @@ describe('audit log', () => {
     }
   });
 
+  it('refuses, as a whole log, one whose first line is seq 2 chained from the genesis hash (its first line removed and the chain recomputed)', async () => {
+    const ls = await writeLog(3);
+    save(rechain(ls.slice(1)));
+    expect(await verifyChain([path])).to.deep.include({ ok: false, line: 1, problem: 'it starts at seq 2, not 1: give the segments before it first (or --continuing to check from there)' });
+    expect(await verifyAudit(path)).to.deep.include({ ok: false, line: 1 });
+  });
+
   it('continues the chain when reopened', async () => {
     const before = await writeLog(3);
     const log = await AuditLog.open(path);
