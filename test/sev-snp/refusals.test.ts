@@ -45,10 +45,10 @@ function expectedForFlip(report: Uint8Array, i: number, bit: number): ErrorCode 
   return 'REPORT_INVALID';
 }
 
-async function userData(o: { sessionBinding?: Uint8Array } = {}) {
+async function userData(o: { sessionBinding?: Uint8Array; time?: Date; enclaveType?: string } = {}) {
   const machine = await generateKeyPair('p256');
   return encode('attestation_user_data', {
-    enclaveType: 'sev-enclave', time: formatCertifierTime(NOW), enclaveKey: toKeyMessage(publicKeyOf(machine.privateKey), 'auth-key'),
+    enclaveType: o.enclaveType ?? 'sev-enclave', time: formatCertifierTime(o.time ?? NOW), enclaveKey: toKeyMessage(publicKeyOf(machine.privateKey), 'auth-key'),
     ...(o.sessionBinding ? { sessionBinding: o.sessionBinding } : {}),
   });
 }
@@ -75,8 +75,8 @@ describe('SEV-SNP refusals, each with its own code', () => {
   });
 
   /** Signer evidence through verification and the policy, as simpleserver does it. */
-  async function decide(fields: Partial<Parameters<TestSnpSigner['report']>[0]> = {}): Promise<Decision> {
-    const said = await userData();
+  async function decide(fields: Partial<Parameters<TestSnpSigner['report']>[0]> = {}, said?: Uint8Array): Promise<Decision> {
+    said ??= await userData();
     const report = signer.report({ reportData: reportDataFor(said), measurement: MEASUREMENT, ...fields });
     const facts = verifyEvidence(snpSupport(report, said, [signer.vcek, signer.ask]), { at: NOW, snpRoots: [signer.ark] });
     return evaluate(policy, facts, { at: NOW, purpose: 'authentication' });
@@ -194,6 +194,24 @@ describe('SEV-SNP refusals, each with its own code', () => {
     const tail = new Uint8Array(original);
     tail[63] = 1; // something riding along after the hash
     expect(verify(tail)).to.equal('SNP_REPORT_DATA_MISMATCH');
+  });
+
+  it('denies evidence whose user data is dated more than 24 hours ago with CLAIM_EXPIRED', async () => {
+    const HOUR = 3_600_000;
+    expect((await decide({}, await userData({ time: new Date(NOW.getTime() - 23 * HOUR) }))).allow, 'dated 23 hours ago').to.equal(true);
+    const d = await decide({}, await userData({ time: new Date(NOW.getTime() - 25 * HOUR) }));
+    expect(d).to.include({ allow: false, code: 'CLAIM_EXPIRED' });
+    if (!d.allow) expect(d.reason).to.contain('the attestation user data is valid from');
+  });
+
+  it('refuses user data naming another enclave type, and a report longer than 1184 bytes, with EVIDENCE_MALFORMED', async () => {
+    const said = await userData({ enclaveType: 'simulated-enclave' });
+    const report = signer.report({ reportData: reportDataFor(said), measurement: MEASUREMENT });
+    expect(codeOf(() => verifyEvidence(snpSupport(report, said, [signer.vcek, signer.ask]), { at: NOW, snpRoots: [signer.ark] }))).to.equal('EVIDENCE_MALFORMED');
+    const longer = new Uint8Array(virtee.report.length + 1);
+    longer.set(virtee.report);
+    expect(codeOf(() => parseReport(longer))).to.equal('EVIDENCE_MALFORMED');
+    expect(codeOf(() => verifySnpReport({ report: longer, certs: [virtee.vcek], at: NOW }))).to.equal('EVIDENCE_MALFORMED');
   });
 
   it('reads a version 4 report (some Milan firmware issues them) as version 3: CPUID, no mitigation vectors', () => {
