@@ -3,11 +3,12 @@
 // (never from the evidence), the VLEK path, and the report's signing-key selector.
 
 import { expect } from 'chai';
-import { generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { randomBytes } from '../../lib/crypto/index.ts';
 import { readAmdCert, pssProblem, verifySnpReport, type SnpReportInput } from '../../lib/attest/index.ts';
 import { amdExtensions, pssCertificate, TestSnpSigner } from './signer.ts';
-import { basicConstraints, keyUsage } from '../../lib/pki/build.ts';
+import { basicConstraints, keyUsage, type ExtensionSpec } from '../../lib/pki/build.ts';
+import type { KeyUsageName } from '../../lib/pki/oids.ts';
 import { NOW, refusalOf } from './support.ts';
 
 const DAY = 86_400_000;
@@ -18,8 +19,11 @@ const refusal = (i: SnpReportInput) => refusalOf(() => verifySnpReport(i));
 describe('SEV-SNP path validation (test signer)', () => {
   let s: TestSnpSigner;
   let report: Uint8Array;
+  let keys: Record<'ark' | 'ask' | 'vcek', KeyObject>; // of the paths made here
   before(() => {
     s = TestSnpSigner.create({ now: NOW });
+    const rsa = () => generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;
+    keys = { ark: rsa(), ask: rsa(), vcek: generateKeyPairSync('ec', { namedCurve: 'P-384' }).privateKey };
     report = s.report({ reportData: randomBytes(64), measurement: MEASUREMENT });
   });
 
@@ -56,16 +60,43 @@ describe('SEV-SNP path validation (test signer)', () => {
     expect(refusal({ report, certs: [s.vcek, s.ask], at: new Date(NOW.getTime() + 3651 * DAY), roots: [s.ark] })).to.include({ code: 'CERT_EXPIRED', reason: 'expired' });
   });
 
-  it('refuses an intermediate that is not a CA allowed to sign certificates', () => {
-    // A fresh signer whose ASK lacks keyCertSign: the VCEK still chains by name and signature.
-    const t = TestSnpSigner.create({ now: NOW });
-    const askKey = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;
-    const arkKey = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;
-    const vcekKey = generateKeyPairSync('ec', { namedCurve: 'P-384' }).privateKey;
+  /**
+   * The refusal of a path ARK-X -> SEV-X -> VCEK made here for the signer's report (its TCB and
+   * chip id), with one part changed: the ARK's key size, the ASK's key usage, the VCEK's
+   * extensions, or the VCEK signed by the ARK itself and the ARK sent along as its issuer. The
+   * VCEK's key is not the signer's: a path that is not refused ends with REPORT_INVALID.
+   */
+  function customPathRefusal(o: { arkBits?: number; askUsage?: KeyUsageName[]; vcekExtensions?: (e: ExtensionSpec[]) => ExtensionSpec[]; vcekByArk?: boolean }) {
+    const arkKey = o.arkBits ? generateKeyPairSync('rsa', { modulusLength: o.arkBits }).privateKey : keys.ark;
+    const { ask: askKey, vcek: vcekKey } = keys;
     const ark = pssCertificate({ subject: 'ARK-X', issuer: 'ARK-X', key: arkKey, signer: arkKey, extensions: [basicConstraints(true), keyUsage(['keyCertSign'])], serial: 1 }, NOW);
-    const ask = pssCertificate({ subject: 'SEV-X', issuer: 'ARK-X', key: askKey, signer: arkKey, extensions: [basicConstraints(true), keyUsage(['digitalSignature'])], serial: 2 }, NOW);
-    const vcek = pssCertificate({ subject: 'SEV-VCEK', issuer: 'SEV-X', key: vcekKey, signer: askKey, extensions: amdExtensions(t.tcb, t.chipId) }, NOW);
-    expect(refusal({ report: t.report({ reportData: randomBytes(64), measurement: MEASUREMENT }), certs: [vcek, ask], at: NOW, roots: [ark] })).to.include({ code: 'SNP_CHAIN_UNTRUSTED', reason: 'not-ca' });
+    const ask = pssCertificate({ subject: 'SEV-X', issuer: 'ARK-X', key: askKey, signer: arkKey, extensions: [basicConstraints(true), keyUsage(o.askUsage ?? ['keyCertSign'])], serial: 2 }, NOW);
+    const extensions = (o.vcekExtensions ?? ((e) => e))(amdExtensions(s.tcb, s.chipId));
+    const vcek = pssCertificate({ subject: 'SEV-VCEK', issuer: o.vcekByArk ? 'ARK-X' : 'SEV-X', key: vcekKey, signer: o.vcekByArk ? arkKey : askKey, extensions }, NOW);
+    return refusal({ report, certs: [vcek, o.vcekByArk ? ark : ask], at: NOW, roots: [ark] });
+  }
+
+  it('refuses an intermediate that is not a CA allowed to sign certificates', () => {
+    // The ASK lacks keyCertSign: the VCEK still chains by name and signature.
+    expect(customPathRefusal({ askUsage: ['digitalSignature'] })).to.include({ code: 'SNP_CHAIN_UNTRUSTED', reason: 'not-ca' });
+  });
+
+  it('refuses a VCEK that is a CA or may sign certificates, and one with a critical extension it does not know', () => {
+    const usage = (names: KeyUsageName[]) => (e: ExtensionSpec[]) => [...e, keyUsage(names)];
+    // A CA among the evidence's certificates is taken for an intermediate: no VCEK is left.
+    expect(customPathRefusal({ vcekExtensions: (e) => [...e, basicConstraints(true)] }).code).to.equal('EVIDENCE_MALFORMED');
+    expect(customPathRefusal({ vcekExtensions: usage(['digitalSignature', 'keyCertSign']) })).to.include({ code: 'SNP_CHAIN_UNTRUSTED', reason: 'leaf-is-ca' });
+    expect(customPathRefusal({ vcekExtensions: usage(['digitalSignature']) }).code, 'keyUsage is understood').to.equal('REPORT_INVALID'); // past the path
+    const unknown = (e: ExtensionSpec[]) => [...e, { oid: '1.3.6.1.4.1.99999.1', critical: true, value: Uint8Array.of(5, 0) }];
+    expect(customPathRefusal({ vcekExtensions: unknown })).to.include({ code: 'BAD_CERTIFICATE', reason: 'unknown-critical-extension' });
+  });
+
+  it('never takes a root sent with the evidence as the intermediate: a VCEK the ARK signed itself has no issuer', () => {
+    expect(customPathRefusal({ vcekByArk: true })).to.include({ code: 'SNP_CHAIN_UNTRUSTED', reason: 'no-issuer' });
+  });
+
+  it('refuses a path through an RSA key shorter than 2048 bits, though PSS signatures by it verify', () => {
+    expect(customPathRefusal({ arkBits: 1024 })).to.include({ code: 'SNP_CHAIN_UNTRUSTED', reason: 'signature' });
   });
 
   it('verifies a VLEK-signed report through VLEK -> ASVK -> ARK, without a chip id', () => {
