@@ -9,7 +9,7 @@ import { CertifierError } from '../lib/errors/index.ts';
 import { open as aeadOpen, randomBytes, seal, toHex, wipe } from '../lib/crypto/index.ts';
 import {
   CRYPTSTORE_FORMAT_VERSION, ENTRY_TYPES, MAX_VERSION, checkCryptstoreEntry, decode, encode,
-  parseCryptstoreMetadata, tagProblem, type CryptstoreEntry, type CryptstoreMetadata, type EntryType, type ValidEntry,
+  parseCryptstoreMetadata, shown, tagProblem, type CryptstoreEntry, type CryptstoreMetadata, type EntryType, type ValidEntry,
   type ValidMetadata,
 } from '../lib/wire/index.ts';
 import { describeKind, type ProtectionParams, type Protector } from './protection.ts';
@@ -225,11 +225,11 @@ export class Cryptstore {
     checkTag(tag);
     checkVersion(version, true);
     const v = version || (await this.state(tag)).latest;
-    if (v === 0) throw new CertifierError('NOT_FOUND', `no item tagged "${tag}"`);
+    if (v === 0) throw new CertifierError('NOT_FOUND', `no item tagged ${shown(tag, 256)}`);
     // A synchronous read: a cached LevelDB block is microseconds, and the asynchronous path
     // costs more than that in thread hand-offs and garbage (see the benchmark notes in the README).
     const raw = this.db.getSync(L.entryKey(tag, v));
-    if (raw === undefined) throw new CertifierError('NOT_FOUND', `no version ${v} of "${tag}"`);
+    if (raw === undefined) throw new CertifierError('NOT_FOUND', `no version ${v} of ${shown(tag, 256)}`);
     return this.openEntry(tag, v, raw);
   }
 
@@ -285,7 +285,7 @@ export class Cryptstore {
     return this.exclusive(async () => {
       const st = await this.state(tag);
       const version = st.next + 1;
-      if (version > MAX_VERSION) throw new CertifierError('INVALID_INPUT', `"${tag}" has used every version number`);
+      if (version > MAX_VERSION) throw new CertifierError('INVALID_INPUT', `${shown(tag, 256)} has used every version number`);
       const entry = this.entryOf(tag, blob, version, options);
       await this.db.put(L.entryKey(tag, version), this.sealEntry(entry), { sync: this.sync }).catch(writeFailed(this.path));
       st.latest = st.next = version;
@@ -326,13 +326,13 @@ export class Cryptstore {
       let versions: number[];
       if (version) {
         if ((await this.db.get(L.entryKey(tag, version))) === undefined) {
-          throw new CertifierError('NOT_FOUND', `no version ${version} of "${tag}"`);
+          throw new CertifierError('NOT_FOUND', `no version ${version} of ${shown(tag, 256)}`);
         }
         versions = [version];
       } else {
         versions = [];
         for await (const key of this.db.keys(L.entryRange(tag))) versions.push(L.parseEntryKey(key)!.version);
-        if (versions.length === 0) throw new CertifierError('NOT_FOUND', `no item tagged "${tag}"`);
+        if (versions.length === 0) throw new CertifierError('NOT_FOUND', `no item tagged ${shown(tag, 256)}`);
       }
       // The high-water mark goes in the same atomic batch, so a deleted version is never reused.
       await this.db.batch(
@@ -359,7 +359,7 @@ export class Cryptstore {
       checkTag(e.tag);
       checkBlob(e.blob);
       const k = L.entryKey(e.tag, e.version);
-      if (seen.has(k)) throw new CertifierError('INVALID_INPUT', `the bundle holds version ${e.version} of "${e.tag}" twice`);
+      if (seen.has(k)) throw new CertifierError('INVALID_INPUT', `the bundle holds version ${e.version} of ${shown(e.tag, 256)} twice`);
       seen.add(k);
     }
     return this.exclusive(async () => {
@@ -368,8 +368,8 @@ export class Cryptstore {
       const reused: string[] = [];
       for (const e of entries) {
         const st = await this.state(e.tag);
-        if ((await this.db.get(L.entryKey(e.tag, e.version))) !== undefined) clashes.push(`"${e.tag}" v${e.version}`);
-        else if (e.version <= st.next) reused.push(`"${e.tag}" v${e.version}`);
+        if ((await this.db.get(L.entryKey(e.tag, e.version))) !== undefined) clashes.push(`${shown(e.tag, 256)} v${e.version}`);
+        else if (e.version <= st.next) reused.push(`${shown(e.tag, 256)} v${e.version}`);
         marks.set(e.tag, Math.max(marks.get(e.tag) ?? st.next, e.version));
       }
       if (!force && clashes.length) {
@@ -446,7 +446,7 @@ export class Cryptstore {
 
   private openEntry(tag: string, version: number, raw: Uint8Array): Entry {
     const damaged = (why: string, cause?: unknown) =>
-      new CertifierError('INTEGRITY', `item "${tag}" version ${version} failed its integrity check (${why})`, cause ? { cause } : undefined);
+      new CertifierError('INTEGRITY', `item ${shown(tag, 256)} version ${version} failed its integrity check (${why})`, cause ? { cause } : undefined);
     const plain = aeadOpen(this.dataKey, raw, this.entryAad(tag, version));
     if (!plain) throw damaged('authentication failed');
     let e: ValidEntry;
@@ -467,7 +467,7 @@ export class Cryptstore {
 
   private openMark(tag: string, raw: Uint8Array): number {
     const plain = aeadOpen(this.dataKey, raw, L.markAad(this.meta.storeId, tag));
-    if (!plain || plain.length !== 4) throw new CertifierError('INTEGRITY', `the version record of "${tag}" failed its integrity check`);
+    if (!plain || plain.length !== 4) throw new CertifierError('INTEGRITY', `the version record of ${shown(tag, 256)} failed its integrity check`);
     return new DataView(plain.buffer, plain.byteOffset, 4).getUint32(0, false);
   }
 }

@@ -154,6 +154,15 @@ describe('cert-utility store commands (transcripts)', function () {
         expectFailure(await cu(withPass('delete-item', '--tag', 'nope')), 1, 'NOT_FOUND');
       });
 
+      it('names a missing tag not in form C escaped, so it cannot pass for another', async () => {
+        for (const args of [['get-item', '--tag', 'cafe\u0301', '--out', '-'], ['delete-item', '--tag', 'cafe\u0301']]) {
+          const r = await cu(withPass(...args));
+          expectFailure(r, 1, 'NOT_FOUND');
+          expect(r.stderr, args[0]).to.include('"cafe\\u0301"');
+          expect(r.stderr, args[0]).not.to.include('\u0301');
+        }
+      });
+
       it('says the store is in use by another process with exit 1', async () => {
         const held = await Cryptstore.open(store, new PassphraseProtector(utf8('correct horse battery staple')));
         try {
