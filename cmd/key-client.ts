@@ -205,7 +205,7 @@ clientOptions(subcommand<ClientOpts & { config: string; allowPartial?: boolean }
     // On every run, whatever comes of it: a killed run's leftovers beside a LocalPath may hold a secret.
     for (const { file, left } of await sweepDestinations(specs, own)) noteLeftovers(file, left);
     const outcomes = await withClient(o, (c, store) => provision(c, store, specs, { allowPartial: o.allowPartial === true, own, completedBeforeSignal, checked: true, swept: true }), (store) => refuseBeforeFetching(store, specs, own));
-    for (const x of outcomes.filter((y) => y.error)) warn(P, `could not provision "${x.spec.name}": ${x.error!.message} [${x.error!.code}]`);
+    for (const x of outcomes.filter((y) => y.error)) warn(P, `could not provision ${shown(x.spec.name, 256)}: ${x.error!.message} [${x.error!.code}]`);
     const items = outcomes.map((x) => ({ name: x.spec.name, ...(x.spec.tag ? { tag: x.spec.tag } : { file: x.spec.file }), ...(x.entry ? { version: x.entry.version, ...(x.storeVersion ? { storeVersion: x.storeVersion } : {}), written: x.written } : { error: x.error!.code }) }));
     const outcome = (i: (typeof items)[number]) => 'error' in i ? `FAILED (${i.error})`
       : `version ${i.version} ${i.written === 'new' ? 'written' : 'unchanged'}${'storeVersion' in i ? ` (the cryptstore's version ${i.storeVersion})` : ''}`;

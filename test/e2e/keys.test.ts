@@ -369,10 +369,12 @@ describe('e2e: keys stored and retrieved through key-server on loopback', functi
     it('keeps what arrived with --allow-partial, and reports what did not', async () => {
       const file = `${files}-3`;
       // (A name holding a bidirectional override is quoted escaped on stderr too, as on stdout.)
-      const f = config([{ ID: 'prov/partial', Tag: 'p3-partial' }, { ID: 'prov/file', LocalPath: file }, { ID: 'prov/missing', Tag: 'p3-missing' }, { ID: 'prov/gone\u202egpj.exe', LocalPath: `${files}-3b` }]);
+      const f = config([{ ID: 'prov/partial', Tag: 'p3-partial' }, { ID: 'prov/file', LocalPath: file }, { ID: 'prov/missing', Tag: 'p3-missing' }, { ID: 'prov/gone\u202egpj.exe', LocalPath: `${files}-3b` }, { ID: 'prov/cafe\u0301', Tag: 'p3-cafe' }]);
       const r = expectSuccess(await d.kc(bob, server, 'provision', ['--config', f, '--allow-partial']));
-      expect(r.out).to.equal('prov/partial: version 1 written (the cryptstore\'s version 1)\nprov/file: version 1 written\nprov/missing: FAILED (NOT_FOUND)\n"prov/gone\\u202egpj.exe": FAILED (NOT_FOUND)\n');
+      expect(r.out).to.equal('prov/partial: version 1 written (the cryptstore\'s version 1)\nprov/file: version 1 written\nprov/missing: FAILED (NOT_FOUND)\n"prov/gone\\u202egpj.exe": FAILED (NOT_FOUND)\n"prov/cafe\\u0301": FAILED (NOT_FOUND)\n');
       expect(r.stderr).to.contain('could not provision "prov/missing"').and.contain('prov/gone\\u202egpj.exe').and.not.contain('\u202e');
+      // (And one not in form C, which would read as another name: every mention of it escaped.)
+      expect(r.stderr).to.contain('could not provision "prov/cafe\\u0301"').and.not.contain('cafe\u0301');
       const tags = (await tagsOf(bob)).map((i) => i.tag);
       expect(tags).to.include('p3-partial').and.not.to.include('p3-missing');
       expect(readFileSync(file, 'utf8')).to.equal('value of prov/file');
