@@ -13,7 +13,8 @@ import { utf8Text } from '../../lib/util/json.ts';
 import { tempDir } from '../support/helpers.ts';
 import { chmodSync, existsSync, mkdirSync, readdirSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
-import type { Cryptstore } from '../../cryptstore/index.ts';
+import { Cryptstore, KeyFileProtector } from '../../cryptstore/index.ts';
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 
 const config = (secrets: unknown) => JSON.stringify({ secrets });
@@ -238,6 +239,20 @@ describe('keyclient: the provisioning config and where secrets may be written', 
       expect(e.message).to.contain('cannot write the cryptstore: ENOSPC; nothing was written; no cryptstore tag was written');
       expect(existsSync(file)).to.equal(false);
     } finally {
+      tmp.cleanup();
+    }
+  });
+
+  it('provision stores a secret kept under a Tag as not exportable, even when the key server holds it exportable', async () => {
+    const tmp = tempDir('keepall-');
+    const store = await Cryptstore.create(join(tmp.dir, 'store'), new KeyFileProtector(randomBytes(32)));
+    try {
+      const entry: ValidEntry = { tag: 'db/password', type: 'binary-blob', version: 1, timeEntered: '', blob: new Uint8Array([1, 2, 3]), exportable: true };
+      const client = { retrieve: async () => entry } as unknown as KeyClient;
+      await provision(client, store, [{ name: 'db/password', version: 0, tag: 'db/password' }]);
+      expect((await store.list()).map((e) => [e.tag, e.exportable])).to.deep.equal([['db/password', false]]);
+    } finally {
+      await store.close();
       tmp.cleanup();
     }
   });
