@@ -592,6 +592,32 @@ describe('audit log', () => {
     await log.close();
   });
 
+  it('refuses a line queued behind a write that failed (a full disk), rather than writing it after the gap', async () => {
+    const log = await AuditLog.open(path);
+    await log.append(entry(1));
+    // The next write waits until a second line is queued behind it, then fails as a full disk does.
+    const fh = (log as unknown as { fh: { write: (...a: unknown[]) => Promise<unknown> } }).fh;
+    const write = fh.write.bind(fh);
+    let started!: () => void;
+    const writing = new Promise<void>((resolve) => (started = resolve));
+    let fail!: () => void;
+    const failing = new Promise<void>((resolve) => (fail = resolve));
+    fh.write = async (...a: unknown[]) => {
+      fh.write = write;
+      started();
+      await failing;
+      throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+    };
+    const lost = log.append(entry(2)).then(() => 'written', (e: CertifierError) => e.code);
+    await writing;
+    const queued = log.append(entry(3)).then(() => 'written', (e: CertifierError) => e.code);
+    fail();
+    expect([await lost, await queued]).to.deep.equal(['FILE_ERROR', 'FILE_ERROR']);
+    await log.close();
+    expect(lines()).to.have.length(1);
+    expect(await verifyAudit(path)).to.deep.equal({ ok: true, lines: 1 });
+  });
+
   it('breaks when its file is renamed while in use (logrotate), and refuses a hard-linked log', async () => {
     const named = join(tmp.dir, 'rotated-away.jsonl');
     const log = await AuditLog.open(named);
