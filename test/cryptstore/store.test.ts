@@ -211,6 +211,27 @@ describe('cryptstore', () => {
       await (await Cryptstore.open(both, pass())).close();
     });
 
+    it('leaves alone the store another run made while this one derived its key: STORE_EXISTS, and theirs keeps its items', async () => {
+      const theirs = new KeyFileProtector(randomBytes(32));
+      const mine = new KeyFileProtector(randomBytes(32));
+      // The other run's create finishes while this one derives its key.
+      const racing = Object.assign(Object.create(mine) as KeyFileProtector, {
+        async create() {
+          const other = await Cryptstore.create(dir, theirs);
+          await other.put('their-key', utf8('theirs'));
+          await other.close();
+          return mine.create();
+        },
+      });
+      await rejects(Cryptstore.create(dir, racing), 'STORE_EXISTS');
+      const store = await Cryptstore.open(dir, theirs);
+      try {
+        expect((await store.list()).map((e) => e.tag)).to.deep.equal(['their-key']);
+      } finally {
+        await store.close();
+      }
+    });
+
     it('leaves the directory as it found it when a creation fails once begun: made, removed; there before, emptied', async () => {
       const stop = () => { throw new CertifierError('FILE_ERROR', 'stopped here'); };
       await rejects(Cryptstore.create(dir, pass(), { onCreating: stop }), 'FILE_ERROR');
