@@ -4,7 +4,7 @@
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, promises as fsp, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -57,6 +57,43 @@ describe('lib/files', () => {
     expect(lost).to.match(/could not be put back: its previous content is in .*\.key\.[0-9a-f]{12}\.old$/);
     const kept = readdirSync(tmp.dir).find((f) => f.startsWith('.key.'))!;
     expect(readFileSync(join(tmp.dir, kept), 'utf8')).to.equal('old');
+  });
+
+  it('removes the staged files after one that cannot be put in place: they may hold secrets', async () => {
+    symlinkSync('.', join(tmp.dir, 'here'));
+    const files = [
+      { path: join(tmp.dir, 'x'), data: text('key'), exclusive: true },
+      { path: join(tmp.dir, 'here', 'x'), data: text('cert'), exclusive: true },
+      { path: join(tmp.dir, 'secret.key'), data: text('SECRET') },
+    ];
+    await rejects(writeFilesAtomic(files), 'ALREADY_EXISTS');
+    expect(readdirSync(tmp.dir)).to.deep.equal(['here']);
+  });
+
+  it('leaves a replaced file in place on undo where no link could keep the previous one (a file system without hard links)', async () => {
+    const path = join(tmp.dir, 'key');
+    writeFileSync(path, 'old');
+    const staged = await stageFile(path, text('new'));
+    const link = fsp.link;
+    fsp.link = async () => { throw Object.assign(new Error('EPERM: operation not permitted, link'), { code: 'EPERM' }); };
+    try {
+      await staged.commit(false, true);
+    } finally {
+      fsp.link = link;
+    }
+    expect(await staged.undo()).to.equal(undefined);
+    expect(readFileSync(path, 'utf8')).to.equal('new');
+  });
+
+  it('leaves on undo a file someone else put where it made one, after the commit', async () => {
+    const path = join(tmp.dir, 'key');
+    const staged = await stageFile(path, text('ours'));
+    await staged.commit(false, true);
+    // Renamed over ours while ours still exists: theirs cannot reuse its inode number.
+    writeFileSync(join(tmp.dir, 'theirs'), 'theirs');
+    renameSync(join(tmp.dir, 'theirs'), path);
+    await staged.undo();
+    expect(readFileSync(path, 'utf8')).to.equal('theirs');
   });
 
   it('describes a failure in words, without Node\'s code and call', () => {
