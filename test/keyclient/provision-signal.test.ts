@@ -30,9 +30,10 @@ describe('provision: files and tags all or none when a signal comes', function (
     }
   }
 
-  it('undoes the files it put in place, and writes no tag, when a signal comes before the tags\' batch', async () => {
+  it('undoes the files it put in place, writes no tag, and does not say it was complete, when a signal comes before the tags\' batch', async () => {
     const r = await signalled('before');
     expect(r).to.deep.include({ code: null, signal: 'SIGTERM', tags: [], files: ['replaced'], replaced: 'old' });
+    expect(r.stderr).to.equal('');
   });
 
   it('writes the tags and keeps the files when a signal comes while the tags\' batch is written, and says the run was complete', async () => {
