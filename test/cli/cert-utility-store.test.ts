@@ -148,10 +148,11 @@ describe('cert-utility store commands (transcripts)', function () {
         expect(r.stderr.trim().split('\n')).to.have.length(1);
       });
 
-      it('reports a missing item with NOT_FOUND', async () => {
+      it('reports a missing item, or a missing version to get or delete, with NOT_FOUND', async () => {
         expectFailure(await cu(withPass('get-item', '--tag', 'nope', '--out', '-')), 1, 'NOT_FOUND');
         expectFailure(await cu(withPass('get-item', '--tag', 'k', '--version', '9', '--out', '-')), 1, 'NOT_FOUND');
         expectFailure(await cu(withPass('delete-item', '--tag', 'nope')), 1, 'NOT_FOUND');
+        expectFailure(await cu(withPass('delete-item', '--tag', 'k', '--version', '9')), 1, 'NOT_FOUND');
       });
 
       it('names a missing tag not in form C escaped, so it cannot pass for another', async () => {
