@@ -273,6 +273,27 @@ describe('audit log', () => {
       await unrotated.close();
     };
 
+    it('writes the log, and each new file after a rotation, synchronously (O_DSYNC)', async function () {
+      if (!existsSync('/proc/self/fdinfo')) this.skip();
+      const dsync = (log: AuditLog) => {
+        const fd = (log as unknown as { fh: { fd: number } }).fh.fd;
+        const flags = parseInt(/^flags:\s+(\d+)$/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))![1]!, 8);
+        return (flags & 0o10000) !== 0; // O_DSYNC on Linux
+      };
+      let rotated!: () => void;
+      const rotation = new Promise<void>((resolve) => (rotated = resolve));
+      const log = await AuditLog.open(path, { rotateBytes: 1, onRotate: () => rotated() });
+      try {
+        expect(dsync(log)).to.equal(true);
+        await log.append(entry(1));
+        await rotation;
+        expect(segments()).to.have.length(1);
+        expect(dsync(log)).to.equal(true);
+      } finally {
+        await log.close();
+      }
+    });
+
     it('keeps every line once, in segments that verify as one chain, and reopens where it left off', async () => {
       const rotated: { path: string; firstSeq: number; lastSeq: number }[] = [];
       let log = await AuditLog.open(path, { rotateBytes: 1500, onRotate: (s) => void rotated.push(s) });
