@@ -166,6 +166,25 @@ describe('LevelBackend', () => {
     }
   });
 
+  it('writes one backup at a time, refusing a second with STORE_LOCKED, and close lets the one being written finish whole', async () => {
+    const b = await LevelBackend.open(dir);
+    for (let i = 0; i < 40; i++) await b.append(`n${i}`, (v) => recordFor(`n${i}`, v));
+    const backup = b.backupTo(join(tmp.dir, 'one'));
+    try {
+      await rejects(b.backupTo(join(tmp.dir, 'two')), 'STORE_LOCKED');
+    } finally {
+      await b.close(); // a SIGTERM while the backup is written
+    }
+    expect((await backup).records).to.equal(40);
+    expect(readdirSync(tmp.dir).sort()).to.deep.equal(['data', 'one']);
+    const copy = await LevelBackend.open(join(tmp.dir, 'one'));
+    try {
+      expect(await copy.list('')).to.have.length(40);
+    } finally {
+      await copy.close();
+    }
+  });
+
   it('refuses a backup copy cut short, even renamed as a whole one, as STORE_FORMAT', async () => {
     const b = await LevelBackend.open(dir);
     try {
