@@ -8,7 +8,7 @@ import { chmodSync, chownSync, existsSync, promises as fsp, lstatSync, mkdirSync
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { checkWritable, describeErrno, makePrivateDir, ownDirProblem, refuseOwnFiles, stageFile, writeFilesAtomic } from '../../lib/files/index.ts';
+import { checkWritable, describeErrno, makePrivateDir, ownDirProblem, readFileLimited, readSecretFile, refuseOwnFiles, stageFile, writeFileAtomic, writeFilesAtomic } from '../../lib/files/index.ts';
 import { tempDir } from '../support/helpers.ts';
 import { rejects } from '../support/rejects.ts';
 
@@ -94,6 +94,27 @@ describe('lib/files', () => {
     renameSync(join(tmp.dir, 'theirs'), path);
     await staged.undo();
     expect(readFileSync(path, 'utf8')).to.equal('theirs');
+  });
+
+  it('reads a file of exactly the limit, and refuses one a byte longer with INVALID_INPUT', async () => {
+    const [full, over] = [join(tmp.dir, 'full'), join(tmp.dir, 'over')];
+    writeFileSync(full, '12345678');
+    writeFileSync(over, '123456789');
+    for (const read of [readFileLimited, readSecretFile]) {
+      expect(Buffer.from(await read(full, 8)).toString()).to.equal('12345678');
+      expect((await rejects(read(over, 8), 'INVALID_INPUT')).message).to.equal(`${over} is larger than 8 bytes`);
+    }
+  });
+
+  it('gives a file the mode asked for whatever the umask: 0644 and 0640 under umask 077', async () => {
+    const umask = process.umask(0o077);
+    try {
+      await writeFileAtomic(join(tmp.dir, 'cert.pem'), text('x'), { mode: 0o644 });
+      await writeFileAtomic(join(tmp.dir, 'group-secret'), text('x'), { mode: 0o640 });
+    } finally {
+      process.umask(umask);
+    }
+    expect(['cert.pem', 'group-secret'].map((f) => statSync(join(tmp.dir, f)).mode & 0o777)).to.deep.equal([0o644, 0o640]);
   });
 
   it('describes a failure in words, without Node\'s code and call', () => {
