@@ -156,6 +156,29 @@ describe('audit log', () => {
     }
   });
 
+  it('refuses a last line longer than 65536 bytes, with no newline, as too long rather than as a torn last line', async () => {
+    await writeLog(2);
+    writeFileSync(path, readFileSync(path, 'utf8') + 'x'.repeat(65_537));
+    expect(await verifyAudit(path)).to.deep.equal({ ok: false, line: 3, problem: 'longer than 65536 bytes' });
+  });
+
+  it('tightens an existing log open to others to 0600 when it opens it', async () => {
+    await writeLog(1);
+    chmodSync(path, 0o644);
+    await (await AuditLog.open(path)).close();
+    expect(statSync(path).mode & 0o777).to.equal(0o600);
+  });
+
+  it('removes, closing unused, the empty log it made, but not another file put in its place', async () => {
+    await (await AuditLog.open(path)).closeUnused();
+    expect(readdirSync(tmp.dir)).to.deep.equal([]);
+    const log = await AuditLog.open(path);
+    writeFileSync(join(tmp.dir, 'other'), 'a line someone put there\n');
+    renameSync(join(tmp.dir, 'other'), path);
+    await log.closeUnused();
+    expect(readFileSync(path, 'utf8')).to.equal('a line someone put there\n');
+  });
+
   it("refuses a directory, such as the lock beside a served log that a glob caught, with FILE_ERROR naming it", async () => {
     const log = await AuditLog.open(path);
     try {
@@ -292,6 +315,16 @@ describe('audit log', () => {
       } finally {
         await log.close();
       }
+    });
+
+    it('rotates once the file reaches the size limit exactly', async () => {
+      const size = Buffer.byteLength((await writeLog(1))[0]! + '\n');
+      rmSync(path);
+      rmSync(`${path}.lock`, { recursive: true, force: true });
+      const log = await AuditLog.open(path, { rotateBytes: size });
+      await log.append(entry(1));
+      await log.close(); // after the rotation that write began
+      expect(segments()).to.have.length(1);
     });
 
     it('keeps every line once, in segments that verify as one chain, and reopens where it left off', async () => {
