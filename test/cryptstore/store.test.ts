@@ -111,11 +111,15 @@ describe('cryptstore', () => {
       }
     });
 
-    it('keeps the directory 0700 and its files 0600', async () => {
+    it('keeps the directory 0700 and its files 0600, tightening them again on every open', async () => {
       const s = await Cryptstore.create(dir, pass());
       await s.put('a', utf8('x'));
       await s.close();
       expect(statSync(dir).mode & 0o777).to.equal(0o700);
+      for (const f of await fs.readdir(dir)) expect(statSync(join(dir, f)).mode & 0o077, f).to.equal(0);
+      // LevelDB moves LOG to LOG.old, keeping its mode, and starts a new LOG under the umask.
+      chmodSync(join(dir, 'LOG'), 0o640);
+      await (await Cryptstore.open(dir, pass())).close();
       for (const f of await fs.readdir(dir)) expect(statSync(join(dir, f)).mode & 0o077, f).to.equal(0);
     });
 
@@ -172,6 +176,9 @@ describe('cryptstore', () => {
       const mixed = dirWith(join(tmp.dir, 'mixed'), { LOG: '', 'notes.txt': '' });
       await rejects(Cryptstore.create(mixed, pass()), 'STORE_EXISTS');
       expect(readdirSync(mixed).sort()).to.deep.equal(['LOG', 'notes.txt']);
+      const locked = dirWith(join(tmp.dir, 'locked'), { LOCK: '', 'notes.txt': 'my notes' });
+      await rejects(Cryptstore.create(locked, pass()), 'STORE_EXISTS');
+      expect(readdirSync(locked).sort()).to.deep.equal(['LOCK', 'notes.txt']);
       // A database that held data and lost its CURRENT is damaged, not unfinished: nothing goes.
       const damaged = dirWith(join(tmp.dir, 'damaged'), { LOCK: 'data', LOG: 'data', 'MANIFEST-000004': 'data', '000005.ldb': 'data', '000006.log': 'data' });
       await rejects(Cryptstore.openOrCreate(damaged, pass()), 'STORE_EXISTS');
