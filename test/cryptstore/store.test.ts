@@ -5,7 +5,7 @@ import { chmodSync, chownSync, mkdirSync, promises as fs, readdirSync, readFileS
 import { join } from 'node:path';
 import { Level } from 'level';
 import { CertifierError } from '../../lib/errors/index.ts';
-import { decode, encode, type CryptstoreBundle, type CryptstoreMetadata } from '../../lib/wire/index.ts';
+import { MAX_VERSION, decode, encode, type CryptstoreBundle, type CryptstoreMetadata } from '../../lib/wire/index.ts';
 import { randomBytes, utf8 } from '../../lib/crypto/index.ts';
 import { Cryptstore, KeyFileProtector, MAX_BLOB_BYTES, MAX_BUNDLE_BYTES, PassphraseProtector, exportStore, importStore } from '../../cryptstore/index.ts';
 import { diskFailure } from '../../cryptstore/db.ts';
@@ -304,6 +304,13 @@ describe('cryptstore', () => {
       await rejects(s.get('nothing'), 'NOT_FOUND');
       await s.put('k', utf8('a'));
       await rejects(s.get('k', 2), 'NOT_FOUND');
+    });
+
+    it('gives a tag the last version number the wire carries (2147483647), then refuses another put with INVALID_INPUT', async () => {
+      await s.importEntries([{ tag: 't', type: 'binary-blob', version: MAX_VERSION - 1, timeEntered: new Date().toISOString(), blob: utf8('a'), exportable: true }]);
+      expect((await s.put('t', utf8('b'))).version).to.equal(2147483647);
+      expect((await rejects(s.put('t', utf8('c')), 'INVALID_INPUT')).message).to.equal('"t" has used every version number');
+      expect((await rejects(s.putAll([{ tag: 't', blob: utf8('c') }]), 'INVALID_INPUT')).message).to.equal('"t" has used every version number');
     });
 
     it('never reuses a version after deleting the latest one, even across reopening', async () => {

@@ -31,13 +31,15 @@ function problemOf(text: string): string {
 }
 
 describe('keyclient: the provisioning config and where secrets may be written', () => {
-  it('reads names, versions, tags, files and modes', () => {
+  it('reads names, versions (up to 2147483647), tags, files and modes', () => {
     expect(parseProvisionConfig(config([
       { ID: 'vhd/disk-1', Tag: 'disk-1' },
       { ID: 'vhd/disk-2', Version: 3, LocalPath: '/run/keys/disk-2', Mode: '0640' },
+      { ID: 'vhd/disk-3', Version: 2147483647, Tag: 'disk-3' },
     ]))).to.deep.equal([
       { name: 'vhd/disk-1', version: 0, tag: 'disk-1' },
       { name: 'vhd/disk-2', version: 3, file: '/run/keys/disk-2', mode: 0o640 },
+      { name: 'vhd/disk-3', version: 2147483647, tag: 'disk-3' },
     ]);
   });
 
