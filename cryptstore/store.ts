@@ -304,7 +304,7 @@ export class Cryptstore {
       const entries: ValidEntry[] = [];
       for (const i of items) {
         const version = (next.get(i.tag) ?? (await this.state(i.tag)).next) + 1;
-        if (version > MAX_VERSION) throw new CertifierError('INVALID_INPUT', `"${i.tag}" has used every version number`);
+        if (version > MAX_VERSION) throw new CertifierError('INVALID_INPUT', `${shown(i.tag, 256)} has used every version number`);
         next.set(i.tag, version);
         entries.push(this.entryOf(i.tag, i.blob, version, i.options ?? {}));
       }

@@ -313,6 +313,11 @@ describe('cryptstore', () => {
       expect((await rejects(s.putAll([{ tag: 't', blob: utf8('c') }]), 'INVALID_INPUT')).message).to.equal('"t" has used every version number');
     });
 
+    it('shows a tag with an invisible character escaped when a batch is refused for it', async () => {
+      await s.importEntries([{ tag: 't\u200e', type: 'binary-blob', version: MAX_VERSION, timeEntered: new Date().toISOString(), blob: utf8('a'), exportable: true }]);
+      expect((await rejects(s.putAll([{ tag: 't\u200e', blob: utf8('c') }]), 'INVALID_INPUT')).message).to.equal('"t\\u200e" has used every version number');
+    });
+
     it('never reuses a version after deleting the latest one, even across reopening', async () => {
       await s.put('k', utf8('1'));
       await s.put('k', utf8('2'));
