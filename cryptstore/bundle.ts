@@ -4,7 +4,7 @@
 import { CertifierError } from '../lib/errors/index.ts';
 import { DEFAULT_SCRYPT, open as aeadOpen, randomBytes, scrypt, seal, wipe, type ScryptCost } from '../lib/crypto/index.ts';
 import {
-  CRYPTSTORE_FORMAT_VERSION, checkCryptstoreEntry, decode, encode, parseCryptstoreBundle,
+  CRYPTSTORE_FORMAT_VERSION, checkCryptstoreEntry, decode, encode, parseCryptstoreBundle, shown,
   type Cryptstore as CryptstoreMessage, type ValidEntry,
 } from '../lib/wire/index.ts';
 import { bundleAad } from './layout.ts';
@@ -88,7 +88,7 @@ export async function importStore(
   const entries = await openBundle(bundle, passphrase);
   const guarded = o.guarded ? [...new Set(entries.map((e) => e.tag).filter(o.guarded.is))] : [];
   if (guarded.length && !force) {
-    throw new CertifierError('DENIED', `the bundle holds ${guarded.map((t) => `"${t}"`).join(', ')}, ${o.guarded!.what}; nothing was imported (--force imports it)`);
+    throw new CertifierError('DENIED', `the bundle holds ${guarded.map((t) => shown(t, 256)).join(', ')}, ${o.guarded!.what}; nothing was imported (--force imports it)`);
   }
   return store.importEntries(entries, force);
 }

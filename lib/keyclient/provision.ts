@@ -105,7 +105,7 @@ export function destinationProblems(specs: SecretSpec[]): string[] {
     const first = seen.get(key);
     if (first !== undefined) problems.push(`secrets[${i}] has the same ${where} as secrets[${first}]`);
     else seen.set(key, i);
-    if (s.tag !== undefined && isIdentityTag(s.tag)) problems.push(`secrets[${i}].Tag "${s.tag}" is where init-trust keeps this machine's identity`);
+    if (s.tag !== undefined && isIdentityTag(s.tag)) problems.push(`secrets[${i}].Tag ${shown(s.tag, 256)} is where init-trust keeps this machine's identity`);
     if (s.tag === STORAGE_KEY_TAG) problems.push(`secrets[${i}].Tag "${s.tag}" is where a key-server keeps its storage key`);
     // Released only to a standby or replica, which fetches it with key-server join into its cryptstore.
     if (s.name === STORAGE_KEY_TAG) problems.push(`secrets[${i}].ID "${s.name}" is a key-server's storage key: a standby or replica fetches it with key-server join`);

@@ -595,6 +595,19 @@ describe('cryptstore', () => {
       }
     });
 
+    it('refuses to import a guarded tag without force, naming it escaped', async () => {
+      const s = await Cryptstore.create(dir, pass());
+      try {
+        await s.put('x\u200e-guarded', utf8('1'), { exportable: true });
+        const { bundle } = await exportStore(s, utf8('bundle pass'), CHEAP);
+        const guarded = { is: (t: string) => t.endsWith('-guarded'), what: 'where it is guarded' };
+        const e = await rejects(importStore(s, bundle, utf8('bundle pass'), false, { guarded }), 'DENIED');
+        expect(e.message).to.equal('the bundle holds "x\\u200e-guarded", where it is guarded; nothing was imported (--force imports it)');
+      } finally {
+        await s.close();
+      }
+    });
+
     it('exports only the tags asked for, and refuses a tag with no exportable item', async () => {
       const s = await Cryptstore.create(dir, pass());
       try {
