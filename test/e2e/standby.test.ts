@@ -57,6 +57,17 @@ describe('e2e: a standby key-server takes over from a copy of the data directory
     expect(expectSuccess(await run('key-server', ['verify-audit', `${copy}/audit.jsonl`])).out).to.match(/^ok: 4 line\(s\), chain intact\nend: seq 4, hash [0-9a-f]{64} /);
   });
 
+  it('releases its storage key to no machine, not even one of its own measurement, unless started with --allow-replica-join', async () => {
+    const closed = await d.startKeyServer(primary);
+    try {
+      const refused = await run('key-server', ['join', '--from', closed.address, '--domain', d.name, '--policy-cert', d.policyCertFile, ...standby.storeArgs]);
+      expectFailure(refused, 1, 'RESERVED_NAME');
+      expect(refused.stderr).to.contain('--allow-replica-join');
+    } finally {
+      await closed.child.stop();
+    }
+  });
+
   it('writes a backup on SIGUSR1 while serving (--backup-dir), from which a key-server serves the same keys', async () => {
     const backups = d.path('backups');
     const server = await d.startKeyServer(primary, { args: ['--backup-dir', backups] });
