@@ -194,6 +194,17 @@ describe('e2e: keys stored and retrieved through key-server on loopback', functi
 
     const tags = (expectSuccess(await d.store(bob, 'list-items', ['--json'])).json().items as { tag: string }[]).map((i) => i.tag);
     expect(tags).not.to.include('stdout/key');
+    // One --out holds one value: two names are a usage mistake, and nothing is released.
+    const before = auditedRetrieves();
+    expectFailure(await d.kc(bob, server, 'retrieve', ['stdout/key', 'out/other', '--out', '-']), 2, 'USAGE');
+    expect(auditedRetrieves()).to.equal(before);
+  });
+
+  it('stores only over the version --expected-version names (0: none yet), else VERSION_CONFLICT', async () => {
+    expectSuccess(await d.kc(alice, server, 'store', ['cond/key', '--in', '-', '--expected-version', '0'], randomBytes(16)));
+    expectFailure(await d.kc(alice, server, 'store', ['cond/key', '--in', '-', '--expected-version', '0'], randomBytes(16)), 1, 'VERSION_CONFLICT');
+    expect(expectSuccess(await d.kc(alice, server, 'store', ['cond/key', '--in', '-', '--expected-version', '1'], randomBytes(16))).out).to.equal('stored cond/key version 2\n');
+    expectFailure(await d.kc(alice, server, 'store', ['cond/key', '--in', '-', '--expected-version', '1'], randomBytes(16)), 1, 'VERSION_CONFLICT');
   });
 
   it('lists names and metadata under a prefix, never values', async () => {
