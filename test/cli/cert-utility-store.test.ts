@@ -58,8 +58,12 @@ describe('cert-utility store commands (transcripts)', function () {
       expect(r.stderr).to.contain('CRYPTSTORE_PASSPHRASE');
     });
 
-    it('refuses both a passphrase file and a key file', async () => {
-      expectFailure(await cu(withPass('create-store', '--key-file', passFile)), 2, 'USAGE');
+    it('refuses two ways of unlocking a store at once: a passphrase file and a key file, or either with --sealed', async () => {
+      for (const args of [withPass('create-store', '--key-file', passFile), withPass('list-items', '--sealed'), ['list-items', '--store', store, '--key-file', passFile, '--sealed']]) {
+        const r = await cu(args);
+        expectFailure(r, 2, 'USAGE');
+        expect(r.stderr, args.join(' ')).to.contain('give one of --passphrase-file, --key-file or --sealed');
+      }
     });
 
     it('refuses --scrypt-log-n where no key is derived from a passphrase (a key file), rather than ignoring it', async () => {
