@@ -110,6 +110,25 @@ describe('usage mistakes across the programs (exit 2, before any work)', () => {
     expect(JSON.parse(asFlag.out).error.code).to.equal('STORE_NOT_FOUND');
   });
 
+  it('refuses a number with anything after its digits, or just outside its range, and takes the ends of the range', async () => {
+    const serve = ['serve', '--domain', 'd', '--policy-cert', 'none.pem', '--store', 's', '--key-file', 'k', '--data', 'data', '--listen', '127.0.0.1:0'];
+    for (const [flag, value, range] of [['--backup-keep', '2x', '1 to 100000'], ['--backup-keep', '0', '1 to 100000'], ['--backup-keep', '100001', '1 to 100000'], ['--audit-rotate-mb', '0', '1 to']] as const) {
+      const r = await run('key-server', [...serve, '--backup-dir', 'b', flag, value], { cwd: tmp.dir });
+      expect(r.status, `${flag} ${value}: ${r.stderr}`).to.equal(2);
+      expect(r.stderr).to.contain(`expected an integer from ${range}`);
+    }
+    for (const [args, range] of [[['--scrypt-log-n', '9'], '10 to 22'], [['--scrypt-log-n', '23'], '10 to 22'], [['--scrypt-log-n', '12x'], '10 to 22']] as const) {
+      const r = await run('cert-utility', ['create-store', '--store', 'st', '--passphrase-file', 'p', ...args], { cwd: tmp.dir });
+      expect(r.status, args.join(' ')).to.equal(2);
+      expect(r.stderr).to.contain(`expected an integer from ${range}`);
+    }
+    // The ends themselves are numbers it takes: whatever fails next, it is not the number.
+    for (const args of [['--backup-keep', '100000'], ['--backup-keep', '1']]) {
+      const r = await run('key-server', [...serve, '--backup-dir', 'b', ...args], { cwd: tmp.dir });
+      expect(r.stderr, args.join(' ')).not.to.contain('expected an integer');
+    }
+  });
+
   it('refuses port 0 where a server is to be reached (it means "any port" only to listen)', async () => {
     const r = await run('key-client', ['list', '--server', '127.0.0.1:0', '--domain', 'd', '--policy-cert', 'none.pem', '--store', 's', '--key-file', 'k']);
     expect(r.status).to.equal(2);
