@@ -309,6 +309,17 @@ describe('e2e: key-server refusals, each with its own code, while it keeps servi
       await stillServes();
     });
 
+    it('never writes a retrieved value over the credential it was given, even with --force, and releases nothing then', async () => {
+      const keyBefore = readFileSync(role.key);
+      for (const target of [role.key, role.cert]) {
+        const r = await d.kc(good, server, 'retrieve', ['role/many-0', '--out', target, '--force', '--credential-cert', role.cert, '--credential-key', role.key]);
+        expectFailure(r, 1, 'INVALID_INPUT');
+        expect(r.stderr).to.contain('which this command needs: nothing was written');
+      }
+      expect(readFileSync(role.key).equals(keyBefore)).to.equal(true);
+      await stillServes();
+    });
+
     it('refuses an auth-challenge signed by a key that is not the credential\'s: CHALLENGE_FAILED', async () => {
       expectSuccess(await d.kc(good, server, 'store', ['role/kept', '--in', '-'], Buffer.from('stays')));
       // key-client will not sign with a key that is not its credential's (below), so the wrong
