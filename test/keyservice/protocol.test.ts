@@ -52,3 +52,20 @@ describe('keyservice: requests are validated before they are handled', () => {
     expect(refusal(encodeKeyRequest({ action: 'retrieve', name: 'a\nb' }))).to.deep.include({ code: 'BAD_FIELD' });
   });
 });
+
+describe('keyservice: a request field sent in another form is refused, not dropped', () => {
+  const base = () => Buffer.from(encodeKeyRequest({ action: 'store', name: 'k', data: new Uint8Array([1]) }));
+
+  it('refuses an expected_version sent length-delimited (DECODE_FAILED naming the wire type), so a conditional store never runs unconditionally', () => {
+    // field 100, wire type 2, one byte: protobufjs alone would skip it and store unconditionally
+    const r = refusal(Buffer.concat([base(), Buffer.from([0xa2, 0x06, 0x01, 0x05])]));
+    expect(r).to.deep.include({ code: 'DECODE_FAILED' });
+    expect((r as { message: string }).message).to.include('expectedVersion has wire type 2');
+  });
+
+  it('refuses a version sent as fixed32 (DECODE_FAILED naming the wire type)', () => {
+    const r = refusal(Buffer.concat([base(), Buffer.from([(4 << 3) | 5, 2, 0, 0, 0])]));
+    expect(r).to.deep.include({ code: 'DECODE_FAILED' });
+    expect((r as { message: string }).message).to.include('version has wire type 5');
+  });
+});
