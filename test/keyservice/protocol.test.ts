@@ -69,3 +69,22 @@ describe('keyservice: a request field sent in another form is refused, not dropp
     expect((r as { message: string }).message).to.include('version has wire type 5');
   });
 });
+
+describe('keyservice: versions in a request', () => {
+  const data = new Uint8Array([1]);
+
+  it('accepts a store of version N expecting N - 1 and refuses one expecting N (BAD_FIELD)', () => {
+    expect(parseKeyRequest(encodeKeyRequest({ action: 'store', name: 'k', data, version: 3, expectedVersion: 2 }))).to.include({ version: 3, expectedVersion: 2 });
+    const r = refusal(encodeKeyRequest({ action: 'store', name: 'k', data, version: 3, expectedVersion: 3 }));
+    expect(r).to.deep.include({ code: 'BAD_FIELD' });
+    expect((r as { message: string }).message).to.include('disagree');
+  });
+
+  it('refuses version -1 (a ten-byte varint) in retrieve, store and delete (BAD_FIELD)', () => {
+    for (const action of ['retrieve', 'store', 'delete'] as const) {
+      const bytes = encode('key_service_message_request', { requestType: action, resourceName: 'k', version: -1, ...(action === 'store' ? { data } : {}) });
+      expect(refusal(bytes), action).to.deep.include({ code: 'BAD_FIELD' });
+    }
+  });
+});
+
