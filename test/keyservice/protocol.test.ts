@@ -88,3 +88,26 @@ describe('keyservice: versions in a request', () => {
   });
 });
 
+describe('keyservice: names and list prefixes are checked alike', () => {
+  /** A request for `name` with each '~' in it sent as the byte 0xff (invalid UTF-8). */
+  const withFF = (action: 'retrieve' | 'list', name: string) => {
+    const bytes = Buffer.from(encodeKeyRequest({ action, name }));
+    for (let i = bytes.indexOf(0x7e); i >= 0; i = bytes.indexOf(0x7e, i + 1)) bytes[i] = 0xff;
+    return bytes;
+  };
+
+  it('refuses a resource name that is not valid UTF-8 (bytes 61 ff) as BAD_FIELD', () => {
+    const r = refusal(withFF('retrieve', 'a~'));
+    expect(r).to.deep.include({ code: 'BAD_FIELD' });
+    expect((r as { message: string }).message).to.include('not valid UTF-8');
+  });
+
+  it('refuses a list prefix with a control character, invalid UTF-8 or a lone surrogate (BAD_FIELD)', () => {
+    expect(refusal(encodeKeyRequest({ action: 'list', name: 'p\u0001' }))).to.deep.include({ code: 'BAD_FIELD' });
+    expect(refusal(withFF('list', 'p~'))).to.deep.include({ code: 'BAD_FIELD' });
+    // a lone surrogate goes out as bytes that are not UTF-8, and is refused as such
+    expect(refusal(encodeKeyRequest({ action: 'list', name: 'p\ud800' }))).to.deep.include({ code: 'BAD_FIELD' });
+    expect(parseKeyRequest(encodeKeyRequest({ action: 'list', name: 'p/' })).name).to.equal('p/');
+  });
+});
+
