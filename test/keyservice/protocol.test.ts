@@ -4,7 +4,7 @@ import { expect } from 'chai';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { DEFAULT_FRAME_LIMIT, encode, ENTRY_TYPES, MAX_TAG_LENGTH, MAX_VERSION } from '../../lib/wire/index.ts';
 import { LIST_PAGE } from '../../lib/keyservice/handlers.ts';
-import { encodeKeyRequest, MAX_VALUE_BYTES, parseKeyRequest, succeeded } from '../../lib/keyservice/protocol.ts';
+import { encodeKeyRequest, MAX_CREDENTIAL_CERTS, MAX_VALUE_BYTES, parseKeyRequest, succeeded } from '../../lib/keyservice/protocol.ts';
 
 function refusal(bytes: Uint8Array): { code: string; message: string } | 'accepted' {
   try {
@@ -111,3 +111,15 @@ describe('keyservice: names and list prefixes are checked alike', () => {
   });
 });
 
+describe('keyservice: the largest request fields', () => {
+  it('accepts a store of MAX_VALUE_BYTES and refuses one byte more (BAD_FIELD)', () => {
+    expect(parseKeyRequest(encodeKeyRequest({ action: 'store', name: 'k', data: new Uint8Array(MAX_VALUE_BYTES) })).data).to.have.length(MAX_VALUE_BYTES);
+    expect(refusal(encodeKeyRequest({ action: 'store', name: 'k', data: new Uint8Array(MAX_VALUE_BYTES + 1) }))).to.deep.include({ code: 'BAD_FIELD' });
+  });
+
+  it(`accepts credentials of MAX_CREDENTIAL_CERTS certificates and refuses one more (BAD_FIELD)`, () => {
+    const certs = (n: number) => Array.from({ length: n }, () => new Uint8Array([0x30, 0]));
+    expect(parseKeyRequest(encodeKeyRequest({ action: 'retrieve', name: 'k', credentials: certs(MAX_CREDENTIAL_CERTS) })).credentials).to.have.length(MAX_CREDENTIAL_CERTS);
+    expect(refusal(encodeKeyRequest({ action: 'retrieve', name: 'k', credentials: certs(MAX_CREDENTIAL_CERTS + 1) }))).to.deep.include({ code: 'BAD_FIELD' });
+  });
+});
