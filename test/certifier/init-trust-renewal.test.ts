@@ -65,6 +65,21 @@ describe('init-trust: renewing a certificate ahead of time', function () {
     expect(r.renewalFailed?.code).to.equal('UNREACHABLE');
   });
 
+  it('renews a certificate of more than six days within three days of its end, and not before', async () => {
+    const day = 86_400;
+    // Ten days of life: past half of it does not count, only the last three days do.
+    const tenDays = (name: string, left: number) => certified(name, (10 - left) * day, 10 * day, { days: 30, seconds: 20 * day });
+    let asked = 0;
+    const port = await hangingUp(() => void asked++);
+    const early = await tenDays('long-life-early', 3.5);
+    expect(await initTrust({ ...early, domain, host: '127.0.0.1', port })).to.include({ status: 'already-certified' }).and.not.have.property('renewalFailed');
+    expect(asked).to.equal(0);
+    const due = await tenDays('long-life-due', 2.5);
+    const r = await initTrust({ ...due, domain, host: '127.0.0.1', port });
+    expect(asked).to.equal(1);
+    expect(r.renewalFailed?.code).to.equal('UNREACHABLE');
+  });
+
   it('fails, as a needed renewal would, when the certificate ended while the attempt ran', async () => {
     const { store, policyCert, platform, notAfter } = await certified('ended-meanwhile', 120, 150);
     // The clock reaches the certificate's end while simpleserver is being reached.
