@@ -1,15 +1,17 @@
 // init-trust on a store whose certificate is due for renewal, in this process with a chosen
 // clock: a renewal that fails keeps the stored certificate only while it is still valid, and one
-// that ends with the policy certificate is not renewed, since no new one would end later.
+// that ends with the policy certificate is not renewed, since no new one would end later. A
+// store whose key its certificate does not name is refused, not certified afresh.
 
 import { expect } from 'chai';
+import type { KeyObject } from 'node:crypto';
 import net from 'node:net';
 import { join } from 'node:path';
 import { encode } from '../../lib/wire/index.ts';
 import { generateKeyPair, randomBytes, sha256, toKeyMessage, utf8 } from '../../lib/crypto/index.ts';
 import { createPolicyCert, issueAdmissionCert, parseCertificate } from '../../lib/pki/index.ts';
 import { generateSimulatedPlatform, SIMULATED_ENCLAVE, SimulatedEnclave } from '../../lib/attest/index.ts';
-import { admissionCertTag, authKeyTag, initTrust } from '../../lib/certifier/index.ts';
+import { admissionCertTag, authKeyTag, initTrust, loadIdentity } from '../../lib/certifier/index.ts';
 import { Cryptstore, KeyFileProtector } from '../../cryptstore/index.ts';
 import { closedPort, tempDir } from '../support/helpers.ts';
 import { rejects } from '../support/rejects.ts';
@@ -28,9 +30,9 @@ describe('init-trust: renewing a certificate ahead of time', function () {
   /**
    * A store holding a certificate issued `ageSeconds` ago for `lifeSeconds` (past half its life
    * when age is more than half), under a policy certificate made a day ago, or one of
-   * `policyCertLeft.days` with `policyCertLeft.seconds` left.
+   * `policyCertLeft.days` with `policyCertLeft.seconds` left; `storedKey` is kept in place of the certified key.
    */
-  async function certified(name: string, ageSeconds: number, lifeSeconds: number, policyCertLeft?: { days: number; seconds: number }) {
+  async function certified(name: string, ageSeconds: number, lifeSeconds: number, policyCertLeft?: { days: number; seconds: number }, storedKey?: KeyObject) {
     const policyKey = (await generateKeyPair('p256')).privateKey;
     const policyCert = policyCertLeft
       ? await createPolicyCert({ privateKey: policyKey, domain, days: policyCertLeft.days, now: new Date(Date.now() + policyCertLeft.seconds * 1000 - policyCertLeft.days * 86_400_000) })
@@ -41,7 +43,7 @@ describe('init-trust: renewing a certificate ahead of time', function () {
     const store = await Cryptstore.create(join(tmp.dir, name), new KeyFileProtector(randomBytes(32)));
     closers.push(() => store.close());
     await store.putAll([
-      { tag: authKeyTag(domain), blob: encode('key_message', toKeyMessage(key, 'auth-key')), options: { type: 'key-message-serialized-protobuf', exportable: false } },
+      { tag: authKeyTag(domain), blob: encode('key_message', toKeyMessage(storedKey ?? key, 'auth-key')), options: { type: 'key-message-serialized-protobuf', exportable: false } },
       { tag: admissionCertTag(domain), blob: cert, options: { type: 'X509-der-cert', exportable: true } },
     ]);
     return { store, policyCert, platform: new SimulatedEnclave(platformKeys.attestKey, platformKeys.endorsement, m), notAfter: parseCertificate(cert).notAfter };
@@ -78,6 +80,15 @@ describe('init-trust: renewing a certificate ahead of time', function () {
     const r = await initTrust({ ...due, domain, host: '127.0.0.1', port });
     expect(asked).to.equal(1);
     expect(r.renewalFailed?.code).to.equal('UNREACHABLE');
+  });
+
+  it('refuses a store whose key is not the one its certificate names (INTEGRITY), without certifying afresh', async () => {
+    const other = (await generateKeyPair('p256')).privateKey;
+    const { store, policyCert, platform } = await certified('mismatched', 60, 7 * 86_400, undefined, other);
+    await rejects(loadIdentity(store, domain, policyCert), 'INTEGRITY');
+    let asked = 0;
+    await rejects(initTrust({ store, domain, policyCert, platform, host: '127.0.0.1', port: await hangingUp(() => void asked++) }), 'INTEGRITY');
+    expect(asked).to.equal(0);
   });
 
   it('fails, as a needed renewal would, when the certificate ended while the attempt ran', async () => {
