@@ -1,0 +1,78 @@
+// key-client checks what a key-server answers: a retrieve must bring back a valid entry for the
+// name and version asked, and an auth-challenge it cannot or should not answer is an error. Here
+// against a faulty key-server on 127.0.0.1 (the channel's serve() with a chosen handler),
+// presenting a real admission certificate made with the policy key.
+
+import { expect } from 'chai';
+import { encode } from '../../lib/wire/index.ts';
+import { generateKeyPair, sha256, utf8 } from '../../lib/crypto/index.ts';
+import { createPolicyCert, issueAdmissionCert, toPem, validateAdmission } from '../../lib/pki/index.ts';
+import { SIMULATED_ENCLAVE } from '../../lib/attest/index.ts';
+import { serve, type ChannelServer } from '../../lib/channel/index.ts';
+import { challenge, parseKeyRequest, succeeded, type KeyRequest } from '../../lib/keyservice/protocol.ts';
+import { KeyClient } from '../../lib/keyclient/index.ts';
+import { rejects } from '../support/rejects.ts';
+
+describe('keyclient: answers from a faulty key-server', function () {
+  this.timeout(30_000);
+  const domain = 'faulty';
+  let answer: (req: KeyRequest) => Uint8Array = (req) => succeeded(req.name);
+  let server: ChannelServer;
+  let client: KeyClient;
+
+  before(async () => {
+    const policyKey = (await generateKeyPair('p256')).privateKey;
+    const policyCert = await createPolicyCert({ privateKey: policyKey, domain, now: new Date(Date.now() - 3_600_000) });
+    const machine = async (program: string) => {
+      const key = (await generateKeyPair('p256')).privateKey;
+      const cert = await issueAdmissionCert({ policyKey, policyCert, subjectPublicKey: key, measurement: sha256(utf8(program)), platform: SIMULATED_ENCLAVE, domain, validitySeconds: 86_400 });
+      return { key, cert };
+    };
+    const keyServer = await machine('key-server');
+    server = await serve({
+      host: '127.0.0.1', port: 0,
+      tls: { key: keyServer.key, cert: toPem(keyServer.cert), ca: toPem(policyCert), requestCert: true },
+      handler: async (bytes) => answer(parseKeyRequest(bytes)),
+    });
+    const own = await machine('client');
+    const peer = validateAdmission({ chain: [own.cert], policyCert, at: new Date(), usage: 'any', role: "machine's stored" });
+    client = await KeyClient.connect({ host: '127.0.0.1', port: server.address.port, identity: { key: own.key, certificate: own.cert, peer }, policyCert });
+  });
+  after(async () => {
+    await client?.close();
+    await server?.close();
+  });
+
+  const entry = (fields: { tag: string; version: number }) =>
+    encode('cryptstore_entry', { type: 'binary-blob', blob: utf8('secret'), timeEntered: utf8('2026-12-05T00:00:00Z'), exportable: true, ...fields });
+
+  it('accepts the entry asked for', async () => {
+    answer = (req) => succeeded(req.name, { data: entry({ tag: req.name, version: 2 }) });
+    expect(await client.retrieve('k', 2)).to.include({ tag: 'k', version: 2 });
+  });
+
+  it('refuses an entry for another name (INTEGRITY)', async () => {
+    answer = (req) => succeeded(req.name, { data: entry({ tag: 'other', version: 1 }) });
+    await rejects(client.retrieve('k'), 'INTEGRITY');
+  });
+
+  it('refuses an entry of another version than the one asked (INTEGRITY)', async () => {
+    answer = (req) => succeeded(req.name, { data: entry({ tag: req.name, version: 3 }) });
+    await rejects(client.retrieve('k', 2), 'INTEGRITY');
+  });
+
+  it('refuses a malformed entry, here of version 0 (DECODE_FAILED)', async () => {
+    answer = (req) => succeeded(req.name, { data: entry({ tag: req.name, version: 0 }) });
+    await rejects(client.retrieve('k'), 'DECODE_FAILED');
+  });
+
+  it('refuses an auth-challenge whose nonce is not 32 bytes (BAD_FIELD)', async () => {
+    answer = (req) => challenge(req.name, new Uint8Array(31));
+    await rejects(client.retrieve('k'), 'BAD_FIELD');
+  });
+
+  it('fails with CHALLENGE_FAILED when challenged without a credential to answer with', async () => {
+    answer = (req) => challenge(req.name, new Uint8Array(32));
+    await rejects(client.retrieve('k'), 'CHALLENGE_FAILED');
+  });
+});
