@@ -255,3 +255,23 @@ describe('wire: values a peer chose, in errors and logs', () => {
     expect(message).to.contain('(1000000 characters)');
   });
 });
+
+describe('wire: scrypt parameters read from disk', () => {
+  const bundle = (r: number, p: number) =>
+    encode('cryptstore_bundle', { formatVersion: 1, scrypt: { logN: 10, r, p, salt: new Uint8Array(16) }, ciphertext: new Uint8Array(28) });
+  const problem = (bytes: Uint8Array) => {
+    try {
+      parseCryptstoreBundle(bytes);
+      return 'accepted';
+    } catch (e) {
+      if (!(e instanceof CertifierError)) throw e;
+      return `${e.code}: ${e.message}`;
+    }
+  };
+
+  it('holds r and p each to what this suite writes: r 32 or p 16 alone is BAD_FIELD', () => {
+    expect(problem(bundle(8, 1))).to.equal('accepted');
+    expect(problem(bundle(32, 1))).to.match(/^BAD_FIELD: .*scrypt\.r is 32/);
+    expect(problem(bundle(8, 16))).to.match(/^BAD_FIELD: .*scrypt\.p is 16/);
+  });
+});
