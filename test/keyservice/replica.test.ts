@@ -6,7 +6,8 @@ import { expect } from 'chai';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { CertifierError } from '../../lib/errors/index.ts';
-import { randomBytes } from '../../lib/crypto/index.ts';
+import { generateKeyPair, randomBytes, sign } from '../../lib/crypto/index.ts';
+import { createPolicyCert } from '../../lib/pki/index.ts';
 import { decode, type CryptstoreEntry, type KeyServiceList } from '../../lib/wire/index.ts';
 import type { ValidatedPeer } from '../../lib/pki/index.ts';
 import { Cryptstore, KeyFileProtector } from '../../cryptstore/index.ts';
@@ -15,11 +16,13 @@ import type { KeyBackend } from '../../lib/keyservice/backend.ts';
 import { KeyService } from '../../lib/keyservice/handlers.ts';
 import { KeyStore, storageKeyId } from '../../lib/keyservice/keystore.ts';
 import { LevelBackend } from '../../lib/keyservice/level-backend.ts';
-import { encodeKeyRequest, parseKeyResponse, type Action } from '../../lib/keyservice/protocol.ts';
+import { challengeMessage, encodeKeyRequest, parseKeyResponse, type Action } from '../../lib/keyservice/protocol.ts';
 import { lockDataDir, ReplicaJoin } from '../../lib/keyservice/replica.ts';
+import { issueRoleCert } from '../../lib/keyservice/roles.ts';
 import { STORAGE_KEY_TAG, storageKeyFrom } from '../../lib/keyservice/server.ts';
 import { ROOT, tempDir } from '../support/helpers.ts';
 import { rejects } from '../support/rejects.ts';
+import { member } from './member.ts';
 
 const OWN = 'aa'.repeat(32);
 const OTHER = 'bb'.repeat(32);
@@ -78,6 +81,27 @@ describe('key service: releasing the storage key to a joining replica', () => {
     expect(list.status).to.equal('succeeded');
     expect(decode<KeyServiceList>('key_service_list', list.data!).resources ?? []).to.deep.equal([]);
     expect(await ask(s, OWN, 'retrieve', 2)).to.include({ status: 'failed', errorCode: 'RESERVED_NAME' });
+  });
+
+  it('releases nothing to its own measurement that also shows a role credential: RESERVED_NAME', async () => {
+    const policy = await generateKeyPair('p256');
+    const policyCert = await createPolicyCert({ privateKey: policy.privateKey, domain: 'datica', now: new Date(Date.now() - 3_600_000) });
+    const role = await generateKeyPair('p256');
+    const credential = await issueRoleCert({ policyKey: policy.privateKey, policyCert, subjectPublicKey: role.publicKey, role: 'operator', domain: 'datica', validitySeconds: 86_400 });
+    const s = new KeyService({
+      keystore: new KeyStore(backend, storageKey), policyCert, audit, reserved: { names: [STORAGE_KEY_TAG], prefixes: ['key-server/'] },
+      replicaJoin: new ReplicaJoin({ name: STORAGE_KEY_TAG, measurementHex: OWN, storageKey }),
+    });
+    const exporter = randomBytes(32);
+    const { conn } = member(OWN, '1f');
+    const c = { ...conn('c1'), exportKeyingMaterial: () => exporter };
+    const req = { action: 'retrieve' as const, name: STORAGE_KEY_TAG, credentials: [credential] };
+    const challenged = parseKeyResponse(await s.handle(encodeKeyRequest(req), c));
+    expect(challenged.status).to.equal('auth-challenge');
+    const challengeSignature = sign(role.privateKey, challengeMessage(challenged.data!, exporter));
+    const r = parseKeyResponse(await s.handle(encodeKeyRequest({ ...req, challengeNonce: challenged.data!, challengeSignature }), c));
+    expect(r).to.include({ status: 'failed', errorCode: 'RESERVED_NAME' });
+    expect(r).not.to.have.property('data');
   });
 });
 
