@@ -8,7 +8,7 @@ import { Level } from 'level';
 import { randomBytes, utf8 } from '../../lib/crypto/index.ts';
 import { Cryptstore, PassphraseProtector } from '../../cryptstore/index.ts';
 import { spawn, spawnSync } from 'node:child_process';
-import { ROOT, run, tempDir, type RunResult } from '../support/helpers.ts';
+import { ROOT, run, runScript, tempDir, type RunResult } from '../support/helpers.ts';
 
 const CHEAP = ['--scrypt-log-n', '10'];
 
@@ -328,6 +328,17 @@ describe('cert-utility store commands (transcripts)', function () {
       expectFailure(put, 1, 'INVALID_INPUT');
       expect(put.stderr).to.contain('invisible character');
       expectFailure(await cu(withPass('generate-key', '--tag', 'k\u00ad', '--alg', 'p256')), 1, 'INVALID_INPUT');
+    });
+
+    it('refuses a tag given as bytes that are not UTF-8 (61 ff), which would read as U+FFFD: INVALID_INPUT, nothing stored', async () => {
+      // Through sh, so the argument reaches the program as the raw byte, not as text.
+      const tagged = `program="$1"; shift; exec "$0" "$program" put-item --tag "$(printf 'a\\377')" "$@"`;
+      const r = await runScript({ path: '/bin/sh' }, ['-c', tagged, process.execPath, join(ROOT, 'cmd', 'bin', 'cert-utility.js'), '--in', '-', '--store', store, '--passphrase-file', passFile], { cwd: tmp.dir, input: 'v' });
+      expectFailure(r, 1, 'INVALID_INPUT');
+      expect(r.stderr).to.contain('not valid UTF-8');
+      const listed = await cu(withPass('list-items'));
+      expect(listed.status, listed.stderr).to.equal(0);
+      expect(listed.out.trim()).to.equal('');
     });
 
     it('gives a tag made before that rule (here: by the library, which only reads) its next version', async () => {
