@@ -30,18 +30,35 @@ export function fileError(what: string, path: string, cause: unknown): Certifier
 }
 
 /**
+ * Opens `path` to read, refusing a directory, and runs `read` on it: what either throws other than
+ * a CertifierError is FILE_ERROR ("cannot read PATH: why"). The file is closed however it ends.
+ */
+async function withReadHandle<T>(path: string, flags: number, read: (handle: fs.FileHandle, st: Stats) => Promise<T>): Promise<T> {
+  let handle: fs.FileHandle | undefined;
+  try {
+    handle = await fs.open(path, flags);
+    const st = await handle.stat();
+    if (st.isDirectory()) throw Object.assign(new Error('is a directory'), { code: 'EISDIR' });
+    return await read(handle, st);
+  } catch (e) {
+    if (e instanceof CertifierError) throw e;
+    throw fileError('read', path, e);
+  } finally {
+    await handle?.close();
+  }
+}
+
+const tooLarge = (path: string, limit: number) => new CertifierError('INVALID_INPUT', `${path} is larger than ${limit} bytes`);
+
+/**
  * Reads a whole file, refusing files larger than `limit`. With `regularOnly`, anything but a
  * regular file is refused, without blocking: what a running server reads again (a policy, an ACL,
  * a revocation list on SIGHUP) must not wait in open() on a FIFO put in a file's place.
  */
-export async function readFileLimited(path: string, limit = DEFAULT_READ_LIMIT, o: { regularOnly?: boolean } = {}): Promise<Uint8Array> {
-  let handle: fs.FileHandle | undefined;
-  try {
-    handle = await fs.open(path, o.regularOnly ? C.O_RDONLY | C.O_NONBLOCK : C.O_RDONLY);
-    const st = await handle.stat();
-    if (st.isDirectory()) throw Object.assign(new Error('is a directory'), { code: 'EISDIR' });
+export function readFileLimited(path: string, limit = DEFAULT_READ_LIMIT, o: { regularOnly?: boolean } = {}): Promise<Uint8Array> {
+  return withReadHandle(path, o.regularOnly ? C.O_RDONLY | C.O_NONBLOCK : C.O_RDONLY, async (handle, st) => {
     if (o.regularOnly && !st.isFile()) throw new CertifierError('FILE_ERROR', `cannot read ${path}: not a regular file`);
-    if (st.size > limit) throw new CertifierError('INVALID_INPUT', `${path} is larger than ${limit} bytes`);
+    if (st.size > limit) throw tooLarge(path, limit);
     const chunks: Buffer[] = [];
     let total = 0;
     for (;;) {
@@ -49,16 +66,11 @@ export async function readFileLimited(path: string, limit = DEFAULT_READ_LIMIT, 
       const { bytesRead } = await handle.read(buf, 0, buf.length, null);
       if (bytesRead === 0) break;
       total += bytesRead;
-      if (total > limit) throw new CertifierError('INVALID_INPUT', `${path} is larger than ${limit} bytes`);
+      if (total > limit) throw tooLarge(path, limit);
       chunks.push(buf.subarray(0, bytesRead));
     }
     return new Uint8Array(Buffer.concat(chunks, total));
-  } catch (e) {
-    if (e instanceof CertifierError) throw e;
-    throw fileError('read', path, e);
-  } finally {
-    await handle?.close();
-  }
+  });
 }
 
 /**
@@ -69,24 +81,20 @@ export async function readFileLimited(path: string, limit = DEFAULT_READ_LIMIT, 
  */
 export async function readSecretFile(path: string, limit: number): Promise<Uint8Array> {
   const buf = new Uint8Array(new ArrayBuffer(limit + 1));
-  let handle: fs.FileHandle | undefined;
   try {
-    handle = await fs.open(path, C.O_RDONLY);
-    if ((await handle.stat()).isDirectory()) throw Object.assign(new Error('is a directory'), { code: 'EISDIR' });
-    let total = 0;
-    for (;;) {
-      const { bytesRead } = await handle.read(buf, total, buf.length - total, null);
-      total += bytesRead;
-      if (bytesRead === 0 || total > limit) break;
-    }
-    if (total > limit) throw new CertifierError('INVALID_INPUT', `${path} is larger than ${limit} bytes`);
-    return buf.subarray(0, total);
+    return await withReadHandle(path, C.O_RDONLY, async (handle) => {
+      let total = 0;
+      for (;;) {
+        const { bytesRead } = await handle.read(buf, total, buf.length - total, null);
+        total += bytesRead;
+        if (bytesRead === 0 || total > limit) break;
+      }
+      if (total > limit) throw tooLarge(path, limit);
+      return buf.subarray(0, total);
+    });
   } catch (e) {
     buf.fill(0);
-    if (e instanceof CertifierError) throw e;
-    throw fileError('read', path, e);
-  } finally {
-    await handle?.close();
+    throw e;
   }
 }
 
