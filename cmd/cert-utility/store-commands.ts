@@ -162,7 +162,10 @@ export function addStoreCommands(program: Command): void {
       const fresh = (o.newKeyFile ?? o.newPassphraseFile)!;
       refuseOwnFiles(fresh, { dirs: storeFiles(o).dirs, files: [] }, `${o.newKeyFile ? '--new-key-file' : '--new-passphrase-file'} ${fresh}`);
       const secret = { store: o.store, passphraseFile: o.newPassphraseFile, keyFile: o.newKeyFile, scryptLogN: o.scryptLogN };
-      const next = await withProtector(P, secret, async (p) => (await withStore(P, { ...o, scryptLogN: undefined }, (s) => s.rekey(p)), p));
+      const next = await withProtector(P, secret, async (p) => {
+        await withStore(P, { ...o, scryptLogN: undefined }, (s) => s.rekey(p));
+        return { kind: p.kind, description: p.description };
+      });
       return { json: { store: o.store, protection: next.kind }, text: [`rekeyed ${o.store} (now protected by ${next.description})`] };
     })))
     .option('--new-passphrase-file <file>', 'file holding the new passphrase')
