@@ -14,6 +14,19 @@ import { findPgBin, PG_MISSING, PgServer } from './pg-server.ts';
 
 const bin = findPgBin();
 
+/** Whether `signals` are all delivered to `pid`: none pending (caught, or the process is gone). */
+function delivered(pid: number, signals: NodeJS.Signals[]): boolean {
+  let status: string;
+  try {
+    status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  } catch {
+    return true; // reaped
+  }
+  const numbers = { SIGHUP: 1, SIGUSR1: 10 } as Record<string, number>;
+  const pending = ['SigPnd', 'ShdPnd'].map((f) => BigInt(`0x${new RegExp(`^${f}:\\s*([0-9a-f]+)$`, 'm').exec(status)?.[1] ?? '0'}`));
+  return signals.every((s) => pending.every((mask) => (mask & (1n << BigInt(numbers[s]! - 1))) === 0n));
+}
+
 if (!bin) {
   describe('key-server serve on PostgreSQL: stopping with a request in flight', () => {
     it(PG_MISSING, function () {
@@ -118,5 +131,25 @@ if (!bin) {
         await expectAfterRestart(name, value);
       });
     }
+
+    it('SIGHUP and SIGUSR1 during the stop neither kill the server nor reload or back up: the store is answered and it exits 0', async () => {
+      const name = 'held/hup-usr1';
+      const value = randomBytes(32);
+      const { log, result, exit } = await stopDuringStore('SIGTERM', name, value, async (child) => {
+        process.kill(child.pid, 'SIGHUP');
+        process.kill(child.pid, 'SIGUSR1');
+        // Both taken by the process (its handlers, or the default action) before the lock goes.
+        for (const until = Date.now() + 10_000; !delivered(child.pid, ['SIGHUP', 'SIGUSR1']);) {
+          if (Date.now() > until) throw new Error('SIGHUP and SIGUSR1 still pending after 10 s');
+          await sleep(10);
+        }
+      });
+      expect(exit).to.deep.equal({ code: 0, signal: null });
+      expect(expectSuccess(result).out).to.equal(`stored ${name} version 1\n`);
+      expect(log).to.match(/\nkey-server: stopped\n$/);
+      // Too late for either: no reload or backup is tried, or refused, once it is stopping.
+      expect(log).to.not.match(/reload|backup/);
+      await expectAfterRestart(name, value);
+    });
   });
 }
