@@ -26,7 +26,7 @@ export class Child {
 
   constructor(readonly name: string, readonly proc: ChildProcess) {
     Child.live.add(this);
-    proc.stdout!.on('data', (d: Buffer) => (this.stdout += d.toString('utf8')));
+    proc.stdout?.on('data', (d: Buffer) => (this.stdout += d.toString('utf8'))); // none when it goes to a file given
     proc.stderr!.on('data', (d: Buffer) => (this.stderr += d.toString('utf8')));
     this.exited = new Promise((resolve) => proc.once('exit', (code, signal) => {
       Child.live.delete(this);
@@ -101,6 +101,14 @@ export function startServer(program: Program, args: string[], onSpawn?: (child: 
       reject(new Error(`${program} exited (${code ?? signal}) before listening:\n${child.stderr}`));
     });
   });
+}
+
+/**
+ * Starts a server program whose standard output goes to the open file `stdoutFd` (stderr is read
+ * as usual); it does not wait for it to listen.
+ */
+export function spawnWithStdout(program: Program, args: string[], stdoutFd: number): Child {
+  return new Child(program, spawn(process.execPath, [join(ROOT, 'cmd', 'bin', `${program}.js`), ...args], { stdio: ['ignore', stdoutFd, 'pipe'], env: serverEnv() }));
 }
 
 function serverEnv(): Record<string, string> {
