@@ -415,11 +415,13 @@ export class LevelBackend implements KeyBackend {
     const tmp = await fs.mkdtemp(`${dir}.partial-${process.pid}-`).catch((e: Error) => {
       throw new CertifierError('FILE_ERROR', `cannot write a backup to ${dir}: ${e.message}`, { cause: e });
     });
-    const copy: Db = new Level(tmp, { keyEncoding: 'utf8', valueEncoding: 'view', createIfMissing: true, errorIfExists: true });
     let records = 0;
     let keyId: Uint8Array | undefined;
     try {
       await writeSynced(join(tmp, UNFINISHED_FILE), new TextEncoder().encode('a backup copy being written\n'));
+      // Made only now: a Level opens itself (makes its files) as soon as it is made, and the
+      // marker must be whole on disk, and named in the directory, before any of them.
+      const copy: Db = new Level(tmp, { keyEncoding: 'utf8', valueEncoding: 'view', createIfMissing: true, errorIfExists: true });
       await copy.open();
       const snapshot = this.db.snapshot();
       try {

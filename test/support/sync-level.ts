@@ -1,0 +1,26 @@
+// Run under strace by test/keyservice/level-sync.test.ts: key-server's LevelDB backend in DATA
+// (made by open), each write followed by a mark (test/support/strace.ts) once acknowledged, then
+// a backup to BACKUP (whose parent exists).
+import { randomBytes } from 'node:crypto';
+import { LevelBackend } from '../../lib/keyservice/level-backend.ts';
+import type { StoredRecord } from '../../lib/keyservice/backend.ts';
+import { mark } from './strace.ts';
+
+const [data, backup] = process.argv.slice(2) as [string, string];
+const record = (name: string, version: number): StoredRecord => ({
+  name, version, type: 'binary-blob', exportable: false, timeEntered: new Date().toISOString(), size: 32, ciphertext: randomBytes(60),
+});
+
+const b = await LevelBackend.open(data);
+mark('opened');
+await b.bindStorageKey('storage-key-id');
+mark('bound');
+await b.append('k', (v) => record('k', v));
+mark('appended');
+await b.append('k', (v) => record('k', v));
+mark('appended again');
+await b.delete('k', 1);
+mark('deleted');
+await b.backupTo(backup);
+mark('backed up');
+await b.close();
