@@ -5,7 +5,7 @@ import { promises as fs, readdirSync, rmSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import { Level } from 'level';
 import { CertifierError } from '../lib/errors/index.ts';
-import { describeErrno, fileError, ownDirProblem } from '../lib/files/index.ts';
+import { describeErrno, fileError, makeDirs, ownDirProblem } from '../lib/files/index.ts';
 
 export type Db = Level<string, Uint8Array>;
 
@@ -81,7 +81,7 @@ const notPrivate = (path: string, e: unknown) =>
  * others may write in is not refused but tightened: it is the user's own to make private.
  */
 export async function makeStoreDir(dir: string): Promise<void> {
-  await fs.mkdir(dir, { recursive: true, mode: 0o700 }).catch(async (e: unknown) => {
+  await makeDirs(dir, 0o700).catch(async (e: unknown) => {
     const link = await fs.readlink(dir).catch(() => undefined);
     const why = link === undefined ? describeErrno(e) : `it is a symbolic link to ${link}, which does not exist`;
     throw new CertifierError('FILE_ERROR', `cannot create the cryptstore directory ${dir}: ${why}`, { cause: e });

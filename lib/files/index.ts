@@ -281,7 +281,7 @@ export async function makePrivateDir(dir: string, what: string): Promise<void> {
   const refuse = (why: string, cause?: unknown) => new CertifierError('FILE_ERROR', `cannot use ${dir} as ${what}: ${why}`, { cause });
   let st: Stats;
   try {
-    await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+    await makeDirs(dir, 0o700);
     st = await fs.stat(dir);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
@@ -633,6 +633,22 @@ function onSignal(signal: NodeJS.Signals): void {
   listenWhileNeeded();
   // As if there had been no listener: the default action, so the exit status says which signal.
   process.kill(process.pid, signal);
+}
+
+/**
+ * `mkdir -p dir` (each directory made with `mode`), and each directory it made named durably in
+ * its parent (syncDir), so that what is then written and synced in it outlives a power failure.
+ * Returns the first directory made, as fs.mkdir does (undefined when `dir` was there).
+ */
+export async function makeDirs(dir: string, mode: number): Promise<string | undefined> {
+  const first = await fs.mkdir(dir, { recursive: true, mode });
+  if (first === undefined) return undefined;
+  const top = resolve(first);
+  for (let made = resolve(dir); ; made = dirname(made)) {
+    await syncDir(dirname(made));
+    if (made === top || made === dirname(made)) break;
+  }
+  return first;
 }
 
 /** Makes a directory's entries (a rename, a new file) durable. */

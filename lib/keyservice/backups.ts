@@ -13,7 +13,7 @@
 import { promises as fs } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { CertifierError } from '../errors/index.ts';
-import { ownDirProblem, readFileLimited } from '../files/index.ts';
+import { makeDirs, ownDirProblem, readFileLimited } from '../files/index.ts';
 
 /** The name of a backup made at `at`: keys-2026-12-05T11-30-00-000Z, which sorts by time. */
 export function backupName(at: Date): string {
@@ -40,7 +40,7 @@ export function backupDirProblem(st: { uid: number; mode: number }, uid: number)
 
 /** Makes the backup directory if missing (0700); FILE_ERROR if it is not this user's alone. */
 export async function prepareBackupDir(dir: string): Promise<void> {
-  const st = await fs.mkdir(dir, { recursive: true, mode: 0o700 }).then(() => fs.stat(dir)).catch((e: Error) => {
+  const st = await makeDirs(dir, 0o700).then(() => fs.stat(dir)).catch((e: Error) => {
     throw new CertifierError('FILE_ERROR', `cannot use --backup-dir ${dir}: ${e.message}`, { cause: e });
   });
   const uid = process.getuid?.();

@@ -32,7 +32,7 @@ import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { Level } from 'level';
 import { CertifierError } from '../errors/index.ts';
-import { syncDir } from '../files/index.ts';
+import { makeDirs, syncDir } from '../files/index.ts';
 import { KEY_ID_FILE, UNFINISHED_FILE } from './backups.ts';
 import { LruMap } from '../util/lru.ts';
 import { compareNames, decode, encode } from '../wire/index.ts';
@@ -122,7 +122,7 @@ function ownCiphertext(r: StoredRecord): StoredRecord {
 
 async function prepareDir(dir: string): Promise<void> {
   try {
-    await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+    await makeDirs(dir, 0o700);
     await fs.chmod(dir, 0o700);
   } catch (e) {
     throw new CertifierError('FILE_ERROR', `cannot use ${dir} as the key-server data directory: ${(e as Error).message}`, { cause: e });

@@ -9,7 +9,7 @@
 // Everyone else, or everyone when the flag is off, gets RESERVED_NAME as before. The joining
 // side pins the serving replica to its own measurement too (lib/keyclient/replica-join.ts).
 
-import { promises as fs } from 'node:fs';
+import { makeDirs } from '../files/index.ts';
 import { join } from 'node:path';
 import { CertifierError } from '../errors/index.ts';
 import { encode, type CryptstoreEntry } from '../wire/index.ts';
@@ -51,7 +51,7 @@ export class ReplicaJoin {
 
 /** Takes DIR for this process, until the returned release is called or the process ends (holdLock). */
 export async function lockDataDir(dir: string): Promise<() => Promise<void>> {
-  await fs.mkdir(dir, { recursive: true, mode: 0o700 }).catch((e: Error) => {
+  await makeDirs(dir, 0o700).catch((e: Error) => {
     throw new CertifierError('FILE_ERROR', `cannot use ${dir} as the key-server data directory: ${e.message}`, { cause: e });
   });
   return holdLock(join(dir, LOCK_DIR), `the key-server data directory is in use by another process (${dir}): give each replica its own --data`);

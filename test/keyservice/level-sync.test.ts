@@ -5,7 +5,7 @@
 import { expect } from 'chai';
 import { mkdtempSync, realpathSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { basename, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { skipWithoutStrace, traced, type Call, type TraceRun } from '../support/strace.ts';
 
 const SCRIPT = new URL('../support/sync-level.ts', import.meta.url).pathname;
@@ -49,6 +49,19 @@ describe('key-server LevelDB backend durability (strace)', function () {
       expect(trace.syncsBetween(logOf(data), from, trace.mark(step)), `no sync of ${data}'s log between ${before ?? 'the start'} and ${step}\n${trace}`).to.not.be.empty;
     });
   }
+
+  it('syncs the parent of each directory it makes (data, locked data, backup directory) before going on', async function () {
+    skipWithoutStrace(this);
+    const { trace } = await traceOnce();
+    for (const [made, by] of [
+      [join(dir, 'locked'), 'dirs made'], [join(dir, 'locked', 'data'), 'dirs made'],
+      [join(dir, 'backups'), 'dirs made'], [join(dir, 'backups', 'deep'), 'dirs made'],
+      [data, 'opened'],
+    ] as const) {
+      const mkdir = trace.first('mkdir', (m) => m.path === made, `mkdir of ${made}`).call;
+      expect(trace.syncsBetween(dirname(made), mkdir, trace.mark(by)), `no fsync of ${dirname(made)} after ${made} was made\n${trace}`).to.not.be.empty;
+    }
+  });
 
   it('syncs a backup\'s marker, database, key id file and directory before renaming it into place, and its parent after', async function () {
     skipWithoutStrace(this);

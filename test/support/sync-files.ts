@@ -2,7 +2,7 @@
 // followed by a mark (test/support/strace.ts) once it has returned.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { commitAll, stageFiles, writeFileAtomic } from '../../lib/files/index.ts';
+import { commitAll, makePrivateDir, stageFiles, writeFileAtomic } from '../../lib/files/index.ts';
 import { mark } from './strace.ts';
 
 const dir = process.argv[2]!;
@@ -17,3 +17,5 @@ writeFileSync(join(dir, 'kept'), 'previous');
 const staged = await stageFiles([{ path: join(dir, 'kept'), data: bytes('replacement') }, { path: join(dir, 'made'), data: bytes('new') }]);
 await commitAll(staged, { finish: () => Promise.reject(new Error('finish failed')) }).catch(() => {});
 mark('undone');
+await makePrivateDir(join(dir, 'out', 'deep'), 'the output directory');
+mark('private dir');

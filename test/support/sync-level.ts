@@ -1,7 +1,11 @@
 // Run under strace by test/keyservice/level-sync.test.ts: key-server's LevelDB backend in DATA
 // (made by open), each write followed by a mark (test/support/strace.ts) once acknowledged, then
-// a backup to BACKUP (whose parent exists).
+// a backup to BACKUP (whose parent exists). First the directories serve makes: DATA/../locked/data
+// (lockDataDir) and DATA/../backups/deep (prepareBackupDir).
 import { randomBytes } from 'node:crypto';
+import { dirname, join } from 'node:path';
+import { prepareBackupDir } from '../../lib/keyservice/backups.ts';
+import { lockDataDir } from '../../lib/keyservice/replica.ts';
 import { LevelBackend } from '../../lib/keyservice/level-backend.ts';
 import type { StoredRecord } from '../../lib/keyservice/backend.ts';
 import { mark } from './strace.ts';
@@ -11,6 +15,10 @@ const record = (name: string, version: number): StoredRecord => ({
   name, version, type: 'binary-blob', exportable: false, timeEntered: new Date().toISOString(), size: 32, ciphertext: randomBytes(60),
 });
 
+const release = await lockDataDir(join(dirname(data), 'locked', 'data'));
+await prepareBackupDir(join(dirname(data), 'backups', 'deep'));
+mark('dirs made');
+await release();
 const b = await LevelBackend.open(data);
 mark('opened');
 await b.bindStorageKey('storage-key-id');

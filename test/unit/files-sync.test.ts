@@ -4,7 +4,7 @@
 import { expect } from 'chai';
 import { mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { skipWithoutStrace, traced, type TraceRun } from '../support/strace.ts';
 
 const SCRIPT = new URL('../support/sync-files.ts', import.meta.url).pathname;
@@ -57,5 +57,14 @@ describe('lib/files durability (strace)', function () {
     const end = trace.mark('undone');
     expect(trace.syncsBetween(dir, back.call, end), `no fsync of ${dir} after putting kept back\n${trace}`).to.not.be.empty;
     expect(trace.syncsBetween(dir, removed.call, end), `no fsync of ${dir} after removing made\n${trace}`).to.not.be.empty;
+  });
+
+  it('names each output directory it makes durably in its parent before going on', async function () {
+    skipWithoutStrace(this);
+    const { trace } = await traceOnce();
+    for (const made of [join(dir, 'out'), join(dir, 'out', 'deep')]) {
+      const mkdir = trace.first('mkdir', (m) => m.path === made, `mkdir of ${made}`).call;
+      expect(trace.syncsBetween(dirname(made), mkdir, trace.mark('private dir')), `no fsync of ${dirname(made)} after ${made} was made\n${trace}`).to.not.be.empty;
+    }
   });
 });
