@@ -1,0 +1,64 @@
+// What a power failure depends on in the audit log's files, checked in the system calls made
+// (test/support/strace.ts): a new log is named durably in its directory before the first line is
+// written, a rotation's rename and new file are synced in the directory before the next line, an
+// unused log's removal is synced, and repair-audit syncs the log it cut short. (That lines are
+// written O_DSYNC is checked in audit.test.ts, from the open file's flags.)
+import { expect } from 'chai';
+import { mkdtempSync, realpathSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { skipWithoutStrace, traced, type TraceRun } from '../support/strace.ts';
+
+const SCRIPT = new URL('../support/sync-audit.ts', import.meta.url).pathname;
+const LOADER = new URL('../support/tsx.mjs', import.meta.url).pathname;
+
+describe('audit log durability (strace)', function () {
+  let dir: string;
+  let path: string;
+  let run: TraceRun | undefined;
+
+  // One traced run of the script serves every test below.
+  async function traceOnce(): Promise<TraceRun> {
+    if (run) return run;
+    dir = realpathSync(mkdtempSync(join(tmpdir(), 'audit-sync-'))); // strace shows real paths
+    path = join(dir, 'audit.log');
+    run = await traced([process.execPath, '--import', LOADER, SCRIPT, dir], { dir });
+    expect(run.status, run.stderr).to.equal(0);
+    return run;
+  }
+
+  after(() => {
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('syncs the directory of a log it creates before the log is used', async function () {
+    skipWithoutStrace(this);
+    const { trace } = await traceOnce();
+    const made = trace.first('open', (o) => o.path === path && o.flags.includes('O_CREAT'), `creating open of ${path}`).call;
+    expect(trace.syncsBetween(dir, made, trace.mark('opened')), `no fsync of ${dir} after ${path} was made\n${trace}`).to.not.be.empty;
+  });
+
+  it('syncs the directory after a rotation\'s rename and new file, before the next line is written', async function () {
+    skipWithoutStrace(this);
+    const { trace } = await traceOnce();
+    const ren = trace.first('rename', (r) => r.from === path, `rename of ${path}`).call;
+    const next = trace.first('open', (o) => o.path === path && o.flags.includes('O_EXCL') && o.call.start > ren.end, `new ${path} after the rotation`).call;
+    const line = trace.first('write', (w) => w.path === path && w.call.start > next.end, `a line written to the new ${path}`).call;
+    expect(trace.syncsBetween(dir, next, line), `no fsync of ${dir} between the new file and its first line\n${trace}`).to.not.be.empty;
+  });
+
+  it('syncs the directory after removing a log it made and never used', async function () {
+    skipWithoutStrace(this);
+    const { trace } = await traceOnce();
+    const unused = join(dir, 'unused.log');
+    const gone = trace.first('unlink', (u) => u.path === unused, `unlink of ${unused}`).call;
+    expect(trace.syncsBetween(dir, gone, trace.mark('unused removed')), `no fsync of ${dir} after ${unused} was removed\n${trace}`).to.not.be.empty;
+  });
+
+  it('syncs the log repair-audit cut short before it returns', async function () {
+    skipWithoutStrace(this);
+    const { trace } = await traceOnce();
+    const cut = trace.first('truncate', (t) => t.path === path, `ftruncate of ${path}`).call;
+    expect(trace.syncsBetween(path, cut, trace.mark('repaired')), `no fsync of ${path} after it was cut short\n${trace}`).to.not.be.empty;
+  });
+});
