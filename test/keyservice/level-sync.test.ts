@@ -3,34 +3,11 @@
 // LevelDB's log, from its own thread) before it is acknowledged, and a backup's files, database
 // and directories are synced before and after it is renamed into place.
 import { expect } from 'chai';
-import { mkdtempSync, realpathSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
-import { skipWithoutStrace, traced, type Call, type TraceRun } from '../support/strace.ts';
-
-const SCRIPT = new URL('../support/sync-level.ts', import.meta.url).pathname;
-const LOADER = new URL('../support/tsx.mjs', import.meta.url).pathname;
+import { sharedTrace, type Call } from '../support/strace.ts';
 
 describe('key-server LevelDB backend durability (strace)', function () {
-  let dir: string;
-  let data: string;
-  let backup: string;
-  let run: TraceRun | undefined;
-
-  // One traced run of the script serves every test below.
-  async function traceOnce(): Promise<TraceRun> {
-    if (run) return run;
-    dir = realpathSync(mkdtempSync(join(tmpdir(), 'level-sync-'))); // strace shows real paths
-    data = join(dir, 'data');
-    backup = join(dir, 'keys-1');
-    run = await traced([process.execPath, '--import', LOADER, SCRIPT, data, backup], { dir });
-    expect(run.status, run.stderr).to.equal(0);
-    return run;
-  }
-
-  after(() => {
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
+  const traceOf = sharedTrace('sync-level.ts', (dir) => [join(dir, 'data'), join(dir, 'keys-1')]);
 
   /** LevelDB's write-ahead log in `db`: NNNNNN.log. */
   const logOf = (db: string) => (p: string) => p.startsWith(`${db}/`) && /^\d+\.log$/.test(basename(p));
@@ -43,16 +20,16 @@ describe('key-server LevelDB backend durability (strace)', function () {
     ['deleted', 'appended again', 'a delete and its high-water mark'],
   ] as const) {
     it(`syncs ${what} to LevelDB's log before it is acknowledged`, async function () {
-      skipWithoutStrace(this);
-      const { trace } = await traceOnce();
+      const { trace, dir } = await traceOf(this);
+      const data = join(dir, 'data');
       const from = before === undefined ? undefined : trace.mark(before);
       expect(trace.syncsBetween(logOf(data), from, trace.mark(step)), `no sync of ${data}'s log between ${before ?? 'the start'} and ${step}\n${trace}`).to.not.be.empty;
     });
   }
 
   it('syncs the parent of each directory it makes (data, locked data, backup directory) before going on', async function () {
-    skipWithoutStrace(this);
-    const { trace } = await traceOnce();
+    const { trace, dir } = await traceOf(this);
+    const data = join(dir, 'data');
     for (const [made, by] of [
       [join(dir, 'locked'), 'dirs made'], [join(dir, 'locked', 'data'), 'dirs made'],
       [join(dir, 'backups'), 'dirs made'], [join(dir, 'backups', 'deep'), 'dirs made'],
@@ -64,8 +41,8 @@ describe('key-server LevelDB backend durability (strace)', function () {
   });
 
   it('syncs a backup\'s marker, database, key id file and directory before renaming it into place, and its parent after', async function () {
-    skipWithoutStrace(this);
-    const { trace } = await traceOnce();
+    const { trace, dir } = await traceOf(this);
+    const backup = join(dir, 'keys-1');
     const ren = trace.first('rename', (r) => r.to === backup, `rename onto ${backup}`);
     const tmp = ren.from;
     expect(tmp.startsWith(`${backup}.partial-`), tmp).to.equal(true);

@@ -9,9 +9,10 @@
 // skip, naming why (skipWithoutStrace).
 
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { mkdtempSync, readFileSync, realpathSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 /** One system call: where it began and where it returned in the trace (an unfinished one's two lines). */
 export interface Call {
@@ -301,3 +302,30 @@ export class Trace {
 export function mark(label: string): void {
   writeSync(1, `@@${label}\n`);
 }
+
+/**
+ * For a describe(): one run of `script` (in test/support, through tsx) under strace, shared by
+ * every test of it, in a new temporary directory (by its real path, which is what strace shows)
+ * removed after them. The returned function, called in an it() with its context, skips that test
+ * where strace cannot be used (skipWithoutStrace), and otherwise gives the run, which must succeed.
+ */
+export function sharedTrace(script: string, args: (dir: string) => string[]): (ctx: Mocha.Context) => Promise<TraceRun & { dir: string }> {
+  let dir: string | undefined;
+  let run: Promise<TraceRun & { dir: string }> | undefined;
+  after(() => {
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+  return async (ctx) => {
+    skipWithoutStrace(ctx);
+    run ??= (async () => {
+      dir = realpathSync(mkdtempSync(join(tmpdir(), `${basename(script, '.ts')}-`)));
+      const r = await traced([process.execPath, '--import', LOADER, join(SUPPORT, script), ...args(dir)], { dir });
+      if (r.status !== 0) throw new Error(`${script} failed (status ${r.status}, signal ${r.signal}): ${r.stderr}`);
+      return { ...r, dir };
+    })();
+    return run;
+  };
+}
+
+const SUPPORT = fileURLToPath(new URL('.', import.meta.url));
+const LOADER = join(SUPPORT, 'tsx.mjs');

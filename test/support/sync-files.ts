@@ -8,6 +8,7 @@ import { mark } from './strace.ts';
 const dir = process.argv[2]!;
 const bytes = (s: string) => new TextEncoder().encode(s);
 
+writeFileSync(join(dir, 'replaced'), 'old content');
 await writeFileAtomic(join(dir, 'replaced'), bytes('new content'));
 mark('replaced');
 await writeFileAtomic(join(dir, 'exclusive'), bytes('made'), { exclusive: true });

@@ -2,35 +2,14 @@
 // make (test/support/strace.ts): a file's content is synced before it is renamed (or linked) into
 // place, and its directory is synced after, as after an undo puts a file back or removes one.
 import { expect } from 'chai';
-import { mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { skipWithoutStrace, traced, type TraceRun } from '../support/strace.ts';
-
-const SCRIPT = new URL('../support/sync-files.ts', import.meta.url).pathname;
-const LOADER = new URL('../support/tsx.mjs', import.meta.url).pathname;
+import { sharedTrace } from '../support/strace.ts';
 
 describe('lib/files durability (strace)', function () {
-  let dir: string;
-  let run: TraceRun | undefined;
-
-  // One traced run of the script serves every test below.
-  async function traceOnce(): Promise<TraceRun> {
-    if (run) return run;
-    dir = realpathSync(mkdtempSync(join(tmpdir(), 'files-sync-'))); // strace shows real paths
-    writeFileSync(join(dir, 'replaced'), 'old content');
-    run = await traced([process.execPath, '--import', LOADER, SCRIPT, dir], { dir });
-    expect(run.status, run.stderr).to.equal(0);
-    return run;
-  }
-
-  after(() => {
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
+  const traceOf = sharedTrace('sync-files.ts', (dir) => [dir]);
 
   it('syncs a replacing file\'s content before the rename, and its directory after it, before returning', async function () {
-    skipWithoutStrace(this);
-    const { trace } = await traceOnce();
+    const { trace, dir } = await traceOf(this);
     const dest = join(dir, 'replaced');
     const ren = trace.first('rename', (r) => r.to === dest, `rename onto ${dest}`);
     expect(ren.from).to.match(/\/\.replaced\.[0-9a-f]{12}\.tmp$/);
@@ -39,8 +18,7 @@ describe('lib/files durability (strace)', function () {
   });
 
   it('syncs an exclusive file\'s content before linking it into place, and its directory after', async function () {
-    skipWithoutStrace(this);
-    const { trace } = await traceOnce();
+    const { trace, dir } = await traceOf(this);
     const dest = join(dir, 'exclusive');
     const link = trace.first('link', (l) => l.to === dest, `link onto ${dest}`);
     const gone = trace.first('unlink', (u) => u.path === link.from, `unlink of ${link.from}`);
@@ -49,8 +27,7 @@ describe('lib/files durability (strace)', function () {
   });
 
   it('syncs the directory after an undo puts a replaced file back and removes a new one', async function () {
-    skipWithoutStrace(this);
-    const { trace } = await traceOnce();
+    const { trace, dir } = await traceOf(this);
     const from = trace.mark('exclusive');
     const back = trace.first('rename', (r) => r.to === join(dir, 'kept') && /\.old$/.test(r.from) && r.call.start > from.end, 'rename putting kept back');
     const removed = trace.first('unlink', (u) => u.path === join(dir, 'made') && u.call.start > from.end, 'unlink of the new file');
@@ -60,8 +37,7 @@ describe('lib/files durability (strace)', function () {
   });
 
   it('names each output directory it makes durably in its parent before going on', async function () {
-    skipWithoutStrace(this);
-    const { trace } = await traceOnce();
+    const { trace, dir } = await traceOf(this);
     for (const made of [join(dir, 'out'), join(dir, 'out', 'deep')]) {
       const mkdir = trace.first('mkdir', (m) => m.path === made, `mkdir of ${made}`).call;
       expect(trace.syncsBetween(dirname(made), mkdir, trace.mark('private dir')), `no fsync of ${dirname(made)} after ${made} was made\n${trace}`).to.not.be.empty;
