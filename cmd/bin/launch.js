@@ -10,8 +10,8 @@
 // one else can write them.
 
 import { randomBytes } from 'node:crypto';
-import { chmodSync, lstatSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { basename, join, sep } from 'node:path';
+import { chmodSync, closeSync, fchmodSync, fsyncSync, lstatSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join, sep } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 // Without a listener, SIGUSR1 opens Node's inspector on 127.0.0.1:9229, where any local user could
@@ -92,12 +92,15 @@ async function currentBundle(entry, outDir) {
   });
   const sources = {};
   for (const file of [...Object.keys(result.metafile.inputs), 'tsconfig.json']) sources[file] = signature(join(ROOT, file));
-  // Each file is written whole and renamed into place, the bundle first: a run that reads the
-  // new list finds the bundle made from it (or one made later), never half of one.
+  // Each file is written whole, synced and renamed into place, the bundle first: a run that reads
+  // the new list finds the bundle made from it (or one made later), never half of one, even after
+  // a power failure (an unsynced bundle could come back empty under a list that matches, and a
+  // program that runs nothing and exits 0 would pass for one that did its work).
   const file = (suffix) => result.outputFiles.find((f) => f.path.endsWith(suffix)).contents;
   writeWhole(`${out}.map`, file('.mjs.map'));
   writeWhole(out, file('.mjs'));
   writeWhole(stamp, JSON.stringify({ format: FORMAT, esbuild: esbuild.version, node: process.version, sources }));
+  syncFolder(dirname(out));
   return out;
 }
 
@@ -141,16 +144,32 @@ function trustedFile(path) {
   return st !== undefined && st.isFile() && trustedOwner(st) && (st.mode & 0o022) === 0;
 }
 
-/** Writes PATH whole (FILE_MODE) under a fresh name that no other file has, then renames it into place. */
+/** Writes PATH whole (FILE_MODE) and synced, under a fresh name that no other file has, then renames it into place. */
 function writeWhole(path, data) {
   const tmp = `${path}.${process.pid}-${randomBytes(4).toString('hex')}.tmp`;
   try {
-    writeFileSync(tmp, data, { flag: 'wx', mode: FILE_MODE });
-    chmodSync(tmp, FILE_MODE);
+    const fd = openSync(tmp, 'wx', FILE_MODE);
+    try {
+      writeFileSync(fd, data);
+      fchmodSync(fd, FILE_MODE);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
     renameSync(tmp, path);
   } catch (err) {
     rmSync(tmp, { force: true });
     throw err;
+  }
+}
+
+/** Makes the renames in folder DIR durable. */
+function syncFolder(dir) {
+  const fd = openSync(dir, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
   }
 }
 

@@ -4,9 +4,10 @@
 
 import { expect } from 'chai';
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { ROOT, tempDir } from '../support/helpers.ts';
+import { skipWithoutStrace, traced } from '../support/strace.ts';
 
 describe('cmd/bin/launch.js: bundles kept current', function () {
   this.timeout(60_000);
@@ -137,5 +138,19 @@ describe('cmd/bin/launch.js: bundles kept current', function () {
     const status = await new Promise<number | null>((resolve) => child.on('close', resolve));
     expect({ status, out }).to.deep.equal({ status: 0, out: 'up\ndone\n' });
     expect(err).not.to.contain('Debugger listening');
+  });
+
+  it('syncs each file of a new bundle before renaming it into place, and the folder after (a power failure leaves no empty bundle under a matching list)', async function () {
+    skipWithoutStrace(this);
+    rmSync(join(tmp.dir, '.cache'), { recursive: true, force: true });
+    const r = await traced([process.execPath, join(tmp.dir, 'cmd', 'bin', 'hello.js')], { dir: tmp.dir });
+    expect(r).to.include({ status: 0 });
+    const folder = realpathSync(join(tmp.dir, '.cache', 'bin'));
+    const renames = r.trace.all('rename', (x) => dirname(x.to) === folder);
+    expect(renames.map((x) => basename(x.to)).sort()).to.deep.equal(['hello.mjs', 'hello.mjs.map', 'hello.mjs.sources.json']);
+    for (const x of renames) expect(r.trace.syncsBetween(x.from, undefined, x.call), `no fsync of ${x.from} before its rename\n${r.trace}`).to.not.be.empty;
+    const last = renames.at(-1)!;
+    expect(basename(last.to), 'the list last').to.equal('hello.mjs.sources.json');
+    expect(r.trace.syncsBetween(folder, last.call, undefined), `no fsync of ${folder} after the renames\n${r.trace}`).to.not.be.empty;
   });
 });
