@@ -109,9 +109,13 @@ export async function measureFile(path: string): Promise<Uint8Array> {
   return new Uint8Array(h.digest());
 }
 
-/** "host:port" with a numeric port; port 0 (any free port) only for an address to listen on. */
+/**
+ * "host:port" with a numeric port; port 0 (any free port) only for an address to listen on. A
+ * bracket belongs only around an IPv6 address: "[]:8120" is no host (it made an empty one, which
+ * listens on every interface and connects to localhost), and "[x:8120" no address.
+ */
 export function parseHostPort(value: string, flag: string, o: { listen?: boolean } = {}): { host: string; port: number } {
-  const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(value);
+  const m = /^(\[[^[\]]+\]|[^:[\]]+):(\d{1,5})$/.exec(value);
   const port = m ? Number(m[2]) : NaN;
   if (!m || port > 65535 || (port === 0 && !o.listen)) throw new CertifierError('USAGE', `${flag} must be HOST:PORT${o.listen ? '' : ' with a port from 1 to 65535'}, not "${value}"`);
   return { host: m[1]!.replace(/^\[|\]$/g, ''), port };

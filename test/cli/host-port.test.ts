@@ -1,0 +1,39 @@
+// HOST:PORT as --server, --from, --certifier and --listen take it: a port from 1 to 65535 (0 only
+// to listen), an IPv6 address in brackets, and nothing else.
+
+import { expect } from 'chai';
+import { CertifierError } from '../../lib/errors/index.ts';
+import { parseHostPort } from '../../cmd/common/keys.ts';
+
+describe('HOST:PORT on the command line', () => {
+  const refusal = (value: string, listen = false): CertifierError => {
+    try {
+      parseHostPort(value, '--server', { listen });
+    } catch (e) {
+      return e as CertifierError;
+    }
+    throw new Error(`${value} was taken`);
+  };
+
+  it('takes the ends of the port range, and an IPv6 address in brackets as its host without them', () => {
+    expect(parseHostPort('127.0.0.1:1', '--server')).to.deep.equal({ host: '127.0.0.1', port: 1 });
+    expect(parseHostPort('127.0.0.1:65535', '--server')).to.deep.equal({ host: '127.0.0.1', port: 65535 });
+    expect(parseHostPort('[::1]:8120', '--server')).to.deep.equal({ host: '::1', port: 8120 });
+    expect(parseHostPort('[fe80::1%eth0]:8120', '--server')).to.deep.equal({ host: 'fe80::1%eth0', port: 8120 });
+    expect(parseHostPort('keys.internal:08120', '--server')).to.deep.equal({ host: 'keys.internal', port: 8120 });
+    expect(parseHostPort('127.0.0.1:0', '--listen', { listen: true })).to.deep.equal({ host: '127.0.0.1', port: 0 });
+  });
+
+  it('refuses port 65536, port 0 where a server is to be reached, a port that is no number, and an address it cannot split (USAGE)', () => {
+    for (const value of ['127.0.0.1:65536', '[::1]:65536', '127.0.0.1:99999', '127.0.0.1:123456', '127.0.0.1:0', '[::1]:0', '127.0.0.1:http', '127.0.0.1:', '127.0.0.1:-1',
+      '127.0.0.1:1e3', '127.0.0.1:0x50', '127.0.0.1: 80', '127.0.0.1:80 ', '127.0.0.1', ':8120', '::1:8120', '[::1]8120',
+      // No host at all: an empty one listened on every interface, and connected to localhost.
+      '[]:8120', '[::1:8120', '::1]:8120', '[a]b]:8120', 'a[b:8120']) {
+      const e = refusal(value);
+      expect(e, value).to.be.instanceOf(CertifierError);
+      expect(e.code, value).to.equal('USAGE');
+      expect(e.message).to.equal(`--server must be HOST:PORT with a port from 1 to 65535, not "${value}"`);
+    }
+    expect(refusal('127.0.0.1:65536', true).message).to.equal('--server must be HOST:PORT, not "127.0.0.1:65536"');
+  });
+});
