@@ -151,9 +151,9 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
 storeOptions(subcommand<JsonOption & ProtectionOptions & { domain: string; policyCert: string; from: string; force?: boolean }>(program, 'join',
   'fetch the storage key of a running key-server (started with --allow-replica-join) into this store: a new replica of a PostgreSQL database, or a standby for a LevelDB one',
   async (o) => {
+    const { host, port } = parseHostPort(o.from, '--from'); // a usage mistake, before any file is read
     const policyCert = await readCertificateFile(o.policyCert);
     validatePolicyCert(policyCert, new Date());
-    const { host, port } = parseHostPort(o.from, '--from');
     const store = await openStore(P, o);
     try {
       const identity = await loadIdentity(store, o.domain, policyCert);

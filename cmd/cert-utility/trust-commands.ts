@@ -192,10 +192,10 @@ export function addTrustCommands(program: Command): void {
   storeOptions(subcommand<JsonOption & ProtectionOptions & { domain: string; policyCert: string; server: string; force?: boolean; keyAlg: KeyAlg; plain?: boolean; saveEvidence?: string }>(program, 'init-trust',
     'get this machine certified and keep its key and admission certificate in the cryptstore',
     async (o) => {
+      const { host, port } = parseHostPort(o.server, '--server'); // a usage mistake, before any file is read
       const policyCert = await readCertificateFile(o.policyCert);
       validatePolicyCert(policyCert, new Date());
       if (policyDomain(policyCert) !== o.domain) throw new CertifierError('USAGE', `--domain ${o.domain} is not the domain of ${o.policyCert} (${policyDomain(policyCert)})`);
-      const { host, port } = parseHostPort(o.server, '--server');
       const platform = await loadPlatform(P, o);
       // Before certifying: a request that cannot be saved should not cost a certification.
       if (o.saveEvidence) refuseOwnFiles(o.saveEvidence, storeFiles(o, o.policyCert), `--save-evidence ${o.saveEvidence}`);

@@ -135,6 +135,27 @@ describe('usage mistakes across the programs (exit 2, before any work)', () => {
     expect(r.stderr).to.contain('--server must be HOST:PORT with a port from 1 to 65535');
   });
 
+  it('refuses a port past 65535 as USAGE (exit 2) in every program, before any file is read, and takes port 0 to listen', async () => {
+    const client = ['--domain', 'd', '--policy-cert', 'none.pem', '--store', 's', '--key-file', 'k'];
+    const serve = ['serve', '--domain', 'd', '--policy-cert', 'none.pem', '--store', 's', '--key-file', 'k', '--data', 'data'];
+    const cases: [Program, string[], string][] = [
+      ['key-client', ['list', '--server', '127.0.0.1:65536', ...client], '--server must be HOST:PORT with a port from 1 to 65535, not "127.0.0.1:65536"'],
+      ['key-server', [...serve, '--listen', '127.0.0.1:65536'], '--listen must be HOST:PORT, not "127.0.0.1:65536"'],
+      ['key-server', ['join', '--from', '[::1]:65536', ...client], '--from must be HOST:PORT with a port from 1 to 65535, not "[::1]:65536"'],
+      ['cert-utility', ['init-trust', '--server', '127.0.0.1:http', ...client], '--server must be HOST:PORT with a port from 1 to 65535, not "127.0.0.1:http"'],
+    ];
+    const runs = await Promise.all(cases.map(([program, args]) => run(program, args, { cwd: tmp.dir })));
+    runs.forEach((r, i) => {
+      const [program, args, message] = cases[i]!;
+      expect(r.status, `${program} ${args.join(' ')}: ${r.stderr}`).to.equal(2);
+      expect(r.stderr).to.contain(`${program}: error: ${message} [USAGE]`);
+    });
+    // Port 0 is "any port" to listen on: taken, and what fails next is the missing policy certificate.
+    const any = await run('key-server', [...serve, '--listen', '127.0.0.1:0'], { cwd: tmp.dir });
+    expect(any.stderr).not.to.contain('must be HOST:PORT');
+    expect(any.stderr).to.contain('none.pem').and.contain('[FILE_ERROR]');
+  });
+
   it('refuses a key file given as the measurement file too (its bytes would go out as the measurement)', async () => {
     writeFileSync(join(tmp.dir, 'store.key'), Buffer.alloc(32, 9), { mode: 0o600 });
     writeFileSync(join(tmp.dir, 'copy.key'), Buffer.alloc(32, 9));
