@@ -15,7 +15,7 @@ import { LevelBackend } from '../lib/keyservice/level-backend.ts';
 import { startKeyServer } from '../lib/keyservice/server.ts';
 import { loadIdentity } from '../lib/certifier/index.ts';
 import { joinReplica } from '../lib/keyclient/replica-join.ts';
-import { openPostgres, pgUrlOf, PG_URL_ENV, type PostgresOptions } from './key-server/postgres.ts';
+import { openPostgres, pgUrlOf, PG_URL_ENV, replicaIdArg, type PostgresOptions } from './key-server/postgres.ts';
 import { openCertified } from './key-server/renewal.ts';
 import { newEmptyDatabase } from './key-server/level.ts';
 import { stat } from 'node:fs/promises';
@@ -145,7 +145,7 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
   .addOption(choice('--backend <kind>', 'where keys are stored: level (DATA) or postgres (shared by replicas)', ['level', 'postgres']).default('level'))
   .option('--pg-url <url>', `PostgreSQL URL (better: set ${PG_URL_ENV}, so no password shows in argv)`)
   .option('--pg-pool-size <n>', 'PostgreSQL connections this replica may hold (default 10)', intInRange(1, 1000))
-  .option('--replica-id <id>', 'this replica\'s name in its audit file and logs', hostname().replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 64) || 'replica')
+  .option('--replica-id <id>', 'this replica\'s name in its audit file and logs: 1 to 64 letters, digits, ".", "_" or "-"', replicaIdArg, hostname().replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 64) || 'replica')
   .option('--allow-replica-join', 'release the storage key to machines certified with this server\'s own measurement (key-server join)');
 
 storeOptions(subcommand<JsonOption & ProtectionOptions & { domain: string; policyCert: string; from: string; force?: boolean }>(program, 'join',

@@ -3,6 +3,7 @@
 // data directory (its audit log must have one writer), and the shared backend itself.
 
 import pg from 'pg';
+import { InvalidArgumentError } from 'commander';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { PgBackend } from '../../lib/keyservice/pg-backend.ts';
 import { lockDataDir } from '../../lib/keyservice/replica.ts';
@@ -24,6 +25,16 @@ export interface OpenedPostgres {
   /** The database, password removed, for the start-up line. */
   describe: string;
   close(): Promise<void>;
+}
+
+/**
+ * --replica-id's parser: the name goes into the audit file's (audit-ID.jsonl) and every log line,
+ * so it is checked as the flags are read, not once the store is open (or, with --certifier, the
+ * server certified). The default, from the host name, is made to fit.
+ */
+export function replicaIdArg(value: string): string {
+  if (!/^[A-Za-z0-9._-]{1,64}$/.test(value)) throw new InvalidArgumentError('expected 1 to 64 letters, digits, ".", "_" or "-"');
+  return value;
 }
 
 /** The URL without its password (for logs). */
@@ -181,9 +192,8 @@ export async function pgUrlOf(program: string, o: PostgresOptions): Promise<stri
   return url;
 }
 
-/** Opens the backend at `url` (from pgUrlOf) for replica o.replicaId, holding --data's lock. */
+/** Opens the backend at `url` (from pgUrlOf) for replica o.replicaId (checked by replicaIdArg), holding --data's lock. */
 export async function openPostgres(url: string, o: PostgresOptions, log: (r: object) => void): Promise<OpenedPostgres> {
-  if (!/^[A-Za-z0-9._-]{1,64}$/.test(o.replicaId)) throw new CertifierError('USAGE', '--replica-id must be 1 to 64 letters, digits, ".", "_" or "-"');
   const unlock = await lockDataDir(o.data);
   let backend: PgBackend;
   try {

@@ -175,6 +175,30 @@ describe('usage mistakes across the programs (exit 2, before any work)', () => {
     expect(existsSync(join(tmp.dir, 'new-data')) || existsSync(join(tmp.dir, 'new-backups'))).to.equal(false);
   });
 
+  it('refuses --pg-pool-size without --backend postgres, a pool size outside 1 to 1000, and a --replica-id that cannot name a file (USAGE, before any file is read)', async () => {
+    const base = ['serve', '--domain', 'd', '--policy-cert', 'none.pem', '--store', 's', '--key-file', 'k', '--data', 'data'];
+    const env = { ...process.env, KEY_SERVER_PG_URL: 'postgres://u@127.0.0.1:1/keys?sslmode=disable' };
+    const pg = [...base, '--backend', 'postgres'];
+    const cases: [string[], string][] = [
+      [[...base, '--pg-pool-size', '5'], '--pg-pool-size goes with --backend postgres'],
+      [[...base, '--backend', 'level', '--pg-pool-size', '5'], '--pg-pool-size goes with --backend postgres'],
+      [[...pg, '--pg-pool-size', '0'], 'expected an integer from 1 to 1000'],
+      [[...pg, '--pg-pool-size', '1001'], 'expected an integer from 1 to 1000'],
+      ...['a b', '../ks', 'x'.repeat(65), 'caf\u00e9', 'a\u001b[31m'].map((id): [string[], string] => [[...pg, '--replica-id', id], 'expected 1 to 64 letters, digits, ".", "_" or "-"']),
+    ];
+    const runs = await Promise.all(cases.map(([args]) => run('key-server', args, { cwd: tmp.dir, env })));
+    runs.forEach((r, i) => {
+      const [args, message] = cases[i]!;
+      expect(r.status, `${args.join(' ')}: ${r.stderr}`).to.equal(2);
+      expect(r.stderr, args.join(' ')).to.contain(message).and.contain('[USAGE]').and.not.contain('\u001b');
+    });
+    // The ends of both: past every check of the flags, to the missing policy certificate.
+    const ends = await run('key-server', [...pg, '--pg-pool-size', '1000', '--replica-id', `ks-a.1_${'B'.repeat(57)}`], { cwd: tmp.dir, env });
+    expect(ends.status, ends.stderr).to.equal(1);
+    expect(ends.stderr).to.contain('none.pem').and.contain('[FILE_ERROR]');
+    expect(existsSync(join(tmp.dir, 'data'))).to.equal(false);
+  });
+
   it('refuses PostgreSQL flags without --backend postgres, and a --backup-dir that is a file', async () => {
     writeFileSync(join(tmp.dir, 'a-file'), 'x');
     const base = ['serve', '--domain', 'd', '--policy-cert', 'none.pem', '--store', 's', '--key-file', 'k', '--data', join(tmp.dir, 'data')];
