@@ -53,6 +53,26 @@ describe('key-server verify-audit and repair-audit', () => {
     expect(malformed.stderr).to.contain('expected SEQ:HASH');
   });
 
+  it('takes --expect from seq 1 (the first record) and refuses seq 0, a 16-digit seq and a hash not of 64 lowercase hex digits (USAGE, exit 2)', async () => {
+    const first = JSON.parse(lines()[0]!) as { hash: string };
+    const h = first.hash;
+    const refused = [`0:${h}`, `1234567890123456:${h}`, `1:${h.toUpperCase()}`, `1:${h.slice(1)}`, `1:${h}0`];
+    const [taken, far, ...runs] = await Promise.all([
+      run('key-server', ['verify-audit', path, '--expect', `1:${h}`]),
+      // The longest seq it takes is read as a number: a chain that never reached it (exit 4).
+      run('key-server', ['verify-audit', path, '--expect', `999999999999999:${h}`]),
+      ...refused.map((v) => run('key-server', ['verify-audit', path, '--expect', v, '--json'])),
+    ]);
+    expect(taken.status, taken.stderr).to.equal(0);
+    expect(far.status, far.stderr).to.equal(4);
+    expect(far.stderr).to.contain('--expect 999999999999999:').and.contain('[INTEGRITY]');
+    runs.forEach((r, i) => {
+      expect(r.status, `${refused[i]}: ${r.out}`).to.equal(2);
+      expect(r.json().error, refused[i]).to.include({ code: 'USAGE', exitStatus: 2 });
+      expect(r.json().error.message).to.contain("expected SEQ:HASH, a seq from 1 and 64 lowercase hex digits");
+    });
+  });
+
   /** A log of 3 lines, each rotated into a segment of its own: the log is left empty. */
   const rotatedLog = async () => {
     const rotated = join(tmp.dir, 'rotated.jsonl');
