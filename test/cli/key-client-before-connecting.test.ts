@@ -1,0 +1,98 @@
+// key-client's refusals that come before it connects: a credential's certificate without its key
+// (or the reverse), and more names or secrets than one connection can fetch (1,000; 500 with a
+// credential, whose auth-challenge doubles the requests). A loopback listener stands in for the
+// key-server and counts the connections it is offered: none.
+
+import { expect } from 'chai';
+import { chmodSync, copyFileSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import { join } from 'node:path';
+import { run, tempDir, type RunResult } from '../support/helpers.ts';
+
+describe('key-client refuses before connecting', function () {
+  this.slow(4_000);
+  let tmp: ReturnType<typeof tempDir>;
+  let listener: Server;
+  let connections = 0;
+  let server: string;
+
+  before(async () => {
+    tmp = tempDir('key-client-args-');
+    listener = createServer((s) => {
+      connections++;
+      s.destroy();
+    });
+    await new Promise<void>((r) => listener.listen(0, '127.0.0.1', r));
+    server = `127.0.0.1:${(listener.address() as { port: number }).port}`;
+    const made = await run('cert-utility', ['generate-policy-key', '--domain', 'd', '--key-out', 'policy-key.pem', '--cert-out', 'policy-cert.pem'], { cwd: tmp.dir });
+    expect(made.status, made.stderr).to.equal(0);
+  });
+  after(async () => {
+    await new Promise((r) => listener.close(r));
+    tmp.cleanup();
+  });
+  afterEach(() => expect(connections, 'connections offered to the key-server').to.equal(0));
+
+  const kc = (args: string[], policyCert = 'policy-cert.pem') =>
+    run('key-client', [...args, '--server', server, '--domain', 'd', '--policy-cert', policyCert, '--store', 'store', '--key-file', 'store.key'], { cwd: tmp.dir });
+  const expectUsage = (r: RunResult, message: string) => {
+    expect(r.status, r.stderr).to.equal(2);
+    expect(r.stderr).to.contain(`key-client: error: ${message} [USAGE]`);
+    expect(r.out).to.equal('');
+  };
+
+  it('refuses --credential-cert without --credential-key, and the reverse (USAGE, exit 2); given both, the pair is read', async () => {
+    // The credential key is readable by every user: warned of once it is read (the pair is whole).
+    copyFileSync(join(tmp.dir, 'policy-key.pem'), join(tmp.dir, 'role-key.pem'));
+    chmodSync(join(tmp.dir, 'role-key.pem'), 0o644);
+    const [certOnly, keyOnly, both] = await Promise.all([
+      kc(['list', '--credential-cert', 'policy-cert.pem']),
+      kc(['list', '--credential-key', 'role-key.pem']),
+      kc(['list', '--credential-cert', 'policy-cert.pem', '--credential-key', 'role-key.pem']),
+    ]);
+    for (const r of [certOnly, keyOnly]) {
+      expectUsage(r, '--credential-cert and --credential-key go together');
+      expect(r.stderr).not.to.contain('warning: the private key');
+    }
+    // The policy certificate is no role credential: refused as such, past the pair's check.
+    expect(both.status, both.stderr).to.equal(4);
+    expect(both.stderr).to.contain('the credential is not valid').and.contain('[CREDENTIAL_INVALID]');
+    expect(both.stderr).to.contain('key-client: warning: the private key role-key.pem can be read by every user of the machine (mode 0644): chmod 600 role-key.pem');
+  });
+
+  it('takes 1,000 names (500 with a credential) and refuses one more, before reading any file', async () => {
+    const names = (n: number) => Array.from({ length: n }, (_, i) => `many/${i}`);
+    const credential = ['--credential-cert', 'role-cert.pem', '--credential-key', 'role-key.pem'];
+    // none.pem: a run past the count fails on the policy certificate, read next (FILE_ERROR).
+    const [atLimit, atCredentialLimit, overCredentialLimit] = await Promise.all([
+      kc(['retrieve', ...names(1000)], 'none.pem'),
+      kc(['retrieve', ...names(500), ...credential], 'none.pem'),
+      kc(['retrieve', ...names(501), ...credential], 'none.pem'),
+    ]);
+    for (const r of [atLimit, atCredentialLimit]) {
+      expect(r.status, r.stderr).to.equal(1);
+      expect(r.stderr).to.contain('cannot read none.pem').and.contain('[FILE_ERROR]').and.not.contain('too many');
+    }
+    expectUsage(overCredentialLimit, '501 names is too many for one run: a key-server answers at most 1000 requests on a connection, two per name with a credential; fetch at most 500 at a time');
+  });
+
+  it('takes 1,000 secrets in a provisioning config (500 with a credential) and refuses one more (INVALID_INPUT, exit 1)', async () => {
+    const config = (n: number) => {
+      const file = join(tmp.dir, `config-${n}.json`);
+      writeFileSync(file, JSON.stringify({ secrets: Array.from({ length: n }, (_, i) => ({ ID: `prov/many-${i}`, Tag: `many-${i}` })) }));
+      return file;
+    };
+    const credential = ['--credential-cert', 'role-cert.pem', '--credential-key', 'role-key.pem'];
+    const [atLimit, atCredentialLimit, overCredentialLimit] = await Promise.all([
+      kc(['provision', '--config', config(1000)], 'none.pem'),
+      kc(['provision', '--config', config(500), ...credential], 'none.pem'),
+      kc(['provision', '--config', config(501), ...credential], 'none.pem'),
+    ]);
+    for (const r of [atLimit, atCredentialLimit]) {
+      expect(r.status, r.stderr).to.equal(1);
+      expect(r.stderr).to.contain('cannot read none.pem').and.contain('[FILE_ERROR]').and.not.contain('too many');
+    }
+    expect(overCredentialLimit.status, overCredentialLimit.stderr).to.equal(1);
+    expect(overCredentialLimit.stderr).to.contain('501 secrets is too many for one run').and.contain('fetch at most 500 at a time').and.contain('[INVALID_INPUT]');
+  });
+});
