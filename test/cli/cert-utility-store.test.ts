@@ -8,6 +8,7 @@ import { Level } from 'level';
 import { randomBytes, utf8 } from '../../lib/crypto/index.ts';
 import { Cryptstore, PassphraseProtector } from '../../cryptstore/index.ts';
 import { spawn, spawnSync } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
 import { ROOT, run, runScript, tempDir, type RunResult } from '../support/helpers.ts';
 
 const CHEAP = ['--scrypt-log-n', '10'];
@@ -85,6 +86,27 @@ describe('cert-utility store commands (transcripts)', function () {
       const own = await cu(['list-items', '--store', join(tmp.dir, 'shared-store'), '--key-file', join(tmp.dir, 'shared.key')]);
       expect(own.status, own.stderr).to.equal(0);
       expect(own.stderr).to.equal('');
+    });
+
+    it('warns of a passphrase file its group can change (0620), a key file every user can change (0602) and a policy key every user can read (0604), each named with its mode', async () => {
+      const [pass, key, policyKey] = ['group.pass', 'world.key', 'policy-key.pem'].map((f) => join(tmp.dir, f));
+      writeFileSync(pass!, 'a passphrase\n');
+      writeFileSync(key!, Buffer.alloc(32, 5));
+      const made = await cu(['generate-policy-key', '--domain', 'd', '--key-out', policyKey!, '--cert-out', 'policy-cert.pem']);
+      expect(made.status, made.stderr).to.equal(0);
+      writeFileSync(join(tmp.dir, 'role.pub.pem'), generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ type: 'spki', format: 'pem' }));
+      chmodSync(pass!, 0o620);
+      chmodSync(key!, 0o602);
+      chmodSync(policyKey!, 0o604);
+      const [byPass, byKey, role] = await Promise.all([
+        cu(['create-store', '--store', join(tmp.dir, 'pass-store'), '--passphrase-file', pass!, ...CHEAP]),
+        cu(['create-store', '--store', join(tmp.dir, 'key-store'), '--key-file', key!]),
+        cu(['issue-role-cert', '--policy-key', policyKey!, '--policy-cert', 'policy-cert.pem', '--public-key', 'role.pub.pem', '--role', 'operator', '--out', 'role.pem']),
+      ]);
+      for (const r of [byPass, byKey, role]) expect(r.status, r.stderr).to.equal(0);
+      expect(byPass.stderr).to.contain(`cert-utility: warning: the passphrase file ${pass} can be changed by its group (mode 0620): chmod 600 ${pass} (or 640 for a group that reads it)\n`);
+      expect(byKey.stderr).to.contain(`cert-utility: warning: the key file ${key} can be changed by every user of the machine (mode 0602): chmod 600 ${key}`);
+      expect(role.stderr).to.contain(`cert-utility: warning: the private key ${policyKey} can be read by every user of the machine (mode 0604): chmod 600 ${policyKey}`);
     });
 
     it('refuses an unknown --type and an unknown --alg', async () => {
