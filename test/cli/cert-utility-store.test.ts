@@ -528,6 +528,19 @@ describe('cert-utility store commands (transcripts)', function () {
     expect((await cu(withPass('list-items'))).status).to.equal(0);
   });
 
+  it('opens a store made with a passphrase file ending in CRLF with the same passphrase in CRYPTSTORE_PASSPHRASE; a lone CR, or a CRLF in the variable, is part of the passphrase', async () => {
+    writeFileSync(passFile, 'crlf passphrase\r\n');
+    expect((await cu(withPass('create-store', ...CHEAP))).status).to.equal(0);
+    const list = (passphrase: string) => cu(['list-items', '--store', store], { env: { CRYPTSTORE_PASSPHRASE: passphrase } });
+    expect((await list('crlf passphrase')).status).to.equal(0);
+    // One trailing LF or CRLF is left out of a file; the variable is taken whole.
+    expectFailure(await list('crlf passphrase\r\n'), 4, 'WRONG_KEY');
+    writeFileSync(passFile, 'crlf passphrase\r');
+    expectFailure(await cu(withPass('list-items')), 4, 'WRONG_KEY');
+    writeFileSync(passFile, 'crlf passphrase\n');
+    expect((await cu(withPass('list-items'))).status).to.equal(0);
+  });
+
   it('creates and uses a key-file store', async () => {
     const r = await cu(['new-key-file', '--out', 'store.key']);
     expect(r.status, r.stderr).to.equal(0);
