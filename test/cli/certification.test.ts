@@ -337,6 +337,13 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
       const deny = await ss(['explain', '--policy', 'policy-m2.bin', '--policy-cert', 'policy-cert.pem', '--evidence', 'treq.bin']);
       expectRefusedExplain(deny, 'MEASUREMENT_NOT_TRUSTED');
       expect(deny.out).to.contain(`reason: measurement ${M} is not trusted by the policy`);
+      // Under --json the refusal carries its proof, the one detail of it the error document shows.
+      const denyJson = await ss(['explain', '--policy', 'policy-m2.bin', '--policy-cert', 'policy-cert.pem', '--evidence', 'treq.bin', '--json']);
+      expect(denyJson.status).to.equal(1);
+      const { error } = denyJson.json() as { error: { code: string; proof: string[] } };
+      expect(Object.keys(error).sort()).to.deep.equal(['code', 'exitStatus', 'message', 'proof']);
+      expect(error.code).to.equal('MEASUREMENT_NOT_TRUSTED');
+      expect(error.proof.join('\n')).to.match(/platformKey key:[0-9a-f]{16} says attestKey key:[0-9a-f]{16} is-trusted-for-attestation/);
     });
 
     it('make-policy refuses a platform certificate that has ended or not begun (CERT_EXPIRED), and warns of one ending before the claims', async () => {
