@@ -416,6 +416,36 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
         `${createHash('sha256').update('x').digest('hex')}  two\\u000alines`, `${createHash('sha256').update('y').digest('hex')}  red\\u001b[31m`, '']);
     });
 
+    it('--measurement-file takes the raw 32 or 48 bytes, or their hex (either case, a trailing LF or CRLF), and refuses anything else (INVALID_INPUT)', async () => {
+      // The sealed store of the first init-trust, sealed to M read from the raw 32 bytes: the same M as hex opens it.
+      writeFileSync(p('m-hex.txt'), `${M}\n`);
+      writeFileSync(p('m-upper.txt'), `${M.toUpperCase()}\r\n`);
+      for (const file of ['m-hex.txt', 'm-upper.txt']) {
+        const r = await cu(['list-items', ...sealed('stores/machine', 'platform', file)]);
+        expect(r.status, `${file}: ${r.stderr}`).to.equal(0);
+        expect(r.out).to.contain('datica-admission-certificate');
+      }
+      // Another measurement as hex does not open it.
+      writeFileSync(p('m2-hex.txt'), `${M2}\n`);
+      expectRefused(await cu(['list-items', ...sealed('stores/machine', 'platform', 'm2-hex.txt')]), 4, 'WRONG_KEY');
+      // 48 raw bytes, or 96 hex digits, are a measurement too: an SEV-SNP one, which the simulated platform refuses as such.
+      writeFileSync(p('m-48.bin'), Buffer.alloc(48, 0x4d));
+      writeFileSync(p('m-96.txt'), 'ab'.repeat(48));
+      const long = await Promise.all(['m-48.bin', 'm-96.txt'].map((file) => cu(['list-items', ...sealed('stores/machine', 'platform', file)])));
+      for (const r of long) {
+        expectRefused(r, 1, 'INVALID_INPUT');
+        expect(r.stderr).to.contain('a simulated-enclave measurement is 32 bytes, not 48');
+      }
+      // Neither: 63 hex digits, 33 raw bytes, hex with a second line, and no bytes at all.
+      const odd: [string, string | Buffer][] = [['m-63.txt', `${M.slice(1)}\n`], ['m-33.bin', Buffer.alloc(33, 1)], ['m-two-lines.txt', `${M}\n${M}\n`], ['m-empty', '']];
+      for (const [file, content] of odd) writeFileSync(p(file), content);
+      const runs = await Promise.all(odd.map(([file]) => cu(['list-items', ...sealed('stores/machine', 'platform', file)])));
+      runs.forEach((r, i) => {
+        expectRefused(r, 1, 'INVALID_INPUT');
+        expect(r.stderr).to.contain(`${odd[i]![0]} is not a measurement (32 or 48 raw bytes, or their hex)`);
+      });
+    });
+
     it('make-policy warns of a measurement no trusted platform can produce (its length), and writes the policy', async () => {
       const policy = ['--policy-key', 'policy-key.pem', '--policy-cert', 'policy-cert.pem'];
       const simulated = await cu(['make-policy', ...policy, '--trust-platform', 'platform/platform-cert.pem', '--trust-measurement', 'ab'.repeat(48), '--out', 'odd-1.bin']);
@@ -966,6 +996,14 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
         expect(r.status, r.stderr).to.equal(2);
         expect(r.stderr).to.contain('[USAGE]');
       }
+      // A measurement is 64 or 96 hex digits: one short or over, any length between, or a letter past f is not.
+      const bad = [M.slice(1), `${M}0`, 'ab'.repeat(40), `${M.slice(1)}g`, 'ab'.repeat(48).slice(1)];
+      const runs = await Promise.all(bad.map((m) => cu(['issue-cert', '--measurement', m, ...issuer])));
+      runs.forEach((r, i) => {
+        expect(r.status, r.stderr).to.equal(2);
+        expect(r.stderr).to.contain(`"${bad[i]}" is not a measurement (64 or 96 hex digits) [USAGE]`);
+      });
+      expect(existsSync(p('never-cert.pem'))).to.equal(false);
     });
   });
 });
