@@ -20,7 +20,7 @@ import { generateSimulatedPlatform, platformCertificate, SimulatedEnclave, type 
 import { loadIdentity, requestCertificate } from '../../lib/certifier/index.ts';
 import { parseCertificate, readCertificate, toPem, validateAdmission } from '../../lib/pki/index.ts';
 import { Cryptstore, KeyFileProtector } from '../../cryptstore/index.ts';
-import { ROOT, VECTORS, run, tempDir, type RunResult } from '../support/helpers.ts';
+import { ROOT, VECTORS, closedPort, run, tempDir, type RunResult } from '../support/helpers.ts';
 
 const DAY = 86_400_000;
 const execFileP = promisify(execFile);
@@ -987,6 +987,14 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
         expect(r.stderr).to.contain(says).and.to.contain('[INVALID_KEY]');
       }
       expect(existsSync(p('never-cert.pem')) || existsSync(p('never-policy.bin'))).to.equal(false);
+    });
+
+    it('init-trust --server [::1]:PORT tries ::1 at PORT: UNREACHABLE (exit 3) naming it, and no store left', async () => {
+      const port = await closedPort();
+      const r = await cu(['init-trust', '--domain', 'datica', '--policy-cert', 'policy-cert.pem', '--server', `[::1]:${port}`, ...sealed('stores/ipv6')]);
+      expectRefused(r, 3, 'UNREACHABLE');
+      expect(r.stderr).to.match(new RegExp(`(cannot reach|connection to) ::1:${port}[: ]`)).and.not.contain('[::1]');
+      await expectNoStore('stores/ipv6');
     });
 
     it('refuses a malformed --platform or --role as a usage error (exit 2), as every other flag value', async () => {
