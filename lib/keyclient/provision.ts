@@ -254,7 +254,9 @@ async function placedOf(files: Outcome[]): Promise<string[]> {
 async function heldInStore(store: Cryptstore | undefined, tag: string, entry: ValidEntry): Promise<number | undefined> {
   if (!store) throw new CertifierError('USAGE', 'a cryptstore is needed to keep secrets under a tag');
   const held = await store.get(tag).catch((e) => (isCertifierError(e, 'NOT_FOUND') ? undefined : Promise.reject(e)));
-  return held !== undefined && bytesEqual(held.blob, entry.blob) && held.type === entry.type ? held.version : undefined;
+  // Held as this run would keep it: the bytes, their type, and not exportable (an exportable copy
+  // put there by hand gets a new version that is not).
+  return held !== undefined && bytesEqual(held.blob, entry.blob) && held.type === entry.type && !held.exportable ? held.version : undefined;
 }
 
 async function heldInFile(path: string, entry: ValidEntry, mode: number): Promise<boolean> {

@@ -246,6 +246,30 @@ describe('keyclient: the provisioning config and where secrets may be written', 
     }
   });
 
+  it('a re-run leaves a Tag alone only where its newest version holds the value as provision keeps it: same bytes, same type, not exportable', async () => {
+    const tmp = tempDir('keepall-');
+    const store = await Cryptstore.create(join(tmp.dir, 'store'), new KeyFileProtector(randomBytes(32)));
+    try {
+      const blob = new Uint8Array([1, 2, 3]);
+      const entry: ValidEntry = { tag: 'k', type: 'binary-blob', version: 1, timeEntered: '', blob, exportable: true };
+      const keep = async (tag: string) => {
+        const outcomes: Outcome[] = [{ spec: { name: 'k', version: 0, tag }, entry }];
+        await keepAll(store, outcomes);
+        return [outcomes[0]!.written, outcomes[0]!.storeVersion];
+      };
+      await store.put('same', blob, { type: 'binary-blob' });
+      expect(await keep('same'), 'held as provision keeps it').to.deep.equal(['unchanged', 1]);
+      await store.put('typed', blob, { type: 'other' });
+      expect(await keep('typed'), 'the same bytes under another type').to.deep.equal(['new', 2]);
+      await store.put('exportable', blob, { type: 'binary-blob', exportable: true });
+      expect(await keep('exportable'), 'the same bytes, exportable').to.deep.equal(['new', 2]);
+      for (const tag of ['typed', 'exportable']) expect(await store.get(tag)).to.deep.include({ version: 2, type: 'binary-blob', exportable: false });
+    } finally {
+      await store.close();
+      tmp.cleanup();
+    }
+  });
+
   it('provision stores a secret kept under a Tag as not exportable, even when the key server holds it exportable', async () => {
     const tmp = tempDir('keepall-');
     const store = await Cryptstore.create(join(tmp.dir, 'store'), new KeyFileProtector(randomBytes(32)));
