@@ -11,14 +11,14 @@ import { checkWritable, readFileLimited, refuseOwnFiles, sweepLeftovers, type Le
 import { utf8Text } from '../lib/util/json.ts';
 import { itemValue, readCertificateChain, validatePolicyCert } from '../lib/pki/index.ts';
 import { isIdentityTag, loadIdentity } from '../lib/certifier/index.ts';
-import { KeyClient, fetchAll, keepAll, parseProvisionConfig, provision, refuseBeforeFetching, sweepDestinations, type SecretSpec } from '../lib/keyclient/index.ts';
+import { KeyClient, fetchAll, keepAll, parseProvisionConfig, provision, refuseBeforeFetching, sweepDestinations, type ResourceInfo, type SecretSpec } from '../lib/keyclient/index.ts';
 import { DEFAULT_LIMITS } from '../lib/channel/index.ts';
 import { MAX_VALUE_BYTES } from '../lib/keyservice/protocol.ts';
 import { STORAGE_KEY_TAG } from '../lib/keyservice/keystore.ts';
 import { verifyRoleCredential } from '../lib/keyservice/roles.ts';
 import { sameKey } from '../lib/policy/index.ts';
 import { Cryptstore } from '../cryptstore/index.ts';
-import { addExamples, createProgram, domainName, run, versionOf, subcommand, note, warn, type JsonOption, type Result } from './common/cli.ts';
+import { addExamples, createProgram, domainName, run, versionOf, subcommand, note, printLines, warn, type JsonOption, type Result } from './common/cli.ts';
 import { openStore, storeOptions, type ProtectionOptions } from './common/protection.ts';
 import { parseHostPort, parseMeasurementHex, readCertificateFile, readPrivateKeyFile } from './common/keys.ts';
 import { readInput, storeFiles, writeOutput } from './common/io.ts';
@@ -191,8 +191,12 @@ clientOptions(subcommand<ClientOpts & { version: number }>(program, 'delete', 'd
 clientOptions(subcommand<ClientOpts>(program, 'list', 'list names and metadata under PREFIX (never values)',
   async (o, args) => {
     if (args[0]) checkName(args[0]);
-    const items = await withClient(o, (c) => c.list(args[0] ?? ''));
-    return { json: { items }, text: items.map((i) => `${printableName(i.name)}\tv${i.version}\t${i.type}\t${i.size} bytes\t${i.exportable ? 'exportable' : 'not-exportable'}\t${i.timeEntered}`) };
+    if (o.json) return { json: { items: await withClient(o, (c) => c.list(args[0] ?? '')) } };
+    // Text goes out page by page, so a listing of any length takes little memory (the JSON
+    // document is written whole, or not at all).
+    const line = (i: ResourceInfo) => `${printableName(i.name)}\tv${i.version}\t${i.type}\t${i.size} bytes\t${i.exportable ? 'exportable' : 'not-exportable'}\t${i.timeEntered}`;
+    await withClient(o, (c) => c.listEach(args[0] ?? '', (items) => printLines(items.map(line))));
+    return { json: {} };
   }))
   .argument('[prefix]', 'name prefix');
 

@@ -162,6 +162,11 @@ function renderError(command: Command, e: unknown): number {
   return status;
 }
 
+/** Lines of a result written as they come (a listing of any length), before the command returns. */
+export function printLines(lines: string[]): void {
+  if (lines.length) writeStdout(lines.join('\n') + '\n');
+}
+
 function render(result: Result, json: boolean): void {
   if (json) {
     writeStdout(JSON.stringify({ ok: true, ...result.json }) + '\n');

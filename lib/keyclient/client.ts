@@ -122,7 +122,14 @@ export class KeyClient {
    * this one for its number of requests, so any number of names can be listed.
    */
   async list(prefix = ''): Promise<ResourceInfo[]> {
-    return collectPages(prefix, async (after) => {
+    const out: ResourceInfo[] = [];
+    await this.listEach(prefix, (items) => void out.push(...items));
+    return out;
+  }
+
+  /** As list, each page given to `each` as it arrives and not kept (a listing of any length in little memory); returns how many names. */
+  async listEach(prefix: string, each: (items: ResourceInfo[]) => void): Promise<number> {
+    return forEachPage(prefix, each, async (after) => {
       if (this.sent + (this.credential ? 2 : 1) > DEFAULT_LIMITS.maxRequestsPerConnection) {
         const previous = this.conn;
         this.conn = await KeyClient.open(this.options);
@@ -177,16 +184,23 @@ export class KeyClient {
  */
 export async function collectPages(prefix: string, page: (after: string | undefined) => Promise<KeyServiceList>): Promise<ResourceInfo[]> {
   const out: ResourceInfo[] = [];
+  await forEachPage(prefix, (items) => void out.push(...items), page);
+  return out;
+}
+
+/** As collectPages, each page's names given to `each` in turn; returns how many there were. */
+export async function forEachPage(prefix: string, each: (items: ResourceInfo[]) => void, page: (after: string | undefined) => Promise<KeyServiceList>): Promise<number> {
   let after: string | undefined;
+  let count = 0;
   for (;;) {
     const p = await page(after);
-    for (const i of p.resources ?? []) {
-      out.push({ name: i.resourceName ?? '', version: i.version ?? 0, type: i.valueType ?? '', timeEntered: i.timeEntered ?? '', exportable: i.exportable ?? false, size: i.size ?? 0 });
-    }
-    if (p.nextAfter === undefined) return out;
-    if (after !== undefined && compareNames(p.nextAfter, after) <= 0) {
+    if (after !== undefined && p.nextAfter !== undefined && compareNames(p.nextAfter, after) <= 0) {
       throw new CertifierError('DECODE_FAILED', `the key-server's listing of ${shown(prefix, 256)} went back to ${shown(p.nextAfter, 256)} after ${shown(after, 256)}`);
     }
+    const items = (p.resources ?? []).map((i) => ({ name: i.resourceName ?? '', version: i.version ?? 0, type: i.valueType ?? '', timeEntered: i.timeEntered ?? '', exportable: i.exportable ?? false, size: i.size ?? 0 }));
+    count += items.length;
+    if (items.length) each(items);
+    if (p.nextAfter === undefined) return count;
     after = p.nextAfter;
   }
 }

@@ -2,7 +2,7 @@
 // server whose pages do not move on is an error, not a client asking forever.
 
 import { expect } from 'chai';
-import { collectPages } from '../../lib/keyclient/index.ts';
+import { collectPages, forEachPage } from '../../lib/keyclient/index.ts';
 import type { KeyServiceList } from '../../lib/wire/index.ts';
 import { rejects } from '../support/rejects.ts';
 
@@ -30,5 +30,17 @@ describe('keyclient: list pages', () => {
     // Code point order, not UTF-16's: U+FF5A comes before U+1D4B3, so this one goes back.
     const back = [{ nextAfter: '\u{1d4b3}' }, { nextAfter: '\uff5a' }];
     await rejects(collectPages('', async () => back.shift()!), 'DECODE_FAILED');
+  });
+
+  it('forEachPage gives each page\'s names as it arrives, before asking for the next, and none of a page that goes back', async () => {
+    const seen: string[][] = [];
+    const pages: KeyServiceList[] = [{ resources: [info('a'), info('b')], nextAfter: 'b' }, { resources: [info('c')], nextAfter: 'c' }, { resources: [info('x')], nextAfter: 'a' }];
+    const asked: number[] = [];
+    const e = await rejects(forEachPage('', (items) => void seen.push(items.map((i) => i.name)), async () => (asked.push(seen.length), pages.shift()!)), 'DECODE_FAILED');
+    expect(e.message).to.contain('went back to "a" after "c"');
+    expect(asked, 'how many pages were given when each was asked for').to.deep.equal([0, 1, 2]);
+    expect(seen).to.deep.equal([['a', 'b'], ['c']]);
+    const counted = await forEachPage('', () => {}, async (after) => (after ? { resources: [info('z')] } : { resources: [info('y')], nextAfter: 'y' }));
+    expect(counted).to.equal(2);
   });
 });
