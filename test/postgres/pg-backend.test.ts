@@ -5,6 +5,7 @@
 import { expect } from 'chai';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { PgBackend, prefixEnd } from '../../lib/keyservice/pg-backend.ts';
+import { SCHEMA_VERSION } from '../../lib/keyservice/pg-schema.ts';
 import type { KeyBackend } from '../../lib/keyservice/backend.ts';
 import { recordFor, runBackendContract } from '../keyservice/backend-contract.ts';
 import { findPgBin, PG_MISSING, PgServer } from './pg-server.ts';
@@ -109,6 +110,10 @@ if (!bin) {
         const e = await rejects(open(url), 'STORE_FORMAT');
         expect(e.message).to.contain('key_server_schema records no schema version').and.contain('key_server_names, key_server_records, key_server_meta');
         expect(await server.psql(`contract_${n}`, 'SELECT count(*) FROM key_server_schema', ['-tA'])).to.equal('0\n');
+        // One of the tables left is enough: nothing is created beside it.
+        await server.psql(`contract_${n}`, 'DROP TABLE key_server_names, key_server_meta');
+        expect((await rejects(open(url), 'STORE_FORMAT')).message).to.contain('key-server tables (key_server_records)');
+        expect(await server.psql(`contract_${n}`, "SELECT count(*) FROM pg_class WHERE relname IN ('key_server_names', 'key_server_meta')", ['-tA'])).to.equal('0\n');
       });
 
       it("opens a deployment of its own in its own schema where another deployment's tables sit further along an explicit search_path (the role's or the URL's)", async () => {
@@ -182,8 +187,11 @@ if (!bin) {
       it('refuses a database written by a newer key-server, and one not in UTF-8', async () => {
         const url = await freshDb();
         await (await open(url)).close();
-        await server.psql(`contract_${n}`, 'UPDATE key_server_schema SET version = 99');
-        await rejects(open(url), 'STORE_FORMAT');
+        // The very next schema version is as unknown as any later one.
+        for (const version of [SCHEMA_VERSION + 1, 99]) {
+          await server.psql(`contract_${n}`, `UPDATE key_server_schema SET version = ${version}`);
+          expect((await rejects(open(url), 'STORE_FORMAT')).message).to.contain(`schema version ${version}, newer`);
+        }
         await server.psql('postgres', "CREATE DATABASE ascii_db TEMPLATE template0 ENCODING 'SQL_ASCII'");
         await rejects(open(server.url('ascii_db')), 'STORE_FORMAT');
       });
