@@ -196,7 +196,7 @@ if (!bin) {
         await rejects(open(server.url('ascii_db')), 'STORE_FORMAT');
       });
 
-      it('refuses with WRONG_KEY, and writes nothing, once another deployment\'s database is swapped in behind its URL while it runs', async () => {
+      it('refuses with WRONG_KEY, and writes nothing, once another deployment\'s database, or one that records no storage key or holds no key-server tables at all, is swapped in behind its URL while it runs', async () => {
         const url = await freshDb();
         const mine = `contract_${n}`;
         const b = await track(open(url));
@@ -205,13 +205,27 @@ if (!bin) {
         const theirs = await track(open(await freshDb()));
         await theirs.bindStorageKey('22'.repeat(16));
         await theirs.close();
+        const another = `contract_${n}`;
+        await (await open(await freshDb())).close(); // key-server's tables, and no key bound
+        const unbound = `contract_${n}`;
+        const bare = (await freshDb(), `contract_${n}`);
         // The swap: the replica's connections are cut, and the pool reconnects to the new database.
-        await server.psql('postgres', `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '${mine}'`);
-        await server.psql('postgres', `ALTER DATABASE ${mine} RENAME TO ${mine}_old`);
-        await server.psql('postgres', `ALTER DATABASE contract_${n} RENAME TO ${mine}`);
+        let swaps = 0;
+        const swapIn = async (db: string) => {
+          await server.psql('postgres', `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '${mine}'`);
+          await server.psql('postgres', `ALTER DATABASE ${mine} RENAME TO ${mine}_${++swaps}; ALTER DATABASE ${db} RENAME TO ${mine}`);
+        };
+        await swapIn(another);
         await rejects(b.append('tm/a', (v) => recordFor('tm/a', v)), 'WRONG_KEY');
         await rejects(b.get('tm/a', 0), 'WRONG_KEY');
         expect(await server.psql(mine, 'SELECT count(*) FROM key_server_records', ['-tA'])).to.equal('0\n');
+        await swapIn(unbound);
+        expect((await rejects(b.append('tm/a', (v) => recordFor('tm/a', v)), 'WRONG_KEY')).message).to.contain('records no storage key');
+        expect(await server.psql(mine, 'SELECT count(*) FROM key_server_records', ['-tA'])).to.equal('0\n');
+        await swapIn(bare);
+        expect((await rejects(b.append('tm/a', (v) => recordFor('tm/a', v)), 'WRONG_KEY')).message).to.contain('records no storage key');
+        await rejects(b.get('tm/a', 0), 'WRONG_KEY');
+        expect(await server.psql(mine, "SELECT count(*) FROM pg_class WHERE relname LIKE 'key_server%'", ['-tA'])).to.equal('0\n');
       });
 
       it('reports the database failing under a running replica (closed, renamed, its login revoked) as UNREACHABLE with what PostgreSQL said, and serves again once it is back', async () => {
