@@ -3,6 +3,7 @@
 // connection pools (two replicas), the storage-key binding, and an outage of the database.
 
 import { expect } from 'chai';
+import pg from 'pg';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { PgBackend, prefixEnd } from '../../lib/keyservice/pg-backend.ts';
 import { SCHEMA_VERSION } from '../../lib/keyservice/pg-schema.ts';
@@ -81,6 +82,14 @@ if (!bin) {
       afterEach(async () => {
         await Promise.all(opened.splice(0).map((b) => b.close()));
       });
+      /** The pid of a session of `db` waiting for a lock, once there is one; '' if `answered()` comes true first. */
+      const lockWaiter = async (db: string, answered: () => boolean): Promise<string> => {
+        for (;;) {
+          const pid = (await server.psql(db, "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock'", ['-tA'])).trim();
+          if (pid || answered()) return pid;
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      };
 
       it('creates the schema once when several replicas start at the same time, and opens it again', async () => {
         const url = await freshDb();
@@ -226,6 +235,59 @@ if (!bin) {
         expect((await rejects(b.append('tm/a', (v) => recordFor('tm/a', v)), 'WRONG_KEY')).message).to.contain('records no storage key');
         await rejects(b.get('tm/a', 0), 'WRONG_KEY');
         expect(await server.psql(mine, "SELECT count(*) FROM pg_class WHERE relname LIKE 'key_server%'", ['-tA'])).to.equal('0\n');
+      });
+
+      it('lets a delete of every version wait for an append of the name in flight on another replica, and delete its version too', async () => {
+        const url = await freshDb();
+        const db = `contract_${n}`;
+        const b = await track(open(url));
+        for (let i = 0; i < 3; i++) await b.append('k', (v) => recordFor('k', v));
+        // Another replica's append expecting version 3, caught between taking the name's lock (as
+        // NEXT_HIGH does) and committing its version 4.
+        const other = new pg.Client({ connectionString: url });
+        await other.connect();
+        try {
+          await other.query('BEGIN');
+          await other.query("UPDATE key_server_names SET high = high + 1 WHERE name = 'k'");
+          await other.query("INSERT INTO key_server_records VALUES ('k', 4, 'binary-blob', false, 'x', 1, '\\x01')");
+          let answered = false;
+          const deleted = b.delete('k', 0).finally(() => (answered = true));
+          await lockWaiter(db, () => answered);
+          await other.query('COMMIT');
+          // Not [1, 2, 3] with version 4 left behind: the append saw 3 as the latest, so a delete
+          // of every version ordered before it would have made the append's expectation false.
+          expect(await deleted).to.deep.equal([1, 2, 3, 4]);
+        } finally {
+          await other.end();
+        }
+        expect(await b.get('k', 0)).to.equal(undefined);
+        expect((await b.append('k', (v) => recordFor('k', v))).version).to.equal(5);
+      });
+
+      it('serves on, numbering with no gap, after a request timed out waiting for a name\'s lock held by a stalled replica, or had its connection cut while waiting', async () => {
+        const url = await freshDb();
+        const db = `contract_${n}`;
+        // One connection, so the next request gets the one that failed, if it was kept.
+        const b = await track(PgBackend.open({ url, poolSize: 1, queryTimeoutMs: 1_000 }));
+        await b.append('k', (v) => recordFor('k', v));
+        const stalled = new pg.Client({ connectionString: url });
+        await stalled.connect();
+        try {
+          await stalled.query("BEGIN; SELECT high FROM key_server_names WHERE name = 'k' FOR UPDATE");
+          await rejects(b.append('k', (v) => recordFor('k', v)), 'TIMEOUT');
+          expect((await b.append('other', (v) => recordFor('other', v))).version).to.equal(1);
+          // Cut (the database restarting it, say) while it waits: a retryable code, and no crash.
+          let answered = false;
+          const cut = rejects(b.append('k', (v) => recordFor('k', v)).finally(() => (answered = true)), 'UNREACHABLE', 'TIMEOUT');
+          const pid = await lockWaiter(db, () => answered);
+          if (pid) await server.psql('postgres', `SELECT pg_terminate_backend(${pid})`);
+          await cut;
+          await stalled.query('ROLLBACK');
+        } finally {
+          await stalled.end();
+        }
+        expect((await b.append('k', (v) => recordFor('k', v))).version).to.equal(2);
+        expect((await b.list('k', { allVersions: true })).map((i) => i.version)).to.deep.equal([1, 2]);
       });
 
       it('reports the database failing under a running replica (closed, renamed, its login revoked) as UNREACHABLE with what PostgreSQL said, and serves again once it is back', async () => {
