@@ -106,6 +106,22 @@ if (!bin) {
       expect(r2.child.stderr).to.not.contain('begins a new chain');
     });
 
+    it('joins no store that holds another storage key without --force: ALREADY_EXISTS, its key kept', async () => {
+      // A key-server machine that once served on its own: its store holds a storage key of its own.
+      const ks3 = await d.certify('ks3', 'key-server');
+      await (await d.startKeyServer(ks3, { data: d.path('ks3-own-data') })).child.stop();
+      const deployment = (await psql("SELECT value FROM key_server_meta WHERE key = 'storage_key_id'")).trim();
+      const refused = await run('key-server', joinArgs(ks3, r1));
+      expectFailure(refused, 1, 'ALREADY_EXISTS');
+      const own = /this store already holds another storage key \(id ([0-9a-f]+); the deployment's is ([0-9a-f]+)\)/.exec(refused.stderr);
+      expect(own?.[2], refused.stderr).to.equal(deployment);
+      expect(own![1]).to.not.equal(deployment);
+      // Still its own key: refused again, naming the same one.
+      expect((await run('key-server', joinArgs(ks3, r1))).stderr).to.contain(`(id ${own![1]};`);
+      expect(expectSuccess(await run('key-server', [...joinArgs(ks3, r1), '--force', '--json'])).json()).to.include({ outcome: 'joined', keyId: deployment });
+      expect(expectSuccess(await run('key-server', [...joinArgs(ks3, r1), '--json'])).json()).to.include({ outcome: 'already', keyId: deployment });
+    });
+
     it('retrieves through one replica a key stored through the other', async () => {
       const key = randomBytes(32);
       expect(expectSuccess(await d.kc(alice, r1, 'store', ['vhd/disk-1', '--in', '-'], key)).out).to.equal('stored vhd/disk-1 version 1\n');
