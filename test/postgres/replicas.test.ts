@@ -39,13 +39,13 @@ if (!bin) {
     const clients: KeyClient[] = [];
 
     /** Starts a replica; the URL goes in --pg-url or, as the README recommends, the environment. */
-    async function startReplica(m: Machine, id: string, o: { urlInEnv?: boolean; allowJoin?: boolean } = {}): Promise<KeyServer> {
+    async function startReplica(m: Machine, id: string, o: { urlInEnv?: string; allowJoin?: boolean } = {}): Promise<KeyServer> {
       const data = d.path(`${id}-data`);
       const args = ['serve', '--backend', 'postgres', '--replica-id', id, '--domain', d.name, '--policy-cert', d.policyCertFile, '--data', data, '--listen', '127.0.0.1:0', ...m.storeArgs];
       if (!o.urlInEnv) args.push('--pg-url', url);
       if (o.allowJoin) args.push('--allow-replica-join');
       // startServer passes this process's environment on; set the variable only for the spawn.
-      if (o.urlInEnv) process.env.KEY_SERVER_PG_URL = url;
+      if (o.urlInEnv) process.env.KEY_SERVER_PG_URL = o.urlInEnv;
       try {
         const { child, port } = await startServer('key-server', args);
         const s: KeyServer = { child, port, address: `127.0.0.1:${port}`, data, machine: m, measurementHex: d.measurementHex(m.program) };
@@ -80,6 +80,16 @@ if (!bin) {
       await pgs?.stop();
     });
 
+    it('refuses a --replica-id that could name a file outside --data: USAGE, nothing made', async () => {
+      const data = d.path('escape-data');
+      for (const id of ['../../escaped', 'a/b', 'r 1', 'x'.repeat(65)]) {
+        const r = await run('key-server', ['serve', '--backend', 'postgres', '--pg-url', url, '--replica-id', id, '--domain', d.name, '--policy-cert', d.policyCertFile, '--data', data, '--listen', '127.0.0.1:0', ...ks2.storeArgs]);
+        expectFailure(r, 2, 'USAGE');
+        expect(r.stderr, id).to.contain('--replica-id must be 1 to 64 letters, digits');
+      }
+      expect(existsSync(data) || existsSync(d.path('escaped.jsonl'))).to.equal(false);
+    });
+
     it('refuses to start a new replica without the storage key, and joins it from a running replica', async () => {
       // Without the deployment's storage key, a second replica is told to join (and makes no key).
       // (A password in --pg-url, which trust authentication ignores, is warned of once, never shown.)
@@ -100,8 +110,15 @@ if (!bin) {
       expect(expectSuccess(await run('key-server', [...joinArgs(ks2, r1), '--json'])).json()).to.include({ outcome: 'already', keyId: joined.keyId });
       expect(await psql("SELECT value FROM key_server_meta WHERE key = 'storage_key_id'")).to.equal(`${joined.keyId}\n`);
       await c.store('stored-before-r2', new Uint8Array([1, 2, 3]));
-      r2 = await startReplica(ks2, 'r2', { urlInEnv: true });
-      expect(r2.child.stderr).to.match(/data in postgres:\/\/postgres@127\.0\.0\.1:\d+\/keys \(replica r2\)/);
+      // Each replica's --data has one holder: one given r1's is refused before it listens (here on
+      // r1's own port, which only a start past the lock would reach).
+      const shared = await run('key-server', ['serve', '--backend', 'postgres', '--pg-url', url, '--replica-id', 'r2', '--domain', d.name, '--policy-cert', d.policyCertFile, '--data', r1.data, '--listen', r1.address, ...ks2.storeArgs]);
+      expectFailure(shared, 1, 'STORE_LOCKED');
+      expect(shared.stderr).to.contain('give each replica its own --data');
+      expect(existsSync(join(r1.data, 'audit-r2.jsonl'))).to.equal(false);
+      // The start-up line names the database, its password (in the environment, as the README says) masked.
+      r2 = await startReplica(ks2, 'r2', { urlInEnv: withPassword });
+      expect(r2.child.stderr).to.match(/data in postgres:\/\/postgres:\*\*\*@127\.0\.0\.1:\d+\/keys \(replica r2\)/).and.not.contain('pw-s3cret');
       // A new replica's first chain over keys the others stored is the normal case: no warning.
       expect(r2.child.stderr).to.not.contain('begins a new chain');
     });
