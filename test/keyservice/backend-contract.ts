@@ -200,6 +200,17 @@ export function runBackendContract(name: string, factory: () => Promise<BackendF
       expect((await put('k')).version).to.equal(2);
     });
 
+    it('refuses (INTERNAL) a record built for another name or version, storing nothing under either', async () => {
+      await put('k');
+      for (const wrong of [recordFor('other', 2), recordFor('k', 3)]) {
+        const e = await rejects(b.append('k', () => wrong), 'INTERNAL');
+        expect(e.message).to.contain(`"${wrong.name}" version ${wrong.version}, not version 2`);
+      }
+      expect(await versions('k')).to.deep.equal([1]);
+      expect(await b.get('other', 0)).to.equal(undefined);
+      expect((await put('k')).version).to.equal(2);
+    });
+
     it('gives check the latest version under the append\'s lock; a check that throws stores nothing and spends no version', async () => {
       const seen: number[] = [];
       const watched = (n: string) => b.append(n, (v) => recordFor(n, v), undefined, (latest) => void seen.push(latest));
