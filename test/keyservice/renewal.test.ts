@@ -7,6 +7,7 @@ import { expect } from 'chai';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { generateKeyPair, publicKeyOf, randomBytes, sha256, utf8 } from '../../lib/crypto/index.ts';
+import { CertifierError } from '../../lib/errors/index.ts';
 import { createPolicyCert, type ValidatedPeer } from '../../lib/pki/index.ts';
 import { loadPolicy, makePolicy } from '../../lib/policy/index.ts';
 import { generateSimulatedPlatform, SimulatedEnclave } from '../../lib/attest/index.ts';
@@ -21,6 +22,16 @@ import { tempDir } from '../support/helpers.ts';
 
 const DAY = 86_400_000;
 const HOUR = 3_600_000;
+
+/** An identity as the scheduler sees it: its end, and a serial. */
+const identityUntil = (at: number, serialHex = 'ab') => ({ peer: { notAfter: new Date(at), serialHex } }) as unknown as MachineIdentity;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** Waits (two seconds at most) until `done` holds. */
+const until = async (done: () => boolean) => {
+  for (let i = 0; i < 40 && !done(); i++) await sleep(50);
+};
+/** Timers that keep the process alive (an unref'ed one does not count). */
+const heldTimers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
 
 describe('key-server: its own certificate renewed while it runs', function () {
   this.timeout(30_000);
@@ -77,6 +88,89 @@ describe('key-server: its own certificate renewed while it runs', function () {
     await new Promise((r) => setTimeout(r, 800));
     stop();
     expect(attempts).to.equal(0);
+  });
+
+  it('once stopped, tries nothing more, and an attempt that ends after the stop presents and logs nothing, renewed or failed', async () => {
+    // Stopped before its first attempt is due (in 100 ms): none comes.
+    let attempts = 0;
+    renewIdentity(identityUntil(Date.now() + 200), { recertify: async () => (attempts++, identityUntil(Date.now() + DAY)), present: () => {}, log: () => {}, minGapMs: 50 })();
+    await sleep(400);
+    expect(attempts, 'an attempt after the stop').to.equal(0);
+    for (const outcome of ['renewed', 'failed'] as const) {
+      let settle: ((ok: boolean) => void) | undefined;
+      const presented: MachineIdentity[] = [];
+      const events: Record<string, unknown>[] = [];
+      const stop = renewIdentity(identityUntil(Date.now() + 1_000), {
+        recertify: () => new Promise((resolve, reject) => (settle = (ok) => (ok ? resolve(identityUntil(Date.now() + DAY, 'cd')) : reject(new CertifierError('UNREACHABLE', 'abandoned'))))),
+        present: (next) => void presented.push(next), log: (r) => void events.push(r), minGapMs: 50, justFailed: true,
+      });
+      await until(() => settle !== undefined);
+      expect(settle, 'an attempt began').to.not.equal(undefined);
+      stop();
+      settle!(outcome === 'renewed');
+      await sleep(100);
+      expect(presented, `${outcome} after the stop: nothing presented`).to.deep.equal([]);
+      expect(events, `${outcome} after the stop: nothing logged`).to.deep.equal([]);
+    }
+  });
+
+  it('warns when a renewal does not take the certificate further (the policy\'s claims end then), and not when it does', async () => {
+    const end = Date.now() + 1_000;
+    const events: Record<string, unknown>[] = [];
+    const answers = [identityUntil(end, 'cd'), identityUntil(end + DAY, 'ef')];
+    const stop = renewIdentity(identityUntil(end), { recertify: async () => answers.shift()!, present: () => {}, log: (r) => void events.push(r), minGapMs: 50, justFailed: true });
+    try {
+      await until(() => events.length >= 2);
+      expect(events.map((e) => [e.event, e.serial])).to.deep.equal([['identity-renewed', 'cd'], ['identity-renewed', 'ef']]);
+      expect(events[0]!.warning).to.contain('ends no later than the one before').and.contain('sign a new policy');
+      expect(events[1]).to.not.have.property('warning');
+    } finally {
+      stop();
+    }
+  });
+
+  it('after a failure, tries again within the hour, however far the end (a tenth of three days would be seven hours)', async () => {
+    const end = Date.now() + 1_000;
+    let clock = 0; // the scheduler's clock, against the real one
+    const events: Record<string, unknown>[] = [];
+    const stop = renewIdentity(identityUntil(end), {
+      // The attempt fails three days before the end: the clock the scheduler reads says so.
+      recertify: async () => { clock = end - 3 * DAY - Date.now(); throw new CertifierError('UNREACHABLE', 'simpleserver is away'); },
+      present: () => {}, log: (r) => void events.push(r), now: () => Date.now() + clock, minGapMs: 50, justFailed: true,
+    });
+    try {
+      await until(() => events.length > 0);
+      expect(events[0]).to.include({ event: 'identity-renewal-failed', code: 'UNREACHABLE', retryInSeconds: 3_600 });
+    } finally {
+      stop();
+    }
+  });
+
+  it('renews no earlier than its clock says: a timer that fires before then (the clock set back, or a wait longer than one timer holds) waits on', async () => {
+    let clock = 0;
+    let attempts = 0;
+    // Its first attempt is due in 500 ms (half the second left); the clock is then set back ten seconds.
+    const stop = renewIdentity(identityUntil(Date.now() + 1_000), { recertify: async () => (attempts++, identityUntil(Date.now() + DAY)), present: () => {}, log: () => {}, now: () => Date.now() + clock, minGapMs: 50 });
+    clock = -10_000;
+    try {
+      await sleep(1_200);
+      expect(attempts, 'an attempt ten seconds early by its clock').to.equal(0);
+    } finally {
+      stop();
+    }
+  });
+
+  it('waits months for a long certificate without a busy loop (timers hold about 24.8 days) and without keeping the process alive', async () => {
+    let reads = 0;
+    const held = heldTimers();
+    const stop = renewIdentity(identityUntil(Date.now() + 90 * DAY), { recertify: async () => { throw new Error('not expected'); }, present: () => {}, log: () => {}, now: () => (reads++, Date.now()) });
+    try {
+      expect(heldTimers(), 'timers keeping the process alive').to.equal(held);
+      await sleep(300);
+      expect(reads, 'times its clock was read in 300 ms').to.be.below(10);
+    } finally {
+      stop();
+    }
   });
 
   it('stopping abandons an attempt in flight: its connection to a certifier that never answers closes at once', async () => {
