@@ -77,6 +77,34 @@ describe('certifier: a server watches its own certificate run out', () => {
     expect(warned.warning).to.contain('Replacing the policy key');
   });
 
+  it('begins warning when the window opens, not at the end, for a certificate that starts further away', async () => {
+    const records: Record<string, unknown>[] = [];
+    // The window opens 150 ms from now.
+    const stop = watchExpiry(new Date(Date.now() + RENEW_BEFORE_MS + 150), (r) => void records.push(r), IDENTITY_EXPIRY);
+    try {
+      expect(records).to.deep.equal([]);
+      for (let i = 0; i < 40 && records.length === 0; i++) await new Promise((r) => setTimeout(r, 50));
+      expect(records.map((r) => r.event)).to.deep.equal(['identity-expiring']);
+      expect(records[0]!.hoursLeft).to.equal(RENEW_BEFORE_MS / HOUR - 1);
+    } finally {
+      stop();
+    }
+  });
+
+  it('waits months for a long certificate without a busy loop (timers hold about 24.8 days) and without keeping the process alive', async () => {
+    let reads = 0;
+    const held = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+    const before = held();
+    const stop = watchExpiry(new Date(Date.now() + 90 * 24 * HOUR), () => {}, { ...IDENTITY_EXPIRY, now: () => (reads++, Date.now()) });
+    try {
+      expect(held(), 'timers keeping the process alive').to.equal(before);
+      await new Promise((r) => setTimeout(r, 300));
+      expect(reads, 'times its clock was read in 300 ms').to.be.below(10);
+    } finally {
+      stop();
+    }
+  });
+
   it('checks again later, on real timers', async () => {
     const records: Record<string, unknown>[] = [];
     const stop = watchExpiry(new Date(Date.now() + 150), (r) => void records.push(r), IDENTITY_EXPIRY);
