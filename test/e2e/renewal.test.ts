@@ -113,15 +113,24 @@ describe('e2e: key-server renews its certificate through simpleserver (--certifi
     });
   });
 
-  it('with no store at all, makes it and certifies itself, as init-trust would, then serves', async () => {
+  it('with no store at all, makes it and certifies itself, as init-trust would, then serves, and keeps that store when stopped', async () => {
     const ks: Machine = { name: 'ks-new', program: 'key-server', store: d.path('ks-new'), storeArgs: [] };
     ks.storeArgs = ['--store', ks.store, '--key-file', d.keyFile];
     const server = await d.startKeyServer(ks, { args: ['--certifier', `127.0.0.1:${shortPort}`, ...platform()] });
+    const key = randomBytes(32);
     try {
       expect(server.child.stderr).to.match(/identity-renewed serial=[0-9a-f]+/);
-      expectSuccess(await d.kc(alice, server, 'store', ['new-store/k', '--in', '-'], randomBytes(32)));
+      expectSuccess(await d.kc(alice, server, 'store', ['new-store/k', '--in', '-'], key));
     } finally {
-      await server.child.stop();
+      // Once it serves, the store it made is its own: SIGTERM stops it gracefully and takes nothing away.
+      expect(await server.child.stop()).to.deep.equal({ code: 0, signal: null });
+    }
+    expect(server.child.stderr).to.match(/\nkey-server: stopped\n$/);
+    const again = await d.startKeyServer(ks, { data: server.data });
+    try {
+      expect(expectSuccess(await d.kc(alice, again, 'retrieve', ['new-store/k', '--out', '-'])).stdout.equals(key)).to.equal(true);
+    } finally {
+      await again.child.stop();
     }
   });
 
