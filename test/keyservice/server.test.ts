@@ -1,0 +1,186 @@
+// key-server's start and stop (startKeyServer), and its certification at start through
+// --certifier (openCertified), with a real simpleserver and real machines on 127.0.0.1: a stop
+// past its grace lets a request still executing finish, sealed and audited, before the storage
+// key is wiped; it ends a renewal in flight; and the start says whether the certificate renews.
+
+import { expect } from 'chai';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fromKeyMessage, generateKeyPair, publicKeyOf, randomBytes, sha256, utf8 } from '../../lib/crypto/index.ts';
+import { decode, type KeyMessage } from '../../lib/wire/index.ts';
+import { createPolicyCert, issueAdmissionCert, parseCertificate } from '../../lib/pki/index.ts';
+import { loadPolicy, makePolicy } from '../../lib/policy/index.ts';
+import { generateSimulatedPlatform, SIMULATED_ENCLAVE, SimulatedEnclave } from '../../lib/attest/index.ts';
+import { admissionCertTag, authKeyTag, initTrust, loadIdentity, startCertifier } from '../../lib/certifier/index.ts';
+import type { ChannelServer } from '../../lib/channel/index.ts';
+import { KeyClient } from '../../lib/keyclient/index.ts';
+import { AuditLog } from '../../lib/keyservice/audit.ts';
+import type { KeyBackend } from '../../lib/keyservice/backend.ts';
+import { KeyStore } from '../../lib/keyservice/keystore.ts';
+import { LevelBackend } from '../../lib/keyservice/level-backend.ts';
+import { STORAGE_KEY_TAG, startKeyServer } from '../../lib/keyservice/server.ts';
+import { openCertified, type Certifier } from '../../cmd/key-server/renewal.ts';
+import { Cryptstore, KeyFileProtector } from '../../cryptstore/index.ts';
+import { closedPort, tempDir } from '../support/helpers.ts';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('key-server: start and stop', function () {
+  this.timeout(30_000);
+  const domain = 'server-test';
+  const [ksM, kcM] = [sha256(utf8('key-server program')), sha256(utf8('key-client program'))];
+  let tmp: ReturnType<typeof tempDir>;
+  let policyKey: Awaited<ReturnType<typeof generateKeyPair>>['privateKey'];
+  let policyCert: Uint8Array;
+  let platformKeys: Awaited<ReturnType<typeof generateSimulatedPlatform>>;
+  let certifier: ChannelServer;
+  const storeKey = randomBytes(32);
+  const platform = (m: Uint8Array) => new SimulatedEnclave(platformKeys.attestKey, platformKeys.endorsement, m);
+  /** A machine of `measurement` certified (for ten minutes) in a store of its own, closed. */
+  const certified = async (name: string, measurement: Uint8Array): Promise<string> => {
+    const dir = join(tmp.dir, name);
+    const store = await Cryptstore.create(dir, new KeyFileProtector(storeKey));
+    try {
+      await initTrust({ store, domain, policyCert, platform: platform(measurement), host: '127.0.0.1', port: certifier.address.port });
+    } finally {
+      await store.close();
+    }
+    return dir;
+  };
+  const open = (dir: string) => Cryptstore.open(dir, new KeyFileProtector(storeKey));
+
+  before(async () => {
+    tmp = tempDir('ks-server-');
+    policyKey = (await generateKeyPair('p256')).privateKey;
+    policyCert = await createPolicyCert({ privateKey: policyKey, domain });
+    platformKeys = await generateSimulatedPlatform({ alg: 'p256' });
+    const policy = loadPolicy(makePolicy({
+      policyKey, policyCert, platforms: [{ key: platformKeys.platformKey }], measurements: [ksM, kcM],
+      notBefore: new Date(Date.now() - 60_000), notAfter: new Date(Date.now() + 3_600_000),
+    }), publicKeyOf(policyKey));
+    certifier = await startCertifier({ policyKey, policyCert, policy, domain, host: '127.0.0.1', port: 0, certValiditySeconds: 600, log: () => {} });
+  });
+  after(async () => {
+    await certifier?.close();
+    tmp?.cleanup();
+  });
+
+  it('stopping past its grace waits for a store still executing: sealed under the storage key, audited, then the key wiped and the stop done', async () => {
+    const ks = await open(await certified('ks-drain', ksM));
+    const kc = await open(await certified('kc-drain', kcM));
+    const inner = await LevelBackend.open(join(tmp.dir, 'drain-data'));
+    const audit = await AuditLog.open(join(tmp.dir, 'drain-audit.jsonl'));
+    let release = () => {};
+    const held = new Promise<void>((r) => (release = r));
+    let holding = false;
+    const slow: KeyBackend = {
+      get: inner.get.bind(inner), list: inner.list.bind(inner), delete: inner.delete.bind(inner), close: async () => {},
+      append: async (name, build, expected) => { holding = true; await held; return inner.append(name, build, expected); },
+    };
+    const events: Record<string, unknown>[] = [];
+    const client: { c?: KeyClient } = {};
+    let server: ChannelServer | undefined;
+    try {
+      const started = await startKeyServer({ store: ks, domain, policyCert, backend: slow, audit, host: '127.0.0.1', port: 0, log: (r) => void events.push(r as Record<string, unknown>) });
+      // Without --certifier, its certificate's end is warned of with what to do about it.
+      const expiring = events.find((e) => e.event === 'identity-expiring');
+      server = started.server;
+      expect(expiring?.warning).to.contain('give it --certifier').and.not.contain('renews it through --certifier');
+      client.c = await KeyClient.connect({ host: '127.0.0.1', port: started.server.address.port, identity: await loadIdentity(kc, domain, policyCert), policyCert });
+      const value = randomBytes(16);
+      void client.c.store('late/k', value).catch(() => {}); // its connection goes at the grace's end
+      for (let i = 0; i < 100 && !holding; i++) await sleep(20);
+      expect(holding, 'the store reached the backend').to.equal(true);
+      let stopped = false;
+      const stopping = started.server.close(50).then(() => (stopped = true));
+      await sleep(300);
+      expect(stopped, 'the stop returned while the store was still executing').to.equal(false);
+      release();
+      await stopping;
+      await audit.close();
+      expect(readFileSync(audit.path, 'utf8')).to.match(/"action":"store".*"resource":"late\/k"|"resource":"late\/k".*"action":"store"/);
+      // Sealed under the storage key before it was wiped: it opens.
+      const key = (await ks.get(STORAGE_KEY_TAG)).blob;
+      expect(Buffer.from((await new KeyStore(inner, key).fetch('late/k', 1)).value).equals(value)).to.equal(true);
+    } finally {
+      release();
+      await server?.close(0).catch(() => {});
+      await client.c?.close().catch(() => {});
+      await audit.close().catch(() => {});
+      await inner.close();
+      await ks.close();
+      await kc.close();
+    }
+  });
+
+  it('stopping abandons a renewal attempt in flight (a certifier that does not answer does not hold the process)', async () => {
+    const ks = await open(await certified('ks-renewing', ksM));
+    const backend = await LevelBackend.open(join(tmp.dir, 'renewing-data'));
+    const signals: AbortSignal[] = [];
+    let server: ChannelServer | undefined;
+    try {
+      // Its clock a second before the end: the first attempt comes at once, and never ends by itself.
+      const offset = (await loadIdentity(ks, domain, policyCert)).peer.notAfter.getTime() - 1_000 - Date.now();
+      ({ server } = await startKeyServer({
+        store: ks, domain, policyCert, backend, host: '127.0.0.1', port: 0, log: () => {},
+        renewal: { recertify: (signal) => (signals.push(signal), new Promise((_, reject) => signal.addEventListener('abort', () => reject(new Error('abandoned'))))), now: () => Date.now() + offset, minGapMs: 50, justFailed: true },
+      }));
+      for (let i = 0; i < 100 && signals.length === 0; i++) await sleep(20);
+      expect(signals, 'a renewal attempt began').to.have.length(1);
+      await server.close(1_000);
+      expect(signals[0]!.aborted, 'the attempt was abandoned at the stop').to.equal(true);
+    } finally {
+      await server?.close(0).catch(() => {});
+      await backend.close();
+      await ks.close();
+    }
+  });
+
+  describe('certified through --certifier at start (openCertified)', () => {
+    const through = (port: number): Certifier => ({ host: '127.0.0.1', port, domain, policyCert, policyCertEnds: parseCertificate(policyCert).notAfter, platform: platform(ksM) });
+    const quietly = async <T>(f: () => Promise<T>): Promise<T> => {
+      const write = process.stderr.write;
+      process.stderr.write = (() => true) as typeof process.stderr.write;
+      try {
+        return await f();
+      } finally {
+        process.stderr.write = write;
+      }
+    };
+
+    it('renews, once serving, a certificate not yet due: every renewal brings a new certificate', async () => {
+      const dir = await certified('ks-not-due', ksM);
+      const { store, renewal } = await openCertified('key-server', dir, new KeyFileProtector(storeKey), through(certifier.address.port), () => {});
+      try {
+        const first = await loadIdentity(store, domain, policyCert);
+        expect(renewal.justFailed).to.equal(false);
+        const next = await renewal.recertify(new AbortController().signal);
+        expect(next.peer.serialHex).to.not.equal(first.peer.serialHex);
+      } finally {
+        await store.close();
+      }
+    });
+
+    it('with simpleserver away and a certificate due but valid, serves with it and has the renewal try again soon', async () => {
+      const dir = await certified('ks-due', ksM);
+      // Its certificate past half its life: issued five minutes back (as early as the policy certificate allows), ending in about two.
+      const s = await open(dir);
+      try {
+        const key = fromKeyMessage(decode<KeyMessage>('key_message', (await s.get(authKeyTag(domain))).blob));
+        const issued = parseCertificate(policyCert).notBefore.getTime() + 1_000;
+        await s.put(admissionCertTag(domain), await issueAdmissionCert({
+          policyKey, policyCert, subjectPublicKey: publicKeyOf(key), measurement: ksM, platform: SIMULATED_ENCLAVE, domain,
+          validitySeconds: Math.floor((1.4 * (Date.now() - issued)) / 1000), now: new Date(issued),
+        }), { type: 'X509-der-cert', exportable: true });
+      } finally {
+        await s.close();
+      }
+      const { store, renewal } = await quietly(async () => openCertified('key-server', dir, new KeyFileProtector(storeKey), through(await closedPort()), () => {}));
+      try {
+        expect(renewal.justFailed, 'the attempt at start failed: the next comes as after any failure').to.equal(true);
+      } finally {
+        await store.close();
+      }
+    });
+  });
+});
