@@ -3,7 +3,7 @@
 // and a copy of the stopped primary's data directory is all it needs to serve every key.
 
 import { expect } from 'chai';
-import { cpSync, mkdirSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, mkdirSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { run } from '../support/helpers.ts';
@@ -84,6 +84,16 @@ describe('e2e: a standby key-server takes over from a copy of the data directory
     const written = /path=(\S+) records=(\d+)/.exec(line)!;
     expect(Number(written[2])).to.be.at.least(1);
     expectSuccess(await d.kc(alice, server, 'retrieve', ['backup/disk-key', '--out', '-'])); // still serving
+    // The directory opened to others since the start: the next backup is refused, not written there.
+    chmodSync(backups, 0o770);
+    try {
+      const unsafe = server.child.mark();
+      process.kill(server.child.pid, 'SIGUSR1');
+      expect(await server.child.waitForLog(/ backup-(written|failed) .*$/m, unsafe)).to.match(/ backup-failed code=FILE_ERROR .*not safe for backups of keys/);
+      expect(readdirSync(backups).filter((n) => n.startsWith('keys-'))).to.deep.equal([basename(written[1]!)]);
+    } finally {
+      chmodSync(backups, 0o700);
+    }
     await server.child.stop();
     expect(server.child.stderr).not.to.contain('Debugger listening');
 
