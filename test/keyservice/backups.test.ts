@@ -154,10 +154,15 @@ describe('key-server backups: pruning', () => {
       }
     }
     expect(readFileSync(join(backups, written, KEY_ID_FILE), 'latin1')).to.equal(ours);
+    // A partial copy of theirs, its writer gone long ago (or in another container): not ours to remove either.
+    const theirsPartial = `${theirsOld}.partial-2147483646-Ab3xY9`;
+    mkdirSync(join(backups, theirsPartial));
+    writeFileSync(join(backups, theirsPartial, KEY_ID_FILE), theirs);
+    longAgo(join(backups, theirsPartial));
     const pruned = await pruneBackups(backups, 1, { written: join(backups, written), keyId: ours });
-    expect(pruned).to.deep.equal({ removed: [legacy, oursOld], ahead: [], inUse: [], otherFiles: [], opened: [], otherServer: [theirsOld, theirsAhead], unreadable: [] });
-    expect(readdirSync(backups).sort()).to.deep.equal([theirsOld, written, theirsAhead].sort());
-    expect(pruneReport(pruned)).to.deep.include({ otherServer: `${theirsOld},${theirsAhead}` });
+    expect(pruned).to.deep.equal({ removed: [legacy, oursOld], ahead: [], inUse: [], otherFiles: [], opened: [], otherServer: [theirsOld, theirsAhead, theirsPartial], unreadable: [] });
+    expect(readdirSync(backups).sort()).to.deep.equal([theirsOld, theirsPartial, written, theirsAhead].sort());
+    expect(pruneReport(pruned)).to.deep.include({ otherServer: `${theirsOld},${theirsAhead},${theirsPartial}` });
     expect(pruneReport(pruned).warning).to.contain('backups of another key-server (another storage key) share this --backup-dir');
     // The file beside LevelDB's is no bar to serving a backup in place.
     const served = await LevelBackend.open(join(backups, written));
