@@ -85,7 +85,8 @@ describe('certifier: a server watches its own certificate run out', () => {
       expect(records).to.deep.equal([]);
       for (let i = 0; i < 40 && records.length === 0; i++) await new Promise((r) => setTimeout(r, 50));
       expect(records.map((r) => r.event)).to.deep.equal(['identity-expiring']);
-      expect(records[0]!.hoursLeft).to.equal(RENEW_BEFORE_MS / HOUR - 1);
+      // Told as the window opens: its whole hours left, 72 if the timer came on the very millisecond.
+      expect(records[0]!.hoursLeft).to.be.oneOf([RENEW_BEFORE_MS / HOUR - 1, RENEW_BEFORE_MS / HOUR]);
     } finally {
       stop();
     }
