@@ -1,13 +1,14 @@
 // The example systemd units, checked by systemd-analyze verify where it is installed (skipped
 // elsewhere): each parses, and first-boot orders before network-dependent encrypted disks
-// without an ordering cycle. The programs' paths are replaced by /bin/true, which exists.
+// without an ordering cycle. The programs' paths are replaced by /bin/true, which exists. Then
+// first-boot.service as written, everywhere: its settings, and its ExecStart run with the script.
 
 import { expect } from 'chai';
 import { execFile } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { ROOT, tempDir } from '../support/helpers.ts';
+import { ROOT, runScript, tempDir } from '../support/helpers.ts';
 
 const run = promisify(execFile);
 const UNITS = ['first-boot', 'key-server', 'simpleserver'];
@@ -53,5 +54,32 @@ describe('examples/systemd units', function () {
     const r = await run('systemd-analyze', ['verify', '--man=no', './certifier-first-boot.service', './systemd-cryptsetup@data.service', './app.service'], { cwd: tmp.dir });
     expect(r.stderr).not.to.match(/cycle/i);
     expect(r.stderr.trim()).to.equal('');
+  });
+});
+
+describe('examples/systemd/first-boot.service as written', () => {
+  const unit = readFileSync(join(ROOT, 'examples/systemd/first-boot.service'), 'utf8');
+
+  it('holds back the services after it until the script has finished, and keeps what it writes private', () => {
+    // Type=simple would count as started at once: a service After= it would run without the keys.
+    for (const line of ['Type=oneshot', 'RemainAfterExit=yes', 'UMask=0077', 'StateDirectoryMode=0700']) expect(unit).to.match(new RegExp(`^${line}$`, 'm'));
+  });
+
+  it('runs the script with its flags, which refuse to start until SERVER_MEASUREMENT is set (exit 2)', async () => {
+    // ExecStart with its continuation lines joined and ${VAR} replaced by the unit's Environment= values.
+    const env = Object.fromEntries([...unit.matchAll(/^Environment=(.*)$/gm)].flatMap((m) => m[1]!.split(' ').map((kv) => kv.split('=') as [string, string])));
+    const exec = /^ExecStart=((?:.*\\\n)*.*)$/m.exec(unit)![1]!.replace(/\\\n/g, ' ').replace(/\$\{(\w+)\}/g, (_, k: string) => env[k]!);
+    const [script, ...args] = exec.split(/\s+/).filter(Boolean);
+    expect(script).to.equal('/opt/certifier-keys/scripts/first-boot.sh');
+    // Were it to go on, it would reach nothing and write nothing outside the test's directory.
+    const tmp = tempDir('first-boot-unit-');
+    try {
+      const local = args.map((a, i) => (args[i - 1] === '--store' ? join(tmp.dir, 'store') : args[i - 1] === '--host' ? '127.0.0.1' : a));
+      const r = await runScript('first-boot.sh', [...local, '--retries', '1']);
+      expect(r.status, r.stderr).to.equal(2);
+      expect(r.stderr).to.contain('--server-measurement takes the key-server\'s measurement, 64 or 96 hex digits, not "set-in-first-boot.env"');
+    } finally {
+      tmp.cleanup();
+    }
   });
 });
