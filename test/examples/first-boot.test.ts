@@ -1,15 +1,17 @@
 // scripts/first-boot.sh's failure modes: servers down (exit 3 after its retries, naming what it
 // could not reach), a wrong policy certificate (exit 4, no retry) and flags that do not go
-// together (exit 2). The success path, and a second run with the servers stopped, are in the demo
-// (test/examples/scenarios.test.ts); on SEV-SNP, in test/sev-snp/e2e.test.ts. Then
-// deployment-setup.sh: inputs checked before any key is made, and a policy for SEV-SNP VMs.
+// together (exit 2). Then against a running domain (test/e2e/domain.ts): no success reported
+// without the keys, the key-server's pin enforced, only the missing keys fetched, a first boot cut
+// short finished by the next. The demo runs it too (test/examples/scenarios.test.ts); on SEV-SNP,
+// test/sev-snp/e2e.test.ts. Then deployment-setup.sh: inputs checked before any key is made, and a policy for SEV-SNP VMs.
 
 import { expect } from 'chai';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { closedPort, ROOT, run, runScript, tempDir } from '../support/helpers.ts';
+import { Domain, expectSuccess, type KeyServer, type Machine } from '../e2e/domain.ts';
 
 const firstBoot = (args: string[]) => runScript('first-boot.sh', args);
 
@@ -174,6 +176,80 @@ describe('scripts/first-boot.sh failure modes', function () {
       expect(r.stderr).to.contain(message);
       expect(r.stderr).not.to.contain('step 1/2');
     }
+  });
+});
+
+describe('scripts/first-boot.sh against running servers', function () {
+  this.timeout(120_000);
+  let d: Domain;
+  let server: KeyServer;
+  let operator: Machine;
+  const keys = { 'vhd/disk-1': randomBytes(32), 'api/token': randomBytes(32) };
+
+  before(async () => {
+    d = await Domain.create({ programs: ['key-server', 'operator', 'vm'] });
+    const [ks, op] = await Promise.all([d.certify('ks', 'key-server'), d.certify('operator', 'operator')]);
+    operator = op;
+    server = await d.startKeyServer(ks);
+    for (const [name, key] of Object.entries(keys)) expectSuccess(await d.kc(operator, server, 'store', [name, '--in', '-'], key));
+  });
+  after(() => d?.close());
+
+  /** first-boot.sh as a VM running the "vm" program; `kport` defaults to the running key-server. */
+  const boot = (store: string, o: { keys?: string; kport?: number; pin?: string } = {}) => runScript('first-boot.sh', [
+    '--host', '127.0.0.1', '--certifier-port', String(d.certifierPort), '--keyserver-port', String(o.kport ?? server.port), '--keys', o.keys ?? Object.keys(keys).join(' '),
+    '--domain', d.name, '--policy-cert', d.policyCertFile, '--store', store, '--key-file', d.keyFile,
+    '--platform-dir', d.platformDir, '--measurement-file', d.measurementFile('vm'), '--server-measurement', o.pin ?? server.measurementHex, '--retries', '1',
+  ]);
+  const held = async (store: string, tag: string) => (await run('cert-utility', ['get-item', '--tag', tag, '--out', '-', '--store', store, '--key-file', d.keyFile])).stdout;
+
+  it('finishes a first boot cut short after making the store\'s directory (at a path with a space): certifies into it and fetches every key', async () => {
+    const store = d.path('vm store');
+    mkdirSync(store);
+    const r = await boot(store);
+    expect(r.status, r.stderr).to.equal(0);
+    expect(r.stderr).to.contain(`done: vhd/disk-1 api/token kept in ${store}`);
+    for (const [name, key] of Object.entries(keys)) expect((await held(store, name)).equals(key), name).to.equal(true);
+    const again = await boot(store, { kport: await closedPort() });
+    expect(again.status, again.stderr).to.equal(0);
+    expect(again.stderr).to.contain('nothing to do');
+  });
+
+  it('never reports success without the keys: certified but the key-server unreachable, it exits 3, and the next boot fetches them', async () => {
+    const store = d.path('vm-half');
+    const r = await boot(store, { kport: await closedPort() });
+    expect(r.status, r.stderr).to.equal(3);
+    expect(r.stderr).to.contain('step 2/2').and.contain('could not reach the server').and.not.contain('done:');
+    const next = await boot(store);
+    expect(next.status, next.stderr).to.equal(0);
+    expect((await held(store, 'vhd/disk-1')).equals(keys['vhd/disk-1'])).to.equal(true);
+  });
+
+  it('fetches only the keys still missing, leaving a key already held as it is', async () => {
+    const store = d.path('vm-partial');
+    expectSuccess(await run('cert-utility', ['create-store', '--store', store, '--key-file', d.keyFile]));
+    expectSuccess(await run('cert-utility', ['put-item', '--tag', 'vhd/disk-1', '--in', '-', '--store', store, '--key-file', d.keyFile], { input: 'the local disk key' }));
+    const r = await boot(store);
+    expect(r.status, r.stderr).to.equal(0);
+    expect(r.stderr).to.contain('step 2/2: fetching api/token from').and.contain('done: api/token kept in');
+    expect((await held(store, 'vhd/disk-1')).toString()).to.equal('the local disk key');
+    expect((await held(store, 'api/token')).equals(keys['api/token'])).to.equal(true);
+  });
+
+  it('refuses a key-server that is not the pinned measurement (exit 4), keeping no key', async () => {
+    const store = d.path('vm-pinned');
+    const r = await boot(store, { pin: d.measurementHex('operator') });
+    expect(r.status, r.stderr).to.equal(4);
+    expect(r.stderr).to.contain('not one of those pinned [UNTRUSTED_PEER]').and.contain('not retrying').and.not.contain('done:');
+    const list = await run('cert-utility', ['list-items', '--json', '--store', store, '--key-file', d.keyFile]);
+    expect(list.out).not.to.contain('"tag":"vhd/disk-1"');
+  });
+
+  it('shows a key name holding a control character escaped in its own lines, never raw', async () => {
+    const r = await boot(d.path('vm-odd'), { keys: 'vhd/disk-1 evil\x1b[2Jname' });
+    expect(r.status, r.stderr).to.equal(2); // key-client refuses the name
+    expect(r.stderr).to.contain("step 2/2: fetching vhd/disk-1 $'evil\\E[2Jname'");
+    expect(r.stderr).not.to.contain('\x1b');
   });
 });
 
