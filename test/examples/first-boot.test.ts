@@ -52,7 +52,7 @@ describe('scripts/first-boot.sh failure modes', function () {
     expect(r.status, r.stderr).to.equal(3);
     expect(r.stderr).to.contain(`could not reach the server after 3 attempts`);
     expect(r.stderr).to.contain(`127.0.0.1:${port}`);
-    expect(r.stderr.match(/retrying in/g)).to.have.length(2);
+    expect(r.stderr.match(/retrying in \d+s/g), 'never waiting longer than --max-delay').to.deep.equal(['retrying in 1s', 'retrying in 1s']);
   });
 
   it('finds the programs beside its package when run through a link to it (one in /usr/local/bin, say)', async () => {
@@ -106,15 +106,28 @@ describe('scripts/first-boot.sh failure modes', function () {
     expect(r.stderr).not.to.contain('step 1/2');
   });
 
-  it('finds a held key whose name JSON escapes, and takes a name with a glob character as a name', async () => {
+  it('finds a held key whose name JSON escapes (a backslash, a quote), and takes a name with a glob character as a name', async () => {
     const store = ['--store', f('store-odd'), '--key-file', f('held.key')];
     expect((await cu(['create-store', ...store])).status).to.equal(0);
-    for (const tag of ['api/a\\b', 'vhd/*']) expect((await run('cert-utility', ['put-item', ...store, '--tag', tag, '--in', '-'], { cwd: tmp.dir, input: 'v' })).status).to.equal(0);
+    for (const tag of ['api/a\\b', 'vhd/*', 'db/"main"']) expect((await run('cert-utility', ['put-item', ...store, '--tag', tag, '--in', '-'], { cwd: tmp.dir, input: 'v' })).status).to.equal(0);
     const port = await closedPort();
     const base = args(f('a/cert.pem'), port, port, 'x').filter((a, i, all) => !['--store', '--keys'].includes(a) && !['--store', '--keys'].includes(all[i - 1]!));
-    const r = await firstBoot([...base, ...store, '--keys', 'api/a\\b vhd/*']);
+    mkdirSync(f('vhd'));
+    writeFileSync(f('vhd/not-a-key'), ''); // in the working directory, "vhd/*" would match it as a pattern
+    const r = await runScript('first-boot.sh', [...base, ...store, '--keys', 'api/a\\b vhd/* db/"main"'], { cwd: tmp.dir });
     expect(r.status, r.stderr).to.equal(0);
     expect(r.stderr).to.contain('every key is already in the cryptstore');
+  });
+
+  it('counts a key as held only under its exact name: a store holding vhd/disk-10 still fetches vhd/disk-1', async () => {
+    const store = ['--store', f('store-prefix'), '--key-file', f('held.key')];
+    expect((await cu(['create-store', ...store])).status).to.equal(0);
+    expect((await run('cert-utility', ['put-item', ...store, '--tag', 'vhd/disk-10', '--in', '-'], { cwd: tmp.dir, input: 'v' })).status).to.equal(0);
+    const port = await closedPort();
+    const base = args(f('a/cert.pem'), port, port, 'x').filter((a, i, all) => a !== '--store' && all[i - 1] !== '--store');
+    const r = await firstBoot([...base.map((a) => (a === '3' ? '1' : a)), ...store]);
+    expect(r.status, r.stderr).to.equal(3);
+    expect(r.stderr).to.contain('step 1/2').and.not.contain('nothing to do');
   });
 
   it('refuses to run without its required arguments (exit 2), and --help is no error', async () => {
@@ -162,9 +175,13 @@ describe('scripts/first-boot.sh failure modes', function () {
       [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--retries', ''], '--retries takes a whole number from 1 to 999, not ""'],
       [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--retries', '99999999999999999999'], '--retries takes a whole number from 1 to 999'],
       [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keyserver-port', 'x'], '--keyserver-port takes a port from 1 to 65535'],
+      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keyserver-port', '65536'], '--keyserver-port takes a port from 1 to 65535'],
+      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--certifier-port', '65536'], '--certifier-port takes a port from 1 to 65535'],
       [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keys', '  '], '--keys names no key'],
       // Held from the first certification on, it would make every later boot "done" without the keys.
       [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keys', 'vhd/disk-1 datica-admission-certificate'], 'a tag where the cryptstore keeps a machine\'s identity'],
+      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keys', 'datica-private-auth-key'], '"datica-private-auth-key", a tag where the cryptstore keeps a machine\'s identity'],
+      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keys', 'key-server-storage-key vhd/disk-1'], '"key-server-storage-key", a tag where the cryptstore keeps a machine\'s identity (or a key-server its storage key)'],
       // Passed on to key-client, it would have been an option (--out=FILE took the key elsewhere).
       [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keys', 'vhd/disk-1 --out=leak'], 'which begins with "-": a key name, not an option'],
     ];
