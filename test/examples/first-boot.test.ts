@@ -3,12 +3,14 @@
 // together (exit 2). Then against a running domain (test/e2e/domain.ts): no success reported
 // without the keys, the key-server's pin enforced, only the missing keys fetched, a first boot cut
 // short finished by the next. The demo runs it too (test/examples/scenarios.test.ts); on SEV-SNP,
-// test/sev-snp/e2e.test.ts. Then deployment-setup.sh: inputs checked before any key is made, and a policy for SEV-SNP VMs.
+// test/sev-snp/e2e.test.ts. Then deployment-setup.sh: inputs checked before any key is made, a
+// private directory holding what was asked for, a stop at the first step that fails, and a policy
+// for SEV-SNP VMs.
 
 import { expect } from 'chai';
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, randomBytes, X509Certificate } from 'node:crypto';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { closedPort, ROOT, run, runScript, tempDir } from '../support/helpers.ts';
 import { Domain, expectSuccess, type KeyServer, type Machine } from '../e2e/domain.ts';
@@ -294,6 +296,7 @@ describe('scripts/deployment-setup.sh', function () {
       ['--policy-days', '0'], ['--policy-days', '100000'], ['--trust-measurement', 'nothex'], ['--alg', 'ed25519'],
       ['--trust-amd-root', 'rome', '--snp-min-tcb', '3:0:8:115'], ['--trust-amd-root', 'milan', '--snp-min-tcb', 'garbage'],
       ['--trust-amd-root', 'milan', '--snp-min-tcb', '3:0:8:999'], ['--trust-amd-root', '--trust-amd-root', '--snp-min-tcb', '3:0:8:115'],
+      ['--trust-amd-root', 'milan', '--snp-min-tcb', '3:0:08:999'], ['--snp-min-tcb', '3:0:8:115'],
     ]) {
       const r = await setup(['--dir', 'setup', '--domain', 'datica', '--measure', 'app', ...bad]);
       expect(r.status, bad.join(' ')).to.equal(2);
@@ -310,7 +313,20 @@ describe('scripts/deployment-setup.sh', function () {
     }
     const flag = await setup(['--dir', 'setup', '--domain']);
     expect(flag.status).to.equal(2);
-    expect(flag.stderr).to.contain('--domain needs a value');
+    expect(flag.stderr).to.contain('--domain needs a value').and.contain('usage: deployment-setup.sh');
+    expect(flag.out, 'usage after a mistake: on stderr').to.equal('');
+    expect((await setup(['--dir', 'setup', '--measure', 'app'])).status, 'no --domain').to.equal(2);
+    expect(existsSync(f('setup')), 'nothing made').to.equal(false);
+    // A setup cut short after its platform keys: found before a policy key is made beside them.
+    for (const [made, message] of [['platform', 'already holds platform/platform-key.pem'], ['measurements', 'measurements/app.measurement exists']] as const) {
+      rmSync(f('half'), { recursive: true, force: true });
+      mkdirSync(f(`half/${made}`), { recursive: true });
+      writeFileSync(f(made === 'platform' ? 'half/platform/platform-key.pem' : 'half/measurements/app.measurement'), 'from before\n');
+      const half = await setup(['--dir', 'half', '--domain', 'datica', '--measure', 'app']);
+      expect(half.status, made).to.equal(1);
+      expect(half.stderr).to.contain(`${message}; not overwriting`);
+      expect(existsSync(f('half/policy-key.pem')), 'no policy key made').to.equal(false);
+    }
     const twice = await setup(['--dir', 'setup', '--dir', 'other', '--domain', 'datica', '--measure', 'app']);
     expect(twice.status).to.equal(2);
     expect(twice.stderr).to.contain('deployment-setup: --dir is given twice');
@@ -320,13 +336,41 @@ describe('scripts/deployment-setup.sh', function () {
     expect(help.out).to.contain('usage: deployment-setup.sh');
   });
 
+  it('makes a private directory (0700, the policy key 0600) with the --alg and --policy-days asked for, prints commands quoting a path with a space, and never sets up over it', async () => {
+    const r = await setup(['--dir', 'my setup', '--domain', 'datica', '--measure', 'app', '--alg', 'p384', '--policy-days', '30']);
+    expect(r.status, r.stderr).to.equal(0);
+    expect(statSync(f('my setup')).mode & 0o777).to.equal(0o700);
+    expect(statSync(f('my setup/policy-key.pem')).mode & 0o777).to.equal(0o600);
+    expect(new X509Certificate(readFileSync(f('my setup/policy-cert.pem'))).publicKey.asymmetricKeyDetails?.namedCurve).to.equal('secp384r1');
+    const p = await run('cert-utility', ['print-policy', '--policy', 'my setup/policy.bin', '--policy-cert', 'my setup/policy-cert.pem'], { cwd: tmp.dir });
+    const [, from, to] = /\[(\S+) \.\. (\S+)\]/.exec(p.out)!;
+    expect((Date.parse(to!) - Date.parse(from!)) / 86_400_000).to.be.within(30, 30.1);
+    expect(r.out).to.contain('--policy-key my\\ setup/policy-key.pem ');
+    const key = readFileSync(f('my setup/policy-key.pem'));
+    const again = await setup(['--dir', 'my setup', '--domain', 'datica', '--measure', 'app']);
+    expect(again.status).to.equal(1);
+    expect(again.stderr).to.contain('already holds a policy key; not overwriting');
+    expect(readFileSync(f('my setup/policy-key.pem')).equals(key), 'the policy key kept').to.equal(true);
+  });
+
+  it('stops at the first step that fails, printing no next commands, rather than reporting the machine ready', async () => {
+    mkdirSync(f('blocked'));
+    writeFileSync(f('blocked/platform'), 'a file where the platform keys would go\n');
+    const r = await setup(['--dir', 'blocked', '--domain', 'datica', '--measure', 'app']);
+    expect(r.status, r.stderr).not.to.equal(0);
+    expect(r.out).to.equal('');
+    expect(existsSync(f('blocked/policy.bin')), 'no policy signed').to.equal(false);
+  });
+
   it('writes a policy for SEV-SNP VMs with --trust-amd-root and --snp-min-tcb, which go together', async () => {
     const alone = await setup(['--dir', 'snp', '--domain', 'datica', '--measure', 'app', '--trust-amd-root', 'milan']);
     expect(alone.status).to.equal(2);
     expect(alone.stderr).to.contain('--trust-amd-root and --snp-min-tcb go together');
-    const r = await setup(['--dir', 'snp', '--domain', 'datica', '--measure', 'app', '--trust-amd-root', 'milan', '--snp-min-tcb', '3:0:8:115', '--trust-measurement', 'ab'.repeat(48)]);
+    // 255 is the highest a TCB part goes, and 08 is eight (bash's arithmetic would take it for bad octal).
+    const r = await setup(['--dir', 'snp', '--domain', 'datica', '--measure', 'app', '--trust-amd-root', 'milan', '--snp-min-tcb', '3:0:08:255', '--trust-measurement', 'ab'.repeat(48)]);
     expect(r.status, r.stderr).to.equal(0);
     const p = await run('cert-utility', ['print-policy', '--policy', 'snp/policy.bin', '--policy-cert', 'snp/policy-cert.pem'], { cwd: tmp.dir });
-    expect(p.out).to.contain('platform[amd-sev-snp, ARK-Milan').and.to.contain('tcb-snp >= 8').and.to.contain(`measurement:${'ab'.repeat(48)} is-trusted`);
+    expect(p.out).to.contain('platform[amd-sev-snp, ARK-Milan').and.to.contain('tcb-snp >= 8, tcb-microcode >= 255]').and.to.contain(`measurement:${'ab'.repeat(48)} is-trusted`);
+    expect(p.out, 'the --measure program trusted too').to.contain(`measurement:${createHash('sha256').update('app\n').digest('hex')} is-trusted`);
   });
 });
