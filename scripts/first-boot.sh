@@ -118,6 +118,10 @@ names=($keys)
 set +f
 [ ${#names[@]} -gt 0 ] || { echo "first-boot: --keys names no key" >&2; exit 2; }
 for k in "${names[@]}"; do
+  # Refused by key-client too, but only once the machine is certified: here, before anything.
+  if [[ "$k" == *[[:cntrl:]]* ]]; then
+    echo "first-boot: --keys names a key holding a control character, which no key name may" >&2; exit 2
+  fi
   case "$k" in
     -*) echo "first-boot: --keys names \"$k\", which begins with \"-\": a key name, not an option" >&2; exit 2 ;;
     *-private-auth-key|*-admission-certificate|key-server-storage-key)
