@@ -108,27 +108,45 @@ for m in "${measured[@]}" "${trust[@]}"; do
 done
 
 log() { printf 'deployment-setup: %s\n' "$*" >&2; }
+# What this run makes, removed (newest first) if it stops before the end: a failed step or a
+# signal leaves no half setup behind, which a new run would refuse to go on from.
+made=()
+finished=no
+undo() {
+  [ "$finished" = yes ] || [ ${#made[@]} -eq 0 ] && return
+  for ((i = ${#made[@]} - 1; i >= 0; i--)); do rm -rf -- "${made[i]}"; done
+  log "stopped before the end: removed what this run had made; nothing is left to clean up"
+}
+trap undo EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 # A directory made here is ours to keep private; one that was there keeps its mode.
-[ -d "$dir" ] || { mkdir -p "$dir" && chmod 700 "$dir"; }
-mkdir -p "$dir/measurements"
+[ -d "$dir" ] || { made+=("$dir"); mkdir -p "$dir" && chmod 700 "$dir"; }
+[ -d "$dir/measurements" ] || { made+=("$dir/measurements"); mkdir "$dir/measurements"; }
 cu() { "$CERT_UTILITY" "$@"; }
 
 log "policy key and certificate for domain $domain"
+made+=("$dir/policy-key.pem" "$dir/policy-cert.pem")
 cu generate-policy-key --domain "$domain" --alg "$alg" --key-out "$dir/policy-key.pem" --cert-out "$dir/policy-cert.pem" >&2
 log "simulated platform keys (a TEST platform; real VMs use their hardware)"
+if [ -e "$dir/platform" ]; then for f in platform-key.pem platform-cert.pem attest-key.pem endorsement.bin; do made+=("$dir/platform/$f"); done
+else made+=("$dir/platform"); fi
 cu generate-platform-keys --out-dir "$dir/platform" >&2
 
 for f in "${measure[@]}"; do
   name=$(basename "$f")
+  made+=("$dir/measurements/$name.measurement")
   m=$(cu measure "$f" --out "$dir/measurements/$name.measurement")
   log "measured $f: $m"
   trust+=("$m")
 done
 args=()
 for m in "${trust[@]}"; do args+=(--trust-measurement "$m"); done
+made+=("$dir/policy.bin")
 cu make-policy --policy-key "$dir/policy-key.pem" --policy-cert "$dir/policy-cert.pem" \
   --trust-platform "$dir/platform/platform-cert.pem" "${amd[@]}" ${min_tcb:+--snp-min-tcb "$min_tcb"} \
   "${args[@]}" --days "$days" --out "$dir/policy.bin" >&2
+finished=yes # the setup is whole: kept, even if the commands below cannot be printed
 
 # The commands below are printed to be pasted: a directory with a space in its name is quoted.
 qdir=$(printf '%q' "$dir") qdomain=$(printf '%q' "$domain")

@@ -10,7 +10,7 @@
 import { expect } from 'chai';
 import { createHash, randomBytes, X509Certificate } from 'node:crypto';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { closedPort, ROOT, run, runScript, tempDir } from '../support/helpers.ts';
 import { Domain, expectSuccess, type KeyServer, type Machine } from '../e2e/domain.ts';
@@ -363,6 +363,24 @@ describe('scripts/deployment-setup.sh', function () {
     expect(r.status, r.stderr).not.to.equal(0);
     expect(r.out).to.equal('');
     expect(existsSync(f('blocked/policy.bin')), 'no policy signed').to.equal(false);
+    // What the run made is gone (the policy key above all), what was there stays, and once the
+    // cause is mended a new run goes through rather than refusing a half setup.
+    expect(r.stderr).to.contain('removed what this run had made');
+    expect(readdirSync(f('blocked')).sort()).to.deep.equal(['platform']);
+    rmSync(f('blocked/platform'));
+    const again = await setup(['--dir', 'blocked', '--domain', 'datica', '--measure', 'app']);
+    expect(again.status, again.stderr).to.equal(0);
+    expect(readdirSync(f('blocked')).sort()).to.deep.equal(['measurements', 'platform', 'policy-cert.pem', 'policy-key.pem', 'policy.bin']);
+  });
+
+  it('removes the directory it made, policy key and all, when its last step fails', async () => {
+    // cert-utility as it is, except that signing the policy fails (a full disk, say).
+    const cu = f('failing-make-policy.sh');
+    writeFileSync(cu, `#!/bin/sh\n[ "$1" = make-policy ] && { echo "make-policy: no space left" >&2; exit 1; }\nexec "${process.execPath}" "${join(ROOT, 'cmd', 'bin', 'cert-utility.js')}" "$@"\n`, { mode: 0o755 });
+    const r = await runScript('deployment-setup.sh', ['--dir', 'fresh/deploy', '--domain', 'datica', '--measure', 'app'], { cwd: tmp.dir, env: { CERT_UTILITY: cu } });
+    expect(r.status, r.stderr).to.equal(1);
+    expect(r.stderr).to.contain('make-policy: no space left').and.contain('removed what this run had made');
+    expect(readdirSync(f('fresh')), 'its directory gone, the parent mkdir -p made left').to.deep.equal([]);
   });
 
   it('writes a policy for SEV-SNP VMs with --trust-amd-root and --snp-min-tcb, which go together', async () => {
