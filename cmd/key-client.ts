@@ -192,8 +192,9 @@ clientOptions(subcommand<ClientOpts>(program, 'list', 'list names and metadata u
   async (o, args) => {
     if (args[0]) checkName(args[0]);
     if (o.json) return { json: { items: await withClient(o, (c) => c.list(args[0] ?? '')) } };
-    // Text goes out page by page, so a listing of any length takes little memory (the JSON
-    // document is written whole, or not at all).
+    // Text goes out page by page, the next asked for once stdout has room, none once it is
+    // closed (| head): a listing of any length takes little memory. The JSON document is written
+    // whole, or not at all.
     const line = (i: ResourceInfo) => `${printableName(i.name)}\tv${i.version}\t${i.type}\t${i.size} bytes\t${i.exportable ? 'exportable' : 'not-exportable'}\t${i.timeEntered}`;
     await withClient(o, (c) => c.listEach(args[0] ?? '', (items) => printLines(items.map(line))));
     return { json: {} };

@@ -162,9 +162,23 @@ function renderError(command: Command, e: unknown): number {
   return status;
 }
 
-/** Lines of a result written as they come (a listing of any length), before the command returns. */
-export function printLines(lines: string[]): void {
+/**
+ * Lines of a result written as they come (a listing of any length), before the command returns.
+ * Resolves once stdout has room again (a pipe's writes queue in memory: a slow reader holds the
+ * producer back instead), to false once stdout is closed or failed: nothing more is worth making.
+ */
+export async function printLines(lines: string[]): Promise<boolean> {
   if (lines.length) writeStdout(lines.join('\n') + '\n');
+  if (stdoutStatus === undefined && process.stdout.writableNeedDrain) {
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        for (const event of ['drain', 'error', 'close']) process.stdout.off(event, done);
+        resolve();
+      };
+      for (const event of ['drain', 'error', 'close']) process.stdout.on(event, done);
+    });
+  }
+  return stdoutStatus === undefined && !process.stdout.destroyed;
 }
 
 function render(result: Result, json: boolean): void {

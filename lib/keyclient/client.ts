@@ -127,8 +127,12 @@ export class KeyClient {
     return out;
   }
 
-  /** As list, each page given to `each` as it arrives and not kept (a listing of any length in little memory); returns how many names. */
-  async listEach(prefix: string, each: (items: ResourceInfo[]) => void): Promise<number> {
+  /**
+   * As list, each page given to `each` as it arrives and not kept (a listing of any length in
+   * little memory), the next asked for once `each` has resolved, none once it resolves to false;
+   * returns how many names were given.
+   */
+  async listEach(prefix: string, each: (items: ResourceInfo[]) => unknown): Promise<number> {
     return forEachPage(prefix, each, async (after) => {
       if (this.sent + (this.credential ? 2 : 1) > DEFAULT_LIMITS.maxRequestsPerConnection) {
         const previous = this.conn;
@@ -188,8 +192,8 @@ export async function collectPages(prefix: string, page: (after: string | undefi
   return out;
 }
 
-/** As collectPages, each page's names given to `each` in turn; returns how many there were. */
-export async function forEachPage(prefix: string, each: (items: ResourceInfo[]) => void, page: (after: string | undefined) => Promise<KeyServiceList>): Promise<number> {
+/** As collectPages, each page's names given to `each` in turn (awaited; false stops the listing); returns how many were given. */
+export async function forEachPage(prefix: string, each: (items: ResourceInfo[]) => unknown, page: (after: string | undefined) => Promise<KeyServiceList>): Promise<number> {
   let after: string | undefined;
   let count = 0;
   for (;;) {
@@ -199,7 +203,7 @@ export async function forEachPage(prefix: string, each: (items: ResourceInfo[]) 
     }
     const items = (p.resources ?? []).map((i) => ({ name: i.resourceName ?? '', version: i.version ?? 0, type: i.valueType ?? '', timeEntered: i.timeEntered ?? '', exportable: i.exportable ?? false, size: i.size ?? 0 }));
     count += items.length;
-    if (items.length) each(items);
+    if (items.length && (await each(items)) === false) return count;
     if (p.nextAfter === undefined) return count;
     after = p.nextAfter;
   }

@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, s
 import { execFileSync } from 'node:child_process';
 import { basename, dirname, join } from 'node:path';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
-import { run } from '../support/helpers.ts';
+import { ROOT, run } from '../support/helpers.ts';
 import { Domain, expectFailure, expectSuccess, type KeyServer, type Machine } from './domain.ts';
 
 describe('e2e: keys stored and retrieved through key-server on loopback', function () {
@@ -248,6 +248,11 @@ describe('e2e: keys stored and retrieved through key-server on loopback', functi
     // The text form, written page by page as the pages come: the same names, in order.
     const text = expectSuccess(await d.kc(bob, server, 'list', ['pages/']));
     expect(text.out.split('\n').slice(0, -1).map((l) => l.split('\t')[0])).to.deep.equal(names);
+    // A reader that goes away after the first page (| head -1): the listing stops there, with
+    // the status of a tool killed by SIGPIPE, the second page never asked for.
+    const head = execFileSync('bash', ['-o', 'pipefail', '-c', `"$0" "$@" | head -c 1 >/dev/null; echo "exit \${PIPESTATUS[0]}"`,
+      process.execPath, join(ROOT, 'cmd', 'bin', 'key-client.js'), 'list', 'pages/', ...d.clientArgs(bob, server)], { cwd: d.dir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    expect(head).to.equal('exit 141\n');
     const lines = requestLines('pages/').filter((l) => / action=list /.test(l)).slice(0, 2);
     expect(lines).to.have.length(2);
     expect(new Set(lines.map(connOf)).size, 'both pages over one connection').to.equal(1);
@@ -258,7 +263,8 @@ describe('e2e: keys stored and retrieved through key-server on loopback', functi
       const again = await c.list('pages/');
       expect(again.map((i) => i.name)).to.deep.equal(names);
     });
-    const later = requestLines('pages/').filter((l) => / action=list /.test(l)).slice(4);
+    expect(requestLines('pages/').filter((l) => / action=list /.test(l)), 'the JSON and text listings two pages each, the one cut off one, the last two').to.have.length(7);
+    const later = requestLines('pages/').filter((l) => / action=list /.test(l)).slice(5);
     expect(later).to.have.length(2);
     expect(new Set(later.map(connOf)).size, 'the second page over a new connection').to.equal(2);
   });

@@ -43,4 +43,17 @@ describe('keyclient: list pages', () => {
     const counted = await forEachPage('', () => {}, async (after) => (after ? { resources: [info('z')] } : { resources: [info('y')], nextAfter: 'y' }));
     expect(counted).to.equal(2);
   });
+
+  it('forEachPage asks for the next page only once each has resolved, and for none once it resolves to false (stdout closed)', async () => {
+    const events: string[] = [];
+    const pages = (after: string | undefined): KeyServiceList => ({ resources: [info(`${after ?? ''}n`)], nextAfter: `${after ?? ''}n` });
+    const given = await forEachPage('', async (items) => {
+      events.push(`given ${items[0]!.name}`);
+      await new Promise((r) => setTimeout(r, 5));
+      events.push('written');
+      return items[0]!.name !== 'nn';
+    }, async (after) => (events.push(`asked after ${after}`), pages(after)));
+    expect(given).to.equal(2);
+    expect(events).to.deep.equal(['asked after undefined', 'given n', 'written', 'asked after n', 'given nn', 'written']);
+  });
 });
