@@ -122,9 +122,7 @@ export class KeyClient {
    * this one for its number of requests, so any number of names can be listed.
    */
   async list(prefix = ''): Promise<ResourceInfo[]> {
-    const out: ResourceInfo[] = [];
-    await this.listEach(prefix, (items) => void out.push(...items));
-    return out;
+    return collectPages(prefix, (after) => this.listPage(prefix, after));
   }
 
   /**
@@ -133,16 +131,19 @@ export class KeyClient {
    * returns how many names were given.
    */
   async listEach(prefix: string, each: (items: ResourceInfo[]) => unknown): Promise<number> {
-    return forEachPage(prefix, each, async (after) => {
-      if (this.sent + (this.credential ? 2 : 1) > DEFAULT_LIMITS.maxRequestsPerConnection) {
-        const previous = this.conn;
-        this.conn = await KeyClient.open(this.options);
-        this.sent = 0;
-        await previous.close();
-      }
-      const r = await this.call({ action: 'list', name: prefix, ...(after !== undefined ? { listAfter: after } : {}) });
-      return decode<KeyServiceList>('key_service_list', r.data ?? new Uint8Array());
-    });
+    return forEachPage(prefix, each, (after) => this.listPage(prefix, after));
+  }
+
+  /** One page of a listing: the names after `after`, on a new connection when this one is used up. */
+  private async listPage(prefix: string, after: string | undefined): Promise<KeyServiceList> {
+    if (this.sent + (this.credential ? 2 : 1) > DEFAULT_LIMITS.maxRequestsPerConnection) {
+      const previous = this.conn;
+      this.conn = await KeyClient.open(this.options);
+      this.sent = 0;
+      await previous.close();
+    }
+    const r = await this.call({ action: 'list', name: prefix, ...(after !== undefined ? { listAfter: after } : {}) });
+    return decode<KeyServiceList>('key_service_list', r.data ?? new Uint8Array());
   }
 
   close(): Promise<void> {

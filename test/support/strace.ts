@@ -196,7 +196,7 @@ export type Effect =
   | { op: 'write'; path: string; data: string };
 
 /** What a call did to the file system, in these tests' terms (undefined for a failed call). */
-export function describe(c: Call): Effect | undefined {
+export function effectOf(c: Call): Effect | undefined {
   if (!ok(c)) return undefined;
   const a = splitArgs(c.args);
   switch (c.name) {
@@ -261,7 +261,7 @@ export class Trace {
 
   constructor(readonly calls: Call[]) {
     this.ops = calls.flatMap((call) => {
-      const d = describe(call);
+      const d = effectOf(call);
       return d ? [{ ...d, call }] : [];
     });
   }
