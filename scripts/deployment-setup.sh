@@ -113,7 +113,7 @@ log() { printf 'deployment-setup: %s\n' "$*" >&2; }
 made=()
 finished=no
 undo() {
-  [ "$finished" = yes ] || [ ${#made[@]} -eq 0 ] && return
+  if [ "$finished" = yes ] || [ ${#made[@]} -eq 0 ]; then return; fi
   for ((i = ${#made[@]} - 1; i >= 0; i--)); do rm -rf -- "${made[i]}"; done
   log "stopped before the end: removed what this run had made; nothing is left to clean up"
 }
