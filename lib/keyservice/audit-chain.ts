@@ -6,7 +6,8 @@
 import { stat } from 'node:fs/promises';
 import { normalize } from 'node:path';
 import { CertifierError } from '../errors/index.ts';
-import { AUDIT_GENESIS, endPath, endSource, missingSeqs, recordedEnd, segmentRange, startsAfter, verifySegment } from './audit.ts';
+import { AUDIT_GENESIS } from './audit-line.ts';
+import { endPath, endSource, missingSeqs, recordedEnd, segmentRange, startsAfter, verifySegment } from './audit-read.ts';
 
 export type ChainVerification =
   | { ok: true; files: number; lines: number; firstSeq: number; lastSeq: number; lastHash: string; fromGenesis: boolean }
