@@ -9,7 +9,7 @@ import {
 } from '../../lib/crypto/index.ts';
 import { checkWritable, commitAll, refuseOwnFiles, stageFiles, writeFileAtomic } from '../../lib/files/index.ts';
 import { itemValue } from '../../lib/pki/index.ts';
-import { isIdentityTag } from '../../lib/certifier/index.ts';
+import { isAdmissionCertTag, isIdentityTag } from '../../lib/certifier/index.ts';
 import { STORAGE_KEY_TAG } from '../../lib/keyservice/keystore.ts';
 import { Cryptstore, MAX_BLOB_BYTES, MAX_BUNDLE_BYTES, exportStore, importStore, type EntryInfo } from '../../cryptstore/index.ts';
 import { fileOut, note, subcommand, versionOf, type JsonOption } from '../common/cli.ts';
@@ -61,6 +61,11 @@ export function addStoreCommands(program: Command): void {
   storeOptions(subcommand<StoreOpts & { tag: string; type: EntryType; exportable?: boolean; in: string }>(program, 'put-item',
     'store bytes as the next version of a tag',
     async (o) => {
+      // Scenario 2 puts a machine's certificate in by hand: as a blob, PEM text would sit where
+      // key-client and key-server expect DER, and fail only at their first connection.
+      if (isAdmissionCertTag(o.tag) && o.type !== 'X509-der-cert') {
+        throw new CertifierError('USAGE', `the tag ${printableName(o.tag)} is where a machine keeps its admission certificate: give --type X509-der-cert (it takes PEM or DER and stores DER)`);
+      }
       const input = await readInput(o.in, MAX_BLOB_BYTES);
       // An empty item is a mistake (stdin closed, or /dev/null), not a secret: as key-client store.
       if (input.length === 0) throw new CertifierError('INVALID_INPUT', `nothing to store: ${o.in === '-' ? 'standard input' : o.in} is empty`);

@@ -15,8 +15,9 @@ import { requestCertificate } from './client.ts';
 
 export const authKeyTag = (domain: string) => `${domain}-private-auth-key`;
 export const admissionCertTag = (domain: string) => `${domain}-admission-certificate`;
+export const isAdmissionCertTag = (tag: string) => tag.endsWith(admissionCertTag(''));
 /** A tag init-trust writes (for any domain): a machine's identity, which nothing else may overwrite. */
-export const isIdentityTag = (tag: string) => tag.endsWith(authKeyTag('')) || tag.endsWith(admissionCertTag(''));
+export const isIdentityTag = (tag: string) => tag.endsWith(authKeyTag('')) || isAdmissionCertTag(tag);
 
 /** True when a certificate ending at `notAfter` ends with the policy certificate (`policyCertEnds`): no renewal extends it. */
 export function endsWithPolicyCert(notAfter: Date, policyCertEnds: Date | undefined): boolean {
@@ -48,11 +49,19 @@ export async function loadIdentity(store: Cryptstore, domain: string, policyCert
   try {
     peer = validateAdmission({ chain: [certEntry.blob], policyCert, at, usage: 'any', role: "machine's stored" });
   } catch (e) {
+    // Put there by hand (Scenario 2) as PEM or another file: say which item, and how to store it.
+    if (isCertifierError(e, 'BAD_CERTIFICATE') && e.details?.reason !== undefined && certEntry.type !== 'X509-der-cert') {
+      throw new CertifierError('BAD_CERTIFICATE', `this machine's admission certificate for "${domain}" (${admissionCertTag(domain)} in its cryptstore, a ${certEntry.type} item) is not a DER certificate (${e.message}): store the certificate again with cert-utility put-item --tag ${admissionCertTag(domain)} --type X509-der-cert (which takes PEM or DER)`, { cause: e, details: e.details });
+    }
     if (!isCertifierError(e, 'UNTRUSTED_PEER')) throw e;
     // Not a peer's: our own certificate, from another policy key (the key replaced, or the wrong --policy-cert).
     throw new CertifierError('UNTRUSTED_PEER', `this machine's own admission certificate for "${domain}", in its cryptstore, is not one the given policy certificate vouches for (${e.message}): if the policy key was replaced, certify this machine again with cert-utility init-trust and the new policy certificate`, { cause: e, details: e.details });
   }
-  if (!sameKey(peer.publicKey, key)) throw new CertifierError('INTEGRITY', `the stored admission certificate does not name the stored key for "${domain}"`);
+  // Only a hand-made identity can be a mismatched pair (the store's items are authenticated):
+  // a certificate issued for another machine's public key, say.
+  if (!sameKey(peer.publicKey, key)) {
+    throw new CertifierError('INVALID_KEY', `the stored admission certificate for "${domain}" (${admissionCertTag(domain)}) does not name the stored key (${authKeyTag(domain)}): a certificate issued for another key; issue one for this key's public key (cert-utility generate-key --public-key-out) or run cert-utility init-trust --force`, { details: { reason: 'certificate-for-another-key' } });
+  }
   return { key, certificate: certEntry.blob, peer };
 }
 
@@ -89,7 +98,8 @@ export async function initTrust(o: InitTrustOptions): Promise<InitTrustResult> {
   if (!o.force) {
     const current = await loadIdentity(o.store, o.domain, o.policyCert, now()).catch((e) => {
       // Missing, expired or otherwise unusable: certify afresh. Damage is not papered over.
-      if (isCertifierError(e, 'INTEGRITY') || isCertifierError(e, 'WRONG_KEY')) throw e;
+      // A pair put in by hand that does not match is the operator's to mend, not replaced.
+      if (isCertifierError(e, 'INTEGRITY') || isCertifierError(e, 'WRONG_KEY') || (isCertifierError(e, 'INVALID_KEY') && e.details?.reason === 'certificate-for-another-key')) throw e;
       return undefined;
     });
     if (current && bytesEqual(current.peer.measurement, o.platform.measurement)) {

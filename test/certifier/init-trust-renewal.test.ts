@@ -82,12 +82,12 @@ describe('init-trust: renewing a certificate ahead of time', function () {
     expect(r.renewalFailed?.code).to.equal('UNREACHABLE');
   });
 
-  it('refuses a store whose key is not the one its certificate names (INTEGRITY), without certifying afresh', async () => {
+  it('refuses a store whose key is not the one its certificate names (INVALID_KEY: a pair put in by hand), without certifying afresh', async () => {
     const other = (await generateKeyPair('p256')).privateKey;
     const { store, policyCert, platform } = await certified('mismatched', 60, 7 * 86_400, undefined, other);
-    await rejects(loadIdentity(store, domain, policyCert), 'INTEGRITY');
+    await rejects(loadIdentity(store, domain, policyCert), 'INVALID_KEY');
     let asked = 0;
-    await rejects(initTrust({ store, domain, policyCert, platform, host: '127.0.0.1', port: await hangingUp(() => void asked++) }), 'INTEGRITY');
+    await rejects(initTrust({ store, domain, policyCert, platform, host: '127.0.0.1', port: await hangingUp(() => void asked++) }), 'INVALID_KEY');
     expect(asked).to.equal(0);
   });
 

@@ -7,7 +7,7 @@
 
 import { expect } from 'chai';
 import { execFile, spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, generateKeyPairSync } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
@@ -900,6 +900,45 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
         '--platform-dir', 'platform', '--measurement-file', 'app.measurement']));
       expect(r.out).to.match(/^already certified \(serial [0-9a-f]+, valid until /);
       expect(certifications()).to.equal(before);
+    });
+
+    it('refuses a certificate put in by hand as a blob (USAGE), names the item and the fix for one stored so, and calls a certificate for another key INVALID_KEY', async () => {
+      const keyed = ['--store', 'stores/offline', '--key-file', 'store.key'];
+      const listed = async () => (await cu(['list-items', ...keyed, '--json'])).json().items.map((i: { tag: string; version: number }) => `${i.tag} v${i.version}`);
+      const before = await listed();
+      writeFileSync(p('other.pub.pem'), generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ type: 'spki', format: 'pem' }));
+      expect((await cu(['issue-cert', '--policy-key', 'policy-key.pem', '--policy-cert', 'policy-cert.pem', '--public-key', 'other.pub.pem', '--measurement', M, '--out', 'other-cert.pem'])).status).to.equal(0);
+      const blob = await cu(['put-item', ...keyed, '--tag', 'datica-admission-certificate', '--in', 'offline-cert.pem']);
+      expect(blob.status, blob.stderr).to.equal(2);
+      expect(blob.stderr).to.contain('give --type X509-der-cert').and.contain('[USAGE]');
+      expect(await listed()).to.deep.equal(before);
+
+      // One stored as a blob all the same (by an older version, or through the library)
+      const store = await Cryptstore.open(p('stores/offline'), new KeyFileProtector(new Uint8Array(readFileSync(p('store.key'))), 'store.key'));
+      try {
+        await store.put('datica-admission-certificate', new Uint8Array(readFileSync(p('offline-cert.pem'))), { type: 'binary-blob' });
+        const e = await loadIdentity(store, 'datica', policyCertDer).then(() => undefined, (x: CertifierError) => x);
+        expect(e?.code).to.equal('BAD_CERTIFICATE');
+        expect(e?.message).to.contain('datica-admission-certificate in its cryptstore, a binary-blob item').and.contain('put-item --tag datica-admission-certificate --type X509-der-cert');
+        // a certificate issued for another key: a pair that does not belong together
+        await store.put('datica-admission-certificate', readCertificate(readFileSync(p('other-cert.pem'))), { type: 'X509-der-cert' });
+        const m = await loadIdentity(store, 'datica', policyCertDer).then(() => undefined, (x: CertifierError) => x);
+        expect(m?.code).to.equal('INVALID_KEY');
+        expect(m?.message).to.contain('does not name the stored key (datica-private-auth-key)');
+      } finally {
+        await store.close();
+      }
+      // init-trust leaves such a pair for the operator to mend (exit 1), certifying nothing
+      const n = certifications();
+      const r = await cu(['init-trust', '--domain', 'datica', '--policy-cert', 'policy-cert.pem', '--server', `127.0.0.1:${server.port}`, ...keyed,
+        '--platform-dir', 'platform', '--measurement-file', 'app.measurement']);
+      expect(r.status, r.stderr).to.equal(1);
+      expect(r.stderr).to.contain('[INVALID_KEY]');
+      expect(certifications()).to.equal(n);
+      // mended with the PEM, which put-item stores as DER
+      expect((await cu(['put-item', ...keyed, '--tag', 'datica-admission-certificate', '--type', 'X509-der-cert', '--in', 'offline-cert.pem'])).status).to.equal(0);
+      expect((await cu(['init-trust', '--domain', 'datica', '--policy-cert', 'policy-cert.pem', '--server', `127.0.0.1:${server.port}`, ...keyed,
+        '--platform-dir', 'platform', '--measurement-file', 'app.measurement'])).out).to.match(/^already certified/);
     });
 
     it("refuses to issue a certificate marked as simpleserver's own (platform policy-authority)", async () => {
