@@ -6,7 +6,7 @@
 import type { Cryptstore, Protector } from '../../cryptstore/index.ts';
 import type { Platform } from '../../lib/attest/index.ts';
 import { CertifierError, isCertifierError } from '../../lib/errors/index.ts';
-import { endsWithPolicyCert, initTrust, loadIdentity, noRenewalPast, type MachineIdentity } from '../../lib/certifier/index.ts';
+import { admissionCertTag, endsWithPolicyCert, initTrust, loadIdentity, noRenewalPast, type MachineIdentity } from '../../lib/certifier/index.ts';
 import { warn } from '../common/cli.ts';
 import { openToCertify } from '../common/new-store.ts';
 
@@ -58,11 +58,13 @@ async function prepareRenewal(program: string, store: Cryptstore, c: Certifier, 
     warn(program, `could not certify through ${where} at start (${describe(e)}); serving with the certificate in the store, valid until ${until.toISOString()}${next}`);
     justFailed = true;
   };
+  // A store with no certificate yet (made at this start) is certified, not renewed: its log says so.
+  const first = !(await store.has(admissionCertTag(c.domain)));
   try {
     const r = await certify(false);
     if (r.renewalFailed) serveOn(r.renewalFailed, r.peer.notAfter);
     else if (r.endsWithPolicyCert) warn(program, `its certificate, valid until ${r.peer.notAfter.toISOString()}, is due for renewal, but ${noRenewalPast(r.endsWithPolicyCert)}`);
-    else if (r.status === 'certified') log({ event: 'identity-renewed', serial: r.peer.serialHex, notAfter: r.peer.notAfter.toISOString() });
+    else if (r.status === 'certified') log({ event: first ? 'identity-certified' : 'identity-renewed', serial: r.peer.serialHex, notAfter: r.peer.notAfter.toISOString() });
   } catch (e) {
     // init-trust falls back itself only on a certificate of this measurement that is due but valid
     // (renewalFailed, above); one it would not keep (of another measurement) still serves a
