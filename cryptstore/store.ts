@@ -14,7 +14,7 @@ import {
 } from '../lib/wire/index.ts';
 import { describeKind, type ProtectionParams, type Protector } from './protection.ts';
 import * as L from './layout.ts';
-import { dirState, isUnfinished, makeStoreDir, notFound, openDb, tightenPermissions, unfinished, unmake, withDb, writeFailed, type Db } from './db.ts';
+import { dirState, isUnfinished, makeStoreDir, notFound, openDb, tightenPermissions, unfinished, unmakeHeld, withDb, writeFailed, type Db } from './db.ts';
 
 export const MAX_BLOB_BYTES = 16 * 1024 * 1024;
 
@@ -99,7 +99,9 @@ export class Cryptstore {
     // lock first (STORE_LOCKED if that other process holds it) and writes its files afresh.
     const exists = () => new CertifierError('STORE_EXISTS', `a cryptstore already exists at ${dir}`, { details: { made: true } });
     // A database without its metadata record is a creation cut short: made again, not refused.
-    if (state === 'store' && !(await withDb(dir, isUnfinished))) throw exists();
+    // One gone since it was seen (its creator removed it) is none either.
+    const gone = (e: unknown) => (e instanceof CertifierError && e.code === 'STORE_NOT_FOUND' ? true : Promise.reject(e));
+    if (state === 'store' && !(await withDb(dir, isUnfinished).catch(gone))) throw exists();
     // The slow part (scrypt) before anything is on disk, so an interrupted create leaves little.
     const { params, kek } = await protector.create();
     let db: Db;
@@ -128,9 +130,10 @@ export class Cryptstore {
       await tightenPermissions(dir);
       return new Cryptstore(dir, db, parseCryptstoreMetadata(bytes), dataKey, options.durable ?? true);
     } catch (e) {
+      // Removed while the lock is held (see unmakeHeld). Best effort: a file it cannot remove
+      // stays, and a later create says what it finds.
+      if (making) unmakeHeld(dir, state !== 'missing');
       await db.close();
-      // Best effort: a file it cannot remove stays, and a later create says what it finds.
-      if (making) await unmake(dir, state !== 'missing').catch(() => {});
       throw e;
     } finally {
       wipe(kek);
@@ -143,7 +146,8 @@ export class Cryptstore {
       try {
         return await Cryptstore.open(dir, protector, options);
       } catch (e) {
-        if (!(e instanceof CertifierError && e.details?.unfinished === true)) throw e;
+        // Unfinished, or gone since it was seen (a run that made it removed it): made here.
+        if (!(e instanceof CertifierError && e.code === 'STORE_NOT_FOUND')) throw e;
       }
     }
     try {

@@ -3,7 +3,7 @@
 // again, so that a later run may choose its protection afresh (a failed first boot must not fix it).
 
 import { Cryptstore, type Protector } from '../../cryptstore/index.ts';
-import { dirState, unmake, unmakeSync } from '../../cryptstore/db.ts';
+import { dirState, unmakeHeld } from '../../cryptstore/db.ts';
 import { warn } from './cli.ts';
 
 export interface StoreToCertify {
@@ -27,7 +27,7 @@ export async function openToCertify(program: string, dir: string, protector: Pro
   // run may have made the store meanwhile, and that one is not this run's to remove.
   let made = false;
   const interrupted = (signal: NodeJS.Signals) => {
-    if (made) unmakeSync(dir, keepDir);
+    if (made) unmakeHeld(dir, keepDir); // the store is still open here, holding its lock
     process.removeAllListeners(signal);
     process.kill(process.pid, signal);
   };
@@ -52,8 +52,10 @@ export async function openToCertify(program: string, dir: string, protector: Pro
     },
     close: async () => {
       stopWatching();
+      // Removed before it is closed, while this run still holds its lock: another run waiting for
+      // it finds it in use, then gone, never half removed.
+      if (made && !kept && !unmakeHeld(dir, keepDir)) warn(program, `could not remove the store ${dir} this run made`);
       await store.close();
-      if (made && !kept) await unmake(dir, keepDir).catch(() => warn(program, `could not remove the store ${dir} this run made`));
     },
   };
 }
