@@ -26,6 +26,14 @@ export function logLine(program: string, json: boolean) {
   };
 }
 
+/** What cmd/bin/launch.js keeps of a server's signals before it serves. */
+interface EarlySignals {
+  hangups: number;
+  stop: NodeJS.Signals | undefined;
+  onHangup: () => void;
+  onStop: (signal: NodeJS.Signals) => void;
+}
+
 /** How long a stop waits for a reload or backup still running. */
 const TASK_GRACE_MS = 10_000;
 
@@ -68,22 +76,25 @@ export async function runUntilSignal(program: string, server: ChannelServer, jso
   const onUser1 = onSignal('backup', o.backup, 'backup-written', 'nothing to back up (key-server --backup-dir)');
   process.on('SIGHUP', onHangup);
   process.on('SIGUSR1', onUser1);
-  // A SIGHUP that came while the server started (kept by cmd/bin/launch.js): its files may have
-  // changed after they were read, so it is acted on now, once.
-  const early = (globalThis as Record<symbol, { count: number; listener: () => void } | undefined>)[Symbol.for('certifier.earlyHangups')];
-  if (early) {
-    process.off('SIGHUP', early.listener);
-    if (early.count > 0) onHangup();
-  }
   const signalled = new Promise<NodeJS.Signals>((resolve) => {
     process.once('SIGINT', () => resolve('SIGINT'));
     process.once('SIGTERM', () => resolve('SIGTERM'));
   });
+  // Signals that came while the server started (kept by cmd/bin/launch.js): a stop stops it now,
+  // unannounced; a SIGHUP is acted on once (its files may have changed after they were read).
+  const early = (globalThis as Record<symbol, EarlySignals | undefined>)[Symbol.for('certifier.earlySignals')];
+  if (early) {
+    process.off('SIGHUP', early.onHangup);
+    process.off('SIGINT', early.onStop);
+    process.off('SIGTERM', early.onStop);
+  }
+  const stoppedEarly = early?.stop;
+  if (!stoppedEarly && early && early.hangups > 0) onHangup();
   // Announced only once every signal has its handler: whoever starts the server on seeing this
   // line may signal it at once.
   const { host, port } = server.address;
-  process.stdout.write(json ? JSON.stringify({ ok: true, listening: { host, port } }) + '\n' : `listening ${host}:${port}\n`);
-  const signal = await signalled;
+  if (!stoppedEarly) process.stdout.write(json ? JSON.stringify({ ok: true, listening: { host, port } }) + '\n' : `listening ${host}:${port}\n`);
+  const signal = stoppedEarly ?? (await signalled);
   process.off('SIGHUP', onHangup);
   process.off('SIGUSR1', onUser1);
   // Stopping: too late to reload or back up, and no reason to die at once.
