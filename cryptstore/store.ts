@@ -159,6 +159,21 @@ export class Cryptstore {
     }
   }
 
+  /**
+   * Removes the store at `dir`, keeping the directory, when it provably holds nothing: its
+   * metadata record alone (no entry, no high-water mark). True if it did. Needs no key, so a store
+   * that the protection at hand cannot unlock can make way for one it can, losing nothing.
+   */
+  static async removeIfEmpty(dir: string): Promise<boolean> {
+    const db = await openDb(dir, false);
+    try {
+      for await (const key of db.keys({ limit: 2 })) if (key !== L.META_KEY) return false;
+      return unmakeHeld(dir, true);
+    } finally {
+      await db.close();
+    }
+  }
+
   /** Opens an existing store. WRONG_KEY when the protector cannot unlock it. */
   static async open(dir: string, protector: Protector, options: StoreOptions = {}): Promise<Cryptstore> {
     const state = await dirState(dir);

@@ -5,6 +5,7 @@
 import { Cryptstore, type Protector } from '../../cryptstore/index.ts';
 import { dirState, unmakeHeld } from '../../cryptstore/db.ts';
 import { warn } from './cli.ts';
+import { isCertifierError } from '../../lib/errors/index.ts';
 
 export interface StoreToCertify {
   store: Cryptstore;
@@ -38,7 +39,14 @@ export async function openToCertify(program: string, dir: string, protector: Pro
   let store: Cryptstore;
   try {
     // A creation that fails removes what it began itself.
-    store = await Cryptstore.openOrCreate(dir, protector, { onCreating: () => void (made = true) });
+    const options = { onCreating: () => void (made = true) };
+    store = await Cryptstore.openOrCreate(dir, protector, options).catch(async (e: unknown) => {
+      // One left holding nothing (a run killed before it certified: SIGKILL, power lost) must not
+      // fix the protection either: made again with this run's.
+      if (!isCertifierError(e, 'WRONG_KEY') || !(await Cryptstore.removeIfEmpty(dir))) throw e;
+      warn(program, `the cryptstore at ${dir} held nothing (a run stopped before it was certified) and ${protector.description} does not unlock it: made again, protected by ${protector.description}`);
+      return Cryptstore.openOrCreate(dir, protector, options);
+    });
   } catch (e) {
     stopWatching();
     throw e;
