@@ -136,6 +136,35 @@ describe('key-server: start and stop', function () {
     }
   });
 
+  it('once a renewal presents a new certificate, the old one is watched no more: its end passes without identity-expired', async () => {
+    const ks = await open(await certified('ks-renewed', ksM));
+    const backend = await LevelBackend.open(join(tmp.dir, 'renewed-data'));
+    const events: Record<string, unknown>[] = [];
+    let server: ChannelServer | undefined;
+    try {
+      // The renewal brings the ten-minute certificate; it starts with one of the same key that
+      // ends in under three seconds (issued 58 s back, a minute being the shortest a certifier gives).
+      const renewed = await loadIdentity(ks, domain, policyCert);
+      const issued = Math.floor(Date.now() / 1000) * 1000 - 58_000;
+      await ks.put(admissionCertTag(domain), await issueAdmissionCert({
+        policyKey, policyCert, subjectPublicKey: publicKeyOf(renewed.key), measurement: ksM, platform: SIMULATED_ENCLAVE, domain, validitySeconds: 60, now: new Date(issued),
+      }), { type: 'X509-der-cert', exportable: true });
+      const started = await startKeyServer({
+        store: ks, domain, policyCert, backend, host: '127.0.0.1', port: 0, log: (r) => void events.push(r as Record<string, unknown>),
+        renewal: { recertify: async () => renewed, minGapMs: 50, justFailed: true },
+      });
+      server = started.server;
+      for (let i = 0; i < 100 && !events.some((e) => e.event === 'identity-renewed'); i++) await sleep(20);
+      expect(events.map((e) => e.event), 'renewed before the first certificate ended').to.include('identity-renewed');
+      await sleep(started.identity.notAfter.getTime() - Date.now() + 500);
+      expect(events.filter((e) => e.event === 'identity-expired'), 'the first certificate ended').to.deep.equal([]);
+    } finally {
+      await server?.close(0).catch(() => {});
+      await backend.close();
+      await ks.close();
+    }
+  });
+
   describe('certified through --certifier at start (openCertified)', () => {
     const through = (port: number): Certifier => ({ host: '127.0.0.1', port, domain, policyCert, policyCertEnds: parseCertificate(policyCert).notAfter, platform: platform(ksM) });
     const quietly = async <T>(f: () => Promise<T>): Promise<T> => {
