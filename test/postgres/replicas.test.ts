@@ -146,6 +146,17 @@ if (!bin) {
       expect(got.stdout.equals(key)).to.equal(true);
     });
 
+    it('names the replica in its log lines: a connection the database drops while idle is logged with replica=ID', async () => {
+      // A request through each replica leaves an idle connection in its pool, which the database then ends.
+      await Promise.all([r1, r2].map(async (r) => (await connect(r)).store('logged', randomBytes(8))));
+      const marks = [r1.child.mark(), r2.child.mark()];
+      await psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'key-server'");
+      for (const [i, r] of [r1, r2].entries()) {
+        const line = await r.child.waitForLog(/ storage-connection-lost /, marks[i]);
+        expect(line, line).to.match(new RegExp(` replica=r${i + 1}( |$)`));
+      }
+    });
+
     it('gives 100 concurrent stores of one name spread over both replicas versions 1 to 100, no gap, no duplicate', async () => {
       // Several connections per replica, so the stores really run side by side on both servers.
       const conns = await Promise.all([r1, r2, r1, r2, r1, r2, r1, r2].map(connect));
