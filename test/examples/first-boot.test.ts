@@ -2,15 +2,16 @@
 // could not reach), a wrong policy certificate (exit 4, no retry) and flags that do not go
 // together (exit 2). Then against a running domain (test/e2e/domain.ts): no success reported
 // without the keys, the key-server's pin enforced, only the missing keys fetched, a first boot cut
-// short finished by the next. The demo runs it too (test/examples/scenarios.test.ts); on SEV-SNP,
-// test/sev-snp/e2e.test.ts. Then deployment-setup.sh: inputs checked before any key is made, a
-// private directory holding what was asked for, a stop at the first step that fails, and a policy
-// for SEV-SNP VMs.
+// short finished by the next, a second run at once on the same store stopped by its lock. The
+// demo runs it too (test/examples/scenarios.test.ts); on SEV-SNP, test/sev-snp/e2e.test.ts. Then
+// deployment-setup.sh: inputs checked before any key is made, a private directory holding what
+// was asked for, a stop at the first step that fails, and a policy for SEV-SNP VMs.
 
 import { expect } from 'chai';
 import { createHash, randomBytes, X509Certificate } from 'node:crypto';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { connect, createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { closedPort, ROOT, run, runScript, tempDir } from '../support/helpers.ts';
 import { Domain, expectSuccess, type KeyServer, type Machine } from '../e2e/domain.ts';
@@ -265,6 +266,39 @@ describe('scripts/first-boot.sh against running servers', function () {
     expect(r.stderr).to.contain('not one of those pinned [UNTRUSTED_PEER]').and.contain('not retrying').and.not.contain('done:');
     const list = await run('cert-utility', ['list-items', '--json', '--store', store, '--key-file', d.keyFile]);
     expect(list.out).not.to.contain('"tag":"vhd/disk-1"');
+  });
+
+  it('run twice at once on one store: the second stops on the store\'s lock (STORE_LOCKED, exit 1), neither certifying nor fetching nor reporting success, and the first fetches every key', async () => {
+    const store = d.path('vm-twice');
+    // The first boot's key-client reaches the key-server through a relay that holds its
+    // connection until the second boot has run: meanwhile it holds the store open.
+    let pass = () => {};
+    const passing = new Promise<void>((r) => (pass = r));
+    let reached = () => {};
+    const reaching = new Promise<void>((r) => (reached = r));
+    const relay = createServer({ pauseOnConnect: true }, (from) => {
+      reached();
+      void passing.then(() => {
+        const to = connect(server.port, '127.0.0.1');
+        for (const [a, b] of [[from, to], [to, from]] as const) a.on('error', () => b.destroy()).pipe(b);
+      });
+    }).listen(0, '127.0.0.1');
+    try {
+      await new Promise((r) => relay.once('listening', r));
+      const first = boot(store, { kport: (relay.address() as AddressInfo).port });
+      await Promise.race([reaching, first.then((r) => { throw new Error(`the first boot ended before fetching: ${r.stderr}`); })]);
+      const second = await boot(store);
+      pass();
+      expect(second.status, second.stderr).to.equal(1);
+      expect(second.stderr).to.contain('STORE_LOCKED').and.contain('cannot be read (exit 1); not certifying again over it').and.not.contain('step 1/2').and.not.contain('done:');
+      const r = await first;
+      expect(r.status, r.stderr).to.equal(0);
+      expect(r.stderr).to.contain(`done: vhd/disk-1 api/token kept in ${store}`);
+      for (const [name, key] of Object.entries(keys)) expect((await held(store, name)).equals(key), name).to.equal(true);
+    } finally {
+      pass();
+      relay.close();
+    }
   });
 
   it('shows a key name holding a right-to-left override escaped in its own lines, never raw', async () => {
