@@ -68,6 +68,9 @@ describe('SEV-SNP end to end: simpleserver + init-trust --platform sev-snp (test
     'init-trust', '--domain', 'snp-test', '--policy-cert', 'policy-cert.pem', '--server', `127.0.0.1:${port}`,
     '--store', 'store', '--key-file', 'store.key', '--platform', 'sev-snp', '--tsm-dir', 'tsm', ...more,
   ]);
+  /** A policy trusting the test signer's ARK (named explicitly) and the machine's measurement. */
+  const testRootPolicy = (out: string) => cu(['make-policy', '--policy-key', 'policy-key.pem', '--policy-cert', 'policy-cert.pem', '--out', out,
+    '--trust-amd-root-cert', 'test-ark.pem', '--snp-min-tcb', '3:0:8:115', '--trust-measurement', toHex(measurement)]);
 
   before(async () => {
     tmp = tempDir('snp-e2e-');
@@ -85,8 +88,7 @@ describe('SEV-SNP end to end: simpleserver + init-trust --platform sev-snp (test
   });
 
   it('writes a policy trusting the test root only when its ARK file is named, with a warning', async () => {
-    const r = ok(await cu(['make-policy', '--policy-key', 'policy-key.pem', '--policy-cert', 'policy-cert.pem', '--out', 'policy.bin',
-      '--trust-amd-root-cert', 'test-ark.pem', '--snp-min-tcb', '3:0:8:115', '--trust-measurement', toHex(measurement)]));
+    const r = ok(await testRootPolicy('policy.bin'));
     expect(r.stderr).to.contain('is not one of AMD\'s pinned roots');
     expect(r.out).to.contain('platform[amd-sev-snp, ARK-TEST cert:').and.contain('debug <= 0').and.contain('tcb-microcode >= 115');
     ok(await cu(['make-policy', '--policy-key', 'policy-key.pem', '--policy-cert', 'policy-cert.pem', '--out', 'policy-amd.bin',
@@ -145,55 +147,60 @@ describe('SEV-SNP end to end: simpleserver + init-trust --platform sev-snp (test
     }
   });
 
-  it('runs a SEV-SNP VM\'s first boot: first-boot.sh --platform sev-snp certifies it and fetches its key from key-server', async () => {
-    // key-server and the operator's key-client get their certificates offline, as Scenario 2's
-    // issue-cert makes them (made here in-process: these two are not what this test is about).
-    const machineMeasurement = randomBytes(32);
-    const policyKey = importPrivateKey(readFileSync(join(tmp.dir, 'policy-key.pem')));
-    const policyCert = readCertificate(readFileSync(join(tmp.dir, 'policy-cert.pem')));
-    const offline = async (name: string) => {
-      const { privateKey, publicKey } = await generateKeyPair('p256');
-      const cert = await issueAdmissionCert({ policyKey, policyCert, subjectPublicKey: publicKey, measurement: machineMeasurement, platform: 'issued-offline', domain: 'snp-test', validitySeconds: 86_400 });
-      const store = await Cryptstore.create(join(tmp.dir, `${name}-store`), new KeyFileProtector(readFileSync(join(tmp.dir, 'store.key')), 'store.key'));
+  describe('first boot', () => {
+    // Its own policy, so that it runs alone too (mocha -g), not on the one an earlier test makes.
+    before(async () => void ok(await testRootPolicy('first-boot-policy.bin')));
+
+    it('runs a SEV-SNP VM\'s first boot: first-boot.sh --platform sev-snp certifies it and fetches its key from key-server', async () => {
+      // key-server and the operator's key-client get their certificates offline, as Scenario 2's
+      // issue-cert makes them (made here in-process: these two are not what this test is about).
+      const machineMeasurement = randomBytes(32);
+      const policyKey = importPrivateKey(readFileSync(join(tmp.dir, 'policy-key.pem')));
+      const policyCert = readCertificate(readFileSync(join(tmp.dir, 'policy-cert.pem')));
+      const offline = async (name: string) => {
+        const { privateKey, publicKey } = await generateKeyPair('p256');
+        const cert = await issueAdmissionCert({ policyKey, policyCert, subjectPublicKey: publicKey, measurement: machineMeasurement, platform: 'issued-offline', domain: 'snp-test', validitySeconds: 86_400 });
+        const store = await Cryptstore.create(join(tmp.dir, `${name}-store`), new KeyFileProtector(readFileSync(join(tmp.dir, 'store.key')), 'store.key'));
+        try {
+          await store.putAll(identityItems('snp-test', privateKey, cert));
+        } finally {
+          await store.close();
+        }
+        return ['--store', `${name}-store`, '--key-file', 'store.key'];
+      };
+      const [ksStore, opStore] = await Promise.all([offline('ks'), offline('op')]);
+      const certifier = await startServer(tmp.dir, 'first-boot-policy.bin');
+      servers.push(certifier);
+      const keyServer = await startProgram(tmp.dir, 'key-server', ['serve', '--domain', 'snp-test', '--policy-cert', 'policy-cert.pem', '--data', 'ks-data', '--listen', '127.0.0.1:0', ...ksStore]);
+      servers.push(keyServer);
+      const key = randomBytes(32);
+      const pin = ['--server-measurement', toHex(machineMeasurement)];
+      ok(await run('key-client', ['store', 'vm/disk-key', '--in', '-', '--server', `127.0.0.1:${keyServer.port}`, '--domain', 'snp-test', '--policy-cert', 'policy-cert.pem', ...pin, ...opStore], { cwd: tmp.dir, input: key }));
+
+      const firstBoot = (more: string[]) => runScript('first-boot.sh', [
+        '--host', '127.0.0.1', '--certifier-port', String(certifier.port), '--keyserver-port', String(keyServer.port), '--keys', 'vm/disk-key',
+        '--domain', 'snp-test', '--policy-cert', 'policy-cert.pem', '--store', 'vm-store', '--platform', 'sev-snp', '--tsm-dir', 'tsm', ...pin, ...more,
+      ], { cwd: tmp.dir });
+      // Sealing is not available on SEV-SNP: the script says so instead of failing later.
+      const sealed = await firstBoot([]);
+      expect(sealed.status).to.equal(2);
+      expect(sealed.stderr).to.contain('--platform sev-snp cannot seal the store yet');
+
+      const boot = ok(await firstBoot(['--key-file', 'store.key']));
+      expect(boot.stderr).to.contain('done: vm/disk-key kept in vm-store');
+      const got = ok(await cu(['get-item', '--tag', 'vm/disk-key', '--out', '-', '--store', 'vm-store', '--key-file', 'store.key']));
+      expect(got.stdout.equals(key)).to.equal(true);
+      const store = await Cryptstore.open(join(tmp.dir, 'vm-store'), new KeyFileProtector(readFileSync(join(tmp.dir, 'store.key')), 'store.key'));
       try {
-        await store.putAll(identityItems('snp-test', privateKey, cert));
+        const id = await loadIdentity(store, 'snp-test', readCertificate(readFileSync(join(tmp.dir, 'policy-cert.pem'))));
+        expect(id.peer).to.include({ platform: 'amd-sev-snp', measurementHex: toHex(measurement) });
       } finally {
         await store.close();
       }
-      return ['--store', `${name}-store`, '--key-file', 'store.key'];
-    };
-    const [ksStore, opStore] = await Promise.all([offline('ks'), offline('op')]);
-    const certifier = await startServer(tmp.dir, 'policy.bin');
-    servers.push(certifier);
-    const keyServer = await startProgram(tmp.dir, 'key-server', ['serve', '--domain', 'snp-test', '--policy-cert', 'policy-cert.pem', '--data', 'ks-data', '--listen', '127.0.0.1:0', ...ksStore]);
-    servers.push(keyServer);
-    const key = randomBytes(32);
-    const pin = ['--server-measurement', toHex(machineMeasurement)];
-    ok(await run('key-client', ['store', 'vm/disk-key', '--in', '-', '--server', `127.0.0.1:${keyServer.port}`, '--domain', 'snp-test', '--policy-cert', 'policy-cert.pem', ...pin, ...opStore], { cwd: tmp.dir, input: key }));
-
-    const firstBoot = (more: string[]) => runScript('first-boot.sh', [
-      '--host', '127.0.0.1', '--certifier-port', String(certifier.port), '--keyserver-port', String(keyServer.port), '--keys', 'vm/disk-key',
-      '--domain', 'snp-test', '--policy-cert', 'policy-cert.pem', '--store', 'vm-store', '--platform', 'sev-snp', '--tsm-dir', 'tsm', ...pin, ...more,
-    ], { cwd: tmp.dir });
-    // Sealing is not available on SEV-SNP: the script says so instead of failing later.
-    const sealed = await firstBoot([]);
-    expect(sealed.status).to.equal(2);
-    expect(sealed.stderr).to.contain('--platform sev-snp cannot seal the store yet');
-
-    const boot = ok(await firstBoot(['--key-file', 'store.key']));
-    expect(boot.stderr).to.contain('done: vm/disk-key kept in vm-store');
-    const got = ok(await cu(['get-item', '--tag', 'vm/disk-key', '--out', '-', '--store', 'vm-store', '--key-file', 'store.key']));
-    expect(got.stdout.equals(key)).to.equal(true);
-    const store = await Cryptstore.open(join(tmp.dir, 'vm-store'), new KeyFileProtector(readFileSync(join(tmp.dir, 'store.key')), 'store.key'));
-    try {
-      const id = await loadIdentity(store, 'snp-test', readCertificate(readFileSync(join(tmp.dir, 'policy-cert.pem'))));
-      expect(id.peer).to.include({ platform: 'amd-sev-snp', measurementHex: toHex(measurement) });
-    } finally {
-      await store.close();
-    }
-    // The next boot needs nobody.
-    const again = ok(await firstBoot(['--key-file', 'store.key']));
-    expect(again.stderr).to.contain('every key is already in the cryptstore');
+      // The next boot needs nobody.
+      const again = ok(await firstBoot(['--key-file', 'store.key']));
+      expect(again.stderr).to.contain('every key is already in the cryptstore');
+    });
   });
 
   it('explains the saved evidence: every report field, and the rules that allowed it', async () => {
