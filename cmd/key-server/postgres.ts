@@ -28,7 +28,8 @@ export interface OpenedPostgres {
 }
 
 /**
- * --replica-id's parser: the name goes into the audit file's (audit-ID.jsonl) and every log line,
+ * --replica-id's parser: the name goes into the audit file's name (audit-ID.jsonl), the start-up
+ * line and the storage backend's log lines (replica=ID),
  * so it is checked as the flags are read, not once the store is open (or, with --certifier, the
  * server certified). The default, from the host name, is made to fit.
  */
