@@ -53,7 +53,7 @@ section(
     }
     const quick = ctx.options.quick;
     ctx.log('starting a throwaway PostgreSQL');
-    const pgs = await PgServer.start(bin);
+    const pgs = await PgServer.start(bin, { fsync: true });
     const key = new Uint8Array(randomBytes(32));
     const level = await LevelBackend.open(ctx.tempDir('level'));
     let pg: PgBackend | undefined;
