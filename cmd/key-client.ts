@@ -212,8 +212,10 @@ clientOptions(subcommand<ClientOpts & { config: string; allowPartial?: boolean }
     const outcomes = await withClient(o, (c, store) => provision(c, store, specs, { allowPartial: o.allowPartial === true, own, completedBeforeSignal, checked: true, swept: true }), (store) => refuseBeforeFetching(store, specs, own));
     for (const x of outcomes.filter((y) => y.error)) warn(P, `could not provision ${shown(x.spec.name, 256)}: ${x.error!.message} [${x.error!.code}]`);
     const items = outcomes.map((x) => ({ name: x.spec.name, ...(x.spec.tag ? { tag: x.spec.tag } : { file: x.spec.file }), ...(x.entry ? { version: x.entry.version, ...(x.storeVersion ? { storeVersion: x.storeVersion } : {}), written: x.written } : { error: x.error!.code }) }));
+    // Each line names its destination: one ID may go to a tag and to a file.
+    const where = (i: { tag?: string; file?: string }) => (i.tag !== undefined ? `tag ${printableName(i.tag)}` : printableName(String(i.file)));
     const outcome = (i: (typeof items)[number]) => 'error' in i ? `FAILED (${i.error})`
-      : `version ${i.version} ${i.written === 'new' ? 'written' : 'unchanged'}${'storeVersion' in i ? ` (the cryptstore's version ${i.storeVersion})` : ''}`;
+      : `version ${i.version} ${i.written === 'new' ? 'written to' : 'unchanged in'} ${where(i)}${'storeVersion' in i ? ` (the cryptstore's version ${i.storeVersion})` : ''}`;
     return { json: { items }, text: items.map((i) => `${printableName(i.name)}: ${outcome(i)}`) };
   }))
   .requiredOption('--config <file>', 'JSON: {"secrets": [{"ID": NAME, "Version"?: N, "Tag": TAG | "LocalPath": FILE, "Mode"?: "0600"}]}')

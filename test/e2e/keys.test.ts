@@ -325,12 +325,12 @@ describe('e2e: keys stored and retrieved through key-server on loopback', functi
       const file = `${files}-2`;
       const f = config([{ ID: 'prov/tagged', Tag: 'p2-tagged' }, { ID: 'prov/file', LocalPath: file, Mode: '0600' }]);
       const first = expectSuccess(await d.kc(bob, server, 'provision', ['--config', f]));
-      expect(first.out).to.equal('prov/tagged: version 1 written (the cryptstore\'s version 1)\nprov/file: version 1 written\n');
+      expect(first.out).to.equal(`prov/tagged: version 1 written to tag p2-tagged (the cryptstore's version 1)\nprov/file: version 1 written to ${file}\n`);
       // The previous value a killed run kept aside, just now: too new to remove, so named.
       const kept = join(dirname(file), `.${basename(file)}.0123456789ab.old`);
       writeFileSync(kept, 'an earlier secret');
       const second = expectSuccess(await d.kc(bob, server, 'provision', ['--config', f]));
-      expect(second.out).to.equal('prov/tagged: version 1 unchanged (the cryptstore\'s version 1)\nprov/file: version 1 unchanged\n');
+      expect(second.out).to.equal(`prov/tagged: version 1 unchanged in tag p2-tagged (the cryptstore's version 1)\nprov/file: version 1 unchanged in ${file}\n`);
       expect(second.stderr).to.contain(`${kept}, left beside ${file} by a killed run (or one still writing), may hold a secret (the previous value, kept aside): too new to remove now; a run after `);
       rmSync(kept);
 
@@ -344,7 +344,7 @@ describe('e2e: keys stored and retrieved through key-server on loopback', functi
       // Not a no-op: a file edited by hand is rewritten, with no copy of the edit kept.
       writeFileSync(file, 'edited');
       const third = expectSuccess(await d.kc(bob, server, 'provision', ['--config', f]));
-      expect(third.out).to.contain('prov/file: version 1 written\n');
+      expect(third.out).to.contain(`prov/file: version 1 written to ${file}\n`);
       expect(readFileSync(file, 'utf8')).to.equal('value of prov/file');
       expect(readdirSync(dirname(file)).filter((n) => n.startsWith(`.${basename(file)}.`))).to.deep.equal([]);
     });
@@ -380,9 +380,9 @@ describe('e2e: keys stored and retrieved through key-server on loopback', functi
     it('rewrites a file that holds the value under another mode', async () => {
       const file = `${files}-6`;
       const first = expectSuccess(await d.kc(bob, server, 'provision', ['--config', config([{ ID: 'prov/file', LocalPath: file, Mode: '0600' }])]));
-      expect(first.out).to.equal('prov/file: version 1 written\n');
+      expect(first.out).to.equal(`prov/file: version 1 written to ${file}\n`);
       const again = expectSuccess(await d.kc(bob, server, 'provision', ['--config', config([{ ID: 'prov/file', LocalPath: file, Mode: '0640' }])]));
-      expect(again.out).to.equal('prov/file: version 1 written\n');
+      expect(again.out).to.equal(`prov/file: version 1 written to ${file}\n`);
       expect(statSync(file).mode & 0o777).to.equal(0o640);
     });
 
@@ -391,7 +391,7 @@ describe('e2e: keys stored and retrieved through key-server on loopback', functi
       // (A name holding a bidirectional override is quoted escaped on stderr too, as on stdout.)
       const f = config([{ ID: 'prov/partial', Tag: 'p3-partial' }, { ID: 'prov/file', LocalPath: file }, { ID: 'prov/missing', Tag: 'p3-missing' }, { ID: 'prov/gone\u202egpj.exe', LocalPath: `${files}-3b` }, { ID: 'prov/cafe\u0301', Tag: 'p3-cafe' }]);
       const r = expectSuccess(await d.kc(bob, server, 'provision', ['--config', f, '--allow-partial']));
-      expect(r.out).to.equal('prov/partial: version 1 written (the cryptstore\'s version 1)\nprov/file: version 1 written\nprov/missing: FAILED (NOT_FOUND)\n"prov/gone\\u202egpj.exe": FAILED (NOT_FOUND)\n"prov/cafe\\u0301": FAILED (NOT_FOUND)\n');
+      expect(r.out).to.equal(`prov/partial: version 1 written to tag p3-partial (the cryptstore's version 1)\nprov/file: version 1 written to ${file}\n` + 'prov/missing: FAILED (NOT_FOUND)\n"prov/gone\\u202egpj.exe": FAILED (NOT_FOUND)\n"prov/cafe\\u0301": FAILED (NOT_FOUND)\n');
       expect(r.stderr).to.contain('could not provision "prov/missing"').and.contain('prov/gone\\u202egpj.exe').and.not.contain('\u202e');
       // (And one not in form C, which would read as another name: every mention of it escaped.)
       expect(r.stderr).to.contain('could not provision "prov/cafe\\u0301"').and.not.contain('cafe\u0301');
