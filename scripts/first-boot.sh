@@ -14,16 +14,20 @@ usage() {
   [ "${1:-2}" = 0 ] && to=1
   cat >&"$to" <<'USAGE'
 usage: first-boot.sh --host ADDR --certifier-port PORT --keyserver-port PORT --keys "NAME..."
-                     --domain DOMAIN --policy-cert FILE --store DIR
+                     [--keyserver-host ADDR] --domain DOMAIN --policy-cert FILE --store DIR
                      [--platform simulated] --platform-dir DIR --measurement-file FILE
                      | --platform sev-snp [--tsm-dir DIR] [--vcek FILE]
                      [--server-measurement HEX] [--retries N] [--max-delay SECONDS]
                      [--passphrase-file FILE | --key-file FILE]     (default: --sealed;
                                                                       sev-snp needs one)
 
-  --host              the deployment machine's address
+  --host              the deployment machine's address: simpleserver's, and key-server's unless
+                      --keyserver-host names another (a host name, an IPv4 address, or an IPv6
+                      address in brackets: [2001:db8::5])
   --certifier-port    its simpleserver port (8123 by convention)
-  --keyserver-port    its key-server port (8120 by convention)
+  --keyserver-host    the key-server's address, where it runs elsewhere (in a cloud VM, as in
+                      the README's Scenario 2); default: --host
+  --keyserver-port    the key-server's port (8120 by convention)
   --keys              the resource names to fetch, separated by spaces; each is kept in the
                       cryptstore under its own name
   --domain            the policy domain (as in the policy certificate)
@@ -49,7 +53,7 @@ here=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
 CERT_UTILITY=${CERT_UTILITY:-$here/../cmd/bin/cert-utility.js}
 KEY_CLIENT=${KEY_CLIENT:-$here/../cmd/bin/key-client.js}
 
-host= cport= kport= keys= domain= policy_cert= store= platform=simulated platform_dir= measurement_file=
+host= khost= cport= kport= keys= domain= policy_cert= store= platform=simulated platform_dir= measurement_file=
 tsm_dir= vcek= server_measurement= pinned=no retries=8 max_delay=30 protection=(--sealed)
 seen=' '
 while [ $# -gt 0 ]; do
@@ -66,6 +70,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --host) host=$2; shift 2 ;;
     --certifier-port) cport=$2; shift 2 ;;
+    --keyserver-host) khost=$2; shift 2 ;;
     --keyserver-port) kport=$2; shift 2 ;;
     --keys) keys=$2; shift 2 ;;
     --domain) domain=$2; shift 2 ;;
@@ -107,6 +112,15 @@ esac
 [[ "$max_delay" =~ ^[1-9][0-9]{0,3}$ ]] || { echo "first-boot: --max-delay takes a whole number of seconds from 1 to 9999, not \"$max_delay\"" >&2; exit 2; }
 [[ "$kport" =~ ^[1-9][0-9]{0,4}$ ]] && [ "$kport" -le 65535 ] || { echo "first-boot: --keyserver-port takes a port from 1 to 65535, not \"$kport\"" >&2; exit 2; }
 [[ "$cport" =~ ^[1-9][0-9]{0,4}$ ]] && [ "$cport" -le 65535 ] || { echo "first-boot: --certifier-port takes a port from 1 to 65535, not \"$cport\"" >&2; exit 2; }
+# An address the programs take as HOST in HOST:PORT, checked here: a bad key-server address would
+# otherwise be found only at step 2, once this VM is certified. Given empty (a unit's variable set
+# to nothing), --keyserver-host is refused too, never taken for --host.
+case "$seen" in *" --keyserver-host "*) ;; *) khost=$host ;; esac
+for pair in "--host:$host" "--keyserver-host:$khost"; do
+  flag=${pair%%:*} addr=${pair#*:}
+  [[ "$addr" =~ ^([A-Za-z0-9][A-Za-z0-9._-]*|\[[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*(%[A-Za-z0-9._-]+)?\])$ ]] || {
+    echo "first-boot: $flag takes a host name or an IP address, without the port (an IPv6 address in brackets: [2001:db8::5]), not \"$addr\"" >&2; exit 2; }
+done
 # Checked before certifying, so a placeholder (or an empty value, from a unit whose variable is
 # set to nothing) fails at once: given, the pin must be a measurement, never silently none.
 if [ "$pinned" = yes ] && ! [[ "$server_measurement" =~ ^([0-9a-fA-F]{64}|[0-9a-fA-F]{96})$ ]]; then
@@ -195,7 +209,7 @@ with_retries "init-trust against $host:$cport" \
 
 pin=()
 [ -n "$server_measurement" ] && pin=(--server-measurement "$server_measurement")
-log "step 2/2: fetching $(shown_names "${missing[@]}") from $host:$kport"
-with_retries "retrieve from $host:$kport" \
-  "$KEY_CLIENT" retrieve --server "$host:$kport" --domain "$domain" --policy-cert "$policy_cert" "${pin[@]}" "${store_args[@]}" -- "${missing[@]}" >&2 || exit $?
+log "step 2/2: fetching $(shown_names "${missing[@]}") from $khost:$kport"
+with_retries "retrieve from $khost:$kport" \
+  "$KEY_CLIENT" retrieve --server "$khost:$kport" --domain "$domain" --policy-cert "$policy_cert" "${pin[@]}" "${store_args[@]}" -- "${missing[@]}" >&2 || exit $?
 log "done: $(shown_names "${missing[@]}") kept in $store"

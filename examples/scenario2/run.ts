@@ -32,9 +32,12 @@ await main(s, async () => {
   }
   const sealed = (m: string) => ['--store', at(m, 'store'), '--sealed', '--platform', 'simulated', '--platform-dir', at(m, 'platform'), '--measurement-file', at(m, 'measurement')];
 
-  s.say('cloud VM: certified by simpleserver, then key-server starts there');
+  // The cloud VM has an address of its own: here 127.0.0.2, another loopback address than the
+  // deployment machine's 127.0.0.1.
+  const cloudVm = '127.0.0.2';
+  s.say(`cloud VM: certified by simpleserver, then key-server starts there (at ${cloudVm})`);
   await s.run('cert-utility', ['init-trust', '--domain', D, '--policy-cert', at('cloud-vm', 'policy-cert.pem'), '--server', `127.0.0.1:${cport}`, ...sealed('cloud-vm')]);
-  const kport = await s.serve('key-server', ['serve', '--domain', D, '--policy-cert', at('cloud-vm', 'policy-cert.pem'), '--data', at('cloud-vm', 'keyserver-data'), '--listen', '127.0.0.1:0', ...sealed('cloud-vm')]);
+  const kport = await s.serve('key-server', ['serve', '--domain', D, '--policy-cert', at('cloud-vm', 'policy-cert.pem'), '--data', at('cloud-vm', 'keyserver-data'), '--listen', `${cloudVm}:0`, ...sealed('cloud-vm')]);
   const ksMeasurement = readFileSync(at('cloud-vm', 'measurement')).toString('hex');
 
   s.say('deployment: key-client admitted directly with issue-cert (no simpleserver)');
@@ -49,12 +52,12 @@ await main(s, async () => {
   s.say('deployment: two VHD keys stored in the cloud key-server');
   const keys = { 'vhd/disk-1': randomBytes(32), 'vhd/disk-2': randomBytes(32) };
   for (const [name, key] of Object.entries(keys)) {
-    await s.run('key-client', ['store', name, '--in', '-', '--server', `127.0.0.1:${kport}`, '--domain', D, '--policy-cert', setup('policy-cert.pem'), '--server-measurement', ksMeasurement, ...kc], { input: key });
+    await s.run('key-client', ['store', name, '--in', '-', '--server', `${cloudVm}:${kport}`, '--domain', D, '--policy-cert', setup('policy-cert.pem'), '--server-measurement', ksMeasurement, ...kc], { input: key });
   }
 
   s.say('deployed VM: first-boot.sh, certifier on the deployment machine, keys from the cloud VM');
   await s.run(join(ROOT, 'scripts/first-boot.sh'), [
-    '--host', '127.0.0.1', '--certifier-port', String(cport), '--keyserver-port', String(kport), '--keys', Object.keys(keys).join(' '),
+    '--host', '127.0.0.1', '--certifier-port', String(cport), '--keyserver-host', cloudVm, '--keyserver-port', String(kport), '--keys', Object.keys(keys).join(' '),
     '--domain', D, '--policy-cert', at('vm', 'policy-cert.pem'), '--store', at('vm', 'store'), '--platform-dir', at('vm', 'platform'),
     '--measurement-file', at('vm', 'measurement'), '--server-measurement', ksMeasurement, '--retries', '3',
   ]);

@@ -157,6 +157,8 @@ export interface KeyServerOptions {
   acl?: object;
   /** More flags for key-server serve. */
   args?: string[];
+  /** The address to listen on (default 127.0.0.1:0). */
+  listen?: string;
 }
 
 export class Domain {
@@ -258,10 +260,10 @@ export class Domain {
     return machine;
   }
 
-  /** Starts key-server with `machine`'s store on 127.0.0.1, port 0. */
+  /** Starts key-server with `machine`'s store on 127.0.0.1 (or `o.listen`), port 0. */
   async startKeyServer(machine: Machine, o: KeyServerOptions = {}): Promise<KeyServer> {
     const data = o.data ?? this.path('keyserver-data');
-    const args = ['serve', '--domain', this.name, '--policy-cert', this.policyCertFile, '--data', data, '--listen', '127.0.0.1:0', ...machine.storeArgs];
+    const args = ['serve', '--domain', this.name, '--policy-cert', this.policyCertFile, '--data', data, '--listen', o.listen ?? '127.0.0.1:0', ...machine.storeArgs];
     args.push(...(o.args ?? []));
     const aclFile = o.acl ? this.path('acl.json') : undefined;
     if (aclFile) {
@@ -270,7 +272,8 @@ export class Domain {
     }
     const { child, port } = await startServer('key-server', args);
     this.children.push(child);
-    return { child, port, address: `127.0.0.1:${port}`, data, machine, measurementHex: this.measurementHex(machine.program), ...(aclFile ? { aclFile } : {}) };
+    const host = (o.listen ?? '127.0.0.1:0').replace(/:\d+$/, '');
+    return { child, port, address: `${host}:${port}`, data, machine, measurementHex: this.measurementHex(machine.program), ...(aclFile ? { aclFile } : {}) };
   }
 
   /** The flags every key-client command of `machine` needs to reach `server` (pinned by measurement). */

@@ -180,6 +180,12 @@ describe('scripts/first-boot.sh failure modes', function () {
       [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keyserver-port', 'x'], '--keyserver-port takes a port from 1 to 65535'],
       [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keyserver-port', '65536'], '--keyserver-port takes a port from 1 to 65535'],
       [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--certifier-port', '65536'], '--certifier-port takes a port from 1 to 65535'],
+      // Checked before certifying: a bad key-server address would be found only at step 2.
+      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keyserver-host', '10.0.0.7:8120'], '--keyserver-host takes a host name or an IP address, without the port'],
+      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keyserver-host', '::1'], 'an IPv6 address in brackets: [2001:db8::5]), not "::1"'],
+      // Empty (a unit's variable set to nothing) is refused, never taken for --host.
+      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keyserver-host', ''], '--keyserver-host takes a host name or an IP address, without the port (an IPv6 address in brackets: [2001:db8::5]), not ""'],
+      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--host', '-v'], '--host takes a host name or an IP address'],
       [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keys', '  '], '--keys names no key'],
       // Held from the first certification on, it would make every later boot "done" without the keys.
       [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keys', 'vhd/disk-1 datica-admission-certificate'], 'a tag where the cryptstore keeps a machine\'s identity'],
@@ -219,8 +225,8 @@ describe('scripts/first-boot.sh against running servers', function () {
   after(() => d?.close());
 
   /** first-boot.sh as a VM running the "vm" program; `kport` defaults to the running key-server. */
-  const boot = (store: string, o: { keys?: string; kport?: number; pin?: string } = {}) => runScript('first-boot.sh', [
-    '--host', '127.0.0.1', '--certifier-port', String(d.certifierPort), '--keyserver-port', String(o.kport ?? server.port), '--keys', o.keys ?? Object.keys(keys).join(' '),
+  const boot = (store: string, o: { keys?: string; khost?: string; kport?: number; pin?: string } = {}) => runScript('first-boot.sh', [
+    '--host', '127.0.0.1', '--certifier-port', String(d.certifierPort), ...(o.khost ? ['--keyserver-host', o.khost] : []), '--keyserver-port', String(o.kport ?? server.port), '--keys', o.keys ?? Object.keys(keys).join(' '),
     '--domain', d.name, '--policy-cert', d.policyCertFile, '--store', store, '--key-file', d.keyFile,
     '--platform-dir', d.platformDir, '--measurement-file', d.measurementFile('vm'), '--server-measurement', o.pin ?? server.measurementHex, '--retries', '1',
   ]);
@@ -245,6 +251,19 @@ describe('scripts/first-boot.sh against running servers', function () {
     expect(r.stderr).to.contain('step 2/2').and.contain('could not reach the server').and.not.contain('done:');
     const next = await boot(store);
     expect(next.status, next.stderr).to.equal(0);
+    expect((await held(store, 'vhd/disk-1')).equals(keys['vhd/disk-1'])).to.equal(true);
+  });
+
+  it('reaches a key-server at an address of its own (--keyserver-host, Scenario 2: in a cloud VM), simpleserver still at --host', async () => {
+    // Listening on 127.0.0.2 only: nothing answers at --host's 127.0.0.1 on its port.
+    const apart = await d.startKeyServer(await d.certify('ks-apart', 'key-server'), { listen: '127.0.0.2:0' });
+    expectSuccess(await d.kc(operator, apart, 'store', ['vhd/disk-1', '--in', '-'], keys['vhd/disk-1']));
+    const store = d.path('vm-apart');
+    const there = await boot(store, { keys: 'vhd/disk-1', kport: apart.port });
+    expect(there.status, 'at --host, the key-server is not there').to.equal(3);
+    const r = await boot(store, { keys: 'vhd/disk-1', khost: '127.0.0.2', kport: apart.port });
+    expect(r.status, r.stderr).to.equal(0);
+    expect(r.stderr).to.contain(`step 2/2: fetching vhd/disk-1 from 127.0.0.2:${apart.port}`);
     expect((await held(store, 'vhd/disk-1')).equals(keys['vhd/disk-1'])).to.equal(true);
   });
 
