@@ -181,13 +181,26 @@ held=
 if [ -e "$store" ]; then
   # A store that is there but cannot be read (damaged: INTEGRITY; locked; the wrong key) is not
   # one to certify again over: say so and stop, whatever the servers could do.
-  # (With --json an error is a JSON document on stdout too, with its code.)
+  # (With --json an error is a JSON document on stdout instead, with its code.)
   held=$("$CERT_UTILITY" list-items --json "${store_args[@]}" 2>/dev/null)
   rc=$?
   if [ $rc -ne 0 ]; then
     case "$held" in
       *'"code":"STORE_NOT_FOUND"'*) held= ;; # an interrupted first creation: init-trust makes it again
-      *) printf '%s\n' "$held" >&2; log "the cryptstore $store cannot be read (exit $rc); not certifying again over it"; exit $rc ;;
+      *)
+        # The JSON document is for programs: the operator reads the program's own error, in
+        # words, from the same read made again without --json.
+        "$CERT_UTILITY" list-items "${store_args[@]}" >/dev/null
+        case "$held:${protection[0]}" in
+          *'"code":"WRONG_KEY"'*:--sealed)
+            # Sealed to the measurement of the image that made it: after an image update this
+            # image can never open it, and certifying anew cannot change that.
+            aside=${store%"${store##*[!/]}"}.sealed-$(date -u +%Y%m%dT%H%M%SZ)
+            log "the cryptstore $store is sealed to another measurement (or platform) than this VM's: most likely an earlier image made it, and an image update changed the measurement. This image cannot read the keys it holds; not certifying again over it (exit $rc)."
+            log "to certify this image and fetch its keys again, move the store aside (keep it: the earlier image can still open it) and run first-boot again: mv $(printf '%q' "$store") $(printf '%q' "$aside")" ;;
+          *) log "the cryptstore $store cannot be read (exit $rc); not certifying again over it" ;;
+        esac
+        exit $rc ;;
     esac
   fi
 fi

@@ -10,7 +10,7 @@
 import { expect } from 'chai';
 import { createHash, randomBytes, X509Certificate } from 'node:crypto';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { closedPort, ROOT, run, runScript, tempDir } from '../support/helpers.ts';
@@ -105,7 +105,8 @@ describe('scripts/first-boot.sh failure modes', function () {
     const base = args(f('a/cert.pem'), port, port, 'x').filter((a, i, all) => a !== '--store' && all[i - 1] !== '--store');
     const r = await firstBoot([...base, ...store]);
     expect(r.status, r.stderr).to.equal(4);
-    expect(r.stderr).to.contain('WRONG_KEY').and.contain('cannot be read (exit 4); not certifying again over it');
+    expect(r.stderr).to.contain('wrong key file, or damaged metadata [WRONG_KEY]').and.contain('cannot be read (exit 4); not certifying again over it');
+    expect(r.stderr, 'the error in words, not its JSON document').not.to.contain('{"ok"');
     expect(r.stderr).not.to.contain('step 1/2');
   });
 
@@ -318,6 +319,35 @@ describe('scripts/first-boot.sh against running servers', function () {
       pass();
       relay.close();
     }
+  });
+
+  it('stops (exit 4) on its sealed store after an image update (another measurement), saying in words what that means and how to go on; doing so certifies the new image', async () => {
+    const store = d.path('vm-sealed');
+    const measurement = d.path('measurement');
+    copyFileSync(d.measurementFile('vm'), measurement);
+    const sealedBoot = () => runScript('first-boot.sh', [
+      '--host', '127.0.0.1', '--certifier-port', String(d.certifierPort), '--keyserver-port', String(server.port), '--keys', 'vhd/disk-1',
+      '--domain', d.name, '--policy-cert', d.policyCertFile, '--store', store, '--platform-dir', d.platformDir, '--measurement-file', measurement,
+      '--server-measurement', server.measurementHex, '--retries', '1',
+    ]);
+    expectSuccess(await sealedBoot());
+    copyFileSync(d.measurementFile('operator'), measurement); // the new image: another measurement the policy trusts
+    const r = await sealedBoot();
+    expect(r.status, r.stderr).to.equal(4);
+    expect(r.stderr, 'the error in words, not its JSON document').not.to.contain('{"ok"');
+    expect(r.stderr).to.contain('wrong platform or measurement, or damaged metadata [WRONG_KEY]');
+    expect(r.stderr).to.contain(`the cryptstore ${store} is sealed to another measurement`).and.contain('an image update changed the measurement');
+    expect(r.stderr).not.to.contain('step 1/2');
+    const mv = /move the store aside .* and run first-boot again: mv (\S+) (\S+)$/m.exec(r.stderr);
+    expect(mv, r.stderr).not.to.equal(null);
+    expect(mv![1]).to.equal(store);
+    renameSync(mv![1]!, mv![2]!);
+    const fresh = await sealedBoot();
+    expect(fresh.status, fresh.stderr).to.equal(0);
+    expect(fresh.stderr).to.contain('done: vhd/disk-1 kept in');
+    const got = await run('cert-utility', ['get-item', '--tag', 'vhd/disk-1', '--out', '-', '--store', store, '--sealed', '--platform-dir', d.platformDir, '--measurement-file', measurement]);
+    expect(got.stdout.equals(keys['vhd/disk-1'])).to.equal(true);
+    expect(existsSync(mv![2]!), 'the earlier store kept').to.equal(true);
   });
 
   it('shows a key name holding a right-to-left override escaped in its own lines, never raw', async () => {
