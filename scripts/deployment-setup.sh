@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prepares a deployment machine: the policy key and certificate, the (simulated) platform keys,
-# the measurements of the programs to admit, and the signed policy. Prints the commands that
-# start simpleserver and certify and start key-server. Refuses to overwrite an existing setup.
+# the measurements of the programs to admit, and the signed policy. Prints the README's next steps
+# for it, ready to paste: simpleserver; key-server certified, then started; key-client certified,
+# then storing keys. Refuses to overwrite an existing setup.
 set -eu
 
 usage() {
@@ -17,6 +18,8 @@ usage: deployment-setup.sh --dir DIR --domain DOMAIN --measure FILE [--measure F
   --domain             the policy domain, e.g. datica
   --measure            a program (or VM image) whose SHA-256 measurement the policy trusts; give
                        the key-server's and key-client's programs too, so they can be certified
+                       (the commands printed at the end take theirs by name: one file whose
+                       name holds "key-server", one "key-client")
   --trust-measurement  a measurement computed elsewhere (e.g. a SEV-SNP launch digest: 96 hex
                        digits, from sev-snp-measure)
   --trust-amd-root     SEV-SNP VMs: trust AMD's root for this product (repeatable); needs
@@ -148,12 +151,40 @@ cu make-policy --policy-key "$dir/policy-key.pem" --policy-cert "$dir/policy-cer
   "${args[@]}" --days "$days" --out "$dir/policy.bin" >&2
 finished=yes # the setup is whole: kept, even if the commands below cannot be printed
 
-# The commands below are printed to be pasted: a directory with a space in its name is quoted.
-qdir=$(printf '%q' "$dir") qdomain=$(printf '%q' "$domain")
+# The commands below are printed to be pasted, as the README's steps 2 to 5 for this directory:
+# a path with a space in its name is quoted. The key-server's and key-client's measurement files
+# are found by name among those measured; none or two alike leave the variable empty for the
+# operator to set (a command given an empty --measurement-file is a usage error), never a guess.
+named() {
+  local n found= count=0
+  for n in "${names[@]}"; do
+    case "$n" in *"$1"*) found=$n; count=$((count + 1)) ;; esac
+  done
+  if [ "$count" -eq 1 ]; then printf '%q' "$dir/measurements/$found.measurement"; fi
+}
+q() { printf '%q' "$dir/$1"; }
+qdomain=$(printf '%q' "$domain")
+store() { printf -- '--store %s --sealed --platform simulated --platform-dir %s --measurement-file "$%s"' "$(q "$1")" "$(q platform)" "$2"; }
+echo "# Deployment machine ready in $dir. The measurements it wrote, one per --measure:"
+for n in "${names[@]}"; do printf '#   %s\n' "$dir/measurements/$n.measurement"; done
 cat <<NEXT
-# Deployment machine ready in $dir. Next:
-simpleserver serve --policy-key $qdir/policy-key.pem --policy-cert $qdir/policy-cert.pem --policy $qdir/policy.bin --listen 0.0.0.0:8123
-cert-utility init-trust --domain $qdomain --policy-cert $qdir/policy-cert.pem --server 127.0.0.1:8123 --store $qdir/keyserver-store --sealed --platform-dir $qdir/platform --measurement-file $qdir/measurements/<key-server program>.measurement
-key-server serve --domain $qdomain --policy-cert $qdir/policy-cert.pem --store $qdir/keyserver-store --sealed --platform-dir $qdir/platform --measurement-file $qdir/measurements/<key-server program>.measurement --data $qdir/keyserver-data --listen 0.0.0.0:8120
-# Into each VM image: $dir/policy-cert.pem and scripts/first-boot.sh; for a simulated VM also the platform files (attest-key.pem, endorsement.bin) and its measurement (a SEV-SNP VM's hardware supplies both)
+# Next, the README's Scenario 1, steps 2 to 5. The measurement files of the key-server's and the
+# key-client's programs, found by their names among those (check them; set them if empty):
+ks_measurement=$(named key-server)
+kc_measurement=$(named key-client)
+ks_hex=\$(od -An -tx1 -v "\$ks_measurement" | tr -d ' \\n')
+# 2. simpleserver, the certificate authority (in a terminal of its own, or examples/systemd/simpleserver.service):
+simpleserver serve --policy-key $(q policy-key.pem) --policy-cert $(q policy-cert.pem) --policy $(q policy.bin) --listen 0.0.0.0:8123
+# 3. key-server is certified, then starts (in a terminal of its own, or examples/systemd/key-server.service);
+#    --certifier: it renews its own certificate through simpleserver (without, its certificate of
+#    90 days at most is never renewed):
+cert-utility init-trust --domain $qdomain --policy-cert $(q policy-cert.pem) --server 127.0.0.1:8123 $(store keyserver-store ks_measurement)
+key-server serve --domain $qdomain --policy-cert $(q policy-cert.pem) --data $(q keyserver-data) $(store keyserver-store ks_measurement) --listen 0.0.0.0:8120 --certifier 127.0.0.1:8123
+# 4. key-client is certified, then stores each key the VMs fetch (vhd/disk-1 here: one line per
+#    name of first-boot.sh's --keys), straight from the random source into key-server:
+cert-utility init-trust --domain $qdomain --policy-cert $(q policy-cert.pem) --server 127.0.0.1:8123 $(store keyclient-store kc_measurement)
+head -c 32 /dev/urandom | key-client store vhd/disk-1 --in - --server 127.0.0.1:8120 --domain $qdomain --policy-cert $(q policy-cert.pem) --server-measurement "\$ks_hex" $(store keyclient-store kc_measurement)
+# 5. Into each VM image: $dir/policy-cert.pem and scripts/first-boot.sh, run with --server-measurement
+#    set to the key-server's measurement (echo "\$ks_hex"); for a simulated VM also the platform files
+#    (attest-key.pem, endorsement.bin) and its measurement (a SEV-SNP VM's hardware supplies both)
 NEXT

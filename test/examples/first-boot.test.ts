@@ -14,7 +14,7 @@ import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameS
 import { connect, createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { closedPort, ROOT, run, runScript, tempDir } from '../support/helpers.ts';
-import { Domain, expectSuccess, type KeyServer, type Machine } from '../e2e/domain.ts';
+import { Domain, expectSuccess, startServer, type KeyServer, type Machine } from '../e2e/domain.ts';
 
 const firstBoot = (args: string[]) => runScript('first-boot.sh', args);
 
@@ -437,6 +437,39 @@ describe('scripts/deployment-setup.sh', function () {
     expect(again.status).to.equal(1);
     expect(again.stderr).to.contain('already holds a policy key; not overwriting');
     expect(readFileSync(f('my setup/policy-key.pem')).equals(key), 'the policy key kept').to.equal(true);
+  });
+
+  it('prints the README\'s next steps ready to paste: the measurement files it wrote, the key-server renewing through simpleserver, the key-client storing keys', async () => {
+    mkdirSync(f('progs'));
+    for (const p of ['key-server.program', 'key-client.program', 'vm-image']) writeFileSync(f(`progs/${p}`), `${p}\n`);
+    const r = await setup(['--dir', 'next steps', '--domain', 'datica', ...['key-server.program', 'key-client.program', 'vm-image'].flatMap((p) => ['--measure', `progs/${p}`])]);
+    expect(r.status, r.stderr).to.equal(0);
+    expect(r.out, 'no placeholder such as <key-server program>').not.to.match(/<[^>\n]*>/);
+    const lines = r.out.split('\n');
+    for (const p of ['key-server.program', 'key-client.program', 'vm-image']) expect(lines).to.include(`#   next steps/measurements/${p}.measurement`);
+    const serve = lines.find((l) => l.startsWith('key-server serve '));
+    expect(serve).to.contain(' --certifier 127.0.0.1:8123').and.contain('--measurement-file "$ks_measurement"');
+    expect(lines.find((l) => l.includes('| key-client store '))).to.contain('--server-measurement "$ks_hex"').and.contain('--measurement-file "$kc_measurement"');
+    // Pasted into a shell: the variables name the files written, and the key-server's
+    // certification (its port put right) goes through against a simpleserver.
+    const { child, port } = await startServer('simpleserver', ['serve', '--policy-key', f('next steps/policy-key.pem'), '--policy-cert', f('next steps/policy-cert.pem'), '--policy', f('next steps/policy.bin'), '--listen', '127.0.0.1:0']);
+    try {
+      const pasted = [
+        `cert-utility() { "${process.execPath}" "${join(ROOT, 'cmd/bin/cert-utility.js')}" "$@"; }`,
+        ...lines.filter((l) => /^(ks_measurement|kc_measurement|ks_hex)=/.test(l)),
+        'echo "$ks_hex"',
+        lines.find((l) => l.startsWith('cert-utility init-trust ') && l.includes('keyserver-store'))!.replace('127.0.0.1:8123', `127.0.0.1:${port}`),
+      ].join('\n');
+      const sh = await runScript({ path: '/bin/bash' }, ['-eu', '-c', pasted], { cwd: tmp.dir });
+      expect(sh.status, sh.stderr).to.equal(0);
+      expect(sh.out.split('\n')[0]).to.equal(createHash('sha256').update('key-server.program\n').digest('hex'));
+      expect(existsSync(f('next steps/keyserver-store')), 'the key-server certified into its store').to.equal(true);
+    } finally {
+      await child.stop();
+    }
+    // A program not named like key-server or key-client: the variable is left empty to set, never a guess.
+    const unnamed = await setup(['--dir', 'unnamed', '--domain', 'datica', '--measure', 'app']);
+    expect(unnamed.out.split('\n')).to.include('ks_measurement=').and.include('kc_measurement=');
   });
 
   it('stops at the first step that fails, printing no next commands, rather than reporting the machine ready', async () => {
