@@ -92,7 +92,7 @@ export function addStoreCommands(program: Command): void {
       const raw = await writeOutput(o.out, blob, o.force === true, storeFiles(o));
       const json: Record<string, unknown> = { item: info, out: o.out };
       if (raw) json.valueBase64 = Buffer.from(raw).toString('base64');
-      return raw ? { json, raw } : { json, text: [] };
+      return raw ? { json, raw } : { json, text: [`wrote ${o.out}: ${printableName(info.tag)} version ${info.version} (${blob.length} bytes)`] };
     }))
     .requiredOption('--tag <name>', 'the item tag')
     .option('--version <n>', 'the version to read (0 = latest)', versionOf('latest'), 0)
