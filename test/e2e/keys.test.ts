@@ -152,7 +152,9 @@ describe('e2e: keys stored and retrieved through key-server on loopback', functi
     }
     expect(auditedRetrieves()).to.equal(before);
     expect(readFileSync(join(dir, 'file'), 'utf8')).to.equal('there');
-    expectSuccess(await d.kc(bob, server, 'retrieve', ['out/key', '--out', join(dir, 'new')]));
+    const wrote = expectSuccess(await d.kc(bob, server, 'retrieve', ['out/key', '--out', join(dir, 'new')]));
+    expect(wrote.out.startsWith(`wrote ${join(dir, 'new')}: out/key version `), wrote.out).to.equal(true);
+    expect(wrote.out).to.match(/ version \d+ \(16 bytes\)\n$/);
     expect(auditedRetrieves()).to.equal(before + 1);
   });
 
