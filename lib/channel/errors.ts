@@ -51,7 +51,9 @@ export function channelError(e: unknown, target: string, authorizationError?: st
     }
     return make('CERT_EXPIRED', `${target} presented a certificate outside its validity (${authorizationError}, checked at ${now.toISOString()} by this machine's clock): it needs a new one (a key-server: cert-utility init-trust, or --certifier; simpleserver: a restart), or a clock is wrong`);
   }
-  if (authorizationError) return make('UNTRUSTED_PEER', `${target} presented a certificate not issued under the trusted root (${authorizationError})`);
+  if (authorizationError) {
+    return make('UNTRUSTED_PEER', `${target} presented a certificate not issued under the trusted root (${authorizationError}): it is not of this policy domain, or one side has the other policy certificate (after the policy key was replaced: README "Replacing the policy key")`);
+  }
   if (code !== undefined && CERT_ALERT.test(code)) {
     return make('UNTRUSTED_PEER', `${target} refused our TLS certificate (${code.replace(/^ERR_SSL_/, '').toLowerCase()})`);
   }
