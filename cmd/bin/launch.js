@@ -19,6 +19,21 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 // signal a use of its own (key-server --backup-dir).
 process.on('SIGUSR1', () => {});
 
+/**
+ * Stops the program, before it reads anything, if Node's inspector is open: a SIGUSR1 that came
+ * while Node itself started, before the shim's listener (tens of milliseconds), opens it, and so
+ * does NODE_OPTIONS=--inspect. Any local user could then run code in a process about to hold
+ * keys. The inspector starts at the main thread's next chance after the signal, so it is looked
+ * for one turn of the event loop after the listener is in place.
+ */
+async function refuseOpenInspector(program) {
+  await new Promise((resolve) => setImmediate(resolve));
+  const inspector = await import('node:inspector').catch(() => undefined); // a Node built without one
+  if (!inspector?.url()) return;
+  process.stderr.write(`${program}: error: Node's inspector is open in this process (a SIGUSR1 came as it started, or NODE_OPTIONS asks for it), where any local user could run code: stopping before anything is read; run it again [DENIED]\n`);
+  process.exit(1);
+}
+
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 // Two levels below ROOT, as cmd/ and lib/wire/ are: the one source that finds files relative to
 // itself (lib/wire/proto.ts: ../../proto/) finds them from the bundle too.
@@ -34,6 +49,7 @@ const FILE_MODE = 0o644;
 
 /** Runs cmd/PROGRAM.ts, from its bundle when one is (or can be made) current. */
 export async function launch(program) {
+  await refuseOpenInspector(program);
   // A server's signals do from its first line what they do once it serves (cmd/common/server.ts),
   // rather than Node's default (death) while it loads and starts: SIGHUP means "reload", never
   // "stop", so one arriving while it starts (systemd's ExecReload right after a start) is kept for

@@ -140,6 +140,21 @@ describe('cmd/bin/launch.js: bundles kept current', function () {
     expect(err).not.to.contain('Debugger listening');
   });
 
+  it('runs nothing in a process whose inspector is open (a SIGUSR1 in Node\'s own start, NODE_OPTIONS=--inspect): DENIED, exit 1', () => {
+    const r = run('hello', { NODE_OPTIONS: '--inspect=127.0.0.1:0' });
+    expect(r.status, r.err).to.equal(1);
+    expect(r.out, 'the program never ran').to.equal('');
+    expect(r.err).to.contain("hello: error: Node's inspector is open in this process").and.contain('[DENIED]');
+  });
+
+  it('shims listen for SIGUSR1 in their first statement, before any module loads', () => {
+    for (const p of ['cert-utility', 'key-client', 'key-server', 'simpleserver']) {
+      const code = readFileSync(join(ROOT, 'cmd', 'bin', `${p}.js`), 'utf8').split('\n').filter((l) => l && !l.startsWith('#') && !l.startsWith('//'));
+      expect(code[0], p).to.equal("process.on('SIGUSR1', () => {});");
+      expect(code.some((l) => /^import\b/.test(l)), `${p}: no static import`).to.equal(false);
+    }
+  });
+
   it('syncs each file of a new bundle before renaming it into place, and the folder after (a power failure leaves no empty bundle under a matching list)', async function () {
     skipWithoutStrace(this);
     rmSync(join(tmp.dir, '.cache'), { recursive: true, force: true });
