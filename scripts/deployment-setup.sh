@@ -115,16 +115,28 @@ log() { printf 'deployment-setup: %s\n' "$*" >&2; }
 # signal leaves no half setup behind, which a new run would refuse to go on from.
 made=()
 finished=no
+# Files go; a directory goes only once it is empty (what another run put there stays).
 undo() {
   if [ "$finished" = yes ] || [ ${#made[@]} -eq 0 ]; then return; fi
-  for ((i = ${#made[@]} - 1; i >= 0; i--)); do rm -rf -- "${made[i]}"; done
+  for ((i = ${#made[@]} - 1; i >= 0; i--)); do
+    if [ -d "${made[i]}" ] && [ ! -L "${made[i]}" ]; then rmdir -- "${made[i]}" 2>/dev/null; else rm -f -- "${made[i]}"; fi
+  done
   log "stopped before the end: removed what this run had made; nothing is left to clean up"
 }
 trap undo EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-# A directory made here is ours to keep private; one that was there keeps its mode.
-[ -d "$dir" ] || { made+=("$dir"); mkdir -p "$dir" && chmod 700 "$dir"; }
+# A directory made here is ours to keep private; one that was there keeps its mode. Made with
+# one mkdir, so of two runs started together only the one that made it counts it as its own.
+if [ ! -d "$dir" ]; then
+  mkdir -p -- "$(dirname -- "$dir")"
+  if mkdir -m 700 -- "$dir" 2>/dev/null; then made+=("$dir"); fi
+fi
+# One run at a time in a directory: a second one started meanwhile stops here, having made
+# nothing of its own there, and a run that got in after another finished finds its setup.
+exec 9<"$dir"
+if command -v flock >/dev/null && ! flock -n 9; then log "another deployment-setup is running in $dir; not starting a second"; exit 1; fi
+[ ! -e "$dir/policy-key.pem" ] || { log "$dir already holds a policy key (a run that ended meanwhile made it); not overwriting"; exit 1; }
 [ -d "$dir/measurements" ] || { made+=("$dir/measurements"); mkdir "$dir/measurements"; }
 cu() { "$CERT_UTILITY" "$@"; }
 
@@ -132,8 +144,8 @@ log "policy key and certificate for domain $domain"
 made+=("$dir/policy-key.pem" "$dir/policy-cert.pem")
 cu generate-policy-key --domain "$domain" --alg "$alg" --key-out "$dir/policy-key.pem" --cert-out "$dir/policy-cert.pem" >&2
 log "simulated platform keys (a TEST platform; real VMs use their hardware)"
-if [ -e "$dir/platform" ]; then for f in platform-key.pem platform-cert.pem attest-key.pem endorsement.bin; do made+=("$dir/platform/$f"); done
-else made+=("$dir/platform"); fi
+[ -e "$dir/platform" ] || made+=("$dir/platform")
+for f in platform-key.pem platform-cert.pem attest-key.pem endorsement.bin; do made+=("$dir/platform/$f"); done
 cu generate-platform-keys --out-dir "$dir/platform" >&2
 
 for f in "${measure[@]}"; do

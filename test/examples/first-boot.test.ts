@@ -499,6 +499,23 @@ describe('scripts/deployment-setup.sh', function () {
     expect(readdirSync(f('fresh')), 'its directory gone, the parent mkdir -p made left').to.deep.equal([]);
   });
 
+  it('two runs at once in one directory: one makes the setup, the other stops (exit 1) and removes nothing of it', async () => {
+    for (let i = 0; i < 20; i++) writeFileSync(f(`many-${i}`), `program ${i}\n`);
+    const many = Array.from({ length: 20 }, (_, i) => ['--measure', `many-${i}`]).flat();
+    for (const [k, other] of [['a', ['--measure', 'app']], ['b', many]] as const) {
+      const dir = `together-${k}`;
+      const [one, two] = await Promise.all([setup(['--dir', dir, '--domain', 'datica', '--measure', 'app']), setup(['--dir', dir, '--domain', 'datica', ...other])]);
+      const runs = [one, two];
+      expect(runs.map((r) => r.status).sort(), runs.map((r) => r.stderr).join('\n')).to.deep.equal([0, 1]);
+      const lost = runs.find((r) => r.status === 1)!;
+      expect(lost.stderr).to.match(/another deployment-setup is running in|already holds a policy key/);
+      expect(readdirSync(f(dir)).sort()).to.deep.equal(['measurements', 'platform', 'policy-cert.pem', 'policy-key.pem', 'policy.bin']);
+      expect(readdirSync(f(`${dir}/platform`)).sort()).to.deep.equal(['attest-key.pem', 'endorsement.bin', 'platform-cert.pem', 'platform-key.pem']);
+      const p = await run('cert-utility', ['print-policy', '--policy', `${dir}/policy.bin`, '--policy-cert', `${dir}/policy-cert.pem`], { cwd: tmp.dir });
+      expect(p.status, p.stderr).to.equal(0);
+    }
+  });
+
   it('writes a policy for SEV-SNP VMs with --trust-amd-root and --snp-min-tcb, which go together', async () => {
     const alone = await setup(['--dir', 'snp', '--domain', 'datica', '--measure', 'app', '--trust-amd-root', 'milan']);
     expect(alone.status).to.equal(2);
