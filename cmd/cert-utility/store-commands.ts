@@ -13,7 +13,7 @@ import { isAdmissionCertTag, isIdentityTag } from '../../lib/certifier/index.ts'
 import { STORAGE_KEY_TAG } from '../../lib/keyservice/keystore.ts';
 import { Cryptstore, MAX_BLOB_BYTES, MAX_BUNDLE_BYTES, exportStore, importStore, type EntryInfo } from '../../cryptstore/index.ts';
 import { fileOut, note, subcommand, versionOf, type JsonOption } from '../common/cli.ts';
-import { readPassphraseFile, scryptCost, scryptOption, storeOptions, withProtector, withStore, type ProtectionOptions } from '../common/protection.ts';
+import { changeStore, readPassphraseFile, scryptCost, scryptOption, storeOptions, withProtector, withStore, type ProtectionOptions } from '../common/protection.ts';
 import { readInput, storeFiles, writeOutput } from '../common/io.ts';
 
 const P = 'cert-utility';
@@ -71,10 +71,10 @@ export function addStoreCommands(program: Command): void {
       if (input.length === 0) throw new CertifierError('INVALID_INPUT', `nothing to store: ${o.in === '-' ? 'standard input' : o.in} is empty`);
       // A certificate item holds DER; PEM input is converted (and anything else refused).
       const blob = itemValue(o.type, input);
-      const info = await withStore(P, o, async (s) => {
+      const info = await changeStore(P, o, async (s) => {
         await checkNewTag(o.tag, s);
         return s.put(o.tag, blob, { type: o.type, exportable: o.exportable === true });
-      });
+      }, (i) => `${printableName(i.tag)} version ${i.version} was stored`);
       return { json: { item: info }, text: [`stored ${printableName(info.tag)} version ${info.version}`] };
     }))
     .requiredOption('--tag <name>', 'the item tag')
@@ -114,7 +114,7 @@ export function addStoreCommands(program: Command): void {
   storeOptions(subcommand<StoreOpts & { tag: string; version: number }>(program, 'delete-item',
     'delete one version of an item, or all of its versions',
     async (o) => {
-      const versions = await withStore(P, o, (s) => s.delete(o.tag, o.version));
+      const versions = await changeStore(P, o, (s) => s.delete(o.tag, o.version), (v) => `${printableName(o.tag)} version${v.length > 1 ? 's' : ''} ${v.join(', ')} deleted`);
       return { json: { tag: o.tag, deleted: versions }, text: [`deleted ${printableName(o.tag)} version${versions.length > 1 ? 's' : ''} ${versions.join(', ')}`] };
     }))
     .requiredOption('--tag <name>', 'the item tag')
@@ -147,7 +147,7 @@ export function addStoreCommands(program: Command): void {
       const pass = await readPassphraseFile(o.bundlePassphraseFile);
       try {
         const bundle = await readInput(o.in, MAX_BUNDLE_BYTES);
-        const items = await withStore(P, o, (s) => importStore(s, bundle, pass, o.force === true, { guarded: GUARDED }));
+        const items = await changeStore(P, o, (s) => importStore(s, bundle, pass, o.force === true, { guarded: GUARDED }), (i) => `${i.length} item version(s) were imported`);
         return { json: { items }, text: [`imported ${items.length} item version(s)`] };
       } finally {
         wipe(pass);
@@ -168,7 +168,7 @@ export function addStoreCommands(program: Command): void {
       refuseOwnFiles(fresh, { dirs: storeFiles(o).dirs, files: [] }, `${o.newKeyFile ? '--new-key-file' : '--new-passphrase-file'} ${fresh}`);
       const secret = { store: o.store, passphraseFile: o.newPassphraseFile, keyFile: o.newKeyFile, scryptLogN: o.scryptLogN };
       const next = await withProtector(P, secret, async (p) => {
-        await withStore(P, { ...o, scryptLogN: undefined }, (s) => s.rekey(p));
+        await changeStore(P, { ...o, scryptLogN: undefined }, (s) => s.rekey(p), () => `the store was rekeyed: it now opens with ${p.description} only`);
         return { kind: p.kind, description: p.description };
       });
       return { json: { store: o.store, protection: next.kind }, text: [`rekeyed ${o.store} (now protected by ${next.description})`] };
@@ -236,7 +236,10 @@ export function addStoreCommands(program: Command): void {
           // (link refuses it) stores nothing; a put that fails, or a signal before it, takes the
           // file away again. Only SIGKILL or power lost between the two leaves the public key
           // file without its key in the store; nothing can undo that.
-          const stored = await commitAll(staged, { finish: () => s.put(o.tag, serialized, { type: 'key-message-serialized-protobuf', exportable: o.exportable === true }) });
+          const stored = await commitAll(staged, {
+            finish: () => s.put(o.tag, serialized, { type: 'key-message-serialized-protobuf', exportable: o.exportable === true }),
+            completedBeforeSignal: (signal) => note(P, `${signal} came as the key was being stored: it was stored${o.publicKeyOut ? `, and its public key written to ${o.publicKeyOut}` : ''}; stopping`),
+          });
           return stored!;
         });
       } catch (e) {

@@ -4,9 +4,9 @@
 import { InvalidArgumentError, type Command } from 'commander';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { DEFAULT_SCRYPT, wipe, type ScryptCost } from '../../lib/crypto/index.ts';
-import { readSecretFile } from '../../lib/files/index.ts';
+import { holdingSignals, readSecretFile } from '../../lib/files/index.ts';
 import { Cryptstore, KeyFileProtector, PassphraseProtector, type Protector, type StoreOptions } from '../../cryptstore/index.ts';
-import { intInRange, warn } from './cli.ts';
+import { intInRange, note, warn } from './cli.ts';
 import { warnIfShared } from './keys.ts';
 import { loadPlatform, platformOptions, type PlatformOptions } from './platform.ts';
 import type { Platform } from '../../lib/attest/index.ts';
@@ -102,6 +102,15 @@ export function openStore(program: string, o: ProtectionOptions, options?: Store
 }
 
 /** Opens the store the flags name, runs `fn`, and always closes it. */
+/**
+ * withStore for a command that changes the store: SIGINT, SIGTERM and SIGHUP wait for the change
+ * (its batch is atomic: done or not), and one that came meanwhile ends the program only once
+ * stderr says what was done (`done(result)`), rather than silently after the change was made.
+ */
+export function changeStore<T>(program: string, o: ProtectionOptions, fn: (store: Cryptstore) => Promise<T>, done: (result: T) => string, options?: StoreOptions): Promise<T> {
+  return withStore(program, o, (store) => holdingSignals(() => fn(store), (signal, result) => note(program, `${signal} came as the store was being changed: ${done(result)}; stopping`)), options);
+}
+
 export async function withStore<T>(program: string, o: ProtectionOptions, fn: (store: Cryptstore) => Promise<T>, options?: StoreOptions): Promise<T> {
   const store = await openStore(program, o, options);
   try {

@@ -220,15 +220,38 @@ export async function commitAll<T = void>(staged: Staged[], o: CommitOptions<T> 
     if (lost.length && e instanceof CertifierError) throw new CertifierError(e.code, `${e.message}; ${lost.join('; ')}`, { cause: e });
     throw e;
   } finally {
-    deferredSignals.depth--;
-    const signal = deferredSignals.pending;
-    if (deferredSignals.depth === 0 && signal) {
-      deferredSignals.pending = undefined;
-      if (complete) o.completedBeforeSignal?.(signal);
-      onSignal(signal);
-    }
-    listenWhileNeeded();
+    releaseSignals(complete ? o.completedBeforeSignal : undefined);
   }
+}
+
+/**
+ * Runs `work` with SIGINT, SIGTERM and SIGHUP held, as commitAll does while files go in place: a
+ * change that cannot be cut short (a store's batch) is never cut off from its report. One that
+ * came meanwhile waits for the work; then, if it succeeded, `completed` is told what it returned,
+ * and the signal ends the program as it would have.
+ */
+export async function holdingSignals<T>(work: () => Promise<T>, completed?: (signal: NodeJS.Signals, result: T) => void): Promise<T> {
+  deferredSignals.depth++;
+  listenWhileNeeded();
+  let done: { result: T } | undefined;
+  try {
+    done = { result: await work() };
+    return done.result;
+  } finally {
+    releaseSignals(done && completed ? (signal) => completed(signal, done!.result) : undefined);
+  }
+}
+
+/** The end of a stretch of held signals: the one that came meanwhile (if any) now acts, once `completed` is told. */
+function releaseSignals(completed: ((signal: NodeJS.Signals) => void) | undefined): void {
+  deferredSignals.depth--;
+  const signal = deferredSignals.pending;
+  if (deferredSignals.depth === 0 && signal) {
+    deferredSignals.pending = undefined;
+    completed?.(signal);
+    onSignal(signal);
+  }
+  listenWhileNeeded();
 }
 
 /**

@@ -451,6 +451,17 @@ describe('cert-utility store commands (transcripts)', function () {
       expect((await cu(o('import-store', '--in', 'id.bin', '--bundle-passphrase-file', 'bundle-pass', '--force'))).status).to.equal(0);
     });
 
+    it('a Ctrl-C while the store is being changed waits for the change, says it was made, then ends the program as SIGINT does', async () => {
+      writeFileSync(join(tmp.dir, 'held.key'), randomBytes(32));
+      expect((await cu(['create-store', '--store', 'held-store', '--key-file', 'held.key'])).status).to.equal(0);
+      const child = spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'test/support/signal-in-store-change.ts'), join(tmp.dir, 'held-store'), join(tmp.dir, 'held.key')], { cwd: ROOT, encoding: 'utf8' });
+      expect([child.status, child.signal], child.stderr).to.deep.equal([null, 'SIGINT']);
+      expect(child.stderr).to.contain('cert-utility: SIGINT came as the store was being changed: "held" version 1 was stored; stopping');
+      expect(child.stdout).to.equal('');
+      const got = await cu(['get-item', '--store', 'held-store', '--key-file', 'held.key', '--tag', 'held', '--out', '-']);
+      expect(got.out).to.equal('value');
+    });
+
     it('rekeys to a new passphrase; the old one then fails with exit 4', async () => {
       await cu(withPass('put-item', '--tag', 'k', '--in', '-'), { input: 'v' });
       writeFileSync(join(tmp.dir, 'new-pass'), 'brand new');
