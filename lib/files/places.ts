@@ -1,0 +1,202 @@
+// Where a file may be written: checks made before the work whose result would be lost, the
+// directories a command makes (private, and durably named in their parents), and where a path
+// really is once its links are followed.
+
+import { promises as fs, constants as C, realpathSync, type Stats } from 'node:fs';
+import { dirname, basename, isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { CertifierError } from '../errors/index.ts';
+import { describeErrno, fileError } from './errno.ts';
+
+/**
+ * Checks, before any work whose result would be lost, that a file can be written at `path`: its
+ * directory exists and is writable, `path` is not a directory, and, if `exclusive`, nothing is
+ * there yet (ALREADY_EXISTS). The write itself checks again.
+ */
+export async function checkWritable(path: string, options: { exclusive?: boolean } = {}): Promise<void> {
+  await refuseDirectoryName(path);
+  if (options.exclusive) await refuseExisting(path);
+  await refuseNonRegular(path);
+  const dir = dirname(path);
+  try {
+    if (!(await fs.stat(dir)).isDirectory()) throw Object.assign(new Error(`${dir} is not a directory`), { code: 'ENOTDIR' });
+    await fs.access(dir, C.W_OK | C.X_OK);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? `no directory ${dir}` : code === 'ENOTDIR' ? `${dir} is not a directory` : `cannot write in ${dir}${code === 'EROFS' ? ' (a read-only file system)' : ''}`;
+    throw new CertifierError('FILE_ERROR', `cannot write ${path}: ${why}`, { cause: e });
+  }
+}
+
+/** Why a directory is no place for files only this user may replace (ownDirProblem). */
+export type OwnDirProblem = 'not a directory' | 'a symbolic link' | "another user's" | 'writable by its group' | 'writable by others';
+
+/**
+ * Why a directory with this stat is not this user's alone, or undefined: it is not a directory (a
+ * symbolic link is seen only in an lstat: a caller that takes a link to a directory of its own
+ * passes a stat), it belongs to another user than `uid` (not checked where there are no user ids:
+ * `uid` undefined), or its group or other users can write in it, sticky bit or not: they could
+ * plant names in it, or replace what is written there.
+ */
+export function ownDirProblem(st: { uid: number; mode: number }, uid: number | undefined): OwnDirProblem | undefined {
+  const type = st.mode & C.S_IFMT;
+  if (type === C.S_IFLNK) return 'a symbolic link';
+  if (type !== C.S_IFDIR) return 'not a directory';
+  if (uid !== undefined && st.uid !== uid) return "another user's";
+  if (st.mode & 0o002) return 'writable by others';
+  if (st.mode & 0o020) return 'writable by its group';
+  return undefined;
+}
+
+/**
+ * Makes the directory `dir` (0700), or checks the one there (or the one a link there names): it
+ * must be this user's and writable by no one else (ownDirProblem). Another user who can write in it
+ * could swap what a command writes there before it is used. FILE_ERROR otherwise, naming `dir` as
+ * `what` ("the output directory").
+ */
+export async function makePrivateDir(dir: string, what: string): Promise<void> {
+  const refuse = (why: string, cause?: unknown) => new CertifierError('FILE_ERROR', `cannot use ${dir} as ${what}: ${why}`, { cause });
+  let st: Stats;
+  try {
+    await makeDirs(dir, 0o700);
+    st = await fs.stat(dir);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw refuse(code === 'EEXIST' || code === 'ENOTDIR' ? 'a file is in the way' : describeErrno(e), e);
+  }
+  const problem = ownDirProblem(st, process.getuid?.());
+  if (problem === "another user's") throw refuse(`it belongs to another user (uid ${st.uid}), who could replace what is written there; use a directory of your own`);
+  if (problem === 'writable by its group' || problem === 'writable by others') {
+    const who = problem === 'writable by others' ? 'other users' : 'its group';
+    throw refuse(`it is writable by ${who} (mode ${(st.mode & 0o7777).toString(8)}), who could replace what is written there; chmod go-w ${dir}, or use another directory`);
+  }
+  if (problem) throw refuse('a file is in the way');
+}
+
+/**
+ * FILE_ERROR if something other than a regular file is at `path`. A rename would replace it, not
+ * write to it: a symbolic link would become a file of ours (the file it names untouched), and a
+ * device or FIFO (--out /dev/stdout, say) a file holding the secret where the device was.
+ */
+export async function refuseNonRegular(path: string): Promise<void> {
+  const st = await fs.lstat(path).catch(() => undefined);
+  if (!st || st.isFile()) return;
+  if (st.isDirectory()) throw fileError('write', path, Object.assign(new Error('directory'), { code: 'EISDIR' }));
+  const target = st.isSymbolicLink() ? await fs.readlink(path).catch(() => '?') : '';
+  // /dev/stdout is a link to /proc/self/fd/1.
+  const toFd = /^\/(proc\/self\/fd|dev\/fd)\//.test(target);
+  const what = st.isSymbolicLink() ? `a symbolic link (to ${target}); ${toFd ? 'standard output is --out - where a command offers it' : 'name the file itself'}`
+    : st.isFIFO() ? 'a FIFO, not a regular file'
+    : st.isSocket() ? 'a socket, not a regular file'
+    : 'a device, not a regular file (standard output is --out - where a command offers it)';
+  throw new CertifierError('FILE_ERROR', `cannot write ${path}: it is ${what}; nothing was replaced`);
+}
+
+/**
+ * FILE_ERROR for a path that by its form names a directory ("out/", "out/.", ".."): dirname() would
+ * take "o/new/" to be "new" in "o", and rename() refuses it. Says whether one is there.
+ */
+export async function refuseDirectoryName(path: string): Promise<void> {
+  if (!path.endsWith(sep) && basename(path) !== '.' && basename(path) !== '..') return;
+  const isDir = (await fs.stat(path).catch(() => undefined))?.isDirectory();
+  if (isDir) throw fileError('write', path, Object.assign(new Error('directory'), { code: 'EISDIR' }));
+  const ending = path.endsWith(sep) ? sep : `${sep}${basename(path)}`;
+  throw new CertifierError('FILE_ERROR', `cannot write ${path}: a name ending in "${ending}" is a directory's; name the file itself`);
+}
+
+/**
+ * Where `path` really is: its directory with every link (and a ".." after a link) resolved as the
+ * kernel would, then its own name; the file itself is not followed. Unresolvable: `path` as given.
+ */
+export function realLocation(path: string): string {
+  const abs = isAbsolute(path) ? path : `${process.cwd()}/${path}`; // not resolve(): it would undo ".." lexically
+  try {
+    // The native realpath(3): Node's own realpathSync undoes ".." as text before following links.
+    return join(realpathSync.native(dirname(abs)), basename(abs));
+  } catch {
+    return resolve(path);
+  }
+}
+
+/**
+ * Where a file really is: every symbolic link followed, the file's own too, even when what it
+ * names does not exist yet (a link to a log the first start will create), as the kernel would.
+ */
+export async function realFilePath(path: string): Promise<string> {
+  let p = path;
+  for (let hops = 0; hops < 40; hops++) {
+    const st = await fs.lstat(p).catch(() => undefined);
+    if (!st?.isSymbolicLink()) break;
+    // A relative target is read from the directory the link really is in, as the kernel reads
+    // it: "../logs/x" under a linked directory is not where the path's text would put it.
+    const target = await fs.readlink(p);
+    const at = await fs.realpath(dirname(p)).catch(() => resolve(dirname(p)));
+    p = resolve(at, target);
+  }
+  return fs.realpath(p).catch(() => realLocation(p));
+}
+
+/** What a command works with and must never overwrite with what it writes: its store, its key files. */
+export interface OwnFiles {
+  dirs: string[];
+  files: string[];
+}
+
+/** INVALID_INPUT if writing `path` would replace one of `own`'s files or a file inside one of its directories. */
+export function refuseOwnFiles(path: string, own: OwnFiles, what = path): void {
+  const problem = ownFileProblem(path, own, what);
+  if (problem) throw new CertifierError('INVALID_INPUT', `${problem}: nothing was written`);
+}
+
+/** Why writing `path` would replace one of `own`'s files or write inside one of its directories; undefined when it would not. */
+export function ownFileProblem(path: string, own: OwnFiles, what = path): string | undefined {
+  const target = realLocation(path);
+  const real = (p: string) => { try { return realpathSync.native(p); } catch { return realLocation(p); } };
+  const file = own.files.find((f) => real(f) === target);
+  if (file) return `${what} is ${file}, which this command needs`;
+  const dir = own.dirs.find((d) => {
+    const rel = relative(real(d), target);
+    // Inside: the directory itself, or below it ("..x" is a name inside it, not its parent).
+    return rel === '' || (rel !== '..' && !rel.startsWith(`..${sep}`) && !isAbsolute(rel));
+  });
+  return dir ? `${what} is inside ${dir}, which this command needs` : undefined;
+}
+
+/** ALREADY_EXISTS if anything (a file, a directory, a dangling link) is at `path`. */
+export async function refuseExisting(path: string): Promise<void> {
+  try {
+    await fs.lstat(path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw fileError('write', path, e);
+  }
+  throw fileError('write', path, Object.assign(new Error('exists'), { code: 'EEXIST' }));
+}
+
+/**
+ * `mkdir -p dir` (each directory made with `mode`), and each directory it made named durably in
+ * its parent (syncDir), so that what is then written and synced in it outlives a power failure.
+ * Returns the first directory made, as fs.mkdir does (undefined when `dir` was there).
+ */
+export async function makeDirs(dir: string, mode: number): Promise<string | undefined> {
+  const first = await fs.mkdir(dir, { recursive: true, mode });
+  if (first === undefined) return undefined;
+  const top = resolve(first);
+  for (let made = resolve(dir); ; made = dirname(made)) {
+    await syncDir(dirname(made));
+    if (made === top || made === dirname(made)) break;
+  }
+  return first;
+}
+
+/** Makes a directory's entries (a rename, a new file) durable. */
+export async function syncDir(dir: string): Promise<void> {
+  let h: fs.FileHandle | undefined;
+  try {
+    h = await fs.open(dir, 'r');
+    await h.sync();
+  } catch {
+    // Some filesystems cannot fsync a directory; the rename itself is still atomic.
+  } finally {
+    await h?.close();
+  }
+}

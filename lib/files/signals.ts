@@ -1,0 +1,95 @@
+// SIGINT, SIGTERM and SIGHUP while files holding secrets are written: a temporary file not yet in
+// place is removed on the way out, and while files go in place (commitAll) or a store changes
+// (holdingSignals) a signal waits for the work, then acts as it would have.
+
+import { unlinkSync } from 'node:fs';
+
+// Temporary files not yet renamed into place may hold a secret (get-item --out). A program that
+// is interrupted while one exists removes it on the way out, unless the program handles the
+// signal itself (a server finishing its work), which then commits or discards its files.
+// (While commitAll puts files in place, a signal waits for it: see deferredSignals.)
+const live = new Set<string>();
+const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+
+/** Signals the program had its own listeners for when we began listening: those are its to handle. */
+const theirs = new Set<NodeJS.Signals>();
+
+export function remember(tmp: string): void {
+  live.add(tmp);
+  listenWhileNeeded();
+}
+
+export function forget(tmp: string): void {
+  if (live.delete(tmp)) listenWhileNeeded();
+}
+
+/** Whether onSignal is listening: while a temporary file lives, and while commitAll runs. */
+let listening = false;
+
+export function listenWhileNeeded(): void {
+  const needed = live.size > 0 || deferredSignals.depth > 0;
+  if (needed === listening) return;
+  listening = needed;
+  if (!needed) {
+    for (const sig of SIGNALS) process.off(sig, onSignal);
+    return;
+  }
+  theirs.clear();
+  // Decided now, not when the signal comes: a listener added with process.once is already gone by then.
+  for (const sig of SIGNALS) {
+    if (process.listenerCount(sig) > 0) theirs.add(sig);
+    process.on(sig, onSignal);
+  }
+}
+
+/** While commitAll puts files in place: how many are doing so, and a signal that came meanwhile. */
+export const deferredSignals: { depth: number; pending?: NodeJS.Signals } = { depth: 0 };
+
+function onSignal(signal: NodeJS.Signals): void {
+  if (theirs.has(signal)) return;
+  if (deferredSignals.depth > 0) {
+    deferredSignals.pending ??= signal;
+    return;
+  }
+  for (const tmp of live) {
+    try {
+      unlinkSync(tmp);
+    } catch {
+      // already gone
+    }
+  }
+  live.clear();
+  listenWhileNeeded();
+  // As if there had been no listener: the default action, so the exit status says which signal.
+  process.kill(process.pid, signal);
+}
+
+/**
+ * Runs `work` with SIGINT, SIGTERM and SIGHUP held, as commitAll does while files go in place: a
+ * change that cannot be cut short (a store's batch) is never cut off from its report. One that
+ * came meanwhile waits for the work; then, if it succeeded, `completed` is told what it returned,
+ * and the signal ends the program as it would have.
+ */
+export async function holdingSignals<T>(work: () => Promise<T>, completed?: (signal: NodeJS.Signals, result: T) => void): Promise<T> {
+  deferredSignals.depth++;
+  listenWhileNeeded();
+  let done: { result: T } | undefined;
+  try {
+    done = { result: await work() };
+    return done.result;
+  } finally {
+    releaseSignals(done && completed ? (signal) => completed(signal, done!.result) : undefined);
+  }
+}
+
+/** The end of a stretch of held signals: the one that came meanwhile (if any) now acts, once `completed` is told. */
+export function releaseSignals(completed: ((signal: NodeJS.Signals) => void) | undefined): void {
+  deferredSignals.depth--;
+  const signal = deferredSignals.pending;
+  if (deferredSignals.depth === 0 && signal) {
+    deferredSignals.pending = undefined;
+    completed?.(signal);
+    onSignal(signal);
+  }
+  listenWhileNeeded();
+}
