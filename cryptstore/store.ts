@@ -27,6 +27,12 @@ export interface StoreOptions {
    * another process may be making or have made it), and a creation that fails removes it.
    */
   onCreating?: () => void;
+  /**
+   * Wraps each write of a change (its one atomic batch), told in words what the write does
+   * ("\"k\" version 3 was stored"): cert-utility holds SIGINT and SIGTERM around the write alone,
+   * never around the key derivation before it, and says what was done if one came meanwhile.
+   */
+  guardWrite?: <T>(what: string, write: () => Promise<T>) => Promise<T>;
 }
 
 export interface PutOptions {
@@ -77,6 +83,7 @@ export class Cryptstore {
     private meta: ValidMetadata,
     private readonly dataKey: Uint8Array,
     private readonly sync: boolean,
+    private readonly guard: StoreOptions['guardWrite'],
   ) {
     this.entryAad = L.entryAadFor(meta.storeId);
   }
@@ -128,7 +135,7 @@ export class Cryptstore {
       const bytes = encode('cryptstore_metadata', meta);
       await db.put(L.META_KEY, bytes, { sync: true }).catch(writeFailed(dir));
       await tightenPermissions(dir);
-      return new Cryptstore(dir, db, parseCryptstoreMetadata(bytes), dataKey, options.durable ?? true);
+      return new Cryptstore(dir, db, parseCryptstoreMetadata(bytes), dataKey, options.durable ?? true, options.guardWrite);
     } catch (e) {
       // Removed while the lock is held (see unmakeHeld). Best effort: a file it cannot remove
       // stays, and a later create says what it finds.
@@ -198,7 +205,7 @@ export class Cryptstore {
       }
       const p = meta.protection;
       if (p.kind !== protector.kind) {
-        throw new CertifierError('WRONG_KEY', `the cryptstore at ${dir} is protected by ${describeKind(p.kind)}, not by ${protector.description}`);
+        throw new CertifierError('WRONG_KEY', `the cryptstore at ${dir} is protected by ${describeKind(p.kind)}, not by ${protector.description}`, { details: { protection: p.kind } });
       }
       const kek = await protector.derive(p);
       const dataKey = aeadOpen(kek, p.wrappedDataKey, L.dataKeyAad(meta.storeId, p));
@@ -207,7 +214,7 @@ export class Cryptstore {
         throw new CertifierError('WRONG_KEY', `cannot unlock the cryptstore at ${dir}: wrong ${p.kind === 'passphrase' ? 'passphrase' : p.kind === 'key-file' ? 'key file' : 'platform or measurement'}, or damaged metadata`);
       }
       await tightenPermissions(dir);
-      return new Cryptstore(dir, db, meta, dataKey, options.durable ?? true);
+      return new Cryptstore(dir, db, meta, dataKey, options.durable ?? true, options.guardWrite);
     } catch (e) {
       await db.close();
       throw e;
@@ -306,7 +313,8 @@ export class Cryptstore {
       const version = st.next + 1;
       if (version > MAX_VERSION) throw new CertifierError('INVALID_INPUT', `${shown(tag, 256)} has used every version number`);
       const entry = this.entryOf(tag, blob, version, options);
-      await this.db.put(L.entryKey(tag, version), this.sealEntry(entry), { sync: this.sync }).catch(writeFailed(this.path));
+      const sealed = this.sealEntry(entry);
+      await this.write(`${shown(tag, 256)} version ${version} was stored`, () => this.db.put(L.entryKey(tag, version), sealed, { sync: this.sync }));
       st.latest = st.next = version;
       return infoOf(entry);
     });
@@ -327,7 +335,8 @@ export class Cryptstore {
         next.set(i.tag, version);
         entries.push(this.entryOf(i.tag, i.blob, version, i.options ?? {}));
       }
-      await this.db.batch(entries.map((e) => ({ type: 'put' as const, key: L.entryKey(e.tag, e.version), value: this.sealEntry(e) })), { sync: this.sync }).catch(writeFailed(this.path));
+      const ops = entries.map((e) => ({ type: 'put' as const, key: L.entryKey(e.tag, e.version), value: this.sealEntry(e) }));
+      await this.write(`${entries.length} item version(s) were stored`, () => this.db.batch(ops, { sync: this.sync }));
       for (const [tag, v] of next) {
         const st = await this.state(tag);
         st.latest = st.next = v;
@@ -354,13 +363,11 @@ export class Cryptstore {
         if (versions.length === 0) throw new CertifierError('NOT_FOUND', `no item tagged ${shown(tag, 256)}`);
       }
       // The high-water mark goes in the same atomic batch, so a deleted version is never reused.
-      await this.db.batch(
-        [
-          ...versions.map((v) => ({ type: 'del' as const, key: L.entryKey(tag, v) })),
-          { type: 'put' as const, key: L.markKey(tag), value: this.sealMark(tag, st.next) },
-        ],
-        { sync: this.sync },
-      ).catch(writeFailed(this.path));
+      const ops = [
+        ...versions.map((v) => ({ type: 'del' as const, key: L.entryKey(tag, v) })),
+        { type: 'put' as const, key: L.markKey(tag), value: this.sealMark(tag, st.next) },
+      ];
+      await this.write(`${shown(tag, 256)} version${versions.length > 1 ? 's' : ''} ${versions.join(', ')} ${versions.length > 1 ? 'were' : 'was'} deleted`, () => this.db.batch(ops, { sync: this.sync }));
       if (versions.includes(st.latest)) st.latest = await this.latestOnDisk(tag);
       return versions;
     });
@@ -399,7 +406,7 @@ export class Cryptstore {
       }
       const ops = entries.map((e) => ({ type: 'put' as const, key: L.entryKey(e.tag, e.version), value: this.sealEntry(e) }));
       for (const [tag, mark] of marks) ops.push({ type: 'put' as const, key: L.markKey(tag), value: this.sealMark(tag, mark) });
-      await this.db.batch(ops, { sync: this.sync }).catch(writeFailed(this.path));
+      await this.write(`${entries.length} item version(s) were imported`, () => this.db.batch(ops, { sync: this.sync }));
       for (const tag of marks.keys()) this.states.delete(tag);
       return entries.map(infoOf);
     });
@@ -415,12 +422,18 @@ export class Cryptstore {
       };
       wipe(kek);
       const bytes = encode('cryptstore_metadata', meta);
-      await this.db.put(L.META_KEY, bytes, { sync: true }).catch(writeFailed(this.path));
+      await this.write(`the store was rekeyed: it now opens with ${protector.description} only`, () => this.db.put(L.META_KEY, bytes, { sync: true }));
       this.meta = parseCryptstoreMetadata(bytes);
     });
   }
 
   // ---- internals --------------------------------------------------------------------------
+
+  /** One write of a change (its atomic batch), through the guard when one was given; FILE_ERROR when it fails. */
+  private write(what: string, w: () => Promise<void>): Promise<void> {
+    const guarded = this.guard ? this.guard(what, w) : w();
+    return guarded.catch(writeFailed(this.path));
+  }
 
   private exclusive<T>(fn: () => Promise<T>): Promise<T> {
     if (this.closed) return Promise.reject(new CertifierError('INTERNAL', 'the cryptstore is closed'));

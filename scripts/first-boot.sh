@@ -192,9 +192,11 @@ if [ -e "$store" ]; then
         # words, from the same read made again without --json.
         "$CERT_UTILITY" list-items "${store_args[@]}" >/dev/null
         case "$held:${protection[0]}" in
+          *'"protection":'*) log "the cryptstore $store is protected another way than this run was given (above); not certifying again over it (exit $rc)" ;;
           *'"code":"WRONG_KEY"'*:--sealed)
-            # Sealed to the measurement of the image that made it: after an image update this
-            # image can never open it, and certifying anew cannot change that.
+            # Sealed, but not to this image's measurement: most likely the image that made it,
+            # before an update. This image can never open it, and certifying anew cannot change
+            # that. (A store protected another way says so: "protection" above.)
             aside=${store%"${store##*[!/]}"}.sealed-$(date -u +%Y%m%dT%H%M%SZ)
             log "the cryptstore $store is sealed to another measurement (or platform) than this VM's: most likely an earlier image made it, and an image update changed the measurement. This image cannot read the keys it holds; not certifying again over it (exit $rc)."
             log "to certify this image and fetch its keys again, move the store aside (keep it: the earlier image can still open it) and run first-boot again: mv $(printf '%q' "$store") $(printf '%q' "$aside")" ;;

@@ -74,7 +74,7 @@ export function addStoreCommands(program: Command): void {
       const info = await changeStore(P, o, async (s) => {
         await checkNewTag(o.tag, s);
         return s.put(o.tag, blob, { type: o.type, exportable: o.exportable === true });
-      }, (i) => `${printableName(i.tag)} version ${i.version} was stored`);
+      });
       return { json: { item: info }, text: [`stored ${printableName(info.tag)} version ${info.version}`] };
     }))
     .requiredOption('--tag <name>', 'the item tag')
@@ -114,7 +114,7 @@ export function addStoreCommands(program: Command): void {
   storeOptions(subcommand<StoreOpts & { tag: string; version: number }>(program, 'delete-item',
     'delete one version of an item, or all of its versions',
     async (o) => {
-      const versions = await changeStore(P, o, (s) => s.delete(o.tag, o.version), (v) => `${printableName(o.tag)} version${v.length > 1 ? 's' : ''} ${v.join(', ')} deleted`);
+      const versions = await changeStore(P, o, (s) => s.delete(o.tag, o.version));
       return { json: { tag: o.tag, deleted: versions }, text: [`deleted ${printableName(o.tag)} version${versions.length > 1 ? 's' : ''} ${versions.join(', ')}`] };
     }))
     .requiredOption('--tag <name>', 'the item tag')
@@ -147,7 +147,7 @@ export function addStoreCommands(program: Command): void {
       const pass = await readPassphraseFile(o.bundlePassphraseFile);
       try {
         const bundle = await readInput(o.in, MAX_BUNDLE_BYTES);
-        const items = await changeStore(P, o, (s) => importStore(s, bundle, pass, o.force === true, { guarded: GUARDED }), (i) => `${i.length} item version(s) were imported`);
+        const items = await changeStore(P, o, (s) => importStore(s, bundle, pass, o.force === true, { guarded: GUARDED }));
         return { json: { items }, text: [`imported ${items.length} item version(s)`] };
       } finally {
         wipe(pass);
@@ -168,7 +168,7 @@ export function addStoreCommands(program: Command): void {
       refuseOwnFiles(fresh, { dirs: storeFiles(o).dirs, files: [] }, `${o.newKeyFile ? '--new-key-file' : '--new-passphrase-file'} ${fresh}`);
       const secret = { store: o.store, passphraseFile: o.newPassphraseFile, keyFile: o.newKeyFile, scryptLogN: o.scryptLogN };
       const next = await withProtector(P, secret, async (p) => {
-        await changeStore(P, { ...o, scryptLogN: undefined }, (s) => s.rekey(p), () => `the store was rekeyed: it now opens with ${p.description} only`);
+        await changeStore(P, { ...o, scryptLogN: undefined }, (s) => s.rekey(p));
         return { kind: p.kind, description: p.description };
       });
       return { json: { store: o.store, protection: next.kind }, text: [`rekeyed ${o.store} (now protected by ${next.description})`] };

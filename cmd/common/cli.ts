@@ -122,7 +122,11 @@ function flagTyped(program: Command, flag: string): boolean {
 
 const wantsJson = (program: Command): boolean => flagTyped(program, '--json');
 
-const SHOWN_DETAILS: Record<string, (v: unknown) => boolean> = { proof: Array.isArray, file: (v) => typeof v === 'string', line: Number.isSafeInteger };
+const SHOWN_DETAILS: Record<string, (v: unknown) => boolean> = {
+  proof: Array.isArray, file: (v) => typeof v === 'string', line: Number.isSafeInteger,
+  // How a store is protected, when a command was given another way (first-boot.sh tells the cases apart).
+  protection: (v) => v === 'passphrase' || v === 'key-file' || v === 'sealed',
+};
 
 /** The details of an error that its JSON form carries: only those of SHOWN_DETAILS, of their type. */
 function shownDetails(details: Record<string, unknown> | undefined): Record<string, unknown> {
@@ -137,7 +141,8 @@ function renderError(command: Command, e: unknown): number {
   let message = e instanceof CommanderError ? e.message.replace(/^error: /, '').replace(/\n/g, ' ') : (e as Error)?.message ?? String(e);
   if (!(e instanceof CertifierError) && !(e instanceof CommanderError)) message = `internal error: ${message}`;
   // Details that are safe to show go with the refusal: a decision's proof (simpleserver explain),
-  // as the text form prints it; the file and line an error names (verify-audit). No others.
+  // as the text form prints it; the file and line an error names (verify-audit); how a store is
+  // protected (WRONG_KEY given another way). No others.
   const shown = e instanceof CertifierError ? shownDetails(e.details) : {};
   if (wantsJson(command)) {
     try {

@@ -103,12 +103,14 @@ export function openStore(program: string, o: ProtectionOptions, options?: Store
 
 /** Opens the store the flags name, runs `fn`, and always closes it. */
 /**
- * withStore for a command that changes the store: SIGINT, SIGTERM and SIGHUP wait for the change
- * (its batch is atomic: done or not), and one that came meanwhile ends the program only once
- * stderr says what was done (`done(result)`), rather than silently after the change was made.
+ * withStore for a command that changes the store: SIGINT, SIGTERM and SIGHUP wait for the write
+ * of the change (its batch is atomic: done or not), never for the key derivation before it (a
+ * Ctrl-C then stops the command with nothing changed), and one that came during the write ends
+ * the program only once stderr says what was done, rather than silently after the change.
  */
-export function changeStore<T>(program: string, o: ProtectionOptions, fn: (store: Cryptstore) => Promise<T>, done: (result: T) => string, options?: StoreOptions): Promise<T> {
-  return withStore(program, o, (store) => holdingSignals(() => fn(store), (signal, result) => note(program, `${signal} came as the store was being changed: ${done(result)}; stopping`)), options);
+export function changeStore<T>(program: string, o: ProtectionOptions, fn: (store: Cryptstore) => Promise<T>, options?: StoreOptions): Promise<T> {
+  const guardWrite = <W>(what: string, write: () => Promise<W>) => holdingSignals(write, (signal) => note(program, `${signal} came as the store was being changed: ${what}; stopping`));
+  return withStore(program, o, fn, { ...options, guardWrite });
 }
 
 export async function withStore<T>(program: string, o: ProtectionOptions, fn: (store: Cryptstore) => Promise<T>, options?: StoreOptions): Promise<T> {

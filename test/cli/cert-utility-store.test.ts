@@ -451,15 +451,20 @@ describe('cert-utility store commands (transcripts)', function () {
       expect((await cu(o('import-store', '--in', 'id.bin', '--bundle-passphrase-file', 'bundle-pass', '--force'))).status).to.equal(0);
     });
 
-    it('a Ctrl-C while the store is being changed waits for the change, says it was made, then ends the program as SIGINT does', async () => {
+    it('a Ctrl-C during the write of a change waits for it and says it was made; one before the write stops with nothing changed', async () => {
       writeFileSync(join(tmp.dir, 'held.key'), randomBytes(32));
       expect((await cu(['create-store', '--store', 'held-store', '--key-file', 'held.key'])).status).to.equal(0);
-      const child = spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'test/support/signal-in-store-change.ts'), join(tmp.dir, 'held-store'), join(tmp.dir, 'held.key')], { cwd: ROOT, encoding: 'utf8' });
-      expect([child.status, child.signal], child.stderr).to.deep.equal([null, 'SIGINT']);
-      expect(child.stderr).to.contain('cert-utility: SIGINT came as the store was being changed: "held" version 1 was stored; stopping');
-      expect(child.stdout).to.equal('');
-      const got = await cu(['get-item', '--store', 'held-store', '--key-file', 'held.key', '--tag', 'held', '--out', '-']);
-      expect(got.out).to.equal('value');
+      const child = (when: string) => spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'test/support/signal-in-store-change.ts'), join(tmp.dir, 'held-store'), join(tmp.dir, 'held.key'), when], { cwd: ROOT, encoding: 'utf8' });
+      const held = async () => (await cu(['list-items', '--store', 'held-store', '--key-file', 'held.key', '--json'])).json().items.map((i: { version: number }) => i.version);
+      const before = child('before');
+      expect([before.status, before.signal], before.stderr).to.deep.equal([null, 'SIGINT']);
+      expect(before.stderr).not.to.contain('came as the store was being changed');
+      expect(await held()).to.deep.equal([]);
+      const during = child('during');
+      expect([during.status, during.signal], during.stderr).to.deep.equal([null, 'SIGINT']);
+      expect(during.stderr).to.contain('cert-utility: SIGINT came as the store was being changed: "held" version 1 was stored; stopping');
+      expect(during.stdout).to.equal('');
+      expect(await held()).to.deep.equal([1]);
     });
 
     it('rekeys to a new passphrase; the old one then fails with exit 4', async () => {

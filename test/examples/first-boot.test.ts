@@ -108,6 +108,12 @@ describe('scripts/first-boot.sh failure modes', function () {
     expect(r.stderr).to.contain('wrong key file, or damaged metadata [WRONG_KEY]').and.contain('cannot be read (exit 4); not certifying again over it');
     expect(r.stderr, 'the error in words, not its JSON document').not.to.contain('{"ok"');
     expect(r.stderr).not.to.contain('step 1/2');
+    // Given to a sealed boot (the default), the same store is protected another way: said so, not
+    // taken for a sealed store of an earlier image.
+    const sealed = await firstBoot([...base, '--store', f('store-wrong-key')]);
+    expect(sealed.status, sealed.stderr).to.equal(4);
+    expect(sealed.stderr).to.contain('is protected by a key file (--key-file)').and.contain('is protected another way than this run was given');
+    expect(sealed.stderr).not.to.contain('sealed to another measurement');
   });
 
   it('finds a held key whose name JSON escapes (a backslash, a quote), and takes a name with a glob character as a name', async () => {

@@ -1,14 +1,23 @@
 // A child process for the store-change test: a cryptstore change made through changeStore (as
 // cert-utility's put-item, delete-item, import-store and rekey-store make theirs), with SIGINT sent
-// to itself once the change has begun, as an operator's Ctrl-C could at any moment.
-// Usage: node --import tsx test/support/signal-in-store-change.ts STORE KEY-FILE
+// to itself as an operator's Ctrl-C could come: "during" the write (as the put reaches LevelDB),
+// or "before" it (while, say, a new key is still being derived).
+// Usage: node --import tsx test/support/signal-in-store-change.ts STORE KEY-FILE during|before
 
+import { Level } from 'level';
 import { changeStore } from '../../cmd/common/protection.ts';
 
-const [store, keyFile] = process.argv.slice(2) as [string, string];
+const [store, keyFile, when] = process.argv.slice(2) as [string, string, 'during' | 'before'];
+const put = Level.prototype.put;
+Level.prototype.put = function (this: Level, ...args: unknown[]) {
+  if (when === 'during') process.kill(process.pid, 'SIGINT');
+  return (put as (...a: unknown[]) => Promise<void>).apply(this, args);
+} as typeof put;
 await changeStore('cert-utility', { store, keyFile }, async (s) => {
-  process.kill(process.pid, 'SIGINT');
-  await new Promise((r) => setTimeout(r, 200)); // the signal is handled in the meantime
+  if (when === 'before') {
+    process.kill(process.pid, 'SIGINT');
+    await new Promise((r) => setTimeout(r, 200)); // the signal is handled in the meantime
+  }
   return s.put('held', new TextEncoder().encode('value'));
-}, (info) => `"${info.tag}" version ${info.version} was stored`);
-process.stdout.write('not reached: the signal ends the program once the change is made\n');
+});
+process.stdout.write('not reached: the signal ends the program\n');
