@@ -119,7 +119,8 @@ finished=no
 undo() {
   if [ "$finished" = yes ] || [ ${#made[@]} -eq 0 ]; then return; fi
   for ((i = ${#made[@]} - 1; i >= 0; i--)); do
-    if [ -d "${made[i]}" ] && [ ! -L "${made[i]}" ]; then rmdir -- "${made[i]}" 2>/dev/null; else rm -f -- "${made[i]}"; fi
+    # (|| true: undo runs under set -e, and a directory holding another's files is no failure)
+    if [ -d "${made[i]}" ] && [ ! -L "${made[i]}" ]; then rmdir -- "${made[i]}" 2>/dev/null || true; else rm -f -- "${made[i]}" || true; fi
   done
   log "stopped before the end: removed what this run had made; nothing is left to clean up"
 }
@@ -128,14 +129,18 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 # A directory made here is ours to keep private; one that was there keeps its mode. Made with
 # one mkdir, so of two runs started together only the one that made it counts it as its own.
+made_dir=no
 if [ ! -d "$dir" ]; then
   mkdir -p -- "$(dirname -- "$dir")"
-  if mkdir -m 700 -- "$dir" 2>/dev/null; then made+=("$dir"); fi
+  if mkdir -m 700 -- "$dir" 2>/dev/null; then made_dir=yes; fi
 fi
-# One run at a time in a directory: a second one started meanwhile stops here, having made
-# nothing of its own there, and a run that got in after another finished finds its setup.
+# One run at a time in a directory (flock, from util-linux): a second one started meanwhile stops
+# here, having made nothing of its own there (the directory counts as its own only once it holds
+# the lock: another may be filling it), and a run that got in after another finished finds its
+# setup.
 exec 9<"$dir"
 if command -v flock >/dev/null && ! flock -n 9; then log "another deployment-setup is running in $dir; not starting a second"; exit 1; fi
+[ "$made_dir" = no ] || made+=("$dir")
 [ ! -e "$dir/policy-key.pem" ] || { log "$dir already holds a policy key (a run that ended meanwhile made it); not overwriting"; exit 1; }
 [ -d "$dir/measurements" ] || { made+=("$dir/measurements"); mkdir "$dir/measurements"; }
 cu() { "$CERT_UTILITY" "$@"; }

@@ -9,7 +9,7 @@
 
 import { expect } from 'chai';
 import { createHash, randomBytes, X509Certificate } from 'node:crypto';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -520,6 +520,26 @@ describe('scripts/deployment-setup.sh', function () {
       const p = await run('cert-utility', ['print-policy', '--policy', `${dir}/policy.bin`, '--policy-cert', `${dir}/policy-cert.pem`], { cwd: tmp.dir });
       expect(p.status, p.stderr).to.equal(0);
     }
+  });
+
+  it('a run that made the directory but finds another holding it stops, removing nothing: the other finishes', async () => {
+    // Delays stand in for a busy machine's scheduling: A makes the directory, then is slow to
+    // take the lock; B, started once the directory is there, takes it first and is slow to go on.
+    const slow = (name: string, tool: string, s: number) => {
+      mkdirSync(f(name), { recursive: true });
+      const real = execFileSync('sh', ['-c', `command -v ${tool}`], { encoding: 'utf8' }).trim();
+      writeFileSync(f(`${name}/${tool}`), `#!/bin/sh\nsleep ${s}\nexec ${real} "$@"\n`, { mode: 0o755 });
+      return { PATH: `${f(name)}:${process.env.PATH}` };
+    };
+    const dir = f('raced/setup');
+    const a = runScript('deployment-setup.sh', ['--dir', dir, '--domain', 'datica', '--measure', 'app'], { cwd: tmp.dir, env: slow('slow-a', 'flock', 1) });
+    while (!existsSync(dir)) await new Promise((r) => setTimeout(r, 10));
+    const b = runScript('deployment-setup.sh', ['--dir', dir, '--domain', 'datica', '--measure', 'app'], { cwd: tmp.dir, env: slow('slow-b', 'mkdir', 2) });
+    const [ra, rb] = await Promise.all([a, b]);
+    expect(ra.status, ra.stderr).to.equal(1);
+    expect(ra.stderr).to.contain('another deployment-setup is running in').and.not.contain('removed what this run had made');
+    expect(rb.status, rb.stderr).to.equal(0);
+    expect(readdirSync(dir).sort()).to.deep.equal(['measurements', 'platform', 'policy-cert.pem', 'policy-key.pem', 'policy.bin']);
   });
 
   it('writes a policy for SEV-SNP VMs with --trust-amd-root and --snp-min-tcb, which go together', async () => {
