@@ -49,13 +49,12 @@ const FILE_MODE = 0o644;
 
 /** Runs cmd/PROGRAM.ts, from its bundle when one is (or can be made) current. */
 export async function launch(program) {
-  await refuseOpenInspector(program);
-  // A server's signals do from its first line what they do once it serves (cmd/common/server.ts),
+  // A server's signals do from here what they do once it serves (cmd/common/server.ts),
   // rather than Node's default (death) while it loads and starts: SIGHUP means "reload", never
   // "stop", so one arriving while it starts (systemd's ExecReload right after a start) is kept for
   // the server to act on once it serves; SIGINT or SIGTERM (a unit stopped as it starts) is kept
-  // too, and the server stops cleanly as soon as it is up (exit 0). This is the first code the
-  // program runs (the bin shim calls launch at once); only Node's own start comes before.
+  // too, and the server stops cleanly as soon as it is up (exit 0). Only Node's own start, the
+  // shim's first line and the loading of this file (built-in modules only) come before.
   if ((program === 'key-server' || program === 'simpleserver') && process.argv.slice(2).find((a) => !a.startsWith('-')) === 'serve') {
     const early = { hangups: 0, stop: undefined, onHangup: () => void early.hangups++, onStop: (signal) => void (early.stop ??= signal) };
     globalThis[Symbol.for('certifier.earlySignals')] = early;
@@ -63,6 +62,7 @@ export async function launch(program) {
     process.on('SIGINT', early.onStop);
     process.on('SIGTERM', early.onStop);
   }
+  await refuseOpenInspector(program);
   await launchSource(join('cmd', `${program}.ts`), OUT);
 }
 

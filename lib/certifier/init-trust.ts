@@ -60,7 +60,7 @@ export async function loadIdentity(store: Cryptstore, domain: string, policyCert
   // Only a hand-made identity can be a mismatched pair (the store's items are authenticated):
   // a certificate issued for another machine's public key, say.
   if (!sameKey(peer.publicKey, key)) {
-    throw new CertifierError('INVALID_KEY', `the stored admission certificate for "${domain}" (${admissionCertTag(domain)}) does not name the stored key (${authKeyTag(domain)}): a certificate issued for another key; issue one for this key's public key (cert-utility generate-key --public-key-out) or run cert-utility init-trust --force`, { details: { reason: 'certificate-for-another-key' } });
+    throw new CertifierError('INVALID_KEY', `the stored admission certificate for "${domain}" (${admissionCertTag(domain)}) does not name the stored key (${authKeyTag(domain)}): a certificate issued for another key; put in the certificate issued for the stored key (the public key generate-key wrote out), or certify this machine anew with cert-utility init-trust --force`, { details: { reason: 'certificate-for-another-key' } });
   }
   return { key, certificate: certEntry.blob, peer };
 }
