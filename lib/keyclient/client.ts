@@ -47,6 +47,11 @@ function refusal(r: KeyResponse, action: Action, resource: string): CertifierErr
   if (code === 'UNREACHABLE' || code === 'TIMEOUT') return new CertifierError(code, `the key-server could not ${action} ${name} now: its storage did not answer (${code}); try again`);
   // The client's own checks passed before it connected: the server's clock differs, or a date passed since.
   if (code === 'CERT_EXPIRED') return new CertifierError(code, `the key-server refused to ${action} ${name} (CERT_EXPIRED): by its clock, a certificate the request rests on (this machine's, the policy certificate or a role credential) is outside its validity; its log says which and when`);
+  // Its audit log cannot be written: nothing more is carried out, but a store or delete already
+  // under way when it broke may have taken effect unrecorded (README, the audit log).
+  if (code === 'FILE_ERROR' && (action === 'store' || action === 'delete')) {
+    return new CertifierError(code, `the key-server could not record the ${action} of ${name} in its audit log (FILE_ERROR): it may have been carried out all the same (its own log line says decision=allow if so); list the name before trying again`);
+  }
   return new CertifierError(code, `the key-server refused to ${action} ${name} (${r.errorCode ?? 'no reason given'})`);
 }
 

@@ -9,7 +9,7 @@ import { generateKeyPair, sha256, utf8 } from '../../lib/crypto/index.ts';
 import { createPolicyCert, issueAdmissionCert, toPem, validateAdmission } from '../../lib/pki/index.ts';
 import { SIMULATED_ENCLAVE } from '../../lib/attest/index.ts';
 import { serve, type ChannelServer } from '../../lib/channel/index.ts';
-import { challenge, parseKeyRequest, succeeded, type KeyRequest } from '../../lib/keyservice/protocol.ts';
+import { challenge, failed, parseKeyRequest, succeeded, type KeyRequest } from '../../lib/keyservice/protocol.ts';
 import { KeyClient } from '../../lib/keyclient/index.ts';
 import { rejects } from '../support/rejects.ts';
 
@@ -69,6 +69,15 @@ describe('keyclient: answers from a faulty key-server', function () {
   it('refuses an auth-challenge whose nonce is not 32 bytes (BAD_FIELD)', async () => {
     answer = (req) => challenge(req.name, new Uint8Array(31));
     await rejects(client.retrieve('k'), 'BAD_FIELD');
+  });
+
+  it('says a store or delete refused for its audit log (FILE_ERROR) may have been carried out, where a retrieve is refused', async () => {
+    answer = (req) => failed(req.name, 'FILE_ERROR');
+    for (const attempt of [client.store('k', utf8('v')), client.delete('k')]) {
+      const e = await rejects(attempt, 'FILE_ERROR');
+      expect(e.message).to.contain('could not record the').and.contain('it may have been carried out all the same').and.contain('list the name before trying again');
+    }
+    expect((await rejects(client.retrieve('k'), 'FILE_ERROR')).message).to.contain('the key-server refused to retrieve "k" (FILE_ERROR)');
   });
 
   it('fails with CHALLENGE_FAILED when challenged without a credential to answer with', async () => {
