@@ -175,13 +175,16 @@ describe('usage mistakes across the programs (exit 2, before any work)', () => {
     expect(existsSync(join(tmp.dir, 'new-data')) || existsSync(join(tmp.dir, 'new-backups'))).to.equal(false);
   });
 
-  it('refuses --pg-pool-size without --backend postgres, a pool size outside 1 to 1000, and a --replica-id that cannot name a file (USAGE, before any file is read)', async () => {
+  it('refuses --pg-pool-size or KEY_SERVER_PG_URL without --backend postgres, a pool size outside 1 to 1000, and a --replica-id that cannot name a file (USAGE, before any file is read)', async () => {
     const base = ['serve', '--domain', 'd', '--policy-cert', 'none.pem', '--store', 's', '--key-file', 'k', '--data', 'data'];
     const env = { ...process.env, KEY_SERVER_PG_URL: 'postgres://u@127.0.0.1:1/keys?sslmode=disable' };
     const pg = [...base, '--backend', 'postgres'];
     const cases: [string[], string][] = [
       [[...base, '--pg-pool-size', '5'], '--pg-pool-size goes with --backend postgres'],
       [[...base, '--backend', 'level', '--pg-pool-size', '5'], '--pg-pool-size goes with --backend postgres'],
+      // the database's URL in the environment, and a unit that lost its --backend: no key database of its own
+      [base, 'KEY_SERVER_PG_URL is set, but without --backend postgres this key-server would serve its own LevelDB key database'],
+      [[...base, '--backend', 'level'], 'give --backend postgres, or unset KEY_SERVER_PG_URL'],
       [[...pg, '--pg-pool-size', '0'], 'expected an integer from 1 to 1000'],
       [[...pg, '--pg-pool-size', '1001'], 'expected an integer from 1 to 1000'],
       ...['a b', '../ks', 'x'.repeat(65), 'caf\u00e9', 'a\u001b[31m'].map((id): [string[], string] => [[...pg, '--replica-id', id], 'expected 1 to 64 letters, digits, ".", "_" or "-"']),
