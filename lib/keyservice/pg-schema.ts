@@ -128,7 +128,7 @@ export function storageError(e: unknown, during: 'start' | 'request' = 'start'):
   const err = e as { code?: unknown; message?: unknown } | undefined;
   const code = typeof err?.code === 'string' ? err.code : '';
   const message = typeof err?.message === 'string' ? err.message : String(e);
-  const make = (c: 'UNREACHABLE' | 'TIMEOUT' | 'INTERNAL' | 'DENIED' | 'NOT_FOUND' | 'INVALID_INPUT' | 'UNTRUSTED_PEER', what: string) =>
+  const make = (c: 'UNREACHABLE' | 'TIMEOUT' | 'INTERNAL' | 'DENIED' | 'NOT_FOUND' | 'INVALID_INPUT' | 'UNTRUSTED_PEER' | 'STORE_FORMAT', what: string) =>
     new CertifierError(c, `${what}: ${message}`, { cause: e, details: { storage: 'postgres', ...(code ? { cause: code } : {}) } });
   const sqlstate = /^[0-9A-Z]{5}$/.test(code);
   // The client's own timeouts carry no SQLSTATE; a server error that merely mentions a timeout
@@ -152,5 +152,8 @@ export function storageError(e: unknown, during: 'start' | 'request' = 'start'):
   if (code === '55000' && /not currently accepting connections/i.test(message)) return make('UNREACHABLE', 'the key database is closed to connections');
   if (code === '22023' || code === '42704' || /does not support SSL/i.test(message)) return make('INVALID_INPUT', 'the key database refused the connection settings');
   if (code === '3F000') return make('INVALID_INPUT', 'the key database has no such schema (see search_path in the URL\'s options)');
+  // A table, column or constraint key-server made is missing or other (restored over, or changed
+  // by hand, while the replicas ran): no bug of key-server's, and no retry mends it.
+  if (code.startsWith('42')) return make('STORE_FORMAT', 'the key database\'s tables are not as key-server made them (restored over, or changed by hand, while the replicas ran?): stop every replica, restore the database whole, then start them');
   return make('INTERNAL', 'the key database failed');
 }

@@ -32,6 +32,8 @@ const cases: [string, { code?: string; message: string }, string][] = [
   ['a database certificate for another host', { code: 'ERR_TLS_CERT_ALTNAME_INVALID', message: "Hostname/IP does not match certificate's altnames" }, 'UNTRUSTED_PEER'],
   ['a Unix socket with no server (?host=/dir)', { code: 'ENOENT', message: 'connect ENOENT /nonexistent/.s.PGSQL.1' }, 'UNREACHABLE'],
   ['an sslrootcert that is not there', { code: 'ENOENT', message: "ENOENT: no such file or directory, open '/nonexist'" }, 'INVALID_INPUT'],
+  ['a table key-server made gone (renamed, or restored over while it ran)', { code: '42P01', message: 'relation "key_server_records" does not exist' }, 'STORE_FORMAT'],
+  ['a constraint key-server made gone (a restore under way)', { code: '42P10', message: 'there is no unique or exclusion constraint matching the ON CONFLICT specification' }, 'STORE_FORMAT'],
   ['an internal server error', { code: 'XX000', message: 'something broke' }, 'INTERNAL'],
 ];
 
