@@ -149,12 +149,15 @@ export class PgBackend implements KeyBackend {
     return this.transaction(async (q) => {
       // The row lock orders this delete with every append of the name; `high` stays as it is. A
       // row removed by hand while records remain is put back first (its mark the highest stored
-      // version), as LevelBackend deletes by its records; a name never stored gets no row.
-      const lock = () => q('SELECT high FROM key_server_names WHERE name = $1 FOR UPDATE', [name]);
+      // version), as LevelBackend deletes by its records; a name never stored gets no row. A
+      // mark lowered by hand below a stored version is raised to it, or the versions deleted
+      // here would be given again.
+      const lock = () => q<{ high: number }>('SELECT high FROM key_server_names WHERE name = $1 FOR UPDATE', [name]);
       if ((await lock()).length === 0) {
         await q('INSERT INTO key_server_names (name, high) SELECT name, max(version) FROM key_server_records WHERE name = $1 GROUP BY name ON CONFLICT (name) DO NOTHING', [name]);
         if ((await lock()).length === 0) return [];
       }
+      await q('UPDATE key_server_names SET high = s.top FROM (SELECT max(version) AS top FROM key_server_records WHERE name = $1) s WHERE name = $1 AND s.top > high', [name]);
       const rows = await q<{ version: number }>(version
         ? 'DELETE FROM key_server_records WHERE name = $1 AND version = $2 RETURNING version'
         : 'DELETE FROM key_server_records WHERE name = $1 RETURNING version', version ? [name, version] : [name]);
