@@ -18,8 +18,9 @@
 // The storage key: once bindStorageKey has bound this replica's key (at start), every pooled
 // connection reads key_server_meta once, before its first use, and is refused (WRONG_KEY) if the
 // database it reached records another key or none: a database swapped in behind the URL while
-// the replicas run gets no record sealed under the wrong key. A connection already checked costs
-// no extra query.
+// the replicas run gets no record sealed under the wrong key. The same read refuses a schema a
+// newer key-server made since this one started (STORE_FORMAT). A connection already checked
+// costs no extra query.
 //
 // Failure: connections and queries are bounded (connect and query timeouts), and a failure of
 // the database becomes UNREACHABLE or TIMEOUT (retryable, exit status 3) rather than a hang;
@@ -31,7 +32,7 @@ import {
   checkAfter, checkBuilt, checkExpected, checkName, checkPrefix, checkVersion, listLimit, nextVersion, versionConflict,
   type KeyBackend, type ListOptions, type RecordInfo, type StoredRecord,
 } from './backend.ts';
-import { migrate, storageError, type Query } from './pg-schema.ts';
+import { migrate, SCHEMA_VERSION, storageError, type Query } from './pg-schema.ts';
 
 export interface PgBackendOptions {
   /** postgres://user:password@host:port/database?param=value (URL query parameters as the pg driver reads them). */
@@ -47,6 +48,8 @@ export interface PgBackendOptions {
 }
 
 const BOUND_KEY = "SELECT value FROM key_server_meta WHERE key = 'storage_key_id'";
+/** The storage key the database is bound to, and its schema version, read by each new connection. */
+const CONNECTION_CHECK = `SELECT (${BOUND_KEY}) AS value, (SELECT version FROM key_server_schema) AS schema`;
 /** SQLSTATE undefined_table. */
 const UNDEFINED_TABLE = '42P01';
 /**
@@ -237,14 +240,23 @@ export class PgBackend implements KeyBackend {
     const want = this.boundKey;
     if (want === undefined || this.checked.has(client)) return client;
     let bound: string | undefined;
+    let schema: number | undefined;
     try {
-      bound = (await client.query<{ value: string }>(BOUND_KEY)).rows[0]?.value;
+      const row = (await client.query<{ value: string | null; schema: number | null }>(CONNECTION_CHECK)).rows[0];
+      bound = row?.value ?? undefined;
+      schema = row?.schema ?? undefined;
     } catch (e) {
       // No key-server tables at all: a database that records no key.
       if ((e as { code?: unknown }).code !== UNDEFINED_TABLE) {
         client.release(true);
         throw this.failure(e);
       }
+    }
+    // A newer key-server upgraded the tables while this one ran (a rolling upgrade across a schema
+    // change): this replica no longer knows how to read or write them.
+    if (schema !== undefined && schema > SCHEMA_VERSION) {
+      client.release(true);
+      throw new CertifierError('STORE_FORMAT', `the key database was upgraded to key-server schema version ${schema} while this replica (schema ${SCHEMA_VERSION}) ran: it reads and writes nothing there; upgrade it`);
     }
     if (bound !== want) {
       client.release(true);

@@ -237,6 +237,20 @@ if (!bin) {
         expect(await server.psql(mine, "SELECT count(*) FROM pg_class WHERE relname LIKE 'key_server%'", ['-tA'])).to.equal('0\n');
       });
 
+      it('refuses with STORE_FORMAT, writing nothing, once a newer key-server has upgraded the schema while it runs', async () => {
+        const url = await freshDb();
+        const db = `contract_${n}`;
+        const b = await track(open(url));
+        await b.bindStorageKey('11'.repeat(16));
+        await b.append('up/a', (v) => recordFor('up/a', v));
+        // The newer replica's upgrade, then this replica's connections cut: its next ones are new.
+        await server.psql(db, `UPDATE key_server_schema SET version = ${SCHEMA_VERSION + 1}`);
+        await server.psql('postgres', `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '${db}'`);
+        const e = await rejects(b.append('up/a', (v) => recordFor('up/a', v)), 'STORE_FORMAT');
+        expect(e.message).to.contain(`upgraded to key-server schema version ${SCHEMA_VERSION + 1} while this replica (schema ${SCHEMA_VERSION}) ran`);
+        expect(await server.psql(db, 'SELECT max(version) FROM key_server_records', ['-tA'])).to.equal('1\n');
+      });
+
       it('lets a delete of every version wait for an append of the name in flight on another replica, and delete its version too', async () => {
         const url = await freshDb();
         const db = `contract_${n}`;
