@@ -40,7 +40,8 @@ usage: first-boot.sh --host ADDR --certifier-port PORT --keyserver-port PORT --k
   --measurement-file  simulated: this VM's measurement
   --tsm-dir           sev-snp: the configfs-tsm report directory (default: cert-utility's)
   --vcek              sev-snp: the VCEK (and ASK) fetched ahead of time, if the host attaches none
-  --server-measurement  pin the key-server's measurement (recommended)
+  --server-measurement  pin the key-server's measurement (recommended); several, separated by
+                      spaces or commas, while its replicas move to a new program
   --retries           attempts per step while a server is unreachable (default 8)
   --max-delay         cap of the exponential backoff between attempts (default 30)
   Environment: CERT_UTILITY, KEY_CLIENT name the programs (default: next to this script in ../cmd/bin).
@@ -123,8 +124,17 @@ for pair in "--host:$host" "--keyserver-host:$khost"; do
 done
 # Checked before certifying, so a placeholder (or an empty value, from a unit whose variable is
 # set to nothing) fails at once: given, the pin must be a measurement, never silently none.
-if [ "$pinned" = yes ] && ! [[ "$server_measurement" =~ ^([0-9a-fA-F]{64}|[0-9a-fA-F]{96})$ ]]; then
-  echo "first-boot: --server-measurement takes the key-server's measurement, 64 or 96 hex digits, not \"$server_measurement\"" >&2; usage
+# Several, separated by spaces or commas, while replicas move to a new key-server program (the old
+# measurement and the new one, both pinned).
+pins=()
+if [ "$pinned" = yes ]; then
+  set -f
+  pins=(${server_measurement//,/ })
+  set +f
+  [ ${#pins[@]} -gt 0 ] || pins=("")
+  for m in "${pins[@]}"; do
+    [[ "$m" =~ ^([0-9a-fA-F]{64}|[0-9a-fA-F]{96})$ ]] || { echo "first-boot: --server-measurement takes the key-server's measurement, 64 or 96 hex digits (several separated by spaces or commas), not \"$server_measurement\"" >&2; usage; }
+  done
 fi
 # The names, split on white space without glob expansion ("vhd/*" is a name, not a pattern).
 set -f
@@ -223,7 +233,7 @@ with_retries "init-trust against $host:$cport" \
   "$CERT_UTILITY" init-trust --domain "$domain" --policy-cert "$policy_cert" --server "$host:$cport" "${store_args[@]}" >&2 || exit $?
 
 pin=()
-[ -n "$server_measurement" ] && pin=(--server-measurement "$server_measurement")
+for m in "${pins[@]}"; do pin+=(--server-measurement "$m"); done
 log "step 2/2: fetching $(shown_names "${missing[@]}") from $khost:$kport"
 with_retries "retrieve from $khost:$kport" \
   "$KEY_CLIENT" retrieve --server "$khost:$kport" --domain "$domain" --policy-cert "$policy_cert" "${pin[@]}" "${store_args[@]}" -- "${missing[@]}" >&2 || exit $?

@@ -179,7 +179,9 @@ describe('scripts/first-boot.sh failure modes', function () {
       [['--platform-dir', f('vm')], '--platform simulated needs --platform-dir and --measurement-file'],
       [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--server-measurement', 'set-in-first-boot.env'], '--server-measurement takes the key-server\'s measurement, 64 or 96 hex digits'],
       // An empty pin (a unit's variable set to nothing) is no pin: refused, never run unpinned.
-      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--server-measurement', ''], '--server-measurement takes the key-server\'s measurement, 64 or 96 hex digits, not ""'],
+      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--server-measurement', ''], '--server-measurement takes the key-server\'s measurement, 64 or 96 hex digits (several separated by spaces or commas), not ""'],
+      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--server-measurement', ' , '], '--server-measurement takes the key-server\'s measurement'],
+      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--server-measurement', `${'ab'.repeat(32)},nothex`], '--server-measurement takes the key-server\'s measurement'],
       // "08" is bad octal to bash's arithmetic, which then skipped a step and reported success.
       [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--max-delay', '08'], '--max-delay takes a whole number of seconds from 1 to 9999, not "08"'],
       [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--retries', ''], '--retries takes a whole number from 1 to 999, not ""'],
@@ -292,6 +294,13 @@ describe('scripts/first-boot.sh against running servers', function () {
     expect(r.stderr).to.contain('not one of those pinned [UNTRUSTED_PEER]').and.contain('not retrying').and.not.contain('done:');
     const list = await run('cert-utility', ['list-items', '--json', '--store', store, '--key-file', d.keyFile]);
     expect(list.out).not.to.contain('"tag":"vhd/disk-1"');
+  });
+
+  it('takes several pinned measurements (a key-server moving to a new program): one of them is enough', async () => {
+    const store = d.path('vm-two-pins');
+    const r = await boot(store, { pin: `${d.measurementHex('operator')}, ${server.measurementHex}` });
+    expect(r.status, r.stderr).to.equal(0);
+    expect(r.stderr).to.contain('done: vhd/disk-1 api/token kept in');
   });
 
   it('run twice at once on one store: the second stops on the store\'s lock (STORE_LOCKED, exit 1), neither certifying nor fetching nor reporting success, and the first fetches every key', async () => {
