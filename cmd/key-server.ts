@@ -127,7 +127,7 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
         : undefined;
       return {
         json: await runUntilSignal(P, server, o.json === true, {
-          log, closed: async () => { await audit.close(); logEnd('audit-closed'); }, ...(reload ? { reload } : { nothingToReload: 'started without --acl (restart with --acl to use one)' }), ...(backup ? { backup } : {}),
+          log, closed: async () => { await audit.close(); logEnd('audit-closed'); }, ...(reload ? { reload } : { nothingToReload: 'started without --acl (restart with --acl to use one)' }), ...(backup ? { backup } : { nothingToBackUp: pg ? 'a PostgreSQL replica backs nothing up itself: back the database up with its own tools' : 'started without --backup-dir (restart with --backup-dir to use one)' }),
         }),
       };
     } finally {

@@ -49,6 +49,8 @@ export interface RunOptions {
   nothingToReload?: string;
   /** What SIGUSR1 does: a backup (key-server --backup-dir), returning what it wrote for the log. */
   backup?: () => Promise<Record<string, unknown>>;
+  /** Why SIGUSR1 does nothing, for the log line, when there is no backup. */
+  nothingToBackUp?: string;
   graceMs?: number;
   /** Run once the server has closed, before it says it stopped (key-server closes its audit log and logs where the chain ends). */
   closed?: () => Promise<void>;
@@ -73,7 +75,7 @@ export async function runUntilSignal(program: string, server: ChannelServer, jso
     });
   };
   const onHangup = onSignal('reload', o.reload, 'reloaded', o.nothingToReload ?? 'nothing to reload');
-  const onUser1 = onSignal('backup', o.backup, 'backup-written', 'nothing to back up (key-server --backup-dir)');
+  const onUser1 = onSignal('backup', o.backup, 'backup-written', o.nothingToBackUp ?? 'nothing to back up (key-server --backup-dir)');
   process.on('SIGHUP', onHangup);
   process.on('SIGUSR1', onUser1);
   const signalled = new Promise<NodeJS.Signals>((resolve) => {

@@ -40,6 +40,10 @@ export async function joinReplica(o: JoinOptions): Promise<JoinResult> {
   const client = await KeyClient.connect({
     host: o.host, port: o.port, identity: o.identity, policyCert: o.policyCert, serverMeasurements: [own],
     ...(o.connectTimeoutMs ? { connectTimeoutMs: o.connectTimeoutMs } : {}),
+  }).catch((e: unknown) => {
+    // The pin is join's own, not one the operator gave: say what it is.
+    if (!isCertifierError(e, 'UNTRUSTED_PEER') || e.details?.reason !== 'measurement-not-pinned') throw e;
+    throw new CertifierError('UNTRUSTED_PEER', `${o.host}:${o.port} is not a key-server of this machine's measurement (${own}): join takes the storage key only from another instance of the same program (${e.message})`, { cause: e, details: e.details });
   });
   let key: Uint8Array;
   try {

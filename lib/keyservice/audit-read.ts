@@ -42,7 +42,13 @@ export async function scan(path: string, continuing = false, seen?: (seq: number
   } catch (e) {
     // A shell glob that matched nothing arrives as itself: a log never rotated has no segments.
     if ((e as NodeJS.ErrnoException).code === 'ENOENT' && /[*?[]/.test(path)) {
-      throw new CertifierError('FILE_ERROR', `no file matches ${path} (a log that was never rotated has no segments: give the log alone)`, { cause: e });
+      // The segments' glob (F.[0-9]*): a log rotated before has F.end beside it.
+      const log = path.replace(/\.\[0-9\]\*$/, '');
+      const rotated = log !== path && (await fs.stat(endPath(log)).then(() => true, () => false));
+      const why = rotated
+        ? `the log was rotated (${endPath(log)} is there) and its segments moved away: give the log alone with --continuing, or the archived segments before it`
+        : 'a log that was never rotated has no segments: give the log alone';
+      throw new CertifierError('FILE_ERROR', `no file matches ${path} (${why})`, { cause: e });
     }
     throw new CertifierError('FILE_ERROR', `cannot read the audit log ${path}: ${describeErrno(e)}`, { cause: e });
   }

@@ -94,6 +94,11 @@ describe('key-server verify-audit and repair-audit', () => {
     expect((await run('key-server', ['verify-audit', '--continuing', rotated, '--json'])).json()).to.include({ lines: 0, lastSeq: seq, lastHash: hash, fromGenesis: false });
     expect((await run('key-server', ['verify-audit', '--continuing', rotated, '--expect', `3:${hash}`])).status).to.equal(0);
     expect((await run('key-server', ['verify-audit', '--continuing', rotated, '--expect', `3:${'f'.repeat(64)}`])).status).to.equal(4);
+    // The README's glob for the segments, now matching none (the shell passes it on as it is):
+    // the message says the log was rotated, and what to give instead.
+    const none = await run('key-server', ['verify-audit', `${rotated}.[0-9]*`, rotated]);
+    expect(none.status).to.equal(1);
+    expect(none.stderr).to.contain(`no file matches ${rotated}.[0-9]* (the log was rotated (${rotated}.end is there) and its segments moved away: give the log alone with --continuing`);
   });
 
   it('finds a chain one record short of FILE.end or of --expect (exit 4), not a usage mistake', async () => {

@@ -101,7 +101,13 @@ if (!bin) {
       expect(alone.stderr.match(/the password in --pg-url is visible/g)).to.have.length(1);
       // A machine of another measurement cannot join: key-server join pins the serving replica to
       // its own measurement, and the serving replica keeps the name reserved for it.
-      expectFailure(await run('key-server', joinArgs(alice, r1)), 4, 'UNTRUSTED_PEER');
+      const other = await run('key-server', joinArgs(alice, r1));
+      expectFailure(other, 4, 'UNTRUSTED_PEER');
+      expect(other.stderr).to.contain(`${r1.address} is not a key-server of this machine's measurement (${d.measurementHex(alice.program)}): join takes the storage key only from another instance of the same program`);
+      // SIGUSR1 backs nothing up on a replica, and its log line says how the keys are backed up.
+      const mark = r1.child.mark();
+      process.kill(r1.child.pid, 'SIGUSR1');
+      expect(await r1.child.waitForLog(/ backup-ignored .*$/m, mark)).to.contain('back the database up with its own tools');
       const c = await connect(r1);
       const refused = await c.retrieve('key-server-storage-key').then(() => undefined, (e: unknown) => e);
       expect(isCertifierError(refused, 'RESERVED_NAME'), String(refused)).to.equal(true);
