@@ -17,7 +17,7 @@ usage: first-boot.sh --host ADDR --certifier-port PORT --keyserver-port PORT --k
                      [--keyserver-host ADDR] --domain DOMAIN --policy-cert FILE --store DIR
                      [--platform simulated] --platform-dir DIR --measurement-file FILE
                      | --platform sev-snp [--tsm-dir DIR] [--vcek FILE]
-                     [--server-measurement HEX] [--retries N] [--max-delay SECONDS]
+                     [--server-measurement HEX...] [--retries N] [--max-delay SECONDS]
                      [--passphrase-file FILE | --key-file FILE]     (default: --sealed;
                                                                       sev-snp needs one)
 
@@ -40,8 +40,8 @@ usage: first-boot.sh --host ADDR --certifier-port PORT --keyserver-port PORT --k
   --measurement-file  simulated: this VM's measurement
   --tsm-dir           sev-snp: the configfs-tsm report directory (default: cert-utility's)
   --vcek              sev-snp: the VCEK (and ASK) fetched ahead of time, if the host attaches none
-  --server-measurement  pin the key-server's measurement (recommended); several, separated by
-                      spaces or commas, while its replicas move to a new program
+  --server-measurement  pin the key-server's measurement (recommended); several (repeated, or
+                      separated by spaces or commas) while its replicas move to a new program
   --retries           attempts per step while a server is unreachable (default 8)
   --max-delay         cap of the exponential backoff between attempts (default 30)
   Environment: CERT_UTILITY, KEY_CLIENT name the programs (default: next to this script in ../cmd/bin).
@@ -55,7 +55,7 @@ CERT_UTILITY=${CERT_UTILITY:-$here/../cmd/bin/cert-utility.js}
 KEY_CLIENT=${KEY_CLIENT:-$here/../cmd/bin/key-client.js}
 
 host= khost= cport= kport= keys= domain= policy_cert= store= platform=simulated platform_dir= measurement_file=
-tsm_dir= vcek= server_measurement= pinned=no retries=8 max_delay=30 protection=(--sealed)
+tsm_dir= vcek= server_measurement= pinned=no empty_pin=no retries=8 max_delay=30 protection=(--sealed)
 seen=' '
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -66,7 +66,8 @@ while [ $# -gt 0 ]; do
   # protection: --key-file or --passphrase-file.
   flag=$1
   case "$flag" in --key-file|--passphrase-file) flag=--key-file/--passphrase-file ;; esac
-  case "$seen" in *" $flag "*) echo "first-boot: $flag is given twice; it takes one value" >&2; usage ;; esac
+  # (--server-measurement may be repeated, as key-client's: each adds measurements to the pin.)
+  [ "$flag" = --server-measurement ] || case "$seen" in *" $flag "*) echo "first-boot: $flag is given twice; it takes one value" >&2; usage ;; esac
   seen="$seen$flag "
   case "$1" in
     --host) host=$2; shift 2 ;;
@@ -82,7 +83,10 @@ while [ $# -gt 0 ]; do
     --tsm-dir) tsm_dir=$2; shift 2 ;;
     --vcek) vcek=$2; shift 2 ;;
     --measurement-file) measurement_file=$2; shift 2 ;;
-    --server-measurement) server_measurement=$2; pinned=yes; shift 2 ;;
+    --server-measurement)
+      # Each value must pin something: an empty one (a unit's variable set to nothing) is refused below.
+      [ -n "${2//[ ,]/}" ] || empty_pin=yes
+      server_measurement="${server_measurement:+$server_measurement,}$2"; pinned=yes; shift 2 ;;
     --retries) retries=$2; shift 2 ;;
     --max-delay) max_delay=$2; shift 2 ;;
     --passphrase-file) protection=(--passphrase-file "$2"); shift 2 ;;
@@ -131,7 +135,7 @@ if [ "$pinned" = yes ]; then
   set -f
   pins=(${server_measurement//,/ })
   set +f
-  [ ${#pins[@]} -gt 0 ] || pins=("")
+  [ ${#pins[@]} -gt 0 ] && [ "$empty_pin" = no ] || pins=("")
   for m in "${pins[@]}"; do
     [[ "$m" =~ ^([0-9a-fA-F]{64}|[0-9a-fA-F]{96})$ ]] || { echo "first-boot: --server-measurement takes the key-server's measurement, 64 or 96 hex digits (several separated by spaces or commas), not \"$server_measurement\"" >&2; usage; }
   done

@@ -182,6 +182,8 @@ describe('scripts/first-boot.sh failure modes', function () {
       [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--server-measurement', ''], '--server-measurement takes the key-server\'s measurement, 64 or 96 hex digits (several separated by spaces or commas), not ""'],
       [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--server-measurement', ' , '], '--server-measurement takes the key-server\'s measurement'],
       [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--server-measurement', `${'ab'.repeat(32)},nothex`], '--server-measurement takes the key-server\'s measurement'],
+      // Repeated, as key-client's: an empty one among them is still no pin.
+      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--server-measurement', 'ab'.repeat(32), '--server-measurement', ''], '--server-measurement takes the key-server\'s measurement'],
       // "08" is bad octal to bash's arithmetic, which then skipped a step and reported success.
       [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--max-delay', '08'], '--max-delay takes a whole number of seconds from 1 to 9999, not "08"'],
       [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--retries', ''], '--retries takes a whole number from 1 to 999, not ""'],
@@ -234,10 +236,10 @@ describe('scripts/first-boot.sh against running servers', function () {
   after(() => d?.close());
 
   /** first-boot.sh as a VM running the "vm" program; `kport` defaults to the running key-server. */
-  const boot = (store: string, o: { keys?: string; khost?: string; kport?: number; pin?: string } = {}) => runScript('first-boot.sh', [
+  const boot = (store: string, o: { keys?: string; khost?: string; kport?: number; pin?: string; extra?: string[] } = {}) => runScript('first-boot.sh', [
     '--host', '127.0.0.1', '--certifier-port', String(d.certifierPort), ...(o.khost ? ['--keyserver-host', o.khost] : []), '--keyserver-port', String(o.kport ?? server.port), '--keys', o.keys ?? Object.keys(keys).join(' '),
     '--domain', d.name, '--policy-cert', d.policyCertFile, '--store', store, '--key-file', d.keyFile,
-    '--platform-dir', d.platformDir, '--measurement-file', d.measurementFile('vm'), '--server-measurement', o.pin ?? server.measurementHex, '--retries', '1',
+    '--platform-dir', d.platformDir, '--measurement-file', d.measurementFile('vm'), '--server-measurement', o.pin ?? server.measurementHex, ...(o.extra ?? []), '--retries', '1',
   ]);
   const held = async (store: string, tag: string) => (await run('cert-utility', ['get-item', '--tag', tag, '--out', '-', '--store', store, '--key-file', d.keyFile])).stdout;
 
@@ -301,6 +303,9 @@ describe('scripts/first-boot.sh against running servers', function () {
     const r = await boot(store, { pin: `${d.measurementHex('operator')}, ${server.measurementHex}` });
     expect(r.status, r.stderr).to.equal(0);
     expect(r.stderr).to.contain('done: vhd/disk-1 api/token kept in');
+    // Or repeated, as key-client takes them.
+    const again = await boot(d.path('vm-two-pins-repeated'), { pin: d.measurementHex('operator'), extra: ['--server-measurement', server.measurementHex] });
+    expect(again.status, again.stderr).to.equal(0);
   });
 
   it('run twice at once on one store: the second stops on the store\'s lock (STORE_LOCKED, exit 1), neither certifying nor fetching nor reporting success, and the first fetches every key', async () => {
