@@ -48,7 +48,8 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
       if (pgOnly.length) throw new CertifierError('USAGE', `${pgOnly.map((k) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`).join(', ')} ${pgOnly.length > 1 ? 'go' : 'goes'} with --backend postgres`);
       // A replica's unit that lost its --backend would otherwise serve a key database of its own,
       // apart from the others behind the same address.
-      if (process.env[PG_URL_ENV]) throw new CertifierError('USAGE', `${PG_URL_ENV} is set, but without --backend postgres this key-server would serve its own LevelDB key database in --data, apart from the database's: give --backend postgres, or unset ${PG_URL_ENV}`);
+      // (--backend level given on purpose is the operator's choice.)
+      if (process.env[PG_URL_ENV] && !given('backend')) throw new CertifierError('USAGE', `${PG_URL_ENV} is set, but without --backend postgres this key-server would serve its own LevelDB key database in --data, apart from the database's: give --backend postgres (or --backend level to mean it), or unset ${PG_URL_ENV}`);
     }
     // A URL that cannot work is a usage error now, not a retry loop later (checked, and warned of, once).
     const pgUrl = o.backend === 'postgres' ? await pgUrlOf(P, o) : undefined;

@@ -47,10 +47,11 @@ function refusal(r: KeyResponse, action: Action, resource: string): CertifierErr
   if (code === 'UNREACHABLE' || code === 'TIMEOUT') return new CertifierError(code, `the key-server could not ${action} ${name} now: its storage did not answer (${code}); try again`);
   // The client's own checks passed before it connected: the server's clock differs, or a date passed since.
   if (code === 'CERT_EXPIRED') return new CertifierError(code, `the key-server refused to ${action} ${name} (CERT_EXPIRED): by its clock, a certificate the request rests on (this machine's, the policy certificate or a role credential) is outside its validity; its log says which and when`);
-  // Its audit log cannot be written: nothing more is carried out, but a store or delete already
-  // under way when it broke may have taken effect unrecorded (README, the audit log).
+  // Its key database or its audit log cannot be written. A failed write to the key database
+  // changed nothing; but a store or delete under way when the audit log broke may have taken
+  // effect unrecorded (README, the audit log), and the client cannot tell which.
   if (code === 'FILE_ERROR' && (action === 'store' || action === 'delete')) {
-    return new CertifierError(code, `the key-server could not record the ${action} of ${name} in its audit log (FILE_ERROR): it may have been carried out all the same (its own log line says decision=allow if so); list the name before trying again`);
+    return new CertifierError(code, `the key-server could not ${action} ${name}: its key database or its audit log could not be written (FILE_ERROR). If it was the audit log, the ${action} may have been carried out all the same (the key-server's log line says decision=allow if so): list the name before trying again`);
   }
   return new CertifierError(code, `the key-server refused to ${action} ${name} (${r.errorCode ?? 'no reason given'})`);
 }
@@ -83,7 +84,7 @@ export class KeyClient {
         // simpleserver's certificate and role credentials validate too, but are never a key-server.
         const peer = requireMachine(validateAdmission({ chain, policyCert: o.policyCert, at: new Date(), usage: 'server' }), 'server');
         if (pins.length && !pins.includes(peer.measurementHex)) {
-          throw new CertifierError('UNTRUSTED_PEER', `the key-server runs measurement ${peer.measurementHex}, not one of those pinned`, { details: { reason: 'measurement-not-pinned' } });
+          throw new CertifierError('UNTRUSTED_PEER', `the key-server runs measurement ${peer.measurementHex}, not one of those pinned`, { details: { reason: 'measurement-not-pinned', measurement: peer.measurementHex } });
         }
         return peer;
       },

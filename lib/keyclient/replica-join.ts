@@ -43,7 +43,7 @@ export async function joinReplica(o: JoinOptions): Promise<JoinResult> {
   }).catch((e: unknown) => {
     // The pin is join's own, not one the operator gave: say what it is.
     if (!isCertifierError(e, 'UNTRUSTED_PEER') || e.details?.reason !== 'measurement-not-pinned') throw e;
-    throw new CertifierError('UNTRUSTED_PEER', `${o.host}:${o.port} is not a key-server of this machine's measurement (${own}): join takes the storage key only from another instance of the same program (${e.message})`, { cause: e, details: e.details });
+    throw new CertifierError('UNTRUSTED_PEER', `${o.host}:${o.port} runs measurement ${String(e.details.measurement)}, not this machine's (${own}): join takes the storage key only from another instance of the same key-server program`, { cause: e, details: e.details });
   });
   let key: Uint8Array;
   try {

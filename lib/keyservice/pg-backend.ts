@@ -18,9 +18,10 @@
 // The storage key: once bindStorageKey has bound this replica's key (at start), every pooled
 // connection reads key_server_meta once, before its first use, and is refused (WRONG_KEY) if the
 // database it reached records another key or none: a database swapped in behind the URL while
-// the replicas run gets no record sealed under the wrong key. The same read refuses a schema a
-// newer key-server made since this one started (STORE_FORMAT). A connection already checked
-// costs no extra query.
+// the replicas run gets no record sealed under the wrong key. It then reads the schema version and
+// refuses (STORE_FORMAT) tables a newer key-server upgraded since this one started, or whose
+// version is gone. A connection in use reads both again every 30 s; in between, a connection
+// already checked costs no extra query.
 //
 // Failure: connections and queries are bounded (connect and query timeouts), and a failure of
 // the database becomes UNREACHABLE or TIMEOUT (retryable, exit status 3) rather than a hang;
@@ -45,11 +46,14 @@ export interface PgBackendOptions {
   queryTimeoutMs?: number;
   /** Events worth a log line (connections lost in the background). */
   log?: (record: { event: string; [k: string]: unknown }) => void;
+  /** How often a connection in use reads the storage key and schema version again (default 30 s; tests). */
+  recheckMs?: number;
 }
 
 const BOUND_KEY = "SELECT value FROM key_server_meta WHERE key = 'storage_key_id'";
-/** The storage key the database is bound to, and its schema version, read by each new connection. */
-const CONNECTION_CHECK = `SELECT (${BOUND_KEY}) AS value, (SELECT version FROM key_server_schema) AS schema`;
+const SCHEMA = 'SELECT version FROM key_server_schema';
+/** How often a connection in use reads the storage key and the schema version again. */
+const RECHECK_MS = 30_000;
 /** SQLSTATE undefined_table. */
 const UNDEFINED_TABLE = '42P01';
 /**
@@ -80,14 +84,19 @@ export function prefixEnd(prefix: string): string | undefined {
   return String.fromCodePoint(...cps, last);
 }
 
+const schemaGone = () => new CertifierError('STORE_FORMAT', 'the key database\'s key_server_schema was emptied or dropped while this replica ran: its tables\' version is unknown; restore it (or the database) from a backup');
+
 export class PgBackend implements KeyBackend {
   private closed = false;
   /** The storage key id bound at start (bindStorageKey); undefined before. */
   private boundKey: string | undefined;
-  /** Connections that have read the bound key since it was bound. */
-  private readonly checked = new WeakSet<pg.PoolClient>();
+  /** When each connection last read the bound key and the schema version (since the key was bound). */
+  private readonly checked = new WeakMap<pg.PoolClient, number>();
+  private readonly recheckMs: number;
 
-  private constructor(private readonly pool: pg.Pool) {}
+  private constructor(private readonly pool: pg.Pool, recheckMs = RECHECK_MS) {
+    this.recheckMs = recheckMs;
+  }
 
   /** Connects, creates or upgrades the schema, and returns the backend. */
   static async open(o: PgBackendOptions): Promise<PgBackend> {
@@ -97,7 +106,7 @@ export class PgBackend implements KeyBackend {
       query_timeout: timeout, statement_timeout: timeout, idle_in_transaction_session_timeout: 2 * timeout,
       idleTimeoutMillis: 30_000, keepAlive: true, application_name: 'key-server',
     });
-    const b = new PgBackend(pool);
+    const b = new PgBackend(pool, o.recheckMs);
     // A connection that dies while idle (database restarted, network cut) is reported here and
     // dropped by the pool; without a listener the 'error' event would end the process.
     pool.on('error', (e) => o.log?.({ event: 'storage-connection-lost', code: b.failure(e).code, detail: e.message }));
@@ -238,13 +247,11 @@ export class PgBackend implements KeyBackend {
       throw this.failure(e);
     }
     const want = this.boundKey;
-    if (want === undefined || this.checked.has(client)) return client;
+    const at = this.checked.get(client);
+    if (want === undefined || (at !== undefined && Date.now() - at < this.recheckMs)) return client;
     let bound: string | undefined;
-    let schema: number | undefined;
     try {
-      const row = (await client.query<{ value: string | null; schema: number | null }>(CONNECTION_CHECK)).rows[0];
-      bound = row?.value ?? undefined;
-      schema = row?.schema ?? undefined;
+      bound = (await client.query<{ value: string }>(BOUND_KEY)).rows[0]?.value;
     } catch (e) {
       // No key-server tables at all: a database that records no key.
       if ((e as { code?: unknown }).code !== UNDEFINED_TABLE) {
@@ -252,17 +259,24 @@ export class PgBackend implements KeyBackend {
         throw this.failure(e);
       }
     }
-    // A newer key-server upgraded the tables while this one ran (a rolling upgrade across a schema
-    // change): this replica no longer knows how to read or write them.
-    if (schema !== undefined && schema > SCHEMA_VERSION) {
-      client.release(true);
-      throw new CertifierError('STORE_FORMAT', `the key database was upgraded to key-server schema version ${schema} while this replica (schema ${SCHEMA_VERSION}) ran: it reads and writes nothing there; upgrade it`);
-    }
     if (bound !== want) {
       client.release(true);
       throw new CertifierError('WRONG_KEY', `the key database now records ${bound ? `another storage key (id ${bound})` : 'no storage key'}, not this replica's (id ${want}): the database behind the URL was replaced while this replica ran, and it reads and writes nothing there`, { details: { keyId: want, bound: bound ?? null } });
     }
-    this.checked.add(client);
+    // A newer key-server upgraded the tables while this one ran (a rolling upgrade across a schema
+    // change), or key_server_schema was dropped: this replica no longer knows what it reads.
+    let schema: number | undefined;
+    try {
+      schema = (await client.query<{ version: number }>(SCHEMA)).rows[0]?.version;
+    } catch (e) {
+      client.release(true);
+      throw (e as { code?: unknown }).code === UNDEFINED_TABLE ? schemaGone() : this.failure(e);
+    }
+    if (schema === undefined || schema > SCHEMA_VERSION) {
+      client.release(true);
+      throw schema === undefined ? schemaGone() : new CertifierError('STORE_FORMAT', `the key database was upgraded to key-server schema version ${schema} while this replica (schema ${SCHEMA_VERSION}) ran: it reads and writes nothing there; upgrade it`);
+    }
+    this.checked.set(client, Date.now());
     return client;
   }
 

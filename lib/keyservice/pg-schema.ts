@@ -117,6 +117,9 @@ const TLS_TRUST_ERRORS = new Set([
 // Refusals that at start are a set-up mistake, and while serving the database failing under a
 // running replica (renamed or dropped, closed to connections, a login or right revoked).
 const GONE_STATES = new Set(['3D000', '55000', '42501']);
+// A table, column or constraint key-server made that is not there: undefined_table,
+// undefined_column, invalid_column_reference (an ON CONFLICT without its unique constraint).
+const OBJECT_GONE_STATES = new Set(['42P01', '42703', '42P10']);
 
 /**
  * A CertifierError for a failure of the database (our own errors pass through unchanged).
@@ -154,6 +157,6 @@ export function storageError(e: unknown, during: 'start' | 'request' = 'start'):
   if (code === '3F000') return make('INVALID_INPUT', 'the key database has no such schema (see search_path in the URL\'s options)');
   // A table, column or constraint key-server made is missing or other (restored over, or changed
   // by hand, while the replicas ran): no bug of key-server's, and no retry mends it.
-  if (code.startsWith('42')) return make('STORE_FORMAT', 'the key database\'s tables are not as key-server made them (restored over, or changed by hand, while the replicas ran?): stop every replica, restore the database whole, then start them');
+  if (OBJECT_GONE_STATES.has(code)) return make('STORE_FORMAT', 'the key database\'s tables are not as key-server made them (restored over, or changed by hand?): stop every replica, restore the database whole, then start them');
   return make('INTERNAL', 'the key database failed');
 }

@@ -184,7 +184,7 @@ describe('usage mistakes across the programs (exit 2, before any work)', () => {
       [[...base, '--backend', 'level', '--pg-pool-size', '5'], '--pg-pool-size goes with --backend postgres'],
       // the database's URL in the environment, and a unit that lost its --backend: no key database of its own
       [base, 'KEY_SERVER_PG_URL is set, but without --backend postgres this key-server would serve its own LevelDB key database'],
-      [[...base, '--backend', 'level'], 'give --backend postgres, or unset KEY_SERVER_PG_URL'],
+      [[...base, '--pg-url', 'postgres://u@127.0.0.1:1/k'], '--pg-url goes with --backend postgres'],
       [[...pg, '--pg-pool-size', '0'], 'expected an integer from 1 to 1000'],
       [[...pg, '--pg-pool-size', '1001'], 'expected an integer from 1 to 1000'],
       ...['a b', '../ks', 'x'.repeat(65), 'caf\u00e9', 'a\u001b[31m'].map((id): [string[], string] => [[...pg, '--replica-id', id], 'expected 1 to 64 letters, digits, ".", "_" or "-"']),
@@ -200,6 +200,9 @@ describe('usage mistakes across the programs (exit 2, before any work)', () => {
     expect(ends.status, ends.stderr).to.equal(1);
     expect(ends.stderr).to.contain('none.pem').and.contain('[FILE_ERROR]');
     expect(existsSync(join(tmp.dir, 'data'))).to.equal(false);
+    // --backend level given on purpose, the URL in the environment all the same: the operator's choice.
+    const level = await run('key-server', [...base, '--backend', 'level'], { cwd: tmp.dir, env });
+    expect(level.stderr).to.contain('none.pem').and.contain('[FILE_ERROR]').and.not.contain('KEY_SERVER_PG_URL');
   });
 
   it('refuses PostgreSQL flags without --backend postgres, and a --backup-dir that is a file', async () => {

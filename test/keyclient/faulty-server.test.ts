@@ -75,7 +75,7 @@ describe('keyclient: answers from a faulty key-server', function () {
     answer = (req) => failed(req.name, 'FILE_ERROR');
     for (const attempt of [client.store('k', utf8('v')), client.delete('k')]) {
       const e = await rejects(attempt, 'FILE_ERROR');
-      expect(e.message).to.contain('could not record the').and.contain('it may have been carried out all the same').and.contain('list the name before trying again');
+      expect(e.message).to.contain('its key database or its audit log could not be written (FILE_ERROR)').and.contain('may have been carried out all the same').and.contain('list the name before trying again');
     }
     expect((await rejects(client.retrieve('k'), 'FILE_ERROR')).message).to.contain('the key-server refused to retrieve "k" (FILE_ERROR)');
   });

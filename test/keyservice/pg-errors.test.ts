@@ -35,6 +35,8 @@ const cases: [string, { code?: string; message: string }, string][] = [
   ['a table key-server made gone (renamed, or restored over while it ran)', { code: '42P01', message: 'relation "key_server_records" does not exist' }, 'STORE_FORMAT'],
   ['a constraint key-server made gone (a restore under way)', { code: '42P10', message: 'there is no unique or exclusion constraint matching the ON CONFLICT specification' }, 'STORE_FORMAT'],
   ['an internal server error', { code: 'XX000', message: 'something broke' }, 'INTERNAL'],
+  ['a syntax error (a bug of key-server\'s own SQL, not a restore to make)', { code: '42601', message: 'syntax error at or near "SELEC"' }, 'INTERNAL'],
+  ['a function this PostgreSQL lacks', { code: '42883', message: 'function gen_random_uuid() does not exist' }, 'INTERNAL'],
 ];
 
 // After start, the same refusals are the database failing under a running replica (renamed,
