@@ -64,7 +64,14 @@ done
 [ ${#measure[@]} -gt 0 ] || [ ${#trust[@]} -gt 0 ] || { echo "deployment-setup: name at least one --measure or --trust-measurement" >&2; usage; }
 { [ ${#amd[@]} -gt 0 ] && [ -n "$min_tcb" ]; } || { [ ${#amd[@]} -eq 0 ] && [ -z "$min_tcb" ]; } ||
   { echo "deployment-setup: --trust-amd-root and --snp-min-tcb go together" >&2; usage; }
-[ -e "$dir/policy-key.pem" ] && { echo "deployment-setup: $dir already holds a policy key; not overwriting" >&2; exit 1; }
+# Paths are printed in commands to paste: one holding a control character (a newline would end a
+# comment line and start a command) is refused, as are names cert-utility would take for flags.
+has_control() { [[ "$1" == *[[:cntrl:]]* ]]; }
+if has_control "$dir"; then echo "deployment-setup: --dir holds a control character (a newline, say); name another directory" >&2; exit 2; fi
+# Present (or a dangling link) already: never written over, and never removed by a failed run.
+for f in policy-key.pem policy-cert.pem; do
+  if [ -e "$dir/$f" ] || [ -L "$dir/$f" ]; then echo "deployment-setup: $dir already holds $([ $f = policy-key.pem ] && echo 'a policy key' || echo $f); not overwriting" >&2; exit 1; fi
+done
 # Every input checked before any key is made, so a mistake leaves nothing to clean up.
 [[ "$days" =~ ^[1-9][0-9]{0,4}$ ]] && [ "$days" -le 36600 ] || { echo "deployment-setup: --policy-days takes a whole number of days from 1 to 36600" >&2; usage; }
 # amd holds flag/value pairs: the values are at the odd places.
@@ -78,7 +85,7 @@ if [ -n "$min_tcb" ]; then
   [ "$tcb_ok" = yes ] || { echo "deployment-setup: --snp-min-tcb is BOOTLOADER:TEE:SNP:MICROCODE, four numbers from 0 to 255 (e.g. 3:0:8:115)" >&2; usage; }
 fi
 for f in platform/platform-key.pem platform/platform-cert.pem platform/attest-key.pem platform/endorsement.bin policy.bin; do
-  [ ! -e "$dir/$f" ] || { echo "deployment-setup: $dir already holds $f; not overwriting" >&2; exit 1; }
+  if [ -e "$dir/$f" ] || [ -L "$dir/$f" ]; then echo "deployment-setup: $dir already holds $f; not overwriting" >&2; exit 1; fi
 done
 for m in "${trust[@]}"; do
   [[ "$m" =~ ^([0-9a-fA-F]{64}|[0-9a-fA-F]{96})$ ]] || { echo "deployment-setup: --trust-measurement takes 64 or 96 hex digits, not \"$m\"" >&2; usage; }
@@ -86,8 +93,9 @@ done
 case "$alg" in p256|p384|rsa2048) ;; *) echo "deployment-setup: --alg is p256, p384 or rsa2048" >&2; usage ;; esac
 names=()
 for f in "${measure[@]}"; do
+  if has_control "$f"; then echo "deployment-setup: a --measure file name holds a control character (a newline, say); rename it" >&2; exit 2; fi
   [ -f "$f" ] && [ -r "$f" ] || { echo "deployment-setup: --measure $f: no such readable file" >&2; exit 1; }
-  name=$(basename "$f")
+  name=$(basename -- "$f")
   for n in "${names[@]}"; do
     [ "$n" != "$name" ] || { echo "deployment-setup: two --measure files are named $name (measurements/$name.measurement would clash)" >&2; exit 1; }
   done
@@ -98,7 +106,7 @@ done
 # of a file also measured): found now, before any key is made, not after.
 measured=()
 for f in "${measure[@]}"; do
-  m=$("$CERT_UTILITY" measure "$f") || exit 1
+  m=$("$CERT_UTILITY" measure -- "$f") || exit 1
   measured+=("$m")
 done
 seen=()
@@ -130,10 +138,15 @@ trap 'exit 143' TERM
 # A directory made here is ours to keep private; one that was there keeps its mode. Made with
 # one mkdir, so of two runs started together only the one that made it counts it as its own.
 made_dir=no
-if [ ! -d "$dir" ]; then
-  mkdir -p -- "$(dirname -- "$dir")"
-  if mkdir -m 700 -- "$dir" 2>/dev/null; then made_dir=yes; fi
+if [ ! -e "$dir" ] && [ ! -L "$dir" ]; then
+  why=$(mkdir -p -- "$(dirname -- "$dir")" 2>&1 && mkdir -m 700 -- "$dir" 2>&1) && made_dir=yes
 fi
+# A directory, and this user's alone: another user who can write in it could put their own
+# platform key in platform/ before the policy trusts it, or replace the policy key.
+if [ ! -d "$dir" ]; then log "cannot use $dir as the setup directory: ${why:-it is not a directory}"; exit 1; fi
+read -r owner mode < <(stat -L -c '%u %a' -- "$dir")
+if [ "$owner" != "$(id -u)" ]; then log "$dir belongs to another user (uid $owner), who could replace what is written there; use a directory of your own"; exit 1; fi
+if (( 8#$mode & 8#022 )); then log "$dir is writable by others (mode $mode), who could replace what is written there; chmod go-w it, or use another directory"; exit 1; fi
 # One run at a time in a directory (flock, from util-linux): a second one started meanwhile stops
 # here, having made nothing of its own there (the directory counts as its own only once it holds
 # the lock: another may be filling it), and a run that got in after another finished finds its
@@ -142,7 +155,10 @@ exec 9<"$dir"
 if command -v flock >/dev/null && ! flock -n 9; then log "another deployment-setup is running in $dir; not starting a second"; exit 1; fi
 [ "$made_dir" = no ] || made+=("$dir")
 [ ! -e "$dir/policy-key.pem" ] || { log "$dir already holds a policy key (a run that ended meanwhile made it); not overwriting"; exit 1; }
-[ -d "$dir/measurements" ] || { made+=("$dir/measurements"); mkdir "$dir/measurements"; }
+# Absolute from here: the commands printed at the end are run from elsewhere (the README runs
+# them in this directory).
+dir=$(cd -- "$dir" && pwd)
+[ -d "$dir/measurements" ] || { made+=("$dir/measurements"); mkdir -- "$dir/measurements"; }
 cu() { "$CERT_UTILITY" "$@"; }
 
 log "policy key and certificate for domain $domain"
@@ -154,9 +170,9 @@ for f in platform-key.pem platform-cert.pem attest-key.pem endorsement.bin; do m
 cu generate-platform-keys --out-dir "$dir/platform" >&2
 
 for f in "${measure[@]}"; do
-  name=$(basename "$f")
+  name=$(basename -- "$f")
   made+=("$dir/measurements/$name.measurement")
-  m=$(cu measure "$f" --out "$dir/measurements/$name.measurement")
+  m=$(cu measure --out "$dir/measurements/$name.measurement" -- "$f")
   log "measured $f: $m"
   trust+=("$m")
 done

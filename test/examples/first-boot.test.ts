@@ -10,7 +10,7 @@
 import { expect } from 'chai';
 import { createHash, randomBytes, X509Certificate } from 'node:crypto';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { closedPort, ROOT, run, runScript, tempDir } from '../support/helpers.ts';
@@ -451,7 +451,7 @@ describe('scripts/deployment-setup.sh', function () {
     const p = await run('cert-utility', ['print-policy', '--policy', 'my setup/policy.bin', '--policy-cert', 'my setup/policy-cert.pem'], { cwd: tmp.dir });
     const [, from, to] = /\[(\S+) \.\. (\S+)\]/.exec(p.out)!;
     expect((Date.parse(to!) - Date.parse(from!)) / 86_400_000).to.be.within(30, 30.1);
-    expect(r.out).to.contain('--policy-key my\\ setup/policy-key.pem ');
+    expect(r.out).to.contain(`--policy-key ${tmp.dir}/my\\ setup/policy-key.pem `);
     const key = readFileSync(f('my setup/policy-key.pem'));
     const again = await setup(['--dir', 'my setup', '--domain', 'datica', '--measure', 'app']);
     expect(again.status).to.equal(1);
@@ -466,7 +466,7 @@ describe('scripts/deployment-setup.sh', function () {
     expect(r.status, r.stderr).to.equal(0);
     expect(r.out, 'no placeholder such as <key-server program>').not.to.match(/<[^>\n]*>/);
     const lines = r.out.split('\n');
-    for (const p of ['key-server.program', 'key-client.program', 'vm-image']) expect(lines).to.include(`#   next steps/measurements/${p}.measurement`);
+    for (const p of ['key-server.program', 'key-client.program', 'vm-image']) expect(lines).to.include(`#   ${f('next steps')}/measurements/${p}.measurement`);
     const serve = lines.find((l) => l.startsWith('key-server serve '));
     expect(serve).to.contain(' --certifier 127.0.0.1:8123').and.contain('--measurement-file "$ks_measurement"');
     expect(lines.find((l) => l.includes('| key-client store '))).to.contain('--server-measurement "$ks_hex"').and.contain('--measurement-file "$kc_measurement"');
@@ -554,6 +554,45 @@ describe('scripts/deployment-setup.sh', function () {
     expect(ra.stderr).to.contain('another deployment-setup is running in').and.not.contain('removed what this run had made');
     expect(rb.status, rb.stderr).to.equal(0);
     expect(readdirSync(dir).sort()).to.deep.equal(['measurements', 'platform', 'policy-cert.pem', 'policy-key.pem', 'policy.bin']);
+  });
+
+  it('refuses what could turn its printout into commands, or let another user into the setup, and never removes a file it did not make', async () => {
+    // A newline in --dir or in a measured file's name would end a comment line of the printout
+    // and start a command when it is pasted.
+    const nl = await setup(['--dir', 'd1\ntouch INJECTED #', '--domain', 'datica', '--measure', 'app']);
+    expect(nl.status, nl.stderr).to.equal(2);
+    expect(nl.stderr).to.contain('--dir holds a control character');
+    writeFileSync(f('vm\ntouch INJECTED2 #'), 'x');
+    const named = await setup(['--dir', 'd2', '--domain', 'datica', '--measure', 'app', '--measure', f('vm\ntouch INJECTED2 #')]);
+    expect(named.status, named.stderr).to.equal(2);
+    expect(named.stderr).to.contain('a --measure file name holds a control character');
+    expect(existsSync(f('d2')), 'nothing made').to.equal(false);
+    // A directory others may write in: they could put their platform key where the policy trusts it.
+    mkdirSync(f('shared'), { mode: 0o777 });
+    chmodSync(f('shared'), 0o777);
+    const shared = await setup(['--dir', 'shared', '--domain', 'datica', '--measure', 'app']);
+    expect(shared.status, shared.stderr).to.equal(1);
+    expect(shared.stderr).to.contain('is writable by others (mode 777)');
+    expect(readdirSync(f('shared'))).to.deep.equal([]);
+    // A FIFO is no directory (and is not waited on).
+    execFileSync('mkfifo', [f('fifo')]);
+    const fifo = await setup(['--dir', 'fifo', '--domain', 'datica', '--measure', 'app']);
+    expect(fifo.status, fifo.stderr).to.equal(1);
+    expect(fifo.stderr).to.contain('cannot use fifo as the setup directory: it is not a directory');
+    // A policy certificate already there is refused before anything, and kept.
+    mkdirSync(f('has-cert'));
+    writeFileSync(f('has-cert/policy-cert.pem'), 'an earlier certificate');
+    const cert = await setup(['--dir', 'has-cert', '--domain', 'datica', '--measure', 'app']);
+    expect(cert.status, cert.stderr).to.equal(1);
+    expect(cert.stderr).to.contain('already holds policy-cert.pem; not overwriting');
+    expect(readFileSync(f('has-cert/policy-cert.pem'), 'utf8')).to.equal('an earlier certificate');
+    // A file named like a flag is measured as a file.
+    writeFileSync(f('-k.pem'), 'dash');
+    const dash = await setup(['--dir', '-dashdir', '--domain', 'datica', '--measure', '-k.pem']);
+    expect(dash.status, dash.stderr).to.equal(0);
+    expect(readdirSync(f('-dashdir/measurements'))).to.deep.equal(['-k.pem.measurement']);
+    // The printout names the directory by its absolute path: it is pasted elsewhere.
+    expect(dash.out).to.contain(`--policy-cert ${f('-dashdir')}/policy-cert.pem`);
   });
 
   it('writes a policy for SEV-SNP VMs with --trust-amd-root and --snp-min-tcb, which go together', async () => {
