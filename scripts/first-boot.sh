@@ -140,6 +140,12 @@ if [ "$pinned" = yes ]; then
     [[ "$m" =~ ^([0-9a-fA-F]{64}|[0-9a-fA-F]{96})$ ]] || { echo "first-boot: --server-measurement takes the key-server's measurement, 64 or 96 hex digits (several separated by spaces or commas), not \"$server_measurement\"" >&2; usage; }
   done
 fi
+# The programs, found before anything runs: a missing one would otherwise look like a store that
+# cannot be read, or fail only after certifying.
+for prog in "$CERT_UTILITY" "$KEY_CLIENT"; do
+  [ -f "$prog" ] && [ -x "$prog" ] || command -v -- "$prog" >/dev/null 2>&1 || {
+    echo "first-boot: cannot run $(printf '%q' "$prog") (CERT_UTILITY and KEY_CLIENT name the programs)" >&2; exit 1; }
+done
 # The names, split on white space without glob expansion ("vhd/*" is a name, not a pattern).
 set -f
 names=($keys)
@@ -149,6 +155,11 @@ for k in "${names[@]}"; do
   # Refused by key-client too, but only once the machine is certified: here, before anything.
   if [[ "$k" == *[[:cntrl:]]* ]]; then
     echo "first-boot: --keys names a key holding a control character, which no key name may" >&2; exit 2
+  fi
+  # A name may hold 256 characters, at most 1024 bytes in UTF-8: one longer in bytes is too long
+  # whatever the locale (bash counts characters in a UTF-8 one, bytes in C, a unit's default).
+  if [ "$(LC_ALL=C; printf '%s' "${#k}")" -gt 1024 ]; then
+    echo "first-boot: --keys names a key longer than 256 characters, which no key name may be" >&2; exit 2
   fi
   case "$k" in
     -*) echo "first-boot: --keys names \"$k\", which begins with \"-\": a key name, not an option" >&2; exit 2 ;;
@@ -206,15 +217,15 @@ if [ -e "$store" ]; then
         # words, from the same read made again without --json.
         "$CERT_UTILITY" list-items "${store_args[@]}" >/dev/null
         case "$held:${protection[0]}" in
-          *'"protection":'*) log "the cryptstore $store is protected another way than this run was given (above); not certifying again over it (exit $rc)" ;;
+          *'"protection":'*) log "the cryptstore $(shown_names "$store") is protected another way than this run was given (above); not certifying again over it (exit $rc)" ;;
           *'"code":"WRONG_KEY"'*:--sealed)
             # Sealed, but not to this image's measurement: most likely the image that made it,
             # before an update. This image can never open it, and certifying anew cannot change
             # that. (A store protected another way says so: "protection" above.)
             aside=${store%"${store##*[!/]}"}.sealed-$(date -u +%Y%m%dT%H%M%SZ)
-            log "the cryptstore $store is sealed to another measurement (or platform) than this VM's: most likely an earlier image made it, and an image update changed the measurement. This image cannot read the keys it holds; not certifying again over it (exit $rc)."
+            log "the cryptstore $(shown_names "$store") is sealed to another measurement (or platform) than this VM's: most likely an earlier image made it, and an image update changed the measurement. This image cannot read the keys it holds; not certifying again over it (exit $rc)."
             log "to certify this image and fetch its keys again, move the store aside (keep it: the earlier image can still open it) and run first-boot again: mv $(printf '%q' "$store") $(printf '%q' "$aside")" ;;
-          *) log "the cryptstore $store cannot be read (exit $rc); not certifying again over it" ;;
+          *) log "the cryptstore $(shown_names "$store") could not be opened (exit $rc: see above); not certifying again over it" ;;
         esac
         exit $rc ;;
     esac
@@ -241,4 +252,4 @@ for m in "${pins[@]}"; do pin+=(--server-measurement "$m"); done
 log "step 2/2: fetching $(shown_names "${missing[@]}") from $khost:$kport"
 with_retries "retrieve from $khost:$kport" \
   "$KEY_CLIENT" retrieve --server "$khost:$kport" --domain "$domain" --policy-cert "$policy_cert" "${pin[@]}" "${store_args[@]}" -- "${missing[@]}" >&2 || exit $?
-log "done: $(shown_names "${missing[@]}") kept in $store"
+log "done: $(shown_names "${missing[@]}") kept in $(shown_names "$store")"

@@ -105,7 +105,7 @@ describe('scripts/first-boot.sh failure modes', function () {
     const base = args(f('a/cert.pem'), port, port, 'x').filter((a, i, all) => a !== '--store' && all[i - 1] !== '--store');
     const r = await firstBoot([...base, ...store]);
     expect(r.status, r.stderr).to.equal(4);
-    expect(r.stderr).to.contain('wrong key file, or damaged metadata [WRONG_KEY]').and.contain('cannot be read (exit 4); not certifying again over it');
+    expect(r.stderr).to.contain('wrong key file, or damaged metadata [WRONG_KEY]').and.contain('could not be opened (exit 4: see above); not certifying again over it');
     expect(r.stderr, 'the error in words, not its JSON document').not.to.contain('{"ok"');
     expect(r.stderr).not.to.contain('step 1/2');
     // Given to a sealed boot (the default), the same store is protected another way: said so, not
@@ -169,6 +169,15 @@ describe('scripts/first-boot.sh failure modes', function () {
     expect(r.stderr).not.to.contain('unbound variable');
   });
 
+  it('names a program it cannot run (CERT_UTILITY, KEY_CLIENT) before anything, rather than blaming the store (exit 1)', async () => {
+    const port = await closedPort();
+    for (const env of [{ CERT_UTILITY: f('no-such-cert-utility') }, { KEY_CLIENT: f('a/cert.pem') }]) {
+      const r = await runScript('first-boot.sh', args(f('a/cert.pem'), port, port, 'store-noprog'), { env });
+      expect(r.status, r.stderr).to.equal(1);
+      expect(r.stderr).to.contain('first-boot: cannot run').and.contain('(CERT_UTILITY and KEY_CLIENT name the programs)').and.not.contain('step 1/2');
+    }
+  });
+
   it('refuses platform flags that do not go together before running anything (exit 2)', async () => {
     const base = ['--host', '127.0.0.1', '--certifier-port', '1', '--keyserver-port', '1', '--keys', 'k', '--domain', 'datica', '--policy-cert', f('a/cert.pem'), '--store', f('store-flags')];
     const cases: [string[], string][] = [
@@ -198,6 +207,8 @@ describe('scripts/first-boot.sh failure modes', function () {
       [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keyserver-host', ''], '--keyserver-host takes a host name or an IP address, without the port (an IPv6 address in brackets: [2001:db8::5]), not ""'],
       [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--host', '-v'], '--host takes a host name or an IP address'],
       [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keys', '  '], '--keys names no key'],
+      // Refused by key-client too, but only once the machine is certified.
+      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keys', `vhd/${'x'.repeat(2000)}`], '--keys names a key longer than 256 characters'],
       // Held from the first certification on, it would make every later boot "done" without the keys.
       [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keys', 'vhd/disk-1 datica-admission-certificate'], 'a tag where the cryptstore keeps a machine\'s identity'],
       [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keys', 'datica-private-auth-key'], '"datica-private-auth-key", a tag where the cryptstore keeps a machine\'s identity'],
@@ -330,7 +341,7 @@ describe('scripts/first-boot.sh against running servers', function () {
       const second = await boot(store);
       pass();
       expect(second.status, second.stderr).to.equal(1);
-      expect(second.stderr).to.contain('STORE_LOCKED').and.contain('cannot be read (exit 1); not certifying again over it').and.not.contain('step 1/2').and.not.contain('done:');
+      expect(second.stderr).to.contain('STORE_LOCKED').and.contain('could not be opened (exit 1: see above); not certifying again over it').and.not.contain('step 1/2').and.not.contain('done:');
       const r = await first;
       expect(r.status, r.stderr).to.equal(0);
       expect(r.stderr).to.contain(`done: vhd/disk-1 api/token kept in ${store}`);
