@@ -157,7 +157,7 @@ if command -v flock >/dev/null && ! flock -n 9; then log "another deployment-set
 [ ! -e "$dir/policy-key.pem" ] || { log "$dir already holds a policy key (a run that ended meanwhile made it); not overwriting"; exit 1; }
 # Absolute from here: the commands printed at the end are run from elsewhere (the README runs
 # them in this directory).
-dir=$(cd -- "$dir" && pwd)
+dir=$(CDPATH= cd -- "$dir" && pwd)
 [ -d "$dir/measurements" ] || { made+=("$dir/measurements"); mkdir -- "$dir/measurements"; }
 cu() { "$CERT_UTILITY" "$@"; }
 
