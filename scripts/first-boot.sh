@@ -85,7 +85,7 @@ while [ $# -gt 0 ]; do
     --measurement-file) measurement_file=$2; shift 2 ;;
     --server-measurement)
       # Each value must pin something: an empty one (a unit's variable set to nothing) is refused below.
-      [ -n "${2//[ ,]/}" ] || empty_pin=yes
+      [ -n "${2//[[:space:],]/}" ] || empty_pin=yes
       server_measurement="${server_measurement:+$server_measurement,}$2"; pinned=yes; shift 2 ;;
     --retries) retries=$2; shift 2 ;;
     --max-delay) max_delay=$2; shift 2 ;;
@@ -135,9 +135,11 @@ if [ "$pinned" = yes ]; then
   set -f
   pins=(${server_measurement//,/ })
   set +f
-  [ ${#pins[@]} -gt 0 ] && [ "$empty_pin" = no ] || pins=("")
+  if [ ${#pins[@]} -eq 0 ] || [ "$empty_pin" = yes ]; then
+    echo "first-boot: --server-measurement takes the key-server's measurement, 64 or 96 hex digits (several separated by spaces or commas), not \"\" (an empty value: a unit's variable set to nothing?)" >&2; usage
+  fi
   for m in "${pins[@]}"; do
-    [[ "$m" =~ ^([0-9a-fA-F]{64}|[0-9a-fA-F]{96})$ ]] || { echo "first-boot: --server-measurement takes the key-server's measurement, 64 or 96 hex digits (several separated by spaces or commas), not \"$server_measurement\"" >&2; usage; }
+    [[ "$m" =~ ^([0-9a-fA-F]{64}|[0-9a-fA-F]{96})$ ]] || { echo "first-boot: --server-measurement takes the key-server's measurement, 64 or 96 hex digits (several separated by spaces or commas), not \"$m\"" >&2; usage; }
   done
 fi
 # The programs, found before anything runs: a missing one would otherwise look like a store that
@@ -156,9 +158,10 @@ for k in "${names[@]}"; do
   if [[ "$k" == *[[:cntrl:]]* ]]; then
     echo "first-boot: --keys names a key holding a control character, which no key name may" >&2; exit 2
   fi
-  # A name may hold 256 characters, at most 1024 bytes in UTF-8: one longer in bytes is too long
-  # whatever the locale (bash counts characters in a UTF-8 one, bytes in C, a unit's default).
-  if [ "$(LC_ALL=C; printf '%s' "${#k}")" -gt 1024 ]; then
+  # A name holds at most 256 characters (UTF-16 units, as key-client counts them). Counted here in
+  # code points, in C.UTF-8 whatever the unit's locale (bash counts bytes in C): more than 256 is
+  # too long for certain (a character beyond the BMP, two units, is left to key-client).
+  if [ "$(LC_ALL=C.UTF-8; printf '%s' "${#k}")" -gt 256 ] 2>/dev/null; then
     echo "first-boot: --keys names a key longer than 256 characters, which no key name may be" >&2; exit 2
   fi
   case "$k" in

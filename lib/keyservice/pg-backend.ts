@@ -90,7 +90,7 @@ export class PgBackend implements KeyBackend {
   private closed = false;
   /** The storage key id bound at start (bindStorageKey); undefined before. */
   private boundKey: string | undefined;
-  /** When each connection last read the bound key and the schema version (since the key was bound). */
+  /** When each connection last read the bound key and the schema version (monotonic ms, since the key was bound). */
   private readonly checked = new WeakMap<pg.PoolClient, number>();
   private readonly recheckMs: number;
 
@@ -248,7 +248,7 @@ export class PgBackend implements KeyBackend {
     }
     const want = this.boundKey;
     const at = this.checked.get(client);
-    if (want === undefined || (at !== undefined && Date.now() - at < this.recheckMs)) return client;
+    if (want === undefined || (at !== undefined && performance.now() - at < this.recheckMs)) return client;
     let bound: string | undefined;
     try {
       bound = (await client.query<{ value: string }>(BOUND_KEY)).rows[0]?.value;
@@ -276,7 +276,7 @@ export class PgBackend implements KeyBackend {
       client.release(true);
       throw schema === undefined ? schemaGone() : new CertifierError('STORE_FORMAT', `the key database was upgraded to key-server schema version ${schema} while this replica (schema ${SCHEMA_VERSION}) ran: it reads and writes nothing there; upgrade it`);
     }
-    this.checked.set(client, Date.now());
+    this.checked.set(client, performance.now());
     return client;
   }
 

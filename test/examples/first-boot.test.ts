@@ -208,7 +208,10 @@ describe('scripts/first-boot.sh failure modes', function () {
       [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--host', '-v'], '--host takes a host name or an IP address'],
       [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keys', '  '], '--keys names no key'],
       // Refused by key-client too, but only once the machine is certified.
-      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keys', `vhd/${'x'.repeat(2000)}`], '--keys names a key longer than 256 characters'],
+      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keys', `vhd/${'x'.repeat(253)}`], '--keys names a key longer than 256 characters'],
+      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keys', `vhd/${'\u00e9'.repeat(253)}`], '--keys names a key longer than 256 characters'],
+      // An empty pin among valid ones is named as such, not the valid one.
+      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--server-measurement', '\t', '--server-measurement', 'ab'.repeat(32)], 'not "" (an empty value'],
       // Held from the first certification on, it would make every later boot "done" without the keys.
       [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keys', 'vhd/disk-1 datica-admission-certificate'], 'a tag where the cryptstore keeps a machine\'s identity'],
       [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keys', 'datica-private-auth-key'], '"datica-private-auth-key", a tag where the cryptstore keeps a machine\'s identity'],
