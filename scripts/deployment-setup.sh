@@ -67,11 +67,15 @@ done
 # Paths are printed in commands to paste: one holding a control character (a newline would end a
 # comment line and start a command) is refused, as are names cert-utility would take for flags.
 has_control() { [[ "$1" == *[[:cntrl:]]* ]]; }
+case "$dir" in -*) dir=./$dir ;; esac # never taken for an option (stat, cd)
 if has_control "$dir"; then echo "deployment-setup: --dir holds a control character (a newline, say); name another directory" >&2; exit 2; fi
 # Present (or a dangling link) already: never written over, and never removed by a failed run.
 for f in policy-key.pem policy-cert.pem; do
   if [ -e "$dir/$f" ] || [ -L "$dir/$f" ]; then echo "deployment-setup: $dir already holds $([ $f = policy-key.pem ] && echo 'a policy key' || echo $f); not overwriting" >&2; exit 1; fi
 done
+if [ -L "$dir/measurements" ] || { [ -e "$dir/measurements" ] && [ ! -d "$dir/measurements" ]; }; then
+  echo "deployment-setup: $dir/measurements is there and is not a directory; not touching it" >&2; exit 1
+fi
 # Every input checked before any key is made, so a mistake leaves nothing to clean up.
 [[ "$days" =~ ^[1-9][0-9]{0,4}$ ]] && [ "$days" -le 36600 ] || { echo "deployment-setup: --policy-days takes a whole number of days from 1 to 36600" >&2; usage; }
 # amd holds flag/value pairs: the values are at the odd places.
@@ -99,7 +103,7 @@ for f in "${measure[@]}"; do
   for n in "${names[@]}"; do
     [ "$n" != "$name" ] || { echo "deployment-setup: two --measure files are named $name (measurements/$name.measurement would clash)" >&2; exit 1; }
   done
-  [ ! -e "$dir/measurements/$name.measurement" ] || { echo "deployment-setup: $dir/measurements/$name.measurement exists; not overwriting" >&2; exit 1; }
+  if [ -e "$dir/measurements/$name.measurement" ] || [ -L "$dir/measurements/$name.measurement" ]; then echo "deployment-setup: $dir/measurements/$name.measurement exists; not overwriting" >&2; exit 1; fi
   names+=("$name")
 done
 # make-policy refuses a measurement named twice (two copies of one program, or a --trust-measurement
@@ -141,23 +145,42 @@ made_dir=no
 if [ ! -e "$dir" ] && [ ! -L "$dir" ]; then
   why=$(mkdir -p -- "$(dirname -- "$dir")" 2>&1 && mkdir -m 700 -- "$dir" 2>&1) && made_dir=yes
 fi
-# A directory, and this user's alone: another user who can write in it could put their own
-# platform key in platform/ before the policy trusts it, or replace the policy key.
+# A directory, and this user's alone, as is every directory above it (root's may be too, and a
+# sticky one, /tmp, may be writable by all: no one else can rename what is ours in it). Another
+# user who could write in it, or move it and put another in its place, could put their own
+# platform key where the policy trusts it, or replace the policy key. A symbolic link must be
+# this user's; from here on the directory is named by its physical path, which the printout uses.
+refuse_dir() {
+  log "$1"
+  [ "$made_dir" = no ] || rmdir -- "$dir" 2>/dev/null || true
+  exit 1
+}
 if [ ! -d "$dir" ]; then log "cannot use $dir as the setup directory: ${why:-it is not a directory}"; exit 1; fi
-read -r owner mode < <(stat -L -c '%u %a' -- "$dir")
-if [ "$owner" != "$(id -u)" ]; then log "$dir belongs to another user (uid $owner), who could replace what is written there; use a directory of your own"; exit 1; fi
-if (( 8#$mode & 8#022 )); then log "$dir is writable by others (mode $mode), who could replace what is written there; chmod go-w it, or use another directory"; exit 1; fi
+me=$(id -u)
+if [ -L "$dir" ] && [ "$(stat -c %u -- "$dir")" != "$me" ]; then refuse_dir "$dir is a symbolic link of another user's, who could point it elsewhere; name the directory itself"; fi
+real=$(CDPATH= cd -P -- "$dir" && pwd -P) || refuse_dir "cannot use $dir as the setup directory"
+p=$real
+while :; do
+  read -r owner mode < <(stat -c '%u %a' -- "$p")
+  if [ "$p" = "$real" ]; then
+    [ "$owner" = "$me" ] || refuse_dir "$dir belongs to another user (uid $owner), who could replace what is written there; use a directory of your own"
+    if (( 8#$mode & 8#022 )); then refuse_dir "$dir is writable by others (mode $mode), who could replace what is written there; chmod go-w it, or use another directory"; fi
+  else
+    [ "$owner" = "$me" ] || [ "$owner" = 0 ] || refuse_dir "$p, above $dir, belongs to another user (uid $owner), who could put another directory in its place; use one in a directory of your own"
+    if (( 8#$mode & 8#022 )) && ! (( 8#$mode & 8#1000 )); then refuse_dir "$p, above $dir, is writable by others (mode $mode), who could put another directory in its place; use one in a directory of your own"; fi
+  fi
+  [ "$p" != / ] || break
+  p=$(dirname -- "$p")
+done
 # One run at a time in a directory (flock, from util-linux): a second one started meanwhile stops
 # here, having made nothing of its own there (the directory counts as its own only once it holds
 # the lock: another may be filling it), and a run that got in after another finished finds its
 # setup.
-exec 9<"$dir"
+exec 9<"$real"
 if command -v flock >/dev/null && ! flock -n 9; then log "another deployment-setup is running in $dir; not starting a second"; exit 1; fi
 [ "$made_dir" = no ] || made+=("$dir")
 [ ! -e "$dir/policy-key.pem" ] || { log "$dir already holds a policy key (a run that ended meanwhile made it); not overwriting"; exit 1; }
-# Absolute from here: the commands printed at the end are run from elsewhere (the README runs
-# them in this directory).
-dir=$(CDPATH= cd -- "$dir" && pwd)
+dir=$real
 [ -d "$dir/measurements" ] || { made+=("$dir/measurements"); mkdir -- "$dir/measurements"; }
 cu() { "$CERT_UTILITY" "$@"; }
 
@@ -165,7 +188,7 @@ log "policy key and certificate for domain $domain"
 made+=("$dir/policy-key.pem" "$dir/policy-cert.pem")
 cu generate-policy-key --domain "$domain" --alg "$alg" --key-out "$dir/policy-key.pem" --cert-out "$dir/policy-cert.pem" >&2
 log "simulated platform keys (a TEST platform; real VMs use their hardware)"
-[ -e "$dir/platform" ] || made+=("$dir/platform")
+[ -e "$dir/platform" ] || [ -L "$dir/platform" ] || made+=("$dir/platform")
 for f in platform-key.pem platform-cert.pem attest-key.pem endorsement.bin; do made+=("$dir/platform/$f"); done
 cu generate-platform-keys --out-dir "$dir/platform" >&2
 

@@ -10,7 +10,7 @@
 import { expect } from 'chai';
 import { createHash, randomBytes, X509Certificate } from 'node:crypto';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, copyFileSync, existsSync, lchownSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { closedPort, ROOT, run, runScript, tempDir } from '../support/helpers.ts';
@@ -588,6 +588,28 @@ describe('scripts/deployment-setup.sh', function () {
     expect(shared.status, shared.stderr).to.equal(1);
     expect(shared.stderr).to.contain('is writable by others (mode 777)');
     expect(readdirSync(f('shared'))).to.deep.equal([]);
+    // Another user's: a symbolic link they could point elsewhere, or a directory above it they could
+    // put another in place of. (Run as root, as CI runs: uid 65534 stands for the other user.)
+    if (process.getuid?.() === 0) {
+      mkdirSync(f('mine'), { mode: 0o700 });
+      symlinkSync(f('mine'), f('their-link'));
+      lchownSync(f('their-link'), 65534, 65534);
+      const link = await setup(['--dir', 'their-link', '--domain', 'datica', '--measure', 'app']);
+      expect(link.status, link.stderr).to.equal(1);
+      expect(link.stderr).to.contain('is a symbolic link of another user\'s');
+      mkdirSync(f('theirs'));
+      chownSync(f('theirs'), 65534, 65534);
+      const above = await setup(['--dir', 'theirs/setup', '--domain', 'datica', '--measure', 'app']);
+      expect(above.status, above.stderr).to.equal(1);
+      expect(above.stderr).to.contain(`${f('theirs')}, above theirs/setup, belongs to another user (uid 65534)`);
+      expect(readdirSync(f('theirs')), 'the directory it made removed again').to.deep.equal([]);
+    }
+    // Something not a directory where the measurements go: refused, and kept.
+    mkdirSync(f('has-file'));
+    writeFileSync(f('has-file/measurements'), 'precious');
+    const file = await setup(['--dir', 'has-file', '--domain', 'datica', '--measure', 'app']);
+    expect(file.status, file.stderr).to.equal(1);
+    expect(readFileSync(f('has-file/measurements'), 'utf8')).to.equal('precious');
     // A FIFO is no directory (and is not waited on).
     execFileSync('mkfifo', [f('fifo')]);
     const fifo = await setup(['--dir', 'fifo', '--domain', 'datica', '--measure', 'app']);
