@@ -166,7 +166,7 @@ clientOptions(subcommand<ClientOpts & { version: number; out?: string; force?: b
         const e = outcomes[0]!.entry!;
         const raw = await writeOutput(o.out, e.blob, o.force === true, clientFiles(o));
         const json = { items: [{ name: e.tag, version: e.version, type: e.type, size: e.blob.length, out: o.out }] };
-        return raw ? { json: { ...json, valueBase64: Buffer.from(raw).toString('base64') }, raw } : { json, text: [`wrote ${o.out}: ${printableName(e.tag)} version ${e.version} (${e.blob.length} bytes)`] };
+        return raw ? { json: { ...json, valueBase64: Buffer.from(raw).toString('base64') }, raw } : { json, text: [`wrote ${printableName(o.out)}: ${printableName(e.tag)} version ${e.version} (${e.blob.length} bytes)`] };
       }
       await keepAll(store, outcomes, { completedBeforeSignal });
       const items = outcomes.map((x) => ({ name: x.spec.name, version: x.entry!.version, storeVersion: x.storeVersion, size: x.entry!.blob.length, written: x.written }));

@@ -60,7 +60,8 @@ while [ $# -gt 0 ]; do
     *) echo "deployment-setup: unknown argument $1" >&2; usage ;;
   esac
 done
-[ -n "$dir" ] && [ -n "$domain" ] || usage
+[ -n "$dir" ] || { echo "deployment-setup: --dir is missing or empty" >&2; usage; }
+[ -n "$domain" ] || { echo "deployment-setup: --domain is missing or empty" >&2; usage; }
 [ ${#measure[@]} -gt 0 ] || [ ${#trust[@]} -gt 0 ] || { echo "deployment-setup: name at least one --measure or --trust-measurement" >&2; usage; }
 { [ ${#amd[@]} -gt 0 ] && [ -n "$min_tcb" ]; } || { [ ${#amd[@]} -eq 0 ] && [ -z "$min_tcb" ]; } ||
   { echo "deployment-setup: --trust-amd-root and --snp-min-tcb go together" >&2; usage; }

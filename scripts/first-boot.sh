@@ -123,7 +123,9 @@ esac
 case "$seen" in *" --keyserver-host "*) ;; *) khost=$host ;; esac
 for pair in "--host:$host" "--keyserver-host:$khost"; do
   flag=${pair%%:*} addr=${pair#*:}
-  [[ "$addr" =~ ^([A-Za-z0-9][A-Za-z0-9._-]*|\[[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*(%[A-Za-z0-9._-]+)?\])$ ]] || {
+  # A host name or IPv4 address (labels of letters, digits, "_" or "-", one dot between them), or an
+  # IPv6 address in brackets (two to seven colons, an optional zone).
+  [[ "$addr" =~ ^([A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?(\.[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?)*\.?|\[([0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f.]*(%[A-Za-z0-9._-]+)?\])$ ]] || {
     echo "first-boot: $flag takes a host name or an IP address, without the port (an IPv6 address in brackets: [2001:db8::5]), not \"$addr\"" >&2; exit 2; }
 done
 # Checked before certifying, so a placeholder (or an empty value, from a unit whose variable is

@@ -50,7 +50,7 @@ export function addStoreCommands(program: Command): void {
       const store = await withProtector(P, o, (protector) => Cryptstore.create(o.store, protector));
       const info = store.info;
       await store.close();
-      return { json: { store: info }, text: [`created cryptstore ${o.store} (protected by ${info.protection.kind})`] };
+      return { json: { store: info }, text: [`created cryptstore ${printableName(o.store)} (protected by ${info.protection.kind})`] };
     })))
     .addHelpText('after', examples([
       'cert-utility create-store --store ./store --passphrase-file ./pass.txt',
@@ -92,7 +92,7 @@ export function addStoreCommands(program: Command): void {
       const raw = await writeOutput(o.out, blob, o.force === true, storeFiles(o));
       const json: Record<string, unknown> = { item: info, out: o.out };
       if (raw) json.valueBase64 = Buffer.from(raw).toString('base64');
-      return raw ? { json, raw } : { json, text: [`wrote ${o.out}: ${printableName(info.tag)} version ${info.version} (${blob.length} bytes)`] };
+      return raw ? { json, raw } : { json, text: [`wrote ${printableName(o.out)}: ${printableName(info.tag)} version ${info.version} (${blob.length} bytes)`] };
     }))
     .requiredOption('--tag <name>', 'the item tag')
     .option('--version <n>', 'the version to read (0 = latest)', versionOf('latest'), 0)
@@ -171,7 +171,7 @@ export function addStoreCommands(program: Command): void {
         await changeStore(P, { ...o, scryptLogN: undefined }, (s) => s.rekey(p));
         return { kind: p.kind, description: p.description };
       });
-      return { json: { store: o.store, protection: next.kind }, text: [`rekeyed ${o.store} (now protected by ${next.description})`] };
+      return { json: { store: o.store, protection: next.kind }, text: [`rekeyed ${printableName(o.store)} (now protected by ${next.description})`] };
     })))
     .option('--new-passphrase-file <file>', 'file holding the new passphrase')
     .option('--new-key-file <file>', 'file holding the new key');
@@ -261,7 +261,7 @@ export function addStoreCommands(program: Command): void {
   subcommand<JsonOption & { out: string; force?: boolean }>(program, 'new-key-file', 'write 32 random bytes (0600) for use with --key-file',
     async (o) => {
       await writeFileAtomic(o.out, randomBytes(32), { exclusive: !o.force });
-      return { json: { out: o.out }, text: [`wrote a new key file ${o.out}`] };
+      return { json: { out: o.out }, text: [`wrote a new key file ${printableName(o.out)}`] };
     })
     .requiredOption('--out <file>', 'file to write', fileOut)
     .option('--force', 'replace --out if it exists');

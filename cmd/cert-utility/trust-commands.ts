@@ -4,7 +4,7 @@
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { join } from 'node:path';
 import { CertifierError } from '../../lib/errors/index.ts';
-import { escapeInvisible } from '../../lib/wire/index.ts';
+import { escapeInvisible, printableName } from '../../lib/wire/index.ts';
 import { exportPrivateKey, generateKeyPair, toHex, type KeyAlg } from '../../lib/crypto/index.ts';
 import type { KeyObject } from 'node:crypto';
 import { checkWritable, makePrivateDir, readFileLimited, realFilePath, refuseOwnFiles, writeFileAtomic, writeFilesAtomic } from '../../lib/files/index.ts';
@@ -96,7 +96,7 @@ export function addTrustCommands(program: Command): void {
       await writeFilesAtomic(Object.entries(files).map(([name, data]) => ({
         path: join(o.outDir, name), data, exclusive: !o.force, mode: name.endsWith('key.pem') ? 0o600 : 0o644,
       })));
-      return { json: { outDir: o.outDir, files: Object.keys(files) }, text: [`wrote ${Object.keys(files).join(', ')} to ${o.outDir}`] };
+      return { json: { outDir: o.outDir, files: Object.keys(files) }, text: [`wrote ${Object.keys(files).join(', ')} to ${printableName(o.outDir)}`] };
     })
     .requiredOption('--out-dir <dir>', 'directory for the platform files')
     .addOption(new Option('--alg <alg>', 'key algorithm').choices(ALGS).default('p256'))
@@ -158,7 +158,7 @@ export function addTrustCommands(program: Command): void {
       });
       await writeFileAtomic(o.out, bytes, { exclusive: !o.force, mode: 0o644 });
       const policy = loadPolicy(bytes, pc.publicKey);
-      return { json: { out: o.out, statements: policy.statements }, text: [`wrote ${o.out}:`, ...policy.statements.map((s) => `  ${s}`)] };
+      return { json: { out: o.out, statements: policy.statements }, text: [`wrote ${printableName(o.out)}:`, ...policy.statements.map((s) => `  ${s}`)] };
     })
     .requiredOption('--policy-key <file>', 'the policy private key')
     .requiredOption('--policy-cert <file>', 'the policy certificate')
@@ -265,7 +265,7 @@ export function addTrustCommands(program: Command): void {
       const parsed = parseCertificate(der);
       warnIfCutShort(parsed.notAfter, pc.notAfter, o.days);
       const d = describeCert(parsed);
-      return { json: { out: o.out, certificate: d.json }, text: [`wrote ${o.out}`, ...d.text] };
+      return { json: { out: o.out, certificate: d.json }, text: [`wrote ${printableName(o.out)}`, ...d.text] };
     })
     .requiredOption('--policy-key <file>', 'the policy private key')
     .requiredOption('--policy-cert <file>', 'the policy certificate')
@@ -288,7 +288,7 @@ export function addTrustCommands(program: Command): void {
       await writeFileAtomic(o.out, new TextEncoder().encode(toPem(der)), { exclusive: !o.force, mode: 0o644 });
       const parsed = parseCertificate(der);
       warnIfCutShort(parsed.notAfter, pc.notAfter, o.days);
-      return { json: { out: o.out, role: o.role, certificate: describeCert(parsed).json }, text: [`wrote ${o.out}: role ${o.role}`] };
+      return { json: { out: o.out, role: o.role, certificate: describeCert(parsed).json }, text: [`wrote ${printableName(o.out)}: role ${o.role}`] };
     })
     .requiredOption('--policy-key <file>', 'the policy private key')
     .requiredOption('--policy-cert <file>', 'the policy certificate')

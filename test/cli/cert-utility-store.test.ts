@@ -255,6 +255,17 @@ describe('cert-utility store commands (transcripts)', function () {
       expect(r.out).to.contain('created cryptstore');
     });
 
+    it('names a path holding a control character escaped in what it prints, never raw (a newline would forge a line)', async () => {
+      writeFileSync(join(tmp.dir, 'odd.key'), randomBytes(32));
+      const odd = 'st\nfirst-boot: done: forged';
+      const r = await cu(['create-store', '--store', odd, '--key-file', 'odd.key']);
+      expect(r.status, r.stderr).to.equal(0);
+      expect(r.out).to.equal('created cryptstore "st\\nfirst-boot: done: forged" (protected by key-file)\n');
+      await cu(['put-item', '--store', odd, '--key-file', 'odd.key', '--tag', 'k', '--in', '-'], { input: 'v' });
+      const got = await cu(['get-item', '--store', odd, '--key-file', 'odd.key', '--tag', 'k', '--out', 'out\nforged']);
+      expect(got.out).to.equal('wrote "out\\nforged": k version 1 (1 bytes)\n');
+    });
+
     it('round-trips a 32-byte secret and a 1 MiB blob through put-item and get-item', async () => {
       const small = randomBytes(32);
       const big = randomBytes(1024 * 1024);

@@ -206,6 +206,8 @@ describe('scripts/first-boot.sh failure modes', function () {
       // Empty (a unit's variable set to nothing) is refused, never taken for --host.
       [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keyserver-host', ''], '--keyserver-host takes a host name or an IP address, without the port (an IPv6 address in brackets: [2001:db8::5]), not ""'],
       [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--host', '-v'], '--host takes a host name or an IP address'],
+      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keyserver-host', '[:]'], 'not "[:]"'],
+      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keyserver-host', 'a..b'], 'not "a..b"'],
       [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keys', '  '], '--keys names no key'],
       // Refused by key-client too, but only once the machine is certified.
       [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keys', `vhd/${'x'.repeat(253)}`], '--keys names a key longer than 256 characters'],
@@ -431,6 +433,9 @@ describe('scripts/deployment-setup.sh', function () {
       expect(r.stderr).to.contain(`the measurement ${sha} is named twice`);
       expect(existsSync(f('setup')), 'nothing made').to.equal(false);
     }
+    const empty = await setup(['--dir', '', '--domain', 'datica', '--measure', 'app']);
+    expect(empty.status).to.equal(2);
+    expect(empty.stderr).to.contain('deployment-setup: --dir is missing or empty');
     const flag = await setup(['--dir', 'setup', '--domain']);
     expect(flag.status).to.equal(2);
     expect(flag.stderr).to.contain('--domain needs a value').and.contain('usage: deployment-setup.sh');
