@@ -21,7 +21,7 @@ import { Cryptstore } from '../cryptstore/index.ts';
 import { addExamples, createProgram, domainName, run, versionOf, subcommand, note, printLines, warn, type JsonOption, type Result } from './common/cli.ts';
 import { openStore, storeOptions, type ProtectionOptions } from './common/protection.ts';
 import { parseHostPort, parseMeasurementHex, readCertificateFile, readPrivateKeyFile } from './common/keys.ts';
-import { readInput, storeFiles, writeOutput } from './common/io.ts';
+import { outputResult, readInput, storeFiles, writeOutput } from './common/io.ts';
 
 const P = 'key-client';
 process.umask(0o077);
@@ -165,8 +165,7 @@ clientOptions(subcommand<ClientOpts & { version: number; out?: string; force?: b
       if (o.out) {
         const e = outcomes[0]!.entry!;
         const raw = await writeOutput(o.out, e.blob, o.force === true, clientFiles(o));
-        const json = { items: [{ name: e.tag, version: e.version, type: e.type, size: e.blob.length, out: o.out }] };
-        return raw ? { json: { ...json, valueBase64: Buffer.from(raw).toString('base64') }, raw } : { json, text: [`wrote ${printableName(o.out)}: ${printableName(e.tag)} version ${e.version} (${e.blob.length} bytes)`] };
+        return outputResult(o.out, raw, { items: [{ name: e.tag, version: e.version, type: e.type, size: e.blob.length, out: o.out }] }, { tag: e.tag, version: e.version, size: e.blob.length });
       }
       await keepAll(store, outcomes, { completedBeforeSignal });
       const items = outcomes.map((x) => ({ name: x.spec.name, version: x.entry!.version, storeVersion: x.storeVersion, size: x.entry!.blob.length, written: x.written }));

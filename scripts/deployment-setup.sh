@@ -71,9 +71,11 @@ has_control() { [[ "$1" == *[[:cntrl:]]* ]]; }
 case "$dir" in -*) dir=./$dir ;; esac # never taken for an option (stat, cd)
 if has_control "$dir"; then echo "deployment-setup: --dir holds a control character (a newline, say); name another directory" >&2; exit 2; fi
 # Present (or a dangling link) already: never written over, and never removed by a failed run.
-for f in policy-key.pem policy-cert.pem; do
-  if [ -e "$dir/$f" ] || [ -L "$dir/$f" ]; then echo "deployment-setup: $dir already holds $([ $f = policy-key.pem ] && echo 'a policy key' || echo $f); not overwriting" >&2; exit 1; fi
-done
+refuse_present() {
+  if [ -e "$1" ] || [ -L "$1" ]; then echo "deployment-setup: $dir already holds ${2:-${1#"$dir/"}}; not overwriting" >&2; exit 1; fi
+}
+refuse_present "$dir/policy-key.pem" 'a policy key'
+refuse_present "$dir/policy-cert.pem"
 if [ -L "$dir/measurements" ] || { [ -e "$dir/measurements" ] && [ ! -d "$dir/measurements" ]; }; then
   echo "deployment-setup: $dir/measurements is there and is not a directory; not touching it" >&2; exit 1
 fi
@@ -90,7 +92,7 @@ if [ -n "$min_tcb" ]; then
   [ "$tcb_ok" = yes ] || { echo "deployment-setup: --snp-min-tcb is BOOTLOADER:TEE:SNP:MICROCODE, four numbers from 0 to 255 (e.g. 3:0:8:115)" >&2; usage; }
 fi
 for f in platform/platform-key.pem platform/platform-cert.pem platform/attest-key.pem platform/endorsement.bin policy.bin; do
-  if [ -e "$dir/$f" ] || [ -L "$dir/$f" ]; then echo "deployment-setup: $dir already holds $f; not overwriting" >&2; exit 1; fi
+  refuse_present "$dir/$f"
 done
 for m in "${trust[@]}"; do
   [[ "$m" =~ ^([0-9a-fA-F]{64}|[0-9a-fA-F]{96})$ ]] || { echo "deployment-setup: --trust-measurement takes 64 or 96 hex digits, not \"$m\"" >&2; usage; }

@@ -55,7 +55,7 @@ CERT_UTILITY=${CERT_UTILITY:-$here/../cmd/bin/cert-utility.js}
 KEY_CLIENT=${KEY_CLIENT:-$here/../cmd/bin/key-client.js}
 
 host= khost= cport= kport= keys= domain= policy_cert= store= platform=simulated platform_dir= measurement_file=
-tsm_dir= vcek= server_measurement= pinned=no empty_pin=no retries=8 max_delay=30 protection=(--sealed)
+tsm_dir= vcek= pin_values=() retries=8 max_delay=30 protection=(--sealed)
 seen=' '
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -83,10 +83,7 @@ while [ $# -gt 0 ]; do
     --tsm-dir) tsm_dir=$2; shift 2 ;;
     --vcek) vcek=$2; shift 2 ;;
     --measurement-file) measurement_file=$2; shift 2 ;;
-    --server-measurement)
-      # Each value must pin something: an empty one (a unit's variable set to nothing) is refused below.
-      [ -n "${2//[[:space:],]/}" ] || empty_pin=yes
-      server_measurement="${server_measurement:+$server_measurement,}$2"; pinned=yes; shift 2 ;;
+    --server-measurement) pin_values+=("$2"); shift 2 ;;
     --retries) retries=$2; shift 2 ;;
     --max-delay) max_delay=$2; shift 2 ;;
     --passphrase-file) protection=(--passphrase-file "$2"); shift 2 ;;
@@ -130,20 +127,20 @@ for pair in "--host:$host" "--keyserver-host:$khost"; do
 done
 # Checked before certifying, so a placeholder (or an empty value, from a unit whose variable is
 # set to nothing) fails at once: given, the pin must be a measurement, never silently none.
-# Several, separated by spaces or commas, while replicas move to a new key-server program (the old
-# measurement and the new one, both pinned).
+# Several (each value may hold some, separated by spaces or commas) while replicas move to a new
+# key-server program: the old measurement and the new one, both pinned.
+bad_pin() { echo "first-boot: --server-measurement takes the key-server's measurement, 64 or 96 hex digits (several separated by spaces or commas), not \"$1\"${2:-}" >&2; usage; }
 pins=()
-if [ "$pinned" = yes ]; then
+for v in "${pin_values[@]}"; do
   set -f
-  pins=(${server_measurement//,/ })
+  split=(${v//,/ })
   set +f
-  if [ ${#pins[@]} -eq 0 ] || [ "$empty_pin" = yes ]; then
-    echo "first-boot: --server-measurement takes the key-server's measurement, 64 or 96 hex digits (several separated by spaces or commas), not \"\" (an empty value: a unit's variable set to nothing?)" >&2; usage
-  fi
-  for m in "${pins[@]}"; do
-    [[ "$m" =~ ^([0-9a-fA-F]{64}|[0-9a-fA-F]{96})$ ]] || { echo "first-boot: --server-measurement takes the key-server's measurement, 64 or 96 hex digits (several separated by spaces or commas), not \"$m\"" >&2; usage; }
+  [ ${#split[@]} -gt 0 ] || bad_pin "" " (an empty value: a unit's variable set to nothing?)"
+  for m in "${split[@]}"; do
+    [[ "$m" =~ ^([0-9a-fA-F]{64}|[0-9a-fA-F]{96})$ ]] || bad_pin "$m"
+    pins+=("$m")
   done
-fi
+done
 # The programs, found before anything runs: a missing one would otherwise look like a store that
 # cannot be read, or fail only after certifying.
 for prog in "$CERT_UTILITY" "$KEY_CLIENT"; do
@@ -202,6 +199,7 @@ with_retries() {
 }
 
 store_args=(--store "$store" "${protection[@]}" "${platform_args[@]}")
+shown_store=$(shown_names "$store") # as its own lines show it
 
 # Keys already in the store need neither a certificate nor a server: a reboot after success
 # stays offline, whatever the clock says (a certificate checked against a wrong clock would look
@@ -222,15 +220,15 @@ if [ -e "$store" ]; then
         # words, from the same read made again without --json.
         "$CERT_UTILITY" list-items "${store_args[@]}" >/dev/null
         case "$held:${protection[0]}" in
-          *'"protection":'*) log "the cryptstore $(shown_names "$store") is protected another way than this run was given (above); not certifying again over it (exit $rc)" ;;
+          *'"protection":'*) log "the cryptstore $shown_store is protected another way than this run was given (above); not certifying again over it (exit $rc)" ;;
           *'"code":"WRONG_KEY"'*:--sealed)
             # Sealed, but not to this image's measurement: most likely the image that made it,
             # before an update. This image can never open it, and certifying anew cannot change
             # that. (A store protected another way says so: "protection" above.)
             aside=${store%"${store##*[!/]}"}.sealed-$(date -u +%Y%m%dT%H%M%SZ)
-            log "the cryptstore $(shown_names "$store") is sealed to another measurement (or platform) than this VM's: most likely an earlier image made it, and an image update changed the measurement. This image cannot read the keys it holds; not certifying again over it (exit $rc)."
+            log "the cryptstore $shown_store is sealed to another measurement (or platform) than this VM's: most likely an earlier image made it, and an image update changed the measurement. This image cannot read the keys it holds; not certifying again over it (exit $rc)."
             log "to certify this image and fetch its keys again, move the store aside (keep it: the earlier image can still open it) and run first-boot again: mv $(printf '%q' "$store") $(printf '%q' "$aside")" ;;
-          *) log "the cryptstore $(shown_names "$store") could not be opened (exit $rc: see above); not certifying again over it" ;;
+          *) log "the cryptstore $shown_store could not be opened (exit $rc: see above); not certifying again over it" ;;
         esac
         exit $rc ;;
     esac
@@ -257,4 +255,4 @@ for m in "${pins[@]}"; do pin+=(--server-measurement "$m"); done
 log "step 2/2: fetching $(shown_names "${missing[@]}") from $khost:$kport"
 with_retries "retrieve from $khost:$kport" \
   "$KEY_CLIENT" retrieve --server "$khost:$kport" --domain "$domain" --policy-cert "$policy_cert" "${pin[@]}" "${store_args[@]}" -- "${missing[@]}" >&2 || exit $?
-log "done: $(shown_names "${missing[@]}") kept in $(shown_names "$store")"
+log "done: $(shown_names "${missing[@]}") kept in $shown_store"

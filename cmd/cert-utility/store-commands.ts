@@ -14,7 +14,7 @@ import { STORAGE_KEY_TAG } from '../../lib/keyservice/keystore.ts';
 import { Cryptstore, MAX_BLOB_BYTES, MAX_BUNDLE_BYTES, exportStore, importStore, type EntryInfo } from '../../cryptstore/index.ts';
 import { fileOut, note, subcommand, versionOf, type JsonOption } from '../common/cli.ts';
 import { changeStore, readPassphraseFile, scryptCost, scryptOption, storeOptions, withProtector, withStore, type ProtectionOptions } from '../common/protection.ts';
-import { readInput, storeFiles, writeOutput } from '../common/io.ts';
+import { outputResult, readInput, storeFiles, writeOutput } from '../common/io.ts';
 
 const P = 'cert-utility';
 
@@ -90,9 +90,7 @@ export function addStoreCommands(program: Command): void {
       const entry = await withStore(P, o, (s) => s.get(o.tag, o.version));
       const { blob, ...info } = entry;
       const raw = await writeOutput(o.out, blob, o.force === true, storeFiles(o));
-      const json: Record<string, unknown> = { item: info, out: o.out };
-      if (raw) json.valueBase64 = Buffer.from(raw).toString('base64');
-      return raw ? { json, raw } : { json, text: [`wrote ${printableName(o.out)}: ${printableName(info.tag)} version ${info.version} (${blob.length} bytes)`] };
+      return outputResult(o.out, raw, { item: info, out: o.out }, info);
     }))
     .requiredOption('--tag <name>', 'the item tag')
     .option('--version <n>', 'the version to read (0 = latest)', versionOf('latest'), 0)

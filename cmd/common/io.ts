@@ -1,6 +1,8 @@
 // Where a command's input comes from (--in FILE|-) and where a secret goes (--out FILE|-).
 
 import { readFileLimited, readStdin, refuseOwnFiles, writeFileAtomic, type OwnFiles } from '../../lib/files/index.ts';
+import { printableName } from '../../lib/wire/index.ts';
+import type { Result } from './cli.ts';
 
 export async function readInput(path: string, limit: number): Promise<Uint8Array> {
   return path === '-' ? readStdin(limit) : readFileLimited(path, limit);
@@ -15,6 +17,15 @@ export async function writeOutput(path: string, data: Uint8Array, force = false,
   refuseOwnFiles(path, own, `--out ${path}`);
   await writeFileAtomic(path, data, { exclusive: !force });
   return undefined;
+}
+
+/**
+ * The result of an item written where --out said (writeOutput): its bytes for stdout, with them in
+ * `valueBase64` under --json, or a line naming the file written.
+ */
+export function outputResult(out: string, raw: Uint8Array | undefined, json: Record<string, unknown>, item: { tag: string; version: number; size: number }): Result {
+  if (raw) return { json: { ...json, valueBase64: Buffer.from(raw).toString('base64') }, raw };
+  return { json, text: [`wrote ${printableName(out)}: ${printableName(item.tag)} version ${item.version} (${item.size} bytes)`] };
 }
 
 /**

@@ -101,7 +101,6 @@ export function openStore(program: string, o: ProtectionOptions, options?: Store
   return withProtector(program, o, (protector) => Cryptstore.open(o.store, protector, options));
 }
 
-/** Opens the store the flags name, runs `fn`, and always closes it. */
 /**
  * withStore for a command that changes the store: SIGINT, SIGTERM and SIGHUP wait for the write
  * of the change (its batch is atomic: done or not), never for the key derivation before it (a
@@ -113,6 +112,7 @@ export function changeStore<T>(program: string, o: ProtectionOptions, fn: (store
   return withStore(program, o, fn, { ...options, guardWrite });
 }
 
+/** Opens the store the flags name, runs `fn`, and always closes it. */
 export async function withStore<T>(program: string, o: ProtectionOptions, fn: (store: Cryptstore) => Promise<T>, options?: StoreOptions): Promise<T> {
   const store = await openStore(program, o, options);
   try {
