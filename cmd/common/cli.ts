@@ -126,6 +126,8 @@ const SHOWN_DETAILS: Record<string, (v: unknown) => boolean> = {
   proof: Array.isArray, file: (v) => typeof v === 'string', line: Number.isSafeInteger,
   // How a store is protected, when a command was given another way (first-boot.sh tells the cases apart).
   protection: (v) => v === 'passphrase' || v === 'key-file' || v === 'sealed',
+  // The version a key-server made or deleted without recording it (NOT_RECORDED; 0 = all, for a delete).
+  version: Number.isSafeInteger,
 };
 
 /** The details of an error that its JSON form carries: only those of SHOWN_DETAILS, of their type. */

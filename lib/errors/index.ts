@@ -22,6 +22,7 @@ export const ErrorCodes = {
   INVALID_KEY: ExitStatus.failed,
   UNSUPPORTED: ExitStatus.failed,
   FILE_ERROR: ExitStatus.failed,
+  NOT_RECORDED: ExitStatus.failed, // key-server carried out a store or delete its audit log could not record
   STORE_NOT_FOUND: ExitStatus.failed,
   STORE_EXISTS: ExitStatus.failed,
   STORE_LOCKED: ExitStatus.failed,

@@ -47,11 +47,15 @@ function refusal(r: KeyResponse, action: Action, resource: string): CertifierErr
   if (code === 'UNREACHABLE' || code === 'TIMEOUT') return new CertifierError(code, `the key-server could not ${action} ${name} now: its storage did not answer (${code}); try again`);
   // The client's own checks passed before it connected: the server's clock differs, or a date passed since.
   if (code === 'CERT_EXPIRED') return new CertifierError(code, `the key-server refused to ${action} ${name} (CERT_EXPIRED): by its clock, a certificate the request rests on (this machine's, the policy certificate or a role credential) is outside its validity; its log says which and when`);
-  // Its key database or its audit log cannot be written. A failed write to the key database
-  // changed nothing; but a store or delete under way when the audit log broke may have taken
-  // effect unrecorded (README, the audit log), and the client cannot tell which.
+  // A store or delete carried out that its audit log could not record: not a refusal, since
+  // another store would make another version. The server refuses everything after it.
+  if (code === 'NOT_RECORDED') {
+    const what = action === 'store' ? `stored ${name}${r.version ? ` as version ${r.version}` : ''}` : `deleted ${r.version ? `version ${r.version} of ${name}` : `${name} (the versions asked for)`}`;
+    return new CertifierError(code, `the key-server ${what}, but its audit log could not record it (NOT_RECORDED): do not ${action} it again; the key-server refuses every request until its audit log is repaired (its log says audit-failed)`, { details: { version: r.version ?? 0 } });
+  }
+  // Its key database or its audit log cannot be written: nothing was carried out.
   if (code === 'FILE_ERROR' && (action === 'store' || action === 'delete')) {
-    return new CertifierError(code, `the key-server could not ${action} ${name}: its key database or its audit log could not be written (FILE_ERROR). If it was the audit log, the ${action} may have been carried out all the same (the key-server's log line says decision=allow if so): list the name before trying again`);
+    return new CertifierError(code, `the key-server could not ${action} ${name}: its key database or its audit log cannot be written (FILE_ERROR); nothing was changed`);
   }
   return new CertifierError(code, `the key-server refused to ${action} ${name} (${r.errorCode ?? 'no reason given'})`);
 }

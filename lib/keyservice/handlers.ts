@@ -129,6 +129,19 @@ export class KeyService {
       return audited ? { later: audited.then(() => refusal, (f: unknown) => failed(req?.name ?? '', f instanceof CertifierError ? f.code : 'INTERNAL')) } : refusal;
     };
     const allow = ({ response, version, deleted }: Executed): Uint8Array | LaterAnswer => afterAudit(record('allow', { version, deleted }), response, req!.name);
+    // A store or delete has taken effect by the time its record is written. If that write fails,
+    // the client is told so (NOT_RECORDED, with the version), not that it was refused: a retry
+    // would make another version. The server's log names each such change.
+    const carriedOut = ({ response, version, deleted }: Executed): Uint8Array | LaterAnswer => {
+      const audited = record('allow', { version, deleted });
+      if (!audited) return response;
+      return {
+        later: audited.then(() => response, () => {
+          this.config.log?.({ event: 'not-recorded', conn: conn.id, action: req!.action, resource: req!.name, version, deleted });
+          return failed(req!.name, 'NOT_RECORDED', version);
+        }),
+      };
+    };
     try {
       if (!peer) throw new CertifierError('UNTRUSTED_PEER', 'no verified client certificate');
       req = parseKeyRequest(bytes);
@@ -173,7 +186,7 @@ export class KeyService {
       const reads = this.reads.get(conn);
       if (reads?.size) await Promise.allSettled([...reads]);
       this.config.audit?.checkUsable(); // again: it may have broken while the reads ran
-      return allow(await this.execute(req));
+      return carriedOut(await this.execute(req));
     } catch (e) {
       return refuse(e);
     }

@@ -145,8 +145,9 @@ export function encodeKeyRequest(r: Partial<KeyRequest> & { action: Action; name
 export const succeeded = (name: string, extra: { data?: Uint8Array; version?: number } = {}) =>
   encode('key_service_message_response', { resourceName: name, responseType: 'final', status: 'succeeded', ...extra });
 
-export const failed = (name: string, code: string) =>
-  encode('key_service_message_response', { resourceName: name, responseType: 'final', status: 'failed', errorCode: code });
+/** A refusal; `version` only for NOT_RECORDED, the version a store made (a delete: the one asked for). */
+export const failed = (name: string, code: string, version?: number) =>
+  encode('key_service_message_response', { resourceName: name, responseType: 'final', status: 'failed', errorCode: code, ...(version === undefined ? {} : { version }) });
 
 export const challenge = (name: string, nonce: Uint8Array) =>
   encode('key_service_message_response', { resourceName: name, responseType: 'final', status: 'auth-challenge', data: nonce });

@@ -477,6 +477,28 @@ describe('e2e: keys stored and retrieved through key-server on loopback', functi
       expect(json.json().error.message).to.match(/^line 3 /);
     });
 
+    it('answers a store carried out after its audit log broke NOT_RECORDED with the version made (exit 1), and refuses everything after it with FILE_ERROR', async () => {
+      const breaking = await d.certify('audit-breaks', 'key-server');
+      const s = await d.startKeyServer(breaking, { data: d.path('audit-breaks-data') });
+      expectSuccess(await d.kc(alice, s, 'store', ['broken/k', '--in', '-'], Buffer.from('one')));
+      rmSync(join(s.data, 'audit.jsonl')); // the next write to the log finds it gone
+      const unrecorded = await d.kc(alice, s, 'store', ['broken/k', '--in', '-', '--json'], Buffer.from('two'));
+      expect(unrecorded.status, unrecorded.stderr).to.equal(1);
+      expect(unrecorded.json().error).to.include({ code: 'NOT_RECORDED', version: 2 });
+      expect(unrecorded.json().error.message).to.contain('the key-server stored "broken/k" as version 2, but its audit log could not record it (NOT_RECORDED): do not store it again');
+      const refused = await d.kc(alice, s, 'store', ['broken/k', '--in', '-'], Buffer.from('three'));
+      expectFailure(refused, 1, 'FILE_ERROR');
+      expect(refused.stderr).to.contain('nothing was changed');
+      expect(s.child.stderr).to.match(/ audit-failed /).and.match(/ not-recorded conn=\S+ action=store resource=broken\/k version=2\n/);
+      await s.child.stop().catch(() => {});
+      // The store that was answered NOT_RECORDED is there; the refused one is not.
+      const again = await d.startKeyServer(breaking, { data: s.data });
+      const listed = expectSuccess(await d.kc(alice, again, 'list', ['broken/', '--json']));
+      expect(listed.json().items.map((r: { version: number }) => r.version)).to.deep.equal([2]);
+      expect(expectSuccess(await d.kc(alice, again, 'retrieve', ['broken/k', '--out', '-'])).out).to.equal('two');
+      await again.child.stop();
+    });
+
     it('rotates the log into segments with --audit-rotate-mb, which verify-audit checks as one chain', async () => {
       const rotating = await d.certify('rotating', 'key-server');
       const s = await d.startKeyServer(rotating, { args: ['--audit-rotate-mb', '1'] });

@@ -71,13 +71,17 @@ describe('keyclient: answers from a faulty key-server', function () {
     await rejects(client.retrieve('k'), 'BAD_FIELD');
   });
 
-  it('says a store or delete refused for its audit log (FILE_ERROR) may have been carried out, where a retrieve is refused', async () => {
+  it('says a store or delete refused with FILE_ERROR changed nothing, and one carried out unrecorded (NOT_RECORDED) must not be repeated', async () => {
     answer = (req) => failed(req.name, 'FILE_ERROR');
     for (const attempt of [client.store('k', utf8('v')), client.delete('k')]) {
-      const e = await rejects(attempt, 'FILE_ERROR');
-      expect(e.message).to.contain('its key database or its audit log could not be written (FILE_ERROR)').and.contain('may have been carried out all the same').and.contain('list the name before trying again');
+      expect((await rejects(attempt, 'FILE_ERROR')).message).to.contain('its key database or its audit log cannot be written (FILE_ERROR); nothing was changed');
     }
     expect((await rejects(client.retrieve('k'), 'FILE_ERROR')).message).to.contain('the key-server refused to retrieve "k" (FILE_ERROR)');
+    answer = (req) => failed(req.name, 'NOT_RECORDED', 7);
+    expect((await rejects(client.store('k', utf8('v')), 'NOT_RECORDED')).message).to.contain('the key-server stored "k" as version 7, but its audit log could not record it (NOT_RECORDED): do not store it again');
+    expect((await rejects(client.delete('k', 7), 'NOT_RECORDED')).message).to.contain('the key-server deleted version 7 of "k", but');
+    answer = (req) => failed(req.name, 'NOT_RECORDED', 0);
+    expect((await rejects(client.delete('k'), 'NOT_RECORDED')).message).to.contain('the key-server deleted "k" (the versions asked for), but');
   });
 
   it('fails with CHALLENGE_FAILED when challenged without a credential to answer with', async () => {

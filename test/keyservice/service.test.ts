@@ -259,7 +259,9 @@ describe('key service: ordering of the requests of one connection', () => {
     expect((await answer(await ask(c, { action: 'store', name: 'k', data: randomBytes(8) }))).status).to.equal('succeeded');
     rmSync(audit.path); // the log, removed while in use: the next write finds it so and breaks the log
     const first = await answer(await ask(c, { action: 'store', name: 'k', data: randomBytes(8) }));
-    expect(first).to.include({ status: 'failed', errorCode: 'FILE_ERROR' });
+    // That store was carried out before its record failed: the client is told so, with its version.
+    expect(first).to.include({ status: 'failed', errorCode: 'NOT_RECORDED', version: 2 });
+    expect((await inner.get('k', 2))?.version).to.equal(2);
     const events = backend.events.length;
     for (const r of [{ action: 'store' as const, name: 'k', data: randomBytes(8) }, { action: 'delete' as const, name: 'k', version: 1 }, { action: 'retrieve' as const, name: 'k', version: 1 }]) {
       expect(await answer(await ask(c, r))).to.include({ status: 'failed', errorCode: 'FILE_ERROR' });
@@ -269,10 +271,28 @@ describe('key service: ordering of the requests of one connection', () => {
     expect(await inner.get('k', 3)).to.equal(undefined);
   });
 
+  it('answers NOT_RECORDED, naming the version, for a delete carried out whose record could not be written, and logs it', async () => {
+    const lines: Record<string, unknown>[] = [];
+    const logged = new KeyService({ keystore: new KeyStore(backend, randomBytes(32)), policyCert: new Uint8Array(), acl, audit, reserved: { names: [], prefixes: [] }, log: (l) => void lines.push(l) });
+    const c = conn('c-unrecorded');
+    const store = async () => answer(await logged.handleStaged(encodeKeyRequest({ action: 'store', name: 'd', data: randomBytes(8) }), c));
+    await store();
+    await store();
+    rmSync(audit.path);
+    const r = await answer(await logged.handleStaged(encodeKeyRequest({ action: 'delete', name: 'd', version: 1 }), c));
+    expect(r).to.include({ status: 'failed', errorCode: 'NOT_RECORDED', version: 1 });
+    expect(await inner.get('d', 1), 'the delete was carried out').to.equal(undefined);
+    expect(lines.filter((l) => l.event === 'not-recorded')).to.deep.equal([{ event: 'not-recorded', conn: 'c-unrecorded', action: 'delete', resource: 'd', version: 1, deleted: 1 }]);
+    // A refused request is still FILE_ERROR: nothing was carried out.
+    expect(await answer(await logged.handleStaged(encodeKeyRequest({ action: 'delete', name: 'd', version: 2 }), c))).to.include({ status: 'failed', errorCode: 'FILE_ERROR' });
+    expect((await inner.get('d', 2))?.version).to.equal(2);
+  });
+
   it('carries out no store that waited for a read of its connection while the audit log broke', async () => {
     const { read, write } = await writeBehindRead(conn('c11'), 'k');
     rmSync(audit.path); // then another connection's store finds the log gone, and breaks it
-    expect(await answer(await ask(conn('c12'), { action: 'store', name: 'other', data: new Uint8Array([3]) }))).to.include({ status: 'failed', errorCode: 'FILE_ERROR' });
+    // (that store is carried out; its record is not)
+    expect(await answer(await ask(conn('c12'), { action: 'store', name: 'other', data: new Uint8Array([3]) }))).to.include({ status: 'failed', errorCode: 'NOT_RECORDED', version: 1 });
     backend.release();
     expect(await answer(await write)).to.include({ status: 'failed', errorCode: 'FILE_ERROR' });
     expect((await answer(read)).status).to.equal('failed');
