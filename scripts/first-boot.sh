@@ -157,11 +157,14 @@ for k in "${names[@]}"; do
   if [[ "$k" == *[[:cntrl:]]* ]]; then
     echo "first-boot: --keys names a key holding a control character, which no key name may" >&2; exit 2
   fi
-  # A name holds at most 256 characters (UTF-16 units, as key-client counts them). Counted here in
-  # code points, in C.UTF-8 whatever the unit's locale (bash counts bytes in C): more than 256 is
-  # too long for certain (a character beyond the BMP, two units, is left to key-client).
-  if [ "$(LC_ALL=C.UTF-8; printf '%s' "${#k}")" -gt 256 ] 2>/dev/null; then
-    echo "first-boot: --keys names a key longer than 256 characters, which no key name may be" >&2; exit 2
+  # A name holds at most 256 characters counted in UTF-16 units, as key-client and key-server count
+  # them (tagProblem in lib/wire/messages.ts: "tag.length > MAX_TAG_LENGTH"), so a character beyond
+  # U+FFFF (an emoji) counts as two. Counted here as code points, in C.UTF-8 whatever the unit's
+  # locale (bash counts bytes in C), plus one for each character beyond U+FFFF: in UTF-8, the
+  # characters that begin with a byte from F0 to F4.
+  units=$(LC_ALL=C.UTF-8; n=${#k}; LC_ALL=C; astral=${k//[!$'\xf0'-$'\xf4']/}; printf '%s' $((n + ${#astral})))
+  if [ "$units" -gt 256 ] 2>/dev/null; then
+    echo "first-boot: --keys names a key longer than 256 characters (counted in UTF-16 units: a character beyond U+FFFF, such as an emoji, counts as two), which no key name may be" >&2; exit 2
   fi
   case "$k" in
     -*) echo "first-boot: --keys names \"$k\", which begins with \"-\": a key name, not an option" >&2; exit 2 ;;

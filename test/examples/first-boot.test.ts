@@ -15,6 +15,7 @@ import { connect, createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { closedPort, ROOT, run, runScript, tempDir } from '../support/helpers.ts';
 import { Domain, expectSuccess, startServer, type KeyServer, type Machine } from '../e2e/domain.ts';
+import { tagProblem } from '../../lib/wire/index.ts';
 
 const firstBoot = (args: string[]) => runScript('first-boot.sh', args);
 
@@ -138,6 +139,21 @@ describe('scripts/first-boot.sh failure modes', function () {
     const r = await firstBoot([...base.map((a) => (a === '3' ? '1' : a)), ...store]);
     expect(r.status, r.stderr).to.equal(3);
     expect(r.stderr).to.contain('step 1/2').and.not.contain('nothing to do');
+  });
+
+  it('counts a key name\'s length as key-client does, in UTF-16 units: 256 characters with emoji among them are refused before certifying, a name of 256 units goes on', async () => {
+    const port = await closedPort();
+    const base = args(f('a/cert.pem'), port, port, 'store-long').map((a) => (a === '3' ? '1' : a)).filter((a, i, all) => a !== '--keys' && all[i - 1] !== '--keys');
+    const tooLong = `vhd/${'\u{1f600}'.repeat(252)}`; // 256 code points, 508 units
+    const longest = `vhd/${'\u{1f600}'.repeat(125)}x\u00e9`; // 256 units
+    expect(tagProblem(tooLong)).to.contain('longer than 256');
+    expect(tagProblem(longest)).to.equal(undefined);
+    const refused = await firstBoot([...base, '--keys', tooLong]);
+    expect(refused.status, refused.stderr).to.equal(2);
+    expect(refused.stderr).to.contain('--keys names a key longer than 256 characters (counted in UTF-16 units').and.not.contain('step 1/2');
+    const taken = await firstBoot([...base, '--keys', longest]);
+    expect(taken.status, taken.stderr).to.equal(3);
+    expect(taken.stderr).to.contain('step 1/2');
   });
 
   it('refuses to run without its required arguments (exit 2), and --help is no error', async () => {
