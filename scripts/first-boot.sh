@@ -141,6 +141,19 @@ for v in "${pin_values[@]}"; do
     pins+=("$m")
   done
 done
+# Every file the programs will read, when it is there, is a regular file (or a link to one): given a
+# FIFO they would wait in open() for ever, and a directory or a device would fail only mid-way.
+# (One that is missing is left to the programs, which name it; a store already holding every key
+# needs none of them.)
+inputs=("--policy-cert:$policy_cert" "--measurement-file:$measurement_file" "--vcek:$vcek")
+[ "${protection[0]}" = --sealed ] || inputs+=("${protection[0]}:${protection[1]}")
+[ -z "$platform_dir" ] || inputs+=("--platform-dir:$platform_dir/attest-key.pem" "--platform-dir:$platform_dir/endorsement.bin")
+for pair in "${inputs[@]}"; do
+  flag=${pair%%:*} file=${pair#*:}
+  [ -n "$file" ] && [ -e "$file" ] && [ ! -f "$file" ] || continue
+  if [ -p "$file" ]; then kind="a FIFO"; elif [ -S "$file" ]; then kind="a socket"; elif [ -d "$file" ]; then kind="a directory"; else kind="a device"; fi
+  echo "first-boot: $flag: $(printf '%q' "$file") is $kind, not a regular file" >&2; exit 2
+done
 # The programs, found before anything runs: a missing one would otherwise look like a store that
 # cannot be read, or fail only after certifying.
 for prog in "$CERT_UTILITY" "$KEY_CLIENT"; do

@@ -10,7 +10,7 @@
 import { expect } from 'chai';
 import { createHash, randomBytes, X509Certificate } from 'node:crypto';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, chownSync, copyFileSync, existsSync, lchownSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, closeSync, constants, copyFileSync, existsSync, lchownSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { closedPort, ROOT, run, runScript, tempDir } from '../support/helpers.ts';
@@ -154,6 +154,34 @@ describe('scripts/first-boot.sh failure modes', function () {
     const taken = await firstBoot([...base, '--keys', longest]);
     expect(taken.status, taken.stderr).to.equal(3);
     expect(taken.stderr).to.contain('step 1/2');
+  });
+
+  it('refuses a FIFO or a directory given as a file it reads (exit 2) before running anything, where the programs would wait for ever', async () => {
+    const port = await closedPort();
+    execFileSync('mkfifo', [f('fifo')]);
+    mkdirSync(f('a-directory'));
+    const cases: [string, string, string][] = [
+      ['--policy-cert', f('fifo'), 'is a FIFO, not a regular file'],
+      ['--measurement-file', f('a-directory'), 'is a directory, not a regular file'],
+      ['--key-file', f('fifo'), 'is a FIFO, not a regular file'],
+    ];
+    for (const [flag, file, message] of cases) {
+      // A program left waiting in open() is let go (the FIFO opened and closed for writing), so
+      // that the test fails instead of hanging.
+      let waited = false;
+      const letGo = setInterval(() => {
+        try {
+          closeSync(openSync(f('fifo'), constants.O_WRONLY | constants.O_NONBLOCK));
+          waited = true;
+        } catch { /* no reader yet */ }
+      }, 2000);
+      const base = args(f('a/cert.pem'), port, port, 'store-fifo').filter((a, i, all) => a !== flag && all[i - 1] !== flag);
+      const r = await firstBoot([...base, flag, file]).finally(() => clearInterval(letGo));
+      expect(waited, `${flag}: a program waited on the FIFO`).to.equal(false);
+      expect(r.status, r.stderr).to.equal(2);
+      expect(r.stderr).to.contain(`first-boot: ${flag}: ${file} ${message}`).and.not.contain('step 1/2');
+      expect(existsSync(f('store-fifo')), 'no store made').to.equal(false);
+    }
   });
 
   it('refuses to run without its required arguments (exit 2), and --help is no error', async () => {
