@@ -62,6 +62,10 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$dir" ] || { echo "deployment-setup: --dir is missing or empty" >&2; usage; }
 [ -n "$domain" ] || { echo "deployment-setup: --domain is missing or empty" >&2; usage; }
+# cert-utility's rule (domainProblem in lib/pki/admission.ts: /^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/),
+# checked here: cert-utility would refuse the domain only once the directory was made.
+domain_ok() { local LC_ALL=C; [[ "$1" =~ ^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$ ]]; }
+domain_ok "$domain" || { echo "deployment-setup: --domain must be letters, digits, \".\", \"_\" or \"-\" (at most 253, starting with a letter or digit), not $(printf '%q' "$domain")" >&2; usage; }
 [ ${#measure[@]} -gt 0 ] || [ ${#trust[@]} -gt 0 ] || { echo "deployment-setup: name at least one --measure or --trust-measurement" >&2; usage; }
 { [ ${#amd[@]} -gt 0 ] && [ -n "$min_tcb" ]; } || { [ ${#amd[@]} -eq 0 ] && [ -z "$min_tcb" ]; } ||
   { echo "deployment-setup: --trust-amd-root and --snp-min-tcb go together" >&2; usage; }

@@ -15,6 +15,7 @@ import { connect, createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { closedPort, ROOT, run, runScript, tempDir } from '../support/helpers.ts';
 import { Domain, expectSuccess, startServer, type KeyServer, type Machine } from '../e2e/domain.ts';
+import { domainProblem } from '../../lib/pki/admission.ts';
 import { tagProblem } from '../../lib/wire/index.ts';
 
 const firstBoot = (args: string[]) => runScript('first-boot.sh', args);
@@ -503,6 +504,25 @@ describe('scripts/deployment-setup.sh', function () {
     const help = await setup(['--help']);
     expect([help.status, help.stderr]).to.deep.equal([0, '']);
     expect(help.out).to.contain('usage: deployment-setup.sh');
+  });
+
+  it('refuses a --domain cert-utility would refuse (exit 2) by the same rule, before making anything', async () => {
+    for (const domain of ['datica', 'd'.repeat(253), 'a.b_c-1', 'd'.repeat(254), '-datica', '.datica', 'dat ica', 'dat\u00e9ica', 'datica\n']) {
+      // A missing program is found after the domain is checked: a domain taken goes on to it.
+      const r = await setup(['--dir', 'setup', '--domain', domain, '--measure', 'missing.program']);
+      if (domainProblem(domain)) {
+        expect(r.status, domain).to.equal(2);
+        expect(r.stderr).to.contain('deployment-setup: --domain must be letters, digits, ".", "_" or "-" (at most 253, starting with a letter or digit), not ');
+      } else {
+        expect(r.status, domain).to.equal(1);
+        expect(r.stderr).to.contain('no such readable file');
+      }
+      expect(existsSync(f('setup')), 'nothing made').to.equal(false);
+    }
+    const r = await setup(['--dir', 'setup', '--domain', 'dat ica', '--measure', 'app']);
+    expect(r.status, r.stderr).to.equal(2);
+    expect(r.stderr).to.contain("not dat\\ ica").and.not.contain('policy key and certificate');
+    expect(existsSync(f('setup')), 'nothing made').to.equal(false);
   });
 
   it('makes a private directory (0700, the policy key 0600) with the --alg and --policy-days asked for, prints commands quoting a path with a space, and never sets up over it', async () => {
