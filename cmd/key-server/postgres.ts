@@ -72,6 +72,17 @@ function sslWordProblem(params: URLSearchParams): string | undefined {
   return undefined;
 }
 
+/**
+ * The query parameters the driver takes over the URL's own user:password@host:port, silently
+ * (?host= even over a host the URL names, which it must): the URL would connect elsewhere, or as
+ * another user, than it appears to say. Each is refused, whatever its value: written once, in
+ * the authority, the URL says where it goes. The value is never quoted (a password).
+ */
+function authorityParamProblem(params: URLSearchParams): string | undefined {
+  const name = ['host', 'port', 'user', 'password'].find((k) => params.has(k));
+  return name && `has the query parameter ${name}, which the driver takes over the URL's own user:password@host:port (it would connect elsewhere, or as another user, than the URL appears to say): write the ${name} there, and only there${name === 'host' ? ' (a Unix socket\'s directory too, each / written %2F: postgres://user@%2Fvar%2Frun%2Fpostgresql/database)' : ''}`;
+}
+
 function decodeURIComponentSafe(s: string): string {
   try {
     return decodeURIComponent(s);
@@ -180,7 +191,7 @@ export async function pgUrlOf(program: string, o: PostgresOptions): Promise<stri
     throw new CertifierError('USAGE', `the PostgreSQL URL (${where}) is not a valid URL`);
   }
   if (!parsed.hostname || parsed.pathname.length < 2) throw new CertifierError('USAGE', `the PostgreSQL URL (${where}) must name a host and a database`);
-  const words = sslWordProblem(parsed.searchParams);
+  const words = authorityParamProblem(parsed.searchParams) ?? sslWordProblem(parsed.searchParams);
   if (words) throw new CertifierError('USAGE', `the PostgreSQL URL (${where}) ${words}`);
   await checkUrlFiles(parsed.searchParams, where);
   const tls = driverTlsCheck(url, parsed.searchParams, parsed.password);

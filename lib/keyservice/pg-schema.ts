@@ -140,7 +140,7 @@ export function storageError(e: unknown, during: 'start' | 'request' = 'start'):
   if (NETWORK_ERRNOS.has(code) || UNREACHABLE_CLASSES.some((p) => code.startsWith(p)) || /Connection terminated|not queryable|connection error/i.test(message)) {
     return make('UNREACHABLE', 'the key database is unreachable');
   }
-  // A Unix socket path (?host=/dir) with no server behind it is a refused connection; any other
+  // A Unix socket path (the host %2Fdir) with no server behind it is a refused connection; any other
   // file the URL names (sslrootcert, sslcert) that is not there is a setting to mend.
   if (code === 'ENOENT' && /\.s\.PGSQL\./.test(message)) return make('UNREACHABLE', 'the key database is unreachable');
   if (code === 'ENOENT' || code === 'EACCES') return make('INVALID_INPUT', 'a file the database URL names cannot be read');

@@ -30,7 +30,7 @@ const cases: [string, { code?: string; message: string }, string][] = [
   ['a search_path naming no schema', { code: '3F000', message: 'no schema has been selected to create in' }, 'INVALID_INPUT'],
   ['a self-signed database certificate', { code: 'DEPTH_ZERO_SELF_SIGNED_CERT', message: 'self-signed certificate' }, 'UNTRUSTED_PEER'],
   ['a database certificate for another host', { code: 'ERR_TLS_CERT_ALTNAME_INVALID', message: "Hostname/IP does not match certificate's altnames" }, 'UNTRUSTED_PEER'],
-  ['a Unix socket with no server (?host=/dir)', { code: 'ENOENT', message: 'connect ENOENT /nonexistent/.s.PGSQL.1' }, 'UNREACHABLE'],
+  ['a Unix socket with no server (the host %2Fdir)', { code: 'ENOENT', message: 'connect ENOENT /nonexistent/.s.PGSQL.1' }, 'UNREACHABLE'],
   ['an sslrootcert that is not there', { code: 'ENOENT', message: "ENOENT: no such file or directory, open '/nonexist'" }, 'INVALID_INPUT'],
   ['a table key-server made gone (renamed, or restored over while it ran)', { code: '42P01', message: 'relation "key_server_records" does not exist' }, 'STORE_FORMAT'],
   ['a constraint key-server made gone (a restore under way)', { code: '42P10', message: 'there is no unique or exclusion constraint matching the ON CONFLICT specification' }, 'STORE_FORMAT'],
