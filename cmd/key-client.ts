@@ -8,7 +8,7 @@ import { CertifierError } from '../lib/errors/index.ts';
 import { toHex } from '../lib/crypto/index.ts';
 import { ENTRY_TYPES, printableName, shown, tagProblem, type EntryType } from '../lib/wire/index.ts';
 import { checkWritable, readFileLimited, refuseOwnFiles, sweepLeftovers, type Leftover, type OwnFiles } from '../lib/files/index.ts';
-import { utf8Text } from '../lib/util/json.ts';
+import { JsonItemsText, utf8Text } from '../lib/util/json.ts';
 import { itemValue, readCertificateChain, validatePolicyCert } from '../lib/pki/index.ts';
 import { isIdentityTag, loadIdentity } from '../lib/certifier/index.ts';
 import { KeyClient, fetchAll, keepAll, parseProvisionConfig, provision, refuseBeforeFetching, sweepDestinations, type ResourceInfo, type SecretSpec } from '../lib/keyclient/index.ts';
@@ -18,7 +18,7 @@ import { STORAGE_KEY_TAG } from '../lib/keyservice/keystore.ts';
 import { verifyRoleCredential } from '../lib/keyservice/roles.ts';
 import { sameKey } from '../lib/policy/index.ts';
 import { Cryptstore } from '../cryptstore/index.ts';
-import { addExamples, createProgram, domainName, run, versionOf, subcommand, note, printLines, warn, type JsonOption, type Result } from './common/cli.ts';
+import { addExamples, createProgram, domainName, run, versionOf, subcommand, note, printLines, printText, warn, type JsonOption, type Result } from './common/cli.ts';
 import { openStore, storeOptions, type ProtectionOptions } from './common/protection.ts';
 import { parseHostPort, parseMeasurementHex, readCertificateFile, readPrivateKeyFile } from './common/keys.ts';
 import { outputResult, readInput, storeFiles, writeOutput } from './common/io.ts';
@@ -190,13 +190,22 @@ clientOptions(subcommand<ClientOpts & { version: number }>(program, 'delete', 'd
 clientOptions(subcommand<ClientOpts>(program, 'list', 'list names and metadata under PREFIX (never values)',
   async (o, args) => {
     if (args[0]) checkName(args[0]);
-    if (o.json) return { json: { items: await withClient(o, (c) => c.list(args[0] ?? '')) } };
-    // Text goes out page by page, the next asked for once stdout has room, none once it is
-    // closed (| head): a listing of any length takes little memory. The JSON document is written
-    // whole, or not at all.
+    // Out page by page, the next asked for once stdout has room, none once it is closed
+    // (| head): a listing of any length takes little memory. The JSON document too: opened with
+    // the first page, closed after the last; a failure part way ends its unfinished line, and the
+    // error's document follows on a line of its own.
     const line = (i: ResourceInfo) => `${printableName(i.name)}\tv${i.version}\t${i.type}\t${i.size} bytes\t${i.exportable ? 'exportable' : 'not-exportable'}\t${i.timeEntered}`;
-    await withClient(o, (c) => c.listEach(args[0] ?? '', (items) => printLines(items.map(line))));
-    return { json: {} };
+    const doc = new JsonItemsText('items');
+    let open = true;
+    const print = (items: ResourceInfo[]) => (o.json ? printText(doc.more(items)) : printLines(items.map(line)));
+    try {
+      await withClient(o, (c) => c.listEach(args[0] ?? '', async (items) => (open = await print(items))));
+    } catch (e) {
+      await printText(doc.cut()).catch(() => undefined);
+      throw e;
+    }
+    if (o.json && open) await printText(doc.end());
+    return { json: {}, written: true };
   }))
   .argument('[prefix]', 'name prefix');
 

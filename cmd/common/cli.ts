@@ -17,6 +17,8 @@ export interface Result {
   text?: string[];
   /** Raw bytes for stdout without --json (a secret asked for with --out -). */
   raw?: Uint8Array;
+  /** On stdout already, written as it came (a listing): nothing more is rendered. */
+  written?: boolean;
 }
 
 export interface JsonOption {
@@ -174,8 +176,13 @@ function renderError(command: Command, e: unknown): number {
  * Resolves once stdout has room again (a pipe's writes queue in memory: a slow reader holds the
  * producer back instead), to false once stdout is closed or failed: nothing more is worth making.
  */
-export async function printLines(lines: string[]): Promise<boolean> {
-  if (lines.length) writeStdout(lines.join('\n') + '\n');
+export function printLines(lines: string[]): Promise<boolean> {
+  return printText(lines.length ? lines.join('\n') + '\n' : '');
+}
+
+/** As printLines, a stretch of text (a piece of a JSON document). */
+export async function printText(text: string): Promise<boolean> {
+  if (text) writeStdout(text);
   if (stdoutStatus === undefined && process.stdout.writableNeedDrain) {
     await new Promise<void>((resolve) => {
       const done = () => {
@@ -189,6 +196,7 @@ export async function printLines(lines: string[]): Promise<boolean> {
 }
 
 function render(result: Result, json: boolean): void {
+  if (result.written) return;
   if (json) {
     writeStdout(JSON.stringify({ ok: true, ...result.json }) + '\n');
     return;

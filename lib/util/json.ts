@@ -42,6 +42,39 @@ export function parseJsonText(text: string, what: string): unknown {
 }
 
 /**
+ * The text of {"ok":true,"KEY":[ITEM,...]} in pieces, as its items come (a listing of any length
+ * is never held whole): the pieces together are byte for byte JSON.stringify({ ok: true, [key]:
+ * items }) and a newline. The document opens with its first items, so that an error before any
+ * is the only document.
+ */
+export class JsonItemsText {
+  private opened = false;
+
+  constructor(private readonly key: string) {}
+
+  /** These items, after the opening or a comma; '' for none. */
+  more(items: readonly unknown[]): string {
+    return items.length ? this.open(',') + items.map((i) => JSON.stringify(i)).join(',') : '';
+  }
+
+  /** What closes the document. */
+  end(): string {
+    return `${this.open('')}]}\n`;
+  }
+
+  /** What ends a line left unfinished (a failure part way), so that what follows starts a line of its own. */
+  cut(): string {
+    return this.opened ? '\n' : '';
+  }
+
+  private open(separator: string): string {
+    if (this.opened) return separator;
+    this.opened = true;
+    return `{"ok":true,${JSON.stringify(this.key)}:[`;
+  }
+}
+
+/**
  * The first key that appears twice in one object of `text` (valid JSON), compared after
  * unescaping, with where it is; undefined if none.
  */

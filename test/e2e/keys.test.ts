@@ -244,7 +244,8 @@ describe('e2e: keys stored and retrieved through key-server on loopback', functi
         for (let j = i; j < i + 700; j += 100) await Promise.all(names.slice(j, j + 100).map((n) => c.store(n, Buffer.from('v'))));
       });
     }
-    const listed = expectSuccess(await d.kc(bob, server, 'list', ['pages/', '--json'])).json().items as { name: string; version: number }[];
+    const json = expectSuccess(await d.kc(bob, server, 'list', ['pages/', '--json']));
+    const listed = json.json().items as { name: string; version: number }[];
     expect(listed.length).to.equal(names.length);
     expect(listed.map((i) => i.name)).to.deep.equal(names);
     // The text form, written page by page as the pages come: the same names, in order.
@@ -255,6 +256,10 @@ describe('e2e: keys stored and retrieved through key-server on loopback', functi
     const head = execFileSync('bash', ['-o', 'pipefail', '-c', `"$0" "$@" | head -c 1 >/dev/null; echo "exit \${PIPESTATUS[0]}"`,
       process.execPath, join(ROOT, 'cmd', 'bin', 'key-client.js'), 'list', 'pages/', ...d.clientArgs(bob, server)], { cwd: d.dir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
     expect(head).to.equal('exit 141\n');
+    // The JSON document is written page by page too: cut off, it asked for the first page only.
+    const jsonHead = execFileSync('bash', ['-o', 'pipefail', '-c', `"$0" "$@" | head -c 1 >/dev/null; echo "exit \${PIPESTATUS[0]}"`,
+      process.execPath, join(ROOT, 'cmd', 'bin', 'key-client.js'), 'list', 'pages/', '--json', ...d.clientArgs(bob, server)], { cwd: d.dir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    expect(jsonHead).to.equal('exit 141\n');
     const lines = requestLines('pages/').filter((l) => / action=list /.test(l)).slice(0, 2);
     expect(lines).to.have.length(2);
     expect(new Set(lines.map(connOf)).size, 'both pages over one connection').to.equal(1);
@@ -264,9 +269,11 @@ describe('e2e: keys stored and retrieved through key-server on loopback', functi
       for (let i = 0; i < 999; i += 111) await Promise.all(Array.from({ length: 111 }, () => c.list('pages-none/')));
       const again = await c.list('pages/');
       expect(again.map((i) => i.name)).to.deep.equal(names);
+      // The JSON document written page by page is the very one written whole.
+      expect(json.out).to.equal(JSON.stringify({ ok: true, items: again }) + '\n');
     });
-    expect(requestLines('pages/').filter((l) => / action=list /.test(l)), 'the JSON and text listings two pages each, the one cut off one, the last two').to.have.length(7);
-    const later = requestLines('pages/').filter((l) => / action=list /.test(l)).slice(5);
+    expect(requestLines('pages/').filter((l) => / action=list /.test(l)), 'the JSON and text listings two pages each, the two cut off one each, the last two').to.have.length(8);
+    const later = requestLines('pages/').filter((l) => / action=list /.test(l)).slice(6);
     expect(later).to.have.length(2);
     expect(new Set(later.map(connOf)).size, 'the second page over a new connection').to.equal(2);
   });

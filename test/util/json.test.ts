@@ -3,7 +3,7 @@
 
 import { expect } from 'chai';
 import { CertifierError } from '../../lib/errors/index.ts';
-import { parseJsonText } from '../../lib/util/json.ts';
+import { JsonItemsText, parseJsonText } from '../../lib/util/json.ts';
 
 describe('parseJsonText', () => {
   it('reads JSON, with or without a UTF-8 byte-order mark before it', () => {
@@ -39,5 +39,26 @@ describe('parseJsonText', () => {
     expect(refused('{"k\\"\\u0000": 1, "k\\"\\u0000": 2}')).to.match(/^the ACL gives a key twice in one object/);
     // The same key in different objects, in strings and as values, is no repeat.
     expect(refused('{"a": {"a": "a"}, "b": [{"a": 1}, {"a": 2}], "c": "\\"a\\": 1, \\"a\\": 2", "d": ["a", "a"]}')).to.equal(undefined);
+  });
+});
+
+describe('JsonItemsText', () => {
+  const pages = [[{ name: 'a', version: 1 }, { name: 'b\u20ac"', version: 2 }], [], [{ name: 'c', version: 3 }]];
+
+  it('makes, page by page, the very text of the whole document, none of it before the first items', () => {
+    for (const given of [pages, [[]], []]) {
+      const doc = new JsonItemsText('items');
+      const pieces = given.map((items) => doc.more(items));
+      expect(pieces.join('') + doc.end()).to.equal(JSON.stringify({ ok: true, items: given.flat() }) + '\n');
+    }
+    expect(new JsonItemsText('items').more([])).to.equal('');
+  });
+
+  it('ends a document cut part way with a line end, never as one that parses; one not begun is nothing', () => {
+    const doc = new JsonItemsText('items');
+    expect(doc.cut()).to.equal('');
+    const text = doc.more(pages[0]!) + doc.cut();
+    expect(text.endsWith('\n')).to.equal(true);
+    expect(() => JSON.parse(text)).to.throw();
   });
 });
