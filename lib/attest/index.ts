@@ -34,6 +34,19 @@ export function snpRootsOf(policy: Policy): Uint8Array[] {
   return [...pinnedRoots(), ...policy.platforms.filter((p) => p.platformType === SEV_SNP_PLATFORM && p.certificate).map((p) => p.certificate!)];
 }
 
+/** The platform each enclave type's verifier reports, which simpleserver names in the certificate it issues. */
+const CERTIFIED_PLATFORM: Record<string, string> = { [SIMULATED_ENCLAVE]: SIMULATED_ENCLAVE, [SEV_ENCLAVE]: SEV_SNP_PLATFORM };
+
+/** The platform a certificate for evidence of enclave type `type` names; undefined for a type no verifier reads. */
+export function certifiedPlatformOf(type: string): string | undefined {
+  return Object.hasOwn(CERTIFIED_PLATFORM, type) ? CERTIFIED_PLATFORM[type] : undefined;
+}
+
+/** True for a platform that only verified evidence yields (not one a certificate issued offline may name, such as "issued-offline"). */
+export function isAttestedPlatform(platform: string): boolean {
+  return Object.values(CERTIFIED_PLATFORM).includes(platform);
+}
+
 /** Verifies an evidence package with the verifier of its platform. */
 export function verifyEvidence(support: ValidTrustRequest['support'], o: VerifyOptions = {}): EvidenceFacts {
   if (support.proverType !== 'vse-verifier') {

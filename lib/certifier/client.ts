@@ -7,10 +7,10 @@ import { publicKeyOf, toKeyMessage, bytesEqual } from '../crypto/index.ts';
 import { encode, parseTrustResponse } from '../wire/index.ts';
 import { formatCertifierTime, sameKey } from '../policy/index.ts';
 import { validateAdmission, toPem, type ValidatedPeer } from '../pki/index.ts';
-import type { Platform } from '../attest/index.ts';
+import { certifiedPlatformOf, type Platform } from '../attest/index.ts';
 import { connect } from '../channel/index.ts';
 import { SESSION_BINDING_BYTES, SESSION_BINDING_LABEL } from './service.ts';
-import { verifyAuthority } from './identity.ts';
+import { requireOwnIdentity, verifyAuthority } from './identity.ts';
 
 export interface CertifyOptions {
   host: string;
@@ -80,9 +80,14 @@ export async function requestCertificate(o: CertifyOptions): Promise<Certified> 
     const response = parseTrustResponse(answer);
     if (response.status !== 'succeeded' || !response.artifact) throw refusal(response.errorCode);
     const certificate = new Uint8Array(response.artifact);
-    const peer = validateAdmission({ chain: [certificate], policyCert: o.policyCert, at: now(), usage: 'any', role: 'newly issued' });
+    // Kept only if this machine can serve and connect with it: a re-run takes a kept one as certified.
+    const peer = requireOwnIdentity(validateAdmission({ chain: [certificate], policyCert: o.policyCert, at: now(), usage: 'machine', role: 'newly issued' }), 'the certificate returned');
     if (!sameKey(peer.publicKey, authPublic)) throw new CertifierError('UNTRUSTED_PEER', 'the certificate returned does not name this machine\'s key');
     if (!bytesEqual(peer.measurement, o.platform.measurement)) throw new CertifierError('UNTRUSTED_PEER', 'the certificate returned names another measurement');
+    const platform = certifiedPlatformOf(o.platform.type);
+    if (peer.platform !== platform) {
+      throw new CertifierError('UNTRUSTED_PEER', `the certificate returned names platform ${peer.platform}, not ${platform ?? o.platform.type}, the one this machine attested with`, { details: { reason: 'other-platform' } });
+    }
     await closed;
     return { certificate, peer, request };
   } finally {

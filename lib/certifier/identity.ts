@@ -39,6 +39,23 @@ export function requireMachine(peer: ValidatedPeer, side: 'client' | 'server'): 
   return peer;
 }
 
+/**
+ * Checks that a certificate validated with usage 'machine' can be this machine's own identity:
+ * not simpleserver's own kind nor a role credential, which key-servers refuse as a machine's, and
+ * ending no later than the policy certificate, as every certificate issued under it does.
+ * Throws BAD_CERTIFICATE naming `what` ("the certificate returned"), with `fix` after the reason.
+ */
+export function requireOwnIdentity(peer: ValidatedPeer, what: string, fix = ''): ValidatedPeer {
+  const refuse = (reason: string, why: string) =>
+    new CertifierError('BAD_CERTIFICATE', `${what} is not a certificate a machine can use: ${why} (${reason})${fix}`, { details: { reason } });
+  if (peer.platform === AUTHORITY_PLATFORM) throw refuse('not-machine', "its platform is policy-authority, the mark of simpleserver's own certificate");
+  if (peer.platform.startsWith(ROLE_PLATFORM_PREFIX)) throw refuse('role-credential', `its platform is ${peer.platform}, a role credential's`);
+  if (peer.notAfter > peer.validUntil) {
+    throw refuse('outlives-policy-cert', `it ends at ${peer.notAfter.toISOString()}, after the policy certificate (${peer.validUntil.toISOString()}), which no certificate issued under it outlasts`);
+  }
+  return peer;
+}
+
 /** Verifies that a server chain is the policy authority's own. */
 export function verifyAuthority(chain: Uint8Array[], policyCert: Uint8Array, at: Date): ValidatedPeer {
   const peer = validateAdmission({ chain, policyCert, at, usage: 'server' });

@@ -9,9 +9,10 @@ import { fromKeyMessage, generateKeyPair, toKeyMessage, bytesEqual, type KeyAlg 
 import { decode, encode, type KeyMessage } from '../wire/index.ts';
 import { sameKey } from '../policy/index.ts';
 import { parseCertificate, validateAdmission, type ValidatedPeer } from '../pki/index.ts';
-import type { Platform } from '../attest/index.ts';
+import { certifiedPlatformOf, isAttestedPlatform, type Platform } from '../attest/index.ts';
 import type { Cryptstore } from '../../cryptstore/index.ts';
 import { requestCertificate } from './client.ts';
+import { requireOwnIdentity } from './identity.ts';
 
 export const authKeyTag = (domain: string) => `${domain}-private-auth-key`;
 export const admissionCertTag = (domain: string) => `${domain}-admission-certificate`;
@@ -47,7 +48,7 @@ export async function loadIdentity(store: Cryptstore, domain: string, policyCert
   const key = fromKeyMessage(decode<KeyMessage>('key_message', keyEntry.blob));
   let peer;
   try {
-    peer = validateAdmission({ chain: [certEntry.blob], policyCert, at, usage: 'any', role: "machine's stored" });
+    peer = validateAdmission({ chain: [certEntry.blob], policyCert, at, usage: 'machine', role: "machine's stored" });
   } catch (e) {
     // Put there by hand (Scenario 2) as PEM or another file: say which item, and how to store it.
     if (isCertifierError(e, 'BAD_CERTIFICATE') && e.details?.reason !== undefined && certEntry.type !== 'X509-der-cert') {
@@ -57,6 +58,7 @@ export async function loadIdentity(store: Cryptstore, domain: string, policyCert
     // Not a peer's: our own certificate, from another policy key (the key replaced, or the wrong --policy-cert).
     throw new CertifierError('UNTRUSTED_PEER', `this machine's own admission certificate for "${domain}", in its cryptstore, is not one the given policy certificate vouches for (${e.message}): if the policy key was replaced, certify this machine again with cert-utility init-trust and the new policy certificate`, { cause: e, details: e.details });
   }
+  requireOwnIdentity(peer, `this machine's admission certificate for "${domain}" (${admissionCertTag(domain)} in its cryptstore)`, ': certify this machine again with cert-utility init-trust');
   // Only a hand-made identity can be a mismatched pair (the store's items are authenticated):
   // a certificate issued for another machine's public key, say.
   if (!sameKey(peer.publicKey, key)) {
@@ -102,7 +104,7 @@ export async function initTrust(o: InitTrustOptions): Promise<InitTrustResult> {
       if (isCertifierError(e, 'INTEGRITY') || isCertifierError(e, 'WRONG_KEY') || (isCertifierError(e, 'INVALID_KEY') && e.details?.reason === 'certificate-for-another-key')) throw e;
       return undefined;
     });
-    if (current && bytesEqual(current.peer.measurement, o.platform.measurement)) {
+    if (current && bytesEqual(current.peer.measurement, o.platform.measurement) && !namesOtherPlatform(current.peer, o.platform)) {
       if (!renewDue(current.peer, now())) return { status: 'already-certified', peer: current.peer };
       // Nothing would change: no certificate issued under the policy certificate lasts past it.
       const policyCertEnds = parseCertificate(o.policyCert).notAfter;
@@ -125,6 +127,15 @@ export async function initTrust(o: InitTrustOptions): Promise<InitTrustResult> {
     { tag: admissionCertTag(o.domain), blob: got.certificate, options: { type: 'X509-der-cert', exportable: true } },
   ]);
   return { status: 'certified', peer: got.peer };
+}
+
+/**
+ * A certificate naming a platform that verified evidence yields, but not the one this machine
+ * attests with: not this machine's description. One issued offline (Scenario 2, "issued-offline")
+ * names a platform of the operator's choosing, and stands.
+ */
+function namesOtherPlatform(peer: ValidatedPeer, platform: Platform): boolean {
+  return isAttestedPlatform(peer.platform) && peer.platform !== certifiedPlatformOf(platform.type);
 }
 
 /** Within 3 days of its end, or past half its life for a certificate of 6 days or less (else a re-run would always renew it). */

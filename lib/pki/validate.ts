@@ -12,8 +12,11 @@ import { bytesSame, isSignedBy } from './structure.ts';
 import { UNDERSTOOD_EXTENSIONS } from './oids.ts';
 import { type CertRole, type Problem, firstProblem, problem, untrusted } from './problems.ts';
 
-/** 'role': a role credential, never a TLS identity (clientAuth too, as credentials issued before 2026-12-05 carry). */
-export type Usage = 'client' | 'server' | 'any' | 'role';
+/**
+ * 'role': a role credential, never a TLS identity (clientAuth too, as credentials issued before 2026-12-05 carry).
+ * 'machine': a machine's own certificate, which it serves and connects with: both TLS purposes, as simpleserver issues.
+ */
+export type Usage = 'client' | 'server' | 'any' | 'role' | 'machine';
 
 export interface ValidateAdmissionOptions {
   /** Leaf first, DER. Further entries may only be the pinned policy certificate itself. */
@@ -21,7 +24,7 @@ export interface ValidateAdmissionOptions {
   /** The pinned policy certificate (DER): the only root there is. */
   policyCert: Uint8Array;
   at: Date;
-  /** Which extended key usage the leaf needs; 'any' means client or server authentication. Default 'any'. */
+  /** Which extended key usage the leaf needs; 'any' means client or server authentication, 'machine' both. Default 'any'. */
   usage?: Usage;
   /** What the leaf is, for messages: "peer" (default), "this machine's", "the newly issued". */
   role?: string;
@@ -149,10 +152,19 @@ function checkIssuedByPolicy(chain: Uint8Array[], policyCert: Uint8Array, leaf: 
   }
 }
 
-const EKU_FOR: Record<Usage, string[]> = { client: ['clientAuth'], server: ['serverAuth'], any: ['clientAuth', 'serverAuth'], role: ['roleCredential', 'clientAuth'] };
+const EKU_FOR: Record<Usage, string[]> = { client: ['clientAuth'], server: ['serverAuth'], any: ['clientAuth', 'serverAuth'], role: ['roleCredential', 'clientAuth'], machine: ['clientAuth', 'serverAuth'] };
+/** Usages that need every one of their extended key usages, not just one. */
+const EKU_ALL: Usage[] = ['machine'];
+
+function extKeyUsageProblem(leaf: ParsedCert, usage: Usage, which: string): Problem | undefined {
+  const all = EKU_ALL.includes(usage);
+  const missing = EKU_FOR[usage].filter((u) => !leaf.extKeyUsage.includes(u));
+  if (all ? missing.length === 0 : missing.length < EKU_FOR[usage].length) return undefined;
+  return problem('BAD_CERTIFICATE', 'ext-key-usage', `the ${which} certificate's extended key usage lacks ${missing.join(all ? ' and ' : ' or ')}`);
+}
 
 
-function flagProblems(leaf: ParsedCert, usage: Usage): (Problem | undefined)[] {
+function flagProblems(leaf: ParsedCert, usage: Usage, which: string): (Problem | undefined)[] {
   const bad = (reason: string, message: string) => problem('BAD_CERTIFICATE', reason, message);
   const signsCerts = leaf.keyUsage.filter((u) => u === 'keyCertSign' || u === 'cRLSign');
   return [
@@ -160,7 +172,7 @@ function flagProblems(leaf: ParsedCert, usage: Usage): (Problem | undefined)[] {
     leaf.keyUsage.includes('digitalSignature') ? undefined : bad('key-usage', 'the certificate\'s key usage lacks digitalSignature'),
     // RFC 5280, 4.2.1.3: keyCertSign needs cA; an end entity has no business signing certificates or CRLs.
     signsCerts.length ? bad('key-usage', `the certificate's key usage allows ${signsCerts.join(' and ')} but it is not a CA`) : undefined,
-    EKU_FOR[usage].some((u) => leaf.extKeyUsage.includes(u)) ? undefined : bad('ext-key-usage', `the certificate's extended key usage lacks ${EKU_FOR[usage].join(' or ')}`),
+    extKeyUsageProblem(leaf, usage, which),
     // The peer's key must be one lib/crypto can use later (TLS, signed nonces).
     leaf.keyAlg !== undefined ? undefined : bad('key-algorithm', 'the certificate\'s key is not ECDSA P-256, P-384 or RSA-2048'),
     criticalProblem(leaf, 'peer'),
@@ -187,12 +199,13 @@ function admissionProblems(leaf: ParsedCert, policy: ParsedCert): (Problem | und
  */
 export function validateAdmission(opts: ValidateAdmissionOptions): ValidatedPeer {
   const usage = opts.usage ?? 'any';
-  if (!Object.hasOwn(EKU_FOR, usage)) throw new CertifierError('INVALID_INPUT', `usage must be client, server, any or role, not "${String(usage)}"`);
+  if (!Object.hasOwn(EKU_FOR, usage)) throw new CertifierError('INVALID_INPUT', `usage must be client, server, any, role or machine, not "${String(usage)}"`);
   if (opts.chain.length === 0) throw untrusted('no-certificate', 'the peer presented no certificate', 'chain');
   const policy = checkPolicy(opts.policyCert, opts.at);
   const leaf = parseAs(opts.chain[0]!, 'leaf');
   checkIssuedByPolicy(opts.chain, opts.policyCert, leaf, policy);
-  const found = firstProblem('leaf', [validityProblem(leaf, opts.at, opts.role ?? 'peer'), ...flagProblems(leaf, usage), ...admissionProblems(leaf, policy)]);
+  const which = opts.role ?? 'peer';
+  const found = firstProblem('leaf', [validityProblem(leaf, opts.at, which), ...flagProblems(leaf, usage, which), ...admissionProblems(leaf, policy)]);
   if (found) throw found;
   const a = leaf.admission!;
   return {

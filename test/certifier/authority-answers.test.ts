@@ -1,19 +1,22 @@
 // init-trust keeps nothing it has not checked: the server it asks must be the policy authority,
-// and the certificate that comes back must name this machine's key and measurement. Here against
-// fake servers on 127.0.0.1 presenting real certificates made with the policy key.
+// and the certificate that comes back must name this machine's key, measurement and platform, and
+// be one a machine can use (a key-server would refuse the rest, and a re-run would take a kept one
+// as certified). Nor does a re-run take such a certificate, found in the store, as certified. Here
+// against fake servers on 127.0.0.1 presenting real certificates made with the policy key.
 
 import { expect } from 'chai';
 import type { KeyObject } from 'node:crypto';
 import { join } from 'node:path';
-import { encode } from '../../lib/wire/index.ts';
-import { generateKeyPair, randomBytes, sha256, utf8 } from '../../lib/crypto/index.ts';
-import { createPolicyCert, issueAdmissionCert, toPem } from '../../lib/pki/index.ts';
-import { generateSimulatedPlatform, SIMULATED_ENCLAVE, SimulatedEnclave } from '../../lib/attest/index.ts';
-import { authKeyTag, initTrust, issueAuthorityIdentity, requestCertificate } from '../../lib/certifier/index.ts';
+import { encode, parseTrustRequest } from '../../lib/wire/index.ts';
+import { generateKeyPair, randomBytes, sha256, toHex, toKeyMessage, utf8 } from '../../lib/crypto/index.ts';
+import { createPolicyCert, encodeAdmission, issueAdmissionCert, OID, parseCertificate, toPem, type AdmissionCertOptions } from '../../lib/pki/index.ts';
+import { generateSimulatedPlatform, SIMULATED_ENCLAVE, SimulatedEnclave, verifyEvidence } from '../../lib/attest/index.ts';
+import { admissionCertTag, authKeyTag, initTrust, issueAuthorityIdentity, loadIdentity, requestCertificate } from '../../lib/certifier/index.ts';
 import { serve, type ChannelServer } from '../../lib/channel/index.ts';
 import { Cryptstore, KeyFileProtector } from '../../cryptstore/index.ts';
 import { tempDir } from '../support/helpers.ts';
 import { rejects } from '../support/rejects.ts';
+import { DAY, forgeCertificate, KeyUsageFlags, readPolicySubject } from '../pki/forge.ts';
 
 describe('init-trust: what it accepts from the server it asks', function () {
   this.timeout(30_000);
@@ -34,21 +37,32 @@ describe('init-trust: what it accepts from the server it asks', function () {
     const keys = await generateSimulatedPlatform({ alg: 'p256' });
     const store = await Cryptstore.create(join(tmp.dir, `store-${stores.length}`), new KeyFileProtector(randomBytes(32)));
     stores.push(store);
-    /** A machine's admission certificate, as simpleserver would issue it. */
-    const admission = (subjectPublicKey: KeyObject, measurement = m) => issueAdmissionCert({ policyKey, policyCert, subjectPublicKey, measurement, platform: SIMULATED_ENCLAVE, domain, validitySeconds: 86_400 });
+    /** A machine's admission certificate, as simpleserver would issue it, or with `other` fields. */
+    const admission = (subjectPublicKey: KeyObject, measurement = m, other: Partial<AdmissionCertOptions> = {}) =>
+      issueAdmissionCert({ policyKey, policyCert, subjectPublicKey, measurement, platform: SIMULATED_ENCLAVE, domain, validitySeconds: 86_400, ...other });
+    /** One in every way as simpleserver's, but ending in a hundred years, long after the policy certificate. */
+    const century = (subjectPublicKey: KeyObject) => forgeCertificate({
+      subject: `O=Measured-${toHex(m)}, CN=CertifierUsers`, issuer: readPolicySubject(policyCert), publicKey: subjectPublicKey, signWith: policyKey,
+      notBefore: new Date(Date.now() - 300_000), notAfter: new Date(Date.now() + 36_500 * DAY), basicConstraints: { ca: false }, keyUsage: KeyUsageFlags.digitalSignature,
+      extKeyUsage: [OID.serverAuth, OID.clientAuth], authorityKeyIdHex: parseCertificate(policyCert).subjectKeyIdHex, admission: encodeAdmission({ measurement: m, platform: SIMULATED_ENCLAVE, domain }),
+    });
     const authority = await issueAuthorityIdentity({ policyKey, policyCert, domain });
-    return { policyCert, store, admission, authority, platform: new SimulatedEnclave(keys.attestKey, keys.endorsement, m) };
+    return { policyCert, store, admission, century, authority, platform: new SimulatedEnclave(keys.attestKey, keys.endorsement, m) };
   }
 
-  /** A TLS server presenting `key` and `cert` that answers every trust request with `artifact`; counts the requests. */
-  async function answering(key: KeyObject, cert: Uint8Array, policyCert: Uint8Array, artifact: Uint8Array) {
+  /**
+   * A TLS server presenting `key` and `cert` that answers every trust request with `artifact`, or
+   * with what `artifact` makes for the key the request's evidence names; counts the requests.
+   */
+  async function answering(key: KeyObject, cert: Uint8Array, policyCert: Uint8Array, artifact: Uint8Array | ((machineKey: KeyObject) => Promise<Uint8Array>)) {
     const seen = { requests: 0 };
     const server = await serve({
       host: '127.0.0.1', port: 0,
       tls: { key, cert: toPem(cert), ca: toPem(policyCert), requestCert: false },
-      handler: async () => {
+      handler: async (request) => {
         seen.requests++;
-        return encode('trust_response_message', { requestingEnclaveTag: 'requesting-enclave', providingEnclaveTag: 'providing-enclave', status: 'succeeded', artifact });
+        const made = typeof artifact === 'function' ? await artifact(verifyEvidence(parseTrustRequest(request).support).enclaveKey) : artifact;
+        return encode('trust_response_message', { requestingEnclaveTag: 'requesting-enclave', providingEnclaveTag: 'providing-enclave', status: 'succeeded', artifact: made });
       },
     });
     servers.push(server);
@@ -83,5 +97,47 @@ describe('init-trust: what it accepts from the server it asks', function () {
     const e = await rejects(requestCertificate({ host: '127.0.0.1', port, policyCert, platform, authKey }), 'UNTRUSTED_PEER');
     expect(e.message).to.include('another measurement');
     expect(seen.requests).to.equal(1);
+  });
+
+  describe('a certificate for this machine\'s key and measurement that it cannot use', () => {
+    type Setup = Awaited<ReturnType<typeof setup>>;
+    const unusable: [string, string, string, (s: Setup, machineKey: KeyObject) => Promise<Uint8Array>][] = [
+      ['simpleserver\'s own kind (platform policy-authority)', 'BAD_CERTIFICATE', 'not-machine', (s, k) => s.admission(k, m, { platform: 'policy-authority' })],
+      ['a role credential (platform role:operator)', 'BAD_CERTIFICATE', 'role-credential', (s, k) => s.admission(k, m, { platform: 'role:operator' })],
+      ['one for TLS clients only (a key-server cannot serve with it)', 'BAD_CERTIFICATE', 'ext-key-usage', (s, k) => s.admission(k, m, { extKeyUsage: [OID.clientAuth] })],
+      ['one ending a century after the policy certificate', 'BAD_CERTIFICATE', 'outlives-policy-cert', (s, k) => s.century(k)],
+      ['one naming platform amd-sev-snp for simulated evidence', 'UNTRUSTED_PEER', 'other-platform', (s, k) => s.admission(k, m, { platform: 'amd-sev-snp' })],
+    ];
+
+    for (const [what, code, reason, make] of unusable) {
+      it(`is refused when the authority returns ${what} (${code}, ${reason}), and nothing is kept`, async () => {
+        const s = await setup();
+        const { port, seen } = await answering(s.authority.key, s.authority.cert, s.policyCert, (k) => make(s, k));
+        const e = await rejects(initTrust({ store: s.store, domain, policyCert: s.policyCert, platform: s.platform, host: '127.0.0.1', port }), code);
+        expect(e.details).to.deep.include({ reason });
+        expect(seen.requests).to.equal(1);
+        await rejects(s.store.get(authKeyTag(domain)), 'NOT_FOUND');
+        await rejects(s.store.get(admissionCertTag(domain)), 'NOT_FOUND');
+      });
+
+      it(`is not taken as certified when found in the store, ${what}: init-trust certifies again and replaces it`, async () => {
+        const s = await setup();
+        const storedKey = await generateKeyPair('p256');
+        const stored = await make(s, storedKey.publicKey);
+        await s.store.putAll([
+          { tag: authKeyTag(domain), blob: encode('key_message', toKeyMessage(storedKey.privateKey, 'auth-key')), options: { type: 'key-message-serialized-protobuf', exportable: false } },
+          { tag: admissionCertTag(domain), blob: stored, options: { type: 'X509-der-cert', exportable: true } },
+        ]);
+        // What key-server and key-client start with: they know no platform, so the kind, usage and end only.
+        if (code === 'BAD_CERTIFICATE') expect((await rejects(loadIdentity(s.store, domain, s.policyCert), code)).details).to.deep.include({ reason });
+        const { port, seen } = await answering(s.authority.key, s.authority.cert, s.policyCert, (k) => s.admission(k));
+        const r = await initTrust({ store: s.store, domain, policyCert: s.policyCert, platform: s.platform, host: '127.0.0.1', port });
+        expect(r.status).to.equal('certified');
+        expect(seen.requests).to.equal(1);
+        const now = await loadIdentity(s.store, domain, s.policyCert);
+        expect(now.peer).to.include({ platform: SIMULATED_ENCLAVE });
+        expect(Buffer.from(now.certificate).equals(Buffer.from(stored))).to.equal(false);
+      });
+    }
   });
 });

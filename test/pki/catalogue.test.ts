@@ -119,11 +119,15 @@ describe('pki: a catalogue of bad certificates', () => {
     // A role credential: its own purpose, or clientAuth as older ones carry; never serverAuth alone.
     expectRefused(check(serverOnly, 'role'), 'BAD_CERTIFICATE', 'ext-key-usage');
     expect(outcome(check(clientOnly, 'role'))).to.equal('valid');
+    // A machine's own certificate: it serves and connects with it, so it needs both.
+    expectRefused(check(serverOnly, 'machine'), 'BAD_CERTIFICATE', 'ext-key-usage');
+    expectRefused(check(clientOnly, 'machine'), 'BAD_CERTIFICATE', 'ext-key-usage');
+    expect(outcome(check(await forgeLeaf(policy), 'machine'))).to.equal('valid');
   });
 
   it('refuses a leaf without any extended key usage, for every usage (BAD_CERTIFICATE, ext-key-usage)', async () => {
     const leaf = await forgeLeaf(policy, { extKeyUsage: null });
-    for (const usage of ['client', 'server', 'any'] as const) expectRefused(check(leaf, usage), 'BAD_CERTIFICATE', 'ext-key-usage');
+    for (const usage of ['client', 'server', 'any', 'machine'] as const) expectRefused(check(leaf, usage), 'BAD_CERTIFICATE', 'ext-key-usage');
   });
 
   it('refuses a leaf without the admission extension (BAD_CERTIFICATE, no-admission-extension)', async () => {
