@@ -11,6 +11,11 @@ import { resolveLimits, type ClientConnection, type ConnectOptions, type Resolve
 
 const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 const LINGER_MS = 1_000;
+/**
+ * How long requests wait, under mutual TLS, for the server's session tickets (its acceptance of
+ * our certificate) before they go anyway: a server that sends none costs each connection this.
+ */
+const VERDICT_WAIT_MS = 1_000;
 
 interface Pending {
   resolve: (body: Uint8Array) => void;
@@ -88,6 +93,10 @@ class Connection<P> implements ClientConnection<P> {
   private isReady = false;
   private secureAt = 0;
   private sawTicket = false;
+  /** Requests held until the server has accepted our certificate (mutual TLS); undefined once they may go. */
+  private held: Uint8Array[] | undefined;
+  private heldTimer: NodeJS.Timeout | undefined;
+  private wrote = false;
   private answered = 0;
   private timer: NodeJS.Timeout | undefined;
   private settleReady!: (e?: CertifierError) => void;
@@ -102,6 +111,7 @@ class Connection<P> implements ClientConnection<P> {
     private readonly ca?: string,
   ) {
     this.decoder = new FrameDecoder(limits.frameLimit);
+    if (mutual) this.held = [];
     this.exportKeyingMaterial = exporterFor(tlsSocket);
     this.ready = new Promise<void>((resolve, reject) => {
       this.settleReady = (e) => (e ? reject(e) : resolve());
@@ -119,9 +129,13 @@ class Connection<P> implements ClientConnection<P> {
       this.becomeReady();
     });
     // A TLS 1.3 server that accepted our certificate sends session tickets right after the
-    // handshake; one that refused it closes first. That tells a refusal from a hang-up.
+    // handshake; ours (and Node's own chain check) refuse by closing without them, in the same
+    // tick, and send no alert. Requests wait for the tickets, so a close before any request went
+    // is a refusal, and one after it a hang-up: a server dying on a request loses its tickets too.
     tlsSocket?.on('session', () => {
       this.sawTicket = true;
+      // Not from inside this callback: OpenSSL is reading, and a write made now sits unsent.
+      if (this.held) setImmediate(() => this.release());
     });
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     // Errors are made only when they will be used: a connection ends with 'end' and 'close' both,
@@ -148,8 +162,25 @@ class Connection<P> implements ClientConnection<P> {
     this.pending.push(entry);
     // Each answer gets readTimeoutMs from the moment it becomes the one we wait for.
     if (this.pending.length === 1) this.armResponseTimer();
-    this.socket.write(frame);
+    if (this.held) {
+      this.held.push(frame);
+      this.heldTimer ??= setTimeout(() => this.release(), VERDICT_WAIT_MS);
+    } else this.write(frame);
     return promise;
+  }
+
+  private write(frame: Uint8Array): void {
+    this.wrote = true;
+    this.socket.write(frame);
+  }
+
+  /** Sends the requests held for the server's verdict on our certificate, and any later at once. */
+  private release(): void {
+    const frames = this.held;
+    this.held = undefined;
+    clearTimeout(this.heldTimer);
+    if (this.failure) return;
+    for (const frame of frames ?? []) this.write(frame);
   }
 
   /** Idempotent: every call waits for the same close. */
@@ -220,9 +251,9 @@ class Connection<P> implements ClientConnection<P> {
     this.timer = undefined;
   }
 
-  /** True when a mutual-TLS server dropped us right after the handshake, before accepting. */
+  /** True when a mutual-TLS server dropped us after the handshake without accepting, before it had any request of ours. */
   private looksRefused(): boolean {
-    return this.mutual && this.secureAt > 0 && !this.sawTicket && this.answered === 0
+    return this.mutual && this.secureAt > 0 && !this.sawTicket && !this.wrote
       && performance.now() - this.secureAt <= this.limits.handshakeTimeoutMs;
   }
 
@@ -259,6 +290,7 @@ class Connection<P> implements ClientConnection<P> {
       ? new CertifierError('UNREACHABLE', `the connection to ${this.target} is closed`)
       : err;
     this.clearTimer();
+    clearTimeout(this.heldTimer);
     if (!this.isReady) this.settleReady(this.failure);
     for (const p of this.pending.splice(0)) p.reject(this.failure);
     this.socket.destroy();

@@ -2,6 +2,7 @@
 // a refused client learns it as UNTRUSTED_PEER (exit 4), not as a retryable hang-up.
 
 import { expect } from 'chai';
+import type { AddressInfo, Socket } from 'node:net';
 import tls from 'node:tls';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { Harness, bytes, rejectsWith, testPki, waitFor, type TestPeer } from './harness.ts';
@@ -9,6 +10,7 @@ import { makeCa } from './certs.ts';
 import { generateKeyPair } from '../../lib/crypto/index.ts';
 import { createPolicyCert, toPem } from '../../lib/pki/index.ts';
 import { issueAuthorityIdentity } from '../../lib/certifier/index.ts';
+import type { ChannelServer } from '../../lib/channel/index.ts';
 
 describe('channel: peer verification', () => {
   const h = new Harness();
@@ -48,6 +50,30 @@ describe('channel: peer verification', () => {
     const good = await h.connect(server, 'mtls');
     expect(await good.request(bytes('ok'))).to.have.length(2);
   });
+
+  for (const how of ['closes', 'resets'] as const) {
+    it(`says UNREACHABLE (exit 3, worth a retry), not a refusal, when a server that accepted our certificate ${how} the connection in the tick it reads the request`, async () => {
+      // As a key-server whose process dies on the request does: the session tickets it queued
+      // at the end of the handshake go down with it, unsent.
+      const p = await testPki();
+      const server = tls.createServer({ key: p.server.key, cert: p.server.cert, ca: p.ca.cert, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.3' });
+      const under = new Map<string, Socket>();
+      server.on('connection', (raw: Socket) => under.set(`${raw.remotePort}`, raw));
+      server.on('secureConnection', (s) => {
+        s.on('error', () => {});
+        s.on('data', () => (how === 'closes' ? s.destroy() : under.get(`${s.remotePort}`)!.resetAndDestroy()));
+      });
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      try {
+        const conn = await h.connect({ address: { host: '127.0.0.1', port: (server.address() as AddressInfo).port } } as ChannelServer, 'mtls');
+        const e = await rejectsWith(conn.request(bytes('hi')), 'UNREACHABLE');
+        expect(e.exitStatus).to.equal(3);
+        expect(e.message).not.to.contain('refused');
+      } finally {
+        server.close();
+      }
+    });
+  }
 
   it('treats an asynchronous verifyPeer as a refusal, never as a pass', async () => {
     let called = 0;
