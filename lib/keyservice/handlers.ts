@@ -256,15 +256,25 @@ export class KeyService {
         return { response: succeeded(req.name, { version: versions.length === 1 ? versions[0]! : 0, data }), version: req.version, deleted: versions.length };
       }
       case 'list': {
-        // One more than a page tells whether another page follows, without a second query.
-        const infos = await ks.list(req.name, { limit: LIST_PAGE + 1, ...(req.listAfter !== undefined ? { after: req.listAfter } : {}) });
-        const page = infos.slice(0, LIST_PAGE);
-        const visible = page.filter((i) => !this.isReserved(i.name));
-        const list = {
-          resources: visible.map((i) => ({ resourceName: i.name, version: i.version, valueType: i.type, timeEntered: i.timeEntered, exportable: i.exportable, size: i.size })),
-          ...(infos.length > LIST_PAGE ? { nextAfter: page.at(-1)!.name } : {}),
-        };
-        return { response: succeeded(req.name, { data: encode('key_service_list', list) }) };
+        // One more than a page tells whether another page follows, without a second query. A page
+        // of nothing but the server's own names (left out) is passed over: no answer is empty with
+        // more to come, which a client takes for a server that would keep it asking for ever.
+        let after = req.listAfter;
+        for (;;) {
+          const infos = await ks.list(req.name, { limit: LIST_PAGE + 1, ...(after !== undefined ? { after } : {}) });
+          const page = infos.slice(0, LIST_PAGE);
+          const visible = page.filter((i) => !this.isReserved(i.name));
+          const more = infos.length > LIST_PAGE;
+          if (more && visible.length === 0) {
+            after = page.at(-1)!.name;
+            continue;
+          }
+          const list = {
+            resources: visible.map((i) => ({ resourceName: i.name, version: i.version, valueType: i.type, timeEntered: i.timeEntered, exportable: i.exportable, size: i.size })),
+            ...(more ? { nextAfter: page.at(-1)!.name } : {}),
+          };
+          return { response: succeeded(req.name, { data: encode('key_service_list', list) }) };
+        }
       }
     }
   }

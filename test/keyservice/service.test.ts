@@ -219,6 +219,13 @@ describe('key service: ordering of the requests of one connection', () => {
     }
   });
 
+  it('passes over a page of nothing but the server\'s own names: no answer is empty with more to come', async () => {
+    const svc = new KeyService({ keystore: new KeyStore(backend, randomBytes(32)), policyCert: new Uint8Array(), acl, reserved: { names: [], prefixes: ['key-server/'] } });
+    await plant([...Array.from({ length: LIST_PAGE + 1 }, (_, i) => `key-server/${String(i).padStart(4, '0')}`), 'z']);
+    const first = await answer(await svc.handleStaged(encodeKeyRequest({ action: 'list', name: '' }), conn('c12')));
+    expect(decode<KeyServiceList>('key_service_list', first.data!)).to.deep.equal({ resources: [{ resourceName: 'z', version: 1, valueType: 'binary-blob', timeEntered: '2026-12-01T00:00:00.000Z', exportable: true, size: 1 }] });
+  });
+
   it('names a reserved name in its refusal\'s log line as every other name is shown: a name not in form C escaped', async () => {
     const lines: Record<string, unknown>[] = [];
     const reserved = { names: [], prefixes: ['key-server/'] };
