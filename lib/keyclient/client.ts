@@ -6,13 +6,16 @@
 import type { KeyObject } from 'node:crypto';
 import { CertifierError, ErrorCodes, type ErrorCode } from '../errors/index.ts';
 import { sign } from '../crypto/index.ts';
-import { checkCryptstoreEntry, compareNames, decode, shown, type CryptstoreEntry, type EntryType, type KeyServiceList, type ValidEntry } from '../wire/index.ts';
+import { checkCryptstoreEntry, decode, shown, type CryptstoreEntry, type EntryType, type KeyServiceList, type ValidEntry } from '../wire/index.ts';
 import { toPem, validateAdmission, type ValidatedPeer } from '../pki/index.ts';
 import { connect, DEFAULT_LIMITS, type ClientConnection, type Limits } from '../channel/index.ts';
 import { requireMachine, type MachineIdentity } from '../certifier/index.ts';
 import {
   CHALLENGE_EXPORTER_LABEL, CHALLENGES_PER_CONNECTION, challengeMessage, encodeKeyRequest, parseKeyResponse, type Action, type KeyRequest, type KeyResponse,
 } from '../keyservice/protocol.ts';
+import { pageItems, type ResourceInfo } from './list-page.ts';
+
+export type { ResourceInfo };
 
 export interface Credential {
   chain: Uint8Array[];
@@ -29,15 +32,6 @@ export interface KeyClientOptions {
   credential?: Credential;
   limits?: Limits;
   connectTimeoutMs?: number;
-}
-
-export interface ResourceInfo {
-  name: string;
-  version: number;
-  type: string;
-  timeEntered: string;
-  exportable: boolean;
-  size: number;
 }
 
 function refusal(r: KeyResponse, action: Action, resource: string): CertifierError {
@@ -194,8 +188,8 @@ export class KeyClient {
 
 /**
  * A listing's pages put together: each answer that names a next_after is followed by a request
- * for the names after it. Each page must start further on than the one before, or a faulty server
- * could keep a client asking forever.
+ * for the names after it. Each page is checked (pageItems): it must hold names after the page
+ * before, or a faulty server could keep a client asking for ever.
  */
 export async function collectPages(prefix: string, page: (after: string | undefined) => Promise<KeyServiceList>): Promise<ResourceInfo[]> {
   const out: ResourceInfo[] = [];
@@ -209,10 +203,7 @@ export async function forEachPage(prefix: string, each: (items: ResourceInfo[]) 
   let count = 0;
   for (;;) {
     const p = await page(after);
-    if (after !== undefined && p.nextAfter !== undefined && compareNames(p.nextAfter, after) <= 0) {
-      throw new CertifierError('DECODE_FAILED', `the key-server's listing of ${shown(prefix, 256)} went back to ${shown(p.nextAfter, 256)} after ${shown(after, 256)}`);
-    }
-    const items = (p.resources ?? []).map((i) => ({ name: i.resourceName ?? '', version: i.version ?? 0, type: i.valueType ?? '', timeEntered: i.timeEntered ?? '', exportable: i.exportable ?? false, size: i.size ?? 0 }));
+    const items = pageItems(prefix, after, p);
     count += items.length;
     if (items.length && (await each(items)) === false) return count;
     if (p.nextAfter === undefined) return count;

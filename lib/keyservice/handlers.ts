@@ -14,7 +14,7 @@ import { ChallengeBook } from './challenges.ts';
 import { verifyRoleCredential } from './roles.ts';
 import type { ReplicaJoin } from './replica.ts';
 import {
-  CHALLENGE_EXPORTER_LABEL, challenge, challengeMessage, describeRequest, failed, parseKeyRequest, succeeded, type KeyRequest,
+  CHALLENGE_EXPORTER_LABEL, challenge, challengeMessage, describeRequest, failed, LIST_PAGE, parseKeyRequest, succeeded, type KeyRequest,
 } from './protocol.ts';
 
 export interface KeyServiceConfig {
@@ -37,12 +37,6 @@ export interface Connection {
   exportKeyingMaterial(label: string, length: number): Uint8Array | undefined;
 }
 
-/**
- * Names per list answer. A resource info is at most about 830 bytes (a 256-character name of
- * 3-byte characters and its metadata), so a page of these stays well inside one 1 MiB frame;
- * a longer listing comes in pages, each answer naming where the next one starts.
- */
-export const LIST_PAGE = 1000;
 /** The most deleted versions a delete's answer names (it always says how many there were). */
 export const DELETE_LISTED = 10_000;
 

@@ -14,6 +14,13 @@ export type Action = (typeof ACTIONS)[number];
 
 export const MAX_VALUE_BYTES = 1024 * 1024 - 4096; // one frame, less room for the envelope
 export const MAX_CREDENTIAL_CERTS = 4;
+/**
+ * Names per list answer; a client refuses a page of more. A resource info is at most about 830
+ * bytes (a 256-character name of 3-byte characters and its metadata), so a page of these stays
+ * well inside one 1 MiB frame; a longer listing comes in pages, each answer naming where the next
+ * one starts.
+ */
+export const LIST_PAGE = 1000;
 export const NONCE_BYTES = 32;
 /** Nonces a key-server keeps outstanding per connection (the oldest goes first); a client keeps
  * at most this many challenged requests going on one connection. */

@@ -25,3 +25,14 @@ export function parseCertifierTime(s: string, what = 'time'): Date {
   }
   return back;
 }
+
+const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.\d{1,9})?(?:Z|[+-](\d{2}):(\d{2}))$/;
+
+/** Whether `s` is an RFC 3339 date and time, such as key-server writes (2026-12-05T09:10:19.123Z). */
+export function isRfc3339(s: string): boolean {
+  const m = RFC3339.exec(s);
+  if (!m) return false;
+  const [y, mo, d, h, mi, sec, oh = 0, om = 0] = m.slice(1).map((v) => Number(v ?? 0)) as number[];
+  const days = new Date(Date.UTC(y!, mo!, 0)).getUTCDate(); // day 0 of the next month: this month's last
+  return mo! >= 1 && mo! <= 12 && d! >= 1 && d! <= days && h! <= 23 && mi! <= 59 && sec! <= 60 && oh! <= 23 && om! <= 59;
+}

@@ -84,6 +84,13 @@ describe('keyclient: answers from a faulty key-server', function () {
     expect((await rejects(client.delete('k'), 'NOT_RECORDED')).message).to.contain('the key-server deleted "k" (the versions asked for), but');
   });
 
+  it('stops a listing at the first answer without names that says more are to come, rather than asking for ever (DECODE_FAILED)', async () => {
+    let asked = 0;
+    answer = (req) => (asked++, succeeded(req.name, { data: encode('key_service_list', { resources: [], nextAfter: `p${asked}` }) }));
+    await rejects(client.list(''), 'DECODE_FAILED');
+    expect(asked).to.equal(1);
+  });
+
   it('fails with CHALLENGE_FAILED when challenged without a credential to answer with', async () => {
     answer = (req) => challenge(req.name, new Uint8Array(32));
     await rejects(client.retrieve('k'), 'CHALLENGE_FAILED');

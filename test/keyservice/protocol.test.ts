@@ -3,8 +3,7 @@
 import { expect } from 'chai';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { DEFAULT_FRAME_LIMIT, encode, ENTRY_TYPES, MAX_TAG_LENGTH, MAX_VERSION } from '../../lib/wire/index.ts';
-import { LIST_PAGE } from '../../lib/keyservice/handlers.ts';
-import { encodeKeyRequest, MAX_CREDENTIAL_CERTS, MAX_VALUE_BYTES, parseKeyRequest, succeeded } from '../../lib/keyservice/protocol.ts';
+import { encodeKeyRequest, LIST_PAGE, MAX_CREDENTIAL_CERTS, MAX_VALUE_BYTES, parseKeyRequest, succeeded } from '../../lib/keyservice/protocol.ts';
 
 function refusal(bytes: Uint8Array): { code: string; message: string } | 'accepted' {
   try {
