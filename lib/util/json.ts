@@ -43,18 +43,19 @@ export function parseJsonText(text: string, what: string): unknown {
 
 /**
  * The text of {"ok":true,"KEY":[ITEM,...]} in pieces, as its items come (a listing of any length
- * is never held whole): the pieces together are byte for byte JSON.stringify({ ok: true, [key]:
- * items }) and a newline. The document opens with its first items, so that an error before any
+ * is never held whole): the pieces together are byte for byte `stringify({ ok: true, [key]:
+ * items })` and a newline, for JSON.stringify or a stringify that writes each string on its own
+ * (a program's visibleJson). The document opens with its first items, so that an error before any
  * is the only document.
  */
 export class JsonItemsText {
   private opened = false;
 
-  constructor(private readonly key: string) {}
+  constructor(private readonly key: string, private readonly stringify: (value: unknown) => string = JSON.stringify) {}
 
   /** These items, after the opening or a comma; '' for none. */
   more(items: readonly unknown[]): string {
-    return items.length ? this.open(',') + items.map((i) => JSON.stringify(i)).join(',') : '';
+    return items.length ? this.open(',') + items.map((i) => this.stringify(i)).join(',') : '';
   }
 
   /** What closes the document. */

@@ -4,6 +4,7 @@
 import { expect } from 'chai';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { JsonItemsText, parseJsonText } from '../../lib/util/json.ts';
+import { visibleJson } from '../../lib/wire/index.ts';
 
 describe('parseJsonText', () => {
   it('reads JSON, with or without a UTF-8 byte-order mark before it', () => {
@@ -52,6 +53,14 @@ describe('JsonItemsText', () => {
       expect(pieces.join('') + doc.end()).to.equal(JSON.stringify({ ok: true, items: given.flat() }) + '\n');
     }
     expect(new JsonItemsText('items').more([])).to.equal('');
+  });
+
+  it('makes the text of the whole document as a given stringify writes it (visibleJson: invisible characters escaped)', () => {
+    const items = [{ name: 'invoice\u202egpj.exe', type: 'x\u200by' }, { name: 'cafe\u0301' }, { name: 'plain' }];
+    const doc = new JsonItemsText('items', visibleJson);
+    const text = doc.more(items.slice(0, 1)) + doc.more(items.slice(1)) + doc.end();
+    expect(text).to.equal(visibleJson({ ok: true, items }) + '\n');
+    expect(text).to.contain('invoice\\u202egpj.exe').and.contain('cafe\\u0301').and.not.match(/[\u202e\u200b\u0301]/);
   });
 
   it('ends a document cut part way with a line end, never as one that parses; one not begun is nothing', () => {

@@ -1,0 +1,48 @@
+// key-client against a key-server that completes mutual TLS with a real, pinned identity and then
+// answers whatever it likes (the channel's serve() with a chosen handler): what the client prints,
+// writes and exits with is its own checks' outcome, never the server's choice.
+
+import { expect } from 'chai';
+import { serve, type ChannelServer } from '../../lib/channel/index.ts';
+import { encode } from '../../lib/wire/index.ts';
+import { toPem } from '../../lib/pki/index.ts';
+import { parseKeyRequest, succeeded, type KeyRequest } from '../../lib/keyservice/protocol.ts';
+import { run } from '../support/helpers.ts';
+import { Domain, expectSuccess, type Machine } from './domain.ts';
+
+describe('e2e: key-client against a hostile key-server', function () {
+  this.timeout(60_000);
+  let d: Domain;
+  let client: Machine;
+  let server: ChannelServer;
+  let answer: (req: KeyRequest) => Uint8Array = (req) => succeeded(req.name);
+
+  before(async () => {
+    d = await Domain.create({ programs: ['key-server', 'client'] });
+    let ks: Machine;
+    [ks, client] = await Promise.all([d.certify('keyserver', 'key-server'), d.certify('client', 'client')]);
+    const identity = await d.identity(ks);
+    server = await serve({
+      host: '127.0.0.1', port: 0,
+      tls: { key: identity.key, cert: toPem(identity.certificate), ca: toPem(d.policyCert), requestCert: true },
+      handler: async (bytes) => answer(parseKeyRequest(bytes)),
+    });
+  });
+  after(async () => {
+    await server?.close();
+    await d?.close();
+  });
+
+  const kc = (cmd: string, args: string[] = []) => run('key-client', [cmd, ...args, '--server', `127.0.0.1:${server.address.port}`, '--domain', d.name,
+    '--policy-cert', d.policyCertFile, '--server-measurement', d.measurementHex('key-server'), ...client.storeArgs], { cwd: d.dir });
+  const info = (name: string) => ({ resourceName: name, version: 1, valueType: 'binary-blob', timeEntered: '2026-12-05T00:00:00Z', exportable: true, size: 3 });
+  const listing = (...names: string[]) => (req: KeyRequest) => succeeded(req.name, { data: encode('key_service_list', { resources: names.map(info) }) });
+
+  it('list shows a name\'s invisible characters as \\uXXXX in the text and the --json forms', async () => {
+    answer = listing('invoice\u202egpj.exe', 'zero\u200bwidth');
+    const text = await kc('list');
+    const json = await kc('list', ['--json']);
+    for (const r of [text, json]) expect(expectSuccess(r).out).to.contain('invoice\\u202egpj.exe').and.contain('zero\\u200bwidth').and.not.match(/[\u202e\u200b]/);
+    expect(json.json().items.map((i: { name: string }) => i.name)).to.deep.equal(['invoice\u202egpj.exe', 'zero\u200bwidth']);
+  });
+});
