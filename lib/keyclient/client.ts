@@ -106,6 +106,8 @@ export class KeyClient {
       throw new CertifierError('DECODE_FAILED', `the key-server's answer for ${shown(name, 256)} is not a valid entry`, { cause });
     }
     if (entry.tag !== name || (version && entry.version !== version)) throw new CertifierError('INTEGRITY', `the key-server answered with another item than ${shown(name, 256)}`);
+    // A cryptstore may hold an empty value; a key-server never does (a store of one is refused).
+    if (entry.blob.length === 0) throw new CertifierError('BAD_FIELD', `the key-server's answer for ${shown(name, 256)} holds an empty value, which no key-server stores`);
     return entry;
   }
 

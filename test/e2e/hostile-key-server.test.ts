@@ -4,11 +4,14 @@
 
 import { expect } from 'chai';
 import { serve, type ChannelServer } from '../../lib/channel/index.ts';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { encode } from '../../lib/wire/index.ts';
+import { utf8 } from '../../lib/crypto/index.ts';
 import { toPem } from '../../lib/pki/index.ts';
 import { parseKeyRequest, succeeded, type KeyRequest } from '../../lib/keyservice/protocol.ts';
 import { run } from '../support/helpers.ts';
-import { Domain, expectSuccess, type Machine } from './domain.ts';
+import { Domain, expectFailure, expectSuccess, type Machine } from './domain.ts';
 
 describe('e2e: key-client against a hostile key-server', function () {
   this.timeout(60_000);
@@ -44,5 +47,14 @@ describe('e2e: key-client against a hostile key-server', function () {
     const json = await kc('list', ['--json']);
     for (const r of [text, json]) expect(expectSuccess(r).out).to.contain('invoice\\u202egpj.exe').and.contain('zero\\u200bwidth').and.not.match(/[\u202e\u200b]/);
     expect(json.json().items.map((i: { name: string }) => i.name)).to.deep.equal(['invoice\u202egpj.exe', 'zero\u200bwidth']);
+  });
+
+  it('retrieve writes nothing when the server answers with an empty value (BAD_FIELD, exit 1)', async () => {
+    answer = (req) => succeeded(req.name, { data: encode('cryptstore_entry', { tag: req.name, type: 'binary-blob', version: 1, timeEntered: utf8('2026-12-05T00:00:00Z'), blob: new Uint8Array(), exportable: true }) });
+    const out = join(d.dir, 'empty-value');
+    const r = await kc('retrieve', ['vhd/disk-1', '--out', out]);
+    expectFailure(r, 1, 'BAD_FIELD');
+    expect(r.stderr).to.contain('holds an empty value');
+    expect(existsSync(out)).to.equal(false);
   });
 });

@@ -43,7 +43,7 @@ describe('keyclient: answers from a faulty key-server', function () {
     await server?.close();
   });
 
-  const entry = (fields: { tag: string; version: number }) =>
+  const entry = (fields: { tag: string; version: number; blob?: Uint8Array }) =>
     encode('cryptstore_entry', { type: 'binary-blob', blob: utf8('secret'), timeEntered: utf8('2026-12-05T00:00:00Z'), exportable: true, ...fields });
 
   it('accepts the entry asked for', async () => {
@@ -64,6 +64,11 @@ describe('keyclient: answers from a faulty key-server', function () {
   it('refuses a malformed entry, here of version 0 (DECODE_FAILED)', async () => {
     answer = (req) => succeeded(req.name, { data: entry({ tag: req.name, version: 0 }) });
     await rejects(client.retrieve('k'), 'DECODE_FAILED');
+  });
+
+  it('refuses an entry with an empty value, which no key-server holds (BAD_FIELD)', async () => {
+    answer = (req) => succeeded(req.name, { data: entry({ tag: req.name, version: 1, blob: new Uint8Array() }) });
+    expect((await rejects(client.retrieve('k'), 'BAD_FIELD')).message).to.contain('holds an empty value');
   });
 
   it('refuses an auth-challenge whose nonce is not 32 bytes (BAD_FIELD)', async () => {
