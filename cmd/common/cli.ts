@@ -137,6 +137,11 @@ function shownDetails(details: Record<string, unknown> | undefined): Record<stri
   return Object.fromEntries(Object.entries(details ?? {}).filter(([k, v]) => Object.hasOwn(SHOWN_DETAILS, k) && SHOWN_DETAILS[k]!(v)));
 }
 
+/** Whether `e` (or the error it wraps) is a server's own failure (details.remote): nothing here to debug. */
+function remote(e: unknown): boolean {
+  return e instanceof CertifierError && (e.details?.remote === true || remote(e.cause));
+}
+
 function renderError(command: Command, e: unknown): number {
   const program = command.name();
   const status = e instanceof CommanderError ? ExitStatus.usage : exitStatusOf(e);
@@ -165,7 +170,7 @@ function renderError(command: Command, e: unknown): number {
       const sub = command.commands.find((c) => c.name() === process.argv[2]);
       process.stderr.write(`hint: run "${program}${sub ? ` ${sub.name()}` : ''} --help" for usage\n`);
     }
-    if (code === 'INTERNAL') process.stderr.write('hint: set CERTIFIER_DEBUG=1 to see where it happened\n');
+    if (code === 'INTERNAL' && !remote(e)) process.stderr.write('hint: set CERTIFIER_DEBUG=1 to see where it happened\n');
   }
   if (debug && e instanceof Error) process.stderr.write(`${e.stack}\n${e.cause ? `cause: ${(e.cause as Error).stack ?? e.cause}\n` : ''}`);
   return status;

@@ -2,14 +2,14 @@
 // to that session, and check the certificate that comes back before anyone keeps it.
 
 import type { KeyObject } from 'node:crypto';
-import { CertifierError, ErrorCodes, type ErrorCode } from '../errors/index.ts';
+import { CertifierError, type ErrorCode } from '../errors/index.ts';
 import { publicKeyOf, toKeyMessage, bytesEqual } from '../crypto/index.ts';
-import { encode, parseTrustResponse } from '../wire/index.ts';
+import { encode, parseTrustResponse, peerCode } from '../wire/index.ts';
 import { formatCertifierTime, sameKey } from '../policy/index.ts';
 import { validateAdmission, toPem, type ValidatedPeer } from '../pki/index.ts';
 import { certifiedPlatformOf, type Platform } from '../attest/index.ts';
 import { connect } from '../channel/index.ts';
-import { SESSION_BINDING_BYTES, SESSION_BINDING_LABEL } from './service.ts';
+import { CERTIFIER_CODES, SESSION_BINDING_BYTES, SESSION_BINDING_LABEL } from './service.ts';
 import { requireOwnIdentity, verifyAuthority } from './identity.ts';
 
 export interface CertifyOptions {
@@ -44,10 +44,13 @@ const HINTS: Partial<Record<ErrorCode, string>> = {
   PLATFORM_NOT_TRUSTED: 'the policy does not trust this platform',
 };
 
-function refusal(code: string | undefined): CertifierError {
-  const known = code !== undefined && Object.hasOwn(ErrorCodes, code) ? (code as ErrorCode) : 'DENIED';
-  const hint = HINTS[known];
-  return new CertifierError(known, `the certificate authority refused to certify this machine (${code ?? 'no reason given'})${hint ? `: ${hint}` : ''}`);
+function refusal(raw: string | undefined): CertifierError {
+  // Only a code simpleserver sends: its USAGE would pass for this command's own misuse.
+  const { code, said } = peerCode(raw, CERTIFIER_CODES);
+  // Its own fault: its log says what; nothing on this side to debug (remote: no hint to).
+  if (code === 'INTERNAL') return new CertifierError(code, 'the certificate authority failed to certify this machine (INTERNAL): a fault of the server, not of this request; its log says what', { details: { remote: true } });
+  const hint = HINTS[code];
+  return new CertifierError(code, `the certificate authority refused to certify this machine (${said})${hint ? `: ${hint}` : ''}`);
 }
 
 export async function requestCertificate(o: CertifyOptions): Promise<Certified> {

@@ -3,7 +3,7 @@
 // certificate is issued; a refusal carries only a stable code, the detail goes to the log.
 
 import type { KeyObject } from 'node:crypto';
-import { CertifierError, type ErrorCode } from '../errors/index.ts';
+import { CertifierError, sentCode, type ErrorCode } from '../errors/index.ts';
 import { toHex } from '../crypto/index.ts';
 import { clipped, encode, parseTrustRequest, type TrustResponseMessage } from '../wire/index.ts';
 import { evaluate, type Decision, type Policy } from '../policy/index.ts';
@@ -15,6 +15,18 @@ export const SESSION_BINDING_LABEL = 'EXPERIMENTAL-certifier-keys/attestation-bi
 export const SESSION_BINDING_BYTES = 32;
 /** The shortest certificate worth issuing; claims ending sooner get CLAIM_EXPIRED instead. */
 export const MIN_CERT_SECONDS = 60;
+
+/**
+ * The codes simpleserver refuses with (handle sends INTERNAL for any other): a request it cannot
+ * read, evidence that does not verify, the policy's decisions, and its own faults. A client takes
+ * any other code for DENIED.
+ */
+export const CERTIFIER_CODES: readonly ErrorCode[] = [
+  'DECODE_FAILED', 'MISSING_FIELD', 'BAD_FIELD', 'INVALID_INPUT', 'INVALID_KEY', 'UNSUPPORTED', 'BAD_CERTIFICATE', 'EVIDENCE_MALFORMED', 'SNP_REPORT_VERSION',
+  'PURPOSE_UNSUPPORTED', 'PLATFORM_NOT_TRUSTED', 'MEASUREMENT_NOT_TRUSTED', 'PLATFORM_PROPERTY_DENIED', 'DENIED',
+  'INTEGRITY', 'CERT_EXPIRED', 'POLICY_INVALID', 'ENDORSEMENT_INVALID', 'REPORT_INVALID', 'CLAIM_EXPIRED', 'SESSION_MISMATCH',
+  'SNP_CHAIN_UNTRUSTED', 'SNP_VCEK_MISMATCH', 'SNP_TCB_MISMATCH', 'SNP_REPORT_DATA_MISMATCH', 'SNP_CRL_STALE', 'INTERNAL',
+];
 
 export interface CertifierConfig {
   policyKey: KeyObject;
@@ -106,7 +118,7 @@ export class CertifierService {
       this.log({ ...base, decision: 'allow', measurement: toHex(decision.measurement), platform: decision.platform, serial: cert.serialHex, notAfter: cert.notAfter.toISOString() }, false);
       return encode('trust_response_message', { status: 'succeeded', ...tags, artifact: der });
     } catch (e) {
-      const code: ErrorCode = e instanceof CertifierError ? e.code : 'INTERNAL';
+      const code = sentCode(e, CERTIFIER_CODES);
       this.log({ ...base, decision: 'deny', code, reason: clipped(e instanceof Error ? e.message : String(e)) }, !verified);
       return this.failed(tags, code);
     }

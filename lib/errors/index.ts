@@ -100,3 +100,8 @@ export function exitStatusOf(e: unknown): ExitStatus {
 /** Shorthand constructors used across the library. */
 export const fail = (code: ErrorCode, message: string, options?: { cause?: unknown; details?: Record<string, unknown> }) =>
   new CertifierError(code, message, options);
+
+/** The code a server that sends only the codes `sent` refuses `e` with: its own if among them, INTERNAL otherwise. */
+export function sentCode(e: unknown, sent: readonly ErrorCode[]): ErrorCode {
+  return e instanceof CertifierError && sent.includes(e.code) ? e.code : 'INTERNAL';
+}

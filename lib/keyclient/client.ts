@@ -4,14 +4,14 @@
 // auth-challenge answered when a role credential is in use.
 
 import type { KeyObject } from 'node:crypto';
-import { CertifierError, ErrorCodes, type ErrorCode } from '../errors/index.ts';
+import { CertifierError } from '../errors/index.ts';
 import { sign } from '../crypto/index.ts';
-import { checkCryptstoreEntry, decode, shown, type CryptstoreEntry, type EntryType, type KeyServiceList, type ValidEntry } from '../wire/index.ts';
+import { checkCryptstoreEntry, decode, peerCode, shown, type CryptstoreEntry, type EntryType, type KeyServiceList, type ValidEntry } from '../wire/index.ts';
 import { toPem, validateAdmission, type ValidatedPeer } from '../pki/index.ts';
 import { connect, DEFAULT_LIMITS, type ClientConnection, type Limits } from '../channel/index.ts';
 import { requireMachine, type MachineIdentity } from '../certifier/index.ts';
 import {
-  CHALLENGE_EXPORTER_LABEL, CHALLENGES_PER_CONNECTION, challengeMessage, encodeKeyRequest, parseKeyResponse, type Action, type KeyRequest, type KeyResponse,
+  CHALLENGE_EXPORTER_LABEL, CHALLENGES_PER_CONNECTION, challengeMessage, encodeKeyRequest, KEY_SERVER_CODES, parseKeyResponse, type Action, type KeyRequest, type KeyResponse,
 } from '../keyservice/protocol.ts';
 import { pageItems, type ResourceInfo } from './list-page.ts';
 
@@ -36,7 +36,10 @@ export interface KeyClientOptions {
 
 function refusal(r: KeyResponse, action: Action, resource: string): CertifierError {
   const name = shown(resource, 256); // quoted, and escaped if it could pass for another name
-  const code = r.errorCode && Object.hasOwn(ErrorCodes, r.errorCode) ? (r.errorCode as ErrorCode) : 'DENIED';
+  // Only a code a key-server sends: a server's USAGE would pass for this command's own misuse.
+  const { code, said } = peerCode(r.errorCode, KEY_SERVER_CODES);
+  // The server's own fault: its log says what; nothing on this side to debug (remote: no hint to).
+  if (code === 'INTERNAL') return new CertifierError(code, `the key-server failed to ${action} ${name} (INTERNAL): a fault of the key-server, not of this request; its log says what (internal-error)`, { details: { remote: true } });
   // Its storage not answering is no refusal: the request may be tried again (exit 3).
   if (code === 'UNREACHABLE' || code === 'TIMEOUT') return new CertifierError(code, `the key-server could not ${action} ${name} now: its storage did not answer (${code}); try again`);
   // The client's own checks passed before it connected: the server's clock differs, or a date passed since.
@@ -51,7 +54,7 @@ function refusal(r: KeyResponse, action: Action, resource: string): CertifierErr
   if (code === 'FILE_ERROR' && (action === 'store' || action === 'delete')) {
     return new CertifierError(code, `the key-server could not ${action} ${name}: its key database or its audit log cannot be written (FILE_ERROR); nothing was changed`);
   }
-  return new CertifierError(code, `the key-server refused to ${action} ${name} (${r.errorCode ?? 'no reason given'})`);
+  return new CertifierError(code, `the key-server refused to ${action} ${name} (${said})`);
 }
 
 export class KeyClient {

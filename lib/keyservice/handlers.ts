@@ -2,7 +2,7 @@
 // TLS, and optionally an auth-challenge for a role credential), checked against reserved
 // names and the ACL, executed, audited, and logged. Refusals carry only a stable code.
 
-import { CertifierError, type ErrorCode } from '../errors/index.ts';
+import { CertifierError, sentCode, type ErrorCode } from '../errors/index.ts';
 import { signatureAlgFor, verify } from '../crypto/index.ts';
 import { clipped, encode, shown, type CryptstoreEntry } from '../wire/index.ts';
 import type { ValidatedPeer } from '../pki/index.ts';
@@ -14,7 +14,7 @@ import { ChallengeBook } from './challenges.ts';
 import { verifyRoleCredential } from './roles.ts';
 import type { ReplicaJoin } from './replica.ts';
 import {
-  CHALLENGE_EXPORTER_LABEL, challenge, challengeMessage, describeRequest, failed, LIST_PAGE, parseKeyRequest, succeeded, type KeyRequest,
+  CHALLENGE_EXPORTER_LABEL, challenge, challengeMessage, describeRequest, failed, KEY_SERVER_CODES, LIST_PAGE, parseKeyRequest, succeeded, type KeyRequest,
 } from './protocol.ts';
 
 export interface KeyServiceConfig {
@@ -59,7 +59,7 @@ function askedVersion(req: { action?: string; version?: number } | undefined): n
 
 function afterAudit(audited: Promise<unknown> | undefined, answer: Uint8Array, name: string): Uint8Array | LaterAnswer {
   if (!audited) return answer;
-  return { later: audited.then(() => answer, (e: unknown) => failed(name, e instanceof CertifierError ? e.code : 'INTERNAL')) };
+  return { later: audited.then(() => answer, (e: unknown) => failed(name, sentCode(e, KEY_SERVER_CODES))) };
 }
 
 export class KeyService {
@@ -113,14 +113,15 @@ export class KeyService {
       return this.config.audit?.append(entry);
     };
     const refuse = (e: unknown): Uint8Array | LaterAnswer => {
-      const code: ErrorCode = e instanceof CertifierError ? e.code : 'INTERNAL';
+      // Only a code a key-server sends (KEY_SERVER_CODES): any other is a fault of the server's own.
+      const code: ErrorCode = sentCode(e, KEY_SERVER_CODES);
       if (code === 'INTERNAL') this.config.log?.({ event: 'internal-error', conn: conn.id, detail: (e as Error)?.message });
       const refusal = failed(req?.name ?? '', code);
       if (!req) asked = describeRequest(bytes);
       const version = askedVersion(req ?? asked);
       const audited = record('deny', { code, version, ...(e instanceof CertifierError ? { why: clipped(e.message) } : {}) });
       // A refusal whose record could not be written says so (the log's failure), as an answer would.
-      return audited ? { later: audited.then(() => refusal, (f: unknown) => failed(req?.name ?? '', f instanceof CertifierError ? f.code : 'INTERNAL')) } : refusal;
+      return audited ? { later: audited.then(() => refusal, (f: unknown) => failed(req?.name ?? '', sentCode(f, KEY_SERVER_CODES))) } : refusal;
     };
     const allow = ({ response, version, deleted }: Executed): Uint8Array | LaterAnswer => afterAudit(record('allow', { version, deleted }), response, req!.name);
     // A store or delete has taken effect by the time its record is written. If that write fails,

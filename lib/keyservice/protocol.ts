@@ -2,7 +2,7 @@
 // the bytes an auth-challenge signature covers. Field numbers are the original key server's,
 // plus this suite's from 100 up (proto/keyservice.proto).
 
-import { CertifierError } from '../errors/index.ts';
+import { CertifierError, type ErrorCode } from '../errors/index.ts';
 import { encodeFields } from '../crypto/index.ts';
 import {
   decode, encode, ENTRY_TYPES, FieldCheck, MAX_VERSION, newNameProblem, rawVarint, tagProblem, type CertChain, type EntryType,
@@ -148,6 +148,17 @@ export function encodeKeyRequest(r: Partial<KeyRequest> & { action: Action; name
   }
   return encode('key_service_message_request', msg);
 }
+
+/**
+ * The codes a key-server refuses with (handlers.ts sends INTERNAL for any other): the request's
+ * own faults, its certificates and credential, the ACL and reserved names, what the keys' storage
+ * and the audit log say. A client takes any other code for DENIED.
+ */
+export const KEY_SERVER_CODES: readonly ErrorCode[] = [
+  'DECODE_FAILED', 'MISSING_FIELD', 'BAD_FIELD', 'INVALID_INPUT', 'UNTRUSTED_PEER', 'CERT_EXPIRED', 'CREDENTIAL_INVALID', 'NONCE_INVALID', 'CHALLENGE_FAILED',
+  'RESERVED_NAME', 'ACL_DENIED', 'DENIED', 'NOT_FOUND', 'NOT_EXPORTABLE', 'VERSION_CONFLICT', 'FILE_ERROR', 'NOT_RECORDED', 'STORE_FORMAT', 'INTEGRITY', 'WRONG_KEY',
+  'UNREACHABLE', 'TIMEOUT', 'INTERNAL',
+];
 
 export const succeeded = (name: string, extra: { data?: Uint8Array; version?: number } = {}) =>
   encode('key_service_message_response', { resourceName: name, responseType: 'final', status: 'succeeded', ...extra });

@@ -1,7 +1,7 @@
 // A small collector for decode-then-validate: gather every problem of one message, then throw
 // a single typed error naming them, so callers get a narrowed value or one clear failure.
 
-import { CertifierError } from '../errors/index.ts';
+import { CertifierError, type ErrorCode } from '../errors/index.ts';
 
 /** A message for a log line, cut to `max` characters: parts of it may come from a peer. */
 export function clipped(message: string, max = 1024): string {
@@ -59,6 +59,16 @@ export function readsAsAnother(text: string): boolean {
  */
 export function shown(value: string, max = 64): string {
   return visibleJson(value.length > max ? `${value.slice(0, max)}...` : value) + (value.length > max ? ` (${value.length} characters)` : '');
+}
+
+/**
+ * A server's refusal code as a client takes it: one of `sent` (the codes such a server sends) as
+ * it is, anything else DENIED; with how a message names it (an unknown one cut short and escaped).
+ */
+export function peerCode(raw: string | undefined, sent: readonly ErrorCode[]): { code: ErrorCode; said: string } {
+  if (!raw) return { code: 'DENIED', said: 'no reason given' };
+  if ((sent as readonly string[]).includes(raw)) return { code: raw as ErrorCode, said: raw };
+  return { code: 'DENIED', said: `a code no such server sends: ${shown(raw, 32)}` };
 }
 
 export class FieldCheck {

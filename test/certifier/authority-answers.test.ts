@@ -52,17 +52,19 @@ describe('init-trust: what it accepts from the server it asks', function () {
 
   /**
    * A TLS server presenting `key` and `cert` that answers every trust request with `artifact`, or
-   * with what `artifact` makes for the key the request's evidence names; counts the requests.
+   * with what `artifact` makes for the key the request's evidence names, or refuses it with a
+   * code; counts the requests.
    */
-  async function answering(key: KeyObject, cert: Uint8Array, policyCert: Uint8Array, artifact: Uint8Array | ((machineKey: KeyObject) => Promise<Uint8Array>)) {
+  async function answering(key: KeyObject, cert: Uint8Array, policyCert: Uint8Array, artifact: Uint8Array | ((machineKey: KeyObject) => Promise<Uint8Array>) | { errorCode: string }) {
     const seen = { requests: 0 };
     const server = await serve({
       host: '127.0.0.1', port: 0,
       tls: { key, cert: toPem(cert), ca: toPem(policyCert), requestCert: false },
       handler: async (request) => {
         seen.requests++;
-        const made = typeof artifact === 'function' ? await artifact(verifyEvidence(parseTrustRequest(request).support).enclaveKey) : artifact;
-        return encode('trust_response_message', { requestingEnclaveTag: 'requesting-enclave', providingEnclaveTag: 'providing-enclave', status: 'succeeded', artifact: made });
+        const answer = typeof artifact === 'function' ? { status: 'succeeded', artifact: await artifact(verifyEvidence(parseTrustRequest(request).support).enclaveKey) }
+          : artifact instanceof Uint8Array ? { status: 'succeeded', artifact } : { status: 'failed', ...artifact };
+        return encode('trust_response_message', { requestingEnclaveTag: 'requesting-enclave', providingEnclaveTag: 'providing-enclave', ...answer });
       },
     });
     servers.push(server);
@@ -139,5 +141,19 @@ describe('init-trust: what it accepts from the server it asks', function () {
         expect(Buffer.from(now.certificate).equals(Buffer.from(stored))).to.equal(false);
       });
     }
+  });
+
+  it('takes a refusal code simpleserver never sends for DENIED, cut short and escaped; its INTERNAL says the server failed', async () => {
+    const { policyCert, platform, authority } = await setup();
+    const authKey = (await generateKeyPair('p256')).privateKey;
+    const ask = async (errorCode: string) => requestCertificate({ host: '127.0.0.1', port: (await answering(authority.key, authority.cert, policyCert, { errorCode })).port, policyCert, platform, authKey });
+    expect((await rejects(ask('USAGE'), 'DENIED')).message).to.equal('the certificate authority refused to certify this machine (a code no such server sends: "USAGE")');
+    const long = await rejects(ask(`\u001b]0;x${'Y'.repeat(100_000)}`), 'DENIED');
+    expect(long.message.length).to.be.below(200);
+    expect(long.message).not.to.contain('\u001b');
+    const internal = await rejects(ask('INTERNAL'), 'INTERNAL');
+    expect(internal.message).to.contain('the certificate authority failed to certify this machine (INTERNAL)');
+    expect(internal.details).to.deep.equal({ remote: true });
+    expect((await rejects(ask('MEASUREMENT_NOT_TRUSTED'), 'MEASUREMENT_NOT_TRUSTED')).message).to.contain("the policy does not trust this machine's measurement");
   });
 });

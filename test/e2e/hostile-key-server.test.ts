@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { encode } from '../../lib/wire/index.ts';
 import { utf8 } from '../../lib/crypto/index.ts';
 import { toPem } from '../../lib/pki/index.ts';
-import { parseKeyRequest, succeeded, type KeyRequest } from '../../lib/keyservice/protocol.ts';
+import { failed, parseKeyRequest, succeeded, type KeyRequest } from '../../lib/keyservice/protocol.ts';
 import { run } from '../support/helpers.ts';
 import { Domain, expectFailure, expectSuccess, type Machine } from './domain.ts';
 
@@ -56,5 +56,16 @@ describe('e2e: key-client against a hostile key-server', function () {
     expectFailure(r, 1, 'BAD_FIELD');
     expect(r.stderr).to.contain('holds an empty value');
     expect(existsSync(out)).to.equal(false);
+  });
+
+  it('a server\'s USAGE or INTERNAL is no usage error or bug of the client: exit 1, without the client\'s hints', async () => {
+    answer = (req) => failed(req.name, 'USAGE');
+    const usage = await kc('retrieve', ['vhd/disk-1']);
+    expectFailure(usage, 1, 'DENIED');
+    expect(usage.stderr).to.contain('(a code no such server sends: "USAGE")').and.not.contain('--help');
+    answer = (req) => failed(req.name, 'INTERNAL');
+    const internal = await kc('retrieve', ['vhd/disk-1']);
+    expectFailure(internal, 1, 'INTERNAL');
+    expect(internal.stderr).to.contain('the key-server failed to retrieve "vhd/disk-1" (INTERNAL)').and.not.contain('CERTIFIER_DEBUG');
   });
 });

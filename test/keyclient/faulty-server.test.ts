@@ -96,6 +96,21 @@ describe('keyclient: answers from a faulty key-server', function () {
     expect(asked).to.equal(1);
   });
 
+  it('takes a code no key-server sends for DENIED, naming it cut short and escaped; a server\'s INTERNAL says the key-server failed', async () => {
+    answer = (req) => failed(req.name, 'USAGE');
+    expect((await rejects(client.retrieve('k'), 'DENIED')).message).to.equal('the key-server refused to retrieve "k" (a code no such server sends: "USAGE")');
+    answer = (req) => failed(req.name, `\u001b[2J${'X'.repeat(1_000_000)}`);
+    const long = await rejects(client.store('k', utf8('v')), 'DENIED');
+    expect(long.message.length).to.be.below(200);
+    expect(long.message).to.contain('"\\u001b[2JXXX').and.contain('(1000004 characters)').and.not.contain('\u001b');
+    answer = (req) => failed(req.name, 'INTERNAL');
+    const internal = await rejects(client.delete('k'), 'INTERNAL');
+    expect(internal.message).to.equal('the key-server failed to delete "k" (INTERNAL): a fault of the key-server, not of this request; its log says what (internal-error)');
+    expect(internal.details).to.deep.equal({ remote: true });
+    answer = (req) => failed(req.name, 'ACL_DENIED');
+    expect((await rejects(client.retrieve('k'), 'ACL_DENIED')).message).to.equal('the key-server refused to retrieve "k" (ACL_DENIED)');
+  });
+
   it('fails with CHALLENGE_FAILED when challenged without a credential to answer with', async () => {
     answer = (req) => challenge(req.name, new Uint8Array(32));
     await rejects(client.retrieve('k'), 'CHALLENGE_FAILED');

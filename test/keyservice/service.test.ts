@@ -3,6 +3,7 @@
 // sent after it. The backend is a real LevelBackend whose reads can be held at a gate.
 
 import { expect } from 'chai';
+import { CertifierError } from '../../lib/errors/index.ts';
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from '../../lib/crypto/index.ts';
@@ -232,6 +233,14 @@ describe('key service: ordering of the requests of one connection', () => {
     const svc = new KeyService({ keystore: new KeyStore(backend, randomBytes(32)), policyCert: new Uint8Array(), acl, reserved, log: (l) => void lines.push(l) });
     expect(await answer(await svc.handleStaged(encodeKeyRequest({ action: 'retrieve', name: 'key-server/e\u0301x' }), conn('c11')))).to.include({ errorCode: 'RESERVED_NAME' });
     expect(String(lines.find((l) => l.code === 'RESERVED_NAME')?.detail)).to.equal('"key-server/e\\u0301x" names one of the key-server\'s own keys, which are never served');
+  });
+
+  it('refuses with INTERNAL, and logs it, what fails with a code no key-server sends', async () => {
+    const lines: Record<string, unknown>[] = [];
+    const locked: KeyBackend = { ...inner, get: async () => { throw new CertifierError('STORE_LOCKED', 'held by another process'); }, list: inner.list.bind(inner), delete: inner.delete.bind(inner), append: inner.append.bind(inner), close: async () => {} };
+    const svc = new KeyService({ keystore: new KeyStore(locked, randomBytes(32)), policyCert: new Uint8Array(), acl, reserved: { names: [], prefixes: [] }, log: (l) => void lines.push(l) });
+    expect(await answer(await svc.handleStaged(encodeKeyRequest({ action: 'retrieve', name: 'a' }), conn('c13')))).to.include({ status: 'failed', errorCode: 'INTERNAL' });
+    expect(lines.find((l) => l.event === 'internal-error')).to.include({ detail: 'held by another process' });
   });
 
   it('drain() waits for a store still executing (past a shutdown\'s grace), until its audit record is appended', async () => {
