@@ -14,6 +14,7 @@ import {
   CHALLENGE_EXPORTER_LABEL, CHALLENGES_PER_CONNECTION, challengeMessage, encodeKeyRequest, KEY_SERVER_CODES, parseKeyResponse, type Action, type KeyRequest, type KeyResponse,
 } from '../keyservice/protocol.ts';
 import { pageItems, type ResourceInfo } from './list-page.ts';
+import { deletedVersions, storedVersion } from './answers.ts';
 
 export type { ResourceInfo };
 
@@ -97,7 +98,7 @@ export class KeyClient {
 
   async store(name: string, value: Uint8Array, o: { type?: EntryType; exportable?: boolean; expectedVersion?: number } = {}): Promise<number> {
     const r = await this.call({ action: 'store', name, data: value, ...(o.type ? { valueType: o.type } : {}), exportable: o.exportable ?? true, ...(o.expectedVersion !== undefined ? { expectedVersion: o.expectedVersion } : {}) });
-    return r.version ?? 0;
+    return storedVersion(name, r.version, o.expectedVersion);
   }
 
   async retrieve(name: string, version = 0): Promise<ValidEntry> {
@@ -120,9 +121,7 @@ export class KeyClient {
    */
   async delete(name: string, version = 0): Promise<{ versions: number[]; count: number }> {
     const r = await this.call({ action: 'delete', name, version });
-    const list = decode<KeyServiceList>('key_service_list', r.data ?? new Uint8Array());
-    const versions = (list.resources ?? []).map((i) => i.version ?? 0);
-    return { versions, count: Math.max(list.deleted ?? 0, versions.length) };
+    return deletedVersions(name, decode<KeyServiceList>('key_service_list', r.data ?? new Uint8Array()), version);
   }
 
   /**

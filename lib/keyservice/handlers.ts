@@ -14,7 +14,7 @@ import { ChallengeBook } from './challenges.ts';
 import { verifyRoleCredential } from './roles.ts';
 import type { ReplicaJoin } from './replica.ts';
 import {
-  CHALLENGE_EXPORTER_LABEL, challenge, challengeMessage, describeRequest, failed, KEY_SERVER_CODES, LIST_PAGE, parseKeyRequest, succeeded, type KeyRequest,
+  CHALLENGE_EXPORTER_LABEL, challenge, challengeMessage, DELETE_LISTED, describeRequest, failed, KEY_SERVER_CODES, LIST_PAGE, parseKeyRequest, succeeded, type KeyRequest,
 } from './protocol.ts';
 
 export interface KeyServiceConfig {
@@ -37,8 +37,6 @@ export interface Connection {
   exportKeyingMaterial(label: string, length: number): Uint8Array | undefined;
 }
 
-/** The most deleted versions a delete's answer names (it always says how many there were). */
-export const DELETE_LISTED = 10_000;
 
 interface Executed {
   response: Uint8Array;

@@ -21,6 +21,8 @@ export const MAX_CREDENTIAL_CERTS = 4;
  * one starts.
  */
 export const LIST_PAGE = 1000;
+/** The most deleted versions a delete's answer names (it always says how many there were). */
+export const DELETE_LISTED = 10_000;
 export const NONCE_BYTES = 32;
 /** Nonces a key-server keeps outstanding per connection (the oldest goes first); a client keeps
  * at most this many challenged requests going on one connection. */

@@ -111,6 +111,33 @@ describe('keyclient: answers from a faulty key-server', function () {
     expect((await rejects(client.retrieve('k'), 'ACL_DENIED')).message).to.equal('the key-server refused to retrieve "k" (ACL_DENIED)');
   });
 
+  it('refuses a store\'s answer without a version a store makes (BAD_FIELD), or not after the expected one (INTEGRITY)', async () => {
+    for (const version of [undefined, 0, -5]) {
+      answer = (req) => succeeded(req.name, version === undefined ? {} : { version });
+      await rejects(client.store('k', utf8('v')), 'BAD_FIELD');
+    }
+    answer = (req) => succeeded(req.name, { version: 3 });
+    expect((await rejects(client.store('k', utf8('v'), { expectedVersion: 7 }), 'INTEGRITY')).message).to.contain('as version 3, though asked to store only after version 7');
+    answer = (req) => succeeded(req.name, { version: 9 }); // 8 was made and deleted since: never given again
+    expect(await client.store('k', utf8('v'), { expectedVersion: 7 })).to.equal(9);
+    expect(await client.store('k', utf8('v'))).to.equal(9);
+  });
+
+  it('refuses a delete\'s answer naming versions no delete makes (BAD_FIELD), or others than the one asked (INTEGRITY)', async () => {
+    const deleted = (resources: { version?: number }[], count?: number) => (req: KeyRequest) => succeeded(req.name, { data: encode('key_service_list', { resources, ...(count === undefined ? {} : { deleted: count }) }) });
+    for (const [resources, count] of [[[{ version: 3 }, { version: -5 }], 2], [[{}], 1], [[{ version: 3 }], -7], [[{ version: 3 }, { version: 4 }], 1], [[{ version: 3 }, { version: 3 }], 2], [[], 0]] as const) {
+      answer = deleted([...resources], count);
+      await rejects(client.delete('k'), 'BAD_FIELD');
+    }
+    answer = deleted([{ version: 3 }], 1);
+    expect((await rejects(client.delete('k', 4), 'INTEGRITY')).message).to.contain('deleted version 3 of "k", though asked to delete version 4');
+    expect(await client.delete('k', 3)).to.deep.equal({ versions: [3], count: 1 });
+    answer = deleted([{ version: 1 }, { version: 2 }], 20_000);
+    expect(await client.delete('k')).to.deep.equal({ versions: [1, 2], count: 20_000 });
+    answer = deleted([{ version: 1 }, { version: 2 }]); // a server before the count
+    expect(await client.delete('k')).to.deep.equal({ versions: [1, 2], count: 2 });
+  });
+
   it('fails with CHALLENGE_FAILED when challenged without a credential to answer with', async () => {
     answer = (req) => challenge(req.name, new Uint8Array(32));
     await rejects(client.retrieve('k'), 'CHALLENGE_FAILED');
