@@ -11,6 +11,13 @@ import { SIMULATED_ENCLAVE } from '../../lib/attest/index.ts';
 import { serve, type ChannelServer } from '../../lib/channel/index.ts';
 import { challenge, failed, parseKeyRequest, succeeded, type KeyRequest } from '../../lib/keyservice/protocol.ts';
 import { KeyClient } from '../../lib/keyclient/index.ts';
+import { joinReplica } from '../../lib/keyclient/replica-join.ts';
+import type { MachineIdentity } from '../../lib/certifier/index.ts';
+import { STORAGE_KEY_TAG } from '../../lib/keyservice/server.ts';
+import { Cryptstore, KeyFileProtector } from '../../cryptstore/index.ts';
+import { randomBytes } from '../../lib/crypto/index.ts';
+import { join } from 'node:path';
+import { tempDir } from '../support/helpers.ts';
 import { rejects } from '../support/rejects.ts';
 
 describe('keyclient: answers from a faulty key-server', function () {
@@ -19,10 +26,13 @@ describe('keyclient: answers from a faulty key-server', function () {
   let answer: (req: KeyRequest) => Uint8Array = (req) => succeeded(req.name);
   let server: ChannelServer;
   let client: KeyClient;
+  let policyCert: Uint8Array;
+  /** Another instance of the key-server program: the one machine `key-server join` takes a storage key from this server for. */
+  let replica: MachineIdentity;
 
   before(async () => {
     const policyKey = (await generateKeyPair('p256')).privateKey;
-    const policyCert = await createPolicyCert({ privateKey: policyKey, domain, now: new Date(Date.now() - 3_600_000) });
+    policyCert = await createPolicyCert({ privateKey: policyKey, domain, now: new Date(Date.now() - 3_600_000) });
     const machine = async (program: string) => {
       const key = (await generateKeyPair('p256')).privateKey;
       const cert = await issueAdmissionCert({ policyKey, policyCert, subjectPublicKey: key, measurement: sha256(utf8(program)), platform: SIMULATED_ENCLAVE, domain, validitySeconds: 86_400 });
@@ -34,16 +44,19 @@ describe('keyclient: answers from a faulty key-server', function () {
       tls: { key: keyServer.key, cert: toPem(keyServer.cert), ca: toPem(policyCert), requestCert: true },
       handler: async (bytes) => answer(parseKeyRequest(bytes)),
     });
-    const own = await machine('client');
-    const peer = validateAdmission({ chain: [own.cert], policyCert, at: new Date(), usage: 'any', role: "machine's stored" });
-    client = await KeyClient.connect({ host: '127.0.0.1', port: server.address.port, identity: { key: own.key, certificate: own.cert, peer }, policyCert });
+    const identity = async (program: string): Promise<MachineIdentity> => {
+      const own = await machine(program);
+      return { key: own.key, certificate: own.cert, peer: validateAdmission({ chain: [own.cert], policyCert, at: new Date(), usage: 'any', role: "machine's stored" }) };
+    };
+    client = await KeyClient.connect({ host: '127.0.0.1', port: server.address.port, identity: await identity('client'), policyCert });
+    replica = await identity('key-server');
   });
   after(async () => {
     await client?.close();
     await server?.close();
   });
 
-  const entry = (fields: { tag: string; version: number; blob?: Uint8Array }) =>
+  const entry = (fields: { tag: string; version: number; blob?: Uint8Array; exportable?: boolean }) =>
     encode('cryptstore_entry', { type: 'binary-blob', blob: utf8('secret'), timeEntered: utf8('2026-12-05T00:00:00Z'), exportable: true, ...fields });
 
   it('accepts the entry asked for', async () => {
@@ -141,5 +154,25 @@ describe('keyclient: answers from a faulty key-server', function () {
   it('fails with CHALLENGE_FAILED when challenged without a credential to answer with', async () => {
     answer = (req) => challenge(req.name, new Uint8Array(32));
     await rejects(client.retrieve('k'), 'CHALLENGE_FAILED');
+  });
+
+  it('key-server join keeps no storage key that is not 32 bytes (INTEGRITY), and keeps a 32-byte one not exportable', async () => {
+    const tmp = tempDir('faulty-join-');
+    const store = await Cryptstore.create(join(tmp.dir, 'store'), new KeyFileProtector(randomBytes(32)));
+    const joinWith = (blob: Uint8Array) => {
+      answer = (req) => succeeded(req.name, { data: entry({ tag: req.name, version: 1, blob, exportable: false }) });
+      return joinReplica({ store, identity: replica, policyCert, host: '127.0.0.1', port: server.address.port });
+    };
+    try {
+      for (const length of [31, 33]) {
+        expect((await rejects(joinWith(randomBytes(length)), 'INTEGRITY')).message).to.contain(`is ${length} bytes, not 32`);
+        await rejects(store.get(STORAGE_KEY_TAG), 'NOT_FOUND');
+      }
+      expect(await joinWith(randomBytes(32))).to.include({ outcome: 'joined' });
+      expect(await store.get(STORAGE_KEY_TAG)).to.include({ exportable: false, version: 1 });
+    } finally {
+      await store.close();
+      tmp.cleanup();
+    }
   });
 });

@@ -115,6 +115,13 @@ if (!bin) {
       expect(joined).to.include({ ok: true, outcome: 'joined' });
       expect(expectSuccess(await run('key-server', [...joinArgs(ks2, r1), '--json'])).json()).to.include({ outcome: 'already', keyId: joined.keyId });
       expect(await psql("SELECT value FROM key_server_meta WHERE key = 'storage_key_id'")).to.equal(`${joined.keyId}\n`);
+      // Kept not exportable: export-store and the like never let the deployment's key out of the store.
+      const store = await d.openStore(ks2.store);
+      try {
+        expect((await store.get('key-server-storage-key')).exportable).to.equal(false);
+      } finally {
+        await store.close();
+      }
       await c.store('stored-before-r2', new Uint8Array([1, 2, 3]));
       // Each replica's --data has one holder: one given r1's is refused before it listens (here on
       // r1's own port, which only a start past the lock would reach).
