@@ -4,6 +4,7 @@
 
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { generateKeyPair, randomBytes, sign } from '../../lib/crypto/index.ts';
@@ -38,8 +39,8 @@ describe('key service: releasing the storage key to a joining replica', () => {
     reserved: { names: [STORAGE_KEY_TAG], prefixes: ['key-server/'] },
     ...(join_ ? { replicaJoin: new ReplicaJoin({ name: STORAGE_KEY_TAG, measurementHex: OWN, storageKey }) } : {}),
   });
-  const ask = async (s: KeyService, measurementHex: string, action: Action, version = 0) => parseKeyResponse(await s.handle(
-    encodeKeyRequest({ action, name: STORAGE_KEY_TAG, version, ...(action === 'store' ? { data: new Uint8Array(32) } : {}) }),
+  const ask = async (s: KeyService, measurementHex: string, action: Action, version = 0, name = STORAGE_KEY_TAG) => parseKeyResponse(await s.handle(
+    encodeKeyRequest({ action, name, version, ...(action === 'store' ? { data: new Uint8Array(32) } : {}) }),
     { id: 'c0ffee', remote: '127.0.0.1:1', peer: { measurementHex, serialHex: '1f', notAfter: new Date(Date.now() + 3_600_000), validUntil: new Date(Date.now() + 3_600_000) } as ValidatedPeer, exportKeyingMaterial: () => undefined },
   ));
 
@@ -65,9 +66,13 @@ describe('key service: releasing the storage key to a joining replica', () => {
     expect(entry).to.include({ tag: STORAGE_KEY_TAG, type: 'binary-blob', version: 1 });
     expect(entry.exportable ?? false).to.equal(false);
     expect(Buffer.from(entry.blob!).equals(Buffer.from(storageKey))).to.equal(true);
+    // Its one version asked for by number: the same key.
+    const one = await ask(service(true), OWN, 'retrieve', 1);
+    expect(one).to.include({ status: 'succeeded', version: 1 });
+    expect(Buffer.from(decode<CryptstoreEntry>('cryptstore_entry', one.data!).blob!).equals(Buffer.from(storageKey))).to.equal(true);
     await audit.close();
     const { readFileSync } = await import('node:fs');
-    const line = JSON.parse(readFileSync(join(tmp.dir, 'audit.jsonl'), 'utf8').trim());
+    const line = JSON.parse(readFileSync(join(tmp.dir, 'audit.jsonl'), 'utf8').split('\n')[0]!);
     expect(line).to.include({ action: 'retrieve', resource: STORAGE_KEY_TAG, measurement: OWN, decision: 'allow', version: 1 });
     expect(JSON.stringify(line)).not.to.contain(Buffer.from(storageKey).toString('hex'));
   });
@@ -81,6 +86,16 @@ describe('key service: releasing the storage key to a joining replica', () => {
     expect(list.status).to.equal('succeeded');
     expect(decode<KeyServiceList>('key_service_list', list.data!).resources ?? []).to.deep.equal([]);
     expect(await ask(s, OWN, 'retrieve', 2)).to.include({ status: 'failed', errorCode: 'RESERVED_NAME' });
+  });
+
+  it('answers its own measurement\'s retrieve of any other name as usual, with that name\'s value, never the storage key', async () => {
+    const value = randomBytes(24);
+    await new KeyStore(backend, storageKey).store('app/key', value, { type: 'binary-blob', exportable: true });
+    const s = service(true);
+    const got = await ask(s, OWN, 'retrieve', 0, 'app/key');
+    expect(got).to.include({ status: 'succeeded', version: 1 });
+    expect(Buffer.from(decode<CryptstoreEntry>('cryptstore_entry', got.data!).blob!).equals(Buffer.from(value))).to.equal(true);
+    expect(await ask(s, OWN, 'retrieve', 0, 'app/absent')).to.include({ status: 'failed', errorCode: 'NOT_FOUND' });
   });
 
   it('releases nothing to its own measurement that also shows a role credential: RESERVED_NAME', async () => {
@@ -210,6 +225,7 @@ describe('lockDataDir', () => {
   it('gives a replica\'s data directory to one holder at a time, and back once released', async () => {
     const dir = join(tmp.dir, 'data');
     const release = await lockDataDir(dir);
+    expect(statSync(dir).mode & 0o777, 'made for its owner only: it holds the audit log').to.equal(0o700);
     const e = await rejects(lockDataDir(dir), 'STORE_LOCKED');
     expect(e.message).to.match(/give each replica its own --data/);
     await release();
