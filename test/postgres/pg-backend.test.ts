@@ -237,7 +237,7 @@ if (!bin) {
         expect(await server.psql(mine, "SELECT count(*) FROM pg_class WHERE relname LIKE 'key_server%'", ['-tA'])).to.equal('0\n');
       });
 
-      it('refuses with STORE_FORMAT, writing nothing, once a newer key-server has upgraded the schema, or its version is dropped, while it runs, its one connection busy all along', async () => {
+      it('refuses with STORE_FORMAT, writing nothing, once a newer key-server has upgraded the schema, or its version is emptied or dropped, while it runs, its one connection busy all along', async () => {
         const url = await freshDb();
         const db = `contract_${n}`;
         // One connection, never idle long enough to be replaced: it reads the version again every 200 ms.
@@ -250,10 +250,12 @@ if (!bin) {
         const e = await rejects(b.append('up/a', (v) => recordFor('up/a', v)), 'STORE_FORMAT');
         expect(e.message).to.contain(`upgraded to key-server schema version ${SCHEMA_VERSION + 1} while this replica (schema ${SCHEMA_VERSION}) ran`);
         expect(await server.psql(db, 'SELECT max(version) FROM key_server_records', ['-tA'])).to.equal('1\n');
-        // The version dropped (not the database replaced: its storage key is still the replica's).
-        await server.psql(db, 'DROP TABLE key_server_schema');
-        await sleep();
-        expect((await rejects(b.get('up/a', 0), 'STORE_FORMAT')).message).to.contain('key_server_schema was emptied or dropped while this replica ran');
+        // The version emptied, then dropped (not the database replaced: its storage key is still the replica's).
+        for (const sql of ['DELETE FROM key_server_schema', 'DROP TABLE key_server_schema']) {
+          await server.psql(db, sql);
+          await sleep();
+          expect((await rejects(b.get('up/a', 0), 'STORE_FORMAT')).message, sql).to.contain('key_server_schema was emptied or dropped while this replica ran');
+        }
       });
 
       it('lets a delete of every version wait for an append of the name in flight on another replica, and delete its version too', async () => {
