@@ -193,14 +193,19 @@ if (!bin) {
         expect((await rejects(b.append('raised', (v) => recordFor('raised', v)), 'INVALID_INPUT')).message).to.contain('has used every version number');
       });
 
-      it('refuses a database written by a newer key-server, and one not in UTF-8', async () => {
+      it('refuses a database written by a newer key-server, and one not in UTF-8, holding no connection to it after', async () => {
         const url = await freshDb();
+        const db = `contract_${n}`;
         await (await open(url)).close();
         // The very next schema version is as unknown as any later one.
         for (const version of [SCHEMA_VERSION + 1, 99]) {
-          await server.psql(`contract_${n}`, `UPDATE key_server_schema SET version = ${version}`);
+          await server.psql(db, `UPDATE key_server_schema SET version = ${version}`);
           expect((await rejects(open(url), 'STORE_FORMAT')).message).to.contain(`schema version ${version}, newer`);
         }
+        // A refused start leaves no pool behind: no session of key-server's stays (a moment after, once its backend has ended).
+        const sessions = () => server.psql(db, `SELECT count(*) FROM pg_stat_activity WHERE datname = '${db}' AND application_name = 'key-server'`, ['-tA']);
+        for (let i = 0; (await sessions()) !== '0\n' && i < 50; i++) await new Promise((r) => setTimeout(r, 50));
+        expect(await sessions()).to.equal('0\n');
         await server.psql('postgres', "CREATE DATABASE ascii_db TEMPLATE template0 ENCODING 'SQL_ASCII'");
         await rejects(open(server.url('ascii_db')), 'STORE_FORMAT');
       });
