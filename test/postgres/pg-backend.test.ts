@@ -193,6 +193,14 @@ if (!bin) {
         expect((await rejects(b.append('raised', (v) => recordFor('raised', v)), 'INVALID_INPUT')).message).to.contain('has used every version number');
       });
 
+      it('answers a delete of every version with the versions in order, however their rows lie in the table', async () => {
+        const url = await freshDb();
+        const b = await track(open(url));
+        // Rows written out of order (by a restore, say), as the table then holds them.
+        await server.psql(`contract_${n}`, `INSERT INTO key_server_records VALUES ${[3, 1, 2].map((v) => `('restored', ${v}, 'binary-blob', false, 'x', 1, '\\x01')`).join(', ')}`);
+        expect(await b.delete('restored', 0)).to.deep.equal([1, 2, 3]);
+      });
+
       it('refuses a database written by a newer key-server, and one not in UTF-8, holding no connection to it after', async () => {
         const url = await freshDb();
         const db = `contract_${n}`;
