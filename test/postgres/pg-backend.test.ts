@@ -108,6 +108,8 @@ if (!bin) {
         const bad = new URL(await freshDb());
         bad.searchParams.set('options', '-c statement_timeout=abc');
         await rejects(open(bad.toString()), 'INVALID_INPUT');
+        bad.searchParams.set('options', '-c statement_timout=1000');
+        expect((await rejects(open(bad.toString()), 'INVALID_INPUT')).message).to.contain('unrecognized configuration parameter');
       });
 
       it('refuses with STORE_FORMAT, creating nothing, tables whose key_server_schema was emptied', async () => {
