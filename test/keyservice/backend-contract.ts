@@ -333,12 +333,15 @@ export function runBackendContract(name: string, factory: () => Promise<BackendF
       expect((await b.list('key')).map((i) => `${i.name}@${i.version}`)).to.deep.equal(['key/x@1', 'key2@2']);
     });
 
-    it('refuses bad names and versions with INVALID_INPUT', async () => {
+    it('refuses bad names, versions and expected versions with INVALID_INPUT', async () => {
       await rejects(put(''), 'INVALID_INPUT');
       await rejects(put('a\u0000b'), 'INVALID_INPUT');
       await rejects(put('x'.repeat(257)), 'INVALID_INPUT');
       await rejects(b.get('a', -1), 'INVALID_INPUT');
       await rejects(b.get('a', 1.5), 'INVALID_INPUT');
+      await rejects(put('a', {}, -1), 'INVALID_INPUT');
+      await rejects(put('a', {}, 1.5), 'INVALID_INPUT');
+      expect(await b.get('a', 0), 'nothing stored by a refused append').to.equal(undefined);
       await rejects(b.delete('', 0), 'INVALID_INPUT');
       await rejects(b.list('a\nb'), 'INVALID_INPUT');
     });
