@@ -136,13 +136,18 @@ export function runBackendContract(name: string, factory: () => Promise<BackendF
       if (!fx.reopen) this.skip();
       for (let i = 0; i < 3; i++) await put('all');
       for (let i = 0; i < 3; i++) await put('top');
+      for (let i = 0; i < 3; i++) await put('under');
       await b.delete('all', 0);
       await b.delete('top', 3);
+      // The latest deleted, then an older one: the highest number given is 3, not the latest left (2).
+      await b.delete('under', 3);
+      await b.delete('under', 1);
       b = await fx.reopen!();
       expect(await b.get('all', 0)).to.equal(undefined);
       expect((await b.get('top', 0))!.version).to.equal(2);
       expect((await put('all')).version).to.equal(4);
       expect((await put('top')).version).to.equal(4);
+      expect((await put('under')).version).to.equal(4);
     });
 
     it('numbers on after the highest stored version when the high-water mark was lowered or removed', async function () {
