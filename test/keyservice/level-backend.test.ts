@@ -381,6 +381,37 @@ describe('LevelBackend', () => {
     }
   });
 
+  it('never serves from its cache a version deleted while a read of it was on its way from disk', async () => {
+    const b = await LevelBackend.open(dir);
+    const db = (b as unknown as { db: { get: (key: string) => Promise<Uint8Array | undefined> } }).db;
+    const get = db.get.bind(db);
+    try {
+      for (let i = 0; i < 2; i++) await b.append('k', (v) => recordFor('k', v));
+      let release!: () => void, reached!: () => void;
+      const gate = new Promise<void>((r) => (release = r));
+      const there = new Promise<void>((r) => (reached = r));
+      let first = true;
+      db.get = async (key) => {
+        const raw = await get(key);
+        if (first && key === 'r!k\u000000000002') {
+          first = false;
+          reached();
+          await gate; // the record read, not yet handed back
+        }
+        return raw;
+      };
+      const reading = b.get('k', 2);
+      await there;
+      expect(await b.delete('k', 2)).to.deep.equal([2]);
+      release();
+      expect((await reading)!.version, 'a read that ran alongside the delete').to.equal(2);
+      expect(await b.get('k', 2)).to.equal(undefined);
+      expect((await b.get('k', 0))!.version).to.equal(1);
+    } finally {
+      await b.close();
+    }
+  });
+
   it('compacts, in the background, the span of keys that large deletes left markers in, and close waits for it', async () => {
     const b = await LevelBackend.open(dir, { compactAfter: 20 });
     const db = (b as unknown as { db: { compactRange: (from: string, to: string) => Promise<void> } }).db;
