@@ -381,6 +381,48 @@ describe('LevelBackend', () => {
     }
   });
 
+  it('keeps no latest version read while a write of the same name was on its way to disk: the next append never reuses its number', async () => {
+    const b = await LevelBackend.open(dir, { stateNames: 1 });
+    const inner = b as unknown as { db: { put: (key: string, value: Uint8Array, o: object) => Promise<void> }; latestBelow(name: string, below: number): Promise<number> };
+    const put = inner.db.put.bind(inner.db);
+    const latestBelow = inner.latestBelow.bind(b);
+    const pause = () => {
+      let release!: () => void, reached!: () => void;
+      const gate = new Promise<void>((r) => (release = r));
+      return { release, there: new Promise<void>((r) => (reached = r)), hold: () => (reached(), gate) };
+    };
+    try {
+      for (let i = 0; i < 3; i++) await b.append('a', (v) => recordFor('a', v));
+      await b.append('other', (v) => recordFor('other', v)); // evicts a
+      const writing = pause();
+      inner.db.put = async (key, value, o) => {
+        if (key === 'r!a\u000000000004') await writing.hold();
+        return put(key, value, o);
+      };
+      const written = b.append('a', (v) => recordFor('a', v));
+      await writing.there; // version 4 is being written
+      const reading = pause();
+      inner.latestBelow = async (name, below) => {
+        const v = await latestBelow(name, below);
+        if (name === 'a') await reading.hold();
+        return v;
+      };
+      const read = b.get('a', 0);
+      await reading.there; // the read found 3 on disk
+      inner.latestBelow = latestBelow;
+      writing.release();
+      const four = await written;
+      await b.append('other', (v) => recordFor('other', v)); // evicts what the write kept
+      reading.release();
+      expect((await read)!.version).to.equal(3);
+      expect((await b.get('a', 0))!.version).to.equal(4);
+      expect((await b.append('a', (v) => recordFor('a', v))).version).to.equal(5);
+      expect(await b.get('a', 4), 'the acknowledged version 4 is intact').to.deep.equal(four);
+    } finally {
+      await b.close();
+    }
+  });
+
   it('never serves from its cache a version deleted while a read of it was on its way from disk', async () => {
     const b = await LevelBackend.open(dir);
     const db = (b as unknown as { db: { get: (key: string) => Promise<Uint8Array | undefined> } }).db;
