@@ -99,6 +99,18 @@ describe('LevelBackend', () => {
     await rejects(LevelBackend.open(dir), 'STORE_FORMAT');
   });
 
+  it('refuses a key-server database of another format with STORE_FORMAT, changing nothing and letting go of it', async () => {
+    const later = 'certifier-keys key-server level backend, format 2';
+    await withRaw(dir, async (db) => db.put('!format', new TextEncoder().encode(later)));
+    const e = await rejects(LevelBackend.open(dir), 'STORE_FORMAT');
+    expect(e.message).to.contain(`holds a key-server database of another format ("${later}")`);
+    // Closed again: the same process (a test, a later start) can open it.
+    await withRaw(dir, async (db) => {
+      expect(Buffer.from((await db.get('!format'))!).toString()).to.equal(later);
+      expect(await db.get('!created')).to.equal(undefined);
+    });
+  });
+
   it('refuses a plain file as its directory with FILE_ERROR', async () => {
     const { writeFileSync } = await import('node:fs');
     writeFileSync(dir, 'not a directory');
