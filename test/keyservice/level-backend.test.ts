@@ -269,6 +269,21 @@ describe('LevelBackend', () => {
     }
   });
 
+  it('lets the writes queued before close finish, each on disk, before it closes the database', async () => {
+    const b = await LevelBackend.open(dir);
+    await b.append('k', (v) => recordFor('k', v));
+    const writes = Promise.all([b.append('k', (v) => recordFor('k', v)), b.delete('k', 1), b.append('k', (v) => recordFor('k', v))]);
+    await b.close(); // a SIGTERM with stores under way
+    const [second, deleted, third] = await writes;
+    expect([second.version, deleted, third.version]).to.deep.equal([2, [1], 3]);
+    const again = await LevelBackend.open(dir);
+    try {
+      expect((await again.list('', { allVersions: true })).map((i) => i.version)).to.deep.equal([2, 3]);
+    } finally {
+      await again.close();
+    }
+  });
+
   it('rejects use after close', async () => {
     const b = await LevelBackend.open(dir);
     await b.close();
