@@ -12,13 +12,15 @@ describe('key service: challenge nonces', () => {
     const book = new ChallengeBook();
     const now = 1_000_000;
     const n = book.issue('c1', cred(), now);
-    expect(book.redeem(n, 'c2', cred(), now)).to.equal(false); // and it is spent
+    expect(book.redeem(n, 'c2', cred(), now)).to.equal(false);
+    expect(book.redeem(n, 'c1', cred(), now), 'spent by the try on another connection').to.equal(false);
     const m = book.issue('c1', cred(), now);
     expect(book.redeem(m, 'c1', new Uint8Array(Buffer.from('another credential')), now)).to.equal(false);
+    expect(book.redeem(m, 'c1', cred(), now), 'spent by the try with another credential').to.equal(false);
     const o = book.issue('c1', cred(), now);
-    expect(book.redeem(o, 'c1', cred(), now + 61_000)).to.equal(false);
+    expect(book.redeem(o, 'c1', cred(), now + 60_001)).to.equal(false);
     const p = book.issue('c1', cred(), now);
-    expect(book.redeem(p, 'c1', cred(), now + 1_000)).to.equal(true);
+    expect(book.redeem(p, 'c1', cred(), now + 60_000), 'at the end of its minute').to.equal(true);
     expect(book.redeem(p, 'c1', cred(), now + 1_000)).to.equal(false);
   });
 
