@@ -276,6 +276,7 @@ export function runBackendContract(name: string, factory: () => Promise<BackendF
         expect(i).to.include({ type: 'binary-blob', exportable: false, size: 5 });
       }
       expect((await b.list('', { allVersions: true, limit: 3 })).map((i) => `${i.name}@${i.version}`)).to.deep.equal(['a@1', 'a@3', 'b@1']);
+      expect((await b.list('b', { allVersions: true })).map((i) => `${i.name}@${i.version}`), 'only the names under the prefix').to.deep.equal(['b@1', 'b@2']);
       expect((await b.list('', { limit: 2 })).map((i) => `${i.name}@${i.version}`)).to.deep.equal(['a@3', 'b@2']);
       expect(await b.list('', { limit: 0 })).to.deep.equal([]);
     });
