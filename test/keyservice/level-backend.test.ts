@@ -481,6 +481,24 @@ describe('LevelBackend', () => {
     }
   });
 
+  it('lists from one snapshot: a delete between finding the latest keys and reading them drops no name', async () => {
+    const b = await LevelBackend.open(dir);
+    const db = (b as unknown as { db: { getMany: (keys: string[], o: object) => Promise<unknown[]> } }).db;
+    const getMany = db.getMany.bind(db);
+    try {
+      for (const n of ['a', 'a', 'b']) await b.append(n, (v) => recordFor(n, v));
+      db.getMany = async (keys, o) => {
+        db.getMany = getMany;
+        await b.delete('a', 2);
+        return getMany(keys, o);
+      };
+      expect((await b.list('')).map((i) => `${i.name}@${i.version}`)).to.deep.equal(['a@2', 'b@1']);
+      expect((await b.list('')).map((i) => `${i.name}@${i.version}`)).to.deep.equal(['a@1', 'b@1']);
+    } finally {
+      await b.close();
+    }
+  });
+
   it('compacts, in the background, the span of keys that large deletes left markers in, and close waits for it', async () => {
     const b = await LevelBackend.open(dir, { compactAfter: 20 });
     const db = (b as unknown as { db: { compactRange: (from: string, to: string) => Promise<void> } }).db;
