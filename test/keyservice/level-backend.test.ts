@@ -284,6 +284,27 @@ describe('LevelBackend', () => {
     }
   });
 
+  it('refuses (ALREADY_EXISTS) a backup whose name was taken while it was copied, even by a link, and leaves no partial copy', async () => {
+    const b = await LevelBackend.open(dir);
+    const db = (b as unknown as { db: { iterator: (o: object) => AsyncIterable<unknown> } }).db;
+    const iterator = db.iterator.bind(db);
+    const target = join(tmp.dir, 'backups', 'keys-1');
+    mkdirSync(join(tmp.dir, 'backups'));
+    try {
+      await b.append('n1', (v) => recordFor('n1', v));
+      db.iterator = (o) => {
+        db.iterator = iterator;
+        symlinkSync(join(tmp.dir, 'nowhere'), target); // planted once the copy has begun
+        return iterator(o);
+      };
+      await rejects(b.backupTo(target), 'ALREADY_EXISTS');
+      expect(readdirSync(join(tmp.dir, 'backups'))).to.deep.equal(['keys-1']);
+      expect(lstatSync(target).isSymbolicLink()).to.equal(true);
+    } finally {
+      await b.close();
+    }
+  });
+
   it('rejects use after close', async () => {
     const b = await LevelBackend.open(dir);
     await b.close();
