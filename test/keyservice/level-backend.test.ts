@@ -2,7 +2,7 @@
 // permissions, foreign databases, damaged records).
 
 import { expect } from 'chai';
-import { cpSync, lstatSync, mkdirSync, readdirSync, rmSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, lstatSync, mkdirSync, readdirSync, rmSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Level } from 'level';
 import { decode } from '../../lib/wire/index.ts';
@@ -59,12 +59,15 @@ describe('LevelBackend', () => {
   afterEach(() => tmp.cleanup());
 
   // That the first open makes the database and the next one does not: created(), below.
-  it('creates its directory 0700 with files 0600', async () => {
+  it('creates its directory 0700 with files 0600, and closes again one opened to others since', async () => {
     const b = await LevelBackend.open(dir);
     await b.append('k', (v) => recordFor('k', v));
     await b.close();
     expect(statSync(dir).mode & 0o777).to.equal(0o700);
+    chmodSync(dir, 0o755);
+    chmodSync(join(dir, 'CURRENT'), 0o644);
     await (await LevelBackend.open(dir)).close();
+    expect(statSync(dir).mode & 0o777).to.equal(0o700);
     for (const f of ['CURRENT', 'LOCK']) expect(statSync(join(dir, f)).mode & 0o077, f).to.equal(0);
   });
 
