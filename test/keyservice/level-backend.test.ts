@@ -524,23 +524,34 @@ describe('LevelBackend', () => {
   });
 
   it('compacts, in the background, the span of keys that large deletes left markers in, and close waits for it', async () => {
-    const b = await LevelBackend.open(dir, { compactAfter: 20 });
+    const b = await LevelBackend.open(dir, { compactAfter: 25 });
     const db = (b as unknown as { db: { compactRange: (from: string, to: string) => Promise<void> } }).db;
     const compactRange = db.compactRange.bind(db);
     const compacted: string[][] = [];
     let release!: () => void;
-    const held = new Promise<void>((r) => (release = r));
+    let held!: Promise<void>;
+    const hold = () => (held = new Promise<void>((r) => (release = r)));
+    hold();
     db.compactRange = async (from, to) => {
       compacted.push([from, to]);
       await held;
       return compactRange(from, to);
     };
     for (let i = 0; i < 12; i++) for (const n of ['a', 'b', 'c']) await b.append(n, (v) => recordFor(n, v));
-    await b.delete('a', 3);
-    await b.delete('b', 0);
-    expect(compacted, '13 markers are not enough').to.deep.equal([]);
+    for (let i = 0; i < 25; i++) await b.append('d', (v) => recordFor('d', v));
+    // Out of key order: the span reaches from the first key deleted to the last, whatever came when.
     await b.delete('c', 0);
-    expect(compacted).to.deep.equal([['r!a\u000000000003', 'r!c\u00000000000c']]);
+    await b.delete('a', 3);
+    expect(compacted, '13 markers are not enough').to.deep.equal([]);
+    await b.delete('b', 0);
+    expect(compacted, 'the 25th starts one').to.deep.equal([['r!a\u000000000003', 'r!c\u00000000000c']]);
+    const first = release;
+    hold();
+    await b.delete('d', 0); // while the first runs: the next starts when it ends
+    expect(compacted).to.have.length(1);
+    first();
+    while (compacted.length < 2) await new Promise((r) => setTimeout(r, 5));
+    expect(compacted[1]).to.deep.equal(['r!d\u000000000001', 'r!d\u000000000019']);
     let closed = false;
     const closing = b.close().then(() => (closed = true));
     await new Promise((r) => setTimeout(r, 50));
