@@ -357,6 +357,18 @@ describe('LevelBackend', () => {
     }
   });
 
+  it('keeps in memory nothing of names read that do not exist: asking for them evicts no name that does', async () => {
+    const b = await LevelBackend.open(dir, { stateNames: 2 });
+    const held = (name: string) => (b as unknown as { states: { get(name: string): unknown } }).states.get(name) !== undefined;
+    try {
+      for (const n of ['a', 'b']) await b.append(n, (v) => recordFor(n, v));
+      for (let i = 0; i < 5; i++) expect(await b.get(`absent/${i}`, 0)).to.equal(undefined);
+      expect([held('a'), held('b')]).to.deep.equal([true, true]);
+    } finally {
+      await b.close();
+    }
+  });
+
   it('serves the latest version of an evicted name whose version mark is damaged, and refuses only its writes; an intact mark numbers on', async () => {
     let b = await LevelBackend.open(dir, { stateNames: 1 });
     for (const n of ['a', 'b']) for (let i = 0; i < 3; i++) await b.append(n, (v) => recordFor(n, v));
