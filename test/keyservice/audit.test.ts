@@ -4,7 +4,7 @@
 import { expect } from 'chai';
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, linkSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, copyFileSync, existsSync, linkSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { AUDIT_GENESIS, AuditLog, auditHash, repairAuditTail, verifyAudit, type AuditEntry } from '../../lib/keyservice/audit.ts';
@@ -705,6 +705,13 @@ describe('audit log', () => {
     // A lock directory of ours that others may write in: they could plant links where LevelDB writes.
     chmodSync(`${path}.lock`, 0o777);
     expect((await rejects(AuditLog.open(path), 'FILE_ERROR')).message).to.contain('others may write in it (mode 0777)');
+  });
+
+  it('refuses a lock directory of another user\'s, naming its owner: they could swap what LevelDB writes there', async function () {
+    if (process.getuid?.() !== 0) this.skip(); // only root can give a directory to another user
+    await (await AuditLog.open(path)).close();
+    chownSync(`${path}.lock`, 4242, 4242);
+    expect((await rejects(AuditLog.open(path), 'FILE_ERROR')).message).to.contain(`${path}.lock: it belongs to user 4242, not to this user (0)`);
   });
 
   it('refuses a directory given as the log to open or repair as a directory, not as a file with hard links', async () => {
