@@ -96,7 +96,6 @@ class Connection<P> implements ClientConnection<P> {
   /** Requests held until the server has accepted our certificate (mutual TLS); undefined once they may go. */
   private held: Uint8Array[] | undefined;
   private heldTimer: NodeJS.Timeout | undefined;
-  private wrote = false;
   private answered = 0;
   private timer: NodeJS.Timeout | undefined;
   private settleReady!: (e?: CertifierError) => void;
@@ -165,13 +164,8 @@ class Connection<P> implements ClientConnection<P> {
     if (this.held) {
       this.held.push(frame);
       this.heldTimer ??= setTimeout(() => this.release(), VERDICT_WAIT_MS);
-    } else this.write(frame);
+    } else this.socket.write(frame);
     return promise;
-  }
-
-  private write(frame: Uint8Array): void {
-    this.wrote = true;
-    this.socket.write(frame);
   }
 
   /** Sends the requests held for the server's verdict on our certificate, and any later at once. */
@@ -180,7 +174,7 @@ class Connection<P> implements ClientConnection<P> {
     this.held = undefined;
     clearTimeout(this.heldTimer);
     if (this.failure) return;
-    for (const frame of frames ?? []) this.write(frame);
+    for (const frame of frames ?? []) this.socket.write(frame);
   }
 
   /** Idempotent: every call waits for the same close. */
@@ -251,9 +245,14 @@ class Connection<P> implements ClientConnection<P> {
     this.timer = undefined;
   }
 
-  /** True when a mutual-TLS server dropped us after the handshake without accepting, before it had any request of ours. */
+  /**
+   * True when a mutual-TLS server dropped us after the handshake without accepting (no session
+   * ticket, no answer), within the handshake's time: a server slow to refuse (its event loop busy
+   * past VERDICT_WAIT_MS, when our requests went anyway) refuses all the same. A server that
+   * accepted sent its tickets before any request of ours went, so one dying on a request is not this.
+   */
   private looksRefused(): boolean {
-    return this.mutual && this.secureAt > 0 && !this.sawTicket && !this.wrote
+    return this.mutual && this.secureAt > 0 && !this.sawTicket && this.answered === 0
       && performance.now() - this.secureAt <= this.limits.handshakeTimeoutMs;
   }
 

@@ -75,6 +75,27 @@ describe('channel: peer verification', () => {
     });
   }
 
+  it('says a refusal that comes after the client stopped waiting for it (a server busy past a second) is one: UNTRUSTED_PEER, exit 4', async () => {
+    // A server refusing as ours do, by closing before its session tickets leave, but only after
+    // 1.3 s of a busy event loop: the client's held request has gone out by then.
+    const p = await testPki();
+    const server = tls.createServer({ key: p.server.key, cert: p.server.cert, ca: p.ca.cert, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.3' });
+    server.on('secureConnection', (s) => {
+      s.on('error', () => {});
+      const until = performance.now() + 1300;
+      while (performance.now() < until);
+      s.destroy();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const conn = await h.connect({ address: { host: '127.0.0.1', port: (server.address() as AddressInfo).port } } as ChannelServer, 'mtls');
+      const e = await rejectsWith(conn.request(bytes('hi')), 'UNTRUSTED_PEER');
+      expect(e.exitStatus).to.equal(4);
+    } finally {
+      server.close();
+    }
+  });
+
   it('treats an asynchronous verifyPeer as a refusal, never as a pass', async () => {
     let called = 0;
     const p = await testPki();
