@@ -84,7 +84,7 @@ export async function requestCertificate(o: CertifyOptions): Promise<Certified> 
     if (response.status !== 'succeeded' || !response.artifact) throw refusal(response.errorCode);
     const certificate = new Uint8Array(response.artifact);
     // Kept only if this machine can serve and connect with it: a re-run takes a kept one as certified.
-    const peer = requireOwnIdentity(validateAdmission({ chain: [certificate], policyCert: o.policyCert, at: now(), usage: 'machine', role: 'newly issued' }), 'the certificate returned');
+    const peer = requireOwnIdentity(validateAdmission({ chain: [certificate], policyCert: o.policyCert, at: now(), usage: 'machine', role: 'newly issued' }), 'the certificate returned', { issued: true });
     if (!sameKey(peer.publicKey, authPublic)) throw new CertifierError('UNTRUSTED_PEER', 'the certificate returned does not name this machine\'s key');
     if (!bytesEqual(peer.measurement, o.platform.measurement)) throw new CertifierError('UNTRUSTED_PEER', 'the certificate returned names another measurement');
     const platform = certifiedPlatformOf(o.platform.type);

@@ -41,17 +41,19 @@ export function requireMachine(peer: ValidatedPeer, side: 'client' | 'server'): 
 
 /**
  * Checks that a certificate validated with usage 'machine' can be this machine's own identity:
- * not simpleserver's own kind nor a role credential, which key-servers refuse as a machine's, and
- * ending no later than the policy certificate, as every certificate issued under it does.
+ * not simpleserver's own kind nor a role credential, which key-servers refuse as a machine's.
  * Throws BAD_CERTIFICATE naming `what` ("the certificate returned"), with `fix` after the reason.
+ * `issued`: one just returned by simpleserver, which must also end no later than the policy
+ * certificate, as every certificate it issues does. One already stored may end later (Scenario 2's
+ * issue-cert made such before 2026-12-05): its use ends with the policy certificate all the same.
  */
-export function requireOwnIdentity(peer: ValidatedPeer, what: string, fix = ''): ValidatedPeer {
+export function requireOwnIdentity(peer: ValidatedPeer, what: string, o: { fix?: string; issued?: boolean } = {}): ValidatedPeer {
   const refuse = (reason: string, why: string) =>
-    new CertifierError('BAD_CERTIFICATE', `${what} is not a certificate a machine can use: ${why} (${reason})${fix}`, { details: { reason } });
+    new CertifierError('BAD_CERTIFICATE', `${what} is not a certificate a machine can use: ${why} (${reason})${o.fix ?? ''}`, { details: { reason } });
   if (peer.platform === AUTHORITY_PLATFORM) throw refuse('not-machine', "its platform is policy-authority, the mark of simpleserver's own certificate");
   if (peer.platform.startsWith(ROLE_PLATFORM_PREFIX)) throw refuse('role-credential', `its platform is ${peer.platform}, a role credential's`);
-  if (peer.notAfter > peer.validUntil) {
-    throw refuse('outlives-policy-cert', `it ends at ${peer.notAfter.toISOString()}, after the policy certificate (${peer.validUntil.toISOString()}), which no certificate issued under it outlasts`);
+  if (o.issued && peer.notAfter > peer.validUntil) {
+    throw refuse('outlives-policy-cert', `it ends at ${peer.notAfter.toISOString()}, after the policy certificate (${peer.validUntil.toISOString()}), which no certificate simpleserver issues outlasts`);
   }
   return peer;
 }

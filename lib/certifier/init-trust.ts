@@ -58,7 +58,7 @@ export async function loadIdentity(store: Cryptstore, domain: string, policyCert
     // Not a peer's: our own certificate, from another policy key (the key replaced, or the wrong --policy-cert).
     throw new CertifierError('UNTRUSTED_PEER', `this machine's own admission certificate for "${domain}", in its cryptstore, is not one the given policy certificate vouches for (${e.message}): if the policy key was replaced, certify this machine again with cert-utility init-trust and the new policy certificate`, { cause: e, details: e.details });
   }
-  requireOwnIdentity(peer, `this machine's admission certificate for "${domain}" (${admissionCertTag(domain)} in its cryptstore)`, ': certify this machine again with cert-utility init-trust');
+  requireOwnIdentity(peer, `this machine's admission certificate for "${domain}" (${admissionCertTag(domain)} in its cryptstore)`, { fix: ': certify this machine again with cert-utility init-trust (one issued offline: issue it again with cert-utility issue-cert)' });
   // Only a hand-made identity can be a mismatched pair (the store's items are authenticated):
   // a certificate issued for another machine's public key, say.
   if (!sameKey(peer.publicKey, key)) {

@@ -111,7 +111,7 @@ export class KeyClient {
     }
     if (entry.tag !== name || (version && entry.version !== version)) throw new CertifierError('INTEGRITY', `the key-server answered with another item than ${shown(name, 256)}`);
     // A cryptstore may hold an empty value; a key-server never does (a store of one is refused).
-    if (entry.blob.length === 0) throw new CertifierError('BAD_FIELD', `the key-server's answer for ${shown(name, 256)} holds an empty value, which no key-server stores`);
+    if (entry.blob.length === 0) throw new CertifierError('BAD_FIELD', `the key-server's answer for ${shown(name, 256)} holds an empty value, which a key-server does not take (one stored before 2026-12-05, when key-server began refusing them, must be stored again)`);
     return entry;
   }
 

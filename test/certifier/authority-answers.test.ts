@@ -103,6 +103,16 @@ describe('init-trust: what it accepts from the server it asks', function () {
 
   describe('a certificate for this machine\'s key and measurement that it cannot use', () => {
     type Setup = Awaited<ReturnType<typeof setup>>;
+    /** Puts a key and the certificate `make` issues for it into the store, as this machine's identity. */
+    const storeIdentity = async (s: Setup, make: (s: Setup, machineKey: KeyObject) => Promise<Uint8Array>) => {
+      const storedKey = await generateKeyPair('p256');
+      const stored = await make(s, storedKey.publicKey);
+      await s.store.putAll([
+        { tag: authKeyTag(domain), blob: encode('key_message', toKeyMessage(storedKey.privateKey, 'auth-key')), options: { type: 'key-message-serialized-protobuf', exportable: false } },
+        { tag: admissionCertTag(domain), blob: stored, options: { type: 'X509-der-cert', exportable: true } },
+      ]);
+      return { stored };
+    };
     const unusable: [string, string, string, (s: Setup, machineKey: KeyObject) => Promise<Uint8Array>][] = [
       ['simpleserver\'s own kind (platform policy-authority)', 'BAD_CERTIFICATE', 'not-machine', (s, k) => s.admission(k, m, { platform: 'policy-authority' })],
       ['a role credential (platform role:operator)', 'BAD_CERTIFICATE', 'role-credential', (s, k) => s.admission(k, m, { platform: 'role:operator' })],
@@ -122,15 +132,12 @@ describe('init-trust: what it accepts from the server it asks', function () {
         await rejects(s.store.get(admissionCertTag(domain)), 'NOT_FOUND');
       });
 
+      // A stored one that outlives the policy certificate stands (below): only its use ends with it.
+      if (reason === 'outlives-policy-cert') continue;
       it(`is not taken as certified when found in the store, ${what}: init-trust certifies again and replaces it`, async () => {
         const s = await setup();
-        const storedKey = await generateKeyPair('p256');
-        const stored = await make(s, storedKey.publicKey);
-        await s.store.putAll([
-          { tag: authKeyTag(domain), blob: encode('key_message', toKeyMessage(storedKey.privateKey, 'auth-key')), options: { type: 'key-message-serialized-protobuf', exportable: false } },
-          { tag: admissionCertTag(domain), blob: stored, options: { type: 'X509-der-cert', exportable: true } },
-        ]);
-        // What key-server and key-client start with: they know no platform, so the kind, usage and end only.
+        const { stored } = await storeIdentity(s, make);
+        // What key-server and key-client start with: they know no platform, so the kind and usage only.
         if (code === 'BAD_CERTIFICATE') expect((await rejects(loadIdentity(s.store, domain, s.policyCert), code)).details).to.deep.include({ reason });
         const { port, seen } = await answering(s.authority.key, s.authority.cert, s.policyCert, (k) => s.admission(k));
         const r = await initTrust({ store: s.store, domain, policyCert: s.policyCert, platform: s.platform, host: '127.0.0.1', port });
@@ -141,6 +148,17 @@ describe('init-trust: what it accepts from the server it asks', function () {
         expect(Buffer.from(now.certificate).equals(Buffer.from(stored))).to.equal(false);
       });
     }
+
+    it('takes a stored one that ends after the policy certificate (as Scenario 2 issued before 2026-12-05) as certified, usable until the policy certificate ends', async () => {
+      const s = await setup();
+      const { stored } = await storeIdentity(s, (t, k) => t.century(k));
+      const held = await loadIdentity(s.store, domain, s.policyCert);
+      expect(held.peer.validUntil.getTime()).to.be.below(held.peer.notAfter.getTime());
+      const { port, seen } = await answering(s.authority.key, s.authority.cert, s.policyCert, (k) => s.admission(k));
+      expect((await initTrust({ store: s.store, domain, policyCert: s.policyCert, platform: s.platform, host: '127.0.0.1', port })).status).to.equal('already-certified');
+      expect(seen.requests).to.equal(0);
+      expect(Buffer.from(held.certificate).equals(Buffer.from(stored))).to.equal(true);
+    });
   });
 
   it('takes a refusal code simpleserver never sends for DENIED, cut short and escaped; its INTERNAL says the server failed', async () => {
