@@ -111,13 +111,18 @@ export class Cryptstore {
     if (state === 'store' && !(await withDb(dir, isUnfinished).catch(gone))) throw exists();
     // The slow part (scrypt) before anything is on disk, so an interrupted create leaves little.
     const { params, kek } = await protector.create();
-    let db: Db;
-    try {
-      await makeStoreDir(dir);
-      db = await openDb(dir, true);
-    } catch (e) {
-      wipe(kek);
-      throw e;
+    let db: Db | undefined;
+    for (let attempt = 1; !db; attempt++) {
+      try {
+        await makeStoreDir(dir);
+        db = await openDb(dir, true);
+      } catch (e) {
+        // Gone as it was made or opened: another run that made it has given it up, removing it
+        // under its lock (init-trust refused, say). Made again, as if that run had never been.
+        if (attempt < 3 && (await dirState(dir).catch(() => undefined)) === 'missing') continue;
+        wipe(kek);
+        throw e;
+      }
     }
     let making = false;
     try {
