@@ -130,6 +130,7 @@ const SHOWN_DETAILS: Record<string, (v: unknown) => boolean> = {
   protection: (v) => v === 'passphrase' || v === 'key-file' || v === 'sealed',
   // The version a key-server made or deleted without recording it (NOT_RECORDED; 0 = all, for a delete).
   version: Number.isSafeInteger,
+  deleted: Number.isSafeInteger,
 };
 
 /** The details of an error that its JSON form carries: only those of SHOWN_DETAILS, of their type. */
@@ -203,7 +204,8 @@ export async function printText(text: string): Promise<boolean> {
 function render(result: Result, json: boolean): void {
   if (result.written) return;
   if (json) {
-    writeStdout(JSON.stringify({ ok: true, ...result.json }) + '\n');
+    // As error documents and listings: a name's invisible characters show as \uXXXX (the same JSON).
+    writeStdout(visibleJson({ ok: true, ...result.json }) + '\n');
     return;
   }
   if (result.raw) writeStdout(result.raw);

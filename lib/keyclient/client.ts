@@ -35,10 +35,28 @@ export interface KeyClientOptions {
   connectTimeoutMs?: number;
 }
 
-function refusal(r: KeyResponse, action: Action, resource: string): CertifierError {
+/** A store or delete the key-server says it carried out but could not record: what it says is checked as a success's would be. */
+function notRecorded(r: KeyResponse, req: Partial<KeyRequest> & { action: Action; name: string }): CertifierError {
+  const name = shown(req.name, 256);
+  let what: string;
+  let details: Record<string, unknown>;
+  if (req.action === 'store') {
+    const version = storedVersion(req.name, r.version, req.expectedVersion);
+    [what, details] = [`stored ${name} as version ${version}`, { version }];
+  } else {
+    const { versions, count } = deletedVersions(req.name, decode<KeyServiceList>('key_service_list', r.data ?? new Uint8Array()), req.version ?? 0);
+    [what, details] = [`deleted ${count === 1 ? `version ${versions[0]} of ${name}` : `${count} versions of ${name}`}`, { version: req.version ?? 0, deleted: count }];
+  }
+  return new CertifierError('NOT_RECORDED', `the key-server ${what}, but its audit log could not record it (NOT_RECORDED): do not ${req.action} it again; the key-server refuses every request until its audit log is repaired (its log says audit-failed)`, { details });
+}
+
+function refusal(r: KeyResponse, req: Partial<KeyRequest> & { action: Action; name: string }): CertifierError {
+  const { action, name: resource } = req;
   const name = shown(resource, 256); // quoted, and escaped if it could pass for another name
   // Only a code a key-server sends: a server's USAGE would pass for this command's own misuse.
-  const { code, said } = peerCode(r.errorCode, KEY_SERVER_CODES);
+  // NOT_RECORDED only for what can take effect: a store or a delete.
+  const writes = action === 'store' || action === 'delete';
+  const { code, said } = peerCode(r.errorCode, writes ? KEY_SERVER_CODES : KEY_SERVER_CODES.filter((c) => c !== 'NOT_RECORDED'));
   // The server's own fault: its log says what; nothing on this side to debug (remote: no hint to).
   if (code === 'INTERNAL') return new CertifierError(code, `the key-server failed to ${action} ${name} (INTERNAL): a fault of the key-server, not of this request; its log says what (internal-error)`, { details: { remote: true } });
   // Its storage not answering is no refusal: the request may be tried again (exit 3).
@@ -47,10 +65,7 @@ function refusal(r: KeyResponse, action: Action, resource: string): CertifierErr
   if (code === 'CERT_EXPIRED') return new CertifierError(code, `the key-server refused to ${action} ${name} (CERT_EXPIRED): by its clock, a certificate the request rests on (this machine's, the policy certificate or a role credential) is outside its validity; its log says which and when`);
   // A store or delete carried out that its audit log could not record: not a refusal, since
   // another store would make another version. The server refuses everything after it.
-  if (code === 'NOT_RECORDED') {
-    const what = action === 'store' ? `stored ${name}${r.version ? ` as version ${r.version}` : ''}` : `deleted ${r.version ? `version ${r.version} of ${name}` : `${name} (the versions asked for)`}`;
-    return new CertifierError(code, `the key-server ${what}, but its audit log could not record it (NOT_RECORDED): do not ${action} it again; the key-server refuses every request until its audit log is repaired (its log says audit-failed)`, { details: { version: r.version ?? 0 } });
-  }
+  if (code === 'NOT_RECORDED') return notRecorded(r, req);
   // Its key database or its audit log cannot be written: nothing was carried out.
   if (code === 'FILE_ERROR' && (action === 'store' || action === 'delete')) {
     return new CertifierError(code, `the key-server could not ${action} ${name}: its key database or its audit log cannot be written (FILE_ERROR); nothing was changed`);
@@ -185,7 +200,7 @@ export class KeyClient {
       r = parseKeyResponse(await this.conn.request(encodeKeyRequest({ ...req, credentials: this.credential.chain, challengeNonce: r.data!, challengeSignature: signature })));
     }
     if (r.status === 'auth-challenge') throw new CertifierError('CHALLENGE_FAILED', 'the key-server asked for an auth-challenge this client cannot answer');
-    if (r.status !== 'succeeded') throw refusal(r, req.action, req.name);
+    if (r.status !== 'succeeded') throw refusal(r, req);
     return r;
   }
 }

@@ -44,6 +44,8 @@ interface Executed {
   version?: number;
   /** delete: how many versions went. */
   deleted?: number;
+  /** delete: the answer's key_service_list (the versions named and the count), sent with NOT_RECORDED too. */
+  listing?: Uint8Array;
 }
 
 /**
@@ -125,13 +127,13 @@ export class KeyService {
     // A store or delete has taken effect by the time its record is written. If that write fails,
     // the client is told so (NOT_RECORDED, with the version), not that it was refused: a retry
     // would make another version. The server's log names each such change.
-    const carriedOut = ({ response, version, deleted }: Executed): Uint8Array | LaterAnswer => {
+    const carriedOut = ({ response, version, deleted, listing }: Executed): Uint8Array | LaterAnswer => {
       const audited = record('allow', { version, deleted });
       if (!audited) return response;
       return {
         later: audited.then(() => response, () => {
           this.config.log?.({ event: 'not-recorded', conn: conn.id, action: req!.action, resource: req!.name, version, deleted });
-          return failed(req!.name, 'NOT_RECORDED', version);
+          return failed(req!.name, 'NOT_RECORDED', version, listing);
         }),
       };
     };
@@ -246,7 +248,7 @@ export class KeyService {
         // them, and how many there were: any answer fits in a frame, however many were deleted.
         const resources = versions.slice(0, DELETE_LISTED).map((v) => ({ version: v }));
         const data = encode('key_service_list', { resources, deleted: versions.length });
-        return { response: succeeded(req.name, { version: versions.length === 1 ? versions[0]! : 0, data }), version: req.version, deleted: versions.length };
+        return { response: succeeded(req.name, { version: versions.length === 1 ? versions[0]! : 0, data }), version: req.version, deleted: versions.length, listing: data };
       }
       case 'list': {
         // One more than a page tells whether another page follows, without a second query. A page

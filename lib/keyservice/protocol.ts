@@ -165,9 +165,12 @@ export const KEY_SERVER_CODES: readonly ErrorCode[] = [
 export const succeeded = (name: string, extra: { data?: Uint8Array; version?: number } = {}) =>
   encode('key_service_message_response', { resourceName: name, responseType: 'final', status: 'succeeded', ...extra });
 
-/** A refusal; `version` only for NOT_RECORDED, the version a store made (a delete: the one asked for). */
-export const failed = (name: string, code: string, version?: number) =>
-  encode('key_service_message_response', { resourceName: name, responseType: 'final', status: 'failed', errorCode: code, ...(version === undefined ? {} : { version }) });
+/**
+ * A refusal. For NOT_RECORDED only: `version`, the version a store made (a delete: the one asked
+ * for, 0 = all), and for a delete `data`, its key_service_list as a success would carry.
+ */
+export const failed = (name: string, code: string, version?: number, data?: Uint8Array) =>
+  encode('key_service_message_response', { resourceName: name, responseType: 'final', status: 'failed', errorCode: code, ...(version === undefined ? {} : { version }), ...(data ? { data } : {}) });
 
 export const challenge = (name: string, nonce: Uint8Array) =>
   encode('key_service_message_response', { resourceName: name, responseType: 'final', status: 'auth-challenge', data: nonce });

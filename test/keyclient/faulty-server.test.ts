@@ -95,11 +95,24 @@ describe('keyclient: answers from a faulty key-server', function () {
       expect((await rejects(attempt, 'FILE_ERROR')).message).to.contain('its key database or its audit log cannot be written (FILE_ERROR); nothing was changed');
     }
     expect((await rejects(client.retrieve('k'), 'FILE_ERROR')).message).to.contain('the key-server refused to retrieve "k" (FILE_ERROR)');
-    answer = (req) => failed(req.name, 'NOT_RECORDED', 7);
+    const deleted = (...versions: number[]) => encode('key_service_list', { resources: versions.map((version) => ({ version })), deleted: versions.length });
+    answer = (req) => failed(req.name, 'NOT_RECORDED', 7, req.action === 'delete' ? deleted(7) : undefined);
     expect((await rejects(client.store('k', utf8('v')), 'NOT_RECORDED')).message).to.contain('the key-server stored "k" as version 7, but its audit log could not record it (NOT_RECORDED): do not store it again');
     expect((await rejects(client.delete('k', 7), 'NOT_RECORDED')).message).to.contain('the key-server deleted version 7 of "k", but');
+    answer = (req) => failed(req.name, 'NOT_RECORDED', 0, deleted(1, 2, 3));
+    const all = await rejects(client.delete('k'), 'NOT_RECORDED');
+    expect(all.message).to.contain('the key-server deleted 3 versions of "k", but');
+    expect(all.details).to.deep.equal({ version: 0, deleted: 3 });
+  });
+
+  it('checks what a NOT_RECORDED answer says as it would a success: only for a store or a delete, with a version that request could make', async () => {
+    answer = (req) => failed(req.name, 'NOT_RECORDED', 4);
+    expect((await rejects(client.retrieve('k'), 'DENIED')).message).to.contain('(a code no such server sends: "NOT_RECORDED")');
+    await rejects(client.store('k', utf8('v'), { expectedVersion: 6 }), 'INTEGRITY');
     answer = (req) => failed(req.name, 'NOT_RECORDED', 0);
-    expect((await rejects(client.delete('k'), 'NOT_RECORDED')).message).to.contain('the key-server deleted "k" (the versions asked for), but');
+    await rejects(client.store('k', utf8('v')), 'BAD_FIELD');
+    answer = (req) => failed(req.name, 'NOT_RECORDED', 5, encode('key_service_list', { resources: [{ version: 5 }], deleted: 1 }));
+    await rejects(client.delete('k', 3), 'INTEGRITY');
   });
 
   it('stops a listing at the first answer without names that says more are to come, rather than asking for ever (DECODE_FAILED)', async () => {

@@ -297,6 +297,7 @@ describe('key service: ordering of the requests of one connection', () => {
     rmSync(audit.path);
     const r = await answer(await logged.handleStaged(encodeKeyRequest({ action: 'delete', name: 'd', version: 1 }), c));
     expect(r).to.include({ status: 'failed', errorCode: 'NOT_RECORDED', version: 1 });
+    expect(decode<KeyServiceList>('key_service_list', r.data!)).to.deep.include({ deleted: 1 }); // as a success would say
     expect(await inner.get('d', 1), 'the delete was carried out').to.equal(undefined);
     expect(lines.filter((l) => l.event === 'not-recorded')).to.deep.equal([{ event: 'not-recorded', conn: 'c-unrecorded', action: 'delete', resource: 'd', version: 1, deleted: 1 }]);
     // A refused request is still FILE_ERROR: nothing was carried out.
