@@ -157,6 +157,19 @@ describe('scripts/first-boot.sh failure modes', function () {
     expect(taken.stderr).to.contain('step 1/2');
   });
 
+  it('refuses a key name that is not valid UTF-8 (exit 2) before certifying, as key-client would only after', async () => {
+    const port = await closedPort();
+    const base = args(f('a/cert.pem'), port, port, 'store-bytes').map((a) => (a === '3' ? '1' : a)).filter((a, i, all) => a !== '--keys' && all[i - 1] !== '--keys');
+    // Bytes no JavaScript string passes as an argument: a wrapper adds the name.
+    for (const [i, bytes] of ["abc\\xff", "\\xed\\xa0\\x80", "\\xf4\\x90\\x80\\x80", `${'a'.repeat(255)}\\xf0`].entries()) {
+      const wrapper = f(`bad-name-${i}`);
+      writeFileSync(wrapper, `#!/bin/bash\nexec "${join(ROOT, 'scripts', 'first-boot.sh')}" "$@" --keys $'${bytes}'\n`, { mode: 0o755 });
+      const r = await runScript({ path: wrapper }, base);
+      expect(r.status, r.stderr).to.equal(2);
+      expect(r.stderr).to.contain('--keys names a key that is not valid UTF-8').and.not.contain('step 1/2');
+    }
+  });
+
   it('refuses a FIFO or a directory given as a file it reads (exit 2) before running anything, where the programs would wait for ever', async () => {
     const port = await closedPort();
     execFileSync('mkfifo', [f('fifo')]);
