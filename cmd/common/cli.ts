@@ -204,8 +204,9 @@ export async function printText(text: string): Promise<boolean> {
 function render(result: Result, json: boolean): void {
   if (result.written) return;
   if (json) {
-    // As error documents and listings: a name's invisible characters show as \uXXXX (the same JSON).
-    writeStdout(visibleJson({ ok: true, ...result.json }) + '\n');
+    // Not visibleJson: a script may look for a name's own text in a result (first-boot.sh finds
+    // held keys as "tag":"NAME" in list-items --json); errors and key-client's listings escape.
+    writeStdout(JSON.stringify({ ok: true, ...result.json }) + '\n');
     return;
   }
   if (result.raw) writeStdout(result.raw);
