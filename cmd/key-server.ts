@@ -101,7 +101,7 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
       // Said once the server is up: a start refused (the wrong storage key, say) has worse news.
       if (newChain) warn(P, `the audit log ${audit.path} begins a new chain, but the key database already holds keys: if the log was moved or removed (not a restore from a backup), the record of what came before is elsewhere`);
       if (newDatabase) warn(P, `the key database in ${o.data} is new and empty, made after this key-server's storage key: if a restore or an existing database was meant, stop it and check --data`);
-      note(P, `domain ${o.domain}, serving as serial ${identity.serialHex} (measurement ${identity.measurementHex}, certificate valid until ${identity.notAfter.toISOString()}), data in ${pg ? pg.describe : o.data}`);
+      note(P, `domain ${o.domain}, serving as serial ${identity.serialHex} (measurement ${identity.measurementHex}, certificate valid until ${identity.validUntil.toISOString()}), data in ${pg ? pg.describe : o.data}`);
       // The chain's end, at start and at stop, goes to the server's log: copies kept elsewhere
       // (a log shipper, journald) are anchors for verify-audit --expect.
       const logEnd = (event: string) => log({ event, path: audit.path, lastSeq: audit.writtenEnd.seq, lastHash: audit.writtenEnd.hash });

@@ -212,7 +212,7 @@ export function addTrustCommands(program: Command): void {
           await writeFileAtomic(o.saveEvidence, sent, { mode: 0o644, exclusive: true })
             .catch((e: Error) => warn(P, `certified, but the request sent was not saved: ${e.message}`));
         }
-        const info = { status: r.status, serial: r.peer.serialHex, measurement: r.peer.measurementHex, notAfter: r.peer.notAfter.toISOString() };
+        const info = { status: r.status, serial: r.peer.serialHex, measurement: r.peer.measurementHex, notAfter: r.peer.validUntil.toISOString() };
         const renewalFailed = r.renewalFailed;
         // Due, not yet needed: the machine stays certified, and a script goes on to fetch its keys.
         if (renewalFailed) warn(P, `could not renew this machine's certificate through ${o.server} (${renewalFailed.message} [${renewalFailed.code}]); it is still valid until ${info.notAfter}: run init-trust again before then`);

@@ -115,14 +115,15 @@ export async function startKeyServer(o: KeyServerOptions): Promise<StartedKeySer
   });
   const policyCertEnds = readCertificateSummary(o.policyCert).notAfter;
   const watch = (notAfter: Date) => watchExpiry(notAfter, o.log, identityExpiry(notAfter, policyCertEnds, o.renewal !== undefined));
-  let stopWatching = watch(identity.peer.notAfter);
+  // validUntil: a certificate issued offline before 2026-12-05 may end after the policy certificate.
+  let stopWatching = watch(identity.peer.validUntil);
   const stopRenewing = o.renewal
     ? renewIdentity(identity, {
       ...o.renewal, log: o.log, policyCertEnds,
       present: (next) => {
         server.setIdentity(next.key, toPem(next.certificate));
         stopWatching();
-        stopWatching = watch(next.peer.notAfter);
+        stopWatching = watch(next.peer.validUntil);
       },
     })
     : () => {};
