@@ -114,6 +114,8 @@ export class Cryptstore {
     let db: Db | undefined;
     for (let attempt = 1; !db; attempt++) {
       try {
+        // Again on a retry: what is there now may be something else than what was seen first.
+        if (attempt > 1 && (await dirState(dir)) === 'other') throw new CertifierError('STORE_EXISTS', `${dir} exists and is not an empty directory`);
         await makeStoreDir(dir);
         db = await openDb(dir, true);
       } catch (e) {

@@ -168,12 +168,14 @@ set +f
 utf8_char=$'[\x01-\x7f]|[\xc2-\xdf][\x80-\xbf]|\xe0[\xa0-\xbf][\x80-\xbf]|[\xe1-\xec\xee\xef][\x80-\xbf][\x80-\xbf]|\xed[\x80-\x9f][\x80-\xbf]|\xf0[\x90-\xbf][\x80-\xbf][\x80-\xbf]|[\xf1-\xf3][\x80-\xbf][\x80-\xbf][\x80-\xbf]|\xf4[\x80-\x8f][\x80-\xbf][\x80-\xbf]'
 for k in "${names[@]}"; do
   # Refused by key-client too, but only once the machine is certified: here, before anything.
-  if [[ "$k" == *[[:cntrl:]]* ]]; then
+  # key-client's rule: ASCII's controls (in C: in another locale bash would take C1 ones too).
+  if (LC_ALL=C; [[ "$k" == *[[:cntrl:]]* ]]); then
     echo "first-boot: --keys names a key holding a control character, which no key name may" >&2; exit 2
   fi
   # Valid UTF-8 (key-client refuses any other name), checked byte by byte in C: the counts below
-  # hold only for well-formed characters. No surrogates (ED A0-BF) and nothing past U+10FFFF.
-  if ! (LC_ALL=C; [[ "$k" =~ ^($utf8_char)*$ ]]); then
+  # hold only for well-formed characters. No surrogates (ED A0-BF) and nothing past U+10FFFF; nor
+  # U+FFFD, which key-client refuses too (a decoder makes it of bytes that were not UTF-8).
+  if ! (LC_ALL=C; [[ "$k" =~ ^($utf8_char)*$ ]]) || [[ "$k" == *$'\xef\xbf\xbd'* ]]; then
     echo "first-boot: --keys names a key that is not valid UTF-8, which no key name may be" >&2; exit 2
   fi
   # A name holds at most 256 characters counted in UTF-16 units, as key-client and key-server count

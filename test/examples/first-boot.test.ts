@@ -161,7 +161,7 @@ describe('scripts/first-boot.sh failure modes', function () {
     const port = await closedPort();
     const base = args(f('a/cert.pem'), port, port, 'store-bytes').map((a) => (a === '3' ? '1' : a)).filter((a, i, all) => a !== '--keys' && all[i - 1] !== '--keys');
     // Bytes no JavaScript string passes as an argument: a wrapper adds the name.
-    for (const [i, bytes] of ["abc\\xff", "\\xed\\xa0\\x80", "\\xf4\\x90\\x80\\x80", `${'a'.repeat(255)}\\xf0`].entries()) {
+    for (const [i, bytes] of ["abc\\xff", "\\xed\\xa0\\x80", "\\xf4\\x90\\x80\\x80", `${'a'.repeat(255)}\\xf0`, "x\\xef\\xbf\\xbdy"].entries()) {
       const wrapper = f(`bad-name-${i}`);
       writeFileSync(wrapper, `#!/bin/bash\nexec "${join(ROOT, 'scripts', 'first-boot.sh')}" "$@" --keys $'${bytes}'\n`, { mode: 0o755 });
       const r = await runScript({ path: wrapper }, base);
