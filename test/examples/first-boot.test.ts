@@ -118,15 +118,15 @@ describe('scripts/first-boot.sh failure modes', function () {
     expect(sealed.stderr).not.to.contain('sealed to another measurement');
   });
 
-  it('finds a held key whose name JSON escapes (a backslash, a quote), and takes a name with a glob character as a name', async () => {
+  it('finds a held key whose name JSON escapes (a backslash, a quote) or holds a format character, and takes a name with a glob character as a name', async () => {
     const store = ['--store', f('store-odd'), '--key-file', f('held.key')];
     expect((await cu(['create-store', ...store])).status).to.equal(0);
-    for (const tag of ['api/a\\b', 'vhd/*', 'db/"main"']) expect((await run('cert-utility', ['put-item', ...store, '--tag', tag, '--in', '-'], { cwd: tmp.dir, input: 'v' })).status).to.equal(0);
+    for (const tag of ['api/a\\b', 'vhd/*', 'db/"main"', 'fmt/a\u0600b']) expect((await run('cert-utility', ['put-item', ...store, '--tag', tag, '--in', '-'], { cwd: tmp.dir, input: 'v' })).status).to.equal(0);
     const port = await closedPort();
     const base = args(f('a/cert.pem'), port, port, 'x').filter((a, i, all) => !['--store', '--keys'].includes(a) && !['--store', '--keys'].includes(all[i - 1]!));
     mkdirSync(f('vhd'));
     writeFileSync(f('vhd/not-a-key'), ''); // in the working directory, "vhd/*" would match it as a pattern
-    const r = await runScript('first-boot.sh', [...base, ...store, '--keys', 'api/a\\b vhd/* db/"main"'], { cwd: tmp.dir });
+    const r = await runScript('first-boot.sh', [...base, ...store, '--keys', 'api/a\\b vhd/* db/"main" fmt/a\u0600b'], { cwd: tmp.dir });
     expect(r.status, r.stderr).to.equal(0);
     expect(r.stderr).to.contain('every key is already in the cryptstore');
   });
