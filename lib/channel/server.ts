@@ -13,6 +13,8 @@ import { baseTlsOptions, exporterFor, remoteOf, runVerifyPeer } from './tlsutil.
 import { resolveLimits, type ChannelLog, type ChannelServer, type ConnectionInfo, type ServeOptions } from './types.ts';
 
 const DEFAULT_GRACE_MS = 5_000;
+/** At close, how long a connection still in its TLS handshake has to finish it. */
+const HANDSHAKE_FINISH_MS = 500;
 
 export async function serve<P>(opts: ServeOptions<P>): Promise<ChannelServer> {
   const limits = resolveLimits(opts.limits);
@@ -38,7 +40,9 @@ export async function serve<P>(opts: ServeOptions<P>): Promise<ChannelServer> {
     const id = toHex(randomBytes(4));
     if (closing) {
       log({ event: 'refused', reason: 'server-closing', conn: id, remote, transport });
-      socket.destroy();
+      // Not in this tick: the session tickets OpenSSL queued at the handshake's end go first, so
+      // the client knows its certificate was taken and hears a close, not a refusal (exit 3, not 4).
+      setImmediate(() => socket.destroy());
       return;
     }
     let peer: P | undefined;
@@ -167,7 +171,14 @@ export async function serve<P>(opts: ServeOptions<P>): Promise<ChannelServer> {
         resolve();
       };
       server.close(stopped); // stop listening; calls back once every connection has closed
-      for (const raw of raws) if (!established.has(raw)) raw.destroy(); // still in the handshake
+      // Connections still in their handshake get a moment to finish it and be told (above) that
+      // the server is closing: a client whose side of it is done would take a bare close for a
+      // refusal of its certificate. Those still at it then (a silent one) go.
+      const inHandshake = [...raws].filter((raw) => !established.has(raw));
+      const dropHandshakes = setTimeout(() => {
+        for (const raw of inHandshake) if (!established.has(raw)) raw.destroy();
+      }, Math.min(HANDSHAKE_FINISH_MS, Math.max(0, graceMs)));
+      dropHandshakes.unref();
       for (const s of sessions) s.drain();
       const hard = setTimeout(() => {
         for (const s of sessions) s.destroy();

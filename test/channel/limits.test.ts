@@ -365,6 +365,34 @@ describe('channel: limits and timeouts', () => {
     await closed(socket);
   });
 
+  it('on close, lets a client that has done its half of the handshake hear that the server is closing (UNREACHABLE, worth a retry), not take it for a refusal of its certificate', async () => {
+    const server = await h.serve('mtls');
+    // A proxy that passes the client's hello at once and holds the rest (its certificate and
+    // Finished) until told: the client has its side of the handshake done, the server not yet.
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    const proxy = net.createServer((client) => {
+      const upstream = net.connect(server.address.port, '127.0.0.1');
+      let hello = true;
+      client.on('data', (d: Buffer) => (hello ? ((hello = false), upstream.write(d)) : void released.then(() => upstream.write(d))));
+      upstream.on('data', (d: Buffer) => client.write(d));
+      const end = () => (client.destroy(), upstream.destroy());
+      for (const s of [client, upstream]) s.on('close', end).on('error', () => {});
+    });
+    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+    try {
+      const conn = await h.connect({ address: { host: '127.0.0.1', port: (proxy.address() as net.AddressInfo).port } } as Parameters<typeof h.connect>[0], 'mtls');
+      const answer = conn.request(bytes('hi'));
+      const closing = server.close(5000);
+      release();
+      const e = await rejectsWith(answer, 'UNREACHABLE');
+      expect(e.exitStatus).to.equal(3);
+      await closing;
+    } finally {
+      proxy.close();
+    }
+  });
+
   it('on close, cuts a handler that outlives the grace period', async () => {
     const server = await h.serve('plain', { handler: () => new Promise<Uint8Array>(() => {}) });
     const conn = await h.connect(server, 'plain');
