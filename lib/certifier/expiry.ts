@@ -17,6 +17,8 @@ export interface ExpiryWatch {
   advice: string;
   /** What to do once the end has passed, when `advice` speaks of it as still ahead. */
   expiredAdvice?: string;
+  /** How long before the end the warnings start (RENEW_BEFORE_MS unless said). */
+  warnWithin?: number;
   now?: () => number;
 }
 
@@ -25,14 +27,15 @@ export function watchExpiry(notAfter: Date, log: (record: Record<string, unknown
   const now = o.now ?? Date.now;
   let timer: NodeJS.Timeout | undefined;
   const at = notAfter.toISOString();
+  const within = o.warnWithin ?? RENEW_BEFORE_MS;
   const check = () => {
     const left = notAfter.getTime() - now();
     if (left <= 0) {
       log({ event: `${o.what}-expired`, notAfter: at, warning: o.expiredAdvice ?? o.advice });
       return;
     }
-    if (left <= RENEW_BEFORE_MS) log({ event: `${o.what}-expiring`, notAfter: at, hoursLeft: Math.floor(left / 3_600_000), warning: o.advice });
-    const next = left > RENEW_BEFORE_MS ? left - RENEW_BEFORE_MS : Math.min(DAY_MS, left);
+    if (left <= within) log({ event: `${o.what}-expiring`, notAfter: at, hoursLeft: Math.floor(left / 3_600_000), warning: o.advice });
+    const next = left > within ? left - within : Math.min(DAY_MS, left);
     timer = setTimeout(check, Math.min(next, MAX_TIMER_MS));
     timer.unref();
   };
@@ -68,6 +71,18 @@ export function noRenewalPast(policyCertEnds: Date): string {
 export function identityExpiry(notAfter: Date, policyCertEnds: Date, renewing: boolean): ExpiryWatch {
   if (endsWithPolicyCert(notAfter, policyCertEnds)) return IDENTITY_EXPIRY_WITH_POLICY_CERT;
   return renewing ? IDENTITY_EXPIRY_RENEWING : IDENTITY_EXPIRY;
+}
+
+/**
+ * The watch key-server keeps on its own certificate, `now` being when it comes in force: as
+ * identityExpiry says, and when the server renews it itself, warning only once its renewal is
+ * overdue. A certificate shorter than RENEW_BEFORE_MS is in that window from the start, and is
+ * renewed at half of what is left (lib/keyservice/renewal.ts): its warnings start at a quarter.
+ */
+export function identityWatch(notAfter: Date, policyCertEnds: Date, renewing: boolean, now = Date.now()): ExpiryWatch {
+  const watch = identityExpiry(notAfter, policyCertEnds, renewing);
+  if (watch !== IDENTITY_EXPIRY_RENEWING) return watch;
+  return { ...watch, warnWithin: Math.min(RENEW_BEFORE_MS, (notAfter.getTime() - now) / 4) };
 }
 
 /** simpleserver's policy: the first of its claims to end. */

@@ -6,7 +6,7 @@ import { randomBytes, wipe } from '../crypto/index.ts';
 import { closingAlso, serve, type ChannelServer, type Limits } from '../channel/index.ts';
 import { readCertificateSummary, toPem, validateAdmission, type ValidatedPeer } from '../pki/index.ts';
 import type { Cryptstore } from '../../cryptstore/index.ts';
-import { admissionCertTag, authKeyTag, identityExpiry, loadIdentity, requireMachine, watchExpiry } from '../certifier/index.ts';
+import { admissionCertTag, authKeyTag, identityWatch, loadIdentity, requireMachine, watchExpiry } from '../certifier/index.ts';
 import type { Acl } from './acl.ts';
 import type { AuditLog } from './audit.ts';
 import type { KeyBackend } from './backend.ts';
@@ -114,7 +114,7 @@ export async function startKeyServer(o: KeyServerOptions): Promise<StartedKeySer
     handler: (req, conn) => service.handleStaged(req, conn),
   });
   const policyCertEnds = readCertificateSummary(o.policyCert).notAfter;
-  const watch = (notAfter: Date) => watchExpiry(notAfter, o.log, identityExpiry(notAfter, policyCertEnds, o.renewal !== undefined));
+  const watch = (notAfter: Date) => watchExpiry(notAfter, o.log, identityWatch(notAfter, policyCertEnds, o.renewal !== undefined));
   // validUntil: a certificate issued offline before 2026-12-05 may end after the policy certificate.
   let stopWatching = watch(identity.peer.validUntil);
   const stopRenewing = o.renewal

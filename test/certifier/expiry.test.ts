@@ -2,7 +2,7 @@
 // policy's, on a clock of our own.
 
 import { expect } from 'chai';
-import { IDENTITY_EXPIRY, IDENTITY_EXPIRY_RENEWING, identityExpiry, POLICY_EXPIRY, policyEnds, RENEW_BEFORE_MS, startCertifier, watchExpiry } from '../../lib/certifier/index.ts';
+import { IDENTITY_EXPIRY, IDENTITY_EXPIRY_RENEWING, identityExpiry, identityWatch, POLICY_EXPIRY, policyEnds, RENEW_BEFORE_MS, startCertifier, watchExpiry } from '../../lib/certifier/index.ts';
 import { generateKeyPair, publicKeyOf, sha256, utf8 } from '../../lib/crypto/index.ts';
 import { createPolicyCert, readCertificateSummary } from '../../lib/pki/index.ts';
 import { loadPolicy, makePolicy, type Policy } from '../../lib/policy/index.ts';
@@ -27,6 +27,25 @@ describe('certifier: a server watches its own certificate run out', () => {
     const [r] = watch(30 * HOUR);
     expect(r).to.include({ event: 'identity-expiring', hoursLeft: 30, notAfter: '2026-01-02T06:00:00.000Z' });
     expect(r!.warning).to.contain('cert-utility init-trust');
+  });
+
+  it('renewing itself, warns of a short certificate only once its renewal (at half of what was left) is overdue, with advice about the renewal', () => {
+    const start = Date.UTC(2026, 0, 1);
+    const notAfter = new Date(start + 16 * HOUR);
+    const policyCertEnds = new Date(Date.UTC(2027, 0, 1));
+    const at = (left: number) => {
+      const records: Record<string, unknown>[] = [];
+      watchExpiry(notAfter, (r) => void records.push(r), { ...identityWatch(notAfter, policyCertEnds, true, start), now: () => notAfter.getTime() - left })();
+      return records;
+    };
+    expect(at(16 * HOUR)).to.deep.equal([]); // just issued
+    expect(at(8 * HOUR)).to.deep.equal([]); // renewal due now
+    const [late] = at(4 * HOUR);
+    expect(late).to.include({ event: 'identity-expiring', hoursLeft: 4 });
+    expect(late!.warning).to.contain('renews it through --certifier').and.not.contain('give it --certifier');
+    // Not renewing, the same certificate is warned of from the start; a long one renewing, from three days before its end.
+    expect(identityWatch(notAfter, policyCertEnds, false, start)).to.equal(IDENTITY_EXPIRY);
+    expect(identityWatch(new Date(start + 90 * 24 * HOUR), policyCertEnds, true, start).warnWithin).to.equal(RENEW_BEFORE_MS);
   });
 
   it('says once that clients now refuse it, and stops watching', () => {
