@@ -35,7 +35,9 @@ export function watchExpiry(notAfter: Date, log: (record: Record<string, unknown
       return;
     }
     if (left <= within) log({ event: `${o.what}-expiring`, notAfter: at, hoursLeft: Math.floor(left / 3_600_000), warning: o.advice });
-    const next = left > within ? left - within : Math.min(DAY_MS, left);
+    // The end itself is checked a little after it: a timer runs on a clock of its own, and may
+    // fire a millisecond before the wall clock's end (a second 'expiring', not 'expired').
+    const next = left > within ? left - within : left > DAY_MS ? DAY_MS : left + 10;
     timer = setTimeout(check, Math.min(next, MAX_TIMER_MS));
     timer.unref();
   };
