@@ -62,6 +62,11 @@ describe('KeyStore', () => {
     expect(await backend.get('after', 0)).to.equal(undefined);
     const again = new KeyStore(backend, storageKey);
     expect(Buffer.from((await again.fetch('before')).value).toString()).to.equal('v');
+    // Its own copy of the key is zeroed, not merely fenced off (a memory scan finds no key).
+    const kept = (ks as unknown as { key: Uint8Array }).key;
+    expect(kept.length).to.equal(storageKey.length);
+    expect(kept.every((b) => b === 0)).to.equal(true);
+    expect(storageKey.some((b) => b !== 0), "the caller's key is its own").to.equal(true);
   });
 
   it('round-trips values of every type, size and exportability', async () => {
