@@ -67,7 +67,7 @@ function refusal(r: KeyResponse, req: Partial<KeyRequest> & { action: Action; na
   // another store would make another version. The server refuses everything after it.
   if (code === 'NOT_RECORDED') return notRecorded(r, req);
   // Its key database or its audit log cannot be written: nothing was carried out.
-  if (code === 'FILE_ERROR' && (action === 'store' || action === 'delete')) {
+  if (code === 'FILE_ERROR' && writes) {
     return new CertifierError(code, `the key-server could not ${action} ${name}: its key database or its audit log cannot be written (FILE_ERROR); nothing was changed`);
   }
   return new CertifierError(code, `the key-server refused to ${action} ${name} (${said})`);

@@ -37,7 +37,6 @@ export interface Connection {
   exportKeyingMaterial(label: string, length: number): Uint8Array | undefined;
 }
 
-
 interface Executed {
   response: Uint8Array;
   /** The version acted on; for a delete, the one asked for (0 = all). */
@@ -48,18 +47,19 @@ interface Executed {
   listing?: Uint8Array;
 }
 
-/**
- * The answer once its audit record is durable. If the record cannot be written the answer is
- * withheld and the refusal says why (the log is then broken and refuses every later decision).
- */
 /** The version a request names, for its audit record: any for a delete (0 = all), a given one for a retrieve or store. */
 function askedVersion(req: { action?: string; version?: number } | undefined): number | undefined {
   return req?.action === 'delete' || ((req?.action === 'retrieve' || req?.action === 'store') && req.version) ? req.version : undefined;
 }
 
-function afterAudit(audited: Promise<unknown> | undefined, answer: Uint8Array, name: string): Uint8Array | LaterAnswer {
+/**
+ * The answer once its audit record is durable. If the record cannot be written the answer is
+ * withheld and the refusal says why (the log is then broken and refuses every later decision);
+ * for a change already carried out, `unrecorded` says what to answer instead.
+ */
+function afterAudit(audited: Promise<unknown> | undefined, answer: Uint8Array, name: string, unrecorded?: () => Uint8Array): Uint8Array | LaterAnswer {
   if (!audited) return answer;
-  return { later: audited.then(() => answer, (e: unknown) => failed(name, sentCode(e, KEY_SERVER_CODES))) };
+  return { later: audited.then(() => answer, (e: unknown) => unrecorded?.() ?? failed(name, sentCode(e, KEY_SERVER_CODES))) };
 }
 
 export class KeyService {
@@ -121,22 +121,17 @@ export class KeyService {
       const version = askedVersion(req ?? asked);
       const audited = record('deny', { code, version, ...(e instanceof CertifierError ? { why: clipped(e.message) } : {}) });
       // A refusal whose record could not be written says so (the log's failure), as an answer would.
-      return audited ? { later: audited.then(() => refusal, (f: unknown) => failed(req?.name ?? '', sentCode(f, KEY_SERVER_CODES))) } : refusal;
+      return afterAudit(audited, refusal, req?.name ?? '');
     };
     const allow = ({ response, version, deleted }: Executed): Uint8Array | LaterAnswer => afterAudit(record('allow', { version, deleted }), response, req!.name);
     // A store or delete has taken effect by the time its record is written. If that write fails,
     // the client is told so (NOT_RECORDED, with the version), not that it was refused: a retry
     // would make another version. The server's log names each such change.
-    const carriedOut = ({ response, version, deleted, listing }: Executed): Uint8Array | LaterAnswer => {
-      const audited = record('allow', { version, deleted });
-      if (!audited) return response;
-      return {
-        later: audited.then(() => response, () => {
-          this.config.log?.({ event: 'not-recorded', conn: conn.id, action: req!.action, resource: req!.name, version, deleted });
-          return failed(req!.name, 'NOT_RECORDED', version, listing);
-        }),
-      };
-    };
+    const carriedOut = ({ response, version, deleted, listing }: Executed): Uint8Array | LaterAnswer =>
+      afterAudit(record('allow', { version, deleted }), response, req!.name, () => {
+        this.config.log?.({ event: 'not-recorded', conn: conn.id, action: req!.action, resource: req!.name, version, deleted });
+        return failed(req!.name, 'NOT_RECORDED', version, listing);
+      });
     try {
       if (!peer) throw new CertifierError('UNTRUSTED_PEER', 'no verified client certificate');
       req = parseKeyRequest(bytes);

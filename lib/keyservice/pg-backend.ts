@@ -92,11 +92,8 @@ export class PgBackend implements KeyBackend {
   private boundKey: string | undefined;
   /** When each connection last read the bound key and the schema version (monotonic ms, since the key was bound). */
   private readonly checked = new WeakMap<pg.PoolClient, number>();
-  private readonly recheckMs: number;
 
-  private constructor(private readonly pool: pg.Pool, recheckMs = RECHECK_MS) {
-    this.recheckMs = recheckMs;
-  }
+  private constructor(private readonly pool: pg.Pool, private readonly recheckMs = RECHECK_MS) {}
 
   /** Connects, creates or upgrades the schema, and returns the backend. */
   static async open(o: PgBackendOptions): Promise<PgBackend> {

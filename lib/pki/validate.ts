@@ -163,7 +163,6 @@ function extKeyUsageProblem(leaf: ParsedCert, usage: Usage, which: string): Prob
   return problem('BAD_CERTIFICATE', 'ext-key-usage', `the ${which} certificate's extended key usage lacks ${missing.join(all ? ' and ' : ' or ')}`);
 }
 
-
 function flagProblems(leaf: ParsedCert, usage: Usage, which: string): (Problem | undefined)[] {
   const bad = (reason: string, message: string) => problem('BAD_CERTIFICATE', reason, message);
   const signsCerts = leaf.keyUsage.filter((u) => u === 'keyCertSign' || u === 'cRLSign');
