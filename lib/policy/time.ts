@@ -18,12 +18,14 @@ export function parseCertifierTime(s: string, what = 'time'): Date {
   if (!m) throw new CertifierError('BAD_FIELD', `${what} "${s}" is not a time`);
   const [y, mo, d, h, mi, sec] = m.slice(1, 7).map(Number) as [number, number, number, number, number, number];
   const ms = Number((m[7] ?? '0').padEnd(3, '0').slice(0, 3));
-  const t = Date.UTC(y, mo - 1, d, h, mi, sec, ms);
-  const back = new Date(t);
-  if (back.getUTCFullYear() !== y || back.getUTCMonth() !== mo - 1 || back.getUTCDate() !== d || h > 23 || mi > 59 || sec > 59) {
-    throw new CertifierError('BAD_FIELD', `${what} "${s}" is not a valid date`);
-  }
-  return back;
+  if (!isCalendarTime(y, mo, d, h, mi, sec)) throw new CertifierError('BAD_FIELD', `${what} "${s}" is not a valid date`);
+  return new Date(Date.UTC(y, mo - 1, d, h, mi, sec, ms));
+}
+
+/** Whether the fields name a real date and time: a month of 1-12, a day it has, 23:59 at most, seconds up to `maxSecond`. */
+function isCalendarTime(y: number, mo: number, d: number, h: number, mi: number, sec: number, maxSecond = 59): boolean {
+  const day = new Date(Date.UTC(y, mo - 1, d));
+  return day.getUTCFullYear() === y && day.getUTCMonth() === mo - 1 && day.getUTCDate() === d && h <= 23 && mi <= 59 && sec <= maxSecond;
 }
 
 const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.\d{1,9})?(?:Z|[+-](\d{2}):(\d{2}))$/;
@@ -32,7 +34,6 @@ const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.\d{1,9})?(
 export function isRfc3339(s: string): boolean {
   const m = RFC3339.exec(s);
   if (!m) return false;
-  const [y, mo, d, h, mi, sec, oh = 0, om = 0] = m.slice(1).map((v) => Number(v ?? 0)) as number[];
-  const days = new Date(Date.UTC(y!, mo!, 0)).getUTCDate(); // day 0 of the next month: this month's last
-  return mo! >= 1 && mo! <= 12 && d! >= 1 && d! <= days && h! <= 23 && mi! <= 59 && sec! <= 60 && oh! <= 23 && om! <= 59;
+  const [y, mo, d, h, mi, sec, oh, om] = m.slice(1).map((v) => Number(v ?? 0)) as [number, number, number, number, number, number, number, number];
+  return isCalendarTime(y, mo, d, h, mi, sec, 60) && oh <= 23 && om <= 59; // a leap second's :60 is RFC 3339's
 }
