@@ -6,7 +6,7 @@ import { Option } from 'commander';
 import { createPublicKey } from 'node:crypto';
 import { CertifierError } from '../lib/errors/index.ts';
 import { toHex } from '../lib/crypto/index.ts';
-import { ENTRY_TYPES, escapeInvisible, printableName, shown, tagProblem, visibleJson, type EntryType } from '../lib/wire/index.ts';
+import { ENTRY_TYPES, printableName, shown, tagProblem, visibleJson, type EntryType } from '../lib/wire/index.ts';
 import { checkWritable, readFileLimited, refuseOwnFiles, sweepLeftovers, type Leftover, type OwnFiles } from '../lib/files/index.ts';
 import { JsonItemsText, utf8Text } from '../lib/util/json.ts';
 import { itemValue, readCertificateChain, validatePolicyCert } from '../lib/pki/index.ts';
@@ -194,9 +194,10 @@ clientOptions(subcommand<ClientOpts>(program, 'list', 'list names and metadata u
     // (| head): a listing of any length takes little memory. The JSON document too: opened with
     // the first page, closed after the last; a failure part way ends its unfinished line, and the
     // error's document follows on a line of its own.
-    // Every field as the server sent it, and checked (pageItems), escaped all the same where it is text.
-    const line = (i: ResourceInfo) => `${printableName(i.name)}\tv${i.version}\t${escapeInvisible(i.type)}\t${i.size} bytes\t${i.exportable ? 'exportable' : 'not-exportable'}\t${escapeInvisible(i.timeEntered)}`;
-    const doc = new JsonItemsText('items', visibleJson); // as every other document: a name's invisible characters as \uXXXX
+    // Each page was checked (pageItems): a type is one of the entry types, a time is RFC 3339;
+    // only a name can hold what a terminal would not show as itself.
+    const line = (i: ResourceInfo) => `${printableName(i.name)}\tv${i.version}\t${i.type}\t${i.size} bytes\t${i.exportable ? 'exportable' : 'not-exportable'}\t${i.timeEntered}`;
+    const doc = new JsonItemsText('items', visibleJson); // as error documents: a name's invisible characters as \uXXXX
     let open = true;
     const print = (items: ResourceInfo[]) => (o.json ? printText(doc.more(items)) : printLines(items.map(line)));
     try {
