@@ -33,6 +33,12 @@ export interface KeyClientOptions {
   credential?: Credential;
   limits?: Limits;
   connectTimeoutMs?: number;
+  /**
+   * How many requests the key-server answers on one connection before it closes it (its
+   * maxRequestsPerConnection; default the servers' default). Past that, requests go on a new
+   * connection to the same server, checked again, so any number can be made, at once or not.
+   */
+  requestsPerConnection?: number;
 }
 
 /** A store or delete the key-server says it carried out but could not record: what it says is checked as a success's would be. */
@@ -74,8 +80,15 @@ function refusal(r: KeyResponse, req: Partial<KeyRequest> & { action: Action; na
 }
 
 export class KeyClient {
-  /** Requests sent on the current connection (a server answers DEFAULT_LIMITS.maxRequestsPerConnection on one). */
+  /** Requests sent on the current connection (a server answers requestsPerConnection on one). */
   private sent = 0;
+  /** A new connection being opened because this one is used up; requests past the limit wait for it. */
+  private replacing: Promise<void> | undefined;
+  /** Requests under way on each connection: a used-up one is closed once it has none. */
+  private readonly inUse = new Map<ClientConnection<ValidatedPeer>, number>();
+  /** Used-up connections closing; close waits for them. */
+  private readonly retiring = new Set<Promise<void>>();
+  private closed = false;
   /** Challenged requests under way, and those waiting for one of them to finish. */
   private challenged = 0;
   private readonly waiting: (() => void)[] = [];
@@ -157,20 +170,58 @@ export class KeyClient {
     return forEachPage(prefix, each, (after) => this.listPage(prefix, after));
   }
 
-  /** One page of a listing: the names after `after`, on a new connection when this one is used up. */
+  /** One page of a listing: the names after `after`. */
   private async listPage(prefix: string, after: string | undefined): Promise<KeyServiceList> {
-    if (this.sent + (this.credential ? 2 : 1) > DEFAULT_LIMITS.maxRequestsPerConnection) {
-      const previous = this.conn;
-      this.conn = await KeyClient.open(this.options);
-      this.sent = 0;
-      await previous.close();
-    }
     const r = await this.call({ action: 'list', name: prefix, ...(after !== undefined ? { listAfter: after } : {}) });
     return decode<KeyServiceList>('key_service_list', r.data ?? new Uint8Array());
   }
 
-  close(): Promise<void> {
-    return this.conn.close();
+  /** Waits for every answer outstanding, on this connection and on used-up ones, then closes them. */
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.replacing?.catch(() => {});
+    await Promise.all([this.conn, ...this.inUse.keys()].map((c) => c.close()).concat([...this.retiring]));
+  }
+
+  /**
+   * The connection for a request that counts `requests` against the server's limit (two for a
+   * challenged one: both halves must go on one connection); given back with `release`. Once this
+   * connection has been given all the server answers on one, the next request waits for a new
+   * connection (one for all that wait), and the used-up one is closed once the requests on it are
+   * done. A request sent past the limit would be dropped unanswered with the connection, be it a
+   * retrieve or a store, and the client could not tell whether a store took effect.
+   */
+  private async connection(requests: number): Promise<ClientConnection<ValidatedPeer>> {
+    const limit = this.options.requestsPerConnection ?? DEFAULT_LIMITS.maxRequestsPerConnection;
+    while (!this.closed && this.sent + requests > limit) {
+      this.replacing ??= this.replace().finally(() => (this.replacing = undefined));
+      await this.replacing;
+    }
+    this.sent += requests;
+    this.inUse.set(this.conn, (this.inUse.get(this.conn) ?? 0) + 1);
+    return this.conn; // once closed, its requests fail as on any closed connection
+  }
+
+  private release(conn: ClientConnection<ValidatedPeer>): void {
+    const left = this.inUse.get(conn)! - 1;
+    if (left > 0) this.inUse.set(conn, left);
+    else {
+      this.inUse.delete(conn);
+      if (conn !== this.conn) this.retire(conn);
+    }
+  }
+
+  private async replace(): Promise<void> {
+    const next = await KeyClient.open(this.options);
+    const previous = this.conn;
+    [this.conn, this.sent] = [next, 0];
+    if (!this.inUse.has(previous)) this.retire(previous);
+  }
+
+  private retire(conn: ClientConnection<ValidatedPeer>): void {
+    // A failure there is the failure of the requests that were on it, which they report themselves.
+    const closing: Promise<void> = conn.close().catch(() => {}).then(() => void this.retiring.delete(closing));
+    this.retiring.add(closing);
   }
 
   /**
@@ -191,13 +242,17 @@ export class KeyClient {
   }
 
   private async exchange(req: Partial<KeyRequest> & { action: Action; name: string }): Promise<KeyResponse> {
-    this.sent++;
-    let r = parseKeyResponse(await this.conn.request(encodeKeyRequest({ ...req, ...(this.credential ? { credentials: this.credential.chain } : {}) })));
-    if (r.status === 'auth-challenge' && this.credential) {
-      const exporter = this.conn.exportKeyingMaterial(CHALLENGE_EXPORTER_LABEL, 32);
-      const signature = sign(this.credential.key, challengeMessage(r.data!, exporter ?? new Uint8Array()));
-      this.sent++;
-      r = parseKeyResponse(await this.conn.request(encodeKeyRequest({ ...req, credentials: this.credential.chain, challengeNonce: r.data!, challengeSignature: signature })));
+    const conn = await this.connection(this.credential ? 2 : 1);
+    let r: KeyResponse;
+    try {
+      r = parseKeyResponse(await conn.request(encodeKeyRequest({ ...req, ...(this.credential ? { credentials: this.credential.chain } : {}) })));
+      if (r.status === 'auth-challenge' && this.credential) {
+        const exporter = conn.exportKeyingMaterial(CHALLENGE_EXPORTER_LABEL, 32);
+        const signature = sign(this.credential.key, challengeMessage(r.data!, exporter ?? new Uint8Array()));
+        r = parseKeyResponse(await conn.request(encodeKeyRequest({ ...req, credentials: this.credential.chain, challengeNonce: r.data!, challengeSignature: signature })));
+      }
+    } finally {
+      this.release(conn);
     }
     if (r.status === 'auth-challenge') throw new CertifierError('CHALLENGE_FAILED', 'the key-server asked for an auth-challenge this client cannot answer');
     if (r.status !== 'succeeded') throw refusal(r, req);

@@ -1,0 +1,90 @@
+// KeyClient past the key-server's requests per connection: a server answers so many requests on
+// one connection and closes it; requests made past that, all at once or not, a challenged one's
+// two halves together, go on a new connection and every one is answered.
+
+import { expect } from 'chai';
+import { join } from 'node:path';
+import { SIMULATED_ENCLAVE } from '../../lib/attest/index.ts';
+import { generateKeyPair, randomBytes, sha256, utf8 } from '../../lib/crypto/index.ts';
+import type { ChannelServer } from '../../lib/channel/index.ts';
+import { KeyClient, type KeyClientOptions } from '../../lib/keyclient/index.ts';
+import { parseAcl } from '../../lib/keyservice/acl.ts';
+import { LevelBackend } from '../../lib/keyservice/level-backend.ts';
+import { issueRoleCert } from '../../lib/keyservice/roles.ts';
+import { startKeyServer } from '../../lib/keyservice/server.ts';
+import type { Cryptstore } from '../../cryptstore/index.ts';
+import { certifiedStore, issueLeaf, machineIdentity, makeDomain } from '../bench/domain.ts';
+import { tempDir } from '../support/helpers.ts';
+
+describe('keyclient: more requests than the key-server answers on one connection', function () {
+  this.timeout(30_000);
+  const PER_CONNECTION = 5;
+  let tmp: ReturnType<typeof tempDir>;
+  let store: Cryptstore;
+  let backend: LevelBackend;
+  let server: ChannelServer;
+  let options: KeyClientOptions;
+  let operator: NonNullable<KeyClientOptions['credential']>;
+  const closed: { reason?: string; requests?: number; answered?: number }[] = [];
+
+  before(async () => {
+    tmp = tempDir('keyclient-limit-');
+    const domain = await makeDomain('limit');
+    const clientMeasurement = sha256(utf8('the key-client'));
+    const serverLeaf = await issueLeaf(domain, { measurement: sha256(utf8('the key-server')), platform: SIMULATED_ENCLAVE });
+    const clientLeaf = await issueLeaf(domain, { measurement: clientMeasurement, platform: SIMULATED_ENCLAVE });
+    store = await certifiedStore(domain, serverLeaf, join(tmp.dir, 'store'), join(tmp.dir, 'store.key'));
+    backend = await LevelBackend.open(join(tmp.dir, 'data'));
+    const acl = parseAcl(JSON.stringify({ version: 1, rules: [
+      { resources: ['**'], actions: ['store', 'retrieve', 'list'], measurements: [Buffer.from(clientMeasurement).toString('hex')] },
+      { resources: ['**'], actions: ['list'], roles: ['operator'] },
+    ] }));
+    const started = await startKeyServer({
+      store, domain: domain.name, policyCert: domain.policyCert, backend, acl, host: '127.0.0.1', port: 0,
+      limits: { maxRequestsPerConnection: PER_CONNECTION },
+      log: (r) => void ((r as { event?: string }).event === 'closed' && closed.push(r)),
+    });
+    server = started.server;
+    options = {
+      host: '127.0.0.1', port: server.address.port, identity: machineIdentity(domain, clientLeaf), policyCert: domain.policyCert,
+      serverMeasurements: [started.identity.measurementHex], requestsPerConnection: PER_CONNECTION,
+    };
+    const role = await generateKeyPair('p256');
+    operator = {
+      key: role.privateKey,
+      chain: [await issueRoleCert({ policyKey: domain.policyKey, policyCert: domain.policyCert, subjectPublicKey: role.publicKey, role: 'operator', domain: domain.name, validitySeconds: 3600 })],
+    };
+  });
+  after(async () => {
+    await server?.close();
+    await backend?.close();
+    await store?.close();
+    tmp?.cleanup();
+  });
+
+  it('answers 23 stores made at once, then 23 retrieves made at once, each with its own value, over several connections', async () => {
+    const client = await KeyClient.connect(options);
+    const values = Array.from({ length: 23 }, () => randomBytes(32));
+    try {
+      const versions = await Promise.all(values.map((v, i) => client.store(`limit/${i}`, v)));
+      expect(versions).to.deep.equal(values.map(() => 1));
+      const entries = await Promise.all(values.map((_, i) => client.retrieve(`limit/${i}`)));
+      expect(entries.map((e) => Buffer.from(e.blob).toString('hex'))).to.deep.equal(values.map((v) => Buffer.from(v).toString('hex')));
+    } finally {
+      await client.close();
+    }
+    // 46 requests: nine connections used up and closed by the server, every request answered.
+    expect(closed.filter((c) => c.reason === 'max-requests')).to.have.length(9);
+    expect(closed.every((c) => c.requests === c.answered)).to.equal(true);
+  });
+
+  it('sends both halves of a challenged request on one connection, 12 at once past the limit', async () => {
+    const client = await KeyClient.connect({ ...options, credential: operator });
+    try {
+      const listings = await Promise.all(Array.from({ length: 12 }, () => client.list('limit/')));
+      for (const names of listings) expect(names.map((i) => i.name)).to.include('limit/22');
+    } finally {
+      await client.close();
+    }
+  });
+});
