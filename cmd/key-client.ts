@@ -46,10 +46,16 @@ function clientOptions(cmd: Command): Command {
     .option('--credential-key <file>', 'the private key of --credential-cert');
 }
 
+/** Why a key-server could not accept NAME as a resource name, as a message naming it, or undefined. */
+function nameProblem(name: string): string | undefined {
+  const problem = tagProblem(name);
+  return problem ? `the name ${shown(name, 256)} ${problem}` : undefined;
+}
+
 /** A resource name the key-server could accept, or USAGE before anything is opened. */
 function checkName(name: string): void {
-  const problem = tagProblem(name);
-  if (problem) throw new CertifierError('USAGE', `the name ${shown(name, 256)} ${problem}`);
+  const problem = nameProblem(name);
+  if (problem) throw new CertifierError('USAGE', problem);
 }
 
 /**
@@ -57,12 +63,28 @@ function checkName(name: string): void {
  * DEFAULT_LIMITS.maxRequestsPerConnection requests on one (two per name with a credential: the
  * auth-challenge): more would end in a closed connection, which retrying never mends.
  */
-function checkFetchCount(o: ClientOpts, count: number, code: 'USAGE' | 'INVALID_INPUT', what: string): void {
+function checkFetchCount(o: Pick<ClientOpts, 'credentialCert'>, count: number, code: 'USAGE' | 'INVALID_INPUT', what: string): void {
   const perName = o.credentialCert ? 2 : 1;
   const max = Math.floor(DEFAULT_LIMITS.maxRequestsPerConnection / perName);
   if (count > max) {
     throw new CertifierError(code, `${count} ${what} is too many for one run: a key-server answers at most ${DEFAULT_LIMITS.maxRequestsPerConnection} requests on a connection${perName === 2 ? ', two per name with a credential' : ''}; fetch at most ${max} at a time`);
   }
+}
+
+/**
+ * NAMES (each once) as retrieve takes them, into the cryptstore or one to --out, or USAGE naming
+ * every one it refuses and why, before anything is read: retrieve's own check, and check-names's.
+ */
+function checkFetchNames(o: Pick<ClientOpts, 'credentialCert'> & { out?: string }, names: string[]): void {
+  const problems = names.map((name) => nameProblem(name)
+    // Released only to a standby or replica (--allow-replica-join), which keeps it sealed in its
+    // cryptstore: never to a file, nor under its own tag in a client's store.
+    ?? (name === STORAGE_KEY_TAG ? `"${STORAGE_KEY_TAG}" is a key-server's storage key: a standby or replica fetches it with key-server join` : undefined)
+    ?? (!o.out && isIdentityTag(name) ? `${shown(name, 256)} is where init-trust keeps a machine's identity in the cryptstore; fetch it to a file with --out` : undefined));
+  const refused = problems.filter((p) => p !== undefined);
+  if (refused.length > 0) throw new CertifierError('USAGE', refused.join('; '));
+  if (o.out && names.length !== 1) throw new CertifierError('USAGE', '--out takes exactly one NAME');
+  checkFetchCount(o, names.length, 'USAGE', 'names');
 }
 
 /** A signal that came while the last secret went in waited for it: the run is complete, and says so as it stops. */
@@ -142,15 +164,8 @@ clientOptions(subcommand<ClientOpts & { version: number; out?: string; force?: b
   'fetch NAME... over one connection into the cryptstore (tag = name), or one NAME to --out',
   async (o, args) => {
     const names = [...new Set(args)]; // a name given twice is fetched and kept once
-    names.forEach((n) => checkName(n));
-    if (o.out && names.length !== 1) throw new CertifierError('USAGE', '--out takes exactly one NAME');
+    checkFetchNames(o, names);
     const specs: SecretSpec[] = names.map((name) => ({ name, version: o.version, ...(o.out ? {} : { tag: name }) }));
-    checkFetchCount(o, names.length, 'USAGE', 'names');
-    // Released only to a standby or replica (--allow-replica-join), which keeps it sealed in its
-    // cryptstore: never to a file, nor under its own tag in a client's store.
-    if (names.includes(STORAGE_KEY_TAG)) throw new CertifierError('USAGE', `"${STORAGE_KEY_TAG}" is a key-server's storage key: a standby or replica fetches it with key-server join`);
-    const identity = o.out ? undefined : names.find(isIdentityTag);
-    if (identity) throw new CertifierError('USAGE', `"${identity}" is where init-trust keeps a machine's identity in the cryptstore; fetch it to a file with --out`);
     // Before connecting: a key-server releases (and records) nothing for a value with nowhere to go.
     if (o.out && o.out !== '-') {
       refuseOwnFiles(o.out, clientFiles(o), `--out ${o.out}`);
@@ -176,6 +191,17 @@ clientOptions(subcommand<ClientOpts & { version: number; out?: string; force?: b
   .option('--version <n>', 'version to fetch (0 = latest)', versionOf('latest'), 0)
   .option('--out <file>', 'write the one value here (0600) or to stdout with -, instead of the cryptstore')
   .option('--force', 'replace --out if it exists');
+
+// A script's question, before it acts (first-boot.sh, before certifying): would retrieve take
+// these names? Answered by retrieve's own check, so the answer cannot drift from it.
+subcommand<JsonOption>(program, 'check-names',
+  'check that retrieve would take NAME... into the cryptstore, reading and connecting to nothing: exit 0, or 2 naming each refused and why',
+  async (_o, args) => {
+    const names = [...new Set(args)];
+    checkFetchNames({}, names);
+    return { json: { count: names.length } };
+  })
+  .argument('<name...>', 'resource names (after --, a name may begin with "-")');
 
 clientOptions(subcommand<ClientOpts & { version: number }>(program, 'delete', 'delete one version of NAME, or all of them (needs an ACL rule)',
   async (o, args) => {
@@ -236,6 +262,7 @@ const COMMON = '--server 10.0.0.5:8120 --domain datica --policy-cert policy-cert
 const EXAMPLES: Record<string, string[]> = {
   store: [`key-client store vhd/disk-1 --in disk-1.key ${COMMON}`],
   retrieve: [`key-client retrieve vhd/disk-1 vhd/disk-2 ${COMMON}`, `key-client retrieve api/token --out - ${COMMON} | my-app --token-stdin`],
+  'check-names': ['key-client check-names -- vhd/disk-1 vhd/disk-2'],
   delete: [`key-client delete vhd/disk-1 --version 2 ${COMMON} --credential-cert operator.pem --credential-key operator-key.pem`],
   list: [`key-client list vhd/ --json ${COMMON}`],
   provision: [`key-client provision --config secrets.json ${COMMON}`],

@@ -49,6 +49,15 @@ export function run(program: Program, args: string[], options: RunOptions = {}):
   return spawnAndWait(process.execPath, [join(ROOT, 'cmd', 'bin', `${program}.js`), ...args], options);
 }
 
+/**
+ * Runs one of the programs as run() does, with arguments that may be any bytes: no JavaScript
+ * string passes bytes that are not UTF-8 into a child's argv, so bash puts each there as $'\xHH...'.
+ */
+export function runWithBytes(program: Program, args: (string | Uint8Array)[], options: RunOptions = {}): Promise<RunResult> {
+  const quoted = args.map((a) => `$'${[...(typeof a === 'string' ? Buffer.from(a, 'utf8') : a)].map((b) => `\\x${b.toString(16).padStart(2, '0')}`).join('')}'`);
+  return spawnAndWait('bash', ['-c', `exec "$0" "$1" ${quoted.join(' ')}`, process.execPath, join(ROOT, 'cmd', 'bin', `${program}.js`)], options);
+}
+
 /** Runs one of scripts/ (which finds the programs next to it) the same way. */
 export function runScript(script: 'first-boot.sh' | 'deployment-setup.sh' | { path: string }, args: string[], options: RunOptions = {}): Promise<RunResult> {
   return spawnAndWait(typeof script === 'string' ? join(ROOT, 'scripts', script) : script.path, args, options);

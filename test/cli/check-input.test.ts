@@ -1,0 +1,117 @@
+// The checks scripts ask of the programs before they act, answered by the programs' own rules:
+// key-client check-names (first-boot.sh's --keys) and cert-utility check-domain
+// (deployment-setup.sh's --domain). Names come in through argv as a script passes them, bytes
+// that are not UTF-8 included; every refusal names what it refuses, escaped, and exits 2 (USAGE).
+
+import { expect } from 'chai';
+import { domainProblem } from '../../lib/pki/admission.ts';
+import { tagProblem } from '../../lib/wire/index.ts';
+import { run, runWithBytes, tempDir, type RunResult } from '../support/helpers.ts';
+
+const CONTROL = /[\x00-\x09\x0b-\x1f\x7f]/; // anything but a line's end, raw on a terminal
+
+describe('key-client check-names and cert-utility check-domain', function () {
+  this.slow(4_000);
+  let tmp: ReturnType<typeof tempDir>;
+  before(() => (tmp = tempDir('check-input-')));
+  after(() => tmp.cleanup());
+
+  const names = (args: (string | Uint8Array)[], json = false) => runWithBytes('key-client', ['check-names', ...(json ? ['--json'] : []), '--', ...args], { cwd: tmp.dir });
+  const refused = (r: RunResult, message: string) => {
+    expect(r.status, r.stderr).to.equal(2);
+    expect(r.stderr).to.contain(`key-client: error: ${message} [USAGE]`);
+    expect(r.stderr, 'no control character reaches the terminal raw').not.to.match(CONTROL);
+    expect(r.out).to.equal('');
+  };
+
+  it('refuses a name holding a control character, naming it escaped (USAGE, exit 2)', async () => {
+    for (const [name, as] of [['vhd/a\x01b', 'vhd/a\\u0001b'], ['vhd/\x1b[2Jdisk', 'vhd/\\u001b[2Jdisk'], ['a\x7fb', 'a\\u007fb'], ['line\nbreak', 'line\\nbreak'], ['tab\there', 'tab\\there']] as [string, string][]) {
+      refused(await names(['vhd/disk-1', name]), `the name "${as}" contains a control character`);
+    }
+  });
+
+  it('refuses a name that is not UTF-8 (raw bytes in argv), and one holding U+FFFD, which such bytes become', async () => {
+    const bytes = (...b: number[]) => Uint8Array.from(b);
+    const cases: [Uint8Array | string, string][] = [
+      [bytes(0x61, 0x62, 0x63, 0xff), 'abc\ufffd'], // a byte no UTF-8 holds
+      [bytes(0xed, 0xa0, 0x80), '\ufffd\ufffd\ufffd'], // a surrogate, U+D800
+      [bytes(0xc0, 0xaf), '\ufffd\ufffd'], // "/" written in two bytes (overlong)
+      [bytes(0x78, 0xf0, 0x9f, 0x98), 'x\ufffd'], // an emoji cut short
+      ['x\ufffdy', 'x\ufffdy'], // U+FFFD itself: a decoder's mark of bytes that were not UTF-8
+    ];
+    for (const [name, as] of cases) refused(await names(['vhd/disk-1', name]), `the name "${as}" is not valid UTF-8`);
+    // Valid UTF-8 beyond ASCII goes through: an emoji, four bytes.
+    const emoji = await names([bytes(0x78, 0xf0, 0x9f, 0x98, 0x80)]);
+    expect([emoji.status, emoji.stderr]).to.deep.equal([0, '']);
+  });
+
+  it('counts a name in UTF-16 units as key-server does: 256 with an emoji among them go through, 257 are refused', async () => {
+    const longest = `vhd/${'\u{1f600}'.repeat(125)}x\u00e9`; // 252 code points, 256 units
+    const tooLong = `${longest}y`;
+    expect([tagProblem(longest), longest.length, [...longest].length]).to.deep.equal([undefined, 256, 131]);
+    const ok = await names([longest]);
+    expect([ok.status, ok.out, ok.stderr]).to.deep.equal([0, '', '']);
+    refused(await names([tooLong]), `the name "${longest}..." (257 characters) is longer than 256 characters (counted in UTF-16 units: a character beyond U+FFFF, such as an emoji, counts as two)`);
+  });
+
+  it('refuses the tags where the cryptstore keeps an identity or a key-server its storage key, as retrieve does, naming every name it refuses in one error', async () => {
+    for (const tag of ['datica-private-auth-key', 'other-admission-certificate']) {
+      refused(await names([tag]), `"${tag}" is where init-trust keeps a machine's identity in the cryptstore; fetch it to a file with --out`);
+    }
+    refused(await names(['key-server-storage-key']), '"key-server-storage-key" is a key-server\'s storage key: a standby or replica fetches it with key-server join');
+    refused(await names(['', 'vhd/ok', 'a\x1bb', 'd-admission-certificate']),
+      'the name "" is empty; the name "a\\u001bb" contains a control character; "d-admission-certificate" is where init-trust keeps a machine\'s identity in the cryptstore; fetch it to a file with --out');
+  });
+
+  it('takes 1,000 names (a name given twice counts once) and refuses 1,001, as one retrieve fetches at most 1,000', async () => {
+    const many = (n: number) => Array.from({ length: n }, (_, i) => `many/${i}`);
+    const [atLimit, twice, over] = await Promise.all([names(many(1000)), names([...many(1000), 'many/0']), names(many(1001))]);
+    for (const r of [atLimit, twice]) expect([r.status, r.stderr]).to.deep.equal([0, '']);
+    refused(over, '1001 names is too many for one run: a key-server answers at most 1000 requests on a connection; fetch at most 1000 at a time');
+  });
+
+  it('takes names beginning with "-" after --, needs at least one name, and reads and writes nothing', async () => {
+    const dash = await names(['-x', '--out=leak']);
+    expect([dash.status, dash.out, dash.stderr]).to.deep.equal([0, '', '']);
+    const none = await run('key-client', ['check-names'], { cwd: tmp.dir });
+    expect(none.status).to.equal(2);
+    expect(none.stderr).to.contain("key-client: error: missing required argument 'name' [USAGE]");
+  });
+
+  it('answers with one JSON document under --json: the count, or the usual error document, escaped', async () => {
+    const ok = await names(['vhd/disk-1', 'vhd/disk-2', 'vhd/disk-1'], true);
+    expect([ok.status, ok.stderr]).to.deep.equal([0, '']);
+    expect(ok.json()).to.deep.equal({ ok: true, count: 2 });
+    const bad = await names(['vhd/disk-1', 'a\x1bb', Uint8Array.from([0x61, 0xff])], true);
+    expect([bad.status, bad.stderr]).to.deep.equal([2, '']);
+    expect(bad.out).not.to.match(CONTROL);
+    expect(bad.json()).to.deep.equal({ ok: false, error: { code: 'USAGE', message: 'the name "a\\u001bb" contains a control character; the name "a\ufffd" is not valid UTF-8', exitStatus: 2 } });
+  });
+
+  const domain = (args: (string | Uint8Array)[]) => runWithBytes('cert-utility', ['check-domain', ...args], { cwd: tmp.dir });
+
+  it('check-domain takes a domain --domain takes (exit 0) and refuses any other by the same rule, escaped (USAGE, exit 2)', async () => {
+    for (const d of ['datica', 'd'.repeat(253), 'a.b_c-1', 'd'.repeat(254), '-datica', '.datica', 'dat ica', 'dat\u00e9ica', 'datica\n', 'dat\x1bica', '']) {
+      const r = await domain(['--', d]);
+      if (!domainProblem(d)) {
+        expect([r.status, r.out, r.stderr], JSON.stringify(d)).to.deep.equal([0, '', '']);
+        continue;
+      }
+      expect(r.status, JSON.stringify(d)).to.equal(2);
+      expect(r.stderr).to.contain(`cert-utility: error: the domain must be letters, digits, ".", "_" or "-" (at most 253, starting with a letter or digit), not ${JSON.stringify(d).slice(0, 65)}`);
+      expect(r.stderr).to.contain('[USAGE]').and.not.match(CONTROL);
+    }
+    const bytes = await domain([Uint8Array.from([0x64, 0xff])]);
+    expect(bytes.status).to.equal(2);
+    expect(bytes.stderr).to.contain('not "d\ufffd" [USAGE]');
+  });
+
+  it('check-domain answers with one JSON document under --json', async () => {
+    const ok = await domain(['--json', 'datica']);
+    expect(ok.json()).to.deep.equal({ ok: true, domain: 'datica' });
+    const bad = await domain(['--json', '--', 'dat\x1bica']);
+    expect([bad.status, bad.stderr]).to.deep.equal([2, '']);
+    expect(bad.out).not.to.match(CONTROL);
+    expect(bad.json()).to.deep.equal({ ok: false, error: { code: 'USAGE', message: 'the domain must be letters, digits, ".", "_" or "-" (at most 253, starting with a letter or digit), not "dat\\u001bica"', exitStatus: 2 } });
+  });
+});
