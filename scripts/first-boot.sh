@@ -165,35 +165,6 @@ set -f
 names=($keys)
 set +f
 [ ${#names[@]} -gt 0 ] || { echo "first-boot: --keys names no key" >&2; exit 2; }
-utf8_char=$'[\x01-\x7f]|[\xc2-\xdf][\x80-\xbf]|\xe0[\xa0-\xbf][\x80-\xbf]|[\xe1-\xec\xee\xef][\x80-\xbf][\x80-\xbf]|\xed[\x80-\x9f][\x80-\xbf]|\xf0[\x90-\xbf][\x80-\xbf][\x80-\xbf]|[\xf1-\xf3][\x80-\xbf][\x80-\xbf][\x80-\xbf]|\xf4[\x80-\x8f][\x80-\xbf][\x80-\xbf]'
-for k in "${names[@]}"; do
-  # Refused by key-client too, but only once the machine is certified: here, before anything.
-  # key-client's rule: ASCII's controls (in C: in another locale bash would take C1 ones too).
-  if (LC_ALL=C; [[ "$k" == *[[:cntrl:]]* ]]); then
-    echo "first-boot: --keys names a key holding a control character, which no key name may" >&2; exit 2
-  fi
-  # Valid UTF-8 (key-client refuses any other name), checked byte by byte in C: the counts below
-  # hold only for well-formed characters. No surrogates (ED A0-BF) and nothing past U+10FFFF; nor
-  # U+FFFD, which key-client refuses too (a decoder makes it of bytes that were not UTF-8).
-  if ! (LC_ALL=C; [[ "$k" =~ ^($utf8_char)*$ ]]) || [[ "$k" == *$'\xef\xbf\xbd'* ]]; then
-    echo "first-boot: --keys names a key that is not valid UTF-8, which no key name may be" >&2; exit 2
-  fi
-  # A name holds at most 256 characters counted in UTF-16 units, as key-client and key-server count
-  # them (tagProblem in lib/wire/messages.ts: "tag.length > MAX_TAG_LENGTH"), so a character beyond
-  # U+FFFF (an emoji) counts as two. Counted here as code points, in C.UTF-8 whatever the unit's
-  # locale (bash counts bytes in C), plus one for each character beyond U+FFFF: in UTF-8, the
-  # characters that begin with a byte from F0 to F4.
-  units=$(LC_ALL=C.UTF-8; n=${#k}; LC_ALL=C; astral=${k//[!$'\xf0'-$'\xf4']/}; printf '%s' $((n + ${#astral})))
-  if [ "$units" -gt 256 ] 2>/dev/null; then
-    echo "first-boot: --keys names a key longer than 256 characters (counted in UTF-16 units: a character beyond U+FFFF, such as an emoji, counts as two), which no key name may be" >&2; exit 2
-  fi
-  case "$k" in
-    -*) echo "first-boot: --keys names \"$k\", which begins with \"-\": a key name, not an option" >&2; exit 2 ;;
-    *-private-auth-key|*-admission-certificate|key-server-storage-key)
-      echo "first-boot: --keys names \"$k\", a tag where the cryptstore keeps a machine's identity (or a key-server its storage key), not a key to fetch" >&2; exit 2 ;;
-  esac
-done
-
 log() { printf 'first-boot: %s\n' "$*" >&2; }
 
 # Key names as this script's own lines show them: printable ASCII as it is, anything else (a
@@ -206,6 +177,17 @@ shown_names() {
   done
   printf '%s' "$out"
 }
+
+# Every name one key-client retrieve takes into the cryptstore (its rule for names, and none where
+# the cryptstore keeps an identity or a key-server its storage key), asked of key-client itself:
+# it would refuse them only once the machine is certified. It names each one it refuses, escaped.
+"$KEY_CLIENT" check-names -- "${names[@]}" >/dev/null
+rc=$?
+[ $rc -eq 0 ] || { log "--keys names a key key-client would not fetch (above); not certifying (exit $rc)"; exit $rc; }
+for k in "${names[@]}"; do
+  # This script's own rule: a name in --keys that begins with "-" is a flag put in the wrong place.
+  case "$k" in -*) log "--keys names \"$(shown_names "$k")\", which begins with \"-\": a key name, not an option"; exit 2 ;; esac
+done
 
 # Runs a command; retries with exponential backoff only while it exits 3 (unreachable).
 with_retries() {

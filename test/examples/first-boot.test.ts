@@ -151,7 +151,8 @@ describe('scripts/first-boot.sh failure modes', function () {
     expect(tagProblem(longest)).to.equal(undefined);
     const refused = await firstBoot([...base, '--keys', tooLong]);
     expect(refused.status, refused.stderr).to.equal(2);
-    expect(refused.stderr).to.contain('--keys names a key longer than 256 characters (counted in UTF-16 units').and.not.contain('step 1/2');
+    expect(refused.stderr).to.contain(`key-client: error: the name "vhd/${'\u{1f600}'.repeat(126)}..." (508 characters) is longer than 256 characters (counted in UTF-16 units: a character beyond U+FFFF, such as an emoji, counts as two) [USAGE]`);
+    expect(refused.stderr).to.contain('first-boot: --keys names a key key-client would not fetch (above); not certifying (exit 2)').and.not.contain('step 1/2');
     const taken = await firstBoot([...base, '--keys', longest]);
     expect(taken.status, taken.stderr).to.equal(3);
     expect(taken.stderr).to.contain('step 1/2');
@@ -166,7 +167,9 @@ describe('scripts/first-boot.sh failure modes', function () {
       writeFileSync(wrapper, `#!/bin/bash\nexec "${join(ROOT, 'scripts', 'first-boot.sh')}" "$@" --keys $'${bytes}'\n`, { mode: 0o755 });
       const r = await runScript({ path: wrapper }, base);
       expect(r.status, r.stderr).to.equal(2);
-      expect(r.stderr).to.contain('--keys names a key that is not valid UTF-8').and.not.contain('step 1/2');
+      // key-client's own decoding (each bad byte becomes U+FFFD) and rule, the name as it read it.
+      expect(r.stderr).to.contain(i === 0 ? 'key-client: error: the name "abc\ufffd" is not valid UTF-8 [USAGE]' : 'is not valid UTF-8 [USAGE]');
+      expect(r.stderr).to.contain('first-boot: --keys names a key key-client would not fetch (above)').and.not.contain('step 1/2');
     }
   });
 
@@ -268,19 +271,21 @@ describe('scripts/first-boot.sh failure modes', function () {
       [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keyserver-host', 'a..b'], 'not "a..b"'],
       [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keys', '  '], '--keys names no key'],
       // Refused by key-client too, but only once the machine is certified.
-      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keys', `vhd/${'x'.repeat(253)}`], '--keys names a key longer than 256 characters'],
-      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keys', `vhd/${'\u00e9'.repeat(253)}`], '--keys names a key longer than 256 characters'],
+      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keys', `vhd/${'x'.repeat(253)}`], `the name "vhd/${'x'.repeat(252)}..." (257 characters) is longer than 256 characters [USAGE]`],
+      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keys', `vhd/${'\u00e9'.repeat(253)}`], `the name "vhd/${'\u00e9'.repeat(252)}..." (257 characters) is longer than 256 characters [USAGE]`],
       // An empty pin among valid ones is named as such, not the valid one.
       [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--server-measurement', '\t', '--server-measurement', 'ab'.repeat(32)], 'not "" (an empty value'],
       // Held from the first certification on, it would make every later boot "done" without the keys.
-      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keys', 'vhd/disk-1 datica-admission-certificate'], 'a tag where the cryptstore keeps a machine\'s identity'],
-      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keys', 'datica-private-auth-key'], '"datica-private-auth-key", a tag where the cryptstore keeps a machine\'s identity'],
-      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keys', 'key-server-storage-key vhd/disk-1'], '"key-server-storage-key", a tag where the cryptstore keeps a machine\'s identity (or a key-server its storage key)'],
+      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keys', 'vhd/disk-1 datica-admission-certificate'], 'key-client: error: "datica-admission-certificate" is where init-trust keeps a machine\'s identity in the cryptstore'],
+      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keys', 'datica-private-auth-key'], 'key-client: error: "datica-private-auth-key" is where init-trust keeps a machine\'s identity in the cryptstore'],
+      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keys', 'key-server-storage-key vhd/disk-1'], 'key-client: error: "key-server-storage-key" is a key-server\'s storage key'],
       // Passed on to key-client, it would have been an option (--out=FILE took the key elsewhere).
-      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keys', 'vhd/disk-1 --out=leak'], 'which begins with "-": a key name, not an option'],
+      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keys', 'vhd/disk-1 --out=leak'], 'first-boot: --keys names "--out=leak", which begins with "-": a key name, not an option'],
       // key-client would refuse it too, but only once the machine is certified.
-      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keys', 'vhd/disk-1 vhd/\x1b[2Jdisk'], '--keys names a key holding a control character'],
-      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keys', 'vhd/a\x7fb'], '--keys names a key holding a control character'],
+      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keys', 'vhd/disk-1 vhd/\x1b[2Jdisk'], 'key-client: error: the name "vhd/\\u001b[2Jdisk" contains a control character [USAGE]'],
+      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keys', 'vhd/a\x7fb'], 'key-client: error: the name "vhd/a\\u007fb" contains a control character [USAGE]'],
+      // More than one retrieve fetches: it would fail only once the machine is certified.
+      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keys', Array.from({ length: 1001 }, (_, i) => `vhd/${i}`).join(' ')], 'key-client: error: 1001 names is too many for one run'],
     ];
     for (const [more, message] of cases) {
       // A flag of the case replaces the base's (each flag may be given once).
@@ -289,6 +294,7 @@ describe('scripts/first-boot.sh failure modes', function () {
       expect(r.status, more.join(' ')).to.equal(2);
       expect(r.stderr).to.contain(message);
       expect(r.stderr).not.to.contain('step 1/2');
+      expect(r.stderr, 'no control character reaches the console raw').not.to.match(/[\x00-\x09\x0b-\x1f\x7f]/);
     }
   });
 });
