@@ -62,10 +62,14 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$dir" ] || { echo "deployment-setup: --dir is missing or empty" >&2; usage; }
 [ -n "$domain" ] || { echo "deployment-setup: --domain is missing or empty" >&2; usage; }
-# cert-utility's rule (domainProblem in lib/pki/admission.ts: /^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/),
-# checked here: cert-utility would refuse the domain only once the directory was made.
-domain_ok() { local LC_ALL=C; [[ "$1" =~ ^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$ ]]; }
-domain_ok "$domain" || { echo "deployment-setup: --domain must be letters, digits, \".\", \"_\" or \"-\" (at most 253, starting with a letter or digit), not $(printf '%q' "$domain")" >&2; usage; }
+# Asked of cert-utility itself, by its own rule: it would refuse the domain only once the directory
+# was made. It says why, the domain escaped (exit 2); any other status is a program that did not run.
+"$CERT_UTILITY" check-domain -- "$domain" >/dev/null || {
+  rc=$?
+  if [ $rc -eq 2 ]; then echo "deployment-setup: --domain: cert-utility would not take it (above); nothing made" >&2
+  else echo "deployment-setup: could not ask $(printf '%q' "$CERT_UTILITY") about --domain (exit $rc, above; CERT_UTILITY names the program); nothing made" >&2; fi
+  exit $rc
+}
 [ ${#measure[@]} -gt 0 ] || [ ${#trust[@]} -gt 0 ] || { echo "deployment-setup: name at least one --measure or --trust-measurement" >&2; usage; }
 { [ ${#amd[@]} -gt 0 ] && [ -n "$min_tcb" ]; } || { [ ${#amd[@]} -eq 0 ] && [ -z "$min_tcb" ]; } ||
   { echo "deployment-setup: --trust-amd-root and --snp-min-tcb go together" >&2; usage; }

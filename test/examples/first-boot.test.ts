@@ -531,7 +531,8 @@ describe('scripts/deployment-setup.sh', function () {
       const r = await setup(['--dir', 'setup', '--domain', domain, '--measure', 'missing.program']);
       if (domainProblem(domain)) {
         expect(r.status, domain).to.equal(2);
-        expect(r.stderr).to.contain('deployment-setup: --domain must be letters, digits, ".", "_" or "-" (at most 253, starting with a letter or digit), not ');
+        expect(r.stderr).to.contain(`cert-utility: error: the domain must be letters, digits, ".", "_" or "-" (at most 253, starting with a letter or digit), not ${JSON.stringify(domain).slice(0, 65)}`);
+        expect(r.stderr).to.contain('deployment-setup: --domain: cert-utility would not take it (above); nothing made');
       } else {
         expect(r.status, domain).to.equal(1);
         expect(r.stderr).to.contain('no such readable file');
@@ -540,7 +541,12 @@ describe('scripts/deployment-setup.sh', function () {
     }
     const r = await setup(['--dir', 'setup', '--domain', 'dat ica', '--measure', 'app']);
     expect(r.status, r.stderr).to.equal(2);
-    expect(r.stderr).to.contain("not dat\\ ica").and.not.contain('policy key and certificate');
+    expect(r.stderr).to.contain('not "dat ica" [USAGE]').and.not.contain('policy key and certificate');
+    expect(existsSync(f('setup')), 'nothing made').to.equal(false);
+    // A cert-utility that cannot run is named as such, not taken for a refusal of the domain.
+    const missing = await runScript('deployment-setup.sh', ['--dir', 'setup', '--domain', 'datica', '--measure', 'app'], { cwd: tmp.dir, env: { CERT_UTILITY: f('no-such-cert-utility') } });
+    expect(missing.status, missing.stderr).to.equal(127);
+    expect(missing.stderr).to.contain(`deployment-setup: could not ask ${f('no-such-cert-utility')} about --domain (exit 127, above; CERT_UTILITY names the program); nothing made`);
     expect(existsSync(f('setup')), 'nothing made').to.equal(false);
   });
 
