@@ -178,12 +178,6 @@ shown_names() {
   printf '%s' "$out"
 }
 
-# Every name one key-client retrieve takes into the cryptstore (its rule for names, and none where
-# the cryptstore keeps an identity or a key-server its storage key), asked of key-client itself:
-# it would refuse them only once the machine is certified. It names each one it refuses, escaped.
-"$KEY_CLIENT" check-names -- "${names[@]}" >/dev/null
-rc=$?
-[ $rc -eq 0 ] || { log "--keys names a key key-client would not fetch (above); not certifying (exit $rc)"; exit $rc; }
 for k in "${names[@]}"; do
   # This script's own rule: a name in --keys that begins with "-" is a flag put in the wrong place.
   case "$k" in -*) log "--keys names \"$(shown_names "$k")\", which begins with \"-\": a key name, not an option"; exit 2 ;; esac
@@ -207,38 +201,50 @@ with_retries() {
 store_args=(--store "$store" "${protection[@]}" "${platform_args[@]}")
 shown_store=$(shown_names "$store") # as its own lines show it
 
+# Every name one key-client retrieve takes into the cryptstore (its rule for names, and none where
+# the cryptstore keeps an identity or a key-server its storage key), asked of key-client itself:
+# it would refuse them only once the machine is certified. It names each one it refuses, escaped
+# (exit 2). Asked while the store is read below, both programs starting at once (on two cores, in
+# about the time of one), and waited for before anything is made of either answer.
+"$KEY_CLIENT" check-names -- "${names[@]}" >/dev/null &
+checking=$!
+
 # Keys already in the store need neither a certificate nor a server: a reboot after success
 # stays offline, whatever the clock says (a certificate checked against a wrong clock would look
 # expired or not yet valid, and send the VM to be certified again for nothing).
 missing=()
-held=
-if [ -e "$store" ]; then
-  # A store that is there but cannot be read (damaged: INTEGRITY; locked; the wrong key) is not
-  # one to certify again over: say so and stop, whatever the servers could do.
-  # (With --json an error is a JSON document on stdout instead, with its code.)
-  held=$("$CERT_UTILITY" list-items --json "${store_args[@]}" 2>/dev/null)
-  rc=$?
-  if [ $rc -ne 0 ]; then
-    case "$held" in
-      *'"code":"STORE_NOT_FOUND"'*) held= ;; # an interrupted first creation: init-trust makes it again
-      *)
-        # The JSON document is for programs: the operator reads the program's own error, in
-        # words, from the same read made again without --json.
-        "$CERT_UTILITY" list-items "${store_args[@]}" >/dev/null
-        case "$held:${protection[0]}" in
-          *'"protection":'*) log "the cryptstore $shown_store is protected another way than this run was given (above); not certifying again over it (exit $rc)" ;;
-          *'"code":"WRONG_KEY"'*:--sealed)
-            # Sealed, but not to this image's measurement: most likely the image that made it,
-            # before an update. This image can never open it, and certifying anew cannot change
-            # that. (A store protected another way says so: "protection" above.)
-            aside=${store%"${store##*[!/]}"}.sealed-$(date -u +%Y%m%dT%H%M%SZ)
-            log "the cryptstore $shown_store is sealed to another measurement (or platform) than this VM's: most likely an earlier image made it, and an image update changed the measurement. This image cannot read the keys it holds; not certifying again over it (exit $rc)."
-            log "to certify this image and fetch its keys again, move the store aside (keep it: the earlier image can still open it) and run first-boot again: mv $(printf '%q' "$store") $(printf '%q' "$aside")" ;;
-          *) log "the cryptstore $shown_store could not be opened (exit $rc: see above); not certifying again over it" ;;
-        esac
-        exit $rc ;;
-    esac
-  fi
+held= rc=0
+# (With --json an error is a JSON document on stdout instead, with its code.)
+[ ! -e "$store" ] || { held=$("$CERT_UTILITY" list-items --json "${store_args[@]}" 2>/dev/null); rc=$?; }
+wait "$checking"
+checked=$?
+if [ $checked -ne 0 ]; then
+  if [ $checked -eq 2 ]; then log "--keys names a key key-client would not fetch (above); not certifying"
+  else log "key-client could not check --keys (exit $checked, above); not certifying"; fi
+  exit $checked
+fi
+# A store that is there but cannot be read (damaged: INTEGRITY; locked; the wrong key) is not
+# one to certify again over: say so and stop, whatever the servers could do.
+if [ $rc -ne 0 ]; then
+  case "$held" in
+    *'"code":"STORE_NOT_FOUND"'*) held= ;; # an interrupted first creation: init-trust makes it again
+    *)
+      # The JSON document is for programs: the operator reads the program's own error, in
+      # words, from the same read made again without --json.
+      "$CERT_UTILITY" list-items "${store_args[@]}" >/dev/null
+      case "$held:${protection[0]}" in
+        *'"protection":'*) log "the cryptstore $shown_store is protected another way than this run was given (above); not certifying again over it (exit $rc)" ;;
+        *'"code":"WRONG_KEY"'*:--sealed)
+          # Sealed, but not to this image's measurement: most likely the image that made it,
+          # before an update. This image can never open it, and certifying anew cannot change
+          # that. (A store protected another way says so: "protection" above.)
+          aside=${store%"${store##*[!/]}"}.sealed-$(date -u +%Y%m%dT%H%M%SZ)
+          log "the cryptstore $shown_store is sealed to another measurement (or platform) than this VM's: most likely an earlier image made it, and an image update changed the measurement. This image cannot read the keys it holds; not certifying again over it (exit $rc)."
+          log "to certify this image and fetch its keys again, move the store aside (keep it: the earlier image can still open it) and run first-boot again: mv $(printf '%q' "$store") $(printf '%q' "$aside")" ;;
+        *) log "the cryptstore $shown_store could not be opened (exit $rc: see above); not certifying again over it" ;;
+      esac
+      exit $rc ;;
+  esac
 fi
 for k in "${names[@]}"; do
   # As list-items --json writes the tag: JSON escapes a backslash and a quote.

@@ -97,6 +97,13 @@ describe('scripts/first-boot.sh failure modes', function () {
     expect(r.status, r.stderr).to.equal(0);
     expect(r.stderr).to.contain('every key is already in the cryptstore; nothing to do');
     expect(r.stderr).not.to.contain('step 1/2');
+    // A name key-client refuses is refused though the store holds it: the machine's own key, held
+    // from the first certification on, would otherwise make every boot "done" without the key.
+    expect((await run('cert-utility', ['put-item', ...store, '--tag', 'datica-private-auth-key', '--in', '-'], { cwd: tmp.dir, input: 'not a key' })).status).to.equal(0);
+    const reserved = await firstBoot([...base.filter((a, i, all) => a !== '--keys' && all[i - 1] !== '--keys'), '--keys', 'vhd/disk-1 datica-private-auth-key', '--store', f('store-held'), '--key-file', f('held.key')]);
+    expect(reserved.status, reserved.stderr).to.equal(2);
+    expect(reserved.stderr).to.contain('key-client: error: "datica-private-auth-key" is where init-trust keeps a machine\'s identity in the cryptstore')
+      .and.contain('first-boot: --keys names a key key-client would not fetch (above); not certifying').and.not.contain('nothing to do');
   });
 
   it('stops at once, neither certifying nor fetching, when the store it would keep the keys in cannot be read', async () => {
@@ -116,6 +123,10 @@ describe('scripts/first-boot.sh failure modes', function () {
     expect(sealed.status, sealed.stderr).to.equal(4);
     expect(sealed.stderr).to.contain('is protected by a key file (--key-file)').and.contain('is protected another way than this run was given');
     expect(sealed.stderr).not.to.contain('sealed to another measurement');
+    // A name key-client refuses is named first (both are asked at once): the store's error waits.
+    const badName = await firstBoot([...base.filter((a, i, all) => a !== '--keys' && all[i - 1] !== '--keys'), '--keys', 'vhd/\x01', ...store]);
+    expect(badName.status, badName.stderr).to.equal(2);
+    expect(badName.stderr).to.contain('the name "vhd/\\u0001" contains a control character').and.not.contain('could not be opened');
   });
 
   it('finds a held key whose name JSON escapes (a backslash, a quote) or holds a format character, and takes a name with a glob character as a name', async () => {
@@ -152,7 +163,7 @@ describe('scripts/first-boot.sh failure modes', function () {
     const refused = await firstBoot([...base, '--keys', tooLong]);
     expect(refused.status, refused.stderr).to.equal(2);
     expect(refused.stderr).to.contain(`key-client: error: the name "vhd/${'\u{1f600}'.repeat(126)}..." (508 characters) is longer than 256 characters (counted in UTF-16 units: a character beyond U+FFFF, such as an emoji, counts as two) [USAGE]`);
-    expect(refused.stderr).to.contain('first-boot: --keys names a key key-client would not fetch (above); not certifying (exit 2)').and.not.contain('step 1/2');
+    expect(refused.stderr).to.contain('first-boot: --keys names a key key-client would not fetch (above); not certifying').and.not.contain('step 1/2');
     const taken = await firstBoot([...base, '--keys', longest]);
     expect(taken.status, taken.stderr).to.equal(3);
     expect(taken.stderr).to.contain('step 1/2');
@@ -237,6 +248,12 @@ describe('scripts/first-boot.sh failure modes', function () {
       expect(r.status, r.stderr).to.equal(1);
       expect(r.stderr).to.contain('first-boot: cannot run').and.contain('(CERT_UTILITY and KEY_CLIENT name the programs)').and.not.contain('step 1/2');
     }
+    // One that runs but fails at the check (an older key-client, say) is not taken for a refusal of the names.
+    const failing = f('failing-key-client.sh');
+    writeFileSync(failing, '#!/bin/sh\necho "key-client: error: something else [INTERNAL]" >&2\nexit 1\n', { mode: 0o755 });
+    const r = await runScript('first-boot.sh', args(f('a/cert.pem'), port, port, 'store-noprog'), { env: { KEY_CLIENT: failing } });
+    expect(r.status, r.stderr).to.equal(1);
+    expect(r.stderr).to.contain('first-boot: key-client could not check --keys (exit 1, above); not certifying').and.not.contain('step 1/2');
   });
 
   it('refuses platform flags that do not go together before running anything (exit 2)', async () => {
