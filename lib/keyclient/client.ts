@@ -102,6 +102,11 @@ export class KeyClient {
   }
 
   static async connect(o: KeyClientOptions): Promise<KeyClient> {
+    // At least one request (a challenged one's two halves) per connection, or no request could go.
+    const least = o.credential ? 2 : 1;
+    if (o.requestsPerConnection !== undefined && !(Number.isSafeInteger(o.requestsPerConnection) && o.requestsPerConnection >= least)) {
+      throw new CertifierError('INVALID_INPUT', `requestsPerConnection must be a whole number of at least ${least}`);
+    }
     return new KeyClient(await KeyClient.open(o), o.credential, o);
   }
 

@@ -15,6 +15,7 @@ import { startKeyServer } from '../../lib/keyservice/server.ts';
 import type { Cryptstore } from '../../cryptstore/index.ts';
 import { certifiedStore, issueLeaf, machineIdentity, makeDomain } from '../bench/domain.ts';
 import { tempDir } from '../support/helpers.ts';
+import { rejects } from '../support/rejects.ts';
 
 describe('keyclient: more requests than the key-server answers on one connection', function () {
   this.timeout(30_000);
@@ -86,5 +87,10 @@ describe('keyclient: more requests than the key-server answers on one connection
     } finally {
       await client.close();
     }
+  });
+
+  it('refuses a requestsPerConnection that leaves no room for a request, before connecting', async () => {
+    for (const n of [0, 1.5, Number.NaN]) await rejects(KeyClient.connect({ ...options, requestsPerConnection: n }), 'INVALID_INPUT');
+    await rejects(KeyClient.connect({ ...options, credential: operator, requestsPerConnection: 1 }), 'INVALID_INPUT');
   });
 });
