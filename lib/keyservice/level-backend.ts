@@ -27,6 +27,15 @@
 // have left COMPACT_AFTER markers, the span of keys they cover is compacted in the background
 // (one compaction at a time; close waits for the one running). A compaction cut short by a crash
 // loses nothing: LevelDB installs its result atomically, and the markers stay until a later one.
+//
+// A write LevelDB could not carry out (a full disk, a file-size limit) may leave a torn record at
+// the end of its log, and LevelDB appends the next writes after it: at the next open, recovery
+// drops the log from the torn record on, writes acknowledged since included. A failed sync or
+// background compaction, instead, makes LevelDB refuse every write until it is opened again. So
+// after a failed write the database is reopened before the next write (recovery moves what the
+// log holds into a table and starts a new log), once the operations using it have finished, and
+// the server writes again as soon as there is room. While the disk has no room for that, the
+// database is left open for reads and writes are refused.
 
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
@@ -71,6 +80,8 @@ const MARK = 'h!';
 export const STATE_NAMES = 20_000;
 /** Deleted records whose markers start a compaction of the keys they span. */
 export const COMPACT_AFTER = 1000;
+/** Free space a reopen needs beyond what LevelDB's logs hold: a new manifest, and slack. */
+const REOPEN_MARGIN = 1024 * 1024;
 
 const recordKey = (name: string, version: number) => `${RECORD}${name}\u0000${version.toString(16).padStart(8, '0')}`;
 const nameRange = (name: string) => ({ gt: `${RECORD}${name}\u0000`, lt: `${RECORD}${name}\u0001` });
@@ -175,6 +186,14 @@ export class LevelBackend implements KeyBackend {
   /** Deletion markers not yet compacted: how many, and the first and last of their keys. */
   private markers: { count: number; from: string; to: string } | undefined;
   private compaction: Promise<void> | undefined;
+  /** A write failed: the database is reopened before the next one (see the top of the file). */
+  private damaged = false;
+  /** A reopen failed and left the database closed: the next operation opens it again. */
+  private shut = false;
+  private reopening: Promise<void> | undefined;
+  /** Operations using the database, which a reopen waits for, and how it learns they are done. */
+  private active = 0;
+  private idle: (() => void) | undefined;
 
   private constructor(readonly path: string, private readonly db: Db, tuning: LevelTuning) {
     this.states = new LruMap(tuning.stateNames ?? STATE_NAMES);
@@ -267,6 +286,10 @@ export class LevelBackend implements KeyBackend {
     checkName(name);
     checkVersion(version, true);
     this.checkOpen();
+    return this.using(() => this.read(name, version));
+  }
+
+  private async read(name: string, version: number): Promise<StoredRecord | undefined> {
     // Asynchronous reads on purpose: unlike the cryptstore (one command, one read), the server
     // serves many connections, and a synchronous read of an uncached block would stall them all.
     let v = version || (this.states.get(name)?.latest ?? (await this.loadLatest(name)));
@@ -333,8 +356,12 @@ export class LevelBackend implements KeyBackend {
     checkAfter(options);
     const limit = listLimit(options);
     this.checkOpen();
+    if (limit === 0) return [];
+    return this.using(() => this.listFrom(prefix, limit, options));
+  }
+
+  private async listFrom(prefix: string, limit: number, options?: ListOptions): Promise<RecordInfo[]> {
     const out: RecordInfo[] = [];
-    if (limit === 0) return out;
     const start = RECORD + prefix;
     // Every key of a name after `after` sorts at or after after + "\x01": its own keys are
     // after + "\0" + version, and a longer name goes on with a printable character.
@@ -402,7 +429,7 @@ export class LevelBackend implements KeyBackend {
   async backupTo(dir: string): Promise<{ records: number; path: string; keyId?: string }> {
     this.checkOpen();
     if (this.backup) throw new CertifierError('STORE_LOCKED', 'a backup of this key database is already being written');
-    const run = this.copyTo(dir);
+    const run = this.using(() => this.copyTo(dir));
     this.backup = run.then(() => undefined, () => undefined).finally(() => (this.backup = undefined));
     return run;
   }
@@ -465,6 +492,7 @@ export class LevelBackend implements KeyBackend {
     await Promise.all(this.queues.values());
     await this.backup;
     await this.compaction;
+    await this.reopening?.catch(() => {});
     await this.db.close();
   }
 
@@ -479,7 +507,7 @@ export class LevelBackend implements KeyBackend {
     }
     // What a read of this name finds from now on may be stale before the read ends.
     for (const read of this.reading.get(name) ?? []) read.written = true;
-    const run = (this.queues.get(name) ?? Promise.resolve()).then(fn);
+    const run = (this.queues.get(name) ?? Promise.resolve()).then(() => this.using(fn, true));
     const tail = run.then(() => {}, () => {});
     this.queues.set(name, tail);
     // Forget idle queues, so the map holds only names with writes in flight.
@@ -505,7 +533,7 @@ export class LevelBackend implements KeyBackend {
     if (this.compaction || this.closed || !m || m.count < this.compactAfter) return;
     this.markers = undefined;
     // Its failure loses nothing (the markers stay, and the records stay deleted).
-    this.compaction = (this.db as CompactingDb).compactRange(m.from, m.to).catch(() => {}).finally(() => {
+    this.compaction = this.using(() => (this.db as CompactingDb).compactRange(m.from, m.to)).catch(() => {}).finally(() => {
       this.compaction = undefined;
       this.compactMarkers();
     });
@@ -560,8 +588,57 @@ export class LevelBackend implements KeyBackend {
     return 0;
   }
 
-  /** A failed write in our terms: the disk (full, read-only, failing) is FILE_ERROR, not a bug. */
+  /**
+   * Runs fn on the open database, counted so that a reopen waits for it. A write first has the
+   * database reopened after a failed one, and any operation after a reopen that failed.
+   */
+  private async using<T>(fn: () => Promise<T>, write = false): Promise<T> {
+    for (;;) {
+      if (this.reopening) await this.reopening.catch(() => {});
+      else if (this.shut || (write && this.damaged)) await (this.reopening = this.reopen().finally(() => (this.reopening = undefined)));
+      else break;
+    }
+    this.active++;
+    try {
+      return await fn();
+    } finally {
+      if (--this.active === 0) this.idle?.();
+    }
+  }
+
+  /** Closes and opens the database again (see the top of the file); FILE_ERROR if it cannot. */
+  private async reopen(): Promise<void> {
+    while (this.active > 0) await new Promise<void>((resolve) => (this.idle = resolve));
+    this.idle = undefined;
+    const cannot = (why: string, cause?: unknown) =>
+      new CertifierError('FILE_ERROR', `the key database in ${this.path} cannot be written: ${why}`, cause ? { cause } : undefined);
+    if (!this.shut) {
+      // Recovery writes what the log holds into a table: without room for it, the database would
+      // stay closed, reads included, until there is.
+      const logs = await fs.readdir(this.path).then((names) => Promise.all(names.filter((n) => n.endsWith('.log')).map((n) => fs.stat(join(this.path, n)).then((st) => st.size, () => 0))));
+      const { bavail, bsize } = await fs.statfs(this.path);
+      const needed = logs.reduce((a, b) => a + b, 0) + REOPEN_MARGIN;
+      if (bavail * bsize < needed) throw cannot(`a write failed, and its disk has ${bavail * bsize} bytes free, too few to recover (${needed}): free some space`);
+      await this.db.close();
+    }
+    try {
+      await this.db.open();
+    } catch (e) {
+      this.shut = true;
+      throw cannot(`a write failed, and it cannot be opened again: ${(e as { cause?: Error }).cause?.message ?? (e as Error).message}`, e);
+    }
+    // A write whose sync failed may be in the log, and is back: read every name from disk again.
+    this.states.clear();
+    this.sealed.clear();
+    this.shut = this.damaged = false;
+  }
+
+  /**
+   * A failed write in our terms: the disk (full, read-only, failing) is FILE_ERROR, not a bug.
+   * Either way the database is reopened before the next write.
+   */
   private writeError(e: unknown): unknown {
+    this.damaged = true;
     const message = (e as { cause?: { message?: string }; message?: string })?.cause?.message ?? (e as Error)?.message ?? '';
     if (!/IO error|No space left|Read-only file system|Input\/output error|Disk quota/i.test(message)) return e;
     return new CertifierError('FILE_ERROR', `the key database in ${this.path} cannot be written: ${message}`, { cause: e });

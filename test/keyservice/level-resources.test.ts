@@ -1,0 +1,80 @@
+// LevelBackend when the disk cannot take a write: the failure is FILE_ERROR, and the writes
+// acknowledged after it (once there is room again) survive a restart. A full disk is met here
+// as a file-size limit (ulimit -f: EFBIG, as ENOSPC would be), which a test can set without
+// root, and raise again on the running child (prlimit --pid) as freeing space would.
+
+import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { join } from 'node:path';
+import { expect } from 'chai';
+import { LevelBackend } from '../../lib/keyservice/level-backend.ts';
+import { ROOT, tempDir } from '../support/helpers.ts';
+
+const hasPrlimit = spawnSync('prlimit', ['--version']).status === 0;
+
+/** The level-writer child under a soft file-size limit of `kib` KiB, and a way to send it commands. */
+function writer(dir: string, kib: number) {
+  const child = spawn('bash', ['-c', `ulimit -S -f ${kib} && exec "$0" --import tsx test/support/level-writer.ts "$1"`, process.execPath, dir], { cwd: ROOT }) as ChildProcessWithoutNullStreams;
+  const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const next = async () => {
+    const r = await lines.next();
+    if (r.done) throw new Error(`level-writer ended: ${stderr}`);
+    return r.value;
+  };
+  return {
+    child,
+    ready: next,
+    send: async (command: string) => {
+      child.stdin.write(`${command}\n`);
+      return next();
+    },
+  };
+}
+
+describe('LevelBackend on a full disk', function () {
+  this.timeout(30_000);
+  let tmp: ReturnType<typeof tempDir>;
+  beforeEach(() => (tmp = tempDir('level-full-')));
+  afterEach(() => tmp.cleanup());
+
+  it('answers a write the file-size limit stops with FILE_ERROR, naming the cause', async () => {
+    const dir = join(tmp.dir, 'data');
+    const w = writer(dir, 40);
+    try {
+      expect(await w.ready()).to.equal('ready');
+      expect(await w.send('put a 1000')).to.equal('ok 1');
+      const failed = await w.send('put big 100000');
+      expect(failed).to.match(/^error FILE_ERROR .*cannot be written.*File too large/);
+      expect(await w.send('close')).to.equal('ok closed');
+    } finally {
+      w.child.kill();
+    }
+  });
+
+  it('keeps every write acknowledged after a failed one once there is room again, across a restart', async function () {
+    if (!hasPrlimit) this.skip(); // util-linux's prlimit raises the running child's limit
+    const dir = join(tmp.dir, 'data');
+    const w = writer(dir, 40);
+    try {
+      expect(await w.ready()).to.equal('ready');
+      expect(await w.send('put a 1000')).to.equal('ok 1');
+      expect(await w.send('put big 100000')).to.match(/^error /);
+      expect(spawnSync('prlimit', ['--pid', String(w.child.pid), '--fsize=unlimited:']).status).to.equal(0);
+      for (const name of ['b', 'c', 'd']) expect(await w.send(`put ${name} 1000`)).to.equal('ok 1');
+      expect(await w.send('put a 1000')).to.equal('ok 2');
+      expect(await w.send('close')).to.equal('ok closed');
+    } finally {
+      w.child.kill();
+    }
+    const backend = await LevelBackend.open(dir);
+    try {
+      for (const name of ['b', 'c', 'd']) expect((await backend.get(name, 0))?.version, name).to.equal(1);
+      expect((await backend.get('a', 0))?.version).to.equal(2);
+      expect(await backend.get('big', 0)).to.equal(undefined);
+    } finally {
+      await backend.close();
+    }
+  });
+});
