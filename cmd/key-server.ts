@@ -87,7 +87,13 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
       const audit = keep(await AuditLog.open(o.audit ?? join(o.data, pg ? `audit-${pg.replicaId}.jsonl` : 'audit.jsonl'), {
         ...(o.auditRotateMb ? { rotateBytes: o.auditRotateMb * 2 ** 20 } : {}),
         onRotate: (s) => log({ event: 'audit-rotated', segment: s.path, firstSeq: s.firstSeq, lastSeq: s.lastSeq }),
-        onBroken: (e) => log({ event: 'audit-failed', code: e.code, detail: e.message, warning: 'every request is refused until the audit log can be written: free its disk or fix the file, then restart key-server (repair-audit if it says so)' }),
+        onBroken: (e, resumes) => log({
+          event: 'audit-failed', code: e.code, detail: e.message,
+          warning: resumes
+            ? 'every request is refused until the audit log can be written: free space on its disk, and key-server goes on by itself (audit-resumed)'
+            : 'every request is refused until the audit log can be written: fix the file or its disk, then restart key-server (repair-audit if it says so)',
+        }),
+        onResumed: (end) => log({ event: 'audit-resumed', path: audit.path, lastSeq: end.seq, lastHash: end.hash }),
       }));
       // Asked once, for both warnings; not of PostgreSQL: a new replica's first chain over the keys
       // the others stored is the normal case.

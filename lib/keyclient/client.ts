@@ -53,7 +53,7 @@ function notRecorded(r: KeyResponse, req: Partial<KeyRequest> & { action: Action
     const { versions, count } = deletedVersions(req.name, decode<KeyServiceList>('key_service_list', r.data ?? new Uint8Array()), req.version ?? 0);
     [what, details] = [`deleted ${count === 1 ? `version ${versions[0]} of ${name}` : `${count} versions of ${name}`}`, { version: req.version ?? 0, deleted: count }];
   }
-  return new CertifierError('NOT_RECORDED', `the key-server ${what}, but its audit log could not record it (NOT_RECORDED): do not ${req.action} it again; the key-server refuses every request until its audit log is repaired (its log says audit-failed)`, { details });
+  return new CertifierError('NOT_RECORDED', `the key-server ${what}, but its audit log could not record it (NOT_RECORDED): do not ${req.action} it again; the key-server refuses every request until its audit log can be written again (its log says audit-failed)`, { details });
 }
 
 function refusal(r: KeyResponse, req: Partial<KeyRequest> & { action: Action; name: string }): CertifierError {

@@ -12,14 +12,17 @@
 // line. Writes are group-committed without any added delay: the lines appended while one write
 // runs go out together in the next, so under load the cost is amortized, and a decision is never
 // reported before it is on disk. A failed write poisons the log (every later append fails)
-// rather than leaving a gap.
+// rather than leaving a gap, and what it wrote of its lines is cut off again, so no torn line is
+// left for the next start to refuse. A log poisoned by a full disk (ENOSPC, EDQUOT) goes on once
+// its file system has room again (RESUME_FREE), from the last line on disk: the lines that failed
+// were refused to their callers, and no line was queued behind them.
 //
 // One process at a time: an open log holds a lock (lock.ts, in PATH.lock/), so two key-servers
 // given one --audit cannot fork the chain. A write cut short by a crash leaves an incomplete last
 // line, never acknowledged; open refuses the log until repairAuditTail (key-server repair-audit)
 // moves that line aside. open checks only the chain's end (scanEnd); verifyAudit checks it all.
 
-import { constants, fstatSync, promises as fs, statSync, type Stats } from 'node:fs';
+import { constants, fstatSync, promises as fs, statfsSync, statSync, type Stats } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { CertifierError } from '../errors/index.ts';
@@ -108,9 +111,19 @@ export interface AuditLogOptions {
   rotateBytes?: number;
   /** Told of each rotation (for the server's log). */
   onRotate?: (segment: { path: string; firstSeq: number; lastSeq: number }) => void;
-  /** Told once, when the log breaks: from then on every append fails (for the server's log). */
-  onBroken?: (error: CertifierError) => void;
+  /**
+   * Told once, when the log breaks: from then on every append fails (for the server's log), or,
+   * when `resumes`, until its file system has room again.
+   */
+  onBroken?: (error: CertifierError, resumes: boolean) => void;
+  /** Told when a log broken by a full disk goes on (for the server's log). */
+  onResumed?: (end: { seq: number; hash: string }) => void;
 }
+
+/** Free bytes a log broken by a full disk waits for before it goes on. */
+export const RESUME_FREE = 1024 * 1024;
+/** The errors of a full disk, which pass once space is freed. */
+const DISK_FULL = new Set(['ENOSPC', 'EDQUOT']);
 
 interface PendingLine {
   bytes: Buffer;
@@ -123,6 +136,8 @@ export class AuditLog {
   private pending: PendingLine[] = [];
   private flushing: Promise<void> | undefined;
   private broken: Error | undefined;
+  /** The log broke on a full disk, and the file holds whole lines only: it may go on. */
+  private resumable = false;
   private closed = false;
 
   /** Bytes in the current file, the seq of the last line written, and the seq of the file's first. */
@@ -233,7 +248,23 @@ export class AuditLog {
    */
   checkUsable(): void {
     if (this.closed) throw new CertifierError('INTERNAL', 'the audit log is closed');
-    if (this.broken) throw this.failure(this.broken);
+    if (this.broken && !this.resumed()) throw this.failure(this.broken);
+  }
+
+  /** Whether a log broken by a full disk went on now: its file system has room again, and no write is under way. */
+  private resumed(): boolean {
+    if (!this.resumable || this.flushing) return false;
+    try {
+      const { bavail, bsize } = statfsSync(dirname(this.path));
+      if (bavail * bsize < RESUME_FREE) return false;
+    } catch {
+      return false;
+    }
+    this.broken = undefined;
+    this.resumable = false;
+    [this.seq, this.last] = [this.written, this.writtenHash];
+    this.options.onResumed?.(this.writtenEnd);
+    return true;
   }
 
   /** The seq of the last line appended (0 for a chain not begun). */
@@ -249,7 +280,7 @@ export class AuditLog {
   /** Appends one decision; resolves once its line is on disk. */
   append(entry: AuditEntry): Promise<AuditRecord> {
     if (this.closed) return Promise.reject(new CertifierError('INTERNAL', 'the audit log is closed'));
-    if (this.broken) return Promise.reject(this.failure(this.broken));
+    if (this.broken && !this.resumed()) return Promise.reject(this.failure(this.broken));
     const kept = canonicalFields(entry as unknown as Record<string, unknown>, this.seq + 1, entry.time ?? new Date().toISOString());
     const problem = fieldProblem(kept);
     if (problem) return Promise.reject(new CertifierError('INVALID_INPUT', `audit entry: ${problem}`));
@@ -315,7 +346,13 @@ export class AuditLog {
         if (this.broken) throw this.broken;
         const bytes = batch.length === 1 ? batch[0]!.bytes : Buffer.concat(batch.map((l) => l.bytes));
         let off = 0;
-        while (off < bytes.length) off += (await this.fh.write(bytes, off, bytes.length - off, null)).bytesWritten;
+        try {
+          while (off < bytes.length) off += (await this.fh.write(bytes, off, bytes.length - off, null)).bytesWritten;
+        } catch (e) {
+          const whole = await this.cutTorn();
+          this.resumable = whole && DISK_FULL.has((e as NodeJS.ErrnoException).code ?? '');
+          throw e;
+        }
         // Written, but to a file someone removed or renamed (logrotate's default): nothing after
         // this would be found at the log's name. (Synchronous stats: microseconds, where the
         // promise forms would cost two thread-pool trips per batch.)
@@ -333,7 +370,7 @@ export class AuditLog {
         const first = this.broken === undefined;
         this.broken ??= e as Error;
         const failure = this.failure(this.broken);
-        if (first) this.options.onBroken?.(failure);
+        if (first) this.options.onBroken?.(failure, this.resumable);
         for (const l of batch) l.reject(failure);
       }
     }
@@ -354,7 +391,7 @@ export class AuditLog {
       await this.fh.close().catch(() => {});
       this.fh = next;
     } catch (e) {
-      if (this.broken === undefined) this.options.onBroken?.(this.failure(e as Error));
+      if (this.broken === undefined) this.options.onBroken?.(this.failure(e as Error), false);
       this.broken ??= e as Error;
       return;
     }
@@ -362,6 +399,25 @@ export class AuditLog {
     this.size = 0;
     this.fileFirst = this.written + 1;
     this.options.onRotate?.({ path: segment, firstSeq, lastSeq: this.written });
+  }
+
+  /**
+   * After a failed write: cuts off what it wrote of its lines (a full disk takes part of a write),
+   * so the file ends with a whole line. Whether it does; never throws.
+   */
+  private async cutTorn(): Promise<boolean> {
+    try {
+      const { size } = await this.fh.stat();
+      // Smaller: cut short by someone else, which the next write's checks report.
+      if (size < this.size) return false;
+      if (size > this.size) {
+        await this.fh.truncate(this.size);
+        await this.fh.datasync();
+      }
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   private failure(cause: Error): CertifierError {

@@ -672,6 +672,46 @@ describe('audit log', () => {
     expect(await verifyAudit(path)).to.deep.equal({ ok: true, lines: 1 });
   });
 
+  /** Makes the log's next write put down the first half of its bytes, then fail with `code`, as a disk filling up does. */
+  function failHalfway(log: AuditLog, code: string): void {
+    const fh = (log as unknown as { fh: { write: (b: Buffer, off: number, len: number, pos: null) => Promise<{ bytesWritten: number }> } }).fh;
+    const write = fh.write.bind(fh);
+    fh.write = async (b, off, len, pos) => {
+      fh.write = write;
+      await write(b, off, Math.floor(len / 2), pos);
+      throw Object.assign(new Error(`${code}: the disk is full, write`), { code });
+    };
+  }
+
+  it('cuts off the part of a line a full disk let it write, so the next start extends the log without repair-audit', async () => {
+    const log = await AuditLog.open(path);
+    await log.append(entry(1));
+    failHalfway(log, 'EFBIG');
+    await rejects(log.append(entry(2)), 'FILE_ERROR');
+    await rejects(log.append(entry(3)), 'FILE_ERROR'); // a file-size limit does not pass by itself: still broken
+    await log.close();
+    expect(readFileSync(path, 'utf8').endsWith('\n')).to.equal(true);
+    const again = await AuditLog.open(path);
+    await again.append(entry(2));
+    await again.close();
+    expect(await verifyAudit(path)).to.deep.equal({ ok: true, lines: 2 });
+  });
+
+  it('goes on after a full disk once there is room again, chained to the last line on disk', async () => {
+    const broken: boolean[] = [];
+    const resumed: number[] = [];
+    const log = await AuditLog.open(path, { onBroken: (_e, resumes) => broken.push(resumes), onResumed: (end) => resumed.push(end.seq) });
+    await log.append(entry(1));
+    failHalfway(log, 'ENOSPC');
+    await rejects(log.append(entry(2)), 'FILE_ERROR');
+    // This file system has room: the next request finds the log usable, and its line is seq 2.
+    log.checkUsable();
+    expect((await log.append(entry(3))).seq).to.equal(2);
+    await log.close();
+    expect([broken, resumed]).to.deep.equal([[true], [1]]);
+    expect(await verifyAudit(path)).to.deep.equal({ ok: true, lines: 2 });
+  });
+
   it('breaks when its file is renamed while in use (logrotate), and refuses a hard-linked log', async () => {
     const named = join(tmp.dir, 'rotated-away.jsonl');
     const log = await AuditLog.open(named);
