@@ -41,7 +41,7 @@ import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { Level } from 'level';
 import { CertifierError } from '../errors/index.ts';
-import { makeDirs, syncDir } from '../files/index.ts';
+import { describeErrno, makeDirs, syncDir } from '../files/index.ts';
 import { KEY_ID_FILE, UNFINISHED_FILE } from './backups.ts';
 import { LruMap } from '../util/lru.ts';
 import { compareNames, decode, encode } from '../wire/index.ts';
@@ -155,6 +155,14 @@ async function writeSynced(path: string, data: Uint8Array): Promise<void> {
     await h.close();
   }
   await syncDir(join(path, '..'));
+}
+
+/** The free space on the disk of the database in `dir`, and what recovering its logs into a table needs. */
+async function roomToRecover(dir: string): Promise<{ free: number; needed: number }> {
+  const names = (await fs.readdir(dir)).filter((n) => n.endsWith('.log'));
+  const sizes = await Promise.all(names.map((n) => fs.stat(join(dir, n)).then((st) => st.size, () => 0)));
+  const { bavail, bsize } = await fs.statfs(dir);
+  return { free: bavail * bsize, needed: sizes.reduce((a, b) => a + b, 0) + REOPEN_MARGIN };
 }
 
 /** The database holds only ciphertext, but its files are nobody else's business: 0600. */
@@ -615,10 +623,9 @@ export class LevelBackend implements KeyBackend {
     if (!this.shut) {
       // Recovery writes what the log holds into a table: without room for it, the database would
       // stay closed, reads included, until there is.
-      const logs = await fs.readdir(this.path).then((names) => Promise.all(names.filter((n) => n.endsWith('.log')).map((n) => fs.stat(join(this.path, n)).then((st) => st.size, () => 0))));
-      const { bavail, bsize } = await fs.statfs(this.path);
-      const needed = logs.reduce((a, b) => a + b, 0) + REOPEN_MARGIN;
-      if (bavail * bsize < needed) throw cannot(`a write failed, and its disk has ${bavail * bsize} bytes free, too few to recover (${needed}): free some space`);
+      // (Reading the directory fails too when this process is out of file descriptors.)
+      const { free, needed } = await roomToRecover(this.path).catch((e: unknown) => Promise.reject(cannot(`a write failed, and ${describeErrno(e)}`, e)));
+      if (free < needed) throw cannot(`a write failed, and its disk has ${free} bytes free, too few to recover (${needed}): free some space`);
       await this.db.close();
     }
     try {

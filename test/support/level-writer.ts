@@ -3,13 +3,17 @@
 // "error CODE MESSAGE". Run under a file-size limit (ulimit -f) it meets EFBIG as a full disk
 // would; the test can raise the limit meanwhile (prlimit --pid).
 // Usage: node --import tsx test/support/level-writer.ts DIR
-// Commands: "put NAME BYTES" (the next version of NAME with BYTES of ciphertext), "close".
+// Commands: "put NAME BYTES" (the next version of NAME with BYTES of ciphertext), "exhaust"
+// (opens /dev/null until this process has no file descriptor left), "release" (closes those),
+// "close".
 
 import { randomBytes } from 'node:crypto';
+import { closeSync, openSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { LevelBackend } from '../../lib/keyservice/level-backend.ts';
 
 const backend = await LevelBackend.open(process.argv[2]!);
+const held: number[] = [];
 process.stdout.write('ready\n');
 for await (const line of createInterface({ input: process.stdin })) {
   const [command, name, bytes] = line.split(' ');
@@ -18,6 +22,14 @@ for await (const line of createInterface({ input: process.stdin })) {
       await backend.close();
       process.stdout.write('ok closed\n');
       break;
+    }
+    if (command === 'exhaust') {
+      for (;;) held.push(openSync('/dev/null', 'r'));
+    }
+    if (command === 'release') {
+      for (const fd of held.splice(0)) closeSync(fd);
+      process.stdout.write('ok released\n');
+      continue;
     }
     const record = await backend.append(name!, (version) => ({
       name: name!, version, type: 'binary-blob', exportable: false, timeEntered: new Date().toISOString(), size: 1, ciphertext: randomBytes(Number(bytes)),
