@@ -609,6 +609,8 @@ export class LevelBackend implements KeyBackend {
     this.active++;
     try {
       return await fn();
+    } catch (e) {
+      throw this.diskError(e, write ? 'written' : 'read');
     } finally {
       if (--this.active === 0) this.idle?.();
     }
@@ -640,15 +642,21 @@ export class LevelBackend implements KeyBackend {
     this.shut = this.damaged = false;
   }
 
-  /**
-   * A failed write in our terms: the disk (full, read-only, failing) is FILE_ERROR, not a bug.
-   * Either way the database is reopened before the next write.
-   */
+  /** A failed write: see diskError. Either way the database is reopened before the next write. */
   private writeError(e: unknown): unknown {
     this.damaged = true;
+    return this.diskError(e, 'written');
+  }
+
+  /**
+   * A LevelDB failure in our terms: the disk's (full, read-only, failing) or this process's (out
+   * of file descriptors: "IO error: ...: Too many open files") is FILE_ERROR, not a bug.
+   */
+  private diskError(e: unknown, what: 'read' | 'written'): unknown {
+    if (e instanceof CertifierError) return e;
     const message = (e as { cause?: { message?: string }; message?: string })?.cause?.message ?? (e as Error)?.message ?? '';
     if (!/IO error|No space left|Read-only file system|Input\/output error|Disk quota/i.test(message)) return e;
-    return new CertifierError('FILE_ERROR', `the key database in ${this.path} cannot be written: ${message}`, { cause: e });
+    return new CertifierError('FILE_ERROR', `the key database in ${this.path} cannot be ${what}: ${message}`, { cause: e });
   }
 
   private checkOpen(): void {

@@ -104,4 +104,31 @@ describe('LevelBackend on a full disk', function () {
       await backend.close();
     }
   });
+
+  it('answers a read that needs a table file while the process has no file descriptor left with FILE_ERROR, and reads it once it has', async () => {
+    const dir = join(tmp.dir, 'data');
+    // The database's own keys in one table (an open moves the log into one), a's in another, made
+    // (and so opened) by an earlier process: the open below reads only the first.
+    for (const commands of [[], ['put a 4200000', 'put b 1000'], []]) {
+      const w = writer(dir, 'unlimited');
+      try {
+        expect(await w.ready()).to.equal('ready');
+        for (const command of commands) expect(await w.send(command)).to.equal('ok 1');
+        expect(await w.send('close')).to.equal('ok closed');
+      } finally {
+        w.child.kill();
+      }
+    }
+    const w = writer(dir, 'unlimited');
+    try {
+      expect(await w.ready()).to.equal('ready');
+      expect(await w.send('exhaust')).to.match(/^error EMFILE/);
+      expect(await w.send('get a')).to.match(/^error FILE_ERROR .*cannot be read.*Too many open files/);
+      expect(await w.send('release')).to.equal('ok released');
+      expect(await w.send('get a')).to.equal('ok 1');
+      expect(await w.send('close')).to.equal('ok closed');
+    } finally {
+      w.child.kill();
+    }
+  });
 });

@@ -3,7 +3,8 @@
 // "error CODE MESSAGE". Run under a file-size limit (ulimit -f) it meets EFBIG as a full disk
 // would; the test can raise the limit meanwhile (prlimit --pid).
 // Usage: node --import tsx test/support/level-writer.ts DIR
-// Commands: "put NAME BYTES" (the next version of NAME with BYTES of ciphertext), "exhaust"
+// Commands: "put NAME BYTES" (the next version of NAME with BYTES of ciphertext), "get NAME"
+// (its latest version), "exhaust"
 // (opens /dev/null until this process has no file descriptor left), "release" (closes those),
 // "close".
 
@@ -29,6 +30,10 @@ for await (const line of createInterface({ input: process.stdin })) {
     if (command === 'release') {
       for (const fd of held.splice(0)) closeSync(fd);
       process.stdout.write('ok released\n');
+      continue;
+    }
+    if (command === 'get') {
+      process.stdout.write(`ok ${(await backend.get(name!, 0))?.version ?? 'none'}\n`);
       continue;
     }
     const record = await backend.append(name!, (version) => ({
