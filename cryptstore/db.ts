@@ -46,7 +46,7 @@ export async function openDb(dir: string, create: boolean): Promise<Db> {
     if (/permission denied/i.test(cause?.message ?? '')) {
       throw new CertifierError('FILE_ERROR', `cannot open the cryptstore at ${dir}: permission denied (${cause?.message})`, { cause: e });
     }
-    const disk = diskFailure(e, dir);
+    const disk = diskFailure(e, dir, !create);
     if (disk) throw disk;
     throw new CertifierError('STORE_FORMAT', `cannot open ${dir} as a cryptstore: ${cause?.message ?? (e as Error).message}`, { cause: e });
   }
@@ -55,13 +55,15 @@ export async function openDb(dir: string, create: boolean): Promise<Db> {
 
 /**
  * A LevelDB failure that is the disk's (full, read-only, failing): FILE_ERROR saying so, rather
- * than a damaged store or a bug; undefined for any other failure.
+ * than a damaged store or a bug; undefined for any other failure. `opening`: LevelDB writes (a new
+ * log and manifest) as it opens a store, so a command that only reads it meets the disk there.
  */
-export function diskFailure(e: unknown, dir: string): CertifierError | undefined {
+export function diskFailure(e: unknown, dir: string, opening = false): CertifierError | undefined {
   const message = (e as { cause?: { message?: string }; message?: string })?.cause?.message ?? (e as Error)?.message ?? '';
   if (!/No space left|Read-only file system|Input\/output error|Disk quota|File too large/i.test(message)) return undefined;
   const why = /No space left|Disk quota/i.test(message) ? 'the disk is full' : /File too large/i.test(message) ? `a file size limit is reached (ulimit -f, LimitFSIZE=): ${message}` : message;
-  return new CertifierError('FILE_ERROR', `the cryptstore at ${dir} cannot be written: ${why}`, { cause: e });
+  const what = opening ? 'cannot be opened, as LevelDB writes to a store to open it (what it holds is unchanged)' : 'cannot be written';
+  return new CertifierError('FILE_ERROR', `the cryptstore at ${dir} ${what}: ${why}`, { cause: e });
 }
 
 /** Rejects with diskFailure's error where there is one, else with `e`. */

@@ -322,6 +322,21 @@ describe('cert-utility store commands (transcripts)', function () {
       expect(r.stderr.toString()).to.contain('cannot write standard output: EFBIG; what was written there is incomplete [FILE_ERROR]');
     });
 
+    it('says a store it only reads cannot be opened on a full disk (LevelDB writes to open it), not that it cannot be written, and put-item leaves it as it was', async () => {
+      writeFileSync(join(tmp.dir, 'kept'), 'kept');
+      expect((await cu(withPass('put-item', '--tag', 'kept', '--in', 'kept'))).status).to.equal(0);
+      // A file size limit of 0 stands in for a full disk: LevelDB cannot write its new manifest.
+      const limited = (...args: string[]) => {
+        const cmd = [process.execPath, join(ROOT, 'cmd', 'bin', 'cert-utility.js'), ...withPass(...args)].map((a) => `'${a}'`).join(' ');
+        return spawnSync('bash', ['-c', `ulimit -f 0; exec ${cmd}`], { cwd: tmp.dir, encoding: 'utf8' });
+      };
+      const read = limited('list-items');
+      expect(read.status, read.stderr).to.equal(1);
+      expect(read.stderr).to.contain(`the cryptstore at ${store} cannot be opened, as LevelDB writes to a store to open it (what it holds is unchanged): a file size limit is reached`).and.contain('[FILE_ERROR]');
+      expect(limited('put-item', '--tag', 'more', '--in', 'kept').status).to.equal(1);
+      expect((await cu(withPass('list-items'))).out).to.match(/^kept\tv1\t/).and.not.contain('more');
+    });
+
     it('never writes over its own store or the files that unlock it, even with --force (INVALID_INPUT)', async () => {
       writeFileSync(join(tmp.dir, 'bundle-pass-2'), 'bundle secret\n');
       const before = readFileSync(passFile);

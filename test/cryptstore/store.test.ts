@@ -264,6 +264,7 @@ describe('cryptstore', () => {
     it('says a full disk is a full disk (FILE_ERROR), not a damaged store', () => {
       const e = diskFailure({ cause: { message: 'IO error: /s/MANIFEST-000007: No space left on device' } }, '/s');
       expect([e?.code, e?.message]).to.deep.equal(['FILE_ERROR', 'the cryptstore at /s cannot be written: the disk is full']);
+      expect(diskFailure({ cause: { message: 'IO error: /s/MANIFEST-000007: No space left on device' } }, '/s', true)?.message).to.contain('/s cannot be opened, as LevelDB writes to a store to open it');
       expect(diskFailure({ cause: { message: 'Corruption: bad block' } }, '/s')).to.equal(undefined);
       expect(diskFailure({ cause: { message: 'IO error: /s/MANIFEST-000027: File too large' } }, '/s')?.message).to.contain('a file size limit is reached');
     });
