@@ -87,6 +87,7 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
       const audit = keep(await AuditLog.open(o.audit ?? join(o.data, pg ? `audit-${pg.replicaId}.jsonl` : 'audit.jsonl'), {
         ...(o.auditRotateMb ? { rotateBytes: o.auditRotateMb * 2 ** 20 } : {}),
         onRotate: (s) => log({ event: 'audit-rotated', segment: s.path, firstSeq: s.firstSeq, lastSeq: s.lastSeq }),
+        onRotateFailed: (e) => log({ event: 'audit-rotate-failed', code: e.code, detail: e.message }),
         onBroken: (e, resumes) => log({
           event: 'audit-failed', code: e.code, detail: e.message,
           warning: resumes

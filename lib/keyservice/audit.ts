@@ -116,6 +116,8 @@ export interface AuditLogOptions {
    * when `resumes`, until its file system has room again.
    */
   onBroken?: (error: CertifierError, resumes: boolean) => void;
+  /** Told when a rotation could not begin (FILE.end not written: a full disk), once until one succeeds; the log goes on in its file. */
+  onRotateFailed?: (error: CertifierError) => void;
   /** Told when a log broken by a full disk goes on (for the server's log). */
   onResumed?: (end: { seq: number; hash: string }) => void;
 }
@@ -138,6 +140,8 @@ export class AuditLog {
   private broken: Error | undefined;
   /** The log broke on a full disk, and the file holds whole lines only: it may go on. */
   private resumable = false;
+  /** The last rotation failed before it changed anything: the next write tries again. */
+  private rotationFailing = false;
   private closed = false;
 
   /** Bytes in the current file, the seq of the last line written, and the seq of the file's first. */
@@ -379,12 +383,25 @@ export class AuditLog {
   /**
    * Keeps the current file as a segment (PATH.FIRST-LAST) and goes on in a new PATH, whose first
    * line will continue the chain. Between the rename and the new file, a crash leaves no PATH,
-   * and open continues the segment. A failure breaks the log, as a failed write does.
+   * and open continues the segment. A failure to write FILE.end (a full disk) changes nothing: the
+   * log goes on in its file, and the next write tries again. A later failure breaks the log, as a
+   * failed write does.
    */
   private async rotate(): Promise<void> {
     const segment = segmentPath(this.path, this.fileFirst, this.written);
     try {
       await writeFileAtomic(endPath(this.path), new TextEncoder().encode(`${JSON.stringify({ seq: this.written, hash: this.writtenHash })}\n`));
+    } catch (e) {
+      // Told once, until a rotation succeeds. (FILE.end written but the file not renamed is a
+      // rotation cut short, which open and verify-audit take.)
+      if (!this.rotationFailing) {
+        this.options.onRotateFailed?.(new CertifierError('FILE_ERROR', `the audit log ${this.path} cannot be rotated (${(e as Error).message}); it goes on in its file, and each write tries again`, { cause: e }));
+      }
+      this.rotationFailing = true;
+      return;
+    }
+    this.rotationFailing = false;
+    try {
       await fs.rename(this.path, segment);
       const next = await fs.open(this.path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_EXCL | constants.O_DSYNC, 0o600);
       await syncDir(dirname(this.path));

@@ -317,6 +317,21 @@ describe('audit log', () => {
       }
     });
 
+    it('goes on in its file when FILE.end cannot be written (a full disk), telling it once, and rotates at a later write', async () => {
+      const failed: string[] = [];
+      const log = await AuditLog.open(path, { rotateBytes: 1, onRotateFailed: (e) => failed.push(e.code) });
+      mkdirSync(`${path}.end`); // FILE.end cannot be put in place, as on a disk with no inode left
+      await log.append(entry(1));
+      await log.append(entry(2));
+      log.checkUsable();
+      expect([failed, segments()]).to.deep.equal([['FILE_ERROR'], []]);
+      rmSync(`${path}.end`, { recursive: true });
+      await log.append(entry(3));
+      await log.close();
+      expect(segments()).to.have.length(1);
+      expect(await verifyChain([...segments(), path])).to.include({ ok: true, lastSeq: 3 });
+    });
+
     it('rotates once the file reaches the size limit exactly', async () => {
       const size = Buffer.byteLength((await writeLog(1))[0]! + '\n');
       rmSync(path);
