@@ -82,6 +82,8 @@ export const STATE_NAMES = 20_000;
 export const COMPACT_AFTER = 1000;
 /** Free space a reopen needs beyond what LevelDB's logs hold: a new manifest, and slack. */
 const REOPEN_MARGIN = 1024 * 1024;
+/** Inodes a reopen needs: a new log, a table, a manifest, and slack. */
+const REOPEN_INODES = 8;
 
 const recordKey = (name: string, version: number) => `${RECORD}${name}\u0000${version.toString(16).padStart(8, '0')}`;
 const nameRange = (name: string) => ({ gt: `${RECORD}${name}\u0000`, lt: `${RECORD}${name}\u0001` });
@@ -157,12 +159,19 @@ async function writeSynced(path: string, data: Uint8Array): Promise<void> {
   await syncDir(join(path, '..'));
 }
 
-/** The free space on the disk of the database in `dir`, and what recovering its logs into a table needs. */
-async function roomToRecover(dir: string): Promise<{ free: number; needed: number }> {
+/**
+ * Why the disk of the database in `dir` has no room to recover its logs into a table (bytes, or
+ * inodes for its new files where the file system counts them), or undefined when it has.
+ */
+async function noRoomToRecover(dir: string): Promise<string | undefined> {
   const names = (await fs.readdir(dir)).filter((n) => n.endsWith('.log'));
   const sizes = await Promise.all(names.map((n) => fs.stat(join(dir, n)).then((st) => st.size, () => 0)));
-  const { bavail, bsize } = await fs.statfs(dir);
-  return { free: bavail * bsize, needed: sizes.reduce((a, b) => a + b, 0) + REOPEN_MARGIN };
+  const { bavail, bsize, files, ffree } = await fs.statfs(dir);
+  const needed = sizes.reduce((a, b) => a + b, 0) + REOPEN_MARGIN;
+  if (bavail * bsize < needed) return `its disk has ${bavail * bsize} bytes free, too few to recover (${needed})`;
+  // (A file system that makes inodes as it needs them, btrfs say, counts none: files is 0.)
+  if (files > 0 && ffree < REOPEN_INODES) return `its disk has ${ffree} inodes free, too few for the new files recovery makes`;
+  return undefined;
 }
 
 /** The database holds only ciphertext, but its files are nobody else's business: 0600. */
@@ -626,8 +635,8 @@ export class LevelBackend implements KeyBackend {
       // Recovery writes what the log holds into a table: without room for it, the database would
       // stay closed, reads included, until there is.
       // (Reading the directory fails too when this process is out of file descriptors.)
-      const { free, needed } = await roomToRecover(this.path).catch((e: unknown) => Promise.reject(cannot(`a write failed, and ${describeErrno(e)}`, e)));
-      if (free < needed) throw cannot(`a write failed, and its disk has ${free} bytes free, too few to recover (${needed}): free some space`);
+      const noRoom = await noRoomToRecover(this.path).catch((e: unknown) => Promise.reject(cannot(`a write failed, and ${describeErrno(e)}`, e)));
+      if (noRoom) throw cannot(`a write failed, and ${noRoom}: free some space`);
       await this.db.close();
     }
     try {
