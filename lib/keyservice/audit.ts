@@ -13,9 +13,11 @@
 // runs go out together in the next, so under load the cost is amortized, and a decision is never
 // reported before it is on disk. A failed write poisons the log (every later append fails)
 // rather than leaving a gap, and what it wrote of its lines is cut off again, so no torn line is
-// left for the next start to refuse. A log poisoned by a full disk (ENOSPC, EDQUOT) goes on once
-// its file system has room again (RESUME_FREE), from the last line on disk: the lines that failed
-// were refused to their callers, and no line was queued behind them.
+// left for the next start to refuse. A log poisoned by a full disk (ENOSPC) goes on once its file
+// system has room again (RESUME_FREE), from the last line on disk: the lines that failed were
+// refused to their callers, and no line was queued behind them. Not one poisoned by a used-up quota
+// (EDQUOT): the file system's free space does not show a user's quota, so the log would go on at
+// each request and fail again after the request was carried out.
 //
 // One process at a time: an open log holds a lock (lock.ts, in PATH.lock/), so two key-servers
 // given one --audit cannot fork the chain. A write cut short by a crash leaves an incomplete last
@@ -124,8 +126,8 @@ export interface AuditLogOptions {
 
 /** Free bytes a log broken by a full disk waits for before it goes on. */
 export const RESUME_FREE = 1024 * 1024;
-/** The errors of a full disk, which pass once space is freed. */
-const DISK_FULL = new Set(['ENOSPC', 'EDQUOT']);
+/** The error of a full disk, which passes once space is freed (as statfs shows: a quota it does not). */
+const DISK_FULL = 'ENOSPC';
 
 interface PendingLine {
   bytes: Buffer;
@@ -354,7 +356,7 @@ export class AuditLog {
           while (off < bytes.length) off += (await this.fh.write(bytes, off, bytes.length - off, null)).bytesWritten;
         } catch (e) {
           const whole = await this.cutTorn();
-          this.resumable = whole && DISK_FULL.has((e as NodeJS.ErrnoException).code ?? '');
+          this.resumable = whole && (e as NodeJS.ErrnoException).code === DISK_FULL;
           throw e;
         }
         // Written, but to a file someone removed or renamed (logrotate's default): nothing after

@@ -727,6 +727,21 @@ describe('audit log', () => {
     expect(await verifyAudit(path)).to.deep.equal({ ok: true, lines: 2 });
   });
 
+  it('stays broken after a quota is used up (EDQUOT), which the free space of the file system does not show', async () => {
+    // statfs counts the file system's free blocks, not a user's quota: resumed by it, the log would
+    // let every store be carried out and then fail to record it (NOT_RECORDED) while the quota is full.
+    const broken: boolean[] = [];
+    const log = await AuditLog.open(path, { onBroken: (_e, resumes) => broken.push(resumes) });
+    await log.append(entry(1));
+    failHalfway(log, 'EDQUOT');
+    await rejects(log.append(entry(2)), 'FILE_ERROR');
+    expect(() => log.checkUsable()).to.throw(CertifierError).with.property('code', 'FILE_ERROR');
+    await rejects(log.append(entry(3)), 'FILE_ERROR');
+    await log.close();
+    expect(broken).to.deep.equal([false]);
+    expect(await verifyAudit(path)).to.deep.equal({ ok: true, lines: 1 });
+  });
+
   it('breaks when its file is renamed while in use (logrotate), and refuses a hard-linked log', async () => {
     const named = join(tmp.dir, 'rotated-away.jsonl');
     const log = await AuditLog.open(named);
