@@ -33,8 +33,10 @@
 // drops the log from the torn record on, writes acknowledged since included. A failed sync or
 // background compaction, instead, makes LevelDB refuse every write until it is opened again. So
 // after a failed write the database is reopened before the next write (recovery moves what the
-// log holds into a table and starts a new log), once the operations using it have finished, and
-// the server writes again as soon as there is room. While the disk has no room for that, the
+// log holds into a table and starts a new log), and the server writes again as soon as there is
+// room. The reopen waits first for the writes, backups and compactions under way, which may take
+// minutes, while reads go on; only then are reads held too, for the few it waits for and the
+// reopen itself. While the disk has no room for that, the
 // database is left open for reads and writes are refused.
 
 import { promises as fs } from 'node:fs';
@@ -208,9 +210,14 @@ export class LevelBackend implements KeyBackend {
   /** A reopen failed and left the database closed: the next operation opens it again. */
   private shut = false;
   private reopening: Promise<void> | undefined;
-  /** Operations using the database, which a reopen waits for, and how it learns they are done. */
+  /**
+   * Operations using the database, which a reopen waits for: all, and those other than reads
+   * (writes, backups, compactions); how it learns one is done; and whether it holds reads back.
+   */
   private active = 0;
+  private heavy = 0;
   private idle: (() => void) | undefined;
+  private holdingReads = false;
 
   private constructor(readonly path: string, private readonly db: Db, tuning: LevelTuning) {
     this.states = new LruMap(tuning.stateNames ?? STATE_NAMES);
@@ -446,7 +453,7 @@ export class LevelBackend implements KeyBackend {
   async backupTo(dir: string): Promise<{ records: number; path: string; keyId?: string }> {
     this.checkOpen();
     if (this.backup) throw new CertifierError('STORE_LOCKED', 'a backup of this key database is already being written');
-    const run = this.using(() => this.copyTo(dir));
+    const run = this.using(() => this.copyTo(dir), 'long');
     this.backup = run.then(() => undefined, () => undefined).finally(() => (this.backup = undefined));
     return run;
   }
@@ -524,7 +531,7 @@ export class LevelBackend implements KeyBackend {
     }
     // What a read of this name finds from now on may be stale before the read ends.
     for (const read of this.reading.get(name) ?? []) read.written = true;
-    const run = (this.queues.get(name) ?? Promise.resolve()).then(() => this.using(fn, true));
+    const run = (this.queues.get(name) ?? Promise.resolve()).then(() => this.using(fn, 'write'));
     const tail = run.then(() => {}, () => {});
     this.queues.set(name, tail);
     // Forget idle queues, so the map holds only names with writes in flight.
@@ -550,7 +557,7 @@ export class LevelBackend implements KeyBackend {
     if (this.compaction || this.closed || !m || m.count < this.compactAfter) return;
     this.markers = undefined;
     // Its failure loses nothing (the markers stay, and the records stay deleted).
-    this.compaction = this.using(() => (this.db as CompactingDb).compactRange(m.from, m.to)).catch(() => {}).finally(() => {
+    this.compaction = this.using(() => (this.db as CompactingDb).compactRange(m.from, m.to), 'long').catch(() => {}).finally(() => {
       this.compaction = undefined;
       this.compactMarkers();
     });
@@ -607,48 +614,65 @@ export class LevelBackend implements KeyBackend {
 
   /**
    * Runs fn on the open database, counted so that a reopen waits for it. A write first has the
-   * database reopened after a failed one, and any operation after a reopen that failed.
+   * database reopened after a failed one, and any operation after a reopen that failed. A write,
+   * backup or compaction ('long') waits for a reopen under way; a read only once the reopen holds
+   * reads back (see the top of the file), or while the database is closed.
    */
-  private async using<T>(fn: () => Promise<T>, write = false): Promise<T> {
+  private async using<T>(fn: () => Promise<T>, kind: 'read' | 'long' | 'write' = 'read'): Promise<T> {
+    const read = kind === 'read';
     for (;;) {
-      if (this.reopening) await this.reopening.catch(() => {});
-      else if (this.shut || (write && this.damaged)) await (this.reopening = this.reopen().finally(() => (this.reopening = undefined)));
+      if (this.reopening && (!read || this.holdingReads || this.shut)) await this.reopening.catch(() => {});
+      else if (this.shut || (kind === 'write' && this.damaged)) await (this.reopening = this.reopen().finally(() => (this.reopening = undefined)));
       else break;
     }
     this.active++;
+    if (!read) this.heavy++;
     try {
       return await fn();
     } catch (e) {
-      throw this.diskError(e, write ? 'written' : 'read');
+      throw this.diskError(e, kind === 'write' ? 'written' : 'read');
     } finally {
-      if (--this.active === 0) this.idle?.();
+      this.active--;
+      if (!read) this.heavy--;
+      this.idle?.();
     }
   }
 
   /** Closes and opens the database again (see the top of the file); FILE_ERROR if it cannot. */
   private async reopen(): Promise<void> {
-    while (this.active > 0) await new Promise<void>((resolve) => (this.idle = resolve));
-    this.idle = undefined;
     const cannot = (why: string, cause?: unknown) =>
       new CertifierError('FILE_ERROR', `the key database in ${this.path} cannot be written: ${why}`, cause ? { cause } : undefined);
-    if (!this.shut) {
-      // Recovery writes what the log holds into a table: without room for it, the database would
-      // stay closed, reads included, until there is.
-      // (Reading the directory fails too when this process is out of file descriptors.)
-      const noRoom = await noRoomToRecover(this.path).catch((e: unknown) => Promise.reject(cannot(`a write failed, and ${describeErrno(e)}`, e)));
-      if (noRoom) throw cannot(`a write failed, and ${noRoom}: free some space`);
-      await this.db.close();
-    }
     try {
-      await this.db.open();
-    } catch (e) {
-      this.shut = true;
-      throw cannot(`a write failed, and it cannot be opened again: ${(e as { cause?: Error }).cause?.message ?? (e as Error).message}`, e);
+      await this.until(() => this.heavy === 0);
+      if (!this.shut) {
+        // Recovery writes what the log holds into a table: without room for it, the database would
+        // stay closed, reads included, until there is.
+        // (Reading the directory fails too when this process is out of file descriptors.)
+        const noRoom = await noRoomToRecover(this.path).catch((e: unknown) => Promise.reject(cannot(`a write failed, and ${describeErrno(e)}`, e)));
+        if (noRoom) throw cannot(`a write failed, and ${noRoom}: free some space`);
+        this.holdingReads = true;
+        await this.until(() => this.active === 0);
+        await this.db.close();
+      }
+      try {
+        await this.db.open();
+      } catch (e) {
+        this.shut = true;
+        throw cannot(`a write failed, and it cannot be opened again: ${(e as { cause?: Error }).cause?.message ?? (e as Error).message}`, e);
+      }
+    } finally {
+      this.holdingReads = false;
     }
     // A write whose sync failed may be in the log, and is back: read every name from disk again.
     this.states.clear();
     this.sealed.clear();
     this.shut = this.damaged = false;
+  }
+
+  /** Resolves once `done` holds, checked as each operation using the database ends. */
+  private async until(done: () => boolean): Promise<void> {
+    while (!done()) await new Promise<void>((resolve) => (this.idle = resolve));
+    this.idle = undefined;
   }
 
   /** A failed write: see diskError. Either way the database is reopened before the next write. */
