@@ -88,7 +88,10 @@ export class KeyClient {
   private readonly inUse = new Map<ClientConnection<ValidatedPeer>, number>();
   /** Used-up connections closing; close waits for them. */
   private readonly retiring = new Set<Promise<void>>();
-  private closed = false;
+  /** Requests made and not yet answered (or failed), and how close learns there are none left. */
+  private underway = 0;
+  private drained: (() => void) | undefined;
+  private closing: Promise<void> | undefined;
   /** Challenged requests under way, and those waiting for one of them to finish. */
   private challenged = 0;
   private readonly waiting: (() => void)[] = [];
@@ -181,10 +184,17 @@ export class KeyClient {
     return decode<KeyServiceList>('key_service_list', r.data ?? new Uint8Array());
   }
 
-  /** Waits for every answer outstanding, on this connection and on used-up ones, then closes them. */
-  async close(): Promise<void> {
-    this.closed = true;
-    await this.replacing?.catch(() => {});
+  /**
+   * Waits for every request made before it to be answered (on a new connection too, where this one
+   * is used up), then closes the connections; a request made after it is refused, never sent.
+   */
+  close(): Promise<void> {
+    this.closing ??= this.closeOnce();
+    return this.closing;
+  }
+
+  private async closeOnce(): Promise<void> {
+    while (this.underway > 0) await new Promise<void>((resolve) => (this.drained = resolve));
     await Promise.all([this.conn, ...this.inUse.keys()].map((c) => c.close()).concat([...this.retiring]));
   }
 
@@ -198,13 +208,13 @@ export class KeyClient {
    */
   private async connection(requests: number): Promise<ClientConnection<ValidatedPeer>> {
     const limit = this.options.requestsPerConnection ?? DEFAULT_LIMITS.maxRequestsPerConnection;
-    while (!this.closed && this.sent + requests > limit) {
+    while (this.sent + requests > limit) {
       this.replacing ??= this.replace().finally(() => (this.replacing = undefined));
       await this.replacing;
     }
     this.sent += requests;
     this.inUse.set(this.conn, (this.inUse.get(this.conn) ?? 0) + 1);
-    return this.conn; // once closed, its requests fail as on any closed connection
+    return this.conn;
   }
 
   private release(conn: ClientConnection<ValidatedPeer>): void {
@@ -229,12 +239,23 @@ export class KeyClient {
     this.retiring.add(closing);
   }
 
+  /** One request, counted until it is answered so that close waits for it; refused once close has begun. */
+  private async call(req: Partial<KeyRequest> & { action: Action; name: string }): Promise<KeyResponse> {
+    if (this.closing) throw new CertifierError('UNREACHABLE', `this connection to the key-server ${this.options.host}:${this.options.port} is closed; the request was not sent`);
+    this.underway++;
+    try {
+      return await this.challengedCall(req);
+    } finally {
+      if (--this.underway === 0) this.drained?.();
+    }
+  }
+
   /**
    * One request; with a credential, first obtains a nonce and answers it (a nonce is good once).
    * Challenged requests go at most CHALLENGES_PER_CONNECTION at a time: the server keeps no more
    * nonces per connection, so the 17th of a batch sent at once would void the first's nonce.
    */
-  private async call(req: Partial<KeyRequest> & { action: Action; name: string }): Promise<KeyResponse> {
+  private async challengedCall(req: Partial<KeyRequest> & { action: Action; name: string }): Promise<KeyResponse> {
     if (!this.credential) return this.exchange(req);
     while (this.challenged >= CHALLENGES_PER_CONNECTION) await new Promise<void>((resolve) => this.waiting.push(resolve));
     this.challenged++;

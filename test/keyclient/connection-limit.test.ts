@@ -16,6 +16,7 @@ import type { Cryptstore } from '../../cryptstore/index.ts';
 import { certifiedStore, issueLeaf, machineIdentity, makeDomain } from '../bench/domain.ts';
 import { tempDir } from '../support/helpers.ts';
 import { rejects } from '../support/rejects.ts';
+import type { CertifierError } from '../../lib/errors/index.ts';
 
 describe('keyclient: more requests than the key-server answers on one connection', function () {
   this.timeout(30_000);
@@ -87,6 +88,17 @@ describe('keyclient: more requests than the key-server answers on one connection
     } finally {
       await client.close();
     }
+  });
+
+  it('answers every request made before close, those waiting for a new connection too, and sends none made after it', async () => {
+    const client = await KeyClient.connect(options);
+    closed.length = 0;
+    // 12 at once: 5 on this connection, 5 on the next, 2 on a third, which close must not send on the second.
+    const made = Array.from({ length: 12 }, (_, i) => client.retrieve(`limit/${i}`).then((e) => e.tag, (e: CertifierError) => e.code));
+    await client.close();
+    expect(await Promise.all(made)).to.deep.equal(Array.from({ length: 12 }, (_, i) => `limit/${i}`));
+    await rejects(client.retrieve('limit/0'), 'UNREACHABLE');
+    expect(closed.every((c) => c.requests === c.answered), JSON.stringify(closed)).to.equal(true);
   });
 
   it('refuses a requestsPerConnection that leaves no room for a request, before connecting', async () => {
