@@ -36,8 +36,8 @@
 // log holds into a table and starts a new log), and the server writes again as soon as there is
 // room. The reopen waits first for the writes, backups and compactions under way, which may take
 // minutes, while reads go on; only then are reads held too, for the few it waits for and the
-// reopen itself. While the disk has no room for that, the
-// database is left open for reads and writes are refused.
+// reopen itself. While the disk has no room for that, the database is left open for reads and
+// writes are refused.
 
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
