@@ -192,7 +192,9 @@ if command -v flock >/dev/null && ! flock -n 9; then log "another deployment-set
 [ "$made_dir" = no ] || made+=("$dir")
 [ ! -e "$dir/policy-key.pem" ] || { log "$dir already holds a policy key (a run that ended meanwhile made it); not overwriting"; exit 1; }
 dir=$real
-[ -d "$dir/measurements" ] || { made+=("$dir/measurements"); mkdir -- "$dir/measurements"; }
+# Made 0755 whatever the umask (umask 000 would leave it open to all): what it holds is public,
+# but another user must not replace the measurement a machine is certified and sealed with.
+[ -d "$dir/measurements" ] || { made+=("$dir/measurements"); mkdir -m 755 -- "$dir/measurements"; }
 cu() { "$CERT_UTILITY" "$@"; }
 
 log "policy key and certificate for domain $domain"
