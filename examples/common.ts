@@ -2,7 +2,7 @@
 // pick themselves, print one short line per step, and stop every process started.
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -73,7 +73,27 @@ export class Scenario {
   private readonly started = Date.now();
 
   constructor(readonly name: string, private readonly keep = process.env.KEEP_DEMO === '1') {
-    this.dir = mkdtempSync(join(tmpdir(), `${name}-`));
+    try {
+      this.dir = mkdtempSync(join(tmpdir(), `${name}-`));
+    } catch (e) {
+      // A TMPDIR that is missing or not writable: said in one line, not a stack trace.
+      process.stderr.write(`${name}: cannot make a temporary directory in ${tmpdir()} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}): set TMPDIR to a directory of yours\n`);
+      process.exit(1);
+    }
+  }
+
+  // The scenario's own folders and files get their modes whatever the umask: under umask 000 a
+  // folder made plainly is open to all, which deployment-setup.sh refuses, and the files copied
+  // into a VM keep their source's mode (copyFileSync), so its attestation key stays 0600.
+
+  /** Makes a folder of the scenario's, private (0700). */
+  mkdir(path: string): void {
+    mkdirSync(path, { mode: 0o700 });
+  }
+
+  /** Writes a file anyone may read and only its owner change (0644): a stand-in program or image. */
+  writePublic(path: string, text: string): void {
+    writeFileSync(path, text, { mode: 0o644 });
   }
 
   say(text: string): void {

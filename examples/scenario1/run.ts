@@ -3,7 +3,7 @@
 // ends up with both keys in its own encrypted cryptstore. Run with `npm run demo`.
 
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { main, ROOT, Scenario } from '../common.ts';
 
@@ -13,12 +13,12 @@ const deploy = (f = '') => join(s.dir, 'deployment', f);
 const vm = (f = '') => join(s.dir, 'vm', f);
 
 await main(s, async () => {
-  mkdirSync(deploy(), { recursive: true });
-  mkdirSync(vm(), { recursive: true });
+  s.mkdir(deploy());
+  s.mkdir(vm());
   // The programs the policy admits: here stand-ins whose contents are measured.
-  writeFileSync(deploy('key-server.program'), 'key-server program image\n');
-  writeFileSync(deploy('key-client.program'), 'deployment key-client program image\n');
-  writeFileSync(vm('vm-image'), 'deployed VM image: cert-utility, key-client, first-boot.sh\n');
+  s.writePublic(deploy('key-server.program'), 'key-server program image\n');
+  s.writePublic(deploy('key-client.program'), 'deployment key-client program image\n');
+  s.writePublic(vm('vm-image'), 'deployed VM image: cert-utility, key-client, first-boot.sh\n');
 
   s.say('deployment: policy key, simulated platform keys, measurements, signed policy');
   await s.run(join(ROOT, 'scripts/deployment-setup.sh'), [
@@ -49,9 +49,9 @@ await main(s, async () => {
   }
 
   s.say('deployed VM: its image holds the policy certificate, its platform files and its measurement');
-  mkdirSync(vm('platform'));
-  for (const f of ['attest-key.pem', 'endorsement.bin']) writeFileSync(vm(`platform/${f}`), readFileSync(setup(`platform/${f}`)));
-  writeFileSync(vm('policy-cert.pem'), readFileSync(setup('policy-cert.pem')));
+  s.mkdir(vm('platform'));
+  for (const f of ['attest-key.pem', 'endorsement.bin']) copyFileSync(setup(`platform/${f}`), vm(`platform/${f}`));
+  copyFileSync(setup('policy-cert.pem'), vm('policy-cert.pem'));
   await s.run('cert-utility', ['measure', vm('vm-image'), '--out', vm('measurement')]);
 
   s.say('deployed VM: scripts/first-boot.sh certifies the VM and fetches both keys');

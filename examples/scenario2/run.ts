@@ -4,7 +4,7 @@
 // Run with `npm run demo:scenario2`.
 
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { main, ROOT, Scenario } from '../common.ts';
 
@@ -13,9 +13,9 @@ const D = 'datica';
 const at = (machine: string, f = '') => join(s.dir, machine, f);
 
 await main(s, async () => {
-  for (const m of ['deployment', 'cloud-vm', 'vm']) mkdirSync(at(m), { recursive: true });
-  writeFileSync(at('cloud-vm', 'keyserver-vm.img'), 'cloud VM image running key-server\n');
-  writeFileSync(at('vm', 'deployed-vm.img'), 'deployed VM image: cert-utility, key-client, first-boot.sh\n');
+  for (const m of ['deployment', 'cloud-vm', 'vm']) s.mkdir(at(m));
+  s.writePublic(at('cloud-vm', 'keyserver-vm.img'), 'cloud VM image running key-server\n');
+  s.writePublic(at('vm', 'deployed-vm.img'), 'deployed VM image: cert-utility, key-client, first-boot.sh\n');
 
   s.say('deployment: policy, simulated platform keys, and measurements of both VM images');
   const setup = (f: string) => at('deployment', join('setup', f));
@@ -25,9 +25,9 @@ await main(s, async () => {
 
   // Each VM holds only what its image carries: the policy certificate, platform files, measurement.
   for (const m of ['cloud-vm', 'vm']) {
-    mkdirSync(at(m, 'platform'));
-    for (const f of ['attest-key.pem', 'endorsement.bin']) writeFileSync(at(m, `platform/${f}`), readFileSync(setup(`platform/${f}`)));
-    writeFileSync(at(m, 'policy-cert.pem'), readFileSync(setup('policy-cert.pem')));
+    s.mkdir(at(m, 'platform'));
+    for (const f of ['attest-key.pem', 'endorsement.bin']) copyFileSync(setup(`platform/${f}`), at(m, `platform/${f}`));
+    copyFileSync(setup('policy-cert.pem'), at(m, 'policy-cert.pem'));
     await s.run('cert-utility', ['measure', at(m, m === 'vm' ? 'deployed-vm.img' : 'keyserver-vm.img'), '--out', at(m, 'measurement')]);
   }
   const sealed = (m: string) => ['--store', at(m, 'store'), '--sealed', '--platform', 'simulated', '--platform-dir', at(m, 'platform'), '--measurement-file', at(m, 'measurement')];

@@ -4,7 +4,7 @@
 
 import { expect } from 'chai';
 import { execFileSync, spawn } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT, tempDir } from '../support/helpers.ts';
 
@@ -14,10 +14,12 @@ interface DemoRun { status: number | null; out: string; err: string; ms: number 
  * Runs a scenario as `npm run demo` does; `hangUp` closes its stdout after the first line,
  * `stopAt` sends it SIGTERM (it alone, not its children) once its output holds that text.
  */
-function runScenario(scenario: 'scenario1' | 'scenario2', tmp: string, hangUp = false, stopAt?: string, stopWith: NodeJS.Signals = 'SIGTERM'): Promise<DemoRun> {
+function runScenario(scenario: 'scenario1' | 'scenario2', tmp: string, hangUp = false, stopAt?: string, stopWith: NodeJS.Signals = 'SIGTERM', o: { umask?: string; env?: Record<string, string> } = {}): Promise<DemoRun> {
   const started = Date.now();
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(ROOT, 'examples/start.js'), scenario], { cwd: ROOT, env: { ...process.env, TMPDIR: tmp }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const command = [process.execPath, join(ROOT, 'examples/start.js'), scenario];
+    const [file, ...args] = o.umask ? ['/bin/sh', '-c', `umask ${o.umask} && exec "$@"`, 'sh', ...command] : command;
+    const child = spawn(file!, args, { cwd: ROOT, env: { ...process.env, TMPDIR: tmp, ...o.env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     child.stdout.on('data', (d) => {
@@ -57,6 +59,32 @@ describe('runnable scenarios', function () {
     }
     // Nothing compiled went to tsx's disk cache in $TMPDIR, a folder another local user could have made first.
     expect(readdirSync(tmp.dir).filter((n) => n.startsWith('tsx-'))).to.deep.equal([]);
+  });
+
+  it('runs under umask 000, where no file it leaves is writable by others and no secret readable by them (its attestation key copied into the VM included)', async () => {
+    const r = await runScenario('scenario1', tmp.dir, false, undefined, 'SIGTERM', { umask: '000', env: { KEEP_DEMO: '1' } });
+    expect(r.status, r.out + r.err).to.equal(0);
+    const [kept] = readdirSync(tmp.dir).filter((n) => n.startsWith('scenario1-'));
+    const modes = new Map<string, number>();
+    const walk = (rel: string): void => {
+      for (const e of readdirSync(join(tmp.dir, kept!, rel), { withFileTypes: true })) {
+        const p = rel ? `${rel}/${e.name}` : e.name;
+        modes.set(p, statSync(join(tmp.dir, kept!, p)).mode & 0o777);
+        if (e.isDirectory()) walk(p);
+      }
+    };
+    walk('');
+    expect([...modes].filter(([, m]) => m & 0o022).map(([p, m]) => `${p} ${m.toString(8)}`), 'writable by others').to.deep.equal([]);
+    const secret = /(store|data|platform)\/|key\.pem$/;
+    expect([...modes].filter(([p, m]) => secret.test(p) && !p.endsWith('platform-cert.pem') && !p.endsWith('endorsement.bin') && m & 0o044).map(([p, m]) => `${p} ${m.toString(8)}`), 'secrets readable by others').to.deep.equal([]);
+    expect(modes.get('vm/platform/attest-key.pem')).to.equal(0o600);
+    expect(modes.get('deployment/setup/measurements')).to.equal(0o755);
+  });
+
+  it('says in one line that it cannot make its folder in a TMPDIR that does not exist (exit 1, no stack trace)', async () => {
+    const r = await runScenario('scenario1', join(tmp.dir, 'missing'));
+    expect(r.status).to.equal(1);
+    expect(r.err).to.equal(`scenario1: cannot make a temporary directory in ${join(tmp.dir, 'missing')} (ENOENT): set TMPDIR to a directory of yours\n`);
   });
 
   it("runs the tests' TypeScript (mocha's loader) without tsx's disk cache in $TMPDIR", () => {
