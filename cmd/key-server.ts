@@ -68,9 +68,11 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
     const log = logLine(P, o.logJson === true);
     if (o.acl) acl = await readAcl(o.acl);
     else warn(P, 'no --acl: every admitted machine of the domain may store, retrieve and list any key (delete needs an ACL)');
-    // Whatever was opened is closed, in reverse order, however the start or the serving ends.
-    const opened: { close(): Promise<void> }[] = [];
+    // Whatever was opened is closed, in reverse order, however the start or the serving ends; a
+    // start refused before it served also removes the audit log and key database it made, empty.
+    const opened: { close(): Promise<void>; closeUnused?(): Promise<void> }[] = [];
     const keep = <T extends { close(): Promise<void> }>(r: T): T => (opened.unshift(r), r);
+    let serving = false;
     try {
       const platform = certifier ? await loadPlatform(P, o) : undefined;
       // With --certifier it certifies itself as init-trust would, which makes the store if needed;
@@ -103,8 +105,8 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
       // A new, empty key database for a storage key made before: a mistyped restore path, most likely.
       const newDatabase = level !== undefined && (await newEmptyDatabase(level, store, holdsRecords));
       const started = startKeyServer({ store, domain: o.domain, policyCert, backend, ...(acl ? { acl } : {}), audit, host, port, log, allowReplicaJoin: o.allowReplicaJoin === true, ...(renewal ? { renewal } : {}) });
-      // A start refused (the wrong storage key, the port taken) leaves no empty log it made.
-      const { server, identity, setAcl } = await started.catch(async (e: unknown) => { await audit.closeUnused(); throw e; });
+      const { server, identity, setAcl } = await started;
+      serving = true;
       // Said once the server is up: a start refused (the wrong storage key, say) has worse news.
       if (newChain) warn(P, `the audit log ${audit.path} begins a new chain, but the key database already holds keys: if the log was moved or removed (not a restore from a backup), the record of what came before is elsewhere`);
       if (newDatabase) warn(P, `the key database in ${o.data} is new and empty, made after this key-server's storage key: if a restore or an existing database was meant, stop it and check --data`);
@@ -139,7 +141,7 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
         }),
       };
     } finally {
-      for (const r of opened) await r.close();
+      for (const r of opened) await (serving || !r.closeUnused ? r.close() : r.closeUnused());
     }
   }))
   .requiredOption('--domain <name>', 'the policy domain', domainName)

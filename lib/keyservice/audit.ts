@@ -175,11 +175,16 @@ export class AuditLog {
     await refuseMissingAuditDir(given, dirname(path));
     let fh: FileHandle;
     let created = false;
+    const lock = `${await realFilePath(path)}.lock`; // where lockAudit takes it
+    const lockWasThere = await fs.lstat(lock).then(() => true, () => false);
     const release = await lockAudit(path);
     try {
       created = !(await fs.stat(path).then(() => true, () => false));
       fh = await fs.open(path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_DSYNC, 0o600);
     } catch (e) {
+      // A log that cannot be opened (a link loop at its name) leaves no lock of this open's
+      // beside it: removed while held, as closeUnused removes it.
+      if (!lockWasThere) await fs.rm(lock, { recursive: true, force: true }).catch(() => {});
       await release();
       throw new CertifierError('FILE_ERROR', `cannot open the audit log ${path}: ${(e as Error).message}`, { cause: e });
     }

@@ -40,9 +40,10 @@
 // writes are refused.
 
 import { promises as fs } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { Level } from 'level';
 import { CertifierError } from '../errors/index.ts';
+import { unmakeHeld } from '../../cryptstore/db.ts';
 import { describeErrno, makeDirs, syncDir } from '../files/index.ts';
 import { KEY_ID_FILE, UNFINISHED_FILE } from './backups.ts';
 import { LruMap } from '../util/lru.ts';
@@ -135,10 +136,12 @@ function ownCiphertext(r: StoredRecord): StoredRecord {
   return r;
 }
 
-async function prepareDir(dir: string): Promise<void> {
+/** Makes `dir` (0700) if missing; the first directory it made, if any (see makeDirs). */
+async function prepareDir(dir: string): Promise<string | undefined> {
   try {
-    await makeDirs(dir, 0o700);
+    const made = await makeDirs(dir, 0o700);
     await fs.chmod(dir, 0o700);
+    return made;
   } catch (e) {
     throw new CertifierError('FILE_ERROR', `cannot use ${dir} as the key-server data directory: ${(e as Error).message}`, { cause: e });
   }
@@ -218,6 +221,8 @@ export class LevelBackend implements KeyBackend {
   private heavy = 0;
   private idle: (() => void) | undefined;
   private holdingReads = false;
+  /** The first directory this open made (`path` itself, or one above it): none, if `path` was there. */
+  private madeDir: string | undefined;
 
   private constructor(readonly path: string, private readonly db: Db, tuning: LevelTuning) {
     this.states = new LruMap(tuning.stateNames ?? STATE_NAMES);
@@ -230,7 +235,7 @@ export class LevelBackend implements KeyBackend {
     if (await fs.lstat(join(dir, UNFINISHED_FILE)).then(() => true, () => false)) {
       throw new CertifierError('STORE_FORMAT', `${dir} is an unfinished backup copy (the key-server writing it stopped before it was whole): it holds only some of the keys; the whole backups are the keys-TIME directories beside it`);
     }
-    await prepareDir(dir);
+    const made = await prepareDir(dir);
     const db: Db = new Level(dir, { keyEncoding: 'utf8', valueEncoding: 'view', createIfMissing: true });
     try {
       await db.open();
@@ -258,7 +263,26 @@ export class LevelBackend implements KeyBackend {
       await db.close();
       throw e;
     }
-    return new LevelBackend(dir, db, tuning);
+    const backend = new LevelBackend(dir, db, tuning);
+    backend.madeDir = made;
+    return backend;
+  }
+
+  /**
+   * Closes the database and, if this open made its directory and no key was stored since, removes
+   * it and the directories above it that the open made, while LevelDB's lock is still held (see
+   * unmakeHeld): a start refused later (the port taken, the audit log refused) leaves no empty
+   * database behind. A directory that was there stays, whatever LevelDB wrote in it.
+   */
+  async closeUnused(): Promise<void> {
+    if (this.closed) return;
+    const top = this.madeDir === undefined ? undefined : resolve(this.madeDir);
+    if (top !== undefined && !(await this.holdsRecords().catch(() => true)) && unmakeHeld(this.path, false)) {
+      for (let d = dirname(resolve(this.path)); d.startsWith(top) && d !== dirname(d); d = dirname(d)) {
+        if (!(await fs.rmdir(d).then(() => true, () => false))) break; // another's file in it, say
+      }
+    }
+    await this.close();
   }
 
   /** When open made this database; undefined for one made before that was recorded. */

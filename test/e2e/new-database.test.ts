@@ -3,7 +3,7 @@
 // the start that made the database ended; a fresh deployment and a restored backup are not warned.
 
 import { expect } from 'chai';
-import { cpSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { createServer, type AddressInfo, type Server } from 'node:net';
@@ -57,6 +57,26 @@ describe('e2e: a new, empty key database for a storage key made before is warned
       await warnsAtStart(data);
       await warnsAtStart(data); // and again, until it holds a record
     }
+  });
+
+  it('a start refused (its port taken, its --audit a link loop) removes the key database and the folders it made, but not a directory that was there', async () => {
+    const parent = d.path('refused-start');
+    mkdirSync(parent);
+    const port = String((taken.address() as AddressInfo).port);
+    const loop = join(parent, 'loop');
+    symlinkSync(loop, loop);
+    for (const [listen, audit] of [[port, undefined], ['0', loop]] as const) {
+      const failed = await run('key-server', ['serve', '--domain', d.name, '--policy-cert', d.policyCertFile, '--data', join(parent, 'new', 'data'),
+        '--listen', `127.0.0.1:${listen}`, ...(audit ? ['--audit', audit] : []), ...keyHolder.storeArgs]);
+      expect(failed.status, failed.stderr).to.equal(1);
+      expect(readdirSync(parent), failed.stderr).to.deep.equal(['loop']);
+    }
+    const there = join(parent, 'there');
+    mkdirSync(there);
+    writeFileSync(join(there, 'notes.txt'), 'kept\n');
+    const failed = await run('key-server', ['serve', '--domain', d.name, '--policy-cert', d.policyCertFile, '--data', join(there, 'data'), '--listen', `127.0.0.1:${port}`, ...keyHolder.storeArgs]);
+    expect(failed.status).to.equal(1);
+    expect(readdirSync(there)).to.deep.equal(['notes.txt']);
   });
 
   it('warns at the start after one killed once it made the database', async () => {
