@@ -78,6 +78,9 @@ export async function launchSource(entry, outDir) {
     await import(pathToFileURL(bundle).href);
     return;
   }
+  // tsx, and esbuild (which it loads, as a new bundle does), read the working directory as they
+  // load: a removed one crashed tsx's loader thread, and the program then waited for ever.
+  refuseRemovedWorkingDirectory(entry);
   // Without a disk cache: tsx keeps compiled sources in $TMPDIR/tsx-UID, a folder it never checks
   // is its own, so another local user who made it first could have this program run their code.
   // Set before tsx loads (it reads the variable once, on load, here and in its loader's thread).
@@ -85,6 +88,17 @@ export async function launchSource(entry, outDir) {
   const { register } = await import('tsx/esm/api');
   register();
   await import(pathToFileURL(join(ROOT, entry)).href);
+}
+
+/** Stops the program, saying why, when its working directory was removed (process.cwd() fails). */
+function refuseRemovedWorkingDirectory(entry) {
+  try {
+    process.cwd();
+  } catch {
+    const program = entry.startsWith('cmd') ? basename(entry, '.ts') : basename(dirname(entry));
+    process.stderr.write(`${program}: error: the working directory no longer exists (it was removed since this shell entered it): cd to one that does [FILE_ERROR]\n`);
+    process.exit(1);
+  }
 }
 
 async function currentBundle(entry, outDir) {

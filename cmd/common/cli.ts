@@ -300,8 +300,17 @@ export async function run(program: Command, argv = process.argv): Promise<void> 
       process.exitCode = first === 'help' ? ExitStatus.ok : ExitStatus.usage;
       return;
     }
-    process.exitCode = renderError(program, e);
+    process.exitCode = renderError(program, workingDirectoryGone(e) ?? e);
   }
+}
+
+/**
+ * FILE_ERROR for a relative path met in a working directory that was removed (process.cwd()
+ * fails, and path.resolve() with it): the operator's mistake, not an internal error.
+ */
+function workingDirectoryGone(e: unknown): CertifierError | undefined {
+  if ((e as NodeJS.ErrnoException)?.syscall !== 'uv_cwd') return undefined;
+  return new CertifierError('FILE_ERROR', 'the working directory no longer exists (it was removed since this shell entered it): cd to one that does, or give absolute paths', { cause: e });
 }
 
 // ---- option parsers (a bad value is a usage error) ----------------------------------------
