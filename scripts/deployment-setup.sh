@@ -87,15 +87,18 @@ refuse_present "$dir/policy-cert.pem"
 if [ -L "$dir/measurements" ] || { [ -e "$dir/measurements" ] && [ ! -d "$dir/measurements" ]; }; then
   echo "deployment-setup: $dir/measurements is there and is not a directory; not touching it" >&2; exit 1
 fi
+# A regular expression matched in the C locale: in another, a range follows the locale's
+# collation (in tr_TR.UTF-8, [A-Za-z] leaves out "i" and "I" and takes in "é"; [0-9a-f] takes "é").
+matches() { local LC_ALL=C; [[ $1 =~ $2 ]]; }
 # Every input checked before any key is made, so a mistake leaves nothing to clean up.
-[[ "$days" =~ ^[1-9][0-9]{0,4}$ ]] && [ "$days" -le 36600 ] || { echo "deployment-setup: --policy-days takes a whole number of days from 1 to 36600" >&2; usage; }
+matches "$days" '^[1-9][0-9]{0,4}$' && [ "$days" -le 36600 ] || { echo "deployment-setup: --policy-days takes a whole number of days from 1 to 36600" >&2; usage; }
 # amd holds flag/value pairs: the values are at the odd places.
 for ((i = 1; i < ${#amd[@]}; i += 2)); do
   case "${amd[i]}" in milan|genoa) ;; *) echo "deployment-setup: --trust-amd-root is milan or genoa, not \"${amd[i]}\"" >&2; usage ;; esac
 done
 if [ -n "$min_tcb" ]; then
   tcb_ok=yes
-  [[ "$min_tcb" =~ ^[0-9]{1,3}([:/][0-9]{1,3}){3}$ ]] || tcb_ok=no
+  matches "$min_tcb" '^[0-9]{1,3}([:/][0-9]{1,3}){3}$' || tcb_ok=no
   for n in ${min_tcb//[:\/]/ }; do [ "$tcb_ok" = yes ] && [ $((10#$n)) -le 255 ] || tcb_ok=no; done
   [ "$tcb_ok" = yes ] || { echo "deployment-setup: --snp-min-tcb is BOOTLOADER:TEE:SNP:MICROCODE, four numbers from 0 to 255 (e.g. 3:0:8:115)" >&2; usage; }
 fi
@@ -103,7 +106,7 @@ for f in platform/platform-key.pem platform/platform-cert.pem platform/attest-ke
   refuse_present "$dir/$f"
 done
 for m in "${trust[@]}"; do
-  [[ "$m" =~ ^([0-9a-fA-F]{64}|[0-9a-fA-F]{96})$ ]] || { echo "deployment-setup: --trust-measurement takes 64 or 96 hex digits, not \"$m\"" >&2; usage; }
+  matches "$m" '^([0-9a-fA-F]{64}|[0-9a-fA-F]{96})$' || { echo "deployment-setup: --trust-measurement takes 64 or 96 hex digits, not \"$m\"" >&2; usage; }
 done
 case "$alg" in p256|p384|rsa2048) ;; *) echo "deployment-setup: --alg is p256, p384 or rsa2048" >&2; usage ;; esac
 names=()

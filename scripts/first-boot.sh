@@ -108,12 +108,15 @@ case "$platform" in
     [ -n "$vcek" ] && platform_args+=(--vcek "$vcek") ;;
   *) echo "first-boot: unknown --platform $platform (simulated or sev-snp)" >&2; usage ;;
 esac
+# A regular expression matched in the C locale: in another, a range follows the locale's
+# collation (in tr_TR.UTF-8, [A-Za-z] leaves out "i" and "I" and takes in "é"; [0-9a-f] takes "é").
+matches() { local LC_ALL=C; [[ $1 =~ $2 ]]; }
 # Whole numbers in range, written plainly: bash would read "08" as bad octal and abort the step
 # mid-way (then carry on as if it had succeeded), and a huge or empty value would retry for ever.
-[[ "$retries" =~ ^[1-9][0-9]{0,2}$ ]] || { echo "first-boot: --retries takes a whole number from 1 to 999, not \"$retries\"" >&2; exit 2; }
-[[ "$max_delay" =~ ^[1-9][0-9]{0,3}$ ]] || { echo "first-boot: --max-delay takes a whole number of seconds from 1 to 9999, not \"$max_delay\"" >&2; exit 2; }
-[[ "$kport" =~ ^[1-9][0-9]{0,4}$ ]] && [ "$kport" -le 65535 ] || { echo "first-boot: --keyserver-port takes a port from 1 to 65535, not \"$kport\"" >&2; exit 2; }
-[[ "$cport" =~ ^[1-9][0-9]{0,4}$ ]] && [ "$cport" -le 65535 ] || { echo "first-boot: --certifier-port takes a port from 1 to 65535, not \"$cport\"" >&2; exit 2; }
+matches "$retries" '^[1-9][0-9]{0,2}$' || { echo "first-boot: --retries takes a whole number from 1 to 999, not \"$retries\"" >&2; exit 2; }
+matches "$max_delay" '^[1-9][0-9]{0,3}$' || { echo "first-boot: --max-delay takes a whole number of seconds from 1 to 9999, not \"$max_delay\"" >&2; exit 2; }
+matches "$kport" '^[1-9][0-9]{0,4}$' && [ "$kport" -le 65535 ] || { echo "first-boot: --keyserver-port takes a port from 1 to 65535, not \"$kport\"" >&2; exit 2; }
+matches "$cport" '^[1-9][0-9]{0,4}$' && [ "$cport" -le 65535 ] || { echo "first-boot: --certifier-port takes a port from 1 to 65535, not \"$cport\"" >&2; exit 2; }
 # An address the programs take as HOST in HOST:PORT, checked here: a bad key-server address would
 # otherwise be found only at step 2, once this VM is certified. Given empty (a unit's variable set
 # to nothing), --keyserver-host is refused too, never taken for --host.
@@ -122,7 +125,7 @@ for pair in "--host:$host" "--keyserver-host:$khost"; do
   flag=${pair%%:*} addr=${pair#*:}
   # A host name or IPv4 address (labels of letters, digits, "_" or "-", one dot between them), or an
   # IPv6 address in brackets (two to seven colons, an optional zone).
-  [[ "$addr" =~ ^([A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?(\.[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?)*\.?|\[([0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f.]*(%[A-Za-z0-9._-]+)?\])$ ]] || {
+  matches "$addr" '^([A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?(\.[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?)*\.?|\[([0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f.]*(%[A-Za-z0-9._-]+)?\])$' || {
     echo "first-boot: $flag takes a host name or an IP address, without the port (an IPv6 address in brackets: [2001:db8::5]), not \"$addr\"" >&2; exit 2; }
 done
 # Checked before certifying, so a placeholder (or an empty value, from a unit whose variable is
@@ -137,7 +140,7 @@ for v in "${pin_values[@]}"; do
   set +f
   [ ${#split[@]} -gt 0 ] || bad_pin "" " (an empty value: a unit's variable set to nothing?)"
   for m in "${split[@]}"; do
-    [[ "$m" =~ ^([0-9a-fA-F]{64}|[0-9a-fA-F]{96})$ ]] || bad_pin "$m"
+    matches "$m" '^([0-9a-fA-F]{64}|[0-9a-fA-F]{96})$' || bad_pin "$m"
     pins+=("$m")
   done
 done

@@ -9,7 +9,7 @@
 
 import { expect } from 'chai';
 import { createHash, randomBytes, X509Certificate } from 'node:crypto';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, chownSync, closeSync, constants, copyFileSync, existsSync, lchownSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -19,6 +19,20 @@ import { domainProblem } from '../../lib/pki/admission.ts';
 import { tagProblem } from '../../lib/wire/index.ts';
 
 const firstBoot = (args: string[]) => runScript('first-boot.sh', args);
+
+/**
+ * The environment giving bash tr_TR.UTF-8, whose collation puts "I" and "i" outside [A-Za-z] and
+ * "é" inside [0-9a-f]: the system's locale, or one built with localedef into `dir` (LOCPATH);
+ * undefined where neither can be had (the test then says it was skipped).
+ */
+function turkishLocale(dir: string): Record<string, string> | undefined {
+  const works = (env: Record<string, string>) => spawnSync('bash', ['-c', 'x=I; printf %s "${x,,}"'], { env: { ...process.env, ...env }, encoding: 'utf8' }).stdout === '\u0131';
+  const system = { LC_ALL: 'tr_TR.UTF-8' };
+  if (works(system)) return system;
+  spawnSync('localedef', ['-i', 'tr_TR', '-f', 'UTF-8', join(dir, 'tr_TR.UTF-8')]);
+  const built = { ...system, LOCPATH: dir };
+  return works(built) ? built : undefined;
+}
 
 describe('scripts/first-boot.sh failure modes', function () {
   this.timeout(120_000);
@@ -313,6 +327,32 @@ describe('scripts/first-boot.sh failure modes', function () {
       expect(r.stderr).not.to.contain('step 1/2');
       expect(r.stderr, 'no control character reaches the console raw').not.to.match(/[\x00-\x09\x0b-\x1f\x7f]/);
     }
+  });
+});
+
+describe('scripts/first-boot.sh and deployment-setup.sh in a Turkish locale', function () {
+  this.timeout(60_000);
+  let tmp: ReturnType<typeof tempDir>;
+  let turkish: Record<string, string> | undefined;
+  before(function () {
+    tmp = tempDir('turkish-');
+    turkish = turkishLocale(tmp.dir);
+    if (!turkish) this.skip(); // neither installed nor buildable here (no localedef or no tr_TR source)
+  });
+  after(() => tmp?.cleanup());
+
+  it('checks a host name and a measurement by ASCII ranges: "kms.internal" is a host (it was refused), "\u00e9" is no hex digit (it passed)', async () => {
+    const base = ['--certifier-port', '1', '--keyserver-port', '1', '--keys', 'k', '--domain', 'datica', '--policy-cert', 'p', '--store', 's', '--platform-dir', 'v', '--measurement-file', 'm', '--retries', '1'];
+    const host = await runScript('first-boot.sh', [...base, '--host', 'kms.internal', '--server-measurement', 'zz'], { cwd: tmp.dir, env: turkish });
+    expect(host.status).to.equal(2);
+    expect(host.stderr).to.contain('--server-measurement takes').and.not.contain('--host takes');
+    const pin = await runScript('first-boot.sh', [...base, '--host', '127.0.0.1', '--server-measurement', `${'a'.repeat(63)}\u00e9`], { cwd: tmp.dir, env: turkish });
+    expect(pin.status).to.equal(2);
+    expect(pin.stderr).to.contain('--server-measurement takes').and.not.contain('step 1/2');
+    const setup = await runScript('deployment-setup.sh', ['--dir', 'setup', '--domain', 'datica', '--trust-measurement', `${'a'.repeat(63)}\u00e9`], { cwd: tmp.dir, env: turkish });
+    expect(setup.status).to.equal(2);
+    expect(setup.stderr).to.contain('--trust-measurement takes 64 or 96 hex digits');
+    expect(existsSync(join(tmp.dir, 'setup')), 'nothing made').to.equal(false);
   });
 });
 
