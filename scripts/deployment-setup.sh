@@ -156,8 +156,10 @@ trap 'exit 143' TERM
 # A directory made here is ours to keep private; one that was there keeps its mode. Made with
 # one mkdir, so of two runs started together only the one that made it counts it as its own.
 made_dir=no
+# Folders above it that mkdir -p makes are writable by no one else whatever the umask (under
+# umask 000 they were 0777, which the check below then refused, leaving them behind).
 if [ ! -e "$dir" ] && [ ! -L "$dir" ]; then
-  why=$(mkdir -p -- "$(dirname -- "$dir")" 2>&1 && mkdir -m 700 -- "$dir" 2>&1) && made_dir=yes
+  why=$(umask "$(printf '%04o' $((8#$(umask) | 8#022)))" && mkdir -p -- "$(dirname -- "$dir")" 2>&1 && mkdir -m 700 -- "$dir" 2>&1) && made_dir=yes
 fi
 # A directory, and this user's alone, as is every directory above it (root's may be too, and a
 # sticky one, /tmp, may be writable by all: no one else can rename what is ours in it). Another

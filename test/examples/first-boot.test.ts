@@ -624,10 +624,11 @@ describe('scripts/deployment-setup.sh', function () {
     expect(readFileSync(f('my setup/policy-key.pem')).equals(key), 'the policy key kept').to.equal(true);
   });
 
-  it('under umask 000 leaves nothing it makes writable by others: measurements/ is 0755 (it was 0777, where another user could replace a measurement)', async () => {
-    const r = await runScript({ path: '/bin/sh' }, ['-c', 'umask 000 && exec "$@"', 'sh', join(ROOT, 'scripts', 'deployment-setup.sh'), '--dir', 'open umask', '--domain', 'datica', '--measure', 'app'], { cwd: tmp.dir });
+  it('under umask 000 leaves nothing it makes writable by others: measurements/ is 0755, and a folder above the directory too (they were 0777, where another user could replace a measurement, and the folder above made it refuse itself)', async () => {
+    const r = await runScript({ path: '/bin/sh' }, ['-c', 'umask 000 && exec "$@"', 'sh', join(ROOT, 'scripts', 'deployment-setup.sh'), '--dir', 'open parent/open umask', '--domain', 'datica', '--measure', 'app'], { cwd: tmp.dir });
     expect(r.status, r.stderr).to.equal(0);
-    const modes = ['', '/measurements', '/measurements/app.measurement', '/platform', '/policy-key.pem', '/policy-cert.pem', '/policy.bin'].map((p) => `${p} ${(statSync(f(`open umask${p}`)).mode & 0o777).toString(8)}`);
+    expect(statSync(f('open parent')).mode & 0o777).to.equal(0o755);
+    const modes = ['', '/measurements', '/measurements/app.measurement', '/platform', '/policy-key.pem', '/policy-cert.pem', '/policy.bin'].map((p) => `${p} ${(statSync(f(`open parent/open umask${p}`)).mode & 0o777).toString(8)}`);
     expect(modes).to.deep.equal([' 700', '/measurements 755', '/measurements/app.measurement 644', '/platform 700', '/policy-key.pem 600', '/policy-cert.pem 644', '/policy.bin 644']);
   });
 
