@@ -89,7 +89,7 @@ if [ -L "$dir/measurements" ] || { [ -e "$dir/measurements" ] && [ ! -d "$dir/me
 fi
 # A regular expression matched in the C locale: in another, a range follows the locale's
 # collation (in tr_TR.UTF-8, [A-Za-z] leaves out "i" and "I" and takes in "é"; [0-9a-f] takes "é").
-matches() { local LC_ALL=C; [[ $1 =~ $2 ]]; }
+matches() ( LC_ALL=C; [[ $1 =~ $2 ]] ) # a subshell: restoring a locale that is not installed would warn
 # Every input checked before any key is made, so a mistake leaves nothing to clean up.
 matches "$days" '^[1-9][0-9]{0,4}$' && [ "$days" -le 36600 ] || { echo "deployment-setup: --policy-days takes a whole number of days from 1 to 36600" >&2; usage; }
 # amd holds flag/value pairs: the values are at the odd places.

@@ -110,7 +110,7 @@ case "$platform" in
 esac
 # A regular expression matched in the C locale: in another, a range follows the locale's
 # collation (in tr_TR.UTF-8, [A-Za-z] leaves out "i" and "I" and takes in "é"; [0-9a-f] takes "é").
-matches() { local LC_ALL=C; [[ $1 =~ $2 ]]; }
+matches() ( LC_ALL=C; [[ $1 =~ $2 ]] ) # a subshell: restoring a locale that is not installed would warn
 # Whole numbers in range, written plainly: bash would read "08" as bad octal and abort the step
 # mid-way (then carry on as if it had succeeded), and a huge or empty value would retry for ever.
 matches "$retries" '^[1-9][0-9]{0,2}$' || { echo "first-boot: --retries takes a whole number from 1 to 999, not \"$retries\"" >&2; exit 2; }
@@ -173,13 +173,15 @@ log() { printf 'first-boot: %s\n' "$*" >&2; }
 # Key names as this script's own lines show them: printable ASCII as it is, anything else (a
 # control character, a right-to-left override, any non-ASCII letter) quoted and escaped, so that
 # nothing a name holds reaches the console raw.
-shown_names() {
-  local LC_ALL=C n out=
+# (A subshell: restoring a locale that is not installed, as `local LC_ALL` would, warns.)
+shown_names() (
+  LC_ALL=C
+  local n out=
   for n in "$@"; do
     if [[ $n =~ ^[\ -~]+$ ]]; then out+="${out:+ }$n"; else out+="${out:+ }$(printf '%q' "$n")"; fi
   done
   printf '%s' "$out"
-}
+)
 
 for k in "${names[@]}"; do
   # This script's own rule: a name in --keys that begins with "-" is a flag put in the wrong place.

@@ -74,6 +74,13 @@ describe('scripts/first-boot.sh failure modes', function () {
     expect(r.stderr.match(/retrying in \d+s/g), 'never waiting longer than --max-delay').to.deep.equal(['retrying in 1s', 'retrying in 1s']);
   });
 
+  it('in a locale that is not installed warns of it once (bash, at start), not again at each check or log line that works in C', async () => {
+    const port = await closedPort();
+    const r = await runScript('first-boot.sh', args(f('a/cert.pem'), port, port, 'store-locale').map((a, i, all) => (all[i - 1] === '--retries' ? '1' : a)), { env: { LC_ALL: 'xx_YY.UTF-8' } });
+    expect(r.status, r.stderr).to.equal(3);
+    expect(r.stderr).not.to.match(/first-boot\.sh: line \d+: warning: setlocale/);
+  });
+
   it('finds the programs beside its package when run through a link to it (one in /usr/local/bin, say)', async () => {
     const port = await closedPort();
     mkdirSync(f('links'), { recursive: true });
