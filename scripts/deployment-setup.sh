@@ -33,6 +33,7 @@ USAGE
 
 # The script's own folder, through any link to it (a link in /usr/local/bin, say).
 here=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
+. "$here/common.sh"
 CERT_UTILITY=${CERT_UTILITY:-$here/../cmd/bin/cert-utility.js}
 dir= domain= alg=p256 days=365 min_tcb=
 measure=() trust=() amd=()
@@ -87,9 +88,6 @@ refuse_present "$dir/policy-cert.pem"
 if [ -L "$dir/measurements" ] || { [ -e "$dir/measurements" ] && [ ! -d "$dir/measurements" ]; }; then
   echo "deployment-setup: $dir/measurements is there and is not a directory; not touching it" >&2; exit 1
 fi
-# A regular expression matched in the C locale: in another, a range follows the locale's
-# collation (in tr_TR.UTF-8, [A-Za-z] leaves out "i" and "I" and takes in "é"; [0-9a-f] takes "é").
-matches() ( LC_ALL=C; [[ $1 =~ $2 ]] ) # a subshell: restoring a locale that is not installed would warn
 # Every input checked before any key is made, so a mistake leaves nothing to clean up.
 matches "$days" '^[1-9][0-9]{0,4}$' && [ "$days" -le 36600 ] || { echo "deployment-setup: --policy-days takes a whole number of days from 1 to 36600" >&2; usage; }
 # amd holds flag/value pairs: the values are at the odd places.

@@ -51,6 +51,7 @@ USAGE
 
 # The script's own folder, through any link to it (a link in /usr/local/bin, say).
 here=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
+. "$here/common.sh"
 CERT_UTILITY=${CERT_UTILITY:-$here/../cmd/bin/cert-utility.js}
 KEY_CLIENT=${KEY_CLIENT:-$here/../cmd/bin/key-client.js}
 
@@ -108,9 +109,6 @@ case "$platform" in
     [ -n "$vcek" ] && platform_args+=(--vcek "$vcek") ;;
   *) echo "first-boot: unknown --platform $platform (simulated or sev-snp)" >&2; usage ;;
 esac
-# A regular expression matched in the C locale: in another, a range follows the locale's
-# collation (in tr_TR.UTF-8, [A-Za-z] leaves out "i" and "I" and takes in "é"; [0-9a-f] takes "é").
-matches() ( LC_ALL=C; [[ $1 =~ $2 ]] ) # a subshell: restoring a locale that is not installed would warn
 # Whole numbers in range, written plainly: bash would read "08" as bad octal and abort the step
 # mid-way (then carry on as if it had succeeded), and a huge or empty value would retry for ever.
 matches "$retries" '^[1-9][0-9]{0,2}$' || { echo "first-boot: --retries takes a whole number from 1 to 999, not \"$retries\"" >&2; exit 2; }

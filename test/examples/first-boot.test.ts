@@ -380,11 +380,14 @@ describe('scripts/first-boot.sh against running servers', function () {
   after(() => d?.close());
 
   /** first-boot.sh as a VM running the "vm" program; `kport` defaults to the running key-server. */
-  const boot = (store: string, o: { keys?: string; khost?: string; kport?: number; pin?: string; extra?: string[] } = {}) => runScript('first-boot.sh', [
+  const boot = (store: string, o: { keys?: string; khost?: string; kport?: number; pin?: string; extra?: string[]; stderrClosed?: boolean } = {}) => runScript(...withStderr(o.stderrClosed, [
     '--host', '127.0.0.1', '--certifier-port', String(d.certifierPort), ...(o.khost ? ['--keyserver-host', o.khost] : []), '--keyserver-port', String(o.kport ?? server.port), '--keys', o.keys ?? Object.keys(keys).join(' '),
     '--domain', d.name, '--policy-cert', d.policyCertFile, '--store', store, '--key-file', d.keyFile,
     '--platform-dir', d.platformDir, '--measurement-file', d.measurementFile('vm'), '--server-measurement', o.pin ?? server.measurementHex, ...(o.extra ?? []), '--retries', '1',
-  ]);
+  ]));
+  /** first-boot.sh with `args`, or run by a shell that closes its standard error first (2>&-). */
+  const withStderr = (closed: boolean | undefined, args: string[]): Parameters<typeof runScript> =>
+    closed ? [{ path: '/bin/sh' }, ['-c', '"$@" 2>&-', 'sh', join(ROOT, 'scripts', 'first-boot.sh'), ...args]] : ['first-boot.sh', args];
   const held = async (store: string, tag: string) => (await run('cert-utility', ['get-item', '--tag', tag, '--out', '-', '--store', store, '--key-file', d.keyFile])).stdout;
 
   it('finishes a first boot cut short after making the store\'s directory (at a path with a space): certifies into it and fetches every key', async () => {
@@ -397,6 +400,13 @@ describe('scripts/first-boot.sh against running servers', function () {
     const again = await boot(store, { kport: await closedPort() });
     expect(again.status, again.stderr).to.equal(0);
     expect(again.stderr).to.contain('nothing to do');
+  });
+
+  it('with standard error closed (2>&-) certifies and fetches every key, where its programs\' output, sent to a stream bash had put its script in, failed them (exit 1)', async () => {
+    const store = d.path('vm-stderr-closed');
+    const r = await boot(store, { stderrClosed: true });
+    expect(r.status).to.equal(0);
+    for (const [name, key] of Object.entries(keys)) expect((await held(store, name)).equals(key), name).to.equal(true);
   });
 
   it('never reports success without the keys: certified but the key-server unreachable, it exits 3, and the next boot fetches them', async () => {
@@ -629,6 +639,12 @@ describe('scripts/deployment-setup.sh', function () {
     expect(again.status).to.equal(1);
     expect(again.stderr).to.contain('already holds a policy key; not overwriting');
     expect(readFileSync(f('my setup/policy-key.pem')).equals(key), 'the policy key kept').to.equal(true);
+  });
+
+  it('with standard error and output closed (2>&- >&-) makes the whole setup, where it stopped at its first line and removed what it had made', async () => {
+    const r = await runScript({ path: '/bin/sh' }, ['-c', '"$@" 2>&- >&-', 'sh', join(ROOT, 'scripts', 'deployment-setup.sh'), '--dir', 'closed streams', '--domain', 'datica', '--measure', 'app'], { cwd: tmp.dir });
+    expect(r.status).to.equal(0);
+    expect(readdirSync(f('closed streams')).sort()).to.deep.equal(['measurements', 'platform', 'policy-cert.pem', 'policy-key.pem', 'policy.bin']);
   });
 
   it('under umask 000 leaves nothing it makes writable by others: measurements/ is 0755, and a folder above the directory too (they were 0777, where another user could replace a measurement, and the folder above made it refuse itself)', async () => {

@@ -1,0 +1,18 @@
+# Sourced by first-boot.sh and deployment-setup.sh before they check anything: their standard
+# streams, and how they match what they are given.
+
+# A standard stream given closed (2>&-) becomes /dev/null, as Node makes it for the programs:
+# bash may have opened the script in its place, read only, so each line to it, and each program
+# whose output goes there, would fail. Told by the open file's flags (O_WRONLY, O_RDWR).
+for fd in 1 2; do
+  [ -d "/proc/$$/fdinfo" ] || break
+  flags=
+  if [ -e "/proc/$$/fdinfo/$fd" ]; then
+    while read -r key value; do [ "$key" != flags: ] || flags=$value; done <"/proc/$$/fdinfo/$fd"
+  fi
+  [ -n "$flags" ] && (( 8#$flags & 3 )) || eval "exec $fd>/dev/null"
+done
+
+# A regular expression matched in the C locale: in another, a range follows the locale's
+# collation (in tr_TR.UTF-8, [A-Za-z] leaves out "i" and "I" and takes in "é"; [0-9a-f] takes "é").
+matches() ( LC_ALL=C; [[ $1 =~ $2 ]] ) # a subshell: restoring a locale that is not installed would warn
