@@ -143,7 +143,8 @@ async function prepareDir(dir: string): Promise<string | undefined> {
     await fs.chmod(dir, 0o700);
     return made;
   } catch (e) {
-    throw new CertifierError('FILE_ERROR', `cannot use ${dir} as the key-server data directory: ${(e as Error).message}`, { cause: e });
+    // In words, as other file errors are (Node's message repeats the path, raw, with the call).
+    throw new CertifierError('FILE_ERROR', `cannot use ${dir} as the key-server data directory: ${describeErrno(e)}`, { cause: e });
   }
 }
 

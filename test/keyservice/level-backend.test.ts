@@ -87,6 +87,15 @@ describe('LevelBackend', () => {
     }
   });
 
+  it('names a --data it cannot make in words, once: a link loop, a link to nowhere', async () => {
+    const loop = join(tmp.dir, 'data-loop');
+    symlinkSync(loop, loop);
+    const dangling = join(tmp.dir, 'data-dangling');
+    symlinkSync(join(tmp.dir, 'nowhere'), dangling);
+    expect((await rejects(LevelBackend.open(loop), 'FILE_ERROR')).message).to.equal(`cannot use ${loop} as the key-server data directory: too many symbolic links encountered`);
+    expect((await rejects(LevelBackend.open(dangling), 'FILE_ERROR')).message).to.equal(`cannot use ${dangling} as the key-server data directory: no such file`);
+  });
+
   it('reports a directory held by another open backend as STORE_LOCKED', async () => {
     const b = await LevelBackend.open(dir);
     try {
