@@ -4,10 +4,11 @@
 //
 // errno.ts: failures in words; read.ts: reading with a cap; places.ts: where a file may go, and
 // directories; write.ts: atomic writes, all-or-none commits, leftovers; signals.ts: signals while
-// secrets are written.
+// secrets are written; level-reopen.ts: a LevelDB database reopened after a failed write.
 
 export * from './errno.ts';
 export * from './read.ts';
 export * from './places.ts';
 export * from './write.ts';
 export { holdingSignals } from './signals.ts';
+export { LevelReopener, type OperationKind, type Reopenable, type ReopenOptions } from './level-reopen.ts';

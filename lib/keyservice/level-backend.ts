@@ -28,23 +28,17 @@
 // (one compaction at a time; close waits for the one running). A compaction cut short by a crash
 // loses nothing: LevelDB installs its result atomically, and the markers stay until a later one.
 //
-// A write LevelDB could not carry out (a full disk, a file-size limit) may leave a torn record at
-// the end of its log, and LevelDB appends the next writes after it: at the next open, recovery
-// drops the log from the torn record on, writes acknowledged since included. A failed sync or
-// background compaction, instead, makes LevelDB refuse every write until it is opened again. So
-// after a failed write the database is reopened before the next write (recovery moves what the
-// log holds into a table and starts a new log), and the server writes again as soon as there is
-// room. The reopen waits first for the writes, backups and compactions under way, which may take
-// minutes, while reads go on; only then are reads held too, for the few it waits for and the
-// reopen itself. While the disk has no room for that, the database is left open for reads and
-// writes are refused.
+// A write LevelDB could not carry out (a full disk, a file-size limit) may leave the database
+// unfit for the next writes: it is reopened before the next write (LevelReopener, which says why),
+// and the server writes again as soon as there is room. Reads go on while
+// the reopen waits for the writes, backups and compactions under way.
 
 import { promises as fs } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { Level } from 'level';
 import { CertifierError } from '../errors/index.ts';
 import { unmakeHeld } from '../../cryptstore/db.ts';
-import { describeErrno, makeDirs, syncDir } from '../files/index.ts';
+import { describeErrno, LevelReopener, makeDirs, syncDir, type OperationKind } from '../files/index.ts';
 import { KEY_ID_FILE, UNFINISHED_FILE } from './backups.ts';
 import { LruMap } from '../util/lru.ts';
 import { compareNames, decode, encode } from '../wire/index.ts';
@@ -83,11 +77,6 @@ const MARK = 'h!';
 export const STATE_NAMES = 20_000;
 /** Deleted records whose markers start a compaction of the keys they span. */
 export const COMPACT_AFTER = 1000;
-/** Free space a reopen needs beyond what LevelDB's logs hold: a new manifest, and slack. */
-const REOPEN_MARGIN = 1024 * 1024;
-/** Inodes a reopen needs: a new log, a table, a manifest, and slack. */
-const REOPEN_INODES = 8;
-
 const recordKey = (name: string, version: number) => `${RECORD}${name}\u0000${version.toString(16).padStart(8, '0')}`;
 const nameRange = (name: string) => ({ gt: `${RECORD}${name}\u0000`, lt: `${RECORD}${name}\u0001` });
 
@@ -165,21 +154,6 @@ async function writeSynced(path: string, data: Uint8Array): Promise<void> {
   await syncDir(join(path, '..'));
 }
 
-/**
- * Why the disk of the database in `dir` has no room to recover its logs into a table (bytes, or
- * inodes for its new files where the file system counts them), or undefined when it has.
- */
-async function noRoomToRecover(dir: string): Promise<string | undefined> {
-  const names = (await fs.readdir(dir)).filter((n) => n.endsWith('.log'));
-  const sizes = await Promise.all(names.map((n) => fs.stat(join(dir, n)).then((st) => st.size, () => 0)));
-  const { bavail, bsize, files, ffree } = await fs.statfs(dir);
-  const needed = sizes.reduce((a, b) => a + b, 0) + REOPEN_MARGIN;
-  if (bavail * bsize < needed) return `its disk has ${bavail * bsize} bytes free, too few to recover (${needed})`;
-  // (A file system that makes inodes as it needs them, btrfs say, counts none: files is 0.)
-  if (files > 0 && ffree < REOPEN_INODES) return `its disk has ${ffree} inodes free, too few for the new files recovery makes`;
-  return undefined;
-}
-
 /** The database holds only ciphertext, but its files are nobody else's business: 0600. */
 async function tightenFiles(dir: string): Promise<void> {
   for (const name of await fs.readdir(dir)) {
@@ -209,25 +183,22 @@ export class LevelBackend implements KeyBackend {
   /** Deletion markers not yet compacted: how many, and the first and last of their keys. */
   private markers: { count: number; from: string; to: string } | undefined;
   private compaction: Promise<void> | undefined;
-  /** A write failed: the database is reopened before the next one (see the top of the file). */
-  private damaged = false;
-  /** A reopen failed and left the database closed: the next operation opens it again. */
-  private shut = false;
-  private reopening: Promise<void> | undefined;
-  /**
-   * Operations using the database, which a reopen waits for: all, and those other than reads
-   * (writes, backups, compactions); how it learns one is done; and whether it holds reads back.
-   */
-  private active = 0;
-  private heavy = 0;
-  private idle: (() => void) | undefined;
-  private holdingReads = false;
+  private readonly reopener: LevelReopener;
   /** The first directory this open made (`path` itself, or one above it): none, if `path` was there. */
   private madeDir: string | undefined;
 
   private constructor(readonly path: string, private readonly db: Db, tuning: LevelTuning) {
     this.states = new LruMap(tuning.stateNames ?? STATE_NAMES);
     this.compactAfter = tuning.compactAfter ?? COMPACT_AFTER;
+    this.reopener = new LevelReopener(db, {
+      dir: path,
+      what: `the key database in ${path}`,
+      // A write whose sync failed may be in the log, and is back: read every name from disk again.
+      reopened: () => {
+        this.states.clear();
+        this.sealed.clear();
+      },
+    });
   }
 
   /** Opens (creating if needed) the database in `dir`. STORE_LOCKED if another process has it. */
@@ -541,7 +512,7 @@ export class LevelBackend implements KeyBackend {
     await Promise.all(this.queues.values());
     await this.backup;
     await this.compaction;
-    await this.reopening?.catch(() => {});
+    await this.reopener.settled();
     await this.db.close();
   }
 
@@ -637,72 +608,14 @@ export class LevelBackend implements KeyBackend {
     return 0;
   }
 
-  /**
-   * Runs fn on the open database, counted so that a reopen waits for it. A write first has the
-   * database reopened after a failed one, and any operation after a reopen that failed. A write,
-   * backup or compaction ('long') waits for a reopen under way; a read only once the reopen holds
-   * reads back (see the top of the file), or while the database is closed.
-   */
-  private async using<T>(fn: () => Promise<T>, kind: 'read' | 'long' | 'write' = 'read'): Promise<T> {
-    const read = kind === 'read';
-    for (;;) {
-      if (this.reopening && (!read || this.holdingReads || this.shut)) await this.reopening.catch(() => {});
-      else if (this.shut || (kind === 'write' && this.damaged)) await (this.reopening = this.reopen().finally(() => (this.reopening = undefined)));
-      else break;
-    }
-    this.active++;
-    if (!read) this.heavy++;
-    try {
-      return await fn();
-    } catch (e) {
-      throw this.diskError(e, kind === 'write' ? 'written' : 'read');
-    } finally {
-      this.active--;
-      if (!read) this.heavy--;
-      this.idle?.();
-    }
-  }
-
-  /** Closes and opens the database again (see the top of the file); FILE_ERROR if it cannot. */
-  private async reopen(): Promise<void> {
-    const cannot = (why: string, cause?: unknown) =>
-      new CertifierError('FILE_ERROR', `the key database in ${this.path} cannot be written: ${why}`, cause ? { cause } : undefined);
-    try {
-      await this.until(() => this.heavy === 0);
-      if (!this.shut) {
-        // Recovery writes what the log holds into a table: without room for it, the database would
-        // stay closed, reads included, until there is.
-        // (Reading the directory fails too when this process is out of file descriptors.)
-        const noRoom = await noRoomToRecover(this.path).catch((e: unknown) => Promise.reject(cannot(`a write failed, and ${describeErrno(e)}`, e)));
-        if (noRoom) throw cannot(`a write failed, and ${noRoom}: free some space`);
-        this.holdingReads = true;
-        await this.until(() => this.active === 0);
-        await this.db.close();
-      }
-      try {
-        await this.db.open();
-      } catch (e) {
-        this.shut = true;
-        throw cannot(`a write failed, and it cannot be opened again: ${(e as { cause?: Error }).cause?.message ?? (e as Error).message}`, e);
-      }
-    } finally {
-      this.holdingReads = false;
-    }
-    // A write whose sync failed may be in the log, and is back: read every name from disk again.
-    this.states.clear();
-    this.sealed.clear();
-    this.shut = this.damaged = false;
-  }
-
-  /** Resolves once `done` holds, checked as each operation using the database ends. */
-  private async until(done: () => boolean): Promise<void> {
-    while (!done()) await new Promise<void>((resolve) => (this.idle = resolve));
-    this.idle = undefined;
+  /** Runs fn on the open database (LevelReopener.using), its LevelDB failures in our terms. */
+  private using<T>(fn: () => Promise<T>, kind: OperationKind = 'read'): Promise<T> {
+    return this.reopener.using(fn, kind).catch((e: unknown) => Promise.reject(this.diskError(e, kind === 'write' ? 'written' : 'read')));
   }
 
   /** A failed write: see diskError. Either way the database is reopened before the next write. */
   private writeError(e: unknown): unknown {
-    this.damaged = true;
+    this.reopener.failed();
     return this.diskError(e, 'written');
   }
 

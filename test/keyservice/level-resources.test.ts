@@ -4,35 +4,11 @@
 // root, and raise again on the running child (prlimit --pid) as freeing space would; running
 // out of file descriptors, by opening files in the child until it has none.
 
-import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { LevelBackend } from '../../lib/keyservice/level-backend.ts';
-import { ROOT, tempDir } from '../support/helpers.ts';
-
-const hasPrlimit = spawnSync('prlimit', ['--version']).status === 0;
-
-/** The level-writer child under a soft file-size limit of `kib` KiB, and a way to send it commands. */
-function writer(dir: string, kib: number | 'unlimited') {
-  const child = spawn('bash', ['-c', `ulimit -S -f ${kib} && exec "$0" --import tsx test/support/level-writer.ts "$1"`, process.execPath, dir], { cwd: ROOT }) as ChildProcessWithoutNullStreams;
-  const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
-  let stderr = '';
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const next = async () => {
-    const r = await lines.next();
-    if (r.done) throw new Error(`level-writer ended: ${stderr}`);
-    return r.value;
-  };
-  return {
-    child,
-    ready: next,
-    send: async (command: string) => {
-      child.stdin.write(`${command}\n`);
-      return next();
-    },
-  };
-}
+import { hasPrlimit, raiseFileLimit, writer } from '../support/level-child.ts';
+import { tempDir } from '../support/helpers.ts';
 
 describe('LevelBackend on a full disk', function () {
   this.timeout(30_000);
@@ -62,7 +38,7 @@ describe('LevelBackend on a full disk', function () {
       expect(await w.ready()).to.equal('ready');
       expect(await w.send('put a 1000')).to.equal('ok 1');
       expect(await w.send('put big 100000')).to.match(/^error /);
-      expect(spawnSync('prlimit', ['--pid', String(w.child.pid), '--fsize=unlimited:']).status).to.equal(0);
+      raiseFileLimit(w);
       for (const name of ['b', 'c', 'd']) expect(await w.send(`put ${name} 1000`)).to.equal('ok 1');
       expect(await w.send('put a 1000')).to.equal('ok 2');
       expect(await w.send('close')).to.equal('ok closed');
