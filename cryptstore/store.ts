@@ -4,8 +4,11 @@
 // each tag's latest and next version in memory, so a put is a single synced LevelDB write and a
 // read of the latest version is a single LevelDB get. Every value is sealed with AES-256-GCM
 // under the store's data key, with AAD binding it to its store, tag and version (layout.ts).
+// After a write LevelDB could not carry out (a full disk), the database is reopened before the
+// next write (LevelReopener says why), so a store kept open (key-server) writes on safely.
 
 import { CertifierError } from '../lib/errors/index.ts';
+import { LevelReopener } from '../lib/files/index.ts';
 import { open as aeadOpen, randomBytes, seal, toHex, wipe } from '../lib/crypto/index.ts';
 import {
   CRYPTSTORE_FORMAT_VERSION, ENTRY_TYPES, MAX_VERSION, checkCryptstoreEntry, decode, encode,
@@ -76,6 +79,7 @@ export class Cryptstore {
   private readonly entryAad: (tag: string, version: number) => Uint8Array;
   private tail: Promise<unknown> = Promise.resolve();
   private closed = false;
+  private readonly reopener: LevelReopener;
 
   private constructor(
     readonly path: string,
@@ -86,6 +90,8 @@ export class Cryptstore {
     private readonly guard: StoreOptions['guardWrite'],
   ) {
     this.entryAad = L.entryAadFor(meta.storeId);
+    // A write whose sync failed may be in the log, and is back: each tag's versions are read again.
+    this.reopener = new LevelReopener(db, { dir: path, what: `the cryptstore at ${path}`, reopened: () => this.states.clear() });
   }
 
   /** True when `dir` looks like a cryptstore (without opening it). */
@@ -247,6 +253,7 @@ export class Cryptstore {
     if (this.closed) return;
     this.closed = true;
     await this.tail.catch(() => {});
+    await this.reopener.settled();
     wipe(this.dataKey);
     await this.db.close();
   }
@@ -257,23 +264,29 @@ export class Cryptstore {
   async get(tag: string, version = 0): Promise<Entry> {
     checkTag(tag);
     checkVersion(version, true);
-    const v = version || (await this.state(tag)).latest;
-    if (v === 0) throw new CertifierError('NOT_FOUND', `no item tagged ${shown(tag, 256)}`);
-    // A synchronous read: a cached LevelDB block is microseconds, and the asynchronous path
-    // costs more than that in thread hand-offs and garbage (see the benchmark notes in the README).
-    const raw = this.db.getSync(L.entryKey(tag, v));
-    if (raw === undefined) throw new CertifierError('NOT_FOUND', `no version ${v} of ${shown(tag, 256)}`);
-    return this.openEntry(tag, v, raw);
+    return this.reopener.using(async () => {
+      const v = version || (await this.state(tag)).latest;
+      if (v === 0) throw new CertifierError('NOT_FOUND', `no item tagged ${shown(tag, 256)}`);
+      // A synchronous read: a cached LevelDB block is microseconds, and the asynchronous path
+      // costs more than that in thread hand-offs and garbage (see the benchmark notes in the README).
+      const raw = this.db.getSync(L.entryKey(tag, v));
+      if (raw === undefined) throw new CertifierError('NOT_FOUND', `no version ${v} of ${shown(tag, 256)}`);
+      return this.openEntry(tag, v, raw);
+    });
   }
 
   /** Whether `tag` has any version now. */
   async has(tag: string): Promise<boolean> {
     checkTag(tag);
-    return (await this.state(tag)).latest > 0;
+    return this.reopener.using(async () => (await this.state(tag)).latest > 0);
   }
 
   /** Metadata of every entry (every version of every tag), sorted by tag then version. */
-  async list(): Promise<EntryInfo[]> {
+  list(): Promise<EntryInfo[]> {
+    return this.reopener.using(() => this.listAll());
+  }
+
+  private async listAll(): Promise<EntryInfo[]> {
     const out: EntryInfo[] = [];
     for await (const [key, raw] of this.db.iterator(L.ALL_ENTRIES)) {
       const k = L.parseEntryKey(key);
@@ -284,7 +297,11 @@ export class Cryptstore {
   }
 
   /** Decrypts and checks every record; never throws for a damaged record, reports it. */
-  async verify(): Promise<VerifyReport> {
+  verify(): Promise<VerifyReport> {
+    return this.reopener.using(() => this.verifyAll());
+  }
+
+  private async verifyAll(): Promise<VerifyReport> {
     const problems: VerifyReport['problems'] = [];
     const tags = new Set<string>();
     let entries = 0;
@@ -436,15 +453,23 @@ export class Cryptstore {
 
   // ---- internals --------------------------------------------------------------------------
 
-  /** One write of a change (its atomic batch), through the guard when one was given; FILE_ERROR when it fails. */
+  /**
+   * One write of a change (its atomic batch), through the guard when one was given; FILE_ERROR
+   * when it fails, and then the database is reopened before the next change.
+   */
   private write(what: string, w: () => Promise<void>): Promise<void> {
     const guarded = this.guard ? this.guard(what, w) : w();
-    return guarded.catch(writeFailed(this.path));
+    return guarded.catch((e: unknown) => {
+      this.reopener.failed();
+      return writeFailed(this.path)(e);
+    });
   }
 
+  /** Runs a change after the ones before it, on the database reopened first if a write failed. */
   private exclusive<T>(fn: () => Promise<T>): Promise<T> {
     if (this.closed) return Promise.reject(new CertifierError('INTERNAL', 'the cryptstore is closed'));
-    const run = this.tail.then(fn, fn);
+    const change = () => this.reopener.using(fn, 'write');
+    const run = this.tail.then(change, change);
     this.tail = run.catch(() => {});
     return run;
   }

@@ -1,0 +1,89 @@
+// A cryptstore kept open (key-server's) when the disk cannot take a write: the failure is
+// FILE_ERROR, the writes acknowledged after it (once there is room again) survive the next open,
+// and the store writes again with no restart. A full disk is met as a file-size limit (see
+// test/support/level-child.ts), set and lifted on the running child.
+
+import { join } from 'node:path';
+import { expect } from 'chai';
+import { hasPrlimit, raiseFileLimit, setFileLimit, writer } from '../support/level-child.ts';
+import { tempDir } from '../support/helpers.ts';
+
+/** Runs the writer on the cryptstore in `dir` under `kib`, sends `commands`, and returns the answers. */
+async function run(dir: string, kib: number | 'unlimited', commands: string[]): Promise<string[]> {
+  const w = writer(dir, kib, true);
+  try {
+    expect(await w.ready()).to.equal('ready');
+    const out: string[] = [];
+    for (const command of [...commands, 'close']) out.push(await w.send(command));
+    return out;
+  } finally {
+    w.child.kill();
+  }
+}
+
+describe('cryptstore on a full disk', function () {
+  this.timeout(30_000);
+  let tmp: ReturnType<typeof tempDir>;
+  let dir: string;
+  beforeEach(() => {
+    tmp = tempDir('cryptstore-full-');
+    dir = join(tmp.dir, 'store');
+  });
+  afterEach(() => tmp.cleanup());
+
+  it('keeps every write acknowledged after one the disk refused, once there is room again, at the next open', async function () {
+    if (!hasPrlimit) this.skip();
+    const w = writer(dir, 40, true);
+    try {
+      expect(await w.ready()).to.equal('ready');
+      expect(await w.send('put a 1000')).to.equal('ok 1');
+      expect(await w.send('put big 100000')).to.match(/^error FILE_ERROR .*cannot be written.*File too large/);
+      raiseFileLimit(w);
+      for (const tag of ['b', 'c', 'd']) expect(await w.send(`put ${tag} 1000`)).to.equal('ok 1');
+      expect(await w.send('put a 1000')).to.equal('ok 2');
+      expect(await w.send('close')).to.equal('ok closed');
+    } finally {
+      w.child.kill();
+    }
+    // Before the fix LevelDB appended them after a torn record, and this open dropped them all.
+    expect(await run(dir, 'unlimited', ['get a', 'get b', 'get c', 'get d', 'get big'])).to.deep.equal(['ok 2', 'ok 1', 'ok 1', 'ok 1', 'ok none', 'ok closed']);
+  });
+
+  it('writes again, with no restart, once there is room after LevelDB failed to flush its memtable', async function () {
+    if (!hasPrlimit) this.skip();
+    const w = writer(dir, 'unlimited', true);
+    let c = 0;
+    try {
+      expect(await w.ready()).to.equal('ready');
+      // Over LevelDB's 4 MiB memtable: the next write starts a new log and flushes these to a table.
+      for (let v = 1; v <= 5; v++) expect(await w.send('put a 1000000')).to.equal(`ok ${v}`);
+      setFileLimit(w, 1024); // no room for the table
+      expect(await w.send('put b 1000')).to.equal('ok 1');
+      // Until the flush fails, in the background, writes go on.
+      let answer = '';
+      for (let i = 0; i < 1000 && !answer.startsWith('error'); i++) {
+        answer = await w.send('put c 10');
+        if (answer.startsWith('ok')) c++;
+      }
+      expect(answer).to.match(/^error FILE_ERROR .*cannot be written/);
+      raiseFileLimit(w);
+      // Before the fix LevelDB refused this, and every write after it, until the store was reopened.
+      expect(await w.send('put d 10')).to.equal('ok 1');
+      expect(await w.send('put c 10')).to.equal(`ok ${c + 1}`);
+      expect(await w.send('close')).to.equal('ok closed');
+    } finally {
+      w.child.kill();
+    }
+    expect(await run(dir, 'unlimited', ['get a', 'get b', 'get c', 'get d'])).to.deep.equal(['ok 5', 'ok 1', `ok ${c + 1}`, 'ok 1', 'ok closed']);
+  });
+
+  it('opens with what was acknowledged after a run that wrote once and failed, and keeps the writes of the next run', async () => {
+    expect(await run(dir, 'unlimited', ['put a 1000'])).to.deep.equal(['ok 1', 'ok closed']);
+    const failed = await run(dir, 40, ['put a 1000', 'put big 100000']);
+    expect(failed[0]).to.equal('ok 2');
+    expect(failed[1]).to.match(/^error FILE_ERROR /);
+    // A command-line run opens, writes once and exits: the open after it recovers the log.
+    expect(await run(dir, 'unlimited', ['get a', 'put b 1000'])).to.deep.equal(['ok 2', 'ok 1', 'ok closed']);
+    expect(await run(dir, 'unlimited', ['get a', 'get b', 'get big'])).to.deep.equal(['ok 2', 'ok 1', 'ok none', 'ok closed']);
+  });
+});
