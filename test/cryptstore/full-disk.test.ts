@@ -5,21 +5,10 @@
 
 import { join } from 'node:path';
 import { expect } from 'chai';
-import { hasPrlimit, raiseFileLimit, setFileLimit, writer } from '../support/level-child.ts';
+import { hasPrlimit, raiseFileLimit, runWriter, writer, writesAgainAfterFailedFlush } from '../support/level-child.ts';
 import { tempDir } from '../support/helpers.ts';
 
-/** Runs the writer on the cryptstore in `dir` under `kib`, sends `commands`, and returns the answers. */
-async function run(dir: string, kib: number | 'unlimited', commands: string[]): Promise<string[]> {
-  const w = writer(dir, kib, true);
-  try {
-    expect(await w.ready()).to.equal('ready');
-    const out: string[] = [];
-    for (const command of [...commands, 'close']) out.push(await w.send(command));
-    return out;
-  } finally {
-    w.child.kill();
-  }
-}
+const run = (dir: string, kib: number | 'unlimited', commands: string[]) => runWriter(dir, kib, commands, true);
 
 describe('cryptstore on a full disk', function () {
   this.timeout(30_000);
@@ -51,30 +40,7 @@ describe('cryptstore on a full disk', function () {
 
   it('writes again, with no restart, once there is room after LevelDB failed to flush its memtable', async function () {
     if (!hasPrlimit) this.skip();
-    const w = writer(dir, 'unlimited', true);
-    let c = 0;
-    try {
-      expect(await w.ready()).to.equal('ready');
-      // Over LevelDB's 4 MiB memtable: the next write starts a new log and flushes these to a table.
-      for (let v = 1; v <= 5; v++) expect(await w.send('put a 1000000')).to.equal(`ok ${v}`);
-      setFileLimit(w, 1024); // no room for the table
-      expect(await w.send('put b 1000')).to.equal('ok 1');
-      // Until the flush fails, in the background, writes go on.
-      let answer = '';
-      for (let i = 0; i < 1000 && !answer.startsWith('error'); i++) {
-        answer = await w.send('put c 10');
-        if (answer.startsWith('ok')) c++;
-      }
-      expect(answer).to.match(/^error FILE_ERROR .*cannot be written/);
-      raiseFileLimit(w);
-      // Before the fix LevelDB refused this, and every write after it, until the store was reopened.
-      expect(await w.send('put d 10')).to.equal('ok 1');
-      expect(await w.send('put c 10')).to.equal(`ok ${c + 1}`);
-      expect(await w.send('close')).to.equal('ok closed');
-    } finally {
-      w.child.kill();
-    }
-    expect(await run(dir, 'unlimited', ['get a', 'get b', 'get c', 'get d'])).to.deep.equal(['ok 5', 'ok 1', `ok ${c + 1}`, 'ok 1', 'ok closed']);
+    await writesAgainAfterFailedFlush(dir, true);
   });
 
   it('opens with what was acknowledged after a run that wrote once and failed, and keeps the writes of the next run', async () => {

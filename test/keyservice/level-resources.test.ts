@@ -7,7 +7,7 @@
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { LevelBackend } from '../../lib/keyservice/level-backend.ts';
-import { hasPrlimit, raiseFileLimit, writer } from '../support/level-child.ts';
+import { hasPrlimit, raiseFileLimit, writer, writesAgainAfterFailedFlush } from '../support/level-child.ts';
 import { tempDir } from '../support/helpers.ts';
 
 describe('LevelBackend on a full disk', function () {
@@ -53,6 +53,11 @@ describe('LevelBackend on a full disk', function () {
     } finally {
       await backend.close();
     }
+  });
+
+  it('writes again, with no restart, once there is room after LevelDB failed to flush its memtable', async function () {
+    if (!hasPrlimit) this.skip();
+    await writesAgainAfterFailedFlush(join(tmp.dir, 'data'));
   });
 
   it('answers FILE_ERROR while the process has no file descriptor left, and writes again once it has', async () => {

@@ -44,3 +44,48 @@ export function setFileLimit(w: Writer, kib: number | 'unlimited'): void {
 
 /** Lifts the running child's file-size limit, as freeing space on its disk would. */
 export const raiseFileLimit = (w: Writer) => setFileLimit(w, 'unlimited');
+
+/** Runs the writer on `dir` under `kib`, sends `commands` then "close", and returns the answers. */
+export async function runWriter(dir: string, kib: number | 'unlimited', commands: string[], cryptstore = false): Promise<string[]> {
+  const w = writer(dir, kib, cryptstore);
+  try {
+    expect(await w.ready()).to.equal('ready');
+    const out: string[] = [];
+    for (const command of [...commands, 'close']) out.push(await w.send(command));
+    return out;
+  } finally {
+    w.child.kill();
+  }
+}
+
+/**
+ * Makes LevelDB's background flush of its memtable fail (over 4 MiB of "a" in it, then a 1 MiB
+ * file-size limit: no room for the table), lifts the limit, and expects the next writes to be
+ * taken with no restart, and every acknowledged one to be there at the next open. Before the
+ * reopen after a failed write, LevelDB refused every write after the flush failed.
+ */
+export async function writesAgainAfterFailedFlush(dir: string, cryptstore = false): Promise<void> {
+  const w = writer(dir, 'unlimited', cryptstore);
+  let c = 0;
+  try {
+    expect(await w.ready()).to.equal('ready');
+    // The write after these starts a new log and flushes them to a table in the background.
+    for (let v = 1; v <= 5; v++) expect(await w.send('put a 1000000')).to.equal(`ok ${v}`);
+    setFileLimit(w, 1024);
+    expect(await w.send('put b 1000')).to.equal('ok 1');
+    // Until the flush fails, writes go on.
+    let answer = '';
+    for (let i = 0; i < 1000 && !answer.startsWith('error'); i++) {
+      answer = await w.send('put c 10');
+      if (answer.startsWith('ok')) c++;
+    }
+    expect(answer).to.match(/^error FILE_ERROR .*cannot be written/);
+    raiseFileLimit(w);
+    expect(await w.send('put d 10')).to.equal('ok 1');
+    expect(await w.send('put c 10')).to.equal(`ok ${c + 1}`);
+    expect(await w.send('close')).to.equal('ok closed');
+  } finally {
+    w.child.kill();
+  }
+  expect(await runWriter(dir, 'unlimited', ['get a', 'get b', 'get c', 'get d'], cryptstore)).to.deep.equal(['ok 5', 'ok 1', `ok ${c + 1}`, 'ok 1', 'ok closed']);
+}
