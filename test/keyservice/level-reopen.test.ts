@@ -110,7 +110,7 @@ describe('LevelBackend reopening after a failed write', function () {
       inner.db.get = get;
       copying.open(); // the reopen now waits for the slow read alone, holding the next ones back
       await backup;
-      while (!(b as unknown as { holdingReads: boolean }).holdingReads) await new Promise((r) => setImmediate(r));
+      while (!(b as unknown as { reopener: { holdingReads: boolean } }).reopener.holdingReads) await new Promise((r) => setImmediate(r));
       const held = b.get('a', 0);
       expect(await within(held, 100)).to.equal('pending');
       reading.open();
