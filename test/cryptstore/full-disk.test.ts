@@ -52,4 +52,21 @@ describe('cryptstore on a full disk', function () {
     expect(await run(dir, 'unlimited', ['get a', 'put b 1000'])).to.deep.equal(['ok 2', 'ok 1', 'ok closed']);
     expect(await run(dir, 'unlimited', ['get a', 'get b', 'get big'])).to.deep.equal(['ok 2', 'ok 1', 'ok none', 'ok closed']);
   });
+
+  it('answers FILE_ERROR while the process has no file descriptor left, and writes again once it has', async () => {
+    const w = writer(dir, 'unlimited', true);
+    try {
+      expect(await w.ready()).to.equal('ready');
+      // Over LevelDB's 4 MiB memtable: the next write needs a new log file.
+      expect(await w.send('put a 4200000')).to.equal('ok 1');
+      expect(await w.send('exhaust')).to.match(/^error EMFILE/);
+      expect(await w.send('put b 1000')).to.match(/^error FILE_ERROR .*cannot be written: this process has no file descriptor left/);
+      expect(await w.send('release')).to.equal('ok released');
+      expect(await w.send('put b 1000')).to.equal('ok 1');
+      expect(await w.send('close')).to.equal('ok closed');
+    } finally {
+      w.child.kill();
+    }
+    expect(await run(dir, 'unlimited', ['get a', 'get b'])).to.deep.equal(['ok 1', 'ok 1', 'ok closed']);
+  });
 });

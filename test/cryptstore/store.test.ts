@@ -269,6 +269,13 @@ describe('cryptstore', () => {
       expect(diskFailure({ cause: { message: 'IO error: /s/MANIFEST-000027: File too large' } }, '/s')?.message).to.contain('a file size limit is reached');
     });
 
+    it('says a process out of file descriptors is (FILE_ERROR), and claims an open that failed on an I/O error changed nothing only where it knows', () => {
+      const e = diskFailure({ cause: { message: 'IO error: /s/000009.log: Too many open files' } }, '/s');
+      expect([e?.code, e?.message]).to.deep.equal(['FILE_ERROR', 'the cryptstore at /s cannot be written: this process has no file descriptor left (ulimit -n, LimitNOFILE=): IO error: /s/000009.log: Too many open files']);
+      expect(diskFailure({ cause: { message: 'IO error: /s/000009.log: Too many open files' } }, '/s', true)?.message).to.contain('/s cannot be opened (what it holds is unchanged): this process has no file descriptor left');
+      expect(diskFailure({ cause: { message: 'IO error: /s/CURRENT: Input/output error' } }, '/s', true)?.message).to.equal('the cryptstore at /s cannot be opened: IO error: /s/CURRENT: Input/output error');
+    });
+
     it('refuses a key file shorter than 32 bytes', () => {
       expect(() => new KeyFileProtector(randomBytes(31))).to.throw(CertifierError).with.property('code', 'INVALID_INPUT');
     });
