@@ -18,7 +18,7 @@ import { STORAGE_KEY_TAG } from '../lib/keyservice/keystore.ts';
 import { verifyRoleCredential } from '../lib/keyservice/roles.ts';
 import { sameKey } from '../lib/policy/index.ts';
 import { Cryptstore } from '../cryptstore/index.ts';
-import { addExamples, createProgram, domainName, run, versionOf, subcommand, note, printLines, printText, warn, type JsonOption, type Result } from './common/cli.ts';
+import { addExamples, checkAnswer, createProgram, domainName, run, versionOf, subcommand, note, printLines, printText, warn, type JsonOption, type Result } from './common/cli.ts';
 import { openStore, storeOptions, type ProtectionOptions } from './common/protection.ts';
 import { parseHostPort, parseMeasurementHex, readCertificateFile, readPrivateKeyFile } from './common/keys.ts';
 import { outputResult, readInput, storeFiles, writeOutput } from './common/io.ts';
@@ -198,7 +198,11 @@ subcommand<JsonOption>(program, 'check-names',
   'check that retrieve would take NAME... into the cryptstore, reading and connecting to nothing: exit 0, or 2 naming each refused and why',
   async (_o, args) => {
     const names = [...new Set(args)];
-    checkFetchNames({}, names);
+    try {
+      checkFetchNames({}, names);
+    } catch (e) {
+      throw checkAnswer(e);
+    }
     return { json: { count: names.length } };
   })
   .argument('<name...>', 'resource names (after --, a name may begin with "-")');

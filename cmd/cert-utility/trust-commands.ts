@@ -16,7 +16,7 @@ import { AUTHORITY_PLATFORM, endsWithPolicyCert, initTrust, noRenewalPast, ROLE_
 import { checkRoleName, issueRoleCert } from '../../lib/keyservice/roles.ts';
 import { storeFiles } from '../common/io.ts';
 import { openToCertify } from '../common/new-store.ts';
-import { collect, domainName, fileOut, intInRange, note, subcommand, warn, type JsonOption } from '../common/cli.ts';
+import { checkAnswer, collect, domainName, fileOut, intInRange, note, subcommand, warn, type JsonOption } from '../common/cli.ts';
 import { storeOptions, withProtector, type ProtectionOptions } from '../common/protection.ts';
 import { loadPlatform } from '../common/platform.ts';
 import { KEY_FILE_LIMIT, measureFile, parseHostPort, publicKeyFrom, parseMeasurementHex, readCertificateFile, readMeasurementFile, readPrivateKeyFile, readPublicKeyFile } from '../common/keys.ts';
@@ -87,7 +87,7 @@ export function addTrustCommands(program: Command): void {
   subcommand<JsonOption>(program, 'check-domain', 'check that --domain takes DOMAIN, reading and writing nothing: exit 0, or 2 saying why not',
     async (_o, args) => {
       const problem = domainProblem(args[0]!);
-      if (problem) throw new CertifierError('USAGE', `${problem}, not ${shown(args[0]!)}`);
+      if (problem) throw checkAnswer(new CertifierError('USAGE', `${problem}, not ${shown(args[0]!)}`));
       return { json: { domain: args[0] } };
     })
     .argument('<domain>', 'the policy domain, e.g. datica')
