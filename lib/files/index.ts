@@ -11,4 +11,4 @@ export * from './read.ts';
 export * from './places.ts';
 export * from './write.ts';
 export { holdingSignals } from './signals.ts';
-export { LevelReopener, type OperationKind, type Reopenable, type ReopenOptions } from './level-reopen.ts';
+export { LevelReopener, type OperationKind } from './level-reopen.ts';

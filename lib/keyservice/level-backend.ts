@@ -77,6 +77,7 @@ const MARK = 'h!';
 export const STATE_NAMES = 20_000;
 /** Deleted records whose markers start a compaction of the keys they span. */
 export const COMPACT_AFTER = 1000;
+
 const recordKey = (name: string, version: number) => `${RECORD}${name}\u0000${version.toString(16).padStart(8, '0')}`;
 const nameRange = (name: string) => ({ gt: `${RECORD}${name}\u0000`, lt: `${RECORD}${name}\u0001` });
 
