@@ -25,6 +25,8 @@ export interface OpenedPostgres {
   /** The database, password removed, for the start-up line. */
   describe: string;
   close(): Promise<void>;
+  /** close, for a start refused before it served: removes the --data this start made (DataDirLock). */
+  closeUnused(): Promise<void>;
 }
 
 /**
@@ -206,22 +208,21 @@ export async function pgUrlOf(program: string, o: PostgresOptions): Promise<stri
 
 /** Opens the backend at `url` (from pgUrlOf) for replica o.replicaId (checked by replicaIdArg), holding --data's lock. */
 export async function openPostgres(url: string, o: PostgresOptions, log: (r: object) => void): Promise<OpenedPostgres> {
-  const unlock = await lockDataDir(o.data);
+  const lock = await lockDataDir(o.data);
   let backend: PgBackend;
   try {
     backend = await PgBackend.open({ url, ...(o.pgPoolSize ? { poolSize: o.pgPoolSize } : {}), log: (r) => log({ ...r, replica: o.replicaId }) });
   } catch (e) {
-    await unlock();
+    await lock.releaseUnused();
     throw e;
   }
-  return {
-    backend, replicaId: o.replicaId, describe: `${redactUrl(url)} (replica ${o.replicaId})`,
-    close: async () => {
-      try {
-        await backend.close();
-      } finally {
-        await unlock();
-      }
-    },
+  const closeThen = (unlock: () => Promise<void>) => async () => {
+    try {
+      await backend.close();
+    } finally {
+      await unlock();
+    }
   };
+  // closeUnused: a start refused before it served leaves no --data it made, as with LevelDB.
+  return { backend, replicaId: o.replicaId, describe: `${redactUrl(url)} (replica ${o.replicaId})`, close: closeThen(lock.release), closeUnused: closeThen(lock.releaseUnused) };
 }

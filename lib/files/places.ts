@@ -188,6 +188,18 @@ export async function makeDirs(dir: string, mode: number): Promise<string | unde
   return first;
 }
 
+/**
+ * Undoes makeDirs once what was put in its directories is gone: removes `dir` and each directory
+ * above it up to `top` (makeDirs' result, the first it made), stopping at one that is not empty
+ * (another's file in it, say). Best effort: what cannot be removed stays.
+ */
+export async function unmakeDirs(dir: string, top: string): Promise<void> {
+  const last = resolve(top);
+  for (let d = resolve(dir); d === last || d.startsWith(last + sep); d = dirname(d)) {
+    if (!(await fs.rmdir(d).then(() => true, () => false)) || d === last) break;
+  }
+}
+
 /** Makes a directory's entries (a rename, a new file) durable. */
 export async function syncDir(dir: string): Promise<void> {
   let h: fs.FileHandle | undefined;

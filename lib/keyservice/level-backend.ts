@@ -38,7 +38,7 @@ import { dirname, join, resolve } from 'node:path';
 import { Level } from 'level';
 import { CertifierError } from '../errors/index.ts';
 import { unmakeHeld } from '../../cryptstore/db.ts';
-import { describeErrno, LevelReopener, makeDirs, syncDir, type OperationKind } from '../files/index.ts';
+import { describeErrno, LevelReopener, makeDirs, syncDir, unmakeDirs, type OperationKind } from '../files/index.ts';
 import { KEY_ID_FILE, UNFINISHED_FILE } from './backups.ts';
 import { LruMap } from '../util/lru.ts';
 import { compareNames, decode, encode } from '../wire/index.ts';
@@ -251,9 +251,7 @@ export class LevelBackend implements KeyBackend {
     if (this.closed) return;
     const top = this.madeDir === undefined ? undefined : resolve(this.madeDir);
     if (top !== undefined && !(await this.holdsRecords().catch(() => true)) && unmakeHeld(this.path, false)) {
-      for (let d = dirname(resolve(this.path)); d.startsWith(top) && d !== dirname(d); d = dirname(d)) {
-        if (!(await fs.rmdir(d).then(() => true, () => false))) break; // another's file in it, say
-      }
+      await unmakeDirs(dirname(resolve(this.path)), top);
     }
     await this.close();
   }

@@ -9,7 +9,8 @@
 // Everyone else, or everyone when the flag is off, gets RESERVED_NAME as before. The joining
 // side pins the serving replica to its own measurement too (lib/keyclient/replica-join.ts).
 
-import { makeDirs } from '../files/index.ts';
+import { makeDirs, unmakeDirs } from '../files/index.ts';
+import { unmakeHeld } from '../../cryptstore/db.ts';
 import { join } from 'node:path';
 import { CertifierError } from '../errors/index.ts';
 import { encode, type CryptstoreEntry } from '../wire/index.ts';
@@ -49,10 +50,32 @@ export class ReplicaJoin {
   }
 }
 
-/** Takes DIR for this process, until the returned release is called or the process ends (holdLock). */
-export async function lockDataDir(dir: string): Promise<() => Promise<void>> {
-  await makeDirs(dir, 0o700).catch((e: Error) => {
+export interface DataDirLock {
+  release(): Promise<void>;
+  /**
+   * For a start refused before it served: releases the lock and, if lockDataDir made DIR, removes
+   * the lock's directory while the lock is still held (unmakeHeld), then DIR and the directories
+   * above it that it made, each if empty (the audit log in DIR is removed before, by its own
+   * closeUnused). A DIR that was there keeps the lock's directory.
+   */
+  releaseUnused(): Promise<void>;
+}
+
+/** Takes DIR for this process, until the returned lock is released or the process ends (holdLock). */
+export async function lockDataDir(dir: string): Promise<DataDirLock> {
+  const made = await makeDirs(dir, 0o700).catch((e: Error) => {
     throw new CertifierError('FILE_ERROR', `cannot use ${dir} as the key-server data directory: ${e.message}`, { cause: e });
   });
-  return holdLock(join(dir, LOCK_DIR), `the key-server data directory is in use by another process (${dir}): give each replica its own --data`);
+  const lockDir = join(dir, LOCK_DIR);
+  const release = await holdLock(lockDir, `the key-server data directory is in use by another process (${dir}): give each replica its own --data`);
+  return {
+    release,
+    releaseUnused: async () => {
+      try {
+        if (made !== undefined && unmakeHeld(lockDir, false)) await unmakeDirs(dir, made);
+      } finally {
+        await release();
+      }
+    },
+  };
 }

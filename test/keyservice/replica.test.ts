@@ -224,12 +224,12 @@ describe('lockDataDir', () => {
 
   it('gives a replica\'s data directory to one holder at a time, and back once released', async () => {
     const dir = join(tmp.dir, 'data');
-    const release = await lockDataDir(dir);
+    const { release } = await lockDataDir(dir);
     expect(statSync(dir).mode & 0o777, 'made for its owner only: it holds the audit log').to.equal(0o700);
     const e = await rejects(lockDataDir(dir), 'STORE_LOCKED');
     expect(e.message).to.match(/give each replica its own --data/);
     await release();
-    await (await lockDataDir(dir))();
+    await (await lockDataDir(dir)).release();
   });
 
   it('keeps another process out while held, and is free again the moment its holder is killed', async function () {
@@ -248,6 +248,6 @@ describe('lockDataDir', () => {
       holder.kill('SIGKILL');
       await new Promise((r) => (holder.exitCode !== null || holder.signalCode !== null ? r(undefined) : holder.once('exit', r)));
     }
-    await (await lockDataDir(dir))();
+    await (await lockDataDir(dir)).release();
   });
 });

@@ -6,7 +6,7 @@
 
 import { expect } from 'chai';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isCertifierError } from '../../lib/errors/index.ts';
 import type { KeyClient } from '../../lib/keyclient/index.ts';
@@ -99,6 +99,8 @@ if (!bin) {
       expectFailure(alone, 1, 'NOT_FOUND');
       expect(alone.stderr).to.match(/key-server join/).and.not.contain('pw-s3cret');
       expect(alone.stderr.match(/the password in --pg-url is visible/g)).to.have.length(1);
+      // A start refused before it serves leaves no --data it made (its lock directory inside), as on LevelDB.
+      expect(existsSync(d.path('alone')), 'the --data the refused start made').to.equal(false);
       // A machine of another measurement cannot join: key-server join pins the serving replica to
       // its own measurement, and the serving replica keeps the name reserved for it.
       const other = await run('key-server', joinArgs(alice, r1));
@@ -129,6 +131,23 @@ if (!bin) {
       expectFailure(shared, 1, 'STORE_LOCKED');
       expect(shared.stderr).to.contain('give each replica its own --data');
       expect(existsSync(join(r1.data, 'audit-r2.jsonl'))).to.equal(false);
+      // One refused for its port (r1's) removes the --data it made and the folder above it it made;
+      // a --data that was there keeps what was in it.
+      const made = d.path('refused-start');
+      const taken = await run('key-server', ['serve', '--backend', 'postgres', '--pg-url', url, '--replica-id', 'r2', '--domain', d.name, '--policy-cert', d.policyCertFile, '--data', join(made, 'data'), '--listen', r1.address, ...ks2.storeArgs]);
+      expectFailure(taken, 1, 'INVALID_INPUT');
+      expect(taken.stderr).to.contain('address already in use');
+      expect(existsSync(made), 'the folders the refused start made').to.equal(false);
+      // So does one whose database is missing.
+      const noDatabase = url.replace(/\/keys$/, '/no-such-keys');
+      expect(noDatabase).to.not.equal(url);
+      expectFailure(await run('key-server', ['serve', '--backend', 'postgres', '--pg-url', noDatabase, '--replica-id', 'r2', '--domain', d.name, '--policy-cert', d.policyCertFile, '--data', join(made, 'data'), '--listen', '127.0.0.1:0', ...ks2.storeArgs]), 1, 'NOT_FOUND');
+      expect(existsSync(made), 'the folders the start refused by the database made').to.equal(false);
+      const there = d.path('there-data');
+      mkdirSync(there);
+      writeFileSync(join(there, 'notes.txt'), 'kept\n');
+      expectFailure(await run('key-server', ['serve', '--backend', 'postgres', '--pg-url', url, '--replica-id', 'r2', '--domain', d.name, '--policy-cert', d.policyCertFile, '--data', there, '--listen', r1.address, ...ks2.storeArgs]), 1, 'INVALID_INPUT');
+      expect(readdirSync(there)).to.include('notes.txt');
       // The start-up line names the database, its password (in the environment, as the README says) masked.
       r2 = await startReplica(ks2, 'r2', { urlInEnv: withPassword });
       expect(r2.child.stderr).to.match(/data in postgres:\/\/postgres:\*\*\*@127\.0\.0\.1:\d+\/keys \(replica r2\)/).and.not.contain('pw-s3cret');

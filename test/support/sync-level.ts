@@ -15,7 +15,7 @@ const record = (name: string, version: number): StoredRecord => ({
   name, version, type: 'binary-blob', exportable: false, timeEntered: new Date().toISOString(), size: 32, ciphertext: randomBytes(60),
 });
 
-const release = await lockDataDir(join(dirname(data), 'locked', 'data'));
+const { release } = await lockDataDir(join(dirname(data), 'locked', 'data'));
 await prepareBackupDir(join(dirname(data), 'backups', 'deep'));
 mark('dirs made');
 await release();
