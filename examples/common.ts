@@ -174,7 +174,9 @@ export class Scenario {
     await Promise.all(this.children.map((c) => this.terminate(c)));
     if (!this.keep) rmSync(this.dir, { recursive: true, force: true });
     const secs = ((Date.now() - this.started) / 1000).toFixed(1);
-    write(ok ? `${this.name}: SUCCESS in ${secs}s\n` : `${this.name}: FAILED after ${secs}s${this.keep ? ` (files kept in ${this.dir})` : ''}\n`);
+    // KEEP_DEMO=1 keeps the folder whatever the outcome, and says where.
+    const kept = this.keep ? ` (files kept in ${this.dir})` : '';
+    write(ok ? `${this.name}: SUCCESS in ${secs}s${kept}\n` : `${this.name}: FAILED after ${secs}s${kept}\n`);
   }
 }
 

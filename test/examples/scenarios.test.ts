@@ -65,6 +65,8 @@ describe('runnable scenarios', function () {
     const r = await runScenario('scenario1', tmp.dir, false, undefined, 'SIGTERM', { umask: '000', env: { KEEP_DEMO: '1' } });
     expect(r.status, r.out + r.err).to.equal(0);
     const [kept] = readdirSync(tmp.dir).filter((n) => n.startsWith('scenario1-'));
+    // KEEP_DEMO=1 keeps the folder, and the last line says where.
+    expect(r.out).to.match(/scenario1: SUCCESS in [\d.]+s \(files kept in (.*)\)\n$/).and.contain(`(files kept in ${join(tmp.dir, kept!)})`);
     const modes = new Map<string, number>();
     const walk = (rel: string): void => {
       for (const e of readdirSync(join(tmp.dir, kept!, rel), { withFileTypes: true })) {
