@@ -5,7 +5,7 @@ import { promises as fs, readdirSync, rmdirSync, rmSync, type Stats } from 'node
 import { join } from 'node:path';
 import { Level } from 'level';
 import { CertifierError } from '../lib/errors/index.ts';
-import { describeErrno, fileError, makeDirs, ownDirProblem } from '../lib/files/index.ts';
+import { describeErrno, fileError, levelFileError, makeDirs, ownDirProblem } from '../lib/files/index.ts';
 
 export type Db = Level<string, Uint8Array>;
 
@@ -54,23 +54,13 @@ export async function openDb(dir: string, create: boolean): Promise<Db> {
 }
 
 /**
- * A LevelDB failure that is the disk's (full, read-only, failing) or this process's (no file
- * descriptor left): FILE_ERROR saying so, rather than a damaged store or a bug; undefined for any
- * other failure. `opening`: LevelDB writes (a new log and manifest) as it opens a store, so a
- * command that only reads it meets the disk there; what the store holds is then unchanged, but
- * for an I/O error, which may have come from anywhere.
+ * A LevelDB failure that is a file operation's (the disk full, read-only or failing, a limit
+ * reached: see levelFileError): FILE_ERROR saying so, rather than a damaged store or a bug;
+ * undefined for any other failure. `opening`: LevelDB writes (a new log and manifest) as it opens
+ * a store, so a command that only reads it meets the disk there.
  */
 export function diskFailure(e: unknown, dir: string, opening = false): CertifierError | undefined {
-  const message = (e as { cause?: { message?: string }; message?: string })?.cause?.message ?? (e as Error)?.message ?? '';
-  if (!/No space left|Read-only file system|Input\/output error|Disk quota|File too large|Too many open files/i.test(message)) return undefined;
-  const why = /No space left|Disk quota/i.test(message) ? 'the disk is full'
-    : /File too large/i.test(message) ? `a file size limit is reached (ulimit -f, LimitFSIZE=): ${message}`
-    : /Too many open files/i.test(message) ? `this process has no file descriptor left (ulimit -n, LimitNOFILE=): ${message}`
-    : message;
-  const writesToOpen = /No space left|Disk quota|File too large|Read-only file system/i.test(message) ? ', as LevelDB writes to a store to open it' : '';
-  const unchanged = /Input\/output error/i.test(message) ? '' : ' (what it holds is unchanged)';
-  const what = opening ? `cannot be opened${writesToOpen}${unchanged}` : 'cannot be written';
-  return new CertifierError('FILE_ERROR', `the cryptstore at ${dir} ${what}: ${why}`, { cause: e });
+  return levelFileError(e, `the cryptstore at ${dir}`, opening ? 'opened' : 'written');
 }
 
 /** Rejects with diskFailure's error where there is one, else with `e`. */

@@ -1,4 +1,5 @@
-// A failed file operation in words: what it met, and the CertifierError a command reports.
+// A failed file operation in words: what it met, and the CertifierError a command reports; and
+// the failures that are its disk's or a limit's, by errno, in one vocabulary.
 
 import { dirname } from 'node:path';
 import { CertifierError } from '../errors/index.ts';
@@ -21,4 +22,40 @@ export function fileError(what: string, path: string, cause: unknown): Certifier
   // Writing, a missing name is a directory on the way: the file itself is created.
   const why = code === 'ENOENT' && what === 'write' ? `no directory ${dirname(path)}` : describeErrno(cause);
   return new CertifierError(code === 'EEXIST' ? 'ALREADY_EXISTS' : 'FILE_ERROR', `cannot ${what} ${path}: ${why}`, { cause });
+}
+
+/**
+ * The failures that are not a file's or a call's but its disk's (full, a used-up quota,
+ * read-only, failing) or a limit's (a file size limit, no file descriptor left for this process
+ * or for the system), by errno code: what the C library says of each (strerror, all LevelDB
+ * passes on) and what we say.
+ */
+const DISK_ERRNOS = {
+  ENOSPC: { text: 'No space left on device', words: 'the disk is full' },
+  EDQUOT: { text: 'Disk quota exceeded', words: 'the disk quota is used up' },
+  EFBIG: { text: 'File too large', words: 'a file size limit is reached (ulimit -f, LimitFSIZE=)' },
+  EROFS: { text: 'Read-only file system', words: 'the file system is read-only' },
+  EIO: { text: 'Input/output error', words: 'the disk reported an I/O error' },
+  EMFILE: { text: 'Too many open files', words: 'this process has no file descriptor left (ulimit -n, LimitNOFILE=)' },
+  ENFILE: { text: 'Too many open files in system', words: 'the system has no file descriptor left (fs.file-max)' },
+} as const;
+
+export type DiskErrno = keyof typeof DISK_ERRNOS;
+
+const isDiskErrno = (code: unknown): code is DiskErrno => typeof code === 'string' && Object.hasOwn(DISK_ERRNOS, code);
+
+/** The errno of a failed file operation (Node's error) where it is its disk's or a limit's. */
+export function diskErrno(cause: unknown): DiskErrno | undefined {
+  const code = (cause as NodeJS.ErrnoException)?.code;
+  return isDiskErrno(code) ? code : undefined;
+}
+
+/** The errno of the disk's or a limit's whose C library text (strerror) is `text`. */
+export function diskErrnoOfText(text: string): DiskErrno | undefined {
+  return (Object.keys(DISK_ERRNOS) as DiskErrno[]).find((code) => DISK_ERRNOS[code].text === text);
+}
+
+/** What a disk's or a limit's errno means, in words ("the disk is full"). */
+export function describeDiskErrno(code: DiskErrno): string {
+  return DISK_ERRNOS[code].words;
 }

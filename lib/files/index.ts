@@ -4,7 +4,8 @@
 //
 // errno.ts: failures in words; read.ts: reading with a cap; places.ts: where a file may go, and
 // directories; write.ts: atomic writes, all-or-none commits, leftovers; signals.ts: signals while
-// secrets are written; level-reopen.ts: a LevelDB database reopened after a failed write.
+// secrets are written; level-reopen.ts: a LevelDB database reopened after a failed write;
+// level-failure.ts: a LevelDB failure that is a file operation's, in words.
 
 export * from './errno.ts';
 export * from './read.ts';
@@ -12,3 +13,4 @@ export * from './places.ts';
 export * from './write.ts';
 export { holdingSignals } from './signals.ts';
 export { LevelReopener, type OperationKind } from './level-reopen.ts';
+export { levelFileError } from './level-failure.ts';

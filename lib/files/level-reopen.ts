@@ -15,6 +15,7 @@ import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { CertifierError } from '../errors/index.ts';
 import { describeErrno } from './errno.ts';
+import { describeLevelFailure } from './level-failure.ts';
 
 /** Free space a reopen needs beyond what LevelDB's logs hold: a new manifest, and slack. */
 const REOPEN_MARGIN = 1024 * 1024;
@@ -130,7 +131,7 @@ export class LevelReopener {
         await this.db.open();
       } catch (e) {
         this.shut = true;
-        throw cannot(`a write failed, and it cannot be opened again: ${(e as { cause?: Error }).cause?.message ?? (e as Error).message}`, e);
+        throw cannot(`a write failed, and it cannot be opened again: ${describeLevelFailure(e)}`, e);
       }
     } finally {
       this.holdingReads = false;

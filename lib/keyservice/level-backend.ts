@@ -38,7 +38,7 @@ import { dirname, join, resolve } from 'node:path';
 import { Level } from 'level';
 import { CertifierError } from '../errors/index.ts';
 import { unmakeHeld } from '../../cryptstore/db.ts';
-import { describeErrno, LevelReopener, makeDirs, syncDir, unmakeDirs, type OperationKind } from '../files/index.ts';
+import { describeErrno, LevelReopener, levelFileError, makeDirs, syncDir, unmakeDirs, type OperationKind } from '../files/index.ts';
 import { KEY_ID_FILE, UNFINISHED_FILE } from './backups.ts';
 import { LruMap } from '../util/lru.ts';
 import { compareNames, decode, encode } from '../wire/index.ts';
@@ -78,6 +78,8 @@ export const STATE_NAMES = 20_000;
 /** Deleted records whose markers start a compaction of the keys they span. */
 export const COMPACT_AFTER = 1000;
 
+/** How errors name the database in `dir`. */
+const keyDatabase = (dir: string) => `the key database in ${dir}`;
 const recordKey = (name: string, version: number) => `${RECORD}${name}\u0000${version.toString(16).padStart(8, '0')}`;
 const nameRange = (name: string) => ({ gt: `${RECORD}${name}\u0000`, lt: `${RECORD}${name}\u0001` });
 
@@ -193,7 +195,7 @@ export class LevelBackend implements KeyBackend {
     this.compactAfter = tuning.compactAfter ?? COMPACT_AFTER;
     this.reopener = new LevelReopener(db, {
       dir: path,
-      what: `the key database in ${path}`,
+      what: keyDatabase(path),
       // A write whose sync failed may be in the log, and is back: read every name from disk again.
       reopened: () => {
         this.states.clear();
@@ -217,6 +219,9 @@ export class LevelBackend implements KeyBackend {
       if (cause?.code === 'LEVEL_LOCKED') {
         throw new CertifierError('STORE_LOCKED', `the key-server data directory is in use by another process (${dir})`, { cause: e, details: { path: dir } });
       }
+      // A full disk, say: LevelDB writes to a database to open it.
+      const file = levelFileError(e, keyDatabase(dir), 'opened');
+      if (file) throw file;
       throw new CertifierError('STORE_FORMAT', `cannot open ${dir} as a key-server database: ${cause?.message ?? (e as Error).message}`, { cause: e });
     }
     try {
@@ -609,24 +614,21 @@ export class LevelBackend implements KeyBackend {
 
   /** Runs fn on the open database (LevelReopener.using), its LevelDB failures in our terms. */
   private using<T>(fn: () => Promise<T>, kind: OperationKind = 'read'): Promise<T> {
-    return this.reopener.using(fn, kind).catch((e: unknown) => Promise.reject(this.diskError(e, kind === 'write' ? 'written' : 'read')));
+    return this.reopener.using(fn, kind).catch((e: unknown) => Promise.reject(this.fileError(e, kind === 'write' ? 'written' : 'read')));
   }
 
-  /** A failed write: see diskError. Either way the database is reopened before the next write. */
+  /** A failed write: see fileError. Either way the database is reopened before the next write. */
   private writeError(e: unknown): unknown {
     this.reopener.failed();
-    return this.diskError(e, 'written');
+    return this.fileError(e, 'written');
   }
 
   /**
-   * A LevelDB failure in our terms: the disk's (full, read-only, failing) or this process's (out
-   * of file descriptors: "IO error: ...: Too many open files") is FILE_ERROR, not a bug.
+   * A LevelDB failure in our terms: a file operation's (the disk full, read-only or failing, out
+   * of file descriptors) is FILE_ERROR (levelFileError), not a bug; any other passes as it is.
    */
-  private diskError(e: unknown, what: 'read' | 'written'): unknown {
-    if (e instanceof CertifierError) return e;
-    const message = (e as { cause?: { message?: string }; message?: string })?.cause?.message ?? (e as Error)?.message ?? '';
-    if (!/IO error|No space left|Read-only file system|Input\/output error|Disk quota/i.test(message)) return e;
-    return new CertifierError('FILE_ERROR', `the key database in ${this.path} cannot be ${what}: ${message}`, { cause: e });
+  private fileError(e: unknown, action: 'read' | 'written'): unknown {
+    return levelFileError(e, keyDatabase(this.path), action) ?? e;
   }
 
   private checkOpen(): void {

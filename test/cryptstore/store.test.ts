@@ -263,7 +263,7 @@ describe('cryptstore', () => {
 
     it('says a full disk is a full disk (FILE_ERROR), not a damaged store', () => {
       const e = diskFailure({ cause: { message: 'IO error: /s/MANIFEST-000007: No space left on device' } }, '/s');
-      expect([e?.code, e?.message]).to.deep.equal(['FILE_ERROR', 'the cryptstore at /s cannot be written: the disk is full']);
+      expect([e?.code, e?.message]).to.deep.equal(['FILE_ERROR', 'the cryptstore at /s cannot be written: the disk is full: IO error: /s/MANIFEST-000007: No space left on device']);
       expect(diskFailure({ cause: { message: 'IO error: /s/MANIFEST-000007: No space left on device' } }, '/s', true)?.message).to.contain('/s cannot be opened, as LevelDB writes to a store to open it');
       expect(diskFailure({ cause: { message: 'Corruption: bad block' } }, '/s')).to.equal(undefined);
       expect(diskFailure({ cause: { message: 'IO error: /s/MANIFEST-000027: File too large' } }, '/s')?.message).to.contain('a file size limit is reached');
@@ -273,7 +273,12 @@ describe('cryptstore', () => {
       const e = diskFailure({ cause: { message: 'IO error: /s/000009.log: Too many open files' } }, '/s');
       expect([e?.code, e?.message]).to.deep.equal(['FILE_ERROR', 'the cryptstore at /s cannot be written: this process has no file descriptor left (ulimit -n, LimitNOFILE=): IO error: /s/000009.log: Too many open files']);
       expect(diskFailure({ cause: { message: 'IO error: /s/000009.log: Too many open files' } }, '/s', true)?.message).to.contain('/s cannot be opened (what it holds is unchanged): this process has no file descriptor left');
-      expect(diskFailure({ cause: { message: 'IO error: /s/CURRENT: Input/output error' } }, '/s', true)?.message).to.equal('the cryptstore at /s cannot be opened: IO error: /s/CURRENT: Input/output error');
+      expect(diskFailure({ cause: { message: 'IO error: /s/CURRENT: Input/output error' } }, '/s', true)?.message).to.equal('the cryptstore at /s cannot be opened: the disk reported an I/O error: IO error: /s/CURRENT: Input/output error');
+    });
+
+    it('says a write LevelDB failed on any file operation is FILE_ERROR, in LevelDB\'s words, not an internal error', () => {
+      const e = diskFailure(Object.assign(new Error('IO error: /s/000009.log: Permission denied'), { code: 'LEVEL_IO_ERROR' }), '/s');
+      expect([e?.code, e?.message]).to.deep.equal(['FILE_ERROR', 'the cryptstore at /s cannot be written: IO error: /s/000009.log: Permission denied']);
     });
 
     it('refuses a key file shorter than 32 bytes', () => {

@@ -30,6 +30,18 @@ describe('LevelBackend on a full disk', function () {
     }
   });
 
+  it('answers an open the file-size limit stops (LevelDB writes to open) with FILE_ERROR saying the database is unchanged, not as a database of another format', async () => {
+    const dir = join(tmp.dir, 'data');
+    await (await LevelBackend.open(dir)).close();
+    const w = writer(dir, 0);
+    try {
+      // (The file it met the limit at: a table of the log, or the new manifest.)
+      expect(await w.ready()).to.contain(`error FILE_ERROR "the key database in ${dir} cannot be opened, as LevelDB writes to a store to open it (what it holds is unchanged): a file size limit is reached (ulimit -f, LimitFSIZE=): IO error: ${dir}/`).and.match(/: File too large"$/);
+    } finally {
+      w.child.kill();
+    }
+  });
+
   it('keeps every write acknowledged after a failed one once there is room again, across a restart', async function () {
     if (!hasPrlimit) this.skip(); // util-linux's prlimit raises the running child's limit
     const dir = join(tmp.dir, 'data');

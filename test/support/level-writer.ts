@@ -1,6 +1,7 @@
 // A child process for the LevelDB resource tests: opens a key-server database (or, with
 // --cryptstore, a cryptstore, made if missing, under a cheap passphrase) and carries out one
-// command per line of stdin, answering each on stdout with "ok VERSION" or "error CODE MESSAGE".
+// command per line of stdin, answering each on stdout with "ok VERSION" or "error CODE MESSAGE"
+// (and a failed open with that error instead of "ready").
 // Run under a file-size limit (ulimit -f) it meets EFBIG as a full disk would; the test can raise
 // the limit meanwhile (prlimit --pid).
 // Usage: node --import tsx test/support/level-writer.ts DIR [--cryptstore]
@@ -41,7 +42,15 @@ async function openCryptstore(dir: string): Promise<Target> {
   };
 }
 
-const target = process.argv[3] === '--cryptstore' ? await openCryptstore(process.argv[2]!) : await openBackend(process.argv[2]!);
+const answerError = (e: unknown) => {
+  const err = e as { code?: string; message?: string };
+  process.stdout.write(`error ${err.code ?? 'none'} ${JSON.stringify(err.message)}\n`);
+};
+// An open that fails is answered in place of "ready", and the child ends.
+const target = await (process.argv[3] === '--cryptstore' ? openCryptstore(process.argv[2]!) : openBackend(process.argv[2]!)).catch((e: unknown) => {
+  answerError(e);
+  process.exit(1);
+});
 const held: number[] = [];
 process.stdout.write('ready\n');
 for await (const line of createInterface({ input: process.stdin })) {
@@ -66,7 +75,6 @@ for await (const line of createInterface({ input: process.stdin })) {
     }
     process.stdout.write(`ok ${await target.put(name!, Number(bytes))}\n`);
   } catch (e) {
-    const err = e as { code?: string; message?: string };
-    process.stdout.write(`error ${err.code ?? 'none'} ${JSON.stringify(err.message)}\n`);
+    answerError(e);
   }
 }
