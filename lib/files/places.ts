@@ -5,7 +5,7 @@
 import { promises as fs, constants as C, realpathSync, type Stats } from 'node:fs';
 import { dirname, basename, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { CertifierError } from '../errors/index.ts';
-import { describeErrno, fileError } from './errno.ts';
+import { describeDiskErrno, describeErrno, diskErrno, fileError } from './errno.ts';
 
 /**
  * Checks, before any work whose result would be lost, that a file can be written at `path`: its
@@ -22,7 +22,8 @@ export async function checkWritable(path: string, options: { exclusive?: boolean
     await fs.access(dir, C.W_OK | C.X_OK);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? `no directory ${dir}` : code === 'ENOTDIR' ? `${dir} is not a directory` : `cannot write in ${dir}${code === 'EROFS' ? ' (a read-only file system)' : ''}`;
+    const disk = diskErrno(e);
+    const why = code === 'ENOENT' ? `no directory ${dir}` : code === 'ENOTDIR' ? `${dir} is not a directory` : `cannot write in ${dir}${disk ? ` (${describeDiskErrno(disk)})` : ''}`;
     throw new CertifierError('FILE_ERROR', `cannot write ${path}: ${why}`, { cause: e });
   }
 }

@@ -28,7 +28,7 @@ import { constants, fstatSync, promises as fs, statfsSync, statSync, type Stats 
 import type { FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { CertifierError } from '../errors/index.ts';
-import { describeErrno, realFilePath, syncDir, writeFileAtomic } from '../files/index.ts';
+import { describeErrno, diskErrno, realFilePath, syncDir, writeFileAtomic } from '../files/index.ts';
 import { visibleJson } from '../wire/index.ts';
 import { type AuditEntry, type AuditRecord, auditHash, canonicalFields, fieldProblem, lineOf, startProblem } from './audit-line.ts';
 import {
@@ -126,8 +126,6 @@ export interface AuditLogOptions {
 
 /** Free bytes a log broken by a full disk waits for before it goes on. */
 export const RESUME_FREE = 1024 * 1024;
-/** The error of a full disk, which passes once space is freed (as statfs shows: a quota it does not). */
-const DISK_FULL = 'ENOSPC';
 
 interface PendingLine {
   bytes: Buffer;
@@ -361,7 +359,8 @@ export class AuditLog {
           while (off < bytes.length) off += (await this.fh.write(bytes, off, bytes.length - off, null)).bytesWritten;
         } catch (e) {
           const whole = await this.cutTorn();
-          this.resumable = whole && (e as NodeJS.ErrnoException).code === DISK_FULL;
+          // A full disk passes once space is freed, as statfs shows; a used-up quota it does not show.
+          this.resumable = whole && diskErrno(e) === 'ENOSPC';
           throw e;
         }
         // Written, but to a file someone removed or renamed (logrotate's default): nothing after
