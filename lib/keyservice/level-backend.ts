@@ -38,7 +38,7 @@ import { dirname, join, resolve } from 'node:path';
 import { Level } from 'level';
 import { CertifierError } from '../errors/index.ts';
 import { unmakeHeld } from '../../cryptstore/db.ts';
-import { describeErrno, LevelReopener, levelFileError, makeDirs, syncDir, unmakeDirs, type OperationKind } from '../files/index.ts';
+import { describeErrno, describeLevelFailure, LevelReopener, levelFileError, makeDirs, syncDir, unmakeDirs, type OperationKind } from '../files/index.ts';
 import { KEY_ID_FILE, UNFINISHED_FILE } from './backups.ts';
 import { LruMap } from '../util/lru.ts';
 import { compareNames, decode, encode } from '../wire/index.ts';
@@ -505,7 +505,8 @@ export class LevelBackend implements KeyBackend {
       return { records, path: dir, ...(keyId !== undefined ? { keyId: Buffer.from(keyId).toString('utf8') } : {}) };
     } catch (e) {
       await fs.rm(tmp, { recursive: true, force: true });
-      throw e instanceof CertifierError ? e : new CertifierError('FILE_ERROR', `cannot write a backup to ${dir}: ${(e as Error).message}`, { cause: e });
+      // LevelDB's failure in words (a failed open's is in its cause), as Node's.
+      throw e instanceof CertifierError ? e : new CertifierError('FILE_ERROR', `cannot write a backup to ${dir}: ${describeLevelFailure(e)}`, { cause: e });
     }
   }
 

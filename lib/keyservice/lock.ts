@@ -6,7 +6,7 @@ import { promises as fs } from 'node:fs';
 import { dirname } from 'node:path';
 import { Level } from 'level';
 import { CertifierError } from '../errors/index.ts';
-import { ownDirProblem } from '../files/index.ts';
+import { describeLevelFailure, ownDirProblem } from '../files/index.ts';
 
 /**
  * Takes the lock kept in `dir` (made 0700 if missing; its parent must exist). STORE_LOCKED with
@@ -20,7 +20,7 @@ export async function holdLock(dir: string, inUse: string): Promise<() => Promis
   } catch (e) {
     const cause = (e as { cause?: { code?: string; message?: string } }).cause;
     if (cause?.code === 'LEVEL_LOCKED') throw new CertifierError('STORE_LOCKED', inUse, { cause: e, details: { path: dir } });
-    throw new CertifierError('FILE_ERROR', `cannot take the lock ${dir}: ${cause?.message ?? (e as Error).message}`, { cause: e });
+    throw new CertifierError('FILE_ERROR', `cannot take the lock ${dir}: ${describeLevelFailure(e)}`, { cause: e });
   }
   return () => db.close();
 }

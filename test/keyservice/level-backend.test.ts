@@ -209,6 +209,25 @@ describe('LevelBackend', () => {
     }
   });
 
+  it('says why a backup copy could not be opened (a full disk), not only that LevelDB failed to open it, and leaves nothing', async () => {
+    const b = await LevelBackend.open(dir);
+    // The copy's open meets a full disk: classic-level's _open fails, and open wraps its failure.
+    const proto = Level.prototype as unknown as { _open: (this: { location: string }, o: unknown) => Promise<void> };
+    const open = proto._open;
+    proto._open = async function (o) {
+      if (this.location.includes('.partial-')) throw Object.assign(new Error(`IO error: ${this.location}/MANIFEST-000001: No space left on device`), { code: 'LEVEL_IO_ERROR' });
+      return open.call(this, o);
+    };
+    try {
+      const e = await rejects(b.backupTo(join(tmp.dir, 'one')), 'FILE_ERROR');
+      expect(e.message).to.match(new RegExp(`^cannot write a backup to ${join(tmp.dir, 'one')}: the disk is full: IO error: ${join(tmp.dir, 'one')}\\.partial-[^/]+/MANIFEST-000001: No space left on device$`));
+    } finally {
+      proto._open = open;
+      await b.close();
+    }
+    expect(readdirSync(tmp.dir)).to.deep.equal(['data']);
+  });
+
   it('refuses a backup copy cut short, even renamed as a whole one, as STORE_FORMAT', async () => {
     const b = await LevelBackend.open(dir);
     try {
