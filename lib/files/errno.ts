@@ -4,15 +4,20 @@
 import { dirname } from 'node:path';
 import { CertifierError } from '../errors/index.ts';
 
-/** What a failed file operation met, in a few words ("permission denied"), without Node's code and call. */
+/**
+ * What a failed file operation met, in a few words ("permission denied"), without Node's code and
+ * call; the disk's or a limit's as describeDiskErrno says it ("the disk is full").
+ */
 export function describeErrno(cause: unknown): string {
   const code = (cause as NodeJS.ErrnoException)?.code;
+  const disk = diskErrno(cause);
+  if (disk) return describeDiskErrno(disk);
   if (code === 'ENOENT') return 'no such file';
   if (code === 'EACCES' || code === 'EPERM') return 'permission denied';
   if (code === 'EISDIR') return 'is a directory';
   if (code === 'EEXIST') return 'already exists';
   const message = (cause as Error)?.message ?? String(cause);
-  // "ENOSPC: no space left on device, write": the words between the code and the call.
+  // "ENOTDIR: not a directory, open": the words between the code and the call.
   return /^E[A-Z]+: ([^,]+)/.exec(message)?.[1] ?? message;
 }
 

@@ -82,7 +82,7 @@ describe('LevelBackend on a full disk', function () {
       expect(await w.send('exhaust')).to.match(/^error EMFILE/);
       expect(await w.send('put b 1000')).to.match(/^error FILE_ERROR .*Too many open files/);
       // The reopen that follows a failed write cannot read the directory either: not a bug.
-      expect(await w.send('put b 1000')).to.match(/^error FILE_ERROR .*too many open files/);
+      expect(await w.send('put b 1000')).to.match(/^error FILE_ERROR .*cannot be written: a write failed, and this process has no file descriptor left/);
       expect(await w.send('release')).to.equal('ok released');
       expect(await w.send('put b 1000')).to.equal('ok 1');
       expect(await w.send('close')).to.equal('ok closed');

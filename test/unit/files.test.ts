@@ -120,7 +120,10 @@ describe('lib/files', () => {
   it('describes a failure in words, without Node\'s code and call', () => {
     const errno = (code: string, message: string) => Object.assign(new Error(message), { code });
     expect(describeErrno(errno('EACCES', "EACCES: permission denied, open 'nr.in'"))).to.equal('permission denied');
-    expect(describeErrno(errno('ENOSPC', 'ENOSPC: no space left on device, write'))).to.equal('no space left on device');
+    expect(describeErrno(errno('ENOTDIR', "ENOTDIR: not a directory, open 'f/x'"))).to.equal('not a directory');
+    // The disk's or a limit's as LevelDB's failures are said (describeDiskErrno).
+    expect(describeErrno(errno('ENOSPC', 'ENOSPC: no space left on device, write'))).to.equal('the disk is full');
+    expect(describeErrno(errno('EMFILE', "EMFILE: too many open files, scandir 'd'"))).to.equal('this process has no file descriptor left (ulimit -n, LimitNOFILE=)');
     expect(describeErrno(new Error('something else'))).to.equal('something else');
   });
 
