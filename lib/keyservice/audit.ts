@@ -444,6 +444,6 @@ export class AuditLog {
   }
 
   private failure(cause: Error): CertifierError {
-    return new CertifierError('FILE_ERROR', `the audit log ${this.path} cannot be written (${cause.message}); no further decisions can be recorded`, { cause });
+    return new CertifierError('FILE_ERROR', `the audit log ${this.path} cannot be written (${describeErrno(cause)}); no further decisions can be recorded`, { cause });
   }
 }

@@ -737,7 +737,7 @@ describe('audit log', () => {
     const log = await AuditLog.open(path, { onBroken: (_e, resumes) => broken.push(resumes) });
     await log.append(entry(1));
     failHalfway(log, 'EDQUOT');
-    await rejects(log.append(entry(2)), 'FILE_ERROR');
+    expect((await rejects(log.append(entry(2)), 'FILE_ERROR')).message).to.equal(`the audit log ${path} cannot be written (the disk quota is used up); no further decisions can be recorded`);
     expect(() => log.checkUsable()).to.throw(CertifierError).with.property('code', 'FILE_ERROR');
     await rejects(log.append(entry(3)), 'FILE_ERROR');
     await log.close();
