@@ -249,6 +249,8 @@ export class KeyService {
         // One more than a page tells whether another page follows, without a second query. A page
         // of nothing but the server's own names (left out) is passed over: no answer is empty with
         // more to come, which a client takes for a server that would keep it asking for ever.
+        // next_after is the last name answered, never one of the server's own after it: those are
+        // left out without a word (the next page reads them again, and leaves them out again).
         let after = req.listAfter;
         for (;;) {
           const infos = await ks.list(req.name, { limit: LIST_PAGE + 1, ...(after !== undefined ? { after } : {}) });
@@ -261,7 +263,7 @@ export class KeyService {
           }
           const list = {
             resources: visible.map((i) => ({ resourceName: i.name, version: i.version, valueType: i.type, timeEntered: i.timeEntered, exportable: i.exportable, size: i.size })),
-            ...(more ? { nextAfter: page.at(-1)!.name } : {}),
+            ...(more ? { nextAfter: visible.at(-1)!.name } : {}),
           };
           return { response: succeeded(req.name, { data: encode('key_service_list', list) }) };
         }

@@ -227,6 +227,15 @@ describe('key service: ordering of the requests of one connection', () => {
     expect(decode<KeyServiceList>('key_service_list', first.data!)).to.deep.equal({ resources: [{ resourceName: 'z', version: 1, valueType: 'binary-blob', timeEntered: '2026-12-01T00:00:00.000Z', exportable: true, size: 1 }] });
   });
 
+  it('names the last name it answers in next_after, never one of the server\'s own that ended the page', async () => {
+    const svc = new KeyService({ keystore: new KeyStore(backend, randomBytes(32)), policyCert: new Uint8Array(), acl, reserved: { names: [STORAGE_KEY_TAG], prefixes: ['key-server/'] } });
+    const names = Array.from({ length: LIST_PAGE - 2 }, (_, i) => `a/${String(i).padStart(4, '0')}`);
+    await plant([...names, STORAGE_KEY_TAG, 'key-server/secret-name', 'z']);
+    const first = decode<KeyServiceList>('key_service_list', (await answer(await svc.handleStaged(encodeKeyRequest({ action: 'list', name: '' }), conn('c14')))).data!);
+    expect(first.nextAfter).to.equal(names.at(-1));
+    expect(await listNames(svc, conn('c14'), '')).to.deep.equal([...names, 'z']);
+  });
+
   it('names a reserved name in its refusal\'s log line as every other name is shown: a name not in form C escaped', async () => {
     const lines: Record<string, unknown>[] = [];
     const reserved = { names: [], prefixes: ['key-server/'] };
