@@ -253,6 +253,19 @@ describe('ACL', () => {
       expect(d).to.deep.equal({ allow: true, reason: `rule 2 allows retrieve of "vm/${'-'.repeat(252)}/" to measurement ${M1}`, rule: 2 });
     });
 
+    it('applies a rule naming a measurement, a subject and a role to a client that has any one of them', () => {
+      const acl = parseAcl(JSON.stringify({
+        version: 1,
+        rules: [{ resources: ['shared/*'], actions: ['retrieve'], measurements: [M1], subjects: [SERIAL], roles: ['operator'] }],
+      }));
+      for (const [by, who] of [['measurement', machine(M1)], ['subject', machine(M2, SERIAL)], ['role', machine(M2, '01', ['auditor', 'operator'])]] as const) {
+        const d = decide(acl, { action: 'retrieve', resource: 'shared/k' }, who);
+        expect(d, by).to.include({ allow: true, rule: 0 });
+        expect(d.reason, by).to.match(new RegExp(`to ${by} `));
+      }
+      expect(decide(acl, { action: 'retrieve', resource: 'shared/k' }, machine(M2, '01', ['auditor'])).allow).to.equal(false);
+    });
+
     it('without an ACL, allows store, retrieve and list to everyone and denies delete', () => {
       for (const action of ['store', 'retrieve', 'list'] as const) expect(decide(undefined, { action, resource: 'x' }, machine()).allow).to.equal(true);
       const d = decide(undefined, { action: 'delete', resource: 'x' }, machine(M1, '01', ['operator']));
