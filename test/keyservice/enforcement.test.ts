@@ -23,9 +23,10 @@ describe('key service: what the ACL does not allow is refused and not carried ou
   const aclText = (rules: object[]) => parseAcl(JSON.stringify({ version: 1, rules }));
   const ownRule = { resources: ['own/**'], actions: ['store', 'retrieve', 'list'], measurements: [M1] };
   const operatorRule = { resources: ['**'], actions: ['delete'], roles: ['operator'] };
+  const serialRule = { resources: ['by-serial/*'], actions: ['store', 'retrieve'], subjects: ['00ABC1'] };
   const exporter = randomBytes(32);
-  /** A connection of the machine of measurement `m`, over a TLS session whose exporter is `exporter`. */
-  const machine = (m: string, id: string): Connection => ({ ...member(m, '1f').conn(id), exportKeyingMaterial: () => exporter });
+  /** A connection of the machine of measurement `m` (and certificate serial number `serial`), over a TLS session whose exporter is `exporter`. */
+  const machine = (m: string, id: string, serial = '1f'): Connection => ({ ...member(m, serial).conn(id), exportKeyingMaterial: () => exporter });
   let tmp: ReturnType<typeof tempDir>;
   let backend: LevelBackend;
   let service: KeyService;
@@ -53,7 +54,7 @@ describe('key service: what the ACL does not allow is refused and not carried ou
     credential = await issueRoleCert({ policyKey: policy.privateKey, policyCert, subjectPublicKey: role.publicKey, role: 'operator', domain: 'datica', validitySeconds: 3_600 });
     tmp = tempDir('keyservice-enforcement-');
     backend = await LevelBackend.open(join(tmp.dir, 'data'));
-    service = new KeyService({ keystore: new KeyStore(backend, randomBytes(32)), policyCert, acl: aclText([ownRule, operatorRule]), reserved: { names: [], prefixes: [] } });
+    service = new KeyService({ keystore: new KeyStore(backend, randomBytes(32)), policyCert, acl: aclText([ownRule, operatorRule, serialRule]), reserved: { names: [], prefixes: [] } });
   });
   after(async () => {
     await backend.close();
@@ -76,6 +77,12 @@ describe('key service: what the ACL does not allow is refused and not carried ou
       expect(refused, r.action).to.include({ status: 'failed', errorCode: 'ACL_DENIED' });
       expect(refused.data).to.equal(undefined);
     }
+  });
+
+  it('applies a rule naming a subject to the machine whose certificate has that serial number, and to no other', async () => {
+    expect(await ask(machine(M2, 'e8', 'abc1'), { action: 'store', name: 'by-serial/k', data: new Uint8Array([5]) })).to.include({ status: 'succeeded' });
+    expect(await ask(machine(M2, 'e9', 'abc2'), { action: 'retrieve', name: 'by-serial/k' })).to.include({ status: 'failed', errorCode: 'ACL_DENIED' });
+    expect(await ask(machine(M1, 'e10'), { action: 'retrieve', name: 'by-serial/k' })).to.include({ status: 'failed', errorCode: 'ACL_DENIED' });
   });
 
   it('never releases a value stored not exportable (NOT_EXPORTABLE), latest or by its version', async () => {
@@ -111,7 +118,7 @@ describe('key service: what the ACL does not allow is refused and not carried ou
       expect(await ask(c2, { action: 'retrieve', name: 'own/c' })).to.include({ status: 'succeeded' });
       expect(await ask(c1, { action: 'retrieve', name: 'own/c' }), 'a rule the reload removed still applied').to.include({ status: 'failed', errorCode: 'ACL_DENIED' });
     } finally {
-      service.setAcl(aclText([ownRule, operatorRule]));
+      service.setAcl(aclText([ownRule, operatorRule, serialRule]));
     }
   });
 });
