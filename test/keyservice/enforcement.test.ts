@@ -19,11 +19,13 @@ import { member } from './member.ts';
 type Ask = Partial<KeyRequest> & { action: KeyRequest['action']; name: string };
 
 describe('key service: what the ACL does not allow is refused and not carried out', () => {
-  const [M1, M2] = ['aa'.repeat(32), 'bb'.repeat(32)];
+  const [M1, M2, M3] = ['aa'.repeat(32), 'bb'.repeat(32), 'cc'.repeat(32)];
   const aclText = (rules: object[]) => parseAcl(JSON.stringify({ version: 1, rules }));
   const ownRule = { resources: ['own/**'], actions: ['store', 'retrieve', 'list'], measurements: [M1] };
+  const readerRule = { resources: ['own/*'], actions: ['retrieve'], measurements: [M2] };
   const operatorRule = { resources: ['**'], actions: ['delete'], roles: ['operator'] };
   const serialRule = { resources: ['by-serial/*'], actions: ['store', 'retrieve'], subjects: ['00ABC1'] };
+  const rules = [ownRule, readerRule, operatorRule, serialRule];
   const exporter = randomBytes(32);
   /** A connection of the machine of measurement `m` (and certificate serial number `serial`), over a TLS session whose exporter is `exporter`. */
   const machine = (m: string, id: string, serial = '1f'): Connection => ({ ...member(m, serial).conn(id), exportKeyingMaterial: () => exporter });
@@ -54,7 +56,7 @@ describe('key service: what the ACL does not allow is refused and not carried ou
     credential = await issueRoleCert({ policyKey: policy.privateKey, policyCert, subjectPublicKey: role.publicKey, role: 'operator', domain: 'datica', validitySeconds: 3_600 });
     tmp = tempDir('keyservice-enforcement-');
     backend = await LevelBackend.open(join(tmp.dir, 'data'));
-    service = new KeyService({ keystore: new KeyStore(backend, randomBytes(32)), policyCert, acl: aclText([ownRule, operatorRule, serialRule]), reserved: { names: [], prefixes: [] } });
+    service = new KeyService({ keystore: new KeyStore(backend, randomBytes(32)), policyCert, acl: aclText(rules), reserved: { names: [], prefixes: [] } });
   });
   after(async () => {
     await backend.close();
@@ -71,12 +73,23 @@ describe('key service: what the ACL does not allow is refused and not carried ou
     const denied = await ask(c, { action: 'list', name: '' });
     expect(denied).to.include({ status: 'failed', errorCode: 'ACL_DENIED' });
     expect(denied.data).to.equal(undefined);
-    const stranger = machine(M2, 'e2');
+    const stranger = machine(M3, 'e2');
     for (const r of [{ action: 'retrieve', name: 'own/a' }, { action: 'list', name: 'own/' }] as const) {
       const refused = await ask(stranger, r);
       expect(refused, r.action).to.include({ status: 'failed', errorCode: 'ACL_DENIED' });
       expect(refused.data).to.equal(undefined);
     }
+  });
+
+  it('gives a client allowed only to retrieve no store, and no listing (its rule has no list, and "own/*" would not cover "own/a/b")', async () => {
+    const reader = machine(M2, 'e11');
+    await ask(machine(M1, 'e12'), { action: 'store', name: 'own/r', data: new Uint8Array([6]) });
+    expect(await ask(reader, { action: 'retrieve', name: 'own/r' })).to.include({ status: 'succeeded', version: 1 });
+    expect(await ask(reader, { action: 'store', name: 'own/r', data: new Uint8Array([7]) })).to.include({ status: 'failed', errorCode: 'ACL_DENIED' });
+    expect((await backend.get('own/r', 0))?.version, 'the refused store made a version').to.equal(1);
+    const listed = await ask(reader, { action: 'list', name: 'own/' });
+    expect(listed).to.include({ status: 'failed', errorCode: 'ACL_DENIED' });
+    expect(listed.data).to.equal(undefined);
   });
 
   it('applies a rule naming a subject to the machine whose certificate has that serial number, and to no other', async () => {
@@ -118,7 +131,7 @@ describe('key service: what the ACL does not allow is refused and not carried ou
       expect(await ask(c2, { action: 'retrieve', name: 'own/c' })).to.include({ status: 'succeeded' });
       expect(await ask(c1, { action: 'retrieve', name: 'own/c' }), 'a rule the reload removed still applied').to.include({ status: 'failed', errorCode: 'ACL_DENIED' });
     } finally {
-      service.setAcl(aclText([ownRule, operatorRule, serialRule]));
+      service.setAcl(aclText(rules));
     }
   });
 });
