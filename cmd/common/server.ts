@@ -58,10 +58,12 @@ export interface RunOptions {
 
 /** Announces the address on stdout, then waits for a signal and closes gracefully. */
 export async function runUntilSignal(program: string, server: ChannelServer, json: boolean, o: RunOptions): Promise<Record<string, unknown>> {
-  // One task at a time (a reload, a backup), each from the files as they are when it starts.
-  let tasks: Promise<void> = Promise.resolve();
+  // Reloads one at a time, and backups one at a time, each from the files as they are when it
+  // starts; but neither kind waits for the other: a backup of a large database takes minutes, and
+  // an ACL reloaded to revoke a machine must be in force once it is read, not once the backup ends.
+  const queues = new Map<string, Promise<void>>();
   const onSignal = (what: string, task: (() => Promise<Record<string, unknown>>) | undefined, done: string, nothing: string) => () => {
-    tasks = tasks.then(async () => {
+    queues.set(what, (queues.get(what) ?? Promise.resolve()).then(async () => {
       if (!task) {
         o.log({ event: `${what}-ignored`, reason: nothing });
         return;
@@ -72,7 +74,7 @@ export async function runUntilSignal(program: string, server: ChannelServer, jso
         // What was in force serves on; the reason names the file and what is wrong with it.
         o.log({ event: `${what}-failed`, code: e instanceof CertifierError ? e.code : 'INTERNAL', reason: e instanceof Error ? e.message : String(e) });
       }
-    });
+    }));
   };
   const onHangup = onSignal('reload', o.reload, 'reloaded', o.nothingToReload ?? 'nothing to reload');
   const onUser1 = onSignal('backup', o.backup, 'backup-written', o.nothingToBackUp ?? 'nothing to back up (key-server --backup-dir)');
@@ -104,7 +106,7 @@ export async function runUntilSignal(program: string, server: ChannelServer, jso
   process.on('SIGUSR1', () => {});
   // A reload or backup still running is waited for, but not for ever: one stuck reading a file
   // (a FIFO, a hung mount) must not keep a stop signal from stopping the server.
-  const stuck = await Promise.race([tasks.then(() => false), new Promise<boolean>((r) => setTimeout(() => r(true), TASK_GRACE_MS).unref())]);
+  const stuck = await Promise.race([Promise.all(queues.values()).then(() => false), new Promise<boolean>((r) => setTimeout(() => r(true), TASK_GRACE_MS).unref())]);
   if (stuck) warn(program, `a reload or backup still running after ${TASK_GRACE_MS / 1000} s is abandoned: stopping`);
   note(program, `${signal}: finishing requests in flight, then stopping`);
   await server.close(o.graceMs ?? 10_000);

@@ -1,0 +1,53 @@
+// A server run by runUntilSignal, its signals sent in-process: a SIGHUP reload (key-server's
+// ACL) goes ahead while a SIGUSR1 backup is still being written, which may take minutes; a
+// revocation must not wait for it. A stop waits for both.
+
+import { expect } from 'chai';
+import type { ChannelServer } from '../../lib/channel/index.ts';
+import { runUntilSignal } from '../../cmd/common/server.ts';
+
+const SIGNALS = ['SIGHUP', 'SIGUSR1', 'SIGINT', 'SIGTERM'] as const;
+
+describe('a server\'s signals (runUntilSignal)', () => {
+  let before: Map<string, Function[]>;
+  let writes: [typeof process.stdout.write, typeof process.stderr.write];
+  beforeEach(() => {
+    before = new Map(SIGNALS.map((s) => [s, process.listeners(s)]));
+    writes = [process.stdout.write, process.stderr.write];
+    process.stdout.write = process.stderr.write = (() => true) as typeof process.stdout.write; // its "listening" and "stopped" lines
+  });
+  afterEach(() => {
+    [process.stdout.write, process.stderr.write] = writes;
+    // The listeners it leaves (a stop's no-op SIGHUP and SIGUSR1, the SIGINT it did not get) would
+    // keep Ctrl-C from stopping mocha.
+    for (const s of SIGNALS) for (const l of process.listeners(s)) if (!before.get(s)!.includes(l)) process.off(s, l as () => void);
+  });
+
+  it('reloads on SIGHUP while a backup (SIGUSR1) is still being written, and stops once both are done', async () => {
+    const server = { address: { host: '127.0.0.1', port: 1 }, connections: 0, setIdentity: () => {}, close: async () => {} } satisfies ChannelServer;
+    const events: string[] = [];
+    let finishBackup = () => {};
+    const backupHeld = new Promise<void>((r) => (finishBackup = r));
+    let reloaded = () => {};
+    const reloadDone = new Promise<'reloaded'>((r) => (reloaded = () => r('reloaded')));
+    const running = runUntilSignal('test-server', server, false, {
+      log: (r) => void events.push(String((r as { event: string }).event)),
+      reload: async () => {
+        reloaded();
+        return { acl: 'acl.json' };
+      },
+      backup: async () => {
+        await backupHeld;
+        return { path: 'keys-1' };
+      },
+    });
+    process.emit('SIGUSR1');
+    process.emit('SIGHUP');
+    const first = await Promise.race([reloadDone, new Promise((r) => setTimeout(() => r('still waiting'), 1_000))]);
+    expect(first, 'the reload waited for the backup').to.equal('reloaded');
+    finishBackup();
+    process.emit('SIGTERM');
+    expect(await running).to.deep.equal({ stopped: 'SIGTERM' });
+    expect(events).to.deep.equal(['reloaded', 'backup-written']);
+  });
+});
