@@ -43,7 +43,9 @@ describe('a server\'s signals (runUntilSignal)', () => {
     });
     process.emit('SIGUSR1');
     process.emit('SIGHUP');
-    const first = await Promise.race([reloadDone, new Promise((r) => setTimeout(() => r('still waiting'), 1_000))]);
+    let timer: NodeJS.Timeout | undefined;
+    const first = await Promise.race([reloadDone, new Promise((r) => (timer = setTimeout(() => r('still waiting'), 1_000)))]);
+    clearTimeout(timer);
     expect(first, 'the reload waited for the backup').to.equal('reloaded');
     finishBackup();
     process.emit('SIGTERM');
