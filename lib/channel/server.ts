@@ -37,7 +37,8 @@ export async function serve<P>(opts: ServeOptions<P>): Promise<ChannelServer> {
 
   const accept = (socket: Socket, raw: Socket | undefined, tlsSocket: TLSSocket | undefined) => {
     const remote = remoteOf(socket);
-    const id = toHex(randomBytes(4));
+    // 64 bits: ids that never meet, as an auth-challenge nonce is good only on the connection of its id.
+    const id = toHex(randomBytes(8));
     if (closing) {
       log({ event: 'refused', reason: 'server-closing', conn: id, remote, transport });
       // Not in this tick: the session tickets OpenSSL queued at the handshake's end go first, so

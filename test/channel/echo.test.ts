@@ -37,6 +37,15 @@ describe('channel: request and answer', () => {
     expect(conn.peer).to.deep.equal({ subject: 'O=Measured-server\nCN=CertifierUsers' });
   });
 
+  it('gives each connection a 64-bit id of its own (an auth-challenge nonce is good only on the connection of its id)', async () => {
+    const ids: string[] = [];
+    const server = await h.serve('mtls', { handler: async (r, c) => (ids.push(c.id), r) });
+    for (let i = 0; i < 2; i++) await (await h.connect(server, 'mtls')).request(bytes('x'));
+    expect(ids).to.have.length(2);
+    for (const id of ids) expect(id).to.match(/^[0-9a-f]{16}$/);
+    expect(ids[0]).to.not.equal(ids[1]);
+  });
+
   it('logs how long a connection lasted by a monotonic clock: the wall clock set back a day meanwhile does not make it negative', async () => {
     const wall = Date.now;
     const server = await h.serve('plain', { handler: async (r) => ((Date.now = () => wall() - 86_400_000), r) });
