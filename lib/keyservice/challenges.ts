@@ -29,17 +29,12 @@ export class ChallengeBook {
   /** A fresh nonce for `credential` (its certificate's DER) on connection `conn`. */
   issue(conn: string, credential: Uint8Array, now = performance.now()): Uint8Array {
     this.sweep(now);
+    // Drop the oldest rather than refuse, so a confused client cannot lock itself out: of this
+    // connection at its cap, then of all at theirs (both may be reached at once).
     let mine = 0;
     for (const p of this.pending.values()) if (p.conn === conn) mine++;
-    if (mine >= CHALLENGES_PER_CONNECTION || this.pending.size >= this.maxOutstanding) {
-      // Drop the oldest of this connection rather than refuse: a confused client cannot lock itself out.
-      for (const [k, p] of this.pending) {
-        if (p.conn === conn || this.pending.size >= this.maxOutstanding) {
-          this.pending.delete(k);
-          break;
-        }
-      }
-    }
+    if (mine >= CHALLENGES_PER_CONNECTION) this.dropOldest((p) => p.conn === conn);
+    if (this.pending.size >= this.maxOutstanding) this.dropOldest(() => true);
     const nonce = randomBytes(NONCE_BYTES);
     this.pending.set(toHex(nonce), { conn, credential: sha256(credential), expires: now + TTL_MS });
     return nonce;
@@ -51,6 +46,15 @@ export class ChallengeBook {
     const p = this.pending.get(key);
     this.pending.delete(key);
     return p !== undefined && p.conn === conn && p.expires >= now && bytesEqual(p.credential, sha256(credential));
+  }
+
+  private dropOldest(which: (p: Pending) => boolean): void {
+    for (const [k, p] of this.pending) {
+      if (which(p)) {
+        this.pending.delete(k);
+        return;
+      }
+    }
   }
 
   private sweep(now: number): void {

@@ -38,6 +38,14 @@ describe('key service: challenge nonces', () => {
     expect(issued.map(([c, n]) => book.redeem(n, c, cred()))).to.deep.equal([false, true, true, true]);
   });
 
+  it('keeps a connection at 16 nonces when its cap and the limit on all are reached at once', () => {
+    const book = new ChallengeBook({ maxOutstanding: CHALLENGES_PER_CONNECTION + 1 });
+    const older = book.issue('c0', cred());
+    const mine = Array.from({ length: CHALLENGES_PER_CONNECTION + 1 }, () => book.issue('c1', cred()));
+    expect(mine.map((n) => book.redeem(n, 'c1', cred()))).to.deep.equal([false, ...Array(CHALLENGES_PER_CONNECTION).fill(true)]);
+    expect(book.redeem(older, 'c0', cred()), 'dropping the connection\'s oldest made room: another\'s stays').to.equal(true);
+  });
+
   it('keeps no reference to the bytes the credential came in', () => {
     const book = new ChallengeBook();
     const frame = new Uint8Array(64 * 1024);
