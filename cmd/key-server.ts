@@ -3,11 +3,10 @@
 
 import { hostname } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { readFileLimited, realFilePath } from '../lib/files/index.ts';
-import { utf8Text } from '../lib/util/json.ts';
+import { realFilePath } from '../lib/files/index.ts';
 import { CertifierError } from '../lib/errors/index.ts';
 import { validatePolicyCert } from '../lib/pki/index.ts';
-import { parseAcl, type Acl } from '../lib/keyservice/acl.ts';
+import type { Acl } from '../lib/keyservice/acl.ts';
 import { AuditLog, endPath, refuseMissingAuditDir, repairAuditTail } from '../lib/keyservice/audit.ts';
 import { verifyChain, type ChainAnchor } from '../lib/keyservice/audit-chain.ts';
 import { InvalidArgumentError } from 'commander';
@@ -17,6 +16,7 @@ import { loadIdentity } from '../lib/certifier/index.ts';
 import { joinReplica } from '../lib/keyclient/replica-join.ts';
 import { openPostgres, pgUrlOf, PG_URL_ENV, replicaIdArg, type PostgresOptions } from './key-server/postgres.ts';
 import { openCertified } from './key-server/renewal.ts';
+import { readAclFile } from './key-server/acl-file.ts';
 import { newEmptyDatabase } from './key-server/level.ts';
 import { stat } from 'node:fs/promises';
 import { backupName, prepareBackupDir, pruneBackups, pruneReport } from '../lib/keyservice/backups.ts';
@@ -63,11 +63,13 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
     }
     const policyCert = await readCertificateFile(o.policyCert);
     const policyCertEnds = validatePolicyCert(policyCert, new Date()).notAfter;
-    const readAcl = async (file: string, regularOnly = false) => parseAcl(utf8Text(await readFileLimited(file, 1024 * 1024, { regularOnly }), `invalid ACL: the file ${file}`));
     let acl: Acl | undefined;
     const log = logLine(P, o.logJson === true);
-    if (o.acl) acl = await readAcl(o.acl);
-    else warn(P, 'no --acl: every admitted machine of the domain may store, retrieve and list any key (delete needs an ACL)');
+    if (o.acl) {
+      const read = await readAclFile(o.acl);
+      acl = read.acl;
+      if (read.warning) warn(P, read.warning);
+    } else warn(P, 'no --acl: every admitted machine of the domain may store, retrieve and list any key (delete needs an ACL)');
     // Whatever was opened is closed, in reverse order, however the start or the serving ends; a
     // start refused before it served also removes the audit log and key database it made, empty.
     const opened: { close(): Promise<void>; closeUnused?(): Promise<void> }[] = [];
@@ -119,9 +121,10 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
       const aclFile = o.acl;
       const reload = aclFile
         ? async () => {
-          const next = await readAcl(aclFile, true); // a bad file (or a FIFO in its place) throws here, and the ACL in force stays
-          setAcl(next);
-          return { acl: aclFile, rules: next.rules.length };
+          // A bad file (or a FIFO in its place, or one every user may change) throws here, and the ACL in force stays.
+          const next = await readAclFile(aclFile, true);
+          setAcl(next.acl);
+          return { acl: aclFile, rules: next.acl.rules.length, ...(next.warning ? { warning: next.warning } : {}) };
         }
         : undefined;
       const backupDir = o.backupDir;

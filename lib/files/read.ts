@@ -31,11 +31,13 @@ const tooLarge = (path: string, limit: number) => new CertifierError('INVALID_IN
 /**
  * Reads a whole file, refusing files larger than `limit`. With `regularOnly`, anything but a
  * regular file is refused, without blocking: what a running server reads again (a policy, an ACL,
- * a revocation list on SIGHUP) must not wait in open() on a FIFO put in a file's place.
+ * a revocation list on SIGHUP) must not wait in open() on a FIFO put in a file's place. `check`
+ * sees the status of the file opened (not of a path another may have changed since), and may throw.
  */
-export function readFileLimited(path: string, limit = DEFAULT_READ_LIMIT, o: { regularOnly?: boolean } = {}): Promise<Uint8Array> {
+export function readFileLimited(path: string, limit = DEFAULT_READ_LIMIT, o: { regularOnly?: boolean; check?: (st: Stats) => void } = {}): Promise<Uint8Array> {
   return withReadHandle(path, o.regularOnly ? C.O_RDONLY | C.O_NONBLOCK : C.O_RDONLY, async (handle, st) => {
     if (o.regularOnly && !st.isFile()) throw new CertifierError('FILE_ERROR', `cannot read ${path}: not a regular file`);
+    o.check?.(st);
     if (st.size > limit) throw tooLarge(path, limit);
     const chunks: Buffer[] = [];
     let total = 0;

@@ -3,7 +3,7 @@
 // a key-server without an ACL says there is nothing to reload. No server stops on SIGHUP.
 
 import { expect } from 'chai';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer, type AddressInfo } from 'node:net';
@@ -49,6 +49,19 @@ describe('e2e: SIGHUP reloads, and never stops a server', function () {
       hangUp(server);
       expect(await server.child.waitForLog(/ reload-failed .*$/m, from)).to.match(/code=[A-Z_]+ reason=".*acl/i);
       expectSuccess(await d.kc(bob, server, 'retrieve', ['reload/k', '--out', '-']));
+
+      // One every user may change is refused (they could give themselves any key); its group, warned of.
+      writeFileSync(server.aclFile!, JSON.stringify(aclFor('client-alice')));
+      chmodSync(server.aclFile!, 0o666);
+      from = server.child.mark();
+      hangUp(server);
+      expect(await server.child.waitForLog(/ reload-failed .*$/m, from)).to.match(/code=INVALID_INPUT reason=".*can be changed by every user of the machine \(mode 0666\)/);
+      expectSuccess(await d.kc(bob, server, 'retrieve', ['reload/k', '--out', '-']));
+      chmodSync(server.aclFile!, 0o664);
+      from = server.child.mark();
+      hangUp(server);
+      expect(await server.child.waitForLog(/ reloaded .*$/m, from)).to.match(/rules=1 warning=".*can be changed by its group \(mode 0664\)/);
+      expectFailure(await d.kc(bob, server, 'retrieve', ['reload/k', '--out', '-']), 1, 'ACL_DENIED');
       expect(server.child.running).to.equal(true);
     } finally {
       await server.child.stop();
@@ -97,6 +110,23 @@ describe('e2e: SIGHUP reloads, and never stops a server', function () {
     } finally {
       silent.close();
     }
+  });
+
+  it('key-server refuses to start with an ACL every user may change, or in a directory where any user may replace it', async () => {
+    const aclFile = d.path('open-acl.json');
+    writeFileSync(aclFile, JSON.stringify(aclFor('client-alice')));
+    chmodSync(aclFile, 0o666);
+    const serve = ['serve', '--domain', d.name, '--policy-cert', d.policyCertFile, '--data', d.path('open-acl-data'), '--listen', '127.0.0.1:0', ...ks.storeArgs];
+    const r = await run('key-server', [...serve, '--acl', aclFile]);
+    expect(r.status, r.stderr).to.equal(1);
+    expect(r.stderr).to.contain('INVALID_INPUT').and.to.contain(`chmod o-w ${aclFile}`);
+    const open = d.path('open-dir');
+    mkdirSync(open);
+    chmodSync(open, 0o777);
+    writeFileSync(join(open, 'acl.json'), JSON.stringify(aclFor('client-alice')), { mode: 0o644 });
+    const inOpen = await run('key-server', [...serve, '--acl', join(open, 'acl.json')]);
+    expect(inOpen.status, inOpen.stderr).to.equal(1);
+    expect(inOpen.stderr).to.contain('may put another file in its place (mode 0777)');
   });
 
   it('key-server without an ACL: SIGHUP is logged and ignored', async () => {

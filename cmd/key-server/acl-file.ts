@@ -1,0 +1,47 @@
+// The ACL file key-server reads at start and on SIGHUP. Whoever can change it decides which
+// machine gets which key at the next reload, so it must be changeable by no one but its owner
+// (the server's user or root): a file or a directory every user may write is refused, and a file
+// its group may write, or another user's, is warned of (a layout some choose on purpose).
+
+import { stat } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import type { Stats } from 'node:fs';
+import { CertifierError } from '../../lib/errors/index.ts';
+import { readFileLimited } from '../../lib/files/index.ts';
+import { parseAcl, type Acl } from '../../lib/keyservice/acl.ts';
+import { utf8Text } from '../../lib/util/json.ts';
+
+const ACL_LIMIT = 1024 * 1024;
+const modeOf = (st: Stats) => (st.mode & 0o7777).toString(8).padStart(4, '0');
+
+/** Why the ACL file (its status `st`) is refused, or what to warn of, or nothing. */
+export function aclFileProblem(file: string, st: Stats, dir: Stats | undefined, uid = process.getuid?.()): { refuse?: string; warn?: string } {
+  const who = 'who could then give any machine any key';
+  if (st.mode & 0o002) return { refuse: `the ACL file ${file} can be changed by every user of the machine (mode ${modeOf(st)}), ${who}: chmod o-w ${file}` };
+  // A directory every user may write lets them put another file in the ACL's place, unless it is sticky (/tmp).
+  if (dir && dir.mode & 0o002 && !(dir.mode & 0o1000)) {
+    return { refuse: `the ACL file ${file} is in ${dirname(file)}, where every user of the machine may put another file in its place (mode ${modeOf(dir)}), ${who}: move it, or chmod o-w ${dirname(file)}` };
+  }
+  if (st.mode & 0o020) return { warn: `the ACL file ${file} can be changed by its group (mode ${modeOf(st)}), ${who}: chmod g-w ${file} unless that group is meant to` };
+  if (uid !== undefined && st.uid !== uid && st.uid !== 0) return { warn: `the ACL file ${file} belongs to another user (uid ${st.uid}), ${who}` };
+  return {};
+}
+
+/**
+ * Reads and parses the ACL file: INVALID_INPUT for one every user may change (a start refused, a
+ * reload failed with the ACL in force kept), the warning returned for one its group may change.
+ * `regularOnly`: refuse anything but a regular file without waiting on it (a reload).
+ */
+export async function readAclFile(file: string, regularOnly = false): Promise<{ acl: Acl; warning?: string }> {
+  const dir = await stat(dirname(file)).catch(() => undefined);
+  let warning: string | undefined;
+  const bytes = await readFileLimited(file, ACL_LIMIT, {
+    regularOnly,
+    check: (st) => {
+      const p = aclFileProblem(file, st, dir);
+      if (p.refuse) throw new CertifierError('INVALID_INPUT', p.refuse);
+      warning = p.warn;
+    },
+  });
+  return { acl: parseAcl(utf8Text(bytes, `invalid ACL: the file ${file}`)), ...(warning ? { warning } : {}) };
+}

@@ -1,0 +1,31 @@
+// key-server's ACL file: refused where every user may change it, warned of where its group or
+// another user may (cmd/key-server/acl-file.ts), as a table of modes and owners.
+
+import { expect } from 'chai';
+import type { Stats } from 'node:fs';
+import { aclFileProblem } from '../../cmd/key-server/acl-file.ts';
+
+const st = (mode: number, uid = 1000) => ({ mode: 0o100000 | mode, uid }) as Stats;
+const dir = (mode: number) => ({ mode: 0o040000 | mode, uid: 0 }) as Stats;
+
+describe('key-server: the ACL file\'s owner and mode', () => {
+  const cases: [string, Stats, Stats | undefined, 'refuse' | 'warn' | undefined, RegExp?][] = [
+    ['0600, ours', st(0o600), dir(0o755), undefined],
+    ['0644, ours', st(0o644), dir(0o755), undefined],
+    ['0644, root\'s', st(0o644, 0), dir(0o755), undefined],
+    ['0666: every user may change it', st(0o666), dir(0o755), 'refuse', /every user of the machine \(mode 0666\).*chmod o-w \/etc\/ks\/acl\.json/],
+    ['0602', st(0o602), dir(0o700), 'refuse'],
+    ['in a 0777 directory', st(0o644), dir(0o777), 'refuse', /put another file in its place \(mode 0777\).*chmod o-w \/etc\/ks$/],
+    ['in a sticky 1777 directory (/tmp)', st(0o644), dir(0o1777), undefined],
+    ['0664: its group may change it', st(0o664), dir(0o755), 'warn', /its group \(mode 0664\)/],
+    ['another user\'s', st(0o644, 1234), dir(0o755), 'warn', /another user \(uid 1234\)/],
+    ['directory unknown', st(0o644), undefined, undefined],
+  ];
+  for (const [what, file, d, outcome, text] of cases) {
+    it(`${what}: ${outcome ?? 'taken'}`, () => {
+      const p = aclFileProblem('/etc/ks/acl.json', file, d, 1000);
+      expect(Object.keys(p)).to.deep.equal(outcome ? [outcome] : []);
+      if (text) expect(p[outcome!]).to.match(text);
+    });
+  }
+});
