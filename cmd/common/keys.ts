@@ -3,6 +3,7 @@
 import { createHash, type KeyObject } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
+import { isIPv6 } from 'node:net';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { fromHex, fromKeyMessage, importPrivateKey, importPublicKey, looksLikePem } from '../../lib/crypto/index.ts';
 import { decode, type KeyMessage } from '../../lib/wire/index.ts';
@@ -110,14 +111,29 @@ export async function measureFile(path: string): Promise<Uint8Array> {
 }
 
 /**
+ * A host name or IPv4 address (labels of letters, digits, "_" or "-", neither first nor last, one
+ * dot between them, an optional dot at the end), or an IPv6 address in brackets with an optional
+ * zone ("[fe80::1%eth0]"). Matched as ASCII: no locale decides what a letter is.
+ */
+function validHost(host: string): boolean {
+  const label = '[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?';
+  if (new RegExp(`^${label}(?:\\.${label})*\\.?$`).test(host)) return true;
+  const v6 = /^\[([^%\]]+)(?:%[A-Za-z0-9._-]+)?\]$/.exec(host);
+  return v6 !== null && isIPv6(v6[1]!);
+}
+
+/**
  * "host:port" with a numeric port; port 0 (any free port) only for an address to listen on. A
  * bracket belongs only around an IPv6 address: "[]:8120" is no host (it made an empty one, which
- * listens on every interface and connects to localhost), and "[x:8120" no address.
+ * listens on every interface and connects to localhost), and "[x:8120" no address. A host that
+ * is no host name or IP address ("a..b", "[:]") is refused here, where it would fail only on
+ * connecting.
  */
 export function parseHostPort(value: string, flag: string, o: { listen?: boolean } = {}): { host: string; port: number } {
   const m = /^(\[[^[\]]+\]|[^:[\]]+):(\d{1,5})$/.exec(value);
   const port = m ? Number(m[2]) : NaN;
   if (!m || port > 65535 || (port === 0 && !o.listen)) throw new CertifierError('USAGE', `${flag} must be HOST:PORT${o.listen ? '' : ' with a port from 1 to 65535'}, not "${value}"`);
+  if (!validHost(m[1]!)) throw new CertifierError('USAGE', `${flag} must be HOST:PORT with HOST a host name or an IP address (an IPv6 address in brackets: [2001:db8::5]), not "${value}"`);
   return { host: m[1]!.replace(/^\[|\]$/g, ''), port };
 }
 

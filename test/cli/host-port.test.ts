@@ -1,5 +1,5 @@
-// HOST:PORT as --server, --from, --certifier and --listen take it: a port from 1 to 65535 (0 only
-// to listen), an IPv6 address in brackets, and nothing else.
+// HOST:PORT as --server, --from, --certifier and --listen take it: a host name or IP address (an
+// IPv6 address in brackets), a port from 1 to 65535 (0 only to listen), and nothing else.
 
 import { expect } from 'chai';
 import { CertifierError } from '../../lib/errors/index.ts';
@@ -35,5 +35,21 @@ describe('HOST:PORT on the command line', () => {
       expect(e.message).to.equal(`--server must be HOST:PORT with a port from 1 to 65535, not "${value}"`);
     }
     expect(refusal('127.0.0.1:65536', true).message).to.equal('--server must be HOST:PORT, not "127.0.0.1:65536"');
+  });
+
+  it('takes a host name (a label may hold "_", a final dot), an IPv4 address, or an IPv6 address in brackets, with a zone', () => {
+    for (const [value, host] of [['kms.internal:8120', 'kms.internal'], ['_svc.kms-1.example.:8120', '_svc.kms-1.example.'], ['10.0.0.5:8120', '10.0.0.5'],
+      ['[2001:db8::5]:8120', '2001:db8::5'], ['[::ffff:10.0.0.5]:8120', '::ffff:10.0.0.5'], ['[::]:8120', '::'], ['[fe80::1%eth0.1]:8120', 'fe80::1%eth0.1']]) {
+      expect(parseHostPort(value!, '--server').host, value).to.equal(host);
+    }
+  });
+
+  it('refuses a host that is no host name or IP address (USAGE), which failed only on connecting', () => {
+    for (const value of ['a..b:8120', '.a:8120', '-v:8120', 'a-:8120', 'kms internal:8120', 'k\u00e9ys:8120', 'a\nb:8120', '[:]:8120', '[1:2:3]:8120', '[10.0.0.5]:8120', '[fe80::1%]:8120', '[fe80::1%a b]:8120']) {
+      const e = refusal(value);
+      expect(e.code, value).to.equal('USAGE');
+      expect(e.message).to.equal(`--server must be HOST:PORT with HOST a host name or an IP address (an IPv6 address in brackets: [2001:db8::5]), not "${value}"`);
+    }
+    expect(refusal('a..b:0', true).code, 'to listen on too').to.equal('USAGE');
   });
 });
