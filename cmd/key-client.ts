@@ -111,12 +111,19 @@ function clientFiles(o: ClientOpts, ...more: string[]): OwnFiles {
   return storeFiles(o, o.policyCert, o.credentialCert, o.credentialKey, ...more);
 }
 
+/** The common flags' values as a connection takes them, or USAGE, reading nothing. */
+function clientFlags(o: ClientOpts): { host: string; port: number; pins: string[] } {
+  const { host, port } = parseHostPort(o.server, '--server');
+  const pins = o.serverMeasurement.map((m) => toHex(parseMeasurementHex(m, '--server-measurement')));
+  if (!o.credentialCert !== !o.credentialKey) throw new CertifierError('USAGE', '--credential-cert and --credential-key go together');
+  return { host, port, pins };
+}
+
 /** Opens the store, loads this machine's identity, connects; always closes both. */
 async function withClient<T>(o: ClientOpts, fn: (client: KeyClient, store: Cryptstore) => Promise<T>, beforeConnecting?: (store: Cryptstore) => Promise<void>): Promise<T> {
-  const { host, port } = parseHostPort(o.server, '--server');
+  const { host, port, pins } = clientFlags(o);
   const policyCert = await readCertificateFile(o.policyCert);
   validatePolicyCert(policyCert, new Date());
-  if (!o.credentialCert !== !o.credentialKey) throw new CertifierError('USAGE', '--credential-cert and --credential-key go together');
   const credential = o.credentialCert
     ? { chain: readCertificateChain(await readFileLimited(o.credentialCert, 64 * 1024)), key: await readPrivateKeyFile(o.credentialKey!) }
     : undefined;
@@ -127,7 +134,6 @@ async function withClient<T>(o: ClientOpts, fn: (client: KeyClient, store: Crypt
     // A key that is not the certificate's would sign a challenge the server can only refuse.
     if (!sameKey(peer.publicKey, createPublicKey(credential.key))) throw new CertifierError('INVALID_KEY', `${o.credentialKey} is not the key of ${o.credentialCert}`);
   }
-  const pins = o.serverMeasurement.map((m) => toHex(parseMeasurementHex(m)));
   if (pins.length === 0) warn(P, 'trusting any admitted machine of the domain as the key-server; pin it with --server-measurement');
   const store = await openStore(P, o);
   try {
@@ -164,7 +170,6 @@ clientOptions(subcommand<ClientOpts & { version: number; out?: string; force?: b
   'fetch NAME... over one connection into the cryptstore (tag = name), or one NAME to --out',
   async (o, args) => {
     const names = [...new Set(args)]; // a name given twice is fetched and kept once
-    checkFetchNames(o, names);
     const specs: SecretSpec[] = names.map((name) => ({ name, version: o.version, ...(o.out ? {} : { tag: name }) }));
     // Before connecting: a key-server releases (and records) nothing for a value with nowhere to go.
     if (o.out && o.out !== '-') {
@@ -186,6 +191,11 @@ clientOptions(subcommand<ClientOpts & { version: number; out?: string; force?: b
       const items = outcomes.map((x) => ({ name: x.spec.name, version: x.entry!.version, storeVersion: x.storeVersion, size: x.entry!.blob.length, written: x.written }));
       return { json: { items }, text: items.map((i) => `${printableName(i.name)} version ${i.version} from the server: ${i.written === 'new' ? 'stored' : 'already'} in the cryptstore as version ${i.storeVersion}`) };
     });
+  },
+  // Before anything is read, and all of a --check-only run (first-boot.sh asks before certifying).
+  (o, args) => {
+    checkFetchNames(o, [...new Set(args)]);
+    clientFlags(o);
   }))
   .argument('<name...>', 'resource names')
   .option('--version <n>', 'version to fetch (0 = latest)', versionOf('latest'), 0)

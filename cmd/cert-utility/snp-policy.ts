@@ -100,8 +100,17 @@ export function snpPolicyOptions(cmd: Command): Command {
     .option('--snp-property <expr>', 'SEV-SNP: any further property, e.g. guest-svn>=2 (repeatable; see the README)', parseProperty, []);
 }
 
-/** The roots and the property claim the flags ask for; USAGE when an SNP root lacks its minimum TCB. */
+/** The SEV-SNP flags go together, or USAGE: the --snp-* flags need a root, and a root --snp-min-tcb. Reads nothing. */
+export function checkSnpFlags(o: SnpPolicyFlags): void {
+  const roots = o.trustAmdRoot.length + o.trustAmdRootCert.length;
+  const snpOnly = o.snpMinTcb || o.snpAllowDebug || o.snpAllowMigrationAgent || o.snpHostData || o.snpIdKeyDigest || o.snpProperty.length > 0 || o.snpVmpl !== 0;
+  if (roots === 0 && snpOnly) throw new CertifierError('USAGE', 'the --snp-* flags need --trust-amd-root or --trust-amd-root-cert');
+  if (roots > 0 && !o.snpMinTcb) throw new CertifierError('USAGE', 'trusting an AMD root needs --snp-min-tcb BOOTLOADER:TEE:SNP:MICROCODE (the lowest TCB accepted; there is no safe default)');
+}
+
+/** The roots and the property claim the flags ask for (checkSnpFlags first). */
 export async function snpPolicyParts(program: string, o: SnpPolicyFlags, at: Date): Promise<Pick<MakePolicyOptions, 'platformRoots' | 'platformProperties'>> {
+  checkSnpFlags(o);
   const roots: NonNullable<MakePolicyOptions['platformRoots']> = o.trustAmdRoot.map((p) => ({ platformType: SEV_SNP_PLATFORM, certificate: pinnedArk(p), name: AMD_CERTS[p].arkName }));
   for (const file of o.trustAmdRootCert) {
     const der = await readCertificateFile(file);
@@ -114,12 +123,7 @@ export async function snpPolicyParts(program: string, o: SnpPolicyFlags, at: Dat
   }
   const twice = roots.find((r, i) => roots.findIndex((x) => Buffer.from(x.certificate).equals(Buffer.from(r.certificate))) !== i);
   if (twice) throw new CertifierError('USAGE', `the AMD root ${twice.name} is named twice (--trust-amd-root, --trust-amd-root-cert): the policy would say it twice`);
-  const snpOnly = o.snpMinTcb || o.snpAllowDebug || o.snpAllowMigrationAgent || o.snpHostData || o.snpIdKeyDigest || o.snpProperty.length > 0 || o.snpVmpl !== 0;
-  if (roots.length === 0) {
-    if (snpOnly) throw new CertifierError('USAGE', 'the --snp-* flags need --trust-amd-root or --trust-amd-root-cert');
-    return {};
-  }
-  if (!o.snpMinTcb) throw new CertifierError('USAGE', 'trusting an AMD root needs --snp-min-tcb BOOTLOADER:TEE:SNP:MICROCODE (the lowest TCB accepted; there is no safe default)');
+  if (roots.length === 0) return {};
   const P = SNP_PROPERTY;
   const [bl, tee, snp, ucode] = o.snpMinTcb as [number, number, number, number];
   const requirements: Requirement[] = [

@@ -21,7 +21,7 @@ import { storeOptions, withProtector, type ProtectionOptions } from '../common/p
 import { loadPlatform } from '../common/platform.ts';
 import { KEY_FILE_LIMIT, measureFile, parseHostPort, publicKeyFrom, parseMeasurementHex, readCertificateFile, readMeasurementFile, readPrivateKeyFile, readPublicKeyFile } from '../common/keys.ts';
 import { describeCert } from '../common/certs.ts';
-import { snpPolicyOptions, snpPolicyParts, type SnpPolicyFlags } from './snp-policy.ts';
+import { checkSnpFlags, snpPolicyOptions, snpPolicyParts, type SnpPolicyFlags } from './snp-policy.ts';
 
 const P = 'cert-utility';
 const DAY = 86_400_000;
@@ -73,7 +73,8 @@ export function addTrustCommands(program: Command): void {
       ]);
       const info = parseCertificate(cert);
       return { json: { keyOut: o.keyOut, certOut: o.certOut, subject: info.subject, fingerprintSha256: info.fingerprintSha256Hex }, text: [`policy key ${o.keyOut} (0600), policy certificate ${o.certOut}: ${info.subject}`] };
-    })
+    },
+    () => {}) // every flag is checked as it is parsed (--domain, --alg, --days): --check-only asks just that
     .requiredOption('--domain <name>', 'the policy domain, e.g. datica', domainName)
     .requiredOption('--key-out <file>', 'where to write the policy private key (PEM, 0600)', fileOut)
     .requiredOption('--cert-out <file>', 'where to write the policy certificate (PEM)', fileOut)
@@ -133,8 +134,6 @@ export function addTrustCommands(program: Command): void {
   snpPolicyOptions(subcommand<JsonOption & SnpPolicyFlags & { policyKey: string; policyCert: string; trustPlatform: string[]; trustMeasurement: string[]; out: string; days: number; force?: boolean }>(program, 'make-policy',
     'write the signed policy: trusted platform keys and trusted measurements',
     async (o) => {
-      if (o.trustMeasurement.length === 0) throw new CertifierError('USAGE', 'name at least one --trust-measurement');
-      if (o.trustPlatform.length === 0 && o.trustAmdRoot.length === 0 && o.trustAmdRootCert.length === 0) throw new CertifierError('USAGE', 'name at least one --trust-platform, --trust-amd-root or --trust-amd-root-cert');
       refuseOwnFiles(o.out, { dirs: [], files: [o.policyKey, o.policyCert, ...o.trustPlatform, ...o.trustAmdRootCert] }, `--out ${o.out}`);
       const [policyKey, policyCert] = await Promise.all([readPrivateKeyFile(o.policyKey), readCertificateFile(o.policyCert)]);
       const pc = validatePolicyCert(policyCert, new Date());
@@ -150,7 +149,7 @@ export function addTrustCommands(program: Command): void {
         if (sameKey(key, policyKey)) throw new CertifierError('INVALID_KEY', `${f} holds the policy key, not a platform's: the policy key signs policies and certificates, never evidence`);
         platforms.push({ key, name: 'platformKey' });
       }
-      const measurements = o.trustMeasurement.map(parseMeasurementHex);
+      const measurements = trustedMeasurements(o);
       // The simulated platform measures with SHA-256 (32 bytes), SEV-SNP launches with SHA-384 (48).
       const snpOnly = o.trustPlatform.length === 0;
       const simulatedOnly = o.trustAmdRoot.length === 0 && o.trustAmdRootCert.length === 0;
@@ -159,8 +158,6 @@ export function addTrustCommands(program: Command): void {
           warn(P, `the measurement ${toHex(m)} is ${m.length} bytes, which no platform the policy trusts produces (${snpOnly ? 'SEV-SNP launch measurements are 48 bytes, 96 hex digits' : 'simulated-platform measurements are 32 bytes, 64 hex digits'}): it will admit nothing`);
         }
       }
-      const sameMeasurement = measurements.findIndex((m, i) => measurements.findIndex((x) => Buffer.from(x).equals(Buffer.from(m))) !== i);
-      if (sameMeasurement >= 0) throw new CertifierError('USAGE', `--trust-measurement ${toHex(measurements[sameMeasurement]!)} is given twice: the policy would say it twice`);
       const samePlatform = platforms.findIndex((p, i) => platforms.findIndex((x) => sameKey(x.key, p.key)) !== i);
       if (samePlatform >= 0) throw new CertifierError('USAGE', `--trust-platform ${o.trustPlatform[samePlatform]} holds a key named before: the policy would say it twice`);
       const snp = await snpPolicyParts(P, o, now);
@@ -171,6 +168,11 @@ export function addTrustCommands(program: Command): void {
       await writeFileAtomic(o.out, bytes, { exclusive: !o.force, mode: 0o644 });
       const policy = loadPolicy(bytes, pc.publicKey);
       return { json: { out: o.out, statements: policy.statements }, text: [`wrote ${printableName(o.out)}:`, ...policy.statements.map((s) => `  ${s}`)] };
+    },
+    // Before anything is read, and all of a --check-only run (deployment-setup.sh asks before making a key).
+    (o) => {
+      trustedMeasurements(o);
+      checkSnpFlags(o);
     })
     .requiredOption('--policy-key <file>', 'the policy private key')
     .requiredOption('--policy-cert <file>', 'the policy certificate')
@@ -204,7 +206,7 @@ export function addTrustCommands(program: Command): void {
   storeOptions(subcommand<JsonOption & ProtectionOptions & { domain: string; policyCert: string; server: string; force?: boolean; keyAlg: KeyAlg; plain?: boolean; saveEvidence?: string }>(program, 'init-trust',
     'get this machine certified and keep its key and admission certificate in the cryptstore',
     async (o) => {
-      const { host, port } = parseHostPort(o.server, '--server'); // a usage mistake, before any file is read
+      const { host, port } = parseHostPort(o.server, '--server');
       const policyCert = await readCertificateFile(o.policyCert);
       validatePolicyCert(policyCert, new Date());
       if (policyDomain(policyCert) !== o.domain) throw new CertifierError('USAGE', `--domain ${o.domain} is not the domain of ${o.policyCert} (${policyDomain(policyCert)})`);
@@ -245,7 +247,9 @@ export function addTrustCommands(program: Command): void {
       } finally {
         await close();
       }
-    }))
+    },
+    // A usage mistake, before any file is read; all of a --check-only run (first-boot.sh asks before certifying).
+    (o) => void parseHostPort(o.server, '--server')))
     .requiredOption('--domain <name>', 'the policy domain', domainName)
     .requiredOption('--policy-cert <file>', 'the pinned policy certificate')
     .requiredOption('--server <host:port>', 'the certificate authority (simpleserver)')
@@ -319,6 +323,19 @@ export function addTrustCommands(program: Command): void {
 }
 
 export { readMeasurementFile };
+
+/**
+ * make-policy's --trust-measurement values as bytes, or USAGE: none, one that is no measurement,
+ * one named twice (the policy would say it twice); and at least one platform to trust them on.
+ */
+function trustedMeasurements(o: { trustMeasurement: string[]; trustPlatform: string[] } & SnpPolicyFlags): Uint8Array[] {
+  if (o.trustMeasurement.length === 0) throw new CertifierError('USAGE', 'name at least one --trust-measurement');
+  if (o.trustPlatform.length === 0 && o.trustAmdRoot.length === 0 && o.trustAmdRootCert.length === 0) throw new CertifierError('USAGE', 'name at least one --trust-platform, --trust-amd-root or --trust-amd-root-cert');
+  const measurements = o.trustMeasurement.map((m) => parseMeasurementHex(m, '--trust-measurement'));
+  const same = measurements.findIndex((m, i) => measurements.findIndex((x) => Buffer.from(x).equals(Buffer.from(m))) !== i);
+  if (same >= 0) throw new CertifierError('USAGE', `--trust-measurement ${toHex(measurements[same]!)} is given twice: the policy would say it twice`);
+  return measurements;
+}
 
 /** A certificate never outlives its issuer's: says so when that cut --days short. */
 function warnIfCutShort(notAfter: Date, policyCertEnds: Date, days: number): void {

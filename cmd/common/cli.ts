@@ -167,8 +167,10 @@ function renderError(command: Command, e: unknown): number {
   } else {
     // A message may quote what it was given (a file name): no control character reaches the terminal raw.
     process.stderr.write(`${program}: error: ${escapeInvisible(message)} [${code}]\n`);
-    // A check command's refusal (check-names, check-domain) is its answer, not a misuse of it.
-    if (status === ExitStatus.usage && !(e instanceof CertifierError && e.details?.answer === true)) {
+    // A check's refusal (check-names, check-domain, a command run with --check-only) is its
+    // answer, not a misuse of it.
+    const answer = (e instanceof CertifierError && e.details?.answer === true) || flagTyped(command, '--check-only');
+    if (status === ExitStatus.usage && !answer) {
       const sub = command.commands.find((c) => c.name() === process.argv[2]);
       process.stderr.write(`hint: run "${program}${sub ? ` ${sub.name()}` : ''} --help" for usage\n`);
     }
@@ -234,19 +236,27 @@ export function createProgram(name: string, description: string): Command {
   return program;
 }
 
-/** Adds a subcommand carrying --json, whose action returns a Result. */
+/**
+ * Adds a subcommand carrying --json, whose action returns a Result. A command given `check`
+ * (its checks of its flags and arguments that read, write and connect to nothing) runs it before
+ * `fn`, and takes --check-only: a script's question before it acts (first-boot.sh, before
+ * certifying), answered by the command's own parsing and checks, which a run then makes too.
+ */
 export function subcommand<O extends JsonOption>(
   parent: Command,
   name: string,
   description: string,
   fn: (options: O, args: string[]) => Promise<Result>,
+  check?: (options: O, args: string[]) => void,
 ): Command {
   const cmd = parent.command(name).description(description).option('--json', 'print the result (or the error) as one JSON document');
+  if (check) cmd.option('--check-only', 'check the flags and arguments as a run does, then exit 0 (or 2 saying why), reading, writing and connecting to nothing');
   cmd.action(async function (this: Command) {
     refuseRepeated(this);
     refuseEmpty(this);
-    const options = this.opts<O>();
-    render(await fn(options, this.args), options.json === true);
+    const options = this.opts<O & { checkOnly?: boolean }>();
+    check?.(options, this.args);
+    render(options.checkOnly ? { json: { checked: true } } : await fn(options, this.args), options.json === true);
   });
   return cmd;
 }

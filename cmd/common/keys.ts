@@ -83,10 +83,10 @@ export async function readCertificateFile(path: string): Promise<Uint8Array> {
   }
 }
 
-/** A measurement given as hex (64 or 96 digits). */
-export function parseMeasurementHex(hex: string): Uint8Array {
+/** A measurement given as hex (64 or 96 digits); `flag`, when given, is named in the refusal. */
+export function parseMeasurementHex(hex: string, flag?: string): Uint8Array {
   const h = hex.trim().toLowerCase();
-  if (!/^([0-9a-f]{64}|[0-9a-f]{96})$/.test(h)) throw new CertifierError('USAGE', `"${hex}" is not a measurement (64 or 96 hex digits)`);
+  if (!/^([0-9a-f]{64}|[0-9a-f]{96})$/.test(h)) throw new CertifierError('USAGE', `${flag ? `${flag} ` : ''}"${hex}" is not a measurement (64 or 96 hex digits)`);
   return fromHex(h);
 }
 

@@ -1,0 +1,84 @@
+// --check-only: a script's question before it acts (first-boot.sh before certifying,
+// deployment-setup.sh before making a key), asked of the very command it then runs. The flags are
+// parsed and checked as a run does them; nothing is read, written or connected to: the files the
+// flags name need not exist. A refusal is the run's own error, escaped, without a usage hint.
+
+import { expect } from 'chai';
+import { readdirSync } from 'node:fs';
+import { run, tempDir, type RunResult } from '../support/helpers.ts';
+
+const CONTROL = /[\x00-\x09\x0b-\x1f\x7f]/; // anything but a line's end, raw on a terminal
+const PIN = 'ab'.repeat(32);
+
+describe('--check-only', function () {
+  this.slow(6_000);
+  let tmp: ReturnType<typeof tempDir>;
+  before(() => (tmp = tempDir('check-only-')));
+  after(() => tmp.cleanup());
+
+  const refused = (r: RunResult, message: string) => {
+    expect(r.status, r.stderr).to.equal(2);
+    expect(r.stderr).to.contain(`${message}`).and.contain('[USAGE]');
+    expect(r.stderr, "the check's answer, not a misuse of it: no usage hint").not.to.contain('hint:');
+    expect(r.stderr, 'no control character reaches the terminal raw').not.to.match(CONTROL);
+    expect(r.out).to.equal('');
+  };
+  // Files that are not there: a check reads none of them, and makes none.
+  const store = ['--store', 'store', '--sealed', '--platform-dir', 'platform', '--measurement-file', 'measurement'];
+  const retrieve = (more: string[], names = ['vhd/disk-1'], server = 'kms.internal:8120') =>
+    run('key-client', ['retrieve', '--check-only', '--server', server, '--domain', 'datica', '--policy-cert', 'policy-cert.pem', ...store, ...more, '--', ...names], { cwd: tmp.dir });
+  const initTrust = (server: string) =>
+    run('cert-utility', ['init-trust', '--check-only', '--domain', 'datica', '--policy-cert', 'policy-cert.pem', '--server', server, ...store], { cwd: tmp.dir });
+  const policy = (more: string[]) =>
+    run('cert-utility', ['make-policy', '--check-only', '--policy-key', 'k.pem', '--policy-cert', 'c.pem', '--trust-platform', 'p.pem', '--out', 'policy.bin', ...more], { cwd: tmp.dir });
+
+  it('takes the flags a run takes, exit 0, printing nothing ({"ok":true,"checked":true} under --json), and reads and makes nothing', async () => {
+    const runs = await Promise.all([
+      retrieve(['--server-measurement', PIN, '--server-measurement', 'CD'.repeat(48)], ['vhd/disk-1', '-x']),
+      initTrust('[fe80::1%eth0]:8123'),
+      policy(['--trust-measurement', PIN, '--trust-amd-root', 'milan', '--snp-min-tcb', '3:0:8:115', '--days', '30']),
+      run('cert-utility', ['generate-policy-key', '--check-only', '--domain', 'datica', '--alg', 'p384', '--key-out', 'k.pem', '--cert-out', 'c.pem'], { cwd: tmp.dir }),
+    ]);
+    for (const r of runs) expect([r.status, r.out, r.stderr]).to.deep.equal([0, '', '']);
+    const json = await initTrust('10.0.0.5:8123').then(() => retrieve(['--json']));
+    expect([json.status, json.stderr]).to.deep.equal([0, '']);
+    expect(json.json()).to.deep.equal({ ok: true, checked: true });
+    expect(readdirSync(tmp.dir), 'no store made, nothing written').to.deep.equal([]);
+  });
+
+  it('refuses what the run would refuse only once it had read, certified or connected: an address, a pin, a name, each named and escaped', async () => {
+    const [host, port, pin, name, twice, init] = await Promise.all([
+      retrieve([], undefined, 'a..b:8120'),
+      retrieve([], undefined, 'kms.internal:65536'),
+      retrieve(['--server-measurement', PIN, '--server-measurement', `${PIN}\x1b`]),
+      retrieve([], ['vhd/disk-1', 'datica-admission-certificate']),
+      retrieve(['--domain', 'other']),
+      initTrust('[:]:8123'),
+    ]);
+    refused(host, 'key-client: error: --server must be HOST:PORT with HOST a host name or an IP address (an IPv6 address in brackets: [2001:db8::5]), not "a..b:8120"');
+    refused(port, '--server must be HOST:PORT with a port from 1 to 65535, not "kms.internal:65536"');
+    refused(pin, `--server-measurement "${PIN}\\u001b" is not a measurement (64 or 96 hex digits)`);
+    refused(name, '"datica-admission-certificate" is where init-trust keeps a machine\'s identity in the cryptstore');
+    refused(twice, '--domain is given 2 times; it takes one value');
+    refused(init, 'cert-utility: error: --server must be HOST:PORT with HOST a host name or an IP address');
+    expect(readdirSync(tmp.dir), 'no store made').to.deep.equal([]);
+  });
+
+  it('make-policy and generate-policy-key refuse a measurement named twice, flags that do not go together, and values their parsing refuses', async () => {
+    const [same, snp, root, days, domain, alg] = await Promise.all([
+      policy(['--trust-measurement', PIN, '--trust-measurement', PIN.toUpperCase()]),
+      policy(['--trust-measurement', PIN, '--snp-min-tcb', '3:0:8:115']),
+      policy(['--trust-measurement', PIN, '--trust-amd-root', 'milan']),
+      policy(['--trust-measurement', PIN, '--days', '36601']),
+      run('cert-utility', ['generate-policy-key', '--check-only', '--domain', 'dat\x1bica', '--key-out', 'k.pem', '--cert-out', 'c.pem'], { cwd: tmp.dir }),
+      run('cert-utility', ['generate-policy-key', '--check-only', '--domain', 'datica', '--alg', 'ed25519', '--key-out', 'k.pem', '--cert-out', 'c.pem'], { cwd: tmp.dir }),
+    ]);
+    refused(same, `--trust-measurement ${PIN} is given twice: the policy would say it twice`);
+    refused(snp, 'the --snp-* flags need --trust-amd-root or --trust-amd-root-cert');
+    refused(root, 'trusting an AMD root needs --snp-min-tcb');
+    refused(days, "option '--days <n>' argument '36601' is invalid. expected an integer from 1 to 36600");
+    refused(domain, "option '--domain <name>' argument 'dat\\u001bica' is invalid");
+    refused(alg, "option '--alg <alg>' argument 'ed25519' is invalid");
+    expect(readdirSync(tmp.dir), 'nothing written').to.deep.equal([]);
+  });
+});
