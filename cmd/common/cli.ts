@@ -147,8 +147,9 @@ function renderError(command: Command, e: unknown): number {
   const program = command.name();
   const status = e instanceof CommanderError ? ExitStatus.usage : exitStatusOf(e);
   const code = e instanceof CertifierError ? e.code : e instanceof CommanderError ? 'USAGE' : 'INTERNAL';
-  // commander puts its "(Did you mean --store?)" on a line of its own: one line here.
-  let message = e instanceof CommanderError ? e.message.replace(/^error: /, '').replace(/\n/g, ' ') : (e as Error)?.message ?? String(e);
+  // commander puts its "(Did you mean --store?)" on a line of its own: one line here. A newline
+  // in a value it quotes stays, to be escaped with the rest (as a space it hid what was given).
+  let message = e instanceof CommanderError ? e.message.replace(/^error: /, '').replace(/\n(?=\(Did you mean )/g, ' ') : (e as Error)?.message ?? String(e);
   if (!(e instanceof CertifierError) && !(e instanceof CommanderError)) message = `internal error: ${message}`;
   // Details that are safe to show go with the refusal: a decision's proof (simpleserver explain),
   // as the text form prints it; the file and line an error names (verify-audit); how a store is

@@ -20,6 +20,10 @@ describe('usage mistakes across the programs (exit 2, before any work)', () => {
     const typo = await run('cert-utility', ['list-items', '--store', 'x', '--stor', 'y']);
     expect(typo.status).to.equal(2);
     expect(typo.stderr).to.contain("cert-utility: error: unknown option '--stor' (Did you mean --store?) [USAGE]");
+    // A newline in a value commander quotes is shown escaped, as every control character is, not as a space.
+    const newline = await run('cert-utility', ['generate-policy-key', '--domain', 'dat\nica', '--key-out', 'k.pem', '--cert-out', 'c.pem'], { cwd: tmp.dir });
+    expect(newline.status).to.equal(2);
+    expect(newline.stderr).to.contain("cert-utility: error: option '--domain <name>' argument 'dat\\u000aica' is invalid.");
     const bogus = await run('key-server', ['help', 'bogus']);
     expect(bogus.status).to.equal(2);
     expect(bogus.stderr).to.contain("key-server: error: unknown command 'bogus' [USAGE]");
