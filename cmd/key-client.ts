@@ -202,8 +202,9 @@ clientOptions(subcommand<ClientOpts & { version: number; out?: string; force?: b
   .option('--out <file>', 'write the one value here (0600) or to stdout with -, instead of the cryptstore')
   .option('--force', 'replace --out if it exists');
 
-// A script's question, before it acts (first-boot.sh, before certifying): would retrieve take
-// these names? Answered by retrieve's own check, so the answer cannot drift from it.
+// A script's question, before it acts: would retrieve take these names? Answered by retrieve's
+// own check, so the answer cannot drift from it (retrieve --check-only asks it with the rest of
+// retrieve's flags, as first-boot.sh does before certifying).
 subcommand<JsonOption>(program, 'check-names',
   'check that retrieve would take NAME... into the cryptstore, reading and connecting to nothing: exit 0, or 2 naming each refused and why',
   async (_o, args) => {

@@ -63,17 +63,33 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$dir" ] || { echo "deployment-setup: --dir is missing or empty" >&2; usage; }
 [ -n "$domain" ] || { echo "deployment-setup: --domain is missing or empty" >&2; usage; }
-# Asked of cert-utility itself, by its own rule: it would refuse the domain only once the directory
-# was made. It says why, the domain escaped (exit 2); any other status is a program that did not run.
-"$CERT_UTILITY" check-domain -- "$domain" >/dev/null || {
-  rc=$?
-  if [ $rc -eq 2 ]; then echo "deployment-setup: --domain: cert-utility would not take it (above); nothing made" >&2
-  else echo "deployment-setup: could not ask $(printf '%q' "$CERT_UTILITY") about --domain (exit $rc, above; CERT_UTILITY names the program); nothing made" >&2; fi
+# The commands that make the policy key and the policy, as they run below once $dir is known to be
+# a private directory (there named by its physical path). Their flags (--domain, --alg; the
+# trusted measurements, --trust-amd-root, --snp-min-tcb, --policy-days as make-policy's --days) are
+# asked of cert-utility first with --check-only: parsed and checked by its own rules as a run does,
+# reading and writing nothing. It would refuse a bad one only once the directory and a key were made.
+policy_key_args() {
+  policy_key=(generate-policy-key --domain "$domain" --alg "$alg" --key-out "$1/policy-key.pem" --cert-out "$1/policy-cert.pem")
+}
+policy_args() {
+  local m
+  policy=(make-policy --policy-key "$1/policy-key.pem" --policy-cert "$1/policy-cert.pem" --trust-platform "$1/platform/platform-cert.pem"
+    "${amd[@]}" ${min_tcb:+--snp-min-tcb "$min_tcb"} --days "$days" --out "$1/policy.bin")
+  for m in "${@:2}"; do policy+=(--trust-measurement "$m"); done
+}
+# A refusal says why, naming the flag and the value, escaped (exit 2), above a line saying which of
+# this script's flags the command's are (WHERE); any other status is a program that did not run.
+check() {
+  local where=$1; shift
+  "$CERT_UTILITY" "$1" --check-only "${@:2}" >/dev/null && return
+  local rc=$?
+  if [ $rc -eq 2 ]; then echo "deployment-setup: cert-utility $1 would not take the flags given (above${where:+; $where}); nothing made" >&2
+  else echo "deployment-setup: could not ask $(printf '%q' "$CERT_UTILITY") to check the flags (exit $rc, above; CERT_UTILITY names the program); nothing made" >&2; fi
   exit $rc
 }
+policy_key_args "$dir"
+check '' "${policy_key[@]}"
 [ ${#measure[@]} -gt 0 ] || [ ${#trust[@]} -gt 0 ] || { echo "deployment-setup: name at least one --measure or --trust-measurement" >&2; usage; }
-{ [ ${#amd[@]} -gt 0 ] && [ -n "$min_tcb" ]; } || { [ ${#amd[@]} -eq 0 ] && [ -z "$min_tcb" ]; } ||
-  { echo "deployment-setup: --trust-amd-root and --snp-min-tcb go together" >&2; usage; }
 # Paths are printed in commands to paste: one holding a control character (a newline would end a
 # comment line and start a command) is refused, as are names cert-utility would take for flags.
 has_control() { [[ "$1" == *[[:cntrl:]]* ]]; }
@@ -89,24 +105,9 @@ if [ -L "$dir/measurements" ] || { [ -e "$dir/measurements" ] && [ ! -d "$dir/me
   echo "deployment-setup: $dir/measurements is there and is not a directory; not touching it" >&2; exit 1
 fi
 # Every input checked before any key is made, so a mistake leaves nothing to clean up.
-matches "$days" '^[1-9][0-9]{0,4}$' && [ "$days" -le 36600 ] || { echo "deployment-setup: --policy-days takes a whole number of days from 1 to 36600" >&2; usage; }
-# amd holds flag/value pairs: the values are at the odd places.
-for ((i = 1; i < ${#amd[@]}; i += 2)); do
-  case "${amd[i]}" in milan|genoa) ;; *) echo "deployment-setup: --trust-amd-root is milan or genoa, not \"${amd[i]}\"" >&2; usage ;; esac
-done
-if [ -n "$min_tcb" ]; then
-  tcb_ok=yes
-  matches "$min_tcb" '^[0-9]{1,3}([:/][0-9]{1,3}){3}$' || tcb_ok=no
-  for n in ${min_tcb//[:\/]/ }; do [ "$tcb_ok" = yes ] && [ $((10#$n)) -le 255 ] || tcb_ok=no; done
-  [ "$tcb_ok" = yes ] || { echo "deployment-setup: --snp-min-tcb is BOOTLOADER:TEE:SNP:MICROCODE, four numbers from 0 to 255 (e.g. 3:0:8:115)" >&2; usage; }
-fi
 for f in platform/platform-key.pem platform/platform-cert.pem platform/attest-key.pem platform/endorsement.bin policy.bin; do
   refuse_present "$dir/$f"
 done
-for m in "${trust[@]}"; do
-  matches "$m" '^([0-9a-fA-F]{64}|[0-9a-fA-F]{96})$' || { echo "deployment-setup: --trust-measurement takes 64 or 96 hex digits, not \"$m\"" >&2; usage; }
-done
-case "$alg" in p256|p384|rsa2048) ;; *) echo "deployment-setup: --alg is p256, p384 or rsa2048" >&2; usage ;; esac
 names=()
 for f in "${measure[@]}"; do
   if has_control "$f"; then echo "deployment-setup: a --measure file name holds a control character (a newline, say); rename it" >&2; exit 2; fi
@@ -118,21 +119,18 @@ for f in "${measure[@]}"; do
   if [ -e "$dir/measurements/$name.measurement" ] || [ -L "$dir/measurements/$name.measurement" ]; then echo "deployment-setup: $dir/measurements/$name.measurement exists; not overwriting" >&2; exit 1; fi
   names+=("$name")
 done
-# make-policy refuses a measurement named twice (two copies of one program, or a --trust-measurement
-# of a file also measured): found now, before any key is made, not after.
+# The policy's flags with every measurement it will trust, checked now, before any key is made:
+# make-policy refuses one that is not 64 or 96 hex digits, and one named twice (two copies of one
+# program, or a --trust-measurement of a file also measured).
+# Measured in one run, one line each ("HEX" alone for one file, "HEX  NAME" for several, a name's
+# newline escaped).
 measured=()
-for f in "${measure[@]}"; do
-  m=$("$CERT_UTILITY" measure -- "$f") || exit 1
-  measured+=("$m")
-done
-seen=()
-for m in "${measured[@]}" "${trust[@]}"; do
-  lower=${m,,}
-  for s in "${seen[@]}"; do
-    [ "$s" != "$lower" ] || { echo "deployment-setup: the measurement $lower is named twice (by --measure or --trust-measurement); name each once" >&2; exit 2; }
-  done
-  seen+=("$lower")
-done
+if [ ${#measure[@]} -gt 0 ]; then
+  lines=$("$CERT_UTILITY" measure -- "${measure[@]}") || exit 1
+  while read -r m _; do measured+=("$m"); done <<<"$lines"
+fi
+policy_args "$dir" "${trust[@]}" "${measured[@]}"
+check "its --trust-measurement is each --trust-measurement and --measure file's measurement, its --days --policy-days" "${policy[@]}"
 
 log() { printf 'deployment-setup: %s\n' "$*" >&2; }
 # What this run makes, removed (newest first) if it stops before the end: a failed step or a
@@ -202,7 +200,8 @@ cu() { "$CERT_UTILITY" "$@"; }
 
 log "policy key and certificate for domain $domain"
 made+=("$dir/policy-key.pem" "$dir/policy-cert.pem")
-cu generate-policy-key --domain "$domain" --alg "$alg" --key-out "$dir/policy-key.pem" --cert-out "$dir/policy-cert.pem" >&2
+policy_key_args "$dir"
+cu "${policy_key[@]}" >&2
 log "simulated platform keys (a TEST platform; real VMs use their hardware)"
 [ -e "$dir/platform" ] || [ -L "$dir/platform" ] || made+=("$dir/platform")
 for f in platform-key.pem platform-cert.pem attest-key.pem endorsement.bin; do made+=("$dir/platform/$f"); done
@@ -215,12 +214,9 @@ for f in "${measure[@]}"; do
   log "measured $f: $m"
   trust+=("$m")
 done
-args=()
-for m in "${trust[@]}"; do args+=(--trust-measurement "$m"); done
 made+=("$dir/policy.bin")
-cu make-policy --policy-key "$dir/policy-key.pem" --policy-cert "$dir/policy-cert.pem" \
-  --trust-platform "$dir/platform/platform-cert.pem" "${amd[@]}" ${min_tcb:+--snp-min-tcb "$min_tcb"} \
-  "${args[@]}" --days "$days" --out "$dir/policy.bin" >&2
+policy_args "$dir" "${trust[@]}"
+cu "${policy[@]}" >&2
 finished=yes # the setup is whole: kept, even if the commands below cannot be printed
 
 # The commands below are printed to be pasted, as the README's steps 2 to 5 for this directory:

@@ -113,34 +113,21 @@ esac
 # mid-way (then carry on as if it had succeeded), and a huge or empty value would retry for ever.
 matches "$retries" '^[1-9][0-9]{0,2}$' || { echo "first-boot: --retries takes a whole number from 1 to 999, not \"$retries\"" >&2; exit 2; }
 matches "$max_delay" '^[1-9][0-9]{0,3}$' || { echo "first-boot: --max-delay takes a whole number of seconds from 1 to 9999, not \"$max_delay\"" >&2; exit 2; }
-matches "$kport" '^[1-9][0-9]{0,4}$' && [ "$kport" -le 65535 ] || { echo "first-boot: --keyserver-port takes a port from 1 to 65535, not \"$kport\"" >&2; exit 2; }
-matches "$cport" '^[1-9][0-9]{0,4}$' && [ "$cport" -le 65535 ] || { echo "first-boot: --certifier-port takes a port from 1 to 65535, not \"$cport\"" >&2; exit 2; }
-# An address the programs take as HOST in HOST:PORT, checked here: a bad key-server address would
-# otherwise be found only at step 2, once this VM is certified. Given empty (a unit's variable set
-# to nothing), --keyserver-host is refused too, never taken for --host.
+# Given empty (a unit's variable set to nothing), --keyserver-host is refused (by key-client, as
+# the address ":PORT"), never taken for --host.
 case "$seen" in *" --keyserver-host "*) ;; *) khost=$host ;; esac
-for pair in "--host:$host" "--keyserver-host:$khost"; do
-  flag=${pair%%:*} addr=${pair#*:}
-  # A host name or IPv4 address (labels of letters, digits, "_" or "-", one dot between them), or an
-  # IPv6 address in brackets (two to seven colons, an optional zone).
-  matches "$addr" '^([A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?(\.[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?)*\.?|\[([0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f.]*(%[A-Za-z0-9._-]+)?\])$' || {
-    echo "first-boot: $flag takes a host name or an IP address, without the port (an IPv6 address in brackets: [2001:db8::5]), not \"$addr\"" >&2; exit 2; }
-done
-# Checked before certifying, so a placeholder (or an empty value, from a unit whose variable is
-# set to nothing) fails at once: given, the pin must be a measurement, never silently none.
-# Several (each value may hold some, separated by spaces or commas) while replicas move to a new
-# key-server program: the old measurement and the new one, both pinned.
-bad_pin() { echo "first-boot: --server-measurement takes the key-server's measurement, 64 or 96 hex digits (several separated by spaces or commas), not \"$1\"${2:-}" >&2; usage; }
-pins=()
+# Several pinned measurements (each value may hold some, separated by spaces or commas) while
+# replicas move to a new key-server program: the old measurement and the new one, both pinned.
+# Each is key-client's --server-measurement, checked by key-client with the rest below; a value
+# that holds none (a unit's variable set to nothing) is refused here: given, the pin must be a
+# measurement, never silently none.
+pin=()
 for v in "${pin_values[@]}"; do
   set -f
   split=(${v//,/ })
   set +f
-  [ ${#split[@]} -gt 0 ] || bad_pin "" " (an empty value: a unit's variable set to nothing?)"
-  for m in "${split[@]}"; do
-    matches "$m" '^([0-9a-fA-F]{64}|[0-9a-fA-F]{96})$' || bad_pin "$m"
-    pins+=("$m")
-  done
+  [ ${#split[@]} -gt 0 ] || { echo "first-boot: --server-measurement takes the key-server's measurement, 64 or 96 hex digits (several separated by spaces or commas), not \"\" (an empty value: a unit's variable set to nothing?)" >&2; usage; }
+  for m in "${split[@]}"; do pin+=(--server-measurement "$m"); done
 done
 # Every file the programs will read, when it is there, is a regular file (or a link to one): given a
 # FIFO they would wait in open() for ever, and a directory or a device would fail only mid-way.
@@ -203,14 +190,36 @@ with_retries() {
 
 store_args=(--store "$store" "${protection[@]}" "${platform_args[@]}")
 shown_store=$(shown_names "$store") # as its own lines show it
+# The two steps' commands, but for the names fetched: asked with --check-only below, then run.
+init_trust=(init-trust --domain "$domain" --policy-cert "$policy_cert" --server "$host:$cport" "${store_args[@]}")
+retrieve=(retrieve --server "$khost:$kport" --domain "$domain" --policy-cert "$policy_cert" "${pin[@]}" "${store_args[@]}")
 
-# Every name one key-client retrieve takes into the cryptstore (its rule for names, and none where
-# the cryptstore keeps an identity or a key-server its storage key), asked of key-client itself:
-# it would refuse them only once the machine is certified. It names each one it refuses, escaped
-# (exit 2). Asked while the store is read below, both programs starting at once (on two cores, in
-# about the time of one), and waited for before anything is made of either answer.
-"$KEY_CLIENT" check-names -- "${names[@]}" >/dev/null &
-checking=$!
+# Every flag the two steps take, asked of the programs themselves with the very commands the steps
+# run (--check-only: parsed and checked as a run does, reading and connecting to nothing): each
+# would refuse a bad one only when its step came, key-client's after this machine is certified.
+# That is the addresses and ports (HOST:PORT, a host name or IP address), the pinned measurements,
+# the domain, and every name retrieve takes into the cryptstore (its rule for names, and none where
+# the cryptstore keeps an identity or a key-server its storage key). A refusal names the program's
+# flag and the value, escaped (exit 2). key-client is asked while the store is read below, both
+# programs starting at once, and waited for before anything is made of either answer. cert-utility
+# is asked beside it where there is no store to read (a first boot, which certifies next), and on a
+# later boot only once it finds keys to fetch: a boot that holds every key runs no init-trust, and
+# starts one program fewer (about 0.25 s of CPU).
+check_init_trust() { "$CERT_UTILITY" "${init_trust[0]}" --check-only "${init_trust[@]:1}" >/dev/null; }
+"$KEY_CLIENT" "${retrieve[0]}" --check-only "${retrieve[@]:1}" -- "${names[@]}" >/dev/null &
+checking_retrieve=$!
+checking_init=
+[ -e "$store" ] || { check_init_trust & checking_init=$!; }
+# A check's answer, its status: a refusal (2) or a program that could not answer, said in a line.
+checked() {
+  local pid=$1 what=$2 server=$3 rc
+  wait "$pid"; rc=$?
+  [ $rc -ne 0 ] || return 0
+  if [ $rc -eq 2 ]; then log "$what would refuse the flags this run gives it (above; its --server is $server); not certifying"
+  else log "$what could not check the flags (exit $rc, above); not certifying"; fi
+  return $rc
+}
+checked_init_trust() { checked "$1" 'cert-utility init-trust' '--host:--certifier-port'; }
 
 # Keys already in the store need neither a certificate nor a server: a reboot after success
 # stays offline, whatever the clock says (a certificate checked against a wrong clock would look
@@ -219,13 +228,10 @@ missing=()
 held= rc=0
 # (With --json an error is a JSON document on stdout instead, with its code.)
 [ ! -e "$store" ] || { held=$("$CERT_UTILITY" list-items --json "${store_args[@]}" 2>/dev/null); rc=$?; }
-wait "$checking"
-checked=$?
-if [ $checked -ne 0 ]; then
-  if [ $checked -eq 2 ]; then log "--keys names a key key-client would not fetch (above); not certifying"
-  else log "key-client could not check --keys (exit $checked, above); not certifying"; fi
-  exit $checked
-fi
+checked "$checking_retrieve" 'key-client retrieve' '--keyserver-host:--keyserver-port'
+checked_retrieve=$?
+[ -z "$checking_init" ] || checked_init_trust "$checking_init" || exit $?
+[ $checked_retrieve -eq 0 ] || exit $checked_retrieve
 # A store that is there but cannot be read (damaged: INTEGRITY; locked; the wrong key) is not
 # one to certify again over: say so and stop, whatever the servers could do.
 if [ $rc -ne 0 ]; then
@@ -259,15 +265,15 @@ if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
 
+if [ -z "$checking_init" ]; then
+  check_init_trust &
+  checked_init_trust $! || exit $?
+fi
 log "step 1/2: certification by $host:$cport"
 # A certificate only due for renewal that cannot be renewed now still serves: init-trust warns
 # (until when it is valid) and exits 0, and the keys are fetched with it.
-with_retries "init-trust against $host:$cport" \
-  "$CERT_UTILITY" init-trust --domain "$domain" --policy-cert "$policy_cert" --server "$host:$cport" "${store_args[@]}" >&2 || exit $?
+with_retries "init-trust against $host:$cport" "$CERT_UTILITY" "${init_trust[@]}" >&2 || exit $?
 
-pin=()
-for m in "${pins[@]}"; do pin+=(--server-measurement "$m"); done
 log "step 2/2: fetching $(shown_names "${missing[@]}") from $khost:$kport"
-with_retries "retrieve from $khost:$kport" \
-  "$KEY_CLIENT" retrieve --server "$khost:$kport" --domain "$domain" --policy-cert "$policy_cert" "${pin[@]}" "${store_args[@]}" -- "${missing[@]}" >&2 || exit $?
+with_retries "retrieve from $khost:$kport" "$KEY_CLIENT" "${retrieve[@]}" -- "${missing[@]}" >&2 || exit $?
 log "done: $(shown_names "${missing[@]}") kept in $shown_store"

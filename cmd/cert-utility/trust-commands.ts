@@ -83,8 +83,9 @@ export function addTrustCommands(program: Command): void {
     .option('--force', 'replace existing files')
     .addHelpText('after', examples(['cert-utility generate-policy-key --domain datica --key-out policy-key.pem --cert-out policy-cert.pem']));
 
-  // A script's question, before it makes anything (deployment-setup.sh): would --domain take D?
-  // Answered by --domain's own rule, so the answer cannot drift from it.
+  // A script's question, before it makes anything: would --domain take D? Answered by --domain's
+  // own rule, so the answer cannot drift from it (generate-policy-key --check-only asks it with the
+  // rest of that command's flags, as deployment-setup.sh does).
   subcommand<JsonOption>(program, 'check-domain', 'check that --domain takes DOMAIN, reading and writing nothing: exit 0, or 2 saying why not',
     async (_o, args) => {
       const problem = domainProblem(args[0]!);

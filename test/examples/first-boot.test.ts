@@ -19,6 +19,10 @@ import { domainProblem } from '../../lib/pki/admission.ts';
 import { tagProblem } from '../../lib/wire/index.ts';
 
 const firstBoot = (args: string[]) => runScript('first-boot.sh', args);
+/** first-boot's line under a refusal of `key-client retrieve --check-only`, and of `cert-utility init-trust --check-only`. */
+const KEY_CLIENT_REFUSES = 'key-client retrieve would refuse the flags this run gives it (above; its --server is --keyserver-host:--keyserver-port); not certifying';
+const CERT_UTILITY_REFUSES = 'cert-utility init-trust would refuse the flags this run gives it (above; its --server is --host:--certifier-port); not certifying';
+const NO_HOST = 'must be HOST:PORT with HOST a host name or an IP address (an IPv6 address in brackets: [2001:db8::5])';
 
 /**
  * The environment giving bash tr_TR.UTF-8, whose collation puts "I" and "i" outside [A-Za-z] and
@@ -118,13 +122,21 @@ describe('scripts/first-boot.sh failure modes', function () {
     expect(r.status, r.stderr).to.equal(0);
     expect(r.stderr).to.contain('every key is already in the cryptstore; nothing to do');
     expect(r.stderr).not.to.contain('step 1/2');
+    // init-trust's flags are asked of cert-utility only once a key is missing (a boot holding every
+    // key runs no init-trust), and then before certifying.
+    const port0 = base.map((a, i) => (base[i - 1] === '--certifier-port' ? '0' : a));
+    const unused = await firstBoot([...port0, '--store', f('store-held'), '--key-file', f('held.key')]);
+    expect([unused.status, unused.stderr]).to.deep.equal([0, 'first-boot: every key is already in the cryptstore; nothing to do\n']);
+    const missing = await firstBoot([...port0.map((a) => (a === 'vhd/disk-1' ? 'vhd/disk-1 vhd/disk-2' : a)), '--store', f('store-held'), '--key-file', f('held.key')]);
+    expect(missing.status, missing.stderr).to.equal(2);
+    expect(missing.stderr).to.contain(`cert-utility: error: --server must be HOST:PORT with a port from 1 to 65535, not "127.0.0.1:0" [USAGE]\nfirst-boot: ${CERT_UTILITY_REFUSES}`).and.not.contain('step 1/2');
     // A name key-client refuses is refused though the store holds it: the machine's own key, held
     // from the first certification on, would otherwise make every boot "done" without the key.
     expect((await run('cert-utility', ['put-item', ...store, '--tag', 'datica-private-auth-key', '--in', '-'], { cwd: tmp.dir, input: 'not a key' })).status).to.equal(0);
     const reserved = await firstBoot([...base.filter((a, i, all) => a !== '--keys' && all[i - 1] !== '--keys'), '--keys', 'vhd/disk-1 datica-private-auth-key', '--store', f('store-held'), '--key-file', f('held.key')]);
     expect(reserved.status, reserved.stderr).to.equal(2);
     expect(reserved.stderr).to.contain('key-client: error: "datica-private-auth-key" is where init-trust keeps a machine\'s identity in the cryptstore')
-      .and.contain('first-boot: --keys names a key key-client would not fetch (above); not certifying').and.not.contain('nothing to do');
+      .and.contain(`first-boot: ${KEY_CLIENT_REFUSES}`).and.not.contain('nothing to do');
   });
 
   it('stops at once, neither certifying nor fetching, when the store it would keep the keys in cannot be read', async () => {
@@ -184,7 +196,7 @@ describe('scripts/first-boot.sh failure modes', function () {
     const refused = await firstBoot([...base, '--keys', tooLong]);
     expect(refused.status, refused.stderr).to.equal(2);
     expect(refused.stderr).to.contain(`key-client: error: the name "vhd/${'\u{1f600}'.repeat(126)}..." (508 characters) is longer than 256 characters (counted in UTF-16 units: a character beyond U+FFFF, such as an emoji, counts as two) [USAGE]`);
-    expect(refused.stderr).to.contain('first-boot: --keys names a key key-client would not fetch (above); not certifying').and.not.contain('step 1/2');
+    expect(refused.stderr).to.contain(`first-boot: ${KEY_CLIENT_REFUSES}`).and.not.contain('step 1/2');
     const taken = await firstBoot([...base, '--keys', longest]);
     expect(taken.status, taken.stderr).to.equal(3);
     expect(taken.stderr).to.contain('step 1/2');
@@ -201,7 +213,7 @@ describe('scripts/first-boot.sh failure modes', function () {
       expect(r.status, r.stderr).to.equal(2);
       // key-client's own decoding (each bad byte becomes U+FFFD) and rule, the name as it read it.
       expect(r.stderr).to.contain(i === 0 ? 'key-client: error: the name "abc\ufffd" is not valid UTF-8 [USAGE]' : 'is not valid UTF-8 [USAGE]');
-      expect(r.stderr).to.contain('first-boot: --keys names a key key-client would not fetch (above)').and.not.contain('step 1/2');
+      expect(r.stderr).to.contain(`first-boot: ${KEY_CLIENT_REFUSES}`).and.not.contain('step 1/2');
     }
   });
 
@@ -269,12 +281,12 @@ describe('scripts/first-boot.sh failure modes', function () {
       expect(r.status, r.stderr).to.equal(1);
       expect(r.stderr).to.contain('first-boot: cannot run').and.contain('(CERT_UTILITY and KEY_CLIENT name the programs)').and.not.contain('step 1/2');
     }
-    // One that runs but fails at the check (an older key-client, say) is not taken for a refusal of the names.
+    // One that runs but fails at the check (an older key-client, say) is not taken for a refusal of the flags.
     const failing = f('failing-key-client.sh');
     writeFileSync(failing, '#!/bin/sh\necho "key-client: error: something else [INTERNAL]" >&2\nexit 1\n', { mode: 0o755 });
     const r = await runScript('first-boot.sh', args(f('a/cert.pem'), port, port, 'store-noprog'), { env: { KEY_CLIENT: failing } });
     expect(r.status, r.stderr).to.equal(1);
-    expect(r.stderr).to.contain('first-boot: key-client could not check --keys (exit 1, above); not certifying').and.not.contain('step 1/2');
+    expect(r.stderr).to.contain('first-boot: key-client retrieve could not check the flags (exit 1, above); not certifying').and.not.contain('step 1/2');
   });
 
   it('refuses platform flags that do not go together before running anything (exit 2)', async () => {
@@ -285,43 +297,41 @@ describe('scripts/first-boot.sh failure modes', function () {
       [['--platform', 'tdx', '--key-file', f('k')], 'unknown --platform tdx'],
       [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--tsm-dir', f('tsm')], '--tsm-dir and --vcek are for --platform sev-snp'],
       [['--platform-dir', f('vm')], '--platform simulated needs --platform-dir and --measurement-file'],
-      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--server-measurement', 'set-in-first-boot.env'], '--server-measurement takes the key-server\'s measurement, 64 or 96 hex digits'],
+      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--server-measurement', 'set-in-first-boot.env'], 'key-client: error: --server-measurement "set-in-first-boot.env" is not a measurement (64 or 96 hex digits) [USAGE]'],
       // An empty pin (a unit's variable set to nothing) is no pin: refused, never run unpinned.
       [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--server-measurement', ''], '--server-measurement takes the key-server\'s measurement, 64 or 96 hex digits (several separated by spaces or commas), not ""'],
       [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--server-measurement', ' , '], '--server-measurement takes the key-server\'s measurement'],
-      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--server-measurement', `${'ab'.repeat(32)},nothex`], '--server-measurement takes the key-server\'s measurement'],
+      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--server-measurement', `${'ab'.repeat(32)},nothex`], '--server-measurement "nothex" is not a measurement'],
+      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--server-measurement', `${'ab'.repeat(32)} ${'a'.repeat(63)}\x1b`], `--server-measurement "${'a'.repeat(63)}\\u001b" is not a measurement`],
       // Repeated, as key-client's: an empty one among them is still no pin.
       [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--server-measurement', 'ab'.repeat(32), '--server-measurement', ''], '--server-measurement takes the key-server\'s measurement'],
       // "08" is bad octal to bash's arithmetic, which then skipped a step and reported success.
       [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--max-delay', '08'], '--max-delay takes a whole number of seconds from 1 to 9999, not "08"'],
       [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--retries', ''], '--retries takes a whole number from 1 to 999, not ""'],
       [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--retries', '99999999999999999999'], '--retries takes a whole number from 1 to 999'],
-      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keyserver-port', 'x'], '--keyserver-port takes a port from 1 to 65535'],
-      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keyserver-port', '65536'], '--keyserver-port takes a port from 1 to 65535'],
-      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--certifier-port', '65536'], '--certifier-port takes a port from 1 to 65535'],
-      // Checked before certifying: a bad key-server address would be found only at step 2.
-      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keyserver-host', '10.0.0.7:8120'], '--keyserver-host takes a host name or an IP address, without the port'],
-      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keyserver-host', '::1'], 'an IPv6 address in brackets: [2001:db8::5]), not "::1"'],
+      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keyserver-port', 'x'], `key-client: error: --server must be HOST:PORT with a port from 1 to 65535, not "127.0.0.1:x" [USAGE]\nfirst-boot: ${KEY_CLIENT_REFUSES}`],
+      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--certifier-port', '65536'], `cert-utility: error: --server must be HOST:PORT with a port from 1 to 65535, not "127.0.0.1:65536" [USAGE]\nfirst-boot: ${CERT_UTILITY_REFUSES}`],
+      // Checked before certifying: a bad key-server address would be found only at step 2. (What
+      // HOST:PORT takes, the programs' rule, is tested in test/cli/host-port.test.ts.)
+      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keyserver-host', '10.0.0.7:8120'], 'key-client: error: --server must be HOST:PORT with a port from 1 to 65535, not "10.0.0.7:8120:1"'],
       // Empty (a unit's variable set to nothing) is refused, never taken for --host.
-      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keyserver-host', ''], '--keyserver-host takes a host name or an IP address, without the port (an IPv6 address in brackets: [2001:db8::5]), not ""'],
-      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--host', '-v'], '--host takes a host name or an IP address'],
-      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keyserver-host', '[:]'], 'not "[:]"'],
-      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keyserver-host', 'a..b'], 'not "a..b"'],
+      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keyserver-host', ''], 'key-client: error: --server must be HOST:PORT with a port from 1 to 65535, not ":1"'],
+      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--host', '-v'], `cert-utility: error: --server ${NO_HOST}, not "-v:1"`],
+      // Passed by the bash copy of the rule first-boot kept (two to seven colons), refused by the programs only on connecting.
+      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keyserver-host', '[1:2:3]'], `key-client: error: --server ${NO_HOST}, not "[1:2:3]:1"`],
+      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--host', 'kms\x1b.internal'], `cert-utility: error: --server ${NO_HOST}, not "kms\\u001b.internal:1"`],
       [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keys', '  '], '--keys names no key'],
-      // Refused by key-client too, but only once the machine is certified.
-      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keys', `vhd/${'x'.repeat(253)}`], `the name "vhd/${'x'.repeat(252)}..." (257 characters) is longer than 256 characters [USAGE]`],
-      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keys', `vhd/${'\u00e9'.repeat(253)}`], `the name "vhd/${'\u00e9'.repeat(252)}..." (257 characters) is longer than 256 characters [USAGE]`],
       // An empty pin among valid ones is named as such, not the valid one.
       [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--server-measurement', '\t', '--server-measurement', 'ab'.repeat(32)], 'not "" (an empty value'],
-      // Held from the first certification on, it would make every later boot "done" without the keys.
+      // Refused by key-client too, but only once the machine is certified. (Its rule for names is
+      // tested in test/cli/check-input.test.ts; a name's length in UTF-16 units above.) Held from
+      // the first certification on, it would make every later boot "done" without the keys.
       [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keys', 'vhd/disk-1 datica-admission-certificate'], 'key-client: error: "datica-admission-certificate" is where init-trust keeps a machine\'s identity in the cryptstore'],
-      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keys', 'datica-private-auth-key'], 'key-client: error: "datica-private-auth-key" is where init-trust keeps a machine\'s identity in the cryptstore'],
       [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keys', 'key-server-storage-key vhd/disk-1'], 'key-client: error: "key-server-storage-key" is a key-server\'s storage key'],
       // Passed on to key-client, it would have been an option (--out=FILE took the key elsewhere).
       [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keys', 'vhd/disk-1 --out=leak'], 'first-boot: --keys names "--out=leak", which begins with "-": a key name, not an option'],
       // key-client would refuse it too, but only once the machine is certified.
       [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keys', 'vhd/disk-1 vhd/\x1b[2Jdisk'], 'key-client: error: the name "vhd/\\u001b[2Jdisk" contains a control character [USAGE]'],
-      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keys', 'vhd/a\x7fb'], 'key-client: error: the name "vhd/a\\u007fb" contains a control character [USAGE]'],
       // More than one retrieve fetches: it would fail only once the machine is certified.
       [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keys', Array.from({ length: 1001 }, (_, i) => `vhd/${i}`).join(' ')], 'key-client: error: 1001 names is too many for one run'],
     ];
@@ -352,13 +362,13 @@ describe('scripts/first-boot.sh and deployment-setup.sh in a Turkish locale', fu
     const base = ['--certifier-port', '1', '--keyserver-port', '1', '--keys', 'k', '--domain', 'datica', '--policy-cert', 'p', '--store', 's', '--platform-dir', 'v', '--measurement-file', 'm', '--retries', '1'];
     const host = await runScript('first-boot.sh', [...base, '--host', 'kms.internal', '--server-measurement', 'zz'], { cwd: tmp.dir, env: turkish });
     expect(host.status).to.equal(2);
-    expect(host.stderr).to.contain('--server-measurement takes').and.not.contain('--host takes');
+    expect(host.stderr).to.contain('--server-measurement "zz" is not a measurement').and.not.contain('must be HOST:PORT');
     const pin = await runScript('first-boot.sh', [...base, '--host', '127.0.0.1', '--server-measurement', `${'a'.repeat(63)}\u00e9`], { cwd: tmp.dir, env: turkish });
     expect(pin.status).to.equal(2);
-    expect(pin.stderr).to.contain('--server-measurement takes').and.not.contain('step 1/2');
+    expect(pin.stderr).to.contain(`--server-measurement "${'a'.repeat(63)}\u00e9" is not a measurement`).and.not.contain('step 1/2');
     const setup = await runScript('deployment-setup.sh', ['--dir', 'setup', '--domain', 'datica', '--trust-measurement', `${'a'.repeat(63)}\u00e9`], { cwd: tmp.dir, env: turkish });
     expect(setup.status).to.equal(2);
-    expect(setup.stderr).to.contain('--trust-measurement takes 64 or 96 hex digits');
+    expect(setup.stderr).to.contain(`cert-utility: error: --trust-measurement "${'a'.repeat(63)}\u00e9" is not a measurement (64 or 96 hex digits)`);
     expect(existsSync(join(tmp.dir, 'setup')), 'nothing made').to.equal(false);
   });
 });
@@ -552,14 +562,16 @@ describe('scripts/deployment-setup.sh', function () {
       expect(r.stderr).to.contain(message);
       expect(existsSync(f('setup')), 'nothing made').to.equal(false);
     }
+    // One of each command's refusals: what each flag takes is cert-utility's rule, tested with it
+    // (test/cli/check-only.test.ts, test/cli/certification.test.ts).
     for (const bad of [
-      ['--policy-days', '0'], ['--policy-days', '100000'], ['--trust-measurement', 'nothex'], ['--alg', 'ed25519'],
-      ['--trust-amd-root', 'rome', '--snp-min-tcb', '3:0:8:115'], ['--trust-amd-root', 'milan', '--snp-min-tcb', 'garbage'],
-      ['--trust-amd-root', 'milan', '--snp-min-tcb', '3:0:8:999'], ['--trust-amd-root', '--trust-amd-root', '--snp-min-tcb', '3:0:8:115'],
-      ['--trust-amd-root', 'milan', '--snp-min-tcb', '3:0:08:999'], ['--snp-min-tcb', '3:0:8:115'],
+      ['--policy-days', '100000'], ['--trust-measurement', 'nothex'], ['--alg', 'ed25519'],
+      ['--trust-amd-root', 'milan', '--snp-min-tcb', '3:0:08:999'],
     ]) {
       const r = await setup(['--dir', 'setup', '--domain', 'datica', '--measure', 'app', ...bad]);
       expect(r.status, bad.join(' ')).to.equal(2);
+      // cert-utility's own refusal, asked with --check-only of the command that would refuse it.
+      expect(r.stderr, bad.join(' ')).to.match(/^cert-utility: error: .* \[USAGE\]\ndeployment-setup: cert-utility (generate-policy-key|make-policy) would not take the flags given \(above.*\); nothing made\n$/);
       expect(existsSync(f('setup')), 'nothing made').to.equal(false);
     }
     // A measurement named twice (make-policy refuses it) is found before any key is made, too.
@@ -568,7 +580,8 @@ describe('scripts/deployment-setup.sh', function () {
     for (const twice of [['--measure', 'app-copy'], ['--trust-measurement', sha.toUpperCase()]]) {
       const r = await setup(['--dir', 'setup', '--domain', 'datica', '--measure', 'app', ...twice]);
       expect(r.status, r.stderr).to.equal(2);
-      expect(r.stderr).to.contain(`the measurement ${sha} is named twice`);
+      expect(r.stderr).to.contain(`cert-utility: error: --trust-measurement ${sha} is given twice: the policy would say it twice [USAGE]`);
+      expect(r.stderr).to.contain("deployment-setup: cert-utility make-policy would not take the flags given (above; its --trust-measurement is each --trust-measurement and --measure file's measurement, its --days --policy-days); nothing made");
       expect(existsSync(f('setup')), 'nothing made').to.equal(false);
     }
     const empty = await setup(['--dir', '', '--domain', 'datica', '--measure', 'app']);
@@ -605,8 +618,8 @@ describe('scripts/deployment-setup.sh', function () {
       const r = await setup(['--dir', 'setup', '--domain', domain, '--measure', 'missing.program']);
       if (domainProblem(domain)) {
         expect(r.status, domain).to.equal(2);
-        expect(r.stderr).to.contain(`cert-utility: error: the domain must be letters, digits, ".", "_" or "-" (at most 253, starting with a letter or digit), not ${JSON.stringify(domain).slice(0, 65)}`);
-        expect(r.stderr).to.contain('deployment-setup: --domain: cert-utility would not take it (above); nothing made');
+        expect(r.stderr).to.contain(`cert-utility: error: option '--domain <name>' argument '${domain.replace('\n', '\\u000a')}' is invalid. expected letters, digits, ".", "_" or "-" (at most 253, starting with a letter or digit) [USAGE]`);
+        expect(r.stderr).to.contain('deployment-setup: cert-utility generate-policy-key would not take the flags given (above); nothing made');
       } else {
         expect(r.status, domain).to.equal(1);
         expect(r.stderr).to.contain('no such readable file');
@@ -615,12 +628,12 @@ describe('scripts/deployment-setup.sh', function () {
     }
     const r = await setup(['--dir', 'setup', '--domain', 'dat ica', '--measure', 'app']);
     expect(r.status, r.stderr).to.equal(2);
-    expect(r.stderr).to.contain('not "dat ica" [USAGE]').and.not.contain('policy key and certificate');
+    expect(r.stderr).to.contain("argument 'dat ica' is invalid").and.not.contain('policy key and certificate');
     expect(existsSync(f('setup')), 'nothing made').to.equal(false);
-    // A cert-utility that cannot run is named as such, not taken for a refusal of the domain.
+    // A cert-utility that cannot run is named as such, not taken for a refusal of the flags.
     const missing = await runScript('deployment-setup.sh', ['--dir', 'setup', '--domain', 'datica', '--measure', 'app'], { cwd: tmp.dir, env: { CERT_UTILITY: f('no-such-cert-utility') } });
     expect(missing.status, missing.stderr).to.equal(127);
-    expect(missing.stderr).to.contain(`deployment-setup: could not ask ${f('no-such-cert-utility')} about --domain (exit 127, above; CERT_UTILITY names the program); nothing made`);
+    expect(missing.stderr).to.contain(`deployment-setup: could not ask ${f('no-such-cert-utility')} to check the flags (exit 127, above; CERT_UTILITY names the program); nothing made`);
     expect(existsSync(f('setup')), 'nothing made').to.equal(false);
   });
 
@@ -706,9 +719,9 @@ describe('scripts/deployment-setup.sh', function () {
   });
 
   it('removes the directory it made, policy key and all, when its last step fails', async () => {
-    // cert-utility as it is, except that signing the policy fails (a full disk, say).
+    // cert-utility as it is, except that signing the policy fails (a full disk, say); checking its flags does not.
     const cu = f('failing-make-policy.sh');
-    writeFileSync(cu, `#!/bin/sh\n[ "$1" = make-policy ] && { echo "make-policy: no space left" >&2; exit 1; }\nexec "${process.execPath}" "${join(ROOT, 'cmd', 'bin', 'cert-utility.js')}" "$@"\n`, { mode: 0o755 });
+    writeFileSync(cu, `#!/bin/sh\n[ "$1" = make-policy ] && [ "$2" != --check-only ] && { echo "make-policy: no space left" >&2; exit 1; }\nexec "${process.execPath}" "${join(ROOT, 'cmd', 'bin', 'cert-utility.js')}" "$@"\n`, { mode: 0o755 });
     const r = await runScript('deployment-setup.sh', ['--dir', 'fresh/deploy', '--domain', 'datica', '--measure', 'app'], { cwd: tmp.dir, env: { CERT_UTILITY: cu } });
     expect(r.status, r.stderr).to.equal(1);
     expect(r.stderr).to.contain('make-policy: no space left').and.contain('removed what this run had made');
@@ -733,18 +746,23 @@ describe('scripts/deployment-setup.sh', function () {
   });
 
   it('a run that made the directory but finds another holding it stops, removing nothing: the other finishes', async () => {
-    // Delays stand in for a busy machine's scheduling: A makes the directory, then is slow to
-    // take the lock; B, started once the directory is there, takes it first and is slow to go on.
-    const slow = (name: string, tool: string, s: number) => {
+    // Stand-ins for a busy machine's scheduling: A makes the directory, then takes the lock only
+    // once B, started once the directory is there, has taken it (B's checks before it, programs
+    // each, take longer than any fixed delay on a loaded machine); B is then slow to go on.
+    const slow = (name: string, tools: Record<string, string>) => {
       mkdirSync(f(name), { recursive: true });
-      const real = execFileSync('sh', ['-c', `command -v ${tool}`], { encoding: 'utf8' }).trim();
-      writeFileSync(f(`${name}/${tool}`), `#!/bin/sh\nsleep ${s}\nexec ${real} "$@"\n`, { mode: 0o755 });
+      for (const [tool, before] of Object.entries(tools)) {
+        const real = execFileSync('sh', ['-c', `command -v ${tool}`], { encoding: 'utf8' }).trim();
+        writeFileSync(f(`${name}/${tool}`), `#!/bin/sh\n${before}\nexec ${real} "$@"\n`, { mode: 0o755 });
+      }
       return { PATH: `${f(name)}:${process.env.PATH}` };
     };
     const dir = f('raced/setup');
-    const a = runScript('deployment-setup.sh', ['--dir', dir, '--domain', 'datica', '--measure', 'app'], { cwd: tmp.dir, env: slow('slow-a', 'flock', 1) });
+    const locked = f('raced-b-locks'); // B is taking the lock
+    const waitForB = `i=0; while [ ! -e '${locked}' ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i + 1)); done; sleep 0.2`;
+    const a = runScript('deployment-setup.sh', ['--dir', dir, '--domain', 'datica', '--measure', 'app'], { cwd: tmp.dir, env: slow('slow-a', { flock: waitForB }) });
     while (!existsSync(dir)) await new Promise((r) => setTimeout(r, 10));
-    const b = runScript('deployment-setup.sh', ['--dir', dir, '--domain', 'datica', '--measure', 'app'], { cwd: tmp.dir, env: slow('slow-b', 'mkdir', 2) });
+    const b = runScript('deployment-setup.sh', ['--dir', dir, '--domain', 'datica', '--measure', 'app'], { cwd: tmp.dir, env: slow('slow-b', { flock: `touch '${locked}'`, mkdir: 'sleep 2' }) });
     const [ra, rb] = await Promise.all([a, b]);
     expect(ra.status, ra.stderr).to.equal(1);
     expect(ra.stderr).to.contain('another deployment-setup is running in').and.not.contain('removed what this run had made');
@@ -816,7 +834,7 @@ describe('scripts/deployment-setup.sh', function () {
   it('writes a policy for SEV-SNP VMs with --trust-amd-root and --snp-min-tcb, which go together', async () => {
     const alone = await setup(['--dir', 'snp', '--domain', 'datica', '--measure', 'app', '--trust-amd-root', 'milan']);
     expect(alone.status).to.equal(2);
-    expect(alone.stderr).to.contain('--trust-amd-root and --snp-min-tcb go together');
+    expect(alone.stderr).to.contain('cert-utility: error: trusting an AMD root needs --snp-min-tcb');
     // 255 is the highest a TCB part goes, and 08 is eight (bash's arithmetic would take it for bad octal).
     const r = await setup(['--dir', 'snp', '--domain', 'datica', '--measure', 'app', '--trust-amd-root', 'milan', '--snp-min-tcb', '3:0:08:255', '--trust-measurement', 'ab'.repeat(48)]);
     expect(r.status, r.stderr).to.equal(0);

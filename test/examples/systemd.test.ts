@@ -77,7 +77,7 @@ describe('examples/systemd/first-boot.service as written', () => {
       const local = args.map((a, i) => (args[i - 1] === '--store' ? join(tmp.dir, 'store') : args[i - 1] === '--host' ? '127.0.0.1' : a));
       const r = await runScript('first-boot.sh', [...local, '--retries', '1']);
       expect(r.status, r.stderr).to.equal(2);
-      expect(r.stderr).to.contain('--server-measurement takes the key-server\'s measurement, 64 or 96 hex digits (several separated by spaces or commas), not "set-in-first-boot.env"');
+      expect(r.stderr).to.contain('key-client: error: --server-measurement "set-in-first-boot.env" is not a measurement (64 or 96 hex digits) [USAGE]');
     } finally {
       tmp.cleanup();
     }
