@@ -40,44 +40,36 @@ describe('--check-only', function () {
       run('cert-utility', ['generate-policy-key', '--check-only', '--domain', 'datica', '--alg', 'p384', '--key-out', 'k.pem', '--cert-out', 'c.pem'], { cwd: tmp.dir }),
     ]);
     for (const r of runs) expect([r.status, r.out, r.stderr]).to.deep.equal([0, '', '']);
-    const json = await initTrust('10.0.0.5:8123').then(() => retrieve(['--json']));
+    const json = await retrieve(['--json']);
     expect([json.status, json.stderr]).to.deep.equal([0, '']);
     expect(json.json()).to.deep.equal({ ok: true, checked: true });
     expect(readdirSync(tmp.dir), 'no store made, nothing written').to.deep.equal([]);
   });
 
   it('refuses what the run would refuse only once it had read, certified or connected: an address, a pin, a name, each named and escaped', async () => {
-    const [host, port, pin, name, twice, init] = await Promise.all([
+    const [host, pin, name, init] = await Promise.all([
       retrieve([], undefined, 'a..b:8120'),
-      retrieve([], undefined, 'kms.internal:65536'),
       retrieve(['--server-measurement', PIN, '--server-measurement', `${PIN}\x1b`]),
       retrieve([], ['vhd/disk-1', 'datica-admission-certificate']),
-      retrieve(['--domain', 'other']),
       initTrust('[:]:8123'),
     ]);
     refused(host, 'key-client: error: --server must be HOST:PORT with HOST a host name or an IP address (an IPv6 address in brackets: [2001:db8::5]), not "a..b:8120"');
-    refused(port, '--server must be HOST:PORT with a port from 1 to 65535, not "kms.internal:65536"');
     refused(pin, `--server-measurement "${PIN}\\u001b" is not a measurement (64 or 96 hex digits)`);
     refused(name, '"datica-admission-certificate" is where init-trust keeps a machine\'s identity in the cryptstore');
-    refused(twice, '--domain is given 2 times; it takes one value');
     refused(init, 'cert-utility: error: --server must be HOST:PORT with HOST a host name or an IP address');
     expect(readdirSync(tmp.dir), 'no store made').to.deep.equal([]);
   });
 
   it('make-policy and generate-policy-key refuse a measurement named twice, flags that do not go together, and values their parsing refuses', async () => {
-    const [same, snp, root, days, domain, alg] = await Promise.all([
+    const [same, snp, days, alg] = await Promise.all([
       policy(['--trust-measurement', PIN, '--trust-measurement', PIN.toUpperCase()]),
       policy(['--trust-measurement', PIN, '--snp-min-tcb', '3:0:8:115']),
-      policy(['--trust-measurement', PIN, '--trust-amd-root', 'milan']),
       policy(['--trust-measurement', PIN, '--days', '36601']),
-      run('cert-utility', ['generate-policy-key', '--check-only', '--domain', 'dat\x1bica', '--key-out', 'k.pem', '--cert-out', 'c.pem'], { cwd: tmp.dir }),
       run('cert-utility', ['generate-policy-key', '--check-only', '--domain', 'datica', '--alg', 'ed25519', '--key-out', 'k.pem', '--cert-out', 'c.pem'], { cwd: tmp.dir }),
     ]);
     refused(same, `--trust-measurement ${PIN} is given twice: the policy would say it twice`);
     refused(snp, 'the --snp-* flags need --trust-amd-root or --trust-amd-root-cert');
-    refused(root, 'trusting an AMD root needs --snp-min-tcb');
     refused(days, "option '--days <n>' argument '36601' is invalid. expected an integer from 1 to 36600");
-    refused(domain, "option '--domain <name>' argument 'dat\\u001bica' is invalid");
     refused(alg, "option '--alg <alg>' argument 'ed25519' is invalid");
     expect(readdirSync(tmp.dir), 'nothing written').to.deep.equal([]);
   });
