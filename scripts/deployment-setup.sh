@@ -35,8 +35,8 @@ USAGE
 here=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
 . "$here/common.sh"
 CERT_UTILITY=${CERT_UTILITY:-$here/../cmd/bin/cert-utility.js}
-dir= domain= alg=p256 days=365 min_tcb=
-measure=() trust=() amd=()
+dir= domain= alg=p256 days=365
+measure=() trust=() amd=() min_tcb=()
 seen=' '
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -57,7 +57,7 @@ while [ $# -gt 0 ]; do
     --alg) alg=$2; shift 2 ;;
     --policy-days) days=$2; shift 2 ;;
     --trust-amd-root) amd+=(--trust-amd-root "$2"); shift 2 ;;
-    --snp-min-tcb) min_tcb=$2; shift 2 ;;
+    --snp-min-tcb) min_tcb=(--snp-min-tcb "$2"); shift 2 ;; # given empty: make-policy refuses it
     *) echo "deployment-setup: unknown argument $1" >&2; usage ;;
   esac
 done
@@ -74,7 +74,7 @@ policy_key_args() {
 policy_args() {
   local m
   policy=(make-policy --policy-key "$1/policy-key.pem" --policy-cert "$1/policy-cert.pem" --trust-platform "$1/platform/platform-cert.pem"
-    "${amd[@]}" ${min_tcb:+--snp-min-tcb "$min_tcb"} --days "$days" --out "$1/policy.bin")
+    "${amd[@]}" "${min_tcb[@]}" --days "$days" --out "$1/policy.bin")
   for m in "${@:2}"; do policy+=(--trust-measurement "$m"); done
 }
 # A refusal says why, naming the flag and the value, escaped (exit 2), above a line saying which of

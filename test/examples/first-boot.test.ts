@@ -567,6 +567,8 @@ describe('scripts/deployment-setup.sh', function () {
     for (const bad of [
       ['--policy-days', '100000'], ['--trust-measurement', 'nothex'], ['--alg', 'ed25519'],
       ['--trust-amd-root', 'milan', '--snp-min-tcb', '3:0:08:999'],
+      // Given empty (a variable set to nothing), it was taken for not given: a policy without it.
+      ['--snp-min-tcb', ''],
     ]) {
       const r = await setup(['--dir', 'setup', '--domain', 'datica', '--measure', 'app', ...bad]);
       expect(r.status, bad.join(' ')).to.equal(2);
