@@ -96,17 +96,20 @@ for pair in host:host cport:certifier-port kport:keyserver-port keys:keys domain
   name=${pair%%:*}
   [ -n "${!name}" ] || { echo "first-boot: missing --${pair#*:}" >&2; usage; }
 done
+# Whether a flag was given, empty or not: an empty --tsm-dir or --vcek (a unit's variable set to
+# nothing) is passed on, and refused by the programs, never taken for one not given.
+given() { case "$seen" in *" $1 "*) return 0 ;; esac; return 1; }
 case "$platform" in
   simulated)
     [ -n "$platform_dir" ] && [ -n "$measurement_file" ] || { echo "first-boot: --platform simulated needs --platform-dir and --measurement-file" >&2; usage; }
-    [ -z "$tsm_dir$vcek" ] || { echo "first-boot: --tsm-dir and --vcek are for --platform sev-snp" >&2; usage; }
+    ! given --tsm-dir && ! given --vcek || { echo "first-boot: --tsm-dir and --vcek are for --platform sev-snp" >&2; usage; }
     platform_args=(--platform simulated --platform-dir "$platform_dir" --measurement-file "$measurement_file") ;;
   sev-snp)
     [ -z "$platform_dir$measurement_file" ] || { echo "first-boot: --platform sev-snp takes no --platform-dir or --measurement-file: the hardware reports the measurement" >&2; usage; }
     [ "${protection[0]}" != --sealed ] || { echo "first-boot: --platform sev-snp cannot seal the store yet: give --key-file or --passphrase-file" >&2; usage; }
     platform_args=(--platform sev-snp)
-    [ -n "$tsm_dir" ] && platform_args+=(--tsm-dir "$tsm_dir")
-    [ -n "$vcek" ] && platform_args+=(--vcek "$vcek") ;;
+    given --tsm-dir && platform_args+=(--tsm-dir "$tsm_dir")
+    given --vcek && platform_args+=(--vcek "$vcek") ;;
   *) echo "first-boot: unknown --platform $platform (simulated or sev-snp)" >&2; usage ;;
 esac
 # Whole numbers in range, written plainly: bash would read "08" as bad octal and abort the step
@@ -115,7 +118,7 @@ matches "$retries" '^[1-9][0-9]{0,2}$' || { echo "first-boot: --retries takes a 
 matches "$max_delay" '^[1-9][0-9]{0,3}$' || { echo "first-boot: --max-delay takes a whole number of seconds from 1 to 9999, not \"$max_delay\"" >&2; exit 2; }
 # Given empty (a unit's variable set to nothing), --keyserver-host is refused (by key-client, as
 # the address ":PORT"), never taken for --host.
-case "$seen" in *" --keyserver-host "*) ;; *) khost=$host ;; esac
+given --keyserver-host || khost=$host
 # Several pinned measurements (each value may hold some, separated by spaces or commas) while
 # replicas move to a new key-server program: the old measurement and the new one, both pinned.
 # Each is key-client's --server-measurement, checked by key-client with the rest below; a value

@@ -296,6 +296,9 @@ describe('scripts/first-boot.sh failure modes', function () {
       [['--platform', 'sev-snp'], 'cannot seal the store yet: give --key-file or --passphrase-file'],
       [['--platform', 'tdx', '--key-file', f('k')], 'unknown --platform tdx'],
       [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--tsm-dir', f('tsm')], '--tsm-dir and --vcek are for --platform sev-snp'],
+      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--vcek', ''], '--tsm-dir and --vcek are for --platform sev-snp'],
+      // Given empty (a unit's variable set to nothing), each was taken for not given: the default report directory, no VCEK.
+      [['--platform', 'sev-snp', '--key-file', f('k'), '--tsm-dir', ''], 'key-client: error: --tsm-dir needs a value, not an empty string [USAGE]'],
       [['--platform-dir', f('vm')], '--platform simulated needs --platform-dir and --measurement-file'],
       [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--server-measurement', 'set-in-first-boot.env'], 'key-client: error: --server-measurement "set-in-first-boot.env" is not a measurement (64 or 96 hex digits) [USAGE]'],
       // An empty pin (a unit's variable set to nothing) is no pin: refused, never run unpinned.
