@@ -116,6 +116,18 @@ describe('SEV-SNP refusals, each with its own code', () => {
     expect(wrong).to.deep.equal([]);
   });
 
+  it('refuses a report with anything but zeros in the bytes its signature does not cover (the padding of r and s, the reserved rest of the area)', () => {
+    const accepted: string[] = [];
+    // r's and s's padding (their high 24 bytes), then the first and last reserved bytes after them.
+    for (const at of [0x2a0 + 48, 0x2e8 - 1, 0x2e8 + 48, 0x330 - 1, 0x330, 0x49f]) {
+      const b = new Uint8Array(virtee.report);
+      b[at] = 1;
+      const got = codeOf(() => verifySnpReport({ report: b, certs: [virtee.vcek], at: NOW }));
+      if (got !== 'EVIDENCE_MALFORMED') accepted.push(`byte 0x${at.toString(16)}: ${got}`);
+    }
+    expect(accepted).to.deep.equal([]);
+  });
+
   it('refuses a VCEK from another vector with SNP_VCEK_MISMATCH (another chip)', () => {
     const other = vector('milan-trustee');
     expect(codeOf(() => verifySnpReport({ report: virtee.report, certs: [other.vcek], at: NOW }))).to.equal('SNP_VCEK_MISMATCH');

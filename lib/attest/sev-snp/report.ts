@@ -9,6 +9,8 @@ import { toHex } from '../../crypto/index.ts';
 export const REPORT_SIZE = 1184;
 /** The signature covers bytes 0x000..0x29F. */
 export const SIGNED_BYTES = 0x2a0;
+/** r (0x2A0) and s (0x2E8), 72 bytes each; the rest of the 512-byte signature area is reserved. */
+const SIGNATURE_END = 0x330;
 // Version 4 has no published layout of its own; firmware that issues it (Milan 1.55.31, seen on
 // GCP) lays it out as version 3, as other verifiers (go-sev-guest, virtee/sev) read it.
 export const SUPPORTED_REPORT_VERSIONS: readonly number[] = [2, 3, 4, 5];
@@ -103,8 +105,10 @@ function signatureComponent(b: Uint8Array, at: number, name: string): Uint8Array
 }
 
 /**
- * Parses an ATTESTATION_REPORT. EVIDENCE_MALFORMED for a wrong size, an unsigned report or an
- * unknown signature algorithm; SNP_REPORT_VERSION for a version other than 2 to 5 (the field
+ * Parses an ATTESTATION_REPORT. EVIDENCE_MALFORMED for a wrong size, an unsigned report, an
+ * unknown signature algorithm, or anything but zeros where the signature covers nothing (the
+ * padding of r and s, and the reserved rest of the signature area: bytes changed after signing);
+ * SNP_REPORT_VERSION for a version other than 2 to 5 (the field
  * layout is only known for those).
  */
 export function parseReport(input: Uint8Array): SnpReport {
@@ -125,6 +129,7 @@ export function parseReport(input: Uint8Array): SnpReport {
   const keySel = (flags >> 2) & 0x7;
   if (keySel === 7) throw malformed('is not signed (SIGNING_KEY is 7, "none")');
   if (keySel > 1) throw malformed(`names signing key ${keySel}, which is reserved`);
+  if (b.subarray(SIGNATURE_END).some((x) => x !== 0)) throw malformed('has bytes other than zero in the reserved part of its signature area (0x330..0x49F), which the signature does not cover');
 
   const policy = u64(0x08);
   const info = u64(0x40);
