@@ -11,7 +11,7 @@ import {
   evaluate, formatCertifierTime, loadPolicy, makePolicy, keyEntity, saysClause, signClaim, propertiesEntity,
   SEV_SNP_PLATFORM, type Decision, type Requirement,
 } from '../../lib/policy/index.ts';
-import { pinnedArk, reportDataFor, verifyEvidence } from '../../lib/attest/index.ts';
+import { parseReport, pinnedArk, reportDataFor, snpProperties, verifyEvidence } from '../../lib/attest/index.ts';
 import { NOW, snpSupport } from './support.ts';
 import { TestSnpSigner, type ReportFields } from './signer.ts';
 import { joinPolicies } from '../support/policies.ts';
@@ -64,6 +64,15 @@ describe('SEV-SNP policy: roots and platform properties', () => {
     if (d.allow) {
       expect(d.platform).to.equal('amd-sev-snp');
       expect(d.proof.join('\n')).to.contain('debug <= 0 (is 0)').and.contain('vmpl = 0 (is 0)').and.contain('tcb-snp >= 8 (is 8)');
+    }
+  });
+
+  it('reads each guest policy flag from its bit (AMD ABI: SMT 16, migration agent 18, debug 19, single socket 20)', () => {
+    const flags = { 'smt-allowed': 16, 'migrate-ma': 18, debug: 19, 'single-socket': 20 };
+    for (const [name, bit] of Object.entries(flags)) {
+      const p = snpProperties(parseReport(signer.report({ reportData: new Uint8Array(64), measurement: MEASUREMENT, policy: (1n << 17n) | (1n << BigInt(bit)) })));
+      const set = Object.keys(flags).filter((n) => p[n] === 1);
+      expect(set, `policy bit ${bit} alone`).to.deep.equal([name]);
     }
   });
 
