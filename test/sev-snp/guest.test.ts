@@ -58,6 +58,16 @@ describe('SEV-SNP guest: configfs-tsm and the evidence package', () => {
     expect(() => parseCertTable(bad)).to.throw(CertifierError, /outside the table/);
   });
 
+  it('refuses a certificate table listing a GUID twice, or with an entry inside its list of entries', () => {
+    const t = signer.certTable(); // VCEK, ASK, ARK, terminator: the certificates start at 96
+    const twice = new Uint8Array(t);
+    twice.copyWithin(24, 0, 16); // the ASK's entry now names the VCEK's GUID
+    expect(() => parseCertTable(twice)).to.throw(CertifierError, /GUID 63da758d-e664-4564-adc5-f4b93be8accd twice/);
+    const inside = new Uint8Array(t);
+    new DataView(inside.buffer).setUint32(24 + 16, 48, true); // the ASK's offset: the ARK's entry
+    expect(() => parseCertTable(inside)).to.throw(CertifierError, /entry 2 points into the list of entries/);
+  });
+
   it('gets a report over the given data through inblob/outblob, with the auxblob, and removes its entry', async () => {
     fake = serveFakeTsm(tsm, signer, { measurement: MEASUREMENT });
     const data = randomBytes(64);

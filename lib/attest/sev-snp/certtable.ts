@@ -27,10 +27,14 @@ function guidText(b: Uint8Array): string {
 
 const bad = (why: string) => new CertifierError('EVIDENCE_MALFORMED', `the host's certificate table (auxblob) ${why}`);
 
-/** Parses a certificate table; the certificates are copies. */
+/**
+ * Parses a certificate table; the certificates are copies. EVIDENCE_MALFORMED for a table without
+ * its terminator, an entry outside the table or inside its list of entries, or a GUID listed twice
+ * (which certificate would be the VCEK?).
+ */
 export function parseCertTable(table: Uint8Array): TableCert[] {
   const v = new DataView(table.buffer, table.byteOffset, table.byteLength);
-  const out: TableCert[] = [];
+  const entries: { guid: string; offset: number; length: number }[] = [];
   for (let i = 0; ; i++) {
     const at = i * ENTRY;
     if (i >= MAX_ENTRIES || at + ENTRY > table.length) throw bad('has no terminating all-zero entry');
@@ -39,11 +43,17 @@ export function parseCertTable(table: Uint8Array): TableCert[] {
     const length = v.getUint32(at + 20, true);
     if (guid.every((x) => x === 0)) {
       if (offset !== 0 || length !== 0) throw bad('ends with a non-zero terminator');
-      return out;
+      break;
     }
     if (length === 0 || offset + length > table.length) throw bad(`entry ${i + 1} points outside the table`);
     const text = guidText(guid);
-    const kind = (Object.keys(CERT_GUIDS) as CertKind[]).find((k) => CERT_GUIDS[k] === text) ?? 'other';
-    out.push({ kind, guid: text, der: table.slice(offset, offset + length) });
+    if (entries.some((e) => e.guid === text)) throw bad(`lists GUID ${text} twice`);
+    entries.push({ guid: text, offset, length });
   }
+  const listEnd = (entries.length + 1) * ENTRY;
+  return entries.map(({ guid, offset, length }, i) => {
+    if (offset < listEnd) throw bad(`entry ${i + 1} points into the list of entries`);
+    const kind = (Object.keys(CERT_GUIDS) as CertKind[]).find((k) => CERT_GUIDS[k] === guid) ?? 'other';
+    return { kind, guid, der: table.slice(offset, offset + length) };
+  });
 }
