@@ -76,6 +76,28 @@ describe('SEV-SNP policy: roots and platform properties', () => {
     }
   });
 
+  it('takes each property from its own report field: TCB from REPORTED_TCB (not CURRENT, COMMITTED or LAUNCH), the author key only with AUTHOR_KEY_EN', () => {
+    const fill = (n: number, x: number) => new Uint8Array(n).fill(x);
+    const b = signer.report({
+      reportData: new Uint8Array(64), measurement: MEASUREMENT, version: 5, guestSvn: 70000, policy: 0x30000n | 0x0102n, vmpl: 1,
+      reportedTcb: { bootloader: 11, tee: 12, snp: 13, microcode: 14 }, hostData: fill(32, 0xc0), idKeyDigest: fill(48, 0xe0), signingKey: 'vlek',
+    });
+    // Fields the signer leaves alone, set here (parsing does not check the signature).
+    b.set(fill(16, 0xf1), 0x10); // FAMILY_ID
+    b.set(fill(16, 0x1d), 0x20); // IMAGE_ID
+    for (const at of [0x38, 0x1e0, 0x1f0]) b.set(Uint8Array.of(21, 22, 0, 0, 0, 0, 23, 24), at); // CURRENT, COMMITTED, LAUNCH_TCB
+    b.set(fill(48, 0xa1), 0x110); // AUTHOR_KEY_DIGEST
+    const hex = (n: number, x: number) => toHex(fill(n, x));
+    const common = {
+      debug: 0, 'migrate-ma': 0, 'smt-allowed': 1, 'single-socket': 0, 'abi-major': 1, 'abi-minor': 2, vmpl: 1, 'guest-svn': 70000,
+      'tcb-bootloader': 11, 'tcb-tee': 12, 'tcb-snp': 13, 'tcb-microcode': 14, 'host-data': hex(32, 0xc0), 'family-id': hex(16, 0xf1), 'image-id': hex(16, 0x1d),
+      'signing-key': 'vlek', 'report-version': 5, 'id-key-digest': hex(48, 0xe0),
+    };
+    expect(snpProperties(parseReport(b)), 'AUTHOR_KEY_EN clear').to.deep.equal(common);
+    b[0x48]! |= 1; // AUTHOR_KEY_EN
+    expect(snpProperties(parseReport(b)), 'AUTHOR_KEY_EN set').to.deep.equal({ ...common, 'author-key-digest': hex(48, 0xa1) });
+  });
+
   it('refuses, by default, a migration agent and a VMPL other than 0', async () => {
     expect(await decide(policyBytes(), { policy: 0x30000n | (1n << 18n) })).to.include({ allow: false, code: 'PLATFORM_PROPERTY_DENIED' });
     expect(await decide(policyBytes(), { vmpl: 2 })).to.include({ allow: false, code: 'PLATFORM_PROPERTY_DENIED' });
