@@ -206,6 +206,9 @@ describe('SEV-SNP refusals, each with its own code', () => {
     const tail = new Uint8Array(original);
     tail[63] = 1; // something riding along after the hash
     expect(verify(tail)).to.equal('SNP_REPORT_DATA_MISMATCH');
+    const sha512 = new Uint8Array(createHash('sha512').update(said).digest());
+    sha512[63]! ^= 1; // the SHA-512 binding holds all 64 bytes: its last 16 are not free either
+    expect(verify(sha512)).to.equal('SNP_REPORT_DATA_MISMATCH');
   });
 
   it('denies evidence whose user data is dated more than 24 hours ago with CLAIM_EXPIRED', async () => {
