@@ -66,13 +66,19 @@ describe('SEV-SNP path validation (test signer)', () => {
    * extensions, or the VCEK signed by the ARK itself and the ARK sent along as its issuer. The
    * VCEK's key is not the signer's: a path that is not refused ends with REPORT_INVALID.
    */
-  function customPathRefusal(o: { arkBits?: number; askUsage?: KeyUsageName[]; vcekExtensions?: (e: ExtensionSpec[]) => ExtensionSpec[]; vcekByArk?: boolean }) {
+  function customPathRefusal(o: {
+    arkBits?: number; askUsage?: KeyUsageName[]; vcekExtensions?: (e: ExtensionSpec[]) => ExtensionSpec[]; vcekByArk?: boolean;
+    /** The ARK signed by another key (so not self-signed), one certificate's validity, the VCEK's key. */
+    arkSigner?: KeyObject; window?: { of: 'ark' | 'ask' | 'vcek'; notBefore: Date; notAfter: Date }; vcekKey?: KeyObject;
+  }) {
     const arkKey = o.arkBits ? generateKeyPairSync('rsa', { modulusLength: o.arkBits }).privateKey : keys.ark;
-    const { ask: askKey, vcek: vcekKey } = keys;
-    const ark = pssCertificate({ subject: 'ARK-X', issuer: 'ARK-X', key: arkKey, signer: arkKey, extensions: [basicConstraints(true), keyUsage(['keyCertSign'])], serial: 1 }, NOW);
-    const ask = pssCertificate({ subject: 'SEV-X', issuer: 'ARK-X', key: askKey, signer: arkKey, extensions: [basicConstraints(true), keyUsage(o.askUsage ?? ['keyCertSign'])], serial: 2 }, NOW);
+    const { ask: askKey } = keys;
+    const vcekKey = o.vcekKey ?? keys.vcek;
+    const windowOf = (c: 'ark' | 'ask' | 'vcek') => (o.window?.of === c ? { notBefore: o.window.notBefore, notAfter: o.window.notAfter } : {});
+    const ark = pssCertificate({ subject: 'ARK-X', issuer: 'ARK-X', key: arkKey, signer: o.arkSigner ?? arkKey, extensions: [basicConstraints(true), keyUsage(['keyCertSign'])], serial: 1, ...windowOf('ark') }, NOW);
+    const ask = pssCertificate({ subject: 'SEV-X', issuer: 'ARK-X', key: askKey, signer: arkKey, extensions: [basicConstraints(true), keyUsage(o.askUsage ?? ['keyCertSign'])], serial: 2, ...windowOf('ask') }, NOW);
     const extensions = (o.vcekExtensions ?? ((e) => e))(amdExtensions(s.tcb, s.chipId));
-    const vcek = pssCertificate({ subject: 'SEV-VCEK', issuer: o.vcekByArk ? 'ARK-X' : 'SEV-X', key: vcekKey, signer: o.vcekByArk ? arkKey : askKey, extensions }, NOW);
+    const vcek = pssCertificate({ subject: 'SEV-VCEK', issuer: o.vcekByArk ? 'ARK-X' : 'SEV-X', key: vcekKey, signer: o.vcekByArk ? arkKey : askKey, extensions, ...windowOf('vcek') }, NOW);
     return refusal({ report, certs: [vcek, o.vcekByArk ? ark : ask], at: NOW, roots: [ark] });
   }
 
@@ -93,6 +99,28 @@ describe('SEV-SNP path validation (test signer)', () => {
 
   it('never takes a root sent with the evidence as the intermediate: a VCEK the ARK signed itself has no issuer', () => {
     expect(customPathRefusal({ vcekByArk: true })).to.include({ code: 'SNP_CHAIN_UNTRUSTED', reason: 'no-issuer' });
+  });
+
+  it('checks each certificate\'s own validity: an expired VCEK or ARK, or an ASK not yet valid, among valid others is CERT_EXPIRED, naming it', () => {
+    const [past, future] = [new Date(NOW.getTime() - 10 * DAY), new Date(NOW.getTime() + 10 * DAY)];
+    const expired = customPathRefusal({ window: { of: 'vcek', notBefore: past, notAfter: new Date(NOW.getTime() - DAY) } });
+    expect(expired).to.include({ code: 'CERT_EXPIRED', reason: 'expired' });
+    expect(expired.message).to.contain('the VCEK certificate');
+    const early = customPathRefusal({ window: { of: 'ask', notBefore: new Date(NOW.getTime() + DAY), notAfter: future } });
+    expect(early).to.include({ code: 'CERT_EXPIRED', reason: 'not-yet-valid' });
+    expect(early.message).to.contain('the ASK certificate');
+    const root = customPathRefusal({ window: { of: 'ark', notBefore: past, notAfter: new Date(NOW.getTime() - DAY) } });
+    expect(root).to.include({ code: 'CERT_EXPIRED', reason: 'expired' });
+    expect(root.message).to.contain('the ARK certificate');
+    expect(customPathRefusal({ window: { of: 'vcek', notBefore: past, notAfter: future } }).code, 'inside its window').to.equal('REPORT_INVALID'); // past the path
+  });
+
+  it('refuses a VCEK whose key is not ECDSA P-384 before trying the signature', () => {
+    expect(customPathRefusal({ vcekKey: generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey })).to.include({ code: 'SNP_CHAIN_UNTRUSTED', reason: 'key-algorithm' });
+  });
+
+  it('refuses an anchor that is not a self-signed ARK (its name is its own, another key signed it)', () => {
+    expect(customPathRefusal({ arkSigner: generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey })).to.include({ code: 'SNP_CHAIN_UNTRUSTED', reason: 'root-self-signature' });
   });
 
   it('refuses a path through an RSA key shorter than 2048 bits, though PSS signatures by it verify', () => {
