@@ -5,8 +5,9 @@
 import { expect } from 'chai';
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { randomBytes } from '../../lib/crypto/index.ts';
-import { readAmdCert, pssProblem, verifySnpReport, type SnpReportInput } from '../../lib/attest/index.ts';
-import { amdExtensions, pssCertificate, TestSnpSigner } from './signer.ts';
+import { AMD_EXT, readAmdCert, pssProblem, verifySnpReport, type SnpReportInput } from '../../lib/attest/index.ts';
+import { children, readOne } from '../../lib/pki/der.ts';
+import { amdExtensions, pssAlgorithm, pssCertificate, TestSnpSigner } from './signer.ts';
 import { basicConstraints, keyUsage, type ExtensionSpec } from '../../lib/pki/build.ts';
 import type { KeyUsageName } from '../../lib/pki/oids.ts';
 import { NOW, refusalOf } from './support.ts';
@@ -50,6 +51,17 @@ describe('SEV-SNP path validation (test signer)', () => {
     expect(r).to.include({ code: 'SNP_CHAIN_UNTRUSTED', reason: 'signature-algorithm' });
   });
 
+  it('names every RSASSA-PSS parameter that is not AMD\'s: the MGF1 hash, the trailer field', () => {
+    const problem = (o: Parameters<typeof pssAlgorithm>[0]) => pssProblem({
+      signatureAlgorithm: { oid: '1.2.840.113549.1.1.10', parameters: children(readOne(pssAlgorithm(o)))[1]!.bytes }, tbs: new Uint8Array(), signature: new Uint8Array(),
+    });
+    expect(problem({})).to.equal(undefined);
+    expect(problem({ trailer: 1 }), 'the trailer field spelt out').to.equal(undefined);
+    expect(problem({ mgfHash: '2.16.840.1.101.3.4.2.1' })).to.equal('RSASSA-PSS mask generation is not MGF1 with SHA-384');
+    expect(problem({ trailer: 2 })).to.equal('RSASSA-PSS trailer field is not 1');
+    expect(problem({ hash: '2.16.840.1.101.3.4.2.1' })).to.equal('RSASSA-PSS hash is not SHA-384');
+  });
+
   it('refuses a VCEK the ASK did not sign (same names, another key)', () => {
     const impostor = pssCertificate({ subject: 'SEV-VCEK', issuer: 'SEV-TEST', key: generateKeyPairSync('ec', { namedCurve: 'P-384' }).privateKey, signer: generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey, extensions: amdExtensions(s.tcb, s.chipId) }, NOW);
     expect(refusal({ report, certs: [impostor, s.ask], at: NOW, roots: [s.ark] })).to.include({ code: 'SNP_CHAIN_UNTRUSTED', reason: 'signature' });
@@ -85,6 +97,7 @@ describe('SEV-SNP path validation (test signer)', () => {
   it('refuses an intermediate that is not a CA allowed to sign certificates', () => {
     // The ASK lacks keyCertSign: the VCEK still chains by name and signature.
     expect(customPathRefusal({ askUsage: ['digitalSignature'] })).to.include({ code: 'SNP_CHAIN_UNTRUSTED', reason: 'not-ca' });
+    expect(customPathRefusal({ askUsage: ['cRLSign'] }), 'cRLSign is not keyCertSign').to.include({ code: 'SNP_CHAIN_UNTRUSTED', reason: 'not-ca' });
   });
 
   it('refuses a VCEK that is a CA or may sign certificates, and one with a critical extension it does not know', () => {
@@ -93,6 +106,11 @@ describe('SEV-SNP path validation (test signer)', () => {
     expect(customPathRefusal({ vcekExtensions: (e) => [...e, basicConstraints(true)] }).code).to.equal('EVIDENCE_MALFORMED');
     expect(customPathRefusal({ vcekExtensions: usage(['digitalSignature', 'keyCertSign']) })).to.include({ code: 'SNP_CHAIN_UNTRUSTED', reason: 'leaf-is-ca' });
     expect(customPathRefusal({ vcekExtensions: usage(['digitalSignature']) }).code, 'keyUsage is understood').to.equal('REPORT_INVALID'); // past the path
+    // A TCB level that is not a DER integer from 0 to 255: padded with a zero byte, or negative.
+    for (const value of [Uint8Array.of(2, 2, 0, 3), Uint8Array.of(2, 1, 0xff)]) {
+      const spl = (e: ExtensionSpec[]) => e.map((x) => (x.oid === AMD_EXT.blSpl ? { ...x, value } : x));
+      expect(customPathRefusal({ vcekExtensions: spl }).code, `blSPL ${Buffer.from(value).toString('hex')}`).to.equal('BAD_CERTIFICATE');
+    }
     const unknown = (e: ExtensionSpec[]) => [...e, { oid: '1.3.6.1.4.1.99999.1', critical: true, value: Uint8Array.of(5, 0) }];
     expect(customPathRefusal({ vcekExtensions: unknown })).to.include({ code: 'BAD_CERTIFICATE', reason: 'unknown-critical-extension' });
   });

@@ -56,6 +56,12 @@ describe('SEV-SNP guest: configfs-tsm and the evidence package', () => {
     const bad = new Uint8Array(t);
     new DataView(bad.buffer).setUint32(20, 1 << 20, true);
     expect(() => parseCertTable(bad)).to.throw(CertifierError, /outside the table/);
+    const empty = new Uint8Array(t);
+    new DataView(empty.buffer).setUint32(20, 0, true); // the VCEK's length
+    expect(() => parseCertTable(empty)).to.throw(CertifierError, /entry 1 points outside the table/);
+    const ended = new Uint8Array(t);
+    new DataView(ended.buffer).setUint32(3 * 24 + 16, 96, true); // an offset in the all-zero GUID's entry
+    expect(() => parseCertTable(ended)).to.throw(CertifierError, /non-zero terminator/);
   });
 
   it('refuses a certificate table listing a GUID twice, or with an entry inside its list of entries', () => {
@@ -64,7 +70,7 @@ describe('SEV-SNP guest: configfs-tsm and the evidence package', () => {
     twice.copyWithin(24, 0, 16); // the ASK's entry now names the VCEK's GUID
     expect(() => parseCertTable(twice)).to.throw(CertifierError, /GUID 63da758d-e664-4564-adc5-f4b93be8accd twice/);
     const inside = new Uint8Array(t);
-    new DataView(inside.buffer).setUint32(24 + 16, 48, true); // the ASK's offset: the ARK's entry
+    new DataView(inside.buffer).setUint32(24 + 16, 95, true); // the ASK's offset: the terminator's last byte
     expect(() => parseCertTable(inside)).to.throw(CertifierError, /entry 2 points into the list of entries/);
   });
 

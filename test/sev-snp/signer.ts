@@ -12,11 +12,12 @@ import { AMD_EXT, REPORT_SIZE, SIGNED_BYTES, CERT_GUIDS } from '../../lib/attest
 export interface Tcb { bootloader: number; tee: number; snp: number; microcode: number }
 const DAY = 86_400_000;
 
-/** RSASSA-PSS AlgorithmIdentifier as AMD writes it: SHA-384, MGF1-SHA-384, salt 48. */
-export function pssAlgorithm(o: { hash?: string; salt?: number } = {}): Uint8Array {
-  const sha = seq(encodeOid(o.hash ?? '2.16.840.1.101.3.4.2.2'), encodeNull());
+/** RSASSA-PSS AlgorithmIdentifier as AMD writes it: SHA-384, MGF1-SHA-384, salt 48 (each can be changed, and a trailer field added). */
+export function pssAlgorithm(o: { hash?: string; mgfHash?: string; salt?: number; trailer?: number } = {}): Uint8Array {
+  const sha = (oid = '2.16.840.1.101.3.4.2.2') => seq(encodeOid(oid), encodeNull());
   return seq(encodeOid('1.2.840.113549.1.1.10'), seq(
-    explicit(0, sha), explicit(1, seq(encodeOid('1.2.840.113549.1.1.8'), sha)), explicit(2, encodeSmallInt(o.salt ?? 48)),
+    explicit(0, sha(o.hash)), explicit(1, seq(encodeOid('1.2.840.113549.1.1.8'), sha(o.mgfHash ?? o.hash))), explicit(2, encodeSmallInt(o.salt ?? 48)),
+    ...(o.trailer === undefined ? [] : [explicit(3, encodeSmallInt(o.trailer))]),
   ));
 }
 
