@@ -238,6 +238,15 @@ describe('SEV-SNP refusals, each with its own code', () => {
     expect(r.mitigations).to.equal(undefined);
   });
 
+  it('refuses a report from a Turin CPU (family 1Ah, another TCB layout) by name with SNP_REPORT_VERSION, and reads family 19h', () => {
+    const b = new Uint8Array(virtee.report);
+    new DataView(b.buffer).setUint32(0, 3, true);
+    b.set(Uint8Array.of(0x19, 0x11, 0x01), 0x188); // Genoa
+    expect(parseReport(b).cpuid).to.deep.equal({ family: 0x19, model: 0x11, stepping: 1 });
+    b[0x188] = 0x1a;
+    expect(() => parseReport(b)).to.throw(CertifierError, /family 1Ah \(Turin\)/).with.property('code', 'SNP_REPORT_VERSION');
+  });
+
   it('refuses an unknown report version by name with SNP_REPORT_VERSION', () => {
     for (const version of [0, 1, 6, 255]) {
       const b = new Uint8Array(virtee.report);

@@ -14,6 +14,8 @@ const SIGNATURE_END = 0x330;
 // Version 4 has no published layout of its own; firmware that issues it (Milan 1.55.31, seen on
 // GCP) lays it out as version 3, as other verifiers (go-sev-guest, virtee/sev) read it.
 export const SUPPORTED_REPORT_VERSIONS: readonly number[] = [2, 3, 4, 5];
+/** CPUID family of Zen 5 (Turin), as a report of version 3 on names it. */
+const TURIN_FAMILY = 0x1a;
 /** SIGNATURE_ALGO 1: ECDSA P-384 with SHA-384 (the only one the ABI defines). */
 export const ECDSA_P384_SHA384 = 1;
 
@@ -108,8 +110,8 @@ function signatureComponent(b: Uint8Array, at: number, name: string): Uint8Array
  * Parses an ATTESTATION_REPORT. EVIDENCE_MALFORMED for a wrong size, an unsigned report, an
  * unknown signature algorithm, or anything but zeros where the signature covers nothing (the
  * padding of r and s, and the reserved rest of the signature area: bytes changed after signing);
- * SNP_REPORT_VERSION for a version other than 2 to 5 (the field
- * layout is only known for those).
+ * SNP_REPORT_VERSION for a version other than 2 to 5, or a report from a Turin CPU (the field
+ * layout is only known for those versions, on Milan and Genoa).
  */
 export function parseReport(input: Uint8Array): SnpReport {
   if (input.length !== REPORT_SIZE) throw malformed(`is ${input.length} bytes, not ${REPORT_SIZE}`);
@@ -170,6 +172,11 @@ export function parseReport(input: Uint8Array): SnpReport {
     signature: { r: signatureComponent(b, 0x2a0, 'r'), s: signatureComponent(b, 0x2e8, 's') },
   };
   if (version >= 3) report.cpuid = { family: b[0x188]!, model: b[0x189]!, stepping: b[0x18a]! };
+  // Zen 5 lays TCB_VERSION out otherwise (FMC, bootloader, TEE and SNP in bytes 0 to 3): read as
+  // Milan's, every TCB level would be another component's.
+  if (report.cpuid?.family === TURIN_FAMILY) {
+    throw new CertifierError('SNP_REPORT_VERSION', 'the SEV-SNP report comes from a CPU of family 1Ah (Turin), whose TCB_VERSION has another layout; this verifier reads Milan\'s and Genoa\'s (family 19h)');
+  }
   if (version >= 5) report.mitigations = { launch: u64(0x1f8), current: u64(0x200) };
   return report;
 }
