@@ -103,6 +103,15 @@ describe('SEV-SNP policy: roots and platform properties', () => {
     expect(await decide(policyBytes(), { vmpl: 2 })).to.include({ allow: false, code: 'PLATFORM_PROPERTY_DENIED' });
   });
 
+  it('refuses a report of a VMPL above 3, as the host asks for one (0xFFFFFFFF), even under vmpl >= 1', async () => {
+    const atLeast1 = policyBytes({ requirements: [...TCB, { name: 'vmpl', comparator: '>=', value: 1 }] });
+    expect((await decide(atLeast1, { vmpl: 3 })).allow, 'VMPL 3').to.equal(true);
+    for (const vmpl of [4, 0xffffffff]) {
+      const e = await decide(atLeast1, { vmpl }).then(() => undefined, (x: unknown) => x);
+      expect(e, `VMPL ${vmpl}`).to.be.instanceOf(CertifierError).with.property('code', 'EVIDENCE_MALFORMED');
+    }
+  });
+
   it('allows what the policy says explicitly: debug <= 1 admits a debug guest, vmpl = 2 a VMPL 2 report', async () => {
     const lax = policyBytes({ requirements: [...TCB, { name: 'debug', comparator: '<=', value: 1 }, { name: 'vmpl', comparator: '=', value: 2 }] });
     expect((await decide(lax, { policy: 0x30000n | (1n << 19n), vmpl: 2 })).allow).to.equal(true);

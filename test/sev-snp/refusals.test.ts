@@ -36,6 +36,7 @@ function expectedForFlip(report: Uint8Array, i: number, bit: number): ErrorCode 
     return SUPPORTED_REPORT_VERSIONS.includes(v) ? 'REPORT_INVALID' : 'SNP_REPORT_VERSION';
   }
   if (i >= 0x34 && i < 0x38) return 'EVIDENCE_MALFORMED'; // SIGNATURE_ALGO other than 1
+  if (i >= 0x30 && i < 0x34 && (i > 0x30 || bit >= 2)) return 'EVIDENCE_MALFORMED'; // a VMPL above 3 (the report's is 0)
   if (i === 0x48 && bit >= 1 && bit <= 4) {
     if (bit === 1) return 'SNP_VCEK_MISMATCH'; // MASK_CHIP_KEY: no chip id to match
     return bit === 2 ? 'SNP_VCEK_MISMATCH' : 'EVIDENCE_MALFORMED'; // SIGNING_KEY 1 (VLEK), or 2 and 4 (reserved)

@@ -66,6 +66,8 @@ export function reportDataBinding(reportData: Uint8Array, serializedUserData: Ui
 export const pinnedRoots = () => pinnedAmdCerts().map((p) => p.ark);
 
 const malformed = evidenceMalformed;
+/** VMPLs run from 0 (most privileged) to 3. */
+const MAX_VMPL = 3;
 const tcbOf = (t: { bootloader: number; tee: number; snp: number; microcode: number }) => `${t.bootloader}/${t.tee}/${t.snp}/${t.microcode}`;
 
 /** The VCEK/VLEK is bound to the report: a VCEK's hwID is CHIP_ID, and its TCB is REPORTED_TCB. */
@@ -90,6 +92,9 @@ function checkBinding(report: SnpReport, leaf: AmdCert): void {
  */
 export function verifySnpReport(i: SnpReportInput): VerifiedSnpReport {
   const report = parseReport(i.report);
+  // A guest asks from VMPL 0 to 3; the firmware writes 0xFFFFFFFF in a report the host asked for
+  // (SNP_HV_REPORT_REQ), which vouches for no request of the guest's, whatever a policy's vmpl >= N says.
+  if (report.vmpl > MAX_VMPL) throw malformed(`the SEV-SNP report's VMPL is ${report.vmpl === 0xffffffff ? '0xFFFFFFFF: the host asked for it (SNP_HV_REPORT_REQ), not the guest' : `${report.vmpl}, not 0 to ${MAX_VMPL}`}`);
   const certs = i.certs.map((c, n) => readAmdCert(c, `evidence certificate ${n + 1}`));
   const leaves = certs.filter((c) => !c.isCA);
   if (leaves.length !== 1) throw malformed(`the SEV-SNP evidence needs exactly one VCEK or VLEK certificate, found ${leaves.length}`);
