@@ -23,6 +23,7 @@ export const SNP_PROPERTY = {
   debug: 'debug', migrateMa: 'migrate-ma', smtAllowed: 'smt-allowed', singleSocket: 'single-socket',
   abiMajor: 'abi-major', abiMinor: 'abi-minor', vmpl: 'vmpl', guestSvn: 'guest-svn',
   tcbBootloader: 'tcb-bootloader', tcbTee: 'tcb-tee', tcbSnp: 'tcb-snp', tcbMicrocode: 'tcb-microcode',
+  launchTcbBootloader: 'launch-tcb-bootloader', launchTcbTee: 'launch-tcb-tee', launchTcbSnp: 'launch-tcb-snp', launchTcbMicrocode: 'launch-tcb-microcode',
   hostData: 'host-data', idKeyDigest: 'id-key-digest', authorKeyDigest: 'author-key-digest',
   familyId: 'family-id', imageId: 'image-id', signingKey: 'signing-key', reportVersion: 'report-version',
 } as const;

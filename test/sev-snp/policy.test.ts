@@ -76,7 +76,7 @@ describe('SEV-SNP policy: roots and platform properties', () => {
     }
   });
 
-  it('takes each property from its own report field: TCB from REPORTED_TCB (not CURRENT, COMMITTED or LAUNCH), the author key only with AUTHOR_KEY_EN', () => {
+  it('takes each property from its own report field: tcb-* from REPORTED_TCB (not CURRENT or COMMITTED), launch-tcb-* from LAUNCH_TCB, the author key only with AUTHOR_KEY_EN', () => {
     const fill = (n: number, x: number) => new Uint8Array(n).fill(x);
     const b = signer.report({
       reportData: new Uint8Array(64), measurement: MEASUREMENT, version: 5, guestSvn: 70000, policy: 0x30000n | 0x0102n, vmpl: 1,
@@ -85,12 +85,14 @@ describe('SEV-SNP policy: roots and platform properties', () => {
     // Fields the signer leaves alone, set here (parsing does not check the signature).
     b.set(fill(16, 0xf1), 0x10); // FAMILY_ID
     b.set(fill(16, 0x1d), 0x20); // IMAGE_ID
-    for (const at of [0x38, 0x1e0, 0x1f0]) b.set(Uint8Array.of(21, 22, 0, 0, 0, 0, 23, 24), at); // CURRENT, COMMITTED, LAUNCH_TCB
+    for (const at of [0x38, 0x1e0]) b.set(Uint8Array.of(21, 22, 0, 0, 0, 0, 23, 24), at); // CURRENT, COMMITTED_TCB
+    b.set(Uint8Array.of(31, 32, 0, 0, 0, 0, 33, 34), 0x1f0); // LAUNCH_TCB
     b.set(fill(48, 0xa1), 0x110); // AUTHOR_KEY_DIGEST
     const hex = (n: number, x: number) => toHex(fill(n, x));
     const common = {
       debug: 0, 'migrate-ma': 0, 'smt-allowed': 1, 'single-socket': 0, 'abi-major': 1, 'abi-minor': 2, vmpl: 1, 'guest-svn': 70000,
-      'tcb-bootloader': 11, 'tcb-tee': 12, 'tcb-snp': 13, 'tcb-microcode': 14, 'host-data': hex(32, 0xc0), 'family-id': hex(16, 0xf1), 'image-id': hex(16, 0x1d),
+      'tcb-bootloader': 11, 'tcb-tee': 12, 'tcb-snp': 13, 'tcb-microcode': 14,
+      'launch-tcb-bootloader': 31, 'launch-tcb-tee': 32, 'launch-tcb-snp': 33, 'launch-tcb-microcode': 34, 'host-data': hex(32, 0xc0), 'family-id': hex(16, 0xf1), 'image-id': hex(16, 0x1d),
       'signing-key': 'vlek', 'report-version': 5, 'id-key-digest': hex(48, 0xe0),
     };
     expect(snpProperties(parseReport(b)), 'AUTHOR_KEY_EN clear').to.deep.equal(common);
@@ -121,6 +123,16 @@ describe('SEV-SNP policy: roots and platform properties', () => {
     const d = await decide(policyBytes({ requirements: TCB.map((r) => (r.name === 'tcb-snp' ? { ...r, value: 9 } : r)) }));
     expect(d).to.include({ allow: false, code: 'PLATFORM_PROPERTY_DENIED' });
     if (!d.allow) expect(d.reason).to.equal('tcb-snp is 8, and the policy requires tcb-snp >= 9');
+  });
+
+  it('compares the minimum TCB with REPORTED_TCB only, and a policy naming launch-tcb-* refuses a guest launched under a lower TCB', async () => {
+    const launchedBelow = { launchTcb: { bootloader: 3, tee: 0, snp: 7, microcode: 115 } }; // then updated live to snp 8
+    expect((await decide(policyBytes(), launchedBelow)).allow, 'the minimum TCB alone').to.equal(true);
+    const launch = policyBytes({ requirements: [...TCB, { name: 'launch-tcb-snp', comparator: '>=', value: 8 }] });
+    const d = await decide(launch, launchedBelow);
+    expect(d).to.include({ allow: false, code: 'PLATFORM_PROPERTY_DENIED' });
+    if (!d.allow) expect(d.reason).to.equal('launch-tcb-snp is 7, and the policy requires launch-tcb-snp >= 8');
+    expect((await decide(launch)).allow, 'launched at snp 8').to.equal(true);
   });
 
   it('checks required host data and ID-key digest, and denies an ID-key digest the evidence lacks', async () => {

@@ -71,6 +71,8 @@ export interface ReportFields {
   vmpl?: number;
   guestSvn?: number;
   reportedTcb?: Tcb;
+  /** LAUNCH_TCB; the reported TCB by default. */
+  launchTcb?: Tcb;
   hostData?: Uint8Array;
   idKeyDigest?: Uint8Array;
   chipId?: Uint8Array;
@@ -142,7 +144,7 @@ export class TestSnpSigner {
     b.set(tcb, 0x1e0);
     b.set(Uint8Array.of(4, 52, 1), 0x1e8);
     b.set(Uint8Array.of(4, 52, 1), 0x1ec);
-    b.set(tcb, 0x1f0);
+    b.set(f.launchTcb ? tcbBytes(f.launchTcb) : tcb, 0x1f0);
     return signReport(b, kind === 'vcek' ? this.keys.vcek : this.keys.vlek);
   }
 

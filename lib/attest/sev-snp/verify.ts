@@ -122,6 +122,8 @@ export function snpProperties(r: SnpReport): Record<string, PropertyValue> {
     [P.smtAllowed]: r.policy.smtAllowed ? 1 : 0, [P.singleSocket]: r.policy.singleSocket ? 1 : 0,
     [P.abiMajor]: r.policy.abiMajor, [P.abiMinor]: r.policy.abiMinor, [P.vmpl]: r.vmpl, [P.guestSvn]: r.guestSvn,
     [P.tcbBootloader]: r.reportedTcb.bootloader, [P.tcbTee]: r.reportedTcb.tee, [P.tcbSnp]: r.reportedTcb.snp, [P.tcbMicrocode]: r.reportedTcb.microcode,
+    // The TCB the guest was launched (or imported) under, which a live firmware or microcode update leaves behind.
+    [P.launchTcbBootloader]: r.launchTcb.bootloader, [P.launchTcbTee]: r.launchTcb.tee, [P.launchTcbSnp]: r.launchTcb.snp, [P.launchTcbMicrocode]: r.launchTcb.microcode,
     [P.hostData]: toHex(r.hostData), [P.familyId]: toHex(r.familyId), [P.imageId]: toHex(r.imageId),
     [P.signingKey]: r.signingKey, [P.reportVersion]: r.version,
   };
