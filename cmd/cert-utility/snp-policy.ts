@@ -58,6 +58,11 @@ const NUMBER_RANGES: Record<string, [number, number]> = {
   [SNP_PROPERTY.tcbBootloader]: [0, 255], [SNP_PROPERTY.tcbTee]: [0, 255], [SNP_PROPERTY.tcbSnp]: [0, 255], [SNP_PROPERTY.tcbMicrocode]: [0, 255],
   [SNP_PROPERTY.launchTcbBootloader]: [0, 255], [SNP_PROPERTY.launchTcbTee]: [0, 255], [SNP_PROPERTY.launchTcbSnp]: [0, 255], [SNP_PROPERTY.launchTcbMicrocode]: [0, 255],
   [SNP_PROPERTY.reportVersion]: [2, 5],
+  ...Object.fromEntries([
+    SNP_PROPERTY.cxlAllowed, SNP_PROPERTY.memAes256Xts, SNP_PROPERTY.raplDisabled, SNP_PROPERTY.ciphertextHiding, SNP_PROPERTY.pageSwapDisabled,
+    SNP_PROPERTY.platformSmtEnabled, SNP_PROPERTY.platformTsmeEnabled, SNP_PROPERTY.platformEccEnabled, SNP_PROPERTY.platformRaplDisabled,
+    SNP_PROPERTY.platformCiphertextHiding, SNP_PROPERTY.platformAliasCheckComplete,
+  ].map((name) => [name, [0, 1] as [number, number]])),
 };
 
 /**

@@ -26,6 +26,9 @@ export const SNP_PROPERTY = {
   launchTcbBootloader: 'launch-tcb-bootloader', launchTcbTee: 'launch-tcb-tee', launchTcbSnp: 'launch-tcb-snp', launchTcbMicrocode: 'launch-tcb-microcode',
   hostData: 'host-data', idKeyDigest: 'id-key-digest', authorKeyDigest: 'author-key-digest',
   familyId: 'family-id', imageId: 'image-id', signingKey: 'signing-key', reportVersion: 'report-version',
+  cxlAllowed: 'cxl-allowed', memAes256Xts: 'mem-aes-256-xts', raplDisabled: 'rapl-disabled', ciphertextHiding: 'ciphertext-hiding', pageSwapDisabled: 'page-swap-disabled',
+  platformSmtEnabled: 'platform-smt-enabled', platformTsmeEnabled: 'platform-tsme-enabled', platformEccEnabled: 'platform-ecc-enabled',
+  platformRaplDisabled: 'platform-rapl-disabled', platformCiphertextHiding: 'platform-ciphertext-hiding', platformAliasCheckComplete: 'platform-alias-check-complete',
 } as const;
 
 /** Applied unless a property claim names the property itself. */

@@ -67,13 +67,26 @@ describe('SEV-SNP policy: roots and platform properties', () => {
     }
   });
 
-  it('reads each guest policy flag from its bit (AMD ABI: SMT 16, migration agent 18, debug 19, single socket 20)', () => {
-    const flags = { 'smt-allowed': 16, 'migrate-ma': 18, debug: 19, 'single-socket': 20 };
+  it('reads each guest policy flag from its bit (AMD ABI: SMT 16, migration agent 18, debug 19, single socket 20, then 21 to 25)', () => {
+    const flags = {
+      'smt-allowed': 16, 'migrate-ma': 18, debug: 19, 'single-socket': 20,
+      'cxl-allowed': 21, 'mem-aes-256-xts': 22, 'rapl-disabled': 23, 'ciphertext-hiding': 24, 'page-swap-disabled': 25,
+    };
     for (const [name, bit] of Object.entries(flags)) {
       const p = snpProperties(parseReport(signer.report({ reportData: new Uint8Array(64), measurement: MEASUREMENT, policy: (1n << 17n) | (1n << BigInt(bit)) })));
       const set = Object.keys(flags).filter((n) => p[n] === 1);
       expect(set, `policy bit ${bit} alone`).to.deep.equal([name]);
     }
+  });
+
+  it('reads each PLATFORM_INFO flag from its bit (AMD ABI: SMT_EN 0, TSME_EN 1, ECC_EN 2, RAPL_DIS 3, CIPHERTEXT_HIDING_EN 4, ALIAS_CHECK_COMPLETE 5)', () => {
+    const flags = ['platform-smt-enabled', 'platform-tsme-enabled', 'platform-ecc-enabled', 'platform-rapl-disabled', 'platform-ciphertext-hiding', 'platform-alias-check-complete'];
+    const b = signer.report({ reportData: new Uint8Array(64), measurement: MEASUREMENT });
+    flags.forEach((name, bit) => {
+      new DataView(b.buffer).setBigUint64(0x40, 1n << BigInt(bit), true); // parsing does not check the signature
+      const p = snpProperties(parseReport(b));
+      expect(flags.filter((n) => p[n] === 1), `PLATFORM_INFO bit ${bit} alone`).to.deep.equal([name]);
+    });
   });
 
   it('takes each property from its own report field: tcb-* from REPORTED_TCB (not CURRENT or COMMITTED), launch-tcb-* from LAUNCH_TCB, the author key only with AUTHOR_KEY_EN', () => {
@@ -94,10 +107,18 @@ describe('SEV-SNP policy: roots and platform properties', () => {
       'tcb-bootloader': 11, 'tcb-tee': 12, 'tcb-snp': 13, 'tcb-microcode': 14,
       'launch-tcb-bootloader': 31, 'launch-tcb-tee': 32, 'launch-tcb-snp': 33, 'launch-tcb-microcode': 34, 'host-data': hex(32, 0xc0), 'family-id': hex(16, 0xf1), 'image-id': hex(16, 0x1d),
       'signing-key': 'vlek', 'report-version': 5, 'id-key-digest': hex(48, 0xe0),
+      'cxl-allowed': 0, 'mem-aes-256-xts': 0, 'rapl-disabled': 0, 'ciphertext-hiding': 0, 'page-swap-disabled': 0,
+      'platform-smt-enabled': 1, 'platform-tsme-enabled': 0, 'platform-ecc-enabled': 0, 'platform-rapl-disabled': 0, 'platform-ciphertext-hiding': 0, 'platform-alias-check-complete': 0,
     };
     expect(snpProperties(parseReport(b)), 'AUTHOR_KEY_EN clear').to.deep.equal(common);
     b[0x48]! |= 1; // AUTHOR_KEY_EN
     expect(snpProperties(parseReport(b)), 'AUTHOR_KEY_EN set').to.deep.equal({ ...common, 'author-key-digest': hex(48, 0xa1) });
+  });
+
+  it('lets a policy require a platform flag: platform-alias-check-complete = 1 refuses a platform that has not ruled out memory aliasing', async () => {
+    const d = await decide(policyBytes({ requirements: [...TCB, { name: 'platform-alias-check-complete', comparator: '=', value: 1 }] }));
+    expect(d).to.include({ allow: false, code: 'PLATFORM_PROPERTY_DENIED' });
+    if (!d.allow) expect(d.reason).to.equal('platform-alias-check-complete is 0, and the policy requires platform-alias-check-complete = 1');
   });
 
   it('refuses, by default, a migration agent and a VMPL other than 0', async () => {

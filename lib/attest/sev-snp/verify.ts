@@ -68,6 +68,8 @@ export const pinnedRoots = () => pinnedAmdCerts().map((p) => p.ark);
 const malformed = evidenceMalformed;
 /** VMPLs run from 0 (most privileged) to 3. */
 const MAX_VMPL = 3;
+/** 1 when bit `n` of `v` is set, else 0: a flag as a property. */
+const flag = (v: bigint, n: number) => Number((v >> BigInt(n)) & 1n);
 const tcbOf = (t: { bootloader: number; tee: number; snp: number; microcode: number }) => `${t.bootloader}/${t.tee}/${t.snp}/${t.microcode}`;
 
 /** The VCEK/VLEK is bound to the report: a VCEK's hwID is CHIP_ID, and its TCB is REPORTED_TCB. */
@@ -126,6 +128,12 @@ export function snpProperties(r: SnpReport): Record<string, PropertyValue> {
     [P.launchTcbBootloader]: r.launchTcb.bootloader, [P.launchTcbTee]: r.launchTcb.tee, [P.launchTcbSnp]: r.launchTcb.snp, [P.launchTcbMicrocode]: r.launchTcb.microcode,
     [P.hostData]: toHex(r.hostData), [P.familyId]: toHex(r.familyId), [P.imageId]: toHex(r.imageId),
     [P.signingKey]: r.signingKey, [P.reportVersion]: r.version,
+    // Guest policy bits 21 to 25 (AMD ABI), which the guest owner asks of the host at launch.
+    [P.cxlAllowed]: flag(r.policy.raw, 21), [P.memAes256Xts]: flag(r.policy.raw, 22), [P.raplDisabled]: flag(r.policy.raw, 23),
+    [P.ciphertextHiding]: flag(r.policy.raw, 24), [P.pageSwapDisabled]: flag(r.policy.raw, 25),
+    // PLATFORM_INFO: how the host's platform is set up (ALIAS_CHECK_COMPLETE: memory aliasing ruled out, AMD-SB-3015).
+    [P.platformSmtEnabled]: flag(r.platformInfo.raw, 0), [P.platformTsmeEnabled]: flag(r.platformInfo.raw, 1), [P.platformEccEnabled]: flag(r.platformInfo.raw, 2),
+    [P.platformRaplDisabled]: flag(r.platformInfo.raw, 3), [P.platformCiphertextHiding]: flag(r.platformInfo.raw, 4), [P.platformAliasCheckComplete]: flag(r.platformInfo.raw, 5),
   };
   // No ID block (or no author key) leaves these zero: the evidence then has no such property.
   if (!isAllZero(r.idKeyDigest)) out[P.idKeyDigest] = toHex(r.idKeyDigest);
