@@ -2,10 +2,9 @@
 // first, so a password need not appear in argv or ps), the replica's name, the lock on its own
 // data directory (its audit log must have one writer), and the shared backend itself.
 
-import pg from 'pg';
 import { InvalidArgumentError } from 'commander';
 import { CertifierError } from '../../lib/errors/index.ts';
-import { PgBackend } from '../../lib/keyservice/pg-backend.ts';
+import { loadPg, PgBackend } from '../../lib/keyservice/pg-backend.ts';
 import { lockDataDir } from '../../lib/keyservice/replica.ts';
 import { fileError, readFileLimited } from '../../lib/files/index.ts';
 import { warn } from '../common/cli.ts';
@@ -96,12 +95,14 @@ function decodeURIComponentSafe(s: string): string {
 /** How the driver will connect: no TLS, TLS checking the database's certificate, or TLS without checking it. */
 type Reading = 'none' | 'checked' | 'unchecked';
 
+type Pg = Awaited<ReturnType<typeof loadPg>>;
+
 /**
  * The driver's own reading of `url` in this environment, with PGSSLMODE set to `envMode` if
  * given: a client is made (not connected) and its TLS setting read, so the rules are the
  * driver's, not a copy of them. A string is a value the driver keeps as it is (TLS on).
  */
-function driverSsl(url: string, envMode?: string): unknown {
+function driverSsl(pg: Pg, url: string, envMode?: string): unknown {
   const saved = process.env.PGSSLMODE;
   if (envMode !== undefined) process.env.PGSSLMODE = envMode;
   try {
@@ -129,10 +130,10 @@ const SAID: Record<Reading, string> = { none: 'no TLS', checked: 'verify-full', 
  * a problem to refuse the URL for (USAGE or FILE_ERROR), or the setting to warn of when the
  * driver will encrypt without checking the database's certificate.
  */
-function driverTlsCheck(url: string, params: URLSearchParams, password: string): { refuse?: CertifierError; problem?: string; unchecked?: string } {
+function driverTlsCheck(pg: Pg, url: string, params: URLSearchParams, password: string): { refuse?: CertifierError; problem?: string; unchecked?: string } {
   let ssl: unknown;
   try {
-    ssl = driverSsl(url);
+    ssl = driverSsl(pg, url);
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
     // Never quote a password back: a message that holds it (a short one may be in any word) is not shown.
@@ -146,7 +147,7 @@ function driverTlsCheck(url: string, params: URLSearchParams, password: string):
   // Whether the driver reads PGSSLMODE at all (only where the URL sets no TLS of its own); asked
   // only when it is set, since each question reads the URL's files again.
   const envMode = process.env.PGSSLMODE;
-  const envRead = !!envMode && readingOf(driverSsl(url, 'verify-full')) !== readingOf(driverSsl(url, 'no-verify'));
+  const envRead = !!envMode && readingOf(driverSsl(pg, url, 'verify-full')) !== readingOf(driverSsl(pg, url, 'no-verify'));
   if (envRead && PGSSLMODE_MEANS[envMode!] !== reading) {
     return { problem: `sets no TLS of its own, so the driver reads PGSSLMODE=${envMode}, which it takes for ${SAID[reading]}: unset PGSSLMODE (or set it to disable, verify-full or no-verify) or write sslmode in the URL (verify-full, with sslrootcert=FILE for a private CA)` };
   }
@@ -196,7 +197,7 @@ export async function pgUrlOf(program: string, o: PostgresOptions): Promise<stri
   const words = authorityParamProblem(parsed.searchParams) ?? sslWordProblem(parsed.searchParams);
   if (words) throw new CertifierError('USAGE', `the PostgreSQL URL (${where}) ${words}`);
   await checkUrlFiles(parsed.searchParams, where);
-  const tls = driverTlsCheck(url, parsed.searchParams, parsed.password);
+  const tls = driverTlsCheck(await loadPg(), url, parsed.searchParams, parsed.password);
   if (tls.refuse) throw tls.refuse;
   if (tls.problem) throw new CertifierError('USAGE', `the PostgreSQL URL (${where}) ${tls.problem}`);
   if (o.pgUrl && parsed.password) warn(program, `the password in --pg-url is visible to every local user (ps); set ${PG_URL_ENV} instead`);

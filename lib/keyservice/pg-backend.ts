@@ -27,13 +27,23 @@
 // the database becomes UNREACHABLE or TIMEOUT (retryable, exit status 3) rather than a hang;
 // the pool drops broken connections and makes new ones, so service resumes by itself.
 
-import pg from 'pg';
+import type { Pool, PoolClient } from 'pg';
 import { CertifierError } from '../errors/index.ts';
 import {
   checkAfter, checkBuilt, checkExpected, checkName, checkPrefix, checkVersion, listLimit, nextVersion, versionConflict,
   type KeyBackend, type ListOptions, type RecordInfo, type StoredRecord,
 } from './backend.ts';
 import { migrate, SCHEMA_VERSION, storageError, type Query } from './pg-schema.ts';
+
+/**
+ * The pg driver, loaded when a PostgreSQL backend is first used rather than with this module:
+ * loading it (and the fetch internals its first look at globalThis.navigator makes Node load)
+ * was about a fifth of the CPU time of every key-server start, LevelDB's too (0.27 s to 0.22 s
+ * for a start refused at its flags), and key-server is the program the tests start most.
+ */
+export async function loadPg(): Promise<typeof import('pg').default> {
+  return (await import('pg')).default;
+}
 
 export interface PgBackendOptions {
   /** postgres://user:password@host:port/database?param=value (URL query parameters as the pg driver reads them). */
@@ -91,14 +101,14 @@ export class PgBackend implements KeyBackend {
   /** The storage key id bound at start (bindStorageKey); undefined before. */
   private boundKey: string | undefined;
   /** When each connection last read the bound key and the schema version (monotonic ms, since the key was bound). */
-  private readonly checked = new WeakMap<pg.PoolClient, number>();
+  private readonly checked = new WeakMap<PoolClient, number>();
 
-  private constructor(private readonly pool: pg.Pool, private readonly recheckMs = RECHECK_MS) {}
+  private constructor(private readonly pool: Pool, private readonly recheckMs = RECHECK_MS) {}
 
   /** Connects, creates or upgrades the schema, and returns the backend. */
   static async open(o: PgBackendOptions): Promise<PgBackend> {
     const timeout = o.queryTimeoutMs ?? 5_000;
-    const pool = new pg.Pool({
+    const pool = new (await loadPg()).Pool({
       connectionString: o.url, max: o.poolSize ?? 10, connectionTimeoutMillis: o.connectTimeoutMs ?? 3_000,
       query_timeout: timeout, statement_timeout: timeout, idle_in_transaction_session_timeout: 2 * timeout,
       idleTimeoutMillis: 30_000, keepAlive: true, application_name: 'key-server',
@@ -235,9 +245,9 @@ export class PgBackend implements KeyBackend {
    * A pooled connection; once a storage key is bound, a connection not used since is first
    * checked to reach a database bound to that key, and destroyed if it does not.
    */
-  private async acquire(): Promise<pg.PoolClient> {
+  private async acquire(): Promise<PoolClient> {
     this.checkOpen();
-    let client: pg.PoolClient;
+    let client: PoolClient;
     try {
       client = await this.pool.connect();
     } catch (e) {
