@@ -39,7 +39,7 @@ const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 // itself (lib/wire/proto.ts: ../../proto/) finds them from the bundle too.
 const OUT = join('.cache', 'bin');
 // Bumped when the build options below change, so older bundles are remade.
-const FORMAT = 3;
+const FORMAT = 4;
 // Modes set exactly, whatever the umask (which a program narrows only once it runs). The bundles
 // hold no secret, only the code of sources that every user of the install can already read, and
 // the services often run as another user than the one who installed (and so bundled) the
@@ -114,7 +114,14 @@ async function currentBundle(entry, outDir) {
     platform: 'node',
     format: 'esm',
     target: 'node20',
-    packages: 'external', // dependencies load from node_modules as usual
+    // The pure-JavaScript dependencies (protobufjs, commander, @noble) are bundled too: loaded
+    // from node_modules, their dozens of CommonJS files (each found, read and compiled on its own)
+    // were about a sixth of a program's start. Left out: level (a native addon found from its
+    // own folder), pg (loaded only for --backend postgres) and the build tools. Their files are
+    // in the list of sources like ours, so an update of node_modules makes a new bundle.
+    external: ['level', 'pg', 'esbuild', 'tsx'],
+    // CommonJS in the bundle asks for Node's modules with require(), which an ES module has not.
+    banner: { js: "import { createRequire as bundleCreateRequire } from 'node:module';\nconst require = bundleCreateRequire(import.meta.url);" },
     // No keepNames (tsx's default): it wraps every function made at run time in a call that
     // renames it, about a tenth of a busy key-server's CPU. Errors name themselves (this.name).
     write: false,
