@@ -12,29 +12,29 @@ describe('usage mistakes across the programs (exit 2, before any work)', () => {
   after(() => tmp.cleanup());
 
   it('`help COMMAND` is asked-for help (exit 0); no command at all, or help of one that does not exist, is a usage error (exit 2)', async () => {
-    const help = await run('cert-utility', ['help', 'get-item']);
+    const [help, none, typo, bogus, newline] = await Promise.all([
+      run('cert-utility', ['help', 'get-item']), run('key-client', []), run('cert-utility', ['list-items', '--store', 'x', '--stor', 'y']), run('key-server', ['help', 'bogus']),
+      run('cert-utility', ['generate-policy-key', '--domain', 'dat\nica', '--key-out', 'k.pem', '--cert-out', 'c.pem'], { cwd: tmp.dir }),
+    ]);
     expect(help.status).to.equal(0);
     expect(help.out).to.contain('Usage: cert-utility get-item');
-    expect((await run('key-client', [])).status).to.equal(2);
+    expect(none.status).to.equal(2);
     // commander's suggestion stays on the error's line, not as an escaped newline.
-    const typo = await run('cert-utility', ['list-items', '--store', 'x', '--stor', 'y']);
     expect(typo.status).to.equal(2);
     expect(typo.stderr).to.contain("cert-utility: error: unknown option '--stor' (Did you mean --store?) [USAGE]");
     // A newline in a value commander quotes is shown escaped, as every control character is, not as a space.
-    const newline = await run('cert-utility', ['generate-policy-key', '--domain', 'dat\nica', '--key-out', 'k.pem', '--cert-out', 'c.pem'], { cwd: tmp.dir });
     expect(newline.status).to.equal(2);
     expect(newline.stderr).to.contain("cert-utility: error: option '--domain <name>' argument 'dat\\u000aica' is invalid.");
-    const bogus = await run('key-server', ['help', 'bogus']);
     expect(bogus.status).to.equal(2);
     expect(bogus.stderr).to.contain("key-server: error: unknown command 'bogus' [USAGE]");
   });
 
   it('refuses --out - where a command writes a file and offers no standard output (it made a file named "-")', async () => {
-    for (const args of [['new-key-file', '--out', '-'], ['generate-policy-key', '--domain', 'd', '--key-out', '-', '--cert-out', 'c.pem']]) {
+    await Promise.all([['new-key-file', '--out', '-'], ['generate-policy-key', '--domain', 'd', '--key-out', '-', '--cert-out', 'c.pem']].map(async (args) => {
       const r = await run('cert-utility', args, { cwd: tmp.dir });
       expect(r.status, args.join(' ')).to.equal(2);
       expect(r.stderr).to.contain('"-" (standard output) is not offered here');
-    }
+    }));
   });
 
   it('refuses a --domain that cannot name a policy domain in every program that takes one, before any file is read', async () => {
@@ -44,20 +44,20 @@ describe('usage mistakes across the programs (exit 2, before any work)', () => {
       ['key-server', ['serve', '--domain', '', '--policy-cert', 'none.pem', '--data', 'd', '--store', 's', '--key-file', 'k']],
       ['key-client', ['list', '--domain', 'a/b', '--server', '127.0.0.1:1', '--policy-cert', 'none.pem', '--store', 's', '--key-file', 'k']],
     ];
-    for (const [program, args] of runs) {
+    await Promise.all(runs.map(async ([program, args]) => {
       const r = await run(program, args, { cwd: tmp.dir });
       expect(r.status, `${program} ${args.join(' ')}`).to.equal(2);
       expect(r.stderr).to.match(/option '--domain <name>' argument '.*' is invalid\. expected letters, digits/);
-    }
+    }));
   });
 
   it('says what version 0 means to the option given a bad version: all, for a delete', async () => {
     const common = ['--server', '127.0.0.1:1', '--domain', 'd', '--policy-cert', 'none.pem', '--store', 's', '--key-file', 'k'];
-    for (const [args, zero] of [[['delete', 'n', '--version', '4294967296'], 'all'], [['retrieve', 'n', '--version', '-1'], 'latest'], [['store', 'n', '--in', '-', '--expected-version', '1e1'], 'none yet']] as const) {
+    await Promise.all(([[['delete', 'n', '--version', '4294967296'], 'all'], [['retrieve', 'n', '--version', '-1'], 'latest'], [['store', 'n', '--in', '-', '--expected-version', '1e1'], 'none yet']] as const).map(async ([args, zero]) => {
       const r = await run('key-client', [...args, ...common], { cwd: tmp.dir });
       expect(r.status, args.join(' ')).to.equal(2);
       expect(r.stderr).to.contain(`expected a version number from 0 to 2147483647 (0 = ${zero})`);
-    }
+    }));
   });
 
   it('refuses a one-value flag given twice (the last one won), and takes repeatable flags and names after --', async () => {
@@ -81,15 +81,15 @@ describe('usage mistakes across the programs (exit 2, before any work)', () => {
   });
 
   it('refuses a flag given an empty value (an unset shell variable): --out \'\' named no file, and key-client read it as no --out', async () => {
-    for (const [program, args, flag] of [
+    await Promise.all(([
       ['key-client', ['retrieve', 'n', '--out', '', '--server', '127.0.0.1:1', '--domain', 'd', '--policy-cert', 'p', '--store', 's', '--key-file', 'k'], '--out'],
       ['cert-utility', ['get-item', '--tag', 't', '--out', '', '--store', 's', '--key-file', 'k'], '--out'],
       ['key-client', ['retrieve', 'n', '--server-measurement', '', '--server', '127.0.0.1:1', '--domain', 'd', '--policy-cert', 'p', '--store', 's', '--key-file', 'k'], '--server-measurement'],
-    ] as const) {
+    ] as const).map(async ([program, args, flag]) => {
       const r = await run(program, [...args], { cwd: tmp.dir });
       expect(r.status, args.join(' ')).to.equal(2);
       expect(r.stderr).to.contain(`${flag} needs a value, not an empty string [USAGE]`);
-    }
+    }));
   });
 
   it('says standard input is a directory, or not open for reading, rather than empty or INTERNAL (FILE_ERROR)', () => {
@@ -107,30 +107,34 @@ describe('usage mistakes across the programs (exit 2, before any work)', () => {
 
   it('takes --json as a flag only where it is one: as another flag\'s value it does not turn an error into JSON', async () => {
     writeFileSync(join(tmp.dir, 'store.key'), Buffer.alloc(32, 9), { mode: 0o600 });
-    const asValue = await run('cert-utility', ['get-item', '--store', 'no-store', '--key-file', 'store.key', '--tag', 't', '--out', '--json'], { cwd: tmp.dir });
+    const [asValue, asFlag] = await Promise.all([
+      run('cert-utility', ['get-item', '--store', 'no-store', '--key-file', 'store.key', '--tag', 't', '--out', '--json'], { cwd: tmp.dir }),
+      run('cert-utility', ['get-item', '--store', 'no-store', '--key-file', 'store.key', '--tag', 't', '--out', '-', '--json'], { cwd: tmp.dir }),
+    ]);
     expect(asValue.out).to.equal('');
     expect(asValue.stderr).to.match(/^cert-utility: error: .*\[STORE_NOT_FOUND\]/);
-    const asFlag = await run('cert-utility', ['get-item', '--store', 'no-store', '--key-file', 'store.key', '--tag', 't', '--out', '-', '--json'], { cwd: tmp.dir });
     expect(JSON.parse(asFlag.out).error.code).to.equal('STORE_NOT_FOUND');
   });
 
   it('refuses a number with anything after its digits, or just outside its range, and takes the ends of the range', async () => {
     const serve = ['serve', '--domain', 'd', '--policy-cert', 'none.pem', '--store', 's', '--key-file', 'k', '--data', 'data', '--listen', '127.0.0.1:0'];
-    for (const [flag, value, range] of [['--backup-keep', '2x', '1 to 100000'], ['--backup-keep', '0', '1 to 100000'], ['--backup-keep', '100001', '1 to 100000'], ['--audit-rotate-mb', '0', '1 to']] as const) {
-      const r = await run('key-server', [...serve, '--backup-dir', 'b', flag, value], { cwd: tmp.dir });
-      expect(r.status, `${flag} ${value}: ${r.stderr}`).to.equal(2);
-      expect(r.stderr).to.contain(`expected an integer from ${range}`);
-    }
-    for (const [args, range] of [[['--scrypt-log-n', '9'], '10 to 22'], [['--scrypt-log-n', '23'], '10 to 22'], [['--scrypt-log-n', '12x'], '10 to 22']] as const) {
-      const r = await run('cert-utility', ['create-store', '--store', 'st', '--passphrase-file', 'p', ...args], { cwd: tmp.dir });
-      expect(r.status, args.join(' ')).to.equal(2);
-      expect(r.stderr).to.contain(`expected an integer from ${range}`);
-    }
-    // The ends themselves are numbers it takes: whatever fails next, it is not the number.
-    for (const args of [['--backup-keep', '100000'], ['--backup-keep', '1']]) {
-      const r = await run('key-server', [...serve, '--backup-dir', 'b', ...args], { cwd: tmp.dir });
-      expect(r.stderr, args.join(' ')).not.to.contain('expected an integer');
-    }
+    await Promise.all([
+      ...([['--backup-keep', '2x', '1 to 100000'], ['--backup-keep', '0', '1 to 100000'], ['--backup-keep', '100001', '1 to 100000'], ['--audit-rotate-mb', '0', '1 to']] as const).map(async ([flag, value, range]) => {
+        const r = await run('key-server', [...serve, '--backup-dir', 'b', flag, value], { cwd: tmp.dir });
+        expect(r.status, `${flag} ${value}: ${r.stderr}`).to.equal(2);
+        expect(r.stderr).to.contain(`expected an integer from ${range}`);
+      }),
+      ...([[['--scrypt-log-n', '9'], '10 to 22'], [['--scrypt-log-n', '23'], '10 to 22'], [['--scrypt-log-n', '12x'], '10 to 22']] as const).map(async ([args, range]) => {
+        const r = await run('cert-utility', ['create-store', '--store', 'st', '--passphrase-file', 'p', ...args], { cwd: tmp.dir });
+        expect(r.status, args.join(' ')).to.equal(2);
+        expect(r.stderr).to.contain(`expected an integer from ${range}`);
+      }),
+      // The ends themselves are numbers it takes: whatever fails next, it is not the number.
+      ...[['--backup-keep', '100000'], ['--backup-keep', '1']].map(async (args) => {
+        const r = await run('key-server', [...serve, '--backup-dir', 'b', ...args], { cwd: tmp.dir });
+        expect(r.stderr, args.join(' ')).not.to.contain('expected an integer');
+      }),
+    ]);
   });
 
   it('refuses port 0 where a server is to be reached (it means "any port" only to listen)', async () => {
@@ -148,14 +152,13 @@ describe('usage mistakes across the programs (exit 2, before any work)', () => {
       ['key-server', ['join', '--from', '[::1]:65536', ...client], '--from must be HOST:PORT with a port from 1 to 65535, not "[::1]:65536"'],
       ['cert-utility', ['init-trust', '--server', '127.0.0.1:http', ...client], '--server must be HOST:PORT with a port from 1 to 65535, not "127.0.0.1:http"'],
     ];
-    const runs = await Promise.all(cases.map(([program, args]) => run(program, args, { cwd: tmp.dir })));
+    // Port 0 is "any port" to listen on: taken, and what fails next is the missing policy certificate.
+    const [any, ...runs] = await Promise.all([run('key-server', [...serve, '--listen', '127.0.0.1:0'], { cwd: tmp.dir }), ...cases.map(([program, args]) => run(program, args, { cwd: tmp.dir }))]);
     runs.forEach((r, i) => {
       const [program, args, message] = cases[i]!;
       expect(r.status, `${program} ${args.join(' ')}: ${r.stderr}`).to.equal(2);
       expect(r.stderr).to.contain(`${program}: error: ${message} [USAGE]`);
     });
-    // Port 0 is "any port" to listen on: taken, and what fails next is the missing policy certificate.
-    const any = await run('key-server', [...serve, '--listen', '127.0.0.1:0'], { cwd: tmp.dir });
     expect(any.stderr).not.to.contain('must be HOST:PORT');
     expect(any.stderr).to.contain('none.pem').and.contain('[FILE_ERROR]');
   });
@@ -164,12 +167,12 @@ describe('usage mistakes across the programs (exit 2, before any work)', () => {
     writeFileSync(join(tmp.dir, 'store.key'), Buffer.alloc(32, 9), { mode: 0o600 });
     writeFileSync(join(tmp.dir, 'copy.key'), Buffer.alloc(32, 9));
     expect((await run('cert-utility', ['generate-policy-key', '--domain', 'd', '--key-out', 'pk.pem', '--cert-out', 'pc.pem'], { cwd: tmp.dir })).status).to.equal(0);
-    for (const m of ['store.key', 'copy.key']) {
+    await Promise.all(['store.key', 'copy.key'].map(async (m) => {
       const r = await run('cert-utility', ['init-trust', '--domain', 'd', '--policy-cert', 'pc.pem', '--server', '127.0.0.1:1', '--store', 'st',
         '--key-file', 'store.key', '--platform-dir', 'plat', '--measurement-file', m], { cwd: tmp.dir });
       expect(r.status, r.stderr).to.equal(2);
       expect(r.stderr).to.contain('--measurement-file names the same file as --key-file');
-    }
+    }));
   });
 
   it('refuses an --audit in a directory that does not exist before making anything (FILE_ERROR)', async () => {
@@ -212,107 +215,130 @@ describe('usage mistakes across the programs (exit 2, before any work)', () => {
   it('refuses PostgreSQL flags without --backend postgres, and a --backup-dir that is a file', async () => {
     writeFileSync(join(tmp.dir, 'a-file'), 'x');
     const base = ['serve', '--domain', 'd', '--policy-cert', 'none.pem', '--store', 's', '--key-file', 'k', '--data', join(tmp.dir, 'data')];
-    const pg = await run('key-server', [...base, '--pg-url', 'postgres://u:pw@127.0.0.1:1/db', '--replica-id', 'r1']);
-    expect(pg.status).to.equal(2);
-    expect(pg.stderr).to.contain('--pg-url, --replica-id go with --backend postgres');
-    // Anything but a postgres:// URL would be read as a database name on the default host, sent
-    // there with its password, and quoted back in the error: refused at once, never quoted.
-    // (Each group of runs at once: they share nothing, and one after another they took 18 s.)
-    await Promise.all(['keyserver:pw-s3cret@127.0.0.1:5432/keys', 'host=127.0.0.1 password=pw-s3cret dbname=keys', 'postgres//127.0.0.1/db', 'mysql://u:pw-s3cret@127.0.0.1/keys', 'postgres://u:pw-s3cret@127.0.0.1:1'].map(async (url) => {
-      const r = await run('key-server', [...base, '--backend', 'postgres'], { env: { ...process.env, KEY_SERVER_PG_URL: url } });
-      expect(r.status, url).to.equal(2);
-      expect(r.stderr).to.contain('KEY_SERVER_PG_URL').and.not.contain('pw-s3cret');
-    }));
-    // An sslmode the pg driver reads otherwise than libpq: refused before the driver sees it (and
-    // prints its own multi-line warning), in the program's own format.
-    await Promise.all(['sslmode=require', 'sslmode=prefer', 'sslmode=verify-ca', 'sslmode=requir', 'uselibpqcompat=true&sslmode=verify-ca'].flatMap((query) => [[], ['--log-json']].map(async (json) => {
-      const r = await run('key-server', [...base, '--backend', 'postgres', ...json], { env: { ...process.env, KEY_SERVER_PG_URL: `postgres://u:pw-s3cret@127.0.0.1:1/keys?${query}` } });
-      expect(r.status, query).to.equal(2);
-      expect(r.stderr).to.contain('sslmode').and.not.contain('SECURITY WARNING').and.not.contain('pw-s3cret');
-      if (json.length) expect(JSON.parse(r.stderr.trim())).to.include({ code: 'USAGE' });
-      else expect(r.stderr).to.match(/^key-server: error: the PostgreSQL URL \(KEY_SERVER_PG_URL\) has .*sslmode.*\[USAGE\]\n/);
-    })));
-    await Promise.all(['sslmode=verify-full', 'sslmode=disable', 'uselibpqcompat=true&sslmode=verify-full', 'uselibpqcompat=true&sslmode=disable'].map(async (query) => {
-      const r = await run('key-server', [...base, '--backend', 'postgres'], { env: { ...process.env, KEY_SERVER_PG_URL: `postgres://u@127.0.0.1:1/keys?${query}` } });
-      expect(r.stderr, query).to.contain('[FILE_ERROR]'); // past the URL's checks, to the missing policy certificate
-      expect(r.stderr, query).not.to.contain('warning');
-    }));
-    // A parameter given twice (the check and the driver would each read another of them), and
-    // PGSSLMODE, which the driver reads its own way where the URL has no sslmode.
-    const pgWith = (query: string, env: Record<string, string> = {}) => run('key-server', [...base, '--backend', 'postgres'], { env: { ...process.env, ...env, KEY_SERVER_PG_URL: `postgres://u@127.0.0.1:1/keys${query}` } });
-    await Promise.all([['?sslnegotiation=bogus', 'sslnegotiation'], ['?sslmode=disable&sslnegotiation=direct', 'sslnegotiation'], ['?ssl=false', 'ssl=false, which the driver reads as TLS on']].map(async ([query, named]) => {
-      const r = await pgWith(query!);
-      expect(r.status, query).to.equal(2);
-      expect(r.stderr, query).to.contain(named).and.contain('[USAGE]');
-    }));
-    const twice = await pgWith('?uselibpqcompat=true&uselibpqcompat=false&sslmode=require');
-    expect(twice.status).to.equal(2);
-    expect(twice.stderr).to.contain('names uselibpqcompat more than once').and.not.contain('SECURITY WARNING');
-    const fromEnv = await pgWith('', { PGSSLMODE: 'require' });
-    expect(fromEnv.status).to.equal(2);
-    expect(fromEnv.stderr).to.contain('PGSSLMODE=require, which it takes for verify-full').and.not.contain('SECURITY WARNING');
-    expect((await pgWith('', { PGSSLMODE: 'requir' })).stderr).to.contain('PGSSLMODE=requir, which it takes for no TLS').and.contain('[USAGE]');
-    // The driver reads PGSSLNEGOTIATION too, and throws at connect time on a value it does not know.
-    const negotiation = await pgWith('', { PGSSLNEGOTIATION: 'bogus' });
-    expect(negotiation.status).to.equal(2);
-    expect(negotiation.stderr).to.contain('Invalid sslnegotiation value: "bogus"').and.contain('[USAGE]');
-    expect((await pgWith('?sslnegotiation=postgres', { PGSSLMODE: 'require' })).stderr).to.contain('PGSSLMODE=require').and.contain('[USAGE]');
-    // allow, unknown to the driver, is no TLS (as before); and wherever the URL sets TLS of its
-    // own, the driver ignores PGSSLMODE, so neither is it refused nor its no-verify warned of.
-    // (The driver reads the files a URL names as it reads the URL: these exist; a missing one is
-    // FILE_ERROR, named, before anything else.)
+    // The files the checks below read, made first: every check then runs beside the others (they
+    // share nothing; one after another they took 18 s, group after group 10 s).
     for (const f of ['ca.pem', 'c.pem', 'k.pem']) writeFileSync(join(tmp.dir, f), 'not checked yet\n');
     const [ca, cert, key] = ['ca.pem', 'c.pem', 'k.pem'].map((f) => join(tmp.dir, f));
-    const missing = await pgWith(`?sslmode=verify-full&sslrootcert=${join(tmp.dir, 'no-ca.pem')}`);
-    expect(missing.status).to.equal(1);
-    expect(missing.stderr).to.contain(`the PostgreSQL URL (KEY_SERVER_PG_URL) names sslrootcert ${join(tmp.dir, 'no-ca.pem')}: no such file`).and.contain('[FILE_ERROR]');
-    // Nor anything the driver's own read (readFileSync as it parses) would wait on or fill memory
-    // with; and libpq's sslrootcert=system, a file named "system" to this driver.
     mkdirSync(join(tmp.dir, 'a-dir'));
     execFileSync('mkfifo', [join(tmp.dir, 'a-fifo')]);
     writeFileSync(join(tmp.dir, 'big.pem'), Buffer.alloc(1024 * 1024 + 1));
-    await Promise.all([['a-dir', 'is a directory', 'FILE_ERROR'], ['a-fifo', 'not a regular file', 'FILE_ERROR'], ['big.pem', 'is larger than 1048576 bytes', 'INVALID_INPUT']].map(async ([file, said, code]) => {
-      const r = await pgWith(`?sslmode=verify-full&sslrootcert=${join(tmp.dir, file!)}`);
-      expect(r.stderr, file).to.contain(`names sslrootcert ${join(tmp.dir, file!)}`).and.contain(said!).and.contain(`[${code}]`);
-    }));
-    const system = await pgWith('?sslmode=verify-full&sslrootcert=system');
-    expect(system.status).to.equal(2);
-    expect(system.stderr).to.contain('sslrootcert=system').and.contain('[USAGE]');
-    // A driver's message holding the password's characters is not quoted, rather than garbled.
-    const short = await run('key-server', [...base, '--backend', 'postgres'], { env: { ...process.env, KEY_SERVER_PG_URL: 'postgres://u:e@127.0.0.1:1/db?sslnegotiation=x' } });
-    expect(short.stderr).to.contain('its message is not shown').and.contain('[USAGE]').and.not.contain('***');
-    const ownTls = ['?sslmode=verify-full', `?sslrootcert=${ca}`, '?ssl=true', '?ssl=0', `?sslcert=${cert}&sslkey=${key}`, '?sslnegotiation=direct'];
-    const cases: [string, string][] = [['', 'allow'], ...ownTls.flatMap((q) => [[q, 'require'], [q, 'no-verify']] as [string, string][])];
-    await Promise.all(cases.map(async ([query, mode]) => {
-      const r = await pgWith(query, { PGSSLMODE: mode });
-      expect(r.stderr, `${query} PGSSLMODE=${mode}`).to.contain('[FILE_ERROR]').and.not.contain('warning');
-    }));
-    // The driver's no-verify: taken, with a warning that the database's certificate goes unchecked.
-    // So are libpq's require and prefer, asked for with uselibpqcompat=true.
-    const unchecked = [['?sslmode=no-verify', {}, 'sslmode=no-verify'], ['?ssl=no-verify', {}, 'ssl=no-verify'], ['', { PGSSLMODE: 'no-verify' }, 'PGSSLMODE=no-verify'],
-      ['?uselibpqcompat=true&sslmode=require', {}, 'sslmode=require'], ['?uselibpqcompat=true&sslmode=prefer', {}, 'sslmode=prefer']] as const;
-    await Promise.all(unchecked.map(async ([query, env, setting]) => {
-      const r = await pgWith(query, env);
-      expect(r.stderr, query).to.contain('[FILE_ERROR]').and.contain(`${setting} encrypts the connection to the database but does not check its certificate`);
-    }));
-    // A certificate file in the URL makes the driver check the database whatever ssl says.
-    expect((await pgWith(`?ssl=no-verify&sslrootcert=${ca}`)).stderr).to.contain('[FILE_ERROR]').and.not.contain('warning');
-    const same = await run('key-server', ['serve', '--domain', 'd', '--policy-cert', 'none.pem', '--store', 's', '--key-file', 'k', '--data', 's', '--backend', 'postgres']);
-    expect(same.status).to.equal(2);
-    expect(same.stderr).to.contain('--data and --store must be different directories');
     mkdirSync(join(tmp.dir, 'st'));
     symlinkSync('st', join(tmp.dir, 'st-link'));
-    const linked = await run('key-server', ['serve', '--domain', 'd', '--policy-cert', 'none.pem', '--store', join(tmp.dir, 'st'), '--key-file', 'k', '--data', join(tmp.dir, 'st-link')]);
-    expect(linked.status).to.equal(2);
-    expect(linked.stderr).to.contain('--data and --store must be different directories');
-    const backup = await run('key-server', [...base, '--backup-dir', join(tmp.dir, 'a-file')]);
-    expect(backup.status).to.equal(2);
-    expect(backup.stderr).to.contain('is not a directory');
     // Others could plant names in it (a link where a copy is written): refused before anything starts.
     mkdirSync(join(tmp.dir, 'shared'));
     chmodSync(join(tmp.dir, 'shared'), 0o1777);
-    const shared = await run('key-server', [...base, '--backup-dir', join(tmp.dir, 'shared')]);
-    expect(shared.status, shared.stderr).to.equal(1);
-    expect(shared.stderr).to.contain('FILE_ERROR').and.contain('is not safe for backups of keys: others can write in it (mode 1777)');
+    const pgWith = (query: string, env: Record<string, string> = {}) => run('key-server', [...base, '--backend', 'postgres'], { env: { ...process.env, ...env, KEY_SERVER_PG_URL: `postgres://u@127.0.0.1:1/keys${query}` } });
+
+    await Promise.all([
+      (async () => {
+        const pg = await run('key-server', [...base, '--pg-url', 'postgres://u:pw@127.0.0.1:1/db', '--replica-id', 'r1']);
+        expect(pg.status).to.equal(2);
+        expect(pg.stderr).to.contain('--pg-url, --replica-id go with --backend postgres');
+      })(),
+      // Anything but a postgres:// URL would be read as a database name on the default host, sent
+      // there with its password, and quoted back in the error: refused at once, never quoted.
+      ...['keyserver:pw-s3cret@127.0.0.1:5432/keys', 'host=127.0.0.1 password=pw-s3cret dbname=keys', 'postgres//127.0.0.1/db', 'mysql://u:pw-s3cret@127.0.0.1/keys', 'postgres://u:pw-s3cret@127.0.0.1:1'].map(async (url) => {
+        const r = await run('key-server', [...base, '--backend', 'postgres'], { env: { ...process.env, KEY_SERVER_PG_URL: url } });
+        expect(r.status, url).to.equal(2);
+        expect(r.stderr).to.contain('KEY_SERVER_PG_URL').and.not.contain('pw-s3cret');
+      }),
+      // An sslmode the pg driver reads otherwise than libpq: refused before the driver sees it (and
+      // prints its own multi-line warning), in the program's own format.
+      ...['sslmode=require', 'sslmode=prefer', 'sslmode=verify-ca', 'sslmode=requir', 'uselibpqcompat=true&sslmode=verify-ca'].flatMap((query) => [[], ['--log-json']].map(async (json) => {
+        const r = await run('key-server', [...base, '--backend', 'postgres', ...json], { env: { ...process.env, KEY_SERVER_PG_URL: `postgres://u:pw-s3cret@127.0.0.1:1/keys?${query}` } });
+        expect(r.status, query).to.equal(2);
+        expect(r.stderr).to.contain('sslmode').and.not.contain('SECURITY WARNING').and.not.contain('pw-s3cret');
+        if (json.length) expect(JSON.parse(r.stderr.trim())).to.include({ code: 'USAGE' });
+        else expect(r.stderr).to.match(/^key-server: error: the PostgreSQL URL \(KEY_SERVER_PG_URL\) has .*sslmode.*\[USAGE\]\n/);
+      })),
+      ...['sslmode=verify-full', 'sslmode=disable', 'uselibpqcompat=true&sslmode=verify-full', 'uselibpqcompat=true&sslmode=disable'].map(async (query) => {
+        const r = await run('key-server', [...base, '--backend', 'postgres'], { env: { ...process.env, KEY_SERVER_PG_URL: `postgres://u@127.0.0.1:1/keys?${query}` } });
+        expect(r.stderr, query).to.contain('[FILE_ERROR]'); // past the URL's checks, to the missing policy certificate
+        expect(r.stderr, query).not.to.contain('warning');
+      }),
+      // A parameter given twice (the check and the driver would each read another of them), and
+      // PGSSLMODE, which the driver reads its own way where the URL has no sslmode.
+      ...[['?sslnegotiation=bogus', 'sslnegotiation'], ['?sslmode=disable&sslnegotiation=direct', 'sslnegotiation'], ['?ssl=false', 'ssl=false, which the driver reads as TLS on']].map(async ([query, named]) => {
+        const r = await pgWith(query!);
+        expect(r.status, query).to.equal(2);
+        expect(r.stderr, query).to.contain(named).and.contain('[USAGE]');
+      }),
+      (async () => {
+        const twice = await pgWith('?uselibpqcompat=true&uselibpqcompat=false&sslmode=require');
+        expect(twice.status).to.equal(2);
+        expect(twice.stderr).to.contain('names uselibpqcompat more than once').and.not.contain('SECURITY WARNING');
+      })(),
+      (async () => {
+        const fromEnv = await pgWith('', { PGSSLMODE: 'require' });
+        expect(fromEnv.status).to.equal(2);
+        expect(fromEnv.stderr).to.contain('PGSSLMODE=require, which it takes for verify-full').and.not.contain('SECURITY WARNING');
+      })(),
+      (async () => expect((await pgWith('', { PGSSLMODE: 'requir' })).stderr).to.contain('PGSSLMODE=requir, which it takes for no TLS').and.contain('[USAGE]'))(),
+      // The driver reads PGSSLNEGOTIATION too, and throws at connect time on a value it does not know.
+      (async () => {
+        const negotiation = await pgWith('', { PGSSLNEGOTIATION: 'bogus' });
+        expect(negotiation.status).to.equal(2);
+        expect(negotiation.stderr).to.contain('Invalid sslnegotiation value: "bogus"').and.contain('[USAGE]');
+      })(),
+      (async () => expect((await pgWith('?sslnegotiation=postgres', { PGSSLMODE: 'require' })).stderr).to.contain('PGSSLMODE=require').and.contain('[USAGE]'))(),
+      // allow, unknown to the driver, is no TLS (as before); and wherever the URL sets TLS of its
+      // own, the driver ignores PGSSLMODE, so neither is it refused nor its no-verify warned of.
+      // (The driver reads the files a URL names as it reads the URL: these exist; a missing one is
+      // FILE_ERROR, named, before anything else.)
+      (async () => {
+        const missing = await pgWith(`?sslmode=verify-full&sslrootcert=${join(tmp.dir, 'no-ca.pem')}`);
+        expect(missing.status).to.equal(1);
+        expect(missing.stderr).to.contain(`the PostgreSQL URL (KEY_SERVER_PG_URL) names sslrootcert ${join(tmp.dir, 'no-ca.pem')}: no such file`).and.contain('[FILE_ERROR]');
+      })(),
+      // Nor anything the driver's own read (readFileSync as it parses) would wait on or fill memory
+      // with; and libpq's sslrootcert=system, a file named "system" to this driver.
+      ...[['a-dir', 'is a directory', 'FILE_ERROR'], ['a-fifo', 'not a regular file', 'FILE_ERROR'], ['big.pem', 'is larger than 1048576 bytes', 'INVALID_INPUT']].map(async ([file, said, code]) => {
+        const r = await pgWith(`?sslmode=verify-full&sslrootcert=${join(tmp.dir, file!)}`);
+        expect(r.stderr, file).to.contain(`names sslrootcert ${join(tmp.dir, file!)}`).and.contain(said!).and.contain(`[${code}]`);
+      }),
+      (async () => {
+        const system = await pgWith('?sslmode=verify-full&sslrootcert=system');
+        expect(system.status).to.equal(2);
+        expect(system.stderr).to.contain('sslrootcert=system').and.contain('[USAGE]');
+      })(),
+      // A driver's message holding the password's characters is not quoted, rather than garbled.
+      (async () => {
+        const short = await run('key-server', [...base, '--backend', 'postgres'], { env: { ...process.env, KEY_SERVER_PG_URL: 'postgres://u:e@127.0.0.1:1/db?sslnegotiation=x' } });
+        expect(short.stderr).to.contain('its message is not shown').and.contain('[USAGE]').and.not.contain('***');
+      })(),
+      ...[['', 'allow'], ...['?sslmode=verify-full', `?sslrootcert=${ca}`, '?ssl=true', '?ssl=0', `?sslcert=${cert}&sslkey=${key}`, '?sslnegotiation=direct'].flatMap((q) => [[q, 'require'], [q, 'no-verify']])].map(async ([query, mode]) => {
+        const r = await pgWith(query!, { PGSSLMODE: mode! });
+        expect(r.stderr, `${query} PGSSLMODE=${mode}`).to.contain('[FILE_ERROR]').and.not.contain('warning');
+      }),
+      // The driver's no-verify: taken, with a warning that the database's certificate goes unchecked.
+      // So are libpq's require and prefer, asked for with uselibpqcompat=true.
+      ...([['?sslmode=no-verify', {}, 'sslmode=no-verify'], ['?ssl=no-verify', {}, 'ssl=no-verify'], ['', { PGSSLMODE: 'no-verify' }, 'PGSSLMODE=no-verify'],
+        ['?uselibpqcompat=true&sslmode=require', {}, 'sslmode=require'], ['?uselibpqcompat=true&sslmode=prefer', {}, 'sslmode=prefer']] as const).map(async ([query, env, setting]) => {
+        const r = await pgWith(query, env);
+        expect(r.stderr, query).to.contain('[FILE_ERROR]').and.contain(`${setting} encrypts the connection to the database but does not check its certificate`);
+      }),
+      // A certificate file in the URL makes the driver check the database whatever ssl says.
+      (async () => expect((await pgWith(`?ssl=no-verify&sslrootcert=${ca}`)).stderr).to.contain('[FILE_ERROR]').and.not.contain('warning'))(),
+      (async () => {
+        const same = await run('key-server', ['serve', '--domain', 'd', '--policy-cert', 'none.pem', '--store', 's', '--key-file', 'k', '--data', 's', '--backend', 'postgres']);
+        expect(same.status).to.equal(2);
+        expect(same.stderr).to.contain('--data and --store must be different directories');
+      })(),
+      (async () => {
+        const linked = await run('key-server', ['serve', '--domain', 'd', '--policy-cert', 'none.pem', '--store', join(tmp.dir, 'st'), '--key-file', 'k', '--data', join(tmp.dir, 'st-link')]);
+        expect(linked.status).to.equal(2);
+        expect(linked.stderr).to.contain('--data and --store must be different directories');
+      })(),
+      (async () => {
+        const backup = await run('key-server', [...base, '--backup-dir', join(tmp.dir, 'a-file')]);
+        expect(backup.status).to.equal(2);
+        expect(backup.stderr).to.contain('is not a directory');
+      })(),
+      (async () => {
+        const shared = await run('key-server', [...base, '--backup-dir', join(tmp.dir, 'shared')]);
+        expect(shared.status, shared.stderr).to.equal(1);
+        expect(shared.stderr).to.contain('FILE_ERROR').and.contain('is not safe for backups of keys: others can write in it (mode 1777)');
+      })(),
+    ]);
   });
 });
