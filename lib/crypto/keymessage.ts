@@ -6,6 +6,7 @@ import { createPrivateKey, createPublicKey, type JsonWebKey, type KeyObject } fr
 import { p256, p384 } from '@noble/curves/nist.js';
 import { CertifierError } from '../errors/index.ts';
 import { keyAlgOf, type KeyAlg } from './keys.ts';
+import { wipe } from './random.ts';
 import type { KeyMessage } from '../wire/types.ts';
 
 export const KEY_FORMAT = 'vse-key';
@@ -115,6 +116,38 @@ function rsaJwk(km: KeyMessage, wantPrivate: boolean): JsonWebKey {
   return { ...jwk, d: b64u(r.privateExponent), p: b64u(r.privateP), q: b64u(r.privateQ), dp: b64u(dp), dq: b64u(dq), qi: b64u(qi) };
 }
 
+/** The named curves' OIDs, DER-encoded: a SEC1 ECPrivateKey's parameters. */
+const CURVE_OID = { p256: Buffer.from('06082a8648ce3d030107', 'hex'), p384: Buffer.from('06052b81040022', 'hex') } as const;
+
+/**
+ * The public point (x, y) of the private scalar `d` (the curve's size, padded), computed by
+ * OpenSSL from a SEC1 ECPrivateKey that holds d alone. noble's getPublicKey built a table of
+ * multiples at its first use in a process: about 0.1 s of CPU at every start of a program that
+ * opens an identity, against well under a millisecond here. d is checked to be a scalar (1 to
+ * n - 1) first, as noble did: OpenSSL would take a larger one modulo n.
+ */
+function publicPointOf(alg: 'p256' | 'p384', d: Uint8Array): [Uint8Array, Uint8Array] {
+  const c = CURVES[alg];
+  const k = bytesToBig(d);
+  if (k < 1n || k >= c.noble.Point.CURVE().n) throw bad('private_multiplier is not a valid scalar');
+  // SEQUENCE { INTEGER 1, OCTET STRING d, [0] OID }, written in place: d is copied only once, and wiped.
+  const oid = CURVE_OID[alg];
+  const body = 3 + 2 + d.length + 2 + oid.length; // every length below 128: one byte each
+  const sec1 = Buffer.alloc(2 + body);
+  sec1.set([0x30, body, 0x02, 0x01, 0x01, 0x04, d.length]);
+  sec1.set(d, 7);
+  sec1.set([0xa0, oid.length], 7 + d.length);
+  sec1.set(oid, 9 + d.length);
+  try {
+    const jwk = createPrivateKey({ key: sec1, format: 'der', type: 'sec1' }).export({ format: 'jwk' });
+    return [Buffer.from(jwk.x!, 'base64url'), Buffer.from(jwk.y!, 'base64url')];
+  } catch (cause) {
+    throw bad('private_multiplier is not a valid scalar', cause);
+  } finally {
+    wipe(sec1);
+  }
+}
+
 function ecJwk(km: KeyMessage, wantPrivate: boolean): JsonWebKey {
   const e = km.eccKey!;
   const alg: KeyAlg | undefined = e.curveName === 'P-256' ? 'p256' : e.curveName === 'P-384' ? 'p384' : undefined;
@@ -143,13 +176,7 @@ function ecJwk(km: KeyMessage, wantPrivate: boolean): JsonWebKey {
   let d: Uint8Array | undefined;
   if (wantPrivate) {
     d = pad(e.privateMultiplier, 'private_multiplier');
-    let derived: Uint8Array;
-    try {
-      derived = c.noble.getPublicKey(d, false);
-    } catch (cause) {
-      throw bad('private_multiplier is not a valid scalar', cause);
-    }
-    const [dx, dy] = [derived.subarray(1, 1 + c.size), derived.subarray(1 + c.size)];
+    const [dx, dy] = publicPointOf(alg, d);
     if (x && y && (Buffer.compare(dx, x) !== 0 || Buffer.compare(dy, y) !== 0)) {
       throw bad('public_point does not match private_multiplier');
     }
