@@ -2,7 +2,7 @@
 // directory, exit status, stdout and stderr. Unhappy paths first.
 
 import { expect } from 'chai';
-import { chmodSync, closeSync, existsSync, mkdirSync, readdirSync, openSync, promises as fs, readFileSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, cpSync, existsSync, mkdirSync, readdirSync, openSync, promises as fs, readFileSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Level } from 'level';
 import { randomBytes, utf8 } from '../../lib/crypto/index.ts';
@@ -12,6 +12,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { ROOT, VECTORS, run, runScript, tempDir, type RunResult } from '../support/helpers.ts';
 
 const CHEAP = ['--scrypt-log-n', '10'];
+const PASSPHRASE = 'correct horse battery staple\n';
 
 function expectFailure(r: RunResult, status: number, code: string): void {
   expect(r.status, r.stderr).to.equal(status);
@@ -32,9 +33,25 @@ describe('cert-utility store commands (transcripts)', function () {
     tmp = tempDir();
     store = join(tmp.dir, 'store');
     passFile = join(tmp.dir, 'pass.txt');
-    writeFileSync(passFile, 'correct horse battery staple\n', { mode: 0o600 });
+    writeFileSync(passFile, PASSPHRASE, { mode: 0o600 });
   });
   afterEach(() => tmp.cleanup());
+
+  /**
+   * The store every test of a describe begins with, made once by `make` (cert-utility in a folder
+   * of its own, with the same passphrase) and copied into each test's folder before the test:
+   * a test changes only its copy, and the describe runs cert-utility once or twice, not per test.
+   */
+  const storeMadeOnce = (make: (cuMade: (...args: string[]) => Promise<RunResult>, dir: string) => Promise<void>) => {
+    let made: ReturnType<typeof tempDir> | undefined;
+    before(async () => {
+      made = tempDir();
+      writeFileSync(join(made.dir, 'pass.txt'), PASSPHRASE, { mode: 0o600 });
+      await make((...args) => run('cert-utility', [...args, '--store', join(made!.dir, 'store'), '--passphrase-file', join(made!.dir, 'pass.txt')], { cwd: made!.dir }), made.dir);
+    });
+    after(() => made?.cleanup());
+    beforeEach(() => cpSync(join(made!.dir, 'store'), store, { recursive: true }));
+  };
 
   describe('usage errors (exit 2)', () => {
     it('prints help on stderr and exits 2 without a command', async () => {
@@ -161,10 +178,10 @@ describe('cert-utility store commands (transcripts)', function () {
     });
 
     describe('with a store holding one item', () => {
-      beforeEach(async () => {
-        expect((await cu(withPass('create-store', ...CHEAP))).status).to.equal(0);
-        writeFileSync(join(tmp.dir, 'secret'), 'top secret value');
-        expect((await cu(withPass('put-item', '--tag', 'k', '--in', 'secret'))).status).to.equal(0);
+      storeMadeOnce(async (cuMade, dir) => {
+        expect((await cuMade('create-store', ...CHEAP)).status).to.equal(0);
+        writeFileSync(join(dir, 'secret'), 'top secret value');
+        expect((await cuMade('put-item', '--tag', 'k', '--in', 'secret')).status).to.equal(0);
       });
 
       it('refuses a wrong passphrase with exit 4 and one line', async () => {
@@ -249,8 +266,8 @@ describe('cert-utility store commands (transcripts)', function () {
   });
 
   describe('happy paths', () => {
-    beforeEach(async () => {
-      const r = await cu(withPass('create-store', ...CHEAP));
+    storeMadeOnce(async (cuMade) => {
+      const r = await cuMade('create-store', ...CHEAP);
       expect(r.status, r.stderr).to.equal(0);
       expect(r.out).to.contain('created cryptstore');
     });
