@@ -16,7 +16,9 @@ Level.prototype.put = function (this: Level, ...args: unknown[]) {
 await changeStore('cert-utility', { store, keyFile }, async (s) => {
   if (when === 'before') {
     process.kill(process.pid, 'SIGINT');
-    await new Promise((r) => setTimeout(r, 200)); // the signal is handled in the meantime
+    // The signal is handled in the meantime, and ends the process: the wait costs nothing then. A
+    // long one, as a short one (200 ms) ran out first on a loaded machine, the write going ahead.
+    await new Promise((r) => setTimeout(r, 5000));
   }
   return s.put('held', new TextEncoder().encode('value'));
 });
