@@ -16,3 +16,17 @@ done
 # A regular expression matched in the C locale: in another, a range follows the locale's
 # collation (in tr_TR.UTF-8, [A-Za-z] leaves out "i" and "I" and takes in "é"; [0-9a-f] takes "é").
 matches() ( LC_ALL=C; [[ $1 =~ $2 ]] ) # a subshell: restoring a locale that is not installed would warn
+
+# Stopped by Ctrl-C (SIGINT, sent to every process of the terminal's group) or SIGTERM while a
+# program runs: the program ends first (130, 143), and bash runs the line that would report it
+# failing before its own trap, blaming the program. exit_if_stopped STATUS says instead that the
+# run was stopped, and what it has not done ($stopped_so, which the script keeps up to date), and
+# exits with that status; stop_traps says the same for a signal that comes between programs.
+# ($script_name is the script's, set before this file is sourced.)
+stopped_so=
+exit_if_stopped() {
+  case "$1" in 130) set -- 130 SIGINT ;; 143) set -- 143 SIGTERM ;; *) return 0 ;; esac
+  printf '%s: stopped by %s%s\n' "$script_name" "$2" "${stopped_so:+; $stopped_so}" >&2
+  exit "$1"
+}
+stop_traps() { trap 'exit_if_stopped 130' INT; trap 'exit_if_stopped 143' TERM; }

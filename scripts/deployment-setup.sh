@@ -33,7 +33,12 @@ USAGE
 
 # The script's own folder, through any link to it (a link in /usr/local/bin, say).
 here=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
+script_name=deployment-setup
 . "$here/common.sh"
+# Stopped while it checks what it was given: it has made nothing yet (from the first thing it
+# makes, the traps below remove what it made).
+stopped_so='nothing made'
+stop_traps
 CERT_UTILITY=${CERT_UTILITY:-$here/../cmd/bin/cert-utility.js}
 dir= domain= alg=p256 days=365
 measure=() trust=() amd=() min_tcb=()
@@ -83,6 +88,7 @@ check() {
   local where=$1; shift
   "$CERT_UTILITY" "$1" --check-only "${@:2}" >/dev/null && return
   local rc=$?
+  exit_if_stopped $rc
   if [ $rc -eq 2 ]; then echo "deployment-setup: cert-utility $1 would not take the flags given (above${where:+; $where}); nothing made" >&2
   else echo "deployment-setup: could not ask $(printf '%q' "$CERT_UTILITY") to check the flags (exit $rc, above; CERT_UTILITY names the program); nothing made" >&2; fi
   exit $rc
@@ -126,7 +132,7 @@ done
 # newline escaped).
 measured=()
 if [ ${#measure[@]} -gt 0 ]; then
-  lines=$("$CERT_UTILITY" measure -- "${measure[@]}") || exit 1
+  lines=$("$CERT_UTILITY" measure -- "${measure[@]}") || { rc=$?; exit_if_stopped $rc; exit 1; }
   while read -r m _; do measured+=("$m"); done <<<"$lines"
 fi
 policy_args "$dir" "${trust[@]}" "${measured[@]}"

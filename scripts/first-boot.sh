@@ -51,7 +51,10 @@ USAGE
 
 # The script's own folder, through any link to it (a link in /usr/local/bin, say).
 here=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
+script_name=first-boot
 . "$here/common.sh"
+stopped_so='not certifying' # until its checks are done
+stop_traps
 CERT_UTILITY=${CERT_UTILITY:-$here/../cmd/bin/cert-utility.js}
 KEY_CLIENT=${KEY_CLIENT:-$here/../cmd/bin/key-client.js}
 
@@ -183,6 +186,7 @@ with_retries() {
   while :; do
     "$@"; rc=$?
     [ $rc -eq 0 ] && return 0
+    exit_if_stopped $rc
     if [ $rc -ne 3 ]; then log "$what failed (exit $rc); not retrying"; return $rc; fi
     if [ $attempt -ge "$retries" ]; then log "$what: could not reach the server after $attempt attempts; giving up"; return 3; fi
     log "$what: server unreachable (attempt $attempt of $retries); retrying in ${delay}s"
@@ -218,6 +222,7 @@ checked() {
   local pid=$1 what=$2 server=$3 rc
   wait "$pid"; rc=$?
   [ $rc -ne 0 ] || return 0
+  exit_if_stopped $rc
   if [ $rc -eq 2 ]; then log "$what would refuse the flags this run gives it (above; its --server is $server); not certifying"
   else log "$what could not check the flags (exit $rc, above); not certifying"; fi
   return $rc
@@ -231,6 +236,7 @@ missing=()
 held= rc=0
 # (With --json an error is a JSON document on stdout instead, with its code.)
 [ ! -e "$store" ] || { held=$("$CERT_UTILITY" list-items --json "${store_args[@]}" 2>/dev/null); rc=$?; }
+exit_if_stopped $rc
 checked "$checking_retrieve" 'key-client retrieve' '--keyserver-host:--keyserver-port'
 checked_retrieve=$?
 [ -z "$checking_init" ] || checked_init_trust "$checking_init" || exit $?
@@ -272,6 +278,7 @@ if [ -z "$checking_init" ]; then
   check_init_trust &
   checked_init_trust $! || exit $?
 fi
+stopped_so=
 log "step 1/2: certification by $host:$cport"
 # A certificate only due for renewal that cannot be renewed now still serves: init-trust warns
 # (until when it is valid) and exits 0, and the keys are fetched with it.
