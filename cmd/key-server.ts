@@ -213,6 +213,16 @@ function anchorArg(value: string): ChainAnchor {
   return { seq: Number(m[1]), hash: m[2]!, source: `--expect ${m[1]}:${m[2]}` };
 }
 
+// The ACL as serve --acl and SIGHUP read it (its owner and mode, then its rules), without serving:
+// an edit checked before the reload that would otherwise refuse it (reload-failed).
+subcommand<JsonOption>(program, 'check-acl', 'read an ACL file as serve --acl and a reload (SIGHUP) do: exit 0 if it would be taken, 1 saying why not',
+  async (_o, args) => {
+    const { acl, warning } = await readAclFile(args[0]!, true);
+    if (warning) warn(P, warning);
+    return { json: { ok: true, rules: acl.rules.length, ...(warning ? { warning } : {}) }, text: [`ok: ${acl.rules.length} rule(s)`] };
+  })
+  .argument('<file>', 'the ACL file');
+
 subcommand<JsonOption>(program, 'repair-audit', 'after a crash cut the last write short: move the incomplete last line aside so serve can extend the log',
   async (_o, args) => {
     const r = await repairAuditTail(args[0]!);
@@ -232,6 +242,7 @@ const EXAMPLES: Record<string, string[]> = {
   join: ['key-server join --from 10.0.0.5:8120 --domain datica --policy-cert policy-cert.pem --store ks2-store --key-file ks2.key'],
   'verify-audit': ['key-server verify-audit /var/lib/key-server/audit.jsonl', 'key-server verify-audit audit.jsonl.[0-9]* audit.jsonl', 'key-server verify-audit --expect 7200:e3a4d6e34da75efe978947d532d04be77b1648225f094c16529c4a59de1541e8 audit.jsonl.[0-9]* audit.jsonl'],
   'repair-audit': ['key-server repair-audit /var/lib/key-server/audit.jsonl'],
+  'check-acl': ['key-server check-acl /etc/certifier-keys/acl.json && systemctl reload key-server'],
 };
 addExamples(program, EXAMPLES);
 

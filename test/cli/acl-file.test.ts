@@ -1,9 +1,12 @@
 // key-server's ACL file: refused where every user may change it, warned of where its group or
-// another user may (cmd/key-server/acl-file.ts), as a table of modes and owners.
+// another user may (cmd/key-server/acl-file.ts), as a table of modes and owners; and key-server
+// check-acl, which reads it as serve and a reload do.
 
 import { expect } from 'chai';
-import type { Stats } from 'node:fs';
+import { chmodSync, writeFileSync, type Stats } from 'node:fs';
+import { join } from 'node:path';
 import { aclFileProblem } from '../../cmd/key-server/acl-file.ts';
+import { run, tempDir } from '../support/helpers.ts';
 
 const st = (mode: number, uid = 1000) => ({ mode: 0o100000 | mode, uid }) as Stats;
 const dir = (mode: number) => ({ mode: 0o040000 | mode, uid: 0 }) as Stats;
@@ -28,4 +31,24 @@ describe('key-server: the ACL file\'s owner and mode', () => {
       if (text) expect(p[outcome!]).to.match(text);
     });
   }
+});
+
+describe('key-server check-acl', () => {
+  it('takes an ACL serve would take (exit 0, its rules counted, a group-writable file warned of) and refuses one it would not (exit 1, why)', async () => {
+    const tmp = tempDir('check-acl-');
+    try {
+      const file = join(tmp.dir, 'acl.json');
+      writeFileSync(file, JSON.stringify({ version: 1, rules: [{ resources: ['**'], actions: ['retrieve'], measurements: ['ab'.repeat(32)] }] }));
+      chmodSync(file, 0o664);
+      const ok = await run('key-server', ['check-acl', file, '--json']);
+      expect(ok.status, ok.stderr).to.equal(0);
+      expect(ok.json()).to.deep.include({ ok: true, rules: 1 }).and.have.property('warning').that.contains('can be changed by its group');
+      writeFileSync(file, JSON.stringify({ version: 1, rules: [{ resources: ['**'], actions: ['retrieve'] }] }));
+      const bad = await run('key-server', ['check-acl', file]);
+      expect([bad.status, bad.out]).to.deep.equal([1, '']);
+      expect(bad.stderr).to.contain('names no measurements, subjects or roles').and.contain('[INVALID_INPUT]');
+    } finally {
+      tmp.cleanup();
+    }
+  });
 });
