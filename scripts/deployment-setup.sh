@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Prepares a deployment machine: the policy key and certificate, the (simulated) platform keys,
-# the measurements of the programs to admit, and the signed policy. Prints the README's next steps
-# for it, ready to paste: simpleserver; key-server certified, then started; key-client certified,
-# then storing keys. Refuses to overwrite an existing setup.
+# the measurements of the programs to admit, the signed policy, and key-server's ACL (the
+# key-client's program stores keys, the VM images only retrieve them). Prints the README's next
+# steps for it, ready to paste: simpleserver; key-server certified, then started with the ACL;
+# key-client certified, then storing keys. Refuses to overwrite an existing setup.
 set -eu
 
 usage() {
@@ -19,7 +20,9 @@ usage: deployment-setup.sh --dir DIR --domain DOMAIN --measure FILE [--measure F
   --measure            a program (or VM image) whose SHA-256 measurement the policy trusts; give
                        the key-server's and key-client's programs too, so they can be certified
                        (the commands printed at the end take theirs by name: one file whose
-                       name holds "key-server", one "key-client")
+                       name holds "key-server", one "key-client"); DIR/acl.json, key-server's
+                       ACL, lets the key-client's store keys and every other but the
+                       key-server's (the VM images) only retrieve them
   --trust-measurement  a measurement computed elsewhere (e.g. a SEV-SNP launch digest: 96 hex
                        digits, from sev-snp-measure)
   --trust-amd-root     SEV-SNP VMs: trust AMD's root for this product (repeatable); needs
@@ -111,7 +114,7 @@ if [ -L "$dir/measurements" ] || { [ -e "$dir/measurements" ] && [ ! -d "$dir/me
   echo "deployment-setup: $dir/measurements is there and is not a directory; not touching it" >&2; exit 1
 fi
 # Every input checked before any key is made, so a mistake leaves nothing to clean up.
-for f in platform/platform-key.pem platform/platform-cert.pem platform/attest-key.pem platform/endorsement.bin policy.bin; do
+for f in platform/platform-key.pem platform/platform-cert.pem platform/attest-key.pem platform/endorsement.bin policy.bin acl.json; do
   refuse_present "$dir/$f"
 done
 names=()
@@ -213,32 +216,74 @@ log "simulated platform keys (a TEST platform; real VMs use their hardware)"
 for f in platform-key.pem platform-cert.pem attest-key.pem endorsement.bin; do made+=("$dir/platform/$f"); done
 cu generate-platform-keys --out-dir "$dir/platform" >&2
 
+# The key-server's and key-client's programs are found by name among those measured (the one file
+# whose name holds "key-server", "key-client"); none or two alike are not told, never a guess.
+the_one() {
+  local n found= count=0
+  for n in "${names[@]}"; do
+    case "$n" in *"$1"*) found=$n; count=$((count + 1)) ;; esac
+  done
+  if [ "$count" -eq 1 ]; then printf '%s' "$found"; fi
+}
+kc_name=$(the_one key-client)
+# key-server's ACL (README, Scenario 1 step 3), from the measurements the policy trusts: the
+# key-client's program may store, retrieve, list and delete every name; every other one but the
+# key-server's (the VM images, and each --trust-measurement) may only retrieve. Without it every
+# admitted machine, each VM, could store a new version of any key. A key-client not told by name
+# gets no ACL written: whose measurement may store is not known, and the printout says so.
+readers=("${trust[@]}") kc_hex=
 for f in "${measure[@]}"; do
   name=$(basename -- "$f")
   made+=("$dir/measurements/$name.measurement")
   m=$(cu measure --out "$dir/measurements/$name.measurement" -- "$f")
   log "measured $f: $m"
   trust+=("$m")
+  case "$name" in
+    "$kc_name") kc_hex=$m ;;
+    *key-server* | *key-client*) ;;
+    *) readers+=("$m") ;;
+  esac
 done
 made+=("$dir/policy.bin")
 policy_args "$dir" "${trust[@]}"
 cu "${policy[@]}" >&2
+if [ -n "$kc_name" ]; then
+  # JSON of measurements, hex digits only (make-policy took each), and fixed words: nothing to escape.
+  hex_list() { local out= h; for h in "$@"; do out+="${out:+, }\"$h\""; done; printf '[%s]' "$out"; }
+  rules="    { \"comment\": \"the key-client's program stores the keys\", \"resources\": [\"**\"], \"actions\": [\"store\", \"retrieve\", \"list\", \"delete\"], \"measurements\": [\"$kc_hex\"] }"
+  [ ${#readers[@]} -eq 0 ] || rules+=",
+    { \"comment\": \"every other measurement but the key-server's (the VM images) only fetches them\", \"resources\": [\"**\"], \"actions\": [\"retrieve\"], \"measurements\": $(hex_list "${readers[@]}") }"
+  made+=("$dir/acl.json")
+  # 0644 whatever the umask: key-server refuses an ACL file others may change.
+  (umask 022 && set -o noclobber && printf '{ "version": 1,\n  "rules": [\n%s ] }\n' "$rules" >"$dir/acl.json")
+  log "wrote key-server's ACL: $dir/acl.json"
+fi
 finished=yes # the setup is whole: kept, even if the commands below cannot be printed
 
 # The commands below are printed to be pasted, as the README's steps 2 to 5 for this directory:
 # a path with a space in its name is quoted. The key-server's and key-client's measurement files
-# are found by name among those measured; none or two alike leave the variable empty for the
-# operator to set (a command given an empty --measurement-file is a usage error), never a guess.
+# are those found by name; none or two alike leave the variable empty for the operator to set (a
+# command given an empty --measurement-file, or --acl, is a usage error), never a guess.
 named() {
-  local n found= count=0
-  for n in "${names[@]}"; do
-    case "$n" in *"$1"*) found=$n; count=$((count + 1)) ;; esac
-  done
-  if [ "$count" -eq 1 ]; then printf '%q' "$dir/measurements/$found.measurement"; fi
+  local found
+  found=$(the_one "$1")
+  if [ -n "$found" ]; then printf '%q' "$dir/measurements/$found.measurement"; fi
 }
 q() { printf '%q' "$dir/$1"; }
 qdomain=$(printf '%q' "$domain")
 store() { printf -- '--store %s --sealed --platform simulated --platform-dir %s --measurement-file "$%s"' "$(q "$1")" "$(q platform)" "$2"; }
+if [ -n "$kc_name" ]; then
+  acl_set="# key-server's ACL, written from the measurements: the key-client's program may store,
+#   retrieve, list and delete every key, every other one but the key-server's (the VM images) only
+#   retrieve them (to change it: the README's ACL under key-server; key-server check-acl checks it):
+acl=$(q acl.json)"
+else
+  acl_set="# No ACL written: not exactly one --measure file's name holds \"key-client\", so whose
+#   measurement may store keys is not known. Write one (the README's ACL under key-server: the
+#   key-client's measurement stores, the VM images' retrieve) and set acl to it; key-server serve
+#   refuses an empty --acl, and without --acl every admitted machine, each VM, could store any key:
+acl="
+fi
 echo "# Deployment machine ready in $dir. The measurements it wrote, one per --measure:"
 for n in "${names[@]}"; do printf '#   %s\n' "$dir/measurements/$n.measurement"; done
 cat <<NEXT
@@ -246,14 +291,15 @@ cat <<NEXT
 # key-client's programs, found by their names among those (check them; set them if empty):
 ks_measurement=$(named key-server)
 kc_measurement=$(named key-client)
+$acl_set
 ks_hex=\$(od -An -tx1 -v "\$ks_measurement" | tr -d ' \\n')
 # 2. simpleserver, the certificate authority (in a terminal of its own, or examples/systemd/simpleserver.service):
 simpleserver serve --policy-key $(q policy-key.pem) --policy-cert $(q policy-cert.pem) --policy $(q policy.bin) --listen 0.0.0.0:8123
 # 3. key-server is certified, then starts (in a terminal of its own, or examples/systemd/key-server.service);
 #    --certifier: it renews its own certificate through simpleserver (without, its certificate of
-#    90 days at most is never renewed):
+#    90 days at most is never renewed); --acl: who may store and who only retrieve:
 cert-utility init-trust --domain $qdomain --policy-cert $(q policy-cert.pem) --server 127.0.0.1:8123 $(store keyserver-store ks_measurement)
-key-server serve --domain $qdomain --policy-cert $(q policy-cert.pem) --data $(q keyserver-data) $(store keyserver-store ks_measurement) --listen 0.0.0.0:8120 --certifier 127.0.0.1:8123
+key-server serve --domain $qdomain --policy-cert $(q policy-cert.pem) --data $(q keyserver-data) $(store keyserver-store ks_measurement) --listen 0.0.0.0:8120 --certifier 127.0.0.1:8123 --acl "\$acl"
 # 4. key-client is certified, then stores each key the VMs fetch (vhd/disk-1 here: one line per
 #    name of first-boot.sh's --keys), straight from the random source into key-server:
 cert-utility init-trust --domain $qdomain --policy-cert $(q policy-cert.pem) --server 127.0.0.1:8123 $(store keyclient-store kc_measurement)

@@ -20,7 +20,7 @@ await main(s, async () => {
   s.writePublic(deploy('key-client.program'), 'deployment key-client program image\n');
   s.writePublic(vm('vm-image'), 'deployed VM image: cert-utility, key-client, first-boot.sh\n');
 
-  s.say('deployment: policy key, simulated platform keys, measurements, signed policy');
+  s.say('deployment: policy key, simulated platform keys, measurements, signed policy, key-server\'s ACL');
   await s.run(join(ROOT, 'scripts/deployment-setup.sh'), [
     '--dir', deploy('setup'), '--domain', D, '--measure', deploy('key-server.program'), '--measure', deploy('key-client.program'), '--measure', vm('vm-image'),
   ]);
@@ -34,8 +34,9 @@ await main(s, async () => {
   s.say('deployment: key-server gets certified by simpleserver (init-trust, sealed cryptstore)');
   await s.run('cert-utility', ['init-trust', '--domain', D, '--policy-cert', setup('policy-cert.pem'), '--server', `127.0.0.1:${cport}`, ...ksStore]);
 
-  s.say('deployment: key-server starts (mutual TLS; it renews its own certificate through simpleserver)');
-  const kport = await s.serve('key-server', ['serve', '--domain', D, '--policy-cert', setup('policy-cert.pem'), '--data', deploy('keyserver-data'), '--listen', '127.0.0.1:0', '--certifier', `127.0.0.1:${cport}`, ...ksStore]);
+  // The ACL deployment-setup.sh wrote: key-client's measurement stores the keys, the VM image's only retrieves them.
+  s.say('deployment: key-server starts (mutual TLS; its ACL: key-client stores, the VM only retrieves; it renews its own certificate through simpleserver)');
+  const kport = await s.serve('key-server', ['serve', '--domain', D, '--policy-cert', setup('policy-cert.pem'), '--data', deploy('keyserver-data'), '--listen', '127.0.0.1:0', '--certifier', `127.0.0.1:${cport}`, '--acl', setup('acl.json'), ...ksStore]);
   const ksMeasurement = readFileSync(setup('measurements/key-server.program.measurement')).toString('hex');
 
   const kcStore = ['--store', deploy('keyclient-store'), '--sealed', ...platform('key-client.program')];

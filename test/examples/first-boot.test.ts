@@ -5,7 +5,8 @@
 // short finished by the next, a second run at once on the same store stopped by its lock. The
 // demo runs it too (test/examples/scenarios.test.ts); on SEV-SNP, test/sev-snp/e2e.test.ts. Then
 // deployment-setup.sh: inputs checked before any key is made, a private directory holding what
-// was asked for, a stop at the first step that fails, and a policy for SEV-SNP VMs.
+// was asked for, key-server's ACL from its measurements, a stop at the first step that fails,
+// and a policy for SEV-SNP VMs.
 
 import { expect } from 'chai';
 import { createHash, randomBytes, X509Certificate } from 'node:crypto';
@@ -17,6 +18,7 @@ import { closedPort, ROOT, run, runScript, tempDir } from '../support/helpers.ts
 import { Domain, expectSuccess, startServer, type KeyServer, type Machine } from '../e2e/domain.ts';
 import { domainProblem } from '../../lib/pki/admission.ts';
 import { tagProblem } from '../../lib/wire/index.ts';
+import { ACL_ACTIONS, decide, parseAcl } from '../../lib/keyservice/acl.ts';
 
 const firstBoot = (args: string[]) => runScript('first-boot.sh', args);
 /** first-boot's line under a refusal of `key-client retrieve --check-only`, and of `cert-utility init-trust --check-only`. */
@@ -673,37 +675,52 @@ describe('scripts/deployment-setup.sh', function () {
     expect(modes).to.deep.equal([' 700', '/measurements 755', '/measurements/app.measurement 644', '/platform 700', '/policy-key.pem 600', '/policy-cert.pem 644', '/policy.bin 644']);
   });
 
-  it('prints the README\'s next steps ready to paste: the measurement files it wrote, the key-server renewing through simpleserver, the key-client storing keys', async () => {
+  it('prints the README\'s next steps ready to paste: the measurement files it wrote, the key-server renewing through simpleserver and given the ACL it wrote (the key-client stores, the VM images only retrieve), the key-client storing keys', async () => {
     mkdirSync(f('progs'));
     for (const p of ['key-server.program', 'key-client.program', 'vm-image']) writeFileSync(f(`progs/${p}`), `${p}\n`);
-    const r = await setup(['--dir', 'next steps', '--domain', 'datica', ...['key-server.program', 'key-client.program', 'vm-image'].flatMap((p) => ['--measure', `progs/${p}`])]);
+    // A VM image measured elsewhere (a SEV-SNP launch digest) is one the ACL lets retrieve too.
+    const snp = 'ab'.repeat(48);
+    const r = await setup(['--dir', 'next steps', '--domain', 'datica', ...['key-server.program', 'key-client.program', 'vm-image'].flatMap((p) => ['--measure', `progs/${p}`]), '--trust-measurement', snp]);
     expect(r.status, r.stderr).to.equal(0);
     expect(r.out, 'no placeholder such as <key-server program>').not.to.match(/<[^>\n]*>/);
     const lines = r.out.split('\n');
     for (const p of ['key-server.program', 'key-client.program', 'vm-image']) expect(lines).to.include(`#   ${f('next steps')}/measurements/${p}.measurement`);
     const serve = lines.find((l) => l.startsWith('key-server serve '));
-    expect(serve).to.contain(' --certifier 127.0.0.1:8123').and.contain('--measurement-file "$ks_measurement"');
+    expect(serve).to.contain(' --certifier 127.0.0.1:8123').and.contain('--measurement-file "$ks_measurement"').and.contain(' --acl "$acl"');
     expect(lines.find((l) => l.includes('| key-client store '))).to.contain('--server-measurement "$ks_hex"').and.contain('--measurement-file "$kc_measurement"');
     // Pasted into a shell: the variables name the files written, and the key-server's
     // certification (its port put right) goes through against a simpleserver.
     const { child, port } = await startServer('simpleserver', ['serve', '--policy-key', f('next steps/policy-key.pem'), '--policy-cert', f('next steps/policy-cert.pem'), '--policy', f('next steps/policy.bin'), '--listen', '127.0.0.1:0']);
     try {
       const pasted = [
-        `cert-utility() { "${process.execPath}" "${join(ROOT, 'cmd/bin/cert-utility.js')}" "$@"; }`,
-        ...lines.filter((l) => /^(ks_measurement|kc_measurement|ks_hex)=/.test(l)),
+        ...['cert-utility', 'key-server'].map((p) => `${p}() { "${process.execPath}" "${join(ROOT, `cmd/bin/${p}.js`)}" "$@"; }`),
+        ...lines.filter((l) => /^(ks_measurement|kc_measurement|ks_hex|acl)=/.test(l)),
         'echo "$ks_hex"',
+        // The ACL it wrote, as key-server serve --acl would read it.
+        'key-server check-acl "$acl"',
         lines.find((l) => l.startsWith('cert-utility init-trust ') && l.includes('keyserver-store'))!.replace('127.0.0.1:8123', `127.0.0.1:${port}`),
       ].join('\n');
       const sh = await runScript({ path: '/bin/bash' }, ['-eu', '-c', pasted], { cwd: tmp.dir });
       expect(sh.status, sh.stderr).to.equal(0);
       expect(sh.out.split('\n')[0]).to.equal(createHash('sha256').update('key-server.program\n').digest('hex'));
+      expect(sh.out.split('\n')[1]).to.equal('ok: 2 rule(s)');
       expect(existsSync(f('next steps/keyserver-store')), 'the key-server certified into its store').to.equal(true);
     } finally {
       await child.stop();
     }
-    // A program not named like key-server or key-client: the variable is left empty to set, never a guess.
+    // The key-client's measurement may store every key, the VM image's only retrieve them, the key-server's nothing.
+    const acl = parseAcl(readFileSync(f('next steps/acl.json'), 'utf8'));
+    const by = (p: string) => ({ measurementHex: p === snp ? snp : createHash('sha256').update(`${p}\n`).digest('hex'), serialHex: '1', roles: [] });
+    const allowed = (p: string) => ACL_ACTIONS.filter((action) => decide(acl, { action, resource: action === 'list' ? '' : 'vhd/disk-1' }, by(p)).allow);
+    expect(['key-client.program', 'vm-image', snp, 'key-server.program'].map(allowed)).to.deep.equal([['store', 'retrieve', 'delete', 'list'], ['retrieve'], ['retrieve'], []]);
+    // A program not named like key-server or key-client: the variable is left empty to set, never a
+    // guess, and no ACL is written (whose measurement may store is not known) but key-server is
+    // still given --acl, which it refuses empty, under a line saying why.
     const unnamed = await setup(['--dir', 'unnamed', '--domain', 'datica', '--measure', 'app']);
-    expect(unnamed.out.split('\n')).to.include('ks_measurement=').and.include('kc_measurement=');
+    expect(unnamed.out.split('\n')).to.include('ks_measurement=').and.include('kc_measurement=').and.include('acl=');
+    expect(unnamed.out).to.contain('# No ACL written: not exactly one --measure file\'s name holds "key-client"');
+    expect(unnamed.out.split('\n').find((l) => l.startsWith('key-server serve '))).to.contain(' --acl "$acl"');
+    expect(existsSync(f('unnamed/acl.json'))).to.equal(false);
   });
 
   it('stops at the first step that fails, printing no next commands, rather than reporting the machine ready', async () => {

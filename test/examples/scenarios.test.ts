@@ -4,9 +4,10 @@
 
 import { expect } from 'chai';
 import { execFileSync, spawn } from 'node:child_process';
-import { readdirSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT, tempDir } from '../support/helpers.ts';
+import { ACL_ACTIONS, decide, parseAcl } from '../../lib/keyservice/acl.ts';
 
 interface DemoRun { status: number | null; out: string; err: string; ms: number }
 
@@ -61,7 +62,7 @@ describe('runnable scenarios', function () {
     expect(readdirSync(tmp.dir).filter((n) => n.startsWith('tsx-'))).to.deep.equal([]);
   });
 
-  it('runs under umask 000, where no file it leaves is writable by others and no secret readable by them (its attestation key copied into the VM included)', async () => {
+  it('runs under umask 000, where no file it leaves is writable by others and no secret readable by them (its attestation key copied into the VM included), and key-server\'s ACL allowed what its audit log shows', async () => {
     const r = await runScenario('scenario1', tmp.dir, false, undefined, 'SIGTERM', { umask: '000', env: { KEEP_DEMO: '1' } });
     expect(r.status, r.out + r.err).to.equal(0);
     const [kept] = readdirSync(tmp.dir).filter((n) => n.startsWith('scenario1-'));
@@ -81,6 +82,15 @@ describe('runnable scenarios', function () {
     expect([...modes].filter(([p, m]) => secret.test(p) && !p.endsWith('platform-cert.pem') && !p.endsWith('endorsement.bin') && m & 0o044).map(([p, m]) => `${p} ${m.toString(8)}`), 'secrets readable by others').to.deep.equal([]);
     expect(modes.get('vm/platform/attest-key.pem')).to.equal(0o600);
     expect(modes.get('deployment/setup/measurements')).to.equal(0o755);
+    // key-server's ACL, which deployment-setup.sh wrote, allowed what the audit log shows: the
+    // key-client storing the keys, the VM retrieving them and nothing more.
+    expect(modes.get('deployment/setup/acl.json')).to.equal(0o644);
+    const acl = parseAcl(readFileSync(join(tmp.dir, kept!, 'deployment/setup/acl.json'), 'utf8'));
+    const audit = readFileSync(join(tmp.dir, kept!, 'deployment/keyserver-data/audit.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { measurement: string; action: string; decision: string });
+    const allowed = (m: string) => ACL_ACTIONS.filter((action) => decide(acl, { action, resource: action === 'list' ? '' : 'vhd/disk-1' }, { measurementHex: m, serialHex: '1', roles: [] }).allow);
+    expect(audit.map((a) => `${a.action} ${a.decision} by one allowed ${allowed(a.measurement).join(',')}`)).to.deep.equal([
+      ...Array(2).fill('store allow by one allowed store,retrieve,delete,list'), ...Array(2).fill('retrieve allow by one allowed retrieve'),
+    ]);
   });
 
   it('says in one line that it cannot make its folder in a TMPDIR that does not exist (exit 1, no stack trace)', async () => {
