@@ -844,6 +844,12 @@ describe('scripts/deployment-setup.sh', function () {
     expect(cert.status, cert.stderr).to.equal(1);
     expect(cert.stderr).to.contain('already holds policy-cert.pem; not overwriting');
     expect(readFileSync(f('has-cert/policy-cert.pem'), 'utf8')).to.equal('an earlier certificate');
+    // So is an ACL already there, which the setup would write.
+    mkdirSync(f('has-acl'));
+    writeFileSync(f('has-acl/acl.json'), 'an earlier ACL');
+    const acl = await setup(['--dir', 'has-acl', '--domain', 'datica', '--measure', 'app']);
+    expect([acl.status, acl.stderr]).to.deep.equal([1, 'deployment-setup: has-acl already holds acl.json; not overwriting\n']);
+    expect(readdirSync(f('has-acl'))).to.deep.equal(['acl.json']);
     // A file named like a flag is measured as a file.
     writeFileSync(f('-k.pem'), 'dash');
     const dash = await setup(['--dir', '-dashdir', '--domain', 'datica', '--measure', '-k.pem']);
