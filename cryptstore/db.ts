@@ -1,7 +1,7 @@
 // The cryptstore's LevelDB directory: opening it with our error codes, keeping its files
 // private, and telling a store from an empty or foreign directory before touching it.
 
-import { promises as fs, readdirSync, rmdirSync, rmSync, type Stats } from 'node:fs';
+import { promises as fs, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import { Level } from 'level';
 import { CertifierError } from '../lib/errors/index.ts';
@@ -114,27 +114,6 @@ export async function tightenPermissions(dir: string): Promise<void> {
       // LevelDB's background compaction may delete a file between readdir and lstat.
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw notPrivate(p, e);
     }
-  }
-}
-
-/**
- * Removes a store a creation made, the directory too unless it was there (empty) before. Call it
- * while this process still holds the store's lock (its database open), and close the database
- * after: until the lock goes, another process finds a store in use (STORE_LOCKED), first whole,
- * then, CURRENT gone, a creation cut short whose lock is held; once it goes, an empty directory or
- * none, where it may make its own store. Never a half-removed store it could open. Best effort:
- * false when something could not be removed (what stays is what a later creation finds).
- */
-export function unmakeHeld(dir: string, keepDir: boolean): boolean {
-  try {
-    const names = readdirSync(dir);
-    const last = ['CURRENT', 'LOCK'].filter((n) => names.includes(n));
-    for (const name of [...names.filter((n) => !last.includes(n)), ...last]) rmSync(join(dir, name), { recursive: true, force: true });
-    if (!keepDir) rmdirSync(dir);
-    return true;
-  } catch (e) {
-    // Another run began its own store there once the lock went: that one is not this run's.
-    return (e as NodeJS.ErrnoException).code === 'ENOTEMPTY';
   }
 }
 

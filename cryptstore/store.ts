@@ -8,7 +8,7 @@
 // next write (LevelReopener says why), so a store kept open (key-server) writes on safely.
 
 import { CertifierError } from '../lib/errors/index.ts';
-import { LevelReopener } from '../lib/files/index.ts';
+import { LevelReopener, unmakeHeld } from '../lib/files/index.ts';
 import { open as aeadOpen, randomBytes, seal, toHex, wipe } from '../lib/crypto/index.ts';
 import {
   CRYPTSTORE_FORMAT_VERSION, ENTRY_TYPES, MAX_VERSION, checkCryptstoreEntry, decode, encode,
@@ -17,7 +17,7 @@ import {
 } from '../lib/wire/index.ts';
 import { describeKind, type ProtectionParams, type Protector } from './protection.ts';
 import * as L from './layout.ts';
-import { dirState, isUnfinished, makeStoreDir, notFound, openDb, tightenPermissions, unfinished, unmakeHeld, withDb, writeFailed, type Db } from './db.ts';
+import { dirState, isUnfinished, makeStoreDir, notFound, openDb, tightenPermissions, unfinished, withDb, writeFailed, type Db } from './db.ts';
 
 export const MAX_BLOB_BYTES = 16 * 1024 * 1024;
 

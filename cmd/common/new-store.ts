@@ -3,7 +3,8 @@
 // again, so that a later run may choose its protection afresh (a failed first boot must not fix it).
 
 import { Cryptstore, type Protector } from '../../cryptstore/index.ts';
-import { dirState, unmakeHeld } from '../../cryptstore/db.ts';
+import { dirState } from '../../cryptstore/db.ts';
+import { unmakeHeld } from '../../lib/files/index.ts';
 import { warn } from './cli.ts';
 import { isCertifierError } from '../../lib/errors/index.ts';
 

@@ -2,7 +2,7 @@
 // directories a command makes (private, and durably named in their parents), and where a path
 // really is once its links are followed.
 
-import { promises as fs, constants as C, realpathSync, type Stats } from 'node:fs';
+import { promises as fs, constants as C, readdirSync, realpathSync, rmdirSync, rmSync, type Stats } from 'node:fs';
 import { dirname, basename, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { CertifierError } from '../errors/index.ts';
 import { describeDiskErrno, describeErrno, diskErrno, fileError } from './errno.ts';
@@ -199,6 +199,37 @@ export async function unmakeDirs(dir: string, top: string): Promise<void> {
   for (let d = resolve(dir); d === last || d.startsWith(last + sep); d = dirname(d)) {
     if (!(await fs.rmdir(d).then(() => true, () => false)) || d === last) break;
   }
+}
+
+/**
+ * Removes a LevelDB database a creation made (a cryptstore, a key database, a lock), the directory
+ * too unless it was there (empty) before. Call it
+ * while this process still holds the store's lock (its database open), and close the database
+ * after: until the lock goes, another process finds the database in use (STORE_LOCKED), first whole,
+ * then, CURRENT gone, a creation cut short whose lock is held; once it goes, an empty directory or
+ * none, where it may make its own store. Never a half-removed database it could open. Best effort:
+ * false when something could not be removed (what stays is what a later creation finds).
+ */
+export function unmakeHeld(dir: string, keepDir: boolean): boolean {
+  try {
+    const names = readdirSync(dir);
+    const last = ['CURRENT', 'LOCK'].filter((n) => names.includes(n));
+    for (const name of [...names.filter((n) => !last.includes(n)), ...last]) rmSync(join(dir, name), { recursive: true, force: true });
+    if (!keepDir) rmdirSync(dir);
+    return true;
+  } catch (e) {
+    // Another run began its own store there once the lock went: that one is not this run's.
+    return (e as NodeJS.ErrnoException).code === 'ENOTEMPTY';
+  }
+}
+
+/**
+ * For a start refused before it served: removes the LevelDB database at `dir` while its lock is
+ * still held (unmakeHeld), then the directories above it up to `top`, the first the start made
+ * (makeDirs' result); nothing when it made none, where `dir` and what is in it stay.
+ */
+export async function unmakeHeldAndDirs(dir: string, top: string | undefined): Promise<void> {
+  if (top !== undefined && unmakeHeld(dir, false)) await unmakeDirs(dirname(resolve(dir)), top);
 }
 
 /** Makes a directory's entries (a rename, a new file) durable. */

@@ -34,11 +34,10 @@
 // the reopen waits for the writes, backups and compactions under way.
 
 import { promises as fs } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { Level } from 'level';
 import { CertifierError } from '../errors/index.ts';
-import { unmakeHeld } from '../../cryptstore/db.ts';
-import { describeErrno, describeLevelFailure, LevelReopener, levelFileError, makeDirs, syncDir, unmakeDirs, type OperationKind } from '../files/index.ts';
+import { describeErrno, describeLevelFailure, LevelReopener, levelFileError, makeDirs, syncDir, unmakeHeldAndDirs, type OperationKind } from '../files/index.ts';
 import { KEY_ID_FILE, UNFINISHED_FILE } from './backups.ts';
 import { LruMap } from '../util/lru.ts';
 import { compareNames, decode, encode } from '../wire/index.ts';
@@ -254,10 +253,7 @@ export class LevelBackend implements KeyBackend {
    */
   async closeUnused(): Promise<void> {
     if (this.closed) return;
-    const top = this.madeDir === undefined ? undefined : resolve(this.madeDir);
-    if (top !== undefined && !(await this.holdsRecords().catch(() => true)) && unmakeHeld(this.path, false)) {
-      await unmakeDirs(dirname(resolve(this.path)), top);
-    }
+    if (this.madeDir !== undefined && !(await this.holdsRecords().catch(() => true))) await unmakeHeldAndDirs(this.path, this.madeDir);
     await this.close();
   }
 

@@ -9,8 +9,7 @@
 // Everyone else, or everyone when the flag is off, gets RESERVED_NAME as before. The joining
 // side pins the serving replica to its own measurement too (lib/keyclient/replica-join.ts).
 
-import { makeDirs, unmakeDirs } from '../files/index.ts';
-import { unmakeHeld } from '../../cryptstore/db.ts';
+import { makeDirs, unmakeHeldAndDirs } from '../files/index.ts';
 import { join } from 'node:path';
 import { CertifierError } from '../errors/index.ts';
 import { encode, type CryptstoreEntry } from '../wire/index.ts';
@@ -72,7 +71,7 @@ export async function lockDataDir(dir: string): Promise<DataDirLock> {
     release,
     releaseUnused: async () => {
       try {
-        if (made !== undefined && unmakeHeld(lockDir, false)) await unmakeDirs(dir, made);
+        await unmakeHeldAndDirs(lockDir, made);
       } finally {
         await release();
       }
