@@ -114,9 +114,8 @@ export function checkSnpFlags(o: SnpPolicyFlags): void {
   if (roots > 0 && !o.snpMinTcb) throw new CertifierError('USAGE', 'trusting an AMD root needs --snp-min-tcb BOOTLOADER:TEE:SNP:MICROCODE (the lowest TCB accepted; there is no safe default)');
 }
 
-/** The roots and the property claim the flags ask for (checkSnpFlags first). */
+/** The roots and the property claim the flags ask for, once checkSnpFlags took them (make-policy's check, before the run). */
 export async function snpPolicyParts(program: string, o: SnpPolicyFlags, at: Date): Promise<Pick<MakePolicyOptions, 'platformRoots' | 'platformProperties'>> {
-  checkSnpFlags(o);
   const roots: NonNullable<MakePolicyOptions['platformRoots']> = o.trustAmdRoot.map((p) => ({ platformType: SEV_SNP_PLATFORM, certificate: pinnedArk(p), name: AMD_CERTS[p].arkName }));
   for (const file of o.trustAmdRootCert) {
     const der = await readCertificateFile(file);
