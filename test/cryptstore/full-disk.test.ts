@@ -5,7 +5,7 @@
 
 import { join } from 'node:path';
 import { expect } from 'chai';
-import { hasPrlimit, raiseFileLimit, runWriter, writer, writesAgainAfterFailedFlush } from '../support/level-child.ts';
+import { hasPrlimit, raiseFileLimit, runWriter, withWriter, writesAgainAfterFailedFlush } from '../support/level-child.ts';
 import { tempDir } from '../support/helpers.ts';
 
 const run = (dir: string, kib: number | 'unlimited', commands: string[]) => runWriter(dir, kib, commands, true);
@@ -22,18 +22,13 @@ describe('cryptstore on a full disk', function () {
 
   it('keeps every write acknowledged after one the disk refused, once there is room again, at the next open', async function () {
     if (!hasPrlimit) this.skip();
-    const w = writer(dir, 40, true);
-    try {
-      expect(await w.ready()).to.equal('ready');
+    await withWriter(dir, 40, async (w) => {
       expect(await w.send('put a 1000')).to.equal('ok 1');
       expect(await w.send('put big 100000')).to.match(/^error FILE_ERROR .*cannot be written.*File too large/);
       raiseFileLimit(w);
       for (const tag of ['b', 'c', 'd']) expect(await w.send(`put ${tag} 1000`)).to.equal('ok 1');
       expect(await w.send('put a 1000')).to.equal('ok 2');
-      expect(await w.send('close')).to.equal('ok closed');
-    } finally {
-      w.child.kill();
-    }
+    }, true);
     // Before the fix LevelDB appended them after a torn record, and this open dropped them all.
     expect(await run(dir, 'unlimited', ['get a', 'get b', 'get c', 'get d', 'get big'])).to.deep.equal(['ok 2', 'ok 1', 'ok 1', 'ok 1', 'ok none', 'ok closed']);
   });
@@ -54,19 +49,14 @@ describe('cryptstore on a full disk', function () {
   });
 
   it('answers FILE_ERROR while the process has no file descriptor left, and writes again once it has', async () => {
-    const w = writer(dir, 'unlimited', true);
-    try {
-      expect(await w.ready()).to.equal('ready');
+    await withWriter(dir, 'unlimited', async (w) => {
       // Over LevelDB's 4 MiB memtable: the next write needs a new log file.
       expect(await w.send('put a 4200000')).to.equal('ok 1');
       expect(await w.send('exhaust')).to.match(/^error EMFILE/);
       expect(await w.send('put b 1000')).to.match(/^error FILE_ERROR .*cannot be written: this process has no file descriptor left/);
       expect(await w.send('release')).to.equal('ok released');
       expect(await w.send('put b 1000')).to.equal('ok 1');
-      expect(await w.send('close')).to.equal('ok closed');
-    } finally {
-      w.child.kill();
-    }
+    }, true);
     expect(await run(dir, 'unlimited', ['get a', 'get b'])).to.deep.equal(['ok 1', 'ok 1', 'ok closed']);
   });
 });

@@ -7,7 +7,7 @@
 import { join } from 'node:path';
 import { expect } from 'chai';
 import { LevelBackend } from '../../lib/keyservice/level-backend.ts';
-import { hasPrlimit, raiseFileLimit, writer, writesAgainAfterFailedFlush } from '../support/level-child.ts';
+import { hasPrlimit, raiseFileLimit, withWriter, writer, writesAgainAfterFailedFlush } from '../support/level-child.ts';
 import { tempDir } from '../support/helpers.ts';
 
 describe('LevelBackend on a full disk', function () {
@@ -18,16 +18,11 @@ describe('LevelBackend on a full disk', function () {
 
   it('answers a write the file-size limit stops with FILE_ERROR, naming the cause', async () => {
     const dir = join(tmp.dir, 'data');
-    const w = writer(dir, 40);
-    try {
-      expect(await w.ready()).to.equal('ready');
+    await withWriter(dir, 40, async (w) => {
       expect(await w.send('put a 1000')).to.equal('ok 1');
       const failed = await w.send('put big 100000');
       expect(failed).to.match(/^error FILE_ERROR .*cannot be written.*File too large/);
-      expect(await w.send('close')).to.equal('ok closed');
-    } finally {
-      w.child.kill();
-    }
+    });
   });
 
   it('answers an open the file-size limit stops (LevelDB writes to open) with FILE_ERROR saying the database is unchanged, not as a database of another format', async () => {
@@ -45,18 +40,13 @@ describe('LevelBackend on a full disk', function () {
   it('keeps every write acknowledged after a failed one once there is room again, across a restart', async function () {
     if (!hasPrlimit) this.skip(); // util-linux's prlimit raises the running child's limit
     const dir = join(tmp.dir, 'data');
-    const w = writer(dir, 40);
-    try {
-      expect(await w.ready()).to.equal('ready');
+    await withWriter(dir, 40, async (w) => {
       expect(await w.send('put a 1000')).to.equal('ok 1');
       expect(await w.send('put big 100000')).to.match(/^error /);
       raiseFileLimit(w);
       for (const name of ['b', 'c', 'd']) expect(await w.send(`put ${name} 1000`)).to.equal('ok 1');
       expect(await w.send('put a 1000')).to.equal('ok 2');
-      expect(await w.send('close')).to.equal('ok closed');
-    } finally {
-      w.child.kill();
-    }
+    });
     const backend = await LevelBackend.open(dir);
     try {
       for (const name of ['b', 'c', 'd']) expect((await backend.get(name, 0))?.version, name).to.equal(1);
@@ -74,9 +64,7 @@ describe('LevelBackend on a full disk', function () {
 
   it('answers FILE_ERROR while the process has no file descriptor left, and writes again once it has', async () => {
     const dir = join(tmp.dir, 'data');
-    const w = writer(dir, 'unlimited');
-    try {
-      expect(await w.ready()).to.equal('ready');
+    await withWriter(dir, 'unlimited', async (w) => {
       // Over LevelDB's 4 MiB memtable: the next write needs a new log file.
       expect(await w.send('put a 4200000')).to.equal('ok 1');
       expect(await w.send('exhaust')).to.match(/^error EMFILE/);
@@ -85,10 +73,7 @@ describe('LevelBackend on a full disk', function () {
       expect(await w.send('put b 1000')).to.match(/^error FILE_ERROR .*cannot be written: a write failed, and this process has no file descriptor left/);
       expect(await w.send('release')).to.equal('ok released');
       expect(await w.send('put b 1000')).to.equal('ok 1');
-      expect(await w.send('close')).to.equal('ok closed');
-    } finally {
-      w.child.kill();
-    }
+    });
     const backend = await LevelBackend.open(dir);
     try {
       expect((await backend.get('a', 0))?.version).to.equal(1);
@@ -103,25 +88,15 @@ describe('LevelBackend on a full disk', function () {
     // The database's own keys in one table (an open moves the log into one), a's in another, made
     // (and so opened) by an earlier process: the open below reads only the first.
     for (const commands of [[], ['put a 4200000', 'put b 1000'], []]) {
-      const w = writer(dir, 'unlimited');
-      try {
-        expect(await w.ready()).to.equal('ready');
+      await withWriter(dir, 'unlimited', async (w) => {
         for (const command of commands) expect(await w.send(command)).to.equal('ok 1');
-        expect(await w.send('close')).to.equal('ok closed');
-      } finally {
-        w.child.kill();
-      }
+      });
     }
-    const w = writer(dir, 'unlimited');
-    try {
-      expect(await w.ready()).to.equal('ready');
+    await withWriter(dir, 'unlimited', async (w) => {
       expect(await w.send('exhaust')).to.match(/^error EMFILE/);
       expect(await w.send('get a')).to.match(/^error FILE_ERROR .*cannot be read.*Too many open files/);
       expect(await w.send('release')).to.equal('ok released');
       expect(await w.send('get a')).to.equal('ok 1');
-      expect(await w.send('close')).to.equal('ok closed');
-    } finally {
-      w.child.kill();
-    }
+    });
   });
 });

@@ -45,6 +45,21 @@ export function setFileLimit(w: Writer, kib: number | 'unlimited'): void {
 /** Lifts the running child's file-size limit, as freeing space on its disk would. */
 export const raiseFileLimit = (w: Writer) => setFileLimit(w, 'unlimited');
 
+/**
+ * Runs the writer on `dir` under `kib`: `body` talks to it once it is ready, then it is closed;
+ * the child is killed however it ends.
+ */
+export async function withWriter(dir: string, kib: number | 'unlimited', body: (w: Writer) => Promise<void>, cryptstore = false): Promise<void> {
+  const w = writer(dir, kib, cryptstore);
+  try {
+    expect(await w.ready()).to.equal('ready');
+    await body(w);
+    expect(await w.send('close')).to.equal('ok closed');
+  } finally {
+    w.child.kill();
+  }
+}
+
 /** Runs the writer on `dir` under `kib`, sends `commands` then "close", and returns the answers. */
 export async function runWriter(dir: string, kib: number | 'unlimited', commands: string[], cryptstore = false): Promise<string[]> {
   const w = writer(dir, kib, cryptstore);
@@ -65,10 +80,8 @@ export async function runWriter(dir: string, kib: number | 'unlimited', commands
  * reopen after a failed write, LevelDB refused every write after the flush failed.
  */
 export async function writesAgainAfterFailedFlush(dir: string, cryptstore = false): Promise<void> {
-  const w = writer(dir, 'unlimited', cryptstore);
   let c = 0;
-  try {
-    expect(await w.ready()).to.equal('ready');
+  await withWriter(dir, 'unlimited', async (w) => {
     // The write after these starts a new log and flushes them to a table in the background.
     for (let v = 1; v <= 5; v++) expect(await w.send('put a 1000000')).to.equal(`ok ${v}`);
     setFileLimit(w, 1024);
@@ -83,9 +96,6 @@ export async function writesAgainAfterFailedFlush(dir: string, cryptstore = fals
     raiseFileLimit(w);
     expect(await w.send('put d 10')).to.equal('ok 1');
     expect(await w.send('put c 10')).to.equal(`ok ${c + 1}`);
-    expect(await w.send('close')).to.equal('ok closed');
-  } finally {
-    w.child.kill();
-  }
+  }, cryptstore);
   expect(await runWriter(dir, 'unlimited', ['get a', 'get b', 'get c', 'get d'], cryptstore)).to.deep.equal(['ok 5', 'ok 1', `ok ${c + 1}`, 'ok 1', 'ok closed']);
 }
