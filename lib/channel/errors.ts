@@ -80,3 +80,17 @@ export function logCode(e: unknown): string {
   if (e instanceof CertifierError) return e.code;
   return errnoOf(e) ?? (e instanceof Error ? e.name : 'UNKNOWN');
 }
+
+/**
+ * Why a server cannot listen on host:port. A port another process holds, or one this process may
+ * not take (below 1024 without CAP_NET_BIND_SERVICE), is a resource the machine withholds, not bad
+ * input, and has a code saying which; any other failure (an address not this machine's) is the
+ * address given.
+ */
+export function listenError(e: unknown, host: string, port: number): CertifierError {
+  const errno = errnoOf(e);
+  const [code, why]: [ErrorCode, string] = errno === 'EADDRINUSE' ? ['ADDRESS_IN_USE', 'address already in use']
+    : errno === 'EACCES' ? ['ADDRESS_NOT_PERMITTED', `permission denied${port > 0 && port < 1024 ? ' (a port below 1024 needs root or CAP_NET_BIND_SERVICE)' : ''}`]
+    : ['INVALID_INPUT', (e as Error).message];
+  return new CertifierError(code, `cannot listen on ${host}:${port}: ${why}`, { cause: e });
+}

@@ -6,7 +6,7 @@ import tls, { type TLSSocket } from 'node:tls';
 import { constants as cryptoConstants, type KeyObject } from 'node:crypto';
 import { CertifierError } from '../errors/index.ts';
 import { randomBytes, toHex } from '../crypto/index.ts';
-import { channelError, errnoOf, logCode, OUTSIDE_VALIDITY } from './errors.ts';
+import { channelError, errnoOf, listenError, logCode, OUTSIDE_VALIDITY } from './errors.ts';
 import { channelRefusal, limitRefusals } from './refusals.ts';
 import { AnswerBudget, ServerSession } from './session.ts';
 import { baseTlsOptions, exporterFor, remoteOf, runVerifyPeer } from './tlsutil.ts';
@@ -146,10 +146,7 @@ export async function serve<P>(opts: ServeOptions<P>): Promise<ChannelServer> {
     if (!opts.tls) accept(raw, raw, undefined);
   });
   await new Promise<void>((resolve, reject) => {
-    const onError = (e: Error) => {
-      const why = errnoOf(e) === 'EADDRINUSE' ? 'address already in use' : errnoOf(e) === 'EACCES' ? 'permission denied' : e.message;
-      reject(new CertifierError('INVALID_INPUT', `cannot listen on ${host}:${opts.port}: ${why}`, { cause: e }));
-    };
+    const onError = (e: Error) => reject(listenError(e, host, opts.port));
     server.once('error', onError);
     server.listen({ port: opts.port, host }, () => {
       server.off('error', onError);

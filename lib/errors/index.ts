@@ -4,7 +4,7 @@
 /** Exit statuses shared by every program of the suite. */
 export const ExitStatus = {
   ok: 0,
-  failed: 1,        // operation failed: not found, denied, invalid data, store in use
+  failed: 1,        // operation failed: not found, denied, invalid data, store or port in use
   usage: 2,         // bad flags or arguments
   unreachable: 3,   // server unreachable or timed out: safe to retry
   integrity: 4,     // tamper, wrong passphrase or key, bad signature, untrusted peer
@@ -26,6 +26,8 @@ export const ErrorCodes = {
   STORE_NOT_FOUND: ExitStatus.failed,
   STORE_EXISTS: ExitStatus.failed,
   STORE_LOCKED: ExitStatus.failed,
+  ADDRESS_IN_USE: ExitStatus.failed,        // a server's port is taken by another process
+  ADDRESS_NOT_PERMITTED: ExitStatus.failed, // a server may not listen there (a port below 1024 without the right)
   STORE_FORMAT: ExitStatus.failed,
   VERSION_CONFLICT: ExitStatus.failed,
   NOT_EXPORTABLE: ExitStatus.failed,

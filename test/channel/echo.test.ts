@@ -4,6 +4,8 @@
 import { expect } from 'chai';
 import { bytesEqual, randomBytes } from '../../lib/crypto/index.ts';
 import { connect } from '../../lib/channel/index.ts';
+import { listenError } from '../../lib/channel/errors.ts';
+import type { CertifierError } from '../../lib/errors/index.ts';
 import { Harness, bytes, rejectsWith, text, waitFor, type Transport } from './harness.ts';
 
 describe('channel: request and answer', () => {
@@ -25,7 +27,22 @@ describe('channel: request and answer', () => {
     const first = await h.serve('plain');
     const e = await h.serve('plain', { port: first.address.port }).then(() => undefined, (x: Error) => x);
     expect(e?.message).to.contain('address already in use');
+    expect((e as CertifierError | undefined)?.code).to.equal('ADDRESS_IN_USE');
     expect(h.logs.filter((r) => r.event === 'server-error')).to.deep.equal([]);
+  });
+
+  it('says why it cannot listen with a code of its own: a port taken, a port it may not take (EACCES, a low port without the right), else the address given', () => {
+    const errno = (code: string, message: string) => Object.assign(new Error(message), { code });
+    const cases: [Error, number, string, string][] = [
+      [errno('EADDRINUSE', 'listen EADDRINUSE: address already in use 127.0.0.1:8123'), 8123, 'ADDRESS_IN_USE', 'cannot listen on 127.0.0.1:8123: address already in use'],
+      [errno('EACCES', 'listen EACCES: permission denied 127.0.0.1:443'), 443, 'ADDRESS_NOT_PERMITTED', 'cannot listen on 127.0.0.1:443: permission denied (a port below 1024 needs root or CAP_NET_BIND_SERVICE)'],
+      [errno('EACCES', 'listen EACCES: permission denied 127.0.0.1:8123'), 8123, 'ADDRESS_NOT_PERMITTED', 'cannot listen on 127.0.0.1:8123: permission denied'],
+      [errno('EADDRNOTAVAIL', 'listen EADDRNOTAVAIL: address not available 127.0.0.1:8123'), 8123, 'INVALID_INPUT', 'cannot listen on 127.0.0.1:8123: listen EADDRNOTAVAIL: address not available 127.0.0.1:8123'],
+    ];
+    for (const [cause, port, code, message] of cases) {
+      const e = listenError(cause, '127.0.0.1', port);
+      expect([e.code, e.message, e.cause]).to.deep.equal([code, message, cause]);
+    }
   });
 
   it('tells the handler who the mutual-TLS peer is, and the client who the server is', async () => {

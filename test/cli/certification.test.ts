@@ -630,6 +630,19 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
       await serverStillCertifies();
     });
 
+    it('a port another process holds: simpleserver serve refuses to start with ADDRESS_IN_USE (not bad input), exit 1, one line', async () => {
+      const taken = net.createServer();
+      await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r));
+      try {
+        const port = (taken.address() as net.AddressInfo).port;
+        const r = await ss(['serve', '--policy-key', 'policy-key.pem', '--policy-cert', 'policy-cert.pem', '--policy', 'policy.bin', '--listen', `127.0.0.1:${port}`]);
+        expect([r.status, r.out], r.stderr).to.deep.equal([1, '']);
+        expect(r.stderr).to.equal(`simpleserver: error: cannot listen on 127.0.0.1:${port}: address already in use [ADDRESS_IN_USE]\n`);
+      } finally {
+        await new Promise((r) => taken.close(r));
+      }
+    });
+
     it('evidence whose session binding is not this connection\'s TLS exporter: SESSION_MISMATCH, exit status 4', async () => {
       const relayed = new RewritingPlatform(enclave, (ud) => ({ ...ud, sessionBinding: randomBytes(32) }));
       const e = await expectThrown(certify(relayed), 'SESSION_MISMATCH');

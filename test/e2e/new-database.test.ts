@@ -52,8 +52,9 @@ describe('e2e: a new, empty key database for a storage key made before is warned
     for (const data of [missing, empty, other]) {
       const failed = await run('key-server', ['serve', '--domain', d.name, '--policy-cert', d.policyCertFile, '--data', data,
         '--listen', `127.0.0.1:${(taken.address() as AddressInfo).port}`, ...keyHolder.storeArgs]);
-      expectFailure(failed, 1, 'INVALID_INPUT');
-      expect(failed.stderr).to.contain('address already in use');
+      // A port another process holds is the machine's resource withheld, not bad input.
+      expectFailure(failed, 1, 'ADDRESS_IN_USE');
+      expect(failed.stderr).to.contain(`key-server: error: cannot listen on 127.0.0.1:${(taken.address() as AddressInfo).port}: address already in use [ADDRESS_IN_USE]`);
       await warnsAtStart(data);
       await warnsAtStart(data); // and again, until it holds a record
     }

@@ -135,7 +135,7 @@ if (!bin) {
       // a --data that was there keeps what was in it.
       const made = d.path('refused-start');
       const taken = await run('key-server', ['serve', '--backend', 'postgres', '--pg-url', url, '--replica-id', 'r2', '--domain', d.name, '--policy-cert', d.policyCertFile, '--data', join(made, 'data'), '--listen', r1.address, ...ks2.storeArgs]);
-      expectFailure(taken, 1, 'INVALID_INPUT');
+      expectFailure(taken, 1, 'ADDRESS_IN_USE');
       expect(taken.stderr).to.contain('address already in use');
       expect(existsSync(made), 'the folders the refused start made').to.equal(false);
       // So does one whose database is missing.
@@ -146,7 +146,7 @@ if (!bin) {
       const there = d.path('there-data');
       mkdirSync(there);
       writeFileSync(join(there, 'notes.txt'), 'kept\n');
-      expectFailure(await run('key-server', ['serve', '--backend', 'postgres', '--pg-url', url, '--replica-id', 'r2', '--domain', d.name, '--policy-cert', d.policyCertFile, '--data', there, '--listen', r1.address, ...ks2.storeArgs]), 1, 'INVALID_INPUT');
+      expectFailure(await run('key-server', ['serve', '--backend', 'postgres', '--pg-url', url, '--replica-id', 'r2', '--domain', d.name, '--policy-cert', d.policyCertFile, '--data', there, '--listen', r1.address, ...ks2.storeArgs]), 1, 'ADDRESS_IN_USE');
       expect(readdirSync(there)).to.include('notes.txt');
       // The start-up line names the database, its password (in the environment, as the README says) masked.
       r2 = await startReplica(ks2, 'r2', { urlInEnv: withPassword });
