@@ -18,7 +18,7 @@ import { STORAGE_KEY_TAG } from '../lib/keyservice/keystore.ts';
 import { verifyRoleCredential } from '../lib/keyservice/roles.ts';
 import { sameKey } from '../lib/policy/index.ts';
 import { Cryptstore } from '../cryptstore/index.ts';
-import { addExamples, checkAnswer, createProgram, domainName, run, versionOf, subcommand, note, printLines, printText, warn, type JsonOption, type Result } from './common/cli.ts';
+import { addExamples, createProgram, domainName, run, versionOf, subcommand, note, printLines, printText, warn, type JsonOption, type Result } from './common/cli.ts';
 import { openStore, storeOptions, type ProtectionOptions } from './common/protection.ts';
 import { parseHostPort, parseMeasurementHex, readCertificateFile, readPrivateKeyFile } from './common/keys.ts';
 import { outputResult, readInput, storeFiles, writeOutput } from './common/io.ts';
@@ -73,7 +73,7 @@ function checkFetchCount(o: Pick<ClientOpts, 'credentialCert'>, count: number, c
 
 /**
  * NAMES (each once) as retrieve takes them, into the cryptstore or one to --out, or USAGE naming
- * every one it refuses and why, before anything is read: retrieve's own check, and check-names's.
+ * every one it refuses and why, before anything is read: retrieve's own check, which --check-only asks alone.
  */
 function checkFetchNames(o: Pick<ClientOpts, 'credentialCert'> & { out?: string }, names: string[]): void {
   const problems = names.map((name) => nameProblem(name)
@@ -202,22 +202,6 @@ clientOptions(subcommand<ClientOpts & { version: number; out?: string; force?: b
   .option('--out <file>', 'write the one value here (0600) or to stdout with -, instead of the cryptstore')
   .option('--force', 'replace --out if it exists');
 
-// A script's question, before it acts: would retrieve take these names? Answered by retrieve's
-// own check, so the answer cannot drift from it (retrieve --check-only asks it with the rest of
-// retrieve's flags, as first-boot.sh does before certifying).
-subcommand<JsonOption>(program, 'check-names',
-  'check that retrieve would take NAME... into the cryptstore, reading and connecting to nothing: exit 0, or 2 naming each refused and why',
-  async (_o, args) => {
-    const names = [...new Set(args)];
-    try {
-      checkFetchNames({}, names);
-    } catch (e) {
-      throw checkAnswer(e);
-    }
-    return { json: { count: names.length } };
-  })
-  .argument('<name...>', 'resource names (after --, a name may begin with "-")');
-
 clientOptions(subcommand<ClientOpts & { version: number }>(program, 'delete', 'delete one version of NAME, or all of them (needs an ACL rule)',
   async (o, args) => {
     checkName(args[0]!);
@@ -277,7 +261,6 @@ const COMMON = '--server 10.0.0.5:8120 --domain datica --policy-cert policy-cert
 const EXAMPLES: Record<string, string[]> = {
   store: [`key-client store vhd/disk-1 --in disk-1.key ${COMMON}`],
   retrieve: [`key-client retrieve vhd/disk-1 vhd/disk-2 ${COMMON}`, `key-client retrieve api/token --out - ${COMMON} | my-app --token-stdin`],
-  'check-names': ['key-client check-names -- vhd/disk-1 vhd/disk-2'],
   delete: [`key-client delete vhd/disk-1 --version 2 ${COMMON} --credential-cert operator.pem --credential-key operator-key.pem`],
   list: [`key-client list vhd/ --json ${COMMON}`],
   provision: [`key-client provision --config secrets.json ${COMMON}`],

@@ -4,19 +4,18 @@
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { join } from 'node:path';
 import { CertifierError } from '../../lib/errors/index.ts';
-import { escapeInvisible, printableName, shown } from '../../lib/wire/index.ts';
+import { escapeInvisible, printableName } from '../../lib/wire/index.ts';
 import { exportPrivateKey, generateKeyPair, toHex, type KeyAlg } from '../../lib/crypto/index.ts';
 import type { KeyObject } from 'node:crypto';
 import { checkWritable, makePrivateDir, readFileLimited, realFilePath, refuseOwnFiles, writeFileAtomic, writeFilesAtomic } from '../../lib/files/index.ts';
 import { createPolicyCert, domainOfPolicyOrganization, issueAdmissionCert, parseCertificate, platformProblem, readCertificate, toPem, validatePolicyCert } from '../../lib/pki/index.ts';
-import { domainProblem } from '../../lib/pki/admission.ts';
 import { loadPolicy, makePolicy, sameKey } from '../../lib/policy/index.ts';
 import { generateSimulatedPlatform, platformCertificate, TEST_PLATFORM_WARNING } from '../../lib/attest/index.ts';
 import { AUTHORITY_PLATFORM, endsWithPolicyCert, initTrust, noRenewalPast, ROLE_PLATFORM_PREFIX } from '../../lib/certifier/index.ts';
 import { checkRoleName, issueRoleCert } from '../../lib/keyservice/roles.ts';
 import { storeFiles } from '../common/io.ts';
 import { openToCertify } from '../common/new-store.ts';
-import { checkAnswer, collect, domainName, fileOut, intInRange, note, subcommand, warn, type JsonOption } from '../common/cli.ts';
+import { collect, domainName, fileOut, intInRange, note, subcommand, warn, type JsonOption } from '../common/cli.ts';
 import { storeOptions, withProtector, type ProtectionOptions } from '../common/protection.ts';
 import { loadPlatform } from '../common/platform.ts';
 import { KEY_FILE_LIMIT, measureFile, parseHostPort, publicKeyFrom, parseMeasurementHex, readCertificateFile, readMeasurementFile, readPrivateKeyFile, readPublicKeyFile } from '../common/keys.ts';
@@ -82,18 +81,6 @@ export function addTrustCommands(program: Command): void {
     .option('--days <n>', 'certificate lifetime in days', intInRange(1, 36600), 3650)
     .option('--force', 'replace existing files')
     .addHelpText('after', examples(['cert-utility generate-policy-key --domain datica --key-out policy-key.pem --cert-out policy-cert.pem']));
-
-  // A script's question, before it makes anything: would --domain take D? Answered by --domain's
-  // own rule, so the answer cannot drift from it (generate-policy-key --check-only asks it with the
-  // rest of that command's flags, as deployment-setup.sh does).
-  subcommand<JsonOption>(program, 'check-domain', 'check that --domain takes DOMAIN, reading and writing nothing: exit 0, or 2 saying why not',
-    async (_o, args) => {
-      const problem = domainProblem(args[0]!);
-      if (problem) throw checkAnswer(new CertifierError('USAGE', `${problem}, not ${shown(args[0]!)}`));
-      return { json: { domain: args[0] } };
-    })
-    .argument('<domain>', 'the policy domain, e.g. datica')
-    .addHelpText('after', examples(['cert-utility check-domain datica']));
 
   subcommand<JsonOption & { outDir: string; alg: KeyAlg; force?: boolean }>(program, 'generate-platform-keys',
     'simulated platform (a TEST platform): platform key and certificate, attestation key, endorsement',

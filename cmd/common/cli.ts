@@ -168,10 +168,8 @@ function renderError(command: Command, e: unknown): number {
   } else {
     // A message may quote what it was given (a file name): no control character reaches the terminal raw.
     process.stderr.write(`${program}: error: ${escapeInvisible(message)} [${code}]\n`);
-    // A check's refusal (check-names, check-domain, a command run with --check-only) is its
-    // answer, not a misuse of it.
-    const answer = (e instanceof CertifierError && e.details?.answer === true) || flagTyped(command, '--check-only');
-    if (status === ExitStatus.usage && !answer) {
+    // The refusal of a command run with --check-only is its answer, not a misuse of it.
+    if (status === ExitStatus.usage && !flagTyped(command, '--check-only')) {
       const sub = command.commands.find((c) => c.name() === process.argv[2]);
       process.stderr.write(`hint: run "${program}${sub ? ` ${sub.name()}` : ''} --help" for usage\n`);
     }
@@ -373,12 +371,4 @@ export function choice(name: string, description: string, choices: readonly stri
 /** A required choice a user must give. */
 export function usage(message: string): CertifierError {
   return new CertifierError('USAGE', message);
-}
-
-/**
- * A check command's answer "no": the USAGE error the checked command would give, marked so that
- * no "run --help for usage" hint follows it (a script asked, and the question was well put).
- */
-export function checkAnswer(e: unknown): unknown {
-  return e instanceof CertifierError ? new CertifierError(e.code, e.message, { details: { ...e.details, answer: true }, cause: e.cause }) : e;
 }

@@ -1,22 +1,26 @@
-// The checks scripts ask of the programs before they act, answered by the programs' own rules:
-// key-client check-names (first-boot.sh's --keys) and cert-utility check-domain
-// (deployment-setup.sh's --domain). Names come in through argv as a script passes them, bytes
-// that are not UTF-8 included; every refusal names what it refuses, escaped, and exits 2 (USAGE).
+// The input scripts hand the programs, asked about with --check-only before they act: the names
+// of key-client retrieve (first-boot.sh's --keys) and the --domain of cert-utility
+// generate-policy-key (deployment-setup.sh's --domain). Names come in through argv as a script
+// passes them, bytes that are not UTF-8 included; every refusal names what it refuses, escaped,
+// and exits 2 (USAGE).
 
 import { expect } from 'chai';
 import { domainProblem } from '../../lib/pki/admission.ts';
 import { tagProblem } from '../../lib/wire/index.ts';
-import { run, runWithBytes, tempDir, type RunResult } from '../support/helpers.ts';
+import { runWithBytes, tempDir, type RunResult } from '../support/helpers.ts';
 
 const CONTROL = /[\x00-\x09\x0b-\x1f\x7f]/; // anything but a line's end, raw on a terminal
 
-describe('key-client check-names and cert-utility check-domain', function () {
+describe('--check-only on the names retrieve takes and the domain generate-policy-key takes', function () {
   this.slow(4_000);
   let tmp: ReturnType<typeof tempDir>;
   before(() => (tmp = tempDir('check-input-')));
   after(() => tmp.cleanup());
 
-  const names = (args: (string | Uint8Array)[], json = false) => runWithBytes('key-client', ['check-names', ...(json ? ['--json'] : []), '--', ...args], { cwd: tmp.dir });
+  // Files that are not there: a check reads none of them.
+  const client = ['--server', 'kms.internal:8120', '--domain', 'datica', '--policy-cert', 'policy-cert.pem', '--store', 'store', '--sealed', '--platform-dir', 'platform', '--measurement-file', 'measurement'];
+  const names = (args: (string | Uint8Array)[], json = false) =>
+    runWithBytes('key-client', ['retrieve', '--check-only', ...client, ...(json ? ['--json'] : []), '--', ...args], { cwd: tmp.dir });
   const refused = (r: RunResult, message: string) => {
     expect(r.status, r.stderr).to.equal(2);
     expect(r.stderr).to.contain(`key-client: error: ${message} [USAGE]`);
@@ -55,7 +59,7 @@ describe('key-client check-names and cert-utility check-domain', function () {
     refused(await names([tooLong]), `the name "${longest}..." (257 characters) is longer than 256 characters (counted in UTF-16 units: a character beyond U+FFFF, such as an emoji, counts as two)`);
   });
 
-  it('refuses the tags where the cryptstore keeps an identity or a key-server its storage key, as retrieve does, naming every name it refuses in one error', async () => {
+  it('refuses the tags where the cryptstore keeps an identity or a key-server its storage key, naming every name it refuses in one error', async () => {
     for (const tag of ['datica-private-auth-key', 'other-admission-certificate']) {
       refused(await names([tag]), `"${tag}" is where init-trust keeps a machine's identity in the cryptstore; fetch it to a file with --out`);
     }
@@ -71,48 +75,49 @@ describe('key-client check-names and cert-utility check-domain', function () {
     refused(over, '1001 names is too many for one run: a key-server answers at most 1000 requests on a connection; fetch at most 1000 at a time');
   });
 
-  it('takes names beginning with "-" after --, needs at least one name, and reads and writes nothing', async () => {
+  it('takes names beginning with "-" after --, and needs at least one name', async () => {
     const dash = await names(['-x', '--out=leak']);
     expect([dash.status, dash.out, dash.stderr]).to.deep.equal([0, '', '']);
-    const none = await run('key-client', ['check-names'], { cwd: tmp.dir });
-    expect(none.status).to.equal(2);
-    expect(none.stderr).to.contain("key-client: error: missing required argument 'name' [USAGE]");
+    refused(await names([]), "missing required argument 'name'");
   });
 
-  it('answers with one JSON document under --json: the count, or the usual error document, escaped', async () => {
+  it('answers with one JSON document under --json: checked, or the usual error document, escaped', async () => {
     const ok = await names(['vhd/disk-1', 'vhd/disk-2', 'vhd/disk-1'], true);
     expect([ok.status, ok.stderr]).to.deep.equal([0, '']);
-    expect(ok.json()).to.deep.equal({ ok: true, count: 2 });
+    expect(ok.json()).to.deep.equal({ ok: true, checked: true });
     const bad = await names(['vhd/disk-1', 'a\x1bb', Uint8Array.from([0x61, 0xff])], true);
     expect([bad.status, bad.stderr]).to.deep.equal([2, '']);
     expect(bad.out).not.to.match(CONTROL);
     expect(bad.json()).to.deep.equal({ ok: false, error: { code: 'USAGE', message: 'the name "a\\u001bb" contains a control character; the name "a\ufffd" is not valid UTF-8', exitStatus: 2 } });
   });
 
-  const domain = (args: (string | Uint8Array)[]) => runWithBytes('cert-utility', ['check-domain', ...args], { cwd: tmp.dir });
+  const domain = (d: string | Uint8Array, json = false) =>
+    runWithBytes('cert-utility', ['generate-policy-key', '--check-only', '--key-out', 'k.pem', '--cert-out', 'c.pem', ...(json ? ['--json'] : []), '--domain', d], { cwd: tmp.dir });
+  const DOMAIN_RULE = 'is invalid. expected letters, digits, ".", "_" or "-" (at most 253, starting with a letter or digit)';
 
-  it('check-domain takes a domain --domain takes (exit 0) and refuses any other by the same rule, escaped (USAGE, exit 2)', async () => {
-    for (const d of ['datica', 'd'.repeat(253), 'a.b_c-1', 'd'.repeat(254), '-datica', '.datica', 'dat ica', 'dat\u00e9ica', 'datica\n', 'dat\x1bica', '']) {
-      const r = await domain(['--', d]);
-      if (!domainProblem(d)) {
-        expect([r.status, r.out, r.stderr], JSON.stringify(d)).to.deep.equal([0, '', '']);
-        continue;
-      }
-      expect(r.status, JSON.stringify(d)).to.equal(2);
-      expect(r.stderr).to.contain(`cert-utility: error: the domain must be letters, digits, ".", "_" or "-" (at most 253, starting with a letter or digit), not ${JSON.stringify(d).slice(0, 65)}`);
-      expect(r.stderr).to.contain('[USAGE]').and.not.match(CONTROL).and.not.contain('hint:');
+  it('--domain takes a domain by its rule (exit 0) and refuses any other, escaped (USAGE, exit 2)', async () => {
+    for (const d of ['datica', 'd'.repeat(253), 'a.b_c-1']) {
+      const r = await domain(d);
+      expect([domainProblem(d), r.status, r.out, r.stderr], d).to.deep.equal([undefined, 0, '', '']);
     }
-    const bytes = await domain([Uint8Array.from([0x64, 0xff])]);
-    expect(bytes.status).to.equal(2);
-    expect(bytes.stderr).to.contain('not "d\ufffd" [USAGE]');
+    const refusals: [string | Uint8Array, string][] = [
+      ['d'.repeat(254), 'd'.repeat(254)], ['-datica', '-datica'], ['.datica', '.datica'], ['dat ica', 'dat ica'], ['dat\u00e9ica', 'dat\u00e9ica'],
+      ['datica\n', 'datica\\u000a'], ['dat\x1bica', 'dat\\u001bica'], [Uint8Array.from([0x64, 0xff]), 'd\ufffd'],
+    ];
+    for (const [d, as] of refusals) {
+      const r = await domain(d);
+      expect(r.status, as).to.equal(2);
+      expect(r.stderr).to.equal(`cert-utility: error: option '--domain <name>' argument '${as}' ${DOMAIN_RULE} [USAGE]\n`);
+      expect(r.stderr).not.to.match(CONTROL);
+    }
   });
 
-  it('check-domain answers with one JSON document under --json', async () => {
-    const ok = await domain(['--json', 'datica']);
-    expect(ok.json()).to.deep.equal({ ok: true, domain: 'datica' });
-    const bad = await domain(['--json', '--', 'dat\x1bica']);
+  it('--domain refused under --json is one JSON document, escaped', async () => {
+    const ok = await domain('datica', true);
+    expect(ok.json()).to.deep.equal({ ok: true, checked: true });
+    const bad = await domain('dat\x1bica', true);
     expect([bad.status, bad.stderr]).to.deep.equal([2, '']);
     expect(bad.out).not.to.match(CONTROL);
-    expect(bad.json()).to.deep.equal({ ok: false, error: { code: 'USAGE', message: 'the domain must be letters, digits, ".", "_" or "-" (at most 253, starting with a letter or digit), not "dat\\u001bica"', exitStatus: 2 } });
+    expect(bad.json()).to.deep.equal({ ok: false, error: { code: 'USAGE', message: `option '--domain <name>' argument 'dat\u001bica' ${DOMAIN_RULE}`, exitStatus: 2 } });
   });
 });
