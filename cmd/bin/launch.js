@@ -13,6 +13,7 @@ import { randomBytes } from 'node:crypto';
 import { chmodSync, closeSync, fchmodSync, fsyncSync, lstatSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, sep } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { WORKING_DIRECTORY_GONE } from './working-directory.js';
 
 // Without a listener, SIGUSR1 opens Node's inspector on 127.0.0.1:9229, where any local user could
 // run code inside a program that holds keys. A listener keeps it shut; a server may give the
@@ -54,7 +55,7 @@ export async function launch(program) {
   // "stop", so one arriving while it starts (systemd's ExecReload right after a start) is kept for
   // the server to act on once it serves; SIGINT or SIGTERM (a unit stopped as it starts) is kept
   // too, and the server stops cleanly as soon as it is up (exit 0). Only Node's own start, the
-  // shim's first line and the loading of this file (built-in modules only) come before.
+  // shim's first line and the loading of this file (built-in modules and working-directory.js only) come before.
   if ((program === 'key-server' || program === 'simpleserver') && process.argv.slice(2).find((a) => !a.startsWith('-')) === 'serve') {
     const early = { hangups: 0, stop: undefined, onHangup: () => void early.hangups++, onStop: (signal) => void (early.stop ??= signal) };
     globalThis[Symbol.for('certifier.earlySignals')] = early;
@@ -96,7 +97,7 @@ function refuseRemovedWorkingDirectory(entry) {
     process.cwd();
   } catch {
     const program = entry.startsWith('cmd') ? basename(entry, '.ts') : basename(dirname(entry));
-    process.stderr.write(`${program}: error: the working directory no longer exists (it was removed since this shell entered it): cd to one that does [FILE_ERROR]\n`);
+    process.stderr.write(`${program}: error: ${WORKING_DIRECTORY_GONE} [FILE_ERROR]\n`);
     process.exit(1);
   }
 }

@@ -8,6 +8,7 @@ import { basename } from 'node:path';
 import { CertifierError, ExitStatus, exitStatusOf } from '../../lib/errors/index.ts';
 import { domainProblem } from '../../lib/pki/admission.ts';
 import { escapeInvisible, visibleJson } from '../../lib/wire/index.ts';
+import { WORKING_DIRECTORY_GONE } from '../bin/working-directory.js';
 
 /** What a command hands back to be rendered. */
 export interface Result {
@@ -320,7 +321,7 @@ export async function run(program: Command, argv = process.argv): Promise<void> 
  */
 function workingDirectoryGone(e: unknown): CertifierError | undefined {
   if ((e as NodeJS.ErrnoException)?.syscall !== 'uv_cwd') return undefined;
-  return new CertifierError('FILE_ERROR', 'the working directory no longer exists (it was removed since this shell entered it): cd to one that does, or give absolute paths', { cause: e });
+  return new CertifierError('FILE_ERROR', WORKING_DIRECTORY_GONE, { cause: e });
 }
 
 // ---- option parsers (a bad value is a usage error) ----------------------------------------

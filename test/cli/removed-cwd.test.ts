@@ -40,6 +40,6 @@ describe('cli: a working directory that was removed', function () {
     expect(existsSync(join(tmp.dir, 'k2'))).to.equal(true);
     const relative = inRemovedDirectory(join(tmp.dir, 'gone-3'), ['new-key-file', '--out', 'k3']);
     expect(relative.status).to.equal(1);
-    expect(relative.stderr).to.equal('cert-utility: error: the working directory no longer exists (it was removed since this shell entered it): cd to one that does, or give absolute paths [FILE_ERROR]\n');
+    expect(relative.stderr).to.equal('cert-utility: error: the working directory no longer exists (it was removed since this shell entered it): cd to one that does [FILE_ERROR]\n');
   });
 });

@@ -16,7 +16,7 @@ describe('cmd/bin/launch.js: bundles kept current', function () {
     tmp = tempDir('launch-');
     mkdirSync(join(tmp.dir, 'cmd', 'bin'), { recursive: true });
     mkdirSync(join(tmp.dir, 'lib'));
-    copyFileSync(join(ROOT, 'cmd', 'bin', 'launch.js'), join(tmp.dir, 'cmd', 'bin', 'launch.js'));
+    for (const file of ['launch.js', 'working-directory.js']) copyFileSync(join(ROOT, 'cmd', 'bin', file), join(tmp.dir, 'cmd', 'bin', file));
     copyFileSync(join(ROOT, 'tsconfig.json'), join(tmp.dir, 'tsconfig.json'));
     writeFileSync(join(tmp.dir, 'package.json'), JSON.stringify({ type: 'module' }));
     symlinkSync(join(ROOT, 'node_modules'), join(tmp.dir, 'node_modules'));
