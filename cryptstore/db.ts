@@ -46,7 +46,9 @@ export async function openDb(dir: string, create: boolean): Promise<Db> {
     if (/permission denied/i.test(cause?.message ?? '')) {
       throw new CertifierError('FILE_ERROR', `cannot open the cryptstore at ${dir}: permission denied (${cause?.message})`, { cause: e });
     }
-    const disk = diskFailure(e, dir, !create);
+    // LevelDB writes (a new log and manifest) as it opens a store, so a command that only reads
+    // one meets a full or failing disk here: FILE_ERROR saying so, not a damaged store.
+    const disk = levelFileError(e, `the cryptstore at ${dir}`, create ? 'written' : 'opened');
     if (disk) throw disk;
     throw new CertifierError('STORE_FORMAT', `cannot open ${dir} as a cryptstore: ${cause?.message ?? (e as Error).message}`, { cause: e });
   }
@@ -54,18 +56,11 @@ export async function openDb(dir: string, create: boolean): Promise<Db> {
 }
 
 /**
- * A LevelDB failure that is a file operation's (the disk full, read-only or failing, a limit
- * reached: see levelFileError): FILE_ERROR saying so, rather than a damaged store or a bug;
- * undefined for any other failure. `opening`: LevelDB writes (a new log and manifest) as it opens
- * a store, so a command that only reads it meets the disk there.
+ * Rejects with FILE_ERROR for a write LevelDB failed on a file operation (the disk full, read-only
+ * or failing, a limit reached: see levelFileError), rather than a damaged store or a bug; else with `e`.
  */
-export function diskFailure(e: unknown, dir: string, opening = false): CertifierError | undefined {
-  return levelFileError(e, `the cryptstore at ${dir}`, opening ? 'opened' : 'written');
-}
-
-/** Rejects with diskFailure's error where there is one, else with `e`. */
 export function writeFailed(dir: string): (e: unknown) => Promise<never> {
-  return (e: unknown) => Promise.reject(diskFailure(e, dir) ?? e);
+  return (e: unknown) => Promise.reject(levelFileError(e, `the cryptstore at ${dir}`, 'written') ?? e);
 }
 
 const MUST_OWN = 'a cryptstore must belong to the user who opens it';

@@ -8,7 +8,7 @@ import { CertifierError } from '../../lib/errors/index.ts';
 import { MAX_VERSION, decode, encode, type CryptstoreBundle, type CryptstoreMetadata } from '../../lib/wire/index.ts';
 import { randomBytes, utf8 } from '../../lib/crypto/index.ts';
 import { Cryptstore, KeyFileProtector, MAX_BLOB_BYTES, MAX_BUNDLE_BYTES, PassphraseProtector, exportStore, importStore } from '../../cryptstore/index.ts';
-import { diskFailure } from '../../cryptstore/db.ts';
+import { writeFailed } from '../../cryptstore/db.ts';
 import { tempDir } from '../support/helpers.ts';
 import { rejects } from '../support/rejects.ts';
 
@@ -261,23 +261,24 @@ describe('cryptstore', () => {
       expect(statSync(dir).mode & 0o777).to.equal(0o777);
     });
 
-    it('says a full disk is a full disk (FILE_ERROR), not a damaged store', () => {
-      const e = diskFailure({ cause: { message: 'IO error: /s/MANIFEST-000007: No space left on device' } }, '/s');
+    // How LevelDB's failures read is lib/files' (files-level-failure.test.ts); the cryptstore names itself.
+    const written = (e: unknown) => writeFailed('/s')(e).then(() => undefined, (x: unknown) => x as CertifierError | undefined);
+
+    it('says a full disk is a full disk (FILE_ERROR), not a damaged store', async () => {
+      const e = await written({ cause: { message: 'IO error: /s/MANIFEST-000007: No space left on device' } });
       expect([e?.code, e?.message]).to.deep.equal(['FILE_ERROR', 'the cryptstore at /s cannot be written: the disk is full: IO error: /s/MANIFEST-000007: No space left on device']);
-      expect(diskFailure({ cause: { message: 'IO error: /s/MANIFEST-000007: No space left on device' } }, '/s', true)?.message).to.contain('/s cannot be opened, as LevelDB writes to a store to open it');
-      expect(diskFailure({ cause: { message: 'Corruption: bad block' } }, '/s')).to.equal(undefined);
-      expect(diskFailure({ cause: { message: 'IO error: /s/MANIFEST-000027: File too large' } }, '/s')?.message).to.contain('a file size limit is reached');
+      const damaged = { cause: { message: 'Corruption: bad block' } };
+      expect(await written(damaged), 'any other failure passes as it is').to.equal(damaged);
+      expect((await written({ cause: { message: 'IO error: /s/MANIFEST-000027: File too large' } }))?.message).to.contain('a file size limit is reached');
     });
 
-    it('says a process out of file descriptors is (FILE_ERROR), and claims an open that failed on an I/O error changed nothing only where it knows', () => {
-      const e = diskFailure({ cause: { message: 'IO error: /s/000009.log: Too many open files' } }, '/s');
+    it('says a process out of file descriptors is (FILE_ERROR)', async () => {
+      const e = await written({ cause: { message: 'IO error: /s/000009.log: Too many open files' } });
       expect([e?.code, e?.message]).to.deep.equal(['FILE_ERROR', 'the cryptstore at /s cannot be written: this process has no file descriptor left (ulimit -n, LimitNOFILE=): IO error: /s/000009.log: Too many open files']);
-      expect(diskFailure({ cause: { message: 'IO error: /s/000009.log: Too many open files' } }, '/s', true)?.message).to.contain('/s cannot be opened (what it holds is unchanged): this process has no file descriptor left');
-      expect(diskFailure({ cause: { message: 'IO error: /s/CURRENT: Input/output error' } }, '/s', true)?.message).to.equal('the cryptstore at /s cannot be opened: the disk reported an I/O error: IO error: /s/CURRENT: Input/output error');
     });
 
-    it('says a write LevelDB failed on any file operation is FILE_ERROR, in LevelDB\'s words, not an internal error', () => {
-      const e = diskFailure(Object.assign(new Error('IO error: /s/000009.log: Permission denied'), { code: 'LEVEL_IO_ERROR' }), '/s');
+    it('says a write LevelDB failed on any file operation is FILE_ERROR, in LevelDB\'s words, not an internal error', async () => {
+      const e = await written(Object.assign(new Error('IO error: /s/000009.log: Permission denied'), { code: 'LEVEL_IO_ERROR' }));
       expect([e?.code, e?.message]).to.deep.equal(['FILE_ERROR', 'the cryptstore at /s cannot be written: IO error: /s/000009.log: Permission denied']);
     });
 
