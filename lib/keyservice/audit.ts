@@ -401,7 +401,7 @@ export class AuditLog {
       // Told once, until a rotation succeeds. (FILE.end written but the file not renamed is a
       // rotation cut short, which open and verify-audit take.)
       if (!this.rotationFailing) {
-        this.options.onRotateFailed?.(new CertifierError('FILE_ERROR', `the audit log ${this.path} cannot be rotated (${(e as Error).message}); it goes on in its file, and each write tries again`, { cause: e }));
+        this.options.onRotateFailed?.(new CertifierError('FILE_ERROR', `the audit log ${this.path} cannot be rotated: ${endPath(this.path)} cannot be written (${met(e)}); it goes on in its file, and each write tries again`, { cause: e }));
       }
       this.rotationFailing = true;
       return;
@@ -444,6 +444,15 @@ export class AuditLog {
   }
 
   private failure(cause: Error): CertifierError {
-    return new CertifierError('FILE_ERROR', `the audit log ${this.path} cannot be written (${describeErrno(cause)}); no further decisions can be recorded`, { cause });
+    return new CertifierError('FILE_ERROR', `the audit log ${this.path} cannot be written (${met(cause)}); no further decisions can be recorded`, { cause });
   }
+}
+
+/**
+ * What a failed write of the log or of FILE.end met, in lib/files' words (describeErrno): "the disk
+ * is full". lib/files' own error (writeFileAtomic's "cannot write PATH: why") is said by its cause,
+ * the path being named by the message it goes into.
+ */
+function met(e: unknown): string {
+  return describeErrno(e instanceof CertifierError && e.cause !== undefined ? e.cause : e);
 }

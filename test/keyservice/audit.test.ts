@@ -318,8 +318,8 @@ describe('audit log', () => {
     });
 
     it('goes on in its file when FILE.end cannot be written (a full disk), telling it once, and rotates at a later write', async () => {
-      const failed: string[] = [];
-      const log = await AuditLog.open(path, { rotateBytes: 1, onRotateFailed: (e) => failed.push(e.code) });
+      const failed: string[][] = [];
+      const log = await AuditLog.open(path, { rotateBytes: 1, onRotateFailed: (e) => failed.push([e.code, e.message]) });
       mkdirSync(`${path}.end`); // FILE.end cannot be put in place, as on a disk with no inode left
       await log.append(entry(1));
       await log.append(entry(2));
@@ -327,7 +327,8 @@ describe('audit log', () => {
       // waited for, or that try could meet FILE.end's place free below and rotate at line 2.
       await (log as unknown as { flushing?: Promise<void> }).flushing;
       log.checkUsable();
-      expect([failed, segments()]).to.deep.equal([['FILE_ERROR'], []]);
+      // Said as a failed write of the log is, in lib/files' words (describeErrno).
+      expect([failed, segments()]).to.deep.equal([[['FILE_ERROR', `the audit log ${path} cannot be rotated: ${path}.end cannot be written (is a directory); it goes on in its file, and each write tries again`]], []]);
       rmSync(`${path}.end`, { recursive: true });
       await log.append(entry(3));
       await log.close();
