@@ -21,7 +21,7 @@ export interface Requirement { name: string; comparator: Comparator; value: Prop
 /** The SEV-SNP properties a verifier reports (see lib/attest/sev-snp) and a policy may name. */
 export const SNP_PROPERTY = {
   debug: 'debug', migrateMa: 'migrate-ma', smtAllowed: 'smt-allowed', singleSocket: 'single-socket',
-  abiMajor: 'abi-major', abiMinor: 'abi-minor', vmpl: 'vmpl', guestSvn: 'guest-svn',
+  abiMajor: 'abi-major', abiMinor: 'abi-minor', abiVersion: 'abi-version', vmpl: 'vmpl', guestSvn: 'guest-svn',
   tcbBootloader: 'tcb-bootloader', tcbTee: 'tcb-tee', tcbSnp: 'tcb-snp', tcbMicrocode: 'tcb-microcode',
   launchTcbBootloader: 'launch-tcb-bootloader', launchTcbTee: 'launch-tcb-tee', launchTcbSnp: 'launch-tcb-snp', launchTcbMicrocode: 'launch-tcb-microcode',
   hostData: 'host-data', idKeyDigest: 'id-key-digest', authorKeyDigest: 'author-key-digest',
@@ -50,7 +50,17 @@ export interface TrustedProperties extends Window {
   requirements: Requirement[];
 }
 
-export const describeRequirement = (r: Requirement) => `${r.name} ${r.comparator} ${r.value}`;
+/**
+ * abi-version is the guest policy's ABI_MAJOR and ABI_MINOR as one number (major * 256 + minor),
+ * so that one comparison orders major first, then minor; people read and write it as MAJOR.MINOR.
+ */
+export const abiVersionNumber = (major: number, minor: number) => major * 256 + minor;
+const abiVersionText = (v: number) => `${Math.floor(v / 256)}.${v % 256}`;
+
+/** A property's value as people read it: abi-version as MAJOR.MINOR, anything else as it is. */
+export const showValue = (name: string, value: PropertyValue) => (name === SNP_PROPERTY.abiVersion && typeof value === 'number' ? abiVersionText(value) : String(value));
+
+export const describeRequirement = (r: Requirement) => `${r.name} ${r.comparator} ${showValue(r.name, r.value)}`;
 
 const certLabel = (der: Uint8Array) => `cert:${createHash('sha256').update(der).digest('hex').slice(0, 16)}`;
 
@@ -60,7 +70,8 @@ export function describePlatform(p: PlatformMessage | undefined): string {
   const cert = p?.attestKey?.certificate;
   if (cert?.length) parts.push(`${p?.attestKey?.keyName ?? 'root'} ${certLabel(cert)}`);
   for (const prop of p?.props?.props ?? []) {
-    parts.push(`${prop.propertyName ?? '?'} ${prop.comparator ?? '?'} ${prop.valueType === 'int' ? prop.intValue ?? '?' : prop.stringValue ?? '?'}`);
+    const value = prop.valueType === 'int' ? prop.intValue : prop.stringValue;
+    parts.push(`${prop.propertyName ?? '?'} ${prop.comparator ?? '?'} ${value === undefined ? '?' : showValue(prop.propertyName ?? '', value)}`);
   }
   return `platform[${parts.join(', ')}]`;
 }
@@ -124,9 +135,10 @@ export function propertiesOf(e: EntityMessage, what: string): { platformType: st
 function unmet(r: Requirement, have: PropertyValue | undefined): string | undefined {
   if (have === undefined) return `the evidence has no ${r.name}, which the policy requires (${describeRequirement(r)})`;
   if (typeof have !== typeof r.value) return `the evidence's ${r.name} is ${JSON.stringify(have)}, not comparable with ${describeRequirement(r)}`;
-  if (r.comparator === '=') return have === r.value ? undefined : `${r.name} is ${have}, and the policy requires ${describeRequirement(r)}`;
+  const refused = `${r.name} is ${showValue(r.name, have)}, and the policy requires ${describeRequirement(r)}`;
+  if (r.comparator === '=') return have === r.value ? undefined : refused;
   const ok = r.comparator === '>=' ? Number(have) >= Number(r.value) : Number(have) <= Number(r.value);
-  return ok ? undefined : `${r.name} is ${have}, and the policy requires ${describeRequirement(r)}`;
+  return ok ? undefined : refused;
 }
 
 export type PropertyOutcome = { ok: true; proof: string[] } | { ok: false; reason: string };
@@ -146,7 +158,7 @@ export function checkProperties(claims: TrustedProperties[], platform: string, h
     const all = [...c.requirements, ...(PROPERTY_DEFAULTS[platform] ?? []).filter((d) => !named.has(d.name))];
     const failure = all.map((r) => unmet(r, have[r.name])).find((f) => f !== undefined);
     if (!failure) {
-      return { ok: true, proof: [`policy: policyKey says platform[${platform}] has-trusted-platform-property: ${all.map((r) => `${describeRequirement(r)} (is ${have[r.name]})`).join(', ')}`] };
+      return { ok: true, proof: [`policy: policyKey says platform[${platform}] has-trusted-platform-property: ${all.map((r) => `${describeRequirement(r)} (is ${showValue(r.name, have[r.name]!)})`).join(', ')}`] };
     }
     firstFailure ??= failure;
   }

@@ -108,12 +108,14 @@ describe('SEV-SNP end to end: simpleserver + init-trust --platform sev-snp (test
       ['gust-svn>=0', 'no SEV-SNP property is named "gust-svn"'], ['host-data>=5', 'host-data is text'], ['guest-svn=abc', 'guest-svn is a number'],
       ['smt-allowed=2', 'smt-allowed is reported as a number from 0 to 1'], ['report-version=9', 'report-version is reported as a number from 2 to 5'],
       ['signing-key=vcke', 'signing-key is vcek or vlek'], ['image-id=zz', 'image-id is 32 hex digits'], ['family-id=01', 'family-id is 32 hex digits'], [`host-data=${'ab'.repeat(31)}`, 'host-data is 64 hex digits'],
+      ['abi-version>=307', 'abi-version is MAJOR.MINOR'], ['abi-version>=1.256', 'abi-version is MAJOR.MINOR, each from 0 to 255'],
     ]) {
       const r = await policy(prop!);
       expect(r.status, r.stderr).to.equal(2);
       expect(r.stderr).to.contain(why);
     }
     for (const prop of ['guest-svn>=2', 'signing-key=VCEK', `host-data=${'ab'.repeat(32)}`]) ok(await policy(prop));
+    expect(ok(await policy('abi-version>=1.51')).out, 'written as one number, shown as MAJOR.MINOR').to.contain('abi-version >= 1.51');
   });
 
   it('certifies the machine: evidence from the temporary configfs-tsm, verified to the test root, admission certificate stored', async () => {

@@ -9,7 +9,7 @@ import { generateKeyPair, publicKeyOf, randomBytes, toHex, toKeyMessage } from '
 import { encode, type SignedClaimSequence } from '../../lib/wire/index.ts';
 import {
   evaluate, formatCertifierTime, loadPolicy, makePolicy, keyEntity, saysClause, signClaim, propertiesEntity,
-  SEV_SNP_PLATFORM, type Decision, type Requirement,
+  abiVersionNumber, SEV_SNP_PLATFORM, type Decision, type Requirement,
 } from '../../lib/policy/index.ts';
 import { parseReport, pinnedArk, reportDataFor, snpProperties, verifyEvidence } from '../../lib/attest/index.ts';
 import { NOW, snpSupport } from './support.ts';
@@ -103,7 +103,7 @@ describe('SEV-SNP policy: roots and platform properties', () => {
     b.set(fill(48, 0xa1), 0x110); // AUTHOR_KEY_DIGEST
     const hex = (n: number, x: number) => toHex(fill(n, x));
     const common = {
-      debug: 0, 'migrate-ma': 0, 'smt-allowed': 1, 'single-socket': 0, 'abi-major': 1, 'abi-minor': 2, vmpl: 1, 'guest-svn': 70000,
+      debug: 0, 'migrate-ma': 0, 'smt-allowed': 1, 'single-socket': 0, 'abi-major': 1, 'abi-minor': 2, 'abi-version': 0x0102, vmpl: 1, 'guest-svn': 70000,
       'tcb-bootloader': 11, 'tcb-tee': 12, 'tcb-snp': 13, 'tcb-microcode': 14,
       'launch-tcb-bootloader': 31, 'launch-tcb-tee': 32, 'launch-tcb-snp': 33, 'launch-tcb-microcode': 34, 'host-data': hex(32, 0xc0), 'family-id': hex(16, 0xf1), 'image-id': hex(16, 0x1d),
       'signing-key': 'vlek', 'report-version': 5, 'id-key-digest': hex(48, 0xe0),
@@ -113,6 +113,19 @@ describe('SEV-SNP policy: roots and platform properties', () => {
     expect(snpProperties(parseReport(b)), 'AUTHOR_KEY_EN clear').to.deep.equal(common);
     b[0x48]! |= 1; // AUTHOR_KEY_EN
     expect(snpProperties(parseReport(b)), 'AUTHOR_KEY_EN set').to.deep.equal({ ...common, 'author-key-digest': hex(48, 0xa1) });
+  });
+
+  it('requires a minimum ABI in one comparison: abi-version >= 1.51 admits 1.51 and 2.0, refuses 1.50 and 0.255 (abi-major and abi-minor apart cannot say it)', async () => {
+    const atLeast = policyBytes({ requirements: [...TCB, { name: 'abi-version', comparator: '>=', value: abiVersionNumber(1, 51) }] });
+    const abi = (major: number, minor: number) => ({ policy: 0x30000n | BigInt(major << 8) | BigInt(minor) });
+    expect((await decide(atLeast, abi(1, 51))).allow, '1.51').to.equal(true);
+    expect((await decide(atLeast, abi(2, 0))).allow, '2.0, whose minor is below 51').to.equal(true);
+    const d = await decide(atLeast, abi(1, 50));
+    expect(d).to.include({ allow: false, code: 'PLATFORM_PROPERTY_DENIED' });
+    if (!d.allow) expect(d.reason).to.equal('abi-version is 1.50, and the policy requires abi-version >= 1.51');
+    expect((await decide(atLeast, abi(0, 255))).allow, '0.255, whose minor is above 51').to.equal(false);
+    const p = loadPolicy(atLeast, policyKey.publicKey);
+    expect(p.statements[1]).to.contain('abi-version >= 1.51]');
   });
 
   it('lets a policy require a platform flag: platform-alias-check-complete = 1 refuses a platform that has not ruled out memory aliasing', async () => {

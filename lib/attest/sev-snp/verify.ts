@@ -8,7 +8,7 @@ import type { KeyObject } from 'node:crypto';
 import { CertifierError } from '../../errors/index.ts';
 import { bytesEqual, hash, toHex } from '../../crypto/index.ts';
 import { decode, type AttestationUserData, type ValidTrustRequest } from '../../wire/index.ts';
-import { keyLabel, parseCertifierTime, SEV_SNP_PLATFORM, SNP_PROPERTY, type EvidenceFacts, type PropertyValue } from '../../policy/index.ts';
+import { abiVersionNumber, keyLabel, parseCertifierTime, SEV_SNP_PLATFORM, SNP_PROPERTY, type EvidenceFacts, type PropertyValue } from '../../policy/index.ts';
 import { certHwId, certProductName, certTcb, pinnedAmdCerts, pinnedProductOf, readAmdCert, readAmdCertOnce, type AmdCert } from './amd-certs.ts';
 import { validateAmdChain, type AmdChain } from './chain.ts';
 import { checkRevocation, type VerifiedAmdCrl } from './crl.ts';
@@ -122,7 +122,8 @@ export function snpProperties(r: SnpReport): Record<string, PropertyValue> {
   const out: Record<string, PropertyValue> = {
     [P.debug]: r.policy.debug ? 1 : 0, [P.migrateMa]: r.policy.migrateMa ? 1 : 0,
     [P.smtAllowed]: r.policy.smtAllowed ? 1 : 0, [P.singleSocket]: r.policy.singleSocket ? 1 : 0,
-    [P.abiMajor]: r.policy.abiMajor, [P.abiMinor]: r.policy.abiMinor, [P.vmpl]: r.vmpl, [P.guestSvn]: r.guestSvn,
+    [P.abiMajor]: r.policy.abiMajor, [P.abiMinor]: r.policy.abiMinor, [P.abiVersion]: abiVersionNumber(r.policy.abiMajor, r.policy.abiMinor),
+    [P.vmpl]: r.vmpl, [P.guestSvn]: r.guestSvn,
     [P.tcbBootloader]: r.reportedTcb.bootloader, [P.tcbTee]: r.reportedTcb.tee, [P.tcbSnp]: r.reportedTcb.snp, [P.tcbMicrocode]: r.reportedTcb.microcode,
     // The TCB the guest was launched (or imported) under, which a live firmware or microcode update leaves behind.
     [P.launchTcbBootloader]: r.launchTcb.bootloader, [P.launchTcbTee]: r.launchTcb.tee, [P.launchTcbSnp]: r.launchTcb.snp, [P.launchTcbMicrocode]: r.launchTcb.microcode,
