@@ -152,6 +152,14 @@ describe('SEV-SNP path validation (test signer)', () => {
     expect(v.chain.intermediate.name).to.equal('SEV-VLEK-TEST');
   });
 
+  it('refuses a VCEK the ASVK signed, and a VLEK the ASK signed, with SNP_CHAIN_UNTRUSTED (wrong-intermediate): AMD\'s two paths do not cross', () => {
+    const vcek = refusal({ report, certs: [s.crossSigned('vcek'), s.asvk], at: NOW, roots: [s.ark] });
+    expect(vcek).to.include({ code: 'SNP_CHAIN_UNTRUSTED', reason: 'wrong-intermediate' });
+    expect(vcek.message).to.contain('"SEV-VLEK-TEST", an ASVK, which signs VLEKs only: a VCEK must be signed by an ASK');
+    const vlekReport = s.report({ reportData: randomBytes(64), measurement: MEASUREMENT, signingKey: 'vlek' });
+    expect(refusal({ report: vlekReport, certs: [s.crossSigned('vlek'), s.ask], at: NOW, roots: [s.ark] })).to.include({ code: 'SNP_CHAIN_UNTRUSTED', reason: 'wrong-intermediate' });
+  });
+
   it('refuses a certificate of the other kind than the report\'s SIGNING_KEY names with SNP_VCEK_MISMATCH', () => {
     const vlekReport = s.report({ reportData: randomBytes(64), measurement: MEASUREMENT, signingKey: 'vlek' });
     expect(refusal({ report: vlekReport, certs: [s.vcek, s.ask], at: NOW, roots: [s.ark] })).to.include({ code: 'SNP_VCEK_MISMATCH', reason: 'signing-key-kind' });

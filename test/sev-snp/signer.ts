@@ -118,6 +118,12 @@ export class TestSnpSigner {
     return pssCertificate({ subject: 'SEV-VCEK', issuer: 'SEV-TEST', key: this.keys.vcek, signer: this.keys.ask, extensions: amdExtensions(tcb, chipId) }, this.now);
   }
 
+  /** This signer's VCEK (or VLEK) issued by the other intermediate than AMD's path has: ARK -> ASVK -> VCEK, ARK -> ASK -> VLEK. */
+  crossSigned(kind: 'vcek' | 'vlek'): Uint8Array {
+    const [subject, issuer, signer] = kind === 'vcek' ? ['SEV-VCEK', 'SEV-VLEK-TEST', this.keys.asvk] : ['SEV-VLEK', 'SEV-TEST', this.keys.ask];
+    return pssCertificate({ subject, issuer, key: this.keys[kind], signer, extensions: amdExtensions(this.tcb, kind === 'vcek' ? this.chipId : undefined) }, this.now);
+  }
+
   /** A well-formed, signed report. */
   report(f: ReportFields): Uint8Array {
     const b = new Uint8Array(REPORT_SIZE);

@@ -8,10 +8,10 @@ import { join } from 'node:path';
 import { sha256, toHex } from '../../lib/crypto/index.ts';
 import { readCertificate } from '../../lib/pki/index.ts';
 import {
-  AMD_PRODUCTS, certProductName, certTcb, isPssSignedBy, kdsVcekPath, parseReport, pinnedAmdCerts, pinnedArk, readAmdCert,
-  snpProperties, verifySnpReport, type SnpReport, type TcbVersion,
+  AMD_PRODUCTS, certProductName, certTcb, checkIntermediateKind, isPssSignedBy, kdsVcekPath, parseReport, pinnedAmdCerts, pinnedArk, readAmdCert,
+  snpProperties, validateAmdChain, verifySnpReport, type SnpReport, type TcbVersion,
 } from '../../lib/attest/index.ts';
-import { EXPECTED, NAMES, NOW, SNP_DIR as DIR, vector } from './support.ts';
+import { EXPECTED, NAMES, NOW, refusalOf, SNP_DIR as DIR, vector } from './support.ts';
 
 const tcb = (t: TcbVersion) => ({ hex: t.hex, bootloader: t.bootloader, tee: t.tee, snp: t.snp, microcode: t.microcode });
 
@@ -93,6 +93,30 @@ describe('SEV-SNP vectors: parsing and verification against the pinned AMD roots
         }
       });
     }
+
+    it('keeps AMD\'s two paths apart with its real certificates in the wrong roles: an ASVK above a VCEK, an ASK above a VLEK, an ARK in the middle (wrong-intermediate)', () => {
+      for (const p of pinnedAmdCerts()) {
+        const [ark, ask, asvk] = [readAmdCert(p.ark, 'ARK'), readAmdCert(p.ask, 'ASK'), readAmdCert(p.asvk, 'ASVK')];
+        expect(() => checkIntermediateKind(ask, 'vcek'), `${p.product} ASK above a VCEK`).to.not.throw();
+        expect(() => checkIntermediateKind(asvk, 'vlek'), `${p.product} ASVK above a VLEK`).to.not.throw();
+        for (const [c, kind] of [[asvk, 'vcek'], [ask, 'vlek'], [ark, 'vcek'], [ark, 'vlek']] as const) {
+          const r = refusalOf(() => checkIntermediateKind(c, kind));
+          expect(r, `${p.product} ${c.name} above a ${kind}`).to.include({ code: 'SNP_CHAIN_UNTRUSTED', reason: 'wrong-intermediate' });
+          expect(r.message).to.contain(`"${c.name}"`);
+        }
+      }
+      const milanAsvk = readAmdCert(readCertificate(readFileSync(join(DIR, 'amd', 'milan', 'asvk.pem'))), 'ASVK');
+      expect(refusalOf(() => checkIntermediateKind(milanAsvk, 'vcek')).message).to.equal('the VCEK certificate is signed by "SEV-VLEK-Milan", an ASVK, which signs VLEKs only: a VCEK must be signed by an ASK (ARK -> ASK -> VCEK) (wrong-intermediate)');
+    });
+
+    it('passes over an ASVK sent with a VCEK (a host\'s certificate table may carry one): a real VCEK names its ASK, and only the ASK verifies it', () => {
+      const virtee = vector('milan-virtee-sev');
+      const asvkDer = readCertificate(readFileSync(join(DIR, 'amd', 'milan', 'asvk.pem')));
+      const v = verifySnpReport({ report: virtee.report, certs: [virtee.vcek, asvkDer], at: NOW });
+      expect(v.chain.intermediate.name).to.equal('SEV-Milan');
+      const alone = { leaf: readAmdCert(virtee.vcek, 'VCEK'), kind: 'vcek' as const, intermediates: [readAmdCert(asvkDer, 'ASVK')], roots: [readAmdCert(pinnedArk('milan'), 'ARK')], at: NOW };
+      expect(refusalOf(() => validateAmdChain(alone)), 'the ASVK as the only intermediate').to.include({ code: 'SNP_CHAIN_UNTRUSTED', reason: 'no-issuer' });
+    });
 
     it('pins the same Milan and Genoa certificates the shared vectors hold', () => {
       for (const product of AMD_PRODUCTS) {

@@ -62,11 +62,29 @@ function findIssuer(child: AmdCert, candidates: AmdCert[], childRole: string, is
   return signer;
 }
 
+/** AMD names an ASK "SEV-<product>" and an ASVK "SEV-VLEK-<product>" (KDS; the pinned ones, the test signer's). */
+export function intermediateKind(c: AmdCert): 'ASK' | 'ASVK' | undefined {
+  if (c.name.startsWith('SEV-VLEK-')) return 'ASVK';
+  return c.name.startsWith('SEV-') ? 'ASK' : undefined;
+}
+
+/**
+ * AMD's two paths do not cross: ARK -> ASK -> VCEK, ARK -> ASVK -> VLEK. SNP_CHAIN_UNTRUSTED
+ * (reason wrong-intermediate) when the leaf's issuer is the other kind of intermediate, or neither.
+ */
+export function checkIntermediateKind(intermediate: AmdCert, kind: SigningKey): void {
+  const want = kind === 'vcek' ? 'ASK' : 'ASVK';
+  const have = intermediateKind(intermediate);
+  if (have === want) return;
+  const what = have ? `an ${have}, which signs ${have === 'ASK' ? 'VCEKs' : 'VLEKs'} only` : 'neither an ASK nor an ASVK';
+  throw fail('SNP_CHAIN_UNTRUSTED', 'wrong-intermediate', `the ${kind.toUpperCase()} certificate is signed by "${intermediate.name}", ${what}: a ${kind.toUpperCase()} must be signed by an ${want} (ARK -> ${want} -> ${kind.toUpperCase()})`, kind.toUpperCase());
+}
+
 const isP384 = (k: KeyObject) => k.asymmetricKeyType === 'ec' && k.asymmetricKeyDetails?.namedCurve === 'secp384r1';
 
 /**
  * Validates the path from a VCEK/VLEK to one of `roots`. Throws SNP_CHAIN_UNTRUSTED (no path, a
- * bad signature, wrong flags or algorithm), CERT_EXPIRED, BAD_CERTIFICATE or SNP_VCEK_MISMATCH
+ * bad signature, wrong flags or algorithm, a VCEK under an ASVK or a VLEK under an ASK), CERT_EXPIRED, BAD_CERTIFICATE or SNP_VCEK_MISMATCH
  * (the certificate is not the kind of key the report names), with details.reason.
  */
 export function validateAmdChain(i: ChainInput): AmdChain {
@@ -80,6 +98,7 @@ export function validateAmdChain(i: ChainInput): AmdChain {
   // A self-issued certificate (a root) may not stand in the middle of the path.
   const intermediates = i.intermediates.filter((c) => !bytesSame(c.issuerDer, c.subjectDer));
   const intermediate = findIssuer(leaf, intermediates, leafRole, interRole);
+  checkIntermediateKind(intermediate, i.kind);
   const root = findIssuer(intermediate, i.roots, interRole, 'root (ARK)');
   const rootAlgorithm = pssProblem(root);
   if (!bytesSame(root.issuerDer, root.subjectDer) || rootAlgorithm || !isPssSignedBy(root, root.publicKey)) {
