@@ -130,6 +130,14 @@ describe('SEV-SNP guest: configfs-tsm and the evidence package', () => {
     expect((await withFile.attest(userData)).factAssertion).to.have.length(3);
   });
 
+  it('says a masked chip id is masked, rather than naming a KDS path for chip 0000…, when the host attaches no VCEK', async () => {
+    fake = serveFakeTsm(tsm, signer, { measurement: MEASUREMENT, auxblob: false, fields: { chipId: new Uint8Array(64) } });
+    const userData = { enclaveType: 'sev-enclave', time: formatCertifierTime(new Date()), enclaveKey: toKeyMessage(publicKeyOf((await generateKeyPair('p256')).privateKey)) };
+    const e = await thrown((await SnpGuest.open({ tsm: { dir: tsm } })).attest(userData));
+    expect(e.code).to.equal('NOT_FOUND');
+    expect(e.message).to.contain('CHIP_ID is masked').and.contain('VLEK').and.not.contain('0000000000000000');
+  });
+
   it('cannot seal a cryptstore yet, and says what to use instead', async () => {
     fake = serveFakeTsm(tsm, signer, { measurement: MEASUREMENT });
     const guest = await SnpGuest.open({ tsm: { dir: tsm } });

@@ -13,7 +13,7 @@ import { checkProperties, evaluate, formatCertifierTime, loadPolicy, makePolicy,
 import {
   parseReport, pinnedArk, reportDataFor, reportSignatureValid, SIGNED_BYTES, snpProperties, SUPPORTED_REPORT_VERSIONS, verifyEvidence, verifySnpReport,
 } from '../../lib/attest/index.ts';
-import { NOW, snpSupport, vector } from './support.ts';
+import { NOW, refusalOf, snpSupport, vector } from './support.ts';
 import { TestSnpSigner } from './signer.ts';
 
 const DAY = 86_400_000;
@@ -140,6 +140,14 @@ describe('SEV-SNP refusals, each with its own code', () => {
         expect(code, `${a} report with ${b} VCEK`).to.equal('SNP_VCEK_MISMATCH');
       }
     }
+  });
+
+  it('refuses a report whose CHIP_ID is masked (all zeros) by saying so, and what the host can do, not by naming chip 0000…', () => {
+    const masked = new Uint8Array(virtee.report);
+    masked.fill(0, 0x1a0, 0x1e0);
+    const r = refusalOf(() => verifySnpReport({ report: masked, certs: [virtee.vcek], at: NOW }));
+    expect(r).to.include({ code: 'SNP_VCEK_MISMATCH', reason: 'chip-id-masked' });
+    expect(r.message).to.contain('CHIP_ID is masked').and.contain('MASK_CHIP_ID').and.contain('VLEK').and.not.contain('0000000000000000');
   });
 
   it('refuses a Milan VCEK against the Genoa root with SNP_CHAIN_UNTRUSTED', () => {

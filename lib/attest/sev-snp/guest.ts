@@ -8,9 +8,9 @@ import { encode, type AttestationUserData, type EvidencePackage } from '../../wi
 import type { Protector } from '../../../cryptstore/index.ts';
 import type { Platform } from '../platform.ts';
 import { parseCertTable } from './certtable.ts';
-import { parseReport, type SigningKey, type SnpReport } from './report.ts';
+import { isAllZero, parseReport, type SigningKey, type SnpReport } from './report.ts';
 import { requestTsmReport, type TsmOptions } from './tsm.ts';
-import { CERT_EVIDENCE, reportDataFor, SEV_ATTESTATION_EVIDENCE, SEV_ENCLAVE } from './verify.ts';
+import { CERT_EVIDENCE, MASKED_CHIP_ID, reportDataFor, SEV_ATTESTATION_EVIDENCE, SEV_ENCLAVE } from './verify.ts';
 
 export interface SnpGuestOptions {
   tsm?: TsmOptions;
@@ -61,6 +61,7 @@ export class SnpGuest implements Platform {
     if (!bytesEqual(report.reportData, reportData)) throw new CertifierError('INTEGRITY', 'the platform returned a report over other data than this request');
     const certs = this.o.certs?.length ? this.o.certs : certsFromTable(got.auxblob, report.signingKey);
     if (certs.length === 0) {
+      if (report.signingKey === 'vcek' && isAllZero(report.chipId)) throw new CertifierError('NOT_FOUND', `no VCEK certificate, and none can be fetched: ${MASKED_CHIP_ID}`);
       const where = report.signingKey === 'vcek' ? `fetch it ahead of time from AMD's Key Distribution Service (KDS), path ${kdsVcekPath(report)}` : 'a VLEK comes from the cloud provider';
       throw new CertifierError('NOT_FOUND', `no ${report.signingKey.toUpperCase()} certificate: the host attached none to the report (configfs-tsm auxblob), and none was given with --vcek; ${where} (KDS; see the README)`);
     }

@@ -72,12 +72,16 @@ const MAX_VMPL = 3;
 const flag = (v: bigint, n: number) => Number((v >> BigInt(n)) & 1n);
 const tcbOf = (t: { bootloader: number; tee: number; snp: number; microcode: number }) => `${t.bootloader}/${t.tee}/${t.snp}/${t.microcode}`;
 
+export const MASKED_CHIP_ID = 'the report\'s CHIP_ID is masked (all zeros: the host\'s SEV-SNP configuration sets MASK_CHIP_ID), so no VCEK can be matched to the chip that made it; such a host must sign reports with a VLEK (the cloud provider\'s), or stop masking the chip id';
+
 /** The VCEK/VLEK is bound to the report: a VCEK's hwID is CHIP_ID, and its TCB is REPORTED_TCB. */
 function checkBinding(report: SnpReport, leaf: AmdCert): void {
   if (report.signingKey === 'vcek') { // a VLEK belongs to a cloud provider, not to one chip
     const hwId = certHwId(leaf);
     if (!hwId) throw new CertifierError('BAD_CERTIFICATE', 'the VCEK has no hwID extension');
     if (report.maskChipKey) throw new CertifierError('SNP_VCEK_MISMATCH', 'the report was made with MASK_CHIP_KEY set: it is not signed with the chip\'s VCEK, so no VCEK can vouch for it');
+    // The host's SNP configuration (MASK_CHIP_ID) zeroes CHIP_ID: there is no chip to name, nor to match the VCEK's hwID with.
+    if (isAllZero(report.chipId)) throw new CertifierError('SNP_VCEK_MISMATCH', MASKED_CHIP_ID, { details: { reason: 'chip-id-masked' } });
     if (!bytesEqual(hwId, report.chipId)) {
       throw new CertifierError('SNP_VCEK_MISMATCH', `the VCEK belongs to chip ${toHex(hwId).slice(0, 16)}…, the report comes from chip ${toHex(report.chipId).slice(0, 16)}…`);
     }
