@@ -41,6 +41,9 @@ function expectedForFlip(report: Uint8Array, i: number, bit: number): ErrorCode 
     if (bit === 1) return 'SNP_VCEK_MISMATCH'; // MASK_CHIP_KEY: no chip id to match
     return bit === 2 ? 'SNP_VCEK_MISMATCH' : 'EVIDENCE_MALFORMED'; // SIGNING_KEY 1 (VLEK), or 2 and 4 (reserved)
   }
+  if ((i === 0x48 && bit >= 5) || (i > 0x48 && i < 0x4c)) return 'EVIDENCE_MALFORMED'; // the flags' reserved bits
+  // The reserved bytes of a version 2 report (the virtee report's version).
+  if ((i >= 0x4c && i < 0x50) || (i >= 0x188 && i < 0x1a0) || i === 0x1eb || i === 0x1ef || i >= 0x1f8) return 'EVIDENCE_MALFORMED';
   if (i >= 0x1a0 && i < 0x1e0) return 'SNP_VCEK_MISMATCH'; // CHIP_ID
   if ([0x180, 0x181, 0x186, 0x187].includes(i)) return 'SNP_TCB_MISMATCH'; // REPORTED_TCB's SPLs
   return 'REPORT_INVALID';
@@ -127,6 +130,31 @@ describe('SEV-SNP refusals, each with its own code', () => {
       if (got !== 'EVIDENCE_MALFORMED') accepted.push(`byte 0x${at.toString(16)}: ${got}`);
     }
     expect(accepted).to.deep.equal([]);
+  });
+
+  it('refuses anything but zeros in a reserved byte or flag bit the signature covers, naming the offset, as each version lays them out', () => {
+    const at = (version: number, offset: number, value = 1) => {
+      const b = new Uint8Array(virtee.report);
+      new DataView(b.buffer).setUint32(0, version, true);
+      b[offset] = value;
+      return b;
+    };
+    const refused: Record<number, number[]> = { 2: [0x4c, 0x4f, 0x188, 0x19f, 0x1eb, 0x1ef, 0x1f8, 0x29f], 3: [0x18b, 0x19f, 0x1f8, 0x207, 0x208], 4: [0x18b, 0x208, 0x29f], 5: [0x4c, 0x18b, 0x208, 0x29f] };
+    for (const [version, offsets] of Object.entries(refused)) {
+      for (const offset of offsets) {
+        const r = refusalOf(() => parseReport(at(Number(version), offset)));
+        expect(r.code, `version ${version}, 0x${offset.toString(16)}`).to.equal('EVIDENCE_MALFORMED');
+        expect(r.message).to.contain(`at 0x${offset.toString(16)}, reserved in a version ${version} report`);
+      }
+    }
+    expect(refusalOf(() => parseReport(at(2, 0x48, 0x20))).message).to.contain('reserved bits of its flags at 0x48');
+    expect(refusalOf(() => parseReport(at(2, 0x4b, 0x80))).code).to.equal('EVIDENCE_MALFORMED');
+    // Fields, not reserved: the CPUID bytes from version 3 on, the mitigation vectors in version 5 (and 4, unchecked there).
+    expect(parseReport(at(3, 0x18a)).cpuid?.stepping).to.equal(1);
+    expect(parseReport(at(5, 0x1f8)).mitigations?.launch).to.equal(1n);
+    expect(parseReport(at(4, 0x200)).version).to.equal(4);
+    // Every real report has zeros there: each one verifies (test/sev-snp/vectors.test.ts), and its bytes are checked here.
+    for (const name of ['milan-virtee-sev', 'milan-go-sev-guest', 'milan-trustee', 'genoa-azure-trustee']) expect(parseReport(vector(name).report).bytes.length, name).to.equal(1184);
   });
 
   it('refuses a VCEK from another vector with SNP_VCEK_MISMATCH (another chip)', () => {

@@ -91,6 +91,18 @@ export interface SnpReport {
   signature: { r: Uint8Array; s: Uint8Array };
 }
 
+/**
+ * The reserved bytes inside the signed area, [from, to), as AMD's layout has them for `version`:
+ * after the flags, after REPORTED_TCB (the CPUID bytes from version 3 on), after each firmware
+ * version, and after LAUNCH_TCB. Version 5 puts its mitigation vectors at 0x1F8..0x207; version
+ * 4 (no published layout) is left unchecked there too, since firmware issuing it may fill them.
+ */
+function reservedRanges(version: number): [number, number][] {
+  return [[0x4c, 0x50], [version >= 3 ? 0x18b : 0x188, 0x1a0], [0x1eb, 0x1ec], [0x1ef, 0x1f0], [version <= 3 ? 0x1f8 : 0x208, SIGNED_BYTES]];
+}
+/** Bits 5 to 31 of the flags word (0x48) are reserved. */
+const FLAGS_RESERVED = 0xffffffe0;
+
 const malformed = (why: string) => new CertifierError('EVIDENCE_MALFORMED', `the SEV-SNP report ${why}`);
 const bit = (v: bigint, n: number) => ((v >> BigInt(n)) & 1n) === 1n;
 
@@ -108,8 +120,9 @@ function signatureComponent(b: Uint8Array, at: number, name: string): Uint8Array
 
 /**
  * Parses an ATTESTATION_REPORT. EVIDENCE_MALFORMED for a wrong size, an unsigned report, an
- * unknown signature algorithm, or anything but zeros where the signature covers nothing (the
- * padding of r and s, and the reserved rest of the signature area: bytes changed after signing);
+ * unknown signature algorithm, anything but zeros where the signature covers nothing (the
+ * padding of r and s, and the reserved rest of the signature area: bytes changed after signing),
+ * or in a reserved byte or flag bit it covers (naming the offset);
  * SNP_REPORT_VERSION for a version other than 2 to 5, or a report from a Turin CPU (the field
  * layout is only known for those versions, on Milan and Genoa).
  */
@@ -132,6 +145,11 @@ export function parseReport(input: Uint8Array): SnpReport {
   if (keySel === 7) throw malformed('is not signed (SIGNING_KEY is 7, "none")');
   if (keySel > 1) throw malformed(`names signing key ${keySel}, which is reserved`);
   if (b.subarray(SIGNATURE_END).some((x) => x !== 0)) throw malformed('has bytes other than zero in the reserved part of its signature area (0x330..0x49F), which the signature does not cover');
+  if ((flags & FLAGS_RESERVED) !== 0) throw malformed(`sets reserved bits of its flags at 0x48 (0x${(flags >>> 0).toString(16)}; only bits 0 to 4 are defined)`);
+  for (const [from, to] of reservedRanges(version)) {
+    const at = b.subarray(from, to).findIndex((x) => x !== 0);
+    if (at >= 0) throw malformed(`has a byte other than zero at 0x${(from + at).toString(16)}, reserved in a version ${version} report (0x${from.toString(16)}..0x${(to - 1).toString(16)})`);
+  }
 
   const policy = u64(0x08);
   const info = u64(0x40);
