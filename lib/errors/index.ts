@@ -65,7 +65,7 @@ export const ErrorCodes = {
   NONCE_INVALID: ExitStatus.integrity,
   CHALLENGE_FAILED: ExitStatus.integrity,
   SNP_CHAIN_UNTRUSTED: ExitStatus.integrity,   // no valid VCEK/VLEK path to a trusted AMD root
-  SNP_VCEK_MISMATCH: ExitStatus.integrity,     // the VCEK is for another chip (or is not the key kind the report names)
+  SNP_VCEK_MISMATCH: ExitStatus.integrity,     // the VCEK is for another chip, the chip id is masked, or it is not the key kind the report names
   SNP_TCB_MISMATCH: ExitStatus.integrity,      // the VCEK was issued for another TCB than the report's REPORTED_TCB
   SNP_REPORT_DATA_MISMATCH: ExitStatus.integrity, // REPORT_DATA is not the hash of the user data sent with it
   SNP_CRL_STALE: ExitStatus.integrity,         // AMD's CRL for the path's root is past its nextUpdate (or dated ahead of the clock)
