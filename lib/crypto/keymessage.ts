@@ -5,7 +5,7 @@
 import { createPrivateKey, createPublicKey, type JsonWebKey, type KeyObject } from 'node:crypto';
 import { p256, p384 } from '@noble/curves/nist.js';
 import { CertifierError } from '../errors/index.ts';
-import { keyAlgOf, type KeyAlg } from './keys.ts';
+import { keyAlgOf, unsupportedKey, type KeyAlg } from './keys.ts';
 import { wipe } from './random.ts';
 import type { KeyMessage } from '../wire/types.ts';
 
@@ -88,9 +88,17 @@ function modInverse(a: bigint, m: bigint): bigint {
   return ((s0 % m) + m) % m;
 }
 
+const RSA_BITS = 2048;
+
 function rsaJwk(km: KeyMessage, wantPrivate: boolean): JsonWebKey {
   const r = km.rsaKey;
   if (!r?.publicModulus?.length || !r.publicExponent?.length) throw bad('rsa_key needs public_modulus and public_exponent');
+  // RSA-2048 is the only size used (keyAlgOf): another is refused before any arithmetic on it.
+  // Checking a private key's numbers grows with the square of their size, and anybody may send
+  // simpleserver a key (an endorsement's signer): one filling a 1 MiB frame took it many minutes.
+  const modulus = trim(r.publicModulus);
+  const bits = (modulus.length - 1) * 8 + 32 - Math.clz32(modulus[0]!);
+  if (bits !== RSA_BITS) throw unsupportedKey(`RSA-${bits}`);
   const [n, e] = [bytesToBig(r.publicModulus), bytesToBig(r.publicExponent)];
   if (n % 2n === 0n) throw bad('the RSA modulus is even');
   if (e < 3n || e % 2n === 0n) throw bad('the RSA public exponent must be odd and at least 3');

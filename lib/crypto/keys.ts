@@ -49,8 +49,12 @@ function readKeyAlg(key: KeyObject): KeyAlg {
   } else if (key.asymmetricKeyType === 'rsa' && d?.modulusLength === 2048) {
     return 'rsa2048';
   }
-  const what = key.asymmetricKeyType === 'rsa' ? `RSA-${d?.modulusLength}` : `${key.asymmetricKeyType} ${d?.namedCurve ?? ''}`.trim();
-  throw new CertifierError('UNSUPPORTED', `unsupported key type ${what}; use ECDSA P-256, P-384 or RSA-2048`);
+  throw unsupportedKey(key.asymmetricKeyType === 'rsa' ? `RSA-${d?.modulusLength}` : `${key.asymmetricKeyType} ${d?.namedCurve ?? ''}`.trim());
+}
+
+/** UNSUPPORTED for a key of type `what` ("RSA-1024", "ed25519"), naming the ones that are. */
+export function unsupportedKey(what: string): CertifierError {
+  return new CertifierError('UNSUPPORTED', `unsupported key type ${what}; use ECDSA P-256, P-384 or RSA-2048`);
 }
 
 export function exportPrivateKey(key: KeyObject, format: 'pem' | 'der' = 'pem'): Uint8Array {

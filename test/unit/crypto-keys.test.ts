@@ -449,6 +449,26 @@ describe('crypto keys', () => {
       expectCertifierError(() => fromKeyMessage({ keyType: 'rsa-1024-public', keyFormat: 'vse-key', rsaKey }), 'UNSUPPORTED', 'public');
     });
 
+    it('an RSA key_message of a modulus far larger than 2048 bits is refused (UNSUPPORTED) before any arithmetic on it, in milliseconds', () => {
+      // Anybody may send simpleserver such a key (an endorsement's signer): checking a private
+      // one's numbers grows with the square of its size, seconds here and minutes in one frame.
+      const factor = () => {
+        const b = randomBytes(16_384);
+        b[0] = b[0]! | 0xc0; // two top bits: the product has all 2 x 131,072 bits
+        b[b.length - 1] = b[b.length - 1]! | 1;
+        return big(b);
+      };
+      const [p, q] = [factor(), factor()];
+      const bytes = (n: bigint) => bigToBytes(n, Math.ceil(n.toString(16).length / 2));
+      const rsaKey = { publicModulus: bytes(p * q), publicExponent: bytes(65537n), privateExponent: bytes(3n), privateP: bytes(p), privateQ: bytes(q) };
+      for (const keyType of ['rsa-2048-private', 'rsa-2048-public']) {
+        const start = performance.now();
+        const e = expectCertifierError(() => fromKeyMessage({ keyType, keyFormat: 'vse-key', rsaKey }), 'UNSUPPORTED', keyType);
+        expect(e.message, keyType).to.contain('RSA-262144');
+        expect(performance.now() - start, `${keyType}: ms`).to.be.below(1000);
+      }
+    });
+
     describe('keys written by the original Certifier Framework', () => {
       const files = ['policy_key_file', 'platform_key_file.bin', 'attest_key_file.bin'];
       const policyCert = new X509Certificate(readFileSync(join(ORIGINAL, 'policy_cert_file.datica')));
