@@ -81,10 +81,12 @@ export function evaluate(policy: Policy, facts: EvidenceFacts, o: EvaluateOption
   }
 
   // Evidence with platform properties, or a policy naming some for this platform: they must hold.
+  let propertiesEnd: number | undefined;
   if (facts.properties || policy.properties.some((p) => p.platformType === facts.platform)) {
     const outcome = checkProperties(policy.properties, facts.platform, facts.properties ?? {}, o.at);
     if (!outcome.ok) return deny('PLATFORM_PROPERTY_DENIED', outcome.reason);
     proof.push(...outcome.proof);
+    propertiesEnd = outcome.notAfter.getTime();
   }
 
   const hex = toHex(facts.measurement);
@@ -94,7 +96,7 @@ export function evaluate(policy: Policy, facts: EvidenceFacts, o: EvaluateOption
   if (!trusted) return deny('CLAIM_EXPIRED', `the policy claim trusting measurement ${hex} is not valid at ${at} (${windows(measurements)})`);
   proof.push(`policy: policyKey says measurement ${hex} is-trusted`);
   proof.push(`therefore ${keyLabel(facts.enclaveKey)} is-trusted-for-authentication as measurement ${hex}`);
-  // A certificate never outlives the policy claims that justified it.
-  const notAfter = new Date(Math.min(platform.notAfter.getTime(), trusted.notAfter.getTime()));
+  // A certificate never outlives the policy claims that justified it, a property claim among them.
+  const notAfter = new Date(Math.min(platform.notAfter.getTime(), trusted.notAfter.getTime(), propertiesEnd ?? Infinity));
   return { allow: true, measurement: facts.measurement, platform: facts.platform, enclaveKey: facts.enclaveKey, proof, notAfter };
 }

@@ -141,7 +141,8 @@ function unmet(r: Requirement, have: PropertyValue | undefined): string | undefi
   return ok ? undefined : refused;
 }
 
-export type PropertyOutcome = { ok: true; proof: string[] } | { ok: false; reason: string };
+/** `notAfter`: when the claim that allowed it ends (of several satisfied, the last to end). */
+export type PropertyOutcome = { ok: true; proof: string[]; notAfter: Date } | { ok: false; reason: string };
 
 /**
  * Checks a verifier's properties against the policy's property claims for its platform, each
@@ -153,14 +154,16 @@ export function checkProperties(claims: TrustedProperties[], platform: string, h
   const current = mine.filter((c) => at >= c.notBefore && at <= c.notAfter);
   if (current.length === 0) return { ok: false, reason: `no ${platform} property claim of the policy is valid at ${at.toISOString()}` };
   let firstFailure: string | undefined;
+  let allowed: { proof: string[]; notAfter: Date } | undefined;
   for (const c of current) {
     const named = new Set(c.requirements.map((r) => r.name));
     const all = [...c.requirements, ...(PROPERTY_DEFAULTS[platform] ?? []).filter((d) => !named.has(d.name))];
     const failure = all.map((r) => unmet(r, have[r.name])).find((f) => f !== undefined);
     if (!failure) {
-      return { ok: true, proof: [`policy: policyKey says platform[${platform}] has-trusted-platform-property: ${all.map((r) => `${describeRequirement(r)} (is ${showValue(r.name, have[r.name]!)})`).join(', ')}`] };
-    }
+      if (allowed && allowed.notAfter >= c.notAfter) continue;
+      allowed = { proof: [`policy: policyKey says platform[${platform}] has-trusted-platform-property: ${all.map((r) => `${describeRequirement(r)} (is ${showValue(r.name, have[r.name]!)})`).join(', ')}`], notAfter: c.notAfter };
+      continue;    }
     firstFailure ??= failure;
   }
-  return { ok: false, reason: firstFailure! };
+  return allowed ? { ok: true, ...allowed } : { ok: false, reason: firstFailure! };
 }

@@ -207,6 +207,17 @@ describe('SEV-SNP policy: roots and platform properties', () => {
     }
   });
 
+  it('ends the decision no later than the property claim that allowed it, when that ends before the root and measurement claims', async () => {
+    const HOUR = 3_600_000;
+    const properties = makePolicy({
+      policyKey: policyKey.privateKey, platforms: [], measurements: [], platformProperties: [{ platformType: SEV_SNP_PLATFORM, requirements: TCB }],
+      notBefore: new Date(NOW.getTime() - HOUR), notAfter: new Date(NOW.getTime() + HOUR),
+    });
+    const d = await decide(joinPolicies(policyBytes({ requirements: null }), properties));
+    expect(d.allow, d.allow ? '' : d.reason).to.equal(true);
+    if (d.allow) expect(d.notAfter.toISOString()).to.equal(new Date(NOW.getTime() + HOUR).toISOString());
+  });
+
   it('denies evidence that verifies to a root the policy does not trust with PLATFORM_NOT_TRUSTED', async () => {
     expect(await decide(policyBytes({ roots: [pinnedArk('milan'), pinnedArk('genoa')] }))).to.include({ allow: false, code: 'PLATFORM_NOT_TRUSTED' });
   });
