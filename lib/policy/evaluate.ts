@@ -46,6 +46,11 @@ export type Decision =
   | { allow: true; measurement: Uint8Array; platform: string; enclaveKey: KeyObject; proof: string[]; /** when the first claim behind it ends */ notAfter: Date }
   | { allow: false; code: ErrorCode; reason: string; proof: string[] };
 
+/** Of the claims in force at `at`, the one that ends last (a policy may say a thing twice, an older claim beside its renewal). */
+function lastToEnd<T extends Window>(ws: T[], at: Date): T | undefined {
+  return ws.filter((w) => within(w, at)).reduce<T | undefined>((best, w) => (best && best.notAfter >= w.notAfter ? best : w), undefined);
+}
+
 function windows(ws: Window[]): string {
   return ws.map((w) => `valid from ${describeWindow(w)}`).join('; ');
 }
@@ -61,7 +66,7 @@ export function evaluate(policy: Policy, facts: EvidenceFacts, o: EvaluateOption
   // A vendor root vouches only for its own platform's evidence.
   const platforms = policy.platforms.filter((p) => sameKey(p.key, facts.platformKey) && (p.platformType === undefined || p.platformType === facts.platform));
   if (platforms.length === 0) return deny('PLATFORM_NOT_TRUSTED', `the platform key ${platformLabel} is not trusted for attestation by the policy`);
-  const platform = platforms.find((p) => within(p, o.at));
+  const platform = lastToEnd(platforms, o.at);
   if (!platform) return deny('CLAIM_EXPIRED', `the policy claim trusting platform key ${platformLabel} is not valid at ${at} (${windows(platforms)})`);
   proof.push(`policy: policyKey says ${platform.platformType ? `platform[${platform.platformType}, ${platform.label}]` : platformLabel} is-trusted-for-attestation`);
 
@@ -92,7 +97,7 @@ export function evaluate(policy: Policy, facts: EvidenceFacts, o: EvaluateOption
   const hex = toHex(facts.measurement);
   const measurements = policy.measurements.filter((m) => bytesEqual(m.measurement, facts.measurement));
   if (measurements.length === 0) return deny('MEASUREMENT_NOT_TRUSTED', `measurement ${hex} is not trusted by the policy`);
-  const trusted = measurements.find((m) => within(m, o.at));
+  const trusted = lastToEnd(measurements, o.at);
   if (!trusted) return deny('CLAIM_EXPIRED', `the policy claim trusting measurement ${hex} is not valid at ${at} (${windows(measurements)})`);
   proof.push(`policy: policyKey says measurement ${hex} is-trusted`);
   proof.push(`therefore ${keyLabel(facts.enclaveKey)} is-trusted-for-authentication as measurement ${hex}`);

@@ -24,8 +24,11 @@ describe('simpleserver: certificates end no later than the policy claims', funct
     tmp.cleanup();
   });
 
-  /** A certification under a policy whose platform claim ends in `claimsLeftMs`, and its measurement claim too unless told. */
-  async function certify(claimsLeftMs: number, name: string, measurementLeftMs = claimsLeftMs) {
+  /**
+   * A certification under a policy whose platform claim ends in `claimsLeftMs`, and its measurement
+   * claim too unless told; `renewedLeftMs`: then the same two claims again, ending then.
+   */
+  async function certify(claimsLeftMs: number, name: string, measurementLeftMs = claimsLeftMs, renewedLeftMs?: number) {
     const domain = 'claims';
     const policyKey = (await generateKeyPair('p256')).privateKey;
     const policyCert = await createPolicyCert({ privateKey: policyKey, domain });
@@ -36,7 +39,8 @@ describe('simpleserver: certificates end no later than the policy claims', funct
     const claims = (platforms: MakePolicyOptions['platforms'], measurements: Uint8Array[], leftMs: number) => makePolicy({
       policyKey, policyCert, platforms, measurements, notBefore: new Date(start - 60_000), notAfter: new Date(start + leftMs),
     });
-    const policy = loadPolicy(joinPolicies(claims([{ key: platformKeys.platformKey }], [], claimsLeftMs), claims([], [m], measurementLeftMs)), publicKeyOf(policyKey));
+    const renewed = renewedLeftMs === undefined ? [] : [claims([{ key: platformKeys.platformKey }], [m], renewedLeftMs)];
+    const policy = loadPolicy(joinPolicies(claims([{ key: platformKeys.platformKey }], [], claimsLeftMs), claims([], [m], measurementLeftMs), ...renewed), publicKeyOf(policyKey));
     const server: ChannelServer = await startCertifier({ policyKey, policyCert, policy, domain, host: '127.0.0.1', port: 0, certValiditySeconds: 86_400, log: () => {} });
     closers.push(() => server.close());
     const store = await Cryptstore.create(join(tmp.dir, name), new KeyFileProtector(randomBytes(32)));
@@ -64,5 +68,12 @@ describe('simpleserver: certificates end no later than the policy claims', funct
   it(`refuses with CLAIM_EXPIRED when the claims end in less than ${MIN_CERT_SECONDS} s`, async () => {
     const { result } = await certify(30_000, 'thirty-seconds');
     await rejects(result, 'CLAIM_EXPIRED');
+  });
+
+  it('follows, of the claims in force that say the same, the one that ends last, whatever their order in the policy', async () => {
+    const day = 86_400_000;
+    const { result } = await certify(30_000, 'renewed', 30_000, day);
+    const r = await result;
+    expect(r.peer.notAfter.getTime()).to.be.above(Date.now() + day - 60_000);
   });
 });
