@@ -36,15 +36,19 @@ interface Endorsement { platformKey: KeyObject; attestKey: KeyObject; notBefore:
 // request, and decoding it, importing its two keys and checking its signature was a third of the
 // server's work per certification. Verifying is a pure function of the bytes (its validity times
 // are judged later, by the policy, at the time of each request); failures are never kept.
+// Only those of an endorsement's usual size (about 1 KB, 2 for RSA keys) are kept: one is verified
+// before anything says whether to trust it, so anybody can send sound ones of their own making,
+// and padded to a megabyte (an unknown field) 64 of them held some 100 MB for as long as it ran.
 const endorsements = new LruMap<string, { platformKey: KeyObject; attestKey: KeyObject; notBefore: number; notAfter: number }>(64);
+const MAX_KEPT_ENDORSEMENT_BYTES = 8 * 1024;
 
 function verifyEndorsement(bytes: Uint8Array): Endorsement {
-  const id = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64');
-  let e = endorsements.get(id);
+  const id = bytes.length <= MAX_KEPT_ENDORSEMENT_BYTES ? Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64') : undefined;
+  let e = id === undefined ? undefined : endorsements.get(id);
   if (!e) {
     const v = verifyEndorsementBytes(bytes);
     e = { platformKey: v.platformKey, attestKey: v.attestKey, notBefore: v.notBefore.getTime(), notAfter: v.notAfter.getTime() };
-    endorsements.set(id, e);
+    if (id !== undefined) endorsements.set(id, e);
   }
   // KeyObjects never change; the dates are the caller's own.
   return { platformKey: e.platformKey, attestKey: e.attestKey, notBefore: new Date(e.notBefore), notAfter: new Date(e.notAfter) };

@@ -3,6 +3,8 @@
 
 import { expect } from 'chai';
 import { join } from 'node:path';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { generateKeyPair, randomBytes, sha256, sign, signatureAlgFor, toKeyMessage, publicKeyOf, utf8 } from '../../lib/crypto/index.ts';
 import { decode, encode, parseTrustRequest, type EvidencePackage, type SignedReport } from '../../lib/wire/index.ts';
@@ -155,6 +157,30 @@ describe('simulated platform and policy engine', () => {
       expect(d, what).to.include({ allow: false, code: 'CLAIM_EXPIRED' });
       if (!d.allow) expect(d.reason).to.match(/^the (endorsement|attestation report) is valid from/);
     }
+  });
+
+  it('keeps no endorsement padded to a megabyte among those it remembers: anybody may send such, and the memory stayed taken', async () => {
+    // A sound endorsement of the client's own making, and an unknown field of a megabyte after it
+    // (field 15, bytes): verifying it needs no trust, so the verifier remembered it.
+    const { endorsement } = await generateSimulatedPlatform();
+    const fill = Buffer.from(randomBytes(1 << 20));
+    const pkg = (i: number): EvidencePackage => {
+      fill.writeUInt32BE(i); // a different endorsement each time
+      const padded = Buffer.concat([endorsement, Uint8Array.of(0x7a, 0x80, 0x80, 0x40), fill]);
+      return { proverType: 'vse-verifier', enclaveType: 'simulated-enclave', factAssertion: [{ evidenceType: 'signed-claim', serializedEvidence: padded }, { evidenceType: 'signed-vse-attestation-report', serializedEvidence: Uint8Array.of(1) }] };
+    };
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    gc();
+    const used = () => { const m = process.memoryUsage(); return m.heapUsed + m.external; };
+    const before = used();
+    for (let i = 0; i < 64; i++) expect(() => verifyEvidence(request(pkg(i)).support), `request ${i}`).to.throw(CertifierError, 'not a valid signed_report');
+    // Buffers' memory goes back a moment after the collection that drops them.
+    for (let i = 0; i < 3; i++) {
+      gc();
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    expect((used() - before) / 2 ** 20, 'MiB kept').to.be.below(16);
   });
 
   it('refuses an endorsement signed by the wrong key with ENDORSEMENT_INVALID', async () => {
