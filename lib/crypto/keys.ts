@@ -1,7 +1,7 @@
 // Asymmetric keys: generation, and import/export as PKCS#8 / SPKI in PEM or DER.
 // Keys are node:crypto KeyObjects; the Certifier key_message form lives in keymessage.ts.
 
-import { createPrivateKey, createPublicKey, generateKeyPair as nodeGenerateKeyPair, type KeyObject } from 'node:crypto';
+import { createPrivateKey, createPublicKey, generateKeyPair as nodeGenerateKeyPair, type AsymmetricKeyDetails, type KeyObject } from 'node:crypto';
 import { p256, p384 } from '@noble/curves/nist.js';
 import { CertifierError } from '../errors/index.ts';
 
@@ -41,8 +41,40 @@ export function keyAlgOf(key: KeyObject): KeyAlg {
   return alg;
 }
 
+/** OpenSSL's bound on an RSA public exponent (OPENSSL_RSA_MAX_PUBEXP_BITS); real keys use 65537. */
+const MAX_RSA_EXPONENT_BITS = 64;
+const detailsOfKey = new WeakMap<KeyObject, AsymmetricKeyDetails | undefined>();
+
+/**
+ * The key's asymmetricKeyDetails; undefined for an RSA key whose public exponent is longer than
+ * 64 bits, which Node would turn into a BigInt in time growing with the square of its length
+ * (seconds for a 150 KB one, minutes for a frame's worth): keys come from anybody (a key_message
+ * in evidence, a certificate's SPKI), and the exponent's length is read from its JWK first.
+ */
+export function keyDetails(key: KeyObject): AsymmetricKeyDetails | undefined {
+  if (detailsOfKey.has(key)) return detailsOfKey.get(key);
+  let details: AsymmetricKeyDetails | undefined;
+  if (key.asymmetricKeyType === 'rsa' || key.asymmetricKeyType === 'rsa-pss') {
+    const e = publicKeyOf(key).export({ format: 'jwk' }).e ?? '';
+    details = exponentBits(e) > MAX_RSA_EXPONENT_BITS ? undefined : key.asymmetricKeyDetails;
+  } else {
+    details = key.asymmetricKeyDetails;
+  }
+  detailsOfKey.set(key, details);
+  return details;
+}
+
+/** The bit length of a big-endian integer in base64url. */
+function exponentBits(e: string): number {
+  const b = Buffer.from(e, 'base64url');
+  let i = 0;
+  while (i < b.length && b[i] === 0) i++;
+  return i === b.length ? 0 : (b.length - i - 1) * 8 + 32 - Math.clz32(b[i]!);
+}
+
 function readKeyAlg(key: KeyObject): KeyAlg {
-  const d = key.asymmetricKeyDetails;
+  const d = keyDetails(key);
+  if (!d && key.asymmetricKeyType === 'rsa') throw unsupportedKey(`RSA with a public exponent over ${MAX_RSA_EXPONENT_BITS} bits`);
   if (key.asymmetricKeyType === 'ec') {
     if (d?.namedCurve === 'prime256v1') return 'p256';
     if (d?.namedCurve === 'secp384r1') return 'p384';

@@ -15,6 +15,7 @@ import {
 } from '../../lib/crypto/index.ts';
 import { CertifierError, type ErrorCode } from '../../lib/errors/index.ts';
 import { decode, encode } from '../../lib/wire/index.ts';
+import { isPssSignedBy, pinnedAmdCerts, readAmdCert } from '../../lib/attest/index.ts';
 import type { KeyMessage } from '../../lib/wire/types.ts';
 import { VECTORS } from '../support/helpers.ts';
 
@@ -467,6 +468,27 @@ describe('crypto keys', () => {
         expect(e.message, keyType).to.contain('RSA-262144');
         expect(performance.now() - start, `${keyType}: ms`).to.be.below(1000);
       }
+    });
+
+    it('an RSA key whose public exponent is longer than 64 bits is refused (UNSUPPORTED) in milliseconds, from a key_message and from SPKI, and verifies no AMD certificate', () => {
+      // Node turns the exponent into a BigInt, in time growing with the square of its length (this
+      // one: seconds); a key_message or a certificate anybody sends may carry one.
+      const n = Buffer.from(pairs.rsa2048.publicKey.export({ format: 'jwk' }).n!, 'base64url');
+      const e = Buffer.from(randomBytes(150_000));
+      e[0] = e[0]! | 0x80;
+      e[e.length - 1] = e[e.length - 1]! | 1;
+      const fresh = () => createPublicKey({ key: { kty: 'RSA', n: n.toString('base64url'), e: e.toString('base64url') }, format: 'jwk' });
+      const spkiDer = new Uint8Array(fresh().export({ type: 'spki', format: 'der' }));
+      const ask = readAmdCert(pinnedAmdCerts()[0]!.ask, 'ASK');
+      const within = (what: string, f: () => void) => {
+        const start = performance.now();
+        f();
+        expect(performance.now() - start, `${what}: ms`).to.be.below(300);
+      };
+      within('key_message', () => expectCertifierError(() => fromKeyMessage({ keyType: 'rsa-2048-public', keyFormat: 'vse-key', rsaKey: { publicModulus: n, publicExponent: e } }), 'UNSUPPORTED', 'key_message'));
+      within('readSpki', () => expect(readSpki(spkiDer).alg).to.equal(undefined));
+      within('keyAlgOf', () => expectCertifierError(() => keyAlgOf(fresh()), 'UNSUPPORTED', 'keyAlgOf'));
+      within('isPssSignedBy', () => expect(isPssSignedBy(ask, fresh())).to.equal(false));
     });
 
     describe('keys written by the original Certifier Framework', () => {

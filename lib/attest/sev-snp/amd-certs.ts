@@ -7,6 +7,7 @@
 
 import { constants, createPublicKey, verify, type KeyObject } from 'node:crypto';
 import { CertifierError } from '../../errors/index.ts';
+import { keyDetails } from '../../crypto/index.ts';
 import { children, decodeOid, DerError, expectTag, readOne, TAG, type Tlv } from '../../pki/der.ts';
 import { bytesSame, MAX_CERTIFICATE_BYTES, pemBlocks, type CertStructure } from '../../pki/index.ts';
 import { readStructure } from '../../pki/structure.ts';
@@ -97,7 +98,7 @@ export function pssProblem(cert: PssSigned): string | undefined {
  */
 export function isPssSignedBy(cert: PssSigned, issuerKey: KeyObject): boolean {
   if (pssProblem(cert) !== undefined) return false;
-  if (issuerKey.asymmetricKeyType !== 'rsa' || (issuerKey.asymmetricKeyDetails?.modulusLength ?? 0) < 2048) return false;
+  if (issuerKey.asymmetricKeyType !== 'rsa' || (keyDetails(issuerKey)?.modulusLength ?? 0) < 2048) return false;
   try {
     return verify('sha384', cert.tbs, { key: issuerKey, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: AMD_PSS_SALT }, cert.signature);
   } catch {
