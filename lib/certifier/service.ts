@@ -62,11 +62,18 @@ export interface CertificationRecord {
 }
 
 /**
- * Takes each request's record; `unverified` marks a refusal of a request whose evidence was never
- * verified (unreadable, a field missing, evidence malformed or not signed as it should be): one
- * anybody who can connect may send at will, unlike an allow or a decision of the policy.
+ * Takes each request's record; `atWill` marks a refusal anybody who can connect may have as often
+ * as they like: of a request whose evidence was never verified (unreadable, a field missing,
+ * evidence malformed or not signed as it should be), or was verified but comes from no platform
+ * the policy trusts (BEFORE_TRUST), unlike an allow or the policy's decision on a trusted platform.
  */
-export type CertificationLog = (r: CertificationRecord, unverified: boolean) => void;
+export type CertificationLog = (r: CertificationRecord, atWill: boolean) => void;
+
+/**
+ * The policy's refusals made before it finds the evidence comes from a platform it trusts: sound
+ * evidence of a simulated platform of one's own making is free to make, so these are anybody's.
+ */
+const BEFORE_TRUST: readonly ErrorCode[] = ['PURPOSE_UNSUPPORTED', 'PLATFORM_NOT_TRUSTED'];
 
 export class CertifierService {
   private readonly config: CertifierConfig;
@@ -98,7 +105,7 @@ export class CertifierService {
       verified = true;
       const decision: Decision = evaluate(policy, facts, { at, purpose: req.purpose, ...(binding ? { expectedBinding: binding } : { sessionless: true }) });
       if (!decision.allow) {
-        this.log({ ...base, decision: 'deny', code: decision.code, reason: decision.reason, measurement: toHex(facts.measurement), platform: facts.platform }, false);
+        this.log({ ...base, decision: 'deny', code: decision.code, reason: decision.reason, measurement: toHex(facts.measurement), platform: facts.platform }, BEFORE_TRUST.includes(decision.code));
         return this.failed(tags, decision.code);
       }
       const notAfterLimit = Math.min(at.getTime() + this.config.certValiditySeconds * 1000, decision.notAfter.getTime());

@@ -8,7 +8,7 @@ import { generateKeyPair, publicKeyOf, randomBytes, sha256, utf8 } from '../../l
 import { createPolicyCert, toPem } from '../../lib/pki/index.ts';
 import { loadPolicy, makePolicy } from '../../lib/policy/index.ts';
 import { generateSimulatedPlatform, SimulatedEnclave } from '../../lib/attest/index.ts';
-import { initTrust, startCertifier } from '../../lib/certifier/index.ts';
+import { initTrust, requestCertificate, startCertifier } from '../../lib/certifier/index.ts';
 import { connect } from '../../lib/channel/index.ts';
 import { Cryptstore, KeyFileProtector } from '../../cryptstore/index.ts';
 import { tempDir } from '../support/helpers.ts';
@@ -73,6 +73,37 @@ describe('simpleserver: a flood of unreadable requests', function () {
     } finally {
       await server.close();
       await store.close();
+    }
+  });
+
+  it('holds to the same rate refusals of sound evidence from a platform the policy does not trust: anybody can make a simulated platform of their own', async () => {
+    const domain = 'flood';
+    const policyKey = (await generateKeyPair('p256')).privateKey;
+    const policyCert = await createPolicyCert({ privateKey: policyKey, domain });
+    const [trusted, own] = await Promise.all([generateSimulatedPlatform({ alg: 'p256' }), generateSimulatedPlatform({ alg: 'p256' })]);
+    const m = sha256(utf8('program'));
+    const policy = loadPolicy(makePolicy({
+      policyKey, policyCert, platforms: [{ key: trusted.platformKey }], measurements: [m], notBefore: new Date(Date.now() - 60_000), notAfter: new Date(Date.now() + 86_400_000),
+    }), publicKeyOf(policyKey));
+    const lines: { second: number; record: Record<string, unknown> }[] = [];
+    const server = await startCertifier({
+      policyKey, policyCert, policy, domain, host: '127.0.0.1', port: 0, certValiditySeconds: 86_400,
+      log: (record) => lines.push({ second: Math.floor(Date.now() / 1000), record: record as Record<string, unknown> }),
+    });
+    try {
+      const flood = 40;
+      const platform = new SimulatedEnclave(own.attestKey, own.endorsement, m);
+      const authKey = (await generateKeyPair('p256')).privateKey;
+      const codes = await Promise.all(Array.from({ length: flood }, () => requestCertificate({ host: '127.0.0.1', port: server.address.port, policyCert, platform, authKey }).then(() => 'allowed', (e) => e.code)));
+      expect(new Set(codes)).to.deep.equal(new Set(['PLATFORM_NOT_TRUSTED']));
+      const refusals = () => lines.filter((l) => l.record.event === 'certification' && l.record.code === 'PLATFORM_NOT_TRUSTED');
+      await waitFor(() => refusals().reduce((n, l) => n + Number(l.record.suppressed ?? 0) + (l.record.summary ? 0 : 1), 0) === flood, 3000, 'every refusal logged or counted');
+      const perSecond = new Map<number, number>();
+      for (const l of refusals()) if (!l.record.summary) perSecond.set(l.second, (perSecond.get(l.second) ?? 0) + 1);
+      expect(Math.max(...perSecond.values())).to.be.at.most(10);
+      expect(lines.filter((l) => l.record.event === 'closed')).to.deep.equal([]);
+    } finally {
+      await server.close();
     }
   });
 });
