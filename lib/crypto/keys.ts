@@ -46,17 +46,19 @@ const MAX_RSA_EXPONENT_BITS = 64;
 const detailsOfKey = new WeakMap<KeyObject, AsymmetricKeyDetails | undefined>();
 
 /**
- * The key's asymmetricKeyDetails; undefined for an RSA key whose public exponent is longer than
- * 64 bits, which Node would turn into a BigInt in time growing with the square of its length
- * (seconds for a 150 KB one, minutes for a frame's worth): keys come from anybody (a key_message
- * in evidence, a certificate's SPKI), and the exponent's length is read from its JWK first.
+ * The key's asymmetricKeyDetails; undefined for an RSASSA-PSS key, and for an RSA key whose public
+ * exponent is longer than 64 bits, which Node would turn into a BigInt in time growing faster than
+ * its length (seconds for a 150 KB one, minutes for a frame's worth): keys come from anybody (a
+ * key_message in evidence, a certificate's SPKI), so the exponent's length is read from its JWK first.
  */
 export function keyDetails(key: KeyObject): AsymmetricKeyDetails | undefined {
   if (detailsOfKey.has(key)) return detailsOfKey.get(key);
   let details: AsymmetricKeyDetails | undefined;
-  if (key.asymmetricKeyType === 'rsa' || key.asymmetricKeyType === 'rsa-pss') {
+  if (key.asymmetricKeyType === 'rsa') {
     const e = publicKeyOf(key).export({ format: 'jwk' }).e ?? '';
     details = exponentBits(e) > MAX_RSA_EXPONENT_BITS ? undefined : key.asymmetricKeyDetails;
+  } else if (key.asymmetricKeyType === 'rsa-pss') {
+    details = undefined; // no JWK to read the exponent from, and no use for the key here
   } else {
     details = key.asymmetricKeyDetails;
   }

@@ -239,19 +239,20 @@ describe('crypto keys', () => {
   });
 
   describe('refusing keys', () => {
-    const unsupported = {} as Record<'ed25519' | 'x25519' | 'p521' | 'secp256k1' | 'rsa1024' | 'rsa3072', { privateKey: KeyObject; publicKey: KeyObject }>;
+    const unsupported = {} as Record<'ed25519' | 'x25519' | 'p521' | 'secp256k1' | 'rsa1024' | 'rsa3072' | 'rsaPss', { privateKey: KeyObject; publicKey: KeyObject }>;
     before(async () => {
-      [unsupported.ed25519, unsupported.x25519, unsupported.p521, unsupported.secp256k1, unsupported.rsa1024, unsupported.rsa3072] = await Promise.all([
+      [unsupported.ed25519, unsupported.x25519, unsupported.p521, unsupported.secp256k1, unsupported.rsa1024, unsupported.rsa3072, unsupported.rsaPss] = await Promise.all([
         genPair('ed25519'),
         genPair('x25519'),
         genPair('ec', { namedCurve: 'P-521' }),
         genPair('ec', { namedCurve: 'secp256k1' }),
         genPair('rsa', { modulusLength: 1024 }),
         genPair('rsa', { modulusLength: 3072 }),
+        genPair('rsa-pss', { modulusLength: 2048 }),
       ]);
     });
 
-    it('keyAlgOf throws UNSUPPORTED for Ed25519, X25519, P-521, secp256k1, RSA-1024 and RSA-3072 keys', () => {
+    it('keyAlgOf throws UNSUPPORTED for Ed25519, X25519, P-521, secp256k1, RSA-1024, RSA-3072 and RSASSA-PSS keys', () => {
       for (const [name, pair] of Object.entries(unsupported)) {
         expectCertifierError(() => keyAlgOf(pair.privateKey), 'UNSUPPORTED', `${name} private`);
         expectCertifierError(() => keyAlgOf(pair.publicKey), 'UNSUPPORTED', `${name} public`);
