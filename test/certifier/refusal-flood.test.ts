@@ -14,25 +14,41 @@ import { Cryptstore, KeyFileProtector } from '../../cryptstore/index.ts';
 import { tempDir } from '../support/helpers.ts';
 import { waitFor } from '../channel/harness.ts';
 
+const domain = 'flood';
+const m = sha256(utf8('program'));
+type Line = { second: number; record: Record<string, unknown> };
+
+/** simpleserver trusting one simulated platform (returned) and `m`, each line it logs kept with its second. */
+async function startLogged() {
+  const policyKey = (await generateKeyPair('p256')).privateKey;
+  const policyCert = await createPolicyCert({ privateKey: policyKey, domain });
+  const platformKeys = await generateSimulatedPlatform({ alg: 'p256' });
+  const policy = loadPolicy(makePolicy({
+    policyKey, policyCert, platforms: [{ key: platformKeys.platformKey }], measurements: [m], notBefore: new Date(Date.now() - 60_000), notAfter: new Date(Date.now() + 86_400_000),
+  }), publicKeyOf(policyKey));
+  const lines: Line[] = [];
+  const server = await startCertifier({
+    policyKey, policyCert, policy, domain, host: '127.0.0.1', port: 0, certValiditySeconds: 86_400,
+    log: (record) => lines.push({ second: Math.floor(Date.now() / 1000), record: record as Record<string, unknown> }),
+  });
+  return { policyCert, platformKeys, lines, server };
+}
+
+/** Waits until `expected` events are each logged or counted (`suppressed`) among `lines()`; returns the most lines logged in one second. */
+async function mostInOneSecond(lines: () => Line[], expected: number, what: string): Promise<number> {
+  await waitFor(() => lines().reduce((n, l) => n + Number(l.record.suppressed ?? 0) + (l.record.summary ? 0 : 1), 0) === expected, 3000, `every ${what} logged or counted`);
+  const perSecond = new Map<number, number>();
+  for (const l of lines()) if (!l.record.summary) perSecond.set(l.second, (perSecond.get(l.second) ?? 0) + 1);
+  return Math.max(...perSecond.values());
+}
+
 describe('simpleserver: a flood of unreadable requests', function () {
   this.timeout(30_000);
   const tmp = tempDir('refusal-flood-');
   after(() => tmp.cleanup());
 
   it('logs at most ten refusals a second for each code, counts the rest, and still logs and serves a good certification', async () => {
-    const domain = 'flood';
-    const policyKey = (await generateKeyPair('p256')).privateKey;
-    const policyCert = await createPolicyCert({ privateKey: policyKey, domain });
-    const platformKeys = await generateSimulatedPlatform({ alg: 'p256' });
-    const m = sha256(utf8('program'));
-    const policy = loadPolicy(makePolicy({
-      policyKey, policyCert, platforms: [{ key: platformKeys.platformKey }], measurements: [m], notBefore: new Date(Date.now() - 60_000), notAfter: new Date(Date.now() + 86_400_000),
-    }), publicKeyOf(policyKey));
-    const lines: { second: number; record: Record<string, unknown> }[] = [];
-    const server = await startCertifier({
-      policyKey, policyCert, policy, domain, host: '127.0.0.1', port: 0, certValiditySeconds: 86_400,
-      log: (record) => lines.push({ second: Math.floor(Date.now() / 1000), record: record as Record<string, unknown> }),
-    });
+    const { policyCert, platformKeys, lines, server } = await startLogged();
     const store = await Cryptstore.create(join(tmp.dir, 'store'), new KeyFileProtector(randomBytes(32)));
     try {
       const garbage = async () => {
@@ -48,10 +64,7 @@ describe('simpleserver: a flood of unreadable requests', function () {
         Promise.all(Array.from({ length: flood / 2 }, garbage)),
       ]);
       const refusals = () => lines.filter((l) => l.record.event === 'certification' && l.record.code === 'MISSING_FIELD');
-      await waitFor(() => refusals().reduce((n, l) => n + Number(l.record.suppressed ?? 0) + (l.record.summary ? 0 : 1), 0) === flood, 3000, 'every refusal logged or counted');
-      const perSecond = new Map<number, number>();
-      for (const l of refusals()) if (!l.record.summary) perSecond.set(l.second, (perSecond.get(l.second) ?? 0) + 1);
-      expect(Math.max(...perSecond.values())).to.be.at.most(10); // README, Threat model
+      expect(await mostInOneSecond(refusals, flood, 'refusal')).to.be.at.most(10); // README, Threat model
       // The good certification: served, and its line in full.
       const allowed = lines.filter((l) => l.record.event === 'certification' && l.record.decision === 'allow').map((l) => l.record);
       expect(allowed).to.have.length(1);
@@ -66,10 +79,7 @@ describe('simpleserver: a flood of unreadable requests', function () {
         await c.close().catch(() => {});
       }));
       const empty = () => lines.slice(before).filter((l) => l.record.event === 'closed');
-      await waitFor(() => empty().reduce((n, l) => n + Number(l.record.suppressed ?? 0) + (l.record.summary ? 0 : 1), 0) === 40, 3000, 'every empty connection logged or counted');
-      const emptyPerSecond = new Map<number, number>();
-      for (const l of empty()) if (!l.record.summary) emptyPerSecond.set(l.second, (emptyPerSecond.get(l.second) ?? 0) + 1);
-      expect(Math.max(...emptyPerSecond.values())).to.be.at.most(10);
+      expect(await mostInOneSecond(empty, 40, 'empty connection')).to.be.at.most(10);
     } finally {
       await server.close();
       await store.close();
@@ -77,19 +87,7 @@ describe('simpleserver: a flood of unreadable requests', function () {
   });
 
   it('holds to the same rate refusals of sound evidence from a platform the policy does not trust: anybody can make a simulated platform of their own', async () => {
-    const domain = 'flood';
-    const policyKey = (await generateKeyPair('p256')).privateKey;
-    const policyCert = await createPolicyCert({ privateKey: policyKey, domain });
-    const [trusted, own] = await Promise.all([generateSimulatedPlatform({ alg: 'p256' }), generateSimulatedPlatform({ alg: 'p256' })]);
-    const m = sha256(utf8('program'));
-    const policy = loadPolicy(makePolicy({
-      policyKey, policyCert, platforms: [{ key: trusted.platformKey }], measurements: [m], notBefore: new Date(Date.now() - 60_000), notAfter: new Date(Date.now() + 86_400_000),
-    }), publicKeyOf(policyKey));
-    const lines: { second: number; record: Record<string, unknown> }[] = [];
-    const server = await startCertifier({
-      policyKey, policyCert, policy, domain, host: '127.0.0.1', port: 0, certValiditySeconds: 86_400,
-      log: (record) => lines.push({ second: Math.floor(Date.now() / 1000), record: record as Record<string, unknown> }),
-    });
+    const [{ policyCert, lines, server }, own] = await Promise.all([startLogged(), generateSimulatedPlatform({ alg: 'p256' })]);
     try {
       const flood = 40;
       const platform = new SimulatedEnclave(own.attestKey, own.endorsement, m);
@@ -97,10 +95,7 @@ describe('simpleserver: a flood of unreadable requests', function () {
       const codes = await Promise.all(Array.from({ length: flood }, () => requestCertificate({ host: '127.0.0.1', port: server.address.port, policyCert, platform, authKey }).then(() => 'allowed', (e) => e.code)));
       expect(new Set(codes)).to.deep.equal(new Set(['PLATFORM_NOT_TRUSTED']));
       const refusals = () => lines.filter((l) => l.record.event === 'certification' && l.record.code === 'PLATFORM_NOT_TRUSTED');
-      await waitFor(() => refusals().reduce((n, l) => n + Number(l.record.suppressed ?? 0) + (l.record.summary ? 0 : 1), 0) === flood, 3000, 'every refusal logged or counted');
-      const perSecond = new Map<number, number>();
-      for (const l of refusals()) if (!l.record.summary) perSecond.set(l.second, (perSecond.get(l.second) ?? 0) + 1);
-      expect(Math.max(...perSecond.values())).to.be.at.most(10);
+      expect(await mostInOneSecond(refusals, flood, 'refusal')).to.be.at.most(10);
       expect(lines.filter((l) => l.record.event === 'closed')).to.deep.equal([]);
     } finally {
       await server.close();
