@@ -162,7 +162,8 @@ export function checkProperties(claims: TrustedProperties[], platform: string, h
     if (!failure) {
       if (allowed && allowed.notAfter >= c.notAfter) continue;
       allowed = { proof: [`policy: policyKey says platform[${platform}] has-trusted-platform-property: ${all.map((r) => `${describeRequirement(r)} (is ${showValue(r.name, have[r.name]!)})`).join(', ')}`], notAfter: c.notAfter };
-      continue;    }
+      continue;
+    }
     firstFailure ??= failure;
   }
   return allowed ? { ok: true, ...allowed } : { ok: false, reason: firstFailure! };
