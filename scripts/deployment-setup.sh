@@ -29,7 +29,8 @@ usage: deployment-setup.sh --dir DIR --domain DOMAIN --measure FILE [--measure F
                        --snp-min-tcb, the lowest firmware TCB accepted
   The simulated platform's keys are made either way: the deployment machine's own key-server
   and key-client are certified with them.
-  Environment: CERT_UTILITY names the program (default: next to this script in ../cmd/bin).
+  Environment: CERT_UTILITY, KEY_SERVER name the programs (default: next to this script in
+  ../cmd/bin; key-server check-acl checks the ACL written, as serve --acl will read it).
 USAGE
   exit "${1:-2}"
 }
@@ -43,6 +44,7 @@ script_name=deployment-setup
 stopped_so='nothing made'
 stop_traps
 CERT_UTILITY=${CERT_UTILITY:-$here/../cmd/bin/cert-utility.js}
+KEY_SERVER=${KEY_SERVER:-$here/../cmd/bin/key-server.js}
 dir= domain= alg=p256 days=365
 measure=() trust=() amd=() min_tcb=()
 seen=' '
@@ -256,7 +258,18 @@ if [ -n "$kc_name" ]; then
   made+=("$dir/acl.json")
   # 0644 whatever the umask: key-server refuses an ACL file others may change.
   (umask 022 && set -o noclobber && printf '{ "version": 1,\n  "rules": [\n%s ] }\n' "$rules" >"$dir/acl.json")
-  log "wrote key-server's ACL: $dir/acl.json"
+  # Read as key-server serve --acl will read it (its owner and mode too): an ACL it would refuse
+  # is no setup, and the run stops, removing what it made, before the commands are printed.
+  checked=$("$KEY_SERVER" check-acl "$dir/acl.json") || {
+    rc=$?
+    case $rc in
+      130 | 143) ;; # stopped: the EXIT trap says what it removed
+      1) log "key-server check-acl refuses the ACL this run wrote, $dir/acl.json (above), as serve --acl would" ;;
+      *) log "could not ask $(printf '%q' "$KEY_SERVER") to check the ACL this run wrote (exit $rc, above; KEY_SERVER names the program)" ;;
+    esac
+    exit $rc
+  }
+  log "wrote key-server's ACL: $dir/acl.json (key-server check-acl: $checked)"
 fi
 finished=yes # the setup is whole: kept, even if the commands below cannot be printed
 

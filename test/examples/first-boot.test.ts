@@ -682,6 +682,8 @@ describe('scripts/deployment-setup.sh', function () {
     const snp = 'ab'.repeat(48);
     const r = await setup(['--dir', 'next steps', '--domain', 'datica', ...['key-server.program', 'key-client.program', 'vm-image'].flatMap((p) => ['--measure', `progs/${p}`]), '--trust-measurement', snp]);
     expect(r.status, r.stderr).to.equal(0);
+    // The ACL was read by key-server check-acl, as serve --acl will read it, before the printout.
+    expect(r.stderr).to.contain(`deployment-setup: wrote key-server's ACL: ${f('next steps')}/acl.json (key-server check-acl: ok: 2 rule(s))`);
     expect(r.out, 'no placeholder such as <key-server program>').not.to.match(/<[^>\n]*>/);
     const lines = r.out.split('\n');
     for (const p of ['key-server.program', 'key-client.program', 'vm-image']) expect(lines).to.include(`#   ${f('next steps')}/measurements/${p}.measurement`);
@@ -748,6 +750,31 @@ describe('scripts/deployment-setup.sh', function () {
     expect(r.status, r.stderr).to.equal(1);
     expect(r.stderr).to.contain('make-policy: no space left').and.contain('removed what this run had made');
     expect(readdirSync(f('fresh')), 'its directory gone, the parent mkdir -p made left').to.deep.equal([]);
+  });
+
+  it('stops (exit 1) when key-server check-acl refuses the ACL it wrote, printing no commands and removing what it made, never what was there', async () => {
+    const progs = ['key-server.program', 'key-client.program', 'vm-image'];
+    mkdirSync(f('acl-progs'));
+    for (const p of progs) writeFileSync(f(`acl-progs/${p}`), `${p}\n`);
+    const measure = progs.flatMap((p) => ['--measure', `acl-progs/${p}`]);
+    // key-server as it is, handed an ACL broken as a fault of the writer would break it: a rule
+    // naming nobody, which the real check-acl then refuses.
+    const breaking = f('breaking-key-server.sh');
+    writeFileSync(breaking, `#!/bin/sh\n[ "$1" = check-acl ] && printf '{ "version": 1, "rules": [{ "resources": ["**"], "actions": ["retrieve"] }] }\\n' >"$2"\nexec "${process.execPath}" "${join(ROOT, 'cmd', 'bin', 'key-server.js')}" "$@"\n`, { mode: 0o755 });
+    mkdirSync(f('operator-dir'), { mode: 0o700 });
+    writeFileSync(f('operator-dir/notes.txt'), 'the operator\'s own\n');
+    const r = await runScript('deployment-setup.sh', ['--dir', 'operator-dir', '--domain', 'datica', ...measure], { cwd: tmp.dir, env: { KEY_SERVER: breaking } });
+    expect(r.status, r.stderr).to.equal(1);
+    expect(r.out, 'no commands printed').to.equal('');
+    expect(r.stderr).to.match(/key-server: error: invalid ACL: rules\[0\] names no measurements, subjects or roles.* \[INVALID_INPUT\]\n/);
+    expect(r.stderr).to.contain(`deployment-setup: key-server check-acl refuses the ACL this run wrote, ${f('operator-dir')}/acl.json (above), as serve --acl would`);
+    expect(r.stderr).to.contain('removed what this run had made');
+    expect(readdirSync(f('operator-dir')), 'what was there kept, what it made removed').to.deep.equal(['notes.txt']);
+    // A key-server that cannot run is named as such, not taken for a refusal.
+    const missing = await runScript('deployment-setup.sh', ['--dir', 'operator-dir', '--domain', 'datica', ...measure], { cwd: tmp.dir, env: { KEY_SERVER: f('no-such-key-server') } });
+    expect(missing.status, missing.stderr).to.equal(127);
+    expect(missing.stderr).to.contain(`deployment-setup: could not ask ${f('no-such-key-server')} to check the ACL this run wrote (exit 127, above; KEY_SERVER names the program)`);
+    expect(readdirSync(f('operator-dir'))).to.deep.equal(['notes.txt']);
   });
 
   it('two runs at once in one directory: one makes the setup, the other stops (exit 1) and removes nothing of it', async () => {
