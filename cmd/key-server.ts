@@ -113,6 +113,9 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
       if (newChain) warn(P, `the audit log ${audit.path} begins a new chain, but the key database already holds keys: if the log was moved or removed (not a restore from a backup), the record of what came before is elsewhere`);
       if (newDatabase) warn(P, `the key database in ${o.data} is new and empty, made after this key-server's storage key: if a restore or an existing database was meant, stop it and check --data`);
       note(P, `domain ${o.domain}, serving as serial ${identity.serialHex} (measurement ${identity.measurementHex}, certificate valid until ${identity.validUntil.toISOString()}), data in ${pg ? pg.describe : o.data}`);
+      // Which ACL decides, as the reloaded line says after a SIGHUP: a unit or a script given the
+      // wrong file, or none, is seen in the log (none was warned of above).
+      if (acl) log({ event: 'acl-loaded', acl: o.acl, rules: acl.rules.length });
       // The chain's end, at start and at stop, goes to the server's log: copies kept elsewhere
       // (a log shipper, journald) are anchors for verify-audit --expect.
       const logEnd = (event: string) => log({ event, path: audit.path, lastSeq: audit.writtenEnd.seq, lastHash: audit.writtenEnd.hash });

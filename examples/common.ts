@@ -2,7 +2,7 @@
 // pick themselves, print one short line per step, and stop every process started.
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -124,16 +124,20 @@ export class Scenario {
     });
   }
 
-  /** Starts a server that prints "listening HOST:PORT" first; resolves with the port. */
+  /**
+   * Starts a server that prints "listening HOST:PORT" first; resolves with the port. Its log (its
+   * standard error) goes to PROGRAM.log in the scenario's folder, which KEEP_DEMO=1 keeps.
+   */
   serve(program: string, args: string[]): Promise<number> {
     return new Promise((resolve, reject) => {
-      const child = spawn(process.execPath, [bin(program), ...args], { cwd: this.dir, stdio: ['ignore', 'pipe', 'pipe'] });
+      const logFile = join(this.dir, `${program}.log`);
+      const log = openSync(logFile, 'a', 0o600);
+      const child = spawn(process.execPath, [bin(program), ...args], { cwd: this.dir, stdio: ['ignore', 'pipe', log] });
+      closeSync(log);
       this.children.push(child);
       this.ports.set(child, 0);
       let out = '';
-      let err = '';
-      child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-      child.stdout.on('data', (d: Buffer) => {
+      child.stdout!.on('data', (d: Buffer) => {
         out += d.toString();
         const m = /listening [^\s:]+:(\d+)/.exec(out);
         if (m) {
@@ -141,7 +145,7 @@ export class Scenario {
           resolve(Number(m[1]));
         }
       });
-      child.on('exit', (code) => reject(new Error(`${program} exited ${code} before listening:\n${err}`)));
+      child.on('exit', (code) => reject(new Error(`${program} exited ${code} before listening:\n${readFileSync(logFile, 'utf8')}`)));
     });
   }
 

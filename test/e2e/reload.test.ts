@@ -35,6 +35,7 @@ describe('e2e: SIGHUP reloads, and never stops a server', function () {
   it('key-server: a good ACL is in force from the SIGHUP on; a bad one is refused and the old one stays', async () => {
     const server: KeyServer = await d.startKeyServer(ks, { acl: aclFor('client-alice') });
     try {
+      expect(await server.child.waitForLog(/ acl-loaded .*$/m), 'the ACL in force from the start').to.contain(` acl-loaded acl=${server.aclFile} rules=1`);
       expectSuccess(await d.kc(alice, server, 'store', ['reload/k', '--in', '-'], randomBytes(32)));
       expectFailure(await d.kc(bob, server, 'retrieve', ['reload/k', '--out', '-']), 1, 'ACL_DENIED');
 

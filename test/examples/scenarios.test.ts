@@ -85,6 +85,11 @@ describe('runnable scenarios', function () {
     // key-server's ACL, which deployment-setup.sh wrote, allowed what the audit log shows: the
     // key-client storing the keys, the VM retrieving them and nothing more.
     expect(modes.get('deployment/setup/acl.json')).to.equal(0o644);
+    // It was given that ACL, and put it in force: what the audit log shows was its decision, not
+    // that of a key-server without one, which allows every admitted machine as much.
+    const started = readFileSync(join(tmp.dir, kept!, 'key-server.log'), 'utf8');
+    expect(started).to.match(new RegExp(`^key-server: \\S+ acl-loaded acl=${join(tmp.dir, kept!, 'deployment/setup/acl.json').replace(/[.]/g, '\\.')} rules=2$`, 'm'));
+    expect(started).not.to.contain('no --acl');
     const acl = parseAcl(readFileSync(join(tmp.dir, kept!, 'deployment/setup/acl.json'), 'utf8'));
     const audit = readFileSync(join(tmp.dir, kept!, 'deployment/keyserver-data/audit.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { measurement: string; action: string; decision: string });
     const allowed = (m: string) => ACL_ACTIONS.filter((action) => decide(acl, { action, resource: action === 'list' ? '' : 'vhd/disk-1' }, { measurementHex: m, serialHex: '1', roles: [] }).allow);
