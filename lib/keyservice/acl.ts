@@ -18,7 +18,7 @@
 // documented first behaviour, announced by a warning at start); delete always needs a rule.
 
 import { CertifierError } from '../errors/index.ts';
-import { tagProblem } from '../wire/index.ts';
+import { newNameProblem, tagProblem, visibleJson } from '../wire/index.ts';
 import { parseJsonText } from '../util/json.ts';
 import { checkRoleName, ROLE_NAME_RULE } from './roles.ts';
 import { compilePattern, patternMatches, type Pattern } from './acl-pattern.ts';
@@ -85,10 +85,16 @@ function normalSerial(hex: string): string {
   return hex.toLowerCase().replace(/^0+(?=.)/, '');
 }
 
-/** Why a pattern is unacceptable, or undefined. */
+/**
+ * Why a pattern is unacceptable, or undefined. It is held to the rule a new key's name is held to
+ * (newNameProblem: no invisible characters, Unicode form C): a pattern breaking it could match
+ * only names made before that rule, never a key stored since, and would read as another pattern.
+ */
 export function patternProblem(p: string): string | undefined {
   if (p.includes('***')) return 'has "***" (use * or **)';
-  return tagProblem(p);
+  const problem = newNameProblem(p);
+  if (!problem || tagProblem(p)) return problem;
+  return `${problem}; a pattern is held to the rule on new key names, since one breaking it matches no key stored since`;
 }
 
 /** May a list of `prefix` go ahead under this pattern (see the header)? */
@@ -176,7 +182,8 @@ function checkRule(r: unknown, at: string, problems: string[]): AclRule {
     const out: string[] = [];
     v.forEach((s, j) => {
       const p = typeof s === 'string' ? check(s) : 'is not a string';
-      if (p) problems.push(`${at}.${field}[${j}] ${typeof s === 'string' ? `${JSON.stringify(s)} ` : ''}${p}`);
+      // The value written so that it reads as itself (a combining mark or a zero-width space escaped).
+      if (p) problems.push(`${at}.${field}[${j}] ${typeof s === 'string' ? `${visibleJson(s)} ` : ''}${p}`);
       else out.push(s as string);
     });
     return out;

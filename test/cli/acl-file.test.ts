@@ -47,6 +47,12 @@ describe('key-server check-acl', () => {
       const bad = await run('key-server', ['check-acl', file]);
       expect([bad.status, bad.out]).to.deep.equal([1, '']);
       expect(bad.stderr).to.contain('names no measurements, subjects or roles').and.contain('[INVALID_INPUT]');
+      // A pattern in Unicode form D ("café" as "e" and a combining accent), which no key name stored since can match.
+      writeFileSync(file, JSON.stringify({ version: 1, rules: [{ resources: ['cafe\u0301/*'], actions: ['retrieve'], measurements: ['ab'.repeat(32)] }] }));
+      const nfd = await run('key-server', ['check-acl', file]);
+      expect([nfd.status, nfd.out]).to.deep.equal([1, '']);
+      expect(nfd.stderr).to.contain('rules[0].resources[0] "cafe\\u0301/*" is not in Unicode normalization form C').and.contain('a pattern is held to the rule on new key names').and.contain('[INVALID_INPUT]');
+      expect(nfd.stderr, 'the pattern escaped, not shown as "café/*"').not.to.contain('\u0301');
     } finally {
       tmp.cleanup();
     }

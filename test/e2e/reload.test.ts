@@ -51,6 +51,14 @@ describe('e2e: SIGHUP reloads, and never stops a server', function () {
       expect(await server.child.waitForLog(/ reload-failed .*$/m, from)).to.match(/code=[A-Z_]+ reason=".*acl/i);
       expectSuccess(await d.kc(bob, server, 'retrieve', ['reload/k', '--out', '-']));
 
+      // A pattern no key name stored since can match (not in Unicode form C) is refused, naming it.
+      writeFileSync(server.aclFile!, JSON.stringify({ version: 1, rules: [{ resources: ['reload/cafe\u0301/*'], actions: ['retrieve'], measurements: [d.measurementHex('client-alice')] }] }));
+      from = server.child.mark();
+      hangUp(server);
+      expect(await server.child.waitForLog(/ reload-failed .*$/m, from)).to.contain('code=INVALID_INPUT reason="invalid ACL: rules[0].resources[0] \\"reload/cafe\\\\u0301/*\\" is not in Unicode normalization form C')
+        .and.contain('a pattern is held to the rule on new key names');
+      expectSuccess(await d.kc(bob, server, 'retrieve', ['reload/k', '--out', '-']));
+
       // One every user may change is refused (they could give themselves any key); its group, warned of.
       writeFileSync(server.aclFile!, JSON.stringify(aclFor('client-alice')));
       chmodSync(server.aclFile!, 0o666);
@@ -113,7 +121,7 @@ describe('e2e: SIGHUP reloads, and never stops a server', function () {
     }
   });
 
-  it('key-server refuses to start with an ACL every user may change, or in a directory where any user may replace it', async () => {
+  it('key-server refuses to start with an ACL every user may change, or in a directory where any user may replace it, or with a pattern no key name stored since can match', async () => {
     const aclFile = d.path('open-acl.json');
     writeFileSync(aclFile, JSON.stringify(aclFor('client-alice')));
     chmodSync(aclFile, 0o666);
@@ -128,6 +136,12 @@ describe('e2e: SIGHUP reloads, and never stops a server', function () {
     const inOpen = await run('key-server', [...serve, '--acl', join(open, 'acl.json')]);
     expect(inOpen.status, inOpen.stderr).to.equal(1);
     expect(inOpen.stderr).to.contain('may put another file in its place (mode 0777)');
+    // A pattern no key name stored since can match (not in Unicode form C).
+    const nfdFile = d.path('nfd-acl.json');
+    writeFileSync(nfdFile, JSON.stringify({ version: 1, rules: [{ resources: ['cafe\u0301/*'], actions: ['retrieve'], measurements: [d.measurementHex('client-alice')] }] }), { mode: 0o644 });
+    const nfd = await run('key-server', [...serve, '--acl', nfdFile]);
+    expect(nfd.status, nfd.stderr).to.equal(1);
+    expect(nfd.stderr).to.contain('"cafe\\u0301/*" is not in Unicode normalization form C').and.contain('held to the rule on new key names').and.contain('[INVALID_INPUT]');
   });
 
   it('key-server without an ACL: SIGHUP is logged and ignored', async () => {

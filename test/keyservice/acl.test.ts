@@ -355,6 +355,11 @@ describe('ACL', () => {
         ['Operator', `r${'-'.repeat(63)}`].map((r, i) => `rules[0].roles[${i * 2}] "${r}" is not a role name (1 to 63 lowercase letters, digits, "-" or "_", starting with a letter)`)],
       ['bad patterns', { version: 1, rules: [{ ...rule, resources: ['', 'a/***', 'tab\there', 'x'.repeat(257)] }] },
         ['rules[0].resources[0] "" is empty', 'rules[0].resources[1] "a/***" has "***" (use * or **)', 'rules[0].resources[2] "tab\\there" contains a control character', `rules[0].resources[3] "${'x'.repeat(257)}" is longer than 256 characters`]],
+      // Held to the rule on new key names: key-server stores no new name that breaks it, so such a
+      // pattern would match no key stored since (the composed "café/*" is taken).
+      ['patterns no key name stored since can match', { version: 1, rules: [{ ...rule, resources: ['cafe\u0301/*', 'caf\u00e9/*', 'vhd/\u200b*', 'a/\u202e*'] }] },
+        [['0', '"cafe\\u0301/*" is not in Unicode normalization form C'], ['2', '"vhd/\\u200b*" contains a C1 control or an invisible character'], ['3', '"a/\\u202e*" contains a C1 control or an invisible character']]
+          .map(([i, what]) => `rules[0].resources[${i}] ${what}${what!.includes('form C') ? ' (a letter written as a base and a combining mark displays as another name that is one code point): write it composed' : ', such as a zero-width or bidirectional mark (it would display as another name)'}; a pattern is held to the rule on new key names, since one breaking it matches no key stored since`)],
       ['a rule naming nobody', { version: 1, rules: [{ resources: ['*'], actions: ['list'] }] },
         ['rules[0] names no measurements, subjects or roles, so it would match nobody']],
       ['lists that are not lists', { version: 1, rules: [{ resources: 'a/*', actions: ['list'], roles: 'operator' }] },
