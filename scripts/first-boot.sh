@@ -102,19 +102,14 @@ done
 # Whether a flag was given, empty or not: an empty --tsm-dir or --vcek (a unit's variable set to
 # nothing) is passed on, and refused by the programs, never taken for one not given.
 given() { case "$seen" in *" $1 "*) return 0 ;; esac; return 1; }
-case "$platform" in
-  simulated)
-    [ -n "$platform_dir" ] && [ -n "$measurement_file" ] || { echo "first-boot: --platform simulated needs --platform-dir and --measurement-file" >&2; usage; }
-    ! given --tsm-dir && ! given --vcek || { echo "first-boot: --tsm-dir and --vcek are for --platform sev-snp" >&2; usage; }
-    platform_args=(--platform simulated --platform-dir "$platform_dir" --measurement-file "$measurement_file") ;;
-  sev-snp)
-    [ -z "$platform_dir$measurement_file" ] || { echo "first-boot: --platform sev-snp takes no --platform-dir or --measurement-file: the hardware reports the measurement" >&2; usage; }
-    [ "${protection[0]}" != --sealed ] || { echo "first-boot: --platform sev-snp cannot seal the store yet: give --key-file or --passphrase-file" >&2; usage; }
-    platform_args=(--platform sev-snp)
-    given --tsm-dir && platform_args+=(--tsm-dir "$tsm_dir")
-    given --vcek && platform_args+=(--vcek "$vcek") ;;
-  *) echo "first-boot: unknown --platform $platform (simulated or sev-snp)" >&2; usage ;;
-esac
+# The platform flags as given, checked together by cert-utility init-trust --check-only below
+# (which go together is its rule: --platform-dir and --measurement-file for simulated, --tsm-dir
+# and --vcek for sev-snp, which cannot seal the store yet).
+platform_args=(--platform "$platform")
+for pair in platform-dir:platform_dir measurement-file:measurement_file tsm-dir:tsm_dir vcek:vcek; do
+  name=${pair#*:}
+  if given "--${pair%%:*}"; then platform_args+=("--${pair%%:*}" "${!name}"); fi
+done
 # Whole numbers in range, written plainly: bash would read "08" as bad octal and abort the step
 # mid-way (then carry on as if it had succeeded), and a huge or empty value would retry for ever.
 matches "$retries" '^[1-9][0-9]{0,2}$' || { echo "first-boot: --retries takes a whole number from 1 to 999, not \"$retries\"" >&2; exit 2; }

@@ -17,7 +17,7 @@ import { storeFiles } from '../common/io.ts';
 import { openToCertify } from '../common/new-store.ts';
 import { collect, domainName, fileOut, intInRange, note, subcommand, warn, type JsonOption } from '../common/cli.ts';
 import { storeOptions, withProtector, type ProtectionOptions } from '../common/protection.ts';
-import { loadPlatform } from '../common/platform.ts';
+import { checkPlatformFlags, loadPlatform } from '../common/platform.ts';
 import { KEY_FILE_LIMIT, measureFile, parseHostPort, publicKeyFrom, parseMeasurementHex, readCertificateFile, readMeasurementFile, readPrivateKeyFile, readPublicKeyFile } from '../common/keys.ts';
 import { describeCert } from '../common/certs.ts';
 import { checkSnpFlags, snpPolicyOptions, snpPolicyParts, type SnpPolicyFlags } from './snp-policy.ts';
@@ -237,7 +237,10 @@ export function addTrustCommands(program: Command): void {
       }
     },
     // A usage mistake, before any file is read; all of a --check-only run (first-boot.sh asks before certifying).
-    (o) => void parseHostPort(o.server, '--server')))
+    (o) => {
+      parseHostPort(o.server, '--server');
+      checkPlatformFlags(o);
+    }))
     .requiredOption('--domain <name>', 'the policy domain', domainName)
     .requiredOption('--policy-cert <file>', 'the pinned policy certificate')
     .requiredOption('--server <host:port>', 'the certificate authority (simpleserver)')

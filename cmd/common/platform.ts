@@ -10,6 +10,7 @@ import { DEFAULT_TSM_DIR, SimulatedEnclave, SnpGuest, TEST_PLATFORM_WARNING, typ
 import { readCertificateChain } from '../../lib/pki/index.ts';
 import { readMeasurementFile } from './keys.ts';
 import { warn } from './cli.ts';
+import { shown } from '../../lib/wire/index.ts';
 
 export const PLATFORMS = ['simulated', 'sev-snp'] as const;
 
@@ -40,13 +41,29 @@ async function sameFile(a: string, b: string): Promise<boolean> {
   return Buffer.compare(ca, cb) === 0;
 }
 
+/**
+ * The platform flags that do not go together, refused before any file is read (USAGE): what
+ * loadPlatform checks first, and init-trust --check-only answers (first-boot.sh asks it).
+ * `sealed`: the store is to be sealed to the platform, which SEV-SNP cannot do yet.
+ */
+export function checkPlatformFlags(o: PlatformOptions & { sealed?: boolean }): void {
+  if (o.platform === 'sev-snp') {
+    if (o.platformDir !== undefined || o.measurementFile !== undefined) throw new CertifierError('USAGE', '--platform sev-snp takes no --platform-dir or --measurement-file: the hardware reports the measurement');
+    if (o.sealed) throw new CertifierError('USAGE', '--platform sev-snp cannot seal the store yet: give --key-file or --passphrase-file');
+    return;
+  }
+  if (o.tsmDir !== undefined || o.vcek !== undefined) throw new CertifierError('USAGE', '--tsm-dir and --vcek are for --platform sev-snp');
+  if (o.platform !== 'simulated') throw new CertifierError('USAGE', `unknown --platform ${shown(o.platform ?? '')}; choose ${PLATFORMS.join(', ')}`);
+  if (!o.platformDir || !o.measurementFile) throw new CertifierError('USAGE', '--platform simulated needs --platform-dir and --measurement-file');
+}
+
 async function loadSnp(o: PlatformOptions): Promise<Platform> {
-  if (o.platformDir || o.measurementFile) throw new CertifierError('USAGE', '--platform sev-snp takes no --platform-dir or --measurement-file: the hardware reports the measurement');
   const certs = o.vcek ? readCertificateChain(await readFileLimited(o.vcek, 256 * 1024)) : undefined;
   return SnpGuest.open({ ...(o.tsmDir ? { tsm: { dir: o.tsmDir } } : {}), ...(certs ? { certs } : {}) });
 }
 
-export async function loadPlatform(program: string, o: PlatformOptions & { keyFile?: string; passphraseFile?: string }): Promise<Platform> {
+export async function loadPlatform(program: string, o: PlatformOptions & { keyFile?: string; passphraseFile?: string; sealed?: boolean }): Promise<Platform> {
+  checkPlatformFlags(o);
   if (o.platform === 'sev-snp') return loadSnp(o);
   // A measurement goes out in the evidence and into the server's log: a key file of 32 bytes,
   // named here by mistake, would be read as one and sent. Refuse the same file in both roles.
@@ -55,13 +72,11 @@ export async function loadPlatform(program: string, o: PlatformOptions & { keyFi
       throw new CertifierError('USAGE', `--measurement-file names the same file as ${flag}: a secret is not a measurement`);
     }
   }
-  if (o.tsmDir || o.vcek) throw new CertifierError('USAGE', '--tsm-dir and --vcek are for --platform sev-snp');
-  if (o.platform !== 'simulated') throw new CertifierError('USAGE', `unknown --platform "${o.platform}"; choose ${PLATFORMS.join(', ')}`);
-  if (!o.platformDir || !o.measurementFile) throw new CertifierError('USAGE', '--platform simulated needs --platform-dir and --measurement-file');
+  const platformDir = o.platformDir!;
   const [attestKey, endorsement, measurement] = await Promise.all([
-    readFileLimited(join(o.platformDir, 'attest-key.pem'), 64 * 1024),
-    readFileLimited(join(o.platformDir, 'endorsement.bin'), 64 * 1024),
-    readMeasurementFile(o.measurementFile),
+    readFileLimited(join(platformDir, 'attest-key.pem'), 64 * 1024),
+    readFileLimited(join(platformDir, 'endorsement.bin'), 64 * 1024),
+    readMeasurementFile(o.measurementFile!),
   ]);
   warn(program, TEST_PLATFORM_WARNING);
   return SimulatedEnclave.fromFiles(attestKey, endorsement, measurement);

@@ -60,6 +60,31 @@ describe('--check-only', function () {
     expect(readdirSync(tmp.dir), 'no store made').to.deep.equal([]);
   });
 
+  it('init-trust refuses platform flags that do not go together, as its run does before reading any file (first-boot.sh asks it; it checked them in bash)', async () => {
+    const init = (flags: string[], checkOnly = true) => run('cert-utility', ['init-trust', ...(checkOnly ? ['--check-only'] : []), '--domain', 'datica',
+      '--policy-cert', 'policy-cert.pem', '--server', 'kms.internal:8123', '--store', 'store', ...flags], { cwd: tmp.dir });
+    const cases: [string[], string | undefined][] = [
+      [['--sealed', '--platform-dir', 'p', '--measurement-file', 'm'], undefined],
+      [['--key-file', 'k', '--platform', 'sev-snp', '--tsm-dir', 't', '--vcek', 'v'], undefined],
+      [['--key-file', 'k', '--platform', 'sev-snp', '--measurement-file', 'm'], '--platform sev-snp takes no --platform-dir or --measurement-file: the hardware reports the measurement'],
+      [['--sealed', '--platform', 'sev-snp'], '--platform sev-snp cannot seal the store yet: give --key-file or --passphrase-file'],
+      [['--key-file', 'k', '--platform', 'tdx\x1b'], 'unknown --platform "tdx\\u001b"; choose simulated, sev-snp'],
+      [['--sealed', '--platform-dir', 'p', '--measurement-file', 'm', '--vcek', 'v'], '--tsm-dir and --vcek are for --platform sev-snp'],
+      [['--key-file', 'k', '--platform-dir', 'p'], '--platform simulated needs --platform-dir and --measurement-file'],
+    ];
+    const answers = await Promise.all(cases.map(([flags]) => init(flags)));
+    cases.forEach(([flags, message], i) => {
+      if (message) refused(answers[i]!, `cert-utility: error: ${message} [USAGE]`);
+      else expect([answers[i]!.status, answers[i]!.stderr], flags.join(' ')).to.deep.equal([0, '']);
+    });
+    // A run is refused the same, before it reads the policy certificate (not there): a sealed
+    // store on SEV-SNP was refused only once the platform was loaded (UNSUPPORTED, exit 1).
+    const sealed = await init(['--sealed', '--platform', 'sev-snp'], false);
+    expect(sealed.status, sealed.stderr).to.equal(2);
+    expect(sealed.stderr).to.match(/^cert-utility: error: --platform sev-snp cannot seal the store yet: give --key-file or --passphrase-file \[USAGE\]\n/);
+    expect(readdirSync(tmp.dir), 'no store made').to.deep.equal([]);
+  });
+
   it('make-policy and generate-policy-key refuse a measurement named twice, flags that do not go together, and values their parsing refuses', async () => {
     const [same, snp, days, alg] = await Promise.all([
       policy(['--trust-measurement', PIN, '--trust-measurement', PIN.toUpperCase()]),

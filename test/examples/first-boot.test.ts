@@ -291,17 +291,19 @@ describe('scripts/first-boot.sh failure modes', function () {
     expect(r.stderr).to.contain('first-boot: key-client retrieve could not check the flags (exit 1, above); not certifying').and.not.contain('step 1/2');
   });
 
-  it('refuses platform flags that do not go together before running anything (exit 2)', async () => {
+  it('refuses platform flags that do not go together before running anything (exit 2), by cert-utility init-trust\'s own check', async () => {
     const base = ['--host', '127.0.0.1', '--certifier-port', '1', '--keyserver-port', '1', '--keys', 'k', '--domain', 'datica', '--policy-cert', f('a/cert.pem'), '--store', f('store-flags')];
     const cases: [string[], string][] = [
-      [['--platform', 'sev-snp', '--key-file', f('k'), '--platform-dir', f('vm')], 'takes no --platform-dir or --measurement-file'],
-      [['--platform', 'sev-snp'], 'cannot seal the store yet: give --key-file or --passphrase-file'],
-      [['--platform', 'tdx', '--key-file', f('k')], 'unknown --platform tdx'],
-      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--tsm-dir', f('tsm')], '--tsm-dir and --vcek are for --platform sev-snp'],
-      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--vcek', ''], '--tsm-dir and --vcek are for --platform sev-snp'],
+      // Which go together is init-trust's rule (tested in test/cli/check-only.test.ts), asked of it
+      // with --check-only: bash's copy of it said the same only for the flags it knew.
+      [['--platform', 'sev-snp', '--key-file', f('k'), '--platform-dir', f('vm')], `cert-utility: error: --platform sev-snp takes no --platform-dir or --measurement-file: the hardware reports the measurement [USAGE]\nfirst-boot: ${CERT_UTILITY_REFUSES}`],
+      [['--platform', 'sev-snp'], `cert-utility: error: --platform sev-snp cannot seal the store yet: give --key-file or --passphrase-file [USAGE]\nfirst-boot: ${CERT_UTILITY_REFUSES}`],
+      [['--platform', 'tdx', '--key-file', f('k')], `cert-utility: error: unknown --platform "tdx"; choose simulated, sev-snp [USAGE]\nfirst-boot: ${CERT_UTILITY_REFUSES}`],
+      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--tsm-dir', f('tsm')], `cert-utility: error: --tsm-dir and --vcek are for --platform sev-snp [USAGE]\nfirst-boot: ${CERT_UTILITY_REFUSES}`],
+      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--vcek', ''], 'key-client: error: --vcek needs a value, not an empty string [USAGE]'],
       // Given empty (a unit's variable set to nothing), each was taken for not given: the default report directory, no VCEK.
       [['--platform', 'sev-snp', '--key-file', f('k'), '--tsm-dir', ''], 'key-client: error: --tsm-dir needs a value, not an empty string [USAGE]'],
-      [['--platform-dir', f('vm')], '--platform simulated needs --platform-dir and --measurement-file'],
+      [['--platform-dir', f('vm')], `cert-utility: error: --platform simulated needs --platform-dir and --measurement-file [USAGE]\nfirst-boot: ${CERT_UTILITY_REFUSES}`],
       [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--server-measurement', 'set-in-first-boot.env'], 'key-client: error: --server-measurement "set-in-first-boot.env" is not a measurement (64 or 96 hex digits) [USAGE]'],
       // An empty pin (a unit's variable set to nothing) is no pin: refused, never run unpinned.
       [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--server-measurement', ''], '--server-measurement takes the key-server\'s measurement, 64 or 96 hex digits (several separated by spaces or commas), not ""'],
