@@ -8,9 +8,9 @@ import { CertifierError } from '../../lib/errors/index.ts';
 import { readFileLimited } from '../../lib/files/index.ts';
 import { DEFAULT_TSM_DIR, SimulatedEnclave, SnpGuest, TEST_PLATFORM_WARNING, type Platform } from '../../lib/attest/index.ts';
 import { readCertificateChain } from '../../lib/pki/index.ts';
+import { shown } from '../../lib/wire/index.ts';
 import { readMeasurementFile } from './keys.ts';
 import { warn } from './cli.ts';
-import { shown } from '../../lib/wire/index.ts';
 
 export const PLATFORMS = ['simulated', 'sev-snp'] as const;
 

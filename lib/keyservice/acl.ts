@@ -92,9 +92,10 @@ function normalSerial(hex: string): string {
  */
 export function patternProblem(p: string): string | undefined {
   if (p.includes('***')) return 'has "***" (use * or **)';
-  const problem = newNameProblem(p);
-  if (!problem || tagProblem(p)) return problem;
-  return `${problem}; a pattern is held to the rule on new key names, since one breaking it matches no key stored since`;
+  const notAName = tagProblem(p);
+  if (notAName) return notAName;
+  const notANewName = newNameProblem(p);
+  return notANewName && `${notANewName}; a pattern is held to the rule on new key names, since one breaking it matches no key stored since`;
 }
 
 /** May a list of `prefix` go ahead under this pattern (see the header)? */
