@@ -101,6 +101,13 @@ check() {
 policy_key_args "$dir"
 check '' "${policy_key[@]}"
 [ ${#measure[@]} -gt 0 ] || [ ${#trust[@]} -gt 0 ] || { echo "deployment-setup: name at least one --measure or --trust-measurement" >&2; usage; }
+# make-policy's flags too, before a file is measured (a VM image takes a while to read through):
+# with the --trust-measurement values given, or, while there are none yet, 64 zeros standing in
+# for the measurements make-policy needs. Below, it is asked again with every measurement.
+early=("${trust[@]}")
+[ ${#early[@]} -gt 0 ] || early=(0000000000000000000000000000000000000000000000000000000000000000)
+policy_args "$dir" "${early[@]}"
+check "its --days is --policy-days, its --trust-measurement each --trust-measurement" "${policy[@]}"
 # Paths are printed in commands to paste: one holding a control character (a newline would end a
 # comment line and start a command) is refused, as are names cert-utility would take for flags.
 has_control() { [[ "$1" == *[[:cntrl:]]* ]]; }

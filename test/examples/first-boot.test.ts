@@ -621,6 +621,27 @@ describe('scripts/deployment-setup.sh', function () {
     expect(help.out).to.contain('usage: deployment-setup.sh');
   });
 
+  it('refuses a bad --policy-days or --snp-min-tcb (exit 2) by make-policy\'s own rules before measuring anything (they were found only once every file was measured)', async () => {
+    // cert-utility as it is, noting each command it is asked to run.
+    const asked = f('asked-policy');
+    const cu = f('noting-cert-utility.sh');
+    writeFileSync(cu, `#!/bin/sh\necho "$1" >>'${asked}'\nexec "${process.execPath}" "${join(ROOT, 'cmd', 'bin', 'cert-utility.js')}" "$@"\n`, { mode: 0o755 });
+    writeFileSync(f('app'), 'the program\n');
+    const cases: [string[], string][] = [
+      ...['0', '36601', '30d', ''].map((d): [string[], string] => [['--policy-days', d], `option '--days <n>' argument '${d}' is invalid. expected an integer from 1 to 36600`]),
+      [['--snp-min-tcb', '1:2'], ''],
+    ];
+    for (const [flags, message] of cases) {
+      rmSync(asked, { force: true });
+      const r = await runScript('deployment-setup.sh', ['--dir', 'setup', '--domain', 'datica', '--measure', 'app', ...flags], { cwd: tmp.dir, env: { CERT_UTILITY: cu } });
+      expect([r.status, r.out], flags.join(' ')).to.deep.equal([2, '']);
+      if (message) expect(r.stderr).to.match(new RegExp(`^cert-utility: error: ${message.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} \\[USAGE\\]\n`));
+      expect(r.stderr).to.match(/\ndeployment-setup: cert-utility make-policy would not take the flags given \(above; its --days is --policy-days, its --trust-measurement each --trust-measurement\); nothing made\n$/);
+      expect(readFileSync(asked, 'utf8').split('\n'), 'nothing measured').to.deep.equal(['generate-policy-key', 'make-policy', '']);
+      expect(existsSync(f('setup')), 'nothing made').to.equal(false);
+    }
+  });
+
   it('refuses a --domain cert-utility would refuse (exit 2) by the same rule, before making anything', async () => {
     for (const domain of ['datica', 'd'.repeat(253), 'a.b_c-1', 'd'.repeat(254), '-datica', '.datica', 'dat ica', 'dat\u00e9ica', 'datica\n']) {
       // A missing program is found after the domain is checked: a domain taken goes on to it.
