@@ -626,14 +626,14 @@ describe('scripts/deployment-setup.sh', function () {
     const asked = f('asked-policy');
     const cu = f('noting-cert-utility.sh');
     writeFileSync(cu, `#!/bin/sh\necho "$1" >>'${asked}'\nexec "${process.execPath}" "${join(ROOT, 'cmd', 'bin', 'cert-utility.js')}" "$@"\n`, { mode: 0o755 });
-    writeFileSync(f('app'), 'the program\n');
+    writeFileSync(f('app-days'), 'the program\n'); // not 'app', which the tests after this one measure
     const cases: [string[], string][] = [
       ...['0', '36601', '30d', ''].map((d): [string[], string] => [['--policy-days', d], `option '--days <n>' argument '${d}' is invalid. expected an integer from 1 to 36600`]),
       [['--snp-min-tcb', '1:2'], ''],
     ];
     for (const [flags, message] of cases) {
       rmSync(asked, { force: true });
-      const r = await runScript('deployment-setup.sh', ['--dir', 'setup', '--domain', 'datica', '--measure', 'app', ...flags], { cwd: tmp.dir, env: { CERT_UTILITY: cu } });
+      const r = await runScript('deployment-setup.sh', ['--dir', 'setup', '--domain', 'datica', '--measure', 'app-days', ...flags], { cwd: tmp.dir, env: { CERT_UTILITY: cu } });
       expect([r.status, r.out], flags.join(' ')).to.deep.equal([2, '']);
       if (message) expect(r.stderr).to.match(new RegExp(`^cert-utility: error: ${message.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} \\[USAGE\\]\n`));
       expect(r.stderr).to.match(/\ndeployment-setup: cert-utility make-policy would not take the flags given \(above; its --days is --policy-days, its --trust-measurement each --trust-measurement\); nothing made\n$/);
