@@ -92,7 +92,7 @@ subcommand<JsonOption & { policy: string; policyCert: string; evidence: string; 
       decision = evaluate(policy, facts, { at, purpose: req.purpose, ...(o.sessionBinding ? { expectedBinding: fromHex(o.sessionBinding) } : {}) });
     } catch (e) {
       if (!(e instanceof CertifierError)) throw e;
-      decision = { allow: false, code: e.code, reason: e.message, proof: [] };
+      decision = { allow: false, code: e.code, reason: e.message, proof: [], bound: false };
     }
     const lines = [`decision: ${decision.allow ? 'allow' : `deny (${decision.code})`}`, ...decision.proof.map((p) => `  ${p}`)];
     // A server checks the binding against its own TLS session; here only --session-binding can.

@@ -1,6 +1,6 @@
-// simpleserver's log, held to the channel's rate where anybody can make it grow: a refusal of a
-// request never verified, or of evidence from no platform the policy trusts, is a refusal like a
-// refused connection, not a record for the audit.
+// simpleserver's log, held to the channel's rate where anybody can make it grow: a refusal of
+// evidence not proven bound to the session it came on (never verified, or a copy of sound evidence
+// replayed) is a refusal like a refused connection, not a record for the audit.
 
 import { limitRefusals, type ChannelLog, type LogRecord, type RefusalKind } from '../channel/index.ts';
 import { LruMap } from '../util/lru.ts';
@@ -12,12 +12,11 @@ const QUIET_HELD = 4096;
 /**
  * The log of each request (`certification`) and of the channel, from `log`, and the channel's
  * records that are refusals of simpleserver's own (`refusal`, for serve). A refusal anybody may
- * have at will (evidence never verified, or from no platform the policy trusts) goes through the
+ * have at will (one made before the evidence was proven bound to this session) goes through the
  * limiter (at most REFUSALS_PER_SECOND lines a second for each code, then a count), and its
  * connection's `closed` line is left out: the refusal stands for the connection, as a refused
  * handshake does on key-server. The closed line of a connection that asked nothing is held to the
- * same rate. Every allow, and every decision of the policy on evidence from a platform it trusts,
- * is logged.
+ * same rate. Every allow, and every refusal of evidence bound to this session, is logged.
  */
 export function certifierLogs(log: ChannelLog): { certification: CertificationLog; channel: ChannelLog; refusal: RefusalKind } {
   // A closed line that never comes (a connection gone before its request was answered) must not hold its id for ever.

@@ -63,17 +63,14 @@ export interface CertificationRecord {
 
 /**
  * Takes each request's record; `atWill` marks a refusal anybody who can connect may have as often
- * as they like: of a request whose evidence was never verified (unreadable, a field missing,
- * evidence malformed or not signed as it should be), or was verified but comes from no platform
- * the policy trusts (BEFORE_TRUST), unlike an allow or the policy's decision on a trusted platform.
+ * as they like: any refusal made before the evidence was proven bound to this TLS session. Evidence
+ * never verified (unreadable, a field missing, malformed, not signed as it should be) is anybody's
+ * to send; so is sound evidence once it is out, a real SEV-SNP report being public and verifying
+ * against AMD's root: replayed on a session of one's own it meets every check up to the binding
+ * (the platform not trusted, its claim ended, the evidence dated outside it, the binding itself).
+ * An allow, and a refusal of evidence bound to this session (a machine talking now), are not.
  */
 export type CertificationLog = (r: CertificationRecord, atWill: boolean) => void;
-
-/**
- * The policy's refusals made before it finds the evidence comes from a platform it trusts: sound
- * evidence of a simulated platform of one's own making is free to make, so these are anybody's.
- */
-const BEFORE_TRUST: readonly ErrorCode[] = ['PURPOSE_UNSUPPORTED', 'PLATFORM_NOT_TRUSTED'];
 
 export class CertifierService {
   private readonly config: CertifierConfig;
@@ -93,7 +90,7 @@ export class CertifierService {
   async handle(request: Uint8Array, ctx: RequestContext): Promise<Uint8Array> {
     const base = { id: ctx.id, remote: ctx.remote };
     let tags: Pick<TrustResponseMessage, 'requestingEnclaveTag' | 'providingEnclaveTag'> = {};
-    let verified = false; // the evidence is sound: a refusal from here on is the policy's decision
+    let bound = false; // the evidence is proven bound to this session: a refusal from here on is a machine's own
     try {
       const req = parseTrustRequest(request);
       tags = { requestingEnclaveTag: req.requestingEnclaveTag, providingEnclaveTag: req.providingEnclaveTag };
@@ -102,10 +99,10 @@ export class CertifierService {
       if (this.config.requireSessionBinding && !binding) throw new CertifierError('SESSION_MISMATCH', 'no TLS session to bind the evidence to');
       const { policy, amdCrls } = this.config; // one policy decides a request, whatever a reload does
       const facts = verifyEvidence(req.support, verifyOptionsFor(policy, at, amdCrls));
-      verified = true;
       const decision: Decision = evaluate(policy, facts, { at, purpose: req.purpose, ...(binding ? { expectedBinding: binding } : { sessionless: true }) });
+      bound = decision.bound;
       if (!decision.allow) {
-        this.log({ ...base, decision: 'deny', code: decision.code, reason: decision.reason, measurement: toHex(facts.measurement), platform: facts.platform }, BEFORE_TRUST.includes(decision.code));
+        this.log({ ...base, decision: 'deny', code: decision.code, reason: decision.reason, measurement: toHex(facts.measurement), platform: facts.platform }, !bound);
         return this.failed(tags, decision.code);
       }
       const notAfterLimit = Math.min(at.getTime() + this.config.certValiditySeconds * 1000, decision.notAfter.getTime());
@@ -126,7 +123,7 @@ export class CertifierService {
       return encode('trust_response_message', { status: 'succeeded', ...tags, artifact: der });
     } catch (e) {
       const code = sentCode(e, CERTIFIER_CODES);
-      this.log({ ...base, decision: 'deny', code, reason: clipped(e instanceof Error ? e.message : String(e)) }, !verified);
+      this.log({ ...base, decision: 'deny', code, reason: clipped(e instanceof Error ? e.message : String(e)) }, !bound);
       return this.failed(tags, code);
     }
   }

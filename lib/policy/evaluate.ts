@@ -42,9 +42,16 @@ export interface EvaluateOptions {
 
 export const DEFAULT_CLOCK_SKEW_MS = 5 * 60_000;
 
+/**
+ * `bound`: the evidence was proven bound to the session it came on before the decision (a machine
+ * attesting now). A refusal made before that (purpose, platform, the platform claim, the dates of
+ * the evidence, the binding itself) is one anybody holding a copy of sound evidence can have at
+ * will, a captured report replayed on a session of their own; over the plain protocol nothing is
+ * ever bound.
+ */
 export type Decision =
-  | { allow: true; measurement: Uint8Array; platform: string; enclaveKey: KeyObject; proof: string[]; /** when the first claim behind it ends */ notAfter: Date }
-  | { allow: false; code: ErrorCode; reason: string; proof: string[] };
+  | { allow: true; measurement: Uint8Array; platform: string; enclaveKey: KeyObject; proof: string[]; /** when the first claim behind it ends */ notAfter: Date; bound: boolean }
+  | { allow: false; code: ErrorCode; reason: string; proof: string[]; bound: boolean };
 
 /** Of the claims in force at `at`, the one that ends last (a policy may say a thing twice, an older claim beside its renewal). */
 function lastToEnd<T extends Window>(ws: T[], at: Date): T | undefined {
@@ -57,7 +64,8 @@ function windows(ws: Window[]): string {
 
 export function evaluate(policy: Policy, facts: EvidenceFacts, o: EvaluateOptions): Decision {
   const proof = [...facts.steps];
-  const deny = (code: ErrorCode, reason: string): Decision => ({ allow: false, code, reason, proof });
+  let bound = false;
+  const deny = (code: ErrorCode, reason: string): Decision => ({ allow: false, code, reason, proof, bound });
   const at = o.at.toISOString();
 
   if (o.purpose !== 'authentication') return deny('PURPOSE_UNSUPPORTED', `purpose "${o.purpose}" is not supported; only "authentication" certificates are issued`);
@@ -83,6 +91,7 @@ export function evaluate(policy: Policy, facts: EvidenceFacts, o: EvaluateOption
     if (!facts.sessionBinding) return deny('SESSION_MISMATCH', 'the evidence is not bound to a TLS session (an older client, or a replay)');
     if (!bytesEqual(facts.sessionBinding, o.expectedBinding)) return deny('SESSION_MISMATCH', 'the evidence is bound to a different TLS session (replayed or relayed)');
     proof.push('the evidence is bound to this TLS session');
+    bound = true;
   }
 
   // Evidence with platform properties, or a policy naming some for this platform: they must hold.
@@ -103,5 +112,5 @@ export function evaluate(policy: Policy, facts: EvidenceFacts, o: EvaluateOption
   proof.push(`therefore ${keyLabel(facts.enclaveKey)} is-trusted-for-authentication as measurement ${hex}`);
   // A certificate never outlives the policy claims that justified it, a property claim among them.
   const notAfter = new Date(Math.min(platform.notAfter.getTime(), trusted.notAfter.getTime(), propertiesEnd ?? Infinity));
-  return { allow: true, measurement: facts.measurement, platform: facts.platform, enclaveKey: facts.enclaveKey, proof, notAfter };
+  return { allow: true, measurement: facts.measurement, platform: facts.platform, enclaveKey: facts.enclaveKey, proof, notAfter, bound };
 }

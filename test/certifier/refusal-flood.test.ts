@@ -4,43 +4,14 @@
 
 import { expect } from 'chai';
 import { join } from 'node:path';
-import { generateKeyPair, publicKeyOf, randomBytes, sha256, utf8 } from '../../lib/crypto/index.ts';
-import { createPolicyCert, toPem } from '../../lib/pki/index.ts';
-import { loadPolicy, makePolicy } from '../../lib/policy/index.ts';
+import { generateKeyPair, randomBytes } from '../../lib/crypto/index.ts';
+import { toPem } from '../../lib/pki/index.ts';
 import { generateSimulatedPlatform, SimulatedEnclave } from '../../lib/attest/index.ts';
-import { initTrust, requestCertificate, startCertifier } from '../../lib/certifier/index.ts';
+import { initTrust, requestCertificate } from '../../lib/certifier/index.ts';
 import { connect } from '../../lib/channel/index.ts';
 import { Cryptstore, KeyFileProtector } from '../../cryptstore/index.ts';
 import { tempDir } from '../support/helpers.ts';
-import { waitFor } from '../channel/harness.ts';
-
-const domain = 'flood';
-const m = sha256(utf8('program'));
-type Line = { second: number; record: Record<string, unknown> };
-
-/** simpleserver trusting one simulated platform (returned) and `m`, each line it logs kept with its second. */
-async function startLogged() {
-  const policyKey = (await generateKeyPair('p256')).privateKey;
-  const policyCert = await createPolicyCert({ privateKey: policyKey, domain });
-  const platformKeys = await generateSimulatedPlatform({ alg: 'p256' });
-  const policy = loadPolicy(makePolicy({
-    policyKey, policyCert, platforms: [{ key: platformKeys.platformKey }], measurements: [m], notBefore: new Date(Date.now() - 60_000), notAfter: new Date(Date.now() + 86_400_000),
-  }), publicKeyOf(policyKey));
-  const lines: Line[] = [];
-  const server = await startCertifier({
-    policyKey, policyCert, policy, domain, host: '127.0.0.1', port: 0, certValiditySeconds: 86_400,
-    log: (record) => lines.push({ second: Math.floor(Date.now() / 1000), record: record as Record<string, unknown> }),
-  });
-  return { policyCert, platformKeys, lines, server };
-}
-
-/** Waits until `expected` events are each logged or counted (`suppressed`) among `lines()`; returns the most lines logged in one second. */
-async function mostInOneSecond(lines: () => Line[], expected: number, what: string): Promise<number> {
-  await waitFor(() => lines().reduce((n, l) => n + Number(l.record.suppressed ?? 0) + (l.record.summary ? 0 : 1), 0) === expected, 3000, `every ${what} logged or counted`);
-  const perSecond = new Map<number, number>();
-  for (const l of lines()) if (!l.record.summary) perSecond.set(l.second, (perSecond.get(l.second) ?? 0) + 1);
-  return Math.max(...perSecond.values());
-}
+import { domain, m, mostInOneSecond, startLogged } from './flood.ts';
 
 describe('simpleserver: a flood of unreadable requests', function () {
   this.timeout(30_000);

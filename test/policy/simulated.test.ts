@@ -105,6 +105,22 @@ describe('simulated platform and policy engine', () => {
     if (!d.allow) expect(d.reason).to.contain(Buffer.from(sha256(utf8('another program'))).toString('hex'));
   });
 
+  it('says a decision is bound only once the evidence is proven bound to this session: not a refusal before that, anybody\'s to have with a copy of the evidence, nor anything over the plain protocol', async () => {
+    const other = new SimulatedEnclave(s.platform.attestKey, s.platform.endorsement, sha256(utf8('another program')));
+    const p2 = await generateSimulatedPlatform();
+    const cases: [string, Decision, string, boolean][] = [
+      ['allowed', await decide(s), 'allow', true],
+      ['measurement not trusted', await decide(s, { enclave: other }), 'MEASUREMENT_NOT_TRUSTED', true],
+      ['bound to another session', await decide(s, { expected: randomBytes(32) }), 'SESSION_MISMATCH', false],
+      ['two days on, the platform claim ended', await decide(s, { at: new Date(now.getTime() + 2 * DAY) }), 'CLAIM_EXPIRED', false],
+      ['platform not trusted', await decide(s, { enclave: new SimulatedEnclave(p2.attestKey, p2.endorsement, measurement) }), 'PLATFORM_NOT_TRUSTED', false],
+    ];
+    for (const [what, d, code, bound] of cases) expect({ code: d.allow ? 'allow' : d.code, bound: d.bound }, what).to.deep.equal({ code, bound });
+    const bare = await other.attest({ enclaveType: 'simulated-enclave', time: formatCertifierTime(now), enclaveKey: toKeyMessage(publicKeyOf(s.machine.privateKey), 'auth-key') });
+    const plain = evaluate(loadPolicy(s.policyFile, s.policy.publicKey), verifyEvidence(request(bare).support), { at: now, purpose: 'authentication', sessionless: true });
+    expect(plain).to.include({ allow: false, code: 'MEASUREMENT_NOT_TRUSTED', bound: false });
+  });
+
   it('denies an untrusted platform with PLATFORM_NOT_TRUSTED', async () => {
     const p2 = await generateSimulatedPlatform();
     const d = await decide(s, { enclave: new SimulatedEnclave(p2.attestKey, p2.endorsement, measurement) });

@@ -22,7 +22,12 @@ export function vector(name: string): { report: Uint8Array; vcek: Uint8Array; e:
 
 /** An evidence package as SnpGuest.attest makes one, parsed as the server receives it. */
 export function snpSupport(report: Uint8Array, userData: Uint8Array, certs: Uint8Array[]): ValidTrustRequest['support'] {
-  return parseTrustRequest(encode('trust_request_message', {
+  return parseTrustRequest(snpRequest(report, userData, certs)).support;
+}
+
+/** The trust_request_message a guest sends with that evidence package, as it goes on the wire. */
+export function snpRequest(report: Uint8Array, userData: Uint8Array, certs: Uint8Array[]): Uint8Array {
+  return encode('trust_request_message', {
     requestingEnclaveTag: 'requesting-enclave', providingEnclaveTag: 'providing-enclave',
     submittedEvidenceType: 'vse-attestation-package', purpose: 'authentication',
     support: {
@@ -32,7 +37,7 @@ export function snpSupport(report: Uint8Array, userData: Uint8Array, certs: Uint
         ...certs.map((c) => ({ evidenceType: CERT_EVIDENCE, serializedEvidence: c })),
       ],
     },
-  })).support;
+  });
 }
 
 /** The refusal `f` throws: its code, details.reason and message (fails the test if it does not throw one). */
