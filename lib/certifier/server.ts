@@ -143,12 +143,19 @@ export function policyEnds(policy: Policy): Date | undefined {
 /**
  * Why `policy` can admit no machine at `at`, or undefined when it can: all its platform claims,
  * or all its measurement claims, are outside their dates (ended, or not begun: signed on a clock
- * running ahead). Such a policy would refuse every request with CLAIM_EXPIRED.
+ * running ahead), or every platform claim in force is for a platform whose property claims are
+ * all outside theirs (an SEV-SNP policy whose property claims ended). Such a policy would refuse
+ * every request with CLAIM_EXPIRED.
  */
 export function policyNotInForce(policy: Policy, at: Date): string | undefined {
   const describe = (what: string, ws: Window[]) =>
     `none of its ${what} claims is in force at ${at.toISOString()} (${ws.map(describeWindow).join(', ')})`;
   if (policy.platforms.length && !policy.platforms.some((w) => within(w, at))) return describe('platform', policy.platforms);
   if (policy.measurements.length && !policy.measurements.some((w) => within(w, at))) return describe('measurement', policy.measurements);
+  const propertiesOf = (type: string) => policy.properties.filter((p) => p.platformType === type);
+  // A platform claim of no type vouches for evidence of any, some of which no property claim concerns.
+  const propertiesOut = (type: string | undefined) => type !== undefined && propertiesOf(type).length > 0 && !propertiesOf(type).some((w) => within(w, at));
+  const inForce = policy.platforms.filter((w) => within(w, at));
+  if (inForce.length && inForce.every((p) => propertiesOut(p.platformType))) return describe(`${inForce[0]!.platformType} property`, propertiesOf(inForce[0]!.platformType!));
   return undefined;
 }

@@ -98,7 +98,7 @@ export function evaluate(policy: Policy, facts: EvidenceFacts, o: EvaluateOption
   let propertiesEnd: number | undefined;
   if (facts.properties || policy.properties.some((p) => p.platformType === facts.platform)) {
     const outcome = checkProperties(policy.properties, facts.platform, facts.properties ?? {}, o.at);
-    if (!outcome.ok) return deny('PLATFORM_PROPERTY_DENIED', outcome.reason);
+    if (!outcome.ok) return deny(outcome.code, outcome.reason);
     proof.push(...outcome.proof);
     propertiesEnd = outcome.notAfter.getTime();
   }

@@ -8,7 +8,7 @@ import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
 import { CertifierError } from '../errors/index.ts';
 import { readStructure } from '../pki/structure.ts';
 import type { EntityMessage, Platform as PlatformMessage, Property } from '../wire/types.ts';
-import type { Window } from './claims.ts';
+import { describeWindow, within, type Window } from './claims.ts';
 
 export const SEV_SNP_PLATFORM = 'amd-sev-snp';
 export const PROPERTY_VERB = 'has-trusted-platform-property';
@@ -141,8 +141,12 @@ function unmet(r: Requirement, have: PropertyValue | undefined): string | undefi
   return ok ? undefined : refused;
 }
 
-/** `notAfter`: when the claim that allowed it ends (of several satisfied, the last to end). */
-export type PropertyOutcome = { ok: true; proof: string[]; notAfter: Date } | { ok: false; reason: string };
+/**
+ * `notAfter`: when the claim that allowed it ends (of several satisfied, the last to end). A
+ * refusal is CLAIM_EXPIRED when the policy has claims for the platform but none in force (a
+ * policy to renew), else PLATFORM_PROPERTY_DENIED.
+ */
+export type PropertyOutcome = { ok: true; proof: string[]; notAfter: Date } | { ok: false; code: 'PLATFORM_PROPERTY_DENIED' | 'CLAIM_EXPIRED'; reason: string };
 
 /**
  * Checks a verifier's properties against the policy's property claims for its platform, each
@@ -150,9 +154,12 @@ export type PropertyOutcome = { ok: true; proof: string[]; notAfter: Date } | { 
  */
 export function checkProperties(claims: TrustedProperties[], platform: string, have: Readonly<Record<string, PropertyValue>>, at: Date): PropertyOutcome {
   const mine = claims.filter((c) => c.platformType === platform);
-  if (mine.length === 0) return { ok: false, reason: `the policy sets no ${platform} platform properties (debug, minimum TCB, VMPL): refused by default` };
-  const current = mine.filter((c) => at >= c.notBefore && at <= c.notAfter);
-  if (current.length === 0) return { ok: false, reason: `no ${platform} property claim of the policy is valid at ${at.toISOString()}` };
+  const denied = (reason: string): PropertyOutcome => ({ ok: false, code: 'PLATFORM_PROPERTY_DENIED', reason });
+  if (mine.length === 0) return denied(`the policy sets no ${platform} platform properties (debug, minimum TCB, VMPL): refused by default`);
+  const current = mine.filter((c) => within(c, at));
+  if (current.length === 0) {
+    return { ok: false, code: 'CLAIM_EXPIRED', reason: `no ${platform} property claim of the policy is valid at ${at.toISOString()} (${mine.map((c) => `valid from ${describeWindow(c)}`).join('; ')})` };
+  }
   let firstFailure: string | undefined;
   let allowed: { proof: string[]; notAfter: Date } | undefined;
   for (const c of current) {
@@ -166,5 +173,5 @@ export function checkProperties(claims: TrustedProperties[], platform: string, h
     }
     firstFailure ??= failure;
   }
-  return allowed ? { ok: true, ...allowed } : { ok: false, reason: firstFailure! };
+  return allowed ? { ok: true, ...allowed } : denied(firstFailure!);
 }

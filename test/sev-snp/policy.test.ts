@@ -194,7 +194,7 @@ describe('SEV-SNP policy: roots and platform properties', () => {
     if (!d.allow) expect(d.reason).to.contain('sets no amd-sev-snp platform properties');
   });
 
-  it('denies SNP evidence when the only property claim is not in force, not yet or no longer', async () => {
+  it('denies SNP evidence with CLAIM_EXPIRED (a policy to renew, not a property denied) when the only property claim is not in force, not yet or no longer', async () => {
     const HOUR = 3_600_000;
     for (const [notBefore, notAfter] of [[NOW.getTime() + HOUR, NOW.getTime() + DAY], [NOW.getTime() - DAY, NOW.getTime() - HOUR]] as const) {
       const properties = makePolicy({
@@ -202,8 +202,8 @@ describe('SEV-SNP policy: roots and platform properties', () => {
         notBefore: new Date(notBefore), notAfter: new Date(notAfter),
       });
       const d = await decide(joinPolicies(policyBytes({ requirements: null }), properties));
-      expect(d).to.include({ allow: false, code: 'PLATFORM_PROPERTY_DENIED' });
-      if (!d.allow) expect(d.reason).to.contain('no amd-sev-snp property claim of the policy is valid at');
+      expect(d).to.include({ allow: false, code: 'CLAIM_EXPIRED' });
+      if (!d.allow) expect(d.reason).to.contain('no amd-sev-snp property claim of the policy is valid at').and.to.contain(`valid from ${new Date(notBefore).toISOString()} to ${new Date(notAfter).toISOString()}`);
     }
   });
 

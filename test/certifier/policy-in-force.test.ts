@@ -1,0 +1,55 @@
+// policyNotInForce, which simpleserver warns with at start and refuses a reload with: a policy
+// that can admit no machine now, its platform claims, its measurement claims, or the property
+// claims of every platform it trusts outside their dates.
+
+import { expect } from 'chai';
+import { generateKeyPair, randomBytes } from '../../lib/crypto/index.ts';
+import { loadPolicy, makePolicy, SEV_SNP_PLATFORM, type MakePolicyOptions, type Requirement } from '../../lib/policy/index.ts';
+import { generateSimulatedPlatform, pinnedArk } from '../../lib/attest/index.ts';
+import { policyNotInForce } from '../../lib/certifier/index.ts';
+import { joinPolicies } from '../support/policies.ts';
+
+const DAY = 86_400_000;
+const TCB: Requirement[] = ['tcb-bootloader', 'tcb-tee', 'tcb-snp', 'tcb-microcode'].map((name) => ({ name, comparator: '>=', value: 0 }));
+
+describe('policyNotInForce: a policy that admits no machine now', () => {
+  const now = new Date();
+  const inForce = { notBefore: new Date(now.getTime() - DAY), notAfter: new Date(now.getTime() + DAY) };
+  const ended = { notBefore: new Date(now.getTime() - 2 * DAY), notAfter: new Date(now.getTime() - DAY) };
+  const notYet = { notBefore: new Date(now.getTime() + DAY), notAfter: new Date(now.getTime() + 2 * DAY) };
+  let policyKey: Awaited<ReturnType<typeof generateKeyPair>>;
+  let simulated: Awaited<ReturnType<typeof generateSimulatedPlatform>>;
+  before(async () => {
+    [policyKey, simulated] = await Promise.all([generateKeyPair('p256'), generateSimulatedPlatform({ alg: 'p256' })]);
+  });
+
+  type Claims = Partial<Pick<MakePolicyOptions, 'platforms' | 'platformRoots' | 'platformProperties' | 'measurements'>>;
+  const claims = (c: Claims, window: typeof inForce) => makePolicy({ policyKey: policyKey.privateKey, platforms: [], measurements: [], ...c, ...window });
+  const snpRoot: Claims = { platformRoots: [{ platformType: SEV_SNP_PLATFORM, certificate: pinnedArk('milan'), name: 'ARK-Milan' }], measurements: [randomBytes(48)] };
+  const snpProperties: Claims = { platformProperties: [{ platformType: SEV_SNP_PLATFORM, requirements: TCB }] };
+  const why = (...files: Uint8Array[]) => policyNotInForce(loadPolicy(joinPolicies(...files), policyKey.publicKey), now);
+
+  it('is in force when every kind of claim has one in force', () => {
+    expect(why(claims({ ...snpRoot, ...snpProperties }, inForce))).to.equal(undefined);
+  });
+
+  it('names the SEV-SNP property claims when they have all ended, or not begun, while the root and measurement claims are in force', () => {
+    for (const [window, what] of [[ended, 'ended'], [notYet, 'not yet begun']] as const) {
+      const reason = why(claims(snpRoot, inForce), claims(snpProperties, window));
+      expect(reason, what).to.contain(`none of its ${SEV_SNP_PLATFORM} property claims is in force at ${now.toISOString()}`);
+      expect(reason, what).to.contain(`${window.notBefore.toISOString()} to ${window.notAfter.toISOString()}`);
+    }
+  });
+
+  it('is in force when one property claim is, an ended one beside its renewal', () => {
+    expect(why(claims(snpRoot, inForce), claims(snpProperties, ended), claims(snpProperties, inForce))).to.equal(undefined);
+  });
+
+  it('is in force when another platform it trusts still admits machines (a simulated platform key beside SEV-SNP property claims that ended)', () => {
+    expect(why(claims(snpRoot, inForce), claims(snpProperties, ended), claims({ platforms: [{ key: simulated.platformKey }] }, inForce))).to.equal(undefined);
+  });
+
+  it('names the platform claims first when they have ended too', () => {
+    expect(why(claims({ ...snpRoot, measurements: [] }, ended), claims({ measurements: snpRoot.measurements! }, inForce), claims(snpProperties, ended))).to.contain('none of its platform claims is in force');
+  });
+});
