@@ -39,6 +39,7 @@ export interface Certified {
 /** What a refusal code most often means on the machine's side, when the server says no more. */
 const HINTS: Partial<Record<ErrorCode, string>> = {
   CLAIM_EXPIRED: 'a policy claim has ended or not begun, or this machine\'s evidence is dated outside it: a policy to renew, or a clock more than 5 minutes off (this one, or the server\'s); the server\'s log has the dates',
+  CERT_EXPIRED: 'a certificate is outside its dates: the policy certificate, ending within a minute or ended (no certificate under it lasts longer: replace the policy key, README "Replacing the policy key"), or one in this machine\'s evidence, or a clock is wrong; the server\'s log says which',
   SESSION_MISMATCH: 'the evidence was not made for this connection (a proxy in between?)',
   MEASUREMENT_NOT_TRUSTED: 'the policy does not trust this machine\'s measurement',
   PLATFORM_NOT_TRUSTED: 'the policy does not trust this platform',

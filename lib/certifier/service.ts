@@ -13,7 +13,10 @@ import { issueAdmissionCert, readCertificateSummary } from '../pki/index.ts';
 /** The TLS exporter label binding evidence to its connection (RFC 8446, 7.5; a private-use label, RFC 5705, 4). */
 export const SESSION_BINDING_LABEL = 'EXPERIMENTAL-certifier-keys/attestation-binding/v1';
 export const SESSION_BINDING_BYTES = 32;
-/** The shortest certificate worth issuing; claims ending sooner get CLAIM_EXPIRED instead. */
+/**
+ * The shortest certificate worth issuing; claims ending sooner get CLAIM_EXPIRED instead, and a
+ * policy certificate ending sooner CERT_EXPIRED.
+ */
 export const MIN_CERT_SECONDS = 60;
 
 /**
@@ -74,8 +77,11 @@ export type CertificationLog = (r: CertificationRecord, atWill: boolean) => void
 
 export class CertifierService {
   private readonly config: CertifierConfig;
+  /** No certificate issued under the policy certificate outlives it. */
+  private readonly policyCertEnds: Date;
   constructor(config: CertifierConfig, private readonly log: CertificationLog = () => {}) {
     this.config = { ...config };
+    this.policyCertEnds = readCertificateSummary(config.policyCert).notAfter;
   }
 
   /**
@@ -105,12 +111,10 @@ export class CertifierService {
         this.log({ ...base, decision: 'deny', code: decision.code, reason: decision.reason, measurement: toHex(facts.measurement), platform: facts.platform }, !bound);
         return this.failed(tags, decision.code);
       }
-      const notAfterLimit = Math.min(at.getTime() + this.config.certValiditySeconds * 1000, decision.notAfter.getTime());
-      // Never beyond the claims that allowed it; and a certificate of less than a minute is no use.
+      const notAfterLimit = Math.min(at.getTime() + this.config.certValiditySeconds * 1000, decision.notAfter.getTime(), this.policyCertEnds.getTime());
+      // Never beyond the claims that allowed it nor the policy certificate; and a certificate of less than a minute is no use.
       const validitySeconds = Math.floor((notAfterLimit - at.getTime()) / 1000);
-      if (validitySeconds < MIN_CERT_SECONDS) {
-        throw new CertifierError('CLAIM_EXPIRED', `the policy claims that allow this machine end at ${decision.notAfter.toISOString()}, ${validitySeconds} s from now: too soon to issue a certificate (renew the policy)`);
-      }
+      if (validitySeconds < MIN_CERT_SECONDS) throw this.tooSoon(decision.notAfter, validitySeconds);
       const der = await issueAdmissionCert({
         policyKey: this.config.policyKey, policyCert: this.config.policyCert, subjectPublicKey: decision.enclaveKey,
         measurement: decision.measurement, platform: decision.platform, domain: this.config.domain,
@@ -126,6 +130,15 @@ export class CertifierService {
       this.log({ ...base, decision: 'deny', code, reason: clipped(e instanceof Error ? e.message : String(e)) }, !bound);
       return this.failed(tags, code);
     }
+  }
+
+  /** Why no certificate of `seconds` is issued: the policy certificate ends first (a new policy key is needed), or the claims do (a new policy). */
+  private tooSoon(claimsEnd: Date, seconds: number): CertifierError {
+    const left = seconds > 0 ? `, ${seconds} s from now` : ' (or has ended)';
+    if (this.policyCertEnds <= claimsEnd) {
+      return new CertifierError('CERT_EXPIRED', `the policy certificate, which no certificate issued under it outlives, ends at ${this.policyCertEnds.toISOString()}${left}: too soon to issue a certificate (replace the policy key: README "Replacing the policy key")`);
+    }
+    return new CertifierError('CLAIM_EXPIRED', `the policy claims that allow this machine end at ${claimsEnd.toISOString()}${left}: too soon to issue a certificate (renew the policy)`);
   }
 
   private failed(tags: Pick<TrustResponseMessage, 'requestingEnclaveTag' | 'providingEnclaveTag'>, code: ErrorCode): Uint8Array {

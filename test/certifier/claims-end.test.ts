@@ -1,6 +1,7 @@
-// An admission certificate never outlives the policy claims that allowed it: simpleserver cuts
-// its validity to the first of them to end, and refuses (CLAIM_EXPIRED) when that is less than a
-// minute away rather than issue a certificate that ends after them.
+// An admission certificate never outlives the policy claims that allowed it, nor the policy
+// certificate: simpleserver cuts its validity to the first of them to end, and refuses when that is
+// less than a minute away (CLAIM_EXPIRED, or CERT_EXPIRED for the policy certificate) rather than
+// issue a certificate of a few seconds.
 
 import { expect } from 'chai';
 import { join } from 'node:path';
@@ -15,6 +16,8 @@ import { tempDir } from '../support/helpers.ts';
 import { joinPolicies } from '../support/policies.ts';
 import { rejects } from '../support/rejects.ts';
 
+const DAY = 86_400_000;
+
 describe('simpleserver: certificates end no later than the policy claims', function () {
   this.timeout(30_000);
   const tmp = tempDir('claims-end-');
@@ -26,12 +29,13 @@ describe('simpleserver: certificates end no later than the policy claims', funct
 
   /**
    * A certification under a policy whose platform claim ends in `claimsLeftMs`, and its measurement
-   * claim too unless told; `renewedLeftMs`: then the same two claims again, ending then.
+   * claim too unless told; `renewedLeftMs`: then the same two claims again, ending then. The policy
+   * certificate is one of 3650 days made now, or one of a day ending in `policyCertLeftMs`.
    */
-  async function certify(claimsLeftMs: number, name: string, measurementLeftMs = claimsLeftMs, renewedLeftMs?: number) {
+  async function certify(claimsLeftMs: number, name: string, measurementLeftMs = claimsLeftMs, renewedLeftMs?: number, policyCertLeftMs?: number) {
     const domain = 'claims';
     const policyKey = (await generateKeyPair('p256')).privateKey;
-    const policyCert = await createPolicyCert({ privateKey: policyKey, domain });
+    const policyCert = await createPolicyCert({ privateKey: policyKey, domain, ...(policyCertLeftMs === undefined ? {} : { days: 1, now: new Date(Date.now() + policyCertLeftMs - DAY) }) });
     const platformKeys = await generateSimulatedPlatform({ alg: 'p256' });
     const m = sha256(utf8('program'));
     const start = Date.now();
@@ -41,12 +45,13 @@ describe('simpleserver: certificates end no later than the policy claims', funct
     });
     const renewed = renewedLeftMs === undefined ? [] : [claims([{ key: platformKeys.platformKey }], [m], renewedLeftMs)];
     const policy = loadPolicy(joinPolicies(claims([{ key: platformKeys.platformKey }], [], claimsLeftMs), claims([], [m], measurementLeftMs), ...renewed), publicKeyOf(policyKey));
-    const server: ChannelServer = await startCertifier({ policyKey, policyCert, policy, domain, host: '127.0.0.1', port: 0, certValiditySeconds: 86_400, log: () => {} });
+    const lines: Record<string, unknown>[] = [];
+    const server: ChannelServer = await startCertifier({ policyKey, policyCert, policy, domain, host: '127.0.0.1', port: 0, certValiditySeconds: 86_400, log: (r) => lines.push(r as Record<string, unknown>) });
     closers.push(() => server.close());
     const store = await Cryptstore.create(join(tmp.dir, name), new KeyFileProtector(randomBytes(32)));
     closers.push(() => store.close());
     const platform = new SimulatedEnclave(platformKeys.attestKey, platformKeys.endorsement, m);
-    return { notAfter, result: initTrust({ store, domain, policyCert, platform, host: '127.0.0.1', port: server.address.port }) };
+    return { notAfter, lines, result: initTrust({ store, domain, policyCert, platform, host: '127.0.0.1', port: server.address.port }) };
   }
 
   it('cuts the certificate to the claims when they end before its usual lifetime', async () => {
@@ -70,10 +75,22 @@ describe('simpleserver: certificates end no later than the policy claims', funct
     await rejects(result, 'CLAIM_EXPIRED');
   });
 
+  it(`refuses with CERT_EXPIRED, saying to replace the policy key, when the policy certificate ends in less than ${MIN_CERT_SECONDS} s, rather than issue a certificate of a few seconds`, async () => {
+    const { lines, result } = await certify(DAY, 'policy-cert-ending', DAY, undefined, 30_000);
+    expect((await rejects(result, 'CERT_EXPIRED')).message).to.contain('replace the policy key');
+    const refusal = lines.find((l) => l.event === 'certification');
+    expect(refusal).to.include({ decision: 'deny', code: 'CERT_EXPIRED' });
+    expect(refusal!.reason).to.match(/^the policy certificate, which no certificate issued under it outlives, ends at \S+, \d+ s from now: too soon/);
+  });
+
+  it('refuses with CLAIM_EXPIRED when the claims end first, though the policy certificate ends within the minute too', async () => {
+    const { result } = await certify(20_000, 'claims-first', 20_000, undefined, 40_000);
+    expect((await rejects(result, 'CLAIM_EXPIRED')).message).to.contain('a policy to renew');
+  });
+
   it('follows, of the claims in force that say the same, the one that ends last, whatever their order in the policy', async () => {
-    const day = 86_400_000;
-    const { result } = await certify(30_000, 'renewed', 30_000, day);
+    const { result } = await certify(30_000, 'renewed', 30_000, DAY);
     const r = await result;
-    expect(r.peer.notAfter.getTime()).to.be.above(Date.now() + day - 60_000);
+    expect(r.peer.notAfter.getTime()).to.be.above(Date.now() + DAY - 60_000);
   });
 });
