@@ -307,7 +307,8 @@ export class Cryptstore {
     let entries = 0;
     for await (const [key, raw] of this.db.iterator()) {
       if (key === L.META_KEY) continue;
-      const shown = JSON.stringify(key);
+      // A record not written here may have a key of any length: named cut short, escaped.
+      const named = shown(key, 256);
       try {
         const e = L.parseEntryKey(key);
         if (e) {
@@ -317,10 +318,10 @@ export class Cryptstore {
         } else if (key.startsWith(L.MARK_PREFIX)) {
           this.openMark(key.slice(L.MARK_PREFIX.length), raw);
         } else {
-          problems.push({ key: shown, problem: 'unknown record' });
+          problems.push({ key: named, problem: 'unknown record' });
         }
       } catch (err) {
-        problems.push({ key: shown, problem: (err as Error).message });
+        problems.push({ key: named, problem: (err as Error).message });
       }
     }
     return { entries, tags: tags.size, problems };

@@ -250,6 +250,21 @@ describe('cert-utility store commands (transcripts)', function () {
         expect(v2.stderr).to.contain('"k"');
       });
 
+      it('verify-store names at most 20 damaged records, each key cut short, and counts the rest', async () => {
+        const db = new Level<string, Uint8Array>(store, { valueEncoding: 'view' });
+        await db.open();
+        await db.batch(Array.from({ length: 30 }, (_, i) => ({ type: 'put' as const, key: `e!${String(i).padStart(2, '0')}${'x'.repeat(5000)}\u000000000001`, value: new Uint8Array(40) })));
+        await db.close();
+        const r = await cu(withPass('verify-store'));
+        expectFailure(r, 4, 'INTEGRITY');
+        expect(r.stderr.trim().split('\n')).to.have.length(1);
+        expect(r.stderr).to.contain('30 damaged record(s): "e!00x');
+        expect(r.stderr).to.contain('"e!19x');
+        expect(r.stderr).not.to.contain('"e!20x');
+        expect(r.stderr).to.match(/; and 10 more \[INTEGRITY\]$/m);
+        expect(r.stderr.length).to.be.below(20_000);
+      });
+
       it('gives exit 4 for a swapped pair of records', async () => {
         writeFileSync(join(tmp.dir, 'other'), 'another value');
         expect((await cu(withPass('put-item', '--tag', 'j', '--in', 'other'))).status).to.equal(0);

@@ -480,6 +480,20 @@ describe('cryptstore', () => {
       }
     });
 
+    it('names a record it cannot read by its key cut short: a foreign key of any length gives a report of bounded size', async () => {
+      const long = `e!${'A'.repeat(100_000)}\u000000000001`;
+      await withRaw(dir, (db) => db.put(long, new Uint8Array(40)));
+      const s = await Cryptstore.open(dir, pass());
+      try {
+        const { problems } = await s.verify();
+        expect(problems).to.have.length(1);
+        expect(problems[0]!.key).to.match(/^"e!A+\.\.\." \(100011 characters\)$/);
+        expect(problems[0]!.key.length).to.be.below(300);
+      } finally {
+        await s.close();
+      }
+    });
+
     it('detects a damaged high-water mark when the next put needs it', async () => {
       await withRaw(dir, async (db) => {
         const v = new Uint8Array((await db.get('h!c'))!);
