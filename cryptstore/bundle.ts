@@ -4,7 +4,7 @@
 import { CertifierError } from '../lib/errors/index.ts';
 import { DEFAULT_SCRYPT, open as aeadOpen, randomBytes, scrypt, seal, wipe, type ScryptCost } from '../lib/crypto/index.ts';
 import {
-  CRYPTSTORE_FORMAT_VERSION, checkCryptstoreEntry, decode, encode, parseCryptstoreBundle, shown,
+  CRYPTSTORE_FORMAT_VERSION, checkCryptstoreEntry, decode, encode, newNameProblem, parseCryptstoreBundle, shown,
   type Cryptstore as CryptstoreMessage, type ValidEntry,
 } from '../lib/wire/index.ts';
 import { bundleAad } from './layout.ts';
@@ -89,6 +89,14 @@ export async function importStore(
   const guarded = o.guarded ? [...new Set(entries.map((e) => e.tag).filter(o.guarded.is))] : [];
   if (guarded.length && !force) {
     throw new CertifierError('DENIED', `the bundle holds ${guarded.map((t) => shown(t, 256)).join(', ')}, ${o.guarded!.what}; nothing was imported (--force imports it)`);
+  }
+  // Importing makes its tags: held to the rule on new names as put-item is (a tag the store holds
+  // already gets its versions). A bundle from a store made before the rule comes in with --force.
+  const lookAlikes: string[] = [];
+  for (const tag of new Set(entries.map((e) => e.tag))) if (newNameProblem(tag) && !(await store.has(tag))) lookAlikes.push(tag);
+  if (lookAlikes.length && !force) {
+    const one = lookAlikes.length === 1;
+    throw new CertifierError('INVALID_INPUT', `the bundle holds ${lookAlikes.map((t) => shown(t, 256)).join(', ')}, ${one ? 'a tag' : 'tags'} new to this store that would display as another name (${newNameProblem(lookAlikes[0]!)}); nothing was imported (--force imports ${one ? 'it' : 'them'})`);
   }
   return store.importEntries(entries, force);
 }

@@ -636,6 +636,24 @@ describe('cryptstore', () => {
       }
     });
 
+    it('refuses to import, without force, a tag new to the store that would display as another, as put-item refuses to make one', async () => {
+      const src = await Cryptstore.create(join(tmp.dir, 'src'), pass());
+      // Made through the library, which does not apply the rule on new names (as a store made before it).
+      for (const tag of ['cafe\u0301', 'disk\u200b-key', 'plain']) await src.put(tag, utf8('v'), { exportable: true });
+      const { bundle } = await exportStore(src, utf8('bundle pass'), CHEAP);
+      await src.close();
+      const s = await Cryptstore.create(dir, pass());
+      try {
+        await s.put('cafe\u0301', utf8('held before')); // a name the store holds already gets its versions
+        const e = await rejects(importStore(s, bundle, utf8('bundle pass')), 'INVALID_INPUT');
+        expect(e.message).to.match(/^the bundle holds "disk\\u200b-key", a tag new to this store that would display as another name \(.*\); nothing was imported \(--force imports it\)$/);
+        expect((await s.list()).map((i) => `${i.tag}@${i.version}`)).to.deep.equal(['cafe\u0301@1']);
+        expect((await importStore(s, bundle, utf8('bundle pass'), true)).map((i) => i.tag)).to.deep.equal(['cafe\u0301', 'disk\u200b-key', 'plain']);
+      } finally {
+        await s.close();
+      }
+    });
+
     it('exports only the tags asked for, and refuses a tag with no exportable item', async () => {
       const s = await Cryptstore.create(dir, pass());
       try {
