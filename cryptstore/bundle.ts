@@ -4,7 +4,7 @@
 import { CertifierError } from '../lib/errors/index.ts';
 import { DEFAULT_SCRYPT, open as aeadOpen, randomBytes, scrypt, seal, wipe, type ScryptCost } from '../lib/crypto/index.ts';
 import {
-  CRYPTSTORE_FORMAT_VERSION, checkCryptstoreEntry, decode, encode, newNameProblem, parseCryptstoreBundle, shown,
+  CRYPTSTORE_FORMAT_VERSION, checkCryptstoreEntry, decode, encode, fieldCount, newNameProblem, parseCryptstoreBundle, shown,
   type Cryptstore as CryptstoreMessage, type ValidEntry,
 } from '../lib/wire/index.ts';
 import { bundleAad } from './layout.ts';
@@ -41,6 +41,12 @@ export async function openBundle(bytes: Uint8Array, passphrase: Uint8Array): Pro
   const plain = aeadOpen(key, b.ciphertext, bundleAad(b.scrypt.logN, b.scrypt.r, b.scrypt.p, b.scrypt.salt));
   wipe(key);
   if (!plain) throw new CertifierError('WRONG_KEY', 'cannot open the bundle: wrong bundle passphrase, or a damaged bundle');
+  // Counted before they are decoded: 64 MiB of tiny entries would be millions of them, each
+  // decoded, checked and looked up (gigabytes, and minutes) before anything could be refused.
+  const count = fieldCount(plain, 1) ?? 0; // the cryptstore message's entries; bytes that do not parse fail to decode below
+  if (count > MAX_BUNDLE_ENTRIES) {
+    throw new CertifierError('INVALID_INPUT', `the bundle holds ${count} item versions, and import reads at most ${MAX_BUNDLE_ENTRIES} (no bundle export writes holds more): nothing was imported`);
+  }
   const entries = decode<CryptstoreMessage>('cryptstore', plain).entries ?? [];
   return entries.map((e, i) => checkCryptstoreEntry(e, `bundle entry ${i}`));
 }
@@ -52,6 +58,8 @@ export async function openBundle(bytes: Uint8Array, passphrase: Uint8Array): Pro
 export const MAX_BUNDLE_BYTES = 64 * 1024 * 1024;
 /** Room in a bundle for everything but the values: tags, times, framing, the seal (generous). */
 const BUNDLE_OVERHEAD_PER_ENTRY = 1024;
+/** The most item versions a bundle holds: export counts each as at least BUNDLE_OVERHEAD_PER_ENTRY bytes, and import reads no more. */
+export const MAX_BUNDLE_ENTRIES = MAX_BUNDLE_BYTES / BUNDLE_OVERHEAD_PER_ENTRY;
 
 /**
  * Exports every exportable entry (all versions) of `store`, or of the tags in `tags` when given.

@@ -108,6 +108,25 @@ export function rawVarint(bytes: Uint8Array, field: number): bigint | undefined 
   return found;
 }
 
+/**
+ * How many times field `field` occurs at the top of a message, read without decoding it (a
+ * repeated field's items counted before any is built), or undefined when the bytes do not parse.
+ */
+export function fieldCount(bytes: Uint8Array, field: number): number | undefined {
+  let count = 0;
+  try {
+    const reader = protobuf.Reader.create(bytes);
+    while (reader.pos < reader.len) {
+      const tag = reader.uint32();
+      if (tag >>> 3 === field) count++;
+      reader.skipType(tag & 7);
+    }
+  } catch {
+    return undefined;
+  }
+  return count;
+}
+
 function readVarint(bytes: Uint8Array, at: number): [bigint, number] {
   let v = 0n;
   for (let shift = 0n, i = at; i < bytes.length && shift < 70n; i++, shift += 7n) {

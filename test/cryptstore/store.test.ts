@@ -7,7 +7,7 @@ import { Level } from 'level';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { MAX_VERSION, decode, encode, type CryptstoreBundle, type CryptstoreMetadata } from '../../lib/wire/index.ts';
 import { randomBytes, utf8 } from '../../lib/crypto/index.ts';
-import { Cryptstore, KeyFileProtector, MAX_BLOB_BYTES, MAX_BUNDLE_BYTES, PassphraseProtector, exportStore, importStore } from '../../cryptstore/index.ts';
+import { Cryptstore, KeyFileProtector, MAX_BLOB_BYTES, MAX_BUNDLE_BYTES, MAX_BUNDLE_ENTRIES, PassphraseProtector, exportStore, importStore, openBundle, sealBundle } from '../../cryptstore/index.ts';
 import { writeFailed } from '../../cryptstore/db.ts';
 import { tempDir } from '../support/helpers.ts';
 import { rejects } from '../support/rejects.ts';
@@ -681,6 +681,17 @@ describe('cryptstore', () => {
       } finally {
         await s.close();
       }
+    });
+
+    it('refuses a bundle of more item versions than export writes (MAX_BUNDLE_ENTRIES) before decoding them: minutes and gigabytes to import otherwise', async () => {
+      const now = new Date().toISOString();
+      const tiny = (n: number) => Array.from({ length: n }, (_, i) => ({ tag: `t${i}`, version: 1, type: 'binary-blob' as const, timeEntered: now, blob: utf8('v'), exportable: true, size: 1 }));
+      const most = await sealBundle(tiny(MAX_BUNDLE_ENTRIES), utf8('bundle pass'), CHEAP);
+      expect(await openBundle(most, utf8('bundle pass'))).to.have.length(MAX_BUNDLE_ENTRIES);
+      const over = await sealBundle(tiny(MAX_BUNDLE_ENTRIES + 1), utf8('bundle pass'), CHEAP);
+      expect(over.length).to.be.below(MAX_BUNDLE_BYTES / 16);
+      const e = await rejects(openBundle(over, utf8('bundle pass')), 'INVALID_INPUT');
+      expect(e.message).to.equal(`the bundle holds ${MAX_BUNDLE_ENTRIES + 1} item versions, and import reads at most ${MAX_BUNDLE_ENTRIES} (no bundle export writes holds more): nothing was imported`);
     });
 
     it('refuses a wrong bundle passphrase with WRONG_KEY and a damaged bundle with an integrity code', async () => {
