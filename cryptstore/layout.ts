@@ -10,7 +10,7 @@
 // tag sort by version.
 
 import { concatBytes, encodeFields } from '../lib/crypto/index.ts';
-import { CRYPTSTORE_FORMAT_VERSION } from '../lib/wire/index.ts';
+import { CRYPTSTORE_FORMAT_VERSION, MAX_VERSION } from '../lib/wire/index.ts';
 import type { ProtectionParams } from './protection.ts';
 
 export const META_KEY = '!meta';
@@ -31,13 +31,15 @@ export function entryRange(tag: string): { gt: string; lt: string } {
 export const ALL_ENTRIES = { gt: ENTRY_PREFIX, lt: 'e"' } as const;
 export const ALL_MARKS = { gt: MARK_PREFIX, lt: 'h"' } as const;
 
-/** Splits an entry key; undefined when it is not one. */
+/** Splits an entry key; undefined when it is not one (a version outside 1..MAX_VERSION is none). */
 export function parseEntryKey(key: string): { tag: string; version: number } | undefined {
   if (!key.startsWith(ENTRY_PREFIX)) return undefined;
   const nul = key.lastIndexOf('\u0000');
   const hex = key.slice(nul + 1);
   if (nul < ENTRY_PREFIX.length || !/^[0-9a-f]{8}$/.test(hex)) return undefined;
-  return { tag: key.slice(ENTRY_PREFIX.length, nul), version: parseInt(hex, 16) };
+  const version = parseInt(hex, 16);
+  if (version < 1 || version > MAX_VERSION) return undefined;
+  return { tag: key.slice(ENTRY_PREFIX.length, nul), version };
 }
 
 export function markKey(tag: string): string {

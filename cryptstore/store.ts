@@ -375,7 +375,9 @@ export class Cryptstore {
     checkTag(tag);
     checkVersion(version, true);
     return this.exclusive(async () => {
-      const st = await this.state(tag);
+      // Loaded first, as a read meanwhile finds it and sees it change; none for a tag whose latest
+      // record does not open (a damaged one may be deleted, which get and put refuse).
+      const st = await this.state(tag).catch((e: unknown) => (isIntegrity(e) ? undefined : Promise.reject(e)));
       let versions: number[];
       if (version) {
         if ((await this.db.get(L.entryKey(tag, version))) === undefined) {
@@ -384,16 +386,23 @@ export class Cryptstore {
         versions = [version];
       } else {
         versions = [];
-        for await (const key of this.db.keys(L.entryRange(tag))) versions.push(L.parseEntryKey(key)!.version);
+        for await (const key of this.db.keys(L.entryRange(tag))) versions.push(this.versionOf(tag, key));
         if (versions.length === 0) throw new CertifierError('NOT_FOUND', `no item tagged ${shown(tag, 256)}`);
       }
-      // The high-water mark goes in the same atomic batch, so a deleted version is never reused.
+      // The high-water mark goes in the same atomic batch, so a deleted version is never reused:
+      // the highest version used by what opens (a damaged record's number does not count).
+      const used = await this.usedOnDisk(tag);
       const ops = [
         ...versions.map((v) => ({ type: 'del' as const, key: L.entryKey(tag, v) })),
-        { type: 'put' as const, key: L.markKey(tag), value: this.sealMark(tag, st.next) },
+        { type: 'put' as const, key: L.markKey(tag), value: this.sealMark(tag, used) },
       ];
       await this.write(`${shown(tag, 256)} version${versions.length > 1 ? 's' : ''} ${versions.join(', ')} ${versions.length > 1 ? 'were' : 'was'} deleted`, () => this.db.batch(ops, { sync: this.sync }));
-      if (versions.includes(st.latest)) st.latest = await this.latestOnDisk(tag);
+      if (st && versions.includes(st.latest)) {
+        // A new latest that does not open: get and put find it again, and refuse it.
+        const latest = await this.latestOnDisk(tag).catch((e: unknown) => (isIntegrity(e) ? undefined : Promise.reject(e)));
+        if (latest === undefined) this.states.delete(tag);
+        else Object.assign(st, { latest, next: Math.max(latest, used) });
+      } else if (st) st.next = Math.max(st.latest, used);
       return versions;
     });
   }
@@ -488,11 +497,46 @@ export class Cryptstore {
     return st;
   }
 
+  /**
+   * The latest version of `tag`, 0 for none. Its record must open (INTEGRITY otherwise): a record
+   * not written here could number any version, up to the last, and every version below it would
+   * then seem used, and be marked used for good by the next delete.
+   */
   private async latestOnDisk(tag: string): Promise<number> {
-    for await (const key of this.db.keys({ ...L.entryRange(tag), reverse: true, limit: 1 })) {
-      return L.parseEntryKey(key)!.version;
+    for await (const [key, raw] of this.db.iterator({ ...L.entryRange(tag), reverse: true, limit: 1 })) {
+      const version = this.versionOf(tag, key);
+      this.openEntry(tag, version, raw);
+      return version;
     }
     return 0;
+  }
+
+  /**
+   * The highest version number `tag` has used, by what can be read: its high-water mark, and its
+   * highest version whose record opens (a damaged or foreign one above it does not count).
+   */
+  private async usedOnDisk(tag: string): Promise<number> {
+    const rawMark = await this.db.get(L.markKey(tag));
+    let used = rawMark === undefined ? 0 : this.openMark(tag, rawMark);
+    for await (const [key, raw] of this.db.iterator({ ...L.entryRange(tag), reverse: true })) {
+      const version = this.versionOf(tag, key);
+      if (version <= used) break;
+      try {
+        this.openEntry(tag, version, raw);
+        used = version;
+        break;
+      } catch (e) {
+        if (!isIntegrity(e)) throw e;
+      }
+    }
+    return used;
+  }
+
+  /** The version a key of `tag`'s entries names; INTEGRITY for a damaged key (version 0, or past MAX_VERSION). */
+  private versionOf(tag: string, key: string): number {
+    const k = L.parseEntryKey(key);
+    if (!k) throw new CertifierError('INTEGRITY', `the cryptstore holds a record of ${shown(tag, 256)} with a damaged key (${shown(key, 256)})`);
+    return k.version;
   }
 
   private entryOf(tag: string, blob: Uint8Array, version: number, options: PutOptions): ValidEntry {
@@ -535,6 +579,10 @@ export class Cryptstore {
     if (!plain || plain.length !== 4) throw new CertifierError('INTEGRITY', `the version record of ${shown(tag, 256)} failed its integrity check`);
     return new DataView(plain.buffer, plain.byteOffset, 4).getUint32(0, false);
   }
+}
+
+function isIntegrity(e: unknown): boolean {
+  return e instanceof CertifierError && e.code === 'INTEGRITY';
 }
 
 function infoOf(e: ValidEntry | Entry): EntryInfo {

@@ -480,6 +480,68 @@ describe('cryptstore', () => {
       }
     });
 
+    it('refuses, as damaged, a record not written here that numbers a version past the range or past the latest, and never numbers a version by it', async () => {
+      // Each round puts and deletes one version: the next is one higher, whatever the forged record said.
+      for (const [round, forged] of ['ffffffff', '80000000', '7fffffff', '00000005'].entries()) {
+        const key = `e!a\u0000${forged}`;
+        await withRaw(dir, (db) => db.put(key, randomBytes(60)));
+        let s = await Cryptstore.open(dir, pass());
+        try {
+          await rejects(s.get('a'), 'INTEGRITY');
+          await rejects(s.put('a', utf8('next')), 'INTEGRITY');
+          await rejects(s.has('a'), 'INTEGRITY');
+          expect(Buffer.from((await s.get('a', 1)).blob).toString(), forged).to.equal('alpha');
+          const { problems } = await s.verify();
+          expect(problems.map((p) => p.key), forged).to.deep.equal([JSON.stringify(key)]);
+          // Deleting the forged record, where it has a version, removes it and uses no version number.
+          if (forged !== 'ffffffff' && forged !== '80000000') expect(await s.delete('a', parseInt(forged, 16))).to.deep.equal([parseInt(forged, 16)]);
+        } finally {
+          await s.close();
+        }
+        await withRaw(dir, (db) => db.del(key));
+        s = await Cryptstore.open(dir, pass());
+        try {
+          const { version } = await s.put('a', utf8('next'));
+          expect(version, forged).to.equal(2 + round);
+          await s.delete('a', version);
+        } finally {
+          await s.close();
+        }
+      }
+    });
+
+    it('refuses to delete every version of a tag holding a record with a damaged key (version 0, or past the range), rather than failing on it or naming it a version', async () => {
+      for (const forged of ['00000000', 'ffffffff']) {
+        await withRaw(dir, (db) => db.put(`e!a\u0000${forged}`, randomBytes(60)));
+        const s = await Cryptstore.open(dir, pass());
+        try {
+          const e = await rejects(s.delete('a'), 'INTEGRITY');
+          expect(e.message, forged).to.contain('"a"');
+          expect(Buffer.from((await s.get('a', 1)).blob).toString()).to.equal('alpha');
+        } finally {
+          await s.close();
+        }
+        await withRaw(dir, (db) => db.del(`e!a\u0000${forged}`));
+      }
+    });
+
+    it('deletes a damaged version, and a later put numbers past the versions it could read', async () => {
+      await withRaw(dir, async (db) => {
+        const k = (await entryKeys(db)).find((x) => x.startsWith('e!b'))!;
+        const v = new Uint8Array((await db.get(k))!);
+        v[20]! ^= 1;
+        await db.put(k, v);
+      });
+      const s = await Cryptstore.open(dir, pass());
+      try {
+        await rejects(s.put('b', utf8('x')), 'INTEGRITY');
+        expect(await s.delete('b', 1)).to.deep.equal([1]);
+        expect((await s.put('b', utf8('x'))).version).to.equal(1);
+      } finally {
+        await s.close();
+      }
+    });
+
     it('names a record it cannot read by its key cut short: a foreign key of any length gives a report of bounded size', async () => {
       const long = `e!${'A'.repeat(100_000)}\u000000000001`;
       await withRaw(dir, (db) => db.put(long, new Uint8Array(40)));
