@@ -7,6 +7,7 @@ import {
   CRYPTSTORE_FORMAT_VERSION, checkCryptstoreEntry, decode, encode, fieldCount, newNameProblem, parseCryptstoreBundle, shown,
   type Cryptstore as CryptstoreMessage, type ValidEntry,
 } from '../lib/wire/index.ts';
+import { isRfc3339 } from '../lib/policy/index.ts';
 import { bundleAad } from './layout.ts';
 import type { Cryptstore, Entry, EntryInfo } from './store.ts';
 
@@ -48,7 +49,13 @@ export async function openBundle(bytes: Uint8Array, passphrase: Uint8Array): Pro
     throw new CertifierError('INVALID_INPUT', `the bundle holds ${count} item versions, and import reads at most ${MAX_BUNDLE_ENTRIES} (no bundle export writes holds more): nothing was imported`);
   }
   const entries = decode<CryptstoreMessage>('cryptstore', plain).entries ?? [];
-  return entries.map((e, i) => checkCryptstoreEntry(e, `bundle entry ${i}`));
+  return entries.map((e, i) => {
+    const entry = checkCryptstoreEntry(e, `bundle entry ${i}`);
+    // The store writes an RFC 3339 time, and list-items writes it back as it is: a bundle's maker
+    // chose these bytes, and an escape sequence among them would reach the terminal.
+    if (!isRfc3339(entry.timeEntered)) throw new CertifierError('BAD_FIELD', `invalid bundle entry ${i}: time_entered ${shown(entry.timeEntered)} is not an RFC 3339 time`);
+    return entry;
+  });
 }
 
 /**

@@ -9,6 +9,7 @@
 
 import { CertifierError } from '../lib/errors/index.ts';
 import { LevelReopener, unmakeHeld } from '../lib/files/index.ts';
+import { isRfc3339 } from '../lib/policy/index.ts';
 import { open as aeadOpen, randomBytes, seal, toHex, wipe } from '../lib/crypto/index.ts';
 import {
   CRYPTSTORE_FORMAT_VERSION, ENTRY_TYPES, MAX_VERSION, checkCryptstoreEntry, decode, encode,
@@ -213,6 +214,8 @@ export class Cryptstore {
       } catch (cause) {
         throw new CertifierError('INTEGRITY', `the metadata of the cryptstore at ${dir} is damaged`, { cause });
       }
+      // Not bound into any seal, and written by print-store as it is: what create wrote, or damaged.
+      if (!isRfc3339(meta.created)) throw new CertifierError('INTEGRITY', `the metadata of the cryptstore at ${dir} is damaged: its creation time ${shown(meta.created)} is not an RFC 3339 time`);
       if (meta.formatVersion !== CRYPTSTORE_FORMAT_VERSION) {
         throw new CertifierError('STORE_FORMAT', `the cryptstore at ${dir} has format ${meta.formatVersion}; this program reads format ${CRYPTSTORE_FORMAT_VERSION}`);
       }

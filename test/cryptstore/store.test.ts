@@ -584,6 +584,18 @@ describe('cryptstore', () => {
       await rejects(Cryptstore.open(dir, pass()), 'INTEGRITY');
     });
 
+    it('refuses metadata whose creation time is not an RFC 3339 time (print-store writes it as it is) as INTEGRITY', async () => {
+      let meta = new Uint8Array();
+      await withRaw(dir, async (db) => {
+        meta = new Uint8Array((await db.get('!meta'))!);
+      });
+      const m = decode<CryptstoreMetadata>('cryptstore_metadata', meta);
+      m.created = '\u001b]0;owned\u0007\u001b[2J';
+      await withRaw(dir, (db) => db.put('!meta', encode('cryptstore_metadata', m)));
+      const e = await rejects(Cryptstore.open(dir, pass()), 'INTEGRITY');
+      expect(e.message).to.contain('damaged').and.contain('"\\u001b]0;owned\\u0007\\u001b[2J"').and.not.contain('\u001b');
+    });
+
     it('refuses, before deriving anything, scrypt parameters this suite never writes (a 16 GiB derivation otherwise)', async () => {
       let meta = new Uint8Array();
       await withRaw(dir, async (db) => {
@@ -754,6 +766,15 @@ describe('cryptstore', () => {
       expect(over.length).to.be.below(MAX_BUNDLE_BYTES / 16);
       const e = await rejects(openBundle(over, utf8('bundle pass')), 'INVALID_INPUT');
       expect(e.message).to.equal(`the bundle holds ${MAX_BUNDLE_ENTRIES + 1} item versions, and import reads at most ${MAX_BUNDLE_ENTRIES} (no bundle export writes holds more): nothing was imported`);
+    });
+
+    it('refuses a bundle entry whose time is not an RFC 3339 time: list-items writes it as it is', async () => {
+      const at = (timeEntered: string) => [{ tag: 't', version: 1, type: 'binary-blob' as const, timeEntered, blob: utf8('v'), exportable: true, size: 1 }];
+      const ok = await sealBundle(at('2026-12-06T16:00:00.000Z'), utf8('bundle pass'), CHEAP);
+      expect((await openBundle(ok, utf8('bundle pass')))[0]!.timeEntered).to.equal('2026-12-06T16:00:00.000Z');
+      const odd = await sealBundle(at('\u001b[2J\u001b]0;owned\u0007'), utf8('bundle pass'), CHEAP);
+      const e = await rejects(openBundle(odd, utf8('bundle pass')), 'BAD_FIELD');
+      expect(e.message).to.equal('invalid bundle entry 0: time_entered "\\u001b[2J\\u001b]0;owned\\u0007" is not an RFC 3339 time');
     });
 
     it('refuses a wrong bundle passphrase with WRONG_KEY and a damaged bundle with an integrity code', async () => {
