@@ -49,6 +49,23 @@ export function ownDirProblem(st: { uid: number; mode: number }, uid: number | u
 }
 
 /**
+ * Why another user could replace a file written at `path`, in words, or undefined: the directory
+ * it would really go in, or one above it, may be written in by its group or by other users without
+ * the sticky bit (which keeps each user's entries their own, as in /tmp), so they could rename
+ * the file, or a directory on its way, and put their own in its place.
+ */
+export async function replaceableProblem(path: string): Promise<string | undefined> {
+  for (let dir = dirname(realLocation(path)); ; dir = dirname(dir)) {
+    const st = await fs.stat(dir).catch(() => undefined); // one not there yet: checkWritable says so
+    if (st?.isDirectory() && !(st.mode & 0o1000) && st.mode & 0o022) {
+      const who = st.mode & 0o002 ? 'other users' : 'its group';
+      return `${dir} is writable by ${who} (mode ${(st.mode & 0o7777).toString(8)}), who could replace what is written there; chmod go-w it, or use another directory`;
+    }
+    if (dir === dirname(dir)) return undefined;
+  }
+}
+
+/**
  * Makes the directory `dir` (0700), or checks the one there (or the one a link there names): it
  * must be this user's and writable by no one else (ownDirProblem). Another user who can write in it
  * could swap what a command writes there before it is used. FILE_ERROR otherwise, naming `dir` as

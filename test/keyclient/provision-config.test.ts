@@ -291,6 +291,35 @@ describe('keyclient: the provisioning config and where secrets may be written', 
     expect(e.message).to.contain('"missing/19" (NOT_FOUND); and 940 more; nothing was written').and.not.to.contain('"missing/20"');
   });
 
+  it('provision refuses, before fetching anything, a LocalPath in a directory (or under one) that its group or other users may write in without the sticky bit: they could replace the secret', async () => {
+    const tmp = tempDir('keepall-');
+    try {
+      let fetched = 0;
+      const entry: ValidEntry = { tag: 'a', type: 'binary-blob', version: 1, timeEntered: '', blob: new Uint8Array([7]), exportable: true };
+      const client = { retrieve: async () => { fetched++; return entry; } } as unknown as KeyClient;
+      const dir = (name: string, mode: number) => {
+        mkdirSync(join(tmp.dir, name));
+        chmodSync(join(tmp.dir, name), mode);
+        return join(tmp.dir, name);
+      };
+      const open = dir('open', 0o777);
+      const group = dir('group', 0o770);
+      mkdirSync(join(open, 'private'), { mode: 0o700 });
+      for (const [file, who, mode] of [[join(open, 'k'), 'other users', '777'], [join(group, 'k'), 'its group', '770'], [join(open, 'private', 'k'), 'other users', '777']] as const) {
+        const e = await rejects(provision(client, undefined, [{ name: 'a', version: 0, file }]), 'FILE_ERROR');
+        expect(e.message, file).to.equal(`cannot write ${file}: ${file.startsWith(group) ? group : open} is writable by ${who} (mode ${mode}), who could replace what is written there; chmod go-w it, or use another directory; nothing was written`);
+        expect(existsSync(file), file).to.equal(false);
+      }
+      expect(fetched).to.equal(0);
+      // A sticky directory (as /tmp) keeps each user's files their own.
+      const sticky = dir('sticky', 0o1777);
+      const outcomes = await provision(client, undefined, [{ name: 'a', version: 0, file: join(sticky, 'k') }, { name: 'a', version: 0, file: join(dir('mine', 0o755), 'k') }]);
+      expect(outcomes.map((x) => x.written)).to.deep.equal(['new', 'new']);
+    } finally {
+      tmp.cleanup();
+    }
+  });
+
   it('provision refuses a Tag that would look like another before fetching anything, unless the store holds it already', async () => {
     const held = new Set(['old/cafe\u0301']);
     const store = { has: async (t: string) => held.has(t) } as unknown as Cryptstore;
