@@ -9,11 +9,13 @@ import {
 } from '../lib/wire/index.ts';
 import { isRfc3339 } from '../lib/policy/index.ts';
 import { bundleAad } from './layout.ts';
+import { refuseScryptBeyondMemory } from './protection.ts';
 import type { Cryptstore, Entry, EntryInfo } from './store.ts';
 
 /** Seals entries into a bundle. */
 export async function sealBundle(entries: Entry[], passphrase: Uint8Array, cost: ScryptCost = DEFAULT_SCRYPT): Promise<Uint8Array> {
   if (passphrase.length === 0) throw new CertifierError('INVALID_INPUT', 'the bundle passphrase is empty');
+  refuseScryptBeyondMemory(cost, 'the bundle');
   const salt = randomBytes(32);
   const key = await scrypt(passphrase, salt, cost, 32);
   const body: CryptstoreMessage = {
@@ -38,6 +40,7 @@ export async function openBundle(bytes: Uint8Array, passphrase: Uint8Array): Pro
   if (b.formatVersion !== CRYPTSTORE_FORMAT_VERSION) {
     throw new CertifierError('STORE_FORMAT', `the bundle has format ${b.formatVersion}; this program reads format ${CRYPTSTORE_FORMAT_VERSION}`);
   }
+  refuseScryptBeyondMemory(b.scrypt, 'the bundle');
   const key = await scrypt(passphrase, b.scrypt.salt, b.scrypt, 32);
   const plain = aeadOpen(key, b.ciphertext, bundleAad(b.scrypt.logN, b.scrypt.r, b.scrypt.p, b.scrypt.salt));
   wipe(key);

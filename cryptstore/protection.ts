@@ -3,7 +3,8 @@
 // New kinds (the platform-sealed key) implement the same interface.
 
 import { CertifierError } from '../lib/errors/index.ts';
-import { DEFAULT_SCRYPT, hkdfSha256, randomBytes, scrypt, secretCopy, utf8, wipe, type ScryptCost } from '../lib/crypto/index.ts';
+import { totalmem } from 'node:os';
+import { DEFAULT_SCRYPT, hkdfSha256, randomBytes, scrypt, scryptMemory, secretCopy, utf8, wipe, type ScryptCost } from '../lib/crypto/index.ts';
 import type { ProtectionKind, ValidProtection } from '../lib/wire/index.ts';
 
 /** Protection parameters as recorded in the metadata, without the wrapped key. */
@@ -24,6 +25,28 @@ export interface Protector {
 export const MIN_KEY_FILE_BYTES = 32;
 const KEY_FILE_INFO = utf8('cryptstore key-file kek v1');
 
+/** The memory this process may have: the machine's, or its control group's limit where lower. */
+export function memoryAvailable(): number {
+  const total = totalmem();
+  const limit = process.constrainedMemory?.() ?? 0;
+  return limit > 0 && limit < total ? limit : total;
+}
+
+/**
+ * UNSUPPORTED when deriving a key with `cost` would take more than half the memory this process
+ * may have. The parameters come from a store or a bundle, before anything is authenticated; those
+ * accepted (N up to 2^22: 4 GiB) would otherwise run a small machine out of memory, and its
+ * out-of-memory killer could end another process than this one.
+ */
+export function refuseScryptBeyondMemory(cost: ScryptCost, what: string): void {
+  const need = scryptMemory(cost);
+  const have = memoryAvailable();
+  const mib = (n: number) => Math.floor(n / (1024 * 1024));
+  if (need > have / 2) {
+    throw new CertifierError('UNSUPPORTED', `deriving the key of ${what} from its passphrase takes ${mib(need)} MiB (scrypt N = 2^${cost.logN}, r = ${cost.r}, p = ${cost.p}), more than half of the ${mib(have)} MiB this process may have: refused rather than running the machine out of memory`);
+  }
+}
+
 /** Passphrase -> scrypt -> KEK. */
 export class PassphraseProtector implements Protector {
   readonly kind = 'passphrase' as const;
@@ -40,8 +63,9 @@ export class PassphraseProtector implements Protector {
     return { params, kek: await this.derive(params) };
   }
 
-  derive(params: ProtectionParams): Promise<Uint8Array> {
+  async derive(params: ProtectionParams): Promise<Uint8Array> {
     const s = params.scrypt!;
+    refuseScryptBeyondMemory(s, 'the cryptstore');
     return scrypt(this.passphrase, s.salt, s, 32);
   }
 

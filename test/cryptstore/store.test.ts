@@ -619,6 +619,39 @@ describe('cryptstore', () => {
         await s.close();
       }
     });
+
+    it('refuses scrypt parameters it accepts but whose derivation would take more than half the memory this process may have (UNSUPPORTED), before deriving', async () => {
+      const limit = process.constrainedMemory;
+      // A machine (or control group) of 1 GiB: N = 2^20 with r = 8 needs 1 GiB, N = 2^17 128 MiB.
+      process.constrainedMemory = () => 1024 * 1024 * 1024;
+      try {
+        let meta = new Uint8Array();
+        await withRaw(dir, async (db) => {
+          meta = new Uint8Array((await db.get('!meta'))!);
+        });
+        const m = decode<CryptstoreMetadata>('cryptstore_metadata', meta);
+        m.protection!.scrypt = { ...m.protection!.scrypt!, logN: 20 };
+        await withRaw(dir, (db) => db.put('!meta', encode('cryptstore_metadata', m)));
+        const t0 = Date.now();
+        const e = await rejects(Cryptstore.open(dir, pass()), 'UNSUPPORTED');
+        expect(e.message).to.equal('deriving the key of the cryptstore from its passphrase takes 1024 MiB (scrypt N = 2^20, r = 8, p = 1), more than half of the 1024 MiB this process may have: refused rather than running the machine out of memory');
+        const s = await Cryptstore.create(join(tmp.dir, 'other'), pass());
+        try {
+          await s.put('x', utf8('x'), { exportable: true });
+          const { bundle } = await exportStore(s, utf8('bundle pass'), { logN: 17, r: 8, p: 1 }); // 128 MiB: taken
+          expect(await importStore(s, bundle, utf8('bundle pass'), true)).to.have.length(1);
+          const b = decode<CryptstoreBundle>('cryptstore_bundle', bundle);
+          b.scrypt = { ...b.scrypt!, logN: 20 };
+          const e2 = await rejects(importStore(s, encode('cryptstore_bundle', b), utf8('bundle pass')), 'UNSUPPORTED');
+          expect(e2.message).to.match(/^deriving the key of the bundle from its passphrase takes 1024 MiB/);
+        } finally {
+          await s.close();
+        }
+        expect(Date.now() - t0).to.be.below(3_000);
+      } finally {
+        process.constrainedMemory = limit;
+      }
+    });
   });
 
   describe('export, import and rekey', () => {
