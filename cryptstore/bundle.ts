@@ -7,6 +7,7 @@ import {
   CRYPTSTORE_FORMAT_VERSION, checkCryptstoreEntry, decode, encode, fieldCount, newNameProblem, parseCryptstoreBundle, shown,
   type Cryptstore as CryptstoreMessage, type ValidEntry,
 } from '../lib/wire/index.ts';
+import { itemProblem } from '../lib/pki/index.ts';
 import { isRfc3339 } from '../lib/policy/index.ts';
 import { bundleAad } from './layout.ts';
 import { refuseScryptBeyondMemory } from './protection.ts';
@@ -57,6 +58,9 @@ export async function openBundle(bytes: Uint8Array, passphrase: Uint8Array): Pro
     // The store writes an RFC 3339 time, and list-items writes it back as it is: a bundle's maker
     // chose these bytes, and an escape sequence among them would reach the terminal.
     if (!isRfc3339(entry.timeEntered)) throw new CertifierError('BAD_FIELD', `invalid bundle entry ${i}: time_entered ${shown(entry.timeEntered)} is not an RFC 3339 time`);
+    // As put-item and key-client keep it: a "certificate" that is not one would fail only where it is used.
+    const problem = itemProblem(entry.type, entry.blob);
+    if (problem) throw new CertifierError('BAD_CERTIFICATE', `bundle entry ${i} (${shown(entry.tag, 256)} version ${entry.version}) is an ${entry.type} item that holds no DER certificate (${problem})`);
     return entry;
   });
 }

@@ -7,7 +7,7 @@
 import { CertifierError, isCertifierError } from '../errors/index.ts';
 import { parseJsonText } from '../util/json.ts';
 import { bytesEqual } from '../crypto/index.ts';
-import { itemValue } from '../pki/index.ts';
+import { itemProblem } from '../pki/index.ts';
 import { MAX_VERSION, newNameProblem, shown, tagProblem, type ValidEntry } from '../wire/index.ts';
 import { checkWritable, commitAll, ownFileProblem, readFileLimited, realLocation, refuseOwnFiles, replaceableProblem, stageFile, sweepLeftovers, type Leftover, type OwnFiles, type Staged } from '../files/index.ts';
 import { lstat, stat } from 'node:fs/promises';
@@ -133,12 +133,7 @@ export async function fetchAll(client: KeyClient, specs: SecretSpec[]): Promise<
 
 /** BAD_CERTIFICATE unless `entry` holds what its type says it does. */
 function refuseMistyped(entry: ValidEntry): void {
-  let problem: string | undefined;
-  try {
-    if (!bytesEqual(itemValue(entry.type, entry.blob), entry.blob)) problem = 'it is PEM text, not DER';
-  } catch (e) {
-    problem = (e as Error).message;
-  }
+  const problem = itemProblem(entry.type, entry.blob);
   if (problem) throw new CertifierError('BAD_CERTIFICATE', `${shown(entry.tag, 256)} version ${entry.version} on the key-server is an ${entry.type} item that holds no DER certificate (${problem}): it is not put in the cryptstore`);
 }
 

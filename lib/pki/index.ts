@@ -12,5 +12,5 @@ export {
   DEFAULT_POLICY_DAYS,
 } from './issue.ts';
 export { type Usage, type ValidateAdmissionOptions, type ValidatedPeer, validateAdmission, validatePolicyCert } from './validate.ts';
-export { toPem, readCertificate, readCertificateChain, pemBlocks, itemValue } from './pem.ts';
+export { toPem, readCertificate, readCertificateChain, pemBlocks, itemValue, itemProblem } from './pem.ts';
 export type { AltNames } from './san.ts';

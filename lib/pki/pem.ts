@@ -2,7 +2,7 @@
 // Reading checks only the framing (one DER element per certificate); parseCertificate does the rest.
 
 import { CertifierError } from '../errors/index.ts';
-import { looksLikePem } from '../crypto/index.ts';
+import { bytesEqual, looksLikePem } from '../crypto/index.ts';
 import { MAX_CERTIFICATE_BYTES } from './parse.ts';
 import { badCertificate } from './problems.ts';
 import { children, DerError, readOne, TAG } from './der.ts';
@@ -88,3 +88,16 @@ export function itemValue(type: string, bytes: Uint8Array): Uint8Array {
 
 /** The [0] EXPLICIT version of a TBSCertificate. */
 const CONTEXT_0 = 0xa0;
+
+/**
+ * Why `bytes` are not what an item of `type` holds as it is kept (itemValue: an X509-der-cert item
+ * one certificate as DER, not PEM), in words, or undefined: for items that come from elsewhere (a
+ * key-server, a bundle), which are kept as they are.
+ */
+export function itemProblem(type: string, bytes: Uint8Array): string | undefined {
+  try {
+    return bytesEqual(itemValue(type, bytes), bytes) ? undefined : 'it is PEM text, not DER';
+  } catch (e) {
+    return (e as Error).message;
+  }
+}

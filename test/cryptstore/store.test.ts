@@ -9,7 +9,7 @@ import { MAX_VERSION, decode, encode, type CryptstoreBundle, type CryptstoreMeta
 import { randomBytes, utf8 } from '../../lib/crypto/index.ts';
 import { Cryptstore, KeyFileProtector, MAX_BLOB_BYTES, MAX_BUNDLE_BYTES, MAX_BUNDLE_ENTRIES, PassphraseProtector, exportStore, importStore, openBundle, sealBundle } from '../../cryptstore/index.ts';
 import { writeFailed } from '../../cryptstore/db.ts';
-import { tempDir } from '../support/helpers.ts';
+import { VECTORS, tempDir } from '../support/helpers.ts';
 import { rejects } from '../support/rejects.ts';
 
 const CHEAP = { logN: 10, r: 8, p: 1 };
@@ -657,14 +657,16 @@ describe('cryptstore', () => {
   describe('export, import and rekey', () => {
     it('carries exactly the exportable items with their versions into a new store', async () => {
       const s = await Cryptstore.create(dir, pass());
-      await s.put('shared', utf8('s1'), { exportable: true });
+      await s.put('shared', utf8('shared-secret-1'), { exportable: true });
       await s.put('shared', utf8('s2'), { exportable: true });
       await s.put('private', utf8('p1'));
       await s.put('mixed', utf8('m1'));
-      await s.put('mixed', utf8('m2'), { exportable: true, type: 'X509-der-cert' });
+      const cert = new Uint8Array(readFileSync(join(VECTORS, 'certifier-original', 'policy_cert_file.datica')));
+      await s.put('mixed', cert, { exportable: true, type: 'X509-der-cert' });
       const { bundle, entries } = await exportStore(s, utf8('bundle pass'), CHEAP);
+      // A value long enough that the ciphertext cannot hold it by chance (two bytes could).
       expect(entries.map((e) => `${e.tag}@${e.version}`)).to.deep.equal(['mixed@2', 'shared@1', 'shared@2']);
-      expect(Buffer.from(bundle).includes(Buffer.from('s1'))).to.equal(false);
+      expect(Buffer.from(bundle).includes(Buffer.from('shared-secret-1'))).to.equal(false);
       await s.close();
 
       const other = await Cryptstore.create(join(tmp.dir, 'other'), pass('other'));
@@ -674,7 +676,7 @@ describe('cryptstore', () => {
       expect(list.map((e) => `${e.tag}@${e.version}:${e.type}:${e.exportable}`)).to.deep.equal([
         'mixed@2:X509-der-cert:true', 'shared@1:binary-blob:true', 'shared@2:binary-blob:true',
       ]);
-      expect(Buffer.from((await other.get('shared', 1)).blob).toString()).to.equal('s1');
+      expect(Buffer.from((await other.get('shared', 1)).blob).toString()).to.equal('shared-secret-1');
       expect((await other.put('mixed', utf8('m3'))).version).to.equal(3);
 
       // A second import clashes and writes nothing; --force replaces.
@@ -683,7 +685,7 @@ describe('cryptstore', () => {
       expect(e.message).to.contain('"shared" v2');
       await rejects(other.get('shared', 1), 'NOT_FOUND');
       await importStore(other, bundle, utf8('bundle pass'), true);
-      expect(Buffer.from((await other.get('shared', 1)).blob).toString()).to.equal('s1');
+      expect(Buffer.from((await other.get('shared', 1)).blob).toString()).to.equal('shared-secret-1');
       await other.close();
     });
 
@@ -808,6 +810,18 @@ describe('cryptstore', () => {
       const odd = await sealBundle(at('\u001b[2J\u001b]0;owned\u0007'), utf8('bundle pass'), CHEAP);
       const e = await rejects(openBundle(odd, utf8('bundle pass')), 'BAD_FIELD');
       expect(e.message).to.equal('invalid bundle entry 0: time_entered "\\u001b[2J\\u001b]0;owned\\u0007" is not an RFC 3339 time');
+    });
+
+    it('refuses a bundle whose X509-der-cert entry holds no DER certificate, as put-item and provision refuse to keep one', async () => {
+      const now = new Date().toISOString();
+      const cert = new Uint8Array(readFileSync(join(VECTORS, 'certifier-original', 'policy_cert_file.datica')));
+      const entry = (tag: string, blob: Uint8Array) => ({ tag, version: 1, type: 'X509-der-cert' as const, timeEntered: now, blob, exportable: true, size: blob.length });
+      expect(await openBundle(await sealBundle([entry('good', cert)], utf8('bundle pass'), CHEAP), utf8('bundle pass'))).to.have.length(1);
+      for (const blob of [utf8('not a certificate'), utf8(`-----BEGIN CERTIFICATE-----\n${Buffer.from(cert).toString('base64')}\n-----END CERTIFICATE-----\n`)]) {
+        const bundle = await sealBundle([entry('good', cert), entry('odd', blob)], utf8('bundle pass'), CHEAP);
+        const e = await rejects(openBundle(bundle, utf8('bundle pass')), 'BAD_CERTIFICATE');
+        expect(e.message).to.match(/^bundle entry 1 \("odd" version 1\) is an X509-der-cert item that holds no DER certificate \(.+\)$/);
+      }
     });
 
     it('refuses a wrong bundle passphrase with WRONG_KEY and a damaged bundle with an integrity code', async () => {
