@@ -49,19 +49,22 @@ export function ownDirProblem(st: { uid: number; mode: number }, uid: number | u
 }
 
 /**
- * Why another user could replace a file written at `path`, in words, or undefined: the directory
- * it would really go in, or one above it, may be written in by its group or by other users without
- * the sticky bit (which keeps each user's entries their own, as in /tmp), so they could rename
- * the file, or a directory on its way, and put their own in its place.
+ * Refuses (FILE_ERROR, nothing written) to write a secret at `path` where another user could
+ * replace it: the directory it would really go in, or one above it, may be written in by its group
+ * or by other users without the sticky bit (which keeps each user's entries their own, as in
+ * /tmp), so they could rename the file, or a directory on its way, and put their own in its place.
+ * Every command writing a secret (a value, a private key, a bundle) to a named file asks this
+ * before anything is fetched, derived or written. A directory not there yet is passed over
+ * (checkWritable says so).
  */
-export async function replaceableProblem(path: string): Promise<string | undefined> {
+export async function refuseReplaceable(path: string): Promise<void> {
   for (let dir = dirname(realLocation(path)); ; dir = dirname(dir)) {
-    const st = await fs.stat(dir).catch(() => undefined); // one not there yet: checkWritable says so
+    const st = await fs.stat(dir).catch(() => undefined);
     if (st?.isDirectory() && !(st.mode & 0o1000) && st.mode & 0o022) {
       const who = st.mode & 0o002 ? 'other users' : 'its group';
-      return `${dir} is writable by ${who} (mode ${(st.mode & 0o7777).toString(8)}), who could replace what is written there; chmod go-w it, or use another directory`;
+      throw new CertifierError('FILE_ERROR', `cannot write ${path}: ${dir} is writable by ${who} (mode ${(st.mode & 0o7777).toString(8)}), who could replace what is written there; chmod go-w it, or use another directory; nothing was written`);
     }
-    if (dir === dirname(dir)) return undefined;
+    if (dir === dirname(dir)) return;
   }
 }
 

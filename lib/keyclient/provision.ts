@@ -9,7 +9,7 @@ import { parseJsonText } from '../util/json.ts';
 import { bytesEqual } from '../crypto/index.ts';
 import { itemProblem } from '../pki/index.ts';
 import { MAX_VERSION, newNameProblem, shown, tagProblem, type ValidEntry } from '../wire/index.ts';
-import { checkWritable, commitAll, ownFileProblem, readFileLimited, realLocation, refuseOwnFiles, replaceableProblem, stageFile, sweepLeftovers, type Leftover, type OwnFiles, type Staged } from '../files/index.ts';
+import { checkWritable, commitAll, ownFileProblem, readFileLimited, realLocation, refuseOwnFiles, refuseReplaceable, stageFile, sweepLeftovers, type Leftover, type OwnFiles, type Staged } from '../files/index.ts';
 import { lstat, stat } from 'node:fs/promises';
 import type { Cryptstore } from '../../cryptstore/index.ts';
 import { isIdentityTag } from '../certifier/index.ts';
@@ -222,8 +222,7 @@ async function checkLocalPaths(specs: SecretSpec[], own: OwnFiles | undefined, o
     if (spec.file === undefined) continue;
     if (own) refuseOwnFiles(spec.file, own, `the LocalPath of ${shown(spec.name, 256)} (${spec.file})`);
     // As a Mode that lets the group change the secret is refused: nor may they put another in its place.
-    const replaceable = await replaceableProblem(spec.file);
-    if (replaceable) throw new CertifierError('FILE_ERROR', `cannot write ${spec.file}: ${replaceable}; nothing was written`);
+    await refuseReplaceable(spec.file);
     // A regular file there may already hold the value, and then nothing is written: its directory
     // need not be writable (a read-only file system on a re-run). Returned, to be checked in full
     // once it is known that it changes.
