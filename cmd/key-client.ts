@@ -7,7 +7,7 @@ import { createPublicKey } from 'node:crypto';
 import { CertifierError } from '../lib/errors/index.ts';
 import { toHex } from '../lib/crypto/index.ts';
 import { ENTRY_TYPES, printableName, shown, tagProblem, visibleJson, type EntryType } from '../lib/wire/index.ts';
-import { checkWritable, readFileLimited, refuseOwnFiles, sweepLeftovers, type Leftover, type OwnFiles } from '../lib/files/index.ts';
+import { checkWritable, readFileLimited, sweepLeftovers, type Leftover, type OwnFiles } from '../lib/files/index.ts';
 import { JsonItemsText, utf8Text } from '../lib/util/json.ts';
 import { itemValue, readCertificateChain, validatePolicyCert } from '../lib/pki/index.ts';
 import { isIdentityTag, loadIdentity } from '../lib/certifier/index.ts';
@@ -21,7 +21,7 @@ import { Cryptstore } from '../cryptstore/index.ts';
 import { addExamples, createProgram, domainName, run, versionOf, subcommand, note, printLines, printText, warn, type JsonOption, type Result } from './common/cli.ts';
 import { openStore, storeOptions, type ProtectionOptions } from './common/protection.ts';
 import { parseHostPort, parseMeasurementHex, readCertificateFile, readPrivateKeyFile } from './common/keys.ts';
-import { outputResult, readInput, storeFiles, writeOutput } from './common/io.ts';
+import { outputResult, readInput, refuseOutput, storeFiles, writeOutput } from './common/io.ts';
 
 const P = 'key-client';
 process.umask(0o077);
@@ -173,7 +173,7 @@ clientOptions(subcommand<ClientOpts & { version: number; out?: string; force?: b
     const specs: SecretSpec[] = names.map((name) => ({ name, version: o.version, ...(o.out ? {} : { tag: name }) }));
     // Before connecting: a key-server releases (and records) nothing for a value with nowhere to go.
     if (o.out && o.out !== '-') {
-      refuseOwnFiles(o.out, clientFiles(o), `--out ${o.out}`);
+      await refuseOutput(o.out, clientFiles(o));
       // Whether or not the file is written: a killed run's leftovers beside it may hold a secret.
       noteLeftovers(o.out, await sweepLeftovers(o.out));
       await checkWritable(o.out, { exclusive: !o.force });

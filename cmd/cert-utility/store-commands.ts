@@ -7,14 +7,14 @@ import { encode, ENTRY_TYPES, newNameProblem, printableName, shown, type EntryTy
 import {
   exportPublicKey, generateKeyPair, isKeyAlg, randomBytes, toKeyMessage, wipe, type KeyAlg,
 } from '../../lib/crypto/index.ts';
-import { checkWritable, commitAll, refuseOwnFiles, stageFiles, writeFileAtomic } from '../../lib/files/index.ts';
+import { checkWritable, commitAll, refuseOwnFiles, refuseReplaceable, stageFiles, writeFileAtomic } from '../../lib/files/index.ts';
 import { itemValue } from '../../lib/pki/index.ts';
 import { isAdmissionCertTag, isIdentityTag } from '../../lib/certifier/index.ts';
 import { STORAGE_KEY_TAG } from '../../lib/keyservice/keystore.ts';
 import { Cryptstore, MAX_BLOB_BYTES, MAX_BUNDLE_BYTES, exportStore, importStore, type EntryInfo } from '../../cryptstore/index.ts';
 import { fileOut, note, subcommand, versionOf, type JsonOption } from '../common/cli.ts';
 import { changeStore, readPassphraseFile, scryptCost, scryptOption, storeOptions, withProtector, withStore, type ProtectionOptions } from '../common/protection.ts';
-import { outputResult, readInput, storeFiles, writeOutput } from '../common/io.ts';
+import { outputResult, readInput, refuseOutput, storeFiles, writeOutput } from '../common/io.ts';
 
 const P = 'cert-utility';
 
@@ -87,6 +87,7 @@ export function addStoreCommands(program: Command): void {
   storeOptions(subcommand<StoreOpts & { tag: string; version: number; out: string; force?: boolean }>(program, 'get-item',
     'write the raw bytes of an item where --out says',
     async (o) => {
+      await refuseOutput(o.out, storeFiles(o)); // before the store's key is derived
       const entry = await withStore(P, o, (s) => s.get(o.tag, o.version));
       const { blob, ...info } = entry;
       const raw = await writeOutput(o.out, blob, o.force === true, storeFiles(o));
@@ -122,7 +123,7 @@ export function addStoreCommands(program: Command): void {
   scryptOption(storeOptions(subcommand<StoreOpts & { out: string; bundlePassphraseFile: string; force?: boolean; tag: string[] }>(program, 'export-store',
     'write the exportable items, with their versions, to an encrypted bundle',
     async (o) => {
-      refuseOwnFiles(o.out, storeFiles(o, o.bundlePassphraseFile), `--out ${o.out}`);
+      await refuseOutput(o.out, storeFiles(o, o.bundlePassphraseFile));
       // Before the key derivation and the store: a destination that cannot take the bundle.
       await checkWritable(o.out, { exclusive: !o.force });
       const pass = await readPassphraseFile(o.bundlePassphraseFile);
@@ -261,6 +262,7 @@ export function addStoreCommands(program: Command): void {
   // ---- new-key-file ----
   subcommand<JsonOption & { out: string; force?: boolean }>(program, 'new-key-file', 'write 32 random bytes (0600) for use with --key-file',
     async (o) => {
+      await refuseReplaceable(o.out);
       await writeFileAtomic(o.out, randomBytes(32), { exclusive: !o.force });
       return { json: { out: o.out }, text: [`wrote a new key file ${printableName(o.out)}`] };
     })

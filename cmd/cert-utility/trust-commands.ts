@@ -7,7 +7,7 @@ import { CertifierError } from '../../lib/errors/index.ts';
 import { escapeInvisible, printableName } from '../../lib/wire/index.ts';
 import { exportPrivateKey, generateKeyPair, toHex, type KeyAlg } from '../../lib/crypto/index.ts';
 import type { KeyObject } from 'node:crypto';
-import { checkWritable, makePrivateDir, readFileLimited, realFilePath, refuseOwnFiles, writeFileAtomic, writeFilesAtomic } from '../../lib/files/index.ts';
+import { checkWritable, makePrivateDir, readFileLimited, realFilePath, refuseOwnFiles, refuseReplaceable, writeFileAtomic, writeFilesAtomic } from '../../lib/files/index.ts';
 import { createPolicyCert, domainOfPolicyOrganization, issueAdmissionCert, parseCertificate, platformProblem, readCertificate, toPem, validatePolicyCert } from '../../lib/pki/index.ts';
 import { loadPolicy, makePolicy, sameKey } from '../../lib/policy/index.ts';
 import { generateSimulatedPlatform, platformCertificate, TEST_PLATFORM_WARNING } from '../../lib/attest/index.ts';
@@ -62,6 +62,7 @@ export function addTrustCommands(program: Command): void {
   subcommand<JsonOption & { domain: string; keyOut: string; certOut: string; alg: KeyAlg; days: number; force?: boolean }>(program, 'generate-policy-key',
     'create the policy key and its self-signed policy certificate',
     async (o) => {
+      await refuseReplaceable(o.keyOut); // a private key: before it is made
       const { privateKey } = await generateKeyPair(o.alg);
       const cert = await createPolicyCert({ privateKey, domain: o.domain, days: o.days });
       // Compared where they really lead: "here/k.pem" through a link to "." is "k.pem".
@@ -86,6 +87,9 @@ export function addTrustCommands(program: Command): void {
     'simulated platform (a TEST platform): platform key and certificate, attestation key, endorsement',
     async (o) => {
       warn(P, TEST_PLATFORM_WARNING);
+      // Private keys go there: a directory above it that others may write in could swap it
+      // (makePrivateDir holds DIR itself to a stricter rule).
+      await refuseReplaceable(o.outDir);
       await makePrivateDir(o.outDir, 'the output directory');
       const keys = await generateSimulatedPlatform({ alg: o.alg });
       const files = {

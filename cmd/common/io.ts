@@ -1,11 +1,21 @@
 // Where a command's input comes from (--in FILE|-) and where a secret goes (--out FILE|-).
 
-import { readFileLimited, readStdin, refuseOwnFiles, writeFileAtomic, type OwnFiles } from '../../lib/files/index.ts';
+import { readFileLimited, readStdin, refuseOwnFiles, refuseReplaceable, writeFileAtomic, type OwnFiles } from '../../lib/files/index.ts';
 import { printableName } from '../../lib/wire/index.ts';
 import type { Result } from './cli.ts';
 
 export async function readInput(path: string, limit: number): Promise<Uint8Array> {
   return path === '-' ? readStdin(limit) : readFileLimited(path, limit);
+}
+
+/**
+ * Before any work (a fetch, a key derived): refuses an --out FILE that is one of the command's own
+ * files, or where another user could put their own in its place (refuseReplaceable); not "-".
+ */
+export async function refuseOutput(path: string, own: OwnFiles): Promise<void> {
+  if (path === '-') return;
+  refuseOwnFiles(path, own, `--out ${path}`);
+  await refuseReplaceable(path);
 }
 
 /**

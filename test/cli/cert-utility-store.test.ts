@@ -172,6 +172,30 @@ describe('cert-utility store commands (transcripts)', function () {
       expect(readdirSync(dir)).to.deep.equal([]);
     });
 
+    it('writes no private key or key file under a directory other users may write in without the sticky bit (FILE_ERROR, nothing made); a sticky one is taken', async () => {
+      for (const [name, mode] of [['open', 0o777], ['sticky', 0o1777]] as const) {
+        mkdirSync(join(tmp.dir, name));
+        chmodSync(join(tmp.dir, name), mode);
+      }
+      const runs = [
+        ['generate-policy-key', '--domain', 'd', '--key-out', 'DIR/policy-key.pem', '--cert-out', 'policy-cert.pem'],
+        ['new-key-file', '--out', 'DIR/store.key'],
+        ['generate-platform-keys', '--out-dir', 'DIR/platform'],
+      ];
+      for (const args of runs) {
+        const r = await cu(args.map((a) => a.replace('DIR', 'open')));
+        expectFailure(r, 1, 'FILE_ERROR');
+        expect(r.stderr, args[0]).to.contain(`${join(tmp.dir, 'open')} is writable by other users (mode 777), who could replace what is written there; chmod go-w it, or use another directory; nothing was written`);
+      }
+      expect(readdirSync(join(tmp.dir, 'open'))).to.deep.equal([]);
+      expect(existsSync(join(tmp.dir, 'policy-cert.pem')), 'the policy certificate beside its key').to.equal(false);
+      for (const args of runs) {
+        const r = await cu(args.map((a) => a.replace('DIR', 'sticky')));
+        expect(r.status, r.stderr).to.equal(0);
+      }
+      expect(readdirSync(join(tmp.dir, 'sticky')).sort()).to.deep.equal(['platform', 'policy-key.pem', 'store.key']);
+    });
+
     it('refuses to create a store twice', async () => {
       expect((await cu(withPass('create-store', ...CHEAP))).status).to.equal(0);
       expectFailure(await cu(withPass('create-store', ...CHEAP)), 1, 'STORE_EXISTS');
@@ -224,6 +248,32 @@ describe('cert-utility store commands (transcripts)', function () {
         expect(await fs.readFile(join(tmp.dir, 'out'), 'utf8')).to.equal('keep me');
         expect((await cu(withPass('get-item', '--tag', 'k', '--out', 'out', '--force'))).status).to.equal(0);
         expect(await fs.readFile(join(tmp.dir, 'out'), 'utf8')).to.equal('top secret value');
+      });
+
+      it('get-item and export-store refuse an --out in a directory other users may write in without the sticky bit, before the key is derived (FILE_ERROR, nothing written); a sticky one is taken', async () => {
+        for (const [name, mode] of [['open', 0o777], ['sticky', 0o1777]] as const) {
+          mkdirSync(join(tmp.dir, name));
+          chmodSync(join(tmp.dir, name), mode);
+        }
+        writeFileSync(join(tmp.dir, 'bundle-pass'), 'bundle secret\n');
+        const getItem = (pass: string, out: string) => ['get-item', '--store', store, '--passphrase-file', pass, '--tag', 'k', '--out', out];
+        const exportStore = (pass: string, out: string) => ['export-store', '--store', store, '--passphrase-file', pass, '--out', out, '--bundle-passphrase-file', 'bundle-pass', ...CHEAP];
+        // A wrong passphrase would be WRONG_KEY (exit 4) once the key was derived: refused before.
+        writeFileSync(join(tmp.dir, 'wrong.txt'), 'nope\n', { mode: 0o600 });
+        for (const args of [getItem('wrong.txt', 'open/k'), exportStore('wrong.txt', 'open/bundle.bin')]) {
+          const r = await cu(args);
+          expectFailure(r, 1, 'FILE_ERROR');
+          expect(r.stderr, args[0]).to.contain(`cannot write ${args[args.indexOf('--out') + 1]}: ${join(tmp.dir, 'open')} is writable by other users (mode 777), who could replace what is written there; chmod go-w it, or use another directory; nothing was written`);
+        }
+        expect(readdirSync(join(tmp.dir, 'open'))).to.deep.equal([]);
+        // Standard output is not a directory: --out - is as before.
+        expect((await cu(getItem(passFile, '-'))).out).to.equal('top secret value');
+        for (const args of [getItem(passFile, 'sticky/k'), exportStore(passFile, 'sticky/bundle.bin')]) {
+          const r = await cu(args);
+          expect(r.status, r.stderr).to.equal(0);
+        }
+        expect(readFileSync(join(tmp.dir, 'sticky', 'k'), 'utf8')).to.equal('top secret value');
+        expect(existsSync(join(tmp.dir, 'sticky', 'bundle.bin'))).to.equal(true);
       });
 
       it('names the missing directory of an --out file', async () => {

@@ -1,10 +1,10 @@
 // key-client's refusals that come before it connects: a credential's certificate without its key
-// (or the reverse), and more names or secrets than one connection can fetch (1,000; 500 with a
-// credential, whose auth-challenge doubles the requests). A loopback listener stands in for the
+// (or the reverse), more names or secrets than one connection can fetch (1,000; 500 with a
+// credential, whose auth-challenge doubles the requests), and an --out another user could replace. A loopback listener stands in for the
 // key-server and counts the connections it is offered: none.
 
 import { expect } from 'chai';
-import { chmodSync, copyFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { run, tempDir, type RunResult } from '../support/helpers.ts';
@@ -94,5 +94,25 @@ describe('key-client refuses before connecting', function () {
     }
     expect(overCredentialLimit.status, overCredentialLimit.stderr).to.equal(1);
     expect(overCredentialLimit.stderr).to.contain('501 secrets is too many for one run').and.contain('fetch at most 500 at a time').and.contain('[INVALID_INPUT]');
+  });
+
+  it('refuses retrieve --out in a directory other users may write in without the sticky bit (FILE_ERROR, nothing written), and takes a sticky one', async () => {
+    const dir = (name: string, mode: number) => {
+      mkdirSync(join(tmp.dir, name));
+      chmodSync(join(tmp.dir, name), mode);
+      return name;
+    };
+    const open = dir('open-retrieve', 0o777);
+    const sticky = dir('sticky-retrieve', 0o1777);
+    // none.pem: the refusal comes before the policy certificate is read, let alone a connection.
+    const refused = await kc(['retrieve', 'a', '--out', `${open}/a`], 'none.pem');
+    expect(refused.status, refused.stderr).to.equal(1);
+    expect(refused.stderr).to.contain(`cannot write ${open}/a: ${join(tmp.dir, open)} is writable by other users (mode 777), who could replace what is written there; chmod go-w it, or use another directory; nothing was written [FILE_ERROR]`);
+    expect(readdirSync(join(tmp.dir, open))).to.deep.equal([]);
+    // A sticky one (as /tmp) passes, on to the policy certificate.
+    const taken = await kc(['retrieve', 'a', '--out', `${sticky}/a`], 'none.pem');
+    expect(taken.status, taken.stderr).to.equal(1);
+    expect(taken.stderr).to.contain('cannot read none.pem').and.not.contain('writable by');
+    expect(existsSync(join(tmp.dir, sticky, 'a'))).to.equal(false);
   });
 });
