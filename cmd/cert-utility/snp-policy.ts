@@ -6,7 +6,7 @@ import type { Command } from 'commander';
 import { InvalidArgumentError, Option } from 'commander';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { AMD_CERTS, AMD_PRODUCTS, isPssSignedBy, pinnedArk, pinnedProductOf, readAmdCert, type AmdProduct } from '../../lib/attest/index.ts';
-import { abiVersionNumber, COMPARATORS, SEV_SNP_PLATFORM, SNP_PROPERTY, type Comparator, type MakePolicyOptions, type Requirement } from '../../lib/policy/index.ts';
+import { COMPARATORS, SEV_SNP_PLATFORM, SNP_PROPERTY, VERSION_PROPERTIES, versionNumber, type Comparator, type MakePolicyOptions, type Requirement } from '../../lib/policy/index.ts';
 import { readCertificateFile } from '../common/keys.ts';
 import { collect, warn } from '../common/cli.ts';
 
@@ -65,11 +65,11 @@ const NUMBER_RANGES: Record<string, [number, number]> = {
   ].map((name) => [name, [0, 1] as [number, number]])),
 };
 
-/** abi-version's value, MAJOR.MINOR (each 0 to 255), as the one number the verifier reports. */
-function parseAbiVersion(value: string): number {
+/** A version property's value (abi-version, firmware-version, ...), MAJOR.MINOR (each 0 to 255), as the one number the verifier reports. */
+function parseVersion(name: string, value: string): number {
   const m = /^(\d{1,3})\.(\d{1,3})$/.exec(value);
-  if (!m || Number(m[1]) > 255 || Number(m[2]) > 255) throw new InvalidArgumentError(`abi-version is MAJOR.MINOR, each from 0 to 255 (e.g. abi-version>=1.51), not "${value}"`);
-  return abiVersionNumber(Number(m[1]), Number(m[2]));
+  if (!m || Number(m[1]) > 255 || Number(m[2]) > 255) throw new InvalidArgumentError(`${name} is MAJOR.MINOR, each from 0 to 255 (e.g. ${name}>=1.51), not "${value}"`);
+  return versionNumber(Number(m[1]), Number(m[2]));
 }
 
 /**
@@ -88,7 +88,7 @@ function parseProperty(v: string, acc: Requirement[]): Requirement[] {
     if (form && !form.re.test(value.toLowerCase())) throw new InvalidArgumentError(`${name} is ${form.what}, not "${value}"`);
     return [...acc, { name, comparator, value: value.toLowerCase() }];
   }
-  if (name === SNP_PROPERTY.abiVersion) return [...acc, { name, comparator, value: parseAbiVersion(value) }];
+  if (VERSION_PROPERTIES.includes(name)) return [...acc, { name, comparator, value: parseVersion(name, value) }];
   if (!/^\d{1,15}$/.test(value)) throw new InvalidArgumentError(`${name} is a number: ${name}${comparator}N`);
   const range = NUMBER_RANGES[name];
   if (range && (Number(value) < range[0] || Number(value) > range[1])) throw new InvalidArgumentError(`${name} is reported as a number from ${range[0]} to ${range[1]}, not ${value}`);
@@ -111,7 +111,7 @@ export function snpPolicyOptions(cmd: Command): Command {
     .option('--snp-allow-migration-agent', 'SEV-SNP: also accept guests whose policy allows a migration agent')
     .option('--snp-host-data <hex>', 'SEV-SNP: require this HOST_DATA (64 hex digits)', parseHex(32))
     .option('--snp-id-key-digest <hex>', 'SEV-SNP: require this ID_KEY_DIGEST (96 hex digits: the VM was launched with an ID block signed by this key)', parseHex(48))
-    .option('--snp-property <expr>', 'SEV-SNP: any further property, e.g. guest-svn>=2 or abi-version>=1.51 (repeatable; see the README)', parseProperty, []);
+    .option('--snp-property <expr>', 'SEV-SNP: any further property, e.g. guest-svn>=2, abi-version>=1.51 or firmware-version>=1.55 (MAJOR.MINOR; repeatable; see the README)', parseProperty, []);
 }
 
 /** The SEV-SNP flags go together, or USAGE: the --snp-* flags need a root, and a root --snp-min-tcb. Reads nothing. */

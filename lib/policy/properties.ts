@@ -21,7 +21,8 @@ export interface Requirement { name: string; comparator: Comparator; value: Prop
 /** The SEV-SNP properties a verifier reports (see lib/attest/sev-snp) and a policy may name. */
 export const SNP_PROPERTY = {
   debug: 'debug', migrateMa: 'migrate-ma', smtAllowed: 'smt-allowed', singleSocket: 'single-socket',
-  abiMajor: 'abi-major', abiMinor: 'abi-minor', abiVersion: 'abi-version', vmpl: 'vmpl', guestSvn: 'guest-svn',
+  abiMajor: 'abi-major', abiMinor: 'abi-minor', abiVersion: 'abi-version',
+  firmwareVersion: 'firmware-version', committedFirmwareVersion: 'committed-firmware-version', vmpl: 'vmpl', guestSvn: 'guest-svn',
   tcbBootloader: 'tcb-bootloader', tcbTee: 'tcb-tee', tcbSnp: 'tcb-snp', tcbMicrocode: 'tcb-microcode',
   launchTcbBootloader: 'launch-tcb-bootloader', launchTcbTee: 'launch-tcb-tee', launchTcbSnp: 'launch-tcb-snp', launchTcbMicrocode: 'launch-tcb-microcode',
   hostData: 'host-data', idKeyDigest: 'id-key-digest', authorKeyDigest: 'author-key-digest',
@@ -51,14 +52,16 @@ export interface TrustedProperties extends Window {
 }
 
 /**
- * abi-version is the guest policy's ABI_MAJOR and ABI_MINOR as one number (major * 256 + minor),
- * so that one comparison orders major first, then minor; people read and write it as MAJOR.MINOR.
+ * The properties that are a MAJOR.MINOR version as one number (major * 256 + minor), so that one
+ * comparison orders major first, then minor: the guest policy's ABI (abi-version) and the
+ * firmware's own, running and committed. People read and write them as MAJOR.MINOR.
  */
-export const abiVersionNumber = (major: number, minor: number) => major * 256 + minor;
-const abiVersionText = (v: number) => `${Math.floor(v / 256)}.${v % 256}`;
+export const VERSION_PROPERTIES: readonly string[] = [SNP_PROPERTY.abiVersion, SNP_PROPERTY.firmwareVersion, SNP_PROPERTY.committedFirmwareVersion];
+export const versionNumber = (major: number, minor: number) => major * 256 + minor;
+const versionText = (v: number) => `${Math.floor(v / 256)}.${v % 256}`;
 
-/** A property's value as people read it: abi-version as MAJOR.MINOR, anything else as it is. */
-export const showValue = (name: string, value: PropertyValue) => (name === SNP_PROPERTY.abiVersion && typeof value === 'number' ? abiVersionText(value) : String(value));
+/** A property's value as people read it: a version property as MAJOR.MINOR, anything else as it is. */
+export const showValue = (name: string, value: PropertyValue) => (VERSION_PROPERTIES.includes(name) && typeof value === 'number' ? versionText(value) : String(value));
 
 export const describeRequirement = (r: Requirement) => `${r.name} ${r.comparator} ${showValue(r.name, r.value)}`;
 

@@ -109,6 +109,7 @@ describe('SEV-SNP end to end: simpleserver + init-trust --platform sev-snp (test
       ['smt-allowed=2', 'smt-allowed is reported as a number from 0 to 1'], ['report-version=9', 'report-version is reported as a number from 2 to 5'],
       ['signing-key=vcke', 'signing-key is vcek or vlek'], ['image-id=zz', 'image-id is 32 hex digits'], ['family-id=01', 'family-id is 32 hex digits'], [`host-data=${'ab'.repeat(31)}`, 'host-data is 64 hex digits'],
       ['abi-version>=307', 'abi-version is MAJOR.MINOR'], ['abi-version>=1.256', 'abi-version is MAJOR.MINOR, each from 0 to 255'],
+      ['firmware-version>=311', 'firmware-version is MAJOR.MINOR'], ['committed-firmware-version>=256.0', 'committed-firmware-version is MAJOR.MINOR, each from 0 to 255'],
     ]) {
       const r = await policy(prop!);
       expect(r.status, r.stderr).to.equal(2);
@@ -116,6 +117,8 @@ describe('SEV-SNP end to end: simpleserver + init-trust --platform sev-snp (test
     }
     for (const prop of ['guest-svn>=2', 'signing-key=VCEK', `host-data=${'ab'.repeat(32)}`]) ok(await policy(prop));
     expect(ok(await policy('abi-version>=1.51')).out, 'written as one number, shown as MAJOR.MINOR').to.contain('abi-version >= 1.51');
+    expect(ok(await policy('firmware-version>=1.55')).out, 'the running firmware, likewise').to.contain('firmware-version >= 1.55');
+    expect(ok(await policy('committed-firmware-version>=1.52')).out, 'the committed firmware, likewise').to.contain('committed-firmware-version >= 1.52');
   });
 
   it('certifies the machine: evidence from the temporary configfs-tsm, verified to the test root, admission certificate stored', async () => {

@@ -9,7 +9,7 @@ import { generateKeyPair, publicKeyOf, randomBytes, toHex, toKeyMessage } from '
 import { encode, type SignedClaimSequence } from '../../lib/wire/index.ts';
 import {
   evaluate, formatCertifierTime, loadPolicy, makePolicy, keyEntity, saysClause, signClaim, propertiesEntity,
-  abiVersionNumber, SEV_SNP_PLATFORM, type Decision, type Requirement,
+  versionNumber, SEV_SNP_PLATFORM, type Decision, type Requirement,
 } from '../../lib/policy/index.ts';
 import { parseReport, pinnedArk, reportDataFor, snpProperties, verifyEvidence } from '../../lib/attest/index.ts';
 import { NOW, snpSupport } from './support.ts';
@@ -89,11 +89,12 @@ describe('SEV-SNP policy: roots and platform properties', () => {
     });
   });
 
-  it('takes each property from its own report field: tcb-* from REPORTED_TCB (not CURRENT or COMMITTED), launch-tcb-* from LAUNCH_TCB, the author key only with AUTHOR_KEY_EN', () => {
+  it('takes each property from its own report field: tcb-* from REPORTED_TCB (not CURRENT or COMMITTED), launch-tcb-* from LAUNCH_TCB, firmware-version from CURRENT_MAJOR/MINOR and committed-firmware-version from COMMITTED_*, the author key only with AUTHOR_KEY_EN', () => {
     const fill = (n: number, x: number) => new Uint8Array(n).fill(x);
     const b = signer.report({
       reportData: new Uint8Array(64), measurement: MEASUREMENT, version: 5, guestSvn: 70000, policy: 0x30000n | 0x0102n, vmpl: 1,
       reportedTcb: { bootloader: 11, tee: 12, snp: 13, microcode: 14 }, hostData: fill(32, 0xc0), idKeyDigest: fill(48, 0xe0), signingKey: 'vlek',
+      currentFirmware: [1, 55, 41], committedFirmware: [1, 53, 9],
     });
     // Fields the signer leaves alone, set here (parsing does not check the signature).
     b.set(fill(16, 0xf1), 0x10); // FAMILY_ID
@@ -104,6 +105,7 @@ describe('SEV-SNP policy: roots and platform properties', () => {
     const hex = (n: number, x: number) => toHex(fill(n, x));
     const common = {
       debug: 0, 'migrate-ma': 0, 'smt-allowed': 1, 'single-socket': 0, 'abi-major': 1, 'abi-minor': 2, 'abi-version': 0x0102, vmpl: 1, 'guest-svn': 70000,
+      'firmware-version': 0x0137, 'committed-firmware-version': 0x0135,
       'tcb-bootloader': 11, 'tcb-tee': 12, 'tcb-snp': 13, 'tcb-microcode': 14,
       'launch-tcb-bootloader': 31, 'launch-tcb-tee': 32, 'launch-tcb-snp': 33, 'launch-tcb-microcode': 34, 'host-data': hex(32, 0xc0), 'family-id': hex(16, 0xf1), 'image-id': hex(16, 0x1d),
       'signing-key': 'vlek', 'report-version': 5, 'id-key-digest': hex(48, 0xe0),
@@ -116,7 +118,7 @@ describe('SEV-SNP policy: roots and platform properties', () => {
   });
 
   it('requires a minimum ABI in one comparison: abi-version >= 1.51 admits 1.51 and 2.0, refuses 1.50 and 0.255 (abi-major and abi-minor apart cannot say it)', async () => {
-    const atLeast = policyBytes({ requirements: [...TCB, { name: 'abi-version', comparator: '>=', value: abiVersionNumber(1, 51) }] });
+    const atLeast = policyBytes({ requirements: [...TCB, { name: 'abi-version', comparator: '>=', value: versionNumber(1, 51) }] });
     const abi = (major: number, minor: number) => ({ policy: 0x30000n | BigInt(major << 8) | BigInt(minor) });
     expect((await decide(atLeast, abi(1, 51))).allow, '1.51').to.equal(true);
     expect((await decide(atLeast, abi(2, 0))).allow, '2.0, whose minor is below 51').to.equal(true);
@@ -126,6 +128,21 @@ describe('SEV-SNP policy: roots and platform properties', () => {
     expect((await decide(atLeast, abi(0, 255))).allow, '0.255, whose minor is above 51').to.equal(false);
     const p = loadPolicy(atLeast, policyKey.publicKey);
     expect(p.statements[1]).to.contain('abi-version >= 1.51]');
+  });
+
+  it('requires the running firmware, not the guest\'s ABI: firmware-version >= 1.55 admits 1.55 and 2.0, refuses 1.54 as MAJOR.MINOR; committed-firmware-version likewise', async () => {
+    const atLeast = (name: string) => policyBytes({ requirements: [...TCB, { name, comparator: '>=', value: versionNumber(1, 55) }] });
+    const fw = (major: number, minor: number, committed: [number, number, number] = [1, 52, 4]) => ({ currentFirmware: [major, minor, 7] as [number, number, number], committedFirmware: committed });
+    expect((await decide(atLeast('firmware-version'), fw(1, 55))).allow, '1.55').to.equal(true);
+    expect((await decide(atLeast('firmware-version'), fw(2, 0))).allow, '2.0, whose minor is below 55').to.equal(true);
+    const d = await decide(atLeast('firmware-version'), { ...fw(1, 54), policy: 0x30000n | 0x0137n });
+    expect(d).to.include({ allow: false, code: 'PLATFORM_PROPERTY_DENIED' });
+    if (!d.allow) expect(d.reason, 'the firmware\'s, though the guest policy asks for ABI 1.55').to.equal('firmware-version is 1.54, and the policy requires firmware-version >= 1.55');
+    const c = await decide(atLeast('committed-firmware-version'), fw(1, 55, [1, 52, 4]));
+    expect(c).to.include({ allow: false, code: 'PLATFORM_PROPERTY_DENIED' });
+    if (!c.allow) expect(c.reason, 'running 1.55, but 1.52 is still committed').to.equal('committed-firmware-version is 1.52, and the policy requires committed-firmware-version >= 1.55');
+    expect((await decide(atLeast('committed-firmware-version'), fw(1, 55, [1, 55, 7]))).allow, 'committed 1.55').to.equal(true);
+    expect(loadPolicy(atLeast('firmware-version'), policyKey.publicKey).statements[1]).to.contain('firmware-version >= 1.55]');
   });
 
   it('lets a policy require a platform flag: platform-alias-check-complete = 1 refuses a platform that has not ruled out memory aliasing', async () => {

@@ -77,6 +77,9 @@ export interface ReportFields {
   idKeyDigest?: Uint8Array;
   chipId?: Uint8Array;
   signingKey?: 'vcek' | 'vlek';
+  /** CURRENT_BUILD/MINOR/MAJOR and COMMITTED_* as [major, minor, build]; 1.52 build 4 by default. */
+  currentFirmware?: [number, number, number];
+  committedFirmware?: [number, number, number];
 }
 
 const tcbBytes = (t: Tcb) => Uint8Array.of(t.bootloader, t.tee, 0, 0, 0, 0, t.snp, t.microcode);
@@ -148,8 +151,9 @@ export class TestSnpSigner {
     b.set(Uint8Array.of(0x19, 0x01, 0x01), 0x188);
     if (kind === 'vcek') b.set(f.chipId ?? this.chipId, 0x1a0);
     b.set(tcb, 0x1e0);
-    b.set(Uint8Array.of(4, 52, 1), 0x1e8);
-    b.set(Uint8Array.of(4, 52, 1), 0x1ec);
+    const fw = ([major, minor, build]: [number, number, number]) => Uint8Array.of(build, minor, major);
+    b.set(fw(f.currentFirmware ?? [1, 52, 4]), 0x1e8);
+    b.set(fw(f.committedFirmware ?? [1, 52, 4]), 0x1ec);
     b.set(f.launchTcb ? tcbBytes(f.launchTcb) : tcb, 0x1f0);
     return signReport(b, kind === 'vcek' ? this.keys.vcek : this.keys.vlek);
   }

@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { sha256, toHex } from '../../lib/crypto/index.ts';
 import { readCertificate } from '../../lib/pki/index.ts';
+import { showValue } from '../../lib/policy/index.ts';
 import {
   AMD_PRODUCTS, certProductName, certTcb, checkIntermediateKind, isPssSignedBy, kdsVcekPath, parseReport, pinnedAmdCerts, pinnedArk, readAmdCert,
   snpProperties, validateAmdChain, verifySnpReport, type SnpReport, type TcbVersion,
@@ -70,6 +71,16 @@ describe('SEV-SNP vectors: parsing and verification against the pinned AMD roots
       });
     });
   }
+
+  it('reads the firmware each real report was made by as firmware-version and committed-firmware-version (MAJOR.MINOR, build left out)', () => {
+    // CURRENT and COMMITTED at 0x1E8 and 0x1EC (build, minor, major) are equal in every vector.
+    const want: Record<string, string> = { 'milan-virtee-sev': '1.52', 'milan-go-sev-guest': '1.49', 'milan-trustee': '1.52', 'genoa-azure-trustee': '1.55' };
+    for (const name of NAMES) {
+      const p = snpProperties(parseReport(vector(name).report));
+      for (const prop of ['firmware-version', 'committed-firmware-version']) expect(showValue(prop, p[prop]!), `${name} ${prop}`).to.equal(want[name]);
+    }
+    expect(snpProperties(parseReport(vector('genoa-azure-trustee').report))['firmware-version'], 'Genoa 1.55: 1 * 256 + 55').to.equal(311);
+  });
 
   it('names the KDS address of a report\'s VCEK as go-sev-guest fetches it (chip id and REPORTED_TCB)', () => {
     const go = parseReport(vector('milan-go-sev-guest').report);

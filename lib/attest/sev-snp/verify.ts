@@ -8,7 +8,7 @@ import type { KeyObject } from 'node:crypto';
 import { CertifierError } from '../../errors/index.ts';
 import { bytesEqual, hash, toHex } from '../../crypto/index.ts';
 import { decode, type AttestationUserData, type ValidTrustRequest } from '../../wire/index.ts';
-import { abiVersionNumber, keyLabel, parseCertifierTime, SEV_SNP_PLATFORM, SNP_PROPERTY, type EvidenceFacts, type PropertyValue } from '../../policy/index.ts';
+import { keyLabel, parseCertifierTime, SEV_SNP_PLATFORM, SNP_PROPERTY, type EvidenceFacts, type PropertyValue, versionNumber } from '../../policy/index.ts';
 import { certHwId, certProductName, certTcb, pinnedAmdCerts, pinnedProductOf, readAmdCert, readAmdCertOnce, type AmdCert } from './amd-certs.ts';
 import { validateAmdChain, type AmdChain } from './chain.ts';
 import { checkRevocation, type VerifiedAmdCrl } from './crl.ts';
@@ -126,7 +126,10 @@ export function snpProperties(r: SnpReport): Record<string, PropertyValue> {
   const out: Record<string, PropertyValue> = {
     [P.debug]: r.policy.debug ? 1 : 0, [P.migrateMa]: r.policy.migrateMa ? 1 : 0,
     [P.smtAllowed]: r.policy.smtAllowed ? 1 : 0, [P.singleSocket]: r.policy.singleSocket ? 1 : 0,
-    [P.abiMajor]: r.policy.abiMajor, [P.abiMinor]: r.policy.abiMinor, [P.abiVersion]: abiVersionNumber(r.policy.abiMajor, r.policy.abiMinor),
+    [P.abiMajor]: r.policy.abiMajor, [P.abiMinor]: r.policy.abiMinor, [P.abiVersion]: versionNumber(r.policy.abiMajor, r.policy.abiMinor),
+    // The SEV-SNP firmware actually running (CURRENT_MAJOR.CURRENT_MINOR), and the lowest it can be rolled back to (COMMITTED_*).
+    [P.firmwareVersion]: versionNumber(r.currentFirmware.major, r.currentFirmware.minor),
+    [P.committedFirmwareVersion]: versionNumber(r.committedFirmware.major, r.committedFirmware.minor),
     [P.vmpl]: r.vmpl, [P.guestSvn]: r.guestSvn,
     [P.tcbBootloader]: r.reportedTcb.bootloader, [P.tcbTee]: r.reportedTcb.tee, [P.tcbSnp]: r.reportedTcb.snp, [P.tcbMicrocode]: r.reportedTcb.microcode,
     // The TCB the guest was launched (or imported) under, which a live firmware or microcode update leaves behind.
