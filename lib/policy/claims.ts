@@ -27,6 +27,16 @@ export function describeWindow(w: Window): string {
   return `${w.notBefore.toISOString()} to ${w.notAfter.toISOString()}`;
 }
 
+/** Windows in messages: "valid from A to B; valid from C to D". */
+export function describeWindows(ws: Window[]): string {
+  return ws.map((w) => `valid from ${describeWindow(w)}`).join('; ');
+}
+
+/** Of the windows in force at `at`, the one that ends last (a policy may say a thing twice, an older claim beside its renewal). */
+export function lastToEnd<T extends Window>(ws: T[], at: Date): T | undefined {
+  return ws.filter((w) => within(w, at)).reduce<T | undefined>((best, w) => (best && best.notAfter >= w.notAfter ? best : w), undefined);
+}
+
 /** True when `at` lies in the window; `skewMs` tolerates a machine clock running ahead. */
 export function within(w: Window, at: Date, skewMs = 0): boolean {
   return at.getTime() >= w.notBefore.getTime() - skewMs && at.getTime() <= w.notAfter.getTime();

@@ -5,7 +5,7 @@ import type { KeyObject } from 'node:crypto';
 import type { ErrorCode } from '../errors/index.ts';
 import { bytesEqual, toHex } from '../crypto/index.ts';
 import { keyLabel, sameKey } from './entities.ts';
-import { describeWindow, within, type Window } from './claims.ts';
+import { describeWindow, describeWindows, lastToEnd, within, type Window } from './claims.ts';
 import type { Policy } from './policy.ts';
 import { checkProperties, type PropertyValue } from './properties.ts';
 
@@ -53,14 +53,6 @@ export type Decision =
   | { allow: true; measurement: Uint8Array; platform: string; enclaveKey: KeyObject; proof: string[]; /** when the first claim behind it ends */ notAfter: Date; bound: boolean }
   | { allow: false; code: ErrorCode; reason: string; proof: string[]; bound: boolean };
 
-/** Of the claims in force at `at`, the one that ends last (a policy may say a thing twice, an older claim beside its renewal). */
-function lastToEnd<T extends Window>(ws: T[], at: Date): T | undefined {
-  return ws.filter((w) => within(w, at)).reduce<T | undefined>((best, w) => (best && best.notAfter >= w.notAfter ? best : w), undefined);
-}
-
-function windows(ws: Window[]): string {
-  return ws.map((w) => `valid from ${describeWindow(w)}`).join('; ');
-}
 
 export function evaluate(policy: Policy, facts: EvidenceFacts, o: EvaluateOptions): Decision {
   const proof = [...facts.steps];
@@ -75,7 +67,7 @@ export function evaluate(policy: Policy, facts: EvidenceFacts, o: EvaluateOption
   const platforms = policy.platforms.filter((p) => sameKey(p.key, facts.platformKey) && (p.platformType === undefined || p.platformType === facts.platform));
   if (platforms.length === 0) return deny('PLATFORM_NOT_TRUSTED', `the platform key ${platformLabel} is not trusted for attestation by the policy`);
   const platform = lastToEnd(platforms, o.at);
-  if (!platform) return deny('CLAIM_EXPIRED', `the policy claim trusting platform key ${platformLabel} is not valid at ${at} (${windows(platforms)})`);
+  if (!platform) return deny('CLAIM_EXPIRED', `the policy claim trusting platform key ${platformLabel} is not valid at ${at} (${describeWindows(platforms)})`);
   proof.push(`policy: policyKey says ${platform.platformType ? `platform[${platform.platformType}, ${platform.label}]` : platformLabel} is-trusted-for-attestation`);
 
   for (const w of facts.windows) {
@@ -107,7 +99,7 @@ export function evaluate(policy: Policy, facts: EvidenceFacts, o: EvaluateOption
   const measurements = policy.measurements.filter((m) => bytesEqual(m.measurement, facts.measurement));
   if (measurements.length === 0) return deny('MEASUREMENT_NOT_TRUSTED', `measurement ${hex} is not trusted by the policy`);
   const trusted = lastToEnd(measurements, o.at);
-  if (!trusted) return deny('CLAIM_EXPIRED', `the policy claim trusting measurement ${hex} is not valid at ${at} (${windows(measurements)})`);
+  if (!trusted) return deny('CLAIM_EXPIRED', `the policy claim trusting measurement ${hex} is not valid at ${at} (${describeWindows(measurements)})`);
   proof.push(`policy: policyKey says measurement ${hex} is-trusted`);
   proof.push(`therefore ${keyLabel(facts.enclaveKey)} is-trusted-for-authentication as measurement ${hex}`);
   // A certificate never outlives the policy claims that justified it, a property claim among them.

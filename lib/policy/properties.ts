@@ -8,7 +8,7 @@ import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
 import { CertifierError } from '../errors/index.ts';
 import { readStructure } from '../pki/structure.ts';
 import type { EntityMessage, Platform as PlatformMessage, Property } from '../wire/types.ts';
-import { describeWindow, within, type Window } from './claims.ts';
+import { describeWindows, lastToEnd, within, type Window } from './claims.ts';
 
 export const SEV_SNP_PLATFORM = 'amd-sev-snp';
 export const PROPERTY_VERB = 'has-trusted-platform-property';
@@ -161,20 +161,18 @@ export function checkProperties(claims: TrustedProperties[], platform: string, h
   if (mine.length === 0) return denied(`the policy sets no ${platform} platform properties (debug, minimum TCB, VMPL): refused by default`);
   const current = mine.filter((c) => within(c, at));
   if (current.length === 0) {
-    return { ok: false, code: 'CLAIM_EXPIRED', reason: `no ${platform} property claim of the policy is valid at ${at.toISOString()} (${mine.map((c) => `valid from ${describeWindow(c)}`).join('; ')})` };
+    return { ok: false, code: 'CLAIM_EXPIRED', reason: `no ${platform} property claim of the policy is valid at ${at.toISOString()} (${describeWindows(mine)})` };
   }
   let firstFailure: string | undefined;
-  let allowed: { proof: string[]; notAfter: Date } | undefined;
+  const allowed: (Window & { proof: string })[] = [];
   for (const c of current) {
     const named = new Set(c.requirements.map((r) => r.name));
     const all = [...c.requirements, ...(PROPERTY_DEFAULTS[platform] ?? []).filter((d) => !named.has(d.name))];
     const failure = all.map((r) => unmet(r, have[r.name])).find((f) => f !== undefined);
-    if (!failure) {
-      if (allowed && allowed.notAfter >= c.notAfter) continue;
-      allowed = { proof: [`policy: policyKey says platform[${platform}] has-trusted-platform-property: ${all.map((r) => `${describeRequirement(r)} (is ${showValue(r.name, have[r.name]!)})`).join(', ')}`], notAfter: c.notAfter };
-      continue;
-    }
-    firstFailure ??= failure;
+    if (failure) firstFailure ??= failure;
+    else allowed.push({ notBefore: c.notBefore, notAfter: c.notAfter, proof: `policy: policyKey says platform[${platform}] has-trusted-platform-property: ${all.map((r) => `${describeRequirement(r)} (is ${showValue(r.name, have[r.name]!)})`).join(', ')}` });
   }
-  return allowed ? { ok: true, ...allowed } : denied(firstFailure!);
+  // Of several claims satisfied, the one that ends last.
+  const best = lastToEnd(allowed, at);
+  return best ? { ok: true, proof: [best.proof], notAfter: best.notAfter } : denied(firstFailure!);
 }
