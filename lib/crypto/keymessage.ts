@@ -5,7 +5,7 @@
 import { createPrivateKey, createPublicKey, type JsonWebKey, type KeyObject } from 'node:crypto';
 import { p256, p384 } from '@noble/curves/nist.js';
 import { CertifierError } from '../errors/index.ts';
-import { keyAlgOf, unsupportedKey, type KeyAlg } from './keys.ts';
+import { bitLength, keyAlgOf, unsupportedKey, type KeyAlg } from './keys.ts';
 import { wipe } from './random.ts';
 import type { KeyMessage } from '../wire/types.ts';
 
@@ -96,8 +96,7 @@ function rsaJwk(km: KeyMessage, wantPrivate: boolean): JsonWebKey {
   // RSA-2048 is the only size used (keyAlgOf): another is refused before any arithmetic on it.
   // Checking a private key's numbers grows with the square of their size, and anybody may send
   // simpleserver a key (an endorsement's signer): one filling a 1 MiB frame took it many minutes.
-  const modulus = trim(r.publicModulus);
-  const bits = (modulus.length - 1) * 8 + 32 - Math.clz32(modulus[0]!);
+  const bits = bitLength(r.publicModulus);
   if (bits !== RSA_BITS) throw unsupportedKey(`RSA-${bits}`);
   const [n, e] = [bytesToBig(r.publicModulus), bytesToBig(r.publicExponent)];
   if (n % 2n === 0n) throw bad('the RSA modulus is even');

@@ -56,7 +56,7 @@ export function keyDetails(key: KeyObject): AsymmetricKeyDetails | undefined {
   let details: AsymmetricKeyDetails | undefined;
   if (key.asymmetricKeyType === 'rsa') {
     const e = publicKeyOf(key).export({ format: 'jwk' }).e ?? '';
-    details = exponentBits(e) > MAX_RSA_EXPONENT_BITS ? undefined : key.asymmetricKeyDetails;
+    details = bitLength(Buffer.from(e, 'base64url')) > MAX_RSA_EXPONENT_BITS ? undefined : key.asymmetricKeyDetails;
   } else if (key.asymmetricKeyType === 'rsa-pss') {
     details = undefined; // no JWK to read the exponent from, and no use for the key here
   } else {
@@ -66,9 +66,8 @@ export function keyDetails(key: KeyObject): AsymmetricKeyDetails | undefined {
   return details;
 }
 
-/** The bit length of a big-endian integer in base64url. */
-function exponentBits(e: string): number {
-  const b = Buffer.from(e, 'base64url');
+/** The bit length of an unsigned big-endian integer (leading zero bytes allowed; 0 for zero). */
+export function bitLength(b: Uint8Array): number {
   let i = 0;
   while (i < b.length && b[i] === 0) i++;
   return i === b.length ? 0 : (b.length - i - 1) * 8 + 32 - Math.clz32(b[i]!);
