@@ -13,7 +13,7 @@ import { checkProperties, evaluate, formatCertifierTime, loadPolicy, makePolicy,
 import {
   parseReport, pinnedArk, reportDataFor, reportSignatureValid, SIGNED_BYTES, snpProperties, SUPPORTED_REPORT_VERSIONS, verifyEvidence, verifySnpReport,
 } from '../../lib/attest/index.ts';
-import { NOW, refusalOf, snpSupport, vector } from './support.ts';
+import { NAMES, NOW, refusalOf, snpSupport, vector } from './support.ts';
 import { TestSnpSigner } from './signer.ts';
 
 const DAY = 86_400_000;
@@ -36,6 +36,9 @@ function expectedForFlip(report: Uint8Array, i: number, bit: number): ErrorCode 
     return SUPPORTED_REPORT_VERSIONS.includes(v) ? 'REPORT_INVALID' : 'SNP_REPORT_VERSION';
   }
   if (i >= 0x34 && i < 0x38) return 'EVIDENCE_MALFORMED'; // SIGNATURE_ALGO other than 1
+  const policyBit = (i - 0x08) * 8 + bit;
+  if (i >= 0x08 && i < 0x10 && (policyBit === 17 || policyBit >= 26)) return 'EVIDENCE_MALFORMED'; // guest policy: bit 17 must be 1, 26 to 63 reserved
+  if ([0x38, 0x180, 0x1e0, 0x1f0].some((tcb) => i >= tcb + 2 && i < tcb + 6)) return 'EVIDENCE_MALFORMED'; // a TCB_VERSION's reserved bytes
   if (i >= 0x30 && i < 0x34 && (i > 0x30 || bit >= 2)) return 'EVIDENCE_MALFORMED'; // a VMPL above 3 (the report's is 0)
   if (i === 0x48 && bit >= 1 && bit <= 4) {
     if (bit === 1) return 'SNP_VCEK_MISMATCH'; // MASK_CHIP_KEY: no chip id to match
@@ -107,7 +110,7 @@ describe('SEV-SNP refusals, each with its own code', () => {
   it('refuses a flipped bit anywhere in the signed bytes end to end: REPORT_INVALID, or the more specific code of the field it lands in', () => {
     const wrong: string[] = [];
     // Every bit of the fields checked before the signature; one bit per byte elsewhere (the test above covers them all).
-    const special = (i: number) => i < 4 || (i >= 0x34 && i < 0x38) || (i >= 0x48 && i < 0x4c) || (i >= 0x180 && i < 0x188) || (i >= 0x1a0 && i < 0x1e0);
+    const special = (i: number) => i < 4 || (i >= 0x08 && i < 0x10) || (i >= 0x34 && i < 0x38) || (i >= 0x48 && i < 0x4c) || (i >= 0x180 && i < 0x188) || (i >= 0x1a0 && i < 0x1e0);
     for (let i = 0; i < SIGNED_BYTES; i++) {
       for (const bit of special(i) ? [0, 1, 2, 3, 4, 5, 6, 7] : [i % 8]) {
         const b = new Uint8Array(virtee.report);
@@ -155,6 +158,42 @@ describe('SEV-SNP refusals, each with its own code', () => {
     expect(parseReport(at(4, 0x200)).version).to.equal(4);
     // Every real report has zeros there: each one verifies (test/sev-snp/vectors.test.ts), and its bytes are checked here.
     for (const name of ['milan-virtee-sev', 'milan-go-sev-guest', 'milan-trustee', 'genoa-azure-trustee']) expect(parseReport(vector(name).report).bytes.length, name).to.equal(1184);
+  });
+
+  it('refuses guest policy bit 17 clear, a guest policy bit above 25, or a reserved TCB_VERSION byte, naming the offset; every real report passes', () => {
+    const edited = (edit: (b: Uint8Array) => void) => {
+      const b = new Uint8Array(virtee.report);
+      edit(b);
+      return b;
+    };
+    const withPolicy = (value: bigint) => edited((b) => new DataView(b.buffer).setBigUint64(0x08, value, true));
+    const clear17 = refusalOf(() => parseReport(withPolicy(0x10000n)));
+    expect(clear17.code).to.equal('EVIDENCE_MALFORMED');
+    expect(clear17.message).to.contain('bit 17 of its guest policy clear (byte 0xa)');
+    for (const [n, byte] of [[26, '0xb'], [31, '0xb'], [32, '0xc'], [63, '0xf']] as const) {
+      const r = refusalOf(() => parseReport(withPolicy(0x30000n | (1n << BigInt(n)))));
+      expect(r.code, `bit ${n}`).to.equal('EVIDENCE_MALFORMED');
+      expect(r.message).to.contain(`sets bit ${n} of its guest policy (byte ${byte})`);
+    }
+    for (const [name, at] of [['CURRENT_TCB', 0x38], ['REPORTED_TCB', 0x180], ['COMMITTED_TCB', 0x1e0], ['LAUNCH_TCB', 0x1f0]] as const) {
+      for (const i of [2, 5]) {
+        const r = refusalOf(() => parseReport(edited((b) => { b[at + i] = 0x40; })));
+        expect(r.code, `${name} byte ${i}`).to.equal('EVIDENCE_MALFORMED');
+        expect(r.message).to.contain(`at 0x${(at + i).toString(16)}, reserved in its ${name}`);
+      }
+    }
+    // The defined bits stay readable, each with bit 17.
+    for (let n = 18; n <= 25; n++) expect(parseReport(withPolicy(0x20000n | (1n << BigInt(n)))).policy.raw, `bit ${n}`).to.equal(0x20000n | (1n << BigInt(n)));
+    for (const name of NAMES) expect(parseReport(vector(name).report).policy.reserved17, name).to.equal(true);
+  });
+
+  it('takes PLATFORM_INFO bits it does not know (the host\'s setup, which firmware updates extend) without refusing, end to end', async () => {
+    const said = await userData();
+    for (const info of [1n << 6n, 1n << 7n, 1n << 63n]) {
+      const report = signer.report({ reportData: reportDataFor(said), measurement: MEASUREMENT, platformInfo: 1n | info });
+      expect(parseReport(report).platformInfo.raw).to.equal(1n | info);
+      expect(codeOf(() => verifyEvidence(snpSupport(report, said, [signer.vcek, signer.ask]), { at: NOW, snpRoots: [signer.ark] }))).to.equal('none');
+    }
   });
 
   it('refuses a VCEK from another vector with SNP_VCEK_MISMATCH (another chip)', () => {
@@ -281,6 +320,9 @@ describe('SEV-SNP refusals, each with its own code', () => {
     b.set(Uint8Array.of(0x19, 0x11, 0x01), 0x188); // Genoa
     expect(parseReport(b).cpuid).to.deep.equal({ family: 0x19, model: 0x11, stepping: 1 });
     b[0x188] = 0x1a;
+    expect(() => parseReport(b)).to.throw(CertifierError, /family 1Ah \(Turin\)/).with.property('code', 'SNP_REPORT_VERSION');
+    // Turin's TCB_VERSION has its TEE and SNP levels in bytes 2 and 3, reserved in Milan's: still named as Turin, not as malformed.
+    for (const tcb of [0x38, 0x180, 0x1e0, 0x1f0]) b.set(Uint8Array.of(0x01, 0x03, 0x00, 0x18), tcb);
     expect(() => parseReport(b)).to.throw(CertifierError, /family 1Ah \(Turin\)/).with.property('code', 'SNP_REPORT_VERSION');
   });
 

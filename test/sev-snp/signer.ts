@@ -74,6 +74,8 @@ export interface ReportFields {
   /** LAUNCH_TCB; the reported TCB by default. */
   launchTcb?: Tcb;
   hostData?: Uint8Array;
+  /** PLATFORM_INFO; 1 (SMT_EN) by default. */
+  platformInfo?: bigint;
   idKeyDigest?: Uint8Array;
   chipId?: Uint8Array;
   signingKey?: 'vcek' | 'vlek';
@@ -139,7 +141,7 @@ export class TestSnpSigner {
     v.setUint32(0x30, f.vmpl ?? 0, true);
     v.setUint32(0x34, 1, true);
     b.set(tcb, 0x38);
-    v.setBigUint64(0x40, 1n, true);
+    v.setBigUint64(0x40, f.platformInfo ?? 1n, true);
     v.setUint32(0x48, kind === 'vcek' ? 0 : 1 << 2, true);
     b.set(f.reportData, 0x50);
     b.set(f.measurement, 0x90);

@@ -102,6 +102,15 @@ function reservedRanges(version: number): [number, number][] {
 }
 /** Bits 5 to 31 of the flags word (0x48) are reserved. */
 const FLAGS_RESERVED = 0xffffffe0;
+/** GUEST_POLICY (0x08): bit 17 is reserved and must be 1; AMD's ABI defines bits 0 to 25, the rest are reserved, zero. */
+const POLICY_ONE_BIT = 17;
+const POLICY_DEFINED_BITS = 26;
+/**
+ * The TCB_VERSIONs, and their reserved bytes 2 to 5 as Milan and Genoa lay them out (Turin's
+ * layout, with its FMC byte, reserves bytes 4 to 6: its reports are refused before these are read).
+ */
+const TCBS: [string, number][] = [['CURRENT_TCB', 0x38], ['REPORTED_TCB', 0x180], ['COMMITTED_TCB', 0x1e0], ['LAUNCH_TCB', 0x1f0]];
+const TCB_RESERVED: [number, number] = [2, 6];
 
 const malformed = (why: string) => new CertifierError('EVIDENCE_MALFORMED', `the SEV-SNP report ${why}`);
 const bit = (v: bigint, n: number) => ((v >> BigInt(n)) & 1n) === 1n;
@@ -122,7 +131,10 @@ function signatureComponent(b: Uint8Array, at: number, name: string): Uint8Array
  * Parses an ATTESTATION_REPORT. EVIDENCE_MALFORMED for a wrong size, an unsigned report, an
  * unknown signature algorithm, anything but zeros where the signature covers nothing (the
  * padding of r and s, and the reserved rest of the signature area: bytes changed after signing),
- * or in a reserved byte or flag bit it covers (naming the offset);
+ * or in a reserved byte or flag bit it covers (naming the offset): the report's reserved ranges,
+ * the flags' bits 5 to 31, bytes 2 to 5 of each TCB_VERSION, guest policy bits 26 to 63, and
+ * guest policy bit 17 clear (it must be 1). PLATFORM_INFO's undefined bits are left alone: they
+ * report the host's setup, and firmware updates define new ones (ALIAS_CHECK_COMPLETE came so);
  * SNP_REPORT_VERSION for a version other than 2 to 5, or a report from a Turin CPU (the field
  * layout is only known for those versions, on Milan and Genoa).
  */
@@ -150,8 +162,24 @@ export function parseReport(input: Uint8Array): SnpReport {
     const at = b.subarray(from, to).findIndex((x) => x !== 0);
     if (at >= 0) throw malformed(`has a byte other than zero at 0x${(from + at).toString(16)}, reserved in a version ${version} report (0x${from.toString(16)}..0x${(to - 1).toString(16)})`);
   }
+  // Zen 5 lays TCB_VERSION out otherwise (FMC, bootloader, TEE and SNP in bytes 0 to 3): read as
+  // Milan's, every TCB level would be another component's.
+  if (version >= 3 && b[0x188] === TURIN_FAMILY) {
+    throw new CertifierError('SNP_REPORT_VERSION', 'the SEV-SNP report comes from a CPU of family 1Ah (Turin), whose TCB_VERSION has another layout; this verifier reads Milan\'s and Genoa\'s (family 19h)');
+  }
+  for (const [name, at] of TCBS) {
+    const i = b.subarray(at + TCB_RESERVED[0], at + TCB_RESERVED[1]).findIndex((x) => x !== 0);
+    if (i >= 0) throw malformed(`has a byte other than zero at 0x${(at + TCB_RESERVED[0] + i).toString(16)}, reserved in its ${name} (bytes ${TCB_RESERVED[0]} to ${TCB_RESERVED[1] - 1} of a Milan or Genoa TCB_VERSION)`);
+  }
 
   const policy = u64(0x08);
+  if (!bit(policy, POLICY_ONE_BIT)) throw malformed(`has bit ${POLICY_ONE_BIT} of its guest policy clear (byte 0x${(0x08 + (POLICY_ONE_BIT >> 3)).toString(16)}): it is reserved, and AMD's ABI requires it to be 1`);
+  if (policy >> BigInt(POLICY_DEFINED_BITS) !== 0n) {
+    let n = POLICY_DEFINED_BITS;
+    while (!bit(policy, n)) n++;
+    // A later ABI may define it, as bits 21 to 25 were: it could allow the host something (as DEBUG does) that no policy here can see.
+    throw malformed(`sets bit ${n} of its guest policy (byte 0x${(0x08 + (n >> 3)).toString(16)}), which is reserved: AMD's ABI defines bits 0 to ${POLICY_DEFINED_BITS - 1}, and this verifier cannot tell what the guest owner allowed with another`);
+  }
   const info = u64(0x40);
   const fw = (at: number): FirmwareVersion => ({ build: b[at]!, minor: b[at + 1]!, major: b[at + 2]! });
   const report: SnpReport = {
@@ -190,11 +218,6 @@ export function parseReport(input: Uint8Array): SnpReport {
     signature: { r: signatureComponent(b, 0x2a0, 'r'), s: signatureComponent(b, 0x2e8, 's') },
   };
   if (version >= 3) report.cpuid = { family: b[0x188]!, model: b[0x189]!, stepping: b[0x18a]! };
-  // Zen 5 lays TCB_VERSION out otherwise (FMC, bootloader, TEE and SNP in bytes 0 to 3): read as
-  // Milan's, every TCB level would be another component's.
-  if (report.cpuid?.family === TURIN_FAMILY) {
-    throw new CertifierError('SNP_REPORT_VERSION', 'the SEV-SNP report comes from a CPU of family 1Ah (Turin), whose TCB_VERSION has another layout; this verifier reads Milan\'s and Genoa\'s (family 19h)');
-  }
   if (version >= 5) report.mitigations = { launch: u64(0x1f8), current: u64(0x200) };
   return report;
 }
