@@ -145,6 +145,17 @@ describe('SEV-SNP policy: roots and platform properties', () => {
     expect(loadPolicy(atLeast('firmware-version'), policyKey.publicKey).statements[1]).to.contain('firmware-version >= 1.55]');
   });
 
+  it('never takes committed-firmware-version above the running firmware: COMMITTED 1.55 while 1.52 runs is 1.52, so ">= 1.55" does not pass', async () => {
+    const atLeast = (v: number) => policyBytes({ requirements: [...TCB, { name: 'committed-firmware-version', comparator: '>=', value: v }] });
+    const fields = { currentFirmware: [1, 52, 4] as [number, number, number], committedFirmware: [1, 55, 7] as [number, number, number] };
+    const d = await decide(atLeast(versionNumber(1, 55)), fields);
+    expect(d).to.include({ allow: false, code: 'PLATFORM_PROPERTY_DENIED' });
+    if (!d.allow) expect(d.reason).to.equal('committed-firmware-version is 1.52, and the policy requires committed-firmware-version >= 1.55');
+    expect((await decide(atLeast(versionNumber(1, 52)), fields)).allow, 'the floor that did hold').to.equal(true);
+    const p = snpProperties(parseReport(signer.report({ reportData: new Uint8Array(64), measurement: MEASUREMENT, ...fields })));
+    expect(p).to.include({ 'firmware-version': versionNumber(1, 52), 'committed-firmware-version': versionNumber(1, 52) });
+  });
+
   it('lets a policy require a platform flag: platform-alias-check-complete = 1 refuses a platform that has not ruled out memory aliasing', async () => {
     const d = await decide(policyBytes({ requirements: [...TCB, { name: 'platform-alias-check-complete', comparator: '=', value: 1 }] }));
     expect(d).to.include({ allow: false, code: 'PLATFORM_PROPERTY_DENIED' });

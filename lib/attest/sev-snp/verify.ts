@@ -123,13 +123,15 @@ export function verifySnpReport(i: SnpReportInput): VerifiedSnpReport {
 /** The SNP properties a policy can name (lib/policy's SNP_PROPERTY); a digest of zeros is absent. */
 export function snpProperties(r: SnpReport): Record<string, PropertyValue> {
   const P = SNP_PROPERTY;
+  const running = versionNumber(r.currentFirmware.major, r.currentFirmware.minor);
   const out: Record<string, PropertyValue> = {
     [P.debug]: r.policy.debug ? 1 : 0, [P.migrateMa]: r.policy.migrateMa ? 1 : 0,
     [P.smtAllowed]: r.policy.smtAllowed ? 1 : 0, [P.singleSocket]: r.policy.singleSocket ? 1 : 0,
     [P.abiMajor]: r.policy.abiMajor, [P.abiMinor]: r.policy.abiMinor, [P.abiVersion]: versionNumber(r.policy.abiMajor, r.policy.abiMinor),
     // The SEV-SNP firmware actually running (CURRENT_MAJOR.CURRENT_MINOR), and the lowest it can be rolled back to (COMMITTED_*).
-    [P.firmwareVersion]: versionNumber(r.currentFirmware.major, r.currentFirmware.minor),
-    [P.committedFirmwareVersion]: versionNumber(r.committedFirmware.major, r.committedFirmware.minor),
+    [P.firmwareVersion]: running,
+    // Never above the running one: a firmware older than its COMMITTED version shows the floor did not hold.
+    [P.committedFirmwareVersion]: Math.min(running, versionNumber(r.committedFirmware.major, r.committedFirmware.minor)),
     [P.vmpl]: r.vmpl, [P.guestSvn]: r.guestSvn,
     [P.tcbBootloader]: r.reportedTcb.bootloader, [P.tcbTee]: r.reportedTcb.tee, [P.tcbSnp]: r.reportedTcb.snp, [P.tcbMicrocode]: r.reportedTcb.microcode,
     // The TCB the guest was launched (or imported) under, which a live firmware or microcode update leaves behind.
