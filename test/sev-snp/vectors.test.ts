@@ -82,6 +82,24 @@ describe('SEV-SNP vectors: parsing and verification against the pinned AMD roots
     expect(snpProperties(parseReport(vector('genoa-azure-trustee').report))['firmware-version'], 'Genoa 1.55: 1 * 256 + 55').to.equal(311);
   });
 
+  it('accepts a high s as AMD\'s firmware makes it (two of the four real reports), and so also (r, n - s), which vouches for the same bytes', () => {
+    const n = 0xffffffffffffffffffffffffffffffffffffffffffffffffc7634d81f4372ddf581a0db248b0a77aecec196accc52973n; // the order of P-384
+    const big = (b: Uint8Array) => BigInt(`0x${toHex(b)}`);
+    const high: string[] = [];
+    for (const name of NAMES) {
+      const { report, vcek } = vector(name);
+      const s = big(parseReport(report).signature.s);
+      if (s > n / 2n) high.push(name);
+      // The other s, written back little-endian at 0x2E8: a second encoding of the same signed report.
+      const other = new Uint8Array(report);
+      other.set(Buffer.from((n - s).toString(16).padStart(96, '0'), 'hex').reverse(), 0x2e8);
+      expect(toHex(other), name).to.not.equal(toHex(report));
+      expect(() => verifySnpReport({ report: other, certs: [vcek], at: NOW }), `${name} with n - s`).to.not.throw();
+      expect(() => verifySnpReport({ report, certs: [vcek], at: NOW }), name).to.not.throw();
+    }
+    expect(high).to.deep.equal(['milan-go-sev-guest', 'milan-trustee']);
+  });
+
   it('names the KDS address of a report\'s VCEK as go-sev-guest fetches it (chip id and REPORTED_TCB)', () => {
     const go = parseReport(vector('milan-go-sev-guest').report);
     // The README's URL, but a version 2 report does not say its product.
