@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { generateKeyPair, publicKeyOf, randomBytes, toKeyMessage } from '../../lib/crypto/index.ts';
-import { parseTrustRequest, encode } from '../../lib/wire/index.ts';
+import { parseTrustRequest, encode, type EvidencePackage } from '../../lib/wire/index.ts';
 import { formatCertifierTime, sameKey } from '../../lib/policy/index.ts';
 import { parseCertTable, parseReport, requestTsmReport, SnpGuest, verifyEvidence } from '../../lib/attest/index.ts';
 import { tempDir } from '../support/helpers.ts';
@@ -15,6 +15,10 @@ import { serveFakeTsm, type FakeTsm } from './fake-tsm.ts';
 import { TestSnpSigner } from './signer.ts';
 
 const MEASUREMENT = randomBytes(48);
+
+/** An evidence package as the server receives it, inside a trust request. */
+const asReceived = (support: EvidencePackage) =>
+  parseTrustRequest(encode('trust_request_message', { requestingEnclaveTag: 'a', providingEnclaveTag: 'b', submittedEvidenceType: 'vse-attestation-package', purpose: 'authentication', support })).support;
 
 async function thrown(p: Promise<unknown>): Promise<CertifierError> {
   const e = await p.then(() => undefined, (x: unknown) => x);
@@ -111,8 +115,7 @@ describe('SEV-SNP guest: configfs-tsm and the evidence package', () => {
     const binding = randomBytes(32);
     const pkg = await guest.attest({ enclaveType: guest.type, time: formatCertifierTime(new Date()), enclaveKey: toKeyMessage(publicKeyOf(machine.privateKey)), sessionBinding: binding });
     expect(pkg.factAssertion!.map((f) => f.evidenceType)).to.deep.equal(['sev-attestation', 'cert', 'cert']);
-    const support = parseTrustRequest(encode('trust_request_message', { requestingEnclaveTag: 'a', providingEnclaveTag: 'b', submittedEvidenceType: 'vse-attestation-package', purpose: 'authentication', support: pkg })).support;
-    const facts = verifyEvidence(support, { snpRoots: [signer.ark] });
+    const facts = verifyEvidence(asReceived(pkg), { snpRoots: [signer.ark] });
     expect(facts.platform).to.equal('amd-sev-snp');
     expect(sameKey(facts.enclaveKey, machine.publicKey)).to.equal(true);
     expect(Buffer.from(facts.sessionBinding!).equals(Buffer.from(binding))).to.equal(true);
@@ -135,7 +138,14 @@ describe('SEV-SNP guest: configfs-tsm and the evidence package', () => {
     const userData = { enclaveType: 'sev-enclave', time: formatCertifierTime(new Date()), enclaveKey: toKeyMessage(publicKeyOf((await generateKeyPair('p256')).privateKey)) };
     const e = await thrown((await SnpGuest.open({ tsm: { dir: tsm } })).attest(userData));
     expect(e.code).to.equal('NOT_FOUND');
-    expect(e.message).to.contain('CHIP_ID is masked').and.contain('VLEK').and.not.contain('0000000000000000');
+    expect(e.message).to.contain('CHIP_ID is masked').and.contain('--vcek').and.not.contain('0000000000000000');
+  });
+
+  it('sends a report with a masked chip id with the VCEK the host attaches, and that evidence verifies', async () => {
+    fake = serveFakeTsm(tsm, signer, { measurement: MEASUREMENT, fields: { chipId: new Uint8Array(64) } });
+    const userData = { enclaveType: 'sev-enclave', time: formatCertifierTime(new Date()), enclaveKey: toKeyMessage(publicKeyOf((await generateKeyPair('p256')).privateKey)) };
+    const evidence = await (await SnpGuest.open({ tsm: { dir: tsm } })).attest(userData);
+    expect(verifyEvidence(asReceived(evidence), { snpRoots: [signer.ark] }).steps.join('\n')).to.contain('CHIP_ID is masked');
   });
 
   it('cannot seal a cryptstore yet, and says what to use instead', async () => {

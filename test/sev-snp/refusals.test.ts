@@ -209,12 +209,20 @@ describe('SEV-SNP refusals, each with its own code', () => {
     }
   });
 
-  it('refuses a report whose CHIP_ID is masked (all zeros) by saying so, and what the host can do, not by naming chip 0000…', () => {
-    const masked = new Uint8Array(virtee.report);
-    masked.fill(0, 0x1a0, 0x1e0);
-    const r = refusalOf(() => verifySnpReport({ report: masked, certs: [virtee.vcek], at: NOW }));
-    expect(r).to.include({ code: 'SNP_VCEK_MISMATCH', reason: 'chip-id-masked' });
-    expect(r.message).to.contain('CHIP_ID is masked').and.contain('MASK_CHIP_ID').and.contain('VLEK').and.not.contain('0000000000000000');
+  it('verifies a report whose CHIP_ID is masked (all zeros) by its VCEK\'s signature, which ties it to the VCEK\'s chip; another chip\'s VCEK is REPORT_INVALID', async () => {
+    const said = await userData();
+    const masked = signer.report({ reportData: reportDataFor(said), measurement: MEASUREMENT, chipId: new Uint8Array(64) });
+    expect(parseReport(masked).chipId.every((x) => x === 0)).to.equal(true);
+    const facts = verifyEvidence(snpSupport(masked, said, [signer.vcek, signer.ask]), { at: NOW, snpRoots: [signer.ark] });
+    expect(facts.steps.join('\n')).to.contain(`CHIP_ID is masked: the chip is the VCEK's, hwID ${Buffer.from(signer.chipId).toString('hex').slice(0, 16)}`);
+    expect((await decide({ chipId: new Uint8Array(64) })).allow, 'through the policy, as any other').to.equal(true);
+    const other = TestSnpSigner.create({ now: NOW });
+    const r = refusalOf(() => verifySnpReport({ report: masked, certs: [other.vcek, other.ask], at: NOW, roots: [signer.ark, other.ark] }));
+    expect(r.code, 'a VCEK of another chip, same TCB').to.equal('REPORT_INVALID');
+    // A real report with its chip id zeroed afterwards: the signature covers CHIP_ID.
+    const zeroed = new Uint8Array(virtee.report);
+    zeroed.fill(0, 0x1a0, 0x1e0);
+    expect(codeOf(() => verifySnpReport({ report: zeroed, certs: [virtee.vcek], at: NOW }))).to.equal('REPORT_INVALID');
   });
 
   it('refuses a Milan VCEK against the Genoa root with SNP_CHAIN_UNTRUSTED', () => {

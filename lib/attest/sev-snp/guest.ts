@@ -8,9 +8,9 @@ import { encode, type AttestationUserData, type EvidencePackage } from '../../wi
 import type { Protector } from '../../../cryptstore/index.ts';
 import type { Platform } from '../platform.ts';
 import { parseCertTable } from './certtable.ts';
-import { isAllZero, parseReport, type SigningKey, type SnpReport } from './report.ts';
+import { parseReport, type SigningKey, type SnpReport } from './report.ts';
 import { requestTsmReport, type TsmOptions } from './tsm.ts';
-import { CERT_EVIDENCE, MASKED_CHIP_ID, reportDataFor, SEV_ATTESTATION_EVIDENCE, SEV_ENCLAVE } from './verify.ts';
+import { CERT_EVIDENCE, chipIdMasked, reportDataFor, SEV_ATTESTATION_EVIDENCE, SEV_ENCLAVE } from './verify.ts';
 
 export interface SnpGuestOptions {
   tsm?: TsmOptions;
@@ -61,8 +61,10 @@ export class SnpGuest implements Platform {
     if (!bytesEqual(report.reportData, reportData)) throw new CertifierError('INTEGRITY', 'the platform returned a report over other data than this request');
     const certs = this.o.certs?.length ? this.o.certs : certsFromTable(got.auxblob, report.signingKey);
     if (certs.length === 0) {
-      if (report.signingKey === 'vcek' && isAllZero(report.chipId)) throw new CertifierError('NOT_FOUND', `no VCEK certificate, and none can be fetched: ${MASKED_CHIP_ID}`);
-      const where = report.signingKey === 'vcek' ? `fetch it ahead of time from AMD's Key Distribution Service (KDS), path ${kdsVcekPath(report)}` : 'a VLEK comes from the cloud provider';
+      const where = report.signingKey === 'vlek' ? 'a VLEK comes from the cloud provider'
+        // No chip id to ask AMD's KDS with: only the host knows which chip it is.
+        : chipIdMasked(report) ? 'the report\'s CHIP_ID is masked (all zeros: the host\'s SEV-SNP configuration sets MASK_CHIP_ID), so this VM cannot name the KDS path of its VCEK: have the host attach its VCEK to reports, or fetch it on the host and give it with --vcek'
+        : `fetch it ahead of time from AMD's Key Distribution Service (KDS), path ${kdsVcekPath(report)}`;
       throw new CertifierError('NOT_FOUND', `no ${report.signingKey.toUpperCase()} certificate: the host attached none to the report (configfs-tsm auxblob), and none was given with --vcek; ${where} (KDS; see the README)`);
     }
     return {

@@ -72,17 +72,20 @@ const MAX_VMPL = 3;
 const flag = (v: bigint, n: number) => Number((v >> BigInt(n)) & 1n);
 const tcbOf = (t: { bootloader: number; tee: number; snp: number; microcode: number }) => `${t.bootloader}/${t.tee}/${t.snp}/${t.microcode}`;
 
-export const MASKED_CHIP_ID = 'the report\'s CHIP_ID is masked (all zeros: the host\'s SEV-SNP configuration sets MASK_CHIP_ID), so no VCEK can be matched to the chip that made it; such a host must sign reports with a VLEK (the cloud provider\'s), or stop masking the chip id';
+/** CHIP_ID is all zeros when the host's SEV-SNP configuration sets MASK_CHIP_ID. */
+export const chipIdMasked = (r: SnpReport) => r.signingKey === 'vcek' && isAllZero(r.chipId);
 
-/** The VCEK/VLEK is bound to the report: a VCEK's hwID is CHIP_ID, and its TCB is REPORTED_TCB. */
+/**
+ * The VCEK/VLEK is bound to the report: a VCEK's hwID is CHIP_ID, and its TCB is REPORTED_TCB.
+ * A masked CHIP_ID names no chip to compare: the VCEK's signature, checked next, is what ties the
+ * report to the VCEK's chip (its hwID), as it does in every case.
+ */
 function checkBinding(report: SnpReport, leaf: AmdCert): void {
   if (report.signingKey === 'vcek') { // a VLEK belongs to a cloud provider, not to one chip
     const hwId = certHwId(leaf);
     if (!hwId) throw new CertifierError('BAD_CERTIFICATE', 'the VCEK has no hwID extension');
     if (report.maskChipKey) throw new CertifierError('SNP_VCEK_MISMATCH', 'the report was made with MASK_CHIP_KEY set: it is not signed with the chip\'s VCEK, so no VCEK can vouch for it');
-    // The host's SNP configuration (MASK_CHIP_ID) zeroes CHIP_ID: there is no chip to name, nor to match the VCEK's hwID with.
-    if (isAllZero(report.chipId)) throw new CertifierError('SNP_VCEK_MISMATCH', MASKED_CHIP_ID, { details: { reason: 'chip-id-masked' } });
-    if (!bytesEqual(hwId, report.chipId)) {
+    if (!chipIdMasked(report) && !bytesEqual(hwId, report.chipId)) {
       throw new CertifierError('SNP_VCEK_MISMATCH', `the VCEK belongs to chip ${toHex(hwId).slice(0, 16)}…, the report comes from chip ${toHex(report.chipId).slice(0, 16)}…`);
     }
   }
@@ -211,7 +214,7 @@ export function verifySnpEvidence(support: ValidTrustRequest['support'], o: { at
     steps: [
       `${rootLabel} signed ${intermediate.name}, which signed the ${kind} for ${certProductName(leaf) ?? 'its product'} at TCB ${tcbText(r.reportedTcb)} (RSA-PSS SHA-384 signatures verified)`,
       ...(v.revocation ? [v.revocation] : []),
-      `the ${kind} matches the report's REPORTED_TCB${r.signingKey === 'vcek' ? ' and CHIP_ID' : ''}, and signed the report (ECDSA P-384 verified): measurement ${toHex(r.measurement)}, VMPL ${r.vmpl}`,
+      `the ${kind} matches the report's REPORTED_TCB${r.signingKey !== 'vcek' ? '' : chipIdMasked(r) ? ` (CHIP_ID is masked: the chip is the VCEK's, hwID ${toHex(certHwId(leaf)!).slice(0, 16)}…)` : ' and CHIP_ID'}, and signed the report (ECDSA P-384 verified): measurement ${toHex(r.measurement)}, VMPL ${r.vmpl}`,
       `REPORT_DATA is the ${binding === 'sha384' ? 'SHA-384' : 'SHA-512'} of the user data, which names ${keyLabel(enclaveKey, ud.enclaveKey?.keyName)}${ud.sessionBinding?.length ? ' and a TLS session binding' : ''}`,
     ],
     properties: snpProperties(r),
