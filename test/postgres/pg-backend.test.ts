@@ -7,6 +7,8 @@ import pg from 'pg';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { PgBackend, prefixEnd } from '../../lib/keyservice/pg-backend.ts';
 import { SCHEMA_VERSION } from '../../lib/keyservice/pg-schema.ts';
+import { KeyStore, storageKeyId } from '../../lib/keyservice/keystore.ts';
+import { randomBytes } from '../../lib/crypto/index.ts';
 import type { KeyBackend } from '../../lib/keyservice/backend.ts';
 import { recordFor, runBackendContract } from '../keyservice/backend-contract.ts';
 import { findPgBin, PG_MISSING, PgServer } from './pg-server.ts';
@@ -350,6 +352,35 @@ if (!bin) {
         await refused(/not permitted to log in/);
         await server.psql('postgres', `ALTER ROLE ${user} LOGIN`);
         expect((await b.append('k', (v) => recordFor('k', v))).version).to.equal(2);
+      });
+
+      it('refuses with INTEGRITY, naming the record, a row key-server never writes (a name breaking the naming rule, a type, time or size it does not write), in a retrieve and in a list, and serves the rest', async () => {
+        const url = await freshDb();
+        const db = `contract_${n}`;
+        const key = randomBytes(32);
+        const b = await track(open(url));
+        await b.bindStorageKey(storageKeyId(key));
+        const ks = new KeyStore(b, key);
+        await ks.store('rows/good', Buffer.from('value'), { type: 'binary-blob', exportable: true });
+        await ks.store('other', Buffer.from('value'), { type: 'binary-blob', exportable: true });
+        // The time is not in the AAD (a genuine record opens), so it is checked on its own: a
+        // terminal escape there would reach whoever is shown it.
+        await server.psql(db, "UPDATE key_server_records SET time_entered = E'\\x1b[2J' WHERE name = 'rows/good'");
+        expect((await rejects(ks.fetch('rows/good'), 'INTEGRITY')).message).to.contain('"rows/good" version 1').and.contain('time entered "\\u001b[2J"');
+        await server.psql(db, "UPDATE key_server_records SET time_entered = '2026-12-06T10:00:00.000Z' WHERE name = 'rows/good'");
+        expect(Buffer.from((await ks.fetch('rows/good')).value).toString()).to.equal('value');
+        const rows: [string, string][] = [
+          ["(E'rows/bad\\nname', 1, 'binary-blob', true, '2026-12-06T10:00:00Z', 1, '\\x00')", 'rows/bad\\nname'],
+          ["('rows/type', 1, repeat('t', 2000), true, '2026-12-06T10:00:00Z', 1, '\\x00')", 'type "tttt'],
+          ["('rows/time', 1, 'binary-blob', true, 'now', 1, '\\x00')", 'time entered "now"'],
+          ["('rows/size', 1, 'binary-blob', true, '2026-12-06T10:00:00Z', 2000000000, '\\x00')", 'size 2000000000'],
+        ];
+        for (const [row, said] of rows) {
+          await server.psql(db, `INSERT INTO key_server_records VALUES ${row}`);
+          for (const all of [false, true]) expect((await rejects(ks.list('rows/', { allVersions: all }), 'INTEGRITY')).message, row).to.contain(said);
+          await server.psql(db, "DELETE FROM key_server_records WHERE name LIKE 'rows/%' AND name <> 'rows/good'");
+        }
+        expect((await ks.list('')).map((i) => i.name)).to.deep.equal(['other', 'rows/good']);
       });
 
       it('gives 100 appends to one name from two replicas versions 1..100 with no gap or duplicate', async () => {
