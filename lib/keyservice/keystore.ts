@@ -9,7 +9,8 @@
 
 import { CertifierError } from '../errors/index.ts';
 import { AES_KEY_BYTES, encodeFields, hkdfSha256, open as aeadOpen, seal, toHex, utf8 } from '../crypto/index.ts';
-import { ENTRY_TYPES, type EntryType } from '../wire/index.ts';
+import { ENTRY_TYPES, MAX_VERSION, shown, tagProblem, type EntryType } from '../wire/index.ts';
+import { isRfc3339 } from '../policy/index.ts';
 import {
   checkExpected, checkName, checkPrefix, checkVersion, infoOf, type KeyBackend, type ListOptions, type RecordInfo,
 } from './backend.ts';
@@ -35,6 +36,21 @@ export interface StoreValueOptions {
 /** The associated data of one record's ciphertext. */
 export function recordAad(name: string, version: number, type: string, exportable: boolean): Uint8Array {
   return encodeFields('key-service-record', String(KEY_RECORD_FORMAT), name, String(version), type, exportable ? '1' : '0');
+}
+
+/**
+ * Why a record's metadata is not what store() writes, or undefined. Whoever can write the backend's
+ * rows (a shared database) could put anything there: the AAD makes a value that was moved or
+ * relabelled fail to open, but a list opens nothing, and the time is not in the AAD at all.
+ */
+function metadataProblem(r: RecordInfo): string | undefined {
+  const name = tagProblem(r.name);
+  if (name) return `its name ${name}`;
+  if (!Number.isInteger(r.version) || r.version < 1 || r.version > MAX_VERSION) return `version ${r.version}`;
+  if (!(ENTRY_TYPES as readonly string[]).includes(r.type)) return `type ${shown(String(r.type))}`;
+  if (typeof r.timeEntered !== 'string' || !isRfc3339(r.timeEntered)) return `time entered ${shown(String(r.timeEntered))}`;
+  if (!Number.isInteger(r.size) || r.size < 0 || r.size > MAX_KEY_VALUE_BYTES) return `size ${r.size}`;
+  return undefined;
 }
 
 /**
@@ -95,6 +111,8 @@ export class KeyStore {
     const damaged = (why: string) => new CertifierError('INTEGRITY', `"${name}" version ${v} failed its integrity check (${why})`);
     // The AAD is built from what was asked for, not from what the record claims.
     if (r.name !== name || r.version !== v) throw damaged(`the backend returned "${r.name}" version ${r.version}`);
+    const problem = metadataProblem(r);
+    if (problem) throw damaged(problem);
     const value = aeadOpen(this.usableKey(), r.ciphertext, recordAad(name, v, r.type, r.exportable));
     if (!value) throw damaged('authentication failed: tampered, moved, relabelled, or sealed under another storage key');
     if (value.length !== r.size) throw damaged(`the record says ${r.size} bytes, the value has ${value.length}`);
@@ -108,10 +126,15 @@ export class KeyStore {
     return this.backend.delete(name, version);
   }
 
-  /** Metadata (never values) of the names starting with `prefix` ('' = all). */
+  /** Metadata (never values) of the names starting with `prefix` ('' = all); INTEGRITY for a record store() never writes. */
   async list(prefix: string, options?: ListOptions): Promise<RecordInfo[]> {
     checkPrefix(prefix);
-    return this.backend.list(prefix, options);
+    const infos = await this.backend.list(prefix, options);
+    for (const r of infos) {
+      const problem = metadataProblem(r);
+      if (problem) throw new CertifierError('INTEGRITY', `the key database holds a damaged record: ${shown(r.name, 256)} version ${r.version} (${problem})`);
+    }
+    return infos;
   }
 
   /**
