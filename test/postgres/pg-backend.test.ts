@@ -7,8 +7,8 @@ import pg from 'pg';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { PgBackend, prefixEnd } from '../../lib/keyservice/pg-backend.ts';
 import { SCHEMA_VERSION } from '../../lib/keyservice/pg-schema.ts';
-import { KeyStore, storageKeyId } from '../../lib/keyservice/keystore.ts';
-import { randomBytes } from '../../lib/crypto/index.ts';
+import { KeyStore, MAX_KEY_VALUE_BYTES, storageKeyId } from '../../lib/keyservice/keystore.ts';
+import { randomBytes, SEAL_OVERHEAD } from '../../lib/crypto/index.ts';
 import type { KeyBackend } from '../../lib/keyservice/backend.ts';
 import { recordFor, runBackendContract } from '../keyservice/backend-contract.ts';
 import { findPgBin, PG_MISSING, PgServer } from './pg-server.ts';
@@ -381,6 +381,31 @@ if (!bin) {
           await server.psql(db, "DELETE FROM key_server_records WHERE name LIKE 'rows/%' AND name <> 'rows/good'");
         }
         expect((await ks.list('')).map((i) => i.name)).to.deep.equal(['other', 'rows/good']);
+      });
+
+      it('reads no more of a row than key-server writes: a ciphertext longer than any sealed value, or a type, time or storage key id of any length, is refused without being read whole', async () => {
+        // A row of hundreds of MB written into the database would otherwise be read whole, and one
+        // field over 512 MiB as text ends the process in the driver (a string too long for V8).
+        const url = await freshDb();
+        const db = `contract_${n}`;
+        const b = await track(open(url));
+        await b.bindStorageKey('11'.repeat(16));
+        const sealedMax = MAX_KEY_VALUE_BYTES + SEAL_OVERHEAD;
+        await server.psql(db, `INSERT INTO key_server_records VALUES ('big', 1, 'binary-blob', true, '2026-12-06T10:00:00Z', 1, decode(repeat('00', ${sealedMax + 1}), 'hex'))`);
+        expect((await rejects(b.get('big', 0), 'INTEGRITY')).message).to.contain(`its ciphertext is ${sealedMax + 1} bytes`);
+        expect((await rejects(b.get('big', 1), 'INTEGRITY')).message).to.contain(`its ciphertext is ${sealedMax + 1} bytes`);
+        // Clipped, the type and the time are still nothing key-server writes (and refused as such by KeyStore).
+        await server.psql(db, "INSERT INTO key_server_records VALUES ('long', 1, repeat('t', 1000000), true, repeat('9', 1000000), 1, '\\x00')");
+        for (const r of [(await b.list('long'))[0]!, (await b.get('long', 1))!]) {
+          expect(r.type.length).to.be.at.most(64);
+          expect(r.timeEntered.length).to.be.at.most(64);
+        }
+        await server.psql(db, "UPDATE key_server_meta SET value = repeat('1', 1000000)");
+        await server.psql('postgres', `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '${db}'`);
+        const e = await rejects(b.get('long', 1), 'WRONG_KEY', 'UNREACHABLE');
+        if (e.code === 'UNREACHABLE') await rejects(b.get('long', 1), 'WRONG_KEY'); // a cut connection tried once
+        expect(((await rejects(b.get('long', 1), 'WRONG_KEY')).details as { bound: string }).bound.length).to.be.at.most(64);
+        expect(((await rejects(b.get('long', 1), 'WRONG_KEY')).message.length)).to.be.below(1000);
       });
 
       it('gives 100 appends to one name from two replicas versions 1..100 with no gap or duplicate', async () => {
