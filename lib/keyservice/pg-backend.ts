@@ -23,6 +23,10 @@
 // version is gone. A connection in use reads both again every 30 s; in between, a connection
 // already checked costs no extra query.
 //
+// Rows written by someone else: no field is read longer than key-server writes it (a ciphertext
+// over the largest sealed value is refused unread; a type, time or key id is read clipped, and
+// KeyStore refuses it), so a huge row costs the replica neither its memory nor its life.
+//
 // Failure: connections and queries are bounded (connect and query timeouts), and a failure of
 // the database becomes UNREACHABLE or TIMEOUT (retryable, exit status 3) rather than a hang;
 // the pool drops broken connections and makes new ones, so service resumes by itself.
@@ -34,6 +38,8 @@ import {
   type KeyBackend, type ListOptions, type RecordInfo, type StoredRecord,
 } from './backend.ts';
 import { migrate, SCHEMA_VERSION, storageError, type Query } from './pg-schema.ts';
+import { MAX_KEY_VALUE_BYTES } from './keystore.ts';
+import { SEAL_OVERHEAD } from '../crypto/index.ts';
 
 /**
  * The pg driver, loaded when a PostgreSQL backend is first used rather than with this module:
@@ -60,7 +66,14 @@ export interface PgBackendOptions {
   recheckMs?: number;
 }
 
-const BOUND_KEY = "SELECT value FROM key_server_meta WHERE key = 'storage_key_id'";
+/**
+ * The most of a text field read from a row: more than any type, time or storage key id key-server
+ * writes, so a longer one is still refused, clipped. Whoever can write the database could put a
+ * field of up to 1 GB there, read whole otherwise, and one over 512 MiB as text ends the process
+ * in the driver (a string too long for V8).
+ */
+const FIELD_CHARS = 64;
+const BOUND_KEY = `SELECT left(value, ${FIELD_CHARS}) AS value FROM key_server_meta WHERE key = 'storage_key_id'`;
 const SCHEMA = 'SELECT version FROM key_server_schema';
 /** How often a connection in use reads the storage key and the schema version again. */
 const RECHECK_MS = 30_000;
@@ -76,8 +89,10 @@ const UNDEFINED_TABLE = '42P01';
 const NEXT_HIGH = `INSERT INTO key_server_names AS n (name, high)
   VALUES ($1, (SELECT coalesce(max(version), 0)::bigint FROM key_server_records WHERE name = $1) + 1)
   ON CONFLICT (name) DO UPDATE SET high = greatest(least(n.high, 2147483647) + 1, EXCLUDED.high) RETURNING high`;
-const COLUMNS = 'name, version, type, exportable, time_entered, size';
-interface Row { name: string; version: number; type: string; exportable: boolean; time_entered: string; size: number; ciphertext?: Buffer }
+const COLUMNS = `name, version, left(type, ${FIELD_CHARS}) AS type, exportable, left(time_entered, ${FIELD_CHARS}) AS time_entered, size`;
+/** A ciphertext is read only if it is no longer than a sealed value of the largest size (sealed_size says how long it is). */
+const CIPHERTEXT = `CASE WHEN octet_length(ciphertext) <= ${MAX_KEY_VALUE_BYTES + SEAL_OVERHEAD} THEN ciphertext END AS ciphertext, octet_length(ciphertext) AS sealed_size`;
+interface Row { name: string; version: number; type: string; exportable: boolean; time_entered: string; size: number; ciphertext?: Buffer | null; sealed_size?: number }
 
 const infoOfRow = (r: Row): RecordInfo => ({ name: r.name, version: r.version, type: r.type, exportable: r.exportable, timeEntered: r.time_entered, size: r.size });
 
@@ -152,12 +167,16 @@ export class PgBackend implements KeyBackend {
     checkName(name);
     checkVersion(version, true);
     const rows = await this.query<Row>(version
-      ? `SELECT ${COLUMNS}, ciphertext FROM key_server_records WHERE name = $1 AND version = $2`
-      : `SELECT ${COLUMNS}, ciphertext FROM key_server_records WHERE name = $1 ORDER BY version DESC LIMIT 1`, version ? [name, version] : [name]);
+      ? `SELECT ${COLUMNS}, ${CIPHERTEXT} FROM key_server_records WHERE name = $1 AND version = $2`
+      : `SELECT ${COLUMNS}, ${CIPHERTEXT} FROM key_server_records WHERE name = $1 ORDER BY version DESC LIMIT 1`, version ? [name, version] : [name]);
     const r = rows[0];
     if (!r) return undefined;
-    if (r.name !== name || (version && r.version !== version) || !r.ciphertext) {
+    if (r.name !== name || (version && r.version !== version)) {
       throw new CertifierError('INTEGRITY', `the database answered for "${name}" with a damaged row`);
+    }
+    if (!r.ciphertext) {
+      const why = r.sealed_size == null ? 'it has no ciphertext' : `its ciphertext is ${r.sealed_size} bytes, longer than any value key-server seals (it was not read)`;
+      throw new CertifierError('INTEGRITY', `"${name}" version ${r.version} in the database is damaged: ${why}`);
     }
     return { ...infoOfRow(r), ciphertext: new Uint8Array(r.ciphertext) };
   }
