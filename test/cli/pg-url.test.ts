@@ -39,3 +39,20 @@ describe('key-server: a PostgreSQL URL whose query parameters override its user:
     expect(r.stderr).not.to.contain('pw-s3cret').and.not.contain('pw-0ther');
   });
 });
+
+describe('key-server: a PostgreSQL URL whose query parameters override its own time limits', function () {
+  this.timeout(30_000);
+  const urlOf = (pgUrl: string) => pgUrlOf('key-server', { data: 'data', pgUrl, replicaId: 'r1' });
+
+  it('is refused (USAGE) naming the parameter, before connecting: the driver takes each over the limits key-server sets', async () => {
+    // statement_timeout=0 in the URL left a request waiting on a stalled replica's lock for ever;
+    // query_timeout=0 timed out every query at once.
+    for (const name of ['statement_timeout', 'query_timeout', 'idle_in_transaction_session_timeout']) {
+      const e = await urlOf(`postgres://keys@127.0.0.1:1/keys?sslmode=disable&${name}=0`).then(() => undefined, (x: unknown) => x as { code: string; message: string });
+      expect(e?.code, name).to.equal('USAGE');
+      expect(e!.message).to.contain(`has the query parameter ${name}, which the driver takes over key-server's own limit`);
+    }
+    // One given in options (-c) is not: key-server's own setting is applied after it.
+    expect(await urlOf('postgres://keys@127.0.0.1:1/keys?options=-c%20statement_timeout%3D0')).to.contain('options=');
+  });
+});
