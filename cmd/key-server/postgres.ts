@@ -84,6 +84,17 @@ function authorityParamProblem(params: URLSearchParams): string | undefined {
   return name && `has the query parameter ${name}, which the driver takes over the URL's own user:password@host:port (it would connect elsewhere, or as another user, than the URL appears to say): write the ${name} there, and only there${name === 'host' ? ' (a Unix socket\'s directory too, each / written %2F: postgres://user@%2Fvar%2Frun%2Fpostgresql/database)' : ''}`;
 }
 
+/**
+ * The query parameters the driver takes over the limits key-server sets on every connection (the
+ * pool's statement, query and idle-in-transaction timeouts), silently: statement_timeout=0 would
+ * leave a request waiting on a stalled replica's lock for ever, query_timeout=0 time out every
+ * query at once. (Given in `options` as -c, a setting is applied before key-server's own.)
+ */
+function limitParamProblem(params: URLSearchParams): string | undefined {
+  const name = ['statement_timeout', 'query_timeout', 'idle_in_transaction_session_timeout'].find((k) => params.has(k));
+  return name && `has the query parameter ${name}, which the driver takes over key-server's own limit (each statement and query 5 s, a transaction left idle 10 s, so that a stalled database or replica fails requests rather than hangs them): leave it out`;
+}
+
 function decodeURIComponentSafe(s: string): string {
   try {
     return decodeURIComponent(s);
@@ -194,7 +205,7 @@ export async function pgUrlOf(program: string, o: PostgresOptions): Promise<stri
     throw new CertifierError('USAGE', `the PostgreSQL URL (${where}) is not a valid URL`);
   }
   if (!parsed.hostname || parsed.pathname.length < 2) throw new CertifierError('USAGE', `the PostgreSQL URL (${where}) must name a host and a database`);
-  const words = authorityParamProblem(parsed.searchParams) ?? sslWordProblem(parsed.searchParams);
+  const words = authorityParamProblem(parsed.searchParams) ?? limitParamProblem(parsed.searchParams) ?? sslWordProblem(parsed.searchParams);
   if (words) throw new CertifierError('USAGE', `the PostgreSQL URL (${where}) ${words}`);
   await checkUrlFiles(parsed.searchParams, where);
   const tls = driverTlsCheck(await loadPg(), url, parsed.searchParams, parsed.password);
