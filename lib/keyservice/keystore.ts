@@ -43,8 +43,8 @@ export function recordAad(name: string, version: number, type: string, exportabl
  * rows (a shared database) could put anything there: the AAD makes a value that was moved or
  * relabelled fail to open, but a list opens nothing, and the time is not in the AAD at all.
  */
-function metadataProblem(r: RecordInfo): string | undefined {
-  const name = tagProblem(r.name);
+function metadataProblem(r: RecordInfo, nameChecked = false): string | undefined {
+  const name = nameChecked ? undefined : tagProblem(r.name);
   if (name) return `its name ${name}`;
   if (!Number.isInteger(r.version) || r.version < 1 || r.version > MAX_VERSION) return `version ${r.version}`;
   if (!(ENTRY_TYPES as readonly string[]).includes(r.type)) return `type ${shown(String(r.type))}`;
@@ -111,7 +111,8 @@ export class KeyStore {
     const damaged = (why: string) => new CertifierError('INTEGRITY', `"${name}" version ${v} failed its integrity check (${why})`);
     // The AAD is built from what was asked for, not from what the record claims.
     if (r.name !== name || r.version !== v) throw damaged(`the backend returned "${r.name}" version ${r.version}`);
-    const problem = metadataProblem(r);
+    // Its name is the one asked for, which checkName has passed: the rest is checked here.
+    const problem = metadataProblem(r, true);
     if (problem) throw damaged(problem);
     const value = aeadOpen(this.usableKey(), r.ciphertext, recordAad(name, v, r.type, r.exportable));
     if (!value) throw damaged('authentication failed: tampered, moved, relabelled, or sealed under another storage key');
