@@ -1,7 +1,9 @@
-// The README stays true: its error table matches lib/errors, and every command it shows is run
-// by a test, a scenario or a script.
+// The README stays true: its error table matches lib/errors, every command it shows is run by a
+// test, a scenario or a script, and its command tables and command lines name only commands and
+// flags the programs' --help lists, as its text names every flag they take.
 
 import { expect } from 'chai';
+import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { ErrorCodes } from '../../lib/errors/index.ts';
@@ -38,7 +40,58 @@ function readmeCommands(): string[] {
   return joined.filter((c) => PROGRAMS.some((p) => c.startsWith(p + ' ')));
 }
 
+const TOOLS = ['cert-utility', 'simpleserver', 'key-server', 'key-client'] as const;
+type Helps = Record<string, Record<string, string>>;
+
+/** Every subcommand's --help text, as the four programs build their commands (test/support/help-texts.ts). */
+function helpTexts(): Helps {
+  return JSON.parse(execFileSync(process.execPath, ['--import', './test/support/tsx.mjs', 'test/support/help-texts.ts'], { cwd: ROOT, encoding: 'utf8' }));
+}
+
+/** The flags a --help text lists, each with its description (continuation lines joined). */
+function helpFlags(help: string): Map<string, string> {
+  const flags = new Map<string, string>();
+  let last: string | undefined;
+  for (const line of help.slice(help.indexOf('\nOptions:\n')).split('\n').slice(2)) {
+    const m = line.match(/^ {2}(?:-\w, )?(--[a-z0-9-]+)\S*(?: <[^>]+>)?\s*(.*)$/);
+    if (m) flags.set((last = m[1]!), m[2]!);
+    else if (last && /^ {6,}\S/.test(line)) flags.set(last, `${flags.get(last)} ${line.trim()}`);
+    else last = undefined;
+  }
+  return flags;
+}
+
+/** The rows of the command tables: `| \`COMMAND ...\` | ...`, by the program whose section holds them. */
+function tableRows(): { program: string; command: string; usage: string }[] {
+  const sectionProgram: Record<string, string> = { 'cert-utility': 'cert-utility', 'The cryptstore': 'cert-utility', simpleserver: 'simpleserver', 'key-server': 'key-server', 'key-client': 'key-client' };
+  const rows: { program: string; command: string; usage: string }[] = [];
+  let section = '';
+  for (const line of readme.split('\n')) {
+    const heading = line.match(/^#{2,3} (.*)$/);
+    if (heading) section = heading[1]!;
+    const row = line.match(/^\| `(([a-z][a-z-]*)[^`]*)` \|/);
+    const program = sectionProgram[section];
+    if (row && program) rows.push({ program, command: row[2]!, usage: row[1]! });
+  }
+  return rows;
+}
+
+/** The program lines of the README's code blocks and of its inline code: `PROGRAM SUBCOMMAND ...`, up to a pipe. */
+function programLines(): { program: string; command: string; rest: string; source: string }[] {
+  const blocks = readme.split('\n').filter((l) => /^ {4,}\S/.test(l)).map((l) => l.trim()).join('\n').replace(/\\\n\s*/g, ' ').split('\n');
+  const spans = [...readme.matchAll(/`([^`\n]+)`/g)].map((m) => m[1]!);
+  const lines = [];
+  for (const source of [...blocks, ...spans]) {
+    for (const m of source.matchAll(new RegExp(`(?:^|\\|\\s*)(${TOOLS.join('|')}) ([a-z][a-z-]*)([^|;]*)`, 'g'))) {
+      lines.push({ program: m[1]!, command: m[2]!, rest: m[3]!, source: source.trim() });
+    }
+  }
+  return lines;
+}
+
 describe('README', () => {
+  let helps: Helps;
+  before(() => (helps = helpTexts()));
   it('lists every error code with its exit status, and no code that does not exist', () => {
     const rows = [...readme.matchAll(/^\| `([A-Z_]+)` \| (\d) \|/gm)].map((m) => [m[1], Number(m[2])]);
     expect(Object.fromEntries(rows)).to.deep.equal({ ...ErrorCodes });
@@ -63,4 +116,61 @@ describe('README', () => {
     }
     expect(missing).to.deep.equal([]);
   });
+
+  it('names in its command tables only commands its programs have, and flags their --help lists', () => {
+    const rows = tableRows();
+    expect(rows.length).to.be.greaterThan(30);
+    const wrong: string[] = [];
+    for (const { program, command, usage } of rows) {
+      const help = helps[program]![command];
+      if (!help) {
+        wrong.push(`${program} ${command}: no such command`);
+        continue;
+      }
+      const flags = helpFlags(help);
+      for (const flag of usage.match(/--[a-z][a-z0-9-]*/g) ?? []) if (!flags.has(flag)) wrong.push(`${program} ${command} ${flag}: not in its --help`);
+    }
+    expect(wrong).to.deep.equal([]);
+  });
+
+  it('says FILE|- in a command table exactly where the --help offers standard input or output with -', () => {
+    const wrong: string[] = [];
+    for (const { program, command, usage } of tableRows()) {
+      const flags = helpFlags(helps[program]![command] ?? '');
+      for (const [flag, description] of flags) {
+        if (!usage.includes(`${flag} `)) continue;
+        const dash = /(?:^|\s|[(])(?:or|with) -(?=[\s,;)]|$)/.test(description);
+        if (dash !== usage.includes(`${flag} FILE\\|-`)) wrong.push(`${program} ${command} ${flag}: --help ${dash ? 'offers' : 'does not offer'} -`);
+      }
+    }
+    expect(wrong).to.deep.equal([]);
+  });
+
+  it('shows command lines whose every flag the command\'s --help lists', () => {
+    const lines = programLines();
+    expect(lines.length).to.be.greaterThan(30);
+    const wrong: string[] = [];
+    for (const { program, command, rest, source } of lines) {
+      const help = helps[program]![command];
+      if (!help) {
+        wrong.push(`${program} ${command}: no such command (${source})`);
+        continue;
+      }
+      const flags = helpFlags(help);
+      for (const flag of rest.match(/(?<![\w-])--[a-z][a-z0-9-]*/g) ?? []) if (!flags.has(flag)) wrong.push(`${program} ${command} ${flag}: not in its --help (${source})`);
+    }
+    expect(wrong).to.deep.equal([]);
+  });
+
+  it('names every flag the programs and the scripts take', () => {
+    const taken = new Set<string>();
+    for (const program of TOOLS) for (const help of Object.values(helps[program]!)) for (const flag of helpFlags(help).keys()) taken.add(flag);
+    for (const script of ['first-boot.sh', 'deployment-setup.sh']) {
+      const usage = execFileSync(join(ROOT, 'scripts', script), ['--help'], { encoding: 'utf8' });
+      for (const flag of usage.match(/(?<![\w-])--[a-z][a-z0-9-]*/g) ?? []) taken.add(flag);
+    }
+    expect(taken.size).to.be.greaterThan(80);
+    expect([...taken].filter((flag) => !new RegExp(`${flag}(?![a-z0-9-])`).test(readme))).to.deep.equal([]);
+  });
 });
+
