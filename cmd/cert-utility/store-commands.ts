@@ -152,7 +152,7 @@ export function addStoreCommands(program: Command): void {
         wipe(pass);
       }
     }))
-    .requiredOption('--in <file>', 'bundle file to read')
+    .requiredOption('--in <file>', 'bundle file to read, or - for standard input')
     .requiredOption('--bundle-passphrase-file <file>', 'file holding the bundle passphrase')
     .option('--force', 'replace items that exist with the same tag and version, restore deleted versions, and import identity tags');
 

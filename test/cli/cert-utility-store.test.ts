@@ -529,7 +529,8 @@ describe('cert-utility store commands (transcripts)', function () {
       writeFileSync(join(tmp.dir, 'other-pass'), 'other');
       const o = (...args: string[]) => [...args, '--store', other, '--passphrase-file', 'other-pass'];
       expect((await cu(o('create-store', ...CHEAP))).status).to.equal(0);
-      const i = await cu(o('import-store', '--in', 'bundle.bin', '--bundle-passphrase-file', 'bundle-pass'));
+      // --in - reads the bundle from standard input, as the README and --help say.
+      const i = await cu(o('import-store', '--in', '-', '--bundle-passphrase-file', 'bundle-pass'), { input: readFileSync(join(tmp.dir, 'bundle.bin')) });
       expect(i.status, i.stderr).to.equal(0);
       const items = (await cu(o('list-items', '--json'))).json().items;
       expect(items.map((x: { tag: string; version: number }) => `${x.tag}@${x.version}`)).to.deep.equal(['shared@1', 'shared@2']);
