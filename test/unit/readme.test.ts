@@ -8,6 +8,9 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { ErrorCodes } from '../../lib/errors/index.ts';
 import { MAX_BLOB_BYTES } from '../../cryptstore/index.ts';
+import { DEFAULT_LIMITS } from '../../lib/channel/index.ts';
+import { DEFAULT_SCRYPT } from '../../lib/crypto/index.ts';
+import { SNP_PROPERTY } from '../../lib/policy/index.ts';
 import { ROOT } from '../support/helpers.ts';
 
 const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
@@ -172,5 +175,39 @@ describe('README', () => {
     expect(taken.size).to.be.greaterThan(80);
     expect([...taken].filter((flag) => !new RegExp(`${flag}(?![a-z0-9-])`).test(readme))).to.deep.equal([]);
   });
-});
 
+  it('lists in its code table only codes that something raises', () => {
+    const sources = [...files(join(ROOT, 'lib'), /\.ts$/), ...files(join(ROOT, 'cmd'), /\.ts$/), ...files(join(ROOT, 'cryptstore'), /\.ts$/)]
+      .filter((f) => !f.endsWith(join('lib', 'errors', 'index.ts')))
+      .map((f) => readFileSync(f, 'utf8'))
+      .join('\n');
+    expect(Object.keys(ErrorCodes).filter((code) => !sources.includes(`'${code}'`))).to.deep.equal([]);
+  });
+
+  it('lists the SEV-SNP properties a policy may name, and no other', () => {
+    const table = readme.slice(readme.indexOf('| property | from the report |')).split('\n\n')[0]!.split('\n').slice(2);
+    const names = table.flatMap((row) => [...row.split(' | ')[0]!.matchAll(/`([a-z0-9-]+)`/g)].map((m) => m[1]!)).filter((n) => n !== 'vcek' && n !== 'vlek');
+    expect([...names].sort()).to.deep.equal(Object.values(SNP_PROPERTY).sort());
+  });
+
+  it('names in its environment table only variables a program, a script or the scenarios read', () => {
+    const table = readme.slice(readme.indexOf('### Environment variables')).split('\n\n')[1]!.split('\n').slice(2);
+    const names = table.flatMap((row) => [...row.split(' | ')[0]!.matchAll(/`([A-Z_]+)(?:=1)?`/g)].map((m) => m[1]!));
+    expect(names.length).to.be.greaterThan(6);
+    const sources = [...files(join(ROOT, 'cmd'), /\.(ts|js)$/), ...files(join(ROOT, 'lib'), /\.ts$/), ...files(join(ROOT, 'examples'), /\.(ts|js)$/), ...files(join(ROOT, 'scripts'), /\.sh$/)]
+      .map((f) => readFileSync(f, 'utf8'))
+      .join('\n');
+    expect(names.filter((n) => !new RegExp(`(?:process\\.env\\.|'|\\$\\{?)${n}\\b`).test(sources))).to.deep.equal([]);
+  });
+
+  it('states the defaults the code has: the scrypt cost, and what one connection or host may hold', () => {
+    const text = readme.replace(/\s+/g, ' ');
+    expect(text).to.contain(`N = 2^${DEFAULT_SCRYPT.logN}, r = ${DEFAULT_SCRYPT.r}, p = ${DEFAULT_SCRYPT.p} by default`);
+    const l = DEFAULT_LIMITS;
+    expect(l.frameLimit).to.equal(1024 * 1024);
+    expect(text).to.contain(`at most ${l.maxConnections} connections, at most ${l.maxConnectionsPerAddress} of them from one address`);
+    expect(text).to.contain(`which must end within ${l.handshakeTimeoutMs / 1000} s), frames of at most 1 MiB, a frame's bytes within ${l.readTimeoutMs / 1000} s of its first, ${l.idleTimeoutMs / 1000} s of idleness`);
+    expect(text).to.contain(`(${l.maxRequestsPerConnection.toLocaleString('en-US')} on key-server;`);
+    expect(text).to.contain(`half the server's answer budget (${l.answerBytesHeld / 2 / 1024 / 1024} MiB`);
+  });
+});
