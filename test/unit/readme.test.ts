@@ -4,7 +4,7 @@
 
 import { expect } from 'chai';
 import { execFileSync } from 'node:child_process';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { ErrorCodes } from '../../lib/errors/index.ts';
 import { MAX_BLOB_BYTES } from '../../cryptstore/index.ts';
@@ -210,4 +210,17 @@ describe('README', () => {
     expect(text).to.contain(`(${l.maxRequestsPerConnection.toLocaleString('en-US')} on key-server;`);
     expect(text).to.contain(`half the server's answer budget (${l.answerBytesHeld / 2 / 1024 / 1024} MiB`);
   });
+
+  it('gives every subcommand --json, as it says', () => {
+    const without = TOOLS.flatMap((program) => Object.entries(helps[program]!).filter(([, help]) => !helpFlags(help).has('--json')).map(([command]) => `${program} ${command}`));
+    expect(without).to.deep.equal([]);
+  });
+
+  it('points only to files and folders of the project that exist', () => {
+    const tops = ['cmd', 'lib', 'cryptstore', 'examples', 'scripts', 'test', 'proto'];
+    const paths = [...new Set([...readme.matchAll(/`([A-Za-z0-9_.-]+\/[A-Za-z0-9_./-]*)`/g)].map((m) => m[1]!))].filter((p) => tops.includes(p.split('/')[0]!));
+    expect(paths.length).to.be.greaterThan(10);
+    expect(paths.filter((p) => !existsSync(join(ROOT, p)))).to.deep.equal([]);
+  });
 });
+
