@@ -7,10 +7,14 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { ErrorCodes } from '../../lib/errors/index.ts';
-import { MAX_BLOB_BYTES } from '../../cryptstore/index.ts';
+import { MAX_BLOB_BYTES, MAX_BUNDLE_BYTES, MIN_KEY_FILE_BYTES } from '../../cryptstore/index.ts';
+import { AUTHORITY_CERT_SECONDS, RENEW_BEFORE_MS } from '../../lib/certifier/index.ts';
 import { DEFAULT_LIMITS } from '../../lib/channel/index.ts';
 import { DEFAULT_SCRYPT } from '../../lib/crypto/index.ts';
-import { SNP_PROPERTY } from '../../lib/policy/index.ts';
+import { COMPACT_AFTER, STATE_NAMES } from '../../lib/keyservice/level-backend.ts';
+import { DELETE_LISTED, LIST_PAGE, MAX_VALUE_BYTES } from '../../lib/keyservice/protocol.ts';
+import { DEFAULT_CLOCK_SKEW_MS, SNP_PROPERTY } from '../../lib/policy/index.ts';
+import { MAX_TAG_LENGTH } from '../../lib/wire/index.ts';
 import { ROOT } from '../support/helpers.ts';
 
 const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
@@ -221,6 +225,30 @@ describe('README', () => {
     const paths = [...new Set([...readme.matchAll(/`([A-Za-z0-9_.-]+\/[A-Za-z0-9_./-]*)`/g)].map((m) => m[1]!))].filter((p) => tops.includes(p.split('/')[0]!));
     expect(paths.length).to.be.greaterThan(10);
     expect(paths.filter((p) => !existsSync(join(ROOT, p)))).to.deep.equal([]);
+  });
+
+  it('states the sizes, counts and periods the code has', () => {
+    const text = readme.replace(/\s+/g, ' ');
+    const n = (x: number) => x.toLocaleString('en-US');
+    const DAY = 86_400_000;
+    for (const phrase of [
+      `store a value (1 to ${n(MAX_VALUE_BYTES)} bytes: 1 MiB less room for the message around it)`,
+      `at most ${n(LIST_PAGE)} names per answer`,
+      `at most ${n(DELETE_LISTED)} of them`,
+      `an encrypted bundle of at most ${MAX_BUNDLE_BYTES / 1024 / 1024} MiB`,
+      `a file of at least ${MIN_KEY_FILE_BYTES} random bytes`,
+      `are 1 to ${MAX_TAG_LENGTH} characters (UTF-16 units)`,
+      `only for the ${n(STATE_NAMES)} names used most recently`,
+      `Once deletes have left ${n(COMPACT_AFTER)} markers`,
+      `The tolerance is ${DEFAULT_CLOCK_SKEW_MS / 60_000} minutes each way`,
+      `within ${RENEW_BEFORE_MS / DAY} days of its end`,
+    ]) expect(text).to.contain(phrase);
+    expect(AUTHORITY_CERT_SECONDS).to.equal((7 * DAY) / 1000);
+    expect(text).to.contain(`(platform \`policy-authority\`, signed with the policy key it holds) lasts a week`);
+    expect(helpFlags(helps['simpleserver']!['serve']!).get('--cert-days')).to.contain('(default: 90)');
+    expect(text).to.contain('at most `--cert-days` (default 90)');
+    expect(helpFlags(helps['key-server']!['serve']!).get('--pg-pool-size')).to.contain('(default 10)');
+    expect(text).to.contain('`--pg-pool-size N` (default 10)');
   });
 });
 
