@@ -27,6 +27,9 @@ usage: deployment-setup.sh --dir DIR --domain DOMAIN --measure FILE [--measure F
                        digits, from sev-snp-measure)
   --trust-amd-root     SEV-SNP VMs: trust AMD's root for this product (repeatable); needs
                        --snp-min-tcb, the lowest firmware TCB accepted
+  --alg                the policy key's algorithm (default p256)
+  --policy-days        how long the policy's claims last (default 365: sign a new policy
+                       before then, or simpleserver refuses every machine)
   The simulated platform's keys are made either way: the deployment machine's own key-server
   and key-client are certified with them.
   Environment: CERT_UTILITY, KEY_SERVER name the programs (default: next to this script in

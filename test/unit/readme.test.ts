@@ -48,6 +48,17 @@ function readmeCommands(): string[] {
 }
 
 const TOOLS = ['cert-utility', 'simpleserver', 'key-server', 'key-client'] as const;
+
+/** A script's --help text. */
+const scriptUsage = (script: 'first-boot.sh' | 'deployment-setup.sh') => execFileSync(join(ROOT, 'scripts', script), ['--help'], { encoding: 'utf8' });
+
+/** The default a --help description gives: "(default 8)", "(default: 365)". */
+function defaultOf(description: string | undefined): string {
+  const m = description?.match(/\(default:? ([^),:]+)/);
+  if (!m) throw new Error(`no default in ${JSON.stringify(description)}`);
+  return m[1]!.replace(/^"(.*)"$/, '$1');
+}
+
 type Helps = Record<string, Record<string, string>>;
 
 /** Every subcommand's --help text, as the four programs build their commands (test/support/help-texts.ts). */
@@ -172,8 +183,8 @@ describe('README', () => {
   it('names every flag the programs and the scripts take', () => {
     const taken = new Set<string>();
     for (const program of TOOLS) for (const help of Object.values(helps[program]!)) for (const flag of helpFlags(help).keys()) taken.add(flag);
-    for (const script of ['first-boot.sh', 'deployment-setup.sh']) {
-      const usage = execFileSync(join(ROOT, 'scripts', script), ['--help'], { encoding: 'utf8' });
+    for (const script of ['first-boot.sh', 'deployment-setup.sh'] as const) {
+      const usage = scriptUsage(script);
       for (const flag of usage.match(/(?<![\w-])--[a-z][a-z0-9-]*/g) ?? []) taken.add(flag);
     }
     expect(taken.size).to.be.greaterThan(80);
@@ -249,6 +260,16 @@ describe('README', () => {
     expect(text).to.contain('at most `--cert-days` (default 90)');
     expect(helpFlags(helps['key-server']!['serve']!).get('--pg-pool-size')).to.contain('(default 10)');
     expect(text).to.contain('`--pg-pool-size N` (default 10)');
+  });
+
+  it('gives the defaults of make-policy --days and of the scripts\' flags that their --help gives', () => {
+    const text = readme.replace(/\s+/g, ' ');
+    expect(text).to.contain(`its claims last \`--days\` (default ${defaultOf(helpFlags(helps['cert-utility']!['make-policy']!).get('--days'))})`);
+    const setup = helpFlags(`\nOptions:\n\n${scriptUsage('deployment-setup.sh').split('\n\n')[1]}`);
+    expect(text).to.contain(`\`--policy-days N\` says how long the policy's claims last (${defaultOf(setup.get('--policy-days'))} days by default`);
+    expect(text).to.contain(`\`--alg\` the policy key's algorithm (\`${defaultOf(setup.get('--alg'))}\` by default)`);
+    const boot = helpFlags(`\nOptions:\n\n${scriptUsage('first-boot.sh').split('\n\n')[1]}`);
+    expect(text).to.contain(`\`--retries N\`, attempts per step, ${defaultOf(boot.get('--retries'))} by default; \`--max-delay S\`, the backoff's cap in seconds, ${defaultOf(boot.get('--max-delay'))} by default`);
   });
 });
 
