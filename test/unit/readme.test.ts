@@ -271,5 +271,29 @@ describe('README', () => {
     const boot = helpFlags(`\nOptions:\n\n${scriptUsage('first-boot.sh').split('\n\n')[1]}`);
     expect(text).to.contain(`\`--retries N\`, attempts per step, ${defaultOf(boot.get('--retries'))} by default; \`--max-delay S\`, the backoff's cap in seconds, ${defaultOf(boot.get('--max-delay'))} by default`);
   });
+
+  it('names the flags that take HOST:PORT, and the commands that take --check-only, as the --help has them', () => {
+    const text = readme.replace(/\s+/g, ' ');
+    const hostPort = new Set<string>();
+    const checkOnly: Record<string, string[]> = {};
+    for (const program of TOOLS) {
+      for (const [command, help] of Object.entries(helps[program]!)) {
+        for (const m of help.matchAll(/^ {2}(--[a-z0-9-]+) <host:port>/gm)) hostPort.add(m[1]!);
+        if (helpFlags(help).has('--check-only')) (checkOnly[program] ??= []).push(command);
+      }
+    }
+    const listed = text.match(/`HOST:PORT` \(([^)]*)\)/)![1]!.match(/--[a-z-]+/g)!;
+    expect([...listed].sort()).to.deep.equal([...hostPort].sort());
+    // "`--check-only` (`cert-utility generate-policy-key`, `make-policy` and `init-trust`; `key-client retrieve`)"
+    const sentence = text.match(/`--check-only` \(([^)]*)\) asks whether a run would take/)![1]!;
+    const named: Record<string, string[]> = {};
+    for (const part of sentence.split(';')) {
+      const [first, ...rest] = [...part.matchAll(/`([^`]+)`/g)].map((m) => m[1]!);
+      const [program, command] = first!.split(' ');
+      named[program!] = [command!, ...rest].sort();
+    }
+    for (const commands of Object.values(checkOnly)) commands.sort();
+    expect(named).to.deep.equal(checkOnly);
+  });
 });
 
