@@ -15,7 +15,7 @@ import { COMPACT_AFTER, STATE_NAMES } from '../../lib/keyservice/level-backend.t
 import { DELETE_LISTED, LIST_PAGE, MAX_VALUE_BYTES } from '../../lib/keyservice/protocol.ts';
 import { DEFAULT_CLOCK_SKEW_MS, SNP_PROPERTY } from '../../lib/policy/index.ts';
 import { MAX_TAG_LENGTH } from '../../lib/wire/index.ts';
-import { ROOT } from '../support/helpers.ts';
+import { ROOT, run } from '../support/helpers.ts';
 
 const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
 const PROGRAMS = ['cert-utility', 'simpleserver', 'key-server', 'key-client', 'scripts/first-boot.sh', 'scripts/deployment-setup.sh'];
@@ -133,6 +133,12 @@ describe('README', () => {
       for (const flag of c.match(/--[a-z][a-z0-9-]*/g) ?? []) if (!corpus.includes(flag)) missing.push(`${program} ${sub} ${flag}`);
     }
     expect(missing).to.deep.equal([]);
+  });
+
+  it('reads the help texts the programs print for --help', async () => {
+    const printed = await run('key-client', ['retrieve', '--help']);
+    expect(printed.status).to.equal(0);
+    expect(printed.out.startsWith(helps['key-client']!['retrieve']!)).to.equal(true);
   });
 
   it('names in its command tables only commands its programs have, and flags their --help lists', () => {
