@@ -141,7 +141,7 @@ describe('README', () => {
     expect(printed.out.startsWith(helps['key-client']!['retrieve']!)).to.equal(true);
   });
 
-  it('names in its command tables only commands its programs have, and flags their --help lists', () => {
+  it('names in its command tables every command its programs have and no other, and only flags their --help lists', () => {
     const rows = tableRows();
     expect(rows.length).to.be.greaterThan(30);
     const wrong: string[] = [];
@@ -153,6 +153,9 @@ describe('README', () => {
       }
       const flags = helpFlags(help);
       for (const flag of usage.match(/--[a-z][a-z0-9-]*/g) ?? []) if (!flags.has(flag)) wrong.push(`${program} ${command} ${flag}: not in its --help`);
+    }
+    for (const program of TOOLS) {
+      for (const command of Object.keys(helps[program]!)) if (!rows.some((r) => r.program === program && r.command === command)) wrong.push(`${program} ${command}: no row in a command table`);
     }
     expect(wrong).to.deep.equal([]);
   });
