@@ -271,9 +271,14 @@ describe('README', () => {
     expect(text).to.contain('`--pg-pool-size N` (default 10)');
   });
 
-  it('gives the defaults of make-policy --days and of the scripts\' flags that their --help gives', () => {
+  it('gives the defaults of --days in its command tables and of the scripts\' flags that their --help gives', () => {
     const text = readme.replace(/\s+/g, ' ');
-    expect(text).to.contain(`its claims last \`--days\` (default ${defaultOf(helpFlags(helps['cert-utility']!['make-policy']!).get('--days'))})`);
+    const days = tableRows().filter((r) => r.usage.includes('--days'));
+    expect(days.length).to.be.greaterThan(3);
+    for (const { program, command } of days) {
+      const row = readme.split('\n').find((l) => l.startsWith(`| \`${command} `))!;
+      expect(row, `${program} ${command}`).to.contain(`\`--days\` (default ${defaultOf(helpFlags(helps[program]![command]!).get('--days'))})`);
+    }
     const setup = helpFlags(`\nOptions:\n\n${scriptUsage('deployment-setup.sh').split('\n\n')[1]}`);
     expect(text).to.contain(`\`--policy-days N\` says how long the policy's claims last (${defaultOf(setup.get('--policy-days'))} days by default`);
     expect(text).to.contain(`\`--alg\` the policy key's algorithm (\`${defaultOf(setup.get('--alg'))}\` by default)`);
