@@ -54,7 +54,7 @@ const scriptUsage = (script: 'first-boot.sh' | 'deployment-setup.sh') => execFil
 
 /** The default a --help description gives: "(default 8)", "(default: 365)". */
 function defaultOf(description: string | undefined): string {
-  const m = description?.match(/\(default:? ([^),:]+)/);
+  const m = description?.match(/\(default:? ("[^"]*"|[^),:]+)/);
   if (!m) throw new Error(`no default in ${JSON.stringify(description)}`);
   return m[1]!.replace(/^"(.*)"$/, '$1');
 }
@@ -286,7 +286,7 @@ describe('README', () => {
     expect(text).to.contain(`\`--retries N\`, attempts per step, ${defaultOf(boot.get('--retries'))} by default; \`--max-delay S\`, the backoff's cap in seconds, ${defaultOf(boot.get('--max-delay'))} by default`);
   });
 
-  it('names the flags that take HOST:PORT, and the commands that take --check-only, as the --help has them', () => {
+  it('names the flags that take HOST:PORT, the servers\' default --listen, and the commands that take --check-only, as the --help has them', () => {
     const text = readme.replace(/\s+/g, ' ');
     const hostPort = new Set<string>();
     const checkOnly: Record<string, string[]> = {};
@@ -296,6 +296,8 @@ describe('README', () => {
         if (helpFlags(help).has('--check-only')) (checkOnly[program] ??= []).push(command);
       }
     }
+    const listen = (program: string) => defaultOf(helpFlags(helps[program]!['serve']!).get('--listen'));
+    expect(text).to.contain(`Servers bind 127.0.0.1 unless \`--listen\` says otherwise (by default simpleserver \`${listen('simpleserver')}\`, key-server \`${listen('key-server')}\`)`);
     const listed = text.match(/`HOST:PORT` \(([^)]*)\)/)![1]!.match(/--[a-z-]+/g)!;
     expect([...listed].sort()).to.deep.equal([...hostPort].sort());
     // "`--check-only` (`cert-utility generate-policy-key`, `make-policy` and `init-trust`; `key-client retrieve`)"
