@@ -610,6 +610,7 @@ describe('cert-utility store commands (transcripts)', function () {
 
     it('stores no key when its --public-key-out cannot be written (taken, or no such directory), and refuses it for a secret key', async () => {
       expect((await cu(withPass('generate-key', '--tag', 'auth', '--alg', 'p256', '--public-key-out', 'auth.pub.pem'))).status).to.equal(0);
+      expect(statSync(join(tmp.dir, 'auth.pub.pem')).mode & 0o777, 'a public key, readable by all, as the README says').to.equal(0o644);
       expectFailure(await cu(withPass('generate-key', '--tag', 'auth', '--alg', 'p256', '--public-key-out', 'auth.pub.pem')), 1, 'ALREADY_EXISTS');
       expectFailure(await cu(withPass('generate-key', '--tag', 'auth', '--alg', 'p256', '--public-key-out', 'none/auth.pub.pem')), 1, 'FILE_ERROR');
       expectFailure(await cu(withPass('generate-key', '--tag', 'sym', '--alg', 'aes-256-gcm', '--public-key-out', 'sym.pub.pem')), 2, 'USAGE');
