@@ -186,6 +186,12 @@ describe('README', () => {
       const flags = helpFlags(help);
       for (const flag of rest.match(/(?<![\w-])--[a-z][a-z0-9-]*/g) ?? []) if (!flags.has(flag)) wrong.push(`${program} ${command} ${flag}: not in its --help (${source})`);
     }
+    // Inline code naming a command without its program (`init-trust --save-evidence F`): a command of that name takes each flag.
+    for (const [, command, rest] of readme.matchAll(/`([a-z][a-z-]+) (--[^`]*)`/g)) {
+      const of = TOOLS.map((program) => helps[program]![command!]).filter((h): h is string => h !== undefined).map(helpFlags);
+      if (!of.length) continue;
+      for (const flag of rest!.match(/(?<![\w-])--[a-z][a-z0-9-]*/g) ?? []) if (!of.some((flags) => flags.has(flag))) wrong.push(`${command} ${flag}: no command of that name takes it (\`${command} ${rest}\`)`);
+    }
     expect(wrong).to.deep.equal([]);
   });
 
