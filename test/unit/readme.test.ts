@@ -317,5 +317,13 @@ describe('README', () => {
     for (const commands of Object.values(checkOnly)) commands.sort();
     expect(named).to.deep.equal(checkOnly);
   });
+
+  it('runs only npm scripts the package has, on the Node.js version the package asks for', () => {
+    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string>; engines: { node: string } };
+    const runs = [...readme.matchAll(/npm run ([a-z][a-z0-9:-]*[a-z0-9])/g)].map((m) => m[1]!);
+    expect(runs.length).to.be.greaterThan(3);
+    expect(runs.filter((name) => !(name in pkg.scripts))).to.deep.equal([]);
+    expect(readme).to.contain(`Requires Node.js ${pkg.engines.node.replace(/^>=/, '')} or later`);
+  });
 });
 
