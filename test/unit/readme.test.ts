@@ -325,5 +325,14 @@ describe('README', () => {
     expect(runs.filter((name) => !(name in pkg.scripts))).to.deep.equal([]);
     expect(readme).to.contain(`Requires Node.js ${pkg.engines.node.replace(/^>=/, '')} or later`);
   });
+
+  it('installs with `npm ci --omit=dev` every package the programs import', () => {
+    expect(readme).to.contain('`npm ci --omit=dev`');
+    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { dependencies: Record<string, string> };
+    const sources = [...files(join(ROOT, 'cmd'), /\.(ts|js)$/), ...files(join(ROOT, 'lib'), /\.ts$/), ...files(join(ROOT, 'cryptstore'), /\.ts$/)].map((f) => readFileSync(f, 'utf8')).join('\n');
+    const imported = new Set([...sources.matchAll(/(?:from |import\(|import )'([^.'][^']*)'/g)].map((m) => m[1]!).filter((p) => !p.startsWith('node:')).map((p) => p.split('/').slice(0, p.startsWith('@') ? 2 : 1).join('/')));
+    expect(imported.size).to.be.greaterThan(5);
+    expect([...imported].filter((p) => !(p in pkg.dependencies))).to.deep.equal([]);
+  });
 });
 
