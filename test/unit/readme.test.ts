@@ -1,6 +1,7 @@
 // The README stays true: its error table matches lib/errors, every command it shows is run by a
-// test, a scenario or a script, and its command tables and command lines name only commands and
-// flags the programs' --help lists, as its text names every flag they take.
+// test, a scenario or a script, its command tables and command lines name only commands and flags
+// the programs' --help lists (as its text names every flag they take), and the defaults, limits
+// and names it states are the code's.
 
 import { expect } from 'chai';
 import { execFileSync } from 'node:child_process';
@@ -110,6 +111,7 @@ function programLines(): { program: string; command: string; rest: string; sourc
 describe('README', () => {
   let helps: Helps;
   before(() => (helps = helpTexts()));
+
   it('lists every error code with its exit status, and no code that does not exist', () => {
     const rows = [...readme.matchAll(/^\| `([A-Z_]+)` \| (\d) \|/gm)].map((m) => [m[1], Number(m[2])]);
     expect(Object.fromEntries(rows)).to.deep.equal({ ...ErrorCodes });
