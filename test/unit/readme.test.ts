@@ -336,5 +336,14 @@ describe('README', () => {
     expect(imported.size).to.be.greaterThan(5);
     expect([...imported].filter((p) => !(p in pkg.dependencies))).to.deep.equal([]);
   });
+
+  it('gives --force, to replace it, to every command that writes a file, as the Reference says (init-trust --save-evidence never replaces one)', () => {
+    expect(readme.replace(/\s+/g, ' ')).to.contain('every command that writes a file takes `--force` to replace it, except `init-trust --save-evidence`, which never replaces one');
+    const writers = TOOLS.flatMap((program) => Object.entries(helps[program]!).map(([command, help]) => ({ command: `${program} ${command}`, flags: helpFlags(help) })))
+      .filter(({ flags }) => [...flags.keys()].some((f) => f === '--out' || f.endsWith('-out') || f === '--out-dir'));
+    expect(writers.length).to.be.greaterThan(10);
+    expect(writers.filter(({ flags }) => !/^replace\b/.test(flags.get('--force') ?? '')).map(({ command }) => command)).to.deep.equal([]);
+    expect(helpFlags(helps['cert-utility']!['init-trust']!).get('--save-evidence')).to.contain('refuses to replace a file');
+  });
 });
 
