@@ -50,22 +50,34 @@ export function ownDirProblem(st: { uid: number; mode: number }, uid: number | u
 
 /**
  * Refuses (FILE_ERROR, nothing written) to write a secret at `path` where another user could
- * replace it: the directory it would really go in, or one above it, may be written in by its group
- * or by other users without the sticky bit (which keeps each user's entries their own, as in
- * /tmp), so they could rename the file, or a directory on its way, and put their own in its place.
- * Every command writing a secret (a value, a private key, a bundle) to a named file asks this
- * before anything is fetched, derived or written. A directory not there yet is passed over
- * (checkWritable says so).
+ * replace it: the directory it would really go in, or one above it, belongs to another user than
+ * this one or root (as sshd's StrictModes has it: its owner may rename what is in it, whatever its
+ * mode), or may be written in by its group or by other users without the sticky bit (which keeps
+ * each user's entries their own, as in /tmp), so they could rename the file, or a directory on its
+ * way, and put their own in its place. Every command writing a secret (a value, a private key, a
+ * bundle) to a named file asks this before anything is fetched, derived or written. A directory
+ * not there yet is passed over (checkWritable says so).
  */
 export async function refuseReplaceable(path: string): Promise<void> {
+  const uid = process.getuid?.();
   for (let dir = dirname(realLocation(path)); ; dir = dirname(dir)) {
     const st = await fs.stat(dir).catch(() => undefined);
-    if (st?.isDirectory() && !(st.mode & 0o1000) && st.mode & 0o022) {
-      const who = st.mode & 0o002 ? 'other users' : 'its group';
-      throw new CertifierError('FILE_ERROR', `cannot write ${path}: ${dir} is writable by ${who} (mode ${(st.mode & 0o7777).toString(8)}), who could replace what is written there; chmod go-w it, or use another directory; nothing was written`);
-    }
+    const why = st?.isDirectory() ? replaceableIn(st, uid) : undefined;
+    if (why) throw new CertifierError('FILE_ERROR', `cannot write ${path}: ${dir} ${why}; nothing was written`);
     if (dir === dirname(dir)) return;
   }
+}
+
+/**
+ * Why another user than `uid` could replace what is put in a directory with this stat, or
+ * undefined: its owner is neither `uid` nor root (not checked where there are no user ids), or its
+ * group or other users may write in it without the sticky bit.
+ */
+function replaceableIn(st: { uid: number; mode: number }, uid: number | undefined): string | undefined {
+  if (uid !== undefined && st.uid !== uid && st.uid !== 0) return `belongs to another user (uid ${st.uid}), who could replace what is written there; use a directory of your own (or root's)`;
+  if (st.mode & 0o1000 || !(st.mode & 0o022)) return undefined;
+  const who = st.mode & 0o002 ? 'other users' : 'its group';
+  return `is writable by ${who} (mode ${(st.mode & 0o7777).toString(8)}), who could replace what is written there; chmod go-w it, or use another directory`;
 }
 
 /**

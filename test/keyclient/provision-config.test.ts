@@ -11,7 +11,7 @@ import { encodeKeyRequest } from '../../lib/keyservice/protocol.ts';
 import { rejects } from '../support/rejects.ts';
 import { utf8Text } from '../../lib/util/json.ts';
 import { tempDir } from '../support/helpers.ts';
-import { chmodSync, existsSync, mkdirSync, readdirSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { Cryptstore, KeyFileProtector } from '../../cryptstore/index.ts';
 import { randomBytes } from 'node:crypto';
@@ -315,6 +315,14 @@ describe('keyclient: the provisioning config and where secrets may be written', 
       const sticky = dir('sticky', 0o1777);
       const outcomes = await provision(client, undefined, [{ name: 'a', version: 0, file: join(sticky, 'k') }, { name: 'a', version: 0, file: join(dir('mine', 0o755), 'k') }]);
       expect(outcomes.map((x) => x.written)).to.deep.equal(['new', 'new']);
+      // Another user's (not root's) could be replaced by its owner, whatever its mode (only root can give one away).
+      if (process.getuid?.() === 0) {
+        const theirs = dir('theirs', 0o755);
+        chownSync(theirs, 65534, 65534);
+        const e = await rejects(provision(client, undefined, [{ name: 'a', version: 0, file: join(theirs, 'k') }]), 'FILE_ERROR');
+        expect(e.message).to.equal(`cannot write ${join(theirs, 'k')}: ${theirs} belongs to another user (uid 65534), who could replace what is written there; use a directory of your own (or root's); nothing was written`);
+        expect(existsSync(join(theirs, 'k'))).to.equal(false);
+      }
     } finally {
       tmp.cleanup();
     }

@@ -8,7 +8,7 @@ import { chmodSync, chownSync, existsSync, promises as fsp, lstatSync, mkdirSync
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { checkWritable, describeErrno, makePrivateDir, ownDirProblem, readFileLimited, readSecretFile, refuseOwnFiles, stageFile, writeFileAtomic, writeFilesAtomic } from '../../lib/files/index.ts';
+import { checkWritable, describeErrno, makePrivateDir, ownDirProblem, readFileLimited, readSecretFile, refuseOwnFiles, refuseReplaceable, stageFile, writeFileAtomic, writeFilesAtomic } from '../../lib/files/index.ts';
 import { tempDir } from '../support/helpers.ts';
 import { rejects } from '../support/rejects.ts';
 
@@ -167,6 +167,21 @@ describe('lib/files', () => {
     mkdirSync(theirs, { mode: 0o700 });
     chownSync(theirs, 65534, 65534);
     expect((await rejects(makePrivateDir(theirs, 'the output directory'), 'FILE_ERROR')).message).to.contain('it belongs to another user (uid 65534)');
+  });
+
+  it('refuseReplaceable refuses a secret in a directory, or under one, of another user than this one or root, though no one else may write in it (FILE_ERROR naming it and its owner): its owner could replace the file', async function () {
+    // Only root can give a directory away.
+    if (process.getuid?.() !== 0) this.skip();
+    const theirs = join(tmp.dir, 'theirs');
+    mkdirSync(join(theirs, 'mine'), { recursive: true, mode: 0o755 });
+    chownSync(theirs, 65534, 65534);
+    for (const file of [join(theirs, 'k'), join(theirs, 'mine', 'k')]) {
+      const e = await rejects(refuseReplaceable(file), 'FILE_ERROR');
+      expect(e.message, file).to.equal(`cannot write ${file}: ${theirs} belongs to another user (uid 65534), who could replace what is written there; use a directory of your own (or root's); nothing was written`);
+    }
+    // This user's (root's) and root's: taken, as is a directory not there yet.
+    await refuseReplaceable(join(tmp.dir, 'k'));
+    await refuseReplaceable(join(tmp.dir, 'none', 'k'));
   });
 
   it('checkWritable refuses a taken name, a missing directory and a directory, and passes a free name', async () => {
