@@ -7,7 +7,7 @@ import { createPublicKey } from 'node:crypto';
 import { CertifierError } from '../lib/errors/index.ts';
 import { toHex } from '../lib/crypto/index.ts';
 import { ENTRY_TYPES, printableName, shown, tagProblem, visibleJson, type EntryType } from '../lib/wire/index.ts';
-import { checkWritable, readFileLimited, sweepLeftovers, type Leftover, type OwnFiles } from '../lib/files/index.ts';
+import { checkWritable, DirChecks, readFileLimited, sweepLeftovers, type Leftover, type OwnFiles } from '../lib/files/index.ts';
 import { JsonItemsText, utf8Text } from '../lib/util/json.ts';
 import { itemValue, readCertificateChain, validatePolicyCert } from '../lib/pki/index.ts';
 import { isIdentityTag, loadIdentity } from '../lib/certifier/index.ts';
@@ -244,7 +244,8 @@ clientOptions(subcommand<ClientOpts & { config: string; allowPartial?: boolean }
     const own = clientFiles(o, o.config);
     // On every run, whatever comes of it: a killed run's leftovers beside a LocalPath may hold a secret.
     for (const { file, left } of await sweepDestinations(specs, own)) noteLeftovers(file, left);
-    const outcomes = await withClient(o, (c, store) => provision(c, store, specs, { allowPartial: o.allowPartial === true, own, completedBeforeSignal, checked: true, swept: true }), (store) => refuseBeforeFetching(store, specs, own));
+    const dirs = new DirChecks(); // this run's look at the LocalPaths' directories
+    const outcomes = await withClient(o, (c, store) => provision(c, store, specs, { allowPartial: o.allowPartial === true, own, completedBeforeSignal, checked: true, swept: true, dirs }), (store) => refuseBeforeFetching(store, specs, own, dirs));
     for (const x of outcomes.filter((y) => y.error)) warn(P, `could not provision ${shown(x.spec.name, 256)}: ${x.error!.message} [${x.error!.code}]`);
     const items = outcomes.map((x) => ({ name: x.spec.name, ...(x.spec.tag ? { tag: x.spec.tag } : { file: x.spec.file }), ...(x.entry ? { version: x.entry.version, ...(x.storeVersion ? { storeVersion: x.storeVersion } : {}), written: x.written } : { error: x.error!.code }) }));
     // Each line names its destination: one ID may go to a tag and to a file.

@@ -56,15 +56,43 @@ export function ownDirProblem(st: { uid: number; mode: number }, uid: number | u
  * each user's entries their own, as in /tmp), so they could rename the file, or a directory on its
  * way, and put their own in its place. Every command writing a secret (a value, a private key, a
  * bundle) to a named file asks this before anything is fetched, derived or written. A directory
- * not there yet is passed over (checkWritable says so).
+ * not there yet is passed over (checkWritable says so). `checks`: what this run found already (one
+ * run writing many files in one directory looks at each directory once).
  */
-export async function refuseReplaceable(path: string): Promise<void> {
-  const uid = process.getuid?.();
-  for (let dir = dirname(realLocation(path)); ; dir = dirname(dir)) {
-    const st = await fs.stat(dir).catch(() => undefined);
-    const why = st?.isDirectory() ? replaceableIn(st, uid) : undefined;
+export async function refuseReplaceable(path: string, checks = new DirChecks()): Promise<void> {
+  for (let dir = dirname(checks.realLocation(path)); ; dir = dirname(dir)) {
+    const why = await checks.replaceable(dir);
     if (why) throw new CertifierError('FILE_ERROR', `cannot write ${path}: ${dir} ${why}; nothing was written`);
     if (dir === dirname(dir)) return;
+  }
+}
+
+/**
+ * What refuseReplaceable found of directories in one run of a program (a provision run, whose many
+ * LocalPaths may share a directory): each directory is resolved and looked at once. Made afresh for
+ * each run, never kept from one to the next: a directory may change between them.
+ */
+export class DirChecks {
+  private readonly reals = new Map<string, string>();
+  private readonly verdicts = new Map<string, Promise<string | undefined>>();
+  private readonly uid = process.getuid?.();
+
+  /** realLocation, the directory's resolved once. */
+  realLocation(path: string): string {
+    const abs = isAbsolute(path) ? path : `${process.cwd()}/${path}`;
+    let real = this.reals.get(dirname(abs));
+    if (real === undefined) this.reals.set(dirname(abs), (real = dirname(realLocation(path))));
+    return join(real, basename(abs));
+  }
+
+  /** Why another user could replace what is put in `dir` (replaceableIn), or undefined; one stat a run. */
+  replaceable(dir: string): Promise<string | undefined> {
+    let verdict = this.verdicts.get(dir);
+    if (!verdict) {
+      verdict = fs.stat(dir).then((st) => (st.isDirectory() ? replaceableIn(st, this.uid) : undefined), () => undefined);
+      this.verdicts.set(dir, verdict);
+    }
+    return verdict;
   }
 }
 

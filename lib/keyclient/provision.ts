@@ -9,7 +9,7 @@ import { parseJsonText } from '../util/json.ts';
 import { bytesEqual } from '../crypto/index.ts';
 import { itemProblem } from '../pki/index.ts';
 import { MAX_VERSION, newNameProblem, shown, tagProblem, type ValidEntry } from '../wire/index.ts';
-import { checkWritable, commitAll, ownFileProblem, readFileLimited, realLocation, refuseOwnFiles, refuseReplaceable, stageFile, sweepLeftovers, type Leftover, type OwnFiles, type Staged } from '../files/index.ts';
+import { checkWritable, commitAll, DirChecks, ownFileProblem, readFileLimited, realLocation, refuseOwnFiles, refuseReplaceable, stageFile, sweepLeftovers, type Leftover, type OwnFiles, type Staged } from '../files/index.ts';
 import { lstat, stat } from 'node:fs/promises';
 import type { Cryptstore } from '../../cryptstore/index.ts';
 import { isIdentityTag } from '../certifier/index.ts';
@@ -145,6 +145,8 @@ export interface KeepOptions {
   completedBeforeSignal?: (signal: NodeJS.Signals, failed?: string) => void;
   /** The caller ran sweepDestinations on these secrets itself (key-client does): a file written is not swept again. */
   swept?: boolean;
+  /** What this run found of the LocalPaths' directories (refuseReplaceable), shared by its checks: each looked at once a run. */
+  dirs?: DirChecks;
 }
 
 /**
@@ -162,7 +164,8 @@ export async function keepAll(store: Cryptstore | undefined, outcomes: Outcome[]
   const problems = destinationProblems(outcomes.map((x) => x.spec));
   if (problems.length) throw new CertifierError('INVALID_INPUT', `nothing was written: ${problems.join('; ')}`);
   const arrived = outcomes.filter((x) => x.entry);
-  const existing = await checkLocalPaths(arrived.map((x) => x.spec), o.own, { existingMayStay: true });
+  const dirs = o.dirs ?? new DirChecks();
+  const existing = await checkLocalPaths(arrived.map((x) => x.spec), o.own, { existingMayStay: true, dirs });
   const tags: Outcome[] = [];
   const files: Outcome[] = [];
   for (const x of arrived) {
@@ -174,7 +177,7 @@ export async function keepAll(store: Cryptstore | undefined, outcomes: Outcome[]
     else files.push(x);
   }
   // Files there already that change: their directory must be writable after all (the others were checked in full).
-  await checkLocalPaths(files.map((x) => x.spec).filter((spec) => existing.has(spec)), o.own);
+  await checkLocalPaths(files.map((x) => x.spec).filter((spec) => existing.has(spec)), o.own, { dirs });
   const staged: Staged[] = [];
   try {
     for (const x of files) staged.push({ file: await stageFile(x.spec.file!, x.entry!.blob, x.spec.mode ?? 0o600, { swept: o.swept === true }), exclusive: false });
@@ -216,13 +219,14 @@ export async function sweepDestinations(specs: SecretSpec[], own: OwnFiles | und
  * Refuses, with nothing written, a LocalPath that is one of the run's own files (INVALID_INPUT) or
  * where no file can be written (checkWritable: a missing directory, a directory or link in the way).
  */
-async function checkLocalPaths(specs: SecretSpec[], own: OwnFiles | undefined, o: { existingMayStay?: boolean } = {}): Promise<Set<SecretSpec>> {
+async function checkLocalPaths(specs: SecretSpec[], own: OwnFiles | undefined, o: { existingMayStay?: boolean; dirs?: DirChecks } = {}): Promise<Set<SecretSpec>> {
+  const dirs = o.dirs ?? new DirChecks();
   const existing = new Set<SecretSpec>();
   for (const spec of specs) {
     if (spec.file === undefined) continue;
     if (own) refuseOwnFiles(spec.file, own, `the LocalPath of ${shown(spec.name, 256)} (${spec.file})`);
     // As a Mode that lets the group change the secret is refused: nor may they put another in its place.
-    await refuseReplaceable(spec.file);
+    await refuseReplaceable(spec.file, dirs);
     // A regular file there may already hold the value, and then nothing is written: its directory
     // need not be writable (a read-only file system on a re-run). Returned, to be checked in full
     // once it is known that it changes.
@@ -268,11 +272,11 @@ async function heldInFile(path: string, entry: ValidEntry, mode: number): Promis
  * key-server releases nothing for a run that could not keep it): a Tag that would look like
  * another, a LocalPath that is the run's own file or cannot be written. A regular file already
  * at a LocalPath is fetched for even where its directory cannot be written: it may hold the value
- * (a re-run on a read-only file system), which only the fetch tells.
+ * (a re-run on a read-only file system), which only the fetch tells. `dirs`: the run's (KeepOptions).
  */
-export async function refuseBeforeFetching(store: Cryptstore | undefined, specs: SecretSpec[], own: OwnFiles | undefined): Promise<void> {
+export async function refuseBeforeFetching(store: Cryptstore | undefined, specs: SecretSpec[], own: OwnFiles | undefined, dirs?: DirChecks): Promise<void> {
   await refuseLookAlikeTags(store, specs);
-  await checkLocalPaths(specs, own, { existingMayStay: true });
+  await checkLocalPaths(specs, own, { existingMayStay: true, dirs });
 }
 
 /**
@@ -293,8 +297,10 @@ async function refuseLookAlikeTags(store: Cryptstore | undefined, specs: SecretS
  * which nothing arrived fails either way (with the first failure's code: 3 when it may be retried).
  * `checked`: the caller ran refuseBeforeFetching itself, before connecting (key-client does).
  */
-export async function provision(client: KeyClient, store: Cryptstore | undefined, specs: SecretSpec[], o: KeepOptions & { allowPartial?: boolean; checked?: boolean } = {}): Promise<Outcome[]> {
-  if (!o.checked) await refuseBeforeFetching(store, specs, o.own);
+export async function provision(client: KeyClient, store: Cryptstore | undefined, specs: SecretSpec[], options: KeepOptions & { allowPartial?: boolean; checked?: boolean } = {}): Promise<Outcome[]> {
+  // One run's look at the LocalPaths' directories, for its every check (a new one each run).
+  const o = { ...options, dirs: options.dirs ?? new DirChecks() };
+  if (!o.checked) await refuseBeforeFetching(store, specs, o.own, o.dirs);
   const outcomes = await fetchAll(client, specs);
   const failures = outcomes.filter((x) => x.error);
   if (failures.length && (!o.allowPartial || failures.length === outcomes.length)) {

@@ -11,7 +11,7 @@ import { encodeKeyRequest } from '../../lib/keyservice/protocol.ts';
 import { rejects } from '../support/rejects.ts';
 import { utf8Text } from '../../lib/util/json.ts';
 import { tempDir } from '../support/helpers.ts';
-import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, promises as fsp, readdirSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { Cryptstore, KeyFileProtector } from '../../cryptstore/index.ts';
 import { randomBytes } from 'node:crypto';
@@ -324,6 +324,27 @@ describe('keyclient: the provisioning config and where secrets may be written', 
         expect(existsSync(join(theirs, 'k'))).to.equal(false);
       }
     } finally {
+      tmp.cleanup();
+    }
+  });
+
+  it('provision looks at the directories above its LocalPaths once a run, however many LocalPaths share them, and again on the next run', async () => {
+    const tmp = tempDir('provision-dirs-');
+    const stat = fsp.stat;
+    try {
+      const entry: ValidEntry = { tag: 'a', type: 'binary-blob', version: 1, timeEntered: '', blob: new Uint8Array([7]), exportable: true };
+      const client = { retrieve: async () => entry } as unknown as KeyClient;
+      mkdirSync(join(tmp.dir, 'secrets'));
+      const specs = Array.from({ length: 40 }, (_, i) => ({ name: 'a', version: 0, file: join(tmp.dir, 'secrets', `k${i}`) }));
+      // The directory above the LocalPaths' is looked at by that check alone.
+      const seen: string[] = [];
+      fsp.stat = ((p: string, ...rest: []) => (seen.push(String(p)), stat(p, ...rest))) as typeof fsp.stat;
+      expect((await provision(client, undefined, specs)).map((x) => x.written)).to.deep.equal(specs.map(() => 'new'));
+      expect(seen.filter((p) => p === tmp.dir)).to.have.length(1);
+      await provision(client, undefined, specs);
+      expect(seen.filter((p) => p === tmp.dir), 'looked at again').to.have.length(2);
+    } finally {
+      fsp.stat = stat;
       tmp.cleanup();
     }
   });

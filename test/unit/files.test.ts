@@ -8,7 +8,7 @@ import { chmodSync, chownSync, existsSync, promises as fsp, lstatSync, mkdirSync
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { checkWritable, describeErrno, makePrivateDir, ownDirProblem, readFileLimited, readSecretFile, refuseOwnFiles, refuseReplaceable, stageFile, writeFileAtomic, writeFilesAtomic } from '../../lib/files/index.ts';
+import { checkWritable, describeErrno, DirChecks, makePrivateDir, ownDirProblem, readFileLimited, readSecretFile, refuseOwnFiles, refuseReplaceable, stageFile, writeFileAtomic, writeFilesAtomic } from '../../lib/files/index.ts';
 import { tempDir } from '../support/helpers.ts';
 import { rejects } from '../support/rejects.ts';
 
@@ -182,6 +182,26 @@ describe('lib/files', () => {
     // This user's (root's) and root's: taken, as is a directory not there yet.
     await refuseReplaceable(join(tmp.dir, 'k'));
     await refuseReplaceable(join(tmp.dir, 'none', 'k'));
+  });
+
+  it('refuseReplaceable given one run\'s DirChecks looks at each directory once, however many files go in it; a new run looks again (a directory may have changed)', async () => {
+    const dir = join(tmp.dir, 'many');
+    mkdirSync(dir);
+    const stat = fsp.stat;
+    const seen: string[] = [];
+    fsp.stat = ((p: string, ...rest: []) => (seen.push(String(p)), stat(p, ...rest))) as typeof fsp.stat;
+    try {
+      const run = new DirChecks();
+      for (let i = 0; i < 50; i++) await refuseReplaceable(join(dir, `k${i}`), run);
+      expect(seen.filter((p) => p === dir), 'the directory').to.have.length(1);
+      expect(seen.filter((p) => p === '/'), 'the root').to.have.length(1);
+      chmodSync(dir, 0o777);
+      await refuseReplaceable(join(dir, 'k0'), run); // the same run: as it found it
+      const e = await rejects(refuseReplaceable(join(dir, 'k0'), new DirChecks()), 'FILE_ERROR');
+      expect(e.message).to.contain(`${dir} is writable by other users (mode 777)`);
+    } finally {
+      fsp.stat = stat;
+    }
   });
 
   it('checkWritable refuses a taken name, a missing directory and a directory, and passes a free name', async () => {
