@@ -7,7 +7,7 @@ import { encode, ENTRY_TYPES, newNameProblem, printableName, shown, type EntryTy
 import {
   exportPublicKey, generateKeyPair, isKeyAlg, randomBytes, toKeyMessage, wipe, type KeyAlg,
 } from '../../lib/crypto/index.ts';
-import { checkWritable, commitAll, refuseOwnFiles, refuseReplaceable, stageFiles, writeFileAtomic } from '../../lib/files/index.ts';
+import { checkWritable, commitAll, refuseOwnFiles, refuseReplaceable, refuseReplaceableDir, stageFiles, writeFileAtomic } from '../../lib/files/index.ts';
 import { itemValue } from '../../lib/pki/index.ts';
 import { isAdmissionCertTag, isIdentityTag } from '../../lib/certifier/index.ts';
 import { STORAGE_KEY_TAG } from '../../lib/keyservice/keystore.ts';
@@ -47,6 +47,8 @@ export function addStoreCommands(program: Command): void {
   scryptOption(storeOptions(subcommand<StoreOpts>(program, 'create-store', 'create a new, empty encrypted cryptstore',
     async (o) => {
       refuseUnusedCost(o.scryptLogN, o.keyFile ? '--key-file' : o.sealed ? '--sealed' : undefined);
+      // Secrets will go in it: not under a directory where another user could replace it (before scrypt).
+      await refuseReplaceableDir(o.store);
       const store = await withProtector(P, o, (protector) => Cryptstore.create(o.store, protector));
       const info = store.info;
       await store.close();

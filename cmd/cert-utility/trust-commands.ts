@@ -7,7 +7,7 @@ import { CertifierError } from '../../lib/errors/index.ts';
 import { escapeInvisible, printableName } from '../../lib/wire/index.ts';
 import { exportPrivateKey, generateKeyPair, toHex, type KeyAlg } from '../../lib/crypto/index.ts';
 import type { KeyObject } from 'node:crypto';
-import { checkWritable, makePrivateDir, readFileLimited, realFilePath, refuseOwnFiles, refuseReplaceable, writeFileAtomic, writeFilesAtomic } from '../../lib/files/index.ts';
+import { checkWritable, makePrivateDir, readFileLimited, realFilePath, refuseOwnFiles, refuseReplaceable, refuseReplaceableDir, writeFileAtomic, writeFilesAtomic } from '../../lib/files/index.ts';
 import { createPolicyCert, domainOfPolicyOrganization, issueAdmissionCert, parseCertificate, platformProblem, readCertificate, toPem, validatePolicyCert } from '../../lib/pki/index.ts';
 import { loadPolicy, makePolicy, sameKey } from '../../lib/policy/index.ts';
 import { generateSimulatedPlatform, platformCertificate, TEST_PLATFORM_WARNING } from '../../lib/attest/index.ts';
@@ -199,6 +199,8 @@ export function addTrustCommands(program: Command): void {
     'get this machine certified and keep its key and admission certificate in the cryptstore',
     async (o) => {
       const { host, port } = parseHostPort(o.server, '--server');
+      // The machine's private key goes in the store: not where another user could replace it.
+      await refuseReplaceableDir(o.store);
       const policyCert = await readCertificateFile(o.policyCert);
       validatePolicyCert(policyCert, new Date());
       if (policyDomain(policyCert) !== o.domain) throw new CertifierError('USAGE', `--domain ${o.domain} is not the domain of ${o.policyCert} (${policyDomain(policyCert)})`);

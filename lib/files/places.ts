@@ -68,6 +68,18 @@ export async function refuseReplaceable(path: string, checks = new DirChecks()):
 }
 
 /**
+ * refuseReplaceable for a directory that will hold secrets (a cryptstore): the directories above it,
+ * as named and, where a link there leads elsewhere, above where it leads. (The directory itself is
+ * held to the stricter rule of whoever makes it: this user's alone.)
+ */
+export async function refuseReplaceableDir(dir: string): Promise<void> {
+  const checks = new DirChecks();
+  await refuseReplaceable(dir, checks);
+  const real = await fs.realpath(dir).catch(() => undefined);
+  if (real !== undefined) await refuseReplaceable(real, checks);
+}
+
+/**
  * What refuseReplaceable found of directories in one run of a program (a provision run, whose many
  * LocalPaths may share a directory): each directory is resolved and looked at once. Made afresh for
  * each run, never kept from one to the next: a directory may change between them.

@@ -2,7 +2,7 @@
 // directory, exit status, stdout and stderr. Unhappy paths first.
 
 import { expect } from 'chai';
-import { chmodSync, closeSync, cpSync, existsSync, mkdirSync, readdirSync, openSync, promises as fs, readFileSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, closeSync, cpSync, existsSync, mkdirSync, readdirSync, openSync, promises as fs, readFileSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Level } from 'level';
 import { randomBytes, utf8 } from '../../lib/crypto/index.ts';
@@ -194,6 +194,39 @@ describe('cert-utility store commands (transcripts)', function () {
         expect(r.status, r.stderr).to.equal(0);
       }
       expect(readdirSync(join(tmp.dir, 'sticky')).sort()).to.deep.equal(['platform', 'policy-key.pem', 'store.key']);
+    });
+
+    it('create-store and init-trust refuse a store under a directory other users may write in without the sticky bit, or another user\'s (FILE_ERROR, before anything is made); a sticky one is taken', async () => {
+      for (const [name, mode] of [['open', 0o777], ['sticky', 0o1777], ['theirs', 0o755]] as const) {
+        mkdirSync(join(tmp.dir, name));
+        chmodSync(join(tmp.dir, name), mode);
+      }
+      const theirs = process.getuid?.() === 0; // only root can give a directory away
+      if (theirs) chownSync(join(tmp.dir, 'theirs'), 65534, 65534);
+      const runs = [
+        ['create-store', '--store', 'DIR/store', '--passphrase-file', passFile, ...CHEAP],
+        ['init-trust', '--domain', 'd', '--policy-cert', 'none.pem', '--server', '127.0.0.1:1', '--store', 'DIR/a/store', '--passphrase-file', passFile, '--platform-dir', 'p', '--measurement-file', 'm'],
+      ];
+      mkdirSync(join(tmp.dir, 'open', 'a'), { mode: 0o700 }); // one above it open to others is enough
+      for (const args of runs) {
+        const r = await cu(args.map((a) => a.replace('DIR', 'open')));
+        expectFailure(r, 1, 'FILE_ERROR');
+        expect(r.stderr, args[0]).to.contain(`${join(tmp.dir, 'open')} is writable by other users (mode 777), who could replace what is written there; chmod go-w it, or use another directory; nothing was written`);
+        if (!theirs) continue;
+        const t = await cu(args.map((a) => a.replace('DIR', 'theirs')));
+        expectFailure(t, 1, 'FILE_ERROR');
+        expect(t.stderr, args[0]).to.contain(`${join(tmp.dir, 'theirs')} belongs to another user (uid 65534), who could replace what is written there`);
+      }
+      expect(readdirSync(join(tmp.dir, 'open'))).to.deep.equal(['a']);
+      expect(readdirSync(join(tmp.dir, 'open', 'a'))).to.deep.equal([]);
+      expect(readdirSync(join(tmp.dir, 'theirs'))).to.deep.equal([]);
+      // Through a link, where the link leads is looked at too.
+      symlinkSync(join(tmp.dir, 'open', 'a'), join(tmp.dir, 'link'));
+      expectFailure(await cu(['create-store', '--store', 'link', '--passphrase-file', passFile, ...CHEAP]), 1, 'FILE_ERROR');
+      expect(readdirSync(join(tmp.dir, 'open', 'a'))).to.deep.equal([]);
+      expect((await cu(runs[0]!.map((a) => a.replace('DIR', 'sticky')))).status).to.equal(0);
+      const r = await cu(runs[1]!.map((a) => a.replace('DIR', 'sticky')));
+      expect(r.stderr, 'on to the policy certificate').to.contain('none.pem').and.not.contain('who could replace');
     });
 
     it('refuses to create a store twice', async () => {
