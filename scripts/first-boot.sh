@@ -202,16 +202,14 @@ retrieve=(retrieve --server "$khost:$kport" --domain "$domain" --policy-cert "$p
 # That is the addresses and ports (HOST:PORT, a host name or IP address), the pinned measurements,
 # the domain, and every name retrieve takes into the cryptstore (its rule for names, and none where
 # the cryptstore keeps an identity or a key-server its storage key). A refusal names the program's
-# flag and the value, escaped (exit 2). key-client is asked while the store is read below, both
-# programs starting at once, and waited for before anything is made of either answer. cert-utility
-# is asked beside it where there is no store to read (a first boot, which certifies next), and on a
-# later boot only once it finds keys to fetch: a boot that holds every key runs no init-trust, and
-# starts one program fewer (about 0.25 s of CPU).
-check_init_trust() { "$CERT_UTILITY" "${init_trust[0]}" --check-only "${init_trust[@]:1}" >/dev/null; }
+# flag and the value, escaped (exit 2). Both are asked on every run, a boot that holds every key
+# too (its flags are the unit's: a mistake in them, the platform flags that do not go together,
+# would otherwise pass unseen until a key went missing), while the store is read below: the three
+# programs start at once, and each check is waited for before anything is made of the answers.
 "$KEY_CLIENT" "${retrieve[0]}" --check-only "${retrieve[@]:1}" -- "${names[@]}" >/dev/null &
 checking_retrieve=$!
-checking_init=
-[ -e "$store" ] || { check_init_trust & checking_init=$!; }
+"$CERT_UTILITY" "${init_trust[0]}" --check-only "${init_trust[@]:1}" >/dev/null &
+checking_init=$!
 # A check's answer, its status: a refusal (2) or a program that could not answer, said in a line.
 checked() {
   local pid=$1 what=$2 server=$3 rc
@@ -222,7 +220,6 @@ checked() {
   else log "$what could not check the flags (exit $rc, above); not certifying"; fi
   return $rc
 }
-checked_init_trust() { checked "$1" 'cert-utility init-trust' '--host:--certifier-port'; }
 
 # Keys already in the store need neither a certificate nor a server: a reboot after success
 # stays offline, whatever the clock says (a certificate checked against a wrong clock would look
@@ -234,7 +231,7 @@ held= rc=0
 exit_if_stopped $rc
 checked "$checking_retrieve" 'key-client retrieve' '--keyserver-host:--keyserver-port'
 checked_retrieve=$?
-[ -z "$checking_init" ] || checked_init_trust "$checking_init" || exit $?
+checked "$checking_init" 'cert-utility init-trust' '--host:--certifier-port' || exit $?
 [ $checked_retrieve -eq 0 ] || exit $checked_retrieve
 # A store that is there but cannot be read (damaged: INTEGRITY; locked; the wrong key) is not
 # one to certify again over: say so and stop, whatever the servers could do.
@@ -269,10 +266,6 @@ if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
 
-if [ -z "$checking_init" ]; then
-  check_init_trust &
-  checked_init_trust $! || exit $?
-fi
 stopped_so=
 log "step 1/2: certification by $host:$cport"
 # A certificate only due for renewal that cannot be renewed now still serves: init-trust warns
