@@ -106,7 +106,8 @@ check '' "${policy_key[@]}"
 [ ${#measure[@]} -gt 0 ] || [ ${#trust[@]} -gt 0 ] || { echo "deployment-setup: name at least one --measure or --trust-measurement" >&2; usage; }
 # make-policy's flags too, before a file is measured (a VM image takes a while to read through):
 # with the --trust-measurement values given, or, while there are none yet, 64 zeros standing in
-# for the measurements make-policy needs. Below, it is asked again with every measurement.
+# for the measurements make-policy needs. Below, it is asked again only where a measurement taken
+# is one named already.
 early=("${trust[@]}")
 [ ${#early[@]} -gt 0 ] || early=(0000000000000000000000000000000000000000000000000000000000000000)
 policy_args "$dir" "${early[@]}"
@@ -140,18 +141,22 @@ for f in "${measure[@]}"; do
   if [ -e "$dir/measurements/$name.measurement" ] || [ -L "$dir/measurements/$name.measurement" ]; then echo "deployment-setup: $dir/measurements/$name.measurement exists; not overwriting" >&2; exit 1; fi
   names+=("$name")
 done
-# The policy's flags with every measurement it will trust, checked now, before any key is made:
-# make-policy refuses one that is not 64 or 96 hex digits, and one named twice (two copies of one
-# program, or a --trust-measurement of a file also measured).
-# Measured in one run, one line each ("HEX" alone for one file, "HEX  NAME" for several, a name's
-# newline escaped).
+# Every file measured once, in one run, one line each ("HEX" alone for one file, "HEX  NAME" for
+# several, a name's newline escaped): the measurement files, the policy and the ACL below are made
+# from these, never by reading a file (a VM image takes a while) again.
 measured=()
 if [ ${#measure[@]} -gt 0 ]; then
   lines=$("$CERT_UTILITY" measure -- "${measure[@]}") || { rc=$?; exit_if_stopped $rc; exit 1; }
   while read -r m _; do measured+=("$m"); done <<<"$lines"
 fi
-policy_args "$dir" "${trust[@]}" "${measured[@]}"
-check "its --trust-measurement is each --trust-measurement and --measure file's measurement, its --days --policy-days" "${policy[@]}"
+# make-policy, asked above with every other value it will be given, also refuses a measurement
+# named twice (two copies of one program, or a --trust-measurement of a file also measured): where
+# one is (hex digits, compared in either case), it is asked again with every measurement, before
+# any key is made, and says which in its own words.
+if [ -n "$(printf '%s\n' "${trust[@]}" "${measured[@]}" | LC_ALL=C tr A-F a-f | LC_ALL=C sort | uniq -d)" ]; then
+  policy_args "$dir" "${trust[@]}" "${measured[@]}"
+  check "its --trust-measurement is each --trust-measurement and --measure file's measurement, its --days --policy-days" "${policy[@]}"
+fi
 
 log() { printf 'deployment-setup: %s\n' "$*" >&2; }
 # What this run makes, removed (newest first) if it stops before the end: a failed step or a
@@ -243,11 +248,19 @@ kc_name=$(the_one key-client)
 # key-server's (the VM images, and each --trust-measurement) may only retrieve. Without it every
 # admitted machine, each VM, could store a new version of any key. A key-client not told by name
 # gets no ACL written: whose measurement may store is not known, and the printout says so.
+# A measurement file holds the digest's bytes, as cert-utility measure --out writes them (0644
+# whatever the umask; never over a file), here from the hex measured above.
+write_measurement() (
+  local bytes= i
+  for ((i = 0; i < ${#1}; i += 2)); do bytes+="\\x${1:i:2}"; done
+  umask 022 && set -o noclobber && printf "$bytes" >"$2"
+)
 readers=("${trust[@]}") kc_hex=
-for f in "${measure[@]}"; do
+for i in "${!measure[@]}"; do
+  f=${measure[i]} m=${measured[i]}
   name=$(basename -- "$f")
   made+=("$dir/measurements/$name.measurement")
-  m=$(cu measure --out "$dir/measurements/$name.measurement" -- "$f")
+  write_measurement "$m" "$dir/measurements/$name.measurement"
   log "measured $f: $m"
   trust+=("$m")
   case "$name" in

@@ -651,6 +651,28 @@ describe('scripts/deployment-setup.sh', function () {
     }
   });
 
+  it('measures each file once, and asks make-policy --check-only once (before measuring) where no measurement is named twice: the measurement files are written from that one run (each file was measured again to write it, and the flags asked again)', async () => {
+    const asked = f('asked-once');
+    const cu = f('noting-cert-utility-once.sh');
+    writeFileSync(cu, `#!/bin/sh\necho "$1" >>'${asked}'\nexec "${process.execPath}" "${join(ROOT, 'cmd', 'bin', 'cert-utility.js')}" "$@"\n`, { mode: 0o755 });
+    // One measurement whose digest holds a zero byte (written as the byte, not cut short).
+    let zero = 0;
+    while (!createHash('sha256').update(`image ${zero}\n`).digest().includes(0)) zero++;
+    writeFileSync(f('image-a'), `image ${zero}\n`);
+    writeFileSync(f('image-b'), 'image b\n');
+    const r = await runScript('deployment-setup.sh', ['--dir', 'once', '--domain', 'datica', '--measure', 'image-a', '--measure', 'image-b', '--trust-measurement', 'AB'.repeat(32)], { cwd: tmp.dir, env: { CERT_UTILITY: cu, KEY_SERVER: f('no-key-server') } });
+    expect(r.status, r.stderr).to.equal(0);
+    expect(readFileSync(asked, 'utf8').split('\n')).to.deep.equal(['generate-policy-key', 'make-policy', 'measure', 'generate-policy-key', 'generate-platform-keys', 'make-policy', '']);
+    for (const image of ['image-a', 'image-b']) {
+      const file = f(`once/measurements/${image}.measurement`);
+      expect(readFileSync(file).equals(createHash('sha256').update(readFileSync(f(image))).digest()), image).to.equal(true);
+      expect(statSync(file).mode & 0o777).to.equal(0o644);
+      expect(r.stderr).to.contain(`deployment-setup: measured ${image}: ${createHash('sha256').update(readFileSync(f(image))).digest('hex')}\n`);
+    }
+    const policy = await run('cert-utility', ['print-policy', '--policy', 'once/policy.bin', '--policy-cert', 'once/policy-cert.pem'], { cwd: tmp.dir });
+    for (const m of [...['image-a', 'image-b'].map((i) => createHash('sha256').update(readFileSync(f(i))).digest('hex')), 'ab'.repeat(32)]) expect(policy.out).to.contain(m);
+  });
+
   it('refuses a --domain cert-utility would refuse (exit 2) by the same rule, before making anything', async () => {
     for (const domain of ['datica', 'd'.repeat(253), 'a.b_c-1', 'd'.repeat(254), '-datica', '.datica', 'dat ica', 'dat\u00e9ica', 'datica\n']) {
       // A missing program is found after the domain is checked: a domain taken goes on to it.
