@@ -44,6 +44,10 @@ usage: first-boot.sh --host ADDR --certifier-port PORT --keyserver-port PORT --k
                       separated by spaces or commas) while its replicas move to a new program
   --retries           attempts per step while a server is unreachable (default 8)
   --max-delay         cap of the exponential backoff between attempts (default 30)
+  --passphrase-file   protect the cryptstore with the passphrase in FILE (scrypt) instead of sealing
+                      it to this VM's platform and measurement
+  --key-file          protect the cryptstore with the key in FILE instead of sealing it (at
+                      least 32 random bytes: cert-utility new-key-file --out FILE)
   Environment: CERT_UTILITY, KEY_CLIENT name the programs (default: next to this script in ../cmd/bin).
 USAGE
   exit "${1:-2}"

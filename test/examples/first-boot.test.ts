@@ -265,6 +265,9 @@ describe('scripts/first-boot.sh failure modes', function () {
     expect(help.out).to.contain('usage: first-boot.sh'); // asked for: a result, on stdout
     expect(help.stderr).to.equal('');
     expect(r.out).to.equal('');
+    // Every flag of the usage lines is described below them (--passphrase-file and --key-file were not).
+    const [usage, described] = help.out.split('\n\n');
+    for (const flag of new Set(usage!.replace(/\([^)]*\)/gs, '').match(/--[a-z-]+/g))) expect(described, flag).to.match(new RegExp(`^  ${flag} `, 'm'));
   });
 
   it('refuses a flag given twice, and two protections (exit 2): the last would have won silently', async () => {
