@@ -6,7 +6,7 @@ import type { KeyObject } from 'node:crypto';
 import { closingAlso, serve, type ChannelServer, type Limits, type LogRecord } from '../channel/index.ts';
 import { CertifierError } from '../errors/index.ts';
 import { readCertificateSummary, toPem } from '../pki/index.ts';
-import { describeWindow, within, type Policy, type Window } from '../policy/index.ts';
+import { describeWindow, propertyClaimsOf, within, type Policy, type Window } from '../policy/index.ts';
 import { CertifierService, type CertificationRecord } from './service.ts';
 import { certifierLogs } from './refusals.ts';
 import { AUTHORITY_CERT_SECONDS, issueAuthorityIdentity } from './identity.ts';
@@ -152,10 +152,13 @@ export function policyNotInForce(policy: Policy, at: Date): string | undefined {
     `none of its ${what} claims is in force at ${at.toISOString()} (${ws.map(describeWindow).join(', ')})`;
   if (policy.platforms.length && !policy.platforms.some((w) => within(w, at))) return describe('platform', policy.platforms);
   if (policy.measurements.length && !policy.measurements.some((w) => within(w, at))) return describe('measurement', policy.measurements);
-  const propertiesOf = (type: string) => policy.properties.filter((p) => p.platformType === type);
   // A platform claim of no type vouches for evidence of any, some of which no property claim concerns.
-  const propertiesOut = (type: string | undefined) => type !== undefined && propertiesOf(type).length > 0 && !propertiesOf(type).some((w) => within(w, at));
+  const propertiesOut = (type: string | undefined) => {
+    if (type === undefined) return false;
+    const { all, inForce } = propertyClaimsOf(policy.properties, type, at);
+    return all.length > 0 && inForce.length === 0;
+  };
   const inForce = policy.platforms.filter((w) => within(w, at));
-  if (inForce.length && inForce.every((p) => propertiesOut(p.platformType))) return describe(`${inForce[0]!.platformType} property`, propertiesOf(inForce[0]!.platformType!));
+  if (inForce.length && inForce.every((p) => propertiesOut(p.platformType))) return describe(`${inForce[0]!.platformType} property`, propertyClaimsOf(policy.properties, inForce[0]!.platformType!, at).all);
   return undefined;
 }

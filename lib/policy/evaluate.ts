@@ -7,7 +7,7 @@ import { bytesEqual, toHex } from '../crypto/index.ts';
 import { keyLabel, sameKey } from './entities.ts';
 import { describeWindow, describeWindows, lastToEnd, within, type Window } from './claims.ts';
 import type { Policy } from './policy.ts';
-import { checkProperties, type PropertyValue } from './properties.ts';
+import { checkProperties, propertyClaimsOf, type PropertyValue } from './properties.ts';
 
 /** What a platform verifier proved from the evidence (signatures already checked). */
 export interface EvidenceFacts {
@@ -88,7 +88,7 @@ export function evaluate(policy: Policy, facts: EvidenceFacts, o: EvaluateOption
 
   // Evidence with platform properties, or a policy naming some for this platform: they must hold.
   let propertiesEnd: number | undefined;
-  if (facts.properties || policy.properties.some((p) => p.platformType === facts.platform)) {
+  if (facts.properties || propertyClaimsOf(policy.properties, facts.platform, o.at).all.length > 0) {
     const outcome = checkProperties(policy.properties, facts.platform, facts.properties ?? {}, o.at);
     if (!outcome.ok) return deny(outcome.code, outcome.reason);
     proof.push(...outcome.proof);

@@ -152,14 +152,23 @@ function unmet(r: Requirement, have: PropertyValue | undefined): string | undefi
 export type PropertyOutcome = { ok: true; proof: string[]; notAfter: Date } | { ok: false; code: 'PLATFORM_PROPERTY_DENIED' | 'CLAIM_EXPIRED'; reason: string };
 
 /**
+ * The property claims of `platform` in force at `at` (`inForce`), and all of them whatever their
+ * dates (`all`: none at all is a policy that sets none, none in force one to renew). The one
+ * reading of "in force" that the evaluator and simpleserver's start check (policyNotInForce) share.
+ */
+export function propertyClaimsOf(claims: readonly TrustedProperties[], platform: string, at: Date): { all: TrustedProperties[]; inForce: TrustedProperties[] } {
+  const all = claims.filter((c) => c.platformType === platform);
+  return { all, inForce: all.filter((c) => within(c, at)) };
+}
+
+/**
  * Checks a verifier's properties against the policy's property claims for its platform, each
  * completed by the defaults. Any one claim fully satisfied allows; none at all denies.
  */
 export function checkProperties(claims: TrustedProperties[], platform: string, have: Readonly<Record<string, PropertyValue>>, at: Date): PropertyOutcome {
-  const mine = claims.filter((c) => c.platformType === platform);
+  const { all: mine, inForce: current } = propertyClaimsOf(claims, platform, at);
   const denied = (reason: string): PropertyOutcome => ({ ok: false, code: 'PLATFORM_PROPERTY_DENIED', reason });
   if (mine.length === 0) return denied(`the policy sets no ${platform} platform properties (debug, minimum TCB, VMPL): refused by default`);
-  const current = mine.filter((c) => within(c, at));
   if (current.length === 0) {
     return { ok: false, code: 'CLAIM_EXPIRED', reason: `no ${platform} property claim of the policy is valid at ${at.toISOString()} (${describeWindows(mine)})` };
   }
