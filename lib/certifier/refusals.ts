@@ -16,12 +16,17 @@ const QUIET_HELD = 4096;
  * limiter (at most REFUSALS_PER_SECOND lines a second for each code, then a count), and its
  * connection's `closed` line is left out: the refusal stands for the connection, as a refused
  * handshake does on key-server. The closed line of a connection that asked nothing is held to the
- * same rate. Every allow, and every refusal of evidence bound to this session, is logged.
+ * same rate. Every allow and every refusal of evidence bound to this session is logged; an allow of
+ * evidence that is not (the plain protocol: a captured request replayed is allowed again) is held to
+ * the rate too, for each platform and measurement.
  */
 export function certifierLogs(log: ChannelLog): { certification: CertificationLog; channel: ChannelLog; refusal: RefusalKind } {
   // A closed line that never comes (a connection gone before its request was answered) must not hold its id for ever.
   const quiet = new LruMap<string, true>(QUIET_HELD);
-  const refusal = limitRefusals(log, (r) => ({ kind: String(r.code), names: { event: r.event, decision: r.decision, code: r.code } }));
+  // An allow's kind is its platform and measurement (only those the policy trusts ever get one), so a summary says what was certified.
+  const refusal = limitRefusals(log, (r) => (r.decision === 'allow'
+    ? { kind: `allow:${String(r.platform)}:${String(r.measurement)}`, names: { event: r.event, decision: r.decision, platform: r.platform, measurement: r.measurement } }
+    : { kind: String(r.code), names: { event: r.event, decision: r.decision, code: r.code } }));
   return {
     certification: (r, atWill) => {
       const record: LogRecord = { event: 'certification', ...r };

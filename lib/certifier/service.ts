@@ -71,7 +71,9 @@ export interface CertificationRecord {
  * to send; so is sound evidence once it is out, a real SEV-SNP report being public and verifying
  * against AMD's root: replayed on a session of one's own it meets every check up to the binding
  * (the platform not trusted, its claim ended, the evidence dated outside it, the binding itself).
- * An allow, and a refusal of evidence bound to this session (a machine talking now), are not.
+ * Over the plain protocol nothing is bound, so an allow is at will too: a request captured on the
+ * wire, sent again, is allowed again. An allow, and a refusal, of evidence bound to this session
+ * (a machine talking now) are not.
  */
 export type CertificationLog = (r: CertificationRecord, atWill: boolean) => void;
 
@@ -123,7 +125,8 @@ export class CertifierService {
       // The log needs only the serial and the end of validity of the certificate we just made: read
       // just those (a fraction of a full parse, or of OpenSSL's X509Certificate under OpenSSL 3).
       const cert = readCertificateSummary(der);
-      this.log({ ...base, decision: 'allow', measurement: toHex(decision.measurement), platform: decision.platform, serial: cert.serialHex, notAfter: cert.notAfter.toISOString() }, false);
+      // Unbound (the plain protocol), an allow is anybody's too who captured the request: at will.
+      this.log({ ...base, decision: 'allow', measurement: toHex(decision.measurement), platform: decision.platform, serial: cert.serialHex, notAfter: cert.notAfter.toISOString() }, !decision.bound);
       return encode('trust_response_message', { status: 'succeeded', ...tags, artifact: der });
     } catch (e) {
       const code = sentCode(e, CERTIFIER_CODES);

@@ -13,10 +13,10 @@ export const m = sha256(utf8('program'));
 export type Line = { second: number; record: Record<string, unknown> };
 
 /**
- * simpleserver trusting one simulated platform (returned) and `m`, or what `trusts` says instead,
- * for a day; each line it logs kept with its second.
+ * simpleserver (TLS, or the plain protocol) trusting one simulated platform (returned) and `m`, or
+ * what `trusts` says instead, for a day; each line it logs kept with its second.
  */
-export async function startLogged(trusts: Partial<Pick<MakePolicyOptions, 'platforms' | 'platformRoots' | 'platformProperties' | 'measurements'>> = {}) {
+export async function startLogged(trusts: Partial<Pick<MakePolicyOptions, 'platforms' | 'platformRoots' | 'platformProperties' | 'measurements'>> = {}, o: { plain?: boolean } = {}) {
   const policyKey = (await generateKeyPair('p256')).privateKey;
   const policyCert = await createPolicyCert({ privateKey: policyKey, domain });
   const platformKeys = await generateSimulatedPlatform({ alg: 'p256' });
@@ -25,7 +25,7 @@ export async function startLogged(trusts: Partial<Pick<MakePolicyOptions, 'platf
   }), publicKeyOf(policyKey));
   const lines: Line[] = [];
   const server = await startCertifier({
-    policyKey, policyCert, policy, domain, host: '127.0.0.1', port: 0, certValiditySeconds: 86_400,
+    policyKey, policyCert, policy, domain, host: '127.0.0.1', port: 0, certValiditySeconds: 86_400, plain: o.plain === true,
     log: (record) => lines.push({ second: Math.floor(Date.now() / 1000), record: record as Record<string, unknown> }),
   });
   return { policyCert, platformKeys, lines, server };

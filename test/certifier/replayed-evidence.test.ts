@@ -6,7 +6,7 @@
 // trusted, property denied), is logged in full, closed line and all.
 
 import { expect } from 'chai';
-import { generateKeyPair, publicKeyOf, randomBytes, toKeyMessage } from '../../lib/crypto/index.ts';
+import { generateKeyPair, publicKeyOf, randomBytes, toHex, toKeyMessage } from '../../lib/crypto/index.ts';
 import { toPem } from '../../lib/pki/index.ts';
 import { decode, encode, type TrustResponseMessage } from '../../lib/wire/index.ts';
 import { formatCertifierTime, SEV_SNP_PLATFORM } from '../../lib/policy/index.ts';
@@ -104,6 +104,32 @@ describe('simpleserver: evidence replayed on a session of its own', function () 
       const debug = 0x30000n | (1n << 19n);
       expect(new Set(await send(s, 12, (binding) => evidence(userData(binding), debug)))).to.deep.equal(new Set(['PLATFORM_PROPERTY_DENIED']));
       await loggedInFull(s, 'PLATFORM_PROPERTY_DENIED', 12);
+    } finally {
+      await s.server.close();
+    }
+  });
+  it('holds to the rate, over --plain, a captured request that is allowed each time it is sent again: nothing binds it to a session, so anybody who saw it on the wire can make the log grow', async () => {
+    const s = await startLogged({}, { plain: true });
+    try {
+      let captured: Uint8Array | undefined;
+      const platform = new SimulatedEnclave(s.platformKeys.attestKey, s.platformKeys.endorsement, m);
+      await requestCertificate({ host: '127.0.0.1', port: s.server.address.port, policyCert: s.policyCert, platform, plain: true, authKey: (await generateKeyPair('p256')).privateKey, onRequest: (r) => (captured = r) });
+      const flood = 40;
+      const codes = await Promise.all(Array.from({ length: flood }, async () => {
+        const c = await connect({ host: '127.0.0.1', port: s.server.address.port, plain: true });
+        try {
+          return String(decode<TrustResponseMessage>('trust_response_message', await c.request(captured!)).status);
+        } finally {
+          await c.close().catch(() => {});
+        }
+      }));
+      expect(new Set(codes)).to.deep.equal(new Set(['succeeded']));
+      const allowed = () => s.lines.filter((l) => l.record.event === 'certification' && l.record.decision === 'allow');
+      expect(await mostInOneSecond(allowed, flood + 1, 'allow')).to.be.at.most(10); // README, simpleserver
+      // A summary names what was certified.
+      const counted = allowed().filter((l) => l.record.suppressed);
+      expect(counted).to.not.deep.equal([]);
+      for (const l of counted) expect(l.record).to.include({ platform: 'simulated-enclave', measurement: toHex(m) });
     } finally {
       await s.server.close();
     }
