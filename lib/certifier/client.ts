@@ -9,7 +9,7 @@ import { formatCertifierTime, sameKey } from '../policy/index.ts';
 import { validateAdmission, toPem, type ValidatedPeer } from '../pki/index.ts';
 import { certifiedPlatformOf, type Platform } from '../attest/index.ts';
 import { connect } from '../channel/index.ts';
-import { CERTIFIER_CODES, SESSION_BINDING_BYTES, SESSION_BINDING_LABEL } from './service.ts';
+import { CERTIFIER_CODES, CERTIFIER_FRAME_LIMIT, SESSION_BINDING_BYTES, SESSION_BINDING_LABEL } from './service.ts';
 import { requireOwnIdentity, verifyAuthority } from './identity.ts';
 
 export interface CertifyOptions {
@@ -57,7 +57,7 @@ function refusal(raw: string | undefined): CertifierError {
 export async function requestCertificate(o: CertifyOptions): Promise<Certified> {
   const now = o.now ?? (() => new Date());
   const conn = await connect({
-    host: o.host, port: o.port,
+    host: o.host, port: o.port, limits: { frameLimit: CERTIFIER_FRAME_LIMIT }, // a larger request is refused here, not cut off by the server
     ...(o.plain ? { plain: true } : { tls: { ca: toPem(o.policyCert) }, verifyPeer: (chain: Uint8Array[]) => verifyAuthority(chain, o.policyCert, now()) }),
     ...(o.connectTimeoutMs ? { connectTimeoutMs: o.connectTimeoutMs } : {}),
     ...(o.signal ? { signal: o.signal } : {}),

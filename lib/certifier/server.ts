@@ -7,7 +7,7 @@ import { closingAlso, serve, type ChannelServer, type Limits, type LogRecord } f
 import { CertifierError } from '../errors/index.ts';
 import { readCertificateSummary, toPem } from '../pki/index.ts';
 import { describeWindow, propertyClaimsOf, within, type Policy, type Window } from '../policy/index.ts';
-import { CertifierService, type CertificationRecord } from './service.ts';
+import { CERTIFIER_FRAME_LIMIT, CertifierService, type CertificationRecord } from './service.ts';
 import { certifierLogs } from './refusals.ts';
 import { AUTHORITY_CERT_SECONDS, issueAuthorityIdentity } from './identity.ts';
 import { AMD_CRL_EXPIRY, MAX_TIMER_MS, POLICY_CERT_EXPIRY, POLICY_EXPIRY, watchExpiry } from './expiry.ts';
@@ -33,8 +33,9 @@ export interface CertifierServerOptions {
 /**
  * The certification protocol is one request per connection (the original simpleserver answers,
  * then closes): a client that reads until the server closes must not wait out the idle timeout.
+ * And one request is small (CERTIFIER_FRAME_LIMIT): what an unverified connection holds is too.
  */
-export const CERTIFIER_LIMITS: Limits = { maxRequestsPerConnection: 1 };
+export const CERTIFIER_LIMITS: Limits = { maxRequestsPerConnection: 1, frameLimit: CERTIFIER_FRAME_LIMIT };
 
 /** simpleserver's server: the channel server, and the way to put a new policy in force. */
 export type CertifierServer = ChannelServer & {

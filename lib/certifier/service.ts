@@ -14,6 +14,15 @@ import { issueAdmissionCert, readCertificateSummary } from '../pki/index.ts';
 export const SESSION_BINDING_LABEL = 'EXPERIMENTAL-certifier-keys/attestation-binding/v1';
 export const SESSION_BINDING_BYTES = 32;
 /**
+ * The largest trust request simpleserver reads, and init-trust sends, and the largest answer
+ * init-trust reads (a certificate of a few KiB): FRAME_TOO_LARGE past it. A
+ * request is read whole before anything in it is verified, so each connection may hold this much
+ * for the read timeout (10 s) however little it proves: at the channel's 1 MiB, 256 connections
+ * held about 300 MiB (RSS, on loopback). Evidence is a few KiB: the original tools' request is
+ * 2.7 KiB, an SEV-SNP one (report, VCEK, ASK) about 5 KiB.
+ */
+export const CERTIFIER_FRAME_LIMIT = 64 * 1024;
+/**
  * The shortest certificate worth issuing; claims ending sooner get CLAIM_EXPIRED instead, and a
  * policy certificate ending sooner CERT_EXPIRED.
  */
