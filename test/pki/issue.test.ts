@@ -1,6 +1,8 @@
 // Issuing: policy and admission certificates for every key algorithm, validated by our validator
 // and, independently, by `openssl verify`; and the inputs issuing refuses before signing anything.
 
+import 'reflect-metadata'; // @peculiar/x509 throws at import without it
+import * as x509 from '@peculiar/x509';
 import { expect } from 'chai';
 import { spawnSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
@@ -179,4 +181,38 @@ describe('pki: policy and admission certificates for each algorithm', () => {
       });
     });
   }
+});
+
+// RFC 5280's upper bound for organizationName (ub-organization-name) is 64 characters; the
+// original Certifier's simpleserver writes O=Measured-<hex> past it (73 characters for a 32-byte
+// measurement, tresp.bin), and so do we (105 for SEV-SNP's 48 bytes). Kept for the original's
+// readers and the certificates already issued: the parsers that matter do not hold to the bound.
+describe('pki: the measurement in the subject, past RFC 5280\'s 64 characters', () => {
+  const SNP_MEASUREMENT = Uint8Array.from({ length: 48 }, (_, i) => i);
+  let policyCert: Uint8Array;
+  let leaf: Uint8Array;
+  before(async () => {
+    const [policyKeys, subject] = await Promise.all([generateKeyPair('p256'), generateKeyPair('p256')]);
+    policyCert = await createPolicyCert({ privateKey: policyKeys.privateKey, domain: 'datica' });
+    leaf = await issueAdmissionCert({ policyKey: policyKeys.privateKey, policyCert, subjectPublicKey: subject.publicKey, measurement: SNP_MEASUREMENT, platform: 'amd-sev-snp', domain: 'datica', validitySeconds: 3600 });
+  });
+
+  it('is read and verified by `openssl verify -x509_strict`', function () {
+    if (!opensslAvailable()) this.skip();
+    const { dir, cleanup } = tempDir('pki-long-o-');
+    try {
+      const r = opensslVerify(dir, policyCert, leaf, 'sslclient');
+      expect(r.out.trim()).to.match(/leaf\.pem: OK$/);
+    } finally {
+      cleanup();
+    }
+  });
+
+  it('is read whole by @peculiar/x509, which verifies the signature', async () => {
+    const cert = new x509.X509Certificate(leaf);
+    const o = cert.subjectName.getField('O');
+    expect(o).to.deep.equal([`Measured-${toHex(SNP_MEASUREMENT)}`]);
+    expect(o[0]).to.have.length(105);
+    expect(await cert.verify({ publicKey: new x509.X509Certificate(policyCert).publicKey, signatureOnly: true })).to.equal(true);
+  });
 });
