@@ -9,7 +9,7 @@ import { parseTrustRequest } from '../lib/wire/index.ts';
 import { evaluate, loadPolicy, sameKey, type Decision, type Policy } from '../lib/policy/index.ts';
 import { describeCrl, describeSnpEvidence, MAX_CRL_BYTES, refuseOlderCrls, SEV_ENCLAVE, snpRootsOf, trustedCrls, verifyEvidence, verifyOptionsFor, type VerifiedAmdCrl } from '../lib/attest/index.ts';
 import { validatePolicyCert } from '../lib/pki/index.ts';
-import { policyEnds, policyNotInForce, SESSION_BINDING_BYTES, startCertifier } from '../lib/certifier/index.ts';
+import { platformWarnings, policyEnds, policyNotInForce, SESSION_BINDING_BYTES, startCertifier } from '../lib/certifier/index.ts';
 import { collect, createProgram, intInRange, note, run, subcommand, warn, type JsonOption } from './common/cli.ts';
 import { parseHostPort, readCertificateFile, readPrivateKeyFile } from './common/keys.ts';
 import { logLine, runUntilSignal } from './common/server.ts';
@@ -38,6 +38,8 @@ subcommand<JsonOption & { policyKey: string; policyCert: string; policy: string;
     const log = logLine(P, o.logJson === true);
     const notInForce = policyNotInForce(policy, new Date());
     if (notInForce) warn(P, `in the policy, ${notInForce}: every machine will be refused (CLAIM_EXPIRED) until a policy in force is loaded (SIGHUP), or, if it was signed on a clock running ahead, until then`);
+    // A policy that admits some machines may still refuse every one of a platform it trusts.
+    else for (const line of platformWarnings(policy, new Date())) warn(P, `in the policy, ${line}`);
     const { host, port } = parseHostPort(o.listen, '--listen', { listen: true });
     if (o.plain) warn(P, 'serving the original plain-TCP protocol: no TLS, and evidence is not bound to a session (a recorded request can be replayed); use only for older clients');
     const server = await startCertifier({
@@ -54,9 +56,10 @@ subcommand<JsonOption & { policyKey: string; policyCert: string; policy: string;
       refuseOlderCrls(crls, inForce);
       server.setPolicy(next, crls);
       inForce = crls;
+      const warnings = platformWarnings(next, new Date());
       return {
         policy: o.policy, platforms: next.platforms.length, measurements: next.measurements.length, firstClaimEnds: policyEnds(next)?.toISOString() ?? 'never (no claims)',
-        ...(crls.length ? { amdCrls: crls.map(describeCrl) } : {}),
+        ...(crls.length ? { amdCrls: crls.map(describeCrl) } : {}), ...(warnings.length ? { warnings } : {}),
       };
     };
     return { json: await runUntilSignal(P, server, o.json === true, { log, reload }) };

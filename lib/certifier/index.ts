@@ -3,5 +3,6 @@ export * from './service.ts';
 export * from './identity.ts';
 export * from './client.ts';
 export * from './server.ts';
+export * from './in-force.ts';
 export * from './init-trust.ts';
 export * from './expiry.ts';

@@ -6,11 +6,12 @@ import type { KeyObject } from 'node:crypto';
 import { closingAlso, serve, type ChannelServer, type Limits, type LogRecord } from '../channel/index.ts';
 import { CertifierError } from '../errors/index.ts';
 import { readCertificateSummary, toPem } from '../pki/index.ts';
-import { describeWindow, propertyClaimsOf, within, type Policy, type Window } from '../policy/index.ts';
+import type { Policy } from '../policy/index.ts';
 import { CERTIFIER_FRAME_LIMIT, CertifierService, type CertificationRecord } from './service.ts';
 import { certifierLogs } from './refusals.ts';
 import { AUTHORITY_CERT_SECONDS, issueAuthorityIdentity } from './identity.ts';
 import { AMD_CRL_EXPIRY, MAX_TIMER_MS, POLICY_CERT_EXPIRY, POLICY_EXPIRY, watchExpiry } from './expiry.ts';
+import { policyEnds } from './in-force.ts';
 import type { VerifiedAmdCrl } from '../attest/index.ts';
 
 export interface CertifierServerOptions {
@@ -133,33 +134,4 @@ export async function startCertifier(o: CertifierServerOptions): Promise<Certifi
     stopWatching();
   });
   return Object.assign(closing, { setPolicy });
-}
-
-/** When the first claim of the policy ends (undefined for a policy without claims, which admits nobody). */
-export function policyEnds(policy: Policy): Date | undefined {
-  const ends = [...policy.platforms, ...policy.measurements, ...policy.properties].map((c) => c.notAfter.getTime());
-  return ends.length ? new Date(Math.min(...ends)) : undefined;
-}
-
-/**
- * Why `policy` can admit no machine at `at`, or undefined when it can: all its platform claims,
- * or all its measurement claims, are outside their dates (ended, or not begun: signed on a clock
- * running ahead), or every platform claim in force is for a platform whose property claims are
- * all outside theirs (an SEV-SNP policy whose property claims ended). Such a policy would refuse
- * every request with CLAIM_EXPIRED.
- */
-export function policyNotInForce(policy: Policy, at: Date): string | undefined {
-  const describe = (what: string, ws: Window[]) =>
-    `none of its ${what} claims is in force at ${at.toISOString()} (${ws.map(describeWindow).join(', ')})`;
-  if (policy.platforms.length && !policy.platforms.some((w) => within(w, at))) return describe('platform', policy.platforms);
-  if (policy.measurements.length && !policy.measurements.some((w) => within(w, at))) return describe('measurement', policy.measurements);
-  // A platform claim of no type vouches for evidence of any, some of which no property claim concerns.
-  const propertiesOut = (type: string | undefined) => {
-    if (type === undefined) return false;
-    const { all, inForce } = propertyClaimsOf(policy.properties, type, at);
-    return all.length > 0 && inForce.length === 0;
-  };
-  const inForce = policy.platforms.filter((w) => within(w, at));
-  if (inForce.length && inForce.every((p) => propertiesOut(p.platformType))) return describe(`${inForce[0]!.platformType} property`, propertyClaimsOf(policy.properties, inForce[0]!.platformType!, at).all);
-  return undefined;
 }

@@ -6,7 +6,7 @@ import { expect } from 'chai';
 import { generateKeyPair, randomBytes } from '../../lib/crypto/index.ts';
 import { loadPolicy, makePolicy, SEV_SNP_PLATFORM, type MakePolicyOptions, type Requirement } from '../../lib/policy/index.ts';
 import { generateSimulatedPlatform, pinnedArk } from '../../lib/attest/index.ts';
-import { policyNotInForce } from '../../lib/certifier/index.ts';
+import { platformWarnings, policyNotInForce } from '../../lib/certifier/index.ts';
 import { joinPolicies } from '../support/policies.ts';
 
 const DAY = 86_400_000;
@@ -51,5 +51,47 @@ describe('policyNotInForce: a policy that admits no machine now', () => {
 
   it('names the platform claims first when they have ended too', () => {
     expect(why(claims({ ...snpRoot, measurements: [] }, ended), claims({ measurements: snpRoot.measurements! }, inForce), claims(snpProperties, ended))).to.contain('none of its platform claims is in force');
+  });
+});
+
+describe('platformWarnings: a platform the policy trusts but whose every machine it would refuse now, beside others it admits', () => {
+  const now = new Date();
+  const inForce = { notBefore: new Date(now.getTime() - DAY), notAfter: new Date(now.getTime() + DAY) };
+  const ended = { notBefore: new Date(now.getTime() - 2 * DAY), notAfter: new Date(now.getTime() - DAY) };
+  let policyKey: Awaited<ReturnType<typeof generateKeyPair>>;
+  let simulated: Awaited<ReturnType<typeof generateSimulatedPlatform>>;
+  before(async () => {
+    [policyKey, simulated] = await Promise.all([generateKeyPair('p256'), generateSimulatedPlatform({ alg: 'p256' })]);
+  });
+  type Claims = Partial<Pick<MakePolicyOptions, 'platforms' | 'platformRoots' | 'platformProperties' | 'measurements'>>;
+  const claims = (c: Claims, window: typeof inForce) => makePolicy({ policyKey: policyKey.privateKey, platforms: [], measurements: [], ...c, ...window });
+  const snpRoot = (): Claims => ({ platformRoots: [{ platformType: SEV_SNP_PLATFORM, certificate: pinnedArk('milan'), name: 'ARK-Milan' }] });
+  const snpProperties: Claims = { platformProperties: [{ platformType: SEV_SNP_PLATFORM, requirements: TCB }] };
+  const simulatedKey = (): Claims => ({ platforms: [{ key: simulated.platformKey }] });
+  const snpMeasurement = { measurements: [randomBytes(48)] };
+  const simulatedMeasurement = { measurements: [randomBytes(32)] };
+  const load = (...files: Uint8Array[]) => loadPolicy(joinPolicies(...files), policyKey.publicKey);
+
+  // Each case: the policy's claims and windows, and the lines expected (platform, then the code).
+  const CASES: { name: string; files: () => Uint8Array[]; lines: [string, string][] }[] = [
+    { name: 'both platforms with every claim in force: nothing', lines: [], files: () => [claims({ ...snpRoot(), ...snpProperties, ...snpMeasurement }, inForce), claims({ ...simulatedKey(), ...simulatedMeasurement }, inForce)] },
+    { name: 'SEV-SNP property claims ended', lines: [[SEV_SNP_PLATFORM, 'CLAIM_EXPIRED']], files: () => [claims({ ...snpRoot(), ...snpMeasurement }, inForce), claims(snpProperties, ended), claims({ ...simulatedKey(), ...simulatedMeasurement }, inForce)] },
+    { name: 'SEV-SNP without property claims', lines: [[SEV_SNP_PLATFORM, 'PLATFORM_PROPERTY_DENIED']], files: () => [claims({ ...snpRoot(), ...snpMeasurement }, inForce), claims({ ...simulatedKey(), ...simulatedMeasurement }, inForce)] },
+    { name: 'the SEV-SNP root claim ended', lines: [[SEV_SNP_PLATFORM, 'CLAIM_EXPIRED']], files: () => [claims(snpRoot(), ended), claims({ ...snpProperties, ...snpMeasurement }, inForce), claims({ ...simulatedKey(), ...simulatedMeasurement }, inForce)] },
+    { name: 'the 48-byte measurement claims ended', lines: [[SEV_SNP_PLATFORM, 'CLAIM_EXPIRED']], files: () => [claims({ ...snpRoot(), ...snpProperties }, inForce), claims(snpMeasurement, ended), claims({ ...simulatedKey(), ...simulatedMeasurement }, inForce)] },
+    { name: 'no 32-byte measurement for the simulated platform', lines: [['simulated-enclave', 'MEASUREMENT_NOT_TRUSTED']], files: () => [claims({ ...snpRoot(), ...snpProperties, ...snpMeasurement, ...simulatedKey() }, inForce)] },
+  ];
+  for (const c of CASES) {
+    it(`${c.name}: ${c.lines.map(([p, code]) => `${p} ${code}`).join(', ') || 'no line'}, while the policy as a whole admits machines`, () => {
+      const policy = load(...c.files());
+      expect(policyNotInForce(policy, now)).to.equal(undefined);
+      const lines = platformWarnings(policy, now);
+      expect(lines.map((l) => [/^platform (\S+):/.exec(l)?.[1], /\((\w+)\)$/.exec(l)?.[1]])).to.deep.equal(c.lines);
+    });
+  }
+
+  it('says when the claims that ended were in force', () => {
+    const [line] = platformWarnings(load(claims({ ...snpRoot(), ...snpMeasurement }, inForce), claims(snpProperties, ended), claims({ ...simulatedKey(), ...simulatedMeasurement }, inForce)), now);
+    expect(line).to.equal(`platform ${SEV_SNP_PLATFORM}: none of its property claims is in force at ${now.toISOString()} (${ended.notBefore.toISOString()} to ${ended.notAfter.toISOString()}): every machine of it will be refused (CLAIM_EXPIRED)`);
   });
 });

@@ -124,6 +124,7 @@ describe('SEV-SNP end to end: simpleserver + init-trust --platform sev-snp (test
   it('certifies the machine: evidence from the temporary configfs-tsm, verified to the test root, admission certificate stored', async () => {
     const server = await startServer(tmp.dir, 'policy.bin');
     servers.push(server);
+    expect(server.log(), 'nothing to say of a policy that admits its platform').not.to.contain('warning: in the policy');
     const r = ok(await initTrust(server.port, ['--save-evidence', 'evidence.bin']));
     expect(r.out).to.match(new RegExp(`^certified: serial \\w+, measurement ${toHex(measurement)}, valid until `));
     const store = await Cryptstore.open(join(tmp.dir, 'store'), new KeyFileProtector(readFileSync(join(tmp.dir, 'store.key')), 'store.key'));
@@ -237,6 +238,18 @@ describe('SEV-SNP end to end: simpleserver + init-trust --platform sev-snp (test
       expect(r.status, bad).to.equal(2);
       expect(r.stderr).to.contain(`--at "${bad}" is not a time`);
     }
+  });
+
+  it('warns at start, and on a reload, of a policy trusting an AMD root but no 48-byte measurement: every SEV-SNP machine would be refused', async () => {
+    // A SHA-256 (what `cert-utility measure` gives for a program) where the VM's launch digest belongs.
+    ok(await cu(['make-policy', '--policy-key', 'policy-key.pem', '--policy-cert', 'policy-cert.pem', '--out', 'policy-sha256.bin',
+      '--trust-amd-root-cert', 'test-ark.pem', '--snp-min-tcb', '3:0:8:115', '--trust-measurement', toHex(randomBytes(32))]));
+    const server = await startServer(tmp.dir, 'policy-sha256.bin');
+    servers.push(server);
+    expect(server.log()).to.match(/^simpleserver: warning: in the policy, platform amd-sev-snp: the policy trusts no 48-byte measurement, the size of its machines': every machine of it will be refused \(MEASUREMENT_NOT_TRUSTED\)$/m);
+    server.hup();
+    for (let i = 0; i < 100 && !/ reloaded /.test(server.log()); i++) await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(server.log()).to.match(/ reloaded .*warnings=\["platform amd-sev-snp: the policy trusts no 48-byte measurement/);
   });
 
   it('refuses the machine at a server whose policy trusts only AMD\'s pinned roots', async () => {
