@@ -12,7 +12,10 @@ import { joinPolicies } from '../support/policies.ts';
 const DAY = 86_400_000;
 const TCB: Requirement[] = ['tcb-bootloader', 'tcb-tee', 'tcb-snp', 'tcb-microcode'].map((name) => ({ name, comparator: '>=', value: 0 }));
 
-describe('policyNotInForce: a policy that admits no machine now', () => {
+type Claims = Partial<Pick<MakePolicyOptions, 'platforms' | 'platformRoots' | 'platformProperties' | 'measurements'>>;
+
+/** For a suite: `now`, windows around it, and policies of claims in those windows (keys made before the suite runs). */
+function policies() {
   const now = new Date();
   const inForce = { notBefore: new Date(now.getTime() - DAY), notAfter: new Date(now.getTime() + DAY) };
   const ended = { notBefore: new Date(now.getTime() - 2 * DAY), notAfter: new Date(now.getTime() - DAY) };
@@ -22,12 +25,20 @@ describe('policyNotInForce: a policy that admits no machine now', () => {
   before(async () => {
     [policyKey, simulated] = await Promise.all([generateKeyPair('p256'), generateSimulatedPlatform({ alg: 'p256' })]);
   });
+  return {
+    now, inForce, ended, notYet,
+    claims: (c: Claims, window: typeof inForce) => makePolicy({ policyKey: policyKey.privateKey, platforms: [], measurements: [], ...c, ...window }),
+    load: (...files: Uint8Array[]) => loadPolicy(joinPolicies(...files), policyKey.publicKey),
+    simulatedKey: (): Claims => ({ platforms: [{ key: simulated.platformKey }] }),
+    snpRoot: (): Claims => ({ platformRoots: [{ platformType: SEV_SNP_PLATFORM, certificate: pinnedArk('milan'), name: 'ARK-Milan' }] }),
+    snpProperties: { platformProperties: [{ platformType: SEV_SNP_PLATFORM, requirements: TCB }] } as Claims,
+  };
+}
 
-  type Claims = Partial<Pick<MakePolicyOptions, 'platforms' | 'platformRoots' | 'platformProperties' | 'measurements'>>;
-  const claims = (c: Claims, window: typeof inForce) => makePolicy({ policyKey: policyKey.privateKey, platforms: [], measurements: [], ...c, ...window });
-  const snpRoot: Claims = { platformRoots: [{ platformType: SEV_SNP_PLATFORM, certificate: pinnedArk('milan'), name: 'ARK-Milan' }], measurements: [randomBytes(48)] };
-  const snpProperties: Claims = { platformProperties: [{ platformType: SEV_SNP_PLATFORM, requirements: TCB }] };
-  const why = (...files: Uint8Array[]) => policyNotInForce(loadPolicy(joinPolicies(...files), policyKey.publicKey), now);
+describe('policyNotInForce: a policy that admits no machine now', () => {
+  const { now, inForce, ended, notYet, claims, load, simulatedKey, snpRoot: root, snpProperties } = policies();
+  const snpRoot: Claims = { ...root(), measurements: [randomBytes(48)] };
+  const why = (...files: Uint8Array[]) => policyNotInForce(load(...files), now);
 
   it('is in force when every kind of claim has one in force', () => {
     expect(why(claims({ ...snpRoot, ...snpProperties }, inForce))).to.equal(undefined);
@@ -46,7 +57,7 @@ describe('policyNotInForce: a policy that admits no machine now', () => {
   });
 
   it('is in force when another platform it trusts still admits machines (a simulated platform key beside SEV-SNP property claims that ended)', () => {
-    expect(why(claims(snpRoot, inForce), claims(snpProperties, ended), claims({ platforms: [{ key: simulated.platformKey }] }, inForce))).to.equal(undefined);
+    expect(why(claims(snpRoot, inForce), claims(snpProperties, ended), claims(simulatedKey(), inForce))).to.equal(undefined);
   });
 
   it('names the platform claims first when they have ended too', () => {
@@ -55,22 +66,9 @@ describe('policyNotInForce: a policy that admits no machine now', () => {
 });
 
 describe('platformWarnings: a platform the policy trusts but whose every machine it would refuse now, beside others it admits', () => {
-  const now = new Date();
-  const inForce = { notBefore: new Date(now.getTime() - DAY), notAfter: new Date(now.getTime() + DAY) };
-  const ended = { notBefore: new Date(now.getTime() - 2 * DAY), notAfter: new Date(now.getTime() - DAY) };
-  let policyKey: Awaited<ReturnType<typeof generateKeyPair>>;
-  let simulated: Awaited<ReturnType<typeof generateSimulatedPlatform>>;
-  before(async () => {
-    [policyKey, simulated] = await Promise.all([generateKeyPair('p256'), generateSimulatedPlatform({ alg: 'p256' })]);
-  });
-  type Claims = Partial<Pick<MakePolicyOptions, 'platforms' | 'platformRoots' | 'platformProperties' | 'measurements'>>;
-  const claims = (c: Claims, window: typeof inForce) => makePolicy({ policyKey: policyKey.privateKey, platforms: [], measurements: [], ...c, ...window });
-  const snpRoot = (): Claims => ({ platformRoots: [{ platformType: SEV_SNP_PLATFORM, certificate: pinnedArk('milan'), name: 'ARK-Milan' }] });
-  const snpProperties: Claims = { platformProperties: [{ platformType: SEV_SNP_PLATFORM, requirements: TCB }] };
-  const simulatedKey = (): Claims => ({ platforms: [{ key: simulated.platformKey }] });
+  const { now, inForce, ended, claims, load, simulatedKey, snpRoot, snpProperties } = policies();
   const snpMeasurement = { measurements: [randomBytes(48)] };
   const simulatedMeasurement = { measurements: [randomBytes(32)] };
-  const load = (...files: Uint8Array[]) => loadPolicy(joinPolicies(...files), policyKey.publicKey);
 
   // Each case: the policy's claims and windows, and the lines expected (platform, then the code).
   const CASES: { name: string; files: () => Uint8Array[]; lines: [string, string][] }[] = [
