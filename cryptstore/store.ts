@@ -339,7 +339,7 @@ export class Cryptstore {
     return this.exclusive(async () => {
       const st = await this.state(tag);
       const version = st.next + 1;
-      if (version > MAX_VERSION) throw new CertifierError('INVALID_INPUT', `${shown(tag, 256)} has used every version number`);
+      if (version > MAX_VERSION) throw usedUp(tag);
       const entry = this.entryOf(tag, blob, version, options);
       const sealed = this.sealEntry(entry);
       await this.write(`${shown(tag, 256)} version ${version} was stored`, () => this.db.put(L.entryKey(tag, version), sealed, { sync: this.sync }));
@@ -359,7 +359,7 @@ export class Cryptstore {
       const entries: ValidEntry[] = [];
       for (const i of items) {
         const version = (next.get(i.tag) ?? (await this.state(i.tag)).next) + 1;
-        if (version > MAX_VERSION) throw new CertifierError('INVALID_INPUT', `${shown(i.tag, 256)} has used every version number`);
+        if (version > MAX_VERSION) throw usedUp(i.tag);
         next.set(i.tag, version);
         entries.push(this.entryOf(i.tag, i.blob, version, i.options ?? {}));
       }
@@ -414,7 +414,8 @@ export class Cryptstore {
    * Adds entries with their own versions (import). Refuses, writing nothing, when any
    * tag+version already exists, or is a version number this store used for the tag before (a
    * deleted one: version numbers are never reused), unless `force`, which replaces and restores
-   * them. The tag's high-water mark rises to the highest version imported.
+   * them. The tag's high-water mark rises to the highest version imported. The last version
+   * number (MAX_VERSION) is refused too unless `force`: the tag could then take no later version.
    */
   async importEntries(entries: ValidEntry[], force = false): Promise<EntryInfo[]> {
     const seen = new Set<string>();
@@ -424,6 +425,11 @@ export class Cryptstore {
       const k = L.entryKey(e.tag, e.version);
       if (seen.has(k)) throw new CertifierError('INVALID_INPUT', `the bundle holds version ${e.version} of ${shown(e.tag, 256)} twice`);
       seen.add(k);
+    }
+    const last = entries.filter((e) => e.version === MAX_VERSION).map((e) => `${shown(e.tag, 256)} v${e.version}`);
+    if (!force && last.length) {
+      const one = last.length === 1;
+      throw new CertifierError('INVALID_INPUT', `${last.join(', ')} ${one ? 'is' : 'are'} the highest version number: imported, it would leave the tag${one ? '' : 's'} no version for a later put-item or key-client to store; nothing was imported (--force imports ${one ? 'it' : 'them'})`);
     }
     return this.exclusive(async () => {
       const marks = new Map<string, number>(); // tag -> the highest version number used, after the import
@@ -582,6 +588,11 @@ export class Cryptstore {
     if (!plain || plain.length !== 4) throw new CertifierError('INTEGRITY', `the version record of ${shown(tag, 256)} failed its integrity check`);
     return new DataView(plain.buffer, plain.byteOffset, 4).getUint32(0, false);
   }
+}
+
+/** A put past the last version number: the tag can take no other, and says so. */
+function usedUp(tag: string): CertifierError {
+  return new CertifierError('INVALID_INPUT', `${shown(tag, 256)} has used every version number, up to ${MAX_VERSION}, the highest: no later version can be stored under this tag (a deleted number is never given again); store the value under another tag`);
 }
 
 function isIntegrity(e: unknown): boolean {

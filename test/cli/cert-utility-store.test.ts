@@ -6,7 +6,7 @@ import { chmodSync, chownSync, closeSync, cpSync, existsSync, mkdirSync, readdir
 import { join } from 'node:path';
 import { Level } from 'level';
 import { randomBytes, utf8 } from '../../lib/crypto/index.ts';
-import { Cryptstore, PassphraseProtector } from '../../cryptstore/index.ts';
+import { Cryptstore, PassphraseProtector, sealBundle } from '../../cryptstore/index.ts';
 import { spawn, spawnSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { ROOT, VECTORS, run, runScript, tempDir, type RunResult } from '../support/helpers.ts';
@@ -570,6 +570,20 @@ describe('cert-utility store commands (transcripts)', function () {
       expect((await cu(o('get-item', '--tag', 'shared', '--version', '1', '--out', '-'))).out).to.equal('s1');
       expectFailure(await cu(o('import-store', '--in', 'bundle.bin', '--bundle-passphrase-file', 'bundle-pass')), 1, 'ALREADY_EXISTS');
       expectFailure(await cu(o('import-store', '--in', 'bundle.bin', '--bundle-passphrase-file', 'other-pass')), 4, 'WRONG_KEY');
+    });
+
+    it('refuses to import the last version number (2147483647) without --force; once forced, put-item says no later version can be stored under the tag', async () => {
+      const last = { tag: 'maxed', type: 'binary-blob' as const, version: 2147483647, timeEntered: new Date().toISOString(), blob: utf8('m'), exportable: true, size: 1 };
+      writeFileSync(join(tmp.dir, 'bundle.bin'), await sealBundle([last], utf8('bundle secret'), { logN: 10, r: 8, p: 1 }));
+      writeFileSync(join(tmp.dir, 'bundle-pass'), 'bundle secret\n');
+      const imported = (...extra: string[]) => cu(withPass('import-store', '--in', 'bundle.bin', '--bundle-passphrase-file', 'bundle-pass', ...extra));
+      const refused = await imported();
+      expectFailure(refused, 1, 'INVALID_INPUT');
+      expect(refused.stderr).to.contain('"maxed" v2147483647 is the highest version number');
+      expect((await imported('--force')).status).to.equal(0);
+      const put = await cu(withPass('put-item', '--tag', 'maxed', '--in', '-'), { input: 'next' });
+      expectFailure(put, 1, 'INVALID_INPUT');
+      expect(put.stderr).to.contain('"maxed" has used every version number, up to 2147483647, the highest: no later version can be stored under this tag');
     });
 
     it("refuses to import a machine's identity tags (another machine's certificate would become this one's) without --force", async () => {

@@ -320,16 +320,27 @@ describe('cryptstore', () => {
       await rejects(s.get('k', 2), 'NOT_FOUND');
     });
 
-    it('gives a tag the last version number the wire carries (2147483647), then refuses another put with INVALID_INPUT', async () => {
+    const USED_UP = (shownTag: string) => `${shownTag} has used every version number, up to 2147483647, the highest: no later version can be stored under this tag (a deleted number is never given again); store the value under another tag`;
+
+    it('gives a tag the last version number the wire carries (2147483647), then refuses another put with INVALID_INPUT saying no later version can be stored', async () => {
       await s.importEntries([{ tag: 't', type: 'binary-blob', version: MAX_VERSION - 1, timeEntered: new Date().toISOString(), blob: utf8('a'), exportable: true }]);
       expect((await s.put('t', utf8('b'))).version).to.equal(2147483647);
-      expect((await rejects(s.put('t', utf8('c')), 'INVALID_INPUT')).message).to.equal('"t" has used every version number');
-      expect((await rejects(s.putAll([{ tag: 't', blob: utf8('c') }]), 'INVALID_INPUT')).message).to.equal('"t" has used every version number');
+      expect((await rejects(s.put('t', utf8('c')), 'INVALID_INPUT')).message).to.equal(USED_UP('"t"'));
+      expect((await rejects(s.putAll([{ tag: 't', blob: utf8('c') }]), 'INVALID_INPUT')).message).to.equal(USED_UP('"t"'));
+    });
+
+    it('refuses to import the last version number (2147483647) without force, writing nothing: it would leave the tag no version for a later put', async () => {
+      const last = (tag: string) => ({ tag, type: 'binary-blob' as const, version: MAX_VERSION, timeEntered: new Date().toISOString(), blob: utf8('a'), exportable: true });
+      const e = await rejects(s.importEntries([last('t'), { ...last('u'), version: 7 }]), 'INVALID_INPUT');
+      expect(e.message).to.equal('"t" v2147483647 is the highest version number: imported, it would leave the tag no version for a later put-item or key-client to store; nothing was imported (--force imports it)');
+      expect(await s.list()).to.deep.equal([]);
+      expect((await s.importEntries([last('t')], true)).map((i) => i.version)).to.deep.equal([MAX_VERSION]);
+      expect((await rejects(s.put('t', utf8('b')), 'INVALID_INPUT')).message).to.equal(USED_UP('"t"'));
     });
 
     it('shows a tag with an invisible character escaped when a batch is refused for it', async () => {
-      await s.importEntries([{ tag: 't\u200e', type: 'binary-blob', version: MAX_VERSION, timeEntered: new Date().toISOString(), blob: utf8('a'), exportable: true }]);
-      expect((await rejects(s.putAll([{ tag: 't\u200e', blob: utf8('c') }]), 'INVALID_INPUT')).message).to.equal('"t\\u200e" has used every version number');
+      await s.importEntries([{ tag: 't\u200e', type: 'binary-blob', version: MAX_VERSION, timeEntered: new Date().toISOString(), blob: utf8('a'), exportable: true }], true);
+      expect((await rejects(s.putAll([{ tag: 't\u200e', blob: utf8('c') }]), 'INVALID_INPUT')).message).to.equal(USED_UP('"t\\u200e"'));
     });
 
     it('never reuses a version after deleting the latest one, even across reopening', async () => {
