@@ -31,10 +31,13 @@ export function entryRange(tag: string): { gt: string; lt: string } {
 export const ALL_ENTRIES = { gt: ENTRY_PREFIX, lt: 'e"' } as const;
 export const ALL_MARKS = { gt: MARK_PREFIX, lt: 'h"' } as const;
 
-/** Splits an entry key; undefined when it is not one (a version outside 1..MAX_VERSION is none). */
+/**
+ * Splits an entry key; undefined when it is not one (a version outside 1..MAX_VERSION is none).
+ * The first NUL ends the tag (a tag holds none): a key with another after it names no version.
+ */
 export function parseEntryKey(key: string): { tag: string; version: number } | undefined {
   if (!key.startsWith(ENTRY_PREFIX)) return undefined;
-  const nul = key.lastIndexOf('\u0000');
+  const nul = key.indexOf('\u0000');
   const hex = key.slice(nul + 1);
   if (nul < ENTRY_PREFIX.length || !/^[0-9a-f]{8}$/.test(hex)) return undefined;
   const version = parseInt(hex, 16);

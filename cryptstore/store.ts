@@ -73,6 +73,12 @@ export interface VerifyReport {
   problems: { key: string; problem: string }[];
 }
 
+/** What a delete removed: versions, and records under the tag whose key named no version. */
+export interface Deleted {
+  versions: number[];
+  damaged: number;
+}
+
 interface TagState { latest: number; next: number }
 
 export class Cryptstore {
@@ -321,7 +327,7 @@ export class Cryptstore {
         } else if (key.startsWith(L.MARK_PREFIX)) {
           this.openMark(key.slice(L.MARK_PREFIX.length), raw);
         } else {
-          problems.push({ key: named, problem: 'unknown record' });
+          problems.push({ key: named, problem: unknownRecord(key) });
         }
       } catch (err) {
         problems.push({ key: named, problem: (err as Error).message });
@@ -373,40 +379,50 @@ export class Cryptstore {
     });
   }
 
-  /** Deletes one version, or every version when `version` is 0; returns the versions deleted. */
-  async delete(tag: string, version = 0): Promise<number[]> {
+  /**
+   * Deletes one version, or every record of the tag when `version` is 0: its versions, and any
+   * record under it whose key names no version (written by something else: version 0, past
+   * MAX_VERSION, not a number), which no version number could reach.
+   */
+  async delete(tag: string, version = 0): Promise<Deleted> {
     checkTag(tag);
     checkVersion(version, true);
     return this.exclusive(async () => {
       // Loaded first, as a read meanwhile finds it and sees it change; none for a tag whose latest
       // record does not open (a damaged one may be deleted, which get and put refuse).
       const st = await this.state(tag).catch((e: unknown) => (isIntegrity(e) ? undefined : Promise.reject(e)));
-      let versions: number[];
+      const versions: number[] = [];
+      const keys: string[] = [];
       if (version) {
         if ((await this.db.get(L.entryKey(tag, version))) === undefined) {
           throw new CertifierError('NOT_FOUND', `no version ${version} of ${shown(tag, 256)}`);
         }
-        versions = [version];
+        versions.push(version);
+        keys.push(L.entryKey(tag, version));
       } else {
-        versions = [];
-        for await (const key of this.db.keys(L.entryRange(tag))) versions.push(this.versionOf(tag, key));
-        if (versions.length === 0) throw new CertifierError('NOT_FOUND', `no item tagged ${shown(tag, 256)}`);
+        for await (const key of this.db.keys(L.entryRange(tag))) {
+          keys.push(key);
+          const v = this.versionIn(tag, key);
+          if (v !== undefined) versions.push(v);
+        }
+        if (keys.length === 0) throw new CertifierError('NOT_FOUND', `no item tagged ${shown(tag, 256)}`);
       }
+      const damaged = keys.length - versions.length;
       // The high-water mark goes in the same atomic batch, so a deleted version is never reused:
       // the highest version used by what opens (a damaged record's number does not count).
       const used = await this.usedOnDisk(tag);
       const ops = [
-        ...versions.map((v) => ({ type: 'del' as const, key: L.entryKey(tag, v) })),
+        ...keys.map((key) => ({ type: 'del' as const, key })),
         { type: 'put' as const, key: L.markKey(tag), value: this.sealMark(tag, used) },
       ];
-      await this.write(`${shown(tag, 256)} version${versions.length > 1 ? 's' : ''} ${versions.join(', ')} ${versions.length > 1 ? 'were' : 'was'} deleted`, () => this.db.batch(ops, { sync: this.sync }));
+      await this.write(`${shown(tag, 256)} ${describeDeleted({ versions, damaged })} ${keys.length > 1 ? 'were' : 'was'} deleted`, () => this.db.batch(ops, { sync: this.sync }));
       if (st && versions.includes(st.latest)) {
         // A new latest that does not open: get and put find it again, and refuse it.
         const latest = await this.latestOnDisk(tag).catch((e: unknown) => (isIntegrity(e) ? undefined : Promise.reject(e)));
         if (latest === undefined) this.states.delete(tag);
         else Object.assign(st, { latest, next: Math.max(latest, used) });
       } else if (st) st.next = Math.max(st.latest, used);
-      return versions;
+      return { versions, damaged };
     });
   }
 
@@ -528,7 +544,8 @@ export class Cryptstore {
     const rawMark = await this.db.get(L.markKey(tag));
     let used = rawMark === undefined ? 0 : this.openMark(tag, rawMark);
     for await (const [key, raw] of this.db.iterator({ ...L.entryRange(tag), reverse: true })) {
-      const version = this.versionOf(tag, key);
+      const version = this.versionIn(tag, key);
+      if (version === undefined) continue; // a key naming no version: no number it could use
       if (version <= used) break;
       try {
         this.openEntry(tag, version, raw);
@@ -543,9 +560,15 @@ export class Cryptstore {
 
   /** The version a key of `tag`'s entries names; INTEGRITY for a damaged key (version 0, or past MAX_VERSION). */
   private versionOf(tag: string, key: string): number {
+    const v = this.versionIn(tag, key);
+    if (v === undefined) throw new CertifierError('INTEGRITY', `the cryptstore holds a record of ${shown(tag, 256)} with a damaged key (${shown(key, 256)}): delete-item of every version of the tag removes it`);
+    return v;
+  }
+
+  /** The version a key in `tag`'s range names, or undefined for one that names none of `tag`'s. */
+  private versionIn(tag: string, key: string): number | undefined {
     const k = L.parseEntryKey(key);
-    if (!k) throw new CertifierError('INTEGRITY', `the cryptstore holds a record of ${shown(tag, 256)} with a damaged key (${shown(key, 256)})`);
-    return k.version;
+    return k && k.tag === tag ? k.version : undefined;
   }
 
   private entryOf(tag: string, blob: Uint8Array, version: number, options: PutOptions): ValidEntry {
@@ -588,6 +611,25 @@ export class Cryptstore {
     if (!plain || plain.length !== 4) throw new CertifierError('INTEGRITY', `the version record of ${shown(tag, 256)} failed its integrity check`);
     return new DataView(plain.buffer, plain.byteOffset, 4).getUint32(0, false);
   }
+}
+
+/**
+ * What verify says of a record it cannot place: under a tag's entries (as `e!` tag NUL names
+ * them; a tag holds no NUL), a key naming no version, which delete-item of the whole tag removes.
+ */
+function unknownRecord(key: string): string {
+  const nul = key.indexOf('\u0000');
+  const tag = key.startsWith(L.ENTRY_PREFIX) && nul > 0 ? key.slice(L.ENTRY_PREFIX.length, nul) : undefined;
+  if (tag === undefined || tagProblem(tag)) return 'unknown record';
+  return `a record of ${shown(tag, 256)} whose key names no version this store writes (1 to ${MAX_VERSION}): delete-item --tag ${shown(tag, 256)} removes it, with every version of the tag`;
+}
+
+/** What a delete removed, in words: "versions 1, 2", "version 3 and 1 record whose key named no version". */
+export function describeDeleted(d: Deleted): string {
+  const parts = [];
+  if (d.versions.length) parts.push(`version${d.versions.length > 1 ? 's' : ''} ${d.versions.join(', ')}`);
+  if (d.damaged) parts.push(`${d.damaged} record${d.damaged > 1 ? 's' : ''} whose key named no version`);
+  return parts.join(' and ');
 }
 
 /** A put past the last version number: the tag can take no other, and says so. */

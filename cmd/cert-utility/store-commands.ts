@@ -11,7 +11,7 @@ import { checkWritable, commitAll, refuseOwnFiles, refuseReplaceable, refuseRepl
 import { itemValue } from '../../lib/pki/index.ts';
 import { isAdmissionCertTag, isIdentityTag } from '../../lib/certifier/index.ts';
 import { STORAGE_KEY_TAG } from '../../lib/keyservice/keystore.ts';
-import { Cryptstore, MAX_BLOB_BYTES, MAX_BUNDLE_BYTES, exportStore, importStore, type EntryInfo } from '../../cryptstore/index.ts';
+import { Cryptstore, MAX_BLOB_BYTES, MAX_BUNDLE_BYTES, describeDeleted, exportStore, importStore, type EntryInfo } from '../../cryptstore/index.ts';
 import { fileOut, note, subcommand, versionOf, type JsonOption } from '../common/cli.ts';
 import { changeStore, readPassphraseFile, scryptCost, scryptOption, storeOptions, withProtector, withStore, type ProtectionOptions } from '../common/protection.ts';
 import { outputResult, readInput, refuseOutput, storeFiles, writeOutput } from '../common/io.ts';
@@ -115,11 +115,14 @@ export function addStoreCommands(program: Command): void {
   storeOptions(subcommand<StoreOpts & { tag: string; version: number }>(program, 'delete-item',
     'delete one version of an item, or all of its versions',
     async (o) => {
-      const versions = await changeStore(P, o, (s) => s.delete(o.tag, o.version));
-      return { json: { tag: o.tag, deleted: versions }, text: [`deleted ${printableName(o.tag)} version${versions.length > 1 ? 's' : ''} ${versions.join(', ')}`] };
+      const deleted = await changeStore(P, o, (s) => s.delete(o.tag, o.version));
+      return {
+        json: { tag: o.tag, deleted: deleted.versions, ...(deleted.damaged ? { damaged: deleted.damaged } : {}) },
+        text: [`deleted ${printableName(o.tag)} ${describeDeleted(deleted)}`],
+      };
     }))
     .requiredOption('--tag <name>', 'the item tag')
-    .option('--version <n>', 'the version to delete (0 = every version)', versionOf('every version'), 0);
+    .option('--version <n>', 'the version to delete (0 = every version, and any record under the tag whose key names none)', versionOf('every version'), 0);
 
   // ---- export-store ----
   scryptOption(storeOptions(subcommand<StoreOpts & { out: string; bundlePassphraseFile: string; force?: boolean; tag: string[] }>(program, 'export-store',

@@ -348,6 +348,21 @@ describe('cert-utility store commands (transcripts)', function () {
         expect(r.stderr.length).to.be.below(20_000);
       });
 
+      it('delete-item of every version removes a record not written here whose key names no version (here past 2147483647), as verify-store says', async () => {
+        const db = new Level<string, Uint8Array>(store, { valueEncoding: 'view' });
+        await db.open();
+        await db.put('e!k\u0000ffffffff', new Uint8Array(40));
+        await db.close();
+        expectFailure(await cu(withPass('list-items')), 4, 'INTEGRITY');
+        const v = await cu(withPass('verify-store'));
+        expectFailure(v, 4, 'INTEGRITY');
+        expect(v.stderr).to.contain('"e!k\\u0000ffffffff": a record of "k" whose key names no version this store writes (1 to 2147483647): delete-item --tag "k" removes it');
+        const d = await cu(withPass('delete-item', '--tag', 'k'));
+        expect(d.status, d.stderr).to.equal(0);
+        expect(d.out).to.equal('deleted k version 1 and 1 record whose key named no version\n');
+        expect((await cu(withPass('verify-store', '--json'))).json()).to.deep.equal({ ok: true, entries: 0, tags: 0, problems: [] });
+      });
+
       it('gives exit 4 for a swapped pair of records', async () => {
         writeFileSync(join(tmp.dir, 'other'), 'another value');
         expect((await cu(withPass('put-item', '--tag', 'j', '--in', 'other'))).status).to.equal(0);

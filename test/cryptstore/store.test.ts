@@ -346,7 +346,7 @@ describe('cryptstore', () => {
     it('never reuses a version after deleting the latest one, even across reopening', async () => {
       await s.put('k', utf8('1'));
       await s.put('k', utf8('2'));
-      expect(await s.delete('k', 2)).to.deep.equal([2]);
+      expect(await s.delete('k', 2)).to.deep.equal({ versions: [2], damaged: 0 });
       expect((await s.get('k')).version).to.equal(1);
       await s.close();
       s = await Cryptstore.open(dir, pass());
@@ -358,7 +358,7 @@ describe('cryptstore', () => {
       await s.put('k', utf8('1'));
       await s.put('k', utf8('2'));
       await s.delete('k', 2);
-      expect(await s.delete('k')).to.deep.equal([1]);
+      expect(await s.delete('k')).to.deep.equal({ versions: [1], damaged: 0 });
       await s.close();
       s = await Cryptstore.open(dir, pass());
       expect((await s.put('k', utf8('3'))).version).to.equal(3);
@@ -367,7 +367,7 @@ describe('cryptstore', () => {
     it('deletes every version of a tag and continues numbering after it', async () => {
       await s.put('k', utf8('1'));
       await s.put('k', utf8('2'));
-      expect(await s.delete('k')).to.deep.equal([1, 2]);
+      expect(await s.delete('k')).to.deep.equal({ versions: [1, 2], damaged: 0 });
       await rejects(s.get('k'), 'NOT_FOUND');
       await rejects(s.delete('k'), 'NOT_FOUND');
       expect((await s.put('k', utf8('3'))).version).to.equal(3);
@@ -505,7 +505,7 @@ describe('cryptstore', () => {
           const { problems } = await s.verify();
           expect(problems.map((p) => p.key), forged).to.deep.equal([JSON.stringify(key)]);
           // Deleting the forged record, where it has a version, removes it and uses no version number.
-          if (forged !== 'ffffffff' && forged !== '80000000') expect(await s.delete('a', parseInt(forged, 16))).to.deep.equal([parseInt(forged, 16)]);
+          if (forged !== 'ffffffff' && forged !== '80000000') expect((await s.delete('a', parseInt(forged, 16))).versions).to.deep.equal([parseInt(forged, 16)]);
         } finally {
           await s.close();
         }
@@ -521,18 +521,35 @@ describe('cryptstore', () => {
       }
     });
 
-    it('refuses to delete every version of a tag holding a record with a damaged key (version 0, or past the range), rather than failing on it or naming it a version', async () => {
-      for (const forged of ['00000000', 'ffffffff']) {
-        await withRaw(dir, (db) => db.put(`e!a\u0000${forged}`, randomBytes(60)));
+    it('deletes every record of a tag asked to delete every version, those whose key names no version (0, past the range, not one at all) included, and verify names that remedy', async () => {
+      // Each round deletes the tag's one version and the forged record; the next put is one higher.
+      for (const [round, forged] of ['00000000', 'ffffffff', '80000000', 'zz', 'x\u000000000001'].entries()) {
+        const key = `e!a\u0000${forged}`;
+        await withRaw(dir, (db) => db.put(key, randomBytes(60)));
         const s = await Cryptstore.open(dir, pass());
         try {
-          const e = await rejects(s.delete('a'), 'INTEGRITY');
-          expect(e.message, forged).to.contain('"a"');
-          expect(Buffer.from((await s.get('a', 1)).blob).toString()).to.equal('alpha');
+          expect((await s.verify()).problems, forged).to.deep.equal([{ key: JSON.stringify(key), problem: 'a record of "a" whose key names no version this store writes (1 to 2147483647): delete-item --tag "a" removes it, with every version of the tag' }]);
+          expect(await s.delete('a'), forged).to.deep.equal({ versions: [1 + round], damaged: 1 });
+          expect((await s.verify()).problems, forged).to.deep.equal([]);
+          expect((await s.put('a', utf8('next'))).version, forged).to.equal(2 + round);
         } finally {
           await s.close();
         }
-        await withRaw(dir, (db) => db.del(`e!a\u0000${forged}`));
+      }
+    });
+
+    it('deletes one version beside a record whose key names none, and a tag holding only such records', async () => {
+      await withRaw(dir, (db) => db.batch([{ type: 'put', key: 'e!b\u0000ffffffff', value: randomBytes(60) }, { type: 'put', key: 'e!z\u000000000000', value: randomBytes(60) }]));
+      const s = await Cryptstore.open(dir, pass());
+      try {
+        expect(await s.delete('b', 1)).to.deep.equal({ versions: [1], damaged: 0 });
+        expect(await s.delete('z')).to.deep.equal({ versions: [], damaged: 1 });
+        expect((await s.put('z', utf8('first'))).version).to.equal(1);
+        expect(await s.delete('b')).to.deep.equal({ versions: [], damaged: 1 });
+        expect((await s.put('b', utf8('next'))).version).to.equal(2);
+        expect((await s.verify()).problems).to.deep.equal([]);
+      } finally {
+        await s.close();
       }
     });
 
@@ -546,7 +563,7 @@ describe('cryptstore', () => {
       const s = await Cryptstore.open(dir, pass());
       try {
         await rejects(s.put('b', utf8('x')), 'INTEGRITY');
-        expect(await s.delete('b', 1)).to.deep.equal([1]);
+        expect(await s.delete('b', 1)).to.deep.equal({ versions: [1], damaged: 0 });
         expect((await s.put('b', utf8('x'))).version).to.equal(1);
       } finally {
         await s.close();
