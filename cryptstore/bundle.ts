@@ -4,7 +4,7 @@
 import { CertifierError } from '../lib/errors/index.ts';
 import { DEFAULT_SCRYPT, open as aeadOpen, randomBytes, scrypt, seal, wipe, type ScryptCost } from '../lib/crypto/index.ts';
 import {
-  CRYPTSTORE_FORMAT_VERSION, checkCryptstoreEntry, decode, encode, fieldCount, newNameProblem, parseCryptstoreBundle, shown,
+  CRYPTSTORE_FORMAT_VERSION, checkCryptstoreEntry, decode, encode, encodeSecret, fieldCount, newNameProblem, parseCryptstoreBundle, shown,
   type Cryptstore as CryptstoreMessage, type ValidEntry,
 } from '../lib/wire/index.ts';
 import { itemProblem } from '../lib/pki/index.ts';
@@ -25,12 +25,17 @@ export async function sealBundle(entries: Entry[], passphrase: Uint8Array, cost:
       blob: e.blob, exportable: e.exportable,
     })),
   };
-  const ciphertext = seal(key, encode('cryptstore', body), bundleAad(cost.logN, cost.r, cost.p, salt));
-  wipe(key);
+  const plain = encodeSecret('cryptstore', body);
+  const ciphertext = seal(key, plain, bundleAad(cost.logN, cost.r, cost.p, salt));
+  wipe(key, plain);
   return encode('cryptstore_bundle', { formatVersion: CRYPTSTORE_FORMAT_VERSION, scrypt: { ...cost, salt }, ciphertext });
 }
 
-/** Opens a bundle; WRONG_KEY for a wrong passphrase or a damaged bundle. */
+/**
+ * Opens a bundle; WRONG_KEY for a wrong passphrase or a damaged bundle. The entries' values are
+ * views into the one plaintext, which only they still reach: wipe them once used (a bundle
+ * refused once opened is wiped here).
+ */
 export async function openBundle(bytes: Uint8Array, passphrase: Uint8Array): Promise<ValidEntry[]> {
   let b;
   try {
@@ -46,6 +51,16 @@ export async function openBundle(bytes: Uint8Array, passphrase: Uint8Array): Pro
   const plain = aeadOpen(key, b.ciphertext, bundleAad(b.scrypt.logN, b.scrypt.r, b.scrypt.p, b.scrypt.salt));
   wipe(key);
   if (!plain) throw new CertifierError('WRONG_KEY', 'cannot open the bundle: wrong bundle passphrase, or a damaged bundle');
+  try {
+    return checkBundleEntries(plain);
+  } catch (e) {
+    wipe(plain);
+    throw e;
+  }
+}
+
+/** The entries of a bundle's plaintext, each checked (the values are views into `plain`). */
+function checkBundleEntries(plain: Uint8Array): ValidEntry[] {
   // Counted before they are decoded: 64 MiB of tiny entries would be millions of them, each
   // decoded, checked and looked up (gigabytes, and minutes) before anything could be refused.
   const count = fieldCount(plain, 1) ?? 0; // the cryptstore message's entries; bytes that do not parse fail to decode below
@@ -98,9 +113,13 @@ export async function exportStore(
     throw new CertifierError('INVALID_INPUT', `the exportable items hold about ${bytes} bytes, and a bundle holds at most ${MAX_BUNDLE_BYTES} (import-store reads it whole): export them in parts with --tag`);
   }
   const entries: Entry[] = [];
-  for (const i of infos) entries.push(await store.get(i.tag, i.version));
-  const bundle = await sealBundle(entries, passphrase, cost);
-  return { bundle, entries: infos, leftOut };
+  try {
+    for (const i of infos) entries.push(await store.get(i.tag, i.version));
+    const bundle = await sealBundle(entries, passphrase, cost);
+    return { bundle, entries: infos, leftOut };
+  } finally {
+    wipe(...entries.map((e) => e.blob)); // each decrypted here, for this bundle alone
+  }
 }
 
 /** Imports a bundle into `store`, keeping versions; refuses existing tag+versions unless `force`. */
@@ -108,6 +127,14 @@ export async function importStore(
   store: Cryptstore, bundle: Uint8Array, passphrase: Uint8Array, force = false, o: ImportOptions = {},
 ): Promise<EntryInfo[]> {
   const entries = await openBundle(bundle, passphrase);
+  try {
+    return await importOpened(store, entries, force, o);
+  } finally {
+    wipe(...entries.map((e) => e.blob));
+  }
+}
+
+async function importOpened(store: Cryptstore, entries: ValidEntry[], force: boolean, o: ImportOptions): Promise<EntryInfo[]> {
   const guarded = o.guarded ? [...new Set(entries.map((e) => e.tag).filter(o.guarded.is))] : [];
   if (guarded.length && !force) {
     throw new CertifierError('DENIED', `the bundle holds ${guarded.map((t) => shown(t, 256)).join(', ')}, ${o.guarded!.what}; nothing was imported (--force imports it)`);

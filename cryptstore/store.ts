@@ -12,7 +12,7 @@ import { LevelReopener, unmakeHeld } from '../lib/files/index.ts';
 import { isRfc3339 } from '../lib/policy/index.ts';
 import { open as aeadOpen, randomBytes, seal, toHex, wipe } from '../lib/crypto/index.ts';
 import {
-  CRYPTSTORE_FORMAT_VERSION, ENTRY_TYPES, MAX_VERSION, checkCryptstoreEntry, decode, encode,
+  CRYPTSTORE_FORMAT_VERSION, ENTRY_TYPES, MAX_VERSION, checkCryptstoreEntry, decode, encode, encodeSecret,
   parseCryptstoreMetadata, shown, tagProblem, type CryptstoreEntry, type CryptstoreMetadata, type EntryType, type ValidEntry,
   type ValidMetadata,
 } from '../lib/wire/index.ts';
@@ -300,7 +300,7 @@ export class Cryptstore {
     for await (const [key, raw] of this.db.iterator(L.ALL_ENTRIES)) {
       const k = L.parseEntryKey(key);
       if (!k) throw new CertifierError('INTEGRITY', 'the cryptstore holds a record with a damaged key');
-      out.push(infoOf(this.openEntry(k.tag, k.version, raw)));
+      out.push(this.checkEntry(k.tag, k.version, raw));
     }
     return out;
   }
@@ -321,7 +321,7 @@ export class Cryptstore {
       try {
         const e = L.parseEntryKey(key);
         if (e) {
-          this.openEntry(e.tag, e.version, raw);
+          this.checkEntry(e.tag, e.version, raw);
           entries++;
           tags.add(e.tag);
         } else if (key.startsWith(L.MARK_PREFIX)) {
@@ -530,7 +530,7 @@ export class Cryptstore {
   private async latestOnDisk(tag: string): Promise<number> {
     for await (const [key, raw] of this.db.iterator({ ...L.entryRange(tag), reverse: true, limit: 1 })) {
       const version = this.versionOf(tag, key);
-      this.openEntry(tag, version, raw);
+      this.checkEntry(tag, version, raw);
       return version;
     }
     return 0;
@@ -548,7 +548,7 @@ export class Cryptstore {
       if (version === undefined) continue; // a key naming no version: no number it could use
       if (version <= used) break;
       try {
-        this.openEntry(tag, version, raw);
+        this.checkEntry(tag, version, raw);
         used = version;
         break;
       } catch (e) {
@@ -582,7 +582,17 @@ export class Cryptstore {
       tag: e.tag, type: e.type, version: e.version,
       timeEntered: Buffer.from(e.timeEntered, 'utf8'), blob: e.blob, exportable: e.exportable,
     };
-    return seal(this.dataKey, encode('cryptstore_entry', body), this.entryAad(e.tag, e.version));
+    const plain = encodeSecret('cryptstore_entry', body);
+    const sealed = seal(this.dataKey, plain, this.entryAad(e.tag, e.version));
+    wipe(plain); // a copy of the value: the caller's own is the caller's to wipe
+    return sealed;
+  }
+
+  /** What an entry's record says of it, checked as openEntry checks it; its value, decrypted for that alone, wiped. */
+  private checkEntry(tag: string, version: number, raw: Uint8Array): EntryInfo {
+    const { blob, ...info } = this.openEntry(tag, version, raw);
+    wipe(blob);
+    return info;
   }
 
   private openEntry(tag: string, version: number, raw: Uint8Array): Entry {

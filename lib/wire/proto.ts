@@ -186,8 +186,28 @@ function outOfRange(type: protobuf.Type, bytes: Uint8Array, depth: number, stric
 
 /** Encodes a plain object; a wrong field type is a programmer error (TypeError). */
 export function encode<T extends object>(name: MessageName, value: T): Uint8Array {
+  return writeMessage(name, value, protobuf.Writer.create()).finish();
+}
+
+/**
+ * encode, for a message holding a secret: the bytes returned are the only copy, for the caller to
+ * wipe once used. (protobufjs writes into a buffer it copies into a larger one as the message
+ * grows, then copies the whole into the result: each buffer left behind would hold the secret.)
+ */
+export function encodeSecret<T extends object>(name: MessageName, value: T): Uint8Array {
+  const w = protobuf.Writer.create() as protobuf.Writer & { buf: Uint8Array; _reserve(n: number): void };
+  const reserve = w._reserve.bind(w);
+  w._reserve = (n) => {
+    const outgrown = w.buf;
+    reserve(n);
+    if (w.buf !== outgrown) outgrown.fill(0);
+  };
+  return writeMessage(name, value, w).finish(true);
+}
+
+function writeMessage<T extends object>(name: MessageName, value: T, w: protobuf.Writer): protobuf.Writer {
   const type = messageType(name);
   const problem = type.verify(value);
   if (problem) throw new TypeError(`cannot encode ${name}: ${problem}`);
-  return type.encode(value).finish();
+  return type.encode(value, w);
 }

@@ -1,0 +1,103 @@
+// Values the cryptstore decrypts or encodes for its own use are wiped once used (fill(0)), as it
+// wipes its keys: export and import, list and verify, a put and a bundle's sealing.
+
+import { expect } from 'chai';
+import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { randomBytes, utf8 } from '../../lib/crypto/index.ts';
+import { Cryptstore, PassphraseProtector, exportStore, importStore, type Entry } from '../../cryptstore/index.ts';
+import type { ValidEntry } from '../../lib/wire/index.ts';
+import { ROOT, tempDir } from '../support/helpers.ts';
+import { copiesInMemory, memoryReadable } from '../support/process-memory.ts';
+import { rejects } from '../support/rejects.ts';
+
+const CHEAP = { logN: 10, r: 8, p: 1 };
+const pass = () => new PassphraseProtector(utf8('correct horse'), CHEAP);
+const wiped = (b: Uint8Array) => b.length > 0 && b.every((x) => x === 0);
+
+describe('cryptstore: values wiped once used', () => {
+  let tmp: ReturnType<typeof tempDir>;
+  let s: Cryptstore;
+  beforeEach(async () => {
+    tmp = tempDir();
+    s = await Cryptstore.create(join(tmp.dir, 'store'), pass());
+    await s.put('disk-key', randomBytes(64), { exportable: true });
+    await s.put('api-token', randomBytes(64), { exportable: true });
+  });
+  afterEach(async () => {
+    await s.close();
+    tmp.cleanup();
+  });
+
+  it('export wipes each value it decrypted for the bundle, and import the bundle\'s plaintext, imported or refused', async () => {
+    const read: Entry[] = [];
+    const get = s.get.bind(s);
+    s.get = async (tag, version) => {
+      const e = await get(tag, version);
+      read.push(e);
+      return e;
+    };
+    const { bundle } = await exportStore(s, utf8('bundle pass'), CHEAP);
+    expect(read).to.have.length(2);
+    for (const e of read) expect(wiped(e.blob), e.tag).to.equal(true);
+
+    const other = await Cryptstore.create(join(tmp.dir, 'other'), pass());
+    try {
+      const given: ValidEntry[][] = [];
+      const importEntries = other.importEntries.bind(other);
+      other.importEntries = (entries, force) => {
+        given.push(entries);
+        return importEntries(entries, force);
+      };
+      await importStore(other, bundle, utf8('bundle pass'));
+      await rejects(importStore(other, bundle, utf8('bundle pass')), 'ALREADY_EXISTS');
+      expect(given.map((g) => g.length)).to.deep.equal([2, 2]);
+      for (const e of given.flat()) expect(wiped(e.blob), e.tag).to.equal(true);
+      // What was imported is intact: the store sealed its own copy.
+      expect((await other.get('disk-key')).blob).to.deep.equal((await s.get('disk-key')).blob);
+    } finally {
+      await other.close();
+    }
+  });
+
+  it('list, verify and the numbering of versions wipe each value they decrypt only to check it', async () => {
+    await s.close();
+    s = await Cryptstore.open(join(tmp.dir, 'store'), pass()); // nothing known of its tags yet
+    const opened: Entry[] = [];
+    const internals = s as unknown as { openEntry: (tag: string, version: number, raw: Uint8Array) => Entry };
+    const openEntry = internals.openEntry.bind(s);
+    internals.openEntry = (tag, version, raw) => {
+      const e = openEntry(tag, version, raw);
+      opened.push(e);
+      return e;
+    };
+    await s.list();
+    await s.verify();
+    expect(await s.has('disk-key')).to.equal(true);
+    await s.delete('api-token', 1);
+    expect(opened.length).to.be.at.least(6);
+    for (const e of opened) expect(wiped(e.blob), e.tag).to.equal(true);
+  });
+
+  it('a put and a bundle\'s sealing leave no copy of the value in memory (searched as an attacker with the process\'s memory would)', async function () {
+    if (process.platform !== 'linux') this.skip();
+    // 64 KiB: each copy of it is an allocation of its own, never in one of Node's shared pools.
+    const value = randomBytes(64 * 1024);
+    writeFileSync(join(tmp.dir, 'value'), value, { mode: 0o600 });
+    const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'test/support/seal-in-memory.ts'), join(tmp.dir, 'sealed'), join(tmp.dir, 'value')], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    try {
+      let stderr = '';
+      child.stderr.on('data', (d: Buffer) => (stderr += d));
+      // The child's own word that it is done, not a guess at how long it takes.
+      await new Promise<void>((resolve, reject) => {
+        child.stdout.on('data', (d: Buffer) => d.toString().includes('done') && resolve());
+        child.once('exit', (status) => reject(new Error(`the child ended (${status}) before it was done: ${stderr}`)));
+      });
+      if (!memoryReadable(child.pid!)) this.skip();
+      expect(copiesInMemory(child.pid!, value.subarray(30_000, 30_064)), 'copies of the value').to.equal(0);
+    } finally {
+      child.kill();
+    }
+  });
+});
