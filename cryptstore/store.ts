@@ -490,13 +490,18 @@ export class Cryptstore {
 
   /**
    * One write of a change (its atomic batch), through the guard when one was given; FILE_ERROR
-   * when it fails, and then the database is reopened before the next change.
+   * when it fails, and then the database is reopened before the next change. A failed write may
+   * have reached the disk all the same (LevelDB appends the batch to its log, then syncs it, and
+   * the sync may be what failed; the next open keeps whatever is in the log): the error says so.
    */
   private write(what: string, w: () => Promise<void>): Promise<void> {
     const guarded = this.guard ? this.guard(what, w) : w();
     return guarded.catch((e: unknown) => {
       this.reopener.failed();
-      return writeFailed(this.path)(e);
+      return writeFailed(this.path)(e).catch((failed: unknown) => {
+        if (!(failed instanceof CertifierError && failed.code === 'FILE_ERROR')) throw failed;
+        throw new CertifierError('FILE_ERROR', `${failed.message}; the change may or may not have been made (${what}, or nothing was: LevelDB may have written it before it failed, and what reached the disk is kept): the store, opened again, shows which (list-items)`, { cause: e });
+      });
     });
   }
 

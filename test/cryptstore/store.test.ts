@@ -282,6 +282,30 @@ describe('cryptstore', () => {
       expect([e?.code, e?.message]).to.deep.equal(['FILE_ERROR', 'the cryptstore at /s cannot be written: IO error: /s/000009.log: Permission denied']);
     });
 
+    it('says a change whose write failed may or may not have been made: LevelDB may have put it down before its sync failed, and the next open finds it', async () => {
+      const s = await Cryptstore.create(dir, pass());
+      try {
+        await s.put('k', utf8('one'));
+        const db = (s as unknown as { db: Level<string, Uint8Array> }).db;
+        // The record reaches LevelDB's log, and the sync after it fails (as fdatasync can: EIO).
+        db.put = async function (this: Level<string, Uint8Array>, key: string, value: Uint8Array) {
+          await (Level.prototype.put as (k: string, v: Uint8Array) => Promise<void>).call(this, key, value);
+          throw Object.assign(new Error(`IO error: ${dir}/000003.log: Input/output error`), { code: 'LEVEL_IO_ERROR' });
+        } as typeof db.put;
+        const e = await rejects(s.put('k', utf8('two')), 'FILE_ERROR');
+        expect(e.message).to.equal(`the cryptstore at ${dir} cannot be written: the disk reported an I/O error: IO error: ${dir}/000003.log: Input/output error; the change may or may not have been made ("k" version 2 was stored, or nothing was: LevelDB may have written it before it failed, and what reached the disk is kept): the store, opened again, shows which (list-items)`);
+        delete (db as { put?: unknown }).put;
+      } finally {
+        await s.close();
+      }
+      const again = await Cryptstore.open(dir, pass());
+      try {
+        expect((await again.list()).map((i) => i.version)).to.deep.equal([1, 2]);
+      } finally {
+        await again.close();
+      }
+    });
+
     it('refuses a key file shorter than 32 bytes', () => {
       expect(() => new KeyFileProtector(randomBytes(31))).to.throw(CertifierError).with.property('code', 'INVALID_INPUT');
     });
