@@ -625,7 +625,9 @@ describe('cert-utility store commands (transcripts)', function () {
     it('a Ctrl-C during the write of a change waits for it and says it was made; one before the write stops with nothing changed', async () => {
       writeFileSync(join(tmp.dir, 'held.key'), randomBytes(32));
       expect((await cu(['create-store', '--store', 'held-store', '--key-file', 'held.key'])).status).to.equal(0);
-      const child = (when: string) => spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'test/support/signal-in-store-change.ts'), join(tmp.dir, 'held-store'), join(tmp.dir, 'held.key'), when], { cwd: ROOT, encoding: 'utf8' });
+      // The child waits on its signal, never on a clock (see it); the limit only keeps a signal that
+      // failed to end it from hanging the test (it then ends with SIGTERM, and the test fails).
+      const child = (when: string) => spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'test/support/signal-in-store-change.ts'), join(tmp.dir, 'held-store'), join(tmp.dir, 'held.key'), when], { cwd: ROOT, encoding: 'utf8', timeout: 45_000 });
       const held = async () => (await cu(['list-items', '--store', 'held-store', '--key-file', 'held.key', '--json'])).json().items.map((i: { version: number }) => i.version);
       const before = child('before');
       expect([before.status, before.signal], before.stderr).to.deep.equal([null, 'SIGINT']);

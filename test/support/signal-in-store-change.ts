@@ -3,22 +3,34 @@
 // to itself as an operator's Ctrl-C could come: "during" the write (as the put reaches LevelDB),
 // or "before" it (while, say, a new key is still being derived).
 // Usage: node --import tsx test/support/signal-in-store-change.ts STORE KEY-FILE during|before
+//
+// Neither waits a guessed time. "during" lets the write begin only once the process has taken the
+// signal (its listeners have run): sent and not yet taken, it raced the write, and on a loaded
+// machine the write could end first, its completion handled before the signal in the same turn
+// of the event loop (libuv runs signal watchers last), so the signal came after the change, not
+// during it. "before" waits for nothing but the signal: unheld, it ends the process (the test
+// gives the process a time limit, so a signal that did not end it fails the test, not hangs it).
 
 import { Level } from 'level';
 import { changeStore } from '../../cmd/common/protection.ts';
 
 const [store, keyFile, when] = process.argv.slice(2) as [string, string, 'during' | 'before'];
 const put = Level.prototype.put;
-Level.prototype.put = function (this: Level, ...args: unknown[]) {
-  if (when === 'during') process.kill(process.pid, 'SIGINT');
+Level.prototype.put = async function (this: Level, ...args: unknown[]) {
+  if (when === 'during') {
+    const taken = new Promise((resolve) => process.once('SIGINT', resolve));
+    // Nothing else is under way meanwhile, and a signal's watcher alone does not keep Node running.
+    const alive = setInterval(() => {}, 60_000);
+    process.kill(process.pid, 'SIGINT');
+    await taken;
+    clearInterval(alive);
+  }
   return (put as (...a: unknown[]) => Promise<void>).apply(this, args);
 } as typeof put;
 await changeStore('cert-utility', { store, keyFile }, async (s) => {
   if (when === 'before') {
     process.kill(process.pid, 'SIGINT');
-    // The signal is handled in the meantime, and ends the process: the wait costs nothing then. A
-    // long one, as a short one (200 ms) ran out first on a loaded machine, the write going ahead.
-    await new Promise((r) => setTimeout(r, 5000));
+    await new Promise(() => setInterval(() => {}, 60_000)); // never goes on to the write
   }
   return s.put('held', new TextEncoder().encode('value'));
 });
