@@ -78,12 +78,17 @@ export async function holdingSignals<T>(work: () => Promise<T>, completed?: (sig
     done = { result: await work() };
     return done.result;
   } finally {
-    releaseSignals(done && completed ? (signal) => completed(signal, done!.result) : undefined);
+    await releaseSignals(done && completed ? (signal) => completed(signal, done!.result) : undefined);
   }
 }
 
 /** The end of a stretch of held signals: the one that came meanwhile (if any) now acts, once `completed` is told. */
-export function releaseSignals(completed: ((signal: NodeJS.Signals) => void) | undefined): void {
+export async function releaseSignals(completed: ((signal: NodeJS.Signals) => void) | undefined): Promise<void> {
+  // A signal that came during the work may not have reached its listener yet: libuv handles
+  // signals last among what one turn of the event loop finds, so the work's end, found in the
+  // same turn, would release them first, and that signal, no longer listened for, would be lost.
+  // setImmediate runs after that turn.
+  await new Promise((resolve) => setImmediate(resolve));
   deferredSignals.depth--;
   const signal = deferredSignals.pending;
   if (deferredSignals.depth === 0 && signal) {

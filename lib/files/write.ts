@@ -105,7 +105,7 @@ export async function commitAll<T = void>(staged: Staged[], o: CommitOptions<T> 
     if (lost.length && e instanceof CertifierError) throw new CertifierError(e.code, `${e.message}; ${lost.join('; ')}`, { cause: e });
     throw e;
   } finally {
-    releaseSignals(complete ? o.completedBeforeSignal : undefined);
+    await releaseSignals(complete ? o.completedBeforeSignal : undefined);
   }
 }
 

@@ -622,7 +622,7 @@ describe('cert-utility store commands (transcripts)', function () {
       expect((await cu(o('import-store', '--in', 'id.bin', '--bundle-passphrase-file', 'bundle-pass', '--force'))).status).to.equal(0);
     });
 
-    it('a Ctrl-C during the write of a change waits for it and says it was made; one before the write stops with nothing changed', async () => {
+    it('a Ctrl-C during the write of a change waits for it and says it was made, even one handled once the write ended; one before the write stops with nothing changed', async () => {
       writeFileSync(join(tmp.dir, 'held.key'), randomBytes(32));
       expect((await cu(['create-store', '--store', 'held-store', '--key-file', 'held.key'])).status).to.equal(0);
       // The child waits on its signal, never on a clock (see it); the limit only keeps a signal that
@@ -638,6 +638,11 @@ describe('cert-utility store commands (transcripts)', function () {
       expect(during.stderr).to.contain('cert-utility: SIGINT came as the store was being changed: "held" version 1 was stored; stopping');
       expect(during.stdout).to.equal('');
       expect(await held()).to.deep.equal([1]);
+      // Sent during the write and handled only after it ended: still held, and said, not lost.
+      const racing = child('racing');
+      expect([racing.status, racing.signal], racing.stderr).to.deep.equal([null, 'SIGINT']);
+      expect(racing.stderr).to.contain('cert-utility: SIGINT came as the store was being changed: "held" version 2 was stored; stopping');
+      expect(await held()).to.deep.equal([1, 2]);
     });
 
     it('rekeys to a new passphrase; the old one then fails with exit 4', async () => {
