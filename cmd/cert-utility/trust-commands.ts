@@ -11,7 +11,7 @@ import { checkWritable, makePrivateDir, readFileLimited, realFilePath, refuseOwn
 import { createPolicyCert, domainOfPolicyOrganization, issueAdmissionCert, parseCertificate, platformProblem, readCertificate, toPem, validatePolicyCert } from '../../lib/pki/index.ts';
 import { loadPolicy, makePolicy, sameKey } from '../../lib/policy/index.ts';
 import { generateSimulatedPlatform, platformCertificate, TEST_PLATFORM_WARNING } from '../../lib/attest/index.ts';
-import { AUTHORITY_PLATFORM, endsWithPolicyCert, initTrust, noRenewalPast, ROLE_PLATFORM_PREFIX } from '../../lib/certifier/index.ts';
+import { AUTHORITY_PLATFORM, endsWithPolicyCert, initTrust, noRenewalPast, platformWarnings, ROLE_PLATFORM_PREFIX } from '../../lib/certifier/index.ts';
 import { checkRoleName, issueRoleCert } from '../../lib/keyservice/roles.ts';
 import { storeFiles } from '../common/io.ts';
 import { openToCertify } from '../common/new-store.ts';
@@ -159,6 +159,8 @@ export function addTrustCommands(program: Command): void {
       });
       await writeFileAtomic(o.out, bytes, { exclusive: !o.force, mode: 0o644 });
       const policy = loadPolicy(bytes, pc.publicKey);
+      // As simpleserver will say at start: a platform trusted that none of the measurements can admit.
+      for (const line of platformWarnings(policy, now)) warn(P, `in the policy written, ${line}`);
       return { json: { out: o.out, statements: policy.statements }, text: [`wrote ${printableName(o.out)}:`, ...policy.statements.map((s) => `  ${s}`)] };
     },
     // Before anything is read, and all of a --check-only run (deployment-setup.sh asks before making a key).

@@ -446,7 +446,7 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
       });
     });
 
-    it('make-policy warns of a measurement no trusted platform can produce (its length), and writes the policy', async () => {
+    it('make-policy warns of a measurement no trusted platform can produce (its length), and of a trusted platform no measurement can admit, and writes the policy', async () => {
       const policy = ['--policy-key', 'policy-key.pem', '--policy-cert', 'policy-cert.pem'];
       const simulated = await cu(['make-policy', ...policy, '--trust-platform', 'platform/platform-cert.pem', '--trust-measurement', 'ab'.repeat(48), '--out', 'odd-1.bin']);
       expect(simulated.status, simulated.stderr).to.equal(0);
@@ -457,6 +457,12 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
       const both = await cu(['make-policy', ...policy, '--trust-platform', 'platform/platform-cert.pem', '--trust-amd-root', 'milan', '--snp-min-tcb', '3:0:8:115', '--trust-measurement', M, '--trust-measurement', 'ab'.repeat(48), '--out', 'odd-3.bin']);
       expect(both.status, both.stderr).to.equal(0);
       expect(both.stderr).to.not.contain('which no platform');
+      expect(both.stderr).to.not.contain('every machine of it will be refused');
+      // Both platforms trusted, a measurement for only one: the other admits nothing, as simpleserver will say at start.
+      const one = await cu(['make-policy', ...policy, '--trust-platform', 'platform/platform-cert.pem', '--trust-amd-root', 'milan', '--snp-min-tcb', '3:0:8:115', '--trust-measurement', M, '--out', 'odd-4.bin']);
+      expect(one.status, one.stderr).to.equal(0);
+      expect(one.stderr).to.contain('in the policy written, platform amd-sev-snp: the policy trusts no 48-byte measurement, the size of its machines\': every machine of it will be refused (MEASUREMENT_NOT_TRUSTED)');
+      expect(one.stderr).to.not.contain('platform simulated-enclave');
     });
 
     it('make-policy refuses a measurement, a platform key or an AMD root named twice (USAGE), in any spelling', async () => {
