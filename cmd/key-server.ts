@@ -143,7 +143,7 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
         : undefined;
       return {
         json: await runUntilSignal(P, server, o.json === true, {
-          log, closed: async () => { await audit.close(); logEnd('audit-closed'); }, ...(reload ? { reload } : { nothingToReload: 'started without --acl (restart with --acl to use one)' }), ...(backup ? { backup } : { nothingToBackUp: pg ? 'a PostgreSQL replica backs nothing up itself: back the database up with its own tools' : 'started without --backup-dir (restart with --backup-dir to use one)' }),
+          log, closed: async () => { await audit.close(); logEnd('audit-closed'); }, ...(pg ? { fatal: pg.idTaken } : {}), ...(reload ? { reload } : { nothingToReload: 'started without --acl (restart with --acl to use one)' }), ...(backup ? { backup } : { nothingToBackUp: pg ? 'a PostgreSQL replica backs nothing up itself: back the database up with its own tools' : 'started without --backup-dir (restart with --backup-dir to use one)' }),
         }),
       };
     } finally {
@@ -164,7 +164,7 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
   .addOption(choice('--backend <kind>', 'where keys are stored: level (DATA) or postgres (shared by replicas)', ['level', 'postgres']).default('level'))
   .option('--pg-url <url>', `PostgreSQL URL (better: set ${PG_URL_ENV}, so no password shows in argv)`)
   .option('--pg-pool-size <n>', 'PostgreSQL connections this replica may hold (default 10)', intInRange(1, 1000))
-  .option('--replica-id <id>', 'this replica\'s name in its audit file and logs: 1 to 64 letters, digits, ".", "_" or "-"', replicaIdArg, hostname().replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 64) || 'replica')
+  .option('--replica-id <id>', 'this replica\'s name in its audit file and logs, its own among the live replicas of the database: 1 to 64 letters, digits, ".", "_" or "-"', replicaIdArg, hostname().replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 64) || 'replica')
   .option('--allow-replica-join', 'release the storage key to machines certified with this server\'s own measurement (key-server join)');
 
 storeOptions(subcommand<JsonOption & ProtectionOptions & { domain: string; policyCert: string; from: string; force?: boolean }>(program, 'join',

@@ -54,6 +54,8 @@ export interface RunOptions {
   graceMs?: number;
   /** Run once the server has closed, before it says it stopped (key-server closes its audit log and logs where the chain ends). */
   closed?: () => Promise<void>;
+  /** A reason to stop without a signal (a replica whose id another took): the server stops as on SIGTERM, then fails with it. */
+  fatal?: Promise<CertifierError>;
 }
 
 /** Announces the address on stdout, then waits for a signal and closes gracefully. */
@@ -98,7 +100,7 @@ export async function runUntilSignal(program: string, server: ChannelServer, jso
   // line may signal it at once.
   const { host, port } = server.address;
   if (!stoppedEarly) process.stdout.write(json ? JSON.stringify({ ok: true, listening: { host, port } }) + '\n' : `listening ${host}:${port}\n`);
-  const signal = stoppedEarly ?? (await signalled);
+  const stop: NodeJS.Signals | CertifierError = stoppedEarly ?? (await Promise.race([signalled, ...(o.fatal ? [o.fatal] : [])]));
   process.off('SIGHUP', onHangup);
   process.off('SIGUSR1', onUser1);
   // Stopping: too late to reload or back up, and no reason to die at once.
@@ -108,12 +110,13 @@ export async function runUntilSignal(program: string, server: ChannelServer, jso
   // (a FIFO, a hung mount) must not keep a stop signal from stopping the server.
   const stuck = await Promise.race([Promise.all(queues.values()).then(() => false), new Promise<boolean>((r) => setTimeout(() => r(true), TASK_GRACE_MS).unref())]);
   if (stuck) warn(program, `a reload or backup still running after ${TASK_GRACE_MS / 1000} s is abandoned: stopping`);
-  note(program, `${signal}: finishing requests in flight, then stopping`);
+  note(program, `${typeof stop === 'string' ? stop : `[${stop.code}]`}: finishing requests in flight, then stopping`);
   await server.close(o.graceMs ?? 10_000);
   await o.closed?.();
   note(program, 'stopped');
   // The abandoned task may hold a thread in a read that never returns, which would keep the
   // process alive: once the result is written, it exits.
   if (stuck) setTimeout(() => process.exit(), 500).unref();
-  return { stopped: signal };
+  if (typeof stop !== 'string') throw stop;
+  return { stopped: stop };
 }

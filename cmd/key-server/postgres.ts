@@ -1,11 +1,13 @@
 // `key-server serve --backend postgres`: where the database URL comes from (the environment
 // first, so a password need not appear in argv or ps), the replica's name, the lock on its own
-// data directory (its audit log must have one writer), and the shared backend itself.
+// data directory (its audit log must have one writer), the lock on its name in the database (one
+// live replica per --replica-id), and the shared backend itself.
 
 import { InvalidArgumentError } from 'commander';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { loadPg, PgBackend } from '../../lib/keyservice/pg-backend.ts';
 import { lockDataDir } from '../../lib/keyservice/replica.ts';
+import { ReplicaIdLock } from '../../lib/keyservice/pg-replica-lock.ts';
 import { fileError, readFileLimited } from '../../lib/files/index.ts';
 import { warn } from '../common/cli.ts';
 
@@ -23,6 +25,8 @@ export interface OpenedPostgres {
   replicaId: string;
   /** The database, password removed, for the start-up line. */
   describe: string;
+  /** Settles when another replica took this one's id while its lock's connection was down: stop serving. */
+  idTaken: Promise<CertifierError>;
   close(): Promise<void>;
   /** close, for a start refused before it served: removes the --data this start made (DataDirLock). */
   closeUnused(): Promise<void>;
@@ -218,23 +222,37 @@ export async function pgUrlOf(program: string, o: PostgresOptions): Promise<stri
   return url;
 }
 
-/** Opens the backend at `url` (from pgUrlOf) for replica o.replicaId (checked by replicaIdArg), holding --data's lock. */
+/**
+ * Opens the backend at `url` (from pgUrlOf) for replica o.replicaId (checked by replicaIdArg),
+ * holding --data's lock and then the id's on the database (REPLICA_ID_IN_USE while another live
+ * replica holds it), both before anything is read or written there.
+ */
 export async function openPostgres(url: string, o: PostgresOptions, log: (r: object) => void): Promise<OpenedPostgres> {
   const lock = await lockDataDir(o.data);
+  const replicaLog = (r: object) => log({ ...r, replica: o.replicaId });
+  let idLock: ReplicaIdLock | undefined;
   let backend: PgBackend;
   try {
-    backend = await PgBackend.open({ url, ...(o.pgPoolSize ? { poolSize: o.pgPoolSize } : {}), log: (r) => log({ ...r, replica: o.replicaId }) });
+    idLock = await ReplicaIdLock.take({ url, replicaId: o.replicaId, log: replicaLog });
+    const held = idLock;
+    backend = await PgBackend.open({ url, ...(o.pgPoolSize ? { poolSize: o.pgPoolSize } : {}), log: replicaLog, gate: () => held.refusal() });
   } catch (e) {
+    await idLock?.release();
     await lock.releaseUnused();
     throw e;
   }
+  const idLockHeld = idLock;
   const closeThen = (unlock: () => Promise<void>) => async () => {
     try {
       await backend.close();
     } finally {
+      await idLockHeld.release();
       await unlock();
     }
   };
   // closeUnused: a start refused before it served leaves no --data it made, as with LevelDB.
-  return { backend, replicaId: o.replicaId, describe: `${redactUrl(url)} (replica ${o.replicaId})`, close: closeThen(lock.release), closeUnused: closeThen(lock.releaseUnused) };
+  return {
+    backend, replicaId: o.replicaId, describe: `${redactUrl(url)} (replica ${o.replicaId})`, idTaken: idLockHeld.taken,
+    close: closeThen(lock.release), closeUnused: closeThen(lock.releaseUnused),
+  };
 }

@@ -26,6 +26,7 @@ export const ErrorCodes = {
   STORE_NOT_FOUND: ExitStatus.failed,
   STORE_EXISTS: ExitStatus.failed,
   STORE_LOCKED: ExitStatus.failed,
+  REPLICA_ID_IN_USE: ExitStatus.failed,     // a key-server replica's --replica-id is held by another live replica on its database
   ADDRESS_IN_USE: ExitStatus.failed,        // a server's port is taken by another process
   ADDRESS_NOT_PERMITTED: ExitStatus.failed, // a server may not listen there (a port below 1024 without the right)
   STORE_FORMAT: ExitStatus.failed,

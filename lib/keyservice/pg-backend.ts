@@ -64,6 +64,8 @@ export interface PgBackendOptions {
   log?: (record: { event: string; [k: string]: unknown }) => void;
   /** How often a connection in use reads the storage key and schema version again (default 30 s; tests). */
   recheckMs?: number;
+  /** Asked before each use of the database: an error to refuse it with (the replica's id lock is not held). */
+  gate?: () => CertifierError | undefined;
 }
 
 /**
@@ -118,7 +120,7 @@ export class PgBackend implements KeyBackend {
   /** When each connection last read the bound key and the schema version (monotonic ms, since the key was bound). */
   private readonly checked = new WeakMap<PoolClient, number>();
 
-  private constructor(private readonly pool: Pool, private readonly recheckMs = RECHECK_MS) {}
+  private constructor(private readonly pool: Pool, private readonly recheckMs = RECHECK_MS, private readonly gate?: () => CertifierError | undefined) {}
 
   /** Connects, creates or upgrades the schema, and returns the backend. */
   static async open(o: PgBackendOptions): Promise<PgBackend> {
@@ -128,7 +130,7 @@ export class PgBackend implements KeyBackend {
       query_timeout: timeout, statement_timeout: timeout, idle_in_transaction_session_timeout: 2 * timeout,
       idleTimeoutMillis: 30_000, keepAlive: true, application_name: 'key-server',
     });
-    const b = new PgBackend(pool, o.recheckMs);
+    const b = new PgBackend(pool, o.recheckMs, o.gate);
     // A connection that dies while idle (database restarted, network cut) is reported here and
     // dropped by the pool; without a listener the 'error' event would end the process.
     pool.on('error', (e) => o.log?.({ event: 'storage-connection-lost', code: b.failure(e).code, detail: e.message }));
@@ -266,6 +268,8 @@ export class PgBackend implements KeyBackend {
    */
   private async acquire(): Promise<PoolClient> {
     this.checkOpen();
+    const refused = this.gate?.();
+    if (refused) throw refused;
     let client: PoolClient;
     try {
       client = await this.pool.connect();

@@ -14,6 +14,9 @@ import type { MachineIdentity } from '../../lib/certifier/index.ts';
 import { run } from '../support/helpers.ts';
 import { Domain, expectFailure, expectSuccess, sleep, startServer, type KeyServer, type Machine } from '../e2e/domain.ts';
 import { PgBackend } from '../../lib/keyservice/pg-backend.ts';
+import { replicaLockKey } from '../../lib/keyservice/pg-replica-lock.ts';
+import { hostname } from 'node:os';
+import pg from 'pg';
 import { findPgBin, PG_MISSING, PgServer } from './pg-server.ts';
 
 const bin = findPgBin();
@@ -39,9 +42,9 @@ if (!bin) {
     const clients: KeyClient[] = [];
 
     /** Starts a replica; the URL goes in --pg-url or, as the README recommends, the environment. */
-    async function startReplica(m: Machine, id: string, o: { urlInEnv?: string; allowJoin?: boolean } = {}): Promise<KeyServer> {
+    async function startReplica(m: Machine, id: string, o: { urlInEnv?: string; allowJoin?: boolean; defaultId?: boolean } = {}): Promise<KeyServer> {
       const data = d.path(`${id}-data`);
-      const args = ['serve', '--backend', 'postgres', '--replica-id', id, '--domain', d.name, '--policy-cert', d.policyCertFile, '--data', data, '--listen', '127.0.0.1:0', ...m.storeArgs];
+      const args = ['serve', '--backend', 'postgres', ...(o.defaultId ? [] : ['--replica-id', id]), '--domain', d.name, '--policy-cert', d.policyCertFile, '--data', data, '--listen', '127.0.0.1:0', ...m.storeArgs];
       if (!o.urlInEnv) args.push('--pg-url', url);
       if (o.allowJoin) args.push('--allow-replica-join');
       // startServer passes this process's environment on; set the variable only for the spawn.
@@ -171,6 +174,59 @@ if (!bin) {
       expect(expectSuccess(await run('key-server', [...joinArgs(ks3, r1), '--json'])).json()).to.include({ outcome: 'already', keyId: deployment });
     });
 
+    it('refuses a second live replica under an id a live one holds (machines cloned from one image), before it serves; frees the id of one killed at once; stops one whose id another took', async () => {
+      // Two machines cloned from one image: the same host name, so the same default --replica-id.
+      const id = hostname().replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 64) || 'replica';
+      const [a, b] = await Promise.all([d.certify('clone-a', 'key-server'), d.certify('clone-b', 'key-server')]);
+      expectSuccess(await run('key-server', joinArgs(a, r1)));
+      let cloneA = await startReplica(a, 'clone-a', { defaultId: true, allowJoin: true });
+      expect(cloneA.child.stderr).to.contain(`(replica ${id})`);
+      // join takes no replica id and holds no lock: a clone may join from the replica whose id it shares.
+      expectSuccess(await run('key-server', joinArgs(b, cloneA)));
+      const cloneData = d.path('clone-b-data');
+      const serveB = ['serve', '--backend', 'postgres', '--pg-url', url, '--domain', d.name, '--policy-cert', d.policyCertFile, '--data', cloneData, '--listen', '127.0.0.1:0', ...b.storeArgs];
+      const refused = await run('key-server', serveB);
+      expectFailure(refused, 1, 'REPLICA_ID_IN_USE');
+      expect(refused.out, 'it never listened').to.equal('');
+      expect(refused.stderr).to.contain(`holds --replica-id ${id} on this database (its connection from 127.0.0.1, since `).and.contain('give each replica its own --replica-id');
+      expect(existsSync(cloneData), 'the --data the refused start made').to.equal(false);
+      // Killed, its id is free again at once: the same replica starts again.
+      expect((await cloneA.child.stop('SIGKILL')).signal).to.equal('SIGKILL');
+      cloneA = await startReplica(a, 'clone-a', { defaultId: true });
+      // Its lock's connection ends while another takes the id: it stops, saying so, and exits 1.
+      const other = new pg.Client({ connectionString: url });
+      await other.connect();
+      try {
+        const mark = cloneA.child.mark();
+        // The database closed to new connections meanwhile, so the test takes the id before the clone can.
+        await pgs.psql('postgres', 'ALTER DATABASE keys ALLOW_CONNECTIONS false');
+        try {
+          await other.query(`SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE application_name = left('key-server-lock ${id}', 63)`);
+          await cloneA.child.waitForLog(/ replica-lock-retry-failed /, mark);
+          await other.query(`SELECT pg_advisory_lock(${replicaLockKey(id)})`);
+        } finally {
+          await pgs.psql('postgres', 'ALTER DATABASE keys ALLOW_CONNECTIONS true');
+        }
+        expect(await cloneA.child.waitForLog(/ replica-id-taken /, mark)).to.contain(`took --replica-id ${id}`);
+        const exit = await cloneA.child.exited;
+        expect(exit.code, cloneA.child.stderr).to.equal(1);
+        expect(cloneA.child.stderr.slice(mark)).to.contain('[REPLICA_ID_IN_USE]');
+      } finally {
+        await other.end();
+      }
+      // Once the holder is gone, the clone serves under the id.
+      const cloneB = await startReplica(b, 'clone-b', { defaultId: true });
+      await cloneB.child.stop();
+    });
+
+    it('takes its id again when the database ends the lock\'s connection, and serves on', async () => {
+      const mark = r1.child.mark();
+      expect(await psql("SELECT count(*) FROM (SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE application_name = 'key-server-lock r1') t")).to.equal('1\n');
+      await r1.child.waitForLog(/ replica-lock-lost .*replica=r1/, mark);
+      await r1.child.waitForLog(/ replica-lock-retaken .*replica=r1/, mark);
+      expect(await (await connect(r1)).store('after-lock-lost', randomBytes(8))).to.equal(1);
+    });
+
     it('retrieves through one replica a key stored through the other', async () => {
       const key = randomBytes(32);
       expect(expectSuccess(await d.kc(alice, r1, 'store', ['vhd/disk-1', '--in', '-'], key)).out).to.equal('stored vhd/disk-1 version 1\n');
@@ -223,6 +279,7 @@ if (!bin) {
       };
       const streams = [stream(c1, 'r1'), stream(c2, 'r2')];
       while (acked.size < 20) await sleep(20);
+      const marks = [r1.child.mark(), r2.child.mark()];
       await pgs.halt();
       const ackedBefore = acked.size;
       try {
@@ -236,7 +293,8 @@ if (!bin) {
       } finally {
         await pgs.resume();
       }
-      // The same processes serve again by themselves.
+      // The same processes serve again by themselves, once each holds its id again (tried every second).
+      for (const [i, r] of [r1, r2].entries()) await r.child.waitForLog(/ replica-lock-retaken /, marks[i], 30_000);
       const until = Date.now() + 30_000;
       const before = acked.size;
       while (acked.size < before + 10 && Date.now() < until) await sleep(50);
@@ -285,9 +343,14 @@ if (!bin) {
       const other = await PgBackend.open({ url: await pgs.createDatabase('other') });
       await other.bindStorageKey('22'.repeat(16));
       await other.close();
+      // Closed first: each replica connects again at once to take its id again (the lock's connection).
+      const marks = [r1.child.mark(), r2.child.mark()];
+      await pgs.psql('postgres', 'ALTER DATABASE keys ALLOW_CONNECTIONS false');
       await pgs.psql('postgres', "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'keys'");
       await pgs.psql('postgres', 'ALTER DATABASE keys RENAME TO keys_before');
       await pgs.psql('postgres', 'ALTER DATABASE other RENAME TO keys');
+      // Until then its requests are refused as UNREACHABLE; the id is taken on whatever database the URL reaches.
+      for (const [i, r] of [r1, r2].entries()) await r.child.waitForLog(/ replica-lock-retaken /, marks[i], 10_000);
       for (const r of [r1, r2]) expectFailure(await d.kc(alice, r, 'store', ['swapped', '--in', '-'], Buffer.from('x')), 4, 'WRONG_KEY');
       expect(await psql('SELECT count(*) FROM key_server_records')).to.equal('0\n');
       expect(r1.child.stderr).to.contain('the key database now records another storage key');

@@ -1,0 +1,160 @@
+// One live key-server replica per --replica-id on a PostgreSQL database. The id names the
+// replica's audit file (audit-ID.jsonl) and its log lines, and defaults to the host name, so
+// machines cloned from one image would otherwise serve side by side under one name, writing audit
+// files of one name that clash where they are shipped together.
+//
+// The id is held by a session-level advisory lock (pg_try_advisory_lock on a 64-bit key derived
+// from the id) on a connection of its own, outside the pool, kept open for the replica's life.
+// PostgreSQL drops the lock with its session: a replica that stops, crashes or is killed frees its
+// id at once (its machine's kernel closes the connection). A machine that vanished without closing
+// it (power cut, network cut) is noticed by the database's TCP keepalives, set short on this
+// session, within about half a minute.
+//
+// While serving, the lock's connection may drop (the database restarted, the backend terminated):
+// requests are then refused as UNREACHABLE (retryable) until the lock is taken again, tried at
+// once and then every second. If another replica took the id meanwhile, this one stops
+// (REPLICA_ID_IN_USE): two live replicas never answer under one id.
+
+import { createHash } from 'node:crypto';
+import type { Client } from 'pg';
+import { CertifierError } from '../errors/index.ts';
+import { loadPg } from './pg-backend.ts';
+import { storageError } from './pg-schema.ts';
+
+export interface ReplicaLockOptions {
+  url: string;
+  replicaId: string;
+  /** Events worth a log line (the lock lost and taken again). */
+  log?: (record: { event: string; [k: string]: unknown }) => void;
+  connectTimeoutMs?: number;
+  queryTimeoutMs?: number;
+  /** How long after a failed attempt the lock is tried again (default 1 s). */
+  retryMs?: number;
+  /** How often the held connection is asked whether it still answers (default 10 s). */
+  pingMs?: number;
+}
+
+/** The advisory lock key of a replica id: 64 bits of a hash of it, as a signed bigint (text). */
+export function replicaLockKey(replicaId: string): string {
+  const h = createHash('sha256').update(`key-server replica id\n${replicaId}`).digest();
+  return h.readBigInt64BE(0).toString();
+}
+
+/** What to do about an id another live replica holds, for the refusal at start and the stop. */
+function idInUse(replicaId: string, holder: string, now: boolean): CertifierError {
+  return new CertifierError('REPLICA_ID_IN_USE',
+    `another live key-server replica ${now ? 'took' : 'holds'} --replica-id ${replicaId} on this database${holder}: give each replica its own --replica-id (the default, the host name, is the same on machines cloned from one image). A replica that stopped frees its id at once; one whose machine vanished without closing its connection, within about 30 s`,
+    { details: { replicaId } });
+}
+
+export class ReplicaIdLock {
+  private client: Client | undefined;
+  private released = false;
+  private retry: NodeJS.Timeout | undefined;
+  private ping: NodeJS.Timeout | undefined;
+  private settle!: (e: CertifierError) => void;
+  /** Settles when another replica took the id while this one could not hold it: the server must stop. */
+  readonly taken: Promise<CertifierError> = new Promise((resolve) => (this.settle = resolve));
+
+  private constructor(private readonly o: ReplicaLockOptions, private readonly key: string) {}
+
+  /** Takes the id, or refuses with REPLICA_ID_IN_USE (a failure to reach the database as storageError at start). */
+  static async take(o: ReplicaLockOptions): Promise<ReplicaIdLock> {
+    const lock = new ReplicaIdLock(o, replicaLockKey(o.replicaId));
+    const outcome = await lock.attempt();
+    if (outcome === 'held') return lock;
+    throw outcome instanceof CertifierError ? outcome : idInUse(o.replicaId, outcome.holder, false);
+  }
+
+  /** Why a request is refused now: the id's lock is not held (its connection dropped). */
+  refusal(): CertifierError | undefined {
+    if (this.client) return undefined;
+    return new CertifierError('UNREACHABLE', `this replica lost the database connection holding its --replica-id ${this.o.replicaId} and is taking it again`, { details: { storage: 'postgres' } });
+  }
+
+  async release(): Promise<void> {
+    this.released = true;
+    clearTimeout(this.retry);
+    clearInterval(this.ping);
+    const c = this.client;
+    this.client = undefined;
+    await c?.end().catch(() => {});
+  }
+
+  /** One try: 'held', the holder of the id when another holds it, or the database's failure. */
+  private async attempt(): Promise<'held' | { holder: string } | CertifierError> {
+    const timeout = this.o.queryTimeoutMs ?? 5_000;
+    const client = new (await loadPg()).Client({
+      connectionString: this.o.url, connectionTimeoutMillis: this.o.connectTimeoutMs ?? 3_000, query_timeout: timeout, statement_timeout: timeout,
+      keepAlive: true, keepAliveInitialDelayMillis: 10_000, application_name: `key-server-lock ${this.o.replicaId}`,
+    });
+    client.on('error', () => {}); // reported through 'end'
+    try {
+      await client.connect();
+      // The database notices a client machine that vanished within 10 + 5 * 3 s, and frees the id.
+      await client.query('SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; SET tcp_keepalives_count = 3');
+      const [row] = (await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1::bigint) AS ok', [this.key])).rows;
+      if (!row?.ok) {
+        const holder = await this.holder(client);
+        await client.end().catch(() => {});
+        return { holder };
+      }
+    } catch (e) {
+      await client.end().catch(() => {});
+      return storageError(e, 'start');
+    }
+    if (this.released) {
+      await client.end().catch(() => {});
+      return 'held';
+    }
+    this.client = client;
+    client.once('end', () => this.lost(client, 'the connection ended'));
+    this.ping = setInterval(() => {
+      client.query('SELECT 1').catch((e: Error) => this.lost(client, e.message));
+    }, this.o.pingMs ?? 10_000).unref();
+    return 'held';
+  }
+
+  /** Where the holder connects from, for the refusal (best effort: its session may be hidden from this user). */
+  private async holder(client: Client): Promise<string> {
+    const high = Number(BigInt.asUintN(64, BigInt(this.key)) >> 32n);
+    const low = Number(BigInt.asUintN(32, BigInt(this.key)));
+    try {
+      const [h] = (await client.query<{ addr: string | null; since: Date | null }>(
+        `SELECT host(a.client_addr) AS addr, a.backend_start AS since FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+           WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1::bigint::oid AND l.objid = $2::bigint::oid AND l.objsubid = 1 AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())`,
+        [high, low])).rows;
+      if (!h || (!h.addr && !h.since)) return '';
+      return ` (its connection${h.addr ? ` from ${h.addr}` : ''}${h.since ? `, since ${h.since.toISOString()}` : ''})`;
+    } catch {
+      return '';
+    }
+  }
+
+  private lost(client: Client, why: string): void {
+    if (this.client !== client || this.released) return;
+    this.client = undefined;
+    clearInterval(this.ping);
+    client.end().catch(() => {});
+    this.o.log?.({ event: 'replica-lock-lost', detail: why, warning: 'requests are refused (UNREACHABLE) until this replica holds its --replica-id again' });
+    this.retake();
+  }
+
+  /** Tries to take the id again, at once and then every retryMs, until it is held, released, or another holds it. */
+  private retake(failures = 0): void {
+    void this.attempt().then((outcome) => {
+      if (this.released) return;
+      if (outcome === 'held') {
+        this.o.log?.({ event: 'replica-lock-retaken' });
+      } else if (outcome instanceof CertifierError) {
+        // Said once per loss: a database that is down is retried quietly until it is back.
+        if (failures === 0) this.o.log?.({ event: 'replica-lock-retry-failed', code: outcome.code, detail: outcome.message });
+        this.retry = setTimeout(() => this.retake(failures + 1), this.o.retryMs ?? 1_000);
+      } else {
+        const e = idInUse(this.o.replicaId, outcome.holder, true);
+        this.o.log?.({ event: 'replica-id-taken', code: e.code, detail: e.message, warning: 'this replica stops: another serves under its --replica-id' });
+        this.settle(e);
+      }
+    });
+  }
+}
