@@ -193,6 +193,7 @@ if (!bin) {
       // Killed, its id is free again at once: the same replica starts again.
       expect((await cloneA.child.stop('SIGKILL')).signal).to.equal('SIGKILL');
       cloneA = await startReplica(a, 'clone-a', { defaultId: true });
+      expectSuccess(await d.kc(alice, cloneA, 'store', ['clone-a/key', '--in', '-'], Buffer.from('x')));
       // Its lock's connection ends while another takes the id: it stops, saying so, and exits 1.
       const other = new pg.Client({ connectionString: url });
       await other.connect();
@@ -203,6 +204,8 @@ if (!bin) {
         try {
           await other.query(`SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE application_name = left('key-server-lock ${id}', 63)`);
           await cloneA.child.waitForLog(/ replica-lock-retry-failed /, mark);
+          // Meanwhile it answers nothing, though its pool still holds connections to the database.
+          expectFailure(await d.kc(alice, cloneA, 'retrieve', ['clone-a/key', '--out', '-']), 3, 'UNREACHABLE');
           await other.query(`SELECT pg_advisory_lock(${replicaLockKey(id)})`);
         } finally {
           await pgs.psql('postgres', 'ALTER DATABASE keys ALLOW_CONNECTIONS true');
