@@ -12,8 +12,10 @@
 //
 // While serving, the lock's connection may drop (the database restarted, the backend terminated):
 // requests are then refused as UNREACHABLE (retryable) until the lock is taken again, tried at
-// once and then every second. If another replica took the id meanwhile, this one stops
-// (REPLICA_ID_IN_USE): two live replicas never answer under one id.
+// once and then every second. Its own earlier session, cut off from it but not yet ended by the
+// database (a freeze, a partition), is not another replica: it is asked to end, and the lock tried
+// again. If another replica took the id meanwhile, this one stops (REPLICA_ID_IN_USE): two live
+// replicas never answer under one id.
 
 import { createHash } from 'node:crypto';
 import type { Client } from 'pg';
@@ -47,8 +49,18 @@ function idInUse(replicaId: string, holder: string, now: boolean): CertifierErro
     { details: { replicaId } });
 }
 
+/** Who holds an id this replica could not take. */
+interface Holder {
+  /** ' (its connection from ADDR, since TIME)', or '' where the database does not say. */
+  where: string;
+  /** This replica's own earlier session, cut off from it but not yet ended by the database. */
+  own?: boolean;
+}
+
 export class ReplicaIdLock {
   private client: Client | undefined;
+  /** The backend pid of the session that last held the id for this replica. */
+  private sessionPid: number | undefined;
   private released = false;
   private retry: NodeJS.Timeout | undefined;
   private ping: NodeJS.Timeout | undefined;
@@ -63,7 +75,7 @@ export class ReplicaIdLock {
     const lock = new ReplicaIdLock(o, replicaLockKey(o.replicaId));
     const outcome = await lock.attempt();
     if (outcome === 'held') return lock;
-    throw outcome instanceof CertifierError ? outcome : idInUse(o.replicaId, outcome.holder, false);
+    throw outcome instanceof CertifierError ? outcome : idInUse(o.replicaId, outcome.where, false);
   }
 
   /** Why a request is refused now: the id's lock is not held (its connection dropped). */
@@ -82,7 +94,7 @@ export class ReplicaIdLock {
   }
 
   /** One try: 'held', the holder of the id when another holds it, or the database's failure. */
-  private async attempt(): Promise<'held' | { holder: string } | CertifierError> {
+  private async attempt(): Promise<'held' | Holder | CertifierError> {
     const timeout = this.o.queryTimeoutMs ?? 5_000;
     const client = new (await loadPg()).Client({
       connectionString: this.o.url, connectionTimeoutMillis: this.o.connectTimeoutMs ?? 3_000, query_timeout: timeout, statement_timeout: timeout,
@@ -93,12 +105,13 @@ export class ReplicaIdLock {
       await client.connect();
       // The database notices a client machine that vanished within 10 + 5 * 3 s, and frees the id.
       await client.query('SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; SET tcp_keepalives_count = 3');
-      const [row] = (await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1::bigint) AS ok', [this.key])).rows;
+      const [row] = (await client.query<{ ok: boolean; pid: number }>('SELECT pg_try_advisory_lock($1::bigint) AS ok, pg_backend_pid() AS pid', [this.key])).rows;
       if (!row?.ok) {
         const holder = await this.holder(client);
         await client.end().catch(() => {});
-        return { holder };
+        return holder;
       }
+      this.sessionPid = row.pid;
     } catch (e) {
       await client.end().catch(() => {});
       return storageError(e, 'start');
@@ -109,25 +122,37 @@ export class ReplicaIdLock {
     }
     this.client = client;
     client.once('end', () => this.lost(client, 'the connection ended'));
+    // Asked whether it still answers, one question at a time (a frozen database answers none).
+    let asking = false;
     this.ping = setInterval(() => {
-      client.query('SELECT 1').catch((e: Error) => this.lost(client, e.message));
+      if (asking) return;
+      asking = true;
+      client.query('SELECT 1').then(() => void (asking = false), (e: Error) => this.lost(client, e.message));
     }, this.o.pingMs ?? 10_000).unref();
     return 'held';
   }
 
-  /** Where the holder connects from, for the refusal (best effort: its session may be hidden from this user). */
-  private async holder(client: Client): Promise<string> {
+  /**
+   * The session holding the id, as far as this user may see it: its backend pid (this replica's
+   * own earlier session, not yet gone, is not another replica) and where it connects from, for
+   * the refusal. An old session of this replica's is asked to end.
+   */
+  private async holder(client: Client): Promise<Holder> {
     const high = Number(BigInt.asUintN(64, BigInt(this.key)) >> 32n);
     const low = Number(BigInt.asUintN(32, BigInt(this.key)));
     try {
-      const [h] = (await client.query<{ addr: string | null; since: Date | null }>(
-        `SELECT host(a.client_addr) AS addr, a.backend_start AS since FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+      const [h] = (await client.query<{ pid: number; addr: string | null; since: Date | null }>(
+        `SELECT l.pid, host(a.client_addr) AS addr, a.backend_start AS since FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
            WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1::bigint::oid AND l.objid = $2::bigint::oid AND l.objsubid = 1 AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())`,
         [high, low])).rows;
-      if (!h || (!h.addr && !h.since)) return '';
-      return ` (its connection${h.addr ? ` from ${h.addr}` : ''}${h.since ? `, since ${h.since.toISOString()}` : ''})`;
+      if (!h) return { where: '' };
+      if (h.pid === this.sessionPid) {
+        await client.query('SELECT pg_terminate_backend($1)', [h.pid]).catch(() => {});
+        return { where: '', own: true };
+      }
+      return { where: h.addr || h.since ? ` (its connection${h.addr ? ` from ${h.addr}` : ''}${h.since ? `, since ${h.since.toISOString()}` : ''})` : '' };
     } catch {
-      return '';
+      return { where: '' };
     }
   }
 
@@ -146,12 +171,12 @@ export class ReplicaIdLock {
       if (this.released) return;
       if (outcome === 'held') {
         this.o.log?.({ event: 'replica-lock-retaken' });
-      } else if (outcome instanceof CertifierError) {
+      } else if (outcome instanceof CertifierError || outcome.own) {
         // Said once per loss: a database that is down is retried quietly until it is back.
-        if (failures === 0) this.o.log?.({ event: 'replica-lock-retry-failed', code: outcome.code, detail: outcome.message });
+        if (failures === 0) this.o.log?.({ event: 'replica-lock-retry-failed', ...(outcome instanceof CertifierError ? { code: outcome.code, detail: outcome.message } : { detail: 'its earlier session still holds the id (it was asked to end)' }) });
         this.retry = setTimeout(() => this.retake(failures + 1), this.o.retryMs ?? 1_000);
       } else {
-        const e = idInUse(this.o.replicaId, outcome.holder, true);
+        const e = idInUse(this.o.replicaId, outcome.where, true);
         this.o.log?.({ event: 'replica-id-taken', code: e.code, detail: e.message, warning: 'this replica stops: another serves under its --replica-id' });
         this.settle(e);
       }

@@ -7,6 +7,7 @@ import pg from 'pg';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { PgBackend, prefixEnd } from '../../lib/keyservice/pg-backend.ts';
 import { SCHEMA_VERSION } from '../../lib/keyservice/pg-schema.ts';
+import { ReplicaIdLock } from '../../lib/keyservice/pg-replica-lock.ts';
 import { KeyStore, MAX_KEY_VALUE_BYTES, storageKeyId } from '../../lib/keyservice/keystore.ts';
 import { randomBytes, SEAL_OVERHEAD } from '../../lib/crypto/index.ts';
 import type { KeyBackend } from '../../lib/keyservice/backend.ts';
@@ -463,6 +464,55 @@ if (!bin) {
         }
         expect((await b.get('k', 0))!.version).to.equal(1);
         expect((await b.append('k', (v) => recordFor('k', v))).version).to.equal(2);
+      });
+    });
+
+    describe('ReplicaIdLock: one live replica per id', () => {
+      it('refuses an id held by a live session (REPLICA_ID_IN_USE, naming the id and the holder\'s address), takes another, and frees it on release', async () => {
+        const url = await freshDb();
+        const a = await ReplicaIdLock.take({ url, replicaId: 'ks-a' });
+        const b = await ReplicaIdLock.take({ url, replicaId: 'ks-b' });
+        try {
+          const e = await rejects(ReplicaIdLock.take({ url, replicaId: 'ks-a' }), 'REPLICA_ID_IN_USE');
+          expect(e.message).to.contain('holds --replica-id ks-a on this database (its connection from 127.0.0.1, since ').and.contain('give each replica its own --replica-id');
+          await a.release();
+          await (await ReplicaIdLock.take({ url, replicaId: 'ks-a' })).release();
+        } finally {
+          await Promise.all([a.release(), b.release()]);
+        }
+      });
+
+      it('takes its id again after its own session stopped answering, once the database ended it, rather than stop as if another replica held it', async function () {
+        this.timeout(30_000);
+        const url = await freshDb();
+        const events: { event: string; detail?: unknown }[] = [];
+        const lock = await ReplicaIdLock.take({ url, replicaId: 'ks-frozen', log: (r) => events.push(r), pingMs: 200, queryTimeoutMs: 500, connectTimeoutMs: 1_000, retryMs: 100 });
+        let stopped = false;
+        void lock.taken.then(() => (stopped = true));
+        const waitFor = async (event: string) => {
+          for (const until = Date.now() + 10_000; !events.some((e) => e.event === event);) {
+            if (Date.now() > until) throw new Error(`no ${event}: ${JSON.stringify(events)}`);
+            await new Promise((r) => setTimeout(r, 50));
+          }
+        };
+        // Its session's backend frozen: the session holds the lock but never answers (as across a partition).
+        const pid = Number(await server.psql(`contract_${n}`, "SELECT pid FROM pg_stat_activity WHERE application_name = 'key-server-lock ks-frozen'", ['-tA']));
+        process.kill(pid, 'SIGSTOP');
+        try {
+          await waitFor('replica-lock-lost');
+          expect(lock.refusal()?.code).to.equal('UNREACHABLE');
+          await waitFor('replica-lock-retry-failed');
+          expect(events.find((e) => e.event === 'replica-lock-retry-failed')!.detail).to.contain('its earlier session still holds the id');
+        } finally {
+          process.kill(pid, 'SIGCONT');
+        }
+        try {
+          await waitFor('replica-lock-retaken');
+          expect(lock.refusal()).to.equal(undefined);
+          expect(stopped, JSON.stringify(events)).to.equal(false);
+        } finally {
+          await lock.release();
+        }
       });
     });
   });
