@@ -1,6 +1,8 @@
 // Several key-server replicas over one shared database: how a new replica receives the storage
 // key the others seal records with (`key-server join`), and the local lock that keeps two
-// replicas from sharing one data directory (and so one audit log file).
+// replicas from sharing one data directory (and so one audit log file). The lock that keeps two
+// live replicas from sharing one --replica-id is in the database (pg-replica-lock.ts); join takes
+// neither.
 //
 // The storage key never travels except here: a replica started with --allow-replica-join answers
 // a retrieve of the reserved storage-key name with the key, and only when the peer's admission
