@@ -136,12 +136,29 @@ function readVarint(bytes: Uint8Array, at: number): [bigint, number] {
   return [-1n, bytes.length]; // not reached: protobufjs has decoded these bytes already
 }
 
-/** The wire type each field type travels as (a repeated number may also come packed, as 2). */
+/** The wire type each field type travels as (a repeated number may also come packed, as 2); messages travel as 2. */
+const WIRE_TYPES: Record<string, number> = {
+  double: 1, fixed64: 1, sfixed64: 1, float: 5, fixed32: 5, sfixed32: 5, string: 2, bytes: 2,
+  int32: 0, uint32: 0, sint32: 0, int64: 0, uint64: 0, sint64: 0, bool: 0,
+};
+
 function wireTypeOf(type: string): number {
-  if (['double', 'fixed64', 'sfixed64'].includes(type)) return 1;
-  if (['float', 'fixed32', 'sfixed32'].includes(type)) return 5;
-  if (['string', 'bytes'].includes(type)) return 2;
-  return ['int32', 'uint32', 'sint32', 'int64', 'uint64', 'sint64', 'bool'].includes(type) ? 0 : 2; // messages
+  return WIRE_TYPES[type] ?? 2;
+}
+
+/**
+ * A varint at `at` whose value is below 2^28 (at most 4 bytes, the last without its high bit):
+ * the value and the position after it, or undefined for a longer one (read with readVarint).
+ * Every 32-bit field's range holds such a value, so most are judged without a BigInt.
+ */
+function shortVarint(bytes: Uint8Array, at: number): [number, number] | undefined {
+  let v = 0;
+  for (let i = at, shift = 0; i < bytes.length && i < at + 4; i++, shift += 7) {
+    const b = bytes[i]!;
+    v |= (b & 0x7f) << shift;
+    if (b < 0x80) return [v, i + 1];
+  }
+  return undefined;
 }
 
 /**
@@ -158,12 +175,18 @@ function outOfRange(type: protobuf.Type, bytes: Uint8Array, depth: number, stric
     const field = type.fieldsById[tag >>> 3];
     const wire = tag & 7;
     if (strict && !field) return `field ${tag >>> 3} is not part of ${type.name}`;
-    const expected = field && (field.resolvedType instanceof protobuf.Enum ? 0 : wireTypeOf(field.type));
-    if (strict && field && wire !== expected && !(field.repeated && wire === 2 && expected !== 2)) {
-      return `${field.name} has wire type ${wire}, not ${expected}`;
+    if (strict && field) {
+      const expected = field.resolvedType instanceof protobuf.Enum ? 0 : wireTypeOf(field.type);
+      if (wire !== expected && !(field.repeated && wire === 2 && expected !== 2)) return `${field.name} has wire type ${wire}, not ${expected}`;
     }
     const range = field && wire === 0 ? RANGES[field.type] : undefined;
     if (range) {
+      // Below 2^28: inside both ranges, no BigInt needed.
+      const short = shortVarint(bytes, reader.pos);
+      if (short) {
+        reader.pos = short[1];
+        continue;
+      }
       const [raw, next] = readVarint(bytes, reader.pos);
       reader.pos = next;
       // A negative int32 travels as the 64-bit two's complement.
