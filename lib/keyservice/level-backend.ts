@@ -16,9 +16,9 @@
 // used most recently are kept (STATE_NAMES): an evicted name's versions are read from disk again
 // at its next use, exactly as after a restart, so memory does not grow with the names stored.
 //
-// Records recently read are kept as they are on disk (sealed: metadata and ciphertext, never a
-// value) in a small cache, so a name asked for again and again costs no trip to LevelDB's thread
-// pool. A version, once written, never changes and is never reused, so only a delete can make a
+// Records recently read are kept sealed (metadata and ciphertext, never a value), already
+// decoded and checked against their key, in a small cache, so a name asked for again and again
+// costs no trip to LevelDB's thread pool and no second decode. A version, once written, never changes and is never reused, so only a delete can make a
 // cached record stale; every delete drops its versions from the cache, and a read that overlapped
 // a delete caches nothing.
 //
@@ -68,7 +68,7 @@ const RECORD = 'r!';
 /** The sealed-record cache: at most this many records and bytes (a record over the byte budget is never cached). */
 const CACHE_RECORDS = 4096;
 const CACHE_BYTES = 4 * 1024 * 1024;
-const CACHE_ENTRY_OVERHEAD = 160; // the key string and the Map entry, roughly
+const CACHE_ENTRY_OVERHEAD = 256; // the key string, the Map entry and the decoded record around the ciphertext, roughly
 /** Versions of one name a listing walks key by key before it jumps to the name's last one. */
 const VERSIONS_WALKED = 4;
 const MARK = 'h!';
@@ -121,10 +121,9 @@ function decodeRecord(name: string, version: number, raw: Uint8Array): StoredRec
   return { name, version, type: valueType, exportable: m.exportable ?? false, timeEntered, size, ciphertext };
 }
 
-/** The record with a ciphertext of its own, not a view into bytes the cache keeps. */
+/** A copy of the record with a ciphertext of its own: the caller may change neither the cache's record nor its bytes. */
 function ownCiphertext(r: StoredRecord): StoredRecord {
-  r.ciphertext = new Uint8Array(r.ciphertext); // a copy (a Buffer's slice() would be a view)
-  return r;
+  return { ...r, ciphertext: new Uint8Array(r.ciphertext) }; // a copy (a Buffer's slice() would be a view)
 }
 
 /** Makes `dir` (0700) if missing; the first directory it made, if any (see makeDirs). */
@@ -175,8 +174,9 @@ export class LevelBackend implements KeyBackend {
   private readonly queues = new Map<string, Promise<void>>();
   private closed = false;
   private backup: Promise<unknown> | undefined;
-  private readonly sealed = new LruMap<string, Uint8Array>(CACHE_RECORDS, {
-    weigh: (raw) => raw.length + CACHE_ENTRY_OVERHEAD, maxWeight: CACHE_BYTES,
+  private readonly sealed = new LruMap<string, StoredRecord>(CACHE_RECORDS, {
+    // The ciphertext is a view into the record's bytes as read, which it keeps alive whole.
+    weigh: (r) => r.ciphertext.buffer.byteLength + r.name.length + CACHE_ENTRY_OVERHEAD, maxWeight: CACHE_BYTES,
   });
   /** Counts delete starts and ends: a read that saw it change may have read what is being deleted. */
   private deletes = 0;
@@ -316,12 +316,14 @@ export class LevelBackend implements KeyBackend {
     if (v === 0) return undefined;
     const key = recordKey(name, v);
     const hit = this.sealed.get(key);
-    if (hit) return ownCiphertext(decodeRecord(name, v, hit));
+    if (hit) return ownCiphertext(hit);
     const deletes = this.deletes;
     let raw: Uint8Array | undefined = await this.db.get(key);
     if (raw !== undefined && deletes === this.deletes && !this.closed) {
       // Its own bytes, not a view that would keep a larger buffer alive.
-      this.sealed.set(key, raw.byteLength === raw.buffer.byteLength ? raw : new Uint8Array(raw));
+      const record = decodeRecord(name, v, raw.byteLength === raw.buffer.byteLength ? raw : new Uint8Array(raw));
+      this.sealed.set(key, record);
+      return ownCiphertext(record);
     }
     if (raw === undefined && version === 0) {
       // A delete of the latest version landed between reading the cache and reading the record:

@@ -547,6 +547,23 @@ describe('LevelBackend', () => {
     }
   });
 
+  it('hands out each cached record as a copy: what one reader changes, the next does not see', async () => {
+    const b = await LevelBackend.open(dir);
+    try {
+      const stored = await b.append('copied', (v) => recordFor('copied', v));
+      const first = (await b.get('copied', 0))!; // read from disk, and cached
+      const second = (await b.get('copied', 0))!; // from the cache
+      for (const r of [first, second]) {
+        r.ciphertext.fill(0);
+        r.type = 'other';
+        r.size = -1;
+      }
+      expect(await b.get('copied', 0)).to.deep.equal(stored);
+    } finally {
+      await b.close();
+    }
+  });
+
   it('lists from one snapshot: a delete between finding the latest keys and reading them drops no name', async () => {
     const b = await LevelBackend.open(dir);
     const db = (b as unknown as { db: { getMany: (keys: string[], o: object) => Promise<unknown[]> } }).db;
