@@ -8,22 +8,40 @@ import { note, warn } from './cli.ts';
 
 // Spaces, quotes and "=" would blur where a value ends; control and format characters (C0, C1,
 // bidirectional overrides) in a name a client chose could rewrite how the line looks on a terminal.
-const needsQuoting = (v: string) => /[\s"=]/.test(v) || readsAsAnother(v);
+// Printable ASCII but those three (most values: names, codes, hex, addresses) is known to be safe
+// with one test, before the Unicode ones.
+const PLAIN = /^[!#-<>-~]*$/;
+const needsQuoting = (v: string) => !PLAIN.test(v) && (/[\s"=]/.test(v) || readsAsAnother(v));
 
-/** Renders a log record as one line: "prog: 2026-11-26T16:40:00Z event key=value ...". */
-export function logLine(program: string, json: boolean) {
-  return (r: object): void => {
-    const record = { time: new Date().toISOString(), ...r };
-    if (json) {
-      process.stderr.write(visibleJson(record) + '\n');
-      return;
+let isoMs = NaN;
+let iso = '';
+/** Now as RFC 3339, made once per millisecond (a busy server logs many lines in one). */
+function nowIso(): string {
+  const ms = Date.now();
+  if (ms !== isoMs) [isoMs, iso] = [ms, new Date(ms).toISOString()];
+  return iso;
+}
+
+/** A log record as the line logLine writes, newline included. */
+export function renderLogLine(program: string, json: boolean): (r: object) => string {
+  return (r: object): string => {
+    const own = r as Record<string, unknown>;
+    if (json) return `${visibleJson({ time: nowIso(), ...r })}\n`;
+    // As { time: now, ...r }: a record's own time, if it has one, is the line's.
+    let fields = '';
+    for (const k of Object.keys(own)) {
+      const v = own[k];
+      if (k === 'time' || k === 'event' || v === undefined) continue;
+      fields += `${fields ? ' ' : ''}${k}=${typeof v === 'string' ? (needsQuoting(v) ? visibleJson(v) : v) : typeof v === 'object' && v !== null ? visibleJson(v) : String(v)}`;
     }
-    const { time, event, ...rest } = record as Record<string, unknown>;
-    const fields = Object.entries(rest)
-      .filter(([, v]) => v !== undefined)
-      .map(([k, v]) => `${k}=${typeof v === 'string' ? (needsQuoting(v) ? visibleJson(v) : v) : typeof v === 'object' && v !== null ? visibleJson(v) : String(v)}`);
-    process.stderr.write(`${program}: ${time} ${String(event)} ${fields.join(' ')}\n`);
+    return `${program}: ${Object.hasOwn(own, 'time') ? String(own.time) : nowIso()} ${String(own.event)} ${fields}\n`;
   };
+}
+
+/** Writes a log record as one line on stderr: "prog: 2026-11-26T16:40:00Z event key=value ...". */
+export function logLine(program: string, json: boolean) {
+  const render = renderLogLine(program, json);
+  return (r: object): void => void process.stderr.write(render(r));
 }
 
 /** What cmd/bin/launch.js keeps of a server's signals before it serves. */

@@ -2,7 +2,7 @@
 // bidirectional-format characters a client chose, rewrite how it looks on a terminal.
 
 import { expect } from 'chai';
-import { logLine } from '../../cmd/common/server.ts';
+import { logLine, renderLogLine } from '../../cmd/common/server.ts';
 
 function rendered(record: object, json = false): string {
   const write = process.stderr.write;
@@ -36,5 +36,34 @@ describe('server log lines (text)', () => {
     const json = rendered({ event: 'request', resource: 'a/\u202eevil\u2029\u0085' }, true);
     expect(json).not.to.match(/[\u0080-\u009f\u2028\u2029\u202a-\u202e]/);
     expect(JSON.parse(json).resource).to.equal('a/\u202eevil\u2029\u0085');
+  });
+
+  // Each record and its line (after "key-server: TIME "), or the whole line where the record names its time.
+  const LINES: [object, string][] = [
+    [{ event: 'closed' }, 'closed \n'],
+    [{ event: 'request', conn: 'c1', version: 0, role: undefined, ok: true, ms: 12 }, 'request conn=c1 version=0 ok=true ms=12\n'],
+    [{ event: 'request', resource: '', code: 'NOT_FOUND', remote: '127.0.0.1:4711', peerSerial: '0a1b' }, 'request resource= code=NOT_FOUND remote=127.0.0.1:4711 peerSerial=0a1b\n'],
+    [{ event: 'request', a: 'has space', b: 'x=y', c: 'q"', d: 'tab\tin', e: { k: 1 }, f: null }, 'request a="has space" b="x=y" c="q\\"" d="tab\\tin" e={"k":1} f=null\n'],
+    [{ event: 'request', composed: 'caf\u00e9', decomposed: 'cafe\u0301', symbol: '\u2126' }, 'request composed=caf\u00e9 decomposed="cafe\\u0301" symbol="\\u2126"\n'],
+    [{ event: 'started', time: 'T0', port: 1 }, 'key-server: T0 started port=1\n'],
+  ];
+
+  it('renders each catalogued record as its line, the time first', () => {
+    const render = renderLogLine('key-server', false);
+    for (const [record, expected] of LINES) {
+      const line = render(record);
+      if (expected.startsWith('key-server: ')) expect(line).to.equal(expected);
+      else expect(line.replace(/^key-server: \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z /, '')).to.equal(expected);
+    }
+  });
+
+  it('stamps lines with the time they are made, to the millisecond', async () => {
+    const render = renderLogLine('key-server', false);
+    const before = Date.now();
+    const first = Date.parse(render({ event: 'a' }).split(' ')[1]!);
+    await new Promise((r) => setTimeout(r, 5));
+    const second = Date.parse(render({ event: 'b' }).split(' ')[1]!);
+    expect(first).to.be.at.least(before).and.at.most(Date.now());
+    expect(second - first).to.be.at.least(4);
   });
 });
