@@ -26,6 +26,7 @@ import { AuditLog } from '../../lib/keyservice/audit.ts';
 import { LevelBackend } from '../../lib/keyservice/level-backend.ts';
 import { startKeyServer } from '../../lib/keyservice/server.ts';
 import type { Cryptstore } from '../../cryptstore/index.ts';
+import { renderLogLine } from '../../cmd/common/server.ts';
 import { certifiedStore, issueLeaf, machineIdentity, makeDomain, presentedIdentity, type Leaf } from './domain.ts';
 import { measureKeyServerMemory } from './keyserver-memory.ts';
 import { formatStages, retrieveStages } from './keyserver-stages.ts';
@@ -68,9 +69,11 @@ section(
       store = await certifiedStore(domain, serverLeaf, join(dir, 'store'), join(dir, 'store.key'));
       backend = await LevelBackend.open(join(dir, 'data'));
       audit = await AuditLog.open(join(dir, 'data', 'audit.jsonl'));
-      // The CLI renders one log line per request; rendering (not printing) it keeps that cost.
+      // key-server serve writes one log line per request (text, on stderr): rendering it with the
+      // program's own renderer, not printing it, keeps that cost.
       let logged = 0;
-      const log = (r: object) => void (logged += JSON.stringify({ time: new Date().toISOString(), ...r }).length);
+      const render = renderLogLine('key-server', false);
+      const log = (r: object) => void (logged += render(r).length);
       const ks = await startKeyServer({ store, domain: domain.name, policyCert: domain.policyCert, backend, audit, host: '127.0.0.1', port: 0, limits: LIMITS, log });
       servers.push(ks.server);
       // The same server without its audit log (not something key-server serve can run): what the
@@ -151,7 +154,7 @@ section(
       const names = `${cfg.names.toLocaleString('en-US')} names`;
 
       const per = (s: { median: number }) => (1000 / s.median).toFixed(3);
-      ctx.note(`rows 1-2: key-server in this process (startKeyServer, LevelBackend, synced audit log, no ACL; its log lines rendered, not printed: ${(logged / 2 ** 20).toFixed(1)} MiB), KeyClient pinning its measurement; baseline: lib/channel serve/connect, mutual TLS 1.3, P-256 admission certificates of the same P-256 policy key, no verifyPeer on either end`);
+      ctx.note(`rows 1-2: key-server in this process (startKeyServer, LevelBackend, synced audit log, no ACL; its log lines rendered by key-server's renderer, not printed: ${(logged / 2 ** 20).toFixed(1)} MiB), KeyClient pinning its measurement; baseline: lib/channel serve/connect, mutual TLS 1.3, P-256 admission certificates of the same P-256 policy key, no verifyPeer on either end`);
       ctx.note(`row 1: ${CLIENTS} concurrent clients, a new connection and a new client certificate per operation, the client closes; per operation on this shared thread: retrieve ${per(perConn.subject)} ms, mTLS + echo ${per(perConn.baseline)} ms`);
       ctx.note(`row 2: ${IN_FLIGHT} requests in flight on one connection (the server starts a connection's requests in order, its reads running alongside each other; their answers wait for their audit records together, group-committed, and leave in order); per operation: retrieve ${per(piped.subject)} ms, echo ${per(piped.baseline)} ms`);
       // What the audit alone allows: every answer waits for a synced write, and a connection with
