@@ -169,9 +169,15 @@ export class KeyService {
         const read = this.execute(req);
         const reads = this.readsOf(conn);
         reads.add(read);
-        const done = () => void reads.delete(read);
-        read.then(done, done);
-        return { later: read.then(allow, refuse).then((a) => (a instanceof Uint8Array ? a : a.later)) };
+        // One step once the backend has answered: the read is no longer running, and its answer
+        // (bytes, or a promise of them once audited) is made.
+        const answered = (a: Uint8Array | LaterAnswer) => (a instanceof Uint8Array ? a : a.later);
+        return {
+          later: read.then(
+            (executed) => (reads.delete(read), answered(allow(executed))),
+            (e: unknown) => (reads.delete(read), answered(refuse(e))),
+          ),
+        };
       }
       const reads = this.reads.get(conn);
       if (reads?.size) await Promise.allSettled([...reads]);
@@ -286,10 +292,13 @@ export class KeyService {
    * outside the window is refused, as a new connection would be.
    */
   private checkValidity(peer: ValidatedPeer): void {
-    const now = this.now();
+    // Compared as numbers: this runs per request, and the Date for the messages is made only for a refusal.
+    const ms = this.config.now ? this.config.now().getTime() : Date.now();
     const start = peer.validFrom; // the leaf's start, or the policy certificate's if later
     const end = peer.validUntil; // the leaf's end, or the policy certificate's if sooner
-    const clock = () => `(checked at ${now.toISOString()} by the key-server's clock)`; // made only for a refusal: this runs per request
+    if (ms >= Number(start) && ms <= Number(end)) return; // Number(): NaN, and so the full check, for a peer without dates
+    const now = new Date(ms);
+    const clock = () => `(checked at ${now.toISOString()} by the key-server's clock)`;
     if (now < start) throw new CertifierError('CERT_EXPIRED', `the client's certificate (or the policy certificate above it) is not valid before ${start.toISOString()} ${clock()}`);
     if (now > end) throw new CertifierError('CERT_EXPIRED', `the client's certificate (or the policy certificate above it) ended at ${end.toISOString()}, after this connection was opened ${clock()}`);
   }
