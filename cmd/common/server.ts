@@ -3,6 +3,7 @@
 
 import type { ChannelServer } from '../../lib/channel/index.ts';
 import { CertifierError } from '../../lib/errors/index.ts';
+import { isoNow } from '../../lib/util/clock.ts';
 import { readsAsAnother, visibleJson } from '../../lib/wire/index.ts';
 import { note, warn } from './cli.ts';
 
@@ -13,20 +14,11 @@ import { note, warn } from './cli.ts';
 const PLAIN = /^[!#-<>-~]*$/;
 const needsQuoting = (v: string) => !PLAIN.test(v) && (/[\s"=]/.test(v) || readsAsAnother(v));
 
-let isoMs = NaN;
-let iso = '';
-/** Now as RFC 3339, made once per millisecond (a busy server logs many lines in one). */
-function nowIso(): string {
-  const ms = Date.now();
-  if (ms !== isoMs) [isoMs, iso] = [ms, new Date(ms).toISOString()];
-  return iso;
-}
-
 /** A log record as the line logLine writes, newline included. */
 export function renderLogLine(program: string, json: boolean): (r: object) => string {
   return (r: object): string => {
     const own = r as Record<string, unknown>;
-    if (json) return `${visibleJson({ time: nowIso(), ...r })}\n`;
+    if (json) return `${visibleJson({ time: isoNow(), ...r })}\n`;
     // As { time: now, ...r }: a record's own time, if it has one, is the line's.
     let fields = '';
     for (const k of Object.keys(own)) {
@@ -34,7 +26,7 @@ export function renderLogLine(program: string, json: boolean): (r: object) => st
       if (k === 'time' || k === 'event' || v === undefined) continue;
       fields += `${fields ? ' ' : ''}${k}=${typeof v === 'string' ? (needsQuoting(v) ? visibleJson(v) : v) : typeof v === 'object' && v !== null ? visibleJson(v) : String(v)}`;
     }
-    return `${program}: ${Object.hasOwn(own, 'time') ? String(own.time) : nowIso()} ${String(own.event)} ${fields}\n`;
+    return `${program}: ${Object.hasOwn(own, 'time') ? String(own.time) : isoNow()} ${String(own.event)} ${fields}\n`;
   };
 }
 

@@ -79,17 +79,29 @@ export function lineOf(canon: string, prev: string, hash: string): string {
 
 /** Why an entry's fields are malformed (as written by us or read back), or undefined. */
 export function fieldProblem(r: Record<string, unknown>): string | undefined {
-  const text = (k: string, required: boolean) => {
+  // Loops, not arrays of candidate problems: this runs for every record appended.
+  const problem = textProblem(r, 'time', true) ?? textProblem(r, 'action', true);
+  if (problem) return problem;
+  for (const k of OPTIONAL_TEXT) {
+    const p = textProblem(r, k, false);
+    if (p) return p;
+  }
+  for (const k of COUNTS) {
     const v = r[k];
-    if (v === undefined) return required ? `${k} is missing` : undefined;
-    if (typeof v !== 'string') return `${k} is not a string`;
-    if (v.length > MAX_FIELD) return `${k} is longer than ${MAX_FIELD} characters`;
-    if (required && v.length === 0) return `${k} is empty`;
-    return undefined;
-  };
-  return text('time', true) ?? text('action', true) ?? OPTIONAL_TEXT.map((k) => text(k, false)).find((p) => p !== undefined) ??
-    (['version', 'deleted'] as const).map((k) => (r[k] !== undefined && !(Number.isInteger(r[k]) && (r[k] as number) >= 0) ? `${k} is not a non-negative integer` : undefined)).find((p) => p !== undefined) ??
-    (r.decision !== 'allow' && r.decision !== 'deny' && r.decision !== 'challenge' ? 'decision is not "allow", "deny" or "challenge"' : undefined);
+    if (v !== undefined && !(Number.isInteger(v) && (v as number) >= 0)) return `${k} is not a non-negative integer`;
+  }
+  return r.decision !== 'allow' && r.decision !== 'deny' && r.decision !== 'challenge' ? 'decision is not "allow", "deny" or "challenge"' : undefined;
+}
+
+const COUNTS = ['version', 'deleted'] as const;
+
+function textProblem(r: Record<string, unknown>, k: string, required: boolean): string | undefined {
+  const v = r[k];
+  if (v === undefined) return required ? `${k} is missing` : undefined;
+  if (typeof v !== 'string') return `${k} is not a string`;
+  if (v.length > MAX_FIELD) return `${k} is longer than ${MAX_FIELD} characters`;
+  if (required && v.length === 0) return `${k} is empty`;
+  return undefined;
 }
 
 /** Checks one line against the chain so far; returns its hash, or the problem. */

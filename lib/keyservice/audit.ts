@@ -29,6 +29,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { CertifierError } from '../errors/index.ts';
 import { describeErrno, diskErrno, realFilePath, syncDir, writeFileAtomic } from '../files/index.ts';
+import { isoNow } from '../util/clock.ts';
 import { visibleJson } from '../wire/index.ts';
 import { type AuditEntry, type AuditRecord, auditHash, canonicalFields, fieldProblem, lineOf, startProblem } from './audit-line.ts';
 import {
@@ -290,7 +291,7 @@ export class AuditLog {
   append(entry: AuditEntry): Promise<AuditRecord> {
     if (this.closed) return Promise.reject(new CertifierError('INTERNAL', 'the audit log is closed'));
     if (this.broken && !this.resumed()) return Promise.reject(this.failure(this.broken));
-    const kept = canonicalFields(entry as unknown as Record<string, unknown>, this.seq + 1, entry.time ?? new Date().toISOString());
+    const kept = canonicalFields(entry as unknown as Record<string, unknown>, this.seq + 1, entry.time ?? isoNow());
     const problem = fieldProblem(kept);
     if (problem) return Promise.reject(new CertifierError('INVALID_INPUT', `audit entry: ${problem}`));
     // seq, prev and hash are fixed now, synchronously, so lines are chained in call order.
