@@ -98,6 +98,9 @@ class Connection<P> implements ClientConnection<P> {
   private heldTimer: NodeJS.Timeout | undefined;
   private answered = 0;
   private timer: NodeJS.Timeout | undefined;
+  /** The timer is the one for answers: it fires at answerDue (performance.now()), or waits on to a later one. */
+  private answerTimer = false;
+  private answerDue = 0;
   private settleReady!: (e?: CertifierError) => void;
 
   constructor(
@@ -230,10 +233,28 @@ class Connection<P> implements ClientConnection<P> {
     }
   }
 
+  /**
+   * The answer now waited for is due readTimeoutMs from now. Pipelined answers arrive many to a
+   * read: rather than a timer replaced per answer, the one armed moves its due time, and on
+   * firing waits out what is left of it.
+   */
   private armResponseTimer(): void {
-    const ms = this.limits.readTimeoutMs;
-    this.arm(ms, () => timeoutError('waiting for an answer from', this.target, ms));
+    this.answerDue = performance.now() + this.limits.readTimeoutMs;
+    if (this.answerTimer) return;
+    this.clearTimer();
+    this.answerTimer = true;
+    this.timer = setTimeout(this.answerLate, this.limits.readTimeoutMs);
   }
+
+  private readonly answerLate = (): void => {
+    const left = this.answerDue - performance.now();
+    if (left > 0) {
+      this.timer = setTimeout(this.answerLate, left);
+      return;
+    }
+    const ms = this.limits.readTimeoutMs;
+    this.fail(timeoutError('waiting for an answer from', this.target, ms));
+  };
 
   private arm(ms: number, error: () => CertifierError): void {
     this.clearTimer();
@@ -243,6 +264,7 @@ class Connection<P> implements ClientConnection<P> {
   private clearTimer(): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
+    this.answerTimer = false;
   }
 
   /**

@@ -303,6 +303,27 @@ describe('channel: limits and timeouts', () => {
     }
   });
 
+  it('gives each answer readTimeoutMs from when it is the one waited for: the second of two, after the first came late, times out then, not with the first one\'s time', async () => {
+    let requests = 0;
+    const slow = await rawServer((s) => s.on('data', () => {
+      // Answers only the first request, after 150 ms; never the second.
+      if (requests++ === 0) setTimeout(() => s.write(Buffer.concat([prefix(2), Buffer.from('ok')])), 150);
+    }));
+    try {
+      const conn = await connect({ host: '127.0.0.1', port: slow.port, plain: true, limits: { readTimeoutMs: 250 } });
+      const first = conn.request(bytes('one'));
+      const second = conn.request(bytes('two'));
+      const settled = second.then(() => 'answered', (e: { code?: string }) => e.code);
+      expect(text(await first)).to.equal('ok');
+      const answeredAt = performance.now();
+      expect(await settled).to.equal('TIMEOUT');
+      const waited = performance.now() - answeredAt;
+      expect(waited, 'the second answer got its own 250 ms').to.be.at.least(200).and.below(1_000);
+    } finally {
+      await slow.stop();
+    }
+  });
+
   it('gives the client UNREACHABLE (exit 3) for a closed port or an unknown host', async () => {
     const gone = await rawServer(() => {});
     await gone.stop();
