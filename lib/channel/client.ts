@@ -97,6 +97,7 @@ class Connection<P> implements ClientConnection<P> {
   private held: Uint8Array[] | undefined;
   private heldTimer: NodeJS.Timeout | undefined;
   private answered = 0;
+  private corked = false;
   private timer: NodeJS.Timeout | undefined;
   /** The timer is the one for answers: it fires at answerDue (performance.now()), or waits on to a later one. */
   private answerTimer = false;
@@ -167,9 +168,28 @@ class Connection<P> implements ClientConnection<P> {
     if (this.held) {
       this.held.push(frame);
       this.heldTimer ??= setTimeout(() => this.release(), VERDICT_WAIT_MS);
-    } else this.socket.write(frame);
+    } else this.send(frame);
     return promise;
   }
+
+  /**
+   * Writes a request. Requests made together (a pipelining caller answering a batch of answers
+   * with as many new requests) leave in one TLS record and one system call, not one each: the
+   * socket is corked until the current tick's work is done, as the server does for its answers.
+   */
+  private send(frame: Uint8Array): void {
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(this.uncork);
+    }
+    this.socket.write(frame);
+  }
+
+  private readonly uncork = (): void => {
+    this.corked = false;
+    this.socket.uncork();
+  };
 
   /** Sends the requests held for the server's verdict on our certificate, and any later at once. */
   private release(): void {
@@ -177,7 +197,7 @@ class Connection<P> implements ClientConnection<P> {
     this.held = undefined;
     clearTimeout(this.heldTimer);
     if (this.failure) return;
-    for (const frame of frames ?? []) this.socket.write(frame);
+    for (const frame of frames ?? []) this.send(frame);
   }
 
   /** Idempotent: every call waits for the same close. */
