@@ -296,7 +296,8 @@ export class KeyService {
     const ms = this.config.now ? this.config.now().getTime() : Date.now();
     const start = peer.validFrom; // the leaf's start, or the policy certificate's if later
     const end = peer.validUntil; // the leaf's end, or the policy certificate's if sooner
-    if (ms >= Number(start) && ms <= Number(end)) return; // Number(): NaN, and so the full check, for a peer without dates
+    // getTime, not Number(date) (a Symbol.toPrimitive call); a peer without dates gets the full check.
+    if (start !== undefined && end !== undefined && ms >= start.getTime() && ms <= end.getTime()) return;
     const now = new Date(ms);
     const clock = () => `(checked at ${now.toISOString()} by the key-server's clock)`;
     if (now < start) throw new CertifierError('CERT_EXPIRED', `the client's certificate (or the policy certificate above it) is not valid before ${start.toISOString()} ${clock()}`);
