@@ -26,6 +26,8 @@ export function encodeFrame(body: Uint8Array, limit = DEFAULT_FRAME_LIMIT): Uint
  */
 export class FrameDecoder {
   private chunks: Uint8Array[] = [];
+  /** Bytes of chunks[0] already returned: read past, not sliced off (a pipelined chunk holds many frames). */
+  private offset = 0;
   private buffered = 0;
   private expected = -1; // body length of the frame being read, -1 while reading the header
   private failure: CertifierError | undefined; // set once a frame is refused; rethrown from then on
@@ -49,8 +51,7 @@ export class FrameDecoder {
     for (;;) {
       if (this.expected < 0) {
         if (this.buffered < HEADER) break;
-        const header = this.take(HEADER);
-        const length = new DataView(header.buffer, header.byteOffset, HEADER).getUint32(0, true);
+        const length = this.takeHeader();
         if (length > this.limit) {
           this.failure = new CertifierError('FRAME_TOO_LARGE', `peer announced a ${length}-byte message; the limit is ${this.limit}`);
           throw this.failure;
@@ -73,27 +74,46 @@ export class FrameDecoder {
     }
   }
 
+  /** The next 4 bytes as a little-endian length, read in place when one chunk holds them. */
+  private takeHeader(): number {
+    const first = this.chunks[0]!;
+    const o = this.offset;
+    if (first.length - o < HEADER) {
+      const h = this.take(HEADER);
+      return (h[0]! | (h[1]! << 8) | (h[2]! << 16) | (h[3]! << 24)) >>> 0;
+    }
+    this.advance(first, HEADER);
+    return (first[o]! | (first[o + 1]! << 8) | (first[o + 2]! << 16) | (first[o + 3]! << 24)) >>> 0;
+  }
+
+  /** Moves past `n` bytes of the first chunk, dropping it once all of it is read. */
+  private advance(first: Uint8Array, n: number): void {
+    this.offset += n;
+    this.buffered -= n;
+    if (this.offset === first.length) {
+      this.chunks.shift();
+      this.offset = 0;
+    }
+  }
+
   private take(n: number): Uint8Array {
     if (n === 0) return new Uint8Array(0); // an empty body: there may be no chunk left to slice
     const first = this.chunks[0]!;
-    let out: Uint8Array;
-    if (first.length >= n) {
-      out = first.subarray(0, n);
-      if (first.length === n) this.chunks.shift();
-      else this.chunks[0] = first.subarray(n);
-    } else {
-      out = new Uint8Array(n);
-      let filled = 0;
-      while (filled < n) {
-        const c = this.chunks[0]!;
-        const k = Math.min(c.length, n - filled);
-        out.set(c.subarray(0, k), filled);
-        filled += k;
-        if (k === c.length) this.chunks.shift();
-        else this.chunks[0] = c.subarray(k);
-      }
+    const o = this.offset;
+    if (first.length - o >= n) {
+      const out = first.subarray(o, o + n);
+      this.advance(first, n);
+      return out;
     }
-    this.buffered -= n;
+    const out = new Uint8Array(n);
+    let filled = 0;
+    while (filled < n) {
+      const c = this.chunks[0]!;
+      const k = Math.min(c.length - this.offset, n - filled);
+      out.set(c.subarray(this.offset, this.offset + k), filled);
+      filled += k;
+      this.advance(c, k);
+    }
     return out;
   }
 }
