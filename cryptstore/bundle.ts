@@ -97,26 +97,32 @@ export const MAX_BUNDLE_ENTRIES = MAX_BUNDLE_BYTES / BUNDLE_OVERHEAD_PER_ENTRY;
 export async function exportStore(
   store: Cryptstore, passphrase: Uint8Array, cost?: ScryptCost, tags?: string[], o: { leaveOut?: (tag: string) => boolean } = {},
 ): Promise<{ bundle: Uint8Array; entries: EntryInfo[]; leftOut: string[] }> {
-  let infos = (await store.list()).filter((e) => e.exportable);
-  let leftOut: string[] = [];
-  if (tags?.length) {
-    const missing = tags.filter((t) => !infos.some((e) => e.tag === t));
-    if (missing.length) throw new CertifierError('INVALID_INPUT', `no exportable item is tagged ${missing.map((t) => JSON.stringify(t)).join(', ')}`);
-    infos = infos.filter((e) => tags.includes(e.tag));
-  } else if (o.leaveOut) {
-    // Tags that only the asking say go (a machine's identity): a bundle of everything leaves them out.
-    leftOut = [...new Set(infos.map((e) => e.tag).filter(o.leaveOut))];
-    infos = infos.filter((e) => !o.leaveOut!(e.tag));
-  }
-  const bytes = infos.reduce((n, e) => n + e.size + BUNDLE_OVERHEAD_PER_ENTRY, 0);
-  if (bytes > MAX_BUNDLE_BYTES) {
-    throw new CertifierError('INVALID_INPUT', `the exportable items hold about ${bytes} bytes, and a bundle holds at most ${MAX_BUNDLE_BYTES} (import-store reads it whole): export them in parts with --tag`);
-  }
-  const entries: Entry[] = [];
+  // One pass, each record decrypted once: which entries go is known only once each is opened
+  // (the exportable flag is sealed with the value), and a value not taken is wiped at once.
+  const exportable = new Set<string>(); // the tags of exportable entries, taken or not
+  const leftOut = new Set<string>();
+  let bytes = 0;
+  const entries = await store.entriesWhere((e) => {
+    if (!e.exportable) return false;
+    exportable.add(e.tag);
+    if (tags?.length) {
+      if (!tags.includes(e.tag)) return false;
+    } else if (o.leaveOut?.(e.tag)) {
+      // Tags that only the asking say go (a machine's identity): a bundle of everything leaves them out.
+      leftOut.add(e.tag);
+      return false;
+    }
+    bytes += e.size + BUNDLE_OVERHEAD_PER_ENTRY;
+    if (bytes > MAX_BUNDLE_BYTES) {
+      throw new CertifierError('INVALID_INPUT', `the exportable items hold more than ${MAX_BUNDLE_BYTES} bytes (counting about ${BUNDLE_OVERHEAD_PER_ENTRY} for each beside its value), and a bundle holds at most that (import-store reads it whole): export them in parts with --tag`);
+    }
+    return true;
+  });
   try {
-    for (const i of infos) entries.push(await store.get(i.tag, i.version));
+    const missing = (tags ?? []).filter((t) => !exportable.has(t));
+    if (missing.length) throw new CertifierError('INVALID_INPUT', `no exportable item is tagged ${missing.map((t) => JSON.stringify(t)).join(', ')}`);
     const bundle = await sealBundle(entries, passphrase, cost);
-    return { bundle, entries: infos, leftOut };
+    return { bundle, entries: entries.map(({ blob, ...info }) => info), leftOut: [...leftOut] };
   } finally {
     wipe(...entries.map((e) => e.blob)); // each decrypted here, for this bundle alone
   }

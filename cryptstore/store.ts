@@ -297,12 +297,47 @@ export class Cryptstore {
 
   private async listAll(): Promise<EntryInfo[]> {
     const out: EntryInfo[] = [];
+    await this.eachEntry(({ blob, ...info }) => {
+      wipe(blob);
+      out.push(info);
+    });
+    return out;
+  }
+
+  /**
+   * The entries `keep` takes (told of each in key order, by what its record says), each record
+   * decrypted once: export reads its values in the same pass as it learns which are exportable
+   * (that flag is sealed with the value). The value of an entry not taken is wiped at once; if
+   * `keep` throws, so are those taken. The caller wipes the values it gets.
+   */
+  entriesWhere(keep: (info: EntryInfo) => boolean): Promise<Entry[]> {
+    return this.reopener.using(async () => {
+      const out: Entry[] = [];
+      try {
+        await this.eachEntry((e) => {
+          let taken = false;
+          try {
+            taken = keep(infoOf(e));
+          } finally {
+            if (taken) out.push(e);
+            else wipe(e.blob);
+          }
+        });
+        return out;
+      } catch (err) {
+        wipe(...out.map((e) => e.blob));
+        throw err;
+      }
+    });
+  }
+
+  /** Opens every entry in key order; INTEGRITY for one that does not open or a key that names no version. */
+  private async eachEntry(fn: (e: Entry) => void): Promise<void> {
     for await (const [key, raw] of this.db.iterator(L.ALL_ENTRIES)) {
       const k = L.parseEntryKey(key);
       if (!k) throw new CertifierError('INTEGRITY', 'the cryptstore holds a record with a damaged key');
-      out.push(this.checkEntry(k.tag, k.version, raw));
+      fn(this.openEntry(k.tag, k.version, raw));
     }
-    return out;
   }
 
   /** Decrypts and checks every record; never throws for a damaged record, reports it. */

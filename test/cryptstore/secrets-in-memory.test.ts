@@ -32,11 +32,11 @@ describe('cryptstore: values wiped once used', () => {
 
   it('export wipes each value it decrypted for the bundle, and import the bundle\'s plaintext, imported or refused', async () => {
     const read: Entry[] = [];
-    const get = s.get.bind(s);
-    s.get = async (tag, version) => {
-      const e = await get(tag, version);
-      read.push(e);
-      return e;
+    const entriesWhere = s.entriesWhere.bind(s);
+    s.entriesWhere = async (keep) => {
+      const entries = await entriesWhere(keep);
+      read.push(...entries);
+      return entries;
     };
     const { bundle } = await exportStore(s, utf8('bundle pass'), CHEAP);
     expect(read).to.have.length(2);

@@ -741,6 +741,38 @@ describe('cryptstore', () => {
       await other.close();
     });
 
+    it('export decrypts each record once, a non-exportable one included (its value wiped at once), and no other', async () => {
+      const s = await Cryptstore.create(dir, pass());
+      try {
+        await s.put('shared', utf8('s1'), { exportable: true });
+        await s.put('shared', utf8('s2'), { exportable: true });
+        await s.put('private', utf8('p1'));
+        await s.put('other', utf8('o1'), { exportable: true });
+        const opened: string[] = [];
+        const internals = s as unknown as { openEntry: (tag: string, version: number, raw: Uint8Array) => { tag: string; exportable: boolean; blob: Uint8Array } };
+        const openEntry = internals.openEntry.bind(s);
+        const privateValues: Uint8Array[] = [];
+        internals.openEntry = (tag, version, raw) => {
+          opened.push(`${tag}@${version}`);
+          const e = openEntry(tag, version, raw);
+          if (!e.exportable) privateValues.push(e.blob);
+          return e;
+        };
+        const all = await exportStore(s, utf8('bundle pass'), CHEAP);
+        expect(all.entries.map((e) => `${e.tag}@${e.version}`)).to.deep.equal(['other@1', 'shared@1', 'shared@2']);
+        expect(opened.sort()).to.deep.equal(['other@1', 'private@1', 'shared@1', 'shared@2']);
+        expect(privateValues.every((b) => b.every((x) => x === 0))).to.equal(true);
+        opened.length = 0;
+        const some = await exportStore(s, utf8('bundle pass'), CHEAP, ['shared']);
+        expect(some.entries.map((e) => `${e.tag}@${e.version}`)).to.deep.equal(['shared@1', 'shared@2']);
+        expect(opened).to.have.length(4);
+        const back = await openBundle(some.bundle, utf8('bundle pass'));
+        expect(back.map((e) => Buffer.from(e.blob).toString())).to.deep.equal(['s1', 's2']);
+      } finally {
+        await s.close();
+      }
+    });
+
     it('never gives a deleted version number to imported bytes without --force, and raises the mark past what it imports', async () => {
       const s = await Cryptstore.create(dir, pass());
       try {
@@ -830,7 +862,7 @@ describe('cryptstore', () => {
       }
     });
 
-    it('refuses to export a bundle larger than import reads (MAX_BUNDLE_BYTES), before reading any value', async () => {
+    it('refuses to export a bundle larger than import reads (MAX_BUNDLE_BYTES), reading no value past that size', async () => {
       const s = await Cryptstore.create(dir, new KeyFileProtector(randomBytes(32)), { durable: false });
       try {
         const blob = new Uint8Array(MAX_BLOB_BYTES);
