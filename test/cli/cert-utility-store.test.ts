@@ -708,10 +708,21 @@ describe('cert-utility store commands (transcripts)', function () {
   });
 
   it('makes a store again over a create-store that was interrupted, and explains such a store when opened', async () => {
-    const child = spawn(process.execPath, [join(ROOT, 'cmd/bin/cert-utility.js'), 'create-store', '--store', store, '--passphrase-file', passFile, '--scrypt-log-n', '20'], { cwd: tmp.dir });
-    await new Promise((r) => setTimeout(r, 1500)); // well into scrypt at 2^20
+    // Stopped while it derives the store's key (scrypt at 2^20: seconds), before anything is
+    // written: the signal goes once the child says the derivation has begun, not after a guessed time.
+    const env = { ...process.env, NODE_OPTIONS: `--import ${join(ROOT, 'test/support/announce-scrypt.mjs')}` };
+    const child = spawn(process.execPath, [join(ROOT, 'cmd/bin/cert-utility.js'), 'create-store', '--store', store, '--passphrase-file', passFile, '--scrypt-log-n', '20'], { cwd: tmp.dir, env });
+    const exited = new Promise<[number | null, NodeJS.Signals | null]>((r) => child.once('exit', (code, signal) => r([code, signal])));
+    let stderr = '';
+    await new Promise<void>((resolve, reject) => {
+      child.stderr.on('data', (d: Buffer) => {
+        stderr += d.toString();
+        if (stderr.includes('SCRYPT_STARTED\n')) resolve();
+      });
+      void exited.then(() => reject(new Error(`cert-utility ended before it began deriving the key: ${stderr}`)));
+    });
     child.kill('SIGINT');
-    await new Promise((r) => child.once('exit', r));
+    expect(await exited, stderr).to.deep.equal([null, 'SIGINT']);
     const open = await cu(withPass('list-items'));
     expect(open.status).to.equal(1);
     expect(open.stderr).to.match(/STORE_NOT_FOUND/);
