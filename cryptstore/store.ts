@@ -10,7 +10,7 @@
 import { CertifierError } from '../lib/errors/index.ts';
 import { LevelReopener, unmakeHeld } from '../lib/files/index.ts';
 import { isRfc3339 } from '../lib/policy/index.ts';
-import { open as aeadOpen, randomBytes, seal, toHex, wipe } from '../lib/crypto/index.ts';
+import { open as aeadOpen, bytesEqual, randomBytes, seal, toHex, wipe } from '../lib/crypto/index.ts';
 import {
   CRYPTSTORE_FORMAT_VERSION, ENTRY_TYPES, MAX_VERSION, checkCryptstoreEntry, decode, encode, encodeSecret,
   parseCryptstoreMetadata, shown, tagProblem, type CryptstoreEntry, type CryptstoreMetadata, type EntryType, type ValidEntry,
@@ -288,6 +288,28 @@ export class Cryptstore {
   async has(tag: string): Promise<boolean> {
     checkTag(tag);
     return this.reopener.using(async () => (await this.state(tag)).latest > 0);
+  }
+
+  /**
+   * The latest version of `tag` when it holds `blob`, else undefined, as the store on disk has it:
+   * asked after a put that failed with FILE_ERROR, which may have been made all the same. The
+   * database is reopened first (as before any change after a failed write), and LevelDB keeps
+   * then what its log holds, a write whose sync failed included. FILE_ERROR when it cannot be
+   * reopened, INTEGRITY when that latest record does not open.
+   */
+  async latestIf(tag: string, blob: Uint8Array): Promise<EntryInfo | undefined> {
+    checkTag(tag);
+    return this.exclusive(async () => {
+      const { latest } = await this.state(tag);
+      const raw = latest ? await this.db.get(L.entryKey(tag, latest)) : undefined;
+      if (raw === undefined) return undefined;
+      const { blob: held, ...info } = this.openEntry(tag, latest, raw);
+      try {
+        return bytesEqual(held, blob) ? info : undefined;
+      } finally {
+        wipe(held);
+      }
+    });
   }
 
   /** Metadata of every entry (every version of every tag), sorted by tag then version. */

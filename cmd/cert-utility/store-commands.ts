@@ -235,24 +235,40 @@ export function addStoreCommands(program: Command): void {
         ? await stageFiles([{ path: o.publicKeyOut, data: new TextEncoder().encode(publicPem), exclusive: !o.force, mode: 0o644 }])
         : [];
       let info;
+      let unsure: CertifierError | undefined;
       try {
         info = await withStore(P, o, async (s) => {
           await checkNewTag(o.tag, s);
+          const put = () => s.put(o.tag, serialized, { type: 'key-message-serialized-protobuf', exportable: o.exportable === true });
           // As key-client provision keeps files and tags: the file goes in place, then the key is
           // stored as commitAll's last step, signals held meanwhile. A name taken since the check
           // (link refuses it) stores nothing; a put that fails, or a signal before it, takes the
           // file away again. Only SIGKILL or power lost between the two leaves the public key
           // file without its key in the store; nothing can undo that.
+          // A put that fails on the disk (FILE_ERROR) may have been made all the same: the store,
+          // opened again, says whether, and the file goes or stays with the key. Where that cannot
+          // be learnt the file stays (a key without its public half could not be used), and the
+          // error says what to check.
           const stored = await commitAll(staged, {
-            finish: () => s.put(o.tag, serialized, { type: 'key-message-serialized-protobuf', exportable: o.exportable === true }),
+            finish: !o.publicKeyOut ? put : () => put().catch(async (e: unknown) => {
+              if (!(e instanceof CertifierError && e.code === 'FILE_ERROR')) throw e;
+              const found = await s.latestIf(o.tag, serialized).catch((why: unknown) => {
+                unsure = new CertifierError('FILE_ERROR', `${e.message}; whether it was could not be learnt (${(why as Error).message}): list-items shows whether ${shown(o.tag, 256)} has a new version; ${o.publicKeyOut} is kept, the public key of that version: remove it if the store does not hold one`, { cause: e });
+                return null;
+              });
+              if (found === undefined) throw new CertifierError('FILE_ERROR', `${e.message}; the store, opened again, does not hold it: nothing was stored, and ${o.publicKeyOut} was not kept`, { cause: e });
+              if (found) note(P, `the store reported a failed write of the key, but, opened again, the store holds it all the same (LevelDB had written it before its sync failed): ${shown(o.tag, 256)} version ${found.version}, its public key in ${o.publicKeyOut}`);
+              return found;
+            }),
             completedBeforeSignal: (signal) => note(P, `${signal} came as the key was being stored: it was stored${o.publicKeyOut ? `, and its public key written to ${o.publicKeyOut}` : ''}; stopping`),
           });
-          return stored!;
+          return stored;
         });
       } catch (e) {
         for (const f of staged) await f.file.discard();
         throw e;
       }
+      if (unsure || !info) throw unsure ?? new CertifierError('INTERNAL', 'generate-key: the key was neither stored nor refused');
       return {
         json: { item: info, keyType, ...(publicPem ? { publicKeyPem: publicPem } : {}) },
         text: [`generated ${keyType} key ${printableName(info.tag)} version ${info.version}`, ...(publicPem ? [publicPem.trimEnd()] : [])],

@@ -700,6 +700,32 @@ describe('cert-utility store commands (transcripts)', function () {
       expect(r.json().item.version).to.equal(1);
     });
 
+    it('keeps the key and its public key file together when the store reports a failed write: both when the key is in the store opened again, neither when it is not, and both, saying what to check, when that cannot be learnt', async () => {
+      const failing = (when: string, reopenFails = false) => ({ env: { NODE_OPTIONS: `--import ${join(ROOT, 'test/support/level-put-fails.mjs')}`, LEVEL_PUT_FAILS: when, ...(reopenFails ? { LEVEL_REOPEN_FAILS: '1' } : {}) } });
+      const generate = (tag: string, o: { env: Record<string, string> }, ...extra: string[]) => cu(withPass('generate-key', '--tag', tag, '--alg', 'p256', '--public-key-out', `${tag}.pub.pem`, ...extra), o);
+      const versions = async (tag: string) => (await cu(withPass('list-items', '--json'))).json().items.filter((i: { tag: string }) => i.tag === tag).map((i: { version: number }) => i.version);
+      // The write reached LevelDB's log and its sync failed: the store, opened again, holds the key.
+      const landed = await generate('landed', failing('after-write'), '--json');
+      expect(landed.status, landed.stderr).to.equal(0);
+      expect(landed.json().item).to.include({ tag: 'landed', version: 1 });
+      expect(landed.stderr).to.contain('the store holds it all the same');
+      expect(existsSync(join(tmp.dir, 'landed.pub.pem'))).to.equal(true);
+      expect(await versions('landed')).to.deep.equal([1]);
+      // Nothing was written: no key, no public key file.
+      const lost = await generate('lost', failing('before-write'));
+      expectFailure(lost, 1, 'FILE_ERROR');
+      expect(lost.stderr).to.contain('the store, opened again, does not hold it: nothing was stored');
+      expect(existsSync(join(tmp.dir, 'lost.pub.pem'))).to.equal(false);
+      expect(await versions('lost')).to.deep.equal([]);
+      // The store cannot be opened again to tell: the public key file stays, and the message says what to check.
+      const unknown = await generate('unknown', failing('after-write', true));
+      expectFailure(unknown, 1, 'FILE_ERROR');
+      expect(unknown.stderr).to.contain('list-items shows whether "unknown" has a new version');
+      expect(unknown.stderr).to.contain('unknown.pub.pem is kept');
+      expect(existsSync(join(tmp.dir, 'unknown.pub.pem'))).to.equal(true);
+      expect(await versions('unknown')).to.deep.equal([1]);
+    });
+
     it('takes the passphrase from CRYPTSTORE_PASSPHRASE', async () => {
       const env = { CRYPTSTORE_PASSPHRASE: 'correct horse battery staple' };
       expect((await cu(['put-item', '--store', store, '--tag', 'k', '--in', '-'], { input: 'env', env })).status).to.equal(0);
