@@ -73,6 +73,12 @@ export interface VerifyReport {
   problems: { key: string; problem: string }[];
 }
 
+/** What repair did to one record (its key as verify names it): "removed", or "replaced (versions from N on)". */
+export interface Repaired {
+  key: string;
+  done: string;
+}
+
 /** What a delete removed: versions, and records under the tag whose key named no version. */
 export interface Deleted {
   versions: number[];
@@ -357,7 +363,7 @@ export class Cryptstore {
   private async eachEntry(fn: (e: Entry) => void): Promise<void> {
     for await (const [key, raw] of this.db.iterator(L.ALL_ENTRIES)) {
       const k = L.parseEntryKey(key);
-      if (!k) throw new CertifierError('INTEGRITY', 'the cryptstore holds a record with a damaged key');
+      if (!k) throw new CertifierError('INTEGRITY', `the cryptstore holds a record with a damaged key (${shown(key, 256)}): verify-store names every such record, and verify-store --repair --yes removes them`);
       fn(this.openEntry(k.tag, k.version, raw));
     }
   }
@@ -381,7 +387,7 @@ export class Cryptstore {
           this.checkEntry(e.tag, e.version, raw);
           entries++;
           tags.add(e.tag);
-        } else if (key.startsWith(L.MARK_PREFIX)) {
+        } else if (key.startsWith(L.MARK_PREFIX) && !tagProblem(key.slice(L.MARK_PREFIX.length))) {
           this.openMark(key.slice(L.MARK_PREFIX.length), raw);
         } else {
           problems.push({ key: named, problem: unknownRecord(key) });
@@ -543,6 +549,44 @@ export class Cryptstore {
     });
   }
 
+  /**
+   * Clears what verify finds that no delete-item can: removes every record under a key this store
+   * never writes (no tag: `e!` without a NUL, a prefix it does not use, a tag no name may be; or a
+   * tag's key naming no version), and replaces each high-water mark that does not open with one at
+   * the highest version its tag's keys name, so the next put goes above every version present (the
+   * numbers deleted above those are forgotten with the mark: it cannot be read). One atomic batch.
+   * Never removes a record that opens under this store's key (an entry whose tag no name may be is
+   * removed only if it does not open), nor a damaged entry under a key it writes: that is
+   * delete-item's, by version. What it did, in key order; nothing is written if nothing is to do.
+   */
+  async repair(): Promise<Repaired[]> {
+    return this.exclusive(async () => {
+      const done: Repaired[] = [];
+      const ops: ({ type: 'del'; key: string } | { type: 'put'; key: string; value: Uint8Array })[] = [];
+      for await (const [key, raw] of this.db.iterator()) {
+        if (key === L.META_KEY) continue;
+        const entry = L.parseEntryKey(key);
+        const markTag = key.startsWith(L.MARK_PREFIX) ? key.slice(L.MARK_PREFIX.length) : undefined;
+        if (entry && !tagProblem(entry.tag)) continue; // ours, opening or not
+        if (markTag !== undefined && !tagProblem(markTag)) {
+          if (this.opens(() => this.openMark(markTag, raw))) continue;
+          const used = await this.highestNamed(markTag);
+          ops.push(used ? { type: 'put', key, value: this.sealMark(markTag, used) } : { type: 'del', key });
+          done.push({ key: shown(key, 256), done: `replaced (versions from ${used + 1} on)` });
+          continue;
+        }
+        if (entry && this.opens(() => this.checkEntry(entry.tag, entry.version, raw))) continue;
+        if (markTag !== undefined && this.opens(() => this.openMark(markTag, raw))) continue;
+        ops.push({ type: 'del', key });
+        done.push({ key: shown(key, 256), done: 'removed' });
+      }
+      if (ops.length === 0) return done;
+      await this.write(`${done.length} record(s) verify-store named were repaired (removed, or a damaged version record replaced)`, () => this.db.batch(ops, { sync: this.sync }));
+      this.states.clear();
+      return done;
+    });
+  }
+
   // ---- internals --------------------------------------------------------------------------
 
   /**
@@ -620,10 +664,30 @@ export class Cryptstore {
     return used;
   }
 
+  /** Whether `open` succeeds: false for INTEGRITY, any other failure thrown. */
+  private opens(open: () => unknown): boolean {
+    try {
+      open();
+      return true;
+    } catch (e) {
+      if (isIntegrity(e)) return false;
+      throw e;
+    }
+  }
+
+  /** The highest version any key of `tag`'s entries names, its record opening or not (0 for none). */
+  private async highestNamed(tag: string): Promise<number> {
+    for await (const key of this.db.keys({ ...L.entryRange(tag), reverse: true })) {
+      const v = this.versionIn(tag, key);
+      if (v !== undefined) return v;
+    }
+    return 0;
+  }
+
   /** The version a key of `tag`'s entries names; INTEGRITY for a damaged key (version 0, or past MAX_VERSION). */
   private versionOf(tag: string, key: string): number {
     const v = this.versionIn(tag, key);
-    if (v === undefined) throw new CertifierError('INTEGRITY', `the cryptstore holds a record of ${shown(tag, 256)} with a damaged key (${shown(key, 256)}): delete-item of every version of the tag removes it`);
+    if (v === undefined) throw new CertifierError('INTEGRITY', `the cryptstore holds a record of ${shown(tag, 256)} with a damaged key (${shown(key, 256)}): verify-store --repair --yes removes it (as delete-item of every version of the tag does, with them)`);
     return v;
   }
 
@@ -680,7 +744,7 @@ export class Cryptstore {
 
   private openMark(tag: string, raw: Uint8Array): number {
     const plain = aeadOpen(this.dataKey, raw, L.markAad(this.meta.storeId, tag));
-    if (!plain || plain.length !== 4) throw new CertifierError('INTEGRITY', `the version record of ${shown(tag, 256)} failed its integrity check`);
+    if (!plain || plain.length !== 4) throw new CertifierError('INTEGRITY', `the version record of ${shown(tag, 256)} (its high-water mark) failed its integrity check: verify-store --repair --yes replaces it with one above every version of the tag present`);
     return new DataView(plain.buffer, plain.byteOffset, 4).getUint32(0, false);
   }
 }
@@ -692,8 +756,8 @@ export class Cryptstore {
 function unknownRecord(key: string): string {
   const nul = key.indexOf('\u0000');
   const tag = key.startsWith(L.ENTRY_PREFIX) && nul > 0 ? key.slice(L.ENTRY_PREFIX.length, nul) : undefined;
-  if (tag === undefined || tagProblem(tag)) return 'unknown record';
-  return `a record of ${shown(tag, 256)} whose key names no version this store writes (1 to ${MAX_VERSION}): delete-item --tag ${shown(tag, 256)} removes it, with every version of the tag`;
+  if (tag === undefined || tagProblem(tag)) return 'a record under no tag, with a key this store never writes: verify-store --repair --yes removes it';
+  return `a record of ${shown(tag, 256)} whose key names no version this store writes (1 to ${MAX_VERSION}): verify-store --repair --yes removes it (as delete-item --tag ${shown(tag, 256)} does, with every version of the tag)`;
 }
 
 /** What a delete removed, in words: "versions 1, 2", "version 3 and 1 record whose key named no version". */

@@ -181,17 +181,24 @@ export function addStoreCommands(program: Command): void {
     .option('--new-key-file <file>', 'file holding the new key');
 
   // ---- verify-store ----
-  storeOptions(subcommand<StoreOpts>(program, 'verify-store', 'decrypt and check every item; exit 4 if any is damaged',
+  storeOptions(subcommand<StoreOpts & { repair?: boolean; yes?: boolean }>(program, 'verify-store', 'decrypt and check every item; exit 4 if any is damaged',
     async (o) => {
-      const report = await withStore(P, o, (s) => s.verify());
+      if (o.yes && !o.repair) throw new CertifierError('USAGE', '--yes confirms --repair: give both, or neither');
+      if (o.repair && !o.yes) throw new CertifierError('USAGE', '--repair removes records from the store (those verify-store says it removes, under keys this store never writes) and replaces damaged version records: run verify-store without it to see which, then give --repair --yes');
+      const { report, repaired } = o.repair
+        ? await changeStore(P, o, async (s) => ({ repaired: await s.repair(), report: await s.verify() }))
+        : { report: await withStore(P, o, (s) => s.verify()), repaired: undefined };
+      for (const r of repaired ?? []) note(P, `${r.key}: ${r.done}`);
       if (report.problems.length) {
         // The first 20, and how many more: a store full of foreign records still gives one readable line.
         const named = report.problems.slice(0, 20).map((p) => `${p.key}: ${p.problem}`).join('; ');
         const more = report.problems.length > 20 ? `; and ${report.problems.length - 20} more` : '';
         throw new CertifierError('INTEGRITY', `${report.problems.length} damaged record(s): ${named}${more}`, { details: { ...report } });
       }
-      return { json: { ...report }, text: [`ok: ${report.entries} item version(s) under ${report.tags} tag(s) verified`] };
-    }));
+      return { json: { ...report, ...(repaired ? { repaired } : {}) }, text: [`ok: ${report.entries} item version(s) under ${report.tags} tag(s) verified`] };
+    }))
+    .option('--repair', 'remove the records verify-store names as under keys this store never writes, and replace damaged version records (high-water marks); needs --yes')
+    .option('--yes', 'confirm --repair');
 
   // ---- print-store ----
   storeOptions(subcommand<StoreOpts>(program, 'print-store', 'describe the store and its items (never values)',

@@ -356,11 +356,41 @@ describe('cert-utility store commands (transcripts)', function () {
         expectFailure(await cu(withPass('list-items')), 4, 'INTEGRITY');
         const v = await cu(withPass('verify-store'));
         expectFailure(v, 4, 'INTEGRITY');
-        expect(v.stderr).to.contain('"e!k\\u0000ffffffff": a record of "k" whose key names no version this store writes (1 to 2147483647): delete-item --tag "k" removes it');
+        expect(v.stderr).to.contain('"e!k\\u0000ffffffff": a record of "k" whose key names no version this store writes (1 to 2147483647): verify-store --repair --yes removes it (as delete-item --tag "k" does, with every version of the tag)');
         const d = await cu(withPass('delete-item', '--tag', 'k'));
         expect(d.status, d.stderr).to.equal(0);
         expect(d.out).to.equal('deleted k version 1 and 1 record whose key named no version\n');
         expect((await cu(withPass('verify-store', '--json'))).json()).to.deep.equal({ ok: true, entries: 0, tags: 0, problems: [] });
+      });
+
+      it('verify-store names records no command could remove (under no tag, a damaged version record) with the remedy, and --repair --yes carries it out, keeping every item', async () => {
+        const db = new Level<string, Uint8Array>(store, { valueEncoding: 'view' });
+        await db.open();
+        const before = await db.keys({ gt: 'e!', lt: 'e"' }).all();
+        await db.batch([
+          { type: 'put', key: 'e!junk', value: new Uint8Array(40) },
+          { type: 'put', key: 'zz!elsewhere', value: new Uint8Array(40) },
+          { type: 'put', key: 'h!k', value: new Uint8Array(40) }, // k's high-water mark, damaged
+        ]);
+        await db.close();
+        const put = await cu(withPass('put-item', '--tag', 'k', '--in', '-'), { input: 'next' });
+        expectFailure(put, 4, 'INTEGRITY');
+        expect(put.stderr).to.contain('verify-store --repair --yes replaces it');
+        const v = await cu(withPass('verify-store'));
+        expectFailure(v, 4, 'INTEGRITY');
+        expect(v.stderr).to.contain('"e!junk": a record under no tag, with a key this store never writes: verify-store --repair --yes removes it');
+        expect(v.stderr).to.contain('"zz!elsewhere": a record under no tag');
+        expect(v.stderr).to.contain('"h!k": the version record of "k" (its high-water mark) failed its integrity check: verify-store --repair --yes replaces it');
+        expectFailure(await cu(withPass('verify-store', '--repair')), 2, 'USAGE');
+        const r = await cu(withPass('verify-store', '--repair', '--yes', '--json'));
+        expect(r.status, r.stderr).to.equal(0);
+        expect(r.json().repaired).to.deep.equal([
+          { key: '"e!junk"', done: 'removed' }, { key: '"h!k"', done: `replaced (versions from ${before.length + 1} on)` }, { key: '"zz!elsewhere"', done: 'removed' },
+        ]);
+        expect(r.json().problems).to.deep.equal([]);
+        const next = await cu(withPass('put-item', '--tag', 'k', '--in', '-', '--json'), { input: 'next' });
+        expect(next.json().item.version).to.equal(before.length + 1);
+        expect((await cu(withPass('list-items', '--json'))).json().items).to.have.length(before.length + 1);
       });
 
       it('gives exit 4 for a swapped pair of records', async () => {

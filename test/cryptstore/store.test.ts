@@ -552,13 +552,55 @@ describe('cryptstore', () => {
         await withRaw(dir, (db) => db.put(key, randomBytes(60)));
         const s = await Cryptstore.open(dir, pass());
         try {
-          expect((await s.verify()).problems, forged).to.deep.equal([{ key: JSON.stringify(key), problem: 'a record of "a" whose key names no version this store writes (1 to 2147483647): delete-item --tag "a" removes it, with every version of the tag' }]);
+          expect((await s.verify()).problems, forged).to.deep.equal([{ key: JSON.stringify(key), problem: 'a record of "a" whose key names no version this store writes (1 to 2147483647): verify-store --repair --yes removes it (as delete-item --tag "a" does, with every version of the tag)' }]);
           expect(await s.delete('a'), forged).to.deep.equal({ versions: [1 + round], damaged: 1 });
           expect((await s.verify()).problems, forged).to.deep.equal([]);
           expect((await s.put('a', utf8('next'))).version, forged).to.equal(2 + round);
         } finally {
           await s.close();
         }
+      }
+    });
+
+    it('repair removes the records no key of the store names (under no tag, a prefix it does not use, a tag\'s key naming no version) and replaces a damaged high-water mark with one above every version present; verify, put and delete name that remedy', async () => {
+      let s = await Cryptstore.open(dir, pass()); // a@1, b@1, and c's version 1 deleted
+      for (const v of ['a2', 'a3']) await s.put('a', utf8(v));
+      await s.delete('a', 3); // a's mark: 3
+      await s.close();
+      await withRaw(dir, async (db) => {
+        const mark = (await db.get('h!a'))!;
+        const damaged = new Uint8Array(mark);
+        damaged[damaged.length - 1]! ^= 1;
+        await db.batch([
+          { type: 'put', key: 'e!no-nul', value: randomBytes(60) },
+          { type: 'put', key: 'x!elsewhere', value: randomBytes(60) },
+          { type: 'put', key: 'e!a\u0000zz', value: randomBytes(60) },
+          { type: 'put', key: 'h!a', value: damaged },
+          { type: 'put', key: 'h!\u0001', value: randomBytes(40) },
+          { type: 'put', key: 'e!c\u000000000001', value: randomBytes(60) }, // a damaged version of c: delete-item's, not repair's
+        ]);
+      });
+      s = await Cryptstore.open(dir, pass());
+      try {
+        const problems = new Map((await s.verify()).problems.map((p) => [JSON.parse(p.key) as string, p.problem]));
+        expect([...problems.keys()].sort()).to.deep.equal(['e!a\u0000zz', 'e!c\u000000000001', 'e!no-nul', 'h!\u0001', 'h!a', 'x!elsewhere']);
+        for (const key of ['e!no-nul', 'x!elsewhere', 'h!\u0001', 'e!a\u0000zz']) expect(problems.get(key), key).to.contain('verify-store --repair --yes removes it');
+        expect(problems.get('h!a')).to.contain('verify-store --repair --yes replaces it with one above every version of the tag present');
+        expect((await rejects(s.put('a', utf8('a4')), 'INTEGRITY')).message).to.contain('verify-store --repair --yes');
+        expect((await rejects(s.delete('a', 1), 'INTEGRITY')).message).to.contain('verify-store --repair --yes');
+        expect((await rejects(s.list(), 'INTEGRITY')).message).to.contain('verify-store');
+        const repaired = await s.repair();
+        expect(repaired.map((r) => `${r.key} ${r.done}`)).to.deep.equal([
+          `${JSON.stringify('e!a\u0000zz')} removed`, `${JSON.stringify('e!no-nul')} removed`, `${JSON.stringify('h!\u0001')} removed`,
+          `${JSON.stringify('h!a')} replaced (versions from 3 on)`, `${JSON.stringify('x!elsewhere')} removed`,
+        ]);
+        expect((await s.verify()).problems.map((p) => p.key)).to.deep.equal([JSON.stringify('e!c\u000000000001')]);
+        expect((await s.put('a', utf8('a3 again'))).version).to.equal(3);
+        expect((await s.put('b', utf8('b2'))).version).to.equal(2);
+        expect(Buffer.from((await s.get('a', 2)).blob).toString()).to.equal('a2');
+        expect(await s.repair()).to.deep.equal([]);
+      } finally {
+        await s.close();
       }
     });
 
