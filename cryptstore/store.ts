@@ -79,10 +79,16 @@ export interface Repaired {
   done: string;
 }
 
-/** What a delete removed: versions, and records under the tag whose key named no version. */
+/**
+ * What a delete removed: versions, and records under the tag whose key named no version; and
+ * `retired` when every version went while the tag's high-water mark did not open: the numbers it
+ * used cannot be known, so its mark was replaced with one at MAX_VERSION, and no version can be
+ * stored under the tag again (rather than a number given out before given to other bytes).
+ */
 export interface Deleted {
   versions: number[];
   damaged: number;
+  retired?: true;
 }
 
 interface TagState { latest: number; next: number }
@@ -445,7 +451,10 @@ export class Cryptstore {
   /**
    * Deletes one version, or every record of the tag when `version` is 0: its versions, and any
    * record under it whose key names no version (written by something else: version 0, past
-   * MAX_VERSION, not a number), which no version number could reach.
+   * MAX_VERSION, not a number), which no version number could reach. Every version deleted while
+   * the tag's high-water mark does not open (its versions all gone, or none left but that mark)
+   * retires the tag: any number up to MAX_VERSION may have been given out, so the mark is replaced
+   * with one there, and a later put is refused (see Deleted). One version is refused (INTEGRITY).
    */
   async delete(tag: string, version = 0): Promise<Deleted> {
     checkTag(tag);
@@ -468,24 +477,28 @@ export class Cryptstore {
           const v = this.versionIn(tag, key);
           if (v !== undefined) versions.push(v);
         }
-        if (keys.length === 0) throw new CertifierError('NOT_FOUND', `no item tagged ${shown(tag, 256)}`);
+        if (keys.length === 0 && !(await this.markDamaged(tag))) throw new CertifierError('NOT_FOUND', `no item tagged ${shown(tag, 256)}`);
       }
       const damaged = keys.length - versions.length;
       // The high-water mark goes in the same atomic batch, so a deleted version is never reused:
-      // the highest version used by what opens (a damaged record's number does not count).
-      const used = await this.usedOnDisk(tag);
+      // the highest version used by what opens (a damaged record's number does not count). A mark
+      // that does not open (usedOnDisk's only INTEGRITY) could have said any number: the whole
+      // tag going, none is given again; one version going, that is refused, as put refuses.
+      const retired = !version && (await this.markDamaged(tag));
+      const used = retired ? MAX_VERSION : await this.usedOnDisk(tag);
       const ops = [
         ...keys.map((key) => ({ type: 'del' as const, key })),
         { type: 'put' as const, key: L.markKey(tag), value: this.sealMark(tag, used) },
       ];
-      await this.write(`${shown(tag, 256)} ${describeDeleted({ versions, damaged })} ${keys.length > 1 ? 'were' : 'was'} deleted`, () => this.db.batch(ops, { sync: this.sync }));
+      const what = `${shown(tag, 256)} ${describeDeleted({ versions, damaged, ...(retired ? { retired } : {}) })} ${keys.length + (retired ? 1 : 0) > 1 ? 'were' : 'was'} deleted`;
+      await this.write(retired ? `${what} (the tag retired)` : what, () => this.db.batch(ops, { sync: this.sync }));
       if (st && versions.includes(st.latest)) {
         // A new latest that does not open: get and put find it again, and refuse it.
         const latest = await this.latestOnDisk(tag).catch((e: unknown) => (isIntegrity(e) ? undefined : Promise.reject(e)));
         if (latest === undefined) this.states.delete(tag);
         else Object.assign(st, { latest, next: Math.max(latest, used) });
       } else if (st) st.next = Math.max(st.latest, used);
-      return { versions, damaged };
+      return { versions, damaged, ...(retired ? { retired: true as const } : {}) };
     });
   }
 
@@ -664,6 +677,12 @@ export class Cryptstore {
     return used;
   }
 
+  /** Whether `tag` has a high-water mark that does not open. */
+  private async markDamaged(tag: string): Promise<boolean> {
+    const raw = await this.db.get(L.markKey(tag));
+    return raw !== undefined && !this.opens(() => this.openMark(tag, raw));
+  }
+
   /** Whether `open` succeeds: false for INTEGRITY, any other failure thrown. */
   private opens(open: () => unknown): boolean {
     try {
@@ -744,7 +763,7 @@ export class Cryptstore {
 
   private openMark(tag: string, raw: Uint8Array): number {
     const plain = aeadOpen(this.dataKey, raw, L.markAad(this.meta.storeId, tag));
-    if (!plain || plain.length !== 4) throw new CertifierError('INTEGRITY', `the version record of ${shown(tag, 256)} (its high-water mark) failed its integrity check: verify-store --repair --yes replaces it with one above every version of the tag present`);
+    if (!plain || plain.length !== 4) throw new CertifierError('INTEGRITY', `the version record of ${shown(tag, 256)} (its high-water mark) failed its integrity check: verify-store --repair --yes replaces it with one above every version of the tag present (delete-item --tag ${shown(tag, 256)} of every version instead retires the tag, giving no number again)`);
     return new DataView(plain.buffer, plain.byteOffset, 4).getUint32(0, false);
   }
 }
@@ -760,17 +779,18 @@ function unknownRecord(key: string): string {
   return `a record of ${shown(tag, 256)} whose key names no version this store writes (1 to ${MAX_VERSION}): verify-store --repair --yes removes it (as delete-item --tag ${shown(tag, 256)} does, with every version of the tag)`;
 }
 
-/** What a delete removed, in words: "versions 1, 2", "version 3 and 1 record whose key named no version". */
+/** What a delete removed, in words: "versions 1, 2", "version 3 and 1 record whose key named no version", "its damaged version record". */
 export function describeDeleted(d: Deleted): string {
   const parts = [];
   if (d.versions.length) parts.push(`version${d.versions.length > 1 ? 's' : ''} ${d.versions.join(', ')}`);
   if (d.damaged) parts.push(`${d.damaged} record${d.damaged > 1 ? 's' : ''} whose key named no version`);
+  if (d.retired) parts.push('its damaged version record');
   return parts.join(' and ');
 }
 
 /** A put past the last version number: the tag can take no other, and says so. */
 function usedUp(tag: string): CertifierError {
-  return new CertifierError('INVALID_INPUT', `${shown(tag, 256)} has used every version number, up to ${MAX_VERSION}, the highest: no later version can be stored under this tag (a deleted number is never given again); store the value under another tag`);
+  return new CertifierError('INVALID_INPUT', `${shown(tag, 256)} has used every version number, up to ${MAX_VERSION}, the highest (or was retired: deleted while its record of the numbers used was damaged): no later version can be stored under this tag (a deleted number is never given again); store the value under another tag`);
 }
 
 function isIntegrity(e: unknown): boolean {

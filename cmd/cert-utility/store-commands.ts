@@ -116,13 +116,14 @@ export function addStoreCommands(program: Command): void {
     'delete one version of an item, or all of its versions',
     async (o) => {
       const deleted = await changeStore(P, o, (s) => s.delete(o.tag, o.version));
+      if (deleted.retired) note(P, `${printableName(o.tag)} is retired: its version record was damaged, so the version numbers it used cannot be known, and as none is given twice no version can be stored under it again (store the value under another tag)`);
       return {
-        json: { tag: o.tag, deleted: deleted.versions, ...(deleted.damaged ? { damaged: deleted.damaged } : {}) },
+        json: { tag: o.tag, deleted: deleted.versions, ...(deleted.damaged ? { damaged: deleted.damaged } : {}), ...(deleted.retired ? { retired: true } : {}) },
         text: [`deleted ${printableName(o.tag)} ${describeDeleted(deleted)}`],
       };
     }))
     .requiredOption('--tag <name>', 'the item tag')
-    .option('--version <n>', 'the version to delete (0 = every version, and any record under the tag whose key names none)', versionOf('every version'), 0);
+    .option('--version <n>', 'the version to delete (0 = every version, any record under the tag whose key names none, and a damaged version record, which retires the tag)', versionOf('every version'), 0);
 
   // ---- export-store ----
   scryptOption(storeOptions(subcommand<StoreOpts & { out: string; bundlePassphraseFile: string; force?: boolean; tag: string[] }>(program, 'export-store',

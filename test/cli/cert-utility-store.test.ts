@@ -393,6 +393,21 @@ describe('cert-utility store commands (transcripts)', function () {
         expect((await cu(withPass('list-items', '--json'))).json().items).to.have.length(before.length + 1);
       });
 
+      it('delete-item of every version replaces a damaged high-water mark too, retiring the tag, and says so', async () => {
+        const db = new Level<string, Uint8Array>(store, { valueEncoding: 'view' });
+        await db.open();
+        const versions = (await db.keys({ gt: 'e!k\u0000', lt: 'e!k\u0001' }).all()).length;
+        await db.put('h!k', new Uint8Array(40)); // k's high-water mark, damaged
+        await db.close();
+        const d = await cu(withPass('delete-item', '--tag', 'k', '--json'));
+        expect(d.status, d.stderr).to.equal(0);
+        expect(d.json()).to.deep.equal({ ok: true, tag: 'k', deleted: Array.from({ length: versions }, (_, i) => i + 1), retired: true });
+        expect(d.stderr).to.contain('cert-utility: k is retired: its version record was damaged');
+        const put = await cu(withPass('put-item', '--tag', 'k', '--in', '-'), { input: 'next' });
+        expectFailure(put, 1, 'INVALID_INPUT');
+        expect(put.stderr).to.contain('(or was retired: deleted while its record of the numbers used was damaged)');
+      });
+
       it('gives exit 4 for a swapped pair of records', async () => {
         writeFileSync(join(tmp.dir, 'other'), 'another value');
         expect((await cu(withPass('put-item', '--tag', 'j', '--in', 'other'))).status).to.equal(0);
@@ -628,7 +643,7 @@ describe('cert-utility store commands (transcripts)', function () {
       expect((await imported('--force')).status).to.equal(0);
       const put = await cu(withPass('put-item', '--tag', 'maxed', '--in', '-'), { input: 'next' });
       expectFailure(put, 1, 'INVALID_INPUT');
-      expect(put.stderr).to.contain('"maxed" has used every version number, up to 2147483647, the highest: no later version can be stored under this tag');
+      expect(put.stderr).to.contain('"maxed" has used every version number, up to 2147483647, the highest (or was retired: deleted while its record of the numbers used was damaged): no later version can be stored under this tag');
     });
 
     it("refuses to import a machine's identity tags (another machine's certificate would become this one's) without --force", async () => {

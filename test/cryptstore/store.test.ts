@@ -344,7 +344,7 @@ describe('cryptstore', () => {
       await rejects(s.get('k', 2), 'NOT_FOUND');
     });
 
-    const USED_UP = (shownTag: string) => `${shownTag} has used every version number, up to 2147483647, the highest: no later version can be stored under this tag (a deleted number is never given again); store the value under another tag`;
+    const USED_UP = (shownTag: string) => `${shownTag} has used every version number, up to 2147483647, the highest (or was retired: deleted while its record of the numbers used was damaged): no later version can be stored under this tag (a deleted number is never given again); store the value under another tag`;
 
     it('gives a tag the last version number the wire carries (2147483647), then refuses another put with INVALID_INPUT saying no later version can be stored', async () => {
       await s.importEntries([{ tag: 't', type: 'binary-blob', version: MAX_VERSION - 1, timeEntered: new Date().toISOString(), blob: utf8('a'), exportable: true }]);
@@ -599,6 +599,40 @@ describe('cryptstore', () => {
         expect((await s.put('b', utf8('b2'))).version).to.equal(2);
         expect(Buffer.from((await s.get('a', 2)).blob).toString()).to.equal('a2');
         expect(await s.repair()).to.deep.equal([]);
+      } finally {
+        await s.close();
+      }
+    });
+
+    it('deletes every version of a tag whose high-water mark is damaged, retiring the tag: no number it may have used is given again', async () => {
+      let s = await Cryptstore.open(dir, pass()); // a@1, b@1, and c's version 1 deleted
+      for (const v of ['a2', 'a3', 'a4']) await s.put('a', utf8(v));
+      await s.delete('a', 4); // a's mark: 4, while only 1 to 3 are present
+      await s.close();
+      const damage = async (key: string) => withRaw(dir, async (db) => {
+        const mark = new Uint8Array((await db.get(key))!);
+        mark[mark.length - 1]! ^= 1;
+        await db.put(key, mark);
+      });
+      await damage('h!a');
+      await damage('h!c'); // c has no version left, only its mark
+      s = await Cryptstore.open(dir, pass());
+      try {
+        expect((await rejects(s.delete('a', 1), 'INTEGRITY')).message).to.contain('delete-item --tag "a" of every version instead retires the tag');
+        expect(await s.delete('a')).to.deep.equal({ versions: [1, 2, 3], damaged: 0, retired: true });
+        expect(await s.delete('c')).to.deep.equal({ versions: [], damaged: 0, retired: true });
+        expect((await s.verify()).problems).to.deep.equal([]);
+        for (const tag of ['a', 'c']) {
+          expect((await rejects(s.put(tag, utf8('again')), 'INVALID_INPUT')).message, tag).to.contain('or was retired');
+          await rejects(s.delete(tag), 'NOT_FOUND'); // its mark opens now: nothing more to delete
+        }
+        expect((await s.put('b', utf8('b2'))).version).to.equal(2);
+      } finally {
+        await s.close();
+      }
+      s = await Cryptstore.open(dir, pass()); // the retirement is on disk, not only in memory
+      try {
+        await rejects(s.put('a', utf8('again')), 'INVALID_INPUT');
       } finally {
         await s.close();
       }
