@@ -194,7 +194,7 @@ export function addStoreCommands(program: Command): void {
         // The first 20, and how many more: a store full of foreign records still gives one readable line.
         const named = report.problems.slice(0, 20).map((p) => `${p.key}: ${p.problem}`).join('; ');
         const more = report.problems.length > 20 ? `; and ${report.problems.length - 20} more` : '';
-        throw new CertifierError('INTEGRITY', `${report.problems.length} damaged record(s): ${named}${more}`, { details: { ...report } });
+        throw new CertifierError('INTEGRITY', `${report.problems.length} damaged record(s): ${named}${more}`, { details: { ...report, ...(repaired ? { repaired } : {}) } });
       }
       return { json: { ...report, ...(repaired ? { repaired } : {}) }, text: [`ok: ${report.entries} item version(s) under ${report.tags} tag(s) verified`] };
     }))

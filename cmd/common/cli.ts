@@ -132,6 +132,8 @@ const SHOWN_DETAILS: Record<string, (v: unknown) => boolean> = {
   // The version a key-server made or deleted without recording it (NOT_RECORDED; 0 = all, for a delete).
   version: Number.isSafeInteger,
   deleted: Number.isSafeInteger,
+  // What verify-store --repair --yes changed in the store before it found problems left.
+  repaired: (v) => Array.isArray(v) && v.every((r) => typeof r?.key === 'string' && typeof r?.done === 'string'),
 };
 
 /** The details of an error that its JSON form carries: only those of SHOWN_DETAILS, of their type. */

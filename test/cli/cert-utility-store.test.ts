@@ -408,6 +408,21 @@ describe('cert-utility store commands (transcripts)', function () {
         expect(put.stderr).to.contain('(or was retired: deleted while its record of the numbers used was damaged)');
       });
 
+      it('verify-store --repair --yes that leaves damage gives exit 4 with what it repaired in the --json error document', async () => {
+        const db = new Level<string, Uint8Array>(store, { valueEncoding: 'view' });
+        await db.open();
+        const [key] = await db.keys({ gt: 'e!', lt: 'e"' }).all();
+        const v = new Uint8Array((await db.get(key!))!);
+        v[20]! ^= 0x04; // a damaged version: delete-item's, not repair's
+        await db.batch([{ type: 'put', key: key!, value: v }, { type: 'put', key: 'e!junk', value: new Uint8Array(40) }]);
+        await db.close();
+        const r = await cu(withPass('verify-store', '--repair', '--yes', '--json'));
+        expect(r.status, r.stderr).to.equal(4);
+        expect(r.json().error).to.include({ code: 'INTEGRITY', exitStatus: 4 });
+        expect(r.json().error.repaired).to.deep.equal([{ key: '"e!junk"', done: 'removed' }]);
+        expect(r.stderr).to.equal('cert-utility: "e!junk": removed\n');
+      });
+
       it('gives exit 4 for a swapped pair of records', async () => {
         writeFileSync(join(tmp.dir, 'other'), 'another value');
         expect((await cu(withPass('put-item', '--tag', 'j', '--in', 'other'))).status).to.equal(0);
