@@ -49,9 +49,10 @@ function refusal(raw: string | undefined): CertifierError {
   // Only a code simpleserver sends: its USAGE would pass for this command's own misuse.
   const { code, said } = peerCode(raw, CERTIFIER_CODES);
   // Its own fault: its log says what; nothing on this side to debug (remote: no hint to).
-  if (code === 'INTERNAL') return new CertifierError(code, 'the certificate authority failed to certify this machine (INTERNAL): a fault of the server, not of this request; its log says what', { details: { remote: true } });
+  if (code === 'INTERNAL') return new CertifierError(code, 'the certificate authority failed to certify this machine: a fault of the server, not of this request; its log says what', { details: { remote: true } });
   const hint = HINTS[code];
-  return new CertifierError(code, `the certificate authority refused to certify this machine (${said})${hint ? `: ${hint}` : ''}`);
+  // The code is the error's own (printed beside its message): named here only when the server said another.
+  return new CertifierError(code, `the certificate authority refused to certify this machine${said === code ? '' : ` (${said})`}${hint ? `: ${hint}` : ''}`);
 }
 
 export async function requestCertificate(o: CertifyOptions): Promise<Certified> {

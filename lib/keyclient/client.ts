@@ -53,7 +53,7 @@ function notRecorded(r: KeyResponse, req: Partial<KeyRequest> & { action: Action
     const { versions, count } = deletedVersions(req.name, decode<KeyServiceList>('key_service_list', r.data ?? new Uint8Array()), req.version ?? 0);
     [what, details] = [`deleted ${count === 1 ? `version ${versions[0]} of ${name}` : `${count} versions of ${name}`}`, { version: req.version ?? 0, deleted: count }];
   }
-  return new CertifierError('NOT_RECORDED', `the key-server ${what}, but its audit log could not record it (NOT_RECORDED): do not ${req.action} it again; the key-server refuses every request until its audit log can be written again (its log says audit-failed)`, { details });
+  return new CertifierError('NOT_RECORDED', `the key-server ${what}, but its audit log could not record it: do not ${req.action} it again; the key-server refuses every request until its audit log can be written again (its log says audit-failed)`, { details });
 }
 
 function refusal(r: KeyResponse, req: Partial<KeyRequest> & { action: Action; name: string }): CertifierError {
@@ -64,19 +64,20 @@ function refusal(r: KeyResponse, req: Partial<KeyRequest> & { action: Action; na
   const writes = action === 'store' || action === 'delete';
   const { code, said } = peerCode(r.errorCode, writes ? KEY_SERVER_CODES : KEY_SERVER_CODES.filter((c) => c !== 'NOT_RECORDED'));
   // The server's own fault: its log says what; nothing on this side to debug (remote: no hint to).
-  if (code === 'INTERNAL') return new CertifierError(code, `the key-server failed to ${action} ${name} (INTERNAL): a fault of the key-server, not of this request; its log says what (internal-error)`, { details: { remote: true } });
+  if (code === 'INTERNAL') return new CertifierError(code, `the key-server failed to ${action} ${name}: a fault of the key-server, not of this request; its log says what (internal-error)`, { details: { remote: true } });
   // Its storage not answering is no refusal: the request may be tried again (exit 3).
-  if (code === 'UNREACHABLE' || code === 'TIMEOUT') return new CertifierError(code, `the key-server could not ${action} ${name} now: its storage did not answer (${code}); try again`);
+  if (code === 'UNREACHABLE' || code === 'TIMEOUT') return new CertifierError(code, `the key-server could not ${action} ${name} now: its storage did not answer; try again`);
   // The client's own checks passed before it connected: the server's clock differs, or a date passed since.
-  if (code === 'CERT_EXPIRED') return new CertifierError(code, `the key-server refused to ${action} ${name} (CERT_EXPIRED): by its clock, a certificate the request rests on (this machine's, the policy certificate or a role credential) is outside its validity; its log says which and when`);
+  if (code === 'CERT_EXPIRED') return new CertifierError(code, `the key-server refused to ${action} ${name}: by its clock, a certificate the request rests on (this machine's, the policy certificate or a role credential) is outside its validity; its log says which and when`);
   // A store or delete carried out that its audit log could not record: not a refusal, since
   // another store would make another version. The server refuses everything after it.
   if (code === 'NOT_RECORDED') return notRecorded(r, req);
   // Its key database or its audit log cannot be written: nothing was carried out.
   if (code === 'FILE_ERROR' && writes) {
-    return new CertifierError(code, `the key-server could not ${action} ${name}: its key database or its audit log cannot be written (FILE_ERROR); nothing was changed`);
+    return new CertifierError(code, `the key-server could not ${action} ${name}: its key database or its audit log cannot be written; nothing was changed`);
   }
-  return new CertifierError(code, `the key-server refused to ${action} ${name} (${said})`);
+  // The code is the error's own (printed beside its message): named here only when the server said another.
+  return new CertifierError(code, `the key-server refused to ${action} ${name}${said === code ? '' : ` (${said})`}`);
 }
 
 export class KeyClient {

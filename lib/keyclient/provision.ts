@@ -305,7 +305,9 @@ export async function provision(client: KeyClient, store: Cryptstore | undefined
   const failures = outcomes.filter((x) => x.error);
   if (failures.length && (!o.allowPartial || failures.length === outcomes.length)) {
     const first = failures[0]!.error!;
-    throw new CertifierError(first.code, `could not provision ${listed(failures.map((f) => `${shown(f.spec.name, 256)} (${f.error!.code})`))}; nothing was written`, { cause: first });
+    // Each failure's code, unless all are the one this error has (printed beside its message).
+    const one = failures.every((f) => f.error!.code === first.code);
+    throw new CertifierError(first.code, `could not provision ${listed(failures.map((f) => `${shown(f.spec.name, 256)}${one ? '' : ` (${f.error!.code})`}`))}; nothing was written`, { cause: first });
   }
   // A signal while the tags go in ends the run before it can name what failed: say it then.
   const told = o.completedBeforeSignal;

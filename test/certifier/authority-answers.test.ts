@@ -172,7 +172,7 @@ describe('init-trust: what it accepts from the server it asks', function () {
     // An answer is a certificate of a few KiB: one over a trust request's limit is not read at all.
     await rejects(ask('Y'.repeat(100_000)), 'FRAME_TOO_LARGE');
     const internal = await rejects(ask('INTERNAL'), 'INTERNAL');
-    expect(internal.message).to.contain('the certificate authority failed to certify this machine (INTERNAL)');
+    expect(internal.message).to.contain('the certificate authority failed to certify this machine: a fault of the server');
     expect(internal.details).to.deep.equal({ remote: true });
     expect((await rejects(ask('MEASUREMENT_NOT_TRUSTED'), 'MEASUREMENT_NOT_TRUSTED')).message).to.contain("the policy does not trust this machine's measurement");
   });

@@ -4,7 +4,7 @@
 
 import { expect } from 'chai';
 import { serve, type ChannelServer } from '../../lib/channel/index.ts';
-import { existsSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { encode } from '../../lib/wire/index.ts';
 import { utf8 } from '../../lib/crypto/index.ts';
@@ -66,6 +66,21 @@ describe('e2e: key-client against a hostile key-server', function () {
     answer = (req) => failed(req.name, 'INTERNAL');
     const internal = await kc('retrieve', ['vhd/disk-1']);
     expectFailure(internal, 1, 'INTERNAL');
-    expect(internal.stderr).to.contain('the key-server failed to retrieve "vhd/disk-1" (INTERNAL)').and.not.contain('CERTIFIER_DEBUG');
+    expect(internal.stderr).to.contain('the key-server failed to retrieve "vhd/disk-1": a fault of the key-server').and.not.contain('CERTIFIER_DEBUG');
+  });
+
+  it('an error line names its code once, in the [CODE] the CLI adds, and the server\'s own word only where it differs', async () => {
+    writeFileSync(join(d.dir, 'value'), 'v');
+    const lines = async (code: string, cmd: string, args: string[], version?: number) => {
+      answer = (req) => failed(req.name, code, version);
+      const r = await kc(cmd, args);
+      expect(r.status, r.stderr).to.equal(1);
+      return r.stderr;
+    };
+    expect(await lines('VERSION_CONFLICT', 'store', ['vhd/disk-1', '--in', 'value', '--expected-version', '1']))
+      .to.equal('key-client: error: the key-server refused to store "vhd/disk-1" [VERSION_CONFLICT]\n');
+    expect(await lines('NOT_FOUND', 'retrieve', ['vhd/disk-1', 'vhd/disk-2']))
+      .to.equal('key-client: error: the key-server refused to retrieve "vhd/disk-1"; nothing was written [NOT_FOUND]\n');
+    expect(await lines('NOT_RECORDED', 'store', ['vhd/disk-1', '--in', 'value'], 7)).to.match(/stored "vhd\/disk-1" as version 7, but its audit log could not record it: do not store it again; [^[]* \[NOT_RECORDED\]\n$/);
   });
 });
