@@ -119,7 +119,7 @@ export function addStoreCommands(program: Command): void {
       if (deleted.retired) note(P, `${printableName(o.tag)} is retired: its version record was damaged, so the version numbers it used cannot be known, and as none is given twice no version can be stored under it again (store the value under another tag)`);
       return {
         json: { tag: o.tag, deleted: deleted.versions, ...(deleted.damaged ? { damaged: deleted.damaged } : {}), ...(deleted.retired ? { retired: true } : {}) },
-        text: [`deleted ${printableName(o.tag)} ${describeDeleted(deleted)}`],
+        text: [deleted.versions.length || deleted.damaged ? `deleted ${printableName(o.tag)} ${describeDeleted(deleted)}` : `deleted the damaged version record of ${printableName(o.tag)}`],
       };
     }))
     .requiredOption('--tag <name>', 'the item tag')

@@ -398,6 +398,7 @@ describe('cert-utility store commands (transcripts)', function () {
         await db.open();
         const versions = (await db.keys({ gt: 'e!k\u0000', lt: 'e!k\u0001' }).all()).length;
         await db.put('h!k', new Uint8Array(40)); // k's high-water mark, damaged
+        await db.put('h!gone', new Uint8Array(40)); // a tag with no version left but its mark, damaged
         await db.close();
         const d = await cu(withPass('delete-item', '--tag', 'k', '--json'));
         expect(d.status, d.stderr).to.equal(0);
@@ -406,6 +407,10 @@ describe('cert-utility store commands (transcripts)', function () {
         const put = await cu(withPass('put-item', '--tag', 'k', '--in', '-'), { input: 'next' });
         expectFailure(put, 1, 'INVALID_INPUT');
         expect(put.stderr).to.contain('(or was retired: deleted while its record of the numbers used was damaged)');
+        const gone = await cu(withPass('delete-item', '--tag', 'gone'));
+        expect(gone.status, gone.stderr).to.equal(0);
+        expect(gone.out).to.equal('deleted the damaged version record of gone\n');
+        expect((await cu(withPass('verify-store', '--json'))).json().problems).to.deep.equal([]);
       });
 
       it('verify-store --repair --yes that leaves damage gives exit 4 with what it repaired in the --json error document', async () => {
