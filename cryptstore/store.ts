@@ -482,8 +482,8 @@ export class Cryptstore {
       const damaged = keys.length - versions.length;
       // The high-water mark goes in the same atomic batch, so a deleted version is never reused:
       // the highest version used by what opens (a damaged record's number does not count). A mark
-      // that does not open (usedOnDisk's only INTEGRITY) could have said any number: the whole
-      // tag going, none is given again; one version going, that is refused, as put refuses.
+      // that does not open could have said any number: the whole tag going, none is given again;
+      // one version going, usedOnDisk refuses it (INTEGRITY), as put does.
       const retired = !version && (await this.markDamaged(tag));
       const used = retired ? MAX_VERSION : await this.usedOnDisk(tag);
       const ops = [
