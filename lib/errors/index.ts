@@ -23,6 +23,7 @@ export const ErrorCodes = {
   UNSUPPORTED: ExitStatus.failed,
   FILE_ERROR: ExitStatus.failed,
   NOT_RECORDED: ExitStatus.failed, // key-server carried out a store or delete its audit log could not record
+  OUTCOME_UNKNOWN: ExitStatus.failed, // key-server's key database failed as it wrote a store or delete, which may or may not have been made
   STORE_NOT_FOUND: ExitStatus.failed,
   STORE_EXISTS: ExitStatus.failed,
   STORE_LOCKED: ExitStatus.failed,

@@ -56,13 +56,32 @@ function notRecorded(r: KeyResponse, req: Partial<KeyRequest> & { action: Action
   return new CertifierError('NOT_RECORDED', `the key-server ${what}, but its audit log could not record it: do not ${req.action} it again; the key-server refuses every request until its audit log can be written again (its log says audit-failed)`, { details });
 }
 
+/**
+ * A store or delete whose write in the key-server's key database failed in a way that may have
+ * taken effect (its sync, say): neither carried out nor refused, so it is looked at, not repeated.
+ */
+function outcomeUnknown(r: KeyResponse, req: Partial<KeyRequest> & { action: Action; name: string }): CertifierError {
+  const name = shown(req.name, 256);
+  let what: string;
+  let details: Record<string, unknown> = {};
+  if (req.action === 'store') {
+    // The version it may have made, checked as a success's would be; a store without one is named alone.
+    const version = r.version ? storedVersion(req.name, r.version, req.expectedVersion) : undefined;
+    what = version === undefined ? `writing ${name}` : `writing ${name} version ${version}`;
+    if (version !== undefined) details = { version };
+  } else {
+    what = `deleting ${req.version ? `version ${req.version} of ${name}` : `every version of ${name}`}`;
+  }
+  return new CertifierError('OUTCOME_UNKNOWN', `the key-server's key database failed while ${what} (OUTCOME_UNKNOWN): the ${req.action} may or may not have been made; list ${name} to see, and do not ${req.action} it again blindly`, { details });
+}
+
 function refusal(r: KeyResponse, req: Partial<KeyRequest> & { action: Action; name: string }): CertifierError {
   const { action, name: resource } = req;
   const name = shown(resource, 256); // quoted, and escaped if it could pass for another name
   // Only a code a key-server sends: a server's USAGE would pass for this command's own misuse.
-  // NOT_RECORDED only for what can take effect: a store or a delete.
+  // NOT_RECORDED and OUTCOME_UNKNOWN only for what can take effect: a store or a delete.
   const writes = action === 'store' || action === 'delete';
-  const { code, said } = peerCode(r.errorCode, writes ? KEY_SERVER_CODES : KEY_SERVER_CODES.filter((c) => c !== 'NOT_RECORDED'));
+  const { code, said } = peerCode(r.errorCode, writes ? KEY_SERVER_CODES : KEY_SERVER_CODES.filter((c) => c !== 'NOT_RECORDED' && c !== 'OUTCOME_UNKNOWN'));
   // The server's own fault: its log says what; nothing on this side to debug (remote: no hint to).
   if (code === 'INTERNAL') return new CertifierError(code, `the key-server failed to ${action} ${name}: a fault of the key-server, not of this request; its log says what (internal-error)`, { details: { remote: true } });
   // Its storage not answering is no refusal: the request may be tried again (exit 3).
@@ -72,7 +91,9 @@ function refusal(r: KeyResponse, req: Partial<KeyRequest> & { action: Action; na
   // A store or delete carried out that its audit log could not record: not a refusal, since
   // another store would make another version. The server refuses everything after it.
   if (code === 'NOT_RECORDED') return notRecorded(r, req);
-  // Its key database or its audit log cannot be written: nothing was carried out.
+  // Its key database failed as it wrote the change: it may have been made all the same.
+  if (code === 'OUTCOME_UNKNOWN') return outcomeUnknown(r, req);
+  // Its key database or its audit log refused before the change was written: nothing was carried out.
   if (code === 'FILE_ERROR' && writes) {
     return new CertifierError(code, `the key-server could not ${action} ${name}: its key database or its audit log cannot be written; nothing was changed`);
   }

@@ -21,8 +21,11 @@ export interface AuditEntry {
   version?: number;
   /** A delete's number of versions removed. */
   deleted?: number;
-  /** challenge: an auth-challenge nonce was issued, and nothing else done. */
-  decision: 'allow' | 'deny' | 'challenge';
+  /**
+   * challenge: an auth-challenge nonce was issued, and nothing else done; unknown: a store or
+   * delete whose write in the key database failed, which may or may not have been made.
+   */
+  decision: 'allow' | 'deny' | 'challenge' | 'unknown';
   /** The error code of a refusal. */
   code?: string;
 }
@@ -90,7 +93,7 @@ export function fieldProblem(r: Record<string, unknown>): string | undefined {
     const v = r[k];
     if (v !== undefined && !(Number.isInteger(v) && (v as number) >= 0)) return `${k} is not a non-negative integer`;
   }
-  return r.decision !== 'allow' && r.decision !== 'deny' && r.decision !== 'challenge' ? 'decision is not "allow", "deny" or "challenge"' : undefined;
+  return !['allow', 'deny', 'challenge', 'unknown'].includes(r.decision as string) ? 'decision is not "allow", "deny", "challenge" or "unknown"' : undefined;
 }
 
 const COUNTS = ['version', 'deleted'] as const;

@@ -9,6 +9,7 @@ import type { ValidatedPeer } from '../pki/index.ts';
 import type { LaterAnswer } from '../channel/index.ts';
 import { decide, type Acl } from './acl.ts';
 import type { AuditLog } from './audit.ts';
+import type { AuditEntry } from './audit-line.ts';
 import type { KeyStore } from './keystore.ts';
 import { ChallengeBook } from './challenges.ts';
 import { verifyRoleCredential } from './roles.ts';
@@ -100,7 +101,7 @@ export class KeyService {
     // field, the credential's fault). The audit record keeps the code alone.
     // What a refused request asked for, when its bytes did not make a valid request.
     let asked: { action?: string; name?: string; version?: number } | undefined;
-    const record = (decision: 'allow' | 'deny' | 'challenge', o: { code?: string; version?: number; deleted?: number; why?: string } = {}) => {
+    const record = (decision: AuditEntry['decision'], o: { code?: string; version?: number; deleted?: number; why?: string } = {}) => {
       const entry = {
         conn: conn.id, peerSerial: peer?.serialHex, measurement: peer?.measurementHex, role,
         action: req?.action ?? asked?.action ?? 'unknown', resource: req?.name ?? asked?.name, version: o.version, deleted: o.deleted, decision, code: o.code,
@@ -116,10 +117,14 @@ export class KeyService {
       // Only a code a key-server sends (KEY_SERVER_CODES): any other is a fault of the server's own.
       const code: ErrorCode = sentCode(e, KEY_SERVER_CODES);
       if (code === 'INTERNAL') this.config.log?.({ event: 'internal-error', conn: conn.id, detail: (e as Error)?.message });
-      const refusal = failed(req?.name ?? '', code);
       if (!req) asked = describeRequest(bytes);
-      const version = askedVersion(req ?? asked);
-      const audited = record('deny', { code, version, ...(e instanceof CertifierError ? { why: clipped(e.message) } : {}) });
+      // A store or delete whose write failed in the key database may have been made all the same:
+      // no refusal, and recorded as such, with the version a store may have made.
+      const unknown = code === 'OUTCOME_UNKNOWN';
+      const made = unknown ? (e as CertifierError).details?.version : undefined;
+      const version = typeof made === 'number' && made > 0 ? made : askedVersion(req ?? asked);
+      const refusal = failed(req?.name ?? '', code, unknown ? version : undefined);
+      const audited = record(unknown ? 'unknown' : 'deny', { code, version, ...(e instanceof CertifierError ? { why: clipped(e.message) } : {}) });
       // A refusal whose record could not be written says so (the log's failure), as an answer would.
       return afterAudit(audited, refusal, req?.name ?? '');
     };

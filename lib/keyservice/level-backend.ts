@@ -295,7 +295,8 @@ export class LevelBackend implements KeyBackend {
       const version = nextVersion(name, st.highest);
       const record = build(version);
       checkBuilt(name, version, record);
-      await this.db.put(recordKey(name, version), encodeRecord(record), { sync: true }).catch((e: unknown) => Promise.reject(this.writeError(e)));
+      await this.db.put(recordKey(name, version), encodeRecord(record), { sync: true })
+        .catch((e: unknown) => Promise.reject(this.writeError(e, `"${name}" version ${version} may or may not have been stored`, { version })));
       st.latest = st.highest = version;
       this.states.set(name, st);
       return record;
@@ -358,7 +359,7 @@ export class LevelBackend implements KeyBackend {
       uncache();
       try {
         await this.db.batch([...keys.map((key) => ({ type: 'del' as const, key })), { type: 'put' as const, key: MARK + name, value: mark }], { sync: true })
-          .catch((e: unknown) => Promise.reject(this.writeError(e)));
+          .catch((e: unknown) => Promise.reject(this.writeError(e, `${version ? `version ${version}` : `all ${versions.length} version${versions.length === 1 ? '' : 's'}`} of "${name}" may or may not have been deleted`, { version, deleted: versions.length })));
       } finally {
         uncache(); // whatever the outcome: a read that started before the batch ended caches nothing
       }
@@ -616,10 +617,18 @@ export class LevelBackend implements KeyBackend {
     return this.reopener.using(fn, kind).catch((e: unknown) => Promise.reject(this.fileError(e, kind === 'write' ? 'written' : 'read')));
   }
 
-  /** A failed write: see fileError. Either way the database is reopened before the next write. */
-  private writeError(e: unknown): unknown {
+  /**
+   * A failed write of a change: the database is reopened before the next write. A failure of its
+   * files is OUTCOME_UNKNOWN, not FILE_ERROR, saying `what` may or may not have been done:
+   * LevelDB appends the batch to its log, then syncs it, and where the sync (EIO, ENOSPC) is what
+   * failed, the change may be on disk all the same, and the next open keeps what the log holds.
+   * Nothing in LevelDB's answer tells that from a write that never began.
+   */
+  private writeError(e: unknown, what: string, details: Record<string, number>): unknown {
     this.reopener.failed();
-    return this.fileError(e, 'written');
+    const failed = this.fileError(e, 'written');
+    if (!(failed instanceof CertifierError && failed.code === 'FILE_ERROR')) return failed;
+    return new CertifierError('OUTCOME_UNKNOWN', `${failed.message}; ${what} (LevelDB may have put it on disk before it failed, and the next open keeps what it put there)`, { cause: e, details });
   }
 
   /**

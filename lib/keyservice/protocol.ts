@@ -158,7 +158,7 @@ export function encodeKeyRequest(r: Partial<KeyRequest> & { action: Action; name
  */
 export const KEY_SERVER_CODES: readonly ErrorCode[] = [
   'DECODE_FAILED', 'MISSING_FIELD', 'BAD_FIELD', 'INVALID_INPUT', 'UNTRUSTED_PEER', 'CERT_EXPIRED', 'CREDENTIAL_INVALID', 'NONCE_INVALID', 'CHALLENGE_FAILED',
-  'RESERVED_NAME', 'ACL_DENIED', 'DENIED', 'NOT_FOUND', 'NOT_EXPORTABLE', 'VERSION_CONFLICT', 'FILE_ERROR', 'NOT_RECORDED', 'STORE_FORMAT', 'INTEGRITY', 'WRONG_KEY',
+  'RESERVED_NAME', 'ACL_DENIED', 'DENIED', 'NOT_FOUND', 'NOT_EXPORTABLE', 'VERSION_CONFLICT', 'FILE_ERROR', 'NOT_RECORDED', 'OUTCOME_UNKNOWN', 'STORE_FORMAT', 'INTEGRITY', 'WRONG_KEY',
   'UNREACHABLE', 'TIMEOUT', 'INTERNAL',
 ];
 
@@ -167,7 +167,8 @@ export const succeeded = (name: string, extra: { data?: Uint8Array; version?: nu
 
 /**
  * A refusal. For NOT_RECORDED only: `version`, the version a store made (a delete: the one asked
- * for, 0 = all), and for a delete `data`, its key_service_list as a success would carry.
+ * for, 0 = all), and for a delete `data`, its key_service_list as a success would carry. For
+ * OUTCOME_UNKNOWN: `version`, the version a store may have made (a delete: the one asked for).
  */
 export const failed = (name: string, code: string, version?: number, data?: Uint8Array) =>
   encode('key_service_message_response', { resourceName: name, responseType: 'final', status: 'failed', errorCode: code, ...(version === undefined ? {} : { version }), ...(data ? { data } : {}) });

@@ -10,7 +10,10 @@ import { recordFor } from './backend-contract.ts';
 import { rejects } from '../support/rejects.ts';
 
 type Inner = {
-  db: { put: (key: string, value: Uint8Array, o: object) => Promise<void>; get: (key: string) => Promise<Uint8Array | undefined> };
+  db: {
+    put: (key: string, value: Uint8Array, o: object) => Promise<void>; get: (key: string) => Promise<Uint8Array | undefined>;
+    batch: (ops: object[], o: object) => Promise<void>;
+  };
   copyTo: (dir: string) => Promise<{ records: number; path: string }>;
 };
 
@@ -48,6 +51,41 @@ describe('LevelBackend reopening after a failed write', function () {
     };
   };
 
+  /** Makes the next put or batch write what it was given, then fail as a sync LevelDB's disk refused (EIO) does. */
+  const failAfterWrite = (b: LevelBackend, method: 'put' | 'batch') => {
+    const db = (b as unknown as Inner).db as unknown as Record<string, (...args: unknown[]) => Promise<void>>;
+    const write = db[method]!.bind(db);
+    db[method] = async (...args: unknown[]) => {
+      db[method] = write;
+      await write(...args);
+      throw Object.assign(new Error('IO error: 000005.log: Input/output error'), { code: 'LEVEL_IO_ERROR' });
+    };
+  };
+
+  it('answers OUTCOME_UNKNOWN, not FILE_ERROR, for a store or delete whose write failed once LevelDB had it in its log, which the next open keeps', async () => {
+    const dir = join(tmp.dir, 'data');
+    const b = await LevelBackend.open(dir);
+    try {
+      for (const n of ['a', 'a', 'd', 'd']) await b.append(n, (v) => recordFor(n, v));
+      failAfterWrite(b, 'put');
+      const stored = await rejects(b.append('a', (v) => recordFor('a', v)), 'OUTCOME_UNKNOWN');
+      expect(stored.message).to.equal(`the key database in ${dir} cannot be written: the disk reported an I/O error: IO error: 000005.log: Input/output error; "a" version 3 may or may not have been stored (LevelDB may have put it on disk before it failed, and the next open keeps what it put there)`);
+      failAfterWrite(b, 'batch');
+      const deleted = await rejects(b.delete('d', 0), 'OUTCOME_UNKNOWN');
+      expect(deleted.message).to.contain('; all 2 versions of "d" may or may not have been deleted (LevelDB may have');
+    } finally {
+      await b.close();
+    }
+    const again = await LevelBackend.open(dir);
+    try {
+      expect((await again.get('a', 0))?.version, 'the store failed, and was made').to.equal(3);
+      expect(await again.get('d', 0), 'the delete failed, and was made').to.equal(undefined);
+      expect((await again.append('a', (v) => recordFor('a', v))).version).to.equal(4);
+    } finally {
+      await again.close();
+    }
+  });
+
   /**
    * Names a and b stored, a backup held at its start (one of a large database, minutes long), a
    * write refused, and the next write waiting to reopen the database once the backup is done.
@@ -64,7 +102,7 @@ describe('LevelBackend reopening after a failed write', function () {
     const backup = b.backupTo(join(tmp.dir, 'backup'));
     await copying.there;
     failNextPut(b);
-    await rejects(b.append('c', (v) => recordFor('c', v)), 'FILE_ERROR');
+    await rejects(b.append('c', (v) => recordFor('c', v)), 'OUTCOME_UNKNOWN');
     const write = b.append('c', (v) => recordFor('c', v));
     await new Promise((r) => setImmediate(r)); // the reopen has begun
     return { copying, backup, write };
