@@ -118,6 +118,27 @@ export function versionConflict(name: string, expected: number, latest: number):
   return new CertifierError('VERSION_CONFLICT', `the latest version of "${name}" is ${latest}, not ${expected}`, { details: { expected, latest } });
 }
 
+/** A change whose write failed after it may have taken effect: what it was, and its audit details. */
+export interface UnknownChange { what: string; details: { version: number; deleted?: number } }
+
+export function storeUnknown(name: string, version: number): UnknownChange {
+  return { what: `"${name}" version ${version} may or may not have been stored`, details: { version } };
+}
+
+/** `asked` is the version a delete named (0: all), `count` how many it was deleting. */
+export function deleteUnknown(name: string, asked: number, count: number): UnknownChange {
+  const which = asked ? `version ${asked}` : `all ${count} version${count === 1 ? '' : 's'}`;
+  return { what: `${which} of "${name}" may or may not have been deleted`, details: { version: asked, deleted: count } };
+}
+
+/**
+ * OUTCOME_UNKNOWN for a write of `change` that failed as `failed` says, where the failure may have
+ * come after the change took effect (`how`): KeyService answers it as neither done nor refused.
+ */
+export function outcomeUnknown(failed: CertifierError, change: UnknownChange, how: string, cause: unknown): CertifierError {
+  return new CertifierError('OUTCOME_UNKNOWN', `${failed.message}; ${change.what} (${how})`, { cause, details: change.details });
+}
+
 /** Checks that a record built by append's callback is the one asked for (a programmer error otherwise). */
 export function checkBuilt(name: string, version: number, r: StoredRecord): void {
   if (r.name !== name || r.version !== version) {

@@ -42,8 +42,8 @@ import { KEY_ID_FILE, UNFINISHED_FILE } from './backups.ts';
 import { LruMap } from '../util/lru.ts';
 import { compareNames, decode, encode } from '../wire/index.ts';
 import {
-  checkAfter, checkBuilt, checkExpected, checkName, checkPrefix, checkVersion, infoOf, listLimit, nextVersion, versionConflict,
-  type KeyBackend, type ListOptions, type RecordInfo, type StoredRecord,
+  checkAfter, checkBuilt, checkExpected, checkName, checkPrefix, checkVersion, deleteUnknown, infoOf, listLimit, nextVersion, outcomeUnknown, storeUnknown,
+  versionConflict, type KeyBackend, type ListOptions, type RecordInfo, type StoredRecord, type UnknownChange,
 } from './backend.ts';
 
 type Db = Level<string, Uint8Array>;
@@ -296,7 +296,7 @@ export class LevelBackend implements KeyBackend {
       const record = build(version);
       checkBuilt(name, version, record);
       await this.db.put(recordKey(name, version), encodeRecord(record), { sync: true })
-        .catch((e: unknown) => Promise.reject(this.writeError(e, `"${name}" version ${version} may or may not have been stored`, { version })));
+        .catch((e: unknown) => Promise.reject(this.writeError(e, storeUnknown(name, version))));
       st.latest = st.highest = version;
       this.states.set(name, st);
       return record;
@@ -359,7 +359,7 @@ export class LevelBackend implements KeyBackend {
       uncache();
       try {
         await this.db.batch([...keys.map((key) => ({ type: 'del' as const, key })), { type: 'put' as const, key: MARK + name, value: mark }], { sync: true })
-          .catch((e: unknown) => Promise.reject(this.writeError(e, `${version ? `version ${version}` : `all ${versions.length} version${versions.length === 1 ? '' : 's'}`} of "${name}" may or may not have been deleted`, { version, deleted: versions.length })));
+          .catch((e: unknown) => Promise.reject(this.writeError(e, deleteUnknown(name, version, versions.length))));
       } finally {
         uncache(); // whatever the outcome: a read that started before the batch ended caches nothing
       }
@@ -619,16 +619,16 @@ export class LevelBackend implements KeyBackend {
 
   /**
    * A failed write of a change: the database is reopened before the next write. A failure of its
-   * files is OUTCOME_UNKNOWN, not FILE_ERROR, saying `what` may or may not have been done:
+   * files is OUTCOME_UNKNOWN, not FILE_ERROR, saying the change may or may not have been made:
    * LevelDB appends the batch to its log, then syncs it, and where the sync (EIO, ENOSPC) is what
    * failed, the change may be on disk all the same, and the next open keeps what the log holds.
    * Nothing in LevelDB's answer tells that from a write that never began.
    */
-  private writeError(e: unknown, what: string, details: Record<string, number>): unknown {
+  private writeError(e: unknown, change: UnknownChange): unknown {
     this.reopener.failed();
     const failed = this.fileError(e, 'written');
     if (!(failed instanceof CertifierError && failed.code === 'FILE_ERROR')) return failed;
-    return new CertifierError('OUTCOME_UNKNOWN', `${failed.message}; ${what} (LevelDB may have put it on disk before it failed, and the next open keeps what it put there)`, { cause: e, details });
+    return outcomeUnknown(failed, change, 'LevelDB may have put it on disk before it failed, and the next open keeps what it put there', e);
   }
 
   /**

@@ -34,8 +34,8 @@
 import type { Pool, PoolClient } from 'pg';
 import { CertifierError } from '../errors/index.ts';
 import {
-  checkAfter, checkBuilt, checkExpected, checkName, checkPrefix, checkVersion, listLimit, nextVersion, versionConflict,
-  type KeyBackend, type ListOptions, type RecordInfo, type StoredRecord,
+  checkAfter, checkBuilt, checkExpected, checkName, checkPrefix, checkVersion, deleteUnknown, listLimit, nextVersion, outcomeUnknown, storeUnknown,
+  versionConflict, type KeyBackend, type ListOptions, type RecordInfo, type StoredRecord, type UnknownChange,
 } from './backend.ts';
 import { migrate, SCHEMA_VERSION, storageError, type Query } from './pg-schema.ts';
 import { MAX_KEY_VALUE_BYTES } from './keystore.ts';
@@ -162,7 +162,7 @@ export class PgBackend implements KeyBackend {
       await q('INSERT INTO key_server_records (name, version, type, exportable, time_entered, size, ciphertext) VALUES ($1, $2, $3, $4, $5, $6, $7)',
         [name, version, r.type, r.exportable, r.timeEntered, r.size, Buffer.from(r.ciphertext.buffer, r.ciphertext.byteOffset, r.ciphertext.length)]);
       return r;
-    });
+    }, (r) => storeUnknown(name, r.version));
   }
 
   async get(name: string, version: number): Promise<StoredRecord | undefined> {
@@ -202,7 +202,7 @@ export class PgBackend implements KeyBackend {
         ? 'DELETE FROM key_server_records WHERE name = $1 AND version = $2 RETURNING version'
         : 'DELETE FROM key_server_records WHERE name = $1 RETURNING version', version ? [name, version] : [name]);
       return rows.map((r) => r.version).sort((a, b) => a - b);
-    });
+    }, (versions) => (versions.length ? deleteUnknown(name, version, versions.length) : undefined));
   }
 
   async list(prefix: string, options?: ListOptions): Promise<RecordInfo[]> {
@@ -313,9 +313,12 @@ export class PgBackend implements KeyBackend {
   /**
    * Runs fn inside BEGIN ... COMMIT on one connection. Anything fn throws rolls back and is
    * rethrown as it is (a record builder's own error stays its own); a connection that failed or
-   * whose state is unknown is destroyed, never handed to the next request.
+   * whose state is unknown is destroyed, never handed to the next request. A COMMIT whose answer
+   * never came (the connection lost, the client's timeout) may have been carried out: for a
+   * change (`changed` says which, from fn's result) that is OUTCOME_UNKNOWN. One the database
+   * refused (an answer with a SQLSTATE) was rolled back.
    */
-  private async transaction<T>(fn: (q: Query) => Promise<T>): Promise<T> {
+  private async transaction<T>(fn: (q: Query) => Promise<T>, changed?: (out: T) => UnknownChange | undefined): Promise<T> {
     const client = await this.acquire();
     let dbFailed = false;
     const q: Query = async <R>(sql: string, params: unknown[] = []) => {
@@ -329,7 +332,14 @@ export class PgBackend implements KeyBackend {
     try {
       await q('BEGIN');
       const out = await fn(q);
-      await q('COMMIT');
+      try {
+        await client.query('COMMIT');
+      } catch (e) {
+        dbFailed = true;
+        const change = changed?.(out);
+        const answered = /^[0-9A-Z]{5}$/.test(String((e as { code?: unknown }).code));
+        throw change && !answered ? outcomeUnknown(this.failure(e), change, 'the database may have committed it before its answer was lost', e) : this.failure(e);
+      }
       client.release();
       return out;
     } catch (e) {

@@ -303,6 +303,33 @@ if (!bin) {
         expect((await b.append('k', (v) => recordFor('k', v))).version).to.equal(5);
       });
 
+      it('answers OUTCOME_UNKNOWN for a store or delete whose COMMIT was carried out but whose answer was lost, and the change is there', async () => {
+        const b = await track(open(await freshDb()));
+        for (const n of ['k', 'd', 'd']) await b.append(n, (v) => recordFor(n, v));
+        const query = pg.Client.prototype.query;
+        // The next COMMIT is carried out, and then the connection is lost before its answer arrives.
+        const loseCommitAnswer = () => {
+          pg.Client.prototype.query = async function (this: pg.Client, ...args: unknown[]) {
+            const out = await (query as (...a: unknown[]) => Promise<unknown>).apply(this, args);
+            if (args[0] !== 'COMMIT') return out;
+            pg.Client.prototype.query = query;
+            throw new Error('Connection terminated unexpectedly');
+          } as typeof query;
+        };
+        try {
+          loseCommitAnswer();
+          const stored = await rejects(b.append('k', (v) => recordFor('k', v)), 'OUTCOME_UNKNOWN');
+          expect(stored.message).to.equal('the key database is unreachable: Connection terminated unexpectedly; "k" version 2 may or may not have been stored (the database may have committed it before its answer was lost)');
+          expect(stored.details).to.deep.equal({ version: 2 });
+          loseCommitAnswer();
+          expect((await rejects(b.delete('d', 0), 'OUTCOME_UNKNOWN')).details).to.deep.equal({ version: 0, deleted: 2 });
+        } finally {
+          pg.Client.prototype.query = query;
+        }
+        expect((await b.get('k', 0))?.version).to.equal(2);
+        expect(await b.get('d', 0)).to.equal(undefined);
+      });
+
       it('serves on, numbering with no gap, after a request timed out waiting for a name\'s lock held by a stalled replica, or had its connection cut while waiting', async () => {
         const url = await freshDb();
         const db = `contract_${n}`;
