@@ -79,8 +79,8 @@ export class Child {
 process.once('exit', () => Child.killAll());
 
 /** Starts a server program and resolves with the port from its "listening HOST:PORT" line. */
-export function startServer(program: Program, args: string[], onSpawn?: (child: Child) => void): Promise<{ child: Child; port: number }> {
-  const proc = spawn(process.execPath, [join(ROOT, 'cmd', 'bin', `${program}.js`), ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: serverEnv() });
+export function startServer(program: Program, args: string[], onSpawn?: (child: Child) => void, env: Record<string, string> = {}): Promise<{ child: Child; port: number }> {
+  const proc = spawn(process.execPath, [join(ROOT, 'cmd', 'bin', `${program}.js`), ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...serverEnv(), ...env } });
   const child = new Child(program, proc);
   onSpawn?.(child);
   return new Promise((resolve, reject) => {
@@ -159,6 +159,8 @@ export interface KeyServerOptions {
   args?: string[];
   /** The address to listen on (default 127.0.0.1:0). */
   listen?: string;
+  /** More environment variables for the server (a module to preload, say). */
+  env?: Record<string, string>;
 }
 
 export class Domain {
@@ -270,7 +272,7 @@ export class Domain {
       writeFileSync(aclFile, JSON.stringify(o.acl, null, 2));
       args.push('--acl', aclFile);
     }
-    const { child, port } = await startServer('key-server', args);
+    const { child, port } = await startServer('key-server', args, undefined, o.env);
     this.children.push(child);
     const host = (o.listen ?? '127.0.0.1:0').replace(/:\d+$/, '');
     return { child, port, address: `${host}:${port}`, data, machine, measurementHex: this.measurementHex(machine.program), ...(aclFile ? { aclFile } : {}) };

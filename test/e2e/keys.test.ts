@@ -506,6 +506,29 @@ describe('e2e: keys stored and retrieved through key-server on loopback', functi
       await again.child.stop();
     });
 
+    it('answers a store whose key database write failed after LevelDB had it OUTCOME_UNKNOWN (exit 1), audited as unknown, and the version is there after a restart', async () => {
+      const failing = await d.certify('db-write-fails', 'key-server');
+      const first = await d.startKeyServer(failing, { data: d.path('db-write-fails-data') });
+      expectSuccess(await d.kc(alice, first, 'store', ['unknown/k', '--in', '-'], Buffer.from('one')));
+      await first.child.stop();
+      // This time LevelDB's first put reaches its log, then its sync fails (EIO).
+      const env = { NODE_OPTIONS: `--import ${join(ROOT, 'test/support/level-put-fails.mjs')}`, LEVEL_PUT_FAILS: 'after-write' };
+      const s = await d.startKeyServer(failing, { data: first.data, env });
+      const unknown = await d.kc(alice, s, 'store', ['unknown/k', '--in', '-', '--json'], Buffer.from('two'));
+      expect(unknown.status, unknown.stderr).to.equal(1);
+      expect(unknown.json().error).to.include({ code: 'OUTCOME_UNKNOWN', version: 2 });
+      expect(unknown.json().error.message).to.equal('the key-server\'s key database failed while writing "unknown/k" version 2 (OUTCOME_UNKNOWN): the store may or may not have been made; list "unknown/k" to see, and do not store it again blindly');
+      await s.child.stop();
+      const lines = readFileSync(join(s.data, 'audit.jsonl'), 'utf8').split('\n').slice(0, -1).map((l) => JSON.parse(l) as Record<string, unknown>);
+      expect(lines.at(-1)).to.include({ action: 'store', resource: 'unknown/k', version: 2, decision: 'unknown', code: 'OUTCOME_UNKNOWN' });
+      const again = await d.startKeyServer(failing, { data: s.data });
+      const listed = expectSuccess(await d.kc(alice, again, 'list', ['unknown/', '--json']));
+      expect(listed.json().items.map((r: { version: number }) => r.version)).to.deep.equal([2]);
+      expect(expectSuccess(await d.kc(alice, again, 'retrieve', ['unknown/k', '--out', '-'])).out).to.equal('two');
+      await again.child.stop();
+      expect(expectSuccess(await run('key-server', ['verify-audit', join(s.data, 'audit.jsonl')])).out).to.match(/^ok: 4 line\(s\), chain intact\n/);
+    });
+
     it('rotates the log into segments with --audit-rotate-mb, which verify-audit checks as one chain', async () => {
       const rotating = await d.certify('rotating', 'key-server');
       const s = await d.startKeyServer(rotating, { args: ['--audit-rotate-mb', '1'] });
