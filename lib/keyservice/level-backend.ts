@@ -296,7 +296,7 @@ export class LevelBackend implements KeyBackend {
       const record = build(version);
       checkBuilt(name, version, record);
       await this.db.put(recordKey(name, version), encodeRecord(record), { sync: true })
-        .catch((e: unknown) => Promise.reject(this.writeError(e, storeUnknown(name, version))));
+        .catch((e: unknown) => Promise.reject(this.writeError(e, name, storeUnknown(name, version))));
       st.latest = st.highest = version;
       this.states.set(name, st);
       return record;
@@ -359,7 +359,7 @@ export class LevelBackend implements KeyBackend {
       uncache();
       try {
         await this.db.batch([...keys.map((key) => ({ type: 'del' as const, key })), { type: 'put' as const, key: MARK + name, value: mark }], { sync: true })
-          .catch((e: unknown) => Promise.reject(this.writeError(e, deleteUnknown(name, version, versions.length))));
+          .catch((e: unknown) => Promise.reject(this.writeError(e, name, deleteUnknown(name, version, versions.length))));
       } finally {
         uncache(); // whatever the outcome: a read that started before the batch ended caches nothing
       }
@@ -622,10 +622,12 @@ export class LevelBackend implements KeyBackend {
    * files is OUTCOME_UNKNOWN, not FILE_ERROR, saying the change may or may not have been made:
    * LevelDB appends the batch to its log, then syncs it, and where the sync (EIO, ENOSPC) is what
    * failed, the change may be on disk all the same, and the next open keeps what the log holds.
-   * Nothing in LevelDB's answer tells that from a write that never began.
+   * Nothing in LevelDB's answer tells that from a write that never began. The name's versions are
+   * read from disk again, so a read of its latest finds the change if it was made, as a list does.
    */
-  private writeError(e: unknown, change: UnknownChange): unknown {
+  private writeError(e: unknown, name: string, change: UnknownChange): unknown {
     this.reopener.failed();
+    this.states.delete(name);
     const failed = this.fileError(e, 'written');
     if (!(failed instanceof CertifierError && failed.code === 'FILE_ERROR')) return failed;
     return outcomeUnknown(failed, change, 'LevelDB may have put it on disk before it failed, and the next open keeps what it put there', e);

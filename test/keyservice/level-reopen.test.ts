@@ -70,6 +70,8 @@ describe('LevelBackend reopening after a failed write', function () {
       failAfterWrite(b, 'put');
       const stored = await rejects(b.append('a', (v) => recordFor('a', v)), 'OUTCOME_UNKNOWN');
       expect(stored.message).to.equal(`the key database in ${dir} cannot be written: the disk reported an I/O error: IO error: 000005.log: Input/output error; "a" version 3 may or may not have been stored (LevelDB may have put it on disk before it failed, and the next open keeps what it put there)`);
+      // Read before the reopen (which waits for the next write): the latest as the disk has it, as a list shows.
+      expect((await b.get('a', 0))?.version).to.equal(3);
       failAfterWrite(b, 'batch');
       const deleted = await rejects(b.delete('d', 0), 'OUTCOME_UNKNOWN');
       expect(deleted.message).to.contain('; all 2 versions of "d" may or may not have been deleted (LevelDB may have');
