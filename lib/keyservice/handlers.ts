@@ -125,8 +125,9 @@ export class KeyService {
       const version = typeof made === 'number' && made > 0 ? made : askedVersion(req ?? asked);
       const refusal = failed(req?.name ?? '', code, unknown ? version : undefined);
       const audited = record(unknown ? 'unknown' : 'deny', { code, version, ...(e instanceof CertifierError ? { why: clipped(e.message) } : {}) });
-      // A refusal whose record could not be written says so (the log's failure), as an answer would.
-      return afterAudit(audited, refusal, req?.name ?? '');
+      // A refusal whose record could not be written says so (the log's failure), as an answer would;
+      // an unknown outcome stays unknown (the log's FILE_ERROR would say nothing was changed).
+      return afterAudit(audited, refusal, req?.name ?? '', unknown ? () => refusal : undefined);
     };
     const allow = ({ response, version, deleted }: Executed): Uint8Array | LaterAnswer => afterAudit(record('allow', { version, deleted }), response, req!.name);
     // A store or delete has taken effect by the time its record is written. If that write fails,

@@ -314,16 +314,21 @@ describe('key service: ordering of the requests of one connection', () => {
     expect((await inner.get('d', 2))?.version).to.equal(2);
   });
 
-  it('answers OUTCOME_UNKNOWN, audited as unknown, for a store whose write failed after LevelDB had it, which is there once the database is opened again', async () => {
-    const c = conn('c-unknown');
-    expect((await answer(await ask(c, { action: 'store', name: 'k', data: randomBytes(8) }))).status).to.equal('succeeded');
+  /** The backend's next put reaches LevelDB's log, and then fails as a sync the disk refused (EIO) does. */
+  const failPutAfterWrite = () => {
     const db = (inner as unknown as { db: { put: (...args: unknown[]) => Promise<void> } }).db;
     const put = db.put.bind(db);
     db.put = async (...args: unknown[]) => {
       db.put = put;
-      await put(...args); // in LevelDB's log; the sync after it fails
+      await put(...args);
       throw Object.assign(new Error('IO error: 000005.log: Input/output error'), { code: 'LEVEL_IO_ERROR' });
     };
+  };
+
+  it('answers OUTCOME_UNKNOWN, audited as unknown, for a store whose write failed after LevelDB had it, which is there once the database is opened again', async () => {
+    const c = conn('c-unknown');
+    expect((await answer(await ask(c, { action: 'store', name: 'k', data: randomBytes(8) }))).status).to.equal('succeeded');
+    failPutAfterWrite();
     expect(await answer(await ask(c, { action: 'store', name: 'k', data: randomBytes(8) }))).to.include({ status: 'failed', errorCode: 'OUTCOME_UNKNOWN', version: 2 });
     const lines = readFileSync(audit.path, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(lines.at(-1)).to.include({ action: 'store', resource: 'k', version: 2, decision: 'unknown', code: 'OUTCOME_UNKNOWN' });
@@ -333,6 +338,15 @@ describe('key service: ordering of the requests of one connection', () => {
     expect((await inner.get('k', 0))?.version, 'the store whose write failed was made').to.equal(2);
     await audit.close();
     expect(await verifyAudit(audit.path)).to.deep.equal({ ok: true, lines: 2 });
+  });
+
+  it('answers OUTCOME_UNKNOWN, not FILE_ERROR, for a store whose write failed after LevelDB had it when its audit record cannot be written either', async () => {
+    const c = conn('c-unknown-unrecorded');
+    expect((await answer(await ask(c, { action: 'store', name: 'k', data: randomBytes(8) }))).status).to.equal('succeeded');
+    failPutAfterWrite();
+    rmSync(audit.path); // the record of the failed store finds the log gone
+    expect(await answer(await ask(c, { action: 'store', name: 'k', data: randomBytes(8) }))).to.include({ status: 'failed', errorCode: 'OUTCOME_UNKNOWN', version: 2 });
+    expect((await inner.get('k', 0))?.version).to.equal(2);
   });
 
   it('carries out no store that waited for a read of its connection while the audit log broke', async () => {
