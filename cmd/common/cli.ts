@@ -129,7 +129,8 @@ const SHOWN_DETAILS: Record<string, (v: unknown) => boolean> = {
   proof: Array.isArray, file: (v) => typeof v === 'string', line: Number.isSafeInteger,
   // How a store is protected, when a command was given another way (first-boot.sh tells the cases apart).
   protection: (v) => v === 'passphrase' || v === 'key-file' || v === 'sealed',
-  // The version a key-server made or deleted without recording it (NOT_RECORDED; 0 = all, for a delete).
+  // The version a key-server made or deleted without recording it (NOT_RECORDED; 0 = all, for a
+  // delete), or may have made or deleted (OUTCOME_UNKNOWN).
   version: Number.isSafeInteger,
   deleted: Number.isSafeInteger,
   // What verify-store --repair --yes changed in the store before it found problems left.
