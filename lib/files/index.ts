@@ -13,4 +13,4 @@ export * from './places.ts';
 export * from './write.ts';
 export { holdingSignals } from './signals.ts';
 export { LevelReopener, type OperationKind } from './level-reopen.ts';
-export { describeLevelFailure, levelFileError } from './level-failure.ts';
+export { describeLevelFailure, levelFileError, levelWriteMayHaveLanded } from './level-failure.ts';

@@ -55,3 +55,21 @@ export function levelFileError(e: unknown, what: string, action: 'opened' | 'rea
   const how = action === 'opened' ? `${writes}${unchanged}` : '';
   return new CertifierError('FILE_ERROR', `${what} cannot be ${action}${how}: ${describeLevelFailure(e)}`, { cause: e });
 }
+
+/** Failures LevelDB meets before a write's record is whole in its log: a file it could not open, a record cut short. */
+const BEFORE_THE_RECORD: ReadonlySet<DiskErrno> = new Set(['EFBIG', 'EMFILE', 'ENFILE']);
+
+/**
+ * Whether a write LevelDB reported failed may have been made all the same. A failure of its log
+ * (FILE.log) may come from the sync after the record was appended (EIO, ENOSPC), and the next
+ * open keeps the record. Not so for one whose file is another (a table or the manifest: a flush
+ * in the background failed, and LevelDB refuses every write until it is reopened), nor for a file
+ * it could not open (EMFILE, ENFILE) or a record cut short by a file-size limit (EFBIG, which the
+ * next open drops); nor for any failure that is not a file's.
+ */
+export function levelWriteMayHaveLanded(e: unknown): boolean {
+  const io = levelIoError(e);
+  if (!io || (io.errno && BEFORE_THE_RECORD.has(io.errno))) return false;
+  const file = io.message.slice(IO_ERROR.length, io.message.lastIndexOf(': '));
+  return file.endsWith('.log');
+}

@@ -37,7 +37,7 @@ import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { Level } from 'level';
 import { CertifierError } from '../errors/index.ts';
-import { describeErrno, describeLevelFailure, LevelReopener, levelFileError, makeDirs, syncDir, unmakeHeldAndDirs, type OperationKind } from '../files/index.ts';
+import { describeErrno, describeLevelFailure, LevelReopener, levelFileError, levelWriteMayHaveLanded, makeDirs, syncDir, unmakeHeldAndDirs, type OperationKind } from '../files/index.ts';
 import { KEY_ID_FILE, UNFINISHED_FILE } from './backups.ts';
 import { LruMap } from '../util/lru.ts';
 import { compareNames, decode, encode } from '../wire/index.ts';
@@ -619,17 +619,18 @@ export class LevelBackend implements KeyBackend {
 
   /**
    * A failed write of a change: the database is reopened before the next write. A failure of its
-   * files is OUTCOME_UNKNOWN, not FILE_ERROR, saying the change may or may not have been made:
+   * log is OUTCOME_UNKNOWN, not FILE_ERROR, saying the change may or may not have been made:
    * LevelDB appends the batch to its log, then syncs it, and where the sync (EIO, ENOSPC) is what
    * failed, the change may be on disk all the same, and the next open keeps what the log holds.
-   * Nothing in LevelDB's answer tells that from a write that never began. The name's versions are
+   * Nothing in LevelDB's answer tells that from an append that failed. One refused before the
+   * record was written (levelWriteMayHaveLanded) stays FILE_ERROR. The name's versions are
    * read from disk again, so a read of its latest finds the change if it was made, as a list does.
    */
   private writeError(e: unknown, name: string, change: UnknownChange): unknown {
     this.reopener.failed();
     this.states.delete(name);
     const failed = this.fileError(e, 'written');
-    if (!(failed instanceof CertifierError && failed.code === 'FILE_ERROR')) return failed;
+    if (!(failed instanceof CertifierError && failed.code === 'FILE_ERROR') || !levelWriteMayHaveLanded(e)) return failed;
     return outcomeUnknown(failed, change, 'LevelDB may have put it on disk before it failed, and the next open keeps what it put there', e);
   }
 

@@ -6,13 +6,31 @@
 
 import { expect } from 'chai';
 import { CertifierError } from '../../lib/errors/index.ts';
-import { describeDiskErrno, diskErrno, diskErrnoOfText, levelFileError } from '../../lib/files/index.ts';
+import { describeDiskErrno, diskErrno, diskErrnoOfText, levelFileError, levelWriteMayHaveLanded } from '../../lib/files/index.ts';
 
 const io = (message: string) => Object.assign(new Error(message), { code: 'LEVEL_IO_ERROR' });
 const opening = (cause: Error) => Object.assign(new Error('Database failed to open'), { code: 'LEVEL_DATABASE_NOT_OPEN', cause });
 const ioText = (file: string, text: string) => `IO error: /d/${file}: ${text}`;
 
 describe('lib/files: LevelDB failures', () => {
+  it('tells a failed write that may have been made (its log failed, the sync perhaps) from one refused before its record was whole', () => {
+    // [shape, the failure, whether the write may have been made]
+    const table: [string, unknown, boolean][] = [
+      ['an I/O error on the log (its sync)', io(ioText('000003.log', 'Input/output error')), true],
+      ['a full disk under the log (its sync, or its append)', io(ioText('000003.log', 'No space left on device')), true],
+      ['a used-up quota under the log', io(ioText('000003.log', 'Disk quota exceeded')), true],
+      ['another failure of the log', io(ioText('000003.log', 'Permission denied')), true],
+      ['a file-size limit, which cuts the record short', io(ioText('000003.log', 'File too large')), false],
+      ['no descriptor for a new log', io(ioText('000007.log', 'Too many open files')), false],
+      ['no descriptor left in the system', io(ioText('000007.log', 'Too many open files in system')), false],
+      ['a flush to a table failed earlier', io(ioText('000005.ldb', 'Input/output error')), false],
+      ['the manifest failed earlier', io(ioText('MANIFEST-000001', 'No space left on device')), false],
+      ['not a file\'s failure', Object.assign(new Error('Corruption: bad block in /d/000005.ldb'), { code: 'LEVEL_CORRUPTION' }), false],
+      ['one of ours', new CertifierError('FILE_ERROR', 'IO error: /d/000003.log: Input/output error'), false],
+    ];
+    for (const [shape, e, may] of table) expect(levelWriteMayHaveLanded(e), shape).to.equal(may);
+  });
+
   it('tells a file operation\'s failure, and the disk\'s or a limit\'s among them, from any other, whatever its shape', () => {
     // [shape, what the reader is told after "the store at /d cannot be written: ", or undefined where it is not a file's failure]
     const table: [string, unknown, string | undefined][] = [
