@@ -305,7 +305,9 @@ if (!bin) {
       await Promise.all(streams);
       expect(acked.size, 'stores succeed again after the restart').to.be.at.least(before + 10);
       expect(acked.size - ackedBefore).to.be.at.least(10);
-      expect(new Set(codes)).to.satisfy((s: Set<string>) => [...s].every((c) => c === 'UNREACHABLE' || c === 'TIMEOUT'), `codes: ${[...new Set(codes)]}`);
+      // OUTCOME_UNKNOWN for a store whose COMMIT was on its way as the database stopped.
+      expect(new Set(codes)).to.satisfy((s: Set<string>) => [...s].every((c) => c === 'UNREACHABLE' || c === 'TIMEOUT' || c === 'OUTCOME_UNKNOWN'), `codes: ${[...new Set(codes)]}`);
+      expect(codes.filter((c) => c === 'OUTCOME_UNKNOWN').length, 'at most one store per replica was caught in its COMMIT').to.be.at.most(2);
       expect(slowest, 'failures are fast').to.be.below(8_000);
       for (const r of [r1, r2]) expect(r.child.running, `${r.address} still running`).to.equal(true);
       // Every acknowledged store is there, with its value, through either replica.
