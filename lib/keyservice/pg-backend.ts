@@ -28,8 +28,9 @@
 // KeyStore refuses it), so a huge row costs the replica neither its memory nor its life.
 //
 // Failure: connections and queries are bounded (connect and query timeouts), and a failure of
-// the database becomes UNREACHABLE or TIMEOUT (retryable, exit status 3) rather than a hang;
-// the pool drops broken connections and makes new ones, so service resumes by itself.
+// the database becomes UNREACHABLE or TIMEOUT (retryable, exit status 3) rather than a hang,
+// except where a change's COMMIT was sent and its answer lost: OUTCOME_UNKNOWN, as it may have
+// been committed; the pool drops broken connections and makes new ones, so service resumes by itself.
 
 import type { Pool, PoolClient } from 'pg';
 import { CertifierError } from '../errors/index.ts';
