@@ -72,7 +72,7 @@ function outcomeUnknown(r: KeyResponse, req: Partial<KeyRequest> & { action: Act
   } else {
     what = `deleting ${req.version ? `version ${req.version} of ${name}` : `every version of ${name}`}`;
   }
-  return new CertifierError('OUTCOME_UNKNOWN', `the key-server's key database failed while ${what} (OUTCOME_UNKNOWN): the ${req.action} may or may not have been made; list ${name} to see, and do not ${req.action} it again blindly`, { details });
+  return new CertifierError('OUTCOME_UNKNOWN', `the key-server's key database failed while ${what}: the ${req.action} may or may not have been made; list ${name} to see, and do not ${req.action} it again blindly`, { details });
 }
 
 function refusal(r: KeyResponse, req: Partial<KeyRequest> & { action: Action; name: string }): CertifierError {
