@@ -8,7 +8,7 @@
 // next write (LevelReopener says why), so a store kept open (key-server) writes on safely.
 
 import { CertifierError } from '../lib/errors/index.ts';
-import { LevelReopener, unmakeHeld } from '../lib/files/index.ts';
+import { LevelReopener, levelWriteMayHaveLanded, unmakeHeld } from '../lib/files/index.ts';
 import { isRfc3339 } from '../lib/policy/index.ts';
 import { open as aeadOpen, bytesEqual, randomBytes, seal, toHex, wipe } from '../lib/crypto/index.ts';
 import {
@@ -606,14 +606,17 @@ export class Cryptstore {
    * One write of a change (its atomic batch), through the guard when one was given; FILE_ERROR
    * when it fails, and then the database is reopened before the next change. A failed write may
    * have reached the disk all the same (LevelDB appends the batch to its log, then syncs it, and
-   * the sync may be what failed; the next open keeps whatever is in the log): the error says so.
+   * the sync may be what failed; the next open keeps whatever is in the log): the error says so
+   * when LevelDB's log is what failed (levelWriteMayHaveLanded, as key-server's OUTCOME_UNKNOWN).
    */
   private write(what: string, w: () => Promise<void>): Promise<void> {
     const guarded = this.guard ? this.guard(what, w) : w();
     return guarded.catch((e: unknown) => {
       this.reopener.failed();
       return writeFailed(this.path)(e).catch((failed: unknown) => {
-        if (!(failed instanceof CertifierError && failed.code === 'FILE_ERROR')) throw failed;
+        // Only a failure of LevelDB's log once the record may be whole in it (its sync): one before
+        // (a file-size limit, no descriptor, a failed flush refusing every write) changed nothing.
+        if (!(failed instanceof CertifierError && failed.code === 'FILE_ERROR') || !levelWriteMayHaveLanded(e)) throw failed;
         throw new CertifierError('FILE_ERROR', `${failed.message}; the change may or may not have been made (${what}, or nothing was: LevelDB may have written it before it failed, and what reached the disk is kept): the store, opened again, shows which (list-items)`, { cause: e });
       });
     });
