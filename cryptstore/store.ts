@@ -462,7 +462,7 @@ export class Cryptstore {
     return this.exclusive(async () => {
       // Loaded first, as a read meanwhile finds it and sees it change; none for a tag whose latest
       // record does not open (a damaged one may be deleted, which get and put refuse).
-      const st = await this.state(tag).catch((e: unknown) => (isIntegrity(e) ? undefined : Promise.reject(e)));
+      const st = await unlessDamaged(this.state(tag));
       const versions: number[] = [];
       const keys: string[] = [];
       if (version) {
@@ -477,14 +477,15 @@ export class Cryptstore {
           const v = this.versionIn(tag, key);
           if (v !== undefined) versions.push(v);
         }
-        if (keys.length === 0 && !(await this.markDamaged(tag))) throw new CertifierError('NOT_FOUND', `no item tagged ${shown(tag, 256)}`);
       }
+      // The whole tag going with a mark that does not open retires it (below); read once.
+      const retired = !version && (await this.markDamaged(tag));
+      if (!version && keys.length === 0 && !retired) throw new CertifierError('NOT_FOUND', `no item tagged ${shown(tag, 256)}`);
       const damaged = keys.length - versions.length;
       // The high-water mark goes in the same atomic batch, so a deleted version is never reused:
       // the highest version used by what opens (a damaged record's number does not count). A mark
       // that does not open could have said any number: the whole tag going, none is given again;
       // one version going, usedOnDisk refuses it (INTEGRITY), as put does.
-      const retired = !version && (await this.markDamaged(tag));
       const used = retired ? MAX_VERSION : await this.usedOnDisk(tag);
       const ops = [
         ...keys.map((key) => ({ type: 'del' as const, key })),
@@ -494,7 +495,7 @@ export class Cryptstore {
       await this.write(retired ? `${what} (the tag retired)` : what, () => this.db.batch(ops, { sync: this.sync }));
       if (st && versions.includes(st.latest)) {
         // A new latest that does not open: get and put find it again, and refuse it.
-        const latest = await this.latestOnDisk(tag).catch((e: unknown) => (isIntegrity(e) ? undefined : Promise.reject(e)));
+        const latest = await unlessDamaged(this.latestOnDisk(tag));
         if (latest === undefined) this.states.delete(tag);
         else Object.assign(st, { latest, next: Math.max(latest, used) });
       } else if (st) st.next = Math.max(st.latest, used);
@@ -798,6 +799,11 @@ function usedUp(tag: string): CertifierError {
 
 function isIntegrity(e: unknown): boolean {
   return e instanceof CertifierError && e.code === 'INTEGRITY';
+}
+
+/** What `p` gives, or undefined where it fails INTEGRITY (a record that does not open); any other failure stays. */
+function unlessDamaged<T>(p: Promise<T>): Promise<T | undefined> {
+  return p.catch((e: unknown) => (isIntegrity(e) ? undefined : Promise.reject(e)));
 }
 
 function infoOf(e: ValidEntry | Entry): EntryInfo {
