@@ -57,6 +57,7 @@ const NUMBER_RANGES: Record<string, [number, number]> = {
   [SNP_PROPERTY.abiMajor]: [0, 255], [SNP_PROPERTY.abiMinor]: [0, 255], [SNP_PROPERTY.vmpl]: [0, 3], [SNP_PROPERTY.guestSvn]: [0, 2 ** 32 - 1],
   [SNP_PROPERTY.tcbBootloader]: [0, 255], [SNP_PROPERTY.tcbTee]: [0, 255], [SNP_PROPERTY.tcbSnp]: [0, 255], [SNP_PROPERTY.tcbMicrocode]: [0, 255],
   [SNP_PROPERTY.launchTcbBootloader]: [0, 255], [SNP_PROPERTY.launchTcbTee]: [0, 255], [SNP_PROPERTY.launchTcbSnp]: [0, 255], [SNP_PROPERTY.launchTcbMicrocode]: [0, 255],
+  [SNP_PROPERTY.tcbFmc]: [0, 255], [SNP_PROPERTY.launchTcbFmc]: [0, 255],
   [SNP_PROPERTY.reportVersion]: [2, 5],
   ...Object.fromEntries([
     SNP_PROPERTY.cxlAllowed, SNP_PROPERTY.memAes256Xts, SNP_PROPERTY.raplDisabled, SNP_PROPERTY.ciphertextHiding, SNP_PROPERTY.pageSwapDisabled,

@@ -23,8 +23,8 @@ export const SNP_PROPERTY = {
   debug: 'debug', migrateMa: 'migrate-ma', smtAllowed: 'smt-allowed', singleSocket: 'single-socket',
   abiMajor: 'abi-major', abiMinor: 'abi-minor', abiVersion: 'abi-version',
   firmwareVersion: 'firmware-version', committedFirmwareVersion: 'committed-firmware-version', vmpl: 'vmpl', guestSvn: 'guest-svn',
-  tcbBootloader: 'tcb-bootloader', tcbTee: 'tcb-tee', tcbSnp: 'tcb-snp', tcbMicrocode: 'tcb-microcode',
-  launchTcbBootloader: 'launch-tcb-bootloader', launchTcbTee: 'launch-tcb-tee', launchTcbSnp: 'launch-tcb-snp', launchTcbMicrocode: 'launch-tcb-microcode',
+  tcbBootloader: 'tcb-bootloader', tcbTee: 'tcb-tee', tcbSnp: 'tcb-snp', tcbMicrocode: 'tcb-microcode', tcbFmc: 'tcb-fmc',
+  launchTcbBootloader: 'launch-tcb-bootloader', launchTcbTee: 'launch-tcb-tee', launchTcbSnp: 'launch-tcb-snp', launchTcbMicrocode: 'launch-tcb-microcode', launchTcbFmc: 'launch-tcb-fmc',
   hostData: 'host-data', idKeyDigest: 'id-key-digest', authorKeyDigest: 'author-key-digest',
   familyId: 'family-id', imageId: 'image-id', signingKey: 'signing-key', reportVersion: 'report-version',
   cxlAllowed: 'cxl-allowed', memAes256Xts: 'mem-aes-256-xts', raplDisabled: 'rapl-disabled', ciphertextHiding: 'ciphertext-hiding', pageSwapDisabled: 'page-swap-disabled',
@@ -44,6 +44,14 @@ export const PROPERTY_DEFAULTS: Readonly<Record<string, readonly Requirement[]>>
 /** A property claim for the platform must name these (a minimum TCB has no safe default). */
 export const REQUIRED_PROPERTIES: Readonly<Record<string, readonly string[]>> = {
   [SEV_SNP_PLATFORM]: [SNP_PROPERTY.tcbBootloader, SNP_PROPERTY.tcbTee, SNP_PROPERTY.tcbSnp, SNP_PROPERTY.tcbMicrocode],
+};
+
+/**
+ * What a claim must name when the evidence has it (a minimum TCB has no safe default): Turin's FMC
+ * level. Evidence without it (Milan, Genoa) leaves a claim that does not name it as it was.
+ */
+export const REQUIRED_IF_PRESENT: Readonly<Record<string, readonly string[]>> = {
+  [SEV_SNP_PLATFORM]: [SNP_PROPERTY.tcbFmc],
 };
 
 export interface TrustedProperties extends Window {
@@ -177,7 +185,8 @@ export function checkProperties(claims: TrustedProperties[], platform: string, h
   for (const c of current) {
     const named = new Set(c.requirements.map((r) => r.name));
     const all = [...c.requirements, ...(PROPERTY_DEFAULTS[platform] ?? []).filter((d) => !named.has(d.name))];
-    const failure = all.map((r) => unmet(r, have[r.name])).find((f) => f !== undefined);
+    const unnamed = (REQUIRED_IF_PRESENT[platform] ?? []).find((n) => have[n] !== undefined && !named.has(n));
+    const failure = unnamed ? `the evidence has ${unnamed} (${showValue(unnamed, have[unnamed]!)}), which the claim does not name: a minimum TCB has no safe default` : all.map((r) => unmet(r, have[r.name])).find((f) => f !== undefined);
     if (failure) firstFailure ??= failure;
     else allowed.push({ notBefore: c.notBefore, notAfter: c.notAfter, proof: `policy: policyKey says platform[${platform}] has-trusted-platform-property: ${all.map((r) => `${describeRequirement(r)} (is ${showValue(r.name, have[r.name]!)})`).join(', ')}` });
   }

@@ -322,16 +322,16 @@ describe('SEV-SNP refusals, each with its own code', () => {
     expect(r.mitigations).to.equal(undefined);
   });
 
-  it('refuses a report from a Turin CPU (family 1Ah, another TCB layout) by name with SNP_REPORT_VERSION, and reads family 19h', () => {
+  it('reads a version 3 report naming family 1Ah in Turin\'s TCB layout: a Milan TCB there sets a byte Turin reserves (EVIDENCE_MALFORMED)', () => {
     const b = new Uint8Array(virtee.report);
     new DataView(b.buffer).setUint32(0, 3, true);
     b.set(Uint8Array.of(0x19, 0x11, 0x01), 0x188); // Genoa
     expect(parseReport(b).cpuid).to.deep.equal({ family: 0x19, model: 0x11, stepping: 1 });
     b[0x188] = 0x1a;
-    expect(() => parseReport(b)).to.throw(CertifierError, /family 1Ah \(Turin\)/).with.property('code', 'SNP_REPORT_VERSION');
-    // Turin's TCB_VERSION has its TEE and SNP levels in bytes 2 and 3, reserved in Milan's: still named as Turin, not as malformed.
-    for (const tcb of [0x38, 0x180, 0x1e0, 0x1f0]) b.set(Uint8Array.of(0x01, 0x03, 0x00, 0x18), tcb);
-    expect(() => parseReport(b)).to.throw(CertifierError, /family 1Ah \(Turin\)/).with.property('code', 'SNP_REPORT_VERSION');
+    // Milan's SNP level sits in byte 6, which Turin's layout reserves: never read as another component's.
+    expect(() => parseReport(b)).to.throw(CertifierError, /at 0x3e, reserved in its CURRENT_TCB \(bytes 4 to 6 of a Turin TCB_VERSION\)/).with.property('code', 'EVIDENCE_MALFORMED');
+    for (const tcb of [0x38, 0x180, 0x1e0, 0x1f0]) b.set(Uint8Array.of(0x00, 0x03, 0x00, 0x18, 0, 0, 0, 0x73), tcb);
+    expect(parseReport(b).reportedTcb).to.include({ fmc: 0, bootloader: 3, tee: 0, snp: 0x18, microcode: 0x73 });
   });
 
   it('refuses an unknown report version by name with SNP_REPORT_VERSION', () => {

@@ -14,7 +14,9 @@ import {
 } from '../../lib/attest/index.ts';
 import { EXPECTED, NAMES, NOW, refusalOf, SNP_DIR as DIR, vector } from './support.ts';
 
-const tcb = (t: TcbVersion) => ({ hex: t.hex, bootloader: t.bootloader, tee: t.tee, snp: t.snp, microcode: t.microcode });
+const tcb = (t: TcbVersion) => ({ hex: t.hex, ...(t.fmc === undefined ? {} : { fmc: t.fmc }), bootloader: t.bootloader, tee: t.tee, snp: t.snp, microcode: t.microcode });
+/** A vector's own "now" (a VCEK issued after the shared one), or the shared one. */
+const nowOf = (e: { now?: string }) => new Date(e.now ?? EXPECTED.now);
 
 /** The parsed report in the shape of expected.json. */
 function asData(r: SnpReport) {
@@ -45,12 +47,12 @@ describe('SEV-SNP vectors: parsing and verification against the pinned AMD roots
       });
 
       it('parses every field the README lists to the same value', () => {
-        const { product: _p, sha256: _s, vcek: _v, ...fields } = e;
+        const { product: _p, sha256: _s, vcek: _v, now: _n, ...fields } = e;
         expect(asData(parseReport(report))).to.deep.equal(fields);
       });
 
-      it(`verifies against the pinned ${e.product} ARK at ${EXPECTED.now}, VCEK -> ASK -> ARK`, () => {
-        const v = verifySnpReport({ report, certs: [vcek], at: NOW, roots: [pinnedArk(e.product)] });
+      it(`verifies against the pinned ${e.product} ARK at ${e.now ?? EXPECTED.now}, VCEK -> ASK -> ARK`, () => {
+        const v = verifySnpReport({ report, certs: [vcek], at: nowOf(e), roots: [pinnedArk(e.product)] });
         expect(v.product).to.equal(e.product);
         expect(v.chain.intermediate.name).to.equal(e.vcek.issuerCN);
         expect(v.chain.leaf.serialHex, 'AMD issues VCEKs with serial 0').to.equal('00');
@@ -74,7 +76,7 @@ describe('SEV-SNP vectors: parsing and verification against the pinned AMD roots
 
   it('reads the firmware each real report was made by as firmware-version and committed-firmware-version (MAJOR.MINOR, build left out)', () => {
     // CURRENT and COMMITTED at 0x1E8 and 0x1EC (build, minor, major) are equal in every vector.
-    const want: Record<string, string> = { 'milan-virtee-sev': '1.52', 'milan-go-sev-guest': '1.49', 'milan-trustee': '1.52', 'genoa-azure-trustee': '1.55' };
+    const want: Record<string, string> = { 'milan-virtee-sev': '1.52', 'milan-go-sev-guest': '1.49', 'milan-trustee': '1.52', 'genoa-azure-trustee': '1.55', 'turin-oak': '1.55' };
     for (const name of NAMES) {
       const p = snpProperties(parseReport(vector(name).report));
       for (const prop of ['firmware-version', 'committed-firmware-version']) expect(showValue(prop, p[prop]!), `${name} ${prop}`).to.equal(want[name]);
@@ -82,22 +84,23 @@ describe('SEV-SNP vectors: parsing and verification against the pinned AMD roots
     expect(snpProperties(parseReport(vector('genoa-azure-trustee').report))['firmware-version'], 'Genoa 1.55: 1 * 256 + 55').to.equal(311);
   });
 
-  it('accepts a high s as AMD\'s firmware makes it (two of the four real reports), and so also (r, n - s), which vouches for the same bytes', () => {
+  it('accepts a high s as AMD\'s firmware makes it (three of the five real reports), and so also (r, n - s), which vouches for the same bytes', () => {
     const n = 0xffffffffffffffffffffffffffffffffffffffffffffffffc7634d81f4372ddf581a0db248b0a77aecec196accc52973n; // the order of P-384
     const big = (b: Uint8Array) => BigInt(`0x${toHex(b)}`);
     const high: string[] = [];
     for (const name of NAMES) {
-      const { report, vcek } = vector(name);
+      const { report, vcek, e } = vector(name);
+      const at = nowOf(e);
       const s = big(parseReport(report).signature.s);
       if (s > n / 2n) high.push(name);
       // The other s, written back little-endian at 0x2E8: a second encoding of the same signed report.
       const other = new Uint8Array(report);
       other.set(Buffer.from((n - s).toString(16).padStart(96, '0'), 'hex').reverse(), 0x2e8);
       expect(toHex(other), name).to.not.equal(toHex(report));
-      expect(() => verifySnpReport({ report: other, certs: [vcek], at: NOW }), `${name} with n - s`).to.not.throw();
-      expect(() => verifySnpReport({ report, certs: [vcek], at: NOW }), name).to.not.throw();
+      expect(() => verifySnpReport({ report: other, certs: [vcek], at }), `${name} with n - s`).to.not.throw();
+      expect(() => verifySnpReport({ report, certs: [vcek], at }), name).to.not.throw();
     }
-    expect(high).to.deep.equal(['milan-go-sev-guest', 'milan-trustee']);
+    expect(high).to.deep.equal(['milan-go-sev-guest', 'milan-trustee', 'turin-oak']);
   });
 
   it('names the KDS address of a report\'s VCEK as go-sev-guest fetches it (chip id and REPORTED_TCB)', () => {
@@ -106,6 +109,8 @@ describe('SEV-SNP vectors: parsing and verification against the pinned AMD roots
     expect(kdsVcekPath(go)).to.equal(`/vcek/v1/{Milan|Genoa}/${toHex(go.chipId)}?blSPL=2&teeSPL=0&snpSPL=5&ucodeSPL=68`);
     const genoa = parseReport(vector('genoa-azure-trustee').report);
     expect(kdsVcekPath(genoa)).to.match(/^\/vcek\/v1\/Genoa\/0506ffba[0-9a-f]+\?blSPL=10&teeSPL=0&snpSPL=23&ucodeSPL=84$/);
+    // The address oak's README of its Turin VCEK names: the first 8 bytes of CHIP_ID, and fmcSPL.
+    expect(kdsVcekPath(parseReport(vector('turin-oak').report))).to.equal('/vcek/v1/Turin/3b42092f69c656d3?fmcSPL=0&blSPL=1&teeSPL=0&snpSPL=2&ucodeSPL=71');
   });
 
   describe('pinned AMD certificates', () => {
@@ -147,7 +152,7 @@ describe('SEV-SNP vectors: parsing and verification against the pinned AMD roots
       expect(refusalOf(() => validateAmdChain(alone)), 'the ASVK as the only intermediate').to.include({ code: 'SNP_CHAIN_UNTRUSTED', reason: 'no-issuer' });
     });
 
-    it('pins the same Milan and Genoa certificates the shared vectors hold', () => {
+    it('pins the same Milan, Genoa and Turin certificates the shared vectors hold', () => {
       for (const product of AMD_PRODUCTS) {
         const p = pinnedAmdCerts().find((x) => x.product === product)!;
         expect(toHex(p.ark)).to.equal(toHex(readCertificate(readFileSync(join(DIR, 'amd', product, 'ark.pem')))));

@@ -22,6 +22,8 @@ export const AMD_EXT = {
   teeSpl: '1.3.6.1.4.1.3704.1.3.2',
   snpSpl: '1.3.6.1.4.1.3704.1.3.3',
   ucodeSpl: '1.3.6.1.4.1.3704.1.3.8',
+  /** Turin's FMC level: only a Turin VCEK or VLEK carries it. */
+  fmcSpl: '1.3.6.1.4.1.3704.1.3.9',
   hwId: '1.3.6.1.4.1.3704.1.4',
   cspId: '1.3.6.1.4.1.3704.1.5',
 } as const;
@@ -176,19 +178,23 @@ function smallUnsigned(value: Uint8Array, what: string): number {
   return c[c.length - 1]!;
 }
 
-export interface CertTcb { bootloader: number; tee: number; snp: number; microcode: number }
+export interface CertTcb { fmc?: number; bootloader: number; tee: number; snp: number; microcode: number }
 
-/** The TCB a VCEK or VLEK was issued for; BAD_CERTIFICATE when an SPL extension is missing. */
+/** The TCB a VCEK or VLEK was issued for (with fmc for a Turin one); BAD_CERTIFICATE when an SPL extension is missing. */
 export function certTcb(cert: AmdCert): CertTcb {
   const get = (oid: string, name: string) => {
     const v = extension(cert, oid);
     if (!v) throw new CertifierError('BAD_CERTIFICATE', `the ${name} extension (${oid}) is missing from the VCEK/VLEK`);
     return smallUnsigned(v, name);
   };
-  return { bootloader: get(AMD_EXT.blSpl, 'blSPL'), tee: get(AMD_EXT.teeSpl, 'teeSPL'), snp: get(AMD_EXT.snpSpl, 'snpSPL'), microcode: get(AMD_EXT.ucodeSpl, 'ucodeSPL') };
+  const tcb: CertTcb = { bootloader: get(AMD_EXT.blSpl, 'blSPL'), tee: get(AMD_EXT.teeSpl, 'teeSPL'), snp: get(AMD_EXT.snpSpl, 'snpSPL'), microcode: get(AMD_EXT.ucodeSpl, 'ucodeSPL') };
+  return extension(cert, AMD_EXT.fmcSpl) ? { fmc: get(AMD_EXT.fmcSpl, 'fmcSPL'), ...tcb } : tcb;
 }
 
-/** The hwID extension: AMD puts the raw 64-byte chip id in extnValue, not a nested OCTET STRING. */
+/**
+ * The hwID extension: AMD puts the raw chip id in extnValue, not a nested OCTET STRING: 64 bytes
+ * (Milan, Genoa), or the first 8 bytes of CHIP_ID for Turin, as its KDS addresses Turin VCEKs.
+ */
 export const certHwId = (cert: AmdCert): Uint8Array | undefined => extension(cert, AMD_EXT.hwId);
 
 /** productName ("Milan-B0", "Genoa"), an IA5String; undefined when absent or unreadable. */

@@ -2,11 +2,13 @@
 // certificates, byte for byte as AMD's Key Distribution Service serves them). Each product line has
 // an ARK (self-signed root), an ASK (signs VCEKs) and an ASVK (signs VLEKs). Sources: virtee/sev
 // src/certs/snp/builtin/{milan,genoa}/{ark,ask}.pem; Milan ASVK and Genoa ASVK from
-// confidential-containers/trustee deps/verifier/src/snp/{milan,genoa}_ask_ark_asvk.pem (third block).
-// test/sev-snp checks every one of them against its SHA-256 fingerprint and its ARK's signature.
+// confidential-containers/trustee deps/verifier/src/snp/{milan,genoa}_ask_ark_asvk.pem (third block);
+// Turin's in amd-roots-turin.ts. test/sev-snp checks every one of them against its SHA-256 fingerprint and its ARK's signature.
 
-export type AmdProduct = 'milan' | 'genoa';
-export const AMD_PRODUCTS: readonly AmdProduct[] = ['milan', 'genoa'];
+import { TURIN_ARK, TURIN_ASK, TURIN_ASVK } from './amd-roots-turin.ts';
+
+export type AmdProduct = 'milan' | 'genoa' | 'turin';
+export const AMD_PRODUCTS: readonly AmdProduct[] = ['milan', 'genoa', 'turin'];
 
 export interface AmdProductCerts {
   /** The CN of the ARK, e.g. "ARK-Milan". */
@@ -255,4 +257,5 @@ xmEqaiI7xS58pR6vZ8BeXMGPPQqgOm/oBzOypVR3iCG6MFdjsTNA6M8P7GCZe1p7
 export const AMD_CERTS: Readonly<Record<AmdProduct, AmdProductCerts>> = {
   milan: { arkName: 'ARK-Milan', ark: MILAN_ARK, ask: MILAN_ASK, asvk: MILAN_ASVK },
   genoa: { arkName: 'ARK-Genoa', ark: GENOA_ARK, ask: GENOA_ASK, asvk: GENOA_ASVK },
+  turin: { arkName: 'ARK-Turin', ark: TURIN_ARK, ask: TURIN_ASK, asvk: TURIN_ASVK },
 };

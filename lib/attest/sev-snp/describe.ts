@@ -54,7 +54,7 @@ function describeCert(der: Uint8Array): string {
     let amd = '';
     try {
       const t = certTcb(c);
-      amd = `, ${certProductName(c) ?? 'no product name'}, TCB ${t.bootloader}/${t.tee}/${t.snp}/${t.microcode}`;
+      amd = `, ${certProductName(c) ?? 'no product name'}, TCB ${t.fmc === undefined ? '' : `fmc ${t.fmc}, `}${t.bootloader}/${t.tee}/${t.snp}/${t.microcode}`;
     } catch {
       amd = ', no AMD TCB extensions';
     }

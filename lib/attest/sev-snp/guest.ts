@@ -29,12 +29,14 @@ function certsFromTable(auxblob: Uint8Array | undefined, kind: SigningKey): Uint
 /**
  * The path at which AMD's Key Distribution Service serves this report's VCEK (chip id and
  * REPORTED_TCB). The product comes from CPUID (reports of version 3 on: family 19h, models
- * 00h-0Fh Milan, 10h-1Fh and A0h-AFh Genoa).
+ * 00h-0Fh Milan, 10h-1Fh and A0h-AFh Genoa; family 1Ah Turin, named by the first 8 bytes of
+ * CHIP_ID and with its FMC level).
  */
 export function kdsVcekPath(r: SnpReport): string {
+  const t = r.reportedTcb;
+  if (r.tcbLayout === 'turin') return `/vcek/v1/Turin/${toHex(r.chipId.subarray(0, 8))}?fmcSPL=${t.fmc}&blSPL=${t.bootloader}&teeSPL=${t.tee}&snpSPL=${t.snp}&ucodeSPL=${t.microcode}`;
   const m = r.cpuid?.family === 0x19 ? r.cpuid.model : undefined;
   const product = m === undefined ? '{Milan|Genoa}' : m <= 0x0f ? 'Milan' : (m >= 0x10 && m <= 0x1f) || (m >= 0xa0 && m <= 0xaf) ? 'Genoa' : '{Milan|Genoa}';
-  const t = r.reportedTcb;
   return `/vcek/v1/${product}/${toHex(r.chipId)}?blSPL=${t.bootloader}&teeSPL=${t.tee}&snpSPL=${t.snp}&ucodeSPL=${t.microcode}`;
 }
 

@@ -15,12 +15,17 @@ const SIGNATURE_END = 0x330;
 // GCP) lays it out as version 3, as other verifiers (go-sev-guest, virtee/sev) read it.
 export const SUPPORTED_REPORT_VERSIONS: readonly number[] = [2, 3, 4, 5];
 /** CPUID family of Zen 5 (Turin), as a report of version 3 on names it. */
-const TURIN_FAMILY = 0x1a;
+export const TURIN_FAMILY = 0x1a;
 /** SIGNATURE_ALGO 1: ECDSA P-384 with SHA-384 (the only one the ABI defines). */
 export const ECDSA_P384_SHA384 = 1;
 
-/** A TCB_VERSION as Milan and Genoa lay it out: byte 0 bootloader, 1 TEE, 6 SNP, 7 microcode. */
+/**
+ * A TCB_VERSION. Milan and Genoa (family 19h) lay it out as byte 0 bootloader, 1 TEE, 6 SNP, 7
+ * microcode; Turin (family 1Ah) as byte 0 FMC, 1 bootloader, 2 TEE, 3 SNP, 7 microcode.
+ */
 export interface TcbVersion {
+  /** Turin's FMC (firmware microcontroller) level; absent in the family 19h layout. */
+  fmc?: number;
   bootloader: number;
   tee: number;
   snp: number;
@@ -55,10 +60,15 @@ export type SigningKey = 'vcek' | 'vlek';
 
 export interface FirmwareVersion { major: number; minor: number; build: number }
 
+/** Which TCB_VERSION layout a report uses: family 19h's (Milan, Genoa) or Turin's. */
+export type TcbLayout = 'family-19h' | 'turin';
+
 export interface SnpReport {
   /** The whole report (a copy), for the signature check. */
   bytes: Uint8Array;
   version: number;
+  /** 'turin' when CPUID (version 3 on) names family 1Ah; a version 2 report names none and is read as family 19h. */
+  tcbLayout: TcbLayout;
   guestSvn: number;
   policy: GuestPolicy;
   familyId: Uint8Array;
@@ -105,18 +115,17 @@ const FLAGS_RESERVED = 0xffffffe0;
 /** GUEST_POLICY (0x08): bit 17 is reserved and must be 1; AMD's ABI defines bits 0 to 25, the rest are reserved, zero. */
 const POLICY_ONE_BIT = 17;
 const POLICY_DEFINED_BITS = 26;
-/**
- * The TCB_VERSIONs, and their reserved bytes 2 to 5 as Milan and Genoa lay them out (Turin's
- * layout, with its FMC byte, reserves bytes 4 to 6: its reports are refused before these are read).
- */
+/** The TCB_VERSIONs, and the bytes each layout reserves in them: 2 to 5 (family 19h), 4 to 6 (Turin, after its FMC byte). */
 const TCBS: [string, number][] = [['CURRENT_TCB', 0x38], ['REPORTED_TCB', 0x180], ['COMMITTED_TCB', 0x1e0], ['LAUNCH_TCB', 0x1f0]];
-const TCB_RESERVED: [number, number] = [2, 6];
+const TCB_RESERVED: Record<TcbLayout, [number, number]> = { 'family-19h': [2, 6], turin: [4, 7] };
+const LAYOUT_NAME: Record<TcbLayout, string> = { 'family-19h': 'Milan or Genoa', turin: 'Turin' };
 
 const malformed = (why: string) => new CertifierError('EVIDENCE_MALFORMED', `the SEV-SNP report ${why}`);
 const bit = (v: bigint, n: number) => ((v >> BigInt(n)) & 1n) === 1n;
 
-function tcbAt(b: Uint8Array, at: number): TcbVersion {
+function tcbAt(b: Uint8Array, at: number, layout: TcbLayout): TcbVersion {
   const t = b.subarray(at, at + 8);
+  if (layout === 'turin') return { fmc: t[0]!, bootloader: t[1]!, tee: t[2]!, snp: t[3]!, microcode: t[7]!, hex: toHex(t) };
   return { bootloader: t[0]!, tee: t[1]!, snp: t[6]!, microcode: t[7]!, hex: toHex(t) };
 }
 
@@ -132,11 +141,13 @@ function signatureComponent(b: Uint8Array, at: number, name: string): Uint8Array
  * unknown signature algorithm, anything but zeros where the signature covers nothing (the
  * padding of r and s, and the reserved rest of the signature area: bytes changed after signing),
  * or in a reserved byte or flag bit it covers (naming the offset): the report's reserved ranges,
- * the flags' bits 5 to 31, bytes 2 to 5 of each TCB_VERSION, guest policy bits 26 to 63, and
- * guest policy bit 17 clear (it must be 1). PLATFORM_INFO's undefined bits are left alone: they
- * report the host's setup, and firmware updates define new ones (ALIAS_CHECK_COMPLETE came so);
- * SNP_REPORT_VERSION for a version other than 2 to 5, or a report from a Turin CPU (the field
- * layout is only known for those versions, on Milan and Genoa).
+ * the flags' bits 5 to 31, the reserved bytes of each TCB_VERSION (2 to 5 in family 19h's layout,
+ * 4 to 6 in Turin's), guest policy bits 26 to 63, and guest policy bit 17 clear (it must be 1).
+ * PLATFORM_INFO's undefined bits are left alone: they report the host's setup, and firmware
+ * updates define new ones (ALIAS_CHECK_COMPLETE came so); SNP_REPORT_VERSION for a version other
+ * than 2 to 5 (the field layout is only known for those). The TCB layout follows CPUID (version 3
+ * on): family 1Ah is Turin's; a version 2 report, which names no CPU, is read as family 19h's (no
+ * Turin firmware issues one), and the verifier refuses it if its VCEK turns out to be Turin's.
  */
 export function parseReport(input: Uint8Array): SnpReport {
   if (input.length !== REPORT_SIZE) throw malformed(`is ${input.length} bytes, not ${REPORT_SIZE}`);
@@ -162,14 +173,13 @@ export function parseReport(input: Uint8Array): SnpReport {
     const at = b.subarray(from, to).findIndex((x) => x !== 0);
     if (at >= 0) throw malformed(`has a byte other than zero at 0x${(from + at).toString(16)}, reserved in a version ${version} report (0x${from.toString(16)}..0x${(to - 1).toString(16)})`);
   }
-  // Zen 5 lays TCB_VERSION out otherwise (FMC, bootloader, TEE and SNP in bytes 0 to 3): read as
-  // Milan's, every TCB level would be another component's.
-  if (version >= 3 && b[0x188] === TURIN_FAMILY) {
-    throw new CertifierError('SNP_REPORT_VERSION', 'the SEV-SNP report comes from a CPU of family 1Ah (Turin), whose TCB_VERSION has another layout; this verifier reads Milan\'s and Genoa\'s (family 19h)');
-  }
+  // Zen 5 lays TCB_VERSION out otherwise (FMC, bootloader, TEE and SNP in bytes 0 to 3): read in
+  // the other layout, every TCB level would be another component's.
+  const tcbLayout: TcbLayout = version >= 3 && b[0x188] === TURIN_FAMILY ? 'turin' : 'family-19h';
+  const [rFrom, rTo] = TCB_RESERVED[tcbLayout];
   for (const [name, at] of TCBS) {
-    const i = b.subarray(at + TCB_RESERVED[0], at + TCB_RESERVED[1]).findIndex((x) => x !== 0);
-    if (i >= 0) throw malformed(`has a byte other than zero at 0x${(at + TCB_RESERVED[0] + i).toString(16)}, reserved in its ${name} (bytes ${TCB_RESERVED[0]} to ${TCB_RESERVED[1] - 1} of a Milan or Genoa TCB_VERSION)`);
+    const i = b.subarray(at + rFrom, at + rTo).findIndex((x) => x !== 0);
+    if (i >= 0) throw malformed(`has a byte other than zero at 0x${(at + rFrom + i).toString(16)}, reserved in its ${name} (bytes ${rFrom} to ${rTo - 1} of a ${LAYOUT_NAME[tcbLayout]} TCB_VERSION)`);
   }
 
   const policy = u64(0x08);
@@ -185,6 +195,7 @@ export function parseReport(input: Uint8Array): SnpReport {
   const report: SnpReport = {
     bytes: b,
     version,
+    tcbLayout,
     guestSvn: u32(0x04),
     policy: {
       abiMinor: Number(policy & 0xffn), abiMajor: Number((policy >> 8n) & 0xffn), smtAllowed: bit(policy, 16),
@@ -194,7 +205,7 @@ export function parseReport(input: Uint8Array): SnpReport {
     imageId: bytes(0x20, 16),
     vmpl: u32(0x30),
     signatureAlgo,
-    currentTcb: tcbAt(b, 0x38),
+    currentTcb: tcbAt(b, 0x38, tcbLayout),
     platformInfo: {
       smtEnabled: bit(info, 0), tsmeEnabled: bit(info, 1), eccEnabled: bit(info, 2), raplDisabled: bit(info, 3),
       ciphertextHiding: bit(info, 4), aliasCheckComplete: bit(info, 5), raw: info,
@@ -209,12 +220,12 @@ export function parseReport(input: Uint8Array): SnpReport {
     authorKeyDigest: bytes(0x110, 48),
     reportId: bytes(0x140, 32),
     reportIdMa: bytes(0x160, 32),
-    reportedTcb: tcbAt(b, 0x180),
+    reportedTcb: tcbAt(b, 0x180, tcbLayout),
     chipId: bytes(0x1a0, 64),
-    committedTcb: tcbAt(b, 0x1e0),
+    committedTcb: tcbAt(b, 0x1e0, tcbLayout),
     currentFirmware: fw(0x1e8),
     committedFirmware: fw(0x1ec),
-    launchTcb: tcbAt(b, 0x1f0),
+    launchTcb: tcbAt(b, 0x1f0, tcbLayout),
     signature: { r: signatureComponent(b, 0x2a0, 'r'), s: signatureComponent(b, 0x2e8, 's') },
   };
   if (version >= 3) report.cpuid = { family: b[0x188]!, model: b[0x189]!, stepping: b[0x18a]! };
@@ -236,4 +247,4 @@ export function reportSignatureValid(report: SnpReport, key: KeyObject): boolean
 }
 
 export const isAllZero = (b: Uint8Array) => b.every((x) => x === 0);
-export const tcbText = (t: TcbVersion) => `bootloader=${t.bootloader} tee=${t.tee} snp=${t.snp} microcode=${t.microcode}`;
+export const tcbText = (t: TcbVersion) => `${t.fmc === undefined ? '' : `fmc=${t.fmc} `}bootloader=${t.bootloader} tee=${t.tee} snp=${t.snp} microcode=${t.microcode}`;

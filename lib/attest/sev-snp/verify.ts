@@ -12,7 +12,7 @@ import { keyLabel, parseCertifierTime, SEV_SNP_PLATFORM, SNP_PROPERTY, type Evid
 import { certHwId, certProductName, certTcb, pinnedAmdCerts, pinnedProductOf, readAmdCert, readAmdCertOnce, type AmdCert } from './amd-certs.ts';
 import { validateAmdChain, type AmdChain } from './chain.ts';
 import { checkRevocation, type VerifiedAmdCrl } from './crl.ts';
-import { isAllZero, parseReport, reportSignatureValid, tcbText, type SnpReport } from './report.ts';
+import { isAllZero, parseReport, reportSignatureValid, tcbText, type SnpReport, type TcbVersion } from './report.ts';
 import { enclaveKeyOf, evidenceMalformed } from '../user-data.ts';
 
 /** The Certifier's enclave type for SEV-SNP evidence, and its evidence types. */
@@ -27,7 +27,7 @@ export interface SnpReportInput {
   /** DER certificates sent with the report: the VCEK or VLEK, and optionally its ASK/ASVK (an ARK there is ignored). */
   certs: Uint8Array[];
   at: Date;
-  /** Trust anchors (DER ARKs); AMD's pinned Milan and Genoa ARKs when not given. */
+  /** Trust anchors (DER ARKs); AMD's pinned Milan, Genoa and Turin ARKs when not given. */
   roots?: Uint8Array[];
   /** AMD's revocation lists, each verified against its root (verifyAmdCrl). */
   crls?: VerifiedAmdCrl[];
@@ -38,7 +38,7 @@ export interface VerifiedSnpReport {
   chain: AmdChain;
   /** What the revocation check found, when a list from the path's root was given. */
   revocation?: string;
-  /** "milan" or "genoa" when the path ends at a pinned AMD root. */
+  /** "milan", "genoa" or "turin" when the path ends at a pinned AMD root. */
   product?: string;
 }
 
@@ -70,13 +70,39 @@ const malformed = evidenceMalformed;
 const MAX_VMPL = 3;
 /** 1 when bit `n` of `v` is set, else 0: a flag as a property. */
 const flag = (v: bigint, n: number) => Number((v >> BigInt(n)) & 1n);
-const tcbOf = (t: { bootloader: number; tee: number; snp: number; microcode: number }) => `${t.bootloader}/${t.tee}/${t.snp}/${t.microcode}`;
+const tcbOf = (t: Omit<TcbVersion, 'hex'>) => `${t.fmc === undefined ? '' : `${t.fmc}/`}${t.bootloader}/${t.tee}/${t.snp}/${t.microcode}`;
+/** A Turin VCEK's hwID is the first 8 bytes of CHIP_ID (the rest of which is zero), as AMD's KDS names Turin chips. */
+const TURIN_HWID_BYTES = 8;
 
 /** CHIP_ID is all zeros when the host's SEV-SNP configuration sets MASK_CHIP_ID. */
 export const chipIdMasked = (r: SnpReport) => r.signingKey === 'vcek' && isAllZero(r.chipId);
 
+function hwIdMatches(report: SnpReport, hwId: Uint8Array): boolean {
+  if (report.tcbLayout !== 'turin') return bytesEqual(hwId, report.chipId);
+  return hwId.length === TURIN_HWID_BYTES && bytesEqual(hwId, report.chipId.subarray(0, TURIN_HWID_BYTES)) && isAllZero(report.chipId.subarray(TURIN_HWID_BYTES));
+}
+
+const cpuName = (turin: boolean) => (turin ? 'Turin (family 1Ah)' : 'Milan or Genoa (family 19h)');
+
 /**
- * The VCEK/VLEK is bound to the report: a VCEK's hwID is CHIP_ID, and its TCB is REPORTED_TCB.
+ * The report's CPU (its TCB layout) is the VCEK's/VLEK's product: a Turin certificate carries
+ * fmcSPL, and a pinned root names its product. A version 2 report names no CPU: read as family
+ * 19h's, it is refused (SNP_REPORT_VERSION) when its certificate is Turin's; otherwise a
+ * mismatch is SNP_VCEK_MISMATCH, before any TCB level is compared across layouts.
+ */
+function checkProduct(report: SnpReport, leaf: AmdCert, product: string | undefined): void {
+  const reportTurin = report.tcbLayout === 'turin';
+  const certTurin = certTcb(leaf).fmc !== undefined;
+  const rootTurin = product === undefined ? certTurin : product === 'turin';
+  if (certTurin === reportTurin && rootTurin === reportTurin) return;
+  const kind = report.signingKey.toUpperCase();
+  const issued = cpuName(certTurin || rootTurin);
+  if (!report.cpuid) throw new CertifierError('SNP_REPORT_VERSION', `the version 2 SEV-SNP report names no CPU, and its ${kind} was issued for ${issued}: a version 2 report is only read in Milan's and Genoa's TCB layout`);
+  throw new CertifierError('SNP_VCEK_MISMATCH', `the report comes from a ${cpuName(reportTurin)} CPU, but its ${kind} was issued for ${issued}`);
+}
+
+/**
+ * The VCEK/VLEK is bound to the report: a VCEK's hwID is CHIP_ID (Turin: its first 8 bytes), and its TCB is REPORTED_TCB.
  * A masked CHIP_ID names no chip to compare: the VCEK's signature, checked next, is what ties the
  * report to the VCEK's chip (its hwID), as it does in every case.
  */
@@ -85,13 +111,13 @@ function checkBinding(report: SnpReport, leaf: AmdCert): void {
     const hwId = certHwId(leaf);
     if (!hwId) throw new CertifierError('BAD_CERTIFICATE', 'the VCEK has no hwID extension');
     if (report.maskChipKey) throw new CertifierError('SNP_VCEK_MISMATCH', 'the report was made with MASK_CHIP_KEY set: it is not signed with the chip\'s VCEK, so no VCEK can vouch for it');
-    if (!chipIdMasked(report) && !bytesEqual(hwId, report.chipId)) {
+    if (!chipIdMasked(report) && !hwIdMatches(report, hwId)) {
       throw new CertifierError('SNP_VCEK_MISMATCH', `the VCEK belongs to chip ${toHex(hwId).slice(0, 16)}…, the report comes from chip ${toHex(report.chipId).slice(0, 16)}…`);
     }
   }
   const certified = certTcb(leaf);
   if (tcbOf(certified) !== tcbOf(report.reportedTcb)) {
-    throw new CertifierError('SNP_TCB_MISMATCH', `the ${report.signingKey.toUpperCase()} was issued for TCB ${tcbOf(certified)} (bootloader/tee/snp/microcode) but the report's REPORTED_TCB is ${tcbOf(report.reportedTcb)}: fetch the certificate for the current TCB`);
+    throw new CertifierError('SNP_TCB_MISMATCH', `the ${report.signingKey.toUpperCase()} was issued for TCB ${tcbOf(certified)} (${certified.fmc === undefined ? '' : 'fmc/'}bootloader/tee/snp/microcode) but the report's REPORTED_TCB is ${tcbOf(report.reportedTcb)}: fetch the certificate for the current TCB`);
   }
 }
 
@@ -115,11 +141,12 @@ export function verifySnpReport(i: SnpReportInput): VerifiedSnpReport {
   const roots = (i.roots ?? pinned.map((p) => p.ark)).map((r) => readAmdCertOnce(r, 'ARK'));
   const chain = validateAmdChain({ leaf: leaves[0]!, kind: report.signingKey, intermediates, roots, at: i.at });
   const revocation = checkRevocation(chain, i.crls ?? [], i.at);
+  const product = pinnedProductOf(chain.root.der);
+  checkProduct(report, chain.leaf, product);
   checkBinding(report, chain.leaf);
   if (!reportSignatureValid(report, chain.leaf.publicKey)) {
     throw new CertifierError('REPORT_INVALID', `the SEV-SNP report's signature does not verify with its ${report.signingKey.toUpperCase()} (the report was altered, or the certificate is not its signer)`);
   }
-  const product = pinnedProductOf(chain.root.der);
   return { report, chain, ...(product ? { product } : {}), ...(revocation ? { revocation } : {}) };
 }
 
@@ -148,6 +175,9 @@ export function snpProperties(r: SnpReport): Record<string, PropertyValue> {
     [P.platformSmtEnabled]: flag(r.platformInfo.raw, 0), [P.platformTsmeEnabled]: flag(r.platformInfo.raw, 1), [P.platformEccEnabled]: flag(r.platformInfo.raw, 2),
     [P.platformRaplDisabled]: flag(r.platformInfo.raw, 3), [P.platformCiphertextHiding]: flag(r.platformInfo.raw, 4), [P.platformAliasCheckComplete]: flag(r.platformInfo.raw, 5),
   };
+  // Turin's TCB has an FMC level (the minimum TCB of a claim must then name it); family 19h's has none.
+  if (r.reportedTcb.fmc !== undefined) out[P.tcbFmc] = r.reportedTcb.fmc;
+  if (r.launchTcb.fmc !== undefined) out[P.launchTcbFmc] = r.launchTcb.fmc;
   // No ID block (or no author key) leaves these zero: the evidence then has no such property.
   if (!isAllZero(r.idKeyDigest)) out[P.idKeyDigest] = toHex(r.idKeyDigest);
   if (r.authorKeyEn && !isAllZero(r.authorKeyDigest)) out[P.authorKeyDigest] = toHex(r.authorKeyDigest);
