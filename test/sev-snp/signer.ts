@@ -47,13 +47,14 @@ export function pssCertificate(c: CertSpec, now = new Date()): Uint8Array {
   return seq(tbs, alg, encodeBitString(new Uint8Array(sig)));
 }
 
-/** The AMD extensions of a VCEK/VLEK: TCB SPLs and (VCEK) the raw 64-byte hwID. */
-export function amdExtensions(tcb: Tcb, chipId?: Uint8Array): ExtensionSpec[] {
+/** The AMD extensions of a VCEK/VLEK: TCB SPLs (with fmcSPL for a Turin one) and (VCEK) the raw hwID. */
+export function amdExtensions(tcb: Tcb, chipId?: Uint8Array, fmc?: number): ExtensionSpec[] {
   const ext = (oid: string, value: Uint8Array): ExtensionSpec => ({ oid, critical: false, value });
   return [
     ext(AMD_EXT.structVersion, encodeSmallInt(1)), ext(AMD_EXT.productName, encodeIa5('Milan-TEST')),
     ext(AMD_EXT.blSpl, encodeSmallInt(tcb.bootloader)), ext(AMD_EXT.teeSpl, encodeSmallInt(tcb.tee)),
     ext(AMD_EXT.snpSpl, encodeSmallInt(tcb.snp)), ext(AMD_EXT.ucodeSpl, encodeSmallInt(tcb.microcode)),
+    ...(fmc === undefined ? [] : [ext(AMD_EXT.fmcSpl, encodeSmallInt(fmc))]),
     ...(chipId ? [ext(AMD_EXT.hwId, chipId)] : []),
   ];
 }
@@ -121,6 +122,16 @@ export class TestSnpSigner {
   /** Another VCEK for the same chip under the same ASK (e.g. for another TCB). */
   vcekFor(tcb: Tcb, chipId = this.chipId): Uint8Array {
     return pssCertificate({ subject: 'SEV-VCEK', issuer: 'SEV-TEST', key: this.keys.vcek, signer: this.keys.ask, extensions: amdExtensions(tcb, chipId) }, this.now);
+  }
+
+  /** A Turin-shaped VCEK for this signer's VCEK key under its ASK: fmcSPL, and an 8-byte hwID. */
+  turinVcek(tcb: Tcb, fmc: number, hwId: Uint8Array): Uint8Array {
+    return pssCertificate({ subject: 'SEV-VCEK', issuer: 'SEV-TEST', key: this.keys.vcek, signer: this.keys.ask, extensions: amdExtensions(tcb, hwId, fmc) }, this.now);
+  }
+
+  /** Signs report bytes a test laid out itself with this signer's VCEK key. */
+  signWithVcek(bytes: Uint8Array): Uint8Array {
+    return signReport(bytes, this.keys.vcek);
   }
 
   /** This signer's VCEK (or VLEK) issued by the other intermediate than AMD's path has: ARK -> ASVK -> VCEK, ARK -> ASK -> VLEK. */

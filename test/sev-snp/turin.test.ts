@@ -1,12 +1,14 @@
 // Turin (EPYC 9005, family 1Ah) on its real vector (test/vectors/sev-snp/turin-oak): its TCB
 // layout (FMC in byte 0), its 8-byte hwID, its pinned roots, and each refusal with its own code:
 // a changed byte, another product's VCEK, the Genoa root, a reserved TCB byte, a version 2
-// report with a Turin VCEK, and a claim without tcb-fmc.
+// report with a Turin VCEK, and a claim without tcb-fmc; and, with the test signer's Turin-shaped
+// VCEK, the 8-byte hwID against CHIP_ID and fmcSPL against REPORTED_TCB.
 
 import { expect } from 'chai';
 import { checkProperties, SEV_SNP_PLATFORM, type Requirement } from '../../lib/policy/index.ts';
 import { certHwId, certTcb, parseReport, pinnedArk, readAmdCert, snpProperties, verifySnpReport } from '../../lib/attest/index.ts';
 import { refusalOf, vector } from './support.ts';
+import { TestSnpSigner } from './signer.ts';
 
 const turin = vector('turin-oak');
 const AT = new Date(turin.e.now);
@@ -64,6 +66,49 @@ describe('SEV-SNP on Turin (real report and VCEK)', () => {
     const r = refusalOf(verifyAt(b, [turin.vcek]));
     expect(r.code).to.equal('SNP_REPORT_VERSION');
     expect(r.message).to.contain('names no CPU');
+  });
+
+  describe('with the test signer (a Turin-shaped VCEK under a root the test names)', () => {
+    const signer = TestSnpSigner.create({ now: AT });
+    const tcb = { bootloader: 1, tee: 0, snp: 2, microcode: 71 };
+    const hwId = Uint8Array.from(signer.chipId.subarray(0, 8));
+    /** A Turin report: family 1Ah, every TCB as fmc 4, 1, 0, 2, 71, CHIP_ID its 8-byte hwID then zeros (or `chipId`). */
+    const turinReport = (chipId?: Uint8Array) => {
+      const b = new Uint8Array(signer.report({ reportData: new Uint8Array(64), measurement: new Uint8Array(48), version: 5 }));
+      b[0x188] = 0x1a;
+      for (const at of [0x38, 0x180, 0x1e0, 0x1f0]) b.set(Uint8Array.of(4, 1, 0, 2, 0, 0, 0, 71), at);
+      b.fill(0, 0x1a0, 0x1e0);
+      b.set(chipId ?? hwId, 0x1a0);
+      return signer.signWithVcek(b);
+    };
+    const check = (report: Uint8Array, vcek: Uint8Array) => verifyAt(report, [vcek, signer.ask], [signer.ark]);
+
+    it('verifies a Turin report whose CHIP_ID starts with the VCEK\'s 8-byte hwID, with product unknown (not a pinned root)', () => {
+      const v = check(turinReport(), signer.turinVcek(tcb, 4, hwId))();
+      expect(v.product).to.equal(undefined);
+      expect(v.report.reportedTcb).to.include({ fmc: 4, bootloader: 1, snp: 2 });
+    });
+
+    it('refuses a CHIP_ID that differs from the hwID, or has a byte set after its first 8 (SNP_VCEK_MISMATCH)', () => {
+      const other = Uint8Array.from(hwId);
+      other[7] = other[7]! ^ 1;
+      expect(refusalOf(check(turinReport(other), signer.turinVcek(tcb, 4, hwId))).code).to.equal('SNP_VCEK_MISMATCH');
+      const longer = new Uint8Array(9);
+      longer.set(hwId);
+      longer[8] = 1;
+      expect(refusalOf(check(turinReport(longer), signer.turinVcek(tcb, 4, hwId))).code).to.equal('SNP_VCEK_MISMATCH');
+      expect(refusalOf(check(turinReport(), signer.turinVcek(tcb, 4, signer.chipId))).code, 'a 64-byte hwID').to.equal('SNP_VCEK_MISMATCH');
+    });
+
+    it('refuses a VCEK issued for another FMC level (SNP_TCB_MISMATCH, naming fmc)', () => {
+      const r = refusalOf(check(turinReport(), signer.turinVcek(tcb, 3, hwId)));
+      expect(r.code).to.equal('SNP_TCB_MISMATCH');
+      expect(r.message).to.contain('3/1/0/2/71 (fmc/bootloader/tee/snp/microcode)').and.contain('4/1/0/2/71');
+    });
+
+    it('refuses a family 19h VCEK (no fmcSPL) on the Turin report (SNP_VCEK_MISMATCH)', () => {
+      expect(refusalOf(check(turinReport(), signer.vcekFor(tcb, hwId))).code).to.equal('SNP_VCEK_MISMATCH');
+    });
   });
 
   it('has tcb-fmc and launch-tcb-fmc, which a claim must name for Turin evidence; Milan evidence is judged as before', () => {
