@@ -115,12 +115,18 @@ export function snpPolicyOptions(cmd: Command): Command {
     .option('--snp-property <expr>', 'SEV-SNP: any further property, e.g. guest-svn>=2, abi-version>=1.51 or firmware-version>=1.55 (MAJOR.MINOR; repeatable; see the README)', parseProperty, []);
 }
 
-/** The SEV-SNP flags go together, or USAGE: the --snp-* flags need a root, and a root --snp-min-tcb. Reads nothing. */
+/**
+ * The SEV-SNP flags go together, or USAGE: the --snp-* flags need a root, a root --snp-min-tcb,
+ * and ARK-Turin a minimum FMC level (a claim without tcb-fmc admits no Turin machine). Reads nothing.
+ */
 export function checkSnpFlags(o: SnpPolicyFlags): void {
   const roots = o.trustAmdRoot.length + o.trustAmdRootCert.length;
   const snpOnly = o.snpMinTcb || o.snpAllowDebug || o.snpAllowMigrationAgent || o.snpHostData || o.snpIdKeyDigest || o.snpProperty.length > 0 || o.snpVmpl !== 0;
   if (roots === 0 && snpOnly) throw new CertifierError('USAGE', 'the --snp-* flags need --trust-amd-root or --trust-amd-root-cert');
   if (roots > 0 && !o.snpMinTcb) throw new CertifierError('USAGE', 'trusting an AMD root needs --snp-min-tcb BOOTLOADER:TEE:SNP:MICROCODE (the lowest TCB accepted; there is no safe default)');
+  if (o.trustAmdRoot.includes('turin') && !o.snpProperty.some((p) => p.name === SNP_PROPERTY.tcbFmc)) {
+    throw new CertifierError('USAGE', 'trusting AMD\'s Turin root needs --snp-property tcb-fmc>=N too: Turin\'s TCB has an FMC level, and a claim that does not name it admits no Turin machine');
+  }
 }
 
 /** The roots and the property claim the flags ask for, once checkSnpFlags took them (make-policy's check, before the run). */

@@ -37,6 +37,7 @@ describe('--check-only', function () {
       retrieve(['--server-measurement', PIN, '--server-measurement', 'CD'.repeat(48)], ['vhd/disk-1', '-x']),
       initTrust('[fe80::1%eth0]:8123'),
       policy(['--trust-measurement', PIN, '--trust-amd-root', 'milan', '--snp-min-tcb', '3:0:8:115', '--days', '30']),
+      policy(['--trust-measurement', PIN, '--trust-amd-root', 'turin', '--snp-min-tcb', '1:0:2:71', '--snp-property', 'tcb-fmc>=0']),
       run('cert-utility', ['generate-policy-key', '--check-only', '--domain', 'datica', '--alg', 'p384', '--key-out', 'k.pem', '--cert-out', 'c.pem'], { cwd: tmp.dir }),
     ]);
     for (const r of runs) expect([r.status, r.out, r.stderr]).to.deep.equal([0, '', '']);
@@ -86,14 +87,16 @@ describe('--check-only', function () {
   });
 
   it('make-policy and generate-policy-key refuse a measurement named twice, flags that do not go together, and values their parsing refuses', async () => {
-    const [same, snp, days, alg] = await Promise.all([
+    const [same, snp, turin, days, alg] = await Promise.all([
       policy(['--trust-measurement', PIN, '--trust-measurement', PIN.toUpperCase()]),
       policy(['--trust-measurement', PIN, '--snp-min-tcb', '3:0:8:115']),
+      policy(['--trust-measurement', PIN, '--trust-amd-root', 'turin', '--snp-min-tcb', '1:0:2:71']),
       policy(['--trust-measurement', PIN, '--days', '36601']),
       run('cert-utility', ['generate-policy-key', '--check-only', '--domain', 'datica', '--alg', 'ed25519', '--key-out', 'k.pem', '--cert-out', 'c.pem'], { cwd: tmp.dir }),
     ]);
     refused(same, `--trust-measurement ${PIN} is given twice: the policy would say it twice`);
     refused(snp, 'the --snp-* flags need --trust-amd-root or --trust-amd-root-cert');
+    refused(turin, 'trusting AMD\'s Turin root needs --snp-property tcb-fmc>=N too: Turin\'s TCB has an FMC level, and a claim that does not name it admits no Turin machine');
     refused(days, "option '--days <n>' argument '36601' is invalid. expected an integer from 1 to 36600");
     refused(alg, "option '--alg <alg>' argument 'ed25519' is invalid");
     expect(readdirSync(tmp.dir), 'nothing written').to.deep.equal([]);
