@@ -161,5 +161,10 @@ export async function snpPolicyParts(program: string, o: SnpPolicyFlags, at: Dat
     if (requirements.some((r) => r.name === extra.name)) throw new CertifierError('USAGE', `--snp-property ${extra.name} is already set by another flag`);
     requirements.push(extra);
   }
-  return { platformRoots: roots, platformProperties: [{ platformType: SEV_SNP_PLATFORM, requirements }] };
+  const claim = { platformType: SEV_SNP_PLATFORM, requirements };
+  // The FMC levels deny every Milan and Genoa machine (their TCB has none): beside another root,
+  // they go into a claim of their own, and a claim without them admits the other products.
+  const fmcFree = requirements.filter((r) => r.name !== P.tcbFmc && r.name !== P.launchTcbFmc);
+  const others = roots.some((r) => pinnedProductOf(r.certificate) !== 'turin');
+  return { platformRoots: roots, platformProperties: others && fmcFree.length < requirements.length ? [{ platformType: SEV_SNP_PLATFORM, requirements: fmcFree }, claim] : [claim] };
 }

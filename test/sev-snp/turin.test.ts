@@ -9,6 +9,7 @@ import { checkProperties, SEV_SNP_PLATFORM, type Requirement } from '../../lib/p
 import { certHwId, certTcb, parseReport, pinnedArk, readAmdCert, snpProperties, verifySnpReport } from '../../lib/attest/index.ts';
 import { refusalOf, vector } from './support.ts';
 import { TestSnpSigner } from './signer.ts';
+import { snpPolicyParts } from '../../cmd/cert-utility/snp-policy.ts';
 
 const turin = vector('turin-oak');
 const AT = new Date(turin.e.now);
@@ -125,5 +126,17 @@ describe('SEV-SNP on Turin (real report and VCEK)', () => {
     const milan = snpProperties(parseReport(vector('milan-virtee-sev').report));
     expect(milan['tcb-fmc']).to.equal(undefined);
     expect(checkProperties(claim(base), SEV_SNP_PLATFORM, milan, AT).ok).to.equal(true);
+  });
+
+  it('make-policy puts Turin\'s tcb-fmc in a claim of its own beside another root, so Milan machines still pass (and Turin ones must meet it)', async () => {
+    const window = { notBefore: new Date(AT.getTime() - DAY), notAfter: new Date(AT.getTime() + DAY) };
+    const flags = (trustAmdRoot: ('milan' | 'turin')[], fmc: number) => ({ trustAmdRoot, trustAmdRootCert: [], snpMinTcb: [1, 0, 2, 71], snpVmpl: 0, snpProperty: [{ name: 'tcb-fmc', comparator: '>=' as const, value: fmc }] });
+    const claims = async (roots: ('milan' | 'turin')[], fmc = 0) => (await snpPolicyParts('make-policy', flags(roots, fmc), AT)).platformProperties!.map((c) => ({ ...c, ...window }));
+    const admits = (c: Awaited<ReturnType<typeof claims>>, name: string) => checkProperties(c, SEV_SNP_PLATFORM, snpProperties(parseReport(vector(name).report)), AT).ok;
+    const both = await claims(['milan', 'turin']);
+    expect(both.map((c) => c.requirements.some((r) => r.name === 'tcb-fmc'))).to.deep.equal([false, true]);
+    expect([admits(both, 'turin-oak'), admits(both, 'milan-virtee-sev')]).to.deep.equal([true, true]);
+    expect(admits(await claims(['milan', 'turin'], 1), 'turin-oak'), 'FMC 0 below tcb-fmc >= 1').to.equal(false);
+    expect(await claims(['turin'])).to.have.length(1);
   });
 });
