@@ -1,6 +1,8 @@
 // make-policy's SEV-SNP flags: which AMD roots to trust (AMD's pinned ARKs by product, or a root
 // certificate named explicitly, e.g. a test signer's) and the platform properties every SNP
-// machine must show (debug, migration agent, minimum TCB, VMPL, host data, ID-key digest).
+// machine must show (debug, migration agent, minimum TCB, VMPL, host data, ID-key digest). Turin's
+// TCB levels are on a scale of their own (and it has an FMC level), so it has its own minimum TCB
+// and its own property claim beside the one for family 19h (Milan, Genoa, roots given by file).
 
 import type { Command } from 'commander';
 import { InvalidArgumentError, Option } from 'commander';
@@ -13,7 +15,7 @@ import { collect, warn } from '../common/cli.ts';
 export interface SnpPolicyFlags {
   trustAmdRoot: AmdProduct[];
   trustAmdRootCert: string[];
-  snpMinTcb?: number[];
+  snpMinTcb: MinTcb;
   snpVmpl: number;
   snpAllowDebug?: boolean;
   snpAllowMigrationAgent?: boolean;
@@ -22,11 +24,26 @@ export interface SnpPolicyFlags {
   snpProperty: Requirement[];
 }
 
+/** Which TCB a root's machines report: Turin's for ARK-Turin, family 19h's for any other (Milan, Genoa, a root not pinned). */
+type Layout = 'family19h' | 'turin';
+/** The lowest TCB accepted, of each layout given: family 19h's four levels, Turin's five (FMC first). */
+export type MinTcb = { layout: Layout; levels: number[] }[];
+const minimum = (o: SnpPolicyFlags, layout: Layout) => o.snpMinTcb.find((m) => m.layout === layout)?.levels;
+const FORMS: Record<Layout, { flag: string; levels: number; example: string }> = {
+  family19h: { flag: '--snp-min-tcb BOOTLOADER:TEE:SNP:MICROCODE', levels: 4, example: '3:0:8:115' },
+  turin: { flag: '--snp-min-tcb turin=FMC:BOOTLOADER:TEE:SNP:MICROCODE', levels: 5, example: 'turin=0:1:0:2:71' },
+};
 
-function parseTcb(v: string): number[] {
-  const parts = v.split(/[:/]/);
-  if (parts.length !== 4 || parts.some((p) => !/^\d{1,3}$/.test(p) || Number(p) > 255)) throw new InvalidArgumentError('expected BOOTLOADER:TEE:SNP:MICROCODE, four numbers from 0 to 255 (e.g. 3:0:8:115)');
-  return parts.map(Number);
+/** BL:TEE:SNP:UCODE (family 19h) or turin=FMC:BL:TEE:SNP:UCODE, each form at most once. */
+function parseTcb(v: string, acc: MinTcb): MinTcb {
+  const layout: Layout = v.startsWith('turin=') ? 'turin' : 'family19h';
+  const form = FORMS[layout];
+  const parts = v.slice(layout === 'turin' ? 'turin='.length : 0).split(/[:/]/);
+  if (parts.length !== form.levels || parts.some((p) => !/^\d{1,3}$/.test(p) || Number(p) > 255)) {
+    throw new InvalidArgumentError(`expected BOOTLOADER:TEE:SNP:MICROCODE (Milan, Genoa: four numbers from 0 to 255, e.g. ${FORMS.family19h.example}) or turin=FMC:BOOTLOADER:TEE:SNP:MICROCODE (five, e.g. ${FORMS.turin.example})`);
+  }
+  if (acc.some((m) => m.layout === layout)) throw new InvalidArgumentError(`${layout === 'turin' ? 'the turin= minimum' : 'the family 19h minimum (Milan, Genoa)'} is given twice`);
+  return [...acc, { layout, levels: parts.map(Number) }];
 }
 
 function parseHex(bytes: number) {
@@ -103,7 +120,7 @@ export function snpPolicyOptions(cmd: Command): Command {
       return [...acc, v as AmdProduct];
     }).default([]))
     .option('--trust-amd-root-cert <file>', 'trust this ARK certificate for SEV-SNP evidence: for tests (a test signer) and other products only (repeatable)', collect<string>, [])
-    .option('--snp-min-tcb <bl:tee:snp:ucode>', 'SEV-SNP: the lowest REPORTED_TCB accepted (required with an AMD root)', parseTcb)
+    .option('--snp-min-tcb <bl:tee:snp:ucode>', 'SEV-SNP: the lowest REPORTED_TCB accepted of Milan and Genoa (and roots given by file), or with turin=FMC:BL:TEE:SNP:UCODE of Turin (required for the roots trusted; given at most once in each form)', parseTcb, [])
     .option('--snp-vmpl <n>', 'SEV-SNP: the VMPL a report must come from', (v) => {
       if (!/^[0-3]$/.test(v)) throw new InvalidArgumentError('expected 0, 1, 2 or 3');
       return Number(v);
@@ -116,17 +133,37 @@ export function snpPolicyOptions(cmd: Command): Command {
 }
 
 /**
+ * The minimum TCBs and FMC properties the layouts of the roots trusted need, or USAGE: each layout
+ * its own --snp-min-tcb form; and, once every root's layout is known (`known`), no form nor FMC
+ * property for a layout no root has. Turin's minimum FMC level is said one way: the turin= form.
+ */
+function checkLayouts(o: SnpPolicyFlags, layouts: ReadonlySet<Layout>, known: boolean): void {
+  if (layouts.has('family19h') && !minimum(o, 'family19h')) throw new CertifierError('USAGE', `trusting an AMD root other than Turin's needs ${FORMS.family19h.flag}, the lowest TCB accepted of Milan and Genoa machines (and of a root given by file): there is no safe default`);
+  if (layouts.has('turin') && !minimum(o, 'turin')) throw new CertifierError('USAGE', `trusting AMD's Turin root needs ${FORMS.turin.flag}, the lowest TCB accepted of Turin machines, whose levels are on a scale of their own: there is no safe default`);
+  if (o.snpProperty.some((p) => p.name === SNP_PROPERTY.tcbFmc) && (layouts.has('turin') || !known)) {
+    throw new CertifierError('USAGE', `--snp-property ${SNP_PROPERTY.tcbFmc}: Turin's minimum FMC level is the first of ${FORMS.turin.flag}, the one way to give it`);
+  }
+  if (!known) return;
+  const noTurin = 'Turin machines only, and the policy trusts no Turin root (--trust-amd-root turin)';
+  const fmc = o.snpProperty.find((p) => p.name === SNP_PROPERTY.tcbFmc || p.name === SNP_PROPERTY.launchTcbFmc);
+  if (fmc && !layouts.has('turin')) throw new CertifierError('USAGE', `--snp-property ${fmc.name} is reported by ${noTurin}: a claim naming it would admit no machine`);
+  if (minimum(o, 'turin') && !layouts.has('turin')) throw new CertifierError('USAGE', `${FORMS.turin.flag} is the minimum of ${noTurin}`);
+  if (minimum(o, 'family19h') && !layouts.has('family19h')) throw new CertifierError('USAGE', `${FORMS.family19h.flag} is the minimum of Milan and Genoa machines, and the policy trusts AMD's Turin root only: give ${FORMS.turin.flag} alone`);
+}
+
+const layoutOf = (product: AmdProduct | undefined): Layout => (product === 'turin' ? 'turin' : 'family19h');
+
+/**
  * The SEV-SNP flags go together, or USAGE: the --snp-* flags need a root, a root --snp-min-tcb,
- * and ARK-Turin a minimum FMC level (a claim without tcb-fmc admits no Turin machine). Reads nothing.
+ * and each product named its own form of it (checkLayouts; a root given by file is checked once
+ * it is read, in snpPolicyParts). Reads nothing.
  */
 export function checkSnpFlags(o: SnpPolicyFlags): void {
   const roots = o.trustAmdRoot.length + o.trustAmdRootCert.length;
-  const snpOnly = o.snpMinTcb || o.snpAllowDebug || o.snpAllowMigrationAgent || o.snpHostData || o.snpIdKeyDigest || o.snpProperty.length > 0 || o.snpVmpl !== 0;
+  const snpOnly = o.snpMinTcb.length > 0 || o.snpAllowDebug || o.snpAllowMigrationAgent || o.snpHostData || o.snpIdKeyDigest || o.snpProperty.length > 0 || o.snpVmpl !== 0;
   if (roots === 0 && snpOnly) throw new CertifierError('USAGE', 'the --snp-* flags need --trust-amd-root or --trust-amd-root-cert');
-  if (roots > 0 && !o.snpMinTcb) throw new CertifierError('USAGE', 'trusting an AMD root needs --snp-min-tcb BOOTLOADER:TEE:SNP:MICROCODE (the lowest TCB accepted; there is no safe default)');
-  if (o.trustAmdRoot.includes('turin') && !o.snpProperty.some((p) => p.name === SNP_PROPERTY.tcbFmc)) {
-    throw new CertifierError('USAGE', 'trusting AMD\'s Turin root needs --snp-property tcb-fmc>=N too: Turin\'s TCB has an FMC level, and a claim that does not name it admits no Turin machine');
-  }
+  if (roots > 0 && o.snpMinTcb.length === 0) throw new CertifierError('USAGE', `trusting an AMD root needs ${FORMS.family19h.flag} (Milan, Genoa, a root given by file) or ${FORMS.turin.flag} (Turin), the lowest TCB accepted: there is no safe default`);
+  if (roots > 0) checkLayouts(o, new Set(o.trustAmdRoot.map(layoutOf)), o.trustAmdRootCert.length === 0);
 }
 
 /** The roots and the property claim the flags ask for, once checkSnpFlags took them (make-policy's check, before the run). */
@@ -144,27 +181,37 @@ export async function snpPolicyParts(program: string, o: SnpPolicyFlags, at: Dat
   const twice = roots.find((r, i) => roots.findIndex((x) => Buffer.from(x.certificate).equals(Buffer.from(r.certificate))) !== i);
   if (twice) throw new CertifierError('USAGE', `the AMD root ${twice.name} is named twice (--trust-amd-root, --trust-amd-root-cert): the policy would say it twice`);
   if (roots.length === 0) return {};
+  const layouts = new Set(roots.map((r) => layoutOf(pinnedProductOf(r.certificate))));
+  checkLayouts(o, layouts, true);
   const P = SNP_PROPERTY;
-  const [bl, tee, snp, ucode] = o.snpMinTcb as [number, number, number, number];
-  const requirements: Requirement[] = [
+  const guest: Requirement[] = [
     { name: P.debug, comparator: '<=', value: o.snpAllowDebug ? 1 : 0 },
     { name: P.migrateMa, comparator: '<=', value: o.snpAllowMigrationAgent ? 1 : 0 },
     { name: P.vmpl, comparator: '=', value: o.snpVmpl },
-    { name: P.tcbBootloader, comparator: '>=', value: bl },
-    { name: P.tcbTee, comparator: '>=', value: tee },
-    { name: P.tcbSnp, comparator: '>=', value: snp },
-    { name: P.tcbMicrocode, comparator: '>=', value: ucode },
+  ];
+  const given: Requirement[] = [
     ...(o.snpHostData ? [{ name: P.hostData, comparator: '=' as const, value: o.snpHostData }] : []),
     ...(o.snpIdKeyDigest ? [{ name: P.idKeyDigest, comparator: '=' as const, value: o.snpIdKeyDigest }] : []),
   ];
-  for (const extra of o.snpProperty) {
-    if (requirements.some((r) => r.name === extra.name)) throw new CertifierError('USAGE', `--snp-property ${extra.name} is already set by another flag`);
-    requirements.push(extra);
-  }
-  const claim = { platformType: SEV_SNP_PLATFORM, requirements };
-  // The FMC levels deny every Milan and Genoa machine (their TCB has none): beside another root,
-  // they go into a claim of their own, and a claim without them admits the other products.
-  const fmcFree = requirements.filter((r) => r.name !== P.tcbFmc && r.name !== P.launchTcbFmc);
-  const others = roots.some((r) => pinnedProductOf(r.certificate) !== 'turin');
-  return { platformRoots: roots, platformProperties: others && fmcFree.length < requirements.length ? [{ platformType: SEV_SNP_PLATFORM, requirements: fmcFree }, claim] : [claim] };
+  const tcb = [P.tcbBootloader, P.tcbTee, P.tcbSnp, P.tcbMicrocode];
+  const set = [...guest, ...given].map((r) => r.name).concat(tcb);
+  const again = o.snpProperty.find((extra) => set.includes(extra.name));
+  if (again) throw new CertifierError('USAGE', `--snp-property ${again.name} is already set by another flag`);
+  // One claim per TCB layout: a claim naming tcb-fmc denies Milan and Genoa evidence (which has no
+  // FMC level), and one not naming it denies Turin evidence (REQUIRED_IF_PRESENT), so neither
+  // product's machines are judged by the other's minimum. launch-tcb-fmc, Turin's only, goes in its claim.
+  const claim = (names: string[], levels: number[]) => ({
+    platformType: SEV_SNP_PLATFORM,
+    requirements: [
+      ...guest, ...names.map((name, i): Requirement => ({ name, comparator: '>=', value: levels[i]! })), ...given,
+      ...o.snpProperty.filter((p) => names.includes(P.tcbFmc) || p.name !== P.launchTcbFmc),
+    ],
+  });
+  return {
+    platformRoots: roots,
+    platformProperties: [
+      ...(layouts.has('family19h') ? [claim(tcb, minimum(o, 'family19h')!)] : []),
+      ...(layouts.has('turin') ? [claim([P.tcbFmc, ...tcb], minimum(o, 'turin')!)] : []),
+    ],
+  };
 }

@@ -180,17 +180,22 @@ export function checkProperties(claims: TrustedProperties[], platform: string, h
   if (current.length === 0) {
     return { ok: false, code: 'CLAIM_EXPIRED', reason: `no ${platform} property claim of the policy is valid at ${at.toISOString()} (${describeWindows(mine)})` };
   }
+  // A claim for another TCB layout (naming tcb-fmc or not, as the evidence does not) says less of
+  // why than one for the evidence's own layout that it fails: that one's reason is given first.
   let firstFailure: string | undefined;
+  let otherLayout: string | undefined;
   const allowed: (Window & { proof: string })[] = [];
+  const ifPresent = REQUIRED_IF_PRESENT[platform] ?? [];
   for (const c of current) {
     const named = new Set(c.requirements.map((r) => r.name));
     const all = [...c.requirements, ...(PROPERTY_DEFAULTS[platform] ?? []).filter((d) => !named.has(d.name))];
-    const unnamed = (REQUIRED_IF_PRESENT[platform] ?? []).find((n) => have[n] !== undefined && !named.has(n));
+    const unnamed = ifPresent.find((n) => have[n] !== undefined && !named.has(n));
     const failure = unnamed ? `the evidence has ${unnamed} (${showValue(unnamed, have[unnamed]!)}), which the claim does not name: a minimum TCB has no safe default` : all.map((r) => unmet(r, have[r.name])).find((f) => f !== undefined);
-    if (failure) firstFailure ??= failure;
+    if (failure && (unnamed || ifPresent.some((n) => named.has(n) && have[n] === undefined))) otherLayout ??= failure;
+    else if (failure) firstFailure ??= failure;
     else allowed.push({ notBefore: c.notBefore, notAfter: c.notAfter, proof: `policy: policyKey says platform[${platform}] has-trusted-platform-property: ${all.map((r) => `${describeRequirement(r)} (is ${showValue(r.name, have[r.name]!)})`).join(', ')}` });
   }
   // Of several claims satisfied, the one that ends last.
   const best = lastToEnd(allowed, at);
-  return best ? { ok: true, proof: [best.proof], notAfter: best.notAfter } : denied(firstFailure!);
+  return best ? { ok: true, proof: [best.proof], notAfter: best.notAfter } : denied((firstFailure ?? otherLayout)!);
 }

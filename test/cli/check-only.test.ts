@@ -37,7 +37,8 @@ describe('--check-only', function () {
       retrieve(['--server-measurement', PIN, '--server-measurement', 'CD'.repeat(48)], ['vhd/disk-1', '-x']),
       initTrust('[fe80::1%eth0]:8123'),
       policy(['--trust-measurement', PIN, '--trust-amd-root', 'milan', '--snp-min-tcb', '3:0:8:115', '--days', '30']),
-      policy(['--trust-measurement', PIN, '--trust-amd-root', 'turin', '--snp-min-tcb', '1:0:2:71', '--snp-property', 'tcb-fmc>=0']),
+      policy(['--trust-measurement', PIN, '--trust-amd-root', 'turin', '--snp-min-tcb', 'turin=0:1:0:2:71', '--snp-property', 'launch-tcb-fmc>=0']),
+      policy(['--trust-measurement', PIN, '--trust-amd-root', 'milan', '--trust-amd-root', 'turin', '--snp-min-tcb', '3:0:8:115', '--snp-min-tcb', 'turin=0:1:0:2:71']),
       run('cert-utility', ['generate-policy-key', '--check-only', '--domain', 'datica', '--alg', 'p384', '--key-out', 'k.pem', '--cert-out', 'c.pem'], { cwd: tmp.dir }),
     ]);
     for (const r of runs) expect([r.status, r.out, r.stderr]).to.deep.equal([0, '', '']);
@@ -86,17 +87,37 @@ describe('--check-only', function () {
     expect(readdirSync(tmp.dir), 'no store made').to.deep.equal([]);
   });
 
+  it('make-policy takes a minimum TCB for the family 19h roots (Milan, Genoa) and one turin= for Turin\'s, each needed by its roots and refused without them', async () => {
+    const snp = (roots: string[], more: string[]) => policy(['--trust-measurement', PIN, ...roots.flatMap((r) => ['--trust-amd-root', r]), ...more]);
+    const min = (v: string) => ['--snp-min-tcb', v];
+    const cases: [Promise<RunResult>, string][] = [
+      [snp(['turin'], min('1:0:2:71')), "trusting AMD's Turin root needs --snp-min-tcb turin=FMC:BOOTLOADER:TEE:SNP:MICROCODE, the lowest TCB accepted of Turin machines"],
+      [snp(['milan', 'turin'], min('3:0:8:115')), "trusting AMD's Turin root needs --snp-min-tcb turin=FMC:BOOTLOADER:TEE:SNP:MICROCODE"],
+      [snp(['milan', 'turin'], min('turin=0:1:0:2:71')), "trusting an AMD root other than Turin's needs --snp-min-tcb BOOTLOADER:TEE:SNP:MICROCODE, the lowest TCB accepted of Milan and Genoa machines"],
+      [snp(['genoa'], min('turin=0:1:0:2:71')), "trusting an AMD root other than Turin's needs --snp-min-tcb BOOTLOADER:TEE:SNP:MICROCODE"],
+      [snp(['milan'], [...min('3:0:8:115'), ...min('turin=0:1:0:2:71')]), '--snp-min-tcb turin=FMC:BOOTLOADER:TEE:SNP:MICROCODE is the minimum of Turin machines only, and the policy trusts no Turin root (--trust-amd-root turin)'],
+      [snp(['turin'], [...min('3:0:8:115'), ...min('turin=0:1:0:2:71')]), "--snp-min-tcb BOOTLOADER:TEE:SNP:MICROCODE is the minimum of Milan and Genoa machines, and the policy trusts AMD's Turin root only: give --snp-min-tcb turin=FMC:BOOTLOADER:TEE:SNP:MICROCODE alone"],
+      [snp(['milan'], [...min('3:0:8:115'), '--snp-property', 'tcb-fmc>=0']), '--snp-property tcb-fmc is reported by Turin machines only, and the policy trusts no Turin root (--trust-amd-root turin): a claim naming it would admit no machine'],
+      [snp(['genoa'], [...min('3:0:8:115'), '--snp-property', 'launch-tcb-fmc>=0']), '--snp-property launch-tcb-fmc is reported by Turin machines only'],
+      [snp(['turin'], [...min('turin=0:1:0:2:71'), '--snp-property', 'tcb-fmc>=0']), "--snp-property tcb-fmc: Turin's minimum FMC level is the first of --snp-min-tcb turin=FMC:BOOTLOADER:TEE:SNP:MICROCODE, the one way to give it"],
+      [snp(['milan', 'turin'], [...min('3:0:8:115'), ...min('3:0:8:116'), ...min('turin=0:1:0:2:71')]), 'the family 19h minimum (Milan, Genoa) is given twice'],
+      [snp(['turin'], [...min('turin=0:1:0:2:71'), ...min('turin=0:1:0:2:72')]), 'the turin= minimum is given twice'],
+      [snp(['turin'], min('turin=1:0:2:71')), "option '--snp-min-tcb <bl:tee:snp:ucode>' argument 'turin=1:0:2:71' is invalid. expected BOOTLOADER:TEE:SNP:MICROCODE (Milan, Genoa: four numbers from 0 to 255, e.g. 3:0:8:115) or turin=FMC:BOOTLOADER:TEE:SNP:MICROCODE (five, e.g. turin=0:1:0:2:71)"],
+      [snp(['milan'], min('0:3:0:8:115')), "argument '0:3:0:8:115' is invalid. expected BOOTLOADER:TEE:SNP:MICROCODE"],
+    ];
+    for (const [r, message] of cases) refused(await r, message);
+    expect(readdirSync(tmp.dir), 'nothing written').to.deep.equal([]);
+  });
+
   it('make-policy and generate-policy-key refuse a measurement named twice, flags that do not go together, and values their parsing refuses', async () => {
-    const [same, snp, turin, days, alg] = await Promise.all([
+    const [same, snp, days, alg] = await Promise.all([
       policy(['--trust-measurement', PIN, '--trust-measurement', PIN.toUpperCase()]),
       policy(['--trust-measurement', PIN, '--snp-min-tcb', '3:0:8:115']),
-      policy(['--trust-measurement', PIN, '--trust-amd-root', 'turin', '--snp-min-tcb', '1:0:2:71']),
       policy(['--trust-measurement', PIN, '--days', '36601']),
       run('cert-utility', ['generate-policy-key', '--check-only', '--domain', 'datica', '--alg', 'ed25519', '--key-out', 'k.pem', '--cert-out', 'c.pem'], { cwd: tmp.dir }),
     ]);
     refused(same, `--trust-measurement ${PIN} is given twice: the policy would say it twice`);
     refused(snp, 'the --snp-* flags need --trust-amd-root or --trust-amd-root-cert');
-    refused(turin, 'trusting AMD\'s Turin root needs --snp-property tcb-fmc>=N too: Turin\'s TCB has an FMC level, and a claim that does not name it admits no Turin machine');
     refused(days, "option '--days <n>' argument '36601' is invalid. expected an integer from 1 to 36600");
     refused(alg, "option '--alg <alg>' argument 'ed25519' is invalid");
     expect(readdirSync(tmp.dir), 'nothing written').to.deep.equal([]);

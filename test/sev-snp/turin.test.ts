@@ -7,9 +7,13 @@
 import { expect } from 'chai';
 import { checkProperties, SEV_SNP_PLATFORM, type Requirement } from '../../lib/policy/index.ts';
 import { certHwId, certTcb, parseReport, pinnedArk, readAmdCert, snpProperties, verifySnpReport } from '../../lib/attest/index.ts';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { refusalOf, vector } from './support.ts';
+import { tempDir } from '../support/helpers.ts';
+import type { CertifierError } from '../../lib/errors/index.ts';
 import { TestSnpSigner } from './signer.ts';
-import { snpPolicyParts } from '../../cmd/cert-utility/snp-policy.ts';
+import { snpPolicyParts, type MinTcb } from '../../cmd/cert-utility/snp-policy.ts';
 
 const turin = vector('turin-oak');
 const AT = new Date(turin.e.now);
@@ -128,15 +132,84 @@ describe('SEV-SNP on Turin (real report and VCEK)', () => {
     expect(checkProperties(claim(base), SEV_SNP_PLATFORM, milan, AT).ok).to.equal(true);
   });
 
-  it('make-policy puts Turin\'s tcb-fmc in a claim of its own beside another root, so Milan machines still pass (and Turin ones must meet it)', async () => {
+  describe('make-policy with a minimum TCB of each product (milan and turin trusted)', () => {
     const window = { notBefore: new Date(AT.getTime() - DAY), notAfter: new Date(AT.getTime() + DAY) };
-    const flags = (trustAmdRoot: ('milan' | 'turin')[], fmc: number) => ({ trustAmdRoot, trustAmdRootCert: [], snpMinTcb: [1, 0, 2, 71], snpVmpl: 0, snpProperty: [{ name: 'tcb-fmc', comparator: '>=' as const, value: fmc }] });
-    const claims = async (roots: ('milan' | 'turin')[], fmc = 0) => (await snpPolicyParts('make-policy', flags(roots, fmc), AT)).platformProperties!.map((c) => ({ ...c, ...window }));
-    const admits = (c: Awaited<ReturnType<typeof claims>>, name: string) => checkProperties(c, SEV_SNP_PLATFORM, snpProperties(parseReport(vector(name).report)), AT).ok;
-    const both = await claims(['milan', 'turin']);
-    expect(both.map((c) => c.requirements.some((r) => r.name === 'tcb-fmc'))).to.deep.equal([false, true]);
-    expect([admits(both, 'turin-oak'), admits(both, 'milan-virtee-sev')]).to.deep.equal([true, true]);
-    expect(admits(await claims(['milan', 'turin'], 1), 'turin-oak'), 'FMC 0 below tcb-fmc >= 1').to.equal(false);
-    expect(await claims(['turin'])).to.have.length(1);
+    type Product = 'milan' | 'turin';
+    type Minimums = { family19h?: number[]; turin?: number[] };
+    const flags = (trustAmdRoot: Product[], min: Minimums, snpProperty: Requirement[] = []) => ({
+      trustAmdRoot, trustAmdRootCert: [], snpVmpl: 0, snpProperty,
+      snpMinTcb: Object.entries(min).map(([layout, levels]) => ({ layout, levels })) as MinTcb,
+    });
+    const claims = async (roots: Product[], min: Minimums, props?: Requirement[]) => (await snpPolicyParts('make-policy', flags(roots, min, props), AT)).platformProperties!.map((c) => ({ ...c, ...window }));
+    const admits = (c: Awaited<ReturnType<typeof claims>>, name: string) => checkProperties(c, SEV_SNP_PLATFORM, snpProperties(parseReport(vector(name).report)), AT);
+    // The real vectors: milan-virtee-sev at 3:0:8:115, turin-oak at FMC 0 and 1:0:2:71.
+    const MILAN = [3, 0, 8, 115];
+    const TURIN = [0, 1, 0, 2, 71];
+    const above = (levels: number[]) => levels.map((l, i) => (i === levels.length - 1 ? l + 1 : l));
+
+    it('writes one claim per layout: family 19h\'s four levels without tcb-fmc, Turin\'s five', async () => {
+      const both = await claims(['milan', 'turin'], { family19h: MILAN, turin: TURIN });
+      expect(both.map((c) => c.requirements.filter((r) => r.name.startsWith('tcb-')).map((r) => `${r.name}>=${r.value}`))).to.deep.equal([
+        ['tcb-bootloader>=3', 'tcb-tee>=0', 'tcb-snp>=8', 'tcb-microcode>=115'],
+        ['tcb-fmc>=0', 'tcb-bootloader>=1', 'tcb-tee>=0', 'tcb-snp>=2', 'tcb-microcode>=71'],
+      ]);
+      expect(await claims(['turin'], { turin: TURIN })).to.have.length(1);
+      expect(await claims(['milan'], { family19h: MILAN })).to.have.length(1);
+    });
+
+    it('admits the real Milan and Turin reports at their own levels, refuses each when its own product\'s minimum is above it, and the other product\'s minimum changes nothing', async () => {
+      expect((await admits(await claims(['milan', 'turin'], { family19h: MILAN, turin: TURIN }), 'milan-virtee-sev')).ok).to.equal(true);
+      expect((await admits(await claims(['milan', 'turin'], { family19h: MILAN, turin: TURIN }), 'turin-oak')).ok).to.equal(true);
+      const milanAbove = admits(await claims(['milan', 'turin'], { family19h: above(MILAN), turin: TURIN }), 'milan-virtee-sev');
+      expect(milanAbove).to.deep.include({ ok: false, code: 'PLATFORM_PROPERTY_DENIED' });
+      expect(milanAbove.ok === false && milanAbove.reason).to.equal('tcb-microcode is 115, and the policy requires tcb-microcode >= 116');
+      const turinAbove = admits(await claims(['milan', 'turin'], { family19h: MILAN, turin: above(TURIN) }), 'turin-oak');
+      expect(turinAbove).to.deep.include({ ok: false, code: 'PLATFORM_PROPERTY_DENIED' });
+      expect(turinAbove.ok === false && turinAbove.reason, "the Turin claim's reason, not the family 19h claim's").to.equal('tcb-microcode is 71, and the policy requires tcb-microcode >= 72');
+      const fmcAbove = admits(await claims(['milan', 'turin'], { family19h: MILAN, turin: [1, 1, 0, 2, 71] }), 'turin-oak');
+      expect(fmcAbove.ok === false && fmcAbove.reason).to.equal('tcb-fmc is 0, and the policy requires tcb-fmc >= 1');
+      const milanFirst = admits((await claims(['milan', 'turin'], { family19h: above(MILAN), turin: TURIN })).reverse(), 'milan-virtee-sev');
+      expect(milanFirst.ok === false && milanFirst.reason, 'whichever claim comes first').to.equal('tcb-microcode is 115, and the policy requires tcb-microcode >= 116');
+      // Milan's levels are far above Turin's: the family 19h minimum never judges a Turin machine, nor Turin's a Milan one.
+      expect(admits(await claims(['milan', 'turin'], { family19h: [255, 255, 255, 255], turin: TURIN }), 'turin-oak').ok).to.equal(true);
+      expect(admits(await claims(['milan', 'turin'], { family19h: MILAN, turin: [255, 255, 255, 255, 255] }), 'milan-virtee-sev').ok).to.equal(true);
+    });
+
+    it('never admits a Milan report by the Turin claim, nor a Turin report by the family 19h claim, whatever their minimums', async () => {
+      const [family19h, turinClaim] = await claims(['milan', 'turin'], { family19h: [0, 0, 0, 0], turin: [0, 0, 0, 0, 0] });
+      const milan = admits([turinClaim!], 'milan-virtee-sev');
+      expect(milan.ok === false && milan.reason).to.equal('the evidence has no tcb-fmc, which the policy requires (tcb-fmc >= 0)');
+      const turinReport = admits([family19h!], 'turin-oak');
+      expect(turinReport.ok === false && turinReport.reason).to.contain('the evidence has tcb-fmc (0), which the claim does not name');
+    });
+
+    it('decides a root given by file by the certificate: ARK-Turin\'s needs the turin= form, one not pinned the family 19h form', async () => {
+      const tmp = tempDir('turin-root-');
+      try {
+        const file = (name: string, der: Uint8Array) => (writeFileSync(join(tmp.dir, name), der), join(tmp.dir, name));
+        const turinFile = file('ark-turin.der', pinnedArk('turin'));
+        const testFile = file('test-ark.der', TestSnpSigner.create({ now: AT }).ark);
+        const byFile = (f: string, min: Minimums) => snpPolicyParts('make-policy', { ...flags([], min), trustAmdRootCert: [f] }, AT);
+        const names = async (f: string, min: Minimums) => (await byFile(f, min)).platformProperties!.map((c) => c.requirements.filter((r) => r.name.startsWith('tcb-')).length);
+        expect(await names(turinFile, { turin: TURIN })).to.deep.equal([5]);
+        expect(await names(testFile, { family19h: MILAN })).to.deep.equal([4]);
+        const refused = async (f: string, min: Minimums) => { try { await byFile(f, min); } catch (e) { return e as CertifierError; } throw new Error('not refused'); };
+        expect((await refused(turinFile, { family19h: MILAN })).message).to.contain("trusting AMD's Turin root needs --snp-min-tcb turin=");
+        expect((await refused(testFile, { turin: TURIN })).message).to.contain("trusting an AMD root other than Turin's needs --snp-min-tcb BOOTLOADER:TEE:SNP:MICROCODE");
+        expect((await refused(testFile, { family19h: MILAN, turin: TURIN })).code).to.equal('USAGE');
+      } finally {
+        tmp.cleanup();
+      }
+    });
+
+    it('puts launch-tcb-fmc in the Turin claim only, and every other requirement in both', async () => {
+      const props: Requirement[] = [{ name: 'launch-tcb-fmc', comparator: '>=', value: 0 }, { name: 'guest-svn', comparator: '>=', value: 0 }];
+      const both = await claims(['milan', 'turin'], { family19h: MILAN, turin: TURIN }, props);
+      expect(both.map((c) => c.requirements.map((r) => r.name).filter((n) => !n.startsWith('tcb-')))).to.deep.equal([
+        ['debug', 'migrate-ma', 'vmpl', 'guest-svn'],
+        ['debug', 'migrate-ma', 'vmpl', 'launch-tcb-fmc', 'guest-svn'],
+      ]);
+      expect([admits(both, 'milan-virtee-sev').ok, admits(both, 'turin-oak').ok]).to.deep.equal([true, true]);
+    });
   });
 });
