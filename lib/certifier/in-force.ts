@@ -2,8 +2,8 @@
 // as a whole (policyNotInForce: a reload of one that admits nobody is refused), and each platform
 // it trusts (platformWarnings: one whose machines would all be refused, beside others admitted).
 
-import { SIMULATED_ENCLAVE } from '../attest/index.ts';
-import { describeWindow, propertyClaimsOf, SEV_SNP_PLATFORM, within, type Policy, type TrustedPlatform, type Window } from '../policy/index.ts';
+import { pinnedProductOf, SIMULATED_ENCLAVE } from '../attest/index.ts';
+import { describeWindow, propertyClaimsOf, REQUIRED_IF_PRESENT, SEV_SNP_PLATFORM, within, type Policy, type TrustedPlatform, type TrustedProperties, type Window } from '../policy/index.ts';
 
 /** When the first claim of the policy ends (undefined for a policy without claims, which admits nobody). */
 export function policyEnds(policy: Policy): Date | undefined {
@@ -42,11 +42,37 @@ const PLATFORMS: { platform: string; trusts: (p: TrustedPlatform) => boolean; me
 ];
 
 /**
+ * Of the pinned AMD roots the policy trusts in force, the products (Milan, Genoa, Turin) none of
+ * whose machines any property claim in force could admit because of their TCB's layout: a claim
+ * must name a property of REQUIRED_IF_PRESENT (Turin's tcb-fmc) when the evidence has it, and one
+ * naming it denies evidence without it. A root not pinned is of no known product: not named.
+ */
+function productWarnings(roots: TrustedPlatform[], claims: TrustedProperties[], at: Date): string[] {
+  const ifPresent = REQUIRED_IF_PRESENT[SEV_SNP_PLATFORM] ?? [];
+  const lines: string[] = [];
+  for (const root of roots.filter((r) => within(r, at) && r.certificate)) {
+    const product = pinnedProductOf(root.certificate!);
+    if (!product) continue;
+    // Only Turin's TCB has an FMC level (tcb-fmc), which is all REQUIRED_IF_PRESENT names.
+    const has = product === 'turin' ? ifPresent : [];
+    const suits = (c: TrustedProperties) => ifPresent.every((n) => c.requirements.some((r) => r.name === n) === has.includes(n));
+    if (claims.some(suits)) continue;
+    const Product = product[0]!.toUpperCase() + product.slice(1);
+    const why = has.length
+      ? `no property claim in force names ${has.join(', ')}, which the reports of its ${Product} machines (${root.label}) have`
+      : `every property claim in force names ${ifPresent.join(', ')}, which the reports of its ${Product} machines (${root.label}) do not have`;
+    lines.push(`platform ${SEV_SNP_PLATFORM}: ${why}: every ${Product} machine will be refused (PLATFORM_PROPERTY_DENIED)`);
+  }
+  return lines;
+}
+
+/**
  * For each platform `policy` trusts whose every machine it would refuse at `at`, one line saying
  * why and with which code: no platform claim of it in force (CLAIM_EXPIRED), no property claim for
  * a platform whose evidence carries properties (PLATFORM_PROPERTY_DENIED) or none in force
  * (CLAIM_EXPIRED), no measurement of its size (MEASUREMENT_NOT_TRUSTED) or none in force
- * (CLAIM_EXPIRED). A platform the policy does not trust at all is not named.
+ * (CLAIM_EXPIRED); and for SEV-SNP, a pinned AMD product none of whose machines a property claim
+ * in force suits (productWarnings). A platform the policy does not trust at all is not named.
  */
 export function platformWarnings(policy: Policy, at: Date): string[] {
   const lines: string[] = [];
@@ -63,6 +89,7 @@ export function platformWarnings(policy: Policy, at: Date): string[] {
     const { all, inForce } = propertyClaimsOf(policy.properties, platform, at);
     if (properties && all.length === 0) refused('the policy sets no property claims for it (minimum TCB, debug, VMPL)', 'PLATFORM_PROPERTY_DENIED');
     else if (all.length > 0 && inForce.length === 0) refused(`none of its property claims is ${when} (${windows(all)})`, 'CLAIM_EXPIRED');
+    else if (platform === SEV_SNP_PLATFORM && inForce.length > 0) lines.push(...productWarnings(claims, inForce, at));
     const sized = policy.measurements.filter((m) => m.measurement.length === measurementBytes);
     if (sized.length === 0) refused(`the policy trusts no ${measurementBytes}-byte measurement, the size of its machines'`, 'MEASUREMENT_NOT_TRUSTED');
     else if (!sized.some((m) => within(m, at))) refused(`none of its ${measurementBytes}-byte measurement claims is ${when} (${windows(sized)})`, 'CLAIM_EXPIRED');

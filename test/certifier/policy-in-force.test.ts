@@ -32,6 +32,8 @@ function policies() {
     simulatedKey: (): Claims => ({ platforms: [{ key: simulated.platformKey }] }),
     snpRoot: (): Claims => ({ platformRoots: [{ platformType: SEV_SNP_PLATFORM, certificate: pinnedArk('milan'), name: 'ARK-Milan' }] }),
     snpProperties: { platformProperties: [{ platformType: SEV_SNP_PLATFORM, requirements: TCB }] } as Claims,
+    turinRoot: (): Claims => ({ platformRoots: [{ platformType: SEV_SNP_PLATFORM, certificate: pinnedArk('turin'), name: 'ARK-Turin' }] }),
+    turinProperties: { platformProperties: [{ platformType: SEV_SNP_PLATFORM, requirements: [{ name: 'tcb-fmc', comparator: '>=', value: 0 }, ...TCB] }] } as Claims,
   };
 }
 
@@ -66,7 +68,7 @@ describe('policyNotInForce: a policy that admits no machine now', () => {
 });
 
 describe('platformWarnings: a platform the policy trusts but whose every machine it would refuse now, beside others it admits', () => {
-  const { now, inForce, ended, claims, load, simulatedKey, snpRoot, snpProperties } = policies();
+  const { now, inForce, ended, claims, load, simulatedKey, snpRoot, snpProperties, turinRoot, turinProperties } = policies();
   const snpMeasurement = { measurements: [randomBytes(48)] };
   const simulatedMeasurement = { measurements: [randomBytes(32)] };
 
@@ -77,6 +79,11 @@ describe('platformWarnings: a platform the policy trusts but whose every machine
     { name: 'SEV-SNP without property claims', lines: [[SEV_SNP_PLATFORM, 'PLATFORM_PROPERTY_DENIED']], files: () => [claims({ ...snpRoot(), ...snpMeasurement }, inForce), claims({ ...simulatedKey(), ...simulatedMeasurement }, inForce)] },
     { name: 'the SEV-SNP root claim ended', lines: [[SEV_SNP_PLATFORM, 'CLAIM_EXPIRED']], files: () => [claims(snpRoot(), ended), claims({ ...snpProperties, ...snpMeasurement }, inForce), claims({ ...simulatedKey(), ...simulatedMeasurement }, inForce)] },
     { name: 'the 48-byte measurement claims ended', lines: [[SEV_SNP_PLATFORM, 'CLAIM_EXPIRED']], files: () => [claims({ ...snpRoot(), ...snpProperties }, inForce), claims(snpMeasurement, ended), claims({ ...simulatedKey(), ...simulatedMeasurement }, inForce)] },
+    // Milan's and Turin's roots: each product needs a claim of its TCB's layout (naming tcb-fmc for Turin, not for Milan), as make-policy writes.
+    { name: 'Milan and Turin roots, a claim of each layout', lines: [], files: () => [claims({ ...snpRoot(), ...snpMeasurement }, inForce), claims(turinRoot(), inForce), claims(snpProperties, inForce), claims(turinProperties, inForce)] },
+    { name: 'Milan and Turin roots, no claim naming tcb-fmc', lines: [[SEV_SNP_PLATFORM, 'PLATFORM_PROPERTY_DENIED']], files: () => [claims({ ...snpRoot(), ...snpMeasurement }, inForce), claims(turinRoot(), inForce), claims(snpProperties, inForce)] },
+    { name: 'Milan and Turin roots, every claim naming tcb-fmc', lines: [[SEV_SNP_PLATFORM, 'PLATFORM_PROPERTY_DENIED']], files: () => [claims({ ...snpRoot(), ...snpMeasurement }, inForce), claims(turinRoot(), inForce), claims(turinProperties, inForce)] },
+    { name: 'Milan and Turin roots, the Turin claim ended', lines: [[SEV_SNP_PLATFORM, 'PLATFORM_PROPERTY_DENIED']], files: () => [claims({ ...snpRoot(), ...snpMeasurement }, inForce), claims(turinRoot(), inForce), claims(snpProperties, inForce), claims(turinProperties, ended)] },
     { name: 'no 32-byte measurement for the simulated platform', lines: [['simulated-enclave', 'MEASUREMENT_NOT_TRUSTED']], files: () => [claims({ ...snpRoot(), ...snpProperties, ...snpMeasurement, ...simulatedKey() }, inForce)] },
   ];
   for (const c of CASES) {
@@ -87,6 +94,15 @@ describe('platformWarnings: a platform the policy trusts but whose every machine
       expect(lines.map((l) => [/^platform (\S+):/.exec(l)?.[1], /\((\w+)\)$/.exec(l)?.[1]])).to.deep.equal(c.lines);
     });
   }
+
+  it('names the product whose machines no claim in force suits, and why', () => {
+    const turin = platformWarnings(load(claims({ ...snpRoot(), ...snpMeasurement }, inForce), claims(turinRoot(), inForce), claims(snpProperties, inForce)), now);
+    expect(turin).to.have.length(1);
+    expect(turin[0]).to.match(new RegExp(`^platform ${SEV_SNP_PLATFORM}: no property claim in force names tcb-fmc, which the reports of its Turin machines \\(ARK-Turin cert:[0-9a-f]{16}\\) have: every Turin machine will be refused \\(PLATFORM_PROPERTY_DENIED\\)$`));
+    const milan = platformWarnings(load(claims({ ...snpRoot(), ...snpMeasurement }, inForce), claims(turinRoot(), inForce), claims(turinProperties, inForce)), now);
+    expect(milan).to.have.length(1);
+    expect(milan[0]).to.contain('every property claim in force names tcb-fmc, which the reports of its Milan machines (ARK-Milan cert:').and.contain('do not have: every Milan machine will be refused (PLATFORM_PROPERTY_DENIED)');
+  });
 
   it('says when the claims that ended were in force', () => {
     const [line] = platformWarnings(load(claims({ ...snpRoot(), ...snpMeasurement }, inForce), claims(snpProperties, ended), claims({ ...simulatedKey(), ...simulatedMeasurement }, inForce)), now);
