@@ -13,7 +13,8 @@ usage() {
   cat >&"$to" <<'USAGE'
 usage: deployment-setup.sh --dir DIR --domain DOMAIN --measure FILE [--measure FILE ...]
                            [--trust-measurement HEX ...] [--alg p256|p384|rsa2048] [--policy-days N]
-                           [--trust-amd-root milan|genoa ... --snp-min-tcb BL:TEE:SNP:UCODE]
+                           [--trust-amd-root milan|genoa|turin ... --snp-min-tcb BL:TEE:SNP:UCODE
+                            --snp-min-tcb turin=FMC:BL:TEE:SNP:UCODE]
 
   --dir                where to put everything (created; must not hold a setup already)
   --domain             the policy domain, e.g. datica
@@ -26,7 +27,8 @@ usage: deployment-setup.sh --dir DIR --domain DOMAIN --measure FILE [--measure F
   --trust-measurement  a measurement computed elsewhere (e.g. a SEV-SNP launch digest: 96 hex
                        digits, from sev-snp-measure)
   --trust-amd-root     SEV-SNP VMs: trust AMD's root for this product (repeatable); needs
-                       --snp-min-tcb, the lowest firmware TCB accepted
+                       --snp-min-tcb, the lowest firmware TCB accepted: BL:TEE:SNP:UCODE for
+                       milan and genoa, turin=FMC:BL:TEE:SNP:UCODE for turin (each form once)
   --alg                the policy key's algorithm (default p256)
   --policy-days        how long the policy's claims last (default 365: sign a new policy
                        before then, or simpleserver refuses every machine)
@@ -56,9 +58,9 @@ while [ $# -gt 0 ]; do
     -h|--help) usage 0 ;;
     --*) [ $# -ge 2 ] || { echo "deployment-setup: $1 needs a value" >&2; usage; } ;;
   esac
-  # A flag of one value once (the last would win silently); --measure, --trust-* repeat.
+  # A flag of one value once (the last would win silently); --measure, --trust-*, --snp-min-tcb repeat.
   case "$1" in
-    --measure|--trust-measurement|--trust-amd-root) ;;
+    --measure|--trust-measurement|--trust-amd-root|--snp-min-tcb) ;; # make-policy refuses a --snp-min-tcb form twice
     *) case "$seen" in *" $1 "*) echo "deployment-setup: $1 is given twice; it takes one value" >&2; usage ;; esac
        seen="$seen$1 " ;;
   esac
@@ -70,7 +72,7 @@ while [ $# -gt 0 ]; do
     --alg) alg=$2; shift 2 ;;
     --policy-days) days=$2; shift 2 ;;
     --trust-amd-root) amd+=(--trust-amd-root "$2"); shift 2 ;;
-    --snp-min-tcb) min_tcb=(--snp-min-tcb "$2"); shift 2 ;; # given empty: make-policy refuses it
+    --snp-min-tcb) min_tcb+=(--snp-min-tcb "$2"); shift 2 ;; # given empty: make-policy refuses it
     *) echo "deployment-setup: unknown argument $1" >&2; usage ;;
   esac
 done

@@ -954,4 +954,15 @@ describe('scripts/deployment-setup.sh', function () {
     expect(p.out).to.contain('platform[amd-sev-snp, ARK-Milan').and.to.contain('tcb-snp >= 8, tcb-microcode >= 255]').and.to.contain(`measurement:${'ab'.repeat(48)} is-trusted`);
     expect(p.out, 'the --measure program trusted too').to.contain(`measurement:${createHash('sha256').update('app\n').digest('hex')} is-trusted`);
   });
+
+  it('takes --snp-min-tcb once in each form for a fleet of Milan and Turin machines (make-policy refuses a form given twice)', async () => {
+    const snp = ['--domain', 'datica', '--measure', 'app', '--trust-amd-root', 'milan', '--trust-amd-root', 'turin', '--trust-measurement', 'ab'.repeat(48), '--snp-min-tcb', '3:0:8:115'];
+    const twice = await setup(['--dir', 'snp-twice', ...snp, '--snp-min-tcb', '3:0:8:116']);
+    expect(twice.status).to.equal(2);
+    expect(twice.stderr).to.contain('cert-utility: error: option \'--snp-min-tcb <bl:tee:snp:ucode>\' argument \'3:0:8:116\' is invalid. the family 19h minimum (Milan, Genoa) is given twice');
+    const r = await setup(['--dir', 'snp-both', ...snp, '--snp-min-tcb', 'turin=0:1:0:2:71']);
+    expect(r.status, r.stderr).to.equal(0);
+    const p = await run('cert-utility', ['print-policy', '--policy', 'snp-both/policy.bin', '--policy-cert', 'snp-both/policy-cert.pem'], { cwd: tmp.dir });
+    expect(p.out).to.contain('vmpl = 0, tcb-bootloader >= 3, tcb-tee >= 0, tcb-snp >= 8, tcb-microcode >= 115]').and.contain('vmpl = 0, tcb-fmc >= 0, tcb-bootloader >= 1, tcb-tee >= 0, tcb-snp >= 2, tcb-microcode >= 71]');
+  });
 });
