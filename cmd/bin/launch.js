@@ -59,9 +59,11 @@ export async function launch(program) {
   if ((program === 'key-server' || program === 'simpleserver') && process.argv.slice(2).find((a) => !a.startsWith('-')) === 'serve') {
     const early = { hangups: 0, stop: undefined, onHangup: () => void early.hangups++, onStop: (signal) => void (early.stop ??= signal) };
     globalThis[Symbol.for('certifier.earlySignals')] = early;
-    process.on('SIGHUP', early.onHangup);
+    // SIGHUP last: Node catches SIGINT and SIGTERM from its start (to restore the terminal, then
+    // die), so /proc shows only whether SIGHUP is caught; once it is, the stops are ours too.
     process.on('SIGINT', early.onStop);
     process.on('SIGTERM', early.onStop);
+    process.on('SIGHUP', early.onHangup);
   }
   await refuseOpenInspector(program);
   await launchSource(join('cmd', `${program}.ts`), OUT);
