@@ -1,7 +1,9 @@
 // A TEST-ONLY SEV-SNP signer: its own ARK, ASK/ASVK and VCEK/VLEK (RSA-PSS chain shaped as
 // AMD's, names saying TEST) and well-formed ATTESTATION_REPORTs signed by its VCEK or VLEK. It
 // lives under test/ and nothing in the product imports it; a policy trusts its root only when
-// make-policy is handed its ARK file explicitly (--trust-amd-root-cert).
+// make-policy is handed its ARK file explicitly (--trust-amd-root-cert). In Turin mode
+// (create({ product: 'turin' })) its ARK is named ARK-Turin, as AMD names Turin's, its VCEK
+// carries fmcSPL and an 8-byte hwID, and its reports name family 1Ah in Turin's TCB layout.
 
 import { constants, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
 import { concatBytes, randomBytes } from '../../lib/crypto/index.ts';
@@ -10,6 +12,7 @@ import { basicConstraints, encodeName, encodeTbs, keyUsage, spkiOf, type Extensi
 import { AMD_EXT, REPORT_SIZE, SIGNED_BYTES, CERT_GUIDS } from '../../lib/attest/index.ts';
 
 export interface Tcb { bootloader: number; tee: number; snp: number; microcode: number }
+export type SignerProduct = 'milan' | 'turin';
 const DAY = 86_400_000;
 
 /** RSASSA-PSS AlgorithmIdentifier as AMD writes it: SHA-384, MGF1-SHA-384, salt 48 (each can be changed, and a trailer field added). */
@@ -51,7 +54,7 @@ export function pssCertificate(c: CertSpec, now = new Date()): Uint8Array {
 export function amdExtensions(tcb: Tcb, chipId?: Uint8Array, fmc?: number): ExtensionSpec[] {
   const ext = (oid: string, value: Uint8Array): ExtensionSpec => ({ oid, critical: false, value });
   return [
-    ext(AMD_EXT.structVersion, encodeSmallInt(1)), ext(AMD_EXT.productName, encodeIa5('Milan-TEST')),
+    ext(AMD_EXT.structVersion, encodeSmallInt(1)), ext(AMD_EXT.productName, encodeIa5(fmc === undefined ? 'Milan-TEST' : 'Turin-TEST')),
     ext(AMD_EXT.blSpl, encodeSmallInt(tcb.bootloader)), ext(AMD_EXT.teeSpl, encodeSmallInt(tcb.tee)),
     ext(AMD_EXT.snpSpl, encodeSmallInt(tcb.snp)), ext(AMD_EXT.ucodeSpl, encodeSmallInt(tcb.microcode)),
     ...(fmc === undefined ? [] : [ext(AMD_EXT.fmcSpl, encodeSmallInt(fmc))]),
@@ -74,6 +77,8 @@ export interface ReportFields {
   reportedTcb?: Tcb;
   /** LAUNCH_TCB; the reported TCB by default. */
   launchTcb?: Tcb;
+  /** A Turin-mode signer's FMC level in every TCB; its own by default. */
+  fmc?: number;
   hostData?: Uint8Array;
   /** PLATFORM_INFO; 1 (SMT_EN) by default. */
   platformInfo?: bigint;
@@ -85,7 +90,14 @@ export interface ReportFields {
   committedFirmware?: [number, number, number];
 }
 
-const tcbBytes = (t: Tcb) => Uint8Array.of(t.bootloader, t.tee, 0, 0, 0, 0, t.snp, t.microcode);
+/** A TCB_VERSION in family 19h's layout, or in Turin's (FMC, bootloader, TEE, SNP in bytes 0 to 3) when `fmc` is given. */
+const tcbBytes = (t: Tcb, fmc?: number) => fmc === undefined
+  ? Uint8Array.of(t.bootloader, t.tee, 0, 0, 0, 0, t.snp, t.microcode)
+  : Uint8Array.of(fmc, t.bootloader, t.tee, t.snp, 0, 0, 0, t.microcode);
+/** CPUID family, model and stepping as a version 3 report names them: Milan (19h, model 01h), Turin (1Ah, model 02h). */
+const CPUID: Record<SignerProduct, Uint8Array> = { milan: Uint8Array.of(0x19, 0x01, 0x01), turin: Uint8Array.of(0x1a, 0x02, 0x00) };
+/** How many bytes of CHIP_ID a VCEK's hwID holds: all 64, or Turin's first 8 (the rest of its CHIP_ID is zero). */
+const HWID_BYTES: Record<SignerProduct, number> = { milan: 64, turin: 8 };
 
 /** Signs bytes 0x000..0x29F with ECDSA P-384 / SHA-384 and stores r and s little-endian. */
 export function signReport(bytes: Uint8Array, key: KeyObject): Uint8Array {
@@ -103,49 +115,55 @@ export class TestSnpSigner {
   readonly vcek: Uint8Array;
   readonly asvk: Uint8Array;
   readonly vlek: Uint8Array;
-  readonly chipId = randomBytes(64);
+  /** The ARK's CN: "ARK-TEST", or in Turin mode "ARK-Turin" (AMD's name for Turin's root). */
+  readonly arkName: string;
+  /** CHIP_ID as its reports carry it: 64 random bytes, or in Turin mode 8 (the VCEK's hwID) and 56 zeros. */
+  readonly chipId: Uint8Array;
 
-  private constructor(readonly tcb: Tcb, private readonly keys: { ark: KeyObject; ask: KeyObject; asvk: KeyObject; vcek: KeyObject; vlek: KeyObject }, private readonly now: Date) {
+  /** `fmc`: the FMC level of a Turin-mode signer (undefined for a family 19h one). */
+  private constructor(readonly product: SignerProduct, readonly tcb: Tcb, readonly fmc: number | undefined, private readonly keys: { ark: KeyObject; ask: KeyObject; asvk: KeyObject; vcek: KeyObject; vlek: KeyObject }, private readonly now: Date) {
     const k = keys; // private keys: a certificate embeds the public half
-    this.ark = pssCertificate({ subject: 'ARK-TEST', issuer: 'ARK-TEST', key: k.ark, signer: k.ark, extensions: caExtensions(), serial: 1 }, now);
-    this.ask = pssCertificate({ subject: 'SEV-TEST', issuer: 'ARK-TEST', key: k.ask, signer: k.ark, extensions: caExtensions(), serial: 2 }, now);
-    this.asvk = pssCertificate({ subject: 'SEV-VLEK-TEST', issuer: 'ARK-TEST', key: k.asvk, signer: k.ark, extensions: caExtensions(), serial: 3 }, now);
-    this.vcek = pssCertificate({ subject: 'SEV-VCEK', issuer: 'SEV-TEST', key: k.vcek, signer: k.ask, extensions: amdExtensions(tcb, this.chipId) }, now);
-    this.vlek = pssCertificate({ subject: 'SEV-VLEK', issuer: 'SEV-VLEK-TEST', key: k.vlek, signer: k.asvk, extensions: amdExtensions(tcb) }, now);
+    const arkName = (this.arkName = product === 'turin' ? 'ARK-Turin' : 'ARK-TEST');
+    this.chipId = new Uint8Array(64);
+    this.chipId.set(randomBytes(HWID_BYTES[product]));
+    this.ark = pssCertificate({ subject: arkName, issuer: arkName, key: k.ark, signer: k.ark, extensions: caExtensions(), serial: 1 }, now);
+    this.ask = pssCertificate({ subject: 'SEV-TEST', issuer: arkName, key: k.ask, signer: k.ark, extensions: caExtensions(), serial: 2 }, now);
+    this.asvk = pssCertificate({ subject: 'SEV-VLEK-TEST', issuer: arkName, key: k.asvk, signer: k.ark, extensions: caExtensions(), serial: 3 }, now);
+    this.vcek = this.vcekFor(tcb);
+    this.vlek = pssCertificate({ subject: 'SEV-VLEK', issuer: 'SEV-VLEK-TEST', key: k.vlek, signer: k.asvk, extensions: amdExtensions(tcb, undefined, fmc) }, now);
   }
 
-  static create(o: { tcb?: Tcb; now?: Date } = {}): TestSnpSigner {
+  /** A family 19h (Milan-shaped) signer, or with product 'turin' a Turin-shaped one (TCB 1/0/2/71 and FMC 0 by default, as the real Turin vector). */
+  static create(o: { tcb?: Tcb; now?: Date; product?: SignerProduct; fmc?: number } = {}): TestSnpSigner {
     const [ark, ask, asvk] = [rsa(), rsa(), rsa()].map((p) => p.privateKey) as [KeyObject, KeyObject, KeyObject];
-    return new TestSnpSigner(o.tcb ?? { bootloader: 3, tee: 0, snp: 8, microcode: 115 }, { ark, ask, asvk, vcek: p384().privateKey, vlek: p384().privateKey }, o.now ?? new Date());
+    const turin = o.product === 'turin';
+    const tcb = o.tcb ?? (turin ? { bootloader: 1, tee: 0, snp: 2, microcode: 71 } : { bootloader: 3, tee: 0, snp: 8, microcode: 115 });
+    return new TestSnpSigner(o.product ?? 'milan', tcb, turin ? (o.fmc ?? 0) : undefined, { ark, ask, asvk, vcek: p384().privateKey, vlek: p384().privateKey }, o.now ?? new Date());
   }
 
-  /** Another VCEK for the same chip under the same ASK (e.g. for another TCB). */
+  /** Another VCEK for the same chip under the same ASK (e.g. for another TCB); in Turin mode with its FMC level and the first 8 bytes of `chipId` as hwID. */
   vcekFor(tcb: Tcb, chipId = this.chipId): Uint8Array {
-    return pssCertificate({ subject: 'SEV-VCEK', issuer: 'SEV-TEST', key: this.keys.vcek, signer: this.keys.ask, extensions: amdExtensions(tcb, chipId) }, this.now);
+    return this.shapedVcek(tcb, chipId.subarray(0, HWID_BYTES[this.product]), this.fmc);
   }
 
-  /** A Turin-shaped VCEK for this signer's VCEK key under its ASK: fmcSPL, and an 8-byte hwID. */
-  turinVcek(tcb: Tcb, fmc: number, hwId: Uint8Array): Uint8Array {
+  /** A VCEK for this signer's VCEK key under its ASK, whatever its mode: family 19h-shaped, or Turin-shaped (fmcSPL) when `fmc` is given; `hwId` as given. */
+  shapedVcek(tcb: Tcb, hwId: Uint8Array, fmc?: number): Uint8Array {
     return pssCertificate({ subject: 'SEV-VCEK', issuer: 'SEV-TEST', key: this.keys.vcek, signer: this.keys.ask, extensions: amdExtensions(tcb, hwId, fmc) }, this.now);
-  }
-
-  /** Signs report bytes a test laid out itself with this signer's VCEK key. */
-  signWithVcek(bytes: Uint8Array): Uint8Array {
-    return signReport(bytes, this.keys.vcek);
   }
 
   /** This signer's VCEK (or VLEK) issued by the other intermediate than AMD's path has: ARK -> ASVK -> VCEK, ARK -> ASK -> VLEK. */
   crossSigned(kind: 'vcek' | 'vlek'): Uint8Array {
     const [subject, issuer, signer] = kind === 'vcek' ? ['SEV-VCEK', 'SEV-VLEK-TEST', this.keys.asvk] : ['SEV-VLEK', 'SEV-TEST', this.keys.ask];
-    return pssCertificate({ subject, issuer, key: this.keys[kind], signer, extensions: amdExtensions(this.tcb, kind === 'vcek' ? this.chipId : undefined) }, this.now);
+    return pssCertificate({ subject, issuer, key: this.keys[kind], signer, extensions: amdExtensions(this.tcb, kind === 'vcek' ? this.chipId.subarray(0, HWID_BYTES[this.product]) : undefined, this.fmc) }, this.now);
   }
 
-  /** A well-formed, signed report. */
+  /** A well-formed, signed report (in Turin mode: family 1Ah, every TCB in Turin's layout). */
   report(f: ReportFields): Uint8Array {
     const b = new Uint8Array(REPORT_SIZE);
     const v = new DataView(b.buffer);
     const kind = f.signingKey ?? 'vcek';
-    const tcb = tcbBytes(f.reportedTcb ?? this.tcb);
+    const fmc = this.fmc === undefined ? undefined : (f.fmc ?? this.fmc);
+    const tcb = tcbBytes(f.reportedTcb ?? this.tcb, fmc);
     v.setUint32(0x00, f.version ?? 3, true);
     v.setUint32(0x04, f.guestSvn ?? 0, true);
     v.setBigUint64(0x08, f.policy ?? 0x30000n, true);
@@ -161,13 +179,13 @@ export class TestSnpSigner {
     b.set(randomBytes(32), 0x140);
     b.fill(0xff, 0x160, 0x180);
     b.set(tcb, 0x180);
-    b.set(Uint8Array.of(0x19, 0x01, 0x01), 0x188);
+    b.set(CPUID[this.product], 0x188);
     if (kind === 'vcek') b.set(f.chipId ?? this.chipId, 0x1a0);
     b.set(tcb, 0x1e0);
     const fw = ([major, minor, build]: [number, number, number]) => Uint8Array.of(build, minor, major);
     b.set(fw(f.currentFirmware ?? [1, 52, 4]), 0x1e8);
     b.set(fw(f.committedFirmware ?? [1, 52, 4]), 0x1ec);
-    b.set(f.launchTcb ? tcbBytes(f.launchTcb) : tcb, 0x1f0);
+    b.set(f.launchTcb ? tcbBytes(f.launchTcb, fmc) : tcb, 0x1f0);
     return signReport(b, kind === 'vcek' ? this.keys.vcek : this.keys.vlek);
   }
 
@@ -181,7 +199,7 @@ export class TestSnpSigner {
     const crlNumber = seq(encodeOid('2.5.29.20'), ...(o.criticalExtension ? [encodeBool(true)] : []), encodeOctets(encodeSmallInt(1)));
     const alg = pssAlgorithm();
     const tbs = seq(
-      encodeSmallInt(1), alg, name(o.issuer ?? 'ARK-TEST'), encodeTime(thisUpdate), encodeTime(o.nextUpdate ?? new Date(this.now.getTime() + 7 * DAY)),
+      encodeSmallInt(1), alg, name(o.issuer ?? this.arkName), encodeTime(thisUpdate), encodeTime(o.nextUpdate ?? new Date(this.now.getTime() + 7 * DAY)),
       ...(entries.length ? [seq(...entries)] : []), explicit(0, seq(crlNumber)),
     );
     const sig = sign('sha384', tbs, { key: this.keys[o.signer ?? 'ark'], padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 48 });

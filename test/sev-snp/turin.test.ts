@@ -73,23 +73,29 @@ describe('SEV-SNP on Turin (real report and VCEK)', () => {
     expect(r.message).to.contain('names no CPU');
   });
 
-  describe('with the test signer (a Turin-shaped VCEK under a root the test names)', () => {
-    const signer = TestSnpSigner.create({ now: AT });
+  describe('with the test signer in Turin mode (ARK-Turin not pinned, a VCEK with fmcSPL and an 8-byte hwID, family 1Ah reports)', () => {
     const tcb = { bootloader: 1, tee: 0, snp: 2, microcode: 71 };
+    const signer = TestSnpSigner.create({ now: AT, product: 'turin', tcb, fmc: 4 });
     const hwId = Uint8Array.from(signer.chipId.subarray(0, 8));
-    /** A Turin report: family 1Ah, every TCB as fmc 4, 1, 0, 2, 71, CHIP_ID its 8-byte hwID then zeros (or `chipId`). */
-    const turinReport = (chipId?: Uint8Array) => {
-      const b = new Uint8Array(signer.report({ reportData: new Uint8Array(64), measurement: new Uint8Array(48), version: 5 }));
-      b[0x188] = 0x1a;
-      for (const at of [0x38, 0x180, 0x1e0, 0x1f0]) b.set(Uint8Array.of(4, 1, 0, 2, 0, 0, 0, 71), at);
-      b.fill(0, 0x1a0, 0x1e0);
-      b.set(chipId ?? hwId, 0x1a0);
-      return signer.signWithVcek(b);
-    };
+    /** A Turin report at fmc 4 and 1/0/2/71, CHIP_ID its 8-byte hwID then zeros (or `chipId`). */
+    const turinReport = (chipId?: Uint8Array) => signer.report({ reportData: new Uint8Array(64), measurement: new Uint8Array(48), version: 5, ...(chipId ? { chipId } : {}) });
     const check = (report: Uint8Array, vcek: Uint8Array) => verifyAt(report, [vcek, signer.ask], [signer.ark]);
 
+    it('makes reports in Turin\'s layout and a VCEK with fmcSPL, an 8-byte hwID and its ARK named ARK-Turin', () => {
+      const r = parseReport(turinReport());
+      expect(r.tcbLayout).to.equal('turin');
+      expect(r.reportedTcb).to.include({ fmc: 4, bootloader: 1, tee: 0, snp: 2, microcode: 71 });
+      expect(r.launchTcb.hex).to.equal(r.reportedTcb.hex);
+      expect(r.chipId.subarray(8).every((x) => x === 0)).to.equal(true);
+      const vcek = readAmdCert(signer.vcek, 'VCEK');
+      expect(certTcb(vcek)).to.deep.equal({ fmc: 4, ...tcb });
+      expect(Buffer.from(certHwId(vcek)!).equals(Buffer.from(hwId))).to.equal(true);
+      expect(readAmdCert(signer.ark, 'ARK').name).to.equal('ARK-Turin');
+      expect(snpProperties(parseReport(signer.report({ reportData: new Uint8Array(64), measurement: new Uint8Array(48), fmc: 2 })))).to.include({ 'tcb-fmc': 2, 'launch-tcb-fmc': 2 });
+    });
+
     it('verifies a Turin report whose CHIP_ID starts with the VCEK\'s 8-byte hwID, with product unknown (not a pinned root)', () => {
-      const v = check(turinReport(), signer.turinVcek(tcb, 4, hwId))();
+      const v = check(turinReport(), signer.vcek)();
       expect(v.product).to.equal(undefined);
       expect(v.report.reportedTcb).to.include({ fmc: 4, bootloader: 1, snp: 2 });
     });
@@ -97,22 +103,22 @@ describe('SEV-SNP on Turin (real report and VCEK)', () => {
     it('refuses a CHIP_ID that differs from the hwID, or has a byte set after its first 8 (SNP_VCEK_MISMATCH)', () => {
       const other = Uint8Array.from(hwId);
       other[7] = other[7]! ^ 1;
-      expect(refusalOf(check(turinReport(other), signer.turinVcek(tcb, 4, hwId))).code).to.equal('SNP_VCEK_MISMATCH');
+      expect(refusalOf(check(turinReport(other), signer.vcek)).code).to.equal('SNP_VCEK_MISMATCH');
       const longer = new Uint8Array(9);
       longer.set(hwId);
       longer[8] = 1;
-      expect(refusalOf(check(turinReport(longer), signer.turinVcek(tcb, 4, hwId))).code).to.equal('SNP_VCEK_MISMATCH');
-      expect(refusalOf(check(turinReport(), signer.turinVcek(tcb, 4, signer.chipId))).code, 'a 64-byte hwID').to.equal('SNP_VCEK_MISMATCH');
+      expect(refusalOf(check(turinReport(longer), signer.vcek)).code).to.equal('SNP_VCEK_MISMATCH');
+      expect(refusalOf(check(turinReport(), signer.shapedVcek(tcb, signer.chipId, 4))).code, 'a 64-byte hwID').to.equal('SNP_VCEK_MISMATCH');
     });
 
     it('refuses a VCEK issued for another FMC level (SNP_TCB_MISMATCH, naming fmc)', () => {
-      const r = refusalOf(check(turinReport(), signer.turinVcek(tcb, 3, hwId)));
+      const r = refusalOf(check(turinReport(), signer.shapedVcek(tcb, hwId, 3)));
       expect(r.code).to.equal('SNP_TCB_MISMATCH');
       expect(r.message).to.contain('3/1/0/2/71 (fmc/bootloader/tee/snp/microcode)').and.contain('4/1/0/2/71');
     });
 
     it('refuses a family 19h VCEK (no fmcSPL) on the Turin report (SNP_VCEK_MISMATCH)', () => {
-      expect(refusalOf(check(turinReport(), signer.vcekFor(tcb, hwId))).code).to.equal('SNP_VCEK_MISMATCH');
+      expect(refusalOf(check(turinReport(), signer.shapedVcek(tcb, hwId))).code).to.equal('SNP_VCEK_MISMATCH');
     });
   });
 
