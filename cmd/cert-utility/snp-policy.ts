@@ -2,12 +2,13 @@
 // certificate named explicitly, e.g. a test signer's) and the platform properties every SNP
 // machine must show (debug, migration agent, minimum TCB, VMPL, host data, ID-key digest). Turin's
 // TCB levels are on a scale of their own (and it has an FMC level), so it has its own minimum TCB
-// and its own property claim beside the one for family 19h (Milan, Genoa, roots given by file).
+// and its own property claim beside the one for family 19h (Milan, Genoa, roots given by file
+// other than one named ARK-Turin).
 
 import type { Command } from 'commander';
 import { InvalidArgumentError, Option } from 'commander';
 import { CertifierError } from '../../lib/errors/index.ts';
-import { AMD_CERTS, AMD_PRODUCTS, isPssSignedBy, pinnedArk, pinnedProductOf, readAmdCert, type AmdProduct } from '../../lib/attest/index.ts';
+import { AMD_CERTS, AMD_PRODUCTS, isPssSignedBy, pinnedArk, pinnedProductOf, readAmdCert, rootLayout, type AmdProduct } from '../../lib/attest/index.ts';
 import { COMPARATORS, SEV_SNP_PLATFORM, SNP_PROPERTY, VERSION_PROPERTIES, versionNumber, type Comparator, type MakePolicyOptions, type Requirement } from '../../lib/policy/index.ts';
 import { readCertificateFile } from '../common/keys.ts';
 import { collect, warn } from '../common/cli.ts';
@@ -24,7 +25,7 @@ export interface SnpPolicyFlags {
   snpProperty: Requirement[];
 }
 
-/** Which TCB a root's machines report: Turin's for ARK-Turin, family 19h's for any other (Milan, Genoa, a root not pinned). */
+/** Which TCB a root's machines report (lib/attest's rootLayout): Turin's for ARK-Turin (pinned, or a root given by file named so), family 19h's for any other. */
 type Layout = 'family19h' | 'turin';
 /** The lowest TCB accepted, of each layout given: family 19h's four levels, Turin's five (FMC first). */
 export type MinTcb = { layout: Layout; levels: number[] }[];
@@ -138,7 +139,7 @@ export function snpPolicyOptions(cmd: Command): Command {
  * property for a layout no root has. Turin's minimum FMC level is said one way: the turin= form.
  */
 function checkLayouts(o: SnpPolicyFlags, layouts: ReadonlySet<Layout>, known: boolean): void {
-  if (layouts.has('family19h') && !minimum(o, 'family19h')) throw new CertifierError('USAGE', `trusting an AMD root other than Turin's needs ${FORMS.family19h.flag}, the lowest TCB accepted of Milan and Genoa machines (and of a root given by file): there is no safe default`);
+  if (layouts.has('family19h') && !minimum(o, 'family19h')) throw new CertifierError('USAGE', `trusting an AMD root other than Turin's needs ${FORMS.family19h.flag}, the lowest TCB accepted of Milan and Genoa machines (and of a root given by file not named ARK-Turin): there is no safe default`);
   if (layouts.has('turin') && !minimum(o, 'turin')) throw new CertifierError('USAGE', `trusting AMD's Turin root needs ${FORMS.turin.flag}, the lowest TCB accepted of Turin machines, whose levels are on a scale of their own: there is no safe default`);
   if (o.snpProperty.some((p) => p.name === SNP_PROPERTY.tcbFmc) && (layouts.has('turin') || !known)) {
     throw new CertifierError('USAGE', `--snp-property ${SNP_PROPERTY.tcbFmc}: Turin's minimum FMC level is the first of ${FORMS.turin.flag}, the one way to give it`);
@@ -151,7 +152,7 @@ function checkLayouts(o: SnpPolicyFlags, layouts: ReadonlySet<Layout>, known: bo
   if (minimum(o, 'family19h') && !layouts.has('family19h')) throw new CertifierError('USAGE', `${FORMS.family19h.flag} is the minimum of Milan and Genoa machines, and the policy trusts AMD's Turin root only: give ${FORMS.turin.flag} alone`);
 }
 
-const layoutOf = (product: AmdProduct | undefined): Layout => (product === 'turin' ? 'turin' : 'family19h');
+const layoutOf = (ark: Uint8Array): Layout => (rootLayout(ark) === 'turin' ? 'turin' : 'family19h');
 
 /**
  * The SEV-SNP flags go together, or USAGE: the --snp-* flags need a root, a root --snp-min-tcb,
@@ -162,8 +163,8 @@ export function checkSnpFlags(o: SnpPolicyFlags): void {
   const roots = o.trustAmdRoot.length + o.trustAmdRootCert.length;
   const snpOnly = o.snpMinTcb.length > 0 || o.snpAllowDebug || o.snpAllowMigrationAgent || o.snpHostData || o.snpIdKeyDigest || o.snpProperty.length > 0 || o.snpVmpl !== 0;
   if (roots === 0 && snpOnly) throw new CertifierError('USAGE', 'the --snp-* flags need --trust-amd-root or --trust-amd-root-cert');
-  if (roots > 0 && o.snpMinTcb.length === 0) throw new CertifierError('USAGE', `trusting an AMD root needs ${FORMS.family19h.flag} (Milan, Genoa, a root given by file) or ${FORMS.turin.flag} (Turin), the lowest TCB accepted: there is no safe default`);
-  if (roots > 0) checkLayouts(o, new Set(o.trustAmdRoot.map(layoutOf)), o.trustAmdRootCert.length === 0);
+  if (roots > 0 && o.snpMinTcb.length === 0) throw new CertifierError('USAGE', `trusting an AMD root needs ${FORMS.family19h.flag} (Milan, Genoa, a root given by file) or ${FORMS.turin.flag} (Turin, a root given by file named ARK-Turin), the lowest TCB accepted: there is no safe default`);
+  if (roots > 0) checkLayouts(o, new Set(o.trustAmdRoot.map((p) => layoutOf(pinnedArk(p)))), o.trustAmdRootCert.length === 0);
 }
 
 /** The roots and the property claim the flags ask for, once checkSnpFlags took them (make-policy's check, before the run). */
@@ -175,13 +176,16 @@ export async function snpPolicyParts(program: string, o: SnpPolicyFlags, at: Dat
     if (!isPssSignedBy(ark, ark.publicKey) || !ark.isCA || at > ark.notAfter) {
       throw new CertifierError('BAD_CERTIFICATE', `${file} is not a valid self-signed ARK (RSA-PSS SHA-384, a CA, not expired)`);
     }
-    if (!pinnedProductOf(der)) warn(program, `${file} ("${ark.name}") is not one of AMD's pinned roots: whoever holds its key can vouch for any machine (meant for tests and other products)`);
+    if (!pinnedProductOf(der)) {
+      const layout = layoutOf(der) === 'turin' ? 'Turin\'s TCB (it is named ARK-Turin)' : 'family 19h\'s TCB (Milan, Genoa)';
+      warn(program, `${file} ("${ark.name}") is not one of AMD's pinned roots: whoever holds its key can vouch for any machine (meant for tests and other products); its machines are taken to report ${layout}`);
+    }
     roots.push({ platformType: SEV_SNP_PLATFORM, certificate: der, name: ark.name });
   }
   const twice = roots.find((r, i) => roots.findIndex((x) => Buffer.from(x.certificate).equals(Buffer.from(r.certificate))) !== i);
   if (twice) throw new CertifierError('USAGE', `the AMD root ${twice.name} is named twice (--trust-amd-root, --trust-amd-root-cert): the policy would say it twice`);
   if (roots.length === 0) return {};
-  const layouts = new Set(roots.map((r) => layoutOf(pinnedProductOf(r.certificate))));
+  const layouts = new Set(roots.map((r) => layoutOf(r.certificate)));
   checkLayouts(o, layouts, true);
   const P = SNP_PROPERTY;
   const guest: Requirement[] = [

@@ -2,7 +2,7 @@
 // as a whole (policyNotInForce: a reload of one that admits nobody is refused), and each platform
 // it trusts (platformWarnings: one whose machines would all be refused, beside others admitted).
 
-import { pinnedProductOf, SIMULATED_ENCLAVE } from '../attest/index.ts';
+import { pinnedProductOf, rootLayout, SIMULATED_ENCLAVE } from '../attest/index.ts';
 import { describeWindow, propertyClaimsOf, REQUIRED_IF_PRESENT, SEV_SNP_PLATFORM, within, type Policy, type TrustedPlatform, type TrustedProperties, type Window } from '../policy/index.ts';
 
 /** When the first claim of the policy ends (undefined for a policy without claims, which admits nobody). */
@@ -42,22 +42,23 @@ const PLATFORMS: { platform: string; trusts: (p: TrustedPlatform) => boolean; me
 ];
 
 /**
- * Of the pinned AMD roots the policy trusts in force, the products (Milan, Genoa, Turin) none of
- * whose machines any property claim in force could admit because of their TCB's layout: a claim
- * must name a property of REQUIRED_IF_PRESENT (Turin's tcb-fmc) when the evidence has it, and one
- * naming it denies evidence without it. A root not pinned is of no known product: not named.
+ * Of the AMD roots the policy trusts in force, the products (Milan, Genoa, Turin) none of whose
+ * machines any property claim in force could admit because of their TCB's layout: a claim must
+ * name a property of REQUIRED_IF_PRESENT (Turin's tcb-fmc) when the evidence has it, and one
+ * naming it denies evidence without it. A root not pinned is of the layout lib/attest's
+ * rootLayout gives it (Turin's when named ARK-Turin, else family 19h's), named as such.
  */
 function productWarnings(roots: TrustedPlatform[], claims: TrustedProperties[], at: Date): string[] {
   const ifPresent = REQUIRED_IF_PRESENT[SEV_SNP_PLATFORM] ?? [];
   const lines: string[] = [];
   for (const root of roots.filter((r) => within(r, at) && r.certificate)) {
-    const product = pinnedProductOf(root.certificate!);
-    if (!product) continue;
+    const turin = rootLayout(root.certificate!) === 'turin';
     // Only Turin's TCB has an FMC level (tcb-fmc), which is all REQUIRED_IF_PRESENT names.
-    const has = product === 'turin' ? ifPresent : [];
+    const has = turin ? ifPresent : [];
     const suits = (c: TrustedProperties) => ifPresent.every((n) => c.requirements.some((r) => r.name === n) === has.includes(n));
     if (claims.some(suits)) continue;
-    const Product = product[0]!.toUpperCase() + product.slice(1);
+    const product = pinnedProductOf(root.certificate!);
+    const Product = product ? product[0]!.toUpperCase() + product.slice(1) : turin ? 'Turin' : 'family 19h';
     const why = has.length
       ? `no property claim in force names ${has.join(', ')}, which the reports of its ${Product} machines (${root.label}) have`
       : `every property claim in force names ${ifPresent.join(', ')}, which the reports of its ${Product} machines (${root.label}) do not have`;

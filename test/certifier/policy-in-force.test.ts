@@ -8,6 +8,7 @@ import { loadPolicy, makePolicy, SEV_SNP_PLATFORM, type MakePolicyOptions, type 
 import { generateSimulatedPlatform, pinnedArk } from '../../lib/attest/index.ts';
 import { platformWarnings, policyNotInForce } from '../../lib/certifier/index.ts';
 import { joinPolicies } from '../support/policies.ts';
+import { TestSnpSigner } from '../sev-snp/signer.ts';
 
 const DAY = 86_400_000;
 const TCB: Requirement[] = ['tcb-bootloader', 'tcb-tee', 'tcb-snp', 'tcb-microcode'].map((name) => ({ name, comparator: '>=', value: 0 }));
@@ -102,6 +103,19 @@ describe('platformWarnings: a platform the policy trusts but whose every machine
     const milan = platformWarnings(load(claims({ ...snpRoot(), ...snpMeasurement }, inForce), claims(turinRoot(), inForce), claims(turinProperties, inForce)), now);
     expect(milan).to.have.length(1);
     expect(milan[0]).to.contain('every property claim in force names tcb-fmc, which the reports of its Milan machines (ARK-Milan cert:').and.contain('do not have: every Milan machine will be refused (PLATFORM_PROPERTY_DENIED)');
+  });
+
+  it('takes a root not pinned as Turin\'s when named ARK-Turin, else as family 19h\'s, as make-policy does', () => {
+    const byFile = (arkName: string): Claims => ({ platformRoots: [{ platformType: SEV_SNP_PLATFORM, certificate: TestSnpSigner.create({ arkName }).ark, name: arkName }] });
+    const warned = (arkName: string, properties: Claims) => platformWarnings(load(claims({ ...snpRoot(), ...snpMeasurement }, inForce), claims(byFile(arkName), inForce), claims(snpProperties, inForce), claims(properties, inForce)), now);
+    const turin = warned('ARK-Turin', snpProperties);
+    expect(turin).to.have.length(1);
+    expect(turin[0]).to.contain('no property claim in force names tcb-fmc, which the reports of its Turin machines (ARK-Turin cert:');
+    expect(warned('ARK-Turin', turinProperties), 'a claim of its layout').to.deep.equal([]);
+    expect(warned('ARK-TEST', snpProperties), 'family 19h\'s').to.deep.equal([]);
+    const other = platformWarnings(load(claims({ ...byFile('ARK-TEST'), ...snpMeasurement }, inForce), claims(turinRoot(), inForce), claims(turinProperties, inForce)), now);
+    expect(other).to.have.length(1);
+    expect(other[0]).to.contain('which the reports of its family 19h machines (ARK-TEST cert:').and.contain('every family 19h machine will be refused (PLATFORM_PROPERTY_DENIED)');
   });
 
   it('says when the claims that ended were in force', () => {

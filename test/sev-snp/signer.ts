@@ -121,9 +121,9 @@ export class TestSnpSigner {
   readonly chipId: Uint8Array;
 
   /** `fmc`: the FMC level of a Turin-mode signer (undefined for a family 19h one). */
-  private constructor(readonly product: SignerProduct, readonly tcb: Tcb, readonly fmc: number | undefined, private readonly keys: { ark: KeyObject; ask: KeyObject; asvk: KeyObject; vcek: KeyObject; vlek: KeyObject }, private readonly now: Date) {
+  private constructor(readonly product: SignerProduct, readonly tcb: Tcb, readonly fmc: number | undefined, private readonly keys: { ark: KeyObject; ask: KeyObject; asvk: KeyObject; vcek: KeyObject; vlek: KeyObject }, private readonly now: Date, arkName: string) {
     const k = keys; // private keys: a certificate embeds the public half
-    const arkName = (this.arkName = product === 'turin' ? 'ARK-Turin' : 'ARK-TEST');
+    this.arkName = arkName;
     this.chipId = new Uint8Array(64);
     this.chipId.set(randomBytes(HWID_BYTES[product]));
     this.ark = pssCertificate({ subject: arkName, issuer: arkName, key: k.ark, signer: k.ark, extensions: caExtensions(), serial: 1 }, now);
@@ -133,12 +133,15 @@ export class TestSnpSigner {
     this.vlek = pssCertificate({ subject: 'SEV-VLEK', issuer: 'SEV-VLEK-TEST', key: k.vlek, signer: k.asvk, extensions: amdExtensions(tcb, undefined, fmc) }, now);
   }
 
-  /** A family 19h (Milan-shaped) signer, or with product 'turin' a Turin-shaped one (TCB 1/0/2/71 and FMC 0 by default, as the real Turin vector). */
-  static create(o: { tcb?: Tcb; now?: Date; product?: SignerProduct; fmc?: number } = {}): TestSnpSigner {
+  /**
+   * A family 19h (Milan-shaped) signer, or with product 'turin' a Turin-shaped one (TCB 1/0/2/71
+   * and FMC 0 by default, as the real Turin vector); `arkName` names its ARK otherwise than its mode does.
+   */
+  static create(o: { tcb?: Tcb; now?: Date; product?: SignerProduct; fmc?: number; arkName?: string } = {}): TestSnpSigner {
     const [ark, ask, asvk] = [rsa(), rsa(), rsa()].map((p) => p.privateKey) as [KeyObject, KeyObject, KeyObject];
     const turin = o.product === 'turin';
     const tcb = o.tcb ?? (turin ? { bootloader: 1, tee: 0, snp: 2, microcode: 71 } : { bootloader: 3, tee: 0, snp: 8, microcode: 115 });
-    return new TestSnpSigner(o.product ?? 'milan', tcb, turin ? (o.fmc ?? 0) : undefined, { ark, ask, asvk, vcek: p384().privateKey, vlek: p384().privateKey }, o.now ?? new Date());
+    return new TestSnpSigner(o.product ?? 'milan', tcb, turin ? (o.fmc ?? 0) : undefined, { ark, ask, asvk, vcek: p384().privateKey, vlek: p384().privateKey }, o.now ?? new Date(), o.arkName ?? (turin ? 'ARK-Turin' : 'ARK-TEST'));
   }
 
   /** Another VCEK for the same chip under the same ASK (e.g. for another TCB); in Turin mode with its FMC level and the first 8 bytes of `chipId` as hwID. */

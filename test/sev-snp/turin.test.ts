@@ -120,6 +120,17 @@ describe('SEV-SNP on Turin (real report and VCEK)', () => {
     it('refuses a family 19h VCEK (no fmcSPL) on the Turin report (SNP_VCEK_MISMATCH)', () => {
       expect(refusalOf(check(turinReport(), signer.shapedVcek(tcb, hwId))).code).to.equal('SNP_VCEK_MISMATCH');
     });
+
+    it('takes a root not pinned as Turin\'s only when named ARK-Turin: a Turin machine under another name, or a family 19h one under that name, is SNP_VCEK_MISMATCH naming the root', () => {
+      const machineOf = (s: TestSnpSigner) => () => verifySnpReport({ report: s.report({ reportData: new Uint8Array(64), measurement: new Uint8Array(48) }), certs: [s.vcek, s.ask], at: AT, roots: [s.ark] });
+      const turinUnderTest = refusalOf(machineOf(TestSnpSigner.create({ now: AT, product: 'turin', arkName: 'ARK-TEST' })));
+      expect(turinUnderTest.code).to.equal('SNP_VCEK_MISMATCH');
+      expect(turinUnderTest.message).to.equal('the report and its VCEK come from a Turin (family 1Ah) CPU, but they chain to "ARK-TEST", a root of Milan or Genoa (family 19h) machines (a root not pinned is taken as Turin\'s when its name is ARK-Turin, else as family 19h\'s)');
+      const milanUnderTurinName = refusalOf(machineOf(TestSnpSigner.create({ now: AT, arkName: 'ARK-Turin' })));
+      expect(milanUnderTurinName.code).to.equal('SNP_VCEK_MISMATCH');
+      expect(milanUnderTurinName.message).to.contain('come from a Milan or Genoa (family 19h) CPU, but they chain to "ARK-Turin", a root of Turin (family 1Ah) machines');
+      expect(machineOf(TestSnpSigner.create({ now: AT, arkName: 'ARK-Turin-2' }))().report.tcbLayout, 'the name exactly').to.equal('family-19h');
+    });
   });
 
   it('has tcb-fmc and launch-tcb-fmc, which a claim must name for Turin evidence; Milan evidence is judged as before', () => {
@@ -189,20 +200,24 @@ describe('SEV-SNP on Turin (real report and VCEK)', () => {
       expect(turinReport.ok === false && turinReport.reason).to.contain('the evidence has tcb-fmc (0), which the claim does not name');
     });
 
-    it('decides a root given by file by the certificate: ARK-Turin\'s needs the turin= form, one not pinned the family 19h form', async () => {
+    it('decides a root given by file by the certificate: ARK-Turin\'s needs the turin= form, one not pinned the family 19h form unless it is named ARK-Turin', async () => {
       const tmp = tempDir('turin-root-');
       try {
         const file = (name: string, der: Uint8Array) => (writeFileSync(join(tmp.dir, name), der), join(tmp.dir, name));
         const turinFile = file('ark-turin.der', pinnedArk('turin'));
         const testFile = file('test-ark.der', TestSnpSigner.create({ now: AT }).ark);
-        const byFile = (f: string, min: Minimums) => snpPolicyParts('make-policy', { ...flags([], min), trustAmdRootCert: [f] }, AT);
-        const names = async (f: string, min: Minimums) => (await byFile(f, min)).platformProperties!.map((c) => c.requirements.filter((r) => r.name.startsWith('tcb-')).length);
+        const testTurinFile = file('test-ark-turin.der', TestSnpSigner.create({ now: AT, product: 'turin' }).ark);
+        const byFile = (f: string, min: Minimums, more: string[] = []) => snpPolicyParts('make-policy', { ...flags([], min), trustAmdRootCert: [f, ...more] }, AT);
+        const names = async (f: string, min: Minimums, more?: string[]) => (await byFile(f, min, more)).platformProperties!.map((c) => c.requirements.filter((r) => r.name.startsWith('tcb-')).length);
         expect(await names(turinFile, { turin: TURIN })).to.deep.equal([5]);
         expect(await names(testFile, { family19h: MILAN })).to.deep.equal([4]);
+        expect(await names(testTurinFile, { turin: TURIN }), 'a root not pinned named ARK-Turin is Turin\'s').to.deep.equal([5]);
+        expect(await names(testTurinFile, { family19h: MILAN, turin: TURIN }, [testFile]), 'beside a root not pinned of another name').to.deep.equal([4, 5]);
         const refused = async (f: string, min: Minimums) => { try { await byFile(f, min); } catch (e) { return e as CertifierError; } throw new Error('not refused'); };
         expect((await refused(turinFile, { family19h: MILAN })).message).to.contain("trusting AMD's Turin root needs --snp-min-tcb turin=");
         expect((await refused(testFile, { turin: TURIN })).message).to.contain("trusting an AMD root other than Turin's needs --snp-min-tcb BOOTLOADER:TEE:SNP:MICROCODE");
         expect((await refused(testFile, { family19h: MILAN, turin: TURIN })).code).to.equal('USAGE');
+        expect((await refused(testTurinFile, { family19h: MILAN })).message).to.contain('needs --snp-min-tcb turin=');
       } finally {
         tmp.cleanup();
       }

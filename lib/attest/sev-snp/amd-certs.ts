@@ -13,6 +13,7 @@ import { bytesSame, MAX_CERTIFICATE_BYTES, pemBlocks, type CertStructure } from 
 import { readStructure } from '../../pki/structure.ts';
 import { decodeName, decodeValidity } from '../../pki/names.ts';
 import { AMD_CERTS, AMD_PRODUCTS, type AmdProduct } from './amd-roots.ts';
+import type { TcbLayout } from './report.ts';
 
 /** OID arc 1.3.6.1.4.1.3704.1 (AMD), as AMD's VCEK specification numbers the extensions. */
 export const AMD_EXT = {
@@ -238,4 +239,20 @@ export function pinnedArk(product: AmdProduct): Uint8Array {
 /** The product a pinned ARK belongs to, or undefined for any other certificate. */
 export function pinnedProductOf(ark: Uint8Array): AmdProduct | undefined {
   return pinnedAmdCerts().find((p) => bytesSame(p.ark, ark))?.product;
+}
+
+/**
+ * The TCB layout of the machines a root vouches for: a pinned ARK's product's; a root not pinned
+ * (one a policy names by file, trusted fully already) Turin's when its CN is exactly AMD's name
+ * for Turin's root, "ARK-Turin", else family 19h's. The name only picks which minimum TCB and
+ * which report layout apply to its machines; it makes no root more trusted than it is.
+ */
+export function rootLayout(ark: Uint8Array): TcbLayout {
+  const product = pinnedProductOf(ark);
+  if (product) return product === 'turin' ? 'turin' : 'family-19h';
+  try {
+    return readAmdCertOnce(ark, 'ARK').name === AMD_CERTS.turin.arkName ? 'turin' : 'family-19h';
+  } catch {
+    return 'family-19h'; // no certificate: no machine chains to it anyway
+  }
 }

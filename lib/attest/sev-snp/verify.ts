@@ -9,7 +9,7 @@ import { CertifierError } from '../../errors/index.ts';
 import { bytesEqual, hash, toHex } from '../../crypto/index.ts';
 import { decode, type AttestationUserData, type ValidTrustRequest } from '../../wire/index.ts';
 import { keyLabel, parseCertifierTime, SEV_SNP_PLATFORM, SNP_PROPERTY, type EvidenceFacts, type PropertyValue, versionNumber } from '../../policy/index.ts';
-import { certHwId, certProductName, certTcb, pinnedAmdCerts, pinnedProductOf, readAmdCert, readAmdCertOnce, type AmdCert } from './amd-certs.ts';
+import { certHwId, certProductName, certTcb, pinnedAmdCerts, pinnedProductOf, readAmdCert, readAmdCertOnce, rootLayout, type AmdCert } from './amd-certs.ts';
 import { validateAmdChain, type AmdChain } from './chain.ts';
 import { checkRevocation, type VerifiedAmdCrl } from './crl.ts';
 import { isAllZero, parseReport, reportSignatureValid, tcbText, type SnpReport, type TcbVersion } from './report.ts';
@@ -85,19 +85,25 @@ function hwIdMatches(report: SnpReport, hwId: Uint8Array): boolean {
 const cpuName = (turin: boolean) => (turin ? 'Turin (family 1Ah)' : 'Milan or Genoa (family 19h)');
 
 /**
- * The report's CPU (its TCB layout) is the VCEK's/VLEK's product: a Turin certificate carries
- * fmcSPL, and a pinned root names its product. A version 2 report names no CPU: read as family
- * 19h's, it is refused (SNP_REPORT_VERSION) when its certificate is Turin's; otherwise a
- * mismatch is SNP_VCEK_MISMATCH, before any TCB level is compared across layouts.
+ * The report's CPU (its TCB layout) is the VCEK's/VLEK's product and its root's: a Turin
+ * certificate carries fmcSPL, and a root is Turin's or family 19h's as rootLayout says (a pinned
+ * one by its product, one given by file by its name, ARK-Turin or any other). A version 2 report
+ * names no CPU: read as family 19h's, it is refused (SNP_REPORT_VERSION) when its certificate or
+ * root is Turin's; otherwise a mismatch is SNP_VCEK_MISMATCH, before any TCB level is compared
+ * across layouts.
  */
-function checkProduct(report: SnpReport, leaf: AmdCert, product: string | undefined): void {
+function checkProduct(report: SnpReport, leaf: AmdCert, root: AmdCert, pinned: boolean): void {
   const reportTurin = report.tcbLayout === 'turin';
   const certTurin = certTcb(leaf).fmc !== undefined;
-  const rootTurin = product === undefined ? certTurin : product === 'turin';
+  const rootTurin = rootLayout(root.der) === 'turin';
   if (certTurin === reportTurin && rootTurin === reportTurin) return;
   const kind = report.signingKey.toUpperCase();
   const issued = cpuName(certTurin || rootTurin);
   if (!report.cpuid) throw new CertifierError('SNP_REPORT_VERSION', `the version 2 SEV-SNP report names no CPU, and its ${kind} was issued for ${issued}: a version 2 report is only read in Milan's and Genoa's TCB layout`);
+  if (certTurin === reportTurin) {
+    const byName = pinned ? '' : ' (a root not pinned is taken as Turin\'s when its name is ARK-Turin, else as family 19h\'s)';
+    throw new CertifierError('SNP_VCEK_MISMATCH', `the report and its ${kind} come from a ${cpuName(reportTurin)} CPU, but they chain to "${root.name}", a root of ${cpuName(rootTurin)} machines${byName}`);
+  }
   throw new CertifierError('SNP_VCEK_MISMATCH', `the report comes from a ${cpuName(reportTurin)} CPU, but its ${kind} was issued for ${issued}`);
 }
 
@@ -142,7 +148,7 @@ export function verifySnpReport(i: SnpReportInput): VerifiedSnpReport {
   const chain = validateAmdChain({ leaf: leaves[0]!, kind: report.signingKey, intermediates, roots, at: i.at });
   const revocation = checkRevocation(chain, i.crls ?? [], i.at);
   const product = pinnedProductOf(chain.root.der);
-  checkProduct(report, chain.leaf, product);
+  checkProduct(report, chain.leaf, chain.root, product !== undefined);
   checkBinding(report, chain.leaf);
   if (!reportSignatureValid(report, chain.leaf.publicKey)) {
     throw new CertifierError('REPORT_INVALID', `the SEV-SNP report's signature does not verify with its ${report.signingKey.toUpperCase()} (the report was altered, or the certificate is not its signer)`);
