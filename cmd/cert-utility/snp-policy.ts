@@ -121,7 +121,7 @@ export function snpPolicyOptions(cmd: Command): Command {
       return [...acc, v as AmdProduct];
     }).default([]))
     .option('--trust-amd-root-cert <file>', 'trust this ARK certificate for SEV-SNP evidence: for tests (a test signer) and other products only (repeatable)', collect<string>, [])
-    .option('--snp-min-tcb <bl:tee:snp:ucode>', 'SEV-SNP: the lowest REPORTED_TCB accepted of Milan and Genoa (and roots given by file), or with turin=FMC:BL:TEE:SNP:UCODE of Turin (required for the roots trusted; given at most once in each form)', parseTcb, [])
+    .option('--snp-min-tcb <bl:tee:snp:ucode|turin=fmc:bl:tee:snp:ucode>', 'SEV-SNP: the lowest REPORTED_TCB accepted, BL:TEE:SNP:UCODE of Milan and Genoa (and of a root given by file not named ARK-Turin), turin=FMC:BL:TEE:SNP:UCODE of Turin (and of a root given by file named ARK-Turin); required for the roots trusted, each form at most once', parseTcb, [])
     .option('--snp-vmpl <n>', 'SEV-SNP: the VMPL a report must come from', (v) => {
       if (!/^[0-3]$/.test(v)) throw new InvalidArgumentError('expected 0, 1, 2 or 3');
       return Number(v);

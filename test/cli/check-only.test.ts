@@ -102,7 +102,7 @@ describe('--check-only', function () {
       [snp(['turin'], [...min('turin=0:1:0:2:71'), '--snp-property', 'tcb-fmc>=0']), "--snp-property tcb-fmc: Turin's minimum FMC level is the first of --snp-min-tcb turin=FMC:BOOTLOADER:TEE:SNP:MICROCODE, the one way to give it"],
       [snp(['milan', 'turin'], [...min('3:0:8:115'), ...min('3:0:8:116'), ...min('turin=0:1:0:2:71')]), 'the family 19h minimum (Milan, Genoa) is given twice'],
       [snp(['turin'], [...min('turin=0:1:0:2:71'), ...min('turin=0:1:0:2:72')]), 'the turin= minimum is given twice'],
-      [snp(['turin'], min('turin=1:0:2:71')), "option '--snp-min-tcb <bl:tee:snp:ucode>' argument 'turin=1:0:2:71' is invalid. expected BOOTLOADER:TEE:SNP:MICROCODE (Milan, Genoa: four numbers from 0 to 255, e.g. 3:0:8:115) or turin=FMC:BOOTLOADER:TEE:SNP:MICROCODE (five, e.g. turin=0:1:0:2:71)"],
+      [snp(['turin'], min('turin=1:0:2:71')), "option '--snp-min-tcb <bl:tee:snp:ucode|turin=fmc:bl:tee:snp:ucode>' argument 'turin=1:0:2:71' is invalid. expected BOOTLOADER:TEE:SNP:MICROCODE (Milan, Genoa: four numbers from 0 to 255, e.g. 3:0:8:115) or turin=FMC:BOOTLOADER:TEE:SNP:MICROCODE (five, e.g. turin=0:1:0:2:71)"],
       [snp(['milan'], min('0:3:0:8:115')), "argument '0:3:0:8:115' is invalid. expected BOOTLOADER:TEE:SNP:MICROCODE"],
     ];
     for (const [r, message] of cases) refused(await r, message);

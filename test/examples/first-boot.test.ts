@@ -959,7 +959,7 @@ describe('scripts/deployment-setup.sh', function () {
     const snp = ['--domain', 'datica', '--measure', 'app', '--trust-amd-root', 'milan', '--trust-amd-root', 'turin', '--trust-measurement', 'ab'.repeat(48), '--snp-min-tcb', '3:0:8:115'];
     const twice = await setup(['--dir', 'snp-twice', ...snp, '--snp-min-tcb', '3:0:8:116']);
     expect(twice.status).to.equal(2);
-    expect(twice.stderr).to.contain('cert-utility: error: option \'--snp-min-tcb <bl:tee:snp:ucode>\' argument \'3:0:8:116\' is invalid. the family 19h minimum (Milan, Genoa) is given twice');
+    expect(twice.stderr).to.contain('cert-utility: error: option \'--snp-min-tcb <bl:tee:snp:ucode|turin=fmc:bl:tee:snp:ucode>\' argument \'3:0:8:116\' is invalid. the family 19h minimum (Milan, Genoa) is given twice');
     const r = await setup(['--dir', 'snp-both', ...snp, '--snp-min-tcb', 'turin=0:1:0:2:71']);
     expect(r.status, r.stderr).to.equal(0);
     const p = await run('cert-utility', ['print-policy', '--policy', 'snp-both/policy.bin', '--policy-cert', 'snp-both/policy-cert.pem'], { cwd: tmp.dir });
