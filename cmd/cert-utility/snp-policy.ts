@@ -140,12 +140,12 @@ export function snpPolicyOptions(cmd: Command): Command {
  */
 function checkLayouts(o: SnpPolicyFlags, layouts: ReadonlySet<Layout>, known: boolean): void {
   if (layouts.has('family19h') && !minimum(o, 'family19h')) throw new CertifierError('USAGE', `trusting an AMD root other than Turin's needs ${FORMS.family19h.flag}, the lowest TCB accepted of Milan and Genoa machines (and of a root given by file not named ARK-Turin): there is no safe default`);
-  if (layouts.has('turin') && !minimum(o, 'turin')) throw new CertifierError('USAGE', `trusting AMD's Turin root needs ${FORMS.turin.flag}, the lowest TCB accepted of Turin machines, whose levels are on a scale of their own: there is no safe default`);
+  if (layouts.has('turin') && !minimum(o, 'turin')) throw new CertifierError('USAGE', `trusting a Turin root (ARK-Turin) needs ${FORMS.turin.flag}, the lowest TCB accepted of Turin machines, whose levels are on a scale of their own: there is no safe default`);
   if (o.snpProperty.some((p) => p.name === SNP_PROPERTY.tcbFmc) && (layouts.has('turin') || !known)) {
     throw new CertifierError('USAGE', `--snp-property ${SNP_PROPERTY.tcbFmc}: Turin's minimum FMC level is the first of ${FORMS.turin.flag}, the one way to give it`);
   }
   if (!known) return;
-  const noTurin = 'Turin machines only, and the policy trusts no Turin root (--trust-amd-root turin)';
+  const noTurin = 'Turin machines only, and the policy trusts no Turin root (--trust-amd-root turin, or a root given by file named ARK-Turin)';
   const fmc = o.snpProperty.find((p) => p.name === SNP_PROPERTY.tcbFmc || p.name === SNP_PROPERTY.launchTcbFmc);
   if (fmc && !layouts.has('turin')) throw new CertifierError('USAGE', `--snp-property ${fmc.name} is reported by ${noTurin}: a claim naming it would admit no machine`);
   if (minimum(o, 'turin') && !layouts.has('turin')) throw new CertifierError('USAGE', `${FORMS.turin.flag} is the minimum of ${noTurin}`);

@@ -91,13 +91,13 @@ describe('--check-only', function () {
     const snp = (roots: string[], more: string[]) => policy(['--trust-measurement', PIN, ...roots.flatMap((r) => ['--trust-amd-root', r]), ...more]);
     const min = (v: string) => ['--snp-min-tcb', v];
     const cases: [Promise<RunResult>, string][] = [
-      [snp(['turin'], min('1:0:2:71')), "trusting AMD's Turin root needs --snp-min-tcb turin=FMC:BOOTLOADER:TEE:SNP:MICROCODE, the lowest TCB accepted of Turin machines"],
-      [snp(['milan', 'turin'], min('3:0:8:115')), "trusting AMD's Turin root needs --snp-min-tcb turin=FMC:BOOTLOADER:TEE:SNP:MICROCODE"],
+      [snp(['turin'], min('1:0:2:71')), "trusting a Turin root (ARK-Turin) needs --snp-min-tcb turin=FMC:BOOTLOADER:TEE:SNP:MICROCODE, the lowest TCB accepted of Turin machines"],
+      [snp(['milan', 'turin'], min('3:0:8:115')), "trusting a Turin root (ARK-Turin) needs --snp-min-tcb turin=FMC:BOOTLOADER:TEE:SNP:MICROCODE"],
       [snp(['milan', 'turin'], min('turin=0:1:0:2:71')), "trusting an AMD root other than Turin's needs --snp-min-tcb BOOTLOADER:TEE:SNP:MICROCODE, the lowest TCB accepted of Milan and Genoa machines"],
       [snp(['genoa'], min('turin=0:1:0:2:71')), "trusting an AMD root other than Turin's needs --snp-min-tcb BOOTLOADER:TEE:SNP:MICROCODE"],
-      [snp(['milan'], [...min('3:0:8:115'), ...min('turin=0:1:0:2:71')]), '--snp-min-tcb turin=FMC:BOOTLOADER:TEE:SNP:MICROCODE is the minimum of Turin machines only, and the policy trusts no Turin root (--trust-amd-root turin)'],
+      [snp(['milan'], [...min('3:0:8:115'), ...min('turin=0:1:0:2:71')]), '--snp-min-tcb turin=FMC:BOOTLOADER:TEE:SNP:MICROCODE is the minimum of Turin machines only, and the policy trusts no Turin root (--trust-amd-root turin, or a root given by file named ARK-Turin)'],
       [snp(['turin'], [...min('3:0:8:115'), ...min('turin=0:1:0:2:71')]), "--snp-min-tcb BOOTLOADER:TEE:SNP:MICROCODE is the minimum of Milan and Genoa machines, and the policy trusts AMD's Turin root only: give --snp-min-tcb turin=FMC:BOOTLOADER:TEE:SNP:MICROCODE alone"],
-      [snp(['milan'], [...min('3:0:8:115'), '--snp-property', 'tcb-fmc>=0']), '--snp-property tcb-fmc is reported by Turin machines only, and the policy trusts no Turin root (--trust-amd-root turin): a claim naming it would admit no machine'],
+      [snp(['milan'], [...min('3:0:8:115'), '--snp-property', 'tcb-fmc>=0']), '--snp-property tcb-fmc is reported by Turin machines only, and the policy trusts no Turin root (--trust-amd-root turin, or a root given by file named ARK-Turin): a claim naming it would admit no machine'],
       [snp(['genoa'], [...min('3:0:8:115'), '--snp-property', 'launch-tcb-fmc>=0']), '--snp-property launch-tcb-fmc is reported by Turin machines only'],
       [snp(['turin'], [...min('turin=0:1:0:2:71'), '--snp-property', 'tcb-fmc>=0']), "--snp-property tcb-fmc: Turin's minimum FMC level is the first of --snp-min-tcb turin=FMC:BOOTLOADER:TEE:SNP:MICROCODE, the one way to give it"],
       [snp(['milan', 'turin'], [...min('3:0:8:115'), ...min('3:0:8:116'), ...min('turin=0:1:0:2:71')]), 'the family 19h minimum (Milan, Genoa) is given twice'],

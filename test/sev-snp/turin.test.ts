@@ -214,7 +214,7 @@ describe('SEV-SNP on Turin (real report and VCEK)', () => {
         expect(await names(testTurinFile, { turin: TURIN }), 'a root not pinned named ARK-Turin is Turin\'s').to.deep.equal([5]);
         expect(await names(testTurinFile, { family19h: MILAN, turin: TURIN }, [testFile]), 'beside a root not pinned of another name').to.deep.equal([4, 5]);
         const refused = async (f: string, min: Minimums) => { try { await byFile(f, min); } catch (e) { return e as CertifierError; } throw new Error('not refused'); };
-        expect((await refused(turinFile, { family19h: MILAN })).message).to.contain("trusting AMD's Turin root needs --snp-min-tcb turin=");
+        expect((await refused(turinFile, { family19h: MILAN })).message).to.contain("trusting a Turin root (ARK-Turin) needs --snp-min-tcb turin=");
         expect((await refused(testFile, { turin: TURIN })).message).to.contain("trusting an AMD root other than Turin's needs --snp-min-tcb BOOTLOADER:TEE:SNP:MICROCODE");
         expect((await refused(testFile, { family19h: MILAN, turin: TURIN })).code).to.equal('USAGE');
         expect((await refused(testTurinFile, { family19h: MILAN })).message).to.contain('needs --snp-min-tcb turin=');
