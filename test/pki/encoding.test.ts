@@ -61,6 +61,19 @@ describe('pki: reading certificates', () => {
     }
     expect(readCertificateChain(enc(pem + pem))).to.have.length(2);
   });
+
+  it('writes PEM as RFC 7468 does: base64 in lines of 64, the last one shorter, none for no bytes', () => {
+    const b64 = (n: number) => Buffer.from(Uint8Array.from({ length: n }, (_, i) => i)).toString('base64');
+    expect(toPem(new Uint8Array(0))).to.equal('-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n');
+    expect(toPem(Uint8Array.from({ length: 48 }, (_, i) => i))).to.equal(`-----BEGIN CERTIFICATE-----\n${b64(48)}\n-----END CERTIFICATE-----\n`);
+    expect(toPem(Uint8Array.from({ length: 49 }, (_, i) => i), 'PUBLIC KEY')).to.equal(`-----BEGIN PUBLIC KEY-----\n${b64(49).slice(0, 64)}\n${b64(49).slice(64)}\n-----END PUBLIC KEY-----\n`);
+    // A view into a larger buffer: its own bytes only.
+    const whole = Uint8Array.from({ length: 200 }, (_, i) => i);
+    expect(toPem(whole.subarray(10, 110))).to.equal(toPem(Uint8Array.from(whole.subarray(10, 110))));
+    const lines = toPem(policyDer).split('\n');
+    expect(lines.slice(1, -3).every((l) => l.length === 64)).to.equal(true);
+    expect(lines.slice(1, -2).join('')).to.equal(Buffer.from(policyDer).toString('base64'));
+  });
 });
 
 describe('pki: itemValue (an X509-der-cert item)', () => {
