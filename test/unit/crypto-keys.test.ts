@@ -223,6 +223,40 @@ describe('crypto keys', () => {
     }
   });
 
+  it('readSpki takes exactly the points noble\'s Point.fromBytes takes (coordinates below p, on the curve, not (0, 0))', async () => {
+    for (const [namedCurve, Point, size] of [['P-256', p256.Point, 32], ['P-384', p384.Point, 48]] as const) {
+      const { publicKey } = await genPair('ec', { namedCurve });
+      const der = new Uint8Array(publicKey.export({ type: 'spki', format: 'der' }));
+      const start = der.length - 2 * size; // x || y, after 0x04
+      const variants: Uint8Array[] = [der];
+      const variant = (change: (d: Uint8Array) => void) => {
+        const d = new Uint8Array(der);
+        change(d);
+        variants.push(d);
+      };
+      variant((d) => d.fill(0, start)); // (0, 0)
+      variant((d) => d.fill(0xff, start + size)); // y >= p
+      variant((d) => d.set(Point.Fp.toBytes(Point.Fp.neg(Point.Fp.fromBytes(der.subarray(start + size)))), start + size)); // -y: on the curve
+      for (let i = 0; i < 40; i++) variant((d) => (d[start + ((i * 7) % (2 * size))]! ^= 1 << (i % 8)));
+      for (const d of variants) {
+        let noble = true;
+        try {
+          Point.fromBytes(d.subarray(start - 1));
+        } catch {
+          noble = false;
+        }
+        let ours = true;
+        try {
+          readSpki(d);
+        } catch {
+          ours = false;
+        }
+        expect(ours, `${namedCurve} ${Buffer.from(d.subarray(start)).toString('hex')}`).to.equal(noble);
+      }
+      expect(variants.filter((d) => { try { return Boolean(readSpki(d)); } catch { return false; } })).to.have.length(2); // the key and its negation
+    }
+  });
+
   describe('EC keys in SEC1, and encrypted keys', () => {
     it('reads an EC key in SEC1 DER (openssl ec -outform DER) as in SEC1 PEM', async () => {
       const { privateKey } = await generateKeyPair('p256');
