@@ -40,6 +40,9 @@ export function encodeAdmission(a: Admission): Uint8Array {
   return seq(encodeOctets(a.measurement), encodeUtf8(a.platform), encodeUtf8(a.domain));
 }
 
+/** Strict UTF-8 (a whole input per call, so one decoder serves every call). */
+const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
 /** Strict decoding: exactly the three fields, nothing after them. Throws DerError. */
 export function decodeAdmission(value: Uint8Array): Admission {
   const top = readOne(value);
@@ -48,7 +51,7 @@ export function decodeAdmission(value: Uint8Array): Admission {
   if (rest.length > 0) throw new DerError('admission: unexpected extra fields');
   const utf8 = (t: Tlv) => {
     try {
-      return new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(t.contents);
+      return UTF8.decode(t.contents);
     } catch {
       throw new DerError('admission: a string is not valid UTF-8');
     }

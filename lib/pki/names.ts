@@ -68,8 +68,14 @@ function attributeText(t: Tlv, what: string): string {
   }
 }
 
+/** Anything escapeValue changes: a special, a control character, a leading space or #, a trailing space. */
+// eslint-disable-next-line no-control-regex
+const NEEDS_ESCAPE = /[,+"\\<>;\u0000-\u001f\u007f]|^[ #]| $/;
+
 /** RFC 4514, 2.4: backslash the specials, a leading space or #, a trailing space; hex for control characters. */
 function escapeValue(s: string): string {
+  // Most values need nothing: one test instead of four replacements (every name of every new peer).
+  if (!NEEDS_ESCAPE.test(s)) return s;
   let out = s.replace(/[,+"\\<>;]/g, '\\$&');
   out = out.replace(/^[ #]/, '\\$&').replace(/ $/, '\\ ');
   // eslint-disable-next-line no-control-regex

@@ -140,7 +140,10 @@ export function readStructure(der: Uint8Array): CertStructure {
 
 /** Byte equality for public data (names, certificates), where timing does not matter. */
 export function bytesSame(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && a.every((v, i) => v === b[i]);
+  if (a.length !== b.length) return false;
+  // A plain loop: every() calls a function per byte, and names are compared on every validation.
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 // --- signature ----------------------------------------------------------------------------

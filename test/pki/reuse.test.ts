@@ -9,6 +9,8 @@ import * as x509 from '@peculiar/x509';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { parseCertificate, validateAdmission, validatePolicyCert } from '../../lib/pki/index.ts';
 import { parseShared } from '../../lib/pki/parse.ts';
+import { decodeName } from '../../lib/pki/names.ts';
+import { encodeOid, encodeUtf8, readOne, seq, set } from '../../lib/pki/der.ts';
 import { AT, DAY, forgeLeaf, forgePolicy, type ForgedPolicy } from './forge.ts';
 
 function refusal(fn: () => unknown): { code: string; reason: unknown } | 'valid' {
@@ -107,6 +109,18 @@ describe('pki: names and extensions read by our own decoders', () => {
     expect(leaf.subject).to.equal('CN=a\\,b, O=x+OU=y, C=US, 1.2.3.4=hello, O=trail\\ ');
     expect(leaf.organizations).to.deep.equal(['x', 'trail ']);
     expect(leaf.commonNames).to.deep.equal(['a,b']);
+  });
+
+  it('escapes each value as RFC 4514 says, and leaves a value needing nothing as it is', () => {
+    const name = (value: string) => {
+      const atv = seq(encodeOid('2.5.4.3'), encodeUtf8(value));
+      return decodeName(readOne(seq(set(atv))), 'subject').text;
+    };
+    const cases: [string, string][] = [
+      ['plain value-1.2_x', 'CN=plain value-1.2_x'], ['', 'CN='], ['a,b+c"d\\e<f>g;h', 'CN=a\\,b\\+c\\"d\\\\e\\<f\\>g\\;h'],
+      ['#x', 'CN=\\#x'], [' x', 'CN=\\ x'], ['x ', 'CN=x\\ '], ['x#y z', 'CN=x#y z'], ['a\nb\u007f', 'CN=a\\0Ab\\7F'], ['\u00e9t\u00e9', 'CN=\u00e9t\u00e9'],
+    ];
+    for (const [value, text] of cases) expect(name(value), JSON.stringify(value)).to.equal(text);
   });
 
   it('reads the other common extensions, and refuses a certificate that garbles one (malformed)', async () => {
