@@ -47,8 +47,11 @@ const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 export function decodeAdmission(value: Uint8Array): Admission {
   const top = readOne(value);
   checkTree(top);
-  const [m, p, d, ...rest] = children(expectTag(top, TAG.SEQUENCE, 'admission'));
-  if (rest.length > 0) throw new DerError('admission: unexpected extra fields');
+  const f = children(expectTag(top, TAG.SEQUENCE, 'admission'));
+  const m = f[0];
+  const p = f[1];
+  const d = f[2];
+  if (f.length > 3) throw new DerError('admission: unexpected extra fields');
   const utf8 = (t: Tlv) => {
     try {
       return UTF8.decode(t.contents);

@@ -56,10 +56,29 @@ function headerAt(buf: Uint8Array, offset: number, limit = buf.length): { tag: n
   return { tag, next, end };
 }
 
+/**
+ * An element as read: where it lies in the buffer, its views made when first asked for. A
+ * certificate holds a hundred elements or so, most of whose views nobody reads, and each view
+ * is an object to allocate (and collect) for every new peer.
+ */
+class Element implements Tlv {
+  private contentsView: Uint8Array | undefined;
+  private bytesView: Uint8Array | undefined;
+  constructor(readonly tag: number, readonly buf: Uint8Array, readonly start: number, readonly next: number, readonly end: number) {}
+
+  get contents(): Uint8Array {
+    return (this.contentsView ??= this.buf.subarray(this.next, this.end));
+  }
+
+  get bytes(): Uint8Array {
+    return (this.bytesView ??= this.buf.subarray(this.start, this.end));
+  }
+}
+
 /** Reads one element starting at `offset`; returns it and the offset just past it. */
 export function readTlv(buf: Uint8Array, offset = 0): { tlv: Tlv; end: number } {
   const { tag, next, end } = headerAt(buf, offset);
-  return { tlv: { tag, contents: buf.subarray(next, end), bytes: buf.subarray(offset, end) }, end };
+  return { tlv: new Element(tag, buf, offset, next, end), end };
 }
 
 /** The whole of `buf` must be exactly one element: trailing bytes are refused. */
@@ -72,12 +91,24 @@ export function readOne(buf: Uint8Array): Tlv {
 /** The elements inside a constructed element. */
 export function children(tlv: Tlv): Tlv[] {
   if (!isConstructed(tlv.tag)) throw new DerError('expected a constructed element');
+  // Read in place in the buffer an element of ours came from, with its contents' end as the limit.
+  let buf: Uint8Array;
+  let at: number;
+  let end: number;
+  if (tlv instanceof Element) {
+    buf = tlv.buf;
+    at = tlv.next;
+    end = tlv.end;
+  } else {
+    buf = tlv.contents;
+    at = 0;
+    end = buf.length;
+  }
   const out: Tlv[] = [];
-  let at = 0;
-  while (at < tlv.contents.length) {
-    const r = readTlv(tlv.contents, at);
-    out.push(r.tlv);
-    at = r.end;
+  while (at < end) {
+    const h = headerAt(buf, at, end);
+    out.push(new Element(h.tag, buf, at, h.next, h.end));
+    at = h.end;
   }
   return out;
 }

@@ -91,8 +91,11 @@ export function decodeName(name: Tlv, what: string): DecodedName {
     if (atvs.length === 0) throw new DerError(`${what}: an empty RDN`);
     const parts: string[] = [];
     for (const atv of atvs) {
-      const [type, value, ...rest] = children(expectTag(atv, TAG.SEQUENCE, `${what} attribute`));
-      if (!value || rest.length > 0) throw new DerError(`${what}: an attribute is not a type and one value`);
+      // By index: destructuring goes through the array iterator, allocating, for every attribute.
+      const f = children(expectTag(atv, TAG.SEQUENCE, `${what} attribute`));
+      const type = f[0];
+      const value = f[1];
+      if (!value || f.length > 2) throw new DerError(`${what}: an attribute is not a type and one value`);
       const oid = decodeOid(expectTag(type, TAG.OID, `${what} attribute type`).contents);
       const text = attributeText(value, `${what} ${SHORT_NAMES[oid] ?? oid}`);
       attributes.push([oid, text]);
@@ -111,7 +114,12 @@ export function decodeTime(t: Tlv | undefined, what: string): Date {
   const text = t ? ascii(t.contents, what) : '';
   const m = t?.tag === TAG.UTC_TIME ? UTC_RE.exec(text) : t?.tag === TAG.GENERALIZED_TIME ? GENERALIZED_RE.exec(text) : null;
   if (!m) throw new DerError(`${what}: not a DER UTCTime or GeneralizedTime`);
-  const [yy, mo, d, h, mi, s] = m.slice(1).map(Number) as [number, number, number, number, number, number];
+  const yy = Number(m[1]);
+  const mo = Number(m[2]);
+  const d = Number(m[3]);
+  const h = Number(m[4]);
+  const mi = Number(m[5]);
+  const s = Number(m[6]);
   const year = t!.tag === TAG.UTC_TIME ? (yy < 50 ? 2000 + yy : 1900 + yy) : yy;
   const ms = Date.UTC(year, mo - 1, d, h, mi, s);
   const back = new Date(ms);
@@ -124,11 +132,17 @@ export function decodeTime(t: Tlv | undefined, what: string): Date {
 
 /** Validity ::= SEQUENCE { notBefore Time, notAfter Time } */
 export function decodeValidity(validity: Tlv): { notBefore: Date; notAfter: Date } {
-  const [nb, na, ...rest] = children(expectTag(validity, TAG.SEQUENCE, 'validity'));
-  if (rest.length > 0) throw new DerError('validity: unexpected extra fields');
+  const f = children(expectTag(validity, TAG.SEQUENCE, 'validity'));
+  if (f.length > 2) throw new DerError('validity: unexpected extra fields');
+  const nb = f[0];
+  const na = f[1];
   // RFC 5280 4.1.2.5: dates through 2049 are UTCTime, later ones GeneralizedTime.
-  for (const [t, what] of [[nb, 'notBefore'], [na, 'notAfter']] as const) {
-    if (t?.tag === TAG.GENERALIZED_TIME && decodeTime(t, what).getUTCFullYear() < 2050) throw new DerError(`${what}: a date before 2050 must be UTCTime`);
-  }
+  checkTimeForm(nb, 'notBefore');
+  checkTimeForm(na, 'notAfter');
   return { notBefore: decodeTime(nb, 'notBefore'), notAfter: decodeTime(na, 'notAfter') };
+}
+
+/** A GeneralizedTime is for dates from 2050 on: one before must have been written as UTCTime. */
+function checkTimeForm(t: Tlv | undefined, what: string): void {
+  if (t?.tag === TAG.GENERALIZED_TIME && decodeTime(t, what).getUTCFullYear() < 2050) throw new DerError(`${what}: a date before 2050 must be UTCTime`);
 }

@@ -74,12 +74,14 @@ function keyOf(spki: Uint8Array): SpkiKey {
 
 /** SubjectPublicKeyInfo ::= SEQUENCE { algorithm SEQUENCE { OID, parameters ANY OPTIONAL }, subjectPublicKey BIT STRING } */
 function checkSpkiShape(spki: Uint8Array): void {
-  const [alg, key, ...rest] = children(readOne(spki));
-  const [oid, params, ...more] = children(expectTag(alg, TAG.SEQUENCE, 'subjectPublicKeyInfo algorithm'));
-  decodeOid(expectTag(oid, TAG.OID, 'subjectPublicKeyInfo algorithm').contents);
+  // By index, not destructured (the array iterator allocates as it goes): this runs per new peer.
+  const top = children(readOne(spki));
+  const algorithm = children(expectTag(top[0], TAG.SEQUENCE, 'subjectPublicKeyInfo algorithm'));
+  decodeOid(expectTag(algorithm[0], TAG.OID, 'subjectPublicKeyInfo algorithm').contents);
+  const params = algorithm[1];
   if (params?.tag === TAG.OID) decodeOid(params.contents); // an EC named curve
-  const bits = expectTag(key, TAG.BIT_STRING, 'subjectPublicKey').contents;
-  if (rest.length > 0 || more.length > 0 || bits.length === 0 || bits[0]! > 7) throw new DerError('subjectPublicKeyInfo: malformed');
+  const bits = expectTag(top[1], TAG.BIT_STRING, 'subjectPublicKey').contents;
+  if (top.length > 2 || algorithm.length > 2 || bits.length === 0 || bits[0]! > 7) throw new DerError('subjectPublicKeyInfo: malformed');
 }
 
 /** Structure, names, times and the key's shape: what any reader must be able to make out. */
@@ -113,7 +115,7 @@ function decodeCertificate(der: Uint8Array, fingerprintSha256Hex: string): Parse
   const { structure: st, subject, issuer, validity } = readParts(der);
   const ext = readExtensions(st.extensions);
   const spki = keyOf(st.spki);
-  const field = (oid: string) => subject.attributes.filter(([o]) => o === oid).map(([, v]) => v);
+  const field = (oid: string) => subject.attributes.filter((a) => a[0] === oid).map((a) => a[1]);
   // Every field written out, not spread from `st`: V8 copies a spread object slowly (tens of
   // microseconds for this one, a tenth of the whole parse), and this runs per new peer.
   const parsed: ParsedCert = {

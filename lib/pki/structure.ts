@@ -37,9 +37,15 @@ const CONTEXT_0 = 0xa0;
 const CONTEXT_3 = 0xa3;
 const UNIQUE_IDS = [0x81, 0x82]; // issuerUniqueID, subjectUniqueID: allowed, ignored
 
+// The readers below take an element's fields by index, not by destructuring (const [a, b, ...rest]):
+// that goes through the array iterator, allocating as it goes, for every element of every new peer.
+
 function readExtension(t: Tlv): RawExtension {
-  const [oid, second, third, ...rest] = children(expectTag(t, TAG.SEQUENCE, 'Extension'));
-  if (rest.length > 0) throw new DerError('Extension: unexpected extra fields');
+  const f = children(expectTag(t, TAG.SEQUENCE, 'Extension'));
+  const oid = f[0];
+  const second = f[1];
+  const third = f[2];
+  if (f.length > 3) throw new DerError('Extension: unexpected extra fields');
   const hasFlag = second?.tag === TAG.BOOLEAN;
   const flag = hasFlag ? second!.contents : undefined;
   if (flag && (flag.length !== 1 || (flag[0] !== 0 && flag[0] !== 0xff))) throw new DerError('Extension: bad critical flag');
@@ -74,8 +80,10 @@ function readExtensions(rest: Tlv[], version: number): RawExtension[] {
 }
 
 function readAlgorithm(t: Tlv | undefined, what: string): CertStructure['signatureAlgorithm'] {
-  const [oid, params, ...rest] = children(expectTag(t, TAG.SEQUENCE, what));
-  if (rest.length > 0) throw new DerError(`${what}: unexpected extra fields`);
+  const f = children(expectTag(t, TAG.SEQUENCE, what));
+  const oid = f[0];
+  const params = f[1];
+  if (f.length > 2) throw new DerError(`${what}: unexpected extra fields`);
   const out: CertStructure['signatureAlgorithm'] = { oid: decodeOid(expectTag(oid, TAG.OID, what).contents) };
   if (params) out.parameters = params.bytes;
   return out;
@@ -107,8 +115,11 @@ export function readSigned(der: Uint8Array, what: string): { tbs: Tlv; algorithm
   if (der[0] !== TAG.SEQUENCE) throw new DerError('it does not start with a DER SEQUENCE');
   const top = readOne(der);
   checkTree(top);
-  const [tbs, algorithm, sig, ...extra] = children(expectTag(top, TAG.SEQUENCE, what));
-  if (extra.length > 0) throw new DerError(`${what}: unexpected extra fields`);
+  const f = children(expectTag(top, TAG.SEQUENCE, what));
+  const tbs = f[0];
+  const algorithm = f[1];
+  const sig = f[2];
+  if (f.length > 3) throw new DerError(`${what}: unexpected extra fields`);
   const signatureAlgorithm = readAlgorithm(algorithm, 'signatureAlgorithm');
   const sigBits = expectTag(sig, TAG.BIT_STRING, 'signatureValue').contents;
   if (sigBits.length < 2 || sigBits[0] !== 0) throw new DerError('signatureValue: not a whole number of bytes');
@@ -120,7 +131,13 @@ export function readStructure(der: Uint8Array): CertStructure {
   const { tbs: tbsTlv, algorithm: alg, signatureAlgorithm, signature } = readSigned(der, 'Certificate');
   const fields = children(expectTag(tbsTlv, TAG.SEQUENCE, 'TBSCertificate'));
   const version = fields[0]?.tag === CONTEXT_0 ? readVersion(fields.shift()!) : 1;
-  const [serial, innerAlg, issuer, validity, subject, spki, ...rest] = fields;
+  const serial = fields[0];
+  const innerAlg = fields[1];
+  const issuer = fields[2];
+  const validity = fields[3];
+  const subject = fields[4];
+  const spki = fields[5];
+  const rest = fields.slice(6);
   if (!innerAlg || !bytesSame(innerAlg.bytes, alg.bytes)) {
     throw new DerError('the signature algorithm inside the signed part differs from the outer one');
   }

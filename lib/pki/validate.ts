@@ -204,7 +204,8 @@ export function validateAdmission(opts: ValidateAdmissionOptions): ValidatedPeer
   const leaf = parseAs(opts.chain[0]!, 'leaf');
   checkIssuedByPolicy(opts.chain, opts.policyCert, leaf, policy);
   const which = opts.role ?? 'peer';
-  const found = firstProblem('leaf', [validityProblem(leaf, opts.at, which), ...flagProblems(leaf, usage, which), ...admissionProblems(leaf, policy)]);
+  // concat, not spread: a spread goes through the array iterator, allocating as it goes.
+  const found = firstProblem('leaf', [validityProblem(leaf, opts.at, which)].concat(flagProblems(leaf, usage, which), admissionProblems(leaf, policy)));
   if (found) throw found;
   const a = leaf.admission!;
   return {
