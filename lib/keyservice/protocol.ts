@@ -80,9 +80,11 @@ export function parseKeyRequest(bytes: Uint8Array): KeyRequest {
   }
   if (action === 'list' && m.version) c.add('version is not for list');
   if (action !== 'store') {
-    for (const [field, given] of [['expected_version', m.expectedVersion], ['data', m.data], ['exportable', m.exportable], ['value_type', m.valueType]] as const) {
-      if (given !== undefined) c.add(`${field} is only for store`);
-    }
+    // One test each, not a loop over a list of pairs made for every request.
+    if (m.expectedVersion !== undefined) c.add('expected_version is only for store');
+    if (m.data !== undefined) c.add('data is only for store');
+    if (m.exportable !== undefined) c.add('exportable is only for store');
+    if (m.valueType !== undefined) c.add('value_type is only for store');
   }
   let credentials: Uint8Array[] | undefined;
   if (m.serializedCredentials?.length) {

@@ -30,6 +30,21 @@ describe('keyservice: requests are validated before they are handled', () => {
     expect(parseKeyRequest(encodeKeyRequest({ action: 'list', name: '' })).name).to.equal('');
   });
 
+  it('refuses the fields only a store takes in any other request, naming each (BAD_FIELD)', () => {
+    const storeOnly = { expectedVersion: 1, data: new Uint8Array([1]), exportable: true, valueType: 'binary-blob' };
+    for (const action of ['retrieve', 'delete', 'list'] as const) {
+      for (const [field, value] of Object.entries(storeOnly)) {
+        const r = refusal(encode('key_service_message_request', { requestType: action, resourceName: 'k/', [field]: value }));
+        expect(r, `${action} with ${field}`).to.deep.include({ code: 'BAD_FIELD' });
+        const wire = field.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+        expect((r as { message: string }).message).to.include(`${wire} is only for store`);
+      }
+      const all = refusal(encode('key_service_message_request', { requestType: action, resourceName: 'k/', ...storeOnly })) as { message: string };
+      expect(all.message.indexOf('expected_version is only')).to.be.lessThan(all.message.indexOf('value_type is only'));
+    }
+    expect(parseKeyRequest(encode('key_service_message_request', { requestType: 'store', resourceName: 'k', ...storeOnly }))).to.include({ action: 'store', exportable: true });
+  });
+
   it('takes list_after, a name, only with list', () => {
     expect(parseKeyRequest(encodeKeyRequest({ action: 'list', name: 'p/', listAfter: 'p/x' }))).to.include({ name: 'p/', listAfter: 'p/x' });
     expect(parseKeyRequest(encodeKeyRequest({ action: 'list', name: '' }))).not.to.have.property('listAfter');
