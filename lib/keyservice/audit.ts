@@ -101,6 +101,12 @@ async function lockAudit(path: string, inUse = `the audit log ${path} is in use 
   return holdLock(`${real}.lock`, inUse);
 }
 
+/** The device and inode a descriptor is open on. */
+function fileOf(fh: FileHandle): { ino: number; dev: number } {
+  const { ino, dev } = fstatSync(fh.fd);
+  return { ino, dev };
+}
+
 function statAt(path: string): Stats | undefined {
   try {
     return statSync(path);
@@ -153,6 +159,8 @@ export class AuditLog {
   /** The hash of the last line written (not merely appended). */
   private writtenHash: string;
   private fileFirst: number;
+  /** The file the descriptor is open on (fixed while it is open: an open file's inode is never reused). */
+  private file: { ino: number; dev: number };
 
   private constructor(
     readonly path: string, private fh: FileHandle, private readonly release: () => Promise<void>,
@@ -161,6 +169,7 @@ export class AuditLog {
     this.written = seq;
     this.writtenHash = last;
     this.fileFirst = seq + 1;
+    this.file = fileOf(fh);
   }
 
   /**
@@ -365,13 +374,14 @@ export class AuditLog {
           throw e;
         }
         // Written, but to a file someone removed or renamed (logrotate's default): nothing after
-        // this would be found at the log's name. (Synchronous stats: microseconds, where the
-        // promise forms would cost two thread-pool trips per batch.)
-        const mine = fstatSync(this.fh.fd);
+        // this would be found at the log's name. (A synchronous stat: microseconds, where the
+        // promise form would cost a thread-pool trip per batch.) Where the name still leads to our
+        // file (the device and inode our descriptor has had since it was opened), what the stat
+        // says is what an fstat of the descriptor would: one system call, not two.
         const named = statAt(this.path);
-        if (mine.nlink === 0 || !named || named.ino !== mine.ino || named.dev !== mine.dev) throw new Error('the file was removed or renamed while in use');
+        if (!named || named.nlink === 0 || named.ino !== this.file.ino || named.dev !== this.file.dev) throw new Error('the file was removed or renamed while in use');
         // Cut short (truncated) while in use: O_APPEND put this write where the file now ends.
-        if (mine.size < this.size + bytes.length) throw new Error(`the file was cut short while in use (it holds ${mine.size} bytes, not the ${this.size + bytes.length} written)`);
+        if (named.size < this.size + bytes.length) throw new Error(`the file was cut short while in use (it holds ${named.size} bytes, not the ${this.size + bytes.length} written)`);
         this.size += bytes.length;
         this.written += batch.length;
         this.writtenHash = batch[batch.length - 1]!.hash;
@@ -412,8 +422,9 @@ export class AuditLog {
       await fs.rename(this.path, segment);
       const next = await fs.open(this.path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_EXCL | constants.O_DSYNC, 0o600);
       await syncDir(dirname(this.path));
+      const file = fileOf(next);
       await this.fh.close().catch(() => {});
-      this.fh = next;
+      [this.fh, this.file] = [next, file];
     } catch (e) {
       if (this.broken === undefined) this.options.onBroken?.(this.failure(e as Error), false);
       this.broken ??= e as Error;

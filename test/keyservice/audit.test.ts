@@ -746,6 +746,25 @@ describe('audit log', () => {
     expect(await verifyAudit(path)).to.deep.equal({ ok: true, lines: 1 });
   });
 
+  it('after a rotation watches the new file: it goes on writing there, and breaks when that one is renamed or replaced', async () => {
+    for (const change of ['rename', 'replace'] as const) {
+      const named = join(tmp.dir, `rotating-${change}.jsonl`);
+      let rotatedUpTo = 0;
+      let wake = () => {};
+      const log = await AuditLog.open(named, { rotateBytes: 1, onRotate: (s) => ((rotatedUpTo = s.lastSeq), wake()) });
+      await log.append(entry(1)); // rotated after each line: the name then leads to a new, empty file
+      await log.append(entry(2)); // written to the first new file
+      while (rotatedUpTo < 2) await new Promise<void>((resolve) => (wake = resolve));
+      if (change === 'rename') renameSync(named, `${named}.moved`);
+      else {
+        rmSync(named);
+        writeFileSync(named, ''); // another file at the name, as empty as the one it replaces
+      }
+      await log.append(entry(3)).then(() => expect.fail('appended'), (e: CertifierError) => expect(e.message, change).to.contain('removed or renamed'));
+      await log.close();
+    }
+  });
+
   it('breaks when its file is renamed while in use (logrotate), and refuses a hard-linked log', async () => {
     const named = join(tmp.dir, 'rotated-away.jsonl');
     const log = await AuditLog.open(named);
