@@ -34,6 +34,7 @@ const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.\d{1,9})?(
 export function isRfc3339(s: string): boolean {
   const m = RFC3339.exec(s);
   if (!m) return false;
-  const [y, mo, d, h, mi, sec, oh, om] = m.slice(1).map((v) => Number(v ?? 0)) as [number, number, number, number, number, number, number, number];
-  return isCalendarTime(y, mo, d, h, mi, sec, 60) && oh <= 23 && om <= 59; // a leap second's :60 is RFC 3339's
+  // By index, not destructured from a mapped copy: key-server checks a record's time on every retrieve.
+  const n = (i: number) => Number(m[i] ?? 0);
+  return isCalendarTime(n(1), n(2), n(3), n(4), n(5), n(6), 60) && n(7) <= 23 && n(8) <= 59; // a leap second's :60 is RFC 3339's
 }
