@@ -144,6 +144,12 @@ function checkLayouts(o: SnpPolicyFlags, layouts: ReadonlySet<Layout>, known: bo
   if (o.snpProperty.some((p) => p.name === SNP_PROPERTY.tcbFmc) && (layouts.has('turin') || !known)) {
     throw new CertifierError('USAGE', `--snp-property ${SNP_PROPERTY.tcbFmc}: Turin's minimum FMC level is the first of ${FORMS.turin.flag}, the one way to give it`);
   }
+  // A LAUNCH_TCB level is on its layout's scale, as REPORTED_TCB's: one number in both claims
+  // would hold one product to the other's level (Turin's SNP 2 is below any Milan's).
+  const launch = o.snpProperty.find((p) => (LAUNCH_LEVELS as readonly string[]).includes(p.name));
+  if (launch && layouts.size > 1) {
+    throw new CertifierError('USAGE', `--snp-property ${launch.name}: a LAUNCH_TCB level is on the scale of its product's TCB, and the policy trusts both Turin's root and another, so one number would hold each product to the other's level (a LAUNCH_TCB minimum is only given with the roots of one layout)`);
+  }
   if (!known) return;
   const noTurin = 'Turin machines only, and the policy trusts no Turin root (--trust-amd-root turin, or a root given by file named ARK-Turin)';
   const fmc = o.snpProperty.find((p) => p.name === SNP_PROPERTY.tcbFmc || p.name === SNP_PROPERTY.launchTcbFmc);
@@ -151,6 +157,9 @@ function checkLayouts(o: SnpPolicyFlags, layouts: ReadonlySet<Layout>, known: bo
   if (minimum(o, 'turin') && !layouts.has('turin')) throw new CertifierError('USAGE', `${FORMS.turin.flag} is the minimum of ${noTurin}`);
   if (minimum(o, 'family19h') && !layouts.has('family19h')) throw new CertifierError('USAGE', `${FORMS.family19h.flag} is the minimum of Milan and Genoa machines, and the policy trusts AMD's Turin root only: give ${FORMS.turin.flag} alone`);
 }
+
+/** LAUNCH_TCB's levels both layouts have (launch-tcb-fmc is Turin's only). */
+const LAUNCH_LEVELS = [SNP_PROPERTY.launchTcbBootloader, SNP_PROPERTY.launchTcbTee, SNP_PROPERTY.launchTcbSnp, SNP_PROPERTY.launchTcbMicrocode] as const;
 
 const layoutOf = (ark: Uint8Array): Layout => (rootLayout(ark) === 'turin' ? 'turin' : 'family19h');
 

@@ -232,5 +232,17 @@ describe('SEV-SNP on Turin (real report and VCEK)', () => {
       ]);
       expect([admits(both, 'milan-virtee-sev').ok, admits(both, 'turin-oak').ok]).to.deep.equal([true, true]);
     });
+
+    it('refuses a LAUNCH_TCB level beside roots of both layouts (USAGE): one number would judge each product on the other\'s scale', async () => {
+      const launch = (name: string, value: number): Requirement[] => [{ name, comparator: '>=', value }];
+      for (const name of ['launch-tcb-bootloader', 'launch-tcb-tee', 'launch-tcb-snp', 'launch-tcb-microcode']) {
+        const err = await claims(['milan', 'turin'], { family19h: MILAN, turin: TURIN }, launch(name, 2)).then(() => undefined, (e: CertifierError) => e);
+        expect(err?.code, name).to.equal('USAGE');
+        expect(err?.message).to.contain(`--snp-property ${name}: a LAUNCH_TCB level is on the scale of its product's TCB`);
+      }
+      // With one layout's roots, the level is on that layout's scale and goes in its one claim.
+      expect((await claims(['turin'], { turin: TURIN }, launch('launch-tcb-snp', 2)))[0]!.requirements).to.deep.include({ name: 'launch-tcb-snp', comparator: '>=', value: 2 });
+      expect(await claims(['milan'], { family19h: MILAN }, launch('launch-tcb-snp', 8))).to.have.length(1);
+    });
   });
 });
