@@ -160,7 +160,7 @@ export class TestSnpSigner {
     return pssCertificate({ subject, issuer, key: this.keys[kind], signer, extensions: amdExtensions(this.tcb, kind === 'vcek' ? this.chipId.subarray(0, HWID_BYTES[this.product]) : undefined, this.fmc) }, this.now);
   }
 
-  /** A well-formed, signed report (in Turin mode: family 1Ah, every TCB in Turin's layout). */
+  /** A well-formed, signed report (in Turin mode: family 1Ah, every TCB in Turin's layout; a version 2 one names no CPU). */
   report(f: ReportFields): Uint8Array {
     const b = new Uint8Array(REPORT_SIZE);
     const v = new DataView(b.buffer);
@@ -182,7 +182,7 @@ export class TestSnpSigner {
     b.set(randomBytes(32), 0x140);
     b.fill(0xff, 0x160, 0x180);
     b.set(tcb, 0x180);
-    b.set(CPUID[this.product], 0x188);
+    if ((f.version ?? 3) >= 3) b.set(CPUID[this.product], 0x188); // a version 2 report has none
     if (kind === 'vcek') b.set(f.chipId ?? this.chipId, 0x1a0);
     b.set(tcb, 0x1e0);
     const fw = ([major, minor, build]: [number, number, number]) => Uint8Array.of(build, minor, major);

@@ -131,6 +131,13 @@ describe('SEV-SNP on Turin (real report and VCEK)', () => {
       expect(milanUnderTurinName.message).to.contain('come from a Milan or Genoa (family 19h) CPU, but they chain to "ARK-Turin", a root of Turin (family 1Ah) machines');
       expect(machineOf(TestSnpSigner.create({ now: AT, arkName: 'ARK-Turin-2' }))().report.tcbLayout, 'the name exactly').to.equal('family-19h');
     });
+
+    it('refuses a version 2 report whose VCEK is family 19h\'s under a root named ARK-Turin as the root\'s mismatch (SNP_VCEK_MISMATCH), not as its version', () => {
+      const s = TestSnpSigner.create({ now: AT, arkName: 'ARK-Turin' });
+      const r = refusalOf(() => verifySnpReport({ report: s.report({ reportData: new Uint8Array(64), measurement: new Uint8Array(48), version: 2 }), certs: [s.vcek, s.ask], at: AT, roots: [s.ark] }));
+      expect(r.code).to.equal('SNP_VCEK_MISMATCH');
+      expect(r.message).to.contain('the report and its VCEK come from a Milan or Genoa (family 19h) CPU, but they chain to "ARK-Turin"').and.not.contain('was issued for Turin');
+    });
   });
 
   it('has tcb-fmc and launch-tcb-fmc, which a claim must name for Turin evidence; Milan evidence is judged as before', () => {

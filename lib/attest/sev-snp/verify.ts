@@ -88,9 +88,9 @@ const cpuName = (turin: boolean) => (turin ? 'Turin (family 1Ah)' : 'Milan or Ge
  * The report's CPU (its TCB layout) is the VCEK's/VLEK's product and its root's: a Turin
  * certificate carries fmcSPL, and a root is Turin's or family 19h's as rootLayout says (a pinned
  * one by its product, one given by file by its name, ARK-Turin or any other). A version 2 report
- * names no CPU: read as family 19h's, it is refused (SNP_REPORT_VERSION) when its certificate or
- * root is Turin's; otherwise a mismatch is SNP_VCEK_MISMATCH, before any TCB level is compared
- * across layouts.
+ * names no CPU: read as family 19h's, it is refused (SNP_REPORT_VERSION) when its certificate is
+ * Turin's; any other mismatch (a family 19h report and certificate under a Turin root among them)
+ * is SNP_VCEK_MISMATCH, before any TCB level is compared across layouts.
  */
 function checkProduct(report: SnpReport, leaf: AmdCert, root: AmdCert, pinned: boolean): void {
   const reportTurin = report.tcbLayout === 'turin';
@@ -98,8 +98,8 @@ function checkProduct(report: SnpReport, leaf: AmdCert, root: AmdCert, pinned: b
   const rootTurin = rootLayout(root.der) === 'turin';
   if (certTurin === reportTurin && rootTurin === reportTurin) return;
   const kind = report.signingKey.toUpperCase();
-  const issued = cpuName(certTurin || rootTurin);
-  if (!report.cpuid) throw new CertifierError('SNP_REPORT_VERSION', `the version 2 SEV-SNP report names no CPU, and its ${kind} was issued for ${issued}: a version 2 report is only read in Milan's and Genoa's TCB layout`);
+  const issued = cpuName(certTurin);
+  if (!report.cpuid && certTurin) throw new CertifierError('SNP_REPORT_VERSION', `the version 2 SEV-SNP report names no CPU, and its ${kind} was issued for ${issued}: a version 2 report is only read in Milan's and Genoa's TCB layout`);
   if (certTurin === reportTurin) {
     const byName = pinned ? '' : ' (a root not pinned is taken as Turin\'s when its name is ARK-Turin, else as family 19h\'s)';
     throw new CertifierError('SNP_VCEK_MISMATCH', `the report and its ${kind} come from a ${cpuName(reportTurin)} CPU, but they chain to "${root.name}", a root of ${cpuName(rootTurin)} machines${byName}`);
