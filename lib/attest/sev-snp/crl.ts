@@ -111,7 +111,7 @@ export function readAmdCrl(bytes: Uint8Array, source: string): AmdCrl {
       readAmdCert(new Uint8Array(der), 'certificate');
       certificate = true;
     } catch { /* not one either */ }
-    if (certificate) throw new CertifierError('INVALID_INPUT', `${source} is an X.509 certificate, not a CRL: give AMD's revocation list for the ARK (KDS path /vcek/v1/{Milan|Genoa}/crl)`, { cause });
+    if (certificate) throw new CertifierError('INVALID_INPUT', `${source} is an X.509 certificate, not a CRL: give AMD's revocation list for the ARK (KDS path /vcek/v1/{Milan|Genoa|Turin}/crl)`, { cause });
     throw new CertifierError('INVALID_INPUT', `${source} is not a well-formed X.509 CRL: ${(cause as Error).message}`, { cause });
   }
 }
