@@ -152,6 +152,9 @@ const EC_CURVES: Readonly<Record<string, { alg: KeyAlg; point: typeof p256.Point
   'P-384': { alg: 'p384', point: p384.Point },
 };
 
+/** An unsigned big-endian integer (through one hex string, where noble's fromBytes builds one a byte at a time). */
+const bigEndian = (b: Uint8Array): bigint => BigInt(`0x${Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex')}`);
+
 /**
  * Whether the coordinates x || y (big-endian, `size` bytes each) are a point of the curve: both
  * below the field's prime and y^2 = x^3 + ax + b. For these curves (cofactor 1) every such point
@@ -160,9 +163,6 @@ const EC_CURVES: Readonly<Record<string, { alg: KeyAlg; point: typeof p256.Point
  * assertValidity checks, once rather than twice and without building a point: a third of its time
  * (it runs for every new peer certificate).
  */
-/** An unsigned big-endian integer (through one hex string, where noble's fromBytes builds one a byte at a time). */
-const bigEndian = (b: Uint8Array): bigint => BigInt(`0x${Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex')}`);
-
 function onCurve(Point: typeof p256.Point, xy: Uint8Array, size: number): boolean {
   const { Fp } = Point;
   const { a, b } = Point.CURVE();
