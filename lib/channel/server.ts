@@ -6,6 +6,7 @@ import tls, { type TLSSocket } from 'node:tls';
 import { constants as cryptoConstants, type KeyObject } from 'node:crypto';
 import { CertifierError } from '../errors/index.ts';
 import { randomBytes, toHex } from '../crypto/index.ts';
+import { isoNow } from '../util/clock.ts';
 import { channelError, errnoOf, listenError, logCode, OUTSIDE_VALIDITY } from './errors.ts';
 import { channelRefusal, limitRefusals } from './refusals.ts';
 import { AnswerBudget, ServerSession } from './session.ts';
@@ -222,7 +223,7 @@ function safeLog(log: ChannelLog | undefined): ChannelLog {
   if (!log) return () => {};
   return (record) => {
     try {
-      log({ time: new Date().toISOString(), ...record });
+      log({ time: isoNow(), ...record });
     } catch {
       // logging is best effort
     }
