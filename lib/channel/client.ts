@@ -87,7 +87,9 @@ class Connection<P> implements ClientConnection<P> {
   readonly exportKeyingMaterial: (label: string, length: number) => Uint8Array | undefined;
   private readonly decoder: FrameDecoder;
   private readonly pending: Pending[] = [];
-  private failure: CertifierError | undefined;
+  /** fail has run: the connection is over, and failure says why. */
+  private ended = false;
+  private failureError: CertifierError | undefined;
   private closing = false;
   private closed: Promise<void> | undefined;
   private isReady = false;
@@ -143,9 +145,19 @@ class Connection<P> implements ClientConnection<P> {
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     // Errors are made only when they will be used: a connection ends with 'end' and 'close' both,
     // and each error costs a stack trace.
-    socket.on('error', (e) => this.failure || this.fail(this.classify(e)));
-    socket.on('end', () => this.failure || this.fail(this.closedError()));
-    socket.on('close', () => this.failure || this.fail(this.closedError()));
+    socket.on('error', (e) => this.fail(() => this.classify(e)));
+    socket.on('end', () => this.fail(this.closedError));
+    socket.on('close', () => this.fail(this.closedError));
+  }
+
+  /**
+   * Why the connection is over, made when first asked for: a close of ours with nothing pending
+   * (every connection's end) then costs no error and no stack trace unless someone looks.
+   */
+  private get failure(): CertifierError | undefined {
+    if (!this.ended) return undefined;
+    this.failureError ??= new CertifierError('UNREACHABLE', `the connection to ${this.target} is closed`);
+    return this.failureError;
   }
 
   request(body: Uint8Array): Promise<Uint8Array> {
@@ -196,7 +208,7 @@ class Connection<P> implements ClientConnection<P> {
     const frames = this.held;
     this.held = undefined;
     clearTimeout(this.heldTimer);
-    if (this.failure) return;
+    if (this.ended) return;
     for (const frame of frames ?? []) this.send(frame);
   }
 
@@ -236,7 +248,7 @@ class Connection<P> implements ClientConnection<P> {
   }
 
   private onData(chunk: Buffer): void {
-    if (this.failure) return;
+    if (this.ended) return;
     let frames: Uint8Array[];
     try {
       frames = this.decoder.push(chunk);
@@ -304,7 +316,7 @@ class Connection<P> implements ClientConnection<P> {
     return err;
   }
 
-  private closedError(): CertifierError {
+  private readonly closedError = (): CertifierError => {
     if (this.looksRefused()) return this.refusedError();
     if (!this.isReady) {
       const hint = this.tlsSocket ? ': a server closes a TLS handshake so when it has too many connections from this address (its log says), or when it speaks the original plain protocol (simpleserver --plain)' : '';
@@ -316,7 +328,7 @@ class Connection<P> implements ClientConnection<P> {
     const plainHint = !this.tlsSocket && this.answered === 0 && this.pending.length > 0 && this.decoder.pending === 0
       ? ': a server that speaks TLS closes a plain-TCP connection this way' : '';
     return new CertifierError('UNREACHABLE', `${this.target} closed the connection${when}${partial}${plainHint}`, { details: { target: this.target } });
-  }
+  };
 
   private refusedError(cause?: unknown): CertifierError {
     return new CertifierError('UNTRUSTED_PEER',
@@ -324,16 +336,17 @@ class Connection<P> implements ClientConnection<P> {
       { cause, details: { target: this.target } });
   }
 
-  private fail(err: CertifierError): void {
-    if (this.failure) return;
-    // Closing on purpose is not a failure of the requests already answered.
-    this.failure = this.closing && this.pending.length === 0
-      ? new CertifierError('UNREACHABLE', `the connection to ${this.target} is closed`)
-      : err;
+  /** Ends the connection once; `err` (or what it makes, only if used) says why. */
+  private fail(err: CertifierError | (() => CertifierError)): void {
+    if (this.ended) return;
+    // Closing on purpose is not a failure of the requests already answered: failure then says
+    // the connection is closed, an error made only if asked for.
+    if (!(this.closing && this.pending.length === 0)) this.failureError = typeof err === 'function' ? err() : err;
+    this.ended = true;
     this.clearTimer();
     clearTimeout(this.heldTimer);
     if (!this.isReady) this.settleReady(this.failure);
-    for (const p of this.pending.splice(0)) p.reject(this.failure);
+    for (const p of this.pending.splice(0)) p.reject(this.failure!);
     this.socket.destroy();
   }
 }

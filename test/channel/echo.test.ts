@@ -5,7 +5,7 @@ import { expect } from 'chai';
 import { bytesEqual, randomBytes } from '../../lib/crypto/index.ts';
 import { connect } from '../../lib/channel/index.ts';
 import { listenError } from '../../lib/channel/errors.ts';
-import type { CertifierError } from '../../lib/errors/index.ts';
+import { CertifierError } from '../../lib/errors/index.ts';
 import { Harness, bytes, rejectsWith, text, waitFor, type Transport } from './harness.ts';
 
 describe('channel: request and answer', () => {
@@ -140,6 +140,30 @@ describe('channel: request and answer', () => {
     }
     await waitFor(() => h.closedRecords().length === 20, 2000, 'every connection to be logged');
     expect(h.closedRecords().every((r) => r.reason === 'client-closed' && r.answered === 1)).to.equal(true);
+  });
+
+  it('makes no error when a connection closed by its client ends with nothing pending, and still says it is closed when asked', async () => {
+    const server = await h.serve('mtls');
+    const conn = await h.connect(server, 'mtls');
+    expect(text(await conn.request(bytes('x')))).to.equal('x');
+    // Every CertifierError names itself in its constructor: count them by that assignment.
+    let made = 0;
+    Object.defineProperty(CertifierError.prototype, 'name', {
+      configurable: true,
+      set(this: Error, v: string) {
+        made++;
+        Object.defineProperty(this, 'name', { value: v, writable: true, enumerable: true, configurable: true });
+      },
+    });
+    try {
+      await conn.close();
+      await waitFor(() => h.closedRecords().length === 1, 2000, 'the server to see the close');
+    } finally {
+      delete (CertifierError.prototype as { name?: string }).name;
+    }
+    expect(made, 'errors made by closing').to.equal(0);
+    const e = await conn.request(bytes('y')).then(() => undefined, (x: CertifierError) => x);
+    expect([e?.code, e?.message]).to.deep.equal(['UNREACHABLE', `the connection to 127.0.0.1:${server.address.port} is closed`]);
   });
 
   it('answers a client that half-closes right after its request', async () => {
