@@ -92,6 +92,22 @@ export interface Comparison {
   subject: Stat;
   /** subject / baseline of each repeat (the two ran back to back, so drift largely cancels). */
   paired: number[];
+  /**
+   * Per side, the median over repeats of the process's CPU time per operation (ms, every thread:
+   * user + system) and of the event loop's utilization (0-1): what tells a run slowed by other
+   * work on the machine (CPU per operation steady, rate down) from code that got dearer.
+   */
+  cpu: { baseline: number; subject: number };
+  loop: { baseline: number; subject: number };
+}
+
+/** `rate`, with the process's CPU time per operation (ms) and the event loop's utilization over the run. */
+async function measuredRate(n: number, op: Op, start: number, concurrency: number): Promise<{ rate: number; cpuMs: number; loop: number }> {
+  const elu = performance.eventLoopUtilization();
+  const cpu = process.cpuUsage();
+  const r = await rate(n, op, start, concurrency);
+  const used = process.cpuUsage(cpu);
+  return { rate: r, cpuMs: (used.user + used.system) / 1000 / n, loop: performance.eventLoopUtilization(elu).utilization };
 }
 
 /**
@@ -105,26 +121,34 @@ export async function compare(o: { repeats: number; iterations: number; baseline
   const b: number[] = [];
   const s: number[] = [];
   const paired: number[] = [];
+  const runs = { baseline: [] as { cpuMs: number; loop: number }[], subject: [] as { cpuMs: number; loop: number }[] };
+  const run = async (side: 'baseline' | 'subject', start: number) => {
+    collectGarbage();
+    const m = await measuredRate(o.iterations, o[side], start, c);
+    runs[side].push(m);
+    return m.rate;
+  };
   for (let r = 0; r < o.repeats; r++) {
     const start = r * o.iterations;
     let rb: number;
     let rs: number;
     if (r % 2 === 0) {
-      collectGarbage();
-      rb = await rate(o.iterations, o.baseline, start, c);
-      collectGarbage();
-      rs = await rate(o.iterations, o.subject, start, c);
+      rb = await run('baseline', start);
+      rs = await run('subject', start);
     } else {
-      collectGarbage();
-      rs = await rate(o.iterations, o.subject, start, c);
-      collectGarbage();
-      rb = await rate(o.iterations, o.baseline, start, c);
+      rs = await run('subject', start);
+      rb = await run('baseline', start);
     }
     b.push(rb);
     s.push(rs);
     paired.push(rs / rb);
   }
-  return { baseline: stat(b), subject: stat(s), paired };
+  const of = (side: 'baseline' | 'subject', k: 'cpuMs' | 'loop') => median(runs[side].map((m) => m[k]));
+  return {
+    baseline: stat(b), subject: stat(s), paired,
+    cpu: { baseline: of('baseline', 'cpuMs'), subject: of('subject', 'cpuMs') },
+    loop: { baseline: of('baseline', 'loop'), subject: of('subject', 'loop') },
+  };
 }
 
 // ---- sections -------------------------------------------------------------------------------

@@ -17,6 +17,7 @@
 // Rows 4-6: RSS of real `key-server serve` children (keyserver-memory.ts).
 
 import { mkdirSync } from 'node:fs';
+import { availableParallelism, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { SIMULATED_ENCLAVE } from '../../lib/attest/index.ts';
 import { randomBytes, sha256, utf8 } from '../../lib/crypto/index.ts';
@@ -116,6 +117,7 @@ section(
       await rate(cfg.warm, (i) => retrieveOnce(timed + i), 0, CLIENTS);
       await rate(cfg.warm, (i) => handshake(timed + i), 0, CLIENTS);
       ctx.log(`one retrieve per connection vs mTLS + echo: ${cfg.connIters} x${cfg.repeats}, ${CLIENTS} concurrent`);
+      const loadBefore = loadavg()[0]!;
       const perConn = await compare({ repeats: cfg.repeats, iterations: cfg.connIters, baseline: handshake, subject: retrieveOnce, concurrency: CLIENTS });
 
       // Row 2: one connection each, IN_FLIGHT requests outstanding at any time.
@@ -156,6 +158,10 @@ section(
       const per = (s: { median: number }) => (1000 / s.median).toFixed(3);
       ctx.note(`rows 1-2: key-server in this process (startKeyServer, LevelBackend, synced audit log, no ACL; its log lines rendered by key-server's renderer, not printed: ${(logged / 2 ** 20).toFixed(1)} MiB), KeyClient pinning its measurement; baseline: lib/channel serve/connect, mutual TLS 1.3, P-256 admission certificates of the same P-256 policy key, no verifyPeer on either end`);
       ctx.note(`row 1: ${CLIENTS} concurrent clients, a new connection and a new client certificate per operation, the client closes; per operation on this shared thread: retrieve ${per(perConn.subject)} ms, mTLS + echo ${per(perConn.baseline)} ms`);
+      // The retrieve side alone has work off the event loop (the audit's synced write, LevelDB, GC
+      // helpers): on a machine busy with other work it competes for a core, and the ratio falls
+      // while the CPU per operation stays put. These tell such a run from a regression.
+      ctx.note(`row 1's CPU per operation, every thread of this process (median of the repeats): retrieve ${perConn.cpu.subject.toFixed(3)} ms, mTLS + echo ${perConn.cpu.baseline.toFixed(3)} ms (${(perConn.cpu.baseline / perConn.cpu.subject).toFixed(2)} in the rates' terms); event loop utilization ${perConn.loop.subject.toFixed(2)} and ${perConn.loop.baseline.toFixed(2)}; load average (1 min) ${loadBefore.toFixed(2)} as row 1 began, on ${availableParallelism()} cores`);
       ctx.note(`row 2: ${IN_FLIGHT} requests in flight on one connection (the server starts a connection's requests in order, its reads running alongside each other; their answers wait for their audit records together, group-committed, and leave in order); per operation: retrieve ${per(piped.subject)} ms, echo ${per(piped.baseline)} ms`);
       // What the audit alone allows: every answer waits for a synced write, and a connection with
       // IN_FLIGHT requests outstanding has at most IN_FLIGHT answers in each.
