@@ -22,8 +22,13 @@ export interface SnpPolicyFlags {
   snpAllowMigrationAgent?: boolean;
   snpHostData?: string;
   snpIdKeyDigest?: string;
-  snpProperty: Requirement[];
+  snpProperty: SnpProperty[];
 }
+
+/** A --snp-property requirement; a LAUNCH_TCB level may name the layout whose claim it goes in (turin:, family19h:). */
+export type SnpProperty = Requirement & { layout?: Layout };
+/** The one layout whose claim a property goes in (launch-tcb-fmc is Turin's, prefixed or not), or undefined: every claim. */
+const layoutOfProperty = (p: SnpProperty): Layout | undefined => p.layout ?? (p.name === SNP_PROPERTY.launchTcbFmc ? 'turin' : undefined);
 
 /** Which TCB a root's machines report (lib/attest's rootLayout): Turin's for ARK-Turin (pinned, or a root given by file named so), family 19h's for any other. */
 type Layout = 'family19h' | 'turin';
@@ -34,6 +39,8 @@ const FORMS: Record<Layout, { flag: string; levels: number; example: string }> =
   family19h: { flag: '--snp-min-tcb BOOTLOADER:TEE:SNP:MICROCODE', levels: 4, example: '3:0:8:115' },
   turin: { flag: '--snp-min-tcb turin=FMC:BOOTLOADER:TEE:SNP:MICROCODE', levels: 5, example: 'turin=0:1:0:2:71' },
 };
+/** LAUNCH_TCB's levels both layouts have (launch-tcb-fmc is Turin's only). */
+const LAUNCH_LEVELS = [SNP_PROPERTY.launchTcbBootloader, SNP_PROPERTY.launchTcbTee, SNP_PROPERTY.launchTcbSnp, SNP_PROPERTY.launchTcbMicrocode] as const;
 
 /** BL:TEE:SNP:UCODE (family 19h) or turin=FMC:BL:TEE:SNP:UCODE, each form at most once. */
 function parseTcb(v: string, acc: MinTcb): MinTcb {
@@ -91,27 +98,46 @@ function parseVersion(name: string, value: string): number {
   return versionNumber(Number(m[1]), Number(m[2]));
 }
 
+/** The layout a LAUNCH_TCB level's prefix names (turin:, family19h:), or USAGE: a prefix is for those levels only, and launch-tcb-fmc is Turin's (its prefix optional). */
+function layoutPrefix(prefix: string | undefined, name: string): Layout | undefined {
+  if (prefix === undefined) return undefined;
+  if (prefix !== 'turin' && prefix !== 'family19h') throw new InvalidArgumentError(`"${prefix}:" names no TCB layout: a LAUNCH_TCB level's is turin: (Turin) or family19h: (Milan, Genoa)`);
+  const levels: readonly string[] = [...LAUNCH_LEVELS, SNP_PROPERTY.launchTcbFmc];
+  if (!levels.includes(name)) {
+    throw new InvalidArgumentError(`"${prefix}:" names the TCB layout of a LAUNCH_TCB level (${levels.join(', ')}) only, not of ${name}${name.startsWith('tcb-') ? ' (the minimum TCB of each layout is --snp-min-tcb)' : ''}`);
+  }
+  if (name === SNP_PROPERTY.launchTcbFmc && prefix === 'family19h') throw new InvalidArgumentError(`${name} is reported by Turin machines only: family 19h machines (Milan, Genoa) have no FMC level`);
+  return prefix;
+}
+
 /**
- * "name>=n", "name<=n", "name=n" or "name=text", for a property the SEV-SNP verifier reports. A
- * misspelt name or a number compared with text would make a policy that refuses every VM.
+ * "name>=n", "name<=n", "name=n" or "name=text", for a property the SEV-SNP verifier reports, a
+ * LAUNCH_TCB level perhaps prefixed by its layout ("turin:launch-tcb-snp>=2"). A misspelt name or
+ * a number compared with text would make a policy that refuses every VM.
  */
-function parseProperty(v: string, acc: Requirement[]): Requirement[] {
-  const m = /^([a-z0-9][a-z0-9-]*)(>=|<=|=)(.+)$/.exec(v);
-  if (!m || !(COMPARATORS as readonly string[]).includes(m[2]!)) throw new InvalidArgumentError('expected NAME=VALUE, NAME>=N or NAME<=N');
-  const [, name, comparator, value] = m as unknown as [string, string, Comparator, string];
+function parseProperty(v: string, acc: SnpProperty[]): SnpProperty[] {
+  const m = /^(?:([a-z0-9]+):)?([a-z0-9][a-z0-9-]*)(>=|<=|=)(.+)$/.exec(v);
+  if (!m || !(COMPARATORS as readonly string[]).includes(m[3]!)) throw new InvalidArgumentError('expected NAME=VALUE, NAME>=N or NAME<=N');
+  const [, prefix, name, comparator, value] = m as unknown as [string, string | undefined, string, Comparator, string];
   if (!KNOWN_PROPERTIES.includes(name)) throw new InvalidArgumentError(`no SEV-SNP property is named "${name}" (one of ${KNOWN_PROPERTIES.join(', ')})`);
+  const layout = layoutPrefix(prefix, name);
+  return [...acc, { ...parseValue(name, comparator, value), ...(layout ? { layout } : {}) }];
+}
+
+/** A known property's value, checked against what the verifier can report for it. */
+function parseValue(name: string, comparator: Comparator, value: string): Requirement {
   if (TEXT_PROPERTIES.includes(name)) {
     if (comparator !== '=') throw new InvalidArgumentError(`${name} is text: compare it with =`);
     // A value the verifier can never report would make a policy that refuses every VM.
     const form = TEXT_FORMS[name];
     if (form && !form.re.test(value.toLowerCase())) throw new InvalidArgumentError(`${name} is ${form.what}, not "${value}"`);
-    return [...acc, { name, comparator, value: value.toLowerCase() }];
+    return { name, comparator, value: value.toLowerCase() };
   }
-  if (VERSION_PROPERTIES.includes(name)) return [...acc, { name, comparator, value: parseVersion(name, value) }];
+  if (VERSION_PROPERTIES.includes(name)) return { name, comparator, value: parseVersion(name, value) };
   if (!/^\d{1,15}$/.test(value)) throw new InvalidArgumentError(`${name} is a number: ${name}${comparator}N`);
   const range = NUMBER_RANGES[name];
   if (range && (Number(value) < range[0] || Number(value) > range[1])) throw new InvalidArgumentError(`${name} is reported as a number from ${range[0]} to ${range[1]}, not ${value}`);
-  return [...acc, { name, comparator, value: Number(value) }];
+  return { name, comparator, value: Number(value) };
 }
 
 export function snpPolicyOptions(cmd: Command): Command {
@@ -130,7 +156,7 @@ export function snpPolicyOptions(cmd: Command): Command {
     .option('--snp-allow-migration-agent', 'SEV-SNP: also accept guests whose policy allows a migration agent')
     .option('--snp-host-data <hex>', 'SEV-SNP: require this HOST_DATA (64 hex digits)', parseHex(32))
     .option('--snp-id-key-digest <hex>', 'SEV-SNP: require this ID_KEY_DIGEST (96 hex digits: the VM was launched with an ID block signed by this key)', parseHex(48))
-    .option('--snp-property <expr>', 'SEV-SNP: any further property, e.g. guest-svn>=2, abi-version>=1.51 or firmware-version>=1.55 (MAJOR.MINOR; repeatable; see the README)', parseProperty, []);
+    .option('--snp-property <expr>', 'SEV-SNP: any further property, e.g. guest-svn>=2, abi-version>=1.51 or firmware-version>=1.55 (MAJOR.MINOR; repeatable; see the README); a LAUNCH_TCB level beside roots of both layouts names its own, turin:launch-tcb-snp>=2 or family19h:launch-tcb-snp>=8', parseProperty, []);
 }
 
 /**
@@ -145,21 +171,21 @@ function checkLayouts(o: SnpPolicyFlags, layouts: ReadonlySet<Layout>, known: bo
     throw new CertifierError('USAGE', `--snp-property ${SNP_PROPERTY.tcbFmc}: Turin's minimum FMC level is the first of ${FORMS.turin.flag}, the one way to give it`);
   }
   // A LAUNCH_TCB level is on its layout's scale, as REPORTED_TCB's: one number in both claims
-  // would hold one product to the other's level (Turin's SNP 2 is below any Milan's).
-  const launch = o.snpProperty.find((p) => (LAUNCH_LEVELS as readonly string[]).includes(p.name));
+  // would hold one product to the other's level (Turin's SNP 2 is below any Milan's). Beside
+  // roots of both layouts, each level names the layout it is for.
+  const launch = o.snpProperty.find((p) => !p.layout && (LAUNCH_LEVELS as readonly string[]).includes(p.name));
   if (launch && layouts.size > 1) {
-    throw new CertifierError('USAGE', `--snp-property ${launch.name}: a LAUNCH_TCB level is on the scale of its product's TCB, and the policy trusts both Turin's root and another, so one number would hold each product to the other's level (a LAUNCH_TCB minimum is only given with the roots of one layout)`);
+    throw new CertifierError('USAGE', `--snp-property ${launch.name}: a LAUNCH_TCB level is on the scale of its product's TCB, and the policy trusts both Turin's root and another, so one number would hold each product to the other's level: name the layout it is for, --snp-property turin:${launch.name}... (Turin) or family19h:${launch.name}... (Milan, Genoa)`);
   }
   if (!known) return;
   const noTurin = 'Turin machines only, and the policy trusts no Turin root (--trust-amd-root turin, or a root given by file named ARK-Turin)';
   const fmc = o.snpProperty.find((p) => p.name === SNP_PROPERTY.tcbFmc || p.name === SNP_PROPERTY.launchTcbFmc);
   if (fmc && !layouts.has('turin')) throw new CertifierError('USAGE', `--snp-property ${fmc.name} is reported by ${noTurin}: a claim naming it would admit no machine`);
+  const elsewhere = o.snpProperty.find((p) => p.layout && !layouts.has(p.layout));
+  if (elsewhere) throw new CertifierError('USAGE', `--snp-property ${elsewhere.layout}:${elsewhere.name} is for ${elsewhere.layout === 'turin' ? noTurin : 'Milan and Genoa machines, and the policy trusts AMD\'s Turin root only'}: it would go into no claim`);
   if (minimum(o, 'turin') && !layouts.has('turin')) throw new CertifierError('USAGE', `${FORMS.turin.flag} is the minimum of ${noTurin}`);
   if (minimum(o, 'family19h') && !layouts.has('family19h')) throw new CertifierError('USAGE', `${FORMS.family19h.flag} is the minimum of Milan and Genoa machines, and the policy trusts AMD's Turin root only: give ${FORMS.turin.flag} alone`);
 }
-
-/** LAUNCH_TCB's levels both layouts have (launch-tcb-fmc is Turin's only). */
-const LAUNCH_LEVELS = [SNP_PROPERTY.launchTcbBootloader, SNP_PROPERTY.launchTcbTee, SNP_PROPERTY.launchTcbSnp, SNP_PROPERTY.launchTcbMicrocode] as const;
 
 const layoutOf = (ark: Uint8Array): Layout => (rootLayout(ark) === 'turin' ? 'turin' : 'family19h');
 
@@ -212,19 +238,20 @@ export async function snpPolicyParts(program: string, o: SnpPolicyFlags, at: Dat
   if (again) throw new CertifierError('USAGE', `--snp-property ${again.name} is already set by another flag`);
   // One claim per TCB layout: a claim naming tcb-fmc denies Milan and Genoa evidence (which has no
   // FMC level), and one not naming it denies Turin evidence (REQUIRED_IF_PRESENT), so neither
-  // product's machines are judged by the other's minimum. launch-tcb-fmc, Turin's only, goes in its claim.
-  const claim = (names: string[], levels: number[]) => ({
+  // product's machines are judged by the other's minimum. A property naming its layout (a
+  // LAUNCH_TCB level; launch-tcb-fmc is always Turin's) goes in that layout's claim only.
+  const claim = (layout: Layout, names: string[], levels: number[]) => ({
     platformType: SEV_SNP_PLATFORM,
     requirements: [
       ...guest, ...names.map((name, i): Requirement => ({ name, comparator: '>=', value: levels[i]! })), ...given,
-      ...o.snpProperty.filter((p) => names.includes(P.tcbFmc) || p.name !== P.launchTcbFmc),
+      ...o.snpProperty.filter((p) => (layoutOfProperty(p) ?? layout) === layout).map(({ name, comparator, value }): Requirement => ({ name, comparator, value })),
     ],
   });
   return {
     platformRoots: roots,
     platformProperties: [
-      ...(layouts.has('family19h') ? [claim(tcb, minimum(o, 'family19h')!)] : []),
-      ...(layouts.has('turin') ? [claim([P.tcbFmc, ...tcb], minimum(o, 'turin')!)] : []),
+      ...(layouts.has('family19h') ? [claim('family19h', tcb, minimum(o, 'family19h')!)] : []),
+      ...(layouts.has('turin') ? [claim('turin', [P.tcbFmc, ...tcb], minimum(o, 'turin')!)] : []),
     ],
   };
 }

@@ -38,7 +38,8 @@ describe('--check-only', function () {
       initTrust('[fe80::1%eth0]:8123'),
       policy(['--trust-measurement', PIN, '--trust-amd-root', 'milan', '--snp-min-tcb', '3:0:8:115', '--days', '30']),
       policy(['--trust-measurement', PIN, '--trust-amd-root', 'turin', '--snp-min-tcb', 'turin=0:1:0:2:71', '--snp-property', 'launch-tcb-fmc>=0']),
-      policy(['--trust-measurement', PIN, '--trust-amd-root', 'milan', '--trust-amd-root', 'turin', '--snp-min-tcb', '3:0:8:115', '--snp-min-tcb', 'turin=0:1:0:2:71']),
+      policy(['--trust-measurement', PIN, '--trust-amd-root', 'milan', '--trust-amd-root', 'turin', '--snp-min-tcb', '3:0:8:115', '--snp-min-tcb', 'turin=0:1:0:2:71',
+        '--snp-property', 'turin:launch-tcb-snp>=2', '--snp-property', 'family19h:launch-tcb-snp>=8', '--snp-property', 'turin:launch-tcb-fmc>=0']),
       run('cert-utility', ['generate-policy-key', '--check-only', '--domain', 'datica', '--alg', 'p384', '--key-out', 'k.pem', '--cert-out', 'c.pem'], { cwd: tmp.dir }),
     ]);
     for (const r of runs) expect([r.status, r.out, r.stderr]).to.deep.equal([0, '', '']);
@@ -87,7 +88,7 @@ describe('--check-only', function () {
     expect(readdirSync(tmp.dir), 'no store made').to.deep.equal([]);
   });
 
-  it('make-policy takes a minimum TCB for the family 19h roots (Milan, Genoa) and one turin= for Turin\'s, each needed by its roots and refused without them', async () => {
+  it('make-policy takes a minimum TCB for the family 19h roots (Milan, Genoa) and one turin= for Turin\'s, each needed by its roots and refused without them, and a LAUNCH_TCB level beside both named by its layout (turin:, family19h:)', async () => {
     const snp = (roots: string[], more: string[]) => policy(['--trust-measurement', PIN, ...roots.flatMap((r) => ['--trust-amd-root', r]), ...more]);
     const min = (v: string) => ['--snp-min-tcb', v];
     const cases: [Promise<RunResult>, string][] = [
@@ -99,6 +100,12 @@ describe('--check-only', function () {
       [snp(['turin'], [...min('3:0:8:115'), ...min('turin=0:1:0:2:71')]), "--snp-min-tcb BOOTLOADER:TEE:SNP:MICROCODE is the minimum of Milan and Genoa machines, and the policy trusts AMD's Turin root only: give --snp-min-tcb turin=FMC:BOOTLOADER:TEE:SNP:MICROCODE alone"],
       [snp(['milan'], [...min('3:0:8:115'), '--snp-property', 'tcb-fmc>=0']), '--snp-property tcb-fmc is reported by Turin machines only, and the policy trusts no Turin root (--trust-amd-root turin, or a root given by file named ARK-Turin): a claim naming it would admit no machine'],
       [snp(['genoa'], [...min('3:0:8:115'), '--snp-property', 'launch-tcb-fmc>=0']), '--snp-property launch-tcb-fmc is reported by Turin machines only'],
+      [snp(['milan', 'turin'], [...min('3:0:8:115'), ...min('turin=0:1:0:2:71'), '--snp-property', 'launch-tcb-snp>=8']), '--snp-property launch-tcb-snp: a LAUNCH_TCB level is on the scale of its product\'s TCB, and the policy trusts both Turin\'s root and another, so one number would hold each product to the other\'s level: name the layout it is for, --snp-property turin:launch-tcb-snp... (Turin) or family19h:launch-tcb-snp... (Milan, Genoa)'],
+      [snp(['milan'], [...min('3:0:8:115'), '--snp-property', 'turin:launch-tcb-snp>=2']), '--snp-property turin:launch-tcb-snp is for Turin machines only, and the policy trusts no Turin root (--trust-amd-root turin, or a root given by file named ARK-Turin): it would go into no claim'],
+      [snp(['turin'], [...min('turin=0:1:0:2:71'), '--snp-property', 'family19h:launch-tcb-tee>=0']), "--snp-property family19h:launch-tcb-tee is for Milan and Genoa machines, and the policy trusts AMD's Turin root only: it would go into no claim"],
+      [snp(['milan', 'turin'], [...min('3:0:8:115'), ...min('turin=0:1:0:2:71'), '--snp-property', 'milan:launch-tcb-snp>=8']), 'argument \'milan:launch-tcb-snp>=8\' is invalid. "milan:" names no TCB layout: a LAUNCH_TCB level\'s is turin: (Turin) or family19h: (Milan, Genoa)'],
+      [snp(['milan', 'turin'], [...min('3:0:8:115'), ...min('turin=0:1:0:2:71'), '--snp-property', 'turin:tcb-snp>=2']), '"turin:" names the TCB layout of a LAUNCH_TCB level (launch-tcb-bootloader, launch-tcb-tee, launch-tcb-snp, launch-tcb-microcode, launch-tcb-fmc) only, not of tcb-snp (the minimum TCB of each layout is --snp-min-tcb)'],
+      [snp(['milan', 'turin'], [...min('3:0:8:115'), ...min('turin=0:1:0:2:71'), '--snp-property', 'family19h:launch-tcb-fmc>=0']), 'launch-tcb-fmc is reported by Turin machines only: family 19h machines (Milan, Genoa) have no FMC level'],
       [snp(['turin'], [...min('turin=0:1:0:2:71'), '--snp-property', 'tcb-fmc>=0']), "--snp-property tcb-fmc: Turin's minimum FMC level is the first of --snp-min-tcb turin=FMC:BOOTLOADER:TEE:SNP:MICROCODE, the one way to give it"],
       [snp(['milan', 'turin'], [...min('3:0:8:115'), ...min('3:0:8:116'), ...min('turin=0:1:0:2:71')]), 'the family 19h minimum (Milan, Genoa) is given twice'],
       [snp(['turin'], [...min('turin=0:1:0:2:71'), ...min('turin=0:1:0:2:72')]), 'the turin= minimum is given twice'],

@@ -13,7 +13,7 @@ import { refusalOf, vector } from './support.ts';
 import { tempDir } from '../support/helpers.ts';
 import type { CertifierError } from '../../lib/errors/index.ts';
 import { TestSnpSigner } from './signer.ts';
-import { snpPolicyParts, type MinTcb } from '../../cmd/cert-utility/snp-policy.ts';
+import { snpPolicyParts, type MinTcb, type SnpProperty } from '../../cmd/cert-utility/snp-policy.ts';
 
 const turin = vector('turin-oak');
 const AT = new Date(turin.e.now);
@@ -160,11 +160,11 @@ describe('SEV-SNP on Turin (real report and VCEK)', () => {
     const window = { notBefore: new Date(AT.getTime() - DAY), notAfter: new Date(AT.getTime() + DAY) };
     type Product = 'milan' | 'turin';
     type Minimums = { family19h?: number[]; turin?: number[] };
-    const flags = (trustAmdRoot: Product[], min: Minimums, snpProperty: Requirement[] = []) => ({
+    const flags = (trustAmdRoot: Product[], min: Minimums, snpProperty: SnpProperty[] = []) => ({
       trustAmdRoot, trustAmdRootCert: [], snpVmpl: 0, snpProperty,
       snpMinTcb: Object.entries(min).map(([layout, levels]) => ({ layout, levels })) as MinTcb,
     });
-    const claims = async (roots: Product[], min: Minimums, props?: Requirement[]) => (await snpPolicyParts('make-policy', flags(roots, min, props), AT)).platformProperties!.map((c) => ({ ...c, ...window }));
+    const claims = async (roots: Product[], min: Minimums, props?: SnpProperty[]) => (await snpPolicyParts('make-policy', flags(roots, min, props), AT)).platformProperties!.map((c) => ({ ...c, ...window }));
     const admits = (c: Awaited<ReturnType<typeof claims>>, name: string) => checkProperties(c, SEV_SNP_PLATFORM, snpProperties(parseReport(vector(name).report)), AT);
     // The real vectors: milan-virtee-sev at 3:0:8:115, turin-oak at FMC 0 and 1:0:2:71.
     const MILAN = [3, 0, 8, 115];
@@ -245,11 +245,43 @@ describe('SEV-SNP on Turin (real report and VCEK)', () => {
       for (const name of ['launch-tcb-bootloader', 'launch-tcb-tee', 'launch-tcb-snp', 'launch-tcb-microcode']) {
         const err = await claims(['milan', 'turin'], { family19h: MILAN, turin: TURIN }, launch(name, 2)).then(() => undefined, (e: CertifierError) => e);
         expect(err?.code, name).to.equal('USAGE');
-        expect(err?.message).to.contain(`--snp-property ${name}: a LAUNCH_TCB level is on the scale of its product's TCB`);
+        expect(err?.message).to.contain(`--snp-property ${name}: a LAUNCH_TCB level is on the scale of its product's TCB`)
+          .and.contain(`name the layout it is for, --snp-property turin:${name}... (Turin) or family19h:${name}... (Milan, Genoa)`);
       }
       // With one layout's roots, the level is on that layout's scale and goes in its one claim.
       expect((await claims(['turin'], { turin: TURIN }, launch('launch-tcb-snp', 2)))[0]!.requirements).to.deep.include({ name: 'launch-tcb-snp', comparator: '>=', value: 2 });
       expect(await claims(['milan'], { family19h: MILAN }, launch('launch-tcb-snp', 8))).to.have.length(1);
+    });
+
+    it('puts a LAUNCH_TCB level naming its layout (turin:, family19h:) in that layout\'s claim only: each real report is admitted at its own launch levels and refused only by its own layout\'s', async () => {
+      const launch = (layout: 'family19h' | 'turin', name: string, value: number): SnpProperty => ({ layout, name, comparator: '>=', value });
+      const both = (props: SnpProperty[]) => claims(['milan', 'turin'], { family19h: MILAN, turin: TURIN }, props);
+      // The real vectors were launched at the TCB they report: milan-virtee-sev at SNP 8, turin-oak at SNP 2.
+      const own = await both([launch('family19h', 'launch-tcb-snp', 8), launch('turin', 'launch-tcb-snp', 2), launch('turin', 'launch-tcb-microcode', 71)]);
+      expect(own.map((c) => c.requirements.filter((r) => r.name.startsWith('launch-')).map((r) => `${r.name}${r.comparator}${r.value}`))).to.deep.equal([
+        ['launch-tcb-snp>=8'],
+        ['launch-tcb-snp>=2', 'launch-tcb-microcode>=71'],
+      ]);
+      expect(own.flatMap((c) => c.requirements).filter((r) => 'layout' in r), 'the layout is make-policy\'s, not the claim\'s').to.deep.equal([]);
+      expect([admits(own, 'milan-virtee-sev').ok, admits(own, 'turin-oak').ok]).to.deep.equal([true, true]);
+      const milanAbove = await both([launch('family19h', 'launch-tcb-snp', 9), launch('turin', 'launch-tcb-snp', 2)]);
+      const milan = admits(milanAbove, 'milan-virtee-sev');
+      expect(milan).to.deep.include({ ok: false, code: 'PLATFORM_PROPERTY_DENIED' });
+      expect(milan.ok === false && milan.reason).to.equal('launch-tcb-snp is 8, and the policy requires launch-tcb-snp >= 9');
+      expect(admits(milanAbove, 'turin-oak').ok, 'the family 19h launch minimum judges no Turin machine').to.equal(true);
+      const turinAbove = await both([launch('family19h', 'launch-tcb-snp', 8), launch('turin', 'launch-tcb-snp', 3)]);
+      const turinRefused = admits(turinAbove, 'turin-oak');
+      expect(turinRefused).to.deep.include({ ok: false, code: 'PLATFORM_PROPERTY_DENIED' });
+      expect(turinRefused.ok === false && turinRefused.reason).to.equal('launch-tcb-snp is 2, and the policy requires launch-tcb-snp >= 3');
+      expect(admits(turinAbove, 'milan-virtee-sev').ok, 'the Turin launch minimum judges no Milan machine').to.equal(true);
+      // One layout's level alone: the other layout's claim names none.
+      const turinOnly = await both([launch('turin', 'launch-tcb-snp', 3)]);
+      expect([admits(turinOnly, 'milan-virtee-sev').ok, admits(turinOnly, 'turin-oak').ok]).to.deep.equal([true, false]);
+      // With the roots of one layout, its own prefix goes in its one claim, and the other's is USAGE.
+      expect((await claims(['turin'], { turin: TURIN }, [launch('turin', 'launch-tcb-snp', 2)]))[0]!.requirements).to.deep.include({ name: 'launch-tcb-snp', comparator: '>=', value: 2 });
+      const elsewhere = await claims(['turin'], { turin: TURIN }, [launch('family19h', 'launch-tcb-snp', 8)]).then(() => undefined, (e: CertifierError) => e);
+      expect(elsewhere?.code).to.equal('USAGE');
+      expect(elsewhere?.message).to.equal("--snp-property family19h:launch-tcb-snp is for Milan and Genoa machines, and the policy trusts AMD's Turin root only: it would go into no claim");
     });
   });
 });
