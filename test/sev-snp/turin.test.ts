@@ -225,6 +225,9 @@ describe('SEV-SNP on Turin (real report and VCEK)', () => {
         expect((await refused(testFile, { turin: TURIN })).message).to.contain("trusting an AMD root other than Turin's needs --snp-min-tcb BOOTLOADER:TEE:SNP:MICROCODE");
         expect((await refused(testFile, { family19h: MILAN, turin: TURIN })).code).to.equal('USAGE');
         expect((await refused(testTurinFile, { family19h: MILAN })).message).to.contain('needs --snp-min-tcb turin=');
+        const family19hLaunch = { ...flags([], { turin: TURIN }, [{ layout: 'family19h', name: 'launch-tcb-snp', comparator: '>=', value: 8 }]), trustAmdRootCert: [testTurinFile] };
+        const byLayout = await snpPolicyParts('make-policy', family19hLaunch, AT).then(() => undefined, (e: CertifierError) => e);
+        expect(byLayout?.message, 'a prefix checked once the root given by file is read').to.equal("--snp-property family19h:launch-tcb-snp is for Milan and Genoa machines, and the policy trusts Turin roots only (ARK-Turin): it would go into no claim");
       } finally {
         tmp.cleanup();
       }
@@ -281,7 +284,7 @@ describe('SEV-SNP on Turin (real report and VCEK)', () => {
       expect((await claims(['turin'], { turin: TURIN }, [launch('turin', 'launch-tcb-snp', 2)]))[0]!.requirements).to.deep.include({ name: 'launch-tcb-snp', comparator: '>=', value: 2 });
       const elsewhere = await claims(['turin'], { turin: TURIN }, [launch('family19h', 'launch-tcb-snp', 8)]).then(() => undefined, (e: CertifierError) => e);
       expect(elsewhere?.code).to.equal('USAGE');
-      expect(elsewhere?.message).to.equal("--snp-property family19h:launch-tcb-snp is for Milan and Genoa machines, and the policy trusts AMD's Turin root only: it would go into no claim");
+      expect(elsewhere?.message).to.equal("--snp-property family19h:launch-tcb-snp is for Milan and Genoa machines, and the policy trusts Turin roots only (ARK-Turin): it would go into no claim");
     });
   });
 });
