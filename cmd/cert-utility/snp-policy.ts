@@ -184,7 +184,7 @@ function checkLayouts(o: SnpPolicyFlags, layouts: ReadonlySet<Layout>, known: bo
   const elsewhere = o.snpProperty.find((p) => p.layout && !layouts.has(p.layout));
   if (elsewhere) throw new CertifierError('USAGE', `--snp-property ${elsewhere.layout}:${elsewhere.name} is for ${elsewhere.layout === 'turin' ? noTurin : 'Milan and Genoa machines, and the policy trusts Turin roots only (ARK-Turin)'}: it would go into no claim`);
   if (minimum(o, 'turin') && !layouts.has('turin')) throw new CertifierError('USAGE', `${FORMS.turin.flag} is the minimum of ${noTurin}`);
-  if (minimum(o, 'family19h') && !layouts.has('family19h')) throw new CertifierError('USAGE', `${FORMS.family19h.flag} is the minimum of Milan and Genoa machines, and the policy trusts AMD's Turin root only: give ${FORMS.turin.flag} alone`);
+  if (minimum(o, 'family19h') && !layouts.has('family19h')) throw new CertifierError('USAGE', `${FORMS.family19h.flag} is the minimum of Milan and Genoa machines, and the policy trusts Turin roots only (ARK-Turin): give ${FORMS.turin.flag} alone`);
 }
 
 const layoutOf = (ark: Uint8Array): Layout => (rootLayout(ark) === 'turin' ? 'turin' : 'family19h');
