@@ -247,12 +247,18 @@ export function pinnedProductOf(ark: Uint8Array): AmdProduct | undefined {
  * for Turin's root, "ARK-Turin", else family 19h's. The name only picks which minimum TCB and
  * which report layout apply to its machines; it makes no root more trusted than it is.
  */
+export function layoutOfRoot(product: AmdProduct | undefined, arkName: string): TcbLayout {
+  if (product) return product === 'turin' ? 'turin' : 'family-19h';
+  return arkName === AMD_CERTS.turin.arkName ? 'turin' : 'family-19h';
+}
+
+/** layoutOfRoot of an ARK given as DER (family 19h's when it cannot be read: no machine chains to it anyway). */
 export function rootLayout(ark: Uint8Array): TcbLayout {
   const product = pinnedProductOf(ark);
-  if (product) return product === 'turin' ? 'turin' : 'family-19h';
+  if (product) return layoutOfRoot(product, AMD_CERTS[product].arkName);
   try {
-    return readAmdCertOnce(ark, 'ARK').name === AMD_CERTS.turin.arkName ? 'turin' : 'family-19h';
+    return layoutOfRoot(undefined, readAmdCertOnce(ark, 'ARK').name);
   } catch {
-    return 'family-19h'; // no certificate: no machine chains to it anyway
+    return 'family-19h';
   }
 }

@@ -9,7 +9,8 @@ import { CertifierError } from '../../errors/index.ts';
 import { bytesEqual, hash, toHex } from '../../crypto/index.ts';
 import { decode, type AttestationUserData, type ValidTrustRequest } from '../../wire/index.ts';
 import { keyLabel, parseCertifierTime, SEV_SNP_PLATFORM, SNP_PROPERTY, type EvidenceFacts, type PropertyValue, versionNumber } from '../../policy/index.ts';
-import { certHwId, certProductName, certTcb, pinnedAmdCerts, pinnedProductOf, readAmdCert, readAmdCertOnce, rootLayout, type AmdCert } from './amd-certs.ts';
+import type { AmdProduct } from './amd-roots.ts';
+import { certHwId, certProductName, certTcb, layoutOfRoot, pinnedAmdCerts, pinnedProductOf, readAmdCert, readAmdCertOnce, type AmdCert, type CertTcb } from './amd-certs.ts';
 import { validateAmdChain, type AmdChain } from './chain.ts';
 import { checkRevocation, type VerifiedAmdCrl } from './crl.ts';
 import { isAllZero, parseReport, reportSignatureValid, tcbText, type SnpReport, type TcbVersion } from './report.ts';
@@ -86,22 +87,22 @@ const cpuName = (turin: boolean) => (turin ? 'Turin (family 1Ah)' : 'Milan or Ge
 
 /**
  * The report's CPU (its TCB layout) is the VCEK's/VLEK's product and its root's: a Turin
- * certificate carries fmcSPL, and a root is Turin's or family 19h's as rootLayout says (a pinned
+ * certificate carries fmcSPL, and a root is Turin's or family 19h's as layoutOfRoot says (a pinned
  * one by its product, one given by file by its name, ARK-Turin or any other). A version 2 report
  * names no CPU: read as family 19h's, it is refused (SNP_REPORT_VERSION) when its certificate is
  * Turin's; any other mismatch (a family 19h report and certificate under a Turin root among them)
  * is SNP_VCEK_MISMATCH, before any TCB level is compared across layouts.
  */
-function checkProduct(report: SnpReport, leaf: AmdCert, root: AmdCert, pinned: boolean): void {
+function checkProduct(report: SnpReport, certified: CertTcb, root: AmdCert, product: AmdProduct | undefined): void {
   const reportTurin = report.tcbLayout === 'turin';
-  const certTurin = certTcb(leaf).fmc !== undefined;
-  const rootTurin = rootLayout(root.der) === 'turin';
+  const certTurin = certified.fmc !== undefined;
+  const rootTurin = layoutOfRoot(product, root.name) === 'turin';
   if (certTurin === reportTurin && rootTurin === reportTurin) return;
   const kind = report.signingKey.toUpperCase();
   const issued = cpuName(certTurin);
   if (!report.cpuid && certTurin) throw new CertifierError('SNP_REPORT_VERSION', `the version 2 SEV-SNP report names no CPU, and its ${kind} was issued for ${issued}: a version 2 report is only read in Milan's and Genoa's TCB layout`);
   if (certTurin === reportTurin) {
-    const byName = pinned ? '' : ' (a root not pinned is taken as Turin\'s when its name is ARK-Turin, else as family 19h\'s)';
+    const byName = product ? '' : ' (a root not pinned is taken as Turin\'s when its name is ARK-Turin, else as family 19h\'s)';
     throw new CertifierError('SNP_VCEK_MISMATCH', `the report and its ${kind} come from a ${cpuName(reportTurin)} CPU, but they chain to "${root.name}", a root of ${cpuName(rootTurin)} machines${byName}`);
   }
   throw new CertifierError('SNP_VCEK_MISMATCH', `the report comes from a ${cpuName(reportTurin)} CPU, but its ${kind} was issued for ${issued}`);
@@ -112,7 +113,7 @@ function checkProduct(report: SnpReport, leaf: AmdCert, root: AmdCert, pinned: b
  * A masked CHIP_ID names no chip to compare: the VCEK's signature, checked next, is what ties the
  * report to the VCEK's chip (its hwID), as it does in every case.
  */
-function checkBinding(report: SnpReport, leaf: AmdCert): void {
+function checkBinding(report: SnpReport, leaf: AmdCert, certified: CertTcb): void {
   if (report.signingKey === 'vcek') { // a VLEK belongs to a cloud provider, not to one chip
     const hwId = certHwId(leaf);
     if (!hwId) throw new CertifierError('BAD_CERTIFICATE', 'the VCEK has no hwID extension');
@@ -121,7 +122,6 @@ function checkBinding(report: SnpReport, leaf: AmdCert): void {
       throw new CertifierError('SNP_VCEK_MISMATCH', `the VCEK belongs to chip ${toHex(hwId).slice(0, 16)}…, the report comes from chip ${toHex(report.chipId).slice(0, 16)}…`);
     }
   }
-  const certified = certTcb(leaf);
   if (tcbOf(certified) !== tcbOf(report.reportedTcb)) {
     throw new CertifierError('SNP_TCB_MISMATCH', `the ${report.signingKey.toUpperCase()} was issued for TCB ${tcbOf(certified)} (${certified.fmc === undefined ? '' : 'fmc/'}bootloader/tee/snp/microcode) but the report's REPORTED_TCB is ${tcbOf(report.reportedTcb)}: fetch the certificate for the current TCB`);
   }
@@ -148,8 +148,9 @@ export function verifySnpReport(i: SnpReportInput): VerifiedSnpReport {
   const chain = validateAmdChain({ leaf: leaves[0]!, kind: report.signingKey, intermediates, roots, at: i.at });
   const revocation = checkRevocation(chain, i.crls ?? [], i.at);
   const product = pinnedProductOf(chain.root.der);
-  checkProduct(report, chain.leaf, chain.root, product !== undefined);
-  checkBinding(report, chain.leaf);
+  const certified = certTcb(chain.leaf);
+  checkProduct(report, certified, chain.root, product);
+  checkBinding(report, chain.leaf, certified);
   if (!reportSignatureValid(report, chain.leaf.publicKey)) {
     throw new CertifierError('REPORT_INVALID', `the SEV-SNP report's signature does not verify with its ${report.signingKey.toUpperCase()} (the report was altered, or the certificate is not its signer)`);
   }
