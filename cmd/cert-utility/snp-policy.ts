@@ -8,7 +8,7 @@
 import type { Command } from 'commander';
 import { InvalidArgumentError, Option } from 'commander';
 import { CertifierError } from '../../lib/errors/index.ts';
-import { AMD_CERTS, AMD_PRODUCTS, isPssSignedBy, pinnedArk, pinnedProductOf, readAmdCert, rootLayout, type AmdProduct } from '../../lib/attest/index.ts';
+import { AMD_CERTS, AMD_PRODUCTS, isPssSignedBy, layoutOfRoot, pinnedArk, pinnedProductOf, readAmdCert, rootLayout, type AmdProduct, type TcbLayout } from '../../lib/attest/index.ts';
 import { COMPARATORS, SEV_SNP_PLATFORM, SNP_PROPERTY, VERSION_PROPERTIES, versionNumber, type Comparator, type MakePolicyOptions, type Requirement } from '../../lib/policy/index.ts';
 import { readCertificateFile } from '../common/keys.ts';
 import { collect, warn } from '../common/cli.ts';
@@ -30,13 +30,15 @@ export type SnpProperty = Requirement & { layout?: Layout };
 /** The one layout whose claim a property goes in (launch-tcb-fmc is Turin's, prefixed or not), or undefined: every claim. */
 const layoutOfProperty = (p: SnpProperty): Layout | undefined => p.layout ?? (p.name === SNP_PROPERTY.launchTcbFmc ? 'turin' : undefined);
 
-/** Which TCB a root's machines report (lib/attest's rootLayout): Turin's for ARK-Turin (pinned, or a root given by file named so), family 19h's for any other. */
-type Layout = 'family19h' | 'turin';
+/** Which TCB a root's machines report (lib/attest's layoutOfRoot): Turin's for ARK-Turin (pinned, or a root given by file named so), family 19h's for any other. */
+type Layout = TcbLayout;
+/** How --snp-property names a layout: turin:, family19h:. */
+const PREFIXES: Record<Layout, string> = { 'family-19h': 'family19h', turin: 'turin' };
 /** The lowest TCB accepted, of each layout given: family 19h's four levels, Turin's five (FMC first). */
 export type MinTcb = { layout: Layout; levels: number[] }[];
 const minimum = (o: SnpPolicyFlags, layout: Layout) => o.snpMinTcb.find((m) => m.layout === layout)?.levels;
 const FORMS: Record<Layout, { flag: string; levels: number; example: string }> = {
-  family19h: { flag: '--snp-min-tcb BOOTLOADER:TEE:SNP:MICROCODE', levels: 4, example: '3:0:8:115' },
+  'family-19h': { flag: '--snp-min-tcb BOOTLOADER:TEE:SNP:MICROCODE', levels: 4, example: '3:0:8:115' },
   turin: { flag: '--snp-min-tcb turin=FMC:BOOTLOADER:TEE:SNP:MICROCODE', levels: 5, example: 'turin=0:1:0:2:71' },
 };
 /** LAUNCH_TCB's levels both layouts have (launch-tcb-fmc is Turin's only). */
@@ -44,11 +46,11 @@ const LAUNCH_LEVELS = [SNP_PROPERTY.launchTcbBootloader, SNP_PROPERTY.launchTcbT
 
 /** BL:TEE:SNP:UCODE (family 19h) or turin=FMC:BL:TEE:SNP:UCODE, each form at most once. */
 function parseTcb(v: string, acc: MinTcb): MinTcb {
-  const layout: Layout = v.startsWith('turin=') ? 'turin' : 'family19h';
+  const layout: Layout = v.startsWith('turin=') ? 'turin' : 'family-19h';
   const form = FORMS[layout];
   const parts = v.slice(layout === 'turin' ? 'turin='.length : 0).split(/[:/]/);
   if (parts.length !== form.levels || parts.some((p) => !/^\d{1,3}$/.test(p) || Number(p) > 255)) {
-    throw new InvalidArgumentError(`expected BOOTLOADER:TEE:SNP:MICROCODE (Milan, Genoa: four numbers from 0 to 255, e.g. ${FORMS.family19h.example}) or turin=FMC:BOOTLOADER:TEE:SNP:MICROCODE (five, e.g. ${FORMS.turin.example})`);
+    throw new InvalidArgumentError(`expected BOOTLOADER:TEE:SNP:MICROCODE (Milan, Genoa: four numbers from 0 to 255, e.g. ${FORMS['family-19h'].example}) or turin=FMC:BOOTLOADER:TEE:SNP:MICROCODE (five, e.g. ${FORMS.turin.example})`);
   }
   if (acc.some((m) => m.layout === layout)) throw new InvalidArgumentError(`${layout === 'turin' ? 'the turin= minimum' : 'the family 19h minimum (Milan, Genoa)'} is given twice`);
   return [...acc, { layout, levels: parts.map(Number) }];
@@ -101,13 +103,14 @@ function parseVersion(name: string, value: string): number {
 /** The layout a LAUNCH_TCB level's prefix names (turin:, family19h:), or USAGE: a prefix is for those levels only, and launch-tcb-fmc is Turin's (its prefix optional). */
 function layoutPrefix(prefix: string | undefined, name: string): Layout | undefined {
   if (prefix === undefined) return undefined;
-  if (prefix !== 'turin' && prefix !== 'family19h') throw new InvalidArgumentError(`"${prefix}:" names no TCB layout: a LAUNCH_TCB level's is turin: (Turin) or family19h: (Milan, Genoa)`);
+  const layout = (Object.keys(PREFIXES) as Layout[]).find((l) => PREFIXES[l] === prefix);
+  if (!layout) throw new InvalidArgumentError(`"${prefix}:" names no TCB layout: a LAUNCH_TCB level's is turin: (Turin) or family19h: (Milan, Genoa)`);
   const levels: readonly string[] = [...LAUNCH_LEVELS, SNP_PROPERTY.launchTcbFmc];
   if (!levels.includes(name)) {
     throw new InvalidArgumentError(`"${prefix}:" names the TCB layout of a LAUNCH_TCB level (${levels.join(', ')}) only, not of ${name}${name.startsWith('tcb-') ? ' (the minimum TCB of each layout is --snp-min-tcb)' : ''}`);
   }
-  if (name === SNP_PROPERTY.launchTcbFmc && prefix === 'family19h') throw new InvalidArgumentError(`${name} is reported by Turin machines only: family 19h machines (Milan, Genoa) have no FMC level`);
-  return prefix;
+  if (name === SNP_PROPERTY.launchTcbFmc && layout === 'family-19h') throw new InvalidArgumentError(`${name} is reported by Turin machines only: family 19h machines (Milan, Genoa) have no FMC level`);
+  return layout;
 }
 
 /**
@@ -165,7 +168,7 @@ export function snpPolicyOptions(cmd: Command): Command {
  * property for a layout no root has. Turin's minimum FMC level is said one way: the turin= form.
  */
 function checkLayouts(o: SnpPolicyFlags, layouts: ReadonlySet<Layout>, known: boolean): void {
-  if (layouts.has('family19h') && !minimum(o, 'family19h')) throw new CertifierError('USAGE', `trusting an AMD root other than Turin's needs ${FORMS.family19h.flag}, the lowest TCB accepted of Milan and Genoa machines (and of a root given by file not named ARK-Turin): there is no safe default`);
+  if (layouts.has('family-19h') && !minimum(o, 'family-19h')) throw new CertifierError('USAGE', `trusting an AMD root other than Turin's needs ${FORMS['family-19h'].flag}, the lowest TCB accepted of Milan and Genoa machines (and of a root given by file not named ARK-Turin): there is no safe default`);
   if (layouts.has('turin') && !minimum(o, 'turin')) throw new CertifierError('USAGE', `trusting a Turin root (ARK-Turin) needs ${FORMS.turin.flag}, the lowest TCB accepted of Turin machines, whose levels are on a scale of their own: there is no safe default`);
   if (o.snpProperty.some((p) => p.name === SNP_PROPERTY.tcbFmc) && (layouts.has('turin') || !known)) {
     throw new CertifierError('USAGE', `--snp-property ${SNP_PROPERTY.tcbFmc}: Turin's minimum FMC level is the first of ${FORMS.turin.flag}, the one way to give it`);
@@ -182,12 +185,10 @@ function checkLayouts(o: SnpPolicyFlags, layouts: ReadonlySet<Layout>, known: bo
   const fmc = o.snpProperty.find((p) => p.name === SNP_PROPERTY.tcbFmc || p.name === SNP_PROPERTY.launchTcbFmc);
   if (fmc && !layouts.has('turin')) throw new CertifierError('USAGE', `--snp-property ${fmc.name} is reported by ${noTurin}: a claim naming it would admit no machine`);
   const elsewhere = o.snpProperty.find((p) => p.layout && !layouts.has(p.layout));
-  if (elsewhere) throw new CertifierError('USAGE', `--snp-property ${elsewhere.layout}:${elsewhere.name} is for ${elsewhere.layout === 'turin' ? noTurin : 'Milan and Genoa machines, and the policy trusts Turin roots only (ARK-Turin)'}: it would go into no claim`);
+  if (elsewhere?.layout) throw new CertifierError('USAGE', `--snp-property ${PREFIXES[elsewhere.layout]}:${elsewhere.name} is for ${elsewhere.layout === 'turin' ? noTurin : 'Milan and Genoa machines, and the policy trusts Turin roots only (ARK-Turin)'}: it would go into no claim`);
   if (minimum(o, 'turin') && !layouts.has('turin')) throw new CertifierError('USAGE', `${FORMS.turin.flag} is the minimum of ${noTurin}`);
-  if (minimum(o, 'family19h') && !layouts.has('family19h')) throw new CertifierError('USAGE', `${FORMS.family19h.flag} is the minimum of Milan and Genoa machines, and the policy trusts Turin roots only (ARK-Turin): give ${FORMS.turin.flag} alone`);
+  if (minimum(o, 'family-19h') && !layouts.has('family-19h')) throw new CertifierError('USAGE', `${FORMS['family-19h'].flag} is the minimum of Milan and Genoa machines, and the policy trusts Turin roots only (ARK-Turin): give ${FORMS.turin.flag} alone`);
 }
-
-const layoutOf = (ark: Uint8Array): Layout => (rootLayout(ark) === 'turin' ? 'turin' : 'family19h');
 
 /**
  * The SEV-SNP flags go together, or USAGE: the --snp-* flags need a root, a root --snp-min-tcb,
@@ -198,8 +199,8 @@ export function checkSnpFlags(o: SnpPolicyFlags): void {
   const roots = o.trustAmdRoot.length + o.trustAmdRootCert.length;
   const snpOnly = o.snpMinTcb.length > 0 || o.snpAllowDebug || o.snpAllowMigrationAgent || o.snpHostData || o.snpIdKeyDigest || o.snpProperty.length > 0 || o.snpVmpl !== 0;
   if (roots === 0 && snpOnly) throw new CertifierError('USAGE', 'the --snp-* flags need --trust-amd-root or --trust-amd-root-cert');
-  if (roots > 0 && o.snpMinTcb.length === 0) throw new CertifierError('USAGE', `trusting an AMD root needs ${FORMS.family19h.flag} (Milan, Genoa, a root given by file) or ${FORMS.turin.flag} (Turin, a root given by file named ARK-Turin), the lowest TCB accepted: there is no safe default`);
-  if (roots > 0) checkLayouts(o, new Set(o.trustAmdRoot.map((p) => layoutOf(pinnedArk(p)))), o.trustAmdRootCert.length === 0);
+  if (roots > 0 && o.snpMinTcb.length === 0) throw new CertifierError('USAGE', `trusting an AMD root needs ${FORMS['family-19h'].flag} (Milan, Genoa, a root given by file) or ${FORMS.turin.flag} (Turin, a root given by file named ARK-Turin), the lowest TCB accepted: there is no safe default`);
+  if (roots > 0) checkLayouts(o, new Set(o.trustAmdRoot.map((p) => layoutOfRoot(p, AMD_CERTS[p].arkName))), o.trustAmdRootCert.length === 0);
 }
 
 /** The roots and the property claim the flags ask for, once checkSnpFlags took them (make-policy's check, before the run). */
@@ -212,7 +213,7 @@ export async function snpPolicyParts(program: string, o: SnpPolicyFlags, at: Dat
       throw new CertifierError('BAD_CERTIFICATE', `${file} is not a valid self-signed ARK (RSA-PSS SHA-384, a CA, not expired)`);
     }
     if (!pinnedProductOf(der)) {
-      const layout = layoutOf(der) === 'turin' ? 'Turin\'s TCB (it is named ARK-Turin)' : 'family 19h\'s TCB (Milan, Genoa)';
+      const layout = rootLayout(der) === 'turin' ? 'Turin\'s TCB (it is named ARK-Turin)' : 'family 19h\'s TCB (Milan, Genoa)';
       warn(program, `${file} ("${ark.name}") is not one of AMD's pinned roots: whoever holds its key can vouch for any machine (meant for tests and other products); its machines are taken to report ${layout}`);
     }
     roots.push({ platformType: SEV_SNP_PLATFORM, certificate: der, name: ark.name });
@@ -220,7 +221,7 @@ export async function snpPolicyParts(program: string, o: SnpPolicyFlags, at: Dat
   const twice = roots.find((r, i) => roots.findIndex((x) => Buffer.from(x.certificate).equals(Buffer.from(r.certificate))) !== i);
   if (twice) throw new CertifierError('USAGE', `the AMD root ${twice.name} is named twice (--trust-amd-root, --trust-amd-root-cert): the policy would say it twice`);
   if (roots.length === 0) return {};
-  const layouts = new Set(roots.map((r) => layoutOf(r.certificate)));
+  const layouts = new Set(roots.map((r) => rootLayout(r.certificate)));
   checkLayouts(o, layouts, true);
   const P = SNP_PROPERTY;
   const guest: Requirement[] = [
@@ -250,7 +251,7 @@ export async function snpPolicyParts(program: string, o: SnpPolicyFlags, at: Dat
   return {
     platformRoots: roots,
     platformProperties: [
-      ...(layouts.has('family19h') ? [claim('family19h', tcb, minimum(o, 'family19h')!)] : []),
+      ...(layouts.has('family-19h') ? [claim('family-19h', tcb, minimum(o, 'family-19h')!)] : []),
       ...(layouts.has('turin') ? [claim('turin', [P.tcbFmc, ...tcb], minimum(o, 'turin')!)] : []),
     ],
   };

@@ -162,7 +162,7 @@ describe('SEV-SNP on Turin (real report and VCEK)', () => {
     type Minimums = { family19h?: number[]; turin?: number[] };
     const flags = (trustAmdRoot: Product[], min: Minimums, snpProperty: SnpProperty[] = []) => ({
       trustAmdRoot, trustAmdRootCert: [], snpVmpl: 0, snpProperty,
-      snpMinTcb: Object.entries(min).map(([layout, levels]) => ({ layout, levels })) as MinTcb,
+      snpMinTcb: Object.entries(min).map(([layout, levels]) => ({ layout: layout === 'family19h' ? 'family-19h' : layout, levels })) as MinTcb,
     });
     const claims = async (roots: Product[], min: Minimums, props?: SnpProperty[]) => (await snpPolicyParts('make-policy', flags(roots, min, props), AT)).platformProperties!.map((c) => ({ ...c, ...window }));
     const admits = (c: Awaited<ReturnType<typeof claims>>, name: string) => checkProperties(c, SEV_SNP_PLATFORM, snpProperties(parseReport(vector(name).report)), AT);
@@ -225,7 +225,7 @@ describe('SEV-SNP on Turin (real report and VCEK)', () => {
         expect((await refused(testFile, { turin: TURIN })).message).to.contain("trusting an AMD root other than Turin's needs --snp-min-tcb BOOTLOADER:TEE:SNP:MICROCODE");
         expect((await refused(testFile, { family19h: MILAN, turin: TURIN })).code).to.equal('USAGE');
         expect((await refused(testTurinFile, { family19h: MILAN })).message).to.contain('needs --snp-min-tcb turin=');
-        const family19hLaunch = { ...flags([], { turin: TURIN }, [{ layout: 'family19h', name: 'launch-tcb-snp', comparator: '>=', value: 8 }]), trustAmdRootCert: [testTurinFile] };
+        const family19hLaunch = { ...flags([], { turin: TURIN }, [{ layout: 'family-19h', name: 'launch-tcb-snp', comparator: '>=', value: 8 }]), trustAmdRootCert: [testTurinFile] };
         const byLayout = await snpPolicyParts('make-policy', family19hLaunch, AT).then(() => undefined, (e: CertifierError) => e);
         expect(byLayout?.message, 'a prefix checked once the root given by file is read').to.equal("--snp-property family19h:launch-tcb-snp is for Milan and Genoa machines, and the policy trusts Turin roots only (ARK-Turin): it would go into no claim");
       } finally {
@@ -257,7 +257,7 @@ describe('SEV-SNP on Turin (real report and VCEK)', () => {
     });
 
     it('puts a LAUNCH_TCB level naming its layout (turin:, family19h:) in that layout\'s claim only: each real report is admitted at its own launch levels and refused only by its own layout\'s', async () => {
-      const launch = (layout: 'family19h' | 'turin', name: string, value: number): SnpProperty => ({ layout, name, comparator: '>=', value });
+      const launch = (prefix: 'family19h' | 'turin', name: string, value: number): SnpProperty => ({ layout: prefix === 'family19h' ? 'family-19h' : prefix, name, comparator: '>=', value });
       const both = (props: SnpProperty[]) => claims(['milan', 'turin'], { family19h: MILAN, turin: TURIN }, props);
       // The real vectors were launched at the TCB they report: milan-virtee-sev at SNP 8, turin-oak at SNP 2.
       const own = await both([launch('family19h', 'launch-tcb-snp', 8), launch('turin', 'launch-tcb-snp', 2), launch('turin', 'launch-tcb-microcode', 71)]);

@@ -2,7 +2,7 @@
 // verifier producing EvidenceFacts, and the guest's side through configfs-tsm.
 export * from './report.ts';
 export { AMD_CERTS, AMD_PRODUCTS, type AmdProduct } from './amd-roots.ts';
-export { AMD_EXT, certHwId, certProductName, certTcb, isPssSignedBy, pinnedAmdCerts, pinnedArk, pinnedProductOf, pssProblem, readAmdCert, rootLayout } from './amd-certs.ts';
+export { AMD_EXT, certHwId, certProductName, certTcb, isPssSignedBy, layoutOfRoot, pinnedAmdCerts, pinnedArk, pinnedProductOf, pssProblem, readAmdCert, rootLayout } from './amd-certs.ts';
 export * from './chain.ts';
 export * from './crl.ts';
 export * from './verify.ts';
