@@ -9,7 +9,7 @@ import type { Command } from 'commander';
 import { InvalidArgumentError, Option } from 'commander';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { AMD_CERTS, AMD_PRODUCTS, isPssSignedBy, layoutOfRoot, pinnedArk, pinnedProductOf, readAmdCert, rootLayout, type AmdProduct, type TcbLayout } from '../../lib/attest/index.ts';
-import { COMPARATORS, SEV_SNP_PLATFORM, SNP_PROPERTY, VERSION_PROPERTIES, versionNumber, type Comparator, type MakePolicyOptions, type Requirement } from '../../lib/policy/index.ts';
+import { COMPARATORS, SEV_SNP_PLATFORM, showValue, SNP_PROPERTY, VERSION_PROPERTIES, versionNumber, type Comparator, type MakePolicyOptions, type Requirement } from '../../lib/policy/index.ts';
 import { readCertificateFile } from '../common/keys.ts';
 import { collect, warn } from '../common/cli.ts';
 
@@ -190,6 +190,30 @@ function checkLayouts(o: SnpPolicyFlags, layouts: ReadonlySet<Layout>, known: bo
   if (minimum(o, 'family-19h') && !layouts.has('family-19h')) throw new CertifierError('USAGE', `${FORMS['family-19h'].flag} is the minimum of Milan and Genoa machines, and the policy trusts Turin roots only (ARK-Turin): give ${FORMS.turin.flag} alone`);
 }
 
+/** A --snp-property as given: its layout's prefix, if any, and its value as the user writes it. */
+const spelt = (p: SnpProperty) => `${p.layout ? `${PREFIXES[p.layout]}:` : ''}${p.name}${p.comparator}${showValue(p.name, p.value)}`;
+/** Two --snp-property values that would go into one claim: one property, and the same layout's claim or one of them every claim's. */
+const oneClaim = (a: SnpProperty, b: SnpProperty) => a.name === b.name && (layoutOfProperty(a) ?? layoutOfProperty(b)) === (layoutOfProperty(b) ?? layoutOfProperty(a));
+const alike = (a: SnpProperty, b: SnpProperty) => a.comparator === b.comparator && a.value === b.value;
+/** Each --snp-property that repeats an earlier one exactly (into the same claim), with that earlier one. */
+const repeats = (o: SnpPolicyFlags) => o.snpProperty.flatMap((p, i) => {
+  const first = o.snpProperty.slice(0, i).find((q) => oneClaim(q, p));
+  return first ? [[first, p] as const] : [];
+});
+
+/**
+ * A claim names a property once, or USAGE: two --snp-property values of one property that would go
+ * into one claim and differ (two minimums, a minimum and a maximum) make a policy that says two
+ * things of it. The same value given twice is no contradiction: the claim names it once.
+ */
+function checkRepeats(o: SnpPolicyFlags): void {
+  const unlike = repeats(o).find(([a, b]) => !alike(a, b));
+  if (unlike) {
+    const [a, b] = unlike;
+    throw new CertifierError('USAGE', `--snp-property ${spelt(a)} and --snp-property ${spelt(b)} both set ${a.name} in one claim, which names each property once: the policy would say two things of it; give one`);
+  }
+}
+
 /**
  * The SEV-SNP flags go together, or USAGE: the --snp-* flags need a root, a root --snp-min-tcb,
  * and each product named its own form of it (checkLayouts; a root given by file is checked once
@@ -200,6 +224,7 @@ export function checkSnpFlags(o: SnpPolicyFlags): void {
   const snpOnly = o.snpMinTcb.length > 0 || o.snpAllowDebug || o.snpAllowMigrationAgent || o.snpHostData || o.snpIdKeyDigest || o.snpProperty.length > 0 || o.snpVmpl !== 0;
   if (roots === 0 && snpOnly) throw new CertifierError('USAGE', 'the --snp-* flags need --trust-amd-root or --trust-amd-root-cert');
   if (roots > 0 && o.snpMinTcb.length === 0) throw new CertifierError('USAGE', `trusting an AMD root needs ${FORMS['family-19h'].flag} (Milan, Genoa, a root given by file) or ${FORMS.turin.flag} (Turin, a root given by file named ARK-Turin), the lowest TCB accepted: there is no safe default`);
+  if (roots > 0) checkRepeats(o);
   if (roots > 0) checkLayouts(o, new Set(o.trustAmdRoot.map((p) => layoutOfRoot(p, AMD_CERTS[p].arkName))), o.trustAmdRootCert.length === 0);
 }
 
@@ -222,6 +247,7 @@ export async function snpPolicyParts(program: string, o: SnpPolicyFlags, at: Dat
   if (twice) throw new CertifierError('USAGE', `the AMD root ${twice.name} is named twice (--trust-amd-root, --trust-amd-root-cert): the policy would say it twice`);
   if (roots.length === 0) return {};
   const layouts = new Set(roots.map((r) => rootLayout(r.certificate)));
+  checkRepeats(o);
   checkLayouts(o, layouts, true);
   const P = SNP_PROPERTY;
   const guest: Requirement[] = [
@@ -237,6 +263,11 @@ export async function snpPolicyParts(program: string, o: SnpPolicyFlags, at: Dat
   const set = [...guest, ...given].map((r) => r.name).concat(tcb);
   const again = o.snpProperty.find((extra) => set.includes(extra.name));
   if (again) throw new CertifierError('USAGE', `--snp-property ${again.name} is already set by another flag`);
+  for (const [first, repeat] of repeats(o)) {
+    warn(program, `--snp-property ${spelt(repeat)} ${spelt(repeat) === spelt(first) ? 'is given twice' : `repeats ${spelt(first)}`}: the policy says it once`);
+  }
+  const repeated = repeats(o).map(([, p]) => p);
+  const once = o.snpProperty.filter((p) => !repeated.includes(p));
   // One claim per TCB layout: a claim naming tcb-fmc denies Milan and Genoa evidence (which has no
   // FMC level), and one not naming it denies Turin evidence (REQUIRED_IF_PRESENT), so neither
   // product's machines are judged by the other's minimum. A property naming its layout (a
@@ -245,7 +276,7 @@ export async function snpPolicyParts(program: string, o: SnpPolicyFlags, at: Dat
     platformType: SEV_SNP_PLATFORM,
     requirements: [
       ...guest, ...names.map((name, i): Requirement => ({ name, comparator: '>=', value: levels[i]! })), ...given,
-      ...o.snpProperty.filter((p) => (layoutOfProperty(p) ?? layout) === layout).map(({ name, comparator, value }): Requirement => ({ name, comparator, value })),
+      ...once.filter((p) => (layoutOfProperty(p) ?? layout) === layout).map(({ name, comparator, value }): Requirement => ({ name, comparator, value })),
     ],
   });
   return {

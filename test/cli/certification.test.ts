@@ -471,6 +471,8 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
         [['--trust-platform', 'platform/platform-cert.pem', '--trust-measurement', M, '--trust-measurement', M.toUpperCase()], `--trust-measurement ${M} is given twice`],
         [['--trust-platform', 'platform/platform-cert.pem', '--trust-platform', 'platform/platform-cert.pem', '--trust-measurement', M], '--trust-platform platform/platform-cert.pem holds a key named before'],
         [['--trust-amd-root', 'milan', '--trust-amd-root', 'milan', '--snp-min-tcb', '3:0:8:115', '--trust-measurement', 'ab'.repeat(48)], 'the AMD root ARK-Milan is named twice'],
+        [['--trust-amd-root', 'milan', '--snp-min-tcb', '3:0:8:115', '--snp-property', 'abi-version>=1.51', '--snp-property', 'abi-version>=1.52', '--trust-measurement', 'ab'.repeat(48)],
+          '--snp-property abi-version>=1.51 and --snp-property abi-version>=1.52 both set abi-version in one claim'],
       ];
       for (const [args, message] of cases) {
         const r = await cu([...base, ...args]);
@@ -478,6 +480,16 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
         expect(r.stderr).to.contain(message);
         expect(existsSync(p('twice.bin'))).to.equal(false);
       }
+    });
+
+    it('make-policy writes an --snp-property given twice alike once, with a warning (it wrote the claim with the property twice, then refused its own policy, POLICY_INVALID)', async () => {
+      const r = await cu(['make-policy', '--policy-key', 'policy-key.pem', '--policy-cert', 'policy-cert.pem', '--out', 'snp-twice.bin', '--trust-amd-root', 'milan', '--snp-min-tcb', '3:0:8:115',
+        '--snp-property', 'guest-svn>=2', '--snp-property', 'guest-svn>=2', '--trust-measurement', 'ab'.repeat(48)]);
+      expect(r.status, r.stderr).to.equal(0);
+      expect(r.stderr).to.contain('cert-utility: warning: --snp-property guest-svn>=2 is given twice: the policy says it once');
+      expect(r.out.match(/guest-svn >= 2/g)).to.have.length(1);
+      const printed = await cu(['print-policy', '--policy', 'snp-twice.bin', '--policy-cert', 'policy-cert.pem']);
+      expect(printed.status, printed.stderr).to.equal(0);
     });
 
     it('simpleserver explain --session-binding: a value that is not 64 hex digits is USAGE, another session is SESSION_MISMATCH', async () => {

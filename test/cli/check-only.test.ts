@@ -36,7 +36,7 @@ describe('--check-only', function () {
     const runs = await Promise.all([
       retrieve(['--server-measurement', PIN, '--server-measurement', 'CD'.repeat(48)], ['vhd/disk-1', '-x']),
       initTrust('[fe80::1%eth0]:8123'),
-      policy(['--trust-measurement', PIN, '--trust-amd-root', 'milan', '--snp-min-tcb', '3:0:8:115', '--days', '30']),
+      policy(['--trust-measurement', PIN, '--trust-amd-root', 'milan', '--snp-min-tcb', '3:0:8:115', '--days', '30', '--snp-property', 'guest-svn>=1', '--snp-property', 'guest-svn>=1']),
       policy(['--trust-measurement', PIN, '--trust-amd-root', 'turin', '--snp-min-tcb', 'turin=0:1:0:2:71', '--snp-property', 'launch-tcb-fmc>=0']),
       policy(['--trust-measurement', PIN, '--trust-amd-root', 'milan', '--trust-amd-root', 'turin', '--snp-min-tcb', '3:0:8:115', '--snp-min-tcb', 'turin=0:1:0:2:71',
         '--snp-property', 'turin:launch-tcb-snp>=2', '--snp-property', 'family19h:launch-tcb-snp>=8', '--snp-property', 'turin:launch-tcb-fmc>=0']),
@@ -107,6 +107,8 @@ describe('--check-only', function () {
       [snp(['milan', 'turin'], [...min('3:0:8:115'), ...min('turin=0:1:0:2:71'), '--snp-property', 'turin:tcb-snp>=2']), '"turin:" names the TCB layout of a LAUNCH_TCB level (launch-tcb-bootloader, launch-tcb-tee, launch-tcb-snp, launch-tcb-microcode, launch-tcb-fmc) only, not of tcb-snp (the minimum TCB of each layout is --snp-min-tcb)'],
       [snp(['milan', 'turin'], [...min('3:0:8:115'), ...min('turin=0:1:0:2:71'), '--snp-property', 'family19h:launch-tcb-fmc>=0']), 'launch-tcb-fmc is reported by Turin machines only: family 19h machines (Milan, Genoa) have no FMC level'],
       [snp(['turin'], [...min('turin=0:1:0:2:71'), '--snp-property', 'tcb-fmc>=0']), "--snp-property tcb-fmc: Turin's minimum FMC level is the first of --snp-min-tcb turin=FMC:BOOTLOADER:TEE:SNP:MICROCODE, the one way to give it"],
+      [snp(['milan', 'turin'], [...min('3:0:8:115'), ...min('turin=0:1:0:2:71'), '--snp-property', 'turin:launch-tcb-snp>=2', '--snp-property', 'turin:launch-tcb-snp>=3']),
+        '--snp-property turin:launch-tcb-snp>=2 and --snp-property turin:launch-tcb-snp>=3 both set launch-tcb-snp in one claim, which names each property once: the policy would say two things of it; give one'],
       [snp(['milan', 'turin'], [...min('3:0:8:115'), ...min('3:0:8:116'), ...min('turin=0:1:0:2:71')]), 'the family 19h minimum (Milan, Genoa) is given twice'],
       [snp(['turin'], [...min('turin=0:1:0:2:71'), ...min('turin=0:1:0:2:72')]), 'the turin= minimum is given twice'],
       [snp(['turin'], min('turin=1:0:2:71')), "option '--snp-min-tcb <bl:tee:snp:ucode|turin=fmc:bl:tee:snp:ucode>' argument 'turin=1:0:2:71' is invalid. expected BOOTLOADER:TEE:SNP:MICROCODE (Milan, Genoa: four numbers from 0 to 255, e.g. 3:0:8:115) or turin=FMC:BOOTLOADER:TEE:SNP:MICROCODE (five, e.g. turin=0:1:0:2:71)"],

@@ -243,6 +243,31 @@ describe('SEV-SNP on Turin (real report and VCEK)', () => {
       expect([admits(both, 'milan-virtee-sev').ok, admits(both, 'turin-oak').ok]).to.deep.equal([true, true]);
     });
 
+    it('writes a --snp-property given twice alike once, in each claim it goes in, and refuses two values of one property in one claim (USAGE naming both)', async () => {
+      const prop = (text: string): SnpProperty => {
+        const m = /^(?:(turin|family19h):)?([a-z-]+)(>=|<=|=)(\d+)$/.exec(text)!;
+        return { ...(m[1] ? { layout: m[1] === 'turin' ? 'turin' : 'family-19h' } : {}), name: m[2]!, comparator: m[3] as Requirement['comparator'], value: Number(m[4]) };
+      };
+      const named = async (roots: Product[], min: Minimums, props: string[]) => (await claims(roots, min, props.map(prop))).map((c) => c.requirements.map((r) => r.name).filter((n) => !/^(tcb-|debug|migrate-ma|vmpl)/.test(n)));
+      const both = { family19h: MILAN, turin: TURIN };
+      expect(await named(['milan', 'turin'], both, ['guest-svn>=2', 'guest-svn>=2'])).to.deep.equal([['guest-svn'], ['guest-svn']]);
+      expect(await named(['turin'], { turin: TURIN }, ['launch-tcb-fmc>=0', 'turin:launch-tcb-fmc>=0']), 'launch-tcb-fmc is Turin\'s, prefixed or not').to.deep.equal([['launch-tcb-fmc']]);
+      expect(await named(['turin'], { turin: TURIN }, ['launch-tcb-snp>=2', 'turin:launch-tcb-snp>=2']), 'the one claim a level without a prefix goes in').to.deep.equal([['launch-tcb-snp']]);
+      expect(await named(['milan', 'turin'], both, ['turin:launch-tcb-snp>=2', 'family19h:launch-tcb-snp>=8', 'turin:launch-tcb-snp>=2'])).to.deep.equal([['launch-tcb-snp'], ['launch-tcb-snp']]);
+      const refused = (roots: Product[], min: Minimums, props: string[]) => claims(roots, min, props.map(prop)).then(() => undefined, (e: CertifierError) => e);
+      for (const [roots, min, props] of [
+        [['turin'], { turin: TURIN }, ['launch-tcb-snp>=2', 'launch-tcb-snp>=3']],
+        [['milan', 'turin'], both, ['turin:launch-tcb-snp>=2', 'turin:launch-tcb-snp>=3']],
+        [['turin'], { turin: TURIN }, ['launch-tcb-snp>=2', 'turin:launch-tcb-snp>=3']],
+        [['turin'], { turin: TURIN }, ['launch-tcb-fmc>=0', 'turin:launch-tcb-fmc>=1']],
+        [['milan'], { family19h: MILAN }, ['guest-svn>=2', 'guest-svn<=5']],
+      ] as [Product[], Minimums, string[]][]) {
+        const err = await refused(roots, min, props);
+        expect(err?.code, props.join(' ')).to.equal('USAGE');
+        expect(err?.message).to.equal(`--snp-property ${props[0]} and --snp-property ${props[1]} both set ${prop(props[0]!).name} in one claim, which names each property once: the policy would say two things of it; give one`);
+      }
+    });
+
     it('refuses a LAUNCH_TCB level beside roots of both layouts (USAGE): one number would judge each product on the other\'s scale', async () => {
       const launch = (name: string, value: number): Requirement[] => [{ name, comparator: '>=', value }];
       for (const name of ['launch-tcb-bootloader', 'launch-tcb-tee', 'launch-tcb-snp', 'launch-tcb-microcode']) {
