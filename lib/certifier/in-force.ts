@@ -1,9 +1,10 @@
 // What a policy can admit at a time, for simpleserver to say at start and on a reload: the policy
 // as a whole (policyNotInForce: a reload of one that admits nobody is refused), and each platform
-// it trusts (platformWarnings: one whose machines would all be refused, beside others admitted).
+// it trusts (platformWarnings: one whose machines would all be refused, beside others admitted,
+// and an SEV-SNP property claim that admits no machine).
 
-import { pinnedProductOf, rootLayout, SIMULATED_ENCLAVE } from '../attest/index.ts';
-import { describeWindow, propertyClaimsOf, REQUIRED_IF_PRESENT, SEV_SNP_PLATFORM, within, type Policy, type TrustedPlatform, type TrustedProperties, type Window } from '../policy/index.ts';
+import { pinnedProductOf, rootLayout, SIMULATED_ENCLAVE, type TcbLayout } from '../attest/index.ts';
+import { describeRequirement, describeWindow, propertyClaimsOf, REQUIRED_IF_PRESENT, SEV_SNP_PLATFORM, SNP_PROPERTY, within, type Policy, type TrustedPlatform, type TrustedProperties, type Window } from '../policy/index.ts';
 
 /** When the first claim of the policy ends (undefined for a policy without claims, which admits nobody). */
 export function policyEnds(policy: Policy): Date | undefined {
@@ -41,28 +42,52 @@ const PLATFORMS: { platform: string; trusts: (p: TrustedPlatform) => boolean; me
   { platform: SEV_SNP_PLATFORM, trusts: (p) => p.platformType === SEV_SNP_PLATFORM, measurementBytes: 48, properties: true },
 ];
 
+/** The SEV-SNP properties only Turin's TCB has (its FMC level: lib/attest's snpProperties); Milan's and Genoa's reports have none of them. */
+const TURIN_ONLY: readonly string[] = [SNP_PROPERTY.tcbFmc, SNP_PROPERTY.launchTcbFmc];
+/** What a Turin report's claim must name: REQUIRED_IF_PRESENT, which only Turin's TCB has (tcb-fmc). */
+const TURIN_NEEDS = REQUIRED_IF_PRESENT[SEV_SNP_PLATFORM] ?? [];
+const names = (c: TrustedProperties, name: string) => c.requirements.some((r) => r.name === name);
+
+/**
+ * The TCB layout of the machines an SEV-SNP property claim can admit: Turin's when it names
+ * tcb-fmc (a Turin report is judged only by a claim naming what REQUIRED_IF_PRESENT lists),
+ * family 19h's (Milan, Genoa) when it names nothing only Turin reports, and none (undefined) when
+ * it names a Turin level but not tcb-fmc: a hand-written claim with launch-tcb-fmc alone refuses
+ * every Milan and Genoa machine (no such level) and every Turin one (tcb-fmc unnamed). No claim
+ * suits both: naming tcb-fmc, or not, decides.
+ */
+export function claimLayout(c: TrustedProperties): TcbLayout | undefined {
+  if (TURIN_NEEDS.every((n) => names(c, n))) return 'turin';
+  return TURIN_ONLY.some((n) => names(c, n)) ? undefined : 'family-19h';
+}
+
+/** A property claim by its place in the policy (when known) and as print-policy shows it. */
+const describeClaim = (c: TrustedProperties) => `${c.claim ? `policy claim ${c.claim}` : 'a property claim'} (platform[${[c.platformType, ...c.requirements.map(describeRequirement)].join(', ')}])`;
+
 /**
  * Of the AMD roots the policy trusts in force, the products (Milan, Genoa, Turin) none of whose
- * machines any property claim in force could admit because of their TCB's layout: a claim must
- * name a property of REQUIRED_IF_PRESENT (Turin's tcb-fmc) when the evidence has it, and one
- * naming it denies evidence without it. A root not pinned is of the layout lib/attest's
- * rootLayout gives it (Turin's when named ARK-Turin, else family 19h's), named as such.
+ * machines any property claim in force could admit because of their TCB's layout (claimLayout);
+ * and each claim in force that admits no machine at all, named. A root not pinned is of the
+ * layout lib/attest's rootLayout gives it (Turin's when named ARK-Turin, else family 19h's),
+ * named as such.
  */
 function productWarnings(roots: TrustedPlatform[], claims: TrustedProperties[], at: Date): string[] {
-  const ifPresent = REQUIRED_IF_PRESENT[SEV_SNP_PLATFORM] ?? [];
   const lines: string[] = [];
   for (const root of roots.filter((r) => within(r, at) && r.certificate)) {
     const turin = rootLayout(root.certificate!) === 'turin';
-    // Only Turin's TCB has an FMC level (tcb-fmc), which is all REQUIRED_IF_PRESENT names.
-    const has = turin ? ifPresent : [];
-    const suits = (c: TrustedProperties) => ifPresent.every((n) => c.requirements.some((r) => r.name === n) === has.includes(n));
-    if (claims.some(suits)) continue;
+    if (claims.some((c) => claimLayout(c) === (turin ? 'turin' : 'family-19h'))) continue;
     const product = pinnedProductOf(root.certificate!);
     const Product = product ? product[0]!.toUpperCase() + product.slice(1) : turin ? 'Turin' : 'family 19h';
-    const why = has.length
-      ? `no property claim in force names ${has.join(', ')}, which the reports of its ${Product} machines (${root.label}) have`
-      : `every property claim in force names ${ifPresent.join(', ')}, which the reports of its ${Product} machines (${root.label}) do not have`;
+    const named = TURIN_ONLY.filter((n) => claims.some((c) => names(c, n)));
+    const why = turin
+      ? `no property claim in force names ${TURIN_NEEDS.join(', ')}, which the reports of its ${Product} machines (${root.label}) have`
+      : `every property claim in force names ${named.join(' or ')}, which the reports of its ${Product} machines (${root.label}) do not have`;
     lines.push(`platform ${SEV_SNP_PLATFORM}: ${why}: every ${Product} machine will be refused (PLATFORM_PROPERTY_DENIED)`);
+  }
+  for (const c of claims.filter((c) => claimLayout(c) === undefined)) {
+    const turinOnly = TURIN_ONLY.filter((n) => names(c, n)).join(', ');
+    const missing = TURIN_NEEDS.filter((n) => !names(c, n)).join(', ');
+    lines.push(`platform ${SEV_SNP_PLATFORM}: ${describeClaim(c)} names ${turinOnly}, which only Turin machines report, and not ${missing}, which a claim admitting a Turin machine must name: it admits no machine (PLATFORM_PROPERTY_DENIED)`);
   }
   return lines;
 }
@@ -72,8 +97,9 @@ function productWarnings(roots: TrustedPlatform[], claims: TrustedProperties[], 
  * why and with which code: no platform claim of it in force (CLAIM_EXPIRED), no property claim for
  * a platform whose evidence carries properties (PLATFORM_PROPERTY_DENIED) or none in force
  * (CLAIM_EXPIRED), no measurement of its size (MEASUREMENT_NOT_TRUSTED) or none in force
- * (CLAIM_EXPIRED); and for SEV-SNP, a pinned AMD product none of whose machines a property claim
- * in force suits (productWarnings). A platform the policy does not trust at all is not named.
+ * (CLAIM_EXPIRED); and for SEV-SNP, an AMD product none of whose machines a property claim in
+ * force suits, and a property claim in force that suits none (productWarnings). A platform the
+ * policy does not trust at all is not named.
  */
 export function platformWarnings(policy: Policy, at: Date): string[] {
   const lines: string[] = [];

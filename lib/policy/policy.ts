@@ -93,7 +93,7 @@ export function loadPolicy(bytes: Uint8Array, policyKey: KeyObject): Policy {
     } else if (inner.verb === 'is-trusted-for-attestation' && inner.subject?.entityType === 'platform') {
       policy.platforms.push({ ...platformRootOf(inner.subject, what), ...window });
     } else if (inner.verb === PROPERTY_VERB && inner.subject?.entityType === 'platform') {
-      policy.properties.push({ ...propertiesOf(inner.subject, what), ...window });
+      policy.properties.push({ ...propertiesOf(inner.subject, what), ...window, claim: i + 1 });
     } else if (inner.verb === 'is-trusted' && inner.subject?.entityType === 'measurement') {
       const m = inner.subject.measurement ?? new Uint8Array();
       if (!(MEASUREMENT_SIZES as readonly number[]).includes(m.length)) throw new CertifierError('POLICY_INVALID', `${what} names a ${m.length}-byte measurement`);

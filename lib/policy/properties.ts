@@ -57,6 +57,8 @@ export const REQUIRED_IF_PRESENT: Readonly<Record<string, readonly string[]>> = 
 export interface TrustedProperties extends Window {
   platformType: string;
   requirements: Requirement[];
+  /** Its place in the policy (1 for the first claim), as loadPolicy's errors number claims; set by loadPolicy. */
+  claim?: number;
 }
 
 /**

@@ -35,6 +35,8 @@ function policies() {
     snpProperties: { platformProperties: [{ platformType: SEV_SNP_PLATFORM, requirements: TCB }] } as Claims,
     turinRoot: (): Claims => ({ platformRoots: [{ platformType: SEV_SNP_PLATFORM, certificate: pinnedArk('turin'), name: 'ARK-Turin' }] }),
     turinProperties: { platformProperties: [{ platformType: SEV_SNP_PLATFORM, requirements: [{ name: 'tcb-fmc', comparator: '>=', value: 0 }, ...TCB] }] } as Claims,
+    // Hand-written (make-policy puts launch-tcb-fmc in a claim naming tcb-fmc): a Turin level without tcb-fmc.
+    launchFmcOnly: { platformProperties: [{ platformType: SEV_SNP_PLATFORM, requirements: [...TCB, { name: 'launch-tcb-fmc', comparator: '>=', value: 0 }] }] } as Claims,
   };
 }
 
@@ -69,7 +71,7 @@ describe('policyNotInForce: a policy that admits no machine now', () => {
 });
 
 describe('platformWarnings: a platform the policy trusts but whose every machine it would refuse now, beside others it admits', () => {
-  const { now, inForce, ended, claims, load, simulatedKey, snpRoot, snpProperties, turinRoot, turinProperties } = policies();
+  const { now, inForce, ended, claims, load, simulatedKey, snpRoot, snpProperties, turinRoot, turinProperties, launchFmcOnly } = policies();
   const snpMeasurement = { measurements: [randomBytes(48)] };
   const simulatedMeasurement = { measurements: [randomBytes(32)] };
 
@@ -85,6 +87,9 @@ describe('platformWarnings: a platform the policy trusts but whose every machine
     { name: 'Milan and Turin roots, no claim naming tcb-fmc', lines: [[SEV_SNP_PLATFORM, 'PLATFORM_PROPERTY_DENIED']], files: () => [claims({ ...snpRoot(), ...snpMeasurement }, inForce), claims(turinRoot(), inForce), claims(snpProperties, inForce)] },
     { name: 'Milan and Turin roots, every claim naming tcb-fmc', lines: [[SEV_SNP_PLATFORM, 'PLATFORM_PROPERTY_DENIED']], files: () => [claims({ ...snpRoot(), ...snpMeasurement }, inForce), claims(turinRoot(), inForce), claims(turinProperties, inForce)] },
     { name: 'Milan and Turin roots, the Turin claim ended', lines: [[SEV_SNP_PLATFORM, 'PLATFORM_PROPERTY_DENIED']], files: () => [claims({ ...snpRoot(), ...snpMeasurement }, inForce), claims(turinRoot(), inForce), claims(snpProperties, inForce), claims(turinProperties, ended)] },
+    // A claim naming launch-tcb-fmc but not tcb-fmc admits no machine: no Milan or Genoa report has that level, and a Turin one is judged only by a claim naming tcb-fmc.
+    { name: 'a Milan root, its one claim naming launch-tcb-fmc without tcb-fmc', lines: [[SEV_SNP_PLATFORM, 'PLATFORM_PROPERTY_DENIED'], [SEV_SNP_PLATFORM, 'PLATFORM_PROPERTY_DENIED']], files: () => [claims({ ...snpRoot(), ...snpMeasurement, ...launchFmcOnly }, inForce), claims({ ...simulatedKey(), ...simulatedMeasurement }, inForce)] },
+    { name: 'Milan and Turin roots, a claim of each layout beside one naming launch-tcb-fmc without tcb-fmc', lines: [[SEV_SNP_PLATFORM, 'PLATFORM_PROPERTY_DENIED']], files: () => [claims({ ...snpRoot(), ...snpMeasurement }, inForce), claims(turinRoot(), inForce), claims(snpProperties, inForce), claims(turinProperties, inForce), claims(launchFmcOnly, inForce)] },
     { name: 'no 32-byte measurement for the simulated platform', lines: [['simulated-enclave', 'MEASUREMENT_NOT_TRUSTED']], files: () => [claims({ ...snpRoot(), ...snpProperties, ...snpMeasurement, ...simulatedKey() }, inForce)] },
   ];
   for (const c of CASES) {
@@ -116,6 +121,16 @@ describe('platformWarnings: a platform the policy trusts but whose every machine
     const other = platformWarnings(load(claims({ ...byFile('ARK-TEST'), ...snpMeasurement }, inForce), claims(turinRoot(), inForce), claims(turinProperties, inForce)), now);
     expect(other).to.have.length(1);
     expect(other[0]).to.contain('which the reports of its family 19h machines (ARK-TEST cert:').and.contain('every family 19h machine will be refused (PLATFORM_PROPERTY_DENIED)');
+  });
+
+  it('names a claim naming launch-tcb-fmc but not tcb-fmc, which admits no machine, and the products it leaves without a claim', () => {
+    const alone = platformWarnings(load(claims({ ...snpRoot(), ...snpMeasurement }, inForce), claims(turinRoot(), inForce), claims(launchFmcOnly, inForce)), now);
+    expect(alone).to.have.length(3);
+    expect(alone[0]).to.contain('every property claim in force names launch-tcb-fmc, which the reports of its Milan machines (ARK-Milan cert:').and.contain('every Milan machine will be refused (PLATFORM_PROPERTY_DENIED)');
+    expect(alone[1]).to.contain('no property claim in force names tcb-fmc, which the reports of its Turin machines (ARK-Turin cert:');
+    expect(alone[2]).to.equal(`platform ${SEV_SNP_PLATFORM}: policy claim 4 (platform[${SEV_SNP_PLATFORM}, tcb-bootloader >= 0, tcb-tee >= 0, tcb-snp >= 0, tcb-microcode >= 0, launch-tcb-fmc >= 0]) names launch-tcb-fmc, which only Turin machines report, and not tcb-fmc, which a claim admitting a Turin machine must name: it admits no machine (PLATFORM_PROPERTY_DENIED)`);
+    const mixed = platformWarnings(load(claims({ ...snpRoot(), ...snpMeasurement }, inForce), claims(turinProperties, inForce), claims(launchFmcOnly, inForce)), now);
+    expect(mixed[0], 'each Turin level some claim names').to.contain('every property claim in force names tcb-fmc or launch-tcb-fmc, which the reports of its Milan machines');
   });
 
   it('says when the claims that ended were in force', () => {
