@@ -9,9 +9,9 @@ import { exportPrivateKey, generateKeyPair, toHex, type KeyAlg } from '../../lib
 import type { KeyObject } from 'node:crypto';
 import { checkWritable, makePrivateDir, readFileLimited, realFilePath, refuseOwnFiles, refuseReplaceable, refuseReplaceableDir, writeFileAtomic, writeFilesAtomic } from '../../lib/files/index.ts';
 import { createPolicyCert, domainOfPolicyOrganization, issueAdmissionCert, parseCertificate, platformProblem, readCertificate, toPem, validatePolicyCert } from '../../lib/pki/index.ts';
-import { loadPolicy, makePolicy, sameKey } from '../../lib/policy/index.ts';
+import { loadPolicy, makePolicy, sameKey, SEV_SNP_PLATFORM, type Policy } from '../../lib/policy/index.ts';
 import { generateSimulatedPlatform, platformCertificate, TEST_PLATFORM_WARNING } from '../../lib/attest/index.ts';
-import { AUTHORITY_PLATFORM, endsWithPolicyCert, initTrust, noRenewalPast, platformWarnings, ROLE_PLATFORM_PREFIX } from '../../lib/certifier/index.ts';
+import { AUTHORITY_PLATFORM, claimLayout, endsWithPolicyCert, initTrust, noRenewalPast, platformWarnings, ROLE_PLATFORM_PREFIX } from '../../lib/certifier/index.ts';
 import { checkRoleName, issueRoleCert } from '../../lib/keyservice/roles.ts';
 import { storeFiles } from '../common/io.ts';
 import { openToCertify } from '../common/new-store.ts';
@@ -56,6 +56,18 @@ function checkPlatformCertDates(file: string, bytes: Uint8Array, now: Date, clai
     throw new CertifierError('CERT_EXPIRED', `the platform certificate ${file} is valid from ${cert.notBefore.toISOString()} to ${cert.notAfter.toISOString()}, not now`);
   }
   if (cert.notAfter < claimsEnd) warn(P, `the platform certificate ${file} ends at ${cert.notAfter.toISOString()}, before the policy's claims (${claimsEnd.toISOString()}); the policy trusts its key until then`);
+}
+
+/** What print-policy says of an SEV-SNP property claim: the machines it can admit (claimLayout). */
+const SUITS = { turin: 'Turin machines', 'family-19h': 'family 19h machines: Milan, Genoa', none: 'no machine: it names a Turin level, not tcb-fmc' } as const;
+
+/**
+ * Each SEV-SNP property claim of `policy` by its number, with the TCB layout of the machines it
+ * can admit ('none' for one that admits none): Turin's and family 19h's each need a claim of
+ * their own, and the statements alone do not say which is which.
+ */
+function snpClaimLayouts(policy: Policy): { claim: number; suits: keyof typeof SUITS }[] {
+  return policy.properties.filter((c) => c.platformType === SEV_SNP_PLATFORM && c.claim).map((c) => ({ claim: c.claim!, suits: claimLayout(c) ?? 'none' }));
 }
 
 export function addTrustCommands(program: Command): void {
@@ -177,7 +189,7 @@ export function addTrustCommands(program: Command): void {
     .option('--force', 'replace --out if it exists'))
     .addHelpText('after', examples(['cert-utility make-policy --policy-key policy-key.pem --policy-cert policy-cert.pem --out policy.bin \\\n      --trust-amd-root milan --snp-min-tcb 3:0:8:115 --trust-measurement <96 hex digits>']));
 
-  subcommand<JsonOption & { policy: string; policyCert: string }>(program, 'print-policy', 'verify a policy file and print its statements',
+  subcommand<JsonOption & { policy: string; policyCert: string }>(program, 'print-policy', 'verify a policy file and print its statements (an SEV-SNP property claim\'s with the machines it suits)',
     async (o) => {
       const policyCert = await readCertificateFile(o.policyCert);
       const pc = validatePolicyCert(policyCert, new Date());
@@ -189,9 +201,11 @@ export function addTrustCommands(program: Command): void {
       const notYet = windows.filter((w) => w.notBefore > now).length;
       if (ended) warn(P, `${ended} of the policy's ${windows.length} claims have ended: make a new policy (make-policy) for the machines they admitted`);
       if (notYet) warn(P, `${notYet} of the policy's ${windows.length} claims are not in force yet`);
+      const snpClaims = snpClaimLayouts(policy);
+      const suits = (i: number) => snpClaims.find((c) => c.claim === i + 1)?.suits;
       return {
-        json: { statements: policy.statements, platforms: policy.platforms.map((p) => p.label), measurements: policy.measurements.map((m) => m.hex), claims: windows.length, ended, notYet },
-        text: [`policy for domain ${policyDomain(policyCert)}, signed by ${pc.subject}:`, ...policy.statements.map((s) => `  ${s}`)],
+        json: { statements: policy.statements, platforms: policy.platforms.map((p) => p.label), measurements: policy.measurements.map((m) => m.hex), claims: windows.length, ended, notYet, snpClaims },
+        text: [`policy for domain ${policyDomain(policyCert)}, signed by ${pc.subject}:`, ...policy.statements.map((s, i) => `  ${s}${suits(i) ? `  (for ${SUITS[suits(i)!]})` : ''}`)],
       };
     })
     .requiredOption('--policy <file>', 'the policy file')

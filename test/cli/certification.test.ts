@@ -322,6 +322,30 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
       expect(j.statements[2]).to.match(new RegExp(`^policyKey key:[0-9a-f]{16} says measurement:${M} is-trusted `));
     });
 
+    it('print-policy says which machines each SEV-SNP property claim suits: Turin\'s, family 19h\'s (Milan, Genoa), or none (a hand-written claim naming launch-tcb-fmc but not tcb-fmc)', async () => {
+      const made = await cu(['make-policy', '--policy-key', 'policy-key.pem', '--policy-cert', 'policy-cert.pem', '--out', 'both-layouts.bin', '--trust-amd-root', 'milan', '--trust-amd-root', 'turin',
+        '--snp-min-tcb', '3:0:8:115', '--snp-min-tcb', 'turin=0:1:0:2:71', '--trust-measurement', 'ab'.repeat(48)]);
+      expect(made.status, made.stderr).to.equal(0);
+      const text = await cu(['print-policy', '--policy', 'both-layouts.bin', '--policy-cert', 'policy-cert.pem']);
+      expect(text.status, text.stderr).to.equal(0);
+      const lines = text.out.trimEnd().split('\n').slice(1);
+      expect(lines.map((l) => / {2}\(for [^)]*\)$/.exec(l)?.[0] ?? '')).to.deep.equal(['', '', '  (for family 19h machines: Milan, Genoa)', '  (for Turin machines)', '']);
+      expect(lines[3]).to.contain('tcb-fmc >= 0');
+      const json = await cu(['print-policy', '--policy', 'both-layouts.bin', '--policy-cert', 'policy-cert.pem', '--json']);
+      expect(json.json()).to.deep.include({ snpClaims: [{ claim: 3, suits: 'family-19h' }, { claim: 4, suits: 'turin' }], claims: 5 });
+      expect(json.json().statements).to.have.length(5);
+      const tcb = ['tcb-bootloader', 'tcb-tee', 'tcb-snp', 'tcb-microcode'].map((name) => ({ name, comparator: '>=' as const, value: 0 }));
+      const DAY = 86_400_000;
+      writeFileSync(p('no-machine-policy.bin'), makePolicy({
+        policyKey: importPrivateKey(readFileSync(p('policy-key.pem'))), policyCert: policyCertDer, platforms: [], measurements: [],
+        platformProperties: [{ platformType: 'amd-sev-snp', requirements: [...tcb, { name: 'launch-tcb-fmc', comparator: '>=', value: 0 }] }],
+        notBefore: new Date(Date.now() - DAY), notAfter: new Date(Date.now() + DAY),
+      }));
+      const none = await cu(['print-policy', '--policy', 'no-machine-policy.bin', '--policy-cert', 'policy-cert.pem']);
+      expect(none.out.trimEnd().split('\n')[1]).to.match(/launch-tcb-fmc >= 0\] has-trusted-platform-property {2}\[\S+ \.\. \S+\] {2}\(for no machine: it names a Turin level, not tcb-fmc\)$/);
+      expect((await cu(['print-policy', '--policy', 'no-machine-policy.bin', '--policy-cert', 'policy-cert.pem', '--json'])).json().snpClaims).to.deep.equal([{ claim: 1, suits: 'none' }]);
+    });
+
     it('simpleserver explain allows the saved evidence with its proof (exit 0), and denies it under a policy without the measurement (exit 1)', async () => {
       const allow = await ss(['explain', '--policy', 'policy.bin', '--policy-cert', 'policy-cert.pem', '--evidence', 'treq.bin']);
       expect(allow.status, allow.stderr).to.equal(0);
