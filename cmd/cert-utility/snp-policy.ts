@@ -228,8 +228,13 @@ export function checkSnpFlags(o: SnpPolicyFlags): void {
   if (roots > 0) checkLayouts(o, new Set(o.trustAmdRoot.map((p) => layoutOfRoot(p, AMD_CERTS[p].arkName))), o.trustAmdRootCert.length === 0);
 }
 
-/** The roots and the property claim the flags ask for, once checkSnpFlags took them (make-policy's check, before the run). */
-export async function snpPolicyParts(program: string, o: SnpPolicyFlags, at: Date): Promise<Pick<MakePolicyOptions, 'platformRoots' | 'platformProperties'>> {
+/**
+ * The roots and the property claims the flags ask for, once checkSnpFlags took them (make-policy's
+ * check, before the run), reading the roots given by file; USAGE for what their layouts refuse.
+ * `quiet`: no warnings (--check-only, which reads and checks them as the run will, and says nothing).
+ */
+export async function snpPolicyParts(program: string, o: SnpPolicyFlags, at: Date, { quiet = false } = {}): Promise<Pick<MakePolicyOptions, 'platformRoots' | 'platformProperties'>> {
+  const say = (message: string) => (quiet ? undefined : warn(program, message));
   const roots: NonNullable<MakePolicyOptions['platformRoots']> = o.trustAmdRoot.map((p) => ({ platformType: SEV_SNP_PLATFORM, certificate: pinnedArk(p), name: AMD_CERTS[p].arkName }));
   for (const file of o.trustAmdRootCert) {
     const der = await readCertificateFile(file);
@@ -239,7 +244,7 @@ export async function snpPolicyParts(program: string, o: SnpPolicyFlags, at: Dat
     }
     if (!pinnedProductOf(der)) {
       const layout = rootLayout(der) === 'turin' ? 'Turin\'s TCB (it is named ARK-Turin)' : 'family 19h\'s TCB (Milan, Genoa)';
-      warn(program, `${file} ("${ark.name}") is not one of AMD's pinned roots: whoever holds its key can vouch for any machine (meant for tests and other products); its machines are taken to report ${layout}`);
+      say(`${file} ("${ark.name}") is not one of AMD's pinned roots: whoever holds its key can vouch for any machine (meant for tests and other products); its machines are taken to report ${layout}`);
     }
     roots.push({ platformType: SEV_SNP_PLATFORM, certificate: der, name: ark.name });
   }
@@ -264,7 +269,7 @@ export async function snpPolicyParts(program: string, o: SnpPolicyFlags, at: Dat
   const again = o.snpProperty.find((extra) => set.includes(extra.name));
   if (again) throw new CertifierError('USAGE', `--snp-property ${again.name} is already set by another flag`);
   for (const [first, repeat] of repeats(o)) {
-    warn(program, `--snp-property ${spelt(repeat)} ${spelt(repeat) === spelt(first) ? 'is given twice' : `repeats ${spelt(first)}`}: the policy says it once`);
+    say(`--snp-property ${spelt(repeat)} ${spelt(repeat) === spelt(first) ? 'is given twice' : `repeats ${spelt(first)}`}: the policy says it once`);
   }
   const repeated = repeats(o).map(([, p]) => p);
   const once = o.snpProperty.filter((p) => !repeated.includes(p));

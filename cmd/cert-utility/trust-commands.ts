@@ -175,11 +175,14 @@ export function addTrustCommands(program: Command): void {
       for (const line of platformWarnings(policy, now)) warn(P, `in the policy written, ${line}`);
       return { json: { out: o.out, statements: policy.statements }, text: [`wrote ${printableName(o.out)}:`, ...policy.statements.map((s) => `  ${s}`)] };
     },
-    // Before anything is read, and all of a --check-only run (deployment-setup.sh asks before making a key).
-    (o) => {
+    // Before anything is read, and all of a --check-only run (deployment-setup.sh asks before making
+    // a key), which also reads the roots given by file as the run does: their layouts decide which
+    // --snp-min-tcb forms and --snp-property prefixes the policy takes. It says nothing of them.
+    async (o) => {
       trustedMeasurements(o);
       checkSnpFlags(o);
-    })
+      if (o.checkOnly) await snpPolicyParts(P, o, new Date(), { quiet: true });
+    }, 'the AMD roots given by file (--trust-amd-root-cert), as the run does: one it cannot read or take fails as there (exit 1)')
     .requiredOption('--policy-key <file>', 'the policy private key')
     .requiredOption('--policy-cert <file>', 'the policy certificate')
     .option('--trust-platform <file>', 'a platform certificate or public key to trust for attestation (repeatable)', collect<string>, [])

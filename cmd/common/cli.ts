@@ -241,24 +241,27 @@ export function createProgram(name: string, description: string): Command {
 
 /**
  * Adds a subcommand carrying --json, whose action returns a Result. A command given `check`
- * (its checks of its flags and arguments that read, write and connect to nothing) runs it before
- * `fn`, and takes --check-only: a script's question before it acts (first-boot.sh, before
- * certifying), answered by the command's own parsing and checks, which a run then makes too.
+ * (its checks of its flags and arguments that write and connect to nothing) runs it before `fn`,
+ * and takes --check-only: a script's question before it acts (first-boot.sh, before certifying),
+ * answered by the command's own parsing and checks, which a run then makes too. A check reads
+ * nothing, but what `checkReads` names, and only under --check-only (options.checkOnly): what
+ * the run reads and checks before it writes (make-policy's roots given by file).
  */
 export function subcommand<O extends JsonOption>(
   parent: Command,
   name: string,
   description: string,
   fn: (options: O, args: string[]) => Promise<Result>,
-  check?: (options: O, args: string[]) => void,
+  check?: (options: O & { checkOnly?: boolean }, args: string[]) => void | Promise<void>,
+  checkReads?: string,
 ): Command {
   const cmd = parent.command(name).description(description).option('--json', 'print the result (or the error) as one JSON document');
-  if (check) cmd.option('--check-only', 'check the flags and arguments as a run does, then exit 0 (or 2 saying why), reading, writing and connecting to nothing');
+  if (check) cmd.option('--check-only', `check the flags and arguments as a run does, then exit 0 (or 2 saying why), ${checkReads ? `reading only ${checkReads}, writing` : 'reading, writing'} and connecting to nothing`);
   cmd.action(async function (this: Command) {
     refuseRepeated(this);
     refuseEmpty(this);
     const options = this.opts<O & { checkOnly?: boolean }>();
-    check?.(options, this.args);
+    await check?.(options, this.args);
     render(options.checkOnly ? { json: { checked: true } } : await fn(options, this.args), options.json === true);
   });
   return cmd;

@@ -1,11 +1,18 @@
 // --check-only: a script's question before it acts (first-boot.sh before certifying,
 // deployment-setup.sh before making a key), asked of the very command it then runs. The flags are
 // parsed and checked as a run does them; nothing is read, written or connected to: the files the
-// flags name need not exist. A refusal is the run's own error, escaped, without a usage hint.
+// flags name need not exist, but for make-policy's roots given by file, read and checked as its
+// run does (their layouts decide what the policy takes). A refusal is the run's own error,
+// escaped, without a usage hint.
 
 import { expect } from 'chai';
 import { readdirSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { pinnedArk } from '../../lib/attest/index.ts';
+import { toPem } from '../../lib/pki/index.ts';
 import { run, tempDir, type RunResult } from '../support/helpers.ts';
+import { TestSnpSigner } from '../sev-snp/signer.ts';
 
 const CONTROL = /[\x00-\x09\x0b-\x1f\x7f]/; // anything but a line's end, raw on a terminal
 const PIN = 'ab'.repeat(32);
@@ -116,6 +123,39 @@ describe('--check-only', function () {
     ];
     for (const [r, message] of cases) refused(await r, message);
     expect(readdirSync(tmp.dir), 'nothing written').to.deep.equal([]);
+  });
+
+  it('make-policy reads the roots given by file as its run does and refuses what their layouts refuse, with the run\'s own error (they were read only by the run), saying nothing of a root it takes', async () => {
+    const own = tempDir('check-only-roots-');
+    try {
+      writeFileSync(join(own.dir, 'test-ark-turin.pem'), toPem(TestSnpSigner.create({ product: 'turin' }).ark)); // named ARK-Turin, not pinned: Turin's layout
+      writeFileSync(join(own.dir, 'ark-milan.der'), pinnedArk('milan'));
+      const byFile = (roots: string[], more: string[], checkOnly = true) => run('cert-utility', ['make-policy', ...(checkOnly ? ['--check-only'] : []), '--policy-key', 'k.pem', '--policy-cert', 'c.pem',
+        '--out', 'policy.bin', '--trust-measurement', 'ab'.repeat(48), ...roots.flatMap((r) => ['--trust-amd-root-cert', r]), ...more], { cwd: own.dir });
+      const turinMin = ['--snp-min-tcb', 'turin=0:1:0:2:71'];
+      const milanMin = ['--snp-min-tcb', '3:0:8:115'];
+      const [taken, both, fourLevels, prefix, unprefixed, missing] = await Promise.all([
+        byFile(['test-ark-turin.pem'], turinMin),
+        byFile(['test-ark-turin.pem', 'ark-milan.der'], [...turinMin, ...milanMin, '--snp-property', 'turin:launch-tcb-snp>=2']),
+        byFile(['test-ark-turin.pem'], milanMin),
+        byFile(['ark-milan.der'], [...milanMin, '--snp-property', 'turin:launch-tcb-snp>=2']),
+        byFile(['test-ark-turin.pem', 'ark-milan.der'], [...turinMin, ...milanMin, '--snp-property', 'launch-tcb-snp>=2']),
+        byFile(['not-there.pem'], milanMin),
+      ]);
+      for (const r of [taken, both]) expect([r.status, r.out, r.stderr]).to.deep.equal([0, '', '']);
+      refused(fourLevels, 'cert-utility: error: trusting a Turin root (ARK-Turin) needs --snp-min-tcb turin=FMC:BOOTLOADER:TEE:SNP:MICROCODE');
+      refused(prefix, '--snp-property turin:launch-tcb-snp is for Turin machines only, and the policy trusts no Turin root');
+      refused(unprefixed, '--snp-property launch-tcb-snp: a LAUNCH_TCB level is on the scale of its product\'s TCB');
+      expect([missing.status, missing.stderr]).to.deep.equal([1, 'cert-utility: error: cannot read not-there.pem: no such file [FILE_ERROR]\n']);
+      // The run refuses the same, once it has read the policy key and certificate.
+      expect((await run('cert-utility', ['generate-policy-key', '--domain', 'datica', '--key-out', 'k.pem', '--cert-out', 'c.pem'], { cwd: own.dir })).status).to.equal(0);
+      const ran = await byFile(['test-ark-turin.pem'], milanMin, false);
+      expect(ran.status, ran.stderr).to.equal(2);
+      expect(ran.stderr, 'the same error line (after the run\'s warning of a root not pinned, before its usage hint)').to.contain(`\n${fourLevels.stderr}`);
+      expect(readdirSync(own.dir).sort(), 'nothing written').to.deep.equal(['ark-milan.der', 'c.pem', 'k.pem', 'test-ark-turin.pem']);
+    } finally {
+      own.cleanup();
+    }
   });
 
   it('make-policy and generate-policy-key refuse a measurement named twice, flags that do not go together, and values their parsing refuses', async () => {
