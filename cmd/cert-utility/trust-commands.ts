@@ -205,10 +205,10 @@ export function addTrustCommands(program: Command): void {
       if (ended) warn(P, `${ended} of the policy's ${windows.length} claims have ended: make a new policy (make-policy) for the machines they admitted`);
       if (notYet) warn(P, `${notYet} of the policy's ${windows.length} claims are not in force yet`);
       const snpClaims = snpClaimLayouts(policy);
-      const suits = (i: number) => snpClaims.find((c) => c.claim === i + 1)?.suits;
+      const suits = new Map(snpClaims.map((c) => [c.claim - 1, SUITS[c.suits]])); // by statement
       return {
         json: { statements: policy.statements, platforms: policy.platforms.map((p) => p.label), measurements: policy.measurements.map((m) => m.hex), claims: windows.length, ended, notYet, snpClaims },
-        text: [`policy for domain ${policyDomain(policyCert)}, signed by ${pc.subject}:`, ...policy.statements.map((s, i) => `  ${s}${suits(i) ? `  (for ${SUITS[suits(i)!]})` : ''}`)],
+        text: [`policy for domain ${policyDomain(policyCert)}, signed by ${pc.subject}:`, ...policy.statements.map((s, i) => `  ${s}${suits.has(i) ? `  (for ${suits.get(i)})` : ''}`)],
       };
     })
     .requiredOption('--policy <file>', 'the policy file')
