@@ -119,13 +119,22 @@ function ecSpki(pub: KeyObject): Uint8Array | undefined {
 }
 
 /**
- * A public key from DER SPKI, as createPublicKey reads it (any key type; throws what it throws).
- * P-256 and P-384 keys in the form above go in as JWK: half the time of OpenSSL 3's decoder,
- * and no less strict (the point must be on the curve, and the whole key passes OpenSSL's key check).
+ * A public key from DER SPKI, as createPublicKey reads it (any key type; throws what it throws),
+ * but never an EC point in the hybrid form (RFC 5480 2.2: MUST NOT be used) or the point at
+ * infinity (INVALID_KEY), both of which OpenSSL reads: Node aborts the whole process when asked for
+ * the details or the JWK of a key at infinity. P-256 and P-384 keys in the form above go in as
+ * JWK: half the time of OpenSSL 3's decoder, and no less strict (the point must be on the curve,
+ * and the whole key passes OpenSSL's key check).
  */
 export function publicKeyFromSpki(der: Uint8Array): KeyObject {
   const crv = ecCurveOfSpki(der);
-  if (!crv) return createPublicKey({ key: Buffer.from(der), format: 'der', type: 'spki' });
+  if (!crv) {
+    const hybrid = hybridCurveOfSpki(der);
+    if (hybrid) throw new CertifierError('INVALID_KEY', `the ${hybrid} public key is a point in the hybrid form, which RFC 5480 forbids`);
+    const key = createPublicKey({ key: Buffer.from(der), format: 'der', type: 'spki' });
+    if (key.asymmetricKeyType === 'ec') refuseInfinity(key);
+    return key;
+  }
   const { header, size } = EC_SPKI[crv]!;
   const x = Buffer.from(der.subarray(header.length, header.length + size)).toString('base64url');
   const y = Buffer.from(der.subarray(header.length + size)).toString('base64url');
@@ -138,6 +147,28 @@ function ecCurveOfSpki(der: Uint8Array): string | undefined {
     if (der.length === header.length + 2 * size && Buffer.compare(header, der.subarray(0, header.length)) === 0) return crv;
   }
   return undefined;
+}
+
+/** 'P-256' or 'P-384' when `der` is that curve's SPKI of the fixed form's length with another prefix than 04 (06, 07: hybrid). */
+function hybridCurveOfSpki(der: Uint8Array): string | undefined {
+  for (const [crv, { header, size }] of Object.entries(EC_SPKI)) {
+    const last = header.length - 1;
+    if (der.length === header.length + 2 * size && der[last] !== 0x04 && Buffer.compare(header.subarray(0, last), der.subarray(0, last)) === 0) return crv;
+  }
+  return undefined;
+}
+
+/**
+ * OpenSSL reads an EC point at infinity (a single 00 byte, on any curve, named or explicit) as a key,
+ * which it then cannot encode; Node aborts on the details or JWK of such a key. Encoding it is the
+ * test (for keys outside the fixed P-256/P-384 form only, which are rare: about 0.1 ms).
+ */
+function refuseInfinity(key: KeyObject): void {
+  try {
+    key.export({ type: 'spki', format: 'der' });
+  } catch (cause) {
+    throw new CertifierError('INVALID_KEY', 'the EC public key is not a point OpenSSL can write (the point at infinity)', { cause });
+  }
 }
 
 /** A public key read from DER SPKI: its algorithm (undefined if not one of ours), and the key. */

@@ -8,7 +8,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { generateKeyPair, toHex } from '../../lib/crypto/index.ts';
 import { CertifierError, ErrorCodes, type ErrorCode } from '../../lib/errors/index.ts';
 import { encodeAdmission, validateAdmission, validatePolicyCert, type Usage } from '../../lib/pki/index.ts';
-import { encodeNull, encodeOid, seq } from '../../lib/pki/der.ts';
+import { children, encodeBitString, encodeNull, encodeOid, readOne, seq } from '../../lib/pki/der.ts';
 import { AT, DAY, forgeLeaf, forgePolicy, GOOD_ADMISSION, KeyUsageFlags, MEASUREMENT, resign, withSignatureAlgorithm, type ForgedPolicy } from './forge.ts';
 
 function outcome(fn: () => unknown): { code: ErrorCode; reason: unknown; exit: number; message: string } | 'valid' {
@@ -266,6 +266,23 @@ describe('pki: a catalogue of bad certificates', () => {
     expect(at).to.be.greaterThan(0);
     der[at + 64]! ^= 1; // y + or - 1
     expectRefused(check(resign(new Uint8Array(der), policy.keys.privateKey)), 'BAD_CERTIFICATE', 'public-key');
+  });
+
+  it('refuses a leaf whose key is the point at infinity (a lone 00) or a hybrid point, though the policy key signed it (BAD_CERTIFICATE, public-key)', async () => {
+    // OpenSSL reads the point at infinity as a key, and Node aborts the process asking for its details.
+    const [tbs, alg, sig] = children(readOne(await forgeLeaf(policy)));
+    const fields = children(tbs!);
+    const withKey = (curveOid: string, point: Uint8Array) => {
+      const spki = seq(seq(encodeOid('1.2.840.10045.2.1'), encodeOid(curveOid)), encodeBitString(point));
+      return resign(seq(seq(...fields.map((f, i) => (i === 6 ? spki : f.bytes))), alg!.bytes, sig!.bytes), policy.keys.privateKey);
+    };
+    for (const curveOid of ['1.2.840.10045.3.1.7', '1.3.132.0.34', '1.3.132.0.35']) {
+      expectRefused(check(withKey(curveOid, Uint8Array.of(0))), 'BAD_CERTIFICATE', 'public-key');
+    }
+    const point = Buffer.from((await generateKeyPair('p256')).publicKey.export({ type: 'spki', format: 'der' })).subarray(-65);
+    expect(check(withKey('1.2.840.10045.3.1.7', point))()).to.have.property('domain', 'datica');
+    point[0] = 0x06 | (point[64]! & 1); // hybrid: 06 for an even y, 07 for an odd one
+    expectRefused(check(withKey('1.2.840.10045.3.1.7', point)), 'BAD_CERTIFICATE', 'public-key');
   });
 
   it('gives the peer\'s key as the very key of the certificate, imported only when asked for', async () => {

@@ -17,6 +17,7 @@ import { CertifierError, type ErrorCode } from '../../lib/errors/index.ts';
 import { decode, encode } from '../../lib/wire/index.ts';
 import { isPssSignedBy, pinnedAmdCerts, readAmdCert } from '../../lib/attest/index.ts';
 import type { KeyMessage } from '../../lib/wire/types.ts';
+import { encodeBitString, encodeOid, seq } from '../../lib/pki/der.ts';
 import { VECTORS } from '../support/helpers.ts';
 
 const ORIGINAL = join(VECTORS, 'certifier-original');
@@ -254,6 +255,70 @@ describe('crypto keys', () => {
         expect(ours, `${namedCurve} ${Buffer.from(d.subarray(start)).toString('hex')}`).to.equal(noble);
       }
       expect(variants.filter((d) => { try { return Boolean(readSpki(d)); } catch { return false; } })).to.have.length(2); // the key and its negation
+    }
+  });
+
+  // Each form a P-256 or P-384 point can take in an SPKI, against the curve its OID names. The
+  // points are real: (5, y) and (x, 1) on P-256, (2, y) and (x, 1) on P-384, so x + p and y + p
+  // (same coordinates modulo p, still 32 or 48 bytes) test the range check, not the curve equation.
+  const POINT_FORMS = {
+    'P-256': {
+      oid: '1.2.840.10045.3.1.7',
+      smallX: [`${'00'.repeat(31)}05`, '459243b9aa581806fe913bce99817ade11ca503c64d9a3c533415c083248fbcc', 'ffffffff00000001000000000000000000000001000000000000000000000004'],
+      smallY: ['09e78d4ef60d05f750f6636209092bc43cbdd6b47e11a9de20a9feb2a50bb96c', `${'00'.repeat(31)}01`, 'ffffffff00000001000000000000000000000001000000000000000000000000'],
+    },
+    'P-384': {
+      oid: '1.3.132.0.34',
+      smallX: [`${'00'.repeat(47)}02`, '8cdeadbbd04911a3c1931e26df3fa6439dca9c7eb286fbd46fc319f0e2bb780232baf57825fc0c1912ada2fefe84024c', 'fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffeffffffff000000000000000100000001'],
+      smallY: ['2261b2bf605c22f2f3aef6338719b2c486388ad5240719a5257315969ef01ba27f0a104c89704773a81fdabee6ab5c78', `${'00'.repeat(47)}01`, 'fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffeffffffff000000000000000100000000'],
+    },
+  } as const;
+
+  it('readSpki takes a point in the uncompressed or compressed form on the curve its OID names, coordinates below p, as noble does, and no other form', () => {
+    const spki = (oid: string, pointHex: string) => seq(seq(encodeOid('1.2.840.10045.2.1'), encodeOid(oid)), encodeBitString(Uint8Array.from(Buffer.from(pointHex, 'hex'))));
+    for (const [crv, Point, other] of [['P-256', p256.Point, 'P-384'], ['P-384', p384.Point, 'P-256']] as const) {
+      const { oid, smallX: [x, y, xPlusP], smallY: [x1, y1, y1PlusP] } = POINT_FORMS[crv];
+      const odd = (BigInt(`0x${y}`) & 1n) === 1n; // the parity of (x, y)'s y: its compressed prefix
+      const rows: [what: string, point: string, takes: boolean][] = [
+        ['uncompressed', `04${x}${y}`, true],
+        ['uncompressed, y small', `04${x1}${y1}`, true],
+        ['uncompressed, x + p', `04${xPlusP}${y}`, false],
+        ['uncompressed, y + p', `04${x1}${y1PlusP}`, false],
+        ['uncompressed (0, 0)', `04${'00'.repeat(x.length)}`, false],
+        ['uncompressed, off the curve', `04${x}${y.slice(0, -1)}${(parseInt(y.slice(-1), 16) ^ 1).toString(16)}`, false],
+        ['compressed', `${odd ? '03' : '02'}${x}`, true],
+        ['compressed, the other y', `${odd ? '02' : '03'}${x}`, true],
+        ['compressed, x + p', `02${xPlusP}`, false],
+        ['hybrid', `${odd ? '07' : '06'}${x}${y}`, false],
+        ['hybrid, the wrong parity', `${odd ? '06' : '07'}${x}${y}`, false],
+        ['prefix 05', `05${x}${y}`, false],
+        ['prefix 00', `00${x}${y}`, false],
+        ['the point at infinity', '00', false],
+        ['a byte short', `04${x}${y.slice(2)}`, false],
+        ['a byte long', `04${x}${y}00`, false],
+        ['compressed, a byte short', `02${x.slice(2)}`, false],
+        ['no point', '', false],
+      ];
+      for (const [what, point, takes] of rows) {
+        const label = `${crv} ${what}`;
+        let noble = true;
+        try {
+          Point.fromBytes(Uint8Array.from(Buffer.from(point, 'hex'))).assertValidity();
+        } catch {
+          noble = false;
+        }
+        expect(noble, `noble: ${label}`).to.equal(takes);
+        if (takes) {
+          const read = readSpki(spki(oid, point));
+          expect(read.alg, label).to.equal(crv === 'P-256' ? 'p256' : 'p384');
+          expect(read.key().export({ format: 'jwk' }).x, label).to.equal(Buffer.from(point.slice(2, 2 + x.length), 'hex').toString('base64url'));
+        } else {
+          expect(() => readSpki(spki(oid, point)), label).to.throw();
+        }
+      }
+      // The curve is the one the OID names: this curve's point under the other's OID is no key.
+      expect(() => readSpki(spki(POINT_FORMS[other].oid, `04${x}${y}`)), `${crv} point, ${other} OID`).to.throw();
+      expect(() => readSpki(spki(POINT_FORMS[other].oid, `02${x}`)), `${crv} compressed point, ${other} OID`).to.throw();
     }
   });
 
