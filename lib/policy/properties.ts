@@ -4,7 +4,8 @@
 // with the Certifier's platform and property messages; and the pure check of a verifier's
 // properties against them. Defaults fail closed: what a claim leaves out is the strictest choice.
 
-import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
+import { createHash, type KeyObject } from 'node:crypto';
+import { publicKeyFromSpki } from '../crypto/index.ts';
 import { CertifierError } from '../errors/index.ts';
 import { readStructure } from '../pki/structure.ts';
 import type { EntityMessage, Platform as PlatformMessage, Property } from '../wire/types.ts';
@@ -111,7 +112,7 @@ export function platformRootOf(e: EntityMessage, what: string): { key: KeyObject
   let key: KeyObject;
   try {
     // The key only: whether the certificate is a valid root is the platform verifier's to check.
-    key = createPublicKey({ key: Buffer.from(readStructure(cert).spki), format: 'der', type: 'spki' });
+    key = publicKeyFromSpki(readStructure(cert).spki); // never a point at infinity, on which Node aborts
   } catch (cause) {
     throw new CertifierError('POLICY_INVALID', `${what} names an unreadable platform root certificate`, { cause });
   }

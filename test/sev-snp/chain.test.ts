@@ -6,7 +6,10 @@ import { expect } from 'chai';
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { randomBytes } from '../../lib/crypto/index.ts';
 import { AMD_EXT, readAmdCert, pssProblem, verifySnpReport, type SnpReportInput } from '../../lib/attest/index.ts';
-import { children, readOne } from '../../lib/pki/der.ts';
+import { children, encodeBitString, encodeOid, readOne, seq } from '../../lib/pki/der.ts';
+import { readStructure } from '../../lib/pki/structure.ts';
+import { platformRootEntity, platformRootOf } from '../../lib/policy/index.ts';
+import { CertifierError } from '../../lib/errors/index.ts';
 import { amdExtensions, pssAlgorithm, pssCertificate, TestSnpSigner } from './signer.ts';
 import { basicConstraints, keyUsage, type ExtensionSpec } from '../../lib/pki/build.ts';
 import type { KeyUsageName } from '../../lib/pki/oids.ts';
@@ -135,6 +138,18 @@ describe('SEV-SNP path validation (test signer)', () => {
 
   it('refuses a VCEK whose key is not ECDSA P-384 before trying the signature', () => {
     expect(customPathRefusal({ vcekKey: generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey })).to.include({ code: 'SNP_CHAIN_UNTRUSTED', reason: 'key-algorithm' });
+  });
+
+  it('refuses a VCEK whose key is the point at infinity, on which Node aborts when asked its curve (BAD_CERTIFICATE), before any signature, and a policy naming it as a root', () => {
+    const [tbs, alg, sig] = children(readOne(s.vcek));
+    const fields = children(tbs!);
+    const at = fields.findIndex((f) => Buffer.from(f.bytes).equals(readStructure(s.vcek).spki));
+    expect(at).to.be.greaterThan(0);
+    const infinity = seq(seq(encodeOid('1.2.840.10045.2.1'), encodeOid('1.3.132.0.34')), encodeBitString(Uint8Array.of(0)));
+    const vcek = seq(seq(...fields.map((f, i) => (i === at ? infinity : f.bytes))), alg!.bytes, sig!.bytes);
+    expect(refusal({ report, certs: [vcek, s.ask], at: NOW, roots: [s.ark] })).to.include({ code: 'BAD_CERTIFICATE' });
+    // A policy naming such a certificate as a platform's root: the same key, refused as unreadable.
+    expect(() => platformRootOf(platformRootEntity('amd-sev-snp', vcek, 'ARK'), 'rule 1')).to.throw(CertifierError).with.property('code', 'POLICY_INVALID');
   });
 
   it('refuses an anchor that is not a self-signed ARK (its name is its own, another key signed it)', () => {

@@ -5,9 +5,9 @@
 // framing; lib/pki's certificate parser and signature list (no PSS) stay as strict as they are,
 // since only this chain needs AMD's exceptions (serial number 0, raw hwID, PSS).
 
-import { constants, createPublicKey, verify, type KeyObject } from 'node:crypto';
+import { constants, verify, type KeyObject } from 'node:crypto';
 import { CertifierError } from '../../errors/index.ts';
-import { keyDetails } from '../../crypto/index.ts';
+import { keyDetails, publicKeyFromSpki } from '../../crypto/index.ts';
 import { children, decodeOid, DerError, expectTag, readOne, TAG, type Tlv } from '../../pki/der.ts';
 import { bytesSame, MAX_CERTIFICATE_BYTES, pemBlocks, type CertStructure } from '../../pki/index.ts';
 import { readStructure } from '../../pki/structure.ts';
@@ -148,7 +148,8 @@ function readAmdCertDer(der: Uint8Array): AmdCert {
     issuerName: commonName(s.issuerDer, 'issuer'),
     notBefore,
     notAfter,
-    publicKey: createPublicKey({ key: Buffer.from(s.spki), format: 'der', type: 'spki' }),
+    // Not createPublicKey: it reads an EC point at infinity, whose details (isP384) abort Node.
+    publicKey: publicKeyFromSpki(s.spki),
     isCA: bcFields[0]?.tag === TAG.BOOLEAN && bcFields[0].contents[0] === 0xff,
     keyCertSign: kuBits !== undefined && kuBits.length > 1 && (kuBits[1]! & 0x04) !== 0, // bit 5, after the unused-bits byte
   };
