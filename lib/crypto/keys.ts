@@ -295,6 +295,7 @@ export function importPublicKey(bytes: Uint8Array): KeyObject {
   } catch (cause) {
     throw new CertifierError('INVALID_KEY', 'not a public key in PEM or DER (SPKI) form', { cause });
   }
+  if (key.asymmetricKeyType === 'ec') refuseInfinity(key); // before keyAlgOf, which would abort on it
   keyAlgOf(key);
   return key;
 }

@@ -316,6 +316,10 @@ describe('crypto keys', () => {
           expect(() => readSpki(spki(oid, point)), label).to.throw();
         }
       }
+      // A file holding such a key: refused, not an abort (Node's answer to the point at infinity).
+      const infinity = spki(oid, '00');
+      expect(() => importPublicKey(infinity), `${crv} importPublicKey`).to.throw(CertifierError).with.property('code', 'INVALID_KEY');
+      expect(() => importPublicKey(new TextEncoder().encode(`-----BEGIN PUBLIC KEY-----\n${Buffer.from(infinity).toString('base64')}\n-----END PUBLIC KEY-----\n`)), `${crv} PEM`).to.throw(CertifierError);
       // The curve is the one the OID names: this curve's point under the other's OID is no key.
       expect(() => readSpki(spki(POINT_FORMS[other].oid, `04${x}${y}`)), `${crv} point, ${other} OID`).to.throw();
       expect(() => readSpki(spki(POINT_FORMS[other].oid, `02${x}`)), `${crv} compressed point, ${other} OID`).to.throw();
