@@ -77,7 +77,8 @@ function escapeValue(s: string): string {
   // Most values need nothing: one test instead of four replacements (every name of every new peer).
   if (!NEEDS_ESCAPE.test(s)) return s;
   let out = s.replace(/[,+"\\<>;]/g, '\\$&');
-  out = out.replace(/^[ #]/, '\\$&').replace(/ $/, '\\ ');
+  // A lone space leads and trails both: one backslash before it, not two.
+  out = out.replace(/^[ #]/, '\\$&').replace(/(?<!^\\) $/, '\\ ');
   // eslint-disable-next-line no-control-regex
   return out.replace(/[\u0000-\u001f\u007f]/g, (c) => `\\${c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}`);
 }

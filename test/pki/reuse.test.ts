@@ -119,6 +119,8 @@ describe('pki: names and extensions read by our own decoders', () => {
     const cases: [string, string][] = [
       ['plain value-1.2_x', 'CN=plain value-1.2_x'], ['', 'CN='], ['a,b+c"d\\e<f>g;h', 'CN=a\\,b\\+c\\"d\\\\e\\<f\\>g\\;h'],
       ['#x', 'CN=\\#x'], [' x', 'CN=\\ x'], ['x ', 'CN=x\\ '], ['x#y z', 'CN=x#y z'], ['a\nb\u007f', 'CN=a\\0Ab\\7F'], ['\u00e9t\u00e9', 'CN=\u00e9t\u00e9'],
+      // One space is both leading and trailing: escaped once. NUL as hex; a space or # inside as is.
+      [' ', 'CN=\\ '], ['  ', 'CN=\\ \\ '], ['#', 'CN=\\#'], ['# ', 'CN=\\#\\ '], ['\\ ', 'CN=\\\\\\ '], ['a\u0000b', 'CN=a\\00b'], ['\u0000', 'CN=\\00'], ['a=b', 'CN=a=b'],
     ];
     for (const [value, text] of cases) expect(name(value), JSON.stringify(value)).to.equal(text);
   });
