@@ -8,8 +8,8 @@ import { generateKeyPairSync } from 'node:crypto';
 import { generateKeyPair, toHex } from '../../lib/crypto/index.ts';
 import { CertifierError, ErrorCodes, type ErrorCode } from '../../lib/errors/index.ts';
 import { encodeAdmission, validateAdmission, validatePolicyCert, type Usage } from '../../lib/pki/index.ts';
-import { children, encodeBitString, encodeNull, encodeOid, readOne, seq } from '../../lib/pki/der.ts';
-import { AT, DAY, forgeLeaf, forgePolicy, GOOD_ADMISSION, KeyUsageFlags, MEASUREMENT, resign, withSignatureAlgorithm, type ForgedPolicy } from './forge.ts';
+import { children, encodeBitString, encodeNull, encodeOid, readOne, seq, set, TAG, tlv } from '../../lib/pki/der.ts';
+import { AT, DAY, forgeLeaf, forgePolicy, GOOD_ADMISSION, KeyUsageFlags, MEASUREMENT, readPolicySubject, resign, withSignatureAlgorithm, type ForgedPolicy } from './forge.ts';
 
 function outcome(fn: () => unknown): { code: ErrorCode; reason: unknown; exit: number; message: string } | 'valid' {
   try {
@@ -46,6 +46,27 @@ describe('pki: a catalogue of bad certificates', () => {
 
   it('refuses a leaf whose issuer is not the policy certificate\'s subject (UNTRUSTED_PEER, issuer)', async () => {
     expectRefused(check(await forgeLeaf(policy, { issuer: 'CN=policyKey, O=elsewhere/policyAuthority' })), 'UNTRUSTED_PEER', 'issuer');
+  });
+
+  it('compares the issuer with the policy certificate\'s subject byte for byte: a name that differs in length, order, type, grouping, case or string type is another name', async () => {
+    const atv = (oid: string, value: Uint8Array) => seq(encodeOid(oid), value);
+    const text = (v: string, type: number) => tlv(type, new TextEncoder().encode(v));
+    const cn = (v: string, type: number = TAG.PRINTABLE) => atv('2.5.4.3', text(v, type));
+    const o = (v: string) => atv('2.5.4.10', text(v, TAG.PRINTABLE));
+    const same = seq(set(cn('policyKey')), set(o('datica/policyAuthority')));
+    expect(toHex(same), 'the policy certificate\'s subject, as written here').to.equal(toHex(readPolicySubject(policy.der)));
+    expect(check(await forgeLeaf(policy, { issuer: same }))()).to.have.property('domain', 'datica');
+    const others: [string, Uint8Array][] = [
+      ['one RDN more', seq(set(cn('policyKey')), set(o('datica/policyAuthority')), set(o('x')))],
+      ['one RDN fewer', seq(set(cn('policyKey')))],
+      ['RDNs in the other order', seq(set(o('datica/policyAuthority')), set(cn('policyKey')))],
+      ['another attribute type, same value', seq(set(atv('2.5.4.4', text('policyKey', TAG.PRINTABLE))), set(o('datica/policyAuthority')))],
+      ['both attributes in one multi-valued RDN', seq(set(cn('policyKey'), o('datica/policyAuthority')))],
+      ['another case', seq(set(cn('PolicyKey')), set(o('datica/policyAuthority')))],
+      ['UTF8String, same text', seq(set(cn('policyKey', TAG.UTF8)), set(o('datica/policyAuthority')))],
+      ['a trailing space', seq(set(cn('policyKey ')), set(o('datica/policyAuthority')))],
+    ];
+    for (const [what, issuer] of others) expect(outcome(check(await forgeLeaf(policy, { issuer }))), what).to.deep.include({ code: 'UNTRUSTED_PEER', reason: 'issuer' });
   });
 
   it('refuses a leaf issued by a different policy certificate with the same name (UNTRUSTED_PEER, root-mismatch)', async () => {

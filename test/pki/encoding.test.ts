@@ -141,9 +141,12 @@ describe('pki: parseCertificate refuses what is not exactly one DER certificate'
 
 describe('pki: the strict DER reader', () => {
   it('refuses long-form tags, non-minimal and oversized lengths, and trailing bytes', () => {
-    for (const hex of ['1f0100', '3081050000000000', '308400000000', '0500ff', '3005']) {
+    // ... and a length of five bytes, a long form cut off, a long form with nothing after it.
+    for (const hex of ['1f0100', '3081050000000000', '308400000000', '0500ff', '3005', '30850000000001', '308200', '3081']) {
       expect(() => readOne(new Uint8Array(Buffer.from(hex, 'hex'))), hex).to.throw(DerError);
     }
+    // The shortest long forms are read: 128 bytes (81 80) and 256 (82 01 00).
+    for (const n of [128, 256]) expect(readOne(tlv(TAG.OCTET_STRING, new Uint8Array(n))).contents.length).to.equal(n);
   });
 
   it('refuses, at any depth of the tree, what it refuses at the top, and nesting deeper than 32', () => {
@@ -283,6 +286,31 @@ describe('pki: DER forms the reader refuses though they carry the same meaning (
     expect(parseCertificate(seq(tbs!.bytes, alg!.bytes, sig!.bytes)).serialHex).to.equal(parseCertificate(leaf).serialHex);
     refused(() => parseCertificate(seq(tbs!.bytes, alg!.bytes, sig!.bytes, encodeNull())), 'BAD_CERTIFICATE', 'malformed');
     refused(() => parseCertificate(seq(tbs!.bytes, alg!.bytes, tlv(TAG.BIT_STRING, Uint8Array.of(1), sig!.contents.subarray(1)))), 'BAD_CERTIFICATE', 'malformed');
+  });
+
+  it('reads each optional TBS field where it is: no version (v1), one unique ID alone, v3 without extensions; and refuses unique IDs in v1 and a TBS cut short', () => {
+    const uid = (tag: number) => tlv(tag, new Uint8Array([0, 1]));
+    const version = (v: number) => tlv(0xa0, tlv(TAG.INTEGER, Uint8Array.of(v)));
+    const base = (f: Tlv[]) => f.slice(1, 7).map((t) => t.bytes); // serial .. subjectPublicKeyInfo
+    const read: [string, (f: Tlv[]) => Uint8Array[], number][] = [
+      ['v1: no version, no extensions', (f) => base(f), 1],
+      ['v2 with issuerUniqueID only', (f) => [version(1), ...base(f), uid(0x81)], 2],
+      ['v2 with subjectUniqueID only', (f) => [version(1), ...base(f), uid(0x82)], 2],
+      ['v3 without extensions', (f) => [version(2), ...base(f)], 3],
+      ['v3 with subjectUniqueID and extensions', (f) => [version(2), ...base(f), uid(0x82), f[7]!.bytes], 3],
+    ];
+    for (const [what, edit, v] of read) {
+      const p = parseCertificate(withTbs(edit));
+      expect([p.version, p.serialHex, p.subject], what).to.deep.equal([v, parseCertificate(leaf).serialHex, parseCertificate(leaf).subject]);
+    }
+    const refusedCases: [string, (f: Tlv[]) => Uint8Array[]][] = [
+      ['a unique ID in a v1 certificate', (f) => [...base(f), uid(0x81)]],
+      ['no subjectPublicKeyInfo', (f) => f.slice(0, 6).map((t) => t.bytes)],
+      ['a version and nothing else', () => [version(2)]],
+      ['nothing at all', () => []],
+      ['subject and key swapped', (f) => [...f.slice(0, 5).map((t) => t.bytes), f[6]!.bytes, f[5]!.bytes, f[7]!.bytes]],
+    ];
+    for (const [what, edit] of refusedCases) expect(() => parseCertificate(withTbs(edit)), what).to.throw(CertifierError).with.nested.property('details.reason', 'malformed');
   });
 
   it('refuses unique IDs after the extensions, repeated, or out of order', () => {

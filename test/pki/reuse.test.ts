@@ -10,7 +10,8 @@ import { CertifierError } from '../../lib/errors/index.ts';
 import { parseCertificate, validateAdmission, validatePolicyCert } from '../../lib/pki/index.ts';
 import { parseShared } from '../../lib/pki/parse.ts';
 import { decodeName } from '../../lib/pki/names.ts';
-import { encodeOid, encodeUtf8, readOne, seq, set } from '../../lib/pki/der.ts';
+import { decodeAdmission } from '../../lib/pki/admission.ts';
+import { DerError, encodeOctets, encodeOid, encodeUtf8, readOne, seq, set, TAG, tlv } from '../../lib/pki/der.ts';
 import { AT, DAY, forgeLeaf, forgePolicy, type ForgedPolicy } from './forge.ts';
 
 function refusal(fn: () => unknown): { code: string; reason: unknown } | 'valid' {
@@ -143,6 +144,46 @@ describe('pki: names and extensions read by our own decoders', () => {
       const leaf = await forgeLeaf(policy, { extra, ...(basicConstraints === null ? { basicConstraints } : {}) });
       expect(refusal(() => parseCertificate(leaf)), oid).to.deep.equal({ code: 'BAD_CERTIFICATE', reason: 'malformed' });
     }
+  });
+
+  it('refuses a value that is not the characters its string type says, whatever was decoded before (one strict decoder kept between calls)', () => {
+    const name = (value: Uint8Array) => decodeName(readOne(seq(set(seq(encodeOid('2.5.4.3'), value)))), 'subject').text;
+    const bad: [string, Uint8Array][] = [
+      ['UTF-8 cut off inside a character', tlv(TAG.UTF8, Uint8Array.of(0x61, 0xe2, 0x82))],
+      ['UTF-8 continuation byte alone', tlv(TAG.UTF8, Uint8Array.of(0xac, 0x62))],
+      ['UTF-8 overlong NUL', tlv(TAG.UTF8, Uint8Array.of(0xc0, 0x80))],
+      ['UTF-8 surrogate', tlv(TAG.UTF8, Uint8Array.of(0xed, 0xa0, 0x80))],
+      ['PrintableString with a byte over 7f', tlv(TAG.PRINTABLE, Uint8Array.of(0x61, 0xe9))],
+      ['BMPString of an odd length', tlv(0x1e, Uint8Array.of(0, 0x61, 0))],
+      ['BMPString lone surrogate', tlv(0x1e, Uint8Array.of(0xd8, 0x00))],
+      ['UniversalString past U+10FFFF', tlv(0x1c, Uint8Array.of(0, 0x11, 0, 0))],
+      ['an OCTET STRING', encodeOctets(Uint8Array.of(0x61))],
+    ];
+    for (const [what, value] of bad) {
+      expect(() => name(value), what).to.throw(DerError);
+      // What a failed call left half-read is not carried into the next (the euro sign's last byte).
+      expect(() => name(tlv(TAG.UTF8, Uint8Array.of(0xac))), `after ${what}`).to.throw(DerError);
+      expect(name(tlv(TAG.UTF8, Uint8Array.of(0xe2, 0x82, 0xac))), `after ${what}`).to.equal('CN=\u20ac');
+    }
+    // The admission extension's strings share one decoder the same way.
+    const admission = (platform: Uint8Array) => decodeAdmission(seq(encodeOctets(Uint8Array.of(1)), tlv(TAG.UTF8, platform), encodeUtf8('datica')));
+    expect(() => admission(Uint8Array.of(0x61, 0xe2, 0x82))).to.throw(DerError, 'not valid UTF-8');
+    expect(() => admission(Uint8Array.of(0xac))).to.throw(DerError, 'not valid UTF-8');
+    expect(admission(new TextEncoder().encode('sev-snp')).platform).to.equal('sev-snp');
+  });
+
+  it('keeps nothing of the caller\'s buffer: a view into a pooled Buffer, overwritten after the parse, changes no result', async () => {
+    const leaf = await forgeLeaf(policy);
+    const pool = Buffer.allocUnsafe(leaf.length + 64); // as a socket's chunk or Buffer's pool would be
+    pool.set(leaf, 32);
+    const view = pool.subarray(32, 32 + leaf.length);
+    const parsed = parseCertificate(view);
+    const peer = validateAdmission({ chain: [view], policyCert: policy.der, at: AT });
+    const before = JSON.stringify([parsed, peer]);
+    pool.fill(0x30);
+    expect(JSON.stringify([parsed, peer])).to.equal(before);
+    expect(parsed.subjectDer.buffer).to.not.equal(pool.buffer);
+    expect(parseCertificate(leaf).subject).to.equal(parsed.subject);
   });
 
   it('refuses times and strings that are not what DER says they are (malformed)', async () => {
