@@ -765,6 +765,27 @@ describe('audit log', () => {
     }
   });
 
+  it('breaks when another file takes its name before any rotation, and when the file a rotation began is cut short', async () => {
+    // Replaced: another file, as large as the log, at its name (the log's own inode, held open, is never reused).
+    const log = await AuditLog.open(path);
+    await log.append(entry(1));
+    const held = readFileSync(path);
+    rmSync(path);
+    writeFileSync(path, held);
+    await log.append(entry(2)).then(() => expect.fail('appended'), (e: CertifierError) => expect(e.message).to.contain('removed or renamed'));
+    await log.close();
+    // Cut short after a rotation: the size it checks is the new file's, from 0.
+    const named = join(tmp.dir, 'rotating-cut.jsonl');
+    let rotated = false;
+    const rotating = await AuditLog.open(named, { rotateBytes: 3 * held.length - 10, onRotate: () => (rotated = true) });
+    for (let i = 1; i <= 4; i++) await rotating.append(entry(i)); // rotated after the third
+    expect(rotated).to.equal(true);
+    expect(readFileSync(named, 'utf8').split('\n')).to.have.length(2); // the fourth line alone
+    truncateSync(named, 10);
+    await rotating.append(entry(5)).then(() => expect.fail('appended'), (e: CertifierError) => expect(e.message).to.match(/cut short while in use \(it holds \d+ bytes, not the \d+ written\)/));
+    await rotating.close();
+  });
+
   it('breaks when its file is renamed while in use (logrotate), and refuses a hard-linked log', async () => {
     const named = join(tmp.dir, 'rotated-away.jsonl');
     const log = await AuditLog.open(named);
