@@ -166,6 +166,28 @@ describe('channel: request and answer', () => {
     expect([e?.code, e?.message]).to.deep.equal(['UNREACHABLE', `the connection to 127.0.0.1:${server.address.port} is closed`]);
   });
 
+  it('on close, answers what is pending, refuses a request made after close() as closing, and says so when the server closes first', async () => {
+    const server = await h.serve('mtls');
+    const target = `127.0.0.1:${server.address.port}`;
+    const conn = await h.connect(server, 'mtls');
+    const pending = conn.request(bytes('pending'));
+    const closing = conn.close();
+    const late = conn.request(bytes('late')).then(() => undefined, (x: CertifierError) => x);
+    expect(text(await pending)).to.equal('pending');
+    await closing;
+    expect([(await late)?.code, (await late)?.message]).to.deep.equal(['UNREACHABLE', `the connection to ${target} is closing`]);
+    // The server closing an idle connection first: its end is a failure, said as the server's doing
+    // (the connection's own `failed`, which connect() reads, is not in ClientConnection).
+    const idle = await h.connect(server, 'mtls');
+    const failed = () => (idle as unknown as { failed: CertifierError | undefined }).failed;
+    expect(text(await idle.request(bytes('x')))).to.equal('x');
+    await server.close(0);
+    await waitFor(() => failed() !== undefined, 2000, 'the client to see the close');
+    expect([failed()?.code, failed()?.message]).to.deep.equal(['UNREACHABLE', `${target} closed the connection`]);
+    const after = await idle.request(bytes('y')).then(() => undefined, (x: CertifierError) => x);
+    expect(after).to.equal(failed());
+  });
+
   it('answers a client that half-closes right after its request', async () => {
     const server = await h.serve('plain');
     const socket = await h.raw(server, 'plain');
