@@ -14,4 +14,17 @@ describe('isoNow', () => {
       await new Promise((r) => setTimeout(r, 3));
     }
   });
+
+  it('follows a clock set back or forward: the text is always that of the millisecond Date.now() says', () => {
+    const real = Date.now;
+    const t = real();
+    try {
+      for (const ms of [t, t, t - 5000, t - 5000, t, t + 1, 0, t]) {
+        Date.now = () => ms;
+        expect(isoNow(), String(ms - t)).to.equal(new Date(ms).toISOString());
+      }
+    } finally {
+      Date.now = real;
+    }
+  });
 });
