@@ -59,7 +59,7 @@ function checkPlatformCertDates(file: string, bytes: Uint8Array, now: Date, clai
 }
 
 /** What print-policy says of an SEV-SNP property claim: the machines it can admit (claimLayout). */
-const SUITS = { turin: 'Turin machines', 'family-19h': 'family 19h machines: Milan, Genoa', none: 'no machine: it names a Turin level, not tcb-fmc' } as const;
+export const SUITS = { turin: 'Turin machines', 'family-19h': 'family 19h machines: Milan, Genoa', none: 'no machine: it names a Turin level, not tcb-fmc' } as const;
 
 /**
  * Each SEV-SNP property claim of `policy` by its number, with the TCB layout of the machines it

@@ -16,6 +16,7 @@ import { COMPACT_AFTER, STATE_NAMES } from '../../lib/keyservice/level-backend.t
 import { DELETE_LISTED, LIST_PAGE, MAX_VALUE_BYTES } from '../../lib/keyservice/protocol.ts';
 import { DEFAULT_CLOCK_SKEW_MS, SNP_PROPERTY } from '../../lib/policy/index.ts';
 import { MAX_TAG_LENGTH } from '../../lib/wire/index.ts';
+import { SUITS } from '../../cmd/cert-utility/trust-commands.ts';
 import { ROOT, run } from '../support/helpers.ts';
 
 const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
@@ -318,6 +319,46 @@ describe('README', () => {
     }
     for (const commands of Object.values(checkOnly)) commands.sort();
     expect(named).to.deep.equal(checkOnly);
+  });
+
+  it('shows make-policy command lines and SEV-SNP minimums that make-policy --check-only takes, and refuses the Turin forms it says are refused (USAGE)', async () => {
+    const text = readme.replace(/\s+/g, ' ');
+    const hex = (digits: number) => '0'.repeat(digits);
+    const lines = readmeCommands().filter((c) => c.startsWith('cert-utility make-policy '))
+      .map((c) => c.replace(/<(\d+) hex digits>/g, (_, n: string) => hex(Number(n))).split(' ').slice(1));
+    expect(lines.length).to.be.greaterThan(1);
+    const span = (re: RegExp) => text.match(re)?.[1]?.split(' ') ?? expect.fail(`the README no longer says ${re}`);
+    const mixed = span(/A policy for a mixed fleet gives both forms, `([^`]+)`/);
+    const turin = ['--trust-amd-root', 'turin', '--snp-min-tcb', span(/`--snp-min-tcb turin=FMC:BL:TEE:SNP:UCODE` \(e\.g\. `([^`]+)`\)/)[0]!];
+    const perLayout = [...span(/`(--snp-property turin:launch-tcb-\S+)` goes into the Turin claim only/), ...span(/`(--snp-property family19h:launch-tcb-\S+)` into the family 19h claim only/)];
+    const base = ['make-policy', '--check-only', '--json', '--policy-key', 'policy-key.pem', '--policy-cert', 'policy-cert.pem', '--out', 'policy.bin', '--trust-measurement', hex(96)];
+    const cases: [string, string[], number][] = [
+      ...lines.map((l): [string, string[], number] => [l.join(' '), [...l, '--check-only', '--json'], 0]),
+      ['a mixed fleet', [...base, ...mixed], 0],
+      ['a mixed fleet, a LAUNCH_TCB minimum for each layout', [...base, ...mixed, ...perLayout], 0],
+      ['Turin alone, its example minimum', [...base, ...turin], 0],
+      ['a mixed fleet, a LAUNCH_TCB level without a prefix', [...base, ...mixed, '--snp-property', 'launch-tcb-snp>=2'], 2],
+      ['Turin\'s root alone with the four-level form', [...base, '--trust-amd-root', 'turin', '--snp-min-tcb', '3:0:8:115'], 2],
+      ['turin= without a Turin root', [...base, '--trust-amd-root', 'milan', '--snp-min-tcb', '3:0:8:115', turin[2]!, turin[3]!], 2],
+      ['--snp-property tcb-fmc', [...base, ...turin, '--snp-property', 'tcb-fmc>=0'], 2],
+    ];
+    const results = await Promise.all(cases.map(([, args]) => run('cert-utility', args, { cwd: ROOT })));
+    const wrong = cases.flatMap(([what, , status], i) => {
+      const r = results[i]!;
+      const code = r.status === 0 ? 'ok' : r.json().error.code;
+      return r.status === status && (status === 0 || code === 'USAGE') ? [] : [`${what}: exit ${r.status} (${code}), not ${status}`];
+    });
+    expect(wrong).to.deep.equal([]);
+  });
+
+  it('gives the machines print-policy says an SEV-SNP property claim suits as it prints them, and their names under --json', () => {
+    const row = readme.split('\n').find((l) => l.startsWith('| `print-policy '))!;
+    const [none, why] = SUITS.none.split(': ');
+    expect(why).to.be.a('string');
+    for (const label of [`\`(for ${SUITS.turin})\``, `\`(for ${SUITS['family-19h']})\``, `\`(for ${none}: ...)\``]) expect(row).to.contain(label);
+    const json = row.slice(row.indexOf('`snpClaims`'));
+    expect([...json.matchAll(/`([a-z0-9-]+)`/g)].map((m) => m[1]!).filter((n) => n in SUITS).sort()).to.deep.equal(Object.keys(SUITS).sort());
+    expect(readme.replace(/\s+/g, ' ')).to.contain(`\`print-policy\` follows with the machines it suits, \`(for ${SUITS.turin})\` or \`(for ${SUITS['family-19h']})\`)`);
   });
 
   it('runs only npm scripts the package has, on the Node.js version the package asks for', () => {
