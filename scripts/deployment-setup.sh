@@ -14,7 +14,7 @@ usage() {
 usage: deployment-setup.sh --dir DIR --domain DOMAIN --measure FILE [--measure FILE ...]
                            [--trust-measurement HEX ...] [--alg p256|p384|rsa2048] [--policy-days N]
                            [--trust-amd-root milan|genoa|turin ... --snp-min-tcb BL:TEE:SNP:UCODE
-                            --snp-min-tcb turin=FMC:BL:TEE:SNP:UCODE]
+                            --snp-min-tcb turin=FMC:BL:TEE:SNP:UCODE [--snp-property P ...]]
 
   --dir                where to put everything (created; must not hold a setup already)
   --domain             the policy domain, e.g. datica
@@ -29,6 +29,9 @@ usage: deployment-setup.sh --dir DIR --domain DOMAIN --measure FILE [--measure F
   --trust-amd-root     SEV-SNP VMs: trust AMD's root for this product (repeatable); needs
                        --snp-min-tcb, the lowest firmware TCB accepted: BL:TEE:SNP:UCODE for
                        milan and genoa, turin=FMC:BL:TEE:SNP:UCODE for turin (each form once)
+  --snp-property       another SEV-SNP requirement, passed to make-policy's --snp-property
+                       (repeatable), e.g. guest-svn>=2, or turin:launch-tcb-snp>=2 for one
+                       product's LAUNCH_TCB minimum beside roots of both TCB layouts
   --alg                the policy key's algorithm (default p256)
   --policy-days        how long the policy's claims last (default 365: sign a new policy
                        before then, or simpleserver refuses every machine)
@@ -51,16 +54,16 @@ stop_traps
 CERT_UTILITY=${CERT_UTILITY:-$here/../cmd/bin/cert-utility.js}
 KEY_SERVER=${KEY_SERVER:-$here/../cmd/bin/key-server.js}
 dir= domain= alg=p256 days=365
-measure=() trust=() amd=() min_tcb=()
+measure=() trust=() amd=() min_tcb=() snp_property=()
 seen=' '
 while [ $# -gt 0 ]; do
   case "$1" in
     -h|--help) usage 0 ;;
     --*) [ $# -ge 2 ] || { echo "deployment-setup: $1 needs a value" >&2; usage; } ;;
   esac
-  # A flag of one value once (the last would win silently); --measure, --trust-*, --snp-min-tcb repeat.
+  # A flag of one value once (the last would win silently); --measure, --trust-*, --snp-* repeat.
   case "$1" in
-    --measure|--trust-measurement|--trust-amd-root|--snp-min-tcb) ;; # make-policy refuses a --snp-min-tcb form twice
+    --measure|--trust-measurement|--trust-amd-root|--snp-min-tcb|--snp-property) ;; # make-policy refuses a --snp-min-tcb form twice
     *) case "$seen" in *" $1 "*) echo "deployment-setup: $1 is given twice; it takes one value" >&2; usage ;; esac
        seen="$seen$1 " ;;
   esac
@@ -73,6 +76,7 @@ while [ $# -gt 0 ]; do
     --policy-days) days=$2; shift 2 ;;
     --trust-amd-root) amd+=(--trust-amd-root "$2"); shift 2 ;;
     --snp-min-tcb) min_tcb+=(--snp-min-tcb "$2"); shift 2 ;; # given empty: make-policy refuses it
+    --snp-property) snp_property+=(--snp-property "$2"); shift 2 ;; # checked by make-policy
     *) echo "deployment-setup: unknown argument $1" >&2; usage ;;
   esac
 done
@@ -80,7 +84,7 @@ done
 [ -n "$domain" ] || { echo "deployment-setup: --domain is missing or empty" >&2; usage; }
 # The commands that make the policy key and the policy, as they run below once $dir is known to be
 # a private directory (there named by its physical path). Their flags (--domain, --alg; the
-# trusted measurements, --trust-amd-root, --snp-min-tcb, --policy-days as make-policy's --days) are
+# trusted measurements, --trust-amd-root, --snp-*, --policy-days as make-policy's --days) are
 # asked of cert-utility first with --check-only: parsed and checked by its own rules as a run does,
 # reading and writing nothing. It would refuse a bad one only once the directory and a key were made.
 policy_key_args() {
@@ -89,7 +93,7 @@ policy_key_args() {
 policy_args() {
   local m
   policy=(make-policy --policy-key "$1/policy-key.pem" --policy-cert "$1/policy-cert.pem" --trust-platform "$1/platform/platform-cert.pem"
-    "${amd[@]}" "${min_tcb[@]}" --days "$days" --out "$1/policy.bin")
+    "${amd[@]}" "${min_tcb[@]}" "${snp_property[@]}" --days "$days" --out "$1/policy.bin")
   for m in "${@:2}"; do policy+=(--trust-measurement "$m"); done
 }
 # A refusal says why, naming the flag and the value, escaped (exit 2), above a line saying which of

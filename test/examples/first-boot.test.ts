@@ -965,4 +965,18 @@ describe('scripts/deployment-setup.sh', function () {
     const p = await run('cert-utility', ['print-policy', '--policy', 'snp-both/policy.bin', '--policy-cert', 'snp-both/policy-cert.pem'], { cwd: tmp.dir });
     expect(p.out).to.contain('vmpl = 0, tcb-bootloader >= 3, tcb-tee >= 0, tcb-snp >= 8, tcb-microcode >= 115]').and.contain('vmpl = 0, tcb-fmc >= 0, tcb-bootloader >= 1, tcb-tee >= 0, tcb-snp >= 2, tcb-microcode >= 71]');
   });
+
+  it('passes --snp-property on to make-policy: a LAUNCH_TCB minimum for one product of a mixed fleet, checked before anything is made', async () => {
+    const snp = ['--domain', 'datica', '--measure', 'app', '--trust-amd-root', 'milan', '--trust-amd-root', 'turin', '--trust-measurement', 'ab'.repeat(48), '--snp-min-tcb', '3:0:8:115', '--snp-min-tcb', 'turin=0:1:0:2:71'];
+    const bare = await setup(['--dir', 'snp-bare', ...snp, '--snp-property', 'launch-tcb-snp>=2']);
+    expect(bare.status, bare.stderr).to.equal(2);
+    expect(bare.stderr).to.match(/cert-utility: error: .*turin:launch-tcb-snp/);
+    expect(existsSync(f('snp-bare')), 'nothing made').to.equal(false);
+    const r = await setup(['--dir', 'snp-prop', ...snp, '--snp-property', 'turin:launch-tcb-snp>=2']);
+    expect(r.status, r.stderr).to.equal(0);
+    const p = await run('cert-utility', ['print-policy', '--policy', 'snp-prop/policy.bin', '--policy-cert', 'snp-prop/policy-cert.pem'], { cwd: tmp.dir });
+    const claims = p.out.split('\n').filter((l) => l.includes('platform[amd-sev-snp'));
+    expect(claims.filter((l) => l.includes('launch-tcb-snp >= 2')), p.out).to.have.length(1);
+    expect(claims.find((l) => l.includes('launch-tcb-snp >= 2'))).to.contain('tcb-fmc >= 0');
+  });
 });
