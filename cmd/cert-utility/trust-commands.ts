@@ -70,6 +70,12 @@ function snpClaimLayouts(policy: Policy): { claim: number; suits: keyof typeof S
   return policy.properties.filter((c) => c.platformType === SEV_SNP_PLATFORM && c.claim).map((c) => ({ claim: c.claim!, suits: claimLayout(c) ?? 'none' }));
 }
 
+/** The policy's statements as make-policy and print-policy show them: each SEV-SNP property claim's with the machines it suits. */
+function statementLines(policy: Policy, snpClaims: ReturnType<typeof snpClaimLayouts>): string[] {
+  const suits = new Map(snpClaims.map((c) => [c.claim - 1, SUITS[c.suits]])); // by statement
+  return policy.statements.map((s, i) => `  ${s}${suits.has(i) ? `  (for ${suits.get(i)})` : ''}`);
+}
+
 export function addTrustCommands(program: Command): void {
   subcommand<JsonOption & { domain: string; keyOut: string; certOut: string; alg: KeyAlg; days: number; force?: boolean }>(program, 'generate-policy-key',
     'create the policy key and its self-signed policy certificate',
@@ -173,7 +179,8 @@ export function addTrustCommands(program: Command): void {
       const policy = loadPolicy(bytes, pc.publicKey);
       // As simpleserver will say at start: a platform trusted that none of the measurements can admit.
       for (const line of platformWarnings(policy, now)) warn(P, `in the policy written, ${line}`);
-      return { json: { out: o.out, statements: policy.statements }, text: [`wrote ${printableName(o.out)}:`, ...policy.statements.map((s) => `  ${s}`)] };
+      const snpClaims = snpClaimLayouts(policy);
+      return { json: { out: o.out, statements: policy.statements, snpClaims }, text: [`wrote ${printableName(o.out)}:`, ...statementLines(policy, snpClaims)] };
     },
     // Before anything is read, and all of a --check-only run (deployment-setup.sh asks before making
     // a key), which also reads the roots given by file as the run does: their layouts decide which
@@ -205,10 +212,9 @@ export function addTrustCommands(program: Command): void {
       if (ended) warn(P, `${ended} of the policy's ${windows.length} claims have ended: make a new policy (make-policy) for the machines they admitted`);
       if (notYet) warn(P, `${notYet} of the policy's ${windows.length} claims are not in force yet`);
       const snpClaims = snpClaimLayouts(policy);
-      const suits = new Map(snpClaims.map((c) => [c.claim - 1, SUITS[c.suits]])); // by statement
       return {
         json: { statements: policy.statements, platforms: policy.platforms.map((p) => p.label), measurements: policy.measurements.map((m) => m.hex), claims: windows.length, ended, notYet, snpClaims },
-        text: [`policy for domain ${policyDomain(policyCert)}, signed by ${pc.subject}:`, ...policy.statements.map((s, i) => `  ${s}${suits.has(i) ? `  (for ${suits.get(i)})` : ''}`)],
+        text: [`policy for domain ${policyDomain(policyCert)}, signed by ${pc.subject}:`, ...statementLines(policy, snpClaims)],
       };
     })
     .requiredOption('--policy <file>', 'the policy file')

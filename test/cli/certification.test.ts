@@ -326,6 +326,8 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
       const made = await cu(['make-policy', '--policy-key', 'policy-key.pem', '--policy-cert', 'policy-cert.pem', '--out', 'both-layouts.bin', '--trust-amd-root', 'milan', '--trust-amd-root', 'turin',
         '--snp-min-tcb', '3:0:8:115', '--snp-min-tcb', 'turin=0:1:0:2:71', '--trust-measurement', 'ab'.repeat(48)]);
       expect(made.status, made.stderr).to.equal(0);
+      // make-policy shows what it wrote as print-policy does.
+      expect(made.out.trimEnd().split('\n').slice(1).map((l) => / {2}\(for [^)]*\)$/.exec(l)?.[0] ?? '')).to.deep.equal(['', '', '  (for family 19h machines: Milan, Genoa)', '  (for Turin machines)', '']);
       const text = await cu(['print-policy', '--policy', 'both-layouts.bin', '--policy-cert', 'policy-cert.pem']);
       expect(text.status, text.stderr).to.equal(0);
       const lines = text.out.trimEnd().split('\n').slice(1);

@@ -358,7 +358,7 @@ describe('README', () => {
     for (const label of [`\`(for ${SUITS.turin})\``, `\`(for ${SUITS['family-19h']})\``, `\`(for ${none}: ...)\``]) expect(row).to.contain(label);
     const json = row.slice(row.indexOf('`snpClaims`'));
     expect([...json.matchAll(/`([a-z0-9-]+)`/g)].map((m) => m[1]!).filter((n) => n in SUITS).sort()).to.deep.equal(Object.keys(SUITS).sort());
-    expect(readme.replace(/\s+/g, ' ')).to.contain(`\`print-policy\` follows with the machines it suits, \`(for ${SUITS.turin})\` or \`(for ${SUITS['family-19h']})\`)`);
+    expect(readme.replace(/\s+/g, ' ')).to.contain(`\`print-policy\`, and make-policy as it writes it, follow with the machines it suits, \`(for ${SUITS.turin})\` or \`(for ${SUITS['family-19h']})\`)`);
   });
 
   it('runs only npm scripts the package has, on the Node.js version the package asks for', () => {
