@@ -234,7 +234,8 @@ export function checkSnpFlags(o: SnpPolicyFlags): void {
  * `quiet`: no warnings (--check-only, which reads and checks them as the run will, and says nothing).
  */
 export async function snpPolicyParts(program: string, o: SnpPolicyFlags, at: Date, { quiet = false } = {}): Promise<Pick<MakePolicyOptions, 'platformRoots' | 'platformProperties'>> {
-  const say = (message: string) => (quiet ? undefined : warn(program, message));
+  // Said once every check passed: a run refused says why, not what it would have warned of first.
+  const notes: string[] = [];
   const roots: NonNullable<MakePolicyOptions['platformRoots']> = o.trustAmdRoot.map((p) => ({ platformType: SEV_SNP_PLATFORM, certificate: pinnedArk(p), name: AMD_CERTS[p].arkName }));
   for (const file of o.trustAmdRootCert) {
     const der = await readCertificateFile(file);
@@ -244,7 +245,7 @@ export async function snpPolicyParts(program: string, o: SnpPolicyFlags, at: Dat
     }
     if (!pinnedProductOf(der)) {
       const layout = rootLayout(der) === 'turin' ? 'Turin\'s TCB (it is named ARK-Turin)' : 'family 19h\'s TCB (Milan, Genoa)';
-      say(`${file} ("${ark.name}") is not one of AMD's pinned roots: whoever holds its key can vouch for any machine (meant for tests and other products); its machines are taken to report ${layout}`);
+      notes.push(`${file} ("${ark.name}") is not one of AMD's pinned roots: whoever holds its key can vouch for any machine (meant for tests and other products); its machines are taken to report ${layout}`);
     }
     roots.push({ platformType: SEV_SNP_PLATFORM, certificate: der, name: ark.name });
   }
@@ -269,7 +270,7 @@ export async function snpPolicyParts(program: string, o: SnpPolicyFlags, at: Dat
   const again = o.snpProperty.find((extra) => set.includes(extra.name));
   if (again) throw new CertifierError('USAGE', `--snp-property ${again.name} is already set by another flag`);
   for (const [first, repeat] of repeats(o)) {
-    say(`--snp-property ${spelt(repeat)} ${spelt(repeat) === spelt(first) ? 'is given twice' : `repeats ${spelt(first)}`}: the policy says it once`);
+    notes.push(`--snp-property ${spelt(repeat)} ${spelt(repeat) === spelt(first) ? 'is given twice' : `repeats ${spelt(first)}`}: the policy says it once`);
   }
   const repeated = repeats(o).map(([, p]) => p);
   const once = o.snpProperty.filter((p) => !repeated.includes(p));
@@ -284,6 +285,7 @@ export async function snpPolicyParts(program: string, o: SnpPolicyFlags, at: Dat
       ...once.filter((p) => (layoutOfProperty(p) ?? layout) === layout).map(({ name, comparator, value }): Requirement => ({ name, comparator, value })),
     ],
   });
+  if (!quiet) for (const note of notes) warn(program, note);
   return {
     platformRoots: roots,
     platformProperties: [
