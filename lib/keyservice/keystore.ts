@@ -11,8 +11,9 @@ import { CertifierError } from '../errors/index.ts';
 import { AES_KEY_BYTES, encodeFields, hkdfSha256, open as aeadOpen, seal, toHex, utf8 } from '../crypto/index.ts';
 import { ENTRY_TYPES, MAX_VERSION, shown, tagProblem, type EntryType } from '../wire/index.ts';
 import { isRfc3339 } from '../policy/index.ts';
+import { LruMap } from '../util/lru.ts';
 import {
-  checkExpected, checkName, checkPrefix, checkVersion, infoOf, type KeyBackend, type ListOptions, type RecordInfo,
+  checkExpected, checkName, checkPrefix, checkVersion, infoOf, type KeyBackend, type ListOptions, type RecordInfo, type StoredRecord,
 } from './backend.ts';
 
 export const KEY_RECORD_FORMAT = 1;
@@ -61,9 +62,31 @@ export function storageKeyId(key: Uint8Array): string {
   return toHex(hkdfSha256(key, new Uint8Array(), utf8('certifier-keys key-server storage key id v1'), 16));
 }
 
+/**
+ * A record's metadata as fetch last checked it, and the AAD made from it: both are functions of
+ * these fields alone (with the name and version they are kept under), never of the ciphertext.
+ */
+interface CheckedMetadata {
+  type: string;
+  exportable: boolean;
+  timeEntered: string;
+  size: number;
+  aad: Uint8Array;
+}
+
+/** Records whose metadata fetch keeps checked (a name and a few fields each: well under 1 MiB in all). */
+const CHECKED_RECORDS = 1024;
+
 export class KeyStore {
   private readonly key: Uint8Array;
   private wiped = false;
+  /**
+   * The metadata of records fetch checked, by name and version, so that a record fetched again
+   * with the very same metadata needs only its AES-GCM open. A record whose metadata changed
+   * underneath (another replica's write, a tampered byte) differs in a field and is checked afresh;
+   * its ciphertext is opened every time, so a tampered one still fails.
+   */
+  private readonly checked = new LruMap<string, CheckedMetadata>(CHECKED_RECORDS);
 
   constructor(readonly backend: KeyBackend, storageKey: Uint8Array) {
     if (storageKey.length !== AES_KEY_BYTES) throw new CertifierError('INVALID_KEY', `the storage key must be ${AES_KEY_BYTES} bytes, not ${storageKey.length}`);
@@ -111,13 +134,26 @@ export class KeyStore {
     const damaged = (why: string) => new CertifierError('INTEGRITY', `"${name}" version ${v} failed its integrity check (${why})`);
     // The AAD is built from what was asked for, not from what the record claims.
     if (r.name !== name || r.version !== v) throw damaged(`the backend returned "${r.name}" version ${r.version}`);
-    // Its name is the one asked for, which checkName has passed: the rest is checked here.
-    const problem = metadataProblem(r, true);
-    if (problem) throw damaged(problem);
-    const value = aeadOpen(this.usableKey(), r.ciphertext, recordAad(name, v, r.type, r.exportable));
+    const value = aeadOpen(this.usableKey(), r.ciphertext, this.checkedAad(r, damaged));
     if (!value) throw damaged('authentication failed: tampered, moved, relabelled, or sealed under another storage key');
     if (value.length !== r.size) throw damaged(`the record says ${r.size} bytes, the value has ${value.length}`);
     return { info: infoOf(r), value };
+  }
+
+  /**
+   * The AAD of record `r` (its name and version those asked for) once its metadata is checked:
+   * kept from the last fetch of that name and version when every field is the same.
+   */
+  private checkedAad(r: StoredRecord, damaged: (why: string) => CertifierError): Uint8Array {
+    const at = `${r.version}:${r.name}`;
+    const c = this.checked.get(at);
+    if (c && c.type === r.type && c.exportable === r.exportable && c.timeEntered === r.timeEntered && c.size === r.size) return c.aad;
+    // Its name is the one asked for, which checkName has passed: the rest is checked here.
+    const problem = metadataProblem(r, true);
+    if (problem) throw damaged(problem);
+    const aad = recordAad(r.name, r.version, r.type, r.exportable);
+    this.checked.set(at, { type: r.type, exportable: r.exportable, timeEntered: r.timeEntered, size: r.size, aad });
+    return aad;
   }
 
   /** Deletes one version, or all when `version` is 0; returns the versions deleted ([] when none). */

@@ -7,7 +7,7 @@ import { Level } from 'level';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { encodeFields, randomBytes, utf8 } from '../../lib/crypto/index.ts';
 import { decode, encode } from '../../lib/wire/index.ts';
-import type { KeyBackend } from '../../lib/keyservice/backend.ts';
+import type { KeyBackend, StoredRecord } from '../../lib/keyservice/backend.ts';
 import { LevelBackend } from '../../lib/keyservice/level-backend.ts';
 import { KeyStore, MAX_KEY_VALUE_BYTES, recordAad } from '../../lib/keyservice/keystore.ts';
 import { tempDir } from '../support/helpers.ts';
@@ -176,6 +176,41 @@ describe('KeyStore', () => {
       }
     });
   }
+
+  it('checks a record fetched again whose metadata or bytes changed underneath, though it opened before under the same name and version', async () => {
+    await ks.store('a', utf8('value of a'), { type: 'binary-blob', exportable: true });
+    await ks.store('b', utf8('value of b'), { type: 'binary-blob', exportable: false });
+    // One KeyStore throughout (what it learnt from the first fetches kept), its backend's answers edited by `edit`.
+    let edit = (r: StoredRecord): StoredRecord => r;
+    const edited = new KeyStore({ get: async (n: string, v: number) => edit((await backend.get(n, v))!) } as unknown as KeyBackend, storageKey);
+    expect(Buffer.from((await edited.fetch('a')).value).toString()).to.equal('value of a');
+    expect((await edited.fetch('b', 1)).info.exportable).to.equal(false);
+    const flipped = (c: Uint8Array) => Uint8Array.from(c, (x, i) => (i === 20 ? x ^ 1 : x));
+    const changes: [string, (r: StoredRecord) => StoredRecord, string][] = [
+      ['a flipped ciphertext byte', (r) => ({ ...r, ciphertext: flipped(r.ciphertext) }), 'authentication failed'],
+      ['a changed type', (r) => ({ ...r, type: 'X509-der-cert' }), 'authentication failed'],
+      ['a flipped exportable bit', (r) => ({ ...r, exportable: !r.exportable }), 'authentication failed'],
+      ['a changed size', (r) => ({ ...r, size: r.size + 1 }), 'the record says'],
+      ['a time entered that is no time', (r) => ({ ...r, timeEntered: 'yesterday' }), 'time entered "yesterday"'],
+      ['a type no store writes', (r) => ({ ...r, type: 'text' }), 'type "text"'],
+    ];
+    for (const [what, change, why] of changes) {
+      edit = change;
+      const e = await rejects(edited.fetch('a', 1), 'INTEGRITY');
+      expect(e.message, what).to.include(why);
+      edit = (r) => r;
+      expect(Buffer.from((await edited.fetch('a', 1)).value).toString(), `after ${what}`).to.equal('value of a');
+    }
+    // b's sealed value under a's name: its AAD is b's.
+    const b = (await backend.get('b', 1))!;
+    edit = (r) => ({ ...r, ciphertext: b.ciphertext });
+    await rejects(edited.fetch('a', 1), 'INTEGRITY');
+    // Another replica's record of the same name and version (a restored backup, say) with another time: opened, and its time shown.
+    edit = (r) => ({ ...r, timeEntered: '2020-01-02T03:04:05.000Z' });
+    expect((await edited.fetch('a', 1)).info.timeEntered).to.equal('2020-01-02T03:04:05.000Z');
+    edit = (r) => r;
+    expect((await edited.fetch('a', 1)).info.timeEntered).to.not.equal('2020-01-02T03:04:05.000Z');
+  });
 
   it('detects a whole record copied under another name as INTEGRITY (the backend sees the label mismatch)', async () => {
     await ks.store('a', utf8('a'), { type: 'binary-blob', exportable: true });
