@@ -30,8 +30,7 @@ import { dirname } from 'node:path';
 import { CertifierError } from '../errors/index.ts';
 import { describeErrno, diskErrno, realFilePath, syncDir, writeFileAtomic } from '../files/index.ts';
 import { isoNow } from '../util/clock.ts';
-import { visibleJson } from '../wire/index.ts';
-import { type AuditEntry, type AuditRecord, auditHash, canonicalFields, fieldProblem, lineOf, startProblem } from './audit-line.ts';
+import { type AuditEntry, type AuditRecord, auditHash, canonicalFields, canonicalJson, fieldProblem, lineOf, startProblem } from './audit-line.ts';
 import {
   directoryGiven, endPath, endSource, hashAt, latestSegment, notVerified, recordedEnd, refuseMissingAuditDir, scan, scanEnd,
   segmentPath, segmentRange, startOfFile, startsAfter,
@@ -304,7 +303,7 @@ export class AuditLog {
     const problem = fieldProblem(kept);
     if (problem) return Promise.reject(new CertifierError('INVALID_INPUT', `audit entry: ${problem}`));
     // seq, prev and hash are fixed now, synchronously, so lines are chained in call order.
-    const canon = visibleJson(kept);
+    const canon = canonicalJson(kept);
     const prev = this.last;
     const hash = auditHash(prev, canon);
     this.seq++;

@@ -9,6 +9,8 @@ import { basename, dirname, join } from 'node:path';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { AUDIT_GENESIS, AuditLog, auditHash, repairAuditTail, verifyAudit, type AuditEntry } from '../../lib/keyservice/audit.ts';
 import { verifyChain } from '../../lib/keyservice/audit-chain.ts';
+import { canonicalFields, canonicalJson } from '../../lib/keyservice/audit-line.ts';
+import { visibleJson } from '../../lib/wire/index.ts';
 import { rechain } from '../support/audit-lines.ts';
 import { rejects } from '../support/rejects.ts';
 import { tempDir } from '../support/helpers.ts';
@@ -83,6 +85,19 @@ describe('audit log', () => {
     await bad(1, /hash does not match/);
     save([`${raw.slice(0, -1)},"prev":"${AUDIT_GENESIS}","hash":"${rawHash}"}`, second!.replace('\\u202e', '\u202e')]);
     await bad(2, /hash does not match/);
+  });
+
+  it('writes each line as visibleJson writes its fields, whether made field by field or not, and the log verifies', async () => {
+    const texts = ['bench/disk-key', 'a "quoted" name', 'back\\slash', 'tab\there', 'caf\u00e9', 'e\u0301', 'a/\u202eevil', '~!#$%&()*+,-./:;<=>?@[]^_`{|}', '', 'x'.repeat(300)];
+    const log = await AuditLog.open(path);
+    for (const [i, resource] of texts.entries()) {
+      const kept = canonicalFields({ conn: `c${i}`, action: 'retrieve', resource, version: i * 1000, decision: 'allow', code: i % 2 ? 'NOT_FOUND' : undefined }, i + 1, '2026-12-06T00:00:00.000Z');
+      expect(canonicalJson(kept), JSON.stringify(resource)).to.equal(visibleJson(kept));
+      await log.append({ conn: `c${i}`, action: 'retrieve', resource, version: i * 1000, decision: 'allow' });
+    }
+    await log.close();
+    expect(lines().map((l) => (JSON.parse(l) as { resource: string }).resource)).to.deep.equal(texts);
+    expect(await verifyAudit(path)).to.deep.equal({ ok: true, lines: texts.length });
   });
 
   it('omits absent fields and writes nothing but the entry fields', async () => {
