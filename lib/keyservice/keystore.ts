@@ -67,6 +67,7 @@ export function storageKeyId(key: Uint8Array): string {
  * these fields alone (with the name and version they are kept under), never of the ciphertext.
  */
 interface CheckedMetadata {
+  version: number;
   type: string;
   exportable: boolean;
   timeEntered: string;
@@ -74,19 +75,20 @@ interface CheckedMetadata {
   aad: Uint8Array;
 }
 
-/** Records whose metadata fetch keeps checked (a name and a few fields each: well under 1 MiB in all). */
-const CHECKED_RECORDS = 1024;
+/** Names whose last record's metadata fetch keeps checked (a name and a few fields each: well under 1 MiB in all). */
+const CHECKED_NAMES = 1024;
 
 export class KeyStore {
   private readonly key: Uint8Array;
   private wiped = false;
   /**
-   * The metadata of records fetch checked, by name and version, so that a record fetched again
-   * with the very same metadata needs only its AES-GCM open. A record whose metadata changed
-   * underneath (another replica's write, a tampered byte) differs in a field and is checked afresh;
-   * its ciphertext is opened every time, so a tampered one still fails.
+   * The metadata of the record fetch last checked for each name (keyed by the name asked for, the
+   * string the backend has just looked up, so no key is made per fetch), so that a record fetched
+   * again with the very same version and metadata needs only its AES-GCM open. A record whose
+   * metadata changed underneath (another replica's write, a tampered byte) differs in a field and
+   * is checked afresh; its ciphertext is opened every time, so a tampered one still fails.
    */
-  private readonly checked = new LruMap<string, CheckedMetadata>(CHECKED_RECORDS);
+  private readonly checked = new LruMap<string, CheckedMetadata>(CHECKED_NAMES);
 
   constructor(readonly backend: KeyBackend, storageKey: Uint8Array) {
     if (storageKey.length !== AES_KEY_BYTES) throw new CertifierError('INVALID_KEY', `the storage key must be ${AES_KEY_BYTES} bytes, not ${storageKey.length}`);
@@ -134,25 +136,24 @@ export class KeyStore {
     const damaged = (why: string) => new CertifierError('INTEGRITY', `"${name}" version ${v} failed its integrity check (${why})`);
     // The AAD is built from what was asked for, not from what the record claims.
     if (r.name !== name || r.version !== v) throw damaged(`the backend returned "${r.name}" version ${r.version}`);
-    const value = aeadOpen(this.usableKey(), r.ciphertext, this.checkedAad(r, damaged));
+    const value = aeadOpen(this.usableKey(), r.ciphertext, this.checkedAad(name, r, damaged));
     if (!value) throw damaged('authentication failed: tampered, moved, relabelled, or sealed under another storage key');
     if (value.length !== r.size) throw damaged(`the record says ${r.size} bytes, the value has ${value.length}`);
     return { info: infoOf(r), value };
   }
 
   /**
-   * The AAD of record `r` (its name and version those asked for) once its metadata is checked:
-   * kept from the last fetch of that name and version when every field is the same.
+   * The AAD of record `r` of `name` (its name and version those asked for) once its metadata is
+   * checked: kept from the last fetch of that name when the version and every field are the same.
    */
-  private checkedAad(r: StoredRecord, damaged: (why: string) => CertifierError): Uint8Array {
-    const at = `${r.version}:${r.name}`;
-    const c = this.checked.get(at);
-    if (c && c.type === r.type && c.exportable === r.exportable && c.timeEntered === r.timeEntered && c.size === r.size) return c.aad;
+  private checkedAad(name: string, r: StoredRecord, damaged: (why: string) => CertifierError): Uint8Array {
+    const c = this.checked.get(name);
+    if (c && c.version === r.version && c.type === r.type && c.exportable === r.exportable && c.timeEntered === r.timeEntered && c.size === r.size) return c.aad;
     // Its name is the one asked for, which checkName has passed: the rest is checked here.
     const problem = metadataProblem(r, true);
     if (problem) throw damaged(problem);
-    const aad = recordAad(r.name, r.version, r.type, r.exportable);
-    this.checked.set(at, { type: r.type, exportable: r.exportable, timeEntered: r.timeEntered, size: r.size, aad });
+    const aad = recordAad(name, r.version, r.type, r.exportable);
+    this.checked.set(name, { version: r.version, type: r.type, exportable: r.exportable, timeEntered: r.timeEntered, size: r.size, aad });
     return aad;
   }
 

@@ -98,18 +98,19 @@ export function parseKeyRequest(bytes: Uint8Array): KeyRequest {
   if ((m.challengeNonce === undefined) !== (m.challengeSignature === undefined)) c.add('challenge_nonce and challenge_signature go together');
   if (m.challengeNonce !== undefined && !credentials) c.add('a challenge answer needs serialized_credentials');
   c.done();
-  return {
-    action, name,
-    valueType: (m.valueType ?? 'binary-blob') as EntryType,
-    version: m.version ?? 0,
-    ...(m.data ? { data: m.data } : {}),
-    ...(credentials ? { credentials } : {}),
-    ...(expectedVersion !== undefined ? { expectedVersion } : {}),
-    ...(action === 'store' && newNameProblem(name) ? { newNameProblem: newNameProblem(name) } : {}),
-    exportable: m.exportable ?? true,
-    ...(m.challengeNonce ? { challengeNonce: m.challengeNonce, challengeSignature: m.challengeSignature } : {}),
-    ...(m.listAfter !== undefined ? { listAfter: m.listAfter } : {}),
-  };
+  // Fields set one by one where present, not spread from objects made per request.
+  const req: KeyRequest = { action, name, valueType: (m.valueType ?? 'binary-blob') as EntryType, version: m.version ?? 0, exportable: m.exportable ?? true };
+  if (m.data) req.data = m.data;
+  if (credentials) req.credentials = credentials;
+  if (expectedVersion !== undefined) req.expectedVersion = expectedVersion;
+  const problem = action === 'store' ? newNameProblem(name) : undefined;
+  if (problem) req.newNameProblem = problem;
+  if (m.challengeNonce) {
+    req.challengeNonce = m.challengeNonce;
+    req.challengeSignature = m.challengeSignature;
+  }
+  if (m.listAfter !== undefined) req.listAfter = m.listAfter;
+  return req;
 }
 
 /**

@@ -210,6 +210,9 @@ describe('KeyStore', () => {
     expect((await edited.fetch('a', 1)).info.timeEntered).to.equal('2020-01-02T03:04:05.000Z');
     edit = (r) => r;
     expect((await edited.fetch('a', 1)).info.timeEntered).to.not.equal('2020-01-02T03:04:05.000Z');
+    // Versions of one name fetched in turn each open with their own AAD.
+    await ks.store('a', utf8('value of a, version 2'), { type: 'X509-der-cert', exportable: true });
+    for (const v of [2, 1, 0, 1]) expect(Buffer.from((await edited.fetch('a', v)).value).toString(), `version ${v}`).to.equal(v === 1 ? 'value of a' : 'value of a, version 2');
   });
 
   it('detects a whole record copied under another name as INTEGRITY (the backend sees the label mismatch)', async () => {
