@@ -229,11 +229,20 @@ export class KeyClient {
    * retrieve or a store, and the client could not tell whether a store took effect.
    */
   private async connection(requests: number): Promise<ClientConnection<ValidatedPeer>> {
-    const limit = this.options.requestsPerConnection ?? DEFAULT_LIMITS.maxRequestsPerConnection;
-    while (this.sent + requests > limit) {
+    while (!this.hasRoom(requests)) {
       this.replacing ??= this.replace().finally(() => (this.replacing = undefined));
       await this.replacing;
     }
+    return this.take(requests);
+  }
+
+  /** Whether this connection may carry `requests` more. */
+  private hasRoom(requests: number): boolean {
+    return this.sent + requests <= (this.options.requestsPerConnection ?? DEFAULT_LIMITS.maxRequestsPerConnection);
+  }
+
+  /** This connection, for a request that counts `requests` (see connection). */
+  private take(requests: number): ClientConnection<ValidatedPeer> {
     this.sent += requests;
     this.inUse.set(this.conn, (this.inUse.get(this.conn) ?? 0) + 1);
     return this.conn;
@@ -277,8 +286,12 @@ export class KeyClient {
    * Challenged requests go at most CHALLENGES_PER_CONNECTION at a time: the server keeps no more
    * nonces per connection, so the 17th of a batch sent at once would void the first's nonce.
    */
-  private async challengedCall(req: Partial<KeyRequest> & { action: Action; name: string }): Promise<KeyResponse> {
-    if (!this.credential) return this.exchange(req);
+  private challengedCall(req: Partial<KeyRequest> & { action: Action; name: string }): Promise<KeyResponse> {
+    // Without a credential, the exchange's own promise: no further step per request.
+    return this.credential ? this.challengedExchange(req) : this.exchange(req);
+  }
+
+  private async challengedExchange(req: Partial<KeyRequest> & { action: Action; name: string }): Promise<KeyResponse> {
     while (this.challenged >= CHALLENGES_PER_CONNECTION) await new Promise<void>((resolve) => this.waiting.push(resolve));
     this.challenged++;
     try {
@@ -290,10 +303,12 @@ export class KeyClient {
   }
 
   private async exchange(req: Partial<KeyRequest> & { action: Action; name: string }): Promise<KeyResponse> {
-    const conn = await this.connection(this.credential ? 2 : 1);
+    const counts = this.credential ? 2 : 1;
+    // Taken at once where this connection has room (nearly always), rather than after a step.
+    const conn = this.hasRoom(counts) ? this.take(counts) : await this.connection(counts);
     let r: KeyResponse;
     try {
-      r = parseKeyResponse(await conn.request(encodeKeyRequest({ ...req, ...(this.credential ? { credentials: this.credential.chain } : {}) })));
+      r = parseKeyResponse(await conn.request(encodeKeyRequest(this.credential ? { ...req, credentials: this.credential.chain } : req)));
       if (r.status === 'auth-challenge' && this.credential) {
         const exporter = conn.exportKeyingMaterial(CHALLENGE_EXPORTER_LABEL, 32);
         const signature = sign(this.credential.key, challengeMessage(r.data!, exporter ?? new Uint8Array()));

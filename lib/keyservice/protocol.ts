@@ -132,13 +132,16 @@ export function describeRequest(bytes: Uint8Array): { action?: Action; name?: st
   }
 }
 
-export function encodeKeyRequest(r: Partial<KeyRequest> & { action: Action; name: string }): Uint8Array {
-  // int32 on the wire: protobufjs would send 2^32 + 1 as 1, asking for another version than meant.
-  for (const [field, v] of [['version', r.version], ['expected version', r.expectedVersion]] as const) {
-    if (v !== undefined && !(Number.isInteger(v) && v >= 0 && v <= MAX_VERSION)) {
-      throw new CertifierError('INVALID_INPUT', `a ${field} must be a whole number from 0 to ${MAX_VERSION}, not ${v}`);
-    }
+/** int32 on the wire: protobufjs would send 2^32 + 1 as 1, asking for another version than meant. */
+function checkSentVersion(field: string, v: number | undefined): void {
+  if (v !== undefined && !(Number.isInteger(v) && v >= 0 && v <= MAX_VERSION)) {
+    throw new CertifierError('INVALID_INPUT', `a ${field} must be a whole number from 0 to ${MAX_VERSION}, not ${v}`);
   }
+}
+
+export function encodeKeyRequest(r: Partial<KeyRequest> & { action: Action; name: string }): Uint8Array {
+  checkSentVersion('version', r.version);
+  checkSentVersion('expected version', r.expectedVersion);
   const msg: KeyServiceRequest = { resourceName: r.name, requestType: r.action };
   if (r.valueType) msg.valueType = r.valueType;
   if (r.version) msg.version = r.version;
@@ -193,7 +196,11 @@ export function parseKeyResponse(bytes: Uint8Array): KeyResponse {
   c.oneOf('status', m.status, ['succeeded', 'failed', 'auth-challenge']);
   if (m.status === 'auth-challenge') c.bytes('data', m.data, NONCE_BYTES);
   c.done();
-  return { status: m.status as KeyResponse['status'], name: m.resourceName ?? '', ...(m.data ? { data: m.data } : {}), ...(m.version !== undefined ? { version: m.version } : {}), ...(m.errorCode ? { errorCode: m.errorCode } : {}) };
+  const r: KeyResponse = { status: m.status as KeyResponse['status'], name: m.resourceName ?? '' };
+  if (m.data) r.data = m.data;
+  if (m.version !== undefined) r.version = m.version;
+  if (m.errorCode) r.errorCode = m.errorCode;
+  return r;
 }
 
 /** What the credential's key signs to answer a challenge: the nonce, bound to this TLS session. */
