@@ -215,17 +215,39 @@ export function encode<T extends object>(name: MessageName, value: T): Uint8Arra
 /**
  * encode, for a message holding a secret: the bytes returned are the only copy, for the caller to
  * wipe once used. (protobufjs writes into a buffer it copies into a larger one as the message
- * grows, then copies the whole into the result: each buffer left behind would hold the secret.)
+ * grows: each buffer left behind would hold the secret.) So the writer is given, before it writes
+ * anything, a buffer of its own that the message cannot outgrow (sizeBound), and the bytes are a
+ * view of it: the part after them stays zero.
  */
 export function encodeSecret<T extends object>(name: MessageName, value: T): Uint8Array {
-  const w = protobuf.Writer.create() as protobuf.Writer & { buf: Uint8Array; _reserve(n: number): void };
-  const reserve = w._reserve.bind(w);
-  w._reserve = (n) => {
-    const outgrown = w.buf;
-    reserve(n);
-    if (w.buf !== outgrown) outgrown.fill(0);
-  };
-  return writeMessage(name, value, w).finish(true);
+  const w = protobuf.Writer.create();
+  const own = Buffer.allocUnsafe(sizeBound(value)).fill(0); // a small one from the pool, as protobufjs takes its own
+  w.buf = own;
+  writeMessage(name, value, w);
+  if (w.buf !== own) {
+    // Not reached: sizeBound is never below what the writer asks for.
+    own.fill(0);
+    w.buf.fill(0);
+    throw new CertifierError('INTERNAL', `encodeSecret(${name}) outgrew its buffer`);
+  }
+  return w.finish(true);
+}
+
+/**
+ * At least as many bytes as protobufjs's writer asks room for to encode `value` (checked by
+ * verify as a message): per field its tag (5) and a length or varint (10), a string's worst-case
+ * 3 bytes per UTF-16 unit, bytes themselves, nested messages and repeated items likewise.
+ */
+function sizeBound(value: unknown): number {
+  if (value instanceof Uint8Array) return value.length + 15;
+  if (typeof value === 'string') return 3 * value.length + 15;
+  if (Array.isArray(value)) return value.reduce((n: number, v: unknown) => n + sizeBound(v), 15);
+  if (typeof value === 'object' && value !== null) {
+    let n = 15;
+    for (const v of Object.values(value)) n += sizeBound(v);
+    return n;
+  }
+  return 15; // a number, a boolean, an enum's number; nothing for undefined is written, 15 is spare
 }
 
 function writeMessage<T extends object>(name: MessageName, value: T, w: protobuf.Writer): protobuf.Writer {
