@@ -18,8 +18,10 @@
 //
 // Records recently read are kept sealed (metadata and ciphertext, never a value), already
 // decoded and checked against their key, in a small cache, so a name asked for again and again
-// costs no trip to LevelDB's thread pool and no second decode. A version, once written, never changes and is never reused, so only a delete can make a
-// cached record stale; every delete drops its versions from the cache, and a read that overlapped
+// costs no trip to LevelDB's thread pool and no second decode. The cache is keyed by name (the
+// string a read has just looked up, so no key is made per read), one version each: the one read
+// last. A version, once written, never changes and is never reused, so only a delete can make a
+// cached record stale; every delete drops its name from the cache, and a read that overlapped
 // a delete caches nothing.
 //
 // A deleted record leaves a deletion marker in LevelDB until a compaction drops it, and every
@@ -65,10 +67,10 @@ const CREATED_KEY = '!created';
 const STORAGE_KEY_ID = '!storage-key-id';
 const FORMAT_MARK = 'certifier-keys key-server level backend, format 1';
 const RECORD = 'r!';
-/** The sealed-record cache: at most this many records and bytes (a record over the byte budget is never cached). */
+/** The sealed-record cache: at most this many names (a record each) and bytes (a record over the byte budget is never cached). */
 const CACHE_RECORDS = 4096;
 const CACHE_BYTES = 4 * 1024 * 1024;
-const CACHE_ENTRY_OVERHEAD = 256; // the key string, the Map entry and the decoded record around the ciphertext, roughly
+const CACHE_ENTRY_OVERHEAD = 256; // the Map entry and the decoded record around the ciphertext, roughly
 /** Versions of one name a listing walks key by key before it jumps to the name's last one. */
 const VERSIONS_WALKED = 4;
 const MARK = 'h!';
@@ -315,15 +317,16 @@ export class LevelBackend implements KeyBackend {
     // serves many connections, and a synchronous read of an uncached block would stall them all.
     let v = version || (this.states.get(name)?.latest ?? (await this.loadLatest(name)));
     if (v === 0) return undefined;
+    // Kept by name (the string just looked up, no key made per read), one version each: the one read last.
+    const hit = this.sealed.get(name);
+    if (hit?.version === v) return ownCiphertext(hit);
     const key = recordKey(name, v);
-    const hit = this.sealed.get(key);
-    if (hit) return ownCiphertext(hit);
     const deletes = this.deletes;
     let raw: Uint8Array | undefined = await this.db.get(key);
     if (raw !== undefined && deletes === this.deletes && !this.closed) {
       // Its own bytes, not a view that would keep a larger buffer alive.
       const record = decodeRecord(name, v, raw.byteLength === raw.buffer.byteLength ? raw : new Uint8Array(raw));
-      this.sealed.set(key, record);
+      this.sealed.set(name, record);
       return ownCiphertext(record);
     }
     if (raw === undefined && version === 0) {
@@ -354,7 +357,7 @@ export class LevelBackend implements KeyBackend {
       const keys = versions.map((v) => recordKey(name, v));
       const uncache = () => {
         this.deletes++;
-        for (const key of keys) this.sealed.delete(key);
+        this.sealed.delete(name);
       };
       uncache();
       try {

@@ -547,6 +547,27 @@ describe('LevelBackend', () => {
     }
   });
 
+  it('serves each version of a name read in turn as stored, and none of a name deleted while cached', async () => {
+    const b = await LevelBackend.open(dir);
+    try {
+      const stored = [await b.append('turn', (v) => recordFor('turn', v)), await b.append('turn', (v) => recordFor('turn', v))];
+      for (const v of [1, 2, 2, 0, 1, 1, 2]) {
+        const r = (await b.get('turn', v))!;
+        const want = stored[(v || 2) - 1]!;
+        expect(r.version, `version ${v}`).to.equal(want.version);
+        expect(Buffer.from(r.ciphertext).equals(Buffer.from(want.ciphertext)), `version ${v}`).to.equal(true);
+      }
+      expect(await b.delete('turn', 2)).to.deep.equal([2]); // the version read last, so cached
+      expect(await b.get('turn', 2)).to.equal(undefined);
+      expect((await b.get('turn', 0))!.version).to.equal(1);
+      expect(await b.delete('turn', 0)).to.deep.equal([1]);
+      expect(await b.get('turn', 1)).to.equal(undefined);
+      expect(await b.get('turn', 0)).to.equal(undefined);
+    } finally {
+      await b.close();
+    }
+  });
+
   it('hands out each cached record as a copy: what one reader changes, the next does not see', async () => {
     const b = await LevelBackend.open(dir);
     try {
