@@ -75,7 +75,7 @@ interface CheckedMetadata {
   aad: Uint8Array;
 }
 
-/** Names whose last record's metadata fetch keeps checked (a name and a few fields each: well under 1 MiB in all). */
+/** Names whose last record's metadata fetch keeps checked (a name, its AAD and a few fields each: at most about 2 MiB with the longest names). */
 const CHECKED_NAMES = 1024;
 
 export class KeyStore {
@@ -153,7 +153,8 @@ export class KeyStore {
     const problem = metadataProblem(r, true);
     if (problem) throw damaged(problem);
     const aad = recordAad(name, r.version, r.type, r.exportable);
-    this.checked.set(name, { version: r.version, type: r.type, exportable: r.exportable, timeEntered: r.timeEntered, size: r.size, aad });
+    // Kept as bytes of its own: recordAad's are a slice of Node's buffer pool, which a kept view would hold whole.
+    this.checked.set(name, { version: r.version, type: r.type, exportable: r.exportable, timeEntered: r.timeEntered, size: r.size, aad: new Uint8Array(aad) });
     return aad;
   }
 

@@ -215,6 +215,14 @@ describe('KeyStore', () => {
     for (const v of [2, 1, 0, 1]) expect(Buffer.from((await edited.fetch('a', v)).value).toString(), `version ${v}`).to.equal(v === 1 ? 'value of a' : 'value of a, version 2');
   });
 
+  it('keeps the AAD of a checked record as bytes of its own, not a view holding a pooled buffer alive', async () => {
+    await ks.store('pooled', utf8('v'), { type: 'binary-blob', exportable: true });
+    await ks.fetch('pooled');
+    const kept = (ks as unknown as { checked: { get(name: string): { aad: Uint8Array } | undefined } }).checked.get('pooled')!;
+    expect(Buffer.from(kept.aad).equals(Buffer.from(recordAad('pooled', 1, 'binary-blob', true)))).to.equal(true);
+    expect(kept.aad.buffer.byteLength, 'the buffer behind the kept AAD').to.equal(kept.aad.length);
+  });
+
   it('detects a whole record copied under another name as INTEGRITY (the backend sees the label mismatch)', async () => {
     await ks.store('a', utf8('a'), { type: 'binary-blob', exportable: true });
     await ks.store('b', utf8('b'), { type: 'binary-blob', exportable: true });
