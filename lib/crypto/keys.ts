@@ -265,8 +265,23 @@ export function importPrivateKey(bytes: Uint8Array): KeyObject {
   } catch (cause) {
     throw new CertifierError('INVALID_KEY', 'not a private key in PEM, or in DER as PKCS#8 or SEC1 (EC)', { cause });
   }
+  if (key.asymmetricKeyType === 'ec') refusePrivateInfinity(key); // before keyAlgOf, which would abort on it
   keyAlgOf(key);
   return key;
+}
+
+/**
+ * An EC private key whose public point is the point at infinity: written so in the file (Node
+ * aborts on the details of such a key), or made so by a scalar of 0 or the group order (its
+ * public key then fails to export). Either is refused as INVALID_KEY.
+ */
+function refusePrivateInfinity(key: KeyObject): void {
+  try {
+    key.export({ type: 'pkcs8', format: 'der' });
+    createPublicKey(key).export({ format: 'jwk' });
+  } catch (cause) {
+    throw new CertifierError('INVALID_KEY', 'the EC private key\'s public point is the point at infinity (no key at all)', { cause });
+  }
 }
 
 /** A DER private key: PKCS#8, or SEC1 (an EC key as `openssl ec -outform DER` writes it). */

@@ -17,7 +17,7 @@ import { CertifierError, type ErrorCode } from '../../lib/errors/index.ts';
 import { decode, encode } from '../../lib/wire/index.ts';
 import { isPssSignedBy, pinnedAmdCerts, readAmdCert } from '../../lib/attest/index.ts';
 import type { KeyMessage } from '../../lib/wire/types.ts';
-import { encodeBitString, encodeOid, seq } from '../../lib/pki/der.ts';
+import { encodeBitString, encodeOctets, encodeOid, encodeSmallInt, explicit, seq } from '../../lib/pki/der.ts';
 import { VECTORS } from '../support/helpers.ts';
 
 const ORIGINAL = join(VECTORS, 'certifier-original');
@@ -403,6 +403,25 @@ describe('crypto keys', () => {
         'DER with a flipped tag byte': Uint8Array.of(0x31, ...der.subarray(1)),
       };
     };
+
+    // SEC1 ECPrivateKey (RFC 5915) rows: curve OID, scalar, public point written in the file (if any).
+    const P256 = '1.2.840.10045.3.1.7';
+    const P384 = '1.3.132.0.34';
+    const atInfinity: [string, string, string, string?][] = [
+      ['P-256, scalar 1, public point 00 (infinity)', P256, '01'.padStart(64, '0'), '00'],
+      ['P-384, scalar 1, public point 00 (infinity)', P384, '01'.padStart(96, '0'), '00'],
+      ['P-256, scalar 0', P256, '00'.repeat(32)],
+      ['P-256, scalar the group order', P256, 'ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551'],
+      ['P-384, scalar 0', P384, '00'.repeat(48)],
+    ];
+    it('importPrivateKey refuses an EC key whose public point is at infinity (written so, or from a scalar of 0 or the order) with INVALID_KEY, not an abort', () => {
+      for (const [label, oid, scalar, point] of atInfinity) {
+        const der = seq(encodeSmallInt(1), encodeOctets(Buffer.from(scalar, 'hex')), explicit(0, encodeOid(oid)), ...(point ? [explicit(1, encodeBitString(Buffer.from(point, 'hex')))] : []));
+        const pem = new TextEncoder().encode(`-----BEGIN EC PRIVATE KEY-----\n${Buffer.from(der).toString('base64')}\n-----END EC PRIVATE KEY-----\n`);
+        expectCertifierError(() => importPrivateKey(der), 'INVALID_KEY', `${label} (DER)`);
+        expectCertifierError(() => importPrivateKey(pem), 'INVALID_KEY', `${label} (PEM)`);
+      }
+    });
 
     it('importPrivateKey refuses garbage with INVALID_KEY', () => {
       for (const [name, bytes] of Object.entries(garbage())) {
