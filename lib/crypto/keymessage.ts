@@ -107,7 +107,8 @@ function rsaJwk(km: KeyMessage, wantPrivate: boolean): JsonWebKey {
     throw bad('a private RSA key needs private_exponent, private_p and private_q');
   }
   const [d, p, q] = [bytesToBig(r.privateExponent), bytesToBig(r.privateP), bytesToBig(r.privateQ)];
-  if (p * q !== n) throw bad('private_p * private_q is not the modulus');
+  // A prime is above 1: 1 and the modulus multiply to it too, and would divide by zero below.
+  if (p < 2n || q < 2n || p * q !== n) throw bad('private_p * private_q is not a factorisation of the modulus');
   // OpenSSL signs with the CRT values and would silently recover from a wrong d or dp, so
   // check that every private value belongs to this key (RFC 8017, 3.2).
   const lambda = ((p - 1n) * (q - 1n)) / gcd(p - 1n, q - 1n);

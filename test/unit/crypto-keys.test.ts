@@ -804,6 +804,19 @@ describe('crypto keys', () => {
           delete km.rsaKey!.privateIqmp;
           return km;
         }],
+        ['RSA private_p 1 and private_q the modulus (a product that is the modulus, but no factorisation)', () => {
+          const km = rsaPriv();
+          [km.rsaKey!.privateP, km.rsaKey!.privateQ] = [Uint8Array.of(1), km.rsaKey!.publicModulus!];
+          return km;
+        }],
+        ['RSA private_p the modulus and private_q 1, without CRT fields', () => {
+          const km = rsaPriv();
+          [km.rsaKey!.privateP, km.rsaKey!.privateQ] = [km.rsaKey!.publicModulus!, Uint8Array.of(1)];
+          delete km.rsaKey!.privateDp;
+          delete km.rsaKey!.privateDq;
+          delete km.rsaKey!.privateIqmp;
+          return km;
+        }],
         ['RSA private key without private_q', () => {
           const km = rsaPriv();
           delete km.rsaKey!.privateQ;
