@@ -7,7 +7,9 @@ import { MAX_CERTIFICATE_BYTES } from './parse.ts';
 import { badCertificate } from './problems.ts';
 import { children, DerError, readOne, TAG } from './der.ts';
 
-const BLOCK_RE = /-----BEGIN ([A-Z0-9 ]+)-----\r?\n([\s\S]*?)-----END \1-----/g;
+const BEGIN_RE = /-----BEGIN ([A-Z0-9 ]+)-----\r?\n/g;
+/** An END line's label; the dashes after it are looked at, not taken, so an END right after another's is found. */
+const END_RE = /-----END ([A-Z0-9 ]+)(?=-----)/g;
 const BASE64_RE = /^[A-Za-z0-9+/]*={0,2}$/;
 
 /**
@@ -32,8 +34,29 @@ function decodeBase64Strict(body: string, label: string): Uint8Array {
 
 /** Every PEM block with the given label, decoded; blocks with other labels are ignored. */
 export function pemBlocks(text: string, label = 'CERTIFICATE'): Uint8Array[] {
+  // A block runs from a BEGIN line to the first END line of its label after it; the text after a
+  // block is read on from its end. Every END line is found first, in one pass: a regular
+  // expression looking for each BEGIN's END took time growing with the square of the text (1 MiB
+  // of BEGIN lines, a CRL file's limit: 20 s), since it looked to the end for each of them.
+  const ends = new Map<string, { at: number[]; next: number }>();
+  for (const m of text.matchAll(END_RE)) {
+    const e = ends.get(m[1]!) ?? { at: [], next: 0 };
+    e.at.push(m.index);
+    ends.set(m[1]!, e);
+  }
   const out: Uint8Array[] = [];
-  for (const m of text.matchAll(BLOCK_RE)) if (m[1] === label) out.push(decodeBase64Strict(m[2]!, label));
+  let from = 0;
+  for (const m of text.matchAll(BEGIN_RE)) {
+    if (m.index < from) continue; // inside the block just read
+    const e = ends.get(m[1]!);
+    if (!e) continue;
+    const body = m.index + m[0].length;
+    while (e.next < e.at.length && e.at[e.next]! < body) e.next++;
+    if (e.next === e.at.length) continue;
+    const end = e.at[e.next]!;
+    if (m[1] === label) out.push(decodeBase64Strict(text.slice(body, end), label));
+    from = end + `-----END ${m[1]}-----`.length;
+  }
   return out;
 }
 

@@ -15,6 +15,7 @@ import {
 } from '../../lib/pki/der.ts';
 import { generateKeyPair } from '../../lib/crypto/index.ts';
 import { ipAddressBytes } from '../../lib/pki/san.ts';
+import { readAmdCrl } from '../../lib/attest/index.ts';
 import { VECTORS } from '../support/helpers.ts';
 
 const policyDer = new Uint8Array(readFileSync(join(VECTORS, 'certifier-original', 'policy_cert_file.datica')));
@@ -45,6 +46,26 @@ describe('pki: reading certificates', () => {
     refused(() => readCertificate(enc('-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n')), 'INVALID_INPUT');
     refused(() => readCertificate(enc(toPem(policyDer) + toPem(policyDer))), 'INVALID_INPUT');
     refused(() => readCertificate(enc('-----BEGIN CERTIFICATE-----\nMII*@!\n-----END CERTIFICATE-----\n')), 'INVALID_INPUT');
+  });
+
+  it('reads PEM in time growing with its length: BEGIN lines without their END (an AMD CRL file may hold 1 MiB) take milliseconds', () => {
+    // Each BEGIN's END was looked for to the end of the text: 512 KiB of these took seconds, 1 MiB 20 s.
+    const rows: [string, (text: string) => unknown][] = [
+      ['-----BEGIN CERTIFICATE-----\n', (t) => readCertificateChain(enc(t))],
+      ['-----BEGIN X509 CRL-----\n', (t) => readAmdCrl(enc(t), 'crl.pem')],
+      ['-----BEGIN CERTIFICATE-----\nQUFB-----END CERTIFICATEX-----\n', (t) => readCertificateChain(enc(t))],
+    ];
+    for (const [line, read] of rows) {
+      const text = line.repeat(Math.floor(512 * 1024 / line.length));
+      const start = performance.now();
+      refused(() => read(text), 'INVALID_INPUT');
+      expect(performance.now() - start, JSON.stringify(line)).to.be.below(500);
+    }
+    // Blocks read as before: another label's block skipped whole (a BEGIN inside it too), CRLF, an END line of another label inside.
+    const b64 = Buffer.from(policyDer).toString('base64');
+    const text = `-----BEGIN A-----\nQUFB-----END A-----\n-----BEGIN CERTIFICATE-----\r\n${b64}\n-----END CERTIFICATE-----\n-----END CERTIFICATE-----BEGIN CERTIFICATE-----\n`;
+    expect(readCertificateChain(enc(text)).map(toHex)).to.deep.equal([toHex(policyDer)]);
+    expect(() => readCertificateChain(enc(`-----BEGIN A-----\n-----BEGIN CERTIFICATE-----\n${b64}-----END CERTIFICATE-----\n-----END A-----\n`))).to.throw('holds no CERTIFICATE block');
   });
 
   it('refuses DER with trailing bytes (trailing-bytes), garbage and empty input (malformed)', () => {
