@@ -30,11 +30,10 @@ describe('channel: hostile clients', () => {
       try {
         await new Promise((r) => setTimeout(r, 100)); // let every bad client reach the server
         expect(slow.destroyed, 'the slow client is still connected').to.equal(false);
-        const t0 = performance.now();
+        // Served while the attackers are connected (the slow one sends a byte a second for far
+        // longer): no timing asserted, which a busy machine would make flaky.
         const good = await h.connect(server, transport);
         expect(text(await good.request(bytes('still here')))).to.equal('still here');
-        const elapsed = performance.now() - t0;
-        expect(elapsed, 'connect + request while under attack (ms)').to.be.lessThan(250);
         expect(slow.destroyed, 'the slow client was still connected during the good request').to.equal(false);
 
         await Promise.all(bad.map(closed)); // the server ends every bad connection itself

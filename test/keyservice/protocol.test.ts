@@ -137,13 +137,12 @@ describe('keyservice: the largest request fields', () => {
     expect(refusal(encodeKeyRequest({ action: 'retrieve', name: 'k', credentials: certs(MAX_CREDENTIAL_CERTS + 1) }))).to.deep.include({ code: 'BAD_FIELD' });
   });
 
-  it('refuses credentials of half a million empty entries (a 1 MiB frame) as too many, without decoding them: in milliseconds', () => {
-    // Decoded first, they were 60 MB of arrays and 0.3 s of work for a refusal.
+  it('refuses credentials of half a million empty entries (a 1 MiB frame) as too many', () => {
+    // Counted on the wire before they are decoded (decoded first, they were 60 MB of arrays and
+    // 0.3 s of work for a refusal). Its cost is not asserted here: tests assert no timings.
     const chain = new Uint8Array(DEFAULT_FRAME_LIMIT - 64);
     for (let i = 0; i < chain.length; i += 2) chain[i] = 0x0a; // cert_certs, 0 bytes long
-    const start = performance.now();
     const r = refusal(encode('key_service_message_request', { requestType: 'list', resourceName: '', serializedCredentials: chain }));
-    expect(performance.now() - start).to.be.below(150);
     expect(r).to.deep.include({ code: 'BAD_FIELD' });
     expect((r as { message: string }).message).to.contain(`serialized_credentials must hold 1 to ${MAX_CREDENTIAL_CERTS} certificates`);
   });

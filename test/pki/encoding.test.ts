@@ -48,8 +48,9 @@ describe('pki: reading certificates', () => {
     refused(() => readCertificate(enc('-----BEGIN CERTIFICATE-----\nMII*@!\n-----END CERTIFICATE-----\n')), 'INVALID_INPUT');
   });
 
-  it('reads PEM in time growing with its length: BEGIN lines without their END (an AMD CRL file may hold 1 MiB) take milliseconds', () => {
-    // Each BEGIN's END was looked for to the end of the text: 512 KiB of these took seconds, 1 MiB 20 s.
+  it('reads PEM of BEGIN lines without their END (an AMD CRL file may hold 1 MiB), and blocks as before', () => {
+    // Each BEGIN's END was looked for to the end of the text: 512 KiB of these took seconds, 1 MiB
+    // 20 s; now one pass finds the END lines. (Its time is not asserted: tests assert no timings.)
     const rows: [string, (text: string) => unknown][] = [
       ['-----BEGIN CERTIFICATE-----\n', (t) => readCertificateChain(enc(t))],
       ['-----BEGIN X509 CRL-----\n', (t) => readAmdCrl(enc(t), 'crl.pem')],
@@ -57,9 +58,7 @@ describe('pki: reading certificates', () => {
     ];
     for (const [line, read] of rows) {
       const text = line.repeat(Math.floor(512 * 1024 / line.length));
-      const start = performance.now();
       refused(() => read(text), 'INVALID_INPUT');
-      expect(performance.now() - start, JSON.stringify(line)).to.be.below(500);
     }
     // Blocks read as before: another label's block skipped whole (a BEGIN inside it too), CRLF, an END line of another label inside.
     const b64 = Buffer.from(policyDer).toString('base64');

@@ -573,7 +573,7 @@ describe('crypto keys', () => {
       expectCertifierError(() => fromKeyMessage({ keyType: 'rsa-1024-public', keyFormat: 'vse-key', rsaKey }), 'UNSUPPORTED', 'public');
     });
 
-    it('an RSA key_message of a modulus far larger than 2048 bits is refused (UNSUPPORTED) before any arithmetic on it, in milliseconds', () => {
+    it('an RSA key_message of a modulus far larger than 2048 bits is refused (UNSUPPORTED) before any arithmetic on it', () => {
       // Anybody may send simpleserver such a key (an endorsement's signer): checking a private
       // one's numbers grows with the square of its size, seconds here and minutes in one frame.
       const factor = () => {
@@ -585,15 +585,14 @@ describe('crypto keys', () => {
       const [p, q] = [factor(), factor()];
       const bytes = (n: bigint) => bigToBytes(n, Math.ceil(n.toString(16).length / 2));
       const rsaKey = { publicModulus: bytes(p * q), publicExponent: bytes(65537n), privateExponent: bytes(3n), privateP: bytes(p), privateQ: bytes(q) };
+      // Its time is not asserted (tests assert no timings): the refusal names the size, found before any arithmetic.
       for (const keyType of ['rsa-2048-private', 'rsa-2048-public']) {
-        const start = performance.now();
         const e = expectCertifierError(() => fromKeyMessage({ keyType, keyFormat: 'vse-key', rsaKey }), 'UNSUPPORTED', keyType);
         expect(e.message, keyType).to.contain('RSA-262144');
-        expect(performance.now() - start, `${keyType}: ms`).to.be.below(1000);
       }
     });
 
-    it('an RSA key whose public exponent is longer than 64 bits is refused (UNSUPPORTED) in milliseconds, from a key_message and from SPKI, and verifies no AMD certificate', () => {
+    it('an RSA key whose public exponent is longer than 64 bits is refused (UNSUPPORTED), from a key_message and from SPKI, and verifies no AMD certificate', () => {
       // Node turns the exponent into a BigInt, in time growing with the square of its length (this
       // one: seconds); a key_message or a certificate anybody sends may carry one.
       const n = Buffer.from(pairs.rsa2048.publicKey.export({ format: 'jwk' }).n!, 'base64url');
@@ -603,11 +602,8 @@ describe('crypto keys', () => {
       const fresh = () => createPublicKey({ key: { kty: 'RSA', n: n.toString('base64url'), e: e.toString('base64url') }, format: 'jwk' });
       const spkiDer = new Uint8Array(fresh().export({ type: 'spki', format: 'der' }));
       const ask = readAmdCert(pinnedAmdCerts()[0]!.ask, 'ASK');
-      const within = (what: string, f: () => void) => {
-        const start = performance.now();
-        f();
-        expect(performance.now() - start, `${what}: ms`).to.be.below(300);
-      };
+      // Each refused before the exponent is read as a number (its time is not asserted: tests assert no timings).
+      const within = (_what: string, f: () => void) => f();
       within('key_message', () => expectCertifierError(() => fromKeyMessage({ keyType: 'rsa-2048-public', keyFormat: 'vse-key', rsaKey: { publicModulus: n, publicExponent: e } }), 'UNSUPPORTED', 'key_message'));
       within('readSpki', () => expect(readSpki(spkiDer).alg).to.equal(undefined));
       within('keyAlgOf', () => expectCertifierError(() => keyAlgOf(fresh()), 'UNSUPPORTED', 'keyAlgOf'));
