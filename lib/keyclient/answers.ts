@@ -2,7 +2,7 @@
 // version it could have made or deleted, and for a conditional or single request, the one asked.
 
 import { CertifierError } from '../errors/index.ts';
-import { MAX_VERSION, shown, type KeyServiceList } from '../wire/index.ts';
+import { decode, fieldCount, MAX_VERSION, shown, type KeyServiceList } from '../wire/index.ts';
 import { DELETE_LISTED } from '../keyservice/protocol.ts';
 
 const isVersion = (v: number | undefined): v is number => Number.isInteger(v) && v! >= 1 && v! <= MAX_VERSION;
@@ -24,11 +24,11 @@ export function storedVersion(name: string, version: number | undefined, expecte
  * twice, more than a server names, or a count below those named or 0; INTEGRITY for any but
  * `asked` when one version was asked for.
  */
-export function deletedVersions(name: string, list: KeyServiceList, asked: number): { versions: number[]; count: number } {
+export function deletedVersions(name: string, data: Uint8Array | undefined, asked: number): { versions: number[]; count: number } {
+  const bad = (why: string) => new CertifierError('BAD_FIELD', `the key-server's answer to the delete of ${shown(name, 256)} ${why}`);
+  const list = listAnswer(data, DELETE_LISTED, (n) => bad(`names ${n} versions; a key-server names at most ${DELETE_LISTED}`));
   const versions = (list.resources ?? []).map((i) => i.version);
   const count = list.deleted ?? versions.length; // a server before the count named every version
-  const bad = (why: string) => new CertifierError('BAD_FIELD', `the key-server's answer to the delete of ${shown(name, 256)} ${why}`);
-  if (versions.length > DELETE_LISTED) throw bad(`names ${versions.length} versions; a key-server names at most ${DELETE_LISTED}`);
   const at = versions.findIndex((v) => !isVersion(v));
   if (at >= 0) throw bad(`names version ${versions[at] ?? '(none)'}`);
   if (new Set(versions).size !== versions.length) throw bad('names a version twice');
@@ -37,4 +37,17 @@ export function deletedVersions(name: string, list: KeyServiceList, asked: numbe
     throw new CertifierError('INTEGRITY', `the key-server said it deleted ${count === 1 ? `version ${versions[0] ?? '(unnamed)'}` : `${count} versions`} of ${shown(name, 256)}, though asked to delete version ${asked}`);
   }
   return { versions: versions as number[], count };
+}
+
+/**
+ * A key_service_list answer, decoded once its entries are counted on the wire: `tooMany(n)` for
+ * more than `most`, the most a key-server sends. Decoded first, a hostile server's 1 MiB of empty
+ * entries would become half a million objects (about 64 MB and half a second) before the count
+ * refused them.
+ */
+export function listAnswer(data: Uint8Array | undefined, most: number, tooMany: (n: number) => CertifierError): KeyServiceList {
+  const bytes = data ?? new Uint8Array();
+  const n = fieldCount(bytes, 1); // resources; undefined for bytes that are no message, which decode refuses
+  if (n !== undefined && n > most) throw tooMany(n);
+  return decode<KeyServiceList>('key_service_list', bytes);
 }

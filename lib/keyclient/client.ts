@@ -11,10 +11,10 @@ import { toPem, validateAdmission, type ValidatedPeer } from '../pki/index.ts';
 import { connect, DEFAULT_LIMITS, type ClientConnection, type Limits } from '../channel/index.ts';
 import { requireMachine, type MachineIdentity } from '../certifier/index.ts';
 import {
-  CHALLENGE_EXPORTER_LABEL, CHALLENGES_PER_CONNECTION, challengeMessage, encodeKeyRequest, KEY_SERVER_CODES, parseKeyResponse, type Action, type KeyRequest, type KeyResponse,
+  CHALLENGE_EXPORTER_LABEL, CHALLENGES_PER_CONNECTION, challengeMessage, encodeKeyRequest, KEY_SERVER_CODES, LIST_PAGE, parseKeyResponse, type Action, type KeyRequest, type KeyResponse,
 } from '../keyservice/protocol.ts';
-import { pageItems, type ResourceInfo } from './list-page.ts';
-import { deletedVersions, storedVersion } from './answers.ts';
+import { pageItems, tooManyNames, type ResourceInfo } from './list-page.ts';
+import { deletedVersions, listAnswer, storedVersion } from './answers.ts';
 
 export type { ResourceInfo };
 
@@ -50,7 +50,7 @@ function notRecorded(r: KeyResponse, req: Partial<KeyRequest> & { action: Action
     const version = storedVersion(req.name, r.version, req.expectedVersion);
     [what, details] = [`stored ${name} as version ${version}`, { version }];
   } else {
-    const { versions, count } = deletedVersions(req.name, decode<KeyServiceList>('key_service_list', r.data ?? new Uint8Array()), req.version ?? 0);
+    const { versions, count } = deletedVersions(req.name, r.data, req.version ?? 0);
     [what, details] = [`deleted ${count === 1 ? `version ${versions[0]} of ${name}` : `${count} versions of ${name}`}`, { version: req.version ?? 0, deleted: count }];
   }
   return new CertifierError('NOT_RECORDED', `the key-server ${what}, but its audit log could not record it: do not ${req.action} it again; the key-server refuses every request until its audit log can be written again (its log says audit-failed)`, { details });
@@ -179,7 +179,7 @@ export class KeyClient {
    */
   async delete(name: string, version = 0): Promise<{ versions: number[]; count: number }> {
     const r = await this.call({ action: 'delete', name, version });
-    return deletedVersions(name, decode<KeyServiceList>('key_service_list', r.data ?? new Uint8Array()), version);
+    return deletedVersions(name, r.data, version);
   }
 
   /**
@@ -203,7 +203,7 @@ export class KeyClient {
   /** One page of a listing: the names after `after`. */
   private async listPage(prefix: string, after: string | undefined): Promise<KeyServiceList> {
     const r = await this.call({ action: 'list', name: prefix, ...(after !== undefined ? { listAfter: after } : {}) });
-    return decode<KeyServiceList>('key_service_list', r.data ?? new Uint8Array());
+    return listAnswer(r.data, LIST_PAGE, (n) => tooManyNames(prefix, n));
   }
 
   /**

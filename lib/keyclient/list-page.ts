@@ -26,7 +26,7 @@ export function pageItems(prefix: string, after: string | undefined, p: KeyServi
   const listing = `the key-server's listing of ${shown(prefix, 256)}`;
   const resources = p.resources ?? [];
   const broken = (why: string) => new CertifierError('DECODE_FAILED', `${listing} ${why}`);
-  if (resources.length > LIST_PAGE) throw broken(`sent ${resources.length} names in one answer; a key-server sends at most ${LIST_PAGE}`);
+  if (resources.length > LIST_PAGE) throw tooManyNames(prefix, resources.length);
   if (resources.length === 0 && p.nextAfter !== undefined) throw broken('sent an answer without names that says more are to come');
   if (after !== undefined && p.nextAfter !== undefined && compareNames(p.nextAfter, after) <= 0) throw broken(`went back to ${shown(p.nextAfter, 256)} after ${shown(after, 256)}`);
   let last = after;
@@ -53,4 +53,9 @@ export function pageItems(prefix: string, after: string | undefined, p: KeyServi
     throw broken(`says the next page starts after ${shown(p.nextAfter, 256)}, which is not under it after its last name ${shown(last!, 256)}`);
   }
   return items;
+}
+
+/** DECODE_FAILED: a page of the listing of `prefix` with `n` names, more than a key-server sends. */
+export function tooManyNames(prefix: string, n: number): CertifierError {
+  return new CertifierError('DECODE_FAILED', `the key-server's listing of ${shown(prefix, 256)} sent ${n} names in one answer; a key-server sends at most ${LIST_PAGE}`);
 }

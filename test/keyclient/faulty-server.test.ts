@@ -9,7 +9,7 @@ import { generateKeyPair, sha256, utf8 } from '../../lib/crypto/index.ts';
 import { createPolicyCert, issueAdmissionCert, toPem, validateAdmission } from '../../lib/pki/index.ts';
 import { SIMULATED_ENCLAVE } from '../../lib/attest/index.ts';
 import { serve, type ChannelServer } from '../../lib/channel/index.ts';
-import { challenge, failed, parseKeyRequest, succeeded, type KeyRequest } from '../../lib/keyservice/protocol.ts';
+import { challenge, DELETE_LISTED, failed, LIST_PAGE, parseKeyRequest, succeeded, type KeyRequest } from '../../lib/keyservice/protocol.ts';
 import { KeyClient } from '../../lib/keyclient/index.ts';
 import { joinReplica } from '../../lib/keyclient/replica-join.ts';
 import type { MachineIdentity } from '../../lib/certifier/index.ts';
@@ -172,6 +172,22 @@ describe('keyclient: answers from a faulty key-server', function () {
     expect(await client.delete('k')).to.deep.equal({ versions: [1, 2], count: 20_000 });
     answer = deleted([{ version: 1 }, { version: 2 }]); // a server before the count
     expect(await client.delete('k')).to.deep.equal({ versions: [1, 2], count: 2 });
+  });
+
+  it('counts the names of a list or delete answer before decoding them: more than a key-server sends is refused as such, whatever they hold', async () => {
+    // Decoded first, 1 MiB of entries made half a million objects before the count refused them;
+    // these entries would not decode (a wire type 7 inside each), so the refusal shows which came first.
+    const entries = (n: number) => {
+      const b = new Uint8Array(n * 4);
+      for (let i = 0; i < b.length; i += 4) b.set([0x0a, 0x02, 0x0f, 0x00], i);
+      return b;
+    };
+    answer = (req) => succeeded(req.name, { data: entries(LIST_PAGE + 1) });
+    expect((await rejects(client.list('p/'), 'DECODE_FAILED')).message).to.equal(`the key-server's listing of "p/" sent ${LIST_PAGE + 1} names in one answer; a key-server sends at most ${LIST_PAGE}`);
+    answer = (req) => succeeded(req.name, { data: entries(DELETE_LISTED + 1) });
+    expect((await rejects(client.delete('k'), 'BAD_FIELD')).message).to.equal(`the key-server's answer to the delete of "k" names ${DELETE_LISTED + 1} versions; a key-server names at most ${DELETE_LISTED}`);
+    answer = (req) => succeeded(req.name, { data: entries(2) });
+    await rejects(client.list('p/'), 'DECODE_FAILED'); // as few: decoded, and refused for what they hold
   });
 
   it('fails with CHALLENGE_FAILED when challenged without a credential to answer with', async () => {
