@@ -26,7 +26,7 @@ export function storedVersion(name: string, version: number | undefined, expecte
  */
 export function deletedVersions(name: string, data: Uint8Array | undefined, asked: number): { versions: number[]; count: number } {
   const bad = (why: string) => new CertifierError('BAD_FIELD', `the key-server's answer to the delete of ${shown(name, 256)} ${why}`);
-  const list = listAnswer(data, DELETE_LISTED, (n) => bad(`names ${n} versions; a key-server names at most ${DELETE_LISTED}`));
+  const list = listAnswer(data, DELETE_LISTED, () => bad(`names more than ${DELETE_LISTED} versions, the most a key-server names`));
   const versions = (list.resources ?? []).map((i) => i.version);
   const count = list.deleted ?? versions.length; // a server before the count named every version
   const at = versions.findIndex((v) => !isVersion(v));
@@ -40,14 +40,14 @@ export function deletedVersions(name: string, data: Uint8Array | undefined, aske
 }
 
 /**
- * A key_service_list answer, decoded once its entries are counted on the wire: `tooMany(n)` for
- * more than `most`, the most a key-server sends. Decoded first, a hostile server's 1 MiB of empty
- * entries would become half a million objects (about 64 MB and half a second) before the count
- * refused them.
+ * A key_service_list answer, decoded once its entries are counted on the wire: `tooMany()` for
+ * more than `most`, the most a key-server sends (counted no further than that). Decoded first, a
+ * hostile server's 1 MiB of empty entries would become half a million objects (about 64 MB and
+ * half a second) before the count refused them.
  */
-export function listAnswer(data: Uint8Array | undefined, most: number, tooMany: (n: number) => CertifierError): KeyServiceList {
+export function listAnswer(data: Uint8Array | undefined, most: number, tooMany: () => CertifierError): KeyServiceList {
   const bytes = data ?? new Uint8Array();
-  const n = fieldCount(bytes, 1); // resources; undefined for bytes that are no message, which decode refuses
-  if (n !== undefined && n > most) throw tooMany(n);
+  const n = fieldCount(bytes, 1, most); // resources; undefined for bytes that are no message, which decode refuses
+  if (n !== undefined && n > most) throw tooMany();
   return decode<KeyServiceList>('key_service_list', bytes);
 }

@@ -203,7 +203,7 @@ export class KeyClient {
   /** One page of a listing: the names after `after`. */
   private async listPage(prefix: string, after: string | undefined): Promise<KeyServiceList> {
     const r = await this.call({ action: 'list', name: prefix, ...(after !== undefined ? { listAfter: after } : {}) });
-    return listAnswer(r.data, LIST_PAGE, (n) => tooManyNames(prefix, n));
+    return listAnswer(r.data, LIST_PAGE, () => tooManyNames(prefix));
   }
 
   /**

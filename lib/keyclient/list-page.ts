@@ -26,7 +26,7 @@ export function pageItems(prefix: string, after: string | undefined, p: KeyServi
   const listing = `the key-server's listing of ${shown(prefix, 256)}`;
   const resources = p.resources ?? [];
   const broken = (why: string) => new CertifierError('DECODE_FAILED', `${listing} ${why}`);
-  if (resources.length > LIST_PAGE) throw tooManyNames(prefix, resources.length);
+  if (resources.length > LIST_PAGE) throw tooManyNames(prefix);
   if (resources.length === 0 && p.nextAfter !== undefined) throw broken('sent an answer without names that says more are to come');
   if (after !== undefined && p.nextAfter !== undefined && compareNames(p.nextAfter, after) <= 0) throw broken(`went back to ${shown(p.nextAfter, 256)} after ${shown(after, 256)}`);
   let last = after;
@@ -55,7 +55,7 @@ export function pageItems(prefix: string, after: string | undefined, p: KeyServi
   return items;
 }
 
-/** DECODE_FAILED: a page of the listing of `prefix` with `n` names, more than a key-server sends. */
-export function tooManyNames(prefix: string, n: number): CertifierError {
-  return new CertifierError('DECODE_FAILED', `the key-server's listing of ${shown(prefix, 256)} sent ${n} names in one answer; a key-server sends at most ${LIST_PAGE}`);
+/** DECODE_FAILED: a page of the listing of `prefix` with more names than a key-server sends. */
+export function tooManyNames(prefix: string): CertifierError {
+  return new CertifierError('DECODE_FAILED', `the key-server's listing of ${shown(prefix, 256)} sent more than ${LIST_PAGE} names in one answer, the most a key-server sends`);
 }

@@ -91,7 +91,7 @@ export function parseKeyRequest(bytes: Uint8Array): KeyRequest {
     const tooMany = `serialized_credentials must hold 1 to ${MAX_CREDENTIAL_CERTS} certificates`;
     // Counted before they are decoded: a frame of empty entries decoded to half a million arrays
     // (60 MB and 0.3 s) only to be refused.
-    const count = fieldCount(m.serializedCredentials, 1);
+    const count = fieldCount(m.serializedCredentials, 1, MAX_CREDENTIAL_CERTS);
     if (count !== undefined && count > MAX_CREDENTIAL_CERTS) c.add(tooMany);
     else {
       try {

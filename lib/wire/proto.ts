@@ -111,14 +111,17 @@ export function rawVarint(bytes: Uint8Array, field: number): bigint | undefined 
 /**
  * How many times field `field` occurs at the top of a message, read without decoding it (a
  * repeated field's items counted before any is built), or undefined when the bytes do not parse.
+ * Given `most`, it stops at the first occurrence past it and returns most + 1, the rest unread:
+ * "more than most" is all a caller refusing such a message needs, and a crafted one of half a
+ * million empty items is then refused after a few of them.
  */
-export function fieldCount(bytes: Uint8Array, field: number): number | undefined {
+export function fieldCount(bytes: Uint8Array, field: number, most = Infinity): number | undefined {
   let count = 0;
   try {
     const reader = protobuf.Reader.create(bytes);
     while (reader.pos < reader.len) {
       const tag = reader.uint32();
-      if (tag >>> 3 === field) count++;
+      if (tag >>> 3 === field && ++count > most) return count;
       reader.skipType(tag & 7);
     }
   } catch {

@@ -64,7 +64,7 @@ describe('keyclient: list pages', () => {
     expect(calls).to.equal(1);
     expect(empty.message).to.contain('without names that says more are to come');
     const many = Array.from({ length: LIST_PAGE + 1 }, (_, i) => info(`k${String(i).padStart(5, '0')}`));
-    expect((await rejects(collectPages('', async () => ({ resources: many })), 'DECODE_FAILED')).message).to.contain(`sent ${LIST_PAGE + 1} names in one answer; a key-server sends at most ${LIST_PAGE}`);
+    expect((await rejects(collectPages('', async () => ({ resources: many })), 'DECODE_FAILED')).message).to.contain(`sent more than ${LIST_PAGE} names in one answer, the most a key-server sends`);
     expect(await collectPages('', async () => ({ resources: many.slice(1) }))).to.have.length(LIST_PAGE);
     // Names out of order, and a next_after before the page's last name or outside the prefix.
     for (const page of [{ resources: [info('p/b'), info('p/a')] }, { resources: [info('p/a'), info('p/a')] }, { resources: [info('p/b')], nextAfter: 'p/a' }, { resources: [info('p/b')], nextAfter: 'q' }]) {

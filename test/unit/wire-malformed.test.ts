@@ -10,6 +10,7 @@ import { CertifierError, ExitStatus, type ErrorCode } from '../../lib/errors/ind
 import { parseKeyRequest } from '../../lib/keyservice/protocol.ts';
 import {
   decode,
+  fieldCount,
   encode,
   newNameProblem,
   printableName,
@@ -273,5 +274,21 @@ describe('wire: scrypt parameters read from disk', () => {
     expect(problem(bundle(8, 1))).to.equal('accepted');
     expect(problem(bundle(32, 1))).to.match(/^BAD_FIELD: .*scrypt\.r is 32/);
     expect(problem(bundle(8, 16))).to.match(/^BAD_FIELD: .*scrypt\.p is 16/);
+  });
+});
+
+describe('wire: fieldCount, a repeated field counted without decoding it', () => {
+  const entries = (n: number) => new Uint8Array(n * 2).map((_, i) => (i % 2 === 0 ? 0x0a : 0)); // field 1, empty
+  it('counts a field\'s occurrences at the top of a message, and gives undefined for bytes that are no message', () => {
+    expect(fieldCount(entries(7), 1)).to.equal(7);
+    expect(fieldCount(entries(7), 2)).to.equal(0);
+    expect(fieldCount(new Uint8Array([0x0a, 0x05, 0x00]), 1), 'a length past the end').to.equal(undefined);
+  });
+  it('given the most a caller takes, stops at the first occurrence past it (most + 1), the rest unread', () => {
+    expect(fieldCount(entries(500_000), 1, 4)).to.equal(5);
+    // Past the most, even bytes that are no message further on are not read.
+    expect(fieldCount(new Uint8Array([...entries(5), 0x0a, 0x05]), 1, 4)).to.equal(5);
+    expect(fieldCount(new Uint8Array([...entries(4), 0x12, 0x05]), 1, 4), 'not past it: read to the end').to.equal(undefined);
+    expect(fieldCount(entries(4), 1, 4)).to.equal(4);
   });
 });
