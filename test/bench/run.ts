@@ -8,6 +8,7 @@ import './cryptstore.bench.ts';
 import './certify.bench.ts';
 import './keyserver.bench.ts';
 import './pg.bench.ts';
+import './hostile.bench.ts';
 
 const summary = await runSections(parseArgs(process.argv.slice(2)));
 process.exitCode = summary.failed.length ? 1 : 0;
