@@ -159,15 +159,22 @@ function hybridCurveOfSpki(der: Uint8Array): string | undefined {
 }
 
 /**
- * OpenSSL reads an EC point at infinity (a single 00 byte, on any curve, named or explicit) as a key,
- * which it then cannot encode; Node aborts on the details or JWK of such a key. Encoding it is the
- * test (for keys outside the fixed P-256/P-384 form only, which are rare: about 0.1 ms).
+ * OpenSSL reads an EC point at infinity (a single 00 byte, on any curve, named or explicit) as a
+ * key, which it then cannot encode; Node aborts on the details or JWK of such a key. Encoding it is
+ * the test (about 0.1 ms; a public key in the fixed P-256/P-384 form never comes here). A private
+ * key is tested with its public key, which a scalar of 0 or of the group order also puts at
+ * infinity. Either is INVALID_KEY.
  */
 function refuseInfinity(key: KeyObject): void {
   try {
-    key.export({ type: 'spki', format: 'der' });
+    if (key.type === 'private') {
+      key.export({ type: 'pkcs8', format: 'der' });
+      createPublicKey(key).export({ format: 'jwk' });
+    } else {
+      key.export({ type: 'spki', format: 'der' });
+    }
   } catch (cause) {
-    throw new CertifierError('INVALID_KEY', 'the EC public key is not a point OpenSSL can write (the point at infinity)', { cause });
+    throw new CertifierError('INVALID_KEY', `the EC ${key.type} key's point is the point at infinity, which OpenSSL cannot write (no key at all)`, { cause });
   }
 }
 
@@ -265,23 +272,9 @@ export function importPrivateKey(bytes: Uint8Array): KeyObject {
   } catch (cause) {
     throw new CertifierError('INVALID_KEY', 'not a private key in PEM, or in DER as PKCS#8 or SEC1 (EC)', { cause });
   }
-  if (key.asymmetricKeyType === 'ec') refusePrivateInfinity(key); // before keyAlgOf, which would abort on it
+  if (key.asymmetricKeyType === 'ec') refuseInfinity(key); // before keyAlgOf, which would abort on it
   keyAlgOf(key);
   return key;
-}
-
-/**
- * An EC private key whose public point is the point at infinity: written so in the file (Node
- * aborts on the details of such a key), or made so by a scalar of 0 or the group order (its
- * public key then fails to export). Either is refused as INVALID_KEY.
- */
-function refusePrivateInfinity(key: KeyObject): void {
-  try {
-    key.export({ type: 'pkcs8', format: 'der' });
-    createPublicKey(key).export({ format: 'jwk' });
-  } catch (cause) {
-    throw new CertifierError('INVALID_KEY', 'the EC private key\'s public point is the point at infinity (no key at all)', { cause });
-  }
 }
 
 /** A DER private key: PKCS#8, or SEC1 (an EC key as `openssl ec -outform DER` writes it). */
