@@ -224,7 +224,6 @@ export function checkSnpFlags(o: SnpPolicyFlags): void {
   const snpOnly = o.snpMinTcb.length > 0 || o.snpAllowDebug || o.snpAllowMigrationAgent || o.snpHostData || o.snpIdKeyDigest || o.snpProperty.length > 0 || o.snpVmpl !== 0;
   if (roots === 0 && snpOnly) throw new CertifierError('USAGE', 'the --snp-* flags need --trust-amd-root or --trust-amd-root-cert');
   if (roots > 0 && o.snpMinTcb.length === 0) throw new CertifierError('USAGE', `trusting an AMD root needs ${FORMS['family-19h'].flag} (Milan, Genoa, a root given by file) or ${FORMS.turin.flag} (Turin, a root given by file named ARK-Turin), the lowest TCB accepted: there is no safe default`);
-  if (roots > 0) checkRepeats(o);
   if (roots > 0) checkLayouts(o, new Set(o.trustAmdRoot.map((p) => layoutOfRoot(p, AMD_CERTS[p].arkName))), o.trustAmdRootCert.length === 0);
 }
 
@@ -269,11 +268,11 @@ export async function snpPolicyParts(program: string, o: SnpPolicyFlags, at: Dat
   const set = [...guest, ...given].map((r) => r.name).concat(tcb);
   const again = o.snpProperty.find((extra) => set.includes(extra.name));
   if (again) throw new CertifierError('USAGE', `--snp-property ${again.name} is already set by another flag`);
-  for (const [first, repeat] of repeats(o)) {
+  const repeated = repeats(o);
+  for (const [first, repeat] of repeated) {
     notes.push(`--snp-property ${spelt(repeat)} ${spelt(repeat) === spelt(first) ? 'is given twice' : `repeats ${spelt(first)}`}: the policy says it once`);
   }
-  const repeated = repeats(o).map(([, p]) => p);
-  const once = o.snpProperty.filter((p) => !repeated.includes(p));
+  const once = o.snpProperty.filter((p) => !repeated.some(([, r]) => r === p));
   // One claim per TCB layout: a claim naming tcb-fmc denies Milan and Genoa evidence (which has no
   // FMC level), and one not naming it denies Turin evidence (REQUIRED_IF_PRESENT), so neither
   // product's machines are judged by the other's minimum. A property naming its layout (a
