@@ -36,7 +36,7 @@ import { compare, rate, section, stat, type Row } from './harness.ts';
 const CLIENTS = 8;
 const IN_FLIGHT = 16;
 const KEY_NAME = 'bench/disk-key';
-const FULL = { connIters: 160, pipeIters: 1000, repeats: 7, warm: 48, names: 10_000, pauseMs: 2_000, stageMs: 100, chainConns: 40 };
+const FULL = { connIters: 160, pipeIters: 10_000, repeats: 7, warm: 48, names: 10_000, pauseMs: 2_000, stageMs: 100, chainConns: 40 };
 const QUICK = { connIters: 16, pipeIters: 100, repeats: 2, warm: 8, names: 400, pauseMs: 300, stageMs: 10, chainConns: 4 };
 // One connection carries every pipelined run (default: closed after 1000 requests). The limit
 // only decides when a connection ends; it changes nothing per request. Same for both servers,
