@@ -417,14 +417,17 @@ export class AuditLog {
       return;
     }
     this.rotationFailing = false;
+    let next: FileHandle | undefined;
     try {
       await fs.rename(this.path, segment);
-      const next = await fs.open(this.path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_EXCL | constants.O_DSYNC, 0o600);
+      next = await fs.open(this.path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_EXCL | constants.O_DSYNC, 0o600);
       await syncDir(dirname(this.path));
       const file = fileOf(next);
       await this.fh.close().catch(() => {});
       [this.fh, this.file] = [next, file];
     } catch (e) {
+      // The log is broken from here on: the new file is not kept open (close() closes the old).
+      if (next !== undefined && next !== this.fh) await next.close().catch(() => {});
       if (this.broken === undefined) this.options.onBroken?.(this.failure(e as Error), false);
       this.broken ??= e as Error;
       return;
