@@ -21,13 +21,21 @@ export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 export class Child {
   stdout = '';
   stderr = '';
+  /** Everything it wrote, as bytes (stdout and stderr above are those decoded as UTF-8). */
+  readonly written = { stdout: [] as Buffer[], stderr: [] as Buffer[] };
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   private static readonly live = new Set<Child>();
 
   constructor(readonly name: string, readonly proc: ChildProcess) {
     Child.live.add(this);
-    proc.stdout?.on('data', (d: Buffer) => (this.stdout += d.toString('utf8'))); // none when it goes to a file given
-    proc.stderr!.on('data', (d: Buffer) => (this.stderr += d.toString('utf8')));
+    proc.stdout?.on('data', (d: Buffer) => {
+      this.stdout += d.toString('utf8');
+      this.written.stdout.push(d);
+    }); // none when it goes to a file given
+    proc.stderr!.on('data', (d: Buffer) => {
+      this.stderr += d.toString('utf8');
+      this.written.stderr.push(d);
+    });
     this.exited = new Promise((resolve) => proc.once('exit', (code, signal) => {
       Child.live.delete(this);
       resolve({ code, signal });
@@ -218,6 +226,11 @@ export class Domain {
       await d.close();
       throw e;
     }
+  }
+
+  /** Every server it started (its simpleserver first), running or stopped, with what each wrote. */
+  get servers(): readonly Child[] {
+    return [...this.children];
   }
 
   /** Stops `child` with the domain's other servers. */

@@ -30,6 +30,8 @@ export interface RunResult {
   signal: NodeJS.Signals | null;
   stdout: Buffer;
   stderr: string;
+  /** stderr as the bytes written (stderr is those decoded as UTF-8) */
+  stderrBytes: Buffer;
   /** stdout as text */
   out: string;
   /** stdout parsed as JSON (throws if it is not) */
@@ -78,7 +80,8 @@ function spawnAndWait(file: string, args: string[], options: RunOptions): Promis
     child.on('error', reject);
     child.on('close', (status, signal) => {
       const stdout = Buffer.concat(out);
-      resolve({ status, signal, stdout, stderr: Buffer.concat(err).toString('utf8'), out: stdout.toString('utf8'), json: () => JSON.parse(stdout.toString('utf8')) });
+      const stderrBytes = Buffer.concat(err);
+      resolve({ status, signal, stdout, stderr: stderrBytes.toString('utf8'), stderrBytes, out: stdout.toString('utf8'), json: () => JSON.parse(stdout.toString('utf8')) });
     });
     // A program that exits before reading its input closes the pipe: not the test's failure.
     child.stdin.on('error', () => {});

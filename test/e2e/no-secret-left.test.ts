@@ -1,0 +1,285 @@
+// Scenario 1 through the real programs, then searched as an auditor would for the secrets it
+// handled: every value, passphrase and key file is a random canary, looked for (raw, hex, base64,
+// base64url, JSON text, and their prefixes) in every stdout and stderr of every program run and
+// every file left under the test's folder (key databases, cryptstores, audit logs, locks, backups,
+// configs). A canary may be only where the test lists it: its own input files, the files a
+// provision writes, and the standard output of `retrieve --out -` and `get-item`.
+
+import { expect } from 'chai';
+import { createPrivateKey, randomBytes } from 'node:crypto';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Domain, expectFailure, expectSuccess, type Child, type KeyServer, type Machine } from './domain.ts';
+import { run, type RunResult } from '../support/helpers.ts';
+import { filesUnder, search, type Canary, type Finding, type Place } from '../support/canaries.ts';
+import { Cryptstore, KeyFileProtector, PassphraseProtector } from '../../cryptstore/index.ts';
+import { loadIdentity } from '../../lib/certifier/index.ts';
+import { KeyClient } from '../../lib/keyclient/index.ts';
+import { STORAGE_KEY_TAG } from '../../lib/keyservice/server.ts';
+
+/** Like expectFailure, for a run with --json: the error is the document on stdout. */
+function expectJsonFailure(r: RunResult, status: number, code: string): void {
+  expect(r.status, `exit status; stdout:\n${r.out}`).to.equal(status);
+  expect(r.json().error.code).to.equal(code);
+}
+
+/** Printable ASCII (no quote or backslash, so JSON leaves it as it is; JSON escapes are searched too). */
+const printable = (n: number) => [...randomBytes(n)].map((b) => String.fromCharCode(0x23 + (b % 0x39))).join('');
+
+describe('e2e: no secret in any output or file at rest (canary scan of Scenario 1)', function () {
+  this.timeout(60_000);
+  let d: Domain;
+  const outputs: Place[] = [];
+  let files: Place[] = [];
+  const canaries = {
+    value32: randomBytes(32),
+    value1k: randomBytes(1024),
+    valueText: Buffer.from(`canary-text-${printable(48)}`),
+    serverPassphrase: Buffer.from(`canary-pass-server-${printable(24)}`),
+    readerPassphrase: Buffer.from(`canary-pass-reader-${printable(24)}`),
+    storePassphrase: Buffer.from(`canary-pass-store-${printable(24)}`),
+    wrongPassphrase: Buffer.from(`canary-pass-wrong-${printable(24)}`),
+    bundlePassphrase: Buffer.from(`canary-pass-bundle-${printable(24)}`),
+    writerKeyFile: Buffer.alloc(0), // new-key-file's, read once written
+  };
+  /**
+   * Secrets the programs made themselves, read at the end: the private keys of the policy and the
+   * simulated platform (allowed in their own PEM file, whose base64 may show a part of one), and
+   * the storage key, the stores' data keys and the machines' keys (allowed nowhere).
+   */
+  const made: (Canary & { home?: string })[] = [];
+  type Name = keyof typeof canaries;
+  /** Where a canary is meant to be: a file of the test's (by path under its folder) or a run's output (by label). */
+  const allowed: { place: string; canaries: Name[] }[] = [];
+  const allow = (place: string, ...names: Name[]) => allowed.push({ place, canaries: names });
+
+  /** Runs a program, keeping its stdout and stderr (as bytes) for the scan. */
+  async function recorded(label: string, r: Promise<RunResult>): Promise<RunResult> {
+    const done = await r;
+    outputs.push({ label: `${label}: stdout`, bytes: done.stdout }, { label: `${label}: stderr`, bytes: done.stderrBytes });
+    return done;
+  }
+  const cu = (label: string, args: string[], input?: Buffer) => recorded(`cert-utility ${label}`, run('cert-utility', args, { cwd: d.dir, ...(input ? { input } : {}) }));
+  const kc = (label: string, m: Machine, s: KeyServer, cmd: string, args: string[], input?: Buffer) => recorded(`key-client ${cmd} ${label}`, d.kc(m, s, cmd, args, input));
+  /** A file of the test's own, allowed to hold the canaries it was written with. */
+  const input = (name: string, bytes: Buffer, ...names: Name[]) => {
+    const f = join(d.dir, 'inputs', name);
+    writeFileSync(f, bytes, { mode: 0o600 });
+    allow(`inputs/${name}`, ...names);
+    return f;
+  };
+
+  /** Init-trust of a machine whose store is protected by `protection` (made beforehand with a cheap KDF for a passphrase). */
+  async function certify(name: string, program: string, protection: string[], passphrase: boolean): Promise<Machine> {
+    const store = join(d.dir, 'stores', name);
+    const machine: Machine = { name, program, store, storeArgs: ['--store', store, ...protection] };
+    if (passphrase) expectSuccess(await cu(`create-store ${name}`, ['create-store', '--scrypt-log-n', '10', ...machine.storeArgs]));
+    expectSuccess(await cu(`init-trust ${name}`, ['init-trust', '--domain', d.name, '--policy-cert', d.policyCertFile, '--server', `127.0.0.1:${d.certifierPort}`,
+      ...machine.storeArgs, '--platform', 'simulated', '--platform-dir', d.platformDir, '--measurement-file', d.measurementFile(program)]));
+    return machine;
+  }
+
+  /**
+   * Scenario 1's key-client work against `server`, round `r` of two (the first server logs text,
+   * the second JSON), with the refusals where a secret is in hand: the writer's and the reader's
+   * runs side by side (each machine's own one at a time: its cryptstore admits one process).
+   */
+  async function clientRound(r: 1 | 2, server: KeyServer, writer: Machine, reader: Machine, f: Record<'value32' | 'wrongPass', string>): Promise<void> {
+    const n = (s: string) => `r${r}/${s}`;
+    const json = r === 2 ? ['--json'] : [];
+    const failure = r === 2 ? expectJsonFailure : expectFailure;
+    expectSuccess(await kc(`${r} value32`, writer, server, 'store', [n('v32'), '--in', f.value32]));
+    expectSuccess(await kc(`${r} value1k`, writer, server, 'store', [n('v1k'), '--in', '-', ...json], canaries.value1k));
+    expectSuccess(await kc(`${r} valueText`, writer, server, 'store', [n('text'), '--in', '-'], canaries.valueText));
+    expectSuccess(await kc(`${r} not exportable`, writer, server, 'store', [n('locked'), '--in', '-', '--not-exportable'], canaries.value32));
+    const provisioned = join(d.dir, 'provisioned', `r${r}-text`);
+    await Promise.all([
+      (async () => {
+        expectSuccess(await kc(`${r}`, writer, server, 'list', [`r${r}/`, ...json]));
+        expectJsonFailure(await kc(`${r} version conflict --json`, writer, server, 'store', [n('v32'), '--in', '-', '--expected-version', '7', '--json'], canaries.valueText), 1, 'VERSION_CONFLICT');
+        expectFailure(await kc(`${r} not exportable, into the store`, writer, server, 'retrieve', [n('locked')]), 1, 'NOT_EXPORTABLE');
+      })(),
+      (async () => {
+        // The reader: into its cryptstore, to standard output, and by a provisioning config (a tag and a file).
+        expectSuccess(await kc(`${r} into the store`, reader, server, 'retrieve', [n('v32'), n('v1k')]));
+        const out = expectSuccess(await kc(`${r} --out -`, reader, server, 'retrieve', [n('text'), '--out', '-']));
+        expect(out.stdout.equals(canaries.valueText)).to.equal(true);
+        allow(`key-client retrieve ${r} --out -: stdout`, 'valueText');
+        const config = join(d.dir, 'inputs', `provision-${r}.json`);
+        writeFileSync(config, JSON.stringify({ secrets: [{ ID: n('v1k'), Tag: `r${r}-provisioned` }, { ID: n('text'), LocalPath: provisioned }] }));
+        expectSuccess(await kc(`${r}`, reader, server, 'provision', ['--config', config, ...json]));
+        allow(`provisioned/r${r}-text`, 'valueText');
+        failure(await kc(`${r} refused by the ACL`, reader, server, 'store', [n('denied'), '--in', '-', ...json], canaries.value1k), 1, 'ACL_DENIED');
+        failure(await kc(`${r} not exportable`, reader, server, 'retrieve', [n('locked'), '--out', '-', ...json]), 1, 'NOT_EXPORTABLE');
+        const partial = join(d.dir, 'inputs', `provision-${r}-partial.json`);
+        writeFileSync(partial, JSON.stringify({ secrets: [{ ID: n('v1k'), Tag: `r${r}-partial` }, { ID: n('text'), LocalPath: join(d.dir, 'provisioned', `r${r}-partial`) }, { ID: n('missing'), Tag: `r${r}-missing` }] }));
+        failure(await kc(`${r} one name missing`, reader, server, 'provision', ['--config', partial, ...json]), 1, 'NOT_FOUND');
+        const wrong = { ...reader, storeArgs: ['--store', reader.store, '--passphrase-file', f.wrongPass] };
+        failure(await kc(`${r} wrong passphrase`, wrong, server, 'store', [n('wrong'), '--in', '-', ...json], canaries.value32), 4, 'WRONG_KEY');
+      })(),
+    ]);
+    expect(readFileSync(provisioned).equals(canaries.valueText)).to.equal(true);
+    expectSuccess(await kc(`${r}`, writer, server, 'delete', r === 1 ? [n('v1k'), '--version', '1'] : [n('text'), ...json]));
+  }
+
+  /** The cryptstore commands, on a store of their own (a passphrase's, made with a cheap KDF). */
+  async function storeCommands(f: Record<'value32' | 'storePass' | 'wrongPass' | 'bundlePass', string>): Promise<void> {
+    const storeDir = join(d.dir, 'stores', 'local');
+    const store = ['--store', storeDir, '--passphrase-file', f.storePass];
+    expectSuccess(await cu('create-store', ['create-store', '--scrypt-log-n', '10', ...store]));
+    expectSuccess(await cu('put-item', ['put-item', '--tag', 'local/text', '--exportable', '--in', '-', ...store], canaries.valueText));
+    expectSuccess(await cu('put-item --json', ['put-item', '--tag', 'local/v32', '--exportable', '--in', f.value32, '--json', ...store]));
+    expectSuccess(await cu('put-item not exportable', ['put-item', '--tag', 'local/v1k', '--in', '-', ...store], canaries.value1k));
+    const got = expectSuccess(await cu('get-item --out -', ['get-item', '--tag', 'local/v32', '--out', '-', ...store]));
+    expect(got.stdout.equals(canaries.value32)).to.equal(true);
+    allow('cert-utility get-item --out -: stdout', 'value32');
+    expectSuccess(await cu('get-item --out - --json', ['get-item', '--tag', 'local/text', '--out', '-', '--json', ...store]));
+    allow('cert-utility get-item --out - --json: stdout', 'valueText');
+    expectSuccess(await cu('list-items', ['list-items', ...store]));
+    expectSuccess(await cu('list-items --json', ['list-items', '--json', ...store]));
+    expectSuccess(await cu('print-store', ['print-store', ...store]));
+    expectSuccess(await cu('export-store', ['export-store', '--out', join(d.dir, 'exports', 'bundle.bin'), '--bundle-passphrase-file', f.bundlePass, '--scrypt-log-n', '10', ...store]));
+    // The passphrase from the environment, right and wrong.
+    const env = (passphrase: Buffer) => ({ cwd: d.dir, env: { CRYPTSTORE_PASSPHRASE: passphrase.toString() } });
+    expectSuccess(await recorded('cert-utility list-items CRYPTSTORE_PASSPHRASE', run('cert-utility', ['list-items', '--store', storeDir], env(canaries.storePassphrase))));
+    expectFailure(await recorded('cert-utility get-item wrong CRYPTSTORE_PASSPHRASE', run('cert-utility', ['get-item', '--tag', 'local/v32', '--out', '-', '--store', storeDir], env(canaries.wrongPassphrase))), 4, 'WRONG_KEY');
+    const wrong = ['--store', storeDir, '--passphrase-file', f.wrongPass];
+    expectFailure(await cu('get-item wrong passphrase', ['get-item', '--tag', 'local/v32', '--out', '-', ...wrong]), 4, 'WRONG_KEY');
+    expectJsonFailure(await cu('put-item wrong passphrase --json', ['put-item', '--tag', 'local/wrong', '--in', '-', '--json', ...wrong], canaries.value1k), 4, 'WRONG_KEY');
+  }
+
+  /**
+   * Retrieves of a secret under a long name (from this process, pipelined) until the audit log
+   * passes 1 MiB and is rotated: a segment and FILE.end beside it.
+   */
+  async function rotateAudit(server: KeyServer, writer: Machine): Promise<void> {
+    const store = await Cryptstore.open(writer.store, new KeyFileProtector(canaries.writerKeyFile));
+    const identity = await loadIdentity(store, d.name, d.policyCert).finally(() => store.close());
+    const c = await KeyClient.connect({ host: '127.0.0.1', port: server.port, identity, policyCert: d.policyCert, serverMeasurements: [server.measurementHex] });
+    try {
+      const name = `r2/${'a-long-name-'.repeat(20)}`;
+      await c.store(name, canaries.value1k);
+      const rotated = () => readdirSync(join(d.dir, 'audit')).some((n) => /^audit\.jsonl\.\d+-\d+$/.test(n));
+      for (let i = 0; i < 100 && !rotated(); i++) await Promise.all(Array.from({ length: 32 }, () => c.retrieve(name)));
+      expect(rotated(), 'the audit log was rotated').to.equal(true);
+    } finally {
+      await c.close();
+    }
+  }
+
+  before(async () => {
+    d = await Domain.create({ programs: ['key-server', 'writer', 'reader'] });
+    for (const dir of ['inputs', 'stores', 'provisioned', 'audit', 'exports', 'tmp']) mkdirSync(join(d.dir, dir), { mode: 0o700 });
+    // Whatever a program puts in its temporary folder stays under the scanned tree.
+    const savedTmp = process.env.TMPDIR;
+    let ks!: Machine, writer!: Machine, reader!: Machine;
+    process.env.TMPDIR = join(d.dir, 'tmp');
+    try {
+      const f = {
+        value32: input('value32.bin', canaries.value32, 'value32'),
+        serverPass: input('server-pass.txt', canaries.serverPassphrase, 'serverPassphrase'),
+        readerPass: input('reader-pass.txt', Buffer.concat([canaries.readerPassphrase, Buffer.from('\n')]), 'readerPassphrase'),
+        wrongPass: input('wrong-pass.txt', canaries.wrongPassphrase, 'wrongPassphrase'),
+        storePass: input('store-pass.txt', canaries.storePassphrase, 'storePassphrase'),
+        bundlePass: input('bundle-pass.txt', canaries.bundlePassphrase, 'bundlePassphrase'),
+        writerKey: join(d.dir, 'inputs', 'writer.key'),
+      };
+      expectSuccess(await cu('new-key-file', ['new-key-file', '--out', f.writerKey]));
+      canaries.writerKeyFile = readFileSync(f.writerKey);
+      allow('inputs/writer.key', 'writerKeyFile');
+
+      [ks, writer, reader] = await Promise.all([
+        certify('keyserver', 'key-server', ['--passphrase-file', f.serverPass], true),
+        certify('writer', 'writer', ['--key-file', f.writerKey], false),
+        certify('reader', 'reader', ['--passphrase-file', f.readerPass], true),
+      ]);
+      const acl = {
+        version: 1,
+        rules: [
+          { comment: 'the writer stores, reads, lists and deletes', resources: ['**'], actions: ['store', 'retrieve', 'list', 'delete'], measurements: [d.measurementHex('writer')] },
+          { comment: 'the reader only reads', resources: ['**'], actions: ['retrieve', 'list'], measurements: [d.measurementHex('reader')] },
+        ],
+      };
+      const data = join(d.dir, 'keyserver-data');
+      const audit = ['--audit', join(d.dir, 'audit', 'audit.jsonl')];
+      await Promise.all([
+        storeCommands(f),
+        (async () => {
+          // A first run logging text, backed up on SIGUSR1; a second over the same data logging JSON.
+          const first = await d.startKeyServer(ks, { data, acl, args: [...audit, '--backup-dir', join(d.dir, 'backups')] });
+          await clientRound(1, first, writer, reader, f);
+          const mark = first.child.mark();
+          process.kill(first.child.pid, 'SIGUSR1');
+          await first.child.waitForLog(/ backup-written /, mark);
+          await first.child.stop();
+          const second = await d.startKeyServer(ks, { data, acl, args: [...audit, '--log-json', '--audit-rotate-mb', '1'] });
+          await clientRound(2, second, writer, reader, f);
+          await rotateAudit(second, writer);
+          // What key-client put in the reader's store, read back as Scenario 1's VM does.
+          const got = expectSuccess(await cu('get-item retrieved --out -', ['get-item', '--tag', 'r2/v32', '--out', '-', ...reader.storeArgs]));
+          expect(got.stdout.equals(canaries.value32)).to.equal(true);
+          allow('cert-utility get-item retrieved --out -: stdout', 'value32');
+        })(),
+      ]);
+    } finally {
+      process.env.TMPDIR = savedTmp;
+    }
+    // Every server stopped, so that its logs are whole and its files at rest.
+    await Promise.all(d.servers.map((c) => c.stop()));
+    // key-server given a wrong passphrase, its log in text and in JSON.
+    for (const log of [[], ['--log-json']]) {
+      const args = ['serve', '--domain', d.name, '--policy-cert', d.policyCertFile, '--data', join(d.dir, 'keyserver-data'), '--listen', '127.0.0.1:0', '--store', ks.store, '--passphrase-file', join(d.dir, 'inputs', 'wrong-pass.txt'), ...log];
+      const r = await recorded(`key-server serve wrong passphrase ${log.join(' ')}`, run('key-server', args, { cwd: d.dir }));
+      expect(r.status, r.stderr).to.equal(4);
+      expect(r.stderr).to.contain('WRONG_KEY');
+    }
+    for (const home of ['policy-key.pem', 'platform/platform-key.pem', 'platform/attest-key.pem']) {
+      made.push({ name: home, home, value: Buffer.from(createPrivateKey(readFileSync(join(d.dir, home))).export({ format: 'jwk' }).d!, 'base64url') });
+    }
+    // The storage key, each store's data key and each machine's private key.
+    for (const [m, protector] of [[ks, new PassphraseProtector(canaries.serverPassphrase)], [writer, new KeyFileProtector(canaries.writerKeyFile)], [reader, new PassphraseProtector(canaries.readerPassphrase)]] as const) {
+      const store = await Cryptstore.open(m.store, protector);
+      try {
+        if (m === ks) made.push({ name: 'storage key', value: Buffer.from((await store.get(STORAGE_KEY_TAG)).blob) });
+        made.push({ name: `${m.name}'s data key`, value: Buffer.from((store as unknown as { dataKey: Uint8Array }).dataKey) });
+        const { key } = await loadIdentity(store, d.name, d.policyCert);
+        made.push({ name: `${m.name}'s private key`, value: Buffer.from(key.export({ format: 'jwk' }).d!, 'base64url') });
+      } finally {
+        await store.close();
+      }
+    }
+    d.servers.forEach((c: Child, i) => outputs.push(
+      { label: `${c.name} #${i}: stdout`, bytes: Buffer.concat(c.written.stdout) }, { label: `${c.name} #${i}: stderr`, bytes: Buffer.concat(c.written.stderr) },
+    ));
+    files = filesUnder(d.dir);
+  });
+
+  after(async () => {
+    await d?.close();
+  });
+
+  it('keeps in the audit log, its segment included, the fields the README lists for a decision and nothing else', () => {
+    const documented = ['seq', 'time', 'conn', 'peerSerial', 'measurement', 'role', 'action', 'resource', 'version', 'deleted', 'decision', 'code', 'prev', 'hash'];
+    const lines = files.filter((f) => /^audit\/audit\.jsonl(\.\d+-\d+)?$/.test(f.label)).flatMap((f) => f.bytes.toString('utf8').trim().split('\n'));
+    expect(lines.length).to.be.above(1000);
+    const fields = new Set(lines.flatMap((l) => Object.keys(JSON.parse(l) as object)));
+    expect([...fields].filter((k) => !documented.includes(k))).to.deep.equal([]);
+    expect(new Set(lines.map((l) => (JSON.parse(l) as { decision: string }).decision))).to.deep.equal(new Set(['allow', 'deny']));
+  });
+
+  const given = () => Object.entries(canaries).map(([name, value]) => ({ name, value }));
+
+  it('finds each canary where the test put or asked for it, so the search would see a leak', () => {
+    const found = search([...outputs, ...files], given());
+    for (const a of allowed) {
+      for (const c of a.canaries) expect(found.some((x) => x.place === a.place && x.canary === c), `${c} in ${a.place}`).to.equal(true);
+    }
+  });
+
+  it('finds no canary anywhere else: not in an output of any run, a log, the audit log, a key database, a cryptstore, a backup or a bundle', () => {
+    const found: Finding[] = search([...outputs, ...files], [...given(), ...made]);
+    const unexpected = found.filter((x) => !allowed.some((a) => a.place === x.place && a.canaries.includes(x.canary as Name)) && !made.some((m) => m.name === x.canary && m.home === x.place));
+    expect(unexpected.map((x) => `${x.canary} (${x.form}) in ${x.place}`)).to.deep.equal([]);
+    expect(made.map((c) => c.name)).to.have.length(10);
+  });
+});
