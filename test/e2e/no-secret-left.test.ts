@@ -10,7 +10,7 @@ import { createPrivateKey, randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Domain, expectFailure, expectSuccess, type Child, type KeyServer, type Machine } from './domain.ts';
-import { run, type RunResult } from '../support/helpers.ts';
+import { run, runScript, type RunResult } from '../support/helpers.ts';
 import { filesUnder, search, type Canary, type Finding, type Place } from '../support/canaries.ts';
 import { Cryptstore, KeyFileProtector, PassphraseProtector } from '../../cryptstore/index.ts';
 import { loadIdentity } from '../../lib/certifier/index.ts';
@@ -38,6 +38,7 @@ describe('e2e: no secret in any output or file at rest (canary scan of Scenario 
     serverPassphrase: Buffer.from(`canary-pass-server-${printable(24)}`),
     readerPassphrase: Buffer.from(`canary-pass-reader-${printable(24)}`),
     storePassphrase: Buffer.from(`canary-pass-store-${printable(24)}`),
+    vmPassphrase: Buffer.from(`canary-pass-vm-${printable(24)}`),
     wrongPassphrase: Buffer.from(`canary-pass-wrong-${printable(24)}`),
     bundlePassphrase: Buffer.from(`canary-pass-bundle-${printable(24)}`),
     writerKeyFile: Buffer.alloc(0), // new-key-file's, read once written
@@ -84,7 +85,7 @@ describe('e2e: no secret in any output or file at rest (canary scan of Scenario 
    * the second JSON), with the refusals where a secret is in hand: the writer's and the reader's
    * runs side by side (each machine's own one at a time: its cryptstore admits one process).
    */
-  async function clientRound(r: 1 | 2, server: KeyServer, writer: Machine, reader: Machine, f: Record<'value32' | 'wrongPass', string>): Promise<void> {
+  async function clientRound(r: 1 | 2, server: KeyServer, writer: Machine, reader: Machine, f: Record<'value32' | 'wrongPass' | 'vmPass', string>): Promise<void> {
     const n = (s: string) => `r${r}/${s}`;
     const json = r === 2 ? ['--json'] : [];
     const failure = r === 2 ? expectJsonFailure : expectFailure;
@@ -94,6 +95,7 @@ describe('e2e: no secret in any output or file at rest (canary scan of Scenario 
     expectSuccess(await kc(`${r} not exportable`, writer, server, 'store', [n('locked'), '--in', '-', '--not-exportable'], canaries.value32));
     const provisioned = join(d.dir, 'provisioned', `r${r}-text`);
     await Promise.all([
+      r === 2 && firstBoot(server, [n('v32'), n('v1k')], f),
       (async () => {
         expectSuccess(await kc(`${r}`, writer, server, 'list', [`r${r}/`, ...json]));
         expectJsonFailure(await kc(`${r} version conflict --json`, writer, server, 'store', [n('v32'), '--in', '-', '--expected-version', '7', '--json'], canaries.valueText), 1, 'VERSION_CONFLICT');
@@ -120,6 +122,22 @@ describe('e2e: no secret in any output or file at rest (canary scan of Scenario 
     ]);
     expect(readFileSync(provisioned).equals(canaries.valueText)).to.equal(true);
     expectSuccess(await kc(`${r}`, writer, server, 'delete', r === 1 ? [n('v1k'), '--version', '1'] : [n('text'), ...json]));
+  }
+
+  /**
+   * The deployed VM of Scenario 1: scripts/first-boot.sh certifies it and fetches `names` into its
+   * store (made beforehand with a cheap KDF), then, its passphrase mistyped, stops at the store.
+   */
+  async function firstBoot(server: KeyServer, names: string[], f: Record<'vmPass' | 'wrongPass', string>): Promise<void> {
+    const store = join(d.dir, 'stores', 'vm');
+    expectSuccess(await cu('create-store vm', ['create-store', '--scrypt-log-n', '10', '--store', store, '--passphrase-file', f.vmPass]));
+    const args = (pass: string) => ['--host', '127.0.0.1', '--certifier-port', String(d.certifierPort), '--keyserver-port', String(server.port), '--keys', names.join(' '),
+      '--domain', d.name, '--policy-cert', d.policyCertFile, '--store', store, '--passphrase-file', pass, '--platform-dir', d.platformDir,
+      '--measurement-file', d.measurementFile('vm'), '--server-measurement', server.measurementHex, '--retries', '1'];
+    expectSuccess(await recorded('first-boot.sh', runScript('first-boot.sh', args(f.vmPass), { cwd: d.dir })));
+    const wrong = await recorded('first-boot.sh wrong passphrase', runScript('first-boot.sh', args(f.wrongPass), { cwd: d.dir }));
+    expect(wrong.status, wrong.stderr).to.equal(4);
+    expect(wrong.stderr).to.contain('[WRONG_KEY]');
   }
 
   /** The cryptstore commands, on a store of their own (a passphrase's, made with a cheap KDF). */
@@ -168,7 +186,7 @@ describe('e2e: no secret in any output or file at rest (canary scan of Scenario 
   }
 
   before(async () => {
-    d = await Domain.create({ programs: ['key-server', 'writer', 'reader'] });
+    d = await Domain.create({ programs: ['key-server', 'writer', 'reader', 'vm'] });
     for (const dir of ['inputs', 'stores', 'provisioned', 'audit', 'exports', 'tmp']) mkdirSync(join(d.dir, dir), { mode: 0o700 });
     // Whatever a program puts in its temporary folder stays under the scanned tree.
     const savedTmp = process.env.TMPDIR;
@@ -180,6 +198,7 @@ describe('e2e: no secret in any output or file at rest (canary scan of Scenario 
         serverPass: input('server-pass.txt', canaries.serverPassphrase, 'serverPassphrase'),
         readerPass: input('reader-pass.txt', Buffer.concat([canaries.readerPassphrase, Buffer.from('\n')]), 'readerPassphrase'),
         wrongPass: input('wrong-pass.txt', canaries.wrongPassphrase, 'wrongPassphrase'),
+        vmPass: input('vm-pass.txt', canaries.vmPassphrase, 'vmPassphrase'),
         storePass: input('store-pass.txt', canaries.storePassphrase, 'storePassphrase'),
         bundlePass: input('bundle-pass.txt', canaries.bundlePassphrase, 'bundlePassphrase'),
         writerKey: join(d.dir, 'inputs', 'writer.key'),
@@ -198,6 +217,7 @@ describe('e2e: no secret in any output or file at rest (canary scan of Scenario 
         rules: [
           { comment: 'the writer stores, reads, lists and deletes', resources: ['**'], actions: ['store', 'retrieve', 'list', 'delete'], measurements: [d.measurementHex('writer')] },
           { comment: 'the reader only reads', resources: ['**'], actions: ['retrieve', 'list'], measurements: [d.measurementHex('reader')] },
+          { comment: 'the deployed VM only retrieves', resources: ['**'], actions: ['retrieve'], measurements: [d.measurementHex('vm')] },
         ],
       };
       const data = join(d.dir, 'keyserver-data');
@@ -237,7 +257,8 @@ describe('e2e: no secret in any output or file at rest (canary scan of Scenario 
       made.push({ name: home, home, value: Buffer.from(createPrivateKey(readFileSync(join(d.dir, home))).export({ format: 'jwk' }).d!, 'base64url') });
     }
     // The storage key, each store's data key and each machine's private key.
-    for (const [m, protector] of [[ks, new PassphraseProtector(canaries.serverPassphrase)], [writer, new KeyFileProtector(canaries.writerKeyFile)], [reader, new PassphraseProtector(canaries.readerPassphrase)]] as const) {
+    const vm: Machine = { name: 'vm', program: 'vm', store: join(d.dir, 'stores', 'vm'), storeArgs: [] };
+    for (const [m, protector] of [[ks, new PassphraseProtector(canaries.serverPassphrase)], [writer, new KeyFileProtector(canaries.writerKeyFile)], [reader, new PassphraseProtector(canaries.readerPassphrase)], [vm, new PassphraseProtector(canaries.vmPassphrase)]] as const) {
       const store = await Cryptstore.open(m.store, protector);
       try {
         if (m === ks) made.push({ name: 'storage key', value: Buffer.from((await store.get(STORAGE_KEY_TAG)).blob) });
@@ -280,6 +301,6 @@ describe('e2e: no secret in any output or file at rest (canary scan of Scenario 
     const found: Finding[] = search([...outputs, ...files], [...given(), ...made]);
     const unexpected = found.filter((x) => !allowed.some((a) => a.place === x.place && a.canaries.includes(x.canary as Name)) && !made.some((m) => m.name === x.canary && m.home === x.place));
     expect(unexpected.map((x) => `${x.canary} (${x.form}) in ${x.place}`)).to.deep.equal([]);
-    expect(made.map((c) => c.name)).to.have.length(10);
+    expect(made.map((c) => c.name)).to.have.length(12);
   });
 });
