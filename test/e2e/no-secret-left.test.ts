@@ -16,6 +16,9 @@ import { Cryptstore, KeyFileProtector, PassphraseProtector } from '../../cryptst
 import { loadIdentity } from '../../lib/certifier/index.ts';
 import { KeyClient } from '../../lib/keyclient/index.ts';
 import { STORAGE_KEY_TAG } from '../../lib/keyservice/server.ts';
+import { fromKeyMessage } from '../../lib/crypto/keymessage.ts';
+import { decode } from '../../lib/wire/index.ts';
+import type { KeyMessage } from '../../lib/wire/types.ts';
 
 /** Like expectFailure, for a run with --json: the error is the document on stdout. */
 function expectJsonFailure(r: RunResult, status: number, code: string): void {
@@ -38,6 +41,7 @@ describe('e2e: no secret in any output or file at rest (canary scan of Scenario 
     serverPassphrase: Buffer.from(`canary-pass-server-${printable(24)}`),
     readerPassphrase: Buffer.from(`canary-pass-reader-${printable(24)}`),
     storePassphrase: Buffer.from(`canary-pass-store-${printable(24)}`),
+    newStorePassphrase: Buffer.from(`canary-pass-rekey-${printable(24)}`),
     vmPassphrase: Buffer.from(`canary-pass-vm-${printable(24)}`),
     wrongPassphrase: Buffer.from(`canary-pass-wrong-${printable(24)}`),
     bundlePassphrase: Buffer.from(`canary-pass-bundle-${printable(24)}`),
@@ -141,7 +145,7 @@ describe('e2e: no secret in any output or file at rest (canary scan of Scenario 
   }
 
   /** The cryptstore commands, on a store of their own (a passphrase's, made with a cheap KDF). */
-  async function storeCommands(f: Record<'value32' | 'storePass' | 'wrongPass' | 'bundlePass', string>): Promise<void> {
+  async function storeCommands(f: Record<'value32' | 'storePass' | 'newStorePass' | 'wrongPass' | 'bundlePass', string>): Promise<void> {
     const storeDir = join(d.dir, 'stores', 'local');
     const store = ['--store', storeDir, '--passphrase-file', f.storePass];
     expectSuccess(await cu('create-store', ['create-store', '--scrypt-log-n', '10', ...store]));
@@ -153,10 +157,18 @@ describe('e2e: no secret in any output or file at rest (canary scan of Scenario 
     allow('cert-utility get-item --out -: stdout', 'value32');
     expectSuccess(await cu('get-item --out - --json', ['get-item', '--tag', 'local/text', '--out', '-', '--json', ...store]));
     allow('cert-utility get-item --out - --json: stdout', 'valueText');
+    expectSuccess(await cu('generate-key aes-256-gcm', ['generate-key', '--tag', 'local/aes', '--alg', 'aes-256-gcm', '--exportable', ...store]));
+    expectSuccess(await cu('generate-key p256 --json', ['generate-key', '--tag', 'local/ec', '--alg', 'p256', '--json', ...store]));
     expectSuccess(await cu('list-items', ['list-items', ...store]));
     expectSuccess(await cu('list-items --json', ['list-items', '--json', ...store]));
     expectSuccess(await cu('print-store', ['print-store', ...store]));
     expectSuccess(await cu('export-store', ['export-store', '--out', join(d.dir, 'exports', 'bundle.bin'), '--bundle-passphrase-file', f.bundlePass, '--scrypt-log-n', '10', ...store]));
+    const imported = ['--store', join(d.dir, 'stores', 'imported'), '--passphrase-file', f.storePass];
+    expectSuccess(await cu('create-store imported', ['create-store', '--scrypt-log-n', '10', ...imported]));
+    expectFailure(await cu('import-store wrong passphrase', ['import-store', '--in', join(d.dir, 'exports', 'bundle.bin'), '--bundle-passphrase-file', f.wrongPass, ...imported]), 4, 'WRONG_KEY');
+    expectSuccess(await cu('import-store', ['import-store', '--in', join(d.dir, 'exports', 'bundle.bin'), '--bundle-passphrase-file', f.bundlePass, ...imported]));
+    expectSuccess(await cu('verify-store', ['verify-store', ...store]));
+    expectSuccess(await cu('delete-item', ['delete-item', '--tag', 'local/v1k', ...store]));
     // The passphrase from the environment, right and wrong.
     const env = (passphrase: Buffer) => ({ cwd: d.dir, env: { CRYPTSTORE_PASSPHRASE: passphrase.toString() } });
     expectSuccess(await recorded('cert-utility list-items CRYPTSTORE_PASSPHRASE', run('cert-utility', ['list-items', '--store', storeDir], env(canaries.storePassphrase))));
@@ -164,6 +176,16 @@ describe('e2e: no secret in any output or file at rest (canary scan of Scenario 
     const wrong = ['--store', storeDir, '--passphrase-file', f.wrongPass];
     expectFailure(await cu('get-item wrong passphrase', ['get-item', '--tag', 'local/v32', '--out', '-', ...wrong]), 4, 'WRONG_KEY');
     expectJsonFailure(await cu('put-item wrong passphrase --json', ['put-item', '--tag', 'local/wrong', '--in', '-', '--json', ...wrong], canaries.value1k), 4, 'WRONG_KEY');
+    expectSuccess(await cu('rekey-store', ['rekey-store', '--new-passphrase-file', f.newStorePass, '--scrypt-log-n', '10', ...store]));
+    // The keys generate-key made, read back from the store.
+    const rekeyed = await Cryptstore.open(storeDir, new PassphraseProtector(canaries.newStorePassphrase));
+    try {
+      made.push({ name: 'generated aes-256-gcm key', value: Buffer.from(decode<KeyMessage>('key_message', (await rekeyed.get('local/aes')).blob).secretKeyBits!) });
+      const ec = fromKeyMessage(decode<KeyMessage>('key_message', (await rekeyed.get('local/ec')).blob));
+      made.push({ name: 'generated p256 key', value: Buffer.from(ec.export({ format: 'jwk' }).d!, 'base64url') });
+    } finally {
+      await rekeyed.close();
+    }
   }
 
   /**
@@ -200,6 +222,7 @@ describe('e2e: no secret in any output or file at rest (canary scan of Scenario 
         wrongPass: input('wrong-pass.txt', canaries.wrongPassphrase, 'wrongPassphrase'),
         vmPass: input('vm-pass.txt', canaries.vmPassphrase, 'vmPassphrase'),
         storePass: input('store-pass.txt', canaries.storePassphrase, 'storePassphrase'),
+        newStorePass: input('new-store-pass.txt', canaries.newStorePassphrase, 'newStorePassphrase'),
         bundlePass: input('bundle-pass.txt', canaries.bundlePassphrase, 'bundlePassphrase'),
         writerKey: join(d.dir, 'inputs', 'writer.key'),
       };
@@ -301,6 +324,6 @@ describe('e2e: no secret in any output or file at rest (canary scan of Scenario 
     const found: Finding[] = search([...outputs, ...files], [...given(), ...made]);
     const unexpected = found.filter((x) => !allowed.some((a) => a.place === x.place && a.canaries.includes(x.canary as Name)) && !made.some((m) => m.name === x.canary && m.home === x.place));
     expect(unexpected.map((x) => `${x.canary} (${x.form}) in ${x.place}`)).to.deep.equal([]);
-    expect(made.map((c) => c.name)).to.have.length(12);
+    expect(made.map((c) => c.name)).to.have.length(14);
   });
 });
