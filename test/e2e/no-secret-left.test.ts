@@ -212,7 +212,7 @@ describe('e2e: no secret in any output or file at rest (canary scan of Scenario 
     for (const dir of ['inputs', 'stores', 'provisioned', 'audit', 'exports', 'tmp']) mkdirSync(join(d.dir, dir), { mode: 0o700 });
     // Whatever a program puts in its temporary folder stays under the scanned tree.
     const savedTmp = process.env.TMPDIR;
-    let ks!: Machine, writer!: Machine, reader!: Machine;
+    let ks!: Machine, writer!: Machine, reader!: Machine, standby!: Machine;
     process.env.TMPDIR = join(d.dir, 'tmp');
     try {
       const f = {
@@ -230,10 +230,11 @@ describe('e2e: no secret in any output or file at rest (canary scan of Scenario 
       canaries.writerKeyFile = readFileSync(f.writerKey);
       allow('inputs/writer.key', 'writerKeyFile');
 
-      [ks, writer, reader] = await Promise.all([
+      [ks, writer, reader, standby] = await Promise.all([
         certify('keyserver', 'key-server', ['--passphrase-file', f.serverPass], true),
         certify('writer', 'writer', ['--key-file', f.writerKey], false),
         certify('reader', 'reader', ['--passphrase-file', f.readerPass], true),
+        d.certify('standby', 'key-server'), // a standby of the key-server, its store protected by the domain's key file
       ]);
       const acl = {
         version: 1,
@@ -255,9 +256,11 @@ describe('e2e: no secret in any output or file at rest (canary scan of Scenario 
           process.kill(first.child.pid, 'SIGUSR1');
           await first.child.waitForLog(/ backup-written /, mark);
           await first.child.stop();
-          const second = await d.startKeyServer(ks, { data, acl, args: [...audit, '--log-json', '--audit-rotate-mb', '1'] });
+          const second = await d.startKeyServer(ks, { data, acl, args: [...audit, '--log-json', '--audit-rotate-mb', '1', '--allow-replica-join'] });
           await clientRound(2, second, writer, reader, f);
-          await rotateAudit(second, writer);
+          // The standby fetches the storage key into its store, as a standby or replica does.
+          const joined = recorded('key-server join', run('key-server', ['join', '--from', second.address, '--domain', d.name, '--policy-cert', d.policyCertFile, ...standby.storeArgs], { cwd: d.dir }));
+          await Promise.all([joined.then(expectSuccess), rotateAudit(second, writer)]);
           // What key-client put in the reader's store, read back as Scenario 1's VM does.
           const got = expectSuccess(await cu('get-item retrieved --out -', ['get-item', '--tag', 'r2/v32', '--out', '-', ...reader.storeArgs]));
           expect(got.stdout.equals(canaries.value32)).to.equal(true);
@@ -281,10 +284,11 @@ describe('e2e: no secret in any output or file at rest (canary scan of Scenario 
     }
     // The storage key, each store's data key and each machine's private key.
     const vm: Machine = { name: 'vm', program: 'vm', store: join(d.dir, 'stores', 'vm'), storeArgs: [] };
-    for (const [m, protector] of [[ks, new PassphraseProtector(canaries.serverPassphrase)], [writer, new KeyFileProtector(canaries.writerKeyFile)], [reader, new PassphraseProtector(canaries.readerPassphrase)], [vm, new PassphraseProtector(canaries.vmPassphrase)]] as const) {
+    for (const [m, protector] of [[ks, new PassphraseProtector(canaries.serverPassphrase)], [writer, new KeyFileProtector(canaries.writerKeyFile)], [reader, new PassphraseProtector(canaries.readerPassphrase)], [vm, new PassphraseProtector(canaries.vmPassphrase)], [standby, new KeyFileProtector(readFileSync(d.keyFile))]] as const) {
       const store = await Cryptstore.open(m.store, protector);
       try {
         if (m === ks) made.push({ name: 'storage key', value: Buffer.from((await store.get(STORAGE_KEY_TAG)).blob) });
+        if (m === standby) expect(Buffer.from((await store.get(STORAGE_KEY_TAG)).blob).equals(made.find((c) => c.name === 'storage key')!.value), 'the standby holds the storage key').to.equal(true);
         made.push({ name: `${m.name}'s data key`, value: Buffer.from((store as unknown as { dataKey: Uint8Array }).dataKey) });
         const { key } = await loadIdentity(store, d.name, d.policyCert);
         made.push({ name: `${m.name}'s private key`, value: Buffer.from(key.export({ format: 'jwk' }).d!, 'base64url') });
@@ -324,6 +328,6 @@ describe('e2e: no secret in any output or file at rest (canary scan of Scenario 
     const found: Finding[] = search([...outputs, ...files], [...given(), ...made]);
     const unexpected = found.filter((x) => !allowed.some((a) => a.place === x.place && a.canaries.includes(x.canary as Name)) && !made.some((m) => m.name === x.canary && m.home === x.place));
     expect(unexpected.map((x) => `${x.canary} (${x.form}) in ${x.place}`)).to.deep.equal([]);
-    expect(made.map((c) => c.name)).to.have.length(14);
+    expect(made.map((c) => c.name)).to.have.length(16);
   });
 });
