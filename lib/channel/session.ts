@@ -135,7 +135,8 @@ export class ServerSession<P> {
   private answered = 0;
   private busy = false; // a handler is starting a request
   private writing = false; // the outbox is being written
-  private stopped = false; // a handler failed: answer what came before it, then close
+  private stopped = false; // a handler failed, or bytes made no frame: answer what came before, then close
+  private badFrame: unknown; // why the bytes after the last frame read make none (the close's reason then)
   private peerEnded = false;
   private draining = false; // server closing: answer what was received, read nothing more
   private finished = false;
@@ -185,21 +186,17 @@ export class ServerSession<P> {
 
   private onData(chunk: Buffer): void {
     if (this.finished || this.draining || this.stopped) return;
-    let frames: Uint8Array[];
-    try {
-      // A TLS ClientHello read as a frame would announce ~64 KiB and wait out the read timeout:
-      // on the plain protocol, it is told apart at once (a client that left out --plain).
-      if (this.transport === 'plain' && this.received === 0 && this.decoder.pending === 0 && isClientHello(chunk)) {
-        // Told, not just dropped: a line that is no TLS record fails the client's handshake with
-        // "wrong version number" (UNSUPPORTED, not retried), where a bare close reads as a network fault.
-        this.finish('frame-error', new CertifierError('DECODE_FAILED', 'a TLS handshake on the plain protocol (a client that should use --plain, or a server that should not)'), NOT_TLS_REPLY);
-        return;
-      }
-      frames = this.decoder.push(chunk);
-    } catch (e) {
-      this.finish('frame-error', e);
+    // A TLS ClientHello read as a frame would announce ~64 KiB and wait out the read timeout:
+    // on the plain protocol, it is told apart at once (a client that left out --plain).
+    if (this.transport === 'plain' && this.received === 0 && this.decoder.pending === 0 && isClientHello(chunk)) {
+      // Told, not just dropped: a line that is no TLS record fails the client's handshake with
+      // "wrong version number" (UNSUPPORTED, not retried), where a bare close reads as a network fault.
+      this.finish('frame-error', new CertifierError('DECODE_FAILED', 'a TLS handshake on the plain protocol (a client that should use --plain, or a server that should not)'), NOT_TLS_REPLY);
       return;
     }
+    // The frames before a length over the limit, in this chunk as in those before, are answered.
+    const { frames, error } = this.decoder.read(chunk);
+    if (error) this.refuseRest(error);
     if (frames.length > 0 && this.readTimer) {
       // Each frame gets its own readTimeoutMs, counted from its first byte (roughly: this chunk).
       clearTimeout(this.readTimer);
@@ -223,11 +220,23 @@ export class ServerSession<P> {
     try {
       this.decoder.end();
     } catch (e) {
-      this.finish('frame-error', e);
+      this.refuseRest(e);
+      this.settle();
       return;
     }
     // A client may half-close after its last request; answer it first (allowHalfOpen).
     if (this.idle()) this.finish('client-closed');
+  }
+
+  /**
+   * Bytes that make no frame (a length over the limit, a frame cut short by the end): nothing
+   * after them is read, and the requests before them are carried out and answered, in order, as
+   * any others; then the connection closes (at once when there are none).
+   */
+  private refuseRest(error: unknown): void {
+    this.badFrame ??= error;
+    this.stopped = true;
+    this.setPaused(true);
   }
 
   /** Nothing received, started or unwritten. */
@@ -352,7 +361,8 @@ export class ServerSession<P> {
       this.rearm();
       return;
     }
-    if (this.answered >= this.limits.maxRequestsPerConnection) this.finish('max-requests');
+    if (this.badFrame !== undefined) this.finish('frame-error', this.badFrame);
+    else if (this.answered >= this.limits.maxRequestsPerConnection) this.finish('max-requests');
     else if (this.draining) this.finish('server-closing');
     else if (this.peerEnded) this.finish('client-closed');
     else this.rearm();
@@ -437,7 +447,9 @@ export class ServerSession<P> {
     if (error !== undefined) record.code = logCode(error);
     if (error instanceof CertifierError && reason === 'frame-error') record.message = error.message;
     this.log(record as { event: string });
-    if ((reason === 'frame-error' || reason === 'connection-error') && !farewell) {
+    // Broken bytes with nothing answered: cut off. Answers written are let go first (a close with
+    // the peer's bytes unread resets the connection, which may drop them before they are read).
+    if (reason === 'connection-error' || (reason === 'frame-error' && !farewell && this.answered === 0)) {
       this.socket.destroy();
       return;
     }

@@ -43,8 +43,18 @@ export class FrameDecoder {
 
   /** Adds a chunk; returns every frame completed by it (possibly none). */
   push(chunk: Uint8Array): Uint8Array[] {
-    if (this.failure) throw this.failure;
-    if (chunk.length === 0) return [];
+    const { frames, error } = this.read(chunk);
+    if (error) throw error;
+    return frames;
+  }
+
+  /**
+   * As push, but the frames the chunk completed before a length over the limit come back with
+   * that error rather than being lost with it (a server answers the requests before the bad bytes).
+   */
+  read(chunk: Uint8Array): { frames: Uint8Array[]; error?: CertifierError } {
+    if (this.failure) return { frames: [], error: this.failure };
+    if (chunk.length === 0) return { frames: [] };
     this.chunks.push(chunk);
     this.buffered += chunk.length;
     const frames: Uint8Array[] = [];
@@ -54,7 +64,7 @@ export class FrameDecoder {
         const length = this.takeHeader();
         if (length > this.limit) {
           this.failure = new CertifierError('FRAME_TOO_LARGE', `peer announced a ${length}-byte message; the limit is ${this.limit}`);
-          throw this.failure;
+          return { frames, error: this.failure };
         }
         this.expected = length;
       }
@@ -62,7 +72,7 @@ export class FrameDecoder {
       frames.push(this.take(this.expected));
       this.expected = -1;
     }
-    return frames;
+    return { frames };
   }
 
   /** Call at end of stream: throws FRAME_TRUNCATED if a frame was cut short. */

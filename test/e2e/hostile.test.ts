@@ -4,11 +4,14 @@
 
 import { expect } from 'chai';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import net from 'node:net';
 import tls from 'node:tls';
 import { toPem } from '../../lib/pki/index.ts';
 import { connect } from '../../lib/channel/index.ts';
-import { parseKeyResponse } from '../../lib/keyservice/protocol.ts';
+import { FrameDecoder, encodeFrame } from '../../lib/wire/index.ts';
+import { encodeKeyRequest, parseKeyResponse, type KeyResponse } from '../../lib/keyservice/protocol.ts';
 import type { MachineIdentity } from '../../lib/certifier/index.ts';
 import { Domain, expectSuccess, sleep, type KeyServer, type Machine } from './domain.ts';
 
@@ -65,6 +68,23 @@ describe('e2e: hostile connections do not stop key-server from serving', functio
     const b = Buffer.alloc(4);
     b.writeUInt32LE(n);
     return b;
+  };
+
+  /** The answers the server sends on `s`, decoded as they come. */
+  const answersOn = (s: net.Socket) => {
+    const answers: KeyResponse[] = [];
+    const decoder = new FrameDecoder();
+    s.on('data', (chunk: Buffer) => answers.push(...decoder.push(chunk).map(parseKeyResponse)));
+    return answers;
+  };
+  /** A framed request storing 16 random bytes under `name`, or, without `name`, retrieving the canary. */
+  const request = (name?: string) => encodeFrame(encodeKeyRequest(name ? { action: 'store', name, data: randomBytes(16), valueType: 'binary-blob' } : { action: 'retrieve', name: 'canary' }));
+  /** The audit records of the connection from client port `port`, found by its `closed` line. */
+  const auditedOn = async (port: number | undefined, from: number) => {
+    const closed = await server.child.waitForLog(new RegExp(` closed conn=\\w+ remote=127\\.0\\.0\\.1:${port} `), from);
+    const conn = / conn=(\w+) /.exec(closed)![1];
+    const records = readFileSync(join(server.data, 'audit.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+    return { closed, records: records.filter((r) => r.conn === conn).map((r) => `${String(r.action)} ${String(r.resource)} ${String(r.decision)}`) };
   };
 
   /** Sends a 100-byte frame one byte a second; returns how many bytes went so far. */
@@ -133,6 +153,32 @@ describe('e2e: hostile connections do not stop key-server from serving', functio
       expect(s.closed, `the server closed the ${name} connection`).to.equal(true);
     }
     await framed.close();
+  });
+
+  it('answers, in order and audited, every request before bytes that make no frame (a length over the limit, a frame cut short by the end), then closes', async () => {
+    const from = server.child.mark();
+    // Ten pipelined requests and an announced 2 GiB frame in one write (one TCP segment).
+    const names = Array.from({ length: 5 }, (_, i) => `pipelined/oversize-${i}`);
+    const oversize = await rawMtls();
+    const oversizePort = oversize.localPort; // a closed socket forgets its port
+    const oversizeAnswers = answersOn(oversize);
+    oversize.write(Buffer.concat([...names.flatMap((n) => [request(n), request()]), lengthPrefix(0x7fffffff)]));
+    // Ten requests, and ten more with a cut-short frame and the end of the stream while the first are in flight.
+    const cut = await rawMtls();
+    const cutPort = cut.localPort;
+    const cutNames = Array.from({ length: 10 }, (_, i) => `pipelined/cut-${i}`);
+    const cutAnswers = answersOn(cut);
+    cut.write(Buffer.concat(cutNames.slice(0, 5).flatMap((n) => [request(n), request()])));
+    cut.end(Buffer.concat([...cutNames.slice(5).flatMap((n) => [request(n), request()]), lengthPrefix(1000), randomBytes(10)]));
+
+    for (const [s, port, answers, stored, code] of [[oversize, oversizePort, oversizeAnswers, names, 'FRAME_TOO_LARGE'], [cut, cutPort, cutAnswers, cutNames, 'FRAME_TRUNCATED']] as const) {
+      const { closed, records } = await auditedOn(port, from);
+      for (let i = 0; i < 100 && !s.closed; i++) await sleep(20);
+      expect(s.closed, 'closed after its answers').to.equal(true);
+      expect(closed).to.match(new RegExp(` reason=frame-error requests=${2 * stored.length} answered=${2 * stored.length} .*code=${code} `));
+      expect(answers.map((a) => `${a.status} ${a.name}`)).to.deep.equal(stored.flatMap((n) => [`succeeded ${n}`, 'succeeded canary']));
+      expect(records).to.deep.equal(stored.flatMap((n) => [`store ${n} allow`, 'retrieve canary allow']));
+    }
   });
 
   it('cuts off a one-byte-a-second sender and a stalled truncated frame within the read timeout of a started frame (10 s; the clock starts once the length prefix is in), and serves on', async function () {

@@ -249,6 +249,15 @@ describe('wire framing', () => {
       expectCode(() => d.push(concat([encodeFrame(body(3)), header(DEFAULT_FRAME_LIMIT + 1)])), 'FRAME_TOO_LARGE');
     });
 
+    it('read gives the frames a chunk completed before an oversized prefix, with the error, and only the error after it', () => {
+      const d = new FrameDecoder();
+      const { frames, error } = d.read(concat([encodeFrame(body(3)), encodeFrame(body(5)), header(DEFAULT_FRAME_LIMIT + 1), body(7)]));
+      expect(frames.map((f) => f.length)).to.deep.equal([3, 5]);
+      expect(error?.code).to.equal('FRAME_TOO_LARGE');
+      expect(d.read(encodeFrame(body(2)))).to.deep.equal({ frames: [], error });
+      expectCode(() => d.end(), 'FRAME_TOO_LARGE');
+    });
+
     it('accepts a length of exactly the limit and rejects limit + 1', () => {
       const ok = new FrameDecoder(16);
       expect(ok.push(encodeFrame(body(16), 16))).to.deep.equal([body(16)]);
