@@ -181,6 +181,45 @@ describe('e2e: hostile connections do not stop key-server from serving', functio
     }
   });
 
+  it('answers and audits every request of a client that half-closes with them in flight, and keeps, each audited once, every store told to one that hangs up mid-pipeline', async () => {
+    const from = server.child.mark();
+    const half = await rawMtls();
+    const halfPort = half.localPort;
+    const halfNames = Array.from({ length: 20 }, (_, i) => `pipelined/half-${i}`);
+    const halfAnswers = answersOn(half);
+    half.end(Buffer.concat(halfNames.flatMap((n) => [request(n), request()])));
+    // Gone at its first answers, with 200 stores sent.
+    const gone = await rawMtls();
+    const gonePort = gone.localPort;
+    const goneNames = Array.from({ length: 200 }, (_, i) => `pipelined/gone-${String(i).padStart(3, '0')}`);
+    const goneAnswers = answersOn(gone);
+    gone.once('data', () => gone.destroy());
+    gone.write(Buffer.concat(goneNames.map((n) => request(n))));
+
+    const { closed, records } = await auditedOn(halfPort, from);
+    expect(closed).to.match(/ reason=client-closed requests=40 answered=40 /);
+    expect(halfAnswers.map((a) => `${a.status} ${a.name}`)).to.deep.equal(halfNames.flatMap((n) => [`succeeded ${n}`, 'succeeded canary']));
+    expect(records).to.deep.equal(halfNames.flatMap((n) => [`store ${n} allow`, 'retrieve canary allow']));
+    for (let i = 0; i < 100 && !half.closed; i++) await sleep(20);
+    expect(half.closed, 'closed once answered').to.equal(true);
+
+    // The stores under way when it went still land: wait until the key database and the audit log agree.
+    const told = goneAnswers.map((a) => `${a.status} ${a.name}`);
+    let stored: string[] = [];
+    let audited: string[] = [];
+    for (let i = 0; i < 100; i++) {
+      stored = (await d.withClient(server, goodIdentity, (c) => c.list('pipelined/gone-'))).map((e) => e.name);
+      audited = (await auditedOn(gonePort, from)).records;
+      if (audited.length === stored.length) break;
+      await sleep(50);
+    }
+    // Started in order, so what was done is the first of them, each recorded once as allowed.
+    expect(stored).to.deep.equal(goneNames.slice(0, stored.length));
+    expect(audited).to.deep.equal(stored.map((n) => `store ${n} allow`));
+    expect(told).to.deep.equal(goneNames.slice(0, told.length).map((n) => `succeeded ${n}`));
+    expect(told.length).to.be.above(0).and.at.most(stored.length);
+  });
+
   it('cuts off a one-byte-a-second sender and a stalled truncated frame within the read timeout of a started frame (10 s; the clock starts once the length prefix is in), and serves on', async function () {
     this.timeout(30_000);
     const from = server.child.mark();
