@@ -3,7 +3,7 @@
 
 import { hostname } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { realFilePath } from '../lib/files/index.ts';
+import { realFilePath, unmakeDirs } from '../lib/files/index.ts';
 import { CertifierError } from '../lib/errors/index.ts';
 import { validatePolicyCert } from '../lib/pki/index.ts';
 import type { Acl } from '../lib/keyservice/acl.ts';
@@ -56,26 +56,29 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
     // A mistyped --audit is refused before anything (the key database, the backup directory) is made.
     // (--data itself is made by serve: a log in it is fine on a first start.)
     if (o.audit && resolve(dirname(o.audit)) !== resolve(o.data)) await refuseMissingAuditDir(o.audit);
-    if (o.backupDir) {
-      const st = await stat(o.backupDir).catch(() => undefined);
-      if (st && !st.isDirectory()) throw new CertifierError('USAGE', `--backup-dir ${o.backupDir} is not a directory`);
-      await prepareBackupDir(o.backupDir);
-    }
-    const policyCert = await readCertificateFile(o.policyCert);
-    const policyCertEnds = validatePolicyCert(policyCert, new Date()).notAfter;
-    let acl: Acl | undefined;
-    const log = logLine(P, o.logJson === true);
-    if (o.acl) {
-      const read = await readAclFile(o.acl);
-      acl = read.acl;
-      if (read.warning) warn(P, read.warning);
-    } else warn(P, 'no --acl: every admitted machine of the domain may store, retrieve and list any key (delete needs an ACL)');
     // Whatever was opened is closed, in reverse order, however the start or the serving ends; a
-    // start refused before it served also removes the audit log and key database it made, empty.
+    // start refused before it served also removes the audit log and key database it made, empty,
+    // and the --backup-dir it made (and any folder above it), empty.
     const opened: { close(): Promise<void>; closeUnused?(): Promise<void> }[] = [];
     const keep = <T extends { close(): Promise<void> }>(r: T): T => (opened.unshift(r), r);
     let serving = false;
     try {
+      if (o.backupDir) {
+        const backupDir = o.backupDir;
+        const st = await stat(backupDir).catch(() => undefined);
+        if (st && !st.isDirectory()) throw new CertifierError('USAGE', `--backup-dir ${backupDir} is not a directory`);
+        const made = await prepareBackupDir(backupDir);
+        if (made) keep({ close: async () => {}, closeUnused: () => unmakeDirs(backupDir, made) });
+      }
+      const policyCert = await readCertificateFile(o.policyCert);
+      const policyCertEnds = validatePolicyCert(policyCert, new Date()).notAfter;
+      let acl: Acl | undefined;
+      const log = logLine(P, o.logJson === true);
+      if (o.acl) {
+        const read = await readAclFile(o.acl);
+        acl = read.acl;
+        if (read.warning) warn(P, read.warning);
+      } else warn(P, 'no --acl: every admitted machine of the domain may store, retrieve and list any key (delete needs an ACL)');
       const platform = certifier ? await loadPlatform(P, o) : undefined;
       // With --certifier it certifies itself as init-trust would, which makes the store if needed;
       // before anything else is made (--data): a start that cannot be certified leaves nothing.

@@ -38,14 +38,20 @@ export function backupDirProblem(st: { uid: number; mode: number }, uid: number)
   return problem && `it is ${problem}`;
 }
 
-/** Makes the backup directory if missing (0700); FILE_ERROR if it is not this user's alone. */
-export async function prepareBackupDir(dir: string): Promise<void> {
-  const st = await makeDirs(dir, 0o700).then(() => fs.stat(dir)).catch((e: Error) => {
+/**
+ * Makes the backup directory if missing (0700); FILE_ERROR if it is not this user's alone. Returns
+ * the first directory it made, if any (makeDirs'), for a start refused later to remove again.
+ */
+export async function prepareBackupDir(dir: string): Promise<string | undefined> {
+  const refused = (e: Error): never => {
     throw new CertifierError('FILE_ERROR', `cannot use --backup-dir ${dir}: ${e.message}`, { cause: e });
-  });
+  };
+  const made = await makeDirs(dir, 0o700).catch(refused);
+  const st = await fs.stat(dir).catch(refused);
   const uid = process.getuid?.();
   const problem = uid === undefined ? undefined : backupDirProblem(st, uid);
   if (problem) throw new CertifierError('FILE_ERROR', `--backup-dir ${dir} is not safe for backups of keys: ${problem}; use a directory only this user can write in`, { details: { path: dir } });
+  return made;
 }
 
 /**

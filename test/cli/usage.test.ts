@@ -182,6 +182,20 @@ describe('usage mistakes across the programs (exit 2, before any work)', () => {
     expect(existsSync(join(tmp.dir, 'new-data')) || existsSync(join(tmp.dir, 'new-backups'))).to.equal(false);
   });
 
+  it('removes the --backup-dir it made (and the folders above it) when the start is refused later, and keeps one that was there', async () => {
+    mkdirSync(join(tmp.dir, 'kept-backups'));
+    const serve = ['serve', '--domain', 'd', '--policy-cert', 'none.pem', '--store', 's', '--key-file', 'k', '--data', 'data'];
+    const [made, kept] = await Promise.all([
+      run('key-server', [...serve, '--backup-dir', 'made/for/backups'], { cwd: tmp.dir }),
+      run('key-server', [...serve, '--backup-dir', 'kept-backups', '--json'], { cwd: tmp.dir }),
+    ]);
+    expect(made.status).to.equal(1);
+    expect(made.stderr).to.contain('none.pem').and.contain('[FILE_ERROR]');
+    expect(existsSync(join(tmp.dir, 'made'))).to.equal(false);
+    expect(kept.json().error.code).to.equal('FILE_ERROR');
+    expect(existsSync(join(tmp.dir, 'kept-backups'))).to.equal(true);
+  });
+
   it('refuses --pg-pool-size or KEY_SERVER_PG_URL without --backend postgres, a pool size outside 1 to 1000, and a --replica-id that cannot name a file (USAGE, before any file is read)', async () => {
     const base = ['serve', '--domain', 'd', '--policy-cert', 'none.pem', '--store', 's', '--key-file', 'k', '--data', 'data'];
     const env = { ...process.env, KEY_SERVER_PG_URL: 'postgres://u@127.0.0.1:1/keys?sslmode=disable' };
