@@ -24,12 +24,23 @@ export interface PlatformOptions {
 
 export function platformOptions(cmd: Command): Command {
   return cmd
-    .option('--platform <name>', `this machine's platform: ${PLATFORMS.join(', ')}`, 'simulated')
+    .option('--platform <name>', `this machine's platform: ${PLATFORMS.join(', ')}`, platformName, 'simulated')
     .option('--platform-dir <dir>', 'the platform files this machine holds (simulated: attest-key.pem, endorsement.bin)')
     .option('--measurement-file <file>', "this program's measurement (raw bytes or hex)")
     .option('--tsm-dir <dir>', `sev-snp: the configfs-tsm report directory (default ${DEFAULT_TSM_DIR})`)
     .option('--vcek <file>', 'sev-snp: the VCEK or VLEK (PEM/DER; a PEM file may add the ASK), when the host attaches none to reports');
 }
+
+/**
+ * A --platform value, refused (USAGE) as it is parsed: a command that has no use for the platform
+ * (a store opened with a key file, a key-server without --certifier) took any name without a word.
+ */
+function platformName(value: string): string {
+  if (!(PLATFORMS as readonly string[]).includes(value)) throw unknownPlatform(value);
+  return value;
+}
+
+const unknownPlatform = (value: string) => new CertifierError('USAGE', `unknown --platform ${shown(value)}; choose ${PLATFORMS.join(', ')}`);
 
 /** The same file (by device and inode), or files with the same bytes. */
 async function sameFile(a: string, b: string): Promise<boolean> {
@@ -53,7 +64,7 @@ export function checkPlatformFlags(o: PlatformOptions & { sealed?: boolean }): v
     return;
   }
   if (o.tsmDir !== undefined || o.vcek !== undefined) throw new CertifierError('USAGE', '--tsm-dir and --vcek are for --platform sev-snp');
-  if (o.platform !== 'simulated') throw new CertifierError('USAGE', `unknown --platform ${shown(o.platform ?? '')}; choose ${PLATFORMS.join(', ')}`);
+  if (o.platform !== 'simulated') throw unknownPlatform(o.platform ?? '');
   if (!o.platformDir || !o.measurementFile) throw new CertifierError('USAGE', '--platform simulated needs --platform-dir and --measurement-file');
 }
 

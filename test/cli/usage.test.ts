@@ -137,6 +137,20 @@ describe('usage mistakes across the programs (exit 2, before any work)', () => {
     ]);
   });
 
+  it('refuses an unknown --platform in every program, also where the platform goes unused (a store opened with a key file): it was taken without a word', async () => {
+    const client = ['--domain', 'd', '--policy-cert', 'none.pem', '--store', 's', '--key-file', 'k'];
+    const runs: [Program, string[], string][] = [
+      ['cert-utility', ['list-items', '--store', 's', '--key-file', 'k', '--platform', 'tdx'], 'unknown --platform "tdx"'],
+      ['key-server', ['serve', ...client, '--data', 'data', '--platform', 'simulated\u200b', '--json'], 'unknown --platform "simulated\\u200b"'],
+      ['key-client', ['list', '--server', '127.0.0.1:1', ...client, '--platform', 'SEV-SNP'], 'unknown --platform "SEV-SNP"'],
+    ];
+    await Promise.all(runs.map(async ([program, args, message]) => {
+      const r = await run(program, args, { cwd: tmp.dir });
+      expect(r.status, `${program} ${args.join(' ')}: ${r.stderr}`).to.equal(2);
+      expect(args.includes('--json') ? r.json().error.message : r.stderr).to.contain(`${message}; choose simulated, sev-snp`);
+    }));
+  });
+
   it('refuses port 0 where a server is to be reached (it means "any port" only to listen)', async () => {
     const r = await run('key-client', ['list', '--server', '127.0.0.1:0', '--domain', 'd', '--policy-cert', 'none.pem', '--store', 's', '--key-file', 'k']);
     expect(r.status).to.equal(2);

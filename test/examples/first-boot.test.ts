@@ -310,7 +310,9 @@ describe('scripts/first-boot.sh failure modes', function () {
       // with --check-only: bash's copy of it said the same only for the flags it knew.
       [['--platform', 'sev-snp', '--key-file', f('k'), '--platform-dir', f('vm')], `cert-utility: error: --platform sev-snp takes no --platform-dir or --measurement-file: the hardware reports the measurement [USAGE]\nfirst-boot: ${CERT_UTILITY_REFUSES}`],
       [['--platform', 'sev-snp'], `cert-utility: error: --platform sev-snp cannot seal the store yet: give --key-file or --passphrase-file [USAGE]\nfirst-boot: ${CERT_UTILITY_REFUSES}`],
-      [['--platform', 'tdx', '--key-file', f('k')], `cert-utility: error: unknown --platform "tdx"; choose simulated, sev-snp [USAGE]\nfirst-boot: ${CERT_UTILITY_REFUSES}`],
+      // Refused by key-client's check too, since it parses --platform (the two lines in either order).
+      [['--platform', 'tdx', '--key-file', f('k')], 'cert-utility: error: unknown --platform "tdx"; choose simulated, sev-snp [USAGE]'],
+      [['--platform', 'tdx', '--key-file', f('k')], 'key-client: error: unknown --platform "tdx"; choose simulated, sev-snp [USAGE]'],
       [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--tsm-dir', f('tsm')], `cert-utility: error: --tsm-dir and --vcek are for --platform sev-snp [USAGE]\nfirst-boot: ${CERT_UTILITY_REFUSES}`],
       [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--vcek', ''], 'key-client: error: --vcek needs a value, not an empty string [USAGE]'],
       // Given empty (a unit's variable set to nothing), each was taken for not given: the default report directory, no VCEK.
