@@ -1093,6 +1093,14 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
       await expectNoStore('stores/ipv6');
     });
 
+    it('removes the folders it made above a store it made (--store new/nested/store) when certifying fails, not only the store', async () => {
+      const port = await closedPort();
+      const r = await cu(['init-trust', '--domain', 'datica', '--policy-cert', 'policy-cert.pem', '--server', `127.0.0.1:${port}`, ...sealed('stores/made-above/nested/store')]);
+      expectRefused(r, 3, 'UNREACHABLE');
+      expect(existsSync(p('stores/made-above')), 'a folder it made is left').to.equal(false);
+      expect(existsSync(p('stores')), 'a folder that was there').to.equal(true);
+    });
+
     it('refuses a malformed --platform or --role as a usage error (exit 2), as every other flag value', async () => {
       const issuer = ['--policy-key', 'policy-key.pem', '--policy-cert', 'policy-cert.pem', '--public-key', 'platform/platform-cert.pem', '--out', 'never-cert.pem'];
       for (const args of [['issue-cert', '--measurement', M, '--platform', ''], ['issue-cert', '--measurement', M, '--platform', 'a b'], ['issue-role-cert', '--role', 'Operator']]) {
