@@ -112,12 +112,15 @@ export async function measureFile(path: string): Promise<Uint8Array> {
 
 /**
  * A host name or IPv4 address (labels of letters, digits, "_" or "-", neither first nor last, one
- * dot between them, an optional dot at the end), or an IPv6 address in brackets with an optional
- * zone ("[fe80::1%eth0]"). Matched as ASCII: no locale decides what a letter is.
+ * dot between them, an optional dot at the end; at most 63 characters a label, 253 in all), or an
+ * IPv6 address in brackets with an optional zone ("[fe80::1%eth0]"). Matched as ASCII: no locale
+ * decides what a letter is.
  */
 function validHost(host: string): boolean {
   const label = '[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?';
-  if (new RegExp(`^${label}(?:\\.${label})*\\.?$`).test(host)) return true;
+  // At most 63 characters a label and 253 in all (RFC 1035): no resolver finds a longer name
+  // (getaddrinfo: not found, or EINVAL), which failed only on connecting, UNREACHABLE (retried).
+  if (new RegExp(`^${label}(?:\\.${label})*\\.?$`).test(host)) return host.replace(/\.$/, '').length <= 253 && host.split('.').every((l) => l.length <= 63);
   const v6 = /^\[([^%\]]+)(?:%[A-Za-z0-9._-]+)?\]$/.exec(host);
   return v6 !== null && isIPv6(v6[1]!);
 }

@@ -38,14 +38,17 @@ describe('HOST:PORT on the command line', () => {
   });
 
   it('takes a host name (a label may hold "_", a final dot), an IPv4 address, or an IPv6 address in brackets, with a zone', () => {
-    for (const [value, host] of [['kms.internal:8120', 'kms.internal'], ['_svc.kms-1.example.:8120', '_svc.kms-1.example.'], ['10.0.0.5:8120', '10.0.0.5'],
+    const longest = `${'a'.repeat(63)}.${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(61)}`; // 253 characters, labels of 63
+    for (const [value, host] of [[`${longest}:8120`, longest], [`${longest}.:8120`, `${longest}.`], ['kms.internal:8120', 'kms.internal'], ['_svc.kms-1.example.:8120', '_svc.kms-1.example.'], ['10.0.0.5:8120', '10.0.0.5'],
       ['[2001:db8::5]:8120', '2001:db8::5'], ['[::ffff:10.0.0.5]:8120', '::ffff:10.0.0.5'], ['[::]:8120', '::'], ['[fe80::1%eth0.1]:8120', 'fe80::1%eth0.1']]) {
       expect(parseHostPort(value!, '--server').host, value).to.equal(host);
     }
   });
 
   it('refuses a host that is no host name or IP address (USAGE), which failed only on connecting', () => {
-    for (const value of ['a..b:8120', '.a:8120', '-v:8120', 'a-:8120', 'kms internal:8120', 'k\u00e9ys:8120', 'a\nb:8120', '[:]:8120', '[1:2:3]:8120', '[10.0.0.5]:8120', '[fe80::1%]:8120', '[fe80::1%a b]:8120']) {
+    for (const value of ['a..b:8120', '.a:8120', '-v:8120', 'a-:8120', 'kms internal:8120', 'k\u00e9ys:8120', 'a\nb:8120', '[:]:8120', '[1:2:3]:8120', '[10.0.0.5]:8120', '[fe80::1%]:8120', '[fe80::1%a b]:8120',
+      // A label past 63 characters, a name past 253 (getaddrinfo: EINVAL): they failed only on connecting, UNREACHABLE (exit 3, retried).
+      `${'a'.repeat(64)}.example:8120`, `${'a'.repeat(63)}.${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(62)}:8120`, `${'x'.repeat(5000)}:8120`]) {
       const e = refusal(value);
       expect(e.code, value).to.equal('USAGE');
       expect(e.message).to.equal(`--server must be HOST:PORT with HOST a host name or an IP address (an IPv6 address in brackets: [2001:db8::5]), not "${value}"`);
