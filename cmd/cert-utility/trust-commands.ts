@@ -290,13 +290,15 @@ export function addTrustCommands(program: Command): void {
       // the certificate authority to every init-trust of the domain.
       if (o.platform === AUTHORITY_PLATFORM) throw new CertifierError('USAGE', `--platform ${AUTHORITY_PLATFORM} is reserved for simpleserver's own certificate`);
       if (o.platform.startsWith(ROLE_PLATFORM_PREFIX)) throw new CertifierError('USAGE', `--platform ${o.platform} names a role: use issue-role-cert`);
+      // A usage error before any file is read (it came once the keys were read), naming the flag.
+      const measurement = parseMeasurementHex(o.measurement, '--measurement');
       refuseOwnFiles(o.out, { dirs: [], files: [o.policyKey, o.policyCert, o.publicKey] }, `--out ${o.out}`);
       const [policyKey, policyCert, subject] = await Promise.all([readPrivateKeyFile(o.policyKey), readCertificateFile(o.policyCert), readPublicKeyFile(o.publicKey)]);
       const pc = validatePolicyCert(policyCert, new Date());
       if (!sameKey(pc.publicKey, policyKey)) throw new CertifierError('INVALID_KEY', `${o.policyKey} is not the key of ${o.policyCert}`);
       refusePolicyKeyAsSubject(subject, policyKey, o.publicKey);
       const der = await issueAdmissionCert({
-        policyKey, policyCert, subjectPublicKey: subject, measurement: parseMeasurementHex(o.measurement),
+        policyKey, policyCert, subjectPublicKey: subject, measurement,
         platform: o.platform, domain: policyDomain(policyCert), validitySeconds: o.days * 86_400,
       });
       await writeFileAtomic(o.out, new TextEncoder().encode(toPem(der)), { exclusive: !o.force, mode: 0o644 });

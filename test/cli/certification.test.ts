@@ -1113,9 +1113,13 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
       const runs = await Promise.all(bad.map((m) => cu(['issue-cert', '--measurement', m, ...issuer])));
       runs.forEach((r, i) => {
         expect(r.status, r.stderr).to.equal(2);
-        expect(r.stderr).to.contain(`"${bad[i]}" is not a measurement (64 or 96 hex digits) [USAGE]`);
+        expect(r.stderr).to.contain(`--measurement "${bad[i]}" is not a measurement (64 or 96 hex digits) [USAGE]`);
       });
       expect(existsSync(p('never-cert.pem'))).to.equal(false);
+      // Refused before any file is read: it came only once the keys were read, a missing one first.
+      const first = await cu(['issue-cert', '--measurement', '\u0661'.repeat(64), '--policy-key', 'no-such-key.pem', ...issuer.slice(2)]);
+      expect(first.status, first.stderr).to.equal(2);
+      expect(first.stderr).to.contain('--measurement "').and.contain('is not a measurement').and.not.contain('no-such-key.pem');
     });
   });
 });
