@@ -154,6 +154,7 @@ clientOptions(subcommand<ClientOpts & { in: string; notExportable?: boolean; typ
   'store a value under NAME in the key-server (the next version)',
   async (o, args) => {
     checkName(args[0]!); // a name that would look like another: the server refuses it if it is new
+    clientFlags(o); // a usage error before the input is read (standard input, say)
     const input = await readInput(o.in, MAX_VALUE_BYTES);
     if (input.length === 0) throw new CertifierError('INVALID_INPUT', `nothing to store: ${o.in === '-' ? 'standard input' : o.in} is empty`);
     const value = itemValue(o.type, input); // as put-item: a certificate item holds one DER certificate
@@ -239,6 +240,7 @@ clientOptions(subcommand<ClientOpts>(program, 'list', 'list names and metadata u
 clientOptions(subcommand<ClientOpts & { config: string; allowPartial?: boolean }>(program, 'provision',
   'fetch every secret a config file names into the cryptstore or files; all or nothing',
   async (o) => {
+    clientFlags(o); // a usage error before the config is read (it came only after)
     const specs = parseProvisionConfig(utf8Text(await readFileLimited(o.config, 1024 * 1024), `the provisioning config ${o.config}`));
     checkFetchCount(o, specs.length, 'INVALID_INPUT', 'secrets');
     const own = clientFiles(o, o.config);

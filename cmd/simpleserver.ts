@@ -29,6 +29,8 @@ const program = createProgram(P, 'the policy-key certificate authority: evidence
 subcommand<JsonOption & { policyKey: string; policyCert: string; policy: string; amdCrl: string[]; listen: string; plain?: boolean; certDays: number; logJson?: boolean }>(program, 'serve',
   'certify machines whose evidence the policy trusts',
   async (o) => {
+    // HOST:PORT, a usage error before any file is read (it came once the policy was loaded).
+    const { host, port } = parseHostPort(o.listen, '--listen', { listen: true });
     const [policyKey, policyCert] = await Promise.all([readPrivateKeyFile(o.policyKey), readCertificateFile(o.policyCert)]);
     const pc = validatePolicyCert(policyCert, new Date());
     if (!sameKey(pc.publicKey, policyKey)) throw new CertifierError('INVALID_KEY', `${o.policyKey} is not the key of ${o.policyCert}`);
@@ -40,7 +42,6 @@ subcommand<JsonOption & { policyKey: string; policyCert: string; policy: string;
     if (notInForce) warn(P, `in the policy, ${notInForce}: every machine will be refused (CLAIM_EXPIRED) until a policy in force is loaded (SIGHUP), or, if it was signed on a clock running ahead, until then`);
     // A policy that admits some machines may still refuse every one of a platform it trusts.
     else for (const line of platformWarnings(policy, new Date())) warn(P, `in the policy, ${line}`);
-    const { host, port } = parseHostPort(o.listen, '--listen', { listen: true });
     if (o.plain) warn(P, 'serving the original plain-TCP protocol: no TLS, and evidence is not bound to a session (a recorded request can be replayed); use only for older clients');
     const server = await startCertifier({
       policyKey, policyCert, policy, amdCrls, domain: policyDomain(policyCert), host, port, plain: o.plain === true,
@@ -77,9 +78,10 @@ subcommand<JsonOption & { policyKey: string; policyCert: string; policy: string;
 subcommand<JsonOption & { policy: string; policyCert: string; evidence: string; amdCrl: string[]; at?: string; sessionBinding?: string }>(program, 'explain',
   'evaluate saved evidence (a trust_request_message) against a policy, offline, and say why',
   async (o) => {
-    const policyCert = await readCertificateFile(o.policyCert);
-    // ISO 8601 with its offset: a bare date-time would be read in this machine's time zone.
+    // ISO 8601 with its offset: a bare date-time would be read in this machine's time zone. A
+    // usage error before any file is read.
     const at = o.at !== undefined ? isoTime(o.at, '--at') : new Date();
+    const policyCert = await readCertificateFile(o.policyCert);
     const pc = validatePolicyCert(policyCert, at);
     const policy = loadPolicy(await readFileLimited(o.policy, 4 * 1024 * 1024), pc.publicKey);
     const amdCrls = await loadCrls(o.amdCrl, policy, at);

@@ -151,6 +151,22 @@ describe('usage mistakes across the programs (exit 2, before any work)', () => {
     }));
   });
 
+  it('refuses a bad HOST:PORT or time before any file is read (USAGE, naming the flag), in the commands that read files first', async () => {
+    const client = ['--server', '127.0.0.1:65536', '--domain', 'd', '--policy-cert', 'none.pem', '--store', 's', '--key-file', 'k'];
+    const runs: [Program, string[], string][] = [
+      ['simpleserver', ['serve', '--policy-key', 'none.pem', '--policy-cert', 'none.pem', '--policy', 'none.bin', '--listen', '127.0.0.1:65536'], '--listen must be HOST:PORT, not "127.0.0.1:65536"'],
+      ['simpleserver', ['explain', '--policy', 'none.bin', '--policy-cert', 'none.pem', '--evidence', 'none.bin', '--at', '2026-12-05'], '--at takes an ISO 8601 time with its offset'],
+      ['key-client', ['provision', '--config', 'none.json', ...client], '--server must be HOST:PORT with a port from 1 to 65535'],
+      // Standard input (a pipe that may never end) is not waited on for a mistake in the flags.
+      ['key-client', ['store', 'n', '--in', 'none.bin', ...client], '--server must be HOST:PORT with a port from 1 to 65535'],
+    ];
+    await Promise.all(runs.map(async ([program, args, message]) => {
+      const r = await run(program, args, { cwd: tmp.dir });
+      expect(r.status, `${program} ${args.join(' ')}: ${r.stderr}`).to.equal(2);
+      expect(r.stderr).to.contain(`${program}: error: ${message}`).and.contain('[USAGE]');
+    }));
+  });
+
   it('refuses port 0 where a server is to be reached (it means "any port" only to listen)', async () => {
     const r = await run('key-client', ['list', '--server', '127.0.0.1:0', '--domain', 'd', '--policy-cert', 'none.pem', '--store', 's', '--key-file', 'k']);
     expect(r.status).to.equal(2);
