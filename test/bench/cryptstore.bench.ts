@@ -137,7 +137,7 @@ section(
       }
     }
 
-    ctx.note(`median of ${repeats} interleaved repeats (a full GC before each timed run); puts are { sync: true } (cryptstore durable = true), key-file protector (no scrypt)`);
+    ctx.note(`median of ${repeats} interleaved repeats (no full GC forced between them: see harness.ts compare); puts are { sync: true } (cryptstore durable = true), key-file protector (no scrypt)`);
     ctx.note(`puts write the next version of one of ${[...new Set(cases.map((c) => c.tags))].join('/')} tags in turn; gets read the latest version of those tags in shuffled order`);
     ctx.note('get: raw is level.get() (the usual API); the cryptstore reads with getSync, then decrypts and decodes');
     ctx.note('get vs getSync: raw is getSync too, so the gap is the whole cost of decryption and decoding (no target)');
