@@ -82,6 +82,7 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$dir" ] || { echo "deployment-setup: --dir is missing or empty" >&2; usage; }
 [ -n "$domain" ] || { echo "deployment-setup: --domain is missing or empty" >&2; usage; }
+for f in ${measure[@]+"${measure[@]}"}; do [ -n "$f" ] || { echo "deployment-setup: a --measure is empty" >&2; usage; }; done
 # The commands that make the policy key and the policy, as they run below once $dir is known to be
 # a private directory (there named by its physical path). Their flags (--domain, --alg; the
 # trusted measurements, --trust-amd-root, --snp-*, --policy-days as make-policy's --days) are

@@ -610,6 +610,10 @@ describe('scripts/deployment-setup.sh', function () {
     const empty = await setup(['--dir', '', '--domain', 'datica', '--measure', 'app']);
     expect(empty.status).to.equal(2);
     expect(empty.stderr).to.contain('deployment-setup: --dir is missing or empty');
+    // An empty --measure is a usage mistake too (it read as a file that is not there, exit 1).
+    const emptyMeasure = await setup(['--dir', 'setup', '--domain', 'datica', '--measure', 'app', '--measure', '']);
+    expect(emptyMeasure.status, emptyMeasure.stderr).to.equal(2);
+    expect(emptyMeasure.stderr).to.contain('deployment-setup: a --measure is empty');
     const flag = await setup(['--dir', 'setup', '--domain']);
     expect(flag.status).to.equal(2);
     expect(flag.stderr).to.contain('--domain needs a value').and.contain('usage: deployment-setup.sh');
