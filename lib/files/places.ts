@@ -267,8 +267,12 @@ export async function makeDirs(dir: string, mode: number): Promise<string | unde
  * (another's file in it, say). Best effort: what cannot be removed stays.
  */
 export async function unmakeDirs(dir: string, top: string): Promise<void> {
-  const last = resolve(top);
-  for (let d = resolve(dir); d === last || d.startsWith(last + sep); d = dirname(d)) {
+  // By real paths: mkdir took "link/../x" where the link leads, and path.resolve would name the x
+  // beside the link instead (another's, perhaps, and empty).
+  const real = await Promise.all([fs.realpath(dir), fs.realpath(top)]).catch(() => undefined);
+  if (real === undefined) return;
+  const [first, last] = real;
+  for (let d = first; d === last || d.startsWith(last + sep); d = dirname(d)) {
     if (!(await fs.rmdir(d).then(() => true, () => false)) || d === last) break;
   }
 }
@@ -301,7 +305,7 @@ export function unmakeHeld(dir: string, keepDir: boolean): boolean {
  * (makeDirs' result); nothing when it made none, where `dir` and what is in it stay.
  */
 export async function unmakeHeldAndDirs(dir: string, top: string | undefined): Promise<void> {
-  if (top !== undefined && unmakeHeld(dir, false)) await unmakeDirs(dirname(resolve(dir)), top);
+  if (top !== undefined && unmakeHeld(dir, false)) await unmakeDirs(dirname(dir), top);
 }
 
 /** Makes a directory's entries (a rename, a new file) durable. */

@@ -3,11 +3,12 @@
 // directory they are kept in, which must be the server user's alone.
 
 import { expect } from 'chai';
-import { chmodSync, mkdirSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { backupDirProblem, backupName, KEY_ID_FILE, prepareBackupDir, pruneBackups, pruneReport } from '../../lib/keyservice/backups.ts';
 import { LevelBackend } from '../../lib/keyservice/level-backend.ts';
+import { unmakeDirs } from '../../lib/files/index.ts';
 import { tempDir } from '../support/helpers.ts';
 import { recordFor } from './backend-contract.ts';
 import { rejects } from '../support/rejects.ts';
@@ -229,5 +230,35 @@ describe('key-server backups: pruning', () => {
     const b = backupName(new Date('2026-12-05T10:00:00.000Z'));
     expect(a < b).to.equal(true);
     expect(a).to.equal('keys-2026-12-05T09-59-59-999Z');
+  });
+});
+
+// A refused start removes the --backup-dir (or --data) it made. Named through a link and "..",
+// what mkdir made is where the link leads; path.resolve names the directory of that name beside
+// the link, which may be another's, and empty.
+describe('key-server: the directories a refused start made, named through a link and ".."', () => {
+  let tmp: ReturnType<typeof tempDir>;
+  beforeEach(() => {
+    tmp = tempDir('unmake-');
+    mkdirSync(join(tmp.dir, 'elsewhere', 'deep'), { recursive: true });
+    mkdirSync(join(tmp.dir, 'here', 'x'), { recursive: true }); // another's, empty: here/x, beside the link
+    symlinkSync(join(tmp.dir, 'elsewhere', 'deep'), join(tmp.dir, 'here', 'link'));
+  });
+  afterEach(() => tmp.cleanup());
+
+  it('removes the backup directory it made where the link leads, and not the one of that name beside the link', async () => {
+    const dir = `${tmp.dir}/here/link/../x`; // not join(), which would take the .. lexically
+    const made = await prepareBackupDir(dir);
+    expect(made, 'made elsewhere/x').to.be.a('string');
+    expect(existsSync(join(tmp.dir, 'elsewhere', 'x'))).to.equal(true);
+    await unmakeDirs(dir, made!);
+    expect(existsSync(join(tmp.dir, 'here', 'x')), 'another\'s directory').to.equal(true);
+    expect(existsSync(join(tmp.dir, 'elsewhere', 'x')), 'the one made').to.equal(false);
+  });
+
+  it('keeps the folder of that name beside the link when removing a new key database it made where the link leads', async () => {
+    const backend = await LevelBackend.open(`${tmp.dir}/here/link/../x/data`);
+    await backend.closeUnused();
+    expect(existsSync(join(tmp.dir, 'here', 'x')), 'another\'s directory').to.equal(true);
   });
 });
