@@ -290,7 +290,9 @@ export function unmakeHeld(dir: string, keepDir: boolean): boolean {
   try {
     const names = readdirSync(dir);
     const last = ['CURRENT', 'LOCK'].filter((n) => names.includes(n));
-    for (const name of [...names.filter((n) => !last.includes(n)), ...last]) rmSync(join(dir, name), { recursive: true, force: true });
+    // Not join(), which takes a ".." after a link lexically ("link/../x/CURRENT" is x/CURRENT beside
+    // the link, not where the link leads): every file would be missed, the directory left whole.
+    for (const name of [...names.filter((n) => !last.includes(n)), ...last]) rmSync(`${dir}${sep}${name}`, { recursive: true, force: true });
     if (!keepDir) rmdirSync(dir);
     return true;
   } catch (e) {

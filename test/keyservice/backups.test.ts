@@ -256,9 +256,10 @@ describe('key-server: the directories a refused start made, named through a link
     expect(existsSync(join(tmp.dir, 'elsewhere', 'x')), 'the one made').to.equal(false);
   });
 
-  it('keeps the folder of that name beside the link when removing a new key database it made where the link leads', async () => {
+  it('removes a new key database and the folders it made where the link leads, and not the folder of that name beside the link', async () => {
     const backend = await LevelBackend.open(`${tmp.dir}/here/link/../x/data`);
     await backend.closeUnused();
     expect(existsSync(join(tmp.dir, 'here', 'x')), 'another\'s directory').to.equal(true);
+    expect(readdirSync(join(tmp.dir, 'elsewhere')), 'what the open made').to.deep.equal(['deep']);
   });
 });

@@ -8,7 +8,7 @@ import { chmodSync, chownSync, existsSync, promises as fsp, lstatSync, mkdirSync
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { checkWritable, describeErrno, DirChecks, makePrivateDir, ownDirProblem, readFileLimited, readSecretFile, refuseOwnFiles, refuseReplaceable, stageFile, writeFileAtomic, writeFilesAtomic } from '../../lib/files/index.ts';
+import { checkWritable, describeErrno, DirChecks, makePrivateDir, ownDirProblem, readFileLimited, readSecretFile, refuseOwnFiles, refuseReplaceable, stageFile, unmakeHeld, writeFileAtomic, writeFilesAtomic } from '../../lib/files/index.ts';
 import { tempDir } from '../support/helpers.ts';
 import { rejects } from '../support/rejects.ts';
 
@@ -259,6 +259,18 @@ describe('lib/files', () => {
     await writeFilesAtomic([{ path: `${tmp.dir}/bl/../out`, data: text('x') }]);
     expect(readFileSync(join(tmp.dir, 'a', 'out'), 'utf8')).to.equal('x');
     expect(existsSync(join(tmp.dir, 'out'))).to.equal(false);
+  });
+
+  it('removes a store it made named through "link/..", where the link leads (unmakeHeld), and nothing beside the link', () => {
+    mkdirSync(join(tmp.dir, 'a', 'b'), { recursive: true });
+    mkdirSync(join(tmp.dir, 's'));
+    writeFileSync(join(tmp.dir, 's', 'CURRENT'), 'another\'s');
+    symlinkSync(join(tmp.dir, 'a', 'b'), join(tmp.dir, 'bl'));
+    mkdirSync(join(tmp.dir, 'a', 's'));
+    for (const f of ['CURRENT', 'LOCK', '000003.log']) writeFileSync(join(tmp.dir, 'a', 's', f), '');
+    expect(unmakeHeld(`${tmp.dir}/bl/../s`, false)).to.equal(true);
+    expect(readFileSync(join(tmp.dir, 's', 'CURRENT'), 'utf8'), 'beside the link').to.equal('another\'s');
+    expect(existsSync(join(tmp.dir, 'a', 's')), 'the store made').to.equal(false);
   });
 
   it('removes temporary files a killed run left beside the file it writes, once they are old', async () => {
