@@ -73,9 +73,10 @@ const notPrivate = (path: string, e: unknown) =>
  * there names), and checked before anything is written in it: this user's (another could replace
  * the store's files), and made private. Unlike other directories of ours (ownDirProblem), one that
  * others may write in is not refused but tightened: it is the user's own to make private.
+ * Returns the first directory it made, if any (makeDirs').
  */
-export async function makeStoreDir(dir: string): Promise<void> {
-  await makeDirs(dir, 0o700).catch(async (e: unknown) => {
+export async function makeStoreDir(dir: string): Promise<string | undefined> {
+  const made = await makeDirs(dir, 0o700).catch(async (e: unknown) => {
     const link = await fs.readlink(dir).catch(() => undefined);
     const why = link === undefined ? describeErrno(e) : `it is a symbolic link to ${link}, which does not exist`;
     throw new CertifierError('FILE_ERROR', `cannot create the cryptstore directory ${dir}: ${why}`, { cause: e });
@@ -86,6 +87,7 @@ export async function makeStoreDir(dir: string): Promise<void> {
   // Only where something replaced the directory since mkdir: a stat follows links.
   if (problem === 'not a directory' || problem === 'a symbolic link') throw new CertifierError('FILE_ERROR', `cannot create the cryptstore directory ${dir}: it is not a directory`);
   await tightenDir(dir, st);
+  return made;
 }
 
 /** Makes `dir` 0700 unless it is already, from its stat `st` if the caller has one. */

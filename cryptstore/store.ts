@@ -29,8 +29,9 @@ export interface StoreOptions {
    * create (and openOrCreate when it creates): called once this process holds the new store's
    * lock and is the one making it; from then on what is at `dir` is this creation's (until then
    * another process may be making or have made it), and a creation that fails removes it.
+   * `madeDir`: the first directory this creation made (`dir`, or a folder above it), if any.
    */
-  onCreating?: () => void;
+  onCreating?: (madeDir: string | undefined) => void;
   /**
    * Wraps each write of a change (its one atomic batch), told in words what the write does
    * ("\"k\" version 3 was stored"): cert-utility holds SIGINT and SIGTERM around the write alone,
@@ -137,11 +138,12 @@ export class Cryptstore {
     // The slow part (scrypt) before anything is on disk, so an interrupted create leaves little.
     const { params, kek } = await protector.create();
     let db: Db | undefined;
+    let madeDir: string | undefined;
     for (let attempt = 1; !db; attempt++) {
       try {
         // Again on a retry: what is there now may be something else than what was seen first.
         if (attempt > 1 && (await dirState(dir)) === 'other') throw new CertifierError('STORE_EXISTS', `${dir} exists and is not an empty directory`);
-        await makeStoreDir(dir);
+        madeDir = await makeStoreDir(dir);
         db = await openDb(dir, true);
       } catch (e) {
         // Gone as it was made or opened: another run that made it has given it up, removing it
@@ -155,7 +157,7 @@ export class Cryptstore {
     try {
       if (!(await isUnfinished(db))) throw exists();
       making = true;
-      options.onCreating?.();
+      options.onCreating?.(madeDir);
       const storeId = randomBytes(16);
       const dataKey = randomBytes(32);
       const meta: CryptstoreMetadata = {

@@ -4,8 +4,7 @@
 
 import { Cryptstore, type Protector } from '../../cryptstore/index.ts';
 import { dirState } from '../../cryptstore/db.ts';
-import { existsSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { dirname } from 'node:path';
 import { unmakeDirs, unmakeHeld } from '../../lib/files/index.ts';
 import { warn } from './cli.ts';
 import { isCertifierError } from '../../lib/errors/index.ts';
@@ -27,9 +26,10 @@ export async function openToCertify(program: string, dir: string, protector: Pro
   // A directory made empty beforehand (systemd's StateDirectory=, mkdir -p) holds no store either,
   // and one whose own creation was cut short (LevelDB's first files only) is made again here.
   const keepDir = (await dirState(dir)) !== 'missing';
-  // The folders above a missing store that its making makes too (--store a/new/store): removed
-  // with it, once empty, when certifying fails (a signal removes the store alone).
-  const top = keepDir ? undefined : highestMissing(dir);
+  // The folders above a missing store that its making made too (--store a/new/store), as mkdir
+  // made them (not what was missing before: another may make one meanwhile, during scrypt):
+  // removed with it, once empty, when certifying fails (a signal removes the store alone).
+  let top: string | undefined;
   // This run's only once it holds the new store's lock and is making it (onCreating): another
   // run may have made the store meanwhile, and that one is not this run's to remove.
   let made = false;
@@ -45,7 +45,7 @@ export async function openToCertify(program: string, dir: string, protector: Pro
   let store: Cryptstore;
   try {
     // A creation that fails removes what it began itself.
-    const options = { onCreating: () => void (made = true) };
+    const options = { onCreating: (madeDir: string | undefined) => void ((made = true), (top = madeDir)) };
     store = await Cryptstore.openOrCreate(dir, protector, options).catch(async (e: unknown) => {
       // One left holding nothing (a run killed before it certified: SIGKILL, power lost) must not
       // fix the protection either: made again with this run's.
@@ -70,16 +70,10 @@ export async function openToCertify(program: string, dir: string, protector: Pro
       // it finds it in use, then gone, never half removed.
       if (made && !kept) {
         if (!unmakeHeld(dir, keepDir)) warn(program, `could not remove the store ${dir} this run made`);
-        else if (top !== undefined) await unmakeDirs(dirname(resolve(dir)), top);
+        else if (top !== undefined) await unmakeDirs(dirname(dir), top);
       }
       await store.close();
     },
   };
 }
 
-/** The highest of `dir` and the folders above it that are missing: the first that making it makes. */
-function highestMissing(dir: string): string | undefined {
-  let top: string | undefined;
-  for (let d = resolve(dir); !existsSync(d) && d !== dirname(d); d = dirname(d)) top = d;
-  return top;
-}

@@ -3,10 +3,10 @@
 // comes after.
 
 import { expect } from 'chai';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, symlinkSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { Cryptstore, KeyFileProtector } from '../../cryptstore/index.ts';
+import { Cryptstore, KeyFileProtector, type Protector } from '../../cryptstore/index.ts';
 import { openToCertify } from '../../cmd/common/new-store.ts';
 import { tempDir } from '../support/helpers.ts';
 
@@ -19,6 +19,26 @@ describe('a store opened to be certified', () => {
     const dir = join(tmp.dir, 'uncertified');
     await (await open(dir)).close();
     expect(existsSync(dir)).to.equal(false);
+  });
+
+  it('goes with the folders it made above it, and only those: not one another made while its key was derived', async () => {
+    const dir = join(tmp.dir, 'shared', 'mine');
+    const keys = new KeyFileProtector(randomBytes(32));
+    // Another run (or an operator's mkdir) makes the folder first, during this run's scrypt.
+    const racing: Protector = { kind: keys.kind, description: keys.description, derive: (p) => keys.derive(p), create: () => (mkdirSync(join(tmp.dir, 'shared')), keys.create()) };
+    await (await openToCertify('cert-utility', dir, racing, [])).close();
+    expect(existsSync(dir), 'the store').to.equal(false);
+    expect(existsSync(join(tmp.dir, 'shared')), 'the folder another made').to.equal(true);
+    await (await open(join(tmp.dir, 'made', 'for', 'it'))).close();
+    expect(existsSync(join(tmp.dir, 'made')), 'the folders it made').to.equal(false);
+  });
+
+  it('named through "link/..", goes with the folders it made where the link leads', async () => {
+    mkdirSync(join(tmp.dir, 'elsewhere', 'deep'), { recursive: true });
+    mkdirSync(join(tmp.dir, 'here'));
+    symlinkSync(join(tmp.dir, 'elsewhere', 'deep'), join(tmp.dir, 'here', 'link'));
+    await (await open(`${tmp.dir}/here/link/../x/store`)).close(); // not join(), which takes the .. lexically
+    expect(readdirSync(join(tmp.dir, 'elsewhere'))).to.deep.equal(['deep']);
   });
 
   it('stays once kept (certified), even when closed as after a later failure', async () => {
