@@ -3,7 +3,7 @@
 
 import { hostname } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { realFilePath, unmakeDirs } from '../lib/files/index.ts';
+import { realFilePath, realLocation, unmakeDirs } from '../lib/files/index.ts';
 import { CertifierError } from '../lib/errors/index.ts';
 import { validatePolicyCert } from '../lib/pki/index.ts';
 import type { Acl } from '../lib/keyservice/acl.ts';
@@ -133,7 +133,9 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
           return { acl: aclFile, rules: next.acl.rules.length, ...(next.warning ? { warning: next.warning } : {}) };
         }
         : undefined;
-      const backupDir = o.backupDir;
+      // Where it really is: named through "link/..", the path joined as text (a backup's name, the
+      // ones pruned) leads beside the link, to a directory prepareBackupDir never checked.
+      const backupDir = o.backupDir === undefined ? undefined : realLocation(o.backupDir);
       const backup = level && backupDir
         ? async () => {
           await prepareBackupDir(backupDir); // again: it may have been removed, or opened to others, since

@@ -3,7 +3,7 @@
 // and a copy of the stopped primary's data directory is all it needs to serve every key.
 
 import { expect } from 'chai';
-import { chmodSync, cpSync, mkdirSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, mkdirSync, readdirSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { run } from '../support/helpers.ts';
@@ -65,6 +65,24 @@ describe('e2e: a standby key-server takes over from a copy of the data directory
       expect(refused.stderr).to.contain('--allow-replica-join');
     } finally {
       await closed.child.stop();
+    }
+  });
+
+  it('writes a backup in the --backup-dir it checked when that is named through "link/..", not in the directory of that name beside the link', async () => {
+    const top = d.path('linked');
+    mkdirSync(join(top, 'real', 'deep'), { recursive: true });
+    symlinkSync(join(top, 'real', 'deep'), join(top, 'link'));
+    mkdirSync(join(top, 'bk'));
+    chmodSync(join(top, 'bk'), 0o777); // writable by every user: never a place for backups
+    const server = await d.startKeyServer(primary, { args: ['--backup-dir', `${top}/link/../bk`] }); // the kernel's real/bk
+    try {
+      const from = server.child.mark();
+      process.kill(server.child.pid, 'SIGUSR1');
+      expect(await server.child.waitForLog(/ backup-(written|failed) .*$/m, from)).to.match(/ backup-written /);
+      expect(readdirSync(join(top, 'real', 'bk')).filter((n) => n.startsWith('keys-'))).to.have.length(1);
+      expect(readdirSync(join(top, 'bk')), 'the directory beside the link').to.deep.equal([]);
+    } finally {
+      await server.child.stop();
     }
   });
 
