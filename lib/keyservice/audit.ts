@@ -426,8 +426,9 @@ export class AuditLog {
       await this.fh.close().catch(() => {});
       [this.fh, this.file] = [next, file];
     } catch (e) {
-      // The log is broken from here on: the new file is not kept open (close() closes the old).
-      if (next !== undefined && next !== this.fh) await next.close().catch(() => {});
+      // The log is broken from here on: the new file is not kept open (close() closes the old;
+      // nothing after the swap above can throw).
+      await next?.close().catch(() => {});
       if (this.broken === undefined) this.options.onBroken?.(this.failure(e as Error), false);
       this.broken ??= e as Error;
       return;
