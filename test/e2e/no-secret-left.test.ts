@@ -268,7 +268,10 @@ describe('e2e: no secret in any output or file at rest (canary scan of Scenario 
         })(),
       ]);
     } finally {
-      process.env.TMPDIR = savedTmp;
+      // Not `= savedTmp` when it was unset: that sets the text "undefined", and every later test
+      // file in this mocha worker makes its folders under ./undefined, which is not there.
+      if (savedTmp === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = savedTmp;
     }
     // Every server stopped, so that its logs are whole and its files at rest.
     await Promise.all(d.servers.map((c) => c.stop()));
