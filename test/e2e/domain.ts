@@ -270,9 +270,14 @@ export class Domain {
     const store = join(this.dir, 'stores', name);
     mkdirSync(join(this.dir, 'stores'), { recursive: true });
     const machine: Machine = { name, program, store, storeArgs: ['--store', store, '--key-file', this.keyFile] };
-    await this.cu(['init-trust', '--domain', this.name, '--policy-cert', this.policyCertFile, '--server', `127.0.0.1:${this.certifierPort}`,
-      ...machine.storeArgs, '--platform', 'simulated', '--platform-dir', this.platformDir, '--measurement-file', this.measurementFile(program)]);
+    await this.cu(this.initTrustArgs(machine));
     return machine;
+  }
+
+  /** cert-utility's arguments that certify `machine` (its store as its storeArgs say) by this domain's simpleserver. */
+  initTrustArgs(machine: Machine): string[] {
+    return ['init-trust', '--domain', this.name, '--policy-cert', this.policyCertFile, '--server', `127.0.0.1:${this.certifierPort}`,
+      ...machine.storeArgs, '--platform', 'simulated', '--platform-dir', this.platformDir, '--measurement-file', this.measurementFile(machine.program)];
   }
 
   /** Starts key-server with `machine`'s store on 127.0.0.1 (or `o.listen`), port 0. */

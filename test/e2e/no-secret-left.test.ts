@@ -79,8 +79,7 @@ describe('e2e: no secret in any output or file at rest (canary scan of Scenario 
     const store = join(d.dir, 'stores', name);
     const machine: Machine = { name, program, store, storeArgs: ['--store', store, ...protection] };
     if (passphrase) expectSuccess(await cu(`create-store ${name}`, ['create-store', '--scrypt-log-n', '10', ...machine.storeArgs]));
-    expectSuccess(await cu(`init-trust ${name}`, ['init-trust', '--domain', d.name, '--policy-cert', d.policyCertFile, '--server', `127.0.0.1:${d.certifierPort}`,
-      ...machine.storeArgs, '--platform', 'simulated', '--platform-dir', d.platformDir, '--measurement-file', d.measurementFile(program)]));
+    expectSuccess(await cu(`init-trust ${name}`, d.initTrustArgs(machine)));
     return machine;
   }
 
