@@ -208,6 +208,46 @@ export async function realFilePath(path: string): Promise<string> {
   return fs.realpath(p).catch(() => realLocation(p));
 }
 
+/**
+ * Every directory in which opening `path` looks up a name, as the kernel does: each directory on
+ * the way as named (the working directory's own for a relative path), and, where a name there is
+ * a symbolic link, every directory on the way to where it leads, link after link. Whoever may
+ * replace a name in any of them decides what `path` opens. Real paths, each once, from the root
+ * down; a name that cannot be looked at ends the walk there (opening the path fails there too).
+ */
+export async function directoriesLookedIn(path: string): Promise<string[]> {
+  const dirs: string[] = [];
+  let links = 0;
+  // Walks `rel` from the real directory `from`; returns where it leads (undefined: it does not).
+  const walk = async (from: string, rel: string): Promise<string | undefined> => {
+    let at = from;
+    for (const name of rel.split(sep)) {
+      if (name === '' || name === '.') continue;
+      if (name === '..') {
+        at = dirname(at); // `at` is real: its parent is the one ".." names
+        continue;
+      }
+      if (!dirs.includes(at)) dirs.push(at);
+      const next = at === sep ? `${sep}${name}` : `${at}${sep}${name}`;
+      const st = await fs.lstat(next).catch(() => undefined);
+      if (!st) return undefined;
+      if (!st.isSymbolicLink()) {
+        at = next;
+        continue;
+      }
+      if (++links > 40) return undefined; // ELOOP, as the kernel would say
+      const target = await fs.readlink(next).catch(() => undefined);
+      const reached = target === undefined ? undefined : await walk(isAbsolute(target) ? sep : at, target);
+      if (reached === undefined) return undefined;
+      at = reached;
+    }
+    return at;
+  };
+  // Not resolve(): it would undo a ".." after a link as text. process.cwd() is a real path.
+  await walk(sep, isAbsolute(path) ? path : `${process.cwd()}${sep}${path}`);
+  return dirs;
+}
+
 /** What a command works with and must never overwrite with what it writes: its store, its key files. */
 export interface OwnFiles {
   dirs: string[];

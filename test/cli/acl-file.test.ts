@@ -3,16 +3,16 @@
 // check-acl, which reads it as serve and a reload do.
 
 import { expect } from 'chai';
-import { chmodSync, writeFileSync, type Stats } from 'node:fs';
+import { chmodSync, mkdirSync, symlinkSync, writeFileSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
-import { aclFileProblem } from '../../cmd/key-server/acl-file.ts';
+import { aclFileProblem, type LookedIn } from '../../cmd/key-server/acl-file.ts';
 import { run, tempDir } from '../support/helpers.ts';
 
 const st = (mode: number, uid = 1000) => ({ mode: 0o100000 | mode, uid }) as Stats;
-const dir = (mode: number) => ({ mode: 0o040000 | mode, uid: 0 }) as Stats;
+const dir = (mode: number) => [{ path: '/etc/ks', st: { mode: 0o040000 | mode, uid: 0 } as Stats }];
 
 describe('key-server: the ACL file\'s owner and mode', () => {
-  const cases: [string, Stats, Stats | undefined, 'refuse' | 'warn' | undefined, RegExp?][] = [
+  const cases: [string, Stats, LookedIn[], 'refuse' | 'warn' | undefined, RegExp?][] = [
     ['0600, ours', st(0o600), dir(0o755), undefined],
     ['0644, ours', st(0o644), dir(0o755), undefined],
     ['0644, root\'s', st(0o644, 0), dir(0o755), undefined],
@@ -22,7 +22,8 @@ describe('key-server: the ACL file\'s owner and mode', () => {
     ['in a sticky 1777 directory (/tmp)', st(0o644), dir(0o1777), undefined],
     ['0664: its group may change it', st(0o664), dir(0o755), 'warn', /its group \(mode 0664\)/],
     ['another user\'s', st(0o644, 1234), dir(0o755), 'warn', /another user \(uid 1234\)/],
-    ['directory unknown', st(0o644), undefined, undefined],
+    ['directory unknown', st(0o644), [], undefined],
+    ['under a 0777 directory', st(0o644), [{ path: '/etc', st: dir(0o777)[0]!.st }, ...dir(0o755)], 'refuse', /reached through \/etc, where every user of the machine may put another file in its place \(mode 0777\).*chmod o-w \/etc$/],
   ];
   for (const [what, file, d, outcome, text] of cases) {
     it(`${what}: ${outcome ?? 'taken'}`, () => {
@@ -53,6 +54,45 @@ describe('key-server check-acl', () => {
       expect([nfd.status, nfd.out]).to.deep.equal([1, '']);
       expect(nfd.stderr).to.contain('rules[0].resources[0] "cafe\\u0301/*" is not in Unicode normalization form C').and.contain('a pattern is held to the rule on new key names').and.contain('[INVALID_INPUT]');
       expect(nfd.stderr, 'the pattern escaped, not shown as "café/*"').not.to.contain('\u0301');
+    } finally {
+      tmp.cleanup();
+    }
+  });
+});
+
+describe('key-server check-acl: the directories above the ACL file, as named and where its links lead', () => {
+  it('refuses a file under a directory every user may write (0777, not sticky), or one reached through a link into such a directory; takes one under a sticky one', async () => {
+    const tmp = tempDir('check-acl-dirs-');
+    try {
+      const text = JSON.stringify({ version: 1, rules: [{ resources: ['**'], actions: ['retrieve'], measurements: ['ab'.repeat(32)] }] });
+      const open = join(tmp.dir, 'open');
+      const sticky = join(tmp.dir, 'sticky');
+      const safe = join(tmp.dir, 'safe');
+      for (const d of [join(open, 'ks'), sticky, safe]) mkdirSync(d, { recursive: true, mode: 0o755 });
+      chmodSync(open, 0o777); // anyone may rename ks/ away and make their own ks/acl.json
+      chmodSync(sticky, 0o1777);
+      const deep = join(open, 'ks', 'acl.json');
+      const target = join(open, 'acl.json');
+      const kept = join(sticky, 'acl.json');
+      for (const f of [deep, target, kept]) writeFileSync(f, text, { mode: 0o644 });
+      symlinkSync(target, join(safe, 'acl.json'));
+      symlinkSync(kept, join(safe, 'sticky-acl.json'));
+      symlinkSync(join(open, 'ks'), join(safe, 'ks'));
+      symlinkSync(kept, join(open, 'hop'));
+      symlinkSync(join(open, 'hop'), join(safe, 'via-hop.json'));
+      const refused = [
+        [deep, 'a directory above it'],
+        [join(safe, 'acl.json'), 'a link into such a directory'],
+        [join(safe, 'ks', 'acl.json'), 'a linked directory inside such a directory'],
+        [join(safe, 'via-hop.json'), 'a link through a link in such a directory, to a file in a sticky one'],
+      ];
+      for (const [file, what] of refused) {
+        const r = await run('key-server', ['check-acl', file!]);
+        expect([r.status, r.out], `${what}: ${r.stderr}`).to.deep.equal([1, '']);
+        expect(r.stderr, what).to.contain(`${open}, where every user of the machine may put another file in its place (mode 0777)`).and.contain('[INVALID_INPUT]');
+      }
+      const ok = await run('key-server', ['check-acl', join(safe, 'sticky-acl.json')]);
+      expect(ok.status, ok.stderr).to.equal(0);
     } finally {
       tmp.cleanup();
     }
