@@ -26,16 +26,21 @@ export interface LookedIn {
  */
 export function aclFileProblem(file: string, st: Stats, dirs: LookedIn[], uid = process.getuid?.()): { refuse?: string; warn?: string } {
   const who = 'who could then give any machine any key';
+  const where = (d: LookedIn) => `the ACL file ${file} ${d === dirs.at(-1) ? 'is in' : 'is reached through'} ${d.path}`;
   if (st.mode & 0o002) return { refuse: `the ACL file ${file} can be changed by every user of the machine (mode ${modeOf(st)}), ${who}: chmod o-w ${file}` };
   // A directory every user may write lets them put another file in the ACL's place, unless it is
   // sticky (/tmp): its own, or one above it or on a link's way (another directory, or link, in place of the next).
   const open = dirs.find((d) => d.st.mode & 0o002 && !(d.st.mode & 0o1000));
   if (open) {
-    const where = open === dirs.at(-1) ? 'is in' : 'is reached through';
-    return { refuse: `the ACL file ${file} ${where} ${open.path}, where every user of the machine may put another file in its place (mode ${modeOf(open.st)}), ${who}: move it, or chmod o-w ${open.path}` };
+    return { refuse: `${where(open)}, where every user of the machine may put another file in its place (mode ${modeOf(open.st)}), ${who}: move it, or chmod o-w ${open.path}` };
   }
   if (st.mode & 0o020) return { warn: `the ACL file ${file} can be changed by its group (mode ${modeOf(st)}), ${who}: chmod g-w ${file} unless that group is meant to` };
   if (uid !== undefined && st.uid !== uid && st.uid !== 0) return { warn: `the ACL file ${file} belongs to another user (uid ${st.uid}), ${who}` };
+  // The same of a directory it is looked up in: its group, or its owner, may put another file in its place.
+  const grouped = dirs.find((d) => d.st.mode & 0o020 && !(d.st.mode & 0o1000));
+  if (grouped) return { warn: `${where(grouped)}, where its group may put another file in its place (mode ${modeOf(grouped.st)}), ${who}: chmod g-w ${grouped.path} unless that group is meant to` };
+  const owned = uid === undefined ? undefined : dirs.find((d) => d.st.uid !== uid && d.st.uid !== 0);
+  if (owned) return { warn: `${where(owned)}, which belongs to another user (uid ${owned.st.uid}), who may put another file in its place, ${who}` };
   return {};
 }
 
