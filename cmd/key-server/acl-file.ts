@@ -22,7 +22,7 @@ export interface LookedIn {
 
 /**
  * Why the ACL file (its status `st`) is refused, or what to warn of, or nothing. `dirs`: the
- * directories its opening looks names up in, from the root down, the file's own last.
+ * directories its opening looks names up in (directoriesLookedIn), the file's own last.
  */
 export function aclFileProblem(file: string, st: Stats, dirs: LookedIn[], uid = process.getuid?.()): { refuse?: string; warn?: string } {
   const who = 'who could then give any machine any key';

@@ -212,12 +212,14 @@ export async function realFilePath(path: string): Promise<string> {
  * Every directory in which opening `path` looks up a name, as the kernel does: each directory on
  * the way as named (the working directory's own for a relative path), and, where a name there is
  * a symbolic link, every directory on the way to where it leads, link after link. Whoever may
- * replace a name in any of them decides what `path` opens. Real paths, each once, from the root
- * down; a name that cannot be looked at ends the walk there (opening the path fails there too).
+ * replace a name in any of them decides what `path` opens. Real paths, each once, in the order
+ * first looked in (the root first), but the file's own directory last; a name that cannot be looked
+ * at ends the walk there (opening the path fails there too).
  */
 export async function directoriesLookedIn(path: string): Promise<string[]> {
   const dirs: string[] = [];
   let links = 0;
+  let last: string | undefined; // where the last name was looked up: the file's own directory
   // Walks `rel` from the real directory `from`; returns where it leads (undefined: it does not).
   const walk = async (from: string, rel: string): Promise<string | undefined> => {
     let at = from;
@@ -228,6 +230,7 @@ export async function directoriesLookedIn(path: string): Promise<string[]> {
         continue;
       }
       if (!dirs.includes(at)) dirs.push(at);
+      last = at;
       const next = at === sep ? `${sep}${name}` : `${at}${sep}${name}`;
       const st = await fs.lstat(next).catch(() => undefined);
       if (!st) return undefined;
@@ -245,6 +248,7 @@ export async function directoriesLookedIn(path: string): Promise<string[]> {
   };
   // Not resolve(): it would undo a ".." after a link as text. process.cwd() is a real path.
   await walk(sep, isAbsolute(path) ? path : `${process.cwd()}${sep}${path}`);
+  if (last !== undefined) dirs.push(...dirs.splice(dirs.indexOf(last), 1));
   return dirs;
 }
 

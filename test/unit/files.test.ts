@@ -4,11 +4,11 @@
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { chmodSync, chownSync, existsSync, promises as fsp, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, promises as fsp, lstatSync, mkdirSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, statSync, symlinkSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { checkWritable, describeErrno, DirChecks, makePrivateDir, ownDirProblem, readFileLimited, readSecretFile, refuseOwnFiles, refuseReplaceable, stageFile, unmakeHeld, writeFileAtomic, writeFilesAtomic } from '../../lib/files/index.ts';
+import { checkWritable, describeErrno, directoriesLookedIn, DirChecks, makePrivateDir, ownDirProblem, readFileLimited, readSecretFile, refuseOwnFiles, refuseReplaceable, stageFile, unmakeHeld, writeFileAtomic, writeFilesAtomic } from '../../lib/files/index.ts';
 import { tempDir } from '../support/helpers.ts';
 import { rejects } from '../support/rejects.ts';
 
@@ -259,6 +259,28 @@ describe('lib/files', () => {
     await writeFilesAtomic([{ path: `${tmp.dir}/bl/../out`, data: text('x') }]);
     expect(readFileSync(join(tmp.dir, 'a', 'out'), 'utf8')).to.equal('x');
     expect(existsSync(join(tmp.dir, 'out'))).to.equal(false);
+  });
+
+  it('directoriesLookedIn names every directory opening a path looks a name up in: as named, and on each link\'s way, "link/.." as the kernel reads it', async () => {
+    const real = realpathSync(tmp.dir);
+    const above = (dir: string) => { const all: string[] = []; for (let d = dir; ; d = dirname(d)) { all.unshift(d); if (d === dirname(d)) return all; } };
+    for (const d of ['safe', 'mid', join('open', 'ks')]) mkdirSync(join(real, d), { recursive: true });
+    writeFileSync(join(real, 'open', 'acl.json'), '{}');
+    symlinkSync(join(real, 'open', 'acl.json'), join(real, 'mid', 'hop'));
+    symlinkSync('../mid/hop', join(real, 'safe', 'acl.json')); // relative, read from safe/
+    symlinkSync(join(real, 'open', 'ks'), join(real, 'safe', 'ks'));
+    const at = (...p: string[]) => join(real, ...p);
+    expect(await directoriesLookedIn(at('safe', 'acl.json'))).to.deep.equal([...above(real), at('safe'), at('mid'), at('open')]);
+    expect(await directoriesLookedIn(`${at('safe', 'ks')}/../acl.json`), 'ks/.. is open, where the link leads').to.deep.equal([...above(real), at('safe'), at('open')]);
+    const cwd = process.cwd();
+    try {
+      process.chdir(at('safe'));
+      expect(await directoriesLookedIn('ks/x')).to.deep.equal([...above(real), at('safe'), at('open'), at('open', 'ks')]);
+    } finally {
+      process.chdir(cwd);
+    }
+    expect(await directoriesLookedIn(at('missing', 'x')), 'the walk ends where a name is missing').to.deep.equal(above(real));
+    expect(await directoriesLookedIn(`${at('open', 'ks')}/../../safe/ks/../acl.json`), 'the file\'s own directory last, though looked in before').to.deep.equal([...above(real), at('safe'), at('open')]);
   });
 
   it('removes a store it made named through "link/..", where the link leads (unmakeHeld), and nothing beside the link', () => {
