@@ -241,8 +241,7 @@ export class KeyService {
         return { response: succeeded(req.name, { version: info.version }), version: info.version };
       }
       case 'retrieve': {
-        const { info, value } = await ks.fetch(req.name, req.version);
-        if (!info.exportable) throw new CertifierError('NOT_EXPORTABLE', `"${req.name}" version ${info.version} is not exportable`);
+        const { info, value } = await ks.release(req.name, req.version);
         const entry: CryptstoreEntry = {
           tag: info.name, type: info.type, version: info.version, timeEntered: Buffer.from(info.timeEntered, 'utf8'), blob: value, exportable: info.exportable,
         };

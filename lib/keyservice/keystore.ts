@@ -128,6 +128,20 @@ export class KeyStore {
 
   /** A value and its metadata: `version` 0 is the latest. NOT_FOUND when absent, INTEGRITY when it does not open. */
   async fetch(name: string, version = 0): Promise<{ info: RecordInfo; value: Uint8Array }> {
+    return this.open(name, version, false);
+  }
+
+  /**
+   * fetch() for a value that is to leave the key-server: NOT_EXPORTABLE, before the value is
+   * opened, when its record is marked not exportable, so a refused value is never decrypted into
+   * the heap. The mark is in the AAD: a record relabelled exportable fails to open (INTEGRITY), one
+   * relabelled not exportable is only refused.
+   */
+  async release(name: string, version = 0): Promise<{ info: RecordInfo; value: Uint8Array }> {
+    return this.open(name, version, true);
+  }
+
+  private async open(name: string, version: number, exportableOnly: boolean): Promise<{ info: RecordInfo; value: Uint8Array }> {
     checkName(name);
     checkVersion(version, true);
     const r = await this.backend.get(name, version);
@@ -136,7 +150,9 @@ export class KeyStore {
     const damaged = (why: string) => new CertifierError('INTEGRITY', `"${name}" version ${v} failed its integrity check (${why})`);
     // The AAD is built from what was asked for, not from what the record claims.
     if (r.name !== name || r.version !== v) throw damaged(`the backend returned "${r.name}" version ${r.version}`);
-    const value = aeadOpen(this.usableKey(), r.ciphertext, this.checkedAad(name, r, damaged));
+    const aad = this.checkedAad(name, r, damaged);
+    if (exportableOnly && !r.exportable) throw new CertifierError('NOT_EXPORTABLE', `"${name}" version ${v} is not exportable`);
+    const value = aeadOpen(this.usableKey(), r.ciphertext, aad);
     if (!value) throw damaged('authentication failed: tampered, moved, relabelled, or sealed under another storage key');
     if (value.length !== r.size) throw damaged(`the record says ${r.size} bytes, the value has ${value.length}`);
     return { info: infoOf(r), value };

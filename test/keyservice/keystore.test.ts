@@ -215,6 +215,24 @@ describe('KeyStore', () => {
     for (const v of [2, 1, 0, 1]) expect(Buffer.from((await edited.fetch('a', v)).value).toString(), `version ${v}`).to.equal(v === 1 ? 'value of a' : 'value of a, version 2');
   });
 
+  it('release refuses a value marked not exportable before opening it, and a record relabelled exportable fails to open', async () => {
+    await ks.store('sealed', utf8('never leaves'), { type: 'binary-blob', exportable: false });
+    await ks.store('open', utf8('may leave'), { type: 'binary-blob', exportable: true });
+    expect(Buffer.from((await ks.release('open')).value).toString()).to.equal('may leave');
+    // Garbage in place of the sealed value: release refuses on the mark without opening, fetch tries and fails.
+    let edit = (r: StoredRecord): StoredRecord => r;
+    const edited = new KeyStore({ get: async (n: string, v: number) => edit((await backend.get(n, v))!) } as unknown as KeyBackend, storageKey);
+    edit = (r) => ({ ...r, ciphertext: new Uint8Array(r.ciphertext.length) });
+    expect((await rejects(edited.release('sealed'), 'NOT_EXPORTABLE')).message).to.equal('"sealed" version 1 is not exportable');
+    await rejects(edited.fetch('sealed'), 'INTEGRITY');
+    // Relabelled exportable: the mark is in the AAD, so nothing is released.
+    edit = (r) => ({ ...r, exportable: true });
+    await rejects(edited.release('sealed', 1), 'INTEGRITY');
+    // Damaged metadata is still INTEGRITY, not a refusal.
+    edit = (r) => ({ ...r, size: r.size + 1, timeEntered: 'yesterday' });
+    await rejects(edited.release('sealed'), 'INTEGRITY');
+  });
+
   it('keeps the AAD of a checked record as bytes of its own, not a view holding a pooled buffer alive', async () => {
     await ks.store('pooled', utf8('v'), { type: 'binary-blob', exportable: true });
     await ks.fetch('pooled');
