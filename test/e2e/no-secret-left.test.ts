@@ -6,16 +6,15 @@
 // provision writes, and the standard output of `retrieve --out -` and `get-item`.
 
 import { expect } from 'chai';
-import { createPrivateKey, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Domain, expectFailure, expectSuccess, type Child, type KeyServer, type Machine } from './domain.ts';
 import { run, runScript, type RunResult } from '../support/helpers.ts';
-import { filesUnder, search, type Canary, type Finding, type Place } from '../support/canaries.ts';
+import { filesUnder, pemKeySecret, printable, Scan, storeSecrets, withTmpDir, type Place } from '../support/canaries.ts';
 import { Cryptstore, KeyFileProtector, PassphraseProtector } from '../../cryptstore/index.ts';
 import { loadIdentity } from '../../lib/certifier/index.ts';
 import { KeyClient } from '../../lib/keyclient/index.ts';
-import { STORAGE_KEY_TAG } from '../../lib/keyservice/server.ts';
 import { fromKeyMessage } from '../../lib/crypto/keymessage.ts';
 import { decode } from '../../lib/wire/index.ts';
 import type { KeyMessage } from '../../lib/wire/types.ts';
@@ -26,13 +25,9 @@ function expectJsonFailure(r: RunResult, status: number, code: string): void {
   expect(r.json().error.code).to.equal(code);
 }
 
-/** Printable ASCII (no quote or backslash, so JSON leaves it as it is; JSON escapes are searched too). */
-const printable = (n: number) => [...randomBytes(n)].map((b) => String.fromCharCode(0x23 + (b % 0x39))).join('');
-
 describe('e2e: no secret in any output or file at rest (canary scan of Scenario 1)', function () {
   this.timeout(120_000); // its before hook runs some 70 programs, which a loaded machine makes slow
   let d: Domain;
-  const outputs: Place[] = [];
   let files: Place[] = [];
   const canaries = {
     value32: randomBytes(32),
@@ -48,22 +43,17 @@ describe('e2e: no secret in any output or file at rest (canary scan of Scenario 
     writerKeyFile: Buffer.alloc(0), // new-key-file's, read once written
   };
   /**
-   * Secrets the programs made themselves, read at the end: the private keys of the policy and the
-   * simulated platform (allowed in their own PEM file, whose base64 may show a part of one), and
-   * the storage key, the stores' data keys and the machines' keys (allowed nowhere).
+   * Where each canary is meant to be: a file of the test's (by path under its folder) or a run's
+   * output (by label). Its `made` are the secrets the programs made themselves, read at the end:
+   * the private keys of the policy and the simulated platform (allowed in their own PEM file,
+   * whose base64 may show a part of one), and the storage key, the stores' data keys and the
+   * machines' keys (allowed nowhere).
    */
-  const made: (Canary & { home?: string })[] = [];
+  const scan = new Scan(canaries);
+  const { outputs, made } = scan;
   type Name = keyof typeof canaries;
-  /** Where a canary is meant to be: a file of the test's (by path under its folder) or a run's output (by label). */
-  const allowed: { place: string; canaries: Name[] }[] = [];
-  const allow = (place: string, ...names: Name[]) => allowed.push({ place, canaries: names });
-
-  /** Runs a program, keeping its stdout and stderr (as bytes) for the scan. */
-  async function recorded(label: string, r: Promise<RunResult>): Promise<RunResult> {
-    const done = await r;
-    outputs.push({ label: `${label}: stdout`, bytes: done.stdout }, { label: `${label}: stderr`, bytes: done.stderrBytes });
-    return done;
-  }
+  const allow = (place: string, ...names: Name[]) => scan.allow(place, ...names);
+  const recorded = (label: string, r: Promise<RunResult>) => scan.recorded(label, r);
   const cu = (label: string, args: string[], input?: Buffer) => recorded(`cert-utility ${label}`, run('cert-utility', args, { cwd: d.dir, ...(input ? { input } : {}) }));
   const kc = (label: string, m: Machine, s: KeyServer, cmd: string, args: string[], input?: Buffer) => recorded(`key-client ${cmd} ${label}`, d.kc(m, s, cmd, args, input));
   /** A file of the test's own, allowed to hold the canaries it was written with. */
@@ -209,11 +199,8 @@ describe('e2e: no secret in any output or file at rest (canary scan of Scenario 
   before(async () => {
     d = await Domain.create({ programs: ['key-server', 'writer', 'reader', 'vm'] });
     for (const dir of ['inputs', 'stores', 'provisioned', 'audit', 'exports', 'tmp']) mkdirSync(join(d.dir, dir), { mode: 0o700 });
-    // Whatever a program puts in its temporary folder stays under the scanned tree.
-    const savedTmp = process.env.TMPDIR;
     let ks!: Machine, writer!: Machine, reader!: Machine, standby!: Machine;
-    process.env.TMPDIR = join(d.dir, 'tmp');
-    try {
+    await withTmpDir(join(d.dir, 'tmp'), async () => {
       const f = {
         value32: input('value32.bin', canaries.value32, 'value32'),
         serverPass: input('server-pass.txt', canaries.serverPassphrase, 'serverPassphrase'),
@@ -266,12 +253,7 @@ describe('e2e: no secret in any output or file at rest (canary scan of Scenario 
           allow('cert-utility get-item retrieved --out -: stdout', 'value32');
         })(),
       ]);
-    } finally {
-      // Not `= savedTmp` when it was unset: that sets the text "undefined", and every later test
-      // file in this mocha worker makes its folders under ./undefined, which is not there.
-      if (savedTmp === undefined) delete process.env.TMPDIR;
-      else process.env.TMPDIR = savedTmp;
-    }
+    });
     // Every server stopped, so that its logs are whole and its files at rest.
     await Promise.all(d.servers.map((c) => c.stop()));
     // key-server given a wrong passphrase, its log in text and in JSON.
@@ -281,22 +263,14 @@ describe('e2e: no secret in any output or file at rest (canary scan of Scenario 
       expect(r.status, r.stderr).to.equal(4);
       expect(r.stderr).to.contain('WRONG_KEY');
     }
-    for (const home of ['policy-key.pem', 'platform/platform-key.pem', 'platform/attest-key.pem']) {
-      made.push({ name: home, home, value: Buffer.from(createPrivateKey(readFileSync(join(d.dir, home))).export({ format: 'jwk' }).d!, 'base64url') });
-    }
+    for (const home of ['policy-key.pem', 'platform/platform-key.pem', 'platform/attest-key.pem']) made.push(pemKeySecret(home, join(d.dir, home), home));
     // The storage key, each store's data key and each machine's private key.
     const vm: Machine = { name: 'vm', program: 'vm', store: join(d.dir, 'stores', 'vm'), storeArgs: [] };
     for (const [m, protector] of [[ks, new PassphraseProtector(canaries.serverPassphrase)], [writer, new KeyFileProtector(canaries.writerKeyFile)], [reader, new PassphraseProtector(canaries.readerPassphrase)], [vm, new PassphraseProtector(canaries.vmPassphrase)], [standby, new KeyFileProtector(readFileSync(d.keyFile))]] as const) {
-      const store = await Cryptstore.open(m.store, protector);
-      try {
-        if (m === ks) made.push({ name: 'storage key', value: Buffer.from((await store.get(STORAGE_KEY_TAG)).blob) });
-        if (m === standby) expect(Buffer.from((await store.get(STORAGE_KEY_TAG)).blob).equals(made.find((c) => c.name === 'storage key')!.value), 'the standby holds the storage key').to.equal(true);
-        made.push({ name: `${m.name}'s data key`, value: Buffer.from((store as unknown as { dataKey: Uint8Array }).dataKey) });
-        const { key } = await loadIdentity(store, d.name, d.policyCert);
-        made.push({ name: `${m.name}'s private key`, value: Buffer.from(key.export({ format: 'jwk' }).d!, 'base64url') });
-      } finally {
-        await store.close();
-      }
+      const held = await storeSecrets(m.name, m.store, protector, d.name, d.policyCert);
+      if (m === ks) made.push({ name: 'storage key', value: held.storageKey! });
+      if (m === standby) expect(held.storageKey?.equals(made.find((c) => c.name === 'storage key')!.value), 'the standby holds the storage key').to.equal(true);
+      made.push(...held.made);
     }
     d.servers.forEach((c: Child, i) => outputs.push(
       { label: `${c.name} #${i}: stdout`, bytes: Buffer.concat(c.written.stdout) }, { label: `${c.name} #${i}: stderr`, bytes: Buffer.concat(c.written.stderr) },
@@ -317,19 +291,12 @@ describe('e2e: no secret in any output or file at rest (canary scan of Scenario 
     expect(new Set(lines.map((l) => (JSON.parse(l) as { decision: string }).decision))).to.deep.equal(new Set(['allow', 'deny']));
   });
 
-  const given = () => Object.entries(canaries).map(([name, value]) => ({ name, value }));
-
   it('finds each canary where the test put or asked for it, so the search would see a leak', () => {
-    const found = search([...outputs, ...files], given());
-    for (const a of allowed) {
-      for (const c of a.canaries) expect(found.some((x) => x.place === a.place && x.canary === c), `${c} in ${a.place}`).to.equal(true);
-    }
+    expect(scan.missed(files)).to.deep.equal([]);
   });
 
   it('finds no canary anywhere else: not in an output of any run, a log, the audit log, a key database, a cryptstore, a backup or a bundle', () => {
-    const found: Finding[] = search([...outputs, ...files], [...given(), ...made]);
-    const unexpected = found.filter((x) => !allowed.some((a) => a.place === x.place && a.canaries.includes(x.canary as Name)) && !made.some((m) => m.name === x.canary && m.home === x.place));
-    expect(unexpected.map((x) => `${x.canary} (${x.form}) in ${x.place}`)).to.deep.equal([]);
+    expect(scan.leaks(files)).to.deep.equal([]);
     expect(made.map((c) => c.name)).to.have.length(16);
   });
 });

@@ -3,8 +3,16 @@
 // base64url with and without padding, JSON-escaped text), and a prefix of each form, which a cut
 // or paged print would leave.
 
+import { createPrivateKey, randomBytes } from 'node:crypto';
 import { lstatSync, readdirSync, readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
+import { Cryptstore, type Protector } from '../../cryptstore/index.ts';
+import { loadIdentity } from '../../lib/certifier/index.ts';
+import { STORAGE_KEY_TAG } from '../../lib/keyservice/server.ts';
+import type { RunResult } from './helpers.ts';
+
+/** `n` random printable ASCII characters (no quote or backslash, so JSON leaves them as they are; JSON escapes are searched too). */
+export const printable = (n: number): string => [...randomBytes(n)].map((b) => String.fromCharCode(0x23 + (b % 0x39))).join('');
 
 export interface Canary {
   name: string;
@@ -72,4 +80,91 @@ export function filesUnder(dir: string): Place[] {
   };
   walk(dir);
   return places;
+}
+
+/** A secret a program made, read back at the end; `home` names the one place it may be (its own PEM file). */
+export type Made = Canary & { home?: string };
+
+/**
+ * One scan: the canaries a test hands the programs, where each may be (its own input files, the
+ * outputs that were asked for it), the secrets the programs made, and every output recorded.
+ */
+export class Scan<Name extends string> {
+  readonly outputs: Place[] = [];
+  readonly made: Made[] = [];
+  private readonly allowed: { place: string; canaries: Name[] }[] = [];
+
+  /** `canaries` is read when searched: a value the test learns later (a key file written by a program) may be set meanwhile. */
+  constructor(readonly canaries: Record<Name, Buffer>) {}
+
+  /** A place (a file's label, or a run's output's) where `names` are meant to be. */
+  allow(place: string, ...names: Name[]): void {
+    this.allowed.push({ place, canaries: names });
+  }
+
+  /** Keeps a run's stdout and stderr (as bytes) for the search, labelled `LABEL: stdout` and `LABEL: stderr`. */
+  async recorded(label: string, r: Promise<RunResult>): Promise<RunResult> {
+    const done = await r;
+    this.outputs.push({ label: `${label}: stdout`, bytes: done.stdout }, { label: `${label}: stderr`, bytes: done.stderrBytes });
+    return done;
+  }
+
+  /** The canaries the test gave, as searched. */
+  given(): Canary[] {
+    return Object.entries<Buffer>(this.canaries).map(([name, value]) => ({ name, value }));
+  }
+
+  /** The self-check: each canary meant to be somewhere and not found there (none, when the search works). */
+  missed(places: Place[]): string[] {
+    const found = search([...this.outputs, ...places], this.given());
+    return this.allowed.flatMap((a) => a.canaries.filter((c) => !found.some((x) => x.place === a.place && x.canary === c)).map((c) => `${c} in ${a.place}`));
+  }
+
+  /** Every canary, given or made, found anywhere but where it may be. */
+  leaks(places: Place[]): string[] {
+    return search([...this.outputs, ...places], [...this.given(), ...this.made])
+      .filter((x) => !this.allowed.some((a) => a.place === x.place && (a.canaries as string[]).includes(x.canary)) && !this.made.some((m) => m.name === x.canary && m.home === x.place))
+      .map((x) => `${x.canary} (${x.form}) in ${x.place}`);
+  }
+}
+
+/** The private scalar of the EC key in PEM file `file`, a made secret at home in `home` (the file's label). */
+export function pemKeySecret(name: string, file: string, home: string): Made {
+  return { name, home, value: Buffer.from(createPrivateKey(readFileSync(file)).export({ format: 'jwk' }).d!, 'base64url') };
+}
+
+/**
+ * What an idle certified store holds that must be nowhere else: its data key, its machine's private
+ * key, and the key-server's storage key when it holds one (returned as `storageKey` too).
+ */
+export async function storeSecrets(name: string, dir: string, protector: Protector, domain: string, policyCert: Uint8Array): Promise<{ made: Made[]; storageKey?: Buffer }> {
+  const store = await Cryptstore.open(dir, protector);
+  try {
+    const storageKey = (await store.has(STORAGE_KEY_TAG)) ? Buffer.from((await store.get(STORAGE_KEY_TAG)).blob) : undefined;
+    const { key } = await loadIdentity(store, domain, policyCert);
+    const made: Made[] = [
+      { name: `${name}'s data key`, value: Buffer.from((store as unknown as { dataKey: Uint8Array }).dataKey) },
+      { name: `${name}'s private key`, value: Buffer.from(key.export({ format: 'jwk' }).d!, 'base64url') },
+    ];
+    return storageKey ? { made, storageKey } : { made };
+  } finally {
+    await store.close();
+  }
+}
+
+/**
+ * Runs `fn` with TMPDIR at `dir`, so that whatever a program puts in its temporary folder stays
+ * under the scanned tree, and puts TMPDIR back as it was.
+ */
+export async function withTmpDir<T>(dir: string, fn: () => Promise<T>): Promise<T> {
+  const saved = process.env.TMPDIR;
+  process.env.TMPDIR = dir;
+  try {
+    return await fn();
+  } finally {
+    // Not `= saved` when it was unset: that sets the text "undefined", and every later test file
+    // in this mocha worker makes its folders under ./undefined, which is not there.
+    if (saved === undefined) delete process.env.TMPDIR;
+    else process.env.TMPDIR = saved;
+  }
 }
