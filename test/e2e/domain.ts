@@ -274,6 +274,20 @@ export class Domain {
     return machine;
   }
 
+  /**
+   * A machine running `program` whose store is protected by `protection` (`--passphrase-file F`,
+   * the store made first with a cheap KDF, or `--key-file F`), certified by this domain's
+   * simpleserver; `cu` runs cert-utility (a test's own runner, which may keep what it printed).
+   */
+  async certifyProtected(name: string, program: string, protection: string[], cu: (label: string, args: string[]) => Promise<RunResult>): Promise<Machine> {
+    const store = join(this.dir, 'stores', name);
+    mkdirSync(join(this.dir, 'stores'), { recursive: true });
+    const machine: Machine = { name, program, store, storeArgs: ['--store', store, ...protection] };
+    if (protection[0] === '--passphrase-file') expectSuccess(await cu(`create-store ${name}`, ['create-store', '--scrypt-log-n', '10', ...machine.storeArgs]));
+    expectSuccess(await cu(`init-trust ${name}`, this.initTrustArgs(machine)));
+    return machine;
+  }
+
   /** cert-utility's arguments that certify `machine` (its store as its storeArgs say) by this domain's simpleserver. */
   initTrustArgs(machine: Machine): string[] {
     return ['init-trust', '--domain', this.name, '--policy-cert', this.policyCertFile, '--server', `127.0.0.1:${this.certifierPort}`,

@@ -6,12 +6,11 @@
 // provision writes, and the standard output of `retrieve --out -` and `get-item`.
 
 import { expect } from 'chai';
-import { randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Domain, expectFailure, expectSuccess, type Child, type KeyServer, type Machine } from './domain.ts';
+import { Domain, expectFailure, expectSuccess, type KeyServer, type Machine } from './domain.ts';
 import { run, runScript, type RunResult } from '../support/helpers.ts';
-import { filesUnder, pemKeySecret, printable, Scan, storeSecrets, withTmpDir, type Place } from '../support/canaries.ts';
+import { filesUnder, pemKeySecret, printable, scenarioCanaries, Scan, serverOutputs, storeSecrets, withTmpDir, type Place } from '../support/canaries.ts';
 import { Cryptstore, KeyFileProtector, PassphraseProtector } from '../../cryptstore/index.ts';
 import { loadIdentity } from '../../lib/certifier/index.ts';
 import { KeyClient } from '../../lib/keyclient/index.ts';
@@ -30,15 +29,10 @@ describe('e2e: no secret in any output or file at rest (canary scan of Scenario 
   let d: Domain;
   let files: Place[] = [];
   const canaries = {
-    value32: randomBytes(32),
-    value1k: randomBytes(1024),
-    valueText: Buffer.from(`canary-text-${printable(48)}`),
-    serverPassphrase: Buffer.from(`canary-pass-server-${printable(24)}`),
-    readerPassphrase: Buffer.from(`canary-pass-reader-${printable(24)}`),
+    ...scenarioCanaries(),
     storePassphrase: Buffer.from(`canary-pass-store-${printable(24)}`),
     newStorePassphrase: Buffer.from(`canary-pass-rekey-${printable(24)}`),
     vmPassphrase: Buffer.from(`canary-pass-vm-${printable(24)}`),
-    wrongPassphrase: Buffer.from(`canary-pass-wrong-${printable(24)}`),
     bundlePassphrase: Buffer.from(`canary-pass-bundle-${printable(24)}`),
     writerKeyFile: Buffer.alloc(0), // new-key-file's, read once written
   };
@@ -57,21 +51,9 @@ describe('e2e: no secret in any output or file at rest (canary scan of Scenario 
   const cu = (label: string, args: string[], input?: Buffer) => recorded(`cert-utility ${label}`, run('cert-utility', args, { cwd: d.dir, ...(input ? { input } : {}) }));
   const kc = (label: string, m: Machine, s: KeyServer, cmd: string, args: string[], input?: Buffer) => recorded(`key-client ${cmd} ${label}`, d.kc(m, s, cmd, args, input));
   /** A file of the test's own, allowed to hold the canaries it was written with. */
-  const input = (name: string, bytes: Buffer, ...names: Name[]) => {
-    const f = join(d.dir, 'inputs', name);
-    writeFileSync(f, bytes, { mode: 0o600 });
-    allow(`inputs/${name}`, ...names);
-    return f;
-  };
-
+  const input = (name: string, bytes: Buffer, ...names: Name[]) => scan.input(d.dir, name, bytes, ...names);
   /** Init-trust of a machine whose store is protected by `protection` (made beforehand with a cheap KDF for a passphrase). */
-  async function certify(name: string, program: string, protection: string[], passphrase: boolean): Promise<Machine> {
-    const store = join(d.dir, 'stores', name);
-    const machine: Machine = { name, program, store, storeArgs: ['--store', store, ...protection] };
-    if (passphrase) expectSuccess(await cu(`create-store ${name}`, ['create-store', '--scrypt-log-n', '10', ...machine.storeArgs]));
-    expectSuccess(await cu(`init-trust ${name}`, d.initTrustArgs(machine)));
-    return machine;
-  }
+  const certify = (name: string, program: string, protection: string[]) => d.certifyProtected(name, program, protection, cu);
 
   /**
    * Scenario 1's key-client work against `server`, round `r` of two (the first server logs text,
@@ -217,9 +199,9 @@ describe('e2e: no secret in any output or file at rest (canary scan of Scenario 
       allow('inputs/writer.key', 'writerKeyFile');
 
       [ks, writer, reader, standby] = await Promise.all([
-        certify('keyserver', 'key-server', ['--passphrase-file', f.serverPass], true),
-        certify('writer', 'writer', ['--key-file', f.writerKey], false),
-        certify('reader', 'reader', ['--passphrase-file', f.readerPass], true),
+        certify('keyserver', 'key-server', ['--passphrase-file', f.serverPass]),
+        certify('writer', 'writer', ['--key-file', f.writerKey]),
+        certify('reader', 'reader', ['--passphrase-file', f.readerPass]),
         d.certify('standby', 'key-server'), // a standby of the key-server, its store protected by the domain's key file
       ]);
       const acl = {
@@ -272,9 +254,7 @@ describe('e2e: no secret in any output or file at rest (canary scan of Scenario 
       if (m === standby) expect(held.storageKey?.equals(made.find((c) => c.name === 'storage key')!.value), 'the standby holds the storage key').to.equal(true);
       made.push(...held.made);
     }
-    d.servers.forEach((c: Child, i) => outputs.push(
-      { label: `${c.name} #${i}: stdout`, bytes: Buffer.concat(c.written.stdout) }, { label: `${c.name} #${i}: stderr`, bytes: Buffer.concat(c.written.stderr) },
-    ));
+    outputs.push(...serverOutputs(d.servers));
     files = filesUnder(d.dir);
   });
 

@@ -4,7 +4,7 @@
 // or paged print would leave.
 
 import { createPrivateKey, randomBytes } from 'node:crypto';
-import { lstatSync, readdirSync, readFileSync } from 'node:fs';
+import { lstatSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { Cryptstore, type Protector } from '../../cryptstore/index.ts';
 import { loadIdentity } from '../../lib/certifier/index.ts';
@@ -82,6 +82,18 @@ export function filesUnder(dir: string): Place[] {
   return places;
 }
 
+/** The canaries of Scenario 1 that every scan hands the programs: values of three kinds and the passphrases of a key-server's store, a reader's and a wrong one. */
+export function scenarioCanaries() {
+  return {
+    value32: randomBytes(32),
+    value1k: randomBytes(1024),
+    valueText: Buffer.from(`canary-text-${printable(48)}`),
+    serverPassphrase: Buffer.from(`canary-pass-server-${printable(24)}`),
+    readerPassphrase: Buffer.from(`canary-pass-reader-${printable(24)}`),
+    wrongPassphrase: Buffer.from(`canary-pass-wrong-${printable(24)}`),
+  };
+}
+
 /** A secret a program made, read back at the end; `home` names the one place it may be (its own PEM file). */
 export type Made = Canary & { home?: string };
 
@@ -100,6 +112,14 @@ export class Scan<Name extends string> {
   /** A place (a file's label, or a run's output's) where `names` are meant to be. */
   allow(place: string, ...names: Name[]): void {
     this.allowed.push({ place, canaries: names });
+  }
+
+  /** Writes `bytes` to DIR/inputs/NAME, a file of the test's where `names` are meant to be; returns its path. */
+  input(dir: string, name: string, bytes: Buffer, ...names: Name[]): string {
+    const f = join(dir, 'inputs', name);
+    writeFileSync(f, bytes, { mode: 0o600 });
+    this.allow(`inputs/${name}`, ...names);
+    return f;
   }
 
   /** Keeps a run's stdout and stderr (as bytes) for the search, labelled `LABEL: stdout` and `LABEL: stderr`. */
@@ -128,6 +148,13 @@ export class Scan<Name extends string> {
   }
 }
 
+/** Everything servers wrote (their stdout and stderr, from `written`), labelled by program and place in `servers`. */
+export function serverOutputs(servers: readonly { name: string; written: { stdout: Buffer[]; stderr: Buffer[] } }[]): Place[] {
+  return servers.flatMap((c, i) => [
+    { label: `${c.name} #${i}: stdout`, bytes: Buffer.concat(c.written.stdout) }, { label: `${c.name} #${i}: stderr`, bytes: Buffer.concat(c.written.stderr) },
+  ]);
+}
+
 /** The private scalar of the EC key in PEM file `file`, a made secret at home in `home` (the file's label). */
 export function pemKeySecret(name: string, file: string, home: string): Made {
   return { name, home, value: Buffer.from(createPrivateKey(readFileSync(file)).export({ format: 'jwk' }).d!, 'base64url') };
@@ -135,18 +162,20 @@ export function pemKeySecret(name: string, file: string, home: string): Made {
 
 /**
  * What an idle certified store holds that must be nowhere else: its data key, its machine's private
- * key, and the key-server's storage key when it holds one (returned as `storageKey` too).
+ * key, and the key-server's storage key when it holds one (returned as `storageKey` too). And, not
+ * secret, its machine's public key's x, which evidence and certificates carry.
  */
-export async function storeSecrets(name: string, dir: string, protector: Protector, domain: string, policyCert: Uint8Array): Promise<{ made: Made[]; storageKey?: Buffer }> {
+export async function storeSecrets(name: string, dir: string, protector: Protector, domain: string, policyCert: Uint8Array): Promise<{ made: Made[]; storageKey?: Buffer; publicX: Buffer }> {
   const store = await Cryptstore.open(dir, protector);
   try {
     const storageKey = (await store.has(STORAGE_KEY_TAG)) ? Buffer.from((await store.get(STORAGE_KEY_TAG)).blob) : undefined;
-    const { key } = await loadIdentity(store, domain, policyCert);
+    const jwk = (await loadIdentity(store, domain, policyCert)).key.export({ format: 'jwk' });
     const made: Made[] = [
       { name: `${name}'s data key`, value: Buffer.from((store as unknown as { dataKey: Uint8Array }).dataKey) },
-      { name: `${name}'s private key`, value: Buffer.from(key.export({ format: 'jwk' }).d!, 'base64url') },
+      { name: `${name}'s private key`, value: Buffer.from(jwk.d!, 'base64url') },
     ];
-    return storageKey ? { made, storageKey } : { made };
+    const publicX = Buffer.from(jwk.x!, 'base64url');
+    return storageKey ? { made, storageKey, publicX } : { made, publicX };
   } finally {
     await store.close();
   }
