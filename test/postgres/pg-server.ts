@@ -167,6 +167,11 @@ export class PgServer {
     return this.exec('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-h', '127.0.0.1', '-p', String(this.port), '-U', 'postgres', '-d', database, ...extra, '-c', sql]);
   }
 
+  /** `pg_dump` of `database` as SQL text: its schema and every row (bytea as hex). */
+  dump(database: string): Promise<string> {
+    return this.exec('pg_dump', ['-h', '127.0.0.1', '-p', String(this.port), '-U', 'postgres', '-d', database]);
+  }
+
   /** A new, empty database; returns its URL. */
   async createDatabase(name: string): Promise<string> {
     await this.psql('postgres', `CREATE DATABASE "${name}"`);
