@@ -131,7 +131,8 @@ export class ServerSession<P> {
   private readonly started = performance.now(); // monotonic: a clock step does not change a duration
   /** The peer's address, whose share of the server's answer budget this connection draws on. */
   private readonly address: string;
-  private received = 0;
+  private received = 0; // frames read whole, those past the request limit too
+  private handed = 0; // of them, handed to the handler
   private answered = 0;
   private busy = false; // a handler is starting a request
   private writing = false; // the outbox is being written
@@ -203,9 +204,9 @@ export class ServerSession<P> {
       this.readTimer = undefined;
     }
     for (const frame of frames) {
-      // Frames past the per-connection budget are never handed to the handler.
-      if (this.received >= this.limits.maxRequestsPerConnection) break;
       this.received++;
+      // Frames past the per-connection budget are never handed to the handler (counted dropped).
+      if (this.received > this.limits.maxRequestsPerConnection) continue;
       this.queue.push(frame);
       this.sizes.push(frame.length);
       this.requestBytes += frame.length;
@@ -274,6 +275,7 @@ export class ServerSession<P> {
     this.rearm();
     while (!this.finished && this.queue.length > 0 && this.roomToStart()) {
       const request = this.queue.shift()!;
+      this.handed++;
       let answer: Promise<Uint8Array>;
       // An answer counts as being made from the moment it is started, before the handler runs:
       // connections whose frames arrive in the same turn each see the others' (counted after
@@ -441,7 +443,8 @@ export class ServerSession<P> {
     this.answerBytes = 0;
     const record: Record<string, unknown> = {
       event: 'closed', conn: this.info.id, remote: this.info.remote, transport: this.transport,
-      reason, requests: this.received, answered: this.answered, durationMs: Math.round(performance.now() - this.started),
+      // Read whole; answered; never started (past the request limit, or behind a request that failed or the close).
+      reason, requests: this.received, answered: this.answered, dropped: this.received - this.handed, durationMs: Math.round(performance.now() - this.started),
     };
     if (reason === 'read-timeout' || reason === 'idle-timeout' || reason === 'write-timeout') record.code = 'TIMEOUT';
     if (error !== undefined) record.code = logCode(error);

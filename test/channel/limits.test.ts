@@ -290,6 +290,30 @@ describe('channel: limits and timeouts', () => {
     expect(text(await next.request(bytes('again')))).to.equal('again');
   });
 
+  it('counts in its closed line the frames read past maxRequestsPerConnection, and those behind a failed request, as dropped', async () => {
+    const server = await h.serve('plain', {
+      limits: { maxRequestsPerConnection: 3 },
+      handler: async (r: Uint8Array) => {
+        if (text(r) === 'fail') throw new Error('handler failure');
+        return r;
+      },
+    });
+    const frame = (s: string) => Buffer.concat([prefix(s.length), Buffer.from(s)]);
+    // One write, so one read: all five frames come in together, two past the limit.
+    const over = await h.raw(server, 'plain');
+    over.resume();
+    over.write(Buffer.concat(['a', 'b', 'c', 'd', 'e'].map(frame)));
+    await waitFor(() => h.closedRecords('max-requests').length === 1, 2000, 'the max-requests close');
+    expect(h.closedRecords('max-requests')[0]).to.include({ requests: 5, answered: 3, dropped: 2 });
+    expect(h.closedRecords('max-requests')[0]!.durationMs, 'the connection\'s own duration').to.be.below(2000);
+    // The second fails: the third, read but never started, is dropped too.
+    const failing = await h.raw(server, 'plain');
+    failing.resume();
+    failing.write(Buffer.concat(['a', 'fail', 'c'].map(frame)));
+    await waitFor(() => h.closedRecords('handler-error').length === 1, 2000, 'the handler-error close');
+    expect(h.closedRecords('handler-error')[0]).to.include({ requests: 3, answered: 1, dropped: 1 });
+  });
+
   it('gives the client TIMEOUT (exit 3) when a server accepts but never answers', async () => {
     const silent = await rawServer((s) => s.resume());
     try {
