@@ -138,6 +138,7 @@ export class ServerSession<P> {
   private writing = false; // the outbox is being written
   private stopped = false; // a handler failed, or bytes made no frame: answer what came before, then close
   private badFrame: unknown; // why the bytes after the last frame read make none (the close's reason then)
+  private readTimedOut = false; // a frame stalled while answers were pending: answer them, then close
   private peerEnded = false;
   private draining = false; // server closing: answer what was received, read nothing more
   private finished = false;
@@ -363,7 +364,8 @@ export class ServerSession<P> {
       this.rearm();
       return;
     }
-    if (this.badFrame !== undefined) this.finish('frame-error', this.badFrame);
+    if (this.readTimedOut) this.finish('read-timeout');
+    else if (this.badFrame !== undefined) this.finish('frame-error', this.badFrame);
     else if (this.answered >= this.limits.maxRequestsPerConnection) this.finish('max-requests');
     else if (this.draining) this.finish('server-closing');
     else if (this.peerEnded) this.finish('client-closed');
@@ -421,6 +423,15 @@ export class ServerSession<P> {
   }
 
   private timedOut(reason: 'read-timeout' | 'idle-timeout'): void {
+    if (reason === 'read-timeout' && !this.idle()) {
+      // Requests read before the stalled frame are being carried out (an answer waiting for its
+      // audit sync): they are answered, as before bytes that make no frame, and then it closes.
+      // A peer that does not read them meets the write timeout.
+      this.readTimedOut = true;
+      this.stopped = true;
+      this.setPaused(true);
+      return;
+    }
     this.finish(reason);
     // A stalled frame is a broken or hostile peer: no need to be polite to it.
     if (reason === 'read-timeout') this.socket.destroy();

@@ -212,6 +212,33 @@ describe('channel: limits and timeouts', () => {
     expect(h.closedRecords('read-timeout')).to.have.length(2);
   });
 
+  it('answers the requests carried out before a frame that does not complete within readTimeoutMs, then closes', async () => {
+    let done = 0;
+    let open!: () => void;
+    const gate = new Promise<void>((r) => (open = r));
+    // The answer waits (as for its audit sync) past the stalled frame's read timeout.
+    const server = await h.serve('plain', { limits: { readTimeoutMs: 200 }, handler: async (r: Uint8Array) => (done++, { later: gate.then(() => r) }) });
+    const socket = await h.raw(server, 'plain');
+    let received = Buffer.alloc(0);
+    socket.on('data', (d: Buffer) => (received = Buffer.concat([received, d])));
+    socket.write(Buffer.concat([prefix(4), Buffer.from('done'), prefix(5), Buffer.from('ab')]));
+    await waitFor(() => done === 1, 1000, 'the first request carried out');
+    await sleep(400);
+    open();
+    await closed(socket);
+    expect(received.equals(Buffer.concat([prefix(4), Buffer.from('done')])), 'the answer to the request carried out').to.equal(true);
+    expect(h.closedRecords()).to.have.length(1);
+    expect(h.closedRecords()[0]).to.include({ reason: 'read-timeout', code: 'TIMEOUT', requests: 1, answered: 1, dropped: 0 });
+    // One that stalls a frame and never reads its answers is still cut off, at the write timeout.
+    const big = await h.serve('plain', { limits: { readTimeoutMs: 100, idleTimeoutMs: 300 }, handler: async () => new Uint8Array(1024 * 1024) });
+    const deaf = await h.raw(big, 'plain');
+    deaf.pause();
+    deaf.write(Buffer.concat([...Array.from({ length: 40 }, () => Buffer.concat([prefix(1), Buffer.from([1])])), prefix(5)]));
+    await waitFor(() => h.closedRecords().length === 2, 5000, 'the deaf client cut off');
+    expect(h.closedRecords()[1]).to.include({ reason: 'write-timeout', code: 'TIMEOUT' });
+    await closed(deaf);
+  });
+
   it('closes a TLS connection that never finishes its handshake', async () => {
     const server = await h.serve('mtls', { limits: { handshakeTimeoutMs: 200 } });
     const socket = await h.raw(server, 'plain'); // TCP only: never says hello
