@@ -21,7 +21,7 @@ import { newEmptyDatabase } from './key-server/level.ts';
 import { stat } from 'node:fs/promises';
 import { backupName, prepareBackupDir, pruneBackups, pruneReport } from '../lib/keyservice/backups.ts';
 import { loadPlatform } from './common/platform.ts';
-import { addExamples, choice, collect, createProgram, domainName, intInRange, note, run, subcommand, warn, type JsonOption } from './common/cli.ts';
+import { addExamples, choice, collect, createProgram, decimal, domainName, intInRange, note, run, subcommand, warn, type JsonOption } from './common/cli.ts';
 import { openStore, storeOptions, withProtector, type ProtectionOptions } from './common/protection.ts';
 import { parseHostPort, readCertificateFile } from './common/keys.ts';
 import { logLine, runUntilSignal } from './common/server.ts';
@@ -216,9 +216,10 @@ subcommand<JsonOption & { continuing?: boolean; expect: ChainAnchor[] }>(program
 
 /** --expect SEQ:HASH, as verify-audit and key-server's log print a chain's end. */
 function anchorArg(value: string): ChainAnchor {
-  const m = /^(\d{1,15}):([0-9a-f]{64})$/.exec(value);
-  if (!m || Number(m[1]) < 1) throw new InvalidArgumentError('expected SEQ:HASH, a seq from 1 and 64 lowercase hex digits (as verify-audit prints the chain\'s end)');
-  return { seq: Number(m[1]), hash: m[2]!, source: `--expect ${m[1]}:${m[2]}` };
+  const m = /^([0-9]+):([0-9a-f]{64})$/.exec(value);
+  const seq = m ? decimal(m[1]!) : undefined;
+  if (!m || seq === undefined || seq < 1 || seq > 999_999_999_999_999) throw new InvalidArgumentError('expected SEQ:HASH, a seq from 1 and 64 lowercase hex digits (as verify-audit prints the chain\'s end)');
+  return { seq, hash: m[2]!, source: `--expect ${m[1]}:${m[2]}` };
 }
 
 // The ACL as serve --acl and SIGHUP read it (its owner and mode, then its rules), without serving:

@@ -11,7 +11,7 @@ import { CertifierError } from '../../lib/errors/index.ts';
 import { AMD_CERTS, AMD_PRODUCTS, isPssSignedBy, layoutOfRoot, pinnedArk, pinnedProductOf, readAmdCert, rootLayout, type AmdProduct, type TcbLayout } from '../../lib/attest/index.ts';
 import { COMPARATORS, SEV_SNP_PLATFORM, showValue, SNP_PROPERTY, VERSION_PROPERTIES, versionNumber, type Comparator, type MakePolicyOptions, type Requirement } from '../../lib/policy/index.ts';
 import { readCertificateFile } from '../common/keys.ts';
-import { collect, warn } from '../common/cli.ts';
+import { collect, decimal, intInRange, warn } from '../common/cli.ts';
 
 export interface SnpPolicyFlags {
   trustAmdRoot: AmdProduct[];
@@ -49,11 +49,12 @@ function parseTcb(v: string, acc: MinTcb): MinTcb {
   const layout: Layout = v.startsWith('turin=') ? 'turin' : 'family-19h';
   const form = FORMS[layout];
   const parts = v.slice(layout === 'turin' ? 'turin='.length : 0).split(/[:/]/);
-  if (parts.length !== form.levels || parts.some((p) => !/^\d{1,3}$/.test(p) || Number(p) > 255)) {
+  const levels = parts.map(decimal);
+  if (parts.length !== form.levels || levels.some((n) => n === undefined || n > 255)) {
     throw new InvalidArgumentError(`expected BOOTLOADER:TEE:SNP:MICROCODE (Milan, Genoa: four numbers from 0 to 255, e.g. ${FORMS['family-19h'].example}) or turin=FMC:BOOTLOADER:TEE:SNP:MICROCODE (five, e.g. ${FORMS.turin.example})`);
   }
   if (acc.some((m) => m.layout === layout)) throw new InvalidArgumentError(`${layout === 'turin' ? 'the turin= minimum' : 'the family 19h minimum (Milan, Genoa)'} is given twice`);
-  return [...acc, { layout, levels: parts.map(Number) }];
+  return [...acc, { layout, levels: levels as number[] }];
 }
 
 function parseHex(bytes: number) {
@@ -95,9 +96,9 @@ const NUMBER_RANGES: Record<string, [number, number]> = {
 
 /** A version property's value (abi-version, firmware-version, ...), MAJOR.MINOR (each 0 to 255), as the one number the verifier reports. */
 function parseVersion(name: string, value: string): number {
-  const m = /^(\d{1,3})\.(\d{1,3})$/.exec(value);
-  if (!m || Number(m[1]) > 255 || Number(m[2]) > 255) throw new InvalidArgumentError(`${name} is MAJOR.MINOR, each from 0 to 255 (e.g. ${name}>=1.51), not "${value}"`);
-  return versionNumber(Number(m[1]), Number(m[2]));
+  const [major, minor, ...rest] = value.split('.').map(decimal);
+  if (major === undefined || minor === undefined || rest.length > 0 || major > 255 || minor > 255) throw new InvalidArgumentError(`${name} is MAJOR.MINOR, each from 0 to 255 (e.g. ${name}>=1.51), not "${value}"`);
+  return versionNumber(major, minor);
 }
 
 /** The layout a LAUNCH_TCB level's prefix names (turin:, family19h:), or USAGE: a prefix is for those levels only, and launch-tcb-fmc is Turin's (its prefix optional). */
@@ -137,10 +138,11 @@ function parseValue(name: string, comparator: Comparator, value: string): Requir
     return { name, comparator, value: value.toLowerCase() };
   }
   if (VERSION_PROPERTIES.includes(name)) return { name, comparator, value: parseVersion(name, value) };
-  if (!/^\d{1,15}$/.test(value)) throw new InvalidArgumentError(`${name} is a number: ${name}${comparator}N`);
+  const n = decimal(value);
+  if (n === undefined) throw new InvalidArgumentError(`${name} is a number: ${name}${comparator}N`);
   const range = NUMBER_RANGES[name];
-  if (range && (Number(value) < range[0] || Number(value) > range[1])) throw new InvalidArgumentError(`${name} is reported as a number from ${range[0]} to ${range[1]}, not ${value}`);
-  return { name, comparator, value: Number(value) };
+  if (range && (n < range[0] || n > range[1])) throw new InvalidArgumentError(`${name} is reported as a number from ${range[0]} to ${range[1]}, not ${value}`);
+  return { name, comparator, value: n };
 }
 
 export function snpPolicyOptions(cmd: Command): Command {
@@ -151,10 +153,7 @@ export function snpPolicyOptions(cmd: Command): Command {
     }).default([]))
     .option('--trust-amd-root-cert <file>', 'trust this ARK certificate for SEV-SNP evidence: for tests (a test signer) and other products only (repeatable)', collect<string>, [])
     .option('--snp-min-tcb <bl:tee:snp:ucode|turin=fmc:bl:tee:snp:ucode>', 'SEV-SNP: the lowest REPORTED_TCB accepted, BL:TEE:SNP:UCODE of Milan and Genoa (and of a root given by file not named ARK-Turin), turin=FMC:BL:TEE:SNP:UCODE of Turin (and of a root given by file named ARK-Turin); required for the roots trusted, each form at most once', parseTcb, [])
-    .option('--snp-vmpl <n>', 'SEV-SNP: the VMPL a report must come from', (v) => {
-      if (!/^[0-3]$/.test(v)) throw new InvalidArgumentError('expected 0, 1, 2 or 3');
-      return Number(v);
-    }, 0)
+    .option('--snp-vmpl <n>', 'SEV-SNP: the VMPL a report must come from', intInRange(0, 3, 'expected 0, 1, 2 or 3'), 0)
     .option('--snp-allow-debug', 'SEV-SNP: also accept guests whose policy allows debugging (never in production)')
     .option('--snp-allow-migration-agent', 'SEV-SNP: also accept guests whose policy allows a migration agent')
     .option('--snp-host-data <hex>', 'SEV-SNP: require this HOST_DATA (64 hex digits)', parseHex(32))

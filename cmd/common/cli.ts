@@ -332,11 +332,23 @@ function workingDirectoryGone(e: unknown): CertifierError | undefined {
 
 // ---- option parsers (a bad value is a usage error) ----------------------------------------
 
+/**
+ * Every integer on our command lines, in a flag of its own or a part of one (a port, a TCB level,
+ * a seq): ASCII decimal digits, no sign, leading zeros taken and never octal (`--days 010` is 10,
+ * `08` is 8). Undefined for anything else (`0x10`, `1e3`, `+5`, ` 5`) and past 2^53.
+ */
+export function decimal(text: string): number | undefined {
+  if (!/^[0-9]+$/.test(text)) return undefined;
+  const n = Number(text);
+  return Number.isSafeInteger(n) ? n : undefined;
+}
+
 /** A version option's parser; `zero` says what 0 means to it (the latest, all, none yet). */
 export function versionOf(zero: string) {
   return (value: string): number => {
-    if (!/^\d{1,10}$/.test(value) || Number(value) > 0x7fffffff) throw new InvalidArgumentError(`expected a version number from 0 to 2147483647 (0 = ${zero})`);
-    return Number(value);
+    const n = decimal(value);
+    if (n === undefined || n > 0x7fffffff) throw new InvalidArgumentError(`expected a version number from 0 to 2147483647 (0 = ${zero})`);
+    return n;
   };
 }
 
@@ -350,10 +362,12 @@ export function domainName(value: string): string {
   return value;
 }
 
-export function intInRange(min: number, max: number) {
+/** An integer option's parser (see decimal); `expected` says what is wanted when it is not given that. */
+export function intInRange(min: number, max: number, expected = `expected an integer from ${min} to ${max}`) {
   return (value: string): number => {
-    if (!/^-?\d+$/.test(value) || Number(value) < min || Number(value) > max) throw new InvalidArgumentError(`expected an integer from ${min} to ${max}`);
-    return Number(value);
+    const n = decimal(value);
+    if (n === undefined || n < min || n > max) throw new InvalidArgumentError(expected);
+    return n;
   };
 }
 

@@ -9,7 +9,7 @@ import { fromHex, fromKeyMessage, importPrivateKey, importPublicKey, looksLikePe
 import { decode, type KeyMessage } from '../../lib/wire/index.ts';
 import { parseCertificate, readCertificate } from '../../lib/pki/index.ts';
 import { fileError, readFileLimited } from '../../lib/files/index.ts';
-import { runningProgram, warn } from './cli.ts';
+import { decimal, runningProgram, warn } from './cli.ts';
 
 export const KEY_FILE_LIMIT = 64 * 1024;
 
@@ -133,9 +133,9 @@ function validHost(host: string): boolean {
  * connecting.
  */
 export function parseHostPort(value: string, flag: string, o: { listen?: boolean } = {}): { host: string; port: number } {
-  const m = /^(\[[^[\]]+\]|[^:[\]]+):(\d{1,5})$/.exec(value);
-  const port = m ? Number(m[2]) : NaN;
-  if (!m || port > 65535 || (port === 0 && !o.listen)) throw new CertifierError('USAGE', `${flag} must be HOST:PORT${o.listen ? '' : ' with a port from 1 to 65535'}, not "${value}"`);
+  const m = /^(\[[^[\]]+\]|[^:[\]]+):([0-9]+)$/.exec(value);
+  const port = m ? decimal(m[2]!) ?? NaN : NaN;
+  if (!m || !(port <= 65535) || (port === 0 && !o.listen)) throw new CertifierError('USAGE', `${flag} must be HOST:PORT${o.listen ? '' : ' with a port from 1 to 65535'}, not "${value}"`);
   if (!validHost(m[1]!)) throw new CertifierError('USAGE', `${flag} must be HOST:PORT with HOST a host name or an IP address (an IPv6 address in brackets: [2001:db8::5]), not "${value}"`);
   return { host: m[1]!.replace(/^\[|\]$/g, ''), port };
 }
