@@ -46,6 +46,8 @@ interface EarlySignals {
 
 /** How long a stop waits for a reload or backup still running. */
 const TASK_GRACE_MS = 10_000;
+/** How long a stop gives the connections to take their answers before it closes them. */
+export const STOP_GRACE_MS = 10_000;
 
 export interface RunOptions {
   log: (record: object) => void;
@@ -121,7 +123,7 @@ export async function runUntilSignal(program: string, server: ChannelServer, jso
   const stuck = await Promise.race([Promise.all(queues.values()).then(() => false), new Promise<boolean>((r) => setTimeout(() => r(true), TASK_GRACE_MS).unref())]);
   if (stuck) warn(program, `a reload or backup still running after ${TASK_GRACE_MS / 1000} s is abandoned: stopping`);
   note(program, `${typeof stop === 'string' ? stop : `[${stop.code}]`}: finishing requests in flight, then stopping`);
-  await server.close(o.graceMs ?? 10_000);
+  await server.close(o.graceMs ?? STOP_GRACE_MS);
   await o.closed?.();
   note(program, 'stopped');
   // The abandoned task may hold a thread in a read that never returns, which would keep the

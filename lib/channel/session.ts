@@ -19,7 +19,7 @@ import type { ChannelLog, ConnectionInfo, Handler, ResolvedLimits } from './type
 const PIPELINE_DEPTH = 32;
 const PIPELINE_BYTES = 1024 * 1024;
 // After a graceful end, how long the peer gets to close its side before we cut it off.
-const LINGER_MS = 2_000;
+export const LINGER_MS = 2_000;
 
 /**
  * What all the connections of one server may hold at once. A connection's own limits count an

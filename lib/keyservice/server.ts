@@ -18,7 +18,7 @@ import { renewIdentity, type RenewalOptions } from './renewal.ts';
 export { STORAGE_KEY_TAG } from './keystore.ts';
 export const RESERVED_PREFIX = 'key-server/';
 /** How long a stopping key-server waits for requests still executing after the channel's grace. */
-const DRAIN_MS = 30_000;
+export const DRAIN_MS = 30_000;
 
 /**
  * The storage key from the server's cryptstore, made (not exportable) on first start. With a

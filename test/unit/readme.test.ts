@@ -11,12 +11,15 @@ import { ErrorCodes } from '../../lib/errors/index.ts';
 import { MAX_BLOB_BYTES, MAX_BUNDLE_BYTES, MIN_KEY_FILE_BYTES } from '../../cryptstore/index.ts';
 import { AUTHORITY_CERT_SECONDS, RENEW_BEFORE_MS } from '../../lib/certifier/index.ts';
 import { DEFAULT_LIMITS } from '../../lib/channel/index.ts';
+import { LINGER_MS } from '../../lib/channel/session.ts';
 import { DEFAULT_SCRYPT } from '../../lib/crypto/index.ts';
 import { COMPACT_AFTER, STATE_NAMES } from '../../lib/keyservice/level-backend.ts';
+import { DRAIN_MS } from '../../lib/keyservice/server.ts';
 import { DELETE_LISTED, LIST_PAGE, MAX_VALUE_BYTES } from '../../lib/keyservice/protocol.ts';
 import { DEFAULT_CLOCK_SKEW_MS, SNP_PROPERTY } from '../../lib/policy/index.ts';
 import { MAX_TAG_LENGTH } from '../../lib/wire/index.ts';
 import { SUITS } from '../../cmd/cert-utility/trust-commands.ts';
+import { STOP_GRACE_MS } from '../../cmd/common/server.ts';
 import { ROOT, run } from '../support/helpers.ts';
 
 const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
@@ -233,7 +236,7 @@ describe('README', () => {
     expect(names.filter((n) => !new RegExp(`(?:process\\.env\\.|'|\\$\\{?)${n}\\b`).test(sources))).to.deep.equal([]);
   });
 
-  it('states the defaults the code has: the scrypt cost, and what one connection or host may hold', () => {
+  it('states the defaults the code has: the scrypt cost, what one connection or host may hold, and how long a stop waits', () => {
     const text = readme.replace(/\s+/g, ' ');
     expect(text).to.contain(`N = 2^${DEFAULT_SCRYPT.logN}, r = ${DEFAULT_SCRYPT.r}, p = ${DEFAULT_SCRYPT.p} by default`);
     const l = DEFAULT_LIMITS;
@@ -242,6 +245,8 @@ describe('README', () => {
     expect(text).to.contain(`which must end within ${l.handshakeTimeoutMs / 1000} s), frames of at most 1 MiB, a frame's bytes within ${l.readTimeoutMs / 1000} s of its first, ${l.idleTimeoutMs / 1000} s of idleness`);
     expect(text).to.contain(`(${l.maxRequestsPerConnection.toLocaleString('en-US')} on key-server;`);
     expect(text).to.contain(`half the server's answer budget (${l.answerBytesHeld / 2 / 1024 / 1024} MiB`);
+    expect(text).to.contain(`a connection gets up to ${STOP_GRACE_MS / 1000} s to take its answers`);
+    expect(text).to.contain(`gives the client ${LINGER_MS / 1000} s to close), then what is left is closed, and a key-server waits up to ${DRAIN_MS / 1000} s more`);
   });
 
   it('gives every subcommand --json, as it says', () => {
