@@ -116,6 +116,22 @@ describe('usage mistakes across the programs (exit 2, before any work)', () => {
     expect(JSON.parse(asFlag.out).error.code).to.equal('STORE_NOT_FOUND');
   });
 
+  it('writes a usage error as one JSON line under --log-json (a value given to it too, as --log-json=1), and as text where the command has no --log-json', async () => {
+    const serve = ['serve', '--domain', 'd', '--policy-cert', 'none.pem', '--store', 's', '--key-file', 'k', '--data', 'data'];
+    const runs = await Promise.all([
+      [...serve, '--log-json=1'], [...serve, '--log-json', '--bogus'], [...serve, '--log-json', '--backup-keep', '0x1'], ['serve', '--log-json', '--store', 's'], [...serve, '--log-json', 'extra'],
+    ].map((args) => run('key-server', args, { cwd: tmp.dir })));
+    for (const r of runs) {
+      expect(r.status, r.stderr).to.equal(2);
+      const lines = r.stderr.trim().split('\n');
+      expect(lines, r.stderr).to.have.length(1);
+      expect(JSON.parse(lines[0]!)).to.include({ event: 'error', code: 'USAGE', exitStatus: 2 });
+    }
+    const other = await run('key-server', ['verify-audit', '--log-json', 'audit.jsonl'], { cwd: tmp.dir });
+    expect(other.status).to.equal(2);
+    expect(other.stderr).to.match(/^key-server: error: unknown option '--log-json' \[USAGE\]\nhint: /);
+  });
+
   it('refuses a number with anything after its digits, or just outside its range, and takes the ends of the range', async () => {
     const serve = ['serve', '--domain', 'd', '--policy-cert', 'none.pem', '--store', 's', '--key-file', 'k', '--data', 'data', '--listen', '127.0.0.1:0'];
     await Promise.all([
