@@ -3,7 +3,7 @@
 
 import { hostname } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { realFilePath, realLocation, unmakeDirs } from '../lib/files/index.ts';
+import { inDir, realFilePath, realLocation, unmakeDirs } from '../lib/files/index.ts';
 import { CertifierError } from '../lib/errors/index.ts';
 import { validatePolicyCert } from '../lib/pki/index.ts';
 import type { Acl } from '../lib/keyservice/acl.ts';
@@ -90,8 +90,9 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
       const pg = pgUrl ? keep(await openPostgres(pgUrl, o, log)) : undefined;
       const level = pg ? undefined : keep(await LevelBackend.open(o.data));
       const backend = pg?.backend ?? level!;
-      // With PostgreSQL each replica keeps its own audit chain, in a file named after it.
-      const audit = keep(await AuditLog.open(o.audit ?? join(o.data, pg ? `audit-${pg.replicaId}.jsonl` : 'audit.jsonl'), {
+      // With PostgreSQL each replica keeps its own audit chain, in a file named after it. In the
+      // --data the key database is in, also one named through "link/.." (inDir).
+      const audit = keep(await AuditLog.open(o.audit ?? inDir(o.data, pg ? `audit-${pg.replicaId}.jsonl` : 'audit.jsonl'), {
         ...(o.auditRotateMb ? { rotateBytes: o.auditRotateMb * 2 ** 20 } : {}),
         onRotate: (s) => log({ event: 'audit-rotated', segment: s.path, firstSeq: s.firstSeq, lastSeq: s.lastSeq }),
         onRotateFailed: (e) => log({ event: 'audit-rotate-failed', code: e.code, detail: e.message }),

@@ -191,6 +191,14 @@ export function realLocation(path: string): string {
 }
 
 /**
+ * The path of `name` in the directory `dir`, as the kernel reads it: not join(), which takes a ".."
+ * after a link as text ("link/../x" + "f" would be the x beside the link, not where it leads).
+ */
+export function inDir(dir: string, name: string): string {
+  return dir.endsWith(sep) ? `${dir}${name}` : `${dir}${sep}${name}`;
+}
+
+/**
  * Where a file really is: every symbolic link followed, the file's own too, even when what it
  * names does not exist yet (a link to a log the first start will create), as the kernel would.
  */
@@ -334,9 +342,8 @@ export function unmakeHeld(dir: string, keepDir: boolean): boolean {
   try {
     const names = readdirSync(dir);
     const last = ['CURRENT', 'LOCK'].filter((n) => names.includes(n));
-    // Not join(), which takes a ".." after a link lexically ("link/../x/CURRENT" is x/CURRENT beside
-    // the link, not where the link leads): every file would be missed, the directory left whole.
-    for (const name of [...names.filter((n) => !last.includes(n)), ...last]) rmSync(`${dir}${sep}${name}`, { recursive: true, force: true });
+    // Not join() (see inDir): every file would be missed, the directory left whole.
+    for (const name of [...names.filter((n) => !last.includes(n)), ...last]) rmSync(inDir(dir, name), { recursive: true, force: true });
     if (!keepDir) rmdirSync(dir);
     return true;
   } catch (e) {

@@ -86,6 +86,17 @@ describe('e2e: a standby key-server takes over from a copy of the data directory
     }
   });
 
+  it('keeps its audit log in the --data it serves when that is named through "link/..", not in the directory of that name beside the link', async () => {
+    const top = d.path('linked-data');
+    mkdirSync(join(top, 'real', 'deep'), { recursive: true });
+    symlinkSync(join(top, 'real', 'deep'), join(top, 'link'));
+    mkdirSync(join(top, 'd')); // another's, beside the link
+    const server = await d.startKeyServer(primary, { data: `${top}/link/../d` }); // the kernel's real/d
+    await server.child.stop();
+    expect(readdirSync(join(top, 'real', 'd'))).to.include('audit.jsonl').and.include('CURRENT');
+    expect(readdirSync(join(top, 'd')), 'the directory beside the link').to.deep.equal([]);
+  });
+
   it('writes a backup on SIGUSR1 while serving (--backup-dir), from which a key-server serves the same keys', async () => {
     const backups = d.path('backups');
     const server = await d.startKeyServer(primary, { args: ['--backup-dir', backups] });
