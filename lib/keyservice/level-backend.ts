@@ -39,7 +39,7 @@ import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { Level } from 'level';
 import { CertifierError } from '../errors/index.ts';
-import { describeErrno, describeLevelFailure, LevelReopener, levelFileError, levelWriteMayHaveLanded, makeDirs, syncDir, unmakeHeldAndDirs, type OperationKind } from '../files/index.ts';
+import { describeErrno, describeLevelFailure, inDir, LevelReopener, levelFileError, levelWriteMayHaveLanded, makeDirs, syncDir, unmakeHeldAndDirs, type OperationKind } from '../files/index.ts';
 import { KEY_ID_FILE, UNFINISHED_FILE } from './backups.ts';
 import { LruMap } from '../util/lru.ts';
 import { compareNames, decode, encode } from '../wire/index.ts';
@@ -157,12 +157,16 @@ async function writeSynced(path: string, data: Uint8Array): Promise<void> {
   await syncDir(join(path, '..'));
 }
 
-/** The database holds only ciphertext, but its files are nobody else's business: 0600. */
+/**
+ * The database holds only ciphertext, but its files are nobody else's business: 0600. Each named
+ * in `dir` as read (inDir): a directory named through "link/.." is listed where the link leads.
+ */
 async function tightenFiles(dir: string): Promise<void> {
   for (const name of await fs.readdir(dir)) {
+    const path = inDir(dir, name);
     try {
-      const st = await fs.lstat(join(dir, name));
-      if (st.isFile() && (st.mode & 0o077) !== 0) await fs.chmod(join(dir, name), st.mode & 0o600);
+      const st = await fs.lstat(path);
+      if (st.isFile() && (st.mode & 0o077) !== 0) await fs.chmod(path, st.mode & 0o600);
     } catch (e) {
       // Compaction may remove a file between readdir and lstat.
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;

@@ -71,6 +71,18 @@ describe('LevelBackend', () => {
     for (const f of ['CURRENT', 'LOCK']) expect(statSync(join(dir, f)).mode & 0o077, f).to.equal(0);
   });
 
+  it('tightens the files of a data directory named through "link/..", where the link leads, and none of the directory of that name beside it', async () => {
+    mkdirSync(join(tmp.dir, 'elsewhere', 'deep'), { recursive: true });
+    mkdirSync(join(tmp.dir, 'here', 'data'), { recursive: true });
+    symlinkSync(join(tmp.dir, 'elsewhere', 'deep'), join(tmp.dir, 'here', 'link'));
+    await (await LevelBackend.open(join(tmp.dir, 'elsewhere', 'data'))).close();
+    chmodSync(join(tmp.dir, 'elsewhere', 'data', 'CURRENT'), 0o644);
+    writeFileSync(join(tmp.dir, 'here', 'data', 'CURRENT'), 'another\'s', { mode: 0o644 });
+    await (await LevelBackend.open(`${tmp.dir}/here/link/../data`)).close(); // not join(), which takes the .. as text
+    expect(statSync(join(tmp.dir, 'elsewhere', 'data', 'CURRENT')).mode & 0o777, 'its own').to.equal(0o600);
+    expect(statSync(join(tmp.dir, 'here', 'data', 'CURRENT')).mode & 0o777, 'another\'s, beside the link').to.equal(0o644);
+  });
+
   it('records when it made the database, keeps it at the next open, and says whether it holds records', async () => {
     const before = Date.now();
     const b = await LevelBackend.open(dir);
