@@ -211,8 +211,9 @@ export class LevelBackend implements KeyBackend {
 
   /** Opens (creating if needed) the database in `dir`. STORE_LOCKED if another process has it. */
   static async open(dir: string, tuning: LevelTuning = {}): Promise<LevelBackend> {
-    // Before LevelDB opens it, which would write to it: a partial copy, whatever its name.
-    if (await fs.lstat(join(dir, UNFINISHED_FILE)).then(() => true, () => false)) {
+    // Before LevelDB opens it, which would write to it: a partial copy, whatever its name (and
+    // however named: inDir).
+    if (await fs.lstat(inDir(dir, UNFINISHED_FILE)).then(() => true, () => false)) {
       throw new CertifierError('STORE_FORMAT', `${dir} is an unfinished backup copy (the key-server writing it stopped before it was whole): it holds only some of the keys; the whole backups are the keys-TIME directories beside it`);
     }
     const made = await prepareDir(dir);

@@ -83,6 +83,16 @@ describe('LevelBackend', () => {
     expect(statSync(join(tmp.dir, 'here', 'data', 'CURRENT')).mode & 0o777, 'another\'s, beside the link').to.equal(0o644);
   });
 
+  it('refuses an unfinished backup copy named through "link/..", where the link leads, unopened', async () => {
+    mkdirSync(join(tmp.dir, 'elsewhere', 'deep'), { recursive: true });
+    mkdirSync(join(tmp.dir, 'here'));
+    symlinkSync(join(tmp.dir, 'elsewhere', 'deep'), join(tmp.dir, 'here', 'link'));
+    mkdirSync(join(tmp.dir, 'elsewhere', 'keys-0'));
+    writeFileSync(join(tmp.dir, 'elsewhere', 'keys-0', 'UNFINISHED-BACKUP'), '');
+    await rejects(LevelBackend.open(`${tmp.dir}/here/link/../keys-0`), 'STORE_FORMAT');
+    expect(readdirSync(join(tmp.dir, 'elsewhere', 'keys-0')), 'nothing written in it').to.deep.equal(['UNFINISHED-BACKUP']);
+  });
+
   it('records when it made the database, keeps it at the next open, and says whether it holds records', async () => {
     const before = Date.now();
     const b = await LevelBackend.open(dir);
