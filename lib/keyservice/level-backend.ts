@@ -39,7 +39,7 @@ import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { Level } from 'level';
 import { CertifierError } from '../errors/index.ts';
-import { describeErrno, describeLevelFailure, inDir, LevelReopener, levelFileError, levelWriteMayHaveLanded, makeDirs, syncDir, unmakeHeldAndDirs, type OperationKind } from '../files/index.ts';
+import { describeErrno, describeLevelFailure, inDir, LevelReopener, levelFileError, levelWriteMayHaveLanded, makeDirs, realLocation, syncDir, unmakeHeldAndDirs, type OperationKind } from '../files/index.ts';
 import { KEY_ID_FILE, UNFINISHED_FILE } from './backups.ts';
 import { LruMap } from '../util/lru.ts';
 import { compareNames, decode, encode } from '../wire/index.ts';
@@ -460,7 +460,10 @@ export class LevelBackend implements KeyBackend {
   async backupTo(dir: string): Promise<{ records: number; path: string; keyId?: string }> {
     this.checkOpen();
     if (this.backup) throw new CertifierError('STORE_LOCKED', 'a backup of this key database is already being written');
-    const run = this.using(() => this.copyTo(dir), 'long');
+    // Where it really is, once: named through "link/..", the names joined to it (the copy's files,
+    // the parent synced after the rename) would lead beside the link.
+    const real = realLocation(dir);
+    const run = this.using(() => this.copyTo(real), 'long');
     this.backup = run.then(() => undefined, () => undefined).finally(() => (this.backup = undefined));
     return run;
   }

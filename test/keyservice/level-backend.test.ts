@@ -291,6 +291,22 @@ describe('LevelBackend', () => {
     }
   });
 
+  it('writes a backup named through "link/.." where the link leads, and says so', async () => {
+    mkdirSync(join(tmp.dir, 'elsewhere', 'deep'), { recursive: true });
+    mkdirSync(join(tmp.dir, 'elsewhere', 'bk'));
+    mkdirSync(join(tmp.dir, 'here'));
+    symlinkSync(join(tmp.dir, 'elsewhere', 'deep'), join(tmp.dir, 'here', 'link'));
+    const b = await LevelBackend.open(dir);
+    try {
+      const r = await b.backupTo(`${tmp.dir}/here/link/../bk/keys-1`); // the kernel's elsewhere/bk (no bk beside the link)
+      expect(r.path).to.equal(join(tmp.dir, 'elsewhere', 'bk', 'keys-1'));
+      expect(readdirSync(join(tmp.dir, 'elsewhere', 'bk'))).to.deep.equal(['keys-1']);
+      expect(readdirSync(join(tmp.dir, 'elsewhere', 'bk', 'keys-1'))).to.include('CURRENT').and.not.include('UNFINISHED-BACKUP');
+    } finally {
+      await b.close();
+    }
+  });
+
   it('writes a backup through no link planted beside it: the folder it fills is its own, and a link at the final name is refused', async () => {
     const b = await LevelBackend.open(dir);
     try {
