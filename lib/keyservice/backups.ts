@@ -13,7 +13,7 @@
 import { promises as fs } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { CertifierError } from '../errors/index.ts';
-import { makeDirs, ownDirProblem, readFileLimited } from '../files/index.ts';
+import { makeDirs, ownDirProblem, readFileLimited, realLocation } from '../files/index.ts';
 
 /** The name of a backup made at `at`: keys-2026-12-05T11-30-00-000Z, which sorts by time. */
 export function backupName(at: Date): string {
@@ -206,14 +206,14 @@ export interface PruneOptions {
 }
 
 /**
- * Removes all but the newest `keep` backups in `dir` (none, with `keep` undefined: no
+ * Removes all but the newest `keep` backups in `given` (none, with `keep` undefined: no
  * --backup-keep), and partial copies whose writer is gone (no such process, or what runs under its
  * id now is no key-server: writerAlive) and that did not change lately (recentlyWritten). Returns
- * the names removed. Nothing else in `dir` is touched, and never `live` (the data directory being
+ * the names removed. Nothing else in `given` is touched, and never `live` (the data directory being
  * served, which may be a backup put back in place), one whose key database may be open in another
  * process (`locks`, Linux's list of held locks, says so), one holding files a backup does not (the
  * audit log of a server that served it in place), one LevelDB opened since it was written (LOG.old:
- * served in place, by a process `locks` may not show), nor one of another key-server sharing `dir`
+ * served in place, by a process `locks` may not show), nor one of another key-server sharing `given`
  * (its KEY_ID_FILE names another storage key than `keyId`), nor one whose KEY_ID_FILE cannot be
  * read: they neither count nor go, and the last five are returned, in `inUse`, `otherFiles`,
  * `opened`, `otherServer` and `unreadable`, for the caller to report. `written`, the backup just
@@ -222,8 +222,11 @@ export interface PruneOptions {
  * (`ahead`) are older than their names say, by how much no one knows: they are kept, and not
  * counted among the N, for the caller to report.
  */
-export async function pruneBackups(dir: string, keep: number | undefined, o: PruneOptions = {}): Promise<Pruned> {
+export async function pruneBackups(given: string, keep: number | undefined, o: PruneOptions = {}): Promise<Pruned> {
   if (keep !== undefined && (!Number.isInteger(keep) || keep < 1)) throw new CertifierError('INVALID_INPUT', `keep at least one backup, not ${keep}`);
+  // Where it really is, once: named through "link/..", the names joined to it would be those of
+  // the directory beside the link, and another's backups removed in place of ours.
+  const dir = realLocation(given);
   const names = await fs.readdir(dir);
   const live = o.live;
   const serving = live === undefined ? undefined : await fs.realpath(live).catch(() => resolve(live));

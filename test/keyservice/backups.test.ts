@@ -65,6 +65,18 @@ describe('key-server backups: pruning', () => {
     await rejects(pruneBackups(tmp.dir, 0), 'INVALID_INPUT');
   });
 
+  it('prunes a directory named through "link/.." where the link leads, and nothing in the directory of that name beside it', async () => {
+    const names = [0, 1, 2].map((d) => backupName(new Date(Date.UTC(2026, 11, 1 + d, 3))));
+    mkdirSync(join(tmp.dir, 'elsewhere', 'deep'), { recursive: true });
+    symlinkSync(join(tmp.dir, 'elsewhere', 'deep'), join(tmp.dir, 'link'));
+    for (const n of names) mkdirSync(join(tmp.dir, 'elsewhere', 'bk', n), { recursive: true });
+    for (const n of names.slice(0, 2)) mkdirSync(join(tmp.dir, 'bk', n), { recursive: true }); // another's, beside the link
+    const { removed } = await pruneBackups(`${tmp.dir}/link/../bk`, 1); // not join(), which takes the .. as text
+    expect(removed).to.deep.equal([names[0], names[1]]);
+    expect(readdirSync(join(tmp.dir, 'elsewhere', 'bk'))).to.deep.equal([names[2]]);
+    expect(readdirSync(join(tmp.dir, 'bk')), 'beside the link').to.deep.equal(names.slice(0, 2));
+  });
+
   it('never removes the data directory being served, which may be a backup put back in place', async () => {
     const names = [0, 1, 2].map((d) => backupName(new Date(Date.UTC(2026, 11, 1 + d, 3))));
     for (const n of names) mkdirSync(join(tmp.dir, n));
