@@ -305,8 +305,12 @@ export async function refuseExisting(path: string): Promise<void> {
 export async function makeDirs(dir: string, mode: number): Promise<string | undefined> {
   const first = await fs.mkdir(dir, { recursive: true, mode });
   if (first === undefined) return undefined;
-  const top = resolve(first);
-  for (let made = resolve(dir); ; made = dirname(made)) {
+  // By real paths: mkdir took "link/../x" where the link leads, and path.resolve would name the x
+  // beside the link, whose parent is not the one to sync. (Removed meanwhile: nothing to sync.)
+  const real = await Promise.all([fs.realpath(dir), fs.realpath(first)]).catch(() => undefined);
+  if (real === undefined) return first;
+  const [from, top] = real;
+  for (let made = from; ; made = dirname(made)) {
     await syncDir(dirname(made));
     if (made === top || made === dirname(made)) break;
   }

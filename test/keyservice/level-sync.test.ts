@@ -40,6 +40,16 @@ describe('key-server LevelDB backend durability (strace)', function () {
     }
   });
 
+  it('syncs the parents of the directories it makes named through "link/..", where the link leads', async function () {
+    const { trace, dir } = await traceOf(this);
+    // The kernel makes elsewhere/linked and elsewhere/linked/deep; the trace reads mkdir's path as
+    // text (path.resolve), as linked and linked/deep.
+    for (const [made, parent] of [[join(dir, 'linked'), join(dir, 'elsewhere')], [join(dir, 'linked', 'deep'), join(dir, 'elsewhere', 'linked')]] as const) {
+      const mkdir = trace.first('mkdir', (m) => m.path === made, `mkdir of ${made}`).call;
+      expect(trace.syncsBetween(parent, mkdir, trace.mark('dirs made')), `no fsync of ${parent} after ${made} was made\n${trace}`).to.not.be.empty;
+    }
+  });
+
   it('syncs a backup\'s marker, database, key id file and directory before renaming it into place, and its parent after', async function () {
     const { trace, dir } = await traceOf(this);
     const backup = join(dir, 'keys-1');
