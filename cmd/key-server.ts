@@ -2,7 +2,7 @@
 // domain, with an ACL and a hash-chained audit log.
 
 import { hostname } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join } from 'node:path';
 import { inDir, realFilePath, realLocation, unmakeDirs } from '../lib/files/index.ts';
 import { CertifierError } from '../lib/errors/index.ts';
 import { validatePolicyCert } from '../lib/pki/index.ts';
@@ -54,8 +54,9 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
     // A URL that cannot work is a usage error now, not a retry loop later (checked, and warned of, once).
     const pgUrl = o.backend === 'postgres' ? await pgUrlOf(P, o) : undefined;
     // A mistyped --audit is refused before anything (the key database, the backup directory) is made.
-    // (--data itself is made by serve: a log in it is fine on a first start.)
-    if (o.audit && resolve(dirname(o.audit)) !== resolve(o.data)) await refuseMissingAuditDir(o.audit);
+    // (--data itself is made by serve: a log in it is fine on a first start.) Told apart as the
+    // kernel finds them: path.resolve reads --data here/link/../d as here/d, beside the link.
+    if (o.audit && realLocation(dirname(o.audit)) !== realLocation(o.data)) await refuseMissingAuditDir(o.audit);
     // Whatever was opened is closed, in reverse order, however the start or the serving ends; a
     // start refused before it served also removes the audit log and key database it made, empty,
     // and the --backup-dir it made (and any folder above it), empty.

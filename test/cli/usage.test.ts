@@ -228,6 +228,20 @@ describe('usage mistakes across the programs (exit 2, before any work)', () => {
     expect(existsSync(join(tmp.dir, 'new-data')) || existsSync(join(tmp.dir, 'new-backups'))).to.equal(false);
   });
 
+  it('tells an --audit in --data from one elsewhere as the kernel does, also with --data named through "link/.."', async () => {
+    mkdirSync(join(tmp.dir, 'al', 'real', 'deep'), { recursive: true });
+    symlinkSync(join(tmp.dir, 'al', 'real', 'deep'), join(tmp.dir, 'al', 'link'));
+    const serve = ['serve', '--domain', 'd', '--policy-cert', 'none.pem', '--store', 's', '--key-file', 'k', '--data', 'al/link/../d']; // the kernel's al/real/d
+    const [beside, inData] = await Promise.all([
+      run('key-server', [...serve, '--audit', 'al/d/audit.jsonl'], { cwd: tmp.dir }),
+      run('key-server', [...serve, '--audit', 'al/real/d/audit.jsonl'], { cwd: tmp.dir }),
+    ]);
+    // Not --data's directory, and missing: refused first. In --data, which serve makes: the start
+    // goes on (to the missing policy certificate here).
+    expect(beside.stderr).to.contain('cannot open the audit log al/d/audit.jsonl: no directory al/d').and.to.contain('[FILE_ERROR]');
+    expect(inData.stderr).to.contain('none.pem').and.not.to.contain('cannot open the audit log');
+  });
+
   it('removes the --backup-dir it made (and the folders above it) when the start is refused later, and keeps one that was there', async () => {
     mkdirSync(join(tmp.dir, 'kept-backups'));
     const serve = ['serve', '--domain', 'd', '--policy-cert', 'none.pem', '--store', 's', '--key-file', 'k', '--data', 'data'];
