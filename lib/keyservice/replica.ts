@@ -11,8 +11,7 @@
 // Everyone else, or everyone when the flag is off, gets RESERVED_NAME as before. The joining
 // side pins the serving replica to its own measurement too (lib/keyclient/replica-join.ts).
 
-import { makeDirs, unmakeHeldAndDirs } from '../files/index.ts';
-import { join } from 'node:path';
+import { inDir, makeDirs, unmakeHeldAndDirs } from '../files/index.ts';
 import { CertifierError } from '../errors/index.ts';
 import { encode, type CryptstoreEntry } from '../wire/index.ts';
 import type { ValidatedPeer } from '../pki/index.ts';
@@ -67,7 +66,8 @@ export async function lockDataDir(dir: string): Promise<DataDirLock> {
   const made = await makeDirs(dir, 0o700).catch((e: Error) => {
     throw new CertifierError('FILE_ERROR', `cannot use ${dir} as the key-server data directory: ${e.message}`, { cause: e });
   });
-  const lockDir = join(dir, LOCK_DIR);
+  // In DIR as the kernel finds it, also one named through "link/.." (inDir): not beside the link.
+  const lockDir = inDir(dir, LOCK_DIR);
   const release = await holdLock(lockDir, `the key-server data directory is in use by another process (${dir}): give each replica its own --data`);
   return {
     release,

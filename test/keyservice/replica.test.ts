@@ -4,7 +4,7 @@
 
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
-import { statSync } from 'node:fs';
+import { mkdirSync, readdirSync, statSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { generateKeyPair, randomBytes, sign } from '../../lib/crypto/index.ts';
@@ -230,6 +230,20 @@ describe('lockDataDir', () => {
     expect(e.message).to.match(/give each replica its own --data/);
     await release();
     await (await lockDataDir(dir)).release();
+  });
+
+  it('takes a data directory named through "link/.." where the link leads: the one a replica naming it there meets', async () => {
+    mkdirSync(join(tmp.dir, 'elsewhere', 'deep'), { recursive: true });
+    mkdirSync(join(tmp.dir, 'here', 'data'), { recursive: true }); // another replica's, beside the link
+    symlinkSync(join(tmp.dir, 'elsewhere', 'deep'), join(tmp.dir, 'here', 'link'));
+    const { release } = await lockDataDir(`${tmp.dir}/here/link/../data`); // not join(), which takes the .. as text
+    try {
+      // (In one process LevelDB tells its locks apart by path: another process is kept out by the lock's file.)
+      expect(readdirSync(join(tmp.dir, 'elsewhere', 'data', 'replica-lock'))).to.include('LOCK');
+      expect(readdirSync(join(tmp.dir, 'here', 'data')), 'beside the link').to.deep.equal([]);
+    } finally {
+      await release();
+    }
   });
 
   it('keeps another process out while held, and is free again the moment its holder is killed', async function () {
