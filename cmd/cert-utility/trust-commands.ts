@@ -2,12 +2,11 @@
 // the signed policy, certification (init-trust), direct issuing (issue-cert) and show-cert.
 
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { join } from 'node:path';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { escapeInvisible, printableName } from '../../lib/wire/index.ts';
 import { exportPrivateKey, generateKeyPair, toHex, type KeyAlg } from '../../lib/crypto/index.ts';
 import type { KeyObject } from 'node:crypto';
-import { checkWritable, makePrivateDir, readFileLimited, realFilePath, refuseOwnFiles, refuseReplaceable, refuseReplaceableDir, writeFileAtomic, writeFilesAtomic } from '../../lib/files/index.ts';
+import { checkWritable, inDir, makePrivateDir, readFileLimited, realFilePath, refuseOwnFiles, refuseReplaceable, refuseReplaceableDir, writeFileAtomic, writeFilesAtomic } from '../../lib/files/index.ts';
 import { createPolicyCert, domainOfPolicyOrganization, issueAdmissionCert, parseCertificate, platformProblem, readCertificate, toPem, validatePolicyCert } from '../../lib/pki/index.ts';
 import { loadPolicy, makePolicy, sameKey, SEV_SNP_PLATFORM, type Policy } from '../../lib/policy/index.ts';
 import { generateSimulatedPlatform, platformCertificate, TEST_PLATFORM_WARNING } from '../../lib/attest/index.ts';
@@ -116,8 +115,9 @@ export function addTrustCommands(program: Command): void {
         'attest-key.pem': exportPrivateKey(keys.attestKey),
         'endorsement.bin': keys.endorsement,
       };
+      // In the directory makePrivateDir checked, also one named through "link/.." (inDir).
       await writeFilesAtomic(Object.entries(files).map(([name, data]) => ({
-        path: join(o.outDir, name), data, exclusive: !o.force, mode: name.endsWith('key.pem') ? 0o600 : 0o644,
+        path: inDir(o.outDir, name), data, exclusive: !o.force, mode: name.endsWith('key.pem') ? 0o600 : 0o644,
       })));
       return { json: { outDir: o.outDir, files: Object.keys(files) }, text: [`wrote ${Object.keys(files).join(', ')} to ${printableName(o.outDir)}`] };
     })

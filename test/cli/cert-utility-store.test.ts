@@ -172,6 +172,17 @@ describe('cert-utility store commands (transcripts)', function () {
       expect(readdirSync(dir)).to.deep.equal([]);
     });
 
+    it('generate-platform-keys writes in the --out-dir it checked when that is named through "link/..", not in the one of that name beside the link', async () => {
+      mkdirSync(join(tmp.dir, 'real', 'deep'), { recursive: true });
+      symlinkSync(join(tmp.dir, 'real', 'deep'), join(tmp.dir, 'link'));
+      mkdirSync(join(tmp.dir, 'plat'));
+      chmodSync(join(tmp.dir, 'plat'), 0o777); // writable by every user: never a place for private keys
+      const r = await cu(['generate-platform-keys', '--out-dir', 'link/../plat']); // the kernel's real/plat
+      expect(r.status, r.stderr).to.equal(0);
+      expect(readdirSync(join(tmp.dir, 'real', 'plat'))).to.include('platform-key.pem').and.include('attest-key.pem');
+      expect(readdirSync(join(tmp.dir, 'plat')), 'the directory beside the link').to.deep.equal([]);
+    });
+
     it('writes no private key or key file under a directory other users may write in without the sticky bit (FILE_ERROR, nothing made); a sticky one is taken', async () => {
       for (const [name, mode] of [['open', 0o777], ['sticky', 0o1777]] as const) {
         mkdirSync(join(tmp.dir, name));
