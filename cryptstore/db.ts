@@ -5,7 +5,7 @@ import { promises as fs, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import { Level } from 'level';
 import { CertifierError } from '../lib/errors/index.ts';
-import { describeErrno, fileError, levelFileError, makeDirs, ownDirProblem } from '../lib/files/index.ts';
+import { describeErrno, fileError, inDir, levelFileError, makeDirs, ownDirProblem } from '../lib/files/index.ts';
 
 export type Db = Level<string, Uint8Array>;
 
@@ -99,11 +99,14 @@ async function tightenDir(dir: string, st?: Stats): Promise<void> {
   }
 }
 
-/** Store files hold only ciphertext, but keep them private anyway: directory 0700, files 0600. */
+/**
+ * Store files hold only ciphertext, but keep them private anyway: directory 0700, files 0600. Each
+ * named in `dir` as read (inDir): a store named through "link/.." is listed where the link leads.
+ */
 export async function tightenPermissions(dir: string): Promise<void> {
   await tightenDir(dir);
   for (const name of await fs.readdir(dir)) {
-    const p = join(dir, name);
+    const p = inDir(dir, name);
     try {
       const st = await fs.lstat(p);
       if (st.isFile() && (st.mode & 0o077) !== 0) await fs.chmod(p, st.mode & 0o600);

@@ -1,7 +1,7 @@
 // The cryptstore library: versions, deletes, tamper detection, export/import and rekey.
 
 import { expect } from 'chai';
-import { chmodSync, chownSync, mkdirSync, promises as fs, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, promises as fs, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Level } from 'level';
 import { CertifierError } from '../../lib/errors/index.ts';
@@ -121,6 +121,19 @@ describe('cryptstore', () => {
       chmodSync(join(dir, 'LOG'), 0o640);
       await (await Cryptstore.open(dir, pass())).close();
       for (const f of await fs.readdir(dir)) expect(statSync(join(dir, f)).mode & 0o077, f).to.equal(0);
+    });
+
+    it('tightens the files of a store named through "link/..", where the link leads, and none of the directory of that name beside it', async () => {
+      mkdirSync(join(tmp.dir, 'elsewhere', 'deep'), { recursive: true });
+      mkdirSync(join(tmp.dir, 'here', 'store'), { recursive: true });
+      symlinkSync(join(tmp.dir, 'elsewhere', 'deep'), join(tmp.dir, 'here', 'link'));
+      const key = new KeyFileProtector(randomBytes(32));
+      await (await Cryptstore.create(join(tmp.dir, 'elsewhere', 'store'), key)).close();
+      chmodSync(join(tmp.dir, 'elsewhere', 'store', 'CURRENT'), 0o644);
+      writeFileSync(join(tmp.dir, 'here', 'store', 'CURRENT'), 'another\'s', { mode: 0o644 });
+      await (await Cryptstore.open(`${tmp.dir}/here/link/../store`, key)).close(); // not join(), which takes the .. as text
+      expect(statSync(join(tmp.dir, 'elsewhere', 'store', 'CURRENT')).mode & 0o777, 'its own').to.equal(0o600);
+      expect(statSync(join(tmp.dir, 'here', 'store', 'CURRENT')).mode & 0o777, 'another\'s, beside the link').to.equal(0o644);
     });
 
     it('opens a key-file store with the same key file and records no passphrase parameters', async () => {
