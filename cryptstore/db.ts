@@ -2,7 +2,6 @@
 // private, and telling a store from an empty or foreign directory before touching it.
 
 import { promises as fs, type Stats } from 'node:fs';
-import { join } from 'node:path';
 import { Level } from 'level';
 import { CertifierError } from '../lib/errors/index.ts';
 import { describeErrno, fileError, inDir, levelFileError, makeDirs, ownDirProblem } from '../lib/files/index.ts';
@@ -144,11 +143,12 @@ export async function dirState(dir: string): Promise<'missing' | 'empty' | 'stor
   // LevelDB's first acts are to start its info log (LOG, the old one moved to LOG.old) and to
   // make and lock LOCK, an empty file. Files of those names that are not LevelDB's (someone's
   // notes called LOG, say) are not taken for a creation cut short.
-  const lock = await fs.stat(join(dir, 'LOCK')).catch(() => undefined);
+  // Named in `dir` as read (inDir), also one named through "link/..".
+  const lock = await fs.stat(inDir(dir, 'LOCK')).catch(() => undefined);
   if (lock?.isFile() && lock.size === 0) return 'unmade';
   if (lock || !names.every((n) => n === 'LOG' || n === 'LOG.old')) return 'other';
   for (const n of names) {
-    const head = await fs.readFile(join(dir, n)).then((b) => b.subarray(0, 64).toString('latin1'), () => undefined);
+    const head = await fs.readFile(inDir(dir, n)).then((b) => b.subarray(0, 64).toString('latin1'), () => undefined);
     // Empty, or LevelDB's log line: "2026/12/05-17:00:00.123456 7f0a... ".
     if (head === undefined || !(head === '' || /^\d{4}\/\d{2}\/\d{2}-\d{2}:\d{2}:\d{2}\.\d{6} /.test(head))) return 'other';
   }

@@ -155,6 +155,16 @@ describe('cryptstore', () => {
       await rejects(Cryptstore.create(dir, pass()), 'STORE_EXISTS');
     });
 
+    it('creates over a creation cut short named through "link/..", where the link leads', async () => {
+      mkdirSync(join(tmp.dir, 'elsewhere', 'deep'), { recursive: true });
+      mkdirSync(join(tmp.dir, 'here'));
+      symlinkSync(join(tmp.dir, 'elsewhere', 'deep'), join(tmp.dir, 'here', 'link'));
+      mkdirSync(join(tmp.dir, 'elsewhere', 'store'));
+      for (const f of ['LOCK', 'LOG']) writeFileSync(join(tmp.dir, 'elsewhere', 'store', f), ''); // LevelDB's first files, as a create killed then leaves them
+      await (await Cryptstore.openOrCreate(`${tmp.dir}/here/link/../store`, pass())).close(); // not join(), which takes the .. as text
+      await (await Cryptstore.open(join(tmp.dir, 'elsewhere', 'store'), pass())).close();
+    });
+
     it('keeps an item under a name made before the rule on invisible characters (a key-server name fetched into it)', async () => {
       const s = await Cryptstore.create(dir, pass());
       await s.put('old-name\u200e', utf8('x'));
