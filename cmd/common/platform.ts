@@ -2,10 +2,9 @@
 // for SEV-SNP, --tsm-dir (configfs-tsm) and --vcek (the VCEK fetched ahead of time).
 
 import type { Command } from 'commander';
-import { join } from 'node:path';
 import { stat } from 'node:fs/promises';
 import { CertifierError } from '../../lib/errors/index.ts';
-import { readFileLimited } from '../../lib/files/index.ts';
+import { inDir, readFileLimited } from '../../lib/files/index.ts';
 import { DEFAULT_TSM_DIR, SimulatedEnclave, SnpGuest, TEST_PLATFORM_WARNING, type Platform } from '../../lib/attest/index.ts';
 import { readCertificateChain } from '../../lib/pki/index.ts';
 import { shown } from '../../lib/wire/index.ts';
@@ -84,9 +83,10 @@ export async function loadPlatform(program: string, o: PlatformOptions & { keyFi
     }
   }
   const platformDir = o.platformDir!;
+  // In the directory as the kernel finds it, where generate-platform-keys wrote them (inDir).
   const [attestKey, endorsement, measurement] = await Promise.all([
-    readFileLimited(join(platformDir, 'attest-key.pem'), 64 * 1024),
-    readFileLimited(join(platformDir, 'endorsement.bin'), 64 * 1024),
+    readFileLimited(inDir(platformDir, 'attest-key.pem'), 64 * 1024),
+    readFileLimited(inDir(platformDir, 'endorsement.bin'), 64 * 1024),
     readMeasurementFile(o.measurementFile!),
   ]);
   warn(program, TEST_PLATFORM_WARNING);

@@ -9,7 +9,7 @@ import { randomBytes, utf8 } from '../../lib/crypto/index.ts';
 import { Cryptstore, PassphraseProtector, sealBundle } from '../../cryptstore/index.ts';
 import { spawn, spawnSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { ROOT, VECTORS, run, runScript, tempDir, type RunResult } from '../support/helpers.ts';
+import { ROOT, VECTORS, closedPort, run, runScript, tempDir, type RunResult } from '../support/helpers.ts';
 
 const CHEAP = ['--scrypt-log-n', '10'];
 const PASSPHRASE = 'correct horse battery staple\n';
@@ -181,6 +181,19 @@ describe('cert-utility store commands (transcripts)', function () {
       expect(r.status, r.stderr).to.equal(0);
       expect(readdirSync(join(tmp.dir, 'real', 'plat'))).to.include('platform-key.pem').and.include('attest-key.pem');
       expect(readdirSync(join(tmp.dir, 'plat')), 'the directory beside the link').to.deep.equal([]);
+    });
+
+    it('init-trust reads the simulated platform in the --platform-dir named through "link/..", where the link leads, as generate-platform-keys writes it', async () => {
+      mkdirSync(join(tmp.dir, 'real', 'deep'), { recursive: true });
+      symlinkSync(join(tmp.dir, 'real', 'deep'), join(tmp.dir, 'link'));
+      expect((await cu(['generate-platform-keys', '--out-dir', 'link/../plat'])).status).to.equal(0);
+      expect((await cu(['generate-policy-key', '--domain', 'd', '--key-out', 'pk.pem', '--cert-out', 'pc.pem'])).status).to.equal(0);
+      writeFileSync(join(tmp.dir, 'm'), 'ab'.repeat(32));
+      writeFileSync(join(tmp.dir, 'store.key'), Buffer.alloc(32, 9), { mode: 0o600 });
+      const r = await cu(['init-trust', '--domain', 'd', '--policy-cert', 'pc.pem', '--server', `127.0.0.1:${await closedPort()}`, '--store', 'st', '--key-file', 'store.key',
+        '--platform-dir', 'link/../plat', '--measurement-file', 'm']);
+      // The platform was read, and evidence made: only the server could not be reached.
+      expectFailure(r, 3, 'UNREACHABLE');
     });
 
     it('writes no private key or key file under a directory other users may write in without the sticky bit (FILE_ERROR, nothing made); a sticky one is taken', async () => {
