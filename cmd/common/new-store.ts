@@ -5,7 +5,7 @@
 import { Cryptstore, type Protector } from '../../cryptstore/index.ts';
 import { dirState } from '../../cryptstore/db.ts';
 import { dirname } from 'node:path';
-import { unmakeDirs, unmakeHeld } from '../../lib/files/index.ts';
+import { unmakeDirsNow, unmakeHeld } from '../../lib/files/index.ts';
 import { warn } from './cli.ts';
 import { isCertifierError } from '../../lib/errors/index.ts';
 
@@ -20,7 +20,8 @@ export interface StoreToCertify {
 /**
  * Opens the store at `dir`, making it if there is none. Until keep() or close(), one of
  * `signals` (SIGTERM from a unit's timeout, Ctrl-C) removes the store this run made, and the
- * program dies of the signal, as without a listener.
+ * folders it made above it, as a failure does, and the program dies of the signal, as without a
+ * listener.
  */
 export async function openToCertify(program: string, dir: string, protector: Protector, signals: readonly NodeJS.Signals[]): Promise<StoreToCertify> {
   // A directory made empty beforehand (systemd's StateDirectory=, mkdir -p) holds no store either,
@@ -28,13 +29,20 @@ export async function openToCertify(program: string, dir: string, protector: Pro
   const keepDir = (await dirState(dir)) !== 'missing';
   // The folders above a missing store that its making made too (--store a/new/store), as mkdir
   // made them (not what was missing before: another may make one meanwhile, during scrypt):
-  // removed with it, once empty, when certifying fails (a signal removes the store alone).
+  // removed with it, once empty, when certifying fails or a signal stops the run.
   let top: string | undefined;
   // This run's only once it holds the new store's lock and is making it (onCreating): another
   // run may have made the store meanwhile, and that one is not this run's to remove.
   let made = false;
+  /** What a run that is not certified made, removed: the store (its lock still held), then the folders above it. */
+  const unmake = (): boolean => {
+    if (!unmakeHeld(dir, keepDir)) return false;
+    if (top !== undefined) unmakeDirsNow(dirname(dir), top);
+    return true;
+  };
   const interrupted = (signal: NodeJS.Signals) => {
-    if (made) unmakeHeld(dir, keepDir); // the store is still open here, holding its lock
+    // As a failure does (close), and at once: the program dies of the signal next.
+    if (made && !unmake()) warn(program, `could not remove the store ${dir} this run made`);
     process.removeAllListeners(signal);
     process.kill(process.pid, signal);
   };
@@ -68,10 +76,7 @@ export async function openToCertify(program: string, dir: string, protector: Pro
       stopWatching();
       // Removed before it is closed, while this run still holds its lock: another run waiting for
       // it finds it in use, then gone, never half removed.
-      if (made && !kept) {
-        if (!unmakeHeld(dir, keepDir)) warn(program, `could not remove the store ${dir} this run made`);
-        else if (top !== undefined) await unmakeDirs(dirname(dir), top);
-      }
+      if (made && !kept && !unmake()) warn(program, `could not remove the store ${dir} this run made`);
       await store.close();
     },
   };

@@ -323,13 +323,31 @@ export async function makeDirs(dir: string, mode: number): Promise<string | unde
  * (another's file in it, say). Best effort: what cannot be removed stays.
  */
 export async function unmakeDirs(dir: string, top: string): Promise<void> {
-  // By real paths: mkdir took "link/../x" where the link leads, and path.resolve would name the x
-  // beside the link instead (another's, perhaps, and empty).
-  const real = await Promise.all([fs.realpath(dir), fs.realpath(top)]).catch(() => undefined);
-  if (real === undefined) return;
-  const [first, last] = real;
+  unmakeDirsNow(dir, top);
+}
+
+/**
+ * unmakeDirs, done before it returns: for a signal's handler, after which the program dies of the
+ * signal, with no turn of the event loop for a promise to settle.
+ */
+export function unmakeDirsNow(dir: string, top: string): void {
+  // By real paths (the native realpath(3), which follows a link before a ".." after it): mkdir took
+  // "link/../x" where the link leads, and path.resolve would name the x beside the link instead
+  // (another's, perhaps, and empty).
+  let first: string;
+  let last: string;
+  try {
+    [first, last] = [realpathSync.native(dir), realpathSync.native(top)];
+  } catch {
+    return;
+  }
   for (let d = first; d === last || d.startsWith(last + sep); d = dirname(d)) {
-    if (!(await fs.rmdir(d).then(() => true, () => false)) || d === last) break;
+    try {
+      rmdirSync(d);
+    } catch {
+      break;
+    }
+    if (d === last) break;
   }
 }
 

@@ -577,7 +577,8 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
       expect(inside.stderr).to.contain('is inside stores/evidence-inside').and.contain('[INVALID_INPUT]');
     });
 
-    it('removes the store it made when it is stopped (SIGTERM) while waiting for the server', async () => {
+    /** Runs init-trust making `store`, and sends `signal` once it waits for the server; resolves with the signal it died of. */
+    async function stoppedWhileWaiting(store: string, signal: NodeJS.Signals): Promise<NodeJS.Signals | null> {
       // Accepts, then says nothing: the TLS handshake waits. A connection means the store is made
       // (LevelDB's first files alone would not: a run stopped then leaves an unfinished store).
       let connected = false;
@@ -586,16 +587,26 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
       try {
         const port = (hang.address() as net.AddressInfo).port;
         const child = spawn(process.execPath, [join(ROOT, 'cmd', 'bin', 'cert-utility.js'), 'init-trust', '--domain', 'datica', '--policy-cert', 'policy-cert.pem',
-          '--server', `127.0.0.1:${port}`, ...sealed('stores/stopped')], { cwd: dir, stdio: 'ignore' });
+          '--server', `127.0.0.1:${port}`, ...sealed(store)], { cwd: dir, stdio: 'ignore' });
         const exited = new Promise<NodeJS.Signals | null>((r) => child.once('exit', (_code, signal) => r(signal)));
         for (let i = 0; i < 200 && !connected; i++) await new Promise((r) => setTimeout(r, 50));
-        expect(existsSync(p('stores/stopped/CURRENT')), 'the store was made').to.equal(true);
-        child.kill('SIGTERM');
-        expect(await exited).to.equal('SIGTERM');
-        expect(existsSync(p('stores/stopped')), 'the store it made is gone').to.equal(false);
+        expect(existsSync(p(store, 'CURRENT')), 'the store was made').to.equal(true);
+        child.kill(signal);
+        return await exited;
       } finally {
         hang.close();
       }
+    }
+
+    it('removes the store it made when it is stopped (SIGTERM) while waiting for the server', async () => {
+      expect(await stoppedWhileWaiting('stores/stopped', 'SIGTERM')).to.equal('SIGTERM');
+      expect(existsSync(p('stores/stopped')), 'the store it made is gone').to.equal(false);
+    });
+
+    it('removes the folders it made above the store too (--store new/nested/store) when it is stopped (SIGINT), as a failure does', async () => {
+      expect(await stoppedWhileWaiting('stores/stopped-above/nested/store', 'SIGINT')).to.equal('SIGINT');
+      expect(existsSync(p('stores/stopped-above')), 'a folder it made is left').to.equal(false);
+      expect(existsSync(p('stores')), 'a folder that was there').to.equal(true);
     });
 
     it('keeps a store it did not make when it is refused, with what it held', async () => {
