@@ -609,6 +609,23 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
       expect(existsSync(p('stores')), 'a folder that was there').to.equal(true);
     });
 
+    it('has made nothing, not even the folders above the store, when it is stopped (SIGTERM) while it derives the store\'s key', async () => {
+      writeFileSync(p('stop.pass'), 'correct horse battery staple\n', { mode: 0o600 });
+      // The signal goes once the child says scrypt has begun (announce-scrypt), not after a guessed time.
+      const env = { ...process.env, NODE_OPTIONS: `--import ${join(ROOT, 'test/support/announce-scrypt.mjs')}` };
+      const child = spawn(process.execPath, [join(ROOT, 'cmd', 'bin', 'cert-utility.js'), 'init-trust', '--domain', 'datica', '--policy-cert', 'policy-cert.pem',
+        '--server', `127.0.0.1:${server.port}`, '--store', 'stores/scrypt-stopped/nested/store', '--passphrase-file', 'stop.pass', '--platform-dir', 'platform', '--measurement-file', 'app.measurement'],
+      { cwd: dir, env, stdio: ['ignore', 'ignore', 'pipe'] });
+      const exited = new Promise<NodeJS.Signals | null>((r) => child.once('exit', (_code, signal) => r(signal)));
+      let stderr = '';
+      child.stderr!.on('data', (d: Buffer) => {
+        stderr += d.toString();
+        if (stderr.includes('SCRYPT_STARTED\n')) child.kill('SIGTERM');
+      });
+      expect(await exited, stderr).to.equal('SIGTERM');
+      expect(existsSync(p('stores/scrypt-stopped')), 'a folder above the store').to.equal(false);
+    });
+
     it('keeps a store it did not make when it is refused, with what it held', async () => {
       expect((await cu(['create-store', ...sealed('stores/made-before', 'platform', 'app2.measurement')])).status).to.equal(0);
       expect((await cu(['put-item', ...sealed('stores/made-before', 'platform', 'app2.measurement'), '--tag', 'kept', '--in', 'app.measurement'])).status).to.equal(0);
