@@ -63,6 +63,9 @@ export async function openToCertify(program: string, dir: string, protector: Pro
     });
   } catch (e) {
     stopWatching();
+    // A making that failed once begun removed the store (or what it could of it); the folders
+    // made for it go too, once empty, as when certifying fails.
+    if (made && top !== undefined) unmakeDirsNow(dirname(dir), top);
     throw e;
   }
   let kept = false;

@@ -33,6 +33,15 @@ describe('a store opened to be certified', () => {
     expect(existsSync(join(tmp.dir, 'made')), 'the folders it made').to.equal(false);
   });
 
+  it('goes with the folders it made above it when its making fails once begun, as when certifying fails', async () => {
+    const keys = new KeyFileProtector(randomBytes(32));
+    // A key the store's data key cannot be sealed under: the making fails after it began (onCreating).
+    const failing: Protector = { kind: keys.kind, description: keys.description, derive: (p) => keys.derive(p), create: async () => ({ ...(await keys.create()), kek: new Uint8Array(7) }) };
+    const failed = await openToCertify('cert-utility', join(tmp.dir, 'failed', 'nested', 'store'), failing, []).then(() => false, () => true);
+    expect(failed, 'the making failed').to.equal(true);
+    expect(existsSync(join(tmp.dir, 'failed')), 'the folders it made').to.equal(false);
+  });
+
   it('named through "link/..", goes with the folders it made where the link leads', async () => {
     mkdirSync(join(tmp.dir, 'elsewhere', 'deep'), { recursive: true });
     mkdirSync(join(tmp.dir, 'here'));
