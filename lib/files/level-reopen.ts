@@ -12,9 +12,9 @@
 // next operation opens it again.
 
 import { promises as fs } from 'node:fs';
-import { join } from 'node:path';
 import { CertifierError } from '../errors/index.ts';
 import { describeErrno } from './errno.ts';
+import { inDir } from './places.ts';
 import { describeLevelFailure } from './level-failure.ts';
 
 /** Free space a reopen needs beyond what LevelDB's logs hold: a new manifest, and slack. */
@@ -38,14 +38,22 @@ export interface ReopenOptions {
 }
 
 /**
+ * The bytes of the database's logs in `dir`, which a reopen recovers into a table. Each named in
+ * the directory as given (inDir: a `--data link/..` is where the link leads, as readdir read it).
+ */
+export async function logBytes(dir: string): Promise<number> {
+  const names = (await fs.readdir(dir)).filter((n) => n.endsWith('.log'));
+  const sizes = await Promise.all(names.map((n) => fs.stat(inDir(dir, n)).then((st) => st.size, () => 0)));
+  return sizes.reduce((a, b) => a + b, 0);
+}
+
+/**
  * Why the disk of the database in `dir` has no room to recover its logs into a table (bytes, or
  * inodes for its new files where the file system counts them), or undefined when it has.
  */
 async function noRoomToRecover(dir: string): Promise<string | undefined> {
-  const names = (await fs.readdir(dir)).filter((n) => n.endsWith('.log'));
-  const sizes = await Promise.all(names.map((n) => fs.stat(join(dir, n)).then((st) => st.size, () => 0)));
   const { bavail, bsize, files, ffree } = await fs.statfs(dir);
-  const needed = sizes.reduce((a, b) => a + b, 0) + REOPEN_MARGIN;
+  const needed = (await logBytes(dir)) + REOPEN_MARGIN;
   if (bavail * bsize < needed) return `its disk has ${bavail * bsize} bytes free, too few to recover (${needed})`;
   // (A file system that makes inodes as it needs them, btrfs say, counts none: files is 0.)
   if (files > 0 && ffree < REOPEN_INODES) return `its disk has ${ffree} inodes free, too few for the new files recovery makes`;

@@ -5,6 +5,8 @@
 import { expect } from 'chai';
 import { join } from 'node:path';
 import { LevelBackend } from '../../lib/keyservice/level-backend.ts';
+import { logBytes } from '../../lib/files/level-reopen.ts';
+import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tempDir } from '../support/helpers.ts';
 import { recordFor } from './backend-contract.ts';
 import { rejects } from '../support/rejects.ts';
@@ -163,5 +165,15 @@ describe('LevelBackend reopening after a failed write', function () {
       reading.open();
       await b.close();
     }
+  });
+
+  it('counts the logs to recover where a --data named through "link/.." is, not beside the link', async () => {
+    // here/link -> there/deep: "here/link/../d" is there/d to the kernel, here/d to join().
+    mkdirSync(join(tmp.dir, 'here'));
+    mkdirSync(join(tmp.dir, 'there', 'deep'), { recursive: true });
+    mkdirSync(join(tmp.dir, 'there', 'd'));
+    symlinkSync(join(tmp.dir, 'there', 'deep'), join(tmp.dir, 'here', 'link'));
+    writeFileSync(join(tmp.dir, 'there', 'd', '000003.log'), Buffer.alloc(5000));
+    expect(await logBytes(`${join(tmp.dir, 'here', 'link')}/../d`)).to.equal(5000);
   });
 });
