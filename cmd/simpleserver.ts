@@ -4,6 +4,7 @@
 import { InvalidArgumentError } from 'commander';
 import { readFileLimited } from '../lib/files/index.ts';
 import { CertifierError } from '../lib/errors/index.ts';
+import { calendarTime } from '../lib/util/calendar.ts';
 import { fromHex, toHex } from '../lib/crypto/index.ts';
 import { parseTrustRequest } from '../lib/wire/index.ts';
 import { evaluate, loadPolicy, sameKey, type Decision, type Policy } from '../lib/policy/index.ts';
@@ -130,8 +131,7 @@ function isoTime(text: string, flag: string): Date {
   const m = /^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d)(?::(\d\d)(?:\.\d{1,3})?)?(?:Z|[+-](\d\d):(\d\d))$/.exec(text);
   if (!m) throw new CertifierError('USAGE', `${flag} takes an ISO 8601 time with its offset, e.g. 2026-12-05T12:00:00Z, not "${text}"`);
   const [year, month, day, hour, minute, second = 0, offH = 0, offM = 0] = m.slice(1).map((v) => (v === undefined ? undefined : Number(v))) as number[];
-  const daysInMonth = new Date(Date.UTC(year!, month!, 0)).getUTCDate();
-  const fits = month! >= 1 && month! <= 12 && day! >= 1 && day! <= daysInMonth && hour! <= 23 && minute! <= 59 && second <= 59 && offH <= 23 && offM <= 59;
+  const fits = calendarTime(year!, month!, day!, hour!, minute!, second) !== undefined && offH <= 23 && offM <= 59;
   const at = new Date(text);
   if (!fits || !Number.isFinite(at.getTime())) throw new CertifierError('USAGE', `${flag} "${text}" is not a time`);
   return at;

@@ -2,6 +2,7 @@
 // RFC 4514-style text ("CN=policyKey, O=datica/policyAuthority", RDNs in certificate order, as
 // @peculiar/x509 wrote them) plus their attribute values; times become Dates (RFC 5280, 4.1.2.5).
 
+import { calendarTime } from '../util/calendar.ts';
 import { children, DerError, decodeOid, expectTag, TAG, type Tlv } from './der.ts';
 
 export interface DecodedName {
@@ -122,13 +123,10 @@ export function decodeTime(t: Tlv | undefined, what: string): Date {
   const mi = Number(m[5]);
   const s = Number(m[6]);
   const year = t!.tag === TAG.UTC_TIME ? (yy < 50 ? 2000 + yy : 1900 + yy) : yy;
-  const ms = Date.UTC(year, mo - 1, d, h, mi, s);
-  const back = new Date(ms);
-  // Date.UTC rolls 31 April over to 1 May: a date that does not round-trip does not exist.
-  if (mo < 1 || back.getUTCFullYear() !== year || back.getUTCMonth() !== mo - 1 || back.getUTCDate() !== d || h > 23 || mi > 59 || s > 59) {
-    throw new DerError(`${what}: ${text} is not a valid time`);
-  }
-  return back;
+  // GeneralizedTime 0050 is the year 50 (in a validity, checkTimeForm then refuses it as not UTCTime).
+  const at = calendarTime(year, mo, d, h, mi, s);
+  if (!at) throw new DerError(`${what}: ${text} is not a valid time`);
+  return at;
 }
 
 /** Validity ::= SEQUENCE { notBefore Time, notAfter Time } */

@@ -3,6 +3,7 @@
 // which is not RFC 3339. We write zero-padded seconds and read both.
 
 import { CertifierError } from '../errors/index.ts';
+import { calendarTime } from '../util/calendar.ts';
 
 const PATTERN = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):\s?(\d{1,2})(?:\.(\d{1,9}))?Z$/;
 
@@ -18,14 +19,9 @@ export function parseCertifierTime(s: string, what = 'time'): Date {
   if (!m) throw new CertifierError('BAD_FIELD', `${what} "${s}" is not a time`);
   const [y, mo, d, h, mi, sec] = m.slice(1, 7).map(Number) as [number, number, number, number, number, number];
   const ms = Number((m[7] ?? '0').padEnd(3, '0').slice(0, 3));
-  if (!isCalendarTime(y, mo, d, h, mi, sec)) throw new CertifierError('BAD_FIELD', `${what} "${s}" is not a valid date`);
-  return new Date(Date.UTC(y, mo - 1, d, h, mi, sec, ms));
-}
-
-/** Whether the fields name a real date and time: a month of 1-12, a day it has, 23:59 at most, seconds up to `maxSecond`. */
-function isCalendarTime(y: number, mo: number, d: number, h: number, mi: number, sec: number, maxSecond = 59): boolean {
-  const day = new Date(Date.UTC(y, mo - 1, d));
-  return day.getUTCFullYear() === y && day.getUTCMonth() === mo - 1 && day.getUTCDate() === d && h <= 23 && mi <= 59 && sec <= maxSecond;
+  const at = calendarTime(y, mo, d, h, mi, sec, ms);
+  if (!at) throw new CertifierError('BAD_FIELD', `${what} "${s}" is not a valid date`);
+  return at;
 }
 
 const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.\d{1,9})?(?:Z|[+-](\d{2}):(\d{2}))$/;
@@ -36,5 +32,5 @@ export function isRfc3339(s: string): boolean {
   if (!m) return false;
   // By index, not destructured from a mapped copy: key-server checks a record's time on every retrieve.
   const n = (i: number) => Number(m[i] ?? 0);
-  return isCalendarTime(n(1), n(2), n(3), n(4), n(5), n(6), 60) && n(7) <= 23 && n(8) <= 59; // a leap second's :60 is RFC 3339's
+  return calendarTime(n(1), n(2), n(3), n(4), n(5), n(6), 0, 60) !== undefined && n(7) <= 23 && n(8) <= 59; // a leap second's :60 is RFC 3339's
 }

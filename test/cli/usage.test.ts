@@ -183,6 +183,14 @@ describe('usage mistakes across the programs (exit 2, before any work)', () => {
     }));
   });
 
+  it('takes an --at in years 0000-0099 as itself: 0000-02-29 exists (1900-02-29, which Date.UTC made of it, does not)', async () => {
+    const explain = (at: string) => run('simpleserver', ['explain', '--policy', 'none.bin', '--policy-cert', 'none.pem', '--evidence', 'none.bin', '--at', at], { cwd: tmp.dir });
+    const [leap, none] = await Promise.all([explain('0000-02-29T00:00:00Z'), explain('0100-02-29T00:00:00Z')]);
+    expect(leap.stderr).to.contain('cannot read none.pem').and.contain('[FILE_ERROR]'); // past the flags, to the files
+    expect(none.status).to.equal(2);
+    expect(none.stderr).to.contain('--at "0100-02-29T00:00:00Z" is not a time');
+  });
+
   it('refuses port 0 where a server is to be reached (it means "any port" only to listen)', async () => {
     const r = await run('key-client', ['list', '--server', '127.0.0.1:0', '--domain', 'd', '--policy-cert', 'none.pem', '--store', 's', '--key-file', 'k']);
     expect(r.status).to.equal(2);
