@@ -14,7 +14,8 @@ import { warn } from './cli.ts';
 export const PLATFORMS = ['simulated', 'sev-snp'] as const;
 
 export interface PlatformOptions {
-  platform?: string;
+  /** One of PLATFORMS: platformName refuses any other as --platform is parsed; absent is simulated, its default. */
+  platform?: (typeof PLATFORMS)[number];
   platformDir?: string;
   measurementFile?: string;
   tsmDir?: string;
@@ -34,12 +35,10 @@ export function platformOptions(cmd: Command): Command {
  * A --platform value, refused (USAGE) as it is parsed: a command that has no use for the platform
  * (a store opened with a key file, a key-server without --certifier) took any name without a word.
  */
-function platformName(value: string): string {
-  if (!(PLATFORMS as readonly string[]).includes(value)) throw unknownPlatform(value);
-  return value;
+function platformName(value: string): (typeof PLATFORMS)[number] {
+  if (!(PLATFORMS as readonly string[]).includes(value)) throw new CertifierError('USAGE', `unknown --platform ${shown(value)}; choose ${PLATFORMS.join(', ')}`);
+  return value as (typeof PLATFORMS)[number];
 }
-
-const unknownPlatform = (value: string) => new CertifierError('USAGE', `unknown --platform ${shown(value)}; choose ${PLATFORMS.join(', ')}`);
 
 /** The same file (by device and inode), or files with the same bytes. */
 async function sameFile(a: string, b: string): Promise<boolean> {
@@ -63,7 +62,6 @@ export function checkPlatformFlags(o: PlatformOptions & { sealed?: boolean }): v
     return;
   }
   if (o.tsmDir !== undefined || o.vcek !== undefined) throw new CertifierError('USAGE', '--tsm-dir and --vcek are for --platform sev-snp');
-  if (o.platform !== 'simulated') throw unknownPlatform(o.platform ?? '');
   if (!o.platformDir || !o.measurementFile) throw new CertifierError('USAGE', '--platform simulated needs --platform-dir and --measurement-file');
 }
 
