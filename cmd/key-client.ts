@@ -111,17 +111,22 @@ function clientFiles(o: ClientOpts, ...more: string[]): OwnFiles {
   return storeFiles(o, o.policyCert, o.credentialCert, o.credentialKey, ...more);
 }
 
+interface ClientFlags { host: string; port: number; pins: string[] }
+
 /** The common flags' values as a connection takes them, or USAGE, reading nothing. */
-function clientFlags(o: ClientOpts): { host: string; port: number; pins: string[] } {
+function clientFlags(o: ClientOpts): ClientFlags {
   const { host, port } = parseHostPort(o.server, '--server');
   const pins = o.serverMeasurement.map((m) => toHex(parseMeasurementHex(m, '--server-measurement')));
   if (!o.credentialCert !== !o.credentialKey) throw new CertifierError('USAGE', '--credential-cert and --credential-key go together');
   return { host, port, pins };
 }
 
-/** Opens the store, loads this machine's identity, connects; always closes both. */
-async function withClient<T>(o: ClientOpts, fn: (client: KeyClient, store: Cryptstore) => Promise<T>, beforeConnecting?: (store: Cryptstore) => Promise<void>): Promise<T> {
-  const { host, port, pins } = clientFlags(o);
+/**
+ * Opens the store, loads this machine's identity, connects to what `flags` (clientFlags(o), which
+ * a command parses before reading its input) say; always closes both.
+ */
+async function withClient<T>(o: ClientOpts, flags: ClientFlags, fn: (client: KeyClient, store: Cryptstore) => Promise<T>, beforeConnecting?: (store: Cryptstore) => Promise<void>): Promise<T> {
+  const { host, port, pins } = flags;
   const policyCert = await readCertificateFile(o.policyCert);
   validatePolicyCert(policyCert, new Date());
   const credential = o.credentialCert
@@ -154,11 +159,11 @@ clientOptions(subcommand<ClientOpts & { in: string; notExportable?: boolean; typ
   'store a value under NAME in the key-server (the next version)',
   async (o, args) => {
     checkName(args[0]!); // a name that would look like another: the server refuses it if it is new
-    clientFlags(o); // a usage error before the input is read (standard input, say)
+    const flags = clientFlags(o); // a usage error before the input is read (standard input, say)
     const input = await readInput(o.in, MAX_VALUE_BYTES);
     if (input.length === 0) throw new CertifierError('INVALID_INPUT', `nothing to store: ${o.in === '-' ? 'standard input' : o.in} is empty`);
     const value = itemValue(o.type, input); // as put-item: a certificate item holds one DER certificate
-    const version = await withClient(o, (c) => c.store(args[0]!, value, { type: o.type, exportable: !o.notExportable, ...(o.expectedVersion !== undefined ? { expectedVersion: o.expectedVersion } : {}) }));
+    const version = await withClient(o, flags, (c) => c.store(args[0]!, value, { type: o.type, exportable: !o.notExportable, ...(o.expectedVersion !== undefined ? { expectedVersion: o.expectedVersion } : {}) }));
     return { json: { name: args[0], version }, text: [`stored ${printableName(args[0]!)} version ${version}`] };
   }))
   .argument('<name>', 'resource name, e.g. datica-test/storage-disk-key')
@@ -179,7 +184,7 @@ clientOptions(subcommand<ClientOpts & { version: number; out?: string; force?: b
       noteLeftovers(o.out, await sweepLeftovers(o.out));
       await checkWritable(o.out, { exclusive: !o.force });
     }
-    return withClient(o, async (client, store): Promise<Result> => {
+    return withClient(o, clientFlags(o), async (client, store): Promise<Result> => {
       const outcomes = await fetchAll(client, specs);
       const failure = outcomes.find((x) => x.error);
       if (failure) throw new CertifierError(failure.error!.code, `${failure.error!.message}; nothing was written`, { cause: failure.error });
@@ -206,7 +211,7 @@ clientOptions(subcommand<ClientOpts & { version: number; out?: string; force?: b
 clientOptions(subcommand<ClientOpts & { version: number }>(program, 'delete', 'delete one version of NAME, or all of them (needs an ACL rule)',
   async (o, args) => {
     checkName(args[0]!);
-    const { versions, count } = await withClient(o, (c) => c.delete(args[0]!, o.version));
+    const { versions, count } = await withClient(o, clientFlags(o), (c) => c.delete(args[0]!, o.version));
     const more = count > versions.length ? `, and ${count - versions.length} more (${count} in all)` : '';
     return { json: { name: args[0], deleted: versions, count }, text: [`deleted ${printableName(args[0]!)} version(s) ${versions.join(', ')}${more}`] };
   }))
@@ -227,7 +232,7 @@ clientOptions(subcommand<ClientOpts>(program, 'list', 'list names and metadata u
     let open = true;
     const print = (items: ResourceInfo[]) => (o.json ? printText(doc.more(items)) : printLines(items.map(line)));
     try {
-      await withClient(o, (c) => c.listEach(args[0] ?? '', async (items) => (open = await print(items))));
+      await withClient(o, clientFlags(o), (c) => c.listEach(args[0] ?? '', async (items) => (open = await print(items))));
     } catch (e) {
       await printText(doc.cut()).catch(() => undefined);
       throw e;
@@ -240,14 +245,14 @@ clientOptions(subcommand<ClientOpts>(program, 'list', 'list names and metadata u
 clientOptions(subcommand<ClientOpts & { config: string; allowPartial?: boolean }>(program, 'provision',
   'fetch every secret a config file names into the cryptstore or files; all or nothing',
   async (o) => {
-    clientFlags(o); // a usage error before the config is read (it came only after)
+    const flags = clientFlags(o); // a usage error before the config is read (it came only after)
     const specs = parseProvisionConfig(utf8Text(await readFileLimited(o.config, 1024 * 1024), `the provisioning config ${o.config}`));
     checkFetchCount(o, specs.length, 'INVALID_INPUT', 'secrets');
     const own = clientFiles(o, o.config);
     // On every run, whatever comes of it: a killed run's leftovers beside a LocalPath may hold a secret.
     for (const { file, left } of await sweepDestinations(specs, own)) noteLeftovers(file, left);
     const dirs = new DirChecks(); // this run's look at the LocalPaths' directories
-    const outcomes = await withClient(o, (c, store) => provision(c, store, specs, { allowPartial: o.allowPartial === true, own, completedBeforeSignal, checked: true, swept: true, dirs }), (store) => refuseBeforeFetching(store, specs, own, dirs));
+    const outcomes = await withClient(o, flags, (c, store) => provision(c, store, specs, { allowPartial: o.allowPartial === true, own, completedBeforeSignal, checked: true, swept: true, dirs }), (store) => refuseBeforeFetching(store, specs, own, dirs));
     for (const x of outcomes.filter((y) => y.error)) warn(P, `could not provision ${shown(x.spec.name, 256)}: ${x.error!.message} [${x.error!.code}]`);
     const items = outcomes.map((x) => ({ name: x.spec.name, ...(x.spec.tag ? { tag: x.spec.tag } : { file: x.spec.file }), ...(x.entry ? { version: x.entry.version, ...(x.storeVersion ? { storeVersion: x.storeVersion } : {}), written: x.written } : { error: x.error!.code }) }));
     // Each line names its destination: one ID may go to a tag and to a file.
