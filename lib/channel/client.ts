@@ -7,7 +7,7 @@ import { CertifierError } from '../errors/index.ts';
 import { FrameDecoder, encodeFrame } from '../wire/index.ts';
 import { channelError, timeoutError } from './errors.ts';
 import { baseTlsOptions, chainOf, exporterFor, runVerifyPeer } from './tlsutil.ts';
-import { resolveLimits, type ClientConnection, type ConnectOptions, type ResolvedLimits, type TlsIdentity, type TlsTrust } from './types.ts';
+import { resolveLimits, type ClientConnection, type ConnectOptions, type PreparedClientTls, type ResolvedLimits, type TlsIdentity, type TlsTrust } from './types.ts';
 
 const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 const LINGER_MS = 1_000;
@@ -21,6 +21,12 @@ interface Pending {
   resolve: (body: Uint8Array) => void;
   reject: (e: CertifierError) => void;
   settled: Promise<unknown>;
+}
+
+/** `t` made into OpenSSL's context once, for connect to use on every connection it is given to. */
+export function prepareClientTls(t: TlsIdentity | TlsTrust): PreparedClientTls {
+  const identity: Partial<TlsIdentity> & TlsTrust = t;
+  return { ca: t.ca, mutual: identity.key !== undefined, context: tls.createSecureContext(baseTlsOptions(identity.ca, identity.key, identity.cert)) };
 }
 
 export async function connect<P>(opts: ConnectOptions<P>): Promise<ClientConnection<P>> {
@@ -37,12 +43,12 @@ export async function connect<P>(opts: ConnectOptions<P>): Promise<ClientConnect
   let mutual = false;
   let served: Uint8Array[] | undefined;
   if (opts.tls) {
-    const identity: Partial<TlsIdentity> & TlsTrust = opts.tls;
-    mutual = identity.key !== undefined;
+    const prepared = 'context' in opts.tls ? opts.tls : prepareClientTls(opts.tls);
+    mutual = prepared.mutual;
     tlsSocket = tls.connect({
       host: opts.host,
       port: opts.port,
-      ...baseTlsOptions(identity.ca, identity.key, identity.cert),
+      secureContext: prepared.context,
       rejectUnauthorized: true,
       // Our certificates name measurements, not hosts: identity is verifyPeer's job. Node hands
       // this callback the verified chain it has just read; keeping it spares verifyPeer a second read.

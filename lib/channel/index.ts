@@ -1,10 +1,10 @@
 // The suite's transport: length-prefixed request/response over TLS 1.3 (mutual or server-only)
 // or, for the original Certifier's plain protocol only, plain TCP.
 export { closingAlso, serve } from './server.ts';
-export { connect } from './client.ts';
+export { connect, prepareClientTls } from './client.ts';
 export { limitRefusals, REFUSALS_PER_SECOND, type RefusalKind } from './refusals.ts';
 export { DEFAULT_LIMITS, resolveLimits } from './types.ts';
 export type {
   ChannelLog, ChannelServer, ClientConnection, ConnectOptions, ConnectionInfo, Handler, LaterAnswer, Limits, LogRecord,
-  ResolvedLimits, ServeOptions, TlsIdentity, TlsTrust, VerifyPeer,
+  PreparedClientTls, ResolvedLimits, ServeOptions, TlsIdentity, TlsTrust, VerifyPeer,
 } from './types.ts';

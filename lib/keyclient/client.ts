@@ -8,7 +8,7 @@ import { CertifierError } from '../errors/index.ts';
 import { sign } from '../crypto/index.ts';
 import { checkCryptstoreEntry, decode, peerCode, shown, type CryptstoreEntry, type EntryType, type KeyServiceList, type ValidEntry } from '../wire/index.ts';
 import { toPem, validateAdmission, type ValidatedPeer } from '../pki/index.ts';
-import { connect, DEFAULT_LIMITS, type ClientConnection, type Limits } from '../channel/index.ts';
+import { connect, DEFAULT_LIMITS, prepareClientTls, type ClientConnection, type Limits, type PreparedClientTls } from '../channel/index.ts';
 import { requireMachine, type MachineIdentity } from '../certifier/index.ts';
 import {
   CHALLENGE_EXPORTER_LABEL, CHALLENGES_PER_CONNECTION, challengeMessage, encodeKeyRequest, KEY_SERVER_CODES, LIST_PAGE, parseKeyResponse, type Action, type KeyRequest, type KeyResponse,
@@ -119,6 +119,8 @@ export class KeyClient {
   private readonly waiting: (() => void)[] = [];
   private constructor(
     private conn: ClientConnection<ValidatedPeer>, private readonly credential: Credential | undefined, private readonly options: KeyClientOptions,
+    /** This machine's key and certificate and the policy certificate, made into a TLS context once for every connection. */
+    private readonly tls: PreparedClientTls,
   ) {}
 
   /** The key-server as verified: its serial, measurement and platform. */
@@ -132,14 +134,15 @@ export class KeyClient {
     if (o.requestsPerConnection !== undefined && !(Number.isSafeInteger(o.requestsPerConnection) && o.requestsPerConnection >= least)) {
       throw new CertifierError('INVALID_INPUT', `requestsPerConnection must be a whole number of at least ${least}`);
     }
-    return new KeyClient(await KeyClient.open(o), o.credential, o);
+    const tls = prepareClientTls({ key: o.identity.key, cert: toPem(o.identity.certificate), ca: toPem(o.policyCert) });
+    return new KeyClient(await KeyClient.open(o, tls), o.credential, o, tls);
   }
 
-  private static async open(o: KeyClientOptions): Promise<ClientConnection<ValidatedPeer>> {
+  /** A connection to the key-server, which is checked on each: its chain, its measurement (a reused TLS context resumes no session). */
+  private static async open(o: KeyClientOptions, tls: PreparedClientTls): Promise<ClientConnection<ValidatedPeer>> {
     const pins = (o.serverMeasurements ?? []).map((m) => m.toLowerCase());
     const conn = await connect<ValidatedPeer>({
-      host: o.host, port: o.port,
-      tls: { key: o.identity.key, cert: toPem(o.identity.certificate), ca: toPem(o.policyCert) },
+      host: o.host, port: o.port, tls,
       verifyPeer: (chain) => {
         // simpleserver's certificate and role credentials validate too, but are never a key-server.
         const peer = requireMachine(validateAdmission({ chain, policyCert: o.policyCert, at: new Date(), usage: 'server' }), 'server');
@@ -258,7 +261,7 @@ export class KeyClient {
   }
 
   private async replace(): Promise<void> {
-    const next = await KeyClient.open(this.options);
+    const next = await KeyClient.open(this.options, this.tls);
     const previous = this.conn;
     [this.conn, this.sent] = [next, 0];
     if (!this.inUse.has(previous)) this.retire(previous);

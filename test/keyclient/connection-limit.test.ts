@@ -1,19 +1,22 @@
 // KeyClient past the key-server's requests per connection: a server answers so many requests on
 // one connection and closes it; requests made past that, all at once or not, a challenged one's
-// two halves together, go on a new connection and every one is answered.
+// two halves together, go on a new connection and every one is answered. The connections share
+// one TLS context (made once per KeyClient), and each checks the server again.
 
 import { expect } from 'chai';
+import net from 'node:net';
 import { join } from 'node:path';
+import tls from 'node:tls';
 import { SIMULATED_ENCLAVE } from '../../lib/attest/index.ts';
 import { generateKeyPair, randomBytes, sha256, utf8 } from '../../lib/crypto/index.ts';
-import type { ChannelServer } from '../../lib/channel/index.ts';
+import { serve, type ChannelServer } from '../../lib/channel/index.ts';
 import { KeyClient, type KeyClientOptions } from '../../lib/keyclient/index.ts';
 import { parseAcl } from '../../lib/keyservice/acl.ts';
 import { LevelBackend } from '../../lib/keyservice/level-backend.ts';
 import { issueRoleCert } from '../../lib/keyservice/roles.ts';
 import { startKeyServer } from '../../lib/keyservice/server.ts';
 import type { Cryptstore } from '../../cryptstore/index.ts';
-import { certifiedStore, issueLeaf, machineIdentity, makeDomain } from '../bench/domain.ts';
+import { certifiedStore, issueLeaf, machineIdentity, makeDomain, type BenchDomain } from '../bench/domain.ts';
 import { tempDir } from '../support/helpers.ts';
 import { rejects } from '../support/rejects.ts';
 import type { CertifierError } from '../../lib/errors/index.ts';
@@ -27,11 +30,12 @@ describe('keyclient: more requests than the key-server answers on one connection
   let server: ChannelServer;
   let options: KeyClientOptions;
   let operator: NonNullable<KeyClientOptions['credential']>;
+  let domain: BenchDomain;
   const closed: { reason?: string; requests?: number; answered?: number }[] = [];
 
   before(async () => {
     tmp = tempDir('keyclient-limit-');
-    const domain = await makeDomain('limit');
+    domain = await makeDomain('limit');
     const clientMeasurement = sha256(utf8('the key-client'));
     const serverLeaf = await issueLeaf(domain, { measurement: sha256(utf8('the key-server')), platform: SIMULATED_ENCLAVE });
     const clientLeaf = await issueLeaf(domain, { measurement: clientMeasurement, platform: SIMULATED_ENCLAVE });
@@ -99,6 +103,59 @@ describe('keyclient: more requests than the key-server answers on one connection
     expect(await Promise.all(made)).to.deep.equal(Array.from({ length: 12 }, (_, i) => `limit/${i}`));
     await rejects(client.retrieve('limit/0'), 'UNREACHABLE');
     expect(closed.every((c) => c.requests === c.answered), JSON.stringify(closed)).to.equal(true);
+  });
+
+  it('makes its TLS context (key, certificate and trust anchor in OpenSSL) once, not once per connection', async () => {
+    const made = tls.createSecureContext;
+    let contexts = 0;
+    tls.createSecureContext = (o) => (contexts++, made(o));
+    try {
+      const client = await KeyClient.connect(options);
+      try {
+        // 12 retrieves: three connections, each checked again (the server's chain, its measurement).
+        const entries = await Promise.all(Array.from({ length: 12 }, (_, i) => client.retrieve(`limit/${i}`)));
+        expect(entries.map((e) => e.tag)).to.deep.equal(Array.from({ length: 12 }, (_, i) => `limit/${i}`));
+      } finally {
+        await client.close();
+      }
+    } finally {
+      tls.createSecureContext = made;
+    }
+    expect(contexts).to.equal(1);
+  });
+
+  it('checks the server on every connection: a machine not pinned behind the same address is refused on the second (UNTRUSTED_PEER)', async () => {
+    // Another admitted machine of the domain, not running the pinned measurement; its handler is never reached.
+    const other = await issueLeaf(domain, { measurement: sha256(utf8('another program')), platform: SIMULATED_ENCLAVE });
+    const impostor = await serve({
+      host: '127.0.0.1', port: 0, tls: { key: other.key, cert: other.pem, ca: domain.policyPem, requestCert: true }, handler: async () => new Uint8Array(),
+    });
+    // The first connection goes to the key-server, every later one to the other machine.
+    let connections = 0;
+    const proxy = net.createServer((socket) => {
+      const to = net.connect({ host: '127.0.0.1', port: (connections++ === 0 ? server : impostor).address.port });
+      socket.pipe(to).pipe(socket);
+      socket.on('error', () => to.destroy());
+      to.on('error', () => socket.destroy());
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    try {
+      const client = await KeyClient.connect({ ...options, port: (proxy.address() as net.AddressInfo).port });
+      try {
+        const made = Array.from({ length: 6 }, (_, i) => client.retrieve(`limit/${i}`).then((e) => e.tag, (e: CertifierError) => e));
+        const [first, ...rest] = [await Promise.all(made.slice(0, 5)), await made[5]];
+        expect(first).to.deep.equal(Array.from({ length: 5 }, (_, i) => `limit/${i}`));
+        const refused = rest[0] as CertifierError;
+        expect(refused.code, String(refused)).to.equal('UNTRUSTED_PEER');
+        expect(refused.details?.reason).to.equal('measurement-not-pinned');
+      } finally {
+        await client.close();
+      }
+      expect(connections).to.equal(2);
+    } finally {
+      proxy.close();
+      await impostor.close();
+    }
   });
 
   it('refuses a requestsPerConnection that leaves no room for a request, before connecting', async () => {
