@@ -255,12 +255,9 @@ class Connection<P> implements ClientConnection<P> {
 
   private onData(chunk: Buffer): void {
     if (this.ended) return;
-    let frames: Uint8Array[];
-    try {
-      frames = this.decoder.push(chunk);
-    } catch (e) {
-      return this.fail(channelError(e, this.target));
-    }
+    // The answers this read completed before a length over the limit are the requests' own (a
+    // store's is how it learns its version); the requests after them fail with the length's error.
+    const { frames, error } = this.decoder.read(chunk);
     for (const frame of frames) {
       const next = this.pending.shift();
       if (!next) return this.fail(new CertifierError('DECODE_FAILED', `${this.target} sent an answer to no request`));
@@ -269,6 +266,7 @@ class Connection<P> implements ClientConnection<P> {
       if (this.pending.length > 0) this.armResponseTimer();
       else this.clearTimer();
     }
+    if (error) this.fail(error);
   }
 
   /**

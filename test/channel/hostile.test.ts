@@ -1,10 +1,14 @@
 // Misbehaving clients (garbage, absurd lengths, cut-off frames, one byte a second, throwing
-// handlers) each lose only their own connection, with one log record, while others are served.
+// handlers) each lose only their own connection, with one log record, while others are served; and
+// a server announcing an answer over the client's frame limit fails the client at once.
 
 import { expect } from 'chai';
 import type net from 'node:net';
+import tls from 'node:tls';
 import { CertifierError } from '../../lib/errors/index.ts';
-import { Harness, bytes, closed, prefix, rejectsWith, text, waitFor, type Transport } from './harness.ts';
+import { connect } from '../../lib/channel/index.ts';
+import { encodeFrame, FrameDecoder } from '../../lib/wire/index.ts';
+import { Harness, bytes, closed, prefix, rejectsWith, testPki, text, verifyPeer, waitFor, type Transport } from './harness.ts';
 
 describe('channel: hostile clients', () => {
   const h = new Harness();
@@ -108,5 +112,38 @@ describe('channel: hostile clients', () => {
     const server = await h.serve('plain', { handler: async () => new Uint8Array(100) });
     const conn = await h.connect(server, 'plain', { limits: { frameLimit: 50 } });
     await rejectsWith(conn.request(bytes('x')), 'FRAME_TOO_LARGE');
+  });
+
+  it('answers the requests a TLS server answered before a length over the limit, and fails the rest at once (FRAME_TOO_LARGE), the connection left open by the server', async () => {
+    // [answers the server writes, in one write with 4 bytes announcing `announced` bytes after them]
+    const rows: [number, number][] = [[0, 0xffffffff], [1, 51], [2, 0xffffffff]];
+    const p = await testPki();
+    for (const [good, announced] of rows) {
+      // A raw TLS server: once three requests are in, echoes the first `good`, then the bad length, then nothing (it never closes).
+      const sockets = new Set<tls.TLSSocket>();
+      const server = tls.createServer({ key: p.server.key, cert: p.server.cert, minVersion: 'TLSv1.3' }, (socket) => {
+        sockets.add(socket);
+        socket.on('error', () => {});
+        const decoder = new FrameDecoder();
+        const seen: Uint8Array[] = [];
+        socket.on('data', (chunk: Buffer) => {
+          seen.push(...decoder.push(chunk));
+          if (seen.length < 3) return;
+          const header = Buffer.alloc(4);
+          header.writeUInt32LE(announced);
+          socket.write(Buffer.concat([...seen.slice(0, good).map((b) => encodeFrame(b)), header]));
+        });
+      });
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      try {
+        const port = (server.address() as net.AddressInfo).port;
+        const conn = await connect({ host: '127.0.0.1', port, tls: { ca: p.ca.cert }, verifyPeer, limits: { frameLimit: 50, readTimeoutMs: 30_000 } });
+        const outcomes = await Promise.all(['a', 'b', 'c'].map((x) => conn.request(bytes(x)).then(text, (e: CertifierError) => e.code)));
+        expect(outcomes, `${good} answered, then ${announced}`).to.deep.equal(['a', 'b', 'c'].map((x, i) => (i < good ? x : 'FRAME_TOO_LARGE')));
+      } finally {
+        for (const socket of sockets) socket.destroy();
+        await new Promise<void>((r) => server.close(() => r()));
+      }
+    }
   });
 });
