@@ -24,8 +24,8 @@
 // already checked costs no extra query.
 //
 // Rows written by someone else: no field is read longer than key-server writes it (a ciphertext
-// over the largest sealed value is refused unread; a type, time or key id is read clipped, and
-// KeyStore refuses it), so a huge row costs the replica neither its memory nor its life.
+// over the largest sealed value is refused unread; a name, type, time or key id is read clipped,
+// and KeyStore refuses it), so a huge row costs the replica neither its memory nor its life.
 //
 // Failure: connections and queries are bounded (connect and query timeouts), and a failure of
 // the database becomes UNREACHABLE or TIMEOUT (retryable, exit status 3) rather than a hang,
@@ -35,7 +35,7 @@
 import type { Pool, PoolClient } from 'pg';
 import { CertifierError } from '../errors/index.ts';
 import {
-  checkAfter, checkBuilt, checkExpected, checkName, checkPrefix, checkVersion, deleteUnknown, listLimit, nextVersion, outcomeUnknown, storeUnknown,
+  checkAfter, checkBuilt, checkExpected, checkName, checkPrefix, checkVersion, deleteUnknown, listLimit, MAX_NAME_LENGTH, nextVersion, outcomeUnknown, storeUnknown,
   versionConflict, type KeyBackend, type ListOptions, type RecordInfo, type StoredRecord, type UnknownChange,
 } from './backend.ts';
 import { migrate, SCHEMA_VERSION, storageError, type Query } from './pg-schema.ts';
@@ -92,7 +92,12 @@ const UNDEFINED_TABLE = '42P01';
 const NEXT_HIGH = `INSERT INTO key_server_names AS n (name, high)
   VALUES ($1, (SELECT coalesce(max(version), 0)::bigint FROM key_server_records WHERE name = $1) + 1)
   ON CONFLICT (name) DO UPDATE SET high = greatest(least(n.high, 2147483647) + 1, EXCLUDED.high) RETURNING high`;
-const COLUMNS = `name, version, left(type, ${FIELD_CHARS}) AS type, exportable, left(time_entered, ${FIELD_CHARS}) AS time_entered, size`;
+/**
+ * A name is read to one character past the longest key-server takes, so a longer one is refused
+ * (KeyStore: INTEGRITY) without being read whole: the primary key's index takes a name of
+ * hundreds of thousands of characters that compress well, and a list page reads 1,001 of them.
+ */
+const COLUMNS = `left(name, ${MAX_NAME_LENGTH + 1}) AS name, version, left(type, ${FIELD_CHARS}) AS type, exportable, left(time_entered, ${FIELD_CHARS}) AS time_entered, size`;
 /** A ciphertext is read only if it is no longer than a sealed value of the largest size (sealed_size says how long it is). */
 const CIPHERTEXT = `CASE WHEN octet_length(ciphertext) <= ${MAX_KEY_VALUE_BYTES + SEAL_OVERHEAD} THEN ciphertext END AS ciphertext, octet_length(ciphertext) AS sealed_size`;
 interface Row { name: string; version: number; type: string; exportable: boolean; time_entered: string; size: number; ciphertext?: Buffer | null; sealed_size?: number }

@@ -10,7 +10,7 @@ import { SCHEMA_VERSION } from '../../lib/keyservice/pg-schema.ts';
 import { ReplicaIdLock } from '../../lib/keyservice/pg-replica-lock.ts';
 import { KeyStore, MAX_KEY_VALUE_BYTES, storageKeyId } from '../../lib/keyservice/keystore.ts';
 import { randomBytes, SEAL_OVERHEAD } from '../../lib/crypto/index.ts';
-import type { KeyBackend } from '../../lib/keyservice/backend.ts';
+import { MAX_NAME_LENGTH, type KeyBackend } from '../../lib/keyservice/backend.ts';
 import { recordFor, runBackendContract } from '../keyservice/backend-contract.ts';
 import { findPgBin, PG_MISSING, PgServer } from './pg-server.ts';
 
@@ -402,6 +402,7 @@ if (!bin) {
           ["('rows/type', 1, repeat('t', 2000), true, '2026-12-06T10:00:00Z', 1, '\\x00')", 'type "tttt'],
           ["('rows/time', 1, 'binary-blob', true, 'now', 1, '\\x00')", 'time entered "now"'],
           ["('rows/size', 1, 'binary-blob', true, '2026-12-06T10:00:00Z', 2000000000, '\\x00')", 'size 2000000000'],
+          ["('rows/' || repeat('n', 200000), 1, 'binary-blob', true, '2026-12-06T10:00:00Z', 1, '\\x00')", 'its name is longer than 256 characters'],
         ];
         for (const [row, said] of rows) {
           await server.psql(db, `INSERT INTO key_server_records VALUES ${row}`);
@@ -411,7 +412,7 @@ if (!bin) {
         expect((await ks.list('')).map((i) => i.name)).to.deep.equal(['other', 'rows/good']);
       });
 
-      it('reads no more of a row than key-server writes: a ciphertext longer than any sealed value, or a type, time or storage key id of any length, is refused without being read whole', async () => {
+      it('reads no more of a row than key-server writes: a ciphertext longer than any sealed value, or a name, type, time or storage key id of any length, is refused without being read whole', async () => {
         // A row of hundreds of MB written into the database would otherwise be read whole, and one
         // field over 512 MiB as text ends the process in the driver (a string too long for V8).
         const url = await freshDb();
@@ -427,6 +428,12 @@ if (!bin) {
         for (const r of [(await b.list('long'))[0]!, (await b.get('long', 1))!]) {
           expect(r.type.length).to.be.at.most(64);
           expect(r.timeEntered.length).to.be.at.most(64);
+        }
+        // A name the index takes (200,000 characters that compress): a page of 1,001 such was 200 MB read.
+        await server.psql(db, "INSERT INTO key_server_records VALUES ('long/' || repeat('n', 200000), 1, 'binary-blob', true, '2026-12-06T10:00:00Z', 1, '\\x00')");
+        for (const all of [false, true]) {
+          const [named] = await b.list('long/', { allVersions: all });
+          expect(named!.name.length, 'clipped, and so refused by KeyStore as longer than a name').to.equal(MAX_NAME_LENGTH + 1);
         }
         await server.psql(db, "UPDATE key_server_meta SET value = repeat('1', 1000000)");
         await server.psql('postgres', `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '${db}'`);
