@@ -297,7 +297,7 @@ describe('README', () => {
     expect(text).to.contain(`\`--policy-days N\` says how long the policy's claims last (${defaultOf(setup.get('--policy-days'))} days by default`);
     expect(text).to.contain(`\`--alg\` the policy key's algorithm (\`${defaultOf(setup.get('--alg'))}\` by default)`);
     const boot = helpFlags(`\nOptions:\n\n${scriptUsage('first-boot.sh').split('\n\n')[1]}`);
-    expect(text).to.contain(`\`--retries N\`, attempts per step, ${defaultOf(boot.get('--retries'))} by default; \`--max-delay S\`, the backoff's cap in seconds, ${defaultOf(boot.get('--max-delay'))} by default`);
+    expect(text).to.contain(`\`--retries N\` (attempts per step, ${defaultOf(boot.get('--retries'))} by default), \`--max-delay S\` (the backoff's cap in seconds, ${defaultOf(boot.get('--max-delay'))} by default)`);
   });
 
   it('names the flags that take HOST:PORT, the servers\' default --listen, and the commands that take --check-only, as the --help has them', () => {
