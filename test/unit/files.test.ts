@@ -215,9 +215,9 @@ describe('lib/files', () => {
     expect(readdirSync(tmp.dir).sort()).to.deep.equal(['sub', 'taken']);
   });
 
-  it('checkWritable and the write say that a name ending in "/" is a directory\'s, or that a directory is there', async () => {
+  it('checkWritable and the write, replacing or not (no --force), say that a name ending in "/" is a directory\'s, or that a directory is there', async () => {
     mkdirSync(join(tmp.dir, 'sub'));
-    for (const write of [(p: string) => checkWritable(p, { exclusive: true }), (p: string) => writeFilesAtomic([{ path: p, data: text('secret') }])]) {
+    for (const write of [(p: string) => checkWritable(p, { exclusive: true }), (p: string) => writeFilesAtomic([{ path: p, data: text('secret') }]), (p: string) => writeFilesAtomic([{ path: p, data: text('secret'), exclusive: true }])]) {
       expect((await rejects(write(`${join(tmp.dir, 'sub', 'new')}/`), 'FILE_ERROR')).message).to.contain('new/: a name ending in "/" is a directory\'s; name the file itself');
       expect((await rejects(write(`${join(tmp.dir, 'none')}/.`), 'FILE_ERROR')).message).to.contain('none/.: a name ending in "/." is a directory\'s; name the file itself');
       expect((await rejects(write(`${join(tmp.dir, 'sub')}/`), 'FILE_ERROR')).message).to.contain('sub/: is a directory');
