@@ -225,6 +225,14 @@ describe('lib/files', () => {
     expect(readdirSync(join(tmp.dir, 'sub'))).to.deep.equal([]);
   });
 
+  it('of several files, a directory\'s name in a later one is FILE_ERROR before a taken name in an earlier one is ALREADY_EXISTS (--force would not help)', async () => {
+    writeFileSync(join(tmp.dir, 'taken'), 'x');
+    mkdirSync(join(tmp.dir, 'sub'));
+    const files = [{ path: join(tmp.dir, 'taken'), data: text('key'), exclusive: true }, { path: `${join(tmp.dir, 'sub')}/`, data: text('cert'), exclusive: true }];
+    expect((await rejects(writeFilesAtomic(files), 'FILE_ERROR')).message).to.contain('sub/: is a directory');
+    expect(readdirSync(tmp.dir).sort()).to.deep.equal(['sub', 'taken']);
+  });
+
   it('replaces only regular files: a symbolic link, a FIFO or a device at the destination is refused, even with force', async () => {
     writeFileSync(join(tmp.dir, 'real'), 'real');
     symlinkSync('real', join(tmp.dir, 'link'));
