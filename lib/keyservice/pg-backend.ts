@@ -96,6 +96,8 @@ const NEXT_HIGH = `INSERT INTO key_server_names AS n (name, high)
  * A name is read to one character past the longest key-server takes, so a longer one is refused
  * (KeyStore: INTEGRITY) without being read whole: the primary key's index takes a name of
  * hundreds of thousands of characters that compress well, and a list page reads 1,001 of them.
+ * A statement orders (and DISTINCT ON) by the table's own column, key_server_records.name: a bare
+ * `name` there is this clipped one, which no index holds, so each page would sort every row after it.
  */
 const COLUMNS = `left(name, ${MAX_NAME_LENGTH + 1}) AS name, version, left(type, ${FIELD_CHARS}) AS type, exportable, left(time_entered, ${FIELD_CHARS}) AS time_entered, size`;
 /** A ciphertext is read only if it is no longer than a sealed value of the largest size (sealed_size says how long it is). */
@@ -224,8 +226,8 @@ export class PgBackend implements KeyBackend {
     if (options?.after !== undefined) conditions.push(`name > $${params.push(options.after)}`);
     const where = conditions.join(' AND ');
     const rows = await this.query<Row>(options?.allVersions
-      ? `SELECT ${COLUMNS} FROM key_server_records WHERE ${where} ORDER BY name, version LIMIT $2`
-      : `SELECT DISTINCT ON (name) ${COLUMNS} FROM key_server_records WHERE ${where} ORDER BY name, version DESC LIMIT $2`, params);
+      ? `SELECT ${COLUMNS} FROM key_server_records WHERE ${where} ORDER BY key_server_records.name, version LIMIT $2`
+      : `SELECT DISTINCT ON (key_server_records.name) ${COLUMNS} FROM key_server_records WHERE ${where} ORDER BY key_server_records.name, version DESC LIMIT $2`, params);
     return rows.map(infoOfRow);
   }
 

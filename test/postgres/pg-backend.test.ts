@@ -443,6 +443,41 @@ if (!bin) {
         expect(((await rejects(b.get('long', 1), 'WRONG_KEY')).message.length)).to.be.below(1000);
       });
 
+      it('lists in the order of the primary key\'s index, not of the clipped name read (which would sort every row under the prefix for each page)', async () => {
+        const url = await freshDb();
+        const b = await track(open(url));
+        for (const name of ['p/a', 'p/b', 'p/c']) await b.append(name, (v) => recordFor(name, v));
+        // The statements list sends, as sent.
+        const sent: { sql: string; params: unknown[] }[] = [];
+        const query = pg.Client.prototype.query;
+        pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
+          if (typeof args[0] === 'string' && args[0].includes('FROM key_server_records WHERE name >=')) sent.push({ sql: args[0], params: args[1] as unknown[] });
+          return (query as (...a: unknown[]) => unknown).apply(this, args);
+        } as typeof query;
+        try {
+          for (const allVersions of [false, true]) await b.list('p/', { after: 'p/a', allVersions });
+        } finally {
+          pg.Client.prototype.query = query;
+        }
+        expect(sent).to.have.length(2);
+        const c = new pg.Client(url);
+        await c.connect();
+        try {
+          await c.query('SET enable_seqscan = off'); // a table of three rows would be read whole anyway
+          for (const { sql, params } of sent) {
+            const keys: string[] = [];
+            const walk = (node: { 'Sort Key'?: string[]; Plans?: unknown[] }): void => {
+              keys.push(...(node['Sort Key'] ?? []));
+              for (const p of node.Plans ?? []) walk(p as typeof node);
+            };
+            walk((await c.query(`EXPLAIN (FORMAT JSON) ${sql}`, params)).rows[0]['QUERY PLAN'][0].Plan);
+            expect(keys.filter((k) => k.includes('left')), sql).to.deep.equal([]);
+          }
+        } finally {
+          await c.end();
+        }
+      });
+
       it('gives 100 appends to one name from two replicas versions 1..100 with no gap or duplicate', async () => {
         const url = await freshDb();
         const [a, b] = await Promise.all([track(open(url)), track(open(url))]);
