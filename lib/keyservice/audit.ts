@@ -28,7 +28,7 @@ import { constants, fstatSync, promises as fs, statfsSync, statSync, type Stats 
 import type { FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { CertifierError } from '../errors/index.ts';
-import { describeErrno, diskErrno, realFilePath, syncDir, writeFileAtomic } from '../files/index.ts';
+import { describeErrno, diskErrno, realFilePath, syncDir, unmakeHeld, writeFileAtomic } from '../files/index.ts';
 import { isoNow } from '../util/clock.ts';
 import { type AuditEntry, type AuditRecord, auditHash, canonicalFields, canonicalJson, fieldProblem, lineOf, startProblem } from './audit-line.ts';
 import {
@@ -57,26 +57,35 @@ export async function repairAuditTail(path: string): Promise<{ lines: number; re
   await fs.stat(path).catch((e: Error) => {
     throw new CertifierError('FILE_ERROR', `cannot read the audit log ${path}: ${describeErrno(e)}`, { cause: e });
   });
-  const release = await lockAudit(path, `the audit log ${path} is in use by a running key-server: stop it before repairing the log`);
+  const lock = await lockAudit(path, `the audit log ${path} is in use by a running key-server: stop it before repairing the log`);
+  let refused = true;
   try {
-    const r = await scan(path, true);
-    if (r.ok) return { lines: r.lines, removedBytes: 0 };
-    if (r.tornAt === undefined) throw notVerified(path, r, 'only an incomplete last line can be repaired');
-    const fh = await fs.open(path, 'r+');
-    try {
-      const { size } = await fh.stat();
-      const tail = Buffer.alloc(size - r.tornAt);
-      await fh.read(tail, 0, tail.length, r.tornAt);
-      const savedTo = `${path}.torn-${new Date().toISOString().replace(/[:.]/g, '-')}`;
-      await writeFileAtomic(savedTo, tail, { exclusive: true });
-      await fh.truncate(r.tornAt);
-      await fh.sync();
-      return { lines: r.line - 1, removedBytes: tail.length, savedTo };
-    } finally {
-      await fh.close();
-    }
+    const r = await cutTornTail(path);
+    refused = false;
+    return r;
   } finally {
-    await release();
+    // A refusal (a file that is not an audit log) leaves no lock of its own beside the file.
+    await (refused ? lock.releaseRefused() : lock.release());
+  }
+}
+
+/** repairAuditTail's work, under the log's lock. */
+async function cutTornTail(path: string): Promise<{ lines: number; removedBytes: number; savedTo?: string }> {
+  const r = await scan(path, true);
+  if (r.ok) return { lines: r.lines, removedBytes: 0 };
+  if (r.tornAt === undefined) throw notVerified(path, r, 'only an incomplete last line can be repaired');
+  const fh = await fs.open(path, 'r+');
+  try {
+    const { size } = await fh.stat();
+    const tail = Buffer.alloc(size - r.tornAt);
+    await fh.read(tail, 0, tail.length, r.tornAt);
+    const savedTo = `${path}.torn-${new Date().toISOString().replace(/[:.]/g, '-')}`;
+    await writeFileAtomic(savedTo, tail, { exclusive: true });
+    await fh.truncate(r.tornAt);
+    await fh.sync();
+    return { lines: r.line - 1, removedBytes: tail.length, savedTo };
+  } finally {
+    await fh.close();
   }
 }
 
@@ -85,19 +94,35 @@ function doesNotContinue(path: string, start: { seq: number; prev: string }, wha
   return new CertifierError('INTEGRITY', `the audit log ${path} does not continue ${what} (which ends at seq ${seq}): it starts at seq ${start.seq}${start.seq === seq + 1 && start.prev !== hash ? ' after another hash' : ''}; refusing to extend it (another log in its place?)`);
 }
 
+interface AuditLock {
+  release(): Promise<void>;
+  /** For a refusal: removes the lock's directory if this call made it, while still holding it, then releases. */
+  releaseRefused(): Promise<void>;
+}
+
 /**
  * The lock that keeps a second process (another replica given the same --audit) off the log:
  * the one-writer lock of a log, beside the file itself: two paths to one file (a symbolic link,
  * a linked directory) meet at the same lock.
  */
-async function lockAudit(path: string, inUse = `the audit log ${path} is in use by another process: give each key-server its own --audit`): Promise<() => Promise<void>> {
+async function lockAudit(path: string, inUse = `the audit log ${path} is in use by another process: give each key-server its own --audit`): Promise<AuditLock> {
   const real = await realFilePath(path);
   // A second name for the file (a hard link) would be a second lock: refused, not followed.
   const st = await fs.stat(real).catch(() => undefined);
   if (st?.isDirectory()) throw directoryGiven(path, 'give the log file itself');
   if (st && !st.isFile()) throw new CertifierError('FILE_ERROR', `the audit log ${path} is not a regular file`);
   if (st && st.nlink > 1) throw new CertifierError('FILE_ERROR', `the audit log ${path} has ${st.nlink} hard links: give each log one name, so that one lock keeps one writer`);
-  return holdLock(`${real}.lock`, inUse);
+  const dir = `${real}.lock`;
+  const wasThere = await fs.lstat(dir).then(() => true, () => false);
+  const release = await holdLock(dir, inUse);
+  return {
+    release,
+    releaseRefused: async () => {
+      // Removed while held, as closeUnused removes it: a start racing this one makes its own.
+      if (!wasThere) unmakeHeld(dir, false);
+      await release();
+    },
+  };
 }
 
 /** The device and inode a descriptor is open on. */
@@ -182,17 +207,13 @@ export class AuditLog {
     await refuseMissingAuditDir(given, dirname(path));
     let fh: FileHandle;
     let created = false;
-    const lock = `${await realFilePath(path)}.lock`; // where lockAudit takes it
-    const lockWasThere = await fs.lstat(lock).then(() => true, () => false);
-    const release = await lockAudit(path);
+    const lock = await lockAudit(path);
     try {
       created = !(await fs.stat(path).then(() => true, () => false));
       fh = await fs.open(path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_DSYNC, 0o600);
     } catch (e) {
-      // A log that cannot be opened (a link loop at its name) leaves no lock of this open's
-      // beside it: removed while held, as closeUnused removes it.
-      if (!lockWasThere) await fs.rm(lock, { recursive: true, force: true }).catch(() => {});
-      await release();
+      // A log that cannot be opened (a link loop at its name) leaves no lock of this open's beside it.
+      await lock.releaseRefused();
       throw new CertifierError('FILE_ERROR', `cannot open the audit log ${path}: ${(e as Error).message}`, { cause: e });
     }
     try {
@@ -248,14 +269,14 @@ export class AuditLog {
       // An empty log after a rotation whose segments were moved away (all, or the latest ones):
       // the chain goes on from where the last rotation left it, never from an earlier point.
       if (end && !start && end.seq > seq) [seq, last] = [end.seq, end.hash];
-      const log = new AuditLog(path, fh, release, seq, last, options);
+      const log = new AuditLog(path, fh, lock.release, seq, last, options);
       log.size = st.size;
       log.created = created;
       if (st.size > 0) log.fileFirst = start?.seq ?? 1;
       return log;
     } catch (e) {
       await fh.close();
-      await release();
+      await lock.release();
       throw e;
     }
   }

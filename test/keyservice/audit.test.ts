@@ -947,6 +947,15 @@ describe('audit log', () => {
       expect(readFileSync(join(tmp.dir, segment)).length).to.equal(whole.length - 10);
     });
 
+    it('refuses a file that is not an audit log (INTEGRITY), leaving no lock beside it; one that was there stays', async () => {
+      writeFileSync(path, 'notes\n');
+      await rejects(repairAuditTail(path), 'INTEGRITY');
+      expect(readdirSync(tmp.dir)).to.deep.equal(['audit.jsonl']);
+      mkdirSync(`${path}.lock`, { mode: 0o700 });
+      await rejects(repairAuditTail(path), 'INTEGRITY');
+      expect(readdirSync(tmp.dir).sort()).to.deep.equal(['audit.jsonl', 'audit.jsonl.lock']);
+    });
+
     it('changes nothing in a log that verifies', async () => {
       const ls = await writeLog(3);
       expect(await repairAuditTail(path)).to.deep.equal({ lines: 3, removedBytes: 0 });
