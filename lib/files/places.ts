@@ -178,15 +178,21 @@ export async function refuseDirectoryName(path: string): Promise<void> {
 
 /**
  * Where `path` really is: its directory with every link (and a ".." after a link) resolved as the
- * kernel would, then its own name; the file itself is not followed. Unresolvable: `path` as given.
+ * kernel would, then its own name; the file itself is not followed. A directory not there yet is
+ * placed under the deepest one above it that is (the directories still to make, real ones, taken
+ * as text). Unresolvable: `path` as given.
  */
 export function realLocation(path: string): string {
   const abs = isAbsolute(path) ? path : `${process.cwd()}/${path}`; // not resolve(): it would undo ".." lexically
-  try {
-    // The native realpath(3): Node's own realpathSync undoes ".." as text before following links.
-    return join(realpathSync.native(dirname(abs)), basename(abs));
-  } catch {
-    return resolve(path);
+  const rest = [basename(abs)];
+  for (let dir = dirname(abs); ; dir = dirname(dir)) {
+    try {
+      // The native realpath(3): Node's own realpathSync undoes ".." as text before following links.
+      return join(realpathSync.native(dir), ...rest);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT' || dir === dirname(dir)) return resolve(path);
+      rest.unshift(basename(dir));
+    }
   }
 }
 

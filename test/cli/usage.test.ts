@@ -240,14 +240,20 @@ describe('usage mistakes across the programs (exit 2, before any work)', () => {
     mkdirSync(join(tmp.dir, 'al', 'real', 'deep'), { recursive: true });
     symlinkSync(join(tmp.dir, 'al', 'real', 'deep'), join(tmp.dir, 'al', 'link'));
     const serve = ['serve', '--domain', 'd', '--policy-cert', 'none.pem', '--store', 's', '--key-file', 'k', '--data', 'al/link/../d']; // the kernel's al/real/d
-    const [beside, inData] = await Promise.all([
+    // A --data whose parent is new too: the kernel's al/real/new/d, made by serve.
+    const nested = [...serve.slice(0, -1), 'al/link/../new/d'];
+    const [beside, inData, besideNested, inNested] = await Promise.all([
       run('key-server', [...serve, '--audit', 'al/d/audit.jsonl'], { cwd: tmp.dir }),
       run('key-server', [...serve, '--audit', 'al/real/d/audit.jsonl'], { cwd: tmp.dir }),
+      run('key-server', [...nested, '--audit', 'al/new/d/audit.jsonl'], { cwd: tmp.dir }),
+      run('key-server', [...nested, '--audit', 'al/real/new/d/audit.jsonl'], { cwd: tmp.dir }),
     ]);
     // Not --data's directory, and missing: refused first. In --data, which serve makes: the start
     // goes on (to the missing policy certificate here).
     expect(beside.stderr).to.contain('cannot open the audit log al/d/audit.jsonl: no directory al/d').and.to.contain('[FILE_ERROR]');
     expect(inData.stderr).to.contain('none.pem').and.not.to.contain('cannot open the audit log');
+    expect(besideNested.stderr).to.contain('cannot open the audit log al/new/d/audit.jsonl: no directory al/new/d').and.not.to.contain('none.pem');
+    expect(inNested.stderr).to.contain('none.pem').and.not.to.contain('cannot open the audit log');
   });
 
   it('removes the --backup-dir it made (and the folders above it) when the start is refused later, and keeps one that was there', async () => {
