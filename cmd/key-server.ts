@@ -21,7 +21,7 @@ import { newEmptyDatabase } from './key-server/level.ts';
 import { stat } from 'node:fs/promises';
 import { backupName, prepareBackupDir, pruneBackups, pruneReport } from '../lib/keyservice/backups.ts';
 import { loadPlatform } from './common/platform.ts';
-import { addExamples, choice, collect, createProgram, decimal, domainName, intInRange, note, run, subcommand, warn, type JsonOption } from './common/cli.ts';
+import { addExamples, choice, collect, createProgram, decimal, dirArg, domainName, intInRange, note, run, subcommand, warn, type JsonOption } from './common/cli.ts';
 import { openStore, storeOptions, withProtector, type ProtectionOptions } from './common/protection.ts';
 import { parseHostPort, readCertificateFile } from './common/keys.ts';
 import { logLine, runUntilSignal } from './common/server.ts';
@@ -159,12 +159,12 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
   }))
   .requiredOption('--domain <name>', 'the policy domain', domainName)
   .requiredOption('--policy-cert <file>', 'the pinned policy certificate')
-  .requiredOption('--data <dir>', 'directory of the key database (created if missing); with --backend postgres, of this replica\'s own files (audit log)')
+  .requiredOption('--data <dir>', 'directory of the key database (created if missing); with --backend postgres, of this replica\'s own files (audit log)', dirArg)
   .option('--listen <host:port>', 'address to listen on (port 0 picks one)', '127.0.0.1:8120')
   .option('--acl <file>', 'JSON access control list (SIGHUP reads it again)')
   .option('--certifier <host:port>', 'simpleserver: renew this server\'s certificate through it, at start when due and days before it ends (needs the platform flags)')
   .option('--audit <file>', 'audit log, in a directory that exists (default DATA/audit.jsonl; with postgres DATA/audit-REPLICA.jsonl)')
-  .option('--backup-dir <dir>', 'on SIGUSR1, write a consistent copy of the key database (ciphertext only) to DIR/keys-TIME while serving; DIR must be writable by this user alone')
+  .option('--backup-dir <dir>', 'on SIGUSR1, write a consistent copy of the key database (ciphertext only) to DIR/keys-TIME while serving; DIR must be writable by this user alone', dirArg)
   .option('--backup-keep <n>', 'after each backup, remove all but the newest N in --backup-dir (default: keep every one)', intInRange(1, 100_000))
   .option('--audit-rotate-mb <n>', 'keep the audit log as segments of about N MiB (FILE.FIRST-LAST beside it), which may be archived', intInRange(1, 1_048_576))
   .option('--log-json', 'log JSON lines instead of text')

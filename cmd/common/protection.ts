@@ -1,12 +1,12 @@
 // Turning the protection flags of a command into a cryptstore Protector. Secrets come from
 // files or the environment, never from argv.
 
-import { InvalidArgumentError, type Command } from 'commander';
+import type { Command } from 'commander';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { DEFAULT_SCRYPT, wipe, type ScryptCost } from '../../lib/crypto/index.ts';
 import { holdingSignals, readSecretFile } from '../../lib/files/index.ts';
 import { Cryptstore, KeyFileProtector, PassphraseProtector, type Protector, type StoreOptions } from '../../cryptstore/index.ts';
-import { intInRange, note, warn } from './cli.ts';
+import { dirArg, intInRange, note, warn } from './cli.ts';
 import { warnIfShared } from './keys.ts';
 import { loadPlatform, platformOptions, type PlatformOptions } from './platform.ts';
 import type { Platform } from '../../lib/attest/index.ts';
@@ -25,10 +25,7 @@ export interface ProtectionOptions extends PlatformOptions {
 /** Adds --store and the ways to unlock it: --passphrase-file, --key-file, --sealed (with the platform flags). */
 export function storeOptions(cmd: Command): Command {
   cmd
-    .requiredOption('--store <dir>', 'the cryptstore directory', (v: string) => {
-      if (v === '') throw new InvalidArgumentError('expected a directory, not an empty name');
-      return v;
-    })
+    .requiredOption('--store <dir>', 'the cryptstore directory', dirArg)
     .option('--passphrase-file <file>', `file holding the store passphrase (or set ${PASSPHRASE_ENV})`)
     .option('--key-file <file>', 'file holding the store key (at least 32 random bytes)')
     .option('--sealed', 'the store is sealed to this platform and measurement (see --platform-dir)');

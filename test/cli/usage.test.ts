@@ -1,7 +1,7 @@
 // Usage mistakes across the programs, caught before any work: exit 2 with the flag named.
 
 import { expect } from 'chai';
-import { chmodSync, closeSync, existsSync, mkdirSync, openSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { ROOT, run, tempDir, type Program } from '../support/helpers.ts';
@@ -90,6 +90,22 @@ describe('usage mistakes across the programs (exit 2, before any work)', () => {
       expect(r.status, args.join(' ')).to.equal(2);
       expect(r.stderr).to.contain(`${flag} needs a value, not an empty string [USAGE]`);
     }));
+  });
+
+  it('refuses a directory flag ending in ".." (USAGE naming it), making nothing: a store or key database made for x/new/.. went into x, and a refused start removed what was in x', async () => {
+    mkdirSync(join(tmp.dir, 'up'));
+    writeFileSync(join(tmp.dir, 'up', 'kept'), '');
+    await Promise.all(([
+      ['cert-utility', ['init-trust', '--domain', 'd', '--policy-cert', 'none.pem', '--server', '127.0.0.1:1', '--store', 'up/new/..', '--key-file', 'k'], '--store'],
+      ['cert-utility', ['put-item', '--tag', 't', '--in', 'none', '--store', 'up/new/../', '--key-file', 'k'], '--store'],
+      ['key-server', ['serve', '--domain', 'd', '--policy-cert', 'none.pem', '--store', 's', '--key-file', 'k', '--data', 'up/new/..'], '--data'],
+      ['key-server', ['serve', '--domain', 'd', '--policy-cert', 'none.pem', '--store', 's', '--key-file', 'k', '--data', 'data', '--backup-dir', '..'], '--backup-dir'],
+    ] as const).map(async ([program, args, flag]) => {
+      const r = await run(program, [...args], { cwd: tmp.dir });
+      expect(r.status, args.join(' ')).to.equal(2);
+      expect(r.stderr).to.contain(`option '${flag} <dir>' argument`).and.to.contain('not one ending in ".."');
+    }));
+    expect(readdirSync(join(tmp.dir, 'up'))).to.deep.equal(['kept']);
   });
 
   it('says standard input is a directory, or not open for reading, rather than empty or INTERNAL (FILE_ERROR)', () => {
