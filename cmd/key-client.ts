@@ -172,9 +172,9 @@ clientOptions(subcommand<ClientOpts & { in: string; notExportable?: boolean; typ
   .addOption(new Option('--type <type>', 'value type').choices([...ENTRY_TYPES]).default('binary-blob'))
   .option('--expected-version <n>', 'fail unless the latest version is this (0 = none yet)', versionOf('none yet'));
 
-clientOptions(subcommand<ClientOpts & { version: number; out?: string; force?: boolean }>(program, 'retrieve',
+clientOptions(subcommand<ClientOpts & { version: number; out?: string; force?: boolean }, ClientFlags>(program, 'retrieve',
   'fetch NAME... over one connection into the cryptstore (tag = name), or one NAME to --out',
-  async (o, args) => {
+  async (o, args, flags) => {
     const names = [...new Set(args)]; // a name given twice is fetched and kept once
     const specs: SecretSpec[] = names.map((name) => ({ name, version: o.version, ...(o.out ? {} : { tag: name }) }));
     // Before connecting: a key-server releases (and records) nothing for a value with nowhere to go.
@@ -184,7 +184,7 @@ clientOptions(subcommand<ClientOpts & { version: number; out?: string; force?: b
       noteLeftovers(o.out, await sweepLeftovers(o.out));
       await checkWritable(o.out, { exclusive: !o.force });
     }
-    return withClient(o, clientFlags(o), async (client, store): Promise<Result> => {
+    return withClient(o, flags, async (client, store): Promise<Result> => {
       const outcomes = await fetchAll(client, specs);
       const failure = outcomes.find((x) => x.error);
       if (failure) throw new CertifierError(failure.error!.code, `${failure.error!.message}; nothing was written`, { cause: failure.error });
@@ -201,7 +201,7 @@ clientOptions(subcommand<ClientOpts & { version: number; out?: string; force?: b
   // Before anything is read, and all of a --check-only run (first-boot.sh asks before certifying).
   (o, args) => {
     checkFetchNames(o, [...new Set(args)]);
-    clientFlags(o);
+    return clientFlags(o);
   }))
   .argument('<name...>', 'resource names')
   .option('--version <n>', 'version to fetch (0 = latest)', versionOf('latest'), 0)

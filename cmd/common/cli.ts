@@ -245,14 +245,15 @@ export function createProgram(name: string, description: string): Command {
  * and takes --check-only: a script's question before it acts (first-boot.sh, before certifying),
  * answered by the command's own parsing and checks, which a run then makes too. A check reads
  * nothing, but what `checkReads` names, and only under --check-only (options.checkOnly): what
- * the run reads and checks before it writes (make-policy's roots given by file).
+ * the run reads and checks before it writes (make-policy's roots given by file). What `check`
+ * returns (the flags it parsed) is handed to `fn`, which need not parse them again.
  */
-export function subcommand<O extends JsonOption>(
+export function subcommand<O extends JsonOption, C = void>(
   parent: Command,
   name: string,
   description: string,
-  fn: (options: O, args: string[]) => Promise<Result>,
-  check?: (options: O & { checkOnly?: boolean }, args: string[]) => void | Promise<void>,
+  fn: (options: O, args: string[], checked: C) => Promise<Result>,
+  check?: (options: O & { checkOnly?: boolean }, args: string[]) => C | Promise<C>,
   checkReads?: string,
 ): Command {
   const cmd = parent.command(name).description(description).option('--json', 'print the result (or the error) as one JSON document');
@@ -261,8 +262,8 @@ export function subcommand<O extends JsonOption>(
     refuseRepeated(this);
     refuseEmpty(this);
     const options = this.opts<O & { checkOnly?: boolean }>();
-    await check?.(options, this.args);
-    render(options.checkOnly ? { json: { checked: true } } : await fn(options, this.args), options.json === true);
+    const checked = (await check?.(options, this.args)) as C;
+    render(options.checkOnly ? { json: { checked: true } } : await fn(options, this.args, checked), options.json === true);
   });
   return cmd;
 }
