@@ -82,7 +82,7 @@ export async function migrate(q: Query): Promise<{ from: number; to: number }> {
 async function checkSchemaChoice(q: Query): Promise<void> {
   const [first] = await q<{ schema: string | null }>('SELECT current_schema() AS schema');
   const schema = first?.schema;
-  if (!schema) return; // no schema to create in: CREATE TABLE says so (3F000)
+  if (!schema) return refuseUnusableSchemas(q); // no schema to create in: CREATE TABLE says so (3F000)
   const [temp] = await q('SELECT 1 FROM pg_namespace WHERE nspname = $1 AND oid = pg_my_temp_schema()', [schema]);
   if (temp) {
     throw new CertifierError('INVALID_INPUT', `the first schema of search_path is the session's temporary schema (pg_temp): key-server's tables there would vanish, every store with them, when the connection closes; take pg_temp out of search_path (the URL's options, or the role's or database's setting)`);
@@ -100,6 +100,35 @@ async function checkSchemaChoice(q: Query): Promise<void> {
   if (other) {
     throw new CertifierError('STORE_FORMAT', `key-server's tables are in schema "${other.schema}", further along the default search_path, but its first schema "${schema}" has none: nothing was created. To keep using the deployment in "${other.schema}", put it first in search_path (options=-c search_path=${other.schema} in the URL); to start a separate deployment in "${schema}", set search_path to it explicitly (options=-c search_path=${schema}, or ALTER ROLE ... SET search_path)`);
   }
+}
+
+/**
+ * DENIED when search_path names schemas that are there but this user may not use (no USAGE):
+ * CREATE TABLE's "no schema has been selected to create in" (3F000) says the same of those as of
+ * schemas that do not exist, which storageError calls INVALID_INPUT.
+ */
+async function refuseUnusableSchemas(q: Query): Promise<void> {
+  const [path] = await q<{ search_path: string; user: string }>('SELECT current_setting(\'search_path\') AS search_path, current_user AS user');
+  const names = searchPathNames(path?.search_path ?? '', path?.user ?? '');
+  const denied = await q<{ schema: string }>('SELECT nspname AS schema FROM pg_namespace WHERE nspname = ANY($1::text[]) AND NOT has_schema_privilege(oid, \'USAGE\') ORDER BY array_position($1::text[], nspname::text)', [names]);
+  if (denied.length === 0) return;
+  const listed = denied.map((d) => `"${d.schema}"`).join(', ');
+  throw new CertifierError('DENIED', `the key database refused this user the use of the schema${denied.length > 1 ? 's' : ''} of search_path (${listed}: no USAGE on ${denied.length > 1 ? 'them' : 'it'}), and so any schema to create key-server's tables in: GRANT USAGE, CREATE ON SCHEMA ${denied[0]!.schema} TO ${path!.user} (or name a schema it may use first in search_path)`, { details: { storage: 'postgres', cause: '3F000' } });
+}
+
+/** The schemas search_path lists (as current_setting gives it): quoted ones as written, others in lower case, "$user" as `user`. */
+export function searchPathNames(path: string, user: string): string[] {
+  const names: string[] = [];
+  const item = /\s*("(?:[^"]|"")*"|[^,]*?)\s*(,|$)/y;
+  for (let m = item.exec(path); m; m = item.exec(path)) {
+    const [, name, comma] = m;
+    if (name!.startsWith('"')) {
+      const unquoted = name!.slice(1, -1).replaceAll('""', '"');
+      names.push(unquoted === '$user' ? user : unquoted);
+    } else if (name) names.push(name === '$user' ? user : name.toLowerCase());
+    if (!comma) break;
+  }
+  return names;
 }
 
 // Node errno values of a connection that could not be made or was cut.

@@ -6,7 +6,7 @@ import { expect } from 'chai';
 import pg from 'pg';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { PgBackend, prefixEnd } from '../../lib/keyservice/pg-backend.ts';
-import { SCHEMA_VERSION } from '../../lib/keyservice/pg-schema.ts';
+import { SCHEMA_VERSION, searchPathNames } from '../../lib/keyservice/pg-schema.ts';
 import { ReplicaIdLock } from '../../lib/keyservice/pg-replica-lock.ts';
 import { KeyStore, MAX_KEY_VALUE_BYTES, storageKeyId } from '../../lib/keyservice/keystore.ts';
 import { randomBytes, SEAL_OVERHEAD } from '../../lib/crypto/index.ts';
@@ -34,6 +34,18 @@ describe('prefixEnd', () => {
     expect(prefixEnd('\u{10ffff}')).to.equal(undefined);
     expect(prefixEnd('x\ud7ff')).to.equal('x\ue000');
     expect(prefixEnd('\uffff')).to.equal('\u{10000}');
+  });
+});
+
+describe('searchPathNames', () => {
+  it('reads search_path as PostgreSQL does: quoted names as written, others in lower case, "$user" as the user', () => {
+    const cases: [string, string[]][] = [
+      ['"$user", public', ['keys', 'public']],
+      ['$user,Public', ['keys', 'public']],
+      ['"A,b" , "say ""hi""",x', ['A,b', 'say "hi"', 'x']],
+      ['', []],
+    ];
+    for (const [path, names] of cases) expect(searchPathNames(path, 'keys'), path).to.deep.equal(names);
   });
 });
 
@@ -113,6 +125,15 @@ if (!bin) {
         await rejects(open(bad.toString()), 'INVALID_INPUT');
         bad.searchParams.set('options', '-c statement_timout=1000');
         expect((await rejects(open(bad.toString()), 'INVALID_INPUT')).message).to.contain('unrecognized configuration parameter');
+      });
+
+      it('names a user without USAGE on any schema of search_path DENIED, and a search_path of schemas that do not exist INVALID_INPUT', async () => {
+        const url = new URL(await freshDb());
+        await server.psql(`contract_${n}`, 'CREATE ROLE no_usage LOGIN; GRANT CREATE ON DATABASE contract_' + n + ' TO no_usage; REVOKE ALL ON SCHEMA public FROM PUBLIC');
+        url.username = 'no_usage';
+        expect((await rejects(open(url.toString()), 'DENIED')).message).to.contain('"public"').and.contain('USAGE');
+        url.searchParams.set('options', '-c search_path=no_such_schema');
+        expect((await rejects(open(url.toString()), 'INVALID_INPUT')).message).to.contain('no such schema');
       });
 
       it('refuses with STORE_FORMAT, creating nothing, tables whose key_server_schema was emptied', async () => {
