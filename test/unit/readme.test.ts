@@ -374,6 +374,14 @@ describe('README', () => {
     expect(readme).to.contain(`Requires Node.js ${pkg.engines.node.replace(/^>=/, '')} or later`);
   });
 
+  it('names every event the replica lock logs, with the fields each carries', () => {
+    const source = readFileSync(join(ROOT, 'lib/keyservice/pg-replica-lock.ts'), 'utf8');
+    const events = [...source.matchAll(/event: '([a-z-]+)'/g)].map((m) => m[1]!);
+    expect(events).to.include('replica-lock-retry-failed');
+    expect(events.filter((e) => !readme.includes(`\`${e}\``))).to.deep.equal([]);
+    expect(readme).to.match(/`replica-lock-retry-failed`[^.]*`code` and `detail`/);
+  });
+
   it('installs with `npm ci --omit=dev` every package the programs import', () => {
     expect(readme).to.contain('`npm ci --omit=dev`');
     const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { dependencies: Record<string, string> };
