@@ -513,6 +513,15 @@ describe('cert-utility store commands (transcripts)', function () {
       expect(err).to.equal('');
     });
 
+    it('exits 141 for the README\'s example of a reader gone before the result is written, with a 32-byte value', async () => {
+      const reader = /^\| 141 \| .*?`\.\.\. --out - \\\| ([^`]+)`/m.exec(readFileSync(join(ROOT, 'README.md'), 'utf8'))?.[1];
+      expect(reader, 'the README\'s example for status 141').to.be.a('string');
+      writeFileSync(join(tmp.dir, 'key32'), randomBytes(32));
+      expect((await cu(withPass('put-item', '--tag', 'key32', '--in', 'key32'))).status).to.equal(0);
+      const r = spawnSync('bash', ['-c', `"$0" "$@" | ${reader} >/dev/null; echo "exit \${PIPESTATUS[0]}"`, process.execPath, join(ROOT, 'cmd', 'bin', 'cert-utility.js'), ...withPass('get-item', '--tag', 'key32', '--out', '-')], { cwd: tmp.dir, encoding: 'utf8' });
+      expect(r.stdout, r.stderr).to.equal('exit 141\n');
+    });
+
     it('says so, with a code, when standard output cannot be written (a full disk), and exits 1', async function () {
       if (!existsSync('/dev/full')) this.skip();
       writeFileSync(join(tmp.dir, 'small'), 'a secret');
