@@ -31,7 +31,21 @@ async function refuseOpenInspector(program) {
   await new Promise((resolve) => setImmediate(resolve));
   const inspector = await import('node:inspector').catch(() => undefined); // a Node built without one
   if (!inspector?.url()) return;
-  process.stderr.write(`${program}: error: Node's inspector is open in this process (a SIGUSR1 came as it started, or NODE_OPTIONS asks for it), where any local user could run code: stopping before anything is read; run it again [DENIED]\n`);
+  stop(program, 'DENIED', "Node's inspector is open in this process (a SIGUSR1 came as it started, or NODE_OPTIONS asks for it), where any local user could run code: stopping before anything is read; run it again");
+}
+
+/**
+ * Says why the program stops before it runs, and exits 1: as the program's own error (cmd/common/
+ * cli.ts), a JSON line when a server's serve, the one command with --log-json, has it among its
+ * arguments (before any "--"), else "PROGRAM: error: MESSAGE [CODE]".
+ */
+function stop(program, code, message) {
+  const args = process.argv.slice(3);
+  const logJson = (program === 'key-server' || program === 'simpleserver') && process.argv[2] === 'serve'
+    && args.slice(0, args.includes('--') ? args.indexOf('--') : args.length).some((a) => a === '--log-json' || a.startsWith('--log-json='));
+  process.stderr.write(logJson
+    ? `${JSON.stringify({ time: new Date().toISOString(), event: 'error', code, message, exitStatus: 1 })}\n`
+    : `${program}: error: ${message} [${code}]\n`);
   process.exit(1);
 }
 
@@ -98,9 +112,7 @@ function refuseRemovedWorkingDirectory(entry) {
   try {
     process.cwd();
   } catch {
-    const program = entry.startsWith('cmd') ? basename(entry, '.ts') : basename(dirname(entry));
-    process.stderr.write(`${program}: error: ${WORKING_DIRECTORY_GONE} [FILE_ERROR]\n`);
-    process.exit(1);
+    stop(entry.startsWith('cmd') ? basename(entry, '.ts') : basename(dirname(entry)), 'FILE_ERROR', WORKING_DIRECTORY_GONE);
   }
 }
 

@@ -8,10 +8,10 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT, run, tempDir } from '../support/helpers.ts';
 
-/** Runs cert-utility with `args` in a directory removed just before (by the shell that then runs it). */
-function inRemovedDirectory(dir: string, args: string[], env: Record<string, string> = {}) {
+/** Runs cert-utility (or `program`) with `args` in a directory removed just before (by the shell that then runs it). */
+function inRemovedDirectory(dir: string, args: string[], env: Record<string, string> = {}, program = 'cert-utility') {
   mkdirSync(dir);
-  const r = spawnSync('/bin/sh', ['-c', 'cd "$1" && rmdir "$1" && shift && exec "$@"', 'sh', dir, process.execPath, join(ROOT, 'cmd/bin/cert-utility.js'), ...args], {
+  const r = spawnSync('/bin/sh', ['-c', 'cd "$1" && rmdir "$1" && shift && exec "$@"', 'sh', dir, process.execPath, join(ROOT, `cmd/bin/${program}.js`), ...args], {
     encoding: 'utf8', timeout: 60_000, env: { ...process.env, ...env },
   });
   return { status: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr };
@@ -32,6 +32,13 @@ describe('cli: a working directory that was removed', function () {
     expect(r.status).to.equal(1);
     expect(r.stderr).to.equal('cert-utility: error: the working directory no longer exists (it was removed since this shell entered it): cd to one that does [FILE_ERROR]\n');
     expect(existsSync(join(tmp.dir, 'k1'))).to.equal(false);
+  });
+
+  it('says so in a JSON line when a server is run with --log-json after its subcommand', () => {
+    const r = inRemovedDirectory(join(tmp.dir, 'gone-4'), ['serve', '--log-json', '--domain', 'd'], { CERTIFIER_NO_BUNDLE: '1' }, 'key-server');
+    expect(r.status).to.equal(1);
+    expect(r.stderr.endsWith('\n') && r.stderr.split('\n').length, r.stderr).to.equal(2);
+    expect(JSON.parse(r.stderr)).to.include({ event: 'error', code: 'FILE_ERROR', exitStatus: 1 }).and.to.have.property('message').that.contains('the working directory no longer exists');
   });
 
   it('from its bundle takes absolute paths, and refuses a relative one with FILE_ERROR, not INTERNAL', () => {

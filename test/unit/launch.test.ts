@@ -147,6 +147,16 @@ describe('cmd/bin/launch.js: bundles kept current', function () {
     expect(r.err).to.contain("hello: error: Node's inspector is open in this process").and.contain('[DENIED]');
   });
 
+  it('says so in a JSON line when a server is run with --log-json after its subcommand (the real key-server)', () => {
+    const r = spawnSync(process.execPath, [join(ROOT, 'cmd', 'bin', 'key-server.js'), 'serve', '--domain', 'd', '--log-json=1'], { encoding: 'utf8', env: { ...process.env, NODE_OPTIONS: '--inspect=127.0.0.1:0' } });
+    expect(r.status, r.stderr).to.equal(1);
+    // Node's own lines about its inspector come first, as text.
+    const ours = r.stderr.split('\n').filter((l) => l.startsWith('{'));
+    expect(ours, r.stderr).to.have.length(1);
+    expect(JSON.parse(ours[0]!)).to.include({ event: 'error', code: 'DENIED', exitStatus: 1 }).and.to.have.property('message').that.contains("Node's inspector is open");
+    expect(r.stderr).not.to.contain('key-server: error:');
+  });
+
   it('shims listen for SIGUSR1 in their first statement, before any module loads', () => {
     for (const p of ['cert-utility', 'key-client', 'key-server', 'simpleserver']) {
       const code = readFileSync(join(ROOT, 'cmd', 'bin', `${p}.js`), 'utf8').split('\n').filter((l) => l && !l.startsWith('#') && !l.startsWith('//'));
