@@ -6,7 +6,8 @@
 import { expect } from 'chai';
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
+import ts from 'typescript';
 import { ErrorCodes } from '../../lib/errors/index.ts';
 import { MAX_BLOB_BYTES, MAX_BUNDLE_BYTES, MIN_KEY_FILE_BYTES } from '../../cryptstore/index.ts';
 import { AUTHORITY_CERT_SECONDS, RENEW_BEFORE_MS } from '../../lib/certifier/index.ts';
@@ -382,6 +383,13 @@ describe('README', () => {
     expect(readme).to.match(/`replica-lock-retry-failed`[^.]*`code` and `detail`/);
   });
 
+  it('names every event the servers log, as the code names it', () => {
+    const events = loggedEvents();
+    // The ones logged through a parameter or a template, which the collector must follow.
+    expect(events).to.include.members(['audit-continues', 'reload-ignored', 'backup-written', 'identity-expiring', 'note', 'error', 'refused', 'request']);
+    expect(events.filter((e) => !new RegExp(`\`${e}[\` ]`).test(readme))).to.deep.equal([]);
+  });
+
   it('installs with `npm ci --omit=dev` every package the programs import', () => {
     expect(readme).to.contain('`npm ci --omit=dev`');
     const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { dependencies: Record<string, string> };
@@ -401,3 +409,63 @@ describe('README', () => {
   });
 });
 
+
+/**
+ * Every event name the programs log: each `event` property of an object (and each `event`
+ * parameter such a property takes) in cmd/ and lib/, followed to the string literals it is made
+ * of. One it cannot follow fails, so a new way of naming an event is taught here, not missed.
+ */
+function loggedEvents(): string[] {
+  const sources = [...files(join(ROOT, 'cmd'), /\.(ts|js)$/), ...files(join(ROOT, 'lib'), /\.ts$/)]
+    .map((f) => ts.createSourceFile(f, readFileSync(f, 'utf8'), ts.ScriptTarget.Latest, true));
+  const events = new Set<string>();
+  const unfollowed: string[] = [];
+  const where = (n: ts.Node) => `${relative(ROOT, n.getSourceFile().fileName)}:${n.getSourceFile().getLineAndCharacterOfPosition(n.getStart()).line + 1}`;
+  const nodes = (root: ts.Node): ts.Node[] => {
+    const all: ts.Node[] = [];
+    const visit = (n: ts.Node): void => void (all.push(n), ts.forEachChild(n, visit));
+    visit(root);
+    return all;
+  };
+  // The strings `name` takes in its file: a parameter's arguments in the calls of its function, or `name: '...'` properties.
+  const valuesOf = (name: string, at: ts.Node): string[] | undefined => {
+    const file = nodes(at.getSourceFile());
+    for (let f: ts.Node | undefined = at; f; f = f.parent) {
+      if (!ts.isFunctionLike(f)) continue;
+      const i = f.parameters.findIndex((p) => p.name.getText() === name);
+      if (i < 0) continue;
+      const fn = ts.isVariableDeclaration(f.parent) ? f.parent.name.getText() : f.name?.getText();
+      const args = file.filter((n): n is ts.CallExpression => ts.isCallExpression(n) && n.expression.getText() === fn).map((c) => c.arguments[i]);
+      return args.every((a) => a && ts.isStringLiteral(a)) ? args.map((a) => (a as ts.StringLiteral).text) : undefined;
+    }
+    const props = file.filter((n): n is ts.PropertyAssignment => ts.isPropertyAssignment(n) && n.name.getText() === name);
+    return props.length && props.every((p) => ts.isStringLiteral(p.initializer)) ? props.map((p) => (p.initializer as ts.StringLiteral).text) : undefined;
+  };
+  const follow = (e: ts.Expression): string[] | undefined => {
+    if (ts.isStringLiteral(e) || ts.isNoSubstitutionTemplateLiteral(e)) return [e.text];
+    if (ts.isConditionalExpression(e)) {
+      const [a, b] = [follow(e.whenTrue), follow(e.whenFalse)];
+      return a && b ? [...a, ...b] : undefined;
+    }
+    if (ts.isIdentifier(e)) return valuesOf(e.text, e);
+    if (ts.isPropertyAccessExpression(e)) return valuesOf(e.name.text, e);
+    if (ts.isTemplateExpression(e) && e.head.text === '' && e.templateSpans.length === 1) {
+      const span = e.templateSpans[0]!;
+      return follow(span.expression)?.map((prefix) => prefix + span.literal.text);
+    }
+    return undefined;
+  };
+  for (const n of sources.flatMap(nodes)) {
+    let named: string[] | undefined;
+    if (ts.isPropertyAssignment(n) && n.name.getText() === 'event') {
+      // A copy of a record's own event (a summary of refusals) names none of its own.
+      if (ts.isPropertyAccessExpression(n.initializer) && n.initializer.name.text === 'event') continue;
+      named = follow(n.initializer);
+    } else if (ts.isShorthandPropertyAssignment(n) && n.name.text === 'event') named = valuesOf('event', n);
+    else continue;
+    if (named) named.forEach((e) => events.add(e));
+    else unfollowed.push(where(n));
+  }
+  expect(unfollowed, 'event names the test cannot follow to a string').to.deep.equal([]);
+  return [...events].sort();
+}
