@@ -141,9 +141,9 @@ export function addTrustCommands(program: Command): void {
     .option('--out <file>', 'also write the raw 32-byte measurement here (as the original tools do)', fileOut)
     .option('--force', 'replace --out if it exists');
 
-  snpPolicyOptions(subcommand<JsonOption & SnpPolicyFlags & { policyKey: string; policyCert: string; trustPlatform: string[]; trustMeasurement: string[]; out: string; days: number; force?: boolean }>(program, 'make-policy',
+  snpPolicyOptions(subcommand<JsonOption & SnpPolicyFlags & { policyKey: string; policyCert: string; trustPlatform: string[]; trustMeasurement: string[]; out: string; days: number; force?: boolean }, Uint8Array[]>(program, 'make-policy',
     'write the signed policy: trusted platform keys and trusted measurements',
-    async (o) => {
+    async (o, _args, measurements) => {
       refuseOwnFiles(o.out, { dirs: [], files: [o.policyKey, o.policyCert, ...o.trustPlatform, ...o.trustAmdRootCert] }, `--out ${o.out}`);
       const [policyKey, policyCert] = await Promise.all([readPrivateKeyFile(o.policyKey), readCertificateFile(o.policyCert)]);
       const pc = validatePolicyCert(policyCert, new Date());
@@ -159,7 +159,6 @@ export function addTrustCommands(program: Command): void {
         if (sameKey(key, policyKey)) throw new CertifierError('INVALID_KEY', `${f} holds the policy key, not a platform's: the policy key signs policies and certificates, never evidence`);
         platforms.push({ key, name: 'platformKey' });
       }
-      const measurements = trustedMeasurements(o);
       // The simulated platform measures with SHA-256 (32 bytes), SEV-SNP launches with SHA-384 (48).
       const snpOnly = o.trustPlatform.length === 0;
       const simulatedOnly = o.trustAmdRoot.length === 0 && o.trustAmdRootCert.length === 0;
@@ -185,10 +184,12 @@ export function addTrustCommands(program: Command): void {
     // Before anything is read, and all of a --check-only run (deployment-setup.sh asks before making
     // a key), which also reads the roots given by file as the run does: their layouts decide which
     // --snp-min-tcb forms and --snp-property prefixes the policy takes. It says nothing of them.
+    // The measurements it parsed are the run's.
     async (o) => {
-      trustedMeasurements(o);
+      const measurements = trustedMeasurements(o);
       checkSnpFlags(o);
       if (o.checkOnly) await snpPolicyParts(P, o, new Date(), { quiet: true });
+      return measurements;
     }, 'the AMD roots given by file (--trust-amd-root-cert), as the run does: one it cannot read or take fails as there (exit 1)')
     .requiredOption('--policy-key <file>', 'the policy private key')
     .requiredOption('--policy-cert <file>', 'the policy certificate')
