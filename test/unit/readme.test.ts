@@ -1,7 +1,8 @@
 // The README stays true: its error table matches lib/errors, every command it shows is run by a
 // test, a scenario or a script, its command tables and command lines name only commands and flags
-// the programs' --help lists (as its text names every flag they take), and the defaults, limits
-// and names it states are the code's.
+// the programs' --help lists (as its text names every flag they take), it names every event the
+// servers log with the fields the code gives it, and the defaults, limits and names it states are
+// the code's.
 
 import { expect } from 'chai';
 import { execFileSync } from 'node:child_process';
@@ -383,11 +384,28 @@ describe('README', () => {
     expect(readme).to.match(/`replica-lock-retry-failed`[^.]*`code` and `detail`/);
   });
 
-  it('names every event the servers log, as the code names it', () => {
+  it('names every event the servers log, as the code names it, with the fields it carries', () => {
     const events = loggedEvents();
     // The ones logged through a parameter or a template, which the collector must follow.
-    expect(events).to.include.members(['audit-continues', 'reload-ignored', 'backup-written', 'identity-expiring', 'note', 'error', 'refused', 'request']);
-    expect(events.filter((e) => !new RegExp(`\`${e}[\` ]`).test(readme))).to.deep.equal([]);
+    expect([...events.keys()]).to.include.members(['audit-continues', 'reload-ignored', 'backup-written', 'identity-expiring', 'note', 'error', 'refused', 'request']);
+    expect([...events.keys()].filter((e) => !new RegExp(`\`${e}[\` ]`).test(readme))).to.deep.equal([]);
+    // Where a line is shown (`closed reason=R ...`), each field it names is one the code logs
+    // (key-server adds `replica` to its PostgreSQL lines); and a paragraph or item that names the
+    // event names every field of a record the code writes whole.
+    const blocks = readme.split(/\n\s*\n|\n(?=\s*- )/);
+    const wrong: string[] = [];
+    for (const [event, { fields, open }] of events) {
+      if (open) continue;
+      for (const m of readme.matchAll(new RegExp(`\`${event} ([^\`]*)\``, 'g'))) {
+        const shown = [...m[1]!.matchAll(/(\w+)=/g)].map((f) => f[1]!).filter((f) => !fields.has(f) && f !== 'replica');
+        if (shown.length) wrong.push(`${event}: ${shown.join(', ')} shown, not logged`);
+      }
+      const named = (b: string) => [...fields].every((f) => b.includes(`\`${f}\``) || new RegExp(`[\` ]${f}=`).test(b));
+      if (!blocks.some((b) => new RegExp(`\`${event}[\` ]`).test(b) && named(b))) {
+        wrong.push(`${event}: no paragraph names all of ${[...fields].join(', ')}`);
+      }
+    }
+    expect(wrong).to.deep.equal([]);
   });
 
   it('installs with `npm ci --omit=dev` every package the programs import', () => {
@@ -415,10 +433,10 @@ describe('README', () => {
  * parameter such a property takes) in cmd/ and lib/, followed to the string literals it is made
  * of. One it cannot follow fails, so a new way of naming an event is taught here, not missed.
  */
-function loggedEvents(): string[] {
+function loggedEvents(): Map<string, { fields: Set<string>; open: boolean }> {
   const sources = [...files(join(ROOT, 'cmd'), /\.(ts|js)$/), ...files(join(ROOT, 'lib'), /\.ts$/)]
     .map((f) => ts.createSourceFile(f, readFileSync(f, 'utf8'), ts.ScriptTarget.Latest, true));
-  const events = new Set<string>();
+  const events = new Map<string, { fields: Set<string>; open: boolean }>();
   const unfollowed: string[] = [];
   const where = (n: ts.Node) => `${relative(ROOT, n.getSourceFile().fileName)}:${n.getSourceFile().getLineAndCharacterOfPosition(n.getStart()).line + 1}`;
   const nodes = (root: ts.Node): ts.Node[] => {
@@ -455,6 +473,32 @@ function loggedEvents(): string[] {
     }
     return undefined;
   };
+  // A record's fields: its own, those of objects spread into it, and those its variable is given
+  // after (`record.code = ...`, Object.assign); `open` when some come from elsewhere (`...task()`).
+  const fieldsOf = (o: ts.ObjectLiteralExpression): { fields: Set<string>; open: boolean } => {
+    const fields = new Set<string>();
+    let open = false;
+    const add = (e: ts.Expression): void => {
+      e = ts.isParenthesizedExpression(e) ? e.expression : e;
+      if (ts.isConditionalExpression(e)) return void (add(e.whenTrue), add(e.whenFalse));
+      if (ts.isIdentifier(e)) {
+        const decl = nodes(e.getSourceFile()).find((d): d is ts.VariableDeclaration => ts.isVariableDeclaration(d) && d.name.getText() === e.text);
+        if (decl?.initializer) return add(decl.initializer);
+      }
+      if (!ts.isObjectLiteralExpression(e)) return void (open = true);
+      for (const p of e.properties) {
+        if (ts.isSpreadAssignment(p)) add(p.expression);
+        else if (p.name && !['event', 'time'].includes(p.name.getText())) fields.add(p.name.getText());
+      }
+    };
+    add(o);
+    const variable = ts.isVariableDeclaration(o.parent) ? o.parent.name.getText() : undefined;
+    for (const n of variable ? nodes(o.getSourceFile()) : []) {
+      if (ts.isBinaryExpression(n) && ts.isPropertyAccessExpression(n.left) && n.left.expression.getText() === variable) fields.add(n.left.name.text);
+      if (ts.isCallExpression(n) && n.expression.getText() === 'Object.assign' && n.arguments[0]?.getText() === variable) n.arguments.slice(1).forEach(add);
+    }
+    return { fields, open };
+  };
   for (const n of sources.flatMap(nodes)) {
     let named: string[] | undefined;
     if (ts.isPropertyAssignment(n) && n.name.getText() === 'event') {
@@ -463,9 +507,17 @@ function loggedEvents(): string[] {
       named = follow(n.initializer);
     } else if (ts.isShorthandPropertyAssignment(n) && n.name.text === 'event') named = valuesOf('event', n);
     else continue;
-    if (named) named.forEach((e) => events.add(e));
-    else unfollowed.push(where(n));
+    if (!named) {
+      unfollowed.push(where(n));
+      continue;
+    }
+    const record = fieldsOf(n.parent as ts.ObjectLiteralExpression);
+    for (const e of named) {
+      const known = events.get(e) ?? { fields: new Set<string>(), open: false };
+      record.fields.forEach((f) => known.fields.add(f));
+      events.set(e, { fields: known.fields, open: known.open || record.open });
+    }
   }
   expect(unfollowed, 'event names the test cannot follow to a string').to.deep.equal([]);
-  return [...events].sort();
+  return new Map([...events].sort(([a], [b]) => a.localeCompare(b)));
 }
