@@ -4,7 +4,7 @@
 import { promises as fs, type Stats } from 'node:fs';
 import { Level } from 'level';
 import { CertifierError } from '../lib/errors/index.ts';
-import { describeErrno, fileError, inDir, levelFileError, makeDirs, ownDirProblem } from '../lib/files/index.ts';
+import { describeErrno, fileError, inDir, levelFileError, makeOwnDirs, ownDirProblem, type MadeDirs } from '../lib/files/index.ts';
 
 export type Db = Level<string, Uint8Array>;
 
@@ -72,10 +72,10 @@ const notPrivate = (path: string, e: unknown) =>
  * there names), and checked before anything is written in it: this user's (another could replace
  * the store's files), and made private. Unlike other directories of ours (ownDirProblem), one that
  * others may write in is not refused but tightened: it is the user's own to make private.
- * Returns the first directory it made, if any (makeDirs').
+ * Returns what it made (makeOwnDirs').
  */
-export async function makeStoreDir(dir: string): Promise<string | undefined> {
-  const made = await makeDirs(dir, 0o700).catch(async (e: unknown) => {
+export async function makeStoreDir(dir: string): Promise<MadeDirs> {
+  const made = await makeOwnDirs(dir, 0o700).catch(async (e: unknown) => {
     const link = await fs.readlink(dir).catch(() => undefined);
     const why = link === undefined ? describeErrno(e) : `it is a symbolic link to ${link}, which does not exist`;
     throw new CertifierError('FILE_ERROR', `cannot create the cryptstore directory ${dir}: ${why}`, { cause: e });

@@ -8,7 +8,7 @@
 // next write (LevelReopener says why), so a store kept open (key-server) writes on safely.
 
 import { CertifierError } from '../lib/errors/index.ts';
-import { LevelReopener, levelWriteMayHaveLanded, unmakeHeld } from '../lib/files/index.ts';
+import { LevelReopener, levelWriteMayHaveLanded, unmakeDirs, unmakeHeld, type MadeDirs } from '../lib/files/index.ts';
 import { isRfc3339 } from '../lib/policy/index.ts';
 import { open as aeadOpen, bytesEqual, randomBytes, seal, toHex, wipe } from '../lib/crypto/index.ts';
 import {
@@ -29,9 +29,10 @@ export interface StoreOptions {
    * create (and openOrCreate when it creates): called once this process holds the new store's
    * lock and is the one making it; from then on what is at `dir` is this creation's (until then
    * another process may be making or have made it), and a creation that fails removes it.
-   * `madeDir`: the first directory this creation made (`dir`, or a folder above it), if any.
+   * `made`: the directories this creation made (makeOwnDirs): the first (`dir`, or a folder above
+   * it), if any, and `dir` itself if it made it.
    */
-  onCreating?: (madeDir: string | undefined) => void;
+  onCreating?: (made: MadeDirs) => void;
   /**
    * Wraps each write of a change (its one atomic batch), told in words what the write does
    * ("\"k\" version 3 was stored"): cert-utility holds SIGINT and SIGTERM around the write alone,
@@ -138,12 +139,18 @@ export class Cryptstore {
     // The slow part (scrypt) before anything is on disk, so an interrupted create leaves little.
     const { params, kek } = await protector.create();
     let db: Db | undefined;
-    let madeDir: string | undefined;
+    let made: MadeDirs = { top: undefined, self: undefined };
     for (let attempt = 1; !db; attempt++) {
       try {
-        // Again on a retry: what is there now may be something else than what was seen first.
-        if (attempt > 1 && (await dirState(dir)) === 'other') throw new CertifierError('STORE_EXISTS', `${dir} exists and is not an empty directory`);
-        madeDir = await makeStoreDir(dir);
+        made = await makeStoreDir(dir);
+        // Again once made: the directory a path lands in may be another than the one first seen
+        // ("x/new/.." was missing until x/new was made, and is x), and what is there now may be
+        // something else. A store is made only where nothing else is, so that a creation that
+        // fails, removing the store's files, removes nothing that was there (unmakeHeld).
+        if ((await dirState(dir)) === 'other') {
+          if (made.top !== undefined) await unmakeDirs(made.top, made.top);
+          throw new CertifierError('STORE_EXISTS', `${dir} exists and is not an empty directory`);
+        }
         db = await openDb(dir, true);
       } catch (e) {
         // Gone as it was made or opened: another run that made it has given it up, removing it
@@ -157,7 +164,7 @@ export class Cryptstore {
     try {
       if (!(await isUnfinished(db))) throw exists();
       making = true;
-      options.onCreating?.(madeDir);
+      options.onCreating?.(made);
       const storeId = randomBytes(16);
       const dataKey = randomBytes(32);
       const meta: CryptstoreMetadata = {
@@ -173,7 +180,7 @@ export class Cryptstore {
     } catch (e) {
       // Removed while the lock is held (see unmakeHeld). Best effort: a file it cannot remove
       // stays, and a later create says what it finds.
-      if (making) unmakeHeld(dir, state !== 'missing');
+      if (making) unmakeHeld(dir, made.self);
       await db.close();
       throw e;
     } finally {
@@ -209,7 +216,7 @@ export class Cryptstore {
     const db = await openDb(dir, false);
     try {
       for await (const key of db.keys({ limit: 2 })) if (key !== L.META_KEY) return false;
-      return unmakeHeld(dir, true);
+      return unmakeHeld(dir, undefined);
     } finally {
       await db.close();
     }

@@ -3,9 +3,8 @@
 // again, so that a later run may choose its protection afresh (a failed first boot must not fix it).
 
 import { Cryptstore, type Protector } from '../../cryptstore/index.ts';
-import { dirState } from '../../cryptstore/db.ts';
 import { dirname } from 'node:path';
-import { unmakeDirsNow, unmakeHeld } from '../../lib/files/index.ts';
+import { unmakeDirsNow, unmakeHeld, type MadeDirs } from '../../lib/files/index.ts';
 import { warn } from './cli.ts';
 import { isCertifierError } from '../../lib/errors/index.ts';
 
@@ -24,25 +23,23 @@ export interface StoreToCertify {
  * listener.
  */
 export async function openToCertify(program: string, dir: string, protector: Protector, signals: readonly NodeJS.Signals[]): Promise<StoreToCertify> {
-  // A directory made empty beforehand (systemd's StateDirectory=, mkdir -p) holds no store either,
-  // and one whose own creation was cut short (LevelDB's first files only) is made again here.
-  const keepDir = (await dirState(dir)) !== 'missing';
-  // The folders above a missing store that its making made too (--store a/new/store), as mkdir
-  // made them (not what was missing before: another may make one meanwhile, during scrypt):
-  // removed with it, once empty, when certifying fails or a signal stops the run.
-  let top: string | undefined;
+  // What the making made, as it made it (makeOwnDirs), not as found before (another may make a
+  // folder meanwhile, during scrypt, and "x/new/.." is missing until x/new is made, then is x): the
+  // store's directory itself if the making made it (`self`: a directory made empty beforehand, by
+  // systemd's StateDirectory= or mkdir -p, stays, emptied), and the folders above it (--store
+  // a/new/store: `top`), removed once empty when certifying fails or a signal stops the run.
   // This run's only once it holds the new store's lock and is making it (onCreating): another
   // run may have made the store meanwhile, and that one is not this run's to remove.
-  let made = false;
+  let made: MadeDirs | undefined;
   /** What a run that is not certified made, removed: the store (its lock still held), then the folders above it. */
-  const unmake = (): boolean => {
-    if (!unmakeHeld(dir, keepDir)) return false;
-    if (top !== undefined) unmakeDirsNow(dirname(dir), top);
+  const unmake = (m: MadeDirs): boolean => {
+    if (!unmakeHeld(dir, m.self)) return false;
+    if (m.top !== undefined) unmakeDirsNow(dirname(dir), m.top);
     return true;
   };
   const interrupted = (signal: NodeJS.Signals) => {
     // As a failure does (close), and at once: the program dies of the signal next.
-    if (made && !unmake()) warn(program, `could not remove the store ${dir} this run made`);
+    if (made && !unmake(made)) warn(program, `could not remove the store ${dir} this run made`);
     process.removeAllListeners(signal);
     process.kill(process.pid, signal);
   };
@@ -53,7 +50,7 @@ export async function openToCertify(program: string, dir: string, protector: Pro
   let store: Cryptstore;
   try {
     // A creation that fails removes what it began itself.
-    const options = { onCreating: (madeDir: string | undefined) => void ((made = true), (top = madeDir)) };
+    const options = { onCreating: (m: MadeDirs) => void (made = m) };
     store = await Cryptstore.openOrCreate(dir, protector, options).catch(async (e: unknown) => {
       // One left holding nothing (a run killed before it certified: SIGKILL, power lost) must not
       // fix the protection either: made again with this run's.
@@ -65,7 +62,7 @@ export async function openToCertify(program: string, dir: string, protector: Pro
     stopWatching();
     // A making that failed once begun removed the store (or what it could of it); the folders
     // made for it go too, once empty, as when certifying fails.
-    if (made && top !== undefined) unmakeDirsNow(dirname(dir), top);
+    if (made?.top !== undefined) unmakeDirsNow(dirname(dir), made.top);
     throw e;
   }
   let kept = false;
@@ -79,7 +76,7 @@ export async function openToCertify(program: string, dir: string, protector: Pro
       stopWatching();
       // Removed before it is closed, while this run still holds its lock: another run waiting for
       // it finds it in use, then gone, never half removed.
-      if (made && !kept && !unmake()) warn(program, `could not remove the store ${dir} this run made`);
+      if (made && !kept && !unmake(made)) warn(program, `could not remove the store ${dir} this run made`);
       await store.close();
     },
   };

@@ -2,7 +2,7 @@
 // directories a command makes (private, and durably named in their parents), and where a path
 // really is once its links are followed.
 
-import { promises as fs, constants as C, readdirSync, realpathSync, rmdirSync, rmSync, type Stats } from 'node:fs';
+import { promises as fs, constants as C, readdirSync, realpathSync, rmdirSync, rmSync, statSync, type Stats } from 'node:fs';
 import { dirname, basename, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { CertifierError } from '../errors/index.ts';
 import { describeDiskErrno, describeErrno, diskErrno, fileError } from './errno.ts';
@@ -303,24 +303,75 @@ export async function refuseExisting(path: string): Promise<void> {
   throw fileError('write', path, Object.assign(new Error('exists'), { code: 'EEXIST' }));
 }
 
+/** A directory's identity (its device and inode): the same directory, whatever path names it. */
+export interface DirId {
+  dev: number;
+  ino: number;
+}
+
+/** The identity of the directory at `path` (a link followed); throws as statSync does. */
+export function dirIdentity(path: string): DirId {
+  const { dev, ino } = statSync(path);
+  return { dev, ino };
+}
+
+/**
+ * What makeOwnDirs made: the first directory (`top`, fs.mkdir's answer), and the identity of `dir`
+ * itself (`self`) when this call made it. A `dir` that was there, or that mkdir -p reached without
+ * making it ("x/new/.." is x, which making x/new only passes through), has none: the run never
+ * removes it, or anything that was in it.
+ */
+export interface MadeDirs {
+  top: string | undefined;
+  self: DirId | undefined;
+}
+
 /**
  * `mkdir -p dir` (each directory made with `mode`), and each directory it made named durably in
  * its parent (syncDir), so that what is then written and synced in it outlives a power failure.
  * Returns the first directory made, as fs.mkdir does (undefined when `dir` was there).
  */
 export async function makeDirs(dir: string, mode: number): Promise<string | undefined> {
-  const first = await fs.mkdir(dir, { recursive: true, mode });
-  if (first === undefined) return undefined;
+  return (await makeOwnDirs(dir, mode)).top;
+}
+
+/**
+ * makeDirs, telling also whether `dir` itself is a directory it made (MadeDirs): the directories
+ * are made one name at a time, as mkdir -p does, so that the last mkdir(2), of `dir` itself, says
+ * whether this run made it (it succeeded) or found one there (EEXIST), however `dir` is spelt and
+ * whoever made one meanwhile. Its identity, taken at once, is what a removal checks before it
+ * touches anything (unmakeHeld): never a directory that was there before, or another in its place.
+ */
+export async function makeOwnDirs(dir: string, mode: number): Promise<MadeDirs> {
+  let top: string | undefined;
+  // True if this call made `d`; false if a directory was there.
+  const make = async (d: string, parentMade = false): Promise<boolean> => {
+    try {
+      await fs.mkdir(d, { mode });
+      top ??= d; // the parents are made first: the first made is the topmost
+      return true;
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      // Something at the name: a directory (or a link to one) is passed through; a link that
+      // leads nowhere says why (ENOENT, ELOOP), as fs.mkdir's own -p does.
+      if (code === 'EEXIST' && (await fs.stat(d)).isDirectory()) return false;
+      if (code !== 'ENOENT' || parentMade || dirname(d) === d) throw e;
+    }
+    await make(dirname(d));
+    return make(d, true);
+  };
+  const self = (await make(dir)) ? dirIdentity(dir) : undefined;
+  if (top === undefined) return { top, self };
   // By real paths: mkdir took "link/../x" where the link leads, and path.resolve would name the x
   // beside the link, whose parent is not the one to sync. (Removed meanwhile: nothing to sync.)
-  const real = await Promise.all([fs.realpath(dir), fs.realpath(first)]).catch(() => undefined);
-  if (real === undefined) return first;
-  const [from, top] = real;
+  const real = await Promise.all([fs.realpath(dir), fs.realpath(top)]).catch(() => undefined);
+  if (real === undefined) return { top, self };
+  const [from, last] = real;
   for (let made = from; ; made = dirname(made)) {
     await syncDir(dirname(made));
-    if (made === top || made === dirname(made)) break;
+    if (made === last || made === dirname(made)) break;
   }
-  return first;
+  return { top, self };
 }
 
 /**
@@ -358,21 +409,31 @@ export function unmakeDirsNow(dir: string, top: string): void {
 }
 
 /**
- * Removes a LevelDB database a creation made (a cryptstore, a key database, a lock), the directory
- * too unless it was there (empty) before. Call it
+ * Removes a LevelDB database a creation made (a cryptstore, a key database, a lock): its files,
+ * and the directory too if this run made it (`made`, its identity when made: makeOwnDirs). Call it
  * while this process still holds the store's lock (its database open), and close the database
  * after: until the lock goes, another process finds the database in use (STORE_LOCKED), first whole,
  * then, CURRENT gone, a creation cut short whose lock is held; once it goes, an empty directory or
  * none, where it may make its own store. Never a half-removed database it could open. Best effort:
  * false when something could not be removed (what stays is what a later creation finds).
+ *
+ * Only what the run made goes, whatever the path's spelling: a directory made is removed, files
+ * and all, only while it is still the one made (its identity); one that was there is only emptied,
+ * and its callers make a store only in one that held nothing (Cryptstore.create). Names are taken
+ * in the directory's real path: "x/new/.." would name another directory once x/new went, and
+ * "new/store/." cannot be removed by that name (EINVAL).
  */
-export function unmakeHeld(dir: string, keepDir: boolean): boolean {
+export function unmakeHeld(dir: string, made: DirId | undefined): boolean {
   try {
-    const names = readdirSync(dir);
+    const real = realpathSync.native(dir);
+    if (made !== undefined) {
+      const now = dirIdentity(real);
+      if (now.dev !== made.dev || now.ino !== made.ino) return false;
+    }
+    const names = readdirSync(real);
     const last = ['CURRENT', 'LOCK'].filter((n) => names.includes(n));
-    // Not join() (see inDir): every file would be missed, the directory left whole.
-    for (const name of [...names.filter((n) => !last.includes(n)), ...last]) rmSync(inDir(dir, name), { recursive: true, force: true });
-    if (!keepDir) rmdirSync(dir);
+    for (const name of [...names.filter((n) => !last.includes(n)), ...last]) rmSync(inDir(real, name), { recursive: true, force: true });
+    if (made !== undefined) rmdirSync(real);
     return true;
   } catch (e) {
     // Another run began its own store there once the lock went: that one is not this run's.
@@ -382,11 +443,13 @@ export function unmakeHeld(dir: string, keepDir: boolean): boolean {
 
 /**
  * For a start refused before it served: removes the LevelDB database at `dir` while its lock is
- * still held (unmakeHeld), then the directories above it up to `top`, the first the start made
- * (makeDirs' result); nothing when it made none, where `dir` and what is in it stay.
+ * still held, with `dir` itself if the start made it (unmakeHeld, `made.self`), then the
+ * directories above it up to the first the start made (`made.top`); nothing when it made none. A
+ * `dir` that was there, and what is in it, stay.
  */
-export async function unmakeHeldAndDirs(dir: string, top: string | undefined): Promise<void> {
-  if (top !== undefined && unmakeHeld(dir, false)) await unmakeDirs(dirname(dir), top);
+export async function unmakeHeldAndDirs(dir: string, made: MadeDirs): Promise<void> {
+  if (made.top === undefined) return;
+  if (made.self === undefined || unmakeHeld(dir, made.self)) await unmakeDirs(dirname(dir), made.top);
 }
 
 /** Makes a directory's entries (a rename, a new file) durable. */

@@ -28,7 +28,7 @@ import { constants, fstatSync, promises as fs, statfsSync, statSync, type Stats 
 import type { FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { CertifierError } from '../errors/index.ts';
-import { describeErrno, diskErrno, realFilePath, syncDir, unmakeHeld, writeFileAtomic } from '../files/index.ts';
+import { describeErrno, dirIdentity, diskErrno, realFilePath, syncDir, unmakeHeld, writeFileAtomic } from '../files/index.ts';
 import { isoNow } from '../util/clock.ts';
 import { type AuditEntry, type AuditRecord, auditHash, canonicalFields, canonicalJson, fieldProblem, lineOf, startProblem } from './audit-line.ts';
 import {
@@ -115,11 +115,12 @@ async function lockAudit(path: string, inUse = `the audit log ${path} is in use 
   const dir = `${real}.lock`;
   const wasThere = await fs.lstat(dir).then(() => true, () => false);
   const release = await holdLock(dir, inUse);
+  const own = wasThere ? undefined : dirIdentity(dir);
   return {
     release,
     releaseRefused: async () => {
       // Removed while held, as closeUnused removes it: a start racing this one makes its own.
-      if (!wasThere) unmakeHeld(dir, false);
+      if (own) unmakeHeld(dir, own);
       await release();
     },
   };

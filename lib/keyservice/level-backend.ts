@@ -39,7 +39,7 @@ import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { Level } from 'level';
 import { CertifierError } from '../errors/index.ts';
-import { describeErrno, describeLevelFailure, inDir, LevelReopener, levelFileError, levelWriteMayHaveLanded, makeDirs, realLocation, syncDir, unmakeHeldAndDirs, type OperationKind } from '../files/index.ts';
+import { describeErrno, describeLevelFailure, inDir, LevelReopener, levelFileError, levelWriteMayHaveLanded, makeOwnDirs, realLocation, syncDir, unmakeHeldAndDirs, type MadeDirs, type OperationKind } from '../files/index.ts';
 import { KEY_ID_FILE, UNFINISHED_FILE } from './backups.ts';
 import { LruMap } from '../util/lru.ts';
 import { compareNames, decode, encode } from '../wire/index.ts';
@@ -128,10 +128,10 @@ function ownCiphertext(r: StoredRecord): StoredRecord {
   return { ...r, ciphertext: new Uint8Array(r.ciphertext) }; // a copy (a Buffer's slice() would be a view)
 }
 
-/** Makes `dir` (0700) if missing; the first directory it made, if any (see makeDirs). */
-async function prepareDir(dir: string): Promise<string | undefined> {
+/** Makes `dir` (0700) if missing; what it made (see makeOwnDirs). */
+async function prepareDir(dir: string): Promise<MadeDirs> {
   try {
-    const made = await makeDirs(dir, 0o700);
+    const made = await makeOwnDirs(dir, 0o700);
     await fs.chmod(dir, 0o700);
     return made;
   } catch (e) {
@@ -192,8 +192,8 @@ export class LevelBackend implements KeyBackend {
   private markers: { count: number; from: string; to: string } | undefined;
   private compaction: Promise<void> | undefined;
   private readonly reopener: LevelReopener;
-  /** The first directory this open made (`path` itself, or one above it): none, if `path` was there. */
-  private madeDir: string | undefined;
+  /** What this open made: `path` itself, if it was not there, and the first directory it made. */
+  private made: MadeDirs = { top: undefined, self: undefined };
 
   private constructor(readonly path: string, private readonly db: Db, tuning: LevelTuning) {
     this.states = new LruMap(tuning.stateNames ?? STATE_NAMES);
@@ -248,19 +248,20 @@ export class LevelBackend implements KeyBackend {
       throw e;
     }
     const backend = new LevelBackend(dir, db, tuning);
-    backend.madeDir = made;
+    backend.made = made;
     return backend;
   }
 
   /**
    * Closes the database and, if this open made its directory and no key was stored since, removes
    * it and the directories above it that the open made, while LevelDB's lock is still held (see
-   * unmakeHeld): a start refused later (the port taken, the audit log refused) leaves no empty
-   * database behind. A directory that was there stays, whatever LevelDB wrote in it.
+   * unmakeHeldAndDirs): a start refused later (the port taken, the audit log refused) leaves no
+   * empty database behind. A directory that was there stays, whatever LevelDB wrote in it, however
+   * --data is spelt ("x/new/.." is x, which making x/new did not make).
    */
   async closeUnused(): Promise<void> {
     if (this.closed) return;
-    if (this.madeDir !== undefined && !(await this.holdsRecords().catch(() => true))) await unmakeHeldAndDirs(this.path, this.madeDir);
+    if (this.made.top !== undefined && !(await this.holdsRecords().catch(() => true))) await unmakeHeldAndDirs(this.path, this.made);
     await this.close();
   }
 

@@ -11,7 +11,8 @@
 // Everyone else, or everyone when the flag is off, gets RESERVED_NAME as before. The joining
 // side pins the serving replica to its own measurement too (lib/keyclient/replica-join.ts).
 
-import { inDir, makeDirs, unmakeHeldAndDirs } from '../files/index.ts';
+import { dirname } from 'node:path';
+import { dirIdentity, inDir, makeOwnDirs, unmakeDirs, unmakeHeld } from '../files/index.ts';
 import { CertifierError } from '../errors/index.ts';
 import { encode, type CryptstoreEntry } from '../wire/index.ts';
 import type { ValidatedPeer } from '../pki/index.ts';
@@ -56,24 +57,29 @@ export interface DataDirLock {
    * For a start refused before it served: releases the lock and, if lockDataDir made DIR, removes
    * the lock's directory while the lock is still held (unmakeHeld), then DIR and the directories
    * above it that it made, each if empty (the audit log in DIR is removed before, by its own
-   * closeUnused). A DIR that was there keeps the lock's directory.
+   * closeUnused). A DIR that was there (however it is named: "x/new/.." is x) keeps the lock's
+   * directory.
    */
   releaseUnused(): Promise<void>;
 }
 
 /** Takes DIR for this process, until the returned lock is released or the process ends (holdLock). */
 export async function lockDataDir(dir: string): Promise<DataDirLock> {
-  const made = await makeDirs(dir, 0o700).catch((e: Error) => {
+  const made = await makeOwnDirs(dir, 0o700).catch((e: Error) => {
     throw new CertifierError('FILE_ERROR', `cannot use ${dir} as the key-server data directory: ${e.message}`, { cause: e });
   });
   // In DIR as the kernel finds it, also one named through "link/.." (inDir): not beside the link.
   const lockDir = inDir(dir, LOCK_DIR);
   const release = await holdLock(lockDir, `the key-server data directory is in use by another process (${dir}): give each replica its own --data`);
+  // The lock's directory is this run's to remove only in a DIR it made (made.self).
+  const own = made.self && dirIdentity(lockDir);
   return {
     release,
     releaseUnused: async () => {
       try {
-        await unmakeHeldAndDirs(lockDir, made);
+        // The lock's directory, then DIR and the folders above it; in a DIR that was there, only
+        // the folders mkdir -p made on the way to it ("x/new/.." made x/new).
+        if (made.top !== undefined && (!own || unmakeHeld(lockDir, own))) await unmakeDirs(own ? dir : dirname(dir), made.top);
       } finally {
         await release();
       }

@@ -50,6 +50,19 @@ describe('a store opened to be certified', () => {
     expect(readdirSync(join(tmp.dir, 'elsewhere'))).to.deep.equal(['deep']);
   });
 
+  it('empties, and keeps, a store\'s directory another made while its key was derived: only what this run made goes', async () => {
+    const dir = join(tmp.dir, 'made-meanwhile');
+    const keys = new KeyFileProtector(randomBytes(32));
+    const racing: Protector = { kind: keys.kind, description: keys.description, derive: (p) => keys.derive(p), create: () => (mkdirSync(dir), keys.create()) };
+    await (await openToCertify('cert-utility', dir, racing, [])).close();
+    expect(readdirSync(dir)).to.deep.equal([]);
+  });
+
+  it('named "new/store/.", goes with the folders it made', async () => {
+    await (await open(`${tmp.dir}/dot/store/.`)).close();
+    expect(existsSync(join(tmp.dir, 'dot'))).to.equal(false);
+  });
+
   it('stays once kept (certified), even when closed as after a later failure', async () => {
     const dir = join(tmp.dir, 'certified');
     const s = await open(dir);

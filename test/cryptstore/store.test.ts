@@ -272,6 +272,20 @@ describe('cryptstore', () => {
       await (await Cryptstore.create(dir, pass())).close();
     });
 
+    it('makes no store in a directory that held entries, however it is named ("x/new/.."), and removes none of them', async () => {
+      const stop = () => { throw new CertifierError('FILE_ERROR', 'stopped here'); };
+      const x = join(tmp.dir, 'x');
+      mkdirSync(x);
+      writeFileSync(join(x, 'diary'), 'mine');
+      await rejects(Cryptstore.create(`${x}/new/..`, pass(), { onCreating: stop }), 'STORE_EXISTS'); // not join(), which takes the .. as text
+      expect(readdirSync(x), 'the folder mkdir made goes too').to.deep.equal(['diary']);
+      // One that was there empty holds the folder made on the way to it: refused too, and left empty.
+      const empty = join(tmp.dir, 'empty');
+      mkdirSync(empty);
+      await rejects(Cryptstore.create(`${empty}/new/..`, pass(), { onCreating: stop }), 'STORE_EXISTS');
+      expect(readdirSync(empty)).to.deep.equal([]);
+    });
+
     it('refuses another user\'s directory, even one open to all, before writing anything in it', async function () {
       // Only root can give a directory away (and could make anyone's private: hence the check).
       if (process.getuid?.() !== 0) this.skip();

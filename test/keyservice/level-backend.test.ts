@@ -93,6 +93,15 @@ describe('LevelBackend', () => {
     expect(readdirSync(join(tmp.dir, 'elsewhere', 'keys-0')), 'nothing written in it').to.deep.equal(['UNFINISHED-BACKUP']);
   });
 
+  it('removes, unused, nothing of a directory that was there, however it is named ("x/new/..")', async () => {
+    const x = join(tmp.dir, 'x');
+    mkdirSync(x);
+    writeFileSync(join(x, 'diary'), 'mine');
+    const backend = await LevelBackend.open(`${x}/new/..`); // not join(), which takes the .. as text
+    await backend.closeUnused();
+    expect(readdirSync(x)).to.include('diary');
+  });
+
   it('records when it made the database, keeps it at the next open, and says whether it holds records', async () => {
     const before = Date.now();
     const b = await LevelBackend.open(dir);

@@ -232,6 +232,13 @@ describe('lockDataDir', () => {
     await (await lockDataDir(dir)).release();
   });
 
+  it('keeps, refused, the lock directory of a data directory that was there, however it is named ("x/new/..")', async () => {
+    const dir = join(tmp.dir, 'data');
+    await (await lockDataDir(dir)).release();
+    await (await lockDataDir(`${dir}/new/..`)).releaseUnused(); // not join(), which takes the .. as text
+    expect(readdirSync(dir)).to.deep.equal(['replica-lock']);
+  });
+
   it('takes a data directory named through "link/.." where the link leads: the one a replica naming it there meets', async () => {
     mkdirSync(join(tmp.dir, 'elsewhere', 'deep'), { recursive: true });
     mkdirSync(join(tmp.dir, 'here', 'data'), { recursive: true }); // another replica's, beside the link

@@ -8,7 +8,7 @@ import { chmodSync, chownSync, existsSync, promises as fsp, lstatSync, mkdirSync
 import { execFileSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { checkWritable, describeErrno, directoriesLookedIn, DirChecks, makePrivateDir, ownDirProblem, readFileLimited, readSecretFile, refuseOwnFiles, refuseReplaceable, stageFile, unmakeHeld, writeFileAtomic, writeFilesAtomic } from '../../lib/files/index.ts';
+import { checkWritable, describeErrno, dirIdentity, directoriesLookedIn, DirChecks, makePrivateDir, ownDirProblem, readFileLimited, readSecretFile, refuseOwnFiles, refuseReplaceable, stageFile, unmakeHeld, writeFileAtomic, writeFilesAtomic } from '../../lib/files/index.ts';
 import { tempDir } from '../support/helpers.ts';
 import { rejects } from '../support/rejects.ts';
 
@@ -298,9 +298,20 @@ describe('lib/files', () => {
     symlinkSync(join(tmp.dir, 'a', 'b'), join(tmp.dir, 'bl'));
     mkdirSync(join(tmp.dir, 'a', 's'));
     for (const f of ['CURRENT', 'LOCK', '000003.log']) writeFileSync(join(tmp.dir, 'a', 's', f), '');
-    expect(unmakeHeld(`${tmp.dir}/bl/../s`, false)).to.equal(true);
+    expect(unmakeHeld(`${tmp.dir}/bl/../s`, dirIdentity(join(tmp.dir, 'a', 's')))).to.equal(true);
     expect(readFileSync(join(tmp.dir, 's', 'CURRENT'), 'utf8'), 'beside the link').to.equal('another\'s');
     expect(existsSync(join(tmp.dir, 'a', 's')), 'the store made').to.equal(false);
+  });
+
+  it('removes nothing of a directory that is not the one the run made (unmakeHeld checks its identity)', () => {
+    const s = join(tmp.dir, 's');
+    mkdirSync(s);
+    const made = dirIdentity(s);
+    renameSync(s, join(tmp.dir, 'gone'));
+    mkdirSync(s);
+    writeFileSync(join(s, 'diary'), 'mine');
+    expect(unmakeHeld(s, made)).to.equal(false);
+    expect(readdirSync(s)).to.deep.equal(['diary']);
   });
 
   it('removes temporary files a killed run left beside the file it writes, once they are old', async () => {
