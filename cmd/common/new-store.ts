@@ -3,8 +3,7 @@
 // again, so that a later run may choose its protection afresh (a failed first boot must not fix it).
 
 import { Cryptstore, type Protector } from '../../cryptstore/index.ts';
-import { dirname } from 'node:path';
-import { unmakeDirsNow, unmakeHeld, type MadeDirs } from '../../lib/files/index.ts';
+import { dirAbove, unmakeDirsNow, unmakeHeld, type MadeDirs } from '../../lib/files/index.ts';
 import { warn } from './cli.ts';
 import { isCertifierError } from '../../lib/errors/index.ts';
 
@@ -34,7 +33,7 @@ export async function openToCertify(program: string, dir: string, protector: Pro
   /** What a run that is not certified made, removed: the store (its lock still held), then the folders above it. */
   const unmake = (m: MadeDirs): boolean => {
     if (!unmakeHeld(dir, m.self)) return false;
-    if (m.top !== undefined) unmakeDirsNow(dirname(dir), m.top);
+    if (m.top !== undefined) unmakeDirsNow(dirAbove(dir), m.top);
     return true;
   };
   const interrupted = (signal: NodeJS.Signals) => {
@@ -62,7 +61,7 @@ export async function openToCertify(program: string, dir: string, protector: Pro
     stopWatching();
     // A making that failed once begun removed the store (or what it could of it); the folders
     // made for it go too, once empty, as when certifying fails.
-    if (made?.top !== undefined) unmakeDirsNow(dirname(dir), made.top);
+    if (made?.top !== undefined) unmakeDirsNow(dirAbove(dir), made.top);
     throw e;
   }
   let kept = false;

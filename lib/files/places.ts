@@ -319,7 +319,7 @@ export function dirIdentity(path: string): DirId {
  * What makeOwnDirs made: the first directory (`top`, fs.mkdir's answer), and the identity of `dir`
  * itself (`self`) when this call made it. A `dir` that was there, or that mkdir -p reached without
  * making it ("x/new/.." is x, which making x/new only passes through), has none: the run never
- * removes it, or anything that was in it.
+ * removes it, or anything that was in it. ("new/store/." is new/store, made by that name.)
  */
 export interface MadeDirs {
   top: string | undefined;
@@ -360,7 +360,8 @@ export async function makeOwnDirs(dir: string, mode: number): Promise<MadeDirs> 
     await make(dirname(d));
     return make(d, true);
   };
-  const self = (await make(dir)) ? dirIdentity(dir) : undefined;
+  // "new/store/." is new/store, made by that name: its own, as "new/store" would be.
+  const self = (await make(ownName(dir))) ? dirIdentity(dir) : undefined;
   if (top === undefined) return { top, self };
   // By real paths: mkdir took "link/../x" where the link leads, and path.resolve would name the x
   // beside the link, whose parent is not the one to sync. (Removed meanwhile: nothing to sync.)
@@ -441,6 +442,18 @@ export function unmakeHeld(dir: string, made: DirId | undefined): boolean {
   }
 }
 
+/** `dir` without a trailing "/." ("new/store/." is new/store): the name mkdir(2) makes it by. */
+function ownName(dir: string): string {
+  let d = dir;
+  while (basename(d) === '.' && dirname(d) !== d) d = dirname(d);
+  return d;
+}
+
+/** The directory above `dir`, where a removal that made it goes on (unmakeDirs): "new/store/." is in new. */
+export function dirAbove(dir: string): string {
+  return dirname(ownName(dir));
+}
+
 /**
  * For a start refused before it served: removes the LevelDB database at `dir` while its lock is
  * still held, with `dir` itself if the start made it (unmakeHeld, `made.self`), then the
@@ -449,7 +462,7 @@ export function unmakeHeld(dir: string, made: DirId | undefined): boolean {
  */
 export async function unmakeHeldAndDirs(dir: string, made: MadeDirs): Promise<void> {
   if (made.top === undefined) return;
-  if (made.self === undefined || unmakeHeld(dir, made.self)) await unmakeDirs(dirname(dir), made.top);
+  if (made.self === undefined || unmakeHeld(dir, made.self)) await unmakeDirs(dirAbove(dir), made.top);
 }
 
 /** Makes a directory's entries (a rename, a new file) durable. */

@@ -11,8 +11,7 @@
 // Everyone else, or everyone when the flag is off, gets RESERVED_NAME as before. The joining
 // side pins the serving replica to its own measurement too (lib/keyclient/replica-join.ts).
 
-import { dirname } from 'node:path';
-import { dirIdentity, inDir, makeOwnDirs, unmakeDirs, unmakeHeld } from '../files/index.ts';
+import { dirAbove, dirIdentity, inDir, makeOwnDirs, unmakeDirs, unmakeHeld } from '../files/index.ts';
 import { CertifierError } from '../errors/index.ts';
 import { encode, type CryptstoreEntry } from '../wire/index.ts';
 import type { ValidatedPeer } from '../pki/index.ts';
@@ -79,7 +78,7 @@ export async function lockDataDir(dir: string): Promise<DataDirLock> {
       try {
         // The lock's directory, then DIR and the folders above it; in a DIR that was there, only
         // the folders mkdir -p made on the way to it ("x/new/.." made x/new).
-        if (made.top !== undefined && (!own || unmakeHeld(lockDir, own))) await unmakeDirs(own ? dir : dirname(dir), made.top);
+        if (made.top !== undefined && (!own || unmakeHeld(lockDir, own))) await unmakeDirs(own ? dir : dirAbove(dir), made.top);
       } finally {
         await release();
       }

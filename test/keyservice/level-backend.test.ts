@@ -102,6 +102,12 @@ describe('LevelBackend', () => {
     expect(readdirSync(x)).to.include('diary');
   });
 
+  it('removes, unused, a new database named "new/data/." with the folders it made', async () => {
+    const backend = await LevelBackend.open(`${tmp.dir}/new/data/.`); // not join(), which drops the .
+    await backend.closeUnused();
+    expect(readdirSync(tmp.dir)).to.deep.equal([]);
+  });
+
   it('records when it made the database, keeps it at the next open, and says whether it holds records', async () => {
     const before = Date.now();
     const b = await LevelBackend.open(dir);
