@@ -4,8 +4,8 @@
 // its last hash). PATH.end, where the chain stood at the last rotation, must be reached.
 
 import { stat } from 'node:fs/promises';
-import { normalize } from 'node:path';
 import { CertifierError } from '../errors/index.ts';
+import { realLocation } from '../files/index.ts';
 import { AUDIT_GENESIS } from './audit-line.ts';
 import { endPath, endSource, missingSeqs, recordedEnd, segmentRange, startsAfter, verifySegment } from './audit-read.ts';
 
@@ -96,10 +96,12 @@ export async function verifyChain(files: string[], o: { continuing?: boolean; an
  * given, is the log of a segment given, or is a file beside it.
  */
 async function refuseFilesBeside(files: string[]): Promise<void> {
-  const logs = new Set([...files, ...files.map((f) => segmentRange(f)?.log ?? f)].map((f) => normalize(f)));
+  // Told apart where the kernel finds them (realLocation): normalize() would take "link/../F" for
+  // the F beside the link, and F.end beside the segments for a log.
+  const logs = new Set([...files, ...files.map((f) => segmentRange(f)?.log ?? f)].map((f) => realLocation(f)));
   for (const file of files) {
     const m = /^(.+)\.(end|torn-[^/]*)$/.exec(file);
-    if (!m || !(logs.has(normalize(m[1]!)) || (await stat(m[1]!).then((st) => st.isFile(), () => false)))) continue;
+    if (!m || !(logs.has(realLocation(m[1]!)) || (await stat(m[1]!).then((st) => st.isFile(), () => false)))) continue;
     const what = m[2] === 'end' ? 'where its chain stood at the last rotation (F.end, kept beside the log)' : 'an incomplete last line repair-audit moved aside (F.torn-TIME)';
     throw new CertifierError('FILE_ERROR', `${file} is not an audit log but ${what}: give the segments as F.[0-9]*`);
   }

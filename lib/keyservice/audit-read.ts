@@ -5,9 +5,9 @@
 
 import { constants, promises as fs } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname } from 'node:path';
 import { CertifierError } from '../errors/index.ts';
-import { describeErrno, readFileLimited } from '../files/index.ts';
+import { describeErrno, inDir, readFileLimited } from '../files/index.ts';
 import { AUDIT_GENESIS, checkLine, HASH_RE, MAX_LINE_BYTES, startOf, startProblem } from './audit-line.ts';
 
 export type AuditVerification = { ok: true; lines: number } | { ok: false; line: number; problem: string };
@@ -247,10 +247,14 @@ export function segmentPath(path: string, firstSeq: number, lastSeq: number): st
 
 const SEGMENT_RE = /^(.+)\.(\d{12})-(\d{12})$/;
 
-/** The seqs a segment's name (PATH.FIRST-LAST) says it holds, and the log it was rotated from; undefined for any other name. */
+/**
+ * The seqs a segment's name (PATH.FIRST-LAST) says it holds, and the log it was rotated from; undefined for any other name.
+ * The log is named in the segment's directory as the kernel reads it (inDir): join() would put the
+ * log of "link/../F.1-2" beside the link.
+ */
 export function segmentRange(path: string): { log: string; firstSeq: number; lastSeq: number } | undefined {
   const m = SEGMENT_RE.exec(basename(path));
-  return m ? { log: join(dirname(path), m[1]!), firstSeq: Number(m[2]), lastSeq: Number(m[3]) } : undefined;
+  return m ? { log: inDir(dirname(path), m[1]!), firstSeq: Number(m[2]), lastSeq: Number(m[3]) } : undefined;
 }
 
 /** The rotated segment of PATH with the highest last seq, if any is beside it. */
@@ -259,8 +263,9 @@ export async function latestSegment(path: string): Promise<{ path: string; lastS
   const base = basename(path);
   let latest: { path: string; lastSeq: number } | undefined;
   for (const name of await fs.readdir(dir)) {
-    const r = segmentRange(join(dir, name));
-    if (r && basename(r.log) === base && (!latest || r.lastSeq > latest.lastSeq)) latest = { path: join(dir, name), lastSeq: r.lastSeq };
+    // Named in the directory read (inDir), not by join(): also one named through "link/..".
+    const r = segmentRange(inDir(dir, name));
+    if (r && basename(r.log) === base && (!latest || r.lastSeq > latest.lastSeq)) latest = { path: inDir(dir, name), lastSeq: r.lastSeq };
   }
   return latest;
 }

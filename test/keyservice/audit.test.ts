@@ -596,6 +596,24 @@ describe('audit log', () => {
       expect(await verifyChain([join(archive, 'mine.end')], { continuing: true })).to.deep.include({ ok: true });
     });
 
+    it('reads the segments of a log named through "link/.." where the kernel finds them, never beside the link', async () => {
+      mkdirSync(join(tmp.dir, 'logs', 'deep'), { recursive: true });
+      mkdirSync(join(tmp.dir, 'here'));
+      symlinkSync(join(tmp.dir, 'logs', 'deep'), join(tmp.dir, 'here', 'link'));
+      const named = `${tmp.dir}/here/link/../audit.jsonl`; // not join(), which takes the .. as text
+      let log = await AuditLog.open(named, { rotateBytes: 1 });
+      await fill(log, 1, 2);
+      await log.close();
+      log = await AuditLog.open(named); // goes on from its newest segment
+      expect((await log.append(entry(3))).seq).to.equal(3);
+      await log.close();
+      // Archived beside the segments, F.end is still told from a log (read as one, it does not verify).
+      const logs = join(tmp.dir, 'logs');
+      rmSync(join(logs, 'audit.jsonl'));
+      const archived = readdirSync(logs).filter((n) => /\.\d{12}-\d{12}$/.test(n)).sort().map((n) => `${tmp.dir}/here/link/../${n}`);
+      expect((await rejects(verifyChain([...archived, join(logs, 'audit.jsonl.end')], { continuing: true }), 'FILE_ERROR')).message).to.match(/is not an audit log but where its chain stood/);
+    });
+
     it('continues the latest segment when a crash came between the rename and the new file', async () => {
       const log = await AuditLog.open(path, { rotateBytes: 1500 });
       await fill(log, 1, 12);
