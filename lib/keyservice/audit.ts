@@ -277,7 +277,9 @@ export class AuditLog {
       return log;
     } catch (e) {
       await fh.close();
-      await lock.release();
+      // A refusal (a file that is not an audit log, `serve --audit notes.txt`) leaves no lock of
+      // this open's beside the file, as repair-audit's does not.
+      await lock.releaseRefused();
       throw e;
     }
   }

@@ -194,6 +194,16 @@ describe('audit log', () => {
     expect(readFileSync(path, 'utf8')).to.equal('a line someone put there\n');
   });
 
+  it('refuses a file that is not an audit log (INTEGRITY), leaving no lock of its own beside it; one that was there stays', async () => {
+    const notes = join(tmp.dir, 'notes.txt');
+    writeFileSync(notes, 'notes\n');
+    await rejects(AuditLog.open(notes), 'INTEGRITY');
+    expect(readdirSync(tmp.dir)).to.deep.equal(['notes.txt']);
+    mkdirSync(`${notes}.lock`, { mode: 0o700 });
+    await rejects(AuditLog.open(notes), 'INTEGRITY');
+    expect(readdirSync(tmp.dir).sort()).to.deep.equal(['notes.txt', 'notes.txt.lock']);
+  });
+
   it("refuses a directory, such as the lock beside a served log that a glob caught, with FILE_ERROR naming it", async () => {
     const log = await AuditLog.open(path);
     try {
