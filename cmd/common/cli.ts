@@ -387,13 +387,13 @@ export function fileOut(value: string): string {
 }
 
 /**
- * A directory flag's value. Not one ending in "..": the directory above one that may not be there
- * yet, which making it (mkdir -p) would make inside the one named, and a refused start remove with
- * what was in it.
+ * A directory flag's value. Not one ending in "..", or in ".." then "." parts (x/new/../. is x): the
+ * directory above one that may not be there yet, which making it (mkdir -p) would make inside the
+ * one named, and a refused start remove with what was in it.
  */
 export function dirArg(value: string): string {
   if (value === '') throw new InvalidArgumentError('expected a directory, not an empty name');
-  if (basename(value) === '..') throw new InvalidArgumentError('expected the directory\'s own name, not one ending in ".." (the directory above the one before it)');
+  if (value.split('/').filter((part) => part !== '' && part !== '.').at(-1) === '..') throw new InvalidArgumentError('expected the directory\'s own name, not one ending in ".." (the directory above the one before it)');
   return value;
 }
 

@@ -100,12 +100,18 @@ describe('usage mistakes across the programs (exit 2, before any work)', () => {
       ['cert-utility', ['put-item', '--tag', 't', '--in', 'none', '--store', 'up/new/../', '--key-file', 'k'], '--store'],
       ['key-server', ['serve', '--domain', 'd', '--policy-cert', 'none.pem', '--store', 's', '--key-file', 'k', '--data', 'up/new/..'], '--data'],
       ['key-server', ['serve', '--domain', 'd', '--policy-cert', 'none.pem', '--store', 's', '--key-file', 'k', '--data', 'data', '--backup-dir', '..'], '--backup-dir'],
+      // A "." after the ".." names the same directory: x/new/../. is x too.
+      ['cert-utility', ['put-item', '--tag', 't', '--in', 'none', '--store', 'up/new/../.', '--key-file', 'k'], '--store'],
+      ['key-server', ['serve', '--domain', 'd', '--policy-cert', 'none.pem', '--store', 's', '--key-file', 'k', '--data', 'up/new/.././/'], '--data'],
     ] as const).map(async ([program, args, flag]) => {
       const r = await run(program, [...args], { cwd: tmp.dir });
       expect(r.status, args.join(' ')).to.equal(2);
       expect(r.stderr).to.contain(`option '${flag} <dir>' argument`).and.to.contain('not one ending in ".."');
     }));
     expect(readdirSync(join(tmp.dir, 'up'))).to.deep.equal(['kept']);
+    // Names that only look like one: ".", "./x", "x/.", "a..b" pass the flag (and fail later, for want of a key file).
+    const taken = await Promise.all(['.', './x', 'x/.', 'a..b', '..b/.'].map((store) => run('cert-utility', ['list-items', '--store', store, '--key-file', 'none'], { cwd: tmp.dir })));
+    for (const r of taken) expect(r.stderr).to.not.contain('".."').and.not.contain('[USAGE]');
   });
 
   it('says standard input is a directory, or not open for reading, rather than empty or INTERNAL (FILE_ERROR)', () => {
