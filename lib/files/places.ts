@@ -180,7 +180,8 @@ export async function refuseDirectoryName(path: string): Promise<void> {
  * Where `path` really is: its directory with every link (and a ".." after a link) resolved as the
  * kernel would, then its own name; the file itself is not followed. A directory not there yet is
  * placed under the deepest one above it that is (the directories still to make, real ones, taken
- * as text). Unresolvable: `path` as given.
+ * as text, but what a ".." among them leads back to, which may be a link). Unresolvable: `path` as
+ * given.
  */
 export function realLocation(path: string): string {
   const abs = isAbsolute(path) ? path : `${process.cwd()}/${path}`; // not resolve(): it would undo ".." lexically
@@ -188,11 +189,23 @@ export function realLocation(path: string): string {
   for (let dir = dirname(abs); ; dir = dirname(dir)) {
     try {
       // The native realpath(3): Node's own realpathSync undoes ".." as text before following links.
-      return join(realpathSync.native(dir), ...rest);
+      let at = realpathSync.native(dir);
+      // new/../link/x: once new is made, its ".." is the directory above it, where "link" is followed.
+      for (const name of rest.slice(0, -1)) at = realOrAsIs(join(at, name));
+      return join(at, rest.at(-1)!);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT' || dir === dirname(dir)) return resolve(path);
       rest.unshift(basename(dir));
     }
+  }
+}
+
+/** realpath(3) of `path`, or `path` itself where it cannot be resolved (not there yet). */
+function realOrAsIs(path: string): string {
+  try {
+    return realpathSync.native(path);
+  } catch {
+    return path;
   }
 }
 

@@ -264,11 +264,14 @@ describe('usage mistakes across the programs (exit 2, before any work)', () => {
     const serve = ['serve', '--domain', 'd', '--policy-cert', 'none.pem', '--store', 's', '--key-file', 'k', '--data', 'al/link/../d']; // the kernel's al/real/d
     // A --data whose parent is new too: the kernel's al/real/new/d, made by serve.
     const nested = [...serve.slice(0, -1), 'al/link/../new/d'];
-    const [beside, inData, besideNested, inNested] = await Promise.all([
+    // A new directory, "..", then the link: once serve makes al/new, the kernel's al/real/deep/d.
+    const upThenLink = [...serve.slice(0, -1), 'al/new/../link/d'];
+    const [beside, inData, besideNested, inNested, inUpThenLink] = await Promise.all([
       run('key-server', [...serve, '--audit', 'al/d/audit.jsonl'], { cwd: tmp.dir }),
       run('key-server', [...serve, '--audit', 'al/real/d/audit.jsonl'], { cwd: tmp.dir }),
       run('key-server', [...nested, '--audit', 'al/new/d/audit.jsonl'], { cwd: tmp.dir }),
       run('key-server', [...nested, '--audit', 'al/real/new/d/audit.jsonl'], { cwd: tmp.dir }),
+      run('key-server', [...upThenLink, '--audit', 'al/real/deep/d/audit.jsonl'], { cwd: tmp.dir }),
     ]);
     // Not --data's directory, and missing: refused first. In --data, which serve makes: the start
     // goes on (to the missing policy certificate here).
@@ -276,6 +279,7 @@ describe('usage mistakes across the programs (exit 2, before any work)', () => {
     expect(inData.stderr).to.contain('none.pem').and.not.to.contain('cannot open the audit log');
     expect(besideNested.stderr).to.contain('cannot open the audit log al/new/d/audit.jsonl: no directory al/new/d').and.not.to.contain('none.pem');
     expect(inNested.stderr).to.contain('none.pem').and.not.to.contain('cannot open the audit log');
+    expect(inUpThenLink.stderr).to.contain('none.pem').and.not.to.contain('cannot open the audit log');
   });
 
   it('removes the --backup-dir it made (and the folders above it) when the start is refused later, and keeps one that was there', async () => {

@@ -8,7 +8,7 @@ import { chmodSync, chownSync, existsSync, promises as fsp, lstatSync, mkdirSync
 import { execFileSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { checkWritable, describeErrno, dirIdentity, directoriesLookedIn, DirChecks, makePrivateDir, ownDirProblem, readFileLimited, readSecretFile, refuseOwnFiles, refuseReplaceable, stageFile, unmakeHeld, writeFileAtomic, writeFilesAtomic } from '../../lib/files/index.ts';
+import { checkWritable, describeErrno, dirIdentity, directoriesLookedIn, DirChecks, makePrivateDir, ownDirProblem, readFileLimited, readSecretFile, realLocation, refuseOwnFiles, refuseReplaceable, stageFile, unmakeHeld, writeFileAtomic, writeFilesAtomic } from '../../lib/files/index.ts';
 import { tempDir } from '../support/helpers.ts';
 import { rejects } from '../support/rejects.ts';
 
@@ -289,6 +289,19 @@ describe('lib/files', () => {
     }
     expect(await directoriesLookedIn(at('missing', 'x')), 'the walk ends where a name is missing').to.deep.equal(above(real));
     expect(await directoriesLookedIn(`${at('open', 'ks')}/../../safe/ks/../acl.json`), 'the file\'s own directory last, though looked in before').to.deep.equal([...above(real), at('safe'), at('open')]);
+  });
+
+  it('places a path under directories not there yet where making them (mkdir -p) puts it: a link after their ".." is followed (realLocation)', () => {
+    const real = realpathSync(tmp.dir);
+    mkdirSync(join(tmp.dir, 'real', 'deep'), { recursive: true });
+    symlinkSync('real', join(tmp.dir, 'link'));
+    symlinkSync('real/deep', join(tmp.dir, 'deeplink'));
+    const path = `${tmp.dir}/new/../link/x/f`; // not join(), which takes the ".." as text
+    const before = realLocation(path);
+    mkdirSync(dirname(path), { recursive: true });
+    expect(before).to.equal(join(real, 'real', 'x', 'f')).and.to.equal(realLocation(path));
+    expect(realLocation(`${tmp.dir}/none/./more/../f`)).to.equal(join(real, 'none', 'f'));
+    expect(realLocation(`${tmp.dir}/none/../deeplink/../f`), 'a ".." after the link, as the kernel takes it').to.equal(join(real, 'real', 'f'));
   });
 
   it('removes a store it made named through "link/..", where the link leads (unmakeHeld), and nothing beside the link', () => {
