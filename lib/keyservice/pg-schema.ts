@@ -116,19 +116,35 @@ async function refuseUnusableSchemas(q: Query): Promise<void> {
   throw new CertifierError('DENIED', `the key database refused this user the use of the schema${denied.length > 1 ? 's' : ''} of search_path (${listed}: no USAGE on ${denied.length > 1 ? 'them' : 'it'}), and so any schema to create key-server's tables in: GRANT USAGE, CREATE ON SCHEMA ${denied[0]!.schema} TO ${path!.user} (or name a schema it may use first in search_path)`, { details: { storage: 'postgres', cause: '3F000' } });
 }
 
-/** The schemas search_path lists (as current_setting gives it): quoted ones as written, others in lower case, "$user" as `user`. */
+/**
+ * The schemas search_path lists (as current_setting gives it), as PostgreSQL reads them: quoted
+ * ones as written, others with A-Z in lower case (no other letter: downcase_identifier, in a
+ * database of a multi-byte encoding), each cut to 63 bytes (NAMEDATALEN - 1) of whole characters,
+ * and "$user" (or $USER) as `user`.
+ */
 export function searchPathNames(path: string, user: string): string[] {
   const names: string[] = [];
   const item = /\s*("(?:[^"]|"")*"|[^,]*?)\s*(,|$)/y;
   for (let m = item.exec(path); m; m = item.exec(path)) {
-    const [, name, comma] = m;
-    if (name!.startsWith('"')) {
-      const unquoted = name!.slice(1, -1).replaceAll('""', '"');
-      names.push(unquoted === '$user' ? user : unquoted);
-    } else if (name) names.push(name === '$user' ? user : name.toLowerCase());
+    const [, written, comma] = m;
+    const name = written!.startsWith('"') ? written!.slice(1, -1).replaceAll('""', '"') : written!.replace(/[A-Z]+/g, (s) => s.toLowerCase());
+    if (name === '$user') names.push(user);
+    else if (written) names.push(clipIdentifier(name));
     if (!comma) break;
   }
   return names;
+}
+
+/** An identifier as PostgreSQL keeps it: at most 63 bytes of UTF-8, cut before a character that would not fit. */
+function clipIdentifier(name: string): string {
+  let bytes = 0;
+  let kept = '';
+  for (const c of name) {
+    bytes += Buffer.byteLength(c);
+    if (bytes > 63) break;
+    kept += c;
+  }
+  return kept;
 }
 
 // Node errno values of a connection that could not be made or was cut.

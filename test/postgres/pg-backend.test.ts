@@ -44,6 +44,10 @@ describe('searchPathNames', () => {
       ['$user,Public', ['keys', 'public']],
       ['"A,b" , "say ""hi""",x', ['A,b', 'say "hi"', 'x']],
       ['', []],
+      // Only A-Z are folded (downcase_identifier, in a database of a multi-byte encoding), "$user" is
+      // the user in any case, and a name is cut to 63 bytes (NAMEDATALEN - 1), whole characters.
+      ['$USER, Élan, "$User"', ['keys', 'Élan', '$User']],
+      [`${'A'.repeat(70)}, "${'é'.repeat(40)}"`, ['a'.repeat(63), 'é'.repeat(31)]],
     ];
     for (const [path, names] of cases) expect(searchPathNames(path, 'keys'), path).to.deep.equal(names);
   });
@@ -134,6 +138,10 @@ if (!bin) {
         expect((await rejects(open(url.toString()), 'DENIED')).message).to.contain('"public"').and.contain('USAGE');
         url.searchParams.set('options', '-c search_path=no_such_schema');
         expect((await rejects(open(url.toString()), 'INVALID_INPUT')).message).to.contain('no such schema');
+        // Named as PostgreSQL reads search_path: É is not folded.
+        await server.psql(`contract_${n}`, 'CREATE SCHEMA "Élan"');
+        url.searchParams.set('options', '-c search_path=Élan');
+        expect((await rejects(open(url.toString()), 'DENIED')).message).to.contain('("Élan": no USAGE');
       });
 
       it('refuses with STORE_FORMAT, creating nothing, tables whose key_server_schema was emptied', async () => {
