@@ -108,12 +108,13 @@ async function checkSchemaChoice(q: Query): Promise<void> {
  * schemas that do not exist, which storageError calls INVALID_INPUT.
  */
 async function refuseUnusableSchemas(q: Query): Promise<void> {
-  const [path] = await q<{ search_path: string; user: string }>('SELECT current_setting(\'search_path\') AS search_path, current_user AS user');
+  // Quoted as the GRANT to give needs them (quote_ident): "Keys" unquoted would name keys.
+  const [path] = await q<{ search_path: string; user: string; userIdent: string }>('SELECT current_setting(\'search_path\') AS search_path, current_user AS user, quote_ident(current_user) AS "userIdent"');
   const names = searchPathNames(path?.search_path ?? '', path?.user ?? '');
-  const denied = await q<{ schema: string }>('SELECT nspname AS schema FROM pg_namespace WHERE nspname = ANY($1::text[]) AND NOT has_schema_privilege(oid, \'USAGE\') ORDER BY array_position($1::text[], nspname::text)', [names]);
+  const denied = await q<{ schema: string; ident: string }>('SELECT nspname AS schema, quote_ident(nspname) AS ident FROM pg_namespace WHERE nspname = ANY($1::text[]) AND NOT has_schema_privilege(oid, \'USAGE\') ORDER BY array_position($1::text[], nspname::text)', [names]);
   if (denied.length === 0) return;
   const listed = denied.map((d) => `"${d.schema}"`).join(', ');
-  throw new CertifierError('DENIED', `the key database refused this user the use of the schema${denied.length > 1 ? 's' : ''} of search_path (${listed}: no USAGE on ${denied.length > 1 ? 'them' : 'it'}), and so any schema to create key-server's tables in: GRANT USAGE, CREATE ON SCHEMA ${denied[0]!.schema} TO ${path!.user} (or name a schema it may use first in search_path)`, { details: { storage: 'postgres', cause: '3F000' } });
+  throw new CertifierError('DENIED', `the key database refused this user the use of the schema${denied.length > 1 ? 's' : ''} of search_path (${listed}: no USAGE on ${denied.length > 1 ? 'them' : 'it'}), and so any schema to create key-server's tables in: GRANT USAGE, CREATE ON SCHEMA ${denied[0]!.ident} TO ${path!.userIdent} (or name a schema it may use first in search_path)`, { details: { storage: 'postgres', cause: '3F000' } });
 }
 
 /**

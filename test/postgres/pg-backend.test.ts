@@ -138,10 +138,10 @@ if (!bin) {
         expect((await rejects(open(url.toString()), 'DENIED')).message).to.contain('"public"').and.contain('USAGE');
         url.searchParams.set('options', '-c search_path=no_such_schema');
         expect((await rejects(open(url.toString()), 'INVALID_INPUT')).message).to.contain('no such schema');
-        // Named as PostgreSQL reads search_path: É is not folded.
+        // Named as PostgreSQL reads search_path (É is not folded), and the GRANT to give quotes it.
         await server.psql(`contract_${n}`, 'CREATE SCHEMA "Élan"');
         url.searchParams.set('options', '-c search_path=Élan');
-        expect((await rejects(open(url.toString()), 'DENIED')).message).to.contain('("Élan": no USAGE');
+        expect((await rejects(open(url.toString()), 'DENIED')).message).to.contain('("Élan": no USAGE').and.contain('GRANT USAGE, CREATE ON SCHEMA "Élan" TO no_usage');
       });
 
       it('refuses with STORE_FORMAT, creating nothing, tables whose key_server_schema was emptied', async () => {
