@@ -35,15 +35,32 @@ async function refuseOpenInspector(program) {
 }
 
 /**
+ * The flags of each server's serve (the one command with --log-json) that take a value: what
+ * follows one is its value, whatever it looks like (`--data --log-json` names a directory), as
+ * cmd/common/cli.ts reads the arguments. test/unit/launch.test.ts checks them against serve --help.
+ */
+export const SERVE_VALUE_FLAGS = {
+  'key-server': ['--store', '--passphrase-file', '--key-file', '--platform', '--platform-dir', '--measurement-file', '--tsm-dir', '--vcek', '--domain', '--policy-cert', '--data', '--listen', '--acl', '--certifier', '--audit', '--backup-dir', '--backup-keep', '--audit-rotate-mb', '--backend', '--pg-url', '--pg-pool-size', '--replica-id'],
+  simpleserver: ['--policy-key', '--policy-cert', '--policy', '--amd-crl', '--listen', '--cert-days'],
+};
+
+/** Whether a server's serve is given --log-json (or --log-json=V) as a flag, before any "--". */
+function logsJson(program, args) {
+  const values = SERVE_VALUE_FLAGS[program];
+  if (!values || args[0] !== 'serve') return false;
+  for (let i = 1; i < args.length && args[i] !== '--'; i++) {
+    if (args[i] === '--log-json' || args[i].startsWith('--log-json=')) return true;
+    if (values.includes(args[i])) i++; // its value
+  }
+  return false;
+}
+
+/**
  * Says why the program stops before it runs, and exits 1: as the program's own error (cmd/common/
- * cli.ts), a JSON line when a server's serve, the one command with --log-json, has it among its
- * arguments (before any "--"), else "PROGRAM: error: MESSAGE [CODE]".
+ * cli.ts), a JSON line when a server's serve is given --log-json, else "PROGRAM: error: MESSAGE [CODE]".
  */
 function stop(program, code, message) {
-  const args = process.argv.slice(3);
-  const logJson = (program === 'key-server' || program === 'simpleserver') && process.argv[2] === 'serve'
-    && args.slice(0, args.includes('--') ? args.indexOf('--') : args.length).some((a) => a === '--log-json' || a.startsWith('--log-json='));
-  process.stderr.write(logJson
+  process.stderr.write(logsJson(program, process.argv.slice(2))
     ? `${JSON.stringify({ time: new Date().toISOString(), event: 'error', code, message, exitStatus: 1 })}\n`
     : `${program}: error: ${message} [${code}]\n`);
   process.exit(1);

@@ -157,6 +157,23 @@ describe('cmd/bin/launch.js: bundles kept current', function () {
     expect(r.stderr).not.to.contain('key-server: error:');
   });
 
+  it('takes --log-json as another flag\'s value for what it is: `serve --data --log-json` names a directory, and its error is a text line, as the program\'s own would be', () => {
+    const r = spawnSync(process.execPath, [join(ROOT, 'cmd', 'bin', 'key-server.js'), 'serve', '--domain', 'd', '--data', '--log-json'], { encoding: 'utf8', env: { ...process.env, NODE_OPTIONS: '--inspect=127.0.0.1:0' } });
+    expect(r.status, r.stderr).to.equal(1);
+    expect(r.stderr).to.contain("key-server: error: Node's inspector is open").and.not.contain('{"time"');
+  });
+
+  it('knows which flags of serve take a value, as each server\'s serve --help lists them', async () => {
+    const launchJs: string = '../../cmd/bin/launch.js'; // plain JavaScript, without types
+    const { SERVE_VALUE_FLAGS } = (await import(launchJs)) as { SERVE_VALUE_FLAGS: Record<string, string[]> };
+    for (const program of ['key-server', 'simpleserver'] as const) {
+      const help = spawnSync(process.execPath, [join(ROOT, 'cmd', 'bin', `${program}.js`), 'serve', '--help'], { encoding: 'utf8' }).stdout;
+      const listed = [...help.matchAll(/^\s+(?:-\w, )?(--[\w-]+) </gm)].map((m) => m[1]);
+      expect(listed, program).to.have.length.above(3);
+      expect([...SERVE_VALUE_FLAGS[program]!].sort(), program).to.deep.equal(listed.sort());
+    }
+  });
+
   it('shims listen for SIGUSR1 in their first statement, before any module loads', () => {
     for (const p of ['cert-utility', 'key-client', 'key-server', 'simpleserver']) {
       const code = readFileSync(join(ROOT, 'cmd', 'bin', `${p}.js`), 'utf8').split('\n').filter((l) => l && !l.startsWith('#') && !l.startsWith('//'));
