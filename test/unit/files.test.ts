@@ -230,6 +230,10 @@ describe('lib/files', () => {
     mkdirSync(join(tmp.dir, 'sub'));
     const files = [{ path: join(tmp.dir, 'taken'), data: text('key'), exclusive: true }, { path: `${join(tmp.dir, 'sub')}/`, data: text('cert'), exclusive: true }];
     expect((await rejects(writeFilesAtomic(files), 'FILE_ERROR')).message).to.contain('sub/: is a directory');
+    // So is a directory named without the "/", which no --force replaces either.
+    const named = [files[0]!, { path: join(tmp.dir, 'sub'), data: text('cert'), exclusive: true }];
+    expect((await rejects(writeFilesAtomic(named), 'FILE_ERROR')).message).to.contain('sub: is a directory');
+    expect((await rejects(checkWritable(join(tmp.dir, 'sub'), { exclusive: true }), 'FILE_ERROR')).message).to.contain('sub: is a directory');
     expect(readdirSync(tmp.dir).sort()).to.deep.equal(['sub', 'taken']);
   });
 
