@@ -14,7 +14,7 @@ import { AUTHORITY_PLATFORM, claimLayout, endsWithPolicyCert, initTrust, noRenew
 import { checkRoleName, issueRoleCert } from '../../lib/keyservice/roles.ts';
 import { storeFiles } from '../common/io.ts';
 import { openToCertify } from '../common/new-store.ts';
-import { collect, domainName, fileOut, intInRange, note, subcommand, warn, type JsonOption } from '../common/cli.ts';
+import { collect, dirArg, domainName, fileOut, intInRange, note, subcommand, warn, type JsonOption } from '../common/cli.ts';
 import { storeOptions, withProtector, type ProtectionOptions } from '../common/protection.ts';
 import { checkPlatformFlags, loadPlatform } from '../common/platform.ts';
 import { KEY_FILE_LIMIT, measureFile, parseHostPort, publicKeyFrom, parseMeasurementHex, readCertificateFile, readMeasurementFile, readPrivateKeyFile, readPublicKeyFile } from '../common/keys.ts';
@@ -121,7 +121,7 @@ export function addTrustCommands(program: Command): void {
       })));
       return { json: { outDir: o.outDir, files: Object.keys(files) }, text: [`wrote ${Object.keys(files).join(', ')} to ${printableName(o.outDir)}`] };
     })
-    .requiredOption('--out-dir <dir>', 'directory for the platform files')
+    .requiredOption('--out-dir <dir>', 'directory for the platform files', dirArg)
     .addOption(new Option('--alg <alg>', 'key algorithm').choices(ALGS).default('p256'))
     .option('--force', 'replace existing files');
 

@@ -103,6 +103,8 @@ describe('usage mistakes across the programs (exit 2, before any work)', () => {
       // A "." after the ".." names the same directory: x/new/../. is x too.
       ['cert-utility', ['put-item', '--tag', 't', '--in', 'none', '--store', 'up/new/../.', '--key-file', 'k'], '--store'],
       ['key-server', ['serve', '--domain', 'd', '--policy-cert', 'none.pem', '--store', 's', '--key-file', 'k', '--data', 'up/new/.././/'], '--data'],
+      // generate-platform-keys made up/new and wrote the platform's keys in up.
+      ['cert-utility', ['generate-platform-keys', '--out-dir', 'up/new/..'], '--out-dir'],
     ] as const).map(async ([program, args, flag]) => {
       const r = await run(program, [...args], { cwd: tmp.dir });
       expect(r.status, args.join(' ')).to.equal(2);
