@@ -30,7 +30,7 @@ export interface StoreOptions {
    * lock and is the one making it; from then on what is at `dir` is this creation's (until then
    * another process may be making or have made it), and a creation that fails removes it.
    * `made`: the directories this creation made (makeOwnDirs): the first (`dir`, or a folder above
-   * it), if any, and `dir` itself if it made it.
+   * it), if any, `dir` itself if it made it, and every one it made, for unmakeDirs.
    */
   onCreating?: (made: MadeDirs) => void;
   /**
@@ -139,7 +139,7 @@ export class Cryptstore {
     // The slow part (scrypt) before anything is on disk, so an interrupted create leaves little.
     const { params, kek } = await protector.create();
     let db: Db | undefined;
-    let made: MadeDirs = { top: undefined, self: undefined };
+    let made: MadeDirs = { top: undefined, self: undefined, all: [] };
     for (let attempt = 1; !db; attempt++) {
       try {
         made = await makeStoreDir(dir);
@@ -148,7 +148,7 @@ export class Cryptstore {
         // something else. A store is made only where nothing else is, so that a creation that
         // fails, removing the store's files, removes nothing that was there (unmakeHeld).
         if ((await dirState(dir)) === 'other') {
-          if (made.top !== undefined) await unmakeDirs(made.top, made.top);
+          await unmakeDirs(made);
           throw new CertifierError('STORE_EXISTS', `${dir} exists and is not an empty directory`);
         }
         db = await openDb(dir, true);

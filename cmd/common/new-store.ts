@@ -3,7 +3,7 @@
 // again, so that a later run may choose its protection afresh (a failed first boot must not fix it).
 
 import { Cryptstore, type Protector } from '../../cryptstore/index.ts';
-import { dirAbove, unmakeDirsNow, unmakeHeld, type MadeDirs } from '../../lib/files/index.ts';
+import { unmakeDirsNow, unmakeHeld, type MadeDirs } from '../../lib/files/index.ts';
 import { warn } from './cli.ts';
 import { isCertifierError } from '../../lib/errors/index.ts';
 
@@ -18,22 +18,23 @@ export interface StoreToCertify {
 /**
  * Opens the store at `dir`, making it if there is none. Until keep() or close(), one of
  * `signals` (SIGTERM from a unit's timeout, Ctrl-C) removes the store this run made, and the
- * folders it made above it, as a failure does, and the program dies of the signal, as without a
+ * folders it made for it, as a failure does, and the program dies of the signal, as without a
  * listener.
  */
 export async function openToCertify(program: string, dir: string, protector: Protector, signals: readonly NodeJS.Signals[]): Promise<StoreToCertify> {
   // What the making made, as it made it (makeOwnDirs), not as found before (another may make a
   // folder meanwhile, during scrypt, and "x/new/.." is missing until x/new is made, then is x): the
   // store's directory itself if the making made it (`self`: a directory made empty beforehand, by
-  // systemd's StateDirectory= or mkdir -p, stays, emptied), and the folders above it (--store
-  // a/new/store: `top`), removed once empty when certifying fails or a signal stops the run.
+  // systemd's StateDirectory= or mkdir -p, stays, emptied), and every folder made for it (--store
+  // a/new/store, up/new/../store: `all`), removed once empty when certifying fails or a signal
+  // stops the run.
   // This run's only once it holds the new store's lock and is making it (onCreating): another
   // run may have made the store meanwhile, and that one is not this run's to remove.
   let made: MadeDirs | undefined;
-  /** What a run that is not certified made, removed: the store (its lock still held), then the folders above it. */
+  /** What a run that is not certified made, removed: the store (its lock still held), then the folders made for it. */
   const unmake = (m: MadeDirs): boolean => {
     if (!unmakeHeld(dir, m.self)) return false;
-    if (m.top !== undefined) unmakeDirsNow(dirAbove(dir), m.top);
+    unmakeDirsNow(m);
     return true;
   };
   const interrupted = (signal: NodeJS.Signals) => {
@@ -61,7 +62,7 @@ export async function openToCertify(program: string, dir: string, protector: Pro
     stopWatching();
     // A making that failed once begun removed the store (or what it could of it); the folders
     // made for it go too, once empty, as when certifying fails.
-    if (made?.top !== undefined) unmakeDirsNow(dirAbove(dir), made.top);
+    if (made) unmakeDirsNow(made);
     throw e;
   }
   let kept = false;

@@ -2,7 +2,7 @@
 // directories a command makes (private, and durably named in their parents), and where a path
 // really is once its links are followed.
 
-import { promises as fs, constants as C, readdirSync, realpathSync, rmdirSync, rmSync, statSync, type Stats } from 'node:fs';
+import { promises as fs, constants as C, lstatSync, readdirSync, realpathSync, rmdirSync, rmSync, statSync, type Stats } from 'node:fs';
 import { dirname, basename, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { CertifierError } from '../errors/index.ts';
 import { describeDiskErrno, describeErrno, diskErrno, fileError } from './errno.ts';
@@ -331,15 +331,24 @@ export function dirIdentity(path: string): DirId {
   return { dev, ino };
 }
 
+/** A directory a making made: where it really was then (realpath(3)), and its identity. */
+export interface MadeDir {
+  real: string;
+  id: DirId;
+}
+
 /**
- * What makeOwnDirs made: the first directory (`top`, fs.mkdir's answer), and the identity of `dir`
- * itself (`self`) when this call made it. A `dir` that was there, or that mkdir -p reached without
- * making it ("x/new/.." is x, which making x/new only passes through), has none: the run never
- * removes it, or anything that was in it. ("new/store/." is new/store, made by that name.)
+ * What makeOwnDirs made: the first directory (`top`, fs.mkdir's answer), the identity of `dir`
+ * itself (`self`) when this call made it, and every directory it made (`all`, in the order made),
+ * also those off the way to `dir` ("up/new/../sub" makes up/new, then up/sub). A `dir` that was
+ * there, or that mkdir -p reached without making it ("x/new/.." is x, which making x/new only
+ * passes through), has no `self`: the run never removes it, or anything that was in it.
+ * ("new/store/." is new/store, made by that name.)
  */
 export interface MadeDirs {
   top: string | undefined;
   self: DirId | undefined;
+  all: MadeDir[];
 }
 
 /**
@@ -360,11 +369,15 @@ export async function makeDirs(dir: string, mode: number): Promise<string | unde
  */
 export async function makeOwnDirs(dir: string, mode: number): Promise<MadeDirs> {
   let top: string | undefined;
+  const all: MadeDir[] = [];
   // True if this call made `d`; false if a directory was there.
   const make = async (d: string, parentMade = false): Promise<boolean> => {
     try {
       await fs.mkdir(d, { mode });
       top ??= d; // the parents are made first: the first made is the topmost
+      // Where it is, taken now: "up/new/../sub" names up/sub only while up/new is there.
+      const real = await fs.realpath(d).catch(() => undefined);
+      if (real !== undefined) all.push({ real, id: dirIdentity(real) });
       return true;
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
@@ -378,50 +391,43 @@ export async function makeOwnDirs(dir: string, mode: number): Promise<MadeDirs> 
   };
   // "new/store/." is new/store, made by that name: its own, as "new/store" would be.
   const self = (await make(ownName(dir))) ? dirIdentity(dir) : undefined;
-  if (top === undefined) return { top, self };
+  if (top === undefined) return { top, self, all };
   // By real paths: mkdir took "link/../x" where the link leads, and path.resolve would name the x
   // beside the link, whose parent is not the one to sync. (Removed meanwhile: nothing to sync.)
   const real = await Promise.all([fs.realpath(dir), fs.realpath(top)]).catch(() => undefined);
-  if (real === undefined) return { top, self };
+  if (real === undefined) return { top, self, all };
   const [from, last] = real;
   for (let made = from; ; made = dirname(made)) {
     await syncDir(dirname(made));
     if (made === last || made === dirname(made)) break;
   }
-  return { top, self };
+  return { top, self, all };
 }
 
 /**
- * Undoes makeDirs once what was put in its directories is gone: removes `dir` and each directory
- * above it up to `top` (makeDirs' result, the first it made), stopping at one that is not empty
- * (another's file in it, say). Best effort: what cannot be removed stays.
+ * Undoes makeOwnDirs once what was put in its directories is gone: removes every directory it made
+ * (`made.all`), the last made first, each only while it is empty and still the one made (its
+ * identity), by the real path it had when made, whatever the spelling: "up/new/../sub" made up/new
+ * too, off the way to up/sub. One not empty (another's file in it, say) stays, and so do those
+ * above it. Best effort: what cannot be removed stays.
  */
-export async function unmakeDirs(dir: string, top: string): Promise<void> {
-  unmakeDirsNow(dir, top);
+export async function unmakeDirs(made: MadeDirs): Promise<void> {
+  unmakeDirsNow(made);
 }
 
 /**
  * unmakeDirs, done before it returns: for a signal's handler, after which the program dies of the
  * signal, with no turn of the event loop for a promise to settle.
  */
-export function unmakeDirsNow(dir: string, top: string): void {
-  // By real paths (the native realpath(3), which follows a link before a ".." after it): mkdir took
-  // "link/../x" where the link leads, and path.resolve would name the x beside the link instead
-  // (another's, perhaps, and empty).
-  let first: string;
-  let last: string;
-  try {
-    [first, last] = [realpathSync.native(dir), realpathSync.native(top)];
-  } catch {
-    return;
-  }
-  for (let d = first; d === last || d.startsWith(last + sep); d = dirname(d)) {
+export function unmakeDirsNow(made: MadeDirs): void {
+  for (const { real, id } of [...made.all].reverse()) {
     try {
-      rmdirSync(d);
+      // lstat: a link put in its place is not the directory made, nor is another directory.
+      const now = lstatSync(real);
+      if (now.isDirectory() && now.dev === id.dev && now.ino === id.ino) rmdirSync(real);
     } catch {
-      break;
+      // Gone already (the store's own, removed with its files), or not empty: it stays.
     }
-    if (d === last) break;
   }
 }
 
@@ -465,20 +471,15 @@ function ownName(dir: string): string {
   return d;
 }
 
-/** The directory above `dir`, where a removal that made it goes on (unmakeDirs): "new/store/." is in new. */
-export function dirAbove(dir: string): string {
-  return dirname(ownName(dir));
-}
-
 /**
  * For a start refused before it served: removes the LevelDB database at `dir` while its lock is
- * still held, with `dir` itself if the start made it (unmakeHeld, `made.self`), then the
- * directories above it up to the first the start made (`made.top`); nothing when it made none. A
- * `dir` that was there, and what is in it, stay.
+ * still held, with `dir` itself if the start made it (unmakeHeld, `made.self`), then every other
+ * directory the start made (unmakeDirs); nothing when it made none. A `dir` that was there, and
+ * what is in it, stay.
  */
 export async function unmakeHeldAndDirs(dir: string, made: MadeDirs): Promise<void> {
   if (made.top === undefined) return;
-  if (made.self === undefined || unmakeHeld(dir, made.self)) await unmakeDirs(dirAbove(dir), made.top);
+  if (made.self === undefined || unmakeHeld(dir, made.self)) await unmakeDirs(made);
 }
 
 /** Makes a directory's entries (a rename, a new file) durable. */

@@ -13,7 +13,7 @@
 import { promises as fs } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { CertifierError } from '../errors/index.ts';
-import { makeDirs, ownDirProblem, readFileLimited, realLocation } from '../files/index.ts';
+import { makeOwnDirs, ownDirProblem, type MadeDirs, readFileLimited, realLocation } from '../files/index.ts';
 
 /** The name of a backup made at `at`: keys-2026-12-05T11-30-00-000Z, which sorts by time. */
 export function backupName(at: Date): string {
@@ -40,13 +40,13 @@ export function backupDirProblem(st: { uid: number; mode: number }, uid: number)
 
 /**
  * Makes the backup directory if missing (0700); FILE_ERROR if it is not this user's alone. Returns
- * the first directory it made, if any (makeDirs'), for a start refused later to remove again.
+ * what it made (makeOwnDirs'), for a start refused later to remove again (unmakeDirs).
  */
-export async function prepareBackupDir(dir: string): Promise<string | undefined> {
+export async function prepareBackupDir(dir: string): Promise<MadeDirs> {
   const refused = (e: Error): never => {
     throw new CertifierError('FILE_ERROR', `cannot use --backup-dir ${dir}: ${e.message}`, { cause: e });
   };
-  const made = await makeDirs(dir, 0o700).catch(refused);
+  const made = await makeOwnDirs(dir, 0o700).catch(refused);
   const st = await fs.stat(dir).catch(refused);
   const uid = process.getuid?.();
   const problem = uid === undefined ? undefined : backupDirProblem(st, uid);

@@ -193,7 +193,7 @@ export class LevelBackend implements KeyBackend {
   private compaction: Promise<void> | undefined;
   private readonly reopener: LevelReopener;
   /** What this open made: `path` itself, if it was not there, and the first directory it made. */
-  private made: MadeDirs = { top: undefined, self: undefined };
+  private made: MadeDirs = { top: undefined, self: undefined, all: [] };
 
   private constructor(readonly path: string, private readonly db: Db, tuning: LevelTuning) {
     this.states = new LruMap(tuning.stateNames ?? STATE_NAMES);

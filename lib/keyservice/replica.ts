@@ -11,7 +11,7 @@
 // Everyone else, or everyone when the flag is off, gets RESERVED_NAME as before. The joining
 // side pins the serving replica to its own measurement too (lib/keyclient/replica-join.ts).
 
-import { dirAbove, dirIdentity, inDir, makeOwnDirs, unmakeDirs, unmakeHeld } from '../files/index.ts';
+import { dirIdentity, inDir, makeOwnDirs, unmakeDirs, unmakeHeld } from '../files/index.ts';
 import { CertifierError } from '../errors/index.ts';
 import { encode, type CryptstoreEntry } from '../wire/index.ts';
 import type { ValidatedPeer } from '../pki/index.ts';
@@ -54,8 +54,8 @@ export interface DataDirLock {
   release(): Promise<void>;
   /**
    * For a start refused before it served: releases the lock and, if lockDataDir made DIR, removes
-   * the lock's directory while the lock is still held (unmakeHeld), then DIR and the directories
-   * above it that it made, each if empty (the audit log in DIR is removed before, by its own
+   * the lock's directory while the lock is still held (unmakeHeld), then DIR and every other
+   * directory it made (unmakeDirs: "up/new/../d" made up/new too), each if empty (the audit log in DIR is removed before, by its own
    * closeUnused). A DIR that was there (however it is named: "x/new/.." is x) keeps the lock's
    * directory.
    */
@@ -76,9 +76,9 @@ export async function lockDataDir(dir: string): Promise<DataDirLock> {
     release,
     releaseUnused: async () => {
       try {
-        // The lock's directory, then DIR and the folders above it; in a DIR that was there, only
-        // the folders mkdir -p made on the way to it ("x/new/.." made x/new).
-        if (made.top !== undefined && (!own || unmakeHeld(lockDir, own))) await unmakeDirs(own ? dir : dirAbove(dir), made.top);
+        // The lock's directory, then DIR and every folder made for it; in a DIR that was there,
+        // only the folders mkdir -p made on the way to it ("x/new/.." made x/new).
+        if (made.top !== undefined && (!own || unmakeHeld(lockDir, own))) await unmakeDirs(made);
       } finally {
         await release();
       }

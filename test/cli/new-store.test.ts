@@ -42,6 +42,14 @@ describe('a store opened to be certified', () => {
     expect(existsSync(join(tmp.dir, 'failed')), 'the folders it made').to.equal(false);
   });
 
+  it('named "up/new/../sub", goes with every folder its making made, the one ".." passed through too', async () => {
+    await (await open(`${tmp.dir}/up/new/../sub`)).close(); // not join(), which takes the .. as text
+    expect(existsSync(join(tmp.dir, 'up')), 'up, up/new and up/sub').to.equal(false);
+    mkdirSync(join(tmp.dir, 'was'));
+    await (await open(`${tmp.dir}/was/new/../sub`)).close();
+    expect(readdirSync(join(tmp.dir, 'was')), 'a folder that was there stays').to.deep.equal([]);
+  });
+
   it('named through "link/..", goes with the folders it made where the link leads', async () => {
     mkdirSync(join(tmp.dir, 'elsewhere', 'deep'), { recursive: true });
     mkdirSync(join(tmp.dir, 'here'));

@@ -261,11 +261,17 @@ describe('key-server: the directories a refused start made, named through a link
   it('removes the backup directory it made where the link leads, and not the one of that name beside the link', async () => {
     const dir = `${tmp.dir}/here/link/../x`; // not join(), which would take the .. lexically
     const made = await prepareBackupDir(dir);
-    expect(made, 'made elsewhere/x').to.be.a('string');
+    expect(made.top, 'made elsewhere/x').to.be.a('string');
     expect(existsSync(join(tmp.dir, 'elsewhere', 'x'))).to.equal(true);
-    await unmakeDirs(dir, made!);
+    await unmakeDirs(made);
     expect(existsSync(join(tmp.dir, 'here', 'x')), 'another\'s directory').to.equal(true);
     expect(existsSync(join(tmp.dir, 'elsewhere', 'x')), 'the one made').to.equal(false);
+  });
+
+  it('removes every folder it made for a backup directory named "up/new/../b", the one ".." passed through too', async () => {
+    const made = await prepareBackupDir(`${tmp.dir}/up/new/../b`); // not join(), which takes the .. as text
+    await unmakeDirs(made);
+    expect(existsSync(join(tmp.dir, 'up'))).to.equal(false);
   });
 
   it('removes a new key database and the folders it made where the link leads, and not the folder of that name beside the link', async () => {

@@ -102,6 +102,12 @@ describe('LevelBackend', () => {
     expect(readdirSync(x)).to.include('diary');
   });
 
+  it('removes, unused, a new database named "up/new/../data" with every folder its open made, the one ".." passed through too', async () => {
+    const backend = await LevelBackend.open(`${tmp.dir}/up/new/../data`); // not join(), which takes the .. as text
+    await backend.closeUnused();
+    expect(readdirSync(tmp.dir)).to.deep.equal([]);
+  });
+
   it('removes, unused, a new database named "new/data/." with the folders it made', async () => {
     const backend = await LevelBackend.open(`${tmp.dir}/new/data/.`); // not join(), which drops the .
     await backend.closeUnused();

@@ -239,6 +239,11 @@ describe('lockDataDir', () => {
     expect(readdirSync(dir)).to.deep.equal(['replica-lock']);
   });
 
+  it('removes, refused, every folder it made for a data directory named "up/new/../data", the one ".." passed through too', async () => {
+    await (await lockDataDir(`${tmp.dir}/up/new/../data`)).releaseUnused(); // not join(), which takes the .. as text
+    expect(readdirSync(tmp.dir)).to.not.include('up');
+  });
+
   it('takes a data directory named through "link/.." where the link leads: the one a replica naming it there meets', async () => {
     mkdirSync(join(tmp.dir, 'elsewhere', 'deep'), { recursive: true });
     mkdirSync(join(tmp.dir, 'here', 'data'), { recursive: true }); // another replica's, beside the link

@@ -8,7 +8,7 @@ import { chmodSync, chownSync, existsSync, promises as fsp, lstatSync, mkdirSync
 import { execFileSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { checkWritable, describeErrno, dirIdentity, directoriesLookedIn, DirChecks, makePrivateDir, ownDirProblem, readFileLimited, readSecretFile, realLocation, refuseOwnFiles, refuseReplaceable, stageFile, unmakeHeld, writeFileAtomic, writeFilesAtomic } from '../../lib/files/index.ts';
+import { checkWritable, describeErrno, dirIdentity, directoriesLookedIn, DirChecks, makeOwnDirs, makePrivateDir, ownDirProblem, readFileLimited, readSecretFile, realLocation, refuseOwnFiles, refuseReplaceable, stageFile, unmakeDirs, unmakeHeld, writeFileAtomic, writeFilesAtomic } from '../../lib/files/index.ts';
 import { tempDir } from '../support/helpers.ts';
 import { rejects } from '../support/rejects.ts';
 
@@ -329,6 +329,15 @@ describe('lib/files', () => {
     writeFileSync(join(s, 'diary'), 'mine');
     expect(unmakeHeld(s, made)).to.equal(false);
     expect(readdirSync(s)).to.deep.equal(['diary']);
+  });
+
+  it('unmakes every directory a making made, "up/new/../sub" too, and none that is not the one it made (its identity)', async () => {
+    const made = await makeOwnDirs(`${tmp.dir}/up/new/../sub`, 0o700); // not join(), which takes the .. as text
+    expect(readdirSync(join(tmp.dir, 'up')).sort()).to.deep.equal(['new', 'sub']);
+    renameSync(join(tmp.dir, 'up', 'new'), join(tmp.dir, 'up', 'old'));
+    mkdirSync(join(tmp.dir, 'up', 'new')); // another's, in the place of the one made
+    await unmakeDirs(made);
+    expect(readdirSync(join(tmp.dir, 'up')).sort()).to.deep.equal(['new', 'old']);
   });
 
   it('removes temporary files a killed run left beside the file it writes, once they are old', async () => {
