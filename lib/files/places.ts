@@ -9,13 +9,14 @@ import { describeDiskErrno, describeErrno, diskErrno, fileError } from './errno.
 
 /**
  * Checks, before any work whose result would be lost, that a file can be written at `path`: its
- * directory exists and is writable, `path` is not a directory, and, if `exclusive`, nothing is
- * there yet (ALREADY_EXISTS). The write itself checks again.
+ * directory exists and is writable, nothing but a regular file is there (FILE_ERROR, which no
+ * --force would replace, so said first), and, if `exclusive`, nothing is there yet
+ * (ALREADY_EXISTS). The write itself checks again.
  */
 export async function checkWritable(path: string, options: { exclusive?: boolean } = {}): Promise<void> {
   await refuseDirectoryName(path);
-  if (options.exclusive) await refuseExisting(path);
   await refuseNonRegular(path);
+  if (options.exclusive) await refuseExisting(path);
   const dir = dirname(path);
   try {
     if (!(await fs.stat(dir)).isDirectory()) throw Object.assign(new Error(`${dir} is not a directory`), { code: 'ENOTDIR' });
@@ -148,7 +149,9 @@ export async function makePrivateDir(dir: string, what: string): Promise<void> {
 /**
  * FILE_ERROR if something other than a regular file is at `path`. A rename would replace it, not
  * write to it: a symbolic link would become a file of ours (the file it names untouched), and a
- * device or FIFO (--out /dev/stdout, say) a file holding the secret where the device was.
+ * device or FIFO (--out /dev/stdout, say) a file holding the secret where the device was. Every
+ * write refuses these, with --force too, so a caller asks this before it calls a taken name
+ * ALREADY_EXISTS (whose remedy is --force).
  */
 export async function refuseNonRegular(path: string): Promise<void> {
   const st = await fs.lstat(path).catch(() => undefined);

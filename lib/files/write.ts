@@ -48,9 +48,11 @@ export interface Staged {
 export async function stageFiles(files: FileToWrite[]): Promise<Staged[]> {
   const staged: Staged[] = [];
   try {
-    // A directory's name ("out/"), or a directory at the name, in any of the files, is FILE_ERROR
-    // before a taken name, in any, is ALREADY_EXISTS: --force would not help.
+    // A directory's name ("out/"), or anything but a regular file at the name (a directory, a
+    // link, a FIFO, a device), in any of the files, is FILE_ERROR before a taken name, in any, is
+    // ALREADY_EXISTS: --force would not help.
     for (const f of files) await refuseDirectoryName(f.path);
+    for (const f of files) await refuseNonRegular(f.path);
     for (const f of files) if (f.exclusive) await refuseExisting(f.path);
     for (const f of files) staged.push({ file: await stageFile(f.path, f.data, f.mode), exclusive: f.exclusive === true });
     return staged;

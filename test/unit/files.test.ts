@@ -237,6 +237,30 @@ describe('lib/files', () => {
     expect(readdirSync(tmp.dir).sort()).to.deep.equal(['sub', 'taken']);
   });
 
+  it('calls what no force replaces FILE_ERROR without force too, before a taken name in an earlier file is ALREADY_EXISTS', async () => {
+    writeFileSync(join(tmp.dir, 'taken'), 'x');
+    writeFileSync(join(tmp.dir, 'real'), 'real');
+    mkdirSync(join(tmp.dir, 'dir'));
+    symlinkSync('real', join(tmp.dir, 'link'));
+    symlinkSync('none', join(tmp.dir, 'dangling'));
+    symlinkSync('dir', join(tmp.dir, 'dirlink'));
+    execFileSync('mkfifo', [join(tmp.dir, 'fifo')]);
+    const table = [
+      ['link', 'a symbolic link (to real)'],
+      ['dangling', 'a symbolic link (to none)'],
+      ['dirlink', 'a symbolic link (to dir)'],
+      ['fifo', 'a FIFO'],
+      ['/dev/null', 'a device'],
+    ] as const;
+    const taken = { path: join(tmp.dir, 'taken'), data: text('key'), exclusive: true };
+    for (const [name, what] of table) {
+      const path = name.startsWith('/') ? name : join(tmp.dir, name);
+      expect((await rejects(checkWritable(path, { exclusive: true }), 'FILE_ERROR')).message, name).to.contain(what);
+      expect((await rejects(writeFilesAtomic([taken, { path, data: text('cert'), exclusive: true }]), 'FILE_ERROR')).message, name).to.contain(what);
+    }
+    expect(readdirSync(tmp.dir).sort()).to.deep.equal(['dangling', 'dir', 'dirlink', 'fifo', 'link', 'real', 'taken']);
+  });
+
   it('replaces only regular files: a symbolic link, a FIFO or a device at the destination is refused, even with force', async () => {
     writeFileSync(join(tmp.dir, 'real'), 'real');
     symlinkSync('real', join(tmp.dir, 'link'));
