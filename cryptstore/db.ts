@@ -124,6 +124,27 @@ export async function tightenPermissions(dir: string): Promise<void> {
 const CREATION_LEFTOVER = /^(LOCK|LOG|LOG\.old|MANIFEST-000001|000001\.dbtmp)$/;
 
 /**
+ * Every name LevelDB gives a database's files (a store writes no file of its own beside them):
+ * CURRENT, the lock, its info logs, manifests, logs, tables (.ldb, .sst of older versions) and
+ * CURRENT's temporary file.
+ */
+const LEVELDB_FILE = /^(CURRENT|LOCK|LOG|LOG\.old|MANIFEST-\d+|\d+\.(log|ldb|sst|dbtmp))$/;
+
+/**
+ * Whether `dir` holds LevelDB's files alone (LEVELDB_FILE, each a regular file): nothing of
+ * anyone else's that removing the store, name by name, would take with it.
+ */
+export async function holdsOnlyLevelFiles(dir: string): Promise<boolean> {
+  for (const name of await fs.readdir(dir)) {
+    if (!LEVELDB_FILE.test(name)) return false;
+    // Removed meanwhile (a compaction's old table): nothing to keep.
+    const st = await fs.lstat(inDir(dir, name)).catch(() => undefined);
+    if (st && !st.isFile()) return false;
+  }
+  return true;
+}
+
+/**
  * What is at `dir`: nothing, an empty directory, a LevelDB database, the files of one whose
  * creation was cut short before it was a database at all (no CURRENT yet: 'unmade'), or other.
  */

@@ -52,6 +52,17 @@ describe('cryptstore', () => {
       await rejects(Cryptstore.create(dir, pass()), 'STORE_EXISTS');
     });
 
+    it('removes a store that holds nothing only when nothing but LevelDB\'s files is beside it (removeIfEmpty): a file of the user\'s keeps it whole', async () => {
+      await (await Cryptstore.create(dir, pass())).close();
+      writeFileSync(join(dir, 'notes.txt'), 'mine');
+      expect(await Cryptstore.removeIfEmpty(dir)).to.equal(false);
+      expect(readFileSync(join(dir, 'notes.txt'), 'utf8')).to.equal('mine');
+      await (await Cryptstore.open(dir, pass())).close();
+      await fs.unlink(join(dir, 'notes.txt'));
+      expect(await Cryptstore.removeIfEmpty(dir)).to.equal(true);
+      expect(readdirSync(dir)).to.deep.equal([]);
+    });
+
     it('refuses to create in a non-empty directory that is not a store', async () => {
       await fs.mkdir(dir);
       await fs.writeFile(join(dir, 'notes.txt'), 'hello');
