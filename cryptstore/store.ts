@@ -163,6 +163,9 @@ export class Cryptstore {
     let making = false;
     try {
       if (!(await isUnfinished(db))) throw exists();
+      // A creation cut short is made again only where nothing but LevelDB's files is: a file of
+      // the user's beside them would go with the store if this run removed it (unmakeHeld).
+      if (!(await holdsOnlyLevelFiles(dir))) throw new CertifierError('STORE_EXISTS', `${dir} holds files that are not LevelDB's beside an unfinished cryptstore`);
       making = true;
       options.onCreating?.(made);
       const storeId = randomBytes(16);

@@ -3,10 +3,11 @@
 // comes after.
 
 import { expect } from 'chai';
-import { existsSync, mkdirSync, readdirSync, symlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { Cryptstore, KeyFileProtector, type Protector } from '../../cryptstore/index.ts';
+import { openDb } from '../../cryptstore/db.ts';
 import { openToCertify } from '../../cmd/common/new-store.ts';
 import { tempDir } from '../support/helpers.ts';
 
@@ -103,5 +104,14 @@ describe('a store opened to be certified', () => {
     const after = await Cryptstore.open(dir, new KeyFileProtector(key));
     expect((await after.get('kept')).blob).to.deep.equal(new Uint8Array([2]));
     await after.close();
+  });
+
+  it('is refused, and a file of the user\'s kept, where an empty LevelDB database (a creation cut short) has that file beside it', async () => {
+    const dir = join(tmp.dir, 'empty-db-and-notes');
+    await (await openDb(dir, true)).close();
+    writeFileSync(join(dir, 'notes.txt'), 'mine');
+    const e = await open(dir).then(async (s) => (await s.close(), undefined), (x: unknown) => x);
+    expect((e as { code?: string }).code).to.equal('STORE_EXISTS');
+    expect(readdirSync(dir)).to.include('notes.txt');
   });
 });
