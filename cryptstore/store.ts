@@ -136,6 +136,8 @@ export class Cryptstore {
     // One gone since it was seen (its creator removed it) is none either.
     const gone = (e: unknown) => (e instanceof CertifierError && e.code === 'STORE_NOT_FOUND' ? true : Promise.reject(e));
     if (state === 'store' && !(await withDb(dir, isUnfinished).catch(gone))) throw exists();
+    // Nor over one cut short with a file of anyone else's beside it (checked again under the lock).
+    if (state === 'store' && !(await holdsOnlyLevelFiles(dir).catch(() => true))) throw notLevelOnly(dir);
     // The slow part (scrypt) before anything is on disk, so an interrupted create leaves little.
     const { params, kek } = await protector.create();
     let db: Db | undefined;
@@ -165,7 +167,7 @@ export class Cryptstore {
       if (!(await isUnfinished(db))) throw exists();
       // A creation cut short is made again only where nothing but LevelDB's files is: a file of
       // the user's beside them would go with the store if this run removed it (unmakeHeld).
-      if (!(await holdsOnlyLevelFiles(dir))) throw new CertifierError('STORE_EXISTS', `${dir} holds files that are not LevelDB's beside an unfinished cryptstore`);
+      if (!(await holdsOnlyLevelFiles(dir))) throw notLevelOnly(dir);
       making = true;
       options.onCreating?.(made);
       const storeId = randomBytes(16);
@@ -840,3 +842,8 @@ function checkBlob(blob: Uint8Array): void {
 }
 
 export type { ProtectionParams };
+
+/** STORE_EXISTS: an unfinished store at `dir` has something beside LevelDB's files, which making it again (and removing it) would take. */
+function notLevelOnly(dir: string): CertifierError {
+  return new CertifierError('STORE_EXISTS', `${dir} holds files that are not LevelDB's beside an unfinished cryptstore`);
+}

@@ -3,7 +3,7 @@
 // comes after.
 
 import { expect } from 'chai';
-import { existsSync, mkdirSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { Cryptstore, KeyFileProtector, type Protector } from '../../cryptstore/index.ts';
@@ -110,8 +110,10 @@ describe('a store opened to be certified', () => {
     const dir = join(tmp.dir, 'empty-db-and-notes');
     await (await openDb(dir, true)).close();
     writeFileSync(join(dir, 'notes.txt'), 'mine');
+    chmodSync(dir, 0o755);
     const e = await open(dir).then(async (s) => (await s.close(), undefined), (x: unknown) => x);
     expect((e as { code?: string }).code).to.equal('STORE_EXISTS');
     expect(readdirSync(dir)).to.include('notes.txt');
+    expect(statSync(dir).mode & 0o777, 'its mode, untouched').to.equal(0o755);
   });
 });
