@@ -441,7 +441,8 @@ export function unmakeDirsNow(made: MadeDirs): void {
  * after: until the lock goes, another process finds the database in use (STORE_LOCKED), first whole,
  * then, CURRENT gone, a creation cut short whose lock is held; once it goes, an empty directory or
  * none, where it may make its own store. Never a half-removed database it could open. Best effort:
- * false when something could not be removed (what stays is what a later creation finds).
+ * false when something could not be removed (what stays is what a later creation finds); true
+ * when `dir` is gone already.
  *
  * Only what the run made goes, whatever the path's spelling: a directory made is removed, files
  * and all, only while it is still the one made (its identity); one that was there is only emptied,
@@ -462,8 +463,10 @@ export function unmakeHeld(dir: string, made: DirId | undefined): boolean {
     if (made !== undefined) rmdirSync(real);
     return true;
   } catch (e) {
-    // Another run began its own store there once the lock went: that one is not this run's.
-    return (e as NodeJS.ErrnoException).code === 'ENOTEMPTY';
+    // Another run began its own store there once the lock went: that one is not this run's. Gone
+    // already (the making that failed removed it before a signal came): nothing is left to remove.
+    const code = (e as NodeJS.ErrnoException).code;
+    return code === 'ENOTEMPTY' || code === 'ENOENT';
   }
 }
 

@@ -4,11 +4,11 @@
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { chmodSync, chownSync, existsSync, promises as fsp, lstatSync, mkdirSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, statSync, symlinkSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, promises as fsp, lstatSync, mkdirSync, readdirSync, readFileSync, realpathSync, renameSync, rmdirSync, rmSync, statSync, symlinkSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { checkWritable, describeErrno, dirIdentity, directoriesLookedIn, DirChecks, makeOwnDirs, makePrivateDir, ownDirProblem, readFileLimited, readSecretFile, realLocation, refuseOwnFiles, refuseReplaceable, stageFile, unmakeDirs, unmakeHeld, writeFileAtomic, writeFilesAtomic } from '../../lib/files/index.ts';
+import { checkWritable, describeErrno, dirIdentity, directoriesLookedIn, DirChecks, makeOwnDirs, makePrivateDir, ownDirProblem, readFileLimited, readSecretFile, realLocation, refuseOwnFiles, refuseReplaceable, stageFile, unmakeDirs, unmakeHeld, unmakeHeldAndDirs, writeFileAtomic, writeFilesAtomic } from '../../lib/files/index.ts';
 import { tempDir } from '../support/helpers.ts';
 import { rejects } from '../support/rejects.ts';
 
@@ -362,6 +362,15 @@ describe('lib/files', () => {
     mkdirSync(join(tmp.dir, 'up', 'new')); // another's, in the place of the one made
     await unmakeDirs(made);
     expect(readdirSync(join(tmp.dir, 'up')).sort()).to.deep.equal(['new', 'old']);
+  });
+
+  it('unmakes the folders made for a store already gone (removed by a making that failed, when a signal comes after): gone is removed', async () => {
+    const store = join(tmp.dir, 'gone-up', 'new', 'store');
+    const made = await makeOwnDirs(store, 0o700);
+    rmdirSync(store);
+    expect(unmakeHeld(store, made.self), 'nothing left to remove').to.equal(true);
+    await unmakeHeldAndDirs(store, made);
+    expect(existsSync(join(tmp.dir, 'gone-up'))).to.equal(false);
   });
 
   it('removes temporary files a killed run left beside the file it writes, once they are old', async () => {
