@@ -137,8 +137,8 @@ export class ServerSession<P> {
   private busy = false; // a handler is starting a request
   private writing = false; // the outbox is being written
   private stopped = false; // a handler failed, or bytes made no frame: answer what came before, then close
-  private badFrame: unknown; // why the bytes after the last frame read make none (the close's reason then)
-  private readTimedOut = false; // a frame stalled while answers were pending: answer them, then close
+  /** Why reading stopped with requests still to answer: the close's reason once they are answered. */
+  private endAfterAnswers: { reason: 'frame-error' | 'read-timeout'; error?: unknown } | undefined;
   private peerEnded = false;
   private draining = false; // server closing: answer what was received, read nothing more
   private finished = false;
@@ -198,7 +198,7 @@ export class ServerSession<P> {
     }
     // The frames before a length over the limit, in this chunk as in those before, are answered.
     const { frames, error } = this.decoder.read(chunk);
-    if (error) this.refuseRest(error);
+    if (error) this.stopReading('frame-error', error);
     if (frames.length > 0 && this.readTimer) {
       // Each frame gets its own readTimeoutMs, counted from its first byte (roughly: this chunk).
       clearTimeout(this.readTimer);
@@ -222,7 +222,7 @@ export class ServerSession<P> {
     try {
       this.decoder.end();
     } catch (e) {
-      this.refuseRest(e);
+      this.stopReading('frame-error', e);
       this.settle();
       return;
     }
@@ -231,12 +231,13 @@ export class ServerSession<P> {
   }
 
   /**
-   * Bytes that make no frame (a length over the limit, a frame cut short by the end): nothing
-   * after them is read, and the requests before them are carried out and answered, in order, as
-   * any others; then the connection closes (at once when there are none).
+   * Bytes that make no frame (a length over the limit, a frame cut short by the end), or a frame
+   * stalled past the read timeout while requests are being carried out: nothing more is read, and
+   * the requests before are carried out and answered, in order, as any others; then the
+   * connection closes for `reason` (at once when there are none).
    */
-  private refuseRest(error: unknown): void {
-    this.badFrame ??= error;
+  private stopReading(reason: 'frame-error' | 'read-timeout', error?: unknown): void {
+    this.endAfterAnswers ??= { reason, error };
     this.stopped = true;
     this.setPaused(true);
   }
@@ -364,8 +365,7 @@ export class ServerSession<P> {
       this.rearm();
       return;
     }
-    if (this.readTimedOut) this.finish('read-timeout');
-    else if (this.badFrame !== undefined) this.finish('frame-error', this.badFrame);
+    if (this.endAfterAnswers) this.finish(this.endAfterAnswers.reason, this.endAfterAnswers.error);
     else if (this.answered >= this.limits.maxRequestsPerConnection) this.finish('max-requests');
     else if (this.draining) this.finish('server-closing');
     else if (this.peerEnded) this.finish('client-closed');
@@ -427,9 +427,7 @@ export class ServerSession<P> {
       // Requests read before the stalled frame are being carried out (an answer waiting for its
       // audit sync): they are answered, as before bytes that make no frame, and then it closes.
       // A peer that does not read them meets the write timeout.
-      this.readTimedOut = true;
-      this.stopped = true;
-      this.setPaused(true);
+      this.stopReading(reason);
       return;
     }
     this.finish(reason);
