@@ -69,7 +69,7 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
         const st = await stat(backupDir).catch(() => undefined);
         if (st && !st.isDirectory()) throw new CertifierError('USAGE', `--backup-dir ${backupDir} is not a directory`);
         const made = await prepareBackupDir(backupDir);
-        if (made.top !== undefined) keep({ close: async () => {}, closeUnused: () => unmakeDirs(made) });
+        if (made.top !== undefined) keep({ close: async () => {}, closeUnused: async () => unmakeDirs(made) });
       }
       const policyCert = await readCertificateFile(o.policyCert);
       const policyCertEnds = validatePolicyCert(policyCert, new Date()).notAfter;

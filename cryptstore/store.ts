@@ -150,7 +150,7 @@ export class Cryptstore {
         // something else. A store is made only where nothing else is, so that a creation that
         // fails, removing the store's files, removes nothing that was there (unmakeHeld).
         if ((await dirState(dir)) === 'other') {
-          await unmakeDirs(made);
+          unmakeDirs(made);
           throw new CertifierError('STORE_EXISTS', `${dir} exists and is not an empty directory`);
         }
         db = await openDb(dir, true);

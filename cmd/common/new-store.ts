@@ -3,7 +3,7 @@
 // again, so that a later run may choose its protection afresh (a failed first boot must not fix it).
 
 import { Cryptstore, type Protector } from '../../cryptstore/index.ts';
-import { unmakeDirsNow, unmakeHeld, type MadeDirs } from '../../lib/files/index.ts';
+import { unmakeDirs, unmakeHeld, type MadeDirs } from '../../lib/files/index.ts';
 import { warn } from './cli.ts';
 import { isCertifierError } from '../../lib/errors/index.ts';
 
@@ -34,7 +34,7 @@ export async function openToCertify(program: string, dir: string, protector: Pro
   /** What a run that is not certified made, removed: the store (its lock still held), then the folders made for it. */
   const unmake = (m: MadeDirs): boolean => {
     if (!unmakeHeld(dir, m.self)) return false;
-    unmakeDirsNow(m);
+    unmakeDirs(m);
     return true;
   };
   const interrupted = (signal: NodeJS.Signals) => {
@@ -62,7 +62,7 @@ export async function openToCertify(program: string, dir: string, protector: Pro
     stopWatching();
     // A making that failed once begun removed the store (or what it could of it); the folders
     // made for it go too, once empty, as when certifying fails.
-    if (made) unmakeDirsNow(made);
+    if (made) unmakeDirs(made);
     throw e;
   }
   let kept = false;

@@ -131,7 +131,7 @@ export async function makePrivateDir(dir: string, what: string): Promise<void> {
   const refuse = (why: string, cause?: unknown) => new CertifierError('FILE_ERROR', `cannot use ${dir} as ${what}: ${why}`, { cause });
   let st: Stats;
   try {
-    await makeDirs(dir, 0o700);
+    await makeOwnDirs(dir, 0o700);
     st = await fs.stat(dir);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
@@ -264,7 +264,7 @@ export async function directoriesLookedIn(path: string): Promise<string[]> {
       }
       if (!dirs.includes(at)) dirs.push(at);
       last = at;
-      const next = at === sep ? `${sep}${name}` : `${at}${sep}${name}`;
+      const next = inDir(at, name);
       const st = await fs.lstat(next).catch(() => undefined);
       if (!st) return undefined;
       if (!st.isSymbolicLink()) {
@@ -334,6 +334,11 @@ export function dirIdentity(path: string): DirId {
   return { dev, ino };
 }
 
+/** Whether two identities are of one directory. */
+function sameDir(a: DirId, b: DirId): boolean {
+  return a.dev === b.dev && a.ino === b.ino;
+}
+
 /** A directory a making made: where it really was then (realpath(3)), and its identity. */
 export interface MadeDir {
   real: string;
@@ -356,15 +361,8 @@ export interface MadeDirs {
 
 /**
  * `mkdir -p dir` (each directory made with `mode`), and each directory it made named durably in
- * its parent (syncDir), so that what is then written and synced in it outlives a power failure.
- * Returns the first directory made, as fs.mkdir does (undefined when `dir` was there).
- */
-export async function makeDirs(dir: string, mode: number): Promise<string | undefined> {
-  return (await makeOwnDirs(dir, mode)).top;
-}
-
-/**
- * makeDirs, telling also whether `dir` itself is a directory it made (MadeDirs): the directories
+ * its parent (syncDir), so that what is then written and synced in it outlives a power failure;
+ * telling also what it made (MadeDirs), `dir` itself among them or not: the directories
  * are made one name at a time, as mkdir -p does, so that the last mkdir(2), of `dir` itself, says
  * whether this run made it (it succeeded) or found one there (EEXIST), however `dir` is spelt and
  * whoever made one meanwhile. Its identity, taken at once, is what a removal checks before it
@@ -414,20 +412,14 @@ export async function makeOwnDirs(dir: string, mode: number): Promise<MadeDirs> 
  * too, off the way to up/sub. One not empty (another's file in it, say) stays, and so do those
  * above it. Best effort: what cannot be removed stays.
  */
-export async function unmakeDirs(made: MadeDirs): Promise<void> {
-  unmakeDirsNow(made);
-}
-
-/**
- * unmakeDirs, done before it returns: for a signal's handler, after which the program dies of the
- * signal, with no turn of the event loop for a promise to settle.
- */
-export function unmakeDirsNow(made: MadeDirs): void {
+export function unmakeDirs(made: MadeDirs): void {
+  // Synchronous, so that a signal's handler can call it: the program dies of the signal next, with
+  // no turn of the event loop for a promise to settle.
   for (const { real, id } of [...made.all].reverse()) {
     try {
       // lstat: a link put in its place is not the directory made, nor is another directory.
       const now = lstatSync(real);
-      if (now.isDirectory() && now.dev === id.dev && now.ino === id.ino) rmdirSync(real);
+      if (now.isDirectory() && sameDir(now, id)) rmdirSync(real);
     } catch {
       // Gone already (the store's own, removed with its files), or not empty: it stays.
     }
@@ -454,8 +446,7 @@ export function unmakeHeld(dir: string, made: DirId | undefined): boolean {
   try {
     const real = realpathSync.native(dir);
     if (made !== undefined) {
-      const now = dirIdentity(real);
-      if (now.dev !== made.dev || now.ino !== made.ino) return false;
+      if (!sameDir(dirIdentity(real), made)) return false;
     }
     const names = readdirSync(real);
     const last = ['CURRENT', 'LOCK'].filter((n) => names.includes(n));
@@ -483,9 +474,9 @@ function ownName(dir: string): string {
  * directory the start made (unmakeDirs); nothing when it made none. A `dir` that was there, and
  * what is in it, stay.
  */
-export async function unmakeHeldAndDirs(dir: string, made: MadeDirs): Promise<void> {
+export function unmakeHeldAndDirs(dir: string, made: MadeDirs): void {
   if (made.top === undefined) return;
-  if (made.self === undefined || unmakeHeld(dir, made.self)) await unmakeDirs(made);
+  if (made.self === undefined || unmakeHeld(dir, made.self)) unmakeDirs(made);
 }
 
 /** Makes a directory's entries (a rename, a new file) durable. */

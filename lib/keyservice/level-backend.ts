@@ -261,7 +261,7 @@ export class LevelBackend implements KeyBackend {
    */
   async closeUnused(): Promise<void> {
     if (this.closed) return;
-    if (this.made.top !== undefined && !(await this.holdsRecords().catch(() => true))) await unmakeHeldAndDirs(this.path, this.made);
+    if (this.made.top !== undefined && !(await this.holdsRecords().catch(() => true))) unmakeHeldAndDirs(this.path, this.made);
     await this.close();
   }
 

@@ -78,7 +78,7 @@ export async function lockDataDir(dir: string): Promise<DataDirLock> {
       try {
         // The lock's directory, then DIR and every folder made for it; in a DIR that was there,
         // only the folders mkdir -p made on the way to it ("x/new/.." made x/new).
-        if (made.top !== undefined && (!own || unmakeHeld(lockDir, own))) await unmakeDirs(made);
+        if (made.top !== undefined && (!own || unmakeHeld(lockDir, own))) unmakeDirs(made);
       } finally {
         await release();
       }
