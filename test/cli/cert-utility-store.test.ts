@@ -9,7 +9,7 @@ import { randomBytes, utf8 } from '../../lib/crypto/index.ts';
 import { Cryptstore, PassphraseProtector, sealBundle } from '../../cryptstore/index.ts';
 import { spawn, spawnSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { ROOT, VECTORS, closedPort, run, runScript, tempDir, type RunResult } from '../support/helpers.ts';
+import { ROOT, VECTORS, closedPort, linkToDeep, run, runScript, tempDir, type RunResult } from '../support/helpers.ts';
 
 const CHEAP = ['--scrypt-log-n', '10'];
 const PASSPHRASE = 'correct horse battery staple\n';
@@ -173,8 +173,7 @@ describe('cert-utility store commands (transcripts)', function () {
     });
 
     it('generate-platform-keys writes in the --out-dir it checked when that is named through "link/..", not in the one of that name beside the link', async () => {
-      mkdirSync(join(tmp.dir, 'real', 'deep'), { recursive: true });
-      symlinkSync(join(tmp.dir, 'real', 'deep'), join(tmp.dir, 'link'));
+      linkToDeep(tmp.dir);
       mkdirSync(join(tmp.dir, 'plat'));
       chmodSync(join(tmp.dir, 'plat'), 0o777); // writable by every user: never a place for private keys
       const r = await cu(['generate-platform-keys', '--out-dir', 'link/../plat']); // the kernel's real/plat
@@ -184,8 +183,7 @@ describe('cert-utility store commands (transcripts)', function () {
     });
 
     it('init-trust reads the simulated platform in the --platform-dir named through "link/..", where the link leads, as generate-platform-keys writes it', async () => {
-      mkdirSync(join(tmp.dir, 'real', 'deep'), { recursive: true });
-      symlinkSync(join(tmp.dir, 'real', 'deep'), join(tmp.dir, 'link'));
+      linkToDeep(tmp.dir);
       expect((await cu(['generate-platform-keys', '--out-dir', 'link/../plat'])).status).to.equal(0);
       expect((await cu(['generate-policy-key', '--domain', 'd', '--key-out', 'pk.pem', '--cert-out', 'pc.pem'])).status).to.equal(0);
       writeFileSync(join(tmp.dir, 'm'), 'ab'.repeat(32));

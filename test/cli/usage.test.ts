@@ -4,7 +4,7 @@ import { expect } from 'chai';
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { ROOT, run, tempDir, type Program } from '../support/helpers.ts';
+import { linkToDeep, ROOT, run, tempDir, type Program } from '../support/helpers.ts';
 
 describe('usage mistakes across the programs (exit 2, before any work)', () => {
   let tmp: ReturnType<typeof tempDir>;
@@ -261,8 +261,7 @@ describe('usage mistakes across the programs (exit 2, before any work)', () => {
   });
 
   it('tells an --audit in --data from one elsewhere as the kernel does, also with --data named through "link/.."', async () => {
-    mkdirSync(join(tmp.dir, 'al', 'real', 'deep'), { recursive: true });
-    symlinkSync(join(tmp.dir, 'al', 'real', 'deep'), join(tmp.dir, 'al', 'link'));
+    linkToDeep(join(tmp.dir, 'al'));
     const serve = ['serve', '--domain', 'd', '--policy-cert', 'none.pem', '--store', 's', '--key-file', 'k', '--data', 'al/link/../d']; // the kernel's al/real/d
     // A --data whose parent is new too: the kernel's al/real/new/d, made by serve.
     const nested = [...serve.slice(0, -1), 'al/link/../new/d'];

@@ -3,10 +3,10 @@
 // and a copy of the stopped primary's data directory is all it needs to serve every key.
 
 import { expect } from 'chai';
-import { chmodSync, cpSync, mkdirSync, readdirSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, mkdirSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { run } from '../support/helpers.ts';
+import { linkToDeep, run } from '../support/helpers.ts';
 import { Domain, expectFailure, expectSuccess, type Machine } from './domain.ts';
 
 describe('e2e: a standby key-server takes over from a copy of the data directory', function () {
@@ -70,8 +70,7 @@ describe('e2e: a standby key-server takes over from a copy of the data directory
 
   it('writes a backup in the --backup-dir it checked when that is named through "link/..", not in the directory of that name beside the link', async () => {
     const top = d.path('linked');
-    mkdirSync(join(top, 'real', 'deep'), { recursive: true });
-    symlinkSync(join(top, 'real', 'deep'), join(top, 'link'));
+    linkToDeep(top);
     mkdirSync(join(top, 'bk'));
     chmodSync(join(top, 'bk'), 0o777); // writable by every user: never a place for backups
     const server = await d.startKeyServer(primary, { args: ['--backup-dir', `${top}/link/../bk`] }); // the kernel's real/bk
@@ -88,8 +87,7 @@ describe('e2e: a standby key-server takes over from a copy of the data directory
 
   it('keeps its audit log in the --data it serves when that is named through "link/..", not in the directory of that name beside the link', async () => {
     const top = d.path('linked-data');
-    mkdirSync(join(top, 'real', 'deep'), { recursive: true });
-    symlinkSync(join(top, 'real', 'deep'), join(top, 'link'));
+    linkToDeep(top);
     mkdirSync(join(top, 'd')); // another's, beside the link
     const server = await d.startKeyServer(primary, { data: `${top}/link/../d` }); // the kernel's real/d
     await server.child.stop();

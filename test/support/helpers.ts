@@ -1,7 +1,7 @@
 // Shared test helpers: throwaway directories, running the real programs, fixture paths.
 
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,6 +9,15 @@ import { fileURLToPath } from 'node:url';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const VECTORS = join(ROOT, 'test', 'vectors');
+
+/**
+ * The layout of the "link/.." tests: a symbolic link `top`/link to `top`/real/deep, so that
+ * `top`/link/../NAME is `top`/real/NAME to the kernel, and `top`/NAME to path.join and resolve.
+ */
+export function linkToDeep(top: string): void {
+  mkdirSync(join(top, 'real', 'deep'), { recursive: true });
+  symlinkSync(join(top, 'real', 'deep'), join(top, 'link'));
+}
 
 /** A fresh temporary directory, removed by the returned cleanup. */
 export function tempDir(prefix = 'certifier-test-'): { dir: string; cleanup: () => void } {
