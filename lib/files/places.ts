@@ -169,14 +169,12 @@ export async function refuseNonRegular(path: string): Promise<void> {
 
 /**
  * FILE_ERROR for a path that by its form names a directory ("out/", "out/.", ".."): dirname() would
- * take "o/new/" to be "new" in "o", and rename() refuses it. Says whether one is there. So is a
- * directory at any other name (not through a link): no --force would replace it either, so a
- * caller asks this before it calls a taken name ALREADY_EXISTS.
+ * take "o/new/" to be "new" in "o", and rename() refuses it. Says whether one is there. (A
+ * directory at any other name is refuseNonRegular's, which its callers ask next.)
  */
 export async function refuseDirectoryName(path: string): Promise<void> {
-  const byName = path.endsWith(sep) || basename(path) === '.' || basename(path) === '..';
-  const isDir = (await (byName ? fs.stat(path) : fs.lstat(path)).catch(() => undefined))?.isDirectory();
-  if (!byName && !isDir) return;
+  if (!path.endsWith(sep) && basename(path) !== '.' && basename(path) !== '..') return;
+  const isDir = (await fs.stat(path).catch(() => undefined))?.isDirectory();
   if (isDir) throw fileError('write', path, Object.assign(new Error('directory'), { code: 'EISDIR' }));
   const ending = path.endsWith(sep) ? sep : `${sep}${basename(path)}`;
   throw new CertifierError('FILE_ERROR', `cannot write ${path}: a name ending in "${ending}" is a directory's; name the file itself`);
