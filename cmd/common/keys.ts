@@ -5,7 +5,7 @@ import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { isIPv6 } from 'node:net';
 import { CertifierError } from '../../lib/errors/index.ts';
-import { fromHex, fromKeyMessage, importPrivateKey, importPublicKey, looksLikePem } from '../../lib/crypto/index.ts';
+import { EXPLICIT_CURVE, fromHex, fromKeyMessage, importPrivateKey, importPublicKey, looksLikePem } from '../../lib/crypto/index.ts';
 import { decode, type KeyMessage } from '../../lib/wire/index.ts';
 import { parseCertificate, readCertificate } from '../../lib/pki/index.ts';
 import { fileError, readFileLimited } from '../../lib/files/index.ts';
@@ -65,10 +65,19 @@ export function publicKeyFrom(bytes: Uint8Array, path: string): KeyObject {
       errors.push(e);
     }
   }
-  // A key of a kind we do not take (Ed25519, P-521, RSA-3072) says so, rather than "no key".
-  const unsupported = errors.find((e) => e instanceof CertifierError && e.code === 'UNSUPPORTED') as CertifierError | undefined;
-  if (unsupported) throw new CertifierError('UNSUPPORTED', `${path}: ${unsupported.message}`, { cause: unsupported });
+  // A key of a kind we do not take (Ed25519, P-521, RSA-3072), or one on a curve given by its
+  // parameters (here, or in a certificate), says so, rather than "no key".
+  const refused = errors.map(refusedKey).find((e) => e !== undefined);
+  if (refused) throw new CertifierError(refused.code, `${path}: ${refused.message}`, { cause: refused });
   throw new CertifierError('INVALID_KEY', `${path} holds no public key, certificate or key_message`, { cause: errors[0] });
+}
+
+/** `e`, or the key refusal a certificate's refusal wraps, when it refuses a key that was read (rather than finding none). */
+function refusedKey(e: unknown): CertifierError | undefined {
+  for (let c = e; c instanceof CertifierError; c = c.cause) {
+    if (c.code === 'UNSUPPORTED' || (c.code === 'INVALID_KEY' && c.details?.reason === EXPLICIT_CURVE)) return c;
+  }
+  return undefined;
 }
 
 /** A certificate (PEM or DER) as DER. */

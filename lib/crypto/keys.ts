@@ -120,9 +120,9 @@ function ecSpki(pub: KeyObject): Uint8Array | undefined {
 
 /**
  * A public key from DER SPKI, as createPublicKey reads it (any key type; throws what it throws),
- * but never an EC point in the hybrid form (RFC 5480 2.2: MUST NOT be used) or the point at
- * infinity (INVALID_KEY), both of which OpenSSL reads: Node aborts the whole process when asked for
- * the details or the JWK of a key at infinity. P-256 and P-384 keys in the form above go in as
+ * but never an EC point in the hybrid form (RFC 5480 2.2: MUST NOT be used), the point at
+ * infinity or a curve given by its parameters (INVALID_KEY), all of which OpenSSL reads: Node
+ * aborts the whole process when asked for the details or the JWK of a key at infinity. P-256 and P-384 keys in the form above go in as
  * JWK: half the time of OpenSSL 3's decoder, and no less strict (the point must be on the curve,
  * and the whole key passes OpenSSL's key check).
  */
@@ -132,7 +132,7 @@ export function publicKeyFromSpki(der: Uint8Array): KeyObject {
     const hybrid = hybridCurveOfSpki(der);
     if (hybrid) throw new CertifierError('INVALID_KEY', `the ${hybrid} public key is a point in the hybrid form, which RFC 5480 forbids`);
     const key = createPublicKey({ key: Buffer.from(der), format: 'der', type: 'spki' });
-    if (key.asymmetricKeyType === 'ec') refuseInfinity(key);
+    if (key.asymmetricKeyType === 'ec') refuseBadEcKey(key);
     return key;
   }
   const { header, size } = EC_SPKI[crv]!;
@@ -158,23 +158,41 @@ function hybridCurveOfSpki(der: Uint8Array): string | undefined {
   return undefined;
 }
 
+/** The reason (details.reason) of the INVALID_KEY refusing an EC key whose curve is given by its parameters. */
+export const EXPLICIT_CURVE = 'explicit-curve';
+
+/** The DER of the OID id-ecPublicKey (1.2.840.10045.2.1): what an EC key's AlgorithmIdentifier opens with. */
+const EC_PUBLIC_KEY_OID = Buffer.from('06072a8648ce3d0201', 'hex');
+
 /**
- * OpenSSL reads an EC point at infinity (a single 00 byte, on any curve, named or explicit) as a
- * key, which it then cannot encode; Node aborts on the details or JWK of such a key. Encoding it is
- * the test (about 0.1 ms; a public key in the fixed P-256/P-384 form never comes here). A private
- * key is tested with its public key, which a scalar of 0 or of the group order also puts at
- * infinity. Either is INVALID_KEY.
+ * What every EC key read from outside passes (after OpenSSL has read it, before anything asks its
+ * details): INVALID_KEY for either of two keys OpenSSL takes.
+ * - The point at infinity (a single 00 byte, on any curve, named or explicit), which OpenSSL
+ *   cannot encode and on whose details or JWK Node aborts. Encoding it is the test (about 0.1 ms;
+ *   a public key in the fixed P-256/P-384 form never comes here). A private key is tested with its
+ *   public key, which a scalar of 0 or of the group order also puts at infinity.
+ * - A curve given by its parameters (specifiedCurve) rather than named: RFC 5480 2.1.1 forbids it
+ *   in PKIX, and trusting such parameters is how CVE-2020-0601 worked. OpenSSL maps the parameters
+ *   of P-256 or P-384 to the named curve and keeps them in the key, so its own encoding shows them:
+ *   the parameters after id-ecPublicKey are then a SEQUENCE (or NULL, implicitlyCA), not an OID.
  */
-function refuseInfinity(key: KeyObject): void {
+function refuseBadEcKey(key: KeyObject): void {
+  let der: Buffer;
   try {
     if (key.type === 'private') {
-      key.export({ type: 'pkcs8', format: 'der' });
+      der = key.export({ type: 'pkcs8', format: 'der' });
       createPublicKey(key).export({ format: 'jwk' });
     } else {
-      key.export({ type: 'spki', format: 'der' });
+      der = key.export({ type: 'spki', format: 'der' });
     }
   } catch (cause) {
     throw new CertifierError('INVALID_KEY', `the EC ${key.type} key's point is the point at infinity, which OpenSSL cannot write (no key at all)`, { cause });
+  }
+  // OpenSSL's own encoding: the AlgorithmIdentifier comes before any key bytes, so the first
+  // id-ecPublicKey is it, and the byte after it the parameters' tag.
+  const at = der.indexOf(EC_PUBLIC_KEY_OID);
+  if (at < 0 || der[at + EC_PUBLIC_KEY_OID.length] !== 0x06) {
+    throw new CertifierError('INVALID_KEY', `the EC ${key.type} key gives its curve's parameters instead of naming the curve (specifiedCurve), which RFC 5480 forbids (openssl pkey -ec_param_enc named_curve rewrites such a key file with the name)`, { details: { reason: EXPLICIT_CURVE } });
   }
 }
 
@@ -272,7 +290,7 @@ export function importPrivateKey(bytes: Uint8Array): KeyObject {
   } catch (cause) {
     throw new CertifierError('INVALID_KEY', 'not a private key in PEM, or in DER as PKCS#8 or SEC1 (EC)', { cause });
   }
-  if (key.asymmetricKeyType === 'ec') refuseInfinity(key); // before keyAlgOf, which would abort on it
+  if (key.asymmetricKeyType === 'ec') refuseBadEcKey(key); // before keyAlgOf, which would abort on a point at infinity
   keyAlgOf(key);
   return key;
 }
@@ -303,7 +321,7 @@ export function importPublicKey(bytes: Uint8Array): KeyObject {
   } catch (cause) {
     throw new CertifierError('INVALID_KEY', 'not a public key in PEM or DER (SPKI) form', { cause });
   }
-  if (key.asymmetricKeyType === 'ec') refuseInfinity(key); // before keyAlgOf, which would abort on it
+  if (key.asymmetricKeyType === 'ec') refuseBadEcKey(key); // before keyAlgOf, which would abort on a point at infinity
   keyAlgOf(key);
   return key;
 }

@@ -53,12 +53,16 @@ function checkUniqueExtensions(list: { oid: string }[]): void {
   }
 }
 
-/** Any failure to read the key, now or when it is imported, is BAD_CERTIFICATE (public-key). */
+/**
+ * Any failure to read the key, now or when it is imported, is BAD_CERTIFICATE (public-key); a key
+ * refused as invalid (a curve given by its parameters, a hybrid point) says why.
+ */
 function unreadableKey<T>(read: () => T): T {
   try {
     return read();
   } catch (cause) {
-    throw badCertificate('public-key', 'the certificate holds a public key node:crypto cannot read', cause);
+    const why = cause instanceof CertifierError && cause.code === 'INVALID_KEY' ? `an invalid public key: ${cause.message}` : 'a public key node:crypto cannot read';
+    throw badCertificate('public-key', `the certificate holds ${why}`, cause);
   }
 }
 

@@ -1096,6 +1096,21 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
       expect(keyAsCert.stderr).to.contain('policy-key.pem: the PEM text holds no CERTIFICATE block');
     });
 
+    it('refuses an EC key whose curve is given by its parameters (openssl -param_enc explicit) as the policy key, a machine\'s key or a platform\'s certificate (INVALID_KEY), naming the file', async () => {
+      const v = (name: string) => join(VECTORS, 'pki', name);
+      const issuer = ['--policy-key', 'policy-key.pem', '--policy-cert', 'policy-cert.pem'];
+      for (const [args, file] of [
+        [['issue-cert', '--policy-key', v('explicit-p256.key.pem'), '--policy-cert', 'policy-cert.pem', '--public-key', 'platform/platform-cert.pem', '--measurement', M, '--out', 'never-cert.pem'], 'explicit-p256.key.pem'],
+        [['issue-cert', ...issuer, '--public-key', v('explicit-p256.pub.pem'), '--measurement', M, '--out', 'never-cert.pem'], 'explicit-p256.pub.pem'],
+        [['make-policy', ...issuer, '--trust-platform', v('explicit-p256.cert.pem'), '--trust-measurement', M, '--out', 'never-policy.bin'], 'explicit-p256.cert.pem'],
+      ] as const) {
+        const r = await cu([...args]);
+        expect(r.status, r.stderr).to.equal(1);
+        expect(r.stderr, r.stderr).to.contain(file).and.to.contain('gives its curve\'s parameters instead of naming the curve').and.to.contain('[INVALID_KEY]');
+      }
+      expect(existsSync(p('never-cert.pem')) || existsSync(p('never-policy.bin'))).to.equal(false);
+    });
+
     it('refuses the policy key as a machine\'s or a platform\'s key, and an admission certificate as a platform certificate (INVALID_KEY)', async () => {
       const issuer = ['--policy-key', 'policy-key.pem', '--policy-cert', 'policy-cert.pem'];
       for (const [cmd, extra] of [['issue-cert', ['--measurement', M]], ['issue-role-cert', ['--role', 'operator']]] as const) {

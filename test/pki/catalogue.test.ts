@@ -4,8 +4,11 @@
 import { expect } from 'chai';
 import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
-import { generateKeyPairSync } from 'node:crypto';
-import { generateKeyPair, toHex } from '../../lib/crypto/index.ts';
+import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { generateKeyPair, toHex, type KeyPair } from '../../lib/crypto/index.ts';
+import { VECTORS } from '../support/helpers.ts';
 import { CertifierError, ErrorCodes, type ErrorCode } from '../../lib/errors/index.ts';
 import { encodeAdmission, validateAdmission, validatePolicyCert, type Usage } from '../../lib/pki/index.ts';
 import { children, encodeBitString, encodeNull, encodeOid, readOne, seq, set, TAG, tlv } from '../../lib/pki/der.ts';
@@ -304,6 +307,20 @@ describe('pki: a catalogue of bad certificates', () => {
     expect(check(withKey('1.2.840.10045.3.1.7', point))()).to.have.property('domain', 'datica');
     point[0] = 0x06 | (point[64]! & 1); // hybrid: 06 for an even y, 07 for an odd one
     expectRefused(check(withKey('1.2.840.10045.3.1.7', point)), 'BAD_CERTIFICATE', 'public-key');
+  });
+
+  it('refuses a leaf, and a policy certificate, whose EC key gives its curve\'s parameters instead of naming the curve (RFC 5480 2.1.1; CVE-2020-0601), though the right key signed each (BAD_CERTIFICATE, public-key)', async () => {
+    // The key of test/vectors/pki/explicit-p256.key.pem (openssl ecparam -param_enc explicit), and the same key with its curve named.
+    const explicit = createPrivateKey(readFileSync(join(VECTORS, 'pki', 'explicit-p256.key.pem')));
+    const named = createPrivateKey({ key: explicit.export({ format: 'jwk' }), format: 'jwk' });
+    const pair = (publicKey: KeyObject): KeyPair => ({ privateKey: named, publicKey });
+    const leaf = await forgeLeaf(policy, {}, pair(createPublicKey(explicit)));
+    expectRefused(check(leaf), 'BAD_CERTIFICATE', 'public-key');
+    expect(outcome(check(leaf))).to.have.property('message').that.includes('gives its curve\'s parameters');
+    expect(check(await forgeLeaf(policy, {}, pair(createPublicKey(named))))()).to.have.property('domain', 'datica');
+    const explicitPolicy = await forgePolicy({}, 'p256', pair(createPublicKey(explicit)));
+    expectRefused(() => validatePolicyCert(explicitPolicy.der, AT), 'BAD_CERTIFICATE', 'public-key');
+    expect(validatePolicyCert((await forgePolicy({}, 'p256', pair(createPublicKey(named)))).der, AT)).to.have.property('publicKey');
   });
 
   it('gives the peer\'s key as the very key of the certificate, imported only when asked for', async () => {

@@ -3,7 +3,10 @@
 // (never from the evidence), the VLEK path, and the report's signing-key selector.
 
 import { expect } from 'chai';
-import { generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { VECTORS } from '../support/helpers.ts';
 import { randomBytes } from '../../lib/crypto/index.ts';
 import { AMD_EXT, readAmdCert, pssProblem, verifySnpReport, type SnpReportInput } from '../../lib/attest/index.ts';
 import { children, encodeBitString, encodeOid, readOne, seq } from '../../lib/pki/der.ts';
@@ -149,6 +152,19 @@ describe('SEV-SNP path validation (test signer)', () => {
     const vcek = seq(seq(...fields.map((f, i) => (i === at ? infinity : f.bytes))), alg!.bytes, sig!.bytes);
     expect(refusal({ report, certs: [vcek, s.ask], at: NOW, roots: [s.ark] })).to.include({ code: 'BAD_CERTIFICATE' });
     // A policy naming such a certificate as a platform's root: the same key, refused as unreadable.
+    expect(() => platformRootOf(platformRootEntity('amd-sev-snp', vcek, 'ARK'), 'rule 1')).to.throw(CertifierError).with.property('code', 'POLICY_INVALID');
+  });
+
+  it('refuses a VCEK whose P-384 key gives its curve\'s parameters instead of naming the curve (RFC 5480 2.1.1; CVE-2020-0601), and a policy naming it as a root (BAD_CERTIFICATE, POLICY_INVALID)', () => {
+    const [tbs, alg, sig] = children(readOne(s.vcek));
+    const fields = children(tbs!);
+    const at = fields.findIndex((f) => Buffer.from(f.bytes).equals(readStructure(s.vcek).spki));
+    // test/vectors/pki/explicit-p384.sec1.pem: openssl ecparam -name secp384r1 -param_enc explicit.
+    const key = createPublicKey(readFileSync(join(VECTORS, 'pki', 'explicit-p384.sec1.pem')));
+    const vcek = seq(seq(...fields.map((f, i) => (i === at ? new Uint8Array(key.export({ type: 'spki', format: 'der' })) : f.bytes))), alg!.bytes, sig!.bytes);
+    const refused = refusal({ report, certs: [vcek, s.ask], at: NOW, roots: [s.ark] });
+    expect(refused).to.include({ code: 'BAD_CERTIFICATE' });
+    expect(refused.message).to.include('gives its curve\'s parameters');
     expect(() => platformRootOf(platformRootEntity('amd-sev-snp', vcek, 'ARK'), 'rule 1')).to.throw(CertifierError).with.property('code', 'POLICY_INVALID');
   });
 

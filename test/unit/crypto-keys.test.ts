@@ -3,7 +3,7 @@
 // Framework (test/vectors/certifier-original) and a catalogue of malformed key_messages.
 
 import { expect } from 'chai';
-import { X509Certificate, createPublicKey, generateKeyPair as nodeGenerateKeyPair, type KeyObject } from 'node:crypto';
+import { X509Certificate, createPrivateKey, createPublicKey, generateKeyPair as nodeGenerateKeyPair, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -324,6 +324,33 @@ describe('crypto keys', () => {
       expect(() => readSpki(spki(POINT_FORMS[other].oid, `04${x}${y}`)), `${crv} point, ${other} OID`).to.throw();
       expect(() => readSpki(spki(POINT_FORMS[other].oid, `02${x}`)), `${crv} compressed point, ${other} OID`).to.throw();
     }
+  });
+
+  it('refuses an EC key whose curve is given by its parameters rather than named (RFC 5480 2.1.1; CVE-2020-0601), though OpenSSL reads it as P-256 or P-384 (INVALID_KEY)', () => {
+    // Written by openssl ecparam -param_enc explicit (test/vectors/pki/README.md).
+    const vector = (name: string) => new Uint8Array(readFileSync(join(VECTORS, 'pki', name)));
+    const derOf = (pem: Uint8Array) => new Uint8Array(Buffer.from(Buffer.from(pem).toString('latin1').replace(/-----[^-]+-----|\s/g, ''), 'base64'));
+    const expectExplicit = (read: () => unknown, label: string) =>
+      expect(read, label).to.throw(CertifierError, 'gives its curve\'s parameters').with.property('code', 'INVALID_KEY');
+    const privates = { 'P-256 PKCS#8': vector('explicit-p256.key.pem'), 'P-384 SEC1': vector('explicit-p384.sec1.pem') };
+    for (const [label, pem] of Object.entries(privates)) {
+      expectExplicit(() => importPrivateKey(pem), `${label} PEM`);
+      expectExplicit(() => importPrivateKey(derOf(pem)), `${label} DER`);
+    }
+    const spki = derOf(vector('explicit-p256.pub.pem'));
+    expectExplicit(() => importPublicKey(vector('explicit-p256.pub.pem')), 'SPKI PEM');
+    expectExplicit(() => importPublicKey(spki), 'SPKI DER');
+    expectExplicit(() => importPublicKey(vector('explicit-p256.cert.pem')), 'certificate PEM');
+    expectExplicit(() => publicKeyFromSpki(spki), 'publicKeyFromSpki');
+    expectExplicit(() => readSpki(spki), 'readSpki');
+    // The same keys with the curve named are taken: the parameters, not the keys, are refused.
+    for (const pem of Object.values(privates)) {
+      const named = createPrivateKey({ key: createPrivateKey(Buffer.from(pem)).export({ format: 'jwk' }), format: 'jwk' });
+      expectSamePrivate(importPrivateKey(new Uint8Array(pkcs8(named))), named);
+    }
+    const namedSpki = new Uint8Array(createPublicKey({ key: createPublicKey(Buffer.from(vector('explicit-p256.pub.pem'))).export({ format: 'jwk' }), format: 'jwk' }).export({ type: 'spki', format: 'der' }));
+    expect(readSpki(namedSpki).alg).to.equal('p256');
+    expect(keyAlgOf(importPublicKey(namedSpki))).to.equal('p256');
   });
 
   describe('EC keys in SEC1, and encrypted keys', () => {
