@@ -318,8 +318,22 @@ export async function run(program: Command, argv = process.argv): Promise<void> 
       process.exitCode = first === 'help' ? ExitStatus.ok : ExitStatus.usage;
       return;
     }
-    process.exitCode = renderError(program, workingDirectoryGone(e) ?? e);
+    process.exitCode = renderError(program, workingDirectoryGone(e) ?? switchGivenValue(program, argv, e) ?? e);
   }
+}
+
+/**
+ * A flag that takes no value given one (`--json=1`, `--log-json=true`): commander calls it an
+ * unknown option ("Did you mean --json?"), where it is a known one given what it does not take.
+ */
+function switchGivenValue(program: Command, argv: readonly string[], e: unknown): CertifierError | undefined {
+  if (!(e instanceof CommanderError) || e.code !== 'commander.unknownOption') return undefined;
+  const [, token, flag] = /unknown option '((--[^=']+)=.*)'/s.exec(e.message) ?? [];
+  if (!token || !flag) return undefined;
+  const sub = program.commands.find((c) => c.name() === argv[2] || c.aliases().includes(argv[2] ?? ''));
+  const known = [...(sub?.options ?? []), ...program.options].find((o) => o.long === flag);
+  if (!known || known.required || known.optional) return undefined;
+  return new CertifierError('USAGE', `${flag} takes no value: give it alone, not as '${token}'`, { cause: e });
 }
 
 /**

@@ -156,6 +156,31 @@ describe('usage mistakes across the programs (exit 2, before any work)', () => {
     expect(other.stderr).to.match(/^key-server: error: unknown option '--log-json' \[USAGE\]\nhint: /);
   });
 
+  it('says a flag that takes no value was given one (--json=1, --log-json=1, --check-only=yes) in every program, where commander called it unknown (USAGE, exit 2)', async () => {
+    const store = ['--store', 's', '--key-file', 'k'];
+    const runs: [Program, string[]][] = [
+      ['cert-utility', ['show-cert', 'c.pem', '--json=1']],
+      ['cert-utility', ['init-trust', '--domain', 'd', '--policy-cert', 'none.pem', '--server', '127.0.0.1:1', ...store, '--check-only=yes']],
+      ['key-client', ['list', '--server', '127.0.0.1:1', '--domain', 'd', '--policy-cert', 'none.pem', ...store, '--json=']],
+      ['key-server', ['serve', '--domain', 'd', '--policy-cert', 'none.pem', ...store, '--data', 'data', '--log-json=1']],
+      ['simpleserver', ['serve', '--policy-key', 'k', '--policy-cert', 'c', '--policy', 'p', '--log-json=true']],
+    ];
+    const [showCert, checkOnly, client, keyServer, simpleserver] = await Promise.all(runs.map(([program, args]) => run(program, args, { cwd: tmp.dir })));
+    for (const [r, flag, token] of [[showCert!, '--json', '--json=1'], [client!, '--json', '--json=']] as const) {
+      expect(r.status, r.stderr).to.equal(2);
+      expect(JSON.parse(r.out).error).to.include({ code: 'USAGE', message: `${flag} takes no value: give it alone, not as '${token}'` });
+    }
+    expect(checkOnly!.status).to.equal(2);
+    expect(checkOnly!.stderr).to.match(/^cert-utility: error: --check-only takes no value: give it alone, not as '--check-only=yes' \[USAGE\]$/m);
+    for (const [r, token] of [[keyServer!, '--log-json=1'], [simpleserver!, '--log-json=true']] as const) {
+      expect(r.status, r.stderr).to.equal(2);
+      expect(JSON.parse(r.stderr)).to.include({ event: 'error', code: 'USAGE', message: `--log-json takes no value: give it alone, not as '${token}'` });
+    }
+    // A flag the command does not have, given a value, is still unknown.
+    const unknown = await run('key-server', ['verify-audit', '--log-json=1', 'audit.jsonl'], { cwd: tmp.dir });
+    expect(unknown.stderr).to.match(/^key-server: error: unknown option '--log-json=1' \[USAGE\]/);
+  });
+
   it('refuses a number with anything after its digits, or just outside its range, and takes the ends of the range', async () => {
     const serve = ['serve', '--domain', 'd', '--policy-cert', 'none.pem', '--store', 's', '--key-file', 'k', '--data', 'data', '--listen', '127.0.0.1:0'];
     await Promise.all([
