@@ -3,17 +3,22 @@
 // the replicas' outputs, audit logs and stores, the database as `pg_dump` prints it, the raw files
 // of its data directory (tables and WAL) and PostgreSQL's own log, with every statement and its
 // parameters logged. And a SEV-SNP machine certified through a test signer: the evidence saved,
-// what explain prints of it, what cert-utility printed and simpleserver's log.
+// what explain prints of it, what cert-utility printed and simpleserver's log; then a VM's first
+// boot there (scripts/first-boot.sh --platform sev-snp), which certifies it and fetches its key
+// from a key-server: what the script and the programs it runs printed, key-server's log and data.
 
 import { expect } from 'chai';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Domain, expectFailure, expectSuccess, startServer, type Child, type KeyServer, type Machine } from './domain.ts';
-import { run, tempDir } from '../support/helpers.ts';
+import { run, runScript, tempDir } from '../support/helpers.ts';
 import { filesUnder, pemKeySecret, printable, scenarioCanaries, Scan, search, serverOutputs, storeSecrets, withTmpDir, type Canary, type Place } from '../support/canaries.ts';
 import { KeyFileProtector, PassphraseProtector } from '../../cryptstore/index.ts';
-import { readCertificate, toPem } from '../../lib/pki/index.ts';
+import { issueAdmissionCert, readCertificate, toPem } from '../../lib/pki/index.ts';
+import { generateKeyPair, importPrivateKey } from '../../lib/crypto/index.ts';
+import { Cryptstore } from '../../cryptstore/index.ts';
+import { identityItems } from '../bench/domain.ts';
 import { findPgBin, PG_MISSING, PgServer } from '../postgres/pg-server.ts';
 import { serveFakeTsm, type FakeTsm } from '../sev-snp/fake-tsm.ts';
 import { TestSnpSigner } from '../sev-snp/signer.ts';
@@ -153,20 +158,64 @@ describe('e2e: no secret left by two key-server replicas over PostgreSQL (canary
   });
 });
 
-describe('e2e: no secret left by a SEV-SNP machine\'s certification (canary scan, test signer)', function () {
+describe('e2e: no secret left by a SEV-SNP machine\'s certification and a VM\'s first boot (canary scan, test signer)', function () {
   this.timeout(60_000);
   let tmp: ReturnType<typeof tempDir>;
   let fake: FakeTsm | undefined;
   let files: Place[] = [];
   let simpleserver: Child | undefined;
+  let keyServer: Child | undefined;
   /** What the evidence must show, not secret: the machines' public keys (x) and the measurement, to show the search reads it. */
   const shown: Canary[] = [];
   const scan = new Scan({
     storePassphrase: Buffer.from(`canary-pass-snp-${printable(24)}`),
     wrongPassphrase: Buffer.from(`canary-pass-wrong-${printable(24)}`),
     storeKeyFile: Buffer.alloc(0), // new-key-file's, read once written
+    vmKey: randomBytes(32), // the key the VM's first boot fetches
   });
   const measurement = randomBytes(48);
+  /** The measurement of key-server and of the operator's key-client, whose certificates are issued offline. */
+  const serverMeasurement = randomBytes(32);
+
+  /** A store under `inputs/store.key` holding an identity issued offline (as issue-cert makes one): key-server's and the operator's. */
+  async function offlineStore(dir: string, name: string): Promise<string[]> {
+    const policyKey = importPrivateKey(readFileSync(join(dir, 'policy-key.pem')));
+    const policyCert = readCertificate(readFileSync(join(dir, 'policy-cert.pem')));
+    const { privateKey, publicKey } = await generateKeyPair('p256');
+    const cert = await issueAdmissionCert({ policyKey, policyCert, subjectPublicKey: publicKey, measurement: serverMeasurement, platform: 'issued-offline', domain: 'snp-test', validitySeconds: 86_400 });
+    const store = await Cryptstore.create(join(dir, name), new KeyFileProtector(scan.canaries.storeKeyFile, 'store.key'));
+    try {
+      await store.putAll(identityItems('snp-test', privateKey, cert));
+    } finally {
+      await store.close();
+    }
+    return ['--store', join(dir, name), '--key-file', join(dir, 'inputs', 'store.key')];
+  }
+
+  /**
+   * The VM's first boot: first-boot.sh --platform sev-snp certifies it (by the fake configfs-tsm)
+   * and fetches its key, a canary the operator stored in key-server, into a store under a
+   * passphrase; then, its passphrase mistyped, stops at the store.
+   */
+  async function firstBoot(dir: string, certifierPort: number, pass: string, wrongPass: string): Promise<void> {
+    const [ksStore, opStore] = await Promise.all([offlineStore(dir, 'ks-store'), offlineStore(dir, 'op-store')]);
+    const ks = await startServer('key-server', ['serve', '--domain', 'snp-test', '--policy-cert', join(dir, 'policy-cert.pem'), '--data', join(dir, 'ks-data'), '--listen', '127.0.0.1:0', ...ksStore]);
+    keyServer = ks.child;
+    const pin = ['--server-measurement', serverMeasurement.toString('hex')];
+    const vmKey = scan.input(dir, 'vm-key.bin', scan.canaries.vmKey, 'vmKey');
+    const stored = run('key-client', ['store', 'vm/disk-key', '--in', vmKey, '--server', `127.0.0.1:${ks.port}`, '--domain', 'snp-test', '--policy-cert', 'policy-cert.pem', ...pin, ...opStore], { cwd: dir });
+    expectSuccess(await scan.recorded('key-client store', stored));
+    expectSuccess(await scan.recorded('cert-utility create-store vm-store', run('cert-utility', ['create-store', '--scrypt-log-n', '10', '--store', 'vm-store', '--passphrase-file', pass], { cwd: dir })));
+    const boot = (label: string, passFile: string) => scan.recorded(`first-boot.sh${label}`, runScript('first-boot.sh', [
+      '--host', '127.0.0.1', '--certifier-port', String(certifierPort), '--keyserver-port', String(ks.port), '--keys', 'vm/disk-key', '--domain', 'snp-test',
+      '--policy-cert', 'policy-cert.pem', '--store', 'vm-store', '--passphrase-file', passFile, '--platform', 'sev-snp', '--tsm-dir', 'tsm', ...pin, '--retries', '1',
+    ], { cwd: dir }));
+    expect(expectSuccess(await boot('', pass)).stderr).to.contain('done: vm/disk-key kept in vm-store');
+    const wrong = await boot(' wrong passphrase', wrongPass);
+    expect(wrong.status, wrong.stderr).to.equal(4);
+    expect(wrong.stderr).to.contain('[WRONG_KEY]');
+    await keyServer.stop();
+  }
 
   before(async () => {
     tmp = tempDir('snp-scan-');
@@ -199,24 +248,34 @@ describe('e2e: no secret left by a SEV-SNP machine\'s certification (canary scan
       expectFailure(await initTrust('wrong passphrase', ['--store', 'store-pass', '--passphrase-file', wrongPass], ['--force']), 4, 'WRONG_KEY');
       expectSuccess(await explain('allowed', 'policy.bin'));
       expect((await explain('refused --json', 'policy-amd.bin', ['--json'])).status).to.equal(4);
+      await firstBoot(tmp.dir, server.port, pass, wrongPass);
       await simpleserver.stop();
     });
     fake.stop();
     scan.made.push(pemKeySecret('policy-key.pem', at('policy-key.pem'), 'policy-key.pem'));
     const policyCert = readCertificate(readFileSync(at('policy-cert.pem')));
-    for (const [name, protector] of [['store', new KeyFileProtector(scan.canaries.storeKeyFile)], ['store-pass', new PassphraseProtector(scan.canaries.storePassphrase)]] as const) {
+    const byKeyFile = new KeyFileProtector(scan.canaries.storeKeyFile);
+    const byPassphrase = new PassphraseProtector(scan.canaries.storePassphrase);
+    for (const [name, protector] of [['store', byKeyFile], ['store-pass', byPassphrase], ['vm-store', byPassphrase], ['ks-store', byKeyFile], ['op-store', byKeyFile]] as const) {
       const held = await storeSecrets(name, at(name), protector, 'snp-test', policyCert);
-      scan.made.push(...held.made);
+      scan.made.push(...held.made, ...(held.storageKey ? [{ name: 'storage key', value: held.storageKey }] : []));
       shown.push({ name: `${name}'s public key`, value: held.publicX });
     }
+    const vm = await Cryptstore.open(at('vm-store'), byPassphrase);
+    try {
+      expect(Buffer.from((await vm.get('vm/disk-key')).blob).equals(scan.canaries.vmKey), 'the first boot fetched the VM\'s key').to.equal(true);
+    } finally {
+      await vm.close();
+    }
     shown.push({ name: 'measurement', value: measurement });
-    scan.outputs.push(...serverOutputs([simpleserver!]));
+    scan.outputs.push(...serverOutputs([simpleserver!, keyServer!]));
     files = filesUnder(tmp.dir);
   });
 
   after(async () => {
     fake?.stop();
     await simpleserver?.stop();
+    await keyServer?.stop();
     tmp?.cleanup();
   });
 
@@ -224,12 +283,14 @@ describe('e2e: no secret left by a SEV-SNP machine\'s certification (canary scan
     expect(Buffer.concat(simpleserver!.written.stderr).toString()).to.match(/certification .*decision=allow .*platform=amd-sev-snp/);
     const seen = search([...scan.outputs, ...files], shown).map((x) => `${x.canary} in ${x.place}`);
     expect(seen).to.include.members(['store\'s public key in evidence-again.bin', 'store-pass\'s public key in evidence-pass.bin', 'measurement in evidence.bin',
-      'measurement in simpleserver #0: stderr', 'measurement in simpleserver explain allowed: stdout']);
+      'measurement in simpleserver #0: stderr', 'measurement in simpleserver explain allowed: stdout',
+      // The first boot's outputs and key-server's log and data are read too.
+      'measurement in first-boot.sh: stderr', 'measurement in key-server #1: stderr', 'measurement in ks-data/audit.jsonl']);
     expect(scan.missed(files)).to.deep.equal([]);
   });
 
-  it('finds no passphrase, key file, data key or machine private key in the evidence, explain\'s output, cert-utility\'s or simpleserver\'s', () => {
+  it('finds no passphrase, key file, fetched key, data key, storage key or machine private key in the evidence, explain\'s output, cert-utility\'s, simpleserver\'s, first-boot.sh\'s (and its programs\'), or key-server\'s log and data', () => {
     expect(scan.leaks(files)).to.deep.equal([]);
-    expect(scan.made.map((c) => c.name)).to.have.length(5);
+    expect(scan.made.map((c) => c.name)).to.have.length(12);
   });
 });
