@@ -131,17 +131,24 @@ const CREATION_LEFTOVER = /^(LOCK|LOG|LOG\.old|MANIFEST-000001|000001\.dbtmp)$/;
 const LEVELDB_FILE = /^(CURRENT|LOCK|LOG|LOG\.old|MANIFEST-\d+|\d+\.(log|ldb|sst|dbtmp))$/;
 
 /**
- * Whether `dir` holds LevelDB's files alone (LEVELDB_FILE, each a regular file): nothing of
- * anyone else's that removing the store, name by name, would take with it.
+ * The names in `dir` when it holds LevelDB's files alone (LEVELDB_FILE, each a regular file):
+ * nothing of anyone else's that removing the store, name by name, would take with it. Undefined
+ * when anything else is there.
  */
-export async function holdsOnlyLevelFiles(dir: string): Promise<boolean> {
-  for (const name of await fs.readdir(dir)) {
-    if (!LEVELDB_FILE.test(name)) return false;
+export async function levelFilesIn(dir: string): Promise<string[] | undefined> {
+  const names = await fs.readdir(dir);
+  for (const name of names) {
+    if (!LEVELDB_FILE.test(name)) return undefined;
     // Removed meanwhile (a compaction's old table): nothing to keep.
     const st = await fs.lstat(inDir(dir, name)).catch(() => undefined);
-    if (st && !st.isFile()) return false;
+    if (st && !st.isFile()) return undefined;
   }
-  return true;
+  return names;
+}
+
+/** Whether `dir` holds LevelDB's files alone (levelFilesIn). */
+export async function holdsOnlyLevelFiles(dir: string): Promise<boolean> {
+  return (await levelFilesIn(dir)) !== undefined;
 }
 
 /**

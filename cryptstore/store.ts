@@ -18,7 +18,7 @@ import {
 } from '../lib/wire/index.ts';
 import { describeKind, type ProtectionParams, type Protector } from './protection.ts';
 import * as L from './layout.ts';
-import { dirState, holdsOnlyLevelFiles, isUnfinished, makeStoreDir, notFound, openDb, tightenPermissions, unfinished, withDb, writeFailed, type Db } from './db.ts';
+import { dirState, holdsOnlyLevelFiles, isUnfinished, levelFilesIn, makeStoreDir, notFound, openDb, tightenPermissions, unfinished, withDb, writeFailed, type Db } from './db.ts';
 
 export const MAX_BLOB_BYTES = 16 * 1024 * 1024;
 
@@ -215,15 +215,17 @@ export class Cryptstore {
   /**
    * Removes the store at `dir`, keeping the directory, when it provably holds nothing: its
    * metadata record alone (no entry, no high-water mark), and nothing but LevelDB's files in the
-   * directory (a file of the user's beside them keeps it whole). True if it did. Needs no key, so a
+   * directory (a file of the user's beside them keeps it whole; one put there while it removes
+   * the store stays, as only the names it checked are removed). True if it did. Needs no key, so a
    * store that the protection at hand cannot unlock can make way for one it can, losing nothing.
    */
   static async removeIfEmpty(dir: string): Promise<boolean> {
     const db = await openDb(dir, false);
     try {
       for await (const key of db.keys({ limit: 2 })) if (key !== L.META_KEY) return false;
-      if (!(await holdsOnlyLevelFiles(dir))) return false;
-      return unmakeHeld(dir, undefined);
+      // Only the names checked go: a file put there since stays (and keeps a store from being made there).
+      const names = await levelFilesIn(dir);
+      return names !== undefined && unmakeHeld(dir, undefined, names);
     } finally {
       await db.close();
     }

@@ -439,16 +439,19 @@ export function unmakeDirs(made: MadeDirs): void {
  * and its callers make a store only in one that held nothing (Cryptstore.create). Names are taken
  * in the directory's real path: "x/new/.." would name another directory once x/new went, and
  * "new/store/." cannot be removed by that name (EINVAL).
+ *
+ * Given `only` (names already checked to be the database's files), it removes those names alone,
+ * and no directory among them: a name put there since, or turned into a directory, stays.
  */
-export function unmakeHeld(dir: string, made: DirId | undefined): boolean {
+export function unmakeHeld(dir: string, made: DirId | undefined, only?: readonly string[]): boolean {
   try {
     const real = realpathSync.native(dir);
     if (made !== undefined) {
       if (!sameDir(dirIdentity(real), made)) return false;
     }
-    const names = readdirSync(real);
+    const names = only ?? readdirSync(real);
     const last = ['CURRENT', 'LOCK'].filter((n) => names.includes(n));
-    for (const name of [...names.filter((n) => !last.includes(n)), ...last]) rmSync(inDir(real, name), { recursive: true, force: true });
+    for (const name of [...names.filter((n) => !last.includes(n)), ...last]) rmSync(inDir(real, name), { recursive: only === undefined, force: true });
     if (made !== undefined) rmdirSync(real);
     return true;
   } catch (e) {

@@ -63,6 +63,29 @@ describe('cryptstore', () => {
       expect(readdirSync(dir)).to.deep.equal([]);
     });
 
+    it('removes only the names it found to be LevelDB\'s (removeIfEmpty): a file put beside them once they were checked stays', async () => {
+      await (await Cryptstore.create(dir, pass())).close();
+      // The file arrives once the check has read the names, as another process's could.
+      const lstat = fs.lstat;
+      let planted = false;
+      fs.lstat = (async (...args: Parameters<typeof lstat>) => {
+        if (!planted && String(args[0]).startsWith(dir)) {
+          planted = true;
+          writeFileSync(join(dir, 'notes.txt'), 'mine');
+        }
+        return lstat(...args);
+      }) as typeof lstat;
+      try {
+        expect(await Cryptstore.removeIfEmpty(dir)).to.equal(true);
+      } finally {
+        fs.lstat = lstat;
+      }
+      expect(planted).to.equal(true);
+      expect(readdirSync(dir)).to.deep.equal(['notes.txt']);
+      expect(readFileSync(join(dir, 'notes.txt'), 'utf8')).to.equal('mine');
+      await rejects(Cryptstore.create(dir, pass()), 'STORE_EXISTS');
+    });
+
     it('refuses to create in a non-empty directory that is not a store', async () => {
       await fs.mkdir(dir);
       await fs.writeFile(join(dir, 'notes.txt'), 'hello');
