@@ -390,16 +390,11 @@ export async function makeOwnDirs(dir: string, mode: number): Promise<MadeDirs> 
   };
   // "new/store/." is new/store, made by that name: its own, as "new/store" would be.
   const self = (await make(ownName(dir))) ? dirIdentity(dir) : undefined;
-  if (top === undefined) return { top, self, all };
-  // By real paths: mkdir took "link/../x" where the link leads, and path.resolve would name the x
-  // beside the link, whose parent is not the one to sync. (Removed meanwhile: nothing to sync.)
-  const real = await Promise.all([fs.realpath(dir), fs.realpath(top)]).catch(() => undefined);
-  if (real === undefined) return { top, self, all };
-  const [from, last] = real;
-  for (let made = from; ; made = dirname(made)) {
-    await syncDir(dirname(made));
-    if (made === last || made === dirname(made)) break;
-  }
+  // The parent of each directory made, the last made first, each once: those off the way to `dir`
+  // too (up/new/deeper in "up/new/deeper/../../sub"). By the real paths taken as each was made:
+  // mkdir took "link/../x" where the link leads, and path.resolve would name the x beside the
+  // link, whose parent is not the one to sync. (One removed meanwhile: nothing to sync.)
+  for (const parent of new Set(all.map(({ real }) => dirname(real)).reverse())) await syncDir(parent);
   return { top, self, all };
 }
 

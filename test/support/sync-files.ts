@@ -1,8 +1,8 @@
 // Run under strace by test/unit/files-sync.test.ts: lib/files' atomic writes in DIR, each step
 // followed by a mark (test/support/strace.ts) once it has returned.
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { commitAll, makePrivateDir, stageFiles, writeFileAtomic } from '../../lib/files/index.ts';
+import { commitAll, makeOwnDirs, makePrivateDir, stageFiles, writeFileAtomic } from '../../lib/files/index.ts';
 import { mark } from './strace.ts';
 
 const dir = process.argv[2]!;
@@ -20,3 +20,7 @@ await commitAll(staged, { finish: () => Promise.reject(new Error('finish failed'
 mark('undone');
 await makePrivateDir(join(dir, 'out', 'deep'), 'the output directory');
 mark('private dir');
+// Directories made off the way to the one asked for: up/new and up/new/deeper, then up/sub.
+mkdirSync(join(dir, 'up'));
+await makeOwnDirs(`${dir}/up/new/deeper/../../sub`, 0o700); // not join(), which would take the ".." away
+mark('off the way');

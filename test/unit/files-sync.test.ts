@@ -43,4 +43,12 @@ describe('lib/files durability (strace)', function () {
       expect(trace.syncsBetween(dirname(made), mkdir, trace.mark('private dir')), `no fsync of ${dirname(made)} after ${made} was made\n${trace}`).to.not.be.empty;
     }
   });
+
+  it('names each directory it makes durably in its parent, those made off the way to the one asked for too ("up/new/deeper/../../sub")', async function () {
+    const { trace, dir } = await traceOf(this);
+    for (const made of [join(dir, 'up', 'new'), join(dir, 'up', 'new', 'deeper'), join(dir, 'up', 'sub')]) {
+      const mkdir = trace.first('mkdir', (m) => m.path === made || (made.endsWith('/sub') && m.path === join(dir, 'up', 'new', 'deeper') + '/../../sub'), `mkdir of ${made}`).call;
+      expect(trace.syncsBetween(dirname(made), mkdir, trace.mark('off the way')), `no fsync of ${dirname(made)} after ${made} was made\n${trace}`).to.not.be.empty;
+    }
+  });
 });
