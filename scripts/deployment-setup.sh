@@ -28,7 +28,8 @@ usage: deployment-setup.sh --dir DIR --domain DOMAIN --measure FILE [--measure F
                        digits, from sev-snp-measure)
   --trust-amd-root     SEV-SNP VMs: trust AMD's root for this product (repeatable); needs
                        --snp-min-tcb, the lowest firmware TCB accepted: BL:TEE:SNP:UCODE for
-                       milan and genoa, turin=FMC:BL:TEE:SNP:UCODE for turin (each form once)
+                       milan and genoa (or milan=BL:TEE:SNP:UCODE and genoa=BL:TEE:SNP:UCODE,
+                       one for each), turin=FMC:BL:TEE:SNP:UCODE for turin (each form once)
   --snp-property       another SEV-SNP requirement, passed to make-policy's --snp-property
                        (repeatable), e.g. guest-svn>=2, or turin:launch-tcb-snp>=2 for one
                        product's LAUNCH_TCB minimum beside roots of both TCB layouts

@@ -34,9 +34,19 @@ const layoutOfProperty = (p: SnpProperty): Layout | undefined => p.layout ?? (p.
 type Layout = TcbLayout;
 /** How --snp-property names a layout: turin:, family19h:. */
 const PREFIXES: Record<Layout, string> = { 'family-19h': 'family19h', turin: 'turin' };
-/** The lowest TCB accepted, of each layout given: family 19h's four levels, Turin's five (FMC first). */
-export type MinTcb = { layout: Layout; levels: number[] }[];
-const minimum = (o: SnpPolicyFlags, layout: Layout) => o.snpMinTcb.find((m) => m.layout === layout)?.levels;
+/**
+ * Milan and Genoa share family 19h's TCB layout, not its scale (the real reports here: Milan at
+ * 3:0:8:115, Genoa at 10:0:23:84): one minimum for both would hold each to the lower of the two
+ * levels of each component. `milan=` and `genoa=` give each its own, in a claim naming the product.
+ */
+const FAMILY_19H_PRODUCTS = ['milan', 'genoa'] as const;
+type Family19hProduct = (typeof FAMILY_19H_PRODUCTS)[number];
+/** The lowest TCB accepted, of each layout given: family 19h's four levels (of one product, or of all), Turin's five (FMC first). */
+export type MinTcb = { layout: Layout; levels: number[]; product?: Family19hProduct }[];
+/** The minimum of a layout given without a product (family 19h's), or Turin's. */
+const minimum = (o: SnpPolicyFlags, layout: Layout) => o.snpMinTcb.find((m) => m.layout === layout && !m.product)?.levels;
+/** The family 19h minimums given per product (milan=, genoa=). */
+const productMinimums = (o: SnpPolicyFlags) => o.snpMinTcb.filter((m) => m.product !== undefined);
 const FORMS: Record<Layout, { flag: string; levels: number; example: string }> = {
   'family-19h': { flag: '--snp-min-tcb BOOTLOADER:TEE:SNP:MICROCODE', levels: 4, example: '3:0:8:115' },
   turin: { flag: '--snp-min-tcb turin=FMC:BOOTLOADER:TEE:SNP:MICROCODE', levels: 5, example: 'turin=0:1:0:2:71' },
@@ -44,17 +54,29 @@ const FORMS: Record<Layout, { flag: string; levels: number; example: string }> =
 /** LAUNCH_TCB's levels both layouts have (launch-tcb-fmc is Turin's only). */
 const LAUNCH_LEVELS = [SNP_PROPERTY.launchTcbBootloader, SNP_PROPERTY.launchTcbTee, SNP_PROPERTY.launchTcbSnp, SNP_PROPERTY.launchTcbMicrocode] as const;
 
-/** BL:TEE:SNP:UCODE (family 19h) or turin=FMC:BL:TEE:SNP:UCODE, each form at most once. */
+/**
+ * BL:TEE:SNP:UCODE (family 19h), milan=BL:TEE:SNP:UCODE or genoa=BL:TEE:SNP:UCODE (one product's),
+ * or turin=FMC:BL:TEE:SNP:UCODE, each form at most once; the family 19h form does not go with the
+ * per-product ones, whose claims it would undercut (any claim a machine meets admits it).
+ */
 function parseTcb(v: string, acc: MinTcb): MinTcb {
-  const layout: Layout = v.startsWith('turin=') ? 'turin' : 'family-19h';
+  const prefix = /^(turin|milan|genoa)=/.exec(v)?.[1];
+  const layout: Layout = prefix === 'turin' ? 'turin' : 'family-19h';
+  const product = prefix === 'milan' || prefix === 'genoa' ? prefix : undefined;
   const form = FORMS[layout];
-  const parts = v.slice(layout === 'turin' ? 'turin='.length : 0).split(/[:/]/);
+  const parts = v.slice(prefix ? prefix.length + 1 : 0).split(/[:/]/);
   const levels = parts.map(decimal);
   if (parts.length !== form.levels || levels.some((n) => n === undefined || n > 255)) {
-    throw new InvalidArgumentError(`expected BOOTLOADER:TEE:SNP:MICROCODE (Milan, Genoa: four numbers from 0 to 255, e.g. ${FORMS['family-19h'].example}) or turin=FMC:BOOTLOADER:TEE:SNP:MICROCODE (five, e.g. ${FORMS.turin.example})`);
+    throw new InvalidArgumentError(`expected BOOTLOADER:TEE:SNP:MICROCODE (Milan, Genoa: four numbers from 0 to 255, e.g. ${FORMS['family-19h'].example}; one product's: milan=... or genoa=...) or turin=FMC:BOOTLOADER:TEE:SNP:MICROCODE (five, e.g. ${FORMS.turin.example})`);
   }
-  if (acc.some((m) => m.layout === layout)) throw new InvalidArgumentError(`${layout === 'turin' ? 'the turin= minimum' : 'the family 19h minimum (Milan, Genoa)'} is given twice`);
-  return [...acc, { layout, levels: levels as number[] }];
+  const named = (m: MinTcb[number]) => (m.product ? `the ${m.product}= minimum` : m.layout === 'turin' ? 'the turin= minimum' : 'the family 19h minimum (Milan, Genoa)');
+  const twice = acc.find((m) => m.layout === layout && m.product === product);
+  if (twice) throw new InvalidArgumentError(`${named(twice)} is given twice`);
+  const other = acc.find((m) => m.layout === 'family-19h' && (m.product === undefined) !== (product === undefined));
+  if (layout === 'family-19h' && other) {
+    throw new InvalidArgumentError(`${named(other)} and ${named({ layout, levels: [], ...(product ? { product } : {}) })} do not go together: the family 19h minimum admits Milan and Genoa machines alike, whatever milan= or genoa= says; give one minimum per product, or one for both`);
+  }
+  return [...acc, { layout, levels: levels as number[], ...(product ? { product } : {}) }];
 }
 
 function parseHex(bytes: number) {
@@ -66,7 +88,7 @@ function parseHex(bytes: number) {
 
 /** The SEV-SNP properties whose values are text (hex digests, ids, the signing key's kind); the rest are numbers. */
 const TEXT_PROPERTIES: readonly string[] = [
-  SNP_PROPERTY.hostData, SNP_PROPERTY.idKeyDigest, SNP_PROPERTY.authorKeyDigest, SNP_PROPERTY.familyId, SNP_PROPERTY.imageId, SNP_PROPERTY.signingKey,
+  SNP_PROPERTY.hostData, SNP_PROPERTY.idKeyDigest, SNP_PROPERTY.authorKeyDigest, SNP_PROPERTY.familyId, SNP_PROPERTY.imageId, SNP_PROPERTY.signingKey, SNP_PROPERTY.product,
 ];
 const KNOWN_PROPERTIES: readonly string[] = Object.values(SNP_PROPERTY);
 /** What a text property's value can be, as the verifier reports it: hex of the field's size, or the key kind. */
@@ -77,6 +99,7 @@ const TEXT_FORMS: Record<string, { re: RegExp; what: string }> = {
   [SNP_PROPERTY.familyId]: { re: /^[0-9a-f]{32}$/, what: '32 hex digits (FAMILY_ID is 16 bytes)' },
   [SNP_PROPERTY.imageId]: { re: /^[0-9a-f]{32}$/, what: '32 hex digits (IMAGE_ID is 16 bytes)' },
   [SNP_PROPERTY.signingKey]: { re: /^(vcek|vlek)$/, what: 'vcek or vlek' },
+  [SNP_PROPERTY.product]: { re: new RegExp(`^(${AMD_PRODUCTS.join('|')})$`), what: AMD_PRODUCTS.join(', ') },
 };
 
 /** The values the verifier can report for each number property (flags are 0 or 1; SPLs and ABI bytes). */
@@ -152,7 +175,7 @@ export function snpPolicyOptions(cmd: Command): Command {
       return [...acc, v as AmdProduct];
     }).default([]))
     .option('--trust-amd-root-cert <file>', 'trust this ARK certificate for SEV-SNP evidence: for tests (a test signer) and other products only (repeatable)', collect<string>, [])
-    .option('--snp-min-tcb <bl:tee:snp:ucode|turin=fmc:bl:tee:snp:ucode>', 'SEV-SNP: the lowest REPORTED_TCB accepted, BL:TEE:SNP:UCODE of Milan and Genoa (and of a root given by file not named ARK-Turin), turin=FMC:BL:TEE:SNP:UCODE of Turin (and of a root given by file named ARK-Turin); required for the roots trusted, each form at most once', parseTcb, [])
+    .option('--snp-min-tcb <bl:tee:snp:ucode|turin=fmc:bl:tee:snp:ucode>', 'SEV-SNP: the lowest REPORTED_TCB accepted, BL:TEE:SNP:UCODE of Milan and Genoa (and of a root given by file not named ARK-Turin), or milan=BL:TEE:SNP:UCODE and genoa=BL:TEE:SNP:UCODE, one for each, turin=FMC:BL:TEE:SNP:UCODE of Turin (and of a root given by file named ARK-Turin); required for the roots trusted, each form at most once', parseTcb, [])
     .option('--snp-vmpl <n>', 'SEV-SNP: the VMPL a report must come from', intInRange(0, 3, 'expected 0, 1, 2 or 3'), 0)
     .option('--snp-allow-debug', 'SEV-SNP: also accept guests whose policy allows debugging (never in production)')
     .option('--snp-allow-migration-agent', 'SEV-SNP: also accept guests whose policy allows a migration agent')
@@ -167,7 +190,7 @@ export function snpPolicyOptions(cmd: Command): Command {
  * property for a layout no root has. Turin's minimum FMC level is said one way: the turin= form.
  */
 function checkLayouts(o: SnpPolicyFlags, layouts: ReadonlySet<Layout>, known: boolean): void {
-  if (layouts.has('family-19h') && !minimum(o, 'family-19h')) throw new CertifierError('USAGE', `trusting an AMD root other than Turin's needs ${FORMS['family-19h'].flag}, the lowest TCB accepted of Milan and Genoa machines (and of a root given by file not named ARK-Turin): there is no safe default`);
+  if (layouts.has('family-19h') && !minimum(o, 'family-19h') && productMinimums(o).length === 0) throw new CertifierError('USAGE', `trusting an AMD root other than Turin's needs ${FORMS['family-19h'].flag}, the lowest TCB accepted of Milan and Genoa machines (and of a root given by file not named ARK-Turin): there is no safe default`);
   if (layouts.has('turin') && !minimum(o, 'turin')) throw new CertifierError('USAGE', `trusting a Turin root (ARK-Turin) needs ${FORMS.turin.flag}, the lowest TCB accepted of Turin machines, whose levels are on a scale of their own: there is no safe default`);
   if (o.snpProperty.some((p) => p.name === SNP_PROPERTY.tcbFmc) && (layouts.has('turin') || !known)) {
     throw new CertifierError('USAGE', `--snp-property ${SNP_PROPERTY.tcbFmc}: Turin's minimum FMC level is the first of ${FORMS.turin.flag}, the one way to give it`);
@@ -187,6 +210,24 @@ function checkLayouts(o: SnpPolicyFlags, layouts: ReadonlySet<Layout>, known: bo
   if (elsewhere?.layout) throw new CertifierError('USAGE', `--snp-property ${PREFIXES[elsewhere.layout]}:${elsewhere.name} is for ${elsewhere.layout === 'turin' ? noTurin : 'Milan and Genoa machines, and the policy trusts Turin roots only (ARK-Turin)'}: it would go into no claim`);
   if (minimum(o, 'turin') && !layouts.has('turin')) throw new CertifierError('USAGE', `${FORMS.turin.flag} is the minimum of ${noTurin}`);
   if (minimum(o, 'family-19h') && !layouts.has('family-19h')) throw new CertifierError('USAGE', `${FORMS['family-19h'].flag} is the minimum of Milan and Genoa machines, and the policy trusts Turin roots only (ARK-Turin): give ${FORMS.turin.flag} alone`);
+}
+
+/**
+ * The per-product minimums (milan=, genoa=) and the family 19h roots trusted go together, or USAGE:
+ * each such root needs its product's minimum, which only a pinned root has (one given by file
+ * takes the family 19h form), and each minimum its product's root. `products`: the product of
+ * each family 19h root (undefined for one not pinned); `known`: every root's is known.
+ */
+function checkProducts(o: SnpPolicyFlags, products: (AmdProduct | undefined)[], known: boolean): void {
+  const given = productMinimums(o);
+  if (given.length === 0) return;
+  if (products.includes(undefined)) {
+    throw new CertifierError('USAGE', 'a root given by file that is not one of AMD\'s pinned ARKs names no product: its machines take the family 19h minimum, BOOTLOADER:TEE:SNP:MICROCODE, which does not go with milan= or genoa=');
+  }
+  const uncovered = products.find((p) => !given.some((m) => m.product === p));
+  if (uncovered) throw new CertifierError('USAGE', `trusting AMD's ${uncovered} root with a minimum TCB per product needs --snp-min-tcb ${uncovered}=BOOTLOADER:TEE:SNP:MICROCODE too: its machines would all be refused`);
+  const unused = known ? given.find((m) => !products.includes(m.product)) : undefined;
+  if (unused) throw new CertifierError('USAGE', `--snp-min-tcb ${unused.product}=... is the minimum of ${unused.product} machines, and the policy does not trust AMD's ${unused.product} root (--trust-amd-root ${unused.product}): it would go into no claim`);
 }
 
 /** A --snp-property as given: its layout's prefix, if any, and its value as the user writes it. */
@@ -224,6 +265,7 @@ export function checkSnpFlags(o: SnpPolicyFlags): void {
   if (roots === 0 && snpOnly) throw new CertifierError('USAGE', 'the --snp-* flags need --trust-amd-root or --trust-amd-root-cert');
   if (roots > 0 && o.snpMinTcb.length === 0) throw new CertifierError('USAGE', `trusting an AMD root needs ${FORMS['family-19h'].flag} (Milan, Genoa, a root given by file) or ${FORMS.turin.flag} (Turin, a root given by file named ARK-Turin), the lowest TCB accepted: there is no safe default`);
   if (roots > 0) checkLayouts(o, new Set(o.trustAmdRoot.map((p) => layoutOfRoot(p, AMD_CERTS[p].arkName))), o.trustAmdRootCert.length === 0);
+  if (roots > 0 && o.trustAmdRootCert.length === 0) checkProducts(o, o.trustAmdRoot.filter((p) => layoutOfRoot(p, AMD_CERTS[p].arkName) === 'family-19h'), true);
 }
 
 /**
@@ -253,6 +295,7 @@ export async function snpPolicyParts(program: string, o: SnpPolicyFlags, at: Dat
   const layouts = new Set(roots.map((r) => rootLayout(r.certificate)));
   checkRepeats(o);
   checkLayouts(o, layouts, true);
+  checkProducts(o, roots.filter((r) => rootLayout(r.certificate) === 'family-19h').map((r) => pinnedProductOf(r.certificate)), true);
   const P = SNP_PROPERTY;
   const guest: Requirement[] = [
     { name: P.debug, comparator: '<=', value: o.snpAllowDebug ? 1 : 0 },
@@ -264,7 +307,8 @@ export async function snpPolicyParts(program: string, o: SnpPolicyFlags, at: Dat
     ...(o.snpIdKeyDigest ? [{ name: P.idKeyDigest, comparator: '=' as const, value: o.snpIdKeyDigest }] : []),
   ];
   const tcb = [P.tcbBootloader, P.tcbTee, P.tcbSnp, P.tcbMicrocode];
-  const set = [...guest, ...given].map((r) => r.name).concat(tcb);
+  // A claim per product names its product itself.
+  const set = [...guest, ...given].map((r) => r.name).concat(tcb, productMinimums(o).length ? [P.product] : []);
   const again = o.snpProperty.find((extra) => set.includes(extra.name));
   if (again) throw new CertifierError('USAGE', `--snp-property ${again.name} is already set by another flag`);
   const repeated = repeats(o);
@@ -276,10 +320,11 @@ export async function snpPolicyParts(program: string, o: SnpPolicyFlags, at: Dat
   // FMC level), and one not naming it denies Turin evidence (REQUIRED_IF_PRESENT), so neither
   // product's machines are judged by the other's minimum. A property naming its layout (a
   // LAUNCH_TCB level; launch-tcb-fmc is always Turin's) goes in that layout's claim only.
-  const claim = (layout: Layout, names: string[], levels: number[]) => ({
+  const claim = (layout: Layout, names: string[], levels: number[], product?: Family19hProduct) => ({
     platformType: SEV_SNP_PLATFORM,
     requirements: [
-      ...guest, ...names.map((name, i): Requirement => ({ name, comparator: '>=', value: levels[i]! })), ...given,
+      ...guest, ...(product ? [{ name: P.product, comparator: '=' as const, value: product }] : []),
+      ...names.map((name, i): Requirement => ({ name, comparator: '>=', value: levels[i]! })), ...given,
       ...once.filter((p) => (layoutOfProperty(p) ?? layout) === layout).map(({ name, comparator, value }): Requirement => ({ name, comparator, value })),
     ],
   });
@@ -287,7 +332,10 @@ export async function snpPolicyParts(program: string, o: SnpPolicyFlags, at: Dat
   return {
     platformRoots: roots,
     platformProperties: [
-      ...(layouts.has('family-19h') ? [claim('family-19h', tcb, minimum(o, 'family-19h')!)] : []),
+      // Per product (milan=, genoa=), a claim each, naming its product; else one for both.
+      ...(!layouts.has('family-19h') ? [] : productMinimums(o).length
+        ? productMinimums(o).map((m) => claim('family-19h', tcb, m.levels, m.product))
+        : [claim('family-19h', tcb, minimum(o, 'family-19h')!)]),
       ...(layouts.has('turin') ? [claim('turin', [P.tcbFmc, ...tcb], minimum(o, 'turin')!)] : []),
     ],
   };

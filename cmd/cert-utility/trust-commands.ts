@@ -10,7 +10,7 @@ import { checkWritable, inDir, makePrivateDir, readFileLimited, realFilePath, re
 import { createPolicyCert, domainOfPolicyOrganization, issueAdmissionCert, parseCertificate, platformProblem, readCertificate, toPem, validatePolicyCert } from '../../lib/pki/index.ts';
 import { loadPolicy, makePolicy, sameKey, SEV_SNP_PLATFORM, type Policy } from '../../lib/policy/index.ts';
 import { generateSimulatedPlatform, platformCertificate, TEST_PLATFORM_WARNING } from '../../lib/attest/index.ts';
-import { AUTHORITY_PLATFORM, claimLayout, endsWithPolicyCert, initTrust, noRenewalPast, platformWarnings, ROLE_PLATFORM_PREFIX } from '../../lib/certifier/index.ts';
+import { AUTHORITY_PLATFORM, claimLayout, claimProduct, endsWithPolicyCert, initTrust, noRenewalPast, platformWarnings, ROLE_PLATFORM_PREFIX } from '../../lib/certifier/index.ts';
 import { checkRoleName, issueRoleCert } from '../../lib/keyservice/roles.ts';
 import { storeFiles } from '../common/io.ts';
 import { openToCertify } from '../common/new-store.ts';
@@ -65,13 +65,19 @@ export const SUITS = { turin: 'Turin machines', 'family-19h': 'family 19h machin
  * can admit ('none' for one that admits none): Turin's and family 19h's each need a claim of
  * their own, and the statements alone do not say which is which.
  */
-function snpClaimLayouts(policy: Policy): { claim: number; suits: keyof typeof SUITS }[] {
-  return policy.properties.filter((c) => c.platformType === SEV_SNP_PLATFORM && c.claim).map((c) => ({ claim: c.claim!, suits: claimLayout(c) ?? 'none' }));
+function snpClaimLayouts(policy: Policy): { claim: number; suits: keyof typeof SUITS; product?: string }[] {
+  return policy.properties.filter((c) => c.platformType === SEV_SNP_PLATFORM && c.claim).map((c) => {
+    const product = claimProduct(c);
+    return { claim: c.claim!, suits: claimLayout(c) ?? 'none', ...(product === undefined ? {} : { product }) };
+  });
 }
+
+/** What print-policy says of a claim naming its product: "Milan machines". */
+const productMachines = (product: string) => `${product[0]!.toUpperCase()}${product.slice(1)} machines`;
 
 /** The policy's statements as make-policy and print-policy show them: each SEV-SNP property claim's with the machines it suits. */
 function statementLines(policy: Policy, snpClaims: ReturnType<typeof snpClaimLayouts>): string[] {
-  const suits = new Map(snpClaims.map((c) => [c.claim - 1, SUITS[c.suits]])); // by statement
+  const suits = new Map(snpClaims.map((c) => [c.claim - 1, c.product !== undefined && c.suits !== 'none' ? productMachines(c.product) : SUITS[c.suits]])); // by statement
   return policy.statements.map((s, i) => `  ${s}${suits.has(i) ? `  (for ${suits.get(i)})` : ''}`);
 }
 

@@ -61,6 +61,12 @@ export function claimLayout(c: TrustedProperties): TcbLayout | undefined {
   return TURIN_ONLY.some((n) => names(c, n)) ? undefined : 'family-19h';
 }
 
+/** The AMD product a claim is for (it names product = P), or undefined for a claim of every product of its layout. */
+export function claimProduct(c: TrustedProperties): string | undefined {
+  const r = c.requirements.find((x) => x.name === SNP_PROPERTY.product && x.comparator === '=');
+  return typeof r?.value === 'string' ? r.value : undefined;
+}
+
 /** A property claim by its place in the policy (when known) and as print-policy shows it. */
 const describeClaim = (c: TrustedProperties) => `${c.claim ? `policy claim ${c.claim}` : 'a property claim'} (platform[${[c.platformType, ...c.requirements.map(describeRequirement)].join(', ')}])`;
 
@@ -75,13 +81,18 @@ function productWarnings(roots: TrustedPlatform[], claims: TrustedProperties[], 
   const lines: string[] = [];
   for (const root of roots.filter((r) => within(r, at) && r.certificate)) {
     const turin = rootLayout(root.certificate!) === 'turin';
-    if (claims.some((c) => claimLayout(c) === (turin ? 'turin' : 'family-19h'))) continue;
     const product = pinnedProductOf(root.certificate!);
+    const ofLayout = claims.filter((c) => claimLayout(c) === (turin ? 'turin' : 'family-19h'));
+    // A claim naming a product admits only that product's machines (none under a root not pinned).
+    if (ofLayout.some((c) => claimProduct(c) === undefined || claimProduct(c) === product)) continue;
     const Product = product ? product[0]!.toUpperCase() + product.slice(1) : turin ? 'Turin' : 'family 19h';
     const named = TURIN_ONLY.filter((n) => claims.some((c) => names(c, n)));
-    const why = turin
-      ? `no property claim in force names ${TURIN_NEEDS.join(', ')}, which the reports of its ${Product} machines (${root.label}) have`
-      : `every property claim in force names ${named.join(' or ')}, which the reports of its ${Product} machines (${root.label}) do not have`;
+    const others = [...new Set(ofLayout.map(claimProduct))].join(', ');
+    const why = ofLayout.length
+      ? `every property claim in force for its layout names another product (${others}) than its ${Product} machines' (${root.label})`
+      : turin
+        ? `no property claim in force names ${TURIN_NEEDS.join(', ')}, which the reports of its ${Product} machines (${root.label}) have`
+        : `every property claim in force names ${named.join(' or ')}, which the reports of its ${Product} machines (${root.label}) do not have`;
     lines.push(`platform ${SEV_SNP_PLATFORM}: ${why}: every ${Product} machine will be refused (PLATFORM_PROPERTY_DENIED)`);
   }
   for (const c of claims.filter((c) => claimLayout(c) === undefined)) {

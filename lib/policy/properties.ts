@@ -31,6 +31,7 @@ export const SNP_PROPERTY = {
   cxlAllowed: 'cxl-allowed', memAes256Xts: 'mem-aes-256-xts', raplDisabled: 'rapl-disabled', ciphertextHiding: 'ciphertext-hiding', pageSwapDisabled: 'page-swap-disabled',
   platformSmtEnabled: 'platform-smt-enabled', platformTsmeEnabled: 'platform-tsme-enabled', platformEccEnabled: 'platform-ecc-enabled',
   platformRaplDisabled: 'platform-rapl-disabled', platformCiphertextHiding: 'platform-ciphertext-hiding', platformAliasCheckComplete: 'platform-alias-check-complete',
+  product: 'product',
 } as const;
 
 /** Applied unless a property claim names the property itself. */
@@ -53,6 +54,15 @@ export const REQUIRED_PROPERTIES: Readonly<Record<string, readonly string[]>> = 
  */
 export const REQUIRED_IF_PRESENT: Readonly<Record<string, readonly string[]>> = {
   [SEV_SNP_PLATFORM]: [SNP_PROPERTY.tcbFmc],
+};
+
+/**
+ * Properties that say whose claim it is (SEV-SNP: the AMD product, whose TCB levels are on a scale
+ * of their own): a claim naming another value than the evidence has is another machine's, and its
+ * refusal says less of why than one of the evidence's own.
+ */
+export const CLAIM_SCOPE: Readonly<Record<string, readonly string[]>> = {
+  [SEV_SNP_PLATFORM]: [SNP_PROPERTY.product],
 };
 
 export interface TrustedProperties extends Window {
@@ -183,18 +193,21 @@ export function checkProperties(claims: TrustedProperties[], platform: string, h
   if (current.length === 0) {
     return { ok: false, code: 'CLAIM_EXPIRED', reason: `no ${platform} property claim of the policy is valid at ${at.toISOString()} (${describeWindows(mine)})` };
   }
-  // A claim for another TCB layout (naming tcb-fmc or not, as the evidence does not) says less of
-  // why than one for the evidence's own layout that it fails: that one's reason is given first.
+  // A claim for another TCB layout (naming tcb-fmc or not, as the evidence does not), or for another
+  // product (CLAIM_SCOPE), says less of why than one for the evidence's own that it fails: that
+  // one's reason is given first.
   let firstFailure: string | undefined;
   let otherLayout: string | undefined;
   const allowed: (Window & { proof: string })[] = [];
   const ifPresent = REQUIRED_IF_PRESENT[platform] ?? [];
+  const scope = CLAIM_SCOPE[platform] ?? [];
   for (const c of current) {
     const named = new Set(c.requirements.map((r) => r.name));
     const all = [...c.requirements, ...(PROPERTY_DEFAULTS[platform] ?? []).filter((d) => !named.has(d.name))];
     const unnamed = ifPresent.find((n) => have[n] !== undefined && !named.has(n));
     const failure = unnamed ? `the evidence has ${unnamed} (${showValue(unnamed, have[unnamed]!)}), which the claim does not name: a minimum TCB has no safe default` : all.map((r) => unmet(r, have[r.name])).find((f) => f !== undefined);
-    if (failure && (unnamed || ifPresent.some((n) => named.has(n) && have[n] === undefined))) otherLayout ??= failure;
+    const anothers = c.requirements.some((r) => scope.includes(r.name) && unmet(r, have[r.name]) !== undefined);
+    if (failure && (unnamed || anothers || ifPresent.some((n) => named.has(n) && have[n] === undefined))) otherLayout ??= failure;
     else if (failure) firstFailure ??= failure;
     else allowed.push({ notBefore: c.notBefore, notAfter: c.notAfter, proof: `policy: policyKey says platform[${platform}] has-trusted-platform-property: ${all.map((r) => `${describeRequirement(r)} (is ${showValue(r.name, have[r.name]!)})`).join(', ')}` });
   }

@@ -348,6 +348,20 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
       expect((await cu(['print-policy', '--policy', 'no-machine-policy.bin', '--policy-cert', 'policy-cert.pem', '--json'])).json().snpClaims).to.deep.equal([{ claim: 1, suits: 'none' }]);
     });
 
+    it('make-policy writes a family 19h claim per product for --snp-min-tcb milan=... genoa=..., which print-policy names, and refuses them beside the minimum for both (USAGE)', async () => {
+      const args = ['--policy-key', 'policy-key.pem', '--policy-cert', 'policy-cert.pem', '--trust-amd-root', 'milan', '--trust-amd-root', 'genoa', '--trust-measurement', 'ab'.repeat(48)];
+      const made = await cu(['make-policy', ...args, '--out', 'per-product.bin', '--snp-min-tcb', 'milan=3:0:8:115', '--snp-min-tcb', 'genoa=10:0:23:84', '--json']);
+      expect(made.status, made.stderr).to.equal(0);
+      expect(made.json().snpClaims).to.deep.equal([{ claim: 3, suits: 'family-19h', product: 'milan' }, { claim: 4, suits: 'family-19h', product: 'genoa' }]);
+      const text = await cu(['print-policy', '--policy', 'per-product.bin', '--policy-cert', 'policy-cert.pem']);
+      const lines = text.out.trimEnd().split('\n').slice(1);
+      expect(lines.map((l) => / {2}\(for [^)]*\)$/.exec(l)?.[0] ?? '')).to.deep.equal(['', '', '  (for Milan machines)', '  (for Genoa machines)', '']);
+      expect(lines[2]).to.contain('product = milan, tcb-bootloader >= 3, tcb-tee >= 0, tcb-snp >= 8, tcb-microcode >= 115');
+      const mixed = await cu(['make-policy', ...args, '--out', 'mixed.bin', '--snp-min-tcb', '3:0:8:84', '--snp-min-tcb', 'milan=3:0:8:115', '--check-only']);
+      expect(mixed.status).to.equal(2);
+      expect(mixed.stderr).to.contain('the family 19h minimum (Milan, Genoa) and the milan= minimum do not go together');
+    });
+
     it('simpleserver explain allows the saved evidence with its proof (exit 0), and denies it under a policy without the measurement (exit 1)', async () => {
       const allow = await ss(['explain', '--policy', 'policy.bin', '--policy-cert', 'policy-cert.pem', '--evidence', 'treq.bin']);
       expect(allow.status, allow.stderr).to.equal(0);

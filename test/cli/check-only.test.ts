@@ -118,7 +118,12 @@ describe('--check-only', function () {
         '--snp-property turin:launch-tcb-snp>=2 and --snp-property turin:launch-tcb-snp>=3 both set launch-tcb-snp in one claim, which names each property once: the policy would say two things of it; give one'],
       [snp(['milan', 'turin'], [...min('3:0:8:115'), ...min('3:0:8:116'), ...min('turin=0:1:0:2:71')]), 'the family 19h minimum (Milan, Genoa) is given twice'],
       [snp(['turin'], [...min('turin=0:1:0:2:71'), ...min('turin=0:1:0:2:72')]), 'the turin= minimum is given twice'],
-      [snp(['turin'], min('turin=1:0:2:71')), "option '--snp-min-tcb <bl:tee:snp:ucode|turin=fmc:bl:tee:snp:ucode>' argument 'turin=1:0:2:71' is invalid. expected BOOTLOADER:TEE:SNP:MICROCODE (Milan, Genoa: four numbers from 0 to 255, e.g. 3:0:8:115) or turin=FMC:BOOTLOADER:TEE:SNP:MICROCODE (five, e.g. turin=0:1:0:2:71)"],
+      // Milan and Genoa: one layout, two scales; a minimum each, or one for both, never both ways.
+      [snp(['milan', 'genoa'], [...min('3:0:8:84'), ...min('milan=3:0:8:115')]), 'the family 19h minimum (Milan, Genoa) and the milan= minimum do not go together: the family 19h minimum admits Milan and Genoa machines alike, whatever milan= or genoa= says; give one minimum per product, or one for both'],
+      [snp(['milan', 'genoa'], [...min('milan=3:0:8:115'), ...min('milan=3:0:8:116')]), 'the milan= minimum is given twice'],
+      [snp(['milan', 'genoa'], min('milan=3:0:8:115')), "trusting AMD's genoa root with a minimum TCB per product needs --snp-min-tcb genoa=BOOTLOADER:TEE:SNP:MICROCODE too: its machines would all be refused"],
+      [snp(['milan'], [...min('milan=3:0:8:115'), ...min('genoa=10:0:23:84')]), "--snp-min-tcb genoa=... is the minimum of genoa machines, and the policy does not trust AMD's genoa root (--trust-amd-root genoa): it would go into no claim"],
+      [snp(['turin'], min('turin=1:0:2:71')), "option '--snp-min-tcb <bl:tee:snp:ucode|turin=fmc:bl:tee:snp:ucode>' argument 'turin=1:0:2:71' is invalid. expected BOOTLOADER:TEE:SNP:MICROCODE (Milan, Genoa: four numbers from 0 to 255, e.g. 3:0:8:115; one product's: milan=... or genoa=...) or turin=FMC:BOOTLOADER:TEE:SNP:MICROCODE (five, e.g. turin=0:1:0:2:71)"],
       [snp(['milan'], min('0:3:0:8:115')), "argument '0:3:0:8:115' is invalid. expected BOOTLOADER:TEE:SNP:MICROCODE"],
     ];
     for (const [r, message] of cases) refused(await r, message);

@@ -40,7 +40,7 @@ export interface VerifiedSnpReport {
   /** What the revocation check found, when a list from the path's root was given. */
   revocation?: string;
   /** "milan", "genoa" or "turin" when the path ends at a pinned AMD root. */
-  product?: string;
+  product?: AmdProduct;
 }
 
 /**
@@ -157,8 +157,12 @@ export function verifySnpReport(i: SnpReportInput): VerifiedSnpReport {
   return { report, chain, ...(product ? { product } : {}), ...(revocation ? { revocation } : {}) };
 }
 
-/** The SNP properties a policy can name (lib/policy's SNP_PROPERTY); a digest of zeros is absent. */
-export function snpProperties(r: SnpReport): Record<string, PropertyValue> {
+/**
+ * The SNP properties a policy can name (lib/policy's SNP_PROPERTY); a digest of zeros is absent.
+ * `product`: the AMD product whose pinned ARK the report's path ends at (absent for a root a policy
+ * names by file): Milan's and Genoa's TCBs share a layout, not a scale.
+ */
+export function snpProperties(r: SnpReport, product?: AmdProduct): Record<string, PropertyValue> {
   const P = SNP_PROPERTY;
   const running = versionNumber(r.currentFirmware.major, r.currentFirmware.minor);
   const out: Record<string, PropertyValue> = {
@@ -188,6 +192,7 @@ export function snpProperties(r: SnpReport): Record<string, PropertyValue> {
   // No ID block (or no author key) leaves these zero: the evidence then has no such property.
   if (!isAllZero(r.idKeyDigest)) out[P.idKeyDigest] = toHex(r.idKeyDigest);
   if (r.authorKeyEn && !isAllZero(r.authorKeyDigest)) out[P.authorKeyDigest] = toHex(r.authorKeyDigest);
+  if (product) out[P.product] = product;
   return out;
 }
 
@@ -254,6 +259,6 @@ export function verifySnpEvidence(support: ValidTrustRequest['support'], o: { at
       `the ${kind} matches the report's REPORTED_TCB${r.signingKey !== 'vcek' ? '' : chipIdMasked(r) ? ` (CHIP_ID is masked: the chip is the VCEK's, hwID ${toHex(certHwId(leaf)!).slice(0, 16)}…)` : ' and CHIP_ID'}, and signed the report (ECDSA P-384 verified): measurement ${toHex(r.measurement)}, VMPL ${r.vmpl}`,
       `REPORT_DATA is the ${binding === 'sha384' ? 'SHA-384' : 'SHA-512'} of the user data, which names ${keyLabel(enclaveKey, ud.enclaveKey?.keyName)}${ud.sessionBinding?.length ? ' and a TLS session binding' : ''}`,
     ],
-    properties: snpProperties(r),
+    properties: snpProperties(r, v.product),
   };
 }
