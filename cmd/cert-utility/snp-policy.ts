@@ -25,8 +25,8 @@ export interface SnpPolicyFlags {
   snpProperty: SnpProperty[];
 }
 
-/** A --snp-property requirement; a LAUNCH_TCB level may name the layout whose claim it goes in (turin:, family19h:). */
-export type SnpProperty = Requirement & { layout?: Layout };
+/** A --snp-property requirement; a LAUNCH_TCB level may name the layout whose claim it goes in (turin:, family19h:), or the product (milan:, genoa:). */
+export type SnpProperty = Requirement & { layout?: Layout; product?: Family19hProduct };
 /** The one layout whose claim a property goes in (launch-tcb-fmc is Turin's, prefixed or not), or undefined: every claim. */
 const layoutOfProperty = (p: SnpProperty): Layout | undefined => p.layout ?? (p.name === SNP_PROPERTY.launchTcbFmc ? 'turin' : undefined);
 
@@ -124,17 +124,22 @@ function parseVersion(name: string, value: string): number {
   return versionNumber(major, minor);
 }
 
-/** The layout a LAUNCH_TCB level's prefix names (turin:, family19h:), or USAGE: a prefix is for those levels only, and launch-tcb-fmc is Turin's (its prefix optional). */
-function layoutPrefix(prefix: string | undefined, name: string): Layout | undefined {
+/**
+ * The layout (and product) a LAUNCH_TCB level's prefix names (turin:, family19h:; milan: and genoa:
+ * the claim of that product's minimum), or USAGE: a prefix is for those levels only, and
+ * launch-tcb-fmc is Turin's (its prefix optional).
+ */
+function layoutPrefix(prefix: string | undefined, name: string): { layout: Layout; product?: Family19hProduct } | undefined {
   if (prefix === undefined) return undefined;
-  const layout = (Object.keys(PREFIXES) as Layout[]).find((l) => PREFIXES[l] === prefix);
-  if (!layout) throw new InvalidArgumentError(`"${prefix}:" names no TCB layout: a LAUNCH_TCB level's is turin: (Turin) or family19h: (Milan, Genoa)`);
+  const product = (FAMILY_19H_PRODUCTS as readonly string[]).includes(prefix) ? prefix as Family19hProduct : undefined;
+  const layout = product ? 'family-19h' : (Object.keys(PREFIXES) as Layout[]).find((l) => PREFIXES[l] === prefix);
+  if (!layout) throw new InvalidArgumentError(`"${prefix}:" names no TCB layout: a LAUNCH_TCB level's is turin: (Turin) or family19h: (Milan, Genoa), or milan: or genoa: (one product's, beside --snp-min-tcb milan= and genoa=)`);
   const levels: readonly string[] = [...LAUNCH_LEVELS, SNP_PROPERTY.launchTcbFmc];
   if (!levels.includes(name)) {
     throw new InvalidArgumentError(`"${prefix}:" names the TCB layout of a LAUNCH_TCB level (${levels.join(', ')}) only, not of ${name}${name.startsWith('tcb-') ? ' (the minimum TCB of each layout is --snp-min-tcb)' : ''}`);
   }
   if (name === SNP_PROPERTY.launchTcbFmc && layout === 'family-19h') throw new InvalidArgumentError(`${name} is reported by Turin machines only: family 19h machines (Milan, Genoa) have no FMC level`);
-  return layout;
+  return { layout, ...(product ? { product } : {}) };
 }
 
 /**
@@ -147,8 +152,7 @@ function parseProperty(v: string, acc: SnpProperty[]): SnpProperty[] {
   if (!m || !(COMPARATORS as readonly string[]).includes(m[3]!)) throw new InvalidArgumentError('expected NAME=VALUE, NAME>=N or NAME<=N');
   const [, prefix, name, comparator, value] = m as unknown as [string, string | undefined, string, Comparator, string];
   if (!KNOWN_PROPERTIES.includes(name)) throw new InvalidArgumentError(`no SEV-SNP property is named "${name}" (one of ${KNOWN_PROPERTIES.join(', ')})`);
-  const layout = layoutPrefix(prefix, name);
-  return [...acc, { ...parseValue(name, comparator, value), ...(layout ? { layout } : {}) }];
+  return [...acc, { ...parseValue(name, comparator, value), ...layoutPrefix(prefix, name) }];
 }
 
 /** A known property's value, checked against what the verifier can report for it. */
@@ -181,7 +185,7 @@ export function snpPolicyOptions(cmd: Command): Command {
     .option('--snp-allow-migration-agent', 'SEV-SNP: also accept guests whose policy allows a migration agent')
     .option('--snp-host-data <hex>', 'SEV-SNP: require this HOST_DATA (64 hex digits)', parseHex(32))
     .option('--snp-id-key-digest <hex>', 'SEV-SNP: require this ID_KEY_DIGEST (96 hex digits: the VM was launched with an ID block signed by this key)', parseHex(48))
-    .option('--snp-property <expr>', 'SEV-SNP: any further property, e.g. guest-svn>=2, abi-version>=1.51 or firmware-version>=1.55 (MAJOR.MINOR; repeatable; see the README); a LAUNCH_TCB level beside roots of both layouts names its own, turin:launch-tcb-snp>=2 or family19h:launch-tcb-snp>=8', parseProperty, []);
+    .option('--snp-property <expr>', 'SEV-SNP: any further property, e.g. guest-svn>=2, abi-version>=1.51 or firmware-version>=1.55 (MAJOR.MINOR; repeatable; see the README); a LAUNCH_TCB level beside roots of both layouts names its own, turin:launch-tcb-snp>=2 or family19h:launch-tcb-snp>=8, and beside a minimum per product its product, milan:launch-tcb-snp>=8', parseProperty, []);
 }
 
 /**
@@ -200,14 +204,14 @@ function checkLayouts(o: SnpPolicyFlags, layouts: ReadonlySet<Layout>, known: bo
   // roots of both layouts, each level names the layout it is for.
   const launch = o.snpProperty.find((p) => !p.layout && (LAUNCH_LEVELS as readonly string[]).includes(p.name));
   if (launch && layouts.size > 1) {
-    throw new CertifierError('USAGE', `--snp-property ${launch.name}: a LAUNCH_TCB level is on the scale of its product's TCB, and the policy trusts both Turin's root and another, so one number would hold each product to the other's level: name the layout it is for, --snp-property turin:${launch.name}... (Turin) or family19h:${launch.name}... (Milan, Genoa)`);
+    throw new CertifierError('USAGE', `--snp-property ${launch.name}: a LAUNCH_TCB level is on the scale of its product's TCB, and the policy trusts both Turin's root and another, so one number would hold each product to the other's level: name the layout it is for, --snp-property turin:${launch.name}... (Turin) or ${productMinimums(o).length ? `milan:${launch.name}... or genoa:${launch.name}... (Milan's, Genoa's)` : `family19h:${launch.name}... (Milan, Genoa)`}`);
   }
   if (!known) return;
   const noTurin = 'Turin machines only, and the policy trusts no Turin root (--trust-amd-root turin, or a root given by file named ARK-Turin)';
   const fmc = o.snpProperty.find((p) => p.name === SNP_PROPERTY.tcbFmc || p.name === SNP_PROPERTY.launchTcbFmc);
   if (fmc && !layouts.has('turin')) throw new CertifierError('USAGE', `--snp-property ${fmc.name} is reported by ${noTurin}: a claim naming it would admit no machine`);
   const elsewhere = o.snpProperty.find((p) => p.layout && !layouts.has(p.layout));
-  if (elsewhere?.layout) throw new CertifierError('USAGE', `--snp-property ${PREFIXES[elsewhere.layout]}:${elsewhere.name} is for ${elsewhere.layout === 'turin' ? noTurin : 'Milan and Genoa machines, and the policy trusts Turin roots only (ARK-Turin)'}: it would go into no claim`);
+  if (elsewhere?.layout) throw new CertifierError('USAGE', `--snp-property ${elsewhere.product ?? PREFIXES[elsewhere.layout]}:${elsewhere.name} is for ${elsewhere.layout === 'turin' ? noTurin : 'Milan and Genoa machines, and the policy trusts Turin roots only (ARK-Turin)'}: it would go into no claim`);
   if (minimum(o, 'turin') && !layouts.has('turin')) throw new CertifierError('USAGE', `${FORMS.turin.flag} is the minimum of ${noTurin}`);
   if (minimum(o, 'family-19h') && !layouts.has('family-19h')) throw new CertifierError('USAGE', `${FORMS['family-19h'].flag} is the minimum of Milan and Genoa machines, and the policy trusts Turin roots only (ARK-Turin): give ${FORMS.turin.flag} alone`);
 }
@@ -219,6 +223,7 @@ function checkLayouts(o: SnpPolicyFlags, layouts: ReadonlySet<Layout>, known: bo
  * each family 19h root (undefined for one not pinned); `known`: every root's is known.
  */
 function checkProducts(o: SnpPolicyFlags, products: (AmdProduct | undefined)[], known: boolean): void {
+  checkProductLevels(o);
   const given = productMinimums(o);
   if (given.length === 0) return;
   if (products.includes(undefined)) {
@@ -230,10 +235,23 @@ function checkProducts(o: SnpPolicyFlags, products: (AmdProduct | undefined)[], 
   if (unused) throw new CertifierError('USAGE', `--snp-min-tcb ${unused.product}=... is the minimum of ${unused.product} machines, and the policy does not trust AMD's ${unused.product} root (--trust-amd-root ${unused.product}): it would go into no claim`);
 }
 
-/** A --snp-property as given: its layout's prefix, if any, and its value as the user writes it. */
-const spelt = (p: SnpProperty) => `${p.layout ? `${PREFIXES[p.layout]}:` : ''}${p.name}${p.comparator}${showValue(p.name, p.value)}`;
-/** Two --snp-property values that would go into one claim: one property, and the same layout's claim or one of them every claim's. */
-const oneClaim = (a: SnpProperty, b: SnpProperty) => a.name === b.name && (layoutOfProperty(a) ?? layoutOfProperty(b)) === (layoutOfProperty(b) ?? layoutOfProperty(a));
+/**
+ * A LAUNCH_TCB level beside minimums per product (milan=, genoa=) names its product (milan:,
+ * genoa:), as one beside roots of both layouts names its layout: one number in both claims would
+ * hold each product to the other's level. A product's prefix needs that product's minimum: USAGE.
+ */
+function checkProductLevels(o: SnpPolicyFlags): void {
+  const given = productMinimums(o);
+  const orphan = o.snpProperty.find((p) => p.product && !given.some((m) => m.product === p.product));
+  if (orphan) throw new CertifierError('USAGE', `--snp-property ${spelt(orphan)} goes into the claim of --snp-min-tcb ${orphan.product}=BOOTLOADER:TEE:SNP:MICROCODE, which is not given: it would go into no claim`);
+  const shared = given.length ? o.snpProperty.find((p) => !p.product && p.layout !== 'turin' && (LAUNCH_LEVELS as readonly string[]).includes(p.name)) : undefined;
+  if (shared) throw new CertifierError('USAGE', `--snp-property ${spelt(shared)}: beside a minimum TCB per product (milan=, genoa=), a LAUNCH_TCB level names the product it is for, as Milan's and Genoa's levels are on scales of their own: --snp-property milan:${shared.name}... or genoa:${shared.name}...`);
+}
+
+/** A --snp-property as given: its layout's (or product's) prefix, if any, and its value as the user writes it. */
+const spelt = (p: SnpProperty) => `${p.product ? `${p.product}:` : p.layout ? `${PREFIXES[p.layout]}:` : ''}${p.name}${p.comparator}${showValue(p.name, p.value)}`;
+/** Two --snp-property values that would go into one claim: one property, and the same layout's (and product's) claim or one of them every claim's. */
+const oneClaim = (a: SnpProperty, b: SnpProperty) => a.name === b.name && (layoutOfProperty(a) ?? layoutOfProperty(b)) === (layoutOfProperty(b) ?? layoutOfProperty(a)) && (a.product ?? b.product) === (b.product ?? a.product);
 const alike = (a: SnpProperty, b: SnpProperty) => a.comparator === b.comparator && a.value === b.value;
 /** Each --snp-property that repeats an earlier one exactly (into the same claim), with that earlier one. */
 const repeats = (o: SnpPolicyFlags) => o.snpProperty.flatMap((p, i) => {
@@ -265,6 +283,7 @@ export function checkSnpFlags(o: SnpPolicyFlags): void {
   if (roots === 0 && snpOnly) throw new CertifierError('USAGE', 'the --snp-* flags need --trust-amd-root or --trust-amd-root-cert');
   if (roots > 0 && o.snpMinTcb.length === 0) throw new CertifierError('USAGE', `trusting an AMD root needs ${FORMS['family-19h'].flag} (Milan, Genoa, a root given by file) or ${FORMS.turin.flag} (Turin, a root given by file named ARK-Turin), the lowest TCB accepted: there is no safe default`);
   if (roots > 0) checkLayouts(o, new Set(o.trustAmdRoot.map((p) => layoutOfRoot(p, AMD_CERTS[p].arkName))), o.trustAmdRootCert.length === 0);
+  if (roots > 0) checkProductLevels(o);
   if (roots > 0 && o.trustAmdRootCert.length === 0) checkProducts(o, o.trustAmdRoot.filter((p) => layoutOfRoot(p, AMD_CERTS[p].arkName) === 'family-19h'), true);
 }
 
@@ -325,7 +344,7 @@ export async function snpPolicyParts(program: string, o: SnpPolicyFlags, at: Dat
     requirements: [
       ...guest, ...(product ? [{ name: P.product, comparator: '=' as const, value: product }] : []),
       ...names.map((name, i): Requirement => ({ name, comparator: '>=', value: levels[i]! })), ...given,
-      ...once.filter((p) => (layoutOfProperty(p) ?? layout) === layout).map(({ name, comparator, value }): Requirement => ({ name, comparator, value })),
+      ...once.filter((p) => (layoutOfProperty(p) ?? layout) === layout && (p.product === undefined || p.product === product)).map(({ name, comparator, value }): Requirement => ({ name, comparator, value })),
     ],
   });
   if (!quiet) for (const note of notes) warn(program, note);

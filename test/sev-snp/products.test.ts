@@ -94,6 +94,18 @@ describe('SEV-SNP: Milan and Genoa, one layout, a minimum TCB each', () => {
     }
   });
 
+  it('puts a LAUNCH_TCB level named by its product (milan:, genoa:) into that product\'s claim only, and refuses one for both beside minimums per product (USAGE)', async () => {
+    const launch = (product: 'milan' | 'genoa' | undefined, value: number) => ({ name: 'launch-tcb-snp', comparator: '>=' as const, value, layout: 'family-19h' as const, ...(product ? { product } : {}) });
+    const written = await claims({ ...flags(['milan', 'genoa'], perProduct), snpProperty: [launch('milan', 8), launch('genoa', 23)] }, at);
+    expect(written.map((c) => c.requirements.filter((r) => r.name === 'launch-tcb-snp').map((r) => r.value))).to.deep.equal([[8], [23]]);
+    expect(checkProperties(written, SEV_SNP_PLATFORM, propertiesOf('milan-virtee-sev'), at).ok).to.equal(true);
+    expect(checkProperties(written, SEV_SNP_PLATFORM, propertiesOf('genoa-azure-trustee'), at).ok).to.equal(true);
+    const { layout: _, ...unprefixed } = launch(undefined, 8);
+    expect(await usage({ ...flags(['milan', 'genoa'], perProduct), snpProperty: [unprefixed] })).to.contain('names the product it is for');
+    expect(await usage({ ...flags(['milan', 'genoa'], perProduct), snpProperty: [launch(undefined, 8)] }), 'family19h: is both products\' claim').to.contain('names the product it is for');
+    expect(await usage({ ...flags(['milan', 'genoa'], [{ layout: 'family-19h', levels: MILAN }]), snpProperty: [launch('milan', 8)] })).to.contain('which is not given');
+  });
+
   it('warns of a pinned root whose machines no claim of their product admits (a policy made otherwise than by make-policy)', async () => {
     const milanOnly = (await claims(flags(['milan'], [perProduct[0]!]), at)).map((c, i) => ({ ...c, claim: i + 3 }));
     const genoaRoot = (await snpPolicyParts('make-policy', flags(['genoa'], [perProduct[1]!]), at, { quiet: true })).platformRoots![0]!;
