@@ -95,6 +95,14 @@ function productWarnings(roots: TrustedPlatform[], claims: TrustedProperties[], 
         : `every property claim in force names ${named.join(' or ')}, which the reports of its ${Product} machines (${root.label}) do not have`;
     lines.push(`platform ${SEV_SNP_PLATFORM}: ${why}: every ${Product} machine will be refused (PLATFORM_PROPERTY_DENIED)`);
   }
+  // Milan's and Genoa's TCB levels share a layout, not a scale: one claim for both holds each to the
+  // lower level of each component, admitting the other's older firmware or microcode.
+  const pinned = new Set(roots.filter((r) => within(r, at) && r.certificate).map((r) => pinnedProductOf(r.certificate!)));
+  if (pinned.has('milan') && pinned.has('genoa')) {
+    for (const c of claims.filter((c) => claimLayout(c) === 'family-19h' && claimProduct(c) === undefined)) {
+      lines.push(`platform ${SEV_SNP_PLATFORM}: ${describeClaim(c)} holds Milan and Genoa machines to one minimum TCB, though their levels are on scales of their own (the real reports here: Milan at 3:0:8:115, Genoa at 10:0:23:84): it admits each at the other's level; give each its own (make-policy --snp-min-tcb milan=... --snp-min-tcb genoa=...)`);
+    }
+  }
   for (const c of claims.filter((c) => claimLayout(c) === undefined)) {
     const turinOnly = TURIN_ONLY.filter((n) => names(c, n)).join(', ');
     const missing = TURIN_NEEDS.filter((n) => !names(c, n)).join(', ');

@@ -106,6 +106,22 @@ describe('SEV-SNP: Milan and Genoa, one layout, a minimum TCB each', () => {
     expect(await usage({ ...flags(['milan', 'genoa'], [{ layout: 'family-19h', levels: MILAN }]), snpProperty: [launch('milan', 8)] })).to.contain('which is not given');
   });
 
+  it('warns of one family 19h claim for both Milan\'s and Genoa\'s pinned roots (make-policy writes it, simpleserver says it), and not of a claim per product', async () => {
+    const policyOf = async (min: MinTcb) => {
+      const parts = await snpPolicyParts('make-policy', flags(['milan', 'genoa'], min), at, { quiet: true });
+      const window = { notBefore: new Date(at.getTime() - DAY), notAfter: new Date(at.getTime() + DAY) };
+      return {
+        policyKey: undefined as never, measurements: [{ measurement: new Uint8Array(48), hex: '00'.repeat(48), ...window }], statements: [],
+        properties: parts.platformProperties!.map((c, i) => ({ ...c, ...window, claim: i + 3 })),
+        platforms: parts.platformRoots!.map((r) => ({ key: undefined as never, label: r.name, platformType: SEV_SNP_PLATFORM, certificate: r.certificate, ...window })),
+      };
+    };
+    const shared = platformWarnings(await policyOf([{ layout: 'family-19h', levels: [3, 0, 8, 84] }]), at);
+    expect(shared, shared.join("\n")).to.have.length(1);
+    expect(shared[0]).to.match(/^platform amd-sev-snp: policy claim 3 \(platform\[amd-sev-snp, .*tcb-microcode >= 84\]\) holds Milan and Genoa machines to one minimum TCB/);
+    expect(platformWarnings(await policyOf(perProduct), at)).to.deep.equal([]);
+  });
+
   it('warns of a pinned root whose machines no claim of their product admits (a policy made otherwise than by make-policy)', async () => {
     const milanOnly = (await claims(flags(['milan'], [perProduct[0]!]), at)).map((c, i) => ({ ...c, claim: i + 3 }));
     const genoaRoot = (await snpPolicyParts('make-policy', flags(['genoa'], [perProduct[1]!]), at, { quiet: true })).platformRoots![0]!;
