@@ -8,10 +8,10 @@ import { CertifierError } from '../lib/errors/index.ts';
 import { toHex } from '../lib/crypto/index.ts';
 import { ENTRY_TYPES, printableName, shown, tagProblem, visibleJson, type EntryType } from '../lib/wire/index.ts';
 import { checkWritable, DirChecks, readFileLimited, sweepLeftovers, type Leftover, type OwnFiles } from '../lib/files/index.ts';
-import { JsonItemsText, utf8Text } from '../lib/util/json.ts';
+import { JsonItemsText } from '../lib/util/json.ts';
 import { itemValue, readCertificateChain, validatePolicyCert } from '../lib/pki/index.ts';
 import { isIdentityTag, loadIdentity } from '../lib/certifier/index.ts';
-import { KeyClient, fetchAll, keepAll, parseProvisionConfig, provision, refuseBeforeFetching, sweepDestinations, type ResourceInfo, type SecretSpec } from '../lib/keyclient/index.ts';
+import { KeyClient, fetchAll, keepAll, provision, readProvisionConfig, refuseBeforeFetching, sweepDestinations, type ResourceInfo, type SecretSpec } from '../lib/keyclient/index.ts';
 import { DEFAULT_LIMITS } from '../lib/channel/index.ts';
 import { MAX_VALUE_BYTES } from '../lib/keyservice/protocol.ts';
 import { STORAGE_KEY_TAG } from '../lib/keyservice/keystore.ts';
@@ -246,7 +246,8 @@ clientOptions(subcommand<ClientOpts & { config: string; allowPartial?: boolean }
   'fetch every secret a config file names into the cryptstore or files; all or nothing',
   async (o) => {
     const flags = clientFlags(o); // a usage error before the config is read (it came only after)
-    const specs = parseProvisionConfig(utf8Text(await readFileLimited(o.config, 1024 * 1024), `the provisioning config ${o.config}`));
+    const { specs, warning } = await readProvisionConfig(o.config);
+    if (warning) warn(P, warning);
     checkFetchCount(o, specs.length, 'INVALID_INPUT', 'secrets');
     const own = clientFiles(o, o.config);
     // On every run, whatever comes of it: a killed run's leftovers beside a LocalPath may hold a secret.

@@ -1,47 +1,21 @@
 // The ACL file key-server reads at start and on SIGHUP. Whoever can change it decides which
-// machine gets which key at the next reload, so it must be changeable by no one but its owner
-// (the server's user or root): a file, or any directory its opening looks a name up in (its own,
-// those above it, and those its links lead through), that every user may write is refused, and a
-// file its group may write, or another user's, is warned of (a layout some choose on purpose).
+// machine gets which key at the next reload: held to the rule on such files (lib/files
+// control-file.ts), refused where every user may change it, warned of where its group or another
+// user may.
 
-import { stat } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
-import { CertifierError } from '../../lib/errors/index.ts';
-import { directoriesLookedIn, readFileLimited } from '../../lib/files/index.ts';
+import { controlFileProblem, readControlFile, type ControlFile, type LookedIn } from '../../lib/files/index.ts';
 import { parseAcl, type Acl } from '../../lib/keyservice/acl.ts';
 import { utf8Text } from '../../lib/util/json.ts';
 
+export type { LookedIn };
+
 const ACL_LIMIT = 1024 * 1024;
-const modeOf = (st: Stats) => (st.mode & 0o7777).toString(8).padStart(4, '0');
+const ACL_FILE: ControlFile = { what: 'the ACL file', who: 'who could then give any machine any key' };
 
-/** A directory an opening of the ACL file looks a name up in, and its status. */
-export interface LookedIn {
-  path: string;
-  st: Stats;
-}
-
-/**
- * Why the ACL file (its status `st`) is refused, or what to warn of, or nothing. `dirs`: the
- * directories its opening looks names up in (directoriesLookedIn), the file's own last.
- */
+/** Why the ACL file (its status `st`) is refused, or what to warn of, or nothing (controlFileProblem). */
 export function aclFileProblem(file: string, st: Stats, dirs: LookedIn[], uid = process.getuid?.()): { refuse?: string; warn?: string } {
-  const who = 'who could then give any machine any key';
-  const where = (d: LookedIn) => `the ACL file ${file} ${d === dirs.at(-1) ? 'is in' : 'is reached through'} ${d.path}`;
-  if (st.mode & 0o002) return { refuse: `the ACL file ${file} can be changed by every user of the machine (mode ${modeOf(st)}), ${who}: chmod o-w ${file}` };
-  // A directory every user may write lets them put another file in the ACL's place, unless it is
-  // sticky (/tmp): its own, or one above it or on a link's way (another directory, or link, in place of the next).
-  const open = dirs.find((d) => d.st.mode & 0o002 && !(d.st.mode & 0o1000));
-  if (open) {
-    return { refuse: `${where(open)}, where every user of the machine may put another file in its place (mode ${modeOf(open.st)}), ${who}: move it, or chmod o-w ${open.path}` };
-  }
-  if (st.mode & 0o020) return { warn: `the ACL file ${file} can be changed by its group (mode ${modeOf(st)}), ${who}: chmod g-w ${file} unless that group is meant to` };
-  if (uid !== undefined && st.uid !== uid && st.uid !== 0) return { warn: `the ACL file ${file} belongs to another user (uid ${st.uid}), ${who}` };
-  // The same of a directory it is looked up in: its group, or its owner, may put another file in its place.
-  const grouped = dirs.find((d) => d.st.mode & 0o020 && !(d.st.mode & 0o1000));
-  if (grouped) return { warn: `${where(grouped)}, where its group may put another file in its place (mode ${modeOf(grouped.st)}), ${who}: chmod g-w ${grouped.path} unless that group is meant to` };
-  const owned = uid === undefined ? undefined : dirs.find((d) => d.st.uid !== uid && d.st.uid !== 0);
-  if (owned) return { warn: `${where(owned)}, which belongs to another user (uid ${owned.st.uid}), who may put another file in its place, ${who}` };
-  return {};
+  return controlFileProblem(ACL_FILE, file, st, dirs, uid);
 }
 
 /**
@@ -50,16 +24,6 @@ export function aclFileProblem(file: string, st: Stats, dirs: LookedIn[], uid = 
  * `regularOnly`: refuse anything but a regular file without waiting on it (a reload).
  */
 export async function readAclFile(file: string, regularOnly = false): Promise<{ acl: Acl; warning?: string }> {
-  const found = await Promise.all((await directoriesLookedIn(file)).map(async (path) => ({ path, st: await stat(path).catch(() => undefined) })));
-  const dirs = found.filter((d): d is LookedIn => d.st !== undefined);
-  let warning: string | undefined;
-  const bytes = await readFileLimited(file, ACL_LIMIT, {
-    regularOnly,
-    check: (st) => {
-      const p = aclFileProblem(file, st, dirs);
-      if (p.refuse) throw new CertifierError('INVALID_INPUT', p.refuse);
-      warning = p.warn;
-    },
-  });
+  const { bytes, warning } = await readControlFile(ACL_FILE, file, ACL_LIMIT, regularOnly);
   return { acl: parseAcl(utf8Text(bytes, `invalid ACL: the file ${file}`)), ...(warning ? { warning } : {}) };
 }

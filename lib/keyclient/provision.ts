@@ -5,11 +5,11 @@
 // older versions.
 
 import { CertifierError, isCertifierError } from '../errors/index.ts';
-import { parseJsonText } from '../util/json.ts';
+import { parseJsonText, utf8Text } from '../util/json.ts';
 import { bytesEqual } from '../crypto/index.ts';
 import { itemProblem } from '../pki/index.ts';
 import { MAX_VERSION, newNameProblem, shown, tagProblem, type ValidEntry } from '../wire/index.ts';
-import { checkWritable, commitAll, DirChecks, ownFileProblem, readFileLimited, realLocation, refuseOwnFiles, refuseReplaceable, stageFile, sweepLeftovers, type Leftover, type OwnFiles, type Staged } from '../files/index.ts';
+import { checkWritable, commitAll, DirChecks, readControlFile, ownFileProblem, readFileLimited, realLocation, refuseOwnFiles, refuseReplaceable, stageFile, sweepLeftovers, type Leftover, type OwnFiles, type Staged } from '../files/index.ts';
 import { lstat, stat } from 'node:fs/promises';
 import type { Cryptstore } from '../../cryptstore/index.ts';
 import { isIdentityTag } from '../certifier/index.ts';
@@ -35,6 +35,19 @@ export interface Outcome {
 }
 
 const KEYS = new Set(['ID', 'Version', 'LocalPath', 'Tag', 'Mode']);
+
+/** Whoever can change the config chooses which secret goes to which file: held to the rule on such files (readControlFile). */
+const CONFIG_FILE = { what: 'the provisioning config', who: 'who could then send any secret to any file' };
+
+/**
+ * Reads and parses the provisioning config `file` (at most 1 MiB): INVALID_INPUT for one every user
+ * may change, or reached through a directory every user may write in (not sticky); the warning
+ * returned for one its group or another user may.
+ */
+export async function readProvisionConfig(file: string): Promise<{ specs: SecretSpec[]; warning?: string }> {
+  const { bytes, warning } = await readControlFile(CONFIG_FILE, file, 1024 * 1024);
+  return { specs: parseProvisionConfig(utf8Text(bytes, `the provisioning config ${file}`)), ...(warning ? { warning } : {}) };
+}
 
 /** The provisioning config: {"secrets": [{"ID", "Version"?, "Tag" | "LocalPath", "Mode"?}]} (Mystikos style). */
 export function parseProvisionConfig(text: string): SecretSpec[] {

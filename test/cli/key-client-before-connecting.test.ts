@@ -1,6 +1,6 @@
 // key-client's refusals that come before it connects: a credential's certificate without its key
 // (or the reverse), more names or secrets than one connection can fetch (1,000; 500 with a
-// credential, whose auth-challenge doubles the requests), and an --out another user could replace. A loopback listener stands in for the
+// credential, whose auth-challenge doubles the requests), an --out another user could replace, and a provisioning config another user could change. A loopback listener stands in for the
 // key-server and counts the connections it is offered: none.
 
 import { expect } from 'chai';
@@ -94,6 +94,33 @@ describe('key-client refuses before connecting', function () {
     }
     expect(overCredentialLimit.status, overCredentialLimit.stderr).to.equal(1);
     expect(overCredentialLimit.stderr).to.contain('501 secrets is too many for one run').and.contain('fetch at most 500 at a time').and.contain('[INVALID_INPUT]');
+  });
+
+  it('refuses a provisioning config every user may change, or in a directory every user may write in (INVALID_INPUT), and warns of one its group may change', async () => {
+    // Whoever can change the config chooses which secret goes to which file, and with what mode.
+    const config = (name: string, mode: number, dirMode?: number) => {
+      if (dirMode !== undefined) {
+        mkdirSync(join(tmp.dir, name));
+        chmodSync(join(tmp.dir, name), dirMode);
+        name = `${name}/config.json`;
+      }
+      writeFileSync(join(tmp.dir, name), JSON.stringify({ secrets: [{ ID: 'app/token', LocalPath: 'token' }] }));
+      chmodSync(join(tmp.dir, name), mode);
+      return name;
+    };
+    const [everyone, openDir, group] = await Promise.all([
+      kc(['provision', '--config', config('config-0666.json', 0o666)], 'none.pem'),
+      kc(['provision', '--config', config('open-config', 0o644, 0o777)], 'none.pem'),
+      kc(['provision', '--config', config('config-0664.json', 0o664)], 'none.pem'),
+    ]);
+    expect(everyone.status, everyone.stderr).to.equal(1);
+    expect(everyone.stderr).to.contain('the provisioning config config-0666.json can be changed by every user of the machine (mode 0666), who could then send any secret to any file: chmod o-w config-0666.json [INVALID_INPUT]');
+    expect(openDir.status, openDir.stderr).to.equal(1);
+    expect(openDir.stderr).to.contain(`the provisioning config open-config/config.json is in ${join(tmp.dir, 'open-config')}, where every user of the machine may put another file in its place (mode 0777)`).and.contain('[INVALID_INPUT]');
+    // Its group may change it: used (on to the policy certificate), with a warning.
+    expect(group.status, group.stderr).to.equal(1);
+    expect(group.stderr).to.contain('key-client: warning: the provisioning config config-0664.json can be changed by its group (mode 0664)').and.contain('cannot read none.pem');
+    expect(existsSync(join(tmp.dir, 'token'))).to.equal(false);
   });
 
   it('refuses retrieve --out in a directory other users may write in without the sticky bit (FILE_ERROR, nothing written), and takes a sticky one', async () => {
