@@ -178,8 +178,8 @@ clientOptions(subcommand<ClientOpts & { version: number; out?: string; force?: b
     const names = [...new Set(args)]; // a name given twice is fetched and kept once
     const specs: SecretSpec[] = names.map((name) => ({ name, version: o.version, ...(o.out ? {} : { tag: name }) }));
     // Before connecting: a key-server releases (and records) nothing for a value with nowhere to go.
+    if (o.out) await refuseOutput(o.out, clientFiles(o));
     if (o.out && o.out !== '-') {
-      await refuseOutput(o.out, clientFiles(o));
       // Whether or not the file is written: a killed run's leftovers beside it may hold a secret.
       noteLeftovers(o.out, await sweepLeftovers(o.out));
       await checkWritable(o.out, { exclusive: !o.force });

@@ -2,6 +2,8 @@
 
 import { readFileLimited, readStdin, refuseOwnFiles, refuseReplaceable, writeFileAtomic, type OwnFiles } from '../../lib/files/index.ts';
 import { printableName } from '../../lib/wire/index.ts';
+import { CertifierError } from '../../lib/errors/index.ts';
+import { fstatSync, readlinkSync, type Stats } from 'node:fs';
 import type { Result } from './cli.ts';
 
 export async function readInput(path: string, limit: number): Promise<Uint8Array> {
@@ -10,12 +12,36 @@ export async function readInput(path: string, limit: number): Promise<Uint8Array
 
 /**
  * Before any work (a fetch, a key derived): refuses an --out FILE that is one of the command's own
- * files, or where another user could put their own in its place (refuseReplaceable); not "-".
+ * files, or where another user could put their own in its place (refuseReplaceable); for "-", a
+ * standard output that every user may read (refuseReadableStdout).
  */
 export async function refuseOutput(path: string, own: OwnFiles): Promise<void> {
-  if (path === '-') return;
+  if (path === '-') return refuseReadableStdout();
   refuseOwnFiles(path, own, `--out ${path}`);
   await refuseReplaceable(path);
+}
+
+/**
+ * Refuses (FILE_ERROR) a standard output that is a regular file every user of the machine may read:
+ * a shell's `> f` under umask 022 makes one 0644, and the secret would be anyone's. A pipe, a
+ * terminal, or a file only its owner (and its group) may read, is taken.
+ */
+function refuseReadableStdout(): void {
+  let st: Stats;
+  try {
+    st = fstatSync(1);
+  } catch {
+    return; // closed or odd: writing it fails, as before
+  }
+  if (!st.isFile() || !(st.mode & 0o004)) return;
+  let name = 'a file';
+  try {
+    name = readlinkSync('/proc/self/fd/1');
+  } catch {
+    // no /proc: the file goes unnamed
+  }
+  const mode = (st.mode & 0o7777).toString(8).padStart(4, '0');
+  throw new CertifierError('FILE_ERROR', `standard output is ${name}, a file every user of the machine may read (mode ${mode}): the secret is not written there; make the file with umask 077 (or chmod 600 it) first, or give --out FILE, which is made 0600`);
 }
 
 /**

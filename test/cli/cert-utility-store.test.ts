@@ -537,13 +537,34 @@ describe('cert-utility store commands (transcripts)', function () {
       }
     });
 
+    it('refuses --out - into a file every user may read (a shell\'s "> f" under umask 022) before the store is opened, and writes into one made 0600 or 0640', async () => {
+      writeFileSync(join(tmp.dir, 'kept'), 'a secret');
+      expect((await cu(withPass('put-item', '--tag', 'kept', '--in', 'kept'))).status).to.equal(0);
+      const cmd = [process.execPath, join(ROOT, 'cmd', 'bin', 'cert-utility.js'), ...withPass('get-item', '--tag', 'kept', '--out', '-')].map((a) => `'${a}'`).join(' ');
+      const into = (umask: string, file: string, json = '') => spawnSync('bash', ['-c', `umask ${umask}; exec ${cmd} ${json} > ${file}`], { cwd: tmp.dir, encoding: 'utf8' });
+      for (const json of ['', '--json']) {
+        const refused = into('022', 'open.bin', json);
+        expect(refused.status, refused.stderr).to.equal(1);
+        // The error, on stderr or (--json) as the document on stdout: neither holds the value.
+        const said = json ? readFileSync(join(tmp.dir, 'open.bin'), 'utf8') : refused.stderr;
+        expect(said).to.contain(`standard output is ${join(tmp.dir, 'open.bin')}, a file every user of the machine may read (mode 0644)`).and.contain('umask 077').and.contain('FILE_ERROR');
+        expect(said).not.to.contain('a secret').and.not.contain(Buffer.from('a secret').toString('base64'));
+      }
+      for (const [umask, mode] of [['077', 0o600], ['027', 0o640]] as const) {
+        const written = into(umask, `ok-${umask}.bin`);
+        expect(written.status, written.stderr).to.equal(0);
+        expect(readFileSync(join(tmp.dir, `ok-${umask}.bin`), 'utf8')).to.equal('a secret');
+        expect(statSync(join(tmp.dir, `ok-${umask}.bin`)).mode & 0o777).to.equal(mode);
+      }
+    });
+
     it('says so (FILE_ERROR, exit 1) when a file on stdout fills up mid-write, rather than exit 0 with the secret cut short', async () => {
       writeFileSync(join(tmp.dir, 'mid'), randomBytes(500_000));
       expect((await cu(withPass('put-item', '--tag', 'mid', '--in', 'mid'))).status).to.equal(0);
       expect((await cu(withPass('list-items'))).status).to.equal(0); // LevelDB settles its files first
       // A file size limit of 100 KiB stands in for a disk that fills up: the first write is short.
       const cmd = [process.execPath, join(ROOT, 'cmd', 'bin', 'cert-utility.js'), ...withPass('get-item', '--tag', 'mid', '--out', '-')].map((a) => `'${a}'`).join(' ');
-      const r = spawnSync('bash', ['-c', `ulimit -f 100; exec ${cmd} > out.bin`], { cwd: tmp.dir });
+      const r = spawnSync('bash', ['-c', `ulimit -f 100; umask 077; exec ${cmd} > out.bin`], { cwd: tmp.dir });
       expect(r.status, r.stderr.toString()).to.equal(1);
       expect(r.stderr.toString()).to.contain('cannot write standard output: EFBIG; what was written there is incomplete [FILE_ERROR]');
     });

@@ -1,13 +1,14 @@
 // key-client's refusals that come before it connects: a credential's certificate without its key
 // (or the reverse), more names or secrets than one connection can fetch (1,000; 500 with a
-// credential, whose auth-challenge doubles the requests), an --out another user could replace, and a provisioning config another user could change. A loopback listener stands in for the
+// credential, whose auth-challenge doubles the requests), an --out another user could replace, a provisioning config another user could change, and --out - into a file every user may read. A loopback listener stands in for the
 // key-server and counts the connections it is offered: none.
 
 import { expect } from 'chai';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
-import { run, tempDir, type RunResult } from '../support/helpers.ts';
+import { ROOT, run, tempDir, type RunResult } from '../support/helpers.ts';
 
 describe('key-client refuses before connecting', function () {
   this.slow(4_000);
@@ -121,6 +122,19 @@ describe('key-client refuses before connecting', function () {
     expect(group.status, group.stderr).to.equal(1);
     expect(group.stderr).to.contain('key-client: warning: the provisioning config config-0664.json can be changed by its group (mode 0664)').and.contain('cannot read none.pem');
     expect(existsSync(join(tmp.dir, 'token'))).to.equal(false);
+  });
+
+  it('refuses retrieve --out - into a file every user may read (a shell\'s "> f" under umask 022), before reading anything (FILE_ERROR)', () => {
+    const cmd = [process.execPath, join(ROOT, 'cmd', 'bin', 'key-client.js'), 'retrieve', 'a', '--out', '-', '--server', server, '--domain', 'd', '--policy-cert', 'none.pem', '--store', 'store', '--key-file', 'store.key'].map((a) => `'${a}'`).join(' ');
+    const into = (umask: string, file: string) => spawnSync('bash', ['-c', `umask ${umask}; exec ${cmd} > ${file}`], { cwd: tmp.dir, encoding: 'utf8' });
+    const refused = into('022', 'open-stdout');
+    expect(refused.status, refused.stderr).to.equal(1);
+    expect(refused.stderr).to.contain(`key-client: error: standard output is ${join(tmp.dir, 'open-stdout')}, a file every user of the machine may read (mode 0644)`).and.contain('[FILE_ERROR]').and.not.contain('none.pem');
+    expect(readFileSync(join(tmp.dir, 'open-stdout'), 'utf8')).to.equal('');
+    // One only its owner may read: on to the policy certificate.
+    const taken = into('077', 'own-stdout');
+    expect(taken.status, taken.stderr).to.equal(1);
+    expect(taken.stderr).to.contain('cannot read none.pem').and.not.contain('standard output');
   });
 
   it('refuses retrieve --out in a directory other users may write in without the sticky bit (FILE_ERROR, nothing written), and takes a sticky one', async () => {
