@@ -11,7 +11,7 @@ import { encodeKeyRequest } from '../../lib/keyservice/protocol.ts';
 import { rejects } from '../support/rejects.ts';
 import { utf8Text } from '../../lib/util/json.ts';
 import { tempDir } from '../support/helpers.ts';
-import { chmodSync, chownSync, existsSync, mkdirSync, promises as fsp, readdirSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, promises as fsp, readdirSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { Cryptstore, KeyFileProtector } from '../../cryptstore/index.ts';
 import { randomBytes } from 'node:crypto';
@@ -222,6 +222,34 @@ describe('keyclient: the provisioning config and where secrets may be written', 
       expect(readdirSync(tmp.dir).sort()).to.deep.equal(['.secret.0123456789ab.tmp', 'secret']);
       await keepAll(undefined, [{ spec: { name: 'a', version: 0, file }, entry: entry(8) }]);
       expect(readdirSync(tmp.dir)).to.deep.equal(['secret']);
+    } finally {
+      tmp.cleanup();
+    }
+  });
+
+  it('keepAll gives a file it writes its own group, or a set-group-ID directory\'s: a file it replaces keeps no group of its own, one it leaves alone does (as the README says)', async function () {
+    if (process.getuid?.() !== 0) this.skip(); // chown to another group
+    const tmp = tempDir('keepall-');
+    try {
+      const entry = (b: number): ValidEntry => ({ tag: 'a', type: 'binary-blob', version: 1, timeEntered: '', blob: new Uint8Array([b]), exportable: true });
+      const keep = (file: string, b: number) => keepAll(undefined, [{ spec: { name: 'a', version: 0, file, mode: 0o640 }, entry: entry(b) }]);
+      const app = 4242;
+      const plain = join(tmp.dir, 'plain');
+      const shared = join(tmp.dir, 'shared');
+      mkdirSync(plain, { mode: 0o750 });
+      mkdirSync(shared, { mode: 0o750 });
+      chownSync(shared, 0, app);
+      chmodSync(shared, 0o2750);
+      for (const dir of [plain, shared]) {
+        writeFileSync(join(dir, 's'), new Uint8Array([7]), { mode: 0o640 });
+        chownSync(join(dir, 's'), 0, app);
+      }
+      await keep(join(plain, 's'), 7);
+      expect(statSync(join(plain, 's')).gid, 'left alone').to.equal(app);
+      await keep(join(plain, 's'), 8);
+      expect(statSync(join(plain, 's')).gid, 'replaced: the chgrp undone').to.equal(process.getgid!());
+      await keep(join(shared, 's'), 8);
+      expect(statSync(join(shared, 's')).gid, 'replaced in a set-group-ID directory').to.equal(app);
     } finally {
       tmp.cleanup();
     }
