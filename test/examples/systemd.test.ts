@@ -57,6 +57,12 @@ describe('examples/systemd units', function () {
   });
 });
 
+describe('examples/systemd units as written', () => {
+  it('let no crash write the keys a program holds to a core dump (LimitCORE=0)', () => {
+    for (const u of UNITS) expect(readFileSync(join(ROOT, 'examples/systemd', `${u}.service`), 'utf8'), u).to.match(/^LimitCORE=0$/m);
+  });
+});
+
 describe('examples/systemd/first-boot.service as written', () => {
   const unit = readFileSync(join(ROOT, 'examples/systemd/first-boot.service'), 'utf8');
 
