@@ -1,9 +1,9 @@
 // Where a command's input comes from (--in FILE|-) and where a secret goes (--out FILE|-).
 
+import { fstatSync, readlinkSync, type Stats } from 'node:fs';
 import { readFileLimited, readStdin, refuseOwnFiles, refuseReplaceable, writeFileAtomic, type OwnFiles } from '../../lib/files/index.ts';
 import { printableName } from '../../lib/wire/index.ts';
 import { CertifierError } from '../../lib/errors/index.ts';
-import { fstatSync, readlinkSync, type Stats } from 'node:fs';
 import type { Result } from './cli.ts';
 
 export async function readInput(path: string, limit: number): Promise<Uint8Array> {

@@ -9,7 +9,7 @@ import { parseJsonText, utf8Text } from '../util/json.ts';
 import { bytesEqual } from '../crypto/index.ts';
 import { itemProblem } from '../pki/index.ts';
 import { MAX_VERSION, newNameProblem, shown, tagProblem, type ValidEntry } from '../wire/index.ts';
-import { checkWritable, commitAll, DirChecks, readControlFile, ownFileProblem, readFileLimited, realLocation, refuseOwnFiles, refuseReplaceable, stageFile, sweepLeftovers, type Leftover, type OwnFiles, type Staged } from '../files/index.ts';
+import { checkWritable, commitAll, DirChecks, ownFileProblem, readControlFile, readFileLimited, realLocation, refuseOwnFiles, refuseReplaceable, stageFile, sweepLeftovers, type Leftover, type OwnFiles, type Staged } from '../files/index.ts';
 import { lstat, stat } from 'node:fs/promises';
 import type { Cryptstore } from '../../cryptstore/index.ts';
 import { isIdentityTag } from '../certifier/index.ts';
