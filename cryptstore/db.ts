@@ -31,6 +31,15 @@ export async function withDb<T>(dir: string, fn: (db: Db) => Promise<T>): Promis
   }
 }
 
+/**
+ * Has LevelDB rewrite every file holding `key` (its memtable and every level), dropping the
+ * versions of it that a later write replaced: until a compaction reaches them, they stay whole in
+ * its files. (Node's Level is classic-level, whose compactRange its type leaves out.)
+ */
+export function compactKey(db: Db, key: string): Promise<void> {
+  return (db as Db & { compactRange(start: string, end: string): Promise<void> }).compactRange(key, key);
+}
+
 /** Opens LevelDB, turning its errors into ours. */
 export async function openDb(dir: string, create: boolean): Promise<Db> {
   const db: Db = new Level(dir, { keyEncoding: 'utf8', valueEncoding: 'view', createIfMissing: create, errorIfExists: false });

@@ -18,7 +18,7 @@ import {
 } from '../lib/wire/index.ts';
 import { describeKind, type ProtectionParams, type Protector } from './protection.ts';
 import * as L from './layout.ts';
-import { dirState, holdsOnlyLevelFiles, isUnfinished, levelFilesIn, makeStoreDir, notFound, openDb, tightenPermissions, unfinished, withDb, writeFailed, type Db } from './db.ts';
+import { compactKey, dirState, holdsOnlyLevelFiles, isUnfinished, levelFilesIn, makeStoreDir, notFound, openDb, tightenPermissions, unfinished, withDb, writeFailed, type Db } from './db.ts';
 
 export const MAX_BLOB_BYTES = 16 * 1024 * 1024;
 
@@ -576,8 +576,18 @@ export class Cryptstore {
       };
       wipe(kek);
       const bytes = encode('cryptstore_metadata', meta);
-      await this.write(`the store was rekeyed: it now opens with ${protector.description} only`, () => this.db.put(L.META_KEY, bytes, { sync: true }));
+      const rekeyed = `the store was rekeyed: it now opens with ${protector.description} only`;
+      await this.write(rekeyed, () => this.db.put(L.META_KEY, bytes, { sync: true }));
       this.meta = parseCryptstoreMetadata(bytes);
+      // The metadata replaced, the data key wrapped for the old passphrase or key file, would stay
+      // whole in LevelDB's files until a compaction reached it: the old one would open every item,
+      // later ones too, from a copy of the files. Dropped now.
+      await compactKey(this.db, L.META_KEY).catch((e: unknown) => {
+        this.reopener.failed();
+        return writeFailed(this.path)(e).catch((failed: unknown) => {
+          throw new CertifierError('FILE_ERROR', `${rekeyed}, but LevelDB's files may still hold the data key wrapped for the old one, which could not be compacted away (${(failed as Error).message}): rekey the store again once that is fixed`, { cause: e });
+        });
+      });
     });
   }
 

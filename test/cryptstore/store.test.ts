@@ -1082,5 +1082,20 @@ describe('cryptstore', () => {
       expect(Buffer.from((await s3.get('k')).blob).toString()).to.equal('value');
       await s3.close();
     });
+
+    it('leaves in the store\'s files no copy of the data key wrapped for the old passphrase, which would open every item, later ones too', async () => {
+      let s = await Cryptstore.create(dir, pass('old'));
+      await s.put('k', utf8('value'));
+      await s.close();
+      // Opened again, LevelDB moves its log (the metadata with it) into a table, which the rekey's write does not touch.
+      await (await Cryptstore.open(dir, pass('old'))).close();
+      let old: Uint8Array | undefined;
+      await withRaw(dir, async (db) => void (old = await db.get('!meta')));
+      s = await Cryptstore.open(dir, pass('old'));
+      await s.rekey(pass('new'));
+      await s.put('later', utf8('after the rekey'));
+      await s.close();
+      expect(readdirSync(dir).filter((f) => readFileSync(join(dir, f)).indexOf(old!) >= 0), 'files holding the old metadata').to.deep.equal([]);
+    });
   });
 });
