@@ -32,12 +32,12 @@ export async function withDb<T>(dir: string, fn: (db: Db) => Promise<T>): Promis
 }
 
 /**
- * Has LevelDB rewrite every file holding `key` (its memtable and every level), dropping the
- * versions of it that a later write replaced: until a compaction reaches them, they stay whole in
+ * Has LevelDB rewrite every file holding keys from `start` to `end` (its memtable and every level),
+ * dropping what a later write replaced or deleted: until a compaction reaches it, it stays whole in
  * its files. (Node's Level is classic-level, whose compactRange its type leaves out.)
  */
-export function compactKey(db: Db, key: string): Promise<void> {
-  return (db as Db & { compactRange(start: string, end: string): Promise<void> }).compactRange(key, key);
+export function compactRange(db: Db, start: string, end: string): Promise<void> {
+  return (db as Db & { compactRange(start: string, end: string): Promise<void> }).compactRange(start, end);
 }
 
 /** Opens LevelDB, turning its errors into ours. */

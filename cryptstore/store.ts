@@ -18,7 +18,7 @@ import {
 } from '../lib/wire/index.ts';
 import { describeKind, type ProtectionParams, type Protector } from './protection.ts';
 import * as L from './layout.ts';
-import { compactKey, dirState, holdsOnlyLevelFiles, isUnfinished, levelFilesIn, makeStoreDir, notFound, openDb, tightenPermissions, unfinished, withDb, writeFailed, type Db } from './db.ts';
+import { compactRange, dirState, holdsOnlyLevelFiles, isUnfinished, levelFilesIn, makeStoreDir, notFound, openDb, tightenPermissions, unfinished, withDb, writeFailed, type Db } from './db.ts';
 
 export const MAX_BLOB_BYTES = 16 * 1024 * 1024;
 
@@ -511,6 +511,10 @@ export class Cryptstore {
       ];
       const what = `${shown(tag, 256)} ${describeDeleted({ versions, damaged, ...(retired ? { retired } : {}) })} ${keys.length + (retired ? 1 : 0) > 1 ? 'were' : 'was'} deleted`;
       await this.write(retired ? `${what} (the tag retired)` : what, () => this.db.batch(ops, { sync: this.sync }));
+      // A version deleted stays whole in LevelDB's files, sealed under the data key, until a
+      // compaction reaches it: the store's key would still open it from them. Dropped now.
+      const range = L.entryRange(tag);
+      await this.compactAway(range.gt, range.lt, what, 'what was deleted, sealed as it was', 'a later compaction drops it');
       if (st && versions.includes(st.latest)) {
         // A new latest that does not open: get and put find it again, and refuse it.
         const latest = await unlessDamaged(this.latestOnDisk(tag));
@@ -582,12 +586,7 @@ export class Cryptstore {
       // The metadata replaced, the data key wrapped for the old passphrase or key file, would stay
       // whole in LevelDB's files until a compaction reached it: the old one would open every item,
       // later ones too, from a copy of the files. Dropped now.
-      await compactKey(this.db, L.META_KEY).catch((e: unknown) => {
-        this.reopener.failed();
-        return writeFailed(this.path)(e).catch((failed: unknown) => {
-          throw new CertifierError('FILE_ERROR', `${rekeyed}, but LevelDB's files may still hold the data key wrapped for the old one, which could not be compacted away (${(failed as Error).message}): rekey the store again once that is fixed`, { cause: e });
-        });
-      });
+      await this.compactAway(L.META_KEY, L.META_KEY, rekeyed, 'the data key wrapped for the old one', 'rekey the store again once that is fixed');
     });
   }
 
@@ -647,6 +646,20 @@ export class Cryptstore {
         // (a file-size limit, no descriptor, a failed flush refusing every write) changed nothing.
         if (!(failed instanceof CertifierError && failed.code === 'FILE_ERROR') || !levelWriteMayHaveLanded(e)) throw failed;
         throw new CertifierError('FILE_ERROR', `${failed.message}; the change may or may not have been made (${what}, or nothing was: LevelDB may have written it before it failed, and what reached the disk is kept): the store, opened again, shows which (list-items)`, { cause: e });
+      });
+    });
+  }
+
+  /**
+   * After the change `done` was written: has LevelDB drop from its files what it replaced or
+   * deleted between `start` and `end` (compactRange). FILE_ERROR when it cannot, saying the change
+   * stands but its files may still hold `left`, and what to do (`then`).
+   */
+  private compactAway(start: string, end: string, done: string, left: string, then: string): Promise<void> {
+    return compactRange(this.db, start, end).catch((e: unknown) => {
+      this.reopener.failed();
+      return writeFailed(this.path)(e).catch((failed: unknown) => {
+        throw new CertifierError('FILE_ERROR', `${done}, but LevelDB's files may still hold ${left}, which could not be compacted away (${(failed as Error).message}): ${then}`, { cause: e });
       });
     });
   }

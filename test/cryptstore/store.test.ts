@@ -1097,5 +1097,26 @@ describe('cryptstore', () => {
       await s.close();
       expect(readdirSync(dir).filter((f) => readFileSync(join(dir, f)).indexOf(old!) >= 0), 'files holding the old metadata').to.deep.equal([]);
     });
+
+    it('leaves in the store\'s files no copy of a version deleted, which the store\'s key would still open', async () => {
+      let s = await Cryptstore.create(dir, pass());
+      await s.put('k', utf8('deleted value'));
+      await s.put('k', utf8('kept value'));
+      await s.put('other', utf8('other value'));
+      await s.close();
+      await (await Cryptstore.open(dir, pass())).close(); // the log moved into a table, as above
+      const sealed: Uint8Array[] = [];
+      await withRaw(dir, async (db) => void sealed.push((await db.get('e!k\u000000000001'))!, (await db.get('e!k\u000000000002'))!));
+      s = await Cryptstore.open(dir, pass());
+      await s.delete('k', 1);
+      await s.close();
+      const holding = (bytes: Uint8Array) => readdirSync(dir).filter((f) => readFileSync(join(dir, f)).indexOf(bytes) >= 0);
+      expect(holding(sealed[0]!), 'files holding the version deleted').to.deep.equal([]);
+      expect(holding(sealed[1]!), 'the version kept is still there').not.to.deep.equal([]);
+      s = await Cryptstore.open(dir, pass());
+      await s.delete('k');
+      await s.close();
+      expect(holding(sealed[1]!), 'files holding the tag deleted').to.deep.equal([]);
+    });
   });
 });
