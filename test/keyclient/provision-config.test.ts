@@ -238,6 +238,7 @@ describe('keyclient: the provisioning config and where secrets may be written', 
       const shared = join(tmp.dir, 'shared');
       mkdirSync(plain, { mode: 0o750 });
       mkdirSync(shared, { mode: 0o750 });
+      chmodSync(plain, 0o750); // not set-group-ID, even under a temporary directory that is
       chownSync(shared, 0, app);
       chmodSync(shared, 0o2750);
       for (const dir of [plain, shared]) {
