@@ -549,11 +549,14 @@ export class Cryptstore {
     return this.exclusive(async () => {
       const marks = new Map<string, number>(); // tag -> the highest version number used, after the import
       const clashes: string[] = [];
+      const replaced = new Set<string>(); // the tags of the clashes
       const reused: string[] = [];
       for (const e of entries) {
         const st = await this.state(e.tag);
-        if ((await this.db.get(L.entryKey(e.tag, e.version))) !== undefined) clashes.push(`${shown(e.tag, 256)} v${e.version}`);
-        else if (e.version <= st.next) reused.push(`${shown(e.tag, 256)} v${e.version}`);
+        if ((await this.db.get(L.entryKey(e.tag, e.version))) !== undefined) {
+          clashes.push(`${shown(e.tag, 256)} v${e.version}`);
+          replaced.add(e.tag);
+        } else if (e.version <= st.next) reused.push(`${shown(e.tag, 256)} v${e.version}`);
         marks.set(e.tag, Math.max(marks.get(e.tag) ?? st.next, e.version));
       }
       if (!force && clashes.length) {
@@ -564,8 +567,14 @@ export class Cryptstore {
       }
       const ops = entries.map((e) => ({ type: 'put' as const, key: L.entryKey(e.tag, e.version), value: this.sealEntry(e) }));
       for (const [tag, mark] of marks) ops.push({ type: 'put' as const, key: L.markKey(tag), value: this.sealMark(tag, mark) });
-      await this.write(`${entries.length} item version(s) were imported`, () => this.db.batch(ops, { sync: this.sync }));
+      const imported = `${entries.length} item version(s) were imported`;
+      await this.write(imported, () => this.db.batch(ops, { sync: this.sync }));
       for (const tag of marks.keys()) this.states.delete(tag);
+      // What a forced import replaced stays whole in LevelDB's files, as a version deleted does.
+      for (const tag of replaced) {
+        const range = L.entryRange(tag);
+        await this.compactAway(range.gt, range.lt, imported, `the versions of ${shown(tag, 256)} it replaced, sealed as they were`, 'a later compaction drops them');
+      }
       return entries.map(infoOf);
     });
   }

@@ -1118,5 +1118,23 @@ describe('cryptstore', () => {
       await s.close();
       expect(holding(sealed[1]!), 'files holding the tag deleted').to.deep.equal([]);
     });
+
+    it('leaves in the store\'s files no copy of a version a forced import replaced', async () => {
+      const source = await Cryptstore.create(join(tmp.dir, 'source'), pass());
+      await source.put('k', utf8('imported value'), { exportable: true });
+      const { bundle } = await exportStore(source, utf8('bundle pass'), CHEAP);
+      await source.close();
+      let s = await Cryptstore.create(dir, pass());
+      await s.put('k', utf8('replaced value'));
+      await s.close();
+      await (await Cryptstore.open(dir, pass())).close(); // the log moved into a table, as above
+      let sealed: Uint8Array | undefined;
+      await withRaw(dir, async (db) => void (sealed = await db.get('e!k\u000000000001')));
+      s = await Cryptstore.open(dir, pass());
+      await importStore(s, bundle, utf8('bundle pass'), true);
+      expect(Buffer.from((await s.get('k', 1)).blob).toString()).to.equal('imported value');
+      await s.close();
+      expect(readdirSync(dir).filter((f) => readFileSync(join(dir, f)).indexOf(sealed!) >= 0), 'files holding the version replaced').to.deep.equal([]);
+    });
   });
 });
