@@ -1119,6 +1119,21 @@ describe('cryptstore', () => {
       expect(holding(sealed[1]!), 'files holding the tag deleted').to.deep.equal([]);
     });
 
+    it('says a delete or rekey stands when the compaction after it fails (a full disk): FILE_ERROR, naming what the files may still hold', async () => {
+      const s = await Cryptstore.create(dir, pass('old'));
+      await s.put('k', utf8('value'));
+      const full = Object.assign(new Error('compaction failed'), { cause: { message: `IO error: ${dir}/000009.ldb: No space left on device` } });
+      (s as unknown as { db: { compactRange: () => Promise<void> } }).db.compactRange = () => Promise.reject(full);
+      const deleted = await rejects(s.delete('k'), 'FILE_ERROR');
+      expect(deleted.message).to.match(/^"k" version 1 was deleted, but LevelDB's files may still hold what was deleted, sealed as it was, which could not be compacted away \(.*the disk is full.*\): a later compaction drops it$/);
+      const rekeyed = await rejects(s.rekey(pass('new')), 'FILE_ERROR');
+      expect(rekeyed.message).to.contain('the store was rekeyed: it now opens with a passphrase only, but LevelDB\'s files may still hold the data key wrapped for the old one');
+      await s.close();
+      const again = await Cryptstore.open(dir, pass('new'));
+      await rejects(again.get('k'), 'NOT_FOUND');
+      await again.close();
+    });
+
     it('leaves in the store\'s files no copy of a version a forced import replaced', async () => {
       const source = await Cryptstore.create(join(tmp.dir, 'source'), pass());
       await source.put('k', utf8('imported value'), { exportable: true });
