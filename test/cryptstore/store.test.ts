@@ -33,6 +33,11 @@ async function entryKeys(db: Level<string, Uint8Array>): Promise<string[]> {
   return keys;
 }
 
+/** The files of the store in `dir` holding `bytes` whole (a record as LevelDB keeps it). */
+function filesHolding(dir: string, bytes: Uint8Array): string[] {
+  return readdirSync(dir).filter((f) => readFileSync(join(dir, f)).indexOf(bytes) >= 0);
+}
+
 describe('cryptstore', () => {
   let tmp: ReturnType<typeof tempDir>;
   let dir: string;
@@ -1095,7 +1100,7 @@ describe('cryptstore', () => {
       await s.rekey(pass('new'));
       await s.put('later', utf8('after the rekey'));
       await s.close();
-      expect(readdirSync(dir).filter((f) => readFileSync(join(dir, f)).indexOf(old!) >= 0), 'files holding the old metadata').to.deep.equal([]);
+      expect(filesHolding(dir, old!), 'files holding the old metadata').to.deep.equal([]);
     });
 
     it('leaves in the store\'s files no copy of a version deleted, which the store\'s key would still open', async () => {
@@ -1110,13 +1115,12 @@ describe('cryptstore', () => {
       s = await Cryptstore.open(dir, pass());
       await s.delete('k', 1);
       await s.close();
-      const holding = (bytes: Uint8Array) => readdirSync(dir).filter((f) => readFileSync(join(dir, f)).indexOf(bytes) >= 0);
-      expect(holding(sealed[0]!), 'files holding the version deleted').to.deep.equal([]);
-      expect(holding(sealed[1]!), 'the version kept is still there').not.to.deep.equal([]);
+      expect(filesHolding(dir, sealed[0]!), 'files holding the version deleted').to.deep.equal([]);
+      expect(filesHolding(dir, sealed[1]!), 'the version kept is still there').not.to.deep.equal([]);
       s = await Cryptstore.open(dir, pass());
       await s.delete('k');
       await s.close();
-      expect(holding(sealed[1]!), 'files holding the tag deleted').to.deep.equal([]);
+      expect(filesHolding(dir, sealed[1]!), 'files holding the tag deleted').to.deep.equal([]);
     });
 
     it('says a delete or rekey stands when the compaction after it fails (a full disk): FILE_ERROR, naming what the files may still hold', async () => {
@@ -1149,7 +1153,7 @@ describe('cryptstore', () => {
       await importStore(s, bundle, utf8('bundle pass'), true);
       expect(Buffer.from((await s.get('k', 1)).blob).toString()).to.equal('imported value');
       await s.close();
-      expect(readdirSync(dir).filter((f) => readFileSync(join(dir, f)).indexOf(sealed!) >= 0), 'files holding the version replaced').to.deep.equal([]);
+      expect(filesHolding(dir, sealed!), 'files holding the version replaced').to.deep.equal([]);
     });
   });
 });
