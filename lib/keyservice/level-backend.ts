@@ -34,99 +34,31 @@
 // unfit for the next writes: it is reopened before the next write (LevelReopener, which says why),
 // and the server writes again as soon as there is room. Reads go on while
 // the reopen waits for the writes, backups and compactions under way.
+//
+// The class is built in layers, each in a file beside this one: level-records.ts (the keys above
+// and the record codec), level-core.ts (the database, what is kept in memory, write queues,
+// compaction, failures in our terms), level-backup.ts (backupTo); this file opens the database,
+// reads, writes, lists and closes.
 
 import { promises as fs } from 'node:fs';
-import { join } from 'node:path';
 import { Level } from 'level';
 import { CertifierError } from '../errors/index.ts';
-import { describeErrno, describeLevelFailure, inDir, LevelReopener, levelFileError, levelWriteMayHaveLanded, makeOwnDirs, realLocation, syncDir, unmakeHeldAndDirs, type MadeDirs, type OperationKind } from '../files/index.ts';
-import { KEY_ID_FILE, UNFINISHED_FILE } from './backups.ts';
-import { LruMap } from '../util/lru.ts';
-import { compareNames, decode, encode } from '../wire/index.ts';
+import { describeErrno, inDir, levelFileError, makeOwnDirs, unmakeHeldAndDirs, type MadeDirs } from '../files/index.ts';
+import { UNFINISHED_FILE } from './backups.ts';
 import {
-  checkAfter, checkBuilt, checkExpected, checkName, checkPrefix, checkVersion, deleteUnknown, infoOf, listLimit, nextVersion, outcomeUnknown, storeUnknown,
-  versionConflict, type KeyBackend, type ListOptions, type RecordInfo, type StoredRecord, type UnknownChange,
+  checkAfter, checkBuilt, checkExpected, checkName, checkPrefix, checkVersion, deleteUnknown, infoOf, listLimit, nextVersion, storeUnknown,
+  versionConflict, type KeyBackend, type ListOptions, type RecordInfo, type StoredRecord,
 } from './backend.ts';
+import { keyDatabase, type Db, type LevelTuning } from './level-core.ts';
+import { LevelBackup, tightenFiles } from './level-backup.ts';
+import {
+  CREATED_KEY, FORMAT_KEY, FORMAT_MARK, MARK, RECORD, STORAGE_KEY_ID, decodeRecord, encodeRecord, laterKey, nameRange, ownCiphertext, parseRecordKey, recordKey,
+} from './level-records.ts';
 
-type Db = Level<string, Uint8Array>;
-/** How much the backend keeps and when it compacts: the defaults, smaller in tests. */
-export interface LevelTuning { stateNames?: number; compactAfter?: number }
-/** In Node.js `level` is classic-level, which can also compact a range; its type does not say so. */
-type CompactingDb = Db & { compactRange(start: string, end: string): Promise<void> };
-/** `highest` is read (from the mark) only when a write needs it: a read needs only `latest`. */
-interface NameState { latest: number; highest?: number }
-/** The protobuf shape of key_service_stored_record (proto/keyservice.proto). */
-interface RecordMessage {
-  resourceName?: string; version?: number; valueType?: string; exportable?: boolean; timeEntered?: string; size?: number; ciphertext?: Uint8Array;
-}
+export { COMPACT_AFTER, STATE_NAMES, type LevelTuning } from './level-core.ts';
 
-const FORMAT_KEY = '!format';
-/** When open made the database (ISO 8601), put with FORMAT_KEY. */
-const CREATED_KEY = '!created';
-/** The id (storageKeyId) of the storage key the records are sealed under, recorded at first start. */
-const STORAGE_KEY_ID = '!storage-key-id';
-const FORMAT_MARK = 'certifier-keys key-server level backend, format 1';
-const RECORD = 'r!';
-/** The sealed-record cache: at most this many names (a record each) and bytes (a record over the byte budget is never cached). */
-const CACHE_RECORDS = 4096;
-const CACHE_BYTES = 4 * 1024 * 1024;
-const CACHE_ENTRY_OVERHEAD = 256; // the Map entry and the decoded record around the ciphertext, roughly
 /** Versions of one name a listing walks key by key before it jumps to the name's last one. */
 const VERSIONS_WALKED = 4;
-const MARK = 'h!';
-/** The names whose latest and highest version are kept in memory (the most recently used). */
-export const STATE_NAMES = 20_000;
-/** Deleted records whose markers start a compaction of the keys they span. */
-export const COMPACT_AFTER = 1000;
-
-/** How errors name the database in `dir`. */
-const keyDatabase = (dir: string) => `the key database in ${dir}`;
-const recordKey = (name: string, version: number) => `${RECORD}${name}\u0000${version.toString(16).padStart(8, '0')}`;
-const nameRange = (name: string) => ({ gt: `${RECORD}${name}\u0000`, lt: `${RECORD}${name}\u0001` });
-
-/** The later of two keys as LevelDB orders them (UTF-8 bytes, which is code point order). */
-function laterKey(a: string, b: string): string {
-  return compareNames(a, b) >= 0 ? a : b;
-}
-
-function parseRecordKey(key: string): { name: string; version: number } {
-  const nul = key.lastIndexOf('\u0000');
-  const hex = key.slice(nul + 1);
-  if (!key.startsWith(RECORD) || nul < RECORD.length || !/^[0-9a-f]{8}$/.test(hex)) {
-    throw new CertifierError('INTEGRITY', `the key-server database holds a damaged key ${JSON.stringify(key)}`);
-  }
-  return { name: key.slice(RECORD.length, nul), version: parseInt(hex, 16) };
-}
-
-function encodeRecord(r: StoredRecord): Uint8Array {
-  const m: RecordMessage = {
-    resourceName: r.name, version: r.version, valueType: r.type, exportable: r.exportable, timeEntered: r.timeEntered, size: r.size, ciphertext: r.ciphertext,
-  };
-  return encode('key_service_stored_record', m);
-}
-
-function decodeRecord(name: string, version: number, raw: Uint8Array): StoredRecord {
-  const damaged = (why: string, cause?: unknown) =>
-    new CertifierError('INTEGRITY', `the stored record of "${name}" version ${version} is damaged (${why})`, cause ? { cause } : undefined);
-  let m: RecordMessage;
-  try {
-    m = decode<RecordMessage>('key_service_stored_record', raw);
-  } catch (cause) {
-    throw damaged('not a key_service_stored_record', cause);
-  }
-  const { resourceName, valueType, timeEntered, size, ciphertext } = m;
-  if (resourceName === undefined || m.version === undefined || valueType === undefined || timeEntered === undefined || size === undefined || ciphertext === undefined) {
-    throw damaged('a field is missing');
-  }
-  if (resourceName !== name || m.version !== version) throw damaged(`it is labelled "${resourceName}" version ${m.version}`);
-  if (!Number.isInteger(size) || size < 0) throw damaged(`size ${size}`);
-  return { name, version, type: valueType, exportable: m.exportable ?? false, timeEntered, size, ciphertext };
-}
-
-/** A copy of the record with a ciphertext of its own: the caller may change neither the cache's record nor its bytes. */
-function ownCiphertext(r: StoredRecord): StoredRecord {
-  return { ...r, ciphertext: new Uint8Array(r.ciphertext) }; // a copy (a Buffer's slice() would be a view)
-}
 
 /** Makes `dir` (0700) if missing; what it made (see makeOwnDirs). */
 async function prepareDir(dir: string): Promise<MadeDirs> {
@@ -140,75 +72,7 @@ async function prepareDir(dir: string): Promise<MadeDirs> {
   }
 }
 
-/** ALREADY_EXISTS if anything is at `dir`, even a link that leads nowhere. */
-async function refuseTaken(dir: string): Promise<void> {
-  if (await fs.lstat(dir).then(() => true, () => false)) throw new CertifierError('ALREADY_EXISTS', `${dir} exists; a backup goes to a new directory`);
-}
-
-/** A new file holding `data`, 0600, synced, and its directory entry with it. */
-async function writeSynced(path: string, data: Uint8Array): Promise<void> {
-  const h = await fs.open(path, 'wx', 0o600);
-  try {
-    await h.writeFile(data);
-    await h.sync();
-  } finally {
-    await h.close();
-  }
-  await syncDir(join(path, '..'));
-}
-
-/**
- * The database holds only ciphertext, but its files are nobody else's business: 0600. Each named
- * in `dir` as read (inDir): a directory named through "link/.." is listed where the link leads.
- */
-async function tightenFiles(dir: string): Promise<void> {
-  for (const name of await fs.readdir(dir)) {
-    const path = inDir(dir, name);
-    try {
-      const st = await fs.lstat(path);
-      if (st.isFile() && (st.mode & 0o077) !== 0) await fs.chmod(path, st.mode & 0o600);
-    } catch (e) {
-      // Compaction may remove a file between readdir and lstat.
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-    }
-  }
-}
-
-export class LevelBackend implements KeyBackend {
-  private readonly states: LruMap<string, NameState>;
-  private readonly compactAfter: number;
-  private readonly queues = new Map<string, Promise<void>>();
-  private closed = false;
-  private backup: Promise<unknown> | undefined;
-  private readonly sealed = new LruMap<string, StoredRecord>(CACHE_RECORDS, {
-    // The ciphertext is a view into the record's bytes as read, which it keeps alive whole.
-    weigh: (r) => r.ciphertext.buffer.byteLength + r.name.length + CACHE_ENTRY_OVERHEAD, maxWeight: CACHE_BYTES,
-  });
-  /** Counts delete starts and ends: a read that saw it change may have read what is being deleted. */
-  private deletes = 0;
-  /** Reads of names' latest versions from disk in progress, each marked once a write of its name starts. */
-  private readonly reading = new Map<string, Set<{ written: boolean }>>();
-  /** Deletion markers not yet compacted: how many, and the first and last of their keys. */
-  private markers: { count: number; from: string; to: string } | undefined;
-  private compaction: Promise<void> | undefined;
-  private readonly reopener: LevelReopener;
-  /** What this open made: `path` itself, if it was not there, and the first directory it made. */
-  private made: MadeDirs = { top: undefined, self: undefined, all: [] };
-
-  private constructor(readonly path: string, private readonly db: Db, tuning: LevelTuning) {
-    this.states = new LruMap(tuning.stateNames ?? STATE_NAMES);
-    this.compactAfter = tuning.compactAfter ?? COMPACT_AFTER;
-    this.reopener = new LevelReopener(db, {
-      dir: path,
-      what: keyDatabase(path),
-      // A write whose sync failed may be in the log, and is back: read every name from disk again.
-      reopened: () => {
-        this.states.clear();
-        this.sealed.clear();
-      },
-    });
-  }
-
+export class LevelBackend extends LevelBackup implements KeyBackend {
   /** Opens (creating if needed) the database in `dir`. STORE_LOCKED if another process has it. */
   static async open(dir: string, tuning: LevelTuning = {}): Promise<LevelBackend> {
     // Before LevelDB opens it, which would write to it: a partial copy, whatever its name (and
@@ -446,81 +310,6 @@ export class LevelBackend implements KeyBackend {
     }
   }
 
-  /**
-   * Writes a consistent copy of the whole database (one snapshot: records, version marks, format
-   * and storage key id) to DIR, whose parent must exist, while the backend serves on. The copy is
-   * filled in a new directory beside DIR (DIR.partial-PID-XXXXXX), synced, then renamed, so DIR is
-   * whole or absent; it opens as a key-server data directory and, like the original, holds only
-   * ciphertext. Until just before the rename the copy holds UNFINISHED_FILE, written before LevelDB
-   * makes its database there, so one cut short is refused by open under any name without being
-   * opened (which would write to it). Beside LevelDB's files it holds KEY_ID_FILE, the storage key id the
-   * records are sealed under (where one is bound), so pruning tells the backups of another
-   * key-server sharing the directory from this one's without opening them, and returned as `keyId`.
-   * One backup at a time.
-   */
-  async backupTo(dir: string): Promise<{ records: number; path: string; keyId?: string }> {
-    this.checkOpen();
-    if (this.backup) throw new CertifierError('STORE_LOCKED', 'a backup of this key database is already being written');
-    // Where it really is, once: named through "link/..", the names joined to it (the copy's files,
-    // the parent synced after the rename) would lead beside the link.
-    const real = realLocation(dir);
-    const run = this.using(() => this.copyTo(real), 'long');
-    this.backup = run.then(() => undefined, () => undefined).finally(() => (this.backup = undefined));
-    return run;
-  }
-
-  private async copyTo(dir: string): Promise<{ records: number; path: string; keyId?: string }> {
-    await refuseTaken(dir);
-    // Made by mkdir(2), which fails on anything already at the name (a link is never followed),
-    // under a name no one can guess, 0700 from the start: nothing planted beside it is written
-    // through, and nothing is chmod'ed.
-    const tmp = await fs.mkdtemp(`${dir}.partial-${process.pid}-`).catch((e: Error) => {
-      throw new CertifierError('FILE_ERROR', `cannot write a backup to ${dir}: ${e.message}`, { cause: e });
-    });
-    let records = 0;
-    let keyId: Uint8Array | undefined;
-    try {
-      await writeSynced(join(tmp, UNFINISHED_FILE), new TextEncoder().encode('a backup copy being written\n'));
-      // Made only now: a Level opens itself (makes its files) as soon as it is made, and the
-      // marker must be whole on disk, and named in the directory, before any of them.
-      const copy: Db = new Level(tmp, { keyEncoding: 'utf8', valueEncoding: 'view', createIfMissing: true, errorIfExists: true });
-      await copy.open();
-      const snapshot = this.db.snapshot();
-      try {
-        let batch: { type: 'put'; key: string; value: Uint8Array }[] = [];
-        for await (const [key, value] of this.db.iterator({ snapshot })) {
-          // Written before the next entry is added, so the last batch is never empty (the database
-          // holds FORMAT_KEY at least): an empty batch is not written, nor synced.
-          if (batch.length >= 512) {
-            await copy.batch(batch);
-            batch = [];
-          }
-          if (key.startsWith(RECORD)) records++;
-          if (key === STORAGE_KEY_ID) keyId = value;
-          batch.push({ type: 'put', key, value });
-        }
-        await copy.batch(batch, { sync: true }); // syncs the log that holds every batch before it
-      } finally {
-        await snapshot.close();
-        await copy.close();
-      }
-      if (keyId !== undefined) await writeSynced(join(tmp, KEY_ID_FILE), keyId);
-      await tightenFiles(tmp);
-      await fs.unlink(join(tmp, UNFINISHED_FILE));
-      await syncDir(tmp);
-      // rename(2) never follows a link at the new name, and fails on one (a directory cannot
-      // replace a non-directory); this says so plainly.
-      await refuseTaken(dir);
-      await fs.rename(tmp, dir);
-      await syncDir(join(dir, '..'));
-      return { records, path: dir, ...(keyId !== undefined ? { keyId: Buffer.from(keyId).toString('utf8') } : {}) };
-    } catch (e) {
-      await fs.rm(tmp, { recursive: true, force: true });
-      // LevelDB's failure in words (a failed open's is in its cause), as Node's.
-      throw e instanceof CertifierError ? e : new CertifierError('FILE_ERROR', `cannot write a backup to ${dir}: ${describeLevelFailure(e)}`, { cause: e });
-    }
-  }
-
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
@@ -530,131 +319,5 @@ export class LevelBackend implements KeyBackend {
     await this.compaction;
     await this.reopener.settled();
     await this.db.close();
-  }
-
-  // ---- internals --------------------------------------------------------------------------
-
-  /** Runs fn after every earlier write of `name` has finished (one writer per name at a time). */
-  private exclusive<T>(name: string, fn: () => Promise<T>): Promise<T> {
-    try {
-      this.checkOpen();
-    } catch (e) {
-      return Promise.reject(e);
-    }
-    // What a read of this name finds from now on may be stale before the read ends.
-    for (const read of this.reading.get(name) ?? []) read.written = true;
-    const run = (this.queues.get(name) ?? Promise.resolve()).then(() => this.using(fn, 'write'));
-    const tail = run.then(() => {}, () => {});
-    this.queues.set(name, tail);
-    // Forget idle queues, so the map holds only names with writes in flight.
-    void tail.then(() => {
-      if (this.queues.get(name) === tail) this.queues.delete(name);
-    });
-    return run;
-  }
-
-  /** Counts the deletion markers of `keys` (in key order), and compacts their span once there are enough. */
-  private noteMarkers(keys: string[]): void {
-    const first = keys[0]!;
-    const last = keys[keys.length - 1]!;
-    const m = this.markers;
-    this.markers = m
-      ? { count: m.count + keys.length, from: laterKey(m.from, first) === first ? m.from : first, to: laterKey(m.to, last) }
-      : { count: keys.length, from: first, to: last };
-    this.compactMarkers();
-  }
-
-  private compactMarkers(): void {
-    const m = this.markers;
-    if (this.compaction || this.closed || !m || m.count < this.compactAfter) return;
-    this.markers = undefined;
-    // Its failure loses nothing (the markers stay, and the records stay deleted).
-    this.compaction = this.using(() => (this.db as CompactingDb).compactRange(m.from, m.to), 'long').catch(() => {}).finally(() => {
-      this.compaction = undefined;
-      this.compactMarkers();
-    });
-  }
-
-  /** The state of a name with its highest version, loading what is missing under the caller's queue slot. */
-  private async state(name: string): Promise<Required<NameState>> {
-    const st = this.states.get(name);
-    if (st?.highest !== undefined) return { latest: st.latest, highest: st.highest };
-    const latest = st?.latest ?? (await this.latestBelow(name, 0));
-    return { latest, highest: Math.max(latest, await this.highestMark(name)) };
-  }
-
-  /**
-   * The latest version of a name not in memory, read from disk (its mark only matters to writes,
-   * so a damaged one fails writes of the name, not reads). It is kept when no write of the name
-   * was queued or started while it was read (one may have left it stale; writes of other names do
-   * not matter) and the name exists (readers of names that do not exist evict no one).
-   */
-  private async loadLatest(name: string): Promise<number> {
-    const read = { written: this.queues.has(name) };
-    const reads = this.reading.get(name) ?? new Set();
-    this.reading.set(name, reads.add(read));
-    let latest: number;
-    try {
-      latest = await this.latestBelow(name, 0);
-    } finally {
-      reads.delete(read);
-      if (reads.size === 0) this.reading.delete(name);
-    }
-    if (latest !== 0 && !read.written && !this.closed && this.states.get(name) === undefined) this.states.set(name, { latest });
-    return latest;
-  }
-
-  /** The highest version ever assigned to `name` as its mark records it (0 without one). */
-  private async highestMark(name: string): Promise<number> {
-    const raw = await this.db.get(MARK + name);
-    if (raw !== undefined && raw.length !== 4) throw new CertifierError('INTEGRITY', `the version record of "${name}" is damaged`);
-    return raw === undefined ? 0 : new DataView(raw.buffer, raw.byteOffset, 4).getUint32(0, false);
-  }
-
-  /** The key of `name`'s highest version in `snapshot`, or undefined when it has none. */
-  private async lastKeyOf(name: string, snapshot: ReturnType<Db['snapshot']>): Promise<string | undefined> {
-    for await (const key of this.db.keys({ ...nameRange(name), reverse: true, limit: 1, snapshot })) return key;
-    return undefined;
-  }
-
-  /** The highest stored version of `name` below `below` (0: any), or 0 when there is none. */
-  private async latestBelow(name: string, below: number): Promise<number> {
-    const range = below === 0 ? nameRange(name) : { gt: nameRange(name).gt, lt: recordKey(name, below) };
-    for await (const key of this.db.keys({ ...range, reverse: true, limit: 1 })) return parseRecordKey(key).version;
-    return 0;
-  }
-
-  /** Runs fn on the open database (LevelReopener.using), its LevelDB failures in our terms. */
-  private using<T>(fn: () => Promise<T>, kind: OperationKind = 'read'): Promise<T> {
-    return this.reopener.using(fn, kind).catch((e: unknown) => Promise.reject(this.fileError(e, kind === 'write' ? 'written' : 'read')));
-  }
-
-  /**
-   * A failed write of a change: the database is reopened before the next write. A failure of its
-   * log is OUTCOME_UNKNOWN, not FILE_ERROR, saying the change may or may not have been made:
-   * LevelDB appends the batch to its log, then syncs it, and where the sync (EIO, ENOSPC) is what
-   * failed, the change may be on disk all the same, and the next open keeps what the log holds.
-   * Nothing in LevelDB's answer tells that from an append that failed. One refused before the
-   * record was written (levelWriteMayHaveLanded) stays FILE_ERROR. The name's versions are
-   * read from disk again, so a read of its latest finds the change if it was made, as a list does.
-   */
-  private writeError(e: unknown, name: string, change: UnknownChange): unknown {
-    this.reopener.failed();
-    this.states.delete(name);
-    const failed = this.fileError(e, 'written');
-    if (!(failed instanceof CertifierError && failed.code === 'FILE_ERROR') || !levelWriteMayHaveLanded(e)) return failed;
-    return outcomeUnknown(failed, change, 'LevelDB may have put it on disk before it failed, and the next open keeps what it put there', e);
-  }
-
-  /**
-   * A LevelDB failure in our terms: a file operation's (the disk full, read-only or failing, out
-   * of file descriptors) is FILE_ERROR (levelFileError), not a bug; any other passes as it is.
-   */
-  private fileError(e: unknown, action: 'read' | 'written'): unknown {
-    return levelFileError(e, keyDatabase(this.path), action) ?? e;
-  }
-
-  private checkOpen(): void {
-    if (this.closed) throw new CertifierError('INTERNAL', 'the key-server backend is closed');
   }
 }

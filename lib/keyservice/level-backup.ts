@@ -1,0 +1,121 @@
+// The key-server LevelDB backend's backups: a consistent copy of the whole database, written while it serves on.
+
+import { promises as fs } from 'node:fs';
+import { join } from 'node:path';
+import { Level } from 'level';
+import { CertifierError } from '../errors/index.ts';
+import { describeLevelFailure, inDir, realLocation, syncDir } from '../files/index.ts';
+import { KEY_ID_FILE, UNFINISHED_FILE } from './backups.ts';
+import { LevelCore, type Db } from './level-core.ts';
+import { RECORD, STORAGE_KEY_ID } from './level-records.ts';
+
+/** ALREADY_EXISTS if anything is at `dir`, even a link that leads nowhere. */
+export async function refuseTaken(dir: string): Promise<void> {
+  if (await fs.lstat(dir).then(() => true, () => false)) throw new CertifierError('ALREADY_EXISTS', `${dir} exists; a backup goes to a new directory`);
+}
+
+/** A new file holding `data`, 0600, synced, and its directory entry with it. */
+export async function writeSynced(path: string, data: Uint8Array): Promise<void> {
+  const h = await fs.open(path, 'wx', 0o600);
+  try {
+    await h.writeFile(data);
+    await h.sync();
+  } finally {
+    await h.close();
+  }
+  await syncDir(join(path, '..'));
+}
+
+/**
+ * The database holds only ciphertext, but its files are nobody else's business: 0600. Each named
+ * in `dir` as read (inDir): a directory named through "link/.." is listed where the link leads.
+ */
+export async function tightenFiles(dir: string): Promise<void> {
+  for (const name of await fs.readdir(dir)) {
+    const path = inDir(dir, name);
+    try {
+      const st = await fs.lstat(path);
+      if (st.isFile() && (st.mode & 0o077) !== 0) await fs.chmod(path, st.mode & 0o600);
+    } catch (e) {
+      // Compaction may remove a file between readdir and lstat.
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    }
+  }
+}
+
+export abstract class LevelBackup extends LevelCore {
+  /**
+   * Writes a consistent copy of the whole database (one snapshot: records, version marks, format
+   * and storage key id) to DIR, whose parent must exist, while the backend serves on. The copy is
+   * filled in a new directory beside DIR (DIR.partial-PID-XXXXXX), synced, then renamed, so DIR is
+   * whole or absent; it opens as a key-server data directory and, like the original, holds only
+   * ciphertext. Until just before the rename the copy holds UNFINISHED_FILE, written before LevelDB
+   * makes its database there, so one cut short is refused by open under any name without being
+   * opened (which would write to it). Beside LevelDB's files it holds KEY_ID_FILE, the storage key id the
+   * records are sealed under (where one is bound), so pruning tells the backups of another
+   * key-server sharing the directory from this one's without opening them, and returned as `keyId`.
+   * One backup at a time.
+   */
+  async backupTo(dir: string): Promise<{ records: number; path: string; keyId?: string }> {
+    this.checkOpen();
+    if (this.backup) throw new CertifierError('STORE_LOCKED', 'a backup of this key database is already being written');
+    // Where it really is, once: named through "link/..", the names joined to it (the copy's files,
+    // the parent synced after the rename) would lead beside the link.
+    const real = realLocation(dir);
+    const run = this.using(() => this.copyTo(real), 'long');
+    this.backup = run.then(() => undefined, () => undefined).finally(() => (this.backup = undefined));
+    return run;
+  }
+
+  private async copyTo(dir: string): Promise<{ records: number; path: string; keyId?: string }> {
+    await refuseTaken(dir);
+    // Made by mkdir(2), which fails on anything already at the name (a link is never followed),
+    // under a name no one can guess, 0700 from the start: nothing planted beside it is written
+    // through, and nothing is chmod'ed.
+    const tmp = await fs.mkdtemp(`${dir}.partial-${process.pid}-`).catch((e: Error) => {
+      throw new CertifierError('FILE_ERROR', `cannot write a backup to ${dir}: ${e.message}`, { cause: e });
+    });
+    let records = 0;
+    let keyId: Uint8Array | undefined;
+    try {
+      await writeSynced(join(tmp, UNFINISHED_FILE), new TextEncoder().encode('a backup copy being written\n'));
+      // Made only now: a Level opens itself (makes its files) as soon as it is made, and the
+      // marker must be whole on disk, and named in the directory, before any of them.
+      const copy: Db = new Level(tmp, { keyEncoding: 'utf8', valueEncoding: 'view', createIfMissing: true, errorIfExists: true });
+      await copy.open();
+      const snapshot = this.db.snapshot();
+      try {
+        let batch: { type: 'put'; key: string; value: Uint8Array }[] = [];
+        for await (const [key, value] of this.db.iterator({ snapshot })) {
+          // Written before the next entry is added, so the last batch is never empty (the database
+          // holds FORMAT_KEY at least): an empty batch is not written, nor synced.
+          if (batch.length >= 512) {
+            await copy.batch(batch);
+            batch = [];
+          }
+          if (key.startsWith(RECORD)) records++;
+          if (key === STORAGE_KEY_ID) keyId = value;
+          batch.push({ type: 'put', key, value });
+        }
+        await copy.batch(batch, { sync: true }); // syncs the log that holds every batch before it
+      } finally {
+        await snapshot.close();
+        await copy.close();
+      }
+      if (keyId !== undefined) await writeSynced(join(tmp, KEY_ID_FILE), keyId);
+      await tightenFiles(tmp);
+      await fs.unlink(join(tmp, UNFINISHED_FILE));
+      await syncDir(tmp);
+      // rename(2) never follows a link at the new name, and fails on one (a directory cannot
+      // replace a non-directory); this says so plainly.
+      await refuseTaken(dir);
+      await fs.rename(tmp, dir);
+      await syncDir(join(dir, '..'));
+      return { records, path: dir, ...(keyId !== undefined ? { keyId: Buffer.from(keyId).toString('utf8') } : {}) };
+    } catch (e) {
+      await fs.rm(tmp, { recursive: true, force: true });
+      // LevelDB's failure in words (a failed open's is in its cause), as Node's.
+      throw e instanceof CertifierError ? e : new CertifierError('FILE_ERROR', `cannot write a backup to ${dir}: ${describeLevelFailure(e)}`, { cause: e });
+    }
+  }
+}
