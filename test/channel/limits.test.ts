@@ -30,13 +30,17 @@ describe('channel: limits and timeouts', () => {
   afterEach(() => h.stop());
 
   it('closes a connection idle for longer than idleTimeoutMs, not before', async () => {
-    const server = await h.serve('mtls', { limits: { idleTimeoutMs: 300, readTimeoutMs: 100 } });
+    // The idle time well above the pauses, so that a busy machine stretching a pause does not close the connection.
+    const server = await h.serve('mtls', { limits: { idleTimeoutMs: 1_500, readTimeoutMs: 100 } });
     const conn = await h.connect(server, 'mtls');
+    let asked = 0;
     for (let i = 0; i < 3; i++) {
       await sleep(150); // longer than the read timeout, shorter than the idle one
+      asked = performance.now();
       expect(text(await conn.request(bytes(`r${i}`)))).to.equal(`r${i}`);
     }
-    await waitFor(() => h.closedRecords('idle-timeout').length === 1, 1000, 'the idle close');
+    await waitFor(() => h.closedRecords('idle-timeout').length === 1, 20_000, 'the idle close');
+    expect(performance.now() - asked, 'ms from the last request to the idle close').to.be.at.least(1_490);
     await rejectsWith(conn.request(bytes('late')), 'UNREACHABLE');
     expect(h.closedRecords('idle-timeout')[0]).to.include({ code: 'TIMEOUT', answered: 3 });
   });
@@ -64,10 +68,11 @@ describe('channel: limits and timeouts', () => {
       socket.on('data', (d: Buffer) => (answers += d.length / 5));
       const frame = Buffer.concat([prefix(size), Buffer.alloc(size, 7)]);
       socket.write(Buffer.concat(Array.from({ length: total }, () => frame)));
-      await sleep(300);
+      await waitFor(() => started >= most, 20_000, `the first ${most} requests started`);
+      await sleep(300); // time to start more, which it must not
       expect(started, 'requests started before any answer left').to.be.within(most, most + over);
       open();
-      await waitFor(() => answers === total, 5000, 'every answer');
+      await waitFor(() => answers === total, 20_000, 'every answer');
       expect(started).to.equal(total);
     });
   }
@@ -97,12 +102,13 @@ describe('channel: limits and timeouts', () => {
 
   it('cuts off a client that never reads its answers once a write has waited idleTimeoutMs', async () => {
     const big = new Uint8Array(1024 * 1024);
-    const server = await h.serve('plain', { limits: { idleTimeoutMs: 300 }, handler: async () => big });
+    // The idle time (which the write timeout uses too) well above a stall between connecting and the requests being read.
+    const server = await h.serve('plain', { limits: { idleTimeoutMs: 1_000 }, handler: async () => big });
     const socket = await h.raw(server, 'plain');
     socket.pause(); // asks, never reads
     // 40 MiB of answers: far more than the kernel's socket buffers on loopback take.
     socket.write(Buffer.concat(Array.from({ length: 40 }, () => Buffer.concat([prefix(1), Buffer.from([1])]))));
-    await waitFor(() => h.closedRecords().length === 1, 5000, 'the connection to be closed');
+    await waitFor(() => h.closedRecords().length === 1, 20_000, 'the connection to be closed');
     const [record] = h.closedRecords();
     expect(record).to.include({ reason: 'write-timeout', code: 'TIMEOUT' });
     expect(record!.answered, 'answers written before the cut').to.be.below(40);
@@ -112,7 +118,7 @@ describe('channel: limits and timeouts', () => {
   it('holds a server-wide budget of answers being made and waiting: many connections asking for large values they never read start far fewer, then all are served', async () => {
     const big = new Uint8Array(256 * 1024);
     /** Answers made for 6 clients that ask for 40 large values each and read nothing (the kernel's socket buffers take some). */
-    const scenario = async (limits: { answersInFlight: number; answerBytesHeld: number }) => {
+    const scenario = async (limits: { answersInFlight: number; answerBytesHeld: number }, settled: (started: () => number) => Promise<void>) => {
       let started = 0;
       const server = await h.serve('plain', { limits, handler: async () => (started++, { later: sleep(10).then(() => big) }) });
       const clients = await Promise.all(Array.from({ length: 6 }, () => h.raw(server, 'plain')));
@@ -120,20 +126,22 @@ describe('channel: limits and timeouts', () => {
         socket.pause();
         socket.write(Buffer.concat(Array.from({ length: 40 }, () => Buffer.concat([prefix(1), Buffer.from([1])]))));
       }
-      await sleep(500);
+      await settled(() => started);
       const before = started;
       let received = 0;
       for (const socket of clients) {
         socket.on('data', (d: Buffer) => (received += d.length));
         socket.resume();
       }
-      await waitFor(() => received === 6 * 40 * (4 + big.length), 30_000, 'every answer once the clients read');
+      await waitFor(() => received === 6 * 40 * (4 + big.length), 20_000, 'every answer once the clients read');
       expect(started).to.equal(6 * 40);
       return before;
     };
-    const unbounded = await scenario({ answersInFlight: 100_000, answerBytesHeld: 2 ** 40 });
-    const bounded = await scenario({ answersInFlight: 4, answerBytesHeld: 512 * 1024 });
-    // Without it each connection starts 32 at once: 192 answers of 256 KiB (48 MiB) on top of what the kernel takes.
+    // Without the budget, every request is started before any answer is read: waited for, however slow the machine.
+    const unbounded = await scenario({ answersInFlight: 100_000, answerBytesHeld: 2 ** 40 }, (started) => waitFor(() => started() === 6 * 40, 20_000, 'every request started'));
+    // With it, what starts in half a second (a slower machine only starts fewer).
+    const bounded = await scenario({ answersInFlight: 4, answerBytesHeld: 512 * 1024 }, () => sleep(500));
+    // Without it all 240 start at once (60 MiB of answers held), beyond what the kernel's buffers take.
     expect(bounded, `with the budget ${bounded}, without ${unbounded}`).to.be.below(unbounded - 60);
   });
 
@@ -163,10 +171,11 @@ describe('channel: limits and timeouts', () => {
       socket.write(Buffer.concat(Array.from({ length: 40 }, () => Buffer.concat([prefix(1), Buffer.from([1])]))));
     }
     await sleep(300);
-    const good = await h.connect(server, 'plain');
-    const t0 = Date.now();
-    expect(text(await good.request(new Uint8Array([2])))).to.equal('small');
-    expect(Date.now() - t0, 'served while the greedy host holds its share').to.be.lessThan(1000);
+    // The greedy hosts read nothing until the end: a server they stalled would never answer, and the
+    // request would time out (its time generous, so that only a stall, not a slow machine, fails it, and
+    // short of the 30 s after which the server cuts off hosts that do not read).
+    const good = await h.connect(server, 'plain', { limits: { readTimeoutMs: 20_000 } });
+    expect(text(await good.request(new Uint8Array([2]))), 'served while the greedy hosts hold their share').to.equal('small');
     AnswerBudget.prototype.take = take; // (the stand-in only records; left in place on failure, it does no harm)
     expect(peakInFlight, 'answers being made at once, against the 8 allowed').to.be.at.most(8);
     for (const socket of greedy) socket.destroy();
@@ -187,28 +196,29 @@ describe('channel: limits and timeouts', () => {
       socket.on('data', (d: Buffer) => (answers += d.length / 5));
       socket.write(Buffer.concat([prefix(1), Buffer.from([1])]));
     }
-    await waitFor(() => started >= 2, 1000, 'the answers the budget allows');
+    await waitFor(() => started >= 2, 20_000, 'the answers the budget allows');
     await sleep(200);
     expect(started, 'answers being made at once, against the 2 allowed').to.equal(2);
     open();
-    await waitFor(() => answers === 3, 3000, 'every answer once the first ones leave');
+    await waitFor(() => answers === 3, 20_000, 'every answer once the first ones leave');
   });
 
   it('closes a connection whose started frame does not complete within readTimeoutMs', async () => {
-    const server = await h.serve('plain', { limits: { readTimeoutMs: 200 } });
+    // Not before the read timeout; after it, as late as a busy machine makes it, but well short of the idle timeout (30 s).
+    const server = await h.serve('plain', { limits: { readTimeoutMs: 200, idleTimeoutMs: 30_000 } });
     const socket = await h.raw(server, 'plain');
     const t0 = Date.now();
     socket.write(Buffer.concat([prefix(5), Buffer.from('ab')]));
     await closed(socket);
-    expect(Date.now() - t0).to.be.within(150, 1000);
+    expect(Date.now() - t0).to.be.within(150, 10_000);
     expect(h.closedRecords('read-timeout')).to.have.length(1);
     // A header alone, and nothing after it, is a frame started too: not an idle connection.
-    const idleLong = await h.serve('plain', { limits: { readTimeoutMs: 200, idleTimeoutMs: 5_000 } });
+    const idleLong = await h.serve('plain', { limits: { readTimeoutMs: 200, idleTimeoutMs: 30_000 } });
     const headerOnly = await h.raw(idleLong, 'plain');
     const t1 = Date.now();
     headerOnly.write(prefix(100));
     await closed(headerOnly);
-    expect(Date.now() - t1).to.be.within(150, 1000);
+    expect(Date.now() - t1).to.be.within(150, 10_000);
     expect(h.closedRecords('read-timeout')).to.have.length(2);
   });
 
@@ -222,7 +232,7 @@ describe('channel: limits and timeouts', () => {
     let received = Buffer.alloc(0);
     socket.on('data', (d: Buffer) => (received = Buffer.concat([received, d])));
     socket.write(Buffer.concat([prefix(4), Buffer.from('done'), prefix(5), Buffer.from('ab')]));
-    await waitFor(() => done === 1, 1000, 'the first request carried out');
+    await waitFor(() => done === 1, 20_000, 'the first request carried out');
     await sleep(400);
     open();
     await closed(socket);
@@ -230,11 +240,11 @@ describe('channel: limits and timeouts', () => {
     expect(h.closedRecords()).to.have.length(1);
     expect(h.closedRecords()[0]).to.include({ reason: 'read-timeout', code: 'TIMEOUT', requests: 1, answered: 1, dropped: 0 });
     // One that stalls a frame and never reads its answers is still cut off, at the write timeout.
-    const big = await h.serve('plain', { limits: { readTimeoutMs: 100, idleTimeoutMs: 300 }, handler: async () => new Uint8Array(1024 * 1024) });
+    const big = await h.serve('plain', { limits: { readTimeoutMs: 100, idleTimeoutMs: 1_000 }, handler: async () => new Uint8Array(1024 * 1024) });
     const deaf = await h.raw(big, 'plain');
     deaf.pause();
     deaf.write(Buffer.concat([...Array.from({ length: 40 }, () => Buffer.concat([prefix(1), Buffer.from([1])])), prefix(5)]));
-    await waitFor(() => h.closedRecords().length === 2, 5000, 'the deaf client cut off');
+    await waitFor(() => h.closedRecords().length === 2, 20_000, 'the deaf client cut off');
     expect(h.closedRecords()[1]).to.include({ reason: 'write-timeout', code: 'TIMEOUT' });
     await closed(deaf);
   });
@@ -243,7 +253,7 @@ describe('channel: limits and timeouts', () => {
     const server = await h.serve('mtls', { limits: { handshakeTimeoutMs: 200 } });
     const socket = await h.raw(server, 'plain'); // TCP only: never says hello
     await closed(socket);
-    await waitFor(() => h.logs.some((r) => r.reason === 'handshake-timeout'), 1000, 'the handshake timeout record');
+    await waitFor(() => h.logs.some((r) => r.reason === 'handshake-timeout'), 20_000, 'the handshake timeout record');
     expect(h.logs.find((r) => r.reason === 'handshake-timeout')).to.include({ event: 'refused', code: 'TIMEOUT' });
   });
 
@@ -255,10 +265,10 @@ describe('channel: limits and timeouts', () => {
     await b.request(bytes('b'));
     const t0 = Date.now();
     await rejectsWith(h.connect(server, 'mtls'), 'UNREACHABLE');
-    expect(Date.now() - t0, 'refusal is immediate').to.be.lessThan(500);
+    expect(Date.now() - t0, 'refused at once, not held until a handshake timeout (10 s)').to.be.lessThan(5_000);
     expect(h.logs.filter((r) => r.reason === 'max-connections')).to.have.length(1);
     await a.close();
-    await waitFor(() => server.connections === 1, 1000, 'the closed connection to be counted out');
+    await waitFor(() => server.connections === 1, 20_000, 'the closed connection to be counted out');
     const c = await h.connect(server, 'mtls');
     expect(text(await c.request(bytes('c')))).to.equal('c');
   });
@@ -269,11 +279,11 @@ describe('channel: limits and timeouts', () => {
     const quiet = await Promise.all([0, 1, 2].map(() => new Promise<net.Socket>((resolve) => {
       const s = net.connect(server.address.port, '127.0.0.1', () => resolve(s));
     })));
-    await waitFor(() => server.connections === 3, 1000, 'three held connections');
+    await waitFor(() => server.connections === 3, 20_000, 'three held connections');
     await rejectsWith(h.connect(server, 'mtls'), 'UNREACHABLE');
     expect(h.logs.filter((r) => r.reason === 'max-connections-per-address')).to.have.length(1);
     quiet[0]!.destroy();
-    await waitFor(() => server.connections === 2, 1000, 'the closed one counted out');
+    await waitFor(() => server.connections === 2, 20_000, 'the closed one counted out');
     const c = await h.connect(server, 'mtls');
     expect(text(await c.request(bytes('c')))).to.equal('c');
     for (const q of quiet) q.destroy();
@@ -284,7 +294,7 @@ describe('channel: limits and timeouts', () => {
     const held = await new Promise<net.Socket>((resolve) => {
       const s = net.connect(server.address.port, '127.0.0.1', () => resolve(s));
     });
-    await waitFor(() => server.connections === 1, 1000, 'the held connection');
+    await waitFor(() => server.connections === 1, 20_000, 'the held connection');
     const refused = () => new Promise<void>((resolve) => {
       const s = net.connect(server.address.port, '127.0.0.1');
       s.on('close', () => resolve());
@@ -292,15 +302,21 @@ describe('channel: limits and timeouts', () => {
     });
     await Promise.all(Array.from({ length: 40 }, refused));
     const lines = () => h.logs.filter((r) => r.reason === 'max-connections-per-address');
-    expect(lines().length).to.be.within(1, 20); // 40 refusals, in one or two seconds
-    // The count comes a second later in a line of its own, though no refusal follows.
-    await waitFor(() => lines().some((r) => (r as { suppressed?: number }).suppressed! > 0), 3000, 'the count of refusals left out');
     // A line is one refusal and carries the count of those left out before it; a summary line is only a count.
-    const counted = lines().reduce((n, r) => {
+    const counted = () => lines().reduce((n, r) => {
       const { suppressed = 0, summary = false } = r as unknown as { suppressed?: number; summary?: boolean };
       return n + suppressed + (summary ? 0 : 1);
     }, 0);
-    expect(counted, 'every refusal logged or counted').to.equal(40);
+    // The count comes a second later in a line of its own, though no refusal follows.
+    await waitFor(() => counted() === 40, 20_000, 'every refusal logged or counted');
+    expect(lines().some((r) => (r as { suppressed?: number }).suppressed! > 0), 'a count of refusals left out').to.equal(true);
+    // Ten a second by the clock of the lines' own times, however slowly a busy machine makes the refusals come.
+    const perSecond = new Map<string, number>();
+    for (const r of lines().filter((line) => !(line as { summary?: boolean }).summary)) {
+      const second = String(r.time).slice(0, 19); // 2026-12-07T05:46:26
+      perSecond.set(second, (perSecond.get(second) ?? 0) + 1);
+    }
+    expect(Math.max(...perSecond.values()), `refusal lines in each second: ${[...perSecond.values()].join(', ')}`).to.be.at.most(10);
     // Turned away before the handshake, a TLS connection is one refusal, not also a failed handshake.
     expect(h.logs.filter((r) => r.reason === 'tls-handshake')).to.deep.equal([]);
     held.destroy();
@@ -311,7 +327,7 @@ describe('channel: limits and timeouts', () => {
     const conn = await h.connect(server, 'mtls');
     const results = await Promise.allSettled([1, 2, 3, 4, 5].map((i) => conn.request(bytes(`q${i}`))));
     expect(results.map((r) => r.status)).to.deep.equal(['fulfilled', 'fulfilled', 'fulfilled', 'rejected', 'rejected']);
-    await waitFor(() => h.closedRecords('max-requests').length === 1, 1000, 'the max-requests close');
+    await waitFor(() => h.closedRecords('max-requests').length === 1, 20_000, 'the max-requests close');
     expect(h.closedRecords('max-requests')[0]).to.include({ answered: 3 });
     const next = await h.connect(server, 'mtls');
     expect(text(await next.request(bytes('again')))).to.equal('again');
@@ -327,17 +343,18 @@ describe('channel: limits and timeouts', () => {
     });
     const frame = (s: string) => Buffer.concat([prefix(s.length), Buffer.from(s)]);
     // One write, so one read: all five frames come in together, two past the limit.
+    const connecting = performance.now();
     const over = await h.raw(server, 'plain');
     over.resume();
     over.write(Buffer.concat(['a', 'b', 'c', 'd', 'e'].map(frame)));
-    await waitFor(() => h.closedRecords('max-requests').length === 1, 2000, 'the max-requests close');
+    await waitFor(() => h.closedRecords('max-requests').length === 1, 20_000, 'the max-requests close');
     expect(h.closedRecords('max-requests')[0]).to.include({ requests: 5, answered: 3, dropped: 2 });
-    expect(h.closedRecords('max-requests')[0]!.durationMs, 'the connection\'s own duration').to.be.below(2000);
+    expect(h.closedRecords('max-requests')[0]!.durationMs, 'the connection\'s own duration').to.be.at.most(Math.ceil(performance.now() - connecting));
     // The second fails: the third, read but never started, is dropped too.
     const failing = await h.raw(server, 'plain');
     failing.resume();
     failing.write(Buffer.concat(['a', 'fail', 'c'].map(frame)));
-    await waitFor(() => h.closedRecords('handler-error').length === 1, 2000, 'the handler-error close');
+    await waitFor(() => h.closedRecords('handler-error').length === 1, 20_000, 'the handler-error close');
     expect(h.closedRecords('handler-error')[0]).to.include({ requests: 3, answered: 1, dropped: 1 });
   });
 
@@ -357,11 +374,12 @@ describe('channel: limits and timeouts', () => {
   it('gives each answer readTimeoutMs from when it is the one waited for: the second of two, after the first came late, times out then, not with the first one\'s time', async () => {
     let requests = 0;
     const slow = await rawServer((s) => s.on('data', () => {
-      // Answers only the first request, after 150 ms; never the second.
-      if (requests++ === 0) setTimeout(() => s.write(Buffer.concat([prefix(2), Buffer.from('ok')])), 150);
+      // Answers only the first request, after half the read timeout (the other half is room for a
+      // busy machine to be late in); never the second.
+      if (requests++ === 0) setTimeout(() => s.write(Buffer.concat([prefix(2), Buffer.from('ok')])), 500);
     }));
     try {
-      const conn = await connect({ host: '127.0.0.1', port: slow.port, plain: true, limits: { readTimeoutMs: 250 } });
+      const conn = await connect({ host: '127.0.0.1', port: slow.port, plain: true, limits: { readTimeoutMs: 1_000 } });
       const first = conn.request(bytes('one'));
       const second = conn.request(bytes('two'));
       const settled = second.then(() => 'answered', (e: { code?: string }) => e.code);
@@ -369,7 +387,8 @@ describe('channel: limits and timeouts', () => {
       const answeredAt = performance.now();
       expect(await settled).to.equal('TIMEOUT');
       const waited = performance.now() - answeredAt;
-      expect(waited, 'the second answer got its own 250 ms').to.be.at.least(200).and.below(1_000);
+      // Counted from its sending, it would have had some 500 ms left; the upper bound only says it did time out.
+      expect(waited, 'the second answer got its own 1000 ms').to.be.at.least(990).and.below(20_000);
     } finally {
       await slow.stop();
     }
@@ -418,8 +437,8 @@ describe('channel: limits and timeouts', () => {
     const answer = busy.request(bytes('slow'));
     await inHandler;
     const t0 = Date.now();
-    await server.close(5000);
-    expect(Date.now() - t0, 'close waited for the handler, not the grace period').to.be.within(200, 2000);
+    await server.close(30_000);
+    expect(Date.now() - t0, 'close waited for the handler, not the grace period').to.be.within(200, 15_000);
     expect(text(await answer)).to.equal('slow');
     await rejectsWith(idle.request(bytes('after close')), 'UNREACHABLE');
     await rejectsWith(h.connect(server, 'mtls'), 'UNREACHABLE');
@@ -430,10 +449,10 @@ describe('channel: limits and timeouts', () => {
   it('on close, drops a connection still in its TLS handshake at once, not after the grace period', async () => {
     const server = await h.serve('mtls', { limits: { handshakeTimeoutMs: 30_000 } });
     const socket = await h.raw(server, 'plain'); // TCP only: never says hello
-    await waitFor(() => server.connections === 1, 1000, 'the connection to be counted');
+    await waitFor(() => server.connections === 1, 20_000, 'the connection to be counted');
     const t0 = Date.now();
-    await server.close(8000);
-    expect(Date.now() - t0, 'close with a connection mid-handshake (ms)').to.be.lessThan(2000);
+    await server.close(30_000);
+    expect(Date.now() - t0, 'close with a connection mid-handshake (ms), against a grace period of 30 s').to.be.lessThan(15_000);
     await closed(socket);
   });
 
@@ -466,13 +485,16 @@ describe('channel: limits and timeouts', () => {
   });
 
   it('on close, cuts a handler that outlives the grace period', async () => {
-    const server = await h.serve('plain', { handler: () => new Promise<Uint8Array>(() => {}) });
+    let called!: () => void;
+    const inHandler = new Promise<void>((r) => (called = r));
+    const server = await h.serve('plain', { handler: () => (called(), new Promise<Uint8Array>(() => {})) });
     const conn = await h.connect(server, 'plain');
     const answer = conn.request(bytes('never'));
-    await sleep(50);
+    await inHandler;
     const t0 = Date.now();
     await server.close(200);
-    expect(Date.now() - t0).to.be.within(150, 1500);
+    // The handler never ends: only the grace period ends the close (the upper bound says it did).
+    expect(Date.now() - t0).to.be.within(150, 15_000);
     await rejectsWith(answer, 'UNREACHABLE');
   });
 });
