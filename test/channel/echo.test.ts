@@ -70,7 +70,7 @@ describe('channel: request and answer', () => {
       const conn = await h.connect(server, 'plain');
       await conn.request(bytes('x'));
       await conn.close();
-      await waitFor(() => h.closedRecords().length > 0, 2000, 'the close to be logged');
+      await waitFor(() => h.closedRecords().length > 0, 20_000, 'the close to be logged');
     } finally {
       Date.now = wall;
     }
@@ -109,7 +109,7 @@ describe('channel: request and answer', () => {
     });
     const conn = await h.connect(server, 'mtls');
     const answers = Promise.all(Array.from({ length: 6 }, (_, i) => conn.request(bytes(`r${i}`))));
-    await waitFor(() => started.length === 6, 2000, 'every request to start while three answers wait');
+    await waitFor(() => started.length === 6, 20_000, 'every request to start while three answers wait');
     expect(started).to.deep.equal(['r0', 'r1', 'r2', 'r3', 'r4', 'r5']);
     for (const release of releases.reverse()) release();
     expect((await answers).map(text)).to.deep.equal(['r0', 'r1', 'r2', 'r3', 'r4', 'r5']);
@@ -128,7 +128,7 @@ describe('channel: request and answer', () => {
     expect(answers.slice(0, 2).map((a) => a.status === 'fulfilled' && text(a.value))).to.deep.equal(['r0', 'r1']);
     expect(answers.slice(2).map((a) => a.status)).to.deep.equal(['rejected', 'rejected']);
     expect(calls, 'nothing after the failed request is started').to.equal(3);
-    await waitFor(() => h.closedRecords('handler-error').length === 1, 2000, 'the handler-error close');
+    await waitFor(() => h.closedRecords('handler-error').length === 1, 20_000, 'the handler-error close');
   });
 
   it('serves one request per connection, as the original Certifier clients do', async () => {
@@ -138,7 +138,7 @@ describe('channel: request and answer', () => {
       expect(text(await conn.request(bytes(`n${i}`)))).to.equal(`n${i}`);
       await conn.close();
     }
-    await waitFor(() => h.closedRecords().length === 20, 2000, 'every connection to be logged');
+    await waitFor(() => h.closedRecords().length === 20, 20_000, 'every connection to be logged');
     expect(h.closedRecords().every((r) => r.reason === 'client-closed' && r.answered === 1)).to.equal(true);
   });
 
@@ -157,7 +157,7 @@ describe('channel: request and answer', () => {
     });
     try {
       await conn.close();
-      await waitFor(() => h.closedRecords().length === 1, 2000, 'the server to see the close');
+      await waitFor(() => h.closedRecords().length === 1, 20_000, 'the server to see the close');
     } finally {
       delete (CertifierError.prototype as { name?: string }).name;
     }
@@ -182,7 +182,7 @@ describe('channel: request and answer', () => {
     const failed = () => (idle as unknown as { failed: CertifierError | undefined }).failed;
     expect(text(await idle.request(bytes('x')))).to.equal('x');
     await server.close(0);
-    await waitFor(() => failed() !== undefined, 2000, 'the client to see the close');
+    await waitFor(() => failed() !== undefined, 20_000, 'the client to see the close');
     expect([failed()?.code, failed()?.message]).to.deep.equal(['UNREACHABLE', `${target} closed the connection`]);
     const after = await idle.request(bytes('y')).then(() => undefined, (x: CertifierError) => x);
     expect(after).to.equal(failed());

@@ -75,7 +75,7 @@ describe('channel: hostile clients', () => {
     const other = await h.connect(server, 'mtls');
     await rejectsWith(other.request(bytes('bug')), 'UNREACHABLE');
 
-    await waitFor(() => h.closedRecords('handler-error').length === 2, 2000, 'both handler errors to be logged');
+    await waitFor(() => h.closedRecords('handler-error').length === 2, 20_000, 'both handler errors to be logged');
     expect(h.closedRecords('handler-error').map((r) => r.code)).to.deep.equal(['NOT_FOUND', 'TypeError']);
     expect(h.closedRecords('handler-error')[0]).to.include({ requests: 2, answered: 1 });
     expect(JSON.stringify(h.logs)).not.to.match(/top-secret-name/);
@@ -87,7 +87,7 @@ describe('channel: hostile clients', () => {
     const conn = await h.connect(server, 'plain', { limits: { frameLimit: 4096 } });
     expect(text(await conn.request(new Uint8Array(1024)))).to.equal('ok');
     await rejectsWith(conn.request(new Uint8Array(1025)), 'UNREACHABLE');
-    await waitFor(() => h.closedRecords().length === 1, 1000, 'the close');
+    await waitFor(() => h.closedRecords().length === 1, 20_000, 'the close');
     expect(h.closedRecords()[0]).to.include({ reason: 'frame-error', code: 'FRAME_TOO_LARGE' });
     expect(sizes, 'requests the handler saw').to.deep.equal([1024]);
   });
@@ -97,7 +97,7 @@ describe('channel: hostile clients', () => {
     const conn = await h.connect(server, 'plain', { limits: { frameLimit: 4096 } });
     expect((await conn.request(bytes('1024'))).length).to.equal(1024);
     await rejectsWith(conn.request(bytes('1025')), 'UNREACHABLE');
-    await waitFor(() => h.closedRecords().length === 1, 1000, 'the close');
+    await waitFor(() => h.closedRecords().length === 1, 20_000, 'the close');
     expect(h.closedRecords()[0]).to.include({ reason: 'handler-error', code: 'FRAME_TOO_LARGE', answered: 1 });
   });
 
