@@ -20,6 +20,8 @@ import pg from 'pg';
 import { findPgBin, PG_MISSING, PgServer } from './pg-server.ts';
 
 const bin = findPgBin();
+/** A request the client stopped waiting for (its read timeout): the server never answered it. */
+const CLIENT_GAVE_UP = /waiting for an answer from \S+ timed out/;
 if (!bin) {
   describe('key-server replicas on PostgreSQL', () => {
     it(PG_MISSING, function () {
@@ -264,18 +266,17 @@ if (!bin) {
       const [c1, c2] = await Promise.all([connect(r1), connect(r2)]);
       const acked = new Map<number, Buffer>();
       const codes: string[] = [];
-      let slowest = 0;
+      const givenUp: string[] = []; // failures that were the client's own read timeout, not the server's answer
       let stop = false;
       const stream = async (c: KeyClient, who: string) => {
         for (let i = 0; !stop; i++) {
           const value = Buffer.from(`stream ${who} ${i} ${randomBytes(8).toString('hex')}`);
-          const t0 = Date.now();
           try {
             acked.set(await c.store('stream', value), value);
           } catch (e) {
             if (!isCertifierError(e)) throw e;
             codes.push(e.code);
-            slowest = Math.max(slowest, Date.now() - t0);
+            if (CLIENT_GAVE_UP.test(e.message)) givenUp.push(e.message);
             await sleep(100);
           }
         }
@@ -286,12 +287,12 @@ if (!bin) {
       await pgs.halt();
       const ackedBefore = acked.size;
       try {
-        // Through key-client: exit status 3 with the retryable code, and quickly.
-        const t0 = Date.now();
+        // Through key-client: exit status 3 with the retryable code, and quickly: the server's answer,
+        // not the client giving up (which a clock bound could not tell from a slow machine).
         const cli = await d.kc(alice, r2, 'store', ['during-outage', '--in', '-'], Buffer.from('x'));
         expect(cli.status, cli.stderr).to.equal(3);
         expect(cli.stderr).to.match(/\[(UNREACHABLE|TIMEOUT)\]/);
-        expect(Date.now() - t0).to.be.below(10_000);
+        expect(cli.stderr, 'the server answered').not.to.match(CLIENT_GAVE_UP);
         while (codes.length < 6) await sleep(50);
       } finally {
         await pgs.resume();
@@ -308,7 +309,7 @@ if (!bin) {
       // OUTCOME_UNKNOWN for a store whose COMMIT was on its way as the database stopped.
       expect(new Set(codes)).to.satisfy((s: Set<string>) => [...s].every((c) => c === 'UNREACHABLE' || c === 'TIMEOUT' || c === 'OUTCOME_UNKNOWN'), `codes: ${[...new Set(codes)]}`);
       expect(codes.filter((c) => c === 'OUTCOME_UNKNOWN').length, 'at most one store per replica was caught in its COMMIT').to.be.at.most(2);
-      expect(slowest, 'failures are fast').to.be.below(8_000);
+      expect(givenUp, 'failures are fast: the server answered each one before the client gave up waiting').to.deep.equal([]);
       for (const r of [r1, r2]) expect(r.child.running, `${r.address} still running`).to.equal(true);
       // Every acknowledged store is there, with its value, through either replica.
       for (const [version, value] of acked) expect(Buffer.from((await (version % 2 ? c1 : c2).retrieve('stream', version)).blob).equals(value), `version ${version}`).to.equal(true);
