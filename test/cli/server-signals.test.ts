@@ -44,7 +44,8 @@ describe('a server\'s signals (runUntilSignal)', () => {
     process.emit('SIGUSR1');
     process.emit('SIGHUP');
     let timer: NodeJS.Timeout | undefined;
-    const first = await Promise.race([reloadDone, new Promise((r) => (timer = setTimeout(() => r('still waiting'), 1_000)))]);
+    // Waiting for the backup, it would wait for the test: a generous bound tells the two apart on a slow machine too.
+    const first = await Promise.race([reloadDone, new Promise((r) => (timer = setTimeout(() => r('still waiting'), 10_000)))]);
     clearTimeout(timer);
     expect(first, 'the reload waited for the backup').to.equal('reloaded');
     finishBackup();

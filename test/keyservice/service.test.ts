@@ -102,9 +102,10 @@ describe('key service: ordering of the requests of one connection', () => {
     const c = conn('c1');
     await answer(await ask(c, { action: 'store', name: 'a', data: new Uint8Array([1]) }));
     backend.hold();
-    const staged = await settledSoon(ask(c, { action: 'retrieve', name: 'a', version: 0 }));
+    // Held, they would wait for the release, which waits for the test: a generous bound tells them apart on a slow machine too.
+    const staged = await settledSoon(ask(c, { action: 'retrieve', name: 'a', version: 0 }), 10_000);
     expect(staged, 'the retrieve held the connection until its read finished').not.to.equal('pending');
-    const second = await settledSoon(ask(c, { action: 'list', name: '', version: 0 }));
+    const second = await settledSoon(ask(c, { action: 'list', name: '', version: 0 }), 10_000);
     expect(second).not.to.equal('pending');
     backend.release();
     const r = await answer(staged as LaterAnswer);
@@ -119,7 +120,7 @@ describe('key service: ordering of the requests of one connection', () => {
     expect(await settledSoon(write), 'the store went ahead of an earlier read').to.equal('pending');
     expect(backend.events).to.deep.equal(['append a']);
     // Another connection's store is not held by this connection's read.
-    const other = await settledSoon(ask(conn('c3'), { action: 'store', name: 'b', data: new Uint8Array([3]) }));
+    const other = await settledSoon(ask(conn('c3'), { action: 'store', name: 'b', data: new Uint8Array([3]) }), 10_000);
     expect(other).not.to.equal('pending');
     backend.release();
     const first = await answer(read);
