@@ -33,7 +33,7 @@ export async function startLogged(trusts: Partial<Pick<MakePolicyOptions, 'platf
 
 /** Waits until `expected` events are each logged or counted (`suppressed`) among `lines()`; returns the most lines logged in one second. */
 export async function mostInOneSecond(lines: () => Line[], expected: number, what: string): Promise<number> {
-  await waitFor(() => lines().reduce((n, l) => n + Number(l.record.suppressed ?? 0) + (l.record.summary ? 0 : 1), 0) === expected, 3000, `every ${what} logged or counted`);
+  await waitFor(() => lines().reduce((n, l) => n + Number(l.record.suppressed ?? 0) + (l.record.summary ? 0 : 1), 0) === expected, 20_000, `every ${what} logged or counted`);
   const perSecond = new Map<number, number>();
   for (const l of lines()) if (!l.record.summary) perSecond.set(l.second, (perSecond.get(l.second) ?? 0) + 1);
   return Math.max(...perSecond.values());

@@ -27,7 +27,7 @@ describe('simpleserver: the size of a request', function () {
       const t0 = Date.now();
       await rejects(over.request(new Uint8Array(LIMIT + 1)), 'UNREACHABLE');
       expect(Date.now() - t0, 'refused on its header, not after the read timeout').to.be.below(5_000);
-      await waitFor(() => s.lines.some((l) => l.record.event === 'closed' && l.record.reason === 'frame-error'), 3000, 'the closed line');
+      await waitFor(() => s.lines.some((l) => l.record.event === 'closed' && l.record.reason === 'frame-error'), 20_000, 'the closed line');
       expect(s.lines.find((l) => l.record.event === 'closed')!.record).to.include({ reason: 'frame-error', code: 'FRAME_TOO_LARGE', requests: 0 });
       const at = await open();
       try {
@@ -54,7 +54,7 @@ describe('simpleserver: the size of a request', function () {
         },
       };
       await rejects(requestCertificate({ host: '127.0.0.1', port: s.server.address.port, policyCert: s.policyCert, platform: padded, authKey: (await generateKeyPair('p256')).privateKey }), 'FRAME_TOO_LARGE');
-      await waitFor(() => s.lines.some((l) => l.record.event === 'closed'), 3000, 'the closed line');
+      await waitFor(() => s.lines.some((l) => l.record.event === 'closed'), 20_000, 'the closed line');
       expect(s.lines.filter((l) => l.record.event === 'certification')).to.deep.equal([]);
       expect(s.lines.find((l) => l.record.event === 'closed')!.record).to.include({ requests: 0 });
     } finally {

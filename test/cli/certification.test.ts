@@ -89,7 +89,7 @@ async function mustStart(args: string[], cwd: string): Promise<ServerProcess> {
   return s;
 }
 
-async function waitFor(cond: () => boolean, ms = 5_000): Promise<boolean> {
+async function waitFor(cond: () => boolean, ms = 20_000): Promise<boolean> {
   const t0 = Date.now();
   while (!cond()) {
     if (Date.now() - t0 > ms) return false;
