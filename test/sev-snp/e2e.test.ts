@@ -248,7 +248,7 @@ describe('SEV-SNP end to end: simpleserver + init-trust --platform sev-snp (test
     servers.push(server);
     expect(server.log()).to.match(/^simpleserver: warning: in the policy, platform amd-sev-snp: the policy trusts no 48-byte measurement, the size of its machines': every machine of it will be refused \(MEASUREMENT_NOT_TRUSTED\)$/m);
     server.hup();
-    for (let i = 0; i < 100 && !/ reloaded /.test(server.log()); i++) await new Promise((resolve) => setTimeout(resolve, 50));
+    for (let i = 0; i < 400 && !/ reloaded /.test(server.log()); i++) await new Promise((resolve) => setTimeout(resolve, 50));
     expect(server.log()).to.match(/ reloaded .*warnings=\["platform amd-sev-snp: the policy trusts no 48-byte measurement/);
   });
 
@@ -280,12 +280,12 @@ describe('SEV-SNP end to end: simpleserver + init-trust --platform sev-snp (test
     // An older list would lift the revocation: the reload is refused and the list in force stays.
     writeFileSync(join(tmp.dir, 'crl.crl'), signer.crl({ thisUpdate: new Date(Date.now() - 3 * 86_400_000) }));
     server.hup();
-    for (let i = 0; i < 100 && !/reload-failed/.test(server.log()); i++) await new Promise((resolve) => setTimeout(resolve, 50));
+    for (let i = 0; i < 400 && !/reload-failed/.test(server.log()); i++) await new Promise((resolve) => setTimeout(resolve, 50));
     expect(server.log()).to.match(/reload-failed code=INVALID_INPUT .*older than the one in force/);
     expect((await initTrust(server.port, ['--force'])).status).to.equal(4);
     writeFileSync(join(tmp.dir, 'crl.crl'), signer.crl({ revoked: [9] }));
     server.hup();
-    for (let i = 0; i < 100 && !/ reloaded /.test(server.log()); i++) await new Promise((resolve) => setTimeout(resolve, 50));
+    for (let i = 0; i < 400 && !/ reloaded /.test(server.log()); i++) await new Promise((resolve) => setTimeout(resolve, 50));
     ok(await initTrust(server.port, ['--force']));
   });
 
