@@ -37,7 +37,9 @@ describe('simpleserver: its own certificate is replaced while it runs', function
   after(async () => server?.close());
 
   it('presents a new certificate at half its lifetime, so a client after the first one expired is still served', async () => {
-    const started = await startRenewing(4);
+    // Six seconds: the certificate made at half of it outlives the wait past the first one's end by
+    // 1.5 s, room for a busy machine to be late renewing and connecting (with four, 0.5 s).
+    const started = await startRenewing(6);
     ({ server } = started);
     const { policyCert, events } = started;
     const presented = async (): Promise<ValidatedPeer> => {
@@ -48,7 +50,7 @@ describe('simpleserver: its own certificate is replaced while it runs', function
     const first = await presented();
     const renewals = () => events.filter((e) => e.event === 'identity-renewed');
     // Renewed at half its lifetime (waited for: a busy machine may make it late), then past the
-    // first certificate's end (4 s, plus the second its time is rounded to).
+    // first certificate's end (6 s, plus the second its time is rounded to).
     await waitFor(() => renewals().length > 0, 20_000, 'a renewal');
     await sleep(Math.max(0, first.notAfter.getTime() - Date.now()) + 1_500);
     const later = await presented();
