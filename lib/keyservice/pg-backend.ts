@@ -41,6 +41,7 @@ import {
 import { migrate, SCHEMA_VERSION, storageError, type Query } from './pg-schema.ts';
 import { MAX_KEY_VALUE_BYTES } from './keystore.ts';
 import { SEAL_OVERHEAD } from '../crypto/index.ts';
+import { PgSockets } from './pg-sockets.ts';
 
 /**
  * The pg driver, loaded when a PostgreSQL backend is first used rather than with this module:
@@ -67,6 +68,8 @@ export interface PgBackendOptions {
   recheckMs?: number;
   /** Asked before each use of the database: an error to refuse it with (the replica's id lock is not held). */
   gate?: () => CertifierError | undefined;
+  /** How long close() waits for the database to close the connections before cutting them (default 2 s; tests). */
+  closeGraceMs?: number;
 }
 
 /**
@@ -128,17 +131,20 @@ export class PgBackend implements KeyBackend {
   /** When each connection last read the bound key and the schema version (monotonic ms, since the key was bound). */
   private readonly checked = new WeakMap<PoolClient, number>();
 
-  private constructor(private readonly pool: Pool, private readonly recheckMs = RECHECK_MS, private readonly gate?: () => CertifierError | undefined) {}
+  private constructor(
+    private readonly pool: Pool, private readonly sockets: PgSockets, private readonly o: PgBackendOptions, private readonly recheckMs = o.recheckMs ?? RECHECK_MS, private readonly gate = o.gate,
+  ) {}
 
   /** Connects, creates or upgrades the schema, and returns the backend. */
   static async open(o: PgBackendOptions): Promise<PgBackend> {
     const timeout = o.queryTimeoutMs ?? 5_000;
+    const sockets = new PgSockets();
     const pool = new (await loadPg()).Pool({
-      connectionString: o.url, max: o.poolSize ?? 10, connectionTimeoutMillis: o.connectTimeoutMs ?? 3_000,
+      stream: sockets.make, connectionString: o.url, max: o.poolSize ?? 10, connectionTimeoutMillis: o.connectTimeoutMs ?? 3_000,
       query_timeout: timeout, statement_timeout: timeout, idle_in_transaction_session_timeout: 2 * timeout,
       idleTimeoutMillis: 30_000, keepAlive: true, application_name: 'key-server',
     });
-    const b = new PgBackend(pool, o.recheckMs, o.gate);
+    const b = new PgBackend(pool, sockets, o);
     // A connection that dies while idle (database restarted, network cut) is reported here and
     // dropped by the pool; without a listener the 'error' event would end the process.
     pool.on('error', (e) => o.log?.({ event: 'storage-connection-lost', code: b.failure(e).code, detail: e.message }));
@@ -147,7 +153,7 @@ export class PgBackend implements KeyBackend {
     try {
       await b.transaction((q) => migrate(q));
     } catch (e) {
-      await pool.end().catch(() => {});
+      await sockets.endWithin(() => pool.end(), o.closeGraceMs);
       throw e;
     }
     return b;
@@ -248,7 +254,8 @@ export class PgBackend implements KeyBackend {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await this.pool.end();
+    // Bounded: a database that never answers (frozen, partitioned) would keep the sockets open.
+    await this.sockets.endWithin(() => this.pool.end(), this.o.closeGraceMs);
   }
 
   // ---- internals --------------------------------------------------------------------------

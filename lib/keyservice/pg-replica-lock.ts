@@ -22,6 +22,7 @@ import type { Client } from 'pg';
 import { CertifierError } from '../errors/index.ts';
 import { loadPg } from './pg-backend.ts';
 import { storageError } from './pg-schema.ts';
+import { PgSockets } from './pg-sockets.ts';
 
 export interface ReplicaLockOptions {
   url: string;
@@ -34,6 +35,8 @@ export interface ReplicaLockOptions {
   retryMs?: number;
   /** How often the held connection is asked whether it still answers (default 10 s). */
   pingMs?: number;
+  /** How long release() waits for the database to close the connection before cutting it (default 2 s; tests). */
+  closeGraceMs?: number;
 }
 
 /** The advisory lock key of a replica id: 64 bits of a hash of it, as a signed bigint (text). */
@@ -65,6 +68,7 @@ export class ReplicaIdLock {
   private retry: NodeJS.Timeout | undefined;
   private ping: NodeJS.Timeout | undefined;
   private settle!: (e: CertifierError) => void;
+  private readonly sockets = new PgSockets();
   /** Settles when another replica took the id while this one could not hold it: the server must stop. */
   readonly taken: Promise<CertifierError> = new Promise((resolve) => (this.settle = resolve));
 
@@ -90,14 +94,15 @@ export class ReplicaIdLock {
     clearInterval(this.ping);
     const c = this.client;
     this.client = undefined;
-    await c?.end().catch(() => {});
+    // Bounded: a database that never answers (frozen, partitioned) would keep the socket open.
+    if (c) await this.sockets.endWithin(() => c.end(), this.o.closeGraceMs);
   }
 
   /** One try: 'held', the holder of the id when another holds it, or the database's failure. */
   private async attempt(): Promise<'held' | Holder | CertifierError> {
     const timeout = this.o.queryTimeoutMs ?? 5_000;
     const client = new (await loadPg()).Client({
-      connectionString: this.o.url, connectionTimeoutMillis: this.o.connectTimeoutMs ?? 3_000, query_timeout: timeout, statement_timeout: timeout,
+      stream: this.sockets.make, connectionString: this.o.url, connectionTimeoutMillis: this.o.connectTimeoutMs ?? 3_000, query_timeout: timeout, statement_timeout: timeout,
       keepAlive: true, keepAliveInitialDelayMillis: 10_000, application_name: `key-server-lock ${this.o.replicaId}`,
     });
     client.on('error', () => {}); // reported through 'end'

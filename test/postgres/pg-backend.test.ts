@@ -565,6 +565,24 @@ if (!bin) {
         expect((await b.get('k', 0))!.version).to.equal(1);
         expect((await b.append('k', (v) => recordFor('k', v))).version).to.equal(2);
       });
+
+      it('closes within a bound while the database never answers, its connections cut (a replica stopped during a freeze or partition exits)', async function () {
+        this.timeout(30_000);
+        const url = await freshDb();
+        const b = await PgBackend.open({ url, closeGraceMs: 300 });
+        await b.append('k', (v) => recordFor('k', v)); // an idle connection in the pool
+        const lock = await ReplicaIdLock.take({ url, replicaId: 'ks-closing', closeGraceMs: 300 });
+        server.signal('SIGSTOP');
+        try {
+          for (const close of [() => b.close(), () => lock.release()]) {
+            const t0 = Date.now();
+            await Promise.race([close(), new Promise((r) => setTimeout(r, 5_000))]);
+            expect(Date.now() - t0, 'closed within the bound').to.be.below(3_000);
+          }
+        } finally {
+          server.signal('SIGCONT');
+        }
+      });
     });
 
     describe('ReplicaIdLock: one live replica per id', () => {
