@@ -49,6 +49,8 @@ function metadataProblem(r: RecordInfo, nameChecked = false): string | undefined
   if (name) return `its name ${name}`;
   if (!Number.isInteger(r.version) || r.version < 1 || r.version > MAX_VERSION) return `version ${r.version}`;
   if (!(ENTRY_TYPES as readonly string[]).includes(r.type)) return `type ${shown(String(r.type))}`;
+  // A column changed to text underneath reads "false", which the answer to a list would give as exportable.
+  if (typeof r.exportable !== 'boolean') return `exportable ${shown(String(r.exportable))}`;
   if (typeof r.timeEntered !== 'string' || !isRfc3339(r.timeEntered)) return `time entered ${shown(String(r.timeEntered))}`;
   if (!Number.isInteger(r.size) || r.size < 0 || r.size > MAX_KEY_VALUE_BYTES) return `size ${r.size}`;
   return undefined;

@@ -441,6 +441,19 @@ if (!bin) {
         expect((await ks.list('')).map((i) => i.name)).to.deep.equal(['other', 'rows/good']);
       });
 
+      it('refuses with INTEGRITY a record whose exportable column was changed to another type underneath (a list would call a record that is not exportable exportable)', async () => {
+        const url = await freshDb();
+        const db = `contract_${n}`;
+        const key = randomBytes(32);
+        const b = await track(open(url));
+        await b.bindStorageKey(storageKeyId(key));
+        const ks = new KeyStore(b, key);
+        await ks.store('kept/in', Buffer.from('value'), { type: 'binary-blob', exportable: false });
+        await server.psql(db, 'ALTER TABLE key_server_records ALTER exportable TYPE text');
+        for (const all of [false, true]) expect((await rejects(ks.list('kept/', { allVersions: all }), 'INTEGRITY')).message).to.contain('"kept/in" version 1 (exportable "false")');
+        expect((await rejects(ks.fetch('kept/in'), 'INTEGRITY')).message).to.contain('exportable "false"');
+      });
+
       it('reads no more of a row than key-server writes: a ciphertext longer than any sealed value, or a name, type, time or storage key id of any length, is refused without being read whole', async () => {
         // A row of hundreds of MB written into the database would otherwise be read whole, and one
         // field over 512 MiB as text ends the process in the driver (a string too long for V8).
