@@ -163,9 +163,15 @@ const TLS_TRUST_ERRORS = new Set([
 // Refusals that at start are a set-up mistake, and while serving the database failing under a
 // running replica (renamed or dropped, closed to connections, a login or right revoked).
 const GONE_STATES = new Set(['3D000', '55000', '42501']);
-// A table, column or constraint key-server made that is not there: undefined_table,
-// undefined_column, invalid_column_reference (an ON CONFLICT without its unique constraint).
-const OBJECT_GONE_STATES = new Set(['42P01', '42703', '42P10']);
+// A table, column or constraint key-server made that is not there, or a column of another type:
+// undefined_table, undefined_column, invalid_column_reference (an ON CONFLICT without its unique
+// constraint), and datatype_mismatch (coalesce() over a column whose type was changed).
+const OBJECT_GONE_STATES = new Set(['42P01', '42703', '42P10', '42804']);
+/**
+ * undefined_function for left(), which key-server calls only on its own text columns: one changed
+ * to another type (time_entered made a timestamp, say). Any other function missing stays INTERNAL.
+ */
+const columnRetyped = (code: string, message: string) => code === '42883' && /^function left\((?!text\b)/.test(message);
 
 /**
  * A CertifierError for a failure of the database (our own errors pass through unchanged).
@@ -201,8 +207,8 @@ export function storageError(e: unknown, during: 'start' | 'request' = 'start'):
   if (code === '55000' && /not currently accepting connections/i.test(message)) return make('UNREACHABLE', 'the key database is closed to connections');
   if (code === '22023' || code === '42704' || /does not support SSL/i.test(message)) return make('INVALID_INPUT', 'the key database refused the connection settings');
   if (code === '3F000') return make('INVALID_INPUT', 'the key database has no such schema (see search_path in the URL\'s options)');
-  // A table, column or constraint key-server made is missing or other (restored over, or changed
-  // by hand, while the replicas ran): no bug of key-server's, and no retry mends it.
-  if (OBJECT_GONE_STATES.has(code)) return make('STORE_FORMAT', 'the key database\'s tables are not as key-server made them (restored over, or changed by hand?): stop every replica, restore the database whole, then start them');
+  // A table, column or constraint key-server made is missing or other, or a column of another type
+  // (restored over, or changed by hand, while the replicas ran): no bug of key-server's, and no retry mends it.
+  if (OBJECT_GONE_STATES.has(code) || columnRetyped(code, message)) return make('STORE_FORMAT', 'the key database\'s tables are not as key-server made them (restored over, or changed by hand?): stop every replica, restore the database whole, then start them');
   return make('INTERNAL', 'the key database failed');
 }

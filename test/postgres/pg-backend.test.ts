@@ -454,6 +454,15 @@ if (!bin) {
         expect((await rejects(ks.fetch('kept/in'), 'INTEGRITY')).message).to.contain('exportable "false"');
       });
 
+      it('refuses with STORE_FORMAT, not as a bug (INTERNAL), tables whose column was changed to another type underneath', async () => {
+        const url = await freshDb();
+        const b = await track(open(url));
+        await b.append('k', (v) => recordFor('k', v));
+        await server.psql(`contract_${n}`, 'ALTER TABLE key_server_records ALTER time_entered TYPE timestamptz USING time_entered::timestamptz');
+        await rejects(b.get('k', 0), 'STORE_FORMAT');
+        await rejects(b.list(''), 'STORE_FORMAT');
+      });
+
       it('reads no more of a row than key-server writes: a ciphertext longer than any sealed value, or a name, type, time or storage key id of any length, is refused without being read whole', async () => {
         // A row of hundreds of MB written into the database would otherwise be read whole, and one
         // field over 512 MiB as text ends the process in the driver (a string too long for V8).
