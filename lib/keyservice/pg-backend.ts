@@ -345,7 +345,12 @@ export class PgBackend implements KeyBackend {
       }
     };
     try {
-      await q('BEGIN');
+      // Read committed whatever the database's default_transaction_isolation says: the version
+      // numbering queues on the name's row lock and reads what committed before it, and migrate()
+      // reads what the replica it waited for committed. Under repeatable read or serializable,
+      // concurrent stores of a name failed as serialization failures (TIMEOUT), and a replica
+      // starting beside another was refused (STORE_FORMAT: tables without a schema version).
+      await q('BEGIN ISOLATION LEVEL READ COMMITTED');
       const out = await fn(q);
       try {
         await client.query('COMMIT');

@@ -529,6 +529,16 @@ if (!bin) {
         }
       });
 
+      it('queues appends and deletes of one name from two replicas on a database whose default isolation is serializable, as on one left at read committed', async () => {
+        const url = await freshDb();
+        await server.psql('postgres', `ALTER DATABASE contract_${n} SET default_transaction_isolation = 'serializable'`);
+        const [a, b] = await Promise.all([track(open(url)), track(open(url))]);
+        const results = await Promise.all(Array.from({ length: 30 }, (_, i) => (i % 2 ? a : b).append('strict', (v) => recordFor('strict', v))));
+        expect(results.map((r) => r.version).sort((x, y) => x - y)).to.deep.equal(Array.from({ length: 30 }, (_, i) => i + 1));
+        const [deleted, next] = await Promise.all([a.delete('strict', 0), b.append('strict', (v) => recordFor('strict', v))]);
+        expect(deleted.length + next.version).to.be.oneOf([30 + 31, 31 + 31]);
+      });
+
       it('gives 100 appends to one name from two replicas versions 1..100 with no gap or duplicate', async () => {
         const url = await freshDb();
         const [a, b] = await Promise.all([track(open(url)), track(open(url))]);
