@@ -141,7 +141,9 @@ export class PgBackend implements KeyBackend {
     const sockets = new PgSockets();
     const pool = new (await loadPg()).Pool({
       stream: sockets.make, connectionString: o.url, max: o.poolSize ?? 10, connectionTimeoutMillis: o.connectTimeoutMs ?? 3_000,
-      query_timeout: timeout, statement_timeout: timeout, idle_in_transaction_session_timeout: 2 * timeout,
+      // lock_timeout as long as a statement may take (the driver sends no 0): a database default
+      // shorter than that failed stores that queue on a name's row lock, as TIMEOUT.
+      query_timeout: timeout, statement_timeout: timeout, lock_timeout: timeout, idle_in_transaction_session_timeout: 2 * timeout,
       idleTimeoutMillis: 30_000, keepAlive: true, application_name: 'key-server',
     });
     const b = new PgBackend(pool, sockets, o);

@@ -539,6 +539,14 @@ if (!bin) {
         expect(deleted.length + next.version).to.be.oneOf([30 + 31, 31 + 31]);
       });
 
+      it('queues appends of one name from two replicas on a database whose default lock_timeout is short: only its own 5 s limit bounds the wait', async () => {
+        const url = await freshDb();
+        await server.psql('postgres', `ALTER DATABASE contract_${n} SET lock_timeout = '1ms'`);
+        const [a, b] = await Promise.all([track(open(url)), track(open(url))]);
+        const results = await Promise.all(Array.from({ length: 30 }, (_, i) => (i % 2 ? a : b).append('waits', (v) => recordFor('waits', v))));
+        expect(results.map((r) => r.version).sort((x, y) => x - y)).to.deep.equal(Array.from({ length: 30 }, (_, i) => i + 1));
+      });
+
       it('gives 100 appends to one name from two replicas versions 1..100 with no gap or duplicate', async () => {
         const url = await freshDb();
         const [a, b] = await Promise.all([track(open(url)), track(open(url))]);
