@@ -38,7 +38,7 @@ import {
   checkAfter, checkBuilt, checkExpected, checkName, checkPrefix, checkVersion, deleteUnknown, listLimit, MAX_NAME_LENGTH, nextVersion, outcomeUnknown, storeUnknown,
   versionConflict, type KeyBackend, type ListOptions, type RecordInfo, type StoredRecord, type UnknownChange,
 } from './backend.ts';
-import { migrate, SCHEMA_VERSION, storageError, type Query } from './pg-schema.ts';
+import { KEEP_IDLE_SESSION, migrate, SCHEMA_VERSION, storageError, type Query } from './pg-schema.ts';
 import { MAX_KEY_VALUE_BYTES } from './keystore.ts';
 import { SEAL_OVERHEAD } from '../crypto/index.ts';
 import { PgSockets } from './pg-sockets.ts';
@@ -150,8 +150,13 @@ export class PgBackend implements KeyBackend {
     // A connection that dies while idle (database restarted, network cut) is reported here and
     // dropped by the pool; without a listener the 'error' event would end the process.
     pool.on('error', (e) => o.log?.({ event: 'storage-connection-lost', code: b.failure(e).code, detail: e.message }));
-    // The same for a connection that dies while checked out between two queries.
-    pool.on('connect', (client) => client.on('error', () => {}));
+    // The same for a connection that dies while checked out between two queries. Its first query,
+    // before any request's, keeps it open while idle (KEEP_IDLE_SESSION); a failure there is the
+    // request's to see.
+    pool.on('connect', (client) => {
+      client.on('error', () => {});
+      client.query(KEEP_IDLE_SESSION).catch(() => {});
+    });
     try {
       await b.transaction((q) => migrate(q));
     } catch (e) {

@@ -16,6 +16,14 @@ import { CertifierError } from '../errors/index.ts';
 export type Query = <R = Record<string, unknown>>(sql: string, params?: unknown[]) => Promise<R[]>;
 
 export const SCHEMA_VERSION = 1;
+
+/**
+ * Turns off, for this session, a database's or role's idle_session_timeout (PostgreSQL 14 and
+ * later; nothing on older ones): the id lock's session is idle between pings and pooled
+ * connections between requests, and one shorter than that ended them again and again, so the
+ * replica refused requests until it held its id again.
+ */
+export const KEEP_IDLE_SESSION = "SELECT set_config('idle_session_timeout', '0', false) WHERE current_setting('server_version_num')::int >= 140000";
 /** pg_advisory_xact_lock's key for schema changes: "keysrvr1" as a big-endian 64-bit integer. */
 const SCHEMA_LOCK = '7738725071454630449';
 

@@ -621,6 +621,23 @@ if (!bin) {
       });
     });
 
+    it('keeps its idle connections, and its id, on a database whose idle_session_timeout is short (no lost connection, no refusal while it holds its id again)', async () => {
+      const url = await freshDb();
+      await server.psql('postgres', `ALTER DATABASE contract_${n} SET idle_session_timeout = '200ms'`);
+      const events: string[] = [];
+      const b = await PgBackend.open({ url, log: (r) => events.push(r.event) });
+      const lock = await ReplicaIdLock.take({ url, replicaId: 'ks-idle', log: (r) => events.push(r.event) });
+      try {
+        await b.append('k', (v) => recordFor('k', v));
+        await new Promise((r) => setTimeout(r, 800));
+        expect(events).to.deep.equal([]);
+        expect(lock.refusal()).to.equal(undefined);
+        expect((await b.get('k', 0))!.version).to.equal(1);
+      } finally {
+        await Promise.all([b.close(), lock.release()]);
+      }
+    });
+
     describe('ReplicaIdLock: one live replica per id', () => {
       it('refuses an id held by a live session (REPLICA_ID_IN_USE, naming the id and the holder\'s address), takes another, and frees it on release', async () => {
         const url = await freshDb();
