@@ -38,7 +38,7 @@ import {
   checkAfter, checkBuilt, checkExpected, checkName, checkPrefix, checkVersion, deleteUnknown, listLimit, MAX_NAME_LENGTH, nextVersion, outcomeUnknown, storeUnknown,
   versionConflict, type KeyBackend, type ListOptions, type RecordInfo, type StoredRecord, type UnknownChange,
 } from './backend.ts';
-import { KEEP_IDLE_SESSION, migrate, SCHEMA_VERSION, storageError, type Query } from './pg-schema.ts';
+import { SESSION_SETTINGS, migrate, SCHEMA_VERSION, storageError, type Query } from './pg-schema.ts';
 import { MAX_KEY_VALUE_BYTES } from './keystore.ts';
 import { SEAL_OVERHEAD } from '../crypto/index.ts';
 import { PgSockets } from './pg-sockets.ts';
@@ -151,11 +151,11 @@ export class PgBackend implements KeyBackend {
     // dropped by the pool; without a listener the 'error' event would end the process.
     pool.on('error', (e) => o.log?.({ event: 'storage-connection-lost', code: b.failure(e).code, detail: e.message }));
     // The same for a connection that dies while checked out between two queries. Its first query,
-    // before any request's, keeps it open while idle (KEEP_IDLE_SESSION); a failure there is the
+    // before any request's, sets what key-server relies on (SESSION_SETTINGS); a failure there is the
     // request's to see.
     pool.on('connect', (client) => {
       client.on('error', () => {});
-      client.query(KEEP_IDLE_SESSION).catch(() => {});
+      client.query(SESSION_SETTINGS).catch(() => {});
     });
     try {
       await b.transaction((q) => migrate(q));

@@ -21,7 +21,7 @@ import { createHash } from 'node:crypto';
 import type { Client } from 'pg';
 import { CertifierError } from '../errors/index.ts';
 import { loadPg } from './pg-backend.ts';
-import { KEEP_IDLE_SESSION, storageError } from './pg-schema.ts';
+import { SESSION_SETTINGS, storageError } from './pg-schema.ts';
 import { PgSockets } from './pg-sockets.ts';
 
 export interface ReplicaLockOptions {
@@ -109,7 +109,7 @@ export class ReplicaIdLock {
     try {
       await client.connect();
       // The database notices a client machine that vanished within 10 + 5 * 3 s, and frees the id.
-      await client.query(`SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; SET tcp_keepalives_count = 3; ${KEEP_IDLE_SESSION}`);
+      await client.query(`SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; SET tcp_keepalives_count = 3; ${SESSION_SETTINGS}`);
       const [row] = (await client.query<{ ok: boolean; pid: number }>('SELECT pg_try_advisory_lock($1::bigint) AS ok, pg_backend_pid() AS pid', [this.key])).rows;
       if (!row?.ok) {
         const holder = await this.holder(client);

@@ -638,6 +638,23 @@ if (!bin) {
       }
     });
 
+    it('commits durably (synchronous_commit on) on a database whose default is off, where a crash of PostgreSQL lost acknowledged stores', async () => {
+      const url = await freshDb();
+      const db = `contract_${n}`;
+      await server.psql('postgres', `ALTER DATABASE ${db} SET synchronous_commit = 'off'`);
+      const b = await PgBackend.open({ url });
+      try {
+        // What each store's transaction runs with, as a trigger sees it.
+        await server.psql(db, `CREATE TABLE seen (setting text);
+          CREATE FUNCTION note() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN INSERT INTO seen VALUES (current_setting('synchronous_commit')); RETURN NEW; END $$;
+          CREATE TRIGGER note AFTER INSERT ON key_server_records FOR EACH ROW EXECUTE FUNCTION note()`);
+        await Promise.all(Array.from({ length: 4 }, (_, i) => b.append(`k${i}`, (v) => recordFor(`k${i}`, v))));
+        expect((await server.psql(db, 'SELECT DISTINCT setting FROM seen', ['-tA'])).trim()).to.equal('on');
+      } finally {
+        await b.close();
+      }
+    });
+
     describe('ReplicaIdLock: one live replica per id', () => {
       it('refuses an id held by a live session (REPLICA_ID_IN_USE, naming the id and the holder\'s address), takes another, and frees it on release', async () => {
         const url = await freshDb();
