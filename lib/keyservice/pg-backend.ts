@@ -31,6 +31,8 @@
 // the database becomes UNREACHABLE or TIMEOUT (retryable, exit status 3) rather than a hang,
 // except where a change's COMMIT was sent and its answer lost: OUTCOME_UNKNOWN, as it may have
 // been committed; the pool drops broken connections and makes new ones, so service resumes by itself.
+// A connection the database refuses for its connection limit, while the pool holds others, is
+// waited for on those instead (connect()).
 
 import type { Pool, PoolClient } from 'pg';
 import { CertifierError } from '../errors/index.ts';
@@ -85,6 +87,8 @@ const SCHEMA = 'SELECT version FROM key_server_schema';
 const RECHECK_MS = 30_000;
 /** SQLSTATE undefined_table. */
 const UNDEFINED_TABLE = '42P01';
+/** SQLSTATE too_many_connections: the server's max_connections, or the database's or role's CONNECTION LIMIT, reached. */
+const TOO_MANY_CONNECTIONS = '53300';
 /**
  * Raises the name's high-water mark to the next version, under its row lock: one more than the
  * mark or than the highest stored version, whichever is higher, so a mark lowered or removed
@@ -139,8 +143,9 @@ export class PgBackend implements KeyBackend {
   static async open(o: PgBackendOptions): Promise<PgBackend> {
     const timeout = o.queryTimeoutMs ?? 5_000;
     const sockets = new PgSockets();
+    const max = o.poolSize ?? 10;
     const pool = new (await loadPg()).Pool({
-      stream: sockets.make, connectionString: o.url, max: o.poolSize ?? 10, connectionTimeoutMillis: o.connectTimeoutMs ?? 3_000,
+      stream: sockets.make, connectionString: o.url, max, connectionTimeoutMillis: o.connectTimeoutMs ?? 3_000,
       // lock_timeout as long as a statement may take (the driver sends no 0): a database default
       // shorter than that failed stores that queue on a name's row lock, as TIMEOUT.
       query_timeout: timeout, statement_timeout: timeout, lock_timeout: timeout, idle_in_transaction_session_timeout: 2 * timeout,
@@ -150,6 +155,8 @@ export class PgBackend implements KeyBackend {
     // A connection that dies while idle (database restarted, network cut) is reported here and
     // dropped by the pool; without a listener the 'error' event would end the process.
     pool.on('error', (e) => o.log?.({ event: 'storage-connection-lost', code: b.failure(e).code, detail: e.message }));
+    // A connection closed: the database may take another again (see connect()).
+    pool.on('remove', () => void (pool.options.max = max));
     // The same for a connection that dies while checked out between two queries. Its first query,
     // before any request's, sets what key-server relies on (SESSION_SETTINGS); a failure there is the
     // request's to see.
@@ -285,6 +292,26 @@ export class PgBackend implements KeyBackend {
   }
 
   /**
+   * A connection from the pool. One the database refuses for its connection limit (the server's
+   * max_connections, the database's or the role's CONNECTION LIMIT) while this replica holds others
+   * is waited for on those (for the pool's connect time): the pool makes no more than it holds
+   * until one of them closes. Failing the request instead failed 17 of 20 concurrent stores with 2
+   * connections open. With no connection open, the refusal stands (UNREACHABLE).
+   */
+  private async connect(): Promise<PoolClient> {
+    const until = performance.now() + (this.o.connectTimeoutMs ?? 3_000);
+    for (;;) {
+      try {
+        return await this.pool.connect();
+      } catch (e) {
+        const open = this.pool.totalCount;
+        if ((e as { code?: unknown }).code !== TOO_MANY_CONNECTIONS || open === 0 || performance.now() >= until) throw this.failure(e);
+        this.pool.options.max = Math.min(this.pool.options.max ?? open, open);
+      }
+    }
+  }
+
+  /**
    * A pooled connection; once a storage key is bound, a connection not used since is first
    * checked to reach a database bound to that key, and destroyed if it does not.
    */
@@ -292,12 +319,7 @@ export class PgBackend implements KeyBackend {
     this.checkOpen();
     const refused = this.gate?.();
     if (refused) throw refused;
-    let client: PoolClient;
-    try {
-      client = await this.pool.connect();
-    } catch (e) {
-      throw this.failure(e);
-    }
+    const client = await this.connect();
     const want = this.boundKey;
     const at = this.checked.get(client);
     if (want === undefined || (at !== undefined && performance.now() - at < this.recheckMs)) return client;

@@ -583,6 +583,35 @@ if (!bin) {
         expect((await b.append('k', (v) => recordFor('k', v))).version).to.equal(2);
       });
 
+      it('queues requests on the connections it has when the role\'s connection limit refuses another (20 stores over 2 allowed all succeed); with none open, UNREACHABLE', async function () {
+        this.timeout(30_000);
+        const url = await freshDb();
+        const db = `contract_${n}`;
+        const role = `limited_${n}`;
+        await server.psql('postgres', `CREATE ROLE ${role} LOGIN CONNECTION LIMIT 2; ALTER DATABASE ${db} OWNER TO ${role}`);
+        const limited = url.replace('postgres@', `${role}@`);
+        const lost: string[] = [];
+        const b = await track(PgBackend.open({ url: limited, poolSize: 20, log: (r) => lost.push(r.event) }));
+        const stores = await Promise.allSettled(Array.from({ length: 20 }, (_, i) => b.append(`k${i}`, (v) => recordFor(`k${i}`, v))));
+        expect(stores.flatMap((s) => (s.status === 'rejected' ? [String(s.reason)] : []))).to.deep.equal([]);
+        expect(Number(await server.psql(db, `SELECT count(*) FROM pg_stat_activity WHERE usename = '${role}'`, ['-tA']))).to.be.at.most(2);
+        // Its connections ended and both slots taken by others: a pool with no connection at all cannot wait for one.
+        const others = [new pg.Client({ connectionString: limited }), new pg.Client({ connectionString: limited })];
+        await server.psql(db, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '${role}'`);
+        for (const until = Date.now() + 10_000; lost.length < 2 && Date.now() < until;) await new Promise((r) => setTimeout(r, 20));
+        expect(lost).to.deep.equal(['storage-connection-lost', 'storage-connection-lost']);
+        await Promise.all(others.map((c) => c.connect()));
+        try {
+          const t0 = Date.now();
+          await rejects(b.get('k1', 0), 'UNREACHABLE');
+          expect(Date.now() - t0, 'at once').to.be.below(2_000);
+        } finally {
+          await Promise.all(others.map((c) => c.end()));
+        }
+        // Slots free again: the pool opens connections as before.
+        expect((await b.get('k1', 0))!.version).to.equal(1);
+      });
+
       it('times out with TIMEOUT when the database accepts connections but never answers, and recovers', async function () {
         this.timeout(60_000);
         const b = await track(PgBackend.open({ url: await freshDb(), connectTimeoutMs: 1_000, queryTimeoutMs: 1_500 }));
