@@ -14,8 +14,9 @@
 // requests are then refused as UNREACHABLE (retryable) until the lock is taken again, tried at
 // once and then every second. Its own earlier session, cut off from it but not yet ended by the
 // database (a freeze, a partition), is not another replica: it is asked to end, and the lock tried
-// again. If another replica took the id meanwhile, this one stops (REPLICA_ID_IN_USE): two live
-// replicas never answer under one id.
+// again. That session is known by its pid and its start together (a pid is reused, by another
+// replica's session too, once the database restarted). If another replica took the id meanwhile,
+// this one stops (REPLICA_ID_IN_USE): two live replicas never answer under one id.
 
 import { createHash } from 'node:crypto';
 import type { Client } from 'pg';
@@ -52,6 +53,16 @@ function idInUse(replicaId: string, holder: string, now: boolean): CertifierErro
     { details: { replicaId } });
 }
 
+/**
+ * When a session began, to the microsecond (pg_stat_activity.backend_start, as text: a Date keeps
+ * milliseconds only). With the pid, it names one session: a pid alone is reused once its process
+ * ended, after a restart of the database say, by another replica's session as well.
+ */
+const STARTED = (activity: string) => `to_char(${activity}.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')`;
+
+/** One database session: its backend pid and when it began. */
+interface Session { pid: number; started: string | null }
+
 /** Who holds an id this replica could not take. */
 interface Holder {
   /** ' (its connection from ADDR, since TIME)', or '' where the database does not say. */
@@ -62,8 +73,8 @@ interface Holder {
 
 export class ReplicaIdLock {
   private client: Client | undefined;
-  /** The backend pid of the session that last held the id for this replica. */
-  private sessionPid: number | undefined;
+  /** The session that last held the id for this replica. */
+  private session: Session | undefined;
   private released = false;
   private retry: NodeJS.Timeout | undefined;
   private ping: NodeJS.Timeout | undefined;
@@ -110,13 +121,14 @@ export class ReplicaIdLock {
       await client.connect();
       // The database notices a client machine that vanished within 10 + 5 * 3 s, and frees the id.
       await client.query(`SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; SET tcp_keepalives_count = 3; ${SESSION_SETTINGS}`);
-      const [row] = (await client.query<{ ok: boolean; pid: number }>('SELECT pg_try_advisory_lock($1::bigint) AS ok, pg_backend_pid() AS pid', [this.key])).rows;
+      const [row] = (await client.query<{ ok: boolean } & Session>(
+        `SELECT pg_try_advisory_lock($1::bigint) AS ok, pg_backend_pid() AS pid, (SELECT ${STARTED('a')} FROM pg_stat_activity a WHERE a.pid = pg_backend_pid()) AS started`, [this.key])).rows;
       if (!row?.ok) {
         const holder = await this.holder(client);
         await client.end().catch(() => {});
         return holder;
       }
-      this.sessionPid = row.pid;
+      this.session = { pid: row.pid, started: row.started };
     } catch (e) {
       await client.end().catch(() => {});
       return storageError(e, 'start');
@@ -138,20 +150,22 @@ export class ReplicaIdLock {
   }
 
   /**
-   * The session holding the id, as far as this user may see it: its backend pid (this replica's
+   * The session holding the id, as far as this user may see it: its pid and start (this replica's
    * own earlier session, not yet gone, is not another replica) and where it connects from, for
-   * the refusal. An old session of this replica's is asked to end.
+   * the refusal. An old session of this replica's is asked to end; a session whose start is not
+   * shown (another user's) is never taken for it.
    */
   private async holder(client: Client): Promise<Holder> {
     const high = Number(BigInt.asUintN(64, BigInt(this.key)) >> 32n);
     const low = Number(BigInt.asUintN(32, BigInt(this.key)));
     try {
-      const [h] = (await client.query<{ pid: number; addr: string | null; since: Date | null }>(
-        `SELECT l.pid, host(a.client_addr) AS addr, a.backend_start AS since FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+      const [h] = (await client.query<Session & { addr: string | null; since: Date | null }>(
+        `SELECT l.pid, ${STARTED('a')} AS started, host(a.client_addr) AS addr, a.backend_start AS since FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
            WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1::bigint::oid AND l.objid = $2::bigint::oid AND l.objsubid = 1 AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())`,
         [high, low])).rows;
       if (!h) return { where: '' };
-      if (h.pid === this.sessionPid) {
+      const own = this.session;
+      if (own && h.pid === own.pid && h.started !== null && h.started === own.started) {
         await client.query('SELECT pg_terminate_backend($1)', [h.pid]).catch(() => {});
         return { where: '', own: true };
       }

@@ -7,7 +7,7 @@ import pg from 'pg';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { PgBackend, prefixEnd } from '../../lib/keyservice/pg-backend.ts';
 import { SCHEMA_VERSION, searchPathNames } from '../../lib/keyservice/pg-schema.ts';
-import { ReplicaIdLock } from '../../lib/keyservice/pg-replica-lock.ts';
+import { ReplicaIdLock, replicaLockKey } from '../../lib/keyservice/pg-replica-lock.ts';
 import { KeyStore, MAX_KEY_VALUE_BYTES, storageKeyId } from '../../lib/keyservice/keystore.ts';
 import { randomBytes, SEAL_OVERHEAD } from '../../lib/crypto/index.ts';
 import { MAX_NAME_LENGTH, type KeyBackend } from '../../lib/keyservice/backend.ts';
@@ -729,6 +729,38 @@ if (!bin) {
           expect(stopped, JSON.stringify(events)).to.equal(false);
         } finally {
           await lock.release();
+        }
+      });
+
+      it('stops (REPLICA_ID_IN_USE) when another replica\'s session holds its id under the pid its own earlier session had (reused after a restart), rather than end that session as its own', async function () {
+        this.timeout(30_000);
+        const url = await freshDb();
+        const db = `contract_${n}`;
+        // No pid can be made to come round again here, so what the lock reads of sessions (pg_locks,
+        // pg_stat_activity, found in schema `reused` ahead of pg_catalog on its connections) shows
+        // the session of pid `real` under pid `shown`.
+        await server.psql(db, `CREATE SCHEMA reused; CREATE TABLE reused.pids (real int, shown int);
+          CREATE VIEW reused.pg_locks AS SELECT l.locktype, l.database, l.classid, l.objid, l.objsubid, l.granted, coalesce(p.shown, l.pid) AS pid FROM pg_catalog.pg_locks l LEFT JOIN reused.pids p ON p.real = l.pid;
+          CREATE VIEW reused.pg_stat_activity AS SELECT coalesce(p.shown, a.pid) AS pid, a.client_addr, a.backend_start, a.application_name FROM pg_catalog.pg_stat_activity a LEFT JOIN reused.pids p ON p.real = a.pid`);
+        const events: string[] = [];
+        const lock = await ReplicaIdLock.take({ url: `${url}?options=${encodeURIComponent('-c search_path=reused,pg_catalog,public')}`, replicaId: 'ks-reused', log: (r) => events.push(r.event), retryMs: 100 });
+        const other = new pg.Client({ connectionString: url });
+        await other.connect();
+        try {
+          const own = Number(await server.psql(db, "SELECT pid FROM pg_stat_activity WHERE application_name = 'key-server-lock ks-reused'", ['-tA']));
+          const theirs = (await other.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+          await server.psql(db, `INSERT INTO reused.pids VALUES (${theirs}, ${own})`);
+          // Another replica waits for the id, and takes it as this one's session ends.
+          const waiting = other.query('SELECT pg_advisory_lock($1::bigint)', [replicaLockKey('ks-reused')]);
+          while (!(await server.psql(db, `SELECT 1 FROM pg_stat_activity WHERE pid = ${theirs} AND wait_event_type = 'Lock'`, ['-tA'])).trim()) await new Promise((r) => setTimeout(r, 20));
+          await server.psql(db, `SELECT pg_terminate_backend(${own})`);
+          await waiting;
+          const stopped = await Promise.race([lock.taken, new Promise<undefined>((r) => setTimeout(r, 5_000, undefined))]);
+          expect(stopped?.code, events.join(' ')).to.equal('REPLICA_ID_IN_USE');
+          expect(events).to.not.include('replica-lock-retry-failed');
+          expect((await other.query('SELECT 1 AS one')).rows).to.deep.equal([{ one: 1 }]);
+        } finally {
+          await Promise.all([lock.release(), other.end()]);
         }
       });
     });
