@@ -594,12 +594,21 @@ if (!bin) {
         const b = await track(PgBackend.open({ url: limited, poolSize: 20, log: (r) => lost.push(r.event) }));
         const stores = await Promise.allSettled(Array.from({ length: 20 }, (_, i) => b.append(`k${i}`, (v) => recordFor(`k${i}`, v))));
         expect(stores.flatMap((s) => (s.status === 'rejected' ? [String(s.reason)] : []))).to.deep.equal([]);
-        expect(Number(await server.psql(db, `SELECT count(*) FROM pg_stat_activity WHERE usename = '${role}'`, ['-tA']))).to.be.at.most(2);
+        const connections = async () => Number(await server.psql(db, `SELECT count(*) FROM pg_stat_activity WHERE usename = '${role}'`, ['-tA']));
+        expect(await connections()).to.equal(2);
+        // The limit raised, and one of its connections closed: it may open more again.
+        await server.psql('postgres', `ALTER ROLE ${role} CONNECTION LIMIT 4`);
+        await server.psql(db, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '${role}' LIMIT 1`);
+        for (const until = Date.now() + 10_000; lost.length < 1 && Date.now() < until;) await new Promise((r) => setTimeout(r, 20));
+        const more = await Promise.allSettled(Array.from({ length: 20 }, (_, i) => b.append(`m${i}`, (v) => recordFor(`m${i}`, v))));
+        expect(more.flatMap((s) => (s.status === 'rejected' ? [String(s.reason)] : []))).to.deep.equal([]);
+        expect(await connections()).to.equal(4);
+        lost.length = 0;
         // Its connections ended and both slots taken by others: a pool with no connection at all cannot wait for one.
-        const others = [new pg.Client({ connectionString: limited }), new pg.Client({ connectionString: limited })];
+        const others = Array.from({ length: 4 }, () => new pg.Client({ connectionString: limited }));
         await server.psql(db, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '${role}'`);
-        for (const until = Date.now() + 10_000; lost.length < 2 && Date.now() < until;) await new Promise((r) => setTimeout(r, 20));
-        expect(lost).to.deep.equal(['storage-connection-lost', 'storage-connection-lost']);
+        for (const until = Date.now() + 10_000; lost.length < 4 && Date.now() < until;) await new Promise((r) => setTimeout(r, 20));
+        expect(lost).to.deep.equal(Array(4).fill('storage-connection-lost'));
         await Promise.all(others.map((c) => c.connect()));
         try {
           const t0 = Date.now();
