@@ -5,11 +5,13 @@ import net, { type Socket } from 'node:net';
 import tls, { type TLSSocket } from 'node:tls';
 import { CertifierError } from '../errors/index.ts';
 import { FrameDecoder, encodeFrame } from '../wire/index.ts';
-import { channelError, timeoutError } from './errors.ts';
+import { channelError, errnoOf, timeoutError } from './errors.ts';
 import { baseTlsOptions, chainOf, exporterFor, runVerifyPeer } from './tlsutil.ts';
 import { resolveLimits, type ClientConnection, type ConnectOptions, type PreparedClientTls, type ResolvedLimits, type TlsIdentity, type TlsTrust } from './types.ts';
 
 const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+/** How a peer's close with our bytes unread reaches us (on a read, or on a write). */
+const RESETS: ReadonlySet<string> = new Set(['ECONNRESET', 'EPIPE']);
 const LINGER_MS = 1_000;
 /**
  * How long requests wait, under mutual TLS, for the server's session tickets (its acceptance of
@@ -105,6 +107,8 @@ class Connection<P> implements ClientConnection<P> {
   private held: Uint8Array[] | undefined;
   private heldTimer: NodeJS.Timeout | undefined;
   private answered = 0;
+  /** A request of ours has been written (under mutual TLS, not before the server's verdict or VERDICT_WAIT_MS). */
+  private sent = false;
   private corked = false;
   private timer: NodeJS.Timeout | undefined;
   /** The timer is the one for answers: it fires at answerDue (performance.now()), or waits on to a later one. */
@@ -141,8 +145,9 @@ class Connection<P> implements ClientConnection<P> {
     });
     // A TLS 1.3 server that accepted our certificate sends session tickets right after the
     // handshake; ours (and Node's own chain check) refuse by closing without them, in the same
-    // tick, and send no alert. Requests wait for the tickets, so a close before any request went
-    // is a refusal, and one after it a hang-up: a server dying on a request loses its tickets too.
+    // tick, and send no alert. Requests wait for the tickets, so a clean close before any request
+    // went is a refusal, and one after it a hang-up: a server dying on a request loses its tickets
+    // too. A reset is a refusal only after a request went (classify says why).
     tlsSocket?.on('session', () => {
       this.sawTicket = true;
       // Not from inside this callback: OpenSSL is reading, and a write made now sits unsent.
@@ -196,6 +201,7 @@ class Connection<P> implements ClientConnection<P> {
    * socket is corked until the current tick's work is done, as the server does for its answers.
    */
   private send(frame: Uint8Array): void {
+    this.sent = true;
     if (!this.corked) {
       this.corked = true;
       this.socket.cork();
@@ -314,9 +320,17 @@ class Connection<P> implements ClientConnection<P> {
       && performance.now() - this.secureAt <= this.limits.handshakeTimeoutMs;
   }
 
+  /**
+   * A refusing server has read all we sent (our side of the handshake) and closes cleanly. A
+   * reset says it closed with bytes of ours unread: a server that cut a handshake it had not
+   * finished (one stopping, or dying), unless a request of ours had gone by then, when it may be
+   * a refusal that came late. Any other error (a TLS alert not about certificates, say) is what
+   * the peer said, and no refusal.
+   */
   private classify(e: unknown): CertifierError {
     const err = channelError(e, this.target, this.tlsSocket?.authorizationError ? String(this.tlsSocket.authorizationError) : undefined, this.ca);
-    if (err.code === 'UNREACHABLE' && this.looksRefused()) return this.refusedError(e);
+    const reset = RESETS.has(errnoOf(e) ?? '');
+    if (err.code === 'UNREACHABLE' && reset && this.sent && this.looksRefused()) return this.refusedError(e);
     return err;
   }
 

@@ -2,7 +2,7 @@
 // a refused client learns it as UNTRUSTED_PEER (exit 4), not as a retryable hang-up.
 
 import { expect } from 'chai';
-import type { AddressInfo, Socket } from 'node:net';
+import net, { type AddressInfo, type Socket } from 'node:net';
 import tls from 'node:tls';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { Harness, bytes, rejectsWith, testPki, waitFor, type TestPeer } from './harness.ts';
@@ -12,9 +12,18 @@ import { createPolicyCert, toPem } from '../../lib/pki/index.ts';
 import { issueAuthorityIdentity } from '../../lib/certifier/index.ts';
 import type { ChannelServer } from '../../lib/channel/index.ts';
 
+/** Listens on a free port of 127.0.0.1, closed after the test; returns the port. */
+const listening: net.Server[] = [];
+async function listen(server: net.Server): Promise<number> {
+  listening.push(server);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return (server.address() as AddressInfo).port;
+}
+
 describe('channel: peer verification', () => {
   const h = new Harness();
   afterEach(() => h.stop());
+  afterEach(() => listening.splice(0).forEach((s) => s.close()));
 
   const refusals = () => h.logs.filter((r) => r.event === 'refused');
 
@@ -72,6 +81,40 @@ describe('channel: peer verification', () => {
       } finally {
         server.close();
       }
+    });
+  }
+
+  // How a handshake is cut after the client's side of it is done, with no session ticket and no
+  // request yet: none is how a server refuses (a clean close, or an alert about a certificate).
+  const cuts: { how: string; serve: (server: ChannelServer) => Promise<number> }[] = [
+    {
+      how: 'resets the connection (a server cutting a handshake it had not finished)',
+      serve: async () => {
+        const p = await testPki();
+        const server = tls.createServer({ key: p.server.key, cert: p.server.cert, ca: p.ca.cert, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.3' });
+        const under = new Map<string, Socket>();
+        server.on('connection', (raw: Socket) => under.set(`${raw.remotePort}`, raw));
+        server.on('secureConnection', (s) => (s.on('error', () => {}), under.get(`${s.remotePort}`)!.resetAndDestroy()));
+        return listen(server);
+      },
+    },
+    {
+      how: 'sends an alert not about certificates (bad_record_mac: our last flight damaged on the way)',
+      serve: (server) => listen(net.createServer((client) => {
+        const upstream = net.connect(server.address.port, '127.0.0.1');
+        let flight = 0;
+        client.on('data', (d: Buffer) => upstream.write(flight++ === 1 ? Buffer.concat([d.subarray(0, -1), Buffer.from([d.at(-1)! ^ 1])]) : d));
+        upstream.on('data', (d: Buffer) => client.write(d));
+        for (const s of [client, upstream]) s.on('close', () => (client.destroy(), upstream.destroy())).on('error', () => {});
+      })),
+    },
+  ];
+  for (const { how, serve } of cuts) {
+    it(`says UNREACHABLE (exit 3, worth a retry), not a refusal, when a server ${how} as the handshake ends`, async () => {
+      const port = await serve(await h.serve('mtls'));
+      const conn = await h.connect({ address: { host: '127.0.0.1', port } } as ChannelServer, 'mtls');
+      const e = await rejectsWith(conn.request(bytes('hi')), 'UNREACHABLE');
+      expect(e.exitStatus).to.equal(3);
     });
   }
 
