@@ -42,6 +42,7 @@ export async function serve<P>(opts: ServeOptions<P>): Promise<ChannelServer> {
     const id = toHex(randomBytes(8));
     if (closing) {
       log({ event: 'refused', reason: 'server-closing', conn: id, remote, transport });
+      if (raw) established.add(raw); // its handshake is done: not one for close() to drop
       // Not in this tick: the session tickets OpenSSL queued at the handshake's end go first, so
       // the client knows its certificate was taken and hears a close, not a refusal (exit 3, not 4).
       setImmediate(() => socket.destroy());
@@ -172,11 +173,15 @@ export async function serve<P>(opts: ServeOptions<P>): Promise<ChannelServer> {
       server.close(stopped); // stop listening; calls back once every connection has closed
       // Connections still in their handshake get a moment to finish it and be told (above) that
       // the server is closing: a client whose side of it is done would take a bare close for a
-      // refusal of its certificate. Those still at it then (a silent one) go.
+      // refusal of its certificate. Then one more turn of reading: after a stall of this event
+      // loop (a busy machine) longer than the moment, a client's last flight can be waiting
+      // unread, and the handshake it ends is told as the others were. Those still at it then (a
+      // silent one, a slow client) are reset, not closed: a client whose side ends only now
+      // hears a cut (UNREACHABLE), never the bare close with which a server refuses.
       const inHandshake = [...raws].filter((raw) => !established.has(raw));
-      const dropHandshakes = setTimeout(() => {
-        for (const raw of inHandshake) if (!established.has(raw)) raw.destroy();
-      }, Math.min(HANDSHAKE_FINISH_MS, Math.max(0, graceMs)));
+      const dropHandshakes = setTimeout(() => setImmediate(() => {
+        for (const raw of inHandshake) if (!established.has(raw) && !raw.destroyed) raw.resetAndDestroy();
+      }), Math.min(HANDSHAKE_FINISH_MS, Math.max(0, graceMs)));
       dropHandshakes.unref();
       for (const s of sessions) s.drain();
       const hard = setTimeout(() => {

@@ -451,11 +451,16 @@ describe('channel: limits and timeouts', () => {
   it('on close, drops a connection still in its TLS handshake at once, not after the grace period', async () => {
     const server = await h.serve('mtls', { limits: { handshakeTimeoutMs: 30_000 } });
     const socket = await h.raw(server, 'plain'); // TCP only: never says hello
+    let error: string | undefined;
+    socket.on('error', (e: NodeJS.ErrnoException) => (error = e.code));
     await waitFor(() => server.connections === 1, 20_000, 'the connection to be counted');
     const t0 = Date.now();
     await server.close(30_000);
     expect(Date.now() - t0, 'close with a connection mid-handshake (ms), against a grace period of 30 s').to.be.lessThan(15_000);
     await closed(socket);
+    // Reset, not closed: a client whose side of the handshake ends only now hears a cut, not the
+    // clean close with which a server refuses a certificate.
+    expect(error).to.equal('ECONNRESET');
   });
 
   it('on close, lets a client that has done its half of the handshake hear that the server is closing (UNREACHABLE, worth a retry), not take it for a refusal of its certificate', async () => {
@@ -484,6 +489,21 @@ describe('channel: limits and timeouts', () => {
     } finally {
       proxy.close();
     }
+  });
+
+  it('on close, finishes a handshake whose last flight waited out a stall of its event loop longer than the half second it gives: the client hears a hang-up (UNREACHABLE), not a refusal', async () => {
+    const server = await h.serve('mtls');
+    // The client's side of the handshake is done, its Finished not yet read by the server, whose
+    // event loop (the same as the client's here) is then held 700 ms, as a busy machine holds it.
+    const conn = await h.connect(server, 'mtls');
+    const closing = server.close(5000);
+    const until = performance.now() + 700;
+    while (performance.now() < until);
+    const e = await rejectsWith(conn.request(bytes('hi')), 'UNREACHABLE');
+    expect(e.exitStatus).to.equal(3);
+    await closing;
+    // It finished the handshake and was told the server is closing, after its session tickets.
+    expect(h.logs.filter((r) => r.event === 'refused').map((r) => r.reason)).to.deep.equal(['server-closing']);
   });
 
   it('on close, cuts a handler that outlives the grace period', async () => {
