@@ -22,6 +22,8 @@ export interface CertifyOptions {
   /** The original plain-TCP protocol: no TLS, so no session binding. */
   plain?: boolean;
   connectTimeoutMs?: number;
+  /** Time allowed for the TLS handshake (default 10 s, as cert-utility has it). */
+  handshakeTimeoutMs?: number;
   /** Abandons the request when aborted (a key-server stopping while it renews its certificate). */
   signal?: AbortSignal;
   now?: () => Date;
@@ -58,7 +60,9 @@ function refusal(raw: string | undefined): CertifierError {
 export async function requestCertificate(o: CertifyOptions): Promise<Certified> {
   const now = o.now ?? (() => new Date());
   const conn = await connect({
-    host: o.host, port: o.port, limits: { frameLimit: CERTIFIER_FRAME_LIMIT }, // a larger request is refused here, not cut off by the server
+    host: o.host, port: o.port,
+    // A larger request is refused here, not cut off by the server.
+    limits: { frameLimit: CERTIFIER_FRAME_LIMIT, ...(o.handshakeTimeoutMs !== undefined ? { handshakeTimeoutMs: o.handshakeTimeoutMs } : {}) },
     ...(o.plain ? { plain: true } : { tls: { ca: toPem(o.policyCert) }, verifyPeer: (chain: Uint8Array[]) => verifyAuthority(chain, o.policyCert, now()) }),
     ...(o.connectTimeoutMs ? { connectTimeoutMs: o.connectTimeoutMs } : {}),
     ...(o.signal ? { signal: o.signal } : {}),

@@ -1,8 +1,11 @@
 // A certification whose TLS handshake a stopping simpleserver cuts fails as a hang-up
-// (UNREACHABLE, exit 3, which init-trust's callers retry), never as a refusal.
+// (UNREACHABLE, exit 3, which init-trust's callers retry), never as a refusal; one whose
+// handshake never ends fails in the time its caller gave it.
 
 import { expect } from 'chai';
+import net, { type AddressInfo } from 'node:net';
 import { generateKeyPair } from '../../lib/crypto/index.ts';
+import { createPolicyCert } from '../../lib/pki/index.ts';
 import { SimulatedEnclave } from '../../lib/attest/index.ts';
 import { requestCertificate } from '../../lib/certifier/index.ts';
 import { rejectsWith } from '../channel/harness.ts';
@@ -28,6 +31,25 @@ describe('simpleserver: a certification cut by a stop', () => {
       expect(e.exitStatus).to.equal(3);
     } finally {
       await (closing ?? server.close());
+    }
+  });
+
+  it('gives up on a handshake in the time its caller gives (handshakeTimeoutMs), not the 10 s of cert-utility: TIMEOUT, exit 3', async () => {
+    // A server that takes the connection and never says a word of TLS.
+    const silent = net.createServer((s) => s.on('error', () => {}));
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    try {
+      const policyKey = (await generateKeyPair('p256')).privateKey;
+      const policyCert = await createPolicyCert({ privateKey: policyKey, domain: 'silent' });
+      const authKey = (await generateKeyPair('p256')).privateKey;
+      const platform = new SimulatedEnclave(authKey, new Uint8Array(), m); // never asked: no handshake ends
+      const t0 = performance.now();
+      const certifying = requestCertificate({ host: '127.0.0.1', port: (silent.address() as AddressInfo).port, policyCert, platform, authKey, handshakeTimeoutMs: 300 });
+      const e = await rejectsWith(certifying, 'TIMEOUT');
+      expect(e.exitStatus).to.equal(3);
+      expect(performance.now() - t0, 'ms until TIMEOUT').to.be.below(5_000);
+    } finally {
+      silent.close();
     }
   });
 });

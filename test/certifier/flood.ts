@@ -6,6 +6,7 @@ import { createPolicyCert } from '../../lib/pki/index.ts';
 import { loadPolicy, makePolicy, type MakePolicyOptions } from '../../lib/policy/index.ts';
 import { generateSimulatedPlatform } from '../../lib/attest/index.ts';
 import { startCertifier } from '../../lib/certifier/index.ts';
+import type { Limits } from '../../lib/channel/index.ts';
 import { waitFor } from '../channel/harness.ts';
 
 export const domain = 'flood';
@@ -14,9 +15,9 @@ export type Line = { second: number; record: Record<string, unknown> };
 
 /**
  * simpleserver (TLS, or the plain protocol) trusting one simulated platform (returned) and `m`, or
- * what `trusts` says instead, for a day; each line it logs kept with its second.
+ * what `trusts` says instead, for a day, with `limits` over its own; each line it logs kept with its second.
  */
-export async function startLogged(trusts: Partial<Pick<MakePolicyOptions, 'platforms' | 'platformRoots' | 'platformProperties' | 'measurements'>> = {}, o: { plain?: boolean } = {}) {
+export async function startLogged(trusts: Partial<Pick<MakePolicyOptions, 'platforms' | 'platformRoots' | 'platformProperties' | 'measurements'>> = {}, o: { plain?: boolean; limits?: Limits } = {}) {
   const policyKey = (await generateKeyPair('p256')).privateKey;
   const policyCert = await createPolicyCert({ privateKey: policyKey, domain });
   const platformKeys = await generateSimulatedPlatform({ alg: 'p256' });
@@ -25,7 +26,7 @@ export async function startLogged(trusts: Partial<Pick<MakePolicyOptions, 'platf
   }), publicKeyOf(policyKey));
   const lines: Line[] = [];
   const server = await startCertifier({
-    policyKey, policyCert, policy, domain, host: '127.0.0.1', port: 0, certValiditySeconds: 86_400, plain: o.plain === true,
+    policyKey, policyCert, policy, domain, host: '127.0.0.1', port: 0, certValiditySeconds: 86_400, plain: o.plain === true, ...(o.limits ? { limits: o.limits } : {}),
     log: (record) => lines.push({ second: Math.floor(Date.now() / 1000), record: record as Record<string, unknown> }),
   });
   return { policyCert, platformKeys, lines, server };

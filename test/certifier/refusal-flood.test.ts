@@ -58,12 +58,15 @@ describe('simpleserver: a flood of unreadable requests', function () {
   });
 
   it('holds to the same rate refusals of sound evidence from a platform the policy does not trust: anybody can make a simulated platform of their own', async () => {
-    const [{ policyCert, lines, server }, own] = await Promise.all([startLogged(), generateSimulatedPlatform({ alg: 'p256' })]);
+    // 40 handshakes at once on a busy machine: each side gives them 30 s, not 10, so that none
+    // times out there and each certification ends as its refusal.
+    const handshakeTimeoutMs = 30_000;
+    const [{ policyCert, lines, server }, own] = await Promise.all([startLogged({}, { limits: { handshakeTimeoutMs } }), generateSimulatedPlatform({ alg: 'p256' })]);
     try {
       const flood = 40;
       const platform = new SimulatedEnclave(own.attestKey, own.endorsement, m);
       const authKey = (await generateKeyPair('p256')).privateKey;
-      const codes = await Promise.all(Array.from({ length: flood }, () => requestCertificate({ host: '127.0.0.1', port: server.address.port, policyCert, platform, authKey }).then(() => 'allowed', (e) => e.code)));
+      const codes = await Promise.all(Array.from({ length: flood }, () => requestCertificate({ host: '127.0.0.1', port: server.address.port, policyCert, platform, authKey, handshakeTimeoutMs }).then(() => 'allowed', (e) => e.code)));
       expect(new Set(codes)).to.deep.equal(new Set(['PLATFORM_NOT_TRUSTED']));
       const refusals = () => lines.filter((l) => l.record.event === 'certification' && l.record.code === 'PLATFORM_NOT_TRUSTED');
       expect(await mostInOneSecond(refusals, flood, 'refusal')).to.be.at.most(10);
