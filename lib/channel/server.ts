@@ -32,7 +32,7 @@ export async function serve<P>(opts: ServeOptions<P>): Promise<ChannelServer> {
   // its address has none ("unknown:0"), so two such keys can meet: only the socket a key names removes it.
   const rawByRemote = new Map<string, Socket>();
   const budget = new AnswerBudget(limits.answerBytesHeld, limits.answersInFlight); // shared by this server's connections
-  const established = new Set<Socket>(); // raw sockets whose connection has a session
+  const established = new Set<Socket>(); // raw sockets whose handshake is done (with a session, or being told the server is closing)
   const sessions = new Set<ServerSession<P>>();
   let closing: Promise<void> | undefined;
 
