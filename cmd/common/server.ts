@@ -115,9 +115,14 @@ export async function runUntilSignal(program: string, server: ChannelServer, jso
   const stop: NodeJS.Signals | CertifierError = stoppedEarly ?? (await Promise.race([signalled, ...(o.fatal ? [o.fatal] : [])]));
   process.off('SIGHUP', onHangup);
   process.off('SIGUSR1', onUser1);
-  // Stopping: too late to reload or back up, and no reason to die at once.
+  // Stopping: too late to reload or back up, and no reason to die at once. Nor on a second SIGINT
+  // or SIGTERM (Node's default once the once-listeners are gone): that would cut short a backup
+  // being written and the stores still being audited; the stop goes on (SIGKILL ends it at once).
   process.on('SIGHUP', () => {});
   process.on('SIGUSR1', () => {});
+  const again = (signal: NodeJS.Signals) => note(program, `${signal}: already stopping (SIGKILL stops at once)`);
+  process.on('SIGINT', again);
+  process.on('SIGTERM', again);
   // A reload or backup still running is waited for, but not for ever: one stuck reading a file
   // (a FIFO, a hung mount) must not keep a stop signal from stopping the server.
   const stuck = await Promise.race([Promise.all(queues.values()).then(() => false), new Promise<boolean>((r) => setTimeout(() => r(true), TASK_GRACE_MS).unref())]);
