@@ -58,14 +58,15 @@ export async function repairAuditTail(path: string): Promise<{ lines: number; re
     throw new CertifierError('FILE_ERROR', `cannot read the audit log ${path}: ${describeErrno(e)}`, { cause: e });
   });
   const lock = await lockAudit(path, `the audit log ${path} is in use by a running key-server: stop it before repairing the log`);
-  let refused = true;
+  let changed = false;
   try {
     const r = await cutTornTail(path);
-    refused = false;
+    changed = r.removedBytes > 0;
     return r;
   } finally {
-    // A refusal (a file that is not an audit log) leaves no lock of its own beside the file.
-    await (refused ? lock.releaseRefused() : lock.release());
+    // A refusal (a file that is not an audit log), or a log that verifies, leaves no lock of its
+    // own beside the file: only a repair changes anything there.
+    await (changed ? lock.release() : lock.releaseRefused());
   }
 }
 

@@ -984,10 +984,12 @@ describe('audit log', () => {
       expect(readdirSync(tmp.dir).sort()).to.deep.equal(['audit.jsonl', 'audit.jsonl.lock']);
     });
 
-    it('changes nothing in a log that verifies', async () => {
+    it('changes nothing in a log that verifies, nor beside it: no lock of its own is left (a copy checked elsewhere)', async () => {
       const ls = await writeLog(3);
+      rmSync(`${path}.lock`, { recursive: true });
       expect(await repairAuditTail(path)).to.deep.equal({ lines: 3, removedBytes: 0 });
       expect(lines()).to.deep.equal(ls);
+      expect(readdirSync(tmp.dir)).to.deep.equal(['audit.jsonl']);
     });
 
     it('refuses, changing nothing, when any other line is wrong: INTEGRITY naming it', async () => {
