@@ -75,9 +75,21 @@ export async function runUntilSignal(program: string, server: ChannelServer, jso
   // Reloads one at a time, and backups one at a time, each from the files as they are when it
   // starts; but neither kind waits for the other: a backup of a large database takes minutes, and
   // an ACL reloaded to revoke a machine must be in force once it is read, not once the backup ends.
+  // A signal that comes while one of its kind waits its turn joins that one, which reads the files
+  // (copies the database) as they are when it starts: a storm of SIGUSR1 is one more backup, not
+  // one each. One that has not begun when a stop comes is not made: the stop need not wait for it.
   const queues = new Map<string, Promise<void>>();
+  const waiting = new Set<string>();
+  let stopping = false;
   const onSignal = (what: string, task: (() => Promise<Record<string, unknown>>) | undefined, done: string, nothing: string) => () => {
+    if (waiting.has(what)) return;
+    waiting.add(what);
     queues.set(what, (queues.get(what) ?? Promise.resolve()).then(async () => {
+      waiting.delete(what);
+      if (stopping && task) {
+        o.log({ event: `${what}-ignored`, reason: 'the server is stopping' });
+        return;
+      }
       if (!task) {
         o.log({ event: `${what}-ignored`, reason: nothing });
         return;
@@ -113,6 +125,7 @@ export async function runUntilSignal(program: string, server: ChannelServer, jso
   const { host, port } = server.address;
   if (!stoppedEarly) process.stdout.write(json ? JSON.stringify({ ok: true, listening: { host, port } }) + '\n' : `listening ${host}:${port}\n`);
   const stop: NodeJS.Signals | CertifierError = stoppedEarly ?? (await Promise.race([signalled, ...(o.fatal ? [o.fatal] : [])]));
+  stopping = true;
   process.off('SIGHUP', onHangup);
   process.off('SIGUSR1', onUser1);
   // Stopping: too late to reload or back up, and no reason to die at once. Nor on a second SIGINT

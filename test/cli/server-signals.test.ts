@@ -53,4 +53,33 @@ describe('a server\'s signals (runUntilSignal)', () => {
     expect(await running).to.deep.equal({ stopped: 'SIGTERM' });
     expect(events).to.deep.equal(['reloaded', 'backup-written']);
   });
+
+  it('makes one more backup for a storm of SIGUSR1 while one is written, and none begun after a stop', async () => {
+    const server = { address: { host: '127.0.0.1', port: 1 }, connections: 0, setIdentity: () => {}, close: async () => {} } satisfies ChannelServer;
+    const events: string[] = [];
+    let release = () => {};
+    let begun = 0;
+    const running = runUntilSignal('test-server', server, false, {
+      log: (r) => void events.push(String((r as { event: string }).event)),
+      backup: async () => {
+        begun++;
+        await new Promise<void>((r) => (release = r));
+        return { path: `keys-${begun}` };
+      },
+    });
+    const settle = () => new Promise((r) => setTimeout(r, 20));
+    process.emit('SIGUSR1');
+    await settle();
+    for (let i = 0; i < 10; i++) process.emit('SIGUSR1'); // while the first is written: one more, of the database as it is then
+    release();
+    await settle();
+    expect(begun).to.equal(2);
+    process.emit('SIGUSR1'); // waits its turn behind the second, which the stop waits for
+    process.emit('SIGTERM');
+    await settle();
+    release();
+    expect(await running).to.deep.equal({ stopped: 'SIGTERM' });
+    expect(begun, 'a backup begun after the stop').to.equal(2);
+    expect(events).to.deep.equal(['backup-written', 'backup-written', 'backup-ignored']);
+  });
 });
