@@ -29,6 +29,13 @@ export interface KeyServiceConfig {
   replicaJoin?: ReplicaJoin;
   log?: (record: Record<string, unknown>) => void;
   now?: () => Date;
+  /**
+   * The end of the certificate this key-server presents to a new connection (its identity's, or
+   * the policy certificate's if sooner). A connection keeps the one it was opened with, taken as
+   * the one in force at its first request: renewal comes days before an end, not between a
+   * connection's handshake and its first request.
+   */
+  ownCertEnd?: () => Date;
 }
 
 export interface Connection {
@@ -67,6 +74,8 @@ export class KeyService {
   private readonly challenges = new ChallengeBook();
   private readonly reads = new WeakMap<Connection, Set<Promise<unknown>>>();
   private readonly running = new Set<Promise<void>>();
+  /** The end of the server's own certificate each connection was opened with (ms). */
+  private readonly ownEnds = new WeakMap<Connection, number>();
   private readonly config: KeyServiceConfig;
   constructor(config: KeyServiceConfig) {
     this.config = { ...config };
@@ -142,6 +151,7 @@ export class KeyService {
       if (!peer) throw new CertifierError('UNTRUSTED_PEER', 'no verified client certificate');
       req = parseKeyRequest(bytes);
       this.checkValidity(peer);
+      this.checkOwnValidity(conn);
       if (req.credentials) {
         const cred = verifyRoleCredential(req.credentials, this.config.policyCert, this.now());
         const leaf = req.credentials[0]!;
@@ -296,6 +306,19 @@ export class KeyService {
    * certificate it was opened with, or the clock may be set back before its start; what it asks
    * outside the window is refused, as a new connection would be.
    */
+  /**
+   * A connection that outlived the server's own certificate it was opened with is served no more,
+   * as one outliving the client's is not: a client opening one now would refuse that certificate.
+   */
+  private checkOwnValidity(conn: Connection): void {
+    if (!this.config.ownCertEnd) return;
+    let end = this.ownEnds.get(conn);
+    if (end === undefined) this.ownEnds.set(conn, (end = this.config.ownCertEnd().getTime()));
+    const ms = this.config.now ? this.config.now().getTime() : Date.now();
+    if (ms <= end) return;
+    throw new CertifierError('CERT_EXPIRED', `this key-server's own certificate ended at ${new Date(end).toISOString()}, after this connection was opened (checked at ${new Date(ms).toISOString()} by the key-server's clock): a new connection gets the one in force`);
+  }
+
   private checkValidity(peer: ValidatedPeer): void {
     // Compared as numbers: this runs per request, and the Date for the messages is made only for a refusal.
     const ms = this.config.now ? this.config.now().getTime() : Date.now();

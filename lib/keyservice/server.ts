@@ -99,7 +99,10 @@ export async function startKeyServer(o: KeyServerOptions): Promise<StartedKeySer
   const identity = await loadIdentity(o.store, o.domain, o.policyCert);
   const storageKey = await storageKeyFrom(o.store, o.backend);
   const keystore = new KeyStore(o.backend, storageKey);
+  // validUntil: a certificate issued offline before 2026-12-05 may end after the policy certificate.
+  let ownEnd = identity.peer.validUntil;
   const service = new KeyService({
+    ownCertEnd: () => ownEnd,
     keystore, policyCert: o.policyCert, ...(o.acl ? { acl: o.acl } : {}), ...(o.audit ? { audit: o.audit } : {}),
     reserved: { names: [authKeyTag(o.domain), admissionCertTag(o.domain), STORAGE_KEY_TAG], prefixes: [RESERVED_PREFIX] },
     ...(o.allowReplicaJoin ? { replicaJoin: new ReplicaJoin({ name: STORAGE_KEY_TAG, measurementHex: identity.peer.measurementHex, storageKey }) } : {}),
@@ -115,13 +118,13 @@ export async function startKeyServer(o: KeyServerOptions): Promise<StartedKeySer
   });
   const policyCertEnds = readCertificateSummary(o.policyCert).notAfter;
   const watch = (notAfter: Date) => watchExpiry(notAfter, o.log, identityWatch(notAfter, policyCertEnds, o.renewal !== undefined));
-  // validUntil: a certificate issued offline before 2026-12-05 may end after the policy certificate.
   let stopWatching = watch(identity.peer.validUntil);
   const stopRenewing = o.renewal
     ? renewIdentity(identity, {
       ...o.renewal, log: o.log, policyCertEnds,
       present: (next) => {
         server.setIdentity(next.key, toPem(next.certificate));
+        ownEnd = next.peer.validUntil;
         stopWatching();
         stopWatching = watch(next.peer.validUntil);
       },

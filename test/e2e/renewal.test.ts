@@ -55,13 +55,30 @@ describe('e2e: key-server renews its certificate through simpleserver (--certifi
     }
   });
 
+  it('serves no more requests on a connection once its own certificate has ended (without --certifier): CERT_EXPIRED', async () => {
+    const ks = await d.certify('ks-ending', 'key-server');
+    await ageCertificate(ks.store, { endsInMs: 3_000 });
+    const server = await d.startKeyServer(ks);
+    try {
+      await d.withClient(server, alice, async (c) => {
+        await c.store('ending/k', randomBytes(8));
+        await server.child.waitForLog(/ identity-expired /, 0, 10_000);
+        const e = await c.store('ending/k', randomBytes(8)).then(() => undefined, (err: unknown) => err as { code?: string });
+        expect(e?.code).to.equal('CERT_EXPIRED');
+      });
+      expect(server.child.stderr).to.match(/ request .*decision=deny code=CERT_EXPIRED .*detail="this key-server's own certificate ended at /);
+    } finally {
+      await server.child.stop();
+    }
+  });
+
   /**
    * Replaces the store's admission certificate by one for the same key past half its life: issued
    * as early as the policy certificate allows (its start, a few minutes back), lasting 1.5 times
    * its age, so that a third of its life (a minute or more) is left; `expired`, lasting a second.
    * Under `policy` (key and certificate files) instead of the domain's.
    */
-  async function ageCertificate(store: string, o: { program?: string; expired?: boolean; policy?: { key: string; cert: string } } = {}): Promise<void> {
+  async function ageCertificate(store: string, o: { program?: string; expired?: boolean; endsInMs?: number; policy?: { key: string; cert: string } } = {}): Promise<void> {
     const s = await Cryptstore.open(store, new KeyFileProtector(readFileSync(d.keyFile), 'the key file'));
     try {
       const key = fromKeyMessage(decode<KeyMessage>('key_message', (await s.get(authKeyTag(d.name))).blob));
@@ -70,7 +87,7 @@ describe('e2e: key-server renews its certificate through simpleserver (--certifi
       const cert = await issueAdmissionCert({
         policyKey: await readPrivateKeyFile(o.policy?.key ?? d.policyKey), policyCert, subjectPublicKey: publicKeyOf(key),
         measurement: Buffer.from(d.measurementHex(o.program ?? 'key-server'), 'hex'), platform: SIMULATED_ENCLAVE, domain: d.name,
-        validitySeconds: o.expired ? 1 : Math.floor((1.5 * (Date.now() - issued)) / 1000), now: new Date(issued),
+        validitySeconds: o.expired ? 1 : o.endsInMs ? Math.ceil((Date.now() + o.endsInMs - issued) / 1000) : Math.floor((1.5 * (Date.now() - issued)) / 1000), now: new Date(issued),
       });
       await s.put(admissionCertTag(d.name), cert, { type: 'X509-der-cert', exportable: true });
     } finally {

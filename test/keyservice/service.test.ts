@@ -150,6 +150,27 @@ describe('key service: ordering of the requests of one connection', () => {
     expect(readFileSync(audit.path, 'utf8')).to.contain('"code":"CERT_EXPIRED"');
   });
 
+  it('refuses (CERT_EXPIRED, logged with when) a request on a connection that outlived the key-server\'s own certificate; a renewed one serves new connections', async () => {
+    const logs: Record<string, unknown>[] = [];
+    let clock = Date.now();
+    let ownEnd = new Date(clock + 60_000);
+    const svc = new KeyService({
+      keystore: new KeyStore(backend, randomBytes(32)), policyCert: new Uint8Array(), acl, audit, reserved: { names: [], prefixes: [] },
+      log: (r) => logs.push(r), now: () => new Date(clock), ownCertEnd: () => ownEnd,
+    });
+    const later = new Date(clock + 86_400_000);
+    const peer = { measurementHex: M, serialHex: '1f', notAfter: later, validUntil: later } as ValidatedPeer;
+    const list = { action: 'list', name: '', version: 0 } as const;
+    const old: Connection = { ...conn('c8'), peer };
+    expect(await answer(await svc.handleStaged(encodeKeyRequest(list), old))).to.include({ status: 'succeeded' });
+    const ended = ownEnd;
+    ownEnd = new Date(clock + 3 * 86_400_000); // renewed (--certifier): new connections get this one
+    clock += 120_000; // the old certificate, which the old connection was opened with, has ended
+    expect(await answer(await svc.handleStaged(encodeKeyRequest(list), old))).to.include({ status: 'failed', errorCode: 'CERT_EXPIRED' });
+    expect(logs.at(-1)).to.include({ decision: 'deny', code: 'CERT_EXPIRED', detail: `this key-server's own certificate ended at ${ended.toISOString()}, after this connection was opened (checked at ${new Date(clock).toISOString()} by the key-server's clock): a new connection gets the one in force` });
+    expect(await answer(await svc.handleStaged(encodeKeyRequest(list), { ...conn('c9'), peer }))).to.include({ status: 'succeeded' });
+  });
+
   it('refuses (CERT_EXPIRED, audited, logged with when) a request on a connection whose certificates are not yet valid by the server\'s clock', async () => {
     // The clock set back a day after the connection was opened: the leaf, then the policy certificate above it, not valid yet.
     const logs: Record<string, unknown>[] = [];
