@@ -6,8 +6,8 @@ import { expect } from 'chai';
 import { chmodSync, cpSync, mkdirSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { linkToDeep, run } from '../support/helpers.ts';
-import { Domain, expectFailure, expectSuccess, type Machine } from './domain.ts';
+import { linkToDeep, ROOT, run } from '../support/helpers.ts';
+import { Domain, expectFailure, expectSuccess, sleep, type Machine } from './domain.ts';
 
 describe('e2e: a standby key-server takes over from a copy of the data directory', function () {
   let d: Domain;
@@ -173,5 +173,21 @@ describe('e2e: a standby key-server takes over from a copy of the data directory
       '--data', d.path('pg-data'), '--listen', '127.0.0.1:0', ...primary.storeArgs]);
     expectFailure(pg, 2, 'USAGE');
     expect(pg.stderr).to.contain('back up PostgreSQL with its own tools');
+  });
+  it('finishes a backup and closes its audit log when SIGTERM, SIGINT and SIGTERM come while the backup is written, exit 0', async () => {
+    // A second stop signal is not Node's default death: the stop it began goes on.
+    const backups = d.path('stopped-backups');
+    const env = { NODE_OPTIONS: `--import ${join(ROOT, 'test/support/slow-backup.mjs')}`, SLOW_BACKUP_MS: '1500' };
+    const server = await d.startKeyServer(primary, { args: ['--backup-dir', backups], env });
+    expectSuccess(await d.kc(alice, server, 'store', ['stop/k', '--in', '-'], Buffer.from('v')));
+    process.kill(server.child.pid, 'SIGUSR1');
+    await sleep(100);
+    for (const signal of ['SIGTERM', 'SIGINT', 'SIGTERM'] as const) {
+      process.kill(server.child.pid, signal);
+      await sleep(200); // the backup still being written: the stop waits for it
+    }
+    expect(await server.child.exited, server.child.stderr).to.deep.equal({ code: 0, signal: null });
+    expect(server.child.stderr).to.match(/ backup-written path=\S+ records=1/).and.match(/SIGINT: already stopping/).and.match(/ audit-closed .*\n.*key-server: stopped\n$/);
+    expect(readdirSync(backups).map((n) => n.replace(/[0-9TZ-]+/g, '#'))).to.deep.equal(['keys#']);
   });
 });
