@@ -302,13 +302,8 @@ export class KeyService {
   }
 
   /**
-   * Checked at the handshake, and again for every request: a connection may outlive the
-   * certificate it was opened with, or the clock may be set back before its start; what it asks
-   * outside the window is refused, as a new connection would be.
-   */
-  /**
    * A connection that outlived the server's own certificate it was opened with is served no more,
-   * as one outliving the client's is not: a client opening one now would refuse that certificate.
+   * as one that outlived the client's certificate is not: a client connecting now would refuse it.
    */
   private checkOwnValidity(conn: Connection): void {
     if (!this.config.ownCertEnd) return;
@@ -319,6 +314,11 @@ export class KeyService {
     throw new CertifierError('CERT_EXPIRED', `this key-server's own certificate ended at ${new Date(end).toISOString()}, after this connection was opened (checked at ${new Date(ms).toISOString()} by the key-server's clock): a new connection gets the one in force`);
   }
 
+  /**
+   * Checked at the handshake, and again for every request: a connection may outlive the
+   * certificate it was opened with, or the clock may be set back before its start; what it asks
+   * outside the window is refused, as a new connection would be.
+   */
   private checkValidity(peer: ValidatedPeer): void {
     // Compared as numbers: this runs per request, and the Date for the messages is made only for a refusal.
     const ms = this.config.now ? this.config.now().getTime() : Date.now();
