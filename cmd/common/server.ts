@@ -45,7 +45,7 @@ interface EarlySignals {
 }
 
 /** How long a stop waits for a reload or backup still running. */
-const TASK_GRACE_MS = 10_000;
+export const TASK_GRACE_MS = 10_000;
 /** How long a stop gives the connections to take their answers before it closes them. */
 export const STOP_GRACE_MS = 10_000;
 

@@ -9,6 +9,8 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { ROOT, runScript, tempDir } from '../support/helpers.ts';
+import { STOP_GRACE_MS, TASK_GRACE_MS } from '../../cmd/common/server.ts';
+import { DRAIN_MS } from '../../lib/keyservice/server.ts';
 
 const run = promisify(execFile);
 const UNITS = ['first-boot', 'key-server', 'simpleserver'];
@@ -58,8 +60,20 @@ describe('examples/systemd units', function () {
 });
 
 describe('examples/systemd units as written', () => {
-  it('let no crash write the keys a program holds to a core dump (LimitCORE=0)', () => {
-    for (const u of UNITS) expect(readFileSync(join(ROOT, 'examples/systemd', `${u}.service`), 'utf8'), u).to.match(/^LimitCORE=0$/m);
+  const unitText = (u: string) => readFileSync(join(ROOT, 'examples/systemd', `${u}.service`), 'utf8');
+
+  it('let no crash write the keys a program holds to a core dump (LimitCORE=0), nor memory pressure to swap (MemorySwapMax=0)', () => {
+    for (const u of UNITS) expect(unitText(u), u).to.match(/^LimitCORE=0$/m).and.to.match(/^MemorySwapMax=0$/m);
+  });
+
+  it('give each server the time its longest stop takes before systemd sends SIGKILL (TimeoutStopSec)', () => {
+    // A backup or reload still running, then the connections taking their answers; key-server then
+    // waits for stores still being carried out. A few seconds over that for closing the rest.
+    const longest = { 'key-server': TASK_GRACE_MS + STOP_GRACE_MS + DRAIN_MS, simpleserver: TASK_GRACE_MS + STOP_GRACE_MS };
+    for (const [u, ms] of Object.entries(longest)) {
+      const s = Number(/^TimeoutStopSec=(\d+)$/m.exec(unitText(u))?.[1]);
+      expect(s * 1000, u).to.be.at.least(ms + 5_000);
+    }
   });
 });
 
