@@ -139,9 +139,9 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
       // ones pruned) leads beside the link, to a directory prepareBackupDir never checked.
       const backupDir = o.backupDir === undefined ? undefined : realLocation(o.backupDir);
       const backup = level && backupDir
-        ? async () => {
+        ? async (signal: AbortSignal) => {
           await prepareBackupDir(backupDir); // again: it may have been removed, or opened to others, since
-          const r = await level.backupTo(join(backupDir, backupName(new Date())));
+          const r = await level.backupTo(join(backupDir, backupName(new Date())), signal);
           // Only after the new one is whole: a failed backup never costs an older one. Without
           // --backup-keep every backup stays, but partial copies left by a killed server still go.
           // The storage key id is the one the copy holds, read from its snapshot.

@@ -46,6 +46,8 @@ interface EarlySignals {
 
 /** How long a stop waits for a reload or backup still running. */
 export const TASK_GRACE_MS = 10_000;
+/** How long a stop then gives a backup it abandoned to stop and remove its partial copy. */
+export const ABANDON_MS = 2_000;
 /** How long a stop gives the connections to take their answers before it closes them. */
 export const STOP_GRACE_MS = 10_000;
 
@@ -59,8 +61,11 @@ export interface RunOptions {
   reload?: () => Promise<Record<string, unknown>>;
   /** What a reload without `reload` is told. */
   nothingToReload?: string;
-  /** What SIGUSR1 does: a backup (key-server --backup-dir), returning what it wrote for the log. */
-  backup?: () => Promise<Record<string, unknown>>;
+  /**
+   * What SIGUSR1 does: a backup (key-server --backup-dir), returning what it wrote for the log.
+   * `signal` is aborted when a stop abandons it: it stops promptly, removing what it wrote.
+   */
+  backup?: (signal: AbortSignal) => Promise<Record<string, unknown>>;
   /** Why SIGUSR1 does nothing, for the log line, when there is no backup. */
   nothingToBackUp?: string;
   graceMs?: number;
@@ -81,7 +86,8 @@ export async function runUntilSignal(program: string, server: ChannelServer, jso
   const queues = new Map<string, Promise<void>>();
   const waiting = new Set<string>();
   let stopping = false;
-  const onSignal = (what: string, task: (() => Promise<Record<string, unknown>>) | undefined, done: string, nothing: string) => () => {
+  const abandon = new AbortController();
+  const onSignal = (what: string, task: ((signal: AbortSignal) => Promise<Record<string, unknown>>) | undefined, done: string, nothing: string) => () => {
     if (waiting.has(what)) return;
     waiting.add(what);
     queues.set(what, (queues.get(what) ?? Promise.resolve()).then(async () => {
@@ -95,8 +101,12 @@ export async function runUntilSignal(program: string, server: ChannelServer, jso
         return;
       }
       try {
-        o.log({ event: done, ...(await task()) });
+        o.log({ event: done, ...(await task(abandon.signal)) });
       } catch (e) {
+        if (abandon.signal.aborted) {
+          o.log({ event: `${what}-abandoned`, reason: 'the server is stopping', ...(e instanceof Error ? { detail: e.message } : {}) });
+          return;
+        }
         // What was in force serves on; the reason names the file and what is wrong with it.
         o.log({ event: `${what}-failed`, code: e instanceof CertifierError ? e.code : 'INTERNAL', reason: e instanceof Error ? e.message : String(e) });
       }
@@ -139,7 +149,13 @@ export async function runUntilSignal(program: string, server: ChannelServer, jso
   // A reload or backup still running is waited for, but not for ever: one stuck reading a file
   // (a FIFO, a hung mount) must not keep a stop signal from stopping the server.
   const stuck = await Promise.race([Promise.all(queues.values()).then(() => false), new Promise<boolean>((r) => setTimeout(() => r(true), TASK_GRACE_MS).unref())]);
-  if (stuck) warn(program, `a reload or backup still running after ${TASK_GRACE_MS / 1000} s is abandoned: stopping`);
+  if (stuck) {
+    warn(program, `a reload or backup still running after ${TASK_GRACE_MS / 1000} s is abandoned: stopping`);
+    // A backup stops at its next step and removes its partial copy, before the server says it
+    // stopped; a reload stuck in a read cannot be stopped, and is not waited for again.
+    abandon.abort();
+    await Promise.race([queues.get('backup'), new Promise((r) => setTimeout(r, ABANDON_MS).unref())]);
+  }
   note(program, `${typeof stop === 'string' ? stop : `[${stop.code}]`}: finishing requests in flight, then stopping`);
   await server.close(o.graceMs ?? STOP_GRACE_MS);
   await o.closed?.();

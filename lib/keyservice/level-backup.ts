@@ -4,7 +4,7 @@ import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { Level } from 'level';
 import { CertifierError } from '../errors/index.ts';
-import { describeLevelFailure, inDir, realLocation, syncDir } from '../files/index.ts';
+import { describeLevelFailure, dirIdentity, inDir, realLocation, syncDir, type DirId } from '../files/index.ts';
 import { KEY_ID_FILE, UNFINISHED_FILE } from './backups.ts';
 import { LevelCore, type Db } from './level-core.ts';
 import { RECORD, STORAGE_KEY_ID } from './level-records.ts';
@@ -43,6 +43,15 @@ export async function tightenFiles(dir: string): Promise<void> {
   }
 }
 
+/**
+ * Removes a backup's partial copy at `tmp`, files and all, only while it is still the directory
+ * the backup made (`made`, its identity): never a link or another directory put in its place.
+ */
+async function removeCopy(tmp: string, made: DirId | undefined): Promise<void> {
+  const now = await fs.lstat(tmp).catch(() => undefined);
+  if (made && now?.isDirectory() && now.dev === made.dev && now.ino === made.ino) await fs.rm(tmp, { recursive: true, force: true });
+}
+
 export abstract class LevelBackup extends LevelCore {
   /**
    * Writes a consistent copy of the whole database (one snapshot: records, version marks, format
@@ -54,20 +63,26 @@ export abstract class LevelBackup extends LevelCore {
    * opened (which would write to it). Beside LevelDB's files it holds KEY_ID_FILE, the storage key id the
    * records are sealed under (where one is bound), so pruning tells the backups of another
    * key-server sharing the directory from this one's without opening them, and returned as `keyId`.
-   * One backup at a time.
+   * One backup at a time. One abandoned (`signal` aborted: key-server's stop gave up waiting) stops
+   * at its next step, between the entries it copies, removes its partial copy and fails (TIMEOUT),
+   * so close, which waits for a backup being written, waits only for that step; once renamed into
+   * place a backup is whole and stays.
    */
-  async backupTo(dir: string): Promise<{ records: number; path: string; keyId?: string }> {
+  async backupTo(dir: string, signal?: AbortSignal): Promise<{ records: number; path: string; keyId?: string }> {
     this.checkOpen();
     if (this.backup) throw new CertifierError('STORE_LOCKED', 'a backup of this key database is already being written');
     // Where it really is, once: named through "link/..", the names joined to it (the copy's files,
     // the parent synced after the rename) would lead beside the link.
     const real = realLocation(dir);
-    const run = this.using(() => this.copyTo(real), 'long');
+    const run = this.using(() => this.copyTo(real, signal), 'long');
     this.backup = run.then(() => undefined, () => undefined).finally(() => (this.backup = undefined));
     return run;
   }
 
-  private async copyTo(dir: string): Promise<{ records: number; path: string; keyId?: string }> {
+  private async copyTo(dir: string, signal: AbortSignal | undefined): Promise<{ records: number; path: string; keyId?: string }> {
+    const goOn = () => {
+      if (signal?.aborted) throw new CertifierError('TIMEOUT', `the backup to ${dir} was abandoned before it was whole (the key-server is stopping); its partial copy is removed`);
+    };
     await refuseTaken(dir);
     // Made by mkdir(2), which fails on anything already at the name (a link is never followed),
     // under a name no one can guess, 0700 from the start: nothing planted beside it is written
@@ -77,16 +92,22 @@ export abstract class LevelBackup extends LevelCore {
     });
     let records = 0;
     let keyId: Uint8Array | undefined;
+    // Taken at once: what a removal checks before it touches anything.
+    let made: DirId | undefined;
     try {
+      made = dirIdentity(tmp);
+      goOn();
       await writeSynced(join(tmp, UNFINISHED_FILE), new TextEncoder().encode('a backup copy being written\n'));
       // Made only now: a Level opens itself (makes its files) as soon as it is made, and the
       // marker must be whole on disk, and named in the directory, before any of them.
       const copy: Db = new Level(tmp, { keyEncoding: 'utf8', valueEncoding: 'view', createIfMissing: true, errorIfExists: true });
       await copy.open();
+      goOn();
       const snapshot = this.db.snapshot();
       try {
         let batch: { type: 'put'; key: string; value: Uint8Array }[] = [];
         for await (const [key, value] of this.db.iterator({ snapshot })) {
+          goOn();
           // Written before the next entry is added, so the last batch is never empty (the database
           // holds FORMAT_KEY at least): an empty batch is not written, nor synced.
           if (batch.length >= 512) {
@@ -102,8 +123,10 @@ export abstract class LevelBackup extends LevelCore {
         await snapshot.close();
         await copy.close();
       }
+      goOn();
       if (keyId !== undefined) await writeSynced(join(tmp, KEY_ID_FILE), keyId);
       await tightenFiles(tmp);
+      goOn();
       await fs.unlink(join(tmp, UNFINISHED_FILE));
       await syncDir(tmp);
       // rename(2) never follows a link at the new name, and fails on one (a directory cannot
@@ -113,7 +136,7 @@ export abstract class LevelBackup extends LevelCore {
       await syncDir(join(dir, '..'));
       return { records, path: dir, ...(keyId !== undefined ? { keyId: Buffer.from(keyId).toString('utf8') } : {}) };
     } catch (e) {
-      await fs.rm(tmp, { recursive: true, force: true });
+      await removeCopy(tmp, made);
       // LevelDB's failure in words (a failed open's is in its cause), as Node's.
       throw e instanceof CertifierError ? e : new CertifierError('FILE_ERROR', `cannot write a backup to ${dir}: ${describeLevelFailure(e)}`, { cause: e });
     }

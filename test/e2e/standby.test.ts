@@ -7,6 +7,7 @@ import { chmodSync, cpSync, mkdirSync, readdirSync, rmSync, utimesSync, writeFil
 import { basename, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { linkToDeep, ROOT, run } from '../support/helpers.ts';
+import { ABANDON_MS, TASK_GRACE_MS } from '../../cmd/common/server.ts';
 import { Domain, expectFailure, expectSuccess, sleep, type Machine } from './domain.ts';
 
 describe('e2e: a standby key-server takes over from a copy of the data directory', function () {
@@ -189,5 +190,41 @@ describe('e2e: a standby key-server takes over from a copy of the data directory
     expect(await server.child.exited, server.child.stderr).to.deep.equal({ code: 0, signal: null });
     expect(server.child.stderr).to.match(/ backup-written path=\S+ records=1/).and.match(/SIGINT: already stopping/).and.match(/ audit-closed .*\n.*key-server: stopped\n$/);
     expect(readdirSync(backups).map((n) => n.replace(/[0-9TZ-]+/g, '#'))).to.deep.equal(['keys#']);
+  });
+  it('abandons a backup still being copied 10 s into a stop: the copy stops, its partial copy goes, the database and earlier backups stay whole', async function () {
+    this.timeout(40_000);
+    const backups = d.path('abandoned-backups');
+    const data = d.path('abandoned-data');
+    const values = [0, 1, 2, 3].map(() => randomBytes(16));
+    const first = await d.startKeyServer(primary, { data, args: ['--backup-dir', backups] });
+    for (const [i, v] of values.entries()) expectSuccess(await d.kc(alice, first, 'store', [`cut/k${i}`, '--in', '-'], v));
+    process.kill(first.child.pid, 'SIGUSR1');
+    await first.child.waitForLog(/ backup-written .*$/m);
+    expect(await first.child.stop()).to.deep.equal({ code: 0, signal: null });
+    const [earlier] = readdirSync(backups);
+    const earlierFiles = readdirSync(join(backups, earlier!)).sort();
+
+    // Each entry copied 1.5 s late: 4 records and the database's own entries take far longer than 10 s.
+    const env = { NODE_OPTIONS: `--import ${join(ROOT, 'test/support/slow-backup.mjs')}`, SLOW_BACKUP_MS: '0', SLOW_BACKUP_ENTRY_MS: '1500' };
+    const server = await d.startKeyServer(primary, { data, args: ['--backup-dir', backups], env });
+    process.kill(server.child.pid, 'SIGUSR1');
+    await sleep(1_000);
+    expect(readdirSync(backups).filter((n) => n.includes('.partial-')), 'the copy is being written').to.have.length(1);
+    const began = Date.now();
+    process.kill(server.child.pid, 'SIGTERM');
+    expect(await server.child.exited, server.child.stderr).to.deep.equal({ code: 0, signal: null });
+    // The old stop waited 10 s, then for the copy loop until the process exited: the backup ran on.
+    expect(Date.now() - began, server.child.stderr).to.be.below(TASK_GRACE_MS + ABANDON_MS);
+    expect(server.child.stderr).to.contain('a reload or backup still running after 10 s is abandoned').and.match(/ backup-abandoned reason="the server is stopping"/);
+    expect(server.child.stderr).not.to.contain('backup-written');
+    expect(readdirSync(backups), 'no partial copy is left').to.deep.equal([earlier]);
+    expect(readdirSync(join(backups, earlier!)).sort()).to.deep.equal(earlierFiles);
+
+    const again = await d.startKeyServer(primary, { data });
+    try {
+      for (const [i, v] of values.entries()) expect(expectSuccess(await d.kc(alice, again, 'retrieve', [`cut/k${i}`, '--out', '-'])).stdout.equals(v)).to.equal(true);
+    } finally {
+      await again.child.stop();
+    }
   });
 });

@@ -252,6 +252,29 @@ describe('LevelBackend', () => {
     }
   });
 
+  it('stops a backup abandoned while it copies (TIMEOUT) and removes its partial copy, leaving the database and an earlier backup whole', async () => {
+    const b = await LevelBackend.open(dir);
+    try {
+      for (let i = 0; i < 3; i++) await b.append(`n${i}`, (v) => recordFor(`n${i}`, v));
+      await b.backupTo(join(tmp.dir, 'one'));
+      const stop = new AbortController();
+      const backup = b.backupTo(join(tmp.dir, 'two'), stop.signal);
+      stop.abort(); // a stop that gave up waiting for it
+      const e = await rejects(backup, 'TIMEOUT');
+      expect(e.message).to.contain('abandoned');
+      expect(readdirSync(tmp.dir).sort()).to.deep.equal(['data', 'one']);
+      expect(await b.list('')).to.have.length(3);
+    } finally {
+      await b.close();
+    }
+    const copy = await LevelBackend.open(join(tmp.dir, 'one'));
+    try {
+      expect(await copy.list('')).to.have.length(3);
+    } finally {
+      await copy.close();
+    }
+  });
+
   it('says why a backup copy could not be opened (a full disk), not only that LevelDB failed to open it, and leaves nothing', async () => {
     const b = await LevelBackend.open(dir);
     // The copy's open meets a full disk: classic-level's _open fails, and open wraps its failure.
