@@ -102,9 +102,9 @@ export abstract class LevelBackup extends LevelCore {
       // marker must be whole on disk, and named in the directory, before any of them.
       const copy: Db = new Level(tmp, { keyEncoding: 'utf8', valueEncoding: 'view', createIfMissing: true, errorIfExists: true });
       await copy.open();
-      goOn();
       const snapshot = this.db.snapshot();
       try {
+        goOn(); // inside: an abandoned backup closes the copy it opened before removing it
         let batch: { type: 'put'; key: string; value: Uint8Array }[] = [];
         for await (const [key, value] of this.db.iterator({ snapshot })) {
           goOn();

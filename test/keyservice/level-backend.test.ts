@@ -2,7 +2,7 @@
 // permissions, foreign databases, damaged records).
 
 import { expect } from 'chai';
-import { chmodSync, cpSync, lstatSync, mkdirSync, readdirSync, rmSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, lstatSync, mkdirSync, readdirSync, readlinkSync, rmSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Level } from 'level';
 import { decode } from '../../lib/wire/index.ts';
@@ -272,6 +272,23 @@ describe('LevelBackend', () => {
       expect(await copy.list('')).to.have.length(3);
     } finally {
       await copy.close();
+    }
+  });
+
+  it('closes its copy when abandoned just after the copy opened: no file of the removed copy stays open', async () => {
+    const b = await LevelBackend.open(dir);
+    try {
+      await b.append('n0', (v) => recordFor('n0', v));
+      // Aborted from its second look on: the one right after the copy's open.
+      let looks = 0;
+      const signal = { get aborted() { return ++looks >= 2; } } as AbortSignal;
+      await rejects(b.backupTo(join(tmp.dir, 'two'), signal), 'TIMEOUT');
+      expect(looks).to.equal(2);
+      const open = readdirSync('/proc/self/fd').map((fd) => { try { return readlinkSync(`/proc/self/fd/${fd}`); } catch { return ''; } });
+      expect(open.filter((target) => target.includes('two.partial-'))).to.deep.equal([]);
+      expect(readdirSync(tmp.dir)).to.deep.equal(['data']);
+    } finally {
+      await b.close();
     }
   });
 
