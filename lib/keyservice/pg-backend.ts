@@ -72,6 +72,8 @@ export interface PgBackendOptions {
   gate?: () => CertifierError | undefined;
   /** How long close() waits for the database to close the connections before cutting them (default 2 s; tests). */
   closeGraceMs?: number;
+  /** How long after the connection limit refused one the pool stays at the connections it held (default 5 s; tests). */
+  limitRetryMs?: number;
 }
 
 /**
@@ -89,6 +91,8 @@ const RECHECK_MS = 30_000;
 const UNDEFINED_TABLE = '42P01';
 /** SQLSTATE too_many_connections: the server's max_connections, or the database's or role's CONNECTION LIMIT, reached. */
 const TOO_MANY_CONNECTIONS = '53300';
+/** After a connection refused for the limit, how long before the pool may try its full size again (connect()). */
+const LIMIT_RETRY_MS = 5_000;
 /**
  * Raises the name's high-water mark to the next version, under its row lock: one more than the
  * mark or than the highest stored version, whichever is higher, so a mark lowered or removed
@@ -134,6 +138,8 @@ export class PgBackend implements KeyBackend {
   private boundKey: string | undefined;
   /** When each connection last read the bound key and the schema version (monotonic ms, since the key was bound). */
   private readonly checked = new WeakMap<PoolClient, number>();
+  /** When the connection limit last lowered the pool's max (monotonic ms); undefined while it is the configured size. */
+  private limitedAt: number | undefined;
 
   private constructor(
     private readonly pool: Pool, private readonly sockets: PgSockets, private readonly o: PgBackendOptions, private readonly recheckMs = o.recheckMs ?? RECHECK_MS, private readonly gate = o.gate,
@@ -295,10 +301,16 @@ export class PgBackend implements KeyBackend {
    * A connection from the pool. One the database refuses for its connection limit (the server's
    * max_connections, the database's or the role's CONNECTION LIMIT) while this replica holds others
    * is waited for on those (for the pool's connect time): the pool makes no more than it holds
-   * until one of them closes. Failing the request instead failed 17 of 20 concurrent stores with 2
-   * connections open. With no connection open, the refusal stands (UNREACHABLE).
+   * until one of them closes or LIMIT_RETRY_MS have passed. Failing the request instead failed 17
+   * of 20 concurrent stores with 2 connections open. With no connection open, the refusal stands (UNREACHABLE).
    */
   private async connect(): Promise<PoolClient> {
+    // A busy pool's connections never idle out, so 'remove' alone could leave it at the lowered
+    // size for good after a limit reached once: a while later, it tries its full size again.
+    if (this.limitedAt !== undefined && performance.now() - this.limitedAt >= (this.o.limitRetryMs ?? LIMIT_RETRY_MS)) {
+      this.pool.options.max = this.o.poolSize ?? 10;
+      this.limitedAt = undefined;
+    }
     const until = performance.now() + (this.o.connectTimeoutMs ?? 3_000);
     for (;;) {
       try {
@@ -307,6 +319,7 @@ export class PgBackend implements KeyBackend {
         const open = this.pool.totalCount;
         if ((e as { code?: unknown }).code !== TOO_MANY_CONNECTIONS || open === 0 || performance.now() >= until) throw this.failure(e);
         this.pool.options.max = Math.min(this.pool.options.max ?? open, open);
+        this.limitedAt = performance.now();
       }
     }
   }

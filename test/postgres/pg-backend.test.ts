@@ -621,6 +621,27 @@ if (!bin) {
         expect((await b.get('k1', 0))!.version).to.equal(1);
       });
 
+      it('tries its full pool size again a while after the connection limit refused one, though none of its connections closed', async function () {
+        this.timeout(30_000);
+        const url = await freshDb();
+        const db = `contract_${n}`;
+        const role = `limited_${n}`;
+        await server.psql('postgres', `CREATE ROLE ${role} LOGIN CONNECTION LIMIT 2; ALTER DATABASE ${db} OWNER TO ${role}`);
+        const b = await track(PgBackend.open({ url: url.replace('postgres@', `${role}@`), poolSize: 20, limitRetryMs: 300 }));
+        const burst = async (p: string) => {
+          const stores = await Promise.allSettled(Array.from({ length: 20 }, (_, i) => b.append(`${p}${i}`, (v) => recordFor(`${p}${i}`, v))));
+          expect(stores.flatMap((s) => (s.status === 'rejected' ? [String(s.reason)] : []))).to.deep.equal([]);
+        };
+        await burst('k');
+        const connections = async () => Number(await server.psql(db, `SELECT count(*) FROM pg_stat_activity WHERE usename = '${role}'`, ['-tA']));
+        expect(await connections()).to.equal(2);
+        // The limit raised while both connections stay open (busy replicas' connections never idle out).
+        await server.psql('postgres', `ALTER ROLE ${role} CONNECTION LIMIT 4`);
+        await new Promise((r) => setTimeout(r, 400));
+        await burst('m');
+        expect(await connections()).to.equal(4);
+      });
+
       it('times out with TIMEOUT when the database accepts connections but never answers, and recovers', async function () {
         this.timeout(60_000);
         const b = await track(PgBackend.open({ url: await freshDb(), connectTimeoutMs: 1_000, queryTimeoutMs: 1_500 }));
