@@ -65,6 +65,20 @@ if (!bin) {
     let server: PgServer;
     let n = 0;
     const freshDb = () => server.createDatabase(`contract_${++n}`);
+    /** A new database owned by a role the database allows 2 connections: its URL as that role, the role, and how many connections it has. */
+    const limitedDb = async () => {
+      const url = await freshDb();
+      const db = `contract_${n}`;
+      const role = `limited_${n}`;
+      await server.psql('postgres', `CREATE ROLE ${role} LOGIN CONNECTION LIMIT 2; ALTER DATABASE ${db} OWNER TO ${role}`);
+      const connections = async () => Number(await server.psql(db, `SELECT count(*) FROM pg_stat_activity WHERE usename = '${role}'`, ['-tA']));
+      return { url: url.replace('postgres@', `${role}@`), role, db, connections };
+    };
+    /** 20 concurrent stores of names starting `prefix`, every one of which must succeed. */
+    const storeAll = async (b: PgBackend, prefix: string) => {
+      const stores = await Promise.allSettled(Array.from({ length: 20 }, (_, i) => b.append(`${prefix}${i}`, (v) => recordFor(`${prefix}${i}`, v))));
+      expect(stores.flatMap((s) => (s.status === 'rejected' ? [String(s.reason)] : []))).to.deep.equal([]);
+    };
     const open = (url: string) => PgBackend.open({ url, poolSize: 20 });
 
     before(async () => {
@@ -585,23 +599,16 @@ if (!bin) {
 
       it('queues requests on the connections it has when the role\'s connection limit refuses another (20 stores over 2 allowed all succeed); with none open, UNREACHABLE', async function () {
         this.timeout(30_000);
-        const url = await freshDb();
-        const db = `contract_${n}`;
-        const role = `limited_${n}`;
-        await server.psql('postgres', `CREATE ROLE ${role} LOGIN CONNECTION LIMIT 2; ALTER DATABASE ${db} OWNER TO ${role}`);
-        const limited = url.replace('postgres@', `${role}@`);
+        const { url: limited, role, db, connections } = await limitedDb();
         const lost: string[] = [];
         const b = await track(PgBackend.open({ url: limited, poolSize: 20, log: (r) => lost.push(r.event) }));
-        const stores = await Promise.allSettled(Array.from({ length: 20 }, (_, i) => b.append(`k${i}`, (v) => recordFor(`k${i}`, v))));
-        expect(stores.flatMap((s) => (s.status === 'rejected' ? [String(s.reason)] : []))).to.deep.equal([]);
-        const connections = async () => Number(await server.psql(db, `SELECT count(*) FROM pg_stat_activity WHERE usename = '${role}'`, ['-tA']));
+        await storeAll(b, 'k');
         expect(await connections()).to.equal(2);
         // The limit raised, and one of its connections closed: it may open more again.
         await server.psql('postgres', `ALTER ROLE ${role} CONNECTION LIMIT 4`);
         await server.psql(db, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '${role}' LIMIT 1`);
         for (const until = Date.now() + 10_000; lost.length < 1 && Date.now() < until;) await new Promise((r) => setTimeout(r, 20));
-        const more = await Promise.allSettled(Array.from({ length: 20 }, (_, i) => b.append(`m${i}`, (v) => recordFor(`m${i}`, v))));
-        expect(more.flatMap((s) => (s.status === 'rejected' ? [String(s.reason)] : []))).to.deep.equal([]);
+        await storeAll(b, 'm');
         expect(await connections()).to.equal(4);
         lost.length = 0;
         // Its connections ended and both slots taken by others: a pool with no connection at all cannot wait for one.
@@ -623,22 +630,14 @@ if (!bin) {
 
       it('tries its full pool size again a while after the connection limit refused one, though none of its connections closed', async function () {
         this.timeout(30_000);
-        const url = await freshDb();
-        const db = `contract_${n}`;
-        const role = `limited_${n}`;
-        await server.psql('postgres', `CREATE ROLE ${role} LOGIN CONNECTION LIMIT 2; ALTER DATABASE ${db} OWNER TO ${role}`);
-        const b = await track(PgBackend.open({ url: url.replace('postgres@', `${role}@`), poolSize: 20, limitRetryMs: 300 }));
-        const burst = async (p: string) => {
-          const stores = await Promise.allSettled(Array.from({ length: 20 }, (_, i) => b.append(`${p}${i}`, (v) => recordFor(`${p}${i}`, v))));
-          expect(stores.flatMap((s) => (s.status === 'rejected' ? [String(s.reason)] : []))).to.deep.equal([]);
-        };
-        await burst('k');
-        const connections = async () => Number(await server.psql(db, `SELECT count(*) FROM pg_stat_activity WHERE usename = '${role}'`, ['-tA']));
+        const { url, role, connections } = await limitedDb();
+        const b = await track(PgBackend.open({ url, poolSize: 20, limitRetryMs: 300 }));
+        await storeAll(b, 'k');
         expect(await connections()).to.equal(2);
         // The limit raised while both connections stay open (busy replicas' connections never idle out).
         await server.psql('postgres', `ALTER ROLE ${role} CONNECTION LIMIT 4`);
         await new Promise((r) => setTimeout(r, 400));
-        await burst('m');
+        await storeAll(b, 'm');
         expect(await connections()).to.equal(4);
       });
 
