@@ -2,10 +2,11 @@
 
 import { CertifierError } from '../lib/errors/index.ts';
 import { seal, wipe } from '../lib/crypto/index.ts';
+import { compactRange } from '../lib/files/index.ts';
 import { MAX_VERSION, encode, parseCryptstoreMetadata, shown, tagProblem, type CryptstoreMetadata, type ValidEntry } from '../lib/wire/index.ts';
 import type { Protector } from './protection.ts';
 import * as L from './layout.ts';
-import { compactRange, writeFailed } from './db.ts';
+import { writeFailed } from './db.ts';
 import { checkBlob, checkTag, checkVersion, describeDeleted, infoOf, unlessDamaged, usedUp } from './checks.ts';
 import { StoreReads } from './reads.ts';
 import type { Deleted, EntryInfo, PutOptions, Repaired } from './types.ts';

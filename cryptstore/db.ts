@@ -4,7 +4,7 @@
 import { promises as fs, type Stats } from 'node:fs';
 import { Level } from 'level';
 import { CertifierError } from '../lib/errors/index.ts';
-import { describeErrno, fileError, inDir, levelFileError, makeOwnDirs, ownDirProblem, type MadeDirs } from '../lib/files/index.ts';
+import { describeErrno, fileError, inDir, levelFileError, makeOwnDirs, ownDirProblem, tightenFiles, type MadeDirs } from '../lib/files/index.ts';
 
 export type Db = Level<string, Uint8Array>;
 
@@ -31,14 +31,6 @@ export async function withDb<T>(dir: string, fn: (db: Db) => Promise<T>): Promis
   }
 }
 
-/**
- * Has LevelDB rewrite every file holding keys from `start` to `end` (its memtable and every level),
- * dropping what a later write replaced or deleted: until a compaction reaches it, it stays whole in
- * its files. (Node's Level is classic-level, whose compactRange its type leaves out.)
- */
-export function compactRange(db: Db, start: string, end: string): Promise<void> {
-  return (db as Db & { compactRange(start: string, end: string): Promise<void> }).compactRange(start, end);
-}
 
 /** Opens LevelDB, turning its errors into ours. */
 export async function openDb(dir: string, create: boolean): Promise<Db> {
@@ -113,16 +105,7 @@ async function tightenDir(dir: string, st?: Stats): Promise<void> {
  */
 export async function tightenPermissions(dir: string): Promise<void> {
   await tightenDir(dir);
-  for (const name of await fs.readdir(dir)) {
-    const p = inDir(dir, name);
-    try {
-      const st = await fs.lstat(p);
-      if (st.isFile() && (st.mode & 0o077) !== 0) await fs.chmod(p, st.mode & 0o600);
-    } catch (e) {
-      // LevelDB's background compaction may delete a file between readdir and lstat.
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw notPrivate(p, e);
-    }
-  }
+  await tightenFiles(dir, notPrivate);
 }
 
 /**

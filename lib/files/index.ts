@@ -5,7 +5,8 @@
 // errno.ts: failures in words; read.ts: reading with a cap; places.ts: where a file may go, and
 // directories; write.ts: atomic writes, all-or-none commits, leftovers; signals.ts: signals while
 // secrets are written; level-reopen.ts: a LevelDB database reopened after a failed write;
-// level-failure.ts: a LevelDB failure that is a file operation's, in words; control-file.ts: a
+// level-failure.ts: a LevelDB failure that is a file operation's, in words; level-files.ts: a
+// LevelDB directory's files made private and compacted; control-file.ts: a
 // file that decides who gets which secret (an ACL, a provisioning config), changeable by its owner alone.
 
 export * from './errno.ts';
@@ -16,3 +17,4 @@ export * from './control-file.ts';
 export { holdingSignals } from './signals.ts';
 export { LevelReopener, type OperationKind } from './level-reopen.ts';
 export { describeLevelFailure, levelFileError, levelWriteMayHaveLanded } from './level-failure.ts';
+export { compactRange, tightenFiles } from './level-files.ts';

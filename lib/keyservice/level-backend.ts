@@ -43,14 +43,14 @@
 import { promises as fs } from 'node:fs';
 import { Level } from 'level';
 import { CertifierError } from '../errors/index.ts';
-import { describeErrno, inDir, levelFileError, makeOwnDirs, unmakeHeldAndDirs, type MadeDirs } from '../files/index.ts';
+import { describeErrno, inDir, levelFileError, makeOwnDirs, tightenFiles, unmakeHeldAndDirs, type MadeDirs } from '../files/index.ts';
 import { UNFINISHED_FILE } from './backups.ts';
 import {
   checkAfter, checkBuilt, checkExpected, checkName, checkPrefix, checkVersion, deleteUnknown, infoOf, listLimit, nextVersion, storeUnknown,
   versionConflict, type KeyBackend, type ListOptions, type RecordInfo, type StoredRecord,
 } from './backend.ts';
 import { keyDatabase, type Db, type LevelTuning } from './level-core.ts';
-import { LevelBackup, tightenFiles } from './level-backup.ts';
+import { LevelBackup } from './level-backup.ts';
 import {
   CREATED_KEY, FORMAT_KEY, FORMAT_MARK, MARK, RECORD, STORAGE_KEY_ID, decodeRecord, encodeRecord, laterKey, nameRange, ownCiphertext, parseRecordKey, recordKey,
 } from './level-records.ts';

@@ -4,7 +4,7 @@ import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { Level } from 'level';
 import { CertifierError } from '../errors/index.ts';
-import { describeLevelFailure, dirIdentity, inDir, realLocation, syncDir, type DirId } from '../files/index.ts';
+import { describeLevelFailure, dirIdentity, realLocation, syncDir, tightenFiles, type DirId } from '../files/index.ts';
 import { KEY_ID_FILE, UNFINISHED_FILE } from './backups.ts';
 import { LevelCore, type Db } from './level-core.ts';
 import { RECORD, STORAGE_KEY_ID } from './level-records.ts';
@@ -26,22 +26,6 @@ export async function writeSynced(path: string, data: Uint8Array): Promise<void>
   await syncDir(join(path, '..'));
 }
 
-/**
- * The database holds only ciphertext, but its files are nobody else's business: 0600. Each named
- * in `dir` as read (inDir): a directory named through "link/.." is listed where the link leads.
- */
-export async function tightenFiles(dir: string): Promise<void> {
-  for (const name of await fs.readdir(dir)) {
-    const path = inDir(dir, name);
-    try {
-      const st = await fs.lstat(path);
-      if (st.isFile() && (st.mode & 0o077) !== 0) await fs.chmod(path, st.mode & 0o600);
-    } catch (e) {
-      // Compaction may remove a file between readdir and lstat.
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-    }
-  }
-}
 
 /**
  * Removes a backup's partial copy at `tmp`, files and all, only while it is still the directory

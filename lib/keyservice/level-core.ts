@@ -2,7 +2,7 @@
 
 import { Level } from 'level';
 import { CertifierError } from '../errors/index.ts';
-import { LevelReopener, levelFileError, levelWriteMayHaveLanded, type MadeDirs, type OperationKind } from '../files/index.ts';
+import { compactRange, LevelReopener, levelFileError, levelWriteMayHaveLanded, type MadeDirs, type OperationKind } from '../files/index.ts';
 import { LruMap } from '../util/lru.ts';
 import { outcomeUnknown, type StoredRecord, type UnknownChange } from './backend.ts';
 import { MARK, laterKey, nameRange, parseRecordKey, recordKey } from './level-records.ts';
@@ -10,8 +10,6 @@ import { MARK, laterKey, nameRange, parseRecordKey, recordKey } from './level-re
 export type Db = Level<string, Uint8Array>;
 /** How much the backend keeps and when it compacts: the defaults, smaller in tests. */
 export interface LevelTuning { stateNames?: number; compactAfter?: number }
-/** In Node.js `level` is classic-level, which can also compact a range; its type does not say so. */
-export type CompactingDb = Db & { compactRange(start: string, end: string): Promise<void> };
 /** `highest` is read (from the mark) only when a write needs it: a read needs only `latest`. */
 interface NameState { latest: number; highest?: number }
 /** The sealed-record cache: at most this many names (a record each) and bytes (a record over the byte budget is never cached). */
@@ -96,7 +94,7 @@ export abstract class LevelCore {
     if (this.compaction || this.closed || !m || m.count < this.compactAfter) return;
     this.markers = undefined;
     // Its failure loses nothing (the markers stay, and the records stay deleted).
-    this.compaction = this.using(() => (this.db as CompactingDb).compactRange(m.from, m.to), 'long').catch(() => {}).finally(() => {
+    this.compaction = this.using(() => compactRange(this.db, m.from, m.to), 'long').catch(() => {}).finally(() => {
       this.compaction = undefined;
       this.compactMarkers();
     });
