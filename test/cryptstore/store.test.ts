@@ -33,6 +33,17 @@ async function entryKeys(db: Level<string, Uint8Array>): Promise<string[]> {
   return keys;
 }
 
+/** The bundle (passphrase "bundle pass") of a new store at `dir` holding `items`, each [tag, value] and exportable. */
+async function bundleOf(dir: string, items: [string, string][]): Promise<Uint8Array> {
+  const src = await Cryptstore.create(dir, pass());
+  try {
+    for (const [tag, value] of items) await src.put(tag, utf8(value), { exportable: true });
+    return (await exportStore(src, utf8('bundle pass'), CHEAP)).bundle;
+  } finally {
+    await src.close();
+  }
+}
+
 /** The files of the store in `dir` holding `bytes` whole (a record as LevelDB keeps it). */
 function filesHolding(dir: string, bytes: Uint8Array): string[] {
   return readdirSync(dir).filter((f) => readFileSync(join(dir, f)).indexOf(bytes) >= 0);
@@ -952,10 +963,7 @@ describe('cryptstore', () => {
     });
 
     it('keeps a deleted version used when a forced import brings back only older versions, across reopening', async () => {
-      const src = await Cryptstore.create(join(tmp.dir, 'src'), pass());
-      await src.put('t', utf8('one'), { exportable: true });
-      const { bundle } = await exportStore(src, utf8('bundle pass'), CHEAP);
-      await src.close();
+      const bundle = await bundleOf(join(tmp.dir, 'src'), [['t', 'one']]);
       let s = await Cryptstore.create(dir, pass());
       try {
         for (const v of ['one', 'two', 'three']) await s.put('t', utf8(v));
@@ -983,11 +991,8 @@ describe('cryptstore', () => {
     });
 
     it('refuses to import, without force, a tag new to the store that would display as another, as put-item refuses to make one', async () => {
-      const src = await Cryptstore.create(join(tmp.dir, 'src'), pass());
       // Made through the library, which does not apply the rule on new names (as a store made before it).
-      for (const tag of ['cafe\u0301', 'disk\u200b-key', 'plain']) await src.put(tag, utf8('v'), { exportable: true });
-      const { bundle } = await exportStore(src, utf8('bundle pass'), CHEAP);
-      await src.close();
+      const bundle = await bundleOf(join(tmp.dir, 'src'), ['cafe\u0301', 'disk\u200b-key', 'plain'].map((tag) => [tag, 'v']));
       const s = await Cryptstore.create(dir, pass());
       try {
         await s.put('cafe\u0301', utf8('held before')); // a name the store holds already gets its versions
@@ -1139,10 +1144,7 @@ describe('cryptstore', () => {
     });
 
     it('leaves in the store\'s files no copy of a version a forced import replaced', async () => {
-      const source = await Cryptstore.create(join(tmp.dir, 'source'), pass());
-      await source.put('k', utf8('imported value'), { exportable: true });
-      const { bundle } = await exportStore(source, utf8('bundle pass'), CHEAP);
-      await source.close();
+      const bundle = await bundleOf(join(tmp.dir, 'source'), [['k', 'imported value']]);
       let s = await Cryptstore.create(dir, pass());
       await s.put('k', utf8('replaced value'));
       await s.close();
