@@ -140,6 +140,8 @@ export class PgBackend implements KeyBackend {
   private readonly checked = new WeakMap<PoolClient, number>();
   /** When the connection limit last lowered the pool's max (monotonic ms); undefined while it is the configured size. */
   private limitedAt: number | undefined;
+  /** Each new connection's SESSION_SETTINGS query, until connect() has seen it succeed. */
+  private readonly settings = new WeakMap<PoolClient, Promise<unknown>>();
 
   private constructor(
     private readonly pool: Pool, private readonly sockets: PgSockets, private readonly o: PgBackendOptions, private readonly recheckMs = o.recheckMs ?? RECHECK_MS, private readonly gate = o.gate,
@@ -164,11 +166,13 @@ export class PgBackend implements KeyBackend {
     // A connection closed: the database may take another again (see connect()).
     pool.on('remove', () => void (pool.options.max = max));
     // The same for a connection that dies while checked out between two queries. Its first query,
-    // before any request's, sets what key-server relies on (SESSION_SETTINGS); a failure there is the
-    // request's to see.
+    // before any request's, sets what key-server relies on (SESSION_SETTINGS); connect() waits for
+    // it before handing the connection out, and drops a connection it failed on.
     pool.on('connect', (client) => {
       client.on('error', () => {});
-      client.query(SESSION_SETTINGS).catch(() => {});
+      const set = client.query(SESSION_SETTINGS);
+      set.catch(() => {}); // seen by connect()
+      b.settings.set(client, set);
     });
     try {
       await b.transaction((q) => migrate(q));
@@ -303,8 +307,25 @@ export class PgBackend implements KeyBackend {
    * is waited for on those (for the pool's connect time): the pool makes no more than it holds
    * until one of them closes or LIMIT_RETRY_MS have passed. Failing the request instead failed 17
    * of 20 concurrent stores with 2 connections open. With no connection open, the refusal stands (UNREACHABLE).
+   * A new connection is handed out once its SESSION_SETTINGS are in force; one they failed on is
+   * dropped, and the request fails: key-server never works without them.
    */
   private async connect(): Promise<PoolClient> {
+    const client = await this.pooled();
+    const set = this.settings.get(client);
+    if (set === undefined) return client;
+    try {
+      await set;
+    } catch (e) {
+      client.release(true);
+      throw this.failure(e);
+    }
+    this.settings.delete(client);
+    return client;
+  }
+
+  /** A connection from the pool, waited for on those the replica holds when the limit refuses a new one (connect()). */
+  private async pooled(): Promise<PoolClient> {
     // A busy pool's connections never idle out, so 'remove' alone could leave it at the lowered
     // size for good after a limit reached once: a while later, it tries its full size again.
     if (this.limitedAt !== undefined && performance.now() - this.limitedAt >= (this.o.limitRetryMs ?? LIMIT_RETRY_MS)) {

@@ -167,6 +167,14 @@ if (!bin) {
         expect((await rejects(open(url.toString()), 'DENIED')).message).to.contain('("Élan": no USAGE').and.contain('GRANT USAGE, CREATE ON SCHEMA "Élan" TO no_usage');
       });
 
+      it('hands out no connection whose session settings failed: the request fails, and the connection is dropped', async () => {
+        const url = new URL(await freshDb());
+        // A function of that name in a schema searched before pg_catalog makes the settings query fail.
+        await server.psql(`contract_${n}`, "CREATE SCHEMA shadow; CREATE FUNCTION shadow.current_setting(text) RETURNS text LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'no settings here'; END $$");
+        url.searchParams.set('options', '-c search_path=shadow,pg_catalog,public');
+        expect((await rejects(open(url.toString()), 'INTERNAL')).message).to.contain('no settings here');
+      });
+
       it('refuses with STORE_FORMAT, creating nothing, tables whose key_server_schema was emptied', async () => {
         const url = await freshDb();
         const b = await open(url);
