@@ -1,0 +1,86 @@
+// Data written by the first key-server and key-client (commit e380c14, with that commit's own
+// programs: test/vectors/earlier-versions/e380c14/NOTES.md says how), read by this version as
+// README's "Upgrading" says: stores, key databases, policies and the audit log as they are.
+
+import { expect } from 'chai';
+import { chmodSync, cpSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { LevelBackend } from '../../lib/keyservice/level-backend.ts';
+import { KeyStore } from '../../lib/keyservice/keystore.ts';
+import { run, tempDir, VECTORS } from '../support/helpers.ts';
+import { rejects } from '../support/rejects.ts';
+
+const MADE_BY = join(VECTORS, 'earlier-versions', 'e380c14');
+
+/** The last line of the fixture's audit log, as e380c14's key-server logged it at its stop. */
+const AUDIT_END = { seq: 11, hash: '6cfdefcdeb2356108710ca71618ea411be36cd84f498ce5e5777a71a93c16e74' };
+
+/** A copy of the fixture with a deployment's modes (git keeps neither 0700 nor 0600). */
+function copyOf(dir: string): string {
+  const to = join(dir, 'e380c14');
+  cpSync(MADE_BY, to, { recursive: true });
+  const tighten = (d: string): void => {
+    chmodSync(d, 0o700);
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      if (e.isDirectory()) tighten(join(d, e.name));
+      else chmodSync(join(d, e.name), 0o600);
+    }
+  };
+  tighten(to);
+  return to;
+}
+
+describe('data written by the first key-server and key-client (e380c14)', function () {
+  this.timeout(60_000);
+  let tmp: ReturnType<typeof tempDir>;
+  let d: string;
+  beforeEach(() => {
+    tmp = tempDir('earlier-versions-');
+    d = copyOf(tmp.dir);
+  });
+  afterEach(() => tmp.cleanup());
+
+  const sealed = (store: string, measurement: string) => ['--store', join(d, store), '--sealed', '--platform-dir', join(d, 'platform'), '--measurement-file', join(d, measurement)];
+  const value = (f: string) => readFileSync(join(d, 'values', f));
+
+  it('verify-audit accepts its audit log and ends where its key-server stopped', async () => {
+    const r = await run('key-server', ['verify-audit', join(d, 'ks-data', 'audit.jsonl'), '--json']);
+    expect(r.status, r.stderr).to.equal(0);
+    expect(r.json()).to.include({ lines: AUDIT_END.seq, lastSeq: AUDIT_END.seq, lastHash: AUDIT_END.hash });
+  });
+
+  it('get-item reads the items of its sealed cryptstore byte for byte, every version', async () => {
+    const kc = sealed('kc-store', 'kc.measurement');
+    for (const [tag, version, file] of [['item/a', '1', 'item-a.v1'], ['item/a', '2', 'item-a.v2'], ['item/a', '0', 'item-a.v2'], ['item/exp', '0', 'item-a.v1'], ['k/multi', '0', 'multi.v3']] as const) {
+      const r = await run('cert-utility', ['get-item', ...kc, '--tag', tag, '--version', version, '--out', '-']);
+      expect(r.status, r.stderr).to.equal(0);
+      expect(r.stdout.equals(value(file)), `${tag} version ${version}`).to.equal(true);
+    }
+  });
+
+  it('its key database gives every version under the storage key in its store, keeps its deletes and the not-exportable mark', async () => {
+    const got = await run('cert-utility', ['get-item', ...sealed('ks-store', 'ks.measurement'), '--tag', 'key-server-storage-key', '--out', '-']);
+    expect(got.status, got.stderr).to.equal(0);
+    const backend = await LevelBackend.open(join(d, 'ks-data'));
+    try {
+      const ks = new KeyStore(backend, got.stdout);
+      expect((await ks.list('')).map((i) => [i.name, i.version, i.exportable])).to.deep.equal([['k/half', 2, true], ['k/multi', 3, true], ['k/secret', 1, false]]);
+      for (const v of [1, 2, 3]) expect(Buffer.from((await ks.release('k/multi', v)).value).equals(value(`multi.v${v}`))).to.equal(true);
+      expect(Buffer.from((await ks.release('k/half', 0)).value).equals(value('half.v2'))).to.equal(true);
+      await rejects(ks.fetch('k/half', 1), 'NOT_FOUND');
+      await rejects(ks.fetch('k/gone'), 'NOT_FOUND');
+      await rejects(ks.release('k/secret'), 'NOT_EXPORTABLE');
+      expect(Buffer.from((await ks.fetch('k/secret')).value).equals(value('secret.v1'))).to.equal(true);
+      // Versions are never given twice: a deleted name goes on from its last version.
+      expect((await ks.store('k/gone', Buffer.from('again'), { type: 'binary-blob', exportable: true })).version).to.equal(2);
+    } finally {
+      await backend.close();
+    }
+  });
+
+  it('print-policy reads the policy its make-policy signed', async () => {
+    const r = await run('cert-utility', ['print-policy', '--policy', join(d, 'policy.bin'), '--policy-cert', join(d, 'policy-cert.pem'), '--json']);
+    expect(r.status, r.stderr).to.equal(0);
+    expect(r.out).to.include(readFileSync(join(d, 'kc.measurement')).toString('hex'));
+  });
+});
