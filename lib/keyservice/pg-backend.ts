@@ -83,7 +83,7 @@ export interface PgBackendOptions {
  * in the driver (a string too long for V8).
  */
 const FIELD_CHARS = 64;
-const BOUND_KEY = `SELECT left(value, ${FIELD_CHARS}) AS value FROM key_server_meta WHERE key = 'storage_key_id'`;
+const BOUND_KEY = `SELECT pg_catalog.left(value, ${FIELD_CHARS}) AS value FROM key_server_meta WHERE key = 'storage_key_id'`;
 const SCHEMA = 'SELECT version FROM key_server_schema';
 /** How often a connection in use reads the storage key and the schema version again. */
 const RECHECK_MS = 30_000;
@@ -101,7 +101,7 @@ const LIMIT_RETRY_MS = 5_000;
  * the next is refused as beyond it (INVALID_INPUT), not an overflow in the database.
  */
 const NEXT_HIGH = `INSERT INTO key_server_names AS n (name, high)
-  VALUES ($1, (SELECT coalesce(max(version), 0)::bigint FROM key_server_records WHERE name = $1) + 1)
+  VALUES ($1, (SELECT coalesce(pg_catalog.max(version), 0)::bigint FROM key_server_records WHERE name = $1) + 1)
   ON CONFLICT (name) DO UPDATE SET high = greatest(least(n.high, 2147483647) + 1, EXCLUDED.high) RETURNING high`;
 /**
  * A name is read to one character past the longest key-server takes, so a longer one is refused
@@ -110,9 +110,9 @@ const NEXT_HIGH = `INSERT INTO key_server_names AS n (name, high)
  * A statement orders (and DISTINCT ON) by the table's own column, key_server_records.name: a bare
  * `name` there is this clipped one, which no index holds, so each page would sort every row after it.
  */
-const COLUMNS = `left(name, ${MAX_NAME_LENGTH + 1}) AS name, version, left(type, ${FIELD_CHARS}) AS type, exportable, left(time_entered, ${FIELD_CHARS}) AS time_entered, size`;
+const COLUMNS = `pg_catalog.left(name, ${MAX_NAME_LENGTH + 1}) AS name, version, pg_catalog.left(type, ${FIELD_CHARS}) AS type, exportable, pg_catalog.left(time_entered, ${FIELD_CHARS}) AS time_entered, size`;
 /** A ciphertext is read only if it is no longer than a sealed value of the largest size (sealed_size says how long it is). */
-const CIPHERTEXT = `CASE WHEN octet_length(ciphertext) <= ${MAX_KEY_VALUE_BYTES + SEAL_OVERHEAD} THEN ciphertext END AS ciphertext, octet_length(ciphertext) AS sealed_size`;
+const CIPHERTEXT = `CASE WHEN pg_catalog.octet_length(ciphertext) <= ${MAX_KEY_VALUE_BYTES + SEAL_OVERHEAD} THEN ciphertext END AS ciphertext, pg_catalog.octet_length(ciphertext) AS sealed_size`;
 interface Row { name: string; version: number; type: string; exportable: boolean; time_entered: string; size: number; ciphertext?: Buffer | null; sealed_size?: number }
 
 const infoOfRow = (r: Row): RecordInfo => ({ name: r.name, version: r.version, type: r.type, exportable: r.exportable, timeEntered: r.time_entered, size: r.size });
@@ -232,10 +232,10 @@ export class PgBackend implements KeyBackend {
       // here would be given again.
       const lock = () => q<{ high: number }>('SELECT high FROM key_server_names WHERE name = $1 FOR UPDATE', [name]);
       if ((await lock()).length === 0) {
-        await q('INSERT INTO key_server_names (name, high) SELECT name, max(version) FROM key_server_records WHERE name = $1 GROUP BY name ON CONFLICT (name) DO NOTHING', [name]);
+        await q('INSERT INTO key_server_names (name, high) SELECT name, pg_catalog.max(version) FROM key_server_records WHERE name = $1 GROUP BY name ON CONFLICT (name) DO NOTHING', [name]);
         if ((await lock()).length === 0) return [];
       }
-      await q('UPDATE key_server_names SET high = s.top FROM (SELECT max(version) AS top FROM key_server_records WHERE name = $1) s WHERE name = $1 AND s.top > high', [name]);
+      await q('UPDATE key_server_names SET high = s.top FROM (SELECT pg_catalog.max(version) AS top FROM key_server_records WHERE name = $1) s WHERE name = $1 AND s.top > high', [name]);
       const rows = await q<{ version: number }>(version
         ? 'DELETE FROM key_server_records WHERE name = $1 AND version = $2 RETURNING version'
         : 'DELETE FROM key_server_records WHERE name = $1 RETURNING version', version ? [name, version] : [name]);

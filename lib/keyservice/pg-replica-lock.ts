@@ -58,7 +58,7 @@ function idInUse(replicaId: string, holder: string, now: boolean): CertifierErro
  * milliseconds only). With the pid, it names one session: a pid alone is reused once its process
  * ended, after a restart of the database say, by another replica's session as well.
  */
-const STARTED = (activity: string) => `to_char(${activity}.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')`;
+const STARTED = (activity: string) => `pg_catalog.to_char(${activity}.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')`;
 
 /** One database session: its backend pid and when it began. */
 interface Session { pid: number; started: string | null }
@@ -122,7 +122,7 @@ export class ReplicaIdLock {
       // The database notices a client machine that vanished within 10 + 5 * 3 s, and frees the id.
       await client.query(`SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; SET tcp_keepalives_count = 3; ${SESSION_SETTINGS}`);
       const [row] = (await client.query<{ ok: boolean } & Session>(
-        `SELECT pg_try_advisory_lock($1::bigint) AS ok, pg_backend_pid() AS pid, (SELECT ${STARTED('a')} FROM pg_stat_activity a WHERE a.pid = pg_backend_pid()) AS started`, [this.key])).rows;
+        `SELECT pg_catalog.pg_try_advisory_lock($1::bigint) AS ok, pg_catalog.pg_backend_pid() AS pid, (SELECT ${STARTED('a')} FROM pg_catalog.pg_stat_activity a WHERE a.pid = pg_catalog.pg_backend_pid()) AS started`, [this.key])).rows;
       if (!row?.ok) {
         const holder = await this.holder(client);
         await client.end().catch(() => {});
@@ -160,13 +160,13 @@ export class ReplicaIdLock {
     const low = Number(BigInt.asUintN(32, BigInt(this.key)));
     try {
       const [h] = (await client.query<Session & { addr: string | null; since: Date | null }>(
-        `SELECT l.pid, ${STARTED('a')} AS started, host(a.client_addr) AS addr, a.backend_start AS since FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
-           WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1::bigint::oid AND l.objid = $2::bigint::oid AND l.objsubid = 1 AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())`,
+        `SELECT l.pid, ${STARTED('a')} AS started, pg_catalog.host(a.client_addr) AS addr, a.backend_start AS since FROM pg_catalog.pg_locks l LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+           WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1::bigint::pg_catalog.oid AND l.objid = $2::bigint::pg_catalog.oid AND l.objsubid = 1 AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())`,
         [high, low])).rows;
       if (!h) return { where: '' };
       const own = this.session;
       if (own && h.pid === own.pid && h.started !== null && h.started === own.started) {
-        await client.query('SELECT pg_terminate_backend($1)', [h.pid]).catch(() => {});
+        await client.query('SELECT pg_catalog.pg_terminate_backend($1)', [h.pid]).catch(() => {});
         return { where: '', own: true };
       }
       return { where: h.addr || h.since ? ` (its connection${h.addr ? ` from ${h.addr}` : ''}${h.since ? `, since ${h.since.toISOString()}` : ''})` : '' };

@@ -18,8 +18,22 @@ export type Query = <R = Record<string, unknown>>(sql: string, params?: unknown[
 export const SCHEMA_VERSION = 1;
 
 /**
+ * pg_catalog taken out of search_path, wherever it is listed: PostgreSQL then searches it first,
+ * for functions, operators, types and tables alike. Listed after another schema (`evil,
+ * pg_catalog`, in the URL's options or the role's settings), that schema's objects of the same
+ * names came first: an `=` on text that answers true for any two names, a current_setting that
+ * answers 'on'. The first schema key-server's tables are made in is unchanged (when pg_catalog
+ * was itself first, CREATE TABLE was refused there, and the next one is used). Unquoted names are
+ * matched in any case, as PostgreSQL folds them.
+ */
+const CATALOG_FIRST = "SELECT pg_catalog.set_config('search_path', pg_catalog.regexp_replace(pg_catalog.regexp_replace(pg_catalog.current_setting('search_path'), "
+  + "'(^|,)\\s*(\"pg_catalog\"|[pP][gG]_[cC][aA][tT][aA][lL][oO][gG])\\s*(?=,|$)', '', 'g'), '^\\s*,\\s*', ''), false)";
+
+/**
  * The first query of each connection, undoing defaults of the database, the role or the URL that
- * key-server cannot work under:
+ * key-server cannot work under (each built-in named in pg_catalog, as the path is mended first):
+ * - search_path listing pg_catalog after another schema, whose functions, operators and views
+ *   of built-in names were used in their place: pg_catalog is searched first (CATALOG_FIRST);
  * - synchronous_commit off (a common tuning): a commit answered before it is on disk, so a crash
  *   of PostgreSQL lost acknowledged stores (10 of 200 in a test); made on when it is off (a
  *   stronger setting, remote_apply say, is kept);
@@ -27,8 +41,9 @@ export const SCHEMA_VERSION = 1;
  *   is idle between pings and pooled connections between requests, and one shorter than that
  *   ended them again and again, so the replica refused requests until it held its id again.
  */
-export const SESSION_SETTINGS = "SELECT set_config('synchronous_commit', 'on', false) WHERE current_setting('synchronous_commit') = 'off'; "
-  + "SELECT set_config('idle_session_timeout', '0', false) WHERE current_setting('server_version_num')::int >= 140000";
+export const SESSION_SETTINGS = `${CATALOG_FIRST}; `
+  + "SELECT pg_catalog.set_config('synchronous_commit', 'on', false) WHERE pg_catalog.current_setting('synchronous_commit') = 'off'; "
+  + "SELECT pg_catalog.set_config('idle_session_timeout', '0', false) WHERE pg_catalog.current_setting('server_version_num')::int >= 140000";
 /** pg_advisory_xact_lock's key for schema changes: "keysrvr1" as a big-endian 64-bit integer. */
 const SCHEMA_LOCK = '7738725071454630449';
 
@@ -36,18 +51,18 @@ const SCHEMA_LOCK = '7738725071454630449';
 const MIGRATIONS: string[][] = [
   [
     `CREATE TABLE key_server_names (
-       name text COLLATE "C" PRIMARY KEY,
+       name pg_catalog.text COLLATE pg_catalog."C" PRIMARY KEY,
        high bigint NOT NULL CHECK (high >= 0))`,
     `CREATE TABLE key_server_records (
-       name text COLLATE "C" NOT NULL,
+       name pg_catalog.text COLLATE pg_catalog."C" NOT NULL,
        version integer NOT NULL CHECK (version >= 1),
-       type text NOT NULL,
+       type pg_catalog.text NOT NULL,
        exportable boolean NOT NULL,
-       time_entered text NOT NULL,
+       time_entered pg_catalog.text NOT NULL,
        size integer NOT NULL CHECK (size >= 0),
-       ciphertext bytea NOT NULL,
+       ciphertext pg_catalog.bytea NOT NULL,
        PRIMARY KEY (name, version))`,
-    'CREATE TABLE key_server_meta (key text PRIMARY KEY, value text NOT NULL)',
+    'CREATE TABLE key_server_meta (key pg_catalog.text PRIMARY KEY, value pg_catalog.text NOT NULL)',
   ],
 ];
 
@@ -56,7 +71,7 @@ const TABLES = ['key_server_names', 'key_server_records', 'key_server_meta'];
 
 /** Creates or upgrades the schema; call inside a transaction. */
 export async function migrate(q: Query): Promise<{ from: number; to: number }> {
-  await q('SELECT pg_advisory_xact_lock($1)', [SCHEMA_LOCK]);
+  await q('SELECT pg_catalog.pg_advisory_xact_lock($1)', [SCHEMA_LOCK]);
   const [enc] = await q<{ server_encoding: string }>('SHOW server_encoding');
   if (enc?.server_encoding !== 'UTF8') {
     throw new CertifierError('STORE_FORMAT', `the database's encoding is ${enc?.server_encoding}, not UTF8: create it with ENCODING 'UTF8'`);
@@ -74,7 +89,7 @@ export async function migrate(q: Query): Promise<{ from: number; to: number }> {
     // the path are another deployment's (checkSchemaChoice refused them unless search_path was
     // chosen explicitly).
     const found = await q<{ name: string }>(
-      'SELECT name FROM unnest($1::text[]) AS name WHERE to_regclass(quote_ident(current_schema()) || \'.\' || quote_ident(name)) IS NOT NULL', [TABLES]);
+      'SELECT name FROM pg_catalog.unnest($1::pg_catalog.text[]) AS name WHERE pg_catalog.to_regclass(pg_catalog.quote_ident(pg_catalog.current_schema()) || \'.\' || pg_catalog.quote_ident(name)) IS NOT NULL', [TABLES]);
     if (found.length) {
       throw new CertifierError('STORE_FORMAT', `the database holds key-server tables (${found.map((t) => t.name).join(', ')}) but key_server_schema records no schema version: it was emptied or dropped; restore it (or the database) from a backup rather than start over these tables`);
     }
@@ -93,14 +108,14 @@ export async function migrate(q: Query): Promise<{ from: number; to: number }> {
  * it (a schema named after the user, created over a deployment in public, comes first).
  */
 async function checkSchemaChoice(q: Query): Promise<void> {
-  const [first] = await q<{ schema: string | null }>('SELECT current_schema() AS schema');
+  const [first] = await q<{ schema: string | null }>('SELECT pg_catalog.current_schema() AS schema');
   const schema = first?.schema;
   if (!schema) return refuseUnusableSchemas(q); // no schema to create in: CREATE TABLE says so (3F000)
-  const [temp] = await q('SELECT 1 FROM pg_namespace WHERE nspname = $1 AND oid = pg_my_temp_schema()', [schema]);
+  const [temp] = await q('SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1 AND oid = pg_catalog.pg_my_temp_schema()', [schema]);
   if (temp) {
     throw new CertifierError('INVALID_INPUT', `the first schema of search_path is the session's temporary schema (pg_temp): key-server's tables there would vanish, every store with them, when the connection closes; take pg_temp out of search_path (the URL's options, or the role's or database's setting)`);
   }
-  const ours = await q(`SELECT 1 FROM unnest($1::text[]) AS name WHERE to_regclass(quote_ident($2) || '.' || quote_ident(name)) IS NOT NULL`, [['key_server_schema', ...TABLES], schema]);
+  const ours = await q(`SELECT 1 FROM pg_catalog.unnest($1::pg_catalog.text[]) AS name WHERE pg_catalog.to_regclass(pg_catalog.quote_ident($2) || '.' || pg_catalog.quote_ident(name)) IS NOT NULL`, [['key_server_schema', ...TABLES], schema]);
   if (ours.length) return;
   // A first schema named in search_path is chosen for this deployment: a new one there. One that
   // is there only as "$user" (the default, however it is set: unset, a configuration file, a role)
@@ -108,8 +123,8 @@ async function checkSchemaChoice(q: Query): Promise<void> {
   const [path] = await q<{ search_path: string }>('SHOW search_path');
   if (!/^\s*"?\$user"?\s*(,|$)/.test(path?.search_path ?? '')) return;
   const [other] = await q<{ schema: string }>(
-    `SELECT DISTINCT n.nspname AS schema FROM unnest($1::text[]) AS name
-       JOIN pg_class c ON c.oid = to_regclass(quote_ident(name)) JOIN pg_namespace n ON n.oid = c.relnamespace`, [['key_server_schema', ...TABLES]]);
+    `SELECT DISTINCT n.nspname AS schema FROM pg_catalog.unnest($1::pg_catalog.text[]) AS name
+       JOIN pg_catalog.pg_class c ON c.oid = pg_catalog.to_regclass(pg_catalog.quote_ident(name)) JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace`, [['key_server_schema', ...TABLES]]);
   if (other) {
     throw new CertifierError('STORE_FORMAT', `key-server's tables are in schema "${other.schema}", further along the default search_path, but its first schema "${schema}" has none: nothing was created. To keep using the deployment in "${other.schema}", put it first in search_path (options=-c search_path=${other.schema} in the URL); to start a separate deployment in "${schema}", set search_path to it explicitly (options=-c search_path=${schema}, or ALTER ROLE ... SET search_path)`);
   }
@@ -122,9 +137,9 @@ async function checkSchemaChoice(q: Query): Promise<void> {
  */
 async function refuseUnusableSchemas(q: Query): Promise<void> {
   // Quoted as the GRANT to give needs them (quote_ident): "Keys" unquoted would name keys.
-  const [path] = await q<{ search_path: string; user: string; userIdent: string }>('SELECT current_setting(\'search_path\') AS search_path, current_user AS user, quote_ident(current_user) AS "userIdent"');
+  const [path] = await q<{ search_path: string; user: string; userIdent: string }>('SELECT pg_catalog.current_setting(\'search_path\') AS search_path, current_user AS user, pg_catalog.quote_ident(current_user) AS "userIdent"');
   const names = searchPathNames(path?.search_path ?? '', path?.user ?? '');
-  const denied = await q<{ schema: string; ident: string }>('SELECT nspname AS schema, quote_ident(nspname) AS ident FROM pg_namespace WHERE nspname = ANY($1::text[]) AND NOT has_schema_privilege(oid, \'USAGE\') ORDER BY array_position($1::text[], nspname::text)', [names]);
+  const denied = await q<{ schema: string; ident: string }>('SELECT nspname AS schema, pg_catalog.quote_ident(nspname) AS ident FROM pg_catalog.pg_namespace WHERE nspname = ANY($1::pg_catalog.text[]) AND NOT pg_catalog.has_schema_privilege(oid, \'USAGE\') ORDER BY pg_catalog.array_position($1::pg_catalog.text[], nspname::pg_catalog.text)', [names]);
   if (denied.length === 0) return;
   const listed = denied.map((d) => `"${d.schema}"`).join(', ');
   throw new CertifierError('DENIED', `the key database refused this user the use of the schema${denied.length > 1 ? 's' : ''} of search_path (${listed}: no USAGE on ${denied.length > 1 ? 'them' : 'it'}), and so any schema to create key-server's tables in: GRANT USAGE, CREATE ON SCHEMA ${denied[0]!.ident} TO ${path!.userIdent} (or name a schema it may use first in search_path)`, { details: { storage: 'postgres', cause: '3F000' } });
@@ -184,7 +199,7 @@ const OBJECT_GONE_STATES = new Set(['42P01', '42703', '42P10', '42804']);
  * undefined_function for left(), which key-server calls only on its own text columns: one changed
  * to another type (time_entered made a timestamp, say). Any other function missing stays INTERNAL.
  */
-const columnRetyped = (code: string, message: string) => code === '42883' && /^function left\((?!text\b)/.test(message);
+const columnRetyped = (code: string, message: string) => code === '42883' && /^function (?:pg_catalog\.)?left\((?!text\b)/.test(message);
 
 /**
  * A CertifierError for a failure of the database (our own errors pass through unchanged).

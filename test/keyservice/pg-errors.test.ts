@@ -39,6 +39,7 @@ const cases: [string, { code?: string; message: string }, string][] = [
   ['a column key-server made gone (a table changed by hand)', { code: '42703', message: 'column "high" does not exist' }, 'STORE_FORMAT'],
   ['a constraint key-server made gone (a restore under way)', { code: '42P10', message: 'there is no unique or exclusion constraint matching the ON CONFLICT specification' }, 'STORE_FORMAT'],
   ['a column key-server made changed to another type (a function of its type missing)', { code: '42883', message: 'function left(timestamp with time zone, integer) does not exist' }, 'STORE_FORMAT'],
+  ['the same, named as key-server calls it (pg_catalog.left)', { code: '42883', message: 'function pg_catalog.left(timestamp with time zone, integer) does not exist' }, 'STORE_FORMAT'],
   ['a column key-server made changed to another type (types that no longer match)', { code: '42804', message: 'COALESCE types text and integer cannot be matched' }, 'STORE_FORMAT'],
   ['an internal server error', { code: 'XX000', message: 'something broke' }, 'INTERNAL'],
   ['a syntax error (a bug of key-server\'s own SQL, not a restore to make)', { code: '42601', message: 'syntax error at or near "SELEC"' }, 'INTERNAL'],

@@ -169,10 +169,19 @@ if (!bin) {
 
       it('hands out no connection whose session settings failed: the request fails, and the connection is dropped', async () => {
         const url = new URL(await freshDb());
-        // A function of that name in a schema searched before pg_catalog makes the settings query fail.
-        await server.psql(`contract_${n}`, "CREATE SCHEMA shadow; CREATE FUNCTION shadow.current_setting(text) RETURNS text LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'no settings here'; END $$");
-        url.searchParams.set('options', '-c search_path=shadow,pg_catalog,public');
-        expect((await rejects(open(url.toString()), 'INTERNAL')).message).to.contain('no settings here');
+        // Real settings under which the settings query waits: a serializable, read-only, deferrable
+        // transaction waits for a snapshot until every serializable read-write one running has ended.
+        url.searchParams.set('options', '-c default_transaction_isolation=serializable -c default_transaction_read_only=on -c default_transaction_deferrable=on');
+        const writer = new pg.Client({ connectionString: server.url(`contract_${n}`) });
+        await writer.connect();
+        try {
+          await writer.query('BEGIN ISOLATION LEVEL SERIALIZABLE; CREATE TABLE held (x int)');
+          const e = await rejects(PgBackend.open({ url: url.toString(), queryTimeoutMs: 500 }), 'TIMEOUT');
+          expect(e.message).to.contain('did not answer in time');
+          expect(await server.psql(`contract_${n}`, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'key-server'", ['-tA'])).to.equal('0\n');
+        } finally {
+          await writer.end();
+        }
       });
 
       it('refuses with STORE_FORMAT, creating nothing, tables whose key_server_schema was emptied', async () => {
@@ -715,6 +724,31 @@ if (!bin) {
           CREATE FUNCTION note() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN INSERT INTO seen VALUES (current_setting('synchronous_commit')); RETURN NEW; END $$;
           CREATE TRIGGER note AFTER INSERT ON key_server_records FOR EACH ROW EXECUTE FUNCTION note()`);
         await Promise.all(Array.from({ length: 4 }, (_, i) => b.append(`k${i}`, (v) => recordFor(`k${i}`, v))));
+        expect((await server.psql(db, 'SELECT DISTINCT setting FROM seen', ['-tA'])).trim()).to.equal('on');
+      } finally {
+        await b.close();
+      }
+    });
+
+    it('consults no function or operator of a schema listed before pg_catalog in search_path: neither a current_setting there that says synchronous_commit is on, nor an = on text that says any two names match', async () => {
+      const url = new URL(await freshDb());
+      const db = `contract_${n}`;
+      await server.psql('postgres', `ALTER DATABASE ${db} SET synchronous_commit = 'off'`);
+      await server.psql(db, `CREATE SCHEMA shadow;
+        CREATE FUNCTION shadow.current_setting(text) RETURNS text LANGUAGE sql
+          AS $$ SELECT CASE WHEN $1 OPERATOR(pg_catalog.=) 'synchronous_commit' THEN 'on' ELSE pg_catalog.current_setting($1) END $$;
+        CREATE FUNCTION shadow.same(text, text) RETURNS boolean LANGUAGE sql AS $$ SELECT true $$;
+        CREATE OPERATOR shadow.= (LEFTARG = text, RIGHTARG = text, FUNCTION = shadow.same)`);
+      // Tables in public, as before; the shadow schema ahead of pg_catalog.
+      url.searchParams.set('options', '-c search_path=public,shadow,pg_catalog');
+      const b = await PgBackend.open({ url: url.toString() });
+      try {
+        await server.psql(db, `CREATE TABLE seen (setting text);
+          CREATE FUNCTION note() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN INSERT INTO public.seen VALUES (pg_catalog.current_setting('synchronous_commit')); RETURN NEW; END $$;
+          CREATE TRIGGER note AFTER INSERT ON key_server_records FOR EACH ROW EXECUTE FUNCTION note()`);
+        expect((await b.append('a', (v) => recordFor('a', v))).version).to.equal(1);
+        expect((await b.append('b', (v) => recordFor('b', v))).version).to.equal(1);
+        expect((await b.get('a', 0))?.name).to.equal('a');
         expect((await server.psql(db, 'SELECT DISTINCT setting FROM seen', ['-tA'])).trim()).to.equal('on');
       } finally {
         await b.close();
