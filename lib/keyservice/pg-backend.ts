@@ -40,7 +40,7 @@ import {
   checkAfter, checkBuilt, checkExpected, checkName, checkPrefix, checkVersion, deleteUnknown, listLimit, MAX_NAME_LENGTH, nextVersion, outcomeUnknown, storeUnknown,
   versionConflict, type KeyBackend, type ListOptions, type RecordInfo, type StoredRecord, type UnknownChange,
 } from './backend.ts';
-import { SESSION_SETTINGS, migrate, SCHEMA_VERSION, storageError, type Query } from './pg-schema.ts';
+import { SESSION_SETTINGS, migrate, SCHEMA_VERSION, storageError, TOO_MANY_CONNECTIONS, type Query } from './pg-schema.ts';
 import { MAX_KEY_VALUE_BYTES } from './keystore.ts';
 import { SEAL_OVERHEAD } from '../crypto/index.ts';
 import { PgSockets } from './pg-sockets.ts';
@@ -89,8 +89,6 @@ const SCHEMA = 'SELECT version FROM key_server_schema';
 const RECHECK_MS = 30_000;
 /** SQLSTATE undefined_table. */
 const UNDEFINED_TABLE = '42P01';
-/** SQLSTATE too_many_connections: the server's max_connections, or the database's or role's CONNECTION LIMIT, reached. */
-const TOO_MANY_CONNECTIONS = '53300';
 /** After a connection refused for the limit, how long before the pool may try its full size again (connect()). */
 const LIMIT_RETRY_MS = 5_000;
 /**

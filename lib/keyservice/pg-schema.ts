@@ -180,6 +180,8 @@ function clipIdentifier(name: string): string {
 const NETWORK_ERRNOS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ECONNABORTED', 'EHOSTUNREACH', 'EHOSTDOWN', 'ENETUNREACH', 'ENETDOWN', 'ENOTFOUND', 'EAI_AGAIN', 'EPIPE', 'ETIMEDOUT', 'EADDRNOTAVAIL']);
 // SQLSTATEs (the PostgreSQL manual's appendix "Error Codes") worth a retry.
 const TIMEOUT_STATES = new Set(['57014', '55P03', '40001', '40P01', '25P03']); // canceled (statement_timeout), lock timeout, serialization, deadlock, idle-in-transaction timeout
+/** SQLSTATE too_many_connections: the server's max_connections, or the database's or role's CONNECTION LIMIT, reached. */
+export const TOO_MANY_CONNECTIONS = '53300';
 const UNREACHABLE_CLASSES = ['08', '53', '57P']; // connection exception, insufficient resources (too many connections), admin/crash shutdown, cannot connect now
 
 // Node's TLS verdicts on the database's certificate (sslmode=require / verify-full).
@@ -217,6 +219,8 @@ export function storageError(e: unknown, during: 'start' | 'request' = 'start'):
   // The client's own timeouts carry no SQLSTATE; a server error that merely mentions a timeout
   // (a bad statement_timeout value) is not one.
   if (TIMEOUT_STATES.has(code) || (!sqlstate && /timeout|timed out/i.test(message))) return make('TIMEOUT', 'the key database did not answer in time');
+  // Reachable, but full: the sizing to look at, not the network (a supervisor's restart, or the next request, retries).
+  if (code === TOO_MANY_CONNECTIONS) return make('UNREACHABLE', 'the key database refused a connection: its connection limit is reached (the server\'s max_connections, or the database\'s or role\'s CONNECTION LIMIT; each replica holds up to --pg-pool-size connections, plus one for its --replica-id)');
   if (NETWORK_ERRNOS.has(code) || UNREACHABLE_CLASSES.some((p) => code.startsWith(p)) || /Connection terminated|not queryable|connection error/i.test(message)) {
     return make('UNREACHABLE', 'the key database is unreachable');
   }

@@ -637,7 +637,7 @@ if (!bin) {
         await Promise.all(others.map((c) => c.connect()));
         try {
           const t0 = Date.now();
-          await rejects(b.get('k1', 0), 'UNREACHABLE');
+          expect((await rejects(b.get('k1', 0), 'UNREACHABLE')).message).to.contain('its connection limit is reached');
           expect(Date.now() - t0, 'at once').to.be.below(2_000);
         } finally {
           await Promise.all(others.map((c) => c.end()));
@@ -768,6 +768,23 @@ if (!bin) {
           await (await ReplicaIdLock.take({ url, replicaId: 'ks-a' })).release();
         } finally {
           await Promise.all([a.release(), b.release()]);
+        }
+      });
+
+      it('refuses to take its id while the connection limit leaves no room, at once, UNREACHABLE naming the limit (no retry: a supervisor restarts the replica); takes it once there is room', async () => {
+        const { url, role } = await limitedDb();
+        const others = Array.from({ length: 2 }, () => new pg.Client({ connectionString: url }));
+        await Promise.all(others.map((c) => c.connect()));
+        try {
+          const t0 = Date.now();
+          const e = await rejects(ReplicaIdLock.take({ url, replicaId: 'ks-full' }), 'UNREACHABLE');
+          expect(e.message).to.contain('its connection limit is reached').and.contain('CONNECTION LIMIT').and.contain(`too many connections for role "${role}"`);
+          expect(e.details).to.deep.include({ cause: '53300' });
+          expect(Date.now() - t0, 'at once').to.be.below(2_000);
+          await others.pop()!.end();
+          await (await ReplicaIdLock.take({ url, replicaId: 'ks-full' })).release();
+        } finally {
+          await Promise.all(others.map((c) => c.end()));
         }
       });
 

@@ -224,6 +224,24 @@ if (!bin) {
       await cloneB.child.stop();
     });
 
+    it('refuses to start, exit status 3 (UNREACHABLE, naming the connection limit), while the database\'s connection limit leaves no room for its id\'s lock, removing the --data it made', async () => {
+      await pgs.psql('postgres', 'CREATE ROLE full_role LOGIN CONNECTION LIMIT 1');
+      const limited = url.replace('postgres@', 'full_role@');
+      const holder = new pg.Client({ connectionString: limited });
+      await holder.connect();
+      try {
+        const m = await d.certify('ks-full', 'key-server');
+        const data = d.path('full-data');
+        const r = await run('key-server', ['serve', '--backend', 'postgres', '--pg-url', limited, '--replica-id', 'ks-full', '--domain', d.name, '--policy-cert', d.policyCertFile, '--data', data, '--listen', '127.0.0.1:0', ...m.storeArgs]);
+        expectFailure(r, 3, 'UNREACHABLE');
+        expect(r.stderr).to.contain('its connection limit is reached').and.contain('plus one for its --replica-id').and.contain('too many connections for role "full_role"');
+        expect(r.out, 'it never listened').to.equal('');
+        expect(existsSync(data), 'the --data the refused start made').to.equal(false);
+      } finally {
+        await holder.end();
+      }
+    });
+
     it('takes its id again when the database ends the lock\'s connection, and serves on', async () => {
       const mark = r1.child.mark();
       expect(await psql("SELECT count(*) FROM (SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE application_name = 'key-server-lock r1') t")).to.equal('1\n');
