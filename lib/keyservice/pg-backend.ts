@@ -6,7 +6,9 @@
 //   key_server_records  (name, version, type, exportable, time_entered, size, ciphertext)
 //   key_server_meta     (key, value)    'storage_key_id': the id of the storage key records use
 // Names are COLLATE "C" (code point order, as LevelDB's UTF-8 byte order), whatever the
-// database's own collation. The database only ever sees ciphertext and metadata.
+// database's own collation. The database only ever sees ciphertext and metadata. The tables are
+// in the first schema of search_path at start; every connection after that searches pg_catalog,
+// then that schema only (PIN_SCHEMA), whatever schemas appear in the path meanwhile.
 //
 // Version assignment is one transaction: INSERT ... ON CONFLICT DO UPDATE SET high = high + 1
 // RETURNING high (or the highest stored version + 1, if the mark was lowered: NEXT_HIGH) takes
@@ -40,7 +42,7 @@ import {
   checkAfter, checkBuilt, checkExpected, checkName, checkPrefix, checkVersion, deleteUnknown, listLimit, MAX_NAME_LENGTH, nextVersion, outcomeUnknown, storeUnknown,
   versionConflict, type KeyBackend, type ListOptions, type RecordInfo, type StoredRecord, type UnknownChange,
 } from './backend.ts';
-import { SESSION_SETTINGS, migrate, SCHEMA_VERSION, storageError, TOO_MANY_CONNECTIONS, type Query } from './pg-schema.ts';
+import { SESSION_SETTINGS, migrate, PIN_SCHEMA, SCHEMA_VERSION, storageError, TOO_MANY_CONNECTIONS, type Query } from './pg-schema.ts';
 import { MAX_KEY_VALUE_BYTES } from './keystore.ts';
 import { SEAL_OVERHEAD } from '../crypto/index.ts';
 import { PgSockets } from './pg-sockets.ts';
@@ -138,6 +140,8 @@ export class PgBackend implements KeyBackend {
   private readonly checked = new WeakMap<PoolClient, number>();
   /** When the connection limit last lowered the pool's max (monotonic ms); undefined while it is the configured size. */
   private limitedAt: number | undefined;
+  /** The schema of key-server's tables, found at start (migrate), which every later connection's search_path is pinned to. */
+  private schema: string | undefined;
   /** Each new connection's SESSION_SETTINGS query, until connect() has seen it succeed. */
   private readonly settings = new WeakMap<PoolClient, Promise<unknown>>();
 
@@ -168,12 +172,13 @@ export class PgBackend implements KeyBackend {
     // it before handing the connection out, and drops a connection it failed on.
     pool.on('connect', (client) => {
       client.on('error', () => {});
-      const set = client.query(SESSION_SETTINGS);
+      const schema = b.schema;
+      const set = client.query(SESSION_SETTINGS).then((r) => (schema === undefined ? r : client.query(PIN_SCHEMA, [schema])));
       set.catch(() => {}); // seen by connect()
       b.settings.set(client, set);
     });
     try {
-      await b.transaction((q) => migrate(q));
+      b.schema = (await b.transaction((q) => migrate(q))).schema;
     } catch (e) {
       await sockets.endWithin(() => pool.end(), o.closeGraceMs);
       throw e;

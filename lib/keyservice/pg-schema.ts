@@ -44,6 +44,15 @@ const CATALOG_FIRST = "SELECT pg_catalog.set_config('search_path', pg_catalog.re
 export const SESSION_SETTINGS = `${CATALOG_FIRST}; `
   + "SELECT pg_catalog.set_config('synchronous_commit', 'on', false) WHERE pg_catalog.current_setting('synchronous_commit') = 'off'; "
   + "SELECT pg_catalog.set_config('idle_session_timeout', '0', false) WHERE pg_catalog.current_setting('server_version_num')::int >= 140000";
+/**
+ * The search_path of a connection once the replica has started: only the schema its tables were
+ * found or made in at start ($1), so PostgreSQL searches pg_catalog first and then that schema (and
+ * the session's own temporary schema, which key-server never fills). Left as the role or the URL
+ * set it, a schema listed earlier that was not there at start, or not usable (one named after the
+ * user, as the default "$user", public has it), and came later with a key_server_records of its
+ * own, took every read and store of the running replicas, on their open connections too.
+ */
+export const PIN_SCHEMA = 'SELECT pg_catalog.set_config(\'search_path\', pg_catalog.quote_ident($1), false)';
 /** pg_advisory_xact_lock's key for schema changes: "keysrvr1" as a big-endian 64-bit integer. */
 const SCHEMA_LOCK = '7738725071454630449';
 
@@ -69,8 +78,12 @@ const MIGRATIONS: string[][] = [
 /** The tables the migrations create. */
 const TABLES = ['key_server_names', 'key_server_records', 'key_server_meta'];
 
-/** Creates or upgrades the schema; call inside a transaction. */
-export async function migrate(q: Query): Promise<{ from: number; to: number }> {
+/**
+ * Creates or upgrades the schema; call inside a transaction. `schema`: where the tables are, the
+ * first of search_path, which the connection's search_path is then pinned to (PIN_SCHEMA) once the
+ * transaction commits.
+ */
+export async function migrate(q: Query): Promise<{ from: number; to: number; schema: string }> {
   await q('SELECT pg_catalog.pg_advisory_xact_lock($1)', [SCHEMA_LOCK]);
   const [enc] = await q<{ server_encoding: string }>('SHOW server_encoding');
   if (enc?.server_encoding !== 'UTF8') {
@@ -98,7 +111,9 @@ export async function migrate(q: Query): Promise<{ from: number; to: number }> {
   if (from !== SCHEMA_VERSION) {
     await q('INSERT INTO key_server_schema (version) VALUES ($1) ON CONFLICT (only_row) DO UPDATE SET version = EXCLUDED.version', [SCHEMA_VERSION]);
   }
-  return { from, to: SCHEMA_VERSION };
+  const schema = (await q<{ schema: string }>('SELECT pg_catalog.current_schema() AS schema'))[0]!.schema;
+  await q(PIN_SCHEMA, [schema]);
+  return { from, to: SCHEMA_VERSION, schema };
 }
 
 /**

@@ -251,6 +251,19 @@ if (!bin) {
         }
       });
 
+      it('keeps to the schema its tables were in at start: key-server tables that appear in a schema earlier on search_path while it runs (one named after the user, as "$user", public has it) are never read or written', async () => {
+        const url = await freshDb();
+        const db = `contract_${n}`;
+        const b = await track(open(url));
+        await b.append('k', (v) => recordFor('k', v));
+        await server.psql(db, 'CREATE SCHEMA postgres; CREATE TABLE postgres.key_server_records (LIKE public.key_server_records INCLUDING ALL)');
+        expect((await b.get('k', 0))?.version, 'read from public').to.equal(1);
+        // New connections as well as the one open.
+        await storeAll(b, 'n');
+        expect(await server.psql(db, 'SELECT count(*) FROM postgres.key_server_records', ['-tA'])).to.equal('0\n');
+        expect(await server.psql(db, 'SELECT count(*) FROM public.key_server_records', ['-tA'])).to.equal('21\n');
+      });
+
       it('refuses with INVALID_INPUT, creating nothing, a search_path whose first schema is the session\'s temporary one', async () => {
         const url = new URL(await freshDb());
         url.searchParams.set('options', '-c search_path=pg_temp,public');
