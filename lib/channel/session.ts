@@ -146,6 +146,8 @@ export class ServerSession<P> {
   private corked = false;
   private readTimer: NodeJS.Timeout | undefined;
   private idleTimer: NodeJS.Timeout | undefined;
+  /** After a read timeout with requests still being carried out: how long they have to be answered. */
+  private graceTimer: NodeJS.Timeout | undefined;
   private lingerTimer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -426,8 +428,14 @@ export class ServerSession<P> {
     if (reason === 'read-timeout' && !this.idle()) {
       // Requests read before the stalled frame are being carried out (an answer waiting for its
       // audit sync): they are answered, as before bytes that make no frame, and then it closes.
-      // A peer that does not read them meets the write timeout.
+      // A peer that does not read them meets the write timeout; a handler that never answers
+      // (storage that hangs) meets this grace, the idle time, and the connection is cut, its
+      // requests unanswered: it would otherwise stay open until the server stops.
       this.stopReading(reason);
+      this.graceTimer ??= setTimeout(() => {
+        this.finish(reason);
+        this.socket.destroy();
+      }, this.limits.idleTimeoutMs);
       return;
     }
     this.finish(reason);
@@ -438,7 +446,8 @@ export class ServerSession<P> {
   private clearTimers(): void {
     if (this.readTimer) clearTimeout(this.readTimer);
     if (this.idleTimer) clearTimeout(this.idleTimer);
-    this.readTimer = this.idleTimer = undefined;
+    if (this.graceTimer) clearTimeout(this.graceTimer);
+    this.readTimer = this.idleTimer = this.graceTimer = undefined;
   }
 
   /** Ends the connection once, with one log record saying why. */
@@ -455,6 +464,8 @@ export class ServerSession<P> {
       // Read whole; answered; never started (past the request limit, or behind a request that failed or the close).
       reason, requests: this.received, answered: this.answered, dropped: this.received - this.handed, durationMs: Math.round(performance.now() - this.started),
     };
+    // Started and never answered: a request that failed, or one still being carried out when the connection was cut.
+    if (this.handed > this.answered) record.unanswered = this.handed - this.answered;
     if (reason === 'read-timeout' || reason === 'idle-timeout' || reason === 'write-timeout') record.code = 'TIMEOUT';
     if (error !== undefined) record.code = logCode(error);
     if (error instanceof CertifierError && reason === 'frame-error') record.message = error.message;

@@ -251,6 +251,26 @@ describe('channel: limits and timeouts', () => {
     await closed(deaf);
   });
 
+  it('closes a connection whose frame stalled past readTimeoutMs while a handler that never answers is pending, idleTimeoutMs later (it stayed open until the server stopped)', async () => {
+    let started = 0;
+    const server = await h.serve('plain', { limits: { readTimeoutMs: 200, idleTimeoutMs: 600 }, handler: () => (started++, new Promise<Uint8Array>(() => {})) });
+    const socket = await h.raw(server, 'plain');
+    let received = 0;
+    socket.on('data', (d: Buffer) => (received += d.length));
+    const t0 = Date.now();
+    socket.write(Buffer.concat([prefix(4), Buffer.from('hang'), prefix(5), Buffer.from('ab')]));
+    await waitFor(() => started === 1, 20_000, 'the request handed to the handler');
+    let open = true;
+    void closed(socket).then(() => (open = false));
+    await waitFor(() => !open, 15_000, 'the connection closed');
+    // The read timeout, then the grace (idleTimeoutMs); well short of the 20 s a busy machine could take.
+    expect(Date.now() - t0, 'ms until closed').to.be.within(700, 15_000);
+    expect(received, 'bytes answered').to.equal(0);
+    expect(h.closedRecords()).to.have.length(1);
+    expect(h.closedRecords()[0]).to.include({ reason: 'read-timeout', code: 'TIMEOUT', requests: 1, answered: 0, dropped: 0, unanswered: 1 });
+    expect(server.connections).to.equal(0);
+  });
+
   it('closes a TLS connection that never finishes its handshake', async () => {
     const server = await h.serve('mtls', { limits: { handshakeTimeoutMs: 200 } });
     const socket = await h.raw(server, 'plain'); // TCP only: never says hello
