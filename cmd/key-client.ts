@@ -22,12 +22,13 @@ import { addExamples, createProgram, domainName, run, versionOf, subcommand, not
 import { openStore, storeOptions, type ProtectionOptions } from './common/protection.ts';
 import { parseHostPort, parseMeasurementHex, readCertificateFile, readPrivateKeyFile } from './common/keys.ts';
 import { outputResult, readInput, refuseOutput, storeFiles, writeOutput } from './common/io.ts';
+import { explainTimeout, timeoutFlag, waitsOf, type TimeoutOption } from './common/timeout.ts';
 
 const P = 'key-client';
 process.umask(0o077);
 const program = createProgram(P, 'fetch named keys from a key-server into the cryptstore, or provision them');
 
-interface ClientOpts extends JsonOption, ProtectionOptions {
+interface ClientOpts extends JsonOption, ProtectionOptions, TimeoutOption {
   server: string;
   domain: string;
   policyCert: string;
@@ -43,7 +44,8 @@ function clientOptions(cmd: Command): Command {
     .requiredOption('--policy-cert <file>', 'the pinned policy certificate')
     .option('--server-measurement <hex>', 'a measurement the key-server must run: 64 or 96 hex digits (repeatable)', (v: string, a: string[]) => [...a, v], [])
     .option('--credential-cert <file>', 'a role certificate to present (answers the auth-challenge)')
-    .option('--credential-key <file>', 'the private key of --credential-cert');
+    .option('--credential-key <file>', 'the private key of --credential-cert')
+    .addOption(timeoutFlag());
 }
 
 /** Why a key-server could not accept NAME as a resource name, as a message naming it, or undefined. */
@@ -144,12 +146,14 @@ async function withClient<T>(o: ClientOpts, flags: ClientFlags, fn: (client: Key
   try {
     const identity = await loadIdentity(store, o.domain, policyCert);
     await beforeConnecting?.(store);
-    const client = await KeyClient.connect({ host, port, identity, policyCert, serverMeasurements: pins, ...(credential ? { credential } : {}) });
+    const client = await KeyClient.connect({ host, port, identity, policyCert, serverMeasurements: pins, waits: waitsOf(o), ...(credential ? { credential } : {}) });
     try {
       return await fn(client, store);
     } finally {
       await client.close().catch(() => {});
     }
+  } catch (e) {
+    throw explainTimeout(e, o);
   } finally {
     await store.close();
   }

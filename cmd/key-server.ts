@@ -24,6 +24,7 @@ import { loadPlatform } from './common/platform.ts';
 import { addExamples, choice, collect, createProgram, decimal, dirArg, domainName, intInRange, note, run, subcommand, warn, type JsonOption } from './common/cli.ts';
 import { openStore, storeOptions, withProtector, type ProtectionOptions } from './common/protection.ts';
 import { parseHostPort, readCertificateFile } from './common/keys.ts';
+import { explainTimeout, timeoutFlag, waitsOf, type TimeoutOption } from './common/timeout.ts';
 import { logLine, runUntilSignal } from './common/server.ts';
 import { Cryptstore } from '../cryptstore/index.ts';
 
@@ -174,7 +175,7 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
   .option('--replica-id <id>', 'this replica\'s name in its audit file and logs, its own among the live replicas of the database: 1 to 64 letters, digits, ".", "_" or "-"', replicaIdArg, hostname().replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 64) || 'replica')
   .option('--allow-replica-join', 'release the storage key to machines certified with this server\'s own measurement (key-server join)');
 
-storeOptions(subcommand<JsonOption & ProtectionOptions & { domain: string; policyCert: string; from: string; force?: boolean }>(program, 'join',
+storeOptions(subcommand<JsonOption & ProtectionOptions & TimeoutOption & { domain: string; policyCert: string; from: string; force?: boolean }>(program, 'join',
   'fetch the storage key of a running key-server (started with --allow-replica-join) into this store: a new replica of a PostgreSQL database, or a standby for a LevelDB one',
   async (o) => {
     const { host, port } = parseHostPort(o.from, '--from'); // a usage mistake, before any file is read
@@ -183,7 +184,9 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & { domain: string; polic
     const store = await openStore(P, o);
     try {
       const identity = await loadIdentity(store, o.domain, policyCert);
-      const r = await joinReplica({ store, identity, policyCert, host, port, force: o.force === true });
+      const r = await joinReplica({ store, identity, policyCert, host, port, force: o.force === true, waits: waitsOf(o) }).catch((e: unknown) => {
+        throw explainTimeout(e, o);
+      });
       const what = r.outcome === 'joined' ? 'stored the deployment\'s storage key' : 'this store already holds the deployment\'s storage key';
       return { json: { ...r }, text: [`${what} (id ${r.keyId}, from serial ${r.from})`] };
     } finally {
@@ -193,7 +196,8 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & { domain: string; polic
   .requiredOption('--domain <name>', 'the policy domain', domainName)
   .requiredOption('--policy-cert <file>', 'the pinned policy certificate')
   .requiredOption('--from <host:port>', 'a running replica of the same key-server')
-  .option('--force', 'replace a different storage key this store holds (only if it sealed nothing)');
+  .option('--force', 'replace a different storage key this store holds (only if it sealed nothing)')
+  .addOption(timeoutFlag());
 
 subcommand<JsonOption & { continuing?: boolean; expect: ChainAnchor[] }>(program, 'verify-audit', 'check the hash chain of an audit log, or of its rotated segments in order; exit 4 naming the first bad line',
   async (o, args) => {

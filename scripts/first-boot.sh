@@ -3,7 +3,8 @@
 # the named keys from its key-server into this VM's cryptstore. Safe to run on every boot: once
 # certified and provisioned it exits 0 at once without contacting anyone.
 #
-# Exit status: 0 done; 3 a server stayed unreachable after the retries; anything else is the
+# Exit status: 0 done; 3 a server stayed unreachable (or silent: a stopped one times out) after
+# the retries; anything else is the
 # failing program's own status (1 refused, 2 usage, 4 untrusted peer or integrity failure),
 # never retried: the script fails closed.
 set -u
@@ -18,6 +19,7 @@ usage: first-boot.sh --host ADDR --certifier-port PORT --keyserver-port PORT --k
                      [--platform simulated] --platform-dir DIR --measurement-file FILE
                      | --platform sev-snp [--tsm-dir DIR] [--vcek FILE]
                      [--server-measurement HEX...] [--retries N] [--max-delay SECONDS]
+                     [--timeout SECONDS]
                      [--passphrase-file FILE | --key-file FILE]     (default: --sealed;
                                                                       sev-snp needs one)
 
@@ -44,6 +46,9 @@ usage: first-boot.sh --host ADDR --certifier-port PORT --keyserver-port PORT --k
                       separated by spaces or commas) while its replicas move to a new program
   --retries           attempts per step while a server is unreachable (default 8)
   --max-delay         cap of the exponential backoff between attempts (default 30)
+  --timeout           how long each attempt waits for a server at each step (connecting, the
+                      TLS handshake, each answer) before it counts as unreachable and is tried
+                      again (default 10; the programs' --timeout)
   --passphrase-file   protect the cryptstore with the passphrase in FILE (scrypt) instead of sealing
                       it to this VM's platform and measurement
   --key-file          protect the cryptstore with the key in FILE instead of sealing it (at
@@ -63,7 +68,7 @@ CERT_UTILITY=${CERT_UTILITY:-$here/../cmd/bin/cert-utility.js}
 KEY_CLIENT=${KEY_CLIENT:-$here/../cmd/bin/key-client.js}
 
 host= khost= cport= kport= keys= domain= policy_cert= store= platform=simulated platform_dir= measurement_file=
-tsm_dir= vcek= pin_values=() retries=8 max_delay=30 protection=(--sealed)
+tsm_dir= vcek= pin_values=() retries=8 max_delay=30 timeout=() protection=(--sealed)
 seen=' '
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -94,6 +99,7 @@ while [ $# -gt 0 ]; do
     --server-measurement) pin_values+=("$2"); shift 2 ;;
     --retries) retries=$2; shift 2 ;;
     --max-delay) max_delay=$2; shift 2 ;;
+    --timeout) timeout=(--timeout "$2"); shift 2 ;; # checked by both programs' --check-only below
     --passphrase-file) protection=(--passphrase-file "$2"); shift 2 ;;
     --key-file) protection=(--key-file "$2"); shift 2 ;;
     *) echo "first-boot: unknown argument $1" >&2; usage ;;
@@ -178,7 +184,8 @@ for k in "${names[@]}"; do
   case "$k" in -*) log "--keys names \"$(shown_names "$k")\", which begins with \"-\": a key name, not an option"; exit 2 ;; esac
 done
 
-# Runs a command; retries with exponential backoff only while it exits 3 (unreachable).
+# Runs a command; retries with exponential backoff only while it exits 3 (unreachable, or a
+# server that took the connection and said nothing for --timeout: stopped, say, TIMEOUT).
 with_retries() {
   local what=$1; shift
   local attempt=1 delay=1 rc
@@ -197,8 +204,8 @@ with_retries() {
 store_args=(--store "$store" "${protection[@]}" "${platform_args[@]}")
 shown_store=$(shown_names "$store") # as its own lines show it
 # The two steps' commands, but for the names fetched: asked with --check-only below, then run.
-init_trust=(init-trust --domain "$domain" --policy-cert "$policy_cert" --server "$host:$cport" "${store_args[@]}")
-retrieve=(retrieve --server "$khost:$kport" --domain "$domain" --policy-cert "$policy_cert" "${pin[@]}" "${store_args[@]}")
+init_trust=(init-trust --domain "$domain" --policy-cert "$policy_cert" --server "$host:$cport" "${store_args[@]}" "${timeout[@]}")
+retrieve=(retrieve --server "$khost:$kport" --domain "$domain" --policy-cert "$policy_cert" "${pin[@]}" "${store_args[@]}" "${timeout[@]}")
 
 # Every flag the two steps take, asked of the programs themselves with the very commands the steps
 # run (--check-only: parsed and checked as a run does, reading and connecting to nothing): each

@@ -19,6 +19,7 @@ import { storeOptions, withProtector, type ProtectionOptions } from '../common/p
 import { checkPlatformFlags, loadPlatform } from '../common/platform.ts';
 import { KEY_FILE_LIMIT, measureFile, parseHostPort, publicKeyFrom, parseMeasurementHex, readCertificateFile, readMeasurementFile, readPrivateKeyFile, readPublicKeyFile } from '../common/keys.ts';
 import { describeCert } from '../common/certs.ts';
+import { explainTimeout, timeoutFlag, waitsOf, type TimeoutOption } from '../common/timeout.ts';
 import { checkSnpFlags, snpPolicyOptions, snpPolicyParts, type SnpPolicyFlags } from './snp-policy.ts';
 
 const P = 'cert-utility';
@@ -227,7 +228,7 @@ export function addTrustCommands(program: Command): void {
     .requiredOption('--policy <file>', 'the policy file')
     .requiredOption('--policy-cert <file>', 'the policy certificate');
 
-  storeOptions(subcommand<JsonOption & ProtectionOptions & { domain: string; policyCert: string; server: string; force?: boolean; keyAlg: KeyAlg; plain?: boolean; saveEvidence?: string }>(program, 'init-trust',
+  storeOptions(subcommand<JsonOption & ProtectionOptions & TimeoutOption & { domain: string; policyCert: string; server: string; force?: boolean; keyAlg: KeyAlg; plain?: boolean; saveEvidence?: string }>(program, 'init-trust',
     'get this machine certified and keep its key and admission certificate in the cryptstore',
     async (o) => {
       const { host, port } = parseHostPort(o.server, '--server');
@@ -245,7 +246,7 @@ export function addTrustCommands(program: Command): void {
       let sent: Uint8Array | undefined;
       try {
         if (o.plain) warn(P, 'plain TCP: no TLS, and the evidence is not bound to a session (original protocol)');
-        const r = await initTrust({ store, domain: o.domain, policyCert, platform, host, port, force: o.force === true, keyAlg: o.keyAlg, plain: o.plain === true, onRequest: (req) => (sent = req) });
+        const r = await initTrust({ store, domain: o.domain, policyCert, platform, host, port, force: o.force === true, keyAlg: o.keyAlg, plain: o.plain === true, waits: waitsOf(o), onRequest: (req) => (sent = req) });
         keep(); // certified: the store is this machine's identity now, whatever comes next
         if (o.saveEvidence && sent) {
           // The machine is certified by now (a refused renewal too); failing here would only make a script certify it again.
@@ -253,7 +254,7 @@ export function addTrustCommands(program: Command): void {
             .catch((e: Error) => warn(P, `certified, but the request sent was not saved: ${e.message}`));
         }
         const info = { status: r.status, serial: r.peer.serialHex, measurement: r.peer.measurementHex, notAfter: r.peer.validUntil.toISOString() };
-        const renewalFailed = r.renewalFailed;
+        const renewalFailed = r.renewalFailed && (explainTimeout(r.renewalFailed, o) as CertifierError);
         // Due, not yet needed: the machine stays certified, and a script goes on to fetch its keys.
         if (renewalFailed) warn(P, `could not renew this machine's certificate through ${o.server} (${renewalFailed.message} [${renewalFailed.code}]); it is still valid until ${info.notAfter}: run init-trust again before then`);
         const final = r.endsWithPolicyCert;
@@ -269,7 +270,7 @@ export function addTrustCommands(program: Command): void {
           const saved = await writeFileAtomic(o.saveEvidence, sent, { mode: 0o644, exclusive: true }).then(() => true, () => false);
           note(P, saved ? `the request sent was saved to ${o.saveEvidence} (simpleserver explain --evidence ${o.saveEvidence})` : `could not save the request sent to ${o.saveEvidence}`);
         }
-        throw e;
+        throw explainTimeout(e, o);
       } finally {
         await close();
       }
@@ -286,6 +287,7 @@ export function addTrustCommands(program: Command): void {
     .addOption(new Option('--key-alg <alg>', 'algorithm of the machine key').choices(ALGS).default('p256'))
     .option('--plain', 'speak the original plain-TCP protocol (no TLS, no session binding)')
     .option('--save-evidence <file>', 'keep the trust request sent (for simpleserver explain); refuses to replace a file', fileOut)
+    .addOption(timeoutFlag())
     .addHelpText('after', examples([
       'cert-utility init-trust --domain datica --policy-cert policy-cert.pem --server 10.0.0.5:8123 \\\n      --store /var/lib/vm/store --sealed --platform simulated --platform-dir /etc/vm/platform --measurement-file /etc/vm/measurement',
     ]));

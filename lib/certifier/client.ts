@@ -8,11 +8,12 @@ import { encode, parseTrustResponse, peerCode } from '../wire/index.ts';
 import { formatCertifierTime, sameKey } from '../policy/index.ts';
 import { validateAdmission, toPem, type ValidatedPeer } from '../pki/index.ts';
 import { certifiedPlatformOf, type Platform } from '../attest/index.ts';
-import { connect } from '../channel/index.ts';
+import { connect, connectWaits, type Waits } from '../channel/index.ts';
 import { CERTIFIER_CODES, CERTIFIER_FRAME_LIMIT, SESSION_BINDING_BYTES, SESSION_BINDING_LABEL } from './service.ts';
 import { requireOwnIdentity, verifyAuthority } from './identity.ts';
 
-export interface CertifyOptions {
+/** Waits (connectTimeoutMs, handshakeTimeoutMs, readTimeoutMs): 10 s each, as cert-utility has them by default. */
+export interface CertifyOptions extends Waits {
   host: string;
   port: number;
   policyCert: Uint8Array;
@@ -21,9 +22,6 @@ export interface CertifyOptions {
   authKey: KeyObject;
   /** The original plain-TCP protocol: no TLS, so no session binding. */
   plain?: boolean;
-  connectTimeoutMs?: number;
-  /** Time allowed for the TLS handshake (default 10 s, as cert-utility has it). */
-  handshakeTimeoutMs?: number;
   /** Abandons the request when aborted (a key-server stopping while it renews its certificate). */
   signal?: AbortSignal;
   now?: () => Date;
@@ -62,9 +60,8 @@ export async function requestCertificate(o: CertifyOptions): Promise<Certified> 
   const conn = await connect({
     host: o.host, port: o.port,
     // A larger request is refused here, not cut off by the server.
-    limits: { frameLimit: CERTIFIER_FRAME_LIMIT, ...(o.handshakeTimeoutMs !== undefined ? { handshakeTimeoutMs: o.handshakeTimeoutMs } : {}) },
+    ...connectWaits(o, { frameLimit: CERTIFIER_FRAME_LIMIT }),
     ...(o.plain ? { plain: true } : { tls: { ca: toPem(o.policyCert) }, verifyPeer: (chain: Uint8Array[]) => verifyAuthority(chain, o.policyCert, now()) }),
-    ...(o.connectTimeoutMs ? { connectTimeoutMs: o.connectTimeoutMs } : {}),
     ...(o.signal ? { signal: o.signal } : {}),
   });
   try {

@@ -11,6 +11,7 @@ import { sameKey } from '../policy/index.ts';
 import { parseCertificate, validateAdmission, type ValidatedPeer } from '../pki/index.ts';
 import { certifiedPlatformOf, isAttestedPlatform, type Platform } from '../attest/index.ts';
 import type { Cryptstore } from '../../cryptstore/index.ts';
+import type { Waits } from '../channel/index.ts';
 import { requestCertificate } from './client.ts';
 import { requireOwnIdentity } from './identity.ts';
 
@@ -82,6 +83,8 @@ export interface InitTrustOptions {
   onRequest?: (request: Uint8Array) => void;
   /** See CertifyOptions.signal. */
   signal?: AbortSignal;
+  /** How long to wait for simpleserver at each step (10 s each unless given). */
+  waits?: Waits;
 }
 
 export interface InitTrustResult {
@@ -115,7 +118,7 @@ export async function initTrust(o: InitTrustOptions): Promise<InitTrustResult> {
   const { privateKey } = await generateKeyPair(o.keyAlg ?? 'p256');
   let got;
   try {
-    got = await requestCertificate({ host: o.host, port: o.port, policyCert: o.policyCert, platform: o.platform, authKey: privateKey, plain: o.plain, now, ...(o.onRequest ? { onRequest: o.onRequest } : {}), ...(o.signal ? { signal: o.signal } : {}) });
+    got = await requestCertificate({ host: o.host, port: o.port, policyCert: o.policyCert, platform: o.platform, authKey: privateKey, plain: o.plain, now, ...o.waits, ...(o.onRequest ? { onRequest: o.onRequest } : {}), ...(o.signal ? { signal: o.signal } : {}) });
   } catch (e) {
     // A renewal ahead of time that failed (simpleserver down, say) leaves the machine certified as it was,
     // unless its certificate ended while it was tried (a connect and a handshake that time out take a while).

@@ -3,8 +3,8 @@
 export { closingAlso, serve } from './server.ts';
 export { connect, prepareClientTls } from './client.ts';
 export { limitRefusals, REFUSALS_PER_SECOND, type RefusalKind } from './refusals.ts';
-export { DEFAULT_LIMITS, resolveLimits } from './types.ts';
+export { connectWaits, DEFAULT_LIMITS, resolveLimits } from './types.ts';
 export type {
   ChannelLog, ChannelServer, ClientConnection, ConnectOptions, ConnectionInfo, Handler, LaterAnswer, Limits, LogRecord,
-  PreparedClientTls, ResolvedLimits, ServeOptions, TlsIdentity, TlsTrust, VerifyPeer,
+  PreparedClientTls, ResolvedLimits, ServeOptions, TlsIdentity, TlsTrust, VerifyPeer, Waits,
 } from './types.ts';

@@ -147,6 +147,25 @@ export interface ChannelServer {
   close(graceMs?: number): Promise<void>;
 }
 
+/**
+ * How long a client waits for its server at each step (10 s each unless given): a server that
+ * takes the connection and then says nothing (stopped, say) costs at most one of them, TIMEOUT.
+ */
+export interface Waits {
+  /** The TCP connection. */
+  connectTimeoutMs?: number;
+  /** The TLS handshake, from the TCP connection. */
+  handshakeTimeoutMs?: number;
+  /** Each answer, from when it becomes the one waited for. */
+  readTimeoutMs?: number;
+}
+
+/** `waits` as connect takes them: the handshake's and the answers' among the limits. */
+export function connectWaits(waits: Waits | undefined, limits?: Limits): Pick<ConnectOptions<unknown>, 'limits' | 'connectTimeoutMs'> {
+  const { connectTimeoutMs, handshakeTimeoutMs, readTimeoutMs } = waits ?? {};
+  return { limits: { ...limits, ...stripUndefined({ handshakeTimeoutMs, readTimeoutMs }) }, ...(connectTimeoutMs !== undefined ? { connectTimeoutMs } : {}) };
+}
+
 export interface ConnectOptions<P> {
   host: string;
   port: number;

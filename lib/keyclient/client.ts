@@ -8,7 +8,7 @@ import { CertifierError } from '../errors/index.ts';
 import { sign } from '../crypto/index.ts';
 import { checkCryptstoreEntry, decode, peerCode, shown, type CryptstoreEntry, type EntryType, type KeyServiceList, type ValidEntry } from '../wire/index.ts';
 import { toPem, validateAdmission, type ValidatedPeer } from '../pki/index.ts';
-import { connect, DEFAULT_LIMITS, prepareClientTls, type ClientConnection, type Limits, type PreparedClientTls } from '../channel/index.ts';
+import { connect, connectWaits, DEFAULT_LIMITS, prepareClientTls, type ClientConnection, type Limits, type PreparedClientTls, type Waits } from '../channel/index.ts';
 import { requireMachine, type MachineIdentity } from '../certifier/index.ts';
 import {
   CHALLENGE_EXPORTER_LABEL, CHALLENGES_PER_CONNECTION, challengeMessage, encodeKeyRequest, KEY_SERVER_CODES, LIST_PAGE, parseKeyResponse, type Action, type KeyRequest, type KeyResponse,
@@ -32,7 +32,8 @@ export interface KeyClientOptions {
   serverMeasurements?: string[];
   credential?: Credential;
   limits?: Limits;
-  connectTimeoutMs?: number;
+  /** How long to wait for the key-server at each step, on every connection (10 s each unless given). */
+  waits?: Waits;
   /**
    * How many requests the key-server answers on one connection before it closes it (its
    * maxRequestsPerConnection; default the servers' default). Past that, requests go on a new
@@ -151,8 +152,7 @@ export class KeyClient {
         }
         return peer;
       },
-      ...(o.limits ? { limits: o.limits } : {}),
-      ...(o.connectTimeoutMs ? { connectTimeoutMs: o.connectTimeoutMs } : {}),
+      ...connectWaits(o.waits, o.limits),
     });
     return conn;
   }

@@ -13,6 +13,7 @@ import type { Cryptstore } from '../../cryptstore/index.ts';
 import type { MachineIdentity } from '../certifier/index.ts';
 import { STORAGE_KEY_TAG } from '../keyservice/server.ts';
 import { storageKeyId } from '../keyservice/keystore.ts';
+import type { Waits } from '../channel/index.ts';
 import { KeyClient } from './client.ts';
 
 export interface JoinOptions {
@@ -23,7 +24,8 @@ export interface JoinOptions {
   port: number;
   /** Replace a different storage key this store already holds (it then seals nothing any more). */
   force?: boolean;
-  connectTimeoutMs?: number;
+  /** How long to wait for the running replica at each step (10 s each unless given). */
+  waits?: Waits;
 }
 
 export interface JoinResult {
@@ -39,7 +41,7 @@ export async function joinReplica(o: JoinOptions): Promise<JoinResult> {
   const own = o.identity.peer.measurementHex;
   const client = await KeyClient.connect({
     host: o.host, port: o.port, identity: o.identity, policyCert: o.policyCert, serverMeasurements: [own],
-    ...(o.connectTimeoutMs ? { connectTimeoutMs: o.connectTimeoutMs } : {}),
+    ...(o.waits ? { waits: o.waits } : {}),
   }).catch((e: unknown) => {
     // The pin is join's own, not one the operator gave: say what it is.
     if (!isCertifierError(e, 'UNTRUSTED_PEER') || e.details?.reason !== 'measurement-not-pinned') throw e;

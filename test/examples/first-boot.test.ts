@@ -15,7 +15,7 @@ import { chmodSync, chownSync, closeSync, constants, copyFileSync, existsSync, l
 import { connect, createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { closedPort, ROOT, run, runScript, tempDir } from '../support/helpers.ts';
-import { Domain, expectSuccess, startServer, type KeyServer, type Machine } from '../e2e/domain.ts';
+import { Child, Domain, expectSuccess, startServer, type KeyServer, type Machine } from '../e2e/domain.ts';
 import { domainProblem } from '../../lib/pki/admission.ts';
 import { tagProblem } from '../../lib/wire/index.ts';
 import { ACL_ACTIONS, decide, parseAcl } from '../../lib/keyservice/acl.ts';
@@ -410,12 +410,14 @@ describe('scripts/first-boot.sh against running servers', function () {
   });
   after(() => d?.close());
 
-  /** first-boot.sh as a VM running the "vm" program; `kport` defaults to the running key-server. */
-  const boot = (store: string, o: { keys?: string; khost?: string; kport?: number; pin?: string; extra?: string[]; stderrClosed?: boolean } = {}) => runScript(...withStderr(o.stderrClosed, [
+  type BootOptions = { keys?: string; khost?: string; kport?: number; pin?: string; extra?: string[]; retries?: number };
+  /** first-boot.sh's arguments as a VM running the "vm" program; `kport` defaults to the running key-server. */
+  const bootArgs = (store: string, o: BootOptions = {}) => [
     '--host', '127.0.0.1', '--certifier-port', String(d.certifierPort), ...(o.khost ? ['--keyserver-host', o.khost] : []), '--keyserver-port', String(o.kport ?? server.port), '--keys', o.keys ?? Object.keys(keys).join(' '),
     '--domain', d.name, '--policy-cert', d.policyCertFile, '--store', store, '--key-file', d.keyFile,
-    '--platform-dir', d.platformDir, '--measurement-file', d.measurementFile('vm'), '--server-measurement', o.pin ?? server.measurementHex, ...(o.extra ?? []), '--retries', '1',
-  ]));
+    '--platform-dir', d.platformDir, '--measurement-file', d.measurementFile('vm'), '--server-measurement', o.pin ?? server.measurementHex, ...(o.extra ?? []), '--retries', String(o.retries ?? 1),
+  ];
+  const boot = (store: string, o: BootOptions & { stderrClosed?: boolean } = {}) => runScript(...withStderr(o.stderrClosed, bootArgs(store, o)));
   /** first-boot.sh with `args`, or run by a shell that closes its standard error first (2>&-). */
   const withStderr = (closed: boolean | undefined, args: string[]): Parameters<typeof runScript> =>
     closed ? [{ path: '/bin/sh' }, ['-c', '"$@" 2>&-', 'sh', join(ROOT, 'scripts', 'first-boot.sh'), ...args]] : ['first-boot.sh', args];
@@ -491,6 +493,29 @@ describe('scripts/first-boot.sh against running servers', function () {
     // Or repeated, as key-client takes them.
     const again = await boot(d.path('vm-two-pins-repeated'), { pin: d.measurementHex('operator'), extra: ['--server-measurement', server.measurementHex] });
     expect(again.status, again.stderr).to.equal(0);
+  });
+
+  it('retries a key-server that takes the connection and says nothing (stopped: TIMEOUT after --timeout, exit 3), and fetches every key once it goes on', async () => {
+    const store = d.path('vm-stopped-server');
+    const stopped = await d.startKeyServer(await d.certify('ks-stopped', 'key-server'));
+    for (const [name, key] of Object.entries(keys)) expectSuccess(await d.kc(operator, stopped, 'store', [name, '--in', '-'], key));
+    process.kill(stopped.child.pid, 'SIGSTOP');
+    const vm = new Child('first-boot', spawn(join(ROOT, 'scripts', 'first-boot.sh'), bootArgs(store, { kport: stopped.port, pin: stopped.measurementHex, extra: ['--timeout', '1', '--max-delay', '1'], retries: 20 }), { stdio: ['ignore', 'pipe', 'pipe'] }));
+    try {
+      await vm.waitForLog(/retrieve from .*: server unreachable \(attempt 1 of 20\)/, 0, 60_000);
+    } finally {
+      process.kill(stopped.child.pid, 'SIGCONT');
+    }
+    const { code } = await vm.exited;
+    expect(code, vm.stderr).to.equal(0);
+    expect(vm.stderr).to.contain('timed out after 1000 ms (--timeout 1)').and.contain('[TIMEOUT]').and.contain(`done: vhd/disk-1 api/token kept in ${store}`);
+    for (const [name, key] of Object.entries(keys)) expect((await held(store, name)).equals(key), name).to.equal(true);
+  });
+
+  it('takes --timeout only as its programs do (exit 2 before certifying)', async () => {
+    const r = await boot(d.path('vm-bad-timeout'), { extra: ['--timeout', '0'] });
+    expect(r.status, r.stderr).to.equal(2);
+    expect(r.stderr).to.contain("option '--timeout <seconds>' argument '0' is invalid").and.not.contain('step 1/2');
   });
 
   it('run twice at once on one store: the second stops on the store\'s lock (STORE_LOCKED, exit 1), neither certifying nor fetching nor reporting success, and the first fetches every key', async () => {
