@@ -103,6 +103,7 @@ export class Scenario {
 
   /** Runs a program to completion; throws with its stderr when it fails. */
   run(program: string, args: string[], opts: { input?: Uint8Array; env?: Record<string, string> } = {}): Promise<Buffer> {
+    if (this.finished) return this.notStarted(program, args);
     return new Promise((resolve, reject) => {
       const child = spawn(program.includes('/') ? program : process.execPath, program.includes('/') ? args : [bin(program), ...args], {
         // A group of its own (first-boot.sh runs programs of its own), stopped whole by finish()
@@ -116,6 +117,10 @@ export class Scenario {
       child.stdout.on('data', (d: Buffer) => out.push(d));
       child.stderr.on('data', (d: Buffer) => err.push(d));
       child.on('error', reject);
+      // A child that ends before reading its input (stopped as it starts, when the scenario is
+      // stopped) closes the pipe: the write fails with EPIPE, which its exit status reports
+      // already. Unheard, that error ended the scenario at once, its folder and servers left.
+      child.stdin.on('error', () => {});
       child.on('close', (code, sig) => {
         if (code === 0) resolve(Buffer.concat(out));
         else reject(new Error(`${program} ${args[0] ?? ''} ${code === null ? `was stopped by ${sig}` : `exited ${code}`}:\n${Buffer.concat(err).toString()}`));
@@ -129,6 +134,7 @@ export class Scenario {
    * standard error) goes to PROGRAM.log in the scenario's folder, which KEEP_DEMO=1 keeps.
    */
   serve(program: string, args: string[]): Promise<number> {
+    if (this.finished) return this.notStarted(program, args);
     return new Promise((resolve, reject) => {
       const logFile = join(this.dir, `${program}.log`);
       const log = openSync(logFile, 'a', 0o600);
@@ -167,6 +173,14 @@ export class Scenario {
   }
 
   private finished: Promise<void> | undefined;
+
+  /**
+   * A step the scenario's body reaches once it is being stopped (a signal came while the step
+   * before ran on) fails without starting its program, which finish() would neither stop nor wait for.
+   */
+  private notStarted(program: string, args: string[]): Promise<never> {
+    return Promise.reject(new Error(`${program} ${args[0] ?? ''} not started: the scenario is stopping`));
+  }
 
   /** Stops every process it started (SIGTERM by pid, SIGKILL if it lingers) and removes the directory; once. */
   finish(ok: boolean): Promise<void> {

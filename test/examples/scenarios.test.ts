@@ -3,9 +3,10 @@
 // with its success line and leaving no process behind.
 
 import { expect } from 'chai';
-import { execFileSync, spawn } from 'node:child_process';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { ROOT, tempDir } from '../support/helpers.ts';
 import { ACL_ACTIONS, decide, parseAcl } from '../../lib/keyservice/acl.ts';
 
@@ -145,5 +146,41 @@ describe('runnable scenarios', function () {
     expect(r.out).to.match(/scenario2: SUCCESS in [\d.]+s\n$/);
     expect(r.out).to.contain('issue-cert');
     expect(processesUnder(tmp.dir)).to.deep.equal([]);
+  });
+});
+
+describe('examples/common.ts, the scenarios\' steps', function () {
+  this.timeout(60_000);
+  let tmp: ReturnType<typeof tempDir>;
+  beforeEach(() => (tmp = tempDir('scenario-steps-')));
+  afterEach(() => tmp.cleanup());
+
+  /** Runs `body` (a module's text, given `s`, a Scenario) in a process of its own, loading the TypeScript as the tests do. */
+  const scenario = (body: string) => {
+    const file = join(tmp.dir, 'steps.mjs');
+    writeFileSync(file, `import { Scenario } from ${JSON.stringify(pathToFileURL(join(ROOT, 'examples/common.ts')).href)};\nconst s = new Scenario('steps');\n${body}\n`);
+    return spawnSync(process.execPath, ['--import', join(ROOT, 'test/support/tsx.mjs'), file], { cwd: tmp.dir, env: { ...process.env, TMPDIR: tmp.dir }, encoding: 'utf8' });
+  };
+
+  it('takes a step whose program ends without reading its input (stopped as it starts) by its exit status: the failed write (EPIPE) ended the scenario at once, its folder and servers left behind', () => {
+    const r = scenario("await s.run('/bin/true', [], { input: Buffer.alloc(1 << 20) });\nawait s.finish(true);");
+    expect(r.stderr).not.to.contain('EPIPE');
+    expect(r.status, r.stderr).to.equal(0);
+    expect(r.stdout).to.match(/^steps: SUCCESS in/);
+    expect(readdirSync(tmp.dir).filter((n) => n.startsWith('steps-')), 'its folder').to.deep.equal([]);
+  });
+
+  it('starts no step once it is being stopped: its program would be neither stopped nor waited for', () => {
+    const marker = join(tmp.dir, 'started');
+    const r = scenario([
+      'const stopping = s.finish(false);',
+      `const run = await s.run('/bin/sh', ['-c', 'touch "$0"', ${JSON.stringify(marker)}]).then(() => 'ran', (e) => e.message);`,
+      "const serve = await s.serve('simpleserver', ['serve']).then(() => 'served', (e) => e.message);",
+      'await stopping;',
+      'console.log(run); console.log(serve);',
+    ].join('\n'));
+    expect(r.status, r.stderr).to.equal(0);
+    expect(r.stdout.split('\n').slice(1)).to.deep.equal(['/bin/sh -c not started: the scenario is stopping', 'simpleserver serve not started: the scenario is stopping', '']);
+    expect(existsSync(marker)).to.equal(false);
   });
 });
