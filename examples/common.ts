@@ -201,9 +201,12 @@ export class Scenario {
 /** Runs a scenario body, always cleaning up, exiting non-zero on failure. */
 export async function main(s: Scenario, body: () => Promise<void>): Promise<void> {
   // Stopped (Ctrl-C, kill, a terminal hung up): every process it started is stopped, then it ends
-  // with the status the signal gives (128 + its number).
+  // with the status the first signal gives (128 + its number). A signal that comes while it stops
+  // (Ctrl-C pressed again) waits for that stop too: without a listener it would end the demo at
+  // once, its folder (keys and all) and the programs it was stopping left behind.
+  let stopping: Promise<void> | undefined;
   for (const [sig, n] of [['SIGINT', 2], ['SIGTERM', 15], ['SIGHUP', 1]] as const) {
-    process.once(sig, () => void s.finish(false).then(() => process.exit(128 + n)));
+    process.on(sig, () => void (stopping ??= s.finish(false).then(() => process.exit(128 + n))));
   }
   try {
     await body();

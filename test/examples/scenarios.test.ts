@@ -14,13 +14,24 @@ interface DemoRun { status: number | null; out: string; err: string }
 
 /**
  * Runs a scenario as `npm run demo` does; `hangUp` closes its stdout after the first line,
- * `stopAt` sends it SIGTERM (it alone, not its children) once its output holds that text.
+ * `stopAt` sends it SIGTERM (it alone, not its children) once its output holds that text. With
+ * `ctrlC` it runs in a process group of its own, as a terminal's foreground job does, and the
+ * signal goes to that whole group, as Ctrl-C sends it: `ctrlC.times` in all, `ctrlC.every` ms apart.
  */
-function runScenario(scenario: 'scenario1' | 'scenario2', tmp: string, hangUp = false, stopAt?: string, stopWith: NodeJS.Signals = 'SIGTERM', o: { umask?: string; env?: Record<string, string> } = {}): Promise<DemoRun> {
+function runScenario(scenario: 'scenario1' | 'scenario2', tmp: string, hangUp = false, stopAt?: string, stopWith: NodeJS.Signals = 'SIGTERM', o: { umask?: string; env?: Record<string, string>; ctrlC?: { times: number; every: number } } = {}): Promise<DemoRun> {
   return new Promise((resolve, reject) => {
     const command = [process.execPath, join(ROOT, 'examples/start.js'), scenario];
     const [file, ...args] = o.umask ? ['/bin/sh', '-c', `umask ${o.umask} && exec "$@"`, 'sh', ...command] : command;
-    const child = spawn(file!, args, { cwd: ROOT, env: { ...process.env, TMPDIR: tmp, ...o.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(file!, args, { cwd: ROOT, env: { ...process.env, TMPDIR: tmp, ...o.env }, stdio: ['ignore', 'pipe', 'pipe'], detached: o.ctrlC !== undefined });
+    const stop = (times: number) => {
+      if (!o.ctrlC) return void child.kill(stopWith);
+      try {
+        process.kill(-child.pid!, stopWith);
+      } catch {
+        return; // the group is gone
+      }
+      if (times > 1) setTimeout(() => stop(times - 1), o.ctrlC.every);
+    };
     let out = '';
     let err = '';
     child.stdout.on('data', (d) => {
@@ -28,7 +39,7 @@ function runScenario(scenario: 'scenario1' | 'scenario2', tmp: string, hangUp = 
       if (hangUp) child.stdout.destroy();
       if (stopAt && out.includes(stopAt)) {
         stopAt = undefined;
-        child.kill(stopWith);
+        stop(o.ctrlC?.times ?? 1);
       }
     });
     child.stderr.on('data', (d) => (err += d));
@@ -136,6 +147,14 @@ describe('runnable scenarios', function () {
   it('stopped by SIGHUP (a terminal hung up) at a server step, stops its servers and removes its folder (129)', async () => {
     const r = await runScenario('scenario1', tmp.dir, false, '[ 5]', 'SIGHUP');
     expect(r.status, r.err).to.equal(129);
+    expect(processesUnder(tmp.dir), 'processes left behind').to.deep.equal([]);
+    expect(readdirSync(tmp.dir).filter((n) => n.startsWith('scenario1-')), 'its folder').to.deep.equal([]);
+  });
+
+  it('stopped by Ctrl-C pressed again and again (SIGINT to its process group, three times 40 ms apart) while a step runs, still stops every process and removes its folder (a second signal ended it at once, its folder, keys and all, left behind)', async () => {
+    const r = await runScenario('scenario1', tmp.dir, false, '[ 6]', 'SIGINT', { ctrlC: { times: 3, every: 40 } });
+    expect(r.status, r.err).to.equal(130);
+    expect(r.out.match(/FAILED/g), r.out).to.have.length(1);
     expect(processesUnder(tmp.dir), 'processes left behind').to.deep.equal([]);
     expect(readdirSync(tmp.dir).filter((n) => n.startsWith('scenario1-')), 'its folder').to.deep.equal([]);
   });
