@@ -11,6 +11,7 @@ import { promisify } from 'node:util';
 import { ROOT, runScript, tempDir } from '../support/helpers.ts';
 import { ABANDON_MS, STOP_GRACE_MS, TASK_GRACE_MS } from '../../cmd/common/server.ts';
 import { DRAIN_MS } from '../../lib/keyservice/server.ts';
+import { ExitStatus } from '../../lib/errors/index.ts';
 
 const run = promisify(execFile);
 const UNITS = ['first-boot', 'key-server', 'simpleserver'];
@@ -78,12 +79,27 @@ describe('examples/systemd units as written', () => {
   });
 });
 
+describe('examples/systemd server units as written', () => {
+  const unitText = (u: string) => readFileSync(join(ROOT, 'examples/systemd', `${u}.service`), 'utf8');
+
+  it('restart a server that failed, but not after a usage error or a failed integrity check (a bad policy file, a wrong store key), which a new start cannot cure: it was started again every RestartSec for ever, too slowly for systemd\'s start limit', () => {
+    for (const u of ['key-server', 'simpleserver']) {
+      const unit = unitText(u);
+      expect(unit, u).to.match(/^Restart=on-failure$/m);
+      const prevented = /^RestartPreventExitStatus=(.*)$/m.exec(unit)?.[1]?.split(' ').map(Number);
+      expect(prevented, u).to.have.members([ExitStatus.usage, ExitStatus.integrity]);
+    }
+  });
+});
+
 describe('examples/systemd/first-boot.service as written', () => {
   const unit = readFileSync(join(ROOT, 'examples/systemd/first-boot.service'), 'utf8');
 
   it('holds back the services after it until the script has finished, and keeps what it writes private', () => {
     // Type=simple would count as started at once: a service After= it would run without the keys.
     for (const line of ['Type=oneshot', 'RemainAfterExit=yes', 'UMask=0077', 'StateDirectoryMode=0700']) expect(unit).to.match(new RegExp(`^${line}$`, 'm'));
+    // Nor is it started again: a refusal is final (the script retries only an unreachable server, within its bounds).
+    expect(unit).not.to.match(/^Restart=/m);
   });
 
   it('runs the script with its flags, which refuse to start until SERVER_MEASUREMENT is set (exit 2)', async () => {
