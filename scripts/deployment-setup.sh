@@ -47,7 +47,9 @@ USAGE
 # The script's own folder, through any link to it (a link in /usr/local/bin, say).
 here=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
 script_name=deployment-setup
-. "$here/common.sh"
+# Part of the script: copied without it (into a VM image, say), the script went on without its
+# checks and stopped on a wrong reason.
+. "$here/common.sh" || { echo "deployment-setup: cannot read $(printf '%q' "$here/common.sh"), which it needs beside it: copy scripts/common.sh with it" >&2; exit 1; }
 # Stopped while it checks what it was given: it has made nothing yet (from the first thing it
 # makes, the traps below remove what it made).
 stopped_so='nothing made'
@@ -348,7 +350,8 @@ key-server serve --domain $qdomain --policy-cert $(q policy-cert.pem) --data $(q
 #    name of first-boot.sh's --keys), straight from the random source into key-server:
 cert-utility init-trust --domain $qdomain --policy-cert $(q policy-cert.pem) --server 127.0.0.1:8123 $(store keyclient-store kc_measurement)
 head -c 32 /dev/urandom | key-client store vhd/disk-1 --in - --server 127.0.0.1:8120 --domain $qdomain --policy-cert $(q policy-cert.pem) --server-measurement "\$ks_hex" $(store keyclient-store kc_measurement)
-# 5. Into each VM image: $dir/policy-cert.pem and scripts/first-boot.sh, run with --server-measurement
-#    set to the key-server's measurement (echo "\$ks_hex"); for a simulated VM also the platform files
-#    (attest-key.pem, endorsement.bin) and its measurement (a SEV-SNP VM's hardware supplies both)
+# 5. Into each VM image: $dir/policy-cert.pem and scripts/first-boot.sh (scripts/common.sh beside
+#    it), run with --server-measurement set to the key-server's measurement (echo "\$ks_hex"); for a
+#    simulated VM also the platform files (attest-key.pem, endorsement.bin) and its measurement (a
+#    SEV-SNP VM's hardware supplies both)
 NEXT

@@ -61,7 +61,9 @@ USAGE
 # The script's own folder, through any link to it (a link in /usr/local/bin, say).
 here=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
 script_name=first-boot
-. "$here/common.sh"
+# Part of the script: copied without it (into a VM image, say), the script went on without its
+# checks and stopped on a wrong reason.
+. "$here/common.sh" || { echo "first-boot: cannot read $(printf '%q' "$here/common.sh"), which it needs beside it: copy scripts/common.sh with it" >&2; exit 1; }
 stopped_so='not certifying' # until its checks are done
 stop_traps
 CERT_UTILITY=${CERT_UTILITY:-$here/../cmd/bin/cert-utility.js}

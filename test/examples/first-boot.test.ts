@@ -96,6 +96,24 @@ describe('scripts/first-boot.sh failure modes', function () {
     expect(r.stderr).to.contain('could not reach the server');
   });
 
+  it('copied into an image without scripts/common.sh beside it, says so (exit 1) before anything, where it blamed its own --retries ("not \\"8\\"") and deployment-setup.sh a missing file by line number', async () => {
+    mkdirSync(f('alone'), { recursive: true });
+    const env = { CERT_UTILITY: join(ROOT, 'cmd/bin/cert-utility.js'), KEY_CLIENT: join(ROOT, 'cmd/bin/key-client.js'), KEY_SERVER: join(ROOT, 'cmd/bin/key-server.js') };
+    for (const [script, name, scriptArgs] of [
+      ['first-boot.sh', 'first-boot', args(f('a/cert.pem'), 1, 1, 'store-alone')],
+      ['deployment-setup.sh', 'deployment-setup', ['--dir', f('alone/setup'), '--domain', 'datica', '--measure', f('vm-image')]],
+    ] as const) {
+      copyFileSync(join(ROOT, 'scripts', script), f(`alone/${script}`));
+      chmodSync(f(`alone/${script}`), 0o755);
+      const r = await runScript({ path: f(`alone/${script}`) }, [...scriptArgs], { env });
+      expect(r.status, r.stderr).to.equal(1);
+      expect(r.stderr, script).to.contain(`${name}: cannot read ${f('alone/common.sh')}, which it needs beside it: copy scripts/common.sh with it`);
+      expect(r.stderr.split('\n').filter((l) => l.startsWith(`${name}:`)), script).to.have.length(1);
+    }
+    expect(existsSync(f('store-alone')), 'no store made').to.equal(false);
+    expect(existsSync(f('alone/setup')), 'no setup made').to.equal(false);
+  });
+
   it('exits 4 at once, without retrying, when the policy certificate in the image is not the one the servers use', async () => {
     server = spawn(process.execPath, [join(ROOT, 'cmd/bin/simpleserver.js'), 'serve', '--policy-key', f('a/key.pem'), '--policy-cert', f('a/cert.pem'), '--policy', f('policy.bin'), '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'pipe', 'ignore'] });
     const cport = await new Promise<number>((resolve) => {
