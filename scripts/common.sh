@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by first-boot.sh and deployment-setup.sh before they check anything: their standard
 # streams, and how they match what they are given.
 
@@ -26,6 +27,7 @@ matches() ( LC_ALL=C; [[ $1 =~ $2 ]] ) # a subshell: restoring a locale that is 
 stopped_so=
 exit_if_stopped() {
   case "$1" in 130) set -- 130 SIGINT ;; 143) set -- 143 SIGTERM ;; *) return 0 ;; esac
+  # shellcheck disable=SC2154 # set by the script, before it sources this file
   printf '%s: stopped by %s%s\n' "$script_name" "$2" "${stopped_so:+; $stopped_so}" >&2
   exit "$1"
 }

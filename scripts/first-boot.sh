@@ -95,7 +95,9 @@ while [ $# -gt 0 ]; do
     --store) store=$2; shift 2 ;;
     --platform) platform=$2; shift 2 ;;
     --platform-dir) platform_dir=$2; shift 2 ;;
-    --tsm-dir) tsm_dir=$2; shift 2 ;;
+    --tsm-dir)
+      # shellcheck disable=SC2034 # read as ${!name}, with the other platform flags, below
+      tsm_dir=$2; shift 2 ;;
     --vcek) vcek=$2; shift 2 ;;
     --measurement-file) measurement_file=$2; shift 2 ;;
     --server-measurement) pin_values+=("$2"); shift 2 ;;
@@ -137,6 +139,7 @@ given --keyserver-host || khost=$host
 pin=()
 for v in "${pin_values[@]}"; do
   set -f
+  # shellcheck disable=SC2206 # split on white space on purpose, globbing off
   split=(${v//,/ })
   set +f
   [ ${#split[@]} -gt 0 ] || { echo "first-boot: --server-measurement takes the key-server's measurement, 64 or 96 hex digits (several separated by spaces or commas), not \"\" (an empty value: a unit's variable set to nothing?)" >&2; usage; }
@@ -163,6 +166,7 @@ for prog in "$CERT_UTILITY" "$KEY_CLIENT"; do
 done
 # The names, split on white space without glob expansion ("vhd/*" is a name, not a pattern).
 set -f
+# shellcheck disable=SC2206 # as above
 names=($keys)
 set +f
 [ ${#names[@]} -gt 0 ] || { echo "first-boot: --keys names no key" >&2; exit 2; }
