@@ -102,6 +102,11 @@ describe('examples/systemd/first-boot.service as written', () => {
     expect(unit).not.to.match(/^Restart=/m);
   });
 
+  it('fails, never skipped, in an image without its policy certificate: a unit skipped on a Condition counts as done, and the services Requires= it started without their keys', () => {
+    expect(unit).not.to.match(/^Condition/m);
+    expect(unit).to.match(/^AssertPathExists=\/etc\/certifier-keys\/policy-cert\.pem$/m);
+  });
+
   it('runs the script with its flags, which refuse to start until SERVER_MEASUREMENT is set (exit 2)', async () => {
     // ExecStart with its continuation lines joined and ${VAR} replaced by the unit's Environment= values.
     const env = Object.fromEntries([...unit.matchAll(/^Environment=(.*)$/gm)].flatMap((m) => m[1]!.split(' ').map((kv) => kv.split('=') as [string, string])));
