@@ -139,6 +139,8 @@ async function currentBundle(entry, outDir) {
   const stamp = `${out}.sources.json`;
   if (!tightened && [out, `${out}.map`, stamp].every(trustedFile) && matches(stamp)) return out;
   const esbuild = await import('esbuild');
+  // esbuild builds in a child process of its own, which it keeps for later builds: stopped once
+  // this one is done, or a server would keep it beside itself for its whole life.
   const result = await esbuild.build({
     absWorkingDir: ROOT,
     entryPoints: [entry],
@@ -163,7 +165,7 @@ async function currentBundle(entry, outDir) {
     outfile: out,
     sourcemap: 'linked',
     sourcesContent: false,
-  });
+  }).finally(() => esbuild.stop());
   const sources = {};
   for (const file of [...Object.keys(result.metafile.inputs), 'tsconfig.json']) sources[file] = signature(join(ROOT, file));
   // Each file is written whole, synced and renamed into place, the bundle first: a run that reads

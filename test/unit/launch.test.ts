@@ -20,12 +20,14 @@ describe('cmd/bin/launch.js: bundles kept current', function () {
     copyFileSync(join(ROOT, 'tsconfig.json'), join(tmp.dir, 'tsconfig.json'));
     writeFileSync(join(tmp.dir, 'package.json'), JSON.stringify({ type: 'module' }));
     symlinkSync(join(ROOT, 'node_modules'), join(tmp.dir, 'node_modules'));
-    for (const name of ['hello', 'fails', 'sleeper']) {
+    for (const name of ['hello', 'fails', 'sleeper', 'children']) {
       writeFileSync(join(tmp.dir, 'cmd', 'bin', `${name}.js`), `import { launch } from './launch.js';\nawait launch('${name}');\n`);
     }
     writeFileSync(join(tmp.dir, 'cmd', 'hello.ts'), "import { greeting } from '../lib/greeting.ts';\nconst who: string = 'world';\nconsole.log(greeting(who));\n");
     writeFileSync(join(tmp.dir, 'lib', 'greeting.ts'), "export const greeting = (who: string): string => `hello ${who}`;\n");
     writeFileSync(join(tmp.dir, 'cmd', 'fails.ts'), "console.log('ran');\nthrow new Error('the program failed');\n");
+    // Prints how many processes are its children, as /proc shows them.
+    writeFileSync(join(tmp.dir, 'cmd', 'children.ts'), "import { readdirSync, readFileSync } from 'node:fs';\nconst ppid = (pid: string): number => { try { return Number(readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\\) /s, '').split(' ')[1]); } catch { return -1; } };\nconsole.log(readdirSync('/proc').filter((d) => /^\\d+$/.test(d) && ppid(d) === process.pid).length);\n");
     writeFileSync(join(tmp.dir, 'cmd', 'sleeper.ts'), "console.log('up');\nawait new Promise((r) => setTimeout(r, 1500));\nconsole.log('done');\n");
   });
   after(() => tmp.cleanup());
@@ -43,6 +45,12 @@ describe('cmd/bin/launch.js: bundles kept current', function () {
     expect(sources.sort()).to.deep.equal(['cmd/hello.ts', 'lib/greeting.ts', 'tsconfig.json']);
     expect(readFileSync(bundle(), 'utf8'), 'functions are not renamed at run time (keepNames)').not.to.contain('__name');
     expect(run('hello')).to.include({ status: 0, out: 'hello world\n' });
+  });
+
+  it("leaves no esbuild process running beside a program whose bundle it made (a server would keep it for its whole life)", () => {
+    rmSync(join(tmp.dir, '.cache', 'bin', 'children.mjs'), { force: true });
+    expect(run('children')).to.include({ status: 0, out: '0\n' });
+    expect(existsSync(join(tmp.dir, '.cache', 'bin', 'children.mjs')), 'the bundle was made by this run').to.equal(true);
   });
 
   it('never runs a stale bundle: a changed source makes a new one', () => {
