@@ -9,8 +9,12 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect } from 'chai';
-import { loadIdentity, type MachineIdentity } from '../../lib/certifier/index.ts';
-import { readCertificate } from '../../lib/pki/index.ts';
+import type { KeyObject } from 'node:crypto';
+import { admissionCertTag, authKeyTag, loadIdentity, type MachineIdentity } from '../../lib/certifier/index.ts';
+import { generateKeyPair, toKeyMessage } from '../../lib/crypto/index.ts';
+import { issueAdmissionCert, readCertificate } from '../../lib/pki/index.ts';
+import { encode } from '../../lib/wire/index.ts';
+import { readPrivateKeyFile } from '../../cmd/common/keys.ts';
 import { KeyClient, type Credential } from '../../lib/keyclient/index.ts';
 import { Cryptstore, KeyFileProtector } from '../../cryptstore/index.ts';
 import { ROOT, run, tempDir, type Program, type RunResult } from '../support/helpers.ts';
@@ -272,6 +276,30 @@ export class Domain {
     const machine: Machine = { name, program, store, storeArgs: ['--store', store, '--key-file', this.keyFile] };
     await this.cu(this.initTrustArgs(machine));
     return machine;
+  }
+
+  /**
+   * A machine running `program` whose identity was issued offline by the policy key (no
+   * init-trust): a new key and its certificate for `validitySeconds` from `now` (backdated by the
+   * clock skew allowed, as every certificate is), put in a store of its own by hand.
+   */
+  async issuedMachine(name: string, program: string, validitySeconds: number, now?: Date): Promise<{ machine: Machine; key: KeyObject; certificate: Uint8Array }> {
+    const { privateKey, publicKey } = await generateKeyPair('p256');
+    const certificate = await issueAdmissionCert({
+      policyKey: await readPrivateKeyFile(this.policyKey), policyCert: this.policyCert, subjectPublicKey: publicKey,
+      measurement: Buffer.from(this.measurementHex(program), 'hex'), platform: 'simulated', domain: this.name, validitySeconds, ...(now ? { now } : {}),
+    });
+    const dir = join(this.dir, 'stores', name);
+    const store = await this.createStore(dir);
+    try {
+      await store.putAll([
+        { tag: authKeyTag(this.name), blob: encode('key_message', toKeyMessage(privateKey, 'auth-key')), options: { type: 'key-message-serialized-protobuf', exportable: false } },
+        { tag: admissionCertTag(this.name), blob: certificate, options: { type: 'X509-der-cert', exportable: true } },
+      ]);
+    } finally {
+      await store.close();
+    }
+    return { machine: { name, program, store: dir, storeArgs: ['--store', dir, '--key-file', this.keyFile] }, key: privateKey, certificate };
   }
 
   /**

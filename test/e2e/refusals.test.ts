@@ -5,11 +5,9 @@ import { expect } from 'chai';
 import type { KeyObject } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createHash, randomBytes } from 'node:crypto';
-import { join } from 'node:path';
-import { generateKeyPair, sign, toKeyMessage } from '../../lib/crypto/index.ts';
-import { encode } from '../../lib/wire/index.ts';
+import { generateKeyPair, sign } from '../../lib/crypto/index.ts';
 import { createPolicyCert, issueAdmissionCert, readCertificate, toPem } from '../../lib/pki/index.ts';
-import { admissionCertTag, authKeyTag, type MachineIdentity } from '../../lib/certifier/index.ts';
+import type { MachineIdentity } from '../../lib/certifier/index.ts';
 import { connect } from '../../lib/channel/index.ts';
 import { CHALLENGE_EXPORTER_LABEL, challengeMessage, encodeKeyRequest, parseKeyResponse } from '../../lib/keyservice/protocol.ts';
 import { readPrivateKeyFile } from '../../cmd/common/keys.ts';
@@ -154,23 +152,7 @@ describe('e2e: key-server refusals, each with its own code, while it keeps servi
 
     it('refuses an expired admission certificate: CERT_EXPIRED (exit 4) at the client, UNTRUSTED_PEER from the server, which logs CERT_EXPIRED', async () => {
       // Signed by the real policy key for the good client's measurement, valid for one minute two minutes ago.
-      const { privateKey, publicKey } = await generateKeyPair('p256');
-      const certificate = await issueAdmissionCert({
-        policyKey: await readPrivateKeyFile(d.policyKey), policyCert: d.policyCert, subjectPublicKey: publicKey,
-        measurement: Buffer.from(d.measurementHex('client-good'), 'hex'), platform: 'simulated', domain: d.name,
-        validitySeconds: 60, now: new Date(Date.now() - 120_000),
-      });
-      const dir = join(d.dir, 'stores', 'expired');
-      const store = await d.createStore(dir);
-      try {
-        await store.putAll([
-          { tag: authKeyTag(d.name), blob: encode('key_message', toKeyMessage(privateKey, 'auth-key')), options: { type: 'key-message-serialized-protobuf', exportable: false } },
-          { tag: admissionCertTag(d.name), blob: certificate, options: { type: 'X509-der-cert', exportable: true } },
-        ]);
-      } finally {
-        await store.close();
-      }
-      const expired: Machine = { name: 'expired', program: 'client-good', store: dir, storeArgs: ['--store', dir, '--key-file', d.keyFile] };
+      const { machine: expired, key: privateKey, certificate } = await d.issuedMachine('expired', 'client-good', 60, new Date(Date.now() - 120_000));
 
       const r = await d.kc(expired, server, 'retrieve', ['canary', '--out', '-']);
       expectFailure(r, 4, 'CERT_EXPIRED');
