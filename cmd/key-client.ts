@@ -9,9 +9,9 @@ import { toHex } from '../lib/crypto/index.ts';
 import { ENTRY_TYPES, printableName, shown, tagProblem, visibleJson, type EntryType } from '../lib/wire/index.ts';
 import { checkWritable, DirChecks, readFileLimited, sweepLeftovers, type Leftover, type OwnFiles } from '../lib/files/index.ts';
 import { JsonItemsText } from '../lib/util/json.ts';
-import { itemValue, readCertificateChain, validatePolicyCert } from '../lib/pki/index.ts';
-import { isIdentityTag, loadIdentity } from '../lib/certifier/index.ts';
-import { KeyClient, fetchAll, keepAll, provision, readProvisionConfig, refuseBeforeFetching, sweepDestinations, type ResourceInfo, type SecretSpec } from '../lib/keyclient/index.ts';
+import { itemValue, readCertificateChain, readCertificateSummary, validatePolicyCert, type ValidatedPeer } from '../lib/pki/index.ts';
+import { endsWithPolicyCert, isIdentityTag, loadIdentity, noRenewalPast, renewDue } from '../lib/certifier/index.ts';
+import { KeyClient, checkServer, fetchAll, keepAll, provision, readProvisionConfig, refuseBeforeFetching, sweepDestinations, type KeyClientOptions, type ResourceInfo, type SecretSpec } from '../lib/keyclient/index.ts';
 import { DEFAULT_LIMITS } from '../lib/channel/index.ts';
 import { MAX_VALUE_BYTES } from '../lib/keyservice/protocol.ts';
 import { STORAGE_KEY_TAG } from '../lib/keyservice/keystore.ts';
@@ -37,15 +37,20 @@ interface ClientOpts extends JsonOption, ProtectionOptions, TimeoutOption {
   credentialKey?: string;
 }
 
-function clientOptions(cmd: Command): Command {
+/** The flags that say which key-server to reach, how to know it, and where this machine's identity is. */
+function serverOptions(cmd: Command): Command {
   return storeOptions(cmd)
     .requiredOption('--server <host:port>', 'the key-server')
     .requiredOption('--domain <name>', 'the policy domain', domainName)
     .requiredOption('--policy-cert <file>', 'the pinned policy certificate')
     .option('--server-measurement <hex>', 'a measurement the key-server must run: 64 or 96 hex digits (repeatable)', (v: string, a: string[]) => [...a, v], [])
-    .option('--credential-cert <file>', 'a role certificate to present (answers the auth-challenge)')
-    .option('--credential-key <file>', 'the private key of --credential-cert')
     .addOption(timeoutFlag());
+}
+
+function clientOptions(cmd: Command): Command {
+  return serverOptions(cmd)
+    .option('--credential-cert <file>', 'a role certificate to present (answers the auth-challenge)')
+    .option('--credential-key <file>', 'the private key of --credential-cert');
 }
 
 /** Why a key-server could not accept NAME as a resource name, as a message naming it, or undefined. */
@@ -128,6 +133,22 @@ function clientFlags(o: ClientOpts): ClientFlags {
  * a command parses before reading its input) say; always closes both.
  */
 async function withClient<T>(o: ClientOpts, flags: ClientFlags, fn: (client: KeyClient, store: Cryptstore) => Promise<T>, beforeConnecting?: (store: Cryptstore) => Promise<void>): Promise<T> {
+  return withConnectOptions(o, flags, async (options, store) => {
+    await beforeConnecting?.(store);
+    const client = await KeyClient.connect(options);
+    try {
+      return await fn(client, store);
+    } finally {
+      await client.close().catch(() => {});
+    }
+  });
+}
+
+/**
+ * Reads and checks the policy certificate and any credential, opens the store and loads this
+ * machine's identity: what a connection to what `flags` say is made with; always closes the store.
+ */
+async function withConnectOptions<T>(o: ClientOpts, flags: ClientFlags, fn: (options: KeyClientOptions, store: Cryptstore) => Promise<T>): Promise<T> {
   const { host, port, pins } = flags;
   const policyCert = await readCertificateFile(o.policyCert);
   validatePolicyCert(policyCert, new Date());
@@ -145,13 +166,7 @@ async function withClient<T>(o: ClientOpts, flags: ClientFlags, fn: (client: Key
   const store = await openStore(P, o);
   try {
     const identity = await loadIdentity(store, o.domain, policyCert);
-    await beforeConnecting?.(store);
-    const client = await KeyClient.connect({ host, port, identity, policyCert, serverMeasurements: pins, waits: waitsOf(o), ...(credential ? { credential } : {}) });
-    try {
-      return await fn(client, store);
-    } finally {
-      await client.close().catch(() => {});
-    }
+    return await fn({ host, port, identity, policyCert, serverMeasurements: pins, waits: waitsOf(o), ...(credential ? { credential } : {}) }, store);
   } catch (e) {
     throw explainTimeout(e, o);
   } finally {
@@ -269,6 +284,46 @@ clientOptions(subcommand<ClientOpts & { config: string; allowPartial?: boolean }
   .requiredOption('--config <file>', 'JSON: {"secrets": [{"ID": NAME, "Version"?: N, "Tag": TAG | "LocalPath": FILE, "Mode"?: "0600"}]}')
   .option('--allow-partial', 'keep what arrived even if some secrets could not be fetched');
 
+/**
+ * A warning for a certificate the check found as near its end as init-trust waits for before it
+ * renews one (within 3 days, or past half its life for one of 6 days or less): renewed on time, it
+ * would have been replaced by then, so one still in use wants an operator.
+ */
+function endWarning(which: string, cert: ValidatedPeer, policyCertEnds: Date, fix: string): void {
+  if (!renewDue(cert, new Date())) return;
+  const hours = Math.max(0, Math.floor((cert.validUntil.getTime() - Date.now()) / 3_600_000));
+  const advice = endsWithPolicyCert(cert.validUntil, policyCertEnds) ? noRenewalPast(policyCertEnds) : fix;
+  warn(P, `${which} (serial ${cert.serialHex}) ends at ${cert.validUntil.toISOString()}, in ${hours} hours: ${advice}`);
+}
+
+serverOptions(subcommand<ClientOpts, ClientFlags>(program, 'check',
+  'connect to the key-server as a request would, send none, and say who it is and whether it accepts this machine',
+  async (o, _args, flags) => {
+    const [c, policyCertEnds] = await withConnectOptions(o, flags, async (options) => [await checkServer(options), readCertificateSummary(options.policyCert).notAfter] as const);
+    endWarning("the key-server's certificate", c.server, policyCertEnds, 'with --certifier the key-server renews it itself (its log says identity-renewal-failed if it cannot); without, run cert-utility init-trust on its store and restart it');
+    endWarning("this machine's admission certificate", c.own, policyCertEnds, 'run cert-utility init-trust on this machine\'s store, which renews it now');
+    const handshakeMs = Math.round(c.handshakeMs * 10) / 10;
+    const server = { address: o.server, measurement: c.server.measurementHex, platform: c.server.platform, serial: c.server.serialHex, notAfter: c.server.notAfter.toISOString() };
+    const own = { measurement: c.own.measurementHex, serial: c.own.serialHex, notAfter: c.own.notAfter.toISOString() };
+    return {
+      json: { server, own, handshakeMs },
+      text: [
+        `key-server ${server.address} accepted this machine; handshake ${handshakeMs} ms`,
+        `server: measurement ${server.measurement}, platform ${server.platform}, certificate serial ${server.serial}, notAfter ${server.notAfter}`,
+        `this machine: measurement ${own.measurement}, certificate serial ${own.serial}, notAfter ${own.notAfter}`,
+      ],
+    };
+  },
+  // Before anything is read, and all of a --check-only run.
+  (o) => clientFlags(o)))
+  .addHelpText('after', `
+Sends no request: no ACL rule is needed, no secret is touched, and key-server logs the
+connection closed with requests=0 and writes no audit line. Exits 0 once the key-server has
+accepted this machine's certificate; otherwise with the code and exit status a retrieve gives
+for the same fault: UNREACHABLE or TIMEOUT (3), UNTRUSTED_PEER or CERT_EXPIRED (4).
+Warns on stderr when either certificate is within 3 days of its end (past half its life,
+for one of 6 days or less), when init-trust would renew it.`);
+
 // Examples for each command's --help (the common flags as a VM's first boot gives them).
 const COMMON = '--server 10.0.0.5:8120 --domain datica --policy-cert policy-cert.pem --server-measurement <hex> --store st --key-file st.key';
 const EXAMPLES: Record<string, string[]> = {
@@ -277,6 +332,7 @@ const EXAMPLES: Record<string, string[]> = {
   delete: [`key-client delete vhd/disk-1 --version 2 ${COMMON} --credential-cert operator.pem --credential-key operator-key.pem`],
   list: [`key-client list vhd/ --json ${COMMON}`],
   provision: [`key-client provision --config secrets.json ${COMMON}`],
+  check: [`key-client check --json ${COMMON}`],
 };
 addExamples(program, EXAMPLES);
 

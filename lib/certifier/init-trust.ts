@@ -142,7 +142,7 @@ function namesOtherPlatform(peer: ValidatedPeer, platform: Platform): boolean {
 }
 
 /** Within 3 days of its end, or past half its life for a certificate of 6 days or less (else a re-run would always renew it). */
-function renewDue(peer: ValidatedPeer, at: Date): boolean {
+export function renewDue(peer: ValidatedPeer, at: Date): boolean {
   // validUntil: its use ends with the policy certificate, should it itself end later (issued offline).
   const life = peer.validUntil.getTime() - peer.notBefore.getTime();
   return peer.validUntil.getTime() - at.getTime() < Math.min(RENEW_BEFORE_MS, life / 2);

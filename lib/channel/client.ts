@@ -115,6 +115,9 @@ class Connection<P> implements ClientConnection<P> {
   private answerTimer = false;
   private answerDue = 0;
   private settleReady!: (e?: CertifierError) => void;
+  /** Those waiting for the server's verdict on our certificate (accepted), and how long they wait. */
+  private readonly verdictWaiters: { resolve: () => void; reject: (e: CertifierError) => void }[] = [];
+  private verdictTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly socket: Socket,
@@ -150,6 +153,8 @@ class Connection<P> implements ClientConnection<P> {
     // too. A reset is a refusal only after a request went (classify says why).
     tlsSocket?.on('session', () => {
       this.sawTicket = true;
+      clearTimeout(this.verdictTimer);
+      for (const w of this.verdictWaiters.splice(0)) w.resolve();
       // Not from inside this callback: OpenSSL is reading, and a write made now sits unsent.
       if (this.held) setImmediate(() => this.release());
     });
@@ -222,6 +227,20 @@ class Connection<P> implements ClientConnection<P> {
     clearTimeout(this.heldTimer);
     if (this.ended) return;
     for (const frame of frames ?? []) this.send(frame);
+  }
+
+  /**
+   * Resolves once the server has accepted our certificate (its session tickets came: see the
+   * constructor), at once without mutual TLS; rejects with why the connection ended if it ends
+   * first (a refusal is UNTRUSTED_PEER, as a request would learn it), or with TIMEOUT when no
+   * verdict comes within the handshake's time. Sends nothing: key-client check asks only this.
+   */
+  accepted(): Promise<void> {
+    if (this.failure) return Promise.reject(this.failure);
+    if (!this.mutual || this.sawTicket) return Promise.resolve();
+    const ms = this.limits.handshakeTimeoutMs;
+    this.verdictTimer ??= setTimeout(() => this.fail(timeoutError('waiting for the verdict on our certificate from', this.target, ms)), ms);
+    return new Promise((resolve, reject) => this.verdictWaiters.push({ resolve, reject }));
   }
 
   /** Idempotent: every call waits for the same close. */
@@ -363,7 +382,9 @@ class Connection<P> implements ClientConnection<P> {
     this.ended = true;
     this.clearTimer();
     clearTimeout(this.heldTimer);
+    clearTimeout(this.verdictTimer);
     if (!this.isReady) this.settleReady(this.failure);
+    for (const w of this.verdictWaiters.splice(0)) w.reject(this.failure!);
     for (const p of this.pending.splice(0)) p.reject(this.failure!);
     this.socket.destroy();
   }

@@ -186,6 +186,8 @@ export interface ClientConnection<P> {
   /** Sends one request; answers come back in order, and calls may overlap (pipelining). */
   request(body: Uint8Array): Promise<Uint8Array>;
   exportKeyingMaterial(label: string, length: number): Uint8Array | undefined;
+  /** Resolves once the server has accepted our certificate (mutual TLS), sending nothing; rejects as a request would fail. */
+  accepted(): Promise<void>;
   /** Waits for outstanding answers, then closes. */
   close(): Promise<void>;
 }

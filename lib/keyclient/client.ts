@@ -129,6 +129,11 @@ export class KeyClient {
     return this.conn.peer!;
   }
 
+  /** Resolves once the key-server has accepted this machine's certificate on the connection, sending nothing (ClientConnection.accepted). */
+  accepted(): Promise<void> {
+    return this.conn.accepted();
+  }
+
   static async connect(o: KeyClientOptions): Promise<KeyClient> {
     // At least one request (a challenged one's two halves) per connection, or no request could go.
     const least = o.credential ? 2 : 1;
