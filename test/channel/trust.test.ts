@@ -118,7 +118,7 @@ describe('channel: peer verification', () => {
     });
   }
 
-  it('says a refusal that comes after the client stopped waiting for it (a server busy past a second) is one: UNTRUSTED_PEER, exit 4', async () => {
+  it('says a refusal that comes after the client stopped waiting for it (a server busy past a second) is one, to a request and to accepted(): UNTRUSTED_PEER, exit 4', async () => {
     // A server refusing as ours do, by closing before its session tickets leave, but only after
     // 1.3 s of a busy event loop: the client's held request has gone out by then.
     const p = await testPki();
@@ -131,12 +131,31 @@ describe('channel: peer verification', () => {
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     try {
-      const conn = await h.connect({ address: { host: '127.0.0.1', port: (server.address() as AddressInfo).port } } as ChannelServer, 'mtls');
+      const address = { address: { host: '127.0.0.1', port: (server.address() as AddressInfo).port } } as ChannelServer;
+      const conn = await h.connect(address, 'mtls');
       const e = await rejectsWith(conn.request(bytes('hi')), 'UNTRUSTED_PEER');
       expect(e.exitStatus).to.equal(4);
+      // accepted() (key-client check), sending nothing, waits for it as long: never a pass.
+      await rejectsWith((await h.connect(address, 'mtls')).accepted(), 'UNTRUSTED_PEER');
     } finally {
       server.close();
     }
+  });
+
+  it('tells with accepted(), sending nothing, whether the server took our certificate: it logs a closed line with no request, or its refusal (UNTRUSTED_PEER)', async () => {
+    const p = await testPki();
+    let called = 0;
+    const server = await h.serve('mtls', { handler: async (r) => (called++, r) });
+    const good = await h.connect(server, 'mtls');
+    await good.accepted();
+    await good.close();
+    await waitFor(() => h.logs.some((r) => r.event === 'closed'), 5_000, 'the closed line');
+    expect(h.logs.find((r) => r.event === 'closed')).to.include({ reason: 'client-closed', requests: 0, answered: 0, dropped: 0 }).and.not.have.property('code');
+    const refused = await h.connect(server, 'mtls', { identity: p.refusedClient });
+    const e = await rejectsWith(refused.accepted(), 'UNTRUSTED_PEER');
+    expect(e.exitStatus).to.equal(4);
+    await waitFor(() => refusals().length === 1, 20_000, 'the refusal to be logged');
+    expect(called).to.equal(0);
   });
 
   it('treats an asynchronous verifyPeer as a refusal, never as a pass', async () => {
