@@ -118,6 +118,22 @@ describe('channel: peer verification', () => {
     });
   }
 
+  it('says TIMEOUT (exit 3) in accepted() when the server neither sends its tickets nor closes within the handshake\'s time', async () => {
+    // What the server sends once the client's side of the handshake is done (its tickets) is lost on the way.
+    const server = await h.serve('mtls');
+    const port = await listen(net.createServer((client) => {
+      const upstream = net.connect(server.address.port, '127.0.0.1');
+      let flights = 0;
+      client.on('data', (d: Buffer) => (flights++, upstream.write(d)));
+      upstream.on('data', (d: Buffer) => flights < 2 && client.write(d));
+      for (const s of [client, upstream]) s.on('close', () => (client.destroy(), upstream.destroy())).on('error', () => {});
+    }));
+    const conn = await h.connect({ address: { host: '127.0.0.1', port } } as ChannelServer, 'mtls', { limits: { handshakeTimeoutMs: 500 } });
+    const e = await rejectsWith(conn.accepted(), 'TIMEOUT');
+    expect(e.exitStatus).to.equal(3);
+    expect(e.message).to.contain('waiting for the verdict on our certificate from').and.contain('timed out after 500 ms');
+  });
+
   it('says a refusal that comes after the client stopped waiting for it (a server busy past a second) is one, to a request and to accepted(): UNTRUSTED_PEER, exit 4', async () => {
     // A server refusing as ours do, by closing before its session tickets leave, but only after
     // 1.3 s of a busy event loop: the client's held request has gone out by then.
