@@ -9,7 +9,7 @@ import { toHex } from '../lib/crypto/index.ts';
 import { ENTRY_TYPES, printableName, shown, tagProblem, visibleJson, type EntryType } from '../lib/wire/index.ts';
 import { checkWritable, DirChecks, readFileLimited, sweepLeftovers, type Leftover, type OwnFiles } from '../lib/files/index.ts';
 import { JsonItemsText } from '../lib/util/json.ts';
-import { itemValue, readCertificateChain, readCertificateSummary, validatePolicyCert, type ValidatedPeer } from '../lib/pki/index.ts';
+import { itemValue, readCertificateChain, readCertificateSummary, type ValidatedPeer } from '../lib/pki/index.ts';
 import { endsWithPolicyCert, isIdentityTag, loadIdentity, noRenewalPast, renewDue } from '../lib/certifier/index.ts';
 import { KeyClient, checkServer, fetchAll, keepAll, provision, readProvisionConfig, refuseBeforeFetching, sweepDestinations, type KeyClientOptions, type ResourceInfo, type SecretSpec } from '../lib/keyclient/index.ts';
 import { DEFAULT_LIMITS } from '../lib/channel/index.ts';
@@ -20,7 +20,7 @@ import { sameKey } from '../lib/policy/index.ts';
 import { Cryptstore } from '../cryptstore/index.ts';
 import { addExamples, createProgram, domainName, run, versionOf, subcommand, note, printLines, printText, warn, type JsonOption, type Result } from './common/cli.ts';
 import { openStore, storeOptions, type ProtectionOptions } from './common/protection.ts';
-import { parseHostPort, parseMeasurementHex, readCertificateFile, readPrivateKeyFile } from './common/keys.ts';
+import { parseHostPort, parseMeasurementHex, readCertificateFile, readPrivateKeyFile, requirePolicyDomain } from './common/keys.ts';
 import { outputResult, readInput, refuseOutput, storeFiles, writeOutput } from './common/io.ts';
 import { explainTimeout, timeoutFlag, waitsOf, type TimeoutOption } from './common/timeout.ts';
 
@@ -151,7 +151,7 @@ async function withClient<T>(o: ClientOpts, flags: ClientFlags, fn: (client: Key
 async function withConnectOptions<T>(o: ClientOpts, flags: ClientFlags, fn: (options: KeyClientOptions, store: Cryptstore) => Promise<T>): Promise<T> {
   const { host, port, pins } = flags;
   const policyCert = await readCertificateFile(o.policyCert);
-  validatePolicyCert(policyCert, new Date());
+  requirePolicyDomain(policyCert, o.domain, o.policyCert);
   const credential = o.credentialCert
     ? { chain: readCertificateChain(await readFileLimited(o.credentialCert, 64 * 1024)), key: await readPrivateKeyFile(o.credentialKey!) }
     : undefined;

@@ -5,7 +5,6 @@ import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import { inDir, realFilePath, realLocation, unmakeDirs } from '../lib/files/index.ts';
 import { CertifierError } from '../lib/errors/index.ts';
-import { validatePolicyCert } from '../lib/pki/index.ts';
 import type { Acl } from '../lib/keyservice/acl.ts';
 import { AuditLog, endPath, refuseMissingAuditDir, repairAuditTail } from '../lib/keyservice/audit.ts';
 import { verifyChain, type ChainAnchor } from '../lib/keyservice/audit-chain.ts';
@@ -23,7 +22,7 @@ import { backupName, prepareBackupDir, pruneBackups, pruneReport } from '../lib/
 import { loadPlatform } from './common/platform.ts';
 import { addExamples, choice, collect, createProgram, decimal, dirArg, domainName, intInRange, note, run, subcommand, warn, type JsonOption } from './common/cli.ts';
 import { openStore, storeOptions, withProtector, type ProtectionOptions } from './common/protection.ts';
-import { parseHostPort, readCertificateFile } from './common/keys.ts';
+import { parseHostPort, readCertificateFile, requirePolicyDomain } from './common/keys.ts';
 import { explainTimeout, timeoutFlag, waitsOf, type TimeoutOption } from './common/timeout.ts';
 import { logLine, runUntilSignal } from './common/server.ts';
 import { Cryptstore } from '../cryptstore/index.ts';
@@ -73,7 +72,7 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
         if (made.top !== undefined) keep({ close: async () => {}, closeUnused: async () => unmakeDirs(made) });
       }
       const policyCert = await readCertificateFile(o.policyCert);
-      const policyCertEnds = validatePolicyCert(policyCert, new Date()).notAfter;
+      const policyCertEnds = requirePolicyDomain(policyCert, o.domain, o.policyCert).notAfter;
       let acl: Acl | undefined;
       const log = logLine(P, o.logJson === true);
       if (o.acl) {
@@ -180,7 +179,7 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & TimeoutOption & { domai
   async (o) => {
     const { host, port } = parseHostPort(o.from, '--from'); // a usage mistake, before any file is read
     const policyCert = await readCertificateFile(o.policyCert);
-    validatePolicyCert(policyCert, new Date());
+    requirePolicyDomain(policyCert, o.domain, o.policyCert);
     const store = await openStore(P, o);
     try {
       const identity = await loadIdentity(store, o.domain, policyCert);

@@ -12,9 +12,8 @@ import { describeCrl, describeSnpEvidence, MAX_CRL_BYTES, refuseOlderCrls, SEV_E
 import { validatePolicyCert } from '../lib/pki/index.ts';
 import { platformWarnings, policyEnds, policyNotInForce, SESSION_BINDING_BYTES, startCertifier } from '../lib/certifier/index.ts';
 import { collect, createProgram, intInRange, note, run, subcommand, warn, type JsonOption } from './common/cli.ts';
-import { parseHostPort, readCertificateFile, readPrivateKeyFile } from './common/keys.ts';
+import { parseHostPort, readCertificateFile, readPrivateKeyFile, policyDomain } from './common/keys.ts';
 import { logLine, runUntilSignal } from './common/server.ts';
-import { policyDomain } from './cert-utility/trust-commands.ts';
 
 const P = 'simpleserver';
 const CRL_HELP = 'an AMD revocation list (DER or PEM, as AMD\'s key distribution service serves it) for an SEV-SNP root the policy trusts: ASKs/ASVKs on it are refused, and so is every path to its root once it is past its next update (repeatable, one per root)';

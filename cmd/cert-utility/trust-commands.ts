@@ -7,7 +7,7 @@ import { escapeInvisible, printableName } from '../../lib/wire/index.ts';
 import { exportPrivateKey, generateKeyPair, toHex, type KeyAlg } from '../../lib/crypto/index.ts';
 import type { KeyObject } from 'node:crypto';
 import { checkWritable, inDir, makePrivateDir, readFileLimited, realFilePath, refuseOwnFiles, refuseReplaceable, refuseReplaceableDir, writeFileAtomic, writeFilesAtomic } from '../../lib/files/index.ts';
-import { createPolicyCert, domainOfPolicyOrganization, issueAdmissionCert, parseCertificate, platformProblem, readCertificate, toPem, validatePolicyCert } from '../../lib/pki/index.ts';
+import { createPolicyCert, issueAdmissionCert, parseCertificate, platformProblem, readCertificate, toPem, validatePolicyCert } from '../../lib/pki/index.ts';
 import { loadPolicy, makePolicy, sameKey, SEV_SNP_PLATFORM, type Policy } from '../../lib/policy/index.ts';
 import { generateSimulatedPlatform, platformCertificate, TEST_PLATFORM_WARNING } from '../../lib/attest/index.ts';
 import { AUTHORITY_PLATFORM, claimLayout, claimProduct, endsWithPolicyCert, initTrust, noRenewalPast, platformWarnings, ROLE_PLATFORM_PREFIX } from '../../lib/certifier/index.ts';
@@ -17,7 +17,7 @@ import { openToCertify } from '../common/new-store.ts';
 import { collect, dirArg, domainName, fileOut, intInRange, note, subcommand, warn, type JsonOption } from '../common/cli.ts';
 import { storeOptions, withProtector, type ProtectionOptions } from '../common/protection.ts';
 import { checkPlatformFlags, loadPlatform } from '../common/platform.ts';
-import { KEY_FILE_LIMIT, measureFile, parseHostPort, publicKeyFrom, parseMeasurementHex, readCertificateFile, readMeasurementFile, readPrivateKeyFile, readPublicKeyFile } from '../common/keys.ts';
+import { KEY_FILE_LIMIT, measureFile, parseHostPort, policyDomain, requirePolicyDomain, publicKeyFrom, parseMeasurementHex, readCertificateFile, readMeasurementFile, readPrivateKeyFile, readPublicKeyFile } from '../common/keys.ts';
 import { describeCert } from '../common/certs.ts';
 import { explainTimeout, timeoutFlag, waitsOf, type TimeoutOption } from '../common/timeout.ts';
 import { checkSnpFlags, snpPolicyOptions, snpPolicyParts, type SnpPolicyFlags } from './snp-policy.ts';
@@ -26,16 +26,6 @@ const P = 'cert-utility';
 const DAY = 86_400_000;
 const ALGS = ['p256', 'p384', 'rsa2048'];
 const examples = (lines: string[]) => `\nExamples:\n${lines.map((l) => `  $ ${l}`).join('\n')}\n`;
-
-/** The domain a policy certificate names (O=<domain>/policyAuthority). */
-export function policyDomain(policyCert: Uint8Array): string {
-  const c = parseCertificate(policyCert);
-  for (const o of c.organizations) {
-    const d = domainOfPolicyOrganization(o);
-    if (d) return d;
-  }
-  throw new CertifierError('BAD_CERTIFICATE', 'the policy certificate names no domain (O=<domain>/policyAuthority)');
-}
 
 /**
  * A platform given as a certificate is trusted only within its dates: one that has ended or not
@@ -235,8 +225,7 @@ export function addTrustCommands(program: Command): void {
       // The machine's private key goes in the store: not where another user could replace it.
       await refuseReplaceableDir(o.store);
       const policyCert = await readCertificateFile(o.policyCert);
-      validatePolicyCert(policyCert, new Date());
-      if (policyDomain(policyCert) !== o.domain) throw new CertifierError('USAGE', `--domain ${o.domain} is not the domain of ${o.policyCert} (${policyDomain(policyCert)})`);
+      requirePolicyDomain(policyCert, o.domain, o.policyCert);
       const platform = await loadPlatform(P, o);
       // Before certifying: a request that cannot be saved should not cost a certification.
       if (o.saveEvidence) refuseOwnFiles(o.saveEvidence, storeFiles(o, o.policyCert), `--save-evidence ${o.saveEvidence}`);

@@ -7,7 +7,7 @@ import { isIPv6 } from 'node:net';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { EXPLICIT_CURVE, fromHex, fromKeyMessage, importPrivateKey, importPublicKey, looksLikePem } from '../../lib/crypto/index.ts';
 import { decode, type KeyMessage } from '../../lib/wire/index.ts';
-import { parseCertificate, readCertificate } from '../../lib/pki/index.ts';
+import { domainOfPolicyOrganization, parseCertificate, readCertificate, validatePolicyCert, type ParsedCert } from '../../lib/pki/index.ts';
 import { fileError, readFileLimited } from '../../lib/files/index.ts';
 import { decimal, runningProgram, warn } from './cli.ts';
 
@@ -90,6 +90,29 @@ export async function readCertificateFile(path: string): Promise<Uint8Array> {
     if (e instanceof CertifierError) throw new CertifierError(e.code, `${path}: ${e.message}`, { cause: e, ...(e.details ? { details: e.details } : {}) });
     throw e;
   }
+}
+
+/** The domain a policy certificate names (O=<domain>/policyAuthority). */
+export function policyDomain(policyCert: Uint8Array): string {
+  const c = parseCertificate(policyCert);
+  for (const o of c.organizations) {
+    const d = domainOfPolicyOrganization(o);
+    if (d) return d;
+  }
+  throw new CertifierError('BAD_CERTIFICATE', 'the policy certificate names no domain (O=<domain>/policyAuthority)');
+}
+
+/**
+ * Checks the policy certificate (read from `path`) is valid now and names `domain`: a mistyped
+ * --domain, or another deployment's certificate, is a usage mistake found before anything is
+ * opened, made or asked for (else a machine would be certified, and its identity kept, under a
+ * domain its certificates do not name).
+ */
+export function requirePolicyDomain(policyCert: Uint8Array, domain: string, path: string, at = new Date()): ParsedCert {
+  const parsed = validatePolicyCert(policyCert, at);
+  const named = policyDomain(policyCert);
+  if (named !== domain) throw new CertifierError('USAGE', `--domain ${domain} is not the domain of ${path} (${named})`);
+  return parsed;
 }
 
 /** A measurement given as hex (64 or 96 digits); `flag`, when given, is named in the refusal. */
