@@ -7,6 +7,7 @@ import type { Cryptstore, Protector } from '../../cryptstore/index.ts';
 import type { Platform } from '../../lib/attest/index.ts';
 import { CertifierError, isCertifierError } from '../../lib/errors/index.ts';
 import { admissionCertTag, endsWithPolicyCert, initTrust, loadIdentity, noRenewalPast, type MachineIdentity } from '../../lib/certifier/index.ts';
+import { hostPort } from '../../lib/channel/index.ts';
 import { warn } from '../common/cli.ts';
 import { openToCertify } from '../common/new-store.ts';
 
@@ -49,7 +50,7 @@ export async function openCertified(program: string, dir: string, protector: Pro
  */
 async function prepareRenewal(program: string, store: Cryptstore, c: Certifier, log: (r: object) => void): Promise<Renewal> {
   const certify = (force: boolean, signal?: AbortSignal) => initTrust({ store, domain: c.domain, policyCert: c.policyCert, platform: c.platform, host: c.host, port: c.port, force, ...(signal ? { signal } : {}) });
-  const where = `${c.host}:${c.port}`;
+  const where = hostPort(c.host, c.port);
   const { policyCertEnds } = c;
   let justFailed = false;
   const serveOn = (e: unknown, until: Date) => {

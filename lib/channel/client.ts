@@ -6,7 +6,7 @@ import tls, { type TLSSocket } from 'node:tls';
 import { CertifierError } from '../errors/index.ts';
 import { FrameDecoder, encodeFrame } from '../wire/index.ts';
 import { channelError, errnoOf, timeoutError } from './errors.ts';
-import { baseTlsOptions, chainOf, exporterFor, runVerifyPeer } from './tlsutil.ts';
+import { baseTlsOptions, chainOf, exporterFor, hostPort, runVerifyPeer } from './tlsutil.ts';
 import { resolveLimits, type ClientConnection, type ConnectOptions, type PreparedClientTls, type ResolvedLimits, type TlsIdentity, type TlsTrust } from './types.ts';
 
 const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
@@ -33,7 +33,7 @@ export function prepareClientTls(t: TlsIdentity | TlsTrust): PreparedClientTls {
 
 export async function connect<P>(opts: ConnectOptions<P>): Promise<ClientConnection<P>> {
   const limits = resolveLimits(opts.limits);
-  const target = `${opts.host}:${opts.port}`;
+  const target = hostPort(opts.host, opts.port);
   if (!Number.isInteger(opts.port) || opts.port < 1 || opts.port > 65535) throw new CertifierError('INVALID_INPUT', `bad port ${String(opts.port)}`);
   if (opts.tls && opts.plain) throw new CertifierError('INVALID_INPUT', 'choose either tls or plain, not both');
   if (!opts.tls && opts.plain !== true) throw new CertifierError('INVALID_INPUT', 'a connection without tls must say plain: true');

@@ -3,6 +3,7 @@
 
 import { X509Certificate } from 'node:crypto';
 import { CertifierError, type ErrorCode } from '../errors/index.ts';
+import { hostPort } from './tlsutil.ts';
 
 // errno values that mean "nobody answered at that address": a retry may well succeed.
 const UNREACHABLE_ERRNOS = new Set([
@@ -92,5 +93,5 @@ export function listenError(e: unknown, host: string, port: number): CertifierEr
   const [code, why]: [ErrorCode, string] = errno === 'EADDRINUSE' ? ['ADDRESS_IN_USE', 'address already in use']
     : errno === 'EACCES' ? ['ADDRESS_NOT_PERMITTED', `permission denied${port > 0 && port < 1024 ? ' (a port below 1024 needs root or CAP_NET_BIND_SERVICE)' : ''}`]
     : ['INVALID_INPUT', (e as Error).message];
-  return new CertifierError(code, `cannot listen on ${host}:${port}: ${why}`, { cause: e });
+  return new CertifierError(code, `cannot listen on ${hostPort(host, port)}: ${why}`, { cause: e });
 }

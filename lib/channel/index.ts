@@ -4,6 +4,7 @@ export { closingAlso, serve } from './server.ts';
 export { connect, prepareClientTls } from './client.ts';
 export { limitRefusals, REFUSALS_PER_SECOND, type RefusalKind } from './refusals.ts';
 export { connectWaits, DEFAULT_LIMITS, resolveLimits } from './types.ts';
+export { hostPort } from './tlsutil.ts';
 export type {
   ChannelLog, ChannelServer, ClientConnection, ConnectOptions, ConnectionInfo, Handler, LaterAnswer, Limits, LogRecord,
   PreparedClientTls, ResolvedLimits, ServeOptions, TlsIdentity, TlsTrust, VerifyPeer, Waits,

@@ -80,8 +80,12 @@ export function exporterFor(socket: TLSSocket | undefined): (label: string, leng
   };
 }
 
+/** `host:port` as --server and --listen take it: an IPv6 address in brackets, `[::1]:8120`. */
+export function hostPort(host: string, port: number): string {
+  return `${host.includes(':') ? `[${host}]` : host}:${port}`;
+}
+
 /** `host:port` of the remote end, for logs. */
 export function remoteOf(socket: { remoteAddress?: string | undefined; remotePort?: number | undefined }): string {
-  const host = socket.remoteAddress ?? 'unknown';
-  return `${host.includes(':') ? `[${host}]` : host}:${socket.remotePort ?? 0}`;
+  return hostPort(socket.remoteAddress ?? 'unknown', socket.remotePort ?? 0);
 }

@@ -8,7 +8,7 @@ import { CertifierError } from '../errors/index.ts';
 import { sign } from '../crypto/index.ts';
 import { checkCryptstoreEntry, decode, peerCode, shown, type CryptstoreEntry, type EntryType, type KeyServiceList, type ValidEntry } from '../wire/index.ts';
 import { toPem, validateAdmission, type ValidatedPeer } from '../pki/index.ts';
-import { connect, connectWaits, DEFAULT_LIMITS, prepareClientTls, type ClientConnection, type Limits, type PreparedClientTls, type Waits } from '../channel/index.ts';
+import { connect, connectWaits, DEFAULT_LIMITS, hostPort, prepareClientTls, type ClientConnection, type Limits, type PreparedClientTls, type Waits } from '../channel/index.ts';
 import { requireMachine, type MachineIdentity } from '../certifier/index.ts';
 import {
   CHALLENGE_EXPORTER_LABEL, CHALLENGES_PER_CONNECTION, challengeMessage, encodeKeyRequest, KEY_SERVER_CODES, LIST_PAGE, parseKeyResponse, type Action, type KeyRequest, type KeyResponse,
@@ -280,7 +280,7 @@ export class KeyClient {
 
   /** One request, counted until it is answered so that close waits for it; refused once close has begun. */
   private async call(req: Partial<KeyRequest> & { action: Action; name: string }): Promise<KeyResponse> {
-    if (this.closing) throw new CertifierError('UNREACHABLE', `this connection to the key-server ${this.options.host}:${this.options.port} is closed; the request was not sent`);
+    if (this.closing) throw new CertifierError('UNREACHABLE', `this connection to the key-server ${hostPort(this.options.host, this.options.port)} is closed; the request was not sent`);
     this.underway++;
     try {
       return await this.challengedCall(req);

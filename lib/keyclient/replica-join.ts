@@ -15,6 +15,7 @@ import { STORAGE_KEY_TAG } from '../keyservice/server.ts';
 import { storageKeyId } from '../keyservice/keystore.ts';
 import type { Waits } from '../channel/index.ts';
 import { KeyClient } from './client.ts';
+import { hostPort } from '../channel/index.ts';
 
 export interface JoinOptions {
   store: Cryptstore;
@@ -45,20 +46,20 @@ export async function joinReplica(o: JoinOptions): Promise<JoinResult> {
   }).catch((e: unknown) => {
     // The pin is join's own, not one the operator gave: say what it is.
     if (!isCertifierError(e, 'UNTRUSTED_PEER') || e.details?.reason !== 'measurement-not-pinned') throw e;
-    throw new CertifierError('UNTRUSTED_PEER', `${o.host}:${o.port} runs measurement ${String(e.details.measurement)}, not this machine's (${own}): join takes the storage key only from another instance of the same key-server program`, { cause: e, details: e.details });
+    throw new CertifierError('UNTRUSTED_PEER', `${hostPort(o.host, o.port)} runs measurement ${String(e.details.measurement)}, not this machine's (${own}): join takes the storage key only from another instance of the same key-server program`, { cause: e, details: e.details });
   });
   let key: Uint8Array;
   try {
     key = (await client.retrieve(STORAGE_KEY_TAG)).blob;
   } catch (e) {
     if (isCertifierError(e, 'RESERVED_NAME')) {
-      throw new CertifierError('RESERVED_NAME', `${o.host}:${o.port} does not release its storage key to this machine: start it with --allow-replica-join, and certify both with the same key-server measurement (${own})`, { cause: e });
+      throw new CertifierError('RESERVED_NAME', `${hostPort(o.host, o.port)} does not release its storage key to this machine: start it with --allow-replica-join, and certify both with the same key-server measurement (${own})`, { cause: e });
     }
     throw e;
   } finally {
     await client.close().catch(() => {});
   }
-  if (key.length !== 32) throw new CertifierError('INTEGRITY', `the storage key from ${o.host}:${o.port} is ${key.length} bytes, not 32`);
+  if (key.length !== 32) throw new CertifierError('INTEGRITY', `the storage key from ${hostPort(o.host, o.port)} is ${key.length} bytes, not 32`);
   const from = client.server.serialHex;
   const keyId = storageKeyId(key);
   let held: Uint8Array | undefined;

@@ -2,8 +2,12 @@
 // IPv6 address in brackets), a port from 1 to 65535 (0 only to listen), and nothing else.
 
 import { expect } from 'chai';
+import { writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import { join } from 'node:path';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { parseHostPort } from '../../cmd/common/keys.ts';
+import { run, tempDir } from '../support/helpers.ts';
 
 describe('HOST:PORT on the command line', () => {
   const refusal = (value: string, listen = false): CertifierError => {
@@ -54,5 +58,44 @@ describe('HOST:PORT on the command line', () => {
       expect(e.message).to.equal(`--server must be HOST:PORT with HOST a host name or an IP address (an IPv6 address in brackets: [2001:db8::5]), not "${value}"`);
     }
     expect(refusal('a..b:0', true).code, 'to listen on too').to.equal('USAGE');
+  });
+});
+
+describe('an IPv6 HOST:PORT in what the programs say', function () {
+  this.slow(8_000);
+  const tmp = tempDir('host-port-');
+  const at = (name: string) => join(tmp.dir, name);
+  after(() => tmp.cleanup());
+  const listenOnLoopback6 = async (): Promise<Server> => {
+    const srv = createServer();
+    await new Promise<void>((resolve, reject) => srv.once('error', reject).listen(0, '::1', resolve));
+    return srv;
+  };
+
+  it('writes the address in brackets, as --server and --listen take it: "[::1]:8120", not "::1:8120"', async () => {
+    for (const args of [['generate-policy-key', '--domain', 'datica', '--key-out', at('policy-key.pem'), '--cert-out', at('policy-cert.pem')], ['generate-platform-keys', '--out-dir', at('platform')]]) {
+      const made = await run('cert-utility', args);
+      expect(made.status, made.stderr).to.equal(0);
+    }
+    writeFileSync(at('m'), Buffer.alloc(32, 7));
+    writeFileSync(at('key'), Buffer.alloc(32, 9), { mode: 0o600 });
+    const held = await listenOnLoopback6();
+    const port = (held.address() as { port: number }).port;
+    try {
+      // Nobody listens on the next port; the held one is in use.
+      const closed = port === 65535 ? port - 1 : port + 1;
+      const reach = await run('cert-utility', ['init-trust', '--domain', 'datica', '--policy-cert', at('policy-cert.pem'), '--server', `[::1]:${closed}`,
+        '--store', at('store'), '--key-file', at('key'), '--platform-dir', at('platform'), '--measurement-file', at('m')]);
+      expect(reach.status, reach.stderr).to.equal(3);
+      expect(reach.stderr).to.contain(`cert-utility: error: cannot reach [::1]:${closed}: connection refused [UNREACHABLE]`);
+      const made = await run('cert-utility', ['make-policy', '--policy-key', at('policy-key.pem'), '--policy-cert', at('policy-cert.pem'), '--trust-platform', at('platform/platform-cert.pem'),
+        '--trust-measurement', '07'.repeat(32), '--out', at('policy.bin')]);
+      expect(made.status, made.stderr).to.equal(0);
+      const listen = await run('simpleserver', ['serve', '--policy-key', at('policy-key.pem'), '--policy-cert', at('policy-cert.pem'), '--policy', at('policy.bin'), '--listen', `[::1]:${port}`]);
+      expect(listen.status, listen.stderr).to.equal(1);
+      expect(listen.stderr).to.contain(`simpleserver: error: cannot listen on [::1]:${port}: address already in use [ADDRESS_IN_USE]`);
+    } finally {
+      await new Promise((r) => held.close(r));
+    }
   });
 });
