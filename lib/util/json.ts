@@ -4,6 +4,7 @@
 // reads as naming one measurement could grant another.
 
 import { CertifierError } from '../errors/index.ts';
+import { jsonErrorOffset } from './json-offset.ts';
 
 /** A file's bytes as UTF-8 text; INVALID_INPUT if they are not (a path's invalid byte would otherwise become U+FFFD). */
 export function utf8Text(bytes: Uint8Array, what: string): string {
@@ -22,10 +23,12 @@ export function parseJsonText(text: string, what: string): unknown {
   try {
     value = JSON.parse(text);
   } catch (e) {
+    // Node's own position where it names one; where it does not (a comma before "]"), ours.
     const m = /position (\d+)/.exec((e as Error).message);
+    const at = m ? Number(m[1]) : jsonErrorOffset(text);
     let where = '';
-    if (m) {
-      const before = text.slice(0, Number(m[1]));
+    if (at !== undefined) {
+      const before = text.slice(0, at);
       const line = before.split('\n').length;
       where = ` (near line ${line}, column ${before.length - before.lastIndexOf('\n')})`;
     }

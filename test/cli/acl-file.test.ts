@@ -64,6 +64,28 @@ describe('key-server check-acl', () => {
   });
 });
 
+describe('key-server check-acl: an ACL edited by hand that is not JSON', () => {
+  it('says on which line and column it stops being JSON, a comma after the last rule, a comment and a word without quotes included (Node names no position for those)', async () => {
+    const tmp = tempDir('check-acl-json-');
+    try {
+      const file = join(tmp.dir, 'acl.json');
+      const rule = `{ "resources": ["**"], "actions": ["retrieve"], "measurements": ["${'ab'.repeat(32)}"] }`;
+      for (const [text, line, column] of [
+        [`{ "version": 1, "rules": [\n  ${rule},\n]}\n`, 3, 1],
+        [`// the VMs\n{ "version": 1, "rules": [${rule}] }\n`, 1, 1],
+        [`{ "version": one,\n  "rules": [${rule}] }\n`, 1, 14],
+      ] as const) {
+        writeFileSync(file, text, { mode: 0o600 });
+        const r = await run('key-server', ['check-acl', file]);
+        expect([r.status, r.out], r.stderr).to.deep.equal([1, '']);
+        expect(r.stderr).to.equal(`key-server: error: invalid ACL: the file is not JSON (near line ${line}, column ${column}) [INVALID_INPUT]\n`);
+      }
+    } finally {
+      tmp.cleanup();
+    }
+  });
+});
+
 describe('key-server check-acl: the directories above the ACL file, as named and where its links lead', () => {
   it('refuses a file under a directory every user may write (0777, not sticky), or one reached through a link into such a directory; takes one under a sticky one', async () => {
     const tmp = tempDir('check-acl-dirs-');

@@ -4,6 +4,7 @@
 import { expect } from 'chai';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { JsonItemsText, parseJsonText } from '../../lib/util/json.ts';
+import { jsonErrorOffset } from '../../lib/util/json-offset.ts';
 import { visibleJson } from '../../lib/wire/index.ts';
 
 describe('parseJsonText', () => {
@@ -22,6 +23,18 @@ describe('parseJsonText', () => {
       expect((e as Error).message).to.match(/^the ACL is not JSON( \(near line 2, column \d+\))?$/);
       expect((e as Error).message).not.to.contain('hunter2');
     }
+  });
+
+  it('finds where the text stops being JSON where Node\'s message names no position, and the same position where it does', () => {
+    const texts = ['[1,]', '{"a":tru}', '// c\n{}', '{"a":1,}', '{"a":1 "b":2}', "{'a':1}", '{"a":1', '{"a":"x\ny"}', '{"a":01}', '{"a":1}}', '"\\x"', '', '[1 2]', '{"a" 1}', '{"a":-}', '{"a":"\\u12G4"}'];
+    for (const text of texts) {
+      const node = /position (\d+)/.exec((() => { try { JSON.parse(text); return ''; } catch (e) { return (e as Error).message; } })());
+      if (node) expect(jsonErrorOffset(text), text).to.equal(Number(node[1]));
+    }
+    expect(['[1,]', '{"a":tru}', '// c\n{}'].map(jsonErrorOffset)).to.deep.equal([3, 8, 0]);
+    for (const text of ['{"a":[1,2,{"b":null}],"c":-1.5e3}', ' "\\u00e9" ', 'true', '0']) expect(jsonErrorOffset(text), text).to.equal(undefined);
+    expect(jsonErrorOffset('['.repeat(100_000)), 'nested past the stack: no position, no crash').to.equal(undefined);
+    expect(() => parseJsonText('{"rules": [\n  {"a": 1},\n]}', 'the ACL')).to.throw('the ACL is not JSON (near line 3, column 1)');
   });
 
   it('refuses a key given twice in one object (JSON.parse keeps the last, which a reader may not see), escapes and nesting included', () => {
