@@ -98,6 +98,14 @@ function refusal(r: KeyResponse, req: Partial<KeyRequest> & { action: Action; na
   if (code === 'FILE_ERROR' && writes) {
     return new CertifierError(code, `the key-server could not ${action} ${name}: its key database or its audit log cannot be written; nothing was changed`);
   }
+  // No refusal: the name (or that version) is not there, a mistyped name most often.
+  if (code === 'NOT_FOUND' && said === code) {
+    return new CertifierError(code, `the key-server holds no ${req.version ? `version ${req.version} of ${name}` : name} (key-client list shows the names it holds)`);
+  }
+  if (code === 'VERSION_CONFLICT' && said === code && req.expectedVersion !== undefined) {
+    const why = req.expectedVersion === 0 ? 'it holds the name already (--expected-version 0); key-client list shows its versions' : `its latest version is not ${req.expectedVersion} (--expected-version); key-client list shows it`;
+    return new CertifierError(code, `the key-server did not ${action} ${name}: ${why}`);
+  }
   // The code is the error's own (printed beside its message): named here only when the server said another.
   return new CertifierError(code, `the key-server refused to ${action} ${name}${said === code ? '' : ` (${said})`}`);
 }
