@@ -282,7 +282,9 @@ class Connection<P> implements ClientConnection<P> {
     if (this.ended) return;
     // The answers this read completed before a length over the limit are the requests' own (a
     // store's is how it learns its version); the requests after them fail with the length's error.
-    const { frames, error } = this.decoder.read(chunk);
+    const first = this.answered === 0 && this.decoder.pending === 0 ? chunk.subarray(0, 4) : undefined;
+    const { frames, error: refused } = this.decoder.read(chunk);
+    const error = refused && first && frames.length === 0 ? this.notCertifier(refused, first) : refused;
     for (const frame of frames) {
       const next = this.pending.shift();
       if (!next) return this.fail(new CertifierError('DECODE_FAILED', `${this.target} sent an answer to no request`));
@@ -292,6 +294,16 @@ class Connection<P> implements ClientConnection<P> {
       else this.clearTimer();
     }
     if (error) this.fail(error);
+  }
+
+  /**
+   * A plain-TCP peer whose first bytes announce a message over the limit is another service (SSH
+   * greets with "SSH-", HTTP answers "HTTP"): say so, and show those bytes when they are text.
+   */
+  private notCertifier(e: CertifierError, first: Uint8Array): CertifierError {
+    if (this.tlsSocket || e.code !== 'FRAME_TOO_LARGE' || first.length < 4) return e;
+    const text = first.every((b) => b >= 0x20 && b < 0x7f) ? `, "${Buffer.from(first).toString('latin1')}",` : '';
+    return new CertifierError(e.code, `${this.target} answered with what is no Certifier message (its first bytes${text} announce a message of ${Buffer.from(first).readUInt32LE(0)} bytes, over the ${this.decoder.limit}-byte limit): is --server the address of a simpleserver --plain? Another service listens there`, { cause: e });
   }
 
   /**

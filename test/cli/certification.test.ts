@@ -881,6 +881,29 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
     expect(r.stderr).to.match(/closed the connection before answering: a server that speaks TLS closes a plain-TCP connection this way \[UNREACHABLE\]/);
   });
 
+  it('init-trust --plain against another service (an SSH banner, an HTTP answer) says what answered is no Certifier server, naming its first bytes, and leaves no store', async () => {
+    const services: [string, (c: net.Socket) => void][] = [
+      ['SSH-', (c) => c.end('SSH-2.0-OpenSSH_9.6\r\n')],
+      ['HTTP', (c) => c.once('data', () => c.end('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n'))],
+    ];
+    // Read to the end, so that each connection closes once the client has gone (and the server with it).
+    const serve = (answer: (c: net.Socket) => void) => (c: net.Socket) => (answer(c), c.resume());
+    for (const [first, answer] of services) {
+      const other = net.createServer(serve(answer));
+      await new Promise<void>((r) => other.listen(0, '127.0.0.1', r));
+      const port = (other.address() as net.AddressInfo).port;
+      try {
+        const r = await initTrust('stores/plain-vs-other', { port, extra: ['--plain'] });
+        expectRefused(r, 1, 'FRAME_TOO_LARGE');
+        expect(r.stderr).to.contain(`127.0.0.1:${port} answered with what is no Certifier message (its first bytes, "${first}", announce a message of`)
+          .and.to.contain('is --server the address of a simpleserver --plain?');
+        await expectNoStore('stores/plain-vs-other');
+      } finally {
+        await new Promise((r) => other.close(r));
+      }
+    }
+  });
+
   describe('--log-json', () => {
     it('makes every line simpleserver writes on stderr a JSON record, warnings and its start and stop included', async () => {
       const s = await mustStart(['serve', '--plain', '--log-json', '--policy-key', 'policy-key.pem', '--policy-cert', 'policy-cert.pem', '--policy', 'policy.bin', '--listen', '127.0.0.1:0'], dir);
