@@ -85,13 +85,15 @@ export function logCode(e: unknown): string {
 /**
  * Why a server cannot listen on host:port. A port another process holds, or one this process may
  * not take (below 1024 without CAP_NET_BIND_SERVICE), is a resource the machine withholds, not bad
- * input, and has a code saying which; any other failure (an address not this machine's) is the
- * address given.
+ * input, and has a code saying which; any other failure (an address not this machine's, a name not
+ * resolved) is the address given.
  */
 export function listenError(e: unknown, host: string, port: number): CertifierError {
   const errno = errnoOf(e);
   const [code, why]: [ErrorCode, string] = errno === 'EADDRINUSE' ? ['ADDRESS_IN_USE', 'address already in use']
     : errno === 'EACCES' ? ['ADDRESS_NOT_PERMITTED', `permission denied${port > 0 && port < 1024 ? ' (a port below 1024 needs root or CAP_NET_BIND_SERVICE)' : ''}`]
+    : errno === 'ENOTFOUND' ? ['INVALID_INPUT', `the name ${host} is not resolved (listen on an address of this machine)`]
+    : errno === 'EADDRNOTAVAIL' ? ['INVALID_INPUT', `${host} is not an address of this machine (listen on one of its own, or 0.0.0.0 for all of them)`]
     : ['INVALID_INPUT', (e as Error).message];
   return new CertifierError(code, `cannot listen on ${hostPort(host, port)}: ${why}`, { cause: e });
 }

@@ -72,7 +72,7 @@ describe('an IPv6 HOST:PORT in what the programs say', function () {
     return srv;
   };
 
-  it('writes the address in brackets, as --server and --listen take it: "[::1]:8120", not "::1:8120"', async () => {
+  it('writes the address in brackets, as --server and --listen take it: "[::1]:8120", not "::1:8120"; and says an address to listen on is not this machine\'s', async () => {
     for (const args of [['generate-policy-key', '--domain', 'datica', '--key-out', at('policy-key.pem'), '--cert-out', at('policy-cert.pem')], ['generate-platform-keys', '--out-dir', at('platform')]]) {
       const made = await run('cert-utility', args);
       expect(made.status, made.stderr).to.equal(0);
@@ -94,6 +94,13 @@ describe('an IPv6 HOST:PORT in what the programs say', function () {
       const listen = await run('simpleserver', ['serve', '--policy-key', at('policy-key.pem'), '--policy-cert', at('policy-cert.pem'), '--policy', at('policy.bin'), '--listen', `[::1]:${port}`]);
       expect(listen.status, listen.stderr).to.equal(1);
       expect(listen.stderr).to.contain(`simpleserver: error: cannot listen on [::1]:${port}: address already in use [ADDRESS_IN_USE]`);
+      // An address of another machine (a typo, or the address a client reaches it by through NAT).
+      const elsewhere = await run('simpleserver', ['serve', '--policy-key', at('policy-key.pem'), '--policy-cert', at('policy-cert.pem'), '--policy', at('policy.bin'), '--listen', '192.0.2.1:8123']);
+      expect([elsewhere.status, elsewhere.out], elsewhere.stderr).to.deep.equal([1, '']);
+      expect(elsewhere.stderr).to.contain('simpleserver: error: cannot listen on 192.0.2.1:8123: 192.0.2.1 is not an address of this machine (listen on one of its own, or 0.0.0.0 for all of them) [INVALID_INPUT]');
+      const unknown = await run('simpleserver', ['serve', '--policy-key', at('policy-key.pem'), '--policy-cert', at('policy-cert.pem'), '--policy', at('policy.bin'), '--listen', 'nosuch.invalid:8123']);
+      expect([unknown.status, unknown.out], unknown.stderr).to.deep.equal([1, '']);
+      expect(unknown.stderr).to.contain('simpleserver: error: cannot listen on nosuch.invalid:8123: the name nosuch.invalid is not resolved (listen on an address of this machine) [INVALID_INPUT]');
     } finally {
       await new Promise((r) => held.close(r));
     }
