@@ -49,6 +49,24 @@ export async function readPassphraseFile(path: string): Promise<Uint8Array> {
   return b.subarray(0, end);
 }
 
+/**
+ * What a passphrase (read from `path`) holds that an editor or a careless echo may have put there,
+ * yet is part of it: said only when it does not unlock the store (it may be meant).
+ */
+function passphraseOddities(path: string, p: Uint8Array): string | undefined {
+  const odd: string[] = [];
+  const blank = (b: number | undefined) => b === 0x20 || b === 0x09;
+  if (p[0] === 0xef && p[1] === 0xbb && p[2] === 0xbf) odd.push('begins with a byte-order mark (as some editors save UTF-8)');
+  else if (blank(p[0])) odd.push('begins with a space or tab');
+  const last = p.at(-1);
+  if (last === 0x0a || last === 0x0d) odd.push('ends with a line-end character beyond the one LF or CRLF taken off');
+  else if (blank(last)) odd.push('ends with a space or tab');
+  return odd.length ? `${path} ${odd.join(' and ')}, which is part of the passphrase` : undefined;
+}
+
+/** Per protector made from a passphrase file: what passphraseOddities found in it. */
+const oddities = new WeakMap<Protector, string>();
+
 /** The passphrase in CRYPTSTORE_PASSPHRASE, encoded where wipe() reaches it (the string itself stays). */
 function passphraseFromEnv(value: string): Uint8Array {
   const b = new Uint8Array(new ArrayBuffer(Buffer.byteLength(value, 'utf8')));
@@ -75,7 +93,12 @@ export async function protectorFrom(program: string, o: ProtectionOptions, platf
   }
   const secret = o.keyFile ? await readSecretFile(o.keyFile, SECRET_FILE_LIMIT) : o.passphraseFile ? await readPassphraseFile(o.passphraseFile) : passphraseFromEnv(env!);
   try {
-    if (!o.keyFile) return new PassphraseProtector(secret, scryptCost(program, o.scryptLogN));
+    if (!o.keyFile) {
+      const protector = new PassphraseProtector(secret, scryptCost(program, o.scryptLogN));
+      const odd = o.passphraseFile ? passphraseOddities(o.passphraseFile, secret) : undefined;
+      if (odd) oddities.set(protector, odd);
+      return protector;
+    }
     await warnIfShared(o.keyFile, 'the key file');
     return new KeyFileProtector(secret, `the key file ${o.keyFile}`);
   } finally {
@@ -88,6 +111,13 @@ export async function withProtector<T>(program: string, o: ProtectionOptions, fn
   const protector = await protectorFrom(program, o, platform);
   try {
     return await fn(protector);
+  } catch (e) {
+    // The store's own protection, not another kind (that refusal names the kind it has).
+    const odd = oddities.get(protector);
+    if (odd && e instanceof CertifierError && e.code === 'WRONG_KEY' && e.details?.protection === undefined) {
+      throw new CertifierError('WRONG_KEY', `${e.message} (${odd})`, { cause: e });
+    }
+    throw e;
   } finally {
     protector.dispose?.();
   }

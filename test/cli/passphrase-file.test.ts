@@ -1,0 +1,49 @@
+// A passphrase file that does not unlock the store, holding what an editor or a careless echo
+// puts there (a byte-order mark, a second line end, a space at either end): all of it is part of
+// the passphrase, and the refusal says which, where it said only "wrong passphrase".
+
+import { expect } from 'chai';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { run, tempDir } from '../support/helpers.ts';
+
+describe('a passphrase file that does not unlock the store', function () {
+  this.slow(6_000);
+  const tmp = tempDir('passphrase-file-');
+  const at = (name: string) => join(tmp.dir, name);
+  const pass = (name: string, text: string) => (writeFileSync(at(name), text, { mode: 0o600 }), at(name));
+  before(async () => {
+    const made = await run('cert-utility', ['create-store', '--store', at('store'), '--passphrase-file', pass('right', 'hunter2\n'), '--scrypt-log-n', '10']);
+    expect(made.status, made.stderr).to.equal(0);
+  });
+  after(() => tmp.cleanup());
+
+  const refused = async (file: string) => {
+    const r = await run('cert-utility', ['list-items', '--store', at('store'), '--passphrase-file', file]);
+    expect([r.status, r.out], r.stderr).to.deep.equal([4, '']);
+    expect(r.stderr).to.contain(`cert-utility: error: cannot unlock the cryptstore at ${at('store')}: wrong passphrase, or damaged metadata`).and.to.contain('[WRONG_KEY]');
+    return r.stderr;
+  };
+
+  it('names what the passphrase holds that may be there by mistake: a byte-order mark, another line end, a space or tab at either end', async () => {
+    const cases: [string, string, string][] = [
+      ['bom', '\ufeffhunter2\n', 'begins with a byte-order mark (as some editors save UTF-8)'],
+      ['two-lines', 'hunter2\n\n', 'ends with a line-end character beyond the one LF or CRLF taken off'],
+      ['crlf-twice', 'hunter2\r\n\r\n', 'ends with a line-end character beyond the one LF or CRLF taken off'],
+      ['space', 'hunter2 \n', 'ends with a space or tab'],
+      ['both', ' hunter2\t', 'begins with a space or tab and ends with a space or tab'],
+    ];
+    for (const [name, text, says] of cases) {
+      const file = pass(name, text);
+      expect(await refused(file), name).to.contain(`(${file} ${says}, which is part of the passphrase) [WRONG_KEY]`);
+    }
+  });
+
+  it('adds nothing for a passphrase that is merely wrong, and still takes the file with one line end (LF or CRLF) or none', async () => {
+    expect(await refused(pass('wrong', 'hunter3\n'))).not.to.contain('part of the passphrase');
+    for (const [name, text] of [['lf', 'hunter2\n'], ['crlf', 'hunter2\r\n'], ['none', 'hunter2']]) {
+      const r = await run('cert-utility', ['list-items', '--store', at('store'), '--passphrase-file', pass(name!, text!)]);
+      expect(r.status, `${name}: ${r.stderr}`).to.equal(0);
+    }
+  });
+});
