@@ -11,6 +11,9 @@ export type Db = Level<string, Uint8Array>;
 export const notFound = (dir: string, why: string) =>
   new CertifierError('STORE_NOT_FOUND', `no cryptstore at ${dir} (${why}); create one with cert-utility create-store, or, for a machine's identity, cert-utility init-trust`);
 
+/** Said of a database holding records but no cryptstore metadata: another program's, such as a key-server's --data. */
+export const FOREIGN_DB = 'holds a LevelDB database that is not a cryptstore (another program\'s, such as a key-server\'s --data): give the cryptstore\'s own directory';
+
 /** A database that create-store began and never finished: no metadata record, nothing else either. */
 export const unfinished = (dir: string) =>
   new CertifierError('STORE_NOT_FOUND', `no cryptstore at ${dir} (its creation was interrupted before it was written); create-store or init-trust makes it again`, { details: { unfinished: true } });

@@ -17,7 +17,7 @@ import { open as aeadOpen, randomBytes, seal, toHex, wipe } from '../lib/crypto/
 import { CRYPTSTORE_FORMAT_VERSION, encode, parseCryptstoreMetadata, shown, type CryptstoreMetadata, type ValidMetadata } from '../lib/wire/index.ts';
 import { describeKind, type ProtectionParams, type Protector } from './protection.ts';
 import * as L from './layout.ts';
-import { dirState, holdsOnlyLevelFiles, isUnfinished, levelFilesIn, makeStoreDir, notFound, openDb, tightenPermissions, unfinished, withDb, writeFailed, type Db } from './db.ts';
+import { dirState, FOREIGN_DB, holdsOnlyLevelFiles, isUnfinished, levelFilesIn, makeStoreDir, notFound, openDb, tightenPermissions, unfinished, withDb, writeFailed, type Db } from './db.ts';
 import { StoreChanges } from './changes.ts';
 import type { StoreInfo, StoreOptions } from './types.ts';
 
@@ -41,11 +41,12 @@ export class Cryptstore extends StoreChanges {
     // LevelDB's files of a creation cut short before it was a database (power lost, SIGKILL)
     // are not cleared here: another process may be making the store right now. LevelDB takes the
     // lock first (STORE_LOCKED if that other process holds it) and writes its files afresh.
-    const exists = () => new CertifierError('STORE_EXISTS', `a cryptstore already exists at ${dir}`, { details: { made: true } });
+    const exists = async (db: Db) => new CertifierError('STORE_EXISTS', (await db.get(L.META_KEY)) === undefined ? `${dir} ${FOREIGN_DB}, or a new one` : `a cryptstore already exists at ${dir}`, { details: { made: true } });
     // A database without its metadata record is a creation cut short: made again, not refused.
     // One gone since it was seen (its creator removed it) is none either.
     const gone = (e: unknown) => (e instanceof CertifierError && e.code === 'STORE_NOT_FOUND' ? true : Promise.reject(e));
-    if (state === 'store' && !(await withDb(dir, isUnfinished).catch(gone))) throw exists();
+    const there = state === 'store' ? await withDb(dir, async (db) => ((await isUnfinished(db)) ? undefined : exists(db))).catch(gone) : undefined;
+    if (there instanceof CertifierError) throw there;
     // Nor over one cut short with a file of anyone else's beside it (checked again under the lock).
     if (state === 'store' && !(await holdsOnlyLevelFiles(dir).catch(() => true))) throw notLevelOnly(dir);
     // The slow part (scrypt) before anything is on disk, so an interrupted create leaves little.
@@ -74,7 +75,7 @@ export class Cryptstore extends StoreChanges {
     }
     let making = false;
     try {
-      if (!(await isUnfinished(db))) throw exists();
+      if (!(await isUnfinished(db))) throw await exists(db);
       // A creation cut short is made again only where nothing but LevelDB's files is: a file of
       // the user's beside them would go with the store if this run removed it (unmakeHeld).
       if (!(await holdsOnlyLevelFiles(dir))) throw notLevelOnly(dir);
@@ -152,7 +153,7 @@ export class Cryptstore extends StoreChanges {
       const raw = await db.get(L.META_KEY);
       if (raw === undefined) {
         if (await isUnfinished(db)) throw unfinished(dir);
-        throw notFound(dir, 'no metadata record');
+        throw new CertifierError('STORE_NOT_FOUND', `no cryptstore at ${dir}: it ${FOREIGN_DB}`);
       }
       let meta: ValidMetadata;
       try {

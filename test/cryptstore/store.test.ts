@@ -274,8 +274,8 @@ describe('cryptstore', () => {
       const foreign = join(tmp.dir, 'foreign');
       await withRaw(foreign, async (db) => db.put('something', utf8('else')));
       const e = await rejects(Cryptstore.openOrCreate(foreign, pass()), 'STORE_NOT_FOUND');
-      expect(e.message).to.contain('no metadata record');
-      await rejects(Cryptstore.create(foreign, pass()), 'STORE_EXISTS');
+      expect(e.message).to.contain('holds a LevelDB database that is not a cryptstore');
+      expect((await rejects(Cryptstore.create(foreign, pass()), 'STORE_EXISTS')).message).to.contain('holds a LevelDB database that is not a cryptstore');
     });
 
     it('lets one of two runs creating the same store make it, and the other open it (onCreating tells the maker)', async () => {
