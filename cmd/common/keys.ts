@@ -167,7 +167,7 @@ function validHost(host: string): boolean {
 export function parseHostPort(value: string, flag: string, o: { listen?: boolean } = {}): { host: string; port: number } {
   const m = /^(\[[^[\]]+\]|[^:[\]]+):([0-9]+)$/.exec(value);
   const port = m ? decimal(m[2]!) ?? NaN : NaN;
-  if (!m || !(port <= 65535) || (port === 0 && !o.listen)) throw new CertifierError('USAGE', `${flag} must be HOST:PORT${o.listen ? '' : ' with a port from 1 to 65535'}, not "${value}"`);
+  if (!m || !(port <= 65535) || (port === 0 && !o.listen)) throw new CertifierError('USAGE', `${flag} must be HOST:PORT with a port from ${o.listen ? '0 (any free port)' : '1'} to 65535, not "${value}"`);
   if (!validHost(m[1]!)) throw new CertifierError('USAGE', `${flag} must be HOST:PORT with HOST a host name or an IP address (an IPv6 address in brackets: [2001:db8::5]), not "${value}"`);
   return { host: m[1]!.replace(/^\[|\]$/g, ''), port };
 }

@@ -38,7 +38,7 @@ describe('HOST:PORT on the command line', () => {
       expect(e.code, value).to.equal('USAGE');
       expect(e.message).to.equal(`--server must be HOST:PORT with a port from 1 to 65535, not "${value}"`);
     }
-    expect(refusal('127.0.0.1:65536', true).message).to.equal('--server must be HOST:PORT, not "127.0.0.1:65536"');
+    expect(refusal('127.0.0.1:65536', true).message).to.equal('--server must be HOST:PORT with a port from 0 (any free port) to 65535, not "127.0.0.1:65536"');
   });
 
   it('takes a host name (a label may hold "_", a final dot), an IPv4 address, or an IPv6 address in brackets, with a zone', () => {

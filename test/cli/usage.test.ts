@@ -219,7 +219,7 @@ describe('usage mistakes across the programs (exit 2, before any work)', () => {
   it('refuses a bad HOST:PORT or time before any file is read (USAGE, naming the flag), in the commands that read files first', async () => {
     const client = ['--server', '127.0.0.1:65536', '--domain', 'd', '--policy-cert', 'none.pem', '--store', 's', '--key-file', 'k'];
     const runs: [Program, string[], string][] = [
-      ['simpleserver', ['serve', '--policy-key', 'none.pem', '--policy-cert', 'none.pem', '--policy', 'none.bin', '--listen', '127.0.0.1:65536'], '--listen must be HOST:PORT, not "127.0.0.1:65536"'],
+      ['simpleserver', ['serve', '--policy-key', 'none.pem', '--policy-cert', 'none.pem', '--policy', 'none.bin', '--listen', '127.0.0.1:65536'], '--listen must be HOST:PORT with a port from 0 (any free port) to 65535, not "127.0.0.1:65536"'],
       ['simpleserver', ['explain', '--policy', 'none.bin', '--policy-cert', 'none.pem', '--evidence', 'none.bin', '--at', '2026-12-05'], '--at takes an ISO 8601 time with its offset'],
       ['key-client', ['provision', '--config', 'none.json', ...client], '--server must be HOST:PORT with a port from 1 to 65535'],
       // Standard input (a pipe that may never end) is not waited on for a mistake in the flags.
@@ -251,7 +251,7 @@ describe('usage mistakes across the programs (exit 2, before any work)', () => {
     const serve = ['serve', '--domain', 'd', '--policy-cert', 'none.pem', '--store', 's', '--key-file', 'k', '--data', 'data'];
     const cases: [Program, string[], string][] = [
       ['key-client', ['list', '--server', '127.0.0.1:65536', ...client], '--server must be HOST:PORT with a port from 1 to 65535, not "127.0.0.1:65536"'],
-      ['key-server', [...serve, '--listen', '127.0.0.1:65536'], '--listen must be HOST:PORT, not "127.0.0.1:65536"'],
+      ['key-server', [...serve, '--listen', '127.0.0.1:65536'], '--listen must be HOST:PORT with a port from 0 (any free port) to 65535, not "127.0.0.1:65536"'],
       ['key-server', ['join', '--from', '[::1]:65536', ...client], '--from must be HOST:PORT with a port from 1 to 65535, not "[::1]:65536"'],
       ['cert-utility', ['init-trust', '--server', '127.0.0.1:http', ...client], '--server must be HOST:PORT with a port from 1 to 65535, not "127.0.0.1:http"'],
     ];
