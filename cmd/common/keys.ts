@@ -118,7 +118,11 @@ export function requirePolicyDomain(policyCert: Uint8Array, domain: string, path
 /** A measurement given as hex (64 or 96 digits); `flag`, when given, is named in the refusal. */
 export function parseMeasurementHex(hex: string, flag?: string): Uint8Array {
   const h = hex.trim().toLowerCase();
-  if (!/^([0-9a-f]{64}|[0-9a-f]{96})$/.test(h)) throw new CertifierError('USAGE', `${flag ? `${flag} ` : ''}"${hex}" is not a measurement (64 or 96 hex digits)`);
+  if (!/^([0-9a-f]{64}|[0-9a-f]{96})$/.test(h)) {
+    // The measurement files are raw bytes, named like "measurements/vm-image.measurement": the hex they hold is wanted.
+    const file = /\/|\.measurement$/.test(hex) ? `; a measurement file's name? give the measurement it holds, in hex: xxd -p -c 64 ${hex} (or the line cert-utility measure printed)` : '';
+    throw new CertifierError('USAGE', `${flag ? `${flag} ` : ''}"${hex}" is not a measurement (64 or 96 hex digits)${file}`);
+  }
   return fromHex(h);
 }
 

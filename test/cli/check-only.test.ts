@@ -70,6 +70,15 @@ describe('--check-only', function () {
     expect(readdirSync(tmp.dir), 'no store made').to.deep.equal([]);
   });
 
+  it('says a measurement file named where its hex belongs is a file whose hex is wanted (the files are raw bytes: a mistake README\'s paths invite)', async () => {
+    const file = 'measurements/key-server.program.measurement';
+    const [pin, trusted] = await Promise.all([retrieve(['--server-measurement', file]), policy(['--trust-measurement', 'vm-image.measurement'])]);
+    refused(pin, `key-client: error: --server-measurement "${file}" is not a measurement (64 or 96 hex digits); a measurement file's name? give the measurement it holds, in hex: xxd -p -c 64 ${file} (or the line cert-utility measure printed) [USAGE]`);
+    refused(trusted, `cert-utility: error: --trust-measurement "vm-image.measurement" is not a measurement (64 or 96 hex digits); a measurement file's name? give the measurement it holds, in hex: xxd -p -c 64 vm-image.measurement (or the line cert-utility measure printed) [USAGE]`);
+    // Hex of the wrong length is no file's name: no such hint.
+    refused(await retrieve(['--server-measurement', 'ab'.repeat(31)]), `--server-measurement "${'ab'.repeat(31)}" is not a measurement (64 or 96 hex digits) [USAGE]`);
+  });
+
   it('init-trust refuses platform flags that do not go together, as its run does before reading any file (first-boot.sh asks it; it checked them in bash)', async () => {
     const init = (flags: string[], checkOnly = true) => run('cert-utility', ['init-trust', ...(checkOnly ? ['--check-only'] : []), '--domain', 'datica',
       '--policy-cert', 'policy-cert.pem', '--server', 'kms.internal:8123', '--store', 'store', ...flags], { cwd: tmp.dir });
