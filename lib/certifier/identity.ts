@@ -32,9 +32,14 @@ export const ROLE_PLATFORM_PREFIX = 'role:';
  * validate like admission certificates, being signed by the same policy key.
  */
 export function requireMachine(peer: ValidatedPeer, side: 'client' | 'server'): ValidatedPeer {
-  const refuse = (what: string, reason: string) =>
-    new CertifierError('UNTRUSTED_PEER', `the ${side === 'server' ? 'server' : 'client'} presented ${what}, not a certified machine's certificate`, { details: { reason } });
-  if (peer.platform === AUTHORITY_PLATFORM) throw refuse("the policy authority's (simpleserver's) certificate", side === 'server' ? 'not-key-server' : 'not-machine');
+  const refuse = (what: string, reason: string, fix = '') =>
+    new CertifierError('UNTRUSTED_PEER', `the ${side === 'server' ? 'server' : 'client'} presented ${what}, not a certified machine's certificate${fix}`, { details: { reason } });
+  // The usual cause on the client's side: simpleserver's port given for key-server's.
+  if (peer.platform === AUTHORITY_PLATFORM) {
+    throw side === 'server'
+      ? refuse("the policy authority's (simpleserver's) certificate", 'not-key-server', ": --server names simpleserver, the certifier (init-trust's --server), not a key-server")
+      : refuse("the policy authority's (simpleserver's) certificate", 'not-machine');
+  }
   if (peer.platform.startsWith(ROLE_PLATFORM_PREFIX)) throw refuse(`a role credential (${peer.platform}), which is shown in the auth-challenge`, 'role-credential');
   return peer;
 }
@@ -62,7 +67,7 @@ export function requireOwnIdentity(peer: ValidatedPeer, what: string, o: { fix?:
 export function verifyAuthority(chain: Uint8Array[], policyCert: Uint8Array, at: Date): ValidatedPeer {
   const peer = validateAdmission({ chain, policyCert, at, usage: 'server' });
   if (peer.platform !== AUTHORITY_PLATFORM) {
-    throw new CertifierError('UNTRUSTED_PEER', `the server is a certified machine (platform ${peer.platform}), not the policy authority`, { details: { reason: 'not-authority' } });
+    throw new CertifierError('UNTRUSTED_PEER', `the server is a certified machine (platform ${peer.platform}), not the policy authority: --server names a key-server or another certified machine, not simpleserver`, { details: { reason: 'not-authority' } });
   }
   return peer;
 }

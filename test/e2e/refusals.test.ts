@@ -96,13 +96,21 @@ describe('e2e: key-server refusals, each with its own code, while it keeps servi
       const args = ['retrieve', 'canary', '--out', '-', '--server', `127.0.0.1:${d.certifierPort}`, '--domain', d.name, '--policy-cert', d.policyCertFile, ...good.storeArgs];
       const unpinned = await run('key-client', args, { cwd: d.dir });
       expectFailure(unpinned, 4, 'UNTRUSTED_PEER');
-      expect(unpinned.stderr).to.contain("the server presented the policy authority's (simpleserver's) certificate, not a certified machine's");
+      expect(unpinned.stderr).to.contain("the server presented the policy authority's (simpleserver's) certificate, not a certified machine's certificate: --server names simpleserver, the certifier (init-trust's --server), not a key-server [UNTRUSTED_PEER]");
       expect(unpinned.stdout.length).to.equal(0);
       // Even pinned to the authority's own measurement (the policy certificate's hash).
       const authority = createHash('sha256').update(d.policyCert).digest('hex');
       const pinned = await run('key-client', [...args, '--server-measurement', authority], { cwd: d.dir });
       expectFailure(pinned, 4, 'UNTRUSTED_PEER');
       expect(pinned.stderr).to.contain("not a certified machine's certificate");
+    });
+
+    it('init-trust refuses a key-server as its certifier, saying --server names a certified machine (UNTRUSTED_PEER, exit 4), and certifies nothing', async () => {
+      const r = await run('cert-utility', ['init-trust', '--server', server.address, '--domain', d.name, '--policy-cert', d.policyCertFile, ...good.storeArgs, '--force',
+        '--platform', 'simulated', '--platform-dir', d.platformDir, '--measurement-file', d.measurementFile('client-good')], { cwd: d.dir });
+      expectFailure(r, 4, 'UNTRUSTED_PEER');
+      expect(r.stderr).to.contain('the server is a certified machine (platform simulated-enclave), not the policy authority: --server names a key-server or another certified machine, not simpleserver [UNTRUSTED_PEER]');
+      await stillServes();
     });
 
     it('refuses an ended policy certificate before connecting, saying the policy key must be replaced: CERT_EXPIRED, exit 4 (key-client, init-trust, join)', async () => {
