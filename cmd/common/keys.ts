@@ -80,9 +80,14 @@ function refusedKey(e: unknown): CertifierError | undefined {
   return undefined;
 }
 
-/** A certificate (PEM or DER) as DER. */
+/** A certificate (PEM or DER) as DER; a PEM file holding a private key too is refused. */
 export async function readCertificateFile(path: string): Promise<Uint8Array> {
   const bytes = await readFileLimited(path, KEY_FILE_LIMIT);
+  // A combined PEM (certificate and key) handed out as the certificate would hand out the key.
+  const text = looksLikePem(bytes) ? Buffer.from(bytes).toString('latin1') : '';
+  if (/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(text) && text.includes('-----BEGIN CERTIFICATE-----')) {
+    throw new CertifierError('INVALID_INPUT', `${path} holds a private key beside the certificate: a certificate file is handed out (the policy certificate goes into every VM image), its key never; give a file holding the certificate alone`);
+  }
   try {
     return readCertificate(bytes);
   } catch (e) {
