@@ -318,7 +318,7 @@ export async function run(program: Command, argv = process.argv): Promise<void> 
       process.exitCode = first === 'help' ? ExitStatus.ok : ExitStatus.usage;
       return;
     }
-    process.exitCode = renderError(program, workingDirectoryGone(e) ?? switchGivenValue(program, argv, e) ?? e);
+    process.exitCode = renderError(program, workingDirectoryGone(e) ?? switchGivenValue(program, argv, e) ?? mistypedFlag(program, argv, e) ?? e);
   }
 }
 
@@ -334,6 +334,38 @@ function switchGivenValue(program: Command, argv: readonly string[], e: unknown)
   const known = [...(sub?.options ?? []), ...program.options].find((o) => o.long === flag);
   if (!known || known.required || known.optional) return undefined;
   return new CertifierError('USAGE', `${flag} takes no value: give it alone, not as '${token}'`, { cause: e });
+}
+
+/**
+ * A required flag "not specified" where a flag commander does not know was typed (`--stor`): the
+ * typo is the mistake, and commander's error for it suggests the flag meant. Commander checks for
+ * the missing flag first.
+ */
+function mistypedFlag(program: Command, argv: readonly string[], e: unknown): CommanderError | undefined {
+  if (!(e instanceof CommanderError) || e.code !== 'commander.missingMandatoryOptionValue') return undefined;
+  const sub = program.commands.find((c) => c.name() === argv[2] || c.aliases().includes(argv[2] ?? ''));
+  if (!sub) return undefined;
+  const known = [...sub.options, ...program.options];
+  const tokens = argv.slice(3);
+  for (let i = 0; i < tokens.length; i++) {
+    const t = tokens[i]!;
+    if (t === '--') break;
+    if (!t.startsWith('-') || t === '-') continue;
+    const opt = known.find((o) => t === o.long || t.startsWith(`${o.long}=`) || (o.short !== undefined && t === o.short));
+    if (opt) {
+      if (!t.includes('=') && opt.required) i++; // its value, whatever it looks like
+      continue;
+    }
+    if (t === '-h' || t === '--help') return undefined;
+    try {
+      // Commander's own refusal of it (not in its typings), suggestion included.
+      (sub as unknown as { unknownOption(flag: string): never }).unknownOption(t);
+    } catch (unknown) {
+      if (unknown instanceof CommanderError) return unknown;
+    }
+    return undefined;
+  }
+  return undefined;
 }
 
 /**

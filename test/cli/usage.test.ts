@@ -29,6 +29,20 @@ describe('usage mistakes across the programs (exit 2, before any work)', () => {
     expect(bogus.stderr).to.contain("key-server: error: unknown command 'bogus' [USAGE]");
   });
 
+  it('names a mistyped flag (with commander\'s suggestion) rather than the required flag it was meant to be, which it said was not given', async () => {
+    const [store, json, value] = await Promise.all([
+      run('cert-utility', ['list-items', '--stor', 'x', '--key-file', 'k']),
+      run('key-client', ['list', '--server', '127.0.0.1:1', '--domain', 'd', '--policy-cert', 'c.pem', '--stor', 's', '--key-file', 'k', '--json']),
+      // A value that looks like a flag is its option's value, not a flag of its own.
+      run('cert-utility', ['list-items', '--key-file', '--stor']),
+    ]);
+    expect([store.status, store.out]).to.deep.equal([2, '']);
+    expect(store.stderr).to.contain("cert-utility: error: unknown option '--stor' (Did you mean --store?) [USAGE]");
+    expect(json.status).to.equal(2);
+    expect(json.json().error).to.deep.include({ code: 'USAGE', message: "unknown option '--stor' (Did you mean --store?)" });
+    expect(value.stderr).to.contain("required option '--store <dir>' not specified [USAGE]");
+  });
+
   it('refuses --out - where a command writes a file and offers no standard output (it made a file named "-")', async () => {
     await Promise.all([['new-key-file', '--out', '-'], ['generate-policy-key', '--domain', 'd', '--key-out', '-', '--cert-out', 'c.pem']].map(async (args) => {
       const r = await run('cert-utility', args, { cwd: tmp.dir });
