@@ -119,8 +119,13 @@ function flagsGiven(cmd: Command, tokens: readonly string[]): Map<string, number
  */
 function flagTyped(program: Command, flag: string): boolean {
   const tokens = process.argv.slice(2);
-  const sub = program.commands.find((c) => c.name() === tokens[0]);
+  const sub = typedCommand(program);
   return sub ? (flagsGiven(sub, tokens.slice(1)).get(flag) ?? 0) > 0 : tokens.includes(flag);
+}
+
+/** The subcommand typed, read from the arguments as typed. */
+function typedCommand(program: Command): Command | undefined {
+  return program.commands.find((c) => c.name() === process.argv[2]);
 }
 
 const wantsJson = (program: Command): boolean => flagTyped(program, '--json');
@@ -174,10 +179,13 @@ function renderError(command: Command, e: unknown): number {
     process.stderr.write(`${program}: error: ${escapeInvisible(message)} [${code}]\n`);
     // The refusal of a command run with --check-only is its answer, not a misuse of it.
     if (status === ExitStatus.usage && !flagTyped(command, '--check-only')) {
-      const sub = command.commands.find((c) => c.name() === process.argv[2]);
+      const sub = typedCommand(command);
       process.stderr.write(`hint: run "${program}${sub ? ` ${sub.name()}` : ''} --help" for usage\n`);
     }
     if (code === 'INTERNAL' && !remote(e)) process.stderr.write('hint: set CERTIFIER_DEBUG=1 to see where it happened\n');
+    // Where the command's --force replaces what is there (not init-trust's, which certifies again).
+    const force = code === 'ALREADY_EXISTS' && !flagTyped(command, '--force') ? typedCommand(command)?.options.find((o) => o.long === '--force') : undefined;
+    if (force?.description.startsWith('replace ')) process.stderr.write(`hint: give --force to ${force.description}\n`);
   }
   if (debug && e instanceof Error) process.stderr.write(`${e.stack}\n${e.cause ? `cause: ${(e.cause as Error).stack ?? e.cause}\n` : ''}`);
   return status;
