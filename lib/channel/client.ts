@@ -6,6 +6,7 @@ import tls, { type TLSSocket } from 'node:tls';
 import { CertifierError } from '../errors/index.ts';
 import { FrameDecoder, encodeFrame } from '../wire/index.ts';
 import { channelError, errnoOf, timeoutError } from './errors.ts';
+import { markUnsure, SECOND_TRY_PAUSE_MS, withSecondTry } from './second-try.ts';
 import { baseTlsOptions, chainOf, exporterFor, hostPort, runVerifyPeer } from './tlsutil.ts';
 import { resolveLimits, type ClientConnection, type ConnectOptions, type PreparedClientTls, type ResolvedLimits, type TlsIdentity, type TlsTrust } from './types.ts';
 
@@ -38,15 +39,20 @@ export async function connect<P>(opts: ConnectOptions<P>): Promise<ClientConnect
   if (opts.tls && opts.plain) throw new CertifierError('INVALID_INPUT', 'choose either tls or plain, not both');
   if (!opts.tls && opts.plain !== true) throw new CertifierError('INVALID_INPUT', 'a connection without tls must say plain: true');
   if (opts.verifyPeer && !opts.tls) throw new CertifierError('INVALID_INPUT', 'verifyPeer needs tls');
+  const prepared = opts.tls && 'context' in opts.tls ? opts.tls : opts.tls ? prepareClientTls(opts.tls) : undefined;
+  const abandoned = () => new CertifierError('UNREACHABLE', `the connection to ${target} was abandoned`);
+  if (!prepared?.mutual) return connectOnce(opts, prepared, limits, target, 1, abandoned);
+  return withSecondTry((attempt) => connectOnce(opts, prepared, limits, target, attempt, abandoned), opts.signal, abandoned);
+}
+
+/** One connection; `attempt` 2 is the second try after an unsure refusal (second-try.ts). */
+async function connectOnce<P>(opts: ConnectOptions<P>, prepared: PreparedClientTls | undefined, limits: ResolvedLimits, target: string, attempt: 1 | 2, abandoned: () => CertifierError): Promise<Connection<P>> {
   const connectTimeoutMs = opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
 
   let socket: Socket;
   let tlsSocket: TLSSocket | undefined;
-  let mutual = false;
   let served: Uint8Array[] | undefined;
-  if (opts.tls) {
-    const prepared = 'context' in opts.tls ? opts.tls : prepareClientTls(opts.tls);
-    mutual = prepared.mutual;
+  if (prepared) {
     tlsSocket = tls.connect({
       host: opts.host,
       port: opts.port,
@@ -64,10 +70,10 @@ export async function connect<P>(opts: ConnectOptions<P>): Promise<ClientConnect
     socket = net.connect({ host: opts.host, port: opts.port });
   }
   // Listeners go on before the first tick so no early error is ever unhandled.
-  const conn = new Connection<P>(socket, tlsSocket, limits, target, mutual, connectTimeoutMs, opts.tls?.ca);
+  const conn = new Connection<P>(socket, tlsSocket, limits, target, prepared?.mutual ?? false, connectTimeoutMs, attempt, prepared?.ca);
   const { signal } = opts;
   if (signal) {
-    const abandon = () => conn.abort(new CertifierError('UNREACHABLE', `the connection to ${target} was abandoned`));
+    const abandon = () => conn.abort(abandoned());
     if (signal.aborted) abandon();
     else {
       signal.addEventListener('abort', abandon, { once: true });
@@ -126,6 +132,8 @@ class Connection<P> implements ClientConnection<P> {
     private readonly target: string,
     private readonly mutual: boolean,
     connectTimeoutMs: number,
+    /** 2 on the second try after an unsure refusal, whose refusal is then taken as one. */
+    private readonly attempt: 1 | 2,
     private readonly ca?: string,
   ) {
     this.decoder = new FrameDecoder(limits.frameLimit);
@@ -379,10 +387,16 @@ class Connection<P> implements ClientConnection<P> {
     return new CertifierError('UNREACHABLE', `${this.target} closed the connection${when}${partial}${plainHint}`, { details: { target: this.target } });
   };
 
+  /**
+   * A refusal as our servers make it, or a server killed in the handshake: unsure on a first try
+   * (asked again, second-try.ts), taken as a refusal on the second.
+   */
   private refusedError(cause?: unknown): CertifierError {
-    return new CertifierError('UNTRUSTED_PEER',
-      `${this.target} closed the connection right after the TLS handshake without accepting it: it refused our certificate (its log says why: outside its dates by the server's clock, when this machine was certified minutes ago, means a clock more than 5 minutes off)`,
-      { cause, details: { target: this.target } });
+    const twice = this.attempt === 2 ? ` (asked twice, ${SECOND_TRY_PAUSE_MS} ms apart, as a server process killed in the handshake closes the same way)` : '';
+    const err = new CertifierError('UNTRUSTED_PEER',
+      `${this.target} closed the connection right after the TLS handshake without accepting it: it refused our certificate (its log says why: outside its dates by the server's clock, when this machine was certified minutes ago, means a clock more than 5 minutes off)${twice}`,
+      { cause, details: { target: this.target, attempts: this.attempt } });
+    return this.attempt === 1 ? markUnsure(err) : err;
   }
 
   /** Ends the connection once; `err` (or what it makes, only if used) says why. */

@@ -2,17 +2,20 @@
 // handshake. Killed with bytes of the client's unread, its kernel resets the connection: a
 // hang-up (UNREACHABLE, exit 3), which first-boot.sh retries. Killed once it has read the
 // client's whole side of the handshake, before its session tickets leave, it closes the
-// connection exactly as our refusals do (no alert, no ticket, a clean close): the client cannot
-// tell, and says UNTRUSTED_PEER (exit 4); so it does for one frozen past a second with the
-// client's request unread, then killed (a refusal that came late): the cases README's Design
-// names as not told apart.
+// connection exactly as our refusals do (no alert, no ticket, a clean close), and so does one
+// frozen past a second with the client's request unread, then killed (a refusal that came
+// late): the client cannot tell these from a refusal, so it asks once more, and hears that
+// nobody is there (UNREACHABLE, exit 3), or is served by the server that took its place.
 
 import { expect } from 'chai';
+import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
+import net, { type AddressInfo, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { ROOT, type RunResult } from '../support/helpers.ts';
 import { waitFor } from '../channel/harness.ts';
-import { Domain, expectFailure, sleep, type KeyServer, type Machine } from './domain.ts';
+import { rejects } from '../support/rejects.ts';
+import { Domain, expectFailure, expectSuccess, sleep, type KeyServer, type Machine } from './domain.ts';
 
 /** Bytes received and not yet read by the process on the established TCP connections to `port` (IPv4). */
 function unreadAt(port: number): number {
@@ -76,20 +79,90 @@ describe('e2e: key-client against a key-server killed part way through the TLS h
     expect(r.stderr).not.to.contain('refused');
   });
 
-  it('is still taken for a refusal (UNTRUSTED_PEER, exit 4) when it froze after sending its side of the handshake and is killed over a second later, the client\'s request unread: the wire is that of a refusal that came late', async () => {
+  it('is UNREACHABLE (exit 3) when it froze after sending its side of the handshake and is killed over a second later, the client\'s request unread: the wire is that of a refusal that came late, and the second try finds nobody', async () => {
     const server = await dying('stop');
     const r = await retrieveThenKill(server, async () => {
       await stoppedAfterFlight(server);
       await sleep(2_500); // past the second the client holds its requests for the server's verdict
     });
-    expectFailure(r, 4, 'UNTRUSTED_PEER');
+    expectFailure(r, 3, 'UNREACHABLE');
+    expect(r.stderr).to.contain('connection refused');
   });
 
-  it('is still taken for a refusal (UNTRUSTED_PEER, exit 4) when it is killed once it has read the client\'s whole handshake: the wire is that of our refusals', async () => {
+  it('is UNREACHABLE (exit 3) when it is killed once it has read the client\'s whole handshake: the wire is that of our refusals, and the second try finds nobody', async () => {
     const server = await dying('finished');
     const r = await retrieve(server);
     expect((await server.child.exited).signal).to.equal('SIGKILL');
-    expectFailure(r, 4, 'UNTRUSTED_PEER');
-    expect(r.stderr).to.contain('closed the connection right after the TLS handshake without accepting it');
+    expectFailure(r, 3, 'UNREACHABLE');
+    expect(r.stderr).to.contain('connection refused').and.not.to.contain('refused our certificate');
+  });
+
+  it('retrieves the value when a server has taken the killed one\'s place by the second try (the port passed to a healthy key-server, as a restart would)', async () => {
+    // The port is a forwarder of ours: its first connection goes to the dying key-server, every
+    // later one to a healthy key-server of the same program holding the value. It passes each
+    // side's end on as an end, so the client sees the dying server's clean close as it is.
+    const [healthy, dyingOne] = await Promise.all([
+      d.certify('ks-healthy', 'key-server').then((m) => d.startKeyServer(m, { data: d.path('healthy-data') })),
+      dying('finished'),
+    ]);
+    const value = randomBytes(32);
+    await d.withClient(healthy, client, (c) => c.store('vhd/disk-1', value));
+    const { port, close } = await forwarder([dyingOne.port, healthy.port]);
+    try {
+      const r = expectSuccess(await retrieve({ ...healthy, port, address: `127.0.0.1:${port}` }));
+      expect((await dyingOne.child.exited).signal).to.equal('SIGKILL');
+      expect(r.stderr).not.to.contain('refused');
+      const store = await d.openStore(client.store);
+      try {
+        expect(Buffer.from((await store.get('vhd/disk-1'))!.blob)).to.deep.equal(value);
+      } finally {
+        await store.close();
+      }
+    } finally {
+      await close();
+    }
+  });
+
+  it('still takes a real refusal for one (UNTRUSTED_PEER, exit 4), asked twice: the key-server logs each refused connection alike, and sees no third', async () => {
+    // A machine of another policy key of the same domain name, whose certificate the key-server's TLS refuses.
+    const other = await Domain.create({ programs: ['client'], name: d.name });
+    try {
+      const stranger = await other.identity(await other.certify('stranger', 'client'));
+      const server = await d.startKeyServer(ks);
+      const from = server.child.mark();
+      const e = await rejects(d.connect(server, stranger).then((c) => c.retrieve('vhd/disk-1')), 'UNTRUSTED_PEER');
+      expect(e.exitStatus).to.equal(4);
+      expect(e.message).to.contain('closed the connection right after the TLS handshake without accepting it').and.contain('asked twice');
+      const refused = () => server.child.stderr.slice(from).split('\n').filter((l) => / refused .*reason=untrusted-peer/.test(l));
+      await waitFor(() => refused().length === 2, 30_000, 'both refusals logged');
+      await sleep(1_500);
+      expect(refused()).to.have.length(2);
+      for (const line of refused()) expect(line).to.contain('code=UNTRUSTED_PEER');
+    } finally {
+      await other.close();
+    }
   });
 });
+
+/** A TCP forwarder on 127.0.0.1 sending its n-th connection to `ports[n]` (the last one for any later). */
+async function forwarder(ports: number[]): Promise<{ port: number; close: () => Promise<void> }> {
+  const sockets = new Set<Socket>();
+  let n = 0;
+  const server = net.createServer({ allowHalfOpen: true }, (client) => {
+    const upstream = net.connect({ host: '127.0.0.1', port: ports[Math.min(n++, ports.length - 1)]!, allowHalfOpen: true });
+    for (const [from, to] of [[client, upstream], [upstream, client]] as const) {
+      sockets.add(from);
+      from.pipe(to);
+      from.on('error', () => (client.destroy(), upstream.destroy()));
+      from.on('close', () => sockets.delete(from));
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: () => new Promise<void>((resolve) => {
+      for (const s of sockets) s.destroy();
+      server.close(() => resolve());
+    }),
+  };
+}

@@ -1,0 +1,79 @@
+// A close right after the handshake, without tickets or a word, is a refusal of ours or a server
+// killed in its handshake: the client asks once more before it says which (second-try.ts).
+
+import { expect } from 'chai';
+import type { AddressInfo } from 'node:net';
+import tls, { type TLSSocket } from 'node:tls';
+import { CertifierError } from '../../lib/errors/index.ts';
+import { SECOND_TRY_PAUSE_MS } from '../../lib/channel/second-try.ts';
+import type { ChannelServer } from '../../lib/channel/index.ts';
+import { Harness, bytes, rejectsWith, testPki, text } from './harness.ts';
+
+describe('channel: a second try after a close that may be a refusal', () => {
+  const h = new Harness();
+  afterEach(() => h.stop());
+  const servers: tls.Server[] = [];
+  afterEach(() => servers.splice(0).forEach((s) => s.close()));
+  /** TCP connections the last rawServer took. */
+  let accepted = 0;
+
+  /**
+   * A TLS server whose connections go to `serve` in turn, numbered from 1; one that destroys its
+   * socket at once closes it as our refusals do (no ticket, no alert).
+   */
+  async function rawServer(serve: (s: TLSSocket, n: number, server: tls.Server) => void): Promise<ChannelServer> {
+    const p = await testPki();
+    const server = tls.createServer({ key: p.server.key, cert: p.server.cert, ca: p.ca.cert, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.3' });
+    servers.push(server);
+    let n = 0;
+    accepted = 0;
+    server.on('connection', () => accepted++);
+    server.on('secureConnection', (s) => (s.on('error', () => {}), serve(s, ++n, server)));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    return { address: { host: '127.0.0.1', port: (server.address() as AddressInfo).port } } as ChannelServer;
+  }
+
+  it('says UNREACHABLE (exit 3) when the server closed as a refusal would and is gone on the second try (a process killed in its handshake)', async () => {
+    const server = await rawServer((s, _n, listener) => (listener.close(), s.destroy()));
+    const conn = await h.connect(server, 'mtls');
+    const e = await rejectsWith(conn.request(bytes('hi')), 'UNREACHABLE');
+    expect(e.exitStatus).to.equal(3);
+    expect(e.message).to.contain('connection refused');
+  });
+
+  it('sends the requests again, in order, on the second connection when the first closed as a refusal would, and they are answered', async () => {
+    const seen: string[] = [];
+    const server = await rawServer((s, n) => {
+      if (n === 1) return s.destroy();
+      s.on('data', (d: Buffer) => (seen.push(d.toString('latin1')), s.write(d)));
+    });
+    const conn = await h.connect(server, 'mtls');
+    const answers = await Promise.all(['one', 'two', 'three'].map((m) => conn.request(bytes(m))));
+    expect(answers.map(text)).to.deep.equal(['one', 'two', 'three']);
+    expect(conn.peer?.subject).to.contain('server');
+    expect(await conn.request(bytes('four')).then(text)).to.equal('four');
+    await conn.close();
+  });
+
+  it('takes a second such close for a refusal (UNTRUSTED_PEER, exit 4, saying it asked twice), after the pause, and asks no third time', async () => {
+    let connections = 0;
+    const server = await rawServer((s) => (connections++, s.destroy()));
+    const conn = await h.connect(server, 'mtls');
+    const started = performance.now();
+    const e = await rejectsWith(conn.request(bytes('hi')), 'UNTRUSTED_PEER');
+    expect(performance.now() - started).to.be.at.least(SECOND_TRY_PAUSE_MS);
+    expect(e.exitStatus).to.equal(4);
+    expect(e.message).to.contain('closed the connection right after the TLS handshake without accepting it').and.to.contain('asked twice');
+    await new Promise((r) => setTimeout(r, 2 * SECOND_TRY_PAUSE_MS));
+    expect(connections).to.equal(2);
+  });
+
+  it('asks no second time when its own check of the server refuses it, which is certain', async () => {
+    const server = await rawServer((s) => s.on('data', (d: Buffer) => s.write(d)));
+    const mine = new CertifierError('UNTRUSTED_PEER', 'measurement not pinned');
+    const e = await rejectsWith(h.connect(server, 'mtls', { verifyPeer: () => { throw mine; } }), 'UNTRUSTED_PEER');
+    expect(e).to.equal(mine);
+    await new Promise((r) => setTimeout(r, 2 * SECOND_TRY_PAUSE_MS));
+    expect(accepted).to.equal(1);
+  });
+});
