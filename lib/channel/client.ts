@@ -156,9 +156,10 @@ class Connection<P> implements ClientConnection<P> {
     });
     // A TLS 1.3 server that accepted our certificate sends session tickets right after the
     // handshake; ours (and Node's own chain check) refuse by closing without them, in the same
-    // tick, and send no alert. Requests wait for the tickets, so a clean close before any request
-    // went is a refusal, and one after it a hang-up: a server dying on a request loses its tickets
-    // too. A reset is a refusal only after a request went (classify says why).
+    // tick, and send no alert. Requests wait for the tickets, so a clean close without them reads
+    // as a refusal (as does a server killed in the handshake: connect asks it again, second-try.ts),
+    // and one after them a hang-up. A reset reads as a refusal only after a request went (classify
+    // says why).
     tlsSocket?.on('session', () => {
       this.sawTicket = true;
       clearTimeout(this.verdictTimer);

@@ -530,6 +530,26 @@ describe('scripts/first-boot.sh against running servers', function () {
     for (const [name, key] of Object.entries(keys)) expect((await held(store, name)).equals(key), name).to.equal(true);
   });
 
+  it('fetches every key when its key-server is killed as it reads the VM\'s handshake and is restarted: the close, which reads as a refusal, is asked again and found a hang-up', async () => {
+    const store = d.path('vm-killed-server');
+    const ks = await d.certify('ks-killed', 'key-server');
+    const data = d.path('ks-killed-data');
+    const armed = d.path('ks-killed-armed');
+    // Killed (SIGKILL) once it has read the VM's whole side of the handshake: test/support/die-in-handshake.mjs.
+    const dying = await d.startKeyServer(ks, { data, env: { NODE_OPTIONS: `--import=${join(ROOT, 'test/support/die-in-handshake.mjs')}`, DIE_IN_HANDSHAKE: 'finished', DIE_ARMED_FILE: armed } });
+    for (const [name, key] of Object.entries(keys)) expectSuccess(await d.kc(operator, dying, 'store', [name, '--in', '-'], key));
+    writeFileSync(armed, '');
+    const vm = new Child('first-boot', spawn(join(ROOT, 'scripts', 'first-boot.sh'), bootArgs(store, { kport: dying.port, pin: dying.measurementHex, extra: ['--max-delay', '1'], retries: 20 }), { stdio: ['ignore', 'pipe', 'pipe'] }));
+    expect((await dying.child.exited).signal).to.equal('SIGKILL');
+    await d.startKeyServer(ks, { data, listen: `127.0.0.1:${dying.port}` });
+    const { code } = await vm.exited;
+    expect(code, vm.stderr).to.equal(0);
+    // key-client's second try finds nobody (exit 3, and first-boot tries again), or the restarted
+    // server when it is up within the pause.
+    expect(vm.stderr, vm.stderr).not.to.contain('refused our certificate').and.not.contain('not retrying');
+    for (const [name, key] of Object.entries(keys)) expect((await held(store, name)).equals(key), name).to.equal(true);
+  });
+
   it('takes --timeout only as its programs do (exit 2 before certifying)', async () => {
     const r = await boot(d.path('vm-bad-timeout'), { extra: ['--timeout', '0'] });
     expect(r.status, r.stderr).to.equal(2);
