@@ -76,4 +76,16 @@ describe('channel: a second try after a close that may be a refusal', () => {
     await new Promise((r) => setTimeout(r, 2 * SECOND_TRY_PAUSE_MS));
     expect(accepted).to.equal(1);
   });
+
+  it('gives up when its caller abandons the connection (the AbortSignal) before the second try: UNREACHABLE, no second connection', async () => {
+    const abort = new AbortController();
+    // Aborted as the server closes (client and server are this process): the client reads the
+    // close in the pause or after the abort, and either way makes no second connection.
+    const server = await rawServer((s) => (s.destroy(), abort.abort()));
+    const conn = await h.connect(server, 'mtls', { signal: abort.signal });
+    const e = await rejectsWith(conn.request(bytes('hi')), 'UNREACHABLE');
+    expect(e.message).to.contain('abandoned');
+    await new Promise((r) => setTimeout(r, 2 * SECOND_TRY_PAUSE_MS));
+    expect(accepted).to.equal(1);
+  });
 });
