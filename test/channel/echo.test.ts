@@ -37,7 +37,7 @@ describe('channel: request and answer', () => {
       [errno('EADDRINUSE', 'listen EADDRINUSE: address already in use 127.0.0.1:8123'), 8123, 'ADDRESS_IN_USE', 'cannot listen on 127.0.0.1:8123: address already in use'],
       [errno('EACCES', 'listen EACCES: permission denied 127.0.0.1:443'), 443, 'ADDRESS_NOT_PERMITTED', 'cannot listen on 127.0.0.1:443: permission denied (a port below 1024 needs root or CAP_NET_BIND_SERVICE)'],
       [errno('EACCES', 'listen EACCES: permission denied 127.0.0.1:8123'), 8123, 'ADDRESS_NOT_PERMITTED', 'cannot listen on 127.0.0.1:8123: permission denied'],
-      [errno('EADDRNOTAVAIL', 'listen EADDRNOTAVAIL: address not available 127.0.0.1:8123'), 8123, 'INVALID_INPUT', 'cannot listen on 127.0.0.1:8123: listen EADDRNOTAVAIL: address not available 127.0.0.1:8123'],
+      [errno('EADDRNOTAVAIL', 'listen EADDRNOTAVAIL: address not available 127.0.0.1:8123'), 8123, 'INVALID_INPUT', 'cannot listen on 127.0.0.1:8123: 127.0.0.1 is not an address of this machine (listen on one of its own, or 0.0.0.0 for all of them)'],
     ];
     for (const [cause, port, code, message] of cases) {
       const e = listenError(cause, '127.0.0.1', port);
