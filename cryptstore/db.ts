@@ -4,7 +4,7 @@
 import { promises as fs, type Stats } from 'node:fs';
 import { Level } from 'level';
 import { CertifierError } from '../lib/errors/index.ts';
-import { describeErrno, fileError, inDir, levelFileError, makeOwnDirs, ownDirProblem, tightenFiles, type MadeDirs } from '../lib/files/index.ts';
+import { describeMkdirErrno, fileError, notDirOnTheWay, inDir, levelFileError, makeOwnDirs, ownDirProblem, tightenFiles, type MadeDirs } from '../lib/files/index.ts';
 
 export type Db = Level<string, Uint8Array>;
 
@@ -81,16 +81,27 @@ const notPrivate = (path: string, e: unknown) =>
 export async function makeStoreDir(dir: string): Promise<MadeDirs> {
   const made = await makeOwnDirs(dir, 0o700).catch(async (e: unknown) => {
     const link = await fs.readlink(dir).catch(() => undefined);
-    const why = link === undefined ? describeErrno(e) : `it is a symbolic link to ${link}, which does not exist`;
-    throw new CertifierError('FILE_ERROR', `cannot create the cryptstore directory ${dir}: ${why}`, { cause: e });
+    const why = link === undefined ? await describeMkdirErrno(dir, e) : `it is a symbolic link to ${link}, which does not exist`;
+    throw cannotMake(dir, why, e);
   });
   const st = await fs.stat(dir).catch((e: unknown) => Promise.reject(fileError('read', dir, e)));
   const problem = ownDirProblem(st, process.getuid?.());
   if (problem === "another user's") throw new CertifierError('FILE_ERROR', `${dir} belongs to another user (uid ${st.uid}); ${MUST_OWN}`);
   // Only where something replaced the directory since mkdir: a stat follows links.
-  if (problem === 'not a directory' || problem === 'a symbolic link') throw new CertifierError('FILE_ERROR', `cannot create the cryptstore directory ${dir}: it is not a directory`);
+  if (problem === 'not a directory' || problem === 'a symbolic link') throw cannotMake(dir, 'it is not a directory');
   await tightenDir(dir, st);
   return made;
+}
+
+const cannotMake = (dir: string, why: string, cause?: unknown) => new CertifierError('FILE_ERROR', `cannot create the cryptstore directory ${dir}: ${why}`, { cause });
+
+/**
+ * Rejects with FILE_ERROR where no store can be made at `dir` because a name on its way is not a
+ * directory (a regular file): said before a store's key is derived, as makeStoreDir would after.
+ */
+export async function refuseNoWayTo(dir: string): Promise<void> {
+  const blocked = await notDirOnTheWay(dir);
+  if (blocked !== undefined) throw cannotMake(dir, `${blocked} is not a directory`);
 }
 
 /** Makes `dir` 0700 unless it is already, from its stat `st` if the caller has one. */
@@ -157,7 +168,9 @@ export async function dirState(dir: string): Promise<'missing' | 'empty' | 'stor
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') return 'missing';
-    if (code === 'ENOTDIR') return 'other';
+    // A file at `dir` is something else there; one above it leaves nothing there (nor room for
+    // anything: Cryptstore.create says so).
+    if (code === 'ENOTDIR') return (await notDirOnTheWay(dir)) === undefined ? 'other' : 'missing';
     throw fileError('read', dir, e);
   }
   if (names.length === 0) return 'empty';

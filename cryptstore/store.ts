@@ -17,7 +17,7 @@ import { open as aeadOpen, randomBytes, seal, toHex, wipe } from '../lib/crypto/
 import { CRYPTSTORE_FORMAT_VERSION, encode, parseCryptstoreMetadata, shown, type CryptstoreMetadata, type ValidMetadata } from '../lib/wire/index.ts';
 import { describeKind, type ProtectionParams, type Protector } from './protection.ts';
 import * as L from './layout.ts';
-import { dirState, FOREIGN_DB, holdsOnlyLevelFiles, isUnfinished, levelFilesIn, makeStoreDir, notFound, openDb, tightenPermissions, unfinished, withDb, writeFailed, type Db } from './db.ts';
+import { dirState, FOREIGN_DB, holdsOnlyLevelFiles, isUnfinished, levelFilesIn, makeStoreDir, notFound, openDb, refuseNoWayTo, tightenPermissions, unfinished, withDb, writeFailed, type Db } from './db.ts';
 import { StoreChanges } from './changes.ts';
 import type { StoreInfo, StoreOptions } from './types.ts';
 
@@ -38,6 +38,8 @@ export class Cryptstore extends StoreChanges {
   static async create(dir: string, protector: Protector, options: StoreOptions = {}): Promise<Cryptstore> {
     const state = await dirState(dir);
     if (state === 'other') throw new CertifierError('STORE_EXISTS', `${dir} exists and is not an empty directory`);
+    // Nothing there, and no room for it (a file where a directory on its way should be).
+    if (state === 'missing') await refuseNoWayTo(dir);
     // LevelDB's files of a creation cut short before it was a database (power lost, SIGKILL)
     // are not cleared here: another process may be making the store right now. LevelDB takes the
     // lock first (STORE_LOCKED if that other process holds it) and writes its files afresh.

@@ -1,6 +1,7 @@
 // A failed file operation in words: what it met, and the CertifierError a command reports; and
 // the failures that are its disk's or a limit's, by errno, in one vocabulary.
 
+import { promises as fs } from 'node:fs';
 import { dirname } from 'node:path';
 import { CertifierError } from '../errors/index.ts';
 
@@ -19,6 +20,28 @@ export function describeErrno(cause: unknown): string {
   const message = (cause as Error)?.message ?? String(cause);
   // "ENOTDIR: not a directory, open": the words between the code and the call.
   return /^E[A-Z]+: ([^,]+)/.exec(message)?.[1] ?? message;
+}
+
+/**
+ * The name on the way to `path` that is something other than a directory (a regular file, say),
+ * where nothing can be at `path` nor be made there (ENOTDIR); undefined if every directory above
+ * it that is there is one. By its spelling: "x/a/store" under a file x is x.
+ */
+export async function notDirOnTheWay(path: string): Promise<string | undefined> {
+  for (let d = dirname(path); ; d = dirname(d)) {
+    const st = await fs.stat(d).catch(() => undefined);
+    if (st) return st.isDirectory() ? undefined : d;
+    if (dirname(d) === d) return undefined;
+  }
+}
+
+/**
+ * Why the directory `dir` could not be made (mkdir -p failed with `cause`), in words: for ENOTDIR,
+ * which name on its way is not a directory ("x is not a directory"), else as describeErrno says.
+ */
+export async function describeMkdirErrno(dir: string, cause: unknown): Promise<string> {
+  const blocked = (cause as NodeJS.ErrnoException)?.code === 'ENOTDIR' ? await notDirOnTheWay(dir) : undefined;
+  return blocked === undefined ? describeErrno(cause) : `${blocked} is not a directory`;
 }
 
 /** FILE_ERROR (ALREADY_EXISTS for EEXIST): "cannot WHAT PATH: why". */

@@ -162,6 +162,27 @@ describe('cert-utility store commands (transcripts)', function () {
       }
     });
 
+    it('create-store and init-trust say which name on the way is a file where a store\'s directory cannot be made (FILE_ERROR), not that the store exists; nothing is made', async () => {
+      writeFileSync(join(tmp.dir, 'afile'), 'x');
+      expect((await cu(['generate-platform-keys', '--out-dir', 'plat'])).status).to.equal(0);
+      expect((await cu(['generate-policy-key', '--domain', 'd', '--key-out', 'pk.pem', '--cert-out', 'pc.pem'])).status).to.equal(0);
+      writeFileSync(join(tmp.dir, 'm'), 'ab'.repeat(32));
+      writeFileSync(join(tmp.dir, 'store.key'), Buffer.alloc(32, 9), { mode: 0o600 });
+      for (const dir of ['afile/store', 'afile/a/store']) {
+        const runs = [
+          ['create-store', '--store', dir, '--passphrase-file', passFile, ...CHEAP],
+          ['init-trust', '--domain', 'd', '--policy-cert', 'pc.pem', '--server', `127.0.0.1:${await closedPort()}`, '--store', dir, '--key-file', 'store.key',
+            '--platform-dir', 'plat', '--measurement-file', 'm'],
+        ];
+        for (const args of runs) {
+          const r = await cu(args);
+          expectFailure(r, 1, 'FILE_ERROR');
+          expect(r.stderr, `${args[0]} ${dir}`).to.contain(`cannot create the cryptstore directory ${dir}: afile is not a directory`);
+        }
+      }
+      expect(readFileSync(join(tmp.dir, 'afile'), 'utf8')).to.equal('x');
+    });
+
     it('generate-platform-keys refuses an --out-dir other users can write in, and writes nothing there', async () => {
       const dir = join(tmp.dir, 'shared');
       mkdirSync(dir);

@@ -489,6 +489,12 @@ describe('usage mistakes across the programs (exit 2, before any work)', () => {
         expect(backup.stderr).to.contain('is not a directory');
       })(),
       (async () => {
+        // Under a file: nothing can be made there, and Node's raw ENOTDIR says nothing of which name.
+        const under = await run('key-server', [...base, '--backup-dir', join(tmp.dir, 'a-file', 'b')]);
+        expect(under.status, under.stderr).to.equal(1);
+        expect(under.stderr).to.contain(`cannot use --backup-dir ${join(tmp.dir, 'a-file', 'b')}: ${join(tmp.dir, 'a-file')} is not a directory [FILE_ERROR]`).and.not.match(/E[A-Z]+:/);
+      })(),
+      (async () => {
         const shared = await run('key-server', [...base, '--backup-dir', join(tmp.dir, 'shared')]);
         expect(shared.status, shared.stderr).to.equal(1);
         expect(shared.stderr).to.contain('FILE_ERROR').and.contain('is not safe for backups of keys: others can write in it (mode 1777)');

@@ -147,6 +147,10 @@ describe('LevelBackend', () => {
     symlinkSync(join(tmp.dir, 'nowhere'), dangling);
     expect((await rejects(LevelBackend.open(loop), 'FILE_ERROR')).message).to.equal(`cannot use ${loop} as the key-server data directory: too many symbolic links encountered`);
     expect((await rejects(LevelBackend.open(dangling), 'FILE_ERROR')).message).to.equal(`cannot use ${dangling} as the key-server data directory: no such file`);
+    // Under a file: which name on the way is not a directory.
+    const file = join(tmp.dir, 'data-file');
+    writeFileSync(file, 'x');
+    expect((await rejects(LevelBackend.open(join(file, 'db')), 'FILE_ERROR')).message).to.equal(`cannot use ${join(file, 'db')} as the key-server data directory: ${file} is not a directory`);
   });
 
   it('reports a directory held by another open backend as STORE_LOCKED', async () => {

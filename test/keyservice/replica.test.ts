@@ -4,7 +4,7 @@
 
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
-import { mkdirSync, readdirSync, statSync, symlinkSync } from 'node:fs';
+import { mkdirSync, readdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { generateKeyPair, randomBytes, sign } from '../../lib/crypto/index.ts';
@@ -230,6 +230,13 @@ describe('lockDataDir', () => {
     expect(e.message).to.match(/give each replica its own --data/);
     await release();
     await (await lockDataDir(dir)).release();
+  });
+
+  it('names, in words, the file on the way where a --data cannot be made', async () => {
+    const file = join(tmp.dir, 'a-file');
+    writeFileSync(file, 'x');
+    const e = await rejects(lockDataDir(join(file, 'data')), 'FILE_ERROR');
+    expect(e.message).to.equal(`cannot use ${join(file, 'data')} as the key-server data directory: ${file} is not a directory`);
   });
 
   it('keeps, refused, the lock directory of a data directory that was there, however it is named ("x/new/..")', async () => {
