@@ -4,6 +4,10 @@
 # key-client's program stores keys, the VM images only retrieve them). Prints the README's next
 # steps for it, ready to paste: simpleserver; key-server certified, then started with the ACL;
 # key-client certified, then storing keys. Refuses to overwrite an existing setup.
+
+# bash 4.4 or later: an older one stops at an empty array expanded under set -u ("${a[@]}"),
+# part way, whatever was given. Said first, as a usage error (exit 2).
+((BASH_VERSINFO[0] * 100 + BASH_VERSINFO[1] >= 404)) || { echo "deployment-setup: needs bash 4.4 or later, not $BASH_VERSION" >&2; exit 2; }
 set -eu
 
 usage() {

@@ -7,6 +7,10 @@
 # the retries; anything else is the
 # failing program's own status (1 refused, 2 usage, 4 untrusted peer or integrity failure),
 # never retried: the script fails closed.
+
+# bash 4.4 or later: an older one stops at an empty array expanded under set -u ("${a[@]}"),
+# part way, whatever was given. Said first, as a usage error (exit 2).
+((BASH_VERSINFO[0] * 100 + BASH_VERSINFO[1] >= 404)) || { echo "first-boot: needs bash 4.4 or later, not $BASH_VERSION" >&2; exit 2; }
 set -u
 
 usage() {
