@@ -92,6 +92,27 @@ describe('examples/systemd server units as written', () => {
   });
 });
 
+describe('examples/systemd server units\' set-up (their header)', () => {
+  const unitText = (u: string) => readFileSync(join(ROOT, 'examples/systemd', `${u}.service`), 'utf8');
+  const header = (u: string) => unitText(u).slice(0, unitText(u).indexOf('[Unit]'));
+  const execStart = (u: string) => /^ExecStart=((?:.*\\\n)*.*)$/m.exec(unitText(u))![1]!.replace(/\\\n/g, ' ').split(/\s+/).filter(Boolean);
+
+  it('names every file ExecStart reads, and gives each secret one (a key) to the unit\'s User= by a chown line; any init-trust runs as that user', () => {
+    for (const [u, secrets] of [['key-server', ['--key-file']], ['simpleserver', ['--policy-key']]] as const) {
+      const user = /^User=(\S+)$/m.exec(unitText(u))![1]!;
+      const args = execStart(u);
+      const files = args.filter((a, i) => i > 1 && a.startsWith('/etc/'));
+      expect(files, u).not.to.be.empty;
+      for (const f of files) expect(header(u), `${u}: ${f}`).to.contain(f.slice(f.lastIndexOf('/') + 1));
+      for (const flag of secrets) {
+        const file = args[args.indexOf(flag) + 1]!;
+        expect(header(u), `${u}: ${flag}`).to.match(new RegExp(`^#\\s+chown ${user}:${user} ${file}$`, 'm'));
+      }
+      for (const line of header(u).split('\n').filter((l) => /cert-utility init-trust/.test(l))) expect(line, u).to.contain(`runuser -u ${user} -- cert-utility init-trust`);
+    }
+  });
+});
+
 describe('examples/systemd/first-boot.service as written', () => {
   const unit = readFileSync(join(ROOT, 'examples/systemd/first-boot.service'), 'utf8');
 
