@@ -4,7 +4,7 @@
 import { promises as fs, type Stats } from 'node:fs';
 import { Level } from 'level';
 import { CertifierError } from '../lib/errors/index.ts';
-import { describeMkdirErrno, fileError, notDirOnTheWay, inDir, levelFileError, makeOwnDirs, ownDirProblem, tightenFiles, type MadeDirs } from '../lib/files/index.ts';
+import { describeErrnoAt, fileError, notDirOnTheWay, inDir, levelFileError, makeOwnDirs, ownDirProblem, tightenFiles, type MadeDirs } from '../lib/files/index.ts';
 
 export type Db = Level<string, Uint8Array>;
 
@@ -81,7 +81,7 @@ const notPrivate = (path: string, e: unknown) =>
 export async function makeStoreDir(dir: string): Promise<MadeDirs> {
   const made = await makeOwnDirs(dir, 0o700).catch(async (e: unknown) => {
     const link = await fs.readlink(dir).catch(() => undefined);
-    const why = link === undefined ? await describeMkdirErrno(dir, e) : `it is a symbolic link to ${link}, which does not exist`;
+    const why = link === undefined ? describeErrnoAt(dir, e) : `it is a symbolic link to ${link}, which does not exist`;
     throw cannotMake(dir, why, e);
   });
   const st = await fs.stat(dir).catch((e: unknown) => Promise.reject(fileError('read', dir, e)));
@@ -100,7 +100,7 @@ const cannotMake = (dir: string, why: string, cause?: unknown) => new CertifierE
  * directory (a regular file): said before a store's key is derived, as makeStoreDir would after.
  */
 export async function refuseNoWayTo(dir: string): Promise<void> {
-  const blocked = await notDirOnTheWay(dir);
+  const blocked = notDirOnTheWay(dir);
   if (blocked !== undefined) throw cannotMake(dir, `${blocked} is not a directory`);
 }
 
@@ -170,7 +170,7 @@ export async function dirState(dir: string): Promise<'missing' | 'empty' | 'stor
     if (code === 'ENOENT') return 'missing';
     // A file at `dir` is something else there; one above it leaves nothing there (nor room for
     // anything: Cryptstore.create says so).
-    if (code === 'ENOTDIR') return (await notDirOnTheWay(dir)) === undefined ? 'other' : 'missing';
+    if (code === 'ENOTDIR') return notDirOnTheWay(dir) === undefined ? 'other' : 'missing';
     throw fileError('read', dir, e);
   }
   if (names.length === 0) return 'empty';

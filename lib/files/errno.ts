@@ -1,7 +1,7 @@
 // A failed file operation in words: what it met, and the CertifierError a command reports; and
 // the failures that are its disk's or a limit's, by errno, in one vocabulary.
 
-import { promises as fs } from 'node:fs';
+import { statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { CertifierError } from '../errors/index.ts';
 
@@ -25,22 +25,29 @@ export function describeErrno(cause: unknown): string {
 /**
  * The name on the way to `path` that is something other than a directory (a regular file, say),
  * where nothing can be at `path` nor be made there (ENOTDIR); undefined if every directory above
- * it that is there is one. By its spelling: "x/a/store" under a file x is x.
+ * it that is there is one. By its spelling: "x/a/store" under a file x is x. (Asked once a call
+ * failed: a few stat calls, synchronous so that fileError may say it.)
  */
-export async function notDirOnTheWay(path: string): Promise<string | undefined> {
+export function notDirOnTheWay(path: string): string | undefined {
   for (let d = dirname(path); ; d = dirname(d)) {
-    const st = await fs.stat(d).catch(() => undefined);
+    let st;
+    try {
+      st = statSync(d);
+    } catch {
+      // Missing, or itself under a file: the name above is asked next.
+    }
     if (st) return st.isDirectory() ? undefined : d;
     if (dirname(d) === d) return undefined;
   }
 }
 
 /**
- * Why the directory `dir` could not be made (mkdir -p failed with `cause`), in words: for ENOTDIR,
- * which name on its way is not a directory ("x is not a directory"), else as describeErrno says.
+ * What a failed operation on `path` met, in words (describeErrno), but for ENOTDIR which name on
+ * its way is not a directory ("x is not a directory"), rather than "not a directory", which reads
+ * as if `path` itself were something and should be a directory.
  */
-export async function describeMkdirErrno(dir: string, cause: unknown): Promise<string> {
-  const blocked = (cause as NodeJS.ErrnoException)?.code === 'ENOTDIR' ? await notDirOnTheWay(dir) : undefined;
+export function describeErrnoAt(path: string, cause: unknown): string {
+  const blocked = (cause as NodeJS.ErrnoException)?.code === 'ENOTDIR' ? notDirOnTheWay(path) : undefined;
   return blocked === undefined ? describeErrno(cause) : `${blocked} is not a directory`;
 }
 
@@ -48,7 +55,7 @@ export async function describeMkdirErrno(dir: string, cause: unknown): Promise<s
 export function fileError(what: string, path: string, cause: unknown): CertifierError {
   const code = (cause as NodeJS.ErrnoException)?.code;
   // Writing, a missing name is a directory on the way: the file itself is created.
-  const why = code === 'ENOENT' && what === 'write' ? `no directory ${dirname(path)}` : describeErrno(cause);
+  const why = code === 'ENOENT' && what === 'write' ? `no directory ${dirname(path)}` : describeErrnoAt(path, cause);
   return new CertifierError(code === 'EEXIST' ? 'ALREADY_EXISTS' : 'FILE_ERROR', `cannot ${what} ${path}: ${why}`, { cause });
 }
 

@@ -13,7 +13,7 @@
 import { promises as fs } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { CertifierError } from '../errors/index.ts';
-import { describeMkdirErrno, makeOwnDirs, ownDirProblem, type MadeDirs, readFileLimited, realLocation } from '../files/index.ts';
+import { describeErrnoAt, makeOwnDirs, ownDirProblem, type MadeDirs, readFileLimited, realLocation } from '../files/index.ts';
 
 /** The name of a backup made at `at`: keys-2026-12-05T11-30-00-000Z, which sorts by time. */
 export function backupName(at: Date): string {
@@ -45,8 +45,8 @@ export function backupDirProblem(st: { uid: number; mode: number }, uid: number)
 export async function prepareBackupDir(dir: string): Promise<MadeDirs> {
   // In words (Node's message repeats the path, raw, with the call): "x is not a directory" for a
   // file on its way.
-  const refused = async (e: unknown): Promise<never> => {
-    throw new CertifierError('FILE_ERROR', `cannot use --backup-dir ${dir}: ${await describeMkdirErrno(dir, e)}`, { cause: e });
+  const refused = (e: unknown): never => {
+    throw new CertifierError('FILE_ERROR', `cannot use --backup-dir ${dir}: ${describeErrnoAt(dir, e)}`, { cause: e });
   };
   const made = await makeOwnDirs(dir, 0o700).catch(refused);
   const st = await fs.stat(dir).catch(refused);

@@ -43,7 +43,7 @@
 import { promises as fs } from 'node:fs';
 import { Level } from 'level';
 import { CertifierError } from '../errors/index.ts';
-import { describeMkdirErrno, inDir, levelFileError, makeOwnDirs, tightenFiles, unmakeHeldAndDirs, type MadeDirs } from '../files/index.ts';
+import { describeErrnoAt, inDir, levelFileError, makeOwnDirs, tightenFiles, unmakeHeldAndDirs, type MadeDirs } from '../files/index.ts';
 import { UNFINISHED_FILE } from './backups.ts';
 import {
   checkAfter, checkBuilt, checkExpected, checkName, checkPrefix, checkVersion, deleteUnknown, infoOf, listLimit, nextVersion, storeUnknown,
@@ -68,7 +68,7 @@ async function prepareDir(dir: string): Promise<MadeDirs> {
     return made;
   } catch (e) {
     // In words, as other file errors are (Node's message repeats the path, raw, with the call).
-    throw new CertifierError('FILE_ERROR', `cannot use ${dir} as the key-server data directory: ${await describeMkdirErrno(dir, e)}`, { cause: e });
+    throw new CertifierError('FILE_ERROR', `cannot use ${dir} as the key-server data directory: ${describeErrnoAt(dir, e)}`, { cause: e });
   }
 }
 

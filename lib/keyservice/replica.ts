@@ -11,7 +11,7 @@
 // Everyone else, or everyone when the flag is off, gets RESERVED_NAME as before. The joining
 // side pins the serving replica to its own measurement too (lib/keyclient/replica-join.ts).
 
-import { describeMkdirErrno, dirIdentity, inDir, makeOwnDirs, unmakeDirs, unmakeHeld } from '../files/index.ts';
+import { describeErrnoAt, dirIdentity, inDir, makeOwnDirs, unmakeDirs, unmakeHeld } from '../files/index.ts';
 import { CertifierError } from '../errors/index.ts';
 import { encode, type CryptstoreEntry } from '../wire/index.ts';
 import type { ValidatedPeer } from '../pki/index.ts';
@@ -64,8 +64,8 @@ export interface DataDirLock {
 
 /** Takes DIR for this process, until the returned lock is released or the process ends (holdLock). */
 export async function lockDataDir(dir: string): Promise<DataDirLock> {
-  const made = await makeOwnDirs(dir, 0o700).catch(async (e: unknown) => {
-    throw new CertifierError('FILE_ERROR', `cannot use ${dir} as the key-server data directory: ${await describeMkdirErrno(dir, e)}`, { cause: e });
+  const made = await makeOwnDirs(dir, 0o700).catch((e: unknown) => {
+    throw new CertifierError('FILE_ERROR', `cannot use ${dir} as the key-server data directory: ${describeErrnoAt(dir, e)}`, { cause: e });
   });
   // In DIR as the kernel finds it, also one named through "link/.." (inDir): not beside the link.
   const lockDir = inDir(dir, LOCK_DIR);

@@ -156,4 +156,13 @@ describe('key-client refuses before connecting', function () {
     expect(taken.stderr).to.contain('cannot read none.pem').and.not.contain('writable by');
     expect(existsSync(join(tmp.dir, sticky, 'a'))).to.equal(false);
   });
+
+  it('names the file on the way where retrieve --out cannot be written (FILE_ERROR), not the --out as if it were something that should be a directory', async () => {
+    writeFileSync(join(tmp.dir, 'a-file'), 'x');
+    for (const out of ['a-file/a', 'a-file/sub/a']) {
+      const r = await kc(['retrieve', 'a', '--out', out], 'none.pem');
+      expect(r.status, r.stderr).to.equal(1);
+      expect(r.stderr).to.contain(`key-client: error: cannot write ${out}: a-file is not a directory [FILE_ERROR]`);
+    }
+  });
 });
