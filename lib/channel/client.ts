@@ -240,13 +240,15 @@ class Connection<P> implements ClientConnection<P> {
 
   /**
    * Resolves once the server has accepted our certificate (its session tickets came: see the
-   * constructor), at once without mutual TLS; rejects with why the connection ended if it ends
-   * first (a refusal is UNTRUSTED_PEER, as a request would learn it), or with TIMEOUT when no
+   * constructor), also when the connection has ended since (a hang-up after the tickets), and at
+   * once on a live connection without mutual TLS; rejects with why the connection ended if it
+   * ends first (a refusal is UNTRUSTED_PEER, as a request would learn it), or with TIMEOUT when no
    * verdict comes within the handshake's time. Sends nothing: key-client check asks only this.
    */
   accepted(): Promise<void> {
+    if (this.sawTicket) return Promise.resolve();
     if (this.failure) return Promise.reject(this.failure);
-    if (!this.mutual || this.sawTicket) return Promise.resolve();
+    if (!this.mutual) return Promise.resolve();
     const ms = this.limits.handshakeTimeoutMs;
     this.verdictTimer ??= setTimeout(() => this.fail(timeoutError('waiting for the verdict on our certificate from', this.target, ms)), ms);
     return new Promise((resolve, reject) => this.verdictWaiters.push({ resolve, reject }));

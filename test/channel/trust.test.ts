@@ -184,6 +184,14 @@ describe('channel: peer verification', () => {
     expect(called).to.equal(0);
   });
 
+  it('resolves accepted() for a server that took our certificate and then hung up before it was asked (its tickets came first): a pass, not UNREACHABLE', async () => {
+    const server = await h.serve('mtls', { limits: { idleTimeoutMs: 50 } });
+    const conn = await h.connect(server, 'mtls');
+    await waitFor(() => h.logs.some((r) => r.event === 'closed'), 5_000, 'the idle close');
+    await new Promise((r) => setTimeout(r, 100)); // the close has reached the client
+    await conn.accepted();
+  });
+
   it('treats an asynchronous verifyPeer as a refusal, never as a pass', async () => {
     let called = 0;
     const p = await testPki();
