@@ -55,6 +55,36 @@ describe('channel: a second try after a close that may be a refusal', () => {
     await conn.close();
   });
 
+  it('gives the second connection\'s TLS exporter once its requests went there, so an auth-challenge answered after the switch signs the connection it is sent on', async () => {
+    const exporters: string[] = [];
+    const server = await rawServer((s, n) => {
+      if (n === 1) return s.destroy();
+      exporters.push(Buffer.from(s.exportKeyingMaterial(32, 'probe', Buffer.alloc(0))).toString('hex'));
+      s.on('data', (d: Buffer) => s.write(d));
+    });
+    const conn = await h.connect(server, 'mtls');
+    expect(text(await conn.request(bytes('challenge me')))).to.equal('challenge me');
+    expect(Buffer.from(conn.exportKeyingMaterial('probe', 32)!).toString('hex')).to.equal(exporters[0]);
+    await conn.close();
+  });
+
+  it('asks accepted() again on the second connection, and close() made while the second try is pending waits for the requests sent again there', async () => {
+    const server = await rawServer((s, n) => {
+      if (n === 1 || n === 3) return s.destroy();
+      s.on('data', (d: Buffer) => s.write(d));
+    });
+    const checked = await h.connect(server, 'mtls');
+    await checked.accepted();
+    await checked.close();
+    const conn = await h.connect(server, 'mtls');
+    const answer = conn.request(bytes('one'));
+    await new Promise((r) => setTimeout(r, SECOND_TRY_PAUSE_MS / 5)); // the first connection is closed, the pause runs
+    const closed = conn.close();
+    expect(text(await answer)).to.equal('one');
+    await closed;
+    expect(accepted).to.equal(4);
+  });
+
   it('takes a second such close for a refusal (UNTRUSTED_PEER, exit 4, saying it asked twice), after the pause, and asks no third time', async () => {
     let connections = 0;
     const server = await rawServer((s) => (connections++, s.destroy()));
