@@ -85,6 +85,17 @@ describe('channel: a second try after a close that may be a refusal', () => {
     expect(accepted).to.equal(4);
   });
 
+  it('never sends again a request a server read after its tickets, then closed without answering (a store it may have made): UNREACHABLE, one connection', async () => {
+    const seen: string[] = [];
+    const server = await rawServer((s) => s.on('data', (d: Buffer) => (seen.push(d.toString('latin1')), s.end())));
+    const conn = await h.connect(server, 'mtls');
+    const e = await rejectsWith(conn.request(bytes('store once')), 'UNREACHABLE');
+    expect(e.message).to.contain('closed the connection before answering');
+    await new Promise((r) => setTimeout(r, 2 * SECOND_TRY_PAUSE_MS));
+    expect(seen.length).to.equal(1);
+    expect(accepted).to.equal(1);
+  });
+
   it('takes a second such close for a refusal (UNTRUSTED_PEER, exit 4, saying it asked twice), after the pause, and asks no third time', async () => {
     let connections = 0;
     const server = await rawServer((s) => (connections++, s.destroy()));
