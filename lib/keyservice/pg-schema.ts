@@ -23,11 +23,16 @@ export const SCHEMA_VERSION = 1;
  * pg_catalog`, in the URL's options or the role's settings), that schema's objects of the same
  * names came first: an `=` on text that answers true for any two names, a current_setting that
  * answers 'on'. The first schema key-server's tables are made in is unchanged (when pg_catalog
- * was itself first, CREATE TABLE was refused there, and the next one is used). Unquoted names are
- * matched in any case, as PostgreSQL folds them.
+ * was itself first, CREATE TABLE was refused there, and the next one is used). The path is split
+ * into its names as PostgreSQL splits it, a quoted name whole ("x,pg_catalog,y" is one schema,
+ * kept), and only a name that is pg_catalog is dropped (unquoted, in any case, as PostgreSQL folds
+ * it); the operators are named in pg_catalog, as it is not yet first. No backslash: a database
+ * with standard_conforming_strings off would read one as an escape.
  */
-const CATALOG_FIRST = "SELECT pg_catalog.set_config('search_path', pg_catalog.regexp_replace(pg_catalog.regexp_replace(pg_catalog.current_setting('search_path'), "
-  + "'(^|,)\\s*(\"pg_catalog\"|[pP][gG]_[cC][aA][tT][aA][lL][oO][gG])\\s*(?=,|$)', '', 'g'), '^\\s*,\\s*', ''), false)";
+const PATH_NAMES = `pg_catalog.regexp_matches(pg_catalog.current_setting('search_path'), '[[:space:]]*("(?:[^"]|"")*"|[^,"[:space:]]*)[[:space:]]*(?:,|$)', 'g') WITH ORDINALITY AS m(name, n)`;
+const CATALOG_FIRST = "SELECT pg_catalog.set_config('search_path', coalesce((SELECT pg_catalog.string_agg(m.name[1], ', ' ORDER BY m.n) "
+  + `FROM ${PATH_NAMES} WHERE m.name[1] OPERATOR(pg_catalog.<>) '' `
+  + "AND NOT m.name[1] OPERATOR(pg_catalog.~) '^(\"pg_catalog\"|[pP][gG]_[cC][aA][tT][aA][lL][oO][gG])$'), ''), false)";
 
 /**
  * The first query of each connection, undoing defaults of the database, the role or the URL that

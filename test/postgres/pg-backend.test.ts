@@ -251,6 +251,21 @@ if (!bin) {
         }
       });
 
+      it('makes its tables in the first schema of search_path whatever its name holds (quotes, spaces, capitals, other scripts, commas, even ",pg_catalog,"), pg_catalog taken out only where it is a name of its own', async () => {
+        for (const schema of ['My Keys', 'we"ird', 'ключи', 'x,pg_catalog,y', 'PG_CATALOG']) {
+          const url = await freshDb();
+          const db = `contract_${n}`;
+          const ident = `"${schema.replace(/"/g, '""')}"`;
+          await server.psql(db, `CREATE SCHEMA ${ident}`);
+          await server.psql('postgres', `ALTER DATABASE ${db} SET search_path = ${ident}, pg_catalog, public`);
+          const b = await track(open(url));
+          await storeAll(b, 'n');
+          expect((await b.get('n3', 0))?.version, schema).to.equal(1);
+          const where = await server.psql(db, "SELECT string_agg(schemaname, '|') FROM pg_tables WHERE tablename = 'key_server_records'", ['-tA']);
+          expect(where, schema).to.equal(`${schema}\n`);
+        }
+      });
+
       it('keeps to the schema its tables were in at start: key-server tables that appear in a schema earlier on search_path while it runs (one named after the user, as "$user", public has it) are never read or written', async () => {
         const url = await freshDb();
         const db = `contract_${n}`;
