@@ -6,8 +6,11 @@
 # key-client certified, then storing keys. Refuses to overwrite an existing setup.
 
 # bash 4.4 or later: an older one stops at an empty array expanded under set -u ("${a[@]}"),
-# part way, whatever was given. Said first, as a usage error (exit 2).
-((BASH_VERSINFO[0] * 100 + BASH_VERSINFO[1] >= 404)) || { echo "deployment-setup: needs bash 4.4 or later, not $BASH_VERSION" >&2; exit 2; }
+# part way, whatever was given. Said first, as a usage error (exit 2); under sh (dash), which reads
+# this line as commands not found (hidden), it says to run it with bash.
+((BASH_VERSINFO[0] * 100 + BASH_VERSINFO[1] >= 404)) 2>/dev/null || { echo "deployment-setup: needs bash 4.4 or later, not ${BASH_VERSION:-this shell: run it with bash}" >&2; exit 2; }
+# Run as sh by a bash that is sh (POSIX mode), a "." of a missing file would end it before its own words.
+set +o posix
 set -eu
 
 usage() {

@@ -9,8 +9,11 @@
 # never retried: the script fails closed.
 
 # bash 4.4 or later: an older one stops at an empty array expanded under set -u ("${a[@]}"),
-# part way, whatever was given. Said first, as a usage error (exit 2).
-((BASH_VERSINFO[0] * 100 + BASH_VERSINFO[1] >= 404)) || { echo "first-boot: needs bash 4.4 or later, not $BASH_VERSION" >&2; exit 2; }
+# part way, whatever was given. Said first, as a usage error (exit 2); under sh (dash), which reads
+# this line as commands not found (hidden), it says to run it with bash.
+((BASH_VERSINFO[0] * 100 + BASH_VERSINFO[1] >= 404)) 2>/dev/null || { echo "first-boot: needs bash 4.4 or later, not ${BASH_VERSION:-this shell: run it with bash}" >&2; exit 2; }
+# Run as sh by a bash that is sh (POSIX mode), a "." of a missing file would end it before its own words.
+set +o posix
 set -u
 
 usage() {

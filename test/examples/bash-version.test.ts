@@ -4,9 +4,12 @@
 
 import { expect } from 'chai';
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ROOT } from '../support/helpers.ts';
+
+const hasDash = spawnSync('dash', ['-c', 'exit 0']).status === 0;
 
 describe('scripts/*.sh under an older bash', () => {
   for (const name of ['first-boot', 'deployment-setup']) {
@@ -31,6 +34,29 @@ describe('scripts/*.sh under an older bash', () => {
         const r = under(v);
         expect(r.status, `${v.join('.')}: ${r.stderr}`).to.equal(0);
         expect(r.stdout).to.equal('went on\n');
+      }
+    });
+  }
+});
+
+describe('scripts/*.sh under another shell, or bash as sh', () => {
+  for (const name of ['first-boot', 'deployment-setup']) {
+    it(`${name}.sh run with sh (dash) by mistake says, in one line, to run it with bash (exit 2)`, function () {
+      if (!hasDash) this.skip();
+      const r = spawnSync('dash', [join(ROOT, 'scripts', `${name}.sh`), '--help'], { encoding: 'utf8' });
+      expect([r.status, r.stdout, r.stderr]).to.deep.equal([2, '', `${name}: needs bash 4.4 or later, not this shell: run it with bash\n`]);
+    });
+
+    it(`${name}.sh run by bash as sh (POSIX mode), copied without common.sh, says so itself (exit 1), as under bash`, () => {
+      const dir = mkdtempSync(join(tmpdir(), 'posix-'));
+      try {
+        copyFileSync(join(ROOT, 'scripts', `${name}.sh`), join(dir, `${name}.sh`));
+        const r = spawnSync('bash', ['--posix', join(dir, `${name}.sh`), '--help'], { encoding: 'utf8' });
+        // bash's own line about the missing file comes first, as it does under bash.
+        expect([r.status, r.stdout], r.stderr).to.deep.equal([1, '']);
+        expect(r.stderr).to.contain(`${name}: cannot read ${join(dir, 'common.sh')}, which it needs beside it: copy scripts/common.sh with it\n`);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
       }
     });
   }
