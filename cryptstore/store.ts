@@ -176,7 +176,7 @@ export class Cryptstore extends StoreChanges {
       const dataKey = aeadOpen(kek, p.wrappedDataKey, L.dataKeyAad(meta.storeId, p));
       wipe(kek);
       if (!dataKey || dataKey.length !== 32) {
-        throw new CertifierError('WRONG_KEY', `cannot unlock the cryptstore at ${dir}: wrong ${p.kind === 'passphrase' ? 'passphrase' : p.kind === 'key-file' ? 'key file' : 'platform or measurement'}, or damaged metadata`);
+        throw new CertifierError('WRONG_KEY', `cannot unlock the cryptstore at ${dir}: wrong ${p.kind === 'passphrase' ? 'passphrase' : p.kind === 'key-file' ? 'key file' : 'platform or measurement'}, or damaged metadata`, { details: { unlock: 'failed' } });
       }
       await tightenPermissions(dir);
       return new Cryptstore(dir, db, meta, dataKey, options.durable ?? true, options.guardWrite);

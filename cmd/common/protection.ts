@@ -5,7 +5,7 @@ import type { Command } from 'commander';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { DEFAULT_SCRYPT, wipe, type ScryptCost } from '../../lib/crypto/index.ts';
 import { holdingSignals, readSecretFile } from '../../lib/files/index.ts';
-import { Cryptstore, KeyFileProtector, PassphraseProtector, type Protector, type StoreOptions } from '../../cryptstore/index.ts';
+import { Cryptstore, KeyFileProtector, PassphraseProtector, type ProtectionParams, type Protector, type StoreOptions } from '../../cryptstore/index.ts';
 import { dirArg, intInRange, note, warn } from './cli.ts';
 import { warnIfShared } from './keys.ts';
 import { loadPlatform, platformOptions, type PlatformOptions } from './platform.ts';
@@ -64,8 +64,23 @@ function passphraseOddities(path: string, p: Uint8Array): string | undefined {
   return odd.length ? `${path} ${odd.join(' and ')}, which is part of the passphrase` : undefined;
 }
 
-/** Per protector made from a passphrase file: what passphraseOddities found in it. */
-const oddities = new WeakMap<Protector, string>();
+/**
+ * A protector from a passphrase file holding what passphraseOddities finds (`odd`), which knows
+ * whether a store was unlocked with it (derive): its oddities are said of that unlock's refusal
+ * only, not of another file's (rekey-store's old passphrase, its new one) nor of a later WRONG_KEY.
+ */
+class OddPassphraseProtector extends PassphraseProtector {
+  derived = false;
+
+  constructor(passphrase: Uint8Array, cost: ScryptCost, readonly odd: string) {
+    super(passphrase, cost);
+  }
+
+  override derive(params: ProtectionParams): Promise<Uint8Array> {
+    this.derived = true;
+    return super.derive(params);
+  }
+}
 
 /** The passphrase in CRYPTSTORE_PASSPHRASE, encoded where wipe() reaches it (the string itself stays). */
 function passphraseFromEnv(value: string): Uint8Array {
@@ -94,10 +109,9 @@ export async function protectorFrom(program: string, o: ProtectionOptions, platf
   const secret = o.keyFile ? await readSecretFile(o.keyFile, SECRET_FILE_LIMIT) : o.passphraseFile ? await readPassphraseFile(o.passphraseFile) : passphraseFromEnv(env!);
   try {
     if (!o.keyFile) {
-      const protector = new PassphraseProtector(secret, scryptCost(program, o.scryptLogN));
       const odd = o.passphraseFile ? passphraseOddities(o.passphraseFile, secret) : undefined;
-      if (odd) oddities.set(protector, odd);
-      return protector;
+      const cost = scryptCost(program, o.scryptLogN);
+      return odd ? new OddPassphraseProtector(secret, cost, odd) : new PassphraseProtector(secret, cost);
     }
     await warnIfShared(o.keyFile, 'the key file');
     return new KeyFileProtector(secret, `the key file ${o.keyFile}`);
@@ -112,10 +126,9 @@ export async function withProtector<T>(program: string, o: ProtectionOptions, fn
   try {
     return await fn(protector);
   } catch (e) {
-    // The store's own protection, not another kind (that refusal names the kind it has).
-    const odd = oddities.get(protector);
-    if (odd && e instanceof CertifierError && e.code === 'WRONG_KEY' && e.details?.protection === undefined) {
-      throw new CertifierError('WRONG_KEY', `${e.message} (${odd})`, { cause: e });
+    // A store this passphrase did not unlock (not one of another kind, whose refusal names it).
+    if (protector instanceof OddPassphraseProtector && protector.derived && e instanceof CertifierError && e.code === 'WRONG_KEY' && e.details?.unlock === 'failed') {
+      throw new CertifierError('WRONG_KEY', `${e.message} (${protector.odd})`, { cause: e, details: e.details });
     }
     throw e;
   } finally {

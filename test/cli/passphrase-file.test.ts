@@ -46,4 +46,17 @@ describe('a passphrase file that does not unlock the store', function () {
       expect(r.status, `${name}: ${r.stderr}`).to.equal(0);
     }
   });
+
+  it('says nothing of a passphrase file that was not the one refused: rekey-store whose old passphrase is wrong, its new one ending with a space', async () => {
+    const r = await run('cert-utility', ['rekey-store', '--store', at('store'), '--passphrase-file', pass('old-wrong', 'hunter3\n'), '--new-passphrase-file', pass('new-spaced', 'new one \n'), '--scrypt-log-n', '10']);
+    expect([r.status, r.out], r.stderr).to.deep.equal([4, '']);
+    expect(r.stderr).to.contain(`cannot unlock the cryptstore at ${at('store')}: wrong passphrase, or damaged metadata [WRONG_KEY]`).and.not.to.contain('part of the passphrase');
+  });
+
+  it('names the old passphrase file, once, where rekey-store\'s old one holds a space at its end and the new one too', async () => {
+    const r = await run('cert-utility', ['rekey-store', '--store', at('store'), '--passphrase-file', pass('old-spaced', 'hunter2 \n'), '--new-passphrase-file', pass('new-spaced', 'new one \n'), '--scrypt-log-n', '10']);
+    expect([r.status, r.out], r.stderr).to.deep.equal([4, '']);
+    expect(r.stderr).to.contain(`: wrong passphrase, or damaged metadata (${at('old-spaced')} ends with a space or tab, which is part of the passphrase) [WRONG_KEY]`).and.not.to.contain('new-spaced');
+  });
 });
+
