@@ -123,9 +123,9 @@ function flagTyped(program: Command, flag: string): boolean {
   return sub ? (flagsGiven(sub, tokens.slice(1)).get(flag) ?? 0) > 0 : tokens.includes(flag);
 }
 
-/** The subcommand typed, read from the arguments as typed. */
-function typedCommand(program: Command): Command | undefined {
-  return program.commands.find((c) => c.name() === process.argv[2]);
+/** The subcommand typed (its name or an alias), read from the arguments as typed. */
+function typedCommand(program: Command, argv: readonly string[] = process.argv): Command | undefined {
+  return program.commands.find((c) => c.name() === argv[2] || c.aliases().includes(argv[2] ?? ''));
 }
 
 const wantsJson = (program: Command): boolean => flagTyped(program, '--json');
@@ -338,7 +338,7 @@ function switchGivenValue(program: Command, argv: readonly string[], e: unknown)
   if (!(e instanceof CommanderError) || e.code !== 'commander.unknownOption') return undefined;
   const [, token, flag] = /unknown option '((--[^=']+)=.*)'/s.exec(e.message) ?? [];
   if (!token || !flag) return undefined;
-  const sub = program.commands.find((c) => c.name() === argv[2] || c.aliases().includes(argv[2] ?? ''));
+  const sub = typedCommand(program, argv);
   const known = [...(sub?.options ?? []), ...program.options].find((o) => o.long === flag);
   if (!known || known.required || known.optional) return undefined;
   return new CertifierError('USAGE', `${flag} takes no value: give it alone, not as '${token}'`, { cause: e });
@@ -351,7 +351,7 @@ function switchGivenValue(program: Command, argv: readonly string[], e: unknown)
  */
 function mistypedFlag(program: Command, argv: readonly string[], e: unknown): CommanderError | undefined {
   if (!(e instanceof CommanderError) || e.code !== 'commander.missingMandatoryOptionValue') return undefined;
-  const sub = program.commands.find((c) => c.name() === argv[2] || c.aliases().includes(argv[2] ?? ''));
+  const sub = typedCommand(program, argv);
   if (!sub) return undefined;
   const known = [...sub.options, ...program.options];
   const tokens = argv.slice(3);
