@@ -97,9 +97,9 @@ export async function readCertificateFile(path: string): Promise<Uint8Array> {
   }
 }
 
-/** The domain a policy certificate names (O=<domain>/policyAuthority). */
-export function policyDomain(policyCert: Uint8Array): string {
-  const c = parseCertificate(policyCert);
+/** The domain a policy certificate (DER, or as parsed) names (O=<domain>/policyAuthority). */
+export function policyDomain(policyCert: Uint8Array | ParsedCert): string {
+  const c = policyCert instanceof Uint8Array ? parseCertificate(policyCert) : policyCert;
   for (const o of c.organizations) {
     const d = domainOfPolicyOrganization(o);
     if (d) return d;
@@ -115,7 +115,7 @@ export function policyDomain(policyCert: Uint8Array): string {
  */
 export function requirePolicyDomain(policyCert: Uint8Array, domain: string, path: string, at = new Date()): ParsedCert {
   const parsed = validatePolicyCert(policyCert, at);
-  const named = policyDomain(policyCert);
+  const named = policyDomain(parsed);
   if (named !== domain) throw new CertifierError('USAGE', `--domain ${domain} is not the domain of ${path} (${named})`);
   return parsed;
 }
