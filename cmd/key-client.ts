@@ -22,7 +22,7 @@ import { addExamples, createProgram, domainName, run, versionOf, subcommand, not
 import { openStore, storeOptions, type ProtectionOptions } from './common/protection.ts';
 import { parseHostPort, parseMeasurementHex, readCertificateFile, readPrivateKeyFile, requirePolicyDomain } from './common/keys.ts';
 import { outputResult, readInput, refuseOutput, storeFiles, writeOutput } from './common/io.ts';
-import { explainTimeout, timeoutFlag, waitsOf, type TimeoutOption } from './common/timeout.ts';
+import { timeoutFlag, waitsOf, type TimeoutOption } from './common/timeout.ts';
 
 const P = 'key-client';
 process.umask(0o077);
@@ -167,8 +167,6 @@ async function withConnectOptions<T>(o: ClientOpts, flags: ClientFlags, fn: (opt
   try {
     const identity = await loadIdentity(store, o.domain, policyCert);
     return await fn({ host, port, identity, policyCert, serverMeasurements: pins, waits: waitsOf(o), ...(credential ? { credential } : {}) }, store);
-  } catch (e) {
-    throw explainTimeout(e, o);
   } finally {
     await store.close();
   }

@@ -23,7 +23,7 @@ import { loadPlatform } from './common/platform.ts';
 import { addExamples, choice, collect, createProgram, decimal, dirArg, domainName, intInRange, note, run, subcommand, warn, type JsonOption } from './common/cli.ts';
 import { openStore, storeOptions, withProtector, type ProtectionOptions } from './common/protection.ts';
 import { parseHostPort, readCertificateFile, requirePolicyDomain } from './common/keys.ts';
-import { explainTimeout, timeoutFlag, waitsOf, type TimeoutOption } from './common/timeout.ts';
+import { timeoutFlag, waitsOf, type TimeoutOption } from './common/timeout.ts';
 import { logLine, runUntilSignal } from './common/server.ts';
 import { Cryptstore } from '../cryptstore/index.ts';
 
@@ -183,9 +183,7 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & TimeoutOption & { domai
     const store = await openStore(P, o);
     try {
       const identity = await loadIdentity(store, o.domain, policyCert);
-      const r = await joinReplica({ store, identity, policyCert, host, port, force: o.force === true, waits: waitsOf(o) }).catch((e: unknown) => {
-        throw explainTimeout(e, o);
-      });
+      const r = await joinReplica({ store, identity, policyCert, host, port, force: o.force === true, waits: waitsOf(o) });
       const what = r.outcome === 'joined' ? 'stored the deployment\'s storage key' : 'this store already holds the deployment\'s storage key';
       return { json: { ...r }, text: [`${what} (id ${r.keyId}, from serial ${r.from})`] };
     } finally {

@@ -14,12 +14,12 @@ import { AUTHORITY_PLATFORM, claimLayout, claimProduct, endsWithPolicyCert, init
 import { checkRoleName, issueRoleCert } from '../../lib/keyservice/roles.ts';
 import { storeFiles } from '../common/io.ts';
 import { openToCertify } from '../common/new-store.ts';
-import { collect, dirArg, domainName, fileOut, intInRange, note, subcommand, warn, type JsonOption } from '../common/cli.ts';
+import { collect, dirArg, domainName, explainTimeout, fileOut, intInRange, note, subcommand, warn, type JsonOption } from '../common/cli.ts';
 import { storeOptions, withProtector, type ProtectionOptions } from '../common/protection.ts';
 import { checkPlatformFlags, loadPlatform } from '../common/platform.ts';
 import { KEY_FILE_LIMIT, measureFile, parseHostPort, policyDomain, requirePolicyDomain, publicKeyFrom, parseMeasurementHex, readCertificateFile, readMeasurementFile, readPrivateKeyFile, readPublicKeyFile } from '../common/keys.ts';
 import { describeCert } from '../common/certs.ts';
-import { explainTimeout, timeoutFlag, waitsOf, type TimeoutOption } from '../common/timeout.ts';
+import { timeoutFlag, waitsOf, type TimeoutOption } from '../common/timeout.ts';
 import { checkSnpFlags, snpPolicyOptions, snpPolicyParts, type SnpPolicyFlags } from './snp-policy.ts';
 
 const P = 'cert-utility';
@@ -259,7 +259,7 @@ export function addTrustCommands(program: Command): void {
           const saved = await writeFileAtomic(o.saveEvidence, sent, { mode: 0o644, exclusive: true }).then(() => true, () => false);
           note(P, saved ? `the request sent was saved to ${o.saveEvidence} (simpleserver explain --evidence ${o.saveEvidence})` : `could not save the request sent to ${o.saveEvidence}`);
         }
-        throw explainTimeout(e, o);
+        throw e;
       } finally {
         await close();
       }

@@ -5,7 +5,7 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { fstatSync, writeSync } from 'node:fs';
 import { basename } from 'node:path';
-import { CertifierError, ExitStatus, exitStatusOf } from '../../lib/errors/index.ts';
+import { CertifierError, ExitStatus, exitStatusOf, isCertifierError } from '../../lib/errors/index.ts';
 import { domainProblem } from '../../lib/pki/admission.ts';
 import { escapeInvisible, visibleJson } from '../../lib/wire/index.ts';
 import { WORKING_DIRECTORY_GONE } from '../bin/working-directory.js';
@@ -152,7 +152,28 @@ function remote(e: unknown): boolean {
   return e instanceof CertifierError && (e.details?.remote === true || remote(e.cause));
 }
 
+/** A wait of this program's that ran out (the channel's timeoutError) is `e` or what it wraps. */
+function ranOut(e: unknown): boolean {
+  for (let c = e, depth = 0; c instanceof Error && depth < 4; c = c.cause, depth++) {
+    if (isCertifierError(c, 'TIMEOUT') && c.details?.timeoutMs !== undefined) return true;
+  }
+  return false;
+}
+
+/**
+ * `e`, when a wait of ours ran out (it, or the error it wraps: a retrieve's "nothing was written"),
+ * saying what may be wrong and that --timeout sets it; any other error (a server's own TIMEOUT,
+ * its storage's) as it is.
+ */
+export function explainTimeout(e: unknown, o: { timeout: number }): unknown {
+  if (!isCertifierError(e, 'TIMEOUT') || !ranOut(e)) return e;
+  return new CertifierError('TIMEOUT', `${e.message} (--timeout ${o.timeout}): the server is stopped, overloaded or cut off; a retry may succeed, or give it longer with --timeout`, { cause: e, details: e.details });
+}
+
 function renderError(command: Command, e: unknown): number {
+  // A wait of a command with --timeout that ran out says so and names the flag, wherever it was thrown.
+  const timeout = typedCommand(command)?.opts().timeout;
+  if (typeof timeout === 'number') e = explainTimeout(e, { timeout });
   const program = command.name();
   const status = e instanceof CommanderError ? ExitStatus.usage : exitStatusOf(e);
   const code = e instanceof CertifierError ? e.code : e instanceof CommanderError ? 'USAGE' : 'INTERNAL';
