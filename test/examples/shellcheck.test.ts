@@ -1,5 +1,5 @@
-// scripts/*.sh through ShellCheck, where it is installed (skipped elsewhere: CI does not install
-// it). Warnings and errors fail; the deliberate exceptions are marked in the scripts themselves
+// scripts/*.sh through ShellCheck, where it is installed (skipped elsewhere; .ci/run installs it
+// where it can). Warnings and errors fail; the deliberate exceptions are marked in the scripts themselves
 // and in scripts/.shellcheckrc, each with its reason.
 
 import { expect } from 'chai';
