@@ -46,6 +46,44 @@ describe('key service: challenge nonces', () => {
     expect(book.redeem(older, 'c0', cred()), 'dropping the connection\'s oldest made room: another\'s stays').to.equal(true);
   });
 
+  it('issues and redeems a nonce with 10,000 outstanding without walking them (each challenge cost a full book\'s walk, twice)', () => {
+    // Connections come and go (their nonces stay their minute), so a member holding a credential
+    // fills the book by cycling connections; every issue then walked all 10,000 nonces twice
+    // (half a millisecond of the server's only thread per challenge, on a real key-server).
+    const book = new ChallengeBook();
+    const now = 1_000_000;
+    for (let i = 0; i < 10_000; i++) book.issue(`c${i >> 4}`, cred(), now + i / 100);
+    const iterator = Object.getPrototypeOf(new Map().entries()) as { next: (...a: unknown[]) => unknown };
+    const next = iterator.next;
+    let steps = 0;
+    iterator.next = function (this: unknown, ...a: unknown[]) {
+      steps++;
+      return next.apply(this, a);
+    };
+    let n: Uint8Array;
+    try {
+      n = book.issue('late', cred(), now + 100);
+      expect(book.redeem(n, 'late', cred(), now + 100)).to.equal(true);
+      n = book.issue(`c${10_000 >> 4}`, cred(), now + 101);
+    } finally {
+      iterator.next = next;
+    }
+    expect(steps, 'map entries looked at').to.be.below(20);
+    expect(book.redeem(n, `c${10_000 >> 4}`, cred(), now + 101)).to.equal(true);
+  });
+
+  it('drops nonces past their minute as it issues new ones, oldest first', () => {
+    const book = new ChallengeBook({ maxOutstanding: 4 });
+    const now = 1_000_000;
+    const old = book.issue('c1', cred(), now);
+    const young = [1, 2, 3].map((i) => book.issue(`c${i + 1}`, cred(), now + 30_000 + i));
+    // The first is past its minute: it goes, and no young one is dropped to make room.
+    const late = book.issue('c9', cred(), now + 60_001);
+    expect(book.redeem(old, 'c1', cred(), now + 60_001)).to.equal(false);
+    expect(young.map((n, i) => book.redeem(n, `c${i + 2}`, cred(), now + 60_001))).to.deep.equal([true, true, true]);
+    expect(book.redeem(late, 'c9', cred(), now + 60_001)).to.equal(true);
+  });
+
   it('keeps no reference to the bytes the credential came in', () => {
     const book = new ChallengeBook();
     const frame = new Uint8Array(64 * 1024);
