@@ -67,6 +67,7 @@ export async function serve<P>(opts: ServeOptions<P>): Promise<ChannelServer> {
     const info: ConnectionInfo<P> = { id, remote, peer, exportKeyingMaterial: exporterFor(tlsSocket) };
     const session: ServerSession<P> = new ServerSession(socket, info, opts.handler, limits, log, transport, () => {
       sessions.delete(session);
+      opts.onClosed?.(info);
     }, budget);
     sessions.add(session);
   };

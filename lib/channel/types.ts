@@ -132,6 +132,8 @@ export interface ServeOptions<P> {
   plain?: boolean;
   limits?: Limits;
   handler: Handler<P>;
+  /** Called once for each connection that reached the handler's side, when its socket has closed. */
+  onClosed?: (conn: ConnectionInfo<P>) => void;
   log?: ChannelLog;
   /** The service's own refusals among the channel's records, held to the same rate as the channel's own (channelRefusal). */
   refusal?: RefusalKind;

@@ -3,9 +3,10 @@
 // most 10,000 entries of a few dozen bytes each, keeping the credential's hash, never the bytes
 // it came in (a view into a request frame of up to 1 MiB would keep the whole frame). The minute
 // is measured by the monotonic clock: the wall clock set back or forward changes no nonce's life.
-// Issuing and redeeming look at no other nonce than those they drop: nonces stay their minute after
-// their connection closed, so a member holding a credential can fill the book by cycling
-// connections, and a walk over it at each challenge cost half a millisecond of the server's thread.
+// A connection's nonces go when it closes (none can be redeemed elsewhere), so cycling connections
+// does not fill the book and push out the nonces of clients still answering theirs: the connection
+// limits (256 of 16 each) keep it below its 10,000. Issuing and redeeming look at no other nonce
+// than those they drop: a walk over a full book cost half a millisecond of the server's thread.
 
 import { bytesEqual, randomBytes, sha256, toHex } from '../crypto/index.ts';
 import { CHALLENGES_PER_CONNECTION, NONCE_BYTES } from './protocol.ts';
@@ -54,6 +55,17 @@ export class ChallengeBook {
     const p = this.pending.get(key);
     if (p) this.forget(key);
     return p !== undefined && p.conn === conn && p.expires >= now && bytesEqual(p.credential, sha256(credential));
+  }
+
+  /** Drops every nonce of a connection that has closed (one is redeemed only on its own). */
+  dropConnection(conn: string): void {
+    for (const key of this.byConnection.get(conn) ?? []) this.pending.delete(key);
+    this.byConnection.delete(conn);
+  }
+
+  /** Nonces outstanding on all connections together. */
+  get outstanding(): number {
+    return this.pending.size;
   }
 
   private forget(key: string): void {

@@ -86,6 +86,11 @@ export class KeyService {
     this.config.acl = acl;
   }
 
+  /** A connection has closed: the nonces issued on it can no longer be redeemed, so they go now. */
+  connectionClosed(conn: Connection): void {
+    this.challenges.dropConnection(conn.id);
+  }
+
   /** One request, answered once its audit record is on disk. */
   async handle(bytes: Uint8Array, conn: Connection): Promise<Uint8Array> {
     const r = await this.handleStaged(bytes, conn);

@@ -115,6 +115,7 @@ export async function startKeyServer(o: KeyServerOptions): Promise<StartedKeySer
       verifyPeer: (chain) => requireMachine(validateAdmission({ chain, policyCert: o.policyCert, at: new Date(), usage: 'client' }), 'client'),
     },
     handler: (req, conn) => service.handleStaged(req, conn),
+    onClosed: (conn) => service.connectionClosed(conn),
   });
   const policyCertEnds = readCertificateSummary(o.policyCert).notAfter;
   const watch = (notAfter: Date) => watchExpiry(notAfter, o.log, identityWatch(notAfter, policyCertEnds, o.renewal !== undefined));

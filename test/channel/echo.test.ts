@@ -6,7 +6,7 @@ import { bytesEqual, randomBytes } from '../../lib/crypto/index.ts';
 import { connect } from '../../lib/channel/index.ts';
 import { listenError } from '../../lib/channel/errors.ts';
 import { CertifierError } from '../../lib/errors/index.ts';
-import { Harness, bytes, rejectsWith, text, waitFor, type Transport } from './harness.ts';
+import { Harness, bytes, rejectsWith, testPki, text, waitFor, type Transport } from './harness.ts';
 
 describe('channel: request and answer', () => {
   const h = new Harness();
@@ -61,6 +61,22 @@ describe('channel: request and answer', () => {
     expect(ids).to.have.length(2);
     for (const id of ids) expect(id).to.match(/^[0-9a-f]{16}$/);
     expect(ids[0]).to.not.equal(ids[1]);
+  });
+
+  it('tells onClosed once of each connection that reached the handler\'s side, with the id its requests had, and never of a refused one', async () => {
+    const seen: string[] = [];
+    const closed: string[] = [];
+    const server = await h.serve('mtls', { handler: async (r, c) => (seen.push(c.id), r), onClosed: (c) => closed.push(c.id) });
+    for (let i = 0; i < 2; i++) {
+      const conn = await h.connect(server, 'mtls');
+      await conn.request(bytes('x'));
+      await conn.close();
+    }
+    const p = await testPki();
+    await rejectsWith(h.connect(server, 'mtls', { identity: p.refusedClient }).then((c) => c.request(bytes('x'))), 'UNTRUSTED_PEER');
+    await waitFor(() => closed.length === 2, 3000, 'both closes');
+    await server.close();
+    expect(closed).to.deep.equal(seen);
   });
 
   it('logs how long a connection lasted by a monotonic clock: the wall clock set back a day meanwhile does not make it negative', async () => {

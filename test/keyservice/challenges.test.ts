@@ -84,6 +84,22 @@ describe('key service: challenge nonces', () => {
     expect(book.redeem(late, 'c9', cred(), now + 60_001)).to.equal(true);
   });
 
+  it('drops a closed connection\'s nonces, so connections cycled by one client push out no other client\'s', () => {
+    const book = new ChallengeBook({ maxOutstanding: CHALLENGES_PER_CONNECTION + 1 });
+    const waiting = book.issue('slow', cred());
+    for (let c = 0; c < 5; c++) {
+      for (let i = 0; i < CHALLENGES_PER_CONNECTION; i++) book.issue(`cycled${c}`, cred());
+      book.dropConnection(`cycled${c}`);
+    }
+    expect(book.outstanding).to.equal(1);
+    const gone = book.issue('c1', cred());
+    book.dropConnection('c1');
+    book.dropConnection('never-seen');
+    expect(book.redeem(gone, 'c1', cred())).to.equal(false);
+    expect(book.redeem(waiting, 'slow', cred()), 'the slow client\'s nonce was pushed out').to.equal(true);
+    expect(book.outstanding).to.equal(0);
+  });
+
   it('keeps no reference to the bytes the credential came in', () => {
     const book = new ChallengeBook();
     const frame = new Uint8Array(64 * 1024);
