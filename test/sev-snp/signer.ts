@@ -192,6 +192,16 @@ export class TestSnpSigner {
     return signReport(b, kind === 'vcek' ? this.keys.vcek : this.keys.vlek);
   }
 
+  /** `bytes` (a report, changed after it was made) signed again by this signer's VCEK or VLEK, as a well-formed report's signature would be. */
+  resign(bytes: Uint8Array, kind: 'vcek' | 'vlek' = 'vcek'): Uint8Array {
+    return signReport(bytes, this.keys[kind]);
+  }
+
+  /** The VCEK's ECDSA signature (r then s, 48 bytes each, big-endian) over any bytes with any hash: for signatures made over the wrong thing. */
+  vcekSignature(data: Uint8Array, hash = 'sha384'): Uint8Array {
+    return new Uint8Array(sign(hash, data, { key: this.keys.vcek, dsaEncoding: 'ieee-p1363' }));
+  }
+
   /**
    * A revocation list shaped as AMD's: v2, issued and RSA-PSS signed by the ARK (or another
    * signer given), listing these serials (the ASK is 2, the ASVK 3), with a CRL number.
