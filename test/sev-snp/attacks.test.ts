@@ -187,6 +187,10 @@ describe('SEV-SNP: a hostile host\'s attempts, each with the outcome it must get
       ['our VCEK and ASK, its ARK sent along, the root not trusted', 'SNP_CHAIN_UNTRUSTED', () => decide(good, [s.vcek, s.ask, s.ark], { roots: [pinnedArk('milan')] })],
       ['our ASK as the signing key', 'EVIDENCE_MALFORMED', () => decide(good, [s.ask])],
       ['the ARK as the ASK', 'SNP_CHAIN_UNTRUSTED', () => decide(good, [s.vcek, s.ark])],
+      ['VCEK, ASK, ASVK and ARK: the most a host\'s table and KDS\'s chain give', 'ok', () => decide(good, [s.vcek, s.ask, s.asvk, s.ark])],
+      // Each certificate named as the VCEK's issuer costs a signature check with its key (RSA, up
+      // to 16384 bits): 64 KiB of them cost the server thirty times a request's work.
+      ['a fifth certificate (another ASK of the same name)', 'EVIDENCE_MALFORMED', () => decide(good, [s.vcek, other.ask, s.ask, s.asvk, s.ark])],
     ];
     expect(wrongOutcomes(attempts)).to.deep.equal([]);
   });

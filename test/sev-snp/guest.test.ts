@@ -133,6 +133,14 @@ describe('SEV-SNP guest: configfs-tsm and the evidence package', () => {
     expect((await withFile.attest(userData)).factAssertion).to.have.length(3);
   });
 
+  it('refuses more --vcek certificates than a verifier takes (INVALID_INPUT), before asking for a report', async () => {
+    fake = serveFakeTsm(tsm, signer, { measurement: MEASUREMENT, auxblob: false });
+    const e = await thrown(SnpGuest.open({ tsm: { dir: tsm }, certs: [signer.vcek, signer.ask, signer.asvk, signer.ark, signer.ask] }));
+    expect(e.code).to.equal('INVALID_INPUT');
+    expect(e.message).to.contain('5 certificates').and.contain('at most 4');
+    expect(fake.served()).to.equal(0);
+  });
+
   it('says a masked chip id is masked, rather than naming a KDS path for chip 0000…, when the host attaches no VCEK', async () => {
     fake = serveFakeTsm(tsm, signer, { measurement: MEASUREMENT, auxblob: false, fields: { chipId: new Uint8Array(64) } });
     const userData = { enclaveType: 'sev-enclave', time: formatCertifierTime(new Date()), enclaveKey: toKeyMessage(publicKeyOf((await generateKeyPair('p256')).privateKey)) };

@@ -10,7 +10,7 @@ import type { Platform } from '../platform.ts';
 import { parseCertTable } from './certtable.ts';
 import { parseReport, type SigningKey, type SnpReport } from './report.ts';
 import { requestTsmReport, type TsmOptions } from './tsm.ts';
-import { CERT_EVIDENCE, chipIdMasked, reportDataFor, SEV_ATTESTATION_EVIDENCE, SEV_ENCLAVE } from './verify.ts';
+import { CERT_EVIDENCE, chipIdMasked, MAX_EVIDENCE_CERTS, reportDataFor, SEV_ATTESTATION_EVIDENCE, SEV_ENCLAVE } from './verify.ts';
 
 export interface SnpGuestOptions {
   tsm?: TsmOptions;
@@ -51,6 +51,9 @@ export class SnpGuest implements Platform {
    * a machine without SEV-SNP is told so before anything else happens.
    */
   static async open(o: SnpGuestOptions = {}): Promise<SnpGuest> {
+    if ((o.certs?.length ?? 0) > MAX_EVIDENCE_CERTS) {
+      throw new CertifierError('INVALID_INPUT', `the certificates given for the report (--vcek) hold ${o.certs!.length} certificates: a verifier takes at most ${MAX_EVIDENCE_CERTS} (the VCEK or VLEK, the ASK, the ASVK, the ARK)`);
+    }
     const probe = await requestTsmReport(randomBytes(64), o.tsm);
     return new SnpGuest(parseReport(probe.report).measurement, o);
   }

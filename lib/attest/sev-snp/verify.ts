@@ -25,7 +25,7 @@ const USER_DATA_VALIDITY_MS = 86_400_000;
 
 export interface SnpReportInput {
   report: Uint8Array;
-  /** DER certificates sent with the report: the VCEK or VLEK, and optionally its ASK/ASVK (an ARK there is ignored). */
+  /** DER certificates sent with the report: the VCEK or VLEK, and optionally its ASK/ASVK (an ARK there is ignored); at most MAX_EVIDENCE_CERTS. */
   certs: Uint8Array[];
   at: Date;
   /** Trust anchors (DER ARKs); AMD's pinned Milan, Genoa and Turin ARKs when not given. */
@@ -67,6 +67,12 @@ export function reportDataBinding(reportData: Uint8Array, serializedUserData: Ui
 export const pinnedRoots = () => pinnedAmdCerts().map((p) => p.ark);
 
 const malformed = evidenceMalformed;
+/**
+ * The most certificates SEV-SNP evidence carries: the VCEK or VLEK, its ASK or ASVK, the other
+ * intermediate (a host's table may hold both), the ARK. Every one named as an issuer costs a
+ * signature check with its key, so a request may not bring more for the server to try.
+ */
+export const MAX_EVIDENCE_CERTS = 4;
 /** VMPLs run from 0 (most privileged) to 3. */
 const MAX_VMPL = 3;
 /** 1 when bit `n` of `v` is set, else 0: a flag as a property. */
@@ -136,6 +142,7 @@ export function verifySnpReport(i: SnpReportInput): VerifiedSnpReport {
   // A guest asks from VMPL 0 to 3; the firmware writes 0xFFFFFFFF in a report the host asked for
   // (SNP_HV_REPORT_REQ), which vouches for no request of the guest's, whatever a policy's vmpl >= N says.
   if (report.vmpl > MAX_VMPL) throw malformed(`the SEV-SNP report's VMPL is ${report.vmpl === 0xffffffff ? '0xFFFFFFFF: the host asked for it (SNP_HV_REPORT_REQ), not the guest' : `${report.vmpl}, not 0 to ${MAX_VMPL}`}`);
+  if (i.certs.length > MAX_EVIDENCE_CERTS) throw malformed(`the SEV-SNP evidence carries ${i.certs.length} certificates; at most ${MAX_EVIDENCE_CERTS} belong to it (the VCEK or VLEK, the ASK, the ASVK, the ARK)`);
   const certs = i.certs.map((c, n) => readAmdCert(c, `evidence certificate ${n + 1}`));
   const leaves = certs.filter((c) => !c.isCA);
   if (leaves.length !== 1) throw malformed(`the SEV-SNP evidence needs exactly one VCEK or VLEK certificate, found ${leaves.length}`);
