@@ -143,6 +143,29 @@ describe('SEV-SNP: a hostile host\'s attempts, each with the outcome it must get
     expect(wrongOutcomes(attempts)).to.deep.equal([]);
   });
 
+  it('report fields on Turin: the 8-byte hwID, the FMC level, Turin\'s reserved TCB bytes', () => {
+    const t = TestSnpSigner.create({ now: NOW, product: 'turin' });
+    const report = t.report({ reportData: randomBytes(64), measurement: MEASUREMENT });
+    const verified = (r: Uint8Array, certs = [t.vcek, t.ask]) => outcome(() => verifySnpReport({ report: r, certs, at: NOW, roots: [t.ark] }));
+    const turin = (change: (b: Uint8Array) => void) => {
+      const b = new Uint8Array(report);
+      change(b);
+      return t.resign(b);
+    };
+    const attempts: Attempt[] = [
+      ['as made', 'ok', () => verified(report)],
+      ['CHIP_ID with a byte set after its first 8', 'SNP_VCEK_MISMATCH', () => verified(turin((b) => { b[0x1a0 + 8] = 1; }))],
+      ['CHIP_ID of another chip in its first 8', 'SNP_VCEK_MISMATCH', () => verified(turin((b) => { b[0x1a0]! ^= 1; }))],
+      ['CHIP_ID masked', 'ok', () => verified(turin((b) => b.fill(0, 0x1a0, 0x1e0)))],
+      ['a VCEK with all 64 bytes of CHIP_ID as hwID', 'SNP_VCEK_MISMATCH', () => verified(report, [t.shapedVcek(t.tcb, t.chipId, 0), t.ask])],
+      ['a family 19h VCEK (no fmcSPL)', 'SNP_VCEK_MISMATCH', () => verified(report, [t.shapedVcek(t.tcb, t.chipId.subarray(0, 8)), t.ask])],
+      ['a VCEK of another FMC level', 'SNP_TCB_MISMATCH', () => verified(report, [t.shapedVcek(t.tcb, t.chipId.subarray(0, 8), 1), t.ask])],
+      ['byte 4 of REPORTED_TCB (reserved in Turin\'s layout)', 'EVIDENCE_MALFORMED', () => verified(turin((b) => { b[0x184] = 1; }))],
+      ['version 2 (no CPUID, read as family 19h: Turin\'s SNP level lands in a byte that layout reserves)', 'EVIDENCE_MALFORMED', () => verified(turin((b) => { u32(b, 0, 2); b.fill(0, 0x188, 0x18b); }))],
+    ];
+    expect(wrongOutcomes(attempts)).to.deep.equal([]);
+  });
+
   it('signature: encoding of r and s, values out of range, the range signed', () => {
     const r = readLe(good, 0x2a0);
     const sv = readLe(good, 0x2e8);
@@ -216,6 +239,25 @@ describe('SEV-SNP: a hostile host\'s attempts, each with the outcome it must get
       ['a list under the ARK\'s name signed by another root\'s key', 'INVALID_INPUT', () => under(other.crl({ revoked: [] }))],
       ['a list under the ARK\'s name signed by the ASK', 'INVALID_INPUT', () => under(s.crl({ signer: 'ask' }))],
       ['a list with a critical extension it does not process', 'INVALID_INPUT', () => under(s.crl({ criticalExtension: true }))],
+    ];
+    expect(wrongOutcomes(attempts)).to.deep.equal([]);
+  });
+
+  it('replay: evidence bound to another TLS session, or sent again a day later', async () => {
+    const machine = await generateKeyPair('p256');
+    const session = randomBytes(32);
+    const bound = encode('attestation_user_data', { enclaveType: 'sev-enclave', time: formatCertifierTime(NOW), enclaveKey: toKeyMessage(publicKeyOf(machine.privateKey), 'auth-key'), sessionBinding: session });
+    const report = s.report({ reportData: reportDataFor(bound), measurement: MEASUREMENT });
+    const replayed = (o: { binding?: Uint8Array; sessionless?: boolean; at?: Date }) => outcome(() => {
+      const at = o.at ?? NOW;
+      const facts = verifyEvidence(snpSupport(report, bound, [s.vcek, s.ask]), { at, snpRoots: [s.ark] });
+      return evaluate(policy, facts, { at, purpose: 'authentication', ...(o.binding ? { expectedBinding: o.binding } : {}), ...(o.sessionless ? { sessionless: true } : {}) });
+    });
+    const attempts: Attempt[] = [
+      ['on the session it was made for', 'ok', () => replayed({ binding: session })],
+      ['on another TLS session', 'SESSION_MISMATCH', () => replayed({ binding: randomBytes(32) })],
+      ['over the plain protocol', 'SESSION_MISMATCH', () => replayed({ sessionless: true })],
+      ['on its own session, a day and a minute after its time', 'CLAIM_EXPIRED', () => replayed({ binding: session, at: new Date(NOW.getTime() + DAY + 6 * 60_000) })],
     ];
     expect(wrongOutcomes(attempts)).to.deep.equal([]);
   });
