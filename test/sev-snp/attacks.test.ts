@@ -109,7 +109,8 @@ describe('SEV-SNP: a hostile host\'s attempts, each with the outcome it must get
       ['SIGNING_KEY 2 (reserved)', 'EVIDENCE_MALFORMED', () => decide(resigned((b) => u32(b, 0x48, 2 << 2)))],
       ['reserved 0x4C', 'EVIDENCE_MALFORMED', () => decide(resigned((b) => { b[0x4c] = 1; }))],
       ['reserved 0x18B (after CPUID, version 3)', 'EVIDENCE_MALFORMED', () => decide(resigned((b) => { b[0x18b] = 1; }))],
-      ['reserved 0x1EB, 0x1EF', 'EVIDENCE_MALFORMED', () => decide(resigned((b) => { b[0x1eb] = 1; }))],
+      ['reserved 0x1EB (after CURRENT_MAJOR)', 'EVIDENCE_MALFORMED', () => decide(resigned((b) => { b[0x1eb] = 1; }))],
+      ['reserved 0x1EF (after COMMITTED_MAJOR)', 'EVIDENCE_MALFORMED', () => decide(resigned((b) => { b[0x1ef] = 1; }))],
       ['reserved 0x29F (last signed byte)', 'EVIDENCE_MALFORMED', () => decide(resigned((b) => { b[0x29f] = 1; }))],
       ['reserved byte 2 of CURRENT_TCB', 'EVIDENCE_MALFORMED', () => decide(resigned((b) => { b[0x3a] = 1; }))],
     ];
