@@ -3,7 +3,7 @@
 // Framework (test/vectors/certifier-original) and a catalogue of malformed key_messages.
 
 import { expect } from 'chai';
-import { X509Certificate, createPrivateKey, createPublicKey, generateKeyPair as nodeGenerateKeyPair, type KeyObject } from 'node:crypto';
+import { X509Certificate, constants, createPrivateKey, createPublicKey, generateKeyPair as nodeGenerateKeyPair, generateKeyPairSync, sign as nodeSign, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -635,6 +635,19 @@ describe('crypto keys', () => {
       within('readSpki', () => expect(readSpki(spkiDer).alg).to.equal(undefined));
       within('keyAlgOf', () => expectCertifierError(() => keyAlgOf(fresh()), 'UNSUPPORTED', 'keyAlgOf'));
       within('isPssSignedBy', () => expect(isPssSignedBy(ask, fresh())).to.equal(false));
+    });
+
+    it('verifies no AMD certificate with an RSA key over 4096 bits (AMD\'s are 4096), even when it made the signature: evidence may name a host\'s keys of up to 16384 as the VCEK\'s issuer', () => {
+      // Each certificate named as the VCEK's issuer is tried with its own key; one of 16384 bits
+      // and a long exponent costs tens of times the check of AMD's.
+      const ask = readAmdCert(pinnedAmdCerts()[0]!.ask, 'ASK');
+      const signedWith = (bits: number) => {
+        const k = generateKeyPairSync('rsa', { modulusLength: bits });
+        const signature = new Uint8Array(nodeSign('sha384', ask.tbs, { key: k.privateKey, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 48 }));
+        return isPssSignedBy({ ...ask, signature }, k.publicKey);
+      };
+      expect(signedWith(2048), 'the control: a key AMD\'s rule allows').to.equal(true);
+      expect(signedWith(4104)).to.equal(false);
     });
 
     describe('keys written by the original Certifier Framework', () => {

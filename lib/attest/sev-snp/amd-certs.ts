@@ -95,13 +95,21 @@ export function pssProblem(cert: PssSigned): string | undefined {
 }
 
 /**
- * True when `issuerKey` (RSA, 2048 bits or more) signed the certificate with RSASSA-PSS,
+ * The largest RSA key that signs on AMD's path: AMD's ARKs, ASKs and ASVKs are RSA-4096. Evidence
+ * may name certificates of a host's own as the VCEK's issuer, each tried with its key; one of
+ * 16384 bits (with a long exponent) cost tens of times the whole check of AMD's chain.
+ */
+const MAX_AMD_RSA_BITS = 4096;
+
+/**
+ * True when `issuerKey` (RSA, 2048 to 4096 bits) signed the certificate with RSASSA-PSS,
  * SHA-384, MGF1-SHA-384 and a 48-byte salt. Node's PSS uses the message hash for MGF1 too,
  * which is why pssProblem insists that both are SHA-384.
  */
 export function isPssSignedBy(cert: PssSigned, issuerKey: KeyObject): boolean {
   if (pssProblem(cert) !== undefined) return false;
-  if (issuerKey.asymmetricKeyType !== 'rsa' || (keyDetails(issuerKey)?.modulusLength ?? 0) < 2048) return false;
+  const bits = issuerKey.asymmetricKeyType === 'rsa' ? (keyDetails(issuerKey)?.modulusLength ?? 0) : 0;
+  if (bits < 2048 || bits > MAX_AMD_RSA_BITS) return false;
   try {
     return verify('sha384', cert.tbs, { key: issuerKey, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: AMD_PSS_SALT }, cert.signature);
   } catch {
