@@ -145,7 +145,7 @@ export class Scenario {
       let out = '';
       child.stdout!.on('data', (d: Buffer) => {
         out += d.toString();
-        const m = /listening [^\s:]+:(\d+)/.exec(out);
+        const m = /listening \S+:(\d+)/.exec(out); // HOST:PORT, an IPv6 host in brackets
         if (m) {
           this.ports.set(child, Number(m[1]));
           resolve(Number(m[1]));

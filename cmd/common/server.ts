@@ -1,7 +1,7 @@
 // Running a server from a command: print where it listens (stdout), log one line per event
 // (stderr), shut down cleanly on SIGINT/SIGTERM, reload on SIGHUP, back up on SIGUSR1.
 
-import type { ChannelServer } from '../../lib/channel/index.ts';
+import { hostPort, type ChannelServer } from '../../lib/channel/index.ts';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { isoNow } from '../../lib/util/clock.ts';
 import { readsAsAnother, visibleJson } from '../../lib/wire/index.ts';
@@ -131,9 +131,10 @@ export async function runUntilSignal(program: string, server: ChannelServer, jso
   const stoppedEarly = early?.stop;
   if (!stoppedEarly && early && early.hangups > 0) onHangup();
   // Announced only once every signal has its handler: whoever starts the server on seeing this
-  // line may signal it at once.
+  // line may signal it at once. The text as --server takes it (an IPv6 address in brackets), to
+  // be pasted there; the document for programs keeps the host and the port apart.
   const { host, port } = server.address;
-  if (!stoppedEarly) process.stdout.write(json ? JSON.stringify({ ok: true, listening: { host, port } }) + '\n' : `listening ${host}:${port}\n`);
+  if (!stoppedEarly) process.stdout.write(json ? JSON.stringify({ ok: true, listening: { host, port } }) + '\n' : `listening ${hostPort(host, port)}\n`);
   const stop: NodeJS.Signals | CertifierError = stoppedEarly ?? (await Promise.race([signalled, ...(o.fatal ? [o.fatal] : [])]));
   stopping = true;
   process.off('SIGHUP', onHangup);

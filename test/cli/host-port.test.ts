@@ -7,7 +7,10 @@ import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { parseHostPort } from '../../cmd/common/keys.ts';
-import { run, tempDir } from '../support/helpers.ts';
+import { spawn } from 'node:child_process';
+import { ROOT, run, tempDir } from '../support/helpers.ts';
+import { waitFor } from '../channel/harness.ts';
+import { Child, Domain, expectSuccess, startServer } from '../e2e/domain.ts';
 
 describe('HOST:PORT on the command line', () => {
   const refusal = (value: string, listen = false): CertifierError => {
@@ -104,5 +107,34 @@ describe('an IPv6 HOST:PORT in what the programs say', function () {
     } finally {
       await new Promise((r) => held.close(r));
     }
+  });
+});
+
+describe('a server listening on an IPv6 address says where as --server takes it', function () {
+  this.timeout(60_000);
+  let d: Domain;
+  before(async () => {
+    d = await Domain.create({ programs: ['key-server', 'client'] });
+  });
+  after(async () => d?.close());
+
+  it('simpleserver and key-server print "listening [::1]:PORT", which key-client --server takes as printed; --json keeps {host, port}', async () => {
+    const simple = await startServer('simpleserver', ['serve', '--policy-key', d.policyKey, '--policy-cert', d.policyCertFile, '--policy', d.policyFile, '--listen', '[::1]:0']);
+    d.adopt(simple.child);
+    expect(simple.child.stdout).to.equal(`listening [::1]:${simple.port}\n`);
+    const [ks, client] = await Promise.all([d.certify('ks', 'key-server'), d.certify('client', 'client')]);
+    const server = await d.startKeyServer(ks, { listen: '[::1]:0' });
+    const printed = /^listening (\S+)\n$/.exec(server.child.stdout)?.[1];
+    expect(printed, server.child.stdout).to.equal(`[::1]:${server.port}`);
+    const checked = expectSuccess(await d.kc(client, { ...server, address: printed! }, 'check'));
+    expect(checked.out).to.contain(`key-server [::1]:${server.port} accepted this machine`);
+    // The document for programs is unchanged: the host as it is, and the port.
+    const json = new Child('simpleserver', spawn(process.execPath, [join(ROOT, 'cmd', 'bin', 'simpleserver.js'), 'serve', '--policy-key', d.policyKey, '--policy-cert', d.policyCertFile,
+      '--policy', d.policyFile, '--listen', '[::1]:0', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] }));
+    d.adopt(json);
+    await waitFor(() => json.stdout.endsWith('\n') || !json.running, 20_000, 'simpleserver --json listening');
+    const doc = JSON.parse(json.stdout);
+    expect(doc).to.deep.equal({ ok: true, listening: { host: '::1', port: doc.listening.port } });
+    expect(doc.listening.port).to.be.a('number').above(0);
   });
 });
