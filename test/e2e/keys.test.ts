@@ -559,7 +559,7 @@ describe('e2e: keys stored and retrieved through key-server on loopback', functi
       expect(continuing.out).to.contain(`seq ${Number(rotated![2]) + 1}..2701, chain intact (from seq ${Number(rotated![2]) + 1}: it continues a segment not given)`);
     });
 
-    it('keeps a second key-server off a log in use (STORE_LOCKED, exit 1) and off its own cryptstore as data (USAGE), and repair-audit moves a torn last line aside', async () => {
+    it('keeps a second key-server off a log, a --data or a --store in use (STORE_LOCKED, exit 1, naming which) and off its own cryptstore as data (USAGE), and repair-audit moves a torn last line aside', async () => {
       const [first, second] = await Promise.all([d.certify('audit-1', 'key-server'), d.certify('audit-2', 'key-server')]);
       const s = await d.startKeyServer(first);
       const log = `${s.data}/audit.jsonl`;
@@ -567,6 +567,14 @@ describe('e2e: keys stored and retrieved through key-server on loopback', functi
       const shared = await run('key-server', ['serve', '--domain', d.name, '--policy-cert', d.policyCertFile, '--data', d.path('audit-2-data'), '--audit', log, '--listen', '127.0.0.1:0', ...second.storeArgs]);
       expectFailure(shared, 1, 'STORE_LOCKED');
       expect(shared.stderr).to.contain(`the audit log ${log} is in use by another process`);
+      // Its --data, or its --store, held by the running one: each named for what it is.
+      const serving = ['serve', '--domain', d.name, '--policy-cert', d.policyCertFile, '--listen', '127.0.0.1:0'];
+      const sameData = await run('key-server', [...serving, '--data', s.data, ...second.storeArgs]);
+      expectFailure(sameData, 1, 'STORE_LOCKED');
+      expect(sameData.stderr).to.contain(`the key-server data directory is in use by another process (${s.data})`).and.not.contain('cryptstore');
+      const sameStore = await run('key-server', [...serving, '--data', d.path('audit-3-data'), ...first.storeArgs]);
+      expectFailure(sameStore, 1, 'STORE_LOCKED');
+      expect(sameStore.stderr).to.contain(`the cryptstore is in use by another process (${first.store})`).and.not.contain('data directory');
       const busy = await run('key-server', ['repair-audit', log]);
       expectFailure(busy, 1, 'STORE_LOCKED');
       expect(busy.stderr).to.contain('in use by a running key-server: stop it before repairing the log');
