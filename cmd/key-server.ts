@@ -31,7 +31,7 @@ const P = 'key-server';
 process.umask(0o077);
 const program = createProgram(P, 'store and release named keys to certified machines over mutual TLS');
 
-storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { domain: string; policyCert: string; data: string; listen: string; acl?: string; audit?: string; logJson?: boolean; backend: string; allowReplicaJoin?: boolean; certifier?: string; auditRotateMb?: number; backupDir?: string; backupKeep?: number }>(program, 'serve',
+storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & TimeoutOption & { domain: string; policyCert: string; data: string; listen: string; acl?: string; audit?: string; logJson?: boolean; backend: string; allowReplicaJoin?: boolean; certifier?: string; auditRotateMb?: number; backupDir?: string; backupKeep?: number }>(program, 'serve',
   'serve the key service (the store must hold this server\'s identity from cert-utility init-trust)',
   async (o) => {
     if ((await realFilePath(o.data)) === (await realFilePath(o.store))) {
@@ -39,11 +39,13 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
     }
     const { host, port } = parseHostPort(o.listen, '--listen', { listen: true });
     const certifier = o.certifier ? parseHostPort(o.certifier, '--certifier') : undefined;
+    const given = (name: string) => program.commands.find((c) => c.name() === 'serve')!.getOptionValueSource(name) === 'cli';
+    // Its only connection out is a renewal's: without --certifier it would bound nothing.
+    if (!certifier && given('timeout')) throw new CertifierError('USAGE', '--timeout goes with --certifier: it bounds the waits of a renewal through simpleserver');
     if (o.backupDir && o.backend !== 'level') throw new CertifierError('USAGE', '--backup-dir backs up the LevelDB key database; back up PostgreSQL with its own tools');
     if (o.backupKeep && !o.backupDir) throw new CertifierError('USAGE', '--backup-keep goes with --backup-dir');
     // Flags of the PostgreSQL backend are not silently ignored by the LevelDB one.
     if (o.backend !== 'postgres') {
-      const given = (name: string) => program.commands.find((c) => c.name() === 'serve')!.getOptionValueSource(name) === 'cli';
       const pgOnly = ['pgUrl', 'pgPoolSize', 'replicaId'].filter(given);
       if (pgOnly.length) throw new CertifierError('USAGE', `${pgOnly.map((k) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`).join(', ')} ${pgOnly.length > 1 ? 'go' : 'goes'} with --backend postgres`);
       // A replica's unit that lost its --backend would otherwise serve a key database of its own,
@@ -85,7 +87,7 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
       // before anything else is made (--data): a start that cannot be certified leaves nothing.
       // The key file or passphrase is wiped once the store is open: the store holds its data key.
       const { store, renewal } = await withProtector(P, o, async (protector) => certifier
-        ? openCertified(P, o.store, protector, { ...certifier, domain: o.domain, policyCert, policyCertEnds, platform: platform! }, log)
+        ? openCertified(P, o.store, protector, { ...certifier, domain: o.domain, policyCert, policyCertEnds, platform: platform!, waits: waitsOf(o) }, log)
         : { store: await Cryptstore.open(o.store, protector), renewal: undefined }, platform);
       keep(store);
       const pg = pgUrl ? keep(await openPostgres(pgUrl, o, log)) : undefined;
@@ -172,7 +174,8 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & { dom
   .option('--pg-url <url>', `PostgreSQL URL (better: set ${PG_URL_ENV}, so no password shows in argv)`)
   .option('--pg-pool-size <n>', 'PostgreSQL connections this replica may hold (default 10)', intInRange(1, 1000))
   .option('--replica-id <id>', 'this replica\'s name in its audit file and logs, its own among the live replicas of the database: 1 to 64 letters, digits, ".", "_" or "-"', replicaIdArg, hostname().replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 64) || 'replica')
-  .option('--allow-replica-join', 'release the storage key to machines certified with this server\'s own measurement (key-server join)');
+  .option('--allow-replica-join', 'release the storage key to machines certified with this server\'s own measurement (key-server join)')
+  .addOption(timeoutFlag('with --certifier: seconds each renewal waits for simpleserver at each step: connecting, the TLS handshake, its answer (TIMEOUT when one runs out: at start, exit 3 unless the stored certificate serves; while serving, logged and tried again later)'));
 
 storeOptions(subcommand<JsonOption & ProtectionOptions & TimeoutOption & { domain: string; policyCert: string; from: string; force?: boolean }>(program, 'join',
   'fetch the storage key of a running key-server (started with --allow-replica-join) into this store: a new replica of a PostgreSQL database, or a standby for a LevelDB one',

@@ -7,7 +7,7 @@ import type { Cryptstore, Protector } from '../../cryptstore/index.ts';
 import type { Platform } from '../../lib/attest/index.ts';
 import { CertifierError, isCertifierError } from '../../lib/errors/index.ts';
 import { admissionCertTag, endsWithPolicyCert, initTrust, loadIdentity, noRenewalPast, type MachineIdentity } from '../../lib/certifier/index.ts';
-import { hostPort } from '../../lib/channel/index.ts';
+import { hostPort, type Waits } from '../../lib/channel/index.ts';
 import { warn } from '../common/cli.ts';
 import { openToCertify } from '../common/new-store.ts';
 
@@ -19,6 +19,8 @@ export interface Certifier {
   /** The policy certificate's end, from its validation at start. */
   policyCertEnds: Date;
   platform: Platform;
+  /** How long each attempt waits for simpleserver at each step (--timeout). */
+  waits: Waits;
 }
 
 export interface Renewal {
@@ -49,7 +51,7 @@ export async function openCertified(program: string, dir: string, protector: Pro
  * certificate can serve, else the error, with its cause's code (UNREACHABLE: worth a retry).
  */
 async function prepareRenewal(program: string, store: Cryptstore, c: Certifier, log: (r: object) => void): Promise<Renewal> {
-  const certify = (force: boolean, signal?: AbortSignal) => initTrust({ store, domain: c.domain, policyCert: c.policyCert, platform: c.platform, host: c.host, port: c.port, force, ...(signal ? { signal } : {}) });
+  const certify = (force: boolean, signal?: AbortSignal) => initTrust({ store, domain: c.domain, policyCert: c.policyCert, platform: c.platform, host: c.host, port: c.port, force, waits: c.waits, ...(signal ? { signal } : {}) });
   const where = hostPort(c.host, c.port);
   const { policyCertEnds } = c;
   let justFailed = false;

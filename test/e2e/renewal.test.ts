@@ -199,6 +199,53 @@ describe('e2e: key-server renews its certificate through simpleserver (--certifi
       }
     });
 
+    describe('simpleserver stopped (SIGSTOP): it takes the connection and says nothing', () => {
+      let stopped: Child;
+      let stoppedPort = 0;
+      before(async () => {
+        const { child, port } = await startServer('simpleserver', ['serve', '--policy-key', d.policyKey, '--policy-cert', d.policyCertFile, '--policy', d.policyFile, '--listen', '127.0.0.1:0']);
+        d.adopt(child);
+        process.kill(child.pid, 'SIGSTOP');
+        [stopped, stoppedPort] = [child, port];
+      });
+      after(() => {
+        if (stopped.running) process.kill(stopped.pid, 'SIGCONT');
+      });
+      const certifier = () => ['--certifier', `127.0.0.1:${stoppedPort}`, ...platform(), '--timeout', '1'];
+
+      it('waits --timeout for it at start, then serves with a stored certificate due for renewal, to try again later', async () => {
+        const ks = await d.certify('ks-due-stopped', 'key-server');
+        await ageCertificate(ks.store);
+        const server = await d.startKeyServer(ks, { args: certifier() });
+        try {
+          expect(server.child.stderr).to.contain(`warning: could not certify through 127.0.0.1:${stoppedPort} at start (TLS handshake with 127.0.0.1:${stoppedPort} timed out after 1000 ms [TIMEOUT]); serving with the certificate in the store, valid until `)
+            .and.contain(', and trying again later');
+          expectSuccess(await d.kc(alice, server, 'store', ['due-stopped/k', '--in', '-'], randomBytes(32)));
+        } finally {
+          await server.child.stop();
+        }
+      });
+
+      it('with no store, fails TIMEOUT (exit 3, worth a retry) naming --timeout, and leaves neither the store nor --data', async () => {
+        const store = d.path('ks-none-stopped');
+        const data = d.path('none-stopped-data');
+        const r = await run('key-server', ['serve', '--domain', d.name, '--policy-cert', d.policyCertFile, '--data', data, '--listen', '127.0.0.1:0', '--store', store, '--key-file', d.keyFile, ...certifier()]);
+        expectFailure(r, 3, 'TIMEOUT');
+        expect(r.stderr).to.contain(`has no certificate yet: TLS handshake with 127.0.0.1:${stoppedPort} timed out after 1000 ms (--timeout 1)`);
+        expect(existsSync(store), 'store').to.equal(false);
+        expect(existsSync(data), '--data').to.equal(false);
+      });
+    });
+
+    it('takes --timeout only with --certifier, from 1 to 3600 seconds (USAGE)', async () => {
+      const ks = await d.certify('ks-timeout-flag', 'key-server');
+      const serve = (more: string[]) => run('key-server', ['serve', '--domain', d.name, '--policy-cert', d.policyCertFile, '--data', d.path('timeout-data'), '--listen', '127.0.0.1:0', ...ks.storeArgs, ...more]);
+      const alone = await serve(['--timeout', '5']);
+      expectFailure(alone, 2, 'USAGE');
+      expect(alone.stderr).to.contain('--timeout goes with --certifier');
+      for (const bad of ['0', '3601']) expectFailure(await serve(['--certifier', `127.0.0.1:${shortPort}`, ...platform(), '--timeout', bad]), 2, 'USAGE');
+    });
+
     it('with an expired certificate, fails UNREACHABLE (exit 3) naming it, and keeps the store', async () => {
       const ks = await d.certify('ks-expired', 'key-server');
       await ageCertificate(ks.store, { expired: true });

@@ -12,7 +12,7 @@ import { createPolicyCert, type ValidatedPeer } from '../../lib/pki/index.ts';
 import { loadPolicy, makePolicy } from '../../lib/policy/index.ts';
 import { generateSimulatedPlatform, SimulatedEnclave } from '../../lib/attest/index.ts';
 import { initTrust, loadIdentity, startCertifier, type MachineIdentity } from '../../lib/certifier/index.ts';
-import type { ChannelServer } from '../../lib/channel/index.ts';
+import type { ChannelServer, Waits } from '../../lib/channel/index.ts';
 import { KeyClient } from '../../lib/keyclient/index.ts';
 import { LevelBackend } from '../../lib/keyservice/level-backend.ts';
 import { renewalDelay, renewIdentity } from '../../lib/keyservice/renewal.ts';
@@ -173,23 +173,37 @@ describe('key-server: its own certificate renewed while it runs', function () {
     }
   });
 
-  it('stopping abandons an attempt in flight: its connection to a certifier that never answers closes at once', async () => {
-    // A certifier that accepts the connection and never says a word (TLS handshake included).
+  /**
+   * Runs `test` with a certifier that accepts the connection and never says a word (TLS handshake
+   * included): its sockets, and an init-trust against it of a key-server's store.
+   */
+  async function withSilentCertifier(test: (o: { sockets: Socket[]; certify: (signal: AbortSignal, waits?: Waits) => Promise<unknown> }) => Promise<void>): Promise<void> {
     const sockets: Socket[] = [];
     const silent = createServer((s) => void sockets.push(s.resume()));
     await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
-    const tmp = tempDir('ks-renewal-stop-');
+    const tmp = tempDir('ks-renewal-silent-');
     const store = await Cryptstore.create(join(tmp.dir, 'store'), new KeyFileProtector(randomBytes(32)));
     try {
       const policyKey = (await generateKeyPair('p256')).privateKey;
       const policyCert = await createPolicyCert({ privateKey: policyKey, domain: 'renewal' });
       const keys = await generateSimulatedPlatform({ alg: 'p256' });
       const platform = new SimulatedEnclave(keys.attestKey, keys.endorsement, sha256(utf8('key-server program')));
+      const port = (silent.address() as AddressInfo).port;
+      await test({ sockets, certify: (signal, waits) => initTrust({ store, domain: 'renewal', policyCert, platform, host: '127.0.0.1', port, force: true, signal, ...(waits ? { waits } : {}) }) });
+    } finally {
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => silent.close(r));
+      await store.close();
+      tmp.cleanup();
+    }
+  }
+
+  it('stopping abandons an attempt in flight: its connection to a certifier that never answers closes at once', async () => {
+    await withSilentCertifier(async ({ sockets, certify }) => {
       const outcome: string[] = [];
       const peer = { peer: { notAfter: new Date(Date.now() + 500), serialHex: 'ab' } } as unknown as MachineIdentity;
       const stop = renewIdentity(peer, {
-        recertify: (signal) => initTrust({ store, domain: 'renewal', policyCert, platform, host: '127.0.0.1', port: (silent.address() as AddressInfo).port, force: true, signal })
-          .then(() => peer, (e: Error) => (outcome.push(e.message), peer)),
+        recertify: (signal) => certify(signal).then(() => peer, (e: Error) => (outcome.push(e.message), peer)),
         present: () => {}, log: () => {}, minGapMs: 50, justFailed: true,
       });
       for (let i = 0; i < 400 && sockets.length === 0; i++) await new Promise((r) => setTimeout(r, 50));
@@ -203,12 +217,29 @@ describe('key-server: its own certificate renewed while it runs', function () {
       expect(within, 'the connection closed well before the handshake timeout').to.equal(true);
       for (let i = 0; i < 200 && outcome.length === 0; i++) await new Promise((r) => setTimeout(r, 50));
       expect(outcome.join()).to.contain('abandoned');
-    } finally {
-      for (const s of sockets) s.destroy();
-      await new Promise((r) => silent.close(r));
-      await store.close();
-      tmp.cleanup();
-    }
+    });
+  });
+
+  it('an attempt that times out (a certifier that takes the connection and says nothing) is logged with its code and reason alone, and tried again as any failure is', async () => {
+    await withSilentCertifier(async ({ sockets, certify }) => {
+      const events: Record<string, unknown>[] = [];
+      const peer = identityUntil(Date.now() + 500);
+      // The waits key-server serve --timeout gives: here a fifth of a second each.
+      const waits = { connectTimeoutMs: 200, handshakeTimeoutMs: 200, readTimeoutMs: 200 };
+      const stop = renewIdentity(peer, { recertify: async (signal) => (await certify(signal, waits), peer), present: () => {}, log: (r) => void events.push(r), minGapMs: 50, justFailed: true });
+      try {
+        for (let i = 0; i < 200 && events.length < 2; i++) await sleep(50);
+      } finally {
+        stop();
+      }
+      expect(events.length, JSON.stringify(events)).to.be.at.least(2);
+      for (const e of events.slice(0, 2)) {
+        expect(Object.keys(e)).to.deep.equal(['event', 'code', 'reason', 'retryInSeconds']);
+        expect(e).to.include({ event: 'identity-renewal-failed', code: 'TIMEOUT' });
+        expect(e.reason).to.match(/^TLS handshake with 127\.0\.0\.1:\d+ timed out after 200 ms$/);
+      }
+      expect(sockets.length, 'a connection per attempt').to.be.at.least(2);
+    });
   });
 
   it('presents a new certificate from the renewal on, and serves on with the old one while simpleserver is away', async () => {

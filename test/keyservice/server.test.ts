@@ -167,7 +167,7 @@ describe('key-server: start and stop', function () {
   });
 
   describe('certified through --certifier at start (openCertified)', () => {
-    const through = (port: number): Certifier => ({ host: '127.0.0.1', port, domain, policyCert, policyCertEnds: parseCertificate(policyCert).notAfter, platform: platform(ksM) });
+    const through = (port: number): Certifier => ({ host: '127.0.0.1', port, domain, policyCert, policyCertEnds: parseCertificate(policyCert).notAfter, platform: platform(ksM), waits: {} });
     const quietly = async <T>(f: () => Promise<T>): Promise<T> => {
       const write = process.stderr.write;
       process.stderr.write = (() => true) as typeof process.stderr.write;
