@@ -12,7 +12,7 @@ import { JsonItemsText } from '../lib/util/json.ts';
 import { itemValue, readCertificateChain, readCertificateSummary, type ValidatedPeer } from '../lib/pki/index.ts';
 import { endsWithPolicyCert, isIdentityTag, loadIdentity, noRenewalPast, renewDue } from '../lib/certifier/index.ts';
 import { KeyClient, checkServer, fetchAll, keepAll, provision, readProvisionConfig, refuseBeforeFetching, sweepDestinations, type KeyClientOptions, type ResourceInfo, type SecretSpec } from '../lib/keyclient/index.ts';
-import { DEFAULT_LIMITS } from '../lib/channel/index.ts';
+import { DEFAULT_LIMITS, SECOND_TRY_PAUSE_MS } from '../lib/channel/index.ts';
 import { MAX_VALUE_BYTES } from '../lib/keyservice/protocol.ts';
 import { STORAGE_KEY_TAG } from '../lib/keyservice/keystore.ts';
 import { verifyRoleCredential } from '../lib/keyservice/roles.ts';
@@ -303,10 +303,12 @@ serverOptions(subcommand<ClientOpts, ClientFlags>(program, 'check',
     const handshakeMs = Math.round(c.handshakeMs * 10) / 10;
     const server = { address: o.server, measurement: c.server.measurementHex, platform: c.server.platform, serial: c.server.serialHex, notAfter: c.server.notAfter.toISOString() };
     const own = { measurement: c.own.measurementHex, serial: c.own.serialHex, notAfter: c.own.notAfter.toISOString() };
+    // A second try's time is its own handshake's: said so, as the pause and the first try are not in it.
+    const secondTry = c.attempts === 2 ? `, on a second try: the first connection closed right after its handshake, as a refusal does (and a server killed in it), and was tried again ${SECOND_TRY_PAUSE_MS} ms later` : '';
     return {
-      json: { server, own, handshakeMs },
+      json: { server, own, handshakeMs, attempts: c.attempts },
       text: [
-        `key-server ${server.address} accepted this machine; handshake ${handshakeMs} ms`,
+        `key-server ${server.address} accepted this machine; handshake ${handshakeMs} ms${secondTry}`,
         `server: measurement ${server.measurement}, platform ${server.platform}, certificate serial ${server.serial}, notAfter ${server.notAfter}`,
         `this machine: measurement ${own.measurement}, certificate serial ${own.serial}, notAfter ${own.notAfter}`,
       ],

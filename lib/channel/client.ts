@@ -97,6 +97,8 @@ async function connectOnce<P>(opts: ConnectOptions<P>, prepared: PreparedClientT
 
 class Connection<P> implements ClientConnection<P> {
   peer: P | undefined = undefined;
+  /** Made as the socket began connecting (connectOnce). */
+  readonly startedAt = performance.now();
   readonly ready: Promise<void>;
   readonly exportKeyingMaterial: (label: string, length: number) => Uint8Array | undefined;
   private readonly decoder: FrameDecoder;
@@ -133,7 +135,7 @@ class Connection<P> implements ClientConnection<P> {
     private readonly mutual: boolean,
     connectTimeoutMs: number,
     /** 2 on the second try after an unsure refusal, whose refusal is then taken as one. */
-    private readonly attempt: 1 | 2,
+    readonly attempt: 1 | 2,
     private readonly ca?: string,
   ) {
     this.decoder = new FrameDecoder(limits.frameLimit);

@@ -2,6 +2,7 @@
 // or, for the original Certifier's plain protocol only, plain TCP.
 export { closingAlso, serve } from './server.ts';
 export { connect, prepareClientTls } from './client.ts';
+export { SECOND_TRY_PAUSE_MS } from './second-try.ts';
 export { limitRefusals, REFUSALS_PER_SECOND, type RefusalKind } from './refusals.ts';
 export { connectWaits, DEFAULT_LIMITS, resolveLimits } from './types.ts';
 export { hostPort } from './tlsutil.ts';

@@ -87,6 +87,14 @@ class SecondTry<P> implements EndingConnection<P> {
     return this.current.failed;
   }
 
+  get attempt(): 1 | 2 {
+    return this.current.attempt;
+  }
+
+  get startedAt(): number {
+    return this.current.startedAt;
+  }
+
   request(body: Uint8Array): Promise<Uint8Array> {
     return this.onSecond((c) => c.request(body));
   }

@@ -185,6 +185,10 @@ export interface ConnectOptions<P> {
 export interface ClientConnection<P> {
   /** What verifyPeer returned for the server; undefined on plain TCP or without verifyPeer. */
   readonly peer: P | undefined;
+  /** 1, or 2 for the second try after an unsure refusal (second-try.ts): the connection that counted. */
+  readonly attempt: 1 | 2;
+  /** When that connection began connecting (performance.now()). */
+  readonly startedAt: number;
   /** Sends one request; answers come back in order, and calls may overlap (pipelining). */
   request(body: Uint8Array): Promise<Uint8Array>;
   exportKeyingMaterial(label: string, length: number): Uint8Array | undefined;

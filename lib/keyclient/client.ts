@@ -137,6 +137,11 @@ export class KeyClient {
     return this.conn.peer!;
   }
 
+  /** The current connection: which try it is (2 after an unsure refusal), and when it began connecting (performance.now()). */
+  get opened(): { attempt: 1 | 2; at: number } {
+    return { attempt: this.conn.attempt, at: this.conn.startedAt };
+  }
+
   /** Resolves once the key-server has accepted this machine's certificate on the connection, sending nothing (ClientConnection.accepted). */
   accepted(): Promise<void> {
     return this.conn.accepted();

@@ -56,6 +56,7 @@ describe('e2e: key-client check', function () {
     });
     expect(doc.own).to.deep.equal({ measurement: d.measurementHex('client-good'), serial: goodIdentity.peer.serialHex, notAfter: goodIdentity.peer.notAfter.toISOString() });
     expect(doc.handshakeMs).to.be.a('number').above(0).below(DEFAULT_LIMITS.handshakeTimeoutMs);
+    expect(doc.attempts, 'accepted on the first try').to.equal(1);
     const line = await server.child.waitForLog(/ closed /, from);
     expect(line).to.match(/ reason=client-closed requests=0 answered=0 dropped=0 /).and.not.to.match(/ code=/);
     expect(server.child.stderr.slice(from)).not.to.match(/ refused | error /);

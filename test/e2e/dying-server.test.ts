@@ -14,6 +14,7 @@ import net, { type AddressInfo, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { ROOT, type RunResult } from '../support/helpers.ts';
 import { waitFor } from '../channel/harness.ts';
+import { SECOND_TRY_PAUSE_MS } from '../../lib/channel/index.ts';
 import { rejects } from '../support/rejects.ts';
 import { Domain, expectFailure, expectSuccess, sleep, type KeyServer, type Machine } from './domain.ts';
 
@@ -120,6 +121,28 @@ describe('e2e: key-client against a key-server killed part way through the TLS h
       }
     } finally {
       await close();
+    }
+  });
+
+  it('key-client check served on the second try prints the time of that handshake alone, not the first try and the pause, and says it was a second try (text and --json)', async () => {
+    const healthy = await d.certify('ks-healthy-check', 'key-server').then((m) => d.startKeyServer(m, { data: d.path('healthy-check-data') }));
+    for (const json of [true, false]) {
+      // As above: the first connection goes to a key-server that dies as a refusal closes, the second to a healthy one.
+      const dyingOne = await dying('finished');
+      const { port, close } = await forwarder([dyingOne.port, healthy.port]);
+      try {
+        const started = performance.now();
+        const r = expectSuccess(await d.kc(client, { ...healthy, port, address: `127.0.0.1:${port}` }, 'check', json ? ['--json'] : []));
+        const elapsed = performance.now() - started;
+        expect((await dyingOne.child.exited).signal).to.equal('SIGKILL');
+        const handshakeMs = json ? r.json().handshakeMs : Number(/handshake (\S+) ms/.exec(r.out)?.[1]);
+        // The handshake that counted began after the first try and the pause, within this run.
+        expect(handshakeMs).to.be.a('number').above(0).and.at.most(elapsed - SECOND_TRY_PAUSE_MS);
+        if (json) expect(r.json()).to.include({ attempts: 2 });
+        else expect(r.out.split('\n')[0]).to.equal(`key-server 127.0.0.1:${port} accepted this machine; handshake ${handshakeMs} ms, on a second try: the first connection closed right after its handshake, as a refusal does (and a server killed in it), and was tried again ${SECOND_TRY_PAUSE_MS} ms later`);
+      } finally {
+        await close();
+      }
     }
   });
 
