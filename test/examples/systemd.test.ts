@@ -12,6 +12,8 @@ import { ROOT, runScript, tempDir } from '../support/helpers.ts';
 import { ABANDON_MS, STOP_GRACE_MS, TASK_GRACE_MS } from '../../cmd/common/server.ts';
 import { DRAIN_MS } from '../../lib/keyservice/server.ts';
 import { ExitStatus } from '../../lib/errors/index.ts';
+import { DEFAULT_TIMEOUT_SECONDS } from '../../cmd/common/timeout.ts';
+import { SECOND_TRY_PAUSE_MS } from '../../lib/channel/index.ts';
 
 const run = promisify(execFile);
 const UNITS = ['first-boot', 'key-server', 'simpleserver'];
@@ -126,6 +128,25 @@ describe('examples/systemd/first-boot.service as written', () => {
   it('fails, never skipped, in an image without its policy certificate: a unit skipped on a Condition counts as done, and the services Requires= it started without their keys', () => {
     expect(unit).not.to.match(/^Condition/m);
     expect(unit).to.match(/^AssertPathExists=\/etc\/certifier-keys\/policy-cert\.pem$/m);
+  });
+
+  it('lets the script give up by itself (exit 3) before systemd stops it: TimeoutStartSec is half again its worst case, which its comment works out', () => {
+    const script = readFileSync(join(ROOT, 'scripts/first-boot.sh'), 'utf8');
+    const exec = /^ExecStart=((?:.*\\\n)*.*)$/m.exec(unit)![1]!;
+    // The script's defaults, unless the unit's ExecStart gives the flag.
+    const setting = (flag: string, variable: string, fallback?: number) => Number(new RegExp(`${flag} (\\d+)`).exec(exec)?.[1] ?? new RegExp(`\\b${variable}=(\\d+)\\b`).exec(script)?.[1] ?? fallback);
+    const [R, D, T] = [setting('--retries', 'retries'), setting('--max-delay', 'max_delay'), setting('--timeout', 'timeout', DEFAULT_TIMEOUT_SECONDS)];
+    expect([R, D, T].every(Number.isInteger), `${R} ${D} ${T}`).to.equal(true);
+    const keys = /^Environment=.*\bKEYS=(?:"([^"]*)"|(\S+))/m.exec(unit)!;
+    const K = (keys[1] ?? keys[2]!).split(/\s+/).filter(Boolean).length;
+    let B = 0; // with_retries: a pause of 1 s, doubling up to the cap, between attempts
+    for (let i = 1, delay = 1; i < R; i++, delay = Math.min(delay * 2, D)) B += delay;
+    const START_S = 5; // a program's start and its store's opening, at most (a passphrase's scrypt included)
+    const worst = R * 3 * T + B + R * ((5 + K) * T + SECOND_TRY_PAUSE_MS / 1000) + B + (2 * R + 1) * START_S;
+    expect(unit).to.contain(`= ${worst} s`);
+    const m = /^TimeoutStartSec=(\d+)min$/m.exec(unit);
+    expect(m, 'TimeoutStartSec in minutes').to.not.equal(null);
+    expect(Number(m![1]) * 60).to.be.at.least(1.5 * worst);
   });
 
   it('runs the script with its flags, which refuse to start until SERVER_MEASUREMENT is set (exit 2)', async () => {
