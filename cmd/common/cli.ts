@@ -2,7 +2,7 @@
 // stderr, `--json` turning the result or the error into one JSON document on stdout, and exit
 // statuses from lib/errors. No stack trace reaches the user unless CERTIFIER_DEBUG=1.
 
-import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { Command, CommanderError, Help, InvalidArgumentError, Option } from 'commander';
 import { fstatSync, writeSync } from 'node:fs';
 import { basename } from 'node:path';
 import { CertifierError, ExitStatus, exitStatusOf, isCertifierError } from '../../lib/errors/index.ts';
@@ -264,8 +264,19 @@ export function createProgram(name: string, description: string): Command {
     .exitOverride()
     .showHelpAfterError(false)
     .configureOutput({ outputError: () => {} }) // errors are rendered by run()
+    .configureHelp({ optionDescription }) // inherited by every subcommand
     .helpCommand(true);
   return program;
+}
+
+/**
+ * commander's description of a flag, without the empty list a repeatable flag starts from: its
+ * "(default: [])" tells an operator nothing, and stood beside the default a flag's own text gives
+ * (export-store --tag: "every exportable item").
+ */
+function optionDescription(this: Help, option: Option): string {
+  const none = Array.isArray(option.defaultValue) && option.defaultValue.length === 0;
+  return Help.prototype.optionDescription.call(this, none ? Object.assign(Object.create(option) as Option, { defaultValue: undefined }) : option);
 }
 
 /**

@@ -1,6 +1,6 @@
 // Shared test helpers: throwaway directories, running the real programs, fixture paths.
 
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -58,6 +58,12 @@ export interface RunOptions {
 /** Runs one of the suite's programs as a user would, through its bin entry. */
 export function run(program: Program, args: string[], options: RunOptions = {}): Promise<RunResult> {
   return spawnAndWait(process.execPath, [join(ROOT, 'cmd', 'bin', `${program}.js`), ...args], options);
+}
+
+/** Every subcommand's --help text, by program and subcommand, as the four programs build their commands (test/support/help-texts.ts). */
+export type Helps = Record<string, Record<string, string>>;
+export function helpTexts(): Helps {
+  return JSON.parse(execFileSync(process.execPath, ['--import', './test/support/tsx.mjs', 'test/support/help-texts.ts'], { cwd: ROOT, encoding: 'utf8' }));
 }
 
 /**

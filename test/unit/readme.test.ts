@@ -22,7 +22,7 @@ import { DEFAULT_CLOCK_SKEW_MS, SNP_PROPERTY } from '../../lib/policy/index.ts';
 import { MAX_TAG_LENGTH } from '../../lib/wire/index.ts';
 import { SUITS } from '../../cmd/cert-utility/trust-commands.ts';
 import { STOP_GRACE_MS } from '../../cmd/common/server.ts';
-import { ROOT, run } from '../support/helpers.ts';
+import { helpTexts, ROOT, run, type Helps } from '../support/helpers.ts';
 
 const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
 const PROGRAMS = ['cert-utility', 'simpleserver', 'key-server', 'key-client', 'scripts/first-boot.sh', 'scripts/deployment-setup.sh'];
@@ -64,13 +64,6 @@ function defaultOf(description: string | undefined): string {
   const m = description?.match(/\(default:? ("[^"]*"|[^),:]+)/);
   if (!m) throw new Error(`no default in ${JSON.stringify(description)}`);
   return m[1]!.replace(/^"(.*)"$/, '$1');
-}
-
-type Helps = Record<string, Record<string, string>>;
-
-/** Every subcommand's --help text, as the four programs build their commands (test/support/help-texts.ts). */
-function helpTexts(): Helps {
-  return JSON.parse(execFileSync(process.execPath, ['--import', './test/support/tsx.mjs', 'test/support/help-texts.ts'], { cwd: ROOT, encoding: 'utf8' }));
 }
 
 /** The flags a --help text lists, each with its description (continuation lines joined). */
