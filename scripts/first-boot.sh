@@ -10,8 +10,9 @@
 
 # bash 4.4 or later: an older one stops at an empty array expanded under set -u ("${a[@]}"),
 # part way, whatever was given. Said first, as a usage error (exit 2); under sh (dash), which reads
-# this line as commands not found (hidden), it says to run it with bash.
-((BASH_VERSINFO[0] * 100 + BASH_VERSINFO[1] >= 404)) 2>/dev/null || { echo "first-boot: needs bash 4.4 or later, not ${BASH_VERSION:-this shell: run it with bash}" >&2; exit 2; }
+# this line as a command not found (hidden), it says to run it with bash. The expression is quoted:
+# dash would take its ">=" for a redirection and make a file named "=" where the script was run.
+(("BASH_VERSINFO[0] * 100 + BASH_VERSINFO[1] >= 404")) 2>/dev/null || { echo "first-boot: needs bash 4.4 or later, not ${BASH_VERSION:-this shell: run it with bash}" >&2; exit 2; }
 # Run as sh by a bash that is sh (POSIX mode), a "." of a missing file would end it before its own words.
 set +o posix
 set -u

@@ -4,7 +4,7 @@
 
 import { expect } from 'chai';
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ROOT } from '../support/helpers.ts';
@@ -41,10 +41,16 @@ describe('scripts/*.sh under an older bash', () => {
 
 describe('scripts/*.sh under another shell, or bash as sh', () => {
   for (const name of ['first-boot', 'deployment-setup']) {
-    it(`${name}.sh run with sh (dash) by mistake says, in one line, to run it with bash (exit 2)`, function () {
+    it(`${name}.sh run with sh (dash) by mistake says, in one line, to run it with bash (exit 2), and makes no file where it runs (its guard's ">=" made one named "=")`, function () {
       if (!hasDash) this.skip();
-      const r = spawnSync('dash', [join(ROOT, 'scripts', `${name}.sh`), '--help'], { encoding: 'utf8' });
-      expect([r.status, r.stdout, r.stderr]).to.deep.equal([2, '', `${name}: needs bash 4.4 or later, not this shell: run it with bash\n`]);
+      const dir = mkdtempSync(join(tmpdir(), 'dash-'));
+      try {
+        const r = spawnSync('dash', [join(ROOT, 'scripts', `${name}.sh`), '--help'], { cwd: dir, encoding: 'utf8' });
+        expect([r.status, r.stdout, r.stderr]).to.deep.equal([2, '', `${name}: needs bash 4.4 or later, not this shell: run it with bash\n`]);
+        expect(readdirSync(dir)).to.deep.equal([]);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
     });
 
     it(`${name}.sh run by bash as sh (POSIX mode), copied without common.sh, says so itself (exit 1), as under bash`, () => {
