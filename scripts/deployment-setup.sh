@@ -22,7 +22,8 @@ usage() {
 usage: deployment-setup.sh --dir DIR --domain DOMAIN --measure FILE [--measure FILE ...]
                            [--trust-measurement HEX ...] [--alg p256|p384|rsa2048] [--policy-days N]
                            [--trust-amd-root milan|genoa|turin ... --snp-min-tcb BL:TEE:SNP:UCODE
-                            --snp-min-tcb turin=FMC:BL:TEE:SNP:UCODE [--snp-property P ...]]
+                            --snp-min-tcb turin=FMC:BL:TEE:SNP:UCODE [--snp-property P ...]
+                            [--snp-any-launch-tcb]]
 
   --dir                where to put everything (created; must not hold a setup already)
   --domain             the policy domain, e.g. datica
@@ -41,6 +42,8 @@ usage: deployment-setup.sh --dir DIR --domain DOMAIN --measure FILE [--measure F
   --snp-property       another SEV-SNP requirement, passed to make-policy's --snp-property
                        (repeatable), e.g. guest-svn>=2, or turin:launch-tcb-snp>=2 for one
                        product's LAUNCH_TCB minimum beside roots of both TCB layouts
+  --snp-any-launch-tcb passed to make-policy (no value): hold only REPORTED_TCB to --snp-min-tcb,
+                       not LAUNCH_TCB too, admitting VMs launched under older firmware
   --alg                the policy key's algorithm (default p256)
   --policy-days        how long the policy's claims last (default 365: sign a new policy
                        before then, or simpleserver refuses every machine)
@@ -65,16 +68,18 @@ stop_traps
 CERT_UTILITY=${CERT_UTILITY:-$here/../cmd/bin/cert-utility.js}
 KEY_SERVER=${KEY_SERVER:-$here/../cmd/bin/key-server.js}
 dir= domain= alg=p256 days=365
-measure=() trust=() amd=() min_tcb=() snp_property=()
+measure=() trust=() amd=() min_tcb=() snp_property=() any_launch=()
 seen=' '
 while [ $# -gt 0 ]; do
   case "$1" in
     -h|--help) usage 0 ;;
+    --snp-any-launch-tcb) ;; # the one flag without a value
     --*) [ $# -ge 2 ] || { echo "deployment-setup: $1 needs a value" >&2; usage; } ;;
   esac
   # A flag of one value once (the last would win silently); --measure, --trust-*, --snp-* repeat.
   case "$1" in
     --measure|--trust-measurement|--trust-amd-root|--snp-min-tcb|--snp-property) ;; # make-policy refuses a --snp-min-tcb form twice
+    --snp-any-launch-tcb) ;; # no value to differ: given twice, it says the same
     *) case "$seen" in *" $1 "*) echo "deployment-setup: $1 is given twice; it takes one value" >&2; usage ;; esac
        seen="$seen$1 " ;;
   esac
@@ -88,6 +93,7 @@ while [ $# -gt 0 ]; do
     --trust-amd-root) amd+=(--trust-amd-root "$2"); shift 2 ;;
     --snp-min-tcb) min_tcb+=(--snp-min-tcb "$2"); shift 2 ;; # given empty: make-policy refuses it
     --snp-property) snp_property+=(--snp-property "$2"); shift 2 ;; # checked by make-policy
+    --snp-any-launch-tcb) any_launch=(--snp-any-launch-tcb); shift ;; # make-policy warns of it
     *) echo "deployment-setup: unknown argument $1" >&2; usage ;;
   esac
 done
@@ -105,7 +111,7 @@ policy_key_args() {
 policy_args() {
   local m
   policy=(make-policy --policy-key "$1/policy-key.pem" --policy-cert "$1/policy-cert.pem" --trust-platform "$1/platform/platform-cert.pem"
-    "${amd[@]}" "${min_tcb[@]}" "${snp_property[@]}" --days "$days" --out "$1/policy.bin")
+    "${amd[@]}" "${min_tcb[@]}" "${snp_property[@]}" "${any_launch[@]}" --days "$days" --out "$1/policy.bin")
   for m in "${@:2}"; do policy+=(--trust-measurement "$m"); done
 }
 # A refusal says why, naming the flag and the value, escaped (exit 2), above a line saying which of

@@ -3,13 +3,14 @@
 // machine must show (debug, migration agent, minimum TCB, VMPL, host data, ID-key digest). Turin's
 // TCB levels are on a scale of their own (and it has an FMC level), so it has its own minimum TCB
 // and its own property claim beside the one for family 19h (Milan, Genoa, roots given by file
-// other than one named ARK-Turin).
+// other than one named ARK-Turin). Each claim holds LAUNCH_TCB to its minimum too, unless
+// --snp-any-launch-tcb.
 
 import type { Command } from 'commander';
 import { InvalidArgumentError, Option } from 'commander';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { AMD_CERTS, AMD_PRODUCTS, isPssSignedBy, layoutOfRoot, pinnedArk, pinnedProductOf, readAmdCert, rootLayout, type AmdProduct, type TcbLayout } from '../../lib/attest/index.ts';
-import { COMPARATORS, SEV_SNP_PLATFORM, showValue, SNP_PROPERTY, VERSION_PROPERTIES, versionNumber, type Comparator, type MakePolicyOptions, type Requirement } from '../../lib/policy/index.ts';
+import { COMPARATORS, describeRequirement, SEV_SNP_PLATFORM, showValue, SNP_PROPERTY, VERSION_PROPERTIES, versionNumber, type Comparator, type MakePolicyOptions, type Requirement } from '../../lib/policy/index.ts';
 import { readCertificateFile } from '../common/keys.ts';
 import { collect, decimal, intInRange, warn } from '../common/cli.ts';
 
@@ -20,6 +21,8 @@ export interface SnpPolicyFlags {
   snpVmpl: number;
   snpAllowDebug?: boolean;
   snpAllowMigrationAgent?: boolean;
+  /** Write no LAUNCH_TCB minimums of --snp-min-tcb's levels: admit VMs launched under older firmware. */
+  snpAnyLaunchTcb?: boolean;
   snpHostData?: string;
   snpIdKeyDigest?: string;
   snpProperty: SnpProperty[];
@@ -53,6 +56,11 @@ const FORMS: Record<Layout, { flag: string; levels: number; example: string }> =
 };
 /** LAUNCH_TCB's levels both layouts have (launch-tcb-fmc is Turin's only). */
 const LAUNCH_LEVELS = [SNP_PROPERTY.launchTcbBootloader, SNP_PROPERTY.launchTcbTee, SNP_PROPERTY.launchTcbSnp, SNP_PROPERTY.launchTcbMicrocode] as const;
+/** The LAUNCH_TCB level of each REPORTED_TCB level a minimum names. */
+const LAUNCH_OF: Record<string, string> = {
+  [SNP_PROPERTY.tcbFmc]: SNP_PROPERTY.launchTcbFmc, [SNP_PROPERTY.tcbBootloader]: SNP_PROPERTY.launchTcbBootloader, [SNP_PROPERTY.tcbTee]: SNP_PROPERTY.launchTcbTee,
+  [SNP_PROPERTY.tcbSnp]: SNP_PROPERTY.launchTcbSnp, [SNP_PROPERTY.tcbMicrocode]: SNP_PROPERTY.launchTcbMicrocode,
+};
 
 /**
  * BL:TEE:SNP:UCODE (family 19h), milan=BL:TEE:SNP:UCODE or genoa=BL:TEE:SNP:UCODE (one product's),
@@ -183,6 +191,7 @@ export function snpPolicyOptions(cmd: Command): Command {
     .option('--snp-vmpl <n>', 'SEV-SNP: the VMPL a report must come from', intInRange(0, 3, 'expected 0, 1, 2 or 3'), 0)
     .option('--snp-allow-debug', 'SEV-SNP: also accept guests whose policy allows debugging (never in production)')
     .option('--snp-allow-migration-agent', 'SEV-SNP: also accept guests whose policy allows a migration agent')
+    .option('--snp-any-launch-tcb', 'SEV-SNP: do not hold LAUNCH_TCB to the --snp-min-tcb levels too: also accept VMs launched under older firmware and updated live since (a launch the host may have tampered with)')
     .option('--snp-host-data <hex>', 'SEV-SNP: require this HOST_DATA (64 hex digits)', parseHex(32))
     .option('--snp-id-key-digest <hex>', 'SEV-SNP: require this ID_KEY_DIGEST (96 hex digits: the VM was launched with an ID block signed by this key)', parseHex(48))
     .option('--snp-property <expr>', 'SEV-SNP: any further property, e.g. guest-svn>=2, abi-version>=1.51 or firmware-version>=1.55 (MAJOR.MINOR; repeatable; see the README); a LAUNCH_TCB level beside roots of both layouts names its own, turin:launch-tcb-snp>=2 or family19h:launch-tcb-snp>=8, and beside a minimum per product its product, milan:launch-tcb-snp>=8', parseProperty, []);
@@ -279,7 +288,7 @@ function checkRepeats(o: SnpPolicyFlags): void {
  */
 export function checkSnpFlags(o: SnpPolicyFlags): void {
   const roots = o.trustAmdRoot.length + o.trustAmdRootCert.length;
-  const snpOnly = o.snpMinTcb.length > 0 || o.snpAllowDebug || o.snpAllowMigrationAgent || o.snpHostData || o.snpIdKeyDigest || o.snpProperty.length > 0 || o.snpVmpl !== 0;
+  const snpOnly = o.snpMinTcb.length > 0 || o.snpAllowDebug || o.snpAllowMigrationAgent || o.snpAnyLaunchTcb || o.snpHostData || o.snpIdKeyDigest || o.snpProperty.length > 0 || o.snpVmpl !== 0;
   if (roots === 0 && snpOnly) throw new CertifierError('USAGE', 'the --snp-* flags need --trust-amd-root or --trust-amd-root-cert');
   if (roots > 0 && o.snpMinTcb.length === 0) throw new CertifierError('USAGE', `trusting an AMD root needs ${FORMS['family-19h'].flag} (Milan, Genoa, a root given by file) or ${FORMS.turin.flag} (Turin, a root given by file named ARK-Turin), the lowest TCB accepted: there is no safe default`);
   if (roots > 0) checkLayouts(o, new Set(o.trustAmdRoot.map((p) => layoutOfRoot(p, AMD_CERTS[p].arkName))), o.trustAmdRootCert.length === 0);
@@ -335,6 +344,7 @@ export async function snpPolicyParts(program: string, o: SnpPolicyFlags, at: Dat
     notes.push(`--snp-property ${spelt(repeat)} ${spelt(repeat) === spelt(first) ? 'is given twice' : `repeats ${spelt(first)}`}: the policy says it once`);
   }
   const once = o.snpProperty.filter((p) => !repeated.some(([, r]) => r === p));
+  if (o.snpAnyLaunchTcb) notes.push('--snp-any-launch-tcb: the policy holds REPORTED_TCB to the minimum TCB, not LAUNCH_TCB: it admits a VM launched under older firmware (a launch the host may have tampered with) once that firmware is updated live');
   // One claim per TCB layout: a claim naming tcb-fmc denies Milan and Genoa evidence (which has no
   // FMC level), and one not naming it denies Turin evidence (REQUIRED_IF_PRESENT), so neither
   // product's machines are judged by the other's minimum. A property naming its layout (a
@@ -344,18 +354,37 @@ export async function snpPolicyParts(program: string, o: SnpPolicyFlags, at: Dat
     requirements: [
       ...guest, ...(product ? [{ name: P.product, comparator: '=' as const, value: product }] : []),
       ...names.map((name, i): Requirement => ({ name, comparator: '>=', value: levels[i]! })), ...given,
-      ...once.filter((p) => (layoutOfProperty(p) ?? layout) === layout && (p.product === undefined || p.product === product)).map(({ name, comparator, value }): Requirement => ({ name, comparator, value })),
+      ...withLaunchMinimums(o, names, levels, once.filter((p) => (layoutOfProperty(p) ?? layout) === layout && (p.product === undefined || p.product === product))),
     ],
   });
+  const platformProperties = [
+    // Per product (milan=, genoa=), a claim each, naming its product; else one for both.
+    ...(!layouts.has('family-19h') ? [] : productMinimums(o).length
+      ? productMinimums(o).map((m) => claim('family-19h', tcb, m.levels, m.product))
+      : [claim('family-19h', tcb, minimum(o, 'family-19h')!)]),
+    ...(layouts.has('turin') ? [claim('turin', [P.tcbFmc, ...tcb], minimum(o, 'turin')!)] : []),
+  ];
   if (!quiet) for (const note of notes) warn(program, note);
-  return {
-    platformRoots: roots,
-    platformProperties: [
-      // Per product (milan=, genoa=), a claim each, naming its product; else one for both.
-      ...(!layouts.has('family-19h') ? [] : productMinimums(o).length
-        ? productMinimums(o).map((m) => claim('family-19h', tcb, m.levels, m.product))
-        : [claim('family-19h', tcb, minimum(o, 'family-19h')!)]),
-      ...(layouts.has('turin') ? [claim('turin', [P.tcbFmc, ...tcb], minimum(o, 'turin')!)] : []),
-    ],
-  };
+  return { platformRoots: roots, platformProperties };
+}
+
+/**
+ * A claim's --snp-property requirements (`extra`) after the LAUNCH_TCB minimums of its minimum TCB
+ * (the REPORTED_TCB levels `names` at `levels`), written as a --snp-property launch-tcb-*>=N of
+ * its layout would be: a host can launch a VM under firmware older than the minimum (a launch it
+ * may have tampered with) and update the firmware live, after which REPORTED_TCB passes. A level
+ * given takes its minimum's place if it admits no launch below it (>= or = a level at or above
+ * it), and is USAGE otherwise. --snp-any-launch-tcb: no minimums, the levels given as given.
+ */
+function withLaunchMinimums(o: SnpPolicyFlags, names: string[], levels: number[], extra: SnpProperty[]): Requirement[] {
+  const plain = ({ name, comparator, value }: SnpProperty): Requirement => ({ name, comparator, value });
+  if (o.snpAnyLaunchTcb) return extra.map(plain);
+  const minimums = names.map((name, i): Requirement => ({ name: LAUNCH_OF[name]!, comparator: '>=', value: levels[i]! }));
+  const held = minimums.map((m) => {
+    const given = extra.find((p) => p.name === m.name);
+    if (!given) return m;
+    if (given.comparator !== '<=' && Number(given.value) >= Number(m.value)) return plain(given);
+    throw new CertifierError('USAGE', `--snp-property ${spelt(given)} would admit a VM launched under a TCB below the minimum, and make-policy holds LAUNCH_TCB to --snp-min-tcb's levels too (${describeRequirement(m)}, in the same claim), which a claim names once: give a level at or above it, or --snp-any-launch-tcb to accept VMs launched under older firmware`);
+  });
+  return [...held, ...extra.filter((p) => !minimums.some((m) => m.name === p.name)).map(plain)];
 }

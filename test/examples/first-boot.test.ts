@@ -1020,7 +1020,10 @@ describe('scripts/deployment-setup.sh', function () {
     const r = await setup(['--dir', 'snp', '--domain', 'datica', '--measure', 'app', '--trust-amd-root', 'milan', '--snp-min-tcb', '3:0:08:255', '--trust-measurement', 'ab'.repeat(48)]);
     expect(r.status, r.stderr).to.equal(0);
     const p = await run('cert-utility', ['print-policy', '--policy', 'snp/policy.bin', '--policy-cert', 'snp/policy-cert.pem'], { cwd: tmp.dir });
-    expect(p.out).to.contain('platform[amd-sev-snp, ARK-Milan').and.to.contain('tcb-snp >= 8, tcb-microcode >= 255]').and.to.contain(`measurement:${'ab'.repeat(48)} is-trusted`);
+    // LAUNCH_TCB held to the minimum too, in the same claim; make-policy's printout (on stderr) as print-policy's.
+    const held = 'tcb-snp >= 8, tcb-microcode >= 255, launch-tcb-bootloader >= 3, launch-tcb-tee >= 0, launch-tcb-snp >= 8, launch-tcb-microcode >= 255]';
+    expect(p.out).to.contain('platform[amd-sev-snp, ARK-Milan').and.to.contain(held).and.to.contain(`measurement:${'ab'.repeat(48)} is-trusted`);
+    expect(r.stderr).to.contain(held);
     expect(p.out, 'the --measure program trusted too').to.contain(`measurement:${createHash('sha256').update('app\n').digest('hex')} is-trusted`);
   });
 
@@ -1032,7 +1035,8 @@ describe('scripts/deployment-setup.sh', function () {
     const r = await setup(['--dir', 'snp-both', ...snp, '--snp-min-tcb', 'turin=0:1:0:2:71']);
     expect(r.status, r.stderr).to.equal(0);
     const p = await run('cert-utility', ['print-policy', '--policy', 'snp-both/policy.bin', '--policy-cert', 'snp-both/policy-cert.pem'], { cwd: tmp.dir });
-    expect(p.out).to.contain('vmpl = 0, tcb-bootloader >= 3, tcb-tee >= 0, tcb-snp >= 8, tcb-microcode >= 115]').and.contain('vmpl = 0, tcb-fmc >= 0, tcb-bootloader >= 1, tcb-tee >= 0, tcb-snp >= 2, tcb-microcode >= 71]');
+    expect(p.out).to.contain('vmpl = 0, tcb-bootloader >= 3, tcb-tee >= 0, tcb-snp >= 8, tcb-microcode >= 115, launch-tcb-bootloader >= 3, launch-tcb-tee >= 0, launch-tcb-snp >= 8, launch-tcb-microcode >= 115]')
+      .and.contain('vmpl = 0, tcb-fmc >= 0, tcb-bootloader >= 1, tcb-tee >= 0, tcb-snp >= 2, tcb-microcode >= 71, launch-tcb-fmc >= 0, launch-tcb-bootloader >= 1, launch-tcb-tee >= 0, launch-tcb-snp >= 2, launch-tcb-microcode >= 71]');
   });
 
   it('passes --snp-property on to make-policy: a LAUNCH_TCB minimum for one product of a mixed fleet, checked before anything is made', async () => {
@@ -1047,5 +1051,20 @@ describe('scripts/deployment-setup.sh', function () {
     const claims = p.out.split('\n').filter((l) => l.includes('platform[amd-sev-snp'));
     expect(claims.filter((l) => l.includes('launch-tcb-snp >= 2')), p.out).to.have.length(1);
     expect(claims.find((l) => l.includes('launch-tcb-snp >= 2'))).to.contain('tcb-fmc >= 0');
+  });
+
+  it('passes --snp-any-launch-tcb on to make-policy, a flag without a value (last, or given twice): no LAUNCH_TCB minimums, and make-policy\'s warning', async () => {
+    const snp = ['--domain', 'datica', '--measure', 'app', '--trust-amd-root', 'milan', '--trust-measurement', 'ab'.repeat(48), '--snp-min-tcb', '3:0:8:115'];
+    const r = await setup(['--dir', 'snp-any', ...snp, '--snp-any-launch-tcb', '--snp-any-launch-tcb']);
+    expect(r.status, r.stderr).to.equal(0);
+    expect(r.stderr).to.match(/^cert-utility: warning: --snp-any-launch-tcb: /m).and.contain('tcb-microcode >= 115]');
+    const p = await run('cert-utility', ['print-policy', '--policy', 'snp-any/policy.bin', '--policy-cert', 'snp-any/policy-cert.pem'], { cwd: tmp.dir });
+    expect(p.out).to.contain('tcb-microcode >= 115]').and.not.contain('launch-tcb');
+    // A level below the minimum is refused before anything is made, and taken beside it.
+    const low = await setup(['--dir', 'snp-low', ...snp, '--snp-property', 'launch-tcb-snp>=7']);
+    expect(low.status, low.stderr).to.equal(2);
+    expect(low.stderr).to.contain('--snp-any-launch-tcb');
+    expect(existsSync(f('snp-low')), 'nothing made').to.equal(false);
+    expect((await setup(['--dir', 'snp-low', ...snp, '--snp-property', 'launch-tcb-snp>=7', '--snp-any-launch-tcb'])).status).to.equal(0);
   });
 });

@@ -79,6 +79,8 @@ export interface ReportFields {
   launchTcb?: Tcb;
   /** A Turin-mode signer's FMC level in every TCB; its own by default. */
   fmc?: number;
+  /** A Turin-mode signer's FMC level in LAUNCH_TCB alone (a machine launched under older firmware); `fmc` by default. */
+  launchFmc?: number;
   hostData?: Uint8Array;
   /** PLATFORM_INFO; 1 (SMT_EN) by default. */
   platformInfo?: bigint;
@@ -188,7 +190,7 @@ export class TestSnpSigner {
     const fw = ([major, minor, build]: [number, number, number]) => Uint8Array.of(build, minor, major);
     b.set(fw(f.currentFirmware ?? [1, 52, 4]), 0x1e8);
     b.set(fw(f.committedFirmware ?? [1, 52, 4]), 0x1ec);
-    b.set(f.launchTcb ? tcbBytes(f.launchTcb, fmc) : tcb, 0x1f0);
+    b.set(f.launchTcb || f.launchFmc !== undefined ? tcbBytes(f.launchTcb ?? f.reportedTcb ?? this.tcb, fmc === undefined ? undefined : (f.launchFmc ?? fmc)) : tcb, 0x1f0);
     return signReport(b, kind === 'vcek' ? this.keys.vcek : this.keys.vlek);
   }
 

@@ -74,7 +74,7 @@ describe('SEV-SNP end to end on a Turin machine: make-policy turin=, simpleserve
     expect(r.out).to.match(/^ {2}reported_tcb +0001000200000047 \(fmc=0 bootloader=1 tee=0 snp=2 microcode=71\)$/m);
     expect(r.out).to.contain('SEV-VCEK, Turin-TEST, TCB fmc 0, 1/0/2/71, hwID ');
     expect(r.out).to.contain('decision: allow').and.match(/^ {2}ARK-Turin key:\w+ signed SEV-TEST, which signed the VCEK for Turin-TEST at TCB fmc=0 bootloader=1 tee=0 snp=2 microcode=71 /m);
-    expect(r.out).to.match(/^ {2}policy: policyKey says platform\[amd-sev-snp\] has-trusted-platform-property: .*, tcb-fmc >= 0 \(is 0\), tcb-bootloader >= 1 \(is 1\), tcb-tee >= 0 \(is 0\), tcb-snp >= 2 \(is 2\), tcb-microcode >= 71 \(is 71\)$/m);
+    expect(r.out).to.match(/^ {2}policy: policyKey says platform\[amd-sev-snp\] has-trusted-platform-property: .*, tcb-fmc >= 0 \(is 0\), tcb-bootloader >= 1 \(is 1\), tcb-tee >= 0 \(is 0\), tcb-snp >= 2 \(is 2\), tcb-microcode >= 71 \(is 71\), launch-tcb-fmc >= 0 \(is 0\), launch-tcb-bootloader >= 1 \(is 1\), launch-tcb-tee >= 0 \(is 0\), launch-tcb-snp >= 2 \(is 2\), launch-tcb-microcode >= 71 \(is 71\)$/m);
   });
 
   it('refuses the same machine once the Turin minimum is above its FMC level: explain and the server, PLATFORM_PROPERTY_DENIED (exit 1)', async () => {

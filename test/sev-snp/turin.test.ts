@@ -13,7 +13,7 @@ import { refusalOf, vector } from './support.ts';
 import { tempDir } from '../support/helpers.ts';
 import type { CertifierError } from '../../lib/errors/index.ts';
 import { TestSnpSigner } from './signer.ts';
-import { snpPolicyParts, type MinTcb, type SnpProperty } from '../../cmd/cert-utility/snp-policy.ts';
+import { snpPolicyParts, type MinTcb, type SnpPolicyFlags, type SnpProperty } from '../../cmd/cert-utility/snp-policy.ts';
 
 const turin = vector('turin-oak');
 const AT = new Date(turin.e.now);
@@ -160,11 +160,11 @@ describe('SEV-SNP on Turin (real report and VCEK)', () => {
     const window = { notBefore: new Date(AT.getTime() - DAY), notAfter: new Date(AT.getTime() + DAY) };
     type Product = 'milan' | 'turin';
     type Minimums = { family19h?: number[]; turin?: number[] };
-    const flags = (trustAmdRoot: Product[], min: Minimums, snpProperty: SnpProperty[] = []) => ({
-      trustAmdRoot, trustAmdRootCert: [], snpVmpl: 0, snpProperty,
+    const flags = (trustAmdRoot: Product[], min: Minimums, snpProperty: SnpProperty[] = [], more: Partial<SnpPolicyFlags> = {}) => ({
+      trustAmdRoot, trustAmdRootCert: [], snpVmpl: 0, snpProperty, ...more,
       snpMinTcb: Object.entries(min).map(([layout, levels]) => ({ layout: layout === 'family19h' ? 'family-19h' : layout, levels })) as MinTcb,
     });
-    const claims = async (roots: Product[], min: Minimums, props?: SnpProperty[]) => (await snpPolicyParts('make-policy', flags(roots, min, props), AT)).platformProperties!.map((c) => ({ ...c, ...window }));
+    const claims = async (roots: Product[], min: Minimums, props?: SnpProperty[], more?: Partial<SnpPolicyFlags>) => (await snpPolicyParts('make-policy', flags(roots, min, props, more), AT)).platformProperties!.map((c) => ({ ...c, ...window }));
     const admits = (c: Awaited<ReturnType<typeof claims>>, name: string) => checkProperties(c, SEV_SNP_PLATFORM, snpProperties(parseReport(vector(name).report)), AT);
     // The real vectors: milan-virtee-sev at 3:0:8:115, turin-oak at FMC 0 and 1:0:2:71.
     const MILAN = [3, 0, 8, 115];
@@ -236,9 +236,11 @@ describe('SEV-SNP on Turin (real report and VCEK)', () => {
     it('puts launch-tcb-fmc in the Turin claim only, and every other requirement in both', async () => {
       const props: Requirement[] = [{ name: 'launch-tcb-fmc', comparator: '>=', value: 0 }, { name: 'guest-svn', comparator: '>=', value: 0 }];
       const both = await claims(['milan', 'turin'], { family19h: MILAN, turin: TURIN }, props);
+      // launch-tcb-fmc >= 0 is also the Turin minimum's own LAUNCH_TCB level: written once, in its place.
+      const launch = ['launch-tcb-bootloader', 'launch-tcb-tee', 'launch-tcb-snp', 'launch-tcb-microcode'];
       expect(both.map((c) => c.requirements.map((r) => r.name).filter((n) => !n.startsWith('tcb-')))).to.deep.equal([
-        ['debug', 'migrate-ma', 'vmpl', 'guest-svn'],
-        ['debug', 'migrate-ma', 'vmpl', 'launch-tcb-fmc', 'guest-svn'],
+        ['debug', 'migrate-ma', 'vmpl', ...launch, 'guest-svn'],
+        ['debug', 'migrate-ma', 'vmpl', 'launch-tcb-fmc', ...launch, 'guest-svn'],
       ]);
       expect([admits(both, 'milan-virtee-sev').ok, admits(both, 'turin-oak').ok]).to.deep.equal([true, true]);
     });
@@ -248,7 +250,8 @@ describe('SEV-SNP on Turin (real report and VCEK)', () => {
         const m = /^(?:(turin|family19h):)?([a-z-]+)(>=|<=|=)(\d+)$/.exec(text)!;
         return { ...(m[1] ? { layout: m[1] === 'turin' ? 'turin' : 'family-19h' } : {}), name: m[2]!, comparator: m[3] as Requirement['comparator'], value: Number(m[4]) };
       };
-      const named = async (roots: Product[], min: Minimums, props: string[]) => (await claims(roots, min, props.map(prop))).map((c) => c.requirements.map((r) => r.name).filter((n) => !/^(tcb-|debug|migrate-ma|vmpl)/.test(n)));
+      // The levels given alone: without the LAUNCH_TCB minimums of --snp-min-tcb, which launch-tcb.test.ts is about.
+      const named = async (roots: Product[], min: Minimums, props: string[]) => (await claims(roots, min, props.map(prop), { snpAnyLaunchTcb: true })).map((c) => c.requirements.map((r) => r.name).filter((n) => !/^(tcb-|debug|migrate-ma|vmpl)/.test(n)));
       const both = { family19h: MILAN, turin: TURIN };
       expect(await named(['milan', 'turin'], both, ['guest-svn>=2', 'guest-svn>=2'])).to.deep.equal([['guest-svn'], ['guest-svn']]);
       expect(await named(['turin'], { turin: TURIN }, ['launch-tcb-fmc>=0', 'turin:launch-tcb-fmc>=0']), 'launch-tcb-fmc is Turin\'s, prefixed or not').to.deep.equal([['launch-tcb-fmc']]);
@@ -283,7 +286,8 @@ describe('SEV-SNP on Turin (real report and VCEK)', () => {
 
     it('puts a LAUNCH_TCB level naming its layout (turin:, family19h:) in that layout\'s claim only: each real report is admitted at its own launch levels and refused only by its own layout\'s', async () => {
       const launch = (prefix: 'family19h' | 'turin', name: string, value: number): SnpProperty => ({ layout: prefix === 'family19h' ? 'family-19h' : prefix, name, comparator: '>=', value });
-      const both = (props: SnpProperty[]) => claims(['milan', 'turin'], { family19h: MILAN, turin: TURIN }, props);
+      // The levels given alone: without the LAUNCH_TCB minimums of --snp-min-tcb, which launch-tcb.test.ts is about.
+      const both = (props: SnpProperty[]) => claims(['milan', 'turin'], { family19h: MILAN, turin: TURIN }, props, { snpAnyLaunchTcb: true });
       // The real vectors were launched at the TCB they report: milan-virtee-sev at SNP 8, turin-oak at SNP 2.
       const own = await both([launch('family19h', 'launch-tcb-snp', 8), launch('turin', 'launch-tcb-snp', 2), launch('turin', 'launch-tcb-microcode', 71)]);
       expect(own.map((c) => c.requirements.filter((r) => r.name.startsWith('launch-')).map((r) => `${r.name}${r.comparator}${r.value}`))).to.deep.equal([
