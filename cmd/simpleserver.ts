@@ -10,7 +10,7 @@ import { parseTrustRequest } from '../lib/wire/index.ts';
 import { evaluate, loadPolicy, sameKey, type Decision, type Policy } from '../lib/policy/index.ts';
 import { describeCrl, describeSnpEvidence, MAX_CRL_BYTES, refuseOlderCrls, SEV_ENCLAVE, snpRootsOf, trustedCrls, verifyEvidence, verifyOptionsFor, type VerifiedAmdCrl } from '../lib/attest/index.ts';
 import { validatePolicyCert } from '../lib/pki/index.ts';
-import { platformWarnings, policyEnds, policyNotInForce, SESSION_BINDING_BYTES, startCertifier } from '../lib/certifier/index.ts';
+import { platformWarnings, policyEnds, policyNotInForce, rootsWithoutCrl, SESSION_BINDING_BYTES, startCertifier } from '../lib/certifier/index.ts';
 import { collect, createProgram, intInRange, note, run, subcommand, warn, type JsonOption } from './common/cli.ts';
 import { parseHostPort, readCertificateFile, readPrivateKeyFile, policyDomain } from './common/keys.ts';
 import { logLine, runUntilSignal } from './common/server.ts';
@@ -22,6 +22,11 @@ const CRL_HELP = 'an AMD revocation list (DER or PEM, as AMD\'s key distribution
 async function loadCrls(files: string[], policy: Policy, at: Date): Promise<VerifiedAmdCrl[]> {
   const lists = await Promise.all(files.map(async (source) => ({ source, bytes: await readFileLimited(source, MAX_CRL_BYTES, { regularOnly: true }) })));
   return trustedCrls(lists, snpRootsOf(policy), at);
+}
+/** A line for the AMD roots `policy` trusts that no --amd-crl list is for, if any: revocation is the one check of their paths not made. */
+function revocationWarnings(policy: Policy, crls: VerifiedAmdCrl[]): string[] {
+  const roots = rootsWithoutCrl(policy, crls);
+  return roots.length ? [`no AMD revocation list (--amd-crl) for ${roots.join(', ')}, which the policy trusts: an ASK or ASVK AMD has revoked under ${roots.length === 1 ? 'it' : 'them'} is not refused`] : [];
 }
 process.umask(0o077);
 const program = createProgram(P, 'the policy-key certificate authority: evidence in, admission certificate out');
@@ -42,6 +47,7 @@ subcommand<JsonOption & { policyKey: string; policyCert: string; policy: string;
     if (notInForce) warn(P, `in the policy, ${notInForce}: every machine will be refused (CLAIM_EXPIRED) until a policy in force is loaded (SIGHUP), or, if it was signed on a clock running ahead, until then`);
     // A policy that admits some machines may still refuse every one of a platform it trusts.
     else for (const line of platformWarnings(policy, new Date())) warn(P, `in the policy, ${line}`);
+    for (const line of revocationWarnings(policy, amdCrls)) warn(P, line);
     if (o.plain) warn(P, 'serving the original plain-TCP protocol: no TLS, and evidence is not bound to a session (a recorded request can be replayed); use only for older clients');
     const server = await startCertifier({
       policyKey, policyCert, policy, amdCrls, domain: policyDomain(policyCert), host, port, plain: o.plain === true,
@@ -57,7 +63,8 @@ subcommand<JsonOption & { policyKey: string; policyCert: string; policy: string;
       refuseOlderCrls(crls, inForce);
       server.setPolicy(next, crls);
       inForce = crls;
-      const warnings = platformWarnings(next, new Date());
+      // Said again only while still so: a reload with a list for every root says nothing of revocation.
+      const warnings = [...platformWarnings(next, new Date()), ...revocationWarnings(next, crls)];
       return {
         policy: o.policy, platforms: next.platforms.length, measurements: next.measurements.length, firstClaimEnds: policyEnds(next)?.toISOString() ?? 'never (no claims)',
         ...(crls.length ? { amdCrls: crls.map(describeCrl) } : {}), ...(warnings.length ? { warnings } : {}),

@@ -1,9 +1,11 @@
 // What a policy can admit at a time, for simpleserver to say at start and on a reload: the policy
 // as a whole (policyNotInForce: a reload of one that admits nobody is refused), and each platform
 // it trusts (platformWarnings: one whose machines would all be refused, beside others admitted,
-// and an SEV-SNP property claim that admits no machine).
+// and an SEV-SNP property claim that admits no machine), and the AMD roots checked without
+// revocation (rootsWithoutCrl).
 
-import { pinnedProductOf, rootLayout, SIMULATED_ENCLAVE, type TcbLayout } from '../attest/index.ts';
+import { pinnedProductOf, rootLayout, SIMULATED_ENCLAVE, type TcbLayout, type VerifiedAmdCrl } from '../attest/index.ts';
+import { bytesSame } from '../pki/index.ts';
 import { describeRequirement, describeWindow, propertyClaimsOf, REQUIRED_IF_PRESENT, SEV_SNP_PLATFORM, SNP_PROPERTY, within, type Policy, type TrustedPlatform, type TrustedProperties, type Window } from '../policy/index.ts';
 
 /** When the first claim of the policy ends (undefined for a policy without claims, which admits nobody). */
@@ -141,4 +143,13 @@ export function platformWarnings(policy: Policy, at: Date): string[] {
     else if (!sized.some((m) => within(m, at))) refused(`none of its ${measurementBytes}-byte measurement claims is ${when} (${windows(sized)})`, 'CLAIM_EXPIRED');
   }
   return lines;
+}
+
+/**
+ * The SEV-SNP roots `policy` trusts (their labels) for which none of `crls` (simpleserver's AMD
+ * revocation lists) is: a path ending at one is taken without a revocation check.
+ */
+export function rootsWithoutCrl(policy: Policy, crls: readonly VerifiedAmdCrl[]): string[] {
+  const unlisted = policy.platforms.filter((p) => p.platformType === SEV_SNP_PLATFORM && p.certificate && !crls.some((c) => bytesSame(c.root.der, p.certificate!)));
+  return [...new Set(unlisted.map((p) => p.label))];
 }

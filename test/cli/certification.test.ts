@@ -268,6 +268,7 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
   describe('1. the real programs certify a machine', () => {
     it('simpleserver says what it serves; init-trust prints the certificate and keeps key and certificate in the sealed store', async () => {
       expect(server.log()).to.match(/^simpleserver: domain datica, 2 trusted platform\(s\), 1 trusted measurement\(s\), the first claim ending \d{4}-\d\d-\d\dT[\d:.]+Z, the policy certificate ending \d{4}-\d\d-\d\dT[\d:.]+Z, TLS 1\.3$/m);
+      expect(server.log(), 'a policy trusting no AMD root: nothing to say of AMD\'s revocation lists').not.to.contain('--amd-crl');
       expect(first.status, first.stderr).to.equal(0);
       expect(first.out).to.match(new RegExp(`^certified: serial ([0-9a-f]+), measurement ${M}, valid until \\d{4}-\\d\\d-\\d\\dT`));
       expect(first.stderr).to.contain('cert-utility: warning: simulated-enclave is a TEST platform');

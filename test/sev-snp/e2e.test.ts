@@ -289,6 +289,30 @@ describe('SEV-SNP end to end: simpleserver + init-trust --platform sev-snp (test
     ok(await initTrust(server.port, ['--force']));
   });
 
+  it('warns once at start that revocation is not checked for an AMD root the policy trusts without --amd-crl for it, and on a reload only while that is still so', async () => {
+    const unchecked = /^simpleserver: warning: no AMD revocation list \(--amd-crl\) for ARK-TEST cert:[0-9a-f]{16}, which the policy trusts: an ASK or ASVK AMD has revoked under it is not refused$/gm;
+    const bare = await startServer(tmp.dir, 'policy.bin');
+    servers.push(bare);
+    expect(bare.log().match(unchecked)).to.have.length(1);
+    const reloaded = async (server: Server, times: number) => {
+      server.hup();
+      for (let i = 0; i < 400 && (server.log().match(/ reloaded /g) ?? []).length < times; i++) await new Promise((resolve) => setTimeout(resolve, 50));
+      return server.log().split('\n').filter((l) => / reloaded /.test(l)).at(-1)!;
+    };
+    expect(await reloaded(bare, 1)).to.contain('warnings=["no AMD revocation list (--amd-crl) for ARK-TEST');
+    expect(bare.log().match(unchecked), 'said once as a start warning; the reload line carries it').to.have.length(1);
+    // With a list for the root: nothing to say, at start or on a reload.
+    writeFileSync(join(tmp.dir, 'crl-listed.crl'), signer.crl({ revoked: [9] }));
+    const listed = await startServer(tmp.dir, 'policy.bin', ['--amd-crl', 'crl-listed.crl']);
+    servers.push(listed);
+    expect(listed.log()).not.to.contain('no AMD revocation list');
+    expect(await reloaded(listed, 1)).not.to.contain('no AMD revocation list');
+    // AMD's pinned roots, neither with a list: both named, in one line.
+    const pinned = await startServer(tmp.dir, 'policy-amd.bin');
+    servers.push(pinned);
+    expect(pinned.log()).to.match(/^simpleserver: warning: no AMD revocation list \(--amd-crl\) for ARK-Milan cert:[0-9a-f]{16}, ARK-Genoa cert:[0-9a-f]{16}, which the policy trusts: an ASK or ASVK AMD has revoked under them is not refused$/m);
+  });
+
   it('will not start, or explain, with a revocation list past its next update (SNP_CRL_STALE, exit 4), or one no trusted root signed (exit 1)', async () => {
     writeFileSync(join(tmp.dir, 'crl-stale.crl'), signer.crl({ nextUpdate: new Date(Date.now() - 60_000) }));
     const serve = (crl: string) => run('simpleserver', ['serve', '--policy-key', 'policy-key.pem', '--policy-cert', 'policy-cert.pem', '--policy', 'policy.bin', '--listen', '127.0.0.1:0', '--amd-crl', crl], { cwd: tmp.dir });
