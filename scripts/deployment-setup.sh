@@ -36,12 +36,14 @@ usage: deployment-setup.sh --dir DIR --domain DOMAIN --measure FILE [--measure F
   --trust-measurement  a measurement computed elsewhere (e.g. a SEV-SNP launch digest: 96 hex
                        digits, from sev-snp-measure)
   --trust-amd-root     SEV-SNP VMs: trust AMD's root for this product (repeatable); needs
-                       --snp-min-tcb, the lowest firmware TCB accepted: BL:TEE:SNP:UCODE for
-                       milan and genoa (or milan=BL:TEE:SNP:UCODE and genoa=BL:TEE:SNP:UCODE,
-                       one for each), turin=FMC:BL:TEE:SNP:UCODE for turin (each form once)
+                       --snp-min-tcb, the lowest firmware TCB accepted, reported and launched
+                       under: BL:TEE:SNP:UCODE for milan and genoa (or milan=BL:TEE:SNP:UCODE
+                       and genoa=BL:TEE:SNP:UCODE, one for each), turin=FMC:BL:TEE:SNP:UCODE
+                       for turin (each form once)
   --snp-property       another SEV-SNP requirement, passed to make-policy's --snp-property
-                       (repeatable), e.g. guest-svn>=2, or turin:launch-tcb-snp>=2 for one
-                       product's LAUNCH_TCB minimum beside roots of both TCB layouts
+                       (repeatable), e.g. guest-svn>=2, or turin:launch-tcb-snp>=3 for one
+                       product's LAUNCH_TCB minimum, above its --snp-min-tcb level, beside
+                       roots of both TCB layouts
   --snp-any-launch-tcb passed to make-policy (no value): hold only REPORTED_TCB to --snp-min-tcb,
                        not LAUNCH_TCB too, admitting VMs launched under older firmware
   --alg                the policy key's algorithm (default p256)
