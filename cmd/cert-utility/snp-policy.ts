@@ -194,7 +194,7 @@ export function snpPolicyOptions(cmd: Command): Command {
     .option('--snp-any-launch-tcb', 'SEV-SNP: do not hold LAUNCH_TCB to the --snp-min-tcb levels too: also accept VMs launched under older firmware and updated live since (a launch the host may have tampered with)')
     .option('--snp-host-data <hex>', 'SEV-SNP: require this HOST_DATA (64 hex digits)', parseHex(32))
     .option('--snp-id-key-digest <hex>', 'SEV-SNP: require this ID_KEY_DIGEST (96 hex digits: the VM was launched with an ID block signed by this key)', parseHex(48))
-    .option('--snp-property <expr>', 'SEV-SNP: any further property, e.g. guest-svn>=2, abi-version>=1.51 or firmware-version>=1.55 (MAJOR.MINOR; repeatable; see the README); a LAUNCH_TCB level beside roots of both layouts names its own, turin:launch-tcb-snp>=2 or family19h:launch-tcb-snp>=8, and beside a minimum per product its product, milan:launch-tcb-snp>=8', parseProperty, []);
+    .option('--snp-property <expr>', 'SEV-SNP: any further property, e.g. guest-svn>=2, abi-version>=1.51 or firmware-version>=1.55 (MAJOR.MINOR; repeatable; see the README); a LAUNCH_TCB level (at or above the --snp-min-tcb one, unless --snp-any-launch-tcb) beside roots of both layouts names its own, turin:launch-tcb-snp>=3 or family19h:launch-tcb-snp>=9, and beside a minimum per product its product, milan:launch-tcb-snp>=9', parseProperty, []);
 }
 
 /**
