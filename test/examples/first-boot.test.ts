@@ -120,7 +120,7 @@ describe('scripts/first-boot.sh failure modes', function () {
       let out = '';
       server!.stdout!.on('data', (d) => {
         out += d;
-        const m = /listening [^:]+:(\d+)/.exec(out);
+        const m = /listening \S+:(\d+)/.exec(out);
         if (m) resolve(Number(m[1]));
       });
     });
