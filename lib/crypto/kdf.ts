@@ -1,6 +1,7 @@
 // Key derivation: scrypt (RFC 7914) for passphrases and HKDF-SHA-256 (RFC 5869) for keys.
 
-import { scrypt as nodeScrypt, hkdfSync } from 'node:crypto';
+import { createHmac, scrypt as nodeScrypt } from 'node:crypto';
+import { wipe } from './random.ts';
 
 export interface ScryptCost {
   /** log2 of the CPU/memory cost N. */
@@ -30,8 +31,23 @@ export function scrypt(passphrase: Uint8Array, salt: Uint8Array, cost: ScryptCos
   });
 }
 
-/** HKDF-SHA-256(ikm, salt, info) -> length bytes (RFC 5869, section 2). */
+/**
+ * HKDF-SHA-256(ikm, salt, info) -> length bytes (RFC 5869, section 2), made of HMAC: Node's
+ * hkdfSync copies the input key into a key object, which keeps it until the garbage collector
+ * frees it (a key file's bytes in a running key-server's memory). Here the input key is only the
+ * message of the extract step (section 2.2), hashed where it lies; PRK and each T(i) are wiped.
+ */
 export function hkdfSha256(ikm: Uint8Array, salt: Uint8Array, info: Uint8Array, length: number): Uint8Array {
   if (!Number.isInteger(length) || length < 1 || length > 255 * 32) throw new RangeError('hkdf: length out of range');
-  return new Uint8Array(hkdfSync('sha256', ikm, salt, info, length));
+  const prk = createHmac('sha256', salt).update(ikm).digest();
+  const okm = new Uint8Array(length);
+  let t = new Uint8Array(0);
+  for (let i = 1, at = 0; at < length; i++, at += 32) {
+    const next = createHmac('sha256', prk).update(t).update(info).update(Uint8Array.of(i)).digest();
+    wipe(t);
+    okm.set(next.subarray(0, Math.min(32, length - at)), at);
+    t = next;
+  }
+  wipe(t, prk);
+  return okm;
 }
