@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { randomBytes, utf8 } from '../../lib/crypto/index.ts';
 import { Cryptstore, PassphraseProtector, exportStore, importStore, type Entry } from '../../cryptstore/index.ts';
 import type { ValidEntry } from '../../lib/wire/index.ts';
+import { withProtector } from '../../cmd/common/protection.ts';
 import { ROOT, tempDir } from '../support/helpers.ts';
 import { copiesInMemory, memoryReadable } from '../support/process-memory.ts';
 import { rejects } from '../support/rejects.ts';
@@ -78,6 +79,26 @@ describe('cryptstore: values wiped once used', () => {
     await s.delete('api-token', 1);
     expect(opened.length).to.be.at.least(6);
     for (const e of opened) expect(wiped(e.blob), e.tag).to.equal(true);
+  });
+
+  it('closing a store wipes its data key, and the programs\' protector wipes its copy of the passphrase or key file once the store is open', async () => {
+    const held = (s as unknown as { dataKey: Uint8Array }).dataKey;
+    expect(wiped(held), 'in use while open').to.equal(false);
+    await s.close();
+    expect(wiped(held), 'the data key once closed').to.equal(true);
+    const secrets: Uint8Array[] = [];
+    for (const [flag, file] of [['passphraseFile', 'passphrase'], ['keyFile', 'key']] as const) {
+      writeFileSync(join(tmp.dir, file), Buffer.from(randomBytes(32)).toString('hex'), { mode: 0o600 });
+      const o = { store: join(tmp.dir, `by-${file}`), [flag]: join(tmp.dir, file), scryptLogN: 10 };
+      const store = await withProtector('cert-utility', o, (protector) => {
+        const own = protector as unknown as { passphrase?: Uint8Array; material?: Uint8Array };
+        secrets.push((own.passphrase ?? own.material)!);
+        return Cryptstore.create(o.store, protector);
+      });
+      await store.close();
+    }
+    expect(secrets.map(wiped)).to.deep.equal([true, true]);
+    s = await Cryptstore.open(join(tmp.dir, 'store'), pass()); // for afterEach
   });
 
   /** Runs a child of test/support, waits for its "done", and counts the copies of `needle` in its memory. */
