@@ -1,8 +1,8 @@
 // The bounds the README's threat model gives, held by the real programs on loopback, not only by
 // the channel with the limits a test passes it: 256 connections, 64 from one address (counted
 // before any handshake), 1,000 requests a connection and frames of 1 MiB on key-server, one
-// request and frames of 64 KiB on simpleserver. Other loopback addresses (127.0.0.2 ...) stand
-// in for other hosts.
+// request and frames of 64 KiB on simpleserver, and its certificates of 90 days by default.
+// Other loopback addresses (127.0.0.2 ...) stand in for other hosts.
 
 import { expect } from 'chai';
 import { randomBytes } from 'node:crypto';
@@ -21,11 +21,14 @@ describe('e2e: the limits the threat model states, held by the real servers', fu
   let d: Domain;
   let server: KeyServer;
   let identity: MachineIdentity;
+  const certified = { from: 0, to: 0 };
   const sockets: net.Socket[] = [];
 
   before(async () => {
     d = await Domain.create({ programs: ['key-server', 'client'] });
+    certified.from = Date.now();
     const [ks, client] = await Promise.all([d.certify('keyserver', 'key-server'), d.certify('client', 'client')]);
+    certified.to = Date.now();
     server = await d.startKeyServer(ks);
     identity = await d.identity(client);
     await d.withClient(server, identity, (c) => c.store('canary', randomBytes(16)));
@@ -169,5 +172,12 @@ describe('e2e: the limits the threat model states, held by the real servers', fu
     over.write(lengthPrefix(CERTIFIER_FRAME_LIMIT + 1));
     expect(await closedLine(child, over, from)).to.match(/ reason=frame-error .*code=FRAME_TOO_LARGE /);
     expect(await closedSoon(over)).to.equal(true);
+  });
+
+  it('simpleserver certifies a machine for 90 days by default, within policy claims of a year', () => {
+    const DAY = 86_400_000;
+    const ends = identity.peer.notAfter.getTime();
+    // Certificate times are whole seconds.
+    expect(ends).to.be.within(certified.from + 90 * DAY - 1_000, certified.to + 90 * DAY);
   });
 });
