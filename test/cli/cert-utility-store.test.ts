@@ -53,6 +53,12 @@ describe('cert-utility store commands (transcripts)', function () {
     beforeEach(() => cpSync(join(made!.dir, 'store'), store, { recursive: true }));
   };
 
+  it('makes a passphrase store at the cost the threat model gives by default: scrypt N = 2^17, r = 8, p = 1', async () => {
+    const r = await cu([...withPass('create-store'), '--json']);
+    expect(r.status, r.stderr).to.equal(0);
+    expect(r.json().store.protection).to.deep.equal({ kind: 'passphrase', scrypt: { logN: 17, r: 8, p: 1 } });
+  });
+
   describe('usage errors (exit 2)', () => {
     it('prints help on stderr and exits 2 without a command', async () => {
       const r = await cu([]);
