@@ -96,6 +96,31 @@ describe('certifier: a server watches its own certificate run out', () => {
     expect(warned.warning).to.contain('Replacing the policy key');
   });
 
+  it('simpleserver warns of its policy claims\' end ahead of time (policy-claim-expiring), and of the claims of a policy a reload put in force', async () => {
+    const policyKey = (await generateKeyPair('p256')).privateKey;
+    const policyCert = await createPolicyCert({ privateKey: policyKey, domain: 'claims' });
+    const platform = await generateSimulatedPlatform({ alg: 'p256' });
+    const claimsFor = (hours: number) => loadPolicy(makePolicy({
+      policyKey, policyCert, platforms: [{ key: platform.platformKey }], measurements: [sha256(utf8('program'))],
+      notBefore: new Date(Date.now() - 60_000), notAfter: new Date(Date.now() + hours * HOUR),
+    }), publicKeyOf(policyKey));
+    const records: Record<string, unknown>[] = [];
+    const server = await startCertifier({
+      policyKey, policyCert, policy: claimsFor(365 * 24), domain: 'claims', host: '127.0.0.1', port: 0, certValiditySeconds: 3600, log: (r) => void records.push(r as Record<string, unknown>),
+    });
+    try {
+      expect(records.map((r) => r.event), 'claims of a year').not.to.include('policy-claim-expiring');
+      const soon = claimsFor(48);
+      server.setPolicy(soon);
+      const warned = records.find((r) => r.event === 'policy-claim-expiring');
+      expect(warned, 'claims ending in two days').to.not.equal(undefined);
+      expect(warned!.notAfter).to.equal(policyEnds(soon)!.toISOString());
+      expect(warned!.warning).to.contain('cert-utility make-policy');
+    } finally {
+      await server.close();
+    }
+  });
+
   it('begins warning when the window opens, not at the end, for a certificate that starts further away', async () => {
     const records: Record<string, unknown>[] = [];
     // The window opens 150 ms from now.
