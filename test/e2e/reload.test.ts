@@ -154,7 +154,7 @@ describe('e2e: SIGHUP reloads, and never stops a server', function () {
     expect(stopped).to.deep.equal({ code: 0, signal: null });
   });
 
-  it('simpleserver: a new signed policy admits a new measurement from the SIGHUP on; a bad file changes nothing', async () => {
+  it('simpleserver: a new signed policy admits a new measurement from the SIGHUP on, and refuses one it leaves out; a bad file changes nothing', async () => {
     const policy = d.path('policy.bin');
     const makePolicy = (...programs: string[]) => d.cu(['make-policy', '--policy-key', d.policyKey, '--policy-cert', d.policyCertFile, '--force',
       '--trust-platform', `${d.platformDir}/platform-cert.pem`, ...programs.flatMap((p) => ['--trust-measurement', d.measurementHex(p)]), '--out', policy]);
@@ -191,6 +191,13 @@ describe('e2e: SIGHUP reloads, and never stops a server', function () {
       const refused = await child.waitForLog(/ reload-failed .*$/m, from);
       expect(refused).to.contain('code=CLAIM_EXPIRED').and.to.contain('none of its platform claims is in force at');
       expectSuccess(await initTrust(d.path('carol-4')));
+
+      // Revoked: a new policy without the measurement refuses it from the SIGHUP on.
+      await makePolicy('client-alice');
+      from = child.mark();
+      process.kill(child.pid, 'SIGHUP');
+      expect(await child.waitForLog(/ reloaded .*$/m, from)).to.contain(`policy=${policy} platforms=1 measurements=1`);
+      expectFailure(await initTrust(d.path('carol-5')), 1, 'MEASUREMENT_NOT_TRUSTED');
     } finally {
       expect(await child.stop()).to.deep.equal({ code: 0, signal: null });
     }
