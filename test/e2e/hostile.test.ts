@@ -220,20 +220,24 @@ describe('e2e: hostile connections do not stop key-server from serving', functio
     expect(told.length).to.be.above(0).and.at.most(stored.length);
   });
 
-  it('cuts off a one-byte-a-second sender and a stalled truncated frame within the read timeout of a started frame (10 s; the clock starts once the length prefix is in), and serves on', async function () {
+  it('cuts off a one-byte-a-second sender and a stalled truncated frame within the read timeout of a started frame (10 s; the clock starts once the length prefix is in), and a connection that never begins its handshake within the handshake timeout (10 s), and serves on', async function () {
     this.timeout(30_000);
     const from = server.child.mark();
     const slow = await rawMtls();
     const dripped = dripFeed(slow);
     const held = await rawMtls();
     held.write(Buffer.concat([lengthPrefix(1000), randomBytes(10)]));
+    // And a TCP connection that never begins its TLS handshake, cut off in the same 10 s.
+    const silent = await rawTcp();
+    const silentPort = silent.localPort; // a closed socket forgets its port
     const opened = Date.now();
 
     // The server's log names each connection by its remote address: our local port.
     const cutOff = (sock: net.Socket) => server.child.waitForLog(new RegExp(` closed .*remote=127\\.0\\.0\\.1:${sock.localPort} .*reason=read-timeout .*code=TIMEOUT\\b`), from, 20_000);
-    await Promise.all([cutOff(slow), cutOff(held)]);
-    for (let i = 0; i < 50 && !(slow.closed && held.closed); i++) await sleep(20);
-    expect([slow.closed, held.closed]).to.deep.equal([true, true]);
+    const handshakeCut = server.child.waitForLog(new RegExp(` refused remote=127\\.0\\.0\\.1:${silentPort} .*reason=handshake-timeout code=TIMEOUT\\b`), from, 20_000);
+    await Promise.all([cutOff(slow), cutOff(held), handshakeCut]);
+    for (let i = 0; i < 50 && !(slow.closed && held.closed && silent.closed); i++) await sleep(20);
+    expect([slow.closed, held.closed, silent.closed]).to.deep.equal([true, true, true]);
     expect(Date.now() - opened).to.be.above(9_000);
     expect(dripped()).to.be.below(100 + 4);
 
