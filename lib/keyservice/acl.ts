@@ -227,7 +227,7 @@ export function decide(acl: Acl | undefined, request: AclRequest, principal: Pri
   const { action, resource } = request;
   const what = action === 'list' ? `list of prefix ${JSON.stringify(resource)}` : `${action} of ${JSON.stringify(resource)}`;
   if (!acl) {
-    if (action === 'delete') return { allow: false, code: 'ACL_DENIED', reason: `${what} refused: no ACL is configured, and delete needs an ACL rule that allows it` };
+    if (action === 'delete') return { allow: false, code: 'ACL_DENIED', reason: `${what} refused: no ACL is configured, and delete needs an ACL rule that allows it (key-server serve --acl)` };
     return { allow: true, reason: `no ACL is configured: every admitted machine may ${action}` };
   }
   const covers = (p: Pattern) => (action === 'list' ? listAllows(p, resource) : patternMatches(p, resource));
@@ -241,8 +241,10 @@ export function decide(acl: Acl | undefined, request: AclRequest, principal: Pri
     if (!rule.actions.has(action) || !rule.patterns.some(covers)) continue;
     return { allow: true, reason: `rule ${i} allows ${what} to ${matchedBy(rule, client)}`, rule: i };
   }
-  const roles = client.roles.length ? ` or role ${client.roles.join(', ')}` : '';
+  // Read at 3 a.m.: who the rules were looked up by, then what a rule would need, then what to do.
+  const by = [`measurement ${client.measurementHex}`, `serial number ${client.serialHex}`, ...client.roles.map((r) => `role ${r}`)];
+  const whom = `${by.slice(0, -1).join(', ')} or ${by.at(-1)}`;
   const fits = action === 'list' ? 'ends in ** and matches the prefix' : 'matches the name';
-  const why = `no ${action} rule for this machine's measurement ${client.measurementHex}, serial number ${client.serialHex}${roles} has a pattern that ${fits}`;
+  const why = `no ACL rule for ${whom} allows ${action} with a pattern that ${fits}; to allow it, add one to the ACL and reload it (SIGHUP)`;
   return { allow: false, code: 'ACL_DENIED', reason: `${what} denied: ${why}` };
 }

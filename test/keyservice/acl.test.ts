@@ -270,17 +270,17 @@ describe('ACL', () => {
       for (const action of ['store', 'retrieve', 'list'] as const) expect(decide(undefined, { action, resource: 'x' }, machine()).allow).to.equal(true);
       const d = decide(undefined, { action: 'delete', resource: 'x' }, machine(M1, '01', ['operator']));
       expect(d).to.include({ allow: false, code: 'ACL_DENIED' });
-      expect(d.reason).to.match(/delete needs an ACL rule/);
+      expect(d.reason).to.equal('delete of "x" refused: no ACL is configured, and delete needs an ACL rule that allows it (key-server serve --acl)');
     });
 
     it('says why a request was denied, in the same words whether or not a rule for another machine covers the name', () => {
-      const why = (m: string) => `no retrieve rule for this machine's measurement ${m}, serial number ffee has a pattern that matches the name`;
+      const why = (m: string) => `no ACL rule for measurement ${m} or serial number ffee allows retrieve with a pattern that matches the name; to allow it, add one to the ACL and reload it (SIGHUP)`;
       expect(decide(ACL, { action: 'retrieve', resource: 'vhd/x' }, machine(M2)).reason).to.equal(`retrieve of "vhd/x" denied: ${why(M2)}`);
       expect(decide(ACL, { action: 'retrieve', resource: 'nowhere/x' }, machine()).reason).to.equal(`retrieve of "nowhere/x" denied: ${why(M1)}`);
       expect(decide(ACL, { action: 'store', resource: 'a/b' }, machine(M2, '01', ['operator', 'auditor'])).reason)
-        .to.equal(`store of "a/b" denied: no store rule for this machine's measurement ${M2}, serial number 1 or role operator, auditor has a pattern that matches the name`);
+        .to.equal(`store of "a/b" denied: no ACL rule for measurement ${M2}, serial number 1, role operator or role auditor allows store with a pattern that matches the name; to allow it, add one to the ACL and reload it (SIGHUP)`);
       const small = parseAcl(JSON.stringify({ version: 1, rules: [{ resources: ['vhd/*'], actions: ['list'], measurements: [M1] }] }));
-      expect(decide(small, { action: 'list', resource: 'vhd/' }, machine()).reason).to.match(/no list rule .* has a pattern that ends in \*\* and matches the prefix$/);
+      expect(decide(small, { action: 'list', resource: 'vhd/' }, machine()).reason).to.match(/: no ACL rule for measurement \w+ or serial number ffee allows list with a pattern that ends in \*\* and matches the prefix; /);
     });
 
     it('matches no pattern of a rule for another machine when denying a request', () => {
