@@ -31,7 +31,7 @@ export function certifierLogs(log: ChannelLog): { certification: CertificationLo
     certification: (r, atWill) => {
       const record: LogRecord = { event: 'certification', ...r };
       if (!atWill) return log(record);
-      quiet.set(r.id, true);
+      quiet.set(r.conn, true);
       refusal(record);
     },
     channel: (r) => {

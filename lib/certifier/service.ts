@@ -62,7 +62,8 @@ export interface RequestContext {
 
 /** One log record per request: the decision, its code and reason, never key material. */
 export interface CertificationRecord {
-  id: string;
+  /** The connection's id, as its `closed` line and the channel's other lines name it. */
+  conn: string;
   remote: string;
   decision: 'allow' | 'deny';
   code?: ErrorCode;
@@ -105,7 +106,7 @@ export class CertifierService {
   }
 
   async handle(request: Uint8Array, ctx: RequestContext): Promise<Uint8Array> {
-    const base = { id: ctx.id, remote: ctx.remote };
+    const base = { conn: ctx.id, remote: ctx.remote };
     let tags: Pick<TrustResponseMessage, 'requestingEnclaveTag' | 'providingEnclaveTag'> = {};
     let bound = false; // the evidence is proven bound to this session: a refusal from here on is a machine's own
     try {

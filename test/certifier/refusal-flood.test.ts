@@ -42,7 +42,7 @@ describe('simpleserver: a flood of unreadable requests', function () {
       expect(allowed[0]).to.include({ serial: certified.peer.serialHex, measurement: certified.peer.measurementHex });
       // No closed line for a refused connection: only the good one's.
       const closed = lines.filter((l) => l.record.event === 'closed').map((l) => l.record.conn);
-      expect(closed).to.deep.equal([allowed[0]!.id]);
+      expect(closed).to.deep.equal([allowed[0]!.conn]);
       // Connections that ask nothing at all (a handshake, then gone): their closed lines are held to the same rate.
       const before = lines.length;
       await Promise.all(Array.from({ length: 40 }, async () => {

@@ -39,7 +39,7 @@ const closedOf = (lines: Line[]) => new Set(lines.filter((l) => l.record.event =
 
 /** Each of the `n` refusals with `code` has a line of its own and its connection's closed line. */
 async function loggedInFull(s: Logged, code: string, n: number): Promise<void> {
-  const ids = () => refusals(s, code)().map((l) => l.record.id);
+  const ids = () => refusals(s, code)().map((l) => l.record.conn);
   await waitFor(() => ids().every((id) => closedOf(s.lines).has(id)) && ids().length === n, 20_000, `every ${code} refusal and its closed line`);
   expect(refusals(s, code)().filter((l) => l.record.summary || l.record.suppressed)).to.deep.equal([]);
 }
@@ -56,7 +56,7 @@ describe('simpleserver: evidence replayed on a session of its own', function () 
       const flood = 40;
       expect(new Set(await send(s, flood, () => captured!))).to.deep.equal(new Set(['SESSION_MISMATCH']));
       expect(await mostInOneSecond(refusals(s, 'SESSION_MISMATCH'), flood, 'replay')).to.be.at.most(10); // README, simpleserver
-      const allowed = s.lines.filter((l) => l.record.decision === 'allow').map((l) => l.record.id);
+      const allowed = s.lines.filter((l) => l.record.decision === 'allow').map((l) => l.record.conn);
       await waitFor(() => closedOf(s.lines).has(allowed[0]), 20_000, 'the certification\'s closed line');
       expect([...closedOf(s.lines)], 'a closed line for the certification only').to.deep.equal(allowed);
       // A machine talking now, its evidence bound to its session: every refusal has its line.

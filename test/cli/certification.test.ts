@@ -186,7 +186,7 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
   const initTrust = (store: string, o: { platformDir?: string; measurement?: string; policyCert?: string; port?: number; extra?: string[] } = {}) =>
     cu(['init-trust', '--domain', 'datica', '--policy-cert', o.policyCert ?? 'policy-cert.pem', '--server', `127.0.0.1:${o.port ?? server.port}`,
       ...sealed(store, o.platformDir, o.measurement), ...(o.extra ?? [])]);
-  const certifications = () => count(server.log(), / certification id=/);
+  const certifications = () => count(server.log(), / certification conn=/);
 
   /** After a refusal: a good machine still gets certified by the same server process. */
   async function serverStillCertifies(): Promise<void> {
@@ -273,7 +273,10 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
       expect(first.out).to.match(new RegExp(`^certified: serial ([0-9a-f]+), measurement ${M}, valid until \\d{4}-\\d\\d-\\d\\dT`));
       expect(first.stderr).to.contain('cert-utility: warning: simulated-enclave is a TEST platform');
       const serial = /serial ([0-9a-f]+)/.exec(first.out)![1]!;
-      expect(server.log()).to.match(new RegExp(`certification id=[0-9a-f]+ remote=127\\.0\\.0\\.1:\\d+ decision=allow measurement=${M} platform=simulated-enclave serial=${serial} `));
+      const line = new RegExp(`certification conn=([0-9a-f]+) remote=127\\.0\\.0\\.1:\\d+ decision=allow measurement=${M} platform=simulated-enclave serial=${serial} `).exec(server.log());
+      expect(line, server.log()).not.to.equal(null);
+      // Its connection's other line names it the same way (README: conn), so a log system joins them.
+      expect(server.log()).to.match(new RegExp(` closed conn=${line![1]} remote=127\\.0\\.0\\.1:\\d+ transport=tls `));
 
       const items = await cu(['list-items', ...sealed('stores/machine'), '--json']);
       expect(items.status, items.stderr).to.equal(0);
@@ -774,7 +777,7 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
 
     it('the same server process served every one of these and is still running', () => {
       expect(server.exitStatus()).to.equal(undefined);
-      expect(count(server.log(), / certification id=\S+ remote=\S+ decision=allow /)).to.be.at.least(stores + 1);
+      expect(count(server.log(), / certification conn=\S+ remote=\S+ decision=allow /)).to.be.at.least(stores + 1);
     });
   });
 
@@ -850,7 +853,7 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
       expect(peer.measurementHex).to.equal(toHex(readFileSync(V('cf_utility.measurement'))));
       writeFileSync(p('original-policy-cert.pem'), toPem(policyCert));
       expect(await opensslVerify(dir, der, p('original-policy-cert.pem'), 'original-admission')).to.equal(`${p('original-admission.pem')}: OK`);
-      expect(original!.log()).to.match(/certification id=\S+ remote=\S+ decision=allow measurement=61bd9182736776eea1304accc7c6aae5ba57e427838586c149a1c05bdd8be65c /);
+      expect(original!.log()).to.match(/certification conn=\S+ remote=\S+ decision=allow measurement=61bd9182736776eea1304accc7c6aae5ba57e427838586c149a1c05bdd8be65c /);
     });
   });
 
@@ -865,7 +868,7 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
         expect(r.status, r.stderr).to.equal(0);
         expect(r.stderr).to.contain('cert-utility: warning: plain TCP: no TLS, and the evidence is not bound to a session');
         expect(r.out).to.match(new RegExp(`^certified: serial [0-9a-f]+, measurement ${M}, `));
-        expect(plain.log()).to.match(/certification id=\S+ remote=\S+ decision=allow /);
+        expect(plain.log()).to.match(/certification conn=\S+ remote=\S+ decision=allow /);
         // Without --plain, the plain server says it is one: UNSUPPORTED (exit 1), not a retryable close.
         const tls = await initTrust('stores/tls-vs-plain', { port: plain.port });
         expect(tls.status, tls.stderr).to.equal(1);
