@@ -152,7 +152,7 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & Timeo
         : undefined;
       return {
         json: await runUntilSignal(P, server, o.json === true, {
-          log, closed: async () => { await audit.close(); logEnd('audit-closed'); }, ...(pg ? { fatal: pg.idTaken } : {}), ...(reload ? { reload } : { nothingToReload: 'started without --acl (restart with --acl to use one)' }), ...(backup ? { backup } : { nothingToBackUp: pg ? 'a PostgreSQL replica backs nothing up itself: back the database up with its own tools' : 'started without --backup-dir (restart with --backup-dir to use one)' }),
+          log, closed: async () => { await audit.close(); logEnd('audit-closed'); }, ...(pg ? { fatal: pg.idTaken } : {}), ...(reload && aclFile ? { reload, reloads: { acl: aclFile } } : { nothingToReload: 'started without --acl (restart with --acl to use one)' }), ...(backup ? { backup } : { nothingToBackUp: pg ? 'a PostgreSQL replica backs nothing up itself: back the database up with its own tools' : 'started without --backup-dir (restart with --backup-dir to use one)' }),
         }),
       };
     } finally {

@@ -70,7 +70,7 @@ subcommand<JsonOption & { policyKey: string; policyCert: string; policy: string;
         ...(crls.length ? { amdCrls: crls.map(describeCrl) } : {}), ...(warnings.length ? { warnings } : {}),
       };
     };
-    return { json: await runUntilSignal(P, server, o.json === true, { log, reload }) };
+    return { json: await runUntilSignal(P, server, o.json === true, { log, reload, reloads: { policy: o.policy } }) };
   })
   .requiredOption('--policy-key <file>', 'the policy private key')
   .requiredOption('--policy-cert <file>', 'the policy certificate')

@@ -59,6 +59,8 @@ export interface RunOptions {
    * is logged and ignored; it never stops a server, as its default action would.
    */
   reload?: () => Promise<Record<string, unknown>>;
+  /** The file a reload reads, as `reload` names it in its reloaded line: its reload-failed line names it too. */
+  reloads?: Record<string, string>;
   /** What a reload without `reload` is told. */
   nothingToReload?: string;
   /**
@@ -87,7 +89,7 @@ export async function runUntilSignal(program: string, server: ChannelServer, jso
   const waiting = new Set<string>();
   let stopping = false;
   const abandon = new AbortController();
-  const onSignal = (what: string, task: ((signal: AbortSignal) => Promise<Record<string, unknown>>) | undefined, done: string, nothing: string) => () => {
+  const onSignal = (what: string, task: ((signal: AbortSignal) => Promise<Record<string, unknown>>) | undefined, done: string, nothing: string, reads?: Record<string, string>) => () => {
     if (waiting.has(what)) return;
     waiting.add(what);
     queues.set(what, (queues.get(what) ?? Promise.resolve()).then(async () => {
@@ -108,11 +110,11 @@ export async function runUntilSignal(program: string, server: ChannelServer, jso
           return;
         }
         // What was in force serves on; the reason names the file and what is wrong with it.
-        o.log({ event: `${what}-failed`, code: e instanceof CertifierError ? e.code : 'INTERNAL', reason: e instanceof Error ? e.message : String(e) });
+        o.log({ event: `${what}-failed`, code: e instanceof CertifierError ? e.code : 'INTERNAL', reason: e instanceof Error ? e.message : String(e), ...reads });
       }
     }));
   };
-  const onHangup = onSignal('reload', o.reload, 'reloaded', o.nothingToReload ?? 'nothing to reload');
+  const onHangup = onSignal('reload', o.reload, 'reloaded', o.nothingToReload ?? 'nothing to reload', o.reloads);
   const onUser1 = onSignal('backup', o.backup, 'backup-written', o.nothingToBackUp ?? 'nothing to back up (key-server --backup-dir)');
   process.on('SIGHUP', onHangup);
   process.on('SIGUSR1', onUser1);
