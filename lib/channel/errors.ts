@@ -14,7 +14,8 @@ const UNREACHABLE_ERRNOS = new Set([
 // TLS alerts a peer sends when it does not accept our certificate (or we sent none). TLS 1.3
 // clients see these only after their own handshake finished, on the first read.
 const CERT_ALERT = /^ERR_SSL_(SSLV3|TLSV1|TLSV13)_ALERT_(CERTIFICATE_\w+|BAD_CERTIFICATE|UNSUPPORTED_CERTIFICATE|UNKNOWN_CA|ACCESS_DENIED|DECRYPT_ERROR)$/;
-const VERSION_FAILURE = /^ERR_SSL_(TLSV1_ALERT_PROTOCOL_VERSION|UNSUPPORTED_PROTOCOL|WRONG_VERSION_NUMBER|NO_PROTOCOLS_AVAILABLE)$/;
+// An HTTP request, or a proxy's CONNECT, where a TLS handshake should be is a peer speaking another protocol too.
+const VERSION_FAILURE = /^ERR_SSL_(TLSV1_ALERT_PROTOCOL_VERSION|UNSUPPORTED_PROTOCOL|WRONG_VERSION_NUMBER|NO_PROTOCOLS_AVAILABLE|HTTP_REQUEST|HTTPS_PROXY_REQUEST)$/;
 
 /** OpenSSL's verdicts on a certificate outside its validity period: our CERT_EXPIRED (exit 4). */
 export const OUTSIDE_VALIDITY: ReadonlySet<string> = new Set(['CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID']);
