@@ -45,8 +45,10 @@ export function backupDirProblem(st: { uid: number; mode: number }, uid: number)
 export async function prepareBackupDir(dir: string): Promise<MadeDirs> {
   // In words (Node's message repeats the path, raw, with the call): "x is not a directory" for a
   // file on its way.
+  // mkdir meeting a file at the name fails EEXIST, which would read "already exists".
   const refused = (e: unknown): never => {
-    throw new CertifierError('FILE_ERROR', `cannot use --backup-dir ${dir}: ${describeErrnoAt(dir, e)}`, { cause: e });
+    const why = (e as NodeJS.ErrnoException)?.code === 'EEXIST' ? 'it is not a directory' : describeErrnoAt(dir, e);
+    throw new CertifierError('FILE_ERROR', `cannot use --backup-dir ${dir}: ${why}`, { cause: e });
   };
   const made = await makeOwnDirs(dir, 0o700).catch(refused);
   const st = await fs.stat(dir).catch(refused);

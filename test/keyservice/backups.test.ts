@@ -235,6 +235,10 @@ describe('key-server backups: pruning', () => {
     mkdirSync(shared);
     chmodSync(shared, 0o1777);
     expect((await rejects(prepareBackupDir(shared), 'FILE_ERROR')).message).to.contain('not safe for backups of keys');
+    // A file put in its place (the backup-failed line a SIGUSR1 then logs says what is wrong, not "already exists").
+    const file = join(tmp.dir, 'file');
+    writeFileSync(file, 'x');
+    expect((await rejects(prepareBackupDir(file), 'FILE_ERROR')).message).to.equal(`cannot use --backup-dir ${file}: it is not a directory`);
   });
 
   it('names backups so that they sort by time', () => {
