@@ -116,7 +116,8 @@ export async function startCertifier(o: CertifierServerOptions): Promise<Certifi
       o.log({ event: 'identity-renewed', serial: serialHex, notAfter: notAfter.toISOString() });
       schedule(lifetime * 500);
     } catch (e) {
-      o.log({ event: 'identity-renewal-failed', code: e instanceof CertifierError ? e.code : 'INTERNAL' });
+      // As key-server's own renewal logs it: what went wrong, and when it is tried again.
+      o.log({ event: 'identity-renewal-failed', code: e instanceof CertifierError ? e.code : 'INTERNAL', reason: e instanceof Error ? e.message : String(e), retryInSeconds: Math.round(lifetime / 10) });
       schedule(lifetime * 100);
     }
   };

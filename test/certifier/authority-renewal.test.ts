@@ -14,9 +14,11 @@ import { waitFor } from '../channel/harness.ts';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** simpleserver (in this process) for a fresh domain, its own certificate living `identitySeconds`; its log events collected. */
-async function startRenewing(identitySeconds: number) {
+async function startRenewing(identitySeconds: number, policyCertEndsInSeconds?: number) {
   const policyKey = (await generateKeyPair('p256')).privateKey;
-  const policyCert = await createPolicyCert({ privateKey: policyKey, domain: 'renewal' });
+  // A policy certificate of one day, made so that it ends that many seconds from now.
+  const ending = policyCertEndsInSeconds === undefined ? {} : { days: 1, now: new Date(Date.now() - 86_400_000 + policyCertEndsInSeconds * 1000) };
+  const policyCert = await createPolicyCert({ privateKey: policyKey, domain: 'renewal', ...ending });
   const platform = await generateSimulatedPlatform({ alg: 'p256' });
   const now = Date.now();
   const policy = loadPolicy(makePolicy({
@@ -57,6 +59,19 @@ describe('simpleserver: its own certificate is replaced while it runs', function
     expect(later.serialHex).to.not.equal(first.serialHex);
     expect(later.notAfter.getTime()).to.be.greaterThan(first.notAfter.getTime());
     expect(renewals().map((e) => e.serial)).to.include(later.serialHex);
+  });
+
+  it('logs a failed renewal as key-server does: its code, the reason, and when it tries again', async () => {
+    // The policy certificate ends before the first renewal (at half of 6 s): no certificate can be issued under it then.
+    const { server: s, events } = await startRenewing(6, 2);
+    try {
+      await waitFor(() => events.some((e) => e.event === 'identity-renewal-failed'), 20_000, 'a failed renewal');
+      const failed = events.find((e) => e.event === 'identity-renewal-failed')!;
+      expect(failed).to.include({ code: 'CERT_EXPIRED', retryInSeconds: 1 });
+      expect(failed.reason).to.be.a('string').and.match(/policy certificate/);
+    } finally {
+      await s.close();
+    }
   });
 
   it('keeps one renewal loop however many reloads come, and none after close', async () => {
