@@ -41,7 +41,7 @@ export async function serve<P>(opts: ServeOptions<P>): Promise<ChannelServer> {
     // 64 bits: ids that never meet, as an auth-challenge nonce is good only on the connection of its id.
     const id = toHex(randomBytes(8));
     if (closing) {
-      log({ event: 'refused', reason: 'server-closing', conn: id, remote, transport });
+      log({ event: 'refused', conn: id, remote, transport, reason: 'server-closing' });
       if (raw) established.add(raw); // its handshake is done: not one for close() to drop
       // Not in this tick: the session tickets OpenSSL queued at the handshake's end go first, so
       // the client knows its certificate was taken and hears a close, not a refusal (exit 3, not 4).
@@ -56,7 +56,7 @@ export async function serve<P>(opts: ServeOptions<P>): Promise<ChannelServer> {
       try {
         peer = runVerifyPeer(verify, tlsSocket);
       } catch (e) {
-        log({ event: 'refused', reason: 'untrusted-peer', conn: id, remote, transport, code: logCode(e), ...(e instanceof CertifierError ? { detail: e.message } : {}) });
+        log({ event: 'refused', conn: id, remote, transport, reason: 'untrusted-peer', code: logCode(e), ...(e instanceof CertifierError ? { detail: e.message } : {}) });
         tlsSocket.destroy();
         return;
       }
@@ -117,7 +117,7 @@ export async function serve<P>(opts: ServeOptions<P>): Promise<ChannelServer> {
   }
   server.maxConnections = limits.maxConnections;
   server.on('drop', (d?: net.DropArgument) => {
-    log({ event: 'refused', reason: 'max-connections', remote: remoteOf({ remoteAddress: d?.remoteAddress, remotePort: d?.remotePort }), transport });
+    log({ event: 'refused', remote: remoteOf({ remoteAddress: d?.remoteAddress, remotePort: d?.remotePort }), transport, reason: 'max-connections' });
   });
   const perAddress = new Map<string, number>(); // open TCP connections by remote address
   const turnedAway = new WeakSet<Socket>();
@@ -126,7 +126,7 @@ export async function serve<P>(opts: ServeOptions<P>): Promise<ChannelServer> {
     const address = raw.remoteAddress ?? 'unknown';
     const held = perAddress.get(address) ?? 0;
     if (held >= limits.maxConnectionsPerAddress) {
-      log({ event: 'refused', reason: 'max-connections-per-address', remote: key, transport });
+      log({ event: 'refused', remote: key, transport, reason: 'max-connections-per-address' });
       turnedAway.add(raw); // its TLS socket's failure that follows is no second refusal
       raw.destroy();
       return;

@@ -47,6 +47,13 @@ export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 
 export type Transport = 'plain' | 'tls' | 'mtls';
 
+/**
+ * A record's fields in the order its text line shows them (its time apart): every `refused` line
+ * reads as a `closed` one does, the connection first (`conn`, when it has one, `remote`,
+ * `transport`), then why (`reason`, `code`, ...).
+ */
+export const fieldOrder = (r: object): string[] => Object.keys(r).filter((k) => k !== 'time');
+
 /** Starts servers and client connections and stops every one of them after each test. */
 export class Harness {
   readonly logs: LogRecord[] = [];

@@ -5,7 +5,7 @@ import { expect } from 'chai';
 import net from 'node:net';
 import { connect } from '../../lib/channel/index.ts';
 import { AnswerBudget } from '../../lib/channel/session.ts';
-import { Harness, bytes, closed, prefix, rejectsWith, sleep, testPki, text, waitFor } from './harness.ts';
+import { Harness, bytes, closed, fieldOrder, prefix, rejectsWith, sleep, testPki, text, waitFor } from './harness.ts';
 
 /** A TCP server that accepts connections and then behaves as `onConnection` says. */
 async function rawServer(onConnection: (s: net.Socket) => void): Promise<{ port: number; stop: () => Promise<void> }> {
@@ -288,7 +288,7 @@ describe('channel: limits and timeouts', () => {
     const t0 = Date.now();
     await rejectsWith(h.connect(server, 'mtls'), 'UNREACHABLE');
     expect(Date.now() - t0, 'refused at once, not held until a handshake timeout (10 s)').to.be.lessThan(5_000);
-    expect(h.logs.filter((r) => r.reason === 'max-connections')).to.have.length(1);
+    expect(h.logs.filter((r) => r.reason === 'max-connections').map(fieldOrder)).to.deep.equal([['event', 'remote', 'transport', 'reason']]);
     await a.close();
     await waitFor(() => server.connections === 1, 20_000, 'the closed connection to be counted out');
     const c = await h.connect(server, 'mtls');
@@ -303,7 +303,7 @@ describe('channel: limits and timeouts', () => {
     })));
     await waitFor(() => server.connections === 3, 20_000, 'three held connections');
     await rejectsWith(h.connect(server, 'mtls'), 'UNREACHABLE');
-    expect(h.logs.filter((r) => r.reason === 'max-connections-per-address')).to.have.length(1);
+    expect(h.logs.filter((r) => r.reason === 'max-connections-per-address').map(fieldOrder)).to.deep.equal([['event', 'remote', 'transport', 'reason']]);
     quiet[0]!.destroy();
     await waitFor(() => server.connections === 2, 20_000, 'the closed one counted out');
     const c = await h.connect(server, 'mtls');
@@ -524,6 +524,7 @@ describe('channel: limits and timeouts', () => {
     await closing;
     // It finished the handshake and was told the server is closing, after its session tickets.
     expect(h.logs.filter((r) => r.event === 'refused').map((r) => r.reason)).to.deep.equal(['server-closing']);
+    expect(fieldOrder(h.logs.find((r) => r.event === 'refused')!)).to.deep.equal(['event', 'conn', 'remote', 'transport', 'reason']);
   });
 
   it('on close, cuts a handler that outlives the grace period', async () => {

@@ -5,7 +5,7 @@ import { expect } from 'chai';
 import net, { type AddressInfo, type Socket } from 'node:net';
 import tls from 'node:tls';
 import { CertifierError } from '../../lib/errors/index.ts';
-import { Harness, bytes, rejectsWith, testPki, waitFor, type TestPeer } from './harness.ts';
+import { Harness, bytes, fieldOrder, rejectsWith, testPki, waitFor, type TestPeer } from './harness.ts';
 import { makeCa } from './certs.ts';
 import { generateKeyPair } from '../../lib/crypto/index.ts';
 import { createPolicyCert, toPem } from '../../lib/pki/index.ts';
@@ -44,6 +44,7 @@ describe('channel: peer verification', () => {
     expect(e.exitStatus).to.equal(4);
     await waitFor(() => refusals().length === 2, 20_000, 'both refusals to be logged');
     refusedTwice({ reason: 'untrusted-peer', code: 'UNTRUSTED_PEER' });
+    expect(refusals().map(fieldOrder)).to.deep.equal(Array(2).fill(['event', 'remote', 'transport', 'reason', 'code', 'tlsError']));
     expect(called).to.equal(0);
   });
 
@@ -203,6 +204,7 @@ describe('channel: peer verification', () => {
     await rejectsWith(h.connect(server, 'mtls').then((c) => c.request(bytes('hi'))), 'UNTRUSTED_PEER');
     await waitFor(() => refusals().length === 2, 20_000, 'both refusals to be logged');
     refusedTwice({ reason: 'untrusted-peer', code: 'INTERNAL' });
+    expect(refusals().map(fieldOrder)).to.deep.equal(Array(2).fill(['event', 'conn', 'remote', 'transport', 'reason', 'code', 'detail']));
     expect(called).to.equal(0);
   });
 
