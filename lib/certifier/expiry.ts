@@ -49,12 +49,14 @@ export function watchExpiry(notAfter: Date, log: (record: Record<string, unknown
 export const IDENTITY_EXPIRY: ExpiryWatch = {
   what: 'identity',
   advice: 'clients refuse this server once its certificate has expired: give it --certifier to renew it while it runs, or stop it, run cert-utility init-trust on its store, start it again',
+  expiredAdvice: 'clients refuse this server: its certificate has expired; stop it, run cert-utility init-trust on its store and start it again (with --certifier it renews the next one itself)',
 };
 
 /** key-server's own certificate when it renews it itself (--certifier). */
 export const IDENTITY_EXPIRY_RENEWING: ExpiryWatch = {
   what: 'identity',
   advice: 'clients refuse this server once its certificate has expired: it renews it through --certifier before then; if identity-renewal-failed follows, see why (simpleserver down, the policy no longer trusting this server), or run cert-utility init-trust on its store and restart it',
+  expiredAdvice: 'clients refuse this server: its certificate has expired, as its renewal through --certifier failed (identity-renewal-failed says why: simpleserver down, the policy no longer trusting this server); it goes on trying, or run cert-utility init-trust on its store and restart it',
 };
 
 /** key-server's own certificate when it ends with the policy certificate, which nothing renews past. */

@@ -52,6 +52,15 @@ describe('certifier: a server watches its own certificate run out', () => {
     expect(watch(-1).map((r) => r.event)).to.deep.equal(['identity-expired']);
   });
 
+  it('after the end, says what to do now: not "once it has expired", nor that a renewal will come before then', () => {
+    const end = new Date(Date.UTC(2026, 0, 1));
+    for (const [watching, fix] of [[IDENTITY_EXPIRY, 'run cert-utility init-trust on its store'], [IDENTITY_EXPIRY_RENEWING, 'its renewal through --certifier failed']] as const) {
+      const records: Record<string, unknown>[] = [];
+      watchExpiry(end, (r) => void records.push(r), { ...watching, now: () => end.getTime() + 1 })();
+      expect(records[0]!.warning).to.match(/^clients refuse this server: its certificate has expired/).and.contain(fix).and.not.match(/once|before then/);
+    }
+  });
+
   it('names the policy certificate as the limit of key-server\'s certificate when it ends with it, renewing or not, and after the end says what to do then', () => {
     const policyCertEnds = new Date(Date.UTC(2026, 11, 6));
     for (const renewing of [true, false]) {
