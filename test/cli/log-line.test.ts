@@ -33,6 +33,9 @@ describe('server log lines (text)', () => {
     // What displays as nothing, in any category: a Hangul filler, a variation selector, a grapheme joiner.
     expect(rendered({ event: 'request', resource: 'vhd/disk-1\u3164', b: 'a\ufe0f', c: 'a\u034f' })).to.contain('resource="vhd/disk-1\\u3164" b="a\\ufe0f" c="a\\u034f"');
     expect(rendered({ event: 'request', resource: 'vhd/disk-1\u3164' }, true)).to.contain('vhd/disk-1\\u3164');
+    // Spaces other than the ASCII one show as it: "vhd/disk 1" with a no-break, em or ideographic space is another name.
+    expect(rendered({ event: 'request', resource: 'vhd/disk\u00a01', b: 'a\u2003b', c: 'a\u3000b', d: 'a b' })).to.contain('resource="vhd/disk\\u00a01" b="a\\u2003b" c="a\\u3000b" d="a b"');
+    expect(rendered({ event: 'request', resource: 'vhd/disk\u00a01' }, true)).to.contain('"resource":"vhd/disk\\u00a01"');
     const json = rendered({ event: 'request', resource: 'a/\u202eevil\u2029\u0085' }, true);
     expect(json).not.to.match(/[\u0080-\u009f\u2028\u2029\u202a-\u202e]/);
     expect(JSON.parse(json).resource).to.equal('a/\u202eevil\u2029\u0085');
