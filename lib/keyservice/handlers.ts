@@ -10,7 +10,7 @@ import type { LaterAnswer } from '../channel/index.ts';
 import { decide, type Acl } from './acl.ts';
 import type { AuditLog } from './audit.ts';
 import type { AuditEntry } from './audit-line.ts';
-import type { KeyStore } from './keystore.ts';
+import { notFound, type KeyStore } from './keystore.ts';
 import { ChallengeBook } from './challenges.ts';
 import { verifyRoleCredential } from './roles.ts';
 import type { ReplicaJoin } from './replica.ts';
@@ -264,7 +264,7 @@ export class KeyService {
       }
       case 'delete': {
         const versions = await ks.delete(req.name, req.version);
-        if (versions.length === 0) throw new CertifierError('NOT_FOUND', `no ${req.version ? `version ${req.version} of ` : ''}"${req.name}"`);
+        if (versions.length === 0) throw notFound(req.name, req.version);
         // The versions named, by number only (the name is the answer's), at most DELETE_LISTED of
         // them, and how many there were: any answer fits in a frame, however many were deleted.
         const resources = versions.slice(0, DELETE_LISTED).map((v) => ({ version: v }));

@@ -80,6 +80,11 @@ interface CheckedMetadata {
 /** Names whose last record's metadata fetch keeps checked (a name, its AAD and a few fields each: at most about 2 MiB with the longest names). */
 const CHECKED_NAMES = 1024;
 
+/** A name, or a version of it (0: any), that is not there: a retrieve's refusal and a delete's say it alike. */
+export function notFound(name: string, version: number | undefined): CertifierError {
+  return new CertifierError('NOT_FOUND', version ? `no version ${version} of "${name}"` : `no key named "${name}"`);
+}
+
 export class KeyStore {
   private readonly key: Uint8Array;
   private wiped = false;
@@ -147,7 +152,7 @@ export class KeyStore {
     checkName(name);
     checkVersion(version, true);
     const r = await this.backend.get(name, version);
-    if (!r) throw new CertifierError('NOT_FOUND', version ? `no version ${version} of "${name}"` : `no key named "${name}"`);
+    if (!r) throw notFound(name, version);
     const v = version || r.version;
     const damaged = (why: string) => new CertifierError('INTEGRITY', `"${name}" version ${v} failed its integrity check (${why})`);
     // The AAD is built from what was asked for, not from what the record claims.

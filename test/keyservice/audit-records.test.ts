@@ -22,6 +22,7 @@ describe('key service: audit records and fields that do not apply', () => {
   let audit: AuditLog;
   let service: KeyService;
   let keystore: KeyStore;
+  let logged: Record<string, unknown>[];
   const { acl, conn: connectionOf } = member('bb'.repeat(32), '2f');
   const conn = connectionOf('c1');
   const send = async (bytes: Uint8Array) => {
@@ -40,7 +41,8 @@ describe('key service: audit records and fields that do not apply', () => {
     backend = await LevelBackend.open(join(tmp.dir, 'data'));
     audit = await AuditLog.open(join(tmp.dir, 'audit.jsonl'));
     keystore = new KeyStore(backend, randomBytes(32));
-    service = new KeyService({ keystore, policyCert: new Uint8Array(), acl, audit, reserved: { names: [], prefixes: [] } });
+    logged = [];
+    service = new KeyService({ keystore, policyCert: new Uint8Array(), acl, audit, reserved: { names: [], prefixes: [] }, log: (r) => void logged.push(r) });
   });
   afterEach(async () => {
     await audit.close();
@@ -59,7 +61,11 @@ describe('key service: audit records and fields that do not apply', () => {
     const none = await ask({ action: 'delete', name: 'd', version: 0 });
     expect(none.errorCode).to.equal('NOT_FOUND');
     expect(last()).to.deep.equal({ action: 'delete', resource: 'd', version: 0, deleted: undefined, decision: 'deny', code: 'NOT_FOUND' });
-    expect(await verifyAudit(join(tmp.dir, 'audit.jsonl'))).to.deep.equal({ ok: true, lines: 6 });
+    // The log line's detail says it as a retrieve's does.
+    expect(logged.at(-1)).to.include({ event: 'request', detail: 'no key named "d"' });
+    await ask({ action: 'delete', name: 'd', version: 2 });
+    expect(logged.at(-1)).to.include({ event: 'request', detail: 'no version 2 of "d"' });
+    expect(await verifyAudit(join(tmp.dir, 'audit.jsonl'))).to.deep.equal({ ok: true, lines: 7 });
   });
 
   it('records the version a refused retrieve asked for, and the action and name of a request refused as malformed', async () => {
