@@ -40,7 +40,7 @@ async function refuseOpenInspector(program) {
  * cmd/common/cli.ts reads the arguments. test/unit/launch.test.ts checks them against serve --help.
  */
 export const SERVE_VALUE_FLAGS = {
-  'key-server': ['--store', '--passphrase-file', '--key-file', '--platform', '--platform-dir', '--measurement-file', '--tsm-dir', '--vcek', '--domain', '--policy-cert', '--data', '--listen', '--acl', '--certifier', '--audit', '--backup-dir', '--backup-keep', '--audit-rotate-mb', '--backend', '--pg-url', '--pg-pool-size', '--replica-id'],
+  'key-server': ['--store', '--passphrase-file', '--key-file', '--platform', '--platform-dir', '--measurement-file', '--tsm-dir', '--vcek', '--domain', '--policy-cert', '--data', '--listen', '--acl', '--certifier', '--audit', '--backup-dir', '--backup-keep', '--audit-rotate-mb', '--backend', '--pg-url', '--pg-pool-size', '--replica-id', '--timeout'],
   simpleserver: ['--policy-key', '--policy-cert', '--policy', '--amd-crl', '--listen', '--cert-days'],
 };
 
