@@ -95,12 +95,14 @@ export class KeyStore {
    * metadata changed underneath (another replica's write, a tampered byte) differs in a field and
    * is checked afresh; its ciphertext is opened every time, so a tampered one still fails.
    */
-  private readonly checked = new LruMap<string, CheckedMetadata>(CHECKED_NAMES);
+  private readonly checked: LruMap<string, CheckedMetadata>;
 
-  constructor(readonly backend: KeyBackend, storageKey: Uint8Array) {
+  /** `checkedNames`: how many names' checked metadata to keep (default CHECKED_NAMES; fewer in tests, to evict often). */
+  constructor(readonly backend: KeyBackend, storageKey: Uint8Array, tuning: { checkedNames?: number } = {}) {
     if (storageKey.length !== AES_KEY_BYTES) throw new CertifierError('INVALID_KEY', `the storage key must be ${AES_KEY_BYTES} bytes, not ${storageKey.length}`);
     // A private copy: the caller may wipe its buffer.
     this.key = Uint8Array.from(storageKey);
+    this.checked = new LruMap(tuning.checkedNames ?? CHECKED_NAMES);
   }
 
   /** Stores `value` as the next version of `name`. */

@@ -8,8 +8,11 @@ import { outcomeUnknown, type StoredRecord, type UnknownChange } from './backend
 import { MARK, laterKey, nameRange, parseRecordKey, recordKey } from './level-records.ts';
 
 export type Db = Level<string, Uint8Array>;
-/** How much the backend keeps and when it compacts: the defaults, smaller in tests. */
-export interface LevelTuning { stateNames?: number; compactAfter?: number }
+/**
+ * How much the backend keeps and when it compacts: the defaults, smaller in tests (the sealed-record
+ * cache's names and bytes too, so that a test evicts and reads from disk again often).
+ */
+export interface LevelTuning { stateNames?: number; compactAfter?: number; cacheRecords?: number; cacheBytes?: number }
 /** `highest` is read (from the mark) only when a write needs it: a read needs only `latest`. */
 interface NameState { latest: number; highest?: number }
 /** The sealed-record cache: at most this many names (a record each) and bytes (a record over the byte budget is never cached). */
@@ -30,10 +33,7 @@ export abstract class LevelCore {
   protected readonly queues = new Map<string, Promise<void>>();
   protected closed = false;
   protected backup: Promise<unknown> | undefined;
-  protected readonly sealed = new LruMap<string, StoredRecord>(CACHE_RECORDS, {
-    // The ciphertext is a view into the record's bytes as read, which it keeps alive whole.
-    weigh: (r) => r.ciphertext.buffer.byteLength + r.name.length + CACHE_ENTRY_OVERHEAD, maxWeight: CACHE_BYTES,
-  });
+  protected readonly sealed: LruMap<string, StoredRecord>;
   /** Counts delete starts and ends: a read that saw it change may have read what is being deleted. */
   protected deletes = 0;
   /** Reads of names' latest versions from disk in progress, each marked once a write of its name starts. */
@@ -48,6 +48,10 @@ export abstract class LevelCore {
   protected constructor(readonly path: string, protected readonly db: Db, tuning: LevelTuning) {
     this.states = new LruMap(tuning.stateNames ?? STATE_NAMES);
     this.compactAfter = tuning.compactAfter ?? COMPACT_AFTER;
+    this.sealed = new LruMap(tuning.cacheRecords ?? CACHE_RECORDS, {
+      // The ciphertext is a view into the record's bytes as read, which it keeps alive whole.
+      weigh: (r) => r.ciphertext.buffer.byteLength + r.name.length + CACHE_ENTRY_OVERHEAD, maxWeight: tuning.cacheBytes ?? CACHE_BYTES,
+    });
     this.reopener = new LevelReopener(db, {
       dir: path,
       what: keyDatabase(path),
