@@ -1,0 +1,56 @@
+// The model-based random test of KeyStore (keystore-model.ts) over LevelBackend, its caches small,
+// with restarts and processes killed part-way through their stores.
+
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { randomBytes, toHex } from '../../lib/crypto/index.ts';
+import { KeyStore } from '../../lib/keyservice/keystore.ts';
+import { LevelBackend } from '../../lib/keyservice/level-backend.ts';
+import { ROOT, tempDir } from '../support/helpers.ts';
+import { describeKeyStoreModel, reopenable, type StoreSpec } from './keystore-model.ts';
+
+/** Sends `stores` to a keystore-child on `dir` and kills it (SIGKILL) once `killAfter` are acknowledged: the acknowledged ones, index to version. */
+async function killedPart(dir: string, key: Uint8Array, stores: StoreSpec[], killAfter: number): Promise<Map<number, number>> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'test/support/keystore-child.ts', dir], { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'] });
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  const acked = new Map<number, number>();
+  try {
+    child.stdin.write(`${toHex(key)}\n`);
+    const lines = createInterface({ input: child.stdout });
+    for await (const line of lines) {
+      const [word, i, v] = line.split(' ');
+      if (word === 'ready') {
+        for (const s of stores) child.stdin.write(`${JSON.stringify(s)}\n`);
+      } else if (word === 'ok') acked.set(Number(i), Number(v));
+      else throw new Error(`keystore-child: ${line}`);
+      if (acked.size >= killAfter && child.exitCode === null && !child.killed) child.kill('SIGKILL');
+      if (acked.size === stores.length) break;
+    }
+  } finally {
+    if (!child.killed && child.exitCode === null) child.kill('SIGKILL');
+    await exited;
+  }
+  return acked;
+}
+
+describe('KeyStore over LevelBackend against a model', function () {
+  describeKeyStoreModel('LevelBackend', async (tuning) => {
+    const tmp = tempDir('keystore-model-');
+    const dir = join(tmp.dir, 'data');
+    const key = randomBytes(32);
+    const open = async () => new KeyStore(await LevelBackend.open(dir, tuning), key, tuning);
+    const fx = await reopenable(open);
+    return Object.assign(fx, {
+      crash: async (stores: StoreSpec[], killAfter: number) => {
+        await fx.store.backend.close();
+        const acked = await killedPart(dir, key, stores, killAfter);
+        return { acked, store: (fx.store = await open()) };
+      },
+      cleanup: async () => {
+        await fx.store.backend.close();
+        tmp.cleanup();
+      },
+    });
+  });
+});
