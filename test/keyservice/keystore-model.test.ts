@@ -8,24 +8,24 @@ import { randomBytes, toHex } from '../../lib/crypto/index.ts';
 import { KeyStore } from '../../lib/keyservice/keystore.ts';
 import { LevelBackend } from '../../lib/keyservice/level-backend.ts';
 import { ROOT, tempDir } from '../support/helpers.ts';
-import { describeKeyStoreModel, reopenable, type StoreSpec } from './keystore-model.ts';
+import { describeKeyStoreModel, reopenable, type ChildOp } from './keystore-model.ts';
 
-/** Sends `stores` to a keystore-child on `dir` and kills it (SIGKILL) once `killAfter` are acknowledged: the acknowledged ones, index to version. */
-async function killedPart(dir: string, key: Uint8Array, stores: StoreSpec[], killAfter: number): Promise<Map<number, number>> {
+/** Sends `ops` to a keystore-child on `dir` and kills it (SIGKILL) once `killAfter` are answered: the answers, by index. */
+async function killedPart(dir: string, key: Uint8Array, ops: ChildOp[], killAfter: number): Promise<Map<number, unknown>> {
   const child = spawn(process.execPath, ['--import', 'tsx', 'test/support/keystore-child.ts', dir], { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'] });
   const exited = new Promise((resolve) => child.once('exit', resolve));
-  const acked = new Map<number, number>();
+  const acked = new Map<number, unknown>();
   try {
     child.stdin.write(`${toHex(key)}\n`);
     const lines = createInterface({ input: child.stdout });
     for await (const line of lines) {
       const [word, i, v] = line.split(' ');
       if (word === 'ready') {
-        for (const s of stores) child.stdin.write(`${JSON.stringify(s)}\n`);
-      } else if (word === 'ok') acked.set(Number(i), Number(v));
+        for (const o of ops) child.stdin.write(`${JSON.stringify(o)}\n`);
+      } else if (word === 'ok') acked.set(Number(i), JSON.parse(v!));
       else throw new Error(`keystore-child: ${line}`);
       if (acked.size >= killAfter && child.exitCode === null && !child.killed) child.kill('SIGKILL');
-      if (acked.size === stores.length) break;
+      if (acked.size === ops.length) break;
     }
   } finally {
     if (!child.killed && child.exitCode === null) child.kill('SIGKILL');
@@ -42,13 +42,14 @@ describe('KeyStore over LevelBackend against a model', function () {
     const open = async () => new KeyStore(await LevelBackend.open(dir, tuning), key, tuning);
     const fx = await reopenable(open);
     return Object.assign(fx, {
-      crash: async (stores: StoreSpec[], killAfter: number) => {
-        await fx.store.backend.close();
-        const acked = await killedPart(dir, key, stores, killAfter);
-        return { acked, store: (fx.store = await open()) };
+      crash: async (ops: ChildOp[], killAfter: number) => {
+        await fx.close();
+        const acked = await killedPart(dir, key, ops, killAfter);
+        fx.store = await open();
+        return acked;
       },
       cleanup: async () => {
-        await fx.store.backend.close();
+        await fx.close();
         tmp.cleanup();
       },
     });

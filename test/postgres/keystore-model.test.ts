@@ -1,5 +1,6 @@
 // The model-based random test of KeyStore (test/keyservice/keystore-model.ts) over PgBackend on a
-// throwaway PostgreSQL server, KeyStore's cache small, with restarts: one database per seed.
+// throwaway PostgreSQL server, as two replicas whose KeyStore caches are small, with restarts: one
+// database per seed.
 
 import { randomBytes } from '../../lib/crypto/index.ts';
 import { KeyStore } from '../../lib/keyservice/keystore.ts';
@@ -26,7 +27,8 @@ describe('KeyStore over PgBackend against a model', function () {
     const url = await server.createDatabase(`model_${++n}`);
     const key = randomBytes(32);
     const open = async () => new KeyStore(await PgBackend.open({ url, poolSize: 8 }), key, tuning);
-    const fx = await reopenable(open);
-    return Object.assign(fx, { cleanup: async () => fx.store.backend.close() });
+    // Two replicas on the one database, each with its own pool and KeyStore cache.
+    const fx = await reopenable(open, true);
+    return Object.assign(fx, { cleanup: () => fx.close() });
   });
 });

@@ -1,14 +1,15 @@
 // A child process for the model test's crash (test/keyservice/keystore-model.ts): opens the
 // key-server database in DIR under the storage key of stdin's first line (hex), answers "ready",
-// then starts one KeyStore store per line (JSON: a StoreSpec, value in hex) without waiting for the
-// ones before, and answers "ok INDEX VERSION" or "error INDEX CODE" as each ends. The test kills it.
+// then starts one KeyStore store or delete per line (JSON: a ChildOp) without waiting for the ones
+// before, and answers "ok INDEX JSON" (the version stored, the versions deleted) or "error INDEX
+// CODE" as each ends. The test kills it.
 // Usage: node --import tsx test/support/keystore-child.ts DIR
 
 import { createInterface } from 'node:readline';
 import { fromHex } from '../../lib/crypto/index.ts';
 import { KeyStore } from '../../lib/keyservice/keystore.ts';
 import { LevelBackend } from '../../lib/keyservice/level-backend.ts';
-import type { StoreSpec } from '../keyservice/keystore-model.ts';
+import type { ChildOp } from '../keyservice/keystore-model.ts';
 
 const backend = await LevelBackend.open(process.argv[2]!);
 let store: KeyStore | undefined;
@@ -19,10 +20,13 @@ for await (const line of createInterface({ input: process.stdin })) {
     process.stdout.write('ready\n');
     continue;
   }
-  const s = JSON.parse(line) as StoreSpec;
+  const o = JSON.parse(line) as ChildOp;
   const i = index++;
-  store.store(s.name, fromHex(s.value), { type: s.type, exportable: s.exportable, time: new Date(s.time) }).then(
-    (info) => process.stdout.write(`ok ${i} ${info.version}\n`),
+  const done = o.op === 'store'
+    ? store.store(o.name, fromHex(o.value), { type: o.type, exportable: o.exportable, time: new Date(o.time) }).then((info) => info.version)
+    : store.delete(o.name, o.version);
+  done.then(
+    (answer) => process.stdout.write(`ok ${i} ${JSON.stringify(answer)}\n`),
     (e: unknown) => process.stdout.write(`error ${i} ${(e as { code?: string }).code ?? 'none'}\n`),
   );
 }
