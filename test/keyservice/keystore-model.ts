@@ -387,9 +387,16 @@ async function race(gen: Generator, model: Model, ks: () => KeyStore, trail: str
     } else if (roll < 7) ops.push({ op: 'fetch', name, version: gen.version(name) });
     else ops.push({ op: 'delete', name, version: gen.chance(0.2) ? 0 : gen.version(name) || 1 });
   }
-  trail.push(`-- racing: ${ops.map(shownOp).join(' | ')}`);
-  counts.operations += ops.length;
-  const got = await Promise.all(ops.map((op) => runLater(ks(), op, gen.int(4))));
+  // Beside them, one operation on each of a few other names, which push the racing name out of small caches meanwhile.
+  const others = gen.shuffled(NAMES.filter((n) => n !== name)).slice(0, gen.int(4)).map((n) => gen.op(n, false));
+  trail.push(`-- racing: ${ops.map(shownOp).join(' | ')}; beside: ${others.map(shownOp).join(' | ')}`);
+  counts.operations += ops.length + others.length;
+  const started = (list: Op[]) => Promise.all(list.map((op) => runLater(ks(), op, gen.int(4))));
+  const [got, besides] = await Promise.all([started(ops), started(others)]);
+  others.forEach((op, i) => {
+    const want = model.apply(op);
+    if (JSON.stringify(besides[i]) !== JSON.stringify(want)) fail(`beside a race: ${shownOp(op)} -> ${JSON.stringify(besides[i]).slice(0, 300)}, not ${JSON.stringify(want).slice(0, 300)}`);
+  });
   const what = (i: number) => `${shownOp(ops[i]!)} -> ${JSON.stringify(got[i]).slice(0, 300)}`;
   const stored = new Map<number, Version>();
   got.forEach((g, i) => {
