@@ -2,9 +2,9 @@
 // and read from disk again all the time: random operations on a few names that share prefixes,
 // some in order, some concurrent, each answer compared with a plain in-memory model of what the
 // store promises (backend.ts, keystore.ts). Run it with describeKeyStoreModel(label, factory) from
-// a backend's test file. Two fixed seeds in npm test; KEYSTORE_MODEL_SECONDS=N runs new seeds for N
-// seconds per backend (seeds from KEYSTORE_MODEL_SEED on, 1000 by default); KEYSTORE_MODEL_SEED=S
-// alone replays one.
+// a backend's test file. Two fixed seeds in npm test; KEYSTORE_MODEL_SECONDS=N runs longer seeds
+// for N seconds per backend (from KEYSTORE_MODEL_SEED on, 1000 by default); a failure says how to
+// run its seed again.
 
 import { expect } from 'chai';
 import { CertifierError } from '../../lib/errors/index.ts';
@@ -281,28 +281,31 @@ class Generator {
   }
 }
 
-export interface ModelRun { seed: number; steps: number }
+/** `crashes`: at most this many processes killed (each costs a process start); a crash past them is a reopen. */
+export interface ModelRun { seed: number; steps: number; crashes: number }
 export interface ModelCounts { operations: number; batches: number; concurrent: number; races: number; reopens: number; crashes: number }
 
 /** Runs `steps` random batches against the fixture, throwing at the first answer the model does not allow. */
-export async function runKeyStoreModel(factory: (tuning: ModelTuning) => Promise<ModelFixture>, { seed, steps }: ModelRun, counts: ModelCounts): Promise<void> {
+export async function runKeyStoreModel(factory: (tuning: ModelTuning) => Promise<ModelFixture>, run: ModelRun, counts: ModelCounts): Promise<void> {
   const model = new Model();
-  const gen = new Generator(seed, model);
+  const gen = new Generator(run.seed, model);
   const tuning = Object.fromEntries(Object.entries(CACHE_SIZES).map(([k, sizes]) => [k, gen.pick(sizes)])) as unknown as ModelTuning;
   const fx = await factory(tuning);
   try {
-    await runSteps(fx, gen, model, seed, steps, counts, JSON.stringify(tuning));
+    await runSteps(fx, gen, model, run, counts, JSON.stringify(tuning));
   } finally {
     await fx.cleanup();
   }
 }
 
-async function runSteps(fx: ModelFixture, gen: Generator, model: Model, seed: number, steps: number, counts: ModelCounts, tuning: string): Promise<void> {
+async function runSteps(fx: ModelFixture, gen: Generator, model: Model, { seed, steps, crashes }: ModelRun, counts: ModelCounts, tuning: string): Promise<void> {
+  let crashed = 0;
   /** The store an operation goes to: the fixture's, or its replica's. */
   const ks = () => (fx.replica && gen.chance(0.5) ? fx.replica : fx.store);
   const trail: string[] = [];
   const fail = (why: string): never => {
-    throw new Error(`seed ${seed} (caches ${tuning}): ${why}\nlast operations:\n  ${trail.slice(-25).join('\n  ')}`);
+    const again = crashes === Infinity ? `KEYSTORE_MODEL_SEED=${seed} KEYSTORE_MODEL_SECONDS=1` : `KEYSTORE_MODEL_SEED=${seed}`;
+    throw new Error(`seed ${seed} (caches ${tuning}; ${again} runs it again): ${why}\nlast operations:\n  ${trail.slice(-25).join('\n  ')}`);
   };
   const same = (op: Op, got: Outcome, want: Outcome) => {
     try {
@@ -350,12 +353,13 @@ async function runSteps(fx: ModelFixture, gen: Generator, model: Model, seed: nu
     } else if (roll < 93) {
       counts.races++;
       await race(gen, model, ks, trail, counts, fail);
-    } else if (roll < 97) {
+    } else if (roll < 97 || !fx.crash || crashed >= crashes) {
       counts.reopens++;
       trail.push('-- reopen');
       await fx.reopen();
       await checkAll('after the reopen');
-    } else if (fx.crash) {
+    } else {
+      crashed++;
       counts.crashes++;
       await crash(fx, gen, model, trail, fail);
       await checkAll('after the crash');
@@ -514,7 +518,7 @@ export function describeKeyStoreModel(label: string, factory: (tuning: ModelTuni
     let runs = 0;
     for (let i = 0; seconds ? Date.now() < until : i < seeds.length; i++) {
       const seed = seeds[i] ?? first + i;
-      await runKeyStoreModel(factory, { seed, steps: seconds ? 300 : 50 }, counts);
+      await runKeyStoreModel(factory, { seed, steps: seconds ? 300 : 50, crashes: seconds ? Infinity : 1 }, counts);
       runs++;
     }
     if (seconds || replay) process.stderr.write(`${label}: ${runs} seeds, ${JSON.stringify(counts)}\n`);
