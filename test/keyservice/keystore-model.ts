@@ -388,7 +388,8 @@ async function race(gen: Generator, model: Model, ks: () => KeyStore, trail: str
       delete op.version;
       delete op.onlyIfExisting;
       ops.push(op);
-    } else if (roll < 7) ops.push({ op: 'fetch', name, version: gen.version(name) });
+    } else if (roll < 6) ops.push({ op: 'fetch', name, version: gen.version(name) });
+    else if (roll < 7) ops.push({ op: 'list', prefix: name, options: { allVersions: gen.chance(0.5) } });
     else ops.push({ op: 'delete', name, version: gen.chance(0.2) ? 0 : gen.version(name) || 1 });
   }
   // Beside them, one operation on each of a few other names, which push the racing name out of small caches meanwhile.
@@ -431,6 +432,8 @@ async function race(gen: Generator, model: Model, ks: () => KeyStore, trail: str
     }
   });
   for (const v of stored.keys()) model.put(name, v, stored.get(v)!);
+  /** The versions there throughout: there before, and deleted by none of the racing deletes. */
+  const kept = [...before].filter((x) => !deleted.has(x));
   got.forEach((g, i) => {
     const op = ops[i]!;
     if (op.op !== 'fetch') return;
@@ -446,8 +449,22 @@ async function race(gen: Generator, model: Model, ks: () => KeyStore, trail: str
     if (!before.has(v) && !stored.has(v)) fail(`a fetch answered version ${v}, which was never stored: ${what(i)}`);
     if (JSON.stringify(g.ok) !== JSON.stringify(model.opened(name, v))) fail(`a fetch answered other contents for version ${v}: ${what(i)}`);
     // The latest can be no older than the highest version that was there throughout.
-    const kept = [...before].filter((x) => !deleted.has(x));
     if (op.version === 0 && kept.length && v < Math.max(...kept)) fail(`a fetch of the latest answered ${v}, older than ${Math.max(...kept)}, there throughout: ${what(i)}`);
+  });
+  // A listing shows one state of the name (a snapshot): only versions stored, as stored, and those there throughout.
+  got.forEach((g, i) => {
+    const op = ops[i]!;
+    if (op.op !== 'list') return;
+    if ('code' in g) fail(`a racing list failed: ${what(i)}`);
+    const mine = (g.ok as RecordInfo[]).filter((r) => r.name === name);
+    for (const r of mine) {
+      if (!before.has(r.version) && !stored.has(r.version)) fail(`a list answered version ${r.version}, which was never stored: ${what(i)}`);
+      if (JSON.stringify(r) !== JSON.stringify(model.info(name, r.version))) fail(`a list answered other metadata for version ${r.version}: ${what(i)}`);
+    }
+    if (op.options.allVersions) {
+      const missed = kept.filter((v) => !mine.some((r) => r.version === v));
+      if (missed.length) fail(`a list of every version missed ${missed.join(', ')}, there throughout: ${what(i)}`);
+    } else if (mine.length > 1 || (kept.length && !(mine[0] && mine[0].version >= Math.max(...kept)))) fail(`a list answered a latest older than one there throughout: ${what(i)}`);
   });
   for (const v of deleted) model.entry(name).versions.delete(v);
   // What is there now: every version by listing, the latest, and the next number.
