@@ -12,7 +12,7 @@ import { describeKeyStoreModel, reopenable, type ChildOp } from './keystore-mode
 
 /** Sends `ops` to a keystore-child on `dir` and kills it (SIGKILL) once `killAfter` are answered: the answers, by index. */
 async function killedPart(dir: string, key: Uint8Array, ops: ChildOp[], killAfter: number): Promise<Map<number, unknown>> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'test/support/keystore-child.ts', dir], { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, ['--import', './test/support/tsx.mjs', 'test/support/keystore-child.ts', dir], { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'] });
   const exited = new Promise((resolve) => child.once('exit', resolve));
   const acked = new Map<number, unknown>();
   try {

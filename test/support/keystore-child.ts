@@ -3,7 +3,7 @@
 // then starts one KeyStore store or delete per line (JSON: a ChildOp) without waiting for the ones
 // before, and answers "ok INDEX JSON" (the version stored, the versions deleted) or "error INDEX
 // CODE" as each ends. The test kills it.
-// Usage: node --import tsx test/support/keystore-child.ts DIR
+// Usage: node --import ./test/support/tsx.mjs test/support/keystore-child.ts DIR (tsx without its disk cache, as mocha runs it)
 
 import { createInterface } from 'node:readline';
 import { fromHex } from '../../lib/crypto/index.ts';
