@@ -23,13 +23,19 @@ export function encodeFrame(body: Uint8Array, limit = DEFAULT_FRAME_LIMIT): Uint
 /**
  * Incremental decoder: feed it chunks as they arrive and it hands back whole frame bodies.
  * After an error it stays failed; the caller should close the connection.
+ *
+ * Every chunk is read through when it arrives, nothing of it kept but the bytes of a frame still
+ * incomplete, copied: a peer sending a frame as one-byte TLS records or TCP segments costs time
+ * and memory in proportion to the frame, not an object per byte dropped one by one (quadratic).
  */
 export class FrameDecoder {
-  private chunks: Uint8Array[] = [];
-  /** Bytes of chunks[0] already returned: read past, not sliced off (a pipelined chunk holds many frames). */
-  private offset = 0;
-  private buffered = 0;
+  /** The header being read when it came in pieces (its first `headerFilled` bytes). */
+  private readonly header = new Uint8Array(HEADER);
+  private headerFilled = 0;
   private expected = -1; // body length of the frame being read, -1 while reading the header
+  /** The body being assembled from several chunks: its first `bodyFilled` bytes, grown by doubling up to `expected`. */
+  private body: Uint8Array | undefined;
+  private bodyFilled = 0;
   private failure: CertifierError | undefined; // set once a frame is refused; rethrown from then on
 
   constructor(readonly limit = DEFAULT_FRAME_LIMIT) {
@@ -38,7 +44,7 @@ export class FrameDecoder {
 
   /** Bytes received but not yet returned as a frame, the header of the frame being read included. */
   get pending(): number {
-    return this.buffered + (this.expected >= 0 ? HEADER : 0);
+    return this.expected >= 0 ? HEADER + this.bodyFilled : this.headerFilled;
   }
 
   /** Adds a chunk; returns every frame completed by it (possibly none). */
@@ -54,22 +60,48 @@ export class FrameDecoder {
    */
   read(chunk: Uint8Array): { frames: Uint8Array[]; error?: CertifierError } {
     if (this.failure) return { frames: [], error: this.failure };
-    if (chunk.length === 0) return { frames: [] };
-    this.chunks.push(chunk);
-    this.buffered += chunk.length;
     const frames: Uint8Array[] = [];
+    let at = 0;
     for (;;) {
       if (this.expected < 0) {
-        if (this.buffered < HEADER) break;
-        const length = this.takeHeader();
+        let length: number;
+        if (this.headerFilled === 0 && chunk.length - at >= HEADER) {
+          length = (chunk[at]! | (chunk[at + 1]! << 8) | (chunk[at + 2]! << 16) | (chunk[at + 3]! << 24)) >>> 0; // read in place
+          at += HEADER;
+        } else {
+          const k = Math.min(HEADER - this.headerFilled, chunk.length - at);
+          this.header.set(chunk.subarray(at, at + k), this.headerFilled);
+          this.headerFilled += k;
+          at += k;
+          if (this.headerFilled < HEADER) break;
+          const h = this.header;
+          length = (h[0]! | (h[1]! << 8) | (h[2]! << 16) | (h[3]! << 24)) >>> 0;
+          this.headerFilled = 0;
+        }
         if (length > this.limit) {
           this.failure = new CertifierError('FRAME_TOO_LARGE', `peer announced a ${length}-byte message; the limit is ${this.limit}`);
           return { frames, error: this.failure };
         }
         this.expected = length;
       }
-      if (this.buffered < this.expected) break;
-      frames.push(this.take(this.expected));
+      const left = chunk.length - at;
+      if (this.bodyFilled === 0 && left >= this.expected) {
+        // The whole body is in this chunk: a view, no copy (a pipelined chunk holds many frames).
+        frames.push(this.expected === 0 ? new Uint8Array(0) : chunk.subarray(at, at + this.expected));
+        at += this.expected;
+        this.expected = -1;
+        continue;
+      }
+      if (left === 0) break;
+      const k = Math.min(this.expected - this.bodyFilled, left);
+      this.reserve(this.bodyFilled + k);
+      this.body!.set(chunk.subarray(at, at + k), this.bodyFilled);
+      this.bodyFilled += k;
+      at += k;
+      if (this.bodyFilled < this.expected) break;
+      frames.push(this.body!);
+      this.body = undefined;
+      this.bodyFilled = 0;
       this.expected = -1;
     }
     return { frames };
@@ -78,52 +110,21 @@ export class FrameDecoder {
   /** Call at end of stream: throws FRAME_TRUNCATED if a frame was cut short. */
   end(): void {
     if (this.failure) throw this.failure;
-    if (this.buffered > 0 || this.expected >= 0) {
+    if (this.pending > 0) {
       const need = this.expected >= 0 ? `${this.expected} body bytes` : `${HEADER} header bytes`;
-      throw new CertifierError('FRAME_TRUNCATED', `connection ended inside a frame (${this.buffered} bytes of ${need})`);
+      throw new CertifierError('FRAME_TRUNCATED', `connection ended inside a frame (${this.expected >= 0 ? this.bodyFilled : this.headerFilled} bytes of ${need})`);
     }
   }
 
-  /** The next 4 bytes as a little-endian length, read in place when one chunk holds them. */
-  private takeHeader(): number {
-    const first = this.chunks[0]!;
-    const o = this.offset;
-    if (first.length - o < HEADER) {
-      const h = this.take(HEADER);
-      return (h[0]! | (h[1]! << 8) | (h[2]! << 16) | (h[3]! << 24)) >>> 0;
-    }
-    this.advance(first, HEADER);
-    return (first[o]! | (first[o + 1]! << 8) | (first[o + 2]! << 16) | (first[o + 3]! << 24)) >>> 0;
-  }
-
-  /** Moves past `n` bytes of the first chunk, dropping it once all of it is read. */
-  private advance(first: Uint8Array, n: number): void {
-    this.offset += n;
-    this.buffered -= n;
-    if (this.offset === first.length) {
-      this.chunks.shift();
-      this.offset = 0;
-    }
-  }
-
-  private take(n: number): Uint8Array {
-    if (n === 0) return new Uint8Array(0); // an empty body: there may be no chunk left to slice
-    const first = this.chunks[0]!;
-    const o = this.offset;
-    if (first.length - o >= n) {
-      const out = first.subarray(o, o + n);
-      this.advance(first, n);
-      return out;
-    }
-    const out = new Uint8Array(n);
-    let filled = 0;
-    while (filled < n) {
-      const c = this.chunks[0]!;
-      const k = Math.min(c.length - this.offset, n - filled);
-      out.set(c.subarray(this.offset, this.offset + k), filled);
-      filled += k;
-      this.advance(c, k);
-    }
-    return out;
+  /**
+   * Room for `n` bytes of the body: doubled as it fills, never past the announced length, so
+   * what is held is at most twice what was received (a header alone reserves nothing).
+   */
+  private reserve(n: number): void {
+    const have = this.body?.length ?? 0;
+    if (n <= have) return;
+    const grown = new Uint8Array(Math.min(this.expected, Math.max(n, 2 * have)));
+    if (this.body) grown.set(this.body.subarray(0, this.bodyFilled));
+    this.body = grown;
   }
 }

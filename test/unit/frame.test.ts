@@ -177,6 +177,21 @@ describe('wire framing', () => {
       expect(decodeChunks(chunks)).to.deep.equal(expected);
     });
 
+    // Found by test/fuzz: each byte of a frame was kept as its own chunk and the chunks were
+    // dropped one Array.shift at a time, so a peer sending a frame as one-byte TLS records or TCP
+    // segments stalled the event loop quadratically (a 256 KiB frame: minutes) and held an object
+    // per byte. The whole 1 MiB a frame may be, one byte per chunk, is now read in one pass.
+    it('reads a frame of the whole 1 MiB limit that arrives one byte per chunk (one-byte TLS records)', () => {
+      const framed = encodeFrame(body(DEFAULT_FRAME_LIMIT));
+      const d = new FrameDecoder();
+      const frames: Uint8Array[] = [];
+      for (let i = 0; i < framed.length; i++) frames.push(...d.push(framed.subarray(i, i + 1)));
+      expect(frames).to.have.length(1);
+      expect(Buffer.compare(frames[0]!, body(DEFAULT_FRAME_LIMIT))).to.equal(0);
+      expect(d.pending).to.equal(0);
+      d.end();
+    });
+
     it('yields the frames that were encoded for random streams cut at random places (seed 0x5eed, 300 runs)', () => {
       const random = prng(0x5eed);
       const int = (n: number) => Math.floor(random() * n);
