@@ -37,7 +37,7 @@ import { VECTORS, tempDir } from '../support/helpers.ts';
 import { rechain } from '../support/audit-lines.ts';
 import { TestSnpSigner } from '../sev-snp/signer.ts';
 import { EXPECTED, NOW, snpRequest, vector } from '../sev-snp/support.ts';
-import { describeFault, fuzz, growth, type Target, type Timing } from './mutate.ts';
+import { SLOW_MS, describeFault, fuzz, growth, type Target, type Timing } from './mutate.ts';
 
 const file = (...p: string[]) => new Uint8Array(readFileSync(join(VECTORS, ...p)));
 const text = (s: string) => new TextEncoder().encode(s);
@@ -375,6 +375,7 @@ describe('fuzz: every decoder of outside bytes parses or throws a CertifierError
     if (!SCALE) return;
     slowest.sort((a, b) => b.ms - a.ms);
     process.stderr.write(`slowest inputs:\n${slowest.slice(0, 15).map((t) => `  ${t.ms.toFixed(1)} ms  ${t.size} bytes  ${t.target} (${t.how})`).join('\n')}\n`);
+    for (const t of slowest.filter((x) => x.ms > SLOW_MS)) process.stderr.write(`over ${SLOW_MS} ms: ${t.target}: ${Buffer.from(t.input).toString('hex')}\n`);
   });
 
   it('holds every seed to the rule as it is, and runs each target (fixed seeds)', async function () {
