@@ -10,6 +10,7 @@
 // and opening records, each tag's versions, the write path), reads.ts, changes.ts; this file makes,
 // opens and closes stores, and types.ts and checks.ts hold what the layers share.
 
+import { promises as fs } from 'node:fs';
 import { CertifierError } from '../lib/errors/index.ts';
 import { unmakeDirs, unmakeHeld, type MadeDirs } from '../lib/files/index.ts';
 import { isRfc3339 } from '../lib/policy/index.ts';
@@ -24,6 +25,14 @@ import type { StoreInfo, StoreOptions } from './types.ts';
 export { MAX_BLOB_BYTES, describeDeleted } from './checks.ts';
 export type { Deleted, Entry, EntryInfo, PutOptions, Repaired, StoreInfo, StoreOptions, VerifyReport } from './types.ts';
 
+/** STORE_EXISTS for a directory holding something else, naming what (the first five names, escaped). */
+async function notEmpty(dir: string): Promise<CertifierError> {
+  const names = (await fs.readdir(dir).catch(() => [] as string[])).sort();
+  const some = names.slice(0, 5).map((n) => shown(n)).join(', ');
+  const holds = names.length ? `: it holds ${some}${names.length > 5 ? ` and ${names.length - 5} more` : ''}` : '';
+  return new CertifierError('STORE_EXISTS', `${dir} exists and is not an empty directory${holds}`);
+}
+
 export class Cryptstore extends StoreChanges {
   /** True when `dir` looks like a cryptstore (without opening it). */
   static async exists(dir: string): Promise<boolean> {
@@ -37,7 +46,7 @@ export class Cryptstore extends StoreChanges {
    */
   static async create(dir: string, protector: Protector, options: StoreOptions = {}): Promise<Cryptstore> {
     const state = await dirState(dir);
-    if (state === 'other') throw new CertifierError('STORE_EXISTS', `${dir} exists and is not an empty directory`);
+    if (state === 'other') throw await notEmpty(dir);
     // Nothing there, and no room for it (a file where a directory on its way should be).
     if (state === 'missing') await refuseNoWayTo(dir);
     // LevelDB's files of a creation cut short before it was a database (power lost, SIGKILL)
@@ -64,7 +73,7 @@ export class Cryptstore extends StoreChanges {
         // fails, removing the store's files, removes nothing that was there (unmakeHeld).
         if ((await dirState(dir)) === 'other') {
           unmakeDirs(made);
-          throw new CertifierError('STORE_EXISTS', `${dir} exists and is not an empty directory`);
+          throw await notEmpty(dir);
         }
         db = await openDb(dir, true);
       } catch (e) {

@@ -102,10 +102,12 @@ describe('cryptstore', () => {
       await rejects(Cryptstore.create(dir, pass()), 'STORE_EXISTS');
     });
 
-    it('refuses to create in a non-empty directory that is not a store', async () => {
+    it('refuses to create in a non-empty directory that is not a store, naming what it holds (the first five, escaped)', async () => {
       await fs.mkdir(dir);
       await fs.writeFile(join(dir, 'notes.txt'), 'hello');
-      await rejects(Cryptstore.create(dir, pass()), 'STORE_EXISTS');
+      expect((await rejects(Cryptstore.create(dir, pass()), 'STORE_EXISTS')).message).to.equal(`${dir} exists and is not an empty directory: it holds "notes.txt"`);
+      for (const n of ['a', 'b', 'c', 'd', 'e\x1b[2J']) await fs.writeFile(join(dir, n), '');
+      expect((await rejects(Cryptstore.create(dir, pass()), 'STORE_EXISTS')).message).to.equal(`${dir} exists and is not an empty directory: it holds "a", "b", "c", "d", "e\\u001b[2J" and 1 more`);
     });
 
     it('refuses a wrong passphrase with WRONG_KEY', async () => {
