@@ -162,6 +162,20 @@ export async function holdsOnlyLevelFiles(dir: string): Promise<boolean> {
  * creation was cut short before it was a database at all (no CURRENT yet: 'unmade'), or other.
  */
 export async function dirState(dir: string): Promise<'missing' | 'empty' | 'store' | 'unmade' | 'other'> {
+  // Looked at again when a file listed went before it was looked at: another run removing the
+  // store it made (its LOCK last) is no "other" thing there.
+  for (let look = 1; ; look++) {
+    const state = await dirStateOnce(dir);
+    if (state !== 'changed') return state;
+    if (look === 10) return 'other';
+  }
+}
+
+/** A file listed that was gone when looked at. */
+const GONE = Symbol('gone');
+
+/** dirState's one look, or 'changed' when a file it listed was gone when it looked at it. */
+async function dirStateOnce(dir: string): Promise<'missing' | 'empty' | 'store' | 'unmade' | 'other' | 'changed'> {
   let names: string[];
   try {
     names = await fs.readdir(dir);
@@ -180,14 +194,18 @@ export async function dirState(dir: string): Promise<'missing' | 'empty' | 'stor
   // make and lock LOCK, an empty file. Files of those names that are not LevelDB's (someone's
   // notes called LOG, say) are not taken for a creation cut short.
   // Named in `dir` as read (inDir), also one named through "link/..".
-  const lock = await fs.stat(inDir(dir, 'LOCK')).catch(() => undefined);
+  const gone = (e: unknown) => ((e as NodeJS.ErrnoException).code === 'ENOENT' ? GONE : undefined);
+  const lock = names.includes('LOCK') ? await fs.stat(inDir(dir, 'LOCK')).catch(gone) : undefined;
+  if (lock === GONE) return 'changed';
   if (lock?.isFile() && lock.size === 0) return 'unmade';
   if (lock || !names.every((n) => n === 'LOG' || n === 'LOG.old')) return 'other';
   for (const n of names) {
-    const head = await fs.readFile(inDir(dir, n)).then((b) => b.subarray(0, 64).toString('latin1'), () => undefined);
+    const head = await fs.readFile(inDir(dir, n)).then((b) => b.subarray(0, 64).toString('latin1'), gone);
+    if (head === GONE) return 'changed';
     // Empty, or LevelDB's log line: "2026/12/05-17:00:00.123456 7f0a... ".
     if (head === undefined || !(head === '' || /^\d{4}\/\d{2}\/\d{2}-\d{2}:\d{2}:\d{2}\.\d{6} /.test(head))) return 'other';
   }
   return 'unmade';
 }
+
 

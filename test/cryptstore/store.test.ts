@@ -8,7 +8,7 @@ import { CertifierError } from '../../lib/errors/index.ts';
 import { MAX_VERSION, decode, encode, type CryptstoreBundle, type CryptstoreMetadata } from '../../lib/wire/index.ts';
 import { randomBytes, utf8 } from '../../lib/crypto/index.ts';
 import { Cryptstore, KeyFileProtector, MAX_BLOB_BYTES, MAX_BUNDLE_BYTES, MAX_BUNDLE_ENTRIES, PassphraseProtector, exportStore, importStore, openBundle, sealBundle } from '../../cryptstore/index.ts';
-import { writeFailed } from '../../cryptstore/db.ts';
+import { dirState, writeFailed } from '../../cryptstore/db.ts';
 import { VECTORS, tempDir } from '../support/helpers.ts';
 import { rejects } from '../support/rejects.ts';
 
@@ -100,6 +100,31 @@ describe('cryptstore', () => {
       expect(readdirSync(dir)).to.deep.equal(['notes.txt']);
       expect(readFileSync(join(dir, 'notes.txt'), 'utf8')).to.equal('mine');
       await rejects(Cryptstore.create(dir, pass()), 'STORE_EXISTS');
+    });
+
+    it('takes a directory another run is emptying, its LOCK or LOG gone between the listing and the look at it, for what it is then, not for something else', async () => {
+      // Concurrent init-trust runs on one new store: one removing the store it made (LOCK last)
+      // while another looks. The look found LOCK listed and then gone, and said 'other': the
+      // second run stopped with STORE_EXISTS where it would have made the store, or lost to the
+      // first with STORE_LOCKED.
+      for (const [files, vanishing] of [[['LOCK'], 'LOCK'], [['LOG'], 'LOG'], [['LOG', 'LOG.old'], 'LOG.old']] as const) {
+        await fs.rm(dir, { recursive: true, force: true });
+        await fs.mkdir(dir);
+        for (const f of files) await fs.writeFile(join(dir, f), '');
+        const { stat, readFile } = fs;
+        const vanishFirst = <A extends unknown[], R>(real: (p: string, ...a: A) => Promise<R>) => async (p: string, ...a: A): Promise<R> => {
+          if (p === join(dir, vanishing)) await fs.unlink(p).catch(() => {});
+          return real(p, ...a);
+        };
+        fs.stat = vanishFirst(stat) as typeof fs.stat;
+        fs.readFile = vanishFirst(readFile) as typeof fs.readFile;
+        try {
+          expect(await dirState(dir), files.join(', ')).to.equal(files.length === 1 ? 'empty' : 'unmade');
+        } finally {
+          fs.stat = stat;
+          fs.readFile = readFile;
+        }
+      }
     });
 
     it('refuses to create in a non-empty directory that is not a store, naming what it holds (the first five, escaped)', async () => {
