@@ -129,14 +129,18 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & Timeo
       logEnd('audit-continues');
       if (o.allowReplicaJoin) warn(P, `--allow-replica-join: machines certified with this server's measurement may fetch its storage key (key-server join)`);
       const aclFile = o.acl;
-      const reload = aclFile
-        ? async () => {
-          // A bad file (or a FIFO in its place, or one every user may change) throws here, and the ACL in force stays.
-          const next = await readAclFile(aclFile, true);
-          setAcl(next.acl);
-          return { acl: aclFile, rules: next.acl.rules.length, ...(next.warning ? { warning: next.warning } : {}) };
+      // SIGHUP reads the ACL file again; its reload-failed line names the file, as reloaded does.
+      const aclReload = aclFile
+        ? {
+          reload: async () => {
+            // A bad file (or a FIFO in its place, or one every user may change) throws here, and the ACL in force stays.
+            const next = await readAclFile(aclFile, true);
+            setAcl(next.acl);
+            return { acl: aclFile, rules: next.acl.rules.length, ...(next.warning ? { warning: next.warning } : {}) };
+          },
+          reloads: { acl: aclFile },
         }
-        : undefined;
+        : { nothingToReload: 'started without --acl (restart with --acl to use one)' };
       // Where it really is: named through "link/..", the path joined as text (a backup's name, the
       // ones pruned) leads beside the link, to a directory prepareBackupDir never checked.
       const backupDir = o.backupDir === undefined ? undefined : realLocation(o.backupDir);
@@ -152,7 +156,7 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & Timeo
         : undefined;
       return {
         json: await runUntilSignal(P, server, o.json === true, {
-          log, closed: async () => { await audit.close(); logEnd('audit-closed'); }, ...(pg ? { fatal: pg.idTaken } : {}), ...(reload && aclFile ? { reload, reloads: { acl: aclFile } } : { nothingToReload: 'started without --acl (restart with --acl to use one)' }), ...(backup ? { backup } : { nothingToBackUp: pg ? 'a PostgreSQL replica backs nothing up itself: back the database up with its own tools' : 'started without --backup-dir (restart with --backup-dir to use one)' }),
+          log, closed: async () => { await audit.close(); logEnd('audit-closed'); }, ...(pg ? { fatal: pg.idTaken } : {}), ...aclReload, ...(backup ? { backup } : { nothingToBackUp: pg ? 'a PostgreSQL replica backs nothing up itself: back the database up with its own tools' : 'started without --backup-dir (restart with --backup-dir to use one)' }),
         }),
       };
     } finally {

@@ -117,8 +117,9 @@ export async function startCertifier(o: CertifierServerOptions): Promise<Certifi
       schedule(lifetime * 500);
     } catch (e) {
       // As key-server's own renewal logs it: what went wrong, and when it is tried again.
-      o.log({ event: 'identity-renewal-failed', code: e instanceof CertifierError ? e.code : 'INTERNAL', reason: e instanceof Error ? e.message : String(e), retryInSeconds: Math.round(lifetime / 10) });
-      schedule(lifetime * 100);
+      const retryMs = Math.min(lifetime * 100, MAX_TIMER_MS);
+      o.log({ event: 'identity-renewal-failed', code: e instanceof CertifierError ? e.code : 'INTERNAL', reason: e instanceof Error ? e.message : String(e), retryInSeconds: Math.round(retryMs / 1000) });
+      schedule(retryMs);
     }
   };
   const renewOnce = () => {
