@@ -19,7 +19,7 @@ function escapeUnits(c: string): string {
  * What would not show as itself on a terminal: controls, format marks, separators,
  * default-ignorables, and every space but the ASCII one (a no-break space shows as that one).
  */
-export const INVISIBLE = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Default_Ignorable_Code_Point}\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]/u;
+export const INVISIBLE = /(?! )[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Zs}\p{Default_Ignorable_Code_Point}]/u;
 const INVISIBLE_ALL = new RegExp(INVISIBLE.source, 'gu');
 
 /** `text` with every INVISIBLE character written as \uXXXX, so it reads as what it is. */
