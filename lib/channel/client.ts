@@ -381,7 +381,7 @@ class Connection<P> implements ClientConnection<P> {
   private readonly closedError = (): CertifierError => {
     if (this.looksRefused()) return this.refusedError();
     if (!this.isReady) {
-      const hint = this.tlsSocket ? ': a server closes a TLS handshake so when it has too many connections from this address (its log says), or when it speaks the original plain protocol (simpleserver --plain)' : '';
+      const hint = this.tlsSocket ? ': a server closes a TLS handshake so when it has too many connections from this address (its log says), when it has no file descriptor left (nothing in its log), or when it speaks the original plain protocol (simpleserver --plain)' : '';
       return new CertifierError('UNREACHABLE', `${this.target} closed the connection before it was established${hint}`);
     }
     const partial = this.decoder.pending > 0 ? ` (${this.decoder.pending} bytes of an answer received)` : '';
