@@ -3,32 +3,16 @@
 // README's "Upgrading" says: stores, key databases, policies and the audit log as they are.
 
 import { expect } from 'chai';
-import { chmodSync, cpSync, readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { LevelBackend } from '../../lib/keyservice/level-backend.ts';
 import { KeyStore } from '../../lib/keyservice/keystore.ts';
-import { run, tempDir, VECTORS } from '../support/helpers.ts';
+import { copyOf } from '../support/earlier-versions.ts';
+import { run, tempDir } from '../support/helpers.ts';
 import { rejects } from '../support/rejects.ts';
-
-const MADE_BY = join(VECTORS, 'earlier-versions', 'e380c14');
 
 /** The last line of the fixture's audit log, as e380c14's key-server logged it at its stop. */
 const AUDIT_END = { seq: 11, hash: '6cfdefcdeb2356108710ca71618ea411be36cd84f498ce5e5777a71a93c16e74' };
-
-/** A copy of the fixture with a deployment's modes (git keeps neither 0700 nor 0600). */
-function copyOf(dir: string): string {
-  const to = join(dir, 'e380c14');
-  cpSync(MADE_BY, to, { recursive: true });
-  const tighten = (d: string): void => {
-    chmodSync(d, 0o700);
-    for (const e of readdirSync(d, { withFileTypes: true })) {
-      if (e.isDirectory()) tighten(join(d, e.name));
-      else chmodSync(join(d, e.name), 0o600);
-    }
-  };
-  tighten(to);
-  return to;
-}
 
 describe('data written by the first key-server and key-client (e380c14)', function () {
   this.timeout(60_000);
