@@ -257,17 +257,42 @@ export function segmentRange(path: string): { log: string; firstSeq: number; las
   return m ? { log: inDir(dirname(path), m[1]!), firstSeq: Number(m[2]), lastSeq: Number(m[3]) } : undefined;
 }
 
-/** The rotated segment of PATH with the highest last seq, if any is beside it. */
-export async function latestSegment(path: string): Promise<{ path: string; lastSeq: number } | undefined> {
+/** The rotated segments of PATH beside it, in chain order (by last seq). */
+export async function segmentsOf(path: string): Promise<{ path: string; firstSeq: number; lastSeq: number }[]> {
   const dir = dirname(path);
   const base = basename(path);
-  let latest: { path: string; lastSeq: number } | undefined;
+  const found: { path: string; firstSeq: number; lastSeq: number }[] = [];
   for (const name of await fs.readdir(dir)) {
     // Named in the directory read (inDir), not by join(): also one named through "link/..".
     const r = segmentRange(inDir(dir, name));
-    if (r && basename(r.log) === base && (!latest || r.lastSeq > latest.lastSeq)) latest = { path: inDir(dir, name), lastSeq: r.lastSeq };
+    if (r && basename(r.log) === base) found.push({ path: inDir(dir, name), firstSeq: r.firstSeq, lastSeq: r.lastSeq });
   }
-  return latest;
+  return found.sort((a, b) => a.lastSeq - b.lastSeq);
+}
+
+/** The rotated segment of PATH with the highest last seq, if any is beside it. */
+export async function latestSegment(path: string): Promise<{ path: string; lastSeq: number } | undefined> {
+  return (await segmentsOf(path)).at(-1);
+}
+
+/**
+ * Why the segments beside PATH that end after `end` (FILE.end's record) do not chain from it, or
+ * undefined when they do: the first begins at the next seq after its hash, and each begins where
+ * the one before ends, with its hash. A key-server of an earlier version rotates without writing
+ * FILE.end, so going back to one, then forward, leaves such segments. Only each one's first line
+ * and end are read; the rest is verify-audit's to check.
+ */
+export async function segmentsAfterProblem(path: string, end: { seq: number; hash: string }): Promise<string | undefined> {
+  let before: { seq: number; hash: string; what: string } = { ...end, what: endPath(path) };
+  for (const segment of (await segmentsOf(path)).filter((s) => s.lastSeq > end.seq)) {
+    const start = await startOfFile(segment.path);
+    const tail = await scanEnd(segment.path);
+    if (!start || !tail.ok || tail.lastSeq !== segment.lastSeq) return `${segment.path} does not verify, or does not hold the seqs its name says (verify-audit names what is wrong)`;
+    if (start.seq > before.seq + 1) return `${missingSeqs(before.seq + 1, start.seq - 1)} after ${before.what} (a segment moved away? put it back beside the log)`;
+    if (start.seq <= before.seq || start.prev !== before.hash) return `${segment.path} does not continue ${before.what}, which ends at seq ${before.seq}`;
+    before = { seq: tail.lastSeq, hash: tail.last, what: segment.path };
+  }
+  return undefined;
 }
 
 /** The seq and prev of a log's first line (undefined when it has none that says). */

@@ -33,7 +33,7 @@ import { isoNow } from '../util/clock.ts';
 import { type AuditEntry, type AuditRecord, auditHash, canonicalFields, canonicalJson, fieldProblem, lineOf, startProblem } from './audit-line.ts';
 import {
   directoryGiven, endPath, endSource, hashAt, latestSegment, notVerified, recordedEnd, refuseMissingAuditDir, scan, scanEnd,
-  segmentPath, segmentRange, startOfFile, startsAfter,
+  segmentPath, segmentRange, segmentsAfterProblem, startOfFile, startsAfter,
 } from './audit-read.ts';
 import { holdLock } from './lock.ts';
 
@@ -235,7 +235,7 @@ export class AuditLog {
       const start = r.lastSeq > 0 ? await startOfFile(path) : undefined;
       const startBad = r.lastSeq > 0 && (start ? startProblem(start) : 'it does not say its seq and prev');
       if (startBad) throw notVerified(path, { line: 1, problem: startBad }, 'refusing to extend it');
-      const end = await recordedEnd(path);
+      let end = await recordedEnd(path);
       const segment = await latestSegment(path);
       const fromSegment = segment !== undefined && (!end || segment.lastSeq >= end.seq);
       if (fromSegment) {
@@ -244,9 +244,16 @@ export class AuditLog {
         if (s.lastSeq !== segment.lastSeq) throw new CertifierError('INTEGRITY', `the audit segment ${segment.path} ends at seq ${s.lastSeq}, not the ${segment.lastSeq} its name says`);
         // FILE.end is written before each rotation's rename: the newest segment ends where it says,
         // with its hash. One ending elsewhere, or another way, is not this chain's (copied in from
-        // another server's archive under the same name), and verify-audit refuses it too.
+        // another server's archive under the same name), and verify-audit refuses it too; unless
+        // it ends later and the segments after FILE.end's record chain from it to this one, as a
+        // key-server of an earlier version leaves them (it rotated without writing FILE.end).
         if (end && (s.lastSeq !== end.seq || s.last !== end.hash)) {
-          throw new CertifierError('INTEGRITY', `the audit segment ${segment.path} ends at seq ${s.lastSeq} with hash ${s.last}, but ${endPath(path)} says the last rotation left the chain at seq ${end.seq} with hash ${end.hash}: the segment is not this chain's (copied in from elsewhere?); refusing to continue it`);
+          const unlinked = s.lastSeq > end.seq ? await segmentsAfterProblem(path, end) : '';
+          if (unlinked !== undefined) {
+            const after = unlinked ? `, and the segments after that record do not lead to it: ${unlinked}` : '';
+            throw new CertifierError('INTEGRITY', `the audit segment ${segment.path} ends at seq ${s.lastSeq} with hash ${s.last}, but ${endPath(path)} says the last rotation left the chain at seq ${end.seq} with hash ${end.hash}${after}: the segment is not this chain's (copied in from elsewhere?); refusing to continue it`);
+          }
+          end = { seq: s.lastSeq, hash: s.last }; // where the earlier key-server's last rotation left it
         }
         if (!start) r = s;
         else if (start.seq !== s.lastSeq + 1 || start.prev !== s.last) throw doesNotContinue(path, start, `its latest segment ${segment.path}`, s.lastSeq, s.last);

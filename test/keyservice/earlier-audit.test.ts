@@ -5,8 +5,8 @@
 
 import { expect } from 'chai';
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { AuditLog, repairAuditTail } from '../../lib/keyservice/audit.ts';
 import { verifyChain } from '../../lib/keyservice/audit-chain.ts';
 import { startServer } from '../e2e/domain.ts';
@@ -170,6 +170,55 @@ describe('audit logs written by earlier versions', function () {
         expect(opened.writtenEnd, t.what).to.deep.equal(t.from);
         await opened.close();
       }
+    });
+  });
+
+  describe('back to a key-server that rotates without audit.jsonl.end (from c1b090e until 9cdf44d), then forward again', () => {
+    // What such a key-server leaves: segments rotated after the one FILE.end names, FILE.end as
+    // this version last wrote it. Its lines are this version's when nothing new is in them (ASCII
+    // names, no delete), so this version's writer makes them, and FILE.end is put back after.
+    const path = () => join(dir, 'back.jsonl');
+    const serve = async (lines: number, rotateBytes: number): Promise<void> => {
+      const l = await AuditLog.open(path(), { rotateBytes });
+      for (let i = 0; i < lines; i++) await l.append({ action: 'retrieve', resource: `vhd/disk${i}`, decision: 'allow' });
+      await l.close();
+    };
+    const segmentsOf = () => readdirSync(dir).filter((n) => /^back\.jsonl\.\d{12}-\d{12}$/.test(n)).sort().map((n) => join(dir, n));
+    const backAndForth = async (): Promise<void> => {
+      await serve(2, 1); // this version: segments 1-1 and 2-2, FILE.end at seq 2
+      const end = readFileSync(`${path()}.end`);
+      await serve(2, 1); // the earlier one: segments 3-3 and 4-4, FILE.end left at seq 2
+      await serve(1, 2 ** 20); // and seq 5 in the log
+      writeFileSync(`${path()}.end`, end);
+    };
+
+    it('a key-server of this version continues the newest segment, which the chain links to FILE.end\'s record', async () => {
+      await backAndForth();
+      expect(await verifyChain([...segmentsOf(), path()])).to.include({ ok: true, lastSeq: 5 });
+      const opened = await AuditLog.open(path());
+      expect(opened.writtenEnd.seq).to.equal(5);
+      await opened.append({ action: 'list', resource: '', decision: 'allow' });
+      await opened.close();
+      expect(await verifyChain([...segmentsOf(), path()])).to.include({ ok: true, lastSeq: 6 });
+    });
+
+    it('refuses a newest segment after FILE.end\'s record that does not link to it: another chain\'s, or one whose segments between were moved away', async () => {
+      await backAndForth();
+      const [, , third, fourth] = segmentsOf();
+      const other = join(dir, 'other', 'back.jsonl');
+      mkdirSync(dirname(other));
+      const foreign = await AuditLog.open(other, { rotateBytes: 1 });
+      for (let i = 1; i <= 4; i++) await foreign.append({ action: 'retrieve', resource: `other${i}`, decision: 'allow' });
+      await foreign.close();
+      const kept = readFileSync(fourth!);
+      copyFileSync(join(dirname(other), basename(fourth!)), fourth!); // the same name, another chain
+      const e = await rejects(AuditLog.open(path()), 'INTEGRITY');
+      expect(e.message).to.contain(`the audit segment ${fourth} ends at seq 4`).and.contain('refusing to continue it');
+      writeFileSync(fourth!, kept);
+
+      rmSync(third!); // archived: nothing links the newest segment to FILE.end's record now
+      const gap = await rejects(AuditLog.open(path()), 'INTEGRITY');
+      expect(gap.message).to.contain(`the audit segment ${fourth} ends at seq 4`).and.contain('seq 3 is missing').and.contain('refusing to continue it');
     });
   });
 });
