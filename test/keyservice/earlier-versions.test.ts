@@ -5,8 +5,11 @@
 import { expect } from 'chai';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { Level } from 'level';
+import { Cryptstore, KeyFileProtector } from '../../cryptstore/index.ts';
+import { decode } from '../../lib/wire/index.ts';
 import { LevelBackend } from '../../lib/keyservice/level-backend.ts';
-import { KeyStore } from '../../lib/keyservice/keystore.ts';
+import { KeyStore, storageKeyId } from '../../lib/keyservice/keystore.ts';
 import { copyOf } from '../support/earlier-versions.ts';
 import { run, tempDir } from '../support/helpers.ts';
 import { rejects } from '../support/rejects.ts';
@@ -66,5 +69,67 @@ describe('data written by the first key-server and key-client (e380c14)', functi
     const r = await run('cert-utility', ['print-policy', '--policy', join(d, 'policy.bin'), '--policy-cert', join(d, 'policy-cert.pem'), '--json']);
     expect(r.status, r.stderr).to.equal(0);
     expect(r.out).to.include(readFileSync(join(d, 'kc.measurement')).toString('hex'));
+  });
+});
+
+// Going back: e380c14's programs read the stores and key databases this version writes (README
+// "Upgrading"; checked with them by hand, a git worktree of e380c14 on data this version made, as
+// test/vectors/earlier-versions/e380c14/NOTES.md says). What they rely on is pinned here: the
+// format each first checks, which they refuse when it is another, and keys only where they read
+// them as they expect (they read by key range: e!, h! and r!, other keys beginning with !).
+describe('data this version writes, as e380c14\'s programs read it', () => {
+  let tmp: ReturnType<typeof tempDir>;
+  beforeEach(() => {
+    tmp = tempDir('going-back-');
+  });
+  afterEach(() => tmp.cleanup());
+
+  /** Every key of the LevelDB database in `dir`, with its value. */
+  const entries = async (dir: string): Promise<[string, Uint8Array][]> => {
+    const db = new Level<string, Uint8Array>(dir, { keyEncoding: 'utf8', valueEncoding: 'view' });
+    try {
+      return await db.iterator().all();
+    } finally {
+      await db.close();
+    }
+  };
+  /** A key e380c14 reads as an item, a record or a high-water mark: a name, then for a version "\0" and 8 hex digits. */
+  const versionKey = (prefix: string) => new RegExp(`^${prefix}[^\\x00-\\x1f]+\\x00[0-9a-f]{8}$`);
+  const markKey = (prefix: string) => new RegExp(`^${prefix}[^\\x00-\\x1f]+$`);
+
+  it('a cryptstore holds format 1 in !meta, and items and marks under e! and h! as e380c14 names them', async () => {
+    const dir = join(tmp.dir, 'store');
+    const key = new Uint8Array(32).fill(7);
+    const store = await Cryptstore.create(dir, new KeyFileProtector(key));
+    for (const tag of ['a', 'a', 'caf\u00e9', 'gone', 'half', 'half']) await store.put(tag, Buffer.from(tag), { exportable: tag === 'a' });
+    await store.delete('gone');
+    await store.delete('half', 2);
+    await store.close();
+    const all = await entries(dir);
+    const meta = all.find(([k]) => k === '!meta');
+    expect(decode<{ formatVersion?: number }>('cryptstore_metadata', meta![1]).formatVersion).to.equal(1);
+    const others = all.map(([k]) => k).filter((k) => k !== '!meta' && !versionKey('e!').test(k) && !markKey('h!').test(k));
+    expect(others).to.deep.equal([]);
+  });
+
+  it('a key database holds e380c14\'s !format mark, records and marks under r! and h! as it names them, and its own keys only under !', async () => {
+    const dir = join(tmp.dir, 'data');
+    const storageKey = new Uint8Array(32).fill(9);
+    const backend = await LevelBackend.open(dir);
+    try {
+      await backend.bindStorageKey(storageKeyId(storageKey));
+      const ks = new KeyStore(backend, storageKey);
+      for (const name of ['k/multi', 'k/multi', 'k/caf\u00e9', 'k/gone', 'k/half', 'k/half']) await ks.store(name, Buffer.from(name), { type: 'binary-blob', exportable: name !== 'k/multi' });
+      await ks.delete('k/gone');
+      await ks.delete('k/half', 1);
+    } finally {
+      await backend.close();
+    }
+    const all = await entries(dir);
+    expect(Buffer.from(all.find(([k]) => k === '!format')![1]).toString('utf8')).to.equal('certifier-keys key-server level backend, format 1');
+    const others = all.map(([k]) => k).filter((k) => !k.startsWith('!') && !versionKey('r!').test(k) && !markKey('h!').test(k));
+    expect(others).to.deep.equal([]);
+    // The keys e380c14 does not know sort before the ranges it reads.
+    expect(all.map(([k]) => k).filter((k) => k.startsWith('!'))).to.have.members(['!format', '!created', '!storage-key-id']);
   });
 });
