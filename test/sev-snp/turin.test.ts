@@ -73,6 +73,18 @@ describe('SEV-SNP on Turin (real report and VCEK)', () => {
     expect(r.message).to.contain('names no CPU');
   });
 
+  it('refuses the real Turin report made version 2 (no CPUID), whose SNP level sits where Milan\'s and Genoa\'s layout reserves a byte, as a version it cannot read (SNP_REPORT_VERSION), not as malformed', () => {
+    const b = new Uint8Array(turin.report);
+    new DataView(b.buffer).setUint32(0, 2, true);
+    b.fill(0, 0x188, 0x18b);
+    const r = refusalOf(() => parseReport(b));
+    expect(r.code).to.equal('SNP_REPORT_VERSION');
+    expect(r.message).to.contain('names no CPU').and.contain("Turin's TCB layout").and.contain('0x3b');
+    // A byte Turin's layout reserves too (4 to 6) is no Turin TCB: malformed, as before.
+    b[0x3c] = 1;
+    expect(refusalOf(() => parseReport(b)).code).to.equal('EVIDENCE_MALFORMED');
+  });
+
   describe('with the test signer in Turin mode (ARK-Turin not pinned, a VCEK with fmcSPL and an 8-byte hwID, family 1Ah reports)', () => {
     const tcb = { bootloader: 1, tee: 0, snp: 2, microcode: 71 };
     const signer = TestSnpSigner.create({ now: AT, product: 'turin', tcb, fmc: 4 });

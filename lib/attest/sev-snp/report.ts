@@ -129,6 +129,16 @@ function tcbAt(b: Uint8Array, at: number, layout: TcbLayout): TcbVersion {
   return { bootloader: t[0]!, tee: t[1]!, snp: t[6]!, microcode: t[7]!, hex: toHex(t) };
 }
 
+/** The first byte other than zero that `layout` reserves in one of the report's TCB_VERSIONs, and why it is refused. */
+function reservedTcbByte(b: Uint8Array, layout: TcbLayout): { why: string } | undefined {
+  const [from, to] = TCB_RESERVED[layout];
+  for (const [name, at] of TCBS) {
+    const i = b.subarray(at + from, at + to).findIndex((x) => x !== 0);
+    if (i >= 0) return { why: `a byte other than zero at 0x${(at + from + i).toString(16)}, reserved in its ${name} (bytes ${from} to ${to - 1} of a ${LAYOUT_NAME[layout]} TCB_VERSION)` };
+  }
+  return undefined;
+}
+
 /** Signature components are 72-byte little-endian numbers; a P-384 value fits in the low 48. */
 function signatureComponent(b: Uint8Array, at: number, name: string): Uint8Array {
   const le = b.subarray(at, at + 72);
@@ -147,7 +157,8 @@ function signatureComponent(b: Uint8Array, at: number, name: string): Uint8Array
  * updates define new ones (ALIAS_CHECK_COMPLETE came so); SNP_REPORT_VERSION for a version other
  * than 2 to 5 (the field layout is only known for those). The TCB layout follows CPUID (version 3
  * on): family 1Ah is Turin's; a version 2 report, which names no CPU, is read as family 19h's (no
- * Turin firmware issues one), and the verifier refuses it if its VCEK turns out to be Turin's.
+ * Turin firmware issues one): SNP_REPORT_VERSION when its TCBs fit Turin's layout and not that one,
+ * and the verifier refuses it so too if its VCEK turns out to be Turin's.
  */
 export function parseReport(input: Uint8Array): SnpReport {
   if (input.length !== REPORT_SIZE) throw malformed(`is ${input.length} bytes, not ${REPORT_SIZE}`);
@@ -176,10 +187,12 @@ export function parseReport(input: Uint8Array): SnpReport {
   // Zen 5 lays TCB_VERSION out otherwise (FMC, bootloader, TEE and SNP in bytes 0 to 3): read in
   // the other layout, every TCB level would be another component's.
   const tcbLayout: TcbLayout = version >= 3 && b[0x188] === TURIN_FAMILY ? 'turin' : 'family-19h';
-  const [rFrom, rTo] = TCB_RESERVED[tcbLayout];
-  for (const [name, at] of TCBS) {
-    const i = b.subarray(at + rFrom, at + rTo).findIndex((x) => x !== 0);
-    if (i >= 0) throw malformed(`has a byte other than zero at 0x${(at + rFrom + i).toString(16)}, reserved in its ${name} (bytes ${rFrom} to ${rTo - 1} of a ${LAYOUT_NAME[tcbLayout]} TCB_VERSION)`);
+  const reserved = reservedTcbByte(b, tcbLayout);
+  if (reserved) {
+    // A version 2 report names no CPU: TCBs that fit Turin's layout and not the one it is read in
+    // are no damage to the report, but a layout this version is not read in (as a Turin VCEK is).
+    if (version >= 3 || reservedTcbByte(b, 'turin')) throw malformed(`has ${reserved.why}`);
+    throw new CertifierError('SNP_REPORT_VERSION', `the version 2 SEV-SNP report names no CPU, and its TCBs are in Turin's TCB layout (${reserved.why}): a version 2 report is only read in Milan's and Genoa's TCB layout`);
   }
 
   const policy = u64(0x08);
