@@ -92,6 +92,10 @@ subcommand<JsonOption & { policy: string; policyCert: string; evidence: string; 
     const pc = validatePolicyCert(policyCert, at);
     const policy = loadPolicy(await readFileLimited(o.policy, 4 * 1024 * 1024), pc.publicKey);
     const amdCrls = await loadCrls(o.amdCrl, policy, at);
+    // What serve says at start of the same policy and lists: a decision here skips that check too.
+    const warnings = revocationWarnings(policy, amdCrls);
+    for (const line of warnings) warn(P, line);
+    const said = warnings.length ? { warnings } : {};
     const req = parseTrustRequest(await readFileLimited(o.evidence, 4 * 1024 * 1024));
     // SEV-SNP evidence: every field of the report first, whatever the decision turns out to be.
     const fields = req.support.enclaveType === SEV_ENCLAVE ? describeSnpEvidence(req.support) : [];
@@ -113,9 +117,9 @@ subcommand<JsonOption & { policy: string; policyCert: string; evidence: string; 
     if (!decision.allow) {
       lines.push(`reason: ${decision.reason}`);
       process.stdout.write(o.json ? '' : lines.join('\n') + '\n');
-      throw new CertifierError(decision.code, decision.reason, { details: { proof: decision.proof } });
+      throw new CertifierError(decision.code, decision.reason, { details: { proof: decision.proof, ...said } });
     }
-    return { json: { decision: 'allow', measurement: toHex(decision.measurement), platform: decision.platform, proof: decision.proof, ...(fields.length ? { evidence: fields } : {}), ...(unchecked ? { uncheckedSessionBinding: unchecked } : {}) }, text: lines };
+    return { json: { decision: 'allow', measurement: toHex(decision.measurement), platform: decision.platform, proof: decision.proof, ...(fields.length ? { evidence: fields } : {}), ...(unchecked ? { uncheckedSessionBinding: unchecked } : {}), ...said }, text: lines };
   })
   .requiredOption('--policy <file>', 'the signed policy')
   .requiredOption('--policy-cert <file>', 'the policy certificate')

@@ -140,6 +140,8 @@ const SHOWN_DETAILS: Record<string, (v: unknown) => boolean> = {
   deleted: Number.isSafeInteger,
   // What verify-store --repair --yes changed in the store before it found problems left.
   repaired: (v) => Array.isArray(v) && v.every((r) => typeof r?.key === 'string' && typeof r?.done === 'string'),
+  // What a refusal was decided without (simpleserver explain: revocation not checked), as its stderr says.
+  warnings: (v) => Array.isArray(v) && v.every((w) => typeof w === 'string'),
 };
 
 /** The details of an error that its JSON form carries: only those of SHOWN_DETAILS, of their type. */
@@ -182,8 +184,8 @@ function renderError(command: Command, e: unknown): number {
   let message = e instanceof CommanderError ? e.message.replace(/^error: /, '').replace(/\n(?=\(Did you mean )/g, ' ') : (e as Error)?.message ?? String(e);
   if (!(e instanceof CertifierError) && !(e instanceof CommanderError)) message = `internal error: ${message}`;
   // Details that are safe to show go with the refusal: a decision's proof (simpleserver explain),
-  // as the text form prints it; the file and line an error names (verify-audit); how a store is
-  // protected (WRONG_KEY given another way). No others.
+  // as the text form prints it, and its warnings; the file and line an error names (verify-audit);
+  // how a store is protected (WRONG_KEY given another way). No others.
   const shown = e instanceof CertifierError ? shownDetails(e.details) : {};
   if (wantsJson(command)) {
     try {

@@ -220,6 +220,27 @@ describe('SEV-SNP end to end: simpleserver + init-trust --platform sev-snp (test
     expect(r.out).to.contain('decision: allow').and.contain('has-trusted-platform-property: debug <= 0 (is 0)');
   });
 
+  it('explain says, as serve does at start, that revocation is not checked for an AMD root without --amd-crl: on stderr, and under --json in the result or the refusal', async () => {
+    const explain = (policy: string, more: string[] = []) => run('simpleserver', ['explain', '--policy', policy, '--policy-cert', 'policy-cert.pem', '--evidence', 'evidence.bin', ...more], { cwd: tmp.dir });
+    const line = /^no AMD revocation list \(--amd-crl\) for ARK-TEST cert:[0-9a-f]{16}, which the policy trusts: an ASK or ASVK AMD has revoked under it is not refused$/;
+    const text = ok(await explain('policy.bin'));
+    expect(text.stderr.split('\n').filter((l) => l.startsWith('simpleserver: warning: ')).map((l) => l.slice('simpleserver: warning: '.length))).to.satisfy((ls: string[]) => ls.length === 1 && line.test(ls[0]!));
+    expect(text.out).to.contain('decision: allow');
+    const json = ok(await explain('policy.bin', ['--json']));
+    expect(json.json().warnings).to.have.length(1);
+    expect(json.json().warnings[0]).to.match(line);
+    // A refusal under --json carries them beside its proof; AMD's pinned roots are named as serve names them.
+    const refused = await explain('policy-amd.bin', ['--json']);
+    expect(refused.status).to.equal(4);
+    expect(refused.json().error.warnings).to.deep.equal([refused.stderr.match(/^simpleserver: warning: (no AMD revocation list .*)$/m)![1]]);
+    expect(refused.json().error.warnings[0]).to.match(/^no AMD revocation list \(--amd-crl\) for ARK-Milan cert:[0-9a-f]{16}, ARK-Genoa cert:[0-9a-f]{16}, which the policy trusts/);
+    // With a list for the root: nothing to say.
+    writeFileSync(join(tmp.dir, 'crl-explain.crl'), signer.crl({ revoked: [9] }));
+    const listed = ok(await explain('policy.bin', ['--json', '--amd-crl', 'crl-explain.crl']));
+    expect(listed.stderr).not.to.contain('no AMD revocation list');
+    expect(listed.json()).not.to.have.property('warnings');
+  });
+
   it('refuses the same evidence under a policy that does not trust the test root (explain: SNP_CHAIN_UNTRUSTED, exit 4)', async () => {
     const r = await run('simpleserver', ['explain', '--policy', 'policy-amd.bin', '--policy-cert', 'policy-cert.pem', '--evidence', 'evidence.bin'], { cwd: tmp.dir });
     expect(r.status).to.equal(4);
