@@ -50,6 +50,7 @@ export const ErrorCodes = {
   ACL_DENIED: ExitStatus.failed,
   PLATFORM_PROPERTY_DENIED: ExitStatus.failed, // e.g. an SEV-SNP debug guest, a TCB below the minimum
   SNP_REPORT_VERSION: ExitStatus.failed,       // an SEV-SNP report version this verifier cannot read
+  SNP_CPU_UNKNOWN: ExitStatus.failed,          // an SEV-SNP report or VCEK/VLEK of a CPU family or product this verifier does not know
   // unreachable / timeout (3)
   UNREACHABLE: ExitStatus.unreachable,
   TIMEOUT: ExitStatus.unreachable,

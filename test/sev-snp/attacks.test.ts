@@ -113,6 +113,11 @@ describe('SEV-SNP: a hostile host\'s attempts, each with the outcome it must get
       ['reserved 0x1EF (after COMMITTED_MAJOR)', 'EVIDENCE_MALFORMED', () => decide(resigned((b) => { b[0x1ef] = 1; }))],
       ['reserved 0x29F (last signed byte)', 'EVIDENCE_MALFORMED', () => decide(resigned((b) => { b[0x29f] = 1; }))],
       ['reserved byte 2 of CURRENT_TCB', 'EVIDENCE_MALFORMED', () => decide(resigned((b) => { b[0x3a] = 1; }))],
+      // A family other than 19h (Milan, Genoa) and 1Ah (Turin) has no TCB layout known here: never read in one of theirs.
+      ['CPUID family 1Bh', 'SNP_CPU_UNKNOWN', () => decide(resigned((b) => { b[0x188] = 0x1b; }))],
+      ['CPUID family 17h (Zen 2, no SEV-SNP)', 'SNP_CPU_UNKNOWN', () => decide(resigned((b) => { b[0x188] = 0x17; }))],
+      ['CPUID zero in a version 3 report', 'SNP_CPU_UNKNOWN', () => decide(resigned((b) => b.fill(0, 0x188, 0x18b)))],
+      ['CPUID family 19h, another model and stepping (the family decides the layout)', 'ok', () => decide(resigned((b) => b.set([0x19, 0x11, 0x02], 0x188)))],
     ];
     expect(wrongOutcomes(attempts)).to.deep.equal([]);
   });
@@ -126,6 +131,9 @@ describe('SEV-SNP: a hostile host\'s attempts, each with the outcome it must get
       ['SIGNING_KEY VLEK, signed by the VLEK, VCEK sent', 'SNP_VCEK_MISMATCH', () => decide(resigned((b) => u32(b, 0x48, 1 << 2), 'vlek'))],
       ['SIGNING_KEY VCEK, VLEK sent', 'SNP_VCEK_MISMATCH', () => decide(good, [s.vlek, s.asvk])],
       ['SIGNING_KEY VCEK, VLEK and VCEK sent', 'EVIDENCE_MALFORMED', () => decide(good, [s.vcek, s.vlek, s.ask, s.asvk])],
+      ['a VCEK of a product not known here (Venice), no fmcSPL', 'SNP_CPU_UNKNOWN', () => decide(good, [s.shapedVcek(s.tcb, s.chipId, undefined, 'Venice-A0'), s.ask])],
+      ['a VCEK naming Turin, no fmcSPL', 'BAD_CERTIFICATE', () => decide(good, [s.shapedVcek(s.tcb, s.chipId, undefined, 'Turin'), s.ask])],
+      ['a VCEK naming Genoa, Bergamo or Siena (family 19h, as AMD names Genoa\'s)', 'ok', () => ['Genoa', 'Bergamo-A0', 'Siena-A0'].map((n) => decide(good, [s.shapedVcek(s.tcb, s.chipId, undefined, n), s.ask])).find((o) => o !== 'ok') ?? 'ok'],
       ['MASK_CHIP_KEY set', 'SNP_VCEK_MISMATCH', () => decide(resigned((b) => u32(b, 0x48, 2)))],
       ['CHIP_ID of another chip', 'SNP_VCEK_MISMATCH', () => decide(resigned((b) => b.set(randomBytes(64), 0x1a0)))],
       ['CHIP_ID masked (zeros): the VCEK\'s signature names the chip', 'ok', () => decide(resigned((b) => b.fill(0, 0x1a0, 0x1e0)))],
@@ -160,6 +168,10 @@ describe('SEV-SNP: a hostile host\'s attempts, each with the outcome it must get
       ['CHIP_ID masked', 'ok', () => verified(turin((b) => b.fill(0, 0x1a0, 0x1e0)))],
       ['a VCEK with all 64 bytes of CHIP_ID as hwID', 'SNP_VCEK_MISMATCH', () => verified(report, [t.shapedVcek(t.tcb, t.chipId, 0), t.ask])],
       ['a family 19h VCEK (no fmcSPL)', 'SNP_VCEK_MISMATCH', () => verified(report, [t.shapedVcek(t.tcb, t.chipId.subarray(0, 8)), t.ask])],
+      // The VCEK's product decides its CPU: a name this verifier does not know is no family of its own.
+      ['a VCEK of a product not known here (Venice), with fmcSPL', 'SNP_CPU_UNKNOWN', () => verified(report, [t.shapedVcek(t.tcb, t.chipId.subarray(0, 8), 0, 'Venice-A0'), t.ask])],
+      ['a VCEK naming Milan, with fmcSPL', 'BAD_CERTIFICATE', () => verified(report, [t.shapedVcek(t.tcb, t.chipId.subarray(0, 8), 0, 'Milan-B0'), t.ask])],
+      ['a VCEK naming Turin as AMD does (no stepping)', 'ok', () => verified(report, [t.shapedVcek(t.tcb, t.chipId.subarray(0, 8), 0, 'Turin'), t.ask])],
       ['a VCEK of another FMC level', 'SNP_TCB_MISMATCH', () => verified(report, [t.shapedVcek(t.tcb, t.chipId.subarray(0, 8), 1), t.ask])],
       ['byte 4 of REPORTED_TCB (reserved in Turin\'s layout)', 'EVIDENCE_MALFORMED', () => verified(turin((b) => { b[0x184] = 1; }))],
       // Not malformed: a Turin TCB in a report version read in Milan's and Genoa's layout only (as a Turin VCEK on it is).

@@ -33,7 +33,8 @@ function codeOf(f: () => unknown): ErrorCode | 'none' {
 function expectedForFlip(report: Uint8Array, i: number, bit: number): ErrorCode {
   if (i < 4) {
     const v = new DataView(report.buffer, report.byteOffset).getUint32(0, true) ^ (1 << (8 * i + bit));
-    return SUPPORTED_REPORT_VERSIONS.includes(v) ? 'REPORT_INVALID' : 'SNP_REPORT_VERSION';
+    // Version 3 on names its CPU's family, which the virtee report (version 2) leaves zero.
+    return !SUPPORTED_REPORT_VERSIONS.includes(v) ? 'SNP_REPORT_VERSION' : v >= 3 ? 'SNP_CPU_UNKNOWN' : 'REPORT_INVALID';
   }
   if (i >= 0x34 && i < 0x38) return 'EVIDENCE_MALFORMED'; // SIGNATURE_ALGO other than 1
   const policyBit = (i - 0x08) * 8 + bit;
@@ -153,9 +154,10 @@ describe('SEV-SNP refusals, each with its own code', () => {
     expect(refusalOf(() => parseReport(at(2, 0x48, 0x20))).message).to.contain('reserved bits of its flags at 0x48');
     expect(refusalOf(() => parseReport(at(2, 0x4b, 0x80))).code).to.equal('EVIDENCE_MALFORMED');
     // Fields, not reserved: the CPUID bytes from version 3 on, the mitigation vectors in version 5 (and 4, unchecked there).
-    expect(parseReport(at(3, 0x18a)).cpuid?.stepping).to.equal(1);
-    expect(parseReport(at(5, 0x1f8)).mitigations?.launch).to.equal(1n);
-    expect(parseReport(at(4, 0x200)).version).to.equal(4);
+    const milan = (b: Uint8Array) => (b[0x188] = 0x19, b); // a version 3 report names its CPU's family
+    expect(parseReport(milan(at(3, 0x18a))).cpuid?.stepping).to.equal(1);
+    expect(parseReport(milan(at(5, 0x1f8))).mitigations?.launch).to.equal(1n);
+    expect(parseReport(milan(at(4, 0x200))).version).to.equal(4);
     // Every real report has zeros there: each one verifies (test/sev-snp/vectors.test.ts), and its bytes are checked here.
     for (const name of ['milan-virtee-sev', 'milan-go-sev-guest', 'milan-trustee', 'genoa-azure-trustee']) expect(parseReport(vector(name).report).bytes.length, name).to.equal(1184);
   });
@@ -316,6 +318,7 @@ describe('SEV-SNP refusals, each with its own code', () => {
   it('reads a version 4 report (some Milan firmware issues them) as version 3: CPUID, no mitigation vectors', () => {
     const b = new Uint8Array(virtee.report);
     new DataView(b.buffer).setUint32(0, 4, true);
+    b[0x188] = 0x19; // Milan's family, which a version 3 or 4 report names
     const r = parseReport(b);
     expect(r.version).to.equal(4);
     expect(r.cpuid).to.not.equal(undefined);
@@ -332,6 +335,17 @@ describe('SEV-SNP refusals, each with its own code', () => {
     expect(() => parseReport(b)).to.throw(CertifierError, /at 0x3e, reserved in its CURRENT_TCB \(bytes 4 to 6 of a Turin TCB_VERSION\)/).with.property('code', 'EVIDENCE_MALFORMED');
     for (const tcb of [0x38, 0x180, 0x1e0, 0x1f0]) b.set(Uint8Array.of(0x00, 0x03, 0x00, 0x18, 0, 0, 0, 0x73), tcb);
     expect(parseReport(b).reportedTcb).to.include({ fmc: 0, bootloader: 3, tee: 0, snp: 0x18, microcode: 0x73 });
+  });
+
+  it('refuses a version 3 report naming a CPU family other than 19h and 1Ah by name (SNP_CPU_UNKNOWN): no TCB layout is known for it, and it is read in neither of theirs', () => {
+    const b = new Uint8Array(virtee.report);
+    new DataView(b.buffer).setUint32(0, 3, true);
+    b.set(Uint8Array.of(0x1b, 0x02, 0x01), 0x188);
+    const r = refusalOf(() => parseReport(b));
+    expect(r.code).to.equal('SNP_CPU_UNKNOWN');
+    expect(r.message).to.equal('the SEV-SNP report comes from a CPU of family 1Bh (model 02h, stepping 1), which this verifier does not know: it reads the reports of family 19h (Milan, Genoa) and 1Ah (Turin) CPUs, each in its own TCB layout, and no other');
+    b.fill(0, 0x188, 0x18b);
+    expect(refusalOf(() => parseReport(b)).message, 'a version 3 report names its CPU: zeros are no family').to.contain('family 0h');
   });
 
   it('refuses an unknown report version by name with SNP_REPORT_VERSION', () => {

@@ -50,11 +50,11 @@ export function pssCertificate(c: CertSpec, now = new Date()): Uint8Array {
   return seq(tbs, alg, encodeBitString(new Uint8Array(sig)));
 }
 
-/** The AMD extensions of a VCEK/VLEK: TCB SPLs (with fmcSPL for a Turin one) and (VCEK) the raw hwID. */
-export function amdExtensions(tcb: Tcb, chipId?: Uint8Array, fmc?: number): ExtensionSpec[] {
+/** The AMD extensions of a VCEK/VLEK: its product's name (Milan's, or Turin's with fmcSPL, unless told), TCB SPLs (with fmcSPL for a Turin one) and (VCEK) the raw hwID. */
+export function amdExtensions(tcb: Tcb, chipId?: Uint8Array, fmc?: number, productName = fmc === undefined ? 'Milan-TEST' : 'Turin-TEST'): ExtensionSpec[] {
   const ext = (oid: string, value: Uint8Array): ExtensionSpec => ({ oid, critical: false, value });
   return [
-    ext(AMD_EXT.structVersion, encodeSmallInt(1)), ext(AMD_EXT.productName, encodeIa5(fmc === undefined ? 'Milan-TEST' : 'Turin-TEST')),
+    ext(AMD_EXT.structVersion, encodeSmallInt(1)), ext(AMD_EXT.productName, encodeIa5(productName)),
     ext(AMD_EXT.blSpl, encodeSmallInt(tcb.bootloader)), ext(AMD_EXT.teeSpl, encodeSmallInt(tcb.tee)),
     ext(AMD_EXT.snpSpl, encodeSmallInt(tcb.snp)), ext(AMD_EXT.ucodeSpl, encodeSmallInt(tcb.microcode)),
     ...(fmc === undefined ? [] : [ext(AMD_EXT.fmcSpl, encodeSmallInt(fmc))]),
@@ -151,9 +151,9 @@ export class TestSnpSigner {
     return this.shapedVcek(tcb, chipId.subarray(0, HWID_BYTES[this.product]), this.fmc);
   }
 
-  /** A VCEK for this signer's VCEK key under its ASK, whatever its mode: family 19h-shaped, or Turin-shaped (fmcSPL) when `fmc` is given; `hwId` as given. */
-  shapedVcek(tcb: Tcb, hwId: Uint8Array, fmc?: number): Uint8Array {
-    return pssCertificate({ subject: 'SEV-VCEK', issuer: 'SEV-TEST', key: this.keys.vcek, signer: this.keys.ask, extensions: amdExtensions(tcb, hwId, fmc) }, this.now);
+  /** A VCEK for this signer's VCEK key under its ASK, whatever its mode: family 19h-shaped, or Turin-shaped (fmcSPL) when `fmc` is given; `hwId` (and `productName`) as given. */
+  shapedVcek(tcb: Tcb, hwId: Uint8Array, fmc?: number, productName?: string): Uint8Array {
+    return pssCertificate({ subject: 'SEV-VCEK', issuer: 'SEV-TEST', key: this.keys.vcek, signer: this.keys.ask, extensions: amdExtensions(tcb, hwId, fmc, productName) }, this.now);
   }
 
   /** This signer's VCEK (or VLEK) issued by the other intermediate than AMD's path has: ARK -> ASVK -> VCEK, ARK -> ASK -> VLEK. */

@@ -218,6 +218,29 @@ export function certProductName(cert: AmdCert): string | undefined {
   }
 }
 
+/**
+ * The TCB layout of each product a VCEK or VLEK may name (productName before any "-stepping", as
+ * "Milan-B0", "Genoa", "Turin"): Bergamo and Siena are family 19h CPUs under Genoa's ARK.
+ */
+const PRODUCT_LAYOUTS: Readonly<Record<string, TcbLayout>> = { Milan: 'family-19h', Genoa: 'family-19h', Bergamo: 'family-19h', Siena: 'family-19h', Turin: 'turin' };
+
+/**
+ * The TCB layout of the CPU a VCEK or VLEK was issued for: its productName's, which fmcSPL must
+ * agree with (only a Turin one carries it: else BAD_CERTIFICATE); without a productName, fmcSPL's.
+ * SNP_CPU_UNKNOWN for a product not known here, whose TCB is judged under no other's rules.
+ */
+export function certLayout(cert: AmdCert, certified: CertTcb): TcbLayout {
+  const byFmc: TcbLayout = certified.fmc === undefined ? 'family-19h' : 'turin';
+  if (!extension(cert, AMD_EXT.productName)) return byFmc;
+  const name = certProductName(cert);
+  if (name === undefined) throw new CertifierError('BAD_CERTIFICATE', `the ${cert.name} certificate's productName extension is not an IA5String`);
+  const family = name.split('-')[0]!;
+  const layout = Object.hasOwn(PRODUCT_LAYOUTS, family) ? PRODUCT_LAYOUTS[family] : undefined;
+  if (!layout) throw new CertifierError('SNP_CPU_UNKNOWN', `the ${cert.name} certificate was issued for a CPU of product "${name}", which this verifier does not know: it reads Milan, Genoa (with Bergamo and Siena) and Turin machines, each by its own TCB layout, and no other`);
+  if (layout !== byFmc) throw new CertifierError('BAD_CERTIFICATE', `the ${cert.name} certificate names product "${name}" but ${byFmc === 'turin' ? 'carries' : 'lacks'} the fmcSPL extension, which only Turin's carry`);
+  return layout;
+}
+
 // Pinned and policy-named certificates are read once per byte array: the same ones serve every request.
 const parsedOnce = new WeakMap<Uint8Array, AmdCert>();
 

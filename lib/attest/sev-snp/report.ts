@@ -14,8 +14,12 @@ const SIGNATURE_END = 0x330;
 // Version 4 has no published layout of its own; firmware that issues it (Milan 1.55.31, seen on
 // GCP) lays it out as version 3, as other verifiers (go-sev-guest, virtee/sev) read it.
 export const SUPPORTED_REPORT_VERSIONS: readonly number[] = [2, 3, 4, 5];
-/** CPUID family of Zen 5 (Turin), as a report of version 3 on names it. */
-export const TURIN_FAMILY = 0x1a;
+/**
+ * The TCB layout of each CPU family a report of version 3 on may name (CPUID_FAM_ID, 0x188: the
+ * extended family added to the base family, as AMD's ABI has it): 19h for Zen 3 and 4 (Milan,
+ * Genoa, Bergamo, Siena), 1Ah for Zen 5 (Turin). No other is read: its layout is not known here.
+ */
+export const FAMILY_LAYOUTS: ReadonlyMap<number, TcbLayout> = new Map([[0x19, 'family-19h'], [0x1a, 'turin']]);
 /** SIGNATURE_ALGO 1: ECDSA P-384 with SHA-384 (the only one the ABI defines). */
 export const ECDSA_P384_SHA384 = 1;
 
@@ -67,7 +71,7 @@ export interface SnpReport {
   /** The whole report (a copy), for the signature check. */
   bytes: Uint8Array;
   version: number;
-  /** 'turin' when CPUID (version 3 on) names family 1Ah; a version 2 report names none and is read as family 19h. */
+  /** 'turin' when CPUID (version 3 on) names family 1Ah, 'family-19h' for 19h; a version 2 report names none and is read as family 19h. */
   tcbLayout: TcbLayout;
   guestSvn: number;
   policy: GuestPolicy;
@@ -156,7 +160,8 @@ function signatureComponent(b: Uint8Array, at: number, name: string): Uint8Array
  * PLATFORM_INFO's undefined bits are left alone: they report the host's setup, and firmware
  * updates define new ones (ALIAS_CHECK_COMPLETE came so); SNP_REPORT_VERSION for a version other
  * than 2 to 5 (the field layout is only known for those). The TCB layout follows CPUID (version 3
- * on): family 1Ah is Turin's; a version 2 report, which names no CPU, is read as family 19h's (no
+ * on): family 19h is Milan's and Genoa's, 1Ah Turin's, and any other is SNP_CPU_UNKNOWN (naming
+ * it); a version 2 report, which names no CPU, is read as family 19h's (no
  * Turin firmware issues one): SNP_REPORT_VERSION when its TCBs fit Turin's layout and not that one,
  * and the verifier refuses it so too if its VCEK turns out to be Turin's.
  */
@@ -185,8 +190,13 @@ export function parseReport(input: Uint8Array): SnpReport {
     if (at >= 0) throw malformed(`has a byte other than zero at 0x${(from + at).toString(16)}, reserved in a version ${version} report (0x${from.toString(16)}..0x${(to - 1).toString(16)})`);
   }
   // Zen 5 lays TCB_VERSION out otherwise (FMC, bootloader, TEE and SNP in bytes 0 to 3): read in
-  // the other layout, every TCB level would be another component's.
-  const tcbLayout: TcbLayout = version >= 3 && b[0x188] === TURIN_FAMILY ? 'turin' : 'family-19h';
+  // the other layout, every TCB level would be another component's. So would a family not known
+  // here be read in either known one: refused, whatever its TCB bytes hold.
+  const tcbLayout = version >= 3 ? FAMILY_LAYOUTS.get(b[0x188]!) : 'family-19h';
+  if (!tcbLayout) {
+    const hex = (n: number, digits: number) => `${n.toString(16).toUpperCase().padStart(digits, '0')}h`;
+    throw new CertifierError('SNP_CPU_UNKNOWN', `the SEV-SNP report comes from a CPU of family ${hex(b[0x188]!, 1)} (model ${hex(b[0x189]!, 2)}, stepping ${b[0x18a]}), which this verifier does not know: it reads the reports of family 19h (Milan, Genoa) and 1Ah (Turin) CPUs, each in its own TCB layout, and no other`);
+  }
   const reserved = reservedTcbByte(b, tcbLayout);
   if (reserved) {
     // A version 2 report names no CPU: TCBs that fit Turin's layout and not the one it is read in

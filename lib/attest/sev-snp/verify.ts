@@ -10,7 +10,7 @@ import { bytesEqual, hash, toHex } from '../../crypto/index.ts';
 import { decode, type AttestationUserData, type ValidTrustRequest } from '../../wire/index.ts';
 import { keyLabel, parseCertifierTime, SEV_SNP_PLATFORM, SNP_PROPERTY, type EvidenceFacts, type PropertyValue, versionNumber } from '../../policy/index.ts';
 import type { AmdProduct } from './amd-roots.ts';
-import { certHwId, certProductName, certTcb, layoutOfRoot, pinnedAmdCerts, pinnedProductOf, readAmdCert, readAmdCertOnce, type AmdCert, type CertTcb } from './amd-certs.ts';
+import { certHwId, certLayout, certProductName, certTcb, layoutOfRoot, pinnedAmdCerts, pinnedProductOf, readAmdCert, readAmdCertOnce, type AmdCert, type CertTcb } from './amd-certs.ts';
 import { validateAmdChain, type AmdChain } from './chain.ts';
 import { checkRevocation, type VerifiedAmdCrl } from './crl.ts';
 import { isAllZero, parseReport, reportSignatureValid, tcbText, type SnpReport, type TcbVersion } from './report.ts';
@@ -92,16 +92,17 @@ function hwIdMatches(report: SnpReport, hwId: Uint8Array): boolean {
 const cpuName = (turin: boolean) => (turin ? 'Turin (family 1Ah)' : 'Milan or Genoa (family 19h)');
 
 /**
- * The report's CPU (its TCB layout) is the VCEK's/VLEK's product and its root's: a Turin
- * certificate carries fmcSPL, and a root is Turin's or family 19h's as layoutOfRoot says (a pinned
+ * The report's CPU (its TCB layout) is the VCEK's/VLEK's product and its root's: a certificate's
+ * as certLayout says (its productName, which fmcSPL agrees with; SNP_CPU_UNKNOWN for a product not
+ * known here), and a root is Turin's or family 19h's as layoutOfRoot says (a pinned
  * one by its product, one given by file by its name, ARK-Turin or any other). A version 2 report
  * names no CPU: read as family 19h's, it is refused (SNP_REPORT_VERSION) when its certificate is
  * Turin's; any other mismatch (a family 19h report and certificate under a Turin root among them)
  * is SNP_VCEK_MISMATCH, before any TCB level is compared across layouts.
  */
-function checkProduct(report: SnpReport, certified: CertTcb, root: AmdCert, product: AmdProduct | undefined): void {
+function checkProduct(report: SnpReport, leaf: AmdCert, certified: CertTcb, root: AmdCert, product: AmdProduct | undefined): void {
   const reportTurin = report.tcbLayout === 'turin';
-  const certTurin = certified.fmc !== undefined;
+  const certTurin = certLayout(leaf, certified) === 'turin';
   const rootTurin = layoutOfRoot(product, root.name) === 'turin';
   if (certTurin === reportTurin && rootTurin === reportTurin) return;
   const kind = report.signingKey.toUpperCase();
@@ -156,7 +157,7 @@ export function verifySnpReport(i: SnpReportInput): VerifiedSnpReport {
   const revocation = checkRevocation(chain, i.crls ?? [], i.at);
   const product = pinnedProductOf(chain.root.der);
   const certified = certTcb(chain.leaf);
-  checkProduct(report, certified, chain.root, product);
+  checkProduct(report, chain.leaf, certified, chain.root, product);
   checkBinding(report, chain.leaf, certified);
   if (!reportSignatureValid(report, chain.leaf.publicKey)) {
     throw new CertifierError('REPORT_INVALID', `the SEV-SNP report's signature does not verify with its ${report.signingKey.toUpperCase()} (the report was altered, or the certificate is not its signer)`);
