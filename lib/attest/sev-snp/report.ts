@@ -161,9 +161,9 @@ function signatureComponent(b: Uint8Array, at: number, name: string): Uint8Array
  * updates define new ones (ALIAS_CHECK_COMPLETE came so); SNP_REPORT_VERSION for a version other
  * than 2 to 5 (the field layout is only known for those). The TCB layout follows CPUID (version 3
  * on): family 19h is Milan's and Genoa's, 1Ah Turin's, and any other is SNP_CPU_UNKNOWN (naming
- * it); a version 2 report, which names no CPU, is read as family 19h's (no
- * Turin firmware issues one): SNP_REPORT_VERSION when its TCBs fit Turin's layout and not that one,
- * and the verifier refuses it so too if its VCEK turns out to be Turin's.
+ * it); a version 2 report, which names no CPU, is read as family 19h's (no Turin firmware issues
+ * one): SNP_REPORT_VERSION when its TCBs fit Turin's layout and not that one, as the verifier
+ * refuses it too if its VCEK turns out to be Turin's.
  */
 export function parseReport(input: Uint8Array): SnpReport {
   if (input.length !== REPORT_SIZE) throw malformed(`is ${input.length} bytes, not ${REPORT_SIZE}`);
@@ -199,8 +199,8 @@ export function parseReport(input: Uint8Array): SnpReport {
   }
   const reserved = reservedTcbByte(b, tcbLayout);
   if (reserved) {
-    // A version 2 report names no CPU: TCBs that fit Turin's layout and not the one it is read in
-    // are no damage to the report, but a layout this version is not read in (as a Turin VCEK is).
+    // A version 2 report names no CPU: TCBs that fit Turin's layout, and not the one it is read
+    // in, are not damage but a CPU this version is not read for (as a Turin VCEK on it is).
     if (version >= 3 || reservedTcbByte(b, 'turin')) throw malformed(`has ${reserved.why}`);
     throw new CertifierError('SNP_REPORT_VERSION', `the version 2 SEV-SNP report names no CPU, and its TCBs are in Turin's TCB layout (${reserved.why}): a version 2 report is only read in Milan's and Genoa's TCB layout`);
   }
