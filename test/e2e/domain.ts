@@ -175,6 +175,18 @@ export interface KeyServerOptions {
   env?: Record<string, string>;
 }
 
+/** What Domain.setUp makes: the domain and its certified machines, by name. */
+export interface Setup<N extends string> {
+  d: Domain;
+  machines: Record<N, Machine>;
+}
+
+export interface SetupOptions {
+  /** The programs the policy trusts (default: the machines' programs, each once, in their order). */
+  programs?: string[];
+  name?: string;
+}
+
 export class Domain {
   readonly policyKey: string;
   readonly policyCertFile: string;
@@ -222,10 +234,32 @@ export class Domain {
       }
       await d.cu(['make-policy', '--policy-key', d.policyKey, '--policy-cert', d.policyCertFile, '--trust-platform', join(d.platformDir, 'platform-cert.pem'),
         ...[...d.measurements.values()].flatMap((m) => ['--trust-measurement', m]), '--out', d.policyFile]);
-      const { child, port } = await startServer('simpleserver', ['serve', '--policy-key', d.policyKey, '--policy-cert', d.policyCertFile, '--policy', d.policyFile, '--listen', '127.0.0.1:0']);
+      const { child, port } = await startServer('simpleserver', d.simpleserverArgs());
       d.children.push(child);
       d.certifierPort = port;
       return d;
+    } catch (e) {
+      await d.close();
+      throw e;
+    }
+  }
+
+  /**
+   * The set-up most end-to-end tests share: a new domain, then the machines `machines` names (each
+   * name mapped to the program it runs), certified side by side; with `serve`, a key-server started
+   * with that machine's store once all are certified (with `keyServer`'s options). The domain is
+   * closed if a step fails; else the caller closes it.
+   */
+  static async setUp<N extends string>(machines: Record<N, string>, o?: SetupOptions): Promise<Setup<N>>;
+  static async setUp<N extends string>(machines: Record<N, string>, o: SetupOptions & { serve: NoInfer<N>; keyServer?: KeyServerOptions }): Promise<Setup<N> & { server: KeyServer }>;
+  static async setUp<N extends string>(machines: Record<N, string>, o: SetupOptions & { serve?: NoInfer<N>; keyServer?: KeyServerOptions } = {}): Promise<Setup<N> & { server?: KeyServer }> {
+    const entries = Object.entries(machines) as [N, string][];
+    const d = await Domain.create({ programs: o.programs ?? [...new Set(entries.map(([, program]) => program))], ...(o.name ? { name: o.name } : {}) });
+    try {
+      const certified = await Promise.all(entries.map(([name, program]) => d.certify(name, program)));
+      const byName = Object.fromEntries(entries.map(([name], i) => [name, certified[i]!])) as Record<N, Machine>;
+      if (o.serve === undefined) return { d, machines: byName };
+      return { d, machines: byName, server: await d.startKeyServer(byName[o.serve], o.keyServer) };
     } catch (e) {
       await d.close();
       throw e;
@@ -322,11 +356,20 @@ export class Domain {
       ...machine.storeArgs, '--platform', 'simulated', '--platform-dir', this.platformDir, '--measurement-file', this.measurementFile(machine.program)];
   }
 
+  /** simpleserver serve's arguments for this domain's policy (or `policy`), listening on `listen`; more flags go after. */
+  simpleserverArgs(policy = this.policyFile, listen = '127.0.0.1:0'): string[] {
+    return ['serve', '--policy-key', this.policyKey, '--policy-cert', this.policyCertFile, '--policy', policy, '--listen', listen];
+  }
+
+  /** key-server serve's arguments for `machine`'s store and the key database `data`, as startKeyServer gives them; more flags go after. */
+  keyServerArgs(machine: Machine, data: string, listen = '127.0.0.1:0'): string[] {
+    return ['serve', '--domain', this.name, '--policy-cert', this.policyCertFile, '--data', data, '--listen', listen, ...machine.storeArgs];
+  }
+
   /** Starts key-server with `machine`'s store on 127.0.0.1 (or `o.listen`), port 0. */
   async startKeyServer(machine: Machine, o: KeyServerOptions = {}): Promise<KeyServer> {
     const data = o.data ?? this.path('keyserver-data');
-    const args = ['serve', '--domain', this.name, '--policy-cert', this.policyCertFile, '--data', data, '--listen', o.listen ?? '127.0.0.1:0', ...machine.storeArgs];
-    args.push(...(o.args ?? []));
+    const args = [...this.keyServerArgs(machine, data, o.listen), ...(o.args ?? [])];
     const aclFile = o.acl ? this.path('acl.json') : undefined;
     if (aclFile) {
       writeFileSync(aclFile, JSON.stringify(o.acl, null, 2));
@@ -336,6 +379,26 @@ export class Domain {
     this.children.push(child);
     const host = (o.listen ?? '127.0.0.1:0').replace(/:\d+$/, '');
     return { child, port, address: `${host}:${port}`, data, machine, measurementHex: this.measurementHex(machine.program), ...(aclFile ? { aclFile } : {}) };
+  }
+
+  /** Runs `fn` with a key-server started as startKeyServer does, and stops it (SIGTERM) however fn ends. */
+  async withKeyServer<T>(machine: Machine, o: KeyServerOptions, fn: (server: KeyServer) => Promise<T>): Promise<T> {
+    const server = await this.startKeyServer(machine, o);
+    try {
+      return await fn(server);
+    } finally {
+      await server.child.stop();
+    }
+  }
+
+  /**
+   * Starts key-server as startKeyServer does and, once it listens, stops it (SIGTERM): for what a
+   * start alone does (its storage key made, a warning said).
+   */
+  async startAndStop(machine: Machine, o: KeyServerOptions = {}): Promise<KeyServer> {
+    const server = await this.startKeyServer(machine, o);
+    await server.child.stop();
+    return server;
   }
 
   /** The flags every key-client command of `machine` needs to reach `server` (pinned by measurement). */
