@@ -22,10 +22,8 @@ describe('e2e: key-server killed during concurrent stores', function () {
   let server: KeyServer;
 
   before(async () => {
-    d = await Domain.create({ programs: ['key-server', 'client-writer'] });
-    [ks, writer] = await Promise.all([d.certify('keyserver', 'key-server'), d.certify('writer', 'client-writer')]);
+    ({ d, server, machines: { keyserver: ks, writer } } = await Domain.setUp({ keyserver: 'key-server', writer: 'client-writer' }, { serve: 'keyserver' }));
     identity = await d.identity(writer);
-    server = await d.startKeyServer(ks);
   });
   after(async () => d?.close());
 

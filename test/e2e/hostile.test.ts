@@ -25,10 +25,7 @@ describe('e2e: hostile connections do not stop key-server from serving', functio
   const timers: NodeJS.Timeout[] = [];
 
   before(async () => {
-    d = await Domain.create({ programs: ['key-server', 'client-good'] });
-    let ks: Machine;
-    [ks, good] = await Promise.all([d.certify('keyserver', 'key-server'), d.certify('good', 'client-good')]);
-    server = await d.startKeyServer(ks);
+    ({ d, server, machines: { good } } = await Domain.setUp({ keyserver: 'key-server', good: 'client-good' }, { serve: 'keyserver' }));
     goodIdentity = await d.identity(good);
     await d.withClient(server, goodIdentity, (c) => c.store('canary', canary));
   });

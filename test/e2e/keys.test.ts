@@ -13,14 +13,11 @@ import { Domain, expectFailure, expectSuccess, type KeyServer, type Machine } fr
 describe('e2e: keys stored and retrieved through key-server on loopback', function () {
   let d: Domain;
   let server: KeyServer;
-  let ks: Machine;
   let alice: Machine;
   let bob: Machine;
 
   before(async () => {
-    d = await Domain.create({ programs: ['key-server', 'client-alice', 'client-bob'] });
-    [ks, alice, bob] = await Promise.all([d.certify('keyserver', 'key-server'), d.certify('alice', 'client-alice'), d.certify('bob', 'client-bob')]);
-    server = await d.startKeyServer(ks);
+    ({ d, server, machines: { alice, bob } } = await Domain.setUp({ keyserver: 'key-server', alice: 'client-alice', bob: 'client-bob' }, { serve: 'keyserver' }));
   });
   after(async () => d?.close());
 
@@ -581,14 +578,14 @@ describe('e2e: keys stored and retrieved through key-server on loopback', functi
       // A directory given as the log is named as one, not as a file with two hard links.
       const auditDir = d.path('audit-dir');
       mkdirSync(auditDir);
-      const serveArgs = ['serve', '--domain', d.name, '--policy-cert', d.policyCertFile, '--data', d.path('audit-2-data'), '--listen', '127.0.0.1:0', ...second.storeArgs];
+      const serveArgs = d.keyServerArgs(second, d.path('audit-2-data'));
       for (const r of [await run('key-server', [...serveArgs, '--audit', auditDir]), await run('key-server', ['repair-audit', auditDir])]) {
         expectFailure(r, 1, 'FILE_ERROR');
         expect(r.stderr).to.contain(`${auditDir} is a directory, not an audit log`);
       }
       // Its own cryptstore as its key database: a usage error, not "in use by another process".
       const storeDir = second.storeArgs[second.storeArgs.indexOf('--store') + 1]!;
-      const same = await run('key-server', ['serve', '--domain', d.name, '--policy-cert', d.policyCertFile, '--data', `${storeDir}/`, '--listen', '127.0.0.1:0', ...second.storeArgs]);
+      const same = await run('key-server', d.keyServerArgs(second, `${storeDir}/`));
       expectFailure(same, 2, 'USAGE');
       expect(same.stderr).to.contain('--data and --store must be different directories');
       await s.child.stop();
@@ -596,7 +593,7 @@ describe('e2e: keys stored and retrieved through key-server on loopback', functi
       // A crash cut the last write short: serve refuses the log and names the way out.
       const whole = readFileSync(log, 'utf8');
       writeFileSync(log, `${whole}{"seq":2,"time":"20`);
-      const refused = await run('key-server', ['serve', '--domain', d.name, '--policy-cert', d.policyCertFile, '--data', s.data, '--listen', '127.0.0.1:0', ...first.storeArgs]);
+      const refused = await run('key-server', d.keyServerArgs(first, s.data));
       expectFailure(refused, 4, 'INTEGRITY');
       expect(refused.stderr).to.contain(`key-server repair-audit ${log}`);
       const repaired = expectSuccess(await run('key-server', ['repair-audit', log, '--json'])).json();

@@ -14,10 +14,7 @@ describe('e2e: a key-server without an ACL', function () {
   let other: Machine;
 
   before(async () => {
-    d = await Domain.create({ programs: ['key-server', 'owner', 'other'] });
-    let ks: Machine;
-    [ks, owner, other] = await Promise.all([d.certify('keyserver', 'key-server'), d.certify('owner', 'owner'), d.certify('other', 'other')]);
-    server = await d.startKeyServer(ks);
+    ({ d, server, machines: { owner, other } } = await Domain.setUp({ keyserver: 'key-server', owner: 'owner', other: 'other' }, { serve: 'keyserver' }));
   });
   after(async () => {
     await d?.close();

@@ -13,8 +13,7 @@ describe('e2e: secrets in a running key-server\'s memory', function () {
 
   before(async function () {
     if (process.platform !== 'linux') this.skip();
-    d = await Domain.create({ programs: ['key-server'] });
-    server = await d.startKeyServer(await d.certify('keyserver', 'key-server'));
+    ({ d, server } = await Domain.setUp({ keyserver: 'key-server' }, { serve: 'keyserver' }));
     // Where the kernel lets no process read another's memory (Yama ptrace_scope 3, some containers).
     if (!memoryReadable(server.child.pid!)) this.skip();
   });
