@@ -23,8 +23,9 @@ describe('e2e: a member with little in the ACL gets no more from a real key-serv
   const values = { 'app/x': 'app-x value', 'app/ne': 'app-ne value', 'secret/x': 'secret-x value', 'app/sub/y': 'app-sub-y value', 'pub/a': 'pub-a value', 'pubx/b': 'pubx-b value', 'ops/one': 'ops-one value', 'App/x': 'App-x value' };
 
   before(async () => {
-    d = await Domain.create({ programs: ['key-server', 'owner', 'attacker'] });
-    const [ks, owner, member] = await Promise.all([d.certify('keyserver', 'key-server'), d.certify('owner', 'owner'), d.certify('attacker', 'attacker')]);
+    const set = await Domain.setUp({ keyserver: 'key-server', owner: 'owner', attacker: 'attacker' });
+    d = set.d;
+    const { keyserver: ks, owner, attacker: member } = set.machines;
     server = await d.startKeyServer(ks, {
       acl: {
         version: 1, rules: [

@@ -27,9 +27,10 @@ describe('e2e: key-client check', function () {
   const both = async (machine: Machine, target: KeyServer) => [await d.kc(machine, target, 'check'), await d.kc(machine, target, 'retrieve', ['canary', '--out', '-'])] as const;
 
   before(async () => {
-    [d, other] = await Promise.all([Domain.create({ programs: ['key-server', 'client-good'] }), Domain.create({ programs: ['client-stranger'] })]);
     let ks: Machine;
-    [ks, good, stranger] = await Promise.all([d.certify('keyserver', 'key-server'), d.certify('good', 'client-good'), other.certify('stranger', 'client-stranger')]);
+    [{ d, machines: { keyserver: ks, good } }, { d: other, machines: { stranger } }] = await Promise.all([
+      Domain.setUp({ keyserver: 'key-server', good: 'client-good' }), Domain.setUp({ stranger: 'client-stranger' }),
+    ]);
     [serverIdentity, goodIdentity] = await Promise.all([d.identity(ks), d.identity(good)]);
     server = await d.startKeyServer(ks);
   });

@@ -36,8 +36,7 @@ describe('e2e: key-client against a key-server killed part way through the TLS h
   let client: Machine;
 
   before(async () => {
-    d = await Domain.create({ programs: ['key-server', 'client'] });
-    [ks, client] = await Promise.all([d.certify('ks', 'key-server'), d.certify('client', 'client')]);
+    ({ d, machines: { ks, client } } = await Domain.setUp({ ks: 'key-server', client: 'client' }));
   });
   after(() => d?.close());
 

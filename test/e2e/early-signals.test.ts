@@ -24,14 +24,13 @@ describe('e2e: servers signalled as they start', function () {
 
   before(async function () {
     if (!existsSync('/proc/self/status')) this.skip();
-    d = await Domain.create({ programs: ['key-server'] });
-    ks = await d.certify('keyserver', 'key-server');
+    ({ d, machines: { keyserver: ks } } = await Domain.setUp({ keyserver: 'key-server' }));
   });
   after(async () => d?.close());
 
   const serve = {
-    simpleserver: () => ['serve', '--policy-key', d.policyKey, '--policy-cert', d.policyCertFile, '--policy', d.policyFile, '--listen', '127.0.0.1:0'],
-    'key-server': () => ['serve', '--domain', d.name, '--policy-cert', d.policyCertFile, '--data', d.path('data'), '--listen', '127.0.0.1:0', ...ks.storeArgs],
+    simpleserver: () => d.simpleserverArgs(),
+    'key-server': () => d.keyServerArgs(ks, d.path('data')),
   };
 
   /** Starts `program` serve and sends `signal` as soon as its first line has run. */

@@ -21,9 +21,8 @@ describe('e2e: key-client against a hostile key-server', function () {
   let answer: (req: KeyRequest) => Uint8Array = (req) => succeeded(req.name);
 
   before(async () => {
-    d = await Domain.create({ programs: ['key-server', 'client'] });
     let ks: Machine;
-    [ks, client] = await Promise.all([d.certify('keyserver', 'key-server'), d.certify('client', 'client')]);
+    ({ d, machines: { keyserver: ks, client } } = await Domain.setUp({ keyserver: 'key-server', client: 'client' }));
     const identity = await d.identity(ks);
     server = await serve({
       host: '127.0.0.1', port: 0,

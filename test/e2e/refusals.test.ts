@@ -28,13 +28,9 @@ describe('e2e: key-server refusals, each with its own code, while it keeps servi
   let role: { cert: string; key: string; der: Uint8Array; wrongKey: string; oldCert?: string; oldDer?: Uint8Array };
 
   before(async () => {
-    [d, other] = await Promise.all([
-      Domain.create({ programs: ['key-server', 'client-good', 'client-denied'] }),
-      Domain.create({ programs: ['client-stranger'] }),
-    ]);
     let ks: Machine;
-    [ks, good, denied, stranger] = await Promise.all([
-      d.certify('keyserver', 'key-server'), d.certify('good', 'client-good'), d.certify('denied', 'client-denied'), other.certify('stranger', 'client-stranger'),
+    [{ d, machines: { keyserver: ks, good, denied } }, { d: other, machines: { stranger } }] = await Promise.all([
+      Domain.setUp({ keyserver: 'key-server', good: 'client-good', denied: 'client-denied' }), Domain.setUp({ stranger: 'client-stranger' }),
     ]);
     server = await d.startKeyServer(ks, {
       acl: {

@@ -33,10 +33,7 @@ describe('e2e: client programs against a stopped server (it takes the connection
   let replica: Machine;
 
   before(async () => {
-    d = await Domain.create({ programs: ['key-server', 'client'] });
-    let ks: Machine;
-    [ks, client, replica] = await Promise.all([d.certify('ks', 'key-server'), d.certify('client', 'client'), d.certify('replica', 'key-server')]);
-    server = await d.startKeyServer(ks, { args: ['--allow-replica-join'] });
+    ({ d, server, machines: { client, replica } } = await Domain.setUp({ ks: 'key-server', client: 'client', replica: 'key-server' }, { serve: 'ks', keyServer: { args: ['--allow-replica-join'] } }));
   });
   after(() => d?.close());
 

@@ -14,8 +14,7 @@ describe('e2e: a server whose standard output cannot be written', function () {
   let alice: Machine;
 
   before(async () => {
-    d = await Domain.create({ programs: ['key-server', 'client-alice'] });
-    [ks, alice] = await Promise.all([d.certify('keyserver', 'key-server'), d.certify('alice', 'client-alice')]);
+    ({ d, machines: { keyserver: ks, alice } } = await Domain.setUp({ keyserver: 'key-server', alice: 'client-alice' }));
   });
   after(async () => d?.close());
 
