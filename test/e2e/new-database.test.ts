@@ -22,8 +22,7 @@ describe('e2e: a new, empty key database for a storage key made before is warned
   let taken: Server;
 
   before(async () => {
-    d = await Domain.create({ programs: ['key-server', 'client-alice'] });
-    [keyHolder, alice] = await Promise.all([d.certify('ks-key-holder', 'key-server'), d.certify('alice', 'client-alice')]);
+    ({ d, machines: { 'ks-key-holder': keyHolder, alice } } = await Domain.setUp({ 'ks-key-holder': 'key-server', alice: 'client-alice' }));
     // Its storage key was stored an hour ago, as a deployment's that has served for a while.
     const store = await d.openStore(keyHolder.store);
     await store.put(STORAGE_KEY_TAG, randomBytes(32), { type: 'binary-blob', exportable: false, time: new Date(Date.now() - 3_600_000) });
@@ -37,8 +36,7 @@ describe('e2e: a new, empty key database for a storage key made before is warned
   });
 
   const warnsAtStart = async (data: string) => {
-    const ks = await d.startKeyServer(keyHolder, { data });
-    await ks.child.stop();
+    const ks = await d.startAndStop(keyHolder, { data });
     expect(ks.child.stderr).to.contain(`the key database in ${data} is new and empty, made after this key-server's storage key: if a restore or an existing database was meant, stop it and check --data`);
   };
 
@@ -50,8 +48,7 @@ describe('e2e: a new, empty key database for a storage key made before is warned
     mkdirSync(other);
     writeFileSync(join(other, 'notes.txt'), 'not a key database\n');
     for (const data of [missing, empty, other]) {
-      const failed = await run('key-server', ['serve', '--domain', d.name, '--policy-cert', d.policyCertFile, '--data', data,
-        '--listen', `127.0.0.1:${(taken.address() as AddressInfo).port}`, ...keyHolder.storeArgs]);
+      const failed = await run('key-server', d.keyServerArgs(keyHolder, data, `127.0.0.1:${(taken.address() as AddressInfo).port}`));
       // A port another process holds is the machine's resource withheld, not bad input.
       expectFailure(failed, 1, 'ADDRESS_IN_USE');
       expect(failed.stderr).to.contain(`key-server: error: cannot listen on 127.0.0.1:${(taken.address() as AddressInfo).port}: address already in use [ADDRESS_IN_USE]`);
@@ -75,7 +72,7 @@ describe('e2e: a new, empty key database for a storage key made before is warned
     const there = join(parent, 'there');
     mkdirSync(there);
     writeFileSync(join(there, 'notes.txt'), 'kept\n');
-    const failed = await run('key-server', ['serve', '--domain', d.name, '--policy-cert', d.policyCertFile, '--data', join(there, 'data'), '--listen', `127.0.0.1:${port}`, ...keyHolder.storeArgs]);
+    const failed = await run('key-server', d.keyServerArgs(keyHolder, join(there, 'data'), `127.0.0.1:${port}`));
     expect(failed.status).to.equal(1);
     expect(readdirSync(there)).to.deep.equal(['notes.txt']);
   });
@@ -95,8 +92,7 @@ describe('e2e: a new, empty key database for a storage key made before is warned
     const restored = d.path('restored-data');
     cpSync(data, restored, { recursive: true });
     for (const dir of [data, restored]) {
-      const ks = await d.startKeyServer(keyHolder, { data: dir });
-      await ks.child.stop();
+      const ks = await d.startAndStop(keyHolder, { data: dir });
       expect(ks.child.stderr).not.to.contain(WARNING);
     }
   });
@@ -112,8 +108,7 @@ describe('e2e: a new, empty key database for a storage key made before is warned
     for await (const key of db.keys({ gte: 'r!', lt: 'r"' })) await db.put(key, new Uint8Array([0xff, 0xff]));
     await db.close();
     rmSync(join(data, 'audit.jsonl'));
-    const ks = await d.startKeyServer(keyHolder, { data });
-    await ks.child.stop();
+    const ks = await d.startAndStop(keyHolder, { data });
     expect(ks.child.stderr).to.contain('begins a new chain, but the key database already holds keys').and.not.contain(WARNING);
   });
 
@@ -121,8 +116,7 @@ describe('e2e: a new, empty key database for a storage key made before is warned
     const fresh = await d.certify('ks-fresh', 'key-server');
     const data = d.path('fresh-data');
     for (let i = 0; i < 2; i++) {
-      const ks = await d.startKeyServer(fresh, { data });
-      await ks.child.stop();
+      const ks = await d.startAndStop(fresh, { data });
       expect(ks.child.stderr).not.to.contain(WARNING);
     }
   });

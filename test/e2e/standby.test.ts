@@ -17,8 +17,7 @@ describe('e2e: a standby key-server takes over from a copy of the data directory
   let alice: Machine;
 
   before(async () => {
-    d = await Domain.create({ programs: ['key-server', 'client-alice'] });
-    [primary, standby, alice] = await Promise.all([d.certify('ks-primary', 'key-server'), d.certify('ks-standby', 'key-server'), d.certify('alice', 'client-alice')]);
+    ({ d, machines: { 'ks-primary': primary, 'ks-standby': standby, alice } } = await Domain.setUp({ 'ks-primary': 'key-server', 'ks-standby': 'key-server', alice: 'client-alice' }));
   });
   after(async () => d?.close());
 
@@ -36,13 +35,12 @@ describe('e2e: a standby key-server takes over from a copy of the data directory
     const bare = d.path('bare-copy');
     cpSync(first.data, bare, { recursive: true });
     rmSync(`${bare}/audit.jsonl`); // a start refused leaves no empty log (nor its lock) of its own
-    const serveOn = (m: Machine, data: string) => run('key-server', ['serve', '--domain', d.name, '--policy-cert', d.policyCertFile, '--data', data, '--listen', '127.0.0.1:0', ...m.storeArgs]);
+    const serveOn = (m: Machine, data: string) => run('key-server', d.keyServerArgs(m, data));
     const outsider = await d.certify('ks-outsider', 'key-server');
     const keyless = await serveOn(outsider, bare);
     expectFailure(keyless, 1, 'NOT_FOUND');
     expect(keyless.stderr).to.contain('key-server join');
-    const own = await d.startKeyServer(outsider); // makes a storage key of its own
-    await own.child.stop();
+    await d.startAndStop(outsider); // makes a storage key of its own
     const other = await serveOn(outsider, bare);
     expectFailure(other, 4, 'WRONG_KEY');
     expect(other.stderr).to.match(/sealed under storage key id [0-9a-f]+, and this key-server's cryptstore holds id [0-9a-f]+/);
@@ -59,14 +57,11 @@ describe('e2e: a standby key-server takes over from a copy of the data directory
   });
 
   it('releases its storage key to no machine, not even one of its own measurement, unless started with --allow-replica-join', async () => {
-    const closed = await d.startKeyServer(primary);
-    try {
+    await d.withKeyServer(primary, {}, async (closed) => {
       const refused = await run('key-server', ['join', '--from', closed.address, '--domain', d.name, '--policy-cert', d.policyCertFile, ...standby.storeArgs]);
       expectFailure(refused, 1, 'RESERVED_NAME');
       expect(refused.stderr).to.contain('--allow-replica-join');
-    } finally {
-      await closed.child.stop();
-    }
+    });
   });
 
   it('writes a backup in the --backup-dir it checked when that is named through "link/..", not in the directory of that name beside the link', async () => {
@@ -74,16 +69,13 @@ describe('e2e: a standby key-server takes over from a copy of the data directory
     linkToDeep(top);
     mkdirSync(join(top, 'bk'));
     chmodSync(join(top, 'bk'), 0o777); // writable by every user: never a place for backups
-    const server = await d.startKeyServer(primary, { args: ['--backup-dir', `${top}/link/../bk`] }); // the kernel's real/bk
-    try {
+    await d.withKeyServer(primary, { args: ['--backup-dir', `${top}/link/../bk`] }, async (server) => { // the kernel's real/bk
       const from = server.child.mark();
       process.kill(server.child.pid, 'SIGUSR1');
       expect(await server.child.waitForLog(/ backup-(written|failed) .*$/m, from)).to.match(/ backup-written /);
       expect(readdirSync(join(top, 'real', 'bk')).filter((n) => n.startsWith('keys-'))).to.have.length(1);
       expect(readdirSync(join(top, 'bk')), 'the directory beside the link').to.deep.equal([]);
-    } finally {
-      await server.child.stop();
-    }
+    });
   });
 
   it('keeps its audit log in the --data it serves when that is named through "link/..", not in the directory of that name beside the link', async () => {
@@ -146,8 +138,7 @@ describe('e2e: a standby key-server takes over from a copy of the data directory
     const theirs = 'keys-2000-01-01T00-00-00-000Z';
     mkdirSync(join(backups, theirs));
     writeFileSync(join(backups, theirs, 'STORAGE-KEY-ID'), 'f'.repeat(32));
-    const kept = await d.startKeyServer(primary, { args: ['--backup-dir', backups, '--backup-keep', '1'] });
-    try {
+    await d.withKeyServer(primary, { args: ['--backup-dir', backups, '--backup-keep', '1'] }, async (kept) => {
       const mark = kept.child.mark();
       process.kill(kept.child.pid, 'SIGUSR1');
       const line = await kept.child.waitForLog(/ backup-written .*$/m, mark);
@@ -164,9 +155,7 @@ describe('e2e: a standby key-server takes over from a copy of the data directory
       expect(next).to.contain(`opened=${basename(written[1]!)}`).and.to.contain('it has been opened since it was written (served in place?)');
       expect(readdirSync(backups).filter((n) => n.startsWith('keys-'))).to.have.length(3);
       expect(readdirSync(backups)).to.include(theirs);
-    } finally {
-      await kept.child.stop();
-    }
+    });
     expectFailure(await run('key-server', ['serve', '--backup-keep', '2', '--domain', d.name, '--policy-cert', d.policyCertFile,
       '--data', d.path('keep-data'), '--listen', '127.0.0.1:0', ...primary.storeArgs]), 2, 'USAGE');
     // PostgreSQL has backups of its own: the flag is for the LevelDB key database only.
@@ -220,11 +209,8 @@ describe('e2e: a standby key-server takes over from a copy of the data directory
     expect(readdirSync(backups), 'no partial copy is left').to.deep.equal([earlier]);
     expect(readdirSync(join(backups, earlier!)).sort()).to.deep.equal(earlierFiles);
 
-    const again = await d.startKeyServer(primary, { data });
-    try {
+    await d.withKeyServer(primary, { data }, async (again) => {
       for (const [i, v] of values.entries()) expect(expectSuccess(await d.kc(alice, again, 'retrieve', [`cut/k${i}`, '--out', '-'])).stdout.equals(v)).to.equal(true);
-    } finally {
-      await again.child.stop();
-    }
+    });
   });
 });
