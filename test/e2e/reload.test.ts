@@ -13,7 +13,7 @@ import { randomBytes } from 'node:crypto';
 import { ROOT, run } from '../support/helpers.ts';
 import { makePolicy as makeSignedPolicy } from '../../lib/policy/index.ts';
 import { readPrivateKeyFile, readPublicKeyFile } from '../../cmd/common/keys.ts';
-import { Domain, expectFailure, expectSuccess, startServer, type KeyServer, type Machine } from './domain.ts';
+import { Domain, expectFailure, expectSuccess, startServer, type Machine } from './domain.ts';
 
 describe('e2e: SIGHUP reloads, and never stops a server', function () {
   let d: Domain;
@@ -22,8 +22,7 @@ describe('e2e: SIGHUP reloads, and never stops a server', function () {
   let bob: Machine;
 
   before(async () => {
-    d = await Domain.create({ programs: ['key-server', 'client-alice', 'client-bob', 'client-carol'] });
-    [ks, alice, bob] = await Promise.all([d.certify('keyserver', 'key-server'), d.certify('alice', 'client-alice'), d.certify('bob', 'client-bob')]);
+    ({ d, machines: { keyserver: ks, alice, bob } } = await Domain.setUp({ keyserver: 'key-server', alice: 'client-alice', bob: 'client-bob' }, { programs: ['key-server', 'client-alice', 'client-bob', 'client-carol'] }));
   });
   after(async () => d?.close());
 
@@ -33,8 +32,7 @@ describe('e2e: SIGHUP reloads, and never stops a server', function () {
   const hangUp = (server: { child: { pid: number } }) => process.kill(server.child.pid, 'SIGHUP');
 
   it('key-server: a good ACL is in force from the SIGHUP on; a bad one is refused and the old one stays', async () => {
-    const server: KeyServer = await d.startKeyServer(ks, { acl: aclFor('client-alice') });
-    try {
+    await d.withKeyServer(ks, { acl: aclFor('client-alice') }, async (server) => {
       expect(await server.child.waitForLog(/ acl-loaded .*$/m), 'the ACL in force from the start').to.contain(` acl-loaded acl=${server.aclFile} rules=1`);
       expectSuccess(await d.kc(alice, server, 'store', ['reload/k', '--in', '-'], randomBytes(32)));
       expectFailure(await d.kc(bob, server, 'retrieve', ['reload/k', '--out', '-']), 1, 'ACL_DENIED');
@@ -73,9 +71,7 @@ describe('e2e: SIGHUP reloads, and never stops a server', function () {
       expect(await server.child.waitForLog(/ reloaded .*$/m, from)).to.match(/rules=1 warning=".*can be changed by its group \(mode 0664\)/);
       expectFailure(await d.kc(bob, server, 'retrieve', ['reload/k', '--out', '-']), 1, 'ACL_DENIED');
       expect(server.child.running).to.equal(true);
-    } finally {
-      await server.child.stop();
-    }
+    });
   });
 
   it('key-server: a SIGHUP while it starts neither stops it nor is lost: the ACL is read again once it serves', async () => {
@@ -126,7 +122,7 @@ describe('e2e: SIGHUP reloads, and never stops a server', function () {
     const aclFile = d.path('open-acl.json');
     writeFileSync(aclFile, JSON.stringify(aclFor('client-alice')));
     chmodSync(aclFile, 0o666);
-    const serve = ['serve', '--domain', d.name, '--policy-cert', d.policyCertFile, '--data', d.path('open-acl-data'), '--listen', '127.0.0.1:0', ...ks.storeArgs];
+    const serve = d.keyServerArgs(ks, d.path('open-acl-data'));
     const r = await run('key-server', [...serve, '--acl', aclFile]);
     expect(r.status, r.stderr).to.equal(1);
     expect(r.stderr).to.contain('INVALID_INPUT').and.to.contain(`chmod o-w ${aclFile}`);
@@ -160,7 +156,7 @@ describe('e2e: SIGHUP reloads, and never stops a server', function () {
     const makePolicy = (...programs: string[]) => d.cu(['make-policy', '--policy-key', d.policyKey, '--policy-cert', d.policyCertFile, '--force',
       '--trust-platform', `${d.platformDir}/platform-cert.pem`, ...programs.flatMap((p) => ['--trust-measurement', d.measurementHex(p)]), '--out', policy]);
     await makePolicy('client-alice');
-    const { child, port } = await startServer('simpleserver', ['serve', '--policy-key', d.policyKey, '--policy-cert', d.policyCertFile, '--policy', policy, '--listen', '127.0.0.1:0']);
+    const { child, port } = await startServer('simpleserver', d.simpleserverArgs(policy));
     try {
       const initTrust = (store: string) => run('cert-utility', ['init-trust', '--domain', d.name, '--policy-cert', d.policyCertFile, '--server', `127.0.0.1:${port}`,
         '--store', store, '--key-file', d.keyFile, '--platform', 'simulated', '--platform-dir', d.platformDir, '--measurement-file', d.measurementFile('client-carol')]);

@@ -26,10 +26,9 @@ describe('e2e: key-server renews its certificate through simpleserver (--certifi
   let shortPort = 0;
 
   before(async () => {
-    d = await Domain.create({ programs: ['key-server', 'client-alice'] });
-    alice = await d.certify('alice', 'client-alice');
+    ({ d, machines: { alice } } = await Domain.setUp({ alice: 'client-alice' }, { programs: ['key-server', 'client-alice'] }));
     // A simpleserver that issues certificates of one day.
-    const { child, port } = await startServer('simpleserver', ['serve', '--policy-key', d.policyKey, '--policy-cert', d.policyCertFile, '--policy', d.policyFile, '--listen', '127.0.0.1:0', '--cert-days', '1']);
+    const { child, port } = await startServer('simpleserver', [...d.simpleserverArgs(), '--cert-days', '1']);
     d.adopt(child);
     shortPort = port;
   });
@@ -43,23 +42,19 @@ describe('e2e: key-server renews its certificate through simpleserver (--certifi
     const first = expectSuccess(await run('cert-utility', ['init-trust', '--domain', d.name, '--policy-cert', d.policyCertFile, '--server', `127.0.0.1:${shortPort}`, ...ks.storeArgs, ...platform(), '--json'])).json();
     // A fresh short certificate is renewed only past half its life: store one that is.
     await ageCertificate(ks.store);
-    const server = await d.startKeyServer(ks, { args: ['--certifier', `127.0.0.1:${shortPort}`, ...platform()] });
-    try {
+    await d.withKeyServer(ks, { args: ['--certifier', `127.0.0.1:${shortPort}`, ...platform()] }, async (server) => {
       const renewed = /identity-renewed serial=([0-9a-f]+) notAfter=(\S+)/.exec(server.child.stderr);
       expect(renewed, server.child.stderr).to.not.equal(null);
       expect(renewed![1]).to.not.equal(first.serial);
       expect(server.child.stderr).to.contain(`serving as serial ${renewed![1]} `);
       expectSuccess(await d.kc(alice, server, 'store', ['renewed/k', '--in', '-'], randomBytes(32)));
-    } finally {
-      await server.child.stop();
-    }
+    });
   });
 
   it('serves no more requests on a connection once its own certificate has ended (without --certifier): CERT_EXPIRED', async () => {
     const ks = await d.certify('ks-ending', 'key-server');
     await ageCertificate(ks.store, { endsInMs: 3_000 });
-    const server = await d.startKeyServer(ks);
-    try {
+    await d.withKeyServer(ks, {}, async (server) => {
       await d.withClient(server, alice, async (c) => {
         await c.store('ending/k', randomBytes(8));
         await server.child.waitForLog(/ identity-expired /, 0, 10_000);
@@ -67,9 +62,7 @@ describe('e2e: key-server renews its certificate through simpleserver (--certifi
         expect(e?.code).to.equal('CERT_EXPIRED');
       });
       expect(server.child.stderr).to.match(/ request .*decision=deny code=CERT_EXPIRED .*detail="this key-server's own certificate ended at /);
-    } finally {
-      await server.child.stop();
-    }
+    });
   });
 
   /**
@@ -114,8 +107,7 @@ describe('e2e: key-server renews its certificate through simpleserver (--certifi
     });
 
     it('lets first-boot go on to fetch the keys from key-server with the certificate still valid', async () => {
-      const server = await d.startKeyServer(await d.certify('ks-boot', 'key-server'));
-      try {
+      await d.withKeyServer(await d.certify('ks-boot', 'key-server'), {}, async (server) => {
         expectSuccess(await d.kc(alice, server, 'store', ['boot/k', '--in', '-'], randomBytes(32)));
         const vm = await d.certify('vm-due', 'client-alice');
         await ageCertificate(vm.store, { program: 'client-alice' });
@@ -124,9 +116,7 @@ describe('e2e: key-server renews its certificate through simpleserver (--certifi
           '--server-measurement', server.measurementHex, '--retries', '1']);
         expect(r.status, r.stderr).to.equal(0);
         expect(r.stderr).to.contain('still valid until').and.contain('done: boot/k kept in');
-      } finally {
-        await server.child.stop();
-      }
+      });
     });
   });
 
@@ -144,28 +134,21 @@ describe('e2e: key-server renews its certificate through simpleserver (--certifi
       expect(await server.child.stop()).to.deep.equal({ code: 0, signal: null });
     }
     expect(server.child.stderr).to.match(/\nkey-server: stopped\n$/);
-    const again = await d.startKeyServer(ks, { data: server.data });
-    try {
+    await d.withKeyServer(ks, { data: server.data }, async (again) => {
       expect(expectSuccess(await d.kc(alice, again, 'retrieve', ['new-store/k', '--out', '-'])).stdout.equals(key)).to.equal(true);
-    } finally {
-      await again.child.stop();
-    }
+    });
   });
 
   describe('with simpleserver down at start', () => {
-    const serve = async (ks: Machine, data: string) => run('key-server', ['serve', '--domain', d.name, '--policy-cert', d.policyCertFile, '--data', data, '--listen', '127.0.0.1:0',
-      ...ks.storeArgs, '--certifier', `127.0.0.1:${await closedPort()}`, ...platform()]);
+    const serve = async (ks: Machine, data: string) => run('key-server', [...d.keyServerArgs(ks, data), '--certifier', `127.0.0.1:${await closedPort()}`, ...platform()]);
 
     it('serves with a stored certificate due for renewal but still valid, and says until when', async () => {
       const ks = await d.certify('ks-due', 'key-server');
       await ageCertificate(ks.store);
-      const server = await d.startKeyServer(ks, { args: ['--certifier', `127.0.0.1:${await closedPort()}`, ...platform()] });
-      try {
+      await d.withKeyServer(ks, { args: ['--certifier', `127.0.0.1:${await closedPort()}`, ...platform()] }, async (server) => {
         expect(server.child.stderr).to.match(/warning: could not certify through 127\.0\.0\.1:\d+ at start \(.*\[UNREACHABLE\]\); serving with the certificate in the store, valid until \S+Z/);
         expectSuccess(await d.kc(alice, server, 'store', ['due/k', '--in', '-'], randomBytes(32)));
-      } finally {
-        await server.child.stop();
-      }
+      });
     });
 
     it('with no store, fails UNREACHABLE (exit 3, worth a retry) without claiming to serve, and leaves neither the store nor --data', async () => {
@@ -203,7 +186,7 @@ describe('e2e: key-server renews its certificate through simpleserver (--certifi
       let stopped: Child;
       let stoppedPort = 0;
       before(async () => {
-        const { child, port } = await startServer('simpleserver', ['serve', '--policy-key', d.policyKey, '--policy-cert', d.policyCertFile, '--policy', d.policyFile, '--listen', '127.0.0.1:0']);
+        const { child, port } = await startServer('simpleserver', d.simpleserverArgs());
         d.adopt(child);
         process.kill(child.pid, 'SIGSTOP');
         [stopped, stoppedPort] = [child, port];
@@ -216,14 +199,11 @@ describe('e2e: key-server renews its certificate through simpleserver (--certifi
       it('waits --timeout for it at start, then serves with a stored certificate due for renewal, to try again later', async () => {
         const ks = await d.certify('ks-due-stopped', 'key-server');
         await ageCertificate(ks.store);
-        const server = await d.startKeyServer(ks, { args: certifier() });
-        try {
+        await d.withKeyServer(ks, { args: certifier() }, async (server) => {
           expect(server.child.stderr).to.contain(`warning: could not certify through 127.0.0.1:${stoppedPort} at start (TLS handshake with 127.0.0.1:${stoppedPort} timed out after 1000 ms [TIMEOUT]); serving with the certificate in the store, valid until `)
             .and.contain(', and trying again later');
           expectSuccess(await d.kc(alice, server, 'store', ['due-stopped/k', '--in', '-'], randomBytes(32)));
-        } finally {
-          await server.child.stop();
-        }
+        });
       });
 
       it('with no store, fails TIMEOUT (exit 3, worth a retry) naming --timeout, and leaves neither the store nor --data', async () => {
@@ -239,7 +219,7 @@ describe('e2e: key-server renews its certificate through simpleserver (--certifi
 
     it('takes --timeout only with --certifier, from 1 to 3600 seconds (USAGE)', async () => {
       const ks = await d.certify('ks-timeout-flag', 'key-server');
-      const serve = (more: string[]) => run('key-server', ['serve', '--domain', d.name, '--policy-cert', d.policyCertFile, '--data', d.path('timeout-data'), '--listen', '127.0.0.1:0', ...ks.storeArgs, ...more]);
+      const serve = (more: string[]) => run('key-server', [...d.keyServerArgs(ks, d.path('timeout-data')), ...more]);
       const alone = await serve(['--timeout', '5']);
       expectFailure(alone, 2, 'USAGE');
       expect(alone.stderr).to.contain('--timeout goes with --certifier');
@@ -303,7 +283,7 @@ describe('e2e: key-server renews its certificate through simpleserver (--certifi
 
   it('needs the platform to certify with: --certifier without it is a usage error', async () => {
     const ks = await d.certify('ks-noplatform', 'key-server');
-    const r = await run('key-server', ['serve', '--domain', d.name, '--policy-cert', d.policyCertFile, '--data', d.path('np-data'), '--listen', '127.0.0.1:0', ...ks.storeArgs, '--certifier', `127.0.0.1:${shortPort}`]);
+    const r = await run('key-server', [...d.keyServerArgs(ks, d.path('np-data')), '--certifier', `127.0.0.1:${shortPort}`]);
     expectFailure(r, 2, 'USAGE');
   });
 });
