@@ -146,8 +146,14 @@ export class ServerSession<P> {
   private corked = false;
   private readTimer: NodeJS.Timeout | undefined;
   private idleTimer: NodeJS.Timeout | undefined;
-  /** After a read timeout with requests still being carried out: how long they have to be answered. */
+  /** Once nothing more is read, with answers still being made: how long they have to come. */
   private graceTimer: NodeJS.Timeout | undefined;
+  /**
+   * The answers being made, each by what gives its place in the server's budget back: once, when
+   * it settles or when the connection ends, whichever comes first. A handler that never settles
+   * (storage that hangs) must not keep the place of an answer no one can receive.
+   */
+  private readonly making = new Set<() => void>();
   private lingerTimer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -230,6 +236,7 @@ export class ServerSession<P> {
     }
     // A client may half-close after its last request; answer it first (allowHalfOpen).
     if (this.idle()) this.finish('client-closed');
+    else this.awaitAnswers();
   }
 
   /**
@@ -242,6 +249,33 @@ export class ServerSession<P> {
     this.endAfterAnswers ??= { reason, error };
     this.stopped = true;
     this.setPaused(true);
+    this.awaitAnswers();
+  }
+
+  /**
+   * Nothing more will be read (the peer ended its side, or reading stopped) while answers are
+   * still to come: they get the idle time from the last one written. Past it (a handler whose
+   * storage hangs) the connection is cut, its requests unanswered, rather than kept, with its
+   * share of the server's answers, until the server stops. The time starts again with each answer
+   * written, so a long pipeline whose answers keep coming is not cut.
+   */
+  private awaitAnswers(): void {
+    if (this.finished || this.idle() || !(this.peerEnded || this.stopped)) return;
+    if (this.graceTimer) clearTimeout(this.graceTimer);
+    this.graceTimer = setTimeout(() => {
+      this.finish(this.endAfterAnswers?.reason ?? (this.peerEnded ? 'client-closed' : 'handler-error'), this.endAfterAnswers?.error);
+      this.socket.destroy();
+    }, this.limits.idleTimeoutMs);
+  }
+
+  /** Takes a place among the answers the server makes at once; the function returned gives it back, once. */
+  private takeAnswerSlot(): () => void {
+    this.budget.take(this.address, 0, 1);
+    const release = () => {
+      if (this.making.delete(release)) this.budget.release(this.address, 0, 1);
+    };
+    this.making.add(release);
+    return release;
   }
 
   /** Nothing received, started or unwritten. */
@@ -284,7 +318,7 @@ export class ServerSession<P> {
       // An answer counts as being made from the moment it is started, before the handler runs:
       // connections whose frames arrive in the same turn each see the others' (counted after
       // the handler, they all found room and together passed every limit).
-      this.budget.take(this.address, 0, 1);
+      const release = this.takeAnswerSlot();
       try {
         const result = await this.handler(request, this.info);
         answer = result instanceof Uint8Array ? Promise.resolve(result) : result.later;
@@ -294,10 +328,10 @@ export class ServerSession<P> {
         // when its turn to be written comes.
         answer.then((a) => {
           this.holdAnswer(a instanceof Uint8Array ? a.length : undefined);
-          this.budget.release(this.address, 0, 1);
-        }, () => this.budget.release(this.address, 0, 1));
+          release();
+        }, release);
       } catch (e) {
-        this.budget.release(this.address, 0, 1);
+        release();
         // The protocol layer above decides what error answer to send; we only close, once the
         // answers before this one are written. Nothing more is read or started.
         answer = Promise.reject(e);
@@ -340,6 +374,7 @@ export class ServerSession<P> {
       this.updatePaused();
       if (this.queue.length > 0) void this.pump(); // room for a request that was waiting for it
       this.corkUntilNextTick();
+      this.awaitAnswers(); // an answer came: those still to come get the time again
       if (!this.socket.write(frame)) await this.waitForDrain();
     }
     this.writing = false;
@@ -429,13 +464,8 @@ export class ServerSession<P> {
       // Requests read before the stalled frame are being carried out (an answer waiting for its
       // audit sync): they are answered, as before bytes that make no frame, and then it closes.
       // A peer that does not read them meets the write timeout; a handler that never answers
-      // (storage that hangs) meets this grace, the idle time, and the connection is cut, its
-      // requests unanswered: it would otherwise stay open until the server stops.
+      // (storage that hangs) meets awaitAnswers' grace.
       this.stopReading(reason);
-      this.graceTimer ??= setTimeout(() => {
-        this.finish(reason);
-        this.socket.destroy();
-      }, this.limits.idleTimeoutMs);
       return;
     }
     this.finish(reason);
@@ -455,8 +485,10 @@ export class ServerSession<P> {
     if (this.finished) return;
     this.finished = true;
     this.clearTimers();
-    // Ready answers that will never be written no longer count against the server's budget.
+    // Ready answers that will never be written no longer count against the server's budget, nor
+    // do those still being made, which could never be delivered (their handlers may go on).
     this.budget.forget(this.wake);
+    for (const release of [...this.making]) release();
     this.budget.release(this.address, this.answerBytes, 0);
     this.answerBytes = 0;
     const record: Record<string, unknown> = {

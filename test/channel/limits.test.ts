@@ -205,6 +205,56 @@ describe('channel: limits and timeouts', () => {
     await waitFor(() => answers === 3, 20_000, 'every answer once the first ones leave');
   });
 
+  it('gives back the answers a cut connection was making, though its handler never settles: new connections are not starved by answers that can never be delivered', async () => {
+    // Storage that hangs: a handler that never returns, and one whose later answer never comes.
+    const started: string[] = [];
+    const server = await h.serve('plain', { limits: { answersInFlight: 2, idleTimeoutMs: 500 }, handler: async (r: Uint8Array) => {
+      started.push(text(r));
+      if (text(r) === 'hang-start') return new Promise<Uint8Array>(() => {});
+      if (text(r) === 'hang-later') return { later: new Promise<Uint8Array>(() => {}) };
+      return r;
+    } });
+    // Two hosts each take one of the two answers and go while it is being made: one resets the
+    // connection, the other ends its side (all the server sees of a client that gave up waiting),
+    // which is cut the idle time later since nothing more is read and no answer comes.
+    for (const [n, what, how] of [[2, 'hang-start', 'reset'], [3, 'hang-later', 'end']] as const) {
+      const s = await new Promise<net.Socket>((resolve) => {
+        const socket = h.track(net.connect({ host: '127.0.0.1', port: server.address.port, localAddress: `127.0.0.${n}` }, () => resolve(socket)));
+      });
+      s.write(Buffer.concat([prefix(what.length), Buffer.from(what)]));
+      await waitFor(() => started.includes(what), 20_000, `${what} handed to the handler`);
+      if (how === 'reset') s.resetAndDestroy();
+      else s.destroy();
+      await waitFor(() => h.closedRecords().length === n - 1, 20_000, `the ${how} seen`);
+    }
+    expect(h.closedRecords().map((r) => [r.reason, r.unanswered])).to.deep.equal([['connection-error', 1], ['client-closed', 1]]);
+    // A third host is answered: the cut connections hold no answer any more.
+    const third = h.track(net.connect({ host: '127.0.0.1', port: server.address.port, localAddress: '127.0.0.4' }));
+    let received = Buffer.alloc(0);
+    third.on('data', (d: Buffer) => (received = Buffer.concat([received, d])));
+    third.write(Buffer.concat([prefix(2), Buffer.from('ok')]));
+    await waitFor(() => received.length === 6, 10_000, 'the third host answered');
+    expect(received.equals(Buffer.concat([prefix(2), Buffer.from('ok')]))).to.equal(true);
+  });
+
+  it('answers a client that ended its side for as long as its answers keep coming, though together they take longer than idleTimeoutMs', async () => {
+    // Each answer comes 300 ms after the one before: 12 take 3.6 s, past the 3 s the last answer written leaves each.
+    let previous = Promise.resolve();
+    const server = await h.serve('plain', { limits: { idleTimeoutMs: 3_000 }, handler: async (r: Uint8Array) => {
+      const ready = previous.then(() => sleep(300));
+      previous = ready;
+      return { later: ready.then(() => r) };
+    } });
+    const socket = await h.raw(server, 'plain');
+    let received = Buffer.alloc(0);
+    socket.on('data', (d: Buffer) => (received = Buffer.concat([received, d])));
+    const frames = Array.from({ length: 12 }, (_, i) => Buffer.concat([prefix(1), Buffer.from([i])]));
+    socket.end(Buffer.concat(frames));
+    await closed(socket);
+    expect(received.equals(Buffer.concat(frames)), 'every answer').to.equal(true);
+    expect(h.closedRecords()[0]).to.include({ reason: 'client-closed', requests: 12, answered: 12 });
+  });
+
   it('closes a connection whose started frame does not complete within readTimeoutMs', async () => {
     // Not before the read timeout; after it, as late as a busy machine makes it, but well short of the idle timeout (30 s).
     const server = await h.serve('plain', { limits: { readTimeoutMs: 200, idleTimeoutMs: 30_000 } });
