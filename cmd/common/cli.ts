@@ -338,8 +338,27 @@ function refuseEmpty(cmd: Command): void {
   }
 }
 
+let exitWhenDone = false;
+
+/**
+ * Something abandoned (a backup or reload stuck in a read of a disk that does not answer) may
+ * hold the process in a call that never returns: once its result is written, run exits rather
+ * than wait for it.
+ */
+export function exitOnceDone(): void {
+  exitWhenDone = true;
+}
+
 /** Parses argv, runs the chosen action, sets the exit status. Never throws. */
 export async function run(program: Command, argv = process.argv): Promise<void> {
+  try {
+    await runOnce(program, argv);
+  } finally {
+    if (exitWhenDone) process.exit();
+  }
+}
+
+async function runOnce(program: Command, argv: string[]): Promise<void> {
   try {
     await program.parseAsync(argv);
     process.exitCode = stdoutStatus ?? ExitStatus.ok;

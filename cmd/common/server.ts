@@ -5,7 +5,7 @@ import { hostPort, type ChannelServer } from '../../lib/channel/index.ts';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { isoNow } from '../../lib/util/clock.ts';
 import { readsAsAnother, visibleJson } from '../../lib/wire/index.ts';
-import { note, warn } from './cli.ts';
+import { exitOnceDone, note, warn } from './cli.ts';
 
 // Spaces, quotes and "=" would blur where a value ends; control and format characters (C0, C1,
 // bidirectional overrides) in a name a client chose could rewrite how the line looks on a terminal.
@@ -46,8 +46,11 @@ interface EarlySignals {
 
 /** How long a stop waits for a reload or backup still running. */
 export const TASK_GRACE_MS = 10_000;
-/** How long a stop then gives a backup it abandoned to stop and remove its partial copy. */
-export const ABANDON_MS = 2_000;
+/**
+ * How long a stop then waits for a backup it abandoned: it stops and removes its partial copy, or
+ * says within STUCK_MS (2 s) that it is stuck in a call and leaves it; this is the bound behind that.
+ */
+export const ABANDON_MS = 3_000;
 /** How long a stop gives the connections to take their answers before it closes them. */
 export const STOP_GRACE_MS = 10_000;
 
@@ -165,7 +168,7 @@ export async function runUntilSignal(program: string, server: ChannelServer, jso
   note(program, 'stopped');
   // The abandoned task may hold a thread in a read that never returns, which would keep the
   // process alive: once the result is written, it exits.
-  if (stuck) setTimeout(() => process.exit(), 500).unref();
+  if (stuck) exitOnceDone();
   if (typeof stop !== 'string') throw stop;
   return { stopped: stop };
 }

@@ -315,9 +315,12 @@ export class LevelBackend extends LevelBackup implements KeyBackend {
     this.closed = true;
     this.sealed.clear();
     await Promise.all(this.queues.values());
-    await this.backup;
+    // A backup abandoned while stuck in a call is not waited for, nor the database closed under
+    // its read (LevelDB would wait for it): the process's exit releases both, as a crash would,
+    // with every write before it already handed to the system.
+    if (!this.backupStuck) await this.backup;
     await this.compaction;
     await this.reopener.settled();
-    await this.db.close();
+    if (!this.backupStuck) await this.db.close();
   }
 }

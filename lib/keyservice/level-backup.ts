@@ -36,7 +36,16 @@ async function removeCopy(tmp: string, made: DirId | undefined): Promise<void> {
   if (made && now?.isDirectory() && now.dev === made.dev && now.ino === made.ino) await fs.rm(tmp, { recursive: true, force: true });
 }
 
+/**
+ * How long a backup abandoned in the middle of one call (a read or write of a disk that does not
+ * answer) is given to reach its next step before it is reported stuck, its partial copy left.
+ */
+export const STUCK_MS = 2_000;
+
 export abstract class LevelBackup extends LevelCore {
+  /** A backup abandoned while stuck in a call, still in it: close neither waits for it nor closes the database under it. */
+  protected backupStuck = false;
+
   /**
    * Writes a consistent copy of the whole database (one snapshot: records, version marks, format
    * and storage key id) to DIR, whose parent must exist, while the backend serves on. The copy is
@@ -50,7 +59,10 @@ export abstract class LevelBackup extends LevelCore {
    * One backup at a time. One abandoned (`signal` aborted: key-server's stop gave up waiting) stops
    * at its next step, between the entries it copies, removes its partial copy and fails (TIMEOUT),
    * so close, which waits for a backup being written, waits only for that step; once renamed into
-   * place a backup is whole and stays.
+   * place a backup is whole and stays. One still in a call STUCK_MS after the abandon (a disk
+   * that does not answer) fails then (TIMEOUT), naming its partial copy, which stays marked
+   * unfinished (refused by open, removed by a later pruneBackups); close then leaves it and the
+   * database to the process's exit, as a crash would.
    */
   async backupTo(dir: string, signal?: AbortSignal): Promise<{ records: number; path: string; keyId?: string }> {
     this.checkOpen();
@@ -58,12 +70,38 @@ export abstract class LevelBackup extends LevelCore {
     // Where it really is, once: named through "link/..", the names joined to it (the copy's files,
     // the parent synced after the rename) would lead beside the link.
     const real = realLocation(dir);
-    const run = this.using(() => this.copyTo(real, signal), 'long');
-    this.backup = run.then(() => undefined, () => undefined).finally(() => (this.backup = undefined));
-    return run;
+    const partial: { path?: string } = {};
+    const run = this.using(() => this.copyTo(real, signal, partial), 'long');
+    this.backup = run.then(() => undefined, () => undefined).finally(() => {
+      this.backup = undefined;
+      this.backupStuck = false;
+    });
+    return signal ? this.unlessStuck(run, signal, real, partial) : run;
   }
 
-  private async copyTo(dir: string, signal: AbortSignal | undefined): Promise<{ records: number; path: string; keyId?: string }> {
+  /** `run`, or once it is still running STUCK_MS after `signal` aborted it, a TIMEOUT naming what it leaves. */
+  private unlessStuck<T>(run: Promise<T>, signal: AbortSignal, dir: string, partial: { path?: string }): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const stuck = new Promise<never>((_, reject) => {
+      const onAbort = () => {
+        timer = setTimeout(() => {
+          this.backupStuck = this.backup !== undefined;
+          const left = partial.path === undefined ? 'nothing of it is written yet' : `its partial copy ${partial.path} is left as it is, marked unfinished: no key-server serves it, and a backup made once it has not changed for 10 minutes removes it`;
+          reject(new CertifierError('TIMEOUT', `the backup to ${dir} was abandoned stuck in a call to the disk for ${STUCK_MS / 1000} s (the key-server is stopping): it is unfinished, ${left}`));
+        }, STUCK_MS);
+        timer.unref();
+      };
+      // (A stop aborts only backups already begun: none starts aborted.)
+      signal.addEventListener('abort', onAbort, { once: true });
+      void run.then(() => undefined, () => undefined).finally(() => {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', onAbort);
+      });
+    });
+    return Promise.race([run, stuck]);
+  }
+
+  private async copyTo(dir: string, signal: AbortSignal | undefined, partial: { path?: string }): Promise<{ records: number; path: string; keyId?: string }> {
     const goOn = () => {
       if (signal?.aborted) throw new CertifierError('TIMEOUT', `the backup to ${dir} was abandoned before it was whole (the key-server is stopping); its partial copy is removed`);
     };
@@ -74,6 +112,7 @@ export abstract class LevelBackup extends LevelCore {
     const tmp = await fs.mkdtemp(`${dir}.partial-${process.pid}-`).catch((e: Error) => {
       throw new CertifierError('FILE_ERROR', `cannot write a backup to ${dir}: ${e.message}`, { cause: e });
     });
+    partial.path = tmp;
     let records = 0;
     let keyId: Uint8Array | undefined;
     // Taken at once: what a removal checks before it touches anything.

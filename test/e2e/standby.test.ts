@@ -213,4 +213,43 @@ describe('e2e: a standby key-server takes over from a copy of the data directory
       for (const [i, v] of values.entries()) expect(expectSuccess(await d.kc(alice, again, 'retrieve', [`cut/k${i}`, '--out', '-'])).stdout.equals(v)).to.equal(true);
     });
   });
+  it('stops on time when a backup is stuck in one call past the abandon: exit 0, the backup logged as left unfinished, its partial copy never taken for a backup and gone with a backup made 10 minutes on', async function () {
+    this.timeout(60_000);
+    const backups = d.path('stuck-backups');
+    const data = d.path('stuck-data');
+    const value = randomBytes(16);
+    const seed = await d.startKeyServer(primary, { data });
+    expectSuccess(await d.kc(alice, seed, 'store', ['stuck/k', '--in', '-'], value));
+    expect(await seed.child.stop()).to.deep.equal({ code: 0, signal: null });
+    // The backup's first read from the database takes 120 s: a call that does not return (a hung disk).
+    const env = { NODE_OPTIONS: `--import ${join(ROOT, 'test/support/slow-backup.mjs')}`, SLOW_BACKUP_MS: '0', SLOW_BACKUP_ENTRY_MS: '120000' };
+    const server = await d.startKeyServer(primary, { data, args: ['--backup-dir', backups], env });
+    process.kill(server.child.pid, 'SIGUSR1');
+    await sleep(1_000);
+    const [partial] = readdirSync(backups);
+    expect(partial, 'the copy is being written').to.match(/\.partial-/);
+    const began = Date.now();
+    process.kill(server.child.pid, 'SIGTERM');
+    expect(await server.child.exited, server.child.stderr).to.deep.equal({ code: 0, signal: null });
+    expect(Date.now() - began, server.child.stderr).to.be.below(TASK_GRACE_MS + ABANDON_MS + 5_000);
+    const abandoned = / backup-abandoned reason="the server is stopping" detail=(.*)\n/.exec(server.child.stderr);
+    expect(abandoned?.[1], server.child.stderr).to.contain(partial).and.contain('unfinished');
+    expect(server.child.stderr).to.match(/ audit-closed .*\n(.*\n)?.*key-server: stopped\n$/);
+    // Left as it was, marked unfinished: a key-server refuses to serve it; the next backup removes it.
+    expect(readdirSync(backups)).to.deep.equal([partial]);
+    expectFailure(await run('key-server', ['serve', '--domain', d.name, '--policy-cert', d.policyCertFile, '--data', join(backups, partial!), '--listen', '127.0.0.1:0', ...primary.storeArgs]), 1, 'STORE_FORMAT');
+    // Unchanged for 10 minutes (a copy changed since may still be being written by another key-server).
+    const old = new Date(Date.now() - 11 * 60_000);
+    for (const f of readdirSync(join(backups, partial!))) utimesSync(join(backups, partial!, f), old, old);
+    utimesSync(join(backups, partial!), old, old);
+    const again = await d.startKeyServer(primary, { data, args: ['--backup-dir', backups] });
+    try {
+      process.kill(again.child.pid, 'SIGUSR1');
+      await again.child.waitForLog(/ backup-written .*$/m, 0, 20_000);
+      expect(readdirSync(backups).filter((n) => n.includes('.partial-')), 'the stuck copy went with the next backup').to.deep.equal([]);
+      expect(expectSuccess(await d.kc(alice, again, 'retrieve', ['stuck/k', '--out', '-'])).stdout.equals(value)).to.equal(true);
+    } finally {
+      await again.child.stop();
+    }
+  });
 });

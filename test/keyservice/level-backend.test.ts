@@ -285,7 +285,7 @@ describe('LevelBackend', () => {
       await b.append('n0', (v) => recordFor('n0', v));
       // Aborted from its second look on: the one right after the copy's open.
       let looks = 0;
-      const signal = { get aborted() { return ++looks >= 2; } } as AbortSignal;
+      const signal = { get aborted() { return ++looks >= 2; }, addEventListener() {}, removeEventListener() {} } as unknown as AbortSignal;
       await rejects(b.backupTo(join(tmp.dir, 'two'), signal), 'TIMEOUT');
       expect(looks).to.equal(2);
       const open = readdirSync('/proc/self/fd').map((fd) => { try { return readlinkSync(`/proc/self/fd/${fd}`); } catch { return ''; } });
