@@ -24,7 +24,7 @@ import { addExamples, choice, collect, createProgram, decimal, dirArg, domainNam
 import { openStore, storeOptions, withProtector, type ProtectionOptions } from './common/protection.ts';
 import { parseHostPort, readCertificateFile, requirePolicyDomain } from './common/keys.ts';
 import { timeoutFlag, waitsOf, type TimeoutOption } from './common/timeout.ts';
-import { logLine, runUntilSignal } from './common/server.ts';
+import { closeWithin, logLine, runUntilSignal } from './common/server.ts';
 import { Cryptstore } from '../cryptstore/index.ts';
 
 const P = 'key-server';
@@ -62,8 +62,9 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & Timeo
     // Whatever was opened is closed, in reverse order, however the start or the serving ends; a
     // start refused before it served also removes the audit log and key database it made, empty,
     // and the --backup-dir it made (and any folder above it), empty.
-    const opened: { close(): Promise<void>; closeUnused?(): Promise<void> }[] = [];
-    const keep = <T extends { close(): Promise<void> }>(r: T): T => (opened.unshift(r), r);
+    // Each named for the warning of one that does not close (closeWithin).
+    const opened: { what: string; r: { close(): Promise<void>; closeUnused?(): Promise<void> } }[] = [];
+    const keep = <T extends { close(): Promise<void>; closeUnused?(): Promise<void> }>(what: string, r: T): T => (opened.unshift({ what, r }), r);
     let serving = false;
     try {
       if (o.backupDir) {
@@ -71,7 +72,7 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & Timeo
         const st = await stat(backupDir).catch(() => undefined);
         if (st && !st.isDirectory()) throw new CertifierError('USAGE', `--backup-dir ${backupDir} is not a directory`);
         const made = await prepareBackupDir(backupDir);
-        if (made.top !== undefined) keep({ close: async () => {}, closeUnused: async () => unmakeDirs(made) });
+        if (made.top !== undefined) keep('the backup directory made', { close: async () => {}, closeUnused: async () => unmakeDirs(made) });
       }
       const policyCert = await readCertificateFile(o.policyCert);
       const policyCertEnds = requirePolicyDomain(policyCert, o.domain, o.policyCert).notAfter;
@@ -89,13 +90,13 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & Timeo
       const { store, renewal } = await withProtector(P, o, async (protector) => certifier
         ? openCertified(P, o.store, protector, { ...certifier, domain: o.domain, policyCert, policyCertEnds, platform: platform!, waits: waitsOf(o) }, log)
         : { store: await Cryptstore.open(o.store, protector), renewal: undefined }, platform);
-      keep(store);
-      const pg = pgUrl ? keep(await openPostgres(pgUrl, o, log)) : undefined;
-      const level = pg ? undefined : keep(await LevelBackend.open(o.data));
+      keep('the cryptstore', store);
+      const pg = pgUrl ? keep('the PostgreSQL key database', await openPostgres(pgUrl, o, log)) : undefined;
+      const level = pg ? undefined : keep('the key database', await LevelBackend.open(o.data));
       const backend = pg?.backend ?? level!;
       // With PostgreSQL each replica keeps its own audit chain, in a file named after it. In the
       // --data the key database is in, also one named through "link/.." (inDir).
-      const audit = keep(await AuditLog.open(o.audit ?? inDir(o.data, pg ? `audit-${pg.replicaId}.jsonl` : 'audit.jsonl'), {
+      const audit = keep('the audit log', await AuditLog.open(o.audit ?? inDir(o.data, pg ? `audit-${pg.replicaId}.jsonl` : 'audit.jsonl'), {
         ...(o.auditRotateMb ? { rotateBytes: o.auditRotateMb * 2 ** 20 } : {}),
         onRotate: (s) => log({ event: 'audit-rotated', segment: s.path, firstSeq: s.firstSeq, lastSeq: s.lastSeq }),
         onRotateFailed: (e) => log({ event: 'audit-rotate-failed', code: e.code, detail: e.message }),
@@ -160,7 +161,7 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & Timeo
         }),
       };
     } finally {
-      for (const r of opened) await (serving || !r.closeUnused ? r.close() : r.closeUnused());
+      for (const { what, r } of opened) await closeWithin(P, what, () => (serving || !r.closeUnused ? r.close() : r.closeUnused()));
     }
   }))
   .requiredOption('--domain <name>', 'the policy domain', domainName)

@@ -51,6 +51,26 @@ export const TASK_GRACE_MS = 10_000;
  * says within STUCK_MS (2 s) that it is stuck in a call and leaves it; this is the bound behind that.
  */
 export const ABANDON_MS = 3_000;
+/**
+ * How long a stopping server waits for each thing it opened (a database, a store) to close once
+ * its requests are done or abandoned: one held by a call that never returns (a hung disk, a frozen
+ * PostgreSQL) is left to the process's exit.
+ */
+export const CLOSE_MS = 5_000;
+
+/**
+ * Closes what `close` closes, or, past CLOSE_MS, warns that `what` is left to the process's exit,
+ * which then comes once the result is written (it would otherwise wait for that call for ever).
+ */
+export async function closeWithin(program: string, what: string, close: () => Promise<void>): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<boolean>((r) => (timer = setTimeout(() => r(true), CLOSE_MS)));
+  const closed = await Promise.race([close().then(() => false), late]).finally(() => clearTimeout(timer));
+  if (!closed) return;
+  warn(program, `${what} did not close within ${CLOSE_MS / 1000} s (a call to it that does not return): it is left to the process's exit`);
+  exitOnceDone();
+}
+
 /** How long a stop gives the connections to take their answers before it closes them. */
 export const STOP_GRACE_MS = 10_000;
 

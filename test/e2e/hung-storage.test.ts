@@ -1,0 +1,73 @@
+// A key-server whose key database stops answering for some names (a hung disk, a frozen
+// database): the requests that reach them never settle, and that must cost neither the new
+// connections their answers nor a stop its end.
+
+import { expect } from 'chai';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { KeyClient } from '../../lib/keyclient/index.ts';
+import { ROOT } from '../support/helpers.ts';
+import { STOP_GRACE_MS, CLOSE_MS } from '../../cmd/common/server.ts';
+import { DRAIN_MS } from '../../lib/keyservice/server.ts';
+import { Domain, expectSuccess, sleep, type Machine } from './domain.ts';
+
+describe('e2e: key-server with storage that hangs', function () {
+  this.timeout(180_000);
+  let d: Domain;
+  let ks: Machine;
+  let alice: Machine;
+
+  before(async () => {
+    d = await Domain.create({ programs: ['key-server', 'client-alice'] });
+    [ks, alice] = await Promise.all([d.certify('ks-hang', 'key-server'), d.certify('alice', 'client-alice')]);
+  });
+  after(async () => d?.close());
+
+  it('serves a new connection once those whose requests hang have given up (their places among the answers given back), and a stop then ends within its bounds', async () => {
+    // The names stored first, by a server that reads them all (those it knows are not in memory after a restart).
+    const data = d.path('hang-data');
+    const value = randomBytes(16);
+    const first = await d.startKeyServer(ks, { data });
+    await d.withClient(first, alice, async (c) => {
+      await c.store('ok/k', value);
+      for (let i = 0; i < 32; i++) await c.store(`hang/${i}`, randomBytes(8));
+    });
+    expect(await first.child.stop()).to.deep.equal({ code: 0, signal: null });
+    const env = { NODE_OPTIONS: `--import ${join(ROOT, 'test/support/level-hangs.mjs')}`, LEVEL_HANGS: 'hang/' };
+    const server = await d.startKeyServer(ks, { data, env });
+    try {
+      // One address may take half of the 64 answers the server makes at once: 32 requests that
+      // hang, each on a connection its client gives up on after half a second.
+      const identity = await d.identity(alice);
+      const connect = () => KeyClient.connect({ host: '127.0.0.1', port: server.port, identity, policyCert: d.policyCert, serverMeasurements: [server.measurementHex], waits: { readTimeoutMs: 500 } });
+      const codes = await Promise.all(Array.from({ length: 32 }, async (_, i) => {
+        const c = await connect();
+        try {
+          return await c.retrieve(`hang/${i}`).then(() => 'ok', (e: { code?: string }) => e.code);
+        } finally {
+          await c.close();
+        }
+      }));
+      expect(codes).to.deep.equal(Array(32).fill('TIMEOUT'));
+      // Their clients ended their side: no answer comes, and the idle time (30 s) later each is cut,
+      // giving back its place (before, they held them until the server stopped).
+      const cut = () => (server.child.stderr.match(/ closed .*unanswered=1/g) ?? []).length;
+      for (const until = Date.now() + 60_000; cut() < 32 && Date.now() < until;) await sleep(200);
+      expect(cut(), server.child.stderr).to.equal(32);
+      const served = expectSuccess(await d.kc(alice, server, 'retrieve', ['ok/k', '--out', '-', '--timeout', '5']));
+      expect(served.stdout.equals(value)).to.equal(true);
+
+      // A store that hangs: the stop waits for it as long as the README says, and no longer.
+      const c = await connect();
+      expect(await c.store('hang/s', randomBytes(8)).then(() => 'ok', (e: { code?: string }) => e.code)).to.equal('TIMEOUT');
+      await c.close();
+      const began = Date.now();
+      process.kill(server.child.pid, 'SIGTERM');
+      expect(await server.child.exited, server.child.stderr).to.deep.equal({ code: 0, signal: null });
+      expect(Date.now() - began, server.child.stderr).to.be.below(STOP_GRACE_MS + DRAIN_MS + CLOSE_MS + 5_000);
+      expect(server.child.stderr).to.match(/warning: the key database did not close within \d+ s/).and.match(/key-server: stopped\n/);
+    } finally {
+      await server.child.stop('SIGKILL');
+    }
+  });
+});
