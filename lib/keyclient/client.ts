@@ -88,7 +88,7 @@ function refusal(r: KeyResponse, req: Partial<KeyRequest> & { action: Action; na
   // Its storage not answering is no refusal: the request may be tried again (exit 3).
   if (code === 'UNREACHABLE' || code === 'TIMEOUT') return new CertifierError(code, `the key-server could not ${action} ${name} now: its storage did not answer; try again`);
   // The client's own checks passed before it connected: the server's clock differs, or a date passed since.
-  if (code === 'CERT_EXPIRED') return new CertifierError(code, `the key-server refused to ${action} ${name}: by its clock, a certificate the request rests on (this machine's, the policy certificate or a role credential) is outside its validity; its log says which and when`);
+  if (code === 'CERT_EXPIRED') return new CertifierError(code, `the key-server refused to ${action} ${name}: by its clock, a certificate the request rests on (this machine's, the policy certificate, a role credential, or the key-server's own that this connection was opened with, which a new connection replaces) is outside its validity; its log says which and when`);
   // A store or delete carried out that its audit log could not record: not a refusal, since
   // another store would make another version. The server refuses everything after it.
   if (code === 'NOT_RECORDED') return notRecorded(r, req);
@@ -323,7 +323,22 @@ export class KeyClient {
     }
   }
 
-  private async exchange(req: Partial<KeyRequest> & { action: Action; name: string }): Promise<KeyResponse> {
+  /**
+   * Whether `r` refuses a request because `conn` outlived the key-server's certificate it was opened
+   * with: CERT_EXPIRED, and that certificate's end past by this machine's clock too. The server
+   * refuses such a request before carrying anything out, and a new connection gets the certificate
+   * in force (one renewed through --certifier), or is refused at its handshake when none is.
+   */
+  private outlivedServer(conn: ClientConnection<ValidatedPeer>, r: KeyResponse): boolean {
+    const end = conn.peer?.validUntil;
+    return r.errorCode === 'CERT_EXPIRED' && end !== undefined && Date.now() > end.getTime();
+  }
+
+  /**
+   * One request on a connection with room for it. One refused because the connection outlived the
+   * server's certificate is sent again, once, on a new connection: that one is used up.
+   */
+  private async exchange(req: Partial<KeyRequest> & { action: Action; name: string }, again = false): Promise<KeyResponse> {
     const counts = this.credential ? 2 : 1;
     // Taken at once where this connection has room (nearly always), rather than after a step.
     const conn = this.hasRoom(counts) ? this.take(counts) : await this.connection(counts);
@@ -339,6 +354,10 @@ export class KeyClient {
       this.release(conn);
     }
     if (r.status === 'auth-challenge') throw new CertifierError('CHALLENGE_FAILED', 'the key-server asked for an auth-challenge this client cannot answer');
+    if (r.status !== 'succeeded' && !again && this.outlivedServer(conn, r)) {
+      if (conn === this.conn) this.sent = Infinity; // no more requests on it: the next opens a new one
+      return this.exchange(req, true);
+    }
     if (r.status !== 'succeeded') throw refusal(r, req);
     return r;
   }

@@ -51,15 +51,17 @@ describe('e2e: key-server renews its certificate through simpleserver (--certifi
     });
   });
 
-  it('serves no more requests on a connection once its own certificate has ended (without --certifier): CERT_EXPIRED', async () => {
+  it('serves no more requests on a connection once its own certificate has ended (without --certifier): CERT_EXPIRED there, and at the handshake of the new connection the client then tries, naming the server\'s certificate', async () => {
     const ks = await d.certify('ks-ending', 'key-server');
     await ageCertificate(ks.store, { endsInMs: 3_000 });
     await d.withKeyServer(ks, {}, async (server) => {
       await d.withClient(server, alice, async (c) => {
         await c.store('ending/k', randomBytes(8));
         await server.child.waitForLog(/ identity-expired /, 0, 10_000);
-        const e = await c.store('ending/k', randomBytes(8)).then(() => undefined, (err: unknown) => err as { code?: string });
+        // Refused on its connection, then sent again on a new one, whose handshake meets the ended certificate.
+        const e = await c.store('ending/k', randomBytes(8)).then(() => undefined, (err: unknown) => err as { code?: string; message?: string });
         expect(e?.code).to.equal('CERT_EXPIRED');
+        expect(e?.message).to.match(/^127\.0\.0\.1:\d+ presented a certificate outside its validity \(CERT_HAS_EXPIRED/).and.contain("a key-server: cert-utility init-trust, or --certifier");
       });
       expect(server.child.stderr).to.match(/ request .*decision=deny code=CERT_EXPIRED .*detail="this key-server's own certificate ended at /);
     });

@@ -48,6 +48,19 @@ describe('key-server: start and stop', function () {
     return dir;
   };
   const open = (dir: string) => Cryptstore.open(dir, new KeyFileProtector(storeKey));
+  /**
+   * Puts in `ks` a certificate of its key ending in under five seconds (issued 56 s back, a minute
+   * being the shortest a certifier gives), time enough for a busy machine to start the server and
+   * renew; returns the identity it held, the ten-minute one, for the renewal to bring.
+   */
+  const endingSoon = async (ks: Cryptstore) => {
+    const renewed = await loadIdentity(ks, domain, policyCert);
+    const issued = Math.floor(Date.now() / 1000) * 1000 - 56_000;
+    await ks.put(admissionCertTag(domain), await issueAdmissionCert({
+      policyKey, policyCert, subjectPublicKey: publicKeyOf(renewed.key), measurement: ksM, platform: SIMULATED_ENCLAVE, domain, validitySeconds: 60, now: new Date(issued),
+    }), { type: 'X509-der-cert', exportable: true });
+    return renewed;
+  };
 
   before(async () => {
     tmp = tempDir('ks-server-');
@@ -142,14 +155,8 @@ describe('key-server: start and stop', function () {
     const events: Record<string, unknown>[] = [];
     let server: ChannelServer | undefined;
     try {
-      // The renewal brings the ten-minute certificate; it starts with one of the same key that
-      // ends in under five seconds (issued 56 s back, a minute being the shortest a certifier
-      // gives), time enough for a busy machine to start the server and renew.
-      const renewed = await loadIdentity(ks, domain, policyCert);
-      const issued = Math.floor(Date.now() / 1000) * 1000 - 56_000;
-      await ks.put(admissionCertTag(domain), await issueAdmissionCert({
-        policyKey, policyCert, subjectPublicKey: publicKeyOf(renewed.key), measurement: ksM, platform: SIMULATED_ENCLAVE, domain, validitySeconds: 60, now: new Date(issued),
-      }), { type: 'X509-der-cert', exportable: true });
+      // The renewal brings the ten-minute certificate; it starts with one ending in under five seconds.
+      const renewed = await endingSoon(ks);
       const started = await startKeyServer({
         store: ks, domain, policyCert, backend, host: '127.0.0.1', port: 0, log: (r) => void events.push(r as Record<string, unknown>),
         renewal: { recertify: async () => renewed, minGapMs: 50, justFailed: true },
@@ -163,6 +170,46 @@ describe('key-server: start and stop', function () {
       await server?.close(0).catch(() => {});
       await backend.close();
       await ks.close();
+    }
+  });
+
+  it('a client whose connection outlives the server\'s certificate, renewed meanwhile, is served on a new connection: the refusal (CERT_EXPIRED) is sent again there, once', async () => {
+    const ks = await open(await certified('ks-across', ksM));
+    const kc = await open(await certified('kc-across', kcM));
+    const backend = await LevelBackend.open(join(tmp.dir, 'across-data'));
+    const events: Record<string, unknown>[] = [];
+    let server: ChannelServer | undefined;
+    let client: KeyClient | undefined;
+    let renew = () => {};
+    const renewing = new Promise<void>((r) => (renew = r));
+    try {
+      // It starts with a certificate ending in under five seconds; the renewal waits until the
+      // client's connection is open, so that connection keeps the first certificate.
+      const renewed = await endingSoon(ks);
+      const started = await startKeyServer({
+        store: ks, domain, policyCert, backend, host: '127.0.0.1', port: 0, log: (r) => void events.push(r as Record<string, unknown>),
+        renewal: { recertify: async () => (await renewing, renewed), minGapMs: 50, justFailed: true },
+      });
+      server = started.server;
+      client = await KeyClient.connect({ host: '127.0.0.1', port: server.address.port, identity: await loadIdentity(kc, domain, policyCert), policyCert });
+      expect(await client.store('across/k', utf8('one'))).to.equal(1);
+      renew();
+      for (let i = 0; i < 200 && !events.some((e) => e.event === 'identity-renewed'); i++) await sleep(20);
+      expect(events.map((e) => e.event), 'renewed').to.include('identity-renewed');
+      await sleep(started.identity.notAfter.getTime() - Date.now() + 500);
+      // The first connection is refused now (its certificate ended); the request goes again on a new one.
+      expect(await client.store('across/k', utf8('two'))).to.equal(2);
+      expect(Buffer.from((await client.retrieve('across/k')).blob).toString()).to.equal('two');
+      const refused = events.filter((e) => e.event === 'request' && e.code === 'CERT_EXPIRED');
+      expect(refused, 'one refusal, on the first connection').to.have.length(1);
+      expect(String(refused[0]!.detail)).to.contain("this key-server's own certificate ended at");
+    } finally {
+      renew();
+      await client?.close().catch(() => {});
+      await server?.close(0).catch(() => {});
+      await backend.close();
+      await ks.close();
+      await kc.close();
     }
   });
 
