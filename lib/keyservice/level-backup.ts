@@ -101,7 +101,7 @@ export abstract class LevelBackup extends LevelCore {
     return Promise.race([run, stuck]);
   }
 
-  private async copyTo(dir: string, signal: AbortSignal | undefined, partial: { path?: string }): Promise<{ records: number; path: string; keyId?: string }> {
+  private async copyTo(dir: string, signal: AbortSignal | undefined, partial: { path?: string } = {}): Promise<{ records: number; path: string; keyId?: string }> {
     const goOn = () => {
       if (signal?.aborted) throw new CertifierError('TIMEOUT', `the backup to ${dir} was abandoned before it was whole (the key-server is stopping); its partial copy is removed`);
     };
