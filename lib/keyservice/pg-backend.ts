@@ -4,7 +4,8 @@
 //   key_server_names    (name, high)    the highest version ever assigned to a name; never lowered,
 //                                       so a deleted version number is never reused
 //   key_server_records  (name, version, type, exportable, time_entered, size, ciphertext)
-//   key_server_meta     (key, value)    'storage_key_id': the id of the storage key records use
+//   key_server_meta     (key, value)    'storage_key_id': the id of the storage key records use;
+//                                       'tables_id': a random id these tables were made with
 // Names are COLLATE "C" (code point order, as LevelDB's UTF-8 byte order), whatever the
 // database's own collation. The database only ever sees ciphertext and metadata. The tables are
 // in the first schema of search_path at start; every connection after that searches pg_catalog,
@@ -23,7 +24,8 @@
 // the replicas run gets no record sealed under the wrong key. It then reads the schema version and
 // refuses (STORE_FORMAT) tables a newer key-server upgraded since this one started, or whose
 // version is gone. A connection in use reads both again every 30 s; in between, a connection
-// already checked costs no extra query.
+// already checked costs no extra query. With the version it reads the tables' id, and refuses
+// (STORE_FORMAT) tables put in place of those it started on, under the same schema name.
 //
 // Rows written by someone else: no field is read longer than key-server writes it (a ciphertext
 // over the largest sealed value is refused unread; a name, type, time or key id is read clipped,
@@ -42,7 +44,7 @@ import {
   checkAfter, checkBuilt, checkExpected, checkName, checkPrefix, checkVersion, deleteUnknown, listLimit, MAX_NAME_LENGTH, nextVersion, outcomeUnknown, storeUnknown,
   versionConflict, type KeyBackend, type ListOptions, type RecordInfo, type StoredRecord, type UnknownChange,
 } from './backend.ts';
-import { SESSION_SETTINGS, migrate, PIN_SCHEMA, SCHEMA_VERSION, storageError, TOO_MANY_CONNECTIONS, type Query } from './pg-schema.ts';
+import { SESSION_SETTINGS, migrate, PIN_SCHEMA, SCHEMA_VERSION, storageError, TABLES_ID, TOO_MANY_CONNECTIONS, type Query } from './pg-schema.ts';
 import { MAX_KEY_VALUE_BYTES } from './keystore.ts';
 import { SEAL_OVERHEAD } from '../crypto/index.ts';
 import { PgSockets } from './pg-sockets.ts';
@@ -86,7 +88,7 @@ export interface PgBackendOptions {
  */
 const FIELD_CHARS = 64;
 const BOUND_KEY = `SELECT pg_catalog.left(value, ${FIELD_CHARS}) AS value FROM key_server_meta WHERE key = 'storage_key_id'`;
-const SCHEMA = 'SELECT version FROM key_server_schema';
+const SCHEMA = `SELECT version, (${TABLES_ID}) AS tables FROM key_server_schema`;
 /** How often a connection in use reads the storage key and the schema version again. */
 const RECHECK_MS = 30_000;
 /** SQLSTATE undefined_table. */
@@ -142,6 +144,8 @@ export class PgBackend implements KeyBackend {
   private limitedAt: number | undefined;
   /** The schema of key-server's tables, found at start (migrate), which every later connection's search_path is pinned to. */
   private schema: string | undefined;
+  /** The identity of those tables (TABLES_ID), read at start: others put in their place are refused. */
+  private tablesId: string | undefined;
   /** Each new connection's SESSION_SETTINGS query, until connect() has seen it succeed. */
   private readonly settings = new WeakMap<PoolClient, Promise<unknown>>();
 
@@ -178,7 +182,7 @@ export class PgBackend implements KeyBackend {
       b.settings.set(client, set);
     });
     try {
-      b.schema = (await b.transaction((q) => migrate(q))).schema;
+      ({ schema: b.schema, tablesId: b.tablesId } = await b.transaction((q) => migrate(q)));
     } catch (e) {
       await sockets.endWithin(() => pool.end(), o.closeGraceMs);
       throw e;
@@ -377,8 +381,9 @@ export class PgBackend implements KeyBackend {
     // A newer key-server upgraded the tables while this one ran (a rolling upgrade across a schema
     // change), or key_server_schema was dropped: this replica no longer knows what it reads.
     let schema: number | undefined;
+    let tables: string | null | undefined;
     try {
-      schema = (await client.query<{ version: number }>(SCHEMA)).rows[0]?.version;
+      ({ version: schema, tables } = (await client.query<{ version: number; tables: string | null }>(SCHEMA)).rows[0] ?? {});
     } catch (e) {
       client.release(true);
       throw (e as { code?: unknown }).code === UNDEFINED_TABLE ? schemaGone() : this.failure(e);
@@ -386,6 +391,10 @@ export class PgBackend implements KeyBackend {
     if (schema === undefined || schema > SCHEMA_VERSION) {
       client.release(true);
       throw schema === undefined ? schemaGone() : new CertifierError('STORE_FORMAT', `the key database was upgraded to key-server schema version ${schema} while this replica (schema ${SCHEMA_VERSION}) ran: it reads and writes nothing there; upgrade it`);
+    }
+    if (tables !== this.tablesId) {
+      client.release(true);
+      throw new CertifierError('STORE_FORMAT', `the key database's tables were replaced while this replica ran (the schema "${this.schema}" now holds ${tables ? `tables ${tables}` : 'tables of no recorded id'}, not the tables ${this.tablesId} it started on; a schema renamed away and another made under its name?): it reads and writes nothing there; put the tables back, or restart it to serve the new ones`, { details: { tablesId: this.tablesId ?? null, found: tables ?? null } });
     }
     this.checked.set(client, performance.now());
     return client;

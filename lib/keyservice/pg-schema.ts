@@ -10,6 +10,7 @@
 // status 3); a set-up mistake at start (no such database, a login or right refused) says which;
 // anything else is INTERNAL, with the detail kept for the server log.
 
+import { randomBytes, toHex } from '../crypto/index.ts';
 import { CertifierError } from '../errors/index.ts';
 
 /** One statement in the current transaction: its rows. */
@@ -61,6 +62,15 @@ export const PIN_SCHEMA = 'SELECT pg_catalog.set_config(\'search_path\', pg_cata
 /** pg_advisory_xact_lock's key for schema changes: "keysrvr1" as a big-endian 64-bit integer. */
 const SCHEMA_LOCK = '7738725071454630449';
 
+/**
+ * The identity of one set of key-server tables, read at start and on each check of a connection
+ * (pg-backend.ts): tables of the same names put in their place while a replica runs (their schema
+ * renamed away and another made under its name, by hand or by a replica starting over it with the
+ * same storage key) carry another, and the replica reads and writes nothing there. Clipped as every
+ * field read is: the one written is 32 hex digits.
+ */
+export const TABLES_ID = `SELECT pg_catalog.left(value, 64) FROM key_server_meta WHERE key = 'tables_id'`;
+
 /** MIGRATIONS[n - 1] takes the schema from version n - 1 to n. */
 const MIGRATIONS: string[][] = [
   [
@@ -88,7 +98,7 @@ const TABLES = ['key_server_names', 'key_server_records', 'key_server_meta'];
  * first of search_path, which the connection's search_path is then pinned to (PIN_SCHEMA) once the
  * transaction commits.
  */
-export async function migrate(q: Query): Promise<{ from: number; to: number; schema: string }> {
+export async function migrate(q: Query): Promise<{ from: number; to: number; schema: string; tablesId: string }> {
   await q('SELECT pg_catalog.pg_advisory_xact_lock($1)', [SCHEMA_LOCK]);
   const [enc] = await q<{ server_encoding: string }>('SHOW server_encoding');
   if (enc?.server_encoding !== 'UTF8') {
@@ -116,9 +126,12 @@ export async function migrate(q: Query): Promise<{ from: number; to: number; sch
   if (from !== SCHEMA_VERSION) {
     await q('INSERT INTO key_server_schema (version) VALUES ($1) ON CONFLICT (only_row) DO UPDATE SET version = EXCLUDED.version', [SCHEMA_VERSION]);
   }
-  const schema = (await q<{ schema: string }>('SELECT pg_catalog.current_schema() AS schema'))[0]!.schema;
-  await q(PIN_SCHEMA, [schema]);
-  return { from, to: SCHEMA_VERSION, schema };
+  // Made once with the tables (or by the first start of a key-server that records it, over older
+  // ones), never changed: a dump restored keeps it, tables made anew get another.
+  await q("INSERT INTO key_server_meta (key, value) VALUES ('tables_id', $1) ON CONFLICT (key) DO NOTHING", [toHex(randomBytes(16))]);
+  const [ids] = await q<{ schema: string; tables: string }>(`SELECT pg_catalog.current_schema() AS schema, (${TABLES_ID}) AS tables`);
+  await q(PIN_SCHEMA, [ids!.schema]);
+  return { from, to: SCHEMA_VERSION, schema: ids!.schema, tablesId: ids!.tables };
 }
 
 /**

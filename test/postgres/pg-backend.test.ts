@@ -374,6 +374,28 @@ if (!bin) {
         }
       });
 
+      it('refuses with STORE_FORMAT, writing nothing, once its tables are replaced by others under the same schema name while it runs (renamed away, and a replica of the same storage key started over an empty schema of that name), where it numbered versions again from 1', async () => {
+        const url = `${await freshDb()}?options=-c%20search_path%3Dkeys`;
+        const db = `contract_${n}`;
+        await server.psql(db, 'CREATE SCHEMA keys');
+        const b = await track(PgBackend.open({ url, poolSize: 1, recheckMs: 200 }));
+        await b.bindStorageKey('11'.repeat(16));
+        await b.append('sw/a', (v) => recordFor('sw/a', v));
+        await server.psql(db, 'ALTER SCHEMA keys RENAME TO keys_old; CREATE SCHEMA keys');
+        const fresh = await track(open(url));
+        await fresh.bindStorageKey('11'.repeat(16));
+        await new Promise((r) => setTimeout(r, 300));
+        const e = await rejects(b.append('sw/a', (v) => recordFor('sw/a', v)), 'STORE_FORMAT');
+        expect(e.message).to.contain('replaced while this replica ran');
+        await rejects(b.get('sw/a', 0), 'STORE_FORMAT');
+        expect(await server.psql(db, 'SELECT count(*) FROM keys.key_server_records', ['-tA'])).to.equal('0\n');
+        expect(await server.psql(db, 'SELECT count(*) FROM keys_old.key_server_records', ['-tA'])).to.equal('1\n');
+        // The tables it started on, back under their name: it serves them again.
+        await server.psql(db, 'ALTER SCHEMA keys RENAME TO keys_new; ALTER SCHEMA keys_old RENAME TO keys');
+        await new Promise((r) => setTimeout(r, 300));
+        expect((await b.append('sw/a', (v) => recordFor('sw/a', v))).version).to.equal(2);
+      });
+
       it('lets a delete of every version wait for an append of the name in flight on another replica, and delete its version too', async () => {
         const url = await freshDb();
         const db = `contract_${n}`;
