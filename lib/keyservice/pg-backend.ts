@@ -29,7 +29,8 @@
 //
 // Rows written by someone else: no field is read longer than key-server writes it (a ciphertext
 // over the largest sealed value is refused unread; a name, type, time or key id is read clipped,
-// and KeyStore refuses it), so a huge row costs the replica neither its memory nor its life.
+// and KeyStore refuses it), so a huge row costs the replica neither its memory nor its life. No
+// message of the database's is read past MAX_MESSAGE_BYTES either: its connection is cut.
 //
 // Failure: connections and queries are bounded (connect and query timeouts), and a failure of
 // the database becomes UNREACHABLE or TIMEOUT (retryable, exit status 3) rather than a hang,
@@ -38,7 +39,7 @@
 // A connection the database refuses for its connection limit, while the pool holds others, is
 // waited for on those instead (connect()).
 
-import type { Pool, PoolClient } from 'pg';
+import type { ClientConfig, Pool, PoolClient } from 'pg';
 import { CertifierError } from '../errors/index.ts';
 import {
   checkAfter, checkBuilt, checkExpected, checkName, checkPrefix, checkVersion, deleteUnknown, listLimit, MAX_NAME_LENGTH, nextVersion, outcomeUnknown, storeUnknown,
@@ -47,7 +48,7 @@ import {
 import { SESSION_SETTINGS, migrate, PIN_SCHEMA, SCHEMA_VERSION, storageError, TABLES_ID, TOO_MANY_CONNECTIONS, type Query } from './pg-schema.ts';
 import { MAX_KEY_VALUE_BYTES } from './keystore.ts';
 import { SEAL_OVERHEAD } from '../crypto/index.ts';
-import { PgSockets } from './pg-sockets.ts';
+import { boundMessages, PgSockets } from './pg-sockets.ts';
 
 /**
  * The pg driver, loaded when a PostgreSQL backend is first used rather than with this module:
@@ -57,6 +58,24 @@ import { PgSockets } from './pg-sockets.ts';
  */
 export async function loadPg(): Promise<typeof import('pg').default> {
   return (await import('pg')).default;
+}
+
+/**
+ * The longest message the database may send: twice the longest key-server asks for, a row holding
+ * a value of the largest size sealed, as bytea's hex text (a row of a list, its fields read at
+ * their longest, is under 2 KB). Past it the connection is cut (boundMessages), where the driver
+ * would read a message of up to 4 GiB whole.
+ */
+export const MAX_MESSAGE_BYTES = 4 * (MAX_KEY_VALUE_BYTES + SEAL_OVERHEAD);
+
+/** The driver's Client, the database's messages to it bounded to `maxBytes` (boundMessages). */
+export async function boundedClient(maxBytes = MAX_MESSAGE_BYTES): Promise<typeof import('pg').Client> {
+  return class extends (await loadPg()).Client {
+    constructor(config?: string | ClientConfig) {
+      super(config);
+      boundMessages(this, maxBytes);
+    }
+  };
 }
 
 export interface PgBackendOptions {
@@ -78,6 +97,8 @@ export interface PgBackendOptions {
   closeGraceMs?: number;
   /** How long after the connection limit refused one the pool stays at the connections it held (default 5 s; tests). */
   limitRetryMs?: number;
+  /** The longest message the database may send before the connection is cut (default MAX_MESSAGE_BYTES; tests). */
+  maxMessageBytes?: number;
 }
 
 /**
@@ -159,7 +180,7 @@ export class PgBackend implements KeyBackend {
     const sockets = new PgSockets();
     const max = o.poolSize ?? 10;
     const pool = new (await loadPg()).Pool({
-      stream: sockets.make, connectionString: o.url, max, connectionTimeoutMillis: o.connectTimeoutMs ?? 3_000,
+      Client: await boundedClient(o.maxMessageBytes), stream: sockets.make, connectionString: o.url, max, connectionTimeoutMillis: o.connectTimeoutMs ?? 3_000,
       // lock_timeout as long as a statement may take (the driver sends no 0): a database default
       // shorter than that failed stores that queue on a name's row lock, as TIMEOUT.
       query_timeout: timeout, statement_timeout: timeout, lock_timeout: timeout, idle_in_transaction_session_timeout: 2 * timeout,

@@ -21,7 +21,7 @@
 import { createHash } from 'node:crypto';
 import type { Client } from 'pg';
 import { CertifierError } from '../errors/index.ts';
-import { loadPg } from './pg-backend.ts';
+import { boundedClient } from './pg-backend.ts';
 import { SESSION_SETTINGS, storageError } from './pg-schema.ts';
 import { PgSockets } from './pg-sockets.ts';
 
@@ -112,7 +112,7 @@ export class ReplicaIdLock {
   /** One try: 'held', the holder of the id when another holds it, or the database's failure. */
   private async attempt(): Promise<'held' | Holder | CertifierError> {
     const timeout = this.o.queryTimeoutMs ?? 5_000;
-    const client = new (await loadPg()).Client({
+    const client = new (await boundedClient())({
       stream: this.sockets.make, connectionString: this.o.url, connectionTimeoutMillis: this.o.connectTimeoutMs ?? 3_000, query_timeout: timeout, statement_timeout: timeout,
       keepAlive: true, keepAliveInitialDelayMillis: 10_000, application_name: `key-server-lock ${this.o.replicaId}`,
     });

@@ -575,6 +575,32 @@ if (!bin) {
         expect(((await rejects(b.get('long', 1), 'WRONG_KEY')).message.length)).to.be.below(1000);
       });
 
+      it('cuts a connection on which the database sends a message longer than any answer key-server asks for (a notice of a trigger added to its tables, here), refusing the request with INTEGRITY before the rest is read, and serves on once it stops', async () => {
+        // The driver reads a message whole, up to 4 GiB: a compromised database could make a replica run out of memory.
+        const url = await freshDb();
+        const db = `contract_${n}`;
+        const b = await track(PgBackend.open({ url, maxMessageBytes: 64 * 1024 }));
+        await b.bindStorageKey('11'.repeat(16));
+        await b.append('loud', (v) => recordFor('loud', v));
+        await server.psql(db, `CREATE FUNCTION loud() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE NOTICE '%', repeat('x', 200000); RETURN NEW; END $$;
+          CREATE TRIGGER loud BEFORE INSERT ON key_server_records FOR EACH ROW EXECUTE FUNCTION loud()`);
+        const e = await rejects(b.append('loud', (v) => recordFor('loud', v)), 'INTEGRITY');
+        expect(e.message).to.contain('more than the 65536 of any answer key-server asks for');
+        expect(await server.psql(db, 'SELECT max(version) FROM key_server_records', ['-tA'])).to.equal('1\n');
+        await server.psql(db, 'DROP TRIGGER loud ON key_server_records');
+        expect((await b.append('loud', (v) => recordFor('loud', v))).version).to.equal(2);
+      });
+
+      it('reads within that bound every answer key-server asks for: a value of the largest size, and a list page of 1,001 rows whose fields are read at their longest', async () => {
+        const { db, ks } = await keyStoreOnFreshDb();
+        const value = randomBytes(MAX_KEY_VALUE_BYTES);
+        await ks.store('big', value, { type: 'binary-blob', exportable: true });
+        expect(Buffer.from((await ks.fetch('big')).value).equals(value)).to.equal(true);
+        // Names, types and times of four-byte characters, as long as they are read (clipped).
+        await server.psql(db, `INSERT INTO key_server_records SELECT 'wide/' || i || repeat('😀', 300), 1, repeat('😀', 100), true, repeat('😀', 100), 1, '\\x00' FROM generate_series(1, 1001) i`);
+        expect(await ks.backend.list('wide/', { limit: 1001 })).to.have.length(1001);
+      });
+
       it('lists in the order of the primary key\'s index, not of the clipped name read (which would sort every row under the prefix for each page)', async () => {
         const url = await freshDb();
         const b = await track(open(url));
