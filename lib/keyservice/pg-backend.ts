@@ -32,7 +32,8 @@
 // and KeyStore refuses it), so a huge row costs the replica neither its memory nor its life. No
 // message of the database's is read past MAX_MESSAGE_BYTES either: its connection is cut.
 //
-// Failure: connections and queries are bounded (connect and query timeouts), and a failure of
+// Failure: a request's whole time in the database is bounded (Deadline: its wait for a connection,
+// the connection's opening, settings and checks, and its statements, together), and a failure of
 // the database becomes UNREACHABLE or TIMEOUT (retryable, exit status 3) rather than a hang,
 // except where a change's COMMIT was sent and its answer lost: OUTCOME_UNKNOWN, as it may have
 // been committed; the pool drops broken connections and makes new ones, so service resumes by itself.
@@ -48,6 +49,7 @@ import {
 import { SESSION_SETTINGS, migrate, PIN_SCHEMA, SCHEMA_VERSION, storageError, TABLES_ID, TOO_MANY_CONNECTIONS, type Query } from './pg-schema.ts';
 import { MAX_KEY_VALUE_BYTES } from './keystore.ts';
 import { SEAL_OVERHEAD } from '../crypto/index.ts';
+import { Deadline } from './pg-deadline.ts';
 import { boundMessages, PgSockets } from './pg-sockets.ts';
 
 /**
@@ -85,7 +87,10 @@ export interface PgBackendOptions {
   poolSize?: number;
   /** Time allowed to open a connection (default 3 s). */
   connectTimeoutMs?: number;
-  /** Time allowed for one statement, enforced by the client and the server (default 5 s). */
+  /**
+   * Time allowed for one request in all (default 5 s): getting a connection, its checks and every
+   * statement (Deadline); the server's limit on each statement and each lock wait as well.
+   */
   queryTimeoutMs?: number;
   /** Events worth a log line (connections lost in the background). */
   log?: (record: { event: string; [k: string]: unknown }) => void;
@@ -116,6 +121,8 @@ const RECHECK_MS = 30_000;
 const UNDEFINED_TABLE = '42P01';
 /** After a connection refused for the limit, how long before the pool may try its full size again (connect()). */
 const LIMIT_RETRY_MS = 5_000;
+/** How many requests' time a start's migration is given: it may wait for another replica's first. */
+const MIGRATION_REQUESTS = 4;
 /**
  * Raises the name's high-water mark to the next version, under its row lock: one more than the
  * mark or than the highest stored version, whichever is higher, so a mark lowered or removed
@@ -203,7 +210,7 @@ export class PgBackend implements KeyBackend {
       b.settings.set(client, set);
     });
     try {
-      ({ schema: b.schema, tablesId: b.tablesId } = await b.transaction((q) => migrate(q)));
+      ({ schema: b.schema, tablesId: b.tablesId } = await b.transaction((q) => migrate(q), undefined, MIGRATION_REQUESTS * timeout));
     } catch (e) {
       await sockets.endWithin(() => pool.end(), o.closeGraceMs);
       throw e;
@@ -318,9 +325,10 @@ export class PgBackend implements KeyBackend {
 
   /** One statement on any pooled connection; database failures become CertifierErrors. */
   private async query<R>(sql: string, params: unknown[] = []): Promise<R[]> {
-    const client = await this.acquire();
+    const time = this.deadline();
+    const client = await this.acquire(time);
     try {
-      const rows = (await client.query(sql, params)).rows as R[];
+      const rows = await time.query<R>(client, sql, params);
       client.release();
       return rows;
     } catch (e) {
@@ -338,12 +346,12 @@ export class PgBackend implements KeyBackend {
    * A new connection is handed out once its SESSION_SETTINGS are in force; one they failed on is
    * dropped, and the request fails: key-server never works without them.
    */
-  private async connect(): Promise<PoolClient> {
-    const client = await this.pooled();
+  private async connect(time: Deadline): Promise<PoolClient> {
+    const client = await this.pooled(time);
     const set = this.settings.get(client);
     if (set === undefined) return client;
     try {
-      await set;
+      await time.race(set, () => {});
     } catch (e) {
       client.release(true);
       throw this.failure(e);
@@ -353,7 +361,7 @@ export class PgBackend implements KeyBackend {
   }
 
   /** A connection from the pool, waited for on those the replica holds when the limit refuses a new one (connect()). */
-  private async pooled(): Promise<PoolClient> {
+  private async pooled(time: Deadline): Promise<PoolClient> {
     // A busy pool's connections never idle out, so 'remove' alone could leave it at the lowered
     // size for good after a limit reached once: a while later, it tries its full size again.
     if (this.limitedAt !== undefined && performance.now() - this.limitedAt >= (this.o.limitRetryMs ?? LIMIT_RETRY_MS)) {
@@ -363,7 +371,7 @@ export class PgBackend implements KeyBackend {
     const until = performance.now() + (this.o.connectTimeoutMs ?? 3_000);
     for (;;) {
       try {
-        return await this.pool.connect();
+        return await time.race(this.pool.connect(), (late) => late.release());
       } catch (e) {
         const open = this.pool.totalCount;
         if ((e as { code?: unknown }).code !== TOO_MANY_CONNECTIONS || open === 0 || performance.now() >= until) throw this.failure(e);
@@ -377,17 +385,17 @@ export class PgBackend implements KeyBackend {
    * A pooled connection; once a storage key is bound, a connection not used since is first
    * checked to reach a database bound to that key, and destroyed if it does not.
    */
-  private async acquire(): Promise<PoolClient> {
+  private async acquire(time: Deadline): Promise<PoolClient> {
     this.checkOpen();
     const refused = this.gate?.();
     if (refused) throw refused;
-    const client = await this.connect();
+    const client = await this.connect(time);
     const want = this.boundKey;
     const at = this.checked.get(client);
     if (want === undefined || (at !== undefined && performance.now() - at < this.recheckMs)) return client;
     let bound: string | undefined;
     try {
-      bound = (await client.query<{ value: string }>(BOUND_KEY)).rows[0]?.value;
+      bound = (await time.query<{ value: string }>(client, BOUND_KEY))[0]?.value;
     } catch (e) {
       // No key-server tables at all: a database that records no key.
       if ((e as { code?: unknown }).code !== UNDEFINED_TABLE) {
@@ -404,7 +412,7 @@ export class PgBackend implements KeyBackend {
     let schema: number | undefined;
     let tables: string | null | undefined;
     try {
-      ({ version: schema, tables } = (await client.query<{ version: number; tables: string | null }>(SCHEMA)).rows[0] ?? {});
+      ({ version: schema, tables } = (await time.query<{ version: number; tables: string | null }>(client, SCHEMA))[0] ?? {});
     } catch (e) {
       client.release(true);
       throw (e as { code?: unknown }).code === UNDEFINED_TABLE ? schemaGone() : this.failure(e);
@@ -429,12 +437,13 @@ export class PgBackend implements KeyBackend {
    * change (`changed` says which, from fn's result) that is OUTCOME_UNKNOWN. One the database
    * refused (an answer with a SQLSTATE) was rolled back.
    */
-  private async transaction<T>(fn: (q: Query) => Promise<T>, changed?: (out: T) => UnknownChange | undefined): Promise<T> {
-    const client = await this.acquire();
+  private async transaction<T>(fn: (q: Query) => Promise<T>, changed?: (out: T) => UnknownChange | undefined, ms?: number): Promise<T> {
+    const time = this.deadline(ms);
+    const client = await this.acquire(time);
     let dbFailed = false;
     const q: Query = async <R>(sql: string, params: unknown[] = []) => {
       try {
-        return (await client.query(sql, params)).rows as R[];
+        return await time.query<R>(client, sql, params);
       } catch (e) {
         dbFailed = true;
         throw this.failure(e);
@@ -449,7 +458,7 @@ export class PgBackend implements KeyBackend {
       await q('BEGIN ISOLATION LEVEL READ COMMITTED');
       const out = await fn(q);
       try {
-        await client.query('COMMIT');
+        await time.query(client, 'COMMIT');
       } catch (e) {
         dbFailed = true;
         const change = changed?.(out);
@@ -462,7 +471,7 @@ export class PgBackend implements KeyBackend {
       let discard = dbFailed;
       if (!discard) {
         try {
-          await client.query('ROLLBACK');
+          await time.query(client, 'ROLLBACK');
         } catch {
           discard = true;
         }
@@ -470,6 +479,11 @@ export class PgBackend implements KeyBackend {
       client.release(discard ? true : undefined);
       throw e;
     }
+  }
+
+  /** The time one request is given in the database, from now (`ms`: another, for a start's migration). */
+  private deadline(ms = this.o.queryTimeoutMs ?? 5_000): Deadline {
+    return new Deadline(ms);
   }
 
   /** A failure of the database: a set-up mistake until the storage key is bound, a storage failure after. */

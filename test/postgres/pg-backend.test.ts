@@ -431,7 +431,8 @@ if (!bin) {
         const loseCommitAnswer = () => {
           pg.Client.prototype.query = async function (this: pg.Client, ...args: unknown[]) {
             const out = await (query as (...a: unknown[]) => Promise<unknown>).apply(this, args);
-            if (args[0] !== 'COMMIT') return out;
+            // A statement is sent as its text, or as a config naming it (with its share of the request's time).
+            if ((typeof args[0] === 'string' ? args[0] : (args[0] as { text?: unknown }).text) !== 'COMMIT') return out;
             pg.Client.prototype.query = query;
             throw new Error('Connection terminated unexpectedly');
           } as typeof query;
@@ -609,7 +610,8 @@ if (!bin) {
         const sent: { sql: string; params: unknown[] }[] = [];
         const query = pg.Client.prototype.query;
         pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
-          if (typeof args[0] === 'string' && args[0].includes('FROM key_server_records WHERE name >=')) sent.push({ sql: args[0], params: args[1] as unknown[] });
+          const [sql, params] = typeof args[0] === 'string' ? [args[0], args[1]] : [(args[0] as { text: string }).text, (args[0] as { values?: unknown }).values];
+          if (sql.includes('FROM key_server_records WHERE name >=')) sent.push({ sql, params: params as unknown[] });
           return (query as (...a: unknown[]) => unknown).apply(this, args);
         } as typeof query;
         try {
@@ -752,6 +754,33 @@ if (!bin) {
         }
         expect((await b.get('k', 0))!.version).to.equal(1);
         expect((await b.append('k', (v) => recordFor('k', v))).version).to.equal(2);
+      });
+
+      it('bounds a request\'s whole time in the database by the one statement limit: one queued behind a stalled request for the only connection fails when its time is up, rather than wait for the connection and then a statement\'s full limit again', async function () {
+        this.timeout(30_000);
+        const url = await freshDb();
+        const db = `contract_${n}`;
+        const b = await track(PgBackend.open({ url, poolSize: 1, queryTimeoutMs: 2_000 }));
+        for (const name of ['st/a', 'st/b']) await b.append(name, (v) => recordFor(name, v));
+        // Another replica stalled holding both names' row locks.
+        const stalled = new pg.Client({ connectionString: url });
+        await stalled.connect();
+        try {
+          await stalled.query("BEGIN; SELECT 1 FROM key_server_names WHERE name IN ('st/a', 'st/b') FOR UPDATE");
+          const first = b.append('st/a', (v) => recordFor('st/a', v));
+          first.catch(() => {});
+          await lockWaiter(db, () => false);
+          const t0 = performance.now();
+          const e = await rejects(b.append('st/b', (v) => recordFor('st/b', v)), 'TIMEOUT');
+          const took = performance.now() - t0;
+          expect(e.message).to.contain('within the 2 s a request is given');
+          // It could not fail before the first request's 2 s and then its own statement's 2 s had passed: 4 s.
+          expect(took, 'its own 2 s, not the 4 s of both limits one after the other').to.be.below(3_500);
+          await rejects(first, 'TIMEOUT');
+        } finally {
+          await stalled.end();
+        }
+        expect((await b.append('st/b', (v) => recordFor('st/b', v))).version).to.equal(2);
       });
 
       it('closes within a bound while the database never answers, its connections cut (a replica stopped during a freeze or partition exits)', async function () {
