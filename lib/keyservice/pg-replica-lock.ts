@@ -7,8 +7,8 @@
 // from the id) on a connection of its own, outside the pool, kept open for the replica's life.
 // PostgreSQL drops the lock with its session: a replica that stops, crashes or is killed frees its
 // id at once (its machine's kernel closes the connection). A machine that vanished without closing
-// it (power cut, network cut) is noticed by the database's TCP keepalives, set short on this
-// session, within about half a minute.
+// it (power cut, network cut) is noticed by the database's TCP keepalives and user timeout, set
+// short on this session, within about half a minute.
 //
 // While serving, the lock's connection may drop (the database restarted, the backend terminated):
 // requests are then refused as UNREACHABLE (retryable) until the lock is taken again, tried at
@@ -119,8 +119,11 @@ export class ReplicaIdLock {
     client.on('error', () => {}); // reported through 'end'
     try {
       await client.connect();
-      // The database notices a client machine that vanished within 10 + 5 * 3 s, and frees the id.
-      await client.query(`SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; SET tcp_keepalives_count = 3; ${SESSION_SETTINGS}`);
+      // The database notices a client machine that vanished within 10 + 5 * 3 s, and frees the id:
+      // by keepalives when all it sent was acknowledged, and by the user timeout when its last
+      // answer (to the lock, or a ping) was not, where keepalives never start and the kernel
+      // retried for about 15 minutes (tcp_retries2), the id held all along.
+      await client.query(`SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; SET tcp_keepalives_count = 3; SET tcp_user_timeout = 25000; ${SESSION_SETTINGS}`);
       const [row] = (await client.query<{ ok: boolean } & Session>(
         `SELECT pg_catalog.pg_try_advisory_lock($1::bigint) AS ok, pg_catalog.pg_backend_pid() AS pid, (SELECT ${STARTED('a')} FROM pg_catalog.pg_stat_activity a WHERE a.pid = pg_catalog.pg_backend_pid()) AS started`, [this.key])).rows;
       if (!row?.ok) {

@@ -876,6 +876,31 @@ if (!bin) {
         }
       });
 
+      it('bounds how long its session outlives a machine that vanished by the database\'s own TCP settings on it: keepalives for an idle connection, and a user timeout for one whose last answer was never acknowledged (where keepalives never start, and the id stayed held for the kernel\'s retries, about 15 minutes)', async () => {
+        const url = await freshDb();
+        // The lock's own session, found by the statement that takes the id.
+        let session: pg.Client | undefined;
+        const query = pg.Client.prototype.query;
+        pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
+          if (typeof args[0] === 'string' && args[0].includes('pg_try_advisory_lock')) session = this;
+          return (query as (...a: unknown[]) => unknown).apply(this, args);
+        } as typeof query;
+        let lock: ReplicaIdLock;
+        try {
+          lock = await ReplicaIdLock.take({ url, replicaId: 'ks-tcp' });
+        } finally {
+          pg.Client.prototype.query = query;
+        }
+        try {
+          const settings = (await session!.query<{ name: string; setting: string }>("SELECT name, setting FROM pg_settings WHERE name LIKE 'tcp_%' ORDER BY name")).rows;
+          expect(Object.fromEntries(settings.map((r) => [r.name, r.setting]))).to.deep.equal({
+            tcp_keepalives_count: '3', tcp_keepalives_idle: '10', tcp_keepalives_interval: '5', tcp_user_timeout: '25000',
+          });
+        } finally {
+          await lock.release();
+        }
+      });
+
       it('refuses to take its id while the connection limit leaves no room, at once, UNREACHABLE naming the limit (no retry: a supervisor restarts the replica); takes it once there is room', async () => {
         const { url, role } = await limitedDb();
         const others = Array.from({ length: 2 }, () => new pg.Client({ connectionString: url }));
