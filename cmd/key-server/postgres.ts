@@ -232,10 +232,12 @@ export async function openPostgres(url: string, o: PostgresOptions, log: (r: obj
   const replicaLog = (r: object) => log({ ...r, replica: o.replicaId });
   let idLock: ReplicaIdLock | undefined;
   let backend: PgBackend;
+  let opened: PgBackend | undefined;
   try {
-    idLock = await ReplicaIdLock.take({ url, replicaId: o.replicaId, log: replicaLog });
+    // Once the id is lost, the pool's connections only keep slots that taking it again may need.
+    idLock = await ReplicaIdLock.take({ url, replicaId: o.replicaId, log: replicaLog, onLost: () => opened?.dropIdle() });
     const held = idLock;
-    backend = await PgBackend.open({ url, ...(o.pgPoolSize ? { poolSize: o.pgPoolSize } : {}), log: replicaLog, gate: () => held.refusal() });
+    backend = opened = await PgBackend.open({ url, ...(o.pgPoolSize ? { poolSize: o.pgPoolSize } : {}), log: replicaLog, gate: () => held.refusal() });
   } catch (e) {
     await idLock?.release();
     await lock.releaseUnused();

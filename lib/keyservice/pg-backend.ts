@@ -310,6 +310,17 @@ export class PgBackend implements KeyBackend {
     this.boundKey = keyId;
   }
 
+  /**
+   * Closes the pooled connections no request holds, while the gate refuses requests (the id's lock
+   * was lost): they would only keep slots of the database's connection limit, which taking the id
+   * again needs, for the pool's idle time (30 s). Those in use are closed as they are released.
+   */
+  dropIdle(): void {
+    if (this.closed || !this.gate?.()) return;
+    // The pool has no other way to close an idle connection: it hands one to each who asks.
+    for (let n = this.pool.idleCount; n > 0; n--) this.pool.connect().then((c) => c.release(true), () => {});
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
@@ -329,7 +340,7 @@ export class PgBackend implements KeyBackend {
     const client = await this.acquire(time);
     try {
       const rows = await time.query<R>(client, sql, params);
-      client.release();
+      this.release(client);
       return rows;
     } catch (e) {
       client.release(true);
@@ -465,7 +476,7 @@ export class PgBackend implements KeyBackend {
         const answered = /^[0-9A-Z]{5}$/.test(String((e as { code?: unknown }).code));
         throw change && !answered ? outcomeUnknown(this.failure(e), change, 'the database may have committed it before its answer was lost', e) : this.failure(e);
       }
-      client.release();
+      this.release(client);
       return out;
     } catch (e) {
       let discard = dbFailed;
@@ -479,6 +490,11 @@ export class PgBackend implements KeyBackend {
       client.release(discard ? true : undefined);
       throw e;
     }
+  }
+
+  /** Hands a connection that served a request back to the pool, or closes it while the gate refuses requests (dropIdle). */
+  private release(client: PoolClient): void {
+    client.release(this.gate?.() ? true : undefined);
   }
 
   /** The time one request is given in the database, from now (`ms`: another, for a start's migration). */

@@ -38,6 +38,12 @@ export interface ReplicaLockOptions {
   pingMs?: number;
   /** How long release() waits for the database to close the connection before cutting it (default 2 s; tests). */
   closeGraceMs?: number;
+  /**
+   * Called when the lock is lost: the replica's pooled connections, of no use while it refuses
+   * requests, hold slots of the database's connection limit that taking the id again needs (one
+   * more than the lock's own while its earlier session, cut off, is not yet ended).
+   */
+  onLost?: () => void;
 }
 
 /** The advisory lock key of a replica id: 64 bits of a hash of it, as a signed bigint (text). */
@@ -184,6 +190,7 @@ export class ReplicaIdLock {
     clearInterval(this.ping);
     client.end().catch(() => {});
     this.o.log?.({ event: 'replica-lock-lost', detail: why, warning: 'requests are refused (UNREACHABLE) until this replica holds its --replica-id again' });
+    this.o.onLost?.();
     this.retake();
   }
 

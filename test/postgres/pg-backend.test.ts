@@ -862,6 +862,45 @@ if (!bin) {
     });
 
     describe('ReplicaIdLock: one live replica per id', () => {
+      /** A lock that notices a lost session, and tries again, within a fraction of a second. */
+      const QUICK_LOCK = { pingMs: 200, queryTimeoutMs: 500, connectTimeoutMs: 1_000, retryMs: 100 };
+      /** Waits (up to 10 s) for a lock's log to hold `event`. */
+      const eventWaiter = (events: { event: string }[]) => async (event: string) => {
+        for (const until = Date.now() + 10_000; !events.some((e) => e.event === event);) {
+          if (Date.now() > until) throw new Error(`no ${event}: ${JSON.stringify(events)}`);
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      };
+      /** The pid of the session holding `replicaId`'s lock on database `db`. */
+      const lockSession = async (db: string, replicaId: string) => Number(await server.psql(db, `SELECT pid FROM pg_stat_activity WHERE application_name = 'key-server-lock ${replicaId}'`, ['-tA']));
+
+      it('takes its id again though the connection limit is reached (--pg-pool-size + 1, as sized): once the id is lost, its pool closes the connections no request holds, which kept the slot the lock needs to end its earlier session and take the id again', async function () {
+        this.timeout(30_000);
+        const { url, db, connections } = await limitedDb(); // 2 connections: a pool of 1, and the lock
+        const events: { event: string; detail?: unknown }[] = [];
+        let backend: PgBackend | undefined;
+        const lock = await ReplicaIdLock.take({ url, replicaId: 'ks-limit', log: (r) => events.push(r), onLost: () => backend?.dropIdle(), ...QUICK_LOCK });
+        try {
+          backend = await PgBackend.open({ url, poolSize: 1, gate: () => lock.refusal() });
+          await backend.append('x', (v) => recordFor('x', v));
+          expect(await connections(), 'the lock and an idle pooled connection').to.equal(2);
+          const waitFor = eventWaiter(events);
+          const pid = await lockSession(db, 'ks-limit');
+          process.kill(pid, 'SIGSTOP');
+          try {
+            await waitFor('replica-lock-retry-failed');
+            expect(events.find((e) => e.event === 'replica-lock-retry-failed')!.detail, 'it reached the database, and found its own earlier session').to.contain('its earlier session still holds the id');
+          } finally {
+            process.kill(pid, 'SIGCONT');
+          }
+          await waitFor('replica-lock-retaken');
+          expect((await backend.append('x', (v) => recordFor('x', v))).version).to.equal(2);
+        } finally {
+          await backend?.close();
+          await lock.release();
+        }
+      });
+
       it('refuses an id held by a live session (REPLICA_ID_IN_USE, naming the id and the holder\'s address), takes another, and frees it on release', async () => {
         const url = await freshDb();
         const a = await ReplicaIdLock.take({ url, replicaId: 'ks-a' });
@@ -922,17 +961,12 @@ if (!bin) {
         this.timeout(30_000);
         const url = await freshDb();
         const events: { event: string; detail?: unknown }[] = [];
-        const lock = await ReplicaIdLock.take({ url, replicaId: 'ks-frozen', log: (r) => events.push(r), pingMs: 200, queryTimeoutMs: 500, connectTimeoutMs: 1_000, retryMs: 100 });
+        const lock = await ReplicaIdLock.take({ url, replicaId: 'ks-frozen', log: (r) => events.push(r), ...QUICK_LOCK });
         let stopped = false;
         void lock.taken.then(() => (stopped = true));
-        const waitFor = async (event: string) => {
-          for (const until = Date.now() + 10_000; !events.some((e) => e.event === event);) {
-            if (Date.now() > until) throw new Error(`no ${event}: ${JSON.stringify(events)}`);
-            await new Promise((r) => setTimeout(r, 50));
-          }
-        };
+        const waitFor = eventWaiter(events);
         // Its session's backend frozen: the session holds the lock but never answers (as across a partition).
-        const pid = Number(await server.psql(`contract_${n}`, "SELECT pid FROM pg_stat_activity WHERE application_name = 'key-server-lock ks-frozen'", ['-tA']));
+        const pid = await lockSession(`contract_${n}`, 'ks-frozen');
         process.kill(pid, 'SIGSTOP');
         try {
           await waitFor('replica-lock-lost');
