@@ -33,19 +33,15 @@ export class Deadline {
   /** `p`, or TIMEOUT once the time is up; what `p` gives after that goes to `late` (a connection to hand back). */
   async race<T>(p: Promise<T>, late: (value: T) => void): Promise<T> {
     let timer: NodeJS.Timeout | undefined;
-    let over = false;
-    const limit = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        over = true;
-        reject(this.passed());
-      }, this.left());
-    });
+    const up = new Promise<'up'>((resolve) => (timer = setTimeout(() => resolve('up'), Math.max(0, this.end - performance.now()))));
     try {
-      return await Promise.race([p, limit]);
+      const first = await Promise.race([p.then((value) => ({ value })), up]);
+      if (first !== 'up') return first.value;
     } finally {
       clearTimeout(timer);
-      if (over) p.then(late, () => {});
     }
+    p.then(late, () => {});
+    throw this.passed();
   }
 
   /** One statement, given what is left of the time (the driver's own timeout reported as this one's). */
