@@ -468,8 +468,10 @@ export class PgBackend implements KeyBackend {
       // starting beside another was refused (STORE_FORMAT: tables without a schema version).
       await q('BEGIN ISOLATION LEVEL READ COMMITTED');
       const out = await fn(q);
+      // Its time up before the COMMIT is sent: nothing was kept, and the ROLLBACK below is cut short too.
+      const commit = time.statement('COMMIT');
       try {
-        await time.query(client, 'COMMIT');
+        await time.run(client, commit);
       } catch (e) {
         dbFailed = true;
         const change = changed?.(out);

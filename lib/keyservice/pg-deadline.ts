@@ -44,14 +44,23 @@ export class Deadline {
     throw this.passed();
   }
 
-  /** One statement, given what is left of the time (the driver's own timeout reported as this one's). */
-  async query<R>(client: PoolClient, sql: string, params: unknown[] = []): Promise<R[]> {
-    const left = this.left();
+  /** A statement given what is left of the time: TIMEOUT, before anything is sent, when nothing is. */
+  statement(text: string, values: unknown[] = []): QueryConfig {
+    // query_timeout per statement is the driver's (its types leave it out of QueryConfig).
+    return { text, values, query_timeout: this.left() } as QueryConfig;
+  }
+
+  /** Runs a statement (statement()), the driver's own timeout on it reported as the request's. */
+  async run<R>(client: PoolClient, statement: QueryConfig): Promise<R[]> {
     try {
-      // query_timeout per statement is the driver's (its types leave it out of QueryConfig).
-      return (await client.query({ text: sql, values: params, query_timeout: left } as QueryConfig)).rows as R[];
+      return (await client.query(statement)).rows as R[];
     } catch (e) {
       throw (e as { message?: unknown }).message === DRIVER_TIMEOUT ? this.passed() : e;
     }
+  }
+
+  /** One statement, given what is left of the time. */
+  async query<R>(client: PoolClient, sql: string, params: unknown[] = []): Promise<R[]> {
+    return this.run<R>(client, this.statement(sql, params));
   }
 }

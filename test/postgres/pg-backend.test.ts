@@ -451,6 +451,26 @@ if (!bin) {
         expect(await b.get('d', 0)).to.equal(undefined);
       });
 
+      it('answers TIMEOUT, not OUTCOME_UNKNOWN, for a store whose time ran out before its COMMIT was sent: nothing was stored', async () => {
+        const b = await track(PgBackend.open({ url: await freshDb(), queryTimeoutMs: 1_000 }));
+        await b.append('late', (v) => recordFor('late', v));
+        const query = pg.Client.prototype.query;
+        // The INSERT answered only once the request's time is up (as a database slow to answer in time).
+        pg.Client.prototype.query = async function (this: pg.Client, ...args: unknown[]) {
+          const sent = args[0] as { text?: string; query_timeout?: number };
+          if (typeof sent !== 'object' || !sent.text?.startsWith('INSERT INTO key_server_records')) return (query as (...a: unknown[]) => unknown).apply(this, args);
+          const out = await (query as (...a: unknown[]) => Promise<unknown>).call(this, { ...sent, query_timeout: undefined });
+          await new Promise((r) => setTimeout(r, 1_100));
+          return out;
+        } as typeof query;
+        try {
+          expect((await rejects(b.append('late', (v) => recordFor('late', v)), 'TIMEOUT', 'OUTCOME_UNKNOWN')).code).to.equal('TIMEOUT');
+        } finally {
+          pg.Client.prototype.query = query;
+        }
+        expect((await b.get('late', 0))?.version).to.equal(1);
+      });
+
       it('serves on, numbering with no gap, after a request timed out waiting for a name\'s lock held by a stalled replica, or had its connection cut while waiting', async () => {
         const url = await freshDb();
         const db = `contract_${n}`;
