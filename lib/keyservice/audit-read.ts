@@ -295,10 +295,20 @@ export async function segmentsAfterProblem(path: string, end: { seq: number; has
   return undefined;
 }
 
-/** The seq and prev of a log's first line (undefined when it has none that says). */
+/**
+ * The seq and prev of a log's first line (undefined when it has none that says). FILE_ERROR naming
+ * it for a file that cannot be read: a segment beside the log may be a directory, a link to one
+ * archived away, or a FIFO (refused without waiting on it).
+ */
 export async function startOfFile(path: string): Promise<{ seq: number; prev: string } | undefined> {
-  const fh = await fs.open(path, 'r');
+  let fh: FileHandle;
   try {
+    fh = await fs.open(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  } catch (e) {
+    throw new CertifierError('FILE_ERROR', `cannot read the audit log ${path}: ${describeErrno(e)}`, { cause: e });
+  }
+  try {
+    if (!(await fh.stat()).isFile()) throw new CertifierError('FILE_ERROR', `the audit log ${path} is not a regular file`);
     const buf = Buffer.alloc(MAX_LINE_BYTES + 1);
     const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
     const nl = buf.subarray(0, bytesRead).indexOf(0x0a);

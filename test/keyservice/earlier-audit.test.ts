@@ -4,8 +4,9 @@
 // each was made.
 
 import { expect } from 'chai';
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { AuditLog, repairAuditTail } from '../../lib/keyservice/audit.ts';
 import { verifyChain } from '../../lib/keyservice/audit-chain.ts';
@@ -219,6 +220,23 @@ describe('audit logs written by earlier versions', function () {
       rmSync(third!); // archived: nothing links the newest segment to FILE.end's record now
       const gap = await rejects(AuditLog.open(path()), 'INTEGRITY');
       expect(gap.message).to.contain(`the audit segment ${fourth} ends at seq 4`).and.contain('seq 3 is missing').and.contain('refusing to continue it');
+    });
+
+    it('refuses with FILE_ERROR naming it a segment between FILE.end\'s record and the newest that is a directory, a dangling link or a FIFO (not a bare EISDIR or ENOENT, nor a wait)', async () => {
+      await backAndForth();
+      const [, , third] = segmentsOf();
+      rmSync(third!);
+      mkdirSync(third!);
+      const asDir = await rejects(AuditLog.open(path()), 'FILE_ERROR');
+      expect(asDir.message).to.contain(third!);
+      rmSync(third!, { recursive: true });
+      symlinkSync('archived-away', third!);
+      const dangling = await rejects(AuditLog.open(path()), 'FILE_ERROR');
+      expect(dangling.message).to.contain(third!);
+      rmSync(third!);
+      execFileSync('mkfifo', [third!]); // opened plainly, it would hang the start
+      const fifo = await rejects(AuditLog.open(path()), 'FILE_ERROR');
+      expect(fifo.message).to.contain(third!);
     });
   });
 });
