@@ -38,6 +38,7 @@ import { rechain } from '../support/audit-lines.ts';
 import { TestSnpSigner } from '../sev-snp/signer.ts';
 import { EXPECTED, NOW, snpRequest, vector } from '../sev-snp/support.ts';
 import { SLOW_MS, describeFault, fuzz, growth, type Target, type Timing } from './mutate.ts';
+import { auditDirectoryTarget, bundleTargets } from './stateful.ts';
 
 const file = (...p: string[]) => new Uint8Array(readFileSync(join(VECTORS, ...p)));
 const text = (s: string) => new TextEncoder().encode(s);
@@ -135,16 +136,59 @@ function targets(): Target[] {
 
   // The test signer's VCEK, its TBSCertificate mutated and signed again by its ASK (RSA-PSS), so
   // that AMD's extensions (TCB levels, hwID, product name) are read after the path verifies.
-  const askKey = (s as unknown as { keys: { ask: KeyObject } }).keys.ask;
   const vcekParts = children(readOne(s.vcek));
   const pssAlg = new Uint8Array(vcekParts[1]!.bytes);
-  const resignedVcek = (tbs: Uint8Array) => seq(tbs, pssAlg, encodeBitString(new Uint8Array(nodeSign('sha384', tbs, { key: askKey, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 48 }))));
+  const resignedVcekOf = (signer: TestSnpSigner) => {
+    const askKey = (signer as unknown as { keys: { ask: KeyObject } }).keys.ask;
+    return (tbs: Uint8Array) => seq(tbs, pssAlg, encodeBitString(new Uint8Array(nodeSign('sha384', tbs, { key: askKey, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 48 }))));
+  };
+  const resignedVcek = resignedVcekOf(s);
+  const tbsOfVcek = (der: Uint8Array) => new Uint8Array(children(readOne(der))[0]!.bytes);
+
+  // A Turin-shaped test signer beside the Milan-shaped one, and the fields that choose a report's
+  // TCB layout: its version, CPUID family, model and stepping (0x188..0x18a) and its four
+  // TCB_VERSIONs. The input is a report to lay them in (its first byte picks one) and the fields;
+  // a test signer's report is signed again, so that its VCEK's product and TCB are weighed.
+  const t = TestSnpSigner.create({ now: NOW, product: 'turin' });
+  const turinSigned = t.report({ reportData: reportDataFor(said), measurement: new Uint8Array(48).fill(7) });
+  const realOf = (name: string) => real.find((v) => v.name === name)!.report;
+  const layoutBases: { report: Uint8Array; signer?: TestSnpSigner }[] = [
+    { report: signed, signer: s }, { report: s.report({ reportData: new Uint8Array(64), measurement: new Uint8Array(48), version: 2 }), signer: s },
+    { report: turinSigned, signer: t }, { report: t.report({ reportData: new Uint8Array(64), measurement: new Uint8Array(48), version: 5 }), signer: t },
+    { report: realOf('genoa-azure-trustee') }, { report: realOf('turin-oak') },
+  ];
+  const LAYOUT_FIELDS: [number, number][] = [[0x00, 4], [0x188, 3], [0x38, 8], [0x180, 8], [0x1e0, 8], [0x1f0, 8]];
+  const layoutFields = (i: number) => Uint8Array.of(i, ...LAYOUT_FIELDS.flatMap(([at, n]) => [...layoutBases[i]!.report.subarray(at, at + n)]));
+  const withLayoutFields = (b: Uint8Array) => {
+    const base = layoutBases[(b[0] ?? 0) % layoutBases.length]!;
+    const report = new Uint8Array(base.report);
+    let from = 1;
+    for (const [at, n] of LAYOUT_FIELDS) {
+      report.set(b.subarray(from, from + n), at); // a short input leaves the rest as the base has it
+      from += n;
+    }
+    return { report, signer: base.signer };
+  };
 
   return [
     {
       name: 'VCEK re-signed by the test ASK (verifySnpReport)', weight: 2,
-      seeds: [new Uint8Array(vcekParts[0]!.bytes)],
+      seeds: [new Uint8Array(vcekParts[0]!.bytes), tbsOfVcek(s.shapedVcek(s.tcb, s.chipId, undefined, 'Genoa-B1'))],
       run: (b) => verifySnpReport({ report: signed, certs: [resignedVcek(b), s.ask], roots: [s.ark], at: NOW }),
+    },
+    {
+      name: 'Turin VCEK re-signed by the Turin test ASK (verifySnpReport, certLayout)', weight: 2,
+      seeds: [tbsOfVcek(t.vcek), tbsOfVcek(t.shapedVcek(t.tcb, t.chipId.subarray(0, 8), t.fmc, 'Turin-B0'))],
+      run: (b) => verifySnpReport({ report: turinSigned, certs: [resignedVcekOf(t)(b), t.ask], roots: [t.ark], at: NOW }),
+    },
+    {
+      name: 'SEV-SNP version, CPUID and TCB_VERSIONs (parseReport; verifySnpReport re-signed: Milan, Turin, and real Genoa and Turin)', weight: 3,
+      seeds: layoutBases.map((_, i) => layoutFields(i)),
+      run: (b) => {
+        const { report, signer } = withLayoutFields(b);
+        if (!signer) return parseReport(report);
+        return verifySnpReport({ report: signer.resign(report), certs: [signer.vcek, signer.ask], roots: [signer.ark], at: NOW });
+      },
     },
     {
       name: 'admission certificate re-signed by the policy key (validateAdmission)', weight: 3,
@@ -347,8 +391,11 @@ function targets(): Target[] {
   void subject;
 }
 
-/** Where the audit log target writes its file. */
+/** Where the audit log target writes its file, and the rotated log target its directory. */
 const AUDIT_DIR = tempDir('fuzz-audit-');
+const ROTATED_DIR = tempDir('fuzz-rotated-');
+/** The 11 lines of e380c14's audit log, a chain from the genesis. */
+const auditChain = () => readFileSync(join(VECTORS, 'earlier-versions', 'e380c14', 'ks-data', 'audit.jsonl'), 'utf8').split('\n').filter(Boolean);
 
 /** The certificates made once before the targets (issuing is async). */
 const CERTS: { policyCert?: Uint8Array; admission?: Uint8Array; role?: Uint8Array } = {};
@@ -367,11 +414,12 @@ describe('fuzz: every decoder of outside bytes parses or throws a CertifierError
       measurement: new Uint8Array(32).fill(1), platform: 'simulated-enclave', domain: 'datica', validitySeconds: 86_400, now, dnsNames: ['node1.datica.example'], ipAddresses: ['10.0.0.7'],
     });
     CERTS.role = await issueRoleCert({ policyKey: key, policyCert: CERTS.policyCert, subjectPublicKey: publicKeyOf(importPrivateKey(new Uint8Array(readFileSync(join(VECTORS, 'pki', 'subject-p256.key.pem'))))), role: 'operator', domain: 'datica', validitySeconds: 86_400, now });
-    all = targets().filter((t) => !ONLY || t.name.includes(ONLY));
+    all = [...targets(), ...(await bundleTargets()), auditDirectoryTarget(ROTATED_DIR.dir, auditChain())].filter((t) => !ONLY || t.name.includes(ONLY));
   });
 
   after(() => {
     AUDIT_DIR.cleanup();
+    ROTATED_DIR.cleanup();
     if (!SCALE) return;
     slowest.sort((a, b) => b.ms - a.ms);
     process.stderr.write(`slowest inputs:\n${slowest.slice(0, 15).map((t) => `  ${t.ms.toFixed(1)} ms  ${t.size} bytes  ${t.target} (${t.how})`).join('\n')}\n`);
