@@ -118,11 +118,14 @@ export async function scanEnd(path: string): Promise<EndResult> {
 }
 
 async function readEnd(path: string): Promise<EndResult | undefined> {
-  const fh = await fs.open(path, 'r');
+  // Without blocking: a FIFO in a segment's place is left to the full scan, which refuses it.
+  const fh = await fs.open(path, constants.O_RDONLY | constants.O_NONBLOCK);
   let window: Buffer;
   let start: number;
   try {
-    const { size } = await fh.stat();
+    const st = await fh.stat();
+    if (!st.isFile()) return undefined;
+    const { size } = st;
     if (size === 0) return { ok: true, lastSeq: 0, last: AUDIT_GENESIS };
     start = Math.max(0, size - 2 * (MAX_LINE_BYTES + 1));
     window = Buffer.alloc(size - start);

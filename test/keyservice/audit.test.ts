@@ -459,6 +459,15 @@ describe('audit log', () => {
       await again.close();
     });
 
+    it('refuses a FIFO in the newest segment\'s place with FILE_ERROR naming it, rather than waiting on it to start', async () => {
+      await rotatedThen(2);
+      const newest = segments().at(-1)!;
+      rmSync(newest);
+      execFileSync('mkfifo', [newest]);
+      const e = await rejects(AuditLog.open(path), 'FILE_ERROR');
+      expect(e.message).to.equal(`the audit log ${newest} is not a regular file`);
+    });
+
     it('goes on from the last rotation when every segment was moved away while the log was empty', async () => {
       const log = await AuditLog.open(path, { rotateBytes: 1 }); // a rotation after every write: the log is left empty
       const recs = [];
