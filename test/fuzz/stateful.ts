@@ -2,6 +2,7 @@
 // (scrypt, then the sealed entries), and a directory of audit files (a log, its rotated segments
 // and FILE.end) that verify-audit reads and a key-server's start continues.
 
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { openBundle, sealBundle, type Entry } from '../../cryptstore/index.ts';
@@ -67,28 +68,31 @@ export async function bundleTargets(): Promise<Target[]> {
 
 /**
  * A directory as one input: sections "=== NAME\n" then the file's bytes, up to the next line that
- * begins "=== ". "=== dir:NAME" makes a directory, "=== link:NAME>TARGET" a symbolic link to
- * TARGET beside it. A name that is not one entry of the directory is left out.
+ * begins "=== ". "=== dir:NAME" makes a directory, "=== fifo:NAME" a FIFO, "=== link:NAME>TARGET"
+ * a symbolic link to TARGET beside it. A name that is not one entry of the directory is left out;
+ * of two sections of one name, the last is laid out (a run of them costs one write).
  */
 function layDirectory(dir: string, b: Uint8Array): void {
   for (const name of readdirSync(dir)) rmSync(join(dir, name), { recursive: true, force: true });
-  const all = Buffer.from(b).toString('latin1');
   const plain = (n: string) => n !== '' && n !== '.' && n !== '..' && n.length < 200 && !/[/\0]/.test(n);
-  for (const section of all.split(/^=== /m).slice(1)) {
+  const sections = new Map<string, Buffer>();
+  for (const section of Buffer.from(b).toString('latin1').split(/^=== /m).slice(1)) {
     const nl = section.indexOf('\n');
     const head = nl < 0 ? section : section.slice(0, nl);
-    const body = Buffer.from(nl < 0 ? '' : section.slice(nl + 1), 'latin1');
+    sections.delete(head); // kept in the order of the last
+    sections.set(head, Buffer.from(nl < 0 ? '' : section.slice(nl + 1), 'latin1'));
+  }
+  for (const [head, body] of sections) {
+    const [, kind = '', name = ''] = /^(?:(dir|fifo|link):)?(.*)$/s.exec(head)!;
+    const [entry = '', target = ''] = kind === 'link' ? name.split('>') : [name];
+    if (!plain(entry) || (kind === 'link' && !plain(target))) continue;
     try {
-      if (head.startsWith('dir:')) {
-        if (plain(head.slice(4))) mkdirSync(join(dir, head.slice(4)));
-      } else if (head.startsWith('link:')) {
-        const [name = '', target = ''] = head.slice(5).split('>');
-        if (plain(name) && plain(target)) symlinkSync(target, join(dir, name));
-      } else if (plain(head)) {
-        writeFileSync(join(dir, head), body);
-      }
+      if (kind === 'dir') mkdirSync(join(dir, entry));
+      else if (kind === 'fifo') execFileSync('mkfifo', [join(dir, entry)]);
+      else if (kind === 'link') symlinkSync(target, join(dir, entry));
+      else writeFileSync(join(dir, entry), body);
     } catch {
-      // Two sections of one name, a file where a directory is: the rest of the input is laid out.
+      // A file where a directory is, a name taken by another kind: the rest of the input is laid out.
     }
   }
 }
@@ -96,7 +100,7 @@ function layDirectory(dir: string, b: Uint8Array): void {
 const LOG = 'audit.jsonl';
 
 /** A directory written as layDirectory reads it. */
-export function directoryInput(files: [string, string][]): Uint8Array {
+function directoryInput(files: [string, string][]): Uint8Array {
   return text(files.map(([name, body]) => `=== ${name}\n${body}`).join(''));
 }
 
@@ -120,6 +124,9 @@ export function rotatedSeeds(lines: string[]): Uint8Array[] {
     directoryInput([segment(1, 4), [LOG, part(5, 11)]]),
     // As the second, a segment kept elsewhere with a link in its place, and a directory beside.
     directoryInput([segment(1, 3), ['moved', part(4, 6)], [`link:${segmentPath(LOG, 4, 6)}>moved`, ''], segment(7, 9), ['dir:archive', ''], [LOG, part(10, 11)], end(3)]),
+    // As the second, a FIFO where a segment between was, and where the newest was (refused, not waited on).
+    directoryInput([segment(1, 3), [`fifo:${segmentPath(LOG, 4, 6)}`, ''], segment(7, 9), [LOG, part(10, 11)], end(3)]),
+    directoryInput([segment(1, 3), segment(4, 6), [`fifo:${segmentPath(LOG, 7, 9)}`, ''], [LOG, part(10, 11)], end(3)]),
   ];
 }
 
