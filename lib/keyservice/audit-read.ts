@@ -282,8 +282,9 @@ export async function latestSegment(path: string): Promise<{ path: string; lastS
  * Why the segments beside PATH that end after `end` (FILE.end's record) do not chain from it, or
  * undefined when they do: the first begins at the next seq after its hash, and each begins where
  * the one before ends, with its hash. A key-server of an earlier version rotates without writing
- * FILE.end, so going back to one, then forward, leaves such segments. Only each one's first line
- * and end are read; the rest is verify-audit's to check.
+ * FILE.end, so going back to one, then forward, leaves such segments; the first of them holds
+ * the record itself when a rotation was cut short after writing FILE.end. Only each one's first
+ * line and end (and that record) are read; the rest is verify-audit's to check.
  */
 export async function segmentsAfterProblem(path: string, end: { seq: number; hash: string }): Promise<string | undefined> {
   let before: { seq: number; hash: string; what: string } = { ...end, what: endPath(path) };
@@ -292,7 +293,10 @@ export async function segmentsAfterProblem(path: string, end: { seq: number; has
     const tail = await scanEnd(segment.path);
     if (!start || !tail.ok || tail.lastSeq !== segment.lastSeq) return `${segment.path} does not verify, or does not hold the seqs its name says (verify-audit names what is wrong)`;
     if (start.seq > before.seq + 1) return `${missingSeqs(before.seq + 1, start.seq - 1)} after ${before.what} (a segment moved away? put it back beside the log)`;
-    if (start.seq <= before.seq || start.prev !== before.hash) return `${segment.path} does not continue ${before.what}, which ends at seq ${before.seq}`;
+    // The first may hold the record itself: a rotation cut short after writing FILE.end (the log
+    // not renamed), served on and rotated by such a key-server, as verify-audit accepts it.
+    const holdsRecord = before.what === endPath(path) && start.seq <= before.seq && (await hashAt(segment.path, before.seq)) === before.hash;
+    if (!holdsRecord && (start.seq <= before.seq || start.prev !== before.hash)) return `${segment.path} does not continue ${before.what}, which ends at seq ${before.seq}`;
     before = { seq: tail.lastSeq, hash: tail.last, what: segment.path };
   }
   return undefined;

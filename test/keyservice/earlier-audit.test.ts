@@ -222,6 +222,21 @@ describe('audit logs written by earlier versions', function () {
       expect(gap.message).to.contain(`the audit segment ${fourth} ends at seq 4`).and.contain('seq 3 is missing').and.contain('refusing to continue it');
     });
 
+    it('a key-server of this version continues the newest segment when the first after FILE.end\'s record holds that record: a rotation cut short (FILE.end written, the log not renamed), then served on by the earlier one', async () => {
+      await serve(3, 2 ** 20); // seq 1 to 3 in the log
+      const hash3 = (JSON.parse(readFileSync(path(), 'utf8').split('\n')[2]!) as { hash: string }).hash;
+      const cutShort = `${JSON.stringify({ seq: 3, hash: hash3 })}\n`; // what the rotation wrote before it was cut short
+      await serve(2, 1); // the earlier one: the log (seq 1 to 4) rotated at seq 4, then seq 5 in a segment of its own
+      writeFileSync(`${path()}.end`, cutShort);
+      expect(await verifyChain([...segmentsOf(), path()])).to.include({ ok: true, lastSeq: 5 });
+      const opened = await AuditLog.open(path());
+      expect(opened.writtenEnd.seq).to.equal(5);
+      await opened.close();
+      // Not a record of the chain's: refused as before.
+      writeFileSync(`${path()}.end`, `${JSON.stringify({ seq: 3, hash: 'f'.repeat(64) })}\n`);
+      expect((await rejects(AuditLog.open(path()), 'INTEGRITY')).message).to.contain(`${segmentsOf()[0]} does not continue ${path()}.end`);
+    });
+
     it('refuses with FILE_ERROR naming it a segment between FILE.end\'s record and the newest that is a directory, a dangling link or a FIFO (not a bare EISDIR or ENOENT, nor a wait)', async () => {
       await backAndForth();
       const [, , third] = segmentsOf();
