@@ -120,6 +120,8 @@ export function rotatedSeeds(lines: string[]): Uint8Array[] {
     directoryInput([segment(1, 3), segment(4, 6), segment(7, 9), [LOG, part(10, 11)], end(3)]),
     // Every line rotated: an empty log after its last rotation.
     directoryInput([segment(1, 5), segment(6, 11), [LOG, ''], end(11)]),
+    // A rotation cut short after writing FILE.end, then served on and rotated by such a key-server.
+    directoryInput([segment(1, 5), segment(6, 7), [LOG, part(8, 11)], end(3)]),
     // Rotated by a key-server that wrote no FILE.end.
     directoryInput([segment(1, 4), [LOG, part(5, 11)]]),
     // As the second, a segment kept elsewhere with a link in its place, and a directory beside.
