@@ -70,22 +70,22 @@ export async function bundleTargets(): Promise<Target[]> {
  * A directory as one input: sections "=== NAME\n" then the file's bytes, up to the next line that
  * begins "=== ". "=== dir:NAME" makes a directory, "=== fifo:NAME" a FIFO, "=== link:NAME>TARGET"
  * a symbolic link to TARGET beside it. A name that is not one entry of the directory is left out;
- * of two sections of one name, the last is laid out (a run of them costs one write).
+ * of two sections of one entry, the last is laid out (a run of them costs one write).
  */
 function layDirectory(dir: string, b: Uint8Array): void {
   for (const name of readdirSync(dir)) rmSync(join(dir, name), { recursive: true, force: true });
   const plain = (n: string) => n !== '' && n !== '.' && n !== '..' && n.length < 200 && !/[/\0]/.test(n);
-  const sections = new Map<string, Buffer>();
+  // By the entry each names: a file written over a FIFO made before would wait for a reader.
+  const sections = new Map<string, { kind: string; target: string; body: Buffer }>();
   for (const section of Buffer.from(b).toString('latin1').split(/^=== /m).slice(1)) {
     const nl = section.indexOf('\n');
-    const head = nl < 0 ? section : section.slice(0, nl);
-    sections.delete(head); // kept in the order of the last
-    sections.set(head, Buffer.from(nl < 0 ? '' : section.slice(nl + 1), 'latin1'));
-  }
-  for (const [head, body] of sections) {
-    const [, kind = '', name = ''] = /^(?:(dir|fifo|link):)?(.*)$/s.exec(head)!;
+    const [, kind = '', name = ''] = /^(?:(dir|fifo|link):)?(.*)$/s.exec(nl < 0 ? section : section.slice(0, nl))!;
     const [entry = '', target = ''] = kind === 'link' ? name.split('>') : [name];
     if (!plain(entry) || (kind === 'link' && !plain(target))) continue;
+    sections.delete(entry); // kept in the order of the last
+    sections.set(entry, { kind, target, body: Buffer.from(nl < 0 ? '' : section.slice(nl + 1), 'latin1') });
+  }
+  for (const [entry, { kind, target, body }] of sections) {
     try {
       if (kind === 'dir') mkdirSync(join(dir, entry));
       else if (kind === 'fifo') execFileSync('mkfifo', [join(dir, entry)]);
