@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
-import { Domain, expectSuccess, sleep, startServer, type Child, type KeyServer, type Machine } from '../e2e/domain.ts';
+import { Domain, expectSuccess, sleep, type Child, type KeyServer, type Machine } from '../e2e/domain.ts';
 import { findPgBin, PG_MISSING, PgServer } from './pg-server.ts';
 
 const bin = findPgBin();
@@ -43,12 +43,8 @@ if (!bin) {
     let alice: Machine;
     const data = () => join(d.dir, 'replica-data');
 
-    async function start(): Promise<KeyServer> {
-      const args = ['serve', '--backend', 'postgres', '--pg-url', url, '--replica-id', 'r1', '--domain', d.name, '--policy-cert', d.policyCertFile, '--data', data(), '--listen', '127.0.0.1:0', ...ks.storeArgs];
-      const { child, port } = await startServer('key-server', args);
-      d.adopt(child);
-      return { child, port, address: `127.0.0.1:${port}`, data: data(), machine: ks, measurementHex: d.measurementHex(ks.program) };
-    }
+    /** The key-server, replica r1 of the database, on the same --data each time. */
+    const start = (): Promise<KeyServer> => d.startKeyServer(ks, { data: data(), args: ['--backend', 'postgres', '--pg-url', url, '--replica-id', 'r1'] });
 
     /**
      * Stores `value` under `name` through `key-client store` while the table of names is locked,
@@ -103,8 +99,7 @@ if (!bin) {
     before(async () => {
       pgs = await PgServer.start(bin);
       url = await pgs.createDatabase('keys');
-      d = await Domain.create({ programs: ['key-server', 'client-alice'] });
-      [ks, alice] = await Promise.all([d.certify('ks', 'key-server'), d.certify('alice', 'client-alice')]);
+      ({ d, machines: { ks, alice } } = await Domain.setUp({ ks: 'key-server', alice: 'client-alice' }));
     });
 
     after(async () => {
