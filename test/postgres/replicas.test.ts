@@ -12,7 +12,7 @@ import { isCertifierError } from '../../lib/errors/index.ts';
 import type { KeyClient } from '../../lib/keyclient/index.ts';
 import type { MachineIdentity } from '../../lib/certifier/index.ts';
 import { run } from '../support/helpers.ts';
-import { Domain, expectFailure, expectSuccess, sleep, startServer, type KeyServer, type Machine } from '../e2e/domain.ts';
+import { Domain, expectFailure, expectSuccess, sleep, type KeyServer, type Machine } from '../e2e/domain.ts';
 import { PgBackend } from '../../lib/keyservice/pg-backend.ts';
 import { replicaLockKey } from '../../lib/keyservice/pg-replica-lock.ts';
 import { hostname } from 'node:os';
@@ -40,26 +40,19 @@ if (!bin) {
     let aliceId: MachineIdentity;
     let r1: KeyServer;
     let r2: KeyServer;
-    const replicas: KeyServer[] = [];
     const clients: KeyClient[] = [];
 
+    /** key-server serve's flags for a replica on the database at `pgUrl` (none: the URL comes from the environment), under `id` (none: its default id). */
+    const pgFlags = (pgUrl?: string, id?: string) => ['--backend', 'postgres', ...(pgUrl ? ['--pg-url', pgUrl] : []), ...(id ? ['--replica-id', id] : [])];
+    /** `key-server serve` as `m` for a replica on `pgUrl`, with its own files in `data`. */
+    const serveArgs = (m: Machine, data: string, pgUrl: string, id?: string, listen?: string) => [...d.keyServerArgs(m, data, listen), ...pgFlags(pgUrl, id)];
+
     /** Starts a replica; the URL goes in --pg-url or, as the README recommends, the environment. */
-    async function startReplica(m: Machine, id: string, o: { urlInEnv?: string; allowJoin?: boolean; defaultId?: boolean } = {}): Promise<KeyServer> {
-      const data = d.path(`${id}-data`);
-      const args = ['serve', '--backend', 'postgres', ...(o.defaultId ? [] : ['--replica-id', id]), '--domain', d.name, '--policy-cert', d.policyCertFile, '--data', data, '--listen', '127.0.0.1:0', ...m.storeArgs];
-      if (!o.urlInEnv) args.push('--pg-url', url);
-      if (o.allowJoin) args.push('--allow-replica-join');
-      // startServer passes this process's environment on; set the variable only for the spawn.
-      if (o.urlInEnv) process.env.KEY_SERVER_PG_URL = o.urlInEnv;
-      try {
-        const { child, port } = await startServer('key-server', args);
-        const s: KeyServer = { child, port, address: `127.0.0.1:${port}`, data, machine: m, measurementHex: d.measurementHex(m.program) };
-        replicas.push(s);
-        return s;
-      } finally {
-        delete process.env.KEY_SERVER_PG_URL;
-      }
-    }
+    const startReplica = (m: Machine, id: string, o: { urlInEnv?: string; allowJoin?: boolean; defaultId?: boolean } = {}): Promise<KeyServer> => d.startKeyServer(m, {
+      data: d.path(`${id}-data`),
+      args: [...pgFlags(o.urlInEnv ? undefined : url, o.defaultId ? undefined : id), ...(o.allowJoin ? ['--allow-replica-join'] : [])],
+      env: o.urlInEnv ? { KEY_SERVER_PG_URL: o.urlInEnv } : {},
+    });
 
     const joinArgs = (m: Machine, from: KeyServer) => ['join', '--from', from.address, '--domain', d.name, '--policy-cert', d.policyCertFile, ...m.storeArgs];
     const connect = async (s: KeyServer) => {
@@ -72,15 +65,13 @@ if (!bin) {
     before(async () => {
       pgs = await PgServer.start(bin);
       url = await pgs.createDatabase('keys');
-      d = await Domain.create({ programs: ['key-server', 'client-alice'] });
-      [ks1, ks2, alice] = await Promise.all([d.certify('ks1', 'key-server'), d.certify('ks2', 'key-server'), d.certify('alice', 'client-alice')]);
+      ({ d, machines: { ks1, ks2, alice } } = await Domain.setUp({ ks1: 'key-server', ks2: 'key-server', alice: 'client-alice' }));
       aliceId = await d.identity(alice);
       r1 = await startReplica(ks1, 'r1', { allowJoin: true });
     });
 
     after(async () => {
       await Promise.all(clients.map((c) => c.close().catch(() => {})));
-      await Promise.all(replicas.map((r) => r.child.stop()));
       await d?.close();
       await pgs?.stop();
     });
@@ -88,7 +79,7 @@ if (!bin) {
     it('refuses a --replica-id that could name a file outside --data: USAGE, nothing made', async () => {
       const data = d.path('escape-data');
       for (const id of ['../../escaped', 'a/b', 'r 1', 'x'.repeat(65)]) {
-        const r = await run('key-server', ['serve', '--backend', 'postgres', '--pg-url', url, '--replica-id', id, '--domain', d.name, '--policy-cert', d.policyCertFile, '--data', data, '--listen', '127.0.0.1:0', ...ks2.storeArgs]);
+        const r = await run('key-server', serveArgs(ks2, data, url, id));
         expectFailure(r, 2, 'USAGE');
         expect(r.stderr, id).to.contain("option '--replica-id <id>' argument").and.contain('expected 1 to 64 letters, digits');
       }
@@ -100,7 +91,7 @@ if (!bin) {
       // (A password in --pg-url, which trust authentication ignores, is warned of once, never shown.)
       const withPassword = url.replace('postgres://postgres@', 'postgres://postgres:pw-s3cret@');
       expect(withPassword).to.not.equal(url);
-      const alone = await run('key-server', ['serve', '--backend', 'postgres', '--pg-url', withPassword, '--domain', d.name, '--policy-cert', d.policyCertFile, '--data', d.path('alone'), '--listen', '127.0.0.1:0', ...ks2.storeArgs]);
+      const alone = await run('key-server', serveArgs(ks2, d.path('alone'), withPassword));
       expectFailure(alone, 1, 'NOT_FOUND');
       expect(alone.stderr).to.match(/key-server join/).and.not.contain('pw-s3cret');
       expect(alone.stderr.match(/the password in --pg-url is visible/g)).to.have.length(1);
@@ -132,26 +123,26 @@ if (!bin) {
       await c.store('stored-before-r2', new Uint8Array([1, 2, 3]));
       // Each replica's --data has one holder: one given r1's is refused before it listens (here on
       // r1's own port, which only a start past the lock would reach).
-      const shared = await run('key-server', ['serve', '--backend', 'postgres', '--pg-url', url, '--replica-id', 'r2', '--domain', d.name, '--policy-cert', d.policyCertFile, '--data', r1.data, '--listen', r1.address, ...ks2.storeArgs]);
+      const shared = await run('key-server', serveArgs(ks2, r1.data, url, 'r2', r1.address));
       expectFailure(shared, 1, 'STORE_LOCKED');
       expect(shared.stderr).to.contain('give each replica its own --data');
       expect(existsSync(join(r1.data, 'audit-r2.jsonl'))).to.equal(false);
       // One refused for its port (r1's) removes the --data it made and the folder above it it made;
       // a --data that was there keeps what was in it.
       const made = d.path('refused-start');
-      const taken = await run('key-server', ['serve', '--backend', 'postgres', '--pg-url', url, '--replica-id', 'r2', '--domain', d.name, '--policy-cert', d.policyCertFile, '--data', join(made, 'data'), '--listen', r1.address, ...ks2.storeArgs]);
+      const taken = await run('key-server', serveArgs(ks2, join(made, 'data'), url, 'r2', r1.address));
       expectFailure(taken, 1, 'ADDRESS_IN_USE');
       expect(taken.stderr).to.contain('address already in use');
       expect(existsSync(made), 'the folders the refused start made').to.equal(false);
       // So does one whose database is missing.
       const noDatabase = url.replace(/\/keys$/, '/no-such-keys');
       expect(noDatabase).to.not.equal(url);
-      expectFailure(await run('key-server', ['serve', '--backend', 'postgres', '--pg-url', noDatabase, '--replica-id', 'r2', '--domain', d.name, '--policy-cert', d.policyCertFile, '--data', join(made, 'data'), '--listen', '127.0.0.1:0', ...ks2.storeArgs]), 1, 'NOT_FOUND');
+      expectFailure(await run('key-server', serveArgs(ks2, join(made, 'data'), noDatabase, 'r2')), 1, 'NOT_FOUND');
       expect(existsSync(made), 'the folders the start refused by the database made').to.equal(false);
       const there = d.path('there-data');
       mkdirSync(there);
       writeFileSync(join(there, 'notes.txt'), 'kept\n');
-      expectFailure(await run('key-server', ['serve', '--backend', 'postgres', '--pg-url', url, '--replica-id', 'r2', '--domain', d.name, '--policy-cert', d.policyCertFile, '--data', there, '--listen', r1.address, ...ks2.storeArgs]), 1, 'ADDRESS_IN_USE');
+      expectFailure(await run('key-server', serveArgs(ks2, there, url, 'r2', r1.address)), 1, 'ADDRESS_IN_USE');
       expect(readdirSync(there)).to.include('notes.txt');
       // The start-up line names the database, its password (in the environment, as the README says) masked.
       r2 = await startReplica(ks2, 'r2', { urlInEnv: withPassword });
@@ -163,7 +154,7 @@ if (!bin) {
     it('joins no store that holds another storage key without --force: ALREADY_EXISTS, its key kept', async () => {
       // A key-server machine that once served on its own: its store holds a storage key of its own.
       const ks3 = await d.certify('ks3', 'key-server');
-      await (await d.startKeyServer(ks3, { data: d.path('ks3-own-data') })).child.stop();
+      await d.startAndStop(ks3, { data: d.path('ks3-own-data') });
       const deployment = (await psql("SELECT value FROM key_server_meta WHERE key = 'storage_key_id'")).trim();
       const refused = await run('key-server', joinArgs(ks3, r1));
       expectFailure(refused, 1, 'ALREADY_EXISTS');
@@ -186,8 +177,7 @@ if (!bin) {
       // join takes no replica id and holds no lock: a clone may join from the replica whose id it shares.
       expectSuccess(await run('key-server', joinArgs(b, cloneA)));
       const cloneData = d.path('clone-b-data');
-      const serveB = ['serve', '--backend', 'postgres', '--pg-url', url, '--domain', d.name, '--policy-cert', d.policyCertFile, '--data', cloneData, '--listen', '127.0.0.1:0', ...b.storeArgs];
-      const refused = await run('key-server', serveB);
+      const refused = await run('key-server', serveArgs(b, cloneData, url));
       expectFailure(refused, 1, 'REPLICA_ID_IN_USE');
       expect(refused.out, 'it never listened').to.equal('');
       expect(refused.stderr).to.contain(`holds --replica-id ${id} on this database (its connection from 127.0.0.1, since `).and.contain('give each replica its own --replica-id');
@@ -232,7 +222,7 @@ if (!bin) {
       try {
         const m = await d.certify('ks-full', 'key-server');
         const data = d.path('full-data');
-        const r = await run('key-server', ['serve', '--backend', 'postgres', '--pg-url', limited, '--replica-id', 'ks-full', '--domain', d.name, '--policy-cert', d.policyCertFile, '--data', data, '--listen', '127.0.0.1:0', ...m.storeArgs]);
+        const r = await run('key-server', serveArgs(m, data, limited, 'ks-full'));
         expectFailure(r, 3, 'UNREACHABLE');
         expect(r.stderr).to.contain('its connection limit is reached').and.contain('plus one for its --replica-id').and.contain('too many connections for role "full_role"');
         expect(r.out, 'it never listened').to.equal('');
