@@ -10,7 +10,7 @@ import { parseHostPort } from '../../cmd/common/keys.ts';
 import { spawn } from 'node:child_process';
 import { ROOT, run, tempDir } from '../support/helpers.ts';
 import { waitFor } from '../channel/harness.ts';
-import { Child, Domain, expectSuccess, startServer } from '../e2e/domain.ts';
+import { Child, Domain, expectSuccess, startServer, type Machine } from '../e2e/domain.ts';
 
 describe('HOST:PORT on the command line', () => {
   const refusal = (value: string, listen = false): CertifierError => {
@@ -113,24 +113,24 @@ describe('an IPv6 HOST:PORT in what the programs say', function () {
 describe('a server listening on an IPv6 address says where as --server takes it', function () {
   this.timeout(60_000);
   let d: Domain;
+  let ks: Machine;
+  let client: Machine;
   before(async () => {
-    d = await Domain.create({ programs: ['key-server', 'client'] });
+    ({ d, machines: { ks, client } } = await Domain.setUp({ ks: 'key-server', client: 'client' }));
   });
   after(async () => d?.close());
 
   it('simpleserver and key-server print "listening [::1]:PORT", which key-client --server takes as printed; --json keeps {host, port}', async () => {
-    const simple = await startServer('simpleserver', ['serve', '--policy-key', d.policyKey, '--policy-cert', d.policyCertFile, '--policy', d.policyFile, '--listen', '[::1]:0']);
+    const simple = await startServer('simpleserver', d.simpleserverArgs(d.policyFile, '[::1]:0'));
     d.adopt(simple.child);
     expect(simple.child.stdout).to.equal(`listening [::1]:${simple.port}\n`);
-    const [ks, client] = await Promise.all([d.certify('ks', 'key-server'), d.certify('client', 'client')]);
     const server = await d.startKeyServer(ks, { listen: '[::1]:0' });
     const printed = /^listening (\S+)\n$/.exec(server.child.stdout)?.[1];
     expect(printed, server.child.stdout).to.equal(`[::1]:${server.port}`);
     const checked = expectSuccess(await d.kc(client, { ...server, address: printed! }, 'check'));
     expect(checked.out).to.contain(`key-server [::1]:${server.port} accepted this machine`);
     // The document for programs is unchanged: the host as it is, and the port.
-    const json = new Child('simpleserver', spawn(process.execPath, [join(ROOT, 'cmd', 'bin', 'simpleserver.js'), 'serve', '--policy-key', d.policyKey, '--policy-cert', d.policyCertFile,
-      '--policy', d.policyFile, '--listen', '[::1]:0', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] }));
+    const json = new Child('simpleserver', spawn(process.execPath, [join(ROOT, 'cmd', 'bin', 'simpleserver.js'), ...d.simpleserverArgs(d.policyFile, '[::1]:0'), '--json'], { stdio: ['ignore', 'pipe', 'pipe'] }));
     d.adopt(json);
     await waitFor(() => json.stdout.endsWith('\n') || !json.running, 20_000, 'simpleserver --json listening');
     const doc = JSON.parse(json.stdout);
