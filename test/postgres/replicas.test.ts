@@ -83,7 +83,8 @@ if (!bin) {
         expectFailure(r, 2, 'USAGE');
         expect(r.stderr, id).to.contain("option '--replica-id <id>' argument").and.contain('expected 1 to 64 letters, digits');
       }
-      expect(existsSync(data) || existsSync(d.path('escaped.jsonl'))).to.equal(false);
+      // "../../escaped" would put its audit log (audit-ID.jsonl in --data) beside --data's folder.
+      expect(existsSync(data) || existsSync(join(d.dir, 'escaped.jsonl'))).to.equal(false);
     });
 
     it('refuses to start a new replica without the storage key, and joins it from a running replica', async () => {
@@ -91,12 +92,13 @@ if (!bin) {
       // (A password in --pg-url, which trust authentication ignores, is warned of once, never shown.)
       const withPassword = url.replace('postgres://postgres@', 'postgres://postgres:pw-s3cret@');
       expect(withPassword).to.not.equal(url);
-      const alone = await run('key-server', serveArgs(ks2, d.path('alone'), withPassword));
+      const aloneData = d.path('alone');
+      const alone = await run('key-server', serveArgs(ks2, aloneData, withPassword));
       expectFailure(alone, 1, 'NOT_FOUND');
       expect(alone.stderr).to.match(/key-server join/).and.not.contain('pw-s3cret');
       expect(alone.stderr.match(/the password in --pg-url is visible/g)).to.have.length(1);
       // A start refused before it serves leaves no --data it made (its lock directory inside), as on LevelDB.
-      expect(existsSync(d.path('alone')), 'the --data the refused start made').to.equal(false);
+      expect(existsSync(aloneData), 'the --data the refused start made').to.equal(false);
       // A machine of another measurement cannot join: key-server join pins the serving replica to
       // its own measurement, and the serving replica keeps the name reserved for it.
       const other = await run('key-server', joinArgs(alice, r1));
