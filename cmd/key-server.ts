@@ -28,6 +28,12 @@ import { closeWithin, logLine, runUntilSignal } from './common/server.ts';
 import { Cryptstore } from '../cryptstore/index.ts';
 
 const P = 'key-server';
+/**
+ * Closed once the server has (its chain's end logged), bounded as the rest of what serve opened
+ * is; the close in their loop after then returns at once, so one stuck is waited for and warned
+ * of once.
+ */
+const AUDIT_LOG = 'the audit log';
 process.umask(0o077);
 const program = createProgram(P, 'store and release named keys to certified machines over mutual TLS');
 
@@ -96,7 +102,7 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & Timeo
       const backend = pg?.backend ?? level!;
       // With PostgreSQL each replica keeps its own audit chain, in a file named after it. In the
       // --data the key database is in, also one named through "link/.." (inDir).
-      const audit = keep('the audit log', await AuditLog.open(o.audit ?? inDir(o.data, pg ? `audit-${pg.replicaId}.jsonl` : 'audit.jsonl'), {
+      const audit = keep(AUDIT_LOG, await AuditLog.open(o.audit ?? inDir(o.data, pg ? `audit-${pg.replicaId}.jsonl` : 'audit.jsonl'), {
         ...(o.auditRotateMb ? { rotateBytes: o.auditRotateMb * 2 ** 20 } : {}),
         onRotate: (s) => log({ event: 'audit-rotated', segment: s.path, firstSeq: s.firstSeq, lastSeq: s.lastSeq }),
         onRotateFailed: (e) => log({ event: 'audit-rotate-failed', code: e.code, detail: e.message }),
@@ -157,7 +163,7 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & Timeo
         : undefined;
       return {
         json: await runUntilSignal(P, server, o.json === true, {
-          log, closed: async () => { await audit.close(); logEnd('audit-closed'); }, ...(pg ? { fatal: pg.idTaken } : {}), ...aclReload, ...(backup ? { backup } : { nothingToBackUp: pg ? 'a PostgreSQL replica backs nothing up itself: back the database up with its own tools' : 'started without --backup-dir (restart with --backup-dir to use one)' }),
+          log, closed: async () => { if (await closeWithin(P, AUDIT_LOG, () => audit.close())) logEnd('audit-closed'); }, ...(pg ? { fatal: pg.idTaken } : {}), ...aclReload, ...(backup ? { backup } : { nothingToBackUp: pg ? 'a PostgreSQL replica backs nothing up itself: back the database up with its own tools' : 'started without --backup-dir (restart with --backup-dir to use one)' }),
         }),
       };
     } finally {

@@ -61,14 +61,16 @@ export const CLOSE_MS = 5_000;
 /**
  * Closes what `close` closes, or, past CLOSE_MS, warns that `what` is left to the process's exit,
  * which then comes once the result is written (it would otherwise wait for that call for ever).
+ * Whether it closed.
  */
-export async function closeWithin(program: string, what: string, close: () => Promise<void>): Promise<void> {
+export async function closeWithin(program: string, what: string, close: () => Promise<void>): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<boolean>((r) => (timer = setTimeout(() => r(true), CLOSE_MS)));
-  const closed = await Promise.race([close().then(() => false), late]).finally(() => clearTimeout(timer));
-  if (!closed) return;
+  const late = new Promise<boolean>((r) => (timer = setTimeout(() => r(false), CLOSE_MS)));
+  const closed = await Promise.race([close().then(() => true), late]).finally(() => clearTimeout(timer));
+  if (closed) return true;
   warn(program, `${what} did not close within ${CLOSE_MS / 1000} s (a call to it that does not return): it is left to the process's exit`);
   exitOnceDone();
+  return false;
 }
 
 /** How long a stop gives the connections to take their answers before it closes them. */

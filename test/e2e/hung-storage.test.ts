@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { KeyClient } from '../../lib/keyclient/index.ts';
 import { ROOT } from '../support/helpers.ts';
-import { Domain, expectSuccess, sleep, type Machine } from './domain.ts';
+import type { MachineIdentity } from '../../lib/certifier/index.ts';
+import { Domain, expectSuccess, sleep, type KeyServer, type Machine } from './domain.ts';
 
 describe('e2e: key-server with storage that hangs', function () {
   this.timeout(180_000);
@@ -19,6 +20,8 @@ describe('e2e: key-server with storage that hangs', function () {
     ({ d, machines: { 'ks-hang': ks, alice } } = await Domain.setUp({ 'ks-hang': 'key-server', alice: 'client-alice' }));
   });
   after(async () => d?.close());
+  /** A KeyClient of `identity` that gives up on an answer after half a second. */
+  const impatient = (server: KeyServer, identity: MachineIdentity) => KeyClient.connect({ host: '127.0.0.1', port: server.port, identity, policyCert: d.policyCert, serverMeasurements: [server.measurementHex], waits: { readTimeoutMs: 500 } });
 
   it('serves a new connection once those whose requests hang have given up (their places among the answers given back), and a stop then ends within its bounds', async () => {
     // The names stored first, by a server that reads them all (those it knows are not in memory after a restart).
@@ -36,7 +39,7 @@ describe('e2e: key-server with storage that hangs', function () {
       // One address may take half of the 64 answers the server makes at once: 32 requests that
       // hang, each on a connection its client gives up on after half a second.
       const identity = await d.identity(alice);
-      const connect = () => KeyClient.connect({ host: '127.0.0.1', port: server.port, identity, policyCert: d.policyCert, serverMeasurements: [server.measurementHex], waits: { readTimeoutMs: 500 } });
+      const connect = () => impatient(server, identity);
       const codes = await Promise.all(Array.from({ length: 32 }, async (_, i) => {
         const c = await connect();
         try {
@@ -62,6 +65,28 @@ describe('e2e: key-server with storage that hangs', function () {
       process.kill(server.child.pid, 'SIGTERM');
       expect(await server.child.exited, server.child.stderr).to.deep.equal({ code: 0, signal: null });
       expect(server.child.stderr).to.match(/warning: the key database did not close within \d+ s/).and.match(/key-server: stopped\n/);
+    } finally {
+      await server.child.stop('SIGKILL');
+    }
+  });
+
+  it('stops within its bounds when the audit log\'s writes hang: the log is left to the process\'s exit with one warning, and no audit-closed line', async function () {
+    // Before, the stop waited for the log's close for ever: the mocha timeout ends the test, and
+    // d.close() (after) stops the server by its pid.
+    this.timeout(60_000);
+    const env = { NODE_OPTIONS: `--import ${join(ROOT, 'test/support/audit-hangs.mjs')}`, AUDIT_HANGS: '/audit.jsonl' };
+    const server = await d.startKeyServer(ks, { data: d.path('audit-hang-data'), env });
+    try {
+      // A refusal is audited too: its answer waits for a write that never returns.
+      const identity = await d.identity(alice);
+      const c = await impatient(server, identity);
+      expect(await c.retrieve('absent').then(() => 'ok', (e: { code?: string }) => e.code)).to.equal('TIMEOUT');
+      await c.close();
+      process.kill(server.child.pid, 'SIGTERM');
+      expect(await server.child.exited, server.child.stderr).to.deep.equal({ code: 0, signal: null });
+      expect(server.child.stderr).to.match(/warning: the audit log did not close within \d+ s/).and.match(/key-server: stopped\n/);
+      expect(server.child.stderr.match(/did not close/g), server.child.stderr).to.have.length(1);
+      expect(server.child.stderr).not.to.match(/audit-closed/);
     } finally {
       await server.child.stop('SIGKILL');
     }
