@@ -116,7 +116,10 @@ function isClientHello(b: Uint8Array): boolean {
 
 export type CloseReason =
   | 'client-closed' | 'idle-timeout' | 'read-timeout' | 'write-timeout' | 'frame-error'
-  | 'handler-error' | 'max-requests' | 'server-closing' | 'connection-error';
+  | 'handler-error' | 'max-requests' | 'server-closing' | 'connection-error' | 'last-answer';
+
+/** Why reading stops before the requests received are answered (stopReading). */
+type StopReason = 'frame-error' | 'read-timeout' | 'last-answer';
 
 /** What a plain-protocol server says to a TLS client before closing (see onData). */
 const NOT_TLS_REPLY = new TextEncoder().encode('this server speaks the plain protocol, not TLS\n');
@@ -138,7 +141,7 @@ export class ServerSession<P> {
   private writing = false; // the outbox is being written
   private stopped = false; // a handler failed, or bytes made no frame: answer what came before, then close
   /** Why reading stopped with requests still to answer: the close's reason once they are answered. */
-  private endAfterAnswers: { reason: 'frame-error' | 'read-timeout'; error?: unknown } | undefined;
+  private endAfterAnswers: { reason: StopReason; error?: unknown } | undefined;
   private peerEnded = false;
   private draining = false; // server closing: answer what was received, read nothing more
   private finished = false;
@@ -240,12 +243,13 @@ export class ServerSession<P> {
   }
 
   /**
-   * Bytes that make no frame (a length over the limit, a frame cut short by the end), or a frame
-   * stalled past the read timeout while requests are being carried out: nothing more is read, and
-   * the requests before are carried out and answered, in order, as any others; then the
-   * connection closes for `reason` (at once when there are none).
+   * Bytes that make no frame (a length over the limit, a frame cut short by the end), a frame
+   * stalled past the read timeout while requests are being carried out, or an answer the handler
+   * called the last: nothing more is read, and the requests before (those received, for the
+   * last answer) are carried out and answered, in order, as any others; then the connection
+   * closes for `reason` (at once when there are none).
    */
-  private stopReading(reason: 'frame-error' | 'read-timeout', error?: unknown): void {
+  private stopReading(reason: StopReason, error?: unknown): void {
     this.endAfterAnswers ??= { reason, error };
     this.stopped = true;
     this.setPaused(true);
@@ -322,6 +326,7 @@ export class ServerSession<P> {
       try {
         const result = await this.handler(request, this.info);
         answer = result instanceof Uint8Array ? Promise.resolve(result) : result.later;
+        if (!(result instanceof Uint8Array) && result.last) this.stopReading('last-answer');
         // A ready answer counts against the byte budget until it is written: a client that
         // asks for large values and does not read them stops being read (registered before
         // flush awaits it, so it is counted before flush uncounts it). A rejection is handled

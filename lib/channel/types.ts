@@ -110,6 +110,11 @@ export interface ConnectionInfo<P> {
  */
 export interface LaterAnswer {
   readonly later: Promise<Uint8Array>;
+  /**
+   * The connection's last answer (key-server: it outlived the server's certificate): nothing more
+   * is read; the requests received before the close are answered, then it closes (last-answer).
+   */
+  readonly last?: boolean;
 }
 
 /**

@@ -4,7 +4,7 @@
 // auth-challenge answered when a role credential is in use.
 
 import type { KeyObject } from 'node:crypto';
-import { CertifierError } from '../errors/index.ts';
+import { CertifierError, isCertifierError } from '../errors/index.ts';
 import { sign } from '../crypto/index.ts';
 import { checkCryptstoreEntry, decode, peerCode, shown, type CryptstoreEntry, type EntryType, type KeyServiceList, type ValidEntry } from '../wire/index.ts';
 import { toPem, validateAdmission, type ValidatedPeer } from '../pki/index.ts';
@@ -123,6 +123,8 @@ export class KeyClient {
   private underway = 0;
   private drained: (() => void) | undefined;
   private closing: Promise<void> | undefined;
+  /** Connections on which a request was refused for outliving the server's certificate (outlivedServer). */
+  private readonly outlived = new WeakSet<ClientConnection<ValidatedPeer>>();
   /** Challenged requests under way, and those waiting for one of them to finish. */
   private challenged = 0;
   private readonly waiting: (() => void)[] = [];
@@ -335,8 +337,21 @@ export class KeyClient {
   }
 
   /**
+   * Whether `e` is `conn` closing after a refusal there for outliving the server's certificate:
+   * the server ends such a connection once the requests it read are answered, and refuses each of
+   * them before carrying anything out, so a request cut off by that close was never carried out.
+   */
+  private async closedOutlived(conn: ClientConnection<ValidatedPeer>, e: unknown): Promise<boolean> {
+    if (!isCertifierError(e, 'UNREACHABLE')) return false;
+    // The refusal came before the close, but the request it answers may not have looked at it yet.
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    return this.outlived.has(conn);
+  }
+
+  /**
    * One request on a connection with room for it. One refused because the connection outlived the
-   * server's certificate is sent again, once, on a new connection: that one is used up.
+   * server's certificate is sent again, once, on a new connection: that one is used up. So is one
+   * the close after such a refusal cut off unanswered (closedOutlived).
    */
   private async exchange(req: Partial<KeyRequest> & { action: Action; name: string }, again = false): Promise<KeyResponse> {
     const counts = this.credential ? 2 : 1;
@@ -350,13 +365,17 @@ export class KeyClient {
         const signature = sign(this.credential.key, challengeMessage(r.data!, exporter ?? new Uint8Array()));
         r = parseKeyResponse(await conn.request(encodeKeyRequest({ ...req, credentials: this.credential.chain, challengeNonce: r.data!, challengeSignature: signature })));
       }
+    } catch (e) {
+      if (again || !(await this.closedOutlived(conn, e))) throw e;
+      return this.exchange(req, true);
     } finally {
       this.release(conn);
     }
     if (r.status === 'auth-challenge') throw new CertifierError('CHALLENGE_FAILED', 'the key-server asked for an auth-challenge this client cannot answer');
-    if (r.status !== 'succeeded' && !again && this.outlivedServer(conn, r)) {
+    if (r.status !== 'succeeded' && this.outlivedServer(conn, r)) {
+      this.outlived.add(conn);
       if (conn === this.conn) this.sent = Infinity; // no more requests on it: the next opens a new one
-      return this.exchange(req, true);
+      if (!again) return this.exchange(req, true);
     }
     if (r.status !== 'succeeded') throw refusal(r, req);
     return r;

@@ -76,6 +76,8 @@ export class KeyService {
   private readonly running = new Set<Promise<void>>();
   /** The end of the server's own certificate each connection was opened with (ms). */
   private readonly ownEnds = new WeakMap<Connection, number>();
+  /** Connections that outlived it: each refusal there is their last answer. */
+  private readonly outlived = new WeakSet<Connection>();
   private readonly config: KeyServiceConfig;
   constructor(config: KeyServiceConfig) {
     this.config = { ...config };
@@ -205,7 +207,11 @@ export class KeyService {
       this.config.audit?.checkUsable(); // again: it may have broken while the reads ran
       return carriedOut(await this.execute(req));
     } catch (e) {
-      return refuse(e);
+      const refusal = refuse(e);
+      // Every later request there would be refused too: the connection closes once the requests
+      // received are answered, so that a client that does not look at the code connects again.
+      if (!this.outlived.has(conn)) return refusal;
+      return { later: refusal instanceof Uint8Array ? Promise.resolve(refusal) : refusal.later, last: true };
     }
   }
 
@@ -316,6 +322,7 @@ export class KeyService {
     if (end === undefined) this.ownEnds.set(conn, (end = this.config.ownCertEnd().getTime()));
     const ms = this.config.now ? this.config.now().getTime() : Date.now();
     if (ms <= end) return;
+    this.outlived.add(conn);
     throw new CertifierError('CERT_EXPIRED', `this key-server's own certificate ended at ${new Date(end).toISOString()}, after this connection was opened (checked at ${new Date(ms).toISOString()} by the key-server's clock): a new connection gets the one in force`);
   }
 

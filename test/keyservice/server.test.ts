@@ -8,11 +8,12 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fromKeyMessage, generateKeyPair, publicKeyOf, randomBytes, sha256, utf8 } from '../../lib/crypto/index.ts';
 import { decode, type KeyMessage } from '../../lib/wire/index.ts';
-import { createPolicyCert, issueAdmissionCert, parseCertificate } from '../../lib/pki/index.ts';
+import { createPolicyCert, issueAdmissionCert, parseCertificate, toPem, type ValidatedPeer } from '../../lib/pki/index.ts';
+import { failed, parseKeyRequest, succeeded } from '../../lib/keyservice/protocol.ts';
 import { loadPolicy, makePolicy } from '../../lib/policy/index.ts';
 import { generateSimulatedPlatform, SIMULATED_ENCLAVE, SimulatedEnclave } from '../../lib/attest/index.ts';
 import { admissionCertTag, authKeyTag, initTrust, loadIdentity, startCertifier } from '../../lib/certifier/index.ts';
-import type { ChannelServer } from '../../lib/channel/index.ts';
+import { serve, type ChannelServer } from '../../lib/channel/index.ts';
 import { KeyClient } from '../../lib/keyclient/index.ts';
 import { AuditLog } from '../../lib/keyservice/audit.ts';
 import type { KeyBackend } from '../../lib/keyservice/backend.ts';
@@ -173,7 +174,7 @@ describe('key-server: start and stop', function () {
     }
   });
 
-  it('a client whose connection outlives the server\'s certificate, renewed meanwhile, is served on a new connection: the refusal (CERT_EXPIRED) is sent again there, once', async () => {
+  it('a client whose connection outlives the server\'s certificate, renewed meanwhile, is served on a new connection: the refusals (CERT_EXPIRED) of the requests under way there are each sent again there, once, and the server closes the old one', async () => {
     const ks = await open(await certified('ks-across', ksM));
     const kc = await open(await certified('kc-across', kcM));
     const backend = await LevelBackend.open(join(tmp.dir, 'across-data'));
@@ -197,17 +198,59 @@ describe('key-server: start and stop', function () {
       for (let i = 0; i < 200 && !events.some((e) => e.event === 'identity-renewed'); i++) await sleep(20);
       expect(events.map((e) => e.event), 'renewed').to.include('identity-renewed');
       await sleep(started.identity.notAfter.getTime() - Date.now() + 500);
-      // The first connection is refused now (its certificate ended); the request goes again on a new one.
-      expect(await client.store('across/k', utf8('two'))).to.equal(2);
+      // The first connection is refused now (its certificate ended); the requests sent on it
+      // together go again on a new one.
+      const stored = await Promise.all([client.store('across/k', utf8('two')), client.store('across/a', utf8('a')), client.store('across/b', utf8('b'))]);
+      expect(stored).to.deep.equal([2, 1, 1]);
       expect(Buffer.from((await client.retrieve('across/k')).blob).toString()).to.equal('two');
       const refused = events.filter((e) => e.event === 'request' && e.code === 'CERT_EXPIRED');
-      expect(refused, 'one refusal, on the first connection').to.have.length(1);
-      expect(String(refused[0]!.detail)).to.contain("this key-server's own certificate ended at");
+      expect(refused.length, 'refusals, on the first connection').to.be.within(1, 3);
+      for (const r of refused) expect(String(r.detail)).to.contain("this key-server's own certificate ended at");
+      const first = refused[0]!.conn;
+      expect(new Set(refused.map((r) => r.conn)), 'one connection').to.deep.equal(new Set([first]));
+      // Closed by the server once its refusals were written, however the client goes on.
+      const closed = events.find((e) => e.event === 'closed' && e.conn === first);
+      expect(closed?.reason, JSON.stringify(closed)).to.equal('last-answer');
     } finally {
       renew();
       await client?.close().catch(() => {});
       await server?.close(0).catch(() => {});
       await backend.close();
+      await ks.close();
+      await kc.close();
+    }
+  });
+
+  it('a request sent on a connection that the server closes after refusing one there for outliving its certificate, and never read there, is sent again on a new connection, as the refused one is', async () => {
+    const ks = await open(await certified('ks-unread', ksM));
+    const kc = await open(await certified('kc-unread', kcM));
+    let server: ChannelServer | undefined;
+    let client: KeyClient | undefined;
+    try {
+      const renewed = await endingSoon(ks);
+      const ending = await loadIdentity(ks, domain, policyCert);
+      let firstConn: string | undefined;
+      // The first connection's refusal is its last answer, sent late: a request the client sends
+      // meanwhile is not read. Any other connection stores.
+      server = await serve<ValidatedPeer>({
+        host: '127.0.0.1', port: 0, log: () => {}, tls: { key: ending.key, cert: toPem(ending.certificate), ca: toPem(policyCert), requestCert: true },
+        handler: async (bytes, conn) => {
+          const { name } = parseKeyRequest(bytes);
+          firstConn ??= conn.id;
+          if (conn.id !== firstConn) return succeeded(name, { version: 1 });
+          return { later: sleep(300).then(() => failed(name, 'CERT_EXPIRED')), last: true };
+        },
+      });
+      client = await KeyClient.connect({ host: '127.0.0.1', port: server.address.port, identity: await loadIdentity(kc, domain, policyCert), policyCert });
+      server.setIdentity(renewed.key, toPem(renewed.certificate));
+      await sleep(ending.peer.validUntil.getTime() - Date.now() + 500);
+      const a = client.store('unread/a', utf8('a'));
+      await sleep(100);
+      const b = client.store('unread/b', utf8('b'));
+      expect(await Promise.all([a, b])).to.deep.equal([1, 1]);
+    } finally {
+      await client?.close().catch(() => {});
+      await server?.close(0).catch(() => {});
       await ks.close();
       await kc.close();
     }
