@@ -139,7 +139,7 @@ export class ServerSession<P> {
   private answered = 0;
   private busy = false; // a handler is starting a request
   private writing = false; // the outbox is being written
-  private stopped = false; // a handler failed, or bytes made no frame: answer what came before, then close
+  private stopped = false; // a handler failed or gave the last answer, or bytes made no frame: answer what came before, then close
   /** Why reading stopped with requests still to answer: the close's reason once they are answered. */
   private endAfterAnswers: { reason: StopReason; error?: unknown } | undefined;
   private peerEnded = false;
