@@ -194,16 +194,23 @@ export class ReplicaIdLock {
     this.retake();
   }
 
-  /** Tries to take the id again, at once and then every retryMs, until it is held, released, or another holds it. */
-  private retake(failures = 0): void {
+  /**
+   * Tries to take the id again, at once and then every retryMs, until it is held, released, or
+   * another holds it. `said`: the kind of the last failure logged (its code, or "own").
+   */
+  private retake(said?: string): void {
     void this.attempt().then((outcome) => {
       if (this.released) return;
       if (outcome === 'held') {
         this.o.log?.({ event: 'replica-lock-retaken' });
       } else if (outcome instanceof CertifierError || outcome.own) {
-        // Said once per loss: a database that is down is retried quietly until it is back.
-        if (failures === 0) this.o.log?.({ event: 'replica-lock-retry-failed', ...(outcome instanceof CertifierError ? { code: outcome.code, detail: outcome.message } : { detail: 'its earlier session still holds the id (it was asked to end)' }) });
-        this.retry = setTimeout(() => this.retake(failures + 1), this.o.retryMs ?? 1_000);
+        // Said once per loss and kind of failure: a database that is down is retried quietly until it is
+        // back, and a first try that met the connection limit (the pool's idle connections still
+        // closing) is not left as the last word when the next ones reach the database.
+        const why = outcome instanceof CertifierError ? { code: outcome.code, detail: outcome.message } : { detail: 'its earlier session still holds the id (it was asked to end)' };
+        const kind = outcome instanceof CertifierError ? outcome.code : 'own';
+        if (kind !== said) this.o.log?.({ event: 'replica-lock-retry-failed', ...why });
+        this.retry = setTimeout(() => this.retake(kind), this.o.retryMs ?? 1_000);
       } else {
         const e = idInUse(this.o.replicaId, outcome.where, true);
         this.o.log?.({ event: 'replica-id-taken', code: e.code, detail: e.message, warning: 'this replica stops: another serves under its --replica-id' });
