@@ -4,6 +4,7 @@
 import { hostPort, type ChannelServer } from '../../lib/channel/index.ts';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { isoNow } from '../../lib/util/clock.ts';
+import { within } from '../../lib/util/within.ts';
 import { readsAsAnother, visibleJson } from '../../lib/wire/index.ts';
 import { exitOnceDone, note, warn } from './cli.ts';
 
@@ -64,10 +65,7 @@ export const CLOSE_MS = 5_000;
  * Whether it closed.
  */
 export async function closeWithin(program: string, what: string, close: () => Promise<void>): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<boolean>((r) => (timer = setTimeout(() => r(false), CLOSE_MS)));
-  const closed = await Promise.race([close().then(() => true), late]).finally(() => clearTimeout(timer));
-  if (closed) return true;
+  if (await within(close(), CLOSE_MS)) return true;
   warn(program, `${what} did not close within ${CLOSE_MS / 1000} s (a call to it that does not return): it is left to the process's exit`);
   exitOnceDone();
   return false;
@@ -176,13 +174,13 @@ export async function runUntilSignal(program: string, server: ChannelServer, jso
   process.on('SIGTERM', again);
   // A reload or backup still running is waited for, but not for ever: one stuck reading a file
   // (a FIFO, a hung mount) must not keep a stop signal from stopping the server.
-  const stuck = await Promise.race([Promise.all(queues.values()).then(() => false), new Promise<boolean>((r) => setTimeout(() => r(true), TASK_GRACE_MS).unref())]);
+  const stuck = !(await within(Promise.all(queues.values()), TASK_GRACE_MS));
   if (stuck) {
     warn(program, `a reload or backup still running after ${TASK_GRACE_MS / 1000} s is abandoned: stopping`);
     // A backup stops at its next step and removes its partial copy, before the server says it
     // stopped; a reload stuck in a read cannot be stopped, and is not waited for again.
     abandon.abort();
-    await Promise.race([queues.get('backup'), new Promise((r) => setTimeout(r, ABANDON_MS).unref())]);
+    await within(queues.get('backup') ?? Promise.resolve(), ABANDON_MS);
   }
   note(program, `${typeof stop === 'string' ? stop : `[${stop.code}]`}: finishing requests in flight, then stopping`);
   await server.close(o.graceMs ?? STOP_GRACE_MS);

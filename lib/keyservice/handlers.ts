@@ -14,6 +14,7 @@ import { notFound, type KeyStore } from './keystore.ts';
 import { ChallengeBook } from './challenges.ts';
 import { verifyRoleCredential } from './roles.ts';
 import type { ReplicaJoin } from './replica.ts';
+import { within } from '../util/within.ts';
 import {
   CHALLENGE_EXPORTER_LABEL, challenge, challengeMessage, DELETE_LISTED, describeRequest, failed, KEY_SERVER_CODES, LIST_PAGE, parseKeyRequest, succeeded, type KeyRequest,
 } from './protocol.ts';
@@ -229,9 +230,7 @@ export class KeyService {
    */
   async drain(ms: number): Promise<void> {
     if (this.running.size === 0) return;
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([Promise.allSettled([...this.running]), new Promise((r) => (timer = setTimeout(r, ms)))]);
-    clearTimeout(timer);
+    await within(Promise.allSettled([...this.running]), ms);
   }
 
   private execute(req: KeyRequest): Promise<Executed> {

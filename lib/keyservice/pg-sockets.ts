@@ -12,6 +12,7 @@ import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Client } from 'pg';
 import { CertifierError } from '../errors/index.ts';
+import { within } from '../util/within.ts';
 
 /** How long an orderly close of the database's connections is given before they are cut. */
 export const CLOSE_GRACE_MS = 2_000;
@@ -33,10 +34,7 @@ export class PgSockets {
    */
   async endWithin(end: () => Promise<unknown>, graceMs = CLOSE_GRACE_MS): Promise<void> {
     const ended = end().catch(() => {}).then(() => Promise.all([...this.live].map((s) => new Promise((r) => s.once('close', r)))));
-    let timer: NodeJS.Timeout | undefined;
-    const late = await Promise.race([ended.then(() => false), new Promise<boolean>((r) => (timer = setTimeout(() => r(true), graceMs)))]);
-    clearTimeout(timer);
-    if (!late) return;
+    if (await within(ended, graceMs)) return;
     for (const s of this.live) s.destroy();
     await ended;
   }
