@@ -30,7 +30,8 @@
 // Rows written by someone else: no field is read longer than key-server writes it (a ciphertext
 // over the largest sealed value is refused unread; a name, type, time or key id is read clipped,
 // and KeyStore refuses it), so a huge row costs the replica neither its memory nor its life. No
-// message of the database's is read past MAX_MESSAGE_BYTES either: its connection is cut.
+// message of the database's is read past MAX_MESSAGE_BYTES either, nor a row past the most its
+// query asks for (one unless a statement says otherwise: a list its limit): its connection is cut.
 //
 // Failure: a request's whole time in the database is bounded (Deadline: its wait for a connection,
 // the connection's opening, settings and checks, and its statements, together), and a failure of
@@ -46,11 +47,11 @@ import {
   checkAfter, checkBuilt, checkExpected, checkName, checkPrefix, checkVersion, deleteUnknown, listLimit, MAX_NAME_LENGTH, nextVersion, outcomeUnknown, storeUnknown,
   versionConflict, type KeyBackend, type ListOptions, type RecordInfo, type StoredRecord, type UnknownChange,
 } from './backend.ts';
-import { SESSION_SETTINGS, migrate, PIN_SCHEMA, SCHEMA_VERSION, storageError, TABLES_ID, TOO_MANY_CONNECTIONS, type Query } from './pg-schema.ts';
+import { SESSION_SETTINGS, SESSION_SETTINGS_ROWS, migrate, PIN_SCHEMA, SCHEMA_VERSION, storageError, TABLES_ID, TOO_MANY_CONNECTIONS, type Query } from './pg-schema.ts';
 import { MAX_KEY_VALUE_BYTES } from './keystore.ts';
 import { SEAL_OVERHEAD } from '../crypto/index.ts';
 import { Deadline } from './pg-deadline.ts';
-import { boundMessages, PgSockets } from './pg-sockets.ts';
+import { boundMessages, expectRows, PgSockets } from './pg-sockets.ts';
 
 /**
  * The pg driver, loaded when a PostgreSQL backend is first used rather than with this module:
@@ -205,6 +206,7 @@ export class PgBackend implements KeyBackend {
     pool.on('connect', (client) => {
       client.on('error', () => {});
       const schema = b.schema;
+      expectRows(client, SESSION_SETTINGS_ROWS);
       const set = client.query(SESSION_SETTINGS).then((r) => (schema === undefined ? r : client.query(PIN_SCHEMA, [schema])));
       set.catch(() => {}); // seen by connect()
       b.settings.set(client, set);
@@ -265,15 +267,18 @@ export class PgBackend implements KeyBackend {
       // version), as LevelBackend deletes by its records; a name never stored gets no row. A
       // mark lowered by hand below a stored version is raised to it, or the versions deleted
       // here would be given again.
-      const lock = () => q<{ high: number }>('SELECT high FROM key_server_names WHERE name = $1 FOR UPDATE', [name]);
-      if ((await lock()).length === 0) {
+      // Then no version above the mark is stored: a delete of all is answered with at most that many rows.
+      const lock = async () => (await q<{ high: string }>('SELECT high FROM key_server_names WHERE name = $1 FOR UPDATE', [name]))[0]?.high;
+      let high = await lock();
+      if (high === undefined) {
         await q('INSERT INTO key_server_names (name, high) SELECT name, pg_catalog.max(version) FROM key_server_records WHERE name = $1 GROUP BY name ON CONFLICT (name) DO NOTHING', [name]);
-        if ((await lock()).length === 0) return [];
+        high = await lock();
+        if (high === undefined) return [];
       }
-      await q('UPDATE key_server_names SET high = s.top FROM (SELECT pg_catalog.max(version) AS top FROM key_server_records WHERE name = $1) s WHERE name = $1 AND s.top > high', [name]);
+      const [raised] = await q<{ high: string }>('UPDATE key_server_names SET high = s.top FROM (SELECT pg_catalog.max(version) AS top FROM key_server_records WHERE name = $1) s WHERE name = $1 AND s.top > high RETURNING high', [name]);
       const rows = await q<{ version: number }>(version
         ? 'DELETE FROM key_server_records WHERE name = $1 AND version = $2 RETURNING version'
-        : 'DELETE FROM key_server_records WHERE name = $1 RETURNING version', version ? [name, version] : [name]);
+        : 'DELETE FROM key_server_records WHERE name = $1 RETURNING version', version ? [name, version] : [name], version ? 1 : Number(raised?.high ?? high));
       return rows.map((r) => r.version).sort((a, b) => a - b);
     }, (versions) => (versions.length ? deleteUnknown(name, version, versions.length) : undefined));
   }
@@ -292,7 +297,7 @@ export class PgBackend implements KeyBackend {
     const where = conditions.join(' AND ');
     const rows = await this.query<Row>(options?.allVersions
       ? `SELECT ${COLUMNS} FROM key_server_records WHERE ${where} ORDER BY key_server_records.name, version LIMIT $2`
-      : `SELECT DISTINCT ON (key_server_records.name) ${COLUMNS} FROM key_server_records WHERE ${where} ORDER BY key_server_records.name, version DESC LIMIT $2`, params);
+      : `SELECT DISTINCT ON (key_server_records.name) ${COLUMNS} FROM key_server_records WHERE ${where} ORDER BY key_server_records.name, version DESC LIMIT $2`, params, limit);
     return rows.map(infoOfRow);
   }
 
@@ -334,14 +339,14 @@ export class PgBackend implements KeyBackend {
     return (await q<{ version: number }>('SELECT version FROM key_server_records WHERE name = $1 ORDER BY version DESC LIMIT 1', [name]))[0]?.version ?? 0;
   }
 
-  /** One statement on any pooled connection; database failures become CertifierErrors. */
-  private async query<R>(sql: string, params: unknown[] = []): Promise<R[]> {
+  /** One statement on any pooled connection, answered with at most `rows` rows; database failures become CertifierErrors. */
+  private async query<R>(sql: string, params: unknown[] = [], rows = 1): Promise<R[]> {
     const time = this.deadline();
     const client = await this.acquire(time);
     try {
-      const rows = await time.query<R>(client, sql, params);
+      const answer = await time.query<R>(client, sql, params, rows);
       this.release(client);
-      return rows;
+      return answer;
     } catch (e) {
       client.release(true);
       throw this.failure(e);
@@ -452,9 +457,9 @@ export class PgBackend implements KeyBackend {
     const time = this.deadline(ms);
     const client = await this.acquire(time);
     let dbFailed = false;
-    const q: Query = async <R>(sql: string, params: unknown[] = []) => {
+    const q: Query = async <R>(sql: string, params: unknown[] = [], rows?: number) => {
       try {
-        return await time.query<R>(client, sql, params);
+        return await time.query<R>(client, sql, params, rows);
       } catch (e) {
         dbFailed = true;
         throw this.failure(e);

@@ -7,6 +7,7 @@
 
 import type { PoolClient, QueryConfig } from 'pg';
 import { CertifierError } from '../errors/index.ts';
+import { expectRows } from './pg-sockets.ts';
 
 /** The pg driver's message when its own client-side limit on a statement (query_timeout) passes. */
 const DRIVER_TIMEOUT = 'Query read timeout';
@@ -50,17 +51,21 @@ export class Deadline {
     return { text, values, query_timeout: this.left() } as QueryConfig;
   }
 
-  /** Runs a statement (statement()), the driver's own timeout on it reported as the request's. */
-  async run<R>(client: PoolClient, statement: QueryConfig): Promise<R[]> {
+  /**
+   * Runs a statement (statement()), the driver's own timeout on it reported as the request's; an
+   * answer of more than `rows` rows cuts the connection (expectRows).
+   */
+  async run<R>(client: PoolClient, statement: QueryConfig, rows = 1): Promise<R[]> {
     try {
+      expectRows(client, rows);
       return (await client.query(statement)).rows as R[];
     } catch (e) {
       throw (e as { message?: unknown }).message === DRIVER_TIMEOUT ? this.passed() : e;
     }
   }
 
-  /** One statement, given what is left of the time. */
-  async query<R>(client: PoolClient, sql: string, params: unknown[] = []): Promise<R[]> {
-    return this.run<R>(client, this.statement(sql, params));
+  /** One statement, given what is left of the time, answered with at most `rows` rows. */
+  async query<R>(client: PoolClient, sql: string, params: unknown[] = [], rows = 1): Promise<R[]> {
+    return this.run<R>(client, this.statement(sql, params), rows);
   }
 }

@@ -22,8 +22,8 @@ import { createHash } from 'node:crypto';
 import type { Client } from 'pg';
 import { CertifierError } from '../errors/index.ts';
 import { boundedClient } from './pg-backend.ts';
-import { SESSION_SETTINGS, storageError } from './pg-schema.ts';
-import { PgSockets } from './pg-sockets.ts';
+import { SESSION_SETTINGS, SESSION_SETTINGS_ROWS, storageError } from './pg-schema.ts';
+import { expectRows, PgSockets } from './pg-sockets.ts';
 
 export interface ReplicaLockOptions {
   url: string;
@@ -129,6 +129,7 @@ export class ReplicaIdLock {
       // by keepalives when all it sent was acknowledged, and by the user timeout when its last
       // answer (to the lock, or a ping) was not, where keepalives never start and the kernel
       // retried for about 15 minutes (tcp_retries2), the id held all along.
+      expectRows(client, SESSION_SETTINGS_ROWS); // the SETs answer none
       await client.query(`SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; SET tcp_keepalives_count = 3; SET tcp_user_timeout = 25000; ${SESSION_SETTINGS}`);
       const [row] = (await client.query<{ ok: boolean } & Session>(
         `SELECT pg_catalog.pg_try_advisory_lock($1::bigint) AS ok, pg_catalog.pg_backend_pid() AS pid, (SELECT ${STARTED('a')} FROM pg_catalog.pg_stat_activity a WHERE a.pid = pg_catalog.pg_backend_pid()) AS started`, [this.key])).rows;
@@ -170,7 +171,7 @@ export class ReplicaIdLock {
     try {
       const [h] = (await client.query<Session & { addr: string | null; since: Date | null }>(
         `SELECT l.pid, ${STARTED('a')} AS started, pg_catalog.host(a.client_addr) AS addr, a.backend_start AS since FROM pg_catalog.pg_locks l LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
-           WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1::bigint::pg_catalog.oid AND l.objid = $2::bigint::pg_catalog.oid AND l.objsubid = 1 AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())`,
+           WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1::bigint::pg_catalog.oid AND l.objid = $2::bigint::pg_catalog.oid AND l.objsubid = 1 AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()) LIMIT 1`,
         [high, low])).rows;
       if (!h) return { where: '' };
       const own = this.session;

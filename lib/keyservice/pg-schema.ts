@@ -13,8 +13,8 @@
 import { randomBytes, toHex } from '../crypto/index.ts';
 import { CertifierError } from '../errors/index.ts';
 
-/** One statement in the current transaction: its rows. */
-export type Query = <R = Record<string, unknown>>(sql: string, params?: unknown[]) => Promise<R[]>;
+/** One statement in the current transaction: its rows, of which there may be at most `rows` (default 1; the connection is cut past them). */
+export type Query = <R = Record<string, unknown>>(sql: string, params?: unknown[], rows?: number) => Promise<R[]>;
 
 export const SCHEMA_VERSION = 1;
 
@@ -50,6 +50,8 @@ const CATALOG_FIRST = "SELECT pg_catalog.set_config('search_path', coalesce((SEL
 export const SESSION_SETTINGS = `${CATALOG_FIRST}; `
   + "SELECT pg_catalog.set_config('synchronous_commit', 'on', false) WHERE pg_catalog.current_setting('synchronous_commit') = 'off'; "
   + "SELECT pg_catalog.set_config('idle_session_timeout', '0', false) WHERE pg_catalog.current_setting('server_version_num')::int >= 140000";
+/** The most rows SESSION_SETTINGS is answered with: one per statement. */
+export const SESSION_SETTINGS_ROWS = 3;
 /**
  * The search_path of a connection once the replica has started: only the schema its tables were
  * found or made in at start ($1), so PostgreSQL searches pg_catalog first and then that schema (and
@@ -117,7 +119,7 @@ export async function migrate(q: Query): Promise<{ from: number; to: number; sch
     // the path are another deployment's (checkSchemaChoice refused them unless search_path was
     // chosen explicitly).
     const found = await q<{ name: string }>(
-      'SELECT name FROM pg_catalog.unnest($1::pg_catalog.text[]) AS name WHERE pg_catalog.to_regclass(pg_catalog.quote_ident(pg_catalog.current_schema()) || \'.\' || pg_catalog.quote_ident(name)) IS NOT NULL', [TABLES]);
+      'SELECT name FROM pg_catalog.unnest($1::pg_catalog.text[]) AS name WHERE pg_catalog.to_regclass(pg_catalog.quote_ident(pg_catalog.current_schema()) || \'.\' || pg_catalog.quote_ident(name)) IS NOT NULL', [TABLES], TABLES.length);
     if (found.length) {
       throw new CertifierError('STORE_FORMAT', `the database holds key-server tables (${found.map((t) => t.name).join(', ')}) but key_server_schema records no schema version: it was emptied or dropped; restore it (or the database) from a backup rather than start over these tables`);
     }
@@ -148,7 +150,8 @@ async function checkSchemaChoice(q: Query): Promise<void> {
   if (temp) {
     throw new CertifierError('INVALID_INPUT', `the first schema of search_path is the session's temporary schema (pg_temp): key-server's tables there would vanish, every store with them, when the connection closes; take pg_temp out of search_path (the URL's options, or the role's or database's setting)`);
   }
-  const ours = await q(`SELECT 1 FROM pg_catalog.unnest($1::pg_catalog.text[]) AS name WHERE pg_catalog.to_regclass(pg_catalog.quote_ident($2) || '.' || pg_catalog.quote_ident(name)) IS NOT NULL`, [['key_server_schema', ...TABLES], schema]);
+  const names = ['key_server_schema', ...TABLES];
+  const ours = await q(`SELECT 1 FROM pg_catalog.unnest($1::pg_catalog.text[]) AS name WHERE pg_catalog.to_regclass(pg_catalog.quote_ident($2) || '.' || pg_catalog.quote_ident(name)) IS NOT NULL`, [names, schema], names.length);
   if (ours.length) return;
   // A first schema named in search_path is chosen for this deployment: a new one there. One that
   // is there only as "$user" (the default, however it is set: unset, a configuration file, a role)
@@ -157,7 +160,7 @@ async function checkSchemaChoice(q: Query): Promise<void> {
   if (!/^\s*"?\$user"?\s*(,|$)/.test(path?.search_path ?? '')) return;
   const [other] = await q<{ schema: string }>(
     `SELECT DISTINCT n.nspname AS schema FROM pg_catalog.unnest($1::pg_catalog.text[]) AS name
-       JOIN pg_catalog.pg_class c ON c.oid = pg_catalog.to_regclass(pg_catalog.quote_ident(name)) JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace`, [['key_server_schema', ...TABLES]]);
+       JOIN pg_catalog.pg_class c ON c.oid = pg_catalog.to_regclass(pg_catalog.quote_ident(name)) JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace`, [names], names.length);
   if (other) {
     throw new CertifierError('STORE_FORMAT', `key-server's tables are in schema "${other.schema}", further along the default search_path, but its first schema "${schema}" has none: nothing was created. To keep using the deployment in "${other.schema}", put it first in search_path (options=-c search_path=${other.schema} in the URL); to start a separate deployment in "${schema}", set search_path to it explicitly (options=-c search_path=${schema}, or ALTER ROLE ... SET search_path)`);
   }
@@ -172,7 +175,7 @@ async function refuseUnusableSchemas(q: Query): Promise<void> {
   // Quoted as the GRANT to give needs them (quote_ident): "Keys" unquoted would name keys.
   const [path] = await q<{ search_path: string; user: string; userIdent: string }>('SELECT pg_catalog.current_setting(\'search_path\') AS search_path, current_user AS user, pg_catalog.quote_ident(current_user) AS "userIdent"');
   const names = searchPathNames(path?.search_path ?? '', path?.user ?? '');
-  const denied = await q<{ schema: string; ident: string }>('SELECT nspname AS schema, pg_catalog.quote_ident(nspname) AS ident FROM pg_catalog.pg_namespace WHERE nspname = ANY($1::pg_catalog.text[]) AND NOT pg_catalog.has_schema_privilege(oid, \'USAGE\') ORDER BY pg_catalog.array_position($1::pg_catalog.text[], nspname::pg_catalog.text)', [names]);
+  const denied = await q<{ schema: string; ident: string }>('SELECT nspname AS schema, pg_catalog.quote_ident(nspname) AS ident FROM pg_catalog.pg_namespace WHERE nspname = ANY($1::pg_catalog.text[]) AND NOT pg_catalog.has_schema_privilege(oid, \'USAGE\') ORDER BY pg_catalog.array_position($1::pg_catalog.text[], nspname::pg_catalog.text)', [names], names.length);
   if (denied.length === 0) return;
   const listed = denied.map((d) => `"${d.schema}"`).join(', ');
   throw new CertifierError('DENIED', `the key database refused this user the use of the schema${denied.length > 1 ? 's' : ''} of search_path (${listed}: no USAGE on ${denied.length > 1 ? 'them' : 'it'}), and so any schema to create key-server's tables in: GRANT USAGE, CREATE ON SCHEMA ${denied[0]!.ident} TO ${path!.userIdent} (or name a schema it may use first in search_path)`, { details: { storage: 'postgres', cause: '3F000' } });

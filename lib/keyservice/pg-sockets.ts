@@ -5,8 +5,10 @@
 // locked). Past a short grace, the sockets still open are destroyed.
 //
 // The driver has no limit on the size of a message: it reads each one whole, up to 4 GiB (its
-// length field). boundMessages() reads the length of each message the database sends and cuts the
-// connection at one longer than any key-server asks for, before its body is read.
+// length field), nor on how many rows an answer holds: it keeps them all. boundMessages() reads the
+// header of each message the database sends and cuts the connection at one longer than any
+// key-server asks for, before its body is read, or at a row past the most the query asks for
+// (expectRows), before the driver keeps it.
 
 import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -40,19 +42,48 @@ export class PgSockets {
   }
 }
 
+/** What a query asks for when nothing else is said (expectRows): one row at most. */
+const ONE_ROW = 1;
+/** Each bounded client's most rows for its next query (expectRows), until that query's ReadyForQuery. */
+const rowBounds = new WeakMap<object, { rows: number }>();
+
+/**
+ * Says that the next query sent on `client` is answered with at most `rows` rows in all (its
+ * statements together); past them the connection is cut (boundMessages). Call just before sending
+ * it, the one before answered: each ReadyForQuery puts the bound back to one row. Does nothing
+ * for a client that boundMessages does not watch.
+ */
+export function expectRows(client: object, rows: number): void {
+  const bound = rowBounds.get(client);
+  if (bound) bound.rows = rows;
+}
+
+const TYPE_DATA_ROW = 0x44; // 'D'
+const TYPE_READY = 0x5a; // 'Z': the end of a query's answer
+
 /**
  * Cuts `client`'s connection, failing what it waits for with INTEGRITY, at a message from the
- * database longer than `maxBytes`, once its header says so. Call before connecting. The messages
- * read are the protocol's, under TLS when the connection has it (the raw socket then carries the
- * TLS negotiation and records, which this does not read).
+ * database longer than `maxBytes`, once its header says so, or at a row past the most the query
+ * it answers asks for (expectRows; one unless said). Call before connecting. The messages read
+ * are the protocol's, under TLS when the connection has it (the raw socket then carries the TLS
+ * negotiation and records, which this does not read).
+ *
+ * It reads each chunk before the driver does (in the stream's emit of it), and hands the driver
+ * only what came before the message it cuts at: a listener beside the driver's saw a chunk
+ * together with it, and an answer whose last row and end came in the chunk that held the row too
+ * many was taken whole before the connection's error arrived.
  */
 export function boundMessages(client: Client, maxBytes: number): void {
   const connection = client.connection as Client['connection'] & { ssl?: unknown };
+  const bound = { rows: ONE_ROW };
+  rowBounds.set(client, bound);
   const watch = (stream: Duplex) => {
     const header = Buffer.alloc(5);
     let filled = 0;
     let skip = 0;
-    stream.on('data', (chunk: Buffer) => {
+    let rows = 0;
+    /** Where in `chunk` the first message to cut at starts, and why; undefined when there is none. */
+    const read = (chunk: Buffer): { at: number; why: string } | undefined => {
       for (let i = 0; i < chunk.length;) {
         if (skip > 0) {
           const n = Math.min(skip, chunk.length - i);
@@ -60,21 +91,33 @@ export function boundMessages(client: Client, maxBytes: number): void {
           i += n;
           continue;
         }
+        const at = i - filled; // negative: the header began in an earlier chunk
         const n = Math.min(header.length - filled, chunk.length - i);
         chunk.copy(header, filled, i, i + n);
         filled += n;
         i += n;
-        if (filled < header.length) return;
+        if (filled < header.length) return undefined;
         filled = 0;
         // The length counts itself (4 bytes), not the type byte.
         const length = header.readUInt32BE(1);
-        if (1 + length > maxBytes) {
-          stream.destroy(new CertifierError('INTEGRITY', `the key database sent a message of ${1 + length} bytes, more than the ${maxBytes} of any answer key-server asks for: the connection was cut before it was read (a compromised or misconfigured database, or a trigger or rule added to key-server's tables?)`, { details: { storage: 'postgres' } }));
-          return;
+        if (1 + length > maxBytes) return { at, why: `sent a message of ${1 + length} bytes, more than the ${maxBytes} of any answer key-server asks for` };
+        if (header[0] === TYPE_DATA_ROW && ++rows > bound.rows) return { at, why: `answered a query with more rows than the ${bound.rows} key-server asks for` };
+        if (header[0] === TYPE_READY) {
+          rows = 0;
+          bound.rows = ONE_ROW;
         }
         skip = Math.max(0, length - 4);
       }
-    });
+      return undefined;
+    };
+    const emit = stream.emit;
+    stream.emit = function (this: Duplex, event: string | symbol, ...args: unknown[]): boolean {
+      const cut = event === 'data' ? read(args[0] as Buffer) : undefined;
+      if (!cut) return emit.call(this, event, ...args);
+      if (cut.at > 0) emit.call(this, event, (args[0] as Buffer).subarray(0, cut.at));
+      stream.destroy(new CertifierError('INTEGRITY', `the key database ${cut.why}: the connection was cut before it was read (a compromised or misconfigured database, or a trigger or rule added to key-server's tables?)`, { details: { storage: 'postgres' } }));
+      return false;
+    } as Duplex['emit'];
   };
   if (connection.ssl) connection.once('sslconnect', () => watch(connection.stream));
   else watch(connection.stream);

@@ -14,6 +14,8 @@ import { randomBytes, SEAL_OVERHEAD } from '../../lib/crypto/index.ts';
 import { MAX_NAME_LENGTH, type KeyBackend } from '../../lib/keyservice/backend.ts';
 import { recordFor, runBackendContract } from '../keyservice/backend-contract.ts';
 import { findPgBin, PG_MISSING, PgServer } from './pg-server.ts';
+import { PgProxy, pgMessage } from './pg-proxy.ts';
+import { expectRows } from '../../lib/keyservice/pg-sockets.ts';
 
 async function rejects(p: Promise<unknown>, ...codes: string[]): Promise<CertifierError> {
   try {
@@ -612,6 +614,47 @@ if (!bin) {
         expect((await b.append('loud', (v) => recordFor('loud', v))).version).to.equal(2);
       });
 
+      describe('answered with more rows than a query asks for (a proxy repeating the database\'s rows)', () => {
+        const proxies: PgProxy[] = [];
+        afterEach(async () => {
+          await Promise.all(opened.splice(0).map((b) => b.close()));
+          await Promise.all(proxies.splice(0).map((p) => p.close()));
+        });
+        /** A backend over a new database reached through a proxy that passes each message the database sends through `rewrite`. */
+        const throughProxy = async (rewrite: Rewrite) => {
+          const url = await freshDb();
+          const proxy = await PgProxy.start(server.port, (query, type, m) => rewrite.current(query, type, m));
+          proxies.push(proxy);
+          const b = await track(open(proxy.url(url)));
+          await b.bindStorageKey('11'.repeat(16));
+          return { b, db: `contract_${n}` };
+        };
+        interface Rewrite { current: (query: string, type: string, m: Buffer) => Buffer[] | undefined }
+
+        it('cuts a connection on which the database answers a retrieve with two rows, or a list with more than its LIMIT, refusing the request with INTEGRITY, and serves on once it stops', async () => {
+          // The driver keeps every row of an answer: a compromised database could make a replica run out of memory.
+          let copies = (_query: string) => 1;
+          const { b } = await throughProxy({ current: (query, type, m) => (type === 'D' ? Array<Buffer>(copies(query)).fill(m) : undefined) });
+          for (const name of ['a', 'b', 'c']) await b.append(name, (v) => recordFor(name, v));
+          copies = (query) => (query.includes('ORDER BY version DESC LIMIT 1') ? 2 : 1);
+          expect((await rejects(b.get('a', 0), 'INTEGRITY')).message).to.contain('more rows than the 1 key-server asks for');
+          copies = (query) => (query.includes('LIMIT $2') ? 1000 : 1);
+          for (const allVersions of [false, true]) expect((await rejects(b.list('', { limit: 2, allVersions }), 'INTEGRITY')).message).to.contain('more rows than the 2 key-server asks for');
+          copies = () => 1;
+          expect((await b.get('a', 0))?.version).to.equal(1);
+          expect((await b.list('', { limit: 2 })).map((r) => r.name)).to.deep.equal(['a', 'b']);
+        });
+
+        it('answers a store OUTCOME_UNKNOWN when rows in the answer to its COMMIT cut the connection: it may have been committed, and here it was', async () => {
+          const rows = [pgMessage('T', Buffer.alloc(2)), pgMessage('D', Buffer.alloc(2)), pgMessage('D', Buffer.alloc(2))];
+          const rewrite: Rewrite = { current: () => undefined };
+          const { b, db } = await throughProxy(rewrite);
+          rewrite.current = (query, type, m) => (query === 'COMMIT' && type === 'C' ? [...rows, m] : undefined);
+          expect((await rejects(b.append('k', (v) => recordFor('k', v)), 'OUTCOME_UNKNOWN')).message).to.contain('more rows than the 1 key-server asks for');
+          expect(await server.psql(db, "SELECT max(version) FROM key_server_records WHERE name = 'k'", ['-tA'])).to.equal('1\n');
+        });
+      });
+
       it('reads within that bound every answer key-server asks for: a value of the largest size, and a list page of 1,001 rows whose fields are read at their longest', async () => {
         const { db, ks } = await keyStoreOnFreshDb();
         const value = randomBytes(MAX_KEY_VALUE_BYTES);
@@ -954,6 +997,7 @@ if (!bin) {
           pg.Client.prototype.query = query;
         }
         try {
+          expectRows(session!, 4); // the lock's connection takes no more unless told (boundMessages)
           const settings = (await session!.query<{ name: string; setting: string }>("SELECT name, setting FROM pg_settings WHERE name LIKE 'tcp_%' ORDER BY name")).rows;
           expect(Object.fromEntries(settings.map((r) => [r.name, r.setting]))).to.deep.equal({
             tcp_keepalives_count: '3', tcp_keepalives_idle: '10', tcp_keepalives_interval: '5', tcp_user_timeout: '25000',
