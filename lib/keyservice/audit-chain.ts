@@ -7,7 +7,7 @@ import { stat } from 'node:fs/promises';
 import { CertifierError } from '../errors/index.ts';
 import { realLocation } from '../files/index.ts';
 import { AUDIT_GENESIS } from './audit-line.ts';
-import { endPath, endSource, missingSeqs, recordedEnd, segmentRange, startsAfter, verifySegment } from './audit-read.ts';
+import { endPath, endSource, missingSeqs, recordedEnd, segmentRange, segmentStartProblem, startsAfter, verifySegment } from './audit-read.ts';
 
 export type ChainVerification =
   | { ok: true; files: number; lines: number; firstSeq: number; lastSeq: number; lastHash: string; fromGenesis: boolean }
@@ -48,7 +48,8 @@ export async function verifyChain(files: string[], o: { continuing?: boolean; an
     const named = segmentRange(file);
     if (named) {
       if (r.lines === 0) return { ok: false, file, problem: `it is empty, but its name says it holds seq ${named.firstSeq} to ${named.lastSeq}: those lines are missing` };
-      if (r.firstSeq !== named.firstSeq) return { ok: false, file, line: 1, problem: `it starts at seq ${r.firstSeq}, not the ${named.firstSeq} its name says` };
+      const start = segmentStartProblem(named, r.firstSeq);
+      if (start) return { ok: false, file, line: 1, problem: start };
       if (r.lastSeq !== named.lastSeq) {
         const missing = r.lastSeq < named.lastSeq ? `: ${missingSeqs(r.lastSeq + 1, named.lastSeq)}` : '';
         return { ok: false, file, line: r.lines, problem: `it ends at seq ${r.lastSeq}, not the ${named.lastSeq} its name says${missing}` };

@@ -273,8 +273,18 @@ export async function segmentsOf(path: string): Promise<{ path: string; firstSeq
   return found.sort((a, b) => a.lastSeq - b.lastSeq);
 }
 
+/**
+ * What is wrong with a rotated segment whose first line says `firstSeq` (undefined: it says none),
+ * against the seq its name (PATH.FIRST-LAST) says it begins with; undefined when they agree.
+ * verify-audit asks it of every segment, a start of the segments it reads.
+ */
+export function segmentStartProblem(named: { firstSeq: number }, firstSeq: number | undefined): string | undefined {
+  if (firstSeq === undefined) return 'it does not say its seq and prev';
+  return firstSeq === named.firstSeq ? undefined : `it starts at seq ${firstSeq}, not the ${named.firstSeq} its name says`;
+}
+
 /** The rotated segment of PATH with the highest last seq, if any is beside it. */
-export async function latestSegment(path: string): Promise<{ path: string; lastSeq: number } | undefined> {
+export async function latestSegment(path: string): Promise<{ path: string; firstSeq: number; lastSeq: number } | undefined> {
   return (await segmentsOf(path)).at(-1);
 }
 
@@ -292,6 +302,8 @@ export async function segmentsAfterProblem(path: string, end: { seq: number; has
     const start = await startOfFile(segment.path);
     const tail = await scanEnd(segment.path);
     if (!start || !tail.ok || tail.lastSeq !== segment.lastSeq) return `${segment.path} does not verify, or does not hold the seqs its name says (verify-audit names what is wrong)`;
+    const named = segmentStartProblem(segment, start.seq);
+    if (named) return `${segment.path}: ${named}`;
     if (start.seq > before.seq + 1) return `${missingSeqs(before.seq + 1, start.seq - 1)} after ${before.what} (a segment moved away? put it back beside the log)`;
     // The first may hold the record itself: a rotation cut short after writing FILE.end (the log
     // not renamed), served on and rotated by such a key-server, as verify-audit accepts it.

@@ -33,7 +33,7 @@ import { isoNow } from '../util/clock.ts';
 import { type AuditEntry, type AuditRecord, auditHash, canonicalFields, canonicalJson, fieldProblem, lineOf, startProblem } from './audit-line.ts';
 import {
   directoryGiven, endPath, endSource, hashAt, latestSegment, notVerified, recordedEnd, refuseMissingAuditDir, scan, scanEnd,
-  segmentPath, segmentRange, segmentsAfterProblem, startOfFile, startsAfter,
+  segmentPath, segmentRange, segmentsAfterProblem, segmentStartProblem, startOfFile, startsAfter,
 } from './audit-read.ts';
 import { holdLock } from './lock.ts';
 
@@ -242,6 +242,9 @@ export class AuditLog {
         const s = await scanEnd(segment.path);
         if (!s.ok) throw notVerified(segment.path, s, `refusing to continue it in ${path}`);
         if (s.lastSeq !== segment.lastSeq) throw new CertifierError('INTEGRITY', `the audit segment ${segment.path} ends at seq ${s.lastSeq}, not the ${segment.lastSeq} its name says`);
+        // Nor may it begin elsewhere than its name says (verify-audit refuses it too): its first line only.
+        const named = segmentStartProblem(segment, (await startOfFile(segment.path))?.seq);
+        if (named) throw notVerified(segment.path, { line: 1, problem: named }, `refusing to continue it in ${path}`);
         // FILE.end is written before each rotation's rename: the newest segment ends where it says,
         // with its hash. One ending elsewhere, or another way, is not this chain's (copied in from
         // another server's archive under the same name), and verify-audit refuses it too; unless

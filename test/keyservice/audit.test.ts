@@ -459,6 +459,20 @@ describe('audit log', () => {
       await again.close();
     });
 
+    it('refuses to continue a newest segment whose name\'s first seq is not its first line\'s (INTEGRITY naming it, as verify-audit refuses it), and continues it under its own name', async () => {
+      await rotatedThen(2);
+      const newest = segments().at(-1)!;
+      const [first, last] = [Number(newest.slice(-25, -13)), Number(newest.slice(-12))];
+      const misnamed = `${path}.${String(first - 1).padStart(12, '0')}-${String(last).padStart(12, '0')}`;
+      renameSync(newest, misnamed);
+      const problem = `it starts at seq ${first}, not the ${first - 1} its name says`;
+      expect(await verifyChain([...segments(), path])).to.deep.include({ ok: false, file: misnamed, line: 1, problem });
+      const e = await rejects(AuditLog.open(path), 'INTEGRITY');
+      expect(e.message).to.equal(`the audit log ${misnamed} does not verify at line 1: ${problem}; refusing to continue it in ${path}`);
+      renameSync(misnamed, newest);
+      await (await AuditLog.open(path)).close();
+    });
+
     it('refuses a FIFO in the newest segment\'s place with FILE_ERROR naming it, rather than waiting on it to start', async () => {
       await rotatedThen(2);
       const newest = segments().at(-1)!;

@@ -6,7 +6,7 @@
 import { expect } from 'chai';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { AuditLog, repairAuditTail } from '../../lib/keyservice/audit.ts';
 import { verifyChain } from '../../lib/keyservice/audit-chain.ts';
@@ -220,6 +220,19 @@ describe('audit logs written by earlier versions', function () {
       rmSync(third!); // archived: nothing links the newest segment to FILE.end's record now
       const gap = await rejects(AuditLog.open(path()), 'INTEGRITY');
       expect(gap.message).to.contain(`the audit segment ${fourth} ends at seq 4`).and.contain('seq 3 is missing').and.contain('refusing to continue it');
+    });
+
+    it('refuses a segment after FILE.end\'s record whose name\'s first seq is not its first line\'s (INTEGRITY naming it, as verify-audit refuses it)', async () => {
+      await backAndForth();
+      const [, , third] = segmentsOf();
+      const misnamed = third!.replace(/\.000000000003-/, '.000000000002-');
+      renameSync(third!, misnamed);
+      const problem = 'it starts at seq 3, not the 2 its name says';
+      expect(await verifyChain([...segmentsOf(), path()])).to.deep.include({ ok: false, file: misnamed, line: 1, problem });
+      const e = await rejects(AuditLog.open(path()), 'INTEGRITY');
+      expect(e.message).to.contain(`the segments after that record do not lead to it: ${misnamed}: ${problem}`);
+      renameSync(misnamed, third!);
+      await (await AuditLog.open(path())).close();
     });
 
     it('a key-server of this version continues the newest segment when the first after FILE.end\'s record holds that record: a rotation cut short (FILE.end written, the log not renamed), then served on by the earlier one', async () => {
