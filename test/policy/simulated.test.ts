@@ -7,7 +7,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { generateKeyPair, randomBytes, sha256, sign, signatureAlgFor, toKeyMessage, publicKeyOf, utf8 } from '../../lib/crypto/index.ts';
-import { decode, encode, parseTrustRequest, type EvidencePackage, type SignedReport } from '../../lib/wire/index.ts';
+import { decode, encode, parseTrustRequest, type EvidencePackage, type SignedClaimSequence, type SignedReport } from '../../lib/wire/index.ts';
 import { evaluate, formatCertifierTime, keyEntity, loadPolicy, makePolicy, measurementEntity, saysClause, signClaim, simpleClause, verifySignedClaim, type Decision, type Window } from '../../lib/policy/index.ts';
 import { generateSimulatedPlatform, SimulatedEnclave, verifyEvidence } from '../../lib/attest/index.ts';
 import { Cryptstore } from '../../cryptstore/index.ts';
@@ -283,6 +283,37 @@ describe('simulated platform and policy engine', () => {
       const other = new SimulatedEnclave(s.platform.attestKey, s.platform.endorsement, sha256(utf8('changed program')));
       const e = await Cryptstore.open(dir, other.sealingProtector()).catch((x) => x);
       expect(e).to.be.instanceOf(CertifierError).with.property('code', 'WRONG_KEY');
+    });
+  });
+
+  // README, "Threat model": a policy is claims each signed on its own, so whoever may write the
+  // file but lacks the policy key can drop claims and bring back older ones still in force, and
+  // no more.
+  describe('someone who can write the policy file but does not hold the policy key', () => {
+    const theirs = sha256(utf8('their program'));
+    const theirEnclave = () => new SimulatedEnclave(s.platform.attestKey, s.platform.endorsement, theirs);
+    const trusting = (policyKey: Awaited<ReturnType<typeof generateKeyPair>>['privateKey'], from: number, to: number) =>
+      makePolicy({ policyKey, platforms: [], measurements: [theirs], notBefore: new Date(now.getTime() + from), notAfter: new Date(now.getTime() + to) });
+
+    it('cannot add a claim of their own signing: the whole policy is refused (POLICY_INVALID), naming the claim', async () => {
+      const own = await generateKeyPair('p256');
+      const spliced = joinPolicies(s.policyFile, trusting(own.privateKey, -DAY, DAY));
+      expect(() => loadPolicy(spliced, s.policy.publicKey)).to.throw(CertifierError, /^policy claim 3 is signed by .*, not by the policy key /).with.property('code', 'POLICY_INVALID');
+    });
+
+    it('can drop a claim: the measurement it trusted is no longer admitted (MEASUREMENT_NOT_TRUSTED)', async () => {
+      const claims = decode<SignedClaimSequence>('signed_claim_sequence', s.policyFile).claims!;
+      expect(claims).to.have.length(2);
+      const dropped = encode('signed_claim_sequence', { claims: claims.slice(0, 1) });
+      expect(await decide(s, { policyFile: dropped })).to.include({ allow: false, code: 'MEASUREMENT_NOT_TRUSTED' });
+    });
+
+    it('can add back a claim of an older policy of the same key while it is in force, and gains nothing by one whose dates have passed (CLAIM_EXPIRED)', async () => {
+      expect(await decide(s, { enclave: theirEnclave() })).to.include({ allow: false, code: 'MEASUREMENT_NOT_TRUSTED' });
+      const inForce = joinPolicies(s.policyFile, trusting(s.policy.privateKey, -2 * DAY, DAY));
+      expect((await decide(s, { enclave: theirEnclave(), policyFile: inForce })).allow).to.equal(true);
+      const ended = joinPolicies(s.policyFile, trusting(s.policy.privateKey, -3 * DAY, -DAY));
+      expect(await decide(s, { enclave: theirEnclave(), policyFile: ended })).to.include({ allow: false, code: 'CLAIM_EXPIRED' });
     });
   });
 
