@@ -31,6 +31,7 @@ export interface ReplicaJoinConfig {
 
 export class ReplicaJoin {
   private readonly key: Uint8Array;
+  private wiped = false;
 
   constructor(private readonly config: ReplicaJoinConfig) {
     this.key = Uint8Array.from(config.storageKey);
@@ -43,10 +44,17 @@ export class ReplicaJoin {
   answer(req: KeyRequest, peer: ValidatedPeer, role: string | undefined): { response: Uint8Array; version: number } | undefined {
     if (req.action !== 'retrieve' || req.name !== this.config.name || req.version > 1 || role !== undefined) return undefined;
     if (peer.measurementHex !== this.config.measurementHex) return undefined;
+    if (this.wiped) throw new CertifierError('UNREACHABLE', 'the key-server is stopping: its storage key is forgotten');
     const entry: CryptstoreEntry = {
       tag: this.config.name, type: 'binary-blob', version: 1, timeEntered: Buffer.from(new Date().toISOString(), 'utf8'), blob: this.key, exportable: false,
     };
     return { response: succeeded(req.name, { data: encode('cryptstore_entry', entry), version: 1 }), version: 1 };
+  }
+
+  /** Forgets its copy of the storage key, as the key store does at a stop: a join asked after it fails. */
+  wipe(): void {
+    this.wiped = true;
+    this.key.fill(0);
   }
 }
 

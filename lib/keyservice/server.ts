@@ -99,13 +99,14 @@ export async function startKeyServer(o: KeyServerOptions): Promise<StartedKeySer
   const identity = await loadIdentity(o.store, o.domain, o.policyCert);
   const storageKey = await storageKeyFrom(o.store, o.backend);
   const keystore = new KeyStore(o.backend, storageKey);
+  const replicaJoin = o.allowReplicaJoin ? new ReplicaJoin({ name: STORAGE_KEY_TAG, measurementHex: identity.peer.measurementHex, storageKey }) : undefined;
   // validUntil: a certificate issued offline before 2026-12-05 may end after the policy certificate.
   let ownEnd = identity.peer.validUntil;
   const service = new KeyService({
     ownCertEnd: () => ownEnd,
     keystore, policyCert: o.policyCert, ...(o.acl ? { acl: o.acl } : {}), ...(o.audit ? { audit: o.audit } : {}),
     reserved: { names: [authKeyTag(o.domain), admissionCertTag(o.domain), STORAGE_KEY_TAG], prefixes: [RESERVED_PREFIX] },
-    ...(o.allowReplicaJoin ? { replicaJoin: new ReplicaJoin({ name: STORAGE_KEY_TAG, measurementHex: identity.peer.measurementHex, storageKey }) } : {}),
+    ...(replicaJoin ? { replicaJoin } : {}),
     log: o.log,
   });
   const server = await serve<ValidatedPeer>({
@@ -146,6 +147,7 @@ export async function startKeyServer(o: KeyServerOptions): Promise<StartedKeySer
       await service.drain(DRAIN_MS);
     } finally {
       keystore.wipe();
+      replicaJoin?.wipe();
       wipe(storageKey);
     }
   };

@@ -77,6 +77,14 @@ describe('key service: releasing the storage key to a joining replica', () => {
     expect(JSON.stringify(line)).not.to.contain(Buffer.from(storageKey).toString('hex'));
   });
 
+  it('once wiped (the server stopping), releases no key, zeroed or not: UNREACHABLE, as the key store', async () => {
+    const join_ = new ReplicaJoin({ name: STORAGE_KEY_TAG, measurementHex: OWN, storageKey });
+    const s = new KeyService({ keystore: new KeyStore(backend, storageKey), policyCert: new Uint8Array(), audit, reserved: { names: [STORAGE_KEY_TAG], prefixes: ['key-server/'] }, replicaJoin: join_ });
+    join_.wipe();
+    expect(await ask(s, OWN, 'retrieve')).to.include({ status: 'failed', errorCode: 'UNREACHABLE' });
+    expect(storageKey.some((b) => b !== 0), "the caller's key is its own").to.equal(true);
+  });
+
   it('refuses every other measurement, action and version with RESERVED_NAME', async () => {
     const s = service(true);
     expect(await ask(s, OTHER, 'retrieve')).to.include({ status: 'failed', errorCode: 'RESERVED_NAME' });

@@ -18,6 +18,7 @@ import { KeyClient } from '../../lib/keyclient/index.ts';
 import { AuditLog } from '../../lib/keyservice/audit.ts';
 import type { KeyBackend } from '../../lib/keyservice/backend.ts';
 import { KeyStore } from '../../lib/keyservice/keystore.ts';
+import { ReplicaJoin } from '../../lib/keyservice/replica.ts';
 import { LevelBackend } from '../../lib/keyservice/level-backend.ts';
 import { STORAGE_KEY_TAG, startKeyServer } from '../../lib/keyservice/server.ts';
 import { openCertified, type Certifier } from '../../cmd/key-server/renewal.ts';
@@ -124,6 +125,45 @@ describe('key-server: start and stop', function () {
       await inner.close();
       await ks.close();
       await kc.close();
+    }
+  });
+
+  it('stopping wipes every copy of the storage key it held: the key store\'s, and the one it releases to a joining replica (--allow-replica-join)', async () => {
+    const ks = await open(await certified('ks-wipe', ksM));
+    const [joiner, kc] = await Promise.all([open(await certified('ks-wipe-joiner', ksM)), open(await certified('kc-wipe', kcM))]);
+    const backend = await LevelBackend.open(join(tmp.dir, 'wipe-data'));
+    // The objects holding a copy, found as they serve (each keeps its own, apart from the caller's).
+    const copies: Record<string, Uint8Array> = {};
+    const store = KeyStore.prototype.store;
+    const answer = ReplicaJoin.prototype.answer;
+    KeyStore.prototype.store = function (this: KeyStore, ...args: Parameters<typeof store>) {
+      copies['key store'] = (this as unknown as { key: Uint8Array }).key;
+      return store.apply(this, args);
+    };
+    ReplicaJoin.prototype.answer = function (this: ReplicaJoin, ...args: Parameters<typeof answer>) {
+      copies['replica join'] = (this as unknown as { key: Uint8Array }).key;
+      return answer.apply(this, args);
+    };
+    let server: ChannelServer | undefined;
+    try {
+      ({ server } = await startKeyServer({ store: ks, domain, policyCert, backend, allowReplicaJoin: true, host: '127.0.0.1', port: 0, log: () => {} }));
+      const port = server.address.port;
+      const client = await KeyClient.connect({ host: '127.0.0.1', port, identity: await loadIdentity(kc, domain, policyCert), policyCert });
+      await client.store('app/k', utf8('v')).finally(() => client.close());
+      const other = await KeyClient.connect({ host: '127.0.0.1', port, identity: await loadIdentity(joiner, domain, policyCert), policyCert });
+      const released = await other.retrieve(STORAGE_KEY_TAG).finally(() => other.close());
+      const key = (await ks.get(STORAGE_KEY_TAG)).blob;
+      expect(Buffer.from(released.blob).equals(key), 'the key released to the joining replica').to.equal(true);
+      const each = (f: (c: Uint8Array) => boolean) => Object.fromEntries(Object.entries(copies).map(([what, c]) => [what, f(c)]));
+      expect(each((c) => Buffer.from(c).equals(key)), 'the copies held while serving').to.deep.equal({ 'key store': true, 'replica join': true });
+      await server.close(1_000);
+      expect(each((c) => c.every((b) => b === 0)), 'each copy wiped once stopped').to.deep.equal({ 'key store': true, 'replica join': true });
+    } finally {
+      KeyStore.prototype.store = store;
+      ReplicaJoin.prototype.answer = answer;
+      await server?.close(0).catch(() => {});
+      await backend.close();
+      await Promise.all([ks.close(), joiner.close(), kc.close()]);
     }
   });
 
