@@ -5,7 +5,7 @@ import { Option, type Command } from 'commander';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { encode, ENTRY_TYPES, newNameProblem, printableName, shown, type EntryType } from '../../lib/wire/index.ts';
 import {
-  exportPublicKey, generateKeyPair, isKeyAlg, randomBytes, toKeyMessage, wipe, type KeyAlg,
+  exportPublicKey, generateKeyPair, isKeyAlg, randomBytes, toKeyMessage, type KeyAlg,
 } from '../../lib/crypto/index.ts';
 import { checkWritable, commitAll, refuseOwnFiles, refuseReplaceable, refuseReplaceableDir, stageFiles, writeFileAtomic } from '../../lib/files/index.ts';
 import { itemValue } from '../../lib/pki/index.ts';
@@ -13,7 +13,7 @@ import { isAdmissionCertTag, isIdentityTag } from '../../lib/certifier/index.ts'
 import { STORAGE_KEY_TAG } from '../../lib/keyservice/keystore.ts';
 import { Cryptstore, MAX_BLOB_BYTES, MAX_BUNDLE_BYTES, describeDeleted, exportStore, importStore, type EntryInfo } from '../../cryptstore/index.ts';
 import { fileOut, note, subcommand, versionOf, type JsonOption } from '../common/cli.ts';
-import { changeStore, readPassphraseFile, scryptCost, scryptOption, storeOptions, withProtector, withStore, type ProtectionOptions } from '../common/protection.ts';
+import { changeStore, scryptCost, scryptOption, storeOptions, withPassphraseFile, withProtector, withStore, type ProtectionOptions } from '../common/protection.ts';
 import { outputResult, readInput, refuseOutput, storeFiles, writeOutput } from '../common/io.ts';
 
 const P = 'cert-utility';
@@ -132,10 +132,10 @@ export function addStoreCommands(program: Command): void {
       await refuseOutput(o.out, storeFiles(o, o.bundlePassphraseFile));
       // Before the key derivation and the store: a destination that cannot take the bundle.
       await checkWritable(o.out, { exclusive: !o.force });
-      const pass = await readPassphraseFile(o.bundlePassphraseFile);
-      const cost = scryptCost(P, o.scryptLogN);
-      const { bundle, entries, leftOut } = await withStore(P, { ...o, scryptLogN: undefined }, (s) => exportStore(s, pass, cost, o.tag, { leaveOut: GUARDED.is }))
-        .finally(() => wipe(pass));
+      const { bundle, entries, leftOut } = await withPassphraseFile(o.bundlePassphraseFile, (pass) => {
+        const cost = scryptCost(P, o.scryptLogN);
+        return withStore(P, { ...o, scryptLogN: undefined }, (s) => exportStore(s, pass, cost, o.tag, { leaveOut: GUARDED.is }));
+      });
       await writeFileAtomic(o.out, bundle, { exclusive: !o.force });
       if (leftOut.length) note(P, `left out ${leftOut.map((t) => shown(t, 256)).join(', ')}, ${GUARDED.what}: name it with --tag to export it`);
       return { json: { out: o.out, items: entries, ...(leftOut.length ? { leftOut } : {}) }, text: [`exported ${entries.length} item version(s) to ${o.out}`] };
@@ -149,14 +149,11 @@ export function addStoreCommands(program: Command): void {
   storeOptions(subcommand<StoreOpts & { in: string; bundlePassphraseFile: string; force?: boolean }>(program, 'import-store',
     'add the items of a bundle, keeping their versions',
     async (o) => {
-      const pass = await readPassphraseFile(o.bundlePassphraseFile);
-      try {
+      const items = await withPassphraseFile(o.bundlePassphraseFile, async (pass) => {
         const bundle = await readInput(o.in, MAX_BUNDLE_BYTES);
-        const items = await changeStore(P, o, (s) => importStore(s, bundle, pass, o.force === true, { guarded: GUARDED }));
-        return { json: { items }, text: [`imported ${items.length} item version(s)`] };
-      } finally {
-        wipe(pass);
-      }
+        return changeStore(P, o, (s) => importStore(s, bundle, pass, o.force === true, { guarded: GUARDED }));
+      });
+      return { json: { items }, text: [`imported ${items.length} item version(s)`] };
     }))
     .requiredOption('--in <file>', 'bundle file to read, or - for standard input')
     .requiredOption('--bundle-passphrase-file <file>', 'file holding the bundle passphrase')

@@ -49,6 +49,16 @@ export async function readPassphraseFile(path: string): Promise<Uint8Array> {
   return b.subarray(0, end);
 }
 
+/** Runs `fn` with the passphrase in the file at `path` (a bundle's), and wipes it however `fn` ends. */
+export async function withPassphraseFile<T>(path: string, fn: (passphrase: Uint8Array) => Promise<T>): Promise<T> {
+  const passphrase = await readPassphraseFile(path);
+  try {
+    return await fn(passphrase);
+  } finally {
+    wipe(passphrase);
+  }
+}
+
 /**
  * What a passphrase (read from `path`) holds that an editor or a careless echo may have put there,
  * yet is part of it: said only when it does not unlock the store (it may be meant).

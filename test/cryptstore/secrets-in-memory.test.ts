@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { randomBytes, utf8 } from '../../lib/crypto/index.ts';
 import { Cryptstore, PassphraseProtector, exportStore, importStore, type Entry } from '../../cryptstore/index.ts';
 import type { ValidEntry } from '../../lib/wire/index.ts';
-import { withProtector } from '../../cmd/common/protection.ts';
+import { withPassphraseFile, withProtector } from '../../cmd/common/protection.ts';
 import { ROOT, tempDir } from '../support/helpers.ts';
 import { copiesInMemory, memoryReadable } from '../support/process-memory.ts';
 import { rejects } from '../support/rejects.ts';
@@ -99,6 +99,21 @@ describe('cryptstore: values wiped once used', () => {
     }
     expect(secrets.map(wiped)).to.deep.equal([true, true]);
     s = await Cryptstore.open(join(tmp.dir, 'store'), pass()); // for afterEach
+  });
+
+  it('export-store and import-store wipe the bundle\'s passphrase read from its file once the bundle is sealed or opened, or refused', async () => {
+    const file = join(tmp.dir, 'bundle-pass');
+    writeFileSync(file, `${Buffer.from(randomBytes(16)).toString('hex')}\n`, { mode: 0o600 });
+    const held: Uint8Array[] = [];
+    const { bundle } = await withPassphraseFile(file, (p) => (held.push(p), exportStore(s, p, CHEAP)));
+    const other = await Cryptstore.create(join(tmp.dir, 'other'), pass());
+    try {
+      await withPassphraseFile(file, (p) => (held.push(p), importStore(other, bundle, p)));
+      await rejects(withPassphraseFile(file, (p) => (held.push(p), importStore(other, bundle, p))), 'ALREADY_EXISTS');
+    } finally {
+      await other.close();
+    }
+    expect(held.map(wiped)).to.deep.equal([true, true, true]);
   });
 
   /** Runs a child of test/support, waits for its "done", and counts the copies of `needle` in its memory. */
