@@ -258,11 +258,15 @@ describe('wire: values a peer chose, in errors and logs', () => {
 });
 
 describe('wire: scrypt parameters read from disk', () => {
-  const bundle = (r: number, p: number) =>
-    encode('cryptstore_bundle', { formatVersion: 1, scrypt: { logN: 10, r, p, salt: new Uint8Array(16) }, ciphertext: new Uint8Array(28) });
-  const problem = (bytes: Uint8Array) => {
+  const bundle = (r: number, p: number, logN = 10) =>
+    encode('cryptstore_bundle', { formatVersion: 1, scrypt: { logN, r, p, salt: new Uint8Array(16) }, ciphertext: new Uint8Array(28) });
+  const metadata = (logN: number) => encode('cryptstore_metadata', {
+    formatVersion: 1, storeId: new Uint8Array(16), created: '2026-01-01T00:00:00Z',
+    protection: { kind: 'passphrase', scrypt: { logN, r: 8, p: 1, salt: new Uint8Array(16) }, wrappedDataKey: new Uint8Array(60) },
+  });
+  const problem = (bytes: Uint8Array, parse: (b: Uint8Array) => unknown = parseCryptstoreBundle) => {
     try {
-      parseCryptstoreBundle(bytes);
+      parse(bytes);
       return 'accepted';
     } catch (e) {
       if (!(e instanceof CertifierError)) throw e;
@@ -274,6 +278,13 @@ describe('wire: scrypt parameters read from disk', () => {
     expect(problem(bundle(8, 1))).to.equal('accepted');
     expect(problem(bundle(32, 1))).to.match(/^BAD_FIELD: .*scrypt\.r is 32/);
     expect(problem(bundle(8, 16))).to.match(/^BAD_FIELD: .*scrypt\.p is 16/);
+  });
+
+  it('holds N to 2^10 to 2^22, in a store\'s metadata and in a bundle: 2^9 and 2^23 are BAD_FIELD (README, "Threat model")', () => {
+    for (const [what, make, parse] of [['bundle', (n: number) => bundle(8, 1, n), parseCryptstoreBundle], ['metadata', metadata, parseCryptstoreMetadata]] as const) {
+      expect([10, 22].map((n) => problem(make(n), parse)), what).to.deep.equal(['accepted', 'accepted']);
+      for (const n of [9, 23]) expect(problem(make(n), parse), `${what}, 2^${n}`).to.match(new RegExp(`^BAD_FIELD: .*scrypt\\.log_n is ${n}`));
+    }
   });
 });
 
