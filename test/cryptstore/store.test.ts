@@ -2,12 +2,13 @@
 
 import { expect } from 'chai';
 import { chmodSync, chownSync, mkdirSync, promises as fs, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { totalmem } from 'node:os';
 import { join } from 'node:path';
 import { Level } from 'level';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { MAX_VERSION, decode, encode, type CryptstoreBundle, type CryptstoreMetadata } from '../../lib/wire/index.ts';
-import { randomBytes, utf8 } from '../../lib/crypto/index.ts';
-import { Cryptstore, KeyFileProtector, MAX_BLOB_BYTES, MAX_BUNDLE_BYTES, MAX_BUNDLE_ENTRIES, PassphraseProtector, exportStore, importStore, openBundle, sealBundle } from '../../cryptstore/index.ts';
+import { randomBytes, scryptMemory, utf8 } from '../../lib/crypto/index.ts';
+import { Cryptstore, KeyFileProtector, MAX_BLOB_BYTES, MAX_BUNDLE_BYTES, MAX_BUNDLE_ENTRIES, PassphraseProtector, memoryAvailable, exportStore, importStore, openBundle, sealBundle } from '../../cryptstore/index.ts';
 import { dirState, writeFailed } from '../../cryptstore/db.ts';
 import { VECTORS, tempDir } from '../support/helpers.ts';
 import { rejects } from '../support/rejects.ts';
@@ -895,6 +896,21 @@ describe('cryptstore', () => {
         process.constrainedMemory = limit;
       }
     });
+  });
+
+  it('counts as the memory it may have the machine\'s, or its control group\'s limit where lower (what a derivation past half of is refused), and N = 2^22 as 4 GiB', () => {
+    const limit = process.constrainedMemory;
+    const GiB = 1024 * 1024 * 1024;
+    try {
+      const under = (cgroup: number | undefined) => {
+        process.constrainedMemory = () => cgroup as number;
+        return memoryAvailable();
+      };
+      expect([under(0), under(undefined), under(totalmem() * 2), under(GiB)]).to.deep.equal([totalmem(), totalmem(), totalmem(), Math.min(GiB, totalmem())]);
+    } finally {
+      process.constrainedMemory = limit;
+    }
+    expect(Math.round(scryptMemory({ logN: 22, r: 8, p: 1 }) / GiB)).to.equal(4);
   });
 
   describe('export, import and rekey', () => {
