@@ -3,7 +3,7 @@
 
 import { expect } from 'chai';
 import net from 'node:net';
-import { connect } from '../../lib/channel/index.ts';
+import { connect, DEFAULT_LIMITS } from '../../lib/channel/index.ts';
 import { AnswerBudget } from '../../lib/channel/session.ts';
 import { Harness, bytes, closed, fieldOrder, prefix, rejectsWith, sleep, testPki, text, waitFor } from './harness.ts';
 
@@ -181,6 +181,36 @@ describe('channel: limits and timeouts', () => {
     AnswerBudget.prototype.take = take; // (the stand-in only records; left in place on failure, it does no harm)
     expect(peakInFlight, 'answers being made at once, against the 8 allowed').to.be.at.most(8);
     for (const socket of greedy) socket.destroy();
+  });
+
+  it('with the default budget, lets a host that never reads hold half of it (32 MiB, an answer being made counted as 1 MiB), the next host half the rest, and so on; hosts holding none start one each from a reserve as large again', () => {
+    const MiB = 1024 * 1024;
+    const b = new AnswerBudget(DEFAULT_LIMITS.answerBytesHeld, DEFAULT_LIMITS.answersInFlight);
+    /** An answer of `bytes` made for `host` and left unread. */
+    const unread = (host: string, bytes = MiB) => {
+      b.take(host, 0, 1);
+      b.take(host, bytes, 0);
+      b.release(host, 0, 1);
+    };
+    /** MiB of answers `host` gets to hold before the budget stops it. */
+    const fill = (host: string) => {
+      let n = 0;
+      for (; !b.full(host); n++) unread(host);
+      return n;
+    };
+    expect(['a', 'b', 'c', 'd', 'e', 'f', 'g'].map(fill)).to.deep.equal([32, 16, 8, 4, 2, 1, 1]);
+    expect(b.held).to.equal(64 * MiB);
+    // The reserve: 64 MiB more, one answer for each host holding none.
+    const reserve = Array.from({ length: 64 }, (_, i) => `r${i}`);
+    expect(reserve.map(fill)).to.deep.equal(reserve.map(() => 1));
+    expect(b.full('one more')).to.equal(true);
+
+    // An answer being made weighs 1 MiB: 30 MiB held and one being made leave room, 31 do not.
+    const alone = new AnswerBudget(DEFAULT_LIMITS.answerBytesHeld, DEFAULT_LIMITS.answersInFlight);
+    alone.take('h', 30 * MiB, 1);
+    expect(alone.full('h')).to.equal(false);
+    alone.take('h', MiB, 0);
+    expect(alone.full('h')).to.equal(true);
   });
 
   it('starts no more answers server-wide than answersInFlight, though each address still has a share left', async () => {
