@@ -284,6 +284,24 @@ describe('channel: peer verification', () => {
     expect((err as NodeJS.ErrnoException).code).to.match(/ALERT_PROTOCOL_VERSION|UNSUPPORTED_PROTOCOL/);
   });
 
+  it('speaks only TLS 1.3 as a client too: a server of the same PKI that offers at most TLS 1.2 is refused (UNSUPPORTED)', async () => {
+    const p = await testPki();
+    let served = false;
+    const server = tls.createServer({ key: p.server.key, cert: p.server.cert, ca: p.ca.cert, requestCert: true, maxVersion: 'TLSv1.2' }, (s) => {
+      served = true;
+      s.destroy();
+    });
+    server.on('tlsClientError', () => {});
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const e = await rejectsWith(h.connect({ address: { host: '127.0.0.1', port: (server.address() as AddressInfo).port } } as ChannelServer, 'mtls'), 'UNSUPPORTED');
+      expect(e.message).to.contain('does not speak TLS 1.3');
+      expect(served, 'a TLS 1.2 handshake completed').to.equal(false);
+    } finally {
+      server.close();
+    }
+  });
+
   it('fails at once when a TLS client meets a plain server, not as retryable (UNSUPPORTED, exit 1), and the server says why in its log', async () => {
     // A ClientHello read as a frame would announce about 64 KiB and wait out the read timeout;
     // a bare close would read as a network fault (UNREACHABLE, exit 3: retried for nothing).
