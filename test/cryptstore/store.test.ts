@@ -827,6 +827,31 @@ describe('cryptstore', () => {
       await rejects(Cryptstore.open(dir, pass()), 'INTEGRITY');
     });
 
+    // README, "Threat model": what the store does not detect, so that a change that detects it says so there.
+    it('opens an older copy of itself, and one whose creation time was changed to another, without complaint: it detects modification, not rollback', async () => {
+      const older = join(tmp.dir, 'older');
+      await fs.cp(dir, older, { recursive: true });
+      const s = await Cryptstore.open(dir, pass());
+      await s.put('a', utf8('alpha, version 2'));
+      await s.close();
+      await fs.rm(dir, { recursive: true });
+      await fs.cp(older, dir, { recursive: true });
+      await withRaw(dir, async (db) => {
+        const m = decode<CryptstoreMetadata>('cryptstore_metadata', (await db.get('!meta'))!);
+        m.created = '2001-02-03T04:05:06Z';
+        await db.put('!meta', encode('cryptstore_metadata', m));
+      });
+      const back = await Cryptstore.open(dir, pass());
+      try {
+        expect(back.info.created).to.equal('2001-02-03T04:05:06Z');
+        const latest = await back.get('a');
+        expect([latest.version, Buffer.from(latest.blob).toString()]).to.deep.equal([1, 'alpha']);
+        expect((await back.verify()).problems).to.deep.equal([]);
+      } finally {
+        await back.close();
+      }
+    });
+
     it('refuses metadata whose creation time is not an RFC 3339 time (print-store writes it as it is) as INTEGRITY', async () => {
       let meta = new Uint8Array();
       await withRaw(dir, async (db) => {
