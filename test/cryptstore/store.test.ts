@@ -827,6 +827,30 @@ describe('cryptstore', () => {
       await rejects(Cryptstore.open(dir, pass()), 'INTEGRITY');
     });
 
+    it('refuses metadata whose store id, scrypt salt or scrypt N (to another it takes) was changed, as WRONG_KEY: every field but the creation time is bound to the data key', async () => {
+      const original = await (async () => {
+        let m = new Uint8Array();
+        await withRaw(dir, async (db) => {
+          m = new Uint8Array((await db.get('!meta'))!);
+        });
+        return m;
+      })();
+      const edits: [string, (m: CryptstoreMetadata) => void][] = [
+        ['store id', (m) => void (m.storeId![0]! ^= 1)],
+        ['salt', (m) => void (m.protection!.scrypt!.salt![0]! ^= 1)],
+        ['N', (m) => void (m.protection!.scrypt!.logN = 11)],
+      ];
+      for (const [what, edit] of edits) {
+        const m = decode<CryptstoreMetadata>('cryptstore_metadata', new Uint8Array(original)); // its fields are views of what it decodes
+        edit(m);
+        await withRaw(dir, (db) => db.put('!meta', encode('cryptstore_metadata', m)));
+        const e = await rejects(Cryptstore.open(dir, pass()), 'WRONG_KEY');
+        expect(e.message, what).to.contain('or damaged metadata');
+      }
+      await withRaw(dir, (db) => db.put('!meta', original));
+      await (await Cryptstore.open(dir, pass())).close();
+    });
+
     // README, "Threat model": what the store does not detect, so that a change that detects it says so there.
     it('opens an older copy of itself, and one whose creation time was changed to another, without complaint: it detects modification, not rollback', async () => {
       const older = join(tmp.dir, 'older');
