@@ -357,7 +357,8 @@ $acl_set
 ks_hex=\$(od -An -tx1 -v "\$ks_measurement" | tr -d ' \\n')
 # 2. simpleserver, the certificate authority (in a terminal of its own, or examples/systemd/simpleserver.service):
 simpleserver serve --policy-key $(q policy-key.pem) --policy-cert $(q policy-cert.pem) --policy $(q policy.bin) --listen 0.0.0.0:8123
-# 3. key-server is certified, then starts (in a terminal of its own, or examples/systemd/key-server.service);
+# 3. key-server is certified, then starts (in a terminal of its own, where the variable lines above are pasted first,
+#    or examples/systemd/key-server.service);
 #    --certifier: it renews its own certificate through simpleserver (without, its certificate of
 #    90 days at most is never renewed); --acl: who may store and who only retrieve:
 cert-utility init-trust --domain $qdomain --policy-cert $(q policy-cert.pem) --server 127.0.0.1:8123 $(store keyserver-store ks_measurement)

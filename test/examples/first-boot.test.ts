@@ -813,6 +813,9 @@ describe('scripts/deployment-setup.sh', function () {
     for (const p of ['key-server.program', 'key-client.program', 'vm-image']) expect(lines).to.include(`#   ${f('next steps')}/measurements/${p}.measurement`);
     const serve = lines.find((l) => l.startsWith('key-server serve '));
     expect(serve).to.contain(' --certifier 127.0.0.1:8123').and.contain('--measurement-file "$ks_measurement"').and.contain(' --acl "$acl"');
+    // The server is started in a terminal of its own, where the variables it names are not set
+    // (pasted there alone, it was refused an empty --measurement-file): the step says to set them.
+    expect(lines.find((l) => l.startsWith('# 3. '))).to.contain('in a terminal of its own, where the variable lines above are pasted first');
     expect(lines.find((l) => l.includes('| key-client store '))).to.contain('--server-measurement "$ks_hex"').and.contain('--measurement-file "$kc_measurement"');
     // Pasted into a shell: the variables name the files written, and the key-server's
     // certification (its port put right) goes through against a simpleserver.
