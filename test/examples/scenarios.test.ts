@@ -160,11 +160,23 @@ describe('runnable scenarios', function () {
   });
 
   it('runs Scenario 2 (key-server in a certified cloud VM, a key-client admitted with issue-cert) by one command', async () => {
-    const r = await runScenario('scenario2', tmp.dir);
+    const r = await runScenario('scenario2', tmp.dir, false, undefined, 'SIGTERM', { env: { KEEP_DEMO: '1' } });
     expect(r.status, r.out + r.err).to.equal(0);
-    expect(r.out).to.match(/scenario2: SUCCESS in [\d.]+s\n$/);
+    expect(r.out).to.match(/scenario2: SUCCESS in [\d.]+s \(files kept in .*\)\n$/);
     expect(r.out).to.contain('issue-cert');
     expect(processesUnder(tmp.dir)).to.deep.equal([]);
+    // The cloud key-server was given the ACL deployment-setup.sh wrote (it ran without one, letting
+    // every VM store any key, and the key-client's certificate named the VM image's measurement, so
+    // no ACL could have told them apart): the key-client stored, the VM only retrieved.
+    const [kept] = readdirSync(tmp.dir).filter((n) => n.startsWith('scenario2-'));
+    const log = readFileSync(join(tmp.dir, kept!, 'key-server.log'), 'utf8');
+    expect(log).to.match(/ acl-loaded acl=\S+ rules=2$/m).and.not.contain('no --acl');
+    const acl = parseAcl(readFileSync(join(tmp.dir, kept!, 'deployment/setup/acl.json'), 'utf8'));
+    const audit = readFileSync(join(tmp.dir, kept!, 'cloud-vm/keyserver-data/audit.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { measurement: string; action: string; decision: string });
+    const allowed = (m: string) => ACL_ACTIONS.filter((action) => decide(acl, { action, resource: action === 'list' ? '' : 'vhd/disk-1' }, { measurementHex: m, serialHex: '1', roles: [] }).allow);
+    expect(audit.map((a) => `${a.action} ${a.decision} by one allowed ${allowed(a.measurement).join(',')}`)).to.deep.equal([
+      ...Array(2).fill('store allow by one allowed store,retrieve,delete,list'), ...Array(2).fill('retrieve allow by one allowed retrieve'),
+    ]);
   });
 });
 
