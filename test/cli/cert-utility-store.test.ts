@@ -313,12 +313,12 @@ describe('cert-utility store commands (transcripts)', function () {
         }
       });
 
-      it('says the store is in use by another process with exit 1', async () => {
+      it('says the store is in use by another process with exit 1, and what to do (it said only that)', async () => {
         const held = await Cryptstore.open(store, new PassphraseProtector(utf8('correct horse battery staple')));
         try {
           const r = await cu(withPass('list-items'));
           expectFailure(r, 1, 'STORE_LOCKED');
-          expect(r.stderr).to.contain('the cryptstore is in use by another process');
+          expect(r.stderr).to.contain(`the cryptstore is in use by another process (${store}): one program at a time opens a store (a key-server keeps its own open while it runs); run this once the other has finished`);
         } finally {
           await held.close();
         }
