@@ -39,12 +39,12 @@ export function controlFileProblem(c: ControlFile, file: string, st: Stats, dirs
     return { refuse: `${where(open)}, where every user of the machine may put another file in its place (mode ${modeOf(open.st)}), ${who}: move it, or chmod o-w ${open.path}` };
   }
   if (st.mode & 0o020) return { warn: `${c.what} ${file} can be changed by its group (mode ${modeOf(st)}), ${who}: chmod g-w ${file} unless that group is meant to` };
-  if (uid !== undefined && st.uid !== uid && st.uid !== 0) return { warn: `${c.what} ${file} belongs to another user (uid ${st.uid}), ${who}` };
+  if (uid !== undefined && st.uid !== uid && st.uid !== 0) return { warn: `${c.what} ${file} belongs to another user (uid ${st.uid}), ${who}: chown root ${file} unless that user is meant to change it` };
   // The same of a directory it is looked up in: its group, or its owner, may put another file in its place.
   const grouped = dirs.find((d) => d.st.mode & 0o020 && !(d.st.mode & 0o1000));
   if (grouped) return { warn: `${where(grouped)}, where its group may put another file in its place (mode ${modeOf(grouped.st)}), ${who}: chmod g-w ${grouped.path} unless that group is meant to` };
   const owned = uid === undefined ? undefined : dirs.find((d) => d.st.uid !== uid && d.st.uid !== 0);
-  if (owned) return { warn: `${where(owned)}, which belongs to another user (uid ${owned.st.uid}), who may put another file in its place, ${who}` };
+  if (owned) return { warn: `${where(owned)}, which belongs to another user (uid ${owned.st.uid}), who may put another file in its place, ${who}: move it to a directory of root's or your own unless that user is meant to change it` };
   return {};
 }
 

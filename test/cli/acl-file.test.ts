@@ -21,11 +21,12 @@ describe('key-server: the ACL file\'s owner and mode', () => {
     ['in a 0777 directory', st(0o644), dir(0o777), 'refuse', /put another file in its place \(mode 0777\).*chmod o-w \/etc\/ks$/],
     ['in a sticky 1777 directory (/tmp)', st(0o644), dir(0o1777), undefined],
     ['0664: its group may change it', st(0o664), dir(0o755), 'warn', /its group \(mode 0664\)/],
-    ['another user\'s', st(0o644, 1234), dir(0o755), 'warn', /another user \(uid 1234\)/],
+    // Warned of with what to do, as a group-writable one is (it named only the owner).
+    ['another user\'s', st(0o644, 1234), dir(0o755), 'warn', /another user \(uid 1234\), .*: chown root \/etc\/ks\/acl\.json unless that user is meant to change it$/],
     ['directory unknown', st(0o644), [], undefined],
     ['in a group-writable directory', st(0o644), dir(0o775), 'warn', /is in \/etc\/ks, where its group may put another file in its place \(mode 0775\)/],
     ['in a sticky group-writable directory', st(0o644), dir(0o1775), undefined],
-    ['under another user\'s directory', st(0o644), [{ path: '/home/alice', st: { mode: 0o040755, uid: 1234 } as Stats }, ...dir(0o755)], 'warn', /reached through \/home\/alice, which belongs to another user \(uid 1234\)/],
+    ['under another user\'s directory', st(0o644), [{ path: '/home/alice', st: { mode: 0o040755, uid: 1234 } as Stats }, ...dir(0o755)], 'warn', /reached through \/home\/alice, which belongs to another user \(uid 1234\), .*: move it to a directory of root's or your own unless that user is meant to change it$/],
     ['in our own directory', st(0o644), [{ path: '/srv/ks', st: { mode: 0o040700, uid: 1000 } as Stats }], undefined],
     ['under a 0777 directory', st(0o644), [{ path: '/etc', st: dir(0o777)[0]!.st }, ...dir(0o755)], 'refuse', /reached through \/etc, where every user of the machine may put another file in its place \(mode 0777\).*chmod o-w \/etc$/],
   ];
