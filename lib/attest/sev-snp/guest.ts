@@ -1,6 +1,7 @@
 // The machine's side of SEV-SNP: a Platform whose evidence is a hardware report obtained through
-// configfs-tsm, bound to the request by REPORT_DATA = SHA-512(serialized attestation_user_data),
-// sent as Certifier evidence ("sev-attestation" plus the VCEK or VLEK, and its ASK, as "cert").
+// configfs-tsm, bound to the request by REPORT_DATA = SHA-384(serialized attestation_user_data)
+// and 16 zero bytes (reportDataFor), sent as Certifier evidence ("sev-attestation" plus the VCEK
+// or VLEK, and its ASK, as "cert").
 
 import { CertifierError } from '../../errors/index.ts';
 import { bytesEqual, randomBytes, toHex } from '../../crypto/index.ts';
