@@ -9,7 +9,7 @@ import { sha256, toHex } from '../../lib/crypto/index.ts';
 import { readCertificate } from '../../lib/pki/index.ts';
 import { showValue } from '../../lib/policy/index.ts';
 import {
-  AMD_PRODUCTS, certProductName, certTcb, checkIntermediateKind, isPssSignedBy, kdsVcekPath, parseReport, pinnedAmdCerts, pinnedArk, readAmdCert,
+  AMD_PRODUCTS, certProductName, certTcb, checkIntermediateKind, describeReport, isPssSignedBy, kdsVcekPath, parseReport, pinnedAmdCerts, pinnedArk, readAmdCert,
   snpProperties, validateAmdChain, verifySnpReport, type SnpReport, type TcbVersion,
 } from '../../lib/attest/index.ts';
 import { EXPECTED, NAMES, NOW, refusalOf, SNP_DIR as DIR, vector } from './support.ts';
@@ -111,6 +111,15 @@ describe('SEV-SNP vectors: parsing and verification against the pinned AMD roots
     expect(kdsVcekPath(genoa)).to.match(/^\/vcek\/v1\/Genoa\/0506ffba[0-9a-f]+\?blSPL=10&teeSPL=0&snpSPL=23&ucodeSPL=84$/);
     // The address oak's README of its Turin VCEK names: the first 8 bytes of CHIP_ID, and fmcSPL.
     expect(kdsVcekPath(parseReport(vector('turin-oak').report))).to.equal('/vcek/v1/Turin/3b42092f69c656d3?fmcSPL=0&blSPL=1&teeSPL=0&snpSPL=2&ucodeSPL=71');
+  });
+
+  it('describes every field of each real report in one column, as explain prints it: turin-oak\'s mitigation vectors (version 5) under their own names too', () => {
+    for (const name of NAMES) {
+      const lines = describeReport(parseReport(vector(name).report));
+      for (const line of lines) expect(line, name).to.match(/^\S.{21} \S/);
+    }
+    const oak = describeReport(parseReport(vector('turin-oak').report));
+    expect(oak).to.include.members(['launch_mit_vector      0x0', 'current_mit_vector     0x0']);
   });
 
   describe('pinned AMD certificates', () => {

@@ -39,7 +39,8 @@ export function describeReport(r: SnpReport): string[] {
     ['current firmware', `${r.currentFirmware.major}.${r.currentFirmware.minor} build ${r.currentFirmware.build}`],
     ['committed firmware', `${r.committedFirmware.major}.${r.committedFirmware.minor} build ${r.committedFirmware.build}`],
     ['launch_tcb', tcb(r.launchTcb)],
-    ...(r.mitigations ? [['launch/current mit. vector', `0x${r.mitigations.launch.toString(16)} / 0x${r.mitigations.current.toString(16)}`] as [string, string]] : []),
+    // Version 5 on, under AMD's names (LAUNCH_MIT_VECTOR, CURRENT_MIT_VECTOR), each in the column.
+    ...(r.mitigations ? [['launch_mit_vector', `0x${r.mitigations.launch.toString(16)}`], ['current_mit_vector', `0x${r.mitigations.current.toString(16)}`]] as [string, string][] : []),
     ['signature r', toHex(r.signature.r)],
     ['signature s', toHex(r.signature.s)],
   ];
