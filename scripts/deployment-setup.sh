@@ -226,6 +226,7 @@ real=$(CDPATH= cd -P -- "$dir" && pwd -P) || refuse_dir "cannot use $dir as the 
 p=$real
 while :; do
   read -r owner mode < <(stat -c '%u %a' -- "$p")
+  mode=$(printf %04o "$((8#$mode))") # 0755, as the programs' messages and stat's own output write a mode
   if [ "$p" = "$real" ]; then
     [ "$owner" = "$me" ] || refuse_dir "$dir belongs to another user (uid $owner), who could replace what is written there; use a directory of your own"
     if (( 8#$mode & 8#022 )); then refuse_dir "$dir is writable by others (mode $mode), who could replace what is written there; chmod go-w it, or use another directory"; fi

@@ -1,7 +1,7 @@
 // Where a command's input comes from (--in FILE|-) and where a secret goes (--out FILE|-).
 
 import { fstatSync, readlinkSync, type Stats } from 'node:fs';
-import { readFileLimited, readStdin, refuseOwnFiles, refuseReplaceable, writeFileAtomic, type OwnFiles } from '../../lib/files/index.ts';
+import { modeText, readFileLimited, readStdin, refuseOwnFiles, refuseReplaceable, writeFileAtomic, type OwnFiles } from '../../lib/files/index.ts';
 import { printableName } from '../../lib/wire/index.ts';
 import { CertifierError } from '../../lib/errors/index.ts';
 import type { Result } from './cli.ts';
@@ -40,8 +40,7 @@ function refuseReadableStdout(): void {
   } catch {
     // no /proc: the file goes unnamed
   }
-  const mode = (st.mode & 0o7777).toString(8).padStart(4, '0');
-  throw new CertifierError('FILE_ERROR', `standard output is ${name}, a file every user of the machine may read (mode ${mode}): the secret is not written there; make the file with umask 077 (or chmod 600 it) first, or give --out FILE, which is made 0600`);
+  throw new CertifierError('FILE_ERROR', `standard output is ${name}, a file every user of the machine may read (mode ${modeText(st.mode)}): the secret is not written there; make the file with umask 077 (or chmod 600 it) first, or give --out FILE, which is made 0600`);
 }
 
 /**

@@ -8,7 +8,7 @@ import { CertifierError } from '../../lib/errors/index.ts';
 import { EXPLICIT_CURVE, fromHex, fromKeyMessage, importPrivateKey, importPublicKey, looksLikePem } from '../../lib/crypto/index.ts';
 import { decode, type KeyMessage } from '../../lib/wire/index.ts';
 import { domainOfPolicyOrganization, parseCertificate, readCertificate, validatePolicyCert, type ParsedCert } from '../../lib/pki/index.ts';
-import { fileError, readFileLimited } from '../../lib/files/index.ts';
+import { fileError, modeText, readFileLimited } from '../../lib/files/index.ts';
 import { decimal, runningProgram, warn } from './cli.ts';
 
 export const KEY_FILE_LIMIT = 64 * 1024;
@@ -189,7 +189,6 @@ export function parseHostPort(value: string, flag: string, o: { listen?: boolean
 export async function warnIfShared(path: string, what: string): Promise<void> {
   const st = await stat(path).catch(() => undefined);
   if (!st?.isFile() || (st.mode & 0o026) === 0) return;
-  const mode = (st.mode & 0o777).toString(8).padStart(4, '0');
   const who = st.mode & 0o004 ? 'can be read by every user of the machine' : st.mode & 0o002 ? 'can be changed by every user of the machine' : 'can be changed by its group';
-  warn(runningProgram(), `${what} ${path} ${who} (mode ${mode}): chmod 600 ${path} (or 640 for a group that reads it)`);
+  warn(runningProgram(), `${what} ${path} ${who} (mode ${modeText(st.mode)}): chmod 600 ${path} (or 640 for a group that reads it)`);
 }

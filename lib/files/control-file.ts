@@ -7,10 +7,9 @@
 import { stat } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
 import { CertifierError } from '../errors/index.ts';
+import { modeText } from './mode.ts';
 import { directoriesLookedIn } from './places.ts';
 import { readFileLimited } from './read.ts';
-
-const modeOf = (st: Stats) => (st.mode & 0o7777).toString(8).padStart(4, '0');
 
 /** A directory an opening of the file looks a name up in, and its status. */
 export interface LookedIn {
@@ -31,18 +30,18 @@ export interface ControlFile {
 export function controlFileProblem(c: ControlFile, file: string, st: Stats, dirs: LookedIn[], uid = process.getuid?.()): { refuse?: string; warn?: string } {
   const { who } = c;
   const where = (d: LookedIn) => `${c.what} ${file} ${d === dirs.at(-1) ? 'is in' : 'is reached through'} ${d.path}`;
-  if (st.mode & 0o002) return { refuse: `${c.what} ${file} can be changed by every user of the machine (mode ${modeOf(st)}), ${who}: chmod o-w ${file}` };
+  if (st.mode & 0o002) return { refuse: `${c.what} ${file} can be changed by every user of the machine (mode ${modeText(st.mode)}), ${who}: chmod o-w ${file}` };
   // A directory every user may write lets them put another file in its place, unless it is
   // sticky (/tmp): its own, or one above it or on a link's way (another directory, or link, in place of the next).
   const open = dirs.find((d) => d.st.mode & 0o002 && !(d.st.mode & 0o1000));
   if (open) {
-    return { refuse: `${where(open)}, where every user of the machine may put another file in its place (mode ${modeOf(open.st)}), ${who}: move it, or chmod o-w ${open.path}` };
+    return { refuse: `${where(open)}, where every user of the machine may put another file in its place (mode ${modeText(open.st.mode)}), ${who}: move it, or chmod o-w ${open.path}` };
   }
-  if (st.mode & 0o020) return { warn: `${c.what} ${file} can be changed by its group (mode ${modeOf(st)}), ${who}: chmod g-w ${file} unless that group is meant to` };
+  if (st.mode & 0o020) return { warn: `${c.what} ${file} can be changed by its group (mode ${modeText(st.mode)}), ${who}: chmod g-w ${file} unless that group is meant to` };
   if (uid !== undefined && st.uid !== uid && st.uid !== 0) return { warn: `${c.what} ${file} belongs to another user (uid ${st.uid}), ${who}: chown root ${file} unless that user is meant to change it` };
   // The same of a directory it is looked up in: its group, or its owner, may put another file in its place.
   const grouped = dirs.find((d) => d.st.mode & 0o020 && !(d.st.mode & 0o1000));
-  if (grouped) return { warn: `${where(grouped)}, where its group may put another file in its place (mode ${modeOf(grouped.st)}), ${who}: chmod g-w ${grouped.path} unless that group is meant to` };
+  if (grouped) return { warn: `${where(grouped)}, where its group may put another file in its place (mode ${modeText(grouped.st.mode)}), ${who}: chmod g-w ${grouped.path} unless that group is meant to` };
   const owned = uid === undefined ? undefined : dirs.find((d) => d.st.uid !== uid && d.st.uid !== 0);
   if (owned) return { warn: `${where(owned)}, which belongs to another user (uid ${owned.st.uid}), who may put another file in its place, ${who}: move it to a directory of root's or your own unless that user is meant to change it` };
   return {};

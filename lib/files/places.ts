@@ -6,6 +6,7 @@ import { promises as fs, constants as C, lstatSync, readdirSync, realpathSync, r
 import { dirname, basename, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { CertifierError } from '../errors/index.ts';
 import { describeDiskErrno, describeErrno, diskErrno, fileError, notDirOnTheWay } from './errno.ts';
+import { modeText } from './mode.ts';
 
 /**
  * Checks, before any work whose result would be lost, that a file can be written at `path`: its
@@ -118,7 +119,7 @@ function replaceableIn(st: { uid: number; mode: number }, uid: number | undefine
   if (uid !== undefined && st.uid !== uid && st.uid !== 0) return `belongs to another user (uid ${st.uid}), who could replace what is written there; use a directory of your own (or root's)`;
   if (st.mode & 0o1000 || !(st.mode & 0o022)) return undefined;
   const who = st.mode & 0o002 ? 'other users' : 'its group';
-  return `is writable by ${who} (mode ${(st.mode & 0o7777).toString(8)}), who could replace what is written there; chmod go-w it, or use another directory`;
+  return `is writable by ${who} (mode ${modeText(st.mode)}), who could replace what is written there; chmod go-w it, or use another directory`;
 }
 
 /**
@@ -141,7 +142,7 @@ export async function makePrivateDir(dir: string, what: string): Promise<void> {
   if (problem === "another user's") throw refuse(`it belongs to another user (uid ${st.uid}), who could replace what is written there; use a directory of your own`);
   if (problem === 'writable by its group' || problem === 'writable by others') {
     const who = problem === 'writable by others' ? 'other users' : 'its group';
-    throw refuse(`it is writable by ${who} (mode ${(st.mode & 0o7777).toString(8)}), who could replace what is written there; chmod go-w ${dir}, or use another directory`);
+    throw refuse(`it is writable by ${who} (mode ${modeText(st.mode)}), who could replace what is written there; chmod go-w ${dir}, or use another directory`);
   }
   if (problem) throw refuse('a file is in the way');
 }

@@ -13,7 +13,7 @@
 import { promises as fs } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { CertifierError } from '../errors/index.ts';
-import { describeErrnoAt, makeOwnDirs, ownDirProblem, type MadeDirs, readFileLimited, realLocation } from '../files/index.ts';
+import { describeErrnoAt, makeOwnDirs, modeText, ownDirProblem, type MadeDirs, readFileLimited, realLocation } from '../files/index.ts';
 
 /** The name of a backup made at `at`: keys-2026-12-05T11-30-00-000Z, which sorts by time. */
 export function backupName(at: Date): string {
@@ -34,7 +34,7 @@ const PARTIAL = /^keys-\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d-\d{3}Z\.partial-(\d+)(-[A-
 export function backupDirProblem(st: { uid: number; mode: number }, uid: number): string | undefined {
   const problem = ownDirProblem(st, uid);
   if (problem === "another user's") return `it belongs to user ${st.uid}, not to this user (${uid})`;
-  if (problem === 'writable by its group' || problem === 'writable by others') return `others can write in it (mode ${(st.mode & 0o7777).toString(8).padStart(4, '0')})`;
+  if (problem === 'writable by its group' || problem === 'writable by others') return `others can write in it (mode ${modeText(st.mode)})`;
   return problem && `it is ${problem}`;
 }
 

@@ -6,7 +6,7 @@ import { promises as fs } from 'node:fs';
 import { dirname } from 'node:path';
 import { Level } from 'level';
 import { CertifierError } from '../errors/index.ts';
-import { describeLevelFailure, ownDirProblem } from '../files/index.ts';
+import { describeLevelFailure, modeText, ownDirProblem } from '../files/index.ts';
 
 /**
  * Takes the lock kept in `dir` (made 0700 if missing; its parent must exist). STORE_LOCKED with
@@ -48,5 +48,5 @@ async function lockDir(dir: string): Promise<void> {
   if (problem === 'not a directory') throw refuse('it is not a directory');
   if (problem === "another user's") throw refuse(`it belongs to user ${st.uid}, not to this user (${uid}): run as that user (the service's), or remove it if it is left from another`);
   // Others who may write in it could plant links where LevelDB writes its files.
-  if (problem) throw refuse(`others may write in it (mode ${(st.mode & 0o7777).toString(8).padStart(4, '0')}): chmod go-w ${dir}`);
+  if (problem) throw refuse(`others may write in it (mode ${modeText(st.mode)}): chmod go-w ${dir}`);
 }

@@ -195,7 +195,7 @@ describe('cert-utility store commands (transcripts)', function () {
       chmodSync(dir, 0o777);
       const r = await cu(['generate-platform-keys', '--out-dir', 'shared']);
       expectFailure(r, 1, 'FILE_ERROR');
-      expect(r.stderr).to.contain('cannot use shared as the output directory: it is writable by other users (mode 777)');
+      expect(r.stderr).to.contain('cannot use shared as the output directory: it is writable by other users (mode 0777)');
       expect(readdirSync(dir)).to.deep.equal([]);
     });
 
@@ -234,7 +234,7 @@ describe('cert-utility store commands (transcripts)', function () {
       for (const args of runs) {
         const r = await cu(args.map((a) => a.replace('DIR', 'open')));
         expectFailure(r, 1, 'FILE_ERROR');
-        expect(r.stderr, args[0]).to.contain(`${join(tmp.dir, 'open')} is writable by other users (mode 777), who could replace what is written there; chmod go-w it, or use another directory; nothing was written`);
+        expect(r.stderr, args[0]).to.contain(`${join(tmp.dir, 'open')} is writable by other users (mode 0777), who could replace what is written there; chmod go-w it, or use another directory; nothing was written`);
       }
       expect(readdirSync(join(tmp.dir, 'open'))).to.deep.equal([]);
       expect(existsSync(join(tmp.dir, 'policy-cert.pem')), 'the policy certificate beside its key').to.equal(false);
@@ -260,7 +260,7 @@ describe('cert-utility store commands (transcripts)', function () {
       for (const args of runs) {
         const r = await cu(args.map((a) => a.replace('DIR', 'open')));
         expectFailure(r, 1, 'FILE_ERROR');
-        expect(r.stderr, args[0]).to.contain(`${join(tmp.dir, 'open')} is writable by other users (mode 777), who could replace what is written there; chmod go-w it, or use another directory; nothing was written`);
+        expect(r.stderr, args[0]).to.contain(`${join(tmp.dir, 'open')} is writable by other users (mode 0777), who could replace what is written there; chmod go-w it, or use another directory; nothing was written`);
         if (!theirs) continue;
         const t = await cu(args.map((a) => a.replace('DIR', 'theirs')));
         expectFailure(t, 1, 'FILE_ERROR');
@@ -345,7 +345,7 @@ describe('cert-utility store commands (transcripts)', function () {
         for (const args of [getItem('wrong.txt', 'open/k'), exportStore('wrong.txt', 'open/bundle.bin')]) {
           const r = await cu(args);
           expectFailure(r, 1, 'FILE_ERROR');
-          expect(r.stderr, args[0]).to.contain(`cannot write ${args[args.indexOf('--out') + 1]}: ${join(tmp.dir, 'open')} is writable by other users (mode 777), who could replace what is written there; chmod go-w it, or use another directory; nothing was written`);
+          expect(r.stderr, args[0]).to.contain(`cannot write ${args[args.indexOf('--out') + 1]}: ${join(tmp.dir, 'open')} is writable by other users (mode 0777), who could replace what is written there; chmod go-w it, or use another directory; nothing was written`);
         }
         expect(readdirSync(join(tmp.dir, 'open'))).to.deep.equal([]);
         // Standard output is not a directory: --out - is as before.

@@ -148,7 +148,7 @@ describe('key-client refuses before connecting', function () {
     // none.pem: the refusal comes before the policy certificate is read, let alone a connection.
     const refused = await kc(['retrieve', 'a', '--out', `${open}/a`], 'none.pem');
     expect(refused.status, refused.stderr).to.equal(1);
-    expect(refused.stderr).to.contain(`cannot write ${open}/a: ${join(tmp.dir, open)} is writable by other users (mode 777), who could replace what is written there; chmod go-w it, or use another directory; nothing was written [FILE_ERROR]`);
+    expect(refused.stderr).to.contain(`cannot write ${open}/a: ${join(tmp.dir, open)} is writable by other users (mode 0777), who could replace what is written there; chmod go-w it, or use another directory; nothing was written [FILE_ERROR]`);
     expect(readdirSync(join(tmp.dir, open))).to.deep.equal([]);
     // A sticky one (as /tmp) passes, on to the policy certificate.
     const taken = await kc(['retrieve', 'a', '--out', `${sticky}/a`], 'none.pem');

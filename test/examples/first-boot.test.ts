@@ -962,7 +962,7 @@ describe('scripts/deployment-setup.sh', function () {
     chmodSync(f('shared'), 0o777);
     const shared = await setup(['--dir', 'shared', '--domain', 'datica', '--measure', 'app']);
     expect(shared.status, shared.stderr).to.equal(1);
-    expect(shared.stderr).to.contain('is writable by others (mode 777)');
+    expect(shared.stderr).to.contain('is writable by others (mode 0777)');
     expect(readdirSync(f('shared'))).to.deep.equal([]);
     // Another user's: a symbolic link they could point elsewhere, or a directory above it they could
     // put another in place of. (Run as root, as CI runs: uid 65534 stands for the other user.)

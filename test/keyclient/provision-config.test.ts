@@ -342,7 +342,7 @@ describe('keyclient: the provisioning config and where secrets may be written', 
       const open = dir('open', 0o777);
       const group = dir('group', 0o770);
       mkdirSync(join(open, 'private'), { mode: 0o700 });
-      for (const [file, who, mode] of [[join(open, 'k'), 'other users', '777'], [join(group, 'k'), 'its group', '770'], [join(open, 'private', 'k'), 'other users', '777']] as const) {
+      for (const [file, who, mode] of [[join(open, 'k'), 'other users', '0777'], [join(group, 'k'), 'its group', '0770'], [join(open, 'private', 'k'), 'other users', '0777']] as const) {
         const e = await rejects(provision(client, undefined, [{ name: 'a', version: 0, file }]), 'FILE_ERROR');
         expect(e.message, file).to.equal(`cannot write ${file}: ${file.startsWith(group) ? group : open} is writable by ${who} (mode ${mode}), who could replace what is written there; chmod go-w it, or use another directory; nothing was written`);
         expect(existsSync(file), file).to.equal(false);

@@ -8,7 +8,7 @@ import { chmodSync, chownSync, existsSync, promises as fsp, lstatSync, mkdirSync
 import { execFileSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { checkWritable, describeErrno, dirIdentity, directoriesLookedIn, DirChecks, makeOwnDirs, makePrivateDir, ownDirProblem, readFileLimited, readSecretFile, realLocation, refuseOwnFiles, refuseReplaceable, stageFile, unmakeDirs, unmakeHeld, unmakeHeldAndDirs, writeFileAtomic, writeFilesAtomic } from '../../lib/files/index.ts';
+import { checkWritable, describeErrno, dirIdentity, directoriesLookedIn, DirChecks, makeOwnDirs, makePrivateDir, modeText, ownDirProblem, readFileLimited, readSecretFile, realLocation, refuseOwnFiles, refuseReplaceable, stageFile, unmakeDirs, unmakeHeld, unmakeHeldAndDirs, writeFileAtomic, writeFilesAtomic } from '../../lib/files/index.ts';
 import { tempDir } from '../support/helpers.ts';
 import { rejects } from '../support/rejects.ts';
 
@@ -127,6 +127,10 @@ describe('lib/files', () => {
     expect(describeErrno(new Error('something else'))).to.equal('something else');
   });
 
+  it('writes a mode in a message as four octal digits with the leading 0, as stat and chmod do, the file type left out: 0770, 0600, 1777', () => {
+    expect([0o40770, 0o100600, 0o41777, 0o755, 0o104755].map(modeText)).to.deep.equal(['0770', '0600', '1777', '0755', '4755']);
+  });
+
   it('ownDirProblem passes only a directory of this user\'s that no one else can write in', () => {
     const me = 1000;
     const table: [string, { uid: number; mode: number }, number | undefined, ReturnType<typeof ownDirProblem>][] = [
@@ -152,7 +156,7 @@ describe('lib/files', () => {
     await makePrivateDir(made, 'the output directory');
     expect(statSync(made).mode & 0o777).to.equal(0o700);
     await makePrivateDir(made, 'the output directory'); // its own, again
-    for (const [name, mode, why] of [['open', 0o777, 'writable by other users (mode 777)'], ['sticky', 0o1777, 'writable by other users (mode 1777)'], ['group', 0o770, 'writable by its group (mode 770)']] as const) {
+    for (const [name, mode, why] of [['open', 0o777, 'writable by other users (mode 0777)'], ['sticky', 0o1777, 'writable by other users (mode 1777)'], ['group', 0o770, 'writable by its group (mode 0770)']] as const) {
       const dir = join(tmp.dir, name);
       mkdirSync(dir);
       chmodSync(dir, mode);
@@ -198,7 +202,7 @@ describe('lib/files', () => {
       chmodSync(dir, 0o777);
       await refuseReplaceable(join(dir, 'k0'), run); // the same run: as it found it
       const e = await rejects(refuseReplaceable(join(dir, 'k0'), new DirChecks()), 'FILE_ERROR');
-      expect(e.message).to.contain(`${dir} is writable by other users (mode 777)`);
+      expect(e.message).to.contain(`${dir} is writable by other users (mode 0777)`);
     } finally {
       fsp.stat = stat;
     }
