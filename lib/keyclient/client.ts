@@ -98,9 +98,11 @@ function refusal(r: KeyResponse, req: Partial<KeyRequest> & { action: Action; na
   if (code === 'FILE_ERROR' && writes) {
     return new CertifierError(code, `the key-server could not ${action} ${name}: its key database or its audit log cannot be written; nothing was changed`);
   }
-  // No refusal: the name (or that version) is not there, a mistyped name most often.
+  // No refusal: the name (or that version) is not there, a mistyped name most often. Listing is
+  // an action of its own, which an ACL may not give (deployment-setup.sh's lets a VM only retrieve).
   if (code === 'NOT_FOUND' && said === code) {
-    return new CertifierError(code, `the key-server holds no ${req.version ? `version ${req.version} of ${name}` : name} (key-client list shows the names it holds)`);
+    const names = 'key-client list shows the names it holds, where its ACL lets this machine list; else ask whoever stores the keys';
+    return new CertifierError(code, `the key-server holds no ${req.version ? `version ${req.version} of ${name}` : name} (${names})`);
   }
   if (code === 'VERSION_CONFLICT' && said === code && req.expectedVersion !== undefined) {
     const why = req.expectedVersion === 0 ? 'it holds the name already (--expected-version 0); key-client list shows its versions' : `its latest version is not ${req.expectedVersion} (--expected-version); key-client list shows it`;
