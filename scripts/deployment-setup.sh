@@ -144,8 +144,10 @@ has_control() { [[ "$1" == *[[:cntrl:]]* ]]; }
 case "$dir" in -*) dir=./$dir ;; esac # never taken for an option (stat, cd)
 if has_control "$dir"; then echo "deployment-setup: --dir holds a control character (a newline, say); name another directory" >&2; exit 2; fi
 # Present (or a dangling link) already: never written over, and never removed by a failed run.
+# What to do instead: a new setup goes elsewhere, and one is changed as the README says.
+other_setup='For a new setup give another --dir; to trust a new measurement in this one, make its policy again as the README'"'"'s "Upgrading" says ("Trusting a new measurement")'
 refuse_present() {
-  if [ -e "$1" ] || [ -L "$1" ]; then echo "deployment-setup: $dir already holds ${2:-${1#"$dir/"}}; not overwriting" >&2; exit 1; fi
+  if [ -e "$1" ] || [ -L "$1" ]; then echo "deployment-setup: $dir already holds ${2:-${1#"$dir/"}}; not overwriting. $other_setup" >&2; exit 1; fi
 }
 refuse_present "$dir/policy-key.pem" 'a policy key'
 refuse_present "$dir/policy-cert.pem"
@@ -164,7 +166,7 @@ for f in "${measure[@]}"; do
   for n in "${names[@]}"; do
     [ "$n" != "$name" ] || { echo "deployment-setup: two --measure files are named $name (measurements/$name.measurement would clash)" >&2; exit 1; }
   done
-  if [ -e "$dir/measurements/$name.measurement" ] || [ -L "$dir/measurements/$name.measurement" ]; then echo "deployment-setup: $dir/measurements/$name.measurement exists; not overwriting" >&2; exit 1; fi
+  if [ -e "$dir/measurements/$name.measurement" ] || [ -L "$dir/measurements/$name.measurement" ]; then echo "deployment-setup: $dir/measurements/$name.measurement exists; not overwriting. $other_setup" >&2; exit 1; fi
   names+=("$name")
 done
 # Every file measured once, in one run, one line each ("HEX" alone for one file, "HEX  NAME" for
@@ -244,7 +246,7 @@ done
 exec 9<"$real"
 if command -v flock >/dev/null && ! flock -n 9; then log "another deployment-setup is running in $dir; not starting a second"; exit 1; fi
 [ "$made_dir" = no ] || made+=("$dir")
-[ ! -e "$dir/policy-key.pem" ] || { log "$dir already holds a policy key (a run that ended meanwhile made it); not overwriting"; exit 1; }
+[ ! -e "$dir/policy-key.pem" ] || { log "$dir already holds a policy key (a run that ended meanwhile made it); not overwriting. $other_setup"; exit 1; }
 dir=$real
 # Made 0755 whatever the umask (umask 000 would leave it open to all): what it holds is public,
 # but another user must not replace the measurement a machine is certified and sealed with.

@@ -24,6 +24,8 @@ const firstBoot = (args: string[]) => runScript('first-boot.sh', args);
 /** first-boot's line under a refusal of `key-client retrieve --check-only`, and of `cert-utility init-trust --check-only`. */
 const KEY_CLIENT_REFUSES = 'key-client retrieve would refuse the flags this run gives it (above; its --server is --keyserver-host:--keyserver-port); not certifying';
 const CERT_UTILITY_REFUSES = 'cert-utility init-trust would refuse the flags this run gives it (above; its --server is --host:--certifier-port); not certifying';
+// What deployment-setup says to do when the directory holds a setup already.
+const OTHER_SETUP = 'For a new setup give another --dir; to trust a new measurement in this one, make its policy again as the README\'s "Upgrading" says ("Trusting a new measurement")';
 const NO_HOST = 'must be HOST:PORT with HOST a host name or an IP address (an IPv6 address in brackets: [2001:db8::5])';
 
 /**
@@ -781,7 +783,8 @@ describe('scripts/deployment-setup.sh', function () {
     const key = readFileSync(f('my setup/policy-key.pem'));
     const again = await setup(['--dir', 'my setup', '--domain', 'datica', '--measure', 'app']);
     expect(again.status).to.equal(1);
-    expect(again.stderr).to.contain('already holds a policy key; not overwriting');
+    // It says what to do instead: another directory, or the README's way to change this setup.
+    expect(again.stderr).to.contain(`already holds a policy key; not overwriting. ${OTHER_SETUP}\n`);
     expect(readFileSync(f('my setup/policy-key.pem')).equals(key), 'the policy key kept').to.equal(true);
   });
 
@@ -1002,7 +1005,7 @@ describe('scripts/deployment-setup.sh', function () {
     mkdirSync(f('has-acl'));
     writeFileSync(f('has-acl/acl.json'), 'an earlier ACL');
     const acl = await setup(['--dir', 'has-acl', '--domain', 'datica', '--measure', 'app']);
-    expect([acl.status, acl.stderr]).to.deep.equal([1, 'deployment-setup: has-acl already holds acl.json; not overwriting\n']);
+    expect([acl.status, acl.stderr]).to.deep.equal([1, `deployment-setup: has-acl already holds acl.json; not overwriting. ${OTHER_SETUP}\n`]);
     expect(readdirSync(f('has-acl'))).to.deep.equal(['acl.json']);
     // A file named like a flag is measured as a file.
     writeFileSync(f('-k.pem'), 'dash');
