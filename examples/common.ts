@@ -65,6 +65,15 @@ async function endGroup(c: ChildProcess): Promise<void> {
   }
 }
 
+/**
+ * A program that failed: how it ended, then what it said, if anything, after a colon (main()
+ * ends the message with the newline). One stopped with the scenario (Ctrl-C) has often said nothing.
+ */
+function ended(what: string, code: number | null, sig: NodeJS.Signals | null, when: string, said: string): Error {
+  const text = said.trimEnd();
+  return new Error(`${what} ${code === null ? `was stopped by ${sig}` : `exited ${code}`}${when}${text && `:\n${text}`}`);
+}
+
 export class Scenario {
   readonly dir: string;
   private readonly children: ChildProcess[] = [];
@@ -123,7 +132,7 @@ export class Scenario {
       child.stdin.on('error', () => {});
       child.on('close', (code, sig) => {
         if (code === 0) resolve(Buffer.concat(out));
-        else reject(new Error(`${program} ${args[0] ?? ''} ${code === null ? `was stopped by ${sig}` : `exited ${code}`}:\n${Buffer.concat(err).toString()}`));
+        else reject(ended(`${program} ${args[0] ?? ''}`, code, sig, '', Buffer.concat(err).toString()));
       });
       child.stdin.end(opts.input ?? '');
     });
@@ -151,7 +160,7 @@ export class Scenario {
           resolve(Number(m[1]));
         }
       });
-      child.on('exit', (code) => reject(new Error(`${program} exited ${code} before listening:\n${readFileSync(logFile, 'utf8')}`)));
+      child.on('exit', (code, sig) => reject(ended(program, code, sig, ' before listening', readFileSync(logFile, 'utf8'))));
     });
   }
 

@@ -214,4 +214,19 @@ describe('examples/common.ts, the scenarios\' steps', function () {
     expect(r.stdout.split('\n').slice(1)).to.deep.equal(['/bin/sh -c not started: the scenario is stopping', 'simpleserver serve not started: the scenario is stopping', '']);
     expect(existsSync(marker)).to.equal(false);
   });
+
+  it('ends a failed step\'s message cleanly: a program stopped by a signal that said nothing (Ctrl-C) at the signal\'s name, a program that said something at its last line (they ended "stopped by SIGTERM:" and an empty line)', () => {
+    const r = scenario([
+      "const said = (p) => p.then(() => 'ok', (e) => JSON.stringify(e.message));",
+      "console.log(await said(s.run('/bin/sh', ['-c', 'kill -TERM $$'])));",
+      "console.log(await said(s.run('/bin/sh', ['-c', 'echo oops >&2; exit 3'])));",
+      "console.log(await said(s.serve('simpleserver', ['serve'])));",
+      'await s.finish(true);',
+    ].join('\n'));
+    expect(r.status, r.stderr).to.equal(0);
+    const lines = r.stdout.split('\n');
+    expect(lines.slice(0, 2)).to.deep.equal(['"/bin/sh -c was stopped by SIGTERM"', '"/bin/sh -c exited 3:\\noops"']);
+    // A server that stops before it listens: its log after the colon, and no empty line.
+    expect(JSON.parse(lines[2]!)).to.match(/^simpleserver exited 2 before listening:\n.*\S$/s);
+  });
 });
