@@ -67,7 +67,8 @@ async function prepareRenewal(program: string, store: Cryptstore, c: Certifier, 
     const r = await certify(false);
     if (r.renewalFailed) serveOn(r.renewalFailed, r.peer.notAfter);
     else if (r.endsWithPolicyCert) warn(program, `its certificate, valid until ${r.peer.notAfter.toISOString()}, is due for renewal, but ${noRenewalPast(r.endsWithPolicyCert)}`);
-    else if (r.status === 'certified') log({ event: first ? 'identity-certified' : 'identity-renewed', serial: r.peer.serialHex, notAfter: r.peer.notAfter.toISOString() });
+    // why: a certificate replaced at start for another reason than its end (the policy key replaced).
+    else if (r.status === 'certified') log({ event: first ? 'identity-certified' : 'identity-renewed', serial: r.peer.serialHex, notAfter: r.peer.notAfter.toISOString(), ...(r.why ? { why: r.why } : {}) });
   } catch (e) {
     // init-trust falls back itself only on a certificate of this measurement that is due but valid
     // (renewalFailed, above); one it would not keep (of another measurement) still serves a

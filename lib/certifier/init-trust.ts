@@ -94,17 +94,25 @@ export interface InitTrustResult {
   renewalFailed?: CertifierError;
   /** Due, but not renewed: it ends with the policy certificate, and a new one would end no later (already-certified). */
   endsWithPolicyCert?: Date;
+  /**
+   * Why a stored certificate was replaced other than as due (certified), where that is worth
+   * saying: 'other-policy-key', one the policy certificate given does not vouch for (the policy key replaced).
+   */
+  why?: 'other-policy-key';
 }
 
 export async function initTrust(o: InitTrustOptions): Promise<InitTrustResult> {
   const now = o.now ?? (() => new Date());
   // A certificate only due for renewal, still valid and of this measurement: one to fall back on.
   let standing: ValidatedPeer | undefined;
+  let why: InitTrustResult['why'];
   if (!o.force) {
     const current = await loadIdentity(o.store, o.domain, o.policyCert, now()).catch((e) => {
       // Missing, expired or otherwise unusable: certify afresh. Damage is not papered over.
       // A pair put in by hand that does not match is the operator's to mend, not replaced.
       if (isCertifierError(e, 'INTEGRITY') || isCertifierError(e, 'WRONG_KEY') || (isCertifierError(e, 'INVALID_KEY') && e.details?.reason === 'certificate-for-another-key')) throw e;
+      // loadIdentity's UNTRUSTED_PEER: issued under another policy key than the one given.
+      if (isCertifierError(e, 'UNTRUSTED_PEER')) why = 'other-policy-key';
       return undefined;
     });
     if (current && bytesEqual(current.peer.measurement, o.platform.measurement) && !namesOtherPlatform(current.peer, o.platform)) {
@@ -129,7 +137,7 @@ export async function initTrust(o: InitTrustOptions): Promise<InitTrustResult> {
     { tag: authKeyTag(o.domain), blob: encode('key_message', toKeyMessage(privateKey, 'auth-key')), options: { type: 'key-message-serialized-protobuf', exportable: false } },
     { tag: admissionCertTag(o.domain), blob: got.certificate, options: { type: 'X509-der-cert', exportable: true } },
   ]);
-  return { status: 'certified', peer: got.peer };
+  return { status: 'certified', peer: got.peer, ...(why ? { why } : {}) };
 }
 
 /**

@@ -47,7 +47,23 @@ describe('e2e: key-server renews its certificate through simpleserver (--certifi
       expect(renewed, server.child.stderr).to.not.equal(null);
       expect(renewed![1]).to.not.equal(first.serial);
       expect(server.child.stderr).to.contain(`serving as serial ${renewed![1]} `);
+      // A routine renewal: no why.
+      expect(server.child.stderr).to.not.match(/identity-renewed .*why=/);
       expectSuccess(await d.kc(alice, server, 'store', ['renewed/k', '--in', '-'], randomBytes(32)));
+    });
+  });
+
+  it('certifies itself again at start when its stored certificate is another policy key\'s (the key replaced), logged identity-renewed why=other-policy-key, not as a routine renewal', async () => {
+    const ks = await d.certify('ks-old-policy', 'key-server');
+    // The certificate in the store, still valid for days, issued under a policy key it was not started with.
+    const privateKey = (await generateKeyPair('p256')).privateKey;
+    const old = { key: d.path('old-policy-key.pem'), cert: d.path('old-policy-cert.pem') };
+    writeFileSync(old.key, exportPrivateKey(privateKey), { mode: 0o600 });
+    writeFileSync(old.cert, toPem(await createPolicyCert({ privateKey, domain: d.name, days: 30, now: new Date(Date.now() - 86_400_000) })));
+    await ageCertificate(ks.store, { policy: old, endsInMs: 10 * 86_400_000 });
+    await d.withKeyServer(ks, { args: ['--certifier', `127.0.0.1:${shortPort}`, ...platform()] }, async (server) => {
+      expect(server.child.stderr).to.match(/ identity-renewed serial=[0-9a-f]+ notAfter=\S+ why=other-policy-key\n/);
+      expectSuccess(await d.kc(alice, server, 'store', ['old-policy/k', '--in', '-'], randomBytes(32)));
     });
   });
 
