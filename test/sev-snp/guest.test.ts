@@ -9,7 +9,7 @@ import { CertifierError } from '../../lib/errors/index.ts';
 import { generateKeyPair, publicKeyOf, randomBytes, toKeyMessage } from '../../lib/crypto/index.ts';
 import { parseTrustRequest, encode, type EvidencePackage } from '../../lib/wire/index.ts';
 import { formatCertifierTime, sameKey } from '../../lib/policy/index.ts';
-import { parseCertTable, parseReport, requestTsmReport, SnpGuest, verifyEvidence } from '../../lib/attest/index.ts';
+import { outblobError, parseCertTable, parseReport, requestTsmReport, SnpGuest, verifyEvidence } from '../../lib/attest/index.ts';
 import { tempDir } from '../support/helpers.ts';
 import { serveFakeTsm, type FakeTsm } from './fake-tsm.ts';
 import { TestSnpSigner } from './signer.ts';
@@ -85,6 +85,55 @@ describe('SEV-SNP guest: configfs-tsm and the evidence package', () => {
     expect(Buffer.from(parseReport(got.report).reportData).equals(Buffer.from(data))).to.equal(true);
     expect(parseCertTable(got.auxblob!).map((c) => c.kind)).to.include('vcek');
     expect(readdirSync(tsm)).to.deep.equal([]);
+  });
+
+  describe('a guest whose kernel runs above VMPL 0 (configfs-tsm privlevel_floor, as under an SVSM)', () => {
+    const vmplOf = async (o: Partial<Parameters<typeof serveFakeTsm>[2]>) => {
+      fake = serveFakeTsm(tsm, signer, { measurement: MEASUREMENT, ...o });
+      return parseReport((await requestTsmReport(randomBytes(64), { dir: tsm })).report).vmpl;
+    };
+
+    it('asks at the floor: privlevel 2 written before the report, which says VMPL 2', async () => {
+      expect(await vmplOf({ privlevelFloor: 2 })).to.equal(2);
+      expect(fake!.privlevels()).to.deep.equal(['2']);
+      expect(readdirSync(tsm)).to.deep.equal([]);
+    });
+
+    it('leaves privlevel unwritten at a floor of 0, as with no privlevel_floor file: a VMPL 0 report', async () => {
+      expect(await vmplOf({ privlevelFloor: 0 })).to.equal(0);
+      expect(fake!.privlevels()).to.deep.equal(['']);
+      fake!.stop();
+      expect(await vmplOf({})).to.equal(0);
+      expect(fake!.privlevels()).to.deep.equal(['']);
+    });
+
+    it('names the VMPL, and the policy claim a report of it needs, when privlevel cannot be written (FILE_ERROR)', async () => {
+      fake = serveFakeTsm(tsm, signer, { measurement: MEASUREMENT, privlevelFloor: 2, refusePrivlevel: true });
+      const e = await thrown(requestTsmReport(randomBytes(64), { dir: tsm }));
+      expect(e.code).to.equal('FILE_ERROR');
+      expect(e.message).to.contain('VMPL 2').and.contain('privlevel_floor').and.contain('/privlevel').and.contain('vmpl = 2').and.contain('--snp-vmpl 2');
+      expect(fake.served()).to.equal(0);
+      expect(readdirSync(tsm)).to.deep.equal([]);
+    });
+
+    it('names the VMPL it asked at when the platform gives no report (a floor the kernel does not show)', async () => {
+      fake = serveFakeTsm(tsm, signer, { measurement: MEASUREMENT, privlevelFloor: 2, hideFloor: true });
+      const e = await thrown(requestTsmReport(randomBytes(64), { dir: tsm }));
+      expect(e.code).to.equal('FILE_ERROR');
+      expect(e.message).to.contain('outblob').and.contain('asked for at VMPL 0');
+      expect(fake.refused()).to.equal(1);
+    });
+
+    it('says why when the kernel refuses the report (EINVAL: a VMPL below its own), and what to do: the VMPL it runs at, and the policy claim', () => {
+      const einval = Object.assign(new Error('EINVAL: invalid argument, read'), { code: 'EINVAL' });
+      const unsaid = outblobError('/t/e/outblob', einval, 0, undefined);
+      expect(unsaid.code).to.equal('FILE_ERROR');
+      expect(unsaid.message).to.contain('refused a report at VMPL 0').and.contain('no privlevel_floor').and.contain('--snp-vmpl');
+      const said = outblobError('/t/e/outblob', einval, 1, 1);
+      expect(said.message).to.contain('refused a report at VMPL 1').and.contain('privlevel_floor says 1');
+      const other = outblobError('/t/e/outblob', Object.assign(new Error('EIO: i/o error, read'), { code: 'EIO' }), 0, 0);
+      expect(other.message).to.equal('cannot read /t/e/outblob: EIO: i/o error, read (asked for at VMPL 0)');
+    });
   });
 
   it('says what is missing on a machine without SEV-SNP (no configfs-tsm directory)', async () => {
