@@ -361,6 +361,13 @@ describe('README', () => {
     expect(readme.replace(/\s+/g, ' ')).to.contain(`\`print-policy\`, and make-policy as it writes it, follow with the machines it suits, \`(for ${SUITS.turin})\` or \`(for ${SUITS['family-19h']})\`)`);
   });
 
+  it('links in its Contents line every section, in order, by the anchor its heading gets', () => {
+    const heads = readme.split('\n').filter((l) => l.startsWith('## ')).map((l) => l.slice(3).trim());
+    const anchor = (h: string) => h.toLowerCase().replace(/[^a-z0-9 _-]/g, '').replace(/ /g, '-');
+    const contents = readme.split('\n').find((l) => l.startsWith('**Contents.**')) ?? expect.fail('the README has no Contents line');
+    expect([...contents.matchAll(/\[([^\]]+)\]\(#([^)]+)\)/g)].map((m) => [m[1], m[2]])).to.deep.equal(heads.map((h) => [h, anchor(h)]));
+  });
+
   it('runs only npm scripts the package has, on the Node.js version the package asks for', () => {
     const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string>; engines: { node: string } };
     const runs = [...readme.matchAll(/npm run ([a-z][a-z0-9:-]*[a-z0-9])/g)].map((m) => m[1]!);
