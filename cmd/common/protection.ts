@@ -69,7 +69,12 @@ function passphraseOddities(path: string, p: Uint8Array): string | undefined {
   if (p[0] === 0xef && p[1] === 0xbb && p[2] === 0xbf) odd.push('begins with a byte-order mark (as some editors save UTF-8)');
   else if (blank(p[0])) odd.push('begins with a space or tab');
   const last = p.at(-1);
-  if (last === 0x0a || last === 0x0d) odd.push('ends with a line-end character beyond the one LF or CRLF taken off');
+  const lineEnd = (b: number) => b === 0x0a || b === 0x0d;
+  // A line end followed by more than line ends: a second line (line ends alone at the end are said below).
+  let text = p.length;
+  while (text > 0 && lineEnd(p[text - 1]!)) text--;
+  if (p.subarray(0, text).some(lineEnd)) odd.push('holds a second line (a line end with text after it)');
+  if (last !== undefined && lineEnd(last)) odd.push('ends with a line-end character beyond the one LF or CRLF taken off');
   else if (blank(last)) odd.push('ends with a space or tab');
   return odd.length ? `${path} ${odd.join(' and ')}, which is part of the passphrase` : undefined;
 }

@@ -1,5 +1,5 @@
 // A passphrase file that does not unlock the store, holding what an editor or a careless echo
-// puts there (a byte-order mark, a second line end, a space at either end): all of it is part of
+// puts there (a byte-order mark, a second line end, a second line, a space at either end): all of it is part of
 // the passphrase, and the refusal says which, where it said only "wrong passphrase".
 
 import { expect } from 'chai';
@@ -25,11 +25,13 @@ describe('a passphrase file that does not unlock the store', function () {
     return r.stderr;
   };
 
-  it('names what the passphrase holds that may be there by mistake: a byte-order mark, another line end, a space or tab at either end', async () => {
+  it('names what the passphrase holds that may be there by mistake: a byte-order mark, another line end, a second line, a space or tab at either end', async () => {
     const cases: [string, string, string][] = [
       ['bom', '\ufeffhunter2\n', 'begins with a byte-order mark (as some editors save UTF-8)'],
       ['two-lines', 'hunter2\n\n', 'ends with a line-end character beyond the one LF or CRLF taken off'],
       ['crlf-twice', 'hunter2\r\n\r\n', 'ends with a line-end character beyond the one LF or CRLF taken off'],
+      ['second-line', 'hunter2\nmore\n', 'holds a second line (a line end with text after it)'],
+      ['second-line-crlf', 'hunter2\r\nmore', 'holds a second line (a line end with text after it)'],
       ['space', 'hunter2 \n', 'ends with a space or tab'],
       ['both', ' hunter2\t', 'begins with a space or tab and ends with a space or tab'],
     ];
