@@ -108,6 +108,16 @@ function refusal(r: KeyResponse, req: Partial<KeyRequest> & { action: Action; na
     const why = req.expectedVersion === 0 ? 'it holds the name already (--expected-version 0); key-client list shows its versions' : `its latest version is not ${req.expectedVersion} (--expected-version); key-client list shows it`;
     return new CertifierError(code, `the key-server did not ${action} ${name}: ${why}`);
   }
+  // Refusals an operator acts on: each says what to do (the server's log has the detail).
+  if (code === 'ACL_DENIED' && said === code) {
+    return new CertifierError(code, `the key-server's ACL does not allow this machine to ${action} ${name}: the key-server's log names the machine (and role) in the request's line; to allow it, its operator adds a rule to the ACL, checks it with key-server check-acl and sends key-server SIGHUP`);
+  }
+  if (code === 'RESERVED_NAME' && said === code) {
+    return new CertifierError(code, `the key-server refused to ${action} ${name}: the name is one of the key-server's own (its identity, its storage key, or under key-server/), which no client may address; choose another name`);
+  }
+  if (code === 'NOT_EXPORTABLE' && said === code) {
+    return new CertifierError(code, `the key-server never releases ${name}: it was stored not exportable (key-client store --not-exportable); to let machines fetch a value, store it without --not-exportable`);
+  }
   // The code is the error's own (printed beside its message): named here only when the server said another.
   return new CertifierError(code, `the key-server refused to ${action} ${name}${said === code ? '' : ` (${said})`}`);
 }

@@ -143,8 +143,15 @@ describe('keyclient: answers from a faulty key-server', function () {
     const internal = await rejects(client.delete('k'), 'INTERNAL');
     expect(internal.message).to.equal('the key-server failed to delete "k": a fault of the key-server, not of this request; its log says what (internal-error)');
     expect(internal.details).to.deep.equal({ remote: true });
+  });
+
+  it('says what to do about a refusal by the ACL (ACL_DENIED), of a reserved name (RESERVED_NAME) or of a value never released (NOT_EXPORTABLE)', async () => {
     answer = (req) => failed(req.name, 'ACL_DENIED');
-    expect((await rejects(client.retrieve('k'), 'ACL_DENIED')).message).to.equal('the key-server refused to retrieve "k"');
+    expect((await rejects(client.delete('k'), 'ACL_DENIED')).message).to.equal('the key-server\'s ACL does not allow this machine to delete "k": the key-server\'s log names the machine (and role) in the request\'s line; to allow it, its operator adds a rule to the ACL, checks it with key-server check-acl and sends key-server SIGHUP');
+    answer = (req) => failed(req.name, 'RESERVED_NAME');
+    expect((await rejects(client.store('key-server/k', utf8('v')), 'RESERVED_NAME')).message).to.equal('the key-server refused to store "key-server/k": the name is one of the key-server\'s own (its identity, its storage key, or under key-server/), which no client may address; choose another name');
+    answer = (req) => failed(req.name, 'NOT_EXPORTABLE');
+    expect((await rejects(client.retrieve('k'), 'NOT_EXPORTABLE')).message).to.equal('the key-server never releases "k": it was stored not exportable (key-client store --not-exportable); to let machines fetch a value, store it without --not-exportable');
   });
 
   it('refuses a store\'s answer without a version a store makes (BAD_FIELD), or not after the expected one (INTEGRITY)', async () => {
