@@ -44,7 +44,11 @@ export async function verifyChain(files: string[], o: { continuing?: boolean; an
     const r = await verifySegment(file, (seq, hash, line) => {
       if (wanted.has(seq)) hashes.set(seq, { hash, file, line });
     });
-    if (!r.ok) return { ok: false, file, line: r.line, problem: r.problem };
+    if (!r.ok) {
+      // What a crash leaves in the log itself (never in a segment), which repair-audit moves aside.
+      const repair = r.torn && file === log && !segmentRange(file) ? ` (if a crash cut it short: stop the key-server, then key-server repair-audit ${file} moves it aside)` : '';
+      return { ok: false, file, line: r.line, problem: `${r.problem}${repair}` };
+    }
     const named = segmentRange(file);
     if (named) {
       if (r.lines === 0) return { ok: false, file, problem: `it is empty, but its name says it holds seq ${named.firstSeq} to ${named.lastSeq}: those lines are missing` };

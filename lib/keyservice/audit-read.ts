@@ -190,9 +190,9 @@ export async function verifyAudit(path: string): Promise<AuditVerification> {
  * earlier segment (see AuditSegment); the caller checks that it links to the one before.
  * `seen` is told each line's seq, hash and number once the line verifies.
  */
-export async function verifySegment(path: string, seen?: (seq: number, hash: string, line: number) => void): Promise<({ ok: true } & AuditSegment) | { ok: false; line: number; problem: string }> {
+export async function verifySegment(path: string, seen?: (seq: number, hash: string, line: number) => void): Promise<({ ok: true } & AuditSegment) | { ok: false; line: number; problem: string; torn: boolean }> {
   const r = await scan(path, true, seen);
-  return r.ok ? r : { ok: false, line: r.line, problem: r.problem };
+  return r.ok ? r : { ok: false, line: r.line, problem: r.problem, torn: r.tornAt !== undefined };
 }
 
 /** FILE_ERROR for a directory given where a log goes (a directory's links are its entries, not names of a log). */

@@ -131,6 +131,14 @@ describe('key-server verify-audit and repair-audit', () => {
     expect(r.json().error).to.include({ code: 'INTEGRITY', file: path, line: 2 });
   });
 
+  it('verify-audit of a log whose last line is incomplete names repair-audit, as serve\'s refusal does (exit 4)', async () => {
+    writeFileSync(path, `${readFileSync(path, 'utf8')}{"seq":6,"ti`);
+    const r = await run('key-server', ['verify-audit', path]);
+    expect([r.status, r.out]).to.deep.equal([4, '']);
+    expect(r.stderr).to.contain(`line 6 of ${path}: the last line is incomplete (no newline)`)
+      .and.contain(`(if a crash cut it short: stop the key-server, then key-server repair-audit ${path} moves it aside) [INTEGRITY]`);
+  });
+
   it('repair-audit says the line it moved is incomplete, and what a crash mid-write leaves, not that it knows this one came from one', async () => {
     const whole = readFileSync(path, 'utf8');
     writeFileSync(path, `${whole}{"seq":6,"ti`);
