@@ -91,6 +91,16 @@ describe('init-trust: renewing a certificate ahead of time', function () {
     expect(asked).to.equal(0);
   });
 
+  it('says what to do about this machine\'s own certificate outside its dates (CERT_EXPIRED): ended, certify again; not yet begun, a clock behind', async () => {
+    const { store, policyCert, notAfter } = await certified('ended', 7_200, 3_600);
+    const ended = await rejects(loadIdentity(store, domain, policyCert), 'CERT_EXPIRED');
+    expect(ended.message).to.equal(`the machine's stored certificate expired at ${notAfter.toISOString()} (checked at ${(ended.message.match(/checked at (\S+)/) ?? [])[1]} by this machine's clock) (expired): certify this machine again with cert-utility init-trust, which replaces an ended certificate (or, if this machine's clock is what is wrong, set it right: README "Clocks")`);
+    expect(ended.details).to.include({ reason: 'expired', certificate: 'leaf' });
+    const early = await certified('early', -3_600, 86_400);
+    const notYet = await rejects(loadIdentity(early.store, domain, early.policyCert), 'CERT_EXPIRED');
+    expect(notYet.message).to.match(/^the machine's stored certificate is not valid before \S+ \(checked at \S+ by this machine's clock\) \(not-yet-valid\): this machine's clock is behind the certifier's that issued it; set it right \(NTP, README "Clocks"\)$/);
+  });
+
   it('fails, as a needed renewal would, when the certificate ended while the attempt ran', async () => {
     const { store, policyCert, platform, notAfter } = await certified('ended-meanwhile', 120, 150);
     // The clock reaches the certificate's end while simpleserver is being reached.
