@@ -43,7 +43,7 @@ export async function openDb(dir: string, create: boolean): Promise<Db> {
   } catch (e) {
     const cause = (e as { cause?: { code?: string; message?: string } }).cause;
     if (cause?.code === 'LEVEL_LOCKED') {
-      throw new CertifierError('STORE_LOCKED', `the cryptstore is in use by another process (${dir}): one program at a time opens a store (a key-server keeps its own open while it runs); run this once the other has finished`, { cause: e });
+      throw new CertifierError('STORE_LOCKED', `the cryptstore is in use by another process (${dir}): a program that opened it holds it while it runs (a key-server serving it, another key-client or cert-utility command, first-boot); let it finish, or stop it, and run this again`, { cause: e });
     }
     if (!create && /does not exist/i.test(cause?.message ?? '')) throw notFound(dir, 'no database');
     if (/permission denied/i.test(cause?.message ?? '')) {

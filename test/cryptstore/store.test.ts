@@ -179,11 +179,11 @@ describe('cryptstore', () => {
       }
     });
 
-    it('reports a store held open by someone else as STORE_LOCKED', async () => {
+    it('reports a store held open by someone else as STORE_LOCKED, saying what to do', async () => {
       const s = await Cryptstore.create(dir, pass());
       try {
         const e = await rejects(Cryptstore.open(dir, pass()), 'STORE_LOCKED');
-        expect(e.message).to.contain('in use by another process');
+        expect(e.message).to.equal(`the cryptstore is in use by another process (${dir}): a program that opened it holds it while it runs (a key-server serving it, another key-client or cert-utility command, first-boot); let it finish, or stop it, and run this again`);
       } finally {
         await s.close();
       }
