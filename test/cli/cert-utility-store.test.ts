@@ -318,7 +318,7 @@ describe('cert-utility store commands (transcripts)', function () {
         try {
           const r = await cu(withPass('list-items'));
           expectFailure(r, 1, 'STORE_LOCKED');
-          expect(r.stderr).to.contain(`the cryptstore is in use by another process (${store}): one program at a time opens a store (a key-server keeps its own open while it runs); run this once the other has finished`);
+          expect(r.stderr).to.contain(`the cryptstore is in use by another process (${store}): a program that opened it holds it while it runs (a key-server serving it, another key-client or cert-utility command, first-boot); let it finish, or stop it, and run this again`);
         } finally {
           await held.close();
         }
