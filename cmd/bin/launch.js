@@ -31,7 +31,10 @@ async function refuseOpenInspector(program) {
   await new Promise((resolve) => setImmediate(resolve));
   const inspector = await import('node:inspector').catch(() => undefined); // a Node built without one
   if (!inspector?.url()) return;
-  stop(program, 'DENIED', "Node's inspector is open in this process (a SIGUSR1 came as it started, or NODE_OPTIONS asks for it), where any local user could run code: stopping before anything is read; run it again");
+  // Asked for in NODE_OPTIONS, it opens again on every run: that flag is what to remove.
+  const asked = /(?:^|\s)(--inspect(?:-brk|-wait)?(?:=\S*)?)(?=\s|$)/.exec(process.env.NODE_OPTIONS ?? '')?.[1];
+  const why = asked ? `, as NODE_OPTIONS asks (${asked}),` : ' (a SIGUSR1 came as it started, or a flag of Node asks for it),';
+  stop(program, 'DENIED', `Node's inspector is open in this process${why} where any local user could run code: stopping before anything is read; ${asked ? 'take that flag out of NODE_OPTIONS' : 'run it again'}`);
 }
 
 /**

@@ -155,6 +155,12 @@ describe('cmd/bin/launch.js: bundles kept current', function () {
     expect(r.err).to.contain("hello: error: Node's inspector is open in this process").and.contain('[DENIED]');
   });
 
+  it('says to take the inspector flag out of NODE_OPTIONS where that is what opened it, not to run again, which would fail the same way', () => {
+    const r = run('hello', { NODE_OPTIONS: '--max-old-space-size=200 --inspect=127.0.0.1:0' });
+    expect(r.status, r.err).to.equal(1);
+    expect(r.err).to.contain("hello: error: Node's inspector is open in this process, as NODE_OPTIONS asks (--inspect=127.0.0.1:0), where any local user could run code: stopping before anything is read; take that flag out of NODE_OPTIONS [DENIED]");
+  });
+
   it('says so in a JSON line when a server is run with --log-json after its subcommand (the real key-server)', () => {
     const r = spawnSync(process.execPath, [join(ROOT, 'cmd', 'bin', 'key-server.js'), 'serve', '--domain', 'd', '--log-json=1'], { encoding: 'utf8', env: { ...process.env, NODE_OPTIONS: '--inspect=127.0.0.1:0' } });
     expect(r.status, r.stderr).to.equal(1);
