@@ -66,7 +66,7 @@ export function channelError(e: unknown, target: string, authorizationError?: st
   }
   if (code === 'ERR_TLS_HANDSHAKE_TIMEOUT') return make('TIMEOUT', `TLS handshake with ${target} timed out`);
   if (code !== undefined && UNREACHABLE_ERRNOS.has(code)) {
-    const why = code === 'ECONNREFUSED' ? 'connection refused' : code === 'ENOTFOUND' || code.startsWith('EAI_') ? 'name not resolved' : detail;
+    const why = code === 'ECONNREFUSED' ? 'connection refused (nothing listens there: check the address, and that the server runs)' : code === 'ENOTFOUND' || code.startsWith('EAI_') ? 'name not resolved' : detail;
     return make('UNREACHABLE', `cannot reach ${target}: ${why}`);
   }
   if (code !== undefined && code.startsWith('ERR_SSL_')) return make('UNREACHABLE', `TLS with ${target} failed: ${code}`);
@@ -91,7 +91,7 @@ export function logCode(e: unknown): string {
  */
 export function listenError(e: unknown, host: string, port: number): CertifierError {
   const errno = errnoOf(e);
-  const [code, why]: [ErrorCode, string] = errno === 'EADDRINUSE' ? ['ADDRESS_IN_USE', 'address already in use']
+  const [code, why]: [ErrorCode, string] = errno === 'EADDRINUSE' ? ['ADDRESS_IN_USE', 'address already in use: another process holds that port (stop it, or give --listen another port)']
     : errno === 'EACCES' ? ['ADDRESS_NOT_PERMITTED', `permission denied${port > 0 && port < 1024 ? ' (a port below 1024 needs root or CAP_NET_BIND_SERVICE)' : ''}`]
     : errno === 'ENOTFOUND' ? ['INVALID_INPUT', `the name ${host} is not resolved (listen on an address of this machine)`]
     : errno === 'EADDRNOTAVAIL' ? ['INVALID_INPUT', `${host} is not an address of this machine (listen on one of its own, or 0.0.0.0 for all of them)`]

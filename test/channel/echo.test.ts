@@ -4,7 +4,7 @@
 import { expect } from 'chai';
 import { bytesEqual, randomBytes } from '../../lib/crypto/index.ts';
 import { connect } from '../../lib/channel/index.ts';
-import { listenError } from '../../lib/channel/errors.ts';
+import { channelError, listenError } from '../../lib/channel/errors.ts';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { Harness, bytes, rejectsWith, testPki, text, waitFor, type Transport } from './harness.ts';
 
@@ -34,7 +34,7 @@ describe('channel: request and answer', () => {
   it('says why it cannot listen with a code of its own: a port taken, a port it may not take (EACCES, a low port without the right), else the address given', () => {
     const errno = (code: string, message: string) => Object.assign(new Error(message), { code });
     const cases: [Error, number, string, string][] = [
-      [errno('EADDRINUSE', 'listen EADDRINUSE: address already in use 127.0.0.1:8123'), 8123, 'ADDRESS_IN_USE', 'cannot listen on 127.0.0.1:8123: address already in use'],
+      [errno('EADDRINUSE', 'listen EADDRINUSE: address already in use 127.0.0.1:8123'), 8123, 'ADDRESS_IN_USE', 'cannot listen on 127.0.0.1:8123: address already in use: another process holds that port (stop it, or give --listen another port)'],
       [errno('EACCES', 'listen EACCES: permission denied 127.0.0.1:443'), 443, 'ADDRESS_NOT_PERMITTED', 'cannot listen on 127.0.0.1:443: permission denied (a port below 1024 needs root or CAP_NET_BIND_SERVICE)'],
       [errno('EACCES', 'listen EACCES: permission denied 127.0.0.1:8123'), 8123, 'ADDRESS_NOT_PERMITTED', 'cannot listen on 127.0.0.1:8123: permission denied'],
       [errno('EADDRNOTAVAIL', 'listen EADDRNOTAVAIL: address not available 127.0.0.1:8123'), 8123, 'INVALID_INPUT', 'cannot listen on 127.0.0.1:8123: 127.0.0.1 is not an address of this machine (listen on one of its own, or 0.0.0.0 for all of them)'],
@@ -43,6 +43,12 @@ describe('channel: request and answer', () => {
       const e = listenError(cause, '127.0.0.1', port);
       expect([e.code, e.message, e.cause]).to.deep.equal([code, message, cause]);
     }
+  });
+
+  it('says of a refused connection that nothing listens at the address, and what to check', () => {
+    const cause = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:8120'), { code: 'ECONNREFUSED' });
+    const e = channelError(cause, '127.0.0.1:8120');
+    expect([e.code, e.message]).to.deep.equal(['UNREACHABLE', 'cannot reach 127.0.0.1:8120: connection refused (nothing listens there: check the address, and that the server runs)']);
   });
 
   it('tells the handler who the mutual-TLS peer is, and the client who the server is', async () => {

@@ -727,7 +727,7 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
         const port = (taken.address() as net.AddressInfo).port;
         const r = await ss(['serve', '--policy-key', 'policy-key.pem', '--policy-cert', 'policy-cert.pem', '--policy', 'policy.bin', '--listen', `127.0.0.1:${port}`]);
         expect([r.status, r.out], r.stderr).to.deep.equal([1, '']);
-        expect(r.stderr).to.equal(`simpleserver: error: cannot listen on 127.0.0.1:${port}: address already in use [ADDRESS_IN_USE]\n`);
+        expect(r.stderr).to.equal(`simpleserver: error: cannot listen on 127.0.0.1:${port}: address already in use: another process holds that port (stop it, or give --listen another port) [ADDRESS_IN_USE]\n`);
       } finally {
         await new Promise((r) => taken.close(r));
       }

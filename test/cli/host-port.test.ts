@@ -90,13 +90,13 @@ describe('an IPv6 HOST:PORT in what the programs say', function () {
       const reach = await run('cert-utility', ['init-trust', '--domain', 'datica', '--policy-cert', at('policy-cert.pem'), '--server', `[::1]:${closed}`,
         '--store', at('store'), '--key-file', at('key'), '--platform-dir', at('platform'), '--measurement-file', at('m')]);
       expect(reach.status, reach.stderr).to.equal(3);
-      expect(reach.stderr).to.contain(`cert-utility: error: cannot reach [::1]:${closed}: connection refused [UNREACHABLE]`);
+      expect(reach.stderr).to.contain(`cert-utility: error: cannot reach [::1]:${closed}: connection refused (nothing listens there: check the address, and that the server runs) [UNREACHABLE]`);
       const made = await run('cert-utility', ['make-policy', '--policy-key', at('policy-key.pem'), '--policy-cert', at('policy-cert.pem'), '--trust-platform', at('platform/platform-cert.pem'),
         '--trust-measurement', '07'.repeat(32), '--out', at('policy.bin')]);
       expect(made.status, made.stderr).to.equal(0);
       const listen = await run('simpleserver', ['serve', '--policy-key', at('policy-key.pem'), '--policy-cert', at('policy-cert.pem'), '--policy', at('policy.bin'), '--listen', `[::1]:${port}`]);
       expect(listen.status, listen.stderr).to.equal(1);
-      expect(listen.stderr).to.contain(`simpleserver: error: cannot listen on [::1]:${port}: address already in use [ADDRESS_IN_USE]`);
+      expect(listen.stderr).to.contain(`simpleserver: error: cannot listen on [::1]:${port}: address already in use: another process holds that port (stop it, or give --listen another port) [ADDRESS_IN_USE]`);
       // An address of another machine (a typo, or the address a client reaches it by through NAT).
       const elsewhere = await run('simpleserver', ['serve', '--policy-key', at('policy-key.pem'), '--policy-cert', at('policy-cert.pem'), '--policy', at('policy.bin'), '--listen', '192.0.2.1:8123']);
       expect([elsewhere.status, elsewhere.out], elsewhere.stderr).to.deep.equal([1, '']);

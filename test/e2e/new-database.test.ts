@@ -51,7 +51,7 @@ describe('e2e: a new, empty key database for a storage key made before is warned
       const failed = await run('key-server', d.keyServerArgs(keyHolder, data, `127.0.0.1:${(taken.address() as AddressInfo).port}`));
       // A port another process holds is the machine's resource withheld, not bad input.
       expectFailure(failed, 1, 'ADDRESS_IN_USE');
-      expect(failed.stderr).to.contain(`key-server: error: cannot listen on 127.0.0.1:${(taken.address() as AddressInfo).port}: address already in use [ADDRESS_IN_USE]`);
+      expect(failed.stderr).to.contain(`key-server: error: cannot listen on 127.0.0.1:${(taken.address() as AddressInfo).port}: address already in use: another process holds that port (stop it, or give --listen another port) [ADDRESS_IN_USE]`);
       await warnsAtStart(data);
       await warnsAtStart(data); // and again, until it holds a record
     }
