@@ -8,7 +8,7 @@ import { CertifierError, isCertifierError } from '../errors/index.ts';
 import { fromKeyMessage, generateKeyPair, toKeyMessage, bytesEqual, type KeyAlg } from '../crypto/index.ts';
 import { decode, encode, type KeyMessage } from '../wire/index.ts';
 import { sameKey } from '../policy/index.ts';
-import { parseCertificate, validateAdmission, type ValidatedPeer } from '../pki/index.ts';
+import { parseCertificate, validateAdmission, withDateFix, type ValidatedPeer } from '../pki/index.ts';
 import { certifiedPlatformOf, isAttestedPlatform, type Platform } from '../attest/index.ts';
 import type { Cryptstore } from '../../cryptstore/index.ts';
 import type { Waits } from '../channel/index.ts';
@@ -55,14 +55,14 @@ export async function loadIdentity(store: Cryptstore, domain: string, policyCert
     if (isCertifierError(e, 'BAD_CERTIFICATE') && e.details?.reason !== undefined && certEntry.type !== 'X509-der-cert') {
       throw new CertifierError('BAD_CERTIFICATE', `this machine's admission certificate for "${domain}" (${admissionCertTag(domain)} in its cryptstore, a ${certEntry.type} item) is not a DER certificate (${e.message}): store the certificate again with cert-utility put-item --tag ${admissionCertTag(domain)} --type X509-der-cert (which takes PEM or DER)`, { cause: e, details: e.details });
     }
-    // Our own certificate outside its dates (the policy certificate's message says its own fix).
-    if (isCertifierError(e, 'CERT_EXPIRED') && e.details?.certificate === 'leaf') {
-      const fix = e.details.reason === 'not-yet-valid'
-        ? 'this machine\'s clock is behind the certifier\'s that issued it; set it right (NTP, README "Clocks")'
-        : 'certify this machine again with cert-utility init-trust, which replaces an ended certificate (or, if this machine\'s clock is what is wrong, set it right: README "Clocks")';
-      throw new CertifierError('CERT_EXPIRED', `${e.message}: ${fix}`, { cause: e, details: e.details });
+    // Any other fault goes on as it is, but our own certificate outside its dates says what to do
+    // (the policy certificate's end says its own fix).
+    if (!isCertifierError(e, 'UNTRUSTED_PEER')) {
+      throw withDateFix(e, {
+        expired: 'certify this machine again with cert-utility init-trust, which replaces an ended certificate (or, if this machine\'s clock is what is wrong, set it right: README "Clocks")',
+        notYetValid: 'this machine\'s clock is behind the certifier\'s that issued it; set it right (NTP, README "Clocks")',
+      });
     }
-    if (!isCertifierError(e, 'UNTRUSTED_PEER')) throw e;
     // Not a peer's: our own certificate, from another policy key (the key replaced, or the wrong --policy-cert).
     throw new CertifierError('UNTRUSTED_PEER', `this machine's own admission certificate for "${domain}", in its cryptstore, is not one the given policy certificate vouches for (${e.message}): if the policy key was replaced, certify this machine again with cert-utility init-trust and the new policy certificate`, { cause: e, details: e.details });
   }

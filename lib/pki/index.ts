@@ -12,5 +12,6 @@ export {
   DEFAULT_POLICY_DAYS,
 } from './issue.ts';
 export { type Usage, type ValidateAdmissionOptions, type ValidatedPeer, validateAdmission, validatePolicyCert } from './validate.ts';
+export { withDateFix } from './problems.ts';
 export { toPem, readCertificate, readCertificateChain, pemBlocks, itemValue, itemProblem } from './pem.ts';
 export type { AltNames } from './san.ts';

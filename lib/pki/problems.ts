@@ -45,3 +45,12 @@ export function firstProblem(certificate: CertRole, list: (Problem | undefined)[
   const [first, ...rest] = found;
   return toError(first!, certificate, rest.length ? { alsoFailed: rest.map((p) => p.reason) } : {});
 }
+
+/**
+ * `e` again, with what to do added when it is a leaf certificate outside its dates (CERT_EXPIRED):
+ * `fix.expired` for one that ended, `fix.notYetValid` for one not yet begun. Anything else unchanged.
+ */
+export function withDateFix(e: unknown, fix: { expired: string; notYetValid: string }): unknown {
+  if (!(e instanceof CertifierError) || e.code !== 'CERT_EXPIRED' || e.details?.certificate !== 'leaf') return e;
+  return new CertifierError('CERT_EXPIRED', `${e.message}: ${e.details.reason === 'not-yet-valid' ? fix.notYetValid : fix.expired}`, { cause: e, details: e.details });
+}

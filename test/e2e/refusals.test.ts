@@ -342,7 +342,8 @@ describe('e2e: key-server refusals, each with its own code, while it keeps servi
       const from = server.child.mark();
       const r = await d.kc(good, server, 'list', ['--credential-cert', file, '--credential-key', role.key]);
       expectFailure(r, 4, 'CERT_EXPIRED');
-      expect(r.stderr).to.match(/the role credential certificate expired at \S+ \(checked at /);
+      expect(r.stderr).to.match(/the role credential certificate expired at \S+ \(checked at /)
+        .and.to.contain('(expired): have the policy key\'s holder issue a new one (cert-utility issue-role-cert), or set this machine\'s clock right if it is wrong (README "Clocks") [CERT_EXPIRED]');
       expect(server.child.stderr.slice(from)).not.to.contain(' action=list ');
     });
 
