@@ -180,7 +180,7 @@ export class KeyClient {
         // simpleserver's certificate and role credentials validate too, but are never a key-server.
         const peer = requireMachine(validateAdmission({ chain, policyCert: o.policyCert, at: new Date(), usage: 'server' }), 'server');
         if (pins.length && !pins.includes(peer.measurementHex)) {
-          throw new CertifierError('UNTRUSTED_PEER', `the key-server runs measurement ${peer.measurementHex}, not one of those pinned`, { details: { reason: 'measurement-not-pinned', measurement: peer.measurementHex } });
+          throw new CertifierError('UNTRUSTED_PEER', `the key-server runs measurement ${peer.measurementHex}, not one of those pinned: check that --server names the key-server, and, for a new key-server program, pin its measurement too (--server-measurement, repeatable; README "Upgrading")`, { details: { reason: 'measurement-not-pinned', measurement: peer.measurementHex } });
         }
         return peer;
       },

@@ -98,7 +98,7 @@ describe('e2e: key-client check', function () {
     const [check, retrieve] = await both(good, { ...server, measurementHex: '00'.repeat(32) });
     expectFailure(retrieve, 4, 'UNTRUSTED_PEER');
     expectFailure(check, 4, 'UNTRUSTED_PEER');
-    expect(check.stderr).to.contain(`runs measurement ${server.measurementHex}, not one of those pinned`);
+    expect(check.stderr).to.contain(`runs measurement ${server.measurementHex}, not one of those pinned: check that --server names the key-server, and, for a new key-server program, pin its measurement too (--server-measurement, repeatable; README "Upgrading")`);
     expect(server.child.stderr.slice(from)).not.to.match(/ requests=[1-9]/);
   });
 

@@ -83,7 +83,7 @@ describe('e2e: key-server refusals, each with its own code, while it keeps servi
       const out = d.path('unpinned.out');
       const r = await d.kc(good, { ...server, measurementHex: '00'.repeat(32) }, 'retrieve', ['canary', '--out', out]);
       expectFailure(r, 4, 'UNTRUSTED_PEER');
-      expect(r.stderr).to.contain(`runs measurement ${server.measurementHex}, not one of those pinned`);
+      expect(r.stderr).to.contain(`runs measurement ${server.measurementHex}, not one of those pinned: check that --server names the key-server, and, for a new key-server program, pin its measurement too (--server-measurement, repeatable; README "Upgrading")`);
       expect(existsSync(out)).to.equal(false);
       await stillServes();
     });

@@ -498,7 +498,7 @@ describe('scripts/first-boot.sh against running servers', function () {
     const store = d.path('vm-pinned');
     const r = await boot(store, { pin: d.measurementHex('operator') });
     expect(r.status, r.stderr).to.equal(4);
-    expect(r.stderr).to.contain('not one of those pinned [UNTRUSTED_PEER]').and.contain('not retrying').and.not.contain('done:');
+    expect(r.stderr).to.contain('not one of those pinned: check that --server names the key-server, and, for a new key-server program, pin its measurement too (--server-measurement, repeatable; README "Upgrading") [UNTRUSTED_PEER]').and.contain('not retrying').and.not.contain('done:');
     const list = await run('cert-utility', ['list-items', '--json', '--store', store, '--key-file', d.keyFile]);
     expect(list.out).not.to.contain('"tag":"vhd/disk-1"');
   });
