@@ -185,7 +185,9 @@ export class Cryptstore extends StoreChanges {
       const dataKey = aeadOpen(kek, p.wrappedDataKey, L.dataKeyAad(meta.storeId, p));
       wipe(kek);
       if (!dataKey || dataKey.length !== 32) {
-        throw new CertifierError('WRONG_KEY', `cannot unlock the cryptstore at ${dir}: wrong ${p.kind === 'passphrase' ? 'passphrase' : p.kind === 'key-file' ? 'key file' : 'platform or measurement'}, or damaged metadata`, { details: { unlock: 'failed' } });
+        // A sealed one is most often opened with another measurement file, or by a new image.
+        const sealed = ' (a sealed store opens only on the platform, and under the measurement, it was sealed to: check --platform-dir and --measurement-file; a new image or program cannot open it, README "Upgrading")';
+        throw new CertifierError('WRONG_KEY', `cannot unlock the cryptstore at ${dir}: wrong ${p.kind === 'passphrase' ? 'passphrase' : p.kind === 'key-file' ? 'key file' : 'platform or measurement'}, or damaged metadata${p.kind === 'passphrase' || p.kind === 'key-file' ? '' : sealed}`, { details: { unlock: 'failed' } });
       }
       await tightenPermissions(dir);
       return new Cryptstore(dir, db, meta, dataKey, options.durable ?? true, options.guardWrite);

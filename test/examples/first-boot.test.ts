@@ -603,7 +603,7 @@ describe('scripts/first-boot.sh against running servers', function () {
     const r = await sealedBoot();
     expect(r.status, r.stderr).to.equal(4);
     expect(r.stderr, 'the error in words, not its JSON document').not.to.contain('{"ok"');
-    expect(r.stderr).to.contain('wrong platform or measurement, or damaged metadata [WRONG_KEY]');
+    expect(r.stderr).to.contain('wrong platform or measurement, or damaged metadata (a sealed store opens only on the platform, and under the measurement, it was sealed to: check --platform-dir and --measurement-file; a new image or program cannot open it, README "Upgrading") [WRONG_KEY]');
     expect(r.stderr).to.contain(`the cryptstore ${store} is sealed to another measurement`).and.contain('an image update changed the measurement');
     expect(r.stderr).not.to.contain('step 1/2');
     const mv = /move the store aside .* and run first-boot again: mv (\S+) (\S+)$/m.exec(r.stderr);
