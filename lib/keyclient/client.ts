@@ -76,6 +76,14 @@ function outcomeUnknown(r: KeyResponse, req: Partial<KeyRequest> & { action: Act
   return new CertifierError('OUTCOME_UNKNOWN', `the key-server's key database failed while ${what}: the ${req.action} may or may not have been made; list ${name} to see, and do not ${req.action} it again blindly`, { details });
 }
 
+/**
+ * Where to look at what the key-server holds, for a hint. Listing is an action of its own, which an
+ * ACL may not give: deployment-setup.sh's lets a VM only retrieve, and another may give store alone.
+ */
+function listShows(what: string): string {
+  return `key-client list shows ${what}, where the key-server's ACL lets this machine list; else ask whoever stores the keys`;
+}
+
 function refusal(r: KeyResponse, req: Partial<KeyRequest> & { action: Action; name: string }): CertifierError {
   const { action, name: resource } = req;
   const name = shown(resource, 256); // quoted, and escaped if it could pass for another name
@@ -98,14 +106,12 @@ function refusal(r: KeyResponse, req: Partial<KeyRequest> & { action: Action; na
   if (code === 'FILE_ERROR' && writes) {
     return new CertifierError(code, `the key-server could not ${action} ${name}: its key database or its audit log cannot be written; nothing was changed`);
   }
-  // No refusal: the name (or that version) is not there, a mistyped name most often. Listing is
-  // an action of its own, which an ACL may not give (deployment-setup.sh's lets a VM only retrieve).
+  // No refusal: the name (or that version) is not there, a mistyped name most often.
   if (code === 'NOT_FOUND' && said === code) {
-    const names = 'key-client list shows the names it holds, where its ACL lets this machine list; else ask whoever stores the keys';
-    return new CertifierError(code, `the key-server holds no ${req.version ? `version ${req.version} of ${name}` : name} (${names})`);
+    return new CertifierError(code, `the key-server holds no ${req.version ? `version ${req.version} of ${name}` : name} (${listShows('the names it holds')})`);
   }
   if (code === 'VERSION_CONFLICT' && said === code && req.expectedVersion !== undefined) {
-    const why = req.expectedVersion === 0 ? 'it holds the name already (--expected-version 0); key-client list shows its versions' : `its latest version is not ${req.expectedVersion} (--expected-version); key-client list shows it`;
+    const why = req.expectedVersion === 0 ? `it holds the name already (--expected-version 0); ${listShows('the name\'s versions')}` : `its latest version is not ${req.expectedVersion} (--expected-version); ${listShows('the name\'s latest version')}`;
     return new CertifierError(code, `the key-server did not ${action} ${name}: ${why}`);
   }
   // Refusals an operator acts on: each says what to do (the server's log has the detail).

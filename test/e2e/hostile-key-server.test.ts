@@ -78,15 +78,15 @@ describe('e2e: key-client against a hostile key-server', function () {
     };
     // Not refusals: a name (or version) that is not there, most often mistyped, and a latest version not the one expected.
     expect(await lines('VERSION_CONFLICT', 'store', ['vhd/disk-1', '--in', 'value', '--expected-version', '1']))
-      .to.equal('key-client: error: the key-server did not store "vhd/disk-1": its latest version is not 1 (--expected-version); key-client list shows it [VERSION_CONFLICT]\n');
+      .to.equal('key-client: error: the key-server did not store "vhd/disk-1": its latest version is not 1 (--expected-version); key-client list shows the name\'s latest version, where the key-server\'s ACL lets this machine list; else ask whoever stores the keys [VERSION_CONFLICT]\n');
     expect(await lines('VERSION_CONFLICT', 'store', ['vhd/disk-1', '--in', 'value', '--expected-version', '0']))
-      .to.equal('key-client: error: the key-server did not store "vhd/disk-1": it holds the name already (--expected-version 0); key-client list shows its versions [VERSION_CONFLICT]\n');
+      .to.equal('key-client: error: the key-server did not store "vhd/disk-1": it holds the name already (--expected-version 0); key-client list shows the name\'s versions, where the key-server\'s ACL lets this machine list; else ask whoever stores the keys [VERSION_CONFLICT]\n');
     expect(await lines('NOT_FOUND', 'retrieve', ['vhd/disk-1', 'vhd/disk-2']))
-      .to.equal('key-client: error: the key-server holds no "vhd/disk-1" (key-client list shows the names it holds, where its ACL lets this machine list; else ask whoever stores the keys); nothing was written [NOT_FOUND]\n');
+      .to.equal('key-client: error: the key-server holds no "vhd/disk-1" (key-client list shows the names it holds, where the key-server\'s ACL lets this machine list; else ask whoever stores the keys); nothing was written [NOT_FOUND]\n');
     expect(await lines('NOT_FOUND', 'retrieve', ['vhd/disk-1', '--version', '3', '--out', join(d.dir, 'never')]))
-      .to.equal('key-client: error: the key-server holds no version 3 of "vhd/disk-1" (key-client list shows the names it holds, where its ACL lets this machine list; else ask whoever stores the keys); nothing was written [NOT_FOUND]\n');
+      .to.equal('key-client: error: the key-server holds no version 3 of "vhd/disk-1" (key-client list shows the names it holds, where the key-server\'s ACL lets this machine list; else ask whoever stores the keys); nothing was written [NOT_FOUND]\n');
     expect(await lines('NOT_FOUND', 'delete', ['vhd/disk-1']))
-      .to.equal('key-client: error: the key-server holds no "vhd/disk-1" (key-client list shows the names it holds, where its ACL lets this machine list; else ask whoever stores the keys) [NOT_FOUND]\n');
+      .to.equal('key-client: error: the key-server holds no "vhd/disk-1" (key-client list shows the names it holds, where the key-server\'s ACL lets this machine list; else ask whoever stores the keys) [NOT_FOUND]\n');
     expect(await lines('NOT_RECORDED', 'store', ['vhd/disk-1', '--in', 'value'], 7)).to.match(/stored "vhd\/disk-1" as version 7, but its audit log could not record it: do not store it again; [^[]* \[NOT_RECORDED\]\n$/);
   });
 });

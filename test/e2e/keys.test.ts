@@ -302,7 +302,7 @@ describe('e2e: keys stored and retrieved through key-server on loopback', functi
       const r = await d.kc(bob, server, 'provision', ['--config', f]);
       expectFailure(r, 1, 'NOT_FOUND');
       // The one failure's reason, not only its code: the name is not there.
-      expect(r.stderr).to.contain('could not provision "prov/missing": the key-server holds no "prov/missing" (key-client list shows the names it holds, where its ACL lets this machine list; else ask whoever stores the keys); nothing was written [NOT_FOUND]');
+      expect(r.stderr).to.contain('could not provision "prov/missing": the key-server holds no "prov/missing" (key-client list shows the names it holds, where the key-server\'s ACL lets this machine list; else ask whoever stores the keys); nothing was written [NOT_FOUND]');
       expect((await tagsOf(bob)).map((i) => i.tag).filter((t) => t.startsWith('p1-'))).to.deep.equal([]);
       expect(existsSync(file), file).to.equal(false);
       expect(existsSync(stale), stale).to.equal(false);
