@@ -242,7 +242,9 @@ export function addTrustCommands(program: Command): void {
           await writeFileAtomic(o.saveEvidence, sent, { mode: 0o644, exclusive: true })
             .catch((e: Error) => warn(P, `certified, but the request sent was not saved: ${e.message}`));
         }
-        const info = { status: r.status, serial: r.peer.serialHex, measurement: r.peer.measurementHex, notAfter: r.peer.validUntil.toISOString() };
+        const info = { status: r.status, serial: r.peer.serialHex, measurement: r.peer.measurementHex, notAfter: r.peer.validUntil.toISOString(), ...(r.why ? { why: r.why } : {}) };
+        // Replaced although not due: the one case that is no routine renewal, worth a line.
+        if (r.why === 'other-policy-key') note(P, `replaced this machine's admission certificate for "${o.domain}": the stored one was issued under another policy key than --policy-cert's (as after the policy key is replaced; see "Replacing the policy key")`);
         const renewalFailed = r.renewalFailed && (explainTimeout(r.renewalFailed, o) as CertifierError);
         // Due, not yet needed: the machine stays certified, and a script goes on to fetch its keys.
         if (renewalFailed) warn(P, `could not renew this machine's certificate through ${o.server} (${renewalFailed.message} [${renewalFailed.code}]); it is still valid until ${info.notAfter}: run init-trust again before then`);

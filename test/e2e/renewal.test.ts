@@ -56,11 +56,7 @@ describe('e2e: key-server renews its certificate through simpleserver (--certifi
   it('certifies itself again at start when its stored certificate is another policy key\'s (the key replaced), logged identity-renewed why=other-policy-key, not as a routine renewal', async () => {
     const ks = await d.certify('ks-old-policy', 'key-server');
     // The certificate in the store, still valid for days, issued under a policy key it was not started with.
-    const privateKey = (await generateKeyPair('p256')).privateKey;
-    const old = { key: d.path('old-policy-key.pem'), cert: d.path('old-policy-cert.pem') };
-    writeFileSync(old.key, exportPrivateKey(privateKey), { mode: 0o600 });
-    writeFileSync(old.cert, toPem(await createPolicyCert({ privateKey, domain: d.name, days: 30, now: new Date(Date.now() - 86_400_000) })));
-    await ageCertificate(ks.store, { policy: old, endsInMs: 10 * 86_400_000 });
+    await ageCertificate(ks.store, { policy: await otherPolicy('old-policy', 30, 86_400_000), endsInMs: 10 * 86_400_000 });
     await d.withKeyServer(ks, { args: ['--certifier', `127.0.0.1:${shortPort}`, ...platform()] }, async (server) => {
       expect(server.child.stderr).to.match(/ identity-renewed serial=[0-9a-f]+ notAfter=\S+ why=other-policy-key\n/);
       expectSuccess(await d.kc(alice, server, 'store', ['old-policy/k', '--in', '-'], randomBytes(32)));
@@ -93,6 +89,15 @@ describe('e2e: key-server renews its certificate through simpleserver (--certifi
    * its age, so that a third of its life (a minute or more) is left; `expired`, lasting a second.
    * Under `policy` (key and certificate files) instead of the domain's.
    */
+  /** A policy key and certificate of the domain other than d's, valid for `days` from `agoMs` ago: their files. */
+  async function otherPolicy(name: string, days: number, agoMs: number): Promise<{ key: string; cert: string }> {
+    const privateKey = (await generateKeyPair('p256')).privateKey;
+    const files = { key: d.path(`${name}-key.pem`), cert: d.path(`${name}-cert.pem`) };
+    writeFileSync(files.key, exportPrivateKey(privateKey), { mode: 0o600 });
+    writeFileSync(files.cert, toPem(await createPolicyCert({ privateKey, domain: d.name, days, now: new Date(Date.now() - agoMs) })));
+    return files;
+  }
+
   async function ageCertificate(store: string, o: { program?: string; expired?: boolean; endsInMs?: number; policy?: { key: string; cert: string } } = {}): Promise<void> {
     const s = await Cryptstore.open(store, new KeyFileProtector(readFileSync(d.keyFile), 'the key file'));
     try {
@@ -109,6 +114,21 @@ describe('e2e: key-server renews its certificate through simpleserver (--certifi
       await s.close();
     }
   }
+
+  it('init-trust replaces a stored certificate of another policy key (the key replaced) and says so: a line on stderr, why under --json', async () => {
+    const m = await d.certify('vm-old-policy', 'client-alice');
+    const old = (await d.identity(m)).peer.serialHex;
+    await ageCertificate(m.store, { program: 'client-alice', policy: await otherPolicy('old-policy', 30, 86_400_000), endsInMs: 10 * 86_400_000 });
+    const r = expectSuccess(await run('cert-utility', [...d.initTrustArgs(m), '--json']));
+    expect(r.json()).to.include({ status: 'certified', why: 'other-policy-key' });
+    expect(r.json().serial).to.not.equal(old);
+    expect(r.stderr).to.contain(`\ncert-utility: replaced this machine's admission certificate for "${d.name}": the stored one was issued under another policy key than --policy-cert's (as after the policy key is replaced; see "Replacing the policy key")\n`);
+    // Certified again for another reason (--force here), or not at all: no why, no line.
+    const again = expectSuccess(await run('cert-utility', [...d.initTrustArgs(m), '--force', '--json']));
+    expect(again.json()).to.include({ status: 'certified' }).and.not.have.property('why');
+    const text = expectSuccess(await run('cert-utility', d.initTrustArgs(m)));
+    for (const o of [again, text]) expect(o.stderr).to.not.contain('replaced');
+  });
 
   describe('init-trust with simpleserver down', () => {
     const initTrust = async (m: Machine, more: string[] = []) => run('cert-utility', ['init-trust', '--domain', d.name, '--policy-cert', d.policyCertFile, '--server', `127.0.0.1:${await closedPort()}`,
@@ -263,11 +283,7 @@ describe('e2e: key-server renews its certificate through simpleserver (--certifi
     // under it lasts to its end, and no renewal would take it further.
     const policy = { key: '', cert: '' };
     before(async () => {
-      const privateKey = (await generateKeyPair('p256')).privateKey;
-      policy.key = d.path('ending-policy-key.pem');
-      policy.cert = d.path('ending-policy-cert.pem');
-      writeFileSync(policy.key, exportPrivateKey(privateKey), { mode: 0o600 });
-      writeFileSync(policy.cert, toPem(await createPolicyCert({ privateKey, domain: d.name, days: 1, now: new Date(Date.now() - 20 * 3_600_000) })));
+      Object.assign(policy, await otherPolicy('ending-policy', 1, 20 * 3_600_000));
     });
     const capped = async (name: string, program = 'key-server') => {
       const m = await d.certify(name, program);
