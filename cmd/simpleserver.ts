@@ -8,7 +8,7 @@ import { calendarTime } from '../lib/util/calendar.ts';
 import { fromHex, toHex } from '../lib/crypto/index.ts';
 import { parseTrustRequest } from '../lib/wire/index.ts';
 import { evaluate, loadPolicy, sameKey, type Decision, type Policy } from '../lib/policy/index.ts';
-import { describeCrl, describeSnpEvidence, MAX_CRL_BYTES, refuseOlderCrls, SEV_ENCLAVE, snpRootsOf, trustedCrls, verifyEvidence, verifyOptionsFor, type VerifiedAmdCrl } from '../lib/attest/index.ts';
+import { describeCrl, describeSnpEvidence, MAX_CRL_BYTES, refuseOlderCrls, SEV_ENCLAVE, snpRootsOf, trustedCrls, verifiedBefore, verifyEvidence, verifyOptionsFor, type VerifiedAmdCrl } from '../lib/attest/index.ts';
 import { validatePolicyCert } from '../lib/pki/index.ts';
 import { platformWarnings, policyEnds, policyNotInForce, rootsWithoutCrl, SESSION_BINDING_BYTES, startCertifier } from '../lib/certifier/index.ts';
 import { collect, createProgram, intInRange, note, run, subcommand, warn, type JsonOption } from './common/cli.ts';
@@ -108,7 +108,8 @@ subcommand<JsonOption & { policy: string; policyCert: string; evidence: string; 
       decision = evaluate(policy, facts, { at, purpose: req.purpose, ...(o.sessionBinding ? { expectedBinding: fromHex(o.sessionBinding) } : {}) });
     } catch (e) {
       if (!(e instanceof CertifierError)) throw e;
-      decision = { allow: false, code: e.code, reason: e.message, proof: [], bound: false };
+      // Refused by the evidence's own checks: those that passed before, as the policy's refusals show the proof so far.
+      decision = { allow: false, code: e.code, reason: e.message, proof: verifiedBefore(e), bound: false };
     }
     const lines = [`decision: ${decision.allow ? 'allow' : `deny (${decision.code})`}`, ...decision.proof.map((p) => `  ${p}`)];
     // A server checks the binding against its own TLS session; here only --session-binding can.

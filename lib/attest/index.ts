@@ -11,6 +11,7 @@ export * from './simulated.ts';
 export * from './simulated-verify.ts';
 export * from './platform-cert.ts';
 export * from './sev-snp/index.ts';
+export { verifiedBefore } from './verified-steps.ts';
 
 export interface VerifyOptions {
   /** When certificates in the evidence must be valid (SEV-SNP); now when not given. */

@@ -8,6 +8,7 @@ import { fromKeyMessage, isSignatureAlg, toHex, verify } from '../crypto/index.t
 import { decode, type AttestationUserData, type SignedClaimMessage, type SignedReport, type ValidTrustRequest, type VseAttestationReportInfo } from '../wire/index.ts';
 import { entityKey, keyLabel, parseCertifierTime, sameKey, verifySignedClaim, type EvidenceFacts } from '../policy/index.ts';
 import { enclaveKeyOf, evidenceMalformed } from './user-data.ts';
+import { afterSteps } from './verified-steps.ts';
 import { LruMap } from '../util/lru.ts';
 
 export const SIMULATED_ENCLAVE = 'simulated-enclave';
@@ -73,7 +74,13 @@ export function verifySimulatedEvidence(support: ValidTrustRequest['support']): 
   const e = verifyEndorsement(one(support, 'signed-claim'));
   const platformLabel = keyLabel(e.platformKey, 'platformKey');
   const attestLabel = keyLabel(e.attestKey, 'attestKey');
+  const endorsed = `${platformLabel} says ${attestLabel} is-trusted-for-attestation (signature verified)`;
+  // A refusal of the report names the endorsement, verified before it (afterSteps).
+  return afterSteps([endorsed], () => verifyReport(support, e, attestLabel, endorsed));
+}
 
+/** The report of simulated evidence whose endorsement (`endorsed`) verified: signed by the attestation key it endorses. */
+function verifyReport(support: ValidTrustRequest['support'], e: Endorsement, attestLabel: string, endorsed: string): EvidenceFacts {
   const sr = decodeOr<SignedReport>('signed_report', one(support, 'signed-vse-attestation-report'), 'the attestation report');
   if (sr.reportFormat !== REPORT_FORMAT) throw malformed(`report format "${sr.reportFormat ?? ''}" is not ${REPORT_FORMAT}`);
   if (!sr.report?.length || !sr.signature?.length || !sr.signingKey || !sr.signingAlgorithm) throw malformed('the signed report lacks its report, key, algorithm or signature');
@@ -124,7 +131,7 @@ export function verifySimulatedEvidence(support: ValidTrustRequest['support']): 
     enclaveKey,
     ...(ud.sessionBinding?.length ? { sessionBinding: ud.sessionBinding } : {}),
     steps: [
-      `${platformLabel} says ${attestLabel} is-trusted-for-attestation (signature verified)`,
+      endorsed,
       `${attestLabel} says ${enclaveLabel} speaks-for measurement ${toHex(m)} (report signature verified)`,
     ],
   };

@@ -8,8 +8,8 @@ import { runInNewContext } from 'node:vm';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { generateKeyPair, randomBytes, sha256, sign, signatureAlgFor, toKeyMessage, publicKeyOf, utf8 } from '../../lib/crypto/index.ts';
 import { decode, encode, parseTrustRequest, type EvidencePackage, type SignedClaimSequence, type SignedReport } from '../../lib/wire/index.ts';
-import { evaluate, formatCertifierTime, keyEntity, loadPolicy, makePolicy, measurementEntity, saysClause, signClaim, simpleClause, verifySignedClaim, type Decision, type Window } from '../../lib/policy/index.ts';
-import { generateSimulatedPlatform, SimulatedEnclave, verifyEvidence } from '../../lib/attest/index.ts';
+import { evaluate, formatCertifierTime, keyEntity, keyLabel, loadPolicy, makePolicy, measurementEntity, saysClause, signClaim, simpleClause, verifySignedClaim, type Decision, type Window } from '../../lib/policy/index.ts';
+import { generateSimulatedPlatform, SimulatedEnclave, verifiedBefore, verifyEvidence } from '../../lib/attest/index.ts';
 import { Cryptstore } from '../../cryptstore/index.ts';
 import { basicConstraints, encodeName, randomSerial, signCertificate, spkiOf } from '../../lib/pki/build.ts';
 import { tempDir } from '../support/helpers.ts';
@@ -237,6 +237,13 @@ describe('simulated platform and policy engine', () => {
     const rogue = await generateKeyPair('p256');
     const d = await decide(s, { enclave: new SimulatedEnclave(rogue.privateKey, s.platform.endorsement, measurement) }).catch((x) => x);
     expect(d).to.be.instanceOf(CertifierError).with.property('code', 'REPORT_INVALID');
+    // The endorsement verified before: the refusal names it (explain's proof), as a refused endorsement names nothing.
+    expect(verifiedBefore(d)).to.deep.equal([`${keyLabel(s.platform.platformKey, 'platformKey')} says ${keyLabel(publicKeyOf(s.platform.attestKey), 'attestKey')} is-trusted-for-attestation (signature verified)`]);
+    const impostor = await generateKeyPair('p256');
+    const forged = signClaim({ signer: impostor.privateKey, clause: saysClause(keyEntity(s.platform.platformKey, 'platformKey'), simpleClause(keyEntity(s.platform.attestKey, 'attestKey'), 'is-trusted-for-attestation')), notBefore: now, notAfter: new Date(now.getTime() + DAY) });
+    const refused = await decide(s, { enclave: new SimulatedEnclave(s.platform.attestKey, encode('signed_claim_message', forged), measurement) }).catch((x) => x);
+    expect(refused).to.have.property('code', 'ENDORSEMENT_INVALID');
+    expect(verifiedBefore(refused)).to.deep.equal([]);
   });
 
   it('refuses a report whose signature does not verify with REPORT_INVALID', async () => {

@@ -11,7 +11,7 @@ import { generateKeyPair, publicKeyOf, randomBytes, toKeyMessage } from '../../l
 import { encode } from '../../lib/wire/index.ts';
 import { checkProperties, evaluate, formatCertifierTime, loadPolicy, makePolicy, SEV_SNP_PLATFORM, type Decision, type Policy } from '../../lib/policy/index.ts';
 import {
-  parseReport, pinnedArk, reportDataFor, reportSignatureValid, SIGNED_BYTES, snpProperties, SUPPORTED_REPORT_VERSIONS, verifyEvidence, verifySnpReport,
+  parseReport, pinnedArk, reportDataFor, reportSignatureValid, SIGNED_BYTES, snpProperties, SUPPORTED_REPORT_VERSIONS, verifiedBefore, verifyEvidence, verifySnpReport,
 } from '../../lib/attest/index.ts';
 import { NAMES, NOW, refusalOf, snpSupport, vector } from './support.ts';
 import { TestSnpSigner } from './signer.ts';
@@ -279,6 +279,32 @@ describe('SEV-SNP refusals, each with its own code', () => {
     const [a, b] = [await userData(), await userData()];
     const report = signer.report({ reportData: reportDataFor(a), measurement: MEASUREMENT });
     expect(codeOf(() => verifyEvidence(snpSupport(report, b, [signer.vcek, signer.ask]), { at: NOW, snpRoots: [signer.ark] }))).to.equal('SNP_REPORT_DATA_MISMATCH');
+  });
+
+  it('says what verified before a late refusal (details.verified, explain\'s proof): the path before REPORT_INVALID, the signature too before SNP_REPORT_DATA_MISMATCH; nothing before a refused path', async () => {
+    const verified = (f: () => unknown) => {
+      try {
+        f();
+      } catch (e) {
+        if (e instanceof CertifierError) return { code: e.code, verified: verifiedBefore(e) };
+        throw e;
+      }
+      throw new Error('expected a refusal');
+    };
+    const path = /^ARK-Milan key:\w+ \(pinned AMD root\) signed SEV-Milan, which signed the VCEK for Milan-B0 at TCB bootloader=3 tee=0 snp=8 microcode=115 \(RSA-PSS SHA-384 signatures verified\)$/;
+    const said = await userData();
+    const late = verified(() => verifyEvidence(snpSupport(virtee.report, said, [virtee.vcek]), { at: NOW }));
+    expect(late.code).to.equal('SNP_REPORT_DATA_MISMATCH');
+    expect(late.verified).to.have.length(2);
+    expect(late.verified[0]).to.match(path);
+    expect(late.verified[1]).to.match(/^the VCEK matches the report's REPORTED_TCB and CHIP_ID, and signed the report \(ECDSA P-384 verified\)/);
+    const altered = new Uint8Array(virtee.report);
+    altered[0x90]! ^= 1; // the measurement
+    const unsigned = verified(() => verifySnpReport({ report: altered, certs: [virtee.vcek], at: NOW }));
+    expect(unsigned.code).to.equal('REPORT_INVALID');
+    expect(unsigned.verified).to.have.length(1);
+    expect(unsigned.verified[0]).to.match(path);
+    expect(verified(() => verifySnpReport({ report: virtee.report, certs: [virtee.vcek], at: NOW, roots: [pinnedArk('genoa')] }))).to.deep.equal({ code: 'SNP_CHAIN_UNTRUSTED', verified: [] });
   });
 
   it('takes REPORT_DATA as the Certifier Framework writes it (SHA-384, 16 zero bytes) or as SHA-512, and nothing in the tail', async () => {

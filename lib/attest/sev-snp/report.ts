@@ -270,4 +270,4 @@ export function reportSignatureValid(report: SnpReport, key: KeyObject): boolean
 }
 
 export const isAllZero = (b: Uint8Array) => b.every((x) => x === 0);
-export const tcbText = (t: TcbVersion) => `${t.fmc === undefined ? '' : `fmc=${t.fmc} `}bootloader=${t.bootloader} tee=${t.tee} snp=${t.snp} microcode=${t.microcode}`;
+export const tcbText = (t: Omit<TcbVersion, 'hex'>) => `${t.fmc === undefined ? '' : `fmc=${t.fmc} `}bootloader=${t.bootloader} tee=${t.tee} snp=${t.snp} microcode=${t.microcode}`;

@@ -15,6 +15,7 @@ import { validateAmdChain, type AmdChain } from './chain.ts';
 import { checkRevocation, type VerifiedAmdCrl } from './crl.ts';
 import { isAllZero, parseReport, reportSignatureValid, tcbText, type SnpReport, type TcbVersion } from './report.ts';
 import { enclaveKeyOf, evidenceMalformed } from '../user-data.ts';
+import { afterSteps } from '../verified-steps.ts';
 
 /** The Certifier's enclave type for SEV-SNP evidence, and its evidence types. */
 export const SEV_ENCLAVE = 'sev-enclave';
@@ -41,6 +42,8 @@ export interface VerifiedSnpReport {
   revocation?: string;
   /** "milan", "genoa" or "turin" when the path ends at a pinned AMD root. */
   product?: AmdProduct;
+  /** What was verified, in order, for the proof: the path, its revocation check, the VCEK/VLEK's binding to the report and its signature. */
+  steps: string[];
 }
 
 /**
@@ -154,15 +157,24 @@ export function verifySnpReport(i: SnpReportInput): VerifiedSnpReport {
   ];
   const roots = (i.roots ?? pinned.map((p) => p.ark)).map((r) => readAmdCertOnce(r, 'ARK'));
   const chain = validateAmdChain({ leaf: leaves[0]!, kind: report.signingKey, intermediates, roots, at: i.at });
-  const revocation = checkRevocation(chain, i.crls ?? [], i.at);
   const product = pinnedProductOf(chain.root.der);
   const certified = certTcb(chain.leaf);
-  checkProduct(report, chain.leaf, certified, chain.root, product);
-  checkBinding(report, chain.leaf, certified);
-  if (!reportSignatureValid(report, chain.leaf.publicKey)) {
-    throw new CertifierError('REPORT_INVALID', `the SEV-SNP report's signature does not verify with its ${report.signingKey.toUpperCase()} (the report was altered, or the certificate is not its signer)`);
-  }
-  return { report, chain, ...(product ? { product } : {}), ...(revocation ? { revocation } : {}) };
+  const { leaf, intermediate, root } = chain;
+  const kind = report.signingKey.toUpperCase();
+  // The TCB the certificate was issued for: the report's is compared with it only below.
+  const steps = [`${root.name} ${keyLabel(root.publicKey)}${product ? ' (pinned AMD root)' : ''} signed ${intermediate.name}, which signed the ${kind} for ${certProductName(leaf) ?? 'its product'} at TCB ${tcbText(certified)} (RSA-PSS SHA-384 signatures verified)`];
+  // A refusal from here on names what passed before it (afterSteps).
+  return afterSteps(steps, () => {
+    const revocation = checkRevocation(chain, i.crls ?? [], i.at);
+    if (revocation) steps.push(revocation);
+    checkProduct(report, leaf, certified, root, product);
+    checkBinding(report, leaf, certified);
+    if (!reportSignatureValid(report, leaf.publicKey)) {
+      throw new CertifierError('REPORT_INVALID', `the SEV-SNP report's signature does not verify with its ${kind} (the report was altered, or the certificate is not its signer)`);
+    }
+    steps.push(`the ${kind} matches the report's REPORTED_TCB${report.signingKey !== 'vcek' ? '' : chipIdMasked(report) ? ` (CHIP_ID is masked: the chip is the VCEK's, hwID ${toHex(certHwId(leaf)!).slice(0, 16)}…)` : ' and CHIP_ID'}, and signed the report (ECDSA P-384 verified): measurement ${toHex(report.measurement)}, VMPL ${report.vmpl}`);
+    return { report, chain, steps, ...(product ? { product } : {}), ...(revocation ? { revocation } : {}) };
+  });
 }
 
 /**
@@ -240,13 +252,14 @@ export function verifySnpEvidence(support: ValidTrustRequest['support'], o: { at
   const at = o.at ?? new Date();
   const v = verifySnpReport({ report: parts.report, certs: parts.certs, at, ...(o.roots ? { roots: o.roots } : {}), ...(o.crls ? { crls: o.crls } : {}) });
   const r = v.report;
-  const binding = reportDataBinding(r.reportData, parts.userData);
-  if (!binding) {
-    throw new CertifierError('SNP_REPORT_DATA_MISMATCH', 'the report\'s REPORT_DATA is not the hash of the user data sent with it (its SHA-384 and 16 zero bytes, or its SHA-512): the report vouches for another request');
-  }
-  const { ud, enclaveKey, window } = readUserData(parts.userData);
+  const { binding, ud, enclaveKey, window } = afterSteps(v.steps, () => {
+    const binding = reportDataBinding(r.reportData, parts.userData);
+    if (!binding) {
+      throw new CertifierError('SNP_REPORT_DATA_MISMATCH', 'the report\'s REPORT_DATA is not the hash of the user data sent with it (its SHA-384 and 16 zero bytes, or its SHA-512): the report vouches for another request');
+    }
+    return { binding, ...readUserData(parts.userData) };
+  });
   const { leaf, intermediate, root } = v.chain;
-  const rootLabel = `${root.name} ${keyLabel(root.publicKey)}${v.product ? ' (pinned AMD root)' : ''}`;
   const kind = r.signingKey.toUpperCase();
   const span = (c: AmdCert) => ({ notBefore: c.notBefore, notAfter: c.notAfter });
   return {
@@ -262,9 +275,7 @@ export function verifySnpEvidence(support: ValidTrustRequest['support'], o: { at
     enclaveKey,
     ...(ud.sessionBinding?.length ? { sessionBinding: ud.sessionBinding } : {}),
     steps: [
-      `${rootLabel} signed ${intermediate.name}, which signed the ${kind} for ${certProductName(leaf) ?? 'its product'} at TCB ${tcbText(r.reportedTcb)} (RSA-PSS SHA-384 signatures verified)`,
-      ...(v.revocation ? [v.revocation] : []),
-      `the ${kind} matches the report's REPORTED_TCB${r.signingKey !== 'vcek' ? '' : chipIdMasked(r) ? ` (CHIP_ID is masked: the chip is the VCEK's, hwID ${toHex(certHwId(leaf)!).slice(0, 16)}…)` : ' and CHIP_ID'}, and signed the report (ECDSA P-384 verified): measurement ${toHex(r.measurement)}, VMPL ${r.vmpl}`,
+      ...v.steps,
       `REPORT_DATA is the ${binding === 'sha384' ? 'SHA-384' : 'SHA-512'} of the user data, which names ${keyLabel(enclaveKey, ud.enclaveKey?.keyName)}${ud.sessionBinding?.length ? ' and a TLS session binding' : ''}`,
     ],
     properties: snpProperties(r, v.product),
