@@ -74,6 +74,9 @@ function ended(what: string, code: number | null, sig: NodeJS.Signals | null, wh
   return new Error(`${what} ${code === null ? `was stopped by ${sig}` : `exited ${code}`}${when}${text && `:\n${text}`}`);
 }
 
+/** A step as its messages name it: the program and its first argument (a command's name), if any. */
+const stepName = (program: string, args: string[]) => [program, ...args.slice(0, 1)].join(' ');
+
 export class Scenario {
   readonly dir: string;
   private readonly children: ChildProcess[] = [];
@@ -132,7 +135,7 @@ export class Scenario {
       child.stdin.on('error', () => {});
       child.on('close', (code, sig) => {
         if (code === 0) resolve(Buffer.concat(out));
-        else reject(ended(`${program} ${args[0] ?? ''}`, code, sig, '', Buffer.concat(err).toString()));
+        else reject(ended(stepName(program, args), code, sig, '', Buffer.concat(err).toString()));
       });
       child.stdin.end(opts.input ?? '');
     });
@@ -188,7 +191,7 @@ export class Scenario {
    * before ran on) fails without starting its program, which finish() would neither stop nor wait for.
    */
   private notStarted(program: string, args: string[]): Promise<never> {
-    return Promise.reject(new Error(`${program} ${args[0] ?? ''} not started: the scenario is stopping`));
+    return Promise.reject(new Error(`${stepName(program, args)} not started: the scenario is stopping`));
   }
 
   /** Stops every process it started (SIGTERM by pid, SIGKILL if it lingers) and removes the directory; once. */

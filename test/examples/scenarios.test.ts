@@ -207,11 +207,13 @@ describe('examples/common.ts, the scenarios\' steps', function () {
       'const stopping = s.finish(false);',
       `const run = await s.run('/bin/sh', ['-c', 'touch "$0"', ${JSON.stringify(marker)}]).then(() => 'ran', (e) => e.message);`,
       "const serve = await s.serve('simpleserver', ['serve']).then(() => 'served', (e) => e.message);",
+      "const bare = await s.run('/bin/false', []).then(() => 'ran', (e) => e.message);",
       'await stopping;',
-      'console.log(run); console.log(serve);',
+      'console.log(run); console.log(serve); console.log(bare);',
     ].join('\n'));
     expect(r.status, r.stderr).to.equal(0);
-    expect(r.stdout.split('\n').slice(1)).to.deep.equal(['/bin/sh -c not started: the scenario is stopping', 'simpleserver serve not started: the scenario is stopping', '']);
+    // A step without arguments is named by its program alone (it was "/bin/false  not started").
+    expect(r.stdout.split('\n').slice(1)).to.deep.equal(['/bin/sh -c not started: the scenario is stopping', 'simpleserver serve not started: the scenario is stopping', '/bin/false not started: the scenario is stopping', '']);
     expect(existsSync(marker)).to.equal(false);
   });
 
@@ -221,11 +223,14 @@ describe('examples/common.ts, the scenarios\' steps', function () {
       "console.log(await said(s.run('/bin/sh', ['-c', 'kill -TERM $$'])));",
       "console.log(await said(s.run('/bin/sh', ['-c', 'echo oops >&2; exit 3'])));",
       "console.log(await said(s.serve('simpleserver', ['serve'])));",
+      "console.log(await said(s.run('/bin/false', [])));",
       'await s.finish(true);',
     ].join('\n'));
     expect(r.status, r.stderr).to.equal(0);
     const lines = r.stdout.split('\n');
     expect(lines.slice(0, 2)).to.deep.equal(['"/bin/sh -c was stopped by SIGTERM"', '"/bin/sh -c exited 3:\\noops"']);
+    // A step without arguments, by its program alone (it was "/bin/false  exited 1").
+    expect(lines[3]).to.equal('"/bin/false exited 1"');
     // A server that stops before it listens: its log after the colon, and no empty line.
     expect(JSON.parse(lines[2]!)).to.match(/^simpleserver exited 2 before listening:\n.*\S$/s);
   });
