@@ -162,6 +162,9 @@ export async function serve<P>(opts: ServeOptions<P>): Promise<ChannelServer> {
   const address = { host: bound.address, port: bound.port };
   const listening: Record<string, unknown> = { event: 'listening', host: address.host, port: address.port, transport };
   if (transport === 'plain') listening.warning = 'plain TCP: no encryption and no peer authentication (compatibility mode)';
+  // The waits this server holds its connections to (a write waits the idle time), as resolved
+  // here: what the programs state is then shown by the programs themselves, not only by defaults.
+  Object.assign(listening, { handshakeTimeoutMs: limits.handshakeTimeoutMs, readTimeoutMs: limits.readTimeoutMs, idleTimeoutMs: limits.idleTimeoutMs });
   log(listening as { event: string });
 
   const close = (graceMs = DEFAULT_GRACE_MS): Promise<void> => {

@@ -1,7 +1,8 @@
 // The bounds the README's threat model gives, held by the real programs on loopback, not only by
 // the channel with the limits a test passes it: 256 connections, 64 from one address (counted
 // before any handshake), 1,000 requests a connection and frames of 1 MiB on key-server, one
-// request and frames of 64 KiB on simpleserver, and its certificates of 90 days by default.
+// request and frames of 64 KiB on simpleserver, its waits (a handshake of 10 s, a frame's bytes
+// within 10 s, 30 s of idleness or for a write), and its certificates of 90 days by default.
 // Other loopback addresses (127.0.0.2 ...) stand in for other hosts.
 
 import { expect } from 'chai';
@@ -172,6 +173,16 @@ describe('e2e: the limits the threat model states, held by the real servers', fu
     over.write(lengthPrefix(CERTIFIER_FRAME_LIMIT + 1));
     expect(await closedLine(child, over, from)).to.match(/ reason=frame-error .*code=FRAME_TOO_LARGE /);
     expect(await closedSoon(over)).to.equal(true);
+  });
+
+  it('each server holds its connections to a handshake of 10 s, a frame\'s bytes within 10 s and 30 s of idleness or of a write not taken, as it says when it listens', async () => {
+    // The channel's tests show what each wait does (a write waits the idle time); this shows which
+    // waits the real programs resolved, with no clock: the listening line is built from them.
+    for (const [name, { child }] of servers()) {
+      const line = await child.waitForLog(/ listening host=/, 0, 20_000);
+      const waits = Object.fromEntries([...line.matchAll(/ (\w+TimeoutMs)=(\d+)/g)].map((m) => [m[1], Number(m[2])]));
+      expect(waits, name).to.deep.equal({ handshakeTimeoutMs: 10_000, readTimeoutMs: 10_000, idleTimeoutMs: 30_000 }); // README, "Threat model", "Design"
+    }
   });
 
   it('simpleserver certifies a machine for 90 days by default, within policy claims of a year', () => {
