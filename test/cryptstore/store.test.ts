@@ -7,9 +7,11 @@ import { join } from 'node:path';
 import { Level } from 'level';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { MAX_VERSION, decode, encode, type CryptstoreBundle, type CryptstoreMetadata } from '../../lib/wire/index.ts';
-import { randomBytes, scryptMemory, utf8 } from '../../lib/crypto/index.ts';
+import { open as aeadOpen, randomBytes, scryptMemory, seal, utf8 } from '../../lib/crypto/index.ts';
 import { Cryptstore, KeyFileProtector, MAX_BLOB_BYTES, MAX_BUNDLE_BYTES, MAX_BUNDLE_ENTRIES, PassphraseProtector, memoryAvailable, exportStore, importStore, openBundle, sealBundle } from '../../cryptstore/index.ts';
 import { dirState, writeFailed } from '../../cryptstore/db.ts';
+import { dataKeyAad } from '../../cryptstore/layout.ts';
+import type { ProtectionParams } from '../../cryptstore/protection.ts';
 import { VECTORS, tempDir } from '../support/helpers.ts';
 import { rejects } from '../support/rejects.ts';
 
@@ -612,6 +614,29 @@ describe('cryptstore', () => {
         await rejects(s.get('b'), 'INTEGRITY');
         await rejects(s.list(), 'INTEGRITY');
         expect((await s.verify()).problems).to.have.length(2);
+      } finally {
+        await s.close();
+      }
+    });
+
+    it('opens none of its records once its store id is another, its data key wrapped again for that id: each entry and high-water mark is bound to the store it was written in', async () => {
+      // What a record carried from another store sharing the data key (a copy given a new id by
+      // someone holding the key) would meet; the data key's own binding of the id is tested below.
+      await withRaw(dir, async (db) => {
+        const m = decode<CryptstoreMetadata>('cryptstore_metadata', (await db.get('!meta'))!);
+        const p = m.protection!;
+        const kek = await pass().derive(p as ProtectionParams);
+        const dataKey = aeadOpen(kek, p.wrappedDataKey!, dataKeyAad(m.storeId!, p as ProtectionParams))!;
+        m.storeId = randomBytes(16);
+        p.wrappedDataKey = seal(kek, dataKey, dataKeyAad(m.storeId, p as ProtectionParams));
+        await db.put('!meta', encode('cryptstore_metadata', m));
+      });
+      const s = await Cryptstore.open(dir, pass());
+      try {
+        await rejects(s.get('a'), 'INTEGRITY');
+        await rejects(s.get('b', 1), 'INTEGRITY');
+        await rejects(s.put('c', utf8('charlie again')), 'INTEGRITY'); // its high-water mark
+        expect((await s.verify()).problems).to.have.length(3);
       } finally {
         await s.close();
       }
