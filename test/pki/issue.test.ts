@@ -155,6 +155,18 @@ describe('pki: policy and admission certificates for each algorithm', () => {
         }
       });
 
+      it('names the machine as the original does (O=Measured-<hex>, CN=CertifierUsers), with a random 126-bit serial, CA:FALSE and both TLS uses', async () => {
+        const l = parseCertificate(leaf);
+        expect(l).to.include({ subject: `O=Measured-${toHex(MEASUREMENT)}, CN=CertifierUsers`, isCA: false });
+        expect(l.extKeyUsage).to.have.members(['clientAuth', 'serverAuth']);
+        // 128 bits whose top two are 01: positive, 16 bytes without a sign byte, 126 of them random.
+        expect(l.serialHex).to.match(/^[4-7][0-9a-f]{31}$/);
+        const again = parseCertificate(await issueAdmissionCert({
+          policyKey: policyKeys.privateKey, policyCert, subjectPublicKey: subject.publicKey, measurement: MEASUREMENT, platform: 'simulated-enclave', domain: 'datica', validitySeconds: 86_400,
+        }));
+        expect(again.serialHex).to.match(/^[4-7][0-9a-f]{31}$/).and.not.equal(l.serialHex);
+      });
+
       it('accepts the policy certificate repeated after the leaf, as TLS peers send it', () => {
         expect(validateAdmission({ chain: [leaf, policyCert], policyCert, at: new Date() }).fingerprintSha256Hex).to.equal(parseCertificate(leaf).fingerprintSha256Hex);
       });
