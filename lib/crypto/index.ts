@@ -5,4 +5,5 @@ export * from './aead.ts';
 export * from './kdf.ts';
 export * from './keys.ts';
 export * from './keymessage.ts';
+export * from './private-key.ts';
 export * from './sign.ts';

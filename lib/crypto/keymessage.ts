@@ -195,6 +195,25 @@ function ecJwk(km: KeyMessage, wantPrivate: boolean): JsonWebKey {
 }
 
 /**
+ * Refuses a private key whose parts do not belong together, with the checks fromKeyMessage makes
+ * of a key_message: an EC public point that is not its scalar's, an RSA private exponent or CRT
+ * value of another key. The private fields copied out for it are wiped.
+ */
+export function requireMatchingParts(key: KeyObject): void {
+  const km = toKeyMessage(key);
+  try {
+    if (km.rsaKey) rsaJwk(km, true);
+    else ecJwk(km, true);
+  } catch (e) {
+    if (!(e instanceof CertifierError)) throw e;
+    throw new CertifierError('INVALID_KEY', `the private key's parts do not belong together: ${e.message.replace(/^invalid key_message: /, '')}`, { cause: e });
+  } finally {
+    const r = km.rsaKey;
+    for (const b of [r?.privateExponent, r?.privateP, r?.privateQ, r?.privateDp, r?.privateDq, r?.privateIqmp, km.eccKey?.privateMultiplier]) if (b) wipe(b);
+  }
+}
+
+/**
  * Converts a key_message to a KeyObject. Returns the private key when the message holds one
  * (key_type ending in "-private"), otherwise the public key.
  */

@@ -1,7 +1,7 @@
 // Asymmetric keys: generation, and import/export as PKCS#8 / SPKI in PEM or DER.
 // Keys are node:crypto KeyObjects; the Certifier key_message form lives in keymessage.ts.
 
-import { createPrivateKey, createPublicKey, generateKeyPair as nodeGenerateKeyPair, type AsymmetricKeyDetails, type KeyObject } from 'node:crypto';
+import { createPublicKey, generateKeyPair as nodeGenerateKeyPair, type AsymmetricKeyDetails, type KeyObject } from 'node:crypto';
 import { p256, p384 } from '@noble/curves/nist.js';
 import { CertifierError } from '../errors/index.ts';
 
@@ -176,7 +176,7 @@ const EC_PUBLIC_KEY_OID = Buffer.from('06072a8648ce3d0201', 'hex');
  *   of P-256 or P-384 to the named curve and keeps them in the key, so its own encoding shows them:
  *   the parameters after id-ecPublicKey are then a SEQUENCE (or NULL, implicitlyCA), not an OID.
  */
-function refuseBadEcKey(key: KeyObject): void {
+export function refuseBadEcKey(key: KeyObject): void {
   let der: Buffer;
   try {
     if (key.type === 'private') {
@@ -271,41 +271,6 @@ export function looksLikePem(bytes: Uint8Array): boolean {
   const head = Buffer.from(bytes.subarray(0, 256)).toString('latin1');
   if (head.includes(PEM_START)) return true;
   return bytes[0] !== 0x30 && Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).includes(PEM_START, 0, 'latin1');
-}
-
-/**
- * Reads a private key from PEM (PKCS#8, or the traditional "EC/RSA PRIVATE KEY" forms) or
- * from DER PKCS#8. Encrypted PEM is refused. INVALID_KEY when it is none of these.
- */
-export function importPrivateKey(bytes: Uint8Array): KeyObject {
-  let key: KeyObject;
-  const pem = looksLikePem(bytes) ? Buffer.from(bytes).toString('latin1') : undefined;
-  if (pem?.includes('-----BEGIN ENCRYPTED PRIVATE KEY-----') || /Proc-Type: *4,ENCRYPTED/.test(pem ?? '')) {
-    throw new CertifierError('INVALID_KEY', 'the private key is encrypted with a passphrase: decrypt it first (openssl pkey -in F -out F2), and keep F2 0600');
-  }
-  try {
-    key = pem !== undefined
-      ? createPrivateKey({ key: pem, format: 'pem', passphrase: '' })
-      : derPrivateKey(Buffer.from(bytes));
-  } catch (cause) {
-    throw new CertifierError('INVALID_KEY', 'not a private key in PEM, or in DER as PKCS#8 or SEC1 (EC)', { cause });
-  }
-  if (key.asymmetricKeyType === 'ec') refuseBadEcKey(key); // before keyAlgOf, which would abort on a point at infinity
-  keyAlgOf(key);
-  return key;
-}
-
-/** A DER private key: PKCS#8, or SEC1 (an EC key as `openssl ec -outform DER` writes it). */
-function derPrivateKey(der: Buffer): KeyObject {
-  try {
-    return createPrivateKey({ key: der, format: 'der', type: 'pkcs8' });
-  } catch (first) {
-    try {
-      return createPrivateKey({ key: der, format: 'der', type: 'sec1' });
-    } catch {
-      throw first;
-    }
-  }
 }
 
 /**

@@ -3,7 +3,7 @@
 // Framework (test/vectors/certifier-original) and a catalogue of malformed key_messages.
 
 import { expect } from 'chai';
-import { X509Certificate, constants, createPrivateKey, createPublicKey, generateKeyPair as nodeGenerateKeyPair, generateKeyPairSync, sign as nodeSign, type KeyObject } from 'node:crypto';
+import { X509Certificate, constants, createPrivateKey, createPublicKey, generateKeyPair as nodeGenerateKeyPair, generateKeyPairSync, sign as nodeSign, type JsonWebKey, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -448,6 +448,27 @@ describe('crypto keys', () => {
         expectCertifierError(() => importPrivateKey(der), 'INVALID_KEY', `${label} (DER)`);
         expectCertifierError(() => importPrivateKey(pem), 'INVALID_KEY', `${label} (PEM)`);
       }
+    });
+
+    it('importPrivateKey refuses, in PEM and DER, a key whose parts do not belong together (INVALID_KEY), as fromKeyMessage does: an EC scalar not matching its public point, an RSA private exponent or CRT value of another key', () => {
+      const jwkOf = (k: KeyObject) => k.export({ format: 'jwk' });
+      const [ec, ecOther] = [jwkOf(generateKeyPairSync('ec', { namedCurve: 'P-384' }).privateKey), jwkOf(generateKeyPairSync('ec', { namedCurve: 'P-384' }).privateKey)];
+      const [rsa, rsaOther] = [jwkOf(pairs.rsa2048.privateKey), jwkOf(generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey)];
+      // Node reads each of these, and OpenSSL signs with them (with the RSA ones, correctly: it
+      // checks a CRT result and falls back to d, hiding the bad value).
+      const mixed: [string, JsonWebKey][] = [
+        ['P-384 scalar of another key', { ...ec, d: ecOther.d }],
+        ['RSA private exponent of another key', { ...rsa, d: rsaOther.d }],
+        ['RSA dp of another key', { ...rsa, dp: rsaOther.dp }],
+        ['RSA iqmp of another key', { ...rsa, qi: rsaOther.qi }],
+      ];
+      for (const [label, jwk] of mixed) {
+        const key = createPrivateKey({ key: jwk, format: 'jwk' });
+        const e = expectCertifierError(() => importPrivateKey(new Uint8Array(key.export({ type: 'pkcs8', format: 'der' }))), 'INVALID_KEY', `${label} (DER)`);
+        expect(e.message, label).to.match(/^the private key's parts do not belong together: /);
+        expectCertifierError(() => importPrivateKey(utf8(key.export({ type: 'pkcs8', format: 'pem' }) as string)), 'INVALID_KEY', `${label} (PEM)`);
+      }
+      expectSamePrivate(importPrivateKey(utf8(pairs.rsa2048.privateKey.export({ type: 'pkcs1', format: 'pem' }) as string)), pairs.rsa2048.privateKey);
     });
 
     it('importPrivateKey refuses garbage with INVALID_KEY', () => {
