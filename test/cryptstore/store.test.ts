@@ -901,6 +901,23 @@ describe('cryptstore', () => {
       }
     });
 
+    it('refuses a store of another format version (STORE_FORMAT), naming both, before deriving its key: format 1 is the one it reads', async () => {
+      let original = new Uint8Array();
+      await withRaw(dir, async (db) => {
+        original = new Uint8Array((await db.get('!meta'))!);
+      });
+      expect(decode<CryptstoreMetadata>('cryptstore_metadata', original).formatVersion).to.equal(1); // README, "The cryptstore"
+      const m = decode<CryptstoreMetadata>('cryptstore_metadata', new Uint8Array(original));
+      m.formatVersion = 2;
+      await withRaw(dir, (db) => db.put('!meta', encode('cryptstore_metadata', m)));
+      // A protector that derives nothing: the format is refused before the key is asked for.
+      const refusing = Object.assign(pass(), { derive: () => expect.fail('derived a key for a store of another format') });
+      const e = await rejects(Cryptstore.open(dir, refusing), 'STORE_FORMAT');
+      expect(e.message).to.contain('has format 2; this program reads format 1');
+      await withRaw(dir, (db) => db.put('!meta', original));
+      await (await Cryptstore.open(dir, pass())).close();
+    });
+
     it('refuses metadata whose creation time is not an RFC 3339 time (print-store writes it as it is) as INTEGRITY', async () => {
       let meta = new Uint8Array();
       await withRaw(dir, async (db) => {
