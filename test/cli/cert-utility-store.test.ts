@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { Level } from 'level';
 import { randomBytes, utf8 } from '../../lib/crypto/index.ts';
 import { Cryptstore, PassphraseProtector, sealBundle } from '../../cryptstore/index.ts';
+import { toPem } from '../../lib/pki/index.ts';
 import { spawn, spawnSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { ROOT, VECTORS, closedPort, linkToDeep, run, runScript, tempDir, type RunResult } from '../support/helpers.ts';
@@ -57,6 +58,16 @@ describe('cert-utility store commands (transcripts)', function () {
     const r = await cu([...withPass('create-store'), '--json']);
     expect(r.status, r.stderr).to.equal(0);
     expect(r.json().store.protection).to.deep.equal({ kind: 'passphrase', scrypt: { logN: 17, r: 8, p: 1 } });
+    expect(r.stderr).not.to.contain('weak');
+  });
+
+  it('warns of a --scrypt-log-n below 15, and not of 15', async () => {
+    const low = await cu(withPass('create-store', '--scrypt-log-n', '14'));
+    expect(low.status, low.stderr).to.equal(0);
+    expect(low.stderr).to.contain('scrypt cost 2^14 is weak');
+    const fifteen = await cu(['create-store', '--store', join(tmp.dir, 'other'), '--passphrase-file', passFile, '--scrypt-log-n', '15']);
+    expect(fifteen.status, fifteen.stderr).to.equal(0);
+    expect(fifteen.stderr).not.to.contain('weak');
   });
 
   describe('usage errors (exit 2)', () => {
@@ -745,6 +756,24 @@ describe('cert-utility store commands (transcripts)', function () {
       expect(put.stderr).to.contain('"maxed" has used every version number, up to 2147483647, the highest (or was retired: deleted while its record of the numbers used was damaged): no later version can be stored under this tag');
     });
 
+    it('put-item --type X509-der-cert stores a PEM certificate as its DER and refuses bytes not shaped as one; a machine\'s certificate tag without that type is refused (USAGE); nothing refused is stored', async () => {
+      const der = readFileSync(join(VECTORS, 'certifier-original', 'policy_cert_file.datica'));
+      writeFileSync(join(tmp.dir, 'cert.pem'), toPem(der));
+      const stored = await cu(withPass('put-item', '--tag', 'ca', '--type', 'X509-der-cert', '--in', 'cert.pem'));
+      expect(stored.status, stored.stderr).to.equal(0);
+      expect((await cu(withPass('get-item', '--tag', 'ca', '--out', 'ca.der'))).status).to.equal(0);
+      expect(readFileSync(join(tmp.dir, 'ca.der'))).to.deep.equal(der);
+      // One DER element, but a key, not a certificate.
+      writeFileSync(join(tmp.dir, 'key.der'), generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'der' }));
+      const notCert = await cu(withPass('put-item', '--tag', 'not-a-cert', '--type', 'X509-der-cert', '--in', 'key.der'));
+      expectFailure(notCert, 1, 'BAD_CERTIFICATE');
+      const untyped = await cu(withPass('put-item', '--tag', 'datica-admission-certificate', '--in', 'cert.pem'));
+      expectFailure(untyped, 2, 'USAGE');
+      expect(untyped.stderr).to.contain('give --type X509-der-cert');
+      const tags = (await cu(withPass('list-items', '--json'))).json().items.map((i: { tag: string }) => i.tag);
+      expect(tags).to.include('ca').and.not.include('not-a-cert').and.not.include('datica-admission-certificate');
+    });
+
     it("refuses to import a machine's identity tags (another machine's certificate would become this one's) without --force", async () => {
       // (a certificate of the original tools stands in for a machine's: the tag takes only certificates)
       const stored = await cu(withPass('put-item', '--tag', 'datica-admission-certificate', '--type', 'X509-der-cert', '--exportable', '--in', join(VECTORS, 'certifier-original', 'policy_cert_file.datica')));
@@ -923,6 +952,7 @@ describe('cert-utility store commands (transcripts)', function () {
     const r = await cu(['new-key-file', '--out', 'store.key']);
     expect(r.status, r.stderr).to.equal(0);
     expect(statSync(join(tmp.dir, 'store.key')).mode & 0o777).to.equal(0o600);
+    expect(readFileSync(join(tmp.dir, 'store.key'))).to.have.length(32); // README, "The cryptstore"
     const k = (...args: string[]) => [...args, '--store', store, '--key-file', 'store.key'];
     expect((await cu(k('create-store'))).status).to.equal(0);
     expect((await cu(k('put-item', '--tag', 'k', '--in', '-'), { input: 'kf' })).status).to.equal(0);
