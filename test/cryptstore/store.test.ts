@@ -495,6 +495,26 @@ describe('cryptstore', () => {
       await rejects(s.get('k', 2), 'NOT_FOUND');
     });
 
+    it('removes a version and writes the tag\'s high-water mark in one LevelDB batch, synced: a crash leaves both or neither', async () => {
+      await s.put('k', utf8('1'));
+      await s.put('k', utf8('2'));
+      // What the delete asks of LevelDB, seen from the store's own handle.
+      const db = (s as unknown as { db: Record<'batch' | 'put' | 'del', (...a: unknown[]) => Promise<unknown>> }).db;
+      const writes: unknown[][] = [];
+      const spied = { batch: db.batch, put: db.put, del: db.del };
+      for (const name of ['batch', 'put', 'del'] as const) db[name] = (...a) => (writes.push([name, ...a]), spied[name].apply(db, a));
+      try {
+        await s.delete('k', 2);
+      } finally {
+        Object.assign(db, spied);
+      }
+      expect(writes).to.have.length(1);
+      const [kind, ops, options] = writes[0] as [string, { type: string; key: string }[], { sync: boolean }];
+      expect(kind).to.equal('batch');
+      expect(ops.map((o) => [o.type, o.key])).to.deep.equal([['del', 'e!k\u000000000002'], ['put', 'h!k']]);
+      expect(options).to.include({ sync: true });
+    });
+
     it('never reuses a version after deleting the latest, then every version left, across reopening', async () => {
       await s.put('k', utf8('1'));
       await s.put('k', utf8('2'));
