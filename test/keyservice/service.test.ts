@@ -318,6 +318,17 @@ describe('key service: ordering of the requests of one connection', () => {
     expect(await inner.get('k', 3)).to.equal(undefined);
   });
 
+  it('withholds a retrieved value whose audit record could not be written: FILE_ERROR, no data', async () => {
+    const c = conn('c-withheld');
+    const value = randomBytes(8);
+    expect((await answer(await ask(c, { action: 'store', name: 'k', data: value }))).status).to.equal('succeeded');
+    rmSync(audit.path); // the retrieve's record is the write that finds the log gone
+    const r = await answer(await ask(c, { action: 'retrieve', name: 'k', version: 0 }));
+    expect(r).to.include({ status: 'failed', errorCode: 'FILE_ERROR' });
+    expect(r.data ?? new Uint8Array()).to.have.length(0);
+    expect(backend.events).to.include('get k -> 1'); // it was read, and held back
+  });
+
   it('answers NOT_RECORDED, naming the version, for a delete carried out whose record could not be written, and logs it', async () => {
     const lines: Record<string, unknown>[] = [];
     const logged = new KeyService({ keystore: new KeyStore(backend, randomBytes(32)), policyCert: new Uint8Array(), acl, audit, reserved: { names: [], prefixes: [] }, log: (l) => void lines.push(l) });
