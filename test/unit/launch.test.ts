@@ -80,11 +80,14 @@ describe('cmd/bin/launch.js: bundles kept current', function () {
     chmodSync(bundle(), 0o666);
   };
 
-  it('makes its folders and files writable by their owner alone, whatever the umask', () => {
-    rmSync(join(tmp.dir, '.cache'), { recursive: true });
-    const r = spawnSync('/bin/sh', ['-c', `umask 000 && exec "${process.execPath}" "${join(tmp.dir, 'cmd', 'bin', 'hello.js')}"`], { encoding: 'utf8' });
-    expect(r.stdout).to.equal('hi world\n');
-    expect(modes()).to.deep.equal({ '.cache': '755', '.cache/bin': '755', '.cache/bin/hello.mjs': '644', '.cache/bin/hello.mjs.map': '644', '.cache/bin/hello.mjs.sources.json': '644' });
+  it('makes its folders and files writable by their owner alone and readable by all (a service user runs them), whatever the umask', () => {
+    // 000 would leave them open to all, 077 closed to the service user.
+    for (const umask of ['000', '077']) {
+      rmSync(join(tmp.dir, '.cache'), { recursive: true, force: true });
+      const r = spawnSync('/bin/sh', ['-c', `umask ${umask} && exec "${process.execPath}" "${join(tmp.dir, 'cmd', 'bin', 'hello.js')}"`], { encoding: 'utf8' });
+      expect(r.stdout, umask).to.equal('hi world\n');
+      expect(modes(), umask).to.deep.equal({ '.cache': '755', '.cache/bin': '755', '.cache/bin/hello.mjs': '644', '.cache/bin/hello.mjs.map': '644', '.cache/bin/hello.mjs.sources.json': '644' });
+    }
   });
 
   it('never runs a bundle that others could write: it is remade', () => {
