@@ -5,7 +5,8 @@ import { expect } from 'chai';
 import { chmodSync, chownSync, closeSync, cpSync, existsSync, mkdirSync, readdirSync, openSync, promises as fs, readFileSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Level } from 'level';
-import { randomBytes, utf8 } from '../../lib/crypto/index.ts';
+import { exportPublicKey, fromKeyMessage, keyAlgOf, randomBytes, utf8 } from '../../lib/crypto/index.ts';
+import { decode, type KeyMessage } from '../../lib/wire/index.ts';
 import { Cryptstore, PassphraseProtector, sealBundle } from '../../cryptstore/index.ts';
 import { toPem } from '../../lib/pki/index.ts';
 import { spawn, spawnSync } from 'node:child_process';
@@ -843,8 +844,18 @@ describe('cert-utility store commands (transcripts)', function () {
         expect(r.status, r.stderr).to.equal(0);
         const j = r.json();
         expect(j.item).to.include({ tag: `key-${alg}`, version: 1, type: 'key-message-serialized-protobuf', exportable: false });
-        if (alg === 'aes-256-gcm') expect(j).not.to.have.property('publicKeyPem');
-        else expect(j.publicKeyPem).to.contain('BEGIN PUBLIC KEY');
+        // What is stored is a Certifier key_message of that key, the printed half its public key.
+        expect((await cu(withPass('get-item', '--tag', `key-${alg}`, '--out', `key-${alg}.bin`))).status).to.equal(0);
+        const km = decode<KeyMessage>('key_message', readFileSync(join(tmp.dir, `key-${alg}.bin`)));
+        if (alg === 'aes-256-gcm') {
+          expect(j).not.to.have.property('publicKeyPem');
+          expect(km).to.include({ keyType: 'aes-256-gcm', keyName: `key-${alg}` });
+          expect(km.secretKeyBits).to.have.length(32);
+        } else {
+          const key = fromKeyMessage(km);
+          expect([key.type, keyAlgOf(key)]).to.deep.equal(['private', alg]);
+          expect(j.publicKeyPem).to.equal(Buffer.from(exportPublicKey(key, 'pem')).toString());
+        }
       }
       const types = (await cu(withPass('list-items', '--json'))).json().items.map((i: { type: string }) => i.type);
       expect(new Set(types)).to.deep.equal(new Set(['key-message-serialized-protobuf']));
