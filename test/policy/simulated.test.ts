@@ -278,7 +278,7 @@ describe('simulated platform and policy engine', () => {
     beforeEach(() => (tmp = tempDir()));
     afterEach(() => tmp.cleanup());
 
-    it('opens a sealed store with the same platform and measurement, and refuses another measurement with WRONG_KEY', async () => {
+    it('opens a sealed store with the same platform and measurement, and refuses another measurement, or another platform\'s secret with the same measurement, with WRONG_KEY', async () => {
       const dir = join(tmp.dir, 'sealed');
       const st = await Cryptstore.create(dir, s.enclave.sealingProtector());
       await st.put('k', utf8('v'));
@@ -290,6 +290,11 @@ describe('simulated platform and policy engine', () => {
       const other = new SimulatedEnclave(s.platform.attestKey, s.platform.endorsement, sha256(utf8('changed program')));
       const e = await Cryptstore.open(dir, other.sealingProtector()).catch((x) => x);
       expect(e).to.be.instanceOf(CertifierError).with.property('code', 'WRONG_KEY');
+      // README, "The cryptstore": the key is derived from the platform's secret and the measurement.
+      const elsewhere = await generateSimulatedPlatform({ alg: 'p256' });
+      const sameProgram = new SimulatedEnclave(elsewhere.attestKey, elsewhere.endorsement, s.enclave.measurement);
+      const e2 = await Cryptstore.open(dir, sameProgram.sealingProtector()).catch((x) => x);
+      expect(e2).to.be.instanceOf(CertifierError).with.property('code', 'WRONG_KEY');
     });
   });
 
