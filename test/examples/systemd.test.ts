@@ -13,7 +13,7 @@ import { ABANDON_MS, CLOSE_MS, STOP_GRACE_MS, TASK_GRACE_MS } from '../../cmd/co
 import { DRAIN_MS } from '../../lib/keyservice/server.ts';
 import { ExitStatus } from '../../lib/errors/index.ts';
 import { DEFAULT_TIMEOUT_SECONDS } from '../../cmd/common/timeout.ts';
-import { SECOND_TRY_PAUSE_MS } from '../../lib/channel/index.ts';
+import { DEFAULT_LIMITS, SECOND_TRY_PAUSE_MS } from '../../lib/channel/index.ts';
 
 const run = promisify(execFile);
 const UNITS = ['first-boot', 'key-server', 'simpleserver'];
@@ -67,6 +67,12 @@ describe('examples/systemd units as written', () => {
 
   it('let no crash write the keys a program holds to a core dump (LimitCORE=0), nor memory pressure to swap (MemorySwapMax=0)', () => {
     for (const u of UNITS) expect(unitText(u), u).to.match(/^LimitCORE=0$/m).and.to.match(/^MemorySwapMax=0$/m);
+  });
+
+  it('raise key-server\'s limit on open files to 8192 (LimitNOFILE): LevelDB keeps up to 1,000 tables open beside 256 connections, past systemd\'s soft 1,024', () => {
+    const limit = Number(/^LimitNOFILE=(\d+)$/m.exec(unitText('key-server'))?.[1]);
+    expect(limit).to.equal(8192); // README, "Design"
+    expect(limit).to.be.above(1_000 + DEFAULT_LIMITS.maxConnections);
   });
 
   it('give each server the time its longest stop takes before systemd sends SIGKILL (TimeoutStopSec)', () => {
