@@ -515,6 +515,25 @@ describe('cryptstore', () => {
       expect(options).to.include({ sync: true });
     });
 
+    it('reads the latest version of a tag it has seen with one synchronous LevelDB get, no iterator: the latest is cached, as one process at a time allows', async () => {
+      await s.put('k', utf8('1'));
+      await s.put('k', utf8('2'));
+      await s.close();
+      s = await Cryptstore.open(dir, pass());
+      await s.get('k'); // the first read finds the latest version on disk
+      const db = (s as unknown as { db: Record<string, (...a: unknown[]) => unknown> }).db;
+      const calls: unknown[][] = [];
+      const names = ['get', 'getSync', 'getMany', 'iterator', 'keys', 'values'];
+      const spied = Object.fromEntries(names.map((n) => [n, db[n]!]));
+      for (const n of names) db[n] = (...a) => (calls.push([n, ...a.slice(0, 1)]), spied[n]!.apply(db, a));
+      try {
+        expect(Buffer.from((await s.get('k')).blob).toString()).to.equal('2');
+      } finally {
+        Object.assign(db, spied);
+      }
+      expect(calls).to.deep.equal([['getSync', 'e!k\u000000000002']]);
+    });
+
     it('never reuses a version after deleting the latest, then every version left, across reopening', async () => {
       await s.put('k', utf8('1'));
       await s.put('k', utf8('2'));
