@@ -2,16 +2,17 @@
 
 import { expect } from 'chai';
 import { chmodSync, chownSync, mkdirSync, promises as fs, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { hkdfSync, scryptSync } from 'node:crypto';
 import { totalmem } from 'node:os';
 import { join } from 'node:path';
 import { Level } from 'level';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { MAX_VERSION, decode, encode, type CryptstoreBundle, type CryptstoreMetadata } from '../../lib/wire/index.ts';
-import { open as aeadOpen, randomBytes, scryptMemory, seal, utf8 } from '../../lib/crypto/index.ts';
+import { encodeFields, open as aeadOpen, randomBytes, scryptMemory, seal, utf8 } from '../../lib/crypto/index.ts';
 import { Cryptstore, KeyFileProtector, MAX_BLOB_BYTES, MAX_BUNDLE_BYTES, MAX_BUNDLE_ENTRIES, PassphraseProtector, memoryAvailable, exportStore, importStore, openBundle, sealBundle } from '../../cryptstore/index.ts';
 import { dirState, writeFailed } from '../../cryptstore/db.ts';
 import { dataKeyAad } from '../../cryptstore/layout.ts';
-import type { ProtectionParams } from '../../cryptstore/protection.ts';
+import type { ProtectionParams, Protector } from '../../cryptstore/protection.ts';
 import { VECTORS, tempDir } from '../support/helpers.ts';
 import { rejects } from '../support/rejects.ts';
 
@@ -223,6 +224,33 @@ describe('cryptstore', () => {
       expect(s.info.protection).to.deep.equal({ kind: 'key-file' });
       await s.close();
       await rejects(Cryptstore.open(dir, new KeyFileProtector(randomBytes(32))), 'WRONG_KEY');
+    });
+
+    it('wraps the data key under scrypt of the passphrase (its recorded cost and salt) or HKDF-SHA-256 of the key file, and seals each entry under it with AAD (purpose, format, store id, tag, version)', async () => {
+      // Computed with node:crypto here, apart from the store's code, as the README describes it.
+      const keyFile = randomBytes(32);
+      const stores: [string, Protector, (m: CryptstoreMetadata) => Buffer][] = [
+        ['passphrase', pass(), ({ protection }) => {
+          const sc = protection!.scrypt!;
+          return scryptSync('correct horse', sc.salt!, 32, { N: 2 ** sc.logN!, r: sc.r!, p: sc.p! });
+        }],
+        ['key-file', new KeyFileProtector(keyFile), (m) => Buffer.from(hkdfSync('sha256', keyFile, m.protection!.salt!, 'cryptstore key-file kek v1', 32))],
+      ];
+      for (const [kind, protector, kekOf] of stores) {
+        const at = join(tmp.dir, kind);
+        const st = await Cryptstore.create(at, protector);
+        await st.put('a', utf8('alpha'));
+        await st.close();
+        await withRaw(at, async (db) => {
+          const m = decode<CryptstoreMetadata>('cryptstore_metadata', (await db.get('!meta'))!);
+          expect([m.formatVersion, m.storeId!.length], kind).to.deep.equal([1, 16]);
+          const dataKey = aeadOpen(kekOf(m), m.protection!.wrappedDataKey!, dataKeyAad(m.storeId!, m.protection as ProtectionParams));
+          expect(dataKey, kind).to.have.length(32);
+          const aad = encodeFields('cryptstore-entry', '1', m.storeId!, 'a', '1');
+          const entry = decode<{ tag: string; version: number; blob: Uint8Array }>('cryptstore_entry', aeadOpen(dataKey!, (await db.get('e!a\u000000000001'))!, aad)!);
+          expect([entry.tag, entry.version, Buffer.from(entry.blob).toString()], kind).to.deep.equal(['a', 1, 'alpha']);
+        });
+      }
     });
 
     it('creates over a database whose creation was cut short (no metadata, no records), and says what it is when opened', async () => {
