@@ -74,7 +74,7 @@ describe('e2e: key-server with storage that hangs', function () {
     // Before, the stop waited for the log's close for ever: the mocha timeout ends the test, and
     // d.close() (after) stops the server by its pid.
     this.timeout(60_000);
-    const env = { NODE_OPTIONS: `--import ${join(ROOT, 'test/support/audit-hangs.mjs')}`, AUDIT_HANGS: '/audit.jsonl' };
+    const env = { NODE_OPTIONS: `--import ${join(ROOT, 'test/support/audit-faults.mjs')}`, AUDIT_FILE: '/audit.jsonl', AUDIT_HANGS: '1' };
     const server = await d.startKeyServer(ks, { data: d.path('audit-hang-data'), env });
     try {
       // A refusal is audited too: its answer waits for a write that never returns.

@@ -504,6 +504,27 @@ describe('e2e: keys stored and retrieved through key-server on loopback', functi
       await again.child.stop();
     });
 
+    it('goes on by itself once a log a full disk broke has room again: audit-failed says so, the next request logs audit-resumed with the seq and hash it goes on from, and is carried out', async () => {
+      const full = await d.certify('audit-full', 'key-server');
+      const flag = d.path('audit-full-once');
+      const env = { NODE_OPTIONS: `--import ${join(ROOT, 'test/support/audit-faults.mjs')}`, AUDIT_FILE: '/audit.jsonl', AUDIT_FULL_ONCE: flag };
+      const s = await d.startKeyServer(full, { data: d.path('audit-full-data'), env });
+      try {
+        expectSuccess(await d.kc(alice, s, 'store', ['full/k', '--in', '-'], Buffer.from('one')));
+        writeFileSync(flag, ''); // the next line finds the disk full
+        const unrecorded = await d.kc(alice, s, 'store', ['full/k', '--in', '-', '--json'], Buffer.from('two'));
+        expect(unrecorded.json().error, unrecorded.stderr).to.include({ code: 'NOT_RECORDED', version: 2 });
+        expect(await s.child.waitForLog(/ audit-failed code=FILE_ERROR /)).to.contain('goes on by itself (audit-resumed)');
+        expectSuccess(await d.kc(alice, s, 'store', ['full/k', '--in', '-'], Buffer.from('three')));
+        const first = JSON.parse(readFileSync(join(s.data, 'audit.jsonl'), 'utf8').split('\n')[0]!) as { hash: string };
+        expect(await s.child.waitForLog(/ audit-resumed /)).to.match(new RegExp(` audit-resumed path=\\S+audit\\.jsonl lastSeq=1 lastHash=${first.hash}$`));
+        const verified = expectSuccess(await run('key-server', ['verify-audit', join(s.data, 'audit.jsonl')]));
+        expect(verified.out).to.match(/^ok: 2 line\(s\), chain intact\n/);
+      } finally {
+        await s.child.stop().catch(() => {});
+      }
+    });
+
     it('answers a store whose key database write failed after LevelDB had it OUTCOME_UNKNOWN (exit 1), audited as unknown, and the version is there after a restart', async () => {
       const failing = await d.certify('db-write-fails', 'key-server');
       const first = await d.startKeyServer(failing, { data: d.path('db-write-fails-data') });
