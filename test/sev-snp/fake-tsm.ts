@@ -24,6 +24,8 @@ export interface FakeTsmOptions {
   hideFloor?: boolean;
   /** privlevel cannot be written (a kernel that will not take the value). */
   refusePrivlevel?: boolean;
+  /** provider cannot be read (EISDIR here; EIO or EACCES on a machine). */
+  unreadableProvider?: boolean;
   /** Further report fields (policy, TCB, ...); a `vmpl` here overrides the one asked for. */
   fields?: Omit<ReportFields, 'reportData' | 'measurement'>;
 }
@@ -48,8 +50,11 @@ export function serveFakeTsm(dir: string, signer: TestSnpSigner, o: FakeTsmOptio
   const open = (entry: string) => {
     if (o.privlevelFloor !== undefined && !o.hideFloor) writeFileSync(join(entry, 'privlevel_floor'), `${o.privlevelFloor}\n`);
     if (o.refusePrivlevel) mkdirSync(join(entry, 'privlevel')); // a write to it fails (EISDIR)
-    writeFileSync(join(entry, '.provider'), `${o.provider ?? 'sev_guest'}\n`);
-    renameSync(join(entry, '.provider'), join(entry, 'provider'));
+    if (o.unreadableProvider) mkdirSync(join(entry, 'provider'));
+    else {
+      writeFileSync(join(entry, '.provider'), `${o.provider ?? 'sev_guest'}\n`);
+      renameSync(join(entry, '.provider'), join(entry, 'provider'));
+    }
     opened.add(entry);
   };
   const answer = (entry: string) => {
