@@ -56,9 +56,14 @@ async function readIfThere(path: string): Promise<Uint8Array | undefined> {
   }
 }
 
+/** A read of an attribute that failed other than by its absence. */
+function readError(path: string, e: unknown): CertifierError {
+  return new CertifierError('FILE_ERROR', `cannot read ${path}: ${(e as Error).message}`, { cause: e });
+}
+
 async function readOptional(path: string): Promise<Uint8Array | undefined> {
   return readIfThere(path).catch((e: unknown) => {
-    throw new CertifierError('FILE_ERROR', `cannot read ${path}: ${(e as Error).message}`, { cause: e });
+    throw readError(path, e);
   });
 }
 
@@ -131,7 +136,10 @@ export async function requestTsmReport(reportData: Uint8Array, o: TsmOptions = {
   }
   const deadline = Date.now() + (o.waitMs ?? 5_000);
   try {
-    const provider = await waitFor(join(entry, 'provider'), deadline);
+    const providerPath = join(entry, 'provider');
+    const provider = await waitFor(providerPath, deadline).catch((e: unknown) => {
+      throw readError(providerPath, e);
+    });
     if (!provider) throw new CertifierError('UNSUPPORTED', `${entry} shows no provider and gives no report (outblob): is the directory a configfs-tsm report interface?`);
     const name = Buffer.from(provider).toString('latin1').trim();
     if (name !== SEV_GUEST_PROVIDER) throw new CertifierError('UNSUPPORTED', `the configfs-tsm provider here is "${name}", not ${SEV_GUEST_PROVIDER}: this machine is not an SEV-SNP guest`);
