@@ -5,6 +5,7 @@
 
 import { expect } from 'chai';
 import { readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fromKeyMessage, generateKeyPair, publicKeyOf, randomBytes, sha256, utf8 } from '../../lib/crypto/index.ts';
 import { decode, type KeyMessage } from '../../lib/wire/index.ts';
@@ -164,6 +165,37 @@ describe('key-server: start and stop', function () {
       await server?.close(0).catch(() => {});
       await backend.close();
       await Promise.all([ks.close(), joiner.close(), kc.close()]);
+    }
+  });
+
+  it('a start refused at its port (in use) wipes the copies of the storage key it made, as a stop does: the key store\'s and the replica join\'s', async () => {
+    const ks = await open(await certified('ks-wipe-refused', ksM));
+    const backend = await LevelBackend.open(join(tmp.dir, 'wipe-refused-data'));
+    const taken = createServer();
+    await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r));
+    // Each copy, as it is wiped; those never wiped stay out.
+    const wiped: Record<string, Uint8Array> = {};
+    const storeWipe = KeyStore.prototype.wipe;
+    const joinWipe = ReplicaJoin.prototype.wipe;
+    KeyStore.prototype.wipe = function (this: KeyStore) {
+      storeWipe.call(this);
+      wiped['key store'] = (this as unknown as { key: Uint8Array }).key;
+    };
+    ReplicaJoin.prototype.wipe = function (this: ReplicaJoin) {
+      joinWipe.call(this);
+      wiped['replica join'] = (this as unknown as { key: Uint8Array }).key;
+    };
+    try {
+      const port = (taken.address() as { port: number }).port;
+      const started = startKeyServer({ store: ks, domain, policyCert, backend, allowReplicaJoin: true, host: '127.0.0.1', port, log: () => {} });
+      expect(await started.then(() => 'started', () => 'refused')).to.equal('refused');
+      expect(Object.fromEntries(Object.entries(wiped).map(([what, c]) => [what, c.every((b) => b === 0)]))).to.deep.equal({ 'key store': true, 'replica join': true });
+    } finally {
+      KeyStore.prototype.wipe = storeWipe;
+      ReplicaJoin.prototype.wipe = joinWipe;
+      await new Promise((r) => taken.close(r));
+      await backend.close();
+      await ks.close();
     }
   });
 
