@@ -109,6 +109,12 @@ export async function startKeyServer(o: KeyServerOptions): Promise<StartedKeySer
     ...(replicaJoin ? { replicaJoin } : {}),
     log: o.log,
   });
+  // Every copy of the storage key made here, forgotten at the stop, or now if the server never starts.
+  const forget = () => {
+    keystore.wipe();
+    replicaJoin?.wipe();
+    wipe(storageKey);
+  };
   const server = await serve<ValidatedPeer>({
     host: o.host, port: o.port, log: o.log, ...(o.limits ? { limits: o.limits } : {}),
     tls: {
@@ -117,6 +123,9 @@ export async function startKeyServer(o: KeyServerOptions): Promise<StartedKeySer
     },
     handler: (req, conn) => service.handleStaged(req, conn),
     onClosed: (conn) => service.connectionClosed(conn),
+  }).catch((e: unknown) => {
+    forget();
+    throw e;
   });
   const policyCertEnds = readCertificateSummary(o.policyCert).notAfter;
   const watch = (notAfter: Date) => watchExpiry(notAfter, o.log, identityWatch(notAfter, policyCertEnds, o.renewal !== undefined));
@@ -146,9 +155,7 @@ export async function startKeyServer(o: KeyServerOptions): Promise<StartedKeySer
       // let it finish (and be audited) before the owner closes the audit log and the backend.
       await service.drain(DRAIN_MS);
     } finally {
-      keystore.wipe();
-      replicaJoin?.wipe();
-      wipe(storageKey);
+      forget();
     }
   };
   return { server: closing, identity: identity.peer, setAcl: (acl) => service.setAcl(acl) };
