@@ -44,11 +44,16 @@ async function dribble(socket: net.Socket, bytes: Buffer): Promise<void> {
   }
 }
 
+/** An answer of `rows` rows, then `results` CommandCompletes (one for an answer of one statement). */
+const answerOf = (rows: number, results = 1): Buffer => Buffer.concat([
+  FIELDS, ...Array.from({ length: rows }, (_, i) => row(`r${i}`)), ...Array<Buffer>(results).fill(message('C', Buffer.from(`SELECT ${rows}\0`))), READY,
+]);
+
 /**
- * A stand-in database on 127.0.0.1 answering each query with `rows` rows: 'S' to an SSLRequest
+ * A stand-in database on 127.0.0.1 answering each query with `answer`: 'S' to an SSLRequest
  * when `tlsOptions` are given (the rest then under TLS), trust for any user.
  */
-async function fakeDb(rows: number, tlsOptions?: { key: string; cert: string }): Promise<{ port: number; close: () => Promise<void> }> {
+async function fakeDb(answer: Buffer, tlsOptions?: { key: string; cert: string }): Promise<{ port: number; close: () => Promise<void> }> {
   const sockets = new Set<net.Socket>();
   const speak = (socket: net.Socket, first: Buffer) => {
     let buffered = first;
@@ -65,8 +70,7 @@ async function fakeDb(rows: number, tlsOptions?: { key: string; cert: string }):
           started = true;
           socket.write(Buffer.concat([message('R', Buffer.alloc(4)), READY]));
         } else if (type === 'Q') {
-          const answer = [FIELDS, ...Array.from({ length: rows }, (_, i) => row(`r${i}`)), message('C', Buffer.from(`SELECT ${rows}\0`)), READY];
-          void dribble(socket, Buffer.concat(answer));
+          void dribble(socket, answer);
         } else if (type === 'X') socket.end();
       }
     };
@@ -112,8 +116,8 @@ describe('boundMessages: the most rows of an answer (a stand-in database)', func
 
   for (const secure of [false, true]) {
     describe(secure ? 'under TLS' : 'over plain TCP', () => {
-      const ask = async (sent: number, asked: number): Promise<string[] | CertifierError> => {
-        const db = await fakeDb(sent, secure ? leaf : undefined);
+      const ask = async (sent: number, asked: number, results = 1): Promise<string[] | CertifierError> => {
+        const db = await fakeDb(answerOf(sent, results), secure ? leaf : undefined);
         const client: Client = new (await boundedClient())({
           host: '127.0.0.1', port: db.port, user: 'u', database: 'd', ...(secure ? { ssl: { rejectUnauthorized: false } } : {}),
         });
@@ -121,7 +125,9 @@ describe('boundMessages: the most rows of an answer (a stand-in database)', func
         try {
           await client.connect();
           expectRows(client, asked);
-          const answer = await client.query<{ x: string }>('SELECT x').then((r) => r.rows.map((x) => x.x), (e: unknown) => e as CertifierError);
+          // An answer of several results is an array of them.
+          const taken = (r: unknown) => (Array.isArray(r) ? [`${r.length} results`] : (r as { rows: { x: string }[] }).rows.map((x) => x.x));
+          const answer = await client.query('SELECT x').then(taken, (e: unknown) => e as CertifierError);
           // The next query is back to one row.
           if (!(answer instanceof Error) && sent > 1) {
             const next = await client.query('SELECT x').then(() => 'answered', (e: CertifierError) => e.code);
@@ -144,6 +150,15 @@ describe('boundMessages: the most rows of an answer (a stand-in database)', func
         expect(e).to.be.instanceOf(CertifierError);
         expect((e as CertifierError).code).to.equal('INTEGRITY');
         expect((e as CertifierError).message).to.contain('more rows than the 2 key-server asks for');
+      });
+
+      it('cuts the connection at a result past the statements the query sends (the driver keeps an object for each), INTEGRITY', async () => {
+        // Each CommandComplete after the first makes the driver start, and keep, another result:
+        // as many as a database sends, however few rows they hold.
+        const e = await ask(1, 1, 50);
+        expect(e).to.be.instanceOf(CertifierError);
+        expect((e as CertifierError).code).to.equal('INTEGRITY');
+        expect((e as CertifierError).message).to.contain('more results than the 1 statement key-server sends');
       });
     });
   }
