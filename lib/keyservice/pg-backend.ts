@@ -31,7 +31,8 @@
 // over the largest sealed value is refused unread; a name, type, time or key id is read clipped,
 // and KeyStore refuses it), so a huge row costs the replica neither its memory nor its life. No
 // message of the database's is read past MAX_MESSAGE_BYTES either, nor a row past the most its
-// query asks for (one unless a statement says otherwise: a list its limit): its connection is cut.
+// query asks for (one unless a statement says otherwise: a list its limit), nor a result past its
+// statements (one, but for SESSION_SETTINGS): its connection is cut.
 //
 // Failure: a request's whole time in the database is bounded (Deadline: its wait for a connection,
 // the connection's opening, settings and checks, and its statements, together), and a failure of
@@ -47,7 +48,7 @@ import {
   checkAfter, checkBuilt, checkExpected, checkName, checkPrefix, checkVersion, deleteUnknown, listLimit, MAX_NAME_LENGTH, nextVersion, outcomeUnknown, storeUnknown,
   versionConflict, type KeyBackend, type ListOptions, type RecordInfo, type StoredRecord, type UnknownChange,
 } from './backend.ts';
-import { SESSION_SETTINGS, SESSION_SETTINGS_ROWS, migrate, PIN_SCHEMA, SCHEMA_VERSION, storageError, TABLES_ID, TOO_MANY_CONNECTIONS, type Query } from './pg-schema.ts';
+import { SESSION_SETTINGS, SESSION_SETTINGS_ROWS, SESSION_SETTINGS_STATEMENTS, migrate, PIN_SCHEMA, SCHEMA_VERSION, storageError, TABLES_ID, TOO_MANY_CONNECTIONS, type Query } from './pg-schema.ts';
 import { MAX_KEY_VALUE_BYTES } from './keystore.ts';
 import { SEAL_OVERHEAD } from '../crypto/index.ts';
 import { Deadline } from './pg-deadline.ts';
@@ -206,7 +207,7 @@ export class PgBackend implements KeyBackend {
     pool.on('connect', (client) => {
       client.on('error', () => {});
       const schema = b.schema;
-      expectRows(client, SESSION_SETTINGS_ROWS);
+      expectRows(client, SESSION_SETTINGS_ROWS, SESSION_SETTINGS_STATEMENTS);
       const set = client.query(SESSION_SETTINGS).then((r) => (schema === undefined ? r : client.query(PIN_SCHEMA, [schema])));
       set.catch(() => {}); // seen by connect()
       b.settings.set(client, set);

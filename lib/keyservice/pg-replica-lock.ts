@@ -22,7 +22,7 @@ import { createHash } from 'node:crypto';
 import type { Client } from 'pg';
 import { CertifierError } from '../errors/index.ts';
 import { boundedClient } from './pg-backend.ts';
-import { SESSION_SETTINGS, SESSION_SETTINGS_ROWS, storageError } from './pg-schema.ts';
+import { SESSION_SETTINGS, SESSION_SETTINGS_ROWS, SESSION_SETTINGS_STATEMENTS, storageError } from './pg-schema.ts';
 import { expectRows, PgSockets } from './pg-sockets.ts';
 
 export interface ReplicaLockOptions {
@@ -129,7 +129,7 @@ export class ReplicaIdLock {
       // by keepalives when all it sent was acknowledged, and by the user timeout when its last
       // answer (to the lock, or a ping) was not, where keepalives never start and the kernel
       // retried for about 15 minutes (tcp_retries2), the id held all along.
-      expectRows(client, SESSION_SETTINGS_ROWS); // the SETs answer none
+      expectRows(client, SESSION_SETTINGS_ROWS, 4 + SESSION_SETTINGS_STATEMENTS); // the four SETs answer no rows
       await client.query(`SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; SET tcp_keepalives_count = 3; SET tcp_user_timeout = 25000; ${SESSION_SETTINGS}`);
       const [row] = (await client.query<{ ok: boolean } & Session>(
         `SELECT pg_catalog.pg_try_advisory_lock($1::bigint) AS ok, pg_catalog.pg_backend_pid() AS pid, (SELECT ${STARTED('a')} FROM pg_catalog.pg_stat_activity a WHERE a.pid = pg_catalog.pg_backend_pid()) AS started`, [this.key])).rows;

@@ -50,8 +50,9 @@ const CATALOG_FIRST = "SELECT pg_catalog.set_config('search_path', coalesce((SEL
 export const SESSION_SETTINGS = `${CATALOG_FIRST}; `
   + "SELECT pg_catalog.set_config('synchronous_commit', 'on', false) WHERE pg_catalog.current_setting('synchronous_commit') = 'off'; "
   + "SELECT pg_catalog.set_config('idle_session_timeout', '0', false) WHERE pg_catalog.current_setting('server_version_num')::int >= 140000";
-/** The most rows SESSION_SETTINGS is answered with: one per statement. */
-export const SESSION_SETTINGS_ROWS = 3;
+/** The statements of SESSION_SETTINGS, and so the most rows it is answered with: one per statement. */
+export const SESSION_SETTINGS_STATEMENTS = 3;
+export const SESSION_SETTINGS_ROWS = SESSION_SETTINGS_STATEMENTS;
 /**
  * The search_path of a connection once the replica has started: only the schema its tables were
  * found or made in at start ($1), so PostgreSQL searches pg_catalog first and then that schema (and

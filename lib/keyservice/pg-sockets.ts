@@ -5,10 +5,11 @@
 // locked). Past a short grace, the sockets still open are destroyed.
 //
 // The driver has no limit on the size of a message: it reads each one whole, up to 4 GiB (its
-// length field), nor on how many rows an answer holds: it keeps them all. boundMessages() reads the
-// header of each message the database sends and cuts the connection at one longer than any
-// key-server asks for, before its body is read, or at a row past the most the query asks for
-// (expectRows), before the driver keeps it.
+// length field), nor on how many rows an answer holds, or results (one per statement, as many
+// as the database says there were): it keeps them all. boundMessages() reads the header of each
+// message the database sends and cuts the connection at one longer than any key-server asks for,
+// before its body is read, or at a row or result past the most the query asks for (expectRows),
+// before the driver keeps it.
 
 import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -42,29 +43,32 @@ export class PgSockets {
   }
 }
 
-/** What a query asks for when nothing else is said (expectRows): one row at most. */
-const ONE_ROW = 1;
-/** Each bounded client's most rows for its next query (expectRows), until that query's ReadyForQuery. */
-const rowBounds = new WeakMap<object, { rows: number }>();
+/** What a query asks for when nothing else is said (expectRows): one row at most, of one statement. */
+const ONE = 1;
+/** Each bounded client's most rows and statements for its next query (expectRows), until that query's ReadyForQuery. */
+const rowBounds = new WeakMap<object, { rows: number; statements: number }>();
 
 /**
  * Says that the next query sent on `client` is answered with at most `rows` rows in all (its
- * statements together); past them the connection is cut (boundMessages). Call just before sending
- * it, the one before answered: each ReadyForQuery puts the bound back to one row. Does nothing
- * for a client that boundMessages does not watch.
+ * statements together), and the results of at most `statements` statements; past them the
+ * connection is cut (boundMessages). Call just before sending it, the one before answered: each
+ * ReadyForQuery puts the bound back to one row of one statement. Does nothing for a client that
+ * boundMessages does not watch.
  */
-export function expectRows(client: object, rows: number): void {
+export function expectRows(client: object, rows: number, statements = ONE): void {
   const bound = rowBounds.get(client);
-  if (bound) bound.rows = rows;
+  if (bound) Object.assign(bound, { rows, statements });
 }
 
 const TYPE_DATA_ROW = 0x44; // 'D'
+/** 'C': a statement's end, after which the driver starts (and keeps) another result. */
+const TYPE_COMMAND_COMPLETE = 0x43;
 const TYPE_READY = 0x5a; // 'Z': the end of a query's answer
 
 /**
  * Cuts `client`'s connection, failing what it waits for with INTEGRITY, at a message from the
- * database longer than `maxBytes`, once its header says so, or at a row past the most the query
- * it answers asks for (expectRows; one unless said). Call before connecting. The messages read
+ * database longer than `maxBytes`, once its header says so, or at a row or a statement's result
+ * past the most the query it answers asks for (expectRows; one unless said). Call before connecting. The messages read
  * are the protocol's, under TLS when the connection has it (the raw socket then carries the TLS
  * negotiation and records, which this does not read).
  *
@@ -75,13 +79,14 @@ const TYPE_READY = 0x5a; // 'Z': the end of a query's answer
  */
 export function boundMessages(client: Client, maxBytes: number): void {
   const connection = client.connection as Client['connection'] & { ssl?: unknown };
-  const bound = { rows: ONE_ROW };
+  const bound = { rows: ONE, statements: ONE };
   rowBounds.set(client, bound);
   const watch = (stream: Duplex) => {
     const header = Buffer.alloc(5);
     let filled = 0;
     let skip = 0;
     let rows = 0;
+    let results = 0;
     /** Where in `chunk` the first message to cut at starts, and why; undefined when there is none. */
     const read = (chunk: Buffer): { at: number; why: string } | undefined => {
       for (let i = 0; i < chunk.length;) {
@@ -102,9 +107,13 @@ export function boundMessages(client: Client, maxBytes: number): void {
         const length = header.readUInt32BE(1);
         if (1 + length > maxBytes) return { at, why: `sent a message of ${1 + length} bytes, more than the ${maxBytes} of any answer key-server asks for` };
         if (header[0] === TYPE_DATA_ROW && ++rows > bound.rows) return { at, why: `answered a query with more rows than the ${bound.rows} key-server asks for` };
+        if (header[0] === TYPE_COMMAND_COMPLETE && ++results > bound.statements) {
+          return { at, why: `answered a query with more results than the ${bound.statements} statement${bound.statements === 1 ? '' : 's'} key-server sends` };
+        }
         if (header[0] === TYPE_READY) {
           rows = 0;
-          bound.rows = ONE_ROW;
+          results = 0;
+          Object.assign(bound, { rows: ONE, statements: ONE });
         }
         skip = Math.max(0, length - 4);
       }
