@@ -49,6 +49,9 @@ const answerOf = (rows: number, results = 1): Buffer => Buffer.concat([
   FIELDS, ...Array.from({ length: rows }, (_, i) => row(`r${i}`)), ...Array<Buffer>(results).fill(message('C', Buffer.from(`SELECT ${rows}\0`))), READY,
 ]);
 
+/** An answer of one row with `extra` (messages of the database's) before its end. */
+const answerWith = (extra: Buffer[]): Buffer => Buffer.concat([FIELDS, row('r0'), ...extra, message('C', Buffer.from('SELECT 1\0')), READY]);
+
 /**
  * A stand-in database on 127.0.0.1 answering each query with `answer`: 'S' to an SSLRequest
  * when `tlsOptions` are given (the rest then under TLS), trust for any user.
@@ -116,8 +119,8 @@ describe('boundMessages: the most rows of an answer (a stand-in database)', func
 
   for (const secure of [false, true]) {
     describe(secure ? 'under TLS' : 'over plain TCP', () => {
-      const ask = async (sent: number, asked: number, results = 1): Promise<string[] | CertifierError> => {
-        const db = await fakeDb(answerOf(sent, results), secure ? leaf : undefined);
+      const ask = async (sent: number | Buffer, asked: number, results = 1): Promise<string[] | CertifierError> => {
+        const db = await fakeDb(typeof sent === 'number' ? answerOf(sent, results) : sent, secure ? leaf : undefined);
         const client: Client = new (await boundedClient())({
           host: '127.0.0.1', port: db.port, user: 'u', database: 'd', ...(secure ? { ssl: { rejectUnauthorized: false } } : {}),
         });
@@ -129,7 +132,7 @@ describe('boundMessages: the most rows of an answer (a stand-in database)', func
           const taken = (r: unknown) => (Array.isArray(r) ? [`${r.length} results`] : (r as { rows: { x: string }[] }).rows.map((x) => x.x));
           const answer = await client.query('SELECT x').then(taken, (e: unknown) => e as CertifierError);
           // The next query is back to one row.
-          if (!(answer instanceof Error) && sent > 1) {
+          if (!(answer instanceof Error) && typeof sent === 'number' && sent > 1) {
             const next = await client.query('SELECT x').then(() => 'answered', (e: CertifierError) => e.code);
             expect(next, 'a query after it, asked with no bound').to.equal('INTEGRITY');
           }
@@ -159,6 +162,17 @@ describe('boundMessages: the most rows of an answer (a stand-in database)', func
         expect(e).to.be.instanceOf(CertifierError);
         expect((e as CertifierError).code).to.equal('INTEGRITY');
         expect((e as CertifierError).message).to.contain('more results than the 1 statement key-server sends');
+      });
+
+      it('cuts the connection at a message no query of key-server\'s is answered with, each of which the driver answers (PortalSuspended: another Execute; CopyInResponse: a CopyFail), INTEGRITY', async () => {
+        // A database sending them without reading its side would have the driver's writes pile up in the replica.
+        for (const [type, body] of [['s', Buffer.alloc(0)], ['G', Buffer.from([0, 0, 0])]] as const) {
+          expect(await ask(answerWith([]), 1), 'the same answer without it').to.deep.equal(['r0']);
+          const e = await ask(answerWith([message(type, body)]), 1);
+          expect(e, type).to.be.instanceOf(CertifierError);
+          expect((e as CertifierError).code).to.equal('INTEGRITY');
+          expect((e as CertifierError).message).to.contain(`a message of type '${type}'`);
+        }
       });
     });
   }
