@@ -9,7 +9,7 @@
 // as the database says there were): it keeps them all. boundMessages() reads the header of each
 // message the database sends and cuts the connection at one longer than any key-server asks for,
 // before its body is read, or at a row or result past the most the query asks for (expectRows),
-// before the driver keeps it.
+// before the driver keeps it, or at one the driver would answer though key-server asked for none.
 
 import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -64,12 +64,20 @@ const TYPE_DATA_ROW = 0x44; // 'D'
 /** 'C': a statement's end, after which the driver starts (and keeps) another result. */
 const TYPE_COMMAND_COMPLETE = 0x43;
 const TYPE_READY = 0x5a; // 'Z': the end of a query's answer
+/**
+ * Messages that answer no query key-server sends (it never asks for a portal's rows in parts, nor
+ * COPYs), to each of which the driver replies with one of its own: PortalSuspended ('s') with
+ * another Execute, CopyInResponse ('G') with a CopyFail. Sent by a database that does not read
+ * its side, those replies would pile up in the replica's memory.
+ */
+const UNASKED = new Map([[0x73, 'PortalSuspended'], [0x47, 'CopyInResponse']]);
 
 /**
  * Cuts `client`'s connection, failing what it waits for with INTEGRITY, at a message from the
- * database longer than `maxBytes`, once its header says so, or at a row or a statement's result
- * past the most the query it answers asks for (expectRows; one unless said). Call before connecting. The messages read
- * are the protocol's, under TLS when the connection has it (the raw socket then carries the TLS
+ * database longer than `maxBytes`, once its header says so, at a row or a statement's result
+ * past the most the query it answers asks for (expectRows; one unless said), or at a message that
+ * answers no query key-server sends (UNASKED). Call before connecting. The messages read are the
+ * protocol's, under TLS when the connection has it (the raw socket then carries the TLS
  * negotiation and records, which this does not read).
  *
  * It reads each chunk before the driver does (in the stream's emit of it), and hands the driver
@@ -106,6 +114,8 @@ export function boundMessages(client: Client, maxBytes: number): void {
         // The length counts itself (4 bytes), not the type byte.
         const length = header.readUInt32BE(1);
         if (1 + length > maxBytes) return { at, why: `sent a message of ${1 + length} bytes, more than the ${maxBytes} of any answer key-server asks for` };
+        const unasked = UNASKED.get(header[0]!);
+        if (unasked) return { at, why: `sent a message of type '${String.fromCharCode(header[0]!)}' (${unasked}), which answers no query key-server sends` };
         if (header[0] === TYPE_DATA_ROW && ++rows > bound.rows) return { at, why: `answered a query with more rows than the ${bound.rows} key-server asks for` };
         if (header[0] === TYPE_COMMAND_COMPLETE && ++results > bound.statements) {
           return { at, why: `answered a query with more results than the ${bound.statements} statement${bound.statements === 1 ? '' : 's'} key-server sends` };
