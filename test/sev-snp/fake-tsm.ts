@@ -26,6 +26,8 @@ export interface FakeTsmOptions {
   refusePrivlevel?: boolean;
   /** provider cannot be read (EISDIR here; EIO or EACCES on a machine). */
   unreadableProvider?: boolean;
+  /** inblob cannot be written (EISDIR here; EINVAL or EBUSY from a kernel). */
+  unwritableInblob?: boolean;
   /** Further report fields (policy, TCB, ...); a `vmpl` here overrides the one asked for. */
   fields?: Omit<ReportFields, 'reportData' | 'measurement'>;
 }
@@ -50,6 +52,7 @@ export function serveFakeTsm(dir: string, signer: TestSnpSigner, o: FakeTsmOptio
   const open = (entry: string) => {
     if (o.privlevelFloor !== undefined && !o.hideFloor) writeFileSync(join(entry, 'privlevel_floor'), `${o.privlevelFloor}\n`);
     if (o.refusePrivlevel) mkdirSync(join(entry, 'privlevel')); // a write to it fails (EISDIR)
+    if (o.unwritableInblob) mkdirSync(join(entry, 'inblob'));
     if (o.unreadableProvider) mkdirSync(join(entry, 'provider'));
     else {
       writeFileSync(join(entry, '.provider'), `${o.provider ?? 'sev_guest'}\n`);
@@ -60,6 +63,7 @@ export function serveFakeTsm(dir: string, signer: TestSnpSigner, o: FakeTsmOptio
   const answer = (entry: string) => {
     const inblob = join(entry, 'inblob');
     if (!existsSync(inblob)) return;
+    if (!statSync(inblob).isFile()) return;
     const data = readFileSync(inblob);
     if (data.length !== 64) return; // not written yet, or being written
     const level = join(entry, 'privlevel');

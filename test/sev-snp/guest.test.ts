@@ -150,6 +150,14 @@ describe('SEV-SNP guest: configfs-tsm and the evidence package', () => {
     expect(readdirSync(tsm)).to.deep.equal([]);
   });
 
+  it('refuses with FILE_ERROR, naming the file, an entry whose inblob cannot be written', async () => {
+    fake = serveFakeTsm(tsm, signer, { measurement: MEASUREMENT, unwritableInblob: true });
+    const e = await thrown(requestTsmReport(randomBytes(64), { dir: tsm }));
+    expect(e.code).to.equal('FILE_ERROR');
+    expect(e.message).to.match(/^cannot write .*\/inblob: /);
+    expect(readdirSync(tsm)).to.deep.equal([]);
+  });
+
   it('refuses another TSM provider (not sev_guest) by name', async () => {
     fake = serveFakeTsm(tsm, signer, { measurement: MEASUREMENT, provider: 'tdx_guest' });
     const e = await thrown(requestTsmReport(randomBytes(64), { dir: tsm }));
