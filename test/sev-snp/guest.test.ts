@@ -142,20 +142,16 @@ describe('SEV-SNP guest: configfs-tsm and the evidence package', () => {
     expect(e.message).to.contain(`no configfs-tsm report interface at ${join(tmp.dir, 'nowhere')}`).and.contain('/dev/sev-guest');
   });
 
-  it('refuses with FILE_ERROR, naming the file, an entry whose provider cannot be read (an error of its own code, not a bare system error)', async () => {
-    fake = serveFakeTsm(tsm, signer, { measurement: MEASUREMENT, unreadableProvider: true });
-    const e = await thrown(requestTsmReport(randomBytes(64), { dir: tsm }));
-    expect(e.code).to.equal('FILE_ERROR');
-    expect(e.message).to.match(/^cannot read .*\/provider: /);
-    expect(readdirSync(tsm)).to.deep.equal([]);
-  });
-
-  it('refuses with FILE_ERROR, naming the file, an entry whose inblob cannot be written', async () => {
-    fake = serveFakeTsm(tsm, signer, { measurement: MEASUREMENT, unwritableInblob: true });
-    const e = await thrown(requestTsmReport(randomBytes(64), { dir: tsm }));
-    expect(e.code).to.equal('FILE_ERROR');
-    expect(e.message).to.match(/^cannot write .*\/inblob: /);
-    expect(readdirSync(tsm)).to.deep.equal([]);
+  it('refuses with FILE_ERROR, naming the file, an entry whose provider cannot be read or whose inblob cannot be written (an error with its code, not a bare system error)', async () => {
+    const cases = [[{ unreadableProvider: true }, /^cannot read .*\/provider: /], [{ unwritableInblob: true }, /^cannot write .*\/inblob: /]] as const;
+    for (const [broken, said] of cases) {
+      fake?.stop();
+      fake = serveFakeTsm(tsm, signer, { measurement: MEASUREMENT, ...broken });
+      const e = await thrown(requestTsmReport(randomBytes(64), { dir: tsm }));
+      expect(e.code).to.equal('FILE_ERROR');
+      expect(e.message).to.match(said);
+      expect(readdirSync(tsm)).to.deep.equal([]);
+    }
   });
 
   it('refuses another TSM provider (not sev_guest) by name', async () => {

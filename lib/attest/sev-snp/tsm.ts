@@ -147,7 +147,10 @@ export async function requestTsmReport(reportData: Uint8Array, o: TsmOptions = {
     const floor = await privlevelFloor(entry);
     const asked = floor ?? 0;
     if (asked > 0) await writePrivlevel(entry, asked);
-    await fs.writeFile(join(entry, 'inblob'), reportData);
+    const inblob = join(entry, 'inblob');
+    await fs.writeFile(inblob, reportData).catch((e: unknown) => {
+      throw new CertifierError('FILE_ERROR', `cannot write ${inblob}: ${(e as Error).message}`, { cause: e });
+    });
     const outblob = join(entry, 'outblob');
     const report = await waitFor(outblob, deadline).catch((e: unknown) => {
       throw outblobError(outblob, e, asked, floor);
