@@ -320,8 +320,11 @@ export async function provision(client: KeyClient, store: Cryptstore | undefined
     const first = failures[0]!.error!;
     // Each failure's code, unless all are the one this error has (printed beside its message).
     const one = failures.every((f) => f.error!.code === first.code);
-    // One failure is named with its reason; several with their names (and codes), the first's reason being the cause.
-    const what = failures.length === 1 ? `${shown(failures[0]!.spec.name, 256)}: ${first.message}` : listed(failures.map((f) => `${shown(f.spec.name, 256)}${one ? '' : ` (${f.error!.code})`}`));
+    // Several with their names (and codes), and the reason too when it is the same for all (one
+    // fault, such as the connection timing out or closing); one failure with its reason.
+    const shared = failures.every((f) => f.error!.message === first.message);
+    const names = listed(failures.map((f) => `${shown(f.spec.name, 256)}${one ? '' : ` (${f.error!.code})`}`));
+    const what = shared ? `${names}: ${first.message}` : names;
     throw new CertifierError(first.code, `could not provision ${what}; nothing was written`, { cause: first });
   }
   // A signal while the tags go in ends the run before it can name what failed: say it then.

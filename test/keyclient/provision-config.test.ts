@@ -317,15 +317,22 @@ describe('keyclient: the provisioning config and where secrets may be written', 
     const client = { retrieve: async () => { throw new CertifierError('NOT_FOUND', 'none'); } } as unknown as KeyClient;
     const specs = Array.from({ length: 960 }, (_, i) => ({ name: `missing/${i}`, version: 0, tag: `missing/${i}` }));
     const e = await rejects(provision(client, { has: async () => false } as unknown as Cryptstore, specs), 'NOT_FOUND');
-    expect(e.message).to.contain('"missing/19"; and 940 more; nothing was written').and.not.to.contain('"missing/20"');
+    expect(e.message).to.contain('"missing/19"; and 940 more: none; nothing was written').and.not.to.contain('"missing/20"');
   });
 
   it('provision names each secret\'s code when they differ from the one its error has, and none when all are that one', async () => {
     const specs = ['a', 'b'].map((name) => ({ name, version: 0, tag: name }));
-    const fails = (codes: Record<string, 'NOT_FOUND' | 'ACL_DENIED'>) => ({ retrieve: async (name: string) => { throw new CertifierError(codes[name]!, 'refused'); } }) as unknown as KeyClient;
+    const fails = (codes: Record<string, 'NOT_FOUND' | 'ACL_DENIED'>) => ({ retrieve: async (name: string) => { throw new CertifierError(codes[name]!, `refused ${name}`); } }) as unknown as KeyClient;
     const none = { has: async () => false } as unknown as Cryptstore;
     expect((await rejects(provision(fails({ a: 'NOT_FOUND', b: 'ACL_DENIED' }), none, specs), 'NOT_FOUND')).message).to.equal('could not provision "a" (NOT_FOUND); "b" (ACL_DENIED); nothing was written');
     expect((await rejects(provision(fails({ a: 'ACL_DENIED', b: 'ACL_DENIED' }), none, specs), 'ACL_DENIED')).message).to.equal('could not provision "a"; "b"; nothing was written');
+  });
+
+  it('provision gives the reason once when every secret failed for the same one (the connection timed out or closed), not only the names', async () => {
+    const specs = ['a', 'b'].map((name) => ({ name, version: 0, tag: name }));
+    const cut = { retrieve: async () => { throw new CertifierError('TIMEOUT', 'waiting for an answer from 127.0.0.1:8120 timed out after 2000 ms'); } } as unknown as KeyClient;
+    const e = await rejects(provision(cut, { has: async () => false } as unknown as Cryptstore, specs), 'TIMEOUT');
+    expect(e.message).to.equal('could not provision "a"; "b": waiting for an answer from 127.0.0.1:8120 timed out after 2000 ms; nothing was written');
   });
 
   it('provision refuses, before fetching anything, a LocalPath in a directory (or under one) that its group or other users may write in without the sticky bit: they could replace the secret', async () => {
