@@ -154,22 +154,26 @@ function remote(e: unknown): boolean {
   return e instanceof CertifierError && (e.details?.remote === true || remote(e.cause));
 }
 
-/** A wait of this program's that ran out (the channel's timeoutError) is `e` or what it wraps. */
-function ranOut(e: unknown): boolean {
+/** The wait of this program's that ran out (the channel's timeoutError): `e` or what it wraps. */
+function ranOut(e: unknown): CertifierError | undefined {
   for (let c = e, depth = 0; c instanceof Error && depth < 4; c = c.cause, depth++) {
-    if (isCertifierError(c, 'TIMEOUT') && c.details?.timeoutMs !== undefined) return true;
+    if (isCertifierError(c, 'TIMEOUT') && c.details?.timeoutMs !== undefined) return c;
   }
-  return false;
+  return undefined;
 }
 
 /**
  * `e`, when a wait of ours ran out (it, or the error it wraps: a retrieve's "nothing was written"),
- * saying what may be wrong and that --timeout sets it; any other error (a server's own TIMEOUT,
- * its storage's) as it is.
+ * naming --timeout beside the step that ran out and ending with what may be wrong; any other error
+ * (a server's own TIMEOUT, its storage's) as it is.
  */
 export function explainTimeout(e: unknown, o: { timeout: number }): unknown {
-  if (!isCertifierError(e, 'TIMEOUT') || !ranOut(e)) return e;
-  return new CertifierError('TIMEOUT', `${e.message} (--timeout ${o.timeout}): the server is stopped, overloaded or cut off; a retry may succeed, or give it longer with --timeout`, { cause: e, details: e.details });
+  const step = ranOut(e);
+  if (!isCertifierError(e, 'TIMEOUT') || !step) return e;
+  const flag = `(--timeout ${o.timeout})`;
+  const at = e.message.indexOf(step.message);
+  const said = at < 0 ? `${e.message} ${flag}` : `${e.message.slice(0, at + step.message.length)} ${flag}${e.message.slice(at + step.message.length)}`;
+  return new CertifierError('TIMEOUT', `${said}: the server is stopped, overloaded or cut off; a retry may succeed, or give it longer with --timeout`, { cause: e, details: e.details });
 }
 
 function renderError(command: Command, e: unknown): number {
