@@ -116,7 +116,7 @@ function refusal(r: KeyResponse, req: Partial<KeyRequest> & { action: Action; na
   }
   // Refusals an operator acts on: each says what to do (the server's log has the detail).
   if (code === 'ACL_DENIED' && said === code) {
-    return new CertifierError(code, `the key-server's ACL does not allow this machine to ${action} ${name}: the key-server's log names the machine (and role) in the request's line; to allow it, its operator adds a rule to the ACL, checks it with key-server check-acl and sends key-server SIGHUP (a key-server started without --acl, which lets nobody delete, is restarted with one)`);
+    return new CertifierError(code, `the key-server's ACL does not allow this machine to ${action} ${name}: the key-server's log names the machine (and role) in the request's line; to allow it, its operator adds a rule to the ACL, checks it with key-server check-acl and sends key-server SIGHUP${action === 'delete' ? ' (a key-server started without --acl, which lets nobody delete, is restarted with one)' : ''}`);
   }
   if (code === 'RESERVED_NAME' && said === code) {
     return new CertifierError(code, `the key-server refused to ${action} ${name}: the name is one of the key-server's own (its identity, its storage key, or under key-server/), which no client may address; choose another name`);

@@ -148,6 +148,9 @@ describe('keyclient: answers from a faulty key-server', function () {
   it('says what to do about a refusal by the ACL (ACL_DENIED), of a reserved name (RESERVED_NAME) or of a value never released (NOT_EXPORTABLE)', async () => {
     answer = (req) => failed(req.name, 'ACL_DENIED');
     expect((await rejects(client.delete('k'), 'ACL_DENIED')).message).to.equal('the key-server\'s ACL does not allow this machine to delete "k": the key-server\'s log names the machine (and role) in the request\'s line; to allow it, its operator adds a rule to the ACL, checks it with key-server check-acl and sends key-server SIGHUP (a key-server started without --acl, which lets nobody delete, is restarted with one)');
+    // Only a delete is refused by a key-server without an ACL: the hint of a restart with one is a delete's.
+    const store = (await rejects(client.store('k', utf8('v')), 'ACL_DENIED')).message;
+    expect(store).to.equal('the key-server\'s ACL does not allow this machine to store "k": the key-server\'s log names the machine (and role) in the request\'s line; to allow it, its operator adds a rule to the ACL, checks it with key-server check-acl and sends key-server SIGHUP');
     answer = (req) => failed(req.name, 'RESERVED_NAME');
     expect((await rejects(client.store('key-server/k', utf8('v')), 'RESERVED_NAME')).message).to.equal('the key-server refused to store "key-server/k": the name is one of the key-server\'s own (its identity, its storage key, or under key-server/), which no client may address; choose another name');
     answer = (req) => failed(req.name, 'NOT_EXPORTABLE');
