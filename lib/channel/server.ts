@@ -184,7 +184,14 @@ export async function serve<P>(opts: ServeOptions<P>): Promise<ChannelServer> {
       // hears a cut (UNREACHABLE), never the bare close with which a server refuses.
       const inHandshake = [...raws].filter((raw) => !established.has(raw));
       const dropHandshakes = setTimeout(() => setImmediate(() => {
-        for (const raw of inHandshake) if (!established.has(raw) && !raw.destroyed) raw.resetAndDestroy();
+        for (const raw of inHandshake) {
+          if (established.has(raw) || raw.destroyed) continue;
+          // Ours, not the client's: said as such now, before stopped, and its failed
+          // handshake (ECONNRESET, which would blame the client) is not logged after it.
+          log({ event: 'refused', remote: remoteOf(raw), transport, reason: 'server-closing' });
+          turnedAway.add(raw);
+          raw.resetAndDestroy();
+        }
       }), Math.min(HANDSHAKE_FINISH_MS, Math.max(0, graceMs)));
       dropHandshakes.unref();
       for (const s of sessions) s.drain();

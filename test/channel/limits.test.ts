@@ -563,6 +563,20 @@ describe('channel: limits and timeouts', () => {
     expect(error).to.equal('ECONNRESET');
   });
 
+  it('on close, logs a connection it drops in its TLS handshake as refused server-closing, before stopped, not as a client that reset it', async () => {
+    const server = await h.serve('mtls', { limits: { handshakeTimeoutMs: 30_000 } });
+    const socket = await h.raw(server, 'plain'); // TCP only: never says hello
+    socket.on('error', () => {});
+    await waitFor(() => server.connections === 1, 20_000, 'the connection to be counted');
+    await server.close(30_000);
+    await closed(socket);
+    await sleep(200); // a failed handshake's record, were one to come, comes after the close
+    const refused = h.logs.filter((r) => r.event === 'refused');
+    expect(refused.map((r) => r.reason)).to.deep.equal(['server-closing']);
+    expect(fieldOrder(refused[0]!)).to.deep.equal(['event', 'remote', 'transport', 'reason']);
+    expect(h.logs.at(-1)).to.include({ event: 'stopped' });
+  });
+
   it('on close, lets a client that has done its half of the handshake hear that the server is closing (UNREACHABLE, worth a retry), not take it for a refusal of its certificate', async () => {
     const server = await h.serve('mtls');
     // A proxy that passes the client's hello at once and holds the rest (its certificate and
