@@ -50,7 +50,7 @@ export async function openBundle(bytes: Uint8Array, passphrase: Uint8Array): Pro
   const key = await scrypt(passphrase, b.scrypt.salt, b.scrypt, 32);
   const plain = aeadOpen(key, b.ciphertext, bundleAad(b.scrypt.logN, b.scrypt.r, b.scrypt.p, b.scrypt.salt));
   wipe(key);
-  if (!plain) throw new CertifierError('WRONG_KEY', 'cannot open the bundle: wrong bundle passphrase, or a damaged bundle');
+  if (!plain) throw new CertifierError('WRONG_KEY', 'cannot open the bundle: wrong bundle passphrase, or a damaged bundle', { details: { unlock: 'bundle' } });
   try {
     return checkBundleEntries(plain);
   } catch (e) {

@@ -49,11 +49,20 @@ export async function readPassphraseFile(path: string): Promise<Uint8Array> {
   return b.subarray(0, end);
 }
 
-/** Runs `fn` with the passphrase in the file at `path` (a bundle's), and wipes it however `fn` ends. */
+/**
+ * Runs `fn` with the passphrase in the file at `path` (a bundle's), and wipes it however `fn` ends;
+ * a bundle it did not open is said to be refused with what the file holds by mistake, if anything.
+ */
 export async function withPassphraseFile<T>(path: string, fn: (passphrase: Uint8Array) => Promise<T>): Promise<T> {
   const passphrase = await readPassphraseFile(path);
   try {
     return await fn(passphrase);
+  } catch (e) {
+    if (e instanceof CertifierError && e.code === 'WRONG_KEY' && e.details?.unlock === 'bundle') {
+      const odd = passphraseOddities(path, passphrase);
+      if (odd) throw new CertifierError('WRONG_KEY', `${e.message} (${odd})`, { cause: e, details: e.details });
+    }
+    throw e;
   } finally {
     wipe(passphrase);
   }

@@ -60,5 +60,16 @@ describe('a passphrase file that does not unlock the store', function () {
     expect([r.status, r.out], r.stderr).to.deep.equal([4, '']);
     expect(r.stderr).to.contain(`: wrong passphrase, or damaged metadata (${at('old-spaced')} ends with a space or tab, which is part of the passphrase) [WRONG_KEY]`).and.not.to.contain('new-spaced');
   });
-});
 
+  it('names what a bundle passphrase file holds by mistake when it does not open the bundle (import-store), and nothing of one merely wrong', async () => {
+    const exported = await run('cert-utility', ['export-store', '--store', at('store'), '--passphrase-file', at('right'), '--out', at('bundle'), '--bundle-passphrase-file', pass('bundle-pass', 'opensesame\n'), '--scrypt-log-n', '10']);
+    expect(exported.status, exported.stderr).to.equal(0);
+    const file = pass('bundle-crlf-twice', 'opensesame\r\n\r\n');
+    const r = await run('cert-utility', ['import-store', '--store', at('store'), '--passphrase-file', at('right'), '--in', at('bundle'), '--bundle-passphrase-file', file]);
+    expect([r.status, r.out], r.stderr).to.deep.equal([4, '']);
+    expect(r.stderr).to.contain(`cannot open the bundle: wrong bundle passphrase, or a damaged bundle (${file} ends with a line-end character beyond the one LF or CRLF taken off, which is part of the passphrase) [WRONG_KEY]`);
+    const merely = await run('cert-utility', ['import-store', '--store', at('store'), '--passphrase-file', at('right'), '--in', at('bundle'), '--bundle-passphrase-file', pass('bundle-wrong', 'opensesame!\n')]);
+    expect([merely.status, merely.out], merely.stderr).to.deep.equal([4, '']);
+    expect(merely.stderr).to.contain('wrong bundle passphrase, or a damaged bundle [WRONG_KEY]');
+  });
+});
