@@ -174,7 +174,7 @@ export abstract class StoreRecords {
 
   protected openEntry(tag: string, version: number, raw: Uint8Array): Entry {
     const damaged = (why: string, cause?: unknown) =>
-      new CertifierError('INTEGRITY', `item ${shown(tag, 256)} version ${version} failed its integrity check (${why})`, cause ? { cause } : undefined);
+      new CertifierError('INTEGRITY', `item ${shown(tag, 256)} version ${version} failed its integrity check (${why}): its value cannot be read back; delete-item --tag ${shown(tag, 256)} --version ${version} removes the record`, cause ? { cause } : undefined);
     const plain = aeadOpen(this.dataKey, raw, this.entryAad(tag, version));
     if (!plain) throw damaged('authentication failed');
     let e: ValidEntry;

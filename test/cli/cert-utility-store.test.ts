@@ -378,7 +378,7 @@ describe('cert-utility store commands (transcripts)', function () {
         }
       });
 
-      it('gives exit 4 for a flipped byte in a stored value, and verify-store names it', async () => {
+      it('gives exit 4 for a flipped byte in a stored value, and verify-store names it, each saying how to remove it', async () => {
         const db = new Level<string, Uint8Array>(store, { valueEncoding: 'view' });
         await db.open();
         const [key] = await db.keys({ gt: 'e!', lt: 'e"' }).all();
@@ -389,9 +389,11 @@ describe('cert-utility store commands (transcripts)', function () {
         const r = await cu(withPass('get-item', '--tag', 'k', '--out', '-'));
         expectFailure(r, 4, 'INTEGRITY');
         expect(r.stderr.trim().split('\n')).to.have.length(1);
+        const remedy = `: its value cannot be read back; delete-item --tag "k" --version ${parseInt(key!.slice(-8), 16)} removes the record`;
+        expect(r.stderr).to.contain(remedy);
         const v2 = await cu(withPass('verify-store'));
         expectFailure(v2, 4, 'INTEGRITY');
-        expect(v2.stderr).to.contain('"k"');
+        expect(v2.stderr).to.contain('"k"').and.to.contain(remedy);
       });
 
       it('verify-store names at most 20 damaged records, each key cut short, and counts the rest', async () => {
