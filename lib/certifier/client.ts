@@ -3,7 +3,7 @@
 
 import type { KeyObject } from 'node:crypto';
 import { CertifierError, type ErrorCode } from '../errors/index.ts';
-import { publicKeyOf, toKeyMessage, bytesEqual } from '../crypto/index.ts';
+import { publicKeyOf, toKeyMessage, bytesEqual, toHex } from '../crypto/index.ts';
 import { encode, parseTrustResponse, peerCode } from '../wire/index.ts';
 import { formatCertifierTime, sameKey } from '../policy/index.ts';
 import { validateAdmission, toPem, type ValidatedPeer } from '../pki/index.ts';
@@ -37,20 +37,22 @@ export interface Certified {
 }
 
 /** What a refusal code most often means on the machine's side, when the server says no more. */
-const HINTS: Partial<Record<ErrorCode, string>> = {
+const HINTS: Partial<Record<ErrorCode, string | ((platform: Platform) => string)>> = {
   CLAIM_EXPIRED: 'a policy claim has ended or not begun, or this machine\'s evidence is dated outside it: a policy to renew, or a clock more than 5 minutes off (this one, or the server\'s); the server\'s log has the dates',
   CERT_EXPIRED: 'a certificate is outside its dates: the policy certificate, ending within a minute or ended (no certificate under it lasts longer: replace the policy key, README "Replacing the policy key"), or one in this machine\'s evidence, or a clock is wrong; the server\'s log says which',
   SESSION_MISMATCH: 'the evidence was not made for this connection (a proxy in between?)',
-  MEASUREMENT_NOT_TRUSTED: 'the policy does not trust this machine\'s measurement',
-  PLATFORM_NOT_TRUSTED: 'the policy does not trust this platform',
+  // What to do depends on the platform: a simulated machine names its measurement and platform files with flags.
+  MEASUREMENT_NOT_TRUSTED: (p) => `the policy does not trust this machine's measurement, ${toHex(p.measurement)}: ${p.isTestPlatform ? 'check that --measurement-file is this program\'s (cert-utility measure), or ' : ''}sign a policy that trusts it (make-policy --trust-measurement) and send simpleserver SIGHUP`,
+  PLATFORM_NOT_TRUSTED: (p) => `the policy does not trust this platform: ${p.isTestPlatform ? 'check that --platform-dir holds the files of a platform the policy trusts, or sign a policy that trusts this one (make-policy --trust-platform)' : 'sign a policy that trusts its AMD root (make-policy --trust-amd-root)'} and send simpleserver SIGHUP`,
 };
 
-function refusal(raw: string | undefined): CertifierError {
+function refusal(raw: string | undefined, platform: Platform): CertifierError {
   // Only a code simpleserver sends: its USAGE would pass for this command's own misuse.
   const { code, said } = peerCode(raw, CERTIFIER_CODES);
   // Its own fault: its log says what; nothing on this side to debug (remote: no hint to).
   if (code === 'INTERNAL') return new CertifierError(code, 'the certificate authority failed to certify this machine: a fault of the server, not of this request; its log says what', { details: { remote: true } });
-  const hint = HINTS[code];
+  const known = HINTS[code];
+  const hint = typeof known === 'function' ? known(platform) : known;
   // The code is the error's own (printed beside its message): named here only when the server said another.
   return new CertifierError(code, `the certificate authority refused to certify this machine${said === code ? '' : ` (${said})`}${hint ? `: ${hint}` : ''}`);
 }
@@ -84,7 +86,7 @@ export async function requestCertificate(o: CertifyOptions): Promise<Certified> 
     // ~0.2 ms more CPU per certification (measured with both ends in one process).
     const closed = conn.close().catch(() => {});
     const response = parseTrustResponse(answer);
-    if (response.status !== 'succeeded' || !response.artifact) throw refusal(response.errorCode);
+    if (response.status !== 'succeeded' || !response.artifact) throw refusal(response.errorCode, o.platform);
     const certificate = new Uint8Array(response.artifact);
     // Kept only if this machine can serve and connect with it: a re-run takes a kept one as certified.
     const peer = requireOwnIdentity(validateAdmission({ chain: [certificate], policyCert: o.policyCert, at: now(), usage: 'machine', role: 'newly issued' }), 'the certificate returned', { issued: true });

@@ -176,4 +176,14 @@ describe('init-trust: what it accepts from the server it asks', function () {
     expect(internal.details).to.deep.equal({ remote: true });
     expect((await rejects(ask('MEASUREMENT_NOT_TRUSTED'), 'MEASUREMENT_NOT_TRUSTED')).message).to.contain("the policy does not trust this machine's measurement");
   });
+
+  it('says what to do of a measurement (named) or platform the policy does not trust: check the file given, or sign a policy that trusts it and send simpleserver SIGHUP', async () => {
+    const { policyCert, platform, authority } = await setup();
+    const authKey = (await generateKeyPair('p256')).privateKey;
+    const ask = async (errorCode: string) => requestCertificate({ host: '127.0.0.1', port: (await answering(authority.key, authority.cert, policyCert, { errorCode })).port, policyCert, platform, authKey });
+    expect((await rejects(ask('MEASUREMENT_NOT_TRUSTED'), 'MEASUREMENT_NOT_TRUSTED')).message).to.contain(
+      `the policy does not trust this machine's measurement, ${Buffer.from(platform.measurement).toString('hex')}: check that --measurement-file is this program's (cert-utility measure), or sign a policy that trusts it (make-policy --trust-measurement) and send simpleserver SIGHUP`);
+    expect((await rejects(ask('PLATFORM_NOT_TRUSTED'), 'PLATFORM_NOT_TRUSTED')).message).to.contain(
+      'the policy does not trust this platform: check that --platform-dir holds the files of a platform the policy trusts, or sign a policy that trusts this one (make-policy --trust-platform) and send simpleserver SIGHUP');
+  });
 });
