@@ -229,7 +229,13 @@ export function addTrustCommands(program: Command): void {
       const platform = await loadPlatform(P, o);
       // Before certifying: a request that cannot be saved should not cost a certification.
       if (o.saveEvidence) refuseOwnFiles(o.saveEvidence, storeFiles(o, o.policyCert), `--save-evidence ${o.saveEvidence}`);
-      if (o.saveEvidence) await checkWritable(o.saveEvidence, { exclusive: true });
+      if (o.saveEvidence) {
+        await checkWritable(o.saveEvidence, { exclusive: true }).catch((e: unknown) => {
+          // --force certifies again and replaces nothing here: say what does help.
+          if (!(e instanceof CertifierError && e.code === 'ALREADY_EXISTS')) throw e;
+          throw new CertifierError('ALREADY_EXISTS', `${e.message}; --save-evidence never replaces a file: name a new one, or move this one away`, { cause: e });
+        });
+      }
       // A store this run makes goes again if certification fails or is interrupted (until keep()).
       const { store, keep, close } = await withProtector(P, o, (protector) => openToCertify(P, o.store, protector, ['SIGINT', 'SIGTERM', 'SIGHUP']), platform);
       let sent: Uint8Array | undefined;

@@ -33,5 +33,7 @@ describe('ALREADY_EXISTS and --force', function () {
       '--store', at('store'), '--key-file', at('key'), '--platform-dir', at('platform'), '--measurement-file', at('m'), '--save-evidence', at('evidence')]);
     expect(r.status, r.stderr).to.equal(1);
     expect(r.stderr).to.contain('[ALREADY_EXISTS]').and.not.to.contain('hint:');
+    // What to do instead, in the message: --force would not help.
+    expect(r.stderr).to.contain(`cannot write ${at('evidence')}: already exists; --save-evidence never replaces a file: name a new one, or move this one away [ALREADY_EXISTS]`);
   });
 });
