@@ -102,7 +102,9 @@ export async function exportStore(
   const exportable = new Set<string>(); // the tags of exportable entries, taken or not
   const leftOut = new Set<string>();
   let bytes = 0;
+  const present = new Set<string>(); // every tag seen, to say which of those asked for is there but not exportable
   const entries = await store.entriesWhere((e) => {
+    present.add(e.tag);
     if (!e.exportable) return false;
     exportable.add(e.tag);
     if (tags?.length) {
@@ -120,12 +122,24 @@ export async function exportStore(
   });
   try {
     const missing = (tags ?? []).filter((t) => !exportable.has(t));
-    if (missing.length) throw new CertifierError('INVALID_INPUT', `no exportable item is tagged ${missing.map((t) => JSON.stringify(t)).join(', ')}`);
+    if (missing.length) throw new CertifierError('INVALID_INPUT', `no exportable item is tagged ${quoted(missing)}: ${whyMissing(missing, present)}`);
     const bundle = await sealBundle(entries, passphrase, cost);
     return { bundle, entries: entries.map(({ blob, ...info }) => info), leftOut: [...leftOut] };
   } finally {
     wipe(...entries.map((e) => e.blob)); // each decrypted here, for this bundle alone
   }
+}
+
+const quoted = (tags: string[]) => tags.map((t) => JSON.stringify(t)).join(', ');
+
+/** Of tags asked for with no exportable item, which are there but not exportable, and which not there at all. */
+function whyMissing(missing: string[], present: Set<string>): string {
+  const kept = missing.filter((t) => present.has(t));
+  const absent = missing.filter((t) => !present.has(t));
+  return [
+    ...(kept.length ? [`${quoted(kept)} ${kept.length === 1 ? 'is' : 'are'} not exportable (an item is exportable only if it was stored with --exportable)`] : []),
+    ...(absent.length ? [`no item is tagged ${quoted(absent)}`] : []),
+  ].join('; ');
 }
 
 /** Imports a bundle into `store`, keeping versions; refuses existing tag+versions unless `force`. */

@@ -1216,6 +1216,8 @@ describe('cryptstore', () => {
         expect(entries.map((e) => e.tag)).to.deep.equal(['two']);
         const e = await rejects(exportStore(s, utf8('bundle pass'), CHEAP, ['two', 'kept', 'absent']), 'INVALID_INPUT');
         expect(e.message).to.contain('"kept", "absent"');
+        // Which of them is there but not exportable, and what makes an item exportable.
+        expect(e.message).to.equal('no exportable item is tagged "kept", "absent": "kept" is not exportable (an item is exportable only if it was stored with --exportable); no item is tagged "absent"');
       } finally {
         await s.close();
       }
