@@ -132,12 +132,15 @@ export async function exportStore(
 
 const quoted = (tags: string[]) => tags.map((t) => JSON.stringify(t)).join(', ');
 
+/** What makes an item exportable, said where one is wanted and none is. */
+export const EXPORTABLE_IF = 'an item is exportable only if it was stored with --exportable';
+
 /** Of tags asked for with no exportable item, which are there but not exportable, and which not there at all. */
 function whyMissing(missing: string[], present: Set<string>): string {
   const kept = missing.filter((t) => present.has(t));
   const absent = missing.filter((t) => !present.has(t));
   return [
-    ...(kept.length ? [`${quoted(kept)} ${kept.length === 1 ? 'is' : 'are'} not exportable (an item is exportable only if it was stored with --exportable)`] : []),
+    ...(kept.length ? [`${quoted(kept)} ${kept.length === 1 ? 'is' : 'are'} not exportable (${EXPORTABLE_IF})`] : []),
     ...(absent.length ? [`no item is tagged ${quoted(absent)}`] : []),
   ].join('; ');
 }

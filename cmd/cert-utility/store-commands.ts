@@ -11,7 +11,7 @@ import { checkWritable, commitAll, refuseOwnFiles, refuseReplaceable, refuseRepl
 import { itemValue } from '../../lib/pki/index.ts';
 import { isAdmissionCertTag, isIdentityTag } from '../../lib/certifier/index.ts';
 import { STORAGE_KEY_TAG } from '../../lib/keyservice/keystore.ts';
-import { Cryptstore, MAX_BLOB_BYTES, MAX_BUNDLE_BYTES, describeDeleted, exportStore, importStore, type EntryInfo } from '../../cryptstore/index.ts';
+import { Cryptstore, EXPORTABLE_IF, MAX_BLOB_BYTES, MAX_BUNDLE_BYTES, describeDeleted, exportStore, importStore, type EntryInfo } from '../../cryptstore/index.ts';
 import { fileOut, note, subcommand, versionOf, type JsonOption } from '../common/cli.ts';
 import { changeStore, scryptCost, scryptOption, storeOptions, withPassphraseFile, withProtector, withStore, type ProtectionOptions } from '../common/protection.ts';
 import { outputResult, readInput, refuseOutput, storeFiles, writeOutput } from '../common/io.ts';
@@ -138,6 +138,7 @@ export function addStoreCommands(program: Command): void {
       });
       await writeFileAtomic(o.out, bundle, { exclusive: !o.force });
       if (leftOut.length) note(P, `left out ${leftOut.map((t) => shown(t, 256)).join(', ')}, ${GUARDED.what}: name it with --tag to export it`);
+      else if (!entries.length) note(P, `the bundle holds no item: none of the store's items is exportable (${EXPORTABLE_IF})`);
       return { json: { out: o.out, items: entries, ...(leftOut.length ? { leftOut } : {}) }, text: [`exported ${entries.length} item version(s) to ${o.out}`] };
     })))
     .requiredOption('--out <file>', 'bundle file to write (0600)', fileOut)

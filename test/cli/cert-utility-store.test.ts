@@ -745,6 +745,14 @@ describe('cert-utility store commands (transcripts)', function () {
       expectFailure(await cu(o('import-store', '--in', 'bundle.bin', '--bundle-passphrase-file', 'other-pass')), 4, 'WRONG_KEY');
     });
 
+    it('says so when the bundle it writes holds no item, as none is exportable (exit 0: a bundle of nothing imports as nothing)', async () => {
+      await cu(withPass('put-item', '--tag', 'private', '--in', '-'), { input: 'p1' });
+      writeFileSync(join(tmp.dir, 'bundle-pass'), 'bundle secret\n');
+      const e = await cu(withPass('export-store', '--out', 'empty.bin', '--bundle-passphrase-file', 'bundle-pass', ...CHEAP));
+      expect([e.status, e.out], e.stderr).to.deep.equal([0, 'exported 0 item version(s) to empty.bin\n']);
+      expect(e.stderr).to.contain('cert-utility: the bundle holds no item: none of the store\'s items is exportable (an item is exportable only if it was stored with --exportable)');
+    });
+
     it('refuses to import the last version number (2147483647) without --force; once forced, put-item says no later version can be stored under the tag', async () => {
       const last = { tag: 'maxed', type: 'binary-blob' as const, version: 2147483647, timeEntered: new Date().toISOString(), blob: utf8('m'), exportable: true, size: 1 };
       writeFileSync(join(tmp.dir, 'bundle.bin'), await sealBundle([last], utf8('bundle secret'), { logN: 10, r: 8, p: 1 }));
