@@ -157,7 +157,7 @@ export async function makePrivateDir(dir: string, what: string): Promise<void> {
 export async function refuseNonRegular(path: string): Promise<void> {
   const st = await fs.lstat(path).catch(() => undefined);
   if (!st || st.isFile()) return;
-  if (st.isDirectory()) throw fileError('write', path, Object.assign(new Error('directory'), { code: 'EISDIR' }));
+  if (st.isDirectory()) throw directoryThere(path);
   const target = st.isSymbolicLink() ? await fs.readlink(path).catch(() => '?') : '';
   // /dev/stdout is a link to /proc/self/fd/1.
   const toFd = /^\/(proc\/self\/fd|dev\/fd)\//.test(target);
@@ -168,6 +168,11 @@ export async function refuseNonRegular(path: string): Promise<void> {
   throw new CertifierError('FILE_ERROR', `cannot write ${path}: it is ${what}; nothing was replaced`);
 }
 
+/** A directory where a file is to be written, which no --force replaces: what to name instead. */
+function directoryThere(path: string): CertifierError {
+  return new CertifierError('FILE_ERROR', `cannot write ${path}: is a directory; name a file (in it, or elsewhere); nothing was written`);
+}
+
 /**
  * FILE_ERROR for a path that by its form names a directory ("out/", "out/.", ".."): dirname() would
  * take "o/new/" to be "new" in "o", and rename() refuses it. Says whether one is there. (A
@@ -176,7 +181,7 @@ export async function refuseNonRegular(path: string): Promise<void> {
 export async function refuseDirectoryName(path: string): Promise<void> {
   if (!path.endsWith(sep) && basename(path) !== '.' && basename(path) !== '..') return;
   const isDir = (await fs.stat(path).catch(() => undefined))?.isDirectory();
-  if (isDir) throw fileError('write', path, Object.assign(new Error('directory'), { code: 'EISDIR' }));
+  if (isDir) throw directoryThere(path);
   const ending = path.endsWith(sep) ? sep : `${sep}${basename(path)}`;
   throw new CertifierError('FILE_ERROR', `cannot write ${path}: a name ending in "${ending}" is a directory's; name the file itself`);
 }

@@ -225,6 +225,8 @@ describe('lib/files', () => {
       expect((await rejects(write(`${join(tmp.dir, 'sub', 'new')}/`), 'FILE_ERROR')).message).to.contain('new/: a name ending in "/" is a directory\'s; name the file itself');
       expect((await rejects(write(`${join(tmp.dir, 'none')}/.`), 'FILE_ERROR')).message).to.contain('none/.: a name ending in "/." is a directory\'s; name the file itself');
       expect((await rejects(write(`${join(tmp.dir, 'sub')}/`), 'FILE_ERROR')).message).to.contain('sub/: is a directory');
+      // And what to give instead: a file's name, in it or elsewhere.
+      expect((await rejects(write(join(tmp.dir, 'sub')), 'FILE_ERROR')).message).to.equal(`cannot write ${join(tmp.dir, 'sub')}: is a directory; name a file (in it, or elsewhere); nothing was written`);
     }
     expect(readdirSync(join(tmp.dir, 'sub'))).to.deep.equal([]);
   });
