@@ -144,6 +144,8 @@ function isoTime(text: string, flag: string): Date {
   const [year, month, day, hour, minute, second = 0, offH = 0, offM = 0] = m.slice(1).map((v) => (v === undefined ? undefined : Number(v))) as number[];
   const fits = calendarTime(year!, month!, day!, hour!, minute!, second) !== undefined && offH <= 23 && offM <= 59;
   const at = new Date(text);
-  if (!fits || !Number.isFinite(at.getTime())) throw new CertifierError('USAGE', `${flag} "${text}" is not a time`);
+  if (!fits || !Number.isFinite(at.getTime())) {
+    throw new CertifierError('USAGE', `${flag} "${text}" is not a time: a field is out of its range (a month from 1 to 12, a day its month has, an hour from 0 to 23, minutes and seconds from 0 to 59, an offset below 24:00)`);
+  }
   return at;
 }

@@ -251,7 +251,7 @@ describe('usage mistakes across the programs (exit 2, before any work)', () => {
     const [leap, none] = await Promise.all([explain('0000-02-29T00:00:00Z'), explain('0100-02-29T00:00:00Z')]);
     expect(leap.stderr).to.contain('cannot read none.pem').and.contain('[FILE_ERROR]'); // past the flags, to the files
     expect(none.status).to.equal(2);
-    expect(none.stderr).to.contain('--at "0100-02-29T00:00:00Z" is not a time');
+    expect(none.stderr).to.contain('--at "0100-02-29T00:00:00Z" is not a time: a field is out of its range (a month from 1 to 12, a day its month has, an hour from 0 to 23, minutes and seconds from 0 to 59, an offset below 24:00) [USAGE]');
   });
 
   it('refuses port 0 where a server is to be reached (it means "any port" only to listen)', async () => {
