@@ -82,7 +82,7 @@ export class KeyFileProtector implements Protector {
 
   constructor(material: Uint8Array, label = 'the key file') {
     if (material.length < MIN_KEY_FILE_BYTES) {
-      throw new CertifierError('INVALID_INPUT', `${label} holds ${material.length} bytes; a key file needs at least ${MIN_KEY_FILE_BYTES} random bytes`);
+      throw new CertifierError('INVALID_INPUT', `${label} holds ${material.length} bytes; a key file needs at least ${MIN_KEY_FILE_BYTES} random bytes: make one with cert-utility new-key-file --out FILE`);
     }
     this.material = secretCopy(material);
     this.description = label;

@@ -370,6 +370,14 @@ describe('cert-utility store commands (transcripts)', function () {
         expect(existsSync(join(tmp.dir, 'sticky', 'bundle.bin'))).to.equal(true);
       });
 
+      it('refuses a key file shorter than 32 bytes, saying how to make one (new-key-file), and makes no store', async () => {
+        writeFileSync(join(tmp.dir, 'short.key'), 'x\n', { mode: 0o600 });
+        const r = await cu(['create-store', '--store', 'short-store', '--key-file', 'short.key']);
+        expectFailure(r, 1, 'INVALID_INPUT');
+        expect(r.stderr).to.contain('the key file short.key holds 2 bytes; a key file needs at least 32 random bytes: make one with cert-utility new-key-file --out FILE');
+        expect(existsSync(join(tmp.dir, 'short-store'))).to.equal(false);
+      });
+
       it('names the missing directory of an --out file', async () => {
         for (const args of [withPass('get-item', '--tag', 'k', '--out', 'nodir/x'), ['new-key-file', '--out', 'nodir/x']]) {
           const r = await cu(args);
