@@ -203,12 +203,13 @@ export function addStoreCommands(program: Command): void {
   storeOptions(subcommand<StoreOpts>(program, 'print-store', 'describe the store and its items (never values)',
     async (o) => {
       const { info, items } = await withStore(P, o, async (s) => ({ info: s.info, items: await s.list() }));
-      const scrypt = info.protection.scrypt ? ` (scrypt N=2^${info.protection.scrypt.logN}, r=${info.protection.scrypt.r}, p=${info.protection.scrypt.p})` : '';
+      const { scrypt: cost, platform } = info.protection;
+      const detail = cost ? ` (scrypt N=2^${cost.logN}, r=${cost.r}, p=${cost.p})` : platform ? ` (platform ${printableName(platform)})` : '';
       return {
         json: { store: info, items },
         text: [
           `store       ${info.path}`, `format      ${info.formatVersion}`, `id          ${info.storeId}`,
-          `created     ${info.created}`, `protection  ${info.protection.kind}${scrypt}`, `items       ${items.length}`,
+          `created     ${info.created}`, `protection  ${info.protection.kind}${detail}`, `items       ${items.length}`,
           ...items.map((e) => `  ${entryLine(e)}`),
         ],
       };

@@ -856,6 +856,17 @@ describe('cert-utility store commands (transcripts)', function () {
       expect(p.out).not.to.contain('hidden-value');
     });
 
+    it('prints a sealed store\'s platform, as --json has it', async () => {
+      writeFileSync(join(tmp.dir, 'program'), 'a program\n');
+      for (const args of [['generate-platform-keys', '--out-dir', 'platform'], ['measure', 'program', '--out', 'program.measurement']]) expect((await cu(args)).status).to.equal(0);
+      const sealed = ['--store', 'sealed-store', '--sealed', '--platform-dir', 'platform', '--measurement-file', 'program.measurement'];
+      expect((await cu(['create-store', ...sealed])).status).to.equal(0);
+      const p = await cu(['print-store', ...sealed]);
+      expect(p.status, p.stderr).to.equal(0);
+      expect(p.out).to.contain('protection  sealed (platform simulated-enclave)\n');
+      expect((await cu(['print-store', ...sealed, '--json'])).json().store.protection).to.deep.equal({ kind: 'sealed', platform: 'simulated-enclave' });
+    });
+
     it('generates keys of every algorithm as serialized key_messages', async () => {
       for (const alg of ['aes-256-gcm', 'p256', 'p384', 'rsa2048']) {
         const r = await cu(withPass('generate-key', '--tag', `key-${alg}`, '--alg', alg, '--json'));
