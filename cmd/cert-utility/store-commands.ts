@@ -68,7 +68,10 @@ export function addStoreCommands(program: Command): void {
       if (isAdmissionCertTag(o.tag) && o.type !== 'X509-der-cert') {
         throw new CertifierError('USAGE', `the tag ${printableName(o.tag)} is where a machine keeps its admission certificate: give --type X509-der-cert (it takes PEM or DER and stores DER)`);
       }
-      const input = await readInput(o.in, MAX_BLOB_BYTES);
+      const input = await readInput(o.in, MAX_BLOB_BYTES).catch((e: unknown) => {
+        if (!(e instanceof CertifierError && e.details?.limit === MAX_BLOB_BYTES)) throw e;
+        throw new CertifierError('INVALID_INPUT', `${e.message}, the most an item holds (${MAX_BLOB_BYTES / 1024 / 1024} MiB): keep a larger value elsewhere, under a key stored here`, { cause: e });
+      });
       // An empty item is a mistake (stdin closed, or /dev/null), not a secret: as key-client store.
       if (input.length === 0) throw new CertifierError('INVALID_INPUT', `nothing to store: ${o.in === '-' ? 'standard input' : o.in} is empty`);
       // A certificate item holds DER; PEM input is converted (and anything else refused).

@@ -26,7 +26,8 @@ async function withReadHandle<T>(path: string, flags: number, read: (handle: fs.
   }
 }
 
-const tooLarge = (path: string, limit: number) => new CertifierError('INVALID_INPUT', `${path} is larger than ${limit} bytes`);
+/** An input over `limit`; details.limit lets a command say what the limit is for. */
+const tooLarge = (path: string, limit: number) => new CertifierError('INVALID_INPUT', `${path} is larger than ${limit} bytes`, { details: { limit } });
 
 /**
  * Reads a whole file, refusing files larger than `limit`. With `regularOnly`, anything but a
@@ -94,7 +95,7 @@ export async function readStdin(limit = DEFAULT_READ_LIMIT): Promise<Uint8Array>
   try {
     for await (const chunk of process.stdin) {
       total += (chunk as Buffer).length;
-      if (total > limit) throw new CertifierError('INVALID_INPUT', `standard input is larger than ${limit} bytes`);
+      if (total > limit) throw tooLarge('standard input', limit);
       chunks.push(chunk as Buffer);
     }
   } catch (e) {

@@ -663,7 +663,7 @@ describe('cert-utility store commands (transcripts)', function () {
       truncateSync(join(tmp.dir, 'big'), 16 * 1024 * 1024 + 1); // sparse: nothing written to disk
       const r = await cu(withPass('put-item', '--tag', 'big', '--in', 'big'));
       expectFailure(r, 1, 'INVALID_INPUT');
-      expect(r.stderr).to.contain('big is larger than 16777216 bytes');
+      expect(r.stderr).to.contain('big is larger than 16777216 bytes, the most an item holds (16 MiB): keep a larger value elsewhere, under a key stored here');
       expectFailure(await cu(withPass('get-item', '--tag', 'big', '--out', '-')), 1, 'NOT_FOUND');
     });
 
