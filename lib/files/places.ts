@@ -170,7 +170,8 @@ export async function refuseNonRegular(path: string): Promise<void> {
 
 /** A directory where a file is to be written, which no --force replaces: what to name instead. */
 function directoryThere(path: string): CertifierError {
-  return new CertifierError('FILE_ERROR', `cannot write ${path}: is a directory; name a file (in it, or elsewhere); nothing was written`);
+  // The errno kept as its cause, for callers that say a failure in their own words (the audit log's rotation).
+  return new CertifierError('FILE_ERROR', `cannot write ${path}: is a directory; name a file (in it, or elsewhere); nothing was written`, { cause: Object.assign(new Error('directory'), { code: 'EISDIR' }) });
 }
 
 /**
