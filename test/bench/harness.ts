@@ -16,6 +16,8 @@ export interface BenchOptions {
   quick: boolean;
   /** Run only the sections whose name contains one of these (case-insensitive); all when empty. */
   only: string[];
+  /** How long a timed section (the soak) runs, when given. */
+  minutes?: number;
 }
 
 export function parseArgs(argv: string[]): BenchOptions {
@@ -25,8 +27,14 @@ export function parseArgs(argv: string[]): BenchOptions {
     if (a === '--quick') opts.quick = true;
     else if (a === '--only') opts.only.push(argv[++i] ?? '');
     else if (a.startsWith('--only=')) opts.only.push(a.slice('--only='.length));
+    else if (a === '--minutes' || a.startsWith('--minutes=')) {
+      const v = a === '--minutes' ? argv[++i] : a.slice('--minutes='.length);
+      const n = Number(v);
+      if (!(n > 0 && n <= 7 * 24 * 60)) throw new Error(`--minutes wants a number of minutes above 0 (up to a week), not ${v}`);
+      opts.minutes = n;
+    }
     else if (a === '--help' || a === '-h') {
-      process.stdout.write('usage: npm run bench [-- --quick] [--only <section substring>]\n');
+      process.stdout.write('usage: npm run bench [-- --quick] [--only <section substring>] [--minutes N (the soak, run only with --only soak)]\n');
       process.exit(0);
     } else throw new Error(`unknown argument ${a}`);
   }
@@ -173,6 +181,11 @@ export interface SectionContext {
 export interface SectionSpec {
   /** Column headings. */
   columns: { case: string; baseline?: string; subject: string };
+  /**
+   * A long section (the soak) is left out unless an --only contains this word: a substring
+   * choosing others (`--only key-server`) does not start it.
+   */
+  selectedBy?: string;
 }
 
 interface Section extends SectionSpec {
@@ -287,7 +300,10 @@ export async function runSections(options: BenchOptions, out: (s: string) => voi
   for (const [k, v] of [...machineFacts(), ['temp dir', `${root} (removed at the end)`]]) out(`  ${(k + ':').padEnd(14)}${v}\n`);
 
   let n = 0;
-  const chosen = sections.filter((s) => options.only.length === 0 || options.only.some((o) => s.name.toLowerCase().includes(o.toLowerCase())));
+  const only = options.only.map((o) => o.toLowerCase());
+  const chosen = sections.filter((s) => s.selectedBy
+    ? only.some((o) => o.includes(s.selectedBy!))
+    : only.length === 0 || only.some((o) => s.name.toLowerCase().includes(o)));
   for (const s of chosen) {
     const notes: string[] = [];
     const dirs: string[] = [];

@@ -39,7 +39,7 @@ export function readRss(pid: number): Rss {
   return { rssKiB: kib('VmRSS'), anonKiB: kib('RssAnon'), fileKiB: kib('RssFile'), peakKiB: kib('VmHWM') };
 }
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 // Children still running if the run ends abruptly (a crash, Ctrl-C): killed by pid on the way out.
 const live = new Set<ChildProcess>();
@@ -48,13 +48,14 @@ process.on('exit', () => {
 });
 
 /** A started key-server: its port, and a stop that waits for the exit. */
-interface Child {
+export interface Child {
   pid: number;
   port: number;
   stop(): Promise<void>;
 }
 
-function spawnKeyServer(args: string[], cwd: string): Promise<Child> {
+/** Starts `key-server serve ARGS` from cmd/bin (its log read and dropped but for the end), resolved once it listens. */
+export function spawnKeyServer(args: string[], cwd: string): Promise<Child> {
   const env = { ...process.env };
   delete env.CRYPTSTORE_PASSPHRASE;
   const proc: ChildProcess = spawn(process.execPath, [KEY_SERVER, 'serve', ...args], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
