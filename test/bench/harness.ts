@@ -50,6 +50,16 @@ export function median(xs: number[]): number {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
+/** Least-squares slope of y over x. */
+export function slope(points: [number, number][]): number {
+  const n = points.length;
+  if (n < 2) return NaN;
+  const mx = points.reduce((a, [x]) => a + x, 0) / n;
+  const my = points.reduce((a, [, y]) => a + y, 0) / n;
+  const sxx = points.reduce((a, [x]) => a + (x - mx) ** 2, 0);
+  return sxx === 0 ? NaN : points.reduce((a, [x, y]) => a + (x - mx) * (y - my), 0) / sxx;
+}
+
 /** Repeated measurements of one rate (ops/s). */
 export interface Stat {
   median: number;
@@ -282,6 +292,14 @@ export interface RunSummary {
   failed: string[];
 }
 
+/** The sections `--only` values choose: all but those with selectedBy when there are none. */
+export function selected<S extends { name: string; selectedBy?: string }>(all: S[], only: string[]): S[] {
+  const words = only.map((o) => o.toLowerCase());
+  return all.filter((s) => s.selectedBy
+    ? words.some((o) => o.includes(s.selectedBy!))
+    : words.length === 0 || words.some((o) => s.name.toLowerCase().includes(o)));
+}
+
 /** Runs every registered (and selected) section, printing each table as it completes. */
 export async function runSections(options: BenchOptions, out: (s: string) => void = (s) => process.stdout.write(s)): Promise<RunSummary> {
   const root = mkdtempSync(join(tmpdir(), 'certifier-bench-'));
@@ -300,11 +318,7 @@ export async function runSections(options: BenchOptions, out: (s: string) => voi
   for (const [k, v] of [...machineFacts(), ['temp dir', `${root} (removed at the end)`]]) out(`  ${(k + ':').padEnd(14)}${v}\n`);
 
   let n = 0;
-  const only = options.only.map((o) => o.toLowerCase());
-  const chosen = sections.filter((s) => s.selectedBy
-    ? only.some((o) => o.includes(s.selectedBy!))
-    : only.length === 0 || only.some((o) => s.name.toLowerCase().includes(o)));
-  for (const s of chosen) {
+  for (const s of selected(sections, options.only)) {
     const notes: string[] = [];
     const dirs: string[] = [];
     const ctx: SectionContext = {

@@ -21,7 +21,7 @@ import { isCertifierError } from '../../lib/errors/index.ts';
 import { KeyClient, type KeyClientOptions } from '../../lib/keyclient/index.ts';
 import { certifiedStore, issueLeaf, machineIdentity, makeDomain, presentedIdentity, type Leaf } from './domain.ts';
 import { readRss, sleep, spawnKeyServer, type Child } from './keyserver-memory.ts';
-import { formatTable, section, stat, type SectionContext } from './harness.ts';
+import { formatTable, section, slope, stat, type SectionContext } from './harness.ts';
 
 const SAMPLE_MS = 30_000;
 /** This process's CPU, as a share of one core, that the load may take. */
@@ -100,16 +100,6 @@ async function expecting(p: Promise<unknown>, ...codes: ('NOT_FOUND' | 'ACL_DENI
     if (codes.some((c) => isCertifierError(e, c))) return 'refused';
     throw e;
   }
-}
-
-/** Least-squares slope of y over x. */
-export function slope(points: [number, number][]): number {
-  const n = points.length;
-  if (n < 2) return NaN;
-  const mx = points.reduce((a, [x]) => a + x, 0) / n;
-  const my = points.reduce((a, [, y]) => a + y, 0) / n;
-  const sxx = points.reduce((a, [x]) => a + (x - mx) ** 2, 0);
-  return sxx === 0 ? NaN : points.reduce((a, [x, y]) => a + (x - mx) * (y - my), 0) / sxx;
 }
 
 interface Sample {

@@ -59,6 +59,7 @@ describe('benchmark smoke run (--quick)', function () {
 
   it('runs every section without a failure', () => {
     expect(run.out).not.to.contain('SECTION FAILED');
+    expect(run.out, 'the soak runs only when --only names it').not.to.match(/^== soak/m);
     expect(run.out).to.match(/^== certifications vs mutual-TLS handshakes \(8 concurrent clients, one connection each, loopback\) ==$/m);
   });
 
