@@ -80,7 +80,7 @@ export function loadPolicy(bytes: Uint8Array, policyKey: KeyObject): Policy {
     const what = `policy claim ${i + 1}`;
     const c = verifySignedClaim(sc, 'POLICY_INVALID', what);
     if (!sameKey(c.signer, policyKey)) {
-      throw new CertifierError('POLICY_INVALID', `${what} is signed by ${keyLabel(c.signer)}, not by the policy key ${keyLabel(policyKey)}`);
+      throw new CertifierError('POLICY_INVALID', `${what} is signed by ${keyLabel(c.signer)}, not by the policy key ${keyLabel(policyKey)}`, { details: { reason: 'other-signer' } });
     }
     const inner = c.clause.clause;
     const unsupported = () => new CertifierError('POLICY_INVALID', `${what} says something this program does not understand: ${describeClause(c.clause)}`);

@@ -1135,6 +1135,10 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
       const keyAsCert = await cu(['print-policy', '--policy', 'policy.bin', '--policy-cert', 'policy-key.pem']);
       expect(keyAsCert.status, keyAsCert.stderr).to.equal(1);
       expect(keyAsCert.stderr).to.contain('policy-key.pem: the PEM text holds no CERTIFICATE block');
+      // A platform's certificate is self-signed and a CA too, so it passes for one: the refusal says what it is.
+      const platformAsPolicy = await cu(['print-policy', '--policy', 'policy.bin', '--policy-cert', 'platform/platform-cert.pem']);
+      expect(platformAsPolicy.status, platformAsPolicy.stderr).to.equal(4);
+      expect(platformAsPolicy.stderr).to.contain('not by the policy key').and.to.contain('platform/platform-cert.pem is not a policy certificate but a platform\'s certificate (CN=platformKey').and.to.contain('[POLICY_INVALID]');
     });
 
     it('refuses an EC key whose curve is given by its parameters (openssl -param_enc explicit) as the policy key, a machine\'s key or a platform\'s certificate (INVALID_KEY), naming the file', async () => {
