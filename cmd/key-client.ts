@@ -9,6 +9,7 @@ import { toHex } from '../lib/crypto/index.ts';
 import { ENTRY_TYPES, printableName, shown, tagProblem, visibleJson, type EntryType } from '../lib/wire/index.ts';
 import { checkWritable, DirChecks, readFileLimited, sweepLeftovers, type Leftover, type OwnFiles } from '../lib/files/index.ts';
 import { JsonItemsText } from '../lib/util/json.ts';
+import { SET_CLOCK } from '../lib/util/clock.ts';
 import { itemValue, readCertificateChain, readCertificateSummary, withDateFix, type ValidatedPeer } from '../lib/pki/index.ts';
 import { endsWithPolicyCert, isIdentityTag, loadIdentity, noRenewalPast, renewDue } from '../lib/certifier/index.ts';
 import { KeyClient, checkServer, fetchAll, keepAll, provision, readProvisionConfig, refuseBeforeFetching, sweepDestinations, type KeyClientOptions, type ResourceInfo, type SecretSpec } from '../lib/keyclient/index.ts';
@@ -345,7 +346,7 @@ function credentialInForce(chain: Uint8Array[], policyCert: Uint8Array): ReturnT
   } catch (e) {
     throw withDateFix(e, {
       expired: 'have the policy key\'s holder issue a new one (cert-utility issue-role-cert), or set this machine\'s clock right if it is wrong (README "Clocks")',
-      notYetValid: 'this machine\'s clock is behind the one it was issued by; set it right (README "Clocks")',
+      notYetValid: (behind) => `this machine's clock is ${behind} behind that of the machine that issued it: ${SET_CLOCK}`,
     });
   }
 }

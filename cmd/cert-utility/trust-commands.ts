@@ -7,7 +7,8 @@ import { escapeInvisible, printableName } from '../../lib/wire/index.ts';
 import { exportPrivateKey, generateKeyPair, toHex, type KeyAlg } from '../../lib/crypto/index.ts';
 import type { KeyObject } from 'node:crypto';
 import { checkWritable, inDir, makePrivateDir, readFileLimited, realFilePath, refuseOwnFiles, refuseReplaceable, refuseReplaceableDir, writeFileAtomic, writeFilesAtomic } from '../../lib/files/index.ts';
-import { createPolicyCert, domainOfPolicyOrganization, issueAdmissionCert, parseCertificate, platformProblem, readCertificate, toPem, validatePolicyCert, type ParsedCert } from '../../lib/pki/index.ts';
+import { clockBehind, createPolicyCert, domainOfPolicyOrganization, issueAdmissionCert, parseCertificate, platformProblem, readCertificate, toPem, validatePolicyCert, type ParsedCert } from '../../lib/pki/index.ts';
+import { SET_CLOCK } from '../../lib/util/clock.ts';
 import { loadPolicy, makePolicy, sameKey, SEV_SNP_PLATFORM, type Policy } from '../../lib/policy/index.ts';
 import { generateSimulatedPlatform, PLATFORM_CERT_ORGANIZATION, platformCertificate, TEST_PLATFORM_WARNING } from '../../lib/attest/index.ts';
 import { AUTHORITY_PLATFORM, claimLayout, claimProduct, endsWithPolicyCert, initTrust, noRenewalPast, platformWarnings, ROLE_PLATFORM_PREFIX } from '../../lib/certifier/index.ts';
@@ -43,7 +44,9 @@ function checkPlatformCertDates(file: string, bytes: Uint8Array, now: Date, clai
   // attestation, that machine could vouch for any measurement.
   if (cert.admission) throw new CertifierError('INVALID_KEY', `${file} is an admission certificate (a machine's TLS identity, platform ${cert.admission.platform}), not a platform's certificate`);
   if (now < cert.notBefore || now > cert.notAfter) {
-    throw new CertifierError('CERT_EXPIRED', `the platform certificate ${file} is valid from ${cert.notBefore.toISOString()} to ${cert.notAfter.toISOString()}, not now`);
+    // One not begun yet was most likely made on a clock ahead of this machine's (made as ours are, 5 minutes back).
+    const behind = now < cert.notBefore ? ` (checked at ${now.toISOString()} by this machine's clock): this machine's clock is probably ${clockBehind(cert.notBefore, now)} behind that of the machine that made it: ${SET_CLOCK}` : '';
+    throw new CertifierError('CERT_EXPIRED', `the platform certificate ${file} is valid from ${cert.notBefore.toISOString()} to ${cert.notAfter.toISOString()}, not now${behind}`);
   }
   if (cert.notAfter < claimsEnd) warn(P, `the platform certificate ${file} ends at ${cert.notAfter.toISOString()}, before the policy's claims (${claimsEnd.toISOString()}); the policy trusts its key until then`);
 }

@@ -6,11 +6,12 @@ import { CertifierError, type ErrorCode } from '../errors/index.ts';
 import { publicKeyOf, toKeyMessage, bytesEqual, toHex } from '../crypto/index.ts';
 import { encode, parseTrustResponse, peerCode } from '../wire/index.ts';
 import { formatCertifierTime, sameKey } from '../policy/index.ts';
-import { validateAdmission, toPem, type ValidatedPeer } from '../pki/index.ts';
+import { validateAdmission, toPem, withDateFix, type ValidatedPeer } from '../pki/index.ts';
 import { certifiedPlatformOf, type Platform } from '../attest/index.ts';
 import { connect, connectWaits, type Waits } from '../channel/index.ts';
 import { CERTIFIER_CODES, CERTIFIER_FRAME_LIMIT, SESSION_BINDING_BYTES, SESSION_BINDING_LABEL } from './service.ts';
 import { requireOwnIdentity, verifyAuthority } from './identity.ts';
+import { SET_CLOCK } from '../util/clock.ts';
 
 /** Waits (connectTimeoutMs, handshakeTimeoutMs, readTimeoutMs): 10 s each, as cert-utility has them by default. */
 export interface CertifyOptions extends Waits {
@@ -89,7 +90,7 @@ export async function requestCertificate(o: CertifyOptions): Promise<Certified> 
     if (response.status !== 'succeeded' || !response.artifact) throw refusal(response.errorCode, o.platform);
     const certificate = new Uint8Array(response.artifact);
     // Kept only if this machine can serve and connect with it: a re-run takes a kept one as certified.
-    const peer = requireOwnIdentity(validateAdmission({ chain: [certificate], policyCert: o.policyCert, at: now(), usage: 'machine', role: 'newly issued' }), 'the certificate returned', { issued: true });
+    const peer = requireOwnIdentity(issuedInForce(certificate, o.policyCert, now()), 'the certificate returned', { issued: true });
     if (!sameKey(peer.publicKey, authPublic)) throw new CertifierError('UNTRUSTED_PEER', 'the certificate returned does not name this machine\'s key');
     if (!bytesEqual(peer.measurement, o.platform.measurement)) throw new CertifierError('UNTRUSTED_PEER', 'the certificate returned names another measurement');
     const platform = certifiedPlatformOf(o.platform.type);
@@ -100,5 +101,20 @@ export async function requestCertificate(o: CertifyOptions): Promise<Certified> 
     return { certificate, peer, request };
   } finally {
     await conn.close().catch(() => {});
+  }
+}
+
+/**
+ * The certificate simpleserver has just issued, checked as this machine will use it. Made moments
+ * ago, one outside its dates says how far this machine's clock is from simpleserver's.
+ */
+function issuedInForce(certificate: Uint8Array, policyCert: Uint8Array, at: Date): ValidatedPeer {
+  try {
+    return validateAdmission({ chain: [certificate], policyCert, at, usage: 'machine', role: 'newly issued' });
+  } catch (e) {
+    throw withDateFix(e, {
+      expired: `this machine's clock is ahead of simpleserver's by more than the certificate's life: ${SET_CLOCK}, then run init-trust again`,
+      notYetValid: (behind) => `this machine's clock is ${behind} behind simpleserver's: ${SET_CLOCK}, then run init-trust again`,
+    }, { justIssued: true });
   }
 }

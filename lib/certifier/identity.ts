@@ -5,7 +5,8 @@
 import type { KeyObject } from 'node:crypto';
 import { CertifierError } from '../errors/index.ts';
 import { generateKeyPair, sha256 } from '../crypto/index.ts';
-import { issueAdmissionCert, validateAdmission, type ValidatedPeer } from '../pki/index.ts';
+import { issueAdmissionCert, validateAdmission, withDateFix, type ValidatedPeer } from '../pki/index.ts';
+import { SET_CLOCK } from '../util/clock.ts';
 
 export const AUTHORITY_PLATFORM = 'policy-authority';
 /** How long simpleserver's own certificate lasts; a running server replaces it at half that. */
@@ -65,7 +66,15 @@ export function requireOwnIdentity(peer: ValidatedPeer, what: string, o: { fix?:
 
 /** Verifies that a server chain is the policy authority's own. */
 export function verifyAuthority(chain: Uint8Array[], policyCert: Uint8Array, at: Date): ValidatedPeer {
-  const peer = validateAdmission({ chain, policyCert, at, usage: 'server' });
+  let peer;
+  try {
+    peer = validateAdmission({ chain, policyCert, at, usage: 'server' });
+  } catch (e) {
+    throw withDateFix(e, {
+      expired: `simpleserver makes itself a new one when it starts or reloads, so restart it, unless this machine's clock is ahead: ${SET_CLOCK}`,
+      notYetValid: (behind) => `this machine's clock is ${behind} behind simpleserver's: ${SET_CLOCK}`,
+    });
+  }
   if (peer.platform !== AUTHORITY_PLATFORM) {
     throw new CertifierError('UNTRUSTED_PEER', `the server is a certified machine (platform ${peer.platform}), not the policy authority: --server names a key-server or another certified machine, not simpleserver`, { details: { reason: 'not-authority' } });
   }

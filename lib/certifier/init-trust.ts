@@ -9,10 +9,11 @@ import { fromKeyMessage, generateKeyPair, toKeyMessage, bytesEqual, type KeyAlg 
 import { decode, encode, type KeyMessage } from '../wire/index.ts';
 import { sameKey } from '../policy/index.ts';
 import { parseCertificate, validateAdmission, withDateFix, type ValidatedPeer } from '../pki/index.ts';
+import { requestCertificate } from './client.ts';
+import { SET_CLOCK } from '../util/clock.ts';
 import { certifiedPlatformOf, isAttestedPlatform, type Platform } from '../attest/index.ts';
 import type { Cryptstore } from '../../cryptstore/index.ts';
 import type { Waits } from '../channel/index.ts';
-import { requestCertificate } from './client.ts';
 import { requireOwnIdentity } from './identity.ts';
 
 export const authKeyTag = (domain: string) => `${domain}-private-auth-key`;
@@ -60,7 +61,7 @@ export async function loadIdentity(store: Cryptstore, domain: string, policyCert
     if (!isCertifierError(e, 'UNTRUSTED_PEER')) {
       throw withDateFix(e, {
         expired: 'certify this machine again with cert-utility init-trust, which replaces an ended certificate (or, if this machine\'s clock is what is wrong, set it right: README "Clocks")',
-        notYetValid: 'this machine\'s clock is behind the certifier\'s that issued it; set it right (NTP, README "Clocks")',
+        notYetValid: (behind) => `this machine's clock is ${behind} behind that of the simpleserver that issued it: ${SET_CLOCK}`,
       });
     }
     // Not a peer's: our own certificate, from another policy key (the key replaced, or the wrong --policy-cert).

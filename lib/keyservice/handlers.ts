@@ -5,7 +5,7 @@
 import { CertifierError, sentCode, type ErrorCode } from '../errors/index.ts';
 import { signatureAlgFor, verify } from '../crypto/index.ts';
 import { clipped, encode, shown, type CryptstoreEntry } from '../wire/index.ts';
-import type { ValidatedPeer } from '../pki/index.ts';
+import { clockBehind, type ValidatedPeer } from '../pki/index.ts';
 import type { LaterAnswer } from '../channel/index.ts';
 import { decide, type Acl } from './acl.ts';
 import type { AuditLog } from './audit.ts';
@@ -15,6 +15,7 @@ import { ChallengeBook } from './challenges.ts';
 import { verifyRoleCredential } from './roles.ts';
 import type { ReplicaJoin } from './replica.ts';
 import { within } from '../util/within.ts';
+import { SET_CLOCK } from '../util/clock.ts';
 import {
   CHALLENGE_EXPORTER_LABEL, challenge, challengeMessage, DELETE_LISTED, describeRequest, failed, KEY_SERVER_CODES, LIST_PAGE, parseKeyRequest, succeeded, type KeyRequest,
 } from './protocol.ts';
@@ -339,7 +340,8 @@ export class KeyService {
     if (start !== undefined && end !== undefined && ms >= start.getTime() && ms <= end.getTime()) return;
     const now = new Date(ms);
     const clock = () => `(checked at ${now.toISOString()} by the key-server's clock)`;
-    if (now < start) throw new CertifierError('CERT_EXPIRED', `the client's certificate (or the policy certificate above it) is not valid before ${start.toISOString()} ${clock()}`);
+    // Valid when the connection was opened: this clock has gone back since.
+    if (now < start) throw new CertifierError('CERT_EXPIRED', `the client's certificate (or the policy certificate above it) is not valid before ${start.toISOString()} ${clock()}: the key-server's clock is ${clockBehind(start, now)} behind that of the machine that issued it, gone back since this connection was opened: ${SET_CLOCK}`);
     if (now > end) throw new CertifierError('CERT_EXPIRED', `the client's certificate (or the policy certificate above it) ended at ${end.toISOString()}, after this connection was opened ${clock()}`);
   }
 

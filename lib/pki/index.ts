@@ -8,10 +8,10 @@ export {
 export { type ParsedCert, parseCertificate, readCertificateSummary, MAX_CERTIFICATE_BYTES } from './parse.ts';
 export { isSignedBy, signatureAlgorithmOf, bytesSame, type CertStructure, type RawExtension } from './structure.ts';
 export {
-  type PolicyCertOptions, type AdmissionCertOptions, createPolicyCert, issueAdmissionCert, CLOCK_SKEW_SECONDS,
+  type PolicyCertOptions, type AdmissionCertOptions, createPolicyCert, issueAdmissionCert,
   DEFAULT_POLICY_DAYS,
 } from './issue.ts';
 export { type Usage, type ValidateAdmissionOptions, type ValidatedPeer, validateAdmission, validatePolicyCert } from './validate.ts';
-export { withDateFix } from './problems.ts';
+export { CLOCK_SKEW_SECONDS, clockBehind, withDateFix } from './problems.ts';
 export { toPem, readCertificate, readCertificateChain, pemBlocks, itemValue, itemProblem } from './pem.ts';
 export type { AltNames } from './san.ts';

@@ -14,10 +14,9 @@ import {
 } from './build.ts';
 import { ADMISSION_EXTENSION_OID, OID, type KeyUsageName } from './oids.ts';
 import { bytesSame } from './structure.ts';
+import { CLOCK_SKEW_SECONDS } from './problems.ts';
 import { validatePolicyCert } from './validate.ts';
 
-/** Certificates start this long before `now`, so a peer whose clock lags a little accepts them. */
-export const CLOCK_SKEW_SECONDS = 5 * 60;
 export const DEFAULT_POLICY_DAYS = 3650;
 const MAX_DAYS = 100 * 366;
 

@@ -59,7 +59,10 @@ function validityProblem(cert: ParsedCert, at: Date, which: string): Problem | u
   // The time is this machine's clock, except where a caller chose it (simpleserver explain --at).
   // Made only for a refusal: this runs twice for every new peer.
   const clock = () => `(checked at ${at.toISOString()}${Math.abs(at.getTime() - Date.now()) < 60_000 ? ' by this machine\'s clock' : ''})`;
-  if (at < cert.notBefore) return problem('CERT_EXPIRED', 'not-yet-valid', `the ${which} certificate is not valid before ${cert.notBefore.toISOString()} ${clock()}`);
+  if (at < cert.notBefore) {
+    // The dates go with it, so whoever knows whose clock `at` is can say by how much it lags (withDateFix).
+    return problem('CERT_EXPIRED', 'not-yet-valid', `the ${which} certificate is not valid before ${cert.notBefore.toISOString()} ${clock()}`, { notBefore: cert.notBefore.toISOString(), checkedAt: at.toISOString() });
+  }
   if (at > cert.notAfter) return problem('CERT_EXPIRED', 'expired', `the ${which} certificate expired at ${cert.notAfter.toISOString()} ${clock()}`);
   return undefined;
 }

@@ -1,5 +1,6 @@
 // The wall clock as RFC 3339 text, for lines written per request (the server's log, the audit
-// log): the same string new Date().toISOString() gives, made once per millisecond.
+// log): the same string new Date().toISOString() gives, made once per millisecond; and spans of
+// time as people say them, for messages about clocks that disagree.
 
 let madeAt = NaN;
 let made = '';
@@ -10,3 +11,21 @@ export function isoNow(): string {
   if (ms !== madeAt) [madeAt, made] = [ms, new Date(ms).toISOString()];
   return made;
 }
+
+const plural = (n: number, unit: string) => `${n} ${unit}${n === 1 ? '' : 's'}`;
+
+/**
+ * A span of `ms` (either sign) as a person says it, for messages about clocks: minutes under an
+ * hour, hours and minutes under two days, days under two years, then years.
+ */
+export function roughly(ms: number): string {
+  const minutes = Math.round(Math.abs(ms) / 60_000);
+  if (minutes < 1) return 'less than a minute';
+  if (minutes < 60) return plural(minutes, 'minute');
+  if (minutes < 2 * 1440) return `${plural(Math.floor(minutes / 60), 'hour')}${minutes % 60 ? ` ${plural(minutes % 60, 'minute')}` : ''}`;
+  const days = Math.round(minutes / 1440);
+  return days < 730 ? plural(days, 'day') : plural(Math.round(days / 365.25), 'year');
+}
+
+/** What to do about a clock that disagrees with the others by more than certificates allow. */
+export const SET_CLOCK = 'set it right (NTP, e.g. chrony; README "Clocks")';

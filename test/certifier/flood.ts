@@ -17,9 +17,9 @@ export type Line = { second: number; record: Record<string, unknown> };
  * simpleserver (TLS, or the plain protocol) trusting one simulated platform (returned) and `m`, or
  * what `trusts` says instead, for a day, with `limits` over its own; each line it logs kept with its second.
  */
-export async function startLogged(trusts: Partial<Pick<MakePolicyOptions, 'platforms' | 'platformRoots' | 'platformProperties' | 'measurements'>> = {}, o: { plain?: boolean; limits?: Limits } = {}) {
+export async function startLogged(trusts: Partial<Pick<MakePolicyOptions, 'platforms' | 'platformRoots' | 'platformProperties' | 'measurements'>> = {}, o: { plain?: boolean; limits?: Limits; policyCertMadeAt?: Date } = {}) {
   const policyKey = (await generateKeyPair('p256')).privateKey;
-  const policyCert = await createPolicyCert({ privateKey: policyKey, domain });
+  const policyCert = await createPolicyCert({ privateKey: policyKey, domain, ...(o.policyCertMadeAt ? { now: o.policyCertMadeAt } : {}) });
   const platformKeys = await generateSimulatedPlatform({ alg: 'p256' });
   const policy = loadPolicy(makePolicy({
     policyKey, policyCert, platforms: [{ key: platformKeys.platformKey }], measurements: [m], ...trusts, notBefore: new Date(Date.now() - 60_000), notAfter: new Date(Date.now() + 86_400_000),

@@ -402,6 +402,8 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
         expect(r.stderr).to.contain(`the platform certificate ${f} is valid from`).and.to.contain('[CERT_EXPIRED]');
         expect(existsSync(p(`${f}.policy.bin`))).to.equal(false);
       }
+      // Not begun for 400 days: this machine's clock is likely behind, and says so.
+      expect((await policy('plat-later.pem')).stderr).to.match(/is valid from \S+ to \S+, not now \(checked at \S+ by this machine's clock\): this machine's clock is probably at least 400 days behind that of the machine that made it: set it right \(NTP, e\.g\. chrony; README "Clocks"\) \[CERT_EXPIRED\]/);
       const short = await policy('plat-short.pem');
       expect(short.status, short.stderr).to.equal(0);
       expect(short.stderr).to.contain("cert-utility: warning: the platform certificate plat-short.pem ends at").and.to.contain("before the policy's claims");

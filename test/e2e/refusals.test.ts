@@ -347,6 +347,19 @@ describe('e2e: key-server refusals, each with its own code, while it keeps servi
       expect(server.child.stderr.slice(from)).not.to.contain(' action=list ');
     });
 
+    it('key-client says its role credential not valid yet means this machine\'s clock is behind, and by how much (CERT_EXPIRED, exit 4)', async () => {
+      const { issueRoleCert } = await import('../../lib/keyservice/roles.ts');
+      const later = await issueRoleCert({
+        policyKey: await readPrivateKeyFile(d.policyKey), policyCert: d.policyCert, subjectPublicKey: await readPrivateKeyFile(role.key), role: 'operator', domain: d.name,
+        validitySeconds: 86_400, now: new Date(Date.now() + 2 * 3_600_000), // issued on a clock two hours ahead of this one
+      });
+      const file = d.path('operator-later.pem');
+      writeFileSync(file, toPem(later));
+      const r = await d.kc(good, server, 'list', ['--credential-cert', file, '--credential-key', role.key]);
+      expectFailure(r, 4, 'CERT_EXPIRED');
+      expect(r.stderr).to.match(/the role credential certificate is not valid before \S+ \(checked at \S+ by this machine's clock\) \(not-yet-valid\): this machine's clock is at least 2 hours behind that of the machine that issued it: set it right \(NTP, e\.g\. chrony; README "Clocks"\) \[CERT_EXPIRED\]/);
+    });
+
     it('refuses a replayed signed nonce on the same connection: NONCE_INVALID', async () => {
       const roleKey = await readPrivateKeyFile(role.key);
       const from = server.child.mark();

@@ -187,7 +187,7 @@ describe('key service: ordering of the requests of one connection', () => {
       }
     }
     expect(logs.map((l) => [l.decision, l.code])).to.deep.equal(Array(6).fill(['deny', 'CERT_EXPIRED']));
-    expect(logs[0]!.detail).to.equal(`the client's certificate (or the policy certificate above it) is not valid before ${hourAgo.toISOString()} (checked at ${dayAgo.toISOString()} by the key-server's clock)`);
+    expect(logs[0]!.detail).to.equal(`the client's certificate (or the policy certificate above it) is not valid before ${hourAgo.toISOString()} (checked at ${dayAgo.toISOString()} by the key-server's clock): the key-server's clock is at least 23 hours 5 minutes behind that of the machine that issued it, gone back since this connection was opened: set it right (NTP, e.g. chrony; README "Clocks")`);
     expect((await inner.list('', {})).length, 'a refused store stored nothing').to.equal(0);
     await audit.close();
     expect(readFileSync(audit.path, 'utf8').match(/"code":"CERT_EXPIRED"/g)).to.have.length(6);

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { generateKeyPair, toHex, type KeyPair } from '../../lib/crypto/index.ts';
 import { VECTORS } from '../support/helpers.ts';
 import { CertifierError, ErrorCodes, type ErrorCode } from '../../lib/errors/index.ts';
-import { encodeAdmission, validateAdmission, validatePolicyCert, type Usage } from '../../lib/pki/index.ts';
+import { encodeAdmission, validateAdmission, validatePolicyCert, withDateFix, type Usage } from '../../lib/pki/index.ts';
 import { children, encodeBitString, encodeNull, encodeOid, readOne, seq, set, TAG, tlv } from '../../lib/pki/der.ts';
 import { AT, DAY, forgeLeaf, forgePolicy, GOOD_ADMISSION, KeyUsageFlags, MEASUREMENT, readPolicySubject, resign, withSignatureAlgorithm, type ForgedPolicy } from './forge.ts';
 
@@ -100,6 +100,26 @@ describe('pki: a catalogue of bad certificates', () => {
   it('refuses a leaf that is not valid yet (CERT_EXPIRED, not-yet-valid)', async () => {
     const leaf = await forgeLeaf(policy, { notBefore: new Date(AT.getTime() + 1000), notAfter: new Date(AT.getTime() + 3 * DAY) });
     expectRefused(check(leaf), 'CERT_EXPIRED', 'not-yet-valid');
+  });
+
+  it('says by how much this machine\'s clock is behind for a leaf or policy certificate not valid yet (withDateFix): its start less the time checked, plus the 5 minutes every certificate is backdated', async () => {
+    const fix = { expired: 'renew it', notYetValid: (behind: string) => `this machine's clock is ${behind} behind` };
+    const leaf = await forgeLeaf(policy, { notBefore: new Date(AT.getTime() + 2 * 3_600_000), notAfter: new Date(AT.getTime() + 3 * DAY) });
+    const refused = (fn: () => unknown) => { try { fn(); } catch (e) { return e; } return expect.fail('accepted'); };
+    const early = refused(check(leaf)) as CertifierError;
+    expect(early.details).to.include({ notBefore: '2026-12-01T02:00:00.000Z', checkedAt: AT.toISOString() });
+    const fixed = withDateFix(early, fix) as CertifierError;
+    expect(fixed).to.include({ code: 'CERT_EXPIRED' });
+    expect(fixed.message).to.equal(`${early.message}: this machine's clock is at least 2 hours 5 minutes behind`);
+    expect((withDateFix(early, fix, { justIssued: true }) as CertifierError).message).to.equal(`${early.message}: this machine's clock is about 2 hours 5 minutes behind`);
+    // The policy certificate not valid yet: this machine's clock again, though an ended one keeps its own fix.
+    const later = await forgePolicy({ notBefore: new Date(AT.getTime() + 3 * DAY), notAfter: new Date(AT.getTime() + 9 * DAY) });
+    const underLater = refused(check(await forgeLeaf(later), 'any', later.der)) as CertifierError;
+    expect(underLater.details).to.include({ certificate: 'policy', reason: 'not-yet-valid' });
+    expect((withDateFix(underLater, fix) as CertifierError).message).to.match(/: this machine's clock is at least 3 days behind that of the machine that made the policy certificate: set it right \(NTP, e\.g\. chrony; README "Clocks"\)$/);
+    const old = await forgePolicy({ notBefore: new Date(AT.getTime() - 9 * DAY), notAfter: new Date(AT.getTime() - DAY) });
+    const ended = refused(check(await forgeLeaf(old), 'any', old.der));
+    expect(withDateFix(ended, fix)).to.equal(ended);
   });
 
   it('refuses a leaf under an expired policy certificate (CERT_EXPIRED, expired, certificate: policy)', async () => {

@@ -1,7 +1,7 @@
 // lib/util/clock: the time text of per-request lines is the wall clock's, to the millisecond.
 
 import { expect } from 'chai';
-import { isoNow } from '../../lib/util/clock.ts';
+import { isoNow, roughly } from '../../lib/util/clock.ts';
 
 describe('isoNow', () => {
   it('says the current millisecond as new Date().toISOString() does, and moves on with the clock', async () => {
@@ -26,5 +26,17 @@ describe('isoNow', () => {
     } finally {
       Date.now = real;
     }
+  });
+});
+
+describe('roughly', () => {
+  const MIN = 60_000;
+  it('says a span of time in the unit a person would use, rounded', () => {
+    const cases: [number, string][] = [
+      [20_000, 'less than a minute'], [MIN, '1 minute'], [5 * MIN + 29_000, '5 minutes'], [59 * MIN + 40_000, '1 hour'],
+      [125 * MIN, '2 hours 5 minutes'], [-125 * MIN, '2 hours 5 minutes'], [47 * 60 * MIN, '47 hours'], [2 * 1440 * MIN + 7 * MIN, '2 days'],
+      [400 * 1440 * MIN, '400 days'], [56 * 365.25 * 1440 * MIN, '56 years'],
+    ];
+    for (const [ms, text] of cases) expect(roughly(ms), String(ms)).to.equal(text);
   });
 });
