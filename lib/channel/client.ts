@@ -126,6 +126,8 @@ class Connection<P> implements ClientConnection<P> {
   /** Those waiting for the server's verdict on our certificate (accepted), and how long they wait. */
   private readonly verdictWaiters: { resolve: () => void; reject: (e: CertifierError) => void }[] = [];
   private verdictTimer: NodeJS.Timeout | undefined;
+  /** The start of the server's certificate, read only when Node's check of its chain failed. */
+  private peerNotBefore: Date | undefined;
 
   constructor(
     private readonly socket: Socket,
@@ -155,6 +157,16 @@ class Connection<P> implements ClientConnection<P> {
     tlsSocket?.once('secureConnect', () => {
       this.secureAt = performance.now();
       this.becomeReady();
+    });
+    // Node checks the server's chain when the handshake is done ('secure'), and a socket whose
+    // chain failed is destroyed, its certificate gone, before the error is seen. So the start of
+    // one that failed is read first, here: for a certificate not valid yet, it tells how far this
+    // machine's clock lags (channelError). Only then, as reading a certificate costs.
+    tlsSocket?.prependOnceListener('secure', () => {
+      const handle = (tlsSocket as unknown as { _handle?: { verifyError?: () => unknown } })._handle;
+      if (!handle?.verifyError?.()) return;
+      const start = new Date(tlsSocket.getPeerCertificate(false)?.valid_from ?? NaN);
+      if (Number.isFinite(start.getTime())) this.peerNotBefore = start;
     });
     // A TLS 1.3 server that accepted our certificate sends session tickets right after the
     // handshake; ours (and Node's own chain check) refuse by closing without them, in the same
@@ -372,7 +384,7 @@ class Connection<P> implements ClientConnection<P> {
    * the peer said, and no refusal.
    */
   private classify(e: unknown): CertifierError {
-    const err = channelError(e, this.target, this.tlsSocket?.authorizationError ? String(this.tlsSocket.authorizationError) : undefined, this.ca);
+    const err = channelError(e, this.target, this.tlsSocket?.authorizationError ? String(this.tlsSocket.authorizationError) : undefined, this.ca, this.peerNotBefore);
     const reset = RESETS.has(errnoOf(e) ?? '');
     if (err.code === 'UNREACHABLE' && reset && this.sent && this.looksRefused()) return this.refusedError(e);
     return err;

@@ -4,6 +4,8 @@
 import { X509Certificate } from 'node:crypto';
 import { CertifierError, type ErrorCode } from '../errors/index.ts';
 import { hostPort } from './tlsutil.ts';
+import { clockBehind } from '../pki/index.ts';
+import { SET_CLOCK } from '../util/clock.ts';
 
 // errno values that mean "nobody answered at that address": a retry may well succeed.
 const UNREACHABLE_ERRNOS = new Set([
@@ -37,9 +39,11 @@ function rootEnds(ca: string): Date | undefined {
 
 /**
  * A CertifierError for a failure talking to `target`; our own errors pass through unchanged.
- * `ca` is the trusted root (the policy certificate), which names itself when it has ended.
+ * `ca` is the trusted root (the policy certificate), which names itself when it has ended;
+ * `peerNotBefore` the start of the certificate the peer presented, where it was read, which says
+ * by how much this machine's clock lags when that certificate is not valid yet.
  */
-export function channelError(e: unknown, target: string, authorizationError?: string, ca?: string): CertifierError {
+export function channelError(e: unknown, target: string, authorizationError?: string, ca?: string, peerNotBefore?: Date): CertifierError {
   if (e instanceof CertifierError) return e;
   const code = errnoOf(e);
   const detail = (e as Error | undefined)?.message ?? String(e);
@@ -50,6 +54,11 @@ export function channelError(e: unknown, target: string, authorizationError?: st
     const root = authorizationError === 'CERT_HAS_EXPIRED' && ca ? rootEnds(ca) : undefined;
     if (root && root <= now) {
       return make('CERT_EXPIRED', `${target} presented a certificate under the policy certificate, which ended at ${root.toISOString()} (checked at ${now.toISOString()} by this machine's clock): no certificate issued under it lasts longer, so no new one or restart helps: replace the policy key (README "Replacing the policy key"), or a clock is wrong`);
+    }
+    // Our certificates are issued valid from 5 minutes before they are made: one not valid yet is
+    // far more often a clock behind here (a VM's first boot, before NTP) than one issued ahead.
+    if (authorizationError === 'CERT_NOT_YET_VALID' && peerNotBefore && peerNotBefore > now) {
+      return make('CERT_EXPIRED', `${target} presented a certificate not valid before ${peerNotBefore.toISOString()} (${authorizationError}, checked at ${now.toISOString()} by this machine's clock): this machine's clock is probably ${clockBehind(peerNotBefore, now)} behind that of the machine that issued it: ${SET_CLOCK}`);
     }
     return make('CERT_EXPIRED', `${target} presented a certificate outside its validity (${authorizationError}, checked at ${now.toISOString()} by this machine's clock): it needs a new one (a key-server: cert-utility init-trust, or --certifier; simpleserver: a restart), or a clock is wrong`);
   }
