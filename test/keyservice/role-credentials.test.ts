@@ -75,7 +75,8 @@ describe('key service: a role credential outside its dates by the server\'s cloc
     expect(logs[0]!.detail).to.match(new RegExp(`^the role credential certificate expired at \\S+ \\(checked at ${clock.toISOString()}`));
     clock = new Date(issuedAt.getTime() - DAY);
     expect(await ask({ ...list, credentials: [credential] })).to.include({ status: 'failed', errorCode: 'CERT_EXPIRED' });
-    expect(logs[1]!.detail).to.match(new RegExp(`^the role credential certificate is not valid before \\S+ \\(checked at ${clock.toISOString()}`));
+    expect(logs[1]!.detail).to.match(new RegExp(`^the role credential certificate is not valid before \\S+ \\(checked at ${clock.toISOString()}`))
+      .and.match(/: the key-server's clock is at least 24 hours behind that of the machine that issued it: set it right \(NTP, e\.g\. chrony; README "Clocks"\)$/);
   });
 
   it('refuses the answer to a challenge as CERT_EXPIRED when the credential ended in between', async () => {
