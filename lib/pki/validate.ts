@@ -6,6 +6,7 @@
 import type { KeyObject } from 'node:crypto';
 import { toHex } from '../crypto/index.ts';
 import { CertifierError } from '../errors/index.ts';
+import { isThisClock } from '../util/clock.ts';
 import { domainOfPolicyOrganization, measurementOrganization, MEASUREMENT_PREFIX } from './admission.ts';
 import { copyParsed, parseShared, type ParsedCert } from './parse.ts';
 import { bytesSame, isSignedBy } from './structure.ts';
@@ -58,7 +59,7 @@ function checkDate(at: Date): void {
 function validityProblem(cert: ParsedCert, at: Date, which: string): Problem | undefined {
   // The time is this machine's clock, except where a caller chose it (simpleserver explain --at).
   // Made only for a refusal: this runs twice for every new peer.
-  const clock = () => `(checked at ${at.toISOString()}${Math.abs(at.getTime() - Date.now()) < 60_000 ? ' by this machine\'s clock' : ''})`;
+  const clock = () => `(checked at ${at.toISOString()}${isThisClock(at) ? ' by this machine\'s clock' : ''})`;
   if (at < cert.notBefore) {
     // The dates go with it, so whoever knows whose clock `at` is can say by how much it lags (withDateFix).
     return problem('CERT_EXPIRED', 'not-yet-valid', `the ${which} certificate is not valid before ${cert.notBefore.toISOString()} ${clock()}`, { notBefore: cert.notBefore.toISOString(), checkedAt: at.toISOString() });

@@ -29,3 +29,8 @@ export function roughly(ms: number): string {
 
 /** What to do about a clock that disagrees with the others by more than certificates allow. */
 export const SET_CLOCK = 'set it right (NTP, e.g. chrony; README "Clocks")';
+
+/** Whether `at` is this machine's clock now (within a minute), not a time someone chose (explain --at). */
+export function isThisClock(at: Date): boolean {
+  return Math.abs(at.getTime() - Date.now()) < 60_000;
+}

@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { VECTORS } from '../support/helpers.ts';
 import { randomBytes } from '../../lib/crypto/index.ts';
-import { AMD_EXT, readAmdCert, pssProblem, verifySnpReport, type SnpReportInput } from '../../lib/attest/index.ts';
+import { AMD_EXT, readAmdCert, pssProblem, validateAmdChain, verifySnpReport, type SnpReportInput } from '../../lib/attest/index.ts';
 import { children, encodeBitString, encodeOid, readOne, seq } from '../../lib/pki/der.ts';
 import { readStructure } from '../../lib/pki/structure.ts';
 import { platformRootEntity, platformRootOf } from '../../lib/policy/index.ts';
@@ -123,6 +123,26 @@ describe('SEV-SNP path validation (test signer)', () => {
 
   it('never takes a root sent with the evidence as the intermediate: a VCEK the ARK signed itself has no issuer', () => {
     expect(customPathRefusal({ vcekByArk: true })).to.include({ code: 'SNP_CHAIN_UNTRUSTED', reason: 'no-issuer' });
+  });
+
+  it('says an AMD certificate not valid yet by this machine\'s clock means that clock is behind, and by how much; at a time given (explain --at), only when', () => {
+    const now = new Date();
+    const ark = pssCertificate({ subject: 'ARK-Y', issuer: 'ARK-Y', key: keys.ark, signer: keys.ark, extensions: [basicConstraints(true), keyUsage(['keyCertSign'])], serial: 1 }, new Date(now.getTime() - 30 * DAY));
+    const ask = pssCertificate({ subject: 'SEV-Y', issuer: 'ARK-Y', key: keys.ask, signer: keys.ark, extensions: [basicConstraints(true), keyUsage(['keyCertSign'])], serial: 2 }, new Date(now.getTime() - 30 * DAY));
+    // AMD made the VCEK three days ahead of this machine's clock.
+    const vcek = pssCertificate({ subject: 'SEV-VCEK', issuer: 'SEV-Y', key: keys.vcek, signer: keys.ask, extensions: amdExtensions(s.tcb, s.chipId), notBefore: new Date(now.getTime() + 3 * DAY), notAfter: new Date(now.getTime() + 9 * DAY) }, now);
+    const refused = (at: Date) => {
+      try {
+        validateAmdChain({ leaf: readAmdCert(vcek, 'VCEK'), kind: 'vcek', intermediates: [readAmdCert(ask, 'ASK')], roots: [readAmdCert(ark, 'ARK')], at });
+      } catch (e) {
+        return e as CertifierError;
+      }
+      return expect.fail('accepted');
+    };
+    const byThisClock = refused(new Date());
+    expect(byThisClock).to.include({ code: 'CERT_EXPIRED' });
+    expect(byThisClock.message).to.match(/\(not-yet-valid\): this machine's clock is probably at least 3 days behind: set it right \(NTP, e\.g\. chrony; README "Clocks"\)$/);
+    expect(refused(new Date(now.getTime() - DAY)).message).to.match(/is not valid before \S+ \(not-yet-valid\)$/);
   });
 
   it('checks each certificate\'s own validity: an expired VCEK or ARK, or an ASK not yet valid, among valid others is CERT_EXPIRED, naming it', () => {

@@ -8,6 +8,7 @@
 import type { KeyObject } from 'node:crypto';
 import { CertifierError, type ErrorCode } from '../../errors/index.ts';
 import { bytesSame } from '../../pki/index.ts';
+import { isThisClock, roughly, SET_CLOCK } from '../../util/clock.ts';
 import { isPssSignedBy, pssProblem, type AmdCert } from './amd-certs.ts';
 import type { SigningKey } from './report.ts';
 
@@ -33,14 +34,25 @@ const LEAF_CN: Record<SigningKey, string> = { vcek: 'SEV-VCEK', vlek: 'SEV-VLEK'
 /** Extensions AMD marks critical (basicConstraints, keyUsage); anything else critical is refused. */
 const UNDERSTOOD_CRITICAL = ['2.5.29.19', '2.5.29.15'];
 
-function fail(code: ErrorCode, reason: string, message: string, certificate: string): CertifierError {
-  return new CertifierError(code, `${message} (${reason})`, { details: { reason, certificate } });
+/** `fix`, when given, follows the reason: what to do. */
+function fail(code: ErrorCode, reason: string, message: string, certificate: string, fix?: string): CertifierError {
+  return new CertifierError(code, `${message} (${reason})${fix ? `: ${fix}` : ''}`, { details: { reason, certificate } });
+}
+
+/**
+ * What to do about a certificate AMD made after `at`, when `at` is this machine's clock (not a
+ * time chosen with explain --at): AMD's certificates exist before any machine can use them, so
+ * that clock is behind, by at least the difference.
+ */
+function clockFix(c: AmdCert, at: Date): string | undefined {
+  if (!isThisClock(at)) return undefined;
+  return `this machine's clock is probably at least ${roughly(c.notBefore.getTime() - at.getTime())} behind: ${SET_CLOCK}`;
 }
 
 
 /** Flags and window of one certificate in its place in the path. */
 function checkCert(c: AmdCert, role: string, ca: boolean, at: Date): void {
-  if (at < c.notBefore) throw fail('CERT_EXPIRED', 'not-yet-valid', `the ${role} certificate (${c.name}) is not valid before ${c.notBefore.toISOString()}`, role);
+  if (at < c.notBefore) throw fail('CERT_EXPIRED', 'not-yet-valid', `the ${role} certificate (${c.name}) is not valid before ${c.notBefore.toISOString()}`, role, clockFix(c, at));
   if (at > c.notAfter) throw fail('CERT_EXPIRED', 'expired', `the ${role} certificate (${c.name}) expired at ${c.notAfter.toISOString()}`, role);
   const critical = c.extensions.find((e) => e.critical && !UNDERSTOOD_CRITICAL.includes(e.oid));
   if (critical) throw fail('BAD_CERTIFICATE', 'unknown-critical-extension', `the ${role} certificate has an unknown critical extension ${critical.oid}`, role);
