@@ -145,6 +145,22 @@ describe('SEV-SNP path validation (test signer)', () => {
     expect(refused(new Date(now.getTime() - DAY)).message).to.match(/is not valid before \S+ \(not-yet-valid\)$/);
   });
 
+  it('says an AMD certificate not valid yet by under a minute of this machine\'s clock means that clock is behind, not "at least less than a minute" behind', () => {
+    const now = new Date();
+    const ark = pssCertificate({ subject: 'ARK-Y', issuer: 'ARK-Y', key: keys.ark, signer: keys.ark, extensions: [basicConstraints(true), keyUsage(['keyCertSign'])], serial: 1 }, new Date(now.getTime() - 30 * DAY));
+    const ask = pssCertificate({ subject: 'SEV-Y', issuer: 'ARK-Y', key: keys.ask, signer: keys.ark, extensions: [basicConstraints(true), keyUsage(['keyCertSign'])], serial: 2 }, new Date(now.getTime() - 30 * DAY));
+    // Made 20 seconds ahead of this machine's clock (a VCEK fetched from AMD's KDS just now, say).
+    const vcek = pssCertificate({ subject: 'SEV-VCEK', issuer: 'SEV-Y', key: keys.vcek, signer: keys.ask, extensions: amdExtensions(s.tcb, s.chipId), notBefore: new Date(now.getTime() + 20_000), notAfter: new Date(now.getTime() + 9 * DAY) }, now);
+    let refusal: CertifierError | undefined;
+    try {
+      validateAmdChain({ leaf: readAmdCert(vcek, 'VCEK'), kind: 'vcek', intermediates: [readAmdCert(ask, 'ASK')], roots: [readAmdCert(ark, 'ARK')], at: now });
+    } catch (e) {
+      refusal = e as CertifierError;
+    }
+    expect(refusal).to.include({ code: 'CERT_EXPIRED' });
+    expect(refusal!.message).to.match(/\(not-yet-valid\): this machine's clock is probably behind: set it right \(NTP, e\.g\. chrony; README "Clocks"\)$/);
+  });
+
   it('checks each certificate\'s own validity: an expired VCEK or ARK, or an ASK not yet valid, among valid others is CERT_EXPIRED, naming it', () => {
     const [past, future] = [new Date(NOW.getTime() - 10 * DAY), new Date(NOW.getTime() + 10 * DAY)];
     const expired = customPathRefusal({ window: { of: 'vcek', notBefore: past, notAfter: new Date(NOW.getTime() - DAY) } });
