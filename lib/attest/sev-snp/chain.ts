@@ -46,7 +46,9 @@ function fail(code: ErrorCode, reason: string, message: string, certificate: str
  */
 function clockFix(c: AmdCert, at: Date): string | undefined {
   if (!isThisClock(at)) return undefined;
-  return `this machine's clock is probably at least ${roughly(c.notBefore.getTime() - at.getTime())} behind: ${SET_CLOCK}`;
+  // Under a minute, roughly() says "less than a minute": no lower bound to give.
+  const lag = c.notBefore.getTime() - at.getTime();
+  return `this machine's clock is probably ${lag < 60_000 ? '' : `at least ${roughly(lag)} `}behind: ${SET_CLOCK}`;
 }
 
 
