@@ -761,6 +761,14 @@ describe('cert-utility store commands (transcripts)', function () {
       expect(e.stderr).to.contain('cert-utility: the bundle holds no item: none of the store\'s items is exportable (an item is exportable only if it was stored with --exportable)');
     });
 
+    it('says a bundle of an empty store holds no item as the store holds none, not that its items are not exportable', async () => {
+      writeFileSync(join(tmp.dir, 'bundle-pass'), 'bundle secret\n');
+      const e = await cu(withPass('export-store', '--out', 'empty.bin', '--bundle-passphrase-file', 'bundle-pass', ...CHEAP));
+      expect([e.status, e.out], e.stderr).to.deep.equal([0, 'exported 0 item version(s) to empty.bin\n']);
+      expect(e.stderr, e.stderr).to.contain('cert-utility: the bundle holds no item: the store holds none');
+      expect(e.stderr).not.to.contain('exportable');
+    });
+
     it('refuses to import the last version number (2147483647) without --force; once forced, put-item says no later version can be stored under the tag', async () => {
       const last = { tag: 'maxed', type: 'binary-blob' as const, version: 2147483647, timeEntered: new Date().toISOString(), blob: utf8('m'), exportable: true, size: 1 };
       writeFileSync(join(tmp.dir, 'bundle.bin'), await sealBundle([last], utf8('bundle secret'), { logN: 10, r: 8, p: 1 }));
