@@ -93,10 +93,11 @@ export const MAX_BUNDLE_ENTRIES = MAX_BUNDLE_BYTES / BUNDLE_OVERHEAD_PER_ENTRY;
 /**
  * Exports every exportable entry (all versions) of `store`, or of the tags in `tags` when given.
  * INVALID_INPUT when a tag names no exportable item, or when the bundle would exceed MAX_BUNDLE_BYTES.
+ * `tagsHeld`: how many tags the store holds items under, exportable or not (none: an empty store).
  */
 export async function exportStore(
   store: Cryptstore, passphrase: Uint8Array, cost?: ScryptCost, tags?: string[], o: { leaveOut?: (tag: string) => boolean } = {},
-): Promise<{ bundle: Uint8Array; entries: EntryInfo[]; leftOut: string[] }> {
+): Promise<{ bundle: Uint8Array; entries: EntryInfo[]; leftOut: string[]; tagsHeld: number }> {
   // One pass, each record decrypted once: which entries go is known only once each is opened
   // (the exportable flag is sealed with the value), and a value not taken is wiped at once.
   const exportable = new Set<string>(); // the tags of exportable entries, taken or not
@@ -124,7 +125,7 @@ export async function exportStore(
     const missing = (tags ?? []).filter((t) => !exportable.has(t));
     if (missing.length) throw new CertifierError('INVALID_INPUT', `no exportable item is tagged ${quoted(missing)}: ${whyMissing(missing, present)}`);
     const bundle = await sealBundle(entries, passphrase, cost);
-    return { bundle, entries: entries.map(({ blob, ...info }) => info), leftOut: [...leftOut] };
+    return { bundle, entries: entries.map(({ blob, ...info }) => info), leftOut: [...leftOut], tagsHeld: present.size };
   } finally {
     wipe(...entries.map((e) => e.blob)); // each decrypted here, for this bundle alone
   }

@@ -135,13 +135,13 @@ export function addStoreCommands(program: Command): void {
       await refuseOutput(o.out, storeFiles(o, o.bundlePassphraseFile));
       // Before the key derivation and the store: a destination that cannot take the bundle.
       await checkWritable(o.out, { exclusive: !o.force });
-      const { bundle, entries, leftOut } = await withPassphraseFile(o.bundlePassphraseFile, (pass) => {
+      const { bundle, entries, leftOut, tagsHeld } = await withPassphraseFile(o.bundlePassphraseFile, (pass) => {
         const cost = scryptCost(P, o.scryptLogN);
         return withStore(P, { ...o, scryptLogN: undefined }, (s) => exportStore(s, pass, cost, o.tag, { leaveOut: GUARDED.is }));
       });
       await writeFileAtomic(o.out, bundle, { exclusive: !o.force });
       if (leftOut.length) note(P, `left out ${leftOut.map((t) => shown(t, 256)).join(', ')}, ${GUARDED.what}: name it with --tag to export it`);
-      else if (!entries.length) note(P, `the bundle holds no item: none of the store's items is exportable (${EXPORTABLE_IF})`);
+      else if (!entries.length) note(P, `the bundle holds no item: ${tagsHeld ? `none of the store's items is exportable (${EXPORTABLE_IF})` : 'the store holds none'}`);
       return { json: { out: o.out, items: entries, ...(leftOut.length ? { leftOut } : {}) }, text: [`exported ${entries.length} item version(s) to ${o.out}`] };
     })))
     .requiredOption('--out <file>', 'bundle file to write (0600)', fileOut)
