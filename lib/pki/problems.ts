@@ -58,7 +58,8 @@ export function firstProblem(certificate: CertRole, list: (Problem | undefined)[
  * "about ..." for one issued just now, "at least ..." for one that may have been made earlier.
  */
 export function clockBehind(notBefore: Date, at: Date, justIssued = false): string {
-  return `${justIssued ? 'about' : 'at least'} ${roughly(notBefore.getTime() - at.getTime() + CLOCK_SKEW_SECONDS * 1000)}`;
+  const lag = notBefore.getTime() - at.getTime() + CLOCK_SKEW_SECONDS * 1000;
+  return justIssued ? `about ${roughly(lag)}` : `at least ${roughly(lag, { down: true })}`;
 }
 
 /**

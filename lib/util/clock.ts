@@ -16,15 +16,18 @@ const plural = (n: number, unit: string) => `${n} ${unit}${n === 1 ? '' : 's'}`;
 
 /**
  * A span of `ms` (either sign) as a person says it, for messages about clocks: minutes under an
- * hour, hours and minutes under two days, days under two years, then years.
+ * hour, hours and minutes under two days, days under two years, then years. Rounded to the
+ * nearest; days and years `down` when asked (for "at least": 3.5 days is at least 3 days, not 4).
  */
-export function roughly(ms: number): string {
+export function roughly(ms: number, o: { down?: boolean } = {}): string {
+  // Down in days and years only, where rounding moves the span by hours or months; a minute's is noise.
+  const round = o.down ? Math.floor : Math.round;
   const minutes = Math.round(Math.abs(ms) / 60_000);
   if (minutes < 1) return 'less than a minute';
   if (minutes < 60) return plural(minutes, 'minute');
   if (minutes < 2 * 1440) return `${plural(Math.floor(minutes / 60), 'hour')}${minutes % 60 ? ` ${plural(minutes % 60, 'minute')}` : ''}`;
-  const days = Math.round(minutes / 1440);
-  return days < 730 ? plural(days, 'day') : plural(Math.round(days / 365.25), 'year');
+  const days = round(minutes / 1440);
+  return days < 730 ? plural(days, 'day') : plural(round(days / 365.25), 'year');
 }
 
 /** What to do about a clock that disagrees with the others by more than certificates allow. */

@@ -39,4 +39,11 @@ describe('roughly', () => {
     ];
     for (const [ms, text] of cases) expect(roughly(ms), String(ms)).to.equal(text);
   });
+
+  it('rounds days and years down when asked, for "at least": 3.5 days is at least 3 days, 2.6 years at least 2', () => {
+    const cases: [number, string][] = [
+      [3.5 * 1440 * MIN, '3 days'], [2.6 * 365.25 * 1440 * MIN, '2 years'], [5 * MIN + 29_000, '5 minutes'], [20_000, 'less than a minute'],
+    ];
+    for (const [ms, text] of cases) expect(roughly(ms, { down: true }), String(ms)).to.equal(text);
+  });
 });

@@ -48,7 +48,7 @@ function clockFix(c: AmdCert, at: Date): string | undefined {
   if (!isThisClock(at)) return undefined;
   // Under a minute, roughly() says "less than a minute": no lower bound to give.
   const lag = c.notBefore.getTime() - at.getTime();
-  return `this machine's clock is probably ${lag < 60_000 ? '' : `at least ${roughly(lag)} `}behind: ${SET_CLOCK}`;
+  return `this machine's clock is probably ${lag < 60_000 ? '' : `at least ${roughly(lag, { down: true })} `}behind: ${SET_CLOCK}`;
 }
 
 
