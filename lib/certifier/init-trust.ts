@@ -61,7 +61,7 @@ export async function loadIdentity(store: Cryptstore, domain: string, policyCert
     if (!isCertifierError(e, 'UNTRUSTED_PEER')) {
       throw withDateFix(e, {
         expired: 'certify this machine again with cert-utility init-trust, which replaces an ended certificate (or, if this machine\'s clock is what is wrong, set it right: README "Clocks")',
-        notYetValid: (behind) => `this machine's clock is ${behind} behind that of the simpleserver that issued it: ${SET_CLOCK}`,
+        notYetValid: (behind) => `this machine's clock is ${behind} behind that of the machine that issued it (simpleserver, or for issue-cert the policy key's): ${SET_CLOCK}`,
       });
     }
     // Not a peer's: our own certificate, from another policy key (the key replaced, or the wrong --policy-cert).

@@ -98,7 +98,7 @@ describe('init-trust: renewing a certificate ahead of time', function () {
     expect(ended.details).to.include({ reason: 'expired', certificate: 'leaf' });
     const early = await certified('early', -3_600, 86_400);
     const notYet = await rejects(loadIdentity(early.store, domain, early.policyCert), 'CERT_EXPIRED');
-    expect(notYet.message).to.match(/^the machine's stored certificate is not valid before \S+ \(checked at \S+ by this machine's clock\) \(not-yet-valid\): this machine's clock is at least 1 hour behind that of the simpleserver that issued it: set it right \(NTP, e\.g\. chrony; README "Clocks"\)$/);
+    expect(notYet.message).to.match(/^the machine's stored certificate is not valid before \S+ \(checked at \S+ by this machine's clock\) \(not-yet-valid\): this machine's clock is at least 1 hour behind that of the machine that issued it \(simpleserver, or for issue-cert the policy key's\): set it right \(NTP, e\.g\. chrony; README "Clocks"\)$/);
   });
 
   it('fails, as a needed renewal would, when the certificate ended while the attempt ran', async () => {
