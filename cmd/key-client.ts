@@ -83,7 +83,8 @@ function checkFetchCount(o: Pick<ClientOpts, 'credentialCert'>, count: number, c
  * NAMES (each once) as retrieve takes them, into the cryptstore or one to --out, or USAGE naming
  * every one it refuses and why, before anything is read: retrieve's own check, which --check-only asks alone.
  */
-function checkFetchNames(o: Pick<ClientOpts, 'credentialCert'> & { out?: string }, names: string[]): void {
+function checkFetchNames(o: Pick<ClientOpts, 'credentialCert'> & { out?: string; force?: boolean }, names: string[]): void {
+  if (o.force && !o.out) throw new CertifierError('USAGE', '--force replaces the file --out names: without --out each value goes into the cryptstore as a new version, which replaces nothing');
   const problems = names.map((name) => nameProblem(name)
     // Released only to a standby or replica (--allow-replica-join), which keeps it sealed in its
     // cryptstore: never to a file, nor under its own tag in a client's store.

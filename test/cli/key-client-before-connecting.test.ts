@@ -77,6 +77,10 @@ describe('key-client refuses before connecting', function () {
     expectUsage(overCredentialLimit, '501 names is too many for one run: a key-server answers at most 1000 requests on a connection, two per name with a credential; fetch at most 500 at a time');
   });
 
+  it('refuses retrieve --force without --out (USAGE, exit 2): it replaces a file, and a value kept in the cryptstore replaces nothing', async () => {
+    expectUsage(await kc(['retrieve', 'k', '--force']), '--force replaces the file --out names: without --out each value goes into the cryptstore as a new version, which replaces nothing');
+  });
+
   it('takes 1,000 secrets in a provisioning config (500 with a credential) and refuses one more (INVALID_INPUT, exit 1)', async () => {
     const config = (n: number) => {
       const file = join(tmp.dir, `config-${n}.json`);
