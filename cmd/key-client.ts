@@ -9,8 +9,7 @@ import { toHex } from '../lib/crypto/index.ts';
 import { ENTRY_TYPES, printableName, shown, tagProblem, visibleJson, type EntryType } from '../lib/wire/index.ts';
 import { checkWritable, DirChecks, readFileLimited, sweepLeftovers, type Leftover, type OwnFiles } from '../lib/files/index.ts';
 import { JsonItemsText } from '../lib/util/json.ts';
-import { SET_CLOCK } from '../lib/util/clock.ts';
-import { itemValue, readCertificateChain, readCertificateSummary, withDateFix, type ValidatedPeer } from '../lib/pki/index.ts';
+import { itemValue, readCertificateChain, readCertificateSummary, type ValidatedPeer } from '../lib/pki/index.ts';
 import { endsWithPolicyCert, isIdentityTag, loadIdentity, noRenewalPast, renewDue } from '../lib/certifier/index.ts';
 import { KeyClient, checkServer, fetchAll, keepAll, provision, readProvisionConfig, refuseBeforeFetching, sweepDestinations, type KeyClientOptions, type ResourceInfo, type SecretSpec } from '../lib/keyclient/index.ts';
 import { DEFAULT_LIMITS, SECOND_TRY_PAUSE_MS } from '../lib/channel/index.ts';
@@ -160,7 +159,7 @@ async function withConnectOptions<T>(o: ClientOpts, flags: ClientFlags, fn: (opt
   // Checked here first, so an ended (or not yet valid) credential says so and when, rather than
   // the key-server's bare CERT_EXPIRED, without connecting.
   if (credential) {
-    const { peer } = credentialInForce(credential.chain, policyCert);
+    const { peer } = verifyRoleCredential(credential.chain, policyCert, new Date());
     // A key that is not the certificate's would sign a challenge the server can only refuse.
     if (!sameKey(peer.publicKey, createPublicKey(credential.key))) throw new CertifierError('INVALID_KEY', `${o.credentialKey} is not the key of ${o.credentialCert}`);
   }
@@ -339,15 +338,3 @@ const EXAMPLES: Record<string, string[]> = {
 addExamples(program, EXAMPLES);
 
 await run(program);
-
-/** verifyRoleCredential now; a credential outside its dates also says what to do (the policy certificate's own end says its fix). */
-function credentialInForce(chain: Uint8Array[], policyCert: Uint8Array): ReturnType<typeof verifyRoleCredential> {
-  try {
-    return verifyRoleCredential(chain, policyCert, new Date());
-  } catch (e) {
-    throw withDateFix(e, {
-      expired: 'have the policy key\'s holder issue a new one (cert-utility issue-role-cert), or set this machine\'s clock right if it is wrong (README "Clocks")',
-      notYetValid: (behind) => `this machine's clock is ${behind} behind that of the machine that issued it: ${SET_CLOCK}`,
-    });
-  }
-}

@@ -5,7 +5,7 @@
 import { CertifierError, sentCode, type ErrorCode } from '../errors/index.ts';
 import { signatureAlgFor, verify } from '../crypto/index.ts';
 import { clipped, encode, shown, type CryptstoreEntry } from '../wire/index.ts';
-import { clockBehind, withDateFix, type ValidatedPeer } from '../pki/index.ts';
+import { clockBehind, type ValidatedPeer } from '../pki/index.ts';
 import type { LaterAnswer } from '../channel/index.ts';
 import { decide, type Acl } from './acl.ts';
 import type { AuditLog } from './audit.ts';
@@ -162,7 +162,7 @@ export class KeyService {
       this.checkValidity(peer);
       this.checkOwnValidity(conn);
       if (req.credentials) {
-        const cred = this.roleCredentialInForce(req.credentials);
+        const cred = verifyRoleCredential(req.credentials, this.config.policyCert, this.now(), "the key-server's clock");
         const leaf = req.credentials[0]!;
         if (!req.challengeNonce) {
           const nonce = this.challenges.issue(conn.id, leaf);
@@ -343,21 +343,6 @@ export class KeyService {
     // Valid when the connection was opened: this clock has gone back since.
     if (now < start) throw new CertifierError('CERT_EXPIRED', `the client's certificate (or the policy certificate above it) is not valid before ${start.toISOString()} ${clock()}: the key-server's clock is ${clockBehind(start, now)} behind that of the machine that issued it, gone back since this connection was opened: ${SET_CLOCK}`);
     if (now > end) throw new CertifierError('CERT_EXPIRED', `the client's certificate (or the policy certificate above it) ended at ${end.toISOString()}, after this connection was opened ${clock()}`);
-  }
-
-  /**
-   * verifyRoleCredential by this server's clock. key-client checks the credential's dates by its
-   * own clock before it connects, so one not valid yet here says this clock is the one behind.
-   */
-  private roleCredentialInForce(chain: Uint8Array[]): ReturnType<typeof verifyRoleCredential> {
-    try {
-      return verifyRoleCredential(chain, this.config.policyCert, this.now());
-    } catch (e) {
-      throw withDateFix(e, {
-        expired: `have the policy key's holder issue a new one (cert-utility issue-role-cert), unless the key-server's clock is ahead: ${SET_CLOCK}`,
-        notYetValid: (behind) => `the key-server's clock is ${behind} behind that of the machine that issued it: ${SET_CLOCK}`,
-      });
-    }
   }
 
   private now(): Date {

@@ -5,7 +5,8 @@
 import type { KeyObject } from 'node:crypto';
 import { CertifierError } from '../errors/index.ts';
 import { sha256, utf8 } from '../crypto/index.ts';
-import { issueAdmissionCert, ROLE_CREDENTIAL_EKU, validateAdmission, type ValidatedPeer } from '../pki/index.ts';
+import { issueAdmissionCert, ROLE_CREDENTIAL_EKU, validateAdmission, withDateFix, type ValidatedPeer } from '../pki/index.ts';
+import { SET_CLOCK } from '../util/clock.ts';
 import { ROLE_PLATFORM_PREFIX } from '../certifier/index.ts';
 
 export const ROLE_PREFIX = ROLE_PLATFORM_PREFIX;
@@ -28,15 +29,21 @@ export async function issueRoleCert(o: { policyKey: KeyObject; policyCert: Uint8
 
 /**
  * Validates a credential chain and returns the role it grants. A credential outside its dates at
- * `at` is CERT_EXPIRED (its message says which end, and the time checked); any other fault is
+ * `at` is CERT_EXPIRED (its message says which end, the time checked, and what to do: a new
+ * credential, or `clock`, the clock `at` was read from, set right); any other fault is
  * CREDENTIAL_INVALID.
  */
-export function verifyRoleCredential(chain: Uint8Array[], policyCert: Uint8Array, at: Date): { role: string; peer: ValidatedPeer } {
+export function verifyRoleCredential(chain: Uint8Array[], policyCert: Uint8Array, at: Date, clock = "this machine's clock"): { role: string; peer: ValidatedPeer } {
   let peer: ValidatedPeer;
   try {
     peer = validateAdmission({ chain, policyCert, at, usage: 'role', role: 'role credential' });
   } catch (cause) {
-    if (cause instanceof CertifierError && cause.code === 'CERT_EXPIRED') throw cause;
+    if (cause instanceof CertifierError && cause.code === 'CERT_EXPIRED') {
+      throw withDateFix(cause, {
+        expired: `have the policy key's holder issue a new one (cert-utility issue-role-cert), or set ${clock} right if it is wrong (README "Clocks")`,
+        notYetValid: (behind) => `${clock} is ${behind} behind that of the machine that issued it: ${SET_CLOCK}`,
+      });
+    }
     throw new CertifierError('CREDENTIAL_INVALID', `the credential is not valid: ${(cause as Error).message}`, { cause });
   }
   if (!peer.platform.startsWith(ROLE_PREFIX)) throw new CertifierError('CREDENTIAL_INVALID', 'the credential is a machine certificate, not a role certificate');
