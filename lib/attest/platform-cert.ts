@@ -4,12 +4,14 @@
 import type { KeyObject } from 'node:crypto';
 import { basicConstraints, encodeName, keyIdentifier, keyUsage, randomSerial, signCertificate, spkiOf, subjectKeyId } from '../pki/build.ts';
 import { OID } from '../pki/oids.ts';
+import { CLOCK_SKEW_SECONDS } from '../pki/problems.ts';
 
 export const PLATFORM_CERT_ORGANIZATION = 'simulated-enclave TEST platform';
 
 export function platformCertificate(platformKey: KeyObject, o: { now?: Date; days?: number } = {}): Uint8Array {
   const now = o.now ?? new Date();
-  const notBefore = new Date(Math.floor(now.getTime() / 1000) * 1000 - 300_000);
+  // Back as far as every certificate of this suite, which the clock messages (clockBehind) count on.
+  const notBefore = new Date(Math.floor(now.getTime() / 1000) * 1000 - CLOCK_SKEW_SECONDS * 1000);
   const name = encodeName([[OID.commonName, 'platformKey'], [OID.organizationName, PLATFORM_CERT_ORGANIZATION]]);
   const spki = spkiOf(platformKey);
   return signCertificate({
