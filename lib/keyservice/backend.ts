@@ -3,6 +3,7 @@
 
 import { CertifierError } from '../errors/index.ts';
 import { MAX_TAG_LENGTH, MAX_VERSION, tagProblem } from '../wire/index.ts';
+import { DELETE_LISTED } from './protocol.ts';
 
 /** What a backend stores: ciphertext and metadata only. Backends never see plaintext or keys. */
 export interface StoredRecord {
@@ -39,6 +40,12 @@ export interface ListOptions {
   after?: string;
 }
 
+/** What a delete removed: how many versions, and the lowest of them (at most as many as asked), in order. */
+export interface Deleted {
+  count: number;
+  versions: number[];
+}
+
 export interface KeyBackend {
   /**
    * Assigns the next version of `name` atomically (never reusing a deleted one) and stores the
@@ -50,8 +57,12 @@ export interface KeyBackend {
   append(name: string, build: (version: number) => StoredRecord, expectedLatest?: number, check?: (latest: number) => void): Promise<StoredRecord>;
   /** One version, or the latest when `version` is 0; undefined when absent. */
   get(name: string, version: number): Promise<StoredRecord | undefined>;
-  /** Deletes one version, or all when version is 0; returns the versions deleted ([] when none). */
-  delete(name: string, version: number): Promise<number[]>;
+  /**
+   * Deletes one version, or all when version is 0: how many versions it deleted (0 when none), and
+   * the lowest `listed` of them in order (default DELETE_LISTED, the most a delete's answer names),
+   * so a name with any number of versions is deleted without holding a list of them all.
+   */
+  delete(name: string, version: number, listed?: number): Promise<Deleted>;
   /**
    * Metadata of the latest version of every name starting with `prefix` (or every version with
    * allVersions), sorted by name (code point order) then version; never ciphertext.
@@ -95,6 +106,11 @@ export function checkVersion(version: number, zeroOk: boolean): void {
 /** The `after` of a list, when given, is a name. */
 export function checkAfter(options: ListOptions | undefined): void {
   if (options?.after !== undefined) checkName(options.after);
+}
+
+/** How many deleted versions a delete may name: 1 to DELETE_LISTED. */
+export function checkListed(listed: number): void {
+  if (!Number.isInteger(listed) || listed < 1 || listed > DELETE_LISTED) throw new RangeError(`a delete names 1 to ${DELETE_LISTED} versions, not ${listed}`);
 }
 
 export function checkExpected(expectedLatest: number | undefined): void {

@@ -269,13 +269,13 @@ export class KeyService {
         return { response: succeeded(req.name, { data: encode('cryptstore_entry', entry), version: info.version }), version: info.version };
       }
       case 'delete': {
-        const versions = await ks.delete(req.name, req.version);
-        if (versions.length === 0) throw notFound(req.name, req.version);
+        const { count, versions } = await ks.delete(req.name, req.version, DELETE_LISTED);
+        if (count === 0) throw notFound(req.name, req.version);
         // The versions named, by number only (the name is the answer's), at most DELETE_LISTED of
         // them, and how many there were: any answer fits in a frame, however many were deleted.
-        const resources = versions.slice(0, DELETE_LISTED).map((v) => ({ version: v }));
-        const data = encode('key_service_list', { resources, deleted: versions.length });
-        return { response: succeeded(req.name, { version: versions.length === 1 ? versions[0]! : 0, data }), version: req.version, deleted: versions.length, listing: data };
+        const resources = versions.map((v) => ({ version: v }));
+        const data = encode('key_service_list', { resources, deleted: count });
+        return { response: succeeded(req.name, { version: count === 1 ? versions[0]! : 0, data }), version: req.version, deleted: count, listing: data };
       }
       case 'list': {
         // One more than a page tells whether another page follows, without a second query. A page

@@ -13,7 +13,7 @@ import { ENTRY_TYPES, MAX_VERSION, shown, tagProblem, type EntryType } from '../
 import { isRfc3339 } from '../policy/index.ts';
 import { LruMap } from '../util/lru.ts';
 import {
-  checkExpected, checkName, checkPrefix, checkVersion, infoOf, type KeyBackend, type ListOptions, type RecordInfo, type StoredRecord,
+  checkExpected, checkName, checkPrefix, checkVersion, infoOf, type Deleted, type KeyBackend, type ListOptions, type RecordInfo, type StoredRecord,
 } from './backend.ts';
 
 export const KEY_RECORD_FORMAT = 1;
@@ -183,11 +183,11 @@ export class KeyStore {
     return aad;
   }
 
-  /** Deletes one version, or all when `version` is 0; returns the versions deleted ([] when none). */
-  async delete(name: string, version = 0): Promise<number[]> {
+  /** Deletes one version, or all when `version` is 0: how many it deleted (0 when none), and the lowest of them (KeyBackend.delete). */
+  async delete(name: string, version = 0, listed?: number): Promise<Deleted> {
     checkName(name);
     checkVersion(version, true);
-    return this.backend.delete(name, version);
+    return this.backend.delete(name, version, listed);
   }
 
   /** Metadata (never values) of the names starting with `prefix` ('' = all); INTEGRITY for a record store() never writes. */

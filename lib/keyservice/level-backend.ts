@@ -46,9 +46,10 @@ import { CertifierError } from '../errors/index.ts';
 import { describeErrnoAt, inDir, levelFileError, makeOwnDirs, tightenFiles, unmakeHeldAndDirs, type MadeDirs } from '../files/index.ts';
 import { UNFINISHED_FILE } from './backups.ts';
 import {
-  checkAfter, checkBuilt, checkExpected, checkName, checkPrefix, checkVersion, deleteUnknown, infoOf, listLimit, nextVersion, storeUnknown,
-  versionConflict, type KeyBackend, type ListOptions, type RecordInfo, type StoredRecord,
+  checkAfter, checkBuilt, checkExpected, checkListed, checkName, checkPrefix, checkVersion, deleteUnknown, infoOf, listLimit, nextVersion, storeUnknown,
+  versionConflict, type Deleted, type KeyBackend, type ListOptions, type RecordInfo, type StoredRecord,
 } from './backend.ts';
+import { DELETE_LISTED } from './protocol.ts';
 import { keyDatabase, type Db, type LevelTuning } from './level-core.ts';
 import { LevelBackup } from './level-backup.ts';
 import {
@@ -208,9 +209,10 @@ export class LevelBackend extends LevelBackup implements KeyBackend {
     return raw === undefined ? undefined : ownCiphertext(decodeRecord(name, v, raw));
   }
 
-  async delete(name: string, version: number): Promise<number[]> {
+  async delete(name: string, version: number, listed = DELETE_LISTED): Promise<Deleted> {
     checkName(name);
     checkVersion(version, true);
+    checkListed(listed);
     return this.exclusive(name, async () => {
       let versions: number[] = [];
       if (version) {
@@ -218,7 +220,7 @@ export class LevelBackend extends LevelBackup implements KeyBackend {
       } else {
         for await (const key of this.db.keys(nameRange(name))) versions.push(parseRecordKey(key).version);
       }
-      if (versions.length === 0) return [];
+      if (versions.length === 0) return { count: 0, versions };
       const st = await this.state(name);
       // The new latest is found before the write, so readers never see a deleted latest version.
       const latestAfter = !versions.includes(st.latest) ? st.latest : version === 0 ? 0 : await this.latestBelow(name, version);
@@ -243,7 +245,7 @@ export class LevelBackend extends LevelBackup implements KeyBackend {
       // stay in memory for good.
       if (latestAfter === 0) this.states.delete(name);
       else this.states.set(name, st);
-      return versions;
+      return { count: versions.length, versions: versions.slice(0, listed) };
     });
   }
 

@@ -31,7 +31,8 @@
 // over the largest sealed value is refused unread; a name, type, time or key id is read clipped,
 // and KeyStore refuses it), so a huge row costs the replica neither its memory nor its life. No
 // message of the database's is read past MAX_MESSAGE_BYTES either, nor a row past the most its
-// query asks for (one unless a statement says otherwise: a list its limit), nor a result past its
+// query asks for (one unless a statement says otherwise: a list its limit, a delete of every
+// version the versions it names, DELETE_LISTED), nor a result past its
 // statements (one, but for SESSION_SETTINGS): its connection is cut.
 //
 // Failure: a request's whole time in the database is bounded (Deadline: its wait for a connection,
@@ -45,13 +46,14 @@
 import type { ClientConfig, Pool, PoolClient } from 'pg';
 import { CertifierError } from '../errors/index.ts';
 import {
-  checkAfter, checkBuilt, checkExpected, checkName, checkPrefix, checkVersion, deleteUnknown, listLimit, MAX_NAME_LENGTH, nextVersion, outcomeUnknown, storeUnknown,
-  versionConflict, type KeyBackend, type ListOptions, type RecordInfo, type StoredRecord, type UnknownChange,
+  checkAfter, checkBuilt, checkExpected, checkListed, checkName, checkPrefix, checkVersion, deleteUnknown, listLimit, MAX_NAME_LENGTH, nextVersion, outcomeUnknown, storeUnknown,
+  versionConflict, type Deleted, type KeyBackend, type ListOptions, type RecordInfo, type StoredRecord, type UnknownChange,
 } from './backend.ts';
 import { SESSION_SETTINGS, SESSION_SETTINGS_ROWS, SESSION_SETTINGS_STATEMENTS, migrate, PIN_SCHEMA, SCHEMA_VERSION, storageError, TABLES_ID, TOO_MANY_CONNECTIONS, type Query } from './pg-schema.ts';
 import { MAX_KEY_VALUE_BYTES } from './keystore.ts';
 import { SEAL_OVERHEAD } from '../crypto/index.ts';
 import { Deadline } from './pg-deadline.ts';
+import { DELETE_LISTED } from './protocol.ts';
 import { boundMessages, expectRows, PgSockets } from './pg-sockets.ts';
 
 /**
@@ -146,6 +148,20 @@ const COLUMNS = `pg_catalog.left(name, ${MAX_NAME_LENGTH + 1}) AS name, version,
 /** A ciphertext is read only if it is no longer than a sealed value of the largest size (sealed_size says how long it is). */
 const CIPHERTEXT = `CASE WHEN pg_catalog.octet_length(ciphertext) <= ${MAX_KEY_VALUE_BYTES + SEAL_OVERHEAD} THEN ciphertext END AS ciphertext, pg_catalog.octet_length(ciphertext) AS sealed_size`;
 interface Row { name: string; version: number; type: string; exportable: boolean; time_entered: string; size: number; ciphertext?: Buffer | null; sealed_size?: number }
+
+/**
+ * What a delete of every version answered: its count, and the versions of its rows, which must be
+ * ascending and no more than the count (INTEGRITY otherwise: the protocol's answer is made of them).
+ */
+function deletedRows(name: string, rows: { version: number; deleted: string }[]): Deleted {
+  const count = rows.length ? Number(rows[0]!.deleted) : 0;
+  const versions = rows.map((r) => r.version);
+  const ordered = versions.every((v, i) => Number.isSafeInteger(v) && v > (versions[i - 1] ?? 0) && rows[i]!.deleted === rows[0]!.deleted);
+  if (!ordered || !Number.isSafeInteger(count) || count < versions.length) {
+    throw new CertifierError('INTEGRITY', `the database answered the delete of every version of "${name}" with a damaged count or list of versions`);
+  }
+  return { count, versions };
+}
 
 const infoOfRow = (r: Row): RecordInfo => ({ name: r.name, version: r.version, type: r.type, exportable: r.exportable, timeEntered: r.time_entered, size: r.size });
 
@@ -259,29 +275,34 @@ export class PgBackend implements KeyBackend {
     return { ...infoOfRow(r), ciphertext: new Uint8Array(r.ciphertext) };
   }
 
-  async delete(name: string, version: number): Promise<number[]> {
+  async delete(name: string, version: number, listed = DELETE_LISTED): Promise<Deleted> {
     checkName(name);
     checkVersion(version, true);
+    checkListed(listed);
     return this.transaction(async (q) => {
       // The row lock orders this delete with every append of the name; `high` stays as it is. A
       // row removed by hand while records remain is put back first (its mark the highest stored
       // version), as LevelBackend deletes by its records; a name never stored gets no row. A
       // mark lowered by hand below a stored version is raised to it, or the versions deleted
       // here would be given again.
-      // Then no version above the mark is stored: a delete of all is answered with at most that many rows.
-      const lock = async () => (await q<{ high: string }>('SELECT high FROM key_server_names WHERE name = $1 FOR UPDATE', [name]))[0]?.high;
-      let high = await lock();
-      if (high === undefined) {
+      const lock = async () => (await q<{ high: string }>('SELECT high FROM key_server_names WHERE name = $1 FOR UPDATE', [name])).length > 0;
+      if (!(await lock())) {
         await q('INSERT INTO key_server_names (name, high) SELECT name, pg_catalog.max(version) FROM key_server_records WHERE name = $1 GROUP BY name ON CONFLICT (name) DO NOTHING', [name]);
-        high = await lock();
-        if (high === undefined) return [];
+        if (!(await lock())) return { count: 0, versions: [] };
       }
-      const [raised] = await q<{ high: string }>('UPDATE key_server_names SET high = s.top FROM (SELECT pg_catalog.max(version) AS top FROM key_server_records WHERE name = $1) s WHERE name = $1 AND s.top > high RETURNING high', [name]);
-      const rows = await q<{ version: number }>(version
-        ? 'DELETE FROM key_server_records WHERE name = $1 AND version = $2 RETURNING version'
-        : 'DELETE FROM key_server_records WHERE name = $1 RETURNING version', version ? [name, version] : [name], version ? 1 : Number(raised?.high ?? high));
-      return rows.map((r) => r.version).sort((a, b) => a - b);
-    }, (versions) => (versions.length ? deleteUnknown(name, version, versions.length) : undefined));
+      await q('UPDATE key_server_names SET high = s.top FROM (SELECT pg_catalog.max(version) AS top FROM key_server_records WHERE name = $1) s WHERE name = $1 AND s.top > high', [name]);
+      if (version) {
+        const rows = await q<{ version: number }>('DELETE FROM key_server_records WHERE name = $1 AND version = $2 RETURNING version', [name, version]);
+        return { count: rows.length, versions: rows.map((r) => r.version) };
+      }
+      // Every version is deleted, whatever the LIMIT (a statement in WITH runs to completion), and
+      // only the lowest `listed` come back, each row with the count: the answer is bounded by what
+      // key-server asks, not by a mark or a count the database reports.
+      const rows = await q<{ version: number; deleted: string }>(
+        `WITH d AS (DELETE FROM key_server_records WHERE name = $1 RETURNING version)
+          SELECT version, (SELECT pg_catalog.count(*) FROM d) AS deleted FROM d ORDER BY version LIMIT $2`, [name, listed], listed);
+      return deletedRows(name, rows);
+    }, (d) => (d.count ? deleteUnknown(name, version, d.count) : undefined));
   }
 
   async list(prefix: string, options?: ListOptions): Promise<RecordInfo[]> {

@@ -5,6 +5,7 @@ import { expect } from 'chai';
 import { randomBytes } from '../../lib/crypto/index.ts';
 import { CertifierError } from '../../lib/errors/index.ts';
 import type { KeyBackend, StoredRecord } from '../../lib/keyservice/backend.ts';
+import { DELETE_LISTED } from '../../lib/keyservice/protocol.ts';
 import { rejects } from '../support/rejects.ts';
 
 export interface BackendFixture {
@@ -76,16 +77,16 @@ export function runBackendContract(name: string, factory: () => Promise<BackendF
 
     it('deletes one version, leaving the others', async () => {
       for (let i = 0; i < 3; i++) await put('k');
-      expect(await b.delete('k', 2)).to.deep.equal([2]);
+      expect(await b.delete('k', 2)).to.deep.equal({ count: 1, versions: [2] });
       expect(await b.get('k', 2)).to.equal(undefined);
       expect((await b.get('k', 0))!.version).to.equal(3);
       expect(await versions('k')).to.deep.equal([1, 3]);
-      expect(await b.delete('k', 2)).to.deep.equal([]);
+      expect(await b.delete('k', 2)).to.deep.equal({ count: 0, versions: [] });
     });
 
     it('falls back to the previous version when the latest is deleted, and never reuses the deleted number', async () => {
       for (let i = 0; i < 3; i++) await put('k');
-      expect(await b.delete('k', 3)).to.deep.equal([3]);
+      expect(await b.delete('k', 3)).to.deep.equal({ count: 1, versions: [3] });
       expect((await b.get('k', 0))!.version).to.equal(2);
       expect((await put('k')).version).to.equal(4);
     });
@@ -111,7 +112,7 @@ export function runBackendContract(name: string, factory: () => Promise<BackendF
         await new Promise((resolve) => setImmediate(resolve));
       }
       await Promise.all(reads);
-      expect(await deleted).to.deep.equal([2]);
+      expect(await deleted).to.deep.equal({ count: 1, versions: [2] });
       expect([(await b.get('k', 0))?.version, await b.get('k', 2)]).to.deep.equal([1, undefined]);
     });
 
@@ -125,11 +126,23 @@ export function runBackendContract(name: string, factory: () => Promise<BackendF
 
     it('deletes every version with version 0, and numbering goes on after them', async () => {
       for (let i = 0; i < 3; i++) await put('k');
-      expect(await b.delete('k', 0)).to.deep.equal([1, 2, 3]);
+      expect(await b.delete('k', 0)).to.deep.equal({ count: 3, versions: [1, 2, 3] });
       expect(await b.get('k', 0)).to.equal(undefined);
       expect(await b.list('k')).to.deep.equal([]);
-      expect(await b.delete('k', 0)).to.deep.equal([]);
+      expect(await b.delete('k', 0)).to.deep.equal({ count: 0, versions: [] });
       expect((await put('k')).version).to.equal(4);
+    });
+
+    it('counts every version a delete of all removes, naming only the lowest as many as asked for', async () => {
+      for (let i = 0; i < 5; i++) await put('k');
+      await b.delete('k', 2);
+      expect(await b.delete('k', 0, 2)).to.deep.equal({ count: 4, versions: [1, 3] });
+      expect(await b.list('k', { allVersions: true })).to.deep.equal([]);
+      for (const listed of [0, DELETE_LISTED + 1]) {
+        let thrown: unknown;
+        await b.delete('k', 0, listed).catch((e: unknown) => (thrown = e));
+        expect(thrown).to.be.instanceOf(RangeError);
+      }
     });
 
     it('never reuses deleted versions across a reopen', async function () {
@@ -166,10 +179,10 @@ export function runBackendContract(name: string, factory: () => Promise<BackendF
       if (!fx.tamperMark) this.skip();
       for (let i = 0; i < 3; i++) await put('tm/c');
       b = await fx.tamperMark('tm/c', undefined);
-      expect(await b.delete('tm/c', 2)).to.deep.equal([2]);
+      expect(await b.delete('tm/c', 2)).to.deep.equal({ count: 1, versions: [2] });
       b = await fx.tamperMark('tm/c', undefined);
-      expect(await b.delete('tm/c', 0)).to.deep.equal([1, 3]);
-      expect(await b.delete('never/stored', 0)).to.deep.equal([]);
+      expect(await b.delete('tm/c', 0)).to.deep.equal({ count: 2, versions: [1, 3] });
+      expect(await b.delete('never/stored', 0)).to.deep.equal({ count: 0, versions: [] });
       expect((await put('tm/c')).version, 'never a number given before').to.equal(4);
     });
 
@@ -177,7 +190,7 @@ export function runBackendContract(name: string, factory: () => Promise<BackendF
       if (!fx.tamperMark) this.skip();
       for (let i = 0; i < 4; i++) await put('tm/d');
       b = await fx.tamperMark('tm/d', 1);
-      expect(await b.delete('tm/d', 0)).to.deep.equal([1, 2, 3, 4]);
+      expect(await b.delete('tm/d', 0)).to.deep.equal({ count: 4, versions: [1, 2, 3, 4] });
       expect((await put('tm/d')).version, 'never a number given before').to.equal(5);
     });
 
@@ -332,7 +345,7 @@ export function runBackendContract(name: string, factory: () => Promise<BackendF
       await put('key2');
       await put('key/x');
       expect((await b.get('key', 0))!.version).to.equal(2);
-      expect(await b.delete('key', 0)).to.deep.equal([1, 2]);
+      expect(await b.delete('key', 0)).to.deep.equal({ count: 2, versions: [1, 2] });
       expect((await b.get('key2', 0))!.name).to.equal('key2');
       expect((await b.get('key/x', 0))!.name).to.equal('key/x');
       expect((await put('key2')).version).to.equal(2);

@@ -187,7 +187,7 @@ async function run(ks: KeyStore, op: Op): Promise<Outcome> {
     case 'release':
       return outcome(ks.release(op.name, op.version), opened);
     case 'delete':
-      return outcome(ks.delete(op.name, op.version), (v) => v);
+      return outcome(ks.delete(op.name, op.version), (d) => (d.count === d.versions.length ? d.versions : d));
     case 'list':
       return outcome(ks.list(op.prefix, op.options), (l) => l.map(infoOf));
     case 'pages':

@@ -106,8 +106,8 @@ describe('KeyStore', () => {
     expect(list).to.have.length(1);
     expect(list[0]).to.not.have.property('ciphertext');
     expect(list[0]).to.include({ name: 'a/x', version: 1, type: 'other', exportable: false, size: 1 });
-    expect(await ks.delete('a/x', 0)).to.deep.equal([1]);
-    expect(await ks.delete('a/x', 0)).to.deep.equal([]);
+    expect(await ks.delete('a/x', 0)).to.deep.equal({ count: 1, versions: [1] });
+    expect(await ks.delete('a/x', 0)).to.deep.equal({ count: 0, versions: [] });
   });
 
   it('refuses bad input with INVALID_INPUT, and a short storage key with INVALID_KEY', async () => {

@@ -409,7 +409,7 @@ describe('LevelBackend', () => {
     const writes = Promise.all([b.append('k', (v) => recordFor('k', v)), b.delete('k', 1), b.append('k', (v) => recordFor('k', v))]);
     await b.close(); // a SIGTERM with stores under way
     const [second, deleted, third] = await writes;
-    expect([second.version, deleted, third.version]).to.deep.equal([2, [1], 3]);
+    expect([second.version, deleted, third.version]).to.deep.equal([2, { count: 1, versions: [1] }, 3]);
     const again = await LevelBackend.open(dir);
     try {
       expect((await again.list('', { allVersions: true })).map((i) => i.version)).to.deep.equal([2, 3]);
@@ -476,7 +476,7 @@ describe('LevelBackend', () => {
       for (let i = 0; i < 30; i++) for (let j = 0; j < 3; j++) await b.append(`n${i}`, (v) => recordFor(`n${i}`, v));
       expect(held()).to.equal(8);
       // n0 and n1 were evicted long ago: their latest and highest versions come from disk.
-      expect(await b.delete('n0', 3)).to.deep.equal([3]);
+      expect(await b.delete('n0', 3)).to.deep.equal({ count: 1, versions: [3] });
       expect((await b.get('n0', 0))!.version).to.equal(2);
       expect((await b.append('n0', (v) => recordFor('n0', v))).version, 'a deleted version is not reused').to.equal(4);
       expect((await b.get('n1', 0))!.version).to.equal(3);
@@ -640,7 +640,7 @@ describe('LevelBackend', () => {
       };
       const reading = b.get('k', 2);
       await there;
-      expect(await b.delete('k', 2)).to.deep.equal([2]);
+      expect(await b.delete('k', 2)).to.deep.equal({ count: 1, versions: [2] });
       release();
       expect((await reading)!.version, 'a read that ran alongside the delete').to.equal(2);
       expect(await b.get('k', 2)).to.equal(undefined);
@@ -660,10 +660,10 @@ describe('LevelBackend', () => {
         expect(r.version, `version ${v}`).to.equal(want.version);
         expect(Buffer.from(r.ciphertext).equals(Buffer.from(want.ciphertext)), `version ${v}`).to.equal(true);
       }
-      expect(await b.delete('turn', 2)).to.deep.equal([2]); // the version read last, so cached
+      expect(await b.delete('turn', 2)).to.deep.equal({ count: 1, versions: [2] }); // the version read last, so cached
       expect(await b.get('turn', 2)).to.equal(undefined);
       expect((await b.get('turn', 0))!.version).to.equal(1);
-      expect(await b.delete('turn', 0)).to.deep.equal([1]);
+      expect(await b.delete('turn', 0)).to.deep.equal({ count: 1, versions: [1] });
       expect(await b.get('turn', 1)).to.equal(undefined);
       expect(await b.get('turn', 0)).to.equal(undefined);
     } finally {

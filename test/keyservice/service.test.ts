@@ -42,9 +42,9 @@ class GatedBackend implements KeyBackend {
     this.events.push(`append ${name}`);
     return this.inner.append(name, build, expectedLatest);
   }
-  delete(name: string, version: number) {
+  delete(name: string, version: number, listed?: number) {
     this.events.push(`delete ${name}`);
-    return this.inner.delete(name, version);
+    return this.inner.delete(name, version, listed);
   }
   list(prefix: string, options?: ListOptions) {
     return this.inner.list(prefix, options);

@@ -16,6 +16,7 @@ import { recordFor, runBackendContract } from '../keyservice/backend-contract.ts
 import { findPgBin, PG_MISSING, PgServer } from './pg-server.ts';
 import { PgProxy, pgMessage } from './pg-proxy.ts';
 import { expectRows } from '../../lib/keyservice/pg-sockets.ts';
+import { DELETE_LISTED } from '../../lib/keyservice/protocol.ts';
 
 async function rejects(p: Promise<unknown>, ...codes: string[]): Promise<CertifierError> {
   try {
@@ -303,7 +304,7 @@ if (!bin) {
         const b = await track(open(url));
         // Rows written out of order (by a restore, say), as the table then holds them.
         await server.psql(`contract_${n}`, `INSERT INTO key_server_records VALUES ${[3, 1, 2].map((v) => `('restored', ${v}, 'binary-blob', false, 'x', 1, '\\x01')`).join(', ')}`);
-        expect(await b.delete('restored', 0)).to.deep.equal([1, 2, 3]);
+        expect(await b.delete('restored', 0)).to.deep.equal({ count: 3, versions: [1, 2, 3] });
       });
 
       it('refuses a database written by a newer key-server, and one not in UTF-8, holding no connection to it after', async () => {
@@ -417,7 +418,7 @@ if (!bin) {
           await other.query('COMMIT');
           // Not [1, 2, 3] with version 4 left behind: the append saw 3 as the latest, so a delete
           // of every version ordered before it would have made the append's expectation false.
-          expect(await deleted).to.deep.equal([1, 2, 3, 4]);
+          expect(await deleted).to.deep.equal({ count: 4, versions: [1, 2, 3, 4] });
         } finally {
           await other.end();
         }
@@ -645,6 +646,26 @@ if (!bin) {
           expect((await b.list('', { limit: 2 })).map((r) => r.name)).to.deep.equal(['a', 'b']);
         });
 
+        it('bounds a delete of every version by the versions its answer names, not by the high-water mark the database reports: a database lying about both is cut off (INTEGRITY), nothing deleted', async () => {
+          const rewrite: Rewrite = { current: () => undefined };
+          const { b, db } = await throughProxy(rewrite);
+          for (let i = 0; i < 3; i++) await b.append('k', (v) => recordFor('k', v));
+          // The mark read under the name's lock said to be the last version number, and each row of the delete's answer sent 20,000 times.
+          const mark = Buffer.alloc(2 + 4 + 10);
+          mark.writeUInt16BE(1, 0);
+          mark.writeInt32BE(10, 2);
+          mark.write('2147483647', 6, 'latin1');
+          rewrite.current = (query, type, m) => {
+            if (type !== 'D') return undefined;
+            if (query.includes('FOR UPDATE')) return [pgMessage('D', mark)];
+            return query.includes('DELETE FROM key_server_records WHERE name = $1') && !query.includes('version = $2') ? Array<Buffer>(20_000).fill(m) : undefined;
+          };
+          expect((await rejects(b.delete('k', 0), 'INTEGRITY')).message).to.contain(`more rows than the ${DELETE_LISTED} key-server asks for`);
+          rewrite.current = () => undefined;
+          expect(await server.psql(db, "SELECT count(*) FROM key_server_records WHERE name = 'k'", ['-tA'])).to.equal('3\n');
+          expect(await b.delete('k', 0)).to.deep.equal({ count: 3, versions: [1, 2, 3] });
+        });
+
         it('answers a store OUTCOME_UNKNOWN when rows in the answer to its COMMIT cut the connection: it may have been committed, and here it was', async () => {
           const rows = [pgMessage('T', Buffer.alloc(2)), pgMessage('D', Buffer.alloc(2)), pgMessage('D', Buffer.alloc(2))];
           const rewrite: Rewrite = { current: () => undefined };
@@ -712,7 +733,7 @@ if (!bin) {
           const results = await Promise.all(Array.from({ length: 30 }, (_, i) => (i % 2 ? a : b).append('queued', (v) => recordFor('queued', v))));
           expect(results.map((r) => r.version).sort((x, y) => x - y)).to.deep.equal(Array.from({ length: 30 }, (_, i) => i + 1));
           const [deleted, next] = await Promise.all([a.delete('queued', 0), b.append('queued', (v) => recordFor('queued', v))]);
-          expect(deleted.length + next.version, 'the append before the delete, or after it').to.be.oneOf([30 + 31, 31 + 31]);
+          expect(deleted.count + next.version, 'the append before the delete, or after it').to.be.oneOf([30 + 31, 31 + 31]);
         });
       }
 

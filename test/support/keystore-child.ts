@@ -24,7 +24,7 @@ for await (const line of createInterface({ input: process.stdin })) {
   const i = index++;
   const done = o.op === 'store'
     ? store.store(o.name, fromHex(o.value), { type: o.type, exportable: o.exportable, time: new Date(o.time) }).then((info) => info.version)
-    : store.delete(o.name, o.version);
+    : store.delete(o.name, o.version).then((d) => (d.count === d.versions.length ? d.versions : d));
   done.then(
     (answer) => process.stdout.write(`ok ${i} ${JSON.stringify(answer)}\n`),
     (e: unknown) => process.stdout.write(`error ${i} ${(e as { code?: string }).code ?? 'none'}\n`),
