@@ -140,6 +140,8 @@ const SHOWN_DETAILS: Record<string, (v: unknown) => boolean> = {
   deleted: Number.isSafeInteger,
   // What verify-store --repair --yes changed in the store before it found problems left.
   repaired: (v) => Array.isArray(v) && v.every((r) => typeof r?.key === 'string' && typeof r?.done === 'string'),
+  // What verify-store found damaged: every record, where its message names the first 20.
+  problems: (v) => Array.isArray(v) && v.every((p) => typeof p?.key === 'string' && typeof p?.problem === 'string'),
   // What a refusal was decided without (simpleserver explain: revocation not checked), as its stderr says.
   warnings: (v) => Array.isArray(v) && v.every((w) => typeof w === 'string'),
 };
@@ -189,7 +191,7 @@ function renderError(command: Command, e: unknown): number {
   if (!(e instanceof CertifierError) && !(e instanceof CommanderError)) message = `internal error: ${message}`;
   // Details that are safe to show go with the refusal: a decision's proof (simpleserver explain),
   // as the text form prints it, and its warnings; the file and line an error names (verify-audit);
-  // how a store is protected (WRONG_KEY given another way). No others.
+  // how a store is protected (WRONG_KEY given another way); what verify-store found and repaired. No others.
   const shown = e instanceof CertifierError ? shownDetails(e.details) : {};
   if (wantsJson(command)) {
     try {

@@ -499,6 +499,17 @@ describe('cert-utility store commands (transcripts)', function () {
         expect(r.stderr).to.equal('cert-utility: "e!junk": removed\n');
       });
 
+      it('verify-store --json that finds damage gives exit 4 with the problems in the --json error document, as the success document has them', async () => {
+        const db = new Level<string, Uint8Array>(store, { valueEncoding: 'view' });
+        await db.open();
+        await db.put('e!junk', new Uint8Array(40));
+        await db.close();
+        const r = await cu(withPass('verify-store', '--json'));
+        expect(r.status, r.stderr).to.equal(4);
+        expect(r.json().error).to.include({ code: 'INTEGRITY', exitStatus: 4 });
+        expect(r.json().error.problems).to.deep.equal([{ key: '"e!junk"', problem: 'a record under no tag, with a key this store never writes: verify-store --repair --yes removes it' }]);
+      });
+
       it('gives exit 4 for a swapped pair of records', async () => {
         writeFileSync(join(tmp.dir, 'other'), 'another value');
         expect((await cu(withPass('put-item', '--tag', 'j', '--in', 'other'))).status).to.equal(0);
