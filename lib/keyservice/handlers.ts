@@ -78,7 +78,7 @@ export class KeyService {
   private readonly running = new Set<Promise<void>>();
   /** The end of the server's own certificate each connection was opened with (ms). */
   private readonly ownEnds = new WeakMap<Connection, number>();
-  /** Connections that outlived it: each refusal there is their last answer. */
+  /** Connections that outlived it, or their client's certificate: each refusal there is their last answer. */
   private readonly outlived = new WeakSet<Connection>();
   private readonly config: KeyServiceConfig;
   constructor(config: KeyServiceConfig) {
@@ -159,7 +159,7 @@ export class KeyService {
     try {
       if (!peer) throw new CertifierError('UNTRUSTED_PEER', 'no verified client certificate');
       req = parseKeyRequest(bytes);
-      this.checkValidity(peer);
+      this.checkValidity(peer, conn);
       this.checkOwnValidity(conn);
       if (req.credentials) {
         const cred = verifyRoleCredential(req.credentials, this.config.policyCert, this.now(), "the key-server's clock");
@@ -329,9 +329,11 @@ export class KeyService {
   /**
    * Checked at the handshake, and again for every request: a connection may outlive the
    * certificate it was opened with, or the clock may be set back before its start; what it asks
-   * outside the window is refused, as a new connection would be.
+   * outside the window is refused, as a new connection would be. One that outlived it is served
+   * no more: the refusal is its last answer (the channel closes it, its close logged once as
+   * last-answer), as for the server's own certificate, rather than refuse each request it sends.
    */
-  private checkValidity(peer: ValidatedPeer): void {
+  private checkValidity(peer: ValidatedPeer, conn: Connection): void {
     // Compared as numbers: this runs per request, and the Date for the messages is made only for a refusal.
     const ms = this.config.now ? this.config.now().getTime() : Date.now();
     const start = peer.validFrom; // the leaf's start, or the policy certificate's if later
@@ -342,7 +344,10 @@ export class KeyService {
     const clock = () => `(checked at ${now.toISOString()} by the key-server's clock)`;
     // Valid when the connection was opened: this clock has gone back since.
     if (now < start) throw new CertifierError('CERT_EXPIRED', `the client's certificate (or the policy certificate above it) is not valid before ${start.toISOString()} ${clock()}: the key-server's clock is ${clockBehind(start, now)} behind that of the machine that issued it, gone back since this connection was opened: ${SET_CLOCK}`);
-    if (now > end) throw new CertifierError('CERT_EXPIRED', `the client's certificate (or the policy certificate above it) ended at ${end.toISOString()}, after this connection was opened ${clock()}`);
+    if (now > end) {
+      this.outlived.add(conn);
+      throw new CertifierError('CERT_EXPIRED', `the client's certificate (or the policy certificate above it) ended at ${end.toISOString()}, after this connection was opened ${clock()}`);
+    }
   }
 
   private now(): Date {

@@ -150,6 +150,23 @@ describe('key service: ordering of the requests of one connection', () => {
     expect(readFileSync(audit.path, 'utf8')).to.contain('"code":"CERT_EXPIRED"');
   });
 
+  it('gives the refusal (CERT_EXPIRED) of a request on a connection that outlived its client certificate as the connection\'s last answer, so the channel closes it; any other refusal is not', async () => {
+    const ended = new Date(Date.now() - 1_000);
+    const later = new Date(Date.now() + 3_600_000);
+    const list = { action: 'list', name: '', version: 0 } as const;
+    const expired: Connection = { ...conn('c5c'), peer: { measurementHex: M, serialHex: '1f', notAfter: ended, validUntil: ended } as ValidatedPeer };
+    for (let i = 0; i < 2; i++) {
+      const staged = await ask(expired, list);
+      expect((staged as LaterAnswer).last, `request ${i + 1}`).to.equal(true);
+      expect(await answer(staged)).to.include({ status: 'failed', errorCode: 'CERT_EXPIRED' });
+    }
+    const valid: Connection = { ...conn('c5d'), peer: { measurementHex: M, serialHex: '1f', notAfter: later, validUntil: later } as ValidatedPeer };
+    const missing = await ask(valid, { action: 'retrieve', name: 'missing', version: 0 });
+    expect(await answer(missing)).to.include({ status: 'failed', errorCode: 'NOT_FOUND' });
+    expect((missing as LaterAnswer).last).to.equal(undefined);
+    expect(await answer(await ask(valid, list))).to.include({ status: 'succeeded' });
+  });
+
   it('refuses (CERT_EXPIRED, logged with when) a request on a connection that outlived the key-server\'s own certificate; a renewed one serves new connections', async () => {
     const logs: Record<string, unknown>[] = [];
     let clock = Date.now();
