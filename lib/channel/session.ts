@@ -9,6 +9,7 @@
 import type { Socket } from 'node:net';
 import { FrameDecoder, encodeFrame } from '../wire/index.ts';
 import { CertifierError } from '../errors/index.ts';
+import { wipe } from '../crypto/index.ts';
 import { logCode } from './errors.ts';
 import type { ChannelLog, ConnectionInfo, Handler, ResolvedLimits } from './types.ts';
 
@@ -128,6 +129,7 @@ export class ServerSession<P> {
   private readonly decoder: FrameDecoder;
   private readonly queue: Uint8Array[] = []; // received, not started
   private readonly outbox: Promise<Uint8Array>[] = []; // started, answer not written yet
+  private readonly secrets = new WeakSet<Promise<Uint8Array>>(); // of them, those holding a secret (LaterAnswer.secret)
   private readonly sizes: number[] = []; // of the requests not answered yet, in order
   private requestBytes = 0; // of the requests received and not answered
   private answerBytes = 0; // of the answers ready and not written
@@ -326,6 +328,7 @@ export class ServerSession<P> {
       try {
         const result = await this.handler(request, this.info);
         answer = result instanceof Uint8Array ? Promise.resolve(result) : result.later;
+        if (!(result instanceof Uint8Array) && result.secret) this.secrets.add(answer);
         if (!(result instanceof Uint8Array) && result.last) this.stopReading('last-answer');
         // A ready answer counts against the byte budget until it is written: a client that
         // asks for large values and does not read them stops being read (registered before
@@ -346,6 +349,7 @@ export class ServerSession<P> {
         this.setPaused(true);
       }
       this.outbox.push(answer);
+      if (this.finished) this.unsent(answer); // the connection ended while the handler ran
       void this.flush();
     }
     this.busy = false;
@@ -361,23 +365,34 @@ export class ServerSession<P> {
     while (!this.finished && this.outbox.length > 0) {
       let frame: Uint8Array;
       let held: number;
+      const secret = this.secrets.has(this.outbox[0]!);
+      let response: Uint8Array | undefined;
       try {
-        const response = await this.outbox[0]!;
+        response = await this.outbox[0]!;
         if (!(response instanceof Uint8Array)) throw new CertifierError('INTERNAL', 'handler returned no bytes');
         held = response.length;
         frame = encodeFrame(response, this.limits.frameLimit);
       } catch (e) {
+        if (secret && response instanceof Uint8Array) response.fill(0);
         this.finish('handler-error', e);
         break;
       }
       this.outbox.shift();
-      if (this.finished) break;
+      if (this.finished) {
+        if (secret) wipe(response, frame);
+        break;
+      }
       this.answered++;
       this.requestBytes -= this.sizes.shift() ?? 0;
       this.answerBytes -= held;
       this.budget.release(this.address, held, 0);
       this.updatePaused();
       if (this.queue.length > 0) void this.pump(); // room for a request that was waiting for it
+      if (secret) {
+        this.awaitAnswers();
+        await this.writeSecret(frame, response);
+        continue;
+      }
       this.corkUntilNextTick();
       this.awaitAnswers(); // an answer came: those still to come get the time again
       if (!this.socket.write(frame)) await this.waitForDrain();
@@ -414,8 +429,30 @@ export class ServerSession<P> {
     else this.rearm();
   }
 
-  /** A client that sends but never reads must not pin our buffers: give it the idle time. */
-  private waitForDrain(): Promise<void> {
+  /**
+   * Writes an answer holding a secret alone, nothing corked with it (TLS copies buffers written
+   * together into one that Node frees without overwriting it), and overwrites it and its frame
+   * once written, or failed; the next answer waits for that, or for the write timeout.
+   */
+  private writeSecret(frame: Uint8Array, response: Uint8Array): Promise<void> {
+    while (this.socket.writableCorked > 0) this.socket.uncork();
+    const written = new Promise<void>((resolve) => this.socket.write(frame, () => {
+      wipe(frame, response);
+      resolve();
+    }));
+    return this.waitForDrain(written);
+  }
+
+  /** An answer that will never be written: overwritten once ready, if it holds a secret. */
+  private unsent(answer: Promise<Uint8Array>): void {
+    if (this.secrets.has(answer)) answer.then((b) => b instanceof Uint8Array && b.fill(0), () => {});
+  }
+
+  /**
+   * A client that sends but never reads must not pin our buffers: give it the idle time. Waits for
+   * 'drain', or for `written` (a write's callback) when given.
+   */
+  private waitForDrain(written?: Promise<void>): Promise<void> {
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
         this.finish('write-timeout');
@@ -428,7 +465,8 @@ export class ServerSession<P> {
         this.socket.off('close', done);
         resolve();
       };
-      this.socket.on('drain', done);
+      if (written) void written.then(done);
+      else this.socket.on('drain', done);
       this.socket.on('close', done);
     });
   }
@@ -496,6 +534,7 @@ export class ServerSession<P> {
     for (const release of [...this.making]) release();
     this.budget.release(this.address, this.answerBytes, 0);
     this.answerBytes = 0;
+    for (const answer of this.outbox) this.unsent(answer);
     const record: Record<string, unknown> = {
       event: 'closed', conn: this.info.id, remote: this.info.remote, transport: this.transport,
       // Read whole; answered; never started (past the request limit, or behind a request that failed or the close).

@@ -115,6 +115,12 @@ export interface LaterAnswer {
    * is read; the requests received before the close are answered, then it closes (last-answer).
    */
   readonly last?: boolean;
+  /**
+   * The answer holds a secret (key-server: its storage key, to a joining replica): the channel
+   * writes it alone and overwrites it, and the frame made of it, once written, or once the
+   * connection ends without writing it.
+   */
+  readonly secret?: boolean;
 }
 
 /**

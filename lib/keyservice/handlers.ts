@@ -72,6 +72,22 @@ function afterAudit(audited: Promise<unknown> | undefined, answer: Uint8Array, n
   return { later: audited.then(() => answer, (e: unknown) => unrecorded?.() ?? failed(name, sentCode(e, KEY_SERVER_CODES))) };
 }
 
+/**
+ * An answer holding a secret (the storage key, to a joining replica): the channel overwrites it, and
+ * the frame made of it, once written (LaterAnswer.secret); when another answer goes instead (its
+ * audit record not written), the secret one is overwritten here.
+ */
+function secretAnswer(answer: Uint8Array | LaterAnswer, secret: Uint8Array): LaterAnswer {
+  const later = (answer instanceof Uint8Array ? Promise.resolve(answer) : answer.later).then((bytes) => {
+    if (bytes !== secret) secret.fill(0);
+    return bytes;
+  }, (e: unknown) => {
+    secret.fill(0);
+    throw e;
+  });
+  return { later, secret: true };
+}
+
 export class KeyService {
   private readonly challenges = new ChallengeBook();
   private readonly reads = new WeakMap<Connection, Set<Promise<unknown>>>();
@@ -185,7 +201,7 @@ export class KeyService {
       // Nothing is released or carried out that the audit log could no longer record.
       this.config.audit?.checkUsable();
       const joined = this.config.replicaJoin?.answer(req, peer, role);
-      if (joined) return afterAudit(record('allow', { version: joined.version }), joined.response, req.name);
+      if (joined) return secretAnswer(afterAudit(record('allow', { version: joined.version }), joined.response, req.name), joined.response);
       // A list prefix is not a name: its reserved names are left out of the answer instead.
       if (req.action !== 'list') this.checkReserved(req.name);
       const verdict = decide(this.config.acl, { action: req.action, resource: req.name }, { measurementHex: peer.measurementHex, serialHex: peer.serialHex, roles: role ? [role] : [] });

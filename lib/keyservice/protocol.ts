@@ -5,7 +5,7 @@
 import { CertifierError, type ErrorCode } from '../errors/index.ts';
 import { encodeFields } from '../crypto/index.ts';
 import {
-  decode, encode, ENTRY_TYPES, FieldCheck, fieldCount, MAX_VERSION, newNameProblem, rawVarint, tagProblem, type CertChain, type EntryType,
+  decode, encode, encodeSecret, ENTRY_TYPES, FieldCheck, fieldCount, MAX_VERSION, newNameProblem, rawVarint, tagProblem, type CertChain, type EntryType,
   type KeyServiceRequest, type KeyServiceResponse,
 } from '../wire/index.ts';
 
@@ -175,8 +175,12 @@ export const KEY_SERVER_CODES: readonly ErrorCode[] = [
   'UNREACHABLE', 'TIMEOUT', 'INTERNAL',
 ];
 
-export const succeeded = (name: string, extra: { data?: Uint8Array; version?: number } = {}) =>
-  encode('key_service_message_response', { resourceName: name, responseType: 'final', status: 'succeeded', ...extra });
+const success = (name: string, extra: { data?: Uint8Array; version?: number }) => ({ resourceName: name, responseType: 'final', status: 'succeeded', ...extra });
+
+export const succeeded = (name: string, extra: { data?: Uint8Array; version?: number } = {}) => encode('key_service_message_response', success(name, extra));
+
+/** succeeded, for an answer whose data is a secret: the bytes returned are its only copy (encodeSecret), to wipe once sent. */
+export const succeededSecret = (name: string, extra: { data: Uint8Array; version?: number }) => encodeSecret('key_service_message_response', success(name, extra));
 
 /**
  * A refusal. For NOT_RECORDED only: `version`, the version a store made (a delete: the one asked

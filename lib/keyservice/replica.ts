@@ -13,9 +13,9 @@
 
 import { describeErrnoAt, dirIdentity, inDir, makeOwnDirs, unmakeDirs, unmakeHeld } from '../files/index.ts';
 import { CertifierError } from '../errors/index.ts';
-import { encode, type CryptstoreEntry } from '../wire/index.ts';
+import { encodeSecret, type CryptstoreEntry } from '../wire/index.ts';
 import type { ValidatedPeer } from '../pki/index.ts';
-import { succeeded, type KeyRequest } from './protocol.ts';
+import { succeededSecret, type KeyRequest } from './protocol.ts';
 import { holdLock } from './lock.ts';
 
 /** The directory, inside a replica's --data, of the empty LevelDB whose lock lockDataDir holds. */
@@ -39,7 +39,9 @@ export class ReplicaJoin {
 
   /**
    * The answer releasing the storage key if `req` is a join request from another instance of this
-   * key-server; undefined otherwise, and the caller then refuses the reserved name as usual.
+   * key-server; undefined otherwise, and the caller then refuses the reserved name as usual. The
+   * response is the only copy of the key made here (the entry it was encoded from is wiped): wipe
+   * it once sent.
    */
   answer(req: KeyRequest, peer: ValidatedPeer, role: string | undefined): { response: Uint8Array; version: number } | undefined {
     if (req.action !== 'retrieve' || req.name !== this.config.name || req.version > 1 || role !== undefined) return undefined;
@@ -48,7 +50,13 @@ export class ReplicaJoin {
     const entry: CryptstoreEntry = {
       tag: this.config.name, type: 'binary-blob', version: 1, timeEntered: Buffer.from(new Date().toISOString(), 'utf8'), blob: this.key, exportable: false,
     };
-    return { response: succeeded(req.name, { data: encode('cryptstore_entry', entry), version: 1 }), version: 1 };
+    // Encoded into buffers of their own (encodeSecret): protobufjs's growing ones would leave copies behind.
+    const data = encodeSecret('cryptstore_entry', entry);
+    try {
+      return { response: succeededSecret(req.name, { data, version: 1 }), version: 1 };
+    } finally {
+      data.fill(0);
+    }
   }
 
   /** Forgets its copy of the storage key, as the key store does at a stop: a join asked after it fails. */

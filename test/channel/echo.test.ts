@@ -2,6 +2,7 @@
 // exporter gives both ends the same per-connection secret.
 
 import { expect } from 'chai';
+import net from 'node:net';
 import { bytesEqual, randomBytes } from '../../lib/crypto/index.ts';
 import { connect } from '../../lib/channel/index.ts';
 import { channelError, listenError } from '../../lib/channel/errors.ts';
@@ -135,6 +136,42 @@ describe('channel: request and answer', () => {
     expect(started).to.deep.equal(['r0', 'r1', 'r2', 'r3', 'r4', 'r5']);
     for (const release of releases.reverse()) release();
     expect((await answers).map(text)).to.deep.equal(['r0', 'r1', 'r2', 'r3', 'r4', 'r5']);
+  });
+
+  it('overwrites an answer said to hold a secret, and the frame made of it, once written; and one the connection ended before writing', async () => {
+    const secret = randomBytes(48);
+    const frames: Uint8Array[] = [];
+    const write = net.Socket.prototype.write;
+    net.Socket.prototype.write = function (this: net.Socket, chunk: unknown, ...rest: unknown[]) {
+      if (chunk instanceof Uint8Array && Buffer.from(chunk).includes(Buffer.from(secret))) frames.push(chunk);
+      return (write as (...a: unknown[]) => boolean).call(this, chunk, ...rest);
+    } as typeof write;
+    try {
+      for (const transport of ['plain', 'tls'] as Transport[]) {
+        frames.length = 0;
+        const answer = Uint8Array.from(secret);
+        const server = await h.serve(transport, { handler: async (request) => (text(request) === 'key' ? { later: Promise.resolve(answer), secret: true } : request) });
+        const conn = await h.connect(server, transport);
+        const [got, after] = await Promise.all([conn.request(bytes('key')), conn.request(bytes('after'))]);
+        expect(bytesEqual(got, secret), transport).to.equal(true);
+        expect(text(after)).to.equal('after');
+        expect(frames.length, `${transport}: frames written`).to.be.at.least(1);
+        expect([answer, ...frames].every((b) => b.every((x) => x === 0)), `${transport}: the answer and its frame overwritten`).to.equal(true);
+      }
+      // Never written: the connection was gone before the answer was ready.
+      const unsent = Uint8Array.from(secret);
+      let ready: (() => void) | undefined;
+      const server = await h.serve('plain', { handler: async () => ({ later: new Promise<Uint8Array>((r) => (ready = () => r(unsent))), secret: true }) });
+      const socket = await h.raw(server, 'plain');
+      socket.write(Uint8Array.of(3, 0, 0, 0, 0x6b, 0x65, 0x79));
+      await waitFor(() => ready !== undefined, 3000, 'the request handed to the handler');
+      socket.resetAndDestroy(); // not a half-close, after which the answer would still be written
+      await waitFor(() => h.closedRecords().length > 0, 3000, 'the close');
+      ready!();
+      await waitFor(() => unsent.every((x) => x === 0), 3000, 'the unsent answer overwritten');
+    } finally {
+      net.Socket.prototype.write = write;
+    }
   });
 
   it('writes the answers before a failed request, then closes without answering it', async () => {

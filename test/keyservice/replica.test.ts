@@ -4,9 +4,10 @@
 
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
-import { mkdirSync, readdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CertifierError } from '../../lib/errors/index.ts';
+import type { LaterAnswer } from '../../lib/channel/index.ts';
 import { generateKeyPair, randomBytes, sign } from '../../lib/crypto/index.ts';
 import { createPolicyCert } from '../../lib/pki/index.ts';
 import { decode, type CryptstoreEntry, type KeyServiceList } from '../../lib/wire/index.ts';
@@ -75,6 +76,31 @@ describe('key service: releasing the storage key to a joining replica', () => {
     const line = JSON.parse(readFileSync(join(tmp.dir, 'audit.jsonl'), 'utf8').split('\n')[0]!);
     expect(line).to.include({ action: 'retrieve', resource: STORAGE_KEY_TAG, measurement: OWN, decision: 'allow', version: 1 });
     expect(JSON.stringify(line)).not.to.contain(Buffer.from(storageKey).toString('hex'));
+  });
+
+  it('gives the channel the answer holding the key as a secret one, to overwrite once written, and overwrites it itself when a refusal goes instead (its audit record not written)', async () => {
+    const join_ = new ReplicaJoin({ name: STORAGE_KEY_TAG, measurementHex: OWN, storageKey });
+    const made: Uint8Array[] = [];
+    const answer = join_.answer.bind(join_);
+    join_.answer = (...args) => {
+      const a = answer(...args);
+      if (a) made.push(a.response);
+      return a;
+    };
+    const s = new KeyService({ keystore: new KeyStore(backend, storageKey), policyCert: new Uint8Array(), audit, reserved: { names: [STORAGE_KEY_TAG], prefixes: [] }, replicaJoin: join_ });
+    const later = new Date(Date.now() + 3_600_000);
+    const conn = { id: 'c0ffee', remote: '127.0.0.1:1', peer: { measurementHex: OWN, serialHex: '1f', notAfter: later, validUntil: later } as ValidatedPeer, exportKeyingMaterial: () => undefined };
+    const request = encodeKeyRequest({ action: 'retrieve', name: STORAGE_KEY_TAG, version: 0 });
+    const staged = (await s.handleStaged(request, conn)) as LaterAnswer;
+    expect(staged.secret).to.equal(true);
+    const sent = await staged.later;
+    expect(sent, 'the bytes the channel overwrites are the answer made').to.equal(made[0]);
+    expect(Buffer.from(decode<CryptstoreEntry>('cryptstore_entry', parseKeyResponse(sent).data!).blob!).equals(Buffer.from(storageKey))).to.equal(true);
+    rmSync(audit.path); // the next release's record is the write that finds the log gone
+    const refused = (await s.handleStaged(request, conn)) as LaterAnswer;
+    expect(parseKeyResponse(await refused.later)).to.include({ status: 'failed', errorCode: 'FILE_ERROR' });
+    expect(made).to.have.length(2);
+    expect(made[1]!.every((x) => x === 0), 'the answer withheld, overwritten').to.equal(true);
   });
 
   it('once wiped (the server stopping), releases no key, zeroed or not: UNREACHABLE, as the key store', async () => {
