@@ -126,7 +126,8 @@ export function scryptCost(program: string, logN: number | undefined): ScryptCos
 export async function protectorFrom(program: string, o: ProtectionOptions, platform?: Platform): Promise<Protector> {
   if ([o.passphraseFile, o.keyFile, o.sealed].filter(Boolean).length > 1) throw new CertifierError('USAGE', 'give one of --passphrase-file, --key-file or --sealed');
   if (o.sealed) return (platform ?? (await loadPlatform(program, o))).sealingProtector();
-  const env = process.env[PASSPHRASE_ENV];
+  // Read only when it is the secret used: each read makes a string of it, which cannot be wiped.
+  const env = o.keyFile || o.passphraseFile ? undefined : process.env[PASSPHRASE_ENV];
   if (!o.keyFile && !o.passphraseFile && !env) {
     throw new CertifierError('USAGE', `the store needs a passphrase or key: give --passphrase-file F, --key-file F, --sealed, or set ${PASSPHRASE_ENV}`);
   }

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { randomBytes, utf8 } from '../../lib/crypto/index.ts';
 import { Cryptstore, PassphraseProtector, exportStore, importStore, type Entry } from '../../cryptstore/index.ts';
 import type { ValidEntry } from '../../lib/wire/index.ts';
-import { withPassphraseFile, withProtector } from '../../cmd/common/protection.ts';
+import { PASSPHRASE_ENV, withPassphraseFile, withProtector } from '../../cmd/common/protection.ts';
 import { ROOT, tempDir } from '../support/helpers.ts';
 import { copiesInMemory, memoryReadable } from '../support/process-memory.ts';
 import { rejects } from '../support/rejects.ts';
@@ -99,6 +99,28 @@ describe('cryptstore: values wiped once used', () => {
     }
     expect(secrets.map(wiped)).to.deep.equal([true, true]);
     s = await Cryptstore.open(join(tmp.dir, 'store'), pass()); // for afterEach
+  });
+
+  it('the programs read CRYPTSTORE_PASSPHRASE only when it is the secret used: with a passphrase or key file given, no string of it is made (a string cannot be wiped)', async () => {
+    writeFileSync(join(tmp.dir, 'passphrase'), 'from the file\n', { mode: 0o600 });
+    writeFileSync(join(tmp.dir, 'key'), randomBytes(32), { mode: 0o600 });
+    const env = process.env;
+    const read: string[] = [];
+    process.env = new Proxy(env, { get: (t, k) => (k === PASSPHRASE_ENV && read.push(k), Reflect.get(t, k)) });
+    env[PASSPHRASE_ENV] = 'from the environment';
+    try {
+      for (const [flag, file] of [['passphraseFile', 'passphrase'], ['keyFile', 'key']] as const) {
+        const o = { store: join(tmp.dir, `env-${file}`), [flag]: join(tmp.dir, file), scryptLogN: 10 };
+        await (await withProtector('cert-utility', o, (protector) => Cryptstore.create(o.store, protector))).close();
+      }
+      expect(read, 'read with a file given').to.deep.equal([]);
+      const o = { store: join(tmp.dir, 'env-only'), scryptLogN: 10 };
+      await (await withProtector('cert-utility', o, (protector) => Cryptstore.create(o.store, protector))).close();
+      expect(read, 'read as the passphrase, once').to.deep.equal([PASSPHRASE_ENV]);
+    } finally {
+      process.env = env;
+      delete env[PASSPHRASE_ENV];
+    }
   });
 
   it('export-store and import-store wipe the bundle\'s passphrase read from its file once the bundle is sealed or opened, or refused', async () => {
