@@ -392,6 +392,29 @@ describe('lib/files', () => {
     expect(readdirSync(tmp.dir).sort()).to.deep.equal(['.key.00112233aabb.old', '.key.ba9876543210.tmp', '.key.notours.tmp', 'key']);
   });
 
+  it('writes and replaces a file whose name is as long as a name may be (255 bytes), its temporary and kept names fitting too, and sweeps what a killed run left of it', async () => {
+    // A name of 240 bytes was refused "name too long": `.NAME.XXXXXXXXXXXX.tmp` is 18 bytes longer.
+    for (const name of ['k'.repeat(255), 'é'.repeat(127), `${'k'.repeat(200)}é${'k'.repeat(40)}`]) {
+      const dir = join(tmp.dir, String(Buffer.byteLength(name)) + name.length);
+      mkdirSync(dir);
+      const path = join(dir, name);
+      await writeFileAtomic(path, text('A'), { exclusive: true });
+      // Replaced beside another file: the previous content is kept aside (.old) until both stand.
+      await writeFilesAtomic([{ path, data: text('B') }, { path: join(dir, 'other'), data: text('C') }]);
+      expect(readFileSync(path, 'utf8')).to.equal('B');
+      expect(readdirSync(dir).sort()).to.deep.equal([name, 'other'].sort());
+      // A run killed once it had staged the file leaves its temporary file; the next write, once it is old, removes it.
+      await stageFile(path, text('D'));
+      const left = readdirSync(dir).filter((f) => f !== name && f !== 'other');
+      expect(left).to.have.length(1);
+      expect(Buffer.byteLength(left[0]!)).to.be.at.most(255);
+      const old = new Date(Date.now() - 3_600_000);
+      utimesSync(join(dir, left[0]!), old, old);
+      await writeFileAtomic(path, text('E'));
+      expect(readdirSync(dir).sort()).to.deep.equal([name, 'other'].sort());
+    }
+  });
+
   async function stagedChild(path: string, mode?: string) {
     const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'test/support/stage-and-wait.ts'), path, ...(mode ? [mode] : [])], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
