@@ -4,7 +4,7 @@
 
 import { promises as fs, constants as C, lstatSync } from 'node:fs';
 import { dirname, basename, join } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { CertifierError } from '../errors/index.ts';
 import { describeErrno, fileError } from './errno.ts';
 import { realLocation, refuseDirectoryName, refuseExisting, refuseNonRegular, syncDir } from './places.ts';
@@ -145,7 +145,7 @@ export async function stageFile(path: string, data: Uint8Array, mode = 0o600, o:
   await refuseDirectoryName(path);
   await refuseNonRegular(path);
   if (!o.swept) await sweepStale(dir, basename(path));
-  const tmp = join(dir, `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
+  const tmp = join(dir, `${leftoverPrefix(basename(path))}${randomBytes(6).toString('hex')}.tmp`);
   const discard = () => {
     forget(tmp);
     return fs.unlink(tmp).catch(() => {});
@@ -235,7 +235,7 @@ function sameFile(p: string, id: { ino: number; dev: number }): boolean {
  * the replacement without an undo; it goes ahead, as a single write would.
  */
 async function keepPrevious(path: string, dir: string): Promise<{ made: boolean; previous?: string }> {
-  const kept = join(dir, `.${basename(path)}.${randomBytes(6).toString('hex')}.old`);
+  const kept = join(dir, `${leftoverPrefix(basename(path))}${randomBytes(6).toString('hex')}.old`);
   try {
     await fs.link(path, kept);
   } catch (e) {
@@ -243,6 +243,31 @@ async function keepPrevious(path: string, dir: string): Promise<{ made: boolean;
   }
   remember(kept);
   return { made: false, previous: kept };
+}
+
+/** The most bytes a name in a directory may have (NAME_MAX on Linux and the BSDs). */
+const NAME_MAX = 255;
+/** What follows leftoverPrefix in a leftover's name: 12 hex digits, then `.tmp` or `.old`. */
+const LEFTOVER_TAIL = 12 + 4;
+
+/**
+ * How the names of the files a write of `name` leaves beside it begin (its temporary file, the
+ * previous content kept aside): `.NAME.`. Where that and the 16 bytes after it would make a name
+ * longer than NAME_MAX (a name of more than 237 bytes), which no directory takes, NAME is cut short
+ * (whole characters) and followed by `~` and a hash of it: a file of any name can be written, and
+ * two long names alike at first keep leftovers of their own.
+ */
+function leftoverPrefix(name: string): string {
+  const whole = `.${name}.`;
+  if (Buffer.byteLength(whole) + LEFTOVER_TAIL <= NAME_MAX) return whole;
+  const hash = createHash('sha256').update(name).digest('hex').slice(0, 16);
+  const room = NAME_MAX - LEFTOVER_TAIL - `.~${hash}.`.length;
+  let cut = '';
+  for (const ch of name) {
+    if (Buffer.byteLength(cut + ch) > room) break;
+    cut += ch;
+  }
+  return `.${cut}~${hash}.`;
 }
 
 /** How old a temporary file of ours must be before a later write of the same file removes it. */
@@ -264,7 +289,7 @@ export interface Leftover {
  * immutable directory, a read-only mount), to be named.
  */
 async function sweepStale(dir: string, name: string): Promise<Leftover[]> {
-  const prefix = `.${name}.`;
+  const prefix = leftoverPrefix(name);
   const entries = await fs.readdir(dir).catch(() => [] as string[]);
   const young: Leftover[] = [];
   for (const entry of entries) {
