@@ -3,7 +3,10 @@
 // to itself as an operator's Ctrl-C could come: "during" the write (as the put reaches LevelDB),
 // or "before" it (while, say, a new key is still being derived).
 // Or "racing": sent as the write begins, and handled only once it has ended (see below).
-// Usage: node --import tsx test/support/signal-in-store-change.ts STORE KEY-FILE during|before|racing
+// Usage: node --import tsx test/support/signal-in-store-change.ts STORE KEY-FILE during|before|racing [put|delete|rekey]
+// The change is a put of "held" by default; "delete" deletes every version of "gone", and "rekey"
+// rekeys the store to the passphrase "new passphrase" (scrypt N = 2^10): each is followed by a
+// compaction, which the signal must wait for too.
 //
 // Neither waits a guessed time. "during" lets the write begin only once the process has taken the
 // signal (its listeners have run): sent and not yet taken, it raced the write, and on a loaded
@@ -14,12 +17,13 @@
 
 import { Level } from 'level';
 import { changeStore } from '../../cmd/common/protection.ts';
+import { PassphraseProtector } from '../../cryptstore/index.ts';
 
-const [store, keyFile, when] = process.argv.slice(2) as [string, string, 'during' | 'before' | 'racing'];
-const put = Level.prototype.put;
-Level.prototype.put = async function (this: Level, ...args: unknown[]) {
+const [store, keyFile, when, change = 'put'] = process.argv.slice(2) as [string, string, 'during' | 'before' | 'racing', ('put' | 'delete' | 'rekey')?];
+// A put, a delete or a rekey: one LevelDB put or batch each.
+const signalled = (write: (...a: unknown[]) => Promise<void>) => async function (this: Level, ...args: unknown[]) {
   if (when === 'racing') {
-    const written = (put as (...a: unknown[]) => Promise<void>).apply(this, args);
+    const written = write.apply(this, args);
     process.kill(process.pid, 'SIGINT');
     // This thread held while LevelDB's finishes the write: the event loop then finds the write's
     // end and the signal in one turn, and handles the signal last. (Held too briefly on a loaded
@@ -35,13 +39,17 @@ Level.prototype.put = async function (this: Level, ...args: unknown[]) {
     await taken;
     clearInterval(alive);
   }
-  return (put as (...a: unknown[]) => Promise<void>).apply(this, args);
-} as typeof put;
+  return write.apply(this, args);
+};
+Level.prototype.put = signalled(Level.prototype.put as (...a: unknown[]) => Promise<void>) as typeof Level.prototype.put;
+Level.prototype.batch = signalled(Level.prototype.batch as (...a: unknown[]) => Promise<void>) as typeof Level.prototype.batch;
 await changeStore('cert-utility', { store, keyFile }, async (s) => {
   if (when === 'before') {
     process.kill(process.pid, 'SIGINT');
     await new Promise(() => setInterval(() => {}, 60_000)); // never goes on to the write
   }
+  if (change === 'delete') return s.delete('gone');
+  if (change === 'rekey') return s.rekey(new PassphraseProtector(new TextEncoder().encode('new passphrase'), { logN: 10, r: 8, p: 1 }));
   return s.put('held', new TextEncoder().encode('value'));
 });
 process.stdout.write('not reached: the signal ends the program\n');
