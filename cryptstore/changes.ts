@@ -97,11 +97,11 @@ export abstract class StoreChanges extends StoreReads {
         { type: 'put' as const, key: L.markKey(tag), value: this.sealMark(tag, used) },
       ];
       const what = `${shown(tag, 256)} ${describeDeleted({ versions, damaged, ...(retired ? { retired } : {}) })} ${keys.length + (retired ? 1 : 0) > 1 ? 'were' : 'was'} deleted`;
-      await this.write(retired ? `${what} (the tag retired)` : what, () => this.db.batch(ops, { sync: this.sync }));
       // A version deleted stays whole in LevelDB's files, sealed under the data key, until a
       // compaction reaches it: the store's key would still open it from them. Dropped now.
       const range = L.entryRange(tag);
-      await this.compactAway(range.gt, range.lt, what, 'what was deleted, sealed as it was', 'a later compaction drops it');
+      await this.write(retired ? `${what} (the tag retired)` : what, () => this.db.batch(ops, { sync: this.sync }),
+        () => this.compactAway(range.gt, range.lt, what, 'what was deleted, sealed as it was', 'a later compaction drops it'));
       if (st && versions.includes(st.latest)) {
         // A new latest that does not open: get and put find it again, and refuse it.
         const latest = await unlessDamaged(this.latestOnDisk(tag));
@@ -155,13 +155,14 @@ export abstract class StoreChanges extends StoreReads {
       const ops = entries.map((e) => ({ type: 'put' as const, key: L.entryKey(e.tag, e.version), value: this.sealEntry(e) }));
       for (const [tag, mark] of marks) ops.push({ type: 'put' as const, key: L.markKey(tag), value: this.sealMark(tag, mark) });
       const imported = `${entries.length} item version(s) were imported`;
-      await this.write(imported, () => this.db.batch(ops, { sync: this.sync }));
-      for (const tag of marks.keys()) this.states.delete(tag);
-      // What a forced import replaced stays whole in LevelDB's files, as a version deleted does.
-      for (const tag of replaced) {
-        const range = L.entryRange(tag);
-        await this.compactAway(range.gt, range.lt, imported, `the versions of ${shown(tag, 256)} it replaced, sealed as they were`, 'a later compaction drops them');
-      }
+      await this.write(imported, () => this.db.batch(ops, { sync: this.sync }), async () => {
+        for (const tag of marks.keys()) this.states.delete(tag);
+        // What a forced import replaced stays whole in LevelDB's files, as a version deleted does.
+        for (const tag of replaced) {
+          const range = L.entryRange(tag);
+          await this.compactAway(range.gt, range.lt, imported, `the versions of ${shown(tag, 256)} it replaced, sealed as they were`, 'a later compaction drops them');
+        }
+      });
       return entries.map(infoOf);
     });
   }
@@ -177,12 +178,13 @@ export abstract class StoreChanges extends StoreReads {
       wipe(kek);
       const bytes = encode('cryptstore_metadata', meta);
       const rekeyed = `the store was rekeyed: it now opens with ${protector.description} only`;
-      await this.write(rekeyed, () => this.db.put(L.META_KEY, bytes, { sync: true }));
-      this.meta = parseCryptstoreMetadata(bytes);
       // The metadata replaced, the data key wrapped for the old passphrase or key file, would stay
       // whole in LevelDB's files until a compaction reached it: the old one would open every item,
       // later ones too, from a copy of the files. Dropped now.
-      await this.compactAway(L.META_KEY, L.META_KEY, rekeyed, 'the data key wrapped for the old one', 'rekey the store again once that is fixed');
+      await this.write(rekeyed, async () => {
+        await this.db.put(L.META_KEY, bytes, { sync: true });
+        this.meta = parseCryptstoreMetadata(bytes);
+      }, () => this.compactAway(L.META_KEY, L.META_KEY, rekeyed, 'the data key wrapped for the old one', 'rekey the store again once that is fixed'));
     });
   }
 

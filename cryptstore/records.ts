@@ -37,17 +37,26 @@ export abstract class StoreRecords {
    * have reached the disk all the same (LevelDB appends the batch to its log, then syncs it, and
    * the sync may be what failed; the next open keeps whatever is in the log): the error says so
    * when LevelDB's log is what failed (levelWriteMayHaveLanded, as key-server's OUTCOME_UNKNOWN).
+   * `then`, once the write is made, inside the guard too: the compaction that drops from LevelDB's
+   * files what the change deleted or replaced, which a signal ending the program between the two
+   * would leave there, the store's key (or the old one, after a rekey) still opening it.
    */
-  protected write(what: string, w: () => Promise<void>): Promise<void> {
-    const guarded = this.guard ? this.guard(what, w) : w();
-    return guarded.catch((e: unknown) => {
-      this.reopener.failed();
-      return writeFailed(this.path)(e).catch((failed: unknown) => {
-        // Only a failure of LevelDB's log once the record may be whole in it (its sync): one before
-        // (a file-size limit, no descriptor, a failed flush refusing every write) changed nothing.
-        if (!(failed instanceof CertifierError && failed.code === 'FILE_ERROR') || !levelWriteMayHaveLanded(e)) throw failed;
-        throw new CertifierError('FILE_ERROR', `${failed.message}; the change may or may not have been made (${what}, or nothing was: LevelDB may have written it before it failed, and what reached the disk is kept): the store, opened again, shows which (list-items)`, { cause: e });
-      });
+  protected write(what: string, w: () => Promise<void>, then?: () => Promise<void>): Promise<void> {
+    const change = async () => {
+      await w().catch((e: unknown) => this.writeFailure(what, e));
+      await then?.();
+    };
+    return this.guard ? this.guard(what, change) : change();
+  }
+
+  /** The error a write of the change `what` that failed with `e` is told with (see write). */
+  private writeFailure(what: string, e: unknown): Promise<never> {
+    this.reopener.failed();
+    return writeFailed(this.path)(e).catch((failed: unknown) => {
+      // Only a failure of LevelDB's log once the record may be whole in it (its sync): one before
+      // (a file-size limit, no descriptor, a failed flush refusing every write) changed nothing.
+      if (!(failed instanceof CertifierError && failed.code === 'FILE_ERROR') || !levelWriteMayHaveLanded(e)) throw failed;
+      throw new CertifierError('FILE_ERROR', `${failed.message}; the change may or may not have been made (${what}, or nothing was: LevelDB may have written it before it failed, and what reached the disk is kept): the store, opened again, shows which (list-items)`, { cause: e });
     });
   }
 

@@ -15,8 +15,9 @@ export interface StoreOptions {
    */
   onCreating?: (made: MadeDirs) => void;
   /**
-   * Wraps each write of a change (its one atomic batch), told in words what the write does
-   * ("\"k\" version 3 was stored"): cert-utility holds SIGINT and SIGTERM around the write alone,
+   * Wraps each write of a change (its one atomic batch, and the compaction after a delete, a
+   * forced import or a rekey), told in words what the write does
+   * ("\"k\" version 3 was stored"): cert-utility holds SIGINT and SIGTERM around the write (and that compaction),
    * never around the key derivation before it, and says what was done if one came meanwhile.
    */
   guardWrite?: <T>(what: string, write: () => Promise<T>) => Promise<T>;

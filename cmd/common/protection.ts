@@ -168,7 +168,8 @@ export function openStore(program: string, o: ProtectionOptions, options?: Store
 
 /**
  * withStore for a command that changes the store: SIGINT, SIGTERM and SIGHUP wait for the write
- * of the change (its batch is atomic: done or not), never for the key derivation before it (a
+ * of the change (its batch is atomic: done or not) and the compaction that follows a delete or a
+ * rekey (else what it drops stays in LevelDB's files), never for the key derivation before it (a
  * Ctrl-C then stops the command with nothing changed), and one that came during the write ends
  * the program only once stderr says what was done, rather than silently after the change.
  */
