@@ -1178,6 +1178,24 @@ describe('cryptstore', () => {
       }
     });
 
+    it('refuses two bundles written one after another (cat a b > both) with INTEGRITY, importing nothing: read as one message, the second replaced the first, whose items went unimported without a word', async () => {
+      const first = await bundleOf(join(tmp.dir, 'a'), [['from-a', 'A']]);
+      const second = await bundleOf(join(tmp.dir, 'b'), [['from-b', 'B']]);
+      const s = await Cryptstore.create(dir, pass());
+      try {
+        for (const both of [Buffer.concat([first, second]), Buffer.concat([first, first])]) {
+          const e = await rejects(importStore(s, both, utf8('bundle pass')), 'INTEGRITY');
+          expect(e.message).to.contain('more than one bundle');
+        }
+        expect(await s.list()).to.deep.equal([]);
+        // Each on its own is taken.
+        for (const one of [first, second]) await importStore(s, one, utf8('bundle pass'));
+        expect((await s.list()).map((e) => e.tag)).to.deep.equal(['from-a', 'from-b']);
+      } finally {
+        await s.close();
+      }
+    });
+
     it('refuses to import a guarded tag without force, naming it escaped', async () => {
       const s = await Cryptstore.create(dir, pass());
       try {
