@@ -37,6 +37,12 @@ export async function sealBundle(entries: Entry[], passphrase: Uint8Array, cost:
  * refused once opened is wiped here).
  */
 export async function openBundle(bytes: Uint8Array, passphrase: Uint8Array): Promise<ValidEntry[]> {
+  // A message written twice reads as one, each field of the second replacing the first's: bundles
+  // put one after another in a file (cat a b > both) would import as the last alone, the others'
+  // items left out without a word. Every field of a bundle comes once.
+  if (BUNDLE_FIELDS.some((f) => (fieldCount(bytes, f, 1) ?? 0) > 1)) {
+    throw new CertifierError('INTEGRITY', 'the file holds more than one bundle, written one after another (as cat a b > both writes them), or a damaged one: import each bundle from a file of its own');
+  }
   let b;
   try {
     b = parseCryptstoreBundle(bytes);
@@ -58,6 +64,9 @@ export async function openBundle(bytes: Uint8Array, passphrase: Uint8Array): Pro
     throw e;
   }
 }
+
+/** The fields of a cryptstore_bundle (format_version, scrypt, ciphertext), each written once. */
+const BUNDLE_FIELDS = [1, 2, 3];
 
 /** The entries of a bundle's plaintext, each checked (the values are views into `plain`). */
 function checkBundleEntries(plain: Uint8Array): ValidEntry[] {
