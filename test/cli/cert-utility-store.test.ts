@@ -344,6 +344,20 @@ describe('cert-utility store commands (transcripts)', function () {
         expect(await fs.readFile(join(tmp.dir, 'out'), 'utf8')).to.equal('top secret value');
       });
 
+      it('get-item refuses an --out already there (without --force) or in no directory before the store is opened, as export-store does: no key derived, no value decrypted for nothing', async () => {
+        writeFileSync(join(tmp.dir, 'out'), 'keep me');
+        writeFileSync(join(tmp.dir, 'wrong-pass'), 'not the passphrase', { mode: 0o600 });
+        const wrong = ['--store', store, '--passphrase-file', 'wrong-pass'];
+        const taken = await cu(['get-item', ...wrong, '--tag', 'k', '--out', 'out']);
+        expectFailure(taken, 1, 'ALREADY_EXISTS');
+        expect(await fs.readFile(join(tmp.dir, 'out'), 'utf8')).to.equal('keep me');
+        const nowhere = await cu(['get-item', ...wrong, '--tag', 'k', '--out', join('none', 'out')]);
+        expectFailure(nowhere, 1, 'FILE_ERROR');
+        expect(nowhere.stderr).to.contain('no directory none');
+        // Given --force, the file there is no refusal: the store is opened (and here refuses the passphrase).
+        expectFailure(await cu(['get-item', ...wrong, '--tag', 'k', '--out', 'out', '--force']), 4, 'WRONG_KEY');
+      });
+
       it('get-item and export-store refuse an --out in a directory other users may write in without the sticky bit, before the key is derived (FILE_ERROR, nothing written); a sticky one is taken', async () => {
         for (const [name, mode] of [['open', 0o777], ['sticky', 0o1777]] as const) {
           mkdirSync(join(tmp.dir, name));
