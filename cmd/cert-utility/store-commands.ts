@@ -93,6 +93,8 @@ export function addStoreCommands(program: Command): void {
     'write the raw bytes of an item where --out says',
     async (o) => {
       await refuseOutput(o.out, storeFiles(o)); // before the store's key is derived
+      // And, as export-store, a destination that cannot take the value: a name taken (no --force), no directory.
+      if (o.out !== '-') await checkWritable(o.out, { exclusive: !o.force });
       const entry = await withStore(P, o, (s) => s.get(o.tag, o.version));
       const { blob, ...info } = entry;
       const raw = await writeOutput(o.out, blob, o.force === true, storeFiles(o));
