@@ -5,11 +5,23 @@
 import { expect } from 'chai';
 import { randomBytes } from '../../lib/crypto/index.ts';
 import { toPem } from '../../lib/pki/index.ts';
-import { pinnedArk, readAmdCrl, trustedCrls, verifySnpReport, type VerifiedAmdCrl } from '../../lib/attest/index.ts';
+import { AMD_EXT, pinnedArk, readAmdCrl, verifiedBefore, trustedCrls, verifySnpReport, type VerifiedAmdCrl } from '../../lib/attest/index.ts';
+import { CertifierError } from '../../lib/errors/index.ts';
 import { TestSnpSigner } from './signer.ts';
 import { NOW, refusalOf } from './support.ts';
 
 const DAY = 86_400_000;
+
+/** The refusal `f` throws, with what it says verified before it (explain's proof). */
+function refusalWithSteps(f: () => unknown): ReturnType<typeof refusalOf> & { verified: string[] } {
+  try {
+    f();
+  } catch (e) {
+    if (e instanceof CertifierError) return { ...refusalOf(() => { throw e; }), verified: verifiedBefore(e) };
+    throw e;
+  }
+  throw new Error('expected a refusal');
+}
 
 describe('SEV-SNP revocation lists (test signer)', () => {
   let s: TestSnpSigner;
@@ -38,6 +50,19 @@ describe('SEV-SNP revocation lists (test signer)', () => {
     const v = refusalOf(() => verify(lists([s.crl({ revoked: [3] })]), { vlek: true }));
     expect([v.code, v.reason]).to.deep.equal(['SNP_CHAIN_UNTRUSTED', 'revoked']);
     expect(verify(lists([s.crl({ revoked: [3] })])).revocation).to.include('not on'); // the VCEK path's ASK is fine
+  });
+
+  it('refuses a VCEK under a revoked ASK as revoked whatever else is wrong with it (no TCB extension, no hwID, expired), naming the path it found (details.verified)', () => {
+    const revoked = lists([s.crl({ revoked: [2] })]);
+    const lacking = [[AMD_EXT.blSpl], [AMD_EXT.ucodeSpl], [AMD_EXT.hwId], [AMD_EXT.productName, AMD_EXT.snpSpl]].map((oids) => s.vcekLacking(oids));
+    for (const vcek of [...lacking, s.vcekLacking([], { notAfter: new Date(NOW.getTime() - DAY) })]) {
+      const r = refusalWithSteps(() => verifySnpReport({ report, certs: [vcek, s.ask], roots: [s.ark], at: NOW, crls: revoked }));
+      expect([r.code, r.reason]).to.deep.equal(['SNP_CHAIN_UNTRUSTED', 'revoked']);
+      expect(r.verified).to.have.length(1);
+      expect(r.verified[0]).to.match(/^ARK-TEST key:\w+ signed SEV-TEST, which signed the VCEK for (Milan-TEST|its product)\b.*\(RSA-PSS SHA-384 signatures verified\)$/);
+    }
+    // Without the list, each is refused for what is wrong with it.
+    expect(refusalOf(() => verifySnpReport({ report, certs: [lacking[0]!, s.ask], roots: [s.ark], at: NOW })).code).to.equal('BAD_CERTIFICATE');
   });
 
   it('judges each path by the list of its own root when lists for two roots are in force', () => {

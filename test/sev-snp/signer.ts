@@ -156,6 +156,12 @@ export class TestSnpSigner {
     return pssCertificate({ subject: 'SEV-VCEK', issuer: 'SEV-TEST', key: this.keys.vcek, signer: this.keys.ask, extensions: amdExtensions(tcb, hwId, fmc, productName) }, this.now);
   }
 
+  /** This signer's VCEK under its ASK with AMD's extensions but those `without` (OIDs), valid until `notAfter` (ten years by default). */
+  vcekLacking(without: string[], o: { notAfter?: Date } = {}): Uint8Array {
+    const extensions = amdExtensions(this.tcb, this.chipId.subarray(0, HWID_BYTES[this.product]), this.fmc).filter((e) => !without.includes(e.oid));
+    return pssCertificate({ subject: 'SEV-VCEK', issuer: 'SEV-TEST', key: this.keys.vcek, signer: this.keys.ask, extensions, ...(o.notAfter ? { notAfter: o.notAfter } : {}) }, this.now);
+  }
+
   /** This signer's VCEK (or VLEK) issued by the other intermediate than AMD's path has: ARK -> ASVK -> VCEK, ARK -> ASK -> VLEK. */
   crossSigned(kind: 'vcek' | 'vlek'): Uint8Array {
     const [subject, issuer, signer] = kind === 'vcek' ? ['SEV-VCEK', 'SEV-VLEK-TEST', this.keys.asvk] : ['SEV-VLEK', 'SEV-TEST', this.keys.ask];

@@ -97,11 +97,12 @@ export function checkIntermediateKind(intermediate: AmdCert, kind: SigningKey): 
 const isP384 = (k: KeyObject) => k.asymmetricKeyType === 'ec' && k.asymmetricKeyDetails?.namedCurve === 'secp384r1';
 
 /**
- * Validates the path from a VCEK/VLEK to one of `roots`. Throws SNP_CHAIN_UNTRUSTED (no path, a
- * bad signature, wrong flags or algorithm, a VCEK under an ASVK or a VLEK under an ASK), CERT_EXPIRED, BAD_CERTIFICATE or SNP_VCEK_MISMATCH
- * (the certificate is not the kind of key the report names), with details.reason.
+ * Finds the path from a VCEK/VLEK to one of `roots`: names, kinds and signatures, what a revocation
+ * check needs. Throws SNP_CHAIN_UNTRUSTED (no path, a bad signature or algorithm, a VCEK under an
+ * ASVK or a VLEK under an ASK) or SNP_VCEK_MISMATCH (the certificate is not the kind of key the
+ * report names), with details.reason. checkAmdPath then checks each certificate's dates and flags.
  */
-export function validateAmdChain(i: ChainInput): AmdChain {
+export function findAmdPath(i: Omit<ChainInput, 'at'>): AmdChain {
   const leaf = i.leaf;
   const leafRole = i.kind.toUpperCase();
   const interRole = i.kind === 'vcek' ? 'ASK' : 'ASVK';
@@ -118,8 +119,19 @@ export function validateAmdChain(i: ChainInput): AmdChain {
   if (!bytesSame(root.issuerDer, root.subjectDer) || rootAlgorithm || !isPssSignedBy(root, root.publicKey)) {
     throw fail('SNP_CHAIN_UNTRUSTED', 'root-self-signature', `the root "${root.name}" is not a valid self-signed ARK${rootAlgorithm ? `: ${rootAlgorithm}` : ''}`, 'ARK');
   }
-  checkCert(root, 'ARK', true, i.at);
-  checkCert(intermediate, interRole, true, i.at);
-  checkCert(leaf, leafRole, false, i.at);
   return { leaf, intermediate, root };
+}
+
+/** Each certificate of a path found (findAmdPath) valid at `at`, with the flags of its place: CERT_EXPIRED, SNP_CHAIN_UNTRUSTED or BAD_CERTIFICATE, with details.reason. */
+export function checkAmdPath(chain: AmdChain, kind: SigningKey, at: Date): void {
+  checkCert(chain.root, 'ARK', true, at);
+  checkCert(chain.intermediate, kind === 'vcek' ? 'ASK' : 'ASVK', true, at);
+  checkCert(chain.leaf, kind.toUpperCase(), false, at);
+}
+
+/** findAmdPath, then checkAmdPath: the whole path validation, revocation aside. */
+export function validateAmdChain(i: ChainInput): AmdChain {
+  const chain = findAmdPath(i);
+  checkAmdPath(chain, i.kind, i.at);
+  return chain;
 }

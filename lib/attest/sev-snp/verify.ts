@@ -11,7 +11,7 @@ import { decode, type AttestationUserData, type ValidTrustRequest } from '../../
 import { keyLabel, parseCertifierTime, SEV_SNP_PLATFORM, SNP_PROPERTY, type EvidenceFacts, type PropertyValue, versionNumber } from '../../policy/index.ts';
 import type { AmdProduct } from './amd-roots.ts';
 import { certHwId, certLayout, certProductName, certTcb, layoutOfRoot, pinnedAmdCerts, pinnedProductOf, readAmdCert, readAmdCertOnce, type AmdCert, type CertTcb } from './amd-certs.ts';
-import { validateAmdChain, type AmdChain } from './chain.ts';
+import { checkAmdPath, findAmdPath, type AmdChain } from './chain.ts';
 import { checkRevocation, type VerifiedAmdCrl } from './crl.ts';
 import { isAllZero, parseReport, reportSignatureValid, tcbText, type SnpReport, type TcbVersion } from './report.ts';
 import { enclaveKeyOf, evidenceMalformed } from '../user-data.ts';
@@ -137,9 +137,19 @@ function checkBinding(report: SnpReport, leaf: AmdCert, certified: CertTcb): voi
   }
 }
 
+/** The TCB a VCEK or VLEK was issued for, or undefined when it does not say it readably (certTcb refuses it). */
+function tcbIfReadable(leaf: AmdCert): CertTcb | undefined {
+  try {
+    return certTcb(leaf);
+  } catch {
+    return undefined;
+  }
+}
+
 /**
- * Verifies a report and its VCEK/VLEK at time `at`: path to one of `roots`, TCB and chip id,
- * then the signature (REPORT_INVALID when it does not verify). Trusting the root is the policy's call.
+ * Verifies a report and its VCEK/VLEK at time `at`: path to one of `roots`, its revocation (a path
+ * AMD revoked is refused as revoked before anything else about its certificates), the path's
+ * dates and flags, TCB and chip id, then the signature (REPORT_INVALID when it does not verify). Trusting the root is the policy's call.
  */
 export function verifySnpReport(i: SnpReportInput): VerifiedSnpReport {
   const report = parseReport(i.report);
@@ -156,17 +166,21 @@ export function verifySnpReport(i: SnpReportInput): VerifiedSnpReport {
     ...pinned.flatMap((p) => [readAmdCertOnce(p.ask, 'ASK'), readAmdCertOnce(p.asvk, 'ASVK')]),
   ];
   const roots = (i.roots ?? pinned.map((p) => p.ark)).map((r) => readAmdCertOnce(r, 'ARK'));
-  const chain = validateAmdChain({ leaf: leaves[0]!, kind: report.signingKey, intermediates, roots, at: i.at });
+  const chain = findAmdPath({ leaf: leaves[0]!, kind: report.signingKey, intermediates, roots });
   const product = pinnedProductOf(chain.root.der);
-  const certified = certTcb(chain.leaf);
   const { leaf, intermediate, root } = chain;
   const kind = report.signingKey.toUpperCase();
-  // The TCB the certificate was issued for: the report's is compared with it only below.
-  const steps = [`${root.name} ${keyLabel(root.publicKey)}${product ? ' (pinned AMD root)' : ''} signed ${intermediate.name}, which signed the ${kind} for ${certProductName(leaf) ?? 'its product'} at TCB ${tcbText(certified)} (RSA-PSS SHA-384 signatures verified)`];
+  // The TCB the certificate was issued for, when it says (the report's is compared with it only
+  // below): a certificate that does not is refused for it after the revocation check.
+  const said = tcbIfReadable(leaf);
+  const steps = [`${root.name} ${keyLabel(root.publicKey)}${product ? ' (pinned AMD root)' : ''} signed ${intermediate.name}, which signed the ${kind} for ${certProductName(leaf) ?? 'its product'}${said ? ` at TCB ${tcbText(said)}` : ''} (RSA-PSS SHA-384 signatures verified)`];
   // A refusal from here on names what passed before it (afterSteps).
   return afterSteps(steps, () => {
+    // First, so that a path AMD revoked is refused as revoked whatever else is wrong with it.
     const revocation = checkRevocation(chain, i.crls ?? [], i.at);
     if (revocation) steps.push(revocation);
+    checkAmdPath(chain, report.signingKey, i.at);
+    const certified = certTcb(leaf);
     checkProduct(report, leaf, certified, root, product);
     checkBinding(report, leaf, certified);
     if (!reportSignatureValid(report, leaf.publicKey)) {
