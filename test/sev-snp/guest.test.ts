@@ -3,7 +3,7 @@
 // evidence package SnpGuest builds and its verification, and the errors on a machine without SNP.
 
 import { expect } from 'chai';
-import { existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, promises as fs, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { generateKeyPair, publicKeyOf, randomBytes, toKeyMessage } from '../../lib/crypto/index.ts';
@@ -159,6 +159,36 @@ describe('SEV-SNP guest: configfs-tsm and the evidence package', () => {
     const e = await thrown(requestTsmReport(randomBytes(64), { dir: tsm }));
     expect(e.code).to.equal('UNSUPPORTED');
     expect(e.message).to.contain('"tdx_guest", not sev_guest');
+  });
+
+  it('refuses with the request\'s own error when removing the entry fails too, the removal\'s failure added to it (details.cleanup)', async () => {
+    fake = serveFakeTsm(tsm, signer, { measurement: MEASUREMENT, provider: 'tdx_guest' });
+    const { rmdir } = fs;
+    fs.rmdir = (async () => {
+      throw Object.assign(new Error('EBUSY: resource busy or locked'), { code: 'EBUSY' });
+    }) as typeof fs.rmdir;
+    let e: CertifierError;
+    try {
+      e = await thrown(requestTsmReport(randomBytes(64), { dir: tsm }));
+    } finally {
+      fs.rmdir = rmdir;
+    }
+    expect(e.code).to.equal('UNSUPPORTED');
+    expect(e.message).to.contain('"tdx_guest", not sev_guest').and.contain('EBUSY');
+    expect(e.details?.cleanup).to.match(/^cannot remove .*certifier-\d+-[0-9a-f]+: EBUSY/);
+    // A request that went well and an entry that cannot be removed: that failure is the error.
+    fake.stop();
+    fake = serveFakeTsm(tsm, signer, { measurement: MEASUREMENT });
+    fs.rmdir = (async () => {
+      throw Object.assign(new Error('EBUSY: resource busy or locked'), { code: 'EBUSY' });
+    }) as typeof fs.rmdir;
+    try {
+      e = await thrown(requestTsmReport(randomBytes(64), { dir: tsm }));
+    } finally {
+      fs.rmdir = rmdir;
+    }
+    expect(e.code).to.equal('FILE_ERROR');
+    expect(e.message).to.match(/^cannot remove /);
   });
 
   it('gives up on a directory that never answers, naming the outblob', async () => {

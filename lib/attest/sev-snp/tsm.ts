@@ -111,14 +111,31 @@ export function outblobError(path: string, e: unknown, asked: number, floor: num
   return new CertifierError('FILE_ERROR', `the platform refused a report at VMPL ${asked} (${path}: ${why}): a guest gets reports only at or above the VMPL its kernel runs at, and ${said}. Under an SVSM, run a kernel that says it (Linux 6.11 or later), whose VMPL N the report is then asked for at; ${vmplClaim('N')}`, { cause: e });
 }
 
-/** Removes the entry: rmdir on configfs (its attributes go with it), a recursive removal elsewhere. */
+/** Removes the entry: rmdir on configfs (its attributes go with it), a recursive removal elsewhere. FILE_ERROR when it cannot. */
 async function removeEntry(entry: string): Promise<void> {
   try {
     await fs.rmdir(entry);
   } catch (e) {
-    if (errno(e) === 'ENOTEMPTY' || errno(e) === 'EEXIST') await fs.rm(entry, { recursive: true, force: true });
-    else if (errno(e) !== 'ENOENT') throw new CertifierError('FILE_ERROR', `cannot remove ${entry}: ${(e as Error).message}`, { cause: e });
+    if (errno(e) === 'ENOENT') return;
+    try {
+      if (errno(e) === 'ENOTEMPTY' || errno(e) === 'EEXIST') return await fs.rm(entry, { recursive: true, force: true });
+    } catch (again) {
+      e = again;
+    }
+    throw new CertifierError('FILE_ERROR', `cannot remove ${entry}: ${(e as Error).message}`, { cause: e });
   }
+}
+
+/**
+ * The request's own error `e`, with `cleanup` (removing its entry failed too) added to its
+ * message and, as text, to its details: what went wrong first is what the caller must hear.
+ */
+function withCleanupFailure(e: unknown, cleanup: unknown): unknown {
+  if (!(e instanceof CertifierError)) return e; // a programming error stays as it is
+  const said = cleanup instanceof Error ? cleanup.message : String(cleanup);
+  const again = new CertifierError(e.code, `${e.message} (and then: ${said})`, { ...(e.cause === undefined ? {} : { cause: e.cause }), details: { ...e.details, cleanup: said } });
+  again.stack = e.stack;
+  return again;
 }
 
 /** Asks the platform for a report carrying `reportData` (exactly 64 bytes). */
@@ -135,31 +152,44 @@ export async function requestTsmReport(reportData: Uint8Array, o: TsmOptions = {
     throw new CertifierError('FILE_ERROR', `cannot create a report entry in ${dir}: ${why}`, { cause: e });
   }
   const deadline = Date.now() + (o.waitMs ?? 5_000);
+  let result: TsmReport;
   try {
-    const providerPath = join(entry, 'provider');
-    const provider = await waitFor(providerPath, deadline).catch((e: unknown) => {
-      throw readError(providerPath, e);
+    result = await reportThrough(entry, reportData, deadline);
+  } catch (e) {
+    // The entry is removed whatever happened; a failure to remove it must not hide why the request failed.
+    let cleanup: unknown;
+    await removeEntry(entry).catch((failure: unknown) => {
+      cleanup = failure;
     });
-    if (!provider) throw new CertifierError('UNSUPPORTED', `${entry} shows no provider and gives no report (outblob): is the directory a configfs-tsm report interface?`);
-    const name = Buffer.from(provider).toString('latin1').trim();
-    if (name !== SEV_GUEST_PROVIDER) throw new CertifierError('UNSUPPORTED', `the configfs-tsm provider here is "${name}", not ${SEV_GUEST_PROVIDER}: this machine is not an SEV-SNP guest`);
-    // Left unwritten at VMPL 0, the default, as on a kernel that does not say.
-    const floor = await privlevelFloor(entry);
-    const asked = floor ?? 0;
-    if (asked > 0) await writePrivlevel(entry, asked);
-    const inblob = join(entry, 'inblob');
-    await fs.writeFile(inblob, reportData).catch((e: unknown) => {
-      throw new CertifierError('FILE_ERROR', `cannot write ${inblob}: ${(e as Error).message}`, { cause: e });
-    });
-    const outblob = join(entry, 'outblob');
-    const report = await waitFor(outblob, deadline).catch((e: unknown) => {
-      throw outblobError(outblob, e, asked, floor);
-    });
-    if (!report) throw new CertifierError('UNSUPPORTED', `${outblob} gave no report: is the directory a configfs-tsm report interface?`);
-    if (report.length !== REPORT_SIZE) throw new CertifierError('EVIDENCE_MALFORMED', `the report from ${entry} is ${report.length} bytes, not an SEV-SNP report (${REPORT_SIZE})`);
-    const auxblob = await readOptional(join(entry, 'auxblob'));
-    return auxblob ? { report, auxblob } : { report };
-  } finally {
-    await removeEntry(entry);
+    throw cleanup === undefined ? e : withCleanupFailure(e, cleanup);
   }
+  await removeEntry(entry);
+  return result;
+}
+
+/** The exchange through an entry made for it, up to `deadline`: provider, privlevel, inblob, outblob, auxblob. */
+async function reportThrough(entry: string, reportData: Uint8Array, deadline: number): Promise<TsmReport> {
+  const providerPath = join(entry, 'provider');
+  const provider = await waitFor(providerPath, deadline).catch((e: unknown) => {
+    throw readError(providerPath, e);
+  });
+  if (!provider) throw new CertifierError('UNSUPPORTED', `${entry} shows no provider and gives no report (outblob): is the directory a configfs-tsm report interface?`);
+  const name = Buffer.from(provider).toString('latin1').trim();
+  if (name !== SEV_GUEST_PROVIDER) throw new CertifierError('UNSUPPORTED', `the configfs-tsm provider here is "${name}", not ${SEV_GUEST_PROVIDER}: this machine is not an SEV-SNP guest`);
+  // Left unwritten at VMPL 0, the default, as on a kernel that does not say.
+  const floor = await privlevelFloor(entry);
+  const asked = floor ?? 0;
+  if (asked > 0) await writePrivlevel(entry, asked);
+  const inblob = join(entry, 'inblob');
+  await fs.writeFile(inblob, reportData).catch((e: unknown) => {
+    throw new CertifierError('FILE_ERROR', `cannot write ${inblob}: ${(e as Error).message}`, { cause: e });
+  });
+  const outblob = join(entry, 'outblob');
+  const report = await waitFor(outblob, deadline).catch((e: unknown) => {
+    throw outblobError(outblob, e, asked, floor);
+  });
+  if (!report) throw new CertifierError('UNSUPPORTED', `${outblob} gave no report: is the directory a configfs-tsm report interface?`);
+  if (report.length !== REPORT_SIZE) throw new CertifierError('EVIDENCE_MALFORMED', `the report from ${entry} is ${report.length} bytes, not an SEV-SNP report (${REPORT_SIZE})`);
+  const auxblob = await readOptional(join(entry, 'auxblob'));
+  return auxblob ? { report, auxblob } : { report };
 }
