@@ -61,7 +61,9 @@ function verifyEndorsementBytes(bytes: Uint8Array): Endorsement {
   const c = verifySignedClaim(sc, 'ENDORSEMENT_INVALID', 'the endorsement');
   const inner = c.clause.clause;
   const attestKey = entityKey(inner?.subject);
-  if (c.clause.verb !== 'says' || inner?.verb !== 'is-trusted-for-attestation' || !attestKey) {
+  // Exactly that, as the policy's claims are read: an object or a nested clause would say more (a
+  // key for one measurement only, say), and read as the bare clause the endorsement would grant more than it says.
+  if (c.clause.verb !== 'says' || c.clause.object || inner?.verb !== 'is-trusted-for-attestation' || inner.object || inner.clause || !attestKey) {
     throw new CertifierError('ENDORSEMENT_INVALID', 'the endorsement does not say "platformKey says attestKey is-trusted-for-attestation"');
   }
   return { platformKey: c.signer, attestKey, notBefore: c.notBefore, notAfter: c.notAfter };

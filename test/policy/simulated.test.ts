@@ -219,17 +219,21 @@ describe('simulated platform and policy engine', () => {
     expect(e.message).to.include('a "says" claim must be signed by the key that says it');
   });
 
-  it('refuses as an endorsement what the platform key signed but that does not make the key an attestation key (ENDORSEMENT_INVALID)', async () => {
+  it('refuses as an endorsement what the platform key signed but that does not make the key an attestation key, or says more than that (an object, a nested clause), as the policy is read (ENDORSEMENT_INVALID)', async () => {
     const platformKey = keyEntity(s.platform.platformKey, 'platformKey');
     const trusted = (verb: 'is-trusted-for-attestation' | 'is-trusted-for-authentication') => simpleClause(keyEntity(s.platform.attestKey, 'attestKey'), verb);
     const clauses = [
       saysClause(platformKey, trusted('is-trusted-for-authentication')), // another verb
       { ...saysClause(platformKey, trusted('is-trusted-for-attestation')), verb: 'is-trusted' as const }, // not "says"
+      // Something more than "attestKey is-trusted-for-attestation", which would be read as that alone:
+      saysClause(platformKey, { ...trusted('is-trusted-for-attestation'), object: measurementEntity(sha256(utf8('another program'))) }), // for one measurement only
+      saysClause(platformKey, { ...trusted('is-trusted-for-attestation'), clause: trusted('is-trusted-for-attestation') }), // a nested clause
+      { ...saysClause(platformKey, trusted('is-trusted-for-attestation')), object: measurementEntity(measurement) }, // "says" with an object
     ];
-    for (const clause of clauses) {
+    for (const [i, clause] of clauses.entries()) {
       const sc = signClaim({ signer: s.platform.platformKey, signerName: 'platformKey', clause, notBefore: now, notAfter: new Date(now.getTime() + DAY) });
       const e = await decide(s, { enclave: new SimulatedEnclave(s.platform.attestKey, encode('signed_claim_message', sc), measurement) }).catch((x) => x);
-      expect(e, clause.verb).to.be.instanceOf(CertifierError).with.property('code', 'ENDORSEMENT_INVALID');
+      expect(e, `clause ${i + 1}`).to.be.instanceOf(CertifierError).with.property('code', 'ENDORSEMENT_INVALID');
     }
   });
 
