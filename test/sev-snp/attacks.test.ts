@@ -112,6 +112,10 @@ describe('SEV-SNP: a hostile host\'s attempts, each with the outcome it must get
       ['reserved 0x1EB (after CURRENT_MAJOR)', 'EVIDENCE_MALFORMED', () => decide(resigned((b) => { b[0x1eb] = 1; }))],
       ['reserved 0x1EF (after COMMITTED_MAJOR)', 'EVIDENCE_MALFORMED', () => decide(resigned((b) => { b[0x1ef] = 1; }))],
       ['reserved 0x29F (last signed byte)', 'EVIDENCE_MALFORMED', () => decide(resigned((b) => { b[0x29f] = 1; }))],
+      ['0x1F8 in a version 3 report (reserved)', 'EVIDENCE_MALFORMED', () => decide(resigned((b) => { b[0x1f8] = 1; }))],
+      ['0x1F8 in a version 5 report (its mitigation vectors)', 'ok', () => decide(resigned((b) => { u32(b, 0, 5); b[0x1f8] = 1; }))],
+      ['0x1F8 in a version 4 report (read as version 5 is there, as firmware issuing it may fill them)', 'ok', () => decide(resigned((b) => { u32(b, 0, 4); b[0x1f8] = 1; }))],
+      ['0x208 in a version 5 report (reserved after the mitigation vectors)', 'EVIDENCE_MALFORMED', () => decide(resigned((b) => { u32(b, 0, 5); b[0x208] = 1; }))],
       ['reserved byte 2 of CURRENT_TCB', 'EVIDENCE_MALFORMED', () => decide(resigned((b) => { b[0x3a] = 1; }))],
       // A family other than 19h (Milan, Genoa) and 1Ah (Turin) has no TCB layout known here: never read in one of theirs.
       ['CPUID family 1Bh', 'SNP_CPU_UNKNOWN', () => decide(resigned((b) => { b[0x188] = 0x1b; }))],
@@ -139,6 +143,7 @@ describe('SEV-SNP: a hostile host\'s attempts, each with the outcome it must get
       ['CHIP_ID masked (zeros): the VCEK\'s signature names the chip', 'ok', () => decide(resigned((b) => b.fill(0, 0x1a0, 0x1e0)))],
       ['CHIP_ID masked, another chip\'s VCEK', 'REPORT_INVALID', () => decide(resigned((b) => b.fill(0, 0x1a0, 0x1e0)), [other.vcek, other.ask], { roots: [s.ark, other.ark] })],
       ['REPORTED_TCB above the VCEK\'s', 'SNP_TCB_MISMATCH', () => decide(resigned((b) => { b[0x187] = 116; }))],
+      ...(['bootloader', 'tee', 'snp', 'microcode'] as const).flatMap((k): Attempt[] => [-1, 1].filter((d) => s.tcb[k] + d >= 0).map((d) => [`a VCEK of the same chip whose ${k} level is ${d > 0 ? 'above' : 'below'} REPORTED_TCB's`, 'SNP_TCB_MISMATCH', () => decide(good, [s.vcekFor({ ...s.tcb, [k]: s.tcb[k] + d }), s.ask])])),
       ['REPORTED_TCB below the minimum, with its own VCEK', 'PLATFORM_PROPERTY_DENIED', () => decide(resigned((b) => b.set(lowerTcb, 0x180)), [s.vcekFor(lower), s.ask])],
       // The firmware writes CURRENT_TCB, and derives the VCEK of REPORTED_TCB only at or below it.
       ['CURRENT_TCB and COMMITTED_TCB below the minimum, REPORTED_TCB at it', 'ok', () => decide(resigned((b) => { b.set(lowerTcb, 0x38); b.set(lowerTcb, 0x1e0); }))],
@@ -178,6 +183,14 @@ describe('SEV-SNP: a hostile host\'s attempts, each with the outcome it must get
       ['version 2 (no CPUID, read as family 19h: Turin\'s SNP level lands in a byte that layout reserves)', 'SNP_REPORT_VERSION', () => verified(turin((b) => { u32(b, 0, 2); b.fill(0, 0x188, 0x18b); }))],
     ];
     expect(wrongOutcomes(attempts)).to.deep.equal([]);
+  });
+
+  it('admits no report with a byte the signature does not cover (0x2A0 on) changed: each is r, s, or checked to be zero', () => {
+    const admitted = [];
+    for (let at = SIGNED_BYTES; at < good.length; at++) {
+      if (decide(changed((b) => { b[at]! ^= 0x01; })) === 'ok') admitted.push(`0x${at.toString(16)}`);
+    }
+    expect(admitted).to.deep.equal([]);
   });
 
   it('signature: encoding of r and s, values out of range, the range signed', () => {
@@ -228,6 +241,9 @@ describe('SEV-SNP: a hostile host\'s attempts, each with the outcome it must get
       // Each certificate named as the VCEK's issuer costs a signature check with its key (RSA, up
       // to 16384 bits): 64 KiB of them cost the server thirty times a request's work.
       ['a fifth certificate (another ASK of the same name)', 'EVIDENCE_MALFORMED', () => decide(good, [s.vcek, other.ask, s.ask, s.asvk, s.ark])],
+      ['the certificates in another order: ARK, ASVK, ASK, VCEK', 'ok', () => decide(good, [s.ark, s.asvk, s.ask, s.vcek])],
+      ['a real Milan report with Milan\'s, Genoa\'s and Turin\'s ASKs sent along', 'ok', () => real([...pinnedAmdCerts().map((p) => p.ask).reverse(), virtee.vcek])],
+      ...(['genoa', 'turin'] as const).map((p): Attempt => [`the same under ${p}'s ARK, with its ASK sent along`, 'SNP_CHAIN_UNTRUSTED', () => real([virtee.vcek, pinnedAmdCerts().find((c) => c.product === p)!.ask], [pinnedArk(p)])]),
     ];
     expect(wrongOutcomes(attempts)).to.deep.equal([]);
   });
