@@ -181,6 +181,14 @@ describe('SEV-SNP policy: roots and platform properties', () => {
     expect((await decide(lax, { policy: 0x30000n | (1n << 19n), vmpl: 2 })).allow).to.equal(true);
   });
 
+  it('judges each property claim whole: a debug guest at TCB snp 8 passes neither a claim allowing debug from snp 9 nor one allowing snp 8 without debug', async () => {
+    const high = TCB.map((r) => (r.name === 'tcb-snp' ? { ...r, value: 9 } : r));
+    const lowNoDebug = makePolicy({ policyKey: policyKey.privateKey, platforms: [], measurements: [], platformProperties: [{ platformType: SEV_SNP_PLATFORM, requirements: TCB }], ...window() });
+    const two = joinPolicies(policyBytes({ requirements: [...high, { name: 'debug', comparator: '<=', value: 1 }] }), lowNoDebug);
+    expect(await decide(two, { policy: 0x30000n | (1n << 19n) })).to.include({ allow: false, code: 'PLATFORM_PROPERTY_DENIED' });
+    expect((await decide(two)).allow, 'without debug, at snp 8: the second claim').to.equal(true);
+  });
+
   it('denies a TCB below the minimum, naming the component', async () => {
     const d = await decide(policyBytes({ requirements: TCB.map((r) => (r.name === 'tcb-snp' ? { ...r, value: 9 } : r)) }));
     expect(d).to.include({ allow: false, code: 'PLATFORM_PROPERTY_DENIED' });
