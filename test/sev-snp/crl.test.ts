@@ -65,6 +65,13 @@ describe('SEV-SNP revocation lists (test signer)', () => {
     expect(refusalOf(() => verifySnpReport({ report, certs: [lacking[0]!, s.ask], roots: [s.ark], at: NOW })).code).to.equal('BAD_CERTIFICATE');
   });
 
+  it('refuses a revoked ASK as revoked by a list gone stale since it was loaded too: a revocation does not lapse, and the rest of that root\'s machines are refused SNP_CRL_STALE', () => {
+    const later = new Date(NOW.getTime() + 8 * DAY);
+    const stale = lists([s.crl({ revoked: [2] })]);
+    expect(refusalOf(() => verify(stale, { at: later }))).to.include({ code: 'SNP_CHAIN_UNTRUSTED', reason: 'revoked' });
+    expect(refusalOf(() => verify(stale, { at: later, vlek: true }))).to.include({ code: 'SNP_CRL_STALE', reason: 'crl-stale' });
+  });
+
   it('judges each path by the list of its own root when lists for two roots are in force', () => {
     const other = TestSnpSigner.create({ now: NOW }); // a second root (as Milan's and Genoa's), here even under the same name
     const otherReport = other.report({ reportData: randomBytes(64), measurement: randomBytes(48) });

@@ -139,18 +139,20 @@ export function crlStaleness(crl: AmdCrl, at: Date): string | undefined {
 }
 
 /**
- * The revocation check of a validated path: with a list from its ARK, the intermediate (ASK or
- * ASVK) must not be on it, and the list must be current. Without one, nothing is checked.
- * Returns what was checked, for the decision's proof.
+ * The revocation check of a path found: with a list from its ARK, the intermediate (ASK or ASVK)
+ * must not be on it, and the list must be current. Without one, nothing is checked. A revoked
+ * intermediate is refused as revoked by a list gone stale too: AMD's signed word that it is
+ * revoked does not lapse, only the word that the others are not. Returns what was checked, for
+ * the decision's proof.
  */
 export function checkRevocation(chain: AmdChain, crls: VerifiedAmdCrl[], at: Date): string | undefined {
   const crl = crls.find((c) => bytesSame(c.root.der, chain.root.der));
   if (!crl) return undefined;
-  const stale = crlStaleness(crl, at);
-  if (stale) throw new CertifierError('SNP_CRL_STALE', stale, { details: { reason: 'crl-stale' } });
   if (crl.revoked.has(chain.intermediate.serialHex)) {
     throw new CertifierError('SNP_CHAIN_UNTRUSTED', `the ${chain.intermediate.name} certificate (serial ${chain.intermediate.serialHex}) is revoked by AMD's CRL of ${crl.thisUpdate.toISOString()} (revoked)`, { details: { reason: 'revoked', certificate: chain.intermediate.name } });
   }
+  const stale = crlStaleness(crl, at);
+  if (stale) throw new CertifierError('SNP_CRL_STALE', stale, { details: { reason: 'crl-stale' } });
   return `${chain.intermediate.name} is not on ${crl.issuerName}'s CRL of ${crl.thisUpdate.toISOString()} (${crl.revoked.size} revoked)`;
 }
 
