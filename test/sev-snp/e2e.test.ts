@@ -8,7 +8,9 @@ import { expect } from 'chai';
 import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { generateKeyPair, importPrivateKey, randomBytes, toHex } from '../../lib/crypto/index.ts';
+import { bytesEqual, generateKeyPair, importPrivateKey, randomBytes, toHex } from '../../lib/crypto/index.ts';
+import { decode, encode, type TrustRequestMessage } from '../../lib/wire/index.ts';
+import { AMD_EXT } from '../../lib/attest/index.ts';
 import { identityItems } from '../bench/domain.ts';
 import { issueAdmissionCert, readCertificate, toPem } from '../../lib/pki/index.ts';
 import { loadIdentity } from '../../lib/certifier/index.ts';
@@ -290,6 +292,14 @@ describe('SEV-SNP end to end: simpleserver + init-trust --platform sev-snp (test
     expect(refused.status).to.equal(4);
     expect(refused.out).to.contain('is revoked by AMD\'s CRL');
     expect(refused.stderr).to.match(/\[SNP_CHAIN_UNTRUSTED\]$/m);
+    // Revoked whatever else is wrong: a VCEK under that ASK without its blSPL extension, the path named as the proof.
+    const request = decode<TrustRequestMessage>('trust_request_message', readFileSync(join(tmp.dir, 'evidence.bin')));
+    for (const f of request.support!.factAssertion!) if (f.evidenceType === 'cert' && bytesEqual(f.serializedEvidence!, signer.vcek)) f.serializedEvidence = signer.vcekLacking([AMD_EXT.blSpl]);
+    writeFileSync(join(tmp.dir, 'evidence-no-tcb.bin'), encode('trust_request_message', request));
+    const lacking = await run('simpleserver', ['explain', '--policy', 'policy.bin', '--policy-cert', 'policy-cert.pem', '--evidence', 'evidence-no-tcb.bin', '--amd-crl', 'crl-revoked.crl'], { cwd: tmp.dir });
+    expect(lacking.status, lacking.stderr).to.equal(4);
+    expect(lacking.out).to.contain('decision: deny (SNP_CHAIN_UNTRUSTED)').and.contain('is revoked by AMD\'s CRL');
+    expect(lacking.out).to.match(/^ {2}ARK-TEST key:\w+ signed SEV-TEST, which signed the VCEK for Milan-TEST \(RSA-PSS SHA-384 signatures verified\)$/m);
 
     writeFileSync(join(tmp.dir, 'crl.crl'), signer.crl({ revoked: [2] }));
     const server = await startServer(tmp.dir, 'policy.bin', ['--amd-crl', 'crl.crl']);
