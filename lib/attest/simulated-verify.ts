@@ -7,7 +7,7 @@ import { CertifierError } from '../errors/index.ts';
 import { fromKeyMessage, isSignatureAlg, toHex, verify } from '../crypto/index.ts';
 import { decode, type AttestationUserData, type SignedClaimMessage, type SignedReport, type ValidTrustRequest, type VseAttestationReportInfo } from '../wire/index.ts';
 import { entityKey, keyLabel, parseCertifierTime, sameKey, verifySignedClaim, type EvidenceFacts } from '../policy/index.ts';
-import { enclaveKeyOf, evidenceMalformed } from './user-data.ts';
+import { enclaveKeyOf, evidenceMalformed, evidenceTime } from './user-data.ts';
 import { afterSteps } from './verified-steps.ts';
 import { LruMap } from '../util/lru.ts';
 
@@ -111,11 +111,7 @@ function verifyReport(support: ValidTrustRequest['support'], e: Endorsement, att
   if (m?.length !== 32) throw malformed(`the report's measurement is ${m?.length ?? 0} bytes, not 32`);
   const ud = decodeOr<AttestationUserData>('attestation_user_data', info.userData, "the report's user data", true);
   if (ud.enclaveType !== undefined && ud.enclaveType !== SIMULATED_ENCLAVE) throw malformed(`the user data's enclave type "${ud.enclaveType}" is not ${SIMULATED_ENCLAVE}`);
-  try {
-    parseCertifierTime(ud.time ?? '', 'the user data time');
-  } catch (cause) {
-    throw malformed((cause as Error).message, cause);
-  }
+  evidenceTime(ud.time, 'the user data time');
   const enclaveKey = enclaveKeyOf(ud);
   const reportWindow = {
     notBefore: parseCertifierTime(info.notBefore ?? '', 'report not_before'),

@@ -7,7 +7,7 @@ import { expect } from 'chai';
 import { createHash } from 'node:crypto';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { generateKeyPair, publicKeyOf, randomBytes, toKeyMessage } from '../../lib/crypto/index.ts';
-import { encode } from '../../lib/wire/index.ts';
+import { decode, encode } from '../../lib/wire/index.ts';
 import { evaluate, formatCertifierTime, loadPolicy, makePolicy, SEV_SNP_PLATFORM, type Policy } from '../../lib/policy/index.ts';
 import { CERT_GUIDS, parseCertTable, pinnedAmdCerts, pinnedArk, reportDataFor, SIGNED_BYTES, trustedCrls, verifyEvidence, verifySnpReport, type VerifiedAmdCrl } from '../../lib/attest/index.ts';
 import { NOW, snpSupport, vector } from './support.ts';
@@ -153,6 +153,12 @@ describe('SEV-SNP: a hostile host\'s attempts, each with the outcome it must get
       ['REPORT_DATA: SHA-512 of the user data', 'ok', () => decide(resigned((b) => b.set(createHash('sha512').update(said).digest(), 0x50)))],
       ['REPORT_DATA: SHA-384 of the user data with a byte changed after it', 'SNP_REPORT_DATA_MISMATCH', () => decide(good, undefined, { userData: Uint8Array.from([...said.subarray(0, -1), said[said.length - 1]! ^ 1]) })],
       ['MEASUREMENT other than the policy\'s', 'MEASUREMENT_NOT_TRUSTED', () => decide(resigned((b) => b.set(randomBytes(48), 0x90)))],
+      ...([
+        ['a time that is none', { time: 'yesterday' }], ['no time', { time: undefined }], ['another enclave type', { enclaveType: 'simulated-enclave' }], ['no enclave key', { enclaveKey: undefined }],
+      ] as const).map(([what, change]): Attempt => {
+        const ud = encode('attestation_user_data', { ...decode<Record<string, unknown>>('attestation_user_data', said), ...change });
+        return [`user data with ${what}, bound by REPORT_DATA`, 'EVIDENCE_MALFORMED', () => decide(resigned((b) => b.set(reportDataFor(ud), 0x50)), undefined, { userData: ud })];
+      }),
     ];
     expect(wrongOutcomes(attempts)).to.deep.equal([]);
   });

@@ -8,13 +8,13 @@ import type { KeyObject } from 'node:crypto';
 import { CertifierError } from '../../errors/index.ts';
 import { bytesEqual, hash, toHex } from '../../crypto/index.ts';
 import { decode, type AttestationUserData, type ValidTrustRequest } from '../../wire/index.ts';
-import { keyLabel, parseCertifierTime, SEV_SNP_PLATFORM, SNP_PROPERTY, type EvidenceFacts, type PropertyValue, versionNumber } from '../../policy/index.ts';
+import { keyLabel, SEV_SNP_PLATFORM, SNP_PROPERTY, type EvidenceFacts, type PropertyValue, versionNumber } from '../../policy/index.ts';
 import type { AmdProduct } from './amd-roots.ts';
 import { certHwId, certLayout, certProductName, certTcb, layoutOfRoot, pinnedAmdCerts, pinnedProductOf, readAmdCert, readAmdCertOnce, type AmdCert, type CertTcb } from './amd-certs.ts';
 import { checkAmdPath, findAmdPath, type AmdChain } from './chain.ts';
 import { checkRevocation, type VerifiedAmdCrl } from './crl.ts';
 import { isAllZero, parseReport, reportSignatureValid, tcbText, type SnpReport, type TcbVersion } from './report.ts';
-import { enclaveKeyOf, evidenceMalformed } from '../user-data.ts';
+import { enclaveKeyOf, evidenceMalformed, evidenceTime } from '../user-data.ts';
 import { afterSteps } from '../verified-steps.ts';
 
 /** The Certifier's enclave type for SEV-SNP evidence, and its evidence types. */
@@ -256,7 +256,7 @@ function readUserData(bytes: Uint8Array): { ud: AttestationUserData; enclaveKey:
   }
   if (ud.enclaveType !== undefined && ud.enclaveType !== SEV_ENCLAVE) throw malformed(`the user data's enclave type "${ud.enclaveType}" is not ${SEV_ENCLAVE}`);
   const enclaveKey = enclaveKeyOf(ud);
-  const t = parseCertifierTime(ud.time ?? '', 'user data time');
+  const t = evidenceTime(ud.time, 'the user data time');
   return { ud, enclaveKey, window: { notBefore: t, notAfter: new Date(t.getTime() + USER_DATA_VALIDITY_MS) } };
 }
 
