@@ -6,7 +6,7 @@ import type { KeyObject } from 'node:crypto';
 import { CertifierError } from '../errors/index.ts';
 import { fromKeyMessage, isSignatureAlg, toHex, verify } from '../crypto/index.ts';
 import { decode, type AttestationUserData, type SignedClaimMessage, type SignedReport, type ValidTrustRequest, type VseAttestationReportInfo } from '../wire/index.ts';
-import { entityKey, keyLabel, parseCertifierTime, sameKey, verifySignedClaim, type EvidenceFacts } from '../policy/index.ts';
+import { entityKey, keyLabel, sameKey, verifySignedClaim, type EvidenceFacts } from '../policy/index.ts';
 import { enclaveKeyOf, evidenceMalformed, evidenceTime } from './user-data.ts';
 import { afterSteps } from './verified-steps.ts';
 import { LruMap } from '../util/lru.ts';
@@ -114,8 +114,8 @@ function verifyReport(support: ValidTrustRequest['support'], e: Endorsement, att
   evidenceTime(ud.time, 'the user data time');
   const enclaveKey = enclaveKeyOf(ud);
   const reportWindow = {
-    notBefore: parseCertifierTime(info.notBefore ?? '', 'report not_before'),
-    notAfter: parseCertifierTime(info.notAfter ?? '', 'report not_after'),
+    notBefore: evidenceTime(info.notBefore, 'the report\'s not_before'),
+    notAfter: evidenceTime(info.notAfter, 'the report\'s not_after'),
   };
   const enclaveLabel = keyLabel(enclaveKey, ud.enclaveKey?.keyName);
   return {

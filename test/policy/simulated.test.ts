@@ -237,14 +237,14 @@ describe('simulated platform and policy engine', () => {
     }
   });
 
-  it('takes a report of a 32-byte measurement only, whatever the policy trusts (a 48-byte SEV-SNP one too), and its evidence in any order, one of each', async () => {
+  it('takes a report of a 32-byte measurement only, whatever the policy trusts (a 48-byte SEV-SNP one too), valid between two times, and its evidence in any order, one of each', async () => {
     const m48 = randomBytes(48);
     const policyFile = makePolicy({ policyKey: s.policy.privateKey, platforms: [{ key: s.platform.platformKey }], measurements: [measurement, m48, m48.subarray(0, 32)], notBefore: new Date(now.getTime() - DAY), notAfter: new Date(now.getTime() + DAY) });
     const binding = randomBytes(32);
     const userData = encode('attestation_user_data', { enclaveType: 'simulated-enclave', time: formatCertifierTime(now), enclaveKey: toKeyMessage(publicKeyOf(s.machine.privateKey), 'auth-key'), sessionBinding: binding });
     /** Evidence as SimulatedEnclave makes it, but of any measurement, its assertions changed by `edit`. */
-    const evidence = (m: Uint8Array, edit: (a: NonNullable<EvidencePackage['factAssertion']>) => void = () => {}) => {
-      const info = encode('vse_attestation_report_info', { enclaveType: 'simulated-enclave', verifiedMeasurement: m, notBefore: formatCertifierTime(now), notAfter: formatCertifierTime(new Date(now.getTime() + DAY)), userData });
+    const evidence = (m: Uint8Array, edit: (a: NonNullable<EvidencePackage['factAssertion']>) => void = () => {}, window: { notBefore?: string; notAfter?: string } = {}) => {
+      const info = encode('vse_attestation_report_info', { enclaveType: 'simulated-enclave', verifiedMeasurement: m, notBefore: formatCertifierTime(now), notAfter: formatCertifierTime(new Date(now.getTime() + DAY)), ...window, userData });
       const alg = signatureAlgFor(s.platform.attestKey);
       const report = encode('signed_report', { reportFormat: 'vse-attestation-report', report: info, signingKey: toKeyMessage(publicKeyOf(s.platform.attestKey), 'attestKey'), signingAlgorithm: alg, signature: sign(s.platform.attestKey, info, alg) });
       const factAssertion = [{ evidenceType: 'signed-claim', serializedEvidence: s.platform.endorsement }, { evidenceType: 'signed-vse-attestation-report', serializedEvidence: report }];
@@ -270,6 +270,8 @@ describe('simulated platform and policy engine', () => {
       ['a certificate and an SEV-SNP report beside them (not this platform\'s evidence)', 'ok', evidence(measurement, (a) => a.push({ evidenceType: 'cert', serializedEvidence: randomBytes(64) }, { evidenceType: 'sev-attestation', serializedEvidence: randomBytes(64) }))],
       ['the endorsement twice', 'EVIDENCE_MALFORMED', evidence(measurement, (a) => a.push(a[0]!))],
       ['a second report, of another measurement', 'EVIDENCE_MALFORMED', evidence(measurement, (a) => a.push(evidence(m48.subarray(0, 32)).factAssertion[1]!))],
+      ['a report valid from a time that is none', 'EVIDENCE_MALFORMED', evidence(measurement, undefined, { notBefore: 'now' })],
+      ['a report valid until no time', 'EVIDENCE_MALFORMED', evidence(measurement, undefined, { notAfter: '' })],
     ];
     expect(attempts.map(([what, , pkg]) => [what, outcome(pkg)])).to.deep.equal(attempts.map(([what, want]) => [what, want]));
   });
