@@ -7,7 +7,7 @@ import type { KeyObject } from 'node:crypto';
 import { CertifierError, isCertifierError } from '../errors/index.ts';
 import { sign } from '../crypto/index.ts';
 import { checkCryptstoreEntry, decode, peerCode, shown, type CryptstoreEntry, type EntryType, type KeyServiceList, type ValidEntry } from '../wire/index.ts';
-import { toPem, validateAdmission, type ValidatedPeer } from '../pki/index.ts';
+import { parseCertificate, toPem, validateAdmission, type ValidatedPeer } from '../pki/index.ts';
 import { connect, connectWaits, DEFAULT_LIMITS, hostPort, prepareClientTls, type ClientConnection, type Limits, type PreparedClientTls, type Waits } from '../channel/index.ts';
 import { requireMachine, type MachineIdentity } from '../certifier/index.ts';
 import {
@@ -15,6 +15,7 @@ import {
 } from '../keyservice/protocol.ts';
 import { pageItems, tooManyNames, type ResourceInfo } from './list-page.ts';
 import { deletedVersions, listAnswer, storedVersion } from './answers.ts';
+import { clocksApart, type Dated } from './clocks.ts';
 
 export type { ResourceInfo };
 
@@ -84,7 +85,8 @@ function listShows(what: string): string {
   return `key-client list shows ${what}, where the key-server's ACL lets this machine list; else ask whoever stores the keys`;
 }
 
-function refusal(r: KeyResponse, req: Partial<KeyRequest> & { action: Action; name: string }): CertifierError {
+/** `dated`: the certificates the request rested on, for a CERT_EXPIRED that says the key-server's time (clocksApart). */
+function refusal(r: KeyResponse, req: Partial<KeyRequest> & { action: Action; name: string }, dated: () => Dated[]): CertifierError {
   const { action, name: resource } = req;
   const name = shown(resource, 256); // quoted, and escaped if it could pass for another name
   // Only a code a key-server sends: a server's USAGE would pass for this command's own misuse.
@@ -96,7 +98,11 @@ function refusal(r: KeyResponse, req: Partial<KeyRequest> & { action: Action; na
   // Its storage not answering is no refusal: the request may be tried again (exit 3).
   if (code === 'UNREACHABLE' || code === 'TIMEOUT') return new CertifierError(code, `the key-server could not ${action} ${name} now: its storage did not answer; try again`);
   // The client's own checks passed before it connected: the server's clock differs, or a date passed since.
-  if (code === 'CERT_EXPIRED') return new CertifierError(code, `the key-server refused to ${action} ${name}: by its clock, a certificate the request rests on (this machine's, the policy certificate, a role credential, or the key-server's own that this connection was opened with, which a new connection replaces) is outside its validity; its log says which and when`);
+  // A key-server of this version says what its clock read, which tells how far apart the clocks are.
+  if (code === 'CERT_EXPIRED') {
+    const clocks = r.serverTime ? `; ${clocksApart(r.serverTime, new Date(), dated())}` : '';
+    return new CertifierError(code, `the key-server refused to ${action} ${name}: by its clock, a certificate the request rests on (this machine's, the policy certificate, a role credential, or the key-server's own that this connection was opened with, which a new connection replaces) is outside its validity; its log says which and when${clocks}`);
+  }
   // A store or delete carried out that its audit log could not record: not a refusal, since
   // another store would make another version. The server refuses everything after it.
   if (code === 'NOT_RECORDED') return notRecorded(r, req);
@@ -395,8 +401,24 @@ export class KeyClient {
       if (conn === this.conn) this.sent = Infinity; // no more requests on it: the next opens a new one
       if (!again) return this.exchange(req, true);
     }
-    if (r.status !== 'succeeded') throw refusal(r, req);
+    if (r.status !== 'succeeded') throw refusal(r, req, () => this.certificatesOf(conn));
     return r;
+  }
+
+  /** The certificates a request on `conn` rests on, with their dates, in the order the key-server checks them. */
+  private certificatesOf(conn: ClientConnection<ValidatedPeer>): Dated[] {
+    const { identity, policyCert } = this.options;
+    const policy = parseCertificate(policyCert);
+    const dated: Dated[] = [
+      { name: "this machine's certificate", from: identity.peer.notBefore, until: identity.peer.notAfter, fix: 'certify this machine again (cert-utility init-trust)' },
+      { name: 'the policy certificate', from: policy.notBefore, until: policy.notAfter, fix: 'replace the policy key (README "Replacing the policy key")' },
+    ];
+    if (conn.peer) dated.push({ name: "the key-server's own certificate", from: conn.peer.notBefore, until: conn.peer.notAfter, fix: 'the key-server needs a new one (cert-utility init-trust, or --certifier)' });
+    if (this.credential) {
+      const role = parseCertificate(this.credential.chain[0]!);
+      dated.push({ name: 'the role credential', from: role.notBefore, until: role.notAfter, fix: "have the policy key's holder issue a new one (cert-utility issue-role-cert)" });
+    }
+    return dated;
   }
 }
 

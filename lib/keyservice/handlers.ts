@@ -17,7 +17,7 @@ import type { ReplicaJoin } from './replica.ts';
 import { within } from '../util/within.ts';
 import { SET_CLOCK } from '../util/clock.ts';
 import {
-  CHALLENGE_EXPORTER_LABEL, challenge, challengeMessage, DELETE_LISTED, describeRequest, failed, KEY_SERVER_CODES, LIST_PAGE, parseKeyRequest, succeeded, type KeyRequest,
+  CHALLENGE_EXPORTER_LABEL, challenge, challengeMessage, DELETE_LISTED, describeRequest, expired, failed, KEY_SERVER_CODES, LIST_PAGE, parseKeyRequest, succeeded, type KeyRequest,
 } from './protocol.ts';
 
 export interface KeyServiceConfig {
@@ -157,7 +157,8 @@ export class KeyService {
       const unknown = code === 'OUTCOME_UNKNOWN';
       const made = unknown ? (e as CertifierError).details?.version : undefined;
       const version = typeof made === 'number' && made > 0 ? made : askedVersion(req ?? asked);
-      const refusal = failed(req?.name ?? '', code, unknown ? version : undefined);
+      // A certificate outside its dates by this clock: the client is told what it read, to compare with its own.
+      const refusal = code === 'CERT_EXPIRED' ? expired(req?.name ?? '', this.now()) : failed(req?.name ?? '', code, unknown ? version : undefined);
       const audited = record(unknown ? 'unknown' : 'deny', { code, version, ...(e instanceof CertifierError ? { why: clipped(e.message) } : {}) });
       // A refusal whose record could not be written says so (the log's failure), as an answer would;
       // an unknown outcome stays unknown (the log's FILE_ERROR would say nothing was changed).

@@ -190,6 +190,14 @@ export const succeededSecret = (name: string, extra: { data: Uint8Array; version
 export const failed = (name: string, code: string, version?: number, data?: Uint8Array) =>
   encode('key_service_message_response', { resourceName: name, responseType: 'final', status: 'failed', errorCode: code, ...(version === undefined ? {} : { version }), ...(data ? { data } : {}) });
 
+/**
+ * A CERT_EXPIRED refusal with the time the key-server's clock read (server_time), which a client
+ * compares with its own clock and the certificates' dates to tell which clock is likely wrong.
+ * Clients of earlier versions skip the field, as protobuf readers skip one they do not know.
+ */
+export const expired = (name: string, at: Date) =>
+  encode('key_service_message_response', { resourceName: name, responseType: 'final', status: 'failed', errorCode: 'CERT_EXPIRED', serverTime: at.toISOString() });
+
 export const challenge = (name: string, nonce: Uint8Array) =>
   encode('key_service_message_response', { resourceName: name, responseType: 'final', status: 'auth-challenge', data: nonce });
 
@@ -199,18 +207,26 @@ export interface KeyResponse {
   data?: Uint8Array;
   version?: number;
   errorCode?: string;
+  /** CERT_EXPIRED: the time the key-server's clock read as it refused. */
+  serverTime?: Date;
 }
+
+/** An RFC 3339 time in UTC as toISOString writes it. */
+const UTC_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$/;
 
 export function parseKeyResponse(bytes: Uint8Array): KeyResponse {
   const m = decode<KeyServiceResponse>('key_service_message_response', bytes);
   const c = new FieldCheck('key_service_message_response');
   c.oneOf('status', m.status, ['succeeded', 'failed', 'auth-challenge']);
   if (m.status === 'auth-challenge') c.bytes('data', m.data, NONCE_BYTES);
+  const serverTime = m.serverTime === undefined ? undefined : new Date(m.serverTime);
+  if (serverTime && !(UTC_TIME.test(m.serverTime!) && Number.isFinite(serverTime.getTime()))) c.add('server_time is not an RFC 3339 time in UTC');
   c.done();
   const r: KeyResponse = { status: m.status as KeyResponse['status'], name: m.resourceName ?? '' };
   if (m.data) r.data = m.data;
   if (m.version !== undefined) r.version = m.version;
   if (m.errorCode) r.errorCode = m.errorCode;
+  if (serverTime) r.serverTime = serverTime;
   return r;
 }
 

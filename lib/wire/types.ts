@@ -63,7 +63,7 @@ export interface KeyServiceRequest {
   challengeNonce?: Uint8Array; challengeSignature?: Uint8Array; listAfter?: string;
 }
 export interface KeyServiceResponse {
-  resourceName?: string; responseType?: string; status?: string; data?: Uint8Array; errorCode?: string; version?: number;
+  resourceName?: string; responseType?: string; status?: string; data?: Uint8Array; errorCode?: string; version?: number; serverTime?: string;
 }
 export interface CertChain { certCerts?: Uint8Array[] }
 export interface KeyServiceResourceInfo {

@@ -3,7 +3,9 @@
 
 import { expect } from 'chai';
 import type { KeyObject } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import { generateKeyPair, sign } from '../../lib/crypto/index.ts';
 import { createPolicyCert, issueAdmissionCert, readCertificate, toPem } from '../../lib/pki/index.ts';
@@ -13,7 +15,7 @@ import { CHALLENGE_EXPORTER_LABEL, challengeMessage, encodeKeyRequest, parseKeyR
 import { readPrivateKeyFile } from '../../cmd/common/keys.ts';
 import { Domain, expectFailure, expectSuccess, type KeyServer, type Machine } from './domain.ts';
 import { rejects } from '../support/rejects.ts';
-import { run } from '../support/helpers.ts';
+import { ROOT, run, runScript } from '../support/helpers.ts';
 
 
 describe('e2e: key-server refusals, each with its own code, while it keeps serving', function () {
@@ -358,6 +360,29 @@ describe('e2e: key-server refusals, each with its own code, while it keeps servi
       const r = await d.kc(good, server, 'list', ['--credential-cert', file, '--credential-key', role.key]);
       expectFailure(r, 4, 'CERT_EXPIRED');
       expect(r.stderr).to.match(/the role credential certificate is not valid before \S+ \(checked at \S+ by this machine's clock\) \(not-yet-valid\): this machine's clock is at least 2 hours behind that of the machine that issued it: set it right \(NTP, e\.g\. chrony; README "Clocks"\) \[CERT_EXPIRED\]/);
+    });
+
+    describe('with key-client\'s clock three hours ahead of the key-server\'s (faketime)', () => {
+      // faketime runs key-client with its clock shifted (its timers, on the monotonic clock, are not).
+      const aheadRun = (args: string[]) => runScript({ path: 'faketime' }, ['-f', '+3h', process.execPath, join(ROOT, 'cmd', 'bin', 'key-client.js'), ...args], { cwd: d.dir, env: { DONT_FAKE_MONOTONIC: '1' } });
+      const later = () => new Date(Date.now() + 3 * 3_600_000); // issued on a clock as far ahead
+      before(function () {
+        if (spawnSync('faketime', ['-f', '+0', 'true']).status !== 0) this.skip();
+      });
+
+      it("key-client, refused CERT_EXPIRED for a role credential not valid yet by the key-server's clock, says how far apart the clocks are and that the key-server's is likely wrong", async () => {
+        const { issueRoleCert } = await import('../../lib/keyservice/roles.ts');
+        const credential = await issueRoleCert({
+          policyKey: await readPrivateKeyFile(d.policyKey), policyCert: d.policyCert, subjectPublicKey: await readPrivateKeyFile(role.key), role: 'operator', domain: d.name,
+          validitySeconds: 86_400, now: later(),
+        });
+        const file = d.path('operator-made-ahead.pem');
+        writeFileSync(file, toPem(credential));
+        const r = await aheadRun(['list', '--credential-cert', file, '--credential-key', role.key, ...d.clientArgs(good, server)]);
+        expectFailure(r, 4, 'CERT_EXPIRED');
+        expect(r.stderr).to.match(/; the key-server's clock read \S+, 3 hours behind this machine's: by it, the role credential is not valid before \S+, while by this machine's clock it is in force: the key-server's clock is likely the wrong one: set it right \(NTP, e\.g\. chrony; README "Clocks"\) \[CERT_EXPIRED\]/);
+        await stillServes();
+      });
     });
 
     it('refuses a replayed signed nonce on the same connection: NONCE_INVALID', async () => {

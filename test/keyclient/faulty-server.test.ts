@@ -9,7 +9,7 @@ import { generateKeyPair, sha256, utf8 } from '../../lib/crypto/index.ts';
 import { createPolicyCert, issueAdmissionCert, toPem, validateAdmission } from '../../lib/pki/index.ts';
 import { SIMULATED_ENCLAVE } from '../../lib/attest/index.ts';
 import { serve, type ChannelServer } from '../../lib/channel/index.ts';
-import { challenge, DELETE_LISTED, failed, LIST_PAGE, parseKeyRequest, succeeded, type KeyRequest } from '../../lib/keyservice/protocol.ts';
+import { challenge, DELETE_LISTED, expired, failed, LIST_PAGE, parseKeyRequest, succeeded, type KeyRequest } from '../../lib/keyservice/protocol.ts';
 import { KeyClient } from '../../lib/keyclient/index.ts';
 import { joinReplica } from '../../lib/keyclient/replica-join.ts';
 import type { MachineIdentity } from '../../lib/certifier/index.ts';
@@ -143,6 +143,28 @@ describe('keyclient: answers from a faulty key-server', function () {
     const internal = await rejects(client.delete('k'), 'INTERNAL');
     expect(internal.message).to.equal('the key-server failed to delete "k": a fault of the key-server, not of this request; its log says what (internal-error)');
     expect(internal.details).to.deep.equal({ remote: true });
+  });
+
+  it("says, of a CERT_EXPIRED carrying the key-server's time, how far apart the two clocks are and which is likely wrong; without one, what it said before", async () => {
+    const HOUR = 3_600_000;
+    const said = "the key-server refused to retrieve \"k\": by its clock, a certificate the request rests on (this machine's, the policy certificate, a role credential, or the key-server's own that this connection was opened with, which a new connection replaces) is outside its validity; its log says which and when";
+    // Two days ahead: by it, this machine's one-day certificate has ended.
+    answer = (req) => expired(req.name, new Date(Date.now() + 48 * HOUR));
+    const ahead = await rejects(client.retrieve('k'), 'CERT_EXPIRED');
+    expect(ahead.message.startsWith(said)).to.equal(true);
+    expect(ahead.message.slice(said.length)).to.match(/^; the key-server's clock read \S+, 2 days ahead of this machine's: by it, this machine's certificate ended at \S+, while by this machine's clock it is in force: the key-server's clock is likely the wrong one: set it right \(NTP, e\.g\. chrony; README "Clocks"\)$/);
+    // Three hours behind: this machine's certificate, made minutes ago, has not begun by it.
+    answer = (req) => expired(req.name, new Date(Date.now() - 3 * HOUR));
+    expect((await rejects(client.retrieve('k'), 'CERT_EXPIRED')).message.slice(said.length)).to.match(/^; the key-server's clock read \S+, 3 hours behind this machine's: by it, this machine's certificate is not valid before \S+, while by this machine's clock it is in force: the key-server's clock is likely the wrong one: set it right/);
+    // Within a minute of this machine's, and every certificate this machine knows of in force by it: the clocks agree.
+    answer = (req) => expired(req.name, new Date());
+    expect((await rejects(client.retrieve('k'), 'CERT_EXPIRED')).message.slice(said.length)).to.match(/^; the key-server's clock read \S+, within a minute of this machine's$/);
+    // A key-server of an earlier version sends no time.
+    answer = (req) => failed(req.name, 'CERT_EXPIRED');
+    expect((await rejects(client.retrieve('k'), 'CERT_EXPIRED')).message).to.equal(said);
+    // A time that is no RFC 3339 one is refused as any malformed field.
+    answer = (req) => encode('key_service_message_response', { resourceName: req.name, responseType: 'final', status: 'failed', errorCode: 'CERT_EXPIRED', serverTime: 'Mon Dec  7 12:00:00 2026' });
+    await rejects(client.retrieve('k'), 'BAD_FIELD');
   });
 
   it('says what to do about a refusal by the ACL (ACL_DENIED), of a reserved name (RESERVED_NAME) or of a value never released (NOT_EXPORTABLE)', async () => {

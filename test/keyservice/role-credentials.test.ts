@@ -79,6 +79,15 @@ describe('key service: a role credential outside its dates by the server\'s cloc
       .and.match(/: the key-server's clock is at least 24 hours behind that of the machine that issued it: set it right \(NTP, e\.g\. chrony; README "Clocks"\)$/);
   });
 
+  it("tells the client the time its clock read with a CERT_EXPIRED refusal (server_time), and with no other answer", async () => {
+    clock = new Date(issuedAt.getTime() + 2 * DAY);
+    expect((await ask({ ...list, credentials: [credential] })).serverTime?.toISOString()).to.equal(clock.toISOString());
+    clock = new Date(issuedAt.getTime() + 60_000);
+    const stranger = await createPolicyCert({ privateKey: (await generateKeyPair('p256')).privateKey, domain: 'datica' });
+    expect(await ask({ ...list, credentials: [stranger] })).to.include({ errorCode: 'CREDENTIAL_INVALID' }).and.not.have.property('serverTime');
+    expect(await ask({ ...list, credentials: [credential] })).to.include({ status: 'auth-challenge' }).and.not.have.property('serverTime');
+  });
+
   it('refuses the answer to a challenge as CERT_EXPIRED when the credential ended in between', async () => {
     const challenged = await ask({ ...list, credentials: [credential] });
     expect(challenged.status).to.equal('auth-challenge');
