@@ -48,6 +48,21 @@ describe('channel: peer verification', () => {
     expect(called).to.equal(0);
   });
 
+  it("logs a client certificate not valid yet by this server's clock with what to check: this server's clock first", async () => {
+    const p = await testPki();
+    const later = await p.ca.issue('later-client', { notBefore: new Date(Date.now() + 3_600_000), notAfter: new Date(Date.now() + 48 * 3_600_000) });
+    const server = await h.serve('mtls');
+    await rejectsWith(h.connect(server, 'mtls', { identity: later }).then((c) => c.request(bytes('hi'))), 'UNTRUSTED_PEER');
+    await waitFor(() => refusals().length === 2, 20_000, 'both refusals to be logged');
+    refusedTwice({ reason: 'untrusted-peer', code: 'CERT_EXPIRED', tlsError: 'CERT_NOT_YET_VALID' });
+    expect(refusals()[0]!.detail).to.match(/^the client's certificate is not valid yet by this server's clock \(checked at \S+\): this server's clock is probably behind that of the machine that issued it: set it right \(NTP, e\.g\. chrony; README "Clocks"\), or, if this clock is right, the issuer's is ahead$/);
+    // An expired one is the client's to renew: no word on this clock.
+    const ended = await p.ca.issue('ended-client', { notBefore: new Date(Date.now() - 48 * 3_600_000), notAfter: new Date(Date.now() - 3_600_000) });
+    await rejectsWith(h.connect(server, 'mtls', { identity: ended }).then((c) => c.request(bytes('hi'))), 'UNTRUSTED_PEER');
+    await waitFor(() => refusals().length === 4, 20_000, 'the next refusals to be logged');
+    expect(refusals()[3]).to.include({ tlsError: 'CERT_HAS_EXPIRED' }).and.not.have.property('detail');
+  });
+
   it('refuses a client that presents no certificate when one is required', async () => {
     const server = await h.serve('mtls');
     const e = await rejectsWith(h.connect(server, 'mtls', { identity: null }).then((c) => c.request(bytes('hi'))), 'UNTRUSTED_PEER');
