@@ -6,7 +6,7 @@ import tls, { type TLSSocket } from 'node:tls';
 import { constants as cryptoConstants, type KeyObject } from 'node:crypto';
 import { CertifierError } from '../errors/index.ts';
 import { randomBytes, toHex } from '../crypto/index.ts';
-import { isoNow } from '../util/clock.ts';
+import { isoNow, SET_CLOCK } from '../util/clock.ts';
 import { channelError, errnoOf, listenError, logCode, OUTSIDE_VALIDITY } from './errors.ts';
 import { channelRefusal, limitRefusals } from './refusals.ts';
 import { AnswerBudget, ServerSession } from './session.ts';
@@ -104,8 +104,13 @@ export async function serve<P>(opts: ServeOptions<P>): Promise<ChannelServer> {
       const remote = s.remoteAddress === undefined && under ? remoteOf(under) : remoteOf(s);
       const record: Record<string, unknown> = { event: 'refused', remote, transport };
       // OpenSSL's verdict in our codes: a certificate outside its validity is CERT_EXPIRED (README, exit 4).
-      if (s.authorizationError) Object.assign(record, { reason: 'untrusted-peer', code: OUTSIDE_VALIDITY.has(String(s.authorizationError)) ? 'CERT_EXPIRED' : 'UNTRUSTED_PEER', tlsError: String(s.authorizationError) });
-      else if (errnoOf(err) === 'ERR_TLS_HANDSHAKE_TIMEOUT') Object.assign(record, { reason: 'handshake-timeout', code: 'TIMEOUT' });
+      if (s.authorizationError) {
+        const tlsError = String(s.authorizationError);
+        Object.assign(record, { reason: 'untrusted-peer', code: OUTSIDE_VALIDITY.has(tlsError) ? 'CERT_EXPIRED' : 'UNTRUSTED_PEER', tlsError });
+        // Node has dropped the certificate by now, so no amount (the client's messages give one):
+        // a client certificate not valid yet is most often this clock behind (a VM before NTP).
+        if (tlsError === 'CERT_NOT_YET_VALID') record.detail = `the client's certificate is not valid yet by this server's clock (checked at ${isoNow()}): this server's clock is probably behind that of the machine that issued it: ${SET_CLOCK}, or, if this clock is right, the issuer's is ahead`;
+      } else if (errnoOf(err) === 'ERR_TLS_HANDSHAKE_TIMEOUT') Object.assign(record, { reason: 'handshake-timeout', code: 'TIMEOUT' });
       else Object.assign(record, { reason: 'tls-handshake', code: channelError(err, 'client').code, tlsError: errnoOf(err) ?? err.name });
       log(record as { event: string });
       // Node leaves the socket open after a handshake timeout: closing it is our job.
