@@ -7,7 +7,7 @@ import { isIPv6 } from 'node:net';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { EXPLICIT_CURVE, fromHex, fromKeyMessage, importPrivateKey, importPublicKey, looksLikePem } from '../../lib/crypto/index.ts';
 import { decode, type KeyMessage } from '../../lib/wire/index.ts';
-import { domainOfPolicyOrganization, parseCertificate, readCertificate, validatePolicyCert, type ParsedCert } from '../../lib/pki/index.ts';
+import { domainOfPolicyOrganization, parseCertificate, readCertificate, validatePolicyCert, withPolicyDateFix, type ParsedCert } from '../../lib/pki/index.ts';
 import { fileError, modeText, readFileLimited } from '../../lib/files/index.ts';
 import { decimal, runningProgram, warn } from './cli.ts';
 
@@ -114,7 +114,13 @@ export function policyDomain(policyCert: Uint8Array | ParsedCert): string {
  * domain its certificates do not name).
  */
 export function requirePolicyDomain(policyCert: Uint8Array, domain: string, path: string, at = new Date()): ParsedCert {
-  const parsed = validatePolicyCert(policyCert, at);
+  let parsed;
+  try {
+    parsed = validatePolicyCert(policyCert, at);
+  } catch (e) {
+    // Not valid yet: on a VM booting before NTP, this machine's clock behind, and that is what to say.
+    throw withPolicyDateFix(e);
+  }
   const named = policyDomain(parsed);
   if (named !== domain) throw new CertifierError('USAGE', `--domain ${domain} is not the domain of ${path} (${named})`);
   return parsed;

@@ -12,6 +12,6 @@ export {
   DEFAULT_POLICY_DAYS,
 } from './issue.ts';
 export { type Usage, type ValidateAdmissionOptions, type ValidatedPeer, validateAdmission, validatePolicyCert } from './validate.ts';
-export { CLOCK_SKEW_SECONDS, clockBehind, withDateFix } from './problems.ts';
+export { CLOCK_SKEW_SECONDS, clockBehind, withDateFix, withPolicyDateFix } from './problems.ts';
 export { toPem, readCertificate, readCertificateChain, pemBlocks, itemValue, itemProblem } from './pem.ts';
 export type { AltNames } from './san.ts';

@@ -83,3 +83,14 @@ export function withDateFix(e: unknown, fix: { expired: string; notYetValid: (be
   else return e;
   return new CertifierError('CERT_EXPIRED', `${e.message}: ${advice}`, { cause: e, details: d });
 }
+
+/**
+ * `e` with what to do added where it is the policy certificate not valid yet (withDateFix's
+ * advice for it); anything else unchanged. For the check of the policy certificate alone, which
+ * programs make before anything else: on a VM booting with its clock behind, the first refusal.
+ */
+export function withPolicyDateFix(e: unknown): unknown {
+  if (!(e instanceof CertifierError) || e.details?.certificate !== 'policy') return e;
+  // A leaf's fixes, which withDateFix asks for, are never used for the policy certificate.
+  return withDateFix(e, { expired: '', notYetValid: () => '' });
+}
