@@ -175,7 +175,9 @@ export function explainTimeout(e: unknown, o: { timeout: number }): unknown {
   const flag = `(--timeout ${o.timeout})`;
   const at = e.message.indexOf(step.message);
   const said = at < 0 ? `${e.message} ${flag}` : `${e.message.slice(0, at + step.message.length)} ${flag}${e.message.slice(at + step.message.length)}`;
-  return new CertifierError('TIMEOUT', `${said}: the server is stopped, overloaded or cut off; a retry may succeed, or give it longer with --timeout`, { cause: e, details: e.details });
+  // No name server answered: the server was never asked (a VM at first boot, its network or DNS not up yet).
+  const cause = step.details?.lookup === true ? 'no name server answered (the network or DNS not up yet, or /etc/resolv.conf naming one that is not there)' : 'the server is stopped, overloaded or cut off';
+  return new CertifierError('TIMEOUT', `${said}: ${cause}; a retry may succeed, or give it longer with --timeout`, { cause: e, details: e.details });
 }
 
 function renderError(command: Command, e: unknown): number {

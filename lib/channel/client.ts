@@ -5,7 +5,7 @@ import net, { type Socket } from 'node:net';
 import tls, { type TLSSocket } from 'node:tls';
 import { CertifierError } from '../errors/index.ts';
 import { FrameDecoder, encodeFrame } from '../wire/index.ts';
-import { channelError, errnoOf, timeoutError } from './errors.ts';
+import { channelError, errnoOf, lookupTimeoutError, timeoutError } from './errors.ts';
 import { markUnsure, SECOND_TRY_PAUSE_MS, withSecondTry } from './second-try.ts';
 import { baseTlsOptions, chainOf, exporterFor, hostPort, runVerifyPeer } from './tlsutil.ts';
 import { resolveLimits, type ClientConnection, type ConnectOptions, type PreparedClientTls, type ResolvedLimits, type TlsIdentity, type TlsTrust } from './types.ts';
@@ -70,7 +70,11 @@ async function connectOnce<P>(opts: ConnectOptions<P>, prepared: PreparedClientT
     socket = net.connect({ host: opts.host, port: opts.port });
   }
   // Listeners go on before the first tick so no early error is ever unhandled.
-  const conn = new Connection<P>(socket, tlsSocket, limits, target, prepared?.mutual ?? false, connectTimeoutMs, attempt, prepared?.ca);
+  // A name is looked up before connecting ('lookup' says it has been); the connect wait covers both.
+  let lookingUp = net.isIP(opts.host) === 0;
+  socket.once('lookup', () => void (lookingUp = false));
+  const connectTimeout = () => lookingUp ? lookupTimeoutError(opts.host, target, connectTimeoutMs) : timeoutError('connecting to', target, connectTimeoutMs);
+  const conn = new Connection<P>(socket, tlsSocket, limits, target, prepared?.mutual ?? false, connectTimeoutMs, connectTimeout, attempt, prepared?.ca);
   const { signal } = opts;
   if (signal) {
     const abandon = () => conn.abort(abandoned());
@@ -136,6 +140,8 @@ class Connection<P> implements ClientConnection<P> {
     private readonly target: string,
     private readonly mutual: boolean,
     connectTimeoutMs: number,
+    /** The error for a connect wait that ran out. */
+    connectTimeout: () => CertifierError,
     /** 2 on the second try after an unsure refusal, whose refusal is then taken as one. */
     readonly attempt: 1 | 2,
     private readonly ca?: string,
@@ -147,7 +153,7 @@ class Connection<P> implements ClientConnection<P> {
       this.settleReady = (e) => (e ? reject(e) : resolve());
     });
     this.ready.catch(() => {}); // the failure is also reported through connect()
-    this.arm(connectTimeoutMs, () => timeoutError('connecting to', target, connectTimeoutMs));
+    this.arm(connectTimeoutMs, connectTimeout);
     socket.once('connect', () => {
       socket.setNoDelay(true);
       if (!tlsSocket) return this.becomeReady();

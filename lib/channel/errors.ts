@@ -86,6 +86,16 @@ export function timeoutError(what: string, target: string, ms: number): Certifie
   return new CertifierError('TIMEOUT', `${what} ${target} timed out after ${ms} ms`, { details: { target, timeoutMs: ms } });
 }
 
+/**
+ * The connection's wait ran out before `host`, a name, was looked up: no name server answered (at
+ * a first boot, often the network or DNS not up yet), and no server was asked; details.lookup says
+ * so. (The resolver's call, which cannot be called off, still holds the process, even in exit, until
+ * the resolver gives up: /etc/resolv.conf's timeout, 5 s, times its attempts, 2.)
+ */
+export function lookupTimeoutError(host: string, target: string, ms: number): CertifierError {
+  return new CertifierError('TIMEOUT', `looking up the name ${host} (of ${target}) timed out after ${ms} ms`, { details: { target, timeoutMs: ms, lookup: true } });
+}
+
 /** The log-safe summary of an error: its stable code, never its payload. */
 export function logCode(e: unknown): string {
   if (e instanceof CertifierError) return e.code;
