@@ -13,6 +13,16 @@ const UNREACHABLE_ERRNOS = new Set([
   'ENOTFOUND', 'EAI_AGAIN', 'EAI_FAIL', 'EAI_NODATA', 'EAI_NONAME', 'EPIPE', 'ETIMEDOUT', 'EADDRNOTAVAIL',
 ]);
 
+// Those the kernel answers at once where this machine's own network is not up (a VM at first boot,
+// before its interface has an address or a route), said in words: Node's message names only the errno.
+const NOT_UP = 'its network is not up yet, or not configured for that address';
+const NO_NETWORK: Readonly<Record<string, string>> = {
+  ENETUNREACH: `this machine has no route to its network (ENETUNREACH): ${NOT_UP}`,
+  ENETDOWN: `this machine's network interface is down (ENETDOWN): ${NOT_UP}`,
+  EADDRNOTAVAIL: `this machine has no address to connect from (EADDRNOTAVAIL): ${NOT_UP}`,
+  EHOSTUNREACH: 'no route to the host (EHOSTUNREACH): it is down or cut off, or this machine\'s network is not up yet',
+};
+
 // TLS alerts a peer sends when it does not accept our certificate (or we sent none). TLS 1.3
 // clients see these only after their own handshake finished, on the first read.
 const CERT_ALERT = /^ERR_SSL_(SSLV3|TLSV1|TLSV13)_ALERT_(CERTIFICATE_\w+|BAD_CERTIFICATE|UNSUPPORTED_CERTIFICATE|UNKNOWN_CA|ACCESS_DENIED|DECRYPT_ERROR)$/;
@@ -75,7 +85,9 @@ export function channelError(e: unknown, target: string, authorizationError?: st
   }
   if (code === 'ERR_TLS_HANDSHAKE_TIMEOUT') return make('TIMEOUT', `TLS handshake with ${target} timed out`);
   if (code !== undefined && UNREACHABLE_ERRNOS.has(code)) {
-    const why = code === 'ECONNREFUSED' ? 'connection refused (nothing listens there: check the address, and that the server runs)' : code === 'ENOTFOUND' || code.startsWith('EAI_') ? 'name not resolved' : detail;
+    const why = code === 'ECONNREFUSED' ? 'connection refused (nothing listens there: check the address, and that the server runs)'
+      : code === 'ENOTFOUND' || code.startsWith('EAI_') ? 'name not resolved'
+      : NO_NETWORK[code] ?? detail;
     return make('UNREACHABLE', `cannot reach ${target}: ${why}`);
   }
   if (code !== undefined && code.startsWith('ERR_SSL_')) return make('UNREACHABLE', `TLS with ${target} failed: ${code}`);
