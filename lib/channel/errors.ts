@@ -23,6 +23,16 @@ const NO_NETWORK: Readonly<Record<string, string>> = {
   EHOSTUNREACH: 'no route to the host (EHOSTUNREACH): it is down or cut off, or this machine\'s network is not up yet',
 };
 
+/**
+ * A host name getaddrinfo did not resolve: none knows it (ENOTFOUND), or no name server could be
+ * asked or answered now (EAI_AGAIN: before the network is up, say), which a retry may mend.
+ */
+function unresolved(code: string, hostname: unknown): string {
+  const name = typeof hostname === 'string' ? `the name ${hostname}` : 'the name';
+  if (code === 'ENOTFOUND' || code === 'EAI_NONAME' || code === 'EAI_NODATA') return `${name} is not known (${code}): check it, and /etc/hosts or the name server that should know it`;
+  return `${name} could not be looked up now (${code}): no name server could be reached or answered, as before the network is up`;
+}
+
 // TLS alerts a peer sends when it does not accept our certificate (or we sent none). TLS 1.3
 // clients see these only after their own handshake finished, on the first read.
 const CERT_ALERT = /^ERR_SSL_(SSLV3|TLSV1|TLSV13)_ALERT_(CERTIFICATE_\w+|BAD_CERTIFICATE|UNSUPPORTED_CERTIFICATE|UNKNOWN_CA|ACCESS_DENIED|DECRYPT_ERROR)$/;
@@ -86,7 +96,7 @@ export function channelError(e: unknown, target: string, authorizationError?: st
   if (code === 'ERR_TLS_HANDSHAKE_TIMEOUT') return make('TIMEOUT', `TLS handshake with ${target} timed out`);
   if (code !== undefined && UNREACHABLE_ERRNOS.has(code)) {
     const why = code === 'ECONNREFUSED' ? 'connection refused (nothing listens there: check the address, and that the server runs)'
-      : code === 'ENOTFOUND' || code.startsWith('EAI_') ? 'name not resolved'
+      : code === 'ENOTFOUND' || code.startsWith('EAI_') ? unresolved(code, (e as { hostname?: unknown }).hostname)
       : NO_NETWORK[code] ?? detail;
     return make('UNREACHABLE', `cannot reach ${target}: ${why}`);
   }

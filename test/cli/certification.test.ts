@@ -1179,7 +1179,7 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
       const port = await closedPort();
       const r = await cu(['init-trust', '--domain', 'datica', '--policy-cert', 'policy-cert.pem', '--server', `[::1]:${port}`, ...sealed('stores/ipv6')]);
       expectRefused(r, 3, 'UNREACHABLE');
-      // Refused, not "name not resolved": the brackets were taken off to connect, and put back to say where.
+      // Refused, not a name that was not looked up: the brackets were taken off to connect, and put back to say where.
       expect(r.stderr).to.contain(`cannot reach [::1]:${port}: connection refused`);
       await expectNoStore('stores/ipv6');
     });

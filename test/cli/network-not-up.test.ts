@@ -6,6 +6,7 @@
 
 import { expect } from 'chai';
 import { spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT } from '../support/helpers.ts';
 import { Domain, type Machine } from '../e2e/domain.ts';
@@ -16,7 +17,7 @@ describe('a server tried before this machine\'s network is up', function () {
   let vm: Machine;
 
   before(async function () {
-    if (spawnSync('unshare', ['-r', '-n', 'true']).status !== 0) this.skip();
+    if (spawnSync('unshare', ['-r', '-n', '-m', 'true']).status !== 0) this.skip();
     ({ d, machines: { vm } } = await Domain.setUp({ vm: 'vm' }));
   });
   after(() => d?.close());
@@ -31,5 +32,25 @@ describe('a server tried before this machine\'s network is up', function () {
       expect(r.status, r.stderr).to.equal(3);
       expect(r.stderr, args[1]).to.contain(`error: cannot reach 127.0.0.1:${d.certifierPort}: this machine has no route to its network (ENETUNREACH): its network is not up yet, or not configured for that address [UNREACHABLE]`);
     }
+  });
+
+  it('says a host name that no name server could be asked for (EAI_AGAIN) may resolve once the network is up, and one no name server knows (ENOTFOUND) is to be checked: both UNREACHABLE (exit 3)', () => {
+    const initTrust = (server: string) => [process.execPath, join(ROOT, 'cmd/bin/cert-utility.js'), 'init-trust', '--domain', d.name, '--policy-cert', d.policyCertFile, '--server', server,
+      '--store', d.path('vm-new'), '--key-file', d.keyFile, '--platform-dir', d.platformDir, '--measurement-file', d.measurementFile('vm')];
+    // Names looked up as `hosts` says (NSS), from a name server at 127.0.0.1, on this loopback that is down.
+    const resolving = (hosts: string, args: string[]) => {
+      writeFileSync(join(d.dir, 'nsswitch.conf'), `hosts: ${hosts}\n`);
+      writeFileSync(join(d.dir, 'resolv.conf'), 'nameserver 127.0.0.1\n');
+      const script = 'mount --bind "$0/nsswitch.conf" /etc/nsswitch.conf && mount --bind "$0/resolv.conf" /etc/resolv.conf && exec "$@"';
+      return spawnSync('unshare', ['-r', '-n', '-m', 'bash', '-c', script, d.dir, ...args], { encoding: 'utf8' });
+    };
+    // The name server not reached: getaddrinfo's "try again".
+    const later = resolving('files dns', initTrust('keys.example:8123'));
+    expect(later.status, later.stderr).to.equal(3);
+    expect(later.stderr).to.contain('error: cannot reach keys.example:8123: the name keys.example could not be looked up now (EAI_AGAIN): no name server could be reached or answered, as before the network is up [UNREACHABLE]');
+    // A name no source knows.
+    const unknown = resolving('files', initTrust('keys.example:8123'));
+    expect(unknown.status, unknown.stderr).to.equal(3);
+    expect(unknown.stderr).to.contain('error: cannot reach keys.example:8123: the name keys.example is not known (ENOTFOUND): check it, and /etc/hosts or the name server that should know it [UNREACHABLE]');
   });
 });
