@@ -178,6 +178,13 @@ set -f
 names=($keys)
 set +f
 [ ${#names[@]} -gt 0 ] || { echo "first-boot: --keys names no key" >&2; exit 2; }
+# A name given twice is one key (key-client fetches it once): its lines name it once too.
+declare -A named=()
+unique=()
+for k in "${names[@]}"; do
+  [ -n "${named[$k]+given}" ] || { named[$k]=1; unique+=("$k"); }
+done
+names=("${unique[@]}")
 log() { printf 'first-boot: %s\n' "$*" >&2; }
 
 # Key names as this script's own lines show them: printable ASCII as it is, anything else (a

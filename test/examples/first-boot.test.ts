@@ -494,6 +494,14 @@ describe('scripts/first-boot.sh against running servers', function () {
     expect((await held(store, 'api/token')).equals(keys['api/token'])).to.equal(true);
   });
 
+  it('takes a name given twice in --keys as one: fetched once, and named once in its lines (they said "fetching vhd/disk-1 api/token vhd/disk-1")', async () => {
+    const store = d.path('vm-twice');
+    const r = await boot(store, { keys: 'vhd/disk-1 api/token vhd/disk-1' });
+    expect(r.status, r.stderr).to.equal(0);
+    expect(r.stderr).to.contain('step 2/2: fetching vhd/disk-1 api/token from').and.contain('done: vhd/disk-1 api/token kept in');
+    expect((await held(store, 'vhd/disk-1')).equals(keys['vhd/disk-1'])).to.equal(true);
+  });
+
   it('refuses a key-server that is not the pinned measurement (exit 4), keeping no key', async () => {
     const store = d.path('vm-pinned');
     const r = await boot(store, { pin: d.measurementHex('operator') });
