@@ -69,7 +69,8 @@ const DISK_ERRNOS = {
   ENOSPC: { text: 'No space left on device', words: 'the disk is full' },
   EDQUOT: { text: 'Disk quota exceeded', words: 'the disk quota is used up' },
   EFBIG: { text: 'File too large', words: 'a file size limit is reached (ulimit -f, LimitFSIZE=)' },
-  EROFS: { text: 'Read-only file system', words: 'the file system is read-only' },
+  // A service's unit makes every path read-only under ProtectSystem= but its ReadWritePaths=, where `mount` shows none.
+  EROFS: { text: 'Read-only file system', words: 'the file system is read-only, to this process at least: a service whose unit has ProtectSystem= may write only under its ReadWritePaths=' },
   EIO: { text: 'Input/output error', words: 'the disk reported an I/O error' },
   EMFILE: { text: 'Too many open files', words: 'this process has no file descriptor left (ulimit -n, LimitNOFILE=)' },
   ENFILE: { text: 'Too many open files in system', words: 'the system has no file descriptor left (fs.file-max)' },

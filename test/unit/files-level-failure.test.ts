@@ -37,7 +37,7 @@ describe('lib/files: LevelDB failures', () => {
       ['a full disk', io(ioText('000003.log', 'No space left on device')), `the disk is full: ${ioText('000003.log', 'No space left on device')}`],
       ['a used-up quota', io(ioText('000003.log', 'Disk quota exceeded')), `the disk quota is used up: ${ioText('000003.log', 'Disk quota exceeded')}`],
       ['a file size limit', io(ioText('000003.log', 'File too large')), `a file size limit is reached (ulimit -f, LimitFSIZE=): ${ioText('000003.log', 'File too large')}`],
-      ['a read-only file system', io(ioText('LOCK', 'Read-only file system')), `the file system is read-only: ${ioText('LOCK', 'Read-only file system')}`],
+      ['a read-only file system', io(ioText('LOCK', 'Read-only file system')), `the file system is read-only, to this process at least: a service whose unit has ProtectSystem= may write only under its ReadWritePaths=: ${ioText('LOCK', 'Read-only file system')}`],
       ['an I/O error', io(ioText('000005.ldb', 'Input/output error')), `the disk reported an I/O error: ${ioText('000005.ldb', 'Input/output error')}`],
       ['no descriptor left for the process', io(ioText('000005.ldb', 'Too many open files')), `this process has no file descriptor left (ulimit -n, LimitNOFILE=): ${ioText('000005.ldb', 'Too many open files')}`],
       ['no descriptor left in the system', io(ioText('000005.ldb', 'Too many open files in system')), `the system has no file descriptor left (fs.file-max): ${ioText('000005.ldb', 'Too many open files in system')}`],
