@@ -14,13 +14,19 @@ const UNREACHABLE_ERRNOS = new Set([
 ]);
 
 // Those the kernel answers at once where this machine's own network is not up (a VM at first boot,
-// before its interface has an address or a route), said in words: Node's message names only the errno.
+// before its interface has an address or a route), said in words: Node's message names only the
+// errno ("connect ENETUNREACH 10.0.0.5:8123 - Local (0.0.0.0:0)", "read ECONNRESET").
 const NOT_UP = 'its network is not up yet, or not configured for that address';
-const NO_NETWORK: Readonly<Record<string, string>> = {
+const CUT = 'the server stopped or restarted as it answered, or something between cut the connection; a retry may succeed';
+const IN_WORDS: Readonly<Record<string, string>> = {
   ENETUNREACH: `this machine has no route to its network (ENETUNREACH): ${NOT_UP}`,
   ENETDOWN: `this machine's network interface is down (ENETDOWN): ${NOT_UP}`,
   EADDRNOTAVAIL: `this machine has no address to connect from (EADDRNOTAVAIL): ${NOT_UP}`,
   EHOSTUNREACH: 'no route to the host (EHOSTUNREACH): it is down or cut off, or this machine\'s network is not up yet',
+  // And those of a connection the server ended under us: killed or restarting, most often.
+  ECONNRESET: `the connection was reset (ECONNRESET): ${CUT}`,
+  ECONNABORTED: `the connection was aborted (ECONNABORTED): ${CUT}`,
+  EPIPE: 'the connection closed as this machine wrote to it (EPIPE): the server stopped or restarted; a retry may succeed',
 };
 
 /**
@@ -97,7 +103,7 @@ export function channelError(e: unknown, target: string, authorizationError?: st
   if (code !== undefined && UNREACHABLE_ERRNOS.has(code)) {
     const why = code === 'ECONNREFUSED' ? 'connection refused (nothing listens there: check the address, and that the server runs)'
       : code === 'ENOTFOUND' || code.startsWith('EAI_') ? unresolved(code, (e as { hostname?: unknown }).hostname)
-      : NO_NETWORK[code] ?? detail;
+      : IN_WORDS[code] ?? detail;
     return make('UNREACHABLE', `cannot reach ${target}: ${why}`);
   }
   if (code !== undefined && code.startsWith('ERR_SSL_')) return make('UNREACHABLE', `TLS with ${target} failed: ${code}`);
