@@ -7,11 +7,11 @@
 
 import { expect } from 'chai';
 import { spawnSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createServer, type AddressInfo } from 'node:net';
 import { ROOT, run } from '../support/helpers.ts';
 import { Domain, type Machine } from '../e2e/domain.ts';
+import { OWN_RESOLVER, resolverFiles } from '../support/resolver.ts';
 
 describe('a server that cannot be reached, at first boot', function () {
   this.timeout(60_000);
@@ -63,12 +63,9 @@ describe('a server that cannot be reached, at first boot', function () {
     const initTrust = (server: string) => [process.execPath, join(ROOT, 'cmd/bin/cert-utility.js'), 'init-trust', '--domain', d.name, '--policy-cert', d.policyCertFile, '--server', server,
       '--store', d.path('vm-new'), '--key-file', d.keyFile, '--platform-dir', d.platformDir, '--measurement-file', d.measurementFile('vm')];
     // Names looked up as `hosts` says (NSS), from a name server at 127.0.0.1, on this loopback that is down.
-    const resolving = (hosts: string, args: string[]) => {
-      writeFileSync(join(d.dir, 'nsswitch.conf'), `hosts: ${hosts}\n`);
-      writeFileSync(join(d.dir, 'resolv.conf'), 'nameserver 127.0.0.1\n');
-      const script = 'mount --bind "$0/nsswitch.conf" /etc/nsswitch.conf && mount --bind "$0/resolv.conf" /etc/resolv.conf && exec "$@"';
-      return spawnSync('unshare', ['-r', '-n', '-m', 'bash', '-c', script, d.dir, ...args], { encoding: 'utf8' });
-    };
+    const resolving = (hosts: string, args: string[]) => spawnSync('unshare', ['-r', '-n', '-m', 'bash', '-c', `set -e${OWN_RESOLVER}exec "$@"`, 'resolving', ...args], {
+      encoding: 'utf8', env: { ...process.env, ...resolverFiles(d.dir, hosts, 'nameserver 127.0.0.1\n') },
+    });
     // The name server not reached: getaddrinfo's "try again".
     const later = resolving('files dns', initTrust('keys.example:8123'));
     expect(later.status, later.stderr).to.equal(3);

@@ -8,16 +8,16 @@
 
 import { expect } from 'chai';
 import { spawnSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT } from '../support/helpers.ts';
 import { Domain, type Machine } from '../e2e/domain.ts';
+import { OWN_RESOLVER, resolverFiles } from '../support/resolver.ts';
 
-/** bash, in new user, network and mount namespaces whose resolver is $RESOLV, with a silent name server on 127.0.0.1:53, running $NODE with its arguments. */
+/** bash, in new user, network and mount namespaces with a resolver of its own (OWN_RESOLVER) and a silent name server on 127.0.0.1:53, running $NODE with its arguments. */
 const SILENT_DNS = `
 set -e
 ip link set lo up
-mount --bind "$RESOLV" /etc/resolv.conf
+${OWN_RESOLVER}
 "$NODE" -e 'require("dgram").createSocket("udp4").on("message", () => {}).bind(53, "127.0.0.1")' &
 silent=$!
 until [ -n "$(ss -Hlun 'sport = 53')" ]; do sleep 0.05; done
@@ -32,14 +32,15 @@ describe('a host name whose name server does not answer (DNS not up yet)', funct
   this.timeout(90_000);
   let d: Domain;
   let vm: Machine;
+  let resolver: ReturnType<typeof resolverFiles>;
   const inNamespaces = (args: string[]) => spawnSync('unshare', ['-r', '-n', '-m', 'bash', '-c', SILENT_DNS, 'silent-dns', ...args], {
-    cwd: d.dir, encoding: 'utf8', env: { ...process.env, RESOLV: join(d.dir, 'resolv.conf'), NODE: process.execPath },
+    cwd: d.dir, encoding: 'utf8', env: { ...process.env, ...resolver, NODE: process.execPath },
   });
 
   before(async function () {
     if (spawnSync('unshare', ['-r', '-n', '-m', 'true']).status !== 0 || spawnSync('ip', ['-V']).status !== 0 || spawnSync('ss', ['-V']).status !== 0) this.skip();
     ({ d, machines: { vm } } = await Domain.setUp({ vm: 'vm' }));
-    writeFileSync(join(d.dir, 'resolv.conf'), 'nameserver 127.0.0.1\noptions timeout:4 attempts:1\n');
+    resolver = resolverFiles(d.dir, 'files dns', 'nameserver 127.0.0.1\noptions timeout:4 attempts:1\n');
   });
   after(() => d?.close());
 
