@@ -5,7 +5,7 @@ import net, { type Socket } from 'node:net';
 import tls, { type TLSSocket } from 'node:tls';
 import { CertifierError } from '../errors/index.ts';
 import { FrameDecoder, encodeFrame } from '../wire/index.ts';
-import { channelError, errnoOf, lookupTimeoutError, timeoutError } from './errors.ts';
+import { channelError, errnoOf, lookupTimeoutError, timeoutError, type PeerDates } from './errors.ts';
 import { markUnsure, SECOND_TRY_PAUSE_MS, withSecondTry } from './second-try.ts';
 import { baseTlsOptions, chainOf, exporterFor, hostPort, runVerifyPeer } from './tlsutil.ts';
 import { resolveLimits, type ClientConnection, type ConnectOptions, type PreparedClientTls, type ResolvedLimits, type TlsIdentity, type TlsTrust } from './types.ts';
@@ -130,8 +130,8 @@ class Connection<P> implements ClientConnection<P> {
   /** Those waiting for the server's verdict on our certificate (accepted), and how long they wait. */
   private readonly verdictWaiters: { resolve: () => void; reject: (e: CertifierError) => void }[] = [];
   private verdictTimer: NodeJS.Timeout | undefined;
-  /** The start of the server's certificate, read only when Node's check of its chain failed. */
-  private peerNotBefore: Date | undefined;
+  /** The dates of the server's certificate, read only when Node's check of its chain failed. */
+  private peerDates: PeerDates | undefined;
 
   constructor(
     private readonly socket: Socket,
@@ -165,14 +165,18 @@ class Connection<P> implements ClientConnection<P> {
       this.becomeReady();
     });
     // Node checks the server's chain when the handshake is done ('secure'), and a socket whose
-    // chain failed is destroyed, its certificate gone, before the error is seen. So the start of
-    // one that failed is read first, here: for a certificate not valid yet, it tells how far this
-    // machine's clock lags (channelError). Only then, as reading a certificate costs.
+    // chain failed is destroyed, its certificate gone, before the error is seen. So the dates of
+    // one that failed are read first, here: for a certificate not valid yet, or ended, they tell how
+    // far this machine's clock may lag or run ahead (channelError). Only then, as reading a certificate costs.
     tlsSocket?.prependOnceListener('secure', () => {
       const handle = (tlsSocket as unknown as { _handle?: { verifyError?: () => unknown } })._handle;
       if (!handle?.verifyError?.()) return;
-      const start = new Date(tlsSocket.getPeerCertificate(false)?.valid_from ?? NaN);
-      if (Number.isFinite(start.getTime())) this.peerNotBefore = start;
+      const cert = tlsSocket.getPeerCertificate(false);
+      const date = (text: string | undefined) => {
+        const d = new Date(text ?? NaN);
+        return Number.isFinite(d.getTime()) ? d : undefined;
+      };
+      this.peerDates = { notBefore: date(cert?.valid_from), notAfter: date(cert?.valid_to) };
     });
     // A TLS 1.3 server that accepted our certificate sends session tickets right after the
     // handshake; ours (and Node's own chain check) refuse by closing without them, in the same
@@ -390,7 +394,7 @@ class Connection<P> implements ClientConnection<P> {
    * the peer said, and no refusal.
    */
   private classify(e: unknown): CertifierError {
-    const err = channelError(e, this.target, this.tlsSocket?.authorizationError ? String(this.tlsSocket.authorizationError) : undefined, this.ca, this.peerNotBefore);
+    const err = channelError(e, this.target, this.tlsSocket?.authorizationError ? String(this.tlsSocket.authorizationError) : undefined, this.ca, this.peerDates);
     const reset = RESETS.has(errnoOf(e) ?? '');
     if (err.code === 'UNREACHABLE' && reset && this.sent && this.looksRefused()) return this.refusedError(e);
     return err;

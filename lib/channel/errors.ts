@@ -5,7 +5,7 @@ import { X509Certificate } from 'node:crypto';
 import { CertifierError, type ErrorCode } from '../errors/index.ts';
 import { hostPort } from './tlsutil.ts';
 import { clockBehind } from '../pki/index.ts';
-import { SET_CLOCK } from '../util/clock.ts';
+import { roughly, SET_CLOCK } from '../util/clock.ts';
 
 // errno values that mean "nobody answered at that address": a retry may well succeed.
 const UNREACHABLE_ERRNOS = new Set([
@@ -63,13 +63,20 @@ function rootEnds(ca: string): Date | undefined {
   }
 }
 
+/** The dates of the certificate a peer presented, where they could be read. */
+export interface PeerDates {
+  notBefore?: Date | undefined;
+  notAfter?: Date | undefined;
+}
+
 /**
  * A CertifierError for a failure talking to `target`; our own errors pass through unchanged.
  * `ca` is the trusted root (the policy certificate), which names itself when it has ended;
- * `peerNotBefore` the start of the certificate the peer presented, where it was read, which says
- * by how much this machine's clock lags when that certificate is not valid yet.
+ * `peer` the dates of the certificate the peer presented, where they were read, which say by how
+ * much this machine's clock lags when that certificate is not valid yet, or may run ahead when it
+ * has ended.
  */
-export function channelError(e: unknown, target: string, authorizationError?: string, ca?: string, peerNotBefore?: Date): CertifierError {
+export function channelError(e: unknown, target: string, authorizationError?: string, ca?: string, peer?: PeerDates): CertifierError {
   if (e instanceof CertifierError) return e;
   const code = errnoOf(e);
   const detail = (e as Error | undefined)?.message ?? String(e);
@@ -83,10 +90,16 @@ export function channelError(e: unknown, target: string, authorizationError?: st
     }
     // Our certificates are issued valid from 5 minutes before they are made: one not valid yet is
     // far more often a clock behind here (a VM's first boot, before NTP) than one issued ahead.
-    if (authorizationError === 'CERT_NOT_YET_VALID' && peerNotBefore && peerNotBefore > now) {
-      return make('CERT_EXPIRED', `${target} presented a certificate not valid before ${peerNotBefore.toISOString()} (${authorizationError}, checked at ${now.toISOString()} by this machine's clock): this machine's clock is probably ${clockBehind(peerNotBefore, now)} behind that of the machine that issued it: ${SET_CLOCK}`);
+    const { notBefore, notAfter } = peer ?? {};
+    if (authorizationError === 'CERT_NOT_YET_VALID' && notBefore && notBefore > now) {
+      return make('CERT_EXPIRED', `${target} presented a certificate not valid before ${notBefore.toISOString()} (${authorizationError}, checked at ${now.toISOString()} by this machine's clock): this machine's clock is probably ${clockBehind(notBefore, now)} behind that of the machine that issued it: ${SET_CLOCK}`);
     }
-    return make('CERT_EXPIRED', `${target} presented a certificate outside its validity (${authorizationError}, checked at ${now.toISOString()} by this machine's clock): it needs a new one (a key-server: cert-utility init-trust, or --certifier; simpleserver: a restart), or a clock is wrong`);
+    const renew = 'it needs a new one (a key-server: cert-utility init-trust, or --certifier; simpleserver: a restart)';
+    // Ended: the server's fault, or this clock far ahead (a VM's first boot, before NTP), which how long ago says.
+    if (authorizationError === 'CERT_HAS_EXPIRED' && notAfter && notAfter < now) {
+      return make('CERT_EXPIRED', `${target} presented a certificate that ended at ${notAfter.toISOString()} (${authorizationError}, checked at ${now.toISOString()} by this machine's clock, ${roughly(now.getTime() - notAfter.getTime())} later): ${renew}, or this machine's clock is that far ahead: ${SET_CLOCK}`);
+    }
+    return make('CERT_EXPIRED', `${target} presented a certificate outside its validity (${authorizationError}, checked at ${now.toISOString()} by this machine's clock): ${renew}, or a clock is wrong`);
   }
   if (authorizationError) {
     return make('UNTRUSTED_PEER', `${target} presented a certificate not issued under the trusted root (${authorizationError}): it is not of this policy domain, or one side has the other policy certificate (after the policy key was replaced: README "Replacing the policy key")`);
