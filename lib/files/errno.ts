@@ -51,11 +51,20 @@ export function describeErrnoAt(path: string, cause: unknown): string {
   return blocked === undefined ? describeErrno(cause) : `${blocked} is not a directory`;
 }
 
+/**
+ * Why nothing can be written in `dir`: it is not there. Programs make no directory for what they
+ * write (whose owner and mode they could not know); one under /run, which every boot empties, is
+ * what a unit's RuntimeDirectory= is for.
+ */
+export function noDirectory(dir: string): string {
+  return `no directory ${dir} (make it first, or correct the path)`;
+}
+
 /** FILE_ERROR (ALREADY_EXISTS for EEXIST): "cannot WHAT PATH: why". */
 export function fileError(what: string, path: string, cause: unknown): CertifierError {
   const code = (cause as NodeJS.ErrnoException)?.code;
   // Writing, a missing name is a directory on the way: the file itself is created.
-  const why = code === 'ENOENT' && what === 'write' ? `no directory ${dirname(path)}` : describeErrnoAt(path, cause);
+  const why = code === 'ENOENT' && what === 'write' ? noDirectory(dirname(path)) : describeErrnoAt(path, cause);
   return new CertifierError(code === 'EEXIST' ? 'ALREADY_EXISTS' : 'FILE_ERROR', `cannot ${what} ${path}: ${why}`, { cause });
 }
 

@@ -5,7 +5,7 @@
 import { promises as fs, constants as C, lstatSync, readdirSync, realpathSync, rmdirSync, rmSync, statSync, type Stats } from 'node:fs';
 import { dirname, basename, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { CertifierError } from '../errors/index.ts';
-import { describeDiskErrno, describeErrno, diskErrno, fileError, notDirOnTheWay } from './errno.ts';
+import { describeDiskErrno, describeErrno, diskErrno, fileError, noDirectory, notDirOnTheWay } from './errno.ts';
 import { modeText } from './mode.ts';
 
 /**
@@ -25,7 +25,7 @@ export async function checkWritable(path: string, options: { exclusive?: boolean
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     const disk = diskErrno(e);
-    const why = code === 'ENOENT' ? `no directory ${dir}` : code === 'ENOTDIR' ? `${notDirOnTheWay(path) ?? dir} is not a directory` : `cannot write in ${dir}${disk ? ` (${describeDiskErrno(disk)})` : ''}`;
+    const why = code === 'ENOENT' ? noDirectory(dir) : code === 'ENOTDIR' ? `${notDirOnTheWay(path) ?? dir} is not a directory` : `cannot write in ${dir}${disk ? ` (${describeDiskErrno(disk)})` : ''}`;
     throw new CertifierError('FILE_ERROR', `cannot write ${path}: ${why}`, { cause: e });
   }
 }

@@ -7,7 +7,7 @@ import { constants, promises as fs } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { CertifierError } from '../errors/index.ts';
-import { describeErrno, inDir, readFileLimited } from '../files/index.ts';
+import { describeErrno, inDir, noDirectory, readFileLimited } from '../files/index.ts';
 import { AUDIT_GENESIS, checkLine, HASH_RE, MAX_LINE_BYTES, startOf, startProblem } from './audit-line.ts';
 
 export type AuditVerification = { ok: true; lines: number } | { ok: false; line: number; problem: string };
@@ -176,7 +176,7 @@ async function readEnd(path: string): Promise<EndResult | undefined> {
  */
 export async function refuseMissingAuditDir(given: string, dir = dirname(given)): Promise<void> {
   if (await fs.stat(dir).then((st) => st.isDirectory(), () => false)) return;
-  throw new CertifierError('FILE_ERROR', `cannot open the audit log ${given}: no directory ${dir} (make it first, or correct the path)`, { details: { path: given } });
+  throw new CertifierError('FILE_ERROR', `cannot open the audit log ${given}: ${noDirectory(dir)}`, { details: { path: given } });
 }
 
 /** Verifies a log without changing it: the number of lines, or the first bad line (1-based). */

@@ -169,4 +169,11 @@ describe('key-client refuses before connecting', function () {
       expect(r.stderr).to.contain(`key-client: error: cannot write ${out}: a-file is not a directory [FILE_ERROR]`);
     }
   });
+
+  it('says to make a missing directory of --out first (FILE_ERROR, nothing written), as the audit log\'s does: one under /run, emptied at every boot, is missing at each', async () => {
+    const r = await kc(['retrieve', 'a', '--out', 'run-app/a'], 'none.pem');
+    expect(r.status, r.stderr).to.equal(1);
+    expect(r.stderr).to.contain('key-client: error: cannot write run-app/a: no directory run-app (make it first, or correct the path) [FILE_ERROR]');
+    expect(existsSync(join(tmp.dir, 'run-app'))).to.equal(false);
+  });
 });
