@@ -14,7 +14,7 @@ import { logCode } from './errors.ts';
 import type { ChannelLog, ConnectionInfo, Handler, ResolvedLimits } from './types.ts';
 
 // Received but unanswered requests held per connection, and their bytes (requests, and answers
-// ready but not yet written), before we stop reading: a pipelining client gets throughput (and
+// ready but not yet passed on by the socket), before we stop reading: a pipelining client gets throughput (and
 // its reads share audit syncs), a flooding one, or one that does not read what it asked for, gets
 // TCP backpressure instead of our memory. One request of any allowed size is always taken.
 const PIPELINE_DEPTH = 32;
@@ -132,7 +132,7 @@ export class ServerSession<P> {
   private readonly secrets = new WeakSet<Promise<Uint8Array>>(); // of them, those holding a secret (LaterAnswer.secret)
   private readonly sizes: number[] = []; // of the requests not answered yet, in order
   private requestBytes = 0; // of the requests received and not answered
-  private answerBytes = 0; // of the answers ready and not written
+  private answerBytes = 0; // of the answers ready and not yet passed on by the socket
   private readonly started = performance.now(); // monotonic: a clock step does not change a duration
   /** The peer's address, whose share of the server's answer budget this connection draws on. */
   private readonly address: string;
@@ -384,8 +384,6 @@ export class ServerSession<P> {
       }
       this.answered++;
       this.requestBytes -= this.sizes.shift() ?? 0;
-      this.answerBytes -= held;
-      this.budget.release(this.address, held, 0);
       this.updatePaused();
       if (this.queue.length > 0) void this.pump(); // room for a request that was waiting for it
       if (secret) {
@@ -395,10 +393,22 @@ export class ServerSession<P> {
       }
       this.corkUntilNextTick();
       this.awaitAnswers(); // an answer came: those still to come get the time again
-      if (!this.socket.write(frame)) await this.waitForDrain();
+      // Its bytes stay counted until the socket has passed them to the system: for a client that
+      // reads nothing, that is once the kernel's buffers are full never, and the frame (with its
+      // ciphertext under TLS) stays in our memory, one per connection beyond the budget otherwise.
+      if (!this.socket.write(frame, () => this.written(held))) await this.waitForDrain();
     }
     this.writing = false;
     this.settle();
+  }
+
+  /** An answer of `bytes` the socket has passed on (or failed to): room for others, here and across the server. */
+  private written(bytes: number): void {
+    if (this.finished) return; // finish() gave back every byte still counted
+    this.answerBytes -= bytes;
+    this.budget.release(this.address, bytes, 0);
+    this.updatePaused();
+    if (this.queue.length > 0) void this.pump();
   }
 
   /**

@@ -147,6 +147,29 @@ describe('channel: limits and timeouts', () => {
     expect(bounded, `with the budget ${bounded}, without ${unbounded}`).to.be.below(unbounded - 60);
   });
 
+  it('counts an answer handed to a socket against the budget until the socket has passed it on: connections that never read do not each keep one more outside it', async function () {
+    this.timeout(60_000);
+    // Answers of 6 MiB: more than the kernel's socket buffers take on loopback (some 4 MiB for a
+    // client that reads nothing), so what is written to each connection stays in the server's
+    // memory. Counted only until it was handed to the socket, every connection got one, whatever
+    // the budget (on key-server, 256 connections from four addresses asking for a 1 MiB value 32
+    // times each and reading nothing took it from 74 to 563 MiB resident; counted until the socket
+    // passes them on, to 361 MiB).
+    const big = new Uint8Array(6 * 1024 * 1024);
+    let started = 0;
+    const server = await h.serve('plain', { limits: { frameLimit: 8 * 1024 * 1024, answersInFlight: 2, answerBytesHeld: 24 * 1024 * 1024 }, handler: async () => (started++, big) });
+    const clients = await Promise.all(Array.from({ length: 8 }, () => h.raw(server, 'plain')));
+    for (const socket of clients) {
+      socket.pause(); // asks once, never reads
+      socket.write(Buffer.concat([prefix(1), Buffer.from([1])]));
+    }
+    await waitFor(() => started >= 1, 20_000, 'a first answer');
+    await sleep(500); // time to start more, which it must not
+    // The address's half of the 24 MiB budget holds two answers; one more may start while one is made.
+    expect(started, 'answers started for 8 connections that read nothing').to.be.at.most(3);
+    for (const socket of clients) socket.destroy();
+  });
+
   it('gives one address at most half of what others leave of that budget: hosts that never read their large answers do not stall another', async () => {
     const big = new Uint8Array(256 * 1024);
     let peakInFlight = 0;
