@@ -192,6 +192,9 @@ function outOfRange(type: protobuf.Type, bytes: Uint8Array, depth: number, stric
       }
       const [raw, next] = readVarint(bytes, reader.pos);
       reader.pos = next;
+      // A tenth byte above 1 sets bits past 64, which no encoder writes and protobufjs drops
+      // (2^64 + 1 would read as 1, and as an int32 pass the range check below).
+      if (raw >= 2n ** 64n) return `${field!.name} is ${raw}, more than a varint's 64 bits`;
       // A negative int32 travels as the 64-bit two's complement.
       const value = field!.type === 'int32' && raw >= 2n ** 63n ? raw - 2n ** 64n : raw;
       if (value < range[0] || value > range[1]) return `${field!.name} is ${value}, outside ${field!.type}`;

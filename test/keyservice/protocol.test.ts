@@ -94,6 +94,17 @@ describe('keyservice: versions in a request', () => {
     expect((r as { message: string }).message).to.include('disagree');
   });
 
+  it('refuses a version or expected_version of 2^64 + 1, which protobufjs cuts to 1 (DECODE_FAILED), as it does 2^32 + 1', () => {
+    // Ten bytes, the last 0x02: bit 64, past what a 64-bit varint holds.
+    const past64 = Buffer.from('81808080808080808002', 'hex');
+    const past32 = Buffer.from('8180808010', 'hex');
+    for (const varint of [past32, past64]) {
+      const retrieve = Buffer.concat([encodeKeyRequest({ action: 'retrieve', name: 'k' }), Buffer.from([4 << 3]), varint]);
+      const store = Buffer.concat([encodeKeyRequest({ action: 'store', name: 'k', data }), Buffer.from([0xa0, 0x06]), varint]);
+      for (const bytes of [retrieve, store]) expect(refusal(bytes), varint.toString('hex')).to.deep.include({ code: 'DECODE_FAILED' });
+    }
+  });
+
   it('refuses version -1 (a ten-byte varint) in retrieve, store and delete (BAD_FIELD)', () => {
     for (const action of ['retrieve', 'store', 'delete'] as const) {
       const bytes = encode('key_service_message_request', { requestType: action, resourceName: 'k', version: -1, ...(action === 'store' ? { data } : {}) });
