@@ -60,6 +60,8 @@ export { COMPACT_AFTER, STATE_NAMES, type LevelTuning } from './level-core.ts';
 
 /** Versions of one name a listing walks key by key before it jumps to the name's last one. */
 const VERSIONS_WALKED = 4;
+/** Records a listing reads at once for their metadata (each with its value, up to 1 MiB). */
+const RECORDS_READ = 4;
 
 /** Makes `dir` (0700) if missing; what it made (see makeOwnDirs). */
 async function prepareDir(dir: string): Promise<MadeDirs> {
@@ -301,11 +303,17 @@ export class LevelBackend extends LevelBackup implements KeyBackend {
         await keys.close();
       }
       if (current && latest.length < limit) latest.push(current.key);
-      const raws = await this.db.getMany(latest, { snapshot });
-      raws.forEach((raw, i) => {
-        const k = parseRecordKey(latest[i]!);
-        if (raw !== undefined) out.push(infoOf(decodeRecord(k.name, k.version, raw)));
-      });
+      // A few records at a time, each dropped once its metadata is taken: a record holds its
+      // sealed value, up to 1 MiB, and a page of a thousand read at once held every one of them
+      // (a member listing its own large values took a key-server to gigabytes).
+      for (let at = 0; at < latest.length; at += RECORDS_READ) {
+        const keys = latest.slice(at, at + RECORDS_READ);
+        const raws = await this.db.getMany(keys, { snapshot });
+        raws.forEach((raw, i) => {
+          const k = parseRecordKey(keys[i]!);
+          if (raw !== undefined) out.push(infoOf(decodeRecord(k.name, k.version, raw)));
+        });
+      }
       return out;
     } finally {
       await snapshot.close();
