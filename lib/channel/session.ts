@@ -27,8 +27,9 @@ export const LINGER_MS = 2_000;
  * answer's bytes only once it is ready, and a read's size is known only then, so 32 reads of
  * 1 MiB values started together would hold 32 MiB on one connection (8 GiB on 256). Across the
  * server, at most `maxInFlight` answers are being made at a time and `maxHeld` bytes of ready
- * answers wait to be written; past either, connections start nothing until some is written
- * (their clients meet TCP backpressure). A client that asks for large values and never reads
+ * answers wait to be written or are being written (until the socket has passed them on to the
+ * system); past either, connections start nothing until some is (their clients meet TCP
+ * backpressure). A client that asks for large values and never reads
  * them holds what it took until its write timeout: no one address may take more than half of
  * what the others leave, and bytes from maxHeld to twice it are kept for addresses holding
  * none (see full). full() is asked only when an answer starts, and answers already being made
@@ -84,7 +85,7 @@ export class AnswerBudget {
     this.waiting.delete(wake);
   }
 
-  /** Bytes written (or dropped) and answers made: room for others, whom it wakes. */
+  /** Bytes passed on by a socket (or dropped) and answers made: room for others, whom it wakes. */
   release(address: string, bytes: number, answers: number): void {
     this.held -= bytes;
     this.inFlight -= answers;
@@ -330,10 +331,10 @@ export class ServerSession<P> {
         answer = result instanceof Uint8Array ? Promise.resolve(result) : result.later;
         if (!(result instanceof Uint8Array) && result.secret) this.secrets.add(answer);
         if (!(result instanceof Uint8Array) && result.last) this.stopReading('last-answer');
-        // A ready answer counts against the byte budget until it is written: a client that
-        // asks for large values and does not read them stops being read (registered before
-        // flush awaits it, so it is counted before flush uncounts it). A rejection is handled
-        // when its turn to be written comes.
+        // A ready answer counts against the byte budget until the socket has passed it on: a
+        // client that asks for large values and does not read them stops being read (registered
+        // before flush awaits it, so it is counted before its write uncounts it). A rejection is
+        // handled when its turn to be written comes.
         answer.then((a) => {
           this.holdAnswer(a instanceof Uint8Array ? a.length : undefined);
           release();
