@@ -7,7 +7,7 @@ import { bytesEqual, randomBytes } from '../../lib/crypto/index.ts';
 import { connect } from '../../lib/channel/index.ts';
 import { channelError, listenError } from '../../lib/channel/errors.ts';
 import { CertifierError } from '../../lib/errors/index.ts';
-import { Harness, bytes, rejectsWith, testPki, text, waitFor, type Transport } from './harness.ts';
+import { Harness, bytes, rejectsWith, sleep, testPki, text, waitFor, type Transport } from './harness.ts';
 
 describe('channel: request and answer', () => {
   const h = new Harness();
@@ -171,6 +171,17 @@ describe('channel: request and answer', () => {
       await waitFor(() => unsent.every((x) => x === 0), 3000, 'the unsent answer overwritten');
     } finally {
       net.Socket.prototype.write = write;
+    }
+  });
+
+  it('gives back the budget an answer said to hold a secret took, once written: a connection asks for one after another', async () => {
+    // A budget of 4 KiB (an address may hold half of it) and answers of 1,000 bytes: had each kept
+    // its bytes once written, the third request would never start.
+    const server = await h.serve('plain', { limits: { answerBytesHeld: 4096 }, handler: async () => ({ later: Promise.resolve(new Uint8Array(1000).fill(7)), secret: true }) });
+    const conn = await h.connect(server, 'plain');
+    for (let i = 0; i < 10; i++) {
+      const got = await Promise.race([conn.request(bytes('key')), sleep(5_000).then(() => undefined)]);
+      expect(got?.length, `answer ${i + 1}`).to.equal(1000);
     }
   });
 
