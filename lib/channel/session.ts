@@ -389,7 +389,7 @@ export class ServerSession<P> {
       if (this.queue.length > 0) void this.pump(); // room for a request that was waiting for it
       if (secret) {
         this.awaitAnswers();
-        await this.writeSecret(frame, response);
+        await this.writeSecret(frame, response, held);
         continue;
       }
       this.corkUntilNextTick();
@@ -443,12 +443,14 @@ export class ServerSession<P> {
   /**
    * Writes an answer holding a secret alone, nothing corked with it (TLS copies buffers written
    * together into one that Node frees without overwriting it), and overwrites it and its frame
-   * once written, or failed; the next answer waits for that, or for the write timeout.
+   * once written, or failed, when its `held` bytes leave the budget; the next answer waits for
+   * that, or for the write timeout.
    */
-  private writeSecret(frame: Uint8Array, response: Uint8Array): Promise<void> {
+  private writeSecret(frame: Uint8Array, response: Uint8Array, held: number): Promise<void> {
     while (this.socket.writableCorked > 0) this.socket.uncork();
     const written = new Promise<void>((resolve) => this.socket.write(frame, () => {
       wipe(frame, response);
+      this.written(held);
       resolve();
     }));
     return this.waitForDrain(written);
