@@ -901,6 +901,18 @@ describe('cert-utility store commands (transcripts)', function () {
       expect((await cu(['list-items', '--store', 'held-store', '--passphrase-file', 'new-pass', '--json'])).json().items).to.deep.equal([]);
     });
 
+    it('a Ctrl-C during a delete whose compaction then fails still says the version was deleted, and that the files may hold it, before it stops', async () => {
+      writeFileSync(join(tmp.dir, 'held.key'), randomBytes(32));
+      const held = ['--store', 'held-store', '--key-file', 'held.key'];
+      expect((await cu(['create-store', ...held])).status).to.equal(0);
+      expect((await cu(['put-item', ...held, '--tag', 'gone', '--in', '-'], { input: 'deleted value' })).status).to.equal(0);
+      const r = spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'test/support/signal-in-store-change.ts'), join(tmp.dir, 'held-store'), join(tmp.dir, 'held.key'), 'during', 'delete-uncompacted'], { cwd: ROOT, encoding: 'utf8', timeout: 45_000 });
+      expect([r.status, r.signal], r.stderr).to.deep.equal([null, 'SIGINT']);
+      // Held for the write and its compaction, the signal ended the program silently when the compaction failed: the delete had been made.
+      expect(r.stderr).to.contain('cert-utility: SIGINT came as the store was being changed: "gone" version 1 was deleted, but LevelDB\'s files may still hold what was deleted');
+      expect((await cu(['list-items', ...held, '--json'])).json().items).to.deep.equal([]);
+    });
+
     it('rekeys to a new passphrase; the old one then fails with exit 4', async () => {
       await cu(withPass('put-item', '--tag', 'k', '--in', '-'), { input: 'v' });
       writeFileSync(join(tmp.dir, 'new-pass'), 'brand new');

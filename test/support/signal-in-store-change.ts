@@ -3,10 +3,11 @@
 // to itself as an operator's Ctrl-C could come: "during" the write (as the put reaches LevelDB),
 // or "before" it (while, say, a new key is still being derived).
 // Or "racing": sent as the write begins, and handled only once it has ended (see below).
-// Usage: node --import tsx test/support/signal-in-store-change.ts STORE KEY-FILE during|before|racing [put|delete|rekey]
+// Usage: node --import tsx test/support/signal-in-store-change.ts STORE KEY-FILE during|before|racing [put|delete|rekey|delete-uncompacted]
 // The change is a put of "held" by default; "delete" deletes every version of "gone", and "rekey"
 // rekeys the store to the passphrase "new passphrase" (scrypt N = 2^10): each is followed by a
-// compaction, which the signal must wait for too.
+// compaction, which the signal must wait for too. "delete-uncompacted" is that delete with a
+// compaction that fails (EIO): the change stands all the same, and must be told.
 //
 // Neither waits a guessed time. "during" lets the write begin only once the process has taken the
 // signal (its listeners have run): sent and not yet taken, it raced the write, and on a loaded
@@ -19,7 +20,7 @@ import { Level } from 'level';
 import { changeStore } from '../../cmd/common/protection.ts';
 import { PassphraseProtector } from '../../cryptstore/index.ts';
 
-const [store, keyFile, when, change = 'put'] = process.argv.slice(2) as [string, string, 'during' | 'before' | 'racing', ('put' | 'delete' | 'rekey')?];
+const [store, keyFile, when, change = 'put'] = process.argv.slice(2) as [string, string, 'during' | 'before' | 'racing', ('put' | 'delete' | 'rekey' | 'delete-uncompacted')?];
 // A put, a delete or a rekey: one LevelDB put or batch each.
 const signalled = (write: (...a: unknown[]) => Promise<void>) => async function (this: Level, ...args: unknown[]) {
   if (when === 'racing') {
@@ -43,12 +44,15 @@ const signalled = (write: (...a: unknown[]) => Promise<void>) => async function 
 };
 Level.prototype.put = signalled(Level.prototype.put as (...a: unknown[]) => Promise<void>) as typeof Level.prototype.put;
 Level.prototype.batch = signalled(Level.prototype.batch as (...a: unknown[]) => Promise<void>) as typeof Level.prototype.batch;
+if (change === 'delete-uncompacted') {
+  (Level.prototype as unknown as { compactRange: () => Promise<void> }).compactRange = () => Promise.reject(Object.assign(new Error('EIO: i/o error, compaction'), { code: 'EIO' }));
+}
 await changeStore('cert-utility', { store, keyFile }, async (s) => {
   if (when === 'before') {
     process.kill(process.pid, 'SIGINT');
     await new Promise(() => setInterval(() => {}, 60_000)); // never goes on to the write
   }
-  if (change === 'delete') return s.delete('gone');
+  if (change === 'delete' || change === 'delete-uncompacted') return s.delete('gone');
   if (change === 'rekey') return s.rekey(new PassphraseProtector(new TextEncoder().encode('new passphrase'), { logN: 10, r: 8, p: 1 }));
   return s.put('held', new TextEncoder().encode('value'));
 });
