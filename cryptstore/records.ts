@@ -41,12 +41,16 @@ export abstract class StoreRecords {
    * files what the change deleted or replaced, which a signal ending the program between the two
    * would leave there, the store's key (or the old one, after a rekey) still opening it.
    */
-  protected write(what: string, w: () => Promise<void>, then?: () => Promise<void>): Promise<void> {
-    const change = async () => {
+  protected async write(what: string, w: () => Promise<void>, then?: () => Promise<void>): Promise<void> {
+    // A failure of `then` leaves the guard as its result, not as a failure of the change, which
+    // stands: a signal held meanwhile is then told that error (what was done, and what was not)
+    // before it ends the program, rather than end it with nothing said (see StoreOptions.guardWrite).
+    const change = async (): Promise<unknown> => {
       await w().catch((e: unknown) => this.writeFailure(what, e));
-      await then?.();
+      return then?.().then(() => undefined, (e: unknown) => e);
     };
-    return this.guard ? this.guard(what, change) : change();
+    const after = await (this.guard ? this.guard(what, change) : change());
+    if (after !== undefined) throw after;
   }
 
   /** The error a write of the change `what` that failed with `e` is told with (see write). */

@@ -19,6 +19,8 @@ export interface StoreOptions {
    * forced import or a rekey), told in words what the write does
    * ("\"k\" version 3 was stored"): cert-utility holds SIGINT and SIGTERM around the write (and that compaction),
    * never around the key derivation before it, and says what was done if one came meanwhile.
+   * `write` resolves with the error of the compaction when that failed after the change was
+   * written (a FILE_ERROR whose message says what was done, and what was not): that is what to say.
    */
   guardWrite?: <T>(what: string, write: () => Promise<T>) => Promise<T>;
 }

@@ -174,7 +174,9 @@ export function openStore(program: string, o: ProtectionOptions, options?: Store
  * the program only once stderr says what was done, rather than silently after the change.
  */
 export function changeStore<T>(program: string, o: ProtectionOptions, fn: (store: Cryptstore) => Promise<T>, options?: StoreOptions): Promise<T> {
-  const guardWrite = <W>(what: string, write: () => Promise<W>) => holdingSignals(write, (signal) => note(program, `${signal} came as the store was being changed: ${what}; stopping`));
+  // A write that resolved with an error (its compaction failed, the change made): that error says what was done.
+  const done = (what: string, result: unknown) => (result instanceof CertifierError ? result.message : what);
+  const guardWrite = <W>(what: string, write: () => Promise<W>) => holdingSignals(write, (signal, result) => note(program, `${signal} came as the store was being changed: ${done(what, result)}; stopping`));
   return withStore(program, o, fn, { ...options, guardWrite });
 }
 
