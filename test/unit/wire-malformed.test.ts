@@ -303,3 +303,19 @@ describe('wire: fieldCount, a repeated field counted without decoding it', () =>
     expect(fieldCount(entries(4), 1, 4)).to.equal(4);
   });
 });
+
+describe('wire: a varint past 64 bits, in a 64-bit field', () => {
+  // Ten bytes, the last 0x02: 2^64 + 5, which protobufjs reads as 5 (it drops what is past bit 64).
+  const past64 = [0x85, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x02];
+  const within = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]; // 2^64 - 1: the most it holds
+  it('refuses a uint64 of 2^64 + 5 where a message is read strictly (DECODE_FAILED), not as 5: a policy property\'s int_value, a key\'s snp_tcb_version', () => {
+    const property = (v: number[]) => Uint8Array.from([0x0a, 1, 0x78, 5 << 3, ...v]); // property_name "x", int_value
+    const key = (v: number[]) => Uint8Array.from([0x0a, 1, 0x6b, 11 << 3, ...v]); // key_name "k", snp_tcb_version
+    for (const [name, make] of [['property', property], ['key_message', key]] as const) {
+      expect(outcome(() => decode(name, make(within), { strict: true }), `${name}, 2^64 - 1`), name).to.equal(undefined);
+      const e = outcome(() => decode(name, make(past64), { strict: true }), `${name}, 2^64 + 5`);
+      expect(e?.code, name).to.equal('DECODE_FAILED');
+      expect(e?.message, name).to.contain('more than a varint\'s 64 bits');
+    }
+  });
+});
