@@ -182,8 +182,7 @@ function outOfRange(type: protobuf.Type, bytes: Uint8Array, depth: number, stric
       const expected = field.resolvedType instanceof protobuf.Enum ? 0 : wireTypeOf(field.type);
       if (wire !== expected && !(field.repeated && wire === 2 && expected !== 2)) return `${field.name} has wire type ${wire}, not ${expected}`;
     }
-    const range = field && wire === 0 ? RANGES[field.type] : undefined;
-    if (range) {
+    if (field && wire === 0 && (wireTypeOf(field.type) === 0 || field.resolvedType instanceof protobuf.Enum)) {
       // Below 2^28: inside both ranges, no BigInt needed.
       const short = shortVarint(bytes, reader.pos);
       if (short) {
@@ -193,11 +192,14 @@ function outOfRange(type: protobuf.Type, bytes: Uint8Array, depth: number, stric
       const [raw, next] = readVarint(bytes, reader.pos);
       reader.pos = next;
       // A tenth byte above 1 sets bits past 64, which no encoder writes and protobufjs drops
-      // (2^64 + 1 would read as 1, and as an int32 pass the range check below).
-      if (raw >= 2n ** 64n) return `${field!.name} is ${raw}, more than a varint's 64 bits`;
+      // (2^64 + 1 would read as 1, and as an int32 pass the range check below), in a field of any
+      // varint type: a uint64 of 2^64 + 5 would read as 5.
+      if (raw >= 2n ** 64n) return `${field.name} is ${raw}, more than a varint's 64 bits`;
+      const range = RANGES[field.type];
+      if (!range) continue;
       // A negative int32 travels as the 64-bit two's complement.
-      const value = field!.type === 'int32' && raw >= 2n ** 63n ? raw - 2n ** 64n : raw;
-      if (value < range[0] || value > range[1]) return `${field!.name} is ${value}, outside ${field!.type}`;
+      const value = field.type === 'int32' && raw >= 2n ** 63n ? raw - 2n ** 64n : raw;
+      if (value < range[0] || value > range[1]) return `${field.name} is ${value}, outside ${field.type}`;
       continue;
     }
     const nested = field && wire === 2 && field.resolvedType instanceof protobuf.Type && depth < 32 ? field.resolvedType : undefined;
