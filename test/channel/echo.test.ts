@@ -52,6 +52,12 @@ describe('channel: request and answer', () => {
     expect([e.code, e.message]).to.deep.equal(['UNREACHABLE', 'cannot reach 127.0.0.1:8120: connection refused (nothing listens there: check the address, and that the server runs)']);
   });
 
+  it('says of a name its name server failed for for good (EAI_FAIL) to check the name server, not that the network is not up yet', () => {
+    const cause = Object.assign(new Error('getaddrinfo EAI_FAIL keys.example'), { code: 'EAI_FAIL', hostname: 'keys.example' });
+    const e = channelError(cause, 'keys.example:8120');
+    expect([e.code, e.message]).to.deep.equal(['UNREACHABLE', 'cannot reach keys.example:8120: the name server failed for the name keys.example (EAI_FAIL): check the name server (/etc/resolv.conf) and the name; a retry may succeed once it answers']);
+  });
+
   it('tells the handler who the mutual-TLS peer is, and the client who the server is', async () => {
     let seen: unknown;
     const server = await h.serve('mtls', { handler: async (r, c) => ((seen = c.peer), r) });
