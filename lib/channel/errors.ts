@@ -30,12 +30,15 @@ const IN_WORDS: Readonly<Record<string, string>> = {
 };
 
 /**
- * A host name getaddrinfo did not resolve: none knows it (ENOTFOUND), or no name server could be
- * asked or answered now (EAI_AGAIN: before the network is up, say), which a retry may mend.
+ * A host name getaddrinfo did not resolve: none knows it (ENOTFOUND), the name server failed for it
+ * (EAI_FAIL), or no name server could be asked or answered now (EAI_AGAIN: before the network is
+ * up, say), which a retry may mend.
  */
 function unresolved(code: string, hostname: unknown): string {
   const name = typeof hostname === 'string' ? `the name ${hostname}` : 'the name';
   if (code === 'ENOTFOUND' || code === 'EAI_NONAME' || code === 'EAI_NODATA') return `${name} is not known (${code}): check it, and /etc/hosts or the name server that should know it`;
+  // A name server that answered with a failure (SERVFAIL for good, REFUSED): not the network.
+  if (code === 'EAI_FAIL') return `the name server failed for ${name} (${code}): check the name server (/etc/resolv.conf) and the name; a retry may succeed once it answers`;
   return `${name} could not be looked up now (${code}): no name server could be reached or answered, as before the network is up`;
 }
 
