@@ -60,7 +60,8 @@ export interface KeyBackend {
   /**
    * Deletes one version, or all when version is 0: how many versions it deleted (0 when none), and
    * the lowest `listed` of them in order (default DELETE_LISTED, the most a delete's answer names),
-   * so a name with any number of versions is deleted without holding a list of them all.
+   * so the answer is bounded however many versions a name has (PostgreSQL's rows too; LevelDB
+   * still gathers every key for its one atomic batch).
    */
   delete(name: string, version: number, listed?: number): Promise<Deleted>;
   /**
