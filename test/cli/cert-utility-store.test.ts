@@ -913,6 +913,17 @@ describe('cert-utility store commands (transcripts)', function () {
       expect((await cu(['list-items', ...held, '--json'])).json().items).to.deep.equal([]);
     });
 
+    it('a Ctrl-C during a put whose write then fails says it failed, and why, before it stops', async () => {
+      writeFileSync(join(tmp.dir, 'held.key'), randomBytes(32));
+      const held = ['--store', 'held-store', '--key-file', 'held.key'];
+      expect((await cu(['create-store', ...held])).status).to.equal(0);
+      const r = spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'test/support/signal-in-store-change.ts'), join(tmp.dir, 'held-store'), join(tmp.dir, 'held.key'), 'during', 'put-failed'], { cwd: ROOT, encoding: 'utf8', timeout: 45_000 });
+      expect([r.status, r.signal], r.stderr).to.deep.equal([null, 'SIGINT']);
+      // The signal ended the program with nothing said: the operator could not tell the put from one made.
+      expect(r.stderr).to.match(/^cert-utility: SIGINT came as the store was being changed, and the change failed: .*i\/o error.*; stopping$/m);
+      expect((await cu(['list-items', ...held, '--json'])).json().items).to.deep.equal([]);
+    });
+
     it('rekeys to a new passphrase; the old one then fails with exit 4', async () => {
       await cu(withPass('put-item', '--tag', 'k', '--in', '-'), { input: 'v' });
       writeFileSync(join(tmp.dir, 'new-pass'), 'brand new');

@@ -3,11 +3,12 @@
 // to itself as an operator's Ctrl-C could come: "during" the write (as the put reaches LevelDB),
 // or "before" it (while, say, a new key is still being derived).
 // Or "racing": sent as the write begins, and handled only once it has ended (see below).
-// Usage: node --import tsx test/support/signal-in-store-change.ts STORE KEY-FILE during|before|racing [put|delete|rekey|delete-uncompacted]
+// Usage: node --import tsx test/support/signal-in-store-change.ts STORE KEY-FILE during|before|racing [put|delete|rekey|delete-uncompacted|put-failed]
 // The change is a put of "held" by default; "delete" deletes every version of "gone", and "rekey"
 // rekeys the store to the passphrase "new passphrase" (scrypt N = 2^10): each is followed by a
 // compaction, which the signal must wait for too. "delete-uncompacted" is that delete with a
-// compaction that fails (EIO): the change stands all the same, and must be told.
+// compaction that fails (EIO): the change stands all the same, and must be told. "put-failed" is
+// a put whose LevelDB write fails (EIO) once the signal is taken: the failure must be told too.
 //
 // Neither waits a guessed time. "during" lets the write begin only once the process has taken the
 // signal (its listeners have run): sent and not yet taken, it raced the write, and on a loaded
@@ -20,7 +21,7 @@ import { Level } from 'level';
 import { changeStore } from '../../cmd/common/protection.ts';
 import { PassphraseProtector } from '../../cryptstore/index.ts';
 
-const [store, keyFile, when, change = 'put'] = process.argv.slice(2) as [string, string, 'during' | 'before' | 'racing', ('put' | 'delete' | 'rekey' | 'delete-uncompacted')?];
+const [store, keyFile, when, change = 'put'] = process.argv.slice(2) as [string, string, 'during' | 'before' | 'racing', ('put' | 'delete' | 'rekey' | 'delete-uncompacted' | 'put-failed')?];
 // A put, a delete or a rekey: one LevelDB put or batch each.
 const signalled = (write: (...a: unknown[]) => Promise<void>) => async function (this: Level, ...args: unknown[]) {
   if (when === 'racing') {
@@ -44,6 +45,11 @@ const signalled = (write: (...a: unknown[]) => Promise<void>) => async function 
 };
 Level.prototype.put = signalled(Level.prototype.put as (...a: unknown[]) => Promise<void>) as typeof Level.prototype.put;
 Level.prototype.batch = signalled(Level.prototype.batch as (...a: unknown[]) => Promise<void>) as typeof Level.prototype.batch;
+if (change === 'put-failed') {
+  const failing = () => Promise.reject(Object.assign(new Error('EIO: i/o error, write'), { code: 'EIO' }));
+  Level.prototype.put = signalled(failing) as typeof Level.prototype.put;
+  Level.prototype.batch = signalled(failing) as typeof Level.prototype.batch;
+}
 if (change === 'delete-uncompacted') {
   (Level.prototype as unknown as { compactRange: () => Promise<void> }).compactRange = () => Promise.reject(Object.assign(new Error('EIO: i/o error, compaction'), { code: 'EIO' }));
 }
