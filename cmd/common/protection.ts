@@ -176,7 +176,8 @@ export function openStore(program: string, o: ProtectionOptions, options?: Store
 export function changeStore<T>(program: string, o: ProtectionOptions, fn: (store: Cryptstore) => Promise<T>, options?: StoreOptions): Promise<T> {
   // A write that resolved with an error (its compaction failed, the change made): that error says what was done.
   const done = (what: string, result: unknown) => (result instanceof CertifierError ? result.message : what);
-  const guardWrite = <W>(what: string, write: () => Promise<W>) => holdingSignals(write, (signal, result) => note(program, `${signal} came as the store was being changed: ${done(what, result)}; stopping`));
+  const guardWrite = <W>(what: string, write: () => Promise<W>) => holdingSignals(write, (signal, result) => note(program, `${signal} came as the store was being changed: ${done(what, result)}; stopping`),
+    (signal, e) => note(program, `${signal} came as the store was being changed, and the change failed: ${e instanceof Error ? e.message : String(e)}; stopping`));
   return withStore(program, o, fn, { ...options, guardWrite });
 }
 

@@ -67,18 +67,23 @@ function onSignal(signal: NodeJS.Signals): void {
 /**
  * Runs `work` with SIGINT, SIGTERM and SIGHUP held, as commitAll does while files go in place: a
  * change that cannot be cut short (a store's batch) is never cut off from its report. One that
- * came meanwhile waits for the work; then, if it succeeded, `completed` is told what it returned,
- * and the signal ends the program as it would have.
+ * came meanwhile waits for the work; then `completed` is told what it returned, or `failed` why it
+ * failed (the signal ends the program before the caller could say it), and the signal ends the
+ * program as it would have.
  */
-export async function holdingSignals<T>(work: () => Promise<T>, completed?: (signal: NodeJS.Signals, result: T) => void): Promise<T> {
+export async function holdingSignals<T>(work: () => Promise<T>, completed?: (signal: NodeJS.Signals, result: T) => void, failed?: (signal: NodeJS.Signals, error: unknown) => void): Promise<T> {
   deferredSignals.depth++;
   listenWhileNeeded();
-  let done: { result: T } | undefined;
+  let done: { result: T } | { error: unknown } | undefined;
   try {
     done = { result: await work() };
     return done.result;
+  } catch (error) {
+    done = { error };
+    throw error;
   } finally {
-    await releaseSignals(done && completed ? (signal) => completed(signal, done!.result) : undefined);
+    const outcome = done;
+    await releaseSignals(outcome && 'result' in outcome ? completed && ((signal) => completed(signal, outcome.result)) : failed && ((signal) => failed(signal, outcome?.error)));
   }
 }
 
