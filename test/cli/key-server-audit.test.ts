@@ -101,6 +101,25 @@ describe('key-server verify-audit and repair-audit', () => {
     expect(none.stderr).to.contain(`no file matches ${rotated}.[0-9]* (the log was rotated (${rotated}.end is there) and its segments moved away: give the log alone with --continuing`);
   });
 
+  it('verifies the segments of a log a crash left between a rotation\'s rename and its new file (FILE.end beside them, no log), as key-server continues them, saying the log is not there', async () => {
+    const { rotated, records, segments } = await rotatedLog();
+    rmSync(rotated); // the new, empty file not yet made
+    const r = await run('key-server', ['verify-audit', ...segments, rotated]);
+    expect(r.status, r.stderr).to.equal(0);
+    expect(r.out).to.equal(`ok: 3 line(s) in 3 file(s), seq 1..3, chain intact\n`
+      + `note: ${rotated} is not there: a rotation was cut short after renaming it into a segment, before making the new one (key-server makes it at its next start, and goes on from the newest segment)\n`
+      + `end: seq 3, hash ${records[2]!.hash} (keep it elsewhere: verify-audit --expect 3:HASH checks the chain still holds it)\n`);
+    expect((await run('key-server', ['verify-audit', ...segments, rotated, '--json'])).json()).to.include({ lines: 3, files: 3, lastSeq: 3, logMissing: true });
+    // FILE.end is still checked: the newest segment removed too is a chain one record short.
+    const short = await run('key-server', ['verify-audit', segments[0]!, segments[1]!, rotated]);
+    expect(short.status, short.stderr).to.equal(4);
+    expect(short.stderr).to.contain(`says it reached seq 3: seq 3 is missing`);
+    // A log that was never rotated (no FILE.end) and is not there is a mistyped name, as before.
+    const typo = await run('key-server', ['verify-audit', ...segments, `${rotated}x`]);
+    expect(typo.status).to.equal(1);
+    expect(typo.stderr).to.contain(`cannot read the audit log ${rotated}x: no such file`);
+  });
+
   it('finds a chain one record short of FILE.end or of --expect (exit 4), not a usage mistake', async () => {
     const { rotated, segments } = await rotatedLog();
     rmSync(segments[2]!); // the newest segment, seq 3 alone
