@@ -225,7 +225,8 @@ subcommand<JsonOption & { continuing?: boolean; expect: ChainAnchor[] }>(program
     const summary = r.lines === 0 && r.lastSeq > 0
       ? `ok: 0 line(s) in ${r.files} file(s): the chain goes on from seq ${r.lastSeq}, where ${endPath(args.at(-1)!)} says it stood at its last rotation`
       : `ok: ${r.lines} line(s) in ${r.files} file(s), seq ${r.firstSeq}..${r.lastSeq}, chain intact${from}`;
-    return { json: { lines: r.lines, files: r.files, firstSeq: r.firstSeq, ...tail, fromGenesis: r.fromGenesis }, text: [summary, ...end] };
+    const missing = r.logMissing ? [`note: ${args.at(-1)} is not there: a rotation was cut short after renaming it into a segment, before making the new one (key-server makes it at its next start, and goes on from the newest segment)`] : [];
+    return { json: { lines: r.lines, files: r.files, firstSeq: r.firstSeq, ...tail, fromGenesis: r.fromGenesis, ...(r.logMissing ? { logMissing: true } : {}) }, text: [summary, ...missing, ...end] };
   })
   .argument('<file...>', 'the audit log; for a rotated one, its segments then the log, in order (audit.jsonl.[0-9]* audit.jsonl)')
   .option('--continuing', 'the first file may continue a segment not given')

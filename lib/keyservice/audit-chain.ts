@@ -10,7 +10,7 @@ import { AUDIT_GENESIS } from './audit-line.ts';
 import { endPath, endSource, missingSeqs, recordedEnd, segmentRange, segmentStartProblem, startsAfter, verifySegment } from './audit-read.ts';
 
 export type ChainVerification =
-  | { ok: true; files: number; lines: number; firstSeq: number; lastSeq: number; lastHash: string; fromGenesis: boolean }
+  | { ok: true; files: number; lines: number; firstSeq: number; lastSeq: number; lastHash: string; fromGenesis: boolean; logMissing?: true }
   | { ok: false; file: string; line?: number; problem: string };
 
 /** A seq and the hash its record must have: where the chain was seen to stand (PATH.end, a copy kept elsewhere). */
@@ -26,7 +26,9 @@ export interface ChainAnchor {
  * when it may continue a segment not given (verify that one with it to check the link). The chain
  * must hold each of `anchors`, and the end recorded beside the last file (PATH.end) if there is
  * one; with `continuing`, the files given may instead begin right after that record (no later),
- * and when they hold no line (every segment archived) the chain ends there.
+ * and when they hold no line (every segment archived) the chain ends there. A log that is not
+ * there while PATH.end is (a rotation cut short between renaming it and making the new one, which
+ * key-server continues) holds no line; `files` counts the files read.
  */
 export async function verifyChain(files: string[], o: { continuing?: boolean; anchors?: ChainAnchor[] } = {}): Promise<ChainVerification> {
   await refuseFilesBeside(files);
@@ -39,8 +41,10 @@ export async function verifyChain(files: string[], o: { continuing?: boolean; an
   const recorded = log !== undefined && !segmentRange(log) ? await recordedEnd(log, 'verify the segments alone, or restore it') : undefined;
   const atRotation = recorded && { ...recorded, source: endSource(log!) };
   if (atRotation) anchors.push(atRotation);
+  const logMissing = atRotation !== undefined && (await stat(log!).then(() => false, (e: NodeJS.ErrnoException) => e.code === 'ENOENT'));
   const wanted = new Set(anchors.map((a) => a.seq));
   for (const file of files) {
+    if (logMissing && file === log) continue;
     const r = await verifySegment(file, (seq, hash, line) => {
       if (wanted.has(seq)) hashes.set(seq, { hash, file, line });
     });
@@ -92,7 +96,7 @@ export async function verifyChain(files: string[], o: { continuing?: boolean; an
     throw new CertifierError('USAGE', `the files given start after seq ${a.seq}, which ${a.source} names: give the segments that hold it, before them`);
   }
   const fromGenesis = first ? first.seq === 1 && first.prev === AUDIT_GENESIS : !atEnd;
-  return { ok: true, files: files.length, lines, firstSeq: first?.seq ?? 0, lastSeq, lastHash: end?.hash ?? atEnd?.hash ?? AUDIT_GENESIS, fromGenesis };
+  return { ok: true, files: files.length - (logMissing ? 1 : 0), ...(logMissing ? { logMissing } : {}), lines, firstSeq: first?.seq ?? 0, lastSeq, lastHash: end?.hash ?? atEnd?.hash ?? AUDIT_GENESIS, fromGenesis };
 }
 
 /**
