@@ -120,6 +120,23 @@ describe('key-server verify-audit and repair-audit', () => {
     expect(typo.stderr).to.contain(`cannot read the audit log ${rotated}x: no such file`);
   });
 
+  it('names the segments beside the log that were not given (a rotation after the glob was expanded) as a usage mistake (exit 2), not as lines missing (exit 4)', async () => {
+    const { rotated, segments } = await rotatedLog();
+    const newest = segments.pop()!; // seq 3, rotated after the shell listed the others
+    const usage = `the segment ${newest} beside ${rotated}, which holds seq 3, was not given (a rotation since the files were listed?): give the segments, then the log (${rotated}.[0-9]* ${rotated})`;
+    const empty = await run('key-server', ['verify-audit', ...segments, rotated]);
+    expect(empty.status, empty.stderr).to.equal(2);
+    expect(empty.stderr).to.contain(usage);
+    // The log went on after that rotation: its first line, seq 4, follows the segment not given.
+    const log = await AuditLog.open(rotated);
+    await log.append({ action: 'retrieve', resource: 'vhd/disk4', decision: 'allow' });
+    await log.close();
+    const after = await run('key-server', ['verify-audit', ...segments, rotated]);
+    expect(after.status, after.stderr).to.equal(2);
+    expect(after.stderr).to.contain(usage);
+    expect((await run('key-server', ['verify-audit', ...segments, newest, rotated])).status).to.equal(0);
+  });
+
   it('finds a chain one record short of FILE.end or of --expect (exit 4), not a usage mistake', async () => {
     const { rotated, segments } = await rotatedLog();
     rmSync(segments[2]!); // the newest segment, seq 3 alone
