@@ -7,7 +7,7 @@ import { stat } from 'node:fs/promises';
 import { CertifierError } from '../errors/index.ts';
 import { realLocation } from '../files/index.ts';
 import { AUDIT_GENESIS } from './audit-line.ts';
-import { endPath, endSource, missingSeqs, recordedEnd, segmentRange, segmentStartProblem, startsAfter, verifySegment } from './audit-read.ts';
+import { endPath, endSource, missingSeqs, recordedEnd, segmentRange, segmentsOf, segmentStartProblem, startsAfter, verifySegment } from './audit-read.ts';
 
 export type ChainVerification =
   | { ok: true; files: number; lines: number; firstSeq: number; lastSeq: number; lastHash: string; fromGenesis: boolean; logMissing?: true }
@@ -72,6 +72,7 @@ export async function verifyChain(files: string[], o: { continuing?: boolean; an
       // The hash the first line chains to is that of the seq before it.
       if (wanted.has(r.firstSeq - 1)) hashes.set(r.firstSeq - 1, { hash: r.startPrev, file, line: 1 });
     } else if (r.firstSeq !== end.seq + 1 || r.startPrev !== end.hash) {
+      if (file === log && r.firstSeq > end.seq + 1) await refuseNotGiven(files, end.seq + 1, r.firstSeq - 1);
       return { ok: false, file, line: 1, problem: `it does not continue ${end.file} (which ends at seq ${end.seq}): it starts at seq ${r.firstSeq}${r.firstSeq === end.seq + 1 ? ' after another hash' : ''}` };
     }
     lines += r.lines;
@@ -90,6 +91,7 @@ export async function verifyChain(files: string[], o: { continuing?: boolean; an
     if (got && got.hash !== a.hash) return { ok: false, file: got.file, line: got.line, problem: `the record of seq ${a.seq} has hash ${got.hash}, but ${a.source} says ${a.hash} (the chain was rewritten from there or before)` };
     if (got) continue;
     if (a.seq > lastSeq) {
+      await refuseNotGiven(files, lastSeq + 1, a.seq);
       return { ok: false, file: log!, problem: `the chain ends at seq ${lastSeq}, but ${a.source} says it reached seq ${a.seq}: ${missingSeqs(lastSeq + 1, a.seq)} (a segment removed or emptied, or the log cut short)` };
     }
     // Only an anchor of the caller's can lie before the files given (--continuing): a usage mistake.
@@ -114,4 +116,25 @@ async function refuseFilesBeside(files: string[]): Promise<void> {
     const what = m[2] === 'end' ? 'where its chain stood at the last rotation (F.end, kept beside the log)' : 'an incomplete last line repair-audit moved aside (F.torn-TIME)';
     throw new CertifierError('FILE_ERROR', `${file} is not an audit log but ${what}: give the segments as F.[0-9]*`);
   }
+}
+
+/**
+ * USAGE when the seqs `from` to `to`, missing from the chain of FILES, are held by segments beside
+ * the log (the last file) that were not given: a rotation since the files were listed (a shell
+ * glob expanded before it, the log read after) leaves exactly that, and no line is missing.
+ */
+async function refuseNotGiven(files: string[], from: number, to: number): Promise<void> {
+  const log = files.at(-1)!;
+  if (segmentRange(log)) return;
+  const given = new Set(files.map((f) => realLocation(f)));
+  const beside = (await segmentsOf(log).catch(() => [])).filter((s) => s.firstSeq >= from && s.lastSeq <= to && !given.has(realLocation(s.path)));
+  let next = from;
+  for (const s of beside) {
+    if (s.firstSeq !== next) return;
+    next = s.lastSeq + 1;
+  }
+  if (beside.length === 0 || next !== to + 1) return;
+  const seqs = from === to ? `seq ${from}` : `seq ${from} to ${to}`;
+  const which = beside.length === 1 ? `the segment ${beside[0]!.path} beside ${log}, which holds ${seqs}, was` : `the segments ${beside.map((s) => s.path).join(', ')} beside ${log}, which hold ${seqs}, were`;
+  throw new CertifierError('USAGE', `${which} not given (a rotation since the files were listed?): give the segments, then the log (${log}.[0-9]* ${log})`);
 }
