@@ -390,6 +390,21 @@ describe('key service: ordering of the requests of one connection', () => {
     expect(await verifyAudit(audit.path)).to.deep.equal({ ok: true, lines: 2 });
   });
 
+  it('audits a delete of every version whose write failed after LevelDB had it as unknown, with how many versions it may have removed', async () => {
+    const c = conn('c-unknown-delete');
+    for (let i = 0; i < 2; i++) await ask(c, { action: 'store', name: 'd', data: randomBytes(8) });
+    const db = (inner as unknown as { db: { batch: (...args: unknown[]) => Promise<void> } }).db;
+    const batch = db.batch.bind(db);
+    db.batch = async (...args: unknown[]) => {
+      db.batch = batch;
+      await batch(...args);
+      throw Object.assign(new Error('IO error: 000005.log: Input/output error'), { code: 'LEVEL_IO_ERROR' });
+    };
+    expect(await answer(await ask(c, { action: 'delete', name: 'd', version: 0 }))).to.include({ status: 'failed', errorCode: 'OUTCOME_UNKNOWN' });
+    const lines = readFileSync(audit.path, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines.at(-1)).to.include({ action: 'delete', resource: 'd', version: 0, deleted: 2, decision: 'unknown', code: 'OUTCOME_UNKNOWN' });
+  });
+
   it('answers OUTCOME_UNKNOWN, not FILE_ERROR, for a store whose write failed after LevelDB had it when its audit record cannot be written either', async () => {
     const c = conn('c-unknown-unrecorded');
     expect((await answer(await ask(c, { action: 'store', name: 'k', data: randomBytes(8) }))).status).to.equal('succeeded');
