@@ -20,7 +20,7 @@ export interface AuditEntry {
   resource?: string;
   /** The version acted on; for a delete, the one asked for (0 = all); for a refusal, the one asked for. */
   version?: number;
-  /** A delete's number of versions removed. */
+  /** A delete's number of versions removed (with decision unknown: that it may have removed). */
   deleted?: number;
   /**
    * challenge: an auth-challenge nonce was issued, and nothing else done; unknown: a store or

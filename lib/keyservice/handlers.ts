@@ -155,11 +155,14 @@ export class KeyService {
       // A store or delete whose write failed in the key database may have been made all the same:
       // no refusal, and recorded as such, with the version a store may have made.
       const unknown = code === 'OUTCOME_UNKNOWN';
-      const made = unknown ? (e as CertifierError).details?.version : undefined;
+      const details = unknown ? (e as CertifierError).details : undefined;
+      const made = details?.version;
       const version = typeof made === 'number' && made > 0 ? made : askedVersion(req ?? asked);
+      // For a delete, how many versions it may have removed (deleteUnknown's count).
+      const deleted = typeof details?.deleted === 'number' ? details.deleted : undefined;
       // A certificate outside its dates by this clock: the client is told what it read, to compare with its own.
       const refusal = code === 'CERT_EXPIRED' ? expired(req?.name ?? '', this.now()) : failed(req?.name ?? '', code, unknown ? version : undefined);
-      const audited = record(unknown ? 'unknown' : 'deny', { code, version, ...(e instanceof CertifierError ? { why: clipped(e.message) } : {}) });
+      const audited = record(unknown ? 'unknown' : 'deny', { code, version, deleted, ...(e instanceof CertifierError ? { why: clipped(e.message) } : {}) });
       // A refusal whose record could not be written says so (the log's failure), as an answer would;
       // an unknown outcome stays unknown (the log's FILE_ERROR would say nothing was changed).
       return afterAudit(audited, refusal, req?.name ?? '', unknown ? () => refusal : undefined);

@@ -364,13 +364,13 @@ describe('key service: ordering of the requests of one connection', () => {
     expect((await inner.get('d', 2))?.version).to.equal(2);
   });
 
-  /** The backend's next put reaches LevelDB's log, and then fails as a sync the disk refused (EIO) does. */
-  const failPutAfterWrite = () => {
-    const db = (inner as unknown as { db: { put: (...args: unknown[]) => Promise<void> } }).db;
-    const put = db.put.bind(db);
-    db.put = async (...args: unknown[]) => {
-      db.put = put;
-      await put(...args);
+  /** The backend's next put (or batch: a delete) reaches LevelDB's log, and then fails as a sync the disk refused (EIO) does. */
+  const failPutAfterWrite = (method: 'put' | 'batch' = 'put') => {
+    const db = (inner as unknown as { db: Record<'put' | 'batch', (...args: unknown[]) => Promise<void>> }).db;
+    const write = db[method].bind(db);
+    db[method] = async (...args: unknown[]) => {
+      db[method] = write;
+      await write(...args);
       throw Object.assign(new Error('IO error: 000005.log: Input/output error'), { code: 'LEVEL_IO_ERROR' });
     };
   };
@@ -393,13 +393,7 @@ describe('key service: ordering of the requests of one connection', () => {
   it('audits a delete of every version whose write failed after LevelDB had it as unknown, with how many versions it may have removed', async () => {
     const c = conn('c-unknown-delete');
     for (let i = 0; i < 2; i++) await ask(c, { action: 'store', name: 'd', data: randomBytes(8) });
-    const db = (inner as unknown as { db: { batch: (...args: unknown[]) => Promise<void> } }).db;
-    const batch = db.batch.bind(db);
-    db.batch = async (...args: unknown[]) => {
-      db.batch = batch;
-      await batch(...args);
-      throw Object.assign(new Error('IO error: 000005.log: Input/output error'), { code: 'LEVEL_IO_ERROR' });
-    };
+    failPutAfterWrite('batch');
     expect(await answer(await ask(c, { action: 'delete', name: 'd', version: 0 }))).to.include({ status: 'failed', errorCode: 'OUTCOME_UNKNOWN' });
     const lines = readFileSync(audit.path, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(lines.at(-1)).to.include({ action: 'delete', resource: 'd', version: 0, deleted: 2, decision: 'unknown', code: 'OUTCOME_UNKNOWN' });
