@@ -482,6 +482,23 @@ describe('audit log', () => {
       expect(e.message).to.equal(`the audit log ${newest} is not a regular file`);
     });
 
+    it('refuses to open a rotated segment as a log (USAGE), by its name or through a link, writing and making nothing: lines there would break the chain it belongs to', async () => {
+      const log = await AuditLog.open(path, { rotateBytes: 1500 });
+      await fill(log, 1, 12);
+      await log.close();
+      const newest = segments().at(-1)!;
+      const before = readFileSync(newest, 'utf8');
+      const link = join(tmp.dir, 'other.jsonl');
+      symlinkSync(newest, link);
+      for (const given of [newest, link]) {
+        const e = await rejects(AuditLog.open(given), 'USAGE');
+        expect(e.message).to.contain(`is a rotated segment of an audit log (F.FIRST-LAST)`).and.contain('never written after rotation');
+      }
+      expect(readFileSync(newest, 'utf8')).to.equal(before);
+      expect(readdirSync(tmp.dir).filter((n) => n.endsWith('.lock'))).to.deep.equal(['audit.jsonl.lock']);
+      expect(await verifyChain([...segments(), path])).to.include({ ok: true, lastSeq: 12 });
+    });
+
     it('goes on from the last rotation when every segment was moved away while the log was empty', async () => {
       const log = await AuditLog.open(path, { rotateBytes: 1 }); // a rotation after every write: the log is left empty
       const recs = [];
