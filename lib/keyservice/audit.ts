@@ -51,7 +51,7 @@ export { endPath, refuseMissingAuditDir, verifyAudit, verifySegment, type AuditV
  */
 export async function repairAuditTail(path: string): Promise<{ lines: number; removedBytes: number; savedTo?: string }> {
   if (segmentRange(path)) {
-    throw new CertifierError('USAGE', `${path} is a rotated segment of an audit log (F.FIRST-LAST): segments are never written after rotation, so an incomplete line in one is damage or tampering, not a write cut short; repair-audit repairs only the log itself (verify-audit names what is wrong)`);
+    throw segmentGiven(path, ', so an incomplete line in one is damage or tampering, not a write cut short; repair-audit repairs only the log itself (verify-audit names what is wrong)');
   }
   // A log that is not there has nothing to repair, and gets no lock directory beside it.
   await fs.stat(path).catch((e: Error) => {
@@ -88,6 +88,11 @@ async function cutTornTail(path: string): Promise<{ lines: number; removedBytes:
   } finally {
     await fh.close();
   }
+}
+
+/** USAGE: `path` is named as a rotated segment (PATH.FIRST-LAST), which is never written after rotation; `then` says why that matters here. */
+function segmentGiven(path: string, then: string): CertifierError {
+  return new CertifierError('USAGE', `${path} is a rotated segment of an audit log (F.FIRST-LAST): segments are never written after rotation${then}`);
 }
 
 /** INTEGRITY: the log's first line does not go on from where `what` says the chain stood. */
@@ -206,6 +211,9 @@ export class AuditLog {
     // The log is worked on where it really is: a symbolic link given as --audit would otherwise
     // be renamed into a segment at the first rotation, leaving an unlocked file at its name.
     const path = await realFilePath(given);
+    // Lines written there would break the chain the segment belongs to (verify-audit holds it to its name).
+    const segment = segmentRange(given) ?? segmentRange(path);
+    if (segment) throw segmentGiven(given === path ? given : `${given} (${path})`, `: give the log itself (${segment.log}), or a name of its own`);
     await refuseMissingAuditDir(given, dirname(path));
     let fh: FileHandle;
     let created = false;
