@@ -499,6 +499,18 @@ describe('audit log', () => {
       expect(await verifyChain([...segments(), path])).to.include({ ok: true, lastSeq: 12 });
     });
 
+    it('refuses to open FILE.end of a log beside it as a log (USAGE), making nothing: the log\'s next rotation would put its record in that file\'s place', async () => {
+      const log = await AuditLog.open(path, { rotateBytes: 1500 });
+      await fill(log, 1, 3); // not yet rotated: no FILE.end
+      const e = await rejects(AuditLog.open(`${path}.end`), 'USAGE');
+      expect(e.message).to.equal(`${path}.end is where the audit log ${path} beside it keeps the end of its chain at each rotation, which puts a new file in its place: give this log a name of its own`);
+      expect(existsSync(`${path}.end`)).to.equal(false);
+      expect(existsSync(`${path}.end.lock`)).to.equal(false);
+      await fill(log, 4, 12);
+      await log.close();
+      expect(await verifyChain([...segments(), path])).to.include({ ok: true, lastSeq: 12 });
+    });
+
     it('goes on from the last rotation when every segment was moved away while the log was empty', async () => {
       const log = await AuditLog.open(path, { rotateBytes: 1 }); // a rotation after every write: the log is left empty
       const recs = [];
