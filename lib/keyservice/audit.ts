@@ -95,6 +95,12 @@ function segmentGiven(path: string, then: string): CertifierError {
   return new CertifierError('USAGE', `${path} is a rotated segment of an audit log (F.FIRST-LAST): segments are never written after rotation${then}`);
 }
 
+/** The log whose PATH.end `path` is, when that log is a file beside it (its rotations replace PATH.end). */
+async function logEndedAt(path: string): Promise<string | undefined> {
+  const log = /^(.+)\.end$/.exec(path)?.[1];
+  return log !== undefined && (await fs.stat(log).then((st) => st.isFile(), () => false)) ? log : undefined;
+}
+
 /** INTEGRITY: the log's first line does not go on from where `what` says the chain stood. */
 function doesNotContinue(path: string, start: { seq: number; prev: string }, what: string, seq: number, hash: string): CertifierError {
   return new CertifierError('INTEGRITY', `the audit log ${path} does not continue ${what} (which ends at seq ${seq}): it starts at seq ${start.seq}${start.seq === seq + 1 && start.prev !== hash ? ' after another hash' : ''}; refusing to extend it (another log in its place?)`);
@@ -214,6 +220,8 @@ export class AuditLog {
     // Lines written there would break the chain the segment belongs to (verify-audit holds it to its name).
     const segment = segmentRange(given) ?? segmentRange(path);
     if (segment) throw segmentGiven(given === path ? given : `${given} (${path})`, `: give the log itself (${segment.log}), or a name of its own`);
+    const ended = (await logEndedAt(given)) ?? (await logEndedAt(path));
+    if (ended) throw new CertifierError('USAGE', `${given} is where the audit log ${ended} beside it keeps the end of its chain at each rotation, which puts a new file in its place: give this log a name of its own`);
     await refuseMissingAuditDir(given, dirname(path));
     let fh: FileHandle;
     let created = false;
