@@ -136,6 +136,16 @@ describe('key-server verify-audit and repair-audit', () => {
     expect(after.status, after.stderr).to.equal(2);
     expect(after.stderr).to.contain(usage);
     expect((await run('key-server', ['verify-audit', ...segments, newest, rotated])).status).to.equal(0);
+    // The log alone, as a job written before the log was rotated gives it.
+    const alone = await run('key-server', ['verify-audit', rotated]);
+    expect(alone.status, alone.stderr).to.equal(2);
+    expect(alone.stderr).to.contain(`the segments ${[...segments, newest].join(', ')} beside ${rotated}, which hold seq 1 to 3, were not given`);
+    // More than a few are named by the first and the last.
+    const more = await AuditLog.open(rotated, { rotateBytes: 1 });
+    await more.append({ action: 'retrieve', resource: 'vhd/disk5', decision: 'allow' });
+    await more.close();
+    const last = `${rotated}.000000000004-000000000005`;
+    expect((await run('key-server', ['verify-audit', rotated])).stderr).to.contain(`the segments ${segments[0]} to ${last} (4) beside ${rotated}, which hold seq 1 to 5, were not given`);
   });
 
   it('finds a chain one record short of FILE.end or of --expect (exit 4), not a usage mistake', async () => {
