@@ -67,6 +67,7 @@ export async function verifyChain(files: string[], o: { continuing?: boolean; an
     if (!end) {
       first = { seq: r.firstSeq, prev: r.startPrev, file };
       if (!o.continuing && (r.firstSeq !== 1 || r.startPrev !== AUDIT_GENESIS)) {
+        if (file === log && r.firstSeq > 1) await refuseNotGiven(files, 1, r.firstSeq - 1);
         return { ok: false, file, line: 1, problem: `it starts at seq ${r.firstSeq}, not 1: give the segments before it first (or --continuing to check from there)` };
       }
       // The hash the first line chains to is that of the seq before it.
@@ -135,6 +136,8 @@ async function refuseNotGiven(files: string[], from: number, to: number): Promis
   }
   if (beside.length === 0 || next !== to + 1) return;
   const seqs = from === to ? `seq ${from}` : `seq ${from} to ${to}`;
-  const which = beside.length === 1 ? `the segment ${beside[0]!.path} beside ${log}, which holds ${seqs}, was` : `the segments ${beside.map((s) => s.path).join(', ')} beside ${log}, which hold ${seqs}, were`;
+  // Named in full up to a few; a log rotated for a year has thousands.
+  const named = beside.length <= 3 ? beside.map((s) => s.path).join(', ') : `${beside[0]!.path} to ${beside.at(-1)!.path} (${beside.length})`;
+  const which = beside.length === 1 ? `the segment ${named} beside ${log}, which holds ${seqs}, was` : `the segments ${named} beside ${log}, which hold ${seqs}, were`;
   throw new CertifierError('USAGE', `${which} not given (a rotation since the files were listed?): give the segments, then the log (${log}.[0-9]* ${log})`);
 }

@@ -567,8 +567,9 @@ describe('e2e: keys stored and retrieved through key-server on loopback', functi
       const all = expectSuccess(await run('key-server', ['verify-audit', ...segments, log]));
       expect(all.out).to.match(/^ok: 2701 line\(s\) in 2 file\(s\), seq 1\.\.2701, chain intact\nend: seq 2701, hash [0-9a-f]{64} /);
       const alone = await run('key-server', ['verify-audit', log]);
-      expectFailure(alone, 4, 'INTEGRITY');
-      expect(alone.stderr).to.contain(`it starts at seq ${Number(rotated![2]) + 1}, not 1: give the segments before it first (or --continuing`);
+      // Its segment is beside it: not given, rather than lines missing.
+      expectFailure(alone, 2, 'USAGE');
+      expect(alone.stderr).to.contain(`the segment ${segments[0]} beside ${log}, which holds seq 1 to ${rotated![2]}, was not given`);
       // The glob the README gives leaves out the lock directory beside the log.
       const globbed = readdirSync(s.data).filter((n) => /^audit\.jsonl\.[0-9]/.test(n)).sort().map((n) => join(s.data, n));
       expect(globbed).to.deep.equal(segments);
