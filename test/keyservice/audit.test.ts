@@ -429,6 +429,17 @@ describe('audit log', () => {
       expect(rewritten.ok || rewritten.problem).to.match(/^the record of seq \d+ has hash [0-9a-f]{64}, but .*audit\.jsonl\.end \(where the chain stood at its last rotation\) says [0-9a-f]{64} \(the chain was rewritten from there or before\)$/);
     });
 
+    it('checks FILE.end beside the file a symbolic link given as the log names, as key-server keeps it there: the newest segment removed is found', async () => {
+      const log = await AuditLog.open(path, { rotateBytes: 1 });
+      await fill(log, 1, 3);
+      await log.close();
+      const link = join(tmp.dir, 'served.jsonl'); // what --audit was given
+      symlinkSync(path, link);
+      rmSync(segments().at(-1)!);
+      const r = await verifyChain([...segments(), link]);
+      expect(r.ok || r.problem).to.equal(`the chain ends at seq 2, but ${path}.end (where the chain stood at its last rotation) says it reached seq 3: seq 3 is missing (a segment removed or emptied, or the log cut short)`);
+    });
+
     it('refuses to extend another log put in place of one that continues its latest segment or FILE.end, changing nothing', async () => {
       const log = await AuditLog.open(path, { rotateBytes: 1500 });
       await fill(log, 1, 30);
