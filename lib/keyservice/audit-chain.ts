@@ -5,7 +5,7 @@
 
 import { stat } from 'node:fs/promises';
 import { CertifierError } from '../errors/index.ts';
-import { realLocation } from '../files/index.ts';
+import { realFilePath, realLocation } from '../files/index.ts';
 import { AUDIT_GENESIS } from './audit-line.ts';
 import { endPath, endSource, missingSeqs, recordedEnd, segmentRange, segmentsOf, segmentStartProblem, startsAfter, verifySegment } from './audit-read.ts';
 
@@ -38,8 +38,10 @@ export async function verifyChain(files: string[], o: { continuing?: boolean; an
   const hashes = new Map<number, { hash: string; file: string; line?: number }>();
   const anchors = [...(o.anchors ?? [])];
   const log = files.at(-1);
-  const recorded = log !== undefined && !segmentRange(log) ? await recordedEnd(log, 'verify the segments alone, or restore it') : undefined;
-  const atRotation = recorded && { ...recorded, source: endSource(log!) };
+  // FILE.end is beside the file itself, where key-server keeps it (a symbolic link given as the log is followed, as serve follows it).
+  const real = log !== undefined && !segmentRange(log) ? await realFilePath(log) : undefined;
+  const recorded = real !== undefined ? await recordedEnd(real, 'verify the segments alone, or restore it') : undefined;
+  const atRotation = recorded && { ...recorded, source: endSource(real!) };
   if (atRotation) anchors.push(atRotation);
   const logMissing = atRotation !== undefined && (await stat(log!).then(() => false, (e: NodeJS.ErrnoException) => e.code === 'ENOENT'));
   const wanted = new Set(anchors.map((a) => a.seq));
@@ -82,7 +84,7 @@ export async function verifyChain(files: string[], o: { continuing?: boolean; an
   // An empty log whose segments were all archived (--continuing): the chain ends where FILE.end
   // says, as key-server goes on from there.
   const atEnd = !end && o.continuing ? atRotation : undefined;
-  if (atEnd) hashes.set(atEnd.seq, { hash: atEnd.hash, file: endPath(log!) });
+  if (atEnd) hashes.set(atEnd.seq, { hash: atEnd.hash, file: endPath(real!) });
   const lastSeq = end?.seq ?? atEnd?.seq ?? 0;
   for (const a of anchors) {
     // Segments archived (--continuing): the record is checked when the files given reach back to
@@ -128,7 +130,7 @@ async function refuseNotGiven(files: string[], from: number, to: number): Promis
   const log = files.at(-1)!;
   if (segmentRange(log)) return;
   const given = new Set(files.map((f) => realLocation(f)));
-  const beside = (await segmentsOf(log).catch(() => [])).filter((s) => s.firstSeq >= from && s.lastSeq <= to && !given.has(realLocation(s.path)));
+  const beside = (await segmentsOf(await realFilePath(log)).catch(() => [])).filter((s) => s.firstSeq >= from && s.lastSeq <= to && !given.has(realLocation(s.path)));
   let next = from;
   for (const s of beside) {
     if (s.firstSeq !== next) return;
