@@ -179,6 +179,18 @@ describe('keyclient: answers from a faulty key-server', function () {
     expect((await rejects(client.retrieve('k'), 'NOT_EXPORTABLE')).message).to.equal('the key-server never releases "k": it was stored not exportable (key-client store --not-exportable); to let machines fetch a value, store it without --not-exportable');
   });
 
+  it('refuses an answer that names another resource than the request did (INTEGRITY), nothing taken from it', async () => {
+    answer = () => succeeded('other', { version: 3, data: encode('key_service_list', { resources: [{ version: 3 }], deleted: 1 }) });
+    for (const [what, attempt] of [['store', () => client.store('k', utf8('v'))], ['delete', () => client.delete('k')], ['list', () => client.list('k')]] as const) {
+      expect((await rejects(attempt(), 'INTEGRITY')).message).to.equal(`the key-server answered the ${what} of "k" with an answer for "other": a fault of the key-server; nothing in it was taken`);
+    }
+    // A refusal of a request a server could not read names no resource: taken as the refusal it is.
+    answer = () => failed('', 'BAD_FIELD');
+    await rejects(client.store('k', utf8('v')), 'BAD_FIELD');
+    answer = (req) => failed(`${req.name}x`, 'NOT_FOUND');
+    await rejects(client.retrieve('k'), 'INTEGRITY');
+  });
+
   it('refuses a store\'s answer without a version a store makes (BAD_FIELD), or not after the expected one (INTEGRITY)', async () => {
     for (const version of [undefined, 0, -5]) {
       answer = (req) => succeeded(req.name, version === undefined ? {} : { version });

@@ -1,0 +1,57 @@
+// key-client against a key-server that breaks the protocol's order: answers matched to requests by
+// their place on a pipelined connection, so each answer must be for the resource its request named.
+// The server here is a bare TLS listener on 127.0.0.1 that answers as each test scripts it.
+
+import tls from 'node:tls';
+import { SIMULATED_ENCLAVE } from '../../lib/attest/index.ts';
+import { sha256, utf8 } from '../../lib/crypto/index.ts';
+import { encodeFrame, FrameDecoder } from '../../lib/wire/index.ts';
+import { KeyClient, type KeyClientOptions } from '../../lib/keyclient/index.ts';
+import { parseKeyRequest, succeeded, type KeyRequest } from '../../lib/keyservice/protocol.ts';
+import { issueLeaf, machineIdentity, makeDomain } from '../bench/domain.ts';
+import { rejects } from '../support/rejects.ts';
+
+/** What the server does once a request has come: `asked` holds those not yet answered (the script takes them out). */
+type Script = (asked: KeyRequest[], answer: (body: Uint8Array) => void) => void;
+
+describe('keyclient: a key-server that answers out of order', function () {
+  this.timeout(30_000);
+  let script: Script = () => {};
+  let server: tls.Server;
+  let options: KeyClientOptions;
+
+  before(async () => {
+    const domain = await makeDomain('hostile');
+    const own = await issueLeaf(domain, { measurement: sha256(utf8('key-server')), platform: SIMULATED_ENCLAVE });
+    const machine = await issueLeaf(domain, { measurement: sha256(utf8('key-client')), platform: SIMULATED_ENCLAVE });
+    server = tls.createServer({ key: own.key.export({ type: 'pkcs8', format: 'pem' }), cert: own.pem, ca: domain.policyPem, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.3' }, (socket) => {
+      const frames = new FrameDecoder();
+      const asked: KeyRequest[] = [];
+      socket.on('error', () => {});
+      socket.on('data', (chunk: Buffer) => {
+        for (const frame of frames.read(chunk).frames) asked.push(parseKeyRequest(frame));
+        script(asked, (body) => socket.write(encodeFrame(body)));
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as { port: number };
+    options = { host: '127.0.0.1', port, identity: machineIdentity(domain, machine), policyCert: domain.policyCert };
+  });
+  after(() => new Promise<void>((resolve) => server.close(() => resolve())));
+
+  it('refuses two pipelined stores answered in each other\'s place (INTEGRITY), rather than report each the other\'s version', async () => {
+    script = (asked, answer) => {
+      if (asked.length < 2) return;
+      const [a, b] = asked.splice(0);
+      answer(succeeded(b!.name, { version: 9 }));
+      answer(succeeded(a!.name, { version: 1 }));
+    };
+    const client = await KeyClient.connect(options);
+    try {
+      // Both sent before either is answered: on one connection, pipelined.
+      await Promise.all([rejects(client.store('a', utf8('v')), 'INTEGRITY'), rejects(client.store('b', utf8('v')), 'INTEGRITY')]);
+    } finally {
+      await client.close();
+    }
+  });
+});
