@@ -85,6 +85,17 @@ function listShows(what: string): string {
   return `key-client list shows ${what}, where the key-server's ACL lets this machine list; else ask whoever stores the keys`;
 }
 
+/**
+ * `r`, unless it names another resource than `req`: INTEGRITY. Answers are matched to requests by
+ * their place on the connection alone, so the name is all that ties one to its request (two
+ * pipelined stores answered in each other's place would report each other's versions). A refusal
+ * naming none is a server's of a request it could not read.
+ */
+function answerTo(req: { action: Action; name: string }, r: KeyResponse): KeyResponse {
+  if (r.name === req.name || (r.name === '' && r.status === 'failed')) return r;
+  throw new CertifierError('INTEGRITY', `the key-server answered the ${req.action} of ${shown(req.name, 256)} with an answer for ${shown(r.name, 256)}: a fault of the key-server; nothing in it was taken`);
+}
+
 /** `dated`: the certificates the request rested on, for a CERT_EXPIRED that says the key-server's time (clocksApart). */
 function refusal(r: KeyResponse, req: Partial<KeyRequest> & { action: Action; name: string }, dated: () => Dated[]): CertifierError {
   const { action, name: resource } = req;
@@ -383,11 +394,11 @@ export class KeyClient {
     const conn = this.hasRoom(counts) ? this.take(counts) : await this.connection(counts);
     let r: KeyResponse;
     try {
-      r = parseKeyResponse(await conn.request(encodeKeyRequest(this.credential ? { ...req, credentials: this.credential.chain } : req)));
+      r = answerTo(req, parseKeyResponse(await conn.request(encodeKeyRequest(this.credential ? { ...req, credentials: this.credential.chain } : req))));
       if (r.status === 'auth-challenge' && this.credential) {
         const exporter = conn.exportKeyingMaterial(CHALLENGE_EXPORTER_LABEL, 32);
         const signature = sign(this.credential.key, challengeMessage(r.data!, exporter ?? new Uint8Array()));
-        r = parseKeyResponse(await conn.request(encodeKeyRequest({ ...req, credentials: this.credential.chain, challengeNonce: r.data!, challengeSignature: signature })));
+        r = answerTo(req, parseKeyResponse(await conn.request(encodeKeyRequest({ ...req, credentials: this.credential.chain, challengeNonce: r.data!, challengeSignature: signature }))));
       }
     } catch (e) {
       if (again || !(await this.closedOutlived(conn, e))) throw e;
