@@ -9,7 +9,7 @@ import { generateKeyPair, sha256, utf8 } from '../../lib/crypto/index.ts';
 import { createPolicyCert, issueAdmissionCert, toPem, validateAdmission } from '../../lib/pki/index.ts';
 import { SIMULATED_ENCLAVE } from '../../lib/attest/index.ts';
 import { serve, type ChannelServer } from '../../lib/channel/index.ts';
-import { challenge, DELETE_LISTED, expired, failed, LIST_PAGE, parseKeyRequest, succeeded, type KeyRequest } from '../../lib/keyservice/protocol.ts';
+import { challenge, DELETE_LISTED, expired, failed, LIST_PAGE, MAX_VALUE_BYTES, parseKeyRequest, succeeded, type KeyRequest } from '../../lib/keyservice/protocol.ts';
 import { KeyClient } from '../../lib/keyclient/index.ts';
 import { joinReplica } from '../../lib/keyclient/replica-join.ts';
 import type { MachineIdentity } from '../../lib/certifier/index.ts';
@@ -82,6 +82,12 @@ describe('keyclient: answers from a faulty key-server', function () {
   it('refuses an entry with an empty value, which no key-server holds (BAD_FIELD)', async () => {
     answer = (req) => succeeded(req.name, { data: entry({ tag: req.name, version: 1, blob: new Uint8Array() }) });
     expect((await rejects(client.retrieve('k'), 'BAD_FIELD')).message).to.contain('holds an empty value');
+  });
+
+  it('refuses an entry with a value past what a key-server takes (BAD_FIELD), its size named and none of it', async () => {
+    answer = (req) => succeeded(req.name, { data: entry({ tag: req.name, version: 1, blob: new Uint8Array(MAX_VALUE_BYTES + 1).fill(0x41) }) });
+    const e = await rejects(client.retrieve('k'), 'BAD_FIELD');
+    expect(e.message).to.equal(`the key-server's answer for "k" holds a value of ${MAX_VALUE_BYTES + 1} bytes, more than the ${MAX_VALUE_BYTES} a key-server takes: a fault of the key-server`);
   });
 
   it('refuses an auth-challenge whose nonce is not 32 bytes (BAD_FIELD)', async () => {
