@@ -90,6 +90,11 @@ describe('keyclient: answers from a faulty key-server', function () {
     expect(e.message).to.equal(`the key-server's answer for "k" holds a value of ${MAX_VALUE_BYTES + 1} bytes, more than the ${MAX_VALUE_BYTES} a key-server takes: a fault of the key-server`);
   });
 
+  it('refuses an entry marked not exportable, which a key-server never releases (NOT_EXPORTABLE), naming the server\'s fault', async () => {
+    answer = (req) => succeeded(req.name, { data: entry({ tag: req.name, version: 1, exportable: false }) });
+    expect((await rejects(client.retrieve('k'), 'NOT_EXPORTABLE')).message).to.equal('the key-server released "k" version 1, which it holds not exportable and so never releases: a fault of the key-server; it was not kept');
+  });
+
   it('refuses an auth-challenge whose nonce is not 32 bytes (BAD_FIELD)', async () => {
     answer = (req) => challenge(req.name, new Uint8Array(31));
     await rejects(client.retrieve('k'), 'BAD_FIELD');
