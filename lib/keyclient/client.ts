@@ -13,6 +13,7 @@ import { requireMachine, type MachineIdentity } from '../certifier/index.ts';
 import {
   CHALLENGE_EXPORTER_LABEL, CHALLENGES_PER_CONNECTION, challengeMessage, encodeKeyRequest, KEY_SERVER_CODES, LIST_PAGE, MAX_VALUE_BYTES, parseKeyResponse, type Action, type KeyRequest, type KeyResponse,
 } from '../keyservice/protocol.ts';
+import { STORAGE_KEY_TAG } from '../keyservice/keystore.ts';
 import { pageItems, tooManyNames, type ResourceInfo } from './list-page.ts';
 import { deletedVersions, listAnswer, storedVersion } from './answers.ts';
 import { clocksApart, type Dated } from './clocks.ts';
@@ -228,6 +229,8 @@ export class KeyClient {
     if (entry.tag !== name || (version && entry.version !== version)) throw new CertifierError('INTEGRITY', `the key-server answered with another item than ${shown(name, 256)}`);
     // A cryptstore may hold an empty value; a key-server never does (a store of one is refused).
     if (entry.blob.length === 0) throw new CertifierError('BAD_FIELD', `the key-server's answer for ${shown(name, 256)} holds an empty value, which a key-server does not take (one stored before 2026-12-05, when key-server began refusing them, must be stored again)`);
+    // A key-server releases nothing stored not exportable, but its storage key to one that joins it.
+    if (!entry.exportable && name !== STORAGE_KEY_TAG) throw new CertifierError('NOT_EXPORTABLE', `the key-server released ${shown(name, 256)} version ${entry.version}, which it holds not exportable and so never releases: a fault of the key-server; it was not kept`);
     // Nor one larger than a store takes: what the server holds came through one.
     if (entry.blob.length > MAX_VALUE_BYTES) throw new CertifierError('BAD_FIELD', `the key-server's answer for ${shown(name, 256)} holds a value of ${entry.blob.length} bytes, more than the ${MAX_VALUE_BYTES} a key-server takes: a fault of the key-server`);
     return entry;
