@@ -143,6 +143,17 @@ describe('keyclient: answers from a faulty key-server', function () {
     expect(asked).to.equal(1);
   });
 
+  it('refuses a listing that names one of the key-server\'s own names, which no key-server lists (BAD_FIELD)', async () => {
+    const listed = { valueType: 'binary-blob', timeEntered: '2026-12-05T00:00:00Z', size: 6, version: 1, exportable: false };
+    for (const own of ['key-server/k', STORAGE_KEY_TAG, `${domain}-private-auth-key`, `${domain}-admission-certificate`]) {
+      answer = (req) => succeeded(req.name, { data: encode('key_service_list', { resources: [{ ...listed, resourceName: own }] }) });
+      expect((await rejects(client.list(''), 'BAD_FIELD')).message).to.equal(`the key-server's listing of "" named "${own}", one of its own names, which a key-server never lists: a fault of the key-server`);
+    }
+    // Another domain's identity tags are names like any other.
+    answer = (req) => succeeded(req.name, { data: encode('key_service_list', { resources: [{ ...listed, resourceName: 'other-private-auth-key' }] }) });
+    expect(await client.list('')).to.have.length(1);
+  });
+
   it('takes a code no key-server sends for DENIED, naming it cut short and escaped; a server\'s INTERNAL says the key-server failed', async () => {
     answer = (req) => failed(req.name, 'USAGE');
     expect((await rejects(client.retrieve('k'), 'DENIED')).message).to.equal('the key-server refused to retrieve "k" (a code no such server sends: "USAGE")');
