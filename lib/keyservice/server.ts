@@ -17,6 +17,17 @@ import { renewIdentity, type RenewalOptions } from './renewal.ts';
 
 export { STORAGE_KEY_TAG } from './keystore.ts';
 export const RESERVED_PREFIX = 'key-server/';
+
+/** The names a key-server of `domain` keeps for itself, which it never serves nor lists. */
+export function reservedNames(domain: string): { names: string[]; prefixes: string[] } {
+  return { names: [authKeyTag(domain), admissionCertTag(domain), STORAGE_KEY_TAG], prefixes: [RESERVED_PREFIX] };
+}
+
+/** Whether `name` is one a key-server of `domain` keeps for itself (reservedNames). */
+export function isReservedName(domain: string, name: string): boolean {
+  const r = reservedNames(domain);
+  return r.names.includes(name) || r.prefixes.some((p) => name.startsWith(p));
+}
 /** How long a stopping key-server waits for requests still executing after the channel's grace. */
 export const DRAIN_MS = 30_000;
 
@@ -105,7 +116,7 @@ export async function startKeyServer(o: KeyServerOptions): Promise<StartedKeySer
   const service = new KeyService({
     ownCertEnd: () => ownEnd,
     keystore, policyCert: o.policyCert, ...(o.acl ? { acl: o.acl } : {}), ...(o.audit ? { audit: o.audit } : {}),
-    reserved: { names: [authKeyTag(o.domain), admissionCertTag(o.domain), STORAGE_KEY_TAG], prefixes: [RESERVED_PREFIX] },
+    reserved: reservedNames(o.domain),
     ...(replicaJoin ? { replicaJoin } : {}),
     log: o.log,
   });
