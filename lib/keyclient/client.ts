@@ -415,7 +415,11 @@ export class KeyClient {
     } finally {
       this.release(conn);
     }
-    if (r.status === 'auth-challenge') throw new CertifierError('CHALLENGE_FAILED', 'the key-server asked for an auth-challenge this client cannot answer');
+    if (r.status === 'auth-challenge') {
+      // With a credential, this is a second challenge: the server asks once a request.
+      const why = this.credential ? `asked again for an auth-challenge to the ${req.action} of ${shown(req.name, 256)}, which it had just been given the answer to: a fault of the key-server` : 'asked for an auth-challenge this client cannot answer';
+      throw new CertifierError('CHALLENGE_FAILED', `the key-server ${why}`);
+    }
     if (r.status !== 'succeeded' && this.outlivedServer(conn, r)) {
       this.outlived.add(conn);
       if (conn === this.conn) this.sent = Infinity; // no more requests on it: the next opens a new one
