@@ -15,7 +15,7 @@ import { issueLeaf, machineIdentity, makeDomain } from '../bench/domain.ts';
 import { rejects } from '../support/rejects.ts';
 
 /** What the server does once a request has come: `asked` holds those not yet answered (the script takes them out). */
-type Script = (asked: KeyRequest[], answer: (body: Uint8Array) => void) => void;
+type Script = (asked: KeyRequest[], answer: (body: Uint8Array) => void, socket: tls.TLSSocket) => void;
 
 describe('keyclient: a key-server that breaks the order of the protocol', function () {
   this.timeout(30_000);
@@ -34,7 +34,7 @@ describe('keyclient: a key-server that breaks the order of the protocol', functi
       socket.on('error', () => {});
       socket.on('data', (chunk: Buffer) => {
         for (const frame of frames.read(chunk).frames) asked.push(parseKeyRequest(frame));
-        script(asked, (body) => socket.write(encodeFrame(body)));
+        script(asked, (body) => socket.write(encodeFrame(body)), socket);
       });
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -74,6 +74,19 @@ describe('keyclient: a key-server that breaks the order of the protocol', functi
       const e = await rejects(client.retrieve('k'), 'CHALLENGE_FAILED');
       expect(e.message).to.equal('the key-server asked again for an auth-challenge to the retrieve of "k", which it had just been given the answer to: a fault of the key-server');
       expect(asked).to.equal(2);
+    } finally {
+      await client.close();
+    }
+  });
+
+  it('fails a request answered with a length of 4 GiB at once (FRAME_TOO_LARGE), naming the key-server and its fault, none of the length\'s bytes awaited', async () => {
+    script = (waiting, _answer, socket) => {
+      if (waiting.splice(0).length) socket.write(Buffer.from([0xff, 0xff, 0xff, 0xff]));
+    };
+    const client = await KeyClient.connect(options);
+    try {
+      const e = await rejects(client.retrieve('k'), 'FRAME_TOO_LARGE');
+      expect(e.message).to.equal(`${options.host}:${options.port} sent an answer announced as 4294967295 bytes, over the 1048576-byte limit on one message: a fault of the server`);
     } finally {
       await client.close();
     }
