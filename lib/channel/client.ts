@@ -319,7 +319,8 @@ class Connection<P> implements ClientConnection<P> {
     // store's is how it learns its version); the requests after them fail with the length's error.
     const first = this.answered === 0 && this.decoder.pending === 0 ? chunk.subarray(0, 4) : undefined;
     const { frames, error: refused } = this.decoder.read(chunk);
-    const error = refused && first && frames.length === 0 ? this.notCertifier(refused, first) : refused;
+    const named = refused && first && frames.length === 0 ? this.notCertifier(refused, first) : refused;
+    const error = named && named === refused ? this.overLimit(named) : named;
     for (const frame of frames) {
       const next = this.pending.shift();
       if (!next) return this.fail(new CertifierError('DECODE_FAILED', `${this.target} sent an answer to no request`));
@@ -339,6 +340,13 @@ class Connection<P> implements ClientConnection<P> {
     if (this.tlsSocket || e.code !== 'FRAME_TOO_LARGE' || first.length < 4) return e;
     const text = first.every((b) => b >= 0x20 && b < 0x7f) ? `, "${Buffer.from(first).toString('latin1')}",` : '';
     return new CertifierError(e.code, `${this.target} answered with what is no Certifier message (its first bytes${text} announce a message of ${Buffer.from(first).readUInt32LE(0)} bytes, over the ${this.decoder.limit}-byte limit): is --server the address of a simpleserver --plain? Another service listens there`, { cause: e });
+  }
+
+  /** A length over the limit, said to be the server's: the decoder's own words name no peer. */
+  private overLimit(e: CertifierError): CertifierError {
+    const announced = e.details?.announced;
+    if (e.code !== 'FRAME_TOO_LARGE' || typeof announced !== 'number') return e;
+    return new CertifierError(e.code, `${this.target} sent an answer announced as ${announced} bytes, over the ${this.decoder.limit}-byte limit on one message: a fault of the server`, { cause: e, details: e.details });
   }
 
   /**

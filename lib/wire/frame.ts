@@ -79,7 +79,7 @@ export class FrameDecoder {
           this.headerFilled = 0;
         }
         if (length > this.limit) {
-          this.failure = new CertifierError('FRAME_TOO_LARGE', `peer announced a ${length}-byte message; the limit is ${this.limit}`);
+          this.failure = new CertifierError('FRAME_TOO_LARGE', `peer announced a ${length}-byte message; the limit is ${this.limit}`, { details: { announced: length, limit: this.limit } });
           return { frames, error: this.failure };
         }
         this.expected = length;
