@@ -89,4 +89,39 @@ describe('e2e: key-client against a hostile key-server', function () {
       .to.equal('key-client: error: the key-server holds no "vhd/disk-1" (key-client list shows the names it holds, where the key-server\'s ACL lets this machine list; else ask whoever stores the keys) [NOT_FOUND]\n');
     expect(await lines('NOT_RECORDED', 'store', ['vhd/disk-1', '--in', 'value'], 7)).to.match(/stored "vhd\/disk-1" as version 7, but its audit log could not record it: do not store it again; [^[]* \[NOT_RECORDED\]\n$/);
   });
+
+  const SECRET = 'a-value-no-message-may-hold';
+  const entry = (tag: string, o: { exportable?: boolean } = {}) =>
+    encode('cryptstore_entry', { tag, version: 1, type: 'binary-blob', blob: utf8(SECRET), timeEntered: utf8('2026-12-05T00:00:00Z'), exportable: o.exportable ?? true });
+  /** No value in what the program wrote. */
+  const noValue = (r: { out: string; stderr: string }) => expect(r.out + r.stderr).not.to.contain(SECRET);
+
+  it('provision writes no file when one answer of several is marked not exportable (NOT_EXPORTABLE, exit 1); with --allow-partial, the others', async () => {
+    answer = (req) => succeeded(req.name, { data: entry(req.name, { exportable: req.name !== 'b' }) });
+    const files = ['a', 'b', 'c'].map((n) => join(d.dir, `provisioned-${n}`));
+    const config = join(d.dir, 'provision-one-not-exportable.json');
+    writeFileSync(config, JSON.stringify({ secrets: ['a', 'b', 'c'].map((ID, i) => ({ ID, LocalPath: files[i] })) }));
+    const all = await kc('provision', ['--config', config]);
+    expectFailure(all, 1, 'NOT_EXPORTABLE');
+    expect(all.stderr).to.contain('the key-server released "b" version 1, which it holds not exportable and so never releases: a fault of the key-server');
+    noValue(all);
+    expect(files.map((f) => existsSync(f))).to.deep.equal([false, false, false]);
+    const partial = expectSuccess(await kc('provision', ['--config', config, '--allow-partial']));
+    noValue(partial);
+    expect(files.map((f) => existsSync(f))).to.deep.equal([true, false, true]);
+  });
+
+  it('retrieve keeps no tag when an answer names another resource than asked (INTEGRITY, exit 4), naming the server\'s fault', async () => {
+    answer = (req) => {
+      const name = req.name === 'y' ? 'x' : req.name;
+      return succeeded(name, { data: entry(name) });
+    };
+    const r = await kc('retrieve', ['x', 'y']);
+    expectFailure(r, 4, 'INTEGRITY');
+    expect(r.stderr).to.contain('the key-server answered the retrieve of "y" with an answer for "x": a fault of the key-server');
+    noValue(r);
+    const held = await d.store(client, 'list-items');
+    expect(held.status, held.stderr).to.equal(0);
+    expect(held.out).not.to.match(/^[xy]\t/m);
+  });
 });
