@@ -209,6 +209,11 @@ describe('keyclient: answers from a faulty key-server', function () {
     // A refusal of a request a server could not read names no resource: taken as the refusal it is.
     answer = () => failed('', 'BAD_FIELD');
     await rejects(client.store('k', utf8('v')), 'BAD_FIELD');
+    // But not one saying the request was carried out (NOT_RECORDED) or may have been (OUTCOME_UNKNOWN): a request not read was not.
+    for (const code of ['NOT_RECORDED', 'OUTCOME_UNKNOWN']) {
+      answer = () => failed('', code, 7);
+      expect((await rejects(client.store('k', utf8('v')), 'INTEGRITY')).message).to.equal('the key-server answered the store of "k" with an answer for "": a fault of the key-server; nothing in it was taken');
+    }
     answer = (req) => failed(`${req.name}x`, 'NOT_FOUND');
     await rejects(client.retrieve('k'), 'INTEGRITY');
   });
