@@ -90,10 +90,12 @@ function listShows(what: string): string {
  * `r`, unless it names another resource than `req`: INTEGRITY. Answers are matched to requests by
  * their place on the connection alone, so the name is all that ties one to its request (two
  * pipelined stores answered in each other's place would report each other's versions). A refusal
- * naming none is a server's of a request it could not read.
+ * naming none is a server's of a request it could not read, and so did not carry out.
  */
 function answerTo(req: { action: Action; name: string }, r: KeyResponse): KeyResponse {
-  if (r.name === req.name || (r.name === '' && r.status === 'failed')) return r;
+  // Such a request was not carried out: its refusal cannot say it was, or may have been.
+  const unread = r.status === 'failed' && r.errorCode !== 'NOT_RECORDED' && r.errorCode !== 'OUTCOME_UNKNOWN';
+  if (r.name === req.name || (r.name === '' && unread)) return r;
   throw new CertifierError('INTEGRITY', `the key-server answered the ${req.action} of ${shown(req.name, 256)} with an answer for ${shown(r.name, 256)}: a fault of the key-server; nothing in it was taken`);
 }
 
