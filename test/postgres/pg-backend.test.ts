@@ -783,13 +783,17 @@ if (!bin) {
         const lost: string[] = [];
         const b = await track(PgBackend.open({ url: limited, poolSize: 20, log: (r) => lost.push(r.event) }));
         await storeAll(b, 'k');
-        expect(await connections()).to.equal(2);
+        expect(await connections(), 'never past the limit, which refused connections opened at once (one or more)').to.be.within(1, 2);
         // The limit raised, and one of its connections closed: it may open more again.
         await server.psql('postgres', `ALTER ROLE ${role} CONNECTION LIMIT 4`);
         await server.psql(db, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '${role}' LIMIT 1`);
         for (const until = Date.now() + 10_000; lost.length < 1 && Date.now() < until;) await new Promise((r) => setTimeout(r, 20));
+        // Its full size again at once, not after LIMIT_RETRY_MS. How many of the connections it then
+        // opens at once PostgreSQL takes is its own race: each starting backend counts the role's
+        // others, those starting beside it too, so several starting together may all be refused.
+        expect((b as unknown as { pool: { options: { max: number } } }).pool.options.max).to.equal(20);
         await storeAll(b, 'm');
-        expect(await connections()).to.equal(4);
+        expect(await connections()).to.be.within(1, 4);
         lost.length = 0;
         // Its connections ended and both slots taken by others: a pool with no connection at all cannot wait for one.
         const others = Array.from({ length: 4 }, () => new pg.Client({ connectionString: limited }));
@@ -813,11 +817,15 @@ if (!bin) {
         const { url, role, connections } = await limitedDb();
         const b = await track(PgBackend.open({ url, poolSize: 20, limitRetryMs: 300 }));
         await storeAll(b, 'k');
-        expect(await connections()).to.equal(2);
+        expect(await connections(), 'never past the limit, which refused connections opened at once (one or more)').to.be.within(1, 2);
         // The limit raised while both connections stay open (busy replicas' connections never idle out).
         await server.psql('postgres', `ALTER ROLE ${role} CONNECTION LIMIT 4`);
-        await new Promise((r) => setTimeout(r, 400));
-        await storeAll(b, 'm');
+        // Each try opens many connections at once, and PostgreSQL may refuse them all but some (each
+        // starting backend counts those starting beside it): the pool gets to the new limit over tries.
+        for (let i = 0; i < 20 && (await connections()) < 4; i++) {
+          await new Promise((r) => setTimeout(r, 400));
+          await storeAll(b, `m${i}-`);
+        }
         expect(await connections()).to.equal(4);
       });
 
