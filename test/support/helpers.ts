@@ -60,6 +60,11 @@ export function run(program: Program, args: string[], options: RunOptions = {}):
   return spawnAndWait(process.execPath, [join(ROOT, 'cmd', 'bin', `${program}.js`), ...args], options);
 }
 
+/** Node's arguments that run test/support/`script` with `args`, from a bundle (test/support/bundled.mjs). */
+export function supportScript(script: string, args: string[]): string[] {
+  return [join(ROOT, 'test', 'support', 'bundled.mjs'), join('test', 'support', script), ...args];
+}
+
 /** Every subcommand's --help text, by program and subcommand, as the four programs build their commands (test/support/help-texts.ts). */
 export type Helps = Record<string, Record<string, string>>;
 export function helpTexts(): Helps {

@@ -9,7 +9,7 @@ import { execFileSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { checkWritable, describeErrno, dirIdentity, directoriesLookedIn, DirChecks, makeOwnDirs, makePrivateDir, modeText, ownDirProblem, readFileLimited, readSecretFile, realLocation, refuseOwnFiles, refuseReplaceable, stageFile, unmakeDirs, unmakeHeld, unmakeHeldAndDirs, writeFileAtomic, writeFilesAtomic } from '../../lib/files/index.ts';
-import { tempDir } from '../support/helpers.ts';
+import { supportScript, tempDir } from '../support/helpers.ts';
 import { rejects } from '../support/rejects.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -416,7 +416,7 @@ describe('lib/files', () => {
   });
 
   async function stagedChild(path: string, mode?: string) {
-    const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'test/support/stage-and-wait.ts'), path, ...(mode ? [mode] : [])], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, supportScript('stage-and-wait.ts', [path, ...(mode ? [mode] : [])]), { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     child.stdout.on('data', (d) => (out += d));
     while (!out.includes('staged')) await once(child.stdout, 'data');
@@ -455,7 +455,7 @@ describe('lib/files', () => {
     for (const [op, n] of [['link', 1], ['rename', 1], ['link', 2], ['unlink', 1], ['unlink', 2]] as const) {
       it(`leaves both files old, or both new once all stand, when a signal comes ${when} ${op} #${n} of a commitAll, and no temporary file`, async () => {
         writeFileSync(join(tmp.dir, 'a'), 'old');
-        const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'test/support/signal-in-commit.ts'), tmp.dir, op, String(n), when], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+        const child = spawn(process.execPath, supportScript('signal-in-commit.ts', [tmp.dir, op, String(n), when]), { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
         const [code, sig] = await once(child, 'exit');
         expect([code, sig]).to.deep.equal([null, 'SIGTERM']);
         const state = { files: readdirSync(tmp.dir).sort(), a: readFileSync(join(tmp.dir, 'a'), 'utf8') };
