@@ -6,14 +6,14 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from '../../lib/crypto/index.ts';
 import { Cryptstore, KeyFileProtector } from '../../cryptstore/index.ts';
-import { ROOT, tempDir } from '../support/helpers.ts';
+import { ROOT, supportScript, tempDir } from '../support/helpers.ts';
 
 interface Ack { tag: string; version: number; seq: number }
 
 /** Runs the put stream until `acks` puts are acknowledged, then SIGKILLs it. */
 function streamThenKill(dir: string, keyFile: string, acks: number): Promise<Ack[]> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'test/support/put-stream.ts'), dir, keyFile, '4'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, supportScript('put-stream.ts', [dir, keyFile, '4']), { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     const seen: Ack[] = [];
     let buffer = '';
     let stderr = '';
