@@ -7,7 +7,7 @@ import { once } from 'node:events';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Cryptstore, KeyFileProtector } from '../../cryptstore/index.ts';
-import { ROOT, tempDir } from '../support/helpers.ts';
+import { ROOT, supportScript, tempDir } from '../support/helpers.ts';
 
 describe('provision: files and tags all or none when a signal comes', function () {
   this.timeout(20_000);
@@ -16,7 +16,7 @@ describe('provision: files and tags all or none when a signal comes', function (
   afterEach(() => tmp.cleanup());
 
   async function signalled(when: 'before' | 'during' | 'partial') {
-    const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'test/support/signal-in-provision.ts'), tmp.dir, when], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, supportScript('signal-in-provision.ts', [tmp.dir, when]), { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
     child.stderr.on('data', (d) => (stderr += d));
     const [code, signal] = await once(child, 'exit');
