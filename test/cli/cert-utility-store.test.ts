@@ -11,7 +11,7 @@ import { Cryptstore, PassphraseProtector, sealBundle } from '../../cryptstore/in
 import { toPem } from '../../lib/pki/index.ts';
 import { spawn, spawnSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { ROOT, VECTORS, closedPort, linkToDeep, run, runScript, tempDir, type RunResult } from '../support/helpers.ts';
+import { ROOT, VECTORS, closedPort, linkToDeep, run, runScript, supportScript, tempDir, type RunResult } from '../support/helpers.ts';
 
 const CHEAP = ['--scrypt-log-n', '10'];
 const PASSPHRASE = 'correct horse battery staple\n';
@@ -852,7 +852,7 @@ describe('cert-utility store commands (transcripts)', function () {
       expect((await cu(['create-store', '--store', 'held-store', '--key-file', 'held.key'])).status).to.equal(0);
       // The child waits on its signal, never on a clock (see it); the limit only keeps a signal that
       // failed to end it from hanging the test (it then ends with SIGTERM, and the test fails).
-      const child = (when: string) => spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'test/support/signal-in-store-change.ts'), join(tmp.dir, 'held-store'), join(tmp.dir, 'held.key'), when], { cwd: ROOT, encoding: 'utf8', timeout: 45_000 });
+      const child = (when: string) => spawnSync(process.execPath, supportScript('signal-in-store-change.ts', [join(tmp.dir, 'held-store'), join(tmp.dir, 'held.key'), when]), { cwd: ROOT, encoding: 'utf8', timeout: 45_000 });
       const held = async () => (await cu(['list-items', '--store', 'held-store', '--key-file', 'held.key', '--json'])).json().items.map((i: { version: number }) => i.version);
       const before = child('before');
       expect([before.status, before.signal], before.stderr).to.deep.equal([null, 'SIGINT']);
