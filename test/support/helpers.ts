@@ -68,7 +68,7 @@ export function supportScript(script: string, args: string[]): string[] {
 /** Every subcommand's --help text, by program and subcommand, as the four programs build their commands (test/support/help-texts.ts). */
 export type Helps = Record<string, Record<string, string>>;
 export function helpTexts(): Helps {
-  return JSON.parse(execFileSync(process.execPath, ['--import', './test/support/tsx.mjs', 'test/support/help-texts.ts'], { cwd: ROOT, encoding: 'utf8' }));
+  return JSON.parse(execFileSync(process.execPath, supportScript('help-texts.ts', []), { cwd: ROOT, encoding: 'utf8' }));
 }
 
 /**
