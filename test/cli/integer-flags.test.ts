@@ -8,13 +8,14 @@ import { execFileSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseHostPort } from '../../cmd/common/keys.ts';
+import { supportScript } from '../support/helpers.ts';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 type Query = [program: string, command: string, flag: string, value: string];
 type Parsed = { value?: unknown; error?: string };
 
 function parse(queries: Query[]): { numeric: string[][]; parsed: Parsed[] } {
-  return JSON.parse(execFileSync(process.execPath, ['--import', './test/support/tsx.mjs', 'test/support/option-parsers.ts', JSON.stringify(queries)], { cwd: ROOT, encoding: 'utf8' }));
+  return JSON.parse(execFileSync(process.execPath, supportScript('option-parsers.ts', [JSON.stringify(queries)]), { cwd: ROOT, encoding: 'utf8' }));
 }
 
 /** Every flag that takes a number: program, command, flag, and the values it takes. */
