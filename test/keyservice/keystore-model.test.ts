@@ -7,12 +7,12 @@ import { createInterface } from 'node:readline';
 import { randomBytes, toHex } from '../../lib/crypto/index.ts';
 import { KeyStore } from '../../lib/keyservice/keystore.ts';
 import { LevelBackend } from '../../lib/keyservice/level-backend.ts';
-import { ROOT, tempDir } from '../support/helpers.ts';
+import { ROOT, supportScript, tempDir } from '../support/helpers.ts';
 import { describeKeyStoreModel, reopenable, type ChildOp } from './keystore-model.ts';
 
 /** Sends `ops` to a keystore-child on `dir` and kills it (SIGKILL) once `killAfter` are answered: the answers, by index. */
 async function killedPart(dir: string, key: Uint8Array, ops: ChildOp[], killAfter: number): Promise<Map<number, unknown>> {
-  const child = spawn(process.execPath, ['--import', './test/support/tsx.mjs', 'test/support/keystore-child.ts', dir], { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, supportScript('keystore-child.ts', [dir]), { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'] });
   const exited = new Promise((resolve) => child.once('exit', resolve));
   const acked = new Map<number, unknown>();
   try {
