@@ -9,7 +9,7 @@ import { randomBytes, utf8 } from '../../lib/crypto/index.ts';
 import { Cryptstore, PassphraseProtector, exportStore, importStore, type Entry } from '../../cryptstore/index.ts';
 import type { ValidEntry } from '../../lib/wire/index.ts';
 import { PASSPHRASE_ENV, withPassphraseFile, withProtector } from '../../cmd/common/protection.ts';
-import { ROOT, tempDir } from '../support/helpers.ts';
+import { ROOT, supportScript, tempDir } from '../support/helpers.ts';
 import { copiesInMemory, memoryReadable } from '../support/process-memory.ts';
 import { rejects } from '../support/rejects.ts';
 
@@ -140,7 +140,7 @@ describe('cryptstore: values wiped once used', () => {
 
   /** Runs a child of test/support, waits for its "done", and counts the copies of `needle` in its memory. */
   async function copiesInChild(ctx: Mocha.Context, script: string, args: string[], needle: Uint8Array): Promise<number> {
-    const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'test/support', script), ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, supportScript(script, args), { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     try {
       let stderr = '';
       child.stderr.on('data', (d: Buffer) => (stderr += d));
