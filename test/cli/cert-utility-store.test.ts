@@ -886,7 +886,7 @@ describe('cert-utility store commands (transcripts)', function () {
       };
       // Read through LevelDB, which moves its log into a table on opening: the record is in a table, as in any store used for a while.
       const sealed = await raw('e!gone\u000000000001');
-      const child = (change: string) => spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'test/support/signal-in-store-change.ts'), dir, join(tmp.dir, 'held.key'), 'during', change], { cwd: ROOT, encoding: 'utf8', timeout: 45_000 });
+      const child = (change: string) => spawnSync(process.execPath, supportScript('signal-in-store-change.ts', [dir, join(tmp.dir, 'held.key'), 'during', change]), { cwd: ROOT, encoding: 'utf8', timeout: 45_000 });
       const holding = (bytes: Uint8Array) => readdirSync(dir).filter((f) => readFileSync(join(dir, f)).indexOf(bytes) >= 0);
       const deleted = child('delete');
       expect([deleted.status, deleted.signal], deleted.stderr).to.deep.equal([null, 'SIGINT']);
@@ -906,7 +906,7 @@ describe('cert-utility store commands (transcripts)', function () {
       const held = ['--store', 'held-store', '--key-file', 'held.key'];
       expect((await cu(['create-store', ...held])).status).to.equal(0);
       expect((await cu(['put-item', ...held, '--tag', 'gone', '--in', '-'], { input: 'deleted value' })).status).to.equal(0);
-      const r = spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'test/support/signal-in-store-change.ts'), join(tmp.dir, 'held-store'), join(tmp.dir, 'held.key'), 'during', 'delete-uncompacted'], { cwd: ROOT, encoding: 'utf8', timeout: 45_000 });
+      const r = spawnSync(process.execPath, supportScript('signal-in-store-change.ts', [join(tmp.dir, 'held-store'), join(tmp.dir, 'held.key'), 'during', 'delete-uncompacted']), { cwd: ROOT, encoding: 'utf8', timeout: 45_000 });
       expect([r.status, r.signal], r.stderr).to.deep.equal([null, 'SIGINT']);
       // Held for the write and its compaction, the signal ended the program silently when the compaction failed: the delete had been made.
       expect(r.stderr).to.contain('cert-utility: SIGINT came as the store was being changed: "gone" version 1 was deleted, but LevelDB\'s files may still hold what was deleted');
@@ -917,7 +917,7 @@ describe('cert-utility store commands (transcripts)', function () {
       writeFileSync(join(tmp.dir, 'held.key'), randomBytes(32));
       const held = ['--store', 'held-store', '--key-file', 'held.key'];
       expect((await cu(['create-store', ...held])).status).to.equal(0);
-      const r = spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'test/support/signal-in-store-change.ts'), join(tmp.dir, 'held-store'), join(tmp.dir, 'held.key'), 'during', 'put-failed'], { cwd: ROOT, encoding: 'utf8', timeout: 45_000 });
+      const r = spawnSync(process.execPath, supportScript('signal-in-store-change.ts', [join(tmp.dir, 'held-store'), join(tmp.dir, 'held.key'), 'during', 'put-failed']), { cwd: ROOT, encoding: 'utf8', timeout: 45_000 });
       expect([r.status, r.signal], r.stderr).to.deep.equal([null, 'SIGINT']);
       // The signal ended the program with nothing said: the operator could not tell the put from one made.
       expect(r.stderr).to.match(/^cert-utility: SIGINT came as the store was being changed, and the change failed: .*i\/o error.*; stopping$/m);
