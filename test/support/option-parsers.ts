@@ -1,7 +1,8 @@
 // A child process for the integer-flag test: builds the four programs' command trees as each
 // program does, without running one (as help-texts.ts), and parses the values it is given with
-// each flag's own parser. Prints one JSON document: the flags that take a number (<n>), and for
-// each query [program, command, flag, value] what the parser made of it ({ value } or { error }).
+// each flag's own parser. Prints one JSON document: the flags that take a number (<n>), for
+// each query [program, command, flag, value] what the parser made of it ({ value } or { error }),
+// and every subcommand with its required flags and arguments (the output-contract test).
 // Usage: node --import ./test/support/tsx.mjs test/support/option-parsers.ts '[["key-client","get","--version","010"]]'
 
 import { Command, type Option } from 'commander';
@@ -27,4 +28,7 @@ const parsed = (JSON.parse(process.argv[2] ?? '[]') as [string, string, string, 
   }
 });
 const numeric = [...programs].flatMap(([program, root]) => root.commands.flatMap((c) => c.options.filter((o) => /<n>$/.test(o.flags)).map((o) => [program, c.name(), o.long!])));
-process.stdout.write(JSON.stringify({ numeric, parsed }));
+const commands = [...programs].flatMap(([program, root]) => root.commands.filter((c) => c.name() !== 'help').map((c) => ({
+  program, command: c.name(), required: c.options.filter((o) => o.mandatory).map((o) => o.long!), args: c.registeredArguments.filter((a) => a.required).map((a) => a.name()),
+})));
+process.stdout.write(JSON.stringify({ numeric, parsed, commands }));
