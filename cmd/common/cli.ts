@@ -367,6 +367,13 @@ export async function run(program: Command, argv = process.argv): Promise<void> 
 }
 
 async function runOnce(program: Command, argv: string[]): Promise<void> {
+  // `prog help X`, X no command (a typo, a flag: `help --json`): a usage error, refused before
+  // commander writes the program's help (to stdout, for a flag), where only the error belongs.
+  const [first, asked] = argv.slice(2);
+  if (first === 'help' && asked !== undefined && asked !== '-h' && asked !== '--help' && !program.commands.some((c) => c.name() === asked || c.aliases().includes(asked))) {
+    process.exitCode = renderError(program, new CertifierError('USAGE', asked.startsWith('-') ? `help takes a command's name, not the flag '${asked}'` : `unknown command '${asked}'`));
+    return;
+  }
   try {
     await program.parseAsync(argv);
     process.exitCode = stdoutStatus ?? ExitStatus.ok;
@@ -376,14 +383,7 @@ async function runOnce(program: Command, argv: string[]): Promise<void> {
       return;
     }
     if (e instanceof CommanderError && e.code === 'commander.help') {
-      // `prog help [command]` asked for it (exit 0); no command at all, or `help` of a command
-      // that does not exist (commander then shows the program's help), is a usage error.
-      const [first, asked] = argv.slice(2);
-      const known = asked === undefined || program.commands.some((c) => c.name() === asked || c.aliases().includes(asked));
-      if (first === 'help' && !known) {
-        process.exitCode = renderError(program, new CertifierError('USAGE', `unknown command '${asked}'`));
-        return;
-      }
+      // `prog help [command]` asked for it (exit 0); no command at all is a usage error.
       process.exitCode = first === 'help' ? ExitStatus.ok : ExitStatus.usage;
       return;
     }

@@ -27,7 +27,7 @@ async function runAll(runs: [Program, string[]][], cwd: string): Promise<RunResu
   return results;
 }
 
-describe('the output contract of every subcommand: --help, and a usage mistake with and without --json', function () {
+describe('the output contract of the four programs and every subcommand: --help, and a usage mistake with and without --json', function () {
   this.timeout(120_000);
   let tmp: ReturnType<typeof tempDir>;
   before(() => (tmp = tempDir('contract-')));
@@ -68,5 +68,24 @@ describe('the output contract of every subcommand: --help, and a usage mistake w
       for (const r of [help, text, json]) check(`a stack trace: ${r.out}${r.stderr}`, !STACK.test(r.out) && !STACK.test(r.stderr));
     });
     expect(broken).to.deep.equal([]);
+  });
+
+  it('`PROGRAM help X` where X is no command (a flag, --json, a typo) is a usage error with nothing on stdout but the JSON document: the program\'s help went to stdout before it', async () => {
+    const programs: Program[] = ['cert-utility', 'simpleserver', 'key-server', 'key-client'];
+    const runs = programs.flatMap((p): [Program, string[]][] => [[p, ['help', '--json']], [p, ['help', 'bogus', '--json']], [p, ['help', '--bogus']], [p, ['help', 'bogus']]]);
+    const results = await runAll(runs, tmp.dir);
+    results.forEach((r, i) => {
+      const [program, args] = runs[i]!;
+      const name = `${program} ${args.join(' ')}`;
+      expect(r.status, name).to.equal(2);
+      if (args.includes('--json')) {
+        expect(r.out.split('\n'), name).to.have.length(2);
+        expect(r.json().error, name).to.include({ code: 'USAGE', exitStatus: 2 });
+        expect(r.stderr, name).to.equal('');
+      } else {
+        expect(r.out, name).to.equal('');
+        expect(r.stderr, name).to.contain(`${program}: error: `).and.contain(args[1]).and.contain('[USAGE]');
+      }
+    });
   });
 });
