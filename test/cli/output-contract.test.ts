@@ -1,10 +1,9 @@
 // The output contract (README, "Reference" and "Errors and exit statuses"), for every subcommand
 // of the four programs, taken from their own command definitions (test/support/option-parsers.ts),
-// so a new subcommand is checked by itself: --help on stdout with status 0, and a usage mistake
-// (its required flags left out, or its required argument where it has no required flag) with
-// status 2, nothing on stdout without --json and one JSON document (code USAGE) with it, the
-// flag named, and no stack trace anywhere. Nothing here needs a server.
-
+// so a new subcommand is checked by itself: --help on stdout with status 0, offering --json; and
+// a usage mistake (its required flags left out, or its required argument where it has no required
+// flag) with status 2, nothing on stdout without --json and one JSON document (code USAGE) with
+// it, the flag named, and no stack trace anywhere. Nothing here needs a server.
 import { expect } from 'chai';
 import { execFileSync } from 'node:child_process';
 import { ROOT, run, supportScript, tempDir, type Program, type RunResult } from '../support/helpers.ts';
@@ -52,6 +51,7 @@ describe('the output contract of the four programs and every subcommand: --help,
       check(`--help exits ${help.status}`, help.status === 0);
       check('--help is not on stdout', help.out.startsWith(`Usage: ${name} `));
       check(`--help writes to stderr: ${help.stderr}`, help.stderr === '');
+      check('--help offers no --json', /^\s+--json\s/m.test(help.out));
       check(`the mistake exits ${text.status}`, text.status === 2);
       check(`the mistake writes to stdout: ${text.out}`, text.out === '');
       check(`stderr does not name the flag: ${text.stderr}`, text.stderr.includes(`${s.program}: error: ${named(s)}`) && text.stderr.includes('[USAGE]'));
