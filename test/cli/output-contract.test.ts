@@ -4,6 +4,7 @@
 // a usage mistake (its required flags left out, or its required argument where it has no required
 // flag) with status 2, nothing on stdout without --json and one JSON document (code USAGE) with
 // it, the flag named, and no stack trace anywhere. Nothing here needs a server.
+
 import { expect } from 'chai';
 import { execFileSync } from 'node:child_process';
 import { ROOT, run, supportScript, tempDir, type Program, type RunResult } from '../support/helpers.ts';
