@@ -12,7 +12,7 @@ import { describeCrl, describeSnpEvidence, MAX_CRL_BYTES, refuseOlderCrls, SEV_E
 import { validatePolicyCert } from '../lib/pki/index.ts';
 import { platformWarnings, policyEnds, policyNotInForce, rootsWithoutCrl, SESSION_BINDING_BYTES, startCertifier } from '../lib/certifier/index.ts';
 import { collect, createProgram, intInRange, note, run, subcommand, warn, type JsonOption } from './common/cli.ts';
-import { parseHostPort, readCertificateFile, readPrivateKeyFile, policyDomain } from './common/keys.ts';
+import { parseHostPort, readCertificateFile, readPrivateKeyFile, policyDomain, validPolicyCert } from './common/keys.ts';
 import { logLine, runUntilSignal } from './common/server.ts';
 
 const P = 'simpleserver';
@@ -37,7 +37,7 @@ subcommand<JsonOption & { policyKey: string; policyCert: string; policy: string;
     // HOST:PORT, a usage error before any file is read (it came once the policy was loaded).
     const { host, port } = parseHostPort(o.listen, '--listen', { listen: true });
     const [policyKey, policyCert] = await Promise.all([readPrivateKeyFile(o.policyKey), readCertificateFile(o.policyCert)]);
-    const pc = validatePolicyCert(policyCert, new Date());
+    const pc = validPolicyCert(policyCert);
     if (!sameKey(pc.publicKey, policyKey)) throw new CertifierError('INVALID_KEY', `${o.policyKey} is not the key of ${o.policyCert}`);
     const policy = loadPolicy(await readFileLimited(o.policy, 4 * 1024 * 1024), pc.publicKey);
     const amdCrls = await loadCrls(o.amdCrl, policy, new Date());

@@ -7,7 +7,7 @@ import { escapeInvisible, printableName } from '../../lib/wire/index.ts';
 import { exportPrivateKey, generateKeyPair, toHex, type KeyAlg } from '../../lib/crypto/index.ts';
 import type { KeyObject } from 'node:crypto';
 import { checkWritable, inDir, makePrivateDir, readFileLimited, realFilePath, refuseOwnFiles, refuseReplaceable, refuseReplaceableDir, writeFileAtomic, writeFilesAtomic } from '../../lib/files/index.ts';
-import { clockBehind, createPolicyCert, domainOfPolicyOrganization, issueAdmissionCert, parseCertificate, platformProblem, readCertificate, toPem, validatePolicyCert, type ParsedCert } from '../../lib/pki/index.ts';
+import { clockBehind, createPolicyCert, domainOfPolicyOrganization, issueAdmissionCert, parseCertificate, platformProblem, readCertificate, toPem, type ParsedCert } from '../../lib/pki/index.ts';
 import { SET_CLOCK } from '../../lib/util/clock.ts';
 import { loadPolicy, makePolicy, sameKey, SEV_SNP_PLATFORM, type Policy } from '../../lib/policy/index.ts';
 import { generateSimulatedPlatform, PLATFORM_CERT_ORGANIZATION, platformCertificate, TEST_PLATFORM_WARNING } from '../../lib/attest/index.ts';
@@ -18,7 +18,7 @@ import { openToCertify } from '../common/new-store.ts';
 import { collect, dirArg, domainName, explainTimeout, fileOut, intInRange, note, subcommand, warn, type JsonOption } from '../common/cli.ts';
 import { storeOptions, withProtector, type ProtectionOptions } from '../common/protection.ts';
 import { checkPlatformFlags, loadPlatform } from '../common/platform.ts';
-import { KEY_FILE_LIMIT, measureFile, parseHostPort, policyDomain, requirePolicyDomain, publicKeyFrom, parseMeasurementHex, readCertificateFile, readMeasurementFile, readPrivateKeyFile, readPublicKeyFile } from '../common/keys.ts';
+import { KEY_FILE_LIMIT, measureFile, parseHostPort, policyDomain, requirePolicyDomain, publicKeyFrom, parseMeasurementHex, readCertificateFile, readMeasurementFile, readPrivateKeyFile, readPublicKeyFile, validPolicyCert } from '../common/keys.ts';
 import { describeCert } from '../common/certs.ts';
 import { timeoutFlag, waitsOf, type TimeoutOption } from '../common/timeout.ts';
 import { checkSnpFlags, snpPolicyOptions, snpPolicyParts, type SnpPolicyFlags } from './snp-policy.ts';
@@ -161,7 +161,7 @@ export function addTrustCommands(program: Command): void {
     async (o, _args, measurements) => {
       refuseOwnFiles(o.out, { dirs: [], files: [o.policyKey, o.policyCert, ...o.trustPlatform, ...o.trustAmdRootCert] }, `--out ${o.out}`);
       const [policyKey, policyCert] = await Promise.all([readPrivateKeyFile(o.policyKey), readCertificateFile(o.policyCert)]);
-      const pc = validatePolicyCert(policyCert, new Date());
+      const pc = validPolicyCert(policyCert);
       if (!sameKey(pc.publicKey, policyKey)) throw new CertifierError('INVALID_KEY', `${o.policyKey} is not the key of ${o.policyCert}`);
       const now = new Date();
       const notAfter = new Date(now.getTime() + o.days * DAY);
@@ -218,7 +218,7 @@ export function addTrustCommands(program: Command): void {
   subcommand<JsonOption & { policy: string; policyCert: string }>(program, 'print-policy', 'verify a policy file and print its statements (an SEV-SNP property claim\'s with the machines it suits)',
     async (o) => {
       const policyCert = await readCertificateFile(o.policyCert);
-      const pc = validatePolicyCert(policyCert, new Date());
+      const pc = validPolicyCert(policyCert);
       const policy = policySignedBy(await readFileLimited(o.policy, 4 * 1024 * 1024), pc, o.policyCert);
       // Verified is not in force: a claim that has ended (or not begun) admits nobody now.
       const now = new Date();
@@ -318,7 +318,7 @@ export function addTrustCommands(program: Command): void {
       const measurement = parseMeasurementHex(o.measurement, '--measurement');
       refuseOwnFiles(o.out, { dirs: [], files: [o.policyKey, o.policyCert, o.publicKey] }, `--out ${o.out}`);
       const [policyKey, policyCert, subject] = await Promise.all([readPrivateKeyFile(o.policyKey), readCertificateFile(o.policyCert), readPublicKeyFile(o.publicKey)]);
-      const pc = validatePolicyCert(policyCert, new Date());
+      const pc = validPolicyCert(policyCert);
       if (!sameKey(pc.publicKey, policyKey)) throw new CertifierError('INVALID_KEY', `${o.policyKey} is not the key of ${o.policyCert}`);
       refusePolicyKeyAsSubject(subject, policyKey, o.publicKey);
       const der = await issueAdmissionCert({
@@ -345,7 +345,7 @@ export function addTrustCommands(program: Command): void {
     async (o) => {
       refuseOwnFiles(o.out, { dirs: [], files: [o.policyKey, o.policyCert, o.publicKey] }, `--out ${o.out}`);
       const [policyKey, policyCert, subject] = await Promise.all([readPrivateKeyFile(o.policyKey), readCertificateFile(o.policyCert), readPublicKeyFile(o.publicKey)]);
-      const pc = validatePolicyCert(policyCert, new Date());
+      const pc = validPolicyCert(policyCert);
       if (!sameKey(pc.publicKey, policyKey)) throw new CertifierError('INVALID_KEY', `${o.policyKey} is not the key of ${o.policyCert}`);
       refusePolicyKeyAsSubject(subject, policyKey, o.publicKey);
       const der = await issueRoleCert({ policyKey, policyCert, subjectPublicKey: subject, role: o.role, domain: policyDomain(policyCert), validitySeconds: o.days * 86_400 });

@@ -108,19 +108,26 @@ export function policyDomain(policyCert: Uint8Array | ParsedCert): string {
 }
 
 /**
+ * validatePolicyCert at `at` by this machine's clock, a refusal for one not valid yet saying what
+ * to do: on a VM booting before NTP, or a domain owner's machine whose clock went back, this
+ * machine's clock is behind, and that is what to say.
+ */
+export function validPolicyCert(policyCert: Uint8Array, at = new Date()): ParsedCert {
+  try {
+    return validatePolicyCert(policyCert, at);
+  } catch (e) {
+    throw withPolicyDateFix(e);
+  }
+}
+
+/**
  * Checks the policy certificate (read from `path`) is valid now and names `domain`: a mistyped
  * --domain, or another deployment's certificate, is a usage mistake found before anything is
  * opened, made or asked for (else a machine would be certified, and its identity kept, under a
  * domain its certificates do not name).
  */
 export function requirePolicyDomain(policyCert: Uint8Array, domain: string, path: string, at = new Date()): ParsedCert {
-  let parsed;
-  try {
-    parsed = validatePolicyCert(policyCert, at);
-  } catch (e) {
-    // Not valid yet: on a VM booting before NTP, this machine's clock behind, and that is what to say.
-    throw withPolicyDateFix(e);
-  }
+  const parsed = validPolicyCert(policyCert, at);
   const named = policyDomain(parsed);
   if (named !== domain) throw new CertifierError('USAGE', `--domain ${domain} is not the domain of ${path} (${named})`);
   return parsed;
