@@ -147,10 +147,15 @@ export function parseMeasurementHex(hex: string, flag?: string): Uint8Array {
 /** A measurement file: the raw 32 or 48 bytes (as the original tools write them), or hex text. */
 export async function readMeasurementFile(path: string): Promise<Uint8Array> {
   const bytes = await readFileLimited(path, 1024);
-  if (bytes.length === 32 || bytes.length === 48) return bytes;
-  const text = Buffer.from(bytes).toString('latin1').trim();
+  const latin1 = Buffer.from(bytes).toString('latin1');
+  // 32 or 48 bytes of hex digits (hex cut short, "0x" and digits) are no hash, whose bytes are all
+  // such but by a chance below 1 in 10^33: taken raw, they would name another measurement.
+  const hexText = /^[0-9a-fA-FxX\s]+$/.test(latin1);
+  if ((bytes.length === 32 || bytes.length === 48) && !hexText) return bytes;
+  const text = latin1.trim();
   if (/^([0-9a-fA-F]{64}|[0-9a-fA-F]{96})$/.test(text)) return fromHex(text.toLowerCase());
-  throw new CertifierError('INVALID_INPUT', `${path} is not a measurement (32 or 48 raw bytes, or their hex)`);
+  const said = hexText ? `: it holds ${text.length} characters of hex text, where a measurement's hex is 64 or 96 digits alone (as cert-utility measure prints it)` : '';
+  throw new CertifierError('INVALID_INPUT', `${path} is not a measurement (32 or 48 raw bytes, or their hex)${said}`);
 }
 
 /** SHA-256 of a file, streamed: the simulated platform's measurement of a program. */

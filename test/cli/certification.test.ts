@@ -482,14 +482,17 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
         expectRefused(r, 1, 'INVALID_INPUT');
         expect(r.stderr).to.contain('a simulated-enclave measurement is 32 bytes, not 48');
       }
-      // Neither: 63 hex digits, 33 raw bytes, hex with a second line, and no bytes at all.
-      const odd: [string, string | Buffer][] = [['m-63.txt', `${M.slice(1)}\n`], ['m-33.bin', Buffer.alloc(33, 1)], ['m-two-lines.txt', `${M}\n${M}\n`], ['m-empty', '']];
+      // Neither: 63 hex digits, 33 raw bytes, hex with a second line, and no bytes at all; nor text
+      // that happens to be 32 or 48 bytes long (hex cut short, "0x" and 30 digits), which no hash is.
+      const odd: [string, string | Buffer][] = [['m-63.txt', `${M.slice(1)}\n`], ['m-33.bin', Buffer.alloc(33, 1)], ['m-two-lines.txt', `${M}\n${M}\n`], ['m-empty', ''],
+        ['m-32-digits.txt', M.slice(0, 32)], ['m-48-digits.txt', `${M.slice(0, 47)}\n`], ['m-0x.txt', `0x${M.slice(0, 30)}`]];
       for (const [file, content] of odd) writeFileSync(p(file), content);
       const runs = await Promise.all(odd.map(([file]) => cu(['list-items', ...sealed('stores/machine', 'platform', file)])));
       runs.forEach((r, i) => {
         expectRefused(r, 1, 'INVALID_INPUT');
         expect(r.stderr).to.contain(`${odd[i]![0]} is not a measurement (32 or 48 raw bytes, or their hex)`);
       });
+      expect(runs[4]!.stderr).to.contain('m-32-digits.txt is not a measurement (32 or 48 raw bytes, or their hex): it holds 32 characters of hex text, where a measurement\'s hex is 64 or 96 digits alone');
     });
 
     it('make-policy warns of a measurement no trusted platform can produce (its length), and of a trusted platform no measurement can admit, and writes the policy', async () => {
