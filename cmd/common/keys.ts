@@ -50,9 +50,8 @@ export async function readPublicKeyFile(path: string): Promise<KeyObject> {
 export function publicKeyFrom(bytes: Uint8Array, path: string): KeyObject {
   // Node would take the public half of a private key without a word: refuse, since a private key
   // where a public one will do is a key in the wrong place (a platform's, or a VM's).
-  if (/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(Buffer.from(bytes).toString('latin1'))) {
-    throw new CertifierError('INVALID_KEY', `${path} holds a private key: give the certificate or public key instead, and keep the private key where it is used`);
-  }
+  const privateKeyHere = () => new CertifierError('INVALID_KEY', `${path} holds a private key: give the certificate or public key instead, and keep the private key where it is used`);
+  if (/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(Buffer.from(bytes).toString('latin1'))) throw privateKeyHere();
   const errors: unknown[] = [];
   for (const read of [
     () => importPublicKey(bytes),
@@ -69,7 +68,19 @@ export function publicKeyFrom(bytes: Uint8Array, path: string): KeyObject {
   // parameters (here, or in a certificate), says so, rather than "no key".
   const refused = errors.map(refusedKey).find((e) => e !== undefined);
   if (refused) throw new CertifierError(refused.code, `${path}: ${refused.message}`, { cause: refused });
+  // The same mistake in DER (PKCS#8 or SEC1), which the PEM test above cannot see.
+  if (isPrivateKey(bytes)) throw privateKeyHere();
   throw new CertifierError('INVALID_KEY', `${path} holds no public key, certificate or key_message`, { cause: errors[0] });
+}
+
+/** Whether `bytes` are a private key importPrivateKey takes (its key never leaves this function). */
+function isPrivateKey(bytes: Uint8Array): boolean {
+  try {
+    importPrivateKey(bytes);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** `e`, or the key refusal a certificate's refusal wraps, when it refuses a key that was read (rather than finding none). */

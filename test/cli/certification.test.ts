@@ -7,7 +7,7 @@
 
 import { expect } from 'chai';
 import { execFile, spawn } from 'node:child_process';
-import { createHash, generateKeyPairSync } from 'node:crypto';
+import { createHash, createPrivateKey, generateKeyPairSync } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
@@ -1124,6 +1124,16 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
       expect(issue.status, issue.stderr).to.equal(1);
       expect(issue.stderr).to.contain('platform/platform-key.pem holds a private key: give the certificate or public key instead').and.to.contain('[INVALID_KEY]');
       expect(existsSync(p('never-cert.pem'))).to.equal(false);
+      // In DER too (PKCS#8, as openssl pkcs8 -outform DER writes it; SEC1, as openssl ec -outform DER), not "no public key".
+      const key = createPrivateKey(readFileSync(p('platform/platform-key.pem')));
+      writeFileSync(p('platform-key.p8.der'), key.export({ type: 'pkcs8', format: 'der' }), { mode: 0o600 });
+      writeFileSync(p('platform-key.sec1.der'), key.export({ type: 'sec1', format: 'der' }), { mode: 0o600 });
+      for (const der of ['platform-key.p8.der', 'platform-key.sec1.der']) {
+        const r = await cu(['issue-cert', '--policy-key', 'policy-key.pem', '--policy-cert', 'policy-cert.pem', '--public-key', der, '--measurement', M, '--out', 'never-cert.pem', '--json']);
+        expect([r.status, JSON.parse(r.out).error], r.stderr).to.deep.equal([1, { code: 'INVALID_KEY', exitStatus: 1,
+          message: `${der} holds a private key: give the certificate or public key instead, and keep the private key where it is used` }]);
+        expect(existsSync(p('never-cert.pem'))).to.equal(false);
+      }
       const policy = await cu(['make-policy', '--policy-key', 'policy-key.pem', '--policy-cert', 'policy-cert.pem', '--trust-platform', 'platform/platform-key.pem',
         '--trust-measurement', M, '--out', 'never-policy.bin']);
       expect(policy.status, policy.stderr).to.equal(1);
