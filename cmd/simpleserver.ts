@@ -12,7 +12,7 @@ import { describeCrl, describeSnpEvidence, MAX_CRL_BYTES, refuseOlderCrls, SEV_E
 import { validatePolicyCert } from '../lib/pki/index.ts';
 import { platformWarnings, policyEnds, policyNotInForce, rootsWithoutCrl, SESSION_BINDING_BYTES, startCertifier } from '../lib/certifier/index.ts';
 import { collect, createProgram, intInRange, note, run, subcommand, warn, type JsonOption } from './common/cli.ts';
-import { parseHostPort, readCertificateFile, readPrivateKeyFile, policyDomain, validPolicyCert } from './common/keys.ts';
+import { parseHostPort, readCertificateFile, readPrivateKeyFile, policyDomain, policySignedBy, validPolicyCert } from './common/keys.ts';
 import { logLine, runUntilSignal } from './common/server.ts';
 
 const P = 'simpleserver';
@@ -39,7 +39,7 @@ subcommand<JsonOption & { policyKey: string; policyCert: string; policy: string;
     const [policyKey, policyCert] = await Promise.all([readPrivateKeyFile(o.policyKey), readCertificateFile(o.policyCert)]);
     const pc = validPolicyCert(policyCert);
     if (!sameKey(pc.publicKey, policyKey)) throw new CertifierError('INVALID_KEY', `${o.policyKey} is not the key of ${o.policyCert}`);
-    const policy = loadPolicy(await readFileLimited(o.policy, 4 * 1024 * 1024), pc.publicKey);
+    const policy = policySignedBy(await readFileLimited(o.policy, 4 * 1024 * 1024), pc, o.policyCert, o.policy);
     const amdCrls = await loadCrls(o.amdCrl, policy, new Date());
     let inForce = amdCrls;
     const log = logLine(P, o.logJson === true);
@@ -90,7 +90,7 @@ subcommand<JsonOption & { policy: string; policyCert: string; evidence: string; 
     const at = o.at !== undefined ? isoTime(o.at, '--at') : new Date();
     const policyCert = await readCertificateFile(o.policyCert);
     const pc = validatePolicyCert(policyCert, at);
-    const policy = loadPolicy(await readFileLimited(o.policy, 4 * 1024 * 1024), pc.publicKey);
+    const policy = policySignedBy(await readFileLimited(o.policy, 4 * 1024 * 1024), pc, o.policyCert, o.policy);
     const amdCrls = await loadCrls(o.amdCrl, policy, at);
     // What serve says at start of the same policy and lists: a decision here skips that check too.
     const warnings = revocationWarnings(policy, amdCrls);

@@ -2,15 +2,15 @@
 // the signed policy, certification (init-trust), direct issuing (issue-cert) and show-cert.
 
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { CertifierError, isCertifierError } from '../../lib/errors/index.ts';
+import { CertifierError } from '../../lib/errors/index.ts';
 import { escapeInvisible, printableName } from '../../lib/wire/index.ts';
 import { exportPrivateKey, generateKeyPair, toHex, type KeyAlg } from '../../lib/crypto/index.ts';
 import type { KeyObject } from 'node:crypto';
 import { checkWritable, inDir, makePrivateDir, readFileLimited, realFilePath, refuseOwnFiles, refuseReplaceable, refuseReplaceableDir, writeFileAtomic, writeFilesAtomic } from '../../lib/files/index.ts';
-import { clockBehind, createPolicyCert, domainOfPolicyOrganization, issueAdmissionCert, parseCertificate, platformProblem, readCertificate, toPem, type ParsedCert } from '../../lib/pki/index.ts';
+import { clockBehind, createPolicyCert, issueAdmissionCert, parseCertificate, platformProblem, readCertificate, toPem } from '../../lib/pki/index.ts';
 import { SET_CLOCK } from '../../lib/util/clock.ts';
 import { loadPolicy, makePolicy, sameKey, SEV_SNP_PLATFORM, type Policy } from '../../lib/policy/index.ts';
-import { generateSimulatedPlatform, PLATFORM_CERT_ORGANIZATION, platformCertificate, TEST_PLATFORM_WARNING } from '../../lib/attest/index.ts';
+import { generateSimulatedPlatform, platformCertificate, TEST_PLATFORM_WARNING } from '../../lib/attest/index.ts';
 import { AUTHORITY_PLATFORM, claimLayout, claimProduct, endsWithPolicyCert, initTrust, noRenewalPast, platformWarnings, ROLE_PLATFORM_PREFIX } from '../../lib/certifier/index.ts';
 import { checkRoleName, issueRoleCert } from '../../lib/keyservice/roles.ts';
 import { storeFiles } from '../common/io.ts';
@@ -18,7 +18,7 @@ import { openToCertify } from '../common/new-store.ts';
 import { collect, dirArg, domainName, explainTimeout, fileOut, intInRange, note, subcommand, warn, type JsonOption } from '../common/cli.ts';
 import { storeOptions, withProtector, type ProtectionOptions } from '../common/protection.ts';
 import { checkPlatformFlags, loadPlatform } from '../common/platform.ts';
-import { KEY_FILE_LIMIT, measureFile, parseHostPort, policyDomain, requirePolicyDomain, publicKeyFrom, parseMeasurementHex, readCertificateFile, readMeasurementFile, readPrivateKeyFile, readPublicKeyFile, validPolicyCert } from '../common/keys.ts';
+import { KEY_FILE_LIMIT, measureFile, parseHostPort, policyDomain, requirePolicyDomain, publicKeyFrom, parseMeasurementHex, readCertificateFile, readMeasurementFile, policySignedBy, readPrivateKeyFile, readPublicKeyFile, validPolicyCert } from '../common/keys.ts';
 import { describeCert } from '../common/certs.ts';
 import { timeoutFlag, waitsOf, type TimeoutOption } from '../common/timeout.ts';
 import { checkSnpFlags, snpPolicyOptions, snpPolicyParts, type SnpPolicyFlags } from './snp-policy.ts';
@@ -49,21 +49,6 @@ function checkPlatformCertDates(file: string, bytes: Uint8Array, now: Date, clai
     throw new CertifierError('CERT_EXPIRED', `the platform certificate ${file} is valid from ${cert.notBefore.toISOString()} to ${cert.notAfter.toISOString()}, not now${behind}`);
   }
   if (cert.notAfter < claimsEnd) warn(P, `the platform certificate ${file} ends at ${cert.notAfter.toISOString()}, before the policy's claims (${claimsEnd.toISOString()}); the policy trusts its key until then`);
-}
-
-/**
- * loadPolicy with the key of `pc`, read from `file` as the policy certificate. A platform's
- * certificate is self-signed and a CA as a policy certificate is, so it passes for one: a policy
- * not signed by its key then also says the file is no policy certificate, and what it is.
- */
-function policySignedBy(bytes: Uint8Array, pc: ParsedCert, file: string): Policy {
-  try {
-    return loadPolicy(bytes, pc.publicKey);
-  } catch (e) {
-    if (!isCertifierError(e, 'POLICY_INVALID') || e.details?.reason !== 'other-signer' || pc.organizations.some((org) => domainOfPolicyOrganization(org) !== undefined)) throw e;
-    const what = pc.organizations.includes(PLATFORM_CERT_ORGANIZATION) ? 'a platform\'s certificate' : 'a certificate naming no policy domain (O=<domain>/policyAuthority)';
-    throw new CertifierError('POLICY_INVALID', `${e.message}: ${file} is not a policy certificate but ${what} (${pc.subject}): give the policy certificate generate-policy-key wrote (its --cert-out)`, { cause: e, details: e.details });
-  }
 }
 
 /** What print-policy says of an SEV-SNP property claim: the machines it can admit (claimLayout). */
@@ -219,7 +204,7 @@ export function addTrustCommands(program: Command): void {
     async (o) => {
       const policyCert = await readCertificateFile(o.policyCert);
       const pc = validPolicyCert(policyCert);
-      const policy = policySignedBy(await readFileLimited(o.policy, 4 * 1024 * 1024), pc, o.policyCert);
+      const policy = policySignedBy(await readFileLimited(o.policy, 4 * 1024 * 1024), pc, o.policyCert, o.policy);
       // Verified is not in force: a claim that has ended (or not begun) admits nobody now.
       const now = new Date();
       const windows = [...policy.platforms, ...policy.measurements, ...policy.properties];

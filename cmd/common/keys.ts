@@ -4,7 +4,9 @@ import { createHash, type KeyObject } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { isIPv6 } from 'node:net';
-import { CertifierError } from '../../lib/errors/index.ts';
+import { CertifierError, isCertifierError } from '../../lib/errors/index.ts';
+import { loadPolicy, type Policy } from '../../lib/policy/index.ts';
+import { PLATFORM_CERT_ORGANIZATION } from '../../lib/attest/index.ts';
 import { EXPLICIT_CURVE, fromHex, fromKeyMessage, importPrivateKey, importPublicKey, looksLikePem } from '../../lib/crypto/index.ts';
 import { decode, type KeyMessage } from '../../lib/wire/index.ts';
 import { domainOfPolicyOrganization, parseCertificate, readCertificate, validatePolicyCert, withPolicyDateFix, type ParsedCert } from '../../lib/pki/index.ts';
@@ -220,4 +222,25 @@ export async function warnIfShared(path: string, what: string): Promise<void> {
   if (!st?.isFile() || (st.mode & 0o026) === 0) return;
   const who = st.mode & 0o004 ? 'can be read by every user of the machine' : st.mode & 0o002 ? 'can be changed by every user of the machine' : 'can be changed by its group';
   warn(runningProgram(), `${what} ${path} ${who} (mode ${modeText(st.mode)}): chmod 600 ${path} (or 640 for a group that reads it)`);
+}
+
+/**
+ * loadPolicy (of `policyFile`) with the key of `pc`, read from `file` as the policy certificate. A
+ * policy signed by another key says what to do: for a policy certificate, another domain's or an
+ * earlier key's, that the two files do not go together; for a platform's certificate, which is
+ * self-signed and a CA as a policy certificate is and so passes for one, or any other naming no
+ * domain, that the file is no policy certificate, and what it is.
+ */
+export function policySignedBy(bytes: Uint8Array, pc: ParsedCert, file: string, policyFile: string): Policy {
+  try {
+    return loadPolicy(bytes, pc.publicKey);
+  } catch (e) {
+    if (!isCertifierError(e, 'POLICY_INVALID') || e.details?.reason !== 'other-signer') throw e;
+    const domain = pc.organizations.map(domainOfPolicyOrganization).find((d) => d !== undefined);
+    const what = pc.organizations.includes(PLATFORM_CERT_ORGANIZATION) ? 'a platform\'s certificate' : 'a certificate naming no policy domain (O=<domain>/policyAuthority)';
+    const fix = domain !== undefined
+      ? `${policyFile} was made under another policy key than the one of ${file} (domain ${domain}): give the policy certificate of the key that made it, or make the policy again with make-policy --policy-key and --policy-cert of this domain`
+      : `${file} is not a policy certificate but ${what} (${pc.subject}): give the policy certificate generate-policy-key wrote (its --cert-out)`;
+    throw new CertifierError('POLICY_INVALID', `${e.message}: ${fix}`, { cause: e, details: e.details });
+  }
 }
