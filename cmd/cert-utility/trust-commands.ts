@@ -5,7 +5,7 @@ import { InvalidArgumentError, Option, type Command } from 'commander';
 import { CertifierError } from '../../lib/errors/index.ts';
 import { escapeInvisible, printableName } from '../../lib/wire/index.ts';
 import { exportPrivateKey, generateKeyPair, toHex, type KeyAlg } from '../../lib/crypto/index.ts';
-import type { KeyObject } from 'node:crypto';
+import { createHash, type KeyObject } from 'node:crypto';
 import { checkWritable, inDir, makePrivateDir, readFileLimited, realFilePath, refuseOwnFiles, refuseReplaceable, refuseReplaceableDir, writeFileAtomic, writeFilesAtomic } from '../../lib/files/index.ts';
 import { clockBehind, createPolicyCert, issueAdmissionCert, parseCertificate, platformProblem, readCertificate, toPem } from '../../lib/pki/index.ts';
 import { SET_CLOCK } from '../../lib/util/clock.ts';
@@ -132,6 +132,7 @@ export function addTrustCommands(program: Command): void {
       if (o.out && args.length !== 1) throw new CertifierError('USAGE', '--out takes the measurement of exactly one FILE');
       const results = [];
       for (const f of args) results.push({ file: f, measurement: toHex(await measureFile(f)) });
+      for (const r of results) if (r.measurement === EMPTY_MEASUREMENT) warn(P, `${r.file} is empty: ${emptyMeasurement}`);
       if (o.out) refuseOwnFiles(o.out, { dirs: [], files: args }, `--out ${o.out}`);
       if (o.out) await writeFileAtomic(o.out, Buffer.from(results[0]!.measurement, 'hex'), { exclusive: !o.force, mode: 0o644 });
       // One line per file, as sha256sum prints: a name's newline or escape sequence shows escaped.
@@ -163,6 +164,7 @@ export function addTrustCommands(program: Command): void {
       const snpOnly = o.trustPlatform.length === 0;
       const simulatedOnly = o.trustAmdRoot.length === 0 && o.trustAmdRootCert.length === 0;
       for (const m of measurements) {
+        warnIfEmpty(m);
         if ((snpOnly && m.length !== 48) || (simulatedOnly && m.length !== 32)) {
           warn(P, `the measurement ${toHex(m)} is ${m.length} bytes, which no platform the policy trusts produces (${snpOnly ? 'SEV-SNP launch measurements are 48 bytes, 96 hex digits' : 'simulated-platform measurements are 32 bytes, 64 hex digits'}): it will admit nothing`);
         }
@@ -301,6 +303,7 @@ export function addTrustCommands(program: Command): void {
       if (o.platform.startsWith(ROLE_PLATFORM_PREFIX)) throw new CertifierError('USAGE', `--platform ${o.platform} names a role: use issue-role-cert`);
       // A usage error before any file is read (it came once the keys were read), naming the flag.
       const measurement = parseMeasurementHex(o.measurement, '--measurement');
+      warnIfEmpty(measurement);
       refuseOwnFiles(o.out, { dirs: [], files: [o.policyKey, o.policyCert, o.publicKey] }, `--out ${o.out}`);
       const [policyKey, policyCert, subject] = await Promise.all([readPrivateKeyFile(o.policyKey), readCertificateFile(o.policyCert), readPublicKeyFile(o.publicKey)]);
       const pc = validPolicyCert(policyCert);
@@ -368,6 +371,15 @@ function trustedMeasurements(o: { trustMeasurement: string[]; trustPlatform: str
   const same = measurements.findIndex((m, i) => measurements.findIndex((x) => Buffer.from(x).equals(Buffer.from(m))) !== i);
   if (same >= 0) throw new CertifierError('USAGE', `--trust-measurement ${toHex(measurements[same]!)} is given twice: the policy would say it twice`);
   return measurements;
+}
+
+/** SHA-256 of no bytes: what measure gives an empty file, a download that failed or a build that wrote nothing. */
+const EMPTY_MEASUREMENT = createHash('sha256').digest('hex');
+const emptyMeasurement = `${EMPTY_MEASUREMENT} is the measurement of an empty file (SHA-256 of no bytes): whatever is measured to it holds nothing; measure the program or image itself`;
+
+/** A measurement trusted or certified that is an empty file's is most likely a mistake: says so. */
+function warnIfEmpty(measurement: Uint8Array): void {
+  if (toHex(measurement) === EMPTY_MEASUREMENT) warn(P, emptyMeasurement);
 }
 
 /** A certificate never outlives its issuer's: says so when that cut --days short. */
