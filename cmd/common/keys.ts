@@ -60,11 +60,16 @@ export function publicKeyFrom(bytes: Uint8Array, path: string): KeyObject {
     () => parseCertificate(readCertificate(bytes)).publicKey,
     () => fromKeyMessage(decode<KeyMessage>('key_message', bytes)),
   ]) {
+    let key;
     try {
-      return read();
+      key = read();
     } catch (e) {
       errors.push(e);
+      continue;
     }
+    // A key_message may hold the private half (get-item of an exportable key pair): the same mistake.
+    if (key.type === 'private') throw privateKeyHere();
+    return key;
   }
   // A key of a kind we do not take (Ed25519, P-521, RSA-3072), or one on a curve given by its
   // parameters (here, or in a certificate), says so, rather than "no key".

@@ -1128,7 +1128,9 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
       const key = createPrivateKey(readFileSync(p('platform/platform-key.pem')));
       writeFileSync(p('platform-key.p8.der'), key.export({ type: 'pkcs8', format: 'der' }), { mode: 0o600 });
       writeFileSync(p('platform-key.sec1.der'), key.export({ type: 'sec1', format: 'der' }), { mode: 0o600 });
-      for (const der of ['platform-key.p8.der', 'platform-key.sec1.der']) {
+      // And as a Certifier key_message holding the private half, as get-item writes an exportable key pair.
+      writeFileSync(p('platform-key.key_message'), encode('key_message', toKeyMessage(key)), { mode: 0o600 });
+      for (const der of ['platform-key.p8.der', 'platform-key.sec1.der', 'platform-key.key_message']) {
         const r = await cu(['issue-cert', '--policy-key', 'policy-key.pem', '--policy-cert', 'policy-cert.pem', '--public-key', der, '--measurement', M, '--out', 'never-cert.pem', '--json']);
         expect([r.status, JSON.parse(r.out).error], r.stderr).to.deep.equal([1, { code: 'INVALID_KEY', exitStatus: 1,
           message: `${der} holds a private key: give the certificate or public key instead, and keep the private key where it is used` }]);
