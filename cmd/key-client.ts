@@ -4,7 +4,7 @@
 import type { Command } from 'commander';
 import { Option } from 'commander';
 import { createPublicKey } from 'node:crypto';
-import { CertifierError } from '../lib/errors/index.ts';
+import { CertifierError, isCertifierError } from '../lib/errors/index.ts';
 import { toHex } from '../lib/crypto/index.ts';
 import { ENTRY_TYPES, printableName, shown, tagProblem, visibleJson, type EntryType } from '../lib/wire/index.ts';
 import { checkWritable, DirChecks, readFileLimited, sweepLeftovers, type Leftover, type OwnFiles } from '../lib/files/index.ts';
@@ -15,7 +15,7 @@ import { KeyClient, checkServer, fetchAll, keepAll, provision, readProvisionConf
 import { DEFAULT_LIMITS, SECOND_TRY_PAUSE_MS } from '../lib/channel/index.ts';
 import { MAX_VALUE_BYTES } from '../lib/keyservice/protocol.ts';
 import { STORAGE_KEY_TAG } from '../lib/keyservice/keystore.ts';
-import { verifyRoleCredential } from '../lib/keyservice/roles.ts';
+import { NOT_A_ROLE, verifyRoleCredential } from '../lib/keyservice/roles.ts';
 import { sameKey } from '../lib/policy/index.ts';
 import { Cryptstore } from '../cryptstore/index.ts';
 import { addExamples, createProgram, domainName, run, versionOf, subcommand, note, printLines, printText, warn, type JsonOption, type Result } from './common/cli.ts';
@@ -145,6 +145,16 @@ async function withClient<T>(o: ClientOpts, flags: ClientFlags, fn: (client: Key
   });
 }
 
+/** verifyRoleCredential now, a machine's certificate given for a credential told what a credential is. */
+function credentialOf(chain: Uint8Array[], policyCert: Uint8Array): ReturnType<typeof verifyRoleCredential> {
+  try {
+    return verifyRoleCredential(chain, policyCert, new Date());
+  } catch (e) {
+    if (!isCertifierError(e, 'CREDENTIAL_INVALID') || e.details?.reason !== NOT_A_ROLE) throw e;
+    throw new CertifierError('CREDENTIAL_INVALID', `${e.message}: --credential-cert takes a role credential, which cert-utility issue-role-cert --role NAME makes for the holder's public key, not a machine's admission certificate`, { cause: e, details: e.details });
+  }
+}
+
 /**
  * Reads and checks the policy certificate and any credential, opens the store and loads this
  * machine's identity: what a connection to what `flags` say is made with; always closes the store.
@@ -159,7 +169,7 @@ async function withConnectOptions<T>(o: ClientOpts, flags: ClientFlags, fn: (opt
   // Checked here first, so an ended (or not yet valid) credential says so and when, rather than
   // the key-server's bare CERT_EXPIRED, without connecting.
   if (credential) {
-    const { peer } = verifyRoleCredential(credential.chain, policyCert, new Date());
+    const { peer } = credentialOf(credential.chain, policyCert);
     // A key that is not the certificate's would sign a challenge the server can only refuse.
     if (!sameKey(peer.publicKey, createPublicKey(credential.key))) throw new CertifierError('INVALID_KEY', `${o.credentialKey} is not the key of ${o.credentialCert}`);
   }

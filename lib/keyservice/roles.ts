@@ -27,6 +27,9 @@ export async function issueRoleCert(o: { policyKey: KeyObject; policyCert: Uint8
   });
 }
 
+/** The `reason` of verifyRoleCredential's refusal of a machine's certificate (one that names no role). */
+export const NOT_A_ROLE = 'not-a-role';
+
 /**
  * Validates a credential chain and returns the role it grants. A credential outside its dates at
  * `at` is CERT_EXPIRED (its message says which end, the time checked, and what to do: a new
@@ -46,6 +49,6 @@ export function verifyRoleCredential(chain: Uint8Array[], policyCert: Uint8Array
     }
     throw new CertifierError('CREDENTIAL_INVALID', `the credential is not valid: ${(cause as Error).message}`, { cause });
   }
-  if (!peer.platform.startsWith(ROLE_PREFIX)) throw new CertifierError('CREDENTIAL_INVALID', 'the credential is a machine certificate, not a role certificate');
+  if (!peer.platform.startsWith(ROLE_PREFIX)) throw new CertifierError('CREDENTIAL_INVALID', 'the credential is a machine certificate, not a role certificate', { details: { reason: NOT_A_ROLE } });
   return { role: peer.platform.slice(ROLE_PREFIX.length), peer };
 }

@@ -61,6 +61,18 @@ describe('key-client refuses before connecting', function () {
     expect(both.stderr).to.contain('key-client: warning: the private key role-key.pem can be read by every user of the machine (mode 0644): chmod 600 role-key.pem');
   });
 
+  it('refuses a machine\'s admission certificate given as --credential-cert, saying what a credential is and how one is made (CREDENTIAL_INVALID, exit 4)', async () => {
+    const cu = (args: string[]) => run('cert-utility', args, { cwd: tmp.dir });
+    const made = spawnSync('openssl', ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', 'holder-key.pem'], { cwd: tmp.dir });
+    expect(made.status).to.equal(0);
+    writeFileSync(join(tmp.dir, 'holder.pem'), spawnSync('openssl', ['pkey', '-in', 'holder-key.pem', '-pubout'], { cwd: tmp.dir }).stdout);
+    const again = await cu(['issue-cert', '--policy-key', 'policy-key.pem', '--policy-cert', 'policy-cert.pem', '--public-key', 'holder.pem', '--measurement', 'ab'.repeat(32), '--out', 'machine-cert.pem']);
+    expect(again.status, again.stderr).to.equal(0);
+    const r = await kc(['list', '--credential-cert', 'machine-cert.pem', '--credential-key', 'holder-key.pem']);
+    expect([r.status, r.out], r.stderr).to.deep.equal([4, '']);
+    expect(r.stderr).to.contain('key-client: error: the credential is a machine certificate, not a role certificate: --credential-cert takes a role credential, which cert-utility issue-role-cert --role NAME makes for the holder\'s public key, not a machine\'s admission certificate [CREDENTIAL_INVALID]');
+  });
+
   it('takes 1,000 names (500 with a credential) and refuses one more, before reading any file', async () => {
     const names = (n: number) => Array.from({ length: n }, (_, i) => `many/${i}`);
     const credential = ['--credential-cert', 'role-cert.pem', '--credential-key', 'role-key.pem'];
