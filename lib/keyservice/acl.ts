@@ -22,6 +22,7 @@ import { newNameProblem, tagProblem, visibleJson } from '../wire/index.ts';
 import { parseJsonText } from '../util/json.ts';
 import { checkRoleName, ROLE_NAME_RULE } from './roles.ts';
 import { compilePattern, patternMatches, type Pattern } from './acl-pattern.ts';
+import { RESERVED_PREFIX, STORAGE_KEY_TAG } from './keystore.ts';
 
 export const ACL_ACTIONS = ['store', 'retrieve', 'delete', 'list'] as const;
 export type AclAction = (typeof ACL_ACTIONS)[number];
@@ -96,6 +97,18 @@ export function patternProblem(p: string): string | undefined {
   if (notAName) return notAName;
   const notANewName = newNameProblem(p);
   return notANewName && `${notANewName}; a pattern is held to the rule on new key names, since one breaking it matches no key stored since`;
+}
+
+/**
+ * Why a pattern can match only the key-server's own keys, which no rule reaches (RESERVED_NAME),
+ * or undefined: a rule naming one allows nothing, though it reads as if it did. (The domain's own
+ * names are not known here; those two are the same in every deployment.)
+ */
+function reservedOnly(p: string): string | undefined {
+  const { prefix, codes } = compilePattern(p);
+  if (prefix.startsWith(RESERVED_PREFIX)) return `matches only names under ${RESERVED_PREFIX}, which the key-server keeps for itself and no rule reaches`;
+  if (codes.length === 0 && prefix === STORAGE_KEY_TAG) return "matches only the key-server's storage key, which no rule reaches";
+  return undefined;
 }
 
 /** May a list of `prefix` go ahead under this pattern (see the header)? */
@@ -189,7 +202,7 @@ function checkRule(r: unknown, at: string, problems: string[]): AclRule {
     });
     return out;
   };
-  rule.resources = list('resources', true, patternProblem);
+  rule.resources = list('resources', true, (p) => patternProblem(p) ?? reservedOnly(p));
   rule.actions = list('actions', true, (s) =>
     (ACL_ACTIONS as readonly string[]).includes(s) ? undefined : `is not one of ${ACL_ACTIONS.join(', ')}`) as AclAction[];
   rule.measurements = list('measurements', false, (s) => (MEASUREMENT_RE.test(s) ? undefined : 'is not 64 or 96 hex digits')).map((s) => s.toLowerCase());

@@ -19,6 +19,8 @@ import {
 export const KEY_RECORD_FORMAT = 1;
 /** The tag of the storage key in the key-server's own cryptstore. */
 export const STORAGE_KEY_TAG = 'key-server-storage-key';
+/** Names under it are kept for the key-server's own use: never served, listed nor stored by a client. */
+export const RESERVED_PREFIX = 'key-server/';
 export const MAX_KEY_VALUE_BYTES = 1024 * 1024;
 
 export interface StoreValueOptions {

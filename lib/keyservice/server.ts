@@ -10,13 +10,12 @@ import { admissionCertTag, authKeyTag, identityWatch, loadIdentity, requireMachi
 import type { Acl } from './acl.ts';
 import type { AuditLog } from './audit.ts';
 import type { KeyBackend } from './backend.ts';
-import { KeyStore, STORAGE_KEY_TAG, storageKeyId } from './keystore.ts';
+import { KeyStore, RESERVED_PREFIX, STORAGE_KEY_TAG, storageKeyId } from './keystore.ts';
 import { KeyService } from './handlers.ts';
 import { ReplicaJoin } from './replica.ts';
 import { renewIdentity, type RenewalOptions } from './renewal.ts';
 
-export { STORAGE_KEY_TAG } from './keystore.ts';
-export const RESERVED_PREFIX = 'key-server/';
+export { RESERVED_PREFIX, STORAGE_KEY_TAG } from './keystore.ts';
 
 /** The names a key-server of `domain` keeps for itself, which it never serves nor lists. */
 export function reservedNames(domain: string): { names: string[]; prefixes: string[] } {

@@ -125,3 +125,28 @@ describe('key-server check-acl: the directories above the ACL file, as named and
     }
   });
 });
+
+describe('key-server check-acl: a rule that can allow nothing', () => {
+  it('refuses a pattern only the key-server\'s own keys match (exit 1, saying why)', async () => {
+    const tmp = tempDir('check-acl-dead-');
+    try {
+      const file = join(tmp.dir, 'acl.json');
+      const m = 'ab'.repeat(32);
+      for (const [rule, problem] of [
+        [{ resources: ['key-server/*'], actions: ['retrieve'], measurements: [m] }, 'rules[0].resources[0] "key-server/*" matches only names under key-server/'],
+        [{ resources: ['key-server-storage-key'], actions: ['retrieve'], measurements: [m] }, 'rules[0].resources[0] "key-server-storage-key" matches only the key-server\'s storage key'],
+      ] as const) {
+        writeFileSync(file, JSON.stringify({ version: 1, rules: [rule] }), { mode: 0o600 });
+        const r = await run('key-server', ['check-acl', file]);
+        expect([r.status, r.out], r.stderr).to.deep.equal([1, '']);
+        expect(r.stderr).to.contain(problem).and.contain('[INVALID_INPUT]');
+      }
+      // A pattern that matches the key-server's names among others still allows the others.
+      writeFileSync(file, JSON.stringify({ version: 1, rules: [{ resources: ['key-server*', 'key-server-storage-key*', '**'], actions: ['retrieve'], measurements: [m] }] }), { mode: 0o600 });
+      const ok = await run('key-server', ['check-acl', file]);
+      expect(ok.status, ok.stderr).to.equal(0);
+    } finally {
+      tmp.cleanup();
+    }
+  });
+});
