@@ -2,7 +2,7 @@
 // domain, with an ACL and a hash-chained audit log.
 
 import { hostname } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, sep } from 'node:path';
 import { inDir, realFilePath, realLocation, unmakeDirs } from '../lib/files/index.ts';
 import { CertifierError } from '../lib/errors/index.ts';
 import type { Acl } from '../lib/keyservice/acl.ts';
@@ -50,6 +50,13 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & Timeo
     if (!certifier && given('timeout')) throw new CertifierError('USAGE', '--timeout goes with --certifier: it bounds the waits of a renewal through simpleserver');
     if (o.backupDir && o.backend !== 'level') throw new CertifierError('USAGE', '--backup-dir backs up the LevelDB key database; back up PostgreSQL with its own tools');
     if (o.backupKeep && !o.backupDir) throw new CertifierError('USAGE', '--backup-keep goes with --backup-dir');
+    if (o.backupDir) {
+      // Told apart as the kernel finds them (links followed, names not there yet taken as they would be made).
+      const [data, backups] = await Promise.all([realFilePath(o.data), realFilePath(o.backupDir)]);
+      if (backups === data || backups.startsWith(`${data}${sep}`)) {
+        throw new CertifierError('USAGE', `--backup-dir must be outside --data: ${o.backupDir} is ${backups === data ? '' : 'inside '}the key database's directory ${o.data}, so its backups would be lost or replaced with it (a disk lost, a restore into --data); give a directory elsewhere, on another disk ideally`);
+      }
+    }
     // Flags of the PostgreSQL backend are not silently ignored by the LevelDB one.
     if (o.backend !== 'postgres') {
       const pgOnly = ['pgUrl', 'pgPoolSize', 'replicaId'].filter(given);

@@ -336,6 +336,24 @@ describe('usage mistakes across the programs (exit 2, before any work)', () => {
     expect(existsSync(join(tmp.dir, 'kept-backups'))).to.equal(true);
   });
 
+  it('refuses a --backup-dir that is --data or inside it, also through a link (USAGE, before anything is made): the backups would go wherever the key database goes', async () => {
+    mkdirSync(join(tmp.dir, 'live'));
+    symlinkSync(join(tmp.dir, 'live'), join(tmp.dir, 'live-link'));
+    const serve = ['serve', '--domain', 'd', '--policy-cert', 'none.pem', '--store', 's', '--key-file', 'k'];
+    const runs = await Promise.all([
+      ['--data', 'live', '--backup-dir', 'live'],
+      ['--data', 'live', '--backup-dir', 'live/backups'],
+      ['--data', 'live-link', '--backup-dir', 'live/new/backups'],
+      ['--data', 'new-data', '--backup-dir', 'new-data/backups'],
+    ].map((flags) => run('key-server', [...serve, ...flags], { cwd: tmp.dir })));
+    for (const r of runs) {
+      expect(r.status, r.stderr).to.equal(2);
+      expect(r.stderr).to.contain('--backup-dir must be outside --data').and.contain('[USAGE]');
+    }
+    expect(readdirSync(join(tmp.dir, 'live'))).to.deep.equal([]);
+    expect(existsSync(join(tmp.dir, 'new-data'))).to.equal(false);
+  });
+
   it('refuses --pg-pool-size or KEY_SERVER_PG_URL without --backend postgres, a pool size outside 1 to 1000, and a --replica-id that cannot name a file (USAGE, before any file is read)', async () => {
     const base = ['serve', '--domain', 'd', '--policy-cert', 'none.pem', '--store', 's', '--key-file', 'k', '--data', 'data'];
     const env = { ...process.env, KEY_SERVER_PG_URL: 'postgres://u@127.0.0.1:1/keys?sslmode=disable' };
