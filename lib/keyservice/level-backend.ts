@@ -90,7 +90,7 @@ export class LevelBackend extends LevelBackup implements KeyBackend {
     } catch (e) {
       const cause = (e as { cause?: { code?: string; message?: string } }).cause;
       if (cause?.code === 'LEVEL_LOCKED') {
-        throw new CertifierError('STORE_LOCKED', `the key-server data directory is in use by another process (${dir})`, { cause: e, details: { path: dir } });
+        throw new CertifierError('STORE_LOCKED', `the key-server data directory is in use by another process (${dir}): stop the key-server serving it first, or give this one a --data of its own (a standby serves a copy of the primary's made while it was stopped, or a keys-TIME backup)`, { cause: e, details: { path: dir } });
       }
       // A full disk, say: LevelDB writes to a database to open it.
       const file = levelFileError(e, keyDatabase(dir), 'opened');

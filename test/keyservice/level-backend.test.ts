@@ -158,6 +158,8 @@ describe('LevelBackend', () => {
     try {
       const e = await rejects(LevelBackend.open(dir), 'STORE_LOCKED');
       expect(e.message).to.match(/the key-server data directory is in use by another process/);
+      // What to do: a standby started on the primary's --data while the primary runs was told only that.
+      expect(e.message).to.contain('stop the key-server serving it first, or give this one a --data of its own');
     } finally {
       await b.close();
     }
