@@ -132,8 +132,10 @@ export async function runUntilSignal(program: string, server: ChannelServer, jso
           o.log({ event: `${what}-abandoned`, reason: 'the server is stopping', ...(e instanceof Error ? { detail: e.message } : {}) });
           return;
         }
-        // What was in force serves on; the reason names the file and what is wrong with it.
-        o.log({ event: `${what}-failed`, code: e instanceof CertifierError ? e.code : 'INTERNAL', reason: e instanceof Error ? e.message : String(e), ...reads });
+        // What was in force serves on, and the line says so (a reader could take a failed reload
+        // for a server left without one); the reason names the file and what is wrong with it.
+        o.log({ event: `${what}-failed`, code: e instanceof CertifierError ? e.code : 'INTERNAL', reason: e instanceof Error ? e.message : String(e), ...reads,
+          ...(reads ? { kept: 'the one in force before serves on: fix the file, then send SIGHUP again' } : {}) });
       }
     }));
   };

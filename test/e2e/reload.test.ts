@@ -46,8 +46,8 @@ describe('e2e: SIGHUP reloads, and never stops a server', function () {
       writeFileSync(server.aclFile!, '{"version": 1, "rules": [');
       from = server.child.mark();
       hangUp(server);
-      // Which file was refused, named as the reloaded line names it.
-      expect(await server.child.waitForLog(/ reload-failed .*$/m, from)).to.match(/code=[A-Z_]+ reason=".*acl/i).and.match(new RegExp(` acl=${server.aclFile}$`));
+      // Which file was refused, named as the reloaded line names it, and that the ACL in force stays (not none, nor the file's).
+      expect(await server.child.waitForLog(/ reload-failed .*$/m, from)).to.match(/code=[A-Z_]+ reason=".*acl/i).and.match(new RegExp(` acl=${server.aclFile} kept="the one in force before serves on: fix the file, then send SIGHUP again"$`));
       expectSuccess(await d.kc(bob, server, 'retrieve', ['reload/k', '--out', '-']));
 
       // A pattern no key name stored since can match (not in Unicode form C) is refused, naming it.
@@ -172,7 +172,7 @@ describe('e2e: SIGHUP reloads, and never stops a server', function () {
       writeFileSync(policy, 'not a policy');
       from = child.mark();
       process.kill(child.pid, 'SIGHUP');
-      expect(await child.waitForLog(/ reload-failed .*$/m, from)).to.match(/code=[A-Z_]+/).and.match(new RegExp(` policy=${policy}$`));
+      expect(await child.waitForLog(/ reload-failed .*$/m, from)).to.match(/code=[A-Z_]+/).and.match(new RegExp(` policy=${policy} kept="the one in force before serves on: [^"]*"$`));
       expectSuccess(await initTrust(d.path('carol-3')));
 
       // Signed, but by a clock an hour ahead: none of its claims is in force yet. Refused too.
