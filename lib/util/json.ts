@@ -19,6 +19,8 @@ export function utf8Text(bytes: Uint8Array, what: string): string {
 export function parseJsonText(text: string, what: string): unknown {
   // A byte-order mark, as some editors save UTF-8, is not part of the text.
   if (text.startsWith('\ufeff')) text = text.slice(1);
+  // Nothing at all (a save cut short, a redirection that truncated it) is said so, not placed.
+  if (text.trim() === '') throw new CertifierError('INVALID_INPUT', `${what} is empty`, { details: { problems: ['empty'] } });
   let value: unknown;
   try {
     value = JSON.parse(text);

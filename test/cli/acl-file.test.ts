@@ -87,6 +87,23 @@ describe('key-server check-acl: an ACL edited by hand that is not JSON', () => {
   });
 });
 
+describe('key-server check-acl: an ACL file left empty', () => {
+  it('says the file is empty (an editor\'s save cut short, a redirection that truncated it), not that it stops being JSON at its first character', async () => {
+    const tmp = tempDir('check-acl-empty-');
+    try {
+      const file = join(tmp.dir, 'acl.json');
+      for (const text of ['', '\n', '  \n\t\n']) {
+        writeFileSync(file, text, { mode: 0o600 });
+        const r = await run('key-server', ['check-acl', file]);
+        expect([r.status, r.out], r.stderr).to.deep.equal([1, '']);
+        expect(r.stderr).to.equal('key-server: error: invalid ACL: the file is empty [INVALID_INPUT]\n');
+      }
+    } finally {
+      tmp.cleanup();
+    }
+  });
+});
+
 describe('key-server check-acl: the directories above the ACL file, as named and where its links lead', () => {
   it('refuses a file under a directory every user may write (0777, not sticky), or one reached through a link into such a directory; takes one under a sticky one', async () => {
     const tmp = tempDir('check-acl-dirs-');
