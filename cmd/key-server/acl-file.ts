@@ -20,10 +20,14 @@ export function aclFileProblem(file: string, st: Stats, dirs: LookedIn[], uid = 
 
 /**
  * Reads and parses the ACL file: INVALID_INPUT for one every user may change (a start refused, a
- * reload failed with the ACL in force kept), the warning returned for one its group may change.
+ * reload failed with the ACL in force kept), the warning returned for one its group may change
+ * and for rules that cannot do all they read as (Acl.warnings).
  * `regularOnly`: refuse anything but a regular file without waiting on it (a reload).
  */
 export async function readAclFile(file: string, regularOnly = false): Promise<{ acl: Acl; warning?: string }> {
-  const { bytes, warning } = await readControlFile(ACL_FILE, file, ACL_LIMIT, regularOnly);
-  return { acl: parseAcl(utf8Text(bytes, `invalid ACL: the file ${file}`)), ...(warning ? { warning } : {}) };
+  const read = await readControlFile(ACL_FILE, file, ACL_LIMIT, regularOnly);
+  const acl = parseAcl(utf8Text(read.bytes, `invalid ACL: the file ${file}`));
+  // The file's own warning, then what its rules cannot do.
+  const warning = [...(read.warning ? [read.warning] : []), ...acl.warnings].join('; ');
+  return { acl, ...(warning ? { warning } : {}) };
 }

@@ -51,6 +51,8 @@ export interface Acl {
   rules: AclRule[];
   /** The rules in the same order, compiled by parseAcl. */
   readonly compiled: readonly CompiledRule[];
+  /** What is taken but cannot do what it reads as (a rule's list that no pattern allows), for the operator (made by parseAcl). */
+  readonly warnings: readonly string[];
   /** The numbers of the rules naming each measurement, subject and role, in order (made by parseAcl). */
   readonly index: { measurements: Map<string, number[]>; subjects: Map<string, number[]>; roles: Map<string, number[]> };
 }
@@ -136,7 +138,16 @@ export function parseAcl(text: string): Acl {
   if (problems.length) {
     throw new CertifierError('INVALID_INPUT', `invalid ACL: ${problems.join('; ')}`, { details: { problems } });
   }
-  return { version: 1, rules, compiled: rules.map(compileRule), index: indexRules(rules) };
+  return { version: 1, rules, compiled: rules.map(compileRule), index: indexRules(rules), warnings: rules.flatMap(deadList) };
+}
+
+/**
+ * Why a rule's list allows nothing, or nothing: listing needs a pattern ending in ** (listAllows).
+ * Taken, not refused, since the rule's other actions may be meant, but said.
+ */
+function deadList(rule: AclRule, i: number): string[] {
+  if (!rule.actions.includes('list') || rule.resources.some((p) => p.endsWith('**'))) return [];
+  return [`rules[${i}] allows list, but none of its resources ends in **, so it allows no listing (listing a prefix needs a pattern ending in ** that matches it, as "vhd/**" does for "vhd/")`];
 }
 
 /** For each measurement, subject and role the rules name, the numbers of the rules naming it, in order. */

@@ -11,6 +11,16 @@ import { run, tempDir } from '../support/helpers.ts';
 const st = (mode: number, uid = 1000) => ({ mode: 0o100000 | mode, uid }) as Stats;
 const dir = (mode: number) => [{ path: '/etc/ks', st: { mode: 0o040000 | mode, uid: 0 } as Stats }];
 
+/** Runs `fn` with the path of an ACL file (not made yet) in a new temporary directory, removed after. */
+async function withAclFile(prefix: string, fn: (file: string) => Promise<void>): Promise<void> {
+  const tmp = tempDir(prefix);
+  try {
+    await fn(join(tmp.dir, 'acl.json'));
+  } finally {
+    tmp.cleanup();
+  }
+}
+
 describe('key-server: the ACL file\'s owner and mode', () => {
   const cases: [string, Stats, LookedIn[], 'refuse' | 'warn' | undefined, RegExp?][] = [
     ['0600, ours', st(0o600), dir(0o755), undefined],
@@ -87,20 +97,36 @@ describe('key-server check-acl: an ACL edited by hand that is not JSON', () => {
   });
 });
 
+describe('key-server check-acl: a rule whose list allows nothing', () => {
+  it('warns of a rule that allows list with no pattern ending in ** (listing needs one), and takes the ACL (exit 0)', async () => {
+    await withAclFile('check-acl-list-', async (file) => {
+      const m = 'ab'.repeat(32);
+      writeFileSync(file, JSON.stringify({ version: 1, rules: [
+        { resources: ['vhd/*'], actions: ['list', 'retrieve'], measurements: [m] },
+        { resources: ['vhd/**'], actions: ['list'], measurements: [m] },
+        { resources: ['disk', 'vm/*'], actions: ['list'], measurements: [m] },
+      ] }), { mode: 0o600 });
+      const r = await run('key-server', ['check-acl', file, '--json']);
+      expect(r.status, r.stderr).to.equal(0);
+      const out = r.json();
+      expect(out).to.deep.include({ ok: true, rules: 3 });
+      expect(out.warning).to.equal('rules[0] allows list, but none of its resources ends in **, so it allows no listing (listing a prefix needs a pattern ending in ** that matches it, as "vhd/**" does for "vhd/"); '
+        + 'rules[2] allows list, but none of its resources ends in **, so it allows no listing (listing a prefix needs a pattern ending in ** that matches it, as "vhd/**" does for "vhd/")');
+      expect(r.stderr).to.contain('warning: rules[0] allows list');
+    });
+  });
+});
+
 describe('key-server check-acl: an ACL file left empty', () => {
   it('says the file is empty (an editor\'s save cut short, a redirection that truncated it), not that it stops being JSON at its first character', async () => {
-    const tmp = tempDir('check-acl-empty-');
-    try {
-      const file = join(tmp.dir, 'acl.json');
+    await withAclFile('check-acl-empty-', async (file) => {
       for (const text of ['', '\n', '  \n\t\n']) {
         writeFileSync(file, text, { mode: 0o600 });
         const r = await run('key-server', ['check-acl', file]);
         expect([r.status, r.out], r.stderr).to.deep.equal([1, '']);
         expect(r.stderr).to.equal('key-server: error: invalid ACL: the file is empty [INVALID_INPUT]\n');
       }
-    } finally {
-      tmp.cleanup();
-    }
+    });
   });
 });
 
@@ -145,9 +171,7 @@ describe('key-server check-acl: the directories above the ACL file, as named and
 
 describe('key-server check-acl: a rule that can allow nothing', () => {
   it('refuses a pattern only the key-server\'s own keys match (exit 1, saying why)', async () => {
-    const tmp = tempDir('check-acl-dead-');
-    try {
-      const file = join(tmp.dir, 'acl.json');
+    await withAclFile('check-acl-dead-', async (file) => {
       const m = 'ab'.repeat(32);
       for (const [rule, problem] of [
         [{ resources: ['key-server/*'], actions: ['retrieve'], measurements: [m] }, 'rules[0].resources[0] "key-server/*" matches only names under key-server/'],
@@ -162,8 +186,6 @@ describe('key-server check-acl: a rule that can allow nothing', () => {
       writeFileSync(file, JSON.stringify({ version: 1, rules: [{ resources: ['key-server*', 'key-server-storage-key*', '**'], actions: ['retrieve'], measurements: [m] }] }), { mode: 0o600 });
       const ok = await run('key-server', ['check-acl', file]);
       expect(ok.status, ok.stderr).to.equal(0);
-    } finally {
-      tmp.cleanup();
-    }
+    });
   });
 });
