@@ -10,7 +10,7 @@ import { AuditLog, endPath, refuseMissingAuditDir, repairAuditTail } from '../li
 import { verifyChain, type ChainAnchor } from '../lib/keyservice/audit-chain.ts';
 import { InvalidArgumentError } from 'commander';
 import { LevelBackend } from '../lib/keyservice/level-backend.ts';
-import { startKeyServer } from '../lib/keyservice/server.ts';
+import { refuseOthersBackup, startKeyServer } from '../lib/keyservice/server.ts';
 import { loadIdentity } from '../lib/certifier/index.ts';
 import { joinReplica } from '../lib/keyclient/replica-join.ts';
 import { openPostgres, pgUrlOf, PG_URL_ENV, replicaIdArg, type PostgresOptions } from './key-server/postgres.ts';
@@ -105,6 +105,7 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & Timeo
         : { store: await Cryptstore.open(o.store, protector), renewal: undefined }, platform);
       keep('the cryptstore', store);
       const pg = pgUrl ? keep('the PostgreSQL key database', await openPostgres(pgUrl, o, log)) : undefined;
+      if (!pg) await refuseOthersBackup(store, o.data);
       const level = pg ? undefined : keep('the key database', await LevelBackend.open(o.data));
       const backend = pg?.backend ?? level!;
       // With PostgreSQL each replica keeps its own audit chain, in a file named after it. In the

@@ -63,6 +63,11 @@ const VERSIONS_WALKED = 4;
 /** Records a listing reads at once for their metadata (each with its value, up to 1 MiB). */
 const RECORDS_READ = 4;
 
+/** WRONG_KEY: the records in `path` are sealed under storage key `bound`, and this key-server holds `keyId`. */
+export function wrongStorageKey(path: string, bound: string, keyId: string): CertifierError {
+  return new CertifierError('WRONG_KEY', `the records in ${path} are sealed under storage key id ${bound}, and this key-server's cryptstore holds id ${keyId}: use the cryptstore that holds it, or fetch it with key-server join from a key-server that does`, { details: { keyId, bound } });
+}
+
 /** Makes `dir` (0700) if missing; what it made (see makeOwnDirs). */
 async function prepareDir(dir: string): Promise<MadeDirs> {
   try {
@@ -156,7 +161,7 @@ export class LevelBackend extends LevelBackup implements KeyBackend {
     const bound = await this.boundStorageKey();
     if (bound === undefined) await this.db.put(STORAGE_KEY_ID, new TextEncoder().encode(keyId), { sync: true });
     else if (bound !== keyId) {
-      throw new CertifierError('WRONG_KEY', `the records in ${this.path} are sealed under storage key id ${bound}, and this key-server's cryptstore holds id ${keyId}: use the cryptstore that holds it, or fetch it with key-server join from a key-server that does`, { details: { keyId, bound } });
+      throw wrongStorageKey(this.path, bound, keyId);
     }
   }
 

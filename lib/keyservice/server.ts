@@ -13,6 +13,9 @@ import type { KeyBackend } from './backend.ts';
 import { KeyStore, RESERVED_PREFIX, STORAGE_KEY_TAG, storageKeyId } from './keystore.ts';
 import { KeyService } from './handlers.ts';
 import { ReplicaJoin } from './replica.ts';
+import { KEY_ID_FILE } from './backups.ts';
+import { wrongStorageKey } from './level-backend.ts';
+import { inDir, readFileLimited } from '../files/index.ts';
 import { renewIdentity, type RenewalOptions } from './renewal.ts';
 
 export { RESERVED_PREFIX, STORAGE_KEY_TAG } from './keystore.ts';
@@ -68,6 +71,34 @@ export async function storageKeyFrom(store: Cryptstore, backend?: KeyBackend): P
     }
   }
   return key;
+}
+
+/**
+ * Before LevelDB opens `dir`, which writes to it: a backup copy (keys-TIME) names in its
+ * KEY_ID_FILE the storage key its records are sealed under. One this cryptstore does not hold is
+ * refused now, as the key database's own binding would refuse it once open (storageKeyFrom), but
+ * with the backup left as written: an open renames LevelDB's LOG to LOG.old, which marks a backup
+ * as served in place, and --backup-keep keeps such a one ever after. A file that cannot be read is
+ * left to that check.
+ */
+export async function refuseOthersBackup(store: Cryptstore, dir: string): Promise<void> {
+  let named: string;
+  try {
+    named = Buffer.from(await readFileLimited(inDir(dir, KEY_ID_FILE), 256, { regularOnly: true })).toString('latin1');
+  } catch {
+    return;
+  }
+  let held: string | undefined;
+  try {
+    const e = await store.get(STORAGE_KEY_TAG);
+    held = storageKeyId(e.blob);
+    wipe(e.blob);
+  } catch (e) {
+    if (!isCertifierError(e, 'NOT_FOUND')) throw e;
+  }
+  if (held === named) return;
+  if (held !== undefined) throw wrongStorageKey(dir, named, held);
+  throw new CertifierError('NOT_FOUND', `this key-server's cryptstore has no ${STORAGE_KEY_TAG}, and ${dir} is a backup of records sealed under storage key id ${named}: use the cryptstore that holds the key, or run key-server join --from a key-server that does`);
 }
 
 async function checkOpens(backend: KeyBackend, key: Uint8Array): Promise<void> {

@@ -164,6 +164,27 @@ describe('e2e: a standby key-server takes over from a copy of the data directory
     expectFailure(pg, 2, 'USAGE');
     expect(pg.stderr).to.contain('back up PostgreSQL with its own tools');
   });
+  it('refuses a backup of another key-server (its STORAGE-KEY-ID another key) before LevelDB opens it: the backup is left as written, so --backup-keep still counts it', async () => {
+    const backups = d.path('foreign-backups');
+    await d.withKeyServer(primary, { args: ['--backup-dir', backups] }, async (server) => {
+      expectSuccess(await d.kc(alice, server, 'store', ['foreign/k', '--in', '-'], randomBytes(16)));
+      const from = server.child.mark();
+      process.kill(server.child.pid, 'SIGUSR1');
+      expect(await server.child.waitForLog(/ backup-(written|failed) .*$/m, from)).to.match(/ backup-written /);
+    });
+    const backup = join(backups, readdirSync(backups).find((n) => n.startsWith('keys-'))!);
+    const written = readdirSync(backup).sort();
+    const outsider = await d.certify('ks-restorer', 'key-server');
+    const keyless = await run('key-server', d.keyServerArgs(outsider, backup));
+    expectFailure(keyless, 1, 'NOT_FOUND');
+    expect(keyless.stderr).to.contain('key-server join');
+    await d.startAndStop(outsider, { data: d.path('restorer-data') }); // makes a storage key of its own
+    const other = await run('key-server', d.keyServerArgs(outsider, backup));
+    expectFailure(other, 4, 'WRONG_KEY');
+    expect(other.stderr).to.match(/sealed under storage key id [0-9a-f]+, and this key-server's cryptstore holds id [0-9a-f]+/);
+    expect(readdirSync(backup).sort(), 'LevelDB never opened it (it renames LOG to LOG.old, which marks a backup served in place)').to.deep.equal(written);
+  });
+
   it('finishes a backup and closes its audit log when SIGTERM, SIGINT and SIGTERM come while the backup is written, exit 0', async () => {
     // A second stop signal is not Node's default death: the stop it began goes on.
     const backups = d.path('stopped-backups');
