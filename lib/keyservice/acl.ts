@@ -216,8 +216,8 @@ function checkRule(r: unknown, at: string, problems: string[]): AclRule {
   rule.resources = list('resources', true, (p) => patternProblem(p) ?? reservedOnly(p));
   rule.actions = list('actions', true, (s) =>
     (ACL_ACTIONS as readonly string[]).includes(s) ? undefined : `is not one of ${ACL_ACTIONS.join(', ')}`) as AclAction[];
-  rule.measurements = list('measurements', false, (s) => (MEASUREMENT_RE.test(s) ? undefined : 'is not 64 or 96 hex digits')).map((s) => s.toLowerCase());
-  rule.subjects = list('subjects', false, (s) => (SERIAL_RE.test(s) ? undefined : 'is not a certificate serial number in hex')).map(normalSerial);
+  rule.measurements = list('measurements', false, (s) => (MEASUREMENT_RE.test(s) ? undefined : `is not 64 or 96 hex digits${withoutColons(s)}`)).map((s) => s.toLowerCase());
+  rule.subjects = list('subjects', false, (s) => (SERIAL_RE.test(s) ? undefined : `is not a certificate serial number in hex${withoutColons(s)}`)).map(normalSerial);
   rule.roles = list('roles', false, (s) => {
     try {
       checkRoleName(s);
@@ -230,6 +230,11 @@ function checkRule(r: unknown, at: string, problems: string[]): AclRule {
     problems.push(`${at} names no measurements, subjects or roles, so it would match nobody`);
   }
   return rule;
+}
+
+/** For hex copied as `openssl x509 -text` prints it (7f:e7:01), what to write instead; else ''. */
+function withoutColons(s: string): string {
+  return /^[0-9a-fA-F]{1,2}(?::[0-9a-fA-F]{2})+$/.test(s) ? `: write it without the colons (${s.replaceAll(':', '')})` : '';
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {

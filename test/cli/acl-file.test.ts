@@ -117,6 +117,18 @@ describe('key-server check-acl: a rule whose list allows nothing', () => {
   });
 });
 
+describe('key-server check-acl: a serial number or measurement copied with colons', () => {
+  it('says to give the hex digits without the colons (as openssl x509 -text prints them), exit 1', async () => {
+    await withAclFile('check-acl-colons-', async (file) => {
+      writeFileSync(file, JSON.stringify({ version: 1, rules: [{ resources: ['**'], actions: ['retrieve'], subjects: ['7f:e7:01'], measurements: [Array(32).fill('ab').join(':')] }] }), { mode: 0o600 });
+      const r = await run('key-server', ['check-acl', file]);
+      expect([r.status, r.out], r.stderr).to.deep.equal([1, '']);
+      expect(r.stderr).to.contain('rules[0].subjects[0] "7f:e7:01" is not a certificate serial number in hex: write it without the colons (7fe701)')
+        .and.contain(`rules[0].measurements[0] "${Array(32).fill('ab').join(':')}" is not 64 or 96 hex digits: write it without the colons`);
+    });
+  });
+});
+
 describe('key-server check-acl: an ACL file left empty', () => {
   it('says the file is empty (an editor\'s save cut short, a redirection that truncated it), not that it stops being JSON at its first character', async () => {
     await withAclFile('check-acl-empty-', async (file) => {

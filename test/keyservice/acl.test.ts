@@ -350,7 +350,7 @@ describe('ACL', () => {
       ['bad measurements', { version: 1, rules: [{ ...rule, measurements: ['ab'.repeat(32), 'xyz', 'ab'.repeat(40), 7] }] },
         ['rules[0].measurements[1] "xyz" is not 64 or 96 hex digits', `rules[0].measurements[2] "${'ab'.repeat(40)}" is not 64 or 96 hex digits`, 'rules[0].measurements[3] is not a string']],
       ['bad subjects', { version: 1, rules: [{ ...rule, subjects: ['0x12', 'ab:cd', ''] }] },
-        ['rules[0].subjects[0] "0x12" is not a certificate serial number in hex', 'rules[0].subjects[1] "ab:cd" is not a certificate serial number in hex', 'rules[0].subjects[2] "" is not a certificate serial number in hex']],
+        ['rules[0].subjects[0] "0x12" is not a certificate serial number in hex', 'rules[0].subjects[1] "ab:cd" is not a certificate serial number in hex: write it without the colons (abcd)', 'rules[0].subjects[2] "" is not a certificate serial number in hex']],
       ['bad roles, and one a character too long', { version: 1, rules: [{ ...rule, roles: ['Operator', `r${'-'.repeat(62)}`, `r${'-'.repeat(63)}`] }] },
         ['Operator', `r${'-'.repeat(63)}`].map((r, i) => `rules[0].roles[${i * 2}] "${r}" is not a role name (1 to 63 lowercase letters, digits, "-" or "_", starting with a letter)`)],
       ['bad patterns', { version: 1, rules: [{ ...rule, resources: ['', 'a/***', 'tab\there', 'x'.repeat(257)] }] },
