@@ -94,6 +94,12 @@ describe('cert-utility store commands (transcripts)', function () {
       expect(r.stderr).to.contain('CRYPTSTORE_PASSPHRASE');
     });
 
+    it('says of an empty CRYPTSTORE_PASSPHRASE that it is set but empty, not to set it', async () => {
+      const r = await cu(['create-store', '--store', store], { env: { CRYPTSTORE_PASSPHRASE: '' } });
+      expectFailure(r, 2, 'USAGE');
+      expect(r.stderr).to.contain('CRYPTSTORE_PASSPHRASE is set but empty').and.not.contain('or set CRYPTSTORE_PASSPHRASE');
+    });
+
     it('refuses two ways of unlocking a store at once: a passphrase file and a key file, or either with --sealed', async () => {
       for (const args of [withPass('create-store', '--key-file', passFile), withPass('list-items', '--sealed'), ['list-items', '--store', store, '--key-file', passFile, '--sealed']]) {
         const r = await cu(args);
