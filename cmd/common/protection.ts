@@ -129,6 +129,8 @@ export async function protectorFrom(program: string, o: ProtectionOptions, platf
   // Read only when it is the secret used: each read makes a string of it, which cannot be wiped.
   const env = o.keyFile || o.passphraseFile ? undefined : process.env[PASSPHRASE_ENV];
   if (!o.keyFile && !o.passphraseFile && !env) {
+    // Set but empty (an unset shell variable expanded into it, say): not a passphrase, and not unset.
+    if (env === '') throw new CertifierError('USAGE', `the store needs a passphrase or key: ${PASSPHRASE_ENV} is set but empty; put the passphrase in it, or give --passphrase-file F, --key-file F or --sealed`);
     throw new CertifierError('USAGE', `the store needs a passphrase or key: give --passphrase-file F, --key-file F, --sealed, or set ${PASSPHRASE_ENV}`);
   }
   const secret = o.keyFile ? await readSecretFile(o.keyFile, SECRET_FILE_LIMIT) : o.passphraseFile ? await readPassphraseFile(o.passphraseFile) : passphraseFromEnv(env!);
