@@ -12,6 +12,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { randomBytes } from 'node:crypto';
 import { ROOT, run } from '../support/helpers.ts';
 import { makePolicy as makeSignedPolicy } from '../../lib/policy/index.ts';
+import { generateKeyPair } from '../../lib/crypto/index.ts';
+import { createPolicyCert } from '../../lib/pki/index.ts';
 import { readPrivateKeyFile, readPublicKeyFile } from '../../cmd/common/keys.ts';
 import { Domain, expectFailure, expectSuccess, startServer, type Machine } from './domain.ts';
 
@@ -188,6 +190,17 @@ describe('e2e: SIGHUP reloads, and never stops a server', function () {
       const refused = await child.waitForLog(/ reload-failed .*$/m, from);
       expect(refused).to.contain('code=CLAIM_EXPIRED').and.to.contain('none of its platform claims is in force at');
       expectSuccess(await initTrust(d.path('carol-4')));
+
+      // Signed by another policy key (the one before a replacement, say): refused, saying the files do not go together.
+      const otherKey = (await generateKeyPair('p256')).privateKey;
+      writeFileSync(policy, makeSignedPolicy({
+        policyKey: otherKey, policyCert: await createPolicyCert({ privateKey: otherKey, domain: d.name, days: 1 }), platforms: [{ key: await platformKey }],
+        measurements: [Buffer.from(d.measurementHex('client-carol'), 'hex')], notBefore: new Date(Date.now() - 60_000), notAfter: new Date(Date.now() + 86_400_000),
+      }));
+      from = child.mark();
+      process.kill(child.pid, 'SIGHUP');
+      expect(await child.waitForLog(/ reload-failed .*$/m, from)).to.contain('code=POLICY_INVALID').and.to.contain(`was made under another policy key than the one of ${d.policyCertFile}`);
+      expectSuccess(await initTrust(d.path('carol-4b')));
 
       // Revoked: a new policy without the measurement refuses it from the SIGHUP on.
       await makePolicy('client-alice');
