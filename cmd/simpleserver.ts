@@ -7,7 +7,7 @@ import { CertifierError } from '../lib/errors/index.ts';
 import { calendarTime } from '../lib/util/calendar.ts';
 import { fromHex, toHex } from '../lib/crypto/index.ts';
 import { parseTrustRequest } from '../lib/wire/index.ts';
-import { evaluate, loadPolicy, sameKey, type Decision, type Policy } from '../lib/policy/index.ts';
+import { evaluate, sameKey, type Decision, type Policy } from '../lib/policy/index.ts';
 import { describeCrl, describeSnpEvidence, MAX_CRL_BYTES, refuseOlderCrls, SEV_ENCLAVE, snpRootsOf, trustedCrls, verifiedBefore, verifyEvidence, verifyOptionsFor, type VerifiedAmdCrl } from '../lib/attest/index.ts';
 import { validatePolicyCert } from '../lib/pki/index.ts';
 import { platformWarnings, policyEnds, policyNotInForce, rootsWithoutCrl, SESSION_BINDING_BYTES, startCertifier } from '../lib/certifier/index.ts';
@@ -56,7 +56,7 @@ subcommand<JsonOption & { policyKey: string; policyCert: string; policy: string;
     note(P, `domain ${policyDomain(policyCert)}, ${policy.platforms.length} trusted platform(s), ${policy.measurements.length} trusted measurement(s), the first claim ending ${policyEnds(policy)?.toISOString() ?? 'never (no claims)'}, the policy certificate ending ${pc.notAfter.toISOString()}, ${o.plain ? 'plain TCP' : 'TLS 1.3'}`);
     for (const c of amdCrls) note(P, describeCrl(c));
     const reload = async () => {
-      const next = loadPolicy(await readFileLimited(o.policy, 4 * 1024 * 1024, { regularOnly: true }), pc.publicKey); // a bad file throws; the policy in force stays
+      const next = policySignedBy(await readFileLimited(o.policy, 4 * 1024 * 1024, { regularOnly: true }), pc, o.policyCert, o.policy); // a bad file throws; the policy in force stays
       const why = policyNotInForce(next, new Date());
       if (why) throw new CertifierError('CLAIM_EXPIRED', `in the new policy, ${why}; the policy in force stays`);
       const crls = await loadCrls(o.amdCrl, next, new Date()); // read again too: a fresh list is the usual reason to reload
