@@ -13,7 +13,7 @@
 import { promises as fs } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { CertifierError } from '../errors/index.ts';
-import { describeErrnoAt, makeOwnDirs, modeText, ownDirProblem, type MadeDirs, readFileLimited, realLocation } from '../files/index.ts';
+import { describeErrnoAt, inDir, makeOwnDirs, modeText, ownDirProblem, type MadeDirs, readFileLimited, realLocation } from '../files/index.ts';
 
 /** The name of a backup made at `at`: keys-2026-12-05T11-30-00-000Z, which sorts by time. */
 export function backupName(at: Date): string {
@@ -131,6 +131,11 @@ async function contents(path: string): Promise<'untouched' | 'opened' | 'other'>
 /** More than a storage key id (32 hex digits) takes, and little enough to read at once. */
 const KEY_ID_LIMIT = 256;
 
+/** The storage key id the backup in `path` names (its KEY_ID_FILE, a small regular file), read without opening the copy; FILE_ERROR when it cannot be read. */
+export async function backupKeyId(path: string): Promise<string> {
+  return Buffer.from(await readFileLimited(inDir(path, KEY_ID_FILE), KEY_ID_LIMIT, { regularOnly: true })).toString('latin1');
+}
+
 /**
  * Whose the backup in `path` is: another key-server's when its KEY_ID_FILE names another storage
  * key than `keyId`; unknown when that file cannot be read (anything but a small regular file: a
@@ -140,8 +145,7 @@ const KEY_ID_LIMIT = 256;
 async function owner(path: string, keyId: string | undefined): Promise<'ours' | 'another' | 'unreadable'> {
   if (keyId === undefined) return 'ours';
   try {
-    const named = Buffer.from(await readFileLimited(join(path, KEY_ID_FILE), KEY_ID_LIMIT, { regularOnly: true })).toString('latin1');
-    return named === keyId ? 'ours' : 'another';
+    return (await backupKeyId(path)) === keyId ? 'ours' : 'another';
   } catch (e) {
     return (e as { cause?: NodeJS.ErrnoException }).cause?.code === 'ENOENT' ? 'ours' : 'unreadable';
   }

@@ -10,7 +10,7 @@ import type { LaterAnswer } from '../channel/index.ts';
 import { decide, type Acl } from './acl.ts';
 import type { AuditLog } from './audit.ts';
 import type { AuditEntry } from './audit-line.ts';
-import { notFound, type KeyStore } from './keystore.ts';
+import { isReserved, notFound, type KeyStore, type ReservedNames } from './keystore.ts';
 import { ChallengeBook } from './challenges.ts';
 import { verifyRoleCredential } from './roles.ts';
 import type { ReplicaJoin } from './replica.ts';
@@ -26,7 +26,7 @@ export interface KeyServiceConfig {
   acl?: Acl;
   audit?: AuditLog;
   /** Names no request may address (the server's own identity and storage keys). */
-  reserved: { names: string[]; prefixes: string[] };
+  reserved: ReservedNames;
   /** Set by --allow-replica-join: the one way the storage key leaves, to another instance of this key-server. */
   replicaJoin?: ReplicaJoin;
   log?: (record: Record<string, unknown>) => void;
@@ -324,8 +324,7 @@ export class KeyService {
   }
 
   private isReserved(name: string): boolean {
-    const r = this.config.reserved;
-    return r.names.includes(name) || r.prefixes.some((p) => name.startsWith(p));
+    return isReserved(this.config.reserved, name);
   }
 
   private checkReserved(name: string): void {

@@ -21,6 +21,17 @@ export const KEY_RECORD_FORMAT = 1;
 export const STORAGE_KEY_TAG = 'key-server-storage-key';
 /** Names under it are kept for the key-server's own use: never served, listed nor stored by a client. */
 export const RESERVED_PREFIX = 'key-server/';
+
+/** Names kept from clients: these, and every name under these prefixes. */
+export interface ReservedNames {
+  names: string[];
+  prefixes: string[];
+}
+
+/** Whether `name` is one of `reserved`. */
+export function isReserved(reserved: ReservedNames, name: string): boolean {
+  return reserved.names.includes(name) || reserved.prefixes.some((p) => name.startsWith(p));
+}
 export const MAX_KEY_VALUE_BYTES = 1024 * 1024;
 
 export interface StoreValueOptions {

@@ -10,25 +10,23 @@ import { admissionCertTag, authKeyTag, identityWatch, loadIdentity, requireMachi
 import type { Acl } from './acl.ts';
 import type { AuditLog } from './audit.ts';
 import type { KeyBackend } from './backend.ts';
-import { KeyStore, RESERVED_PREFIX, STORAGE_KEY_TAG, storageKeyId } from './keystore.ts';
+import { isReserved, KeyStore, RESERVED_PREFIX, STORAGE_KEY_TAG, storageKeyId, type ReservedNames } from './keystore.ts';
 import { KeyService } from './handlers.ts';
 import { ReplicaJoin } from './replica.ts';
-import { KEY_ID_FILE } from './backups.ts';
+import { backupKeyId } from './backups.ts';
 import { wrongStorageKey } from './level-backend.ts';
-import { inDir, readFileLimited } from '../files/index.ts';
 import { renewIdentity, type RenewalOptions } from './renewal.ts';
 
 export { RESERVED_PREFIX, STORAGE_KEY_TAG } from './keystore.ts';
 
 /** The names a key-server of `domain` keeps for itself, which it never serves nor lists. */
-export function reservedNames(domain: string): { names: string[]; prefixes: string[] } {
+export function reservedNames(domain: string): ReservedNames {
   return { names: [authKeyTag(domain), admissionCertTag(domain), STORAGE_KEY_TAG], prefixes: [RESERVED_PREFIX] };
 }
 
 /** Whether `name` is one a key-server of `domain` keeps for itself (reservedNames). */
 export function isReservedName(domain: string, name: string): boolean {
-  const r = reservedNames(domain);
-  return r.names.includes(name) || r.prefixes.some((p) => name.startsWith(p));
+  return isReserved(reservedNames(domain), name);
 }
 /** How long a stopping key-server waits for requests still executing after the channel's grace. */
 export const DRAIN_MS = 30_000;
@@ -84,7 +82,7 @@ export async function storageKeyFrom(store: Cryptstore, backend?: KeyBackend): P
 export async function refuseOthersBackup(store: Cryptstore, dir: string): Promise<void> {
   let named: string;
   try {
-    named = Buffer.from(await readFileLimited(inDir(dir, KEY_ID_FILE), 256, { regularOnly: true })).toString('latin1');
+    named = await backupKeyId(dir);
   } catch {
     return;
   }
