@@ -13,7 +13,8 @@ import { requireMachine, type MachineIdentity } from '../certifier/index.ts';
 import {
   CHALLENGE_EXPORTER_LABEL, CHALLENGES_PER_CONNECTION, challengeMessage, encodeKeyRequest, KEY_SERVER_CODES, LIST_PAGE, MAX_VALUE_BYTES, parseKeyResponse, type Action, type KeyRequest, type KeyResponse,
 } from '../keyservice/protocol.ts';
-import { isReservedName, STORAGE_KEY_TAG } from '../keyservice/server.ts';
+import { reservedNames, STORAGE_KEY_TAG } from '../keyservice/server.ts';
+import { isReserved } from '../keyservice/keystore.ts';
 import { pageItems, tooManyNames, type ResourceInfo } from './list-page.ts';
 import { deletedVersions, listAnswer, storedVersion } from './answers.ts';
 import { clocksApart, type Dated } from './clocks.ts';
@@ -270,7 +271,8 @@ export class KeyClient {
     const r = await this.call({ action: 'list', name: prefix, ...(after !== undefined ? { listAfter: after } : {}) });
     const page = listAnswer(r.data, LIST_PAGE, () => tooManyNames(prefix));
     // A key-server leaves its own names out (its next_after alone may name one, before 2026-12-06).
-    const own = page.resources?.find((i) => i.resourceName !== undefined && isReservedName(this.server.domain, i.resourceName));
+    const reserved = reservedNames(this.server.domain);
+    const own = page.resources?.find((i) => i.resourceName !== undefined && isReserved(reserved, i.resourceName));
     if (own) throw new CertifierError('BAD_FIELD', `the key-server's listing of ${shown(prefix, 256)} named ${shown(own.resourceName!, 256)}, one of its own names, which a key-server never lists: a fault of the key-server`);
     return page;
   }

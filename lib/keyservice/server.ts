@@ -10,7 +10,7 @@ import { admissionCertTag, authKeyTag, identityWatch, loadIdentity, requireMachi
 import type { Acl } from './acl.ts';
 import type { AuditLog } from './audit.ts';
 import type { KeyBackend } from './backend.ts';
-import { isReserved, KeyStore, RESERVED_PREFIX, STORAGE_KEY_TAG, storageKeyId, type ReservedNames } from './keystore.ts';
+import { KeyStore, RESERVED_PREFIX, STORAGE_KEY_TAG, storageKeyId, type ReservedNames } from './keystore.ts';
 import { KeyService } from './handlers.ts';
 import { ReplicaJoin } from './replica.ts';
 import { backupKeyId } from './backups.ts';
@@ -24,10 +24,6 @@ export function reservedNames(domain: string): ReservedNames {
   return { names: [authKeyTag(domain), admissionCertTag(domain), STORAGE_KEY_TAG], prefixes: [RESERVED_PREFIX] };
 }
 
-/** Whether `name` is one a key-server of `domain` keeps for itself (reservedNames). */
-export function isReservedName(domain: string, name: string): boolean {
-  return isReserved(reservedNames(domain), name);
-}
 /** How long a stopping key-server waits for requests still executing after the channel's grace. */
 export const DRAIN_MS = 30_000;
 
