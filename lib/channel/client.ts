@@ -72,7 +72,7 @@ async function connectOnce<P>(opts: ConnectOptions<P>, prepared: PreparedClientT
   // Listeners go on before the first tick so no early error is ever unhandled.
   // A name is looked up before connecting ('lookup' says it has been); the connect wait covers both.
   let lookingUp = net.isIP(opts.host) === 0;
-  socket.once('lookup', () => void (lookingUp = false));
+  if (lookingUp) socket.once('lookup', () => void (lookingUp = false)); // an address is not looked up: no listener
   const connectTimeout = () => lookingUp ? lookupTimeoutError(opts.host, target, connectTimeoutMs) : timeoutError('connecting to', target, connectTimeoutMs);
   const conn = new Connection<P>(socket, tlsSocket, limits, target, prepared?.mutual ?? false, connectTimeoutMs, connectTimeout, attempt, prepared?.ca);
   const { signal } = opts;
