@@ -12,7 +12,7 @@ import { describeCrl, describeSnpEvidence, MAX_CRL_BYTES, refuseOlderCrls, SEV_E
 import { validatePolicyCert } from '../lib/pki/index.ts';
 import { platformWarnings, policyEnds, policyNotInForce, rootsWithoutCrl, SESSION_BINDING_BYTES, startCertifier } from '../lib/certifier/index.ts';
 import { collect, createProgram, intInRange, note, run, subcommand, warn, type JsonOption } from './common/cli.ts';
-import { parseHostPort, readCertificateFile, readPrivateKeyFile, policyDomain, policySignedBy, validPolicyCert } from './common/keys.ts';
+import { parseHostPort, POLICY_FILE_LIMIT, readCertificateFile, readPrivateKeyFile, policyDomain, policySignedBy, validPolicyCert } from './common/keys.ts';
 import { logLine, runUntilSignal } from './common/server.ts';
 
 const P = 'simpleserver';
@@ -39,7 +39,7 @@ subcommand<JsonOption & { policyKey: string; policyCert: string; policy: string;
     const [policyKey, policyCert] = await Promise.all([readPrivateKeyFile(o.policyKey), readCertificateFile(o.policyCert)]);
     const pc = validPolicyCert(policyCert);
     if (!sameKey(pc.publicKey, policyKey)) throw new CertifierError('INVALID_KEY', `${o.policyKey} is not the key of ${o.policyCert}`);
-    const policy = policySignedBy(await readFileLimited(o.policy, 4 * 1024 * 1024), pc, o.policyCert, o.policy);
+    const policy = policySignedBy(await readFileLimited(o.policy, POLICY_FILE_LIMIT), pc, o.policyCert, o.policy);
     const amdCrls = await loadCrls(o.amdCrl, policy, new Date());
     let inForce = amdCrls;
     const log = logLine(P, o.logJson === true);
@@ -56,7 +56,7 @@ subcommand<JsonOption & { policyKey: string; policyCert: string; policy: string;
     note(P, `domain ${policyDomain(policyCert)}, ${policy.platforms.length} trusted platform(s), ${policy.measurements.length} trusted measurement(s), the first claim ending ${policyEnds(policy)?.toISOString() ?? 'never (no claims)'}, the policy certificate ending ${pc.notAfter.toISOString()}, ${o.plain ? 'plain TCP' : 'TLS 1.3'}`);
     for (const c of amdCrls) note(P, describeCrl(c));
     const reload = async () => {
-      const next = policySignedBy(await readFileLimited(o.policy, 4 * 1024 * 1024, { regularOnly: true }), pc, o.policyCert, o.policy); // a bad file throws; the policy in force stays
+      const next = policySignedBy(await readFileLimited(o.policy, POLICY_FILE_LIMIT, { regularOnly: true }), pc, o.policyCert, o.policy); // a bad file throws; the policy in force stays
       const why = policyNotInForce(next, new Date());
       if (why) throw new CertifierError('CLAIM_EXPIRED', `in the new policy, ${why}; the policy in force stays`);
       const crls = await loadCrls(o.amdCrl, next, new Date()); // read again too: a fresh list is the usual reason to reload
@@ -90,7 +90,7 @@ subcommand<JsonOption & { policy: string; policyCert: string; evidence: string; 
     const at = o.at !== undefined ? isoTime(o.at, '--at') : new Date();
     const policyCert = await readCertificateFile(o.policyCert);
     const pc = validatePolicyCert(policyCert, at);
-    const policy = policySignedBy(await readFileLimited(o.policy, 4 * 1024 * 1024), pc, o.policyCert, o.policy);
+    const policy = policySignedBy(await readFileLimited(o.policy, POLICY_FILE_LIMIT), pc, o.policyCert, o.policy);
     const amdCrls = await loadCrls(o.amdCrl, policy, at);
     // What serve says at start of the same policy and lists: a decision here skips that check too.
     const warnings = revocationWarnings(policy, amdCrls);

@@ -7,18 +7,18 @@ import { escapeInvisible, printableName } from '../../lib/wire/index.ts';
 import { exportPrivateKey, generateKeyPair, toHex, type KeyAlg } from '../../lib/crypto/index.ts';
 import { createHash, type KeyObject } from 'node:crypto';
 import { checkWritable, inDir, makePrivateDir, readFileLimited, realFilePath, refuseOwnFiles, refuseReplaceable, refuseReplaceableDir, writeFileAtomic, writeFilesAtomic } from '../../lib/files/index.ts';
-import { clockBehind, createPolicyCert, issueAdmissionCert, parseCertificate, platformProblem, readCertificate, toPem } from '../../lib/pki/index.ts';
+import { clockBehind, createPolicyCert, issueAdmissionCert, parseCertificate, platformProblem, readCertificate, toPem, type ParsedCert } from '../../lib/pki/index.ts';
 import { SET_CLOCK } from '../../lib/util/clock.ts';
-import { loadPolicy, makePolicy, sameKey, SEV_SNP_PLATFORM, type Policy } from '../../lib/policy/index.ts';
+import { loadPolicy, makePolicy, measurementClaim, sameKey, SEV_SNP_PLATFORM, type Policy } from '../../lib/policy/index.ts';
 import { generateSimulatedPlatform, platformCertificate, TEST_PLATFORM_WARNING } from '../../lib/attest/index.ts';
-import { AUTHORITY_PLATFORM, claimLayout, claimProduct, endsWithPolicyCert, initTrust, noRenewalPast, platformWarnings, ROLE_PLATFORM_PREFIX } from '../../lib/certifier/index.ts';
+import { AUTHORITY_PLATFORM, claimLayout, claimProduct, endsWithPolicyCert, initTrust, MIN_CERT_SECONDS, noRenewalPast, platformWarnings, ROLE_PLATFORM_PREFIX } from '../../lib/certifier/index.ts';
 import { checkRoleName, issueRoleCert } from '../../lib/keyservice/roles.ts';
 import { storeFiles } from '../common/io.ts';
 import { openToCertify } from '../common/new-store.ts';
 import { collect, dirArg, domainName, explainTimeout, fileOut, intInRange, note, subcommand, warn, type JsonOption } from '../common/cli.ts';
 import { storeOptions, withProtector, type ProtectionOptions } from '../common/protection.ts';
 import { checkPlatformFlags, loadPlatform } from '../common/platform.ts';
-import { KEY_FILE_LIMIT, measureFile, parseHostPort, policyDomain, requirePolicyDomain, publicKeyFrom, parseMeasurementHex, readCertificateFile, readMeasurementFile, policySignedBy, readPrivateKeyFile, readPublicKeyFile, validPolicyCert } from '../common/keys.ts';
+import { KEY_FILE_LIMIT, measureFile, parseHostPort, policyDomain, requirePolicyDomain, publicKeyFrom, parseMeasurementHex, POLICY_FILE_LIMIT, readCertificateFile, readMeasurementFile, policySignedBy, readPrivateKeyFile, readPublicKeyFile, validPolicyCert } from '../common/keys.ts';
 import { describeCert } from '../common/certs.ts';
 import { timeoutFlag, waitsOf, type TimeoutOption } from '../common/timeout.ts';
 import { checkSnpFlags, snpPolicyOptions, snpPolicyParts, type SnpPolicyFlags } from './snp-policy.ts';
@@ -206,7 +206,7 @@ export function addTrustCommands(program: Command): void {
     async (o) => {
       const policyCert = await readCertificateFile(o.policyCert);
       const pc = validPolicyCert(policyCert);
-      const policy = policySignedBy(await readFileLimited(o.policy, 4 * 1024 * 1024), pc, o.policyCert, o.policy);
+      const policy = policySignedBy(await readFileLimited(o.policy, POLICY_FILE_LIMIT), pc, o.policyCert, o.policy);
       // Verified is not in force: a claim that has ended (or not begun) admits nobody now.
       const now = new Date();
       const windows = [...policy.platforms, ...policy.measurements, ...policy.properties];
@@ -294,7 +294,7 @@ export function addTrustCommands(program: Command): void {
       'cert-utility init-trust --domain datica --policy-cert policy-cert.pem --server 10.0.0.5:8123 \\\n      --store /var/lib/vm/store --sealed --platform simulated --platform-dir /etc/vm/platform --measurement-file /etc/vm/measurement',
     ]));
 
-  subcommand<JsonOption & { policyKey: string; policyCert: string; publicKey: string; measurement: string; out: string; days: number; platform: string; force?: boolean }>(program, 'issue-cert',
+  subcommand<JsonOption & { policyKey: string; policyCert: string; publicKey: string; measurement: string; out: string; policy?: string; days: number; platform: string; force?: boolean }>(program, 'issue-cert',
     'sign an admission certificate directly with the policy key (Scenario 2, offline)',
     async (o) => {
       // That platform marks simpleserver's own certificate; a machine holding one could pose as
@@ -309,13 +309,21 @@ export function addTrustCommands(program: Command): void {
       const pc = validPolicyCert(policyCert);
       if (!sameKey(pc.publicKey, policyKey)) throw new CertifierError('INVALID_KEY', `${o.policyKey} is not the key of ${o.policyCert}`);
       refusePolicyKeyAsSubject(subject, policyKey, o.publicKey);
+      const now = new Date();
+      const claimEnds = o.policy === undefined ? undefined : await trustedUntil(o.policy, pc, o.policyCert, measurement, now);
+      // As simpleserver issues: never past the claim that trusts the measurement, and not for less than a minute.
+      const validitySeconds = Math.min(o.days * 86_400, claimEnds ? Math.floor((claimEnds.getTime() - now.getTime()) / 1000) : Infinity);
+      if (validitySeconds < MIN_CERT_SECONDS) throw new CertifierError('CLAIM_EXPIRED', `the claim of ${o.policy} trusting measurement ${o.measurement} ends at ${claimEnds!.toISOString()}: too soon to issue a certificate (renew the policy: make-policy)`);
       const der = await issueAdmissionCert({
         policyKey, policyCert, subjectPublicKey: subject, measurement,
-        platform: o.platform, domain: policyDomain(policyCert), validitySeconds: o.days * 86_400,
+        platform: o.platform, domain: policyDomain(policyCert), validitySeconds, now,
       });
       await writeFileAtomic(o.out, new TextEncoder().encode(toPem(der)), { exclusive: !o.force, mode: 0o644 });
       const parsed = parseCertificate(der);
       warnIfCutShort(parsed.notAfter, pc.notAfter, o.days);
+      if (claimEnds && !endsWithPolicyCert(parsed.notAfter, pc.notAfter) && validitySeconds < o.days * 86_400) {
+        warn(P, `the certificate ends at ${parsed.notAfter.toISOString()}, with the policy claim that trusts its measurement, not after --days ${o.days}`);
+      }
       const d = describeCert(parsed);
       return { json: { out: o.out, certificate: d.json }, text: [`wrote ${printableName(o.out)}`, ...d.text] };
     })
@@ -324,6 +332,7 @@ export function addTrustCommands(program: Command): void {
     .requiredOption('--public-key <file>', "the machine's public key (PEM/DER, or a certificate)")
     .requiredOption('--measurement <hex>', "the machine's measurement")
     .requiredOption('--out <file>', 'where to write the certificate (PEM)', fileOut)
+    .option('--policy <file>', 'the signed policy: issue only for a measurement it trusts now, and end the certificate with the claim that trusts it')
     .option('--days <n>', 'validity in days', intInRange(1, 3660), 90)
     .option('--platform <name>', 'the platform named in the certificate', platformName, 'issued-offline')
     .option('--force', 'replace --out if it exists');
@@ -385,6 +394,19 @@ function warnIfEmpty(measurement: Uint8Array): void {
 /** A certificate never outlives its issuer's: says so when that cut --days short. */
 function warnIfCutShort(notAfter: Date, policyCertEnds: Date, days: number): void {
   if (endsWithPolicyCert(notAfter, policyCertEnds)) warn(P, `the certificate ends at ${notAfter.toISOString()}, with the policy certificate, not after --days ${days}`);
+}
+
+/**
+ * When the claim of the signed policy in `file` trusting `measurement` ends (the one in force at
+ * `at` that ends last): MEASUREMENT_NOT_TRUSTED when no claim names it, CLAIM_EXPIRED when none is
+ * in force, POLICY_INVALID for a policy not signed by the key of `pc` (read from `certFile`).
+ */
+async function trustedUntil(file: string, pc: ParsedCert, certFile: string, measurement: Uint8Array, at: Date): Promise<Date> {
+  const policy = policySignedBy(await readFileLimited(file, POLICY_FILE_LIMIT), pc, certFile, file);
+  const claim = measurementClaim(policy, measurement, at);
+  if (!('code' in claim)) return claim.notAfter;
+  const fix = claim.code === 'CLAIM_EXPIRED' ? 'renew the policy (make-policy)' : 'check --measurement, or sign a policy that trusts it (make-policy --trust-measurement) first';
+  throw new CertifierError(claim.code, `${claim.reason} (${file}): ${fix}`);
 }
 
 /** A certificate for the policy key itself would let its holder pose as a machine with the authority's key. */

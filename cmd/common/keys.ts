@@ -229,6 +229,9 @@ export async function warnIfShared(path: string, what: string): Promise<void> {
   warn(runningProgram(), `${what} ${path} ${who} (mode ${modeText(st.mode)}): chmod 600 ${path} (or 640 for a group that reads it)`);
 }
 
+/** The most a signed policy file may hold: far more than any policy's claims. */
+export const POLICY_FILE_LIMIT = 4 * 1024 * 1024;
+
 /**
  * loadPolicy (of `policyFile`) with the key of `pc`, read from `file` as the policy certificate. A
  * policy signed by another key says what to do: for a policy certificate, another domain's or an

@@ -54,7 +54,7 @@ await main(s, async () => {
   await s.run('cert-utility', ['generate-key', '--tag', `${D}-private-auth-key`, '--alg', 'p256', '--public-key-out', at('deployment', 'client.pub.pem'), ...kc]);
   // The measurement the ACL lets store keys: a VM image's would let the key-client only retrieve them.
   const kcMeasurement = readFileSync(setup('measurements/key-client.program.measurement')).toString('hex');
-  await s.run('cert-utility', ['issue-cert', '--policy-key', setup('policy-key.pem'), '--policy-cert', setup('policy-cert.pem'), '--public-key', at('deployment', 'client.pub.pem'), '--measurement', kcMeasurement, '--days', '1', '--out', at('deployment', 'client-cert.pem')]);
+  await s.run('cert-utility', ['issue-cert', '--policy-key', setup('policy-key.pem'), '--policy-cert', setup('policy-cert.pem'), '--public-key', at('deployment', 'client.pub.pem'), '--measurement', kcMeasurement, '--policy', setup('policy.bin'), '--days', '1', '--out', at('deployment', 'client-cert.pem')]);
   await s.run('cert-utility', ['put-item', '--tag', `${D}-admission-certificate`, '--type', 'X509-der-cert', '--in', at('deployment', 'client-cert.pem'), ...kc]);
 
   s.say('deployment: two VHD keys stored in the cloud key-server');

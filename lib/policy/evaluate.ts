@@ -6,7 +6,7 @@ import type { ErrorCode } from '../errors/index.ts';
 import { bytesEqual, toHex } from '../crypto/index.ts';
 import { keyLabel, sameKey } from './entities.ts';
 import { describeWindow, describeWindows, lastToEnd, within, type Window } from './claims.ts';
-import type { Policy } from './policy.ts';
+import type { Policy, TrustedMeasurement } from './policy.ts';
 import { checkProperties, propertyClaimsOf, type PropertyValue } from './properties.ts';
 
 /** What a platform verifier proved from the evidence (signatures already checked). */
@@ -54,6 +54,17 @@ export type Decision =
   | { allow: false; code: ErrorCode; reason: string; proof: string[]; bound: boolean };
 
 
+/**
+ * The claim of `policy` trusting `measurement` at `at` that ends last, or why there is none:
+ * MEASUREMENT_NOT_TRUSTED (no claim names it) or CLAIM_EXPIRED (none in force at `at`).
+ */
+export function measurementClaim(policy: Policy, measurement: Uint8Array, at: Date): TrustedMeasurement | { code: ErrorCode; reason: string } {
+  const hex = toHex(measurement);
+  const claims = policy.measurements.filter((m) => bytesEqual(m.measurement, measurement));
+  if (claims.length === 0) return { code: 'MEASUREMENT_NOT_TRUSTED', reason: `measurement ${hex} is not trusted by the policy` };
+  return lastToEnd(claims, at) ?? { code: 'CLAIM_EXPIRED', reason: `the policy claim trusting measurement ${hex} is not valid at ${at.toISOString()} (${describeWindows(claims)})` };
+}
+
 export function evaluate(policy: Policy, facts: EvidenceFacts, o: EvaluateOptions): Decision {
   const proof = [...facts.steps];
   let bound = false;
@@ -96,10 +107,8 @@ export function evaluate(policy: Policy, facts: EvidenceFacts, o: EvaluateOption
   }
 
   const hex = toHex(facts.measurement);
-  const measurements = policy.measurements.filter((m) => bytesEqual(m.measurement, facts.measurement));
-  if (measurements.length === 0) return deny('MEASUREMENT_NOT_TRUSTED', `measurement ${hex} is not trusted by the policy`);
-  const trusted = lastToEnd(measurements, o.at);
-  if (!trusted) return deny('CLAIM_EXPIRED', `the policy claim trusting measurement ${hex} is not valid at ${at} (${describeWindows(measurements)})`);
+  const trusted = measurementClaim(policy, facts.measurement, o.at);
+  if ('code' in trusted) return deny(trusted.code, trusted.reason);
   proof.push(`policy: policyKey says measurement ${hex} is-trusted`);
   proof.push(`therefore ${keyLabel(facts.enclaveKey)} is-trusted-for-authentication as measurement ${hex}`);
   // A certificate never outlives the policy claims that justified it, a property claim among them.

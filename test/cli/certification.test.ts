@@ -1072,6 +1072,39 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
         '--platform-dir', 'platform', '--measurement-file', 'app.measurement'])).out).to.match(/^already certified/);
     });
 
+    it('with --policy, issues only for a measurement the policy trusts now, and never past the claim that trusts it', async () => {
+      const base = ['--policy-key', 'policy-key.pem', '--policy-cert', 'policy-cert.pem', '--public-key', 'platform/platform-cert.pem'];
+      const other = 'ab'.repeat(32);
+      const untrusted = await cu(['issue-cert', ...base, '--measurement', other, '--policy', 'policy.bin', '--out', 'untrusted.pem']);
+      expect(untrusted.status, untrusted.stderr).to.equal(1);
+      expect(untrusted.stderr).to.contain('[MEASUREMENT_NOT_TRUSTED]').and.contain(other).and.contain('make-policy --trust-measurement');
+      expect(existsSync(p('untrusted.pem'))).to.equal(false);
+      const trusted = await cu(['issue-cert', ...base, '--measurement', M, '--policy', 'policy.bin', '--out', 'trusted.pem', '--json']);
+      expect(trusted.status, trusted.stderr).to.equal(0);
+      expect(trusted.json().certificate.admission.measurement).to.equal(M);
+
+      // A claim that ends in two days: the certificate ends with it, not after --days, and says so.
+      const key = importPrivateKey(readFileSync(p('policy-key.pem')));
+      const claimEnds = new Date(Date.now() + 2 * DAY);
+      writeFileSync(p('two-day-policy.bin'), makePolicy({ policyKey: key, policyCert: policyCertDer, platforms: [], measurements: [Buffer.from(M, 'hex')], notBefore: new Date(Date.now() - DAY), notAfter: claimEnds }));
+      const cut = await cu(['issue-cert', ...base, '--measurement', M, '--policy', 'two-day-policy.bin', '--out', 'cut.pem', '--json']);
+      expect(cut.status, cut.stderr).to.equal(0);
+      expect(new Date(cut.json().certificate.notAfter).getTime()).to.be.at.most(claimEnds.getTime());
+      expect(cut.stderr).to.contain('with the policy claim that trusts its measurement, not after --days 90');
+      // One whose claim ended: refused as the claim's end, nothing written.
+      writeFileSync(p('ended-claim.bin'), makePolicy({ policyKey: key, policyCert: policyCertDer, platforms: [], measurements: [Buffer.from(M, 'hex')], notBefore: new Date(Date.now() - 3 * DAY), notAfter: new Date(Date.now() - DAY) }));
+      const ended = await cu(['issue-cert', ...base, '--measurement', M, '--policy', 'ended-claim.bin', '--out', 'ended.pem']);
+      expect(ended.status, ended.stderr).to.equal(4);
+      expect(ended.stderr).to.contain('[CLAIM_EXPIRED]');
+      expect(existsSync(p('ended.pem'))).to.equal(false);
+      // A policy of another policy key is refused as simpleserver refuses it.
+      const foreign = await cu(['issue-cert', '--policy-key', 'other-policy-key.pem', '--policy-cert', 'other-policy-cert.pem', '--public-key', 'platform/platform-cert.pem',
+        '--measurement', M, '--policy', 'policy.bin', '--out', 'foreign.pem']);
+      expect(foreign.status, foreign.stderr).to.equal(4);
+      expect(foreign.stderr).to.contain('[POLICY_INVALID]').and.contain('was made under another policy key');
+      expect(existsSync(p('foreign.pem'))).to.equal(false);
+    });
+
     it("refuses to issue a certificate marked as simpleserver's own (platform policy-authority)", async () => {
       const r = await cu(['issue-cert', '--policy-key', 'policy-key.pem', '--policy-cert', 'policy-cert.pem', '--public-key', 'platform/platform-cert.pem',
         '--measurement', M, '--platform', 'policy-authority', '--out', 'never-authority.pem']);
