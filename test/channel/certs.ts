@@ -25,8 +25,11 @@ export interface TestLeaf {
 export interface TestCa {
   cert: string;
   der: Uint8Array;
-  /** Issues an end-entity certificate (client and server auth) with the given common name; valid from an hour ago for a day unless told. */
-  issue(commonName: string, validity?: { notBefore?: Date; notAfter?: Date }): Promise<TestLeaf>;
+  /**
+   * Issues an end-entity certificate with the given common name: for TLS client and server
+   * authentication, valid from an hour ago for a day, unless told.
+   */
+  issue(commonName: string, validity?: { notBefore?: Date; notAfter?: Date }, usages?: ('serverAuth' | 'clientAuth')[]): Promise<TestLeaf>;
 }
 
 async function pemKey(key: CryptoKey): Promise<string> {
@@ -53,7 +56,7 @@ export async function makeCa(domain: string): Promise<TestCa> {
   return {
     cert: root.toString('pem'),
     der: new Uint8Array(root.rawData),
-    async issue(commonName: string, validity: { notBefore?: Date; notAfter?: Date } = {}): Promise<TestLeaf> {
+    async issue(commonName: string, validity: { notBefore?: Date; notAfter?: Date } = {}, usages: ('serverAuth' | 'clientAuth')[] = ['serverAuth', 'clientAuth']): Promise<TestLeaf> {
       const leafKeys = (await webcrypto.subtle.generateKey(EC, true, ['sign', 'verify'])) as CryptoKeyPair;
       const leaf = await x509.X509CertificateGenerator.create({
         subject: `O=Measured-${commonName}, CN=CertifierUsers`,
@@ -66,7 +69,7 @@ export async function makeCa(domain: string): Promise<TestCa> {
         extensions: [
           new x509.BasicConstraintsExtension(false, undefined, true),
           new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-          new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
+          new x509.ExtendedKeyUsageExtension(usages.map((u) => x509.ExtendedKeyUsage[u])),
           await x509.AuthorityKeyIdentifierExtension.create(keys.publicKey),
         ],
       });

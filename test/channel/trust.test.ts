@@ -246,6 +246,30 @@ describe('channel: peer verification', () => {
     expect(e.exitStatus).to.equal(4);
   });
 
+  it('says of a server presenting a certificate for TLS clients only that it is not a server\'s (INVALID_PURPOSE), not that it is of another root', async () => {
+    const p = await testPki();
+    const clientOnly = await p.ca.issue('client-only', {}, ['clientAuth']);
+    const server = await h.serve('tls', { tls: { key: clientOnly.key, cert: clientOnly.cert, ca: p.ca.cert, requestCert: false } });
+    const e = await rejectsWith(h.connect(server, 'tls'), 'UNTRUSTED_PEER');
+    expect(e.exitStatus).to.equal(4);
+    expect(e.message).to.contain('presented a certificate not made for a TLS server (INVALID_PURPOSE: its extended key usage lacks serverAuth)');
+    expect(e.message).to.not.contain('not issued under the trusted root');
+    // The server hears the client's alert: its line, logged now, not in the next test's logs.
+    await waitFor(() => refusals().length === 1, 20_000, 'the server\'s line');
+  });
+
+  it('logs of a client presenting a certificate for TLS servers only that it is not a client\'s: a role credential goes in the auth-challenge', async () => {
+    const p = await testPki();
+    const serverOnly = await p.ca.issue('server-only', {}, ['serverAuth']);
+    const server = await h.serve('mtls');
+    await rejectsWith(h.connect(server, 'mtls', { identity: serverOnly }).then((c) => c.request(bytes('hi'))), 'UNTRUSTED_PEER');
+    // Only its own lines: an earlier test's server may log the alert its client sent after that test.
+    const refused = () => refusals().filter((r) => r.reason === 'untrusted-peer');
+    await waitFor(() => refused().length === 2, 20_000, 'both refusals to be logged');
+    for (const r of refused()) expect(r).to.include({ code: 'UNTRUSTED_PEER', tlsError: 'INVALID_PURPOSE' });
+    expect(refused()[0]!.detail).to.equal('the client\'s certificate is not made for a TLS client (its extended key usage lacks clientAuth): a role credential, shown in the auth-challenge and never as the TLS certificate, or a certificate issued for TLS servers only');
+  });
+
   it('says CERT_EXPIRED (exit 4) for a server certificate under the trusted root but outside its validity', async () => {
     const { ca } = await testPki();
     const expired = await ca.issue('expired-server', { notBefore: new Date(Date.now() - 48 * 3_600_000), notAfter: new Date(Date.now() - 3_600_000) });
