@@ -48,6 +48,15 @@ const CERT_ALERT = /^ERR_SSL_(SSLV3|TLSV1|TLSV13)_ALERT_(CERTIFICATE_\w+|BAD_CER
 // An HTTP request, or a proxy's CONNECT, where a TLS handshake should be is a peer speaking another protocol too.
 const VERSION_FAILURE = /^ERR_SSL_(TLSV1_ALERT_PROTOCOL_VERSION|UNSUPPORTED_PROTOCOL|WRONG_VERSION_NUMBER|NO_PROTOCOLS_AVAILABLE|HTTP_REQUEST|HTTPS_PROXY_REQUEST)$/;
 
+/**
+ * OpenSSL's verdict on a certificate whose extended key usage does not allow its end of TLS: a
+ * role credential (neither purpose), or a certificate made for the other end.
+ */
+export const WRONG_PURPOSE = 'INVALID_PURPOSE';
+
+/** What a server logs of a client refused for its purpose (WRONG_PURPOSE). */
+export const CLIENT_WRONG_PURPOSE = 'the client\'s certificate is not made for a TLS client (its extended key usage lacks clientAuth): a role credential, shown in the auth-challenge and never as the TLS certificate, or a certificate issued for TLS servers only';
+
 /** OpenSSL's verdicts on a certificate outside its validity period: our CERT_EXPIRED (exit 4). */
 export const OUTSIDE_VALIDITY: ReadonlySet<string> = new Set(['CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID']);
 
@@ -103,6 +112,10 @@ export function channelError(e: unknown, target: string, authorizationError?: st
       return make('CERT_EXPIRED', `${target} presented a certificate that ended at ${notAfter.toISOString()} (${authorizationError}, checked at ${now.toISOString()} by this machine's clock, ${roughly(now.getTime() - notAfter.getTime())} later): ${renew}, or this machine's clock is that far ahead: ${SET_CLOCK}`);
     }
     return make('CERT_EXPIRED', `${target} presented a certificate outside its validity (${authorizationError}, checked at ${now.toISOString()} by this machine's clock): ${renew}, or a clock is wrong`);
+  }
+  // Refused for its purpose: most often a certificate of this very root made for the other end of TLS.
+  if (authorizationError === WRONG_PURPOSE) {
+    return make('UNTRUSTED_PEER', `${target} presented a certificate not made for a TLS server (INVALID_PURPOSE: its extended key usage lacks serverAuth): a role credential, or a certificate issued for TLS clients only, is no server's: check that --server names a key-server or simpleserver`);
   }
   if (authorizationError) {
     return make('UNTRUSTED_PEER', `${target} presented a certificate not issued under the trusted root (${authorizationError}): it is not of this policy domain, or one side has the other policy certificate (after the policy key was replaced: README "Replacing the policy key")`);

@@ -7,7 +7,7 @@ import { constants as cryptoConstants, type KeyObject } from 'node:crypto';
 import { CertifierError } from '../errors/index.ts';
 import { randomBytes, toHex } from '../crypto/index.ts';
 import { isoNow, SET_CLOCK } from '../util/clock.ts';
-import { channelError, errnoOf, listenError, logCode, OUTSIDE_VALIDITY } from './errors.ts';
+import { channelError, CLIENT_WRONG_PURPOSE, errnoOf, listenError, logCode, OUTSIDE_VALIDITY, WRONG_PURPOSE } from './errors.ts';
 import { channelRefusal, limitRefusals } from './refusals.ts';
 import { AnswerBudget, ServerSession } from './session.ts';
 import { baseTlsOptions, exporterFor, remoteOf, runVerifyPeer } from './tlsutil.ts';
@@ -110,6 +110,7 @@ export async function serve<P>(opts: ServeOptions<P>): Promise<ChannelServer> {
         // Node has dropped the certificate by now, so no amount (the client's messages give one):
         // a client certificate not valid yet is most often this clock behind (a VM before NTP).
         if (tlsError === 'CERT_NOT_YET_VALID') record.detail = `the client's certificate is not valid yet by this server's clock (checked at ${isoNow()}): this server's clock is probably behind that of the machine that issued it: ${SET_CLOCK}, or, if this clock is right, the issuer's is ahead`;
+        else if (tlsError === WRONG_PURPOSE) record.detail = CLIENT_WRONG_PURPOSE;
       } else if (errnoOf(err) === 'ERR_TLS_HANDSHAKE_TIMEOUT') Object.assign(record, { reason: 'handshake-timeout', code: 'TIMEOUT' });
       else Object.assign(record, { reason: 'tls-handshake', code: channelError(err, 'client').code, tlsError: errnoOf(err) ?? err.name });
       log(record as { event: string });
