@@ -62,6 +62,19 @@ describe('HOST:PORT on the command line', () => {
     }
     expect(refusal('a..b:0', true).code, 'to listen on too').to.equal('USAGE');
   });
+
+  it('refuses a host of numbers that is no IPv4 address (USAGE), which the system\'s resolver read its own way: 010.0.0.5 as octal, 8.0.0.5', () => {
+    // getaddrinfo reads a name of one to four numbers with inet_aton (a leading 0 octal, 0x hex,
+    // fewer than four parts filling the last), and looks up any other name ending in a number in
+    // DNS, where no such name can be: a typo (10.0.0.256) failed only on connecting, and was retried.
+    for (const host of ['010.0.0.5', '10.0.0.05', '127.1', '1234', '0x7f.0.0.1', '10.0.0.0x5', '10.0.0.256', '1.2.3.4.5', '10.0.0.5.', 'kms.8120', '0']) {
+      const e = refusal(`${host}:8120`);
+      expect(e.code, host).to.equal('USAGE');
+      expect(e.message, host).to.equal(`--server must be HOST:PORT with HOST a host name or an IP address (an IPv4 address is four numbers from 0 to 255 without leading zeros; a host name does not end in a number), not "${host}:8120"`);
+    }
+    expect(refusal('010.0.0.5:0', true).code, 'to listen on too').to.equal('USAGE');
+    for (const host of ['10.0.0.5', '0.0.0.0', '255.255.255.255', '10.0.0.5x', '1a.example', 'example.0x5', 'kms-1.internal']) expect(parseHostPort(`${host}:8120`, '--server').host, host).to.equal(host);
+  });
 });
 
 describe('an IPv6 HOST:PORT in what the programs say', function () {
