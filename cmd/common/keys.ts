@@ -3,7 +3,7 @@
 import { createHash, type KeyObject } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { isIPv6 } from 'node:net';
+import { isIPv4, isIPv6 } from 'node:net';
 import { CertifierError, isCertifierError } from '../../lib/errors/index.ts';
 import { loadPolicy, type Policy } from '../../lib/policy/index.ts';
 import { PLATFORM_CERT_ORGANIZATION } from '../../lib/attest/index.ts';
@@ -203,6 +203,18 @@ function validHost(host: string): boolean {
 }
 
 /**
+ * A host the system's resolver would not take for what it looks like: a name of numbers that is no
+ * dotted-quad IPv4 address. getaddrinfo reads one to four numbers with inet_aton ("010.0.0.5", a
+ * leading 0 being octal, is 8.0.0.5; "127.1" is 127.0.0.1; "0x7f.0.0.1" hex), and looks any other
+ * name ending in a number up in DNS, where no name can end so (RFC 3696: "10.0.0.256", a typo).
+ */
+function numericNotIPv4(host: string): boolean {
+  if (host.startsWith('[') || isIPv4(host)) return false;
+  const name = host.replace(/\.$/, '');
+  return /^(?:0x[0-9a-f]*|[0-9]+)(?:\.(?:0x[0-9a-f]*|[0-9]+)){0,3}$/i.test(name) || /(?:^|\.)[0-9]+\.?$/.test(host);
+}
+
+/**
  * "host:port" with a numeric port; port 0 (any free port) only for an address to listen on. A
  * bracket belongs only around an IPv6 address: "[]:8120" is no host (it made an empty one, which
  * listens on every interface and connects to localhost), and "[x:8120" no address. A host that
@@ -213,6 +225,7 @@ export function parseHostPort(value: string, flag: string, o: { listen?: boolean
   const m = /^(\[[^[\]]+\]|[^:[\]]+):([0-9]+)$/.exec(value);
   const port = m ? decimal(m[2]!) ?? NaN : NaN;
   if (!m || !(port <= 65535) || (port === 0 && !o.listen)) throw new CertifierError('USAGE', `${flag} must be HOST:PORT with a port from ${o.listen ? '0 (any free port)' : '1'} to 65535, not "${value}"`);
+  if (numericNotIPv4(m[1]!)) throw new CertifierError('USAGE', `${flag} must be HOST:PORT with HOST a host name or an IP address (an IPv4 address is four numbers from 0 to 255 without leading zeros; a host name does not end in a number), not "${value}"`);
   if (!validHost(m[1]!)) throw new CertifierError('USAGE', `${flag} must be HOST:PORT with HOST a host name or an IP address (an IPv6 address in brackets: [2001:db8::5]), not "${value}"`);
   return { host: m[1]!.replace(/^\[|\]$/g, ''), port };
 }
