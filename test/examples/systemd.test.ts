@@ -156,6 +156,21 @@ describe('examples/systemd/first-boot.service as written', () => {
     expect(Number(m![1]) * 60).to.be.at.least(1.5 * worst);
   });
 
+  it('takes from first-boot.env every value the README\'s example of it sets, and no other: KEYS, quoted, is the one --keys argument step 5 gives', () => {
+    const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+    const at = readme.indexOf('/etc/certifier-keys/first-boot.env` (');
+    expect(at, 'the README shows a first-boot.env').to.be.above(0);
+    const block = readme.slice(at).split('\n\n')[1]!.split('\n');
+    const set = Object.fromEntries(block.map((l) => /^ {4}([A-Z_]+)=(.*)$/.exec(l) ?? expect.fail(`not NAME=value: ${l}`)).map((m) => [m[1]!, m[2]!]));
+    const exec = /^ExecStart=((?:.*\\\n)*.*)$/m.exec(unit)![1]!;
+    expect(Object.keys(set).sort()).to.deep.equal([...new Set([...exec.matchAll(/\$\{(\w+)\}/g)].map((m) => m[1]!))].sort());
+    expect(unit).to.match(/^EnvironmentFile=-\/etc\/certifier-keys\/first-boot\.env$/m);
+    // systemd takes the quotes off, and puts ${KEYS}, a word of its own, as one argument.
+    const step5 = /scripts\/first-boot\.sh --host [^\n]*\\\n\s*--keys "([^"]+)"/.exec(readme)?.[1];
+    expect(set.KEYS).to.equal(`"${step5}"`);
+    expect(exec).to.match(/--keys \$\{KEYS\} /);
+  });
+
   it('runs the script with its flags, which refuse to start until SERVER_MEASUREMENT is set (exit 2)', async () => {
     // ExecStart with its continuation lines joined and ${VAR} replaced by the unit's Environment= values.
     const env = Object.fromEntries([...unit.matchAll(/^Environment=(.*)$/gm)].flatMap((m) => m[1]!.split(' ').map((kv) => kv.split('=') as [string, string])));
