@@ -22,6 +22,7 @@ import { DEFAULT_CLOCK_SKEW_MS, SNP_PROPERTY } from '../../lib/policy/index.ts';
 import { MAX_TAG_LENGTH } from '../../lib/wire/index.ts';
 import { SUITS } from '../../cmd/cert-utility/trust-commands.ts';
 import { STOP_GRACE_MS } from '../../cmd/common/server.ts';
+import { DEFAULT_TIMEOUT_SECONDS } from '../../cmd/common/timeout.ts';
 import { helpTexts, ROOT, run, type Helps } from '../support/helpers.ts';
 
 const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
@@ -278,6 +279,24 @@ describe('README', () => {
     expect(text).to.contain('at most `--cert-days` (default 90)');
     expect(helpFlags(helps['key-server']!['serve']!).get('--pg-pool-size')).to.contain('(default 10)');
     expect(text).to.contain('`--pg-pool-size N` (default 10)');
+  });
+
+  it('gives --timeout the default and range the --help of every command taking it has', async () => {
+    const text = readme.replace(/\s+/g, ' ');
+    const taking = TOOLS.flatMap((program) => Object.entries(helps[program]!).filter(([, help]) => helpFlags(help).has('--timeout')).map(([command, help]) => ({ program, command, help })));
+    expect(taking.map((t) => `${t.program} ${t.command}`)).to.include.members(['cert-utility init-trust', 'key-server serve', 'key-server join', 'key-client retrieve', 'key-client check']);
+    for (const { program, command, help } of taking) expect(defaultOf(helpFlags(help).get('--timeout')), `${program} ${command}`).to.equal(String(DEFAULT_TIMEOUT_SECONDS));
+    // The range, as the programs hold it: the ends taken, one past each refused.
+    const check = (t: string) => run('key-client', ['check', '--check-only', '--server', '127.0.0.1:8120', '--domain', 'd', '--policy-cert', 'p.pem', '--store', 's', '--key-file', 'k', '--timeout', t]);
+    expect((await Promise.all(['1', '3600', '0', '3601'].map(check))).map((r) => r.status)).to.deep.equal([0, 0, 2, 2]);
+    const d = DEFAULT_TIMEOUT_SECONDS;
+    for (const phrase of [
+      `\`--timeout\` (1 to 3600 seconds, ${d} by default) bounds each wait for the key-server`,
+      `waiting at most \`--timeout\` seconds, ${d} by default, for simpleserver at each step`,
+      `waiting at most \`--timeout\` seconds (1 to 3600, ${d} by default, as init-trust's)`,
+      `\`--timeout\` bounds each wait for the running key-server as key-client's does (${d} s by default;`,
+      `each program waits at most \`--timeout\` seconds (${d} by default) to connect`,
+    ]) expect(text).to.contain(phrase);
   });
 
   it('gives the defaults of --days in its command tables and of the scripts\' flags that their --help gives', () => {
