@@ -30,16 +30,17 @@ describe('init-trust: renewing a certificate ahead of time', function () {
   /**
    * A store holding a certificate issued `ageSeconds` ago for `lifeSeconds` (past half its life
    * when age is more than half), under a policy certificate made a day ago, or one of
-   * `policyCertLeft.days` with `policyCertLeft.seconds` left; `storedKey` is kept in place of the certified key.
+   * `policyCertLeft.days` with `policyCertLeft.seconds` left; `storedKey` is kept in place of the certified key;
+   * `platform` is the one the certificate names (issue-cert's "issued-offline", say).
    */
-  async function certified(name: string, ageSeconds: number, lifeSeconds: number, policyCertLeft?: { days: number; seconds: number }, storedKey?: KeyObject) {
+  async function certified(name: string, ageSeconds: number, lifeSeconds: number, policyCertLeft?: { days: number; seconds: number }, storedKey?: KeyObject, platform: string = SIMULATED_ENCLAVE) {
     const policyKey = (await generateKeyPair('p256')).privateKey;
     const policyCert = policyCertLeft
       ? await createPolicyCert({ privateKey: policyKey, domain, days: policyCertLeft.days, now: new Date(Date.now() + policyCertLeft.seconds * 1000 - policyCertLeft.days * 86_400_000) })
       : await createPolicyCert({ privateKey: policyKey, domain, now: new Date(Date.now() - 86_400_000) });
     const platformKeys = await generateSimulatedPlatform({ alg: 'p256' });
     const key = (await generateKeyPair('p256')).privateKey;
-    const cert = await issueAdmissionCert({ policyKey, policyCert, subjectPublicKey: key, measurement: m, platform: SIMULATED_ENCLAVE, domain, validitySeconds: lifeSeconds, now: new Date(Date.now() - ageSeconds * 1000) });
+    const cert = await issueAdmissionCert({ policyKey, policyCert, subjectPublicKey: key, measurement: m, platform, domain, validitySeconds: lifeSeconds, now: new Date(Date.now() - ageSeconds * 1000) });
     const store = await Cryptstore.create(join(tmp.dir, name), new KeyFileProtector(randomBytes(32)));
     closers.push(() => store.close());
     await store.putAll([
@@ -99,6 +100,16 @@ describe('init-trust: renewing a certificate ahead of time', function () {
     const early = await certified('early', -3_600, 86_400);
     const notYet = await rejects(loadIdentity(early.store, domain, early.policyCert), 'CERT_EXPIRED');
     expect(notYet.message).to.match(/^the machine's stored certificate is not valid before \S+ \(checked at \S+ by this machine's clock\) \(not-yet-valid\): this machine's clock is at least 1 hour behind that of the machine that issued it \(simpleserver, or for issue-cert the policy key's\): set it right \(NTP, e\.g\. chrony; README "Clocks"\)$/);
+  });
+
+  it('says of this machine\'s own certificate from another policy key (UNTRUSTED_PEER) to certify again, or, issued offline with issue-cert (Scenario 2), to issue it again', async () => {
+    const otherPolicyCert = await createPolicyCert({ privateKey: (await generateKeyPair('p256')).privateKey, domain, now: new Date(Date.now() - 86_400_000) });
+    const certifiedHere = await certified('other-policy-key', 60, 7 * 86_400);
+    const fromSimpleserver = await rejects(loadIdentity(certifiedHere.store, domain, otherPolicyCert), 'UNTRUSTED_PEER');
+    expect(fromSimpleserver.message).to.match(/: if the policy key was replaced, certify this machine again with cert-utility init-trust and the new policy certificate$/);
+    const offline = await certified('other-policy-key-offline', 60, 7 * 86_400, undefined, undefined, 'issued-offline');
+    const fromIssueCert = await rejects(loadIdentity(offline.store, domain, otherPolicyCert), 'UNTRUSTED_PEER');
+    expect(fromIssueCert.message).to.match(/: if the policy key was replaced, issue this machine's certificate again with cert-utility issue-cert and the new policy key, and put-item it as the tag's next version \(it was issued offline, platform issued-offline\), or certify this machine with cert-utility init-trust and the new policy certificate$/);
   });
 
   it('fails, as a needed renewal would, when the certificate ended while the attempt ran', async () => {
