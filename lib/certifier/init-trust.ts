@@ -64,8 +64,13 @@ export async function loadIdentity(store: Cryptstore, domain: string, policyCert
         notYetValid: (behind) => `this machine's clock is ${behind} behind that of the machine that issued it (simpleserver, or for issue-cert the policy key's): ${SET_CLOCK}`,
       });
     }
-    // Not a peer's: our own certificate, from another policy key (the key replaced, or the wrong --policy-cert).
-    throw new CertifierError('UNTRUSTED_PEER', `this machine's own admission certificate for "${domain}", in its cryptstore, is not one the given policy certificate vouches for (${e.message}): if the policy key was replaced, certify this machine again with cert-utility init-trust and the new policy certificate`, { cause: e, details: e.details });
+    // Not a peer's: our own certificate, from another policy key (the key replaced, or the wrong
+    // --policy-cert). One issued offline (Scenario 2) came from issue-cert, not from simpleserver.
+    const platform = parseCertificate(certEntry.blob).admission?.platform;
+    const fix = platform !== undefined && !isAttestedPlatform(platform)
+      ? `issue this machine's certificate again with cert-utility issue-cert and the new policy key, and put-item it as the tag's next version (it was issued offline, platform ${platform}), or certify this machine with cert-utility init-trust and the new policy certificate`
+      : 'certify this machine again with cert-utility init-trust and the new policy certificate';
+    throw new CertifierError('UNTRUSTED_PEER', `this machine's own admission certificate for "${domain}", in its cryptstore, is not one the given policy certificate vouches for (${e.message}): if the policy key was replaced, ${fix}`, { cause: e, details: e.details });
   }
   requireOwnIdentity(peer, `this machine's admission certificate for "${domain}" (${admissionCertTag(domain)} in its cryptstore)`, { fix: ': certify this machine again with cert-utility init-trust (one issued offline: issue it again with cert-utility issue-cert)' });
   // Only a hand-made identity can be a mismatched pair (the store's items are authenticated):
