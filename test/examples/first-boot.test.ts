@@ -828,6 +828,11 @@ describe('scripts/deployment-setup.sh', function () {
     // (pasted there alone, it was refused an empty --measurement-file): the step says to set them.
     expect(lines.find((l) => l.startsWith('# 3. '))).to.contain('in a terminal of its own, where the variable lines above are pasted first');
     expect(lines.find((l) => l.includes('| key-client store '))).to.contain('--server-measurement "$ks_hex"').and.contain('--measurement-file "$kc_measurement"');
+    // Step 5: first-boot.sh runs the suite's cert-utility and key-client, so the image holds the
+    // suite (the script and common.sh alone stop at once), and the unit reads the key-server's
+    // measurement from first-boot.env.
+    const step5 = r.out.slice(r.out.indexOf('# 5. ')).replace(/\n#\s+/g, ' ');
+    expect(step5).to.contain('the suite (in /opt/certifier-keys').and.contain('SERVER_MEASUREMENT=$ks_hex').and.contain('first-boot.env');
     // Pasted into a shell: the variables name the files written, and the key-server's
     // certification (its port put right) goes through against a simpleserver.
     const { child, port } = await startServer('simpleserver', ['serve', '--policy-key', f('next steps/policy-key.pem'), '--policy-cert', f('next steps/policy-cert.pem'), '--policy', f('next steps/policy.bin'), '--listen', '127.0.0.1:0']);
