@@ -370,8 +370,10 @@ key-server serve --domain $qdomain --policy-cert $(q policy-cert.pem) --data $(q
 #    name of first-boot.sh's --keys), straight from the random source into key-server:
 cert-utility init-trust --domain $qdomain --policy-cert $(q policy-cert.pem) --server 127.0.0.1:8123 $(store keyclient-store kc_measurement)
 head -c 32 /dev/urandom | key-client store vhd/disk-1 --in - --server 127.0.0.1:8120 --domain $qdomain --policy-cert $(q policy-cert.pem) --server-measurement "\$ks_hex" $(store keyclient-store kc_measurement)
-# 5. Into each VM image: $dir/policy-cert.pem and scripts/first-boot.sh (scripts/common.sh beside
-#    it), run with --server-measurement set to the key-server's measurement (echo "\$ks_hex"); for a
-#    simulated VM also the platform files (attest-key.pem, endorsement.bin) and its measurement (a
-#    SEV-SNP VM's hardware supplies both)
+# 5. Into each VM image: the suite (in /opt/certifier-keys, where examples/systemd/first-boot.service
+#    runs its scripts/first-boot.sh, which runs the suite's cert-utility and key-client),
+#    $dir/policy-cert.pem, and the unit's /etc/certifier-keys/first-boot.env with the
+#    key-server's measurement (echo "SERVER_MEASUREMENT=\$ks_hex"); for a simulated VM also the
+#    platform files (attest-key.pem, endorsement.bin) and its measurement (a SEV-SNP VM's hardware
+#    supplies both)
 NEXT
