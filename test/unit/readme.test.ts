@@ -12,6 +12,7 @@ import ts from 'typescript';
 import { ErrorCodes } from '../../lib/errors/index.ts';
 import { MAX_BLOB_BYTES, MAX_BUNDLE_BYTES, MIN_KEY_FILE_BYTES } from '../../cryptstore/index.ts';
 import { AUTHORITY_CERT_SECONDS, RENEW_BEFORE_MS } from '../../lib/certifier/index.ts';
+import { CERTIFIER_FRAME_LIMIT } from '../../lib/certifier/service.ts';
 import { DEFAULT_LIMITS } from '../../lib/channel/index.ts';
 import { LINGER_MS } from '../../lib/channel/session.ts';
 import { DEFAULT_SCRYPT } from '../../lib/crypto/index.ts';
@@ -277,6 +278,8 @@ describe('README', () => {
     expect(text).to.contain(`(platform \`policy-authority\`, signed with the policy key it holds) lasts a week`);
     expect(helpFlags(helps['simpleserver']!['serve']!).get('--cert-days')).to.contain('(default: 90)');
     expect(text).to.contain('at most `--cert-days` (default 90)');
+    expect(text).to.contain(`(frames of at most ${CERTIFIER_FRAME_LIMIT / 1024} KiB on simpleserver,`);
+    expect(text).to.contain(`| a message over the frame limit (${DEFAULT_LIMITS.frameLimit / 1024 / 1024} MiB; ${CERTIFIER_FRAME_LIMIT / 1024} KiB for a trust request to simpleserver and its answer) |`);
     expect(helpFlags(helps['key-server']!['serve']!).get('--pg-pool-size')).to.contain('(default 10)');
     expect(text).to.contain('`--pg-pool-size N` (default 10)');
   });
