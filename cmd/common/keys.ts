@@ -222,6 +222,9 @@ function numericNotIPv4(host: string): boolean {
  * connecting.
  */
 export function parseHostPort(value: string, flag: string, o: { listen?: boolean } = {}): { host: string; port: number } {
+  // An IPv6 address given bare ("--host 2001:db8::5" made "2001:db8::5:8123") was told of its port.
+  const bare = /^([^[\]]*:[^[\]]*):([0-9]+)$/.exec(value);
+  if (bare && isIPv6(bare[1]!)) throw new CertifierError('USAGE', `${flag} must be HOST:PORT with an IPv6 address in brackets, the port after them ([${bare[1]}]:${bare[2]} if that is the address and the port), not "${value}"`);
   const m = /^(\[[^[\]]+\]|[^:[\]]+):([0-9]+)$/.exec(value);
   const port = m ? decimal(m[2]!) ?? NaN : NaN;
   if (!m || !(port <= 65535) || (port === 0 && !o.listen)) throw new CertifierError('USAGE', `${flag} must be HOST:PORT with a port from ${o.listen ? '0 (any free port)' : '1'} to 65535, not "${value}"`);
