@@ -6,7 +6,9 @@
 
 import { expect } from 'chai';
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import ts from 'typescript';
 import { ErrorCodes } from '../../lib/errors/index.ts';
@@ -18,6 +20,7 @@ import { LINGER_MS } from '../../lib/channel/session.ts';
 import { DEFAULT_SCRYPT } from '../../lib/crypto/index.ts';
 import { COMPACT_AFTER, STATE_NAMES } from '../../lib/keyservice/level-backend.ts';
 import { DRAIN_MS } from '../../lib/keyservice/server.ts';
+import { AuditLog } from '../../lib/keyservice/audit.ts';
 import { DELETE_LISTED, LIST_PAGE, MAX_VALUE_BYTES } from '../../lib/keyservice/protocol.ts';
 import { DEFAULT_CLOCK_SKEW_MS, SNP_PROPERTY } from '../../lib/policy/index.ts';
 import { MAX_TAG_LENGTH } from '../../lib/wire/index.ts';
@@ -300,6 +303,28 @@ describe('README', () => {
       `\`--timeout\` bounds each wait for the running key-server as key-client's does (${d} s by default;`,
       `each program waits at most \`--timeout\` seconds (${d} by default) to connect`,
     ]) expect(text).to.contain(phrase);
+  });
+
+  it('describes the audit chain so that it can be checked without this code: hash is the SHA-256 of prev\'s hex followed by the line as written without prev and hash', async () => {
+    const text = readme.replace(/\s+/g, ' ');
+    expect(text).to.contain('`hash` is the SHA-256 (hex) of the 64 hex digits of `prev` (64 zeros for seq 1) followed by the line as written without `prev` and `hash` (its UTF-8 text, ending in the `}` that closes it)');
+    const dir = mkdtempSync(join(tmpdir(), 'readme-audit-'));
+    try {
+      const log = await AuditLog.open(join(dir, 'audit.jsonl'));
+      await log.append({ action: 'store', resource: 'vhd/disk-1', version: 1, decision: 'allow', conn: 'c1' });
+      await log.append({ action: 'retrieve', resource: 'caf\u00e9\u200b', decision: 'deny', code: 'NOT_FOUND', conn: 'c2' }); // written \u escaped
+      await log.close();
+      let prev = '0'.repeat(64);
+      for (const line of readFileSync(join(dir, 'audit.jsonl'), 'utf8').split('\n').filter(Boolean)) {
+        const m = /^(\{.*),"prev":"([0-9a-f]{64})","hash":"([0-9a-f]{64})"\}$/.exec(line)!;
+        expect(m, line).to.not.equal(null);
+        expect(m[2]).to.equal(prev);
+        expect(createHash('sha256').update(`${prev}${m[1]}}`, 'utf8').digest('hex'), line).to.equal(m[3]);
+        prev = m[3]!;
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('gives the defaults of --days in its command tables and of the scripts\' flags that their --help gives', () => {
