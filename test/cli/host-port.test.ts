@@ -33,7 +33,7 @@ describe('HOST:PORT on the command line', () => {
 
   it('refuses port 65536, port 0 where a server is to be reached, a port that is no number, and an address it cannot split (USAGE)', () => {
     for (const value of ['127.0.0.1:65536', '[::1]:65536', '127.0.0.1:99999', '127.0.0.1:123456', '127.0.0.1:0', '[::1]:0', '127.0.0.1:http', '127.0.0.1:', '127.0.0.1:-1',
-      '127.0.0.1:1e3', '127.0.0.1:0x50', '127.0.0.1: 80', '127.0.0.1:80 ', '127.0.0.1', ':8120', '[::1]8120',
+      '127.0.0.1:1e3', '127.0.0.1:0x50', '127.0.0.1: 80', '127.0.0.1:80 ', '127.0.0.1', '[::1]8120',
       // No host at all: an empty one listened on every interface, and connected to localhost.
       '[]:8120', '[::1:8120', '::1]:8120', '[a]b]:8120', 'a[b:8120']) {
       const e = refusal(value);
@@ -42,6 +42,14 @@ describe('HOST:PORT on the command line', () => {
       expect(e.message).to.equal(`--server must be HOST:PORT with a port from 1 to 65535, not "${value}"`);
     }
     expect(refusal('127.0.0.1:65536', true).message).to.equal('--server must be HOST:PORT with a port from 0 (any free port) to 65535, not "127.0.0.1:65536"');
+  });
+
+  it('says a port given without its host needs one (USAGE), where it blamed the port: --listen 8120', () => {
+    for (const value of ['8120', ':8120']) {
+      expect(refusal(value).code, value).to.equal('USAGE');
+      expect(refusal(value).message, value).to.equal(`--server must be HOST:PORT, a host before the port (the server's address: 10.0.0.5:8120), not "${value}"`);
+      expect(refusal(value, true).message, value).to.equal(`--server must be HOST:PORT, a host before the port (127.0.0.1:8120 for this machine alone, 0.0.0.0:8120 for every interface), not "${value}"`);
+    }
   });
 
   it('says an IPv6 address without brackets needs them (USAGE), where it blamed the port: first-boot.sh --host 2001:db8::5 made "2001:db8::5:8123"', () => {

@@ -356,7 +356,7 @@ describe('scripts/first-boot.sh failure modes', function () {
       // HOST:PORT takes, the programs' rule, is tested in test/cli/host-port.test.ts.)
       [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keyserver-host', '10.0.0.7:8120'], 'key-client: error: --server must be HOST:PORT with a port from 1 to 65535, not "10.0.0.7:8120:1"'],
       // Empty (a unit's variable set to nothing) is refused, never taken for --host.
-      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keyserver-host', ''], 'key-client: error: --server must be HOST:PORT with a port from 1 to 65535, not ":1"'],
+      [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keyserver-host', ''], 'key-client: error: --server must be HOST:PORT, a host before the port (the server\'s address: 10.0.0.5:1), not ":1"'],
       [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--host', '-v'], `cert-utility: error: --server ${NO_HOST}, not "-v:1"`],
       // Passed by the bash copy of the rule first-boot kept (two to seven colons), refused by the programs only on connecting.
       [['--platform-dir', f('vm'), '--measurement-file', f('measurement'), '--keyserver-host', '[1:2:3]'], `key-client: error: --server ${NO_HOST}, not "[1:2:3]:1"`],
