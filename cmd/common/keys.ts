@@ -222,6 +222,12 @@ function numericNotIPv4(host: string): boolean {
  * connecting.
  */
 export function parseHostPort(value: string, flag: string, o: { listen?: boolean } = {}): { host: string; port: number } {
+  // A port alone ("--listen 8120") was told of its port, which was fine.
+  const portAlone = /^:?([0-9]+)$/.exec(value);
+  if (portAlone) {
+    const examples = o.listen ? `127.0.0.1:${portAlone[1]} for this machine alone, 0.0.0.0:${portAlone[1]} for every interface` : `the server's address: 10.0.0.5:${portAlone[1]}`;
+    throw new CertifierError('USAGE', `${flag} must be HOST:PORT, a host before the port (${examples}), not "${value}"`);
+  }
   // An IPv6 address given bare ("--host 2001:db8::5" made "2001:db8::5:8123") was told of its port.
   const bare = /^([^[\]]*:[^[\]]*):([0-9]+)$/.exec(value);
   if (bare && isIPv6(bare[1]!)) throw new CertifierError('USAGE', `${flag} must be HOST:PORT with an IPv6 address in brackets, the port after them ([${bare[1]}]:${bare[2]} if that is the address and the port), not "${value}"`);
