@@ -215,7 +215,7 @@ with_retries() {
     [ $rc -eq 0 ] && return 0
     exit_if_stopped $rc
     if [ $rc -ne 3 ]; then log "$what failed (exit $rc); not retrying"; return $rc; fi
-    if [ $attempt -ge "$retries" ]; then log "$what: could not reach the server after $attempt attempts; giving up"; return 3; fi
+    if [ $attempt -ge "$retries" ]; then log "$what: could not reach the server after $attempt attempt$([ "$attempt" -eq 1 ] || echo s); giving up"; return 3; fi
     log "$what: server unreachable (attempt $attempt of $retries); retrying in ${delay}s"
     sleep "$delay"
     attempt=$((attempt + 1)); delay=$((delay * 2)); [ $delay -gt "$max_delay" ] && delay=$max_delay

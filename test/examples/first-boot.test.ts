@@ -87,6 +87,7 @@ describe('scripts/first-boot.sh failure modes', function () {
     const r = await runScript('first-boot.sh', args(f('a/cert.pem'), port, port, 'store-locale').map((a, i, all) => (all[i - 1] === '--retries' ? '1' : a)), { env: { LC_ALL: 'xx_YY.UTF-8' } });
     expect(r.status, r.stderr).to.equal(3);
     expect(r.stderr).not.to.match(/first-boot\.sh: line \d+: warning: setlocale/);
+    expect(r.stderr, 'one attempt, said as one').to.contain('could not reach the server after 1 attempt; giving up');
   });
 
   it('finds the programs beside its package when run through a link to it (one in /usr/local/bin, say)', async () => {
