@@ -8,6 +8,9 @@ import { storageError } from '../../lib/keyservice/pg-schema.ts';
 const cases: [string, { code?: string; message: string }, string][] = [
   ['a wrong password', { code: '28P01', message: 'password authentication failed for user "ks"' }, 'DENIED'],
   ['an unknown role', { code: '28000', message: 'role "nouser" does not exist' }, 'DENIED'],
+  // The driver's own words, with no SQLSTATE, when the database asks for a password (SCRAM) and it has none to give.
+  ['no password given (none in the URL, PGPASSWORD or .pgpass)', { message: 'SASL: SCRAM-SERVER-FIRST-MESSAGE: client password must be a string' }, 'DENIED'],
+  ['an empty password given (postgres://user:@host/db)', { message: 'SASL: SCRAM-SERVER-FIRST-MESSAGE: client password must be a non-empty string' }, 'DENIED'],
   ['no right to create the tables', { code: '42501', message: 'permission denied for schema public' }, 'DENIED'],
   ['a database that does not exist', { code: '3D000', message: 'database "nodb" does not exist' }, 'NOT_FOUND'],
   ['a database closed to connections (maintenance)', { code: '55000', message: 'database "keys" is not currently accepting connections' }, 'UNREACHABLE'],
@@ -72,6 +75,10 @@ describe('keyservice: PostgreSQL errors', () => {
       expect(e.message).to.contain(error.message);
     });
   }
+  it('says where a password the database asks for goes when none was given', () => {
+    const e = storageError(pgError({ message: 'SASL: SCRAM-SERVER-FIRST-MESSAGE: client password must be a string' }));
+    expect(e.message).to.contain('asks for a password').and.contain('PGPASSWORD').and.contain('.pgpass');
+  });
   it('reports what is not the database\'s failure the same way at start and while serving', () => {
     for (const [, error, code] of cases) expect(storageError(pgError(error), 'request').code, error.message).to.equal(code === 'NOT_FOUND' || code === 'DENIED' ? 'UNREACHABLE' : code);
   });
