@@ -229,6 +229,8 @@ const TLS_TRUST_ERRORS = new Set([
 
 // Refusals that at start are a set-up mistake, and while serving the database failing under a
 // running replica (renamed or dropped, closed to connections, a login or right revoked).
+/** The pg driver's words when the database asks for a password (SCRAM) and it has none, or an empty one, to give. */
+const NO_PASSWORD = /^SASL: SCRAM-SERVER-FIRST-MESSAGE: client password must be a (?:non-empty )?string$/;
 const GONE_STATES = new Set(['3D000', '55000', '42501']);
 // A table, column or constraint key-server made that is not there, or a column of another type:
 // undefined_table, undefined_column, invalid_column_reference (an ON CONFLICT without its unique
@@ -268,6 +270,13 @@ export function storageError(e: unknown, during: 'start' | 'request' = 'start'):
   // A standby, or a primary being failed over: writes come back once a primary answers.
   if (code === '25006') return make('UNREACHABLE', 'the key database is read-only (a standby, or a failover in progress)');
   if (TLS_TRUST_ERRORS.has(code)) return make('UNTRUSTED_PEER', 'the key database\'s TLS certificate is not trusted (see sslmode and sslrootcert in the URL)');
+  // No SQLSTATE: the driver's own refusal to answer the database's request for a password (SCRAM)
+  // with none, or an empty one: a login refused, as a wrong password is.
+  if (!sqlstate && NO_PASSWORD.test(message)) {
+    return during === 'request'
+      ? make('UNREACHABLE', 'the key database is unavailable to this replica: it now asks for a password, and none was given')
+      : make('DENIED', 'the key database asks for a password, and none was given: write it in the URL (KEY_SERVER_PG_URL), or give it in PGPASSWORD or a .pgpass file');
+  }
   if (during === 'request' && (GONE_STATES.has(code) || code.startsWith('28'))) return make('UNREACHABLE', 'the key database is unavailable to this replica (renamed, closed or its rights revoked since it started)');
   // Set-up mistakes, which no retry mends: say which, rather than "a bug".
   if (code.startsWith('28') || code === '42501') return make('DENIED', 'the key database refused this user (its login, password or rights; it must be allowed to create tables)');
