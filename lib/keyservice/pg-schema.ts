@@ -227,10 +227,10 @@ const TLS_TRUST_ERRORS = new Set([
   'CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID', 'ERR_TLS_CERT_ALTNAME_INVALID', 'CERT_SIGNATURE_FAILURE', 'CERT_UNTRUSTED',
 ]);
 
-// Refusals that at start are a set-up mistake, and while serving the database failing under a
-// running replica (renamed or dropped, closed to connections, a login or right revoked).
 /** The pg driver's words when the database asks for a password (SCRAM) and it has none, or an empty one, to give. */
 const NO_PASSWORD = /^SASL: SCRAM-SERVER-FIRST-MESSAGE: client password must be a (?:non-empty )?string$/;
+// Refusals that at start are a set-up mistake, and while serving the database failing under a
+// running replica (renamed or dropped, closed to connections, a login or right revoked).
 const GONE_STATES = new Set(['3D000', '55000', '42501']);
 // A table, column or constraint key-server made that is not there, or a column of another type:
 // undefined_table, undefined_column, invalid_column_reference (an ON CONFLICT without its unique
