@@ -1,0 +1,79 @@
+// The programs' last line of defence (cmd/common/uncaught.ts): a bug in an event handler of a
+// real server (injected by test/support/fault-in-handler.mjs), outside any command's await, is
+// said as the README's Errors section says an INTERNAL error is, its message (which may quote a
+// secret) kept out of it but under CERTIFIER_DEBUG=1, and the server exits 1 at once: it serves
+// no more in a state nobody planned, and a restart (systemd's) serves again.
+
+import { expect } from 'chai';
+import { spawn } from 'node:child_process';
+import net from 'node:net';
+import { join } from 'node:path';
+import { ROOT } from '../support/helpers.ts';
+import { Child, Domain, startServer, type Machine } from './domain.ts';
+
+const injected = (fault: 'throw' | 'reject') => ({ NODE_OPTIONS: `--import=${join(ROOT, 'test/support/fault-in-handler.mjs')}`, FAULT_IN_HANDLER: fault });
+
+/** Opens a TCP connection to `port` (which meets the fault) and waits for the server to exit: one still serving 20 s later is killed (SIGKILL). */
+async function connectAndWait(child: Child, port: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+  const socket = net.connect(port, '127.0.0.1');
+  socket.on('error', () => {}); // the server dies with it open
+  const serving = setTimeout(() => void child.stop('SIGKILL'), 20_000);
+  try {
+    return await child.exited;
+  } finally {
+    clearTimeout(serving);
+    socket.destroy();
+  }
+}
+
+describe('e2e: an exception nothing caught in a server', function () {
+  this.timeout(120_000);
+  let d: Domain;
+  let ks: Machine;
+
+  before(async () => {
+    ({ d, machines: { ks } } = await Domain.setUp({ ks: 'key-server' }));
+  });
+  after(() => d?.close());
+
+  it('simpleserver says INTERNAL in one line, without the message or a stack, and exits 1', async () => {
+    const { child, port } = await startServer('simpleserver', d.simpleserverArgs(), undefined, injected('throw'));
+    d.adopt(child);
+    const from = child.mark();
+    expect(await connectAndWait(child, port)).to.deep.equal({ code: 1, signal: null });
+    const said = child.stderr.slice(from);
+    expect(said).to.equal('simpleserver: error: internal error: TypeError, thrown where nothing caught it: stopping (a bug: please report it; CERTIFIER_DEBUG=1 shows where) [INTERNAL]\n');
+  });
+
+  it('key-server --log-json logs a promise nobody awaited as one INTERNAL error line, exits 1, and serves again when restarted', async () => {
+    const data = d.path('keyserver-data');
+    const server = await d.startKeyServer(ks, { data, args: ['--log-json'], env: injected('reject') });
+    const from = server.child.mark();
+    expect(await connectAndWait(server.child, server.port)).to.deep.equal({ code: 1, signal: null });
+    const lines = server.child.stderr.slice(from).trimEnd().split('\n');
+    expect(lines).to.have.length(1);
+    const { time, ...line } = JSON.parse(lines[0]!);
+    expect(time).to.be.a('string');
+    expect(line).to.deep.equal({ event: 'error', code: 'INTERNAL', message: 'internal error: TypeError, a promise rejected where nothing awaited it: stopping (a bug: please report it; CERTIFIER_DEBUG=1 shows where)', exitStatus: 1 });
+    expect(server.child.stderr).not.to.contain('canary-of-fault-in-handler');
+    // What systemd's restart then does: the key database and the audit log are taken up again.
+    const again = await d.startKeyServer(ks, { data, args: ['--log-json'] });
+    expect(again.child.stderr).to.match(/"event":"audit-continues"/);
+    expect((await again.child.stop()).code).to.equal(0);
+  });
+
+  it('simpleserver --json writes the error as one JSON document, and CERTIFIER_DEBUG=1 shows what was thrown and where', async () => {
+    const proc = spawn(process.execPath, [join(ROOT, 'cmd', 'bin', 'simpleserver.js'), ...d.simpleserverArgs(), '--json'],
+      { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...injected('throw'), CERTIFIER_DEBUG: '1' } });
+    const child = new Child('simpleserver', proc);
+    d.adopt(child);
+    while (!child.stdout.includes('\n') && child.running) await new Promise((r) => setTimeout(r, 50));
+    const port = JSON.parse(child.stdout.split('\n')[0]!).listening.port as number;
+    expect(await connectAndWait(child, port)).to.deep.equal({ code: 1, signal: null });
+    const docs = child.stdout.trimEnd().split('\n').map((l) => JSON.parse(l));
+    expect(docs).to.have.length(2);
+    expect(docs[1]).to.deep.equal({ ok: false, error: { code: 'INTERNAL', message: 'internal error: TypeError, thrown where nothing caught it: stopping (a bug: please report it; CERTIFIER_DEBUG=1 shows where)', exitStatus: 1 } });
+    expect(child.stdout).not.to.contain('canary-of-fault-in-handler');
+    expect(child.stderr).to.contain(`TypeError: an injected fault: canary-of-fault-in-handler`).and.to.match(/\n\s+at /);
+  });
+});

@@ -1,0 +1,18 @@
+// Preloaded into a server (NODE_OPTIONS=--import): a bug in an event handler, outside any
+// command's await. The first connection a server accepts (TLS or plain: every server of Node's
+// listens through net.Server) meets, as FAULT_IN_HANDLER names:
+//   throw   an exception thrown in the listener (uncaughtException);
+//   reject  a promise rejected that nothing awaits (unhandledRejection).
+// The error's message carries a canary that must show only under CERTIFIER_DEBUG=1.
+import net from 'node:net';
+
+const fault = process.env.FAULT_IN_HANDLER;
+const listen = net.Server.prototype.listen;
+net.Server.prototype.listen = function (...args) {
+  this.prependOnceListener('connection', () => {
+    const e = new TypeError('an injected fault: canary-of-fault-in-handler');
+    if (fault === 'reject') void Promise.reject(e);
+    else throw e;
+  });
+  return listen.apply(this, args);
+};
