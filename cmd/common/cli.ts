@@ -9,6 +9,7 @@ import { CertifierError, ExitStatus, exitStatusOf, isCertifierError } from '../.
 import { domainProblem } from '../../lib/pki/admission.ts';
 import { escapeInvisible, visibleJson } from '../../lib/wire/index.ts';
 import { WORKING_DIRECTORY_GONE } from '../bin/working-directory.js';
+import { onUncaught } from './uncaught.ts';
 
 /** What a command hands back to be rendered. */
 export interface Result {
@@ -180,7 +181,12 @@ export function explainTimeout(e: unknown, o: { timeout: number }): unknown {
   return new CertifierError('TIMEOUT', `${said}: ${cause}; a retry may succeed, or give it longer with --timeout`, { cause: e, details: e.details });
 }
 
-function renderError(command: Command, e: unknown): number {
+/**
+ * Says `e` the output contract's way; `uncaught` (the last line of defence's error, cmd/common/
+ * uncaught.ts) says it in one line, its hint in its message, and under CERTIFIER_DEBUG=1 shows
+ * only the stack of what was thrown.
+ */
+function renderError(command: Command, e: unknown, uncaught = false): number {
   // A wait of a command with --timeout that ran out says so and names the flag, wherever it was thrown.
   const timeout = typedCommand(command)?.opts().timeout;
   if (typeof timeout === 'number') e = explainTimeout(e, { timeout });
@@ -213,12 +219,13 @@ function renderError(command: Command, e: unknown): number {
       const sub = typedCommand(command);
       process.stderr.write(`hint: run "${program}${sub ? ` ${sub.name()}` : ''} --help" for usage\n`);
     }
-    if (code === 'INTERNAL' && !remote(e)) process.stderr.write('hint: set CERTIFIER_DEBUG=1 to see where it happened\n');
+    if (code === 'INTERNAL' && !remote(e) && !uncaught) process.stderr.write('hint: set CERTIFIER_DEBUG=1 to see where it happened\n');
     // Where the command's --force replaces what is there (not init-trust's, which certifies again).
     const force = code === 'ALREADY_EXISTS' && !flagTyped(command, '--force') ? typedCommand(command)?.options.find((o) => o.long === '--force') : undefined;
     if (force?.description.startsWith('replace ')) process.stderr.write(`hint: give --force to ${force.description}\n`);
   }
-  if (debug && e instanceof Error) process.stderr.write(`${e.stack}\n${e.cause ? `cause: ${(e.cause as Error).stack ?? e.cause}\n` : ''}`);
+  if (debug && uncaught) process.stderr.write(`${(e as Error).cause instanceof Error ? ((e as Error).cause as Error).stack : String((e as Error).cause)}\n`);
+  else if (debug && e instanceof Error) process.stderr.write(`${e.stack}\n${e.cause ? `cause: ${(e.cause as Error).stack ?? e.cause}\n` : ''}`);
   return status;
 }
 
@@ -359,6 +366,7 @@ export function exitOnceDone(): void {
 
 /** Parses argv, runs the chosen action, sets the exit status. Never throws. */
 export async function run(program: Command, argv = process.argv): Promise<void> {
+  onUncaught((e) => renderError(program, e, true));
   try {
     await runOnce(program, argv);
   } finally {

@@ -1,0 +1,46 @@
+// The programs' last line of defence: an exception nothing caught (thrown in a socket's, a
+// timer's or a stream's callback, outside any command's await) or a promise rejected that nothing
+// awaited. Either is a bug, and the process is in a state nobody planned: it says so as any
+// INTERNAL error is said (one line, a JSON document or log line) and exits 1 at once, a server
+// too, rather than serve on (systemd's Restart=on-failure starts it again).
+
+import { CertifierError, ExitStatus } from '../../lib/errors/index.ts';
+
+/** A name or code safe to quote: an identifier, cut short. */
+const SAFE = /^[A-Za-z_][A-Za-z0-9_.]{0,63}$/;
+
+/**
+ * What is said of `e`: its kind and its code, never its message, which may quote what it was
+ * given (JSON.parse quotes the text it failed on, which may be a secret just decrypted). The
+ * message and the stack are shown with CERTIFIER_DEBUG=1 only.
+ */
+export function uncaughtError(e: unknown, how: 'exception' | 'rejection'): CertifierError {
+  const name = e instanceof Error && SAFE.test(e.name) ? e.name : e instanceof Error ? 'Error' : `a ${typeof e}`;
+  const code = (e as { code?: unknown } | undefined)?.code;
+  const what = `${name}${typeof code === 'string' && SAFE.test(code) ? ` (${code})` : ''}`;
+  const where = how === 'exception' ? 'thrown where nothing caught it' : 'a promise rejected where nothing awaited it';
+  return new CertifierError('INTERNAL', `internal error: ${what}, ${where}: stopping (a bug: please report it; CERTIFIER_DEBUG=1 shows where)`, { cause: e });
+}
+
+let installed = false;
+
+/** Makes `report` the last line of defence, once: it says what happened; the process then exits 1. */
+export function onUncaught(report: (e: CertifierError) => void): void {
+  if (installed) return;
+  installed = true;
+  let reporting = false;
+  const fail = (how: 'exception' | 'rejection') => (e: unknown) => {
+    // A second fault while the first is reported (stderr itself failing) only exits.
+    if (!reporting) {
+      reporting = true;
+      try {
+        report(uncaughtError(e, how));
+      } catch {
+        // nothing more can be said
+      }
+    }
+    process.exit(ExitStatus.failed);
+  };
+  process.on('uncaughtException', fail('exception'));
+  process.on('unhandledRejection', fail('rejection'));
+}
