@@ -164,6 +164,15 @@ describe('boundMessages: the most rows of an answer (a stand-in database)', func
         expect((e as CertifierError).message).to.contain('more results than the 1 statement key-server sends');
       });
 
+      it('cuts the connection at a message the driver cannot read (a DataRow announcing more fields than it holds), INTEGRITY, where the driver\'s parser threw in the socket\'s data handler and ended the process', async () => {
+        const fields = Buffer.alloc(2);
+        fields.writeInt16BE(0x7fff);
+        const e = await ask(Buffer.concat([FIELDS, message('D', fields)]), 1);
+        expect(e).to.be.instanceOf(CertifierError);
+        expect((e as CertifierError).code).to.equal('INTEGRITY');
+        expect((e as CertifierError).message).to.contain('a message the driver cannot read');
+      });
+
       it('cuts the connection at a message no query of key-server\'s is answered with, each of which the driver answers (PortalSuspended: another Execute; CopyInResponse: a CopyFail), INTEGRITY', async () => {
         // A database sending them without reading its side would have the driver's writes pile up in the replica.
         for (const [type, body] of [['s', Buffer.alloc(0)], ['G', Buffer.from([0, 0, 0])]] as const) {
