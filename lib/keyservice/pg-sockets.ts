@@ -130,12 +130,26 @@ export function boundMessages(client: Client, maxBytes: number): void {
       return undefined;
     };
     const emit = stream.emit;
-    stream.emit = function (this: Duplex, event: string | symbol, ...args: unknown[]): boolean {
-      const cut = event === 'data' ? read(args[0] as Buffer) : undefined;
-      if (!cut) return emit.call(this, event, ...args);
-      if (cut.at > 0) emit.call(this, event, (args[0] as Buffer).subarray(0, cut.at));
-      stream.destroy(new CertifierError('INTEGRITY', `the key database ${cut.why}: the connection was cut before it was read (a compromised or misconfigured database, or a trigger or rule added to key-server's tables?)`, { details: { storage: 'postgres' } }));
+    const cutOff = (why: string, cause?: unknown): false => {
+      stream.destroy(new CertifierError('INTEGRITY', `the key database ${why}: the connection was cut before it was read (a compromised or misconfigured database, or a trigger or rule added to key-server's tables?)`, { cause, details: { storage: 'postgres' } }));
       return false;
+    };
+    // The driver parses what it is handed in this emit: a message shorter than what it announces
+    // (a DataRow of more fields than it holds) threw from the socket's 'data' handler, where
+    // nothing catches it, and ended the key-server. Such a message ends the connection instead.
+    const handOn = (self: Duplex, chunk: Buffer): boolean => {
+      try {
+        return emit.call(self, 'data', chunk);
+      } catch (e) {
+        return cutOff('sent a message the driver cannot read', e);
+      }
+    };
+    stream.emit = function (this: Duplex, event: string | symbol, ...args: unknown[]): boolean {
+      if (event !== 'data') return emit.call(this, event, ...args);
+      const cut = read(args[0] as Buffer);
+      if (!cut) return handOn(this, args[0] as Buffer);
+      if (cut.at > 0) handOn(this, (args[0] as Buffer).subarray(0, cut.at));
+      return cutOff(cut.why); // a second destroy (the part before threw) changes nothing
     } as Duplex['emit'];
   };
   if (connection.ssl) connection.once('sslconnect', () => watch(connection.stream));
