@@ -8,10 +8,11 @@ import { expect } from 'chai';
 import { spawn } from 'node:child_process';
 import net from 'node:net';
 import { join } from 'node:path';
-import { ROOT } from '../support/helpers.ts';
+import { writeFileSync } from 'node:fs';
+import { ROOT, run, tempDir } from '../support/helpers.ts';
 import { Child, Domain, startServer, type Machine } from './domain.ts';
 
-const injected = (fault: 'throw' | 'reject') => ({ NODE_OPTIONS: `--import=${join(ROOT, 'test/support/fault-in-handler.mjs')}`, FAULT_IN_HANDLER: fault });
+const injected = (fault: 'throw' | 'reject' | 'after-output') => ({ NODE_OPTIONS: `--import=${join(ROOT, 'test/support/fault-in-handler.mjs')}`, FAULT_IN_HANDLER: fault });
 
 /** Opens a TCP connection to `port` (which meets the fault) and waits for the server to exit: one still serving 20 s later is killed (SIGKILL). */
 async function connectAndWait(child: Child, port: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
@@ -75,5 +76,22 @@ describe('e2e: an exception nothing caught in a server', function () {
     expect(docs[1]).to.deep.equal({ ok: false, error: { code: 'INTERNAL', message: 'internal error: TypeError, thrown where nothing caught it: stopping (a bug: please report it; CERTIFIER_DEBUG=1 shows where)', exitStatus: 1 } });
     expect(child.stdout).not.to.contain('canary-of-fault-in-handler');
     expect(child.stderr).to.contain(`TypeError: an injected fault: canary-of-fault-in-handler`).and.to.match(/\n\s+at /);
+  });
+});
+
+describe('e2e: an exception nothing caught after a command wrote its result', () => {
+  it('leaves --json\'s one document on stdout, the result, and says INTERNAL on stderr, exit 1', async () => {
+    const tmp = tempDir();
+    try {
+      const file = join(tmp.dir, 'image');
+      writeFileSync(file, 'a program\n');
+      const r = await run('cert-utility', ['measure', '--json', file], { env: injected('after-output') });
+      expect(r.status, r.stderr).to.equal(1);
+      expect(r.out.trimEnd().split('\n')).to.have.length(1);
+      expect(r.json().ok).to.equal(true);
+      expect(r.stderr).to.equal('cert-utility: error: internal error: TypeError, thrown where nothing caught it: stopping (a bug: please report it; CERTIFIER_DEBUG=1 shows where) [INTERNAL]\n');
+    } finally {
+      tmp.cleanup();
+    }
   });
 });

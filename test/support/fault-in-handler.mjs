@@ -3,14 +3,27 @@
 // listens through net.Server) meets, as FAULT_IN_HANDLER names:
 //   throw   an exception thrown in the listener (uncaughtException);
 //   reject  a promise rejected that nothing awaits (unhandledRejection).
+// With FAULT_IN_HANDLER=after-output, any program throws so in the turn after its first write to
+// standard output (a command's result written, and then a stray callback).
 // The error's message carries a canary that must show only under CERTIFIER_DEBUG=1.
 import net from 'node:net';
 
 const fault = process.env.FAULT_IN_HANDLER;
+const injected = () => new TypeError('an injected fault: canary-of-fault-in-handler');
+if (fault === 'after-output') {
+  const write = process.stdout.write;
+  process.stdout.write = function (...args) {
+    process.stdout.write = write;
+    setImmediate(() => {
+      throw injected();
+    });
+    return write.apply(this, args);
+  };
+}
 const listen = net.Server.prototype.listen;
 net.Server.prototype.listen = function (...args) {
   this.prependOnceListener('connection', () => {
-    const e = new TypeError('an injected fault: canary-of-fault-in-handler');
+    const e = injected();
     if (fault === 'reject') void Promise.reject(e);
     else throw e;
   });
