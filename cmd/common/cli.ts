@@ -183,8 +183,8 @@ export function explainTimeout(e: unknown, o: { timeout: number }): unknown {
 
 /**
  * Says `e` the output contract's way; `uncaught` (the last line of defence's error, cmd/common/
- * uncaught.ts) says it in one line, its hint in its message, and under CERTIFIER_DEBUG=1 shows
- * only the stack of what was thrown.
+ * uncaught.ts) says it in one line, its hint in its message (on stderr once the result is on
+ * stdout), and under CERTIFIER_DEBUG=1 shows only the stack of what was thrown.
  */
 function renderError(command: Command, e: unknown, uncaught = false): number {
   // A wait of a command with --timeout that ran out says so and names the flag, wherever it was thrown.
@@ -201,7 +201,7 @@ function renderError(command: Command, e: unknown, uncaught = false): number {
   // as the text form prints it, and its warnings; the file and line an error names (verify-audit);
   // how a store is protected (WRONG_KEY given another way); what verify-store found and repaired. No others.
   const shown = e instanceof CertifierError ? shownDetails(e.details) : {};
-  if (wantsJson(command)) {
+  if (wantsJson(command) && !(uncaught && rendered)) {
     try {
       writeStdout(visibleJson({ ok: false, error: { code, message, exitStatus: status, ...shown } }) + '\n');
     } catch (w) {
@@ -253,7 +253,11 @@ export async function printText(text: string): Promise<boolean> {
   return stdoutStatus === undefined && !process.stdout.destroyed;
 }
 
+/** Whether a command's result is on stdout: under --json, a fault after it goes to stderr, and stdout keeps one document. */
+let rendered = false;
+
 function render(result: Result, json: boolean): void {
+  rendered = true;
   if (result.written) return;
   if (json) {
     // Not visibleJson: a script may look for a name's own text in a result (first-boot.sh finds
