@@ -8,11 +8,11 @@ import { expect } from 'chai';
 import { spawn } from 'node:child_process';
 import net from 'node:net';
 import { join } from 'node:path';
-import { writeFileSync } from 'node:fs';
+import { readdirSync, writeFileSync } from 'node:fs';
 import { ROOT, run, tempDir } from '../support/helpers.ts';
 import { Child, Domain, startServer, type Machine } from './domain.ts';
 
-const injected = (fault: 'throw' | 'reject' | 'after-output') => ({ NODE_OPTIONS: `--import=${join(ROOT, 'test/support/fault-in-handler.mjs')}`, FAULT_IN_HANDLER: fault });
+const injected = (fault: 'throw' | 'reject' | 'after-output' | 'in-write') => ({ NODE_OPTIONS: `--import=${join(ROOT, 'test/support/fault-in-handler.mjs')}`, FAULT_IN_HANDLER: fault });
 
 /** Opens a TCP connection to `port` (which meets the fault) and waits for the server to exit: one still serving 20 s later is killed (SIGKILL). */
 async function connectAndWait(child: Child, port: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
@@ -79,7 +79,7 @@ describe('e2e: an exception nothing caught in a server', function () {
   });
 });
 
-describe('e2e: an exception nothing caught after a command wrote its result', () => {
+describe('e2e: an exception nothing caught in a command', () => {
   it('leaves --json\'s one document on stdout, the result, and says INTERNAL on stderr, exit 1', async () => {
     const tmp = tempDir();
     try {
@@ -90,6 +90,20 @@ describe('e2e: an exception nothing caught after a command wrote its result', ()
       expect(r.out.trimEnd().split('\n')).to.have.length(1);
       expect(r.json().ok).to.equal(true);
       expect(r.stderr).to.equal('cert-utility: error: internal error: TypeError, thrown where nothing caught it: stopping (a bug: please report it; CERTIFIER_DEBUG=1 shows where) [INTERNAL]\n');
+    } finally {
+      tmp.cleanup();
+    }
+  });
+});
+
+describe('e2e: an exception nothing caught while a command writes a file', () => {
+  it('removes the temporary file, which may hold a secret, as a signal does: nothing is left of what it was asked to write', async () => {
+    const tmp = tempDir();
+    try {
+      const r = await run('cert-utility', ['new-key-file', '--out', join(tmp.dir, 'store.key')], { env: injected('in-write') });
+      expect(r.status, r.stderr).to.equal(1);
+      expect(r.stderr).to.contain('[INTERNAL]');
+      expect(readdirSync(tmp.dir)).to.deep.equal([]);
     } finally {
       tmp.cleanup();
     }

@@ -4,8 +4,11 @@
 //   throw   an exception thrown in the listener (uncaughtException);
 //   reject  a promise rejected that nothing awaits (unhandledRejection).
 // With FAULT_IN_HANDLER=after-output, any program throws so in the turn after its first write to
-// standard output (a command's result written, and then a stray callback).
+// standard output (a command's result written, and then a stray callback); with
+// FAULT_IN_HANDLER=in-write, while a file it writes is still a temporary one beside its
+// destination (at its fsync, which then never returns).
 // The error's message carries a canary that must show only under CERTIFIER_DEBUG=1.
+import { promises as fs } from 'node:fs';
 import net from 'node:net';
 
 const fault = process.env.FAULT_IN_HANDLER;
@@ -18,6 +21,17 @@ if (fault === 'after-output') {
       throw injected();
     });
     return write.apply(this, args);
+  };
+}
+if (fault === 'in-write') {
+  const handle = await fs.open('/dev/null');
+  const FileHandle = Object.getPrototypeOf(handle);
+  await handle.close();
+  FileHandle.sync = function () {
+    setImmediate(() => {
+      throw injected();
+    });
+    return new Promise(() => {});
   };
 }
 const listen = net.Server.prototype.listen;
