@@ -5,6 +5,7 @@
 // too, rather than serve on (systemd's Restart=on-failure starts it again).
 
 import { CertifierError, ExitStatus } from '../../lib/errors/index.ts';
+import { discardUnplaced } from '../../lib/files/index.ts';
 
 /** A name or code safe to quote: an identifier, cut short. */
 const SAFE = /^[A-Za-z_][A-Za-z0-9_.]{0,63}$/;
@@ -24,7 +25,7 @@ export function uncaughtError(e: unknown, how: 'exception' | 'rejection'): Certi
 
 let installed = false;
 
-/** Makes `report` the last line of defence, once: it says what happened; the process then exits 1. */
+/** Makes `report` the last line of defence, once: it says what happened; temporary files go, and the process exits 1. */
 export function onUncaught(report: (e: CertifierError) => void): void {
   if (installed) return;
   installed = true;
@@ -38,6 +39,9 @@ export function onUncaught(report: (e: CertifierError) => void): void {
       } catch {
         // nothing more can be said
       }
+      // A file being written (a secret fetched) is not left beside its destination: the command
+      // failed, and changes nothing it was asked to write. (Its removals never throw.)
+      discardUnplaced();
     }
     process.exit(ExitStatus.failed);
   };

@@ -16,7 +16,7 @@ export * from './places.ts';
 export * from './write.ts';
 export * from './control-file.ts';
 export * from './mode.ts';
-export { holdingSignals } from './signals.ts';
+export { discardUnplaced, holdingSignals } from './signals.ts';
 export { LevelReopener, type OperationKind } from './level-reopen.ts';
 export { describeLevelFailure, levelFileError, levelWriteMayHaveLanded } from './level-failure.ts';
 export { compactRange, tightenFiles } from './level-files.ts';

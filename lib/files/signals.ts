@@ -51,6 +51,12 @@ function onSignal(signal: NodeJS.Signals): void {
     deferredSignals.pending ??= signal;
     return;
   }
+  removeLive();
+  // As if there had been no listener: the default action, so the exit status says which signal.
+  process.kill(process.pid, signal);
+}
+
+function removeLive(): void {
   for (const tmp of live) {
     try {
       unlinkSync(tmp);
@@ -60,8 +66,15 @@ function onSignal(signal: NodeJS.Signals): void {
   }
   live.clear();
   listenWhileNeeded();
-  // As if there had been no listener: the default action, so the exit status says which signal.
-  process.kill(process.pid, signal);
+}
+
+/**
+ * On the way out after a fault nothing caught (cmd/common/uncaught.ts): the temporary files not
+ * yet in place are removed, as a signal removes them; but not while files go in place
+ * (commitAll), where what is left is the next run's to sweep, as after a crash.
+ */
+export function discardUnplaced(): void {
+  if (deferredSignals.depth === 0) removeLive();
 }
 
 /**
