@@ -16,7 +16,7 @@ const SAFE = /^[A-Za-z_][A-Za-z0-9_.]{0,63}$/;
  * message and the stack are shown with CERTIFIER_DEBUG=1 only.
  */
 export function uncaughtError(e: unknown, how: 'exception' | 'rejection'): CertifierError {
-  const name = e instanceof Error && SAFE.test(e.name) ? e.name : e instanceof Error ? 'Error' : `a ${typeof e}`;
+  const name = e instanceof Error && SAFE.test(e.name) ? e.name : e instanceof Error ? 'Error' : `a value not an Error (${e === null ? 'null' : typeof e})`;
   const code = (e as { code?: unknown } | undefined)?.code;
   const what = `${name}${typeof code === 'string' && SAFE.test(code) ? ` (${code})` : ''}`;
   const where = how === 'exception' ? 'thrown where nothing caught it' : 'a promise rejected where nothing awaited it';
