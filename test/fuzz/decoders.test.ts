@@ -20,7 +20,7 @@ import {
 } from '../../lib/crypto/index.ts';
 import {
   FrameDecoder, decode, encode, encodeFrame, parseClaim, parseCryptstoreBundle, parseCryptstoreEntry, parseCryptstoreMetadata, parseSignedClaimSequence,
-  parseTrustRequest, parseTrustResponse, type ClaimMessage, type KeyMessage, type SignedClaimMessage, type SignedClaimSequence, type SignedReport,
+  parseTrustRequest, parseTrustResponse, type ClaimMessage, type KeyMessage, type SignedClaimMessage, type SignedClaimSequence,
   type TrustRequestMessage,
 } from '../../lib/wire/index.ts';
 import { issueRoleCert, verifyRoleCredential } from '../../lib/keyservice/roles.ts';
@@ -37,6 +37,7 @@ import { VECTORS, tempDir } from '../support/helpers.ts';
 import { rechain } from '../support/audit-lines.ts';
 import { TestSnpSigner } from '../sev-snp/signer.ts';
 import { EXPECTED, NOW, snpRequest, vector } from '../sev-snp/support.ts';
+import { cryptstoreSeeds, originalEvidence } from './fixtures.ts';
 import { SLOW_MS, describeFault, fuzz, growth, type Target, type Timing } from './mutate.ts';
 import { auditDirectoryTarget, bundleTargets } from './stateful.ts';
 
@@ -97,16 +98,8 @@ function targets(): Target[] {
 
   // The original trust request with one signed part replaced and signed again by its own key, so
   // that a mutation reaches what is read after the signature: the report, or the endorsement's clause.
-  const treq = decode<TrustRequestMessage>('trust_request_message', original('treq.bin'));
-  const attestKey = fromKeyMessage(decode<KeyMessage>('key_message', original('attest_key_file.bin')));
-  const platformKey = fromKeyMessage(decode<KeyMessage>('key_message', original('platform_key_file.bin')));
-  const assertion = (i: number) => treq.support!.factAssertion![i]!.serializedEvidence!;
-  const sr = decode<SignedReport>('signed_report', assertion(1));
-  const endorsement = decode<SignedClaimMessage>('signed_claim_message', assertion(0));
+  const { attestKey, platformKey, report: sr, endorsement, withAssertion } = originalEvidence();
   const endorsementClaim = decode<ClaimMessage>('claim_message', endorsement.serializedClaimMessage!);
-  const withAssertion = (i: number, bytes: Uint8Array) => ({
-    ...treq, support: { ...treq.support, factAssertion: treq.support!.factAssertion!.map((f, n) => (n === i ? { ...f, serializedEvidence: bytes } : f)) },
-  });
   const resignedClaim = (clause: Uint8Array, key: KeyObject, signingKey: KeyMessage, w = endorsementClaim): SignedClaimMessage => {
     const claim = encode('claim_message', { ...w, serializedClaim: clause });
     return { serializedClaimMessage: claim, signingKey, signingAlgorithm: signatureAlgFor(key), signature: sign(key, claim) };
@@ -337,13 +330,7 @@ function targets(): Target[] {
     {
       name: 'cryptstore entry, metadata and bundle', weight: 1,
       seeds: [
-        encode('cryptstore_entry', { tag: 'disk', type: 'binary-blob', version: 1, timeEntered: '2026-12-01T00:00:00Z', blob: new Uint8Array(4) }),
-        encode('cryptstore_metadata', {
-          formatVersion: 1, storeId: new Uint8Array(16).fill(1), created: '2026-12-01T00:00:00.000Z',
-          protection: { kind: 'passphrase', scrypt: { logN: 15, r: 8, p: 1, salt: new Uint8Array(16).fill(2) }, wrappedDataKey: new Uint8Array(60).fill(3) },
-        }),
-        encode('cryptstore_metadata', { formatVersion: 1, storeId: new Uint8Array(16).fill(1), created: '2026-12-01T00:00:00.000Z', protection: { kind: 'key-file', salt: new Uint8Array(32).fill(2), wrappedDataKey: new Uint8Array(60).fill(3) } }),
-        encode('cryptstore_bundle', { formatVersion: 1, scrypt: { logN: 10, r: 8, p: 1, salt: new Uint8Array(16) }, ciphertext: new Uint8Array(28) }),
+        ...cryptstoreSeeds(),
       ],
       run: (b) => {
         for (const p of [parseCryptstoreEntry, parseCryptstoreMetadata, parseCryptstoreBundle]) {

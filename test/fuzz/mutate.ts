@@ -21,17 +21,18 @@ export interface Fault { target: string; input: Uint8Array; error: unknown; how:
 export interface Timing { target: string; ms: number; size: number; how: string; input: Uint8Array }
 export interface TargetReport { name: string; iterations: number; parsed: number; faults: Fault[]; slowest: Timing[] }
 
-type Random = () => number;
+export type Random = () => number;
 type Mutator = (b: Uint8Array, r: Random, others: Uint8Array[]) => [Uint8Array, string];
 
-const int = (r: Random, n: number) => Math.floor(r() * n);
-const concat = (...parts: Uint8Array[]) => {
+export const int = (r: Random, n: number) => Math.floor(r() * n);
+export const pick = <T>(r: Random, xs: readonly T[]): T => xs[int(r, xs.length)]!;
+export const concat = (...parts: Uint8Array[]) => {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
   let at = 0;
   for (const p of parts) { out.set(p, at); at += p.length; }
   return out;
 };
-const replaceAt = (b: Uint8Array, at: number, drop: number, put: Uint8Array) => concat(b.subarray(0, at), put, b.subarray(Math.min(b.length, at + drop)));
+export const replaceAt = (b: Uint8Array, at: number, drop: number, put: Uint8Array) => concat(b.subarray(0, at), put, b.subarray(Math.min(b.length, at + drop)));
 
 /** A byte that is often a length or a tag boundary in these formats. */
 const INTERESTING = [0x00, 0x01, 0x7f, 0x80, 0x81, 0x82, 0x84, 0xff, 0x30, 0x0a, 0x12, 0x22];
