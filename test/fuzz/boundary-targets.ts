@@ -28,8 +28,8 @@ export interface BoundaryTarget {
   run: (input: Uint8Array) => unknown;
   /** Share of the iterations (1: ITERATIONS of them), by what a call costs and how much there is to reach. */
   weight: number;
-  /** How the seeds are read for structural mutation: protobuf (the default) or DER. */
-  kind?: 'proto' | 'der';
+  /** How the seeds are read for structural mutation: protobuf (the default), DER or JSON. */
+  kind?: 'proto' | 'der' | 'json';
 }
 
 export async function boundaryTargets(): Promise<BoundaryTarget[]> {
@@ -153,7 +153,7 @@ export async function boundaryTargets(): Promise<BoundaryTarget[]> {
       run: (b) => decodeRecord('vhd/disk', 3, b),
     },
     {
-      name: 'key_message (fromKeyMessage)', weight: 2,
+      name: 'key_message (fromKeyMessage)', weight: 1,
       seeds: [...keys.flatMap((k) => [toKeyMessage(k, 'k'), toKeyMessage(publicKeyOf(k), 'k')]).map((m) => encode('key_message', m)), original('attest_key_file.bin')],
       run: (b) => fromKeyMessage(decode<KeyMessage>('key_message', b)),
     },

@@ -10,6 +10,8 @@ import { mutateStructure, payloadsOf } from './proto-mutate.ts';
 import { boundaryTargets, type BoundaryTarget } from './boundary-targets.ts';
 import { mutateDer, tlvsOf } from './der-mutate.ts';
 import { derTargets } from './der-targets.ts';
+import { mutateJson } from './json-mutate.ts';
+import { jsonTargets } from './json-targets.ts';
 
 export interface Job { index: number; iterations: number; seed: number }
 export interface Finding { how: string; input: string; minimized: string; error: string }
@@ -67,6 +69,7 @@ async function runJob(t: BoundaryTarget, job: Job): Promise<Result> {
     // Mostly structural; a share of byte-level ones (and their splices of two seeds) besides.
     const [input, how] = r() >= 0.8 ? bytes(seed)
       : t.kind === 'der' ? mutateDer(seed, r, pools.der) ?? bytes(seed)
+      : t.kind === 'json' ? mutateJson(seed, r) ?? bytes(seed)
       : mutateStructure(seed, r, pools.proto, bytes);
     const t0 = performance.now();
     const { fault, code } = await judge(t, input);
@@ -88,11 +91,11 @@ async function runJob(t: BoundaryTarget, job: Job): Promise<Result> {
   return result;
 }
 
-const targets = [...(await boundaryTargets()), ...(await derTargets())];
+const targets = [...(await boundaryTargets()), ...(await derTargets()), ...jsonTargets()];
 // What a nested message or element may be replaced with: every length-delimited payload, or every
 // TLV, of every target's seeds of that kind.
 const pools = {
-  proto: targets.filter((t) => t.kind !== 'der').flatMap((t) => t.seeds.flatMap((s) => payloadsOf(s))),
+  proto: targets.filter((t) => (t.kind ?? 'proto') === 'proto').flatMap((t) => t.seeds.flatMap((s) => payloadsOf(s))),
   der: targets.filter((t) => t.kind === 'der').flatMap((t) => t.seeds.flatMap((s) => tlvsOf(s))),
 };
 parentPort!.on('message', (job: Job) => {

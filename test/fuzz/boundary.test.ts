@@ -1,6 +1,6 @@
-// The messages read at the trust boundary, protobuf and DER, mutated by their structure (fields and
-// elements given twice, dropped, swapped or replaced by others, lengths and values at their edges,
-// at any depth) and read as the programs read them: each call returns or throws a CertifierError
+// The messages read at the trust boundary, protobuf, DER and JSON, mutated by their structure
+// (fields, elements and values given twice, dropped, swapped or replaced by others, lengths and
+// values at their edges, at any depth) and read as the programs read them: each call returns or throws a CertifierError
 // with a stable code; a TypeError, a RangeError, an untyped Error, INTERNAL, a call that does not
 // return within CALL_MS, or memory past its bound is a fault. The targets run in a worker thread
 // the test watches. 1,000 inputs per unit of a target's weight by default (README "Development");
@@ -91,7 +91,7 @@ class Runner {
 
 const shown = (name: string, f: Finding) => `${name} (${f.how}): ${f.error}\n  input: ${f.input.slice(0, 600)}\n  minimized (${f.minimized.length / 2} bytes): ${f.minimized.slice(0, 600)}`;
 
-describe('fuzz: protobuf and DER at the trust boundary, mutated by their structure, are read or refused with a stable code', function () {
+describe('fuzz: protobuf, DER and JSON at the trust boundary, mutated by their structure, are read or refused with a stable code', function () {
   this.timeout(0);
   const runner = new Runner();
   after(() => runner.stop());
