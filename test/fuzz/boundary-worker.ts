@@ -12,6 +12,7 @@ import { mutateDer, tlvsOf } from './der-mutate.ts';
 import { derTargets } from './der-targets.ts';
 import { mutateJson } from './json-mutate.ts';
 import { jsonTargets } from './json-targets.ts';
+import { bundleTargets } from './stateful.ts';
 
 export interface Job { index: number; iterations: number; seed: number }
 export interface Finding { how: string; input: string; minimized: string; error: string }
@@ -91,7 +92,9 @@ async function runJob(t: BoundaryTarget, job: Job): Promise<Result> {
   return result;
 }
 
-const targets = [...(await boundaryTargets()), ...(await derTargets()), ...jsonTargets()];
+// The export bundle's (stateful.ts): its header, and its plaintext sealed again; an scrypt per input, so few.
+const bundles = (await bundleTargets()).map((t): BoundaryTarget => ({ name: t.name, seeds: t.seeds, run: t.run, weight: 0.1 }));
+const targets = [...(await boundaryTargets()), ...bundles, ...(await derTargets()), ...jsonTargets()];
 // What a nested message or element may be replaced with: every length-delimited payload, or every
 // TLV, of every target's seeds of that kind.
 const pools = {
