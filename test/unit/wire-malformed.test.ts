@@ -319,3 +319,27 @@ describe('wire: a varint past 64 bits, in a 64-bit field', () => {
     }
   });
 });
+
+describe('wire: a strict read at every depth protobufjs reads', () => {
+  // vse_clause holds a vse_clause: a clause `depth` deep ("says" at each level), the innermost
+  // holding field 9, which vse_clause does not define. Found by test/fuzz/boundary.test.ts.
+  const nested = (depth: number, inner = [0x48, 0x01]) => {
+    let b = Uint8Array.from(inner);
+    for (let i = 0; i < depth; i++) b = Uint8Array.from([0x12, 4, ...Buffer.from('says'), 0x22, ...varint(b.length), ...b]);
+    return b;
+  };
+  const varint = (n: number) => { const out: number[] = []; for (; n >= 0x80; n >>>= 7) out.push((n & 0x7f) | 0x80); return [...out, n]; };
+
+  it('refuses an unknown field in a clause nested 33, 40 and 100 deep as it does one 32 deep (DECODE_FAILED), not only down to 32 levels', () => {
+    for (const depth of [0, 32, 33, 40, 100]) {
+      const e = outcome(() => decode('vse_clause', nested(depth), { strict: true }), `${depth} deep`);
+      expect(e?.code, `${depth} deep`).to.equal('DECODE_FAILED');
+      expect(e?.message, `${depth} deep`).to.contain('field 9 is not part of vse_clause');
+    }
+  });
+
+  it('reads a clause 100 deep without an unknown field, and refuses one 101 deep as protobufjs does', () => {
+    expect(outcome(() => decode('vse_clause', nested(100, []), { strict: true }), '100 deep')).to.equal(undefined);
+    expect(outcome(() => decode('vse_clause', nested(101, []), { strict: true }), '101 deep')?.code).to.equal('DECODE_FAILED');
+  });
+});
