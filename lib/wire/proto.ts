@@ -202,8 +202,11 @@ function outOfRange(type: protobuf.Type, bytes: Uint8Array, depth: number, stric
       if (value < range[0] || value > range[1]) return `${field.name} is ${value}, outside ${field.type}`;
       continue;
     }
-    const nested = field && wire === 2 && field.resolvedType instanceof protobuf.Type && depth < 32 ? field.resolvedType : undefined;
+    const nested = field && wire === 2 && field.resolvedType instanceof protobuf.Type ? field.resolvedType : undefined;
     if (nested) {
+      // As deep as protobufjs reads (vse_clause holds a vse_clause): a walk stopping short of it
+      // would let a strict read take an unknown field nested below where it stopped.
+      if (depth >= protobuf.util.recursionLimit) return `${field!.name} is nested more than ${protobuf.util.recursionLimit} deep`;
       const length = reader.uint32();
       const problem = outOfRange(nested, bytes.subarray(reader.pos, reader.pos + length), depth + 1, strict);
       if (problem) return `${field!.name}.${problem}`;
