@@ -77,7 +77,7 @@ export async function boundaryTargets(): Promise<BoundaryTarget[]> {
 
   return [
     {
-      name: 'trust request, simulated evidence (parseTrustRequest, verifyEvidence, evaluate)', weight: 2,
+      name: 'trust request, simulated evidence (parseTrustRequest, verifyEvidence, evaluate)', weight: 1,
       seeds: [original('treq.bin')],
       run: decideOriginal,
     },
@@ -87,7 +87,7 @@ export async function boundaryTargets(): Promise<BoundaryTarget[]> {
       run: (b) => verifyEvidence(parseTrustRequest(b).support, { at: NOW, snpRoots: [s.ark] }),
     },
     {
-      name: 'SEV-SNP attestation_user_data, reported again (verifyEvidence)', weight: 0.2,
+      name: 'SEV-SNP attestation_user_data, reported again (verifyEvidence)', weight: 0.1,
       seeds: [said],
       run: (b) => verifyEvidence(parseTrustRequest(snpRequest(s.report({ reportData: reportDataFor(b), measurement }), b, [s.vcek, s.ask])).support, { at: NOW, snpRoots: [s.ark] }),
     },
@@ -97,7 +97,7 @@ export async function boundaryTargets(): Promise<BoundaryTarget[]> {
       run: (b) => decideOriginal(encode('trust_request_message', withAssertion(0, encode('signed_claim_message', signedClaim(b, platformKey, endorsement.signingKey!))))),
     },
     {
-      name: 'simulated report, signed again by the attestation key (verifyEvidence, evaluate)', weight: 0.5,
+      name: 'simulated report, signed again by the attestation key (verifyEvidence, evaluate)', weight: 0.3,
       seeds: [sr.report!],
       run: (b) => decideOriginal(encode('trust_request_message', withAssertion(1, encode('signed_report', { ...sr, report: b, signature: sign(attestKey, b, sr.signingAlgorithm as SignatureAlg) })))),
     },

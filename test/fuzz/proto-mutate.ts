@@ -7,6 +7,8 @@
 
 import { concat, int, pick, replaceAt, type Random } from './mutate.ts';
 
+const FRAME = 1 << 20;
+
 /** One field as it lies in its message's bytes. */
 interface Field { start: number; end: number; number: number; wire: number; lengthAt?: number; valueAt: number }
 
@@ -92,7 +94,8 @@ type Edit = (b: Uint8Array, fields: Field[], r: Random, pool: Uint8Array[]) => [
 const EDITS: Edit[] = [
   // A field given again: right after itself, or at the end (a repeated one, or an optional read twice).
   (b, fs, r) => { const f = pick(r, fs); const at = r() < 0.5 ? f.end : b.length; return [splice(b, at, at, b.slice(f.start, f.end)), `field ${f.number} given again`]; },
-  (b, fs, r) => { const f = pick(r, fs); const times = 2 + int(r, r() < 0.1 ? 3000 : 30); return [splice(b, f.end, f.end, concat(...Array.from({ length: times }, () => b.subarray(f.start, f.end)))), `field ${f.number} given ${times + 1} times`]; },
+  // (At most a frame's worth, 1 MiB: what a peer can send, and more than an operator's file needs.)
+  (b, fs, r) => { const f = pick(r, fs); const times = Math.min(2 + int(r, r() < 0.1 ? 3000 : 30), Math.floor(FRAME / (f.end - f.start))); return [splice(b, f.end, f.end, concat(...Array.from({ length: times }, () => b.subarray(f.start, f.end)))), `field ${f.number} given ${times + 1} times`]; },
   (b, fs, r) => { const f = pick(r, fs); return [splice(b, f.start, f.end, new Uint8Array()), `field ${f.number} dropped`]; },
   (b, fs, r) => {
     if (fs.length < 2) return undefined;
@@ -109,6 +112,18 @@ const EDITS: Edit[] = [
     return [splice(b, f.start, f.end, withPayload(b, f, p)), `field ${f.number} replaced by another's ${p.length} bytes`];
   },
   (b, fs, r) => { const ld = fs.filter((f) => f.wire === 2); if (ld.length === 0) return undefined; const f = pick(r, ld); return [splice(b, f.start, f.end, withPayload(b, f, new Uint8Array())), `field ${f.number} empty`]; },
+  // The message inside itself, as field f of each level, k levels deep: a recursive type
+  // (vse_clause holds a vse_clause) at and past the depth protobufjs reads (100), or another type
+  // read as this one.
+  (b, fs, r) => {
+    const ld = fs.filter((f) => f.wire === 2);
+    if (ld.length === 0) return undefined;
+    const f = pick(r, ld);
+    const k = pick(r, [1, 2, 33, 99, 100, 101, 3000]);
+    let x = b; // the innermost level whole, the levels above it field f alone (they copy little)
+    for (let i = 1; i < k; i++) x = withPayload(b, f, x);
+    return [splice(b, f.start, f.end, withPayload(b, f, x)), `field ${f.number} holds the message in itself ${k} deep`];
+  },
   // A length that lies, the payload left where it was.
   (b, fs, r) => {
     const ld = fs.filter((f) => f.wire === 2);
