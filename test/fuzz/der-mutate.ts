@@ -82,6 +82,15 @@ const EDITS: Edit[] = [
     return [splice(b, m.start, n.end, concat(b.subarray(n.start, n.end), b.subarray(m.start, m.end))), `${tagOf(m)} and ${tagOf(n)} swapped`];
   },
   (b, ns, r, pool) => { const n = pick(r, ns); const p = pick(r, pool); return [splice(b, n.start, n.end, p), `${tagOf(n)} replaced by another's ${tagOf({ tag: p[0]! } as Node)}`]; },
+  // An element wrapped in k SEQUENCEs or sets, at and past the depth a reader allows (32).
+  (b, ns, r) => {
+    const n = pick(r, ns);
+    const k = pick(r, [1, 30, 31, 32, 33, 2000]);
+    const tag = pick(r, [0x30, 0x31, 0xa0]);
+    let x: Uint8Array = b.slice(n.start, n.end);
+    for (let i = 0; i < k; i++) x = tlv(tag, x);
+    return [splice(b, n.start, n.end, x), `${tagOf(n)} wrapped ${k} deep in 0x${tag.toString(16)}`];
+  },
   (b, ns, r) => { const n = pick(r, ns); const tag = pick(r, TAGS); return [splice(b, n.start, n.start + 1, Uint8Array.of(tag)), `${tagOf(n)} retagged 0x${tag.toString(16)}`]; },
   // Lengths: long form for a short one, indefinite, or past the end.
   (b, ns, r) => {
