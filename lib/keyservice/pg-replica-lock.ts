@@ -200,7 +200,9 @@ export class ReplicaIdLock {
    * another holds it. `said`: the kind of the last failure logged (its code, or "own").
    */
   private retake(said?: string): void {
-    void this.attempt().then((outcome) => {
+    // A try that throws before it reaches the database (its client not made) is a failure like any
+    // other, retried and logged, not a rejection nothing awaits (which would stop the server).
+    void this.attempt().catch((e: unknown) => storageError(e, 'start')).then((outcome) => {
       if (this.released) return;
       if (outcome === 'held') {
         this.o.log?.({ event: 'replica-lock-retaken' });
