@@ -22,13 +22,13 @@ import { addExamples, createProgram, domainName, run, versionOf, subcommand, not
 import { openStore, storeOptions, type ProtectionOptions } from './common/protection.ts';
 import { parseHostPort, parseMeasurementHex, readCertificateFile, readPrivateKeyFile, requirePolicyDomain } from './common/keys.ts';
 import { outputResult, readInput, refuseOutput, storeFiles, writeOutput } from './common/io.ts';
-import { timeoutFlag, waitsOf, type TimeoutOption } from './common/timeout.ts';
+import { deadlineFlag, deadlineSignal, timeoutFlag, waitsOf, type DeadlineOption, type TimeoutOption } from './common/timeout.ts';
 
 const P = 'key-client';
 process.umask(0o077);
 const program = createProgram(P, 'fetch named keys from a key-server into the cryptstore, or provision them');
 
-interface ClientOpts extends JsonOption, ProtectionOptions, TimeoutOption {
+interface ClientOpts extends JsonOption, ProtectionOptions, TimeoutOption, DeadlineOption {
   server: string;
   domain: string;
   policyCert: string;
@@ -44,7 +44,8 @@ function serverOptions(cmd: Command): Command {
     .requiredOption('--domain <name>', 'the policy domain', domainName)
     .requiredOption('--policy-cert <file>', 'the pinned policy certificate')
     .option('--server-measurement <hex>', 'a measurement the key-server must run: 64 or 96 hex digits (repeatable)', (v: string, a: string[]) => [...a, v], [])
-    .addOption(timeoutFlag());
+    .addOption(timeoutFlag())
+    .addOption(deadlineFlag());
 }
 
 function clientOptions(cmd: Command): Command {
@@ -114,6 +115,16 @@ function noteLeftovers(file: string, left: Leftover[] = []): void {
   }
 }
 
+/**
+ * For a run the deadline cut off: which names had arrived by then and which had not (none is
+ * written, so the rerun fetches them all again).
+ */
+function cutOff(outcomes: { spec: SecretSpec; error?: CertifierError }[], e: CertifierError): string {
+  if (e.code !== 'DEADLINE') return '';
+  const late = outcomes.filter((x) => x.error).map((x) => shown(x.spec.name, 256));
+  return ` (${outcomes.length - late.length} of ${outcomes.length} had arrived; not ${late.join(', ')})`;
+}
+
 /** What a key-client command works with: never a destination for what it fetches. */
 function clientFiles(o: ClientOpts, ...more: string[]): OwnFiles {
   return storeFiles(o, o.policyCert, o.credentialCert, o.credentialKey, ...more);
@@ -177,7 +188,8 @@ async function withConnectOptions<T>(o: ClientOpts, flags: ClientFlags, fn: (opt
   const store = await openStore(P, o);
   try {
     const identity = await loadIdentity(store, o.domain, policyCert);
-    return await fn({ host, port, identity, policyCert, serverMeasurements: pins, waits: waitsOf(o), ...(credential ? { credential } : {}) }, store);
+    const signal = deadlineSignal(o, o.server);
+    return await fn({ host, port, identity, policyCert, serverMeasurements: pins, waits: waitsOf(o), ...(credential ? { credential } : {}), ...(signal ? { signal } : {}) }, store);
   } finally {
     await store.close();
   }
@@ -215,7 +227,7 @@ clientOptions(subcommand<ClientOpts & { version: number; out?: string; force?: b
     return withClient(o, flags, async (client, store): Promise<Result> => {
       const outcomes = await fetchAll(client, specs);
       const failure = outcomes.find((x) => x.error);
-      if (failure) throw new CertifierError(failure.error!.code, `${failure.error!.message}; nothing was written`, { cause: failure.error });
+      if (failure) throw new CertifierError(failure.error!.code, `${failure.error!.message}; nothing was written${cutOff(outcomes, failure.error!)}`, { cause: failure.error });
       if (o.out) {
         const e = outcomes[0]!.entry!;
         const raw = await writeOutput(o.out, e.blob, o.force === true, clientFiles(o));

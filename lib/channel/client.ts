@@ -40,7 +40,8 @@ export async function connect<P>(opts: ConnectOptions<P>): Promise<ClientConnect
   if (!opts.tls && opts.plain !== true) throw new CertifierError('INVALID_INPUT', 'a connection without tls must say plain: true');
   if (opts.verifyPeer && !opts.tls) throw new CertifierError('INVALID_INPUT', 'verifyPeer needs tls');
   const prepared = opts.tls && 'context' in opts.tls ? opts.tls : opts.tls ? prepareClientTls(opts.tls) : undefined;
-  const abandoned = () => new CertifierError('UNREACHABLE', `the connection to ${target} was abandoned`);
+  // Abandoned with a reason of ours (a run's deadline, say), the connection fails with it.
+  const abandoned = () => opts.signal?.reason instanceof CertifierError ? opts.signal.reason : new CertifierError('UNREACHABLE', `the connection to ${target} was abandoned`);
   if (!prepared?.mutual) return connectOnce(opts, prepared, limits, target, 1, abandoned);
   return withSecondTry((attempt) => connectOnce(opts, prepared, limits, target, attempt, abandoned), opts.signal, abandoned);
 }

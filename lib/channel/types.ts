@@ -189,7 +189,7 @@ export interface ConnectOptions<P> {
   limits?: Limits;
   /** Time allowed for the TCP connection (default 10 s); the handshake has its own limit. */
   connectTimeoutMs?: number;
-  /** Abandons the connection when aborted, connecting or waiting for an answer: it fails with UNREACHABLE. */
+  /** Abandons the connection when aborted, connecting or waiting for an answer: it fails with the signal's reason where that is a CertifierError, else UNREACHABLE. */
   signal?: AbortSignal;
 }
 

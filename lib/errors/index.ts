@@ -54,6 +54,7 @@ export const ErrorCodes = {
   // unreachable / timeout (3)
   UNREACHABLE: ExitStatus.unreachable,
   TIMEOUT: ExitStatus.unreachable,
+  DEADLINE: ExitStatus.unreachable, // a run's whole time (key-client --deadline) ran out before the server was done
   // integrity / authentication (4)
   INTEGRITY: ExitStatus.integrity,
   WRONG_KEY: ExitStatus.integrity,

@@ -43,6 +43,12 @@ export interface KeyClientOptions {
    * connection to the same server, checked again, so any number can be made, at once or not.
    */
   requestsPerConnection?: number;
+  /**
+   * Ends the run's waits for the key-server when aborted (key-client's --deadline): every
+   * connection, open or being opened, fails with the signal's reason (a CertifierError), and no
+   * request is sent after it.
+   */
+  signal?: AbortSignal;
 }
 
 /** A store or delete the key-server says it carried out but could not record: what it says is checked as a success's would be. */
@@ -212,6 +218,7 @@ export class KeyClient {
         return peer;
       },
       ...connectWaits(o.waits, o.limits),
+      ...(o.signal ? { signal: o.signal } : {}),
     });
     return conn;
   }
@@ -344,6 +351,7 @@ export class KeyClient {
   /** One request, counted until it is answered so that close waits for it; refused once close has begun. */
   private async call(req: Partial<KeyRequest> & { action: Action; name: string }): Promise<KeyResponse> {
     if (this.closing) throw new CertifierError('UNREACHABLE', `this connection to the key-server ${hostPort(this.options.host, this.options.port)} is closed; the request was not sent`);
+    this.options.signal?.throwIfAborted();
     this.underway++;
     try {
       return await this.challengedCall(req);
