@@ -1,49 +1,35 @@
 // key-client, the real program, against a key-server that is slow or hangs up on purpose: answers
 // each given just inside --timeout, a listing that never ends, a store whose answer never comes.
-// The server is a bare TLS listener on 127.0.0.1 with a key-server's admission certificate of the
-// domain, answering as each test scripts it; key-client runs as a child, as first-boot runs it.
+// The server is a stand-in (scripted-key-server.ts) answering as each test scripts it; key-client
+// runs as a child, as first-boot runs it.
 
 import { expect } from 'chai';
-import tls from 'node:tls';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { encode, encodeFrame, FrameDecoder } from '../../lib/wire/index.ts';
-import { toPem } from '../../lib/pki/index.ts';
+import { encode } from '../../lib/wire/index.ts';
 import { utf8 } from '../../lib/crypto/index.ts';
-import { parseKeyRequest, succeeded, type KeyRequest } from '../../lib/keyservice/protocol.ts';
+import { succeeded } from '../../lib/keyservice/protocol.ts';
 import { run, type RunResult } from '../support/helpers.ts';
+import { scriptedKeyServer, type ScriptedKeyServer } from '../support/scripted-key-server.ts';
 import { Domain, type Machine } from '../e2e/domain.ts';
-
-/** What the server does with each request as it comes; `answer` writes one answer on the connection. */
-type Script = (req: KeyRequest, answer: (body: Uint8Array) => void, socket: tls.TLSSocket) => void;
 
 describe('key-client against a slow or hostile key-server', function () {
   this.timeout(60_000);
   let d: Domain;
   let vm: Machine;
-  let server: tls.Server;
-  let script: Script = () => {};
+  let server: ScriptedKeyServer;
   const timers = new Set<NodeJS.Timeout>();
 
   before(async () => {
     ({ d, machines: { vm } } = await Domain.setUp({ vm: 'vm' }, { programs: ['vm', 'key-server'] }));
-    const ks = await d.certify('ks', 'key-server');
-    const identity = await d.identity(ks);
-    server = tls.createServer({ key: identity.key.export({ type: 'pkcs8', format: 'pem' }), cert: toPem(identity.certificate), ca: toPem(d.policyCert), requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.3' }, (socket) => {
-      const frames = new FrameDecoder();
-      socket.on('error', () => {});
-      socket.on('data', (chunk: Buffer) => {
-        for (const frame of frames.read(chunk).frames) script(parseKeyRequest(frame), (body) => void (socket.writable && socket.write(encodeFrame(body))), socket);
-      });
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    server = await scriptedKeyServer(await d.identity(await d.certify('ks', 'key-server')), d.policyCert);
   });
   afterEach(() => {
     for (const t of timers) clearTimeout(t);
     timers.clear();
   });
   after(async () => {
-    await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+    await server?.close();
     await d?.close();
   });
 
@@ -53,7 +39,7 @@ describe('key-client against a slow or hostile key-server', function () {
     timers.add(t);
   };
   const kc = (cmd: string, args: string[]): Promise<RunResult> => run('key-client', [cmd, ...args,
-    '--server', `127.0.0.1:${(server.address() as { port: number }).port}`, '--domain', d.name, '--policy-cert', d.policyCertFile,
+    '--server', `127.0.0.1:${server.port}`, '--domain', d.name, '--policy-cert', d.policyCertFile,
     '--server-measurement', d.measurementHex('key-server'), ...vm.storeArgs], { cwd: d.dir });
   const entry = (name: string) => encode('cryptstore_entry', { type: 'binary-blob', tag: name, version: 1, blob: utf8(`value of ${name}`), timeEntered: utf8('2026-12-05T00:00:00Z'), exportable: true });
   const info = (name: string) => ({ resourceName: name, version: 1, valueType: 'binary-blob', timeEntered: '2026-12-05T00:00:00Z', exportable: true, size: 32 });
@@ -62,7 +48,7 @@ describe('key-client against a slow or hostile key-server', function () {
   it('stops a retrieve whose answers each come just inside --timeout once --deadline has passed: DEADLINE, exit 3, nothing written, the names that had not arrived named', async () => {
     // Each answer 1.5 s after the one before: inside --timeout 2 each, 4.5 s for the three.
     let due = 0;
-    script = (req, answer) => later((due += 1500), () => answer(succeeded(req.name, { data: entry(req.name) })));
+    server.script = (req, answer) => later((due += 1500), () => answer(succeeded(req.name, { data: entry(req.name) })));
     const r = await kc('retrieve', ['--timeout', '2', '--deadline', '2', 'k/a', 'k/b', 'k/c']);
     expect(r.status, r.stderr).to.equal(3);
     expect(r.stderr).to.match(/^key-client: error: .*--deadline 2.*nothing was written.* \[DEADLINE\]\n$/m);
@@ -71,7 +57,7 @@ describe('key-client against a slow or hostile key-server', function () {
   });
 
   it('keeps what arrived before --deadline with provision --allow-partial, naming the rest FAILED (DEADLINE): exit 0', async () => {
-    script = (req, answer) => void (req.name === 'k/a' && answer(succeeded(req.name, { data: entry(req.name) })));
+    server.script = (req, answer) => void (req.name === 'k/a' && answer(succeeded(req.name, { data: entry(req.name) })));
     const config = join(d.dir, 'late.json');
     writeFileSync(config, JSON.stringify({ secrets: [{ ID: 'k/a', Tag: 'k/a' }, { ID: 'k/late', Tag: 'k/late' }] }));
     const r = await kc('provision', ['--config', config, '--allow-partial', '--deadline', '2', '--json']);
@@ -83,7 +69,7 @@ describe('key-client against a slow or hostile key-server', function () {
 
   it('stops a listing that never ends (a page after every page, at once) once --deadline has passed: DEADLINE, exit 3, the names given until then written', async () => {
     let n = 0;
-    script = (req, answer) => {
+    server.script = (req, answer) => {
       const name = `k/${String(++n).padStart(12, '0')}`;
       answer(succeeded(req.name, { data: encode('key_service_list', { resources: [info(name)], nextAfter: name }) }));
     };
