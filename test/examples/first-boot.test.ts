@@ -19,6 +19,9 @@ import { Child, Domain, expectSuccess, startServer, type KeyServer, type Machine
 import { domainProblem } from '../../lib/pki/admission.ts';
 import { tagProblem } from '../../lib/wire/index.ts';
 import { ACL_ACTIONS, decide, parseAcl } from '../../lib/keyservice/acl.ts';
+import { succeeded } from '../../lib/keyservice/protocol.ts';
+import { encode } from '../../lib/wire/index.ts';
+import { scriptedKeyServer } from '../support/scripted-key-server.ts';
 
 const firstBoot = (args: string[]) => runScript('first-boot.sh', args);
 /** first-boot's line under a refusal of `key-client retrieve --check-only`, and of `cert-utility init-trust --check-only`. */
@@ -563,6 +566,35 @@ describe('scripts/first-boot.sh against running servers', function () {
     const r = await boot(d.path('vm-bad-timeout'), { extra: ['--timeout', '0'] });
     expect(r.status, r.stderr).to.equal(2);
     expect(r.stderr).to.contain("option '--timeout <seconds>' argument '0' is invalid").and.not.contain('step 1/2');
+  });
+
+  it('takes --deadline only as key-client does (exit 2 before certifying)', async () => {
+    const r = await boot(d.path('vm-bad-deadline'), { extra: ['--deadline', '0'] });
+    expect(r.status, r.stderr).to.equal(2);
+    expect(r.stderr).to.contain("option '--deadline <seconds>' argument '0' is invalid").and.not.contain('step 1/2');
+  });
+
+  it('gives each attempt of step 2 --deadline in all: a key-server answering each key just inside --timeout is cut off (DEADLINE, exit 3), tried again, and given up on by the script itself', async () => {
+    const store = d.path('vm-slow-server');
+    const slow = await scriptedKeyServer(await d.identity(await d.certify('ks-slow', 'key-server')), d.policyCert);
+    const timers: NodeJS.Timeout[] = [];
+    // Each answer 1.5 s after the one before on its connection: inside --timeout 2 each, 3 s for the two keys.
+    const due = new WeakMap<object, number>();
+    slow.script = (req, answer, socket) => {
+      due.set(socket, (due.get(socket) ?? 0) + 1500);
+      const entry = encode('cryptstore_entry', { type: 'binary-blob', tag: req.name, version: 1, blob: randomBytes(32), timeEntered: Buffer.from('2026-12-05T00:00:00Z'), exportable: true });
+      timers.push(setTimeout(() => answer(succeeded(req.name, { data: entry })), due.get(socket)));
+    };
+    try {
+      const r = await boot(store, { kport: slow.port, pin: d.measurementHex('key-server'), extra: ['--timeout', '2', '--deadline', '2', '--max-delay', '1'], retries: 2 });
+      expect(r.status, r.stderr).to.equal(3);
+      expect(r.stderr.match(/\[DEADLINE\]/g), r.stderr).to.have.length(2);
+      expect(r.stderr).to.contain(`retrieve from 127.0.0.1:${slow.port}: could not reach the server after 2 attempts; giving up`);
+      for (const name of Object.keys(keys)) expect((await held(store, name)).length, name).to.equal(0);
+    } finally {
+      timers.forEach(clearTimeout);
+      await slow.close();
+    }
   });
 
   it('run twice at once on one store: the second stops on the store\'s lock (STORE_LOCKED, exit 1), neither certifying nor fetching nor reporting success, and the first fetches every key', async () => {
