@@ -27,7 +27,7 @@ usage: first-boot.sh --host ADDR --certifier-port PORT --keyserver-port PORT --k
                      [--platform simulated] --platform-dir DIR --measurement-file FILE
                      | --platform sev-snp [--tsm-dir DIR] [--vcek FILE]
                      [--server-measurement HEX...] [--retries N] [--max-delay SECONDS]
-                     [--timeout SECONDS]
+                     [--timeout SECONDS] [--deadline SECONDS]
                      [--passphrase-file FILE | --key-file FILE]     (default: --sealed;
                                                                       sev-snp needs one)
 
@@ -57,6 +57,10 @@ usage: first-boot.sh --host ADDR --certifier-port PORT --keyserver-port PORT --k
   --timeout           how long each attempt waits for a server at each step (connecting, the
                       TLS handshake, each answer) before it counts as unreachable and is tried
                       again (default 10; the programs' --timeout)
+  --deadline          how long each attempt of step 2 may take in all, however many keys
+                      --keys names: connecting, the handshake and every answer, each inside
+                      --timeout, but together no longer; one cut off is tried again as an
+                      unreachable server is (default 60; key-client's --deadline)
   --passphrase-file   protect the cryptstore with the passphrase in FILE (scrypt) instead of sealing
                       it to this VM's platform and measurement
   --key-file          protect the cryptstore with the key in FILE instead of sealing it (at
@@ -78,7 +82,7 @@ CERT_UTILITY=${CERT_UTILITY:-$here/../cmd/bin/cert-utility.js}
 KEY_CLIENT=${KEY_CLIENT:-$here/../cmd/bin/key-client.js}
 
 host= khost= cport= kport= keys= domain= policy_cert= store= platform=simulated platform_dir= measurement_file=
-tsm_dir= vcek= pin_values=() retries=8 max_delay=30 timeout=() protection=(--sealed)
+tsm_dir= vcek= pin_values=() retries=8 max_delay=30 timeout=() deadline=60 protection=(--sealed)
 seen=' '
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -112,6 +116,7 @@ while [ $# -gt 0 ]; do
     --retries) retries=$2; shift 2 ;;
     --max-delay) max_delay=$2; shift 2 ;;
     --timeout) timeout=(--timeout "$2"); shift 2 ;; # checked by both programs' --check-only below
+    --deadline) deadline=$2; shift 2 ;; # checked by key-client's --check-only below
     --passphrase-file) protection=(--passphrase-file "$2"); shift 2 ;;
     --key-file) protection=(--key-file "$2"); shift 2 ;;
     *) echo "first-boot: unknown argument $1" >&2; usage ;;
@@ -226,7 +231,9 @@ store_args=(--store "$store" "${protection[@]}" "${platform_args[@]}")
 shown_store=$(shown_names "$store") # as its own lines show it
 # The two steps' commands, but for the names fetched: asked with --check-only below, then run.
 init_trust=(init-trust --domain "$domain" --policy-cert "$policy_cert" --server "$host:$cport" "${store_args[@]}" "${timeout[@]}")
-retrieve=(retrieve --server "$khost:$kport" --domain "$domain" --policy-cert "$policy_cert" "${pin[@]}" "${store_args[@]}" "${timeout[@]}")
+# Each attempt of step 2 bounded in all (--deadline): a key-server answering each key just inside
+# --timeout would otherwise make it last as many times --timeout as there are keys.
+retrieve=(retrieve --server "$khost:$kport" --domain "$domain" --policy-cert "$policy_cert" "${pin[@]}" "${store_args[@]}" "${timeout[@]}" --deadline "$deadline")
 
 # Every flag the two steps take, asked of the programs themselves with the very commands the steps
 # run (--check-only: parsed and checked as a run does, reading and connecting to nothing): each
