@@ -10,7 +10,7 @@ import { encode } from '../../lib/wire/index.ts';
 import { utf8 } from '../../lib/crypto/index.ts';
 import { succeeded } from '../../lib/keyservice/protocol.ts';
 import { run, type RunResult } from '../support/helpers.ts';
-import { scriptedKeyServer, type ScriptedKeyServer } from '../support/scripted-key-server.ts';
+import { reset, scriptedKeyServer, type ScriptedKeyServer } from '../support/scripted-key-server.ts';
 import { Domain, type Machine } from '../e2e/domain.ts';
 
 describe('key-client against a slow or hostile key-server', function () {
@@ -38,9 +38,8 @@ describe('key-client against a slow or hostile key-server', function () {
     const t = setTimeout(() => (timers.delete(t), fn()), ms);
     timers.add(t);
   };
-  const kc = (cmd: string, args: string[]): Promise<RunResult> => run('key-client', [cmd, ...args,
-    '--server', `127.0.0.1:${server.port}`, '--domain', d.name, '--policy-cert', d.policyCertFile,
-    '--server-measurement', d.measurementHex('key-server'), ...vm.storeArgs], { cwd: d.dir });
+  const common = () => ['--server', `127.0.0.1:${server.port}`, '--domain', d.name, '--policy-cert', d.policyCertFile, '--server-measurement', d.measurementHex('key-server'), ...vm.storeArgs];
+  const kc = (cmd: string, args: string[]): Promise<RunResult> => run('key-client', [cmd, ...args, ...common()], { cwd: d.dir });
   const entry = (name: string) => encode('cryptstore_entry', { type: 'binary-blob', tag: name, version: 1, blob: utf8(`value of ${name}`), timeEntered: utf8('2026-12-05T00:00:00Z'), exportable: true });
   const info = (name: string) => ({ resourceName: name, version: 1, valueType: 'binary-blob', timeEntered: '2026-12-05T00:00:00Z', exportable: true, size: 32 });
   const tags = async () => (await d.store(vm, 'list-items', ['--json'])).json().items.map((i: { tag: string }) => i.tag).filter((t: string) => t.startsWith('k/'));
@@ -65,6 +64,22 @@ describe('key-client against a slow or hostile key-server', function () {
     expect(r.json().items).to.deep.equal([{ name: 'k/a', tag: 'k/a', version: 1, storeVersion: 1, written: 'new' }, { name: 'k/late', tag: 'k/late', error: 'DEADLINE' }]);
     expect(r.stderr).to.match(/could not provision "k\/late": the run's --deadline 2 passed .* \[DEADLINE\]\n/);
     expect(await tags()).to.deep.equal(['k/a']);
+  });
+
+  it('says a store whose connection was reset once it was sent may or may not have been made (OUTCOME_UNKNOWN, exit 1), not that the server was unreachable (exit 3, which a retry would answer with another version)', async () => {
+    server.script = (req, _answer, socket) => void (req.action === 'store' && reset(socket));
+    const r = await run('key-client', ['store', 'k/s', '--in', '-', ...common()], { cwd: d.dir, input: 'v' });
+    expect(r.status, r.stderr).to.equal(1);
+    expect(r.stderr).to.match(/^key-client: error: the store of "k\/s" was sent, and the connection ended before its answer came \(.*\): it may or may not have been made; .*--expected-version.* \[OUTCOME_UNKNOWN\]\n$/);
+  });
+
+  it('says the same of a store whose answer --deadline or --timeout cut off, and that a run again with --expected-version is made only if the first was not', async () => {
+    server.script = () => {};
+    for (const [flags, cause] of [[['--deadline', '2'], /--deadline 2 passed/], [['--timeout', '1'], /timed out after 1000 ms/]] as const) {
+      const r = await run('key-client', ['store', 'k/s', '--in', '-', '--expected-version', '3', ...flags, ...common()], { cwd: d.dir, input: 'v' });
+      expect(r.status, r.stderr).to.equal(1);
+      expect(r.stderr).to.match(cause).and.match(/it may or may not have been made; run it again as it is: with --expected-version 3 it is made only if this one was not \(VERSION_CONFLICT if it was\) \[OUTCOME_UNKNOWN\]\n$/);
+    }
   });
 
   it('stops a listing that never ends (a page after every page, at once) once --deadline has passed: DEADLINE, exit 3, the names given until then written', async () => {

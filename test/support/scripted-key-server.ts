@@ -2,6 +2,7 @@
 // listener on 127.0.0.1 presenting a key-server's admission certificate of the domain, handing
 // each request to a script as it comes, which answers as it likes (late, never, by halves).
 
+import type net from 'node:net';
 import tls from 'node:tls';
 import type { MachineIdentity } from '../../lib/certifier/index.ts';
 import { toPem } from '../../lib/pki/index.ts';
@@ -40,4 +41,15 @@ export async function scriptedKeyServer(identity: MachineIdentity, policyCert: U
     }),
   };
   return scripted;
+}
+
+/**
+ * Resets `socket`'s TCP connection (RST), as the kernel does for a process killed with bytes
+ * unread: a TLS socket has no resetAndDestroy of its own, its TCP socket (Node's _parent) has.
+ */
+export function reset(socket: tls.TLSSocket): void {
+  const tcp = (socket as unknown as { _parent?: net.Socket })._parent;
+  if (!tcp) throw new TypeError('no TCP socket under this TLS socket');
+  tcp.resetAndDestroy();
+  socket.destroy();
 }
