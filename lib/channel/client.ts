@@ -116,8 +116,8 @@ class Connection<P> implements ClientConnection<P> {
   private isReady = false;
   private secureAt = 0;
   private sawTicket = false;
-  /** Requests held until the server has accepted our certificate (mutual TLS); undefined once they may go. */
-  private held: Uint8Array[] | undefined;
+  /** Requests held until the server has accepted our certificate (mutual TLS), each with whom to tell once it is written; undefined once they may go. */
+  private held: { frame: Uint8Array; written?: () => void }[] | undefined;
   private heldTimer: NodeJS.Timeout | undefined;
   private answered = 0;
   /** A request of ours has been written (under mutual TLS, not before the server's verdict or VERDICT_WAIT_MS). */
@@ -210,7 +210,7 @@ class Connection<P> implements ClientConnection<P> {
     return this.failureError;
   }
 
-  request(body: Uint8Array): Promise<Uint8Array> {
+  request(body: Uint8Array, written?: () => void): Promise<Uint8Array> {
     if (this.failure) return Promise.reject(this.failure);
     if (this.closing) return Promise.reject(new CertifierError('UNREACHABLE', `the connection to ${this.target} is closing`));
     let frame: Uint8Array;
@@ -228,9 +228,9 @@ class Connection<P> implements ClientConnection<P> {
     // Each answer gets readTimeoutMs from the moment it becomes the one we wait for.
     if (this.pending.length === 1) this.armResponseTimer();
     if (this.held) {
-      this.held.push(frame);
+      this.held.push({ frame, ...(written ? { written } : {}) });
       this.heldTimer ??= setTimeout(() => this.release(), VERDICT_WAIT_MS);
-    } else this.send(frame);
+    } else this.send(frame, written);
     return promise;
   }
 
@@ -239,7 +239,7 @@ class Connection<P> implements ClientConnection<P> {
    * with as many new requests) leave in one TLS record and one system call, not one each: the
    * socket is corked until the current tick's work is done, as the server does for its answers.
    */
-  private send(frame: Uint8Array): void {
+  private send(frame: Uint8Array, written?: () => void): void {
     this.sent = true;
     if (!this.corked) {
       this.corked = true;
@@ -247,6 +247,7 @@ class Connection<P> implements ClientConnection<P> {
       process.nextTick(this.uncork);
     }
     this.socket.write(frame);
+    written?.();
   }
 
   private readonly uncork = (): void => {
@@ -260,7 +261,7 @@ class Connection<P> implements ClientConnection<P> {
     this.held = undefined;
     clearTimeout(this.heldTimer);
     if (this.ended) return;
-    for (const frame of frames ?? []) this.send(frame);
+    for (const { frame, written } of frames ?? []) this.send(frame, written);
   }
 
   /**

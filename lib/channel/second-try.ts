@@ -95,8 +95,8 @@ class SecondTry<P> implements EndingConnection<P> {
     return this.current.startedAt;
   }
 
-  request(body: Uint8Array): Promise<Uint8Array> {
-    return this.onSecond((c) => c.request(body));
+  request(body: Uint8Array, written?: () => void): Promise<Uint8Array> {
+    return this.onSecond((c) => c.request(body, written));
   }
 
   /** key-client check's wait for the verdict, asked again as a request would be. */

@@ -200,8 +200,12 @@ export interface ClientConnection<P> {
   readonly attempt: 1 | 2;
   /** When that connection began connecting (performance.now()). */
   readonly startedAt: number;
-  /** Sends one request; answers come back in order, and calls may overlap (pipelining). */
-  request(body: Uint8Array): Promise<Uint8Array>;
+  /**
+   * Sends one request; answers come back in order, and calls may overlap (pipelining). `written`
+   * is called once the request has been handed to the socket: from then on the server may have
+   * read it (and carried it out) however the connection ends; never called, it was not sent.
+   */
+  request(body: Uint8Array, written?: () => void): Promise<Uint8Array>;
   exportKeyingMaterial(label: string, length: number): Uint8Array | undefined;
   /** Resolves once the server has accepted our certificate (mutual TLS), sending nothing; rejects as a request would fail. */
   accepted(): Promise<void>;

@@ -86,6 +86,27 @@ function outcomeUnknown(r: KeyResponse, req: Partial<KeyRequest> & { action: Act
 }
 
 /**
+ * A store sent whose answer never came (the connection ended, or a wait or the run's deadline ran
+ * out): the server may have read it and made the version, so it is no "unreachable, retry" but
+ * OUTCOME_UNKNOWN, a store again being another version. Any other error, and any other action's
+ * (a delete again finds what is left), stays as it is.
+ */
+function unanswered(req: Partial<KeyRequest> & { action: Action; name: string }, e: unknown): unknown {
+  if (req.action !== 'store' || !isCertifierError(e) || !(e.code in ENDED)) return e;
+  const again = req.expectedVersion !== undefined
+    ? `run it again as it is: with --expected-version ${req.expectedVersion} it is made only if this one was not (VERSION_CONFLICT if it was)`
+    : `${listShows('its versions and when each was stored')}; run it again with --expected-version set to its latest version before this one, and it is made only if this one was not`;
+  return new CertifierError('OUTCOME_UNKNOWN', `the store of ${shown(req.name, 256)} was sent, but ${ENDED[e.code as keyof typeof ENDED]}: it may or may not have been made; ${again}`, { cause: e, details: { sent: true } });
+}
+
+/** How a request's wait for its answer ended without one, by the code it failed with (the cause keeps the detail). */
+const ENDED = {
+  UNREACHABLE: 'the connection ended (closed or reset) before its answer came',
+  TIMEOUT: 'its answer did not come in time (--timeout)',
+  DEADLINE: 'the run\'s --deadline passed before its answer came',
+} as const;
+
+/**
  * Where to look at what the key-server holds, for a hint. Listing is an action of its own, which an
  * ACL may not give: deployment-setup.sh's lets a VM only retrieve, and another may give store alone.
  */
@@ -414,15 +435,18 @@ export class KeyClient {
     // Taken at once where this connection has room (nearly always), rather than after a step.
     const conn = this.hasRoom(counts) ? this.take(counts) : await this.connection(counts);
     let r: KeyResponse;
+    // Whether the request the server carries out (with a credential, the one answering its challenge) was written.
+    let sent = false;
+    const written = () => void (sent = true);
     try {
-      r = answerTo(req, parseKeyResponse(await conn.request(encodeKeyRequest(this.credential ? { ...req, credentials: this.credential.chain } : req))));
+      r = answerTo(req, parseKeyResponse(await conn.request(encodeKeyRequest(this.credential ? { ...req, credentials: this.credential.chain } : req), this.credential ? undefined : written)));
       if (r.status === 'auth-challenge' && this.credential) {
         const exporter = conn.exportKeyingMaterial(CHALLENGE_EXPORTER_LABEL, 32);
         const signature = sign(this.credential.key, challengeMessage(r.data!, exporter ?? new Uint8Array()));
-        r = answerTo(req, parseKeyResponse(await conn.request(encodeKeyRequest({ ...req, credentials: this.credential.chain, challengeNonce: r.data!, challengeSignature: signature }))));
+        r = answerTo(req, parseKeyResponse(await conn.request(encodeKeyRequest({ ...req, credentials: this.credential.chain, challengeNonce: r.data!, challengeSignature: signature }), written)));
       }
     } catch (e) {
-      if (again || !(await this.closedOutlived(conn, e))) throw e;
+      if (again || !(await this.closedOutlived(conn, e))) throw sent ? unanswered(req, e) : e;
       return this.exchange(req, true);
     } finally {
       this.release(conn);
