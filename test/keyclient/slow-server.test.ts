@@ -8,7 +8,9 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { encode } from '../../lib/wire/index.ts';
 import { utf8 } from '../../lib/crypto/index.ts';
-import { succeeded } from '../../lib/keyservice/protocol.ts';
+import { LIST_PAGE, succeeded } from '../../lib/keyservice/protocol.ts';
+import { KeyClient, LIST_GATHERED } from '../../lib/keyclient/index.ts';
+import { rejects } from '../support/rejects.ts';
 import { run, type RunResult } from '../support/helpers.ts';
 import { reset, scriptedKeyServer, type ScriptedKeyServer } from '../support/scripted-key-server.ts';
 import { Domain, type Machine } from '../e2e/domain.ts';
@@ -79,6 +81,22 @@ describe('key-client against a slow or hostile key-server', function () {
       const r = await run('key-client', ['store', 'k/s', '--in', '-', '--expected-version', '3', ...flags, ...common()], { cwd: d.dir, input: 'v' });
       expect(r.status, r.stderr).to.equal(1);
       expect(r.stderr).to.match(cause).and.match(/it may or may not have been made; run it again as it is: with --expected-version 3 it is made only if this one was not \(VERSION_CONFLICT if it was\) \[OUTCOME_UNKNOWN\]\n$/);
+    }
+  });
+
+  it('gathers at most LIST_GATHERED names into one array (KeyClient.list), failing INVALID_INPUT past them rather than growing for as long as a server sends pages; listEach takes any number', async () => {
+    let n = 0;
+    server.script = (req, answer) => {
+      const resources = Array.from({ length: LIST_PAGE }, () => info(`k/${String(++n).padStart(12, '0')}`));
+      answer(succeeded(req.name, { data: encode('key_service_list', { resources, nextAfter: resources.at(-1)!.resourceName }) }));
+    };
+    const client = await KeyClient.connect({ host: '127.0.0.1', port: server.port, identity: await d.identity(vm), policyCert: d.policyCert });
+    try {
+      const e = await rejects(client.list('k/'), 'INVALID_INPUT');
+      expect(e.message).to.equal(`the key-server's listing of "k/" holds more than ${LIST_GATHERED.toLocaleString('en-US')} names, the most a listing gathers into memory: list them page by page (KeyClient.listEach, as key-client list does)`);
+      expect(n, 'pages asked for').to.equal(LIST_GATHERED + LIST_PAGE);
+    } finally {
+      await client.close();
     }
   });
 
