@@ -279,7 +279,7 @@ export class KeyClient {
   /**
    * Every name under `prefix`, asking page after page until the server is done: on this
    * connection, then on a new one (the same server, checked again) when a server would close
-   * this one for its number of requests, so any number of names can be listed.
+   * this one for its number of requests; at most LIST_GATHERED names (listEach takes any number).
    */
   async list(prefix = ''): Promise<ResourceInfo[]> {
     return collectPages(prefix, (after) => this.listPage(prefix, after));
@@ -483,13 +483,25 @@ export class KeyClient {
 }
 
 /**
+ * The most names a listing gathers into one array (KeyClient.list, collectPages): each page moves
+ * on, but a key-server may send page after page of new names for as long as it likes.
+ */
+export const LIST_GATHERED = 100_000;
+
+/**
  * A listing's pages put together: each answer that names a next_after is followed by a request
  * for the names after it. Each page is checked (pageItems): it must hold names after the page
- * before, or a faulty server could keep a client asking for ever.
+ * before, or a faulty server could keep a client asking for ever. More than `most` names fail
+ * INVALID_INPUT: forEachPage takes any number, a page at a time.
  */
-export async function collectPages(prefix: string, page: (after: string | undefined) => Promise<KeyServiceList>): Promise<ResourceInfo[]> {
+export async function collectPages(prefix: string, page: (after: string | undefined) => Promise<KeyServiceList>, most = LIST_GATHERED): Promise<ResourceInfo[]> {
   const out: ResourceInfo[] = [];
-  await forEachPage(prefix, (items) => void out.push(...items), page);
+  await forEachPage(prefix, (items) => {
+    if (out.length + items.length > most) {
+      throw new CertifierError('INVALID_INPUT', `the key-server's listing of ${shown(prefix, 256)} holds more than ${most.toLocaleString('en-US')} names, the most a listing gathers into memory: list them page by page (KeyClient.listEach, as key-client list does)`);
+    }
+    out.push(...items);
+  }, page);
   return out;
 }
 
