@@ -6,7 +6,7 @@
 import { expect } from 'chai';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { encode } from '../../lib/wire/index.ts';
+import { encode, encodeFrame } from '../../lib/wire/index.ts';
 import { utf8 } from '../../lib/crypto/index.ts';
 import { LIST_PAGE, succeeded } from '../../lib/keyservice/protocol.ts';
 import { KeyClient, LIST_GATHERED } from '../../lib/keyclient/index.ts';
@@ -57,6 +57,26 @@ describe('key-client against a slow or hostile key-server', function () {
     expect(await tags()).to.deep.equal([]);
   });
 
+  it('takes an answer sent one byte per TLS record, and times out one dribbled over longer than --timeout (the wait is the answer\'s, not each byte\'s): TIMEOUT, exit 3, nothing written', async () => {
+    const dribble = (gapMs: number): typeof server.script => (req, _answer, socket) => {
+      const frame = encodeFrame(succeeded(req.name, { data: entry(req.name) }));
+      const next = (i: number) => {
+        if (i >= frame.length || !socket.writable) return;
+        socket.write(frame.subarray(i, i + 1)); // a write of its own: a TLS record of one byte
+        later(gapMs, () => next(i + 1));
+      };
+      next(0);
+    };
+    server.script = dribble(0);
+    const quick = await kc('retrieve', ['k/bytes', '--timeout', '5']);
+    expect(quick.status, quick.stderr).to.equal(0);
+    server.script = dribble(30); // some 100 bytes: 3 s, over --timeout 1, each byte well inside it
+    const slow = await kc('retrieve', ['k/slow', '--timeout', '1']);
+    expect(slow.status, slow.stderr).to.equal(3);
+    expect(slow.stderr).to.contain('waiting for an answer from').and.contain('timed out after 1000 ms (--timeout 1)').and.contain('[TIMEOUT]');
+    expect(await tags()).to.deep.equal(['k/bytes']);
+  });
+
   it('keeps what arrived before --deadline with provision --allow-partial, naming the rest FAILED (DEADLINE): exit 0', async () => {
     server.script = (req, answer) => void (req.name === 'k/a' && answer(succeeded(req.name, { data: entry(req.name) })));
     const config = join(d.dir, 'late.json');
@@ -65,7 +85,7 @@ describe('key-client against a slow or hostile key-server', function () {
     expect(r.status, r.stderr).to.equal(0);
     expect(r.json().items).to.deep.equal([{ name: 'k/a', tag: 'k/a', version: 1, storeVersion: 1, written: 'new' }, { name: 'k/late', tag: 'k/late', error: 'DEADLINE' }]);
     expect(r.stderr).to.match(/could not provision "k\/late": the run's --deadline 2 passed .* \[DEADLINE\]\n/);
-    expect(await tags()).to.deep.equal(['k/a']);
+    expect(await tags()).to.deep.equal(['k/a', 'k/bytes']);
   });
 
   it('says a store whose connection was reset once it was sent may or may not have been made (OUTCOME_UNKNOWN, exit 1), not that the server was unreachable (exit 3, which a retry would answer with another version)', async () => {
