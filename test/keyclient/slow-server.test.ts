@@ -47,12 +47,13 @@ describe('key-client against a slow or hostile key-server', function () {
   const tags = async () => (await d.store(vm, 'list-items', ['--json'])).json().items.map((i: { tag: string }) => i.tag).filter((t: string) => t.startsWith('k/'));
 
   it('stops a retrieve whose answers each come just inside --timeout once --deadline has passed: DEADLINE, exit 3, nothing written, the names that had not arrived named', async () => {
-    // Each answer 1.5 s after the one before: inside --timeout 2 each, 4.5 s for the three.
+    // Each answer 2.5 s after the one before: inside --timeout 4 each, 7.5 s for the three. The
+    // deadline (6 s from the program's start) leaves a busy machine 3.5 s to start it and connect.
     let due = 0;
-    server.script = (req, answer) => later((due += 1500), () => answer(succeeded(req.name, { data: entry(req.name) })));
-    const r = await kc('retrieve', ['--timeout', '2', '--deadline', '2', 'k/a', 'k/b', 'k/c']);
+    server.script = (req, answer) => later((due += 2500), () => answer(succeeded(req.name, { data: entry(req.name) })));
+    const r = await kc('retrieve', ['--timeout', '4', '--deadline', '6', 'k/a', 'k/b', 'k/c']);
     expect(r.status, r.stderr).to.equal(3);
-    expect(r.stderr).to.match(/^key-client: error: .*--deadline 2.*nothing was written.* \[DEADLINE\]\n$/m);
+    expect(r.stderr).to.match(/^key-client: error: .*--deadline 6.*nothing was written.* \[DEADLINE\]\n$/m);
     expect(r.stderr).to.contain('"k/c"');
     expect(await tags()).to.deep.equal([]);
   });
@@ -81,10 +82,10 @@ describe('key-client against a slow or hostile key-server', function () {
     server.script = (req, answer) => void (req.name === 'k/a' && answer(succeeded(req.name, { data: entry(req.name) })));
     const config = join(d.dir, 'late.json');
     writeFileSync(config, JSON.stringify({ secrets: [{ ID: 'k/a', Tag: 'k/a' }, { ID: 'k/late', Tag: 'k/late' }] }));
-    const r = await kc('provision', ['--config', config, '--allow-partial', '--deadline', '2', '--json']);
+    const r = await kc('provision', ['--config', config, '--allow-partial', '--deadline', '6', '--json']);
     expect(r.status, r.stderr).to.equal(0);
     expect(r.json().items).to.deep.equal([{ name: 'k/a', tag: 'k/a', version: 1, storeVersion: 1, written: 'new' }, { name: 'k/late', tag: 'k/late', error: 'DEADLINE' }]);
-    expect(r.stderr).to.match(/could not provision "k\/late": the run's --deadline 2 passed .* \[DEADLINE\]\n/);
+    expect(r.stderr).to.match(/could not provision "k\/late": the run's --deadline 6 passed .* \[DEADLINE\]\n/);
     expect(await tags()).to.deep.equal(['k/a', 'k/bytes']);
   });
 
@@ -97,7 +98,7 @@ describe('key-client against a slow or hostile key-server', function () {
 
   it('says the same of a store whose answer --deadline or --timeout cut off, and that a run again with --expected-version is made only if the first was not', async () => {
     server.script = () => {};
-    for (const [flags, cause] of [[['--deadline', '2'], /but the run's --deadline passed before its answer came:/], [['--timeout', '1'], /but its answer did not come in time \(--timeout\):/]] as const) {
+    for (const [flags, cause] of [[['--deadline', '6'], /but the run's --deadline passed before its answer came:/], [['--timeout', '3'], /but its answer did not come in time \(--timeout\):/]] as const) {
       const r = await run('key-client', ['store', 'k/s', '--in', '-', '--expected-version', '3', ...flags, ...common()], { cwd: d.dir, input: 'v' });
       expect(r.status, r.stderr).to.equal(1);
       expect(r.stderr).to.match(cause).and.match(/it may or may not have been made; run it again as it is: with --expected-version 3 it is made only if this one was not \(VERSION_CONFLICT if it was\) \[OUTCOME_UNKNOWN\]\n$/);
@@ -126,9 +127,9 @@ describe('key-client against a slow or hostile key-server', function () {
       const name = `k/${String(++n).padStart(12, '0')}`;
       answer(succeeded(req.name, { data: encode('key_service_list', { resources: [info(name)], nextAfter: name }) }));
     };
-    const r = await kc('list', ['k/', '--deadline', '2']);
+    const r = await kc('list', ['k/', '--deadline', '6']);
     expect(r.status, r.stderr).to.equal(3);
-    expect(r.stderr).to.match(/--deadline 2.* \[DEADLINE\]\n$/);
+    expect(r.stderr).to.match(/--deadline 6.* \[DEADLINE\]\n$/);
     expect(r.out.split('\n')[0]).to.match(/^k\/000000000001\tv1\t/);
   });
 });
