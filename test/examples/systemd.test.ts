@@ -17,6 +17,7 @@ import { DEFAULT_LIMITS } from '../../lib/channel/index.ts';
 
 const run = promisify(execFile);
 const UNITS = ['first-boot', 'key-server', 'simpleserver'];
+const BACKUP = ['key-server-backup.timer', 'key-server-backup.service'];
 
 async function analyzer(): Promise<boolean> {
   return run('systemd-analyze', ['--version']).then(() => true, () => false);
@@ -32,6 +33,7 @@ describe('examples/systemd units', function () {
       const text = readFileSync(join(ROOT, 'examples/systemd', `${u}.service`), 'utf8').replace(/^(Exec(?:Start|Reload)=)\S+/gm, '$1/bin/true');
       writeFileSync(join(tmp.dir, u === 'first-boot' ? 'certifier-first-boot.service' : `${u}.service`), text);
     }
+    for (const u of BACKUP) writeFileSync(join(tmp.dir, u), readFileSync(join(ROOT, 'examples/systemd', u), 'utf8').replace(/^(ExecStart=)\S+/gm, '$1/bin/true'));
     // What systemd-cryptsetup-generator writes for a crypttab entry marked _netdev, and a service
     // that needs both.
     writeFileSync(join(tmp.dir, 'systemd-cryptsetup@data.service'), [
@@ -51,6 +53,11 @@ describe('examples/systemd units', function () {
       expect(r.stderr.trim()).to.equal('');
     });
   }
+
+  it('key-server-backup.timer and the service it starts parse cleanly, beside key-server.service', async () => {
+    const r = await run('systemd-analyze', ['verify', '--man=no', ...BACKUP.map((u) => `./${u}`)], { cwd: tmp.dir });
+    expect(r.stderr.trim()).to.equal('');
+  });
 
   it('first-boot.service runs before a _netdev encrypted disk and the services needing both, with no ordering cycle', async () => {
     // The generator orders a _netdev disk After=remote-fs-pre.target: the unit must pull that in and come before it.
@@ -187,5 +194,28 @@ describe('examples/systemd/first-boot.service as written', () => {
     } finally {
       tmp.cleanup();
     }
+  });
+});
+
+describe('examples/systemd/key-server-backup.{service,timer} as written', () => {
+  const text = (u: string) => readFileSync(join(ROOT, 'examples/systemd', u), 'utf8');
+
+  it('sends SIGUSR1 to the running key-server\'s main process alone, through systemd, and never starts a key-server that is not running', () => {
+    const unit = text('key-server-backup.service');
+    expect(unit).to.match(/^Type=oneshot$/m);
+    expect(unit).to.match(/^ExecStart=\/usr\/bin\/systemctl kill --signal=SIGUSR1 --kill-whom=main key-server\.service$/m);
+    expect(unit).to.match(/^Requisite=key-server\.service$/m).and.to.match(/^After=key-server\.service$/m);
+    expect(unit).not.to.match(/^(Wants|Requires)=/m);
+    // Started by its timer, not at boot by itself.
+    expect(unit).not.to.match(/^\[Install\]$/m);
+  });
+
+  it('is started by a timer that is enabled for timers.target, and both say, as the README and key-server.service do, how to enable it', () => {
+    const timer = text('key-server-backup.timer');
+    expect(timer).to.match(/^OnCalendar=\S+$/m).and.to.match(/^WantedBy=timers\.target$/m);
+    expect(timer).not.to.match(/^Unit=/m); // the service of its own name
+    const enable = 'systemctl enable --now key-server-backup.timer';
+    for (const t of [timer, text('key-server-backup.service'), readFileSync(join(ROOT, 'README.md'), 'utf8')]) expect(t).to.contain(enable);
+    expect(text('key-server.service')).to.contain('key-server-backup.timer');
   });
 });
