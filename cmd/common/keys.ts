@@ -172,8 +172,23 @@ export async function readMeasurementFile(path: string): Promise<Uint8Array> {
   if ((bytes.length === 32 || bytes.length === 48) && !hexText) return bytes;
   const text = latin1.trim();
   if (/^([0-9a-fA-F]{64}|[0-9a-fA-F]{96})$/.test(text)) return fromHex(text.toLowerCase());
-  const said = hexText ? `: it holds ${text.length} characters of hex text, where a measurement's hex is 64 or 96 digits alone (as cert-utility measure prints it)` : '';
+  const said = hexText ? `: ${hexTextHeld(text, path)}` : '';
   throw new CertifierError('INVALID_INPUT', `${path} is not a measurement (32 or 48 raw bytes, or their hex)${said}`);
+}
+
+/**
+ * What a measurement file of hex text that is no measurement holds, in digits and lines (a
+ * newline is no digit): `xxd -p` wraps a measurement's hex at 60 digits, which is the commonest
+ * such file, and `xxd -r -p` turns it into the raw bytes.
+ */
+function hexTextHeld(text: string, path: string): string {
+  const lines = text.split('\n').filter((l) => l.trim() !== '').length;
+  const digits = text.replace(/\s/g, '');
+  const onlyDigits = /^[0-9a-fA-F]+$/.test(digits);
+  const held = `${digits.length} ${onlyDigits ? 'hex digits' : 'characters of hex text'}${lines > 1 ? ` over ${lines} lines` : digits.length < text.length ? ' with spaces between' : ''}`;
+  const wanted = "a measurement's hex is 64 or 96 digits on one line (as cert-utility measure prints it)";
+  if (!onlyDigits || (digits.length !== 64 && digits.length !== 96)) return `it holds ${held}, where ${wanted}`;
+  return `it holds ${held}${lines > 1 ? ', as xxd -p writes them' : ''}, where ${wanted}: write the raw bytes with xxd -r -p ${path} > ${path}.raw and give that file`;
 }
 
 /** SHA-256 of a file, streamed: the simulated platform's measurement of a program. */

@@ -492,7 +492,7 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
         expectRefused(r, 1, 'INVALID_INPUT');
         expect(r.stderr).to.contain(`${odd[i]![0]} is not a measurement (32 or 48 raw bytes, or their hex)`);
       });
-      expect(runs[4]!.stderr).to.contain('m-32-digits.txt is not a measurement (32 or 48 raw bytes, or their hex): it holds 32 characters of hex text, where a measurement\'s hex is 64 or 96 digits alone');
+      expect(runs[4]!.stderr).to.contain('m-32-digits.txt is not a measurement (32 or 48 raw bytes, or their hex): it holds 32 hex digits, where a measurement\'s hex is 64 or 96 digits on one line');
     });
 
     it('make-policy warns of a measurement no trusted platform can produce (its length), and of a trusted platform no measurement can admit, and writes the policy', async () => {
