@@ -58,15 +58,13 @@ export async function repairAuditTail(path: string): Promise<{ lines: number; re
     throw new CertifierError('FILE_ERROR', `cannot read the audit log ${path}: ${describeErrno(e)}`, { cause: e });
   });
   const lock = await lockAudit(path, `the audit log ${path} is in use by a running key-server: stop it before repairing the log`);
-  let changed = false;
   try {
-    const r = await cutTornTail(path);
-    changed = r.removedBytes > 0;
-    return r;
+    return await cutTornTail(path);
   } finally {
-    // A refusal (a file that is not an audit log), or a log that verifies, leaves no lock of its
-    // own beside the file: only a repair changes anything there.
-    await (changed ? lock.release() : lock.releaseRefused());
+    // Whatever the outcome, no lock of its own is left beside the file (a key-server's own stays):
+    // nothing needs it once released, and one made by root beside a copy restored for the
+    // service's user would stop that user's key-server at start (another user's lock).
+    await lock.releaseRefused();
   }
 }
 
@@ -108,7 +106,7 @@ function doesNotContinue(path: string, start: { seq: number; prev: string }, wha
 
 interface AuditLock {
   release(): Promise<void>;
-  /** For a refusal: removes the lock's directory if this call made it, while still holding it, then releases. */
+  /** Removes the lock's directory if this call made it, while still holding it, then releases: for a refusal, or a repair done. */
   releaseRefused(): Promise<void>;
 }
 

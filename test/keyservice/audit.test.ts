@@ -1019,6 +1019,20 @@ describe('audit log', () => {
       expect(await verifyAudit(path)).to.deep.equal({ ok: true, lines: 5 });
     });
 
+    it('repairs a copy where no key-server ran leaving beside it only the torn line\'s file, no lock of its own (root\'s would stop the service\'s key-server); a lock that was there stays', async () => {
+      const ls = await writeLog(3);
+      rmSync(`${path}.lock`, { recursive: true });
+      save([...ls.slice(0, 2), ls[2]!.slice(0, 20)], '');
+      const r = await repairAuditTail(path);
+      expect(r).to.include({ lines: 2, removedBytes: 20 });
+      expect(readdirSync(tmp.dir).sort()).to.deep.equal(['audit.jsonl', basename(r.savedTo!)].sort());
+      // The live log's own lock, made by the key-server that wrote it, is left as it was.
+      mkdirSync(`${path}.lock`, { mode: 0o700 });
+      save([...ls.slice(0, 2), ls[2]!.slice(0, 10)], '');
+      const again = await repairAuditTail(path);
+      expect(readdirSync(tmp.dir).sort()).to.deep.equal(['audit.jsonl', 'audit.jsonl.lock', basename(r.savedTo!), basename(again.savedTo!)].sort());
+    });
+
     it('refuses a log that is not there (FILE_ERROR), leaving nothing beside it', async () => {
       await rejects(repairAuditTail(join(tmp.dir, 'none.jsonl')), 'FILE_ERROR');
       expect(readdirSync(tmp.dir)).to.deep.equal([]);
