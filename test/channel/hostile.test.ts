@@ -3,6 +3,7 @@
 // a server announcing an answer over the client's frame limit fails the client at once.
 
 import { expect } from 'chai';
+import { execFileSync } from 'node:child_process';
 import type net from 'node:net';
 import tls from 'node:tls';
 import { CertifierError } from '../../lib/errors/index.ts';
@@ -148,5 +149,21 @@ describe('channel: hostile clients', () => {
         await new Promise<void>((r) => server.close(() => r()));
       }
     }
+  });
+
+  it('logs a plain connection its client resets with the client\'s address, taken at accept; one reset while it waited to be accepted has none left to take: unknown:0', async () => {
+    const server = await h.serve('plain');
+    const port = server.address.port;
+    const reset = (n: number) => `const net = require('node:net'); for (let i = 0; i < ${n}; i++) { const c = net.connect(${port}, '127.0.0.1', () => c.resetAndDestroy()); c.on('error', () => {}); }`;
+    // Accepted, then reset: its address was read when it came.
+    const accepted = h.track(await h.raw(server, 'plain'));
+    const local = `127.0.0.1:${accepted.localPort}`;
+    accepted.resetAndDestroy();
+    await waitFor(() => h.closedRecords().some((r) => r.remote === local), 3000, 'the accepted connection\'s closed line');
+    // Reset while this process, busy, had not yet accepted them: the kernel no longer knows the
+    // peer (getpeername fails), and Node accepts without asking for its address.
+    execFileSync(process.execPath, ['-e', reset(3)]);
+    await waitFor(() => h.closedRecords().length === 4, 3000, 'three more closed lines');
+    expect(h.closedRecords().slice(1).map((r) => [r.remote, r.code])).to.deep.equal(Array(3).fill(['unknown:0', 'ECONNRESET']));
   });
 });
