@@ -6,7 +6,7 @@
 import type { KeyObject } from 'node:crypto';
 import { CertifierError } from '../errors/index.ts';
 import {
-  encodeFields, exportPrivateKey, generateKeyPair, hkdfSha256, importPrivateKey, sign, signatureAlgFor,
+  canonicalPrivateKeyDer, encodeFields, generateKeyPair, hkdfSha256, importPrivateKey, sign, signatureAlgFor,
   toKeyMessage, publicKeyOf, randomBytes, type KeyAlg,
 } from '../crypto/index.ts';
 import { decode, encode, type AttestationUserData, type EvidencePackage, type SignedClaimMessage } from '../wire/index.ts';
@@ -95,7 +95,8 @@ export class SimulatedEnclave implements Platform {
   }
 
   sealingProtector(): Protector {
-    return new SimulatedSealProtector(exportPrivateKey(this.attestKey, 'der'), this.measurement);
+    // The key's own bytes, not its file's: the same key read without its public point is the same secret.
+    return new SimulatedSealProtector(canonicalPrivateKeyDer(this.attestKey), this.measurement);
   }
 }
 

@@ -1,7 +1,7 @@
 // Asymmetric keys: generation, and import/export as PKCS#8 / SPKI in PEM or DER.
 // Keys are node:crypto KeyObjects; the Certifier key_message form lives in keymessage.ts.
 
-import { createPublicKey, generateKeyPair as nodeGenerateKeyPair, type AsymmetricKeyDetails, type KeyObject } from 'node:crypto';
+import { createPrivateKey, createPublicKey, generateKeyPair as nodeGenerateKeyPair, type AsymmetricKeyDetails, type KeyObject } from 'node:crypto';
 import { p256, p384 } from '@noble/curves/nist.js';
 import { CertifierError } from '../errors/index.ts';
 
@@ -95,6 +95,17 @@ export function exportPrivateKey(key: KeyObject, format: 'pem' | 'der' = 'pem'):
   return format === 'pem'
     ? new TextEncoder().encode(key.export({ type: 'pkcs8', format: 'pem' }) as string)
     : new Uint8Array(key.export({ type: 'pkcs8', format: 'der' }));
+}
+
+/**
+ * The PKCS#8 DER of a private key made from its parts, the same whatever file it was read from: an
+ * EC key read without its public point (SEC1 allows that, `openssl ec -no_public`) exports without
+ * it, so its bytes as read differ from the same key read with it. Bytes that stand for the key
+ * (a seal derived from them) come from here.
+ */
+export function canonicalPrivateKeyDer(key: KeyObject): Uint8Array {
+  if (key.type !== 'private') throw new TypeError('canonicalPrivateKeyDer needs a private key');
+  return exportPrivateKey(createPrivateKey({ key: key.export({ format: 'jwk' }), format: 'jwk' }), 'der');
 }
 
 // The DER SubjectPublicKeyInfo of an EC key on a named curve is a fixed header and the

@@ -339,6 +339,22 @@ describe('simulated platform and policy engine', () => {
       const e2 = await Cryptstore.open(dir, sameProgram.sealingProtector()).catch((x) => x);
       expect(e2).to.be.instanceOf(CertifierError).with.property('code', 'WRONG_KEY');
     });
+
+    // Regression: the key was derived from the attestation key's PKCS#8 as read, which holds its
+    // public point only if the file did; the same key without it (openssl ec -no_public) sealed to another.
+    it('opens a sealed store with the same attestation key read from a file that leaves out its public point', async () => {
+      const dir = join(tmp.dir, 'sealed');
+      const st = await Cryptstore.create(dir, s.enclave.sealingProtector());
+      await st.put('k', utf8('v'));
+      await st.close();
+      const d = Buffer.from(s.platform.attestKey.export({ format: 'jwk' }).d!, 'base64url');
+      // SEC1 ECPrivateKey (RFC 5915) with the curve named and no publicKey: version 1, d, [0] prime256v1.
+      const sec1 = Buffer.concat([Buffer.from('30310201010420', 'hex'), d, Buffer.from('a00a06082a8648ce3d030107', 'hex')]);
+      const bare = SimulatedEnclave.fromFiles(sec1, s.platform.endorsement, s.enclave.measurement);
+      const again = await Cryptstore.open(dir, bare.sealingProtector());
+      expect(Buffer.from((await again.get('k')).blob).toString()).to.equal('v');
+      await again.close();
+    });
   });
 
   // README, "Threat model": a policy is claims each signed on its own, so whoever may write the
