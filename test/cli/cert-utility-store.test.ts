@@ -960,6 +960,27 @@ describe('cert-utility store commands (transcripts)', function () {
       expect((await cu(['print-store', ...sealed, '--json'])).json().store.protection).to.deep.equal({ kind: 'sealed', platform: 'simulated-enclave' });
     });
 
+    // Whoever reads attest-key.pem opens every store sealed on that platform, its measurement being no secret.
+    it('warns of an attestation key every user can read, as of a key file, when it opens a sealed store', async () => {
+      writeFileSync(join(tmp.dir, 'program'), 'a program\n');
+      for (const args of [['generate-platform-keys', '--out-dir', 'platform'], ['measure', 'program', '--out', 'program.measurement']]) expect((await cu(args)).status).to.equal(0);
+      const sealed = ['--store', 'sealed-store', '--sealed', '--platform-dir', 'platform', '--measurement-file', 'program.measurement'];
+      expect((await cu(['create-store', ...sealed])).stderr).not.to.contain('attest-key.pem');
+      chmodSync(join(tmp.dir, 'platform', 'attest-key.pem'), 0o644);
+      const r = await cu(['list-items', ...sealed]);
+      expect(r.status, r.stderr).to.equal(0);
+      expect(r.stderr).to.contain(`cert-utility: warning: the attestation key ${join('platform', 'attest-key.pem')} can be read by every user of the machine (mode 0644): chmod 600`);
+    });
+
+    it('names the attestation key file that holds no private key', async () => {
+      writeFileSync(join(tmp.dir, 'program'), 'a program\n');
+      for (const args of [['generate-platform-keys', '--out-dir', 'platform'], ['measure', 'program', '--out', 'program.measurement']]) expect((await cu(args)).status).to.equal(0);
+      writeFileSync(join(tmp.dir, 'platform', 'attest-key.pem'), '-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n');
+      const r = await cu(['list-items', '--store', 'sealed-store', '--sealed', '--platform-dir', 'platform', '--measurement-file', 'program.measurement']);
+      expectFailure(r, 1, 'INVALID_KEY');
+      expect(r.stderr).to.contain(`error: ${join('platform', 'attest-key.pem')}: not a private key`);
+    });
+
     it('generates keys of every algorithm as serialized key_messages', async () => {
       for (const alg of ['aes-256-gcm', 'p256', 'p384', 'rsa2048']) {
         const r = await cu(withPass('generate-key', '--tag', `key-${alg}`, '--alg', alg, '--json'));
