@@ -7,7 +7,7 @@ import type { KeyObject } from 'node:crypto';
 import { CertifierError } from '../errors/index.ts';
 import {
   canonicalPrivateKeyDer, encodeFields, generateKeyPair, hkdfSha256, importPrivateKey, sign, signatureAlgFor,
-  toKeyMessage, publicKeyOf, randomBytes, type KeyAlg,
+  toKeyMessage, publicKeyOf, randomBytes, wipe, type KeyAlg,
 } from '../crypto/index.ts';
 import { decode, encode, type AttestationUserData, type EvidencePackage, type SignedClaimMessage } from '../wire/index.ts';
 import { formatCertifierTime, keyEntity, saysClause, simpleClause, signClaim, verifySignedClaim, sameKey, entityKey } from '../policy/index.ts';
@@ -117,5 +117,10 @@ export class SimulatedSealProtector implements Protector {
       throw new CertifierError('WRONG_KEY', `the store is sealed to platform "${params.platform}", not ${SIMULATED_ENCLAVE}`);
     }
     return hkdfSha256(this.secret, params.salt!, encodeFields('cryptstore sealed kek v1', SIMULATED_ENCLAVE, this.measurement), 32);
+  }
+
+  /** Wipes its copy of the attestation key, which is to a sealed store what a key file is to another. */
+  dispose(): void {
+    wipe(this.secret);
   }
 }

@@ -340,6 +340,14 @@ describe('simulated platform and policy engine', () => {
       expect(e2).to.be.instanceOf(CertifierError).with.property('code', 'WRONG_KEY');
     });
 
+    it('forgets the attestation key\'s bytes it derives with once disposed, as a key file\'s protector does', async () => {
+      const protector = s.enclave.sealingProtector();
+      const { params, kek } = await protector.create();
+      expect(Buffer.from(await protector.derive(params)).equals(kek)).to.equal(true);
+      protector.dispose?.();
+      expect(Buffer.from(await protector.derive(params)).equals(kek), 'derives the same key after dispose').to.equal(false);
+    });
+
     // Regression: the key was derived from the attestation key's PKCS#8 as read, which holds its
     // public point only if the file did; the same key without it (openssl ec -no_public) sealed to another.
     it('opens a sealed store with the same attestation key read from a file that leaves out its public point', async () => {
