@@ -20,7 +20,7 @@ describe('e2e: a member with little in the ACL gets no more from a real key-serv
   let d: Domain;
   let server: KeyServer;
   let attacker: MachineIdentity;
-  const values = { 'app/x': 'app-x value', 'app/ne': 'app-ne value', 'secret/x': 'secret-x value', 'app/sub/y': 'app-sub-y value', 'pub/a': 'pub-a value', 'pubx/b': 'pubx-b value', 'ops/one': 'ops-one value', 'App/x': 'App-x value' };
+  const values = { 'app/x': 'app-x value', 'app/ne': 'app-ne value', 'secret/x': 'secret-x value', 'app/sub/y': 'app-sub-y value', 'pub/a': 'pub-a value', 'pubx/b': 'pubx-b value', 'ops/one': 'ops-one value', 'ops/audited': 'ops-audited value', 'App/x': 'App-x value' };
 
   before(async () => {
     const set = await Domain.setUp({ keyserver: 'key-server', owner: 'owner', attacker: 'attacker' });
@@ -102,6 +102,29 @@ describe('e2e: a member with little in the ACL gets no more from a real key-serv
     const withoutCredential = await ask(c, { action: 'retrieve', name: 'ops/one' });
     await Promise.all([c.close(), other.close()]);
     expect([elsewhere, otherExporter, once, again, withoutCredential].map((r) => outcome(r, 'retrieve'))).to.deep.equal(['NONCE_INVALID', 'CHALLENGE_FAILED', 'released', 'NONCE_INVALID', 'ACL_DENIED']);
+  });
+
+  it('names in its audit log the role a credential asked for: at the challenge, and where the answer to it is refused', async () => {
+    const role = await generateKeyPair('p256');
+    const wrong = await generateKeyPair('p256');
+    const credential = await issueRoleCert({ policyKey: await readPrivateKeyFile(d.policyKey), policyCert: d.policyCert, subjectPublicKey: role.publicKey, role: 'reader', domain: d.name, validitySeconds: 3600 });
+    const c = await open();
+    const req = { action: 'retrieve' as const, name: 'ops/audited', credentials: [credential] };
+    const answer = (nonce: Uint8Array, key = role.privateKey) => ({ ...req, challengeNonce: nonce, challengeSignature: sign(key, challengeMessage(nonce, c.exportKeyingMaterial(CHALLENGE_EXPORTER_LABEL, 32)!)) });
+    const issued = async () => (await ask(c, req)).data!;
+    await ask(c, answer(await issued(), wrong.privateKey));
+    const good = answer(await issued());
+    await ask(c, good);
+    await ask(c, good);
+    await ask(c, { ...req, credentials: [attacker.certificate] }); // not a credential: no role to name
+    await c.close();
+    const lines = readFileSync(join(server.data, 'audit.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const seen = lines.filter((l) => l.resource === 'ops/audited' && l.measurement === d.measurementHex('attacker')).map((l) => [l.decision, l.code, l.role]);
+    expect(seen).to.deep.equal([
+      ['challenge', undefined, 'reader'], ['deny', 'CHALLENGE_FAILED', 'reader'],
+      ['challenge', undefined, 'reader'], ['allow', undefined, 'reader'], ['deny', 'NONCE_INVALID', 'reader'],
+      ['deny', 'CREDENTIAL_INVALID', undefined],
+    ]);
   });
 
   it('writes no value into its audit log or its log lines, released or refused', () => {

@@ -397,7 +397,7 @@ describe('e2e: key-server refusals, each with its own code, while it keeps servi
         expect(replayed.data).to.equal(undefined);
       });
       await server.child.waitForLog(/ role=operator action=retrieve resource=canary version=1 decision=allow/, from);
-      await server.child.waitForLog(/ action=retrieve resource=canary decision=deny code=NONCE_INVALID/, from);
+      await server.child.waitForLog(/ role=operator action=retrieve resource=canary decision=deny code=NONCE_INVALID/, from); // the role sought, not granted
       await stillServes();
     });
   });
