@@ -16,6 +16,8 @@ export interface AuditEntry {
   peerSerial?: string;
   measurement?: string;
   role?: string;
+  /** The serial number of the role credential that verified (hex, as peerSerial): whose credential it was. */
+  credentialSerial?: string;
   action: string;
   resource?: string;
   /** The version acted on; for a delete, the one asked for (0 = all); for a refusal, the one asked for. */
@@ -38,8 +40,8 @@ export interface AuditRecord extends AuditEntry {
   hash: string;
 }
 
-const FIELDS = ['seq', 'time', 'conn', 'peerSerial', 'measurement', 'role', 'action', 'resource', 'version', 'deleted', 'decision', 'code'] as const;
-const OPTIONAL_TEXT = ['conn', 'peerSerial', 'measurement', 'role', 'resource', 'code'] as const;
+const FIELDS = ['seq', 'time', 'conn', 'peerSerial', 'measurement', 'role', 'credentialSerial', 'action', 'resource', 'version', 'deleted', 'decision', 'code'] as const;
+const OPTIONAL_TEXT = ['conn', 'peerSerial', 'measurement', 'role', 'credentialSerial', 'resource', 'code'] as const;
 export const AUDIT_GENESIS = '0'.repeat(64);
 const MAX_FIELD = 4096;
 export const MAX_LINE_BYTES = 64 * 1024;

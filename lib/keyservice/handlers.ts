@@ -133,17 +133,18 @@ export class KeyService {
     /** The role a proven credential grants this request. */
     let role: string | undefined;
     /**
-     * The role of a credential that verified, proven or not: the audit record names it from the
-     * challenge on, so a refused answer (NONCE_INVALID, CHALLENGE_FAILED) says which rights it sought.
+     * A credential that verified, proven or not: the audit record names its role and serial number
+     * from the challenge on, so a refused answer (NONCE_INVALID, CHALLENGE_FAILED) says which rights
+     * it sought, and every record says whose credential it was (several may grant one role).
      */
-    let sought: string | undefined;
+    let sought: { role: string; serialHex: string } | undefined;
     // The client gets only the code; the server's log line says why (the ACL rule missing, the
     // field, the credential's fault). The audit record keeps the code alone.
     // What a refused request asked for, when its bytes did not make a valid request.
     let asked: { action?: string; name?: string; version?: number } | undefined;
     const record = (decision: AuditEntry['decision'], o: { code?: string; version?: number; deleted?: number; why?: string } = {}) => {
       const entry = {
-        conn: conn.id, peerSerial: peer?.serialHex, measurement: peer?.measurementHex, role: sought,
+        conn: conn.id, peerSerial: peer?.serialHex, measurement: peer?.measurementHex, role: sought?.role, credentialSerial: sought?.serialHex,
         action: req?.action ?? asked?.action ?? 'unknown', resource: req?.name ?? asked?.name, version: o.version, deleted: o.deleted, decision, code: o.code,
       };
       if (this.config.log) {
@@ -190,7 +191,7 @@ export class KeyService {
       if (req.credentials) {
         const cred = verifyRoleCredential(req.credentials, this.config.policyCert, this.now(), "the key-server's clock");
         const leaf = req.credentials[0]!;
-        sought = cred.role;
+        sought = { role: cred.role, serialHex: cred.peer.serialHex };
         if (!req.challengeNonce) {
           const nonce = this.challenges.issue(conn.id, leaf);
           return afterAudit(record('challenge', { version: askedVersion(req) }), challenge(req.name, nonce), req.name);

@@ -6,7 +6,7 @@
 import { expect } from 'chai';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { toPem } from '../../lib/pki/index.ts';
+import { parseCertificate, toPem } from '../../lib/pki/index.ts';
 import { connect, type ClientConnection } from '../../lib/channel/index.ts';
 import { generateKeyPair, sign } from '../../lib/crypto/index.ts';
 import { readPrivateKeyFile } from '../../cmd/common/keys.ts';
@@ -104,7 +104,7 @@ describe('e2e: a member with little in the ACL gets no more from a real key-serv
     expect([elsewhere, otherExporter, once, again, withoutCredential].map((r) => outcome(r, 'retrieve'))).to.deep.equal(['NONCE_INVALID', 'CHALLENGE_FAILED', 'released', 'NONCE_INVALID', 'ACL_DENIED']);
   });
 
-  it('names in its audit log the role a credential asked for: at the challenge, and where the answer to it is refused', async () => {
+  it('names in its audit log the role a credential asked for, and the credential (its serial number): at the challenge, and where the answer to it is refused', async () => {
     const role = await generateKeyPair('p256');
     const wrong = await generateKeyPair('p256');
     const credential = await issueRoleCert({ policyKey: await readPrivateKeyFile(d.policyKey), policyCert: d.policyCert, subjectPublicKey: role.publicKey, role: 'reader', domain: d.name, validitySeconds: 3600 });
@@ -119,11 +119,12 @@ describe('e2e: a member with little in the ACL gets no more from a real key-serv
     await ask(c, { ...req, credentials: [attacker.certificate] }); // not a credential: no role to name
     await c.close();
     const lines = readFileSync(join(server.data, 'audit.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
-    const seen = lines.filter((l) => l.resource === 'ops/audited' && l.measurement === d.measurementHex('attacker')).map((l) => [l.decision, l.code, l.role]);
+    const seen = lines.filter((l) => l.resource === 'ops/audited' && l.measurement === d.measurementHex('attacker')).map((l) => [l.decision, l.code, l.role, l.credentialSerial]);
+    const serial = parseCertificate(credential).serialHex;
     expect(seen).to.deep.equal([
-      ['challenge', undefined, 'reader'], ['deny', 'CHALLENGE_FAILED', 'reader'],
-      ['challenge', undefined, 'reader'], ['allow', undefined, 'reader'], ['deny', 'NONCE_INVALID', 'reader'],
-      ['deny', 'CREDENTIAL_INVALID', undefined],
+      ['challenge', undefined, 'reader', serial], ['deny', 'CHALLENGE_FAILED', 'reader', serial],
+      ['challenge', undefined, 'reader', serial], ['allow', undefined, 'reader', serial], ['deny', 'NONCE_INVALID', 'reader', serial],
+      ['deny', 'CREDENTIAL_INVALID', undefined, undefined],
     ]);
   });
 

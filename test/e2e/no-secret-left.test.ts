@@ -263,7 +263,7 @@ describe('e2e: no secret in any output or file at rest (canary scan of Scenario 
   });
 
   it('keeps in the audit log, its segment included, the fields the README lists for a decision and nothing else', () => {
-    const documented = ['seq', 'time', 'conn', 'peerSerial', 'measurement', 'role', 'action', 'resource', 'version', 'deleted', 'decision', 'code', 'prev', 'hash'];
+    const documented = ['seq', 'time', 'conn', 'peerSerial', 'measurement', 'role', 'credentialSerial', 'action', 'resource', 'version', 'deleted', 'decision', 'code', 'prev', 'hash'];
     // The log just rotated is empty until its next record: no line there.
     const lines = files.filter((f) => /^audit\/audit\.jsonl(\.\d+-\d+)?$/.test(f.label) && f.bytes.length > 0).flatMap((f) => f.bytes.toString('utf8').trim().split('\n'));
     expect(lines.length).to.be.above(1000);

@@ -8,7 +8,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import { generateKeyPair, sign } from '../../lib/crypto/index.ts';
-import { createPolicyCert, issueAdmissionCert, readCertificate, toPem } from '../../lib/pki/index.ts';
+import { createPolicyCert, issueAdmissionCert, parseCertificate, readCertificate, toPem } from '../../lib/pki/index.ts';
 import type { MachineIdentity } from '../../lib/certifier/index.ts';
 import { connect } from '../../lib/channel/index.ts';
 import { CHALLENGE_EXPORTER_LABEL, challengeMessage, encodeKeyRequest, parseKeyResponse } from '../../lib/keyservice/protocol.ts';
@@ -281,7 +281,7 @@ describe('e2e: key-server refusals, each with its own code, while it keeps servi
       expectFailure(await d.kc(good, server, 'delete', ['role/victim']), 1, 'ACL_DENIED');
       const r = expectSuccess(await d.kc(good, server, 'delete', ['role/victim', '--credential-cert', role.cert, '--credential-key', role.key]));
       expect(r.out).to.equal('deleted role/victim version(s) 1\n');
-      await server.child.waitForLog(/ role=operator action=delete resource=role\/victim .*decision=allow/);
+      await server.child.waitForLog(/ role=operator credentialSerial=[0-9a-f]+ action=delete resource=role\/victim .*decision=allow/);
       expectFailure(await d.kc(good, server, 'retrieve', ['role/victim', '--out', '-']), 1, 'NOT_FOUND');
       // A credential issued before role credentials had an extended key usage of their own (clientAuth) still works.
       expectSuccess(await d.kc(good, server, 'store', ['role/victim', '--in', '-'], Buffer.from('to be deleted again')));
@@ -396,8 +396,9 @@ describe('e2e: key-server refusals, each with its own code, while it keeps servi
         expect(replayed).to.include({ status: 'failed', errorCode: 'NONCE_INVALID' });
         expect(replayed.data).to.equal(undefined);
       });
-      await server.child.waitForLog(/ role=operator action=retrieve resource=canary version=1 decision=allow/, from);
-      await server.child.waitForLog(/ role=operator action=retrieve resource=canary decision=deny code=NONCE_INVALID/, from); // the role sought, not granted
+      const credential = `role=operator credentialSerial=${parseCertificate(role.der).serialHex}`;
+      await server.child.waitForLog(new RegExp(` ${credential} action=retrieve resource=canary version=1 decision=allow`), from);
+      await server.child.waitForLog(new RegExp(` ${credential} action=retrieve resource=canary decision=deny code=NONCE_INVALID`), from); // the role sought, not granted
       await stillServes();
     });
   });

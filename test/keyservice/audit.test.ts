@@ -17,7 +17,7 @@ import { tempDir } from '../support/helpers.ts';
 
 const M = 'ab'.repeat(32);
 const entry = (i: number): AuditEntry => ({
-  time: `2025-01-01T00:00:${String(i % 60).padStart(2, '0')}.000Z`, conn: `c${i}`, peerSerial: '4f3a', measurement: M, role: 'operator',
+  time: `2025-01-01T00:00:${String(i % 60).padStart(2, '0')}.000Z`, conn: `c${i}`, peerSerial: '4f3a', measurement: M, role: 'operator', credentialSerial: '7e01',
   action: 'retrieve', resource: `vhd/disk${i}`, version: i, decision: i % 3 ? 'allow' : 'deny', code: 'ACL_DENIED',
 });
 
@@ -52,7 +52,7 @@ describe('audit log', () => {
     expect(ls).to.have.length(200);
     expect(await verifyAudit(path)).to.deep.equal({ ok: true, lines: 200 });
     const first = JSON.parse(ls[0]!);
-    expect(Object.keys(first)).to.deep.equal(['seq', 'time', 'conn', 'peerSerial', 'measurement', 'role', 'action', 'resource', 'version', 'decision', 'code', 'prev', 'hash']);
+    expect(Object.keys(first)).to.deep.equal(['seq', 'time', 'conn', 'peerSerial', 'measurement', 'role', 'credentialSerial', 'action', 'resource', 'version', 'decision', 'code', 'prev', 'hash']);
     expect(first).to.include({ seq: 1, prev: AUDIT_GENESIS, resource: 'vhd/disk1', decision: 'allow' });
     // Recomputed independently: SHA-256 over prev then the line without prev and hash.
     const canon = ls[0]!.replace(/,"prev":"[0-9a-f]{64}","hash":"[0-9a-f]{64}"\}$/, '}');
@@ -114,7 +114,7 @@ describe('audit log', () => {
     expect(await verifyAudit(path)).to.deep.equal({ ok: true, lines: 2 });
   });
 
-  const FIELDS = ['seq', 'time', 'conn', 'peerSerial', 'measurement', 'role', 'action', 'resource', 'version', 'decision', 'code', 'prev', 'hash'];
+  const FIELDS = ['seq', 'time', 'conn', 'peerSerial', 'measurement', 'role', 'credentialSerial', 'action', 'resource', 'version', 'decision', 'code', 'prev', 'hash'];
   for (const field of FIELDS) {
     it(`names the line whose ${field} was edited`, async () => {
       const ls = await writeLog(8);
