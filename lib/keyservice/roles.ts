@@ -5,6 +5,7 @@
 import type { KeyObject } from 'node:crypto';
 import { CertifierError } from '../errors/index.ts';
 import { sha256, utf8 } from '../crypto/index.ts';
+import { visibleJson } from '../wire/index.ts';
 import { issueAdmissionCert, ROLE_CREDENTIAL_EKU, validateAdmission, withDateFix, type ValidatedPeer } from '../pki/index.ts';
 import { SET_CLOCK } from '../util/clock.ts';
 import { ROLE_PLATFORM_PREFIX } from '../certifier/index.ts';
@@ -50,5 +51,9 @@ export function verifyRoleCredential(chain: Uint8Array[], policyCert: Uint8Array
     throw new CertifierError('CREDENTIAL_INVALID', `the credential is not valid: ${(cause as Error).message}`, { cause });
   }
   if (!peer.platform.startsWith(ROLE_PREFIX)) throw new CertifierError('CREDENTIAL_INVALID', 'the credential is a machine certificate, not a role certificate', { details: { reason: NOT_A_ROLE } });
-  return { role: peer.platform.slice(ROLE_PREFIX.length), peer };
+  const role = peer.platform.slice(ROLE_PREFIX.length);
+  // issue-role-cert makes no other; one made by hand ("Operator", "ops/*") could be granted nothing
+  // by an ACL, which takes only such names, and would be recorded as a role all the same.
+  if (!ROLE_RE.test(role)) throw new CertifierError('CREDENTIAL_INVALID', `the credential names role ${visibleJson(role)}, which no ACL can name: a role name is ${ROLE_NAME_RULE}`, { details: { reason: 'role-name' } });
+  return { role, peer };
 }

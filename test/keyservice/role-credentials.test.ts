@@ -5,7 +5,7 @@
 import { expect } from 'chai';
 import { join } from 'node:path';
 import { generateKeyPair, randomBytes, sign } from '../../lib/crypto/index.ts';
-import { createPolicyCert, issueAdmissionCert } from '../../lib/pki/index.ts';
+import { createPolicyCert, issueAdmissionCert, ROLE_CREDENTIAL_EKU } from '../../lib/pki/index.ts';
 import { KeyService, type Connection } from '../../lib/keyservice/handlers.ts';
 import { KeyStore } from '../../lib/keyservice/keystore.ts';
 import { LevelBackend } from '../../lib/keyservice/level-backend.ts';
@@ -26,6 +26,8 @@ describe('key service: a role credential outside its dates by the server\'s cloc
   let roleKey: Awaited<ReturnType<typeof generateKeyPair>>['privateKey'];
   let machineCert: Uint8Array;
   let machineKey: typeof roleKey;
+  let policy: Awaited<ReturnType<typeof generateKeyPair>>;
+  let policyCert: Uint8Array;
   const exporter = randomBytes(32);
   const { acl, conn } = member('aa'.repeat(32), '1f');
   // The machine's own certificate valid all along: only the credential's dates are at stake.
@@ -42,8 +44,8 @@ describe('key service: a role credential outside its dates by the server\'s cloc
   const list = { action: 'list', name: '' } as const;
 
   before(async () => {
-    const policy = await generateKeyPair('p256');
-    const policyCert = await createPolicyCert({ privateKey: policy.privateKey, domain: 'datica', now: new Date(issuedAt.getTime() - 30 * DAY) });
+    policy = await generateKeyPair('p256');
+    policyCert = await createPolicyCert({ privateKey: policy.privateKey, domain: 'datica', now: new Date(issuedAt.getTime() - 30 * DAY) });
     const role = await generateKeyPair('p256');
     roleKey = role.privateKey;
     credential = await issueRoleCert({ policyKey: policy.privateKey, policyCert, subjectPublicKey: role.publicKey, role: 'operator', domain: 'datica', validitySeconds: 86_400, now: issuedAt });
@@ -110,5 +112,18 @@ describe('key service: a role credential outside its dates by the server\'s cloc
     const signature = sign(machineKey, challengeMessage(nonce, exporter));
     expect(await ask({ ...list, credentials: [machineCert], challengeNonce: nonce, challengeSignature: signature })).to.include({ status: 'failed', errorCode: 'CREDENTIAL_INVALID' });
     expect(logs[0]!.detail).to.equal('the credential is a machine certificate, not a role certificate');
+  });
+
+  it('refuses a credential naming a role no ACL can name (CREDENTIAL_INVALID), made by hand rather than by issue-role-cert: case, wildcards, "/", length', async () => {
+    const role = await generateKeyPair('p256');
+    // A platform is printable ASCII (the certificate's own rule), so no look-alike letters get this far.
+    for (const name of ['Operator', 'operator*', '**', 'ops/admin', '', '9lives', 'o'.repeat(64)]) {
+      const odd = await issueAdmissionCert({
+        policyKey: policy.privateKey, policyCert, subjectPublicKey: role.publicKey, measurement: randomBytes(32), platform: `role:${name}`, domain: 'datica',
+        validitySeconds: 86_400, extKeyUsage: [ROLE_CREDENTIAL_EKU], now: issuedAt,
+      });
+      expect(await ask({ ...list, credentials: [odd] }), JSON.stringify(name)).to.include({ status: 'failed', errorCode: 'CREDENTIAL_INVALID' });
+    }
+    expect(logs.map((l) => l.decision)).to.deep.equal(Array(7).fill('deny'));
   });
 });
