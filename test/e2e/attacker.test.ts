@@ -104,6 +104,24 @@ describe('e2e: a member with little in the ACL gets no more from a real key-serv
     expect([elsewhere, otherExporter, once, again, withoutCredential].map((r) => outcome(r, 'retrieve'))).to.deep.equal(['NONCE_INVALID', 'CHALLENGE_FAILED', 'released', 'NONCE_INVALID', 'ACL_DENIED']);
   });
 
+  it('gives a role\'s rights to the request that answered its challenge alone: not to those pipelined beside it, nor on a connection opened after its own closed', async () => {
+    const role = await generateKeyPair('p256');
+    const credential = await issueRoleCert({ policyKey: await readPrivateKeyFile(d.policyKey), policyCert: d.policyCert, subjectPublicKey: role.publicKey, role: 'reader', domain: d.name, validitySeconds: 3600 });
+    const req = { action: 'retrieve' as const, name: 'ops/one', credentials: [credential] };
+    const answer = (nonce: Uint8Array, on: ClientConnection<unknown>) => ({ ...req, challengeNonce: nonce, challengeSignature: sign(role.privateKey, challengeMessage(nonce, on.exportKeyingMaterial(CHALLENGE_EXPORTER_LABEL, 32)!)) });
+    const c = await open();
+    const nonce = (await ask(c, req)).data!;
+    const batch = await Promise.all([
+      ask(c, { action: 'retrieve', name: 'ops/one' }), ask(c, answer(nonce, c)), ask(c, { action: 'retrieve', name: 'ops/one' }), ask(c, { action: 'list', name: 'ops/' }),
+    ]);
+    const left = (await ask(c, req)).data!; // outstanding when its connection closes
+    await c.close();
+    const next = await open();
+    const afterClose = await ask(next, answer(left, next));
+    await next.close();
+    expect([...batch.map((r, i) => outcome(r, i === 3 ? 'list' : 'retrieve')), outcome(afterClose, 'retrieve')]).to.deep.equal(['ACL_DENIED', 'released', 'ACL_DENIED', 'ACL_DENIED', 'NONCE_INVALID']);
+  });
+
   it('names in its audit log the role a credential asked for, and the credential (its serial number): at the challenge, and where the answer to it is refused', async () => {
     const role = await generateKeyPair('p256');
     const wrong = await generateKeyPair('p256');
