@@ -142,6 +142,11 @@ export class KeyService {
     // field, the credential's fault). The audit record keeps the code alone.
     // What a refused request asked for, when its bytes did not make a valid request.
     let asked: { action?: string; name?: string; version?: number } | undefined;
+    /**
+     * For a request with a proven role, the ACL's reason for allowing it (which rule, naming the
+     * role or the machine itself): the log line says whether the role's rights were what it took.
+     */
+    let grantedBy: string | undefined;
     const record = (decision: AuditEntry['decision'], o: { code?: string; version?: number; deleted?: number; why?: string } = {}) => {
       const entry = {
         conn: conn.id, peerSerial: peer?.serialHex, measurement: peer?.measurementHex, role: sought?.role, credentialSerial: sought?.serialHex,
@@ -149,7 +154,8 @@ export class KeyService {
       };
       if (this.config.log) {
         const line: Record<string, unknown> = { event: 'request', ...entry, remote: conn.remote, ms: Math.round(performance.now() - started) };
-        if (o.why) line.detail = o.why; // refusals only: no second spread on every served request
+        const why = o.why ?? (decision === 'allow' ? grantedBy : undefined);
+        if (why) line.detail = why; // refusals and roles only: no second spread on every served request
         this.config.log(line);
       }
       return this.config.audit?.append(entry);
@@ -218,6 +224,7 @@ export class KeyService {
       if (req.action !== 'list') this.checkReserved(req.name);
       const verdict = decide(this.config.acl, { action: req.action, resource: req.name }, { measurementHex: peer.measurementHex, serialHex: peer.serialHex, roles: role ? [role] : [] });
       if (!verdict.allow) throw new CertifierError(verdict.code ?? 'ACL_DENIED', verdict.reason);
+      if (role) grantedBy = verdict.reason;
       if (req.action === 'retrieve' || req.action === 'list') {
         const read = this.execute(req);
         const reads = this.readsOf(conn);

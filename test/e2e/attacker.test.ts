@@ -122,6 +122,22 @@ describe('e2e: a member with little in the ACL gets no more from a real key-serv
     expect([...batch.map((r, i) => outcome(r, i === 3 ? 'list' : 'retrieve')), outcome(afterClose, 'retrieve')]).to.deep.equal(['ACL_DENIED', 'released', 'ACL_DENIED', 'ACL_DENIED', 'NONCE_INVALID']);
   });
 
+  it('says in its log which rule allowed a request made with a role credential, and whom it named: the role, or the machine itself where its own rule was enough', async () => {
+    const role = await generateKeyPair('p256');
+    const credential = await issueRoleCert({ policyKey: await readPrivateKeyFile(d.policyKey), policyCert: d.policyCert, subjectPublicKey: role.publicKey, role: 'reader', domain: d.name, validitySeconds: 3600 });
+    const from = server.child.mark();
+    const c = await open();
+    for (const name of ['ops/one', 'app/x']) {
+      const req = { action: 'retrieve' as const, name, credentials: [credential] };
+      const nonce = (await ask(c, req)).data!;
+      const signed = sign(role.privateKey, challengeMessage(nonce, c.exportKeyingMaterial(CHALLENGE_EXPORTER_LABEL, 32)!));
+      expect(outcome(await ask(c, { ...req, challengeNonce: nonce, challengeSignature: signed }), 'retrieve'), name).to.equal('released');
+    }
+    await c.close();
+    await server.child.waitForLog(/ role=reader .*resource=ops\/one .*decision=allow .*detail=.*rule 3 allows retrieve of .*ops\/one.* to role reader/, from);
+    await server.child.waitForLog(new RegExp(` role=reader .*resource=app/x .*decision=allow .*detail=.*rule 1 allows retrieve of .*app/x.* to measurement ${d.measurementHex('attacker')}`), from);
+  });
+
   it('names in its audit log the role a credential asked for, and the credential (its serial number): at the challenge, and where the answer to it is refused', async () => {
     const role = await generateKeyPair('p256');
     const wrong = await generateKeyPair('p256');
