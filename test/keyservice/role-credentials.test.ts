@@ -126,4 +126,20 @@ describe('key service: a role credential outside its dates by the server\'s cloc
     }
     expect(logs.map((l) => l.decision)).to.deep.equal(Array(7).fill('deny'));
   });
+
+  it('refuses a credential issued under another policy key, or under a policy certificate of the same key for another domain (CREDENTIAL_INVALID), its chain given or not', async () => {
+    const role = await generateKeyPair('p256');
+    const otherKey = await generateKeyPair('p256');
+    const issuers = [
+      { key: otherKey.privateKey, cert: await createPolicyCert({ privateKey: otherKey.privateKey, domain: 'datica', now: issuedAt }) },
+      { key: policy.privateKey, cert: await createPolicyCert({ privateKey: policy.privateKey, domain: 'elsewhere', now: issuedAt }) },
+    ];
+    for (const [i, { key, cert }] of issuers.entries()) {
+      const domain = i === 0 ? 'datica' : 'elsewhere';
+      const foreign = await issueRoleCert({ policyKey: key, policyCert: cert, subjectPublicKey: role.publicKey, role: 'operator', domain, validitySeconds: 86_400, now: issuedAt });
+      for (const credentials of [[foreign], [foreign, cert], [foreign, policyCert]]) {
+        expect(await ask({ ...list, credentials }), `issuer ${i}, chain of ${credentials.length}`).to.include({ status: 'failed', errorCode: 'CREDENTIAL_INVALID' });
+      }
+    }
+  });
 });
