@@ -15,7 +15,7 @@ import { loadIdentity } from '../lib/certifier/index.ts';
 import { joinReplica } from '../lib/keyclient/replica-join.ts';
 import { openPostgres, pgUrlOf, PG_URL_ENV, replicaIdArg, type PostgresOptions } from './key-server/postgres.ts';
 import { openCertified } from './key-server/renewal.ts';
-import { readAclFile } from './key-server/acl-file.ts';
+import { aclCounts, readAclFile } from './key-server/acl-file.ts';
 import { newEmptyDatabase } from './key-server/level.ts';
 import { stat } from 'node:fs/promises';
 import { backupName, prepareBackupDir, pruneBackups, pruneReport } from '../lib/keyservice/backups.ts';
@@ -137,7 +137,7 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & Timeo
       note(P, `domain ${o.domain}, serving as serial ${identity.serialHex} (measurement ${identity.measurementHex}, certificate valid until ${identity.validUntil.toISOString()}), data in ${pg ? pg.describe : o.data}`);
       // Which ACL decides, as the reloaded line says after a SIGHUP: a unit or a script given the
       // wrong file, or none, is seen in the log (none was warned of above).
-      if (acl) log({ event: 'acl-loaded', acl: o.acl, rules: acl.rules.length });
+      if (acl) log({ event: 'acl-loaded', acl: o.acl, ...aclCounts(acl) });
       // The chain's end, at start and at stop, goes to the server's log: copies kept elsewhere
       // (a log shipper, journald) are anchors for verify-audit --expect.
       const logEnd = (event: string) => log({ event, path: audit.path, lastSeq: audit.writtenEnd.seq, lastHash: audit.writtenEnd.hash });
@@ -151,7 +151,7 @@ storeOptions(subcommand<JsonOption & ProtectionOptions & PostgresOptions & Timeo
             // A bad file (or a FIFO in its place, or one every user may change) throws here, and the ACL in force stays.
             const next = await readAclFile(aclFile, true);
             setAcl(next.acl);
-            return { acl: aclFile, rules: next.acl.rules.length, ...(next.warning ? { warning: next.warning } : {}) };
+            return { acl: aclFile, ...aclCounts(next.acl), ...(next.warning ? { warning: next.warning } : {}) };
           },
           reloads: { acl: aclFile },
         }
@@ -254,7 +254,8 @@ subcommand<JsonOption>(program, 'check-acl', 'read an ACL file as serve --acl an
   async (_o, args) => {
     const { acl, warning } = await readAclFile(args[0]!, true);
     if (warning) warn(P, warning);
-    return { json: { ok: true, rules: acl.rules.length, ...(warning ? { warning } : {}) }, text: [`ok: ${acl.rules.length} rule(s)`] };
+    const revoked = acl.revoked.length ? `, ${acl.revoked.length} revoked serial number(s)` : '';
+    return { json: { ok: true, ...aclCounts(acl), ...(warning ? { warning } : {}) }, text: [`ok: ${acl.rules.length} rule(s)${revoked}`] };
   })
   .argument('<file>', 'the ACL file');
 

@@ -31,3 +31,8 @@ export async function readAclFile(file: string, regularOnly = false): Promise<{ 
   const warning = [...(read.warning ? [read.warning] : []), ...acl.warnings].join('; ');
   return { acl, ...(warning ? { warning } : {}) };
 }
+
+/** What a log line (acl-loaded, reloaded) and check-acl --json say of an ACL: its rules, and its revoked serial numbers when it has any. */
+export function aclCounts(acl: Acl): { rules: number; revoked?: number } {
+  return { rules: acl.rules.length, ...(acl.revoked.length ? { revoked: acl.revoked.length } : {}) };
+}

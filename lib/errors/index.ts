@@ -60,6 +60,7 @@ export const ErrorCodes = {
   WRONG_KEY: ExitStatus.integrity,
   UNTRUSTED_PEER: ExitStatus.integrity,
   CERT_EXPIRED: ExitStatus.integrity,
+  CERT_REVOKED: ExitStatus.integrity, // a certificate (a machine's, a role credential) whose serial number the key-server's ACL revokes
   POLICY_INVALID: ExitStatus.integrity,
   ENDORSEMENT_INVALID: ExitStatus.integrity,
   REPORT_INVALID: ExitStatus.integrity,

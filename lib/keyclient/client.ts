@@ -127,8 +127,12 @@ function answerTo(req: { action: Action; name: string }, r: KeyResponse): KeyRes
   throw new CertifierError('INTEGRITY', `the key-server answered the ${req.action} of ${shown(req.name, 256)} with an answer for ${shown(r.name, 256)}: a fault of the key-server; nothing in it was taken`);
 }
 
-/** `dated`: the certificates the request rested on, for a CERT_EXPIRED that says the key-server's time (clocksApart). */
-function refusal(r: KeyResponse, req: Partial<KeyRequest> & { action: Action; name: string }, dated: () => Dated[]): CertifierError {
+/**
+ * `dated`: the certificates the request rested on, for a CERT_EXPIRED that says the key-server's
+ * time (clocksApart); `serials`: the serial numbers of this machine's certificate and of the role
+ * credential sent, for a CERT_REVOKED.
+ */
+function refusal(r: KeyResponse, req: Partial<KeyRequest> & { action: Action; name: string }, dated: () => Dated[], serials: () => { machine: string; credential?: string }): CertifierError {
   const { action, name: resource } = req;
   const name = shown(resource, 256); // quoted, and escaped if it could pass for another name
   // Only a code a key-server sends: a server's USAGE would pass for this command's own misuse.
@@ -165,6 +169,13 @@ function refusal(r: KeyResponse, req: Partial<KeyRequest> & { action: Action; na
   // Refusals an operator acts on: each says what to do (the server's log has the detail).
   if (code === 'ACL_DENIED' && said === code) {
     return new CertifierError(code, `the key-server's ACL does not allow this machine to ${action} ${name}: the key-server's log names the machine (and role) in the request's line; to allow it, its operator adds a rule to the ACL, checks it with key-server check-acl and sends key-server SIGHUP${action === 'delete' ? ' (a key-server started without --acl, which lets nobody delete, is restarted with one)' : ''}`);
+  }
+  if (code === 'CERT_REVOKED' && said === code) {
+    const { machine, credential } = serials();
+    const which = credential === undefined
+      ? `this machine's admission certificate (serial ${machine}) is revoked`
+      : `this machine's admission certificate (serial ${machine}) or the role credential sent with it (serial ${credential}) is revoked`;
+    return new CertifierError(code, `the key-server refused to ${action} ${name}: ${which} by the key-server's ACL (its log says which, and the operator's comment); if this machine was cut off on purpose, ask its operator before anything else; a machine found sound may be certified again (cert-utility init-trust: a new certificate, of a new serial number), and a revoked role credential is replaced by the policy key's holder (cert-utility issue-role-cert)`);
   }
   if (code === 'RESERVED_NAME' && said === code) {
     return new CertifierError(code, `the key-server refused to ${action} ${name}: the name is one of the key-server's own (its identity, its storage key, or under key-server/), which no client may address; choose another name`);
@@ -461,8 +472,14 @@ export class KeyClient {
       if (conn === this.conn) this.sent = Infinity; // no more requests on it: the next opens a new one
       if (!again) return this.exchange(req, true);
     }
-    if (r.status !== 'succeeded') throw refusal(r, req, () => this.certificatesOf(conn));
+    if (r.status !== 'succeeded') throw refusal(r, req, () => this.certificatesOf(conn), () => this.serials());
     return r;
+  }
+
+  /** The serial numbers of this machine's certificate and of the role credential every request carries, if any. */
+  private serials(): { machine: string; credential?: string } {
+    const machine = this.options.identity.peer.serialHex;
+    return this.credential ? { machine, credential: parseCertificate(this.credential.chain[0]!).serialHex } : { machine };
   }
 
   /** The certificates a request on `conn` rests on, with their dates, in the order the key-server checks them. */

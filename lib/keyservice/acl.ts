@@ -1,6 +1,7 @@
 // The key-server's access control list: a JSON file mapping resource-name patterns and actions to
-// the measurements, certificate serial numbers (subjects) or roles allowed them; and `decide`, the
-// pure function that applies it to one request.
+// the measurements, certificate serial numbers (subjects) or roles allowed them, with the serial
+// numbers revoked whatever the rules say (acl-revoked.ts); and `decide`, the pure function that
+// applies the rules to one request.
 //
 // Patterns: `*` matches any run of characters except '/', `**` any run including '/', `?` one
 // character except '/'; everything else is literal. A pattern matches the whole name (in time
@@ -23,6 +24,9 @@ import { parseJsonText } from '../util/json.ts';
 import { checkRoleName, ROLE_NAME_RULE } from './roles.ts';
 import { compilePattern, patternMatches, type Pattern } from './acl-pattern.ts';
 import { RESERVED_PREFIX, STORAGE_KEY_TAG } from './keystore.ts';
+import { checkRevoked, indexRevoked, isObject, normalSerial, serialProblem, withoutColons, type RevokedEntry } from './acl-revoked.ts';
+
+export { checkNotRevoked, type RevokedEntry } from './acl-revoked.ts';
 
 export const ACL_ACTIONS = ['store', 'retrieve', 'delete', 'list'] as const;
 export type AclAction = (typeof ACL_ACTIONS)[number];
@@ -49,6 +53,10 @@ interface CompiledRule {
 export interface Acl {
   version: 1;
   rules: AclRule[];
+  /** Certificate serial numbers refused whatever the rules allow (CERT_REVOKED), in the file's order. */
+  revoked: RevokedEntry[];
+  /** Each revoked serial number as a parsed certificate gives it, to its index in revoked (made by parseAcl). */
+  readonly revokedIndex: ReadonlyMap<string, number>;
   /** The rules in the same order, compiled by parseAcl. */
   readonly compiled: readonly CompiledRule[];
   /** What is taken but cannot do what it reads as (a rule's list that no pattern allows), for the operator (made by parseAcl). */
@@ -78,15 +86,9 @@ export interface Decision {
   rule?: number;
 }
 
-const TOP_FIELDS = ['version', 'rules', 'comment'];
+const TOP_FIELDS = ['version', 'rules', 'revoked', 'comment'];
 const RULE_FIELDS = ['resources', 'actions', 'measurements', 'subjects', 'roles', 'comment'];
 const MEASUREMENT_RE = /^(?:[0-9a-fA-F]{64}|[0-9a-fA-F]{96})$/;
-const SERIAL_RE = /^[0-9a-fA-F]{1,42}$/; // at most 20 octets (RFC 5280, 4.1.2.2), with a sign octet
-
-/** A serial number compared as a number: lowercase, leading zeros dropped. */
-function normalSerial(hex: string): string {
-  return hex.toLowerCase().replace(/^0+(?=.)/, '');
-}
 
 /**
  * Why a pattern is unacceptable, or undefined. It is held to the rule a new key's name is held to
@@ -123,6 +125,7 @@ export function parseAcl(text: string): Acl {
   const doc = parseJsonText(text, 'invalid ACL: the file');
   const problems: string[] = [];
   const rules: AclRule[] = [];
+  let revoked: RevokedEntry[] = [];
   if (!isObject(doc)) {
     problems.push('the ACL must be a JSON object');
   } else {
@@ -134,11 +137,12 @@ export function parseAcl(text: string): Acl {
     else if (!Array.isArray(doc.rules)) problems.push('rules is not a list');
     else if (doc.rules.length === 0) problems.push('rules is empty (an ACL without rules would deny everything)');
     else doc.rules.forEach((r, i) => rules.push(checkRule(r, `rules[${i}]`, problems)));
+    revoked = checkRevoked(doc.revoked, problems);
   }
   if (problems.length) {
     throw new CertifierError('INVALID_INPUT', `invalid ACL: ${problems.join('; ')}`, { details: { problems } });
   }
-  return { version: 1, rules, compiled: rules.map(compileRule), index: indexRules(rules), warnings: rules.flatMap(deadList) };
+  return { version: 1, rules, revoked, revokedIndex: indexRevoked(revoked), compiled: rules.map(compileRule), index: indexRules(rules), warnings: rules.flatMap(deadList) };
 }
 
 /**
@@ -217,7 +221,7 @@ function checkRule(r: unknown, at: string, problems: string[]): AclRule {
   rule.actions = list('actions', true, (s) =>
     (ACL_ACTIONS as readonly string[]).includes(s) ? undefined : `is not one of ${ACL_ACTIONS.join(', ')}`) as AclAction[];
   rule.measurements = list('measurements', false, (s) => (MEASUREMENT_RE.test(s) ? undefined : `is not 64 or 96 hex digits${withoutColons(s)}`)).map((s) => s.toLowerCase());
-  rule.subjects = list('subjects', false, (s) => (SERIAL_RE.test(s) ? undefined : `is not a certificate serial number in hex${withoutColons(s)}`)).map(normalSerial);
+  rule.subjects = list('subjects', false, serialProblem).map(normalSerial);
   rule.roles = list('roles', false, (s) => {
     try {
       checkRoleName(s);
@@ -230,15 +234,6 @@ function checkRule(r: unknown, at: string, problems: string[]): AclRule {
     problems.push(`${at} names no measurements, subjects or roles, so it would match nobody`);
   }
   return rule;
-}
-
-/** For hex copied as `openssl x509 -text` prints it (7f:e7:01), what to write instead; else ''. */
-function withoutColons(s: string): string {
-  return /^[0-9a-fA-F]{1,2}(?::[0-9a-fA-F]{2})+$/.test(s) ? `: write it without the colons (${s.replaceAll(':', '')})` : '';
-}
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 /**

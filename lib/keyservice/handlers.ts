@@ -7,7 +7,7 @@ import { signatureAlgFor, verify } from '../crypto/index.ts';
 import { clipped, encode, shown, type CryptstoreEntry } from '../wire/index.ts';
 import { clockBehind, type ValidatedPeer } from '../pki/index.ts';
 import type { LaterAnswer } from '../channel/index.ts';
-import { decide, type Acl } from './acl.ts';
+import { checkNotRevoked, decide, type Acl } from './acl.ts';
 import type { AuditLog } from './audit.ts';
 import type { AuditEntry } from './audit-line.ts';
 import { isReserved, notFound, type KeyStore, type ReservedNames } from './keystore.ts';
@@ -192,12 +192,15 @@ export class KeyService {
     try {
       if (!peer) throw new CertifierError('UNTRUSTED_PEER', 'no verified client certificate');
       req = parseKeyRequest(bytes);
+      this.checkRevoked(peer, conn);
       this.checkValidity(peer, conn);
       this.checkOwnValidity(conn);
       if (req.credentials) {
         const cred = verifyRoleCredential(req.credentials, this.config.policyCert, this.now(), "the key-server's clock");
         const leaf = req.credentials[0]!;
         sought = { role: cred.role, serialHex: cred.peer.serialHex };
+        // Before a challenge: a stolen credential gets no nonce to answer. The machine itself may still be served without it.
+        checkNotRevoked(this.config.acl, cred.peer.serialHex, 'the role credential');
         if (!req.challengeNonce) {
           const nonce = this.challenges.issue(conn.id, leaf);
           return afterAudit(record('challenge', { version: askedVersion(req) }), challenge(req.name, nonce), req.name);
@@ -344,6 +347,20 @@ export class KeyService {
 
   private checkReserved(name: string): void {
     if (name !== '' && this.isReserved(name)) throw new CertifierError('RESERVED_NAME', `${shown(name, 256)} names one of the key-server's own keys, which are never served`);
+  }
+
+  /**
+   * Checked for every request, against the ACL in force (a reload revokes a certificate for the
+   * connections open with it too): a revoked machine is served no more on this connection, whose
+   * refusal is its last answer there, as for one that outlived its certificate.
+   */
+  private checkRevoked(peer: ValidatedPeer, conn: Connection): void {
+    try {
+      checkNotRevoked(this.config.acl, peer.serialHex, "this machine's admission certificate");
+    } catch (e) {
+      this.outlived.add(conn);
+      throw e;
+    }
   }
 
   /**
