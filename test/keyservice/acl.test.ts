@@ -3,7 +3,10 @@
 
 import { expect } from 'chai';
 import { CertifierError } from '../../lib/errors/index.ts';
-import { ACL_ACTIONS, decide, parseAcl, type Acl, type AclAction, type AclRule } from '../../lib/keyservice/acl.ts';
+import { ACL_ACTIONS, checkNotRevoked, decide, parseAcl, type Acl, type AclAction, type AclRule } from '../../lib/keyservice/acl.ts';
+import { basicConstraints, encodeName, signCertificate, spkiOf } from '../../lib/pki/build.ts';
+import { parseCertificate } from '../../lib/pki/index.ts';
+import { generateKeyPair } from '../../lib/crypto/index.ts';
 import { parseProvisionConfig } from '../../lib/keyclient/index.ts';
 import { ANY_RUN, compilePattern, mayMatch, ONE, patternMatches, RUN, type Pattern } from '../../lib/keyservice/acl-pattern.ts';
 import { prng } from '../support/prng.ts';
@@ -330,6 +333,38 @@ describe('ACL', () => {
     });
   });
 
+  describe('revoked serial numbers', () => {
+    const withRevoked = (revoked: unknown) => parseAcl(JSON.stringify({ version: 1, rules: [{ resources: ['*'], actions: ['retrieve'], measurements: [M1] }], revoked }));
+
+    it('keys each serial number as a parsed certificate gives it, however it is written', () => {
+      const acl = withRevoked([{ serial: '00ABC' }, { serial: '0' }, { serial: 'FF', comment: 'lost' }, { serial: '0100' }]);
+      expect(acl.revoked).to.deep.equal([{ serial: 'abc' }, { serial: '0' }, { serial: 'ff', comment: 'lost' }, { serial: '100' }]);
+      expect([...acl.revokedIndex]).to.deep.equal([['0abc', 0], ['00', 1], ['ff', 2], ['0100', 3]]);
+      expect(withRevoked([]).revokedIndex.size).to.equal(0);
+      expect(parseAcl(JSON.stringify({ version: 1, rules: [{ resources: ['*'], actions: ['retrieve'], measurements: [M1] }] })).revoked).to.deep.equal([]);
+    });
+
+    it("revokes a certificate whose serial's first octet is below 0x10, as its parsed serial reads", async () => {
+      const { privateKey, publicKey } = await generateKeyPair('p256');
+      const name = encodeName([['2.5.4.3', 'revoked']]);
+      const der = signCertificate({ serial: Uint8Array.of(0x0a, 0xbc), issuer: name, subject: name, notBefore: new Date(0), notAfter: new Date(86_400_000), spki: spkiOf(publicKey), extensions: [basicConstraints(false)] }, privateKey);
+      const { serialHex } = parseCertificate(der);
+      expect(serialHex).to.equal('0abc');
+      const e = (() => { try { checkNotRevoked(withRevoked([{ serial: 'ABC', comment: 'copied off host 12' }]), serialHex, "this machine's admission certificate"); } catch (x) { return x; } })();
+      expect(e).to.be.instanceOf(CertifierError);
+      expect((e as CertifierError).code).to.equal('CERT_REVOKED');
+      expect((e as CertifierError).message).to.equal('this machine\'s admission certificate, serial 0abc, is revoked by the ACL (revoked[0]: "copied off host 12")');
+    });
+
+    it('lets through a serial the list does not name, and every serial without an ACL', () => {
+      const acl = withRevoked([{ serial: 'abc' }]);
+      expect(() => checkNotRevoked(acl, 'abcd', 'x')).not.to.throw();
+      expect(() => checkNotRevoked(acl, 'bc', 'x')).not.to.throw();
+      expect(() => checkNotRevoked(undefined, '0abc', 'x')).not.to.throw();
+      expect(() => checkNotRevoked(acl, '0abc', 'the role credential')).to.throw(CertifierError, 'the role credential, serial 0abc, is revoked by the ACL (revoked[0])');
+    });
+  });
+
   describe('malformed files', () => {
     const rule = { resources: ['a/*'], actions: ['retrieve'], roles: ['operator'] };
     const cases: [string, unknown, string[]][] = [
@@ -364,6 +399,11 @@ describe('ACL', () => {
         ['rules[0] names no measurements, subjects or roles, so it would match nobody']],
       ['lists that are not lists', { version: 1, rules: [{ resources: 'a/*', actions: ['list'], roles: 'operator' }] },
         ['rules[0].resources is not a list', 'rules[0].roles is not a list']],
+      ['revoked not a list', { version: 1, rules: [rule], revoked: { serial: 'ab' } }, ['revoked is not a list']],
+      ['malformed revoked entries', { version: 1, rules: [rule], revoked: ['ab', { comment: 'x' }, { serial: 'ab:cd' }, { serial: 171 }, { serial: 'ab', reason: 'lost', comment: 1 }, { serial: '00AB' }] },
+        ['revoked[0] is not an object', 'revoked[1].serial is missing', 'revoked[2].serial "ab:cd" is not a certificate serial number in hex: write it without the colons (abcd)', 'revoked[3].serial is not a string',
+          'revoked[4]: unknown field "reason"', 'revoked[4].comment is not a string', 'revoked[5].serial names the same serial number as revoked[4]']],
+      ['revoked entries without rules', { version: 1, revoked: [{ serial: 'ab' }] }, ['rules is missing']],
       ['problems in several rules, all reported', { version: 1, rules: [{ ...rule, actions: ['fetch'] }, rule, { ...rule, measurements: ['00'] }] },
         ['rules[0].actions[0] "fetch" is not one of store, retrieve, delete, list', 'rules[2].measurements[0] "00" is not 64 or 96 hex digits']],
     ];
