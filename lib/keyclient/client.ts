@@ -172,10 +172,12 @@ function refusal(r: KeyResponse, req: Partial<KeyRequest> & { action: Action; na
   }
   if (code === 'CERT_REVOKED' && said === code) {
     const { machine, credential } = serials();
-    const which = credential === undefined
-      ? `this machine's admission certificate (serial ${machine}) is revoked`
-      : `this machine's admission certificate (serial ${machine}) or the role credential sent with it (serial ${credential}) is revoked`;
-    return new CertifierError(code, `the key-server refused to ${action} ${name}: ${which} by the key-server's ACL (its log says which, and the operator's comment); if this machine was cut off on purpose, ask its operator before anything else; a machine found sound may be certified again (cert-utility init-trust: a new certificate, of a new serial number), and a revoked role credential is replaced by the policy key's holder (cert-utility issue-role-cert)`);
+    const mine = `this machine's admission certificate (serial ${machine})`;
+    const recertify = 'cert-utility init-trust, which gives it a certificate of a new serial number';
+    const what = credential === undefined
+      ? `${mine} is revoked by the key-server's ACL: its operator cut this machine off (the key-server's log says why); ask them before anything else: a machine they find sound is certified again (${recertify})`
+      : `${mine} or the role credential sent with it (serial ${credential}) is revoked by the key-server's ACL (the key-server's log says which, and why): a role credential is replaced by the policy key's holder (cert-utility issue-role-cert); a machine its operator finds sound is certified again (${recertify})`;
+    return new CertifierError(code, `the key-server refused to ${action} ${name}: ${what}`);
   }
   if (code === 'RESERVED_NAME' && said === code) {
     return new CertifierError(code, `the key-server refused to ${action} ${name}: the name is one of the key-server's own (its identity, its storage key, or under key-server/), which no client may address; choose another name`);

@@ -67,6 +67,8 @@ describe('e2e: revoking one certificate by its serial number', function () {
       const line = await server.child.waitForLog(/ request .*code=CERT_REVOKED.*$/m, from);
       expect(line).to.contain(`peerSerial=${goodSerial} `).and.contain('action=retrieve resource=rev/k decision=deny code=CERT_REVOKED')
         .and.contain(`this machine's admission certificate, serial ${goodSerial}, is revoked by the ACL (revoked[0]: \\"disk image copied off the host, ticket 42\\")`);
+      // Its last answer there: the server closes the connection rather than refuse request after request on it.
+      await server.child.waitForLog(/ closed .*reason=last-answer/, from);
       const record = auditRecords().at(-1)!;
       expect(record).to.include({ peerSerial: goodSerial, action: 'retrieve', resource: 'rev/k', decision: 'deny', code: 'CERT_REVOKED' });
     } finally {
@@ -76,7 +78,8 @@ describe('e2e: revoking one certificate by its serial number', function () {
     const r = await d.kc(good, server, 'retrieve', ['rev/k', '--out', '-']);
     expectFailure(r, 4, 'CERT_REVOKED');
     expect(r.stdout.length).to.equal(0);
-    expect(r.stderr).to.contain(`this machine's admission certificate (serial ${goodSerial}) is revoked`).and.contain('cert-utility init-trust');
+    expect(r.stderr).to.contain(`this machine's admission certificate (serial ${goodSerial}) is revoked by the key-server's ACL: its operator cut this machine off`).and.contain('cert-utility init-trust')
+      .and.not.contain('role credential');
     // The same measurement under another certificate is served, and so is the revoked one once the entry goes.
     expectSuccess(await d.kc(twin, server, 'retrieve', ['rev/k', '--out', '-']));
     expect(await reload(undefined)).to.match(/ rules=2$/);

@@ -16,6 +16,7 @@ import { Cryptstore, KeyFileProtector } from '../../cryptstore/index.ts';
 import { AuditLog } from '../../lib/keyservice/audit.ts';
 import type { KeyBackend } from '../../lib/keyservice/backend.ts';
 import { KeyService } from '../../lib/keyservice/handlers.ts';
+import { parseAcl } from '../../lib/keyservice/acl.ts';
 import { KeyStore, storageKeyId } from '../../lib/keyservice/keystore.ts';
 import { LevelBackend } from '../../lib/keyservice/level-backend.ts';
 import { challengeMessage, encodeKeyRequest, parseKeyResponse, type Action } from '../../lib/keyservice/protocol.ts';
@@ -58,6 +59,17 @@ describe('key service: releasing the storage key to a joining replica', () => {
 
   it('keeps the name reserved, even for its own measurement, unless started with --allow-replica-join', async () => {
     expect(await ask(service(false), OWN, 'retrieve')).to.include({ status: 'failed', errorCode: 'RESERVED_NAME' });
+  });
+
+  it('refuses the key to a peer of its own measurement whose certificate the ACL revokes: CERT_REVOKED, recorded', async () => {
+    const s = service(true);
+    s.setAcl(parseAcl(JSON.stringify({ version: 1, rules: [{ resources: ['*'], actions: ['retrieve'], measurements: [OTHER] }], revoked: [{ serial: '1F', comment: 'copied off the replica host' }] })));
+    const r = await ask(s, OWN, 'retrieve');
+    expect(r).to.include({ status: 'failed', errorCode: 'CERT_REVOKED' });
+    expect(r.data).to.equal(undefined);
+    await audit.close();
+    const { readFileSync } = await import('node:fs');
+    expect(JSON.parse(readFileSync(join(tmp.dir, 'audit.jsonl'), 'utf8').split('\n')[0]!)).to.include({ peerSerial: '1f', resource: STORAGE_KEY_TAG, decision: 'deny', code: 'CERT_REVOKED' });
   });
 
   it('releases the key, not exportable, to a peer with exactly its own measurement, and audits it', async () => {
