@@ -201,3 +201,18 @@ describe('key-server check-acl: a rule that can allow nothing', () => {
     });
   });
 });
+
+describe('key-server check-acl: revoked serial numbers', () => {
+  it('counts them under --json (revoked), and says nothing of them for an ACL without any', async () => {
+    await withAclFile('check-acl-revoked-', async (file) => {
+      const rules = [{ resources: ['**'], actions: ['retrieve'], measurements: ['ab'.repeat(32)] }];
+      writeFileSync(file, JSON.stringify({ version: 1, rules, revoked: [{ serial: '7FE701', comment: 'stolen' }, { serial: '01' }] }), { mode: 0o600 });
+      const r = await run('key-server', ['check-acl', file, '--json']);
+      expect(r.status, r.stderr).to.equal(0);
+      expect(r.json()).to.deep.equal({ ok: true, rules: 1, revoked: 2 });
+      writeFileSync(file, JSON.stringify({ version: 1, rules, revoked: [] }), { mode: 0o600 });
+      const none = await run('key-server', ['check-acl', file, '--json']);
+      expect(none.json()).to.deep.equal({ ok: true, rules: 1 });
+    });
+  });
+});
