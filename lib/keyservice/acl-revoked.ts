@@ -13,7 +13,7 @@ export interface RevokedEntry {
 }
 
 const ENTRY_FIELDS = ['serial', 'comment'];
-export const SERIAL_RE = /^[0-9a-fA-F]{1,42}$/; // at most 20 octets (RFC 5280, 4.1.2.2), with a sign octet
+const SERIAL_RE = /^[0-9a-fA-F]{1,42}$/; // at most 20 octets (RFC 5280, 4.1.2.2), with a sign octet
 
 /** A serial number compared as a number: lowercase, leading zeros dropped. */
 export function normalSerial(hex: string): string {
