@@ -86,17 +86,26 @@ function outcomeUnknown(r: KeyResponse, req: Partial<KeyRequest> & { action: Act
 }
 
 /**
- * A store sent whose answer never came (the connection ended, or a wait or the run's deadline ran
- * out): the server may have read it and made the version, so it is no "unreachable, retry" but
- * OUTCOME_UNKNOWN, a store again being another version. Any other error, and any other action's
- * (a delete again finds what is left), stays as it is.
+ * A store or delete sent whose answer never came (the connection ended, or a wait or the run's
+ * deadline ran out): the server may have read it and carried it out, so it is no "unreachable,
+ * retry" but OUTCOME_UNKNOWN, as the server's own is, each saying what a run again does: a store
+ * again is another version, a delete again deletes what is left (NOT_FOUND once nothing is). Any
+ * other error, and any other action's (a read carries nothing out), stays as it is.
  */
 function unanswered(req: Partial<KeyRequest> & { action: Action; name: string }, e: unknown): unknown {
-  if (req.action !== 'store' || !isCertifierError(e) || !(e.code in ENDED)) return e;
-  const again = req.expectedVersion !== undefined
-    ? `run it again as it is: with --expected-version ${req.expectedVersion} it is made only if this one was not (VERSION_CONFLICT if it was)`
-    : `${listShows('its versions and when each was stored')}; run it again with --expected-version set to its latest version before this one, and it is made only if this one was not`;
-  return new CertifierError('OUTCOME_UNKNOWN', `the store of ${shown(req.name, 256)} was sent, but ${ENDED[e.code as keyof typeof ENDED]}: it may or may not have been made; ${again}`, { cause: e, details: { sent: true } });
+  if ((req.action !== 'store' && req.action !== 'delete') || !isCertifierError(e) || !(e.code in ENDED)) return e;
+  const name = shown(req.name, 256);
+  let what = name;
+  let again: string;
+  if (req.action === 'delete') {
+    what = req.version ? `version ${req.version} of ${name}` : `every version of ${name}`;
+    again = `run it again as it is: it deletes ${req.version ? 'that version' : 'every version'} if this one did not, and is NOT_FOUND (exit 1) if this one did${req.version ? '' : ' (and, if one was stored since, deletes that too)'}`;
+  } else {
+    again = req.expectedVersion !== undefined
+      ? `run it again as it is: with --expected-version ${req.expectedVersion} it is made only if this one was not (VERSION_CONFLICT if it was)`
+      : `${listShows('its versions and when each was stored')}; run it again with --expected-version set to its latest version before this one, and it is made only if this one was not`;
+  }
+  return new CertifierError('OUTCOME_UNKNOWN', `the ${req.action} of ${what} was sent, but ${ENDED[e.code as keyof typeof ENDED]}: it may or may not have been made; ${again}`, { cause: e, details: { sent: true } });
 }
 
 /** How a request's wait for its answer ended without one, by the code it failed with (the cause keeps the detail). */

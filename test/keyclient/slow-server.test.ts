@@ -105,6 +105,16 @@ describe('key-client against a slow or hostile key-server', function () {
     }
   });
 
+  it('says a delete whose connection was reset once it was sent may or may not have been made (OUTCOME_UNKNOWN, exit 1, as a store), and that a run again deletes what is left or finds it gone (NOT_FOUND), not that a retry may succeed', async () => {
+    server.script = (req, _answer, socket) => void (req.action === 'delete' && reset(socket));
+    for (const [flags, what] of [[[], 'every version of "k/d"'], [['--version', '2'], 'version 2 of "k/d"']] as const) {
+      const r = await kc('delete', ['k/d', ...flags]);
+      expect(r.status, r.stderr).to.equal(1);
+      expect(r.stderr).to.match(/^key-client: error: the delete of .* was sent, but the connection ended \(closed or reset\) before its answer came: it may or may not have been made; .* \[OUTCOME_UNKNOWN\]\n$/);
+      expect(r.stderr).to.contain(`the delete of ${what} was sent`).and.contain('NOT_FOUND').and.not.contain('a retry may succeed');
+    }
+  });
+
   it('gathers at most LIST_GATHERED names into one array (KeyClient.list), failing INVALID_INPUT past them rather than growing for as long as a server sends pages; listEach takes any number', async () => {
     let n = 0;
     server.script = (req, answer) => {
