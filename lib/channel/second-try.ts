@@ -71,8 +71,10 @@ export async function withSecondTry<P>(
 /**
  * A connection whose requests, when the server closes it as a refusal would before answering
  * any, are sent again on a second connection. Our servers send their tickets before they read a
- * request, so none of these was read; a request after an answer is never sent again, as an
- * answer is an acceptance and a close after it a hang-up.
+ * request, and requests wait for them, so none of these was read; but one that went when the
+ * wait for the tickets ran out may have been read by a server that never sends them, and is sent
+ * again only where the caller says a repeat is harmless (not `once`). A request after an answer
+ * is never sent again, as an answer is an acceptance and a close after it a hang-up.
  */
 class SecondTry<P> implements EndingConnection<P> {
   private second: Promise<EndingConnection<P>> | undefined;
@@ -95,8 +97,17 @@ class SecondTry<P> implements EndingConnection<P> {
     return this.current.startedAt;
   }
 
-  request(body: Uint8Array, written?: () => void): Promise<Uint8Array> {
-    return this.onSecond((c) => c.request(body, written));
+  request(body: Uint8Array, written?: () => void, once?: boolean): Promise<Uint8Array> {
+    let sent = false;
+    const write = () => {
+      sent = true;
+      written?.();
+    };
+    return this.onSecond((c) => c.request(body, write, once), (e) => {
+      if (!once || !sent) return;
+      const target = typeof e.details?.target === 'string' ? e.details.target : 'the server';
+      throw new CertifierError('UNREACHABLE', `${target} closed the connection without accepting our certificate (no session tickets) and without answering, after the request was written: a refusal, or a server that read it and hung up; it was not sent again, as it may have been carried out`, { cause: e, details: { target } });
+    });
   }
 
   /** key-client check's wait for the verdict, asked again as a request would be. */
@@ -105,13 +116,14 @@ class SecondTry<P> implements EndingConnection<P> {
   }
 
   /**
-   * `use` of the current connection, or, when that ends in an unsure refusal, of the second one.
-   * Every request pending on the first connection comes here, in the order it was made, and waits
+   * `use` of the current connection, or, when that ends in an unsure refusal, of the second one
+   * (unless `notAgain` throws instead). Every request pending on the first connection comes here, in the order it was made, and waits
    * for the same second connection, where each is sent again in that order.
    */
-  private onSecond<T>(use: (c: EndingConnection<P>) => Promise<T>): Promise<T> {
+  private onSecond<T>(use: (c: EndingConnection<P>) => Promise<T>, notAgain?: (e: CertifierError) => void): Promise<T> {
     return use(this.current).catch((e: unknown) => {
       if (!isUnsure(e)) throw e; // the second connection's refusal is no longer unsure
+      notAgain?.(e as CertifierError); // throws for a request that may not be sent again
       this.second ??= this.again().then((c) => (this.current = c));
       return this.second.then(use);
     });

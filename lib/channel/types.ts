@@ -204,8 +204,10 @@ export interface ClientConnection<P> {
    * Sends one request; answers come back in order, and calls may overlap (pipelining). `written`
    * is called once the request has been handed to the socket: from then on the server may have
    * read it (and carried it out) however the connection ends; never called, it was not sent.
+   * `once`: a request that must not be sent a second time once written (one whose repeat would
+   * change something again: a store), which a second try (second-try.ts) then does not send again.
    */
-  request(body: Uint8Array, written?: () => void): Promise<Uint8Array>;
+  request(body: Uint8Array, written?: () => void, once?: boolean): Promise<Uint8Array>;
   exportKeyingMaterial(label: string, length: number): Uint8Array | undefined;
   /** Resolves once the server has accepted our certificate (mutual TLS), sending nothing; rejects as a request would fail. */
   accepted(): Promise<void>;

@@ -460,12 +460,16 @@ export class KeyClient {
     // Whether the request the server carries out (with a credential, the one answering its challenge) was written.
     let sent = false;
     const written = () => void (sent = true);
+    // A store that would make another version, or a delete, read twice: once written, never sent
+    // again on a second try (second-try.ts). A read, or a store with --expected-version (a repeat
+    // is VERSION_CONFLICT), may be.
+    const once = req.action === 'delete' || (req.action === 'store' && req.expectedVersion === undefined);
     try {
-      r = answerTo(req, parseKeyResponse(await conn.request(encodeKeyRequest(this.credential ? { ...req, credentials: this.credential.chain } : req), this.credential ? undefined : written)));
+      r = answerTo(req, parseKeyResponse(await conn.request(encodeKeyRequest(this.credential ? { ...req, credentials: this.credential.chain } : req), this.credential ? undefined : written, !this.credential && once)));
       if (r.status === 'auth-challenge' && this.credential) {
         const exporter = conn.exportKeyingMaterial(CHALLENGE_EXPORTER_LABEL, 32);
         const signature = sign(this.credential.key, challengeMessage(r.data!, exporter ?? new Uint8Array()));
-        r = answerTo(req, parseKeyResponse(await conn.request(encodeKeyRequest({ ...req, credentials: this.credential.chain, challengeNonce: r.data!, challengeSignature: signature }), written)));
+        r = answerTo(req, parseKeyResponse(await conn.request(encodeKeyRequest({ ...req, credentials: this.credential.chain, challengeNonce: r.data!, challengeSignature: signature }), written, once)));
       }
     } catch (e) {
       if (again || !(await this.closedOutlived(conn, e))) throw sent ? unanswered(req, e) : e;

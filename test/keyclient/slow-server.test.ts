@@ -12,7 +12,7 @@ import { LIST_PAGE, succeeded } from '../../lib/keyservice/protocol.ts';
 import { KeyClient, LIST_GATHERED } from '../../lib/keyclient/index.ts';
 import { rejects } from '../support/rejects.ts';
 import { run, type RunResult } from '../support/helpers.ts';
-import { reset, scriptedKeyServer, type ScriptedKeyServer } from '../support/scripted-key-server.ts';
+import { reset, scriptedKeyServer, ticketlessProxy, type ScriptedKeyServer } from '../support/scripted-key-server.ts';
 import { Domain, type Machine } from '../e2e/domain.ts';
 
 describe('key-client against a slow or hostile key-server', function () {
@@ -113,6 +113,32 @@ describe('key-client against a slow or hostile key-server', function () {
       expect(r.stderr).to.match(/^key-client: error: the delete of .* was sent, but the connection ended \(closed or reset\) before its answer came: it may or may not have been made; .* \[OUTCOME_UNKNOWN\]\n$/);
       expect(r.stderr).to.contain(`the delete of ${what} was sent`).and.contain('NOT_FOUND').and.not.contain('a retry may succeed');
     }
+  });
+
+  it('never sends a store again on a second connection after a close that reads as a refusal but came once the store was written (a server that read it and hung up without its tickets): OUTCOME_UNKNOWN, exit 1, read once; one with --expected-version, which cannot make a second version, goes again', async () => {
+    /** A store through a ticketless proxy whose first connection the server closes once it has read the store: the program's result, and how many stores the server read. */
+    const storeThrough = async (extra: string[]): Promise<[RunResult, number]> => {
+      const proxy = await ticketlessProxy(server.port);
+      let stores = 0;
+      server.script = (req, answer) => {
+        if (req.action !== 'store') return;
+        if (++stores === 1) return proxy.endFirst(); // read, and the connection closed as a refusal closes
+        answer(succeeded(req.name, { version: (req.expectedVersion ?? 0) + 1 }));
+      };
+      try {
+        const args = common().map((a) => (a === `127.0.0.1:${server.port}` ? `127.0.0.1:${proxy.port}` : a));
+        return [await run('key-client', ['store', 'k/once', '--in', '-', ...extra, ...args], { cwd: d.dir, input: 'v' }), stores];
+      } finally {
+        await proxy.close();
+      }
+    };
+    const [r, stores] = await storeThrough([]);
+    expect(stores, 'stores the server read').to.equal(1);
+    expect(r.status, r.stderr).to.equal(1);
+    expect(r.stderr).to.match(/^key-client: error: the store of "k\/once" was sent, but the connection ended .*: it may or may not have been made; .* \[OUTCOME_UNKNOWN\]\n$/);
+    const [expected, read] = await storeThrough(['--expected-version', '3']);
+    expect(expected.status, expected.stderr).to.equal(0);
+    expect(read, 'stores the server read').to.equal(2);
   });
 
   it('gathers at most LIST_GATHERED names into one array (KeyClient.list), failing INVALID_INPUT past them rather than growing for as long as a server sends pages; listEach takes any number', async () => {

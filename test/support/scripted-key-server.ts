@@ -2,7 +2,7 @@
 // listener on 127.0.0.1 presenting a key-server's admission certificate of the domain, handing
 // each request to a script as it comes, which answers as it likes (late, never, by halves).
 
-import type net from 'node:net';
+import net from 'node:net';
 import tls from 'node:tls';
 import type { MachineIdentity } from '../../lib/certifier/index.ts';
 import { toPem } from '../../lib/pki/index.ts';
@@ -52,4 +52,55 @@ export function reset(socket: tls.TLSSocket): void {
   if (!tcp) throw new TypeError('no TCP socket under this TLS socket');
   tcp.resetAndDestroy();
   socket.destroy();
+}
+
+/** A proxy in front of a server whose first connection hides the server's acceptance (ticketlessProxy). */
+export interface TicketlessProxy {
+  port: number;
+  /** Ends the first connection towards the client cleanly (a FIN), nothing more said to it. */
+  endFirst(): void;
+  close(): Promise<void>;
+}
+
+/**
+ * A TCP proxy on 127.0.0.1 to `port` that passes every connection through untouched but the
+ * first, on which it passes nothing more of the server's once the client has sent its finished
+ * handshake (its first encrypted record): the session tickets, the server's acceptance, never
+ * arrive, so the client's requests go only after it stops waiting for them, and a close then
+ * (endFirst) looks like the close of a server refusing the client's certificate after reading
+ * what it sent, as a server of another make might close a connection it read a request on.
+ */
+export async function ticketlessProxy(port: number): Promise<TicketlessProxy> {
+  const sockets = new Set<net.Socket>();
+  let first: net.Socket | undefined;
+  let n = 0;
+  const server = net.createServer((client) => {
+    const upstream = net.connect(port, '127.0.0.1');
+    for (const s of [client, upstream]) (sockets.add(s), s.on('error', () => {}), s.on('close', () => sockets.delete(s)));
+    const muted = ++n === 1;
+    if (muted) first = client;
+    let finished = false;
+    let pending = Buffer.alloc(0); // the client's bytes, read record by record (5-byte headers)
+    client.on('data', (chunk: Buffer) => {
+      upstream.write(chunk);
+      if (!muted || finished) return;
+      pending = Buffer.concat([pending, chunk]);
+      while (pending.length >= 5) {
+        if (pending[0] === 0x17) return void (finished = true); // application data: the encrypted handshake
+        pending = pending.subarray(5 + pending.readUInt16BE(3));
+      }
+    });
+    upstream.on('data', (chunk: Buffer) => void (!finished && client.write(chunk)));
+    client.on('end', () => upstream.end());
+    upstream.on('end', () => void (!muted && client.end()));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as { port: number }).port,
+    endFirst: () => void first?.end(),
+    close: () => new Promise<void>((resolve) => {
+      for (const s of sockets) s.destroy();
+      server.close(() => resolve());
+    }),
+  };
 }
