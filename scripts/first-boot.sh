@@ -3,8 +3,8 @@
 # the named keys from its key-server into this VM's cryptstore. Safe to run on every boot: once
 # certified and provisioned it exits 0 at once without contacting anyone.
 #
-# Exit status: 0 done; 3 a server stayed unreachable (or silent: a stopped one times out) after
-# the retries; anything else is the
+# Exit status: 0 done; 3 a server stayed unreachable (or silent: a stopped one times out; or, the
+# key-server, too slow for --deadline) after the retries; anything else is the
 # failing program's own status (1 refused, 2 usage, 4 untrusted peer or integrity failure),
 # never retried: the script fails closed.
 
@@ -211,7 +211,10 @@ for k in "${names[@]}"; do
 done
 
 # Runs a command; retries with exponential backoff only while it exits 3 (unreachable, or a
-# server that took the connection and said nothing for --timeout: stopped, say, TIMEOUT).
+# server that took the connection and said nothing for --timeout: stopped, say, TIMEOUT; or, for
+# key-client, answers too slow for the attempt's --deadline, DEADLINE). Its lines name none of
+# them: the program's own line just above says which (its code in brackets), and a line here
+# saying "unreachable" beneath a DEADLINE would send the operator to the network for a slow server.
 with_retries() {
   local what=$1; shift
   local attempt=1 delay=1 rc
@@ -220,8 +223,8 @@ with_retries() {
     [ $rc -eq 0 ] && return 0
     exit_if_stopped $rc
     if [ $rc -ne 3 ]; then log "$what failed (exit $rc); not retrying"; return $rc; fi
-    if [ $attempt -ge "$retries" ]; then log "$what: could not reach the server after $attempt attempt$([ "$attempt" -eq 1 ] || echo s); giving up"; return 3; fi
-    log "$what: server unreachable (attempt $attempt of $retries); retrying in ${delay}s"
+    if [ $attempt -ge "$retries" ]; then log "$what: the server still unreachable or not answering in time after $attempt attempt$([ "$attempt" -eq 1 ] || echo s) (the line above says which); giving up"; return 3; fi
+    log "$what: the server unreachable or not answering in time (attempt $attempt of $retries; the line above says which); retrying in ${delay}s"
     sleep "$delay"
     attempt=$((attempt + 1)); delay=$((delay * 2)); [ $delay -gt "$max_delay" ] && delay=$max_delay
   done

@@ -80,7 +80,7 @@ describe('scripts/first-boot.sh failure modes', function () {
     const port = await closedPort();
     const r = await firstBoot(args(f('a/cert.pem'), port, port, 'store-down'));
     expect(r.status, r.stderr).to.equal(3);
-    expect(r.stderr).to.contain(`could not reach the server after 3 attempts`);
+    expect(r.stderr).to.contain(`the server still unreachable or not answering in time after 3 attempts (the line above says which); giving up`);
     expect(r.stderr).to.contain(`127.0.0.1:${port}`);
     expect(r.stderr.match(/retrying in \d+s/g), 'never waiting longer than --max-delay').to.deep.equal(['retrying in 1s', 'retrying in 1s']);
   });
@@ -90,7 +90,7 @@ describe('scripts/first-boot.sh failure modes', function () {
     const r = await runScript('first-boot.sh', args(f('a/cert.pem'), port, port, 'store-locale').map((a, i, all) => (all[i - 1] === '--retries' ? '1' : a)), { env: { LC_ALL: 'xx_YY.UTF-8' } });
     expect(r.status, r.stderr).to.equal(3);
     expect(r.stderr).not.to.match(/first-boot\.sh: line \d+: warning: setlocale/);
-    expect(r.stderr, 'one attempt, said as one').to.contain('could not reach the server after 1 attempt; giving up');
+    expect(r.stderr, 'one attempt, said as one').to.contain('the server still unreachable or not answering in time after 1 attempt (the line above says which); giving up');
   });
 
   it('finds the programs beside its package when run through a link to it (one in /usr/local/bin, say)', async () => {
@@ -99,7 +99,7 @@ describe('scripts/first-boot.sh failure modes', function () {
     symlinkSync(join(ROOT, 'scripts', 'first-boot.sh'), f('links/first-boot'));
     const r = await runScript({ path: f('links/first-boot') }, args(f('a/cert.pem'), port, port, 'store-linked').map((a) => (a === '3' ? '1' : a)), { cwd: tmp.dir });
     expect(r.status, r.stderr).to.equal(3);
-    expect(r.stderr).to.contain('could not reach the server');
+    expect(r.stderr).to.contain('the server still unreachable or not answering in time');
   });
 
   it('copied into an image without scripts/common.sh beside it, says so (exit 1) before anything, where it blamed its own --retries ("not \\"8\\"") and deployment-setup.sh a missing file by line number', async () => {
@@ -468,7 +468,7 @@ describe('scripts/first-boot.sh against running servers', function () {
     const store = d.path('vm-half');
     const r = await boot(store, { kport: await closedPort() });
     expect(r.status, r.stderr).to.equal(3);
-    expect(r.stderr).to.contain('step 2/2').and.contain('could not reach the server').and.not.contain('done:');
+    expect(r.stderr).to.contain('step 2/2').and.contain('the server still unreachable or not answering in time').and.not.contain('done:');
     const next = await boot(store);
     expect(next.status, next.stderr).to.equal(0);
     expect((await held(store, 'vhd/disk-1')).equals(keys['vhd/disk-1'])).to.equal(true);
@@ -532,7 +532,7 @@ describe('scripts/first-boot.sh against running servers', function () {
     process.kill(stopped.child.pid, 'SIGSTOP');
     const vm = new Child('first-boot', spawn(join(ROOT, 'scripts', 'first-boot.sh'), bootArgs(store, { kport: stopped.port, pin: stopped.measurementHex, extra: ['--timeout', '1', '--max-delay', '1'], retries: 20 }), { stdio: ['ignore', 'pipe', 'pipe'] }));
     try {
-      await vm.waitForLog(/retrieve from .*: server unreachable \(attempt 1 of 20\)/, 0, 60_000);
+      await vm.waitForLog(/retrieve from .*: the server unreachable or not answering in time \(attempt 1 of 20; the line above says which\)/, 0, 60_000);
     } finally {
       process.kill(stopped.child.pid, 'SIGCONT');
     }
@@ -589,7 +589,9 @@ describe('scripts/first-boot.sh against running servers', function () {
       const r = await boot(store, { kport: slow.port, pin: d.measurementHex('key-server'), extra: ['--timeout', '2', '--deadline', '2', '--max-delay', '1'], retries: 2 });
       expect(r.status, r.stderr).to.equal(3);
       expect(r.stderr.match(/\[DEADLINE\]/g), r.stderr).to.have.length(2);
-      expect(r.stderr).to.contain(`retrieve from 127.0.0.1:${slow.port}: could not reach the server after 2 attempts; giving up`);
+      // Its words fit key-client's line above them (DEADLINE: the server answered, too slowly), never "could not reach".
+      expect(r.stderr).to.contain(`retrieve from 127.0.0.1:${slow.port}: the server still unreachable or not answering in time after 2 attempts (the line above says which); giving up`);
+      expect(r.stderr).to.contain('(attempt 1 of 2; the line above says which); retrying in 1s').and.not.contain('could not reach').and.not.contain('server unreachable (');
       for (const name of Object.keys(keys)) expect((await held(store, name)).length, name).to.equal(0);
     } finally {
       timers.forEach(clearTimeout);
