@@ -60,7 +60,7 @@ export abstract class StoreRecords {
       // Only a failure of LevelDB's log once the record may be whole in it (its sync): one before
       // (a file-size limit, no descriptor, a failed flush refusing every write) changed nothing.
       if (!(failed instanceof CertifierError && failed.code === 'FILE_ERROR') || !levelWriteMayHaveLanded(e)) throw failed;
-      throw new CertifierError('FILE_ERROR', `${failed.message}; the change may or may not have been made (${what}, or nothing was: LevelDB may have written it before it failed, and what reached the disk is kept): the store, opened again, shows which (list-items)`, { cause: e });
+      throw new CertifierError('FILE_ERROR', `${failed.message}; the change may or may not have been made (${what}, or nothing was: LevelDB may have written it before it failed, and what reached the disk is kept): the store, opened again, shows which (list-items)`, { cause: e, details: { mayHaveBeenMade: true } });
     });
   }
 

@@ -200,14 +200,28 @@ export async function keepAll(store: Cryptstore | undefined, outcomes: Outcome[]
   }
   // The tags' batch is the last step of putting the files in place, signals still held: it
   // failing, or a signal before it, undoes the files; once it is written the run is complete.
-  const putTags = () => store!.putAll(tags.map((x) => ({ tag: x.spec.tag!, blob: x.entry!.blob, options: { type: x.entry!.type, exportable: false } })));
+  // Whether the batch failed once it may have been written (the cryptstore says so): the files are
+  // put back all the same, and a run again finds the tags that went in and leaves them.
+  let tagsUnknown = false;
+  const putTags = async () => {
+    try {
+      return await store!.putAll(tags.map((x) => ({ tag: x.spec.tag!, blob: x.entry!.blob, options: { type: x.entry!.type, exportable: false } })));
+    } catch (e) {
+      tagsUnknown = isCertifierError(e) && e.details?.mayHaveBeenMade === true;
+      throw e;
+    }
+  };
   try {
     const put = await commitAll(staged, { ...(tags.length ? { finish: putTags } : {}), ...(o.completedBeforeSignal ? { completedBeforeSignal: o.completedBeforeSignal } : {}) });
     tags.forEach((x, i) => (x.storeVersion = put![i]!.version));
   } catch (e) {
     const placed = await placedOf(files);
     if (!(e instanceof CertifierError)) throw e;
-    throw new CertifierError(e.code, `${e.message}; ${placed.length ? `written before it: ${placed.join(', ')}` : 'nothing was written'}; no cryptstore tag was written`, { cause: e });
+    const filesSaid = placed.length ? `written before it: ${placed.join(', ')}` : tagsUnknown ? 'no file was written' : 'nothing was written';
+    const tagsSaid = tagsUnknown
+      ? `the cryptstore tags (${listed(tags.map((x) => shown(x.spec.tag!, 256)))}) may or may not have been written: a run again keeps those the cryptstore holds and writes the rest`
+      : 'no cryptstore tag was written';
+    throw new CertifierError(e.code, `${e.message}; ${filesSaid}; ${tagsSaid}`, { cause: e });
   }
   for (const x of [...tags, ...files]) x.written = 'new';
 }

@@ -11,7 +11,7 @@ import { utf8 } from '../../lib/crypto/index.ts';
 import { LIST_PAGE, succeeded } from '../../lib/keyservice/protocol.ts';
 import { KeyClient, LIST_GATHERED } from '../../lib/keyclient/index.ts';
 import { rejects } from '../support/rejects.ts';
-import { run, type RunResult } from '../support/helpers.ts';
+import { ROOT, run, type RunResult } from '../support/helpers.ts';
 import { reset, scriptedKeyServer, ticketlessProxy, type ScriptedKeyServer } from '../support/scripted-key-server.ts';
 import { Domain, type Machine } from '../e2e/domain.ts';
 
@@ -139,6 +139,20 @@ describe('key-client against a slow or hostile key-server', function () {
     const [expected, read] = await storeThrough(['--expected-version', '3']);
     expect(expected.status, expected.stderr).to.equal(0);
     expect(read, 'stores the server read').to.equal(2);
+  });
+
+  it('says of a provision whose tags\' batch failed in the cryptstore once it may have been written that the tags may be there, not that none was written, and a run again keeps what is there and writes the rest', async () => {
+    server.script = (req, answer) => answer(succeeded(req.name, { data: entry(req.name) }));
+    const config = join(d.dir, 'batch.json');
+    const file = join(d.dir, 'batch-file');
+    writeFileSync(config, JSON.stringify({ secrets: [{ ID: 'k/tag', Tag: 'k/tag' }, { ID: 'k/file', LocalPath: file }] }));
+    const failing = await run('key-client', ['provision', '--config', config, ...common()], { cwd: d.dir, env: { NODE_OPTIONS: `--import ${join(ROOT, 'test/support/level-put-fails.mjs')}`, LEVEL_BATCH_FAILS: 'after-write' } });
+    expect(failing.status, failing.stderr).to.equal(1);
+    expect(failing.stderr).to.contain('may or may not have been made').and.not.contain('no cryptstore tag was written');
+    expect(failing.stderr).to.match(/the cryptstore tags \("k\/tag"\) may or may not have been written: a run again .* \[FILE_ERROR\]\n$/);
+    const again = await kc('provision', ['--config', config, '--json']);
+    expect(again.status, again.stderr).to.equal(0);
+    expect(again.json().items).to.deep.equal([{ name: 'k/tag', tag: 'k/tag', version: 1, storeVersion: 1, written: 'unchanged' }, { name: 'k/file', file, version: 1, written: 'new' }]);
   });
 
   it('gathers at most LIST_GATHERED names into one array (KeyClient.list), failing INVALID_INPUT past them rather than growing for as long as a server sends pages; listEach takes any number', async () => {
