@@ -89,6 +89,21 @@ describe('key-client against a slow or hostile key-server', function () {
     expect(await tags()).to.deep.equal(['k/a', 'k/bytes']);
   });
 
+  it('writes nothing of a provision --deadline cut off without --allow-partial (DEADLINE, exit 3, naming what had not arrived), and a run again, the server answering, writes every secret once', async () => {
+    server.script = (req, answer) => void (req.name === 'k/p1' && answer(succeeded(req.name, { data: entry(req.name) })));
+    const config = join(d.dir, 'cut.json');
+    writeFileSync(config, JSON.stringify({ secrets: [{ ID: 'k/p1', Tag: 'k/p1' }, { ID: 'k/p2', Tag: 'k/p2' }] }));
+    const cut = await kc('provision', ['--config', config, '--deadline', '6']);
+    expect(cut.status, cut.stderr).to.equal(3);
+    expect(cut.stderr).to.match(/^key-client: error: could not provision "k\/p2": the run's --deadline 6 passed .*; nothing was written \[DEADLINE\]\n$/m);
+    expect((await tags()).filter((t: string) => t.startsWith('k/p'))).to.deep.equal([]);
+    server.script = (req, answer) => answer(succeeded(req.name, { data: entry(req.name) }));
+    const again = await kc('provision', ['--config', config, '--json']);
+    expect(again.status, again.stderr).to.equal(0);
+    expect(again.json().items.map((i: { written: string }) => i.written)).to.deep.equal(['new', 'new']);
+    expect((await tags()).filter((t: string) => t.startsWith('k/p'))).to.deep.equal(['k/p1', 'k/p2']);
+  });
+
   it('says a store whose connection was reset once it was sent may or may not have been made (OUTCOME_UNKNOWN, exit 1), not that the server was unreachable (exit 3, which a retry would answer with another version)', async () => {
     server.script = (req, _answer, socket) => void (req.action === 'store' && reset(socket));
     const r = await run('key-client', ['store', 'k/s', '--in', '-', ...common()], { cwd: d.dir, input: 'v' });
