@@ -118,12 +118,15 @@ export class ReplicaIdLock {
   /** One try: 'held', the holder of the id when another holds it, or the database's failure. */
   private async attempt(): Promise<'held' | Holder | CertifierError> {
     const timeout = this.o.queryTimeoutMs ?? 5_000;
-    const client = new (await boundedClient())({
-      stream: this.sockets.make, connectionString: this.o.url, connectionTimeoutMillis: this.o.connectTimeoutMs ?? 3_000, query_timeout: timeout, statement_timeout: timeout,
-      keepAlive: true, keepAliveInitialDelayMillis: 10_000, application_name: `key-server-lock ${this.o.replicaId}`,
-    });
-    client.on('error', () => {}); // reported through 'end'
+    let client: Client | undefined;
     try {
+      // Made inside the try: the driver reads the URL's files (sslrootcert) as it makes the client,
+      // and a file gone is this try's failure, at start as while taking the id again.
+      client = new (await boundedClient())({
+        stream: this.sockets.make, connectionString: this.o.url, connectionTimeoutMillis: this.o.connectTimeoutMs ?? 3_000, query_timeout: timeout, statement_timeout: timeout,
+        keepAlive: true, keepAliveInitialDelayMillis: 10_000, application_name: `key-server-lock ${this.o.replicaId}`,
+      });
+      client.on('error', () => {}); // reported through 'end'
       await client.connect();
       // The database notices a client machine that vanished within 10 + 5 * 3 s, and frees the id:
       // by keepalives when all it sent was acknowledged, and by the user timeout when its last
@@ -140,7 +143,7 @@ export class ReplicaIdLock {
       }
       this.session = { pid: row.pid, started: row.started };
     } catch (e) {
-      await client.end().catch(() => {});
+      await client?.end().catch(() => {});
       return storageError(e, 'start');
     }
     if (this.released) {
@@ -200,9 +203,7 @@ export class ReplicaIdLock {
    * another holds it. `said`: the kind of the last failure logged (its code, or "own").
    */
   private retake(said?: string): void {
-    // A try that throws before it reaches the database (its client not made) is a failure like any
-    // other, retried and logged, not a rejection nothing awaits (which would stop the server).
-    void this.attempt().catch((e: unknown) => storageError(e, 'start')).then((outcome) => {
+    void this.attempt().then((outcome) => {
       if (this.released) return;
       if (outcome === 'held') {
         this.o.log?.({ event: 'replica-lock-retaken' });

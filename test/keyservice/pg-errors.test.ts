@@ -3,7 +3,11 @@
 // INTERNAL ("a bug"). Errors shaped as node-postgres gives them: SQLSTATE or errno in `code`.
 
 import { expect } from 'chai';
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { isCertifierError } from '../../lib/errors/index.ts';
 import { storageError } from '../../lib/keyservice/pg-schema.ts';
+import { ReplicaIdLock } from '../../lib/keyservice/pg-replica-lock.ts';
 
 const cases: [string, { code?: string; message: string }, string][] = [
   ['a wrong password', { code: '28P01', message: 'password authentication failed for user "ks"' }, 'DENIED'],
@@ -81,5 +85,12 @@ describe('keyservice: PostgreSQL errors', () => {
   });
   it('reports what is not the database\'s failure the same way at start and while serving', () => {
     for (const [, error, code] of cases) expect(storageError(pgError(error), 'request').code, error.message).to.equal(code === 'NOT_FOUND' || code === 'DENIED' ? 'UNREACHABLE' : code);
+  });
+  it('refuses a replica lock whose database URL names a file that cannot be read as that set-up mistake (INVALID_INPUT), not as a bare error', async () => {
+    // The driver reads sslrootcert as its client is made, before any connection: that failure is
+    // one of the lock's tries, as a failure to connect is (and so, while serving, retried).
+    const missing = join(tmpdir(), `no-such-root-${process.pid}.pem`);
+    const e = await ReplicaIdLock.take({ url: `postgres://ks@127.0.0.1:1/keys?sslmode=verify-full&sslrootcert=${missing}`, replicaId: 'r1' }).then(() => undefined, (x: unknown) => x);
+    expect(isCertifierError(e, 'INVALID_INPUT'), String(e)).to.equal(true);
   });
 });
