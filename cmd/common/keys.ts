@@ -15,12 +15,12 @@ import { decimal, runningProgram, warn } from './cli.ts';
 
 export const KEY_FILE_LIMIT = 64 * 1024;
 
-/** A private key from PEM/DER PKCS#8, or from a Certifier key_message file. */
-export async function readPrivateKeyFile(path: string): Promise<KeyObject> {
+/** A private key from PEM/DER PKCS#8, or from a Certifier key_message file; `what` names it in the warning of a file others can read. */
+export async function readPrivateKeyFile(path: string, what = 'the private key'): Promise<KeyObject> {
   const bytes = await readFileLimited(path, KEY_FILE_LIMIT);
   // Warned of once it is known to hold a private key: a certificate given by mistake is no secret.
   const key = privateKeyFrom(bytes, path);
-  await warnIfShared(path, 'the private key');
+  await warnIfShared(path, what);
   return key;
 }
 

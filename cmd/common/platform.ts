@@ -3,12 +3,12 @@
 
 import type { Command } from 'commander';
 import { stat } from 'node:fs/promises';
-import { CertifierError, isCertifierError } from '../../lib/errors/index.ts';
+import { CertifierError } from '../../lib/errors/index.ts';
 import { inDir, readFileLimited } from '../../lib/files/index.ts';
 import { DEFAULT_TSM_DIR, SimulatedEnclave, SnpGuest, TEST_PLATFORM_WARNING, type Platform } from '../../lib/attest/index.ts';
 import { readCertificateChain } from '../../lib/pki/index.ts';
 import { shown } from '../../lib/wire/index.ts';
-import { readMeasurementFile, warnIfShared } from './keys.ts';
+import { readMeasurementFile, readPrivateKeyFile } from './keys.ts';
 import { warn } from './cli.ts';
 
 export const PLATFORMS = ['simulated', 'sev-snp'] as const;
@@ -82,23 +82,13 @@ export async function loadPlatform(program: string, o: PlatformOptions & { keyFi
   }
   const platformDir = o.platformDir!;
   // In the directory as the kernel finds it, where generate-platform-keys wrote them (inDir).
-  const attestKeyFile = inDir(platformDir, 'attest-key.pem');
+  // The attestation key opens every store sealed on this platform (its measurement is no secret)
+  // and signs this machine's evidence: read as any private key file is, warned of if shared.
   const [attestKey, endorsement, measurement] = await Promise.all([
-    readFileLimited(attestKeyFile, 64 * 1024),
+    readPrivateKeyFile(inDir(platformDir, 'attest-key.pem'), 'the attestation key'),
     readFileLimited(inDir(platformDir, 'endorsement.bin'), 64 * 1024),
     readMeasurementFile(o.measurementFile!),
   ]);
   warn(program, TEST_PLATFORM_WARNING);
-  let enclave: SimulatedEnclave;
-  try {
-    enclave = SimulatedEnclave.fromFiles(attestKey, endorsement, measurement);
-  } catch (e) {
-    // The key's refusal says what is wrong with it, not which of the files given it was read from.
-    if (isCertifierError(e, 'INVALID_KEY') || isCertifierError(e, 'UNSUPPORTED')) throw new CertifierError(e.code, `${attestKeyFile}: ${e.message}`, { cause: e });
-    throw e;
-  }
-  // The secret every store sealed on this platform opens under (its measurement is no secret), and
-  // that signs this machine's evidence: warned of as a key file is.
-  await warnIfShared(attestKeyFile, 'the attestation key');
-  return enclave;
+  return SimulatedEnclave.fromKey(attestKey, endorsement, measurement);
 }

@@ -52,7 +52,11 @@ export class SimulatedEnclave implements Platform {
 
   /** Checks that the endorsement names this attestation key before using it. */
   static fromFiles(attestKeyPem: Uint8Array, endorsement: Uint8Array, measurement: Uint8Array): SimulatedEnclave {
-    const attestKey = importPrivateKey(attestKeyPem);
+    return SimulatedEnclave.fromKey(importPrivateKey(attestKeyPem), endorsement, measurement);
+  }
+
+  /** fromFiles, the attestation key already read (its file named in its refusals: cmd/common/keys.ts). */
+  static fromKey(attestKey: KeyObject, endorsement: Uint8Array, measurement: Uint8Array): SimulatedEnclave {
     let sc: SignedClaimMessage;
     try {
       sc = decode<SignedClaimMessage>('signed_claim_message', endorsement);
