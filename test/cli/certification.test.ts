@@ -18,7 +18,7 @@ import { decode, encode, parseTrustRequest, parseTrustResponse, type Attestation
 import { keyEntity, makePolicy, sameKey, saysClause, signClaim, simpleClause } from '../../lib/policy/index.ts';
 import { generateSimulatedPlatform, platformCertificate, SimulatedEnclave, type Platform } from '../../lib/attest/index.ts';
 import { loadIdentity, requestCertificate } from '../../lib/certifier/index.ts';
-import { parseCertificate, readCertificate, toPem, validateAdmission } from '../../lib/pki/index.ts';
+import { createPolicyCert, parseCertificate, readCertificate, toPem, validateAdmission } from '../../lib/pki/index.ts';
 import { Cryptstore, KeyFileProtector } from '../../cryptstore/index.ts';
 import { ROOT, VECTORS, closedPort, run, tempDir, type RunResult } from '../support/helpers.ts';
 
@@ -1070,6 +1070,16 @@ describe('certification on loopback: cert-utility and simpleserver (transcripts)
       expect((await cu(['put-item', ...keyed, '--tag', 'datica-admission-certificate', '--type', 'X509-der-cert', '--in', 'offline-cert.pem'])).status).to.equal(0);
       expect((await cu(['init-trust', '--domain', 'datica', '--policy-cert', 'policy-cert.pem', '--server', `127.0.0.1:${server.port}`, ...keyed,
         '--platform-dir', 'platform', '--measurement-file', 'app.measurement'])).out).to.match(/^already certified/);
+    });
+
+    it('refuses, as simpleserver does, a certificate its policy certificate would end in under a minute: CERT_EXPIRED, nothing written', async () => {
+      const key = importPrivateKey(readFileSync(p('policy-key.pem')));
+      // The same policy key, in a policy certificate that ends 30 s from now.
+      writeFileSync(p('ending-policy-cert.pem'), toPem(await createPolicyCert({ privateKey: key, domain: 'datica', days: 1, now: new Date(Date.now() - DAY + 30_000) })));
+      const r = await cu(['issue-cert', '--policy-key', 'policy-key.pem', '--policy-cert', 'ending-policy-cert.pem', '--public-key', 'platform/platform-cert.pem', '--measurement', M, '--out', 'too-short.pem']);
+      expectRefused(r, 4, 'CERT_EXPIRED');
+      expect(r.stderr).to.contain('too soon to issue a certificate');
+      expect(existsSync(p('too-short.pem'))).to.equal(false);
     });
 
     it('with --policy, issues only for a measurement the policy trusts now, and never past the claim that trusts it', async () => {
