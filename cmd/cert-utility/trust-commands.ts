@@ -11,7 +11,7 @@ import { clockBehind, createPolicyCert, issueAdmissionCert, parseCertificate, pl
 import { SET_CLOCK } from '../../lib/util/clock.ts';
 import { loadPolicy, makePolicy, measurementClaim, sameKey, SEV_SNP_PLATFORM, type Policy } from '../../lib/policy/index.ts';
 import { generateSimulatedPlatform, platformCertificate, TEST_PLATFORM_WARNING } from '../../lib/attest/index.ts';
-import { AUTHORITY_PLATFORM, claimLayout, claimProduct, endsWithPolicyCert, initTrust, MIN_CERT_SECONDS, noRenewalPast, platformWarnings, ROLE_PLATFORM_PREFIX } from '../../lib/certifier/index.ts';
+import { AUTHORITY_PLATFORM, claimLayout, claimProduct, endsWithPolicyCert, initTrust, issuableSeconds, noRenewalPast, platformWarnings, ROLE_PLATFORM_PREFIX } from '../../lib/certifier/index.ts';
 import { checkRoleName, issueRoleCert } from '../../lib/keyservice/roles.ts';
 import { storeFiles } from '../common/io.ts';
 import { openToCertify } from '../common/new-store.ts';
@@ -311,9 +311,9 @@ export function addTrustCommands(program: Command): void {
       refusePolicyKeyAsSubject(subject, policyKey, o.publicKey);
       const now = new Date();
       const claimEnds = o.policy === undefined ? undefined : await trustedUntil(o.policy, pc, o.policyCert, measurement, now);
-      // As simpleserver issues: never past the claim that trusts the measurement, and not for less than a minute.
-      const validitySeconds = Math.min(o.days * 86_400, claimEnds ? Math.floor((claimEnds.getTime() - now.getTime()) / 1000) : Infinity);
-      if (validitySeconds < MIN_CERT_SECONDS) throw new CertifierError('CLAIM_EXPIRED', `the claim of ${o.policy} trusting measurement ${o.measurement} ends at ${claimEnds!.toISOString()}: too soon to issue a certificate (renew the policy: make-policy)`);
+      // As simpleserver issues: never past the claim that trusts the measurement nor the policy
+      // certificate, and not for less than a minute.
+      const validitySeconds = issuableSeconds(now, o.days * 86_400, claimEnds, pc.notAfter);
       const der = await issueAdmissionCert({
         policyKey, policyCert, subjectPublicKey: subject, measurement,
         platform: o.platform, domain: policyDomain(policyCert), validitySeconds, now,

@@ -29,6 +29,26 @@ export const CERTIFIER_FRAME_LIMIT = 64 * 1024;
 export const MIN_CERT_SECONDS = 60;
 
 /**
+ * How long a certificate issued at `at` is valid: `wanted` seconds, never beyond the claims that
+ * allow it (`claimsEnd`, where a policy was asked) nor the policy certificate. Less than
+ * MIN_CERT_SECONDS is no use: CERT_EXPIRED where the policy certificate ends first (a new policy
+ * key is needed), else CLAIM_EXPIRED (a new policy). simpleserver and issue-cert issue so.
+ */
+export function issuableSeconds(at: Date, wanted: number, claimsEnd: Date | undefined, policyCertEnds: Date): number {
+  // From the whole second the certificate begins at (issueAdmissionCert's notBefore): one cut
+  // short by the policy certificate then ends exactly with it (endsWithPolicyCert), not a second before.
+  const from = Math.floor(at.getTime() / 1000) * 1000;
+  const limit = Math.min(from + wanted * 1000, claimsEnd?.getTime() ?? Infinity, policyCertEnds.getTime());
+  const seconds = Math.floor((limit - from) / 1000);
+  if (seconds >= MIN_CERT_SECONDS) return seconds;
+  const left = seconds > 0 ? `, ${seconds} s from now` : ' (or has ended)';
+  if (!claimsEnd || policyCertEnds <= claimsEnd) {
+    throw new CertifierError('CERT_EXPIRED', `the policy certificate, which no certificate issued under it outlives, ends at ${policyCertEnds.toISOString()}${left}: too soon to issue a certificate (replace the policy key: README "Replacing the policy key")`);
+  }
+  throw new CertifierError('CLAIM_EXPIRED', `the policy claims that allow this machine end at ${claimsEnd.toISOString()}${left}: too soon to issue a certificate (renew the policy)`);
+}
+
+/**
  * The codes simpleserver refuses with (handle sends INTERNAL for any other): a request it cannot
  * read, evidence that does not verify, the policy's decisions, and its own faults. A client takes
  * any other code for DENIED.
@@ -123,10 +143,7 @@ export class CertifierService {
         this.log({ ...base, decision: 'deny', code: decision.code, reason: decision.reason, measurement: toHex(facts.measurement), platform: facts.platform }, !bound);
         return this.failed(tags, decision.code);
       }
-      const notAfterLimit = Math.min(at.getTime() + this.config.certValiditySeconds * 1000, decision.notAfter.getTime(), this.policyCertEnds.getTime());
-      // Never beyond the claims that allowed it nor the policy certificate; and a certificate of less than a minute is no use.
-      const validitySeconds = Math.floor((notAfterLimit - at.getTime()) / 1000);
-      if (validitySeconds < MIN_CERT_SECONDS) throw this.tooSoon(decision.notAfter, validitySeconds);
+      const validitySeconds = issuableSeconds(at, this.config.certValiditySeconds, decision.notAfter, this.policyCertEnds);
       const der = await issueAdmissionCert({
         policyKey: this.config.policyKey, policyCert: this.config.policyCert, subjectPublicKey: decision.enclaveKey,
         measurement: decision.measurement, platform: decision.platform, domain: this.config.domain,
@@ -143,15 +160,6 @@ export class CertifierService {
       this.log({ ...base, decision: 'deny', code, reason: clipped(e instanceof Error ? e.message : String(e)) }, !bound);
       return this.failed(tags, code);
     }
-  }
-
-  /** Why no certificate of `seconds` is issued: the policy certificate ends first (a new policy key is needed), or the claims do (a new policy). */
-  private tooSoon(claimsEnd: Date, seconds: number): CertifierError {
-    const left = seconds > 0 ? `, ${seconds} s from now` : ' (or has ended)';
-    if (this.policyCertEnds <= claimsEnd) {
-      return new CertifierError('CERT_EXPIRED', `the policy certificate, which no certificate issued under it outlives, ends at ${this.policyCertEnds.toISOString()}${left}: too soon to issue a certificate (replace the policy key: README "Replacing the policy key")`);
-    }
-    return new CertifierError('CLAIM_EXPIRED', `the policy claims that allow this machine end at ${claimsEnd.toISOString()}${left}: too soon to issue a certificate (renew the policy)`);
   }
 
   private failed(tags: Pick<TrustResponseMessage, 'requestingEnclaveTag' | 'providingEnclaveTag'>, code: ErrorCode): Uint8Array {
