@@ -6,10 +6,10 @@
 import { expect } from 'chai';
 import { join } from 'node:path';
 import { generateKeyPair, publicKeyOf, randomBytes, sha256, utf8 } from '../../lib/crypto/index.ts';
-import { createPolicyCert } from '../../lib/pki/index.ts';
+import { createPolicyCert, parseCertificate } from '../../lib/pki/index.ts';
 import { loadPolicy, makePolicy, type MakePolicyOptions } from '../../lib/policy/index.ts';
 import { generateSimulatedPlatform, SimulatedEnclave } from '../../lib/attest/index.ts';
-import { initTrust, MIN_CERT_SECONDS, startCertifier } from '../../lib/certifier/index.ts';
+import { endsWithPolicyCert, initTrust, MIN_CERT_SECONDS, startCertifier } from '../../lib/certifier/index.ts';
 import type { ChannelServer } from '../../lib/channel/index.ts';
 import { Cryptstore, KeyFileProtector } from '../../cryptstore/index.ts';
 import { tempDir } from '../support/helpers.ts';
@@ -51,7 +51,7 @@ describe('simpleserver: certificates end no later than the policy claims', funct
     const store = await Cryptstore.create(join(tmp.dir, name), new KeyFileProtector(randomBytes(32)));
     closers.push(() => store.close());
     const platform = new SimulatedEnclave(platformKeys.attestKey, platformKeys.endorsement, m);
-    return { notAfter, lines, result: initTrust({ store, domain, policyCert, platform, host: '127.0.0.1', port: server.address.port }) };
+    return { notAfter, lines, policyCert, result: initTrust({ store, domain, policyCert, platform, host: '127.0.0.1', port: server.address.port }) };
   }
 
   it('cuts the certificate to the claims when they end before its usual lifetime', async () => {
@@ -68,6 +68,16 @@ describe('simpleserver: certificates end no later than the policy claims', funct
       expect(r.peer.notAfter.getTime(), name).to.be.at.most(notAfter.getTime());
       expect(r.peer.notAfter.getTime(), name).to.be.above(notAfter.getTime() - 10_000);
     }
+  });
+
+  // What init-trust and key-server's renewal take for a certificate no renewal can lengthen: cut a
+  // second short (counted from the request's time, not the whole second it begins), it was renewed again.
+  it('cuts the certificate to end exactly with a policy certificate that ends first, not a second before it', async () => {
+    const { policyCert, result } = await certify(DAY, 'policy-cert-first', DAY, undefined, 10 * 60_000);
+    const r = await result;
+    const ends = parseCertificate(policyCert).notAfter;
+    expect(r.peer.notAfter.toISOString()).to.equal(ends.toISOString());
+    expect(endsWithPolicyCert(r.peer.notAfter, ends)).to.equal(true);
   });
 
   it(`refuses with CLAIM_EXPIRED when the claims end in less than ${MIN_CERT_SECONDS} s`, async () => {
