@@ -183,6 +183,31 @@ describe('channel: peer verification', () => {
     }
   });
 
+  // key-client's store takes a request written and then unanswered for one that may have been
+  // carried out (OUTCOME_UNKNOWN, not retried): a refusal reads no request, so one written to a
+  // connection that then closed as a refusal does was not, whatever its second try meets.
+  it('does not count as written a request that went out on a connection then closed as a refusal, when the second try finds nobody: UNREACHABLE', async () => {
+    const p = await testPki();
+    const server = tls.createServer({ key: p.server.key, cert: p.server.cert, ca: p.ca.cert, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.3' });
+    server.on('secureConnection', (s) => {
+      s.on('error', () => {});
+      // Busy past the client's wait for the verdict (its request goes out), then refusing; and gone.
+      const until = performance.now() + 1300;
+      while (performance.now() < until);
+      s.destroy();
+      server.close();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const conn = await h.connect({ address: { host: '127.0.0.1', port: (server.address() as AddressInfo).port } } as ChannelServer, 'mtls');
+      let written = 0;
+      await rejectsWith(conn.request(bytes('hi'), () => void written++), 'UNREACHABLE');
+      expect(written, 'told it was written').to.equal(0);
+    } finally {
+      server.close();
+    }
+  });
+
   it('tells with accepted(), sending nothing, whether the server took our certificate: it logs a closed line with no request, or its refusal (UNTRUSTED_PEER)', async () => {
     const p = await testPki();
     let called = 0;
