@@ -98,13 +98,23 @@ class SecondTry<P> implements EndingConnection<P> {
   }
 
   request(body: Uint8Array, written?: () => void, once?: boolean): Promise<Uint8Array> {
-    let sent = false;
-    const write = () => {
-      sent = true;
-      written?.();
-    };
-    return this.onSecond((c) => c.request(body, write, once), (e) => {
-      if (!once || !sent) return;
+    if (!written && !once) return this.onSecond((c) => c.request(body));
+    // A request written on a connection that then closed as a refusal does was never read by our
+    // servers (a refusing server reads none): its caller is told of the write only once the
+    // connection has ended otherwise, or answered. But one that must not go twice (`once`) is not
+    // sent again: a server that never sends tickets may have read it, so it counts as written.
+    const first = this.current;
+    let wroteFirst = false;
+    const told = () => void (wroteFirst && written?.());
+    return this.onSecond((c) => {
+      if (c !== first) return c.request(body, written, once);
+      return c.request(body, () => void (wroteFirst = true), once).then((answer) => (told(), answer), (e: unknown) => {
+        if (!isUnsure(e)) told();
+        throw e;
+      });
+    }, (e) => {
+      if (!once || !wroteFirst) return;
+      told();
       const target = typeof e.details?.target === 'string' ? e.details.target : 'the server';
       throw new CertifierError('UNREACHABLE', `${target} closed the connection without accepting our certificate (no session tickets) and without answering, after the request was written: a refusal, or a server that read it and hung up; it was not sent again, as it may have been carried out`, { cause: e, details: { target } });
     });

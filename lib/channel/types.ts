@@ -203,9 +203,12 @@ export interface ClientConnection<P> {
   /**
    * Sends one request; answers come back in order, and calls may overlap (pipelining). `written`
    * is called once the request has been handed to the socket: from then on the server may have
-   * read it (and carried it out) however the connection ends; never called, it was not sent.
+   * read it (and carried it out) however the connection ends; never called, it was not sent, or
+   * went only to a first try closed as a refusal is (which reads no request), by the time the
+   * request settles (a first try's write is told once its connection ended otherwise).
    * `once`: a request that must not be sent a second time once written (one whose repeat would
-   * change something again: a store), which a second try (second-try.ts) then does not send again.
+   * change something again: a store), which a second try (second-try.ts) then does not send again,
+   * telling `written` of its write.
    */
   request(body: Uint8Array, written?: () => void, once?: boolean): Promise<Uint8Array>;
   exportKeyingMaterial(label: string, length: number): Uint8Array | undefined;
