@@ -159,9 +159,12 @@ describe('channel: peer verification', () => {
     expect(e.message).to.contain('waiting for the verdict on our certificate from').and.contain('timed out after 500 ms');
   });
 
-  it('says a refusal that comes after the client stopped waiting for it (a server busy past a second) is one, to a request and to accepted(): UNTRUSTED_PEER, exit 4', async () => {
-    // A server refusing as ours do, by closing before its session tickets leave, but only after
-    // 1.3 s of a busy event loop: the client's held request has gone out by then.
+  /**
+   * A server refusing as ours do, by closing before its session tickets leave, but only after 1.3 s
+   * of a busy event loop: the client's held request has gone out by then. `thenGone`: it stops
+   * listening as it refuses, so the client's second try finds nobody.
+   */
+  async function lateRefuser(o: { thenGone?: boolean } = {}): Promise<tls.Server> {
     const p = await testPki();
     const server = tls.createServer({ key: p.server.key, cert: p.server.cert, ca: p.ca.cert, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.3' });
     server.on('secureConnection', (s) => {
@@ -169,8 +172,14 @@ describe('channel: peer verification', () => {
       const until = performance.now() + 1300;
       while (performance.now() < until);
       s.destroy();
+      if (o.thenGone) server.close();
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    return server;
+  }
+
+  it('says a refusal that comes after the client stopped waiting for it (a server busy past a second) is one, to a request and to accepted(): UNTRUSTED_PEER, exit 4', async () => {
+    const server = await lateRefuser();
     try {
       const address = { address: { host: '127.0.0.1', port: (server.address() as AddressInfo).port } } as ChannelServer;
       const conn = await h.connect(address, 'mtls');
@@ -187,17 +196,7 @@ describe('channel: peer verification', () => {
   // carried out (OUTCOME_UNKNOWN, not retried): a refusal reads no request, so one written to a
   // connection that then closed as a refusal does was not, whatever its second try meets.
   it('does not count as written a request that went out on a connection then closed as a refusal, when the second try finds nobody: UNREACHABLE', async () => {
-    const p = await testPki();
-    const server = tls.createServer({ key: p.server.key, cert: p.server.cert, ca: p.ca.cert, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.3' });
-    server.on('secureConnection', (s) => {
-      s.on('error', () => {});
-      // Busy past the client's wait for the verdict (its request goes out), then refusing; and gone.
-      const until = performance.now() + 1300;
-      while (performance.now() < until);
-      s.destroy();
-      server.close();
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const server = await lateRefuser({ thenGone: true });
     try {
       const conn = await h.connect({ address: { host: '127.0.0.1', port: (server.address() as AddressInfo).port } } as ChannelServer, 'mtls');
       let written = 0;
