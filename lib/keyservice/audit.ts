@@ -64,7 +64,7 @@ export async function repairAuditTail(path: string): Promise<{ lines: number; re
     // Whatever the outcome, no lock of its own is left beside the file (a key-server's own stays):
     // nothing needs it once released, and one made by root beside a copy restored for the
     // service's user would stop that user's key-server at start (another user's lock).
-    await lock.releaseRefused();
+    await lock.releaseRemovingOwn();
   }
 }
 
@@ -106,8 +106,8 @@ function doesNotContinue(path: string, start: { seq: number; prev: string }, wha
 
 interface AuditLock {
   release(): Promise<void>;
-  /** Removes the lock's directory if this call made it, while still holding it, then releases: for a refusal, or a repair done. */
-  releaseRefused(): Promise<void>;
+  /** Removes the lock's directory if this call made it, while still holding it, then releases: an open refused, or repair-audit done either way. */
+  releaseRemovingOwn(): Promise<void>;
 }
 
 /**
@@ -128,7 +128,7 @@ async function lockAudit(path: string, inUse = `the audit log ${path} is in use 
   const own = wasThere ? undefined : dirIdentity(dir);
   return {
     release,
-    releaseRefused: async () => {
+    releaseRemovingOwn: async () => {
       // Removed while held, as closeUnused removes it: a start racing this one makes its own.
       if (own) unmakeHeld(dir, own);
       await release();
@@ -229,7 +229,7 @@ export class AuditLog {
       fh = await fs.open(path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_DSYNC, 0o600);
     } catch (e) {
       // A log that cannot be opened (a link loop at its name) leaves no lock of this open's beside it.
-      await lock.releaseRefused();
+      await lock.releaseRemovingOwn();
       throw new CertifierError('FILE_ERROR', `cannot open the audit log ${path}: ${(e as Error).message}`, { cause: e });
     }
     try {
@@ -304,7 +304,7 @@ export class AuditLog {
       await fh.close();
       // A refusal (a file that is not an audit log, `serve --audit notes.txt`) leaves no lock of
       // this open's beside the file, as repair-audit's does not.
-      await lock.releaseRefused();
+      await lock.releaseRemovingOwn();
       throw e;
     }
   }
