@@ -102,6 +102,12 @@ describe('init-trust: renewing a certificate ahead of time', function () {
     expect(notYet.message).to.match(/^the machine's stored certificate is not valid before \S+ \(checked at \S+ by this machine's clock\) \(not-yet-valid\): this machine's clock is at least 1 hour behind that of the machine that issued it \(simpleserver, or for issue-cert the policy key's\): set it right \(NTP, e\.g\. chrony; README "Clocks"\)$/);
   });
 
+  it('says of this machine\'s own certificate that ended, issued offline with issue-cert (Scenario 2), to issue it again, as of one from another policy key', async () => {
+    const { store, policyCert } = await certified('ended-offline', 7_200, 3_600, undefined, undefined, 'issued-offline');
+    const ended = await rejects(loadIdentity(store, domain, policyCert), 'CERT_EXPIRED');
+    expect(ended.message).to.match(/\(expired\): issue this machine's certificate again with cert-utility issue-cert, and put-item it as the tag's next version \(it was issued offline, platform issued-offline\), or certify this machine with cert-utility init-trust, which replaces an ended certificate \(or, if this machine's clock is what is wrong, set it right: README "Clocks"\)$/);
+  });
+
   it('says of this machine\'s own certificate from another policy key (UNTRUSTED_PEER) to certify again, or, issued offline with issue-cert (Scenario 2), to issue it again', async () => {
     const otherPolicyCert = await createPolicyCert({ privateKey: (await generateKeyPair('p256')).privateKey, domain, now: new Date(Date.now() - 86_400_000) });
     const certifiedHere = await certified('other-policy-key', 60, 7 * 86_400);
