@@ -36,6 +36,17 @@ export interface MachineIdentity {
   peer: ValidatedPeer;
 }
 
+/** The platform an admission certificate names when issue-cert made it offline, not simpleserver; undefined otherwise, or for no certificate. */
+function issuedOffline(der: Uint8Array): string | undefined {
+  let platform: string | undefined;
+  try {
+    platform = parseCertificate(der).admission?.platform;
+  } catch {
+    return undefined;
+  }
+  return platform !== undefined && !isAttestedPlatform(platform) ? platform : undefined;
+}
+
 /** The machine's key and admission certificate from its store, checked against the policy cert. */
 export async function loadIdentity(store: Cryptstore, domain: string, policyCert: Uint8Array, at = new Date()): Promise<MachineIdentity> {
   let keyEntry;
@@ -56,19 +67,20 @@ export async function loadIdentity(store: Cryptstore, domain: string, policyCert
     if (isCertifierError(e, 'BAD_CERTIFICATE') && e.details?.reason !== undefined && certEntry.type !== 'X509-der-cert') {
       throw new CertifierError('BAD_CERTIFICATE', `this machine's admission certificate for "${domain}" (${admissionCertTag(domain)} in its cryptstore, a ${certEntry.type} item) is not a DER certificate (${e.message}): store the certificate again with cert-utility put-item --tag ${admissionCertTag(domain)} --type X509-der-cert (which takes PEM or DER)`, { cause: e, details: e.details });
     }
+    // One issued offline (Scenario 2) came from issue-cert, not from simpleserver: its fixes say so.
+    const offline = issuedOffline(certEntry.blob);
+    const reissue = (withKey: string) => `issue this machine's certificate again with cert-utility issue-cert${withKey}, and put-item it as the tag's next version (it was issued offline, platform ${offline})`;
     // Any other fault goes on as it is, but our own certificate outside its dates says what to do
     // (the policy certificate's end says its own fix).
     if (!isCertifierError(e, 'UNTRUSTED_PEER')) {
       throw withDateFix(e, {
-        expired: 'certify this machine again with cert-utility init-trust, which replaces an ended certificate (or, if this machine\'s clock is what is wrong, set it right: README "Clocks")',
+        expired: `${offline === undefined ? 'certify this machine again' : `${reissue('')}, or certify this machine`} with cert-utility init-trust, which replaces an ended certificate (or, if this machine's clock is what is wrong, set it right: README "Clocks")`,
         notYetValid: (behind) => `this machine's clock is ${behind} behind that of the machine that issued it (simpleserver, or for issue-cert the policy key's): ${SET_CLOCK}`,
       });
     }
-    // Not a peer's: our own certificate, from another policy key (the key replaced, or the wrong
-    // --policy-cert). One issued offline (Scenario 2) came from issue-cert, not from simpleserver.
-    const platform = parseCertificate(certEntry.blob).admission?.platform;
-    const fix = platform !== undefined && !isAttestedPlatform(platform)
-      ? `issue this machine's certificate again with cert-utility issue-cert and the new policy key, and put-item it as the tag's next version (it was issued offline, platform ${platform}), or certify this machine with cert-utility init-trust and the new policy certificate`
+    // Not a peer's: our own certificate, from another policy key (the key replaced, or the wrong --policy-cert).
+    const fix = offline !== undefined
+      ? `${reissue(' and the new policy key')}, or certify this machine with cert-utility init-trust and the new policy certificate`
       : 'certify this machine again with cert-utility init-trust and the new policy certificate';
     throw new CertifierError('UNTRUSTED_PEER', `this machine's own admission certificate for "${domain}", in its cryptstore, is not one the given policy certificate vouches for (${e.message}): if the policy key was replaced, ${fix}`, { cause: e, details: e.details });
   }
