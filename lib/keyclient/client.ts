@@ -105,7 +105,7 @@ function unanswered(req: Partial<KeyRequest> & { action: Action; name: string },
       ? `run it again as it is: with --expected-version ${req.expectedVersion} it is made only if this one was not (VERSION_CONFLICT if it was)`
       : `${listShows('its versions and when each was stored')}; run it again with --expected-version set to its latest version before this one, and it is made only if this one was not`;
   }
-  return new CertifierError('OUTCOME_UNKNOWN', `the ${req.action} of ${what} was sent, but ${ENDED[e.code as keyof typeof ENDED]}: it may or may not have been made; ${again}`, { cause: e, details: { sent: true } });
+  return new CertifierError('OUTCOME_UNKNOWN', `the ${req.action} of ${what} was sent, but ${ENDED[e.code as keyof typeof ENDED]}: it may or may not have been made; ${again}`, { cause: e });
 }
 
 /** How a request's wait for its answer ended without one, by the code it failed with (the cause keeps the detail). */
