@@ -12,7 +12,7 @@ import { readdirSync, writeFileSync } from 'node:fs';
 import { ROOT, run, tempDir } from '../support/helpers.ts';
 import { Child, Domain, startServer, type Machine } from './domain.ts';
 
-const injected = (fault: 'throw' | 'reject' | 'after-output' | 'in-write') => ({ NODE_OPTIONS: `--import=${join(ROOT, 'test/support/fault-in-handler.mjs')}`, FAULT_IN_HANDLER: fault });
+const injected = (fault: 'throw' | 'reject' | 'after-output' | 'in-write' | 'in-action') => ({ NODE_OPTIONS: `--import=${join(ROOT, 'test/support/fault-in-handler.mjs')}`, FAULT_IN_HANDLER: fault });
 
 /** Opens a TCP connection to `port` (which meets the fault) and waits for the server to exit: one still serving 20 s later is killed (SIGKILL). */
 async function connectAndWait(child: Child, port: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
@@ -104,6 +104,39 @@ describe('e2e: an exception nothing caught while a command writes a file', () =>
       expect(r.status, r.stderr).to.equal(1);
       expect(r.stderr).to.contain('[INTERNAL]');
       expect(readdirSync(tmp.dir)).to.deep.equal([]);
+    } finally {
+      tmp.cleanup();
+    }
+  });
+});
+
+describe('e2e: an error not of ours that a command\'s own await caught', () => {
+  // JSON.parse quotes the text it failed on, as a value just decrypted: the canary stands for it.
+  const file = (dir: string) => {
+    writeFileSync(join(dir, 'image'), 'fault-in-action\n');
+    return join(dir, 'image');
+  };
+
+  it('is said as the last line of defence says one, by its class only, the message kept out of stdout and stderr', async () => {
+    const tmp = tempDir();
+    try {
+      const r = await run('cert-utility', ['measure', file(tmp.dir)], { env: injected('in-action') });
+      expect(r.status, r.stderr).to.equal(1);
+      expect(r.stderr).to.equal('cert-utility: error: internal error: SyntaxError [INTERNAL]\nhint: set CERTIFIER_DEBUG=1 to see where it happened\n');
+      const j = await run('cert-utility', ['measure', '--json', file(tmp.dir)], { env: injected('in-action') });
+      expect(j.json()).to.deep.equal({ ok: false, error: { code: 'INTERNAL', message: 'internal error: SyntaxError', exitStatus: 1 } });
+      expect(j.out + j.stderr).not.to.contain('hush-canary');
+    } finally {
+      tmp.cleanup();
+    }
+  });
+
+  it('shows its message and stack with CERTIFIER_DEBUG=1', async () => {
+    const tmp = tempDir();
+    try {
+      const r = await run('cert-utility', ['measure', file(tmp.dir)], { env: { ...injected('in-action'), CERTIFIER_DEBUG: '1' } });
+      expect(r.status, r.stderr).to.equal(1);
+      expect(r.stderr).to.contain('hush-canary').and.to.match(/\n\s+at /);
     } finally {
       tmp.cleanup();
     }
