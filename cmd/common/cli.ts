@@ -5,7 +5,7 @@
 import { Command, CommanderError, Help, InvalidArgumentError, Option } from 'commander';
 import { fstatSync, writeSync } from 'node:fs';
 import { basename } from 'node:path';
-import { CertifierError, ExitStatus, exitStatusOf, isCertifierError } from '../../lib/errors/index.ts';
+import { CertifierError, debugging, errorKind, ExitStatus, exitStatusOf, isCertifierError } from '../../lib/errors/index.ts';
 import { domainProblem } from '../../lib/pki/admission.ts';
 import { escapeInvisible, visibleJson } from '../../lib/wire/index.ts';
 import { WORKING_DIRECTORY_GONE } from '../bin/working-directory.js';
@@ -27,7 +27,7 @@ export interface JsonOption {
   json?: boolean;
 }
 
-const debug = process.env.CERTIFIER_DEBUG === '1';
+const debug = debugging();
 
 /** The status of a Unix tool killed by SIGPIPE (128 + 13), which shells and pipefail expect. */
 export const STDOUT_CLOSED_STATUS = 141;
@@ -196,7 +196,9 @@ function renderError(command: Command, e: unknown, uncaught = false): number {
   // commander puts its "(Did you mean --store?)" on a line of its own: one line here. A newline
   // in a value it quotes stays, to be escaped with the rest (as a space it hid what was given).
   let message = e instanceof CommanderError ? e.message.replace(/^error: /, '').replace(/\n(?=\(Did you mean )/g, ' ') : (e as Error)?.message ?? String(e);
-  if (!(e instanceof CertifierError) && !(e instanceof CommanderError)) message = `internal error: ${message}`;
+  // One not of ours is said by its kind alone (as the last line of defence says one): its message
+  // may quote what it was given, a secret; CERTIFIER_DEBUG=1 shows it, with the stack.
+  if (!(e instanceof CertifierError) && !(e instanceof CommanderError)) message = `internal error: ${errorKind(e)}`;
   // Details that are safe to show go with the refusal: a decision's proof (simpleserver explain),
   // as the text form prints it, and its warnings; the file and line an error names (verify-audit);
   // how a store is protected (WRONG_KEY given another way); what verify-store found and repaired. No others.

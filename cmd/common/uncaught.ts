@@ -4,21 +4,15 @@
 // INTERNAL error is said (one line, a JSON document or log line) and exits 1 at once, a server
 // too, rather than serve on (systemd's Restart=on-failure starts it again).
 
-import { CertifierError, ExitStatus } from '../../lib/errors/index.ts';
+import { CertifierError, errorKind, ExitStatus } from '../../lib/errors/index.ts';
 import { discardUnplaced } from '../../lib/files/index.ts';
 
-/** A name or code safe to quote: an identifier, cut short. */
-const SAFE = /^[A-Za-z_][A-Za-z0-9_.]{0,63}$/;
-
 /**
- * What is said of `e`: its kind and its code, never its message, which may quote what it was
- * given (JSON.parse quotes the text it failed on, which may be a secret just decrypted). The
- * message and the stack are shown with CERTIFIER_DEBUG=1 only.
+ * What is said of `e`: as of any error not of ours caught anywhere, its kind and its code
+ * (errorKind), never its message. The message and the stack are shown with CERTIFIER_DEBUG=1 only.
  */
 export function uncaughtError(e: unknown, how: 'exception' | 'rejection'): CertifierError {
-  const name = e instanceof Error && SAFE.test(e.name) ? e.name : e instanceof Error ? 'Error' : `a value not an Error (${e === null ? 'null' : typeof e})`;
-  const code = (e as { code?: unknown } | undefined)?.code;
-  const what = `${name}${typeof code === 'string' && SAFE.test(code) ? ` (${code})` : ''}`;
+  const what = errorKind(e);
   const where = how === 'exception' ? 'thrown where nothing caught it' : 'a promise rejected where nothing awaited it';
   return new CertifierError('INTERNAL', `internal error: ${what}, ${where}: stopping (a bug: please report it; CERTIFIER_DEBUG=1 shows where)`, { cause: e });
 }

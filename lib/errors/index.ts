@@ -112,3 +112,32 @@ export const fail = (code: ErrorCode, message: string, options?: { cause?: unkno
 export function sentCode(e: unknown, sent: readonly ErrorCode[]): ErrorCode {
   return e instanceof CertifierError && sent.includes(e.code) ? e.code : 'INTERNAL';
 }
+
+/** A name or code safe to quote: an identifier, cut short. */
+const SAFE = /^[A-Za-z_][A-Za-z0-9_.]{0,63}$/;
+
+/**
+ * What is said of an error that is not one of ours (INTERNAL): its class and its code, when
+ * identifiers (`TypeError`, `Error (ERR_STREAM_DESTROYED)`), never its message, which may quote
+ * what it was given (JSON.parse quotes the text it failed on, which may be a secret just
+ * decrypted; a Buffer's or a TypeError's may quote its input).
+ */
+export function errorKind(e: unknown): string {
+  const name = e instanceof Error ? (SAFE.test(e.name) ? e.name : 'Error') : `a value not an Error (${e === null ? 'null' : typeof e})`;
+  const code = (e as { code?: unknown } | null | undefined)?.code;
+  return `${name}${typeof code === 'string' && SAFE.test(code) ? ` (${code})` : ''}`;
+}
+
+/** Whether CERTIFIER_DEBUG=1 asks for what is otherwise kept back: the message and the stack of an error not of ours. */
+export function debugging(): boolean {
+  return process.env.CERTIFIER_DEBUG === '1';
+}
+
+/**
+ * What a log line says of `e`: the message of one of ours; of any other, its kind (errorKind), and
+ * its message only with CERTIFIER_DEBUG=1.
+ */
+export function errorText(e: unknown): string {
+  if (e instanceof CertifierError) return e.message;
+  return debugging() ? `${errorKind(e)}: ${e instanceof Error ? e.message : String(e)}` : errorKind(e);
+}
