@@ -17,6 +17,7 @@ import { KeyStore, STORAGE_KEY_TAG } from '../../lib/keyservice/keystore.ts';
 import { LevelBackend } from '../../lib/keyservice/level-backend.ts';
 import { encodeKeyRequest, LIST_PAGE, parseKeyResponse } from '../../lib/keyservice/protocol.ts';
 import { collectPages } from '../../lib/keyclient/index.ts';
+import { withEnv } from '../support/canaries.ts';
 import { tempDir } from '../support/helpers.ts';
 import { member } from './member.ts';
 
@@ -289,6 +290,19 @@ describe('key service: ordering of the requests of one connection', () => {
     const svc = new KeyService({ keystore: new KeyStore(locked, randomBytes(32)), policyCert: new Uint8Array(), acl, reserved: { names: [], prefixes: [] }, log: (l) => void lines.push(l) });
     expect(await answer(await svc.handleStaged(encodeKeyRequest({ action: 'retrieve', name: 'a' }), conn('c13')))).to.include({ status: 'failed', errorCode: 'INTERNAL' });
     expect(lines.find((l) => l.event === 'internal-error')).to.include({ detail: 'held by another process' });
+  });
+
+  it('logs a fault not of ours by its class only, its message (which may quote a secret) only with CERTIFIER_DEBUG=1', async () => {
+    const lines: Record<string, unknown>[] = [];
+    const broken: KeyBackend = { ...inner, get: async () => JSON.parse('{"k":hush-canary}'), list: inner.list.bind(inner), delete: inner.delete.bind(inner), append: inner.append.bind(inner), close: async () => {} };
+    const svc = new KeyService({ keystore: new KeyStore(broken, randomBytes(32)), policyCert: new Uint8Array(), acl, reserved: { names: [], prefixes: [] }, log: (l) => void lines.push(l) });
+    const ask = async (id: string) => {
+      expect(await answer(await svc.handleStaged(encodeKeyRequest({ action: 'retrieve', name: 'a' }), conn(id)))).to.include({ status: 'failed', errorCode: 'INTERNAL' });
+      return lines.find((l) => l.event === 'internal-error' && l.conn === id);
+    };
+    expect(await ask('c15')).to.include({ detail: 'SyntaxError' });
+    expect(JSON.stringify(lines)).not.to.contain('hush-canary');
+    expect(String((await withEnv('CERTIFIER_DEBUG', '1', () => ask('c16')))?.detail)).to.match(/^SyntaxError: .*hush-canary/);
   });
 
   it('drain() waits for a store still executing (past a shutdown\'s grace), until its audit record is appended', async () => {

@@ -185,15 +185,20 @@ export async function storeSecrets(name: string, dir: string, protector: Protect
  * Runs `fn` with TMPDIR at `dir`, so that whatever a program puts in its temporary folder stays
  * under the scanned tree, and puts TMPDIR back as it was.
  */
-export async function withTmpDir<T>(dir: string, fn: () => Promise<T>): Promise<T> {
-  const saved = process.env.TMPDIR;
-  process.env.TMPDIR = dir;
+export function withTmpDir<T>(dir: string, fn: () => Promise<T>): Promise<T> {
+  return withEnv('TMPDIR', dir, fn);
+}
+
+/** Runs `fn` with the environment variable `name` at `value` in this process, and puts it back as it was. */
+export async function withEnv<T>(name: string, value: string, fn: () => Promise<T>): Promise<T> {
+  const saved = process.env[name];
+  process.env[name] = value;
   try {
     return await fn();
   } finally {
-    // Not `= saved` when it was unset: that sets the text "undefined", and every later test file
-    // in this mocha worker makes its folders under ./undefined, which is not there.
-    if (saved === undefined) delete process.env.TMPDIR;
-    else process.env.TMPDIR = saved;
+    // Not `= saved` when it was unset: that sets the text "undefined" (TMPDIR so would make every
+    // later test file in this mocha worker make its folders under ./undefined, which is not there).
+    if (saved === undefined) delete process.env[name];
+    else process.env[name] = saved;
   }
 }
