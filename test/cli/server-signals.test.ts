@@ -54,6 +54,17 @@ describe('a server\'s signals (runUntilSignal)', () => {
     expect(events).to.deep.equal(['reloaded', 'backup-written']);
   });
 
+  it('logs a reload that failed with a fault not of ours by its class only (INTERNAL): its message may quote the file', async () => {
+    const server = { address: { host: '127.0.0.1', port: 1 }, connections: 0, setIdentity: () => {}, close: async () => {} } satisfies ChannelServer;
+    const lines: Record<string, unknown>[] = [];
+    const running = runUntilSignal('test-server', server, false, { log: (r) => void lines.push(r as Record<string, unknown>), reload: async () => JSON.parse('{"k":hush-canary}') });
+    process.emit('SIGHUP');
+    for (let i = 0; i < 200 && !lines.length; i++) await new Promise((r) => setTimeout(r, 10));
+    process.emit('SIGTERM');
+    await running;
+    expect(lines[0]).to.include({ event: 'reload-failed', code: 'INTERNAL', reason: 'SyntaxError' });
+  });
+
   it('makes one more backup for a storm of SIGUSR1 while one is written, and none begun after a stop', async () => {
     const server = { address: { host: '127.0.0.1', port: 1 }, connections: 0, setIdentity: () => {}, close: async () => {} } satisfies ChannelServer;
     const events: string[] = [];

@@ -146,6 +146,19 @@ describe('key-server: its own certificate renewed while it runs', function () {
     }
   });
 
+  it('logs a failure not of ours by its class only (INTERNAL): its message may quote a secret', async () => {
+    const events: Record<string, unknown>[] = [];
+    const stop = renewIdentity(identityUntil(Date.now() + 1_000), {
+      recertify: async () => JSON.parse('{"k":hush-canary}'), present: () => {}, log: (r) => void events.push(r), minGapMs: 50, justFailed: true,
+    });
+    try {
+      await until(() => events.length > 0);
+      expect(events[0]).to.include({ event: 'identity-renewal-failed', code: 'INTERNAL', reason: 'SyntaxError' });
+    } finally {
+      stop();
+    }
+  });
+
   it('renews no earlier than its clock says: a timer that fires before then (the clock set back, or a wait longer than one timer holds) waits on', async () => {
     let clock = 0;
     let attempts = 0;
