@@ -3,7 +3,7 @@
 // certificate is issued; a refusal carries only a stable code, the detail goes to the log.
 
 import type { KeyObject } from 'node:crypto';
-import { CertifierError, sentCode, type ErrorCode } from '../errors/index.ts';
+import { CertifierError, errorText, sentCode, type ErrorCode } from '../errors/index.ts';
 import { toHex } from '../crypto/index.ts';
 import { clipped, encode, parseTrustRequest, type TrustResponseMessage } from '../wire/index.ts';
 import { evaluate, type Decision, type Policy } from '../policy/index.ts';
@@ -157,7 +157,8 @@ export class CertifierService {
       return encode('trust_response_message', { status: 'succeeded', ...tags, artifact: der });
     } catch (e) {
       const code = sentCode(e, CERTIFIER_CODES);
-      this.log({ ...base, decision: 'deny', code, reason: clipped(e instanceof Error ? e.message : String(e)) }, !bound);
+      // A fault not of ours is named by its class (errorText): its message may quote the evidence.
+      this.log({ ...base, decision: 'deny', code, reason: clipped(errorText(e)) }, !bound);
       return this.failed(tags, code);
     }
   }

@@ -2,7 +2,7 @@
 // TLS, and optionally an auth-challenge for a role credential), checked against reserved
 // names and the ACL, executed, audited, and logged. Refusals carry only a stable code.
 
-import { CertifierError, sentCode, type ErrorCode } from '../errors/index.ts';
+import { CertifierError, errorText, sentCode, type ErrorCode } from '../errors/index.ts';
 import { signatureAlgFor, verify } from '../crypto/index.ts';
 import { clipped, encode, shown, type CryptstoreEntry } from '../wire/index.ts';
 import { clockBehind, type ValidatedPeer } from '../pki/index.ts';
@@ -163,7 +163,8 @@ export class KeyService {
     const refuse = (e: unknown): Uint8Array | LaterAnswer => {
       // Only a code a key-server sends (KEY_SERVER_CODES): any other is a fault of the server's own.
       const code: ErrorCode = sentCode(e, KEY_SERVER_CODES);
-      if (code === 'INTERNAL') this.config.log?.({ event: 'internal-error', conn: conn.id, detail: (e as Error)?.message });
+      // A fault not of ours is named by its class (errorText): its message may quote a secret.
+      if (code === 'INTERNAL') this.config.log?.({ event: 'internal-error', conn: conn.id, detail: errorText(e) });
       if (!req) asked = describeRequest(bytes);
       // A store or delete whose write failed in the key database may have been made all the same:
       // no refusal, and recorded as such, with the version a store may have made.
