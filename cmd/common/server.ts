@@ -2,7 +2,7 @@
 // (stderr), shut down cleanly on SIGINT/SIGTERM, reload on SIGHUP, back up on SIGUSR1.
 
 import { hostPort, type ChannelServer } from '../../lib/channel/index.ts';
-import { CertifierError } from '../../lib/errors/index.ts';
+import { CertifierError, errorFields, errorText } from '../../lib/errors/index.ts';
 import { isoNow } from '../../lib/util/clock.ts';
 import { within } from '../../lib/util/within.ts';
 import { readsAsAnother, visibleJson } from '../../lib/wire/index.ts';
@@ -129,12 +129,12 @@ export async function runUntilSignal(program: string, server: ChannelServer, jso
         o.log({ event: done, ...(await task(abandon.signal)) });
       } catch (e) {
         if (abandon.signal.aborted) {
-          o.log({ event: `${what}-abandoned`, reason: 'the server is stopping', ...(e instanceof Error ? { detail: e.message } : {}) });
+          o.log({ event: `${what}-abandoned`, reason: 'the server is stopping', ...(e instanceof Error ? { detail: errorText(e) } : {}) });
           return;
         }
         // What was in force serves on, and the line says so (a reader could take a failed reload
         // for a server left without one); the reason names the file and what is wrong with it.
-        o.log({ event: `${what}-failed`, code: e instanceof CertifierError ? e.code : 'INTERNAL', reason: e instanceof Error ? e.message : String(e), ...reads,
+        o.log({ event: `${what}-failed`, ...errorFields(e), ...reads,
           ...(reads ? { kept: 'the one in force before serves on: fix the file, then send SIGHUP again' } : {}) });
       }
     }));

@@ -5,7 +5,7 @@
 
 import type { Cryptstore, Protector } from '../../cryptstore/index.ts';
 import type { Platform } from '../../lib/attest/index.ts';
-import { CertifierError, isCertifierError } from '../../lib/errors/index.ts';
+import { CertifierError, errorFields, isCertifierError } from '../../lib/errors/index.ts';
 import { admissionCertTag, endsWithPolicyCert, initTrust, loadIdentity, noRenewalPast, type MachineIdentity } from '../../lib/certifier/index.ts';
 import { hostPort, type Waits } from '../../lib/channel/index.ts';
 import { warn } from '../common/cli.ts';
@@ -89,4 +89,8 @@ async function prepareRenewal(program: string, store: Cryptstore, c: Certifier, 
   };
 }
 
-const describe = (e: unknown) => `${e instanceof Error ? e.message : String(e)} [${e instanceof CertifierError ? e.code : 'INTERNAL'}]`;
+/** `e` for a warning: the message of one of ours, the class of any other (errorFields), and its code. */
+const describe = (e: unknown) => {
+  const { code, reason } = errorFields(e);
+  return `${reason} [${code}]`;
+};

@@ -4,7 +4,7 @@
 
 import type { KeyObject } from 'node:crypto';
 import { closingAlso, serve, type ChannelServer, type Limits, type LogRecord } from '../channel/index.ts';
-import { CertifierError } from '../errors/index.ts';
+import { errorFields } from '../errors/index.ts';
 import { readCertificateSummary, toPem } from '../pki/index.ts';
 import type { Policy } from '../policy/index.ts';
 import { CERTIFIER_FRAME_LIMIT, CertifierService, type CertificationRecord } from './service.ts';
@@ -118,7 +118,7 @@ export async function startCertifier(o: CertifierServerOptions): Promise<Certifi
     } catch (e) {
       // As key-server's own renewal logs it: what went wrong, and when it is tried again.
       const retryMs = Math.min(lifetime * 100, MAX_TIMER_MS);
-      o.log({ event: 'identity-renewal-failed', code: e instanceof CertifierError ? e.code : 'INTERNAL', reason: e instanceof Error ? e.message : String(e), retryInSeconds: Math.round(retryMs / 1000) });
+      o.log({ event: 'identity-renewal-failed', ...errorFields(e), retryInSeconds: Math.round(retryMs / 1000) });
       schedule(retryMs);
     }
   };

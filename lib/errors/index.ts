@@ -141,3 +141,8 @@ export function errorText(e: unknown): string {
   if (e instanceof CertifierError) return e.message;
   return debugging() ? `${errorKind(e)}: ${e instanceof Error ? e.message : String(e)}` : errorKind(e);
 }
+
+/** A log line's `code` and `reason` for a failure: our code and message; INTERNAL and errorText for any other. */
+export function errorFields(e: unknown): { code: string; reason: string } {
+  return { code: e instanceof CertifierError ? e.code : 'INTERNAL', reason: errorText(e) };
+}

@@ -6,7 +6,7 @@
 // that ends with the policy certificate is renewed no more: no certificate issued under the
 // policy certificate lasts past it, and a new one means a restart with it anyway.
 
-import { CertifierError } from '../errors/index.ts';
+import { errorFields } from '../errors/index.ts';
 import { endsWithPolicyCert, MAX_TIMER_MS, noRenewalPast, RENEW_BEFORE_MS, type MachineIdentity } from '../certifier/index.ts';
 
 const HOUR_MS = 3_600_000;
@@ -75,7 +75,7 @@ export function renewIdentity(first: MachineIdentity, o: RenewalOptions): () => 
     } catch (e) {
       if (stopped) return;
       const retryMs = retryDelay();
-      o.log({ event: 'identity-renewal-failed', code: e instanceof CertifierError ? e.code : 'INTERNAL', reason: e instanceof Error ? e.message : String(e), retryInSeconds: Math.round(retryMs / 1000) });
+      o.log({ event: 'identity-renewal-failed', ...errorFields(e), retryInSeconds: Math.round(retryMs / 1000) });
       arm(retryMs);
     }
   };
