@@ -8,7 +8,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { encode, encodeFrame } from '../../lib/wire/index.ts';
 import { utf8 } from '../../lib/crypto/index.ts';
-import { LIST_PAGE, succeeded } from '../../lib/keyservice/protocol.ts';
+import { failed, LIST_PAGE, succeeded } from '../../lib/keyservice/protocol.ts';
 import { KeyClient, LIST_GATHERED } from '../../lib/keyclient/index.ts';
 import { rejects } from '../support/rejects.ts';
 import { ROOT, run, type RunResult } from '../support/helpers.ts';
@@ -154,6 +154,33 @@ describe('key-client against a slow or hostile key-server', function () {
     const [expected, read] = await storeThrough(['--expected-version', '3']);
     expect(expected.status, expected.stderr).to.equal(0);
     expect(read, 'stores the server read').to.equal(2);
+  });
+
+  it('takes a store cut off unread by the close after a CERT_REVOKED, the connection\'s last answer, for one never carried out: sent again on a new connection (refused CERT_REVOKED there), not OUTCOME_UNKNOWN', async () => {
+    // As the key-server does once the ACL revokes the machine: the refusal is the connection's
+    // last answer, nothing after it is read, and every request on a new connection is refused too.
+    let connections = 0;
+    const stores: string[] = [];
+    const seen = new WeakSet<object>();
+    server.script = (req, answer, socket) => {
+      if (!seen.has(socket)) (seen.add(socket), connections++);
+      if ((socket as { refused?: boolean }).refused) return; // not read
+      if (req.action === 'store') stores.push(req.name);
+      answer(failed(req.name, 'CERT_REVOKED'));
+      (socket as { refused?: boolean }).refused = true;
+      socket.end();
+    };
+    const client = await KeyClient.connect({ host: '127.0.0.1', port: server.port, identity: await d.identity(vm), policyCert: d.policyCert });
+    try {
+      const [first, second] = [client.retrieve('k/a'), client.store('k/b', utf8('v'))];
+      await rejects(first, 'CERT_REVOKED');
+      const e = await rejects(second, 'CERT_REVOKED');
+      expect(e.message).to.contain('the key-server refused to store "k/b"');
+      expect(stores, 'stores the server read').to.deep.equal(['k/b']);
+      expect(connections).to.equal(2);
+    } finally {
+      await client.close();
+    }
   });
 
   it('says of a provision whose tags\' batch failed in the cryptstore once it may have been written that the tags may be there, not that none was written, and a run again keeps what is there and writes the rest', async () => {
