@@ -211,7 +211,10 @@ export class KeyClient {
   private underway = 0;
   private drained: (() => void) | undefined;
   private closing: Promise<void> | undefined;
-  /** Connections on which a request was refused for outliving the server's certificate (outlivedServer). */
+  /**
+   * Connections whose refusal was their last answer: a request there was refused for outliving the
+   * server's certificate (outlivedServer), or this machine's certificate revoked (lastAnswer).
+   */
   private readonly outlived = new WeakSet<ClientConnection<ValidatedPeer>>();
   /** Challenged requests under way, and those waiting for one of them to finish. */
   private challenged = 0;
@@ -436,9 +439,19 @@ export class KeyClient {
   }
 
   /**
-   * Whether `e` is `conn` closing after a refusal there for outliving the server's certificate:
-   * the server ends such a connection once the requests it read are answered, and refuses each of
-   * them before carrying anything out, so a request cut off by that close was never carried out.
+   * Whether `r` is a CERT_REVOKED of this machine's certificate, after which the key-server reads
+   * nothing more on the connection. Sent with a role credential, it may be the credential's
+   * instead, after which the server reads on: a request cut off there stays OUTCOME_UNKNOWN.
+   */
+  private lastAnswer(r: KeyResponse): boolean {
+    return r.status === 'failed' && r.errorCode === 'CERT_REVOKED' && !this.credential;
+  }
+
+  /**
+   * Whether `e` is `conn` closing after a refusal there that was its last answer (outlived): the
+   * server reads nothing after it, ends the connection once the requests it read are answered, and
+   * refuses each of them before carrying anything out, so a request cut off by that close was
+   * never carried out.
    */
   private async closedOutlived(conn: ClientConnection<ValidatedPeer>, e: unknown): Promise<boolean> {
     if (!isCertifierError(e, 'UNREACHABLE')) return false;
@@ -450,7 +463,8 @@ export class KeyClient {
   /**
    * One request on a connection with room for it. One refused because the connection outlived the
    * server's certificate is sent again, once, on a new connection: that one is used up. So is one
-   * the close after such a refusal cut off unanswered (closedOutlived).
+   * the close after such a refusal cut off unanswered (closedOutlived), or after a CERT_REVOKED,
+   * which a new connection gets too, and is then its answer.
    */
   private async exchange(req: Partial<KeyRequest> & { action: Action; name: string }, again = false): Promise<KeyResponse> {
     const counts = this.credential ? 2 : 1;
@@ -482,10 +496,11 @@ export class KeyClient {
       const why = this.credential ? `asked again for an auth-challenge to the ${req.action} of ${shown(req.name, 256)}, which it had just been given the answer to: a fault of the key-server` : 'asked for an auth-challenge this client cannot answer';
       throw new CertifierError('CHALLENGE_FAILED', `the key-server ${why}`);
     }
-    if (r.status !== 'succeeded' && this.outlivedServer(conn, r)) {
+    const outlived = r.status !== 'succeeded' && this.outlivedServer(conn, r);
+    if (outlived || this.lastAnswer(r)) {
       this.outlived.add(conn);
       if (conn === this.conn) this.sent = Infinity; // no more requests on it: the next opens a new one
-      if (!again) return this.exchange(req, true);
+      if (outlived && !again) return this.exchange(req, true);
     }
     if (r.status !== 'succeeded') throw refusal(r, req, () => this.certificatesOf(conn), () => this.serials());
     return r;
