@@ -86,6 +86,24 @@ describe('e2e: revoking one certificate by its serial number', function () {
     expectSuccess(await d.kc(good, server, 'retrieve', ['rev/k', '--out', '-']));
   });
 
+  it('refuses every store pipelined on a connection when its machine is revoked, and one sent after those answers (on a new connection, not the one closing): CERT_REVOKED each, none OUTCOME_UNKNOWN or UNREACHABLE, none made', async () => {
+    const c = await d.connect(server, good);
+    const names = [...Array.from({ length: 80 }, (_, i) => `rev/piped-${i}`), 'rev/after'];
+    try {
+      await c.retrieve('rev/k'); // the connection open, accepted
+      await reload([{ serial: goodSerial }]);
+      const results = await Promise.allSettled(names.map((n) => c.store(n, value)));
+      // And one sent after those answers, on the same client: a new connection, refused there.
+      results.push(...(await Promise.allSettled([c.store('rev/after', value)])));
+      const codes = new Set(results.map((r) => (r.status === 'rejected' ? (r.reason as { code?: string }).code : 'stored')));
+      expect([...codes]).to.deep.equal(['CERT_REVOKED']);
+    } finally {
+      await c.close();
+    }
+    expect(auditRecords().filter((r) => names.includes(r.resource as string) && r.decision !== 'deny')).to.deep.equal([]);
+    expect(await reload(undefined)).to.match(/ rules=2$/);
+  });
+
   it('refuses a revoked role credential before its challenge (CERT_REVOKED, exit 4); the machine presenting it is served without it', async () => {
     expectSuccess(await d.kc(good, server, 'store', ['rev/victim', '--in', '-'], value));
     await reload([{ serial: role.serial, comment: 'operator laptop lost' }]);
