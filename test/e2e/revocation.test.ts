@@ -6,7 +6,7 @@
 import { expect } from 'chai';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { createPrivateKey, randomBytes } from 'node:crypto';
 import { generateKeyPair } from '../../lib/crypto/index.ts';
 import { readCertificate, readCertificateSummary } from '../../lib/pki/index.ts';
 import { Domain, expectFailure, expectSuccess, type KeyServer, type Machine } from './domain.ts';
@@ -102,6 +102,21 @@ describe('e2e: revoking one certificate by its serial number', function () {
     }
     expect(auditRecords().filter((r) => names.includes(r.resource as string) && r.decision !== 'deny')).to.deep.equal([]);
     expect(await reload(undefined)).to.match(/ rules=2$/);
+  });
+
+  it('sends a request made after a CERT_REVOKED with a role credential on a new connection, as the one refused may be closing: CERT_REVOKED again, not UNREACHABLE', async () => {
+    const credential = { chain: [readCertificate(readFileSync(role.cert))], key: createPrivateKey(readFileSync(role.key)) };
+    const c = await d.connect(server, good, credential);
+    try {
+      await c.retrieve('rev/k'); // the connection open, accepted
+      await reload([{ serial: goodSerial }]);
+      await rejects(c.delete('rev/k'), 'CERT_REVOKED');
+      await rejects(c.delete('rev/k'), 'CERT_REVOKED');
+    } finally {
+      await c.close();
+    }
+    expect(await reload(undefined)).to.match(/ rules=2$/);
+    expectSuccess(await d.kc(good, server, 'retrieve', ['rev/k', '--out', '-']));
   });
 
   it('refuses a revoked role credential before its challenge (CERT_REVOKED, exit 4); the machine presenting it is served without it', async () => {
