@@ -213,7 +213,7 @@ export class KeyClient {
   private closing: Promise<void> | undefined;
   /**
    * Connections whose refusal was their last answer: a request there was refused for outliving the
-   * server's certificate (outlivedServer), or this machine's certificate revoked (lastAnswer).
+   * server's certificate (outlivedServer), or this machine's certificate revoked (CERT_REVOKED).
    */
   private readonly outlived = new WeakSet<ClientConnection<ValidatedPeer>>();
   /** Challenged requests under way, and those waiting for one of them to finish. */
@@ -439,15 +439,6 @@ export class KeyClient {
   }
 
   /**
-   * Whether `r` is a CERT_REVOKED of this machine's certificate, after which the key-server reads
-   * nothing more on the connection. Sent with a role credential, it may be the credential's
-   * instead, after which the server reads on: a request cut off there stays OUTCOME_UNKNOWN.
-   */
-  private lastAnswer(r: KeyResponse): boolean {
-    return r.status === 'failed' && r.errorCode === 'CERT_REVOKED' && !this.credential;
-  }
-
-  /**
    * Whether `e` is `conn` closing after a refusal there that was its last answer (outlived): the
    * server reads nothing after it, ends the connection once the requests it read are answered, and
    * refuses each of them before carrying anything out, so a request cut off by that close was
@@ -497,8 +488,12 @@ export class KeyClient {
       throw new CertifierError('CHALLENGE_FAILED', `the key-server ${why}`);
     }
     const outlived = r.status !== 'succeeded' && this.outlivedServer(conn, r);
-    if (outlived || this.lastAnswer(r)) {
-      this.outlived.add(conn);
+    const revoked = r.status === 'failed' && r.errorCode === 'CERT_REVOKED';
+    if (outlived || revoked) {
+      // A CERT_REVOKED is the connection's last answer when it is this machine's certificate's,
+      // surely so when no role credential was sent. With one, it may be the credential's, after
+      // which the server reads on: a request cut off there is not taken for unread.
+      if (outlived || !this.credential) this.outlived.add(conn);
       if (conn === this.conn) this.sent = Infinity; // no more requests on it: the next opens a new one
       if (outlived && !again) return this.exchange(req, true);
     }
