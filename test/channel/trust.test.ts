@@ -207,6 +207,22 @@ describe('channel: peer verification', () => {
     }
   });
 
+  // A request that must not go twice (`once`) is not sent again on the second try; but that try,
+  // sending nothing, still tells a refusal from a server that read it and hung up.
+  it('says a refusal, not written, of a once request that went out on a connection then closed as a refusal, when the second connection is refused too: UNTRUSTED_PEER; told written where the second try finds nobody', async () => {
+    for (const thenGone of [false, true]) {
+      const server = await lateRefuser({ thenGone });
+      try {
+        const conn = await h.connect({ address: { host: '127.0.0.1', port: (server.address() as AddressInfo).port } } as ChannelServer, 'mtls');
+        let written = 0;
+        await rejectsWith(conn.request(bytes('hi'), () => void written++, true), thenGone ? 'UNREACHABLE' : 'UNTRUSTED_PEER');
+        expect(written, 'told it was written').to.equal(thenGone ? 1 : 0);
+      } finally {
+        server.close();
+      }
+    }
+  });
+
   it('tells with accepted(), sending nothing, whether the server took our certificate: it logs a closed line with no request, or its refusal (UNTRUSTED_PEER)', async () => {
     const p = await testPki();
     let called = 0;
