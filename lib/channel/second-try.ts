@@ -73,8 +73,10 @@ export async function withSecondTry<P>(
  * any, are sent again on a second connection. Our servers send their tickets before they read a
  * request, and requests wait for them, so none of these was read; but one that went when the
  * wait for the tickets ran out may have been read by a server that never sends them, and is sent
- * again only where the caller says a repeat is harmless (not `once`). A request after an answer
- * is never sent again, as an answer is an acceptance and a close after it a hang-up.
+ * again only where the caller says a repeat is harmless (not `once`): one that is not fails with
+ * the second connection's refusal, if it refuses too, else as one that may have been carried out.
+ * A request after an answer is never sent again, as an answer is an acceptance and a close after
+ * it a hang-up.
  */
 class SecondTry<P> implements EndingConnection<P> {
   private second: Promise<EndingConnection<P>> | undefined;
@@ -102,7 +104,8 @@ class SecondTry<P> implements EndingConnection<P> {
     // A request written on a connection that then closed as a refusal does was never read by our
     // servers (a refusing server reads none): its caller is told of the write only once the
     // connection has ended otherwise, or answered. But one that must not go twice (`once`) is not
-    // sent again: a server that never sends tickets may have read it, so it counts as written.
+    // sent again: a server that never sends tickets may have read it, so it counts as written,
+    // unless the second connection, sending nothing, is refused as well: a refusal, then.
     const first = this.current;
     let wroteFirst = false;
     const told = () => void (wroteFirst && written?.());
@@ -113,10 +116,13 @@ class SecondTry<P> implements EndingConnection<P> {
         throw e;
       });
     }, (e) => {
-      if (!once || !wroteFirst) return;
-      told();
-      const target = typeof e.details?.target === 'string' ? e.details.target : 'the server';
-      throw new CertifierError('UNREACHABLE', `${target} closed the connection without accepting our certificate (no session tickets) and without answering, after the request was written: a refusal, or a server that read it and hung up; it was not sent again, as it may have been carried out`, { cause: e, details: { target } });
+      if (!once || !wroteFirst) return undefined;
+      return this.refusedAgain().then((refused) => {
+        if (refused) throw refused;
+        told();
+        const target = typeof e.details?.target === 'string' ? e.details.target : 'the server';
+        throw new CertifierError('UNREACHABLE', `${target} closed the connection without accepting our certificate (no session tickets) and without answering, after the request was written: a refusal, or a server that read it and hung up; it was not sent again, as it may have been carried out`, { cause: e, details: { target } });
+      });
     });
   }
 
@@ -127,16 +133,35 @@ class SecondTry<P> implements EndingConnection<P> {
 
   /**
    * `use` of the current connection, or, when that ends in an unsure refusal, of the second one
-   * (unless `notAgain` throws instead). Every request pending on the first connection comes here, in the order it was made, and waits
+   * (unless `notAgain` gives the request's failure instead). Every request pending on the first connection comes here, in the order it was made, and waits
    * for the same second connection, where each is sent again in that order.
    */
-  private onSecond<T>(use: (c: EndingConnection<P>) => Promise<T>, notAgain?: (e: CertifierError) => void): Promise<T> {
+  private onSecond<T>(use: (c: EndingConnection<P>) => Promise<T>, notAgain?: (e: CertifierError) => Promise<never> | undefined): Promise<T> {
     return use(this.current).catch((e: unknown) => {
       if (!isUnsure(e)) throw e; // the second connection's refusal is no longer unsure
-      notAgain?.(e as CertifierError); // throws for a request that may not be sent again
-      this.second ??= this.again().then((c) => (this.current = c));
-      return this.second.then(use);
+      // The failure of a request that may not be sent again (which asks the second connection only whether it refuses).
+      const failure = notAgain?.(e as CertifierError);
+      return failure ?? this.secondConnection().then(use);
     });
+  }
+
+  private secondConnection(): Promise<EndingConnection<P>> {
+    return (this.second ??= this.again().then((c) => (this.current = c)));
+  }
+
+  /**
+   * The second connection's refusal of our certificate, waited for as accepted() waits, sending
+   * nothing; undefined when it is accepted, or fails otherwise (nobody there, a wait run out).
+   */
+  private async refusedAgain(): Promise<CertifierError | undefined> {
+    try {
+      await (await this.secondConnection()).accepted();
+    } catch (e) {
+      // Only a close as a refusal (connect's refusedError, certain on a second try), not our own
+      // checks of the server.
+      if (e instanceof CertifierError && e.code === 'UNTRUSTED_PEER' && e.details?.attempts === 2) return e;
+    }
+    return undefined;
   }
 
   exportKeyingMaterial(label: string, length: number): Uint8Array | undefined {

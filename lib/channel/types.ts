@@ -208,7 +208,8 @@ export interface ClientConnection<P> {
    * request settles (a first try's write is told once its connection ended otherwise).
    * `once`: a request that must not be sent a second time once written (one whose repeat would
    * change something again: a store), which a second try (second-try.ts) then does not send again,
-   * telling `written` of its write.
+   * telling `written` of its write, unless the second connection refuses our certificate (then
+   * failing with that refusal, as a server that refuses it carries nothing out).
    */
   request(body: Uint8Array, written?: () => void, once?: boolean): Promise<Uint8Array>;
   exportKeyingMaterial(label: string, length: number): Uint8Array | undefined;
