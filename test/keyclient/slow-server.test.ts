@@ -130,30 +130,36 @@ describe('key-client against a slow or hostile key-server', function () {
     }
   });
 
-  it('never sends a store again on a second connection after a close that reads as a refusal but came once the store was written (a server that read it and hung up without its tickets): OUTCOME_UNKNOWN, exit 1, read once; one with --expected-version, which cannot make a second version, goes again', async () => {
-    /** A store through a ticketless proxy whose first connection the server closes once it has read the store: the program's result, and how many stores the server read. */
-    const storeThrough = async (extra: string[]): Promise<[RunResult, number]> => {
+  it('never sends a store again on a second connection after a close that reads as a refusal but came once the store was written (a server that read it and hung up without its tickets): OUTCOME_UNKNOWN, exit 1, read once, as a delete; one with --expected-version, which cannot make a second version, goes again', async () => {
+    /** A store (or `action`) through a ticketless proxy whose first connection the server closes once it has read it: the program's result, and how many the server read. */
+    const sendThrough = async (extra: string[], action = 'store'): Promise<[RunResult, number]> => {
       const proxy = await ticketlessProxy(server.port);
       let stores = 0;
       server.script = (req, answer) => {
-        if (req.action !== 'store') return;
+        if (req.action !== action) return;
         if (++stores === 1) return proxy.endFirst(); // read, and the connection closed as a refusal closes
         answer(succeeded(req.name, { version: (req.expectedVersion ?? 0) + 1 }));
       };
       try {
         const args = common().map((a) => (a === `127.0.0.1:${server.port}` ? `127.0.0.1:${proxy.port}` : a));
-        return [await run('key-client', ['store', 'k/once', '--in', '-', ...extra, ...args], { cwd: d.dir, input: 'v' }), stores];
+        const what = action === 'store' ? ['--in', '-'] : [];
+        return [await run('key-client', [action, 'k/once', ...what, ...extra, ...args], { cwd: d.dir, input: 'v' }), stores];
       } finally {
         await proxy.close();
       }
     };
-    const [r, stores] = await storeThrough([]);
+    const [r, stores] = await sendThrough([]);
     expect(stores, 'stores the server read').to.equal(1);
     expect(r.status, r.stderr).to.equal(1);
     expect(r.stderr).to.match(/^key-client: error: the store of "k\/once" was sent, but the connection ended .*: it may or may not have been made; .* \[OUTCOME_UNKNOWN\]\n$/);
-    const [expected, read] = await storeThrough(['--expected-version', '3']);
+    const [expected, read] = await sendThrough(['--expected-version', '3']);
     expect(expected.status, expected.stderr).to.equal(0);
     expect(read, 'stores the server read').to.equal(2);
+    // A delete, which a repeat would carry out again too (another version stored since, say).
+    const [deleted, deletes] = await sendThrough([], 'delete');
+    expect(deletes, 'deletes the server read').to.equal(1);
+    expect(deleted.status, deleted.stderr).to.equal(1);
+    expect(deleted.stderr).to.match(/^key-client: error: the delete of every version of "k\/once" was sent, but the connection ended .*: it may or may not have been made; .* \[OUTCOME_UNKNOWN\]\n$/);
   });
 
   it('takes a store cut off unread by the close after a CERT_REVOKED, the connection\'s last answer, for one never carried out: sent again on a new connection (refused CERT_REVOKED there), not OUTCOME_UNKNOWN', async () => {
@@ -161,13 +167,13 @@ describe('key-client against a slow or hostile key-server', function () {
     // last answer, nothing after it is read, and every request on a new connection is refused too.
     let connections = 0;
     const stores: string[] = [];
-    const seen = new WeakSet<object>();
+    const [seen, refused] = [new WeakSet<object>(), new WeakSet<object>()];
     server.script = (req, answer, socket) => {
       if (!seen.has(socket)) (seen.add(socket), connections++);
-      if ((socket as { refused?: boolean }).refused) return; // not read
+      if (refused.has(socket)) return; // not read
       if (req.action === 'store') stores.push(req.name);
       answer(failed(req.name, 'CERT_REVOKED'));
-      (socket as { refused?: boolean }).refused = true;
+      refused.add(socket);
       socket.end();
     };
     const client = await KeyClient.connect({ host: '127.0.0.1', port: server.port, identity: await d.identity(vm), policyCert: d.policyCert });
