@@ -192,8 +192,9 @@ export class KeyService {
       });
     try {
       if (!peer) throw new CertifierError('UNTRUSTED_PEER', 'no verified client certificate');
-      req = parseKeyRequest(bytes);
+      // Before the request is read: a revoked machine's bytes, well formed or not, get CERT_REVOKED.
       this.checkRevoked(peer, conn);
+      req = parseKeyRequest(bytes);
       this.checkValidity(peer, conn);
       this.checkOwnValidity(conn);
       if (req.credentials) {

@@ -8,9 +8,11 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createPrivateKey, randomBytes } from 'node:crypto';
 import { generateKeyPair } from '../../lib/crypto/index.ts';
-import { readCertificate, readCertificateSummary } from '../../lib/pki/index.ts';
+import { readCertificate, readCertificateSummary, toPem } from '../../lib/pki/index.ts';
 import { Domain, expectFailure, expectSuccess, type KeyServer, type Machine } from './domain.ts';
 import { rejects } from '../support/rejects.ts';
+import { connect } from '../../lib/channel/index.ts';
+import { parseKeyResponse } from '../../lib/keyservice/protocol.ts';
 import { run } from '../support/helpers.ts';
 
 describe('e2e: revoking one certificate by its serial number', function () {
@@ -101,6 +103,31 @@ describe('e2e: revoking one certificate by its serial number', function () {
       await c.close();
     }
     expect(auditRecords().filter((r) => names.includes(r.resource as string) && r.decision !== 'deny')).to.deep.equal([]);
+    expect(await reload(undefined)).to.match(/ rules=2$/);
+  });
+
+  it("refuses a revoked machine's malformed request CERT_REVOKED, not DECODE_FAILED, audited, as the connection's last answer; another machine's is DECODE_FAILED still", async () => {
+    /** A framed connection of `who`, and a send of 200 bytes on it that are no request. */
+    const garbageOn = async (who: Machine) => {
+      const id = await d.identity(who);
+      const c = await connect({ host: '127.0.0.1', port: server.port, tls: { key: id.key, cert: toPem(id.certificate), ca: toPem(d.policyCert) } });
+      return { c, send: async () => parseKeyResponse(await c.request(randomBytes(200))) };
+    };
+    const twinSide = await garbageOn(twin);
+    const goodSide = await garbageOn(good);
+    try {
+      await reload([{ serial: goodSerial }]);
+      const from = server.child.mark();
+      expect(await goodSide.send()).to.include({ status: 'failed', errorCode: 'CERT_REVOKED' });
+      const line = await server.child.waitForLog(/ request .*code=CERT_REVOKED.*$/m, from);
+      expect(line).to.contain(`peerSerial=${goodSerial} `).and.contain('decision=deny');
+      await server.child.waitForLog(/ closed .*reason=last-answer/, from);
+      expect(auditRecords().at(-1)).to.include({ peerSerial: goodSerial, decision: 'deny', code: 'CERT_REVOKED' });
+      expect(await twinSide.send()).to.include({ status: 'failed', errorCode: 'DECODE_FAILED' });
+      expect(await twinSide.send()).to.include({ status: 'failed', errorCode: 'DECODE_FAILED' }); // still open
+    } finally {
+      await Promise.all([goodSide.c.close().catch(() => {}), twinSide.c.close()]);
+    }
     expect(await reload(undefined)).to.match(/ rules=2$/);
   });
 
