@@ -344,7 +344,7 @@ Sends no request: no ACL rule is needed, no secret is touched, and key-server lo
 connection closed with requests=0 and writes no audit line. Exits 0 once the key-server has
 accepted this machine's certificate; otherwise with the code and exit status a retrieve gives
 for the same fault: UNREACHABLE, TIMEOUT or DEADLINE (3), UNTRUSTED_PEER or CERT_EXPIRED (4);
-a certificate the key-server's ACL revokes is accepted here, and refused at a request (CERT_REVOKED).
+a certificate the key-server's ACL revokes is accepted here, and refused at a request (CERT_REVOKED; a revoked role credential, CREDENTIAL_REVOKED).
 Warns on stderr when either certificate is within 3 days of its end (past half its life,
 for one of 6 days or less), when init-trust would renew it.`);
 

@@ -60,7 +60,8 @@ export const ErrorCodes = {
   WRONG_KEY: ExitStatus.integrity,
   UNTRUSTED_PEER: ExitStatus.integrity,
   CERT_EXPIRED: ExitStatus.integrity,
-  CERT_REVOKED: ExitStatus.integrity, // a certificate (a machine's, a role credential) whose serial number the key-server's ACL revokes
+  CERT_REVOKED: ExitStatus.integrity, // a machine's admission certificate whose serial number the key-server's ACL revokes
+  CREDENTIAL_REVOKED: ExitStatus.integrity, // a role credential whose serial number the key-server's ACL revokes (the connection stays open)
   POLICY_INVALID: ExitStatus.integrity,
   ENDORSEMENT_INVALID: ExitStatus.integrity,
   REPORT_INVALID: ExitStatus.integrity,

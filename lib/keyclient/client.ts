@@ -139,7 +139,7 @@ function answerTo(req: { action: Action; name: string }, r: KeyResponse): KeyRes
 /**
  * `dated`: the certificates the request rested on, for a CERT_EXPIRED that says the key-server's
  * time (clocksApart); `serials`: the serial numbers of this machine's certificate and of the role
- * credential sent, for a CERT_REVOKED.
+ * credential sent, for a CERT_REVOKED or CREDENTIAL_REVOKED.
  */
 function refusal(r: KeyResponse, req: Partial<KeyRequest> & { action: Action; name: string }, dated: () => Dated[], serials: () => { machine: string; credential?: string }): CertifierError {
   const { action, name: resource } = req;
@@ -181,12 +181,13 @@ function refusal(r: KeyResponse, req: Partial<KeyRequest> & { action: Action; na
   }
   if (code === 'CERT_REVOKED' && said === code) {
     const { machine, credential } = serials();
-    const mine = `this machine's admission certificate (serial ${machine})`;
-    const recertify = 'cert-utility init-trust, which gives it a certificate of a new serial number';
-    const what = credential === undefined
-      ? `${mine} is revoked by the key-server's ACL: its operator cut this machine off (the key-server's log says why); ask them before anything else: a machine they find sound is certified again (${recertify})`
-      : `${mine} or the role credential sent with it (serial ${credential}) is revoked by the key-server's ACL (the key-server's log says which, and why): a role credential is replaced by the policy key's holder (cert-utility issue-role-cert); a machine its operator finds sound is certified again (${recertify})`;
-    return new CertifierError(code, `the key-server refused to ${action} ${name}: ${what}`);
+    // A key-server before 2026-12-07 said CERT_REVOKED for a revoked role credential too.
+    const older = credential === undefined ? '' : ` (a key-server of a version before 2026-12-07 says so for a revoked role credential too, serial ${credential} here: its log says which)`;
+    return new CertifierError(code, `the key-server refused to ${action} ${name}: this machine's admission certificate (serial ${machine}) is revoked by the key-server's ACL: its operator cut this machine off (the key-server's log says why); ask them before anything else: a machine they find sound is certified again (cert-utility init-trust, which gives it a certificate of a new serial number)${older}`);
+  }
+  if (code === 'CREDENTIAL_REVOKED' && said === code) {
+    const credential = serials().credential ?? 'none sent';
+    return new CertifierError(code, `the key-server refused to ${action} ${name}: the role credential sent with it (serial ${credential}) is revoked by the key-server's ACL (the key-server's log says why): the policy key's holder issues a new one (cert-utility issue-role-cert); this machine is served without it as the ACL's rules allow`);
   }
   if (code === 'RESERVED_NAME' && said === code) {
     return new CertifierError(code, `the key-server refused to ${action} ${name}: the name is one of the key-server's own (its identity, its storage key, or under key-server/), which no client may address; choose another name`);
@@ -488,12 +489,11 @@ export class KeyClient {
       throw new CertifierError('CHALLENGE_FAILED', `the key-server ${why}`);
     }
     const outlived = r.status !== 'succeeded' && this.outlivedServer(conn, r);
+    // CERT_REVOKED is this machine's certificate's, the connection's last answer; a revoked role
+    // credential is CREDENTIAL_REVOKED, after which the server reads on, and this connection is kept.
     const revoked = r.status === 'failed' && r.errorCode === 'CERT_REVOKED';
     if (outlived || revoked) {
-      // A CERT_REVOKED is the connection's last answer when it is this machine's certificate's,
-      // surely so when no role credential was sent. With one, it may be the credential's, after
-      // which the server reads on: a request cut off there is not taken for unread.
-      if (outlived || !this.credential) this.outlived.add(conn);
+      this.outlived.add(conn);
       if (conn === this.conn) this.sent = Infinity; // no more requests on it: the next opens a new one
       if (outlived && !again) return this.exchange(req, true);
     }

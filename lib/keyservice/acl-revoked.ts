@@ -1,5 +1,5 @@
-// The ACL's "revoked" list: certificate serial numbers the key-server refuses (CERT_REVOKED),
-// whatever the rules allow, a machine's admission certificate or a role credential. Parsed with
+// The ACL's "revoked" list: certificate serial numbers the key-server refuses whatever the rules
+// allow, a machine's admission certificate (CERT_REVOKED) or a role credential (CREDENTIAL_REVOKED). Parsed with
 // the rest of the ACL (acl.ts) and looked up once a request, in a Map keyed by the serial as a
 // certificate reads (ValidatedPeer.serialHex), so the lookup builds nothing.
 
@@ -79,13 +79,13 @@ export function indexRevoked(entries: readonly RevokedEntry[]): ReadonlyMap<stri
 }
 
 /**
- * CERT_REVOKED for the certificate `what` ("this machine's admission certificate", "the role
- * credential") of serial number `serialHex` if the list revokes it. The message, for the server's
- * log alone, names the entry and its comment.
+ * A refusal of `code` for the certificate `what` ("this machine's admission certificate" is
+ * CERT_REVOKED, "the role credential" CREDENTIAL_REVOKED) of serial number `serialHex` if the list
+ * revokes it. The message, for the server's log alone, names the entry and its comment.
  */
-export function checkNotRevoked(acl: { revoked: readonly RevokedEntry[]; revokedIndex: ReadonlyMap<string, number> } | undefined, serialHex: string, what: string): void {
+export function checkNotRevoked(acl: { revoked: readonly RevokedEntry[]; revokedIndex: ReadonlyMap<string, number> } | undefined, serialHex: string, what: string, code: 'CERT_REVOKED' | 'CREDENTIAL_REVOKED' = 'CERT_REVOKED'): void {
   const i = acl?.revokedIndex.get(serialHex);
   if (i === undefined) return;
   const comment = acl!.revoked[i]!.comment;
-  throw new CertifierError('CERT_REVOKED', `${what}, serial ${serialHex}, is revoked by the ACL (revoked[${i}]${comment === undefined ? '' : `: ${visibleJson(comment)}`})`);
+  throw new CertifierError(code, `${what}, serial ${serialHex}, is revoked by the ACL (revoked[${i}]${comment === undefined ? '' : `: ${visibleJson(comment)}`})`);
 }

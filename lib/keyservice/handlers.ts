@@ -201,8 +201,9 @@ export class KeyService {
         const cred = verifyRoleCredential(req.credentials, this.config.policyCert, this.now(), "the key-server's clock");
         const leaf = req.credentials[0]!;
         sought = { role: cred.role, serialHex: cred.peer.serialHex };
-        // Before a challenge: a stolen credential gets no nonce to answer. The machine itself may still be served without it.
-        checkNotRevoked(this.config.acl, cred.peer.serialHex, 'the role credential');
+        // Before a challenge: a stolen credential gets no nonce to answer. The machine itself may still
+        // be served without it, on this connection too: a code of its own, not the machine's CERT_REVOKED.
+        checkNotRevoked(this.config.acl, cred.peer.serialHex, 'the role credential', 'CREDENTIAL_REVOKED');
         if (!req.challengeNonce) {
           const nonce = this.challenges.issue(conn.id, leaf);
           return afterAudit(record('challenge', { version: askedVersion(req) }), challenge(req.name, nonce), req.name);

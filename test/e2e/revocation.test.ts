@@ -1,6 +1,7 @@
 // Revoking one certificate by its serial number (the ACL's "revoked"), with the real programs on
-// loopback: a machine's admission certificate, or a role credential, is refused from the reload
-// on (CERT_REVOKED, exit 4), an open connection at its next request; the same measurement under
+// loopback: a machine's admission certificate (CERT_REVOKED, exit 4, the connection's last answer),
+// or a role credential (CREDENTIAL_REVOKED, exit 4), is refused from the reload on, an open
+// connection at its next request; the same measurement under
 // another serial is served; a malformed list is refused and the one in force stays.
 
 import { expect } from 'chai';
@@ -131,6 +132,25 @@ describe('e2e: revoking one certificate by its serial number', function () {
     expect(await reload(undefined)).to.match(/ rules=2$/);
   });
 
+  it("with a role credential, takes a CERT_REVOKED for the machine's certificate, the connection's last answer: stores pipelined behind it are CERT_REVOKED each, none UNREACHABLE or OUTCOME_UNKNOWN, none made", async () => {
+    const credential = { chain: [readCertificate(readFileSync(role.cert))], key: createPrivateKey(readFileSync(role.key)) };
+    const c = await d.connect(server, good, credential);
+    const names = Array.from({ length: 60 }, (_, i) => `rev/role-piped-${i}`);
+    try {
+      await c.retrieve('rev/k'); // the connection open, accepted
+      await reload([{ serial: goodSerial }]);
+      const results = await Promise.allSettled(names.map((n) => c.store(n, value)));
+      const codes = new Set(results.map((r) => (r.status === 'rejected' ? (r.reason as { code?: string }).code : 'stored')));
+      expect([...codes]).to.deep.equal(['CERT_REVOKED']);
+      const messages = results.map((r) => (r as PromiseRejectedResult).reason.message as string);
+      expect(messages[0]).to.contain(`this machine's admission certificate (serial ${goodSerial}) is revoked`);
+    } finally {
+      await c.close();
+      await reload(undefined);
+    }
+    expect(auditRecords().filter((r) => names.includes(r.resource as string) && r.decision !== 'deny')).to.deep.equal([]);
+  });
+
   it('sends a request made after a CERT_REVOKED with a role credential on a new connection, as the one refused may be closing: CERT_REVOKED again, not UNREACHABLE', async () => {
     const credential = { chain: [readCertificate(readFileSync(role.cert))], key: createPrivateKey(readFileSync(role.key)) };
     const c = await d.connect(server, good, credential);
@@ -146,17 +166,19 @@ describe('e2e: revoking one certificate by its serial number', function () {
     expectSuccess(await d.kc(good, server, 'retrieve', ['rev/k', '--out', '-']));
   });
 
-  it('refuses a revoked role credential before its challenge (CERT_REVOKED, exit 4); the machine presenting it is served without it', async () => {
+  it('refuses a revoked role credential before its challenge (CREDENTIAL_REVOKED, exit 4), the connection left open; the machine presenting it is served without it', async () => {
     expectSuccess(await d.kc(good, server, 'store', ['rev/victim', '--in', '-'], value));
     await reload([{ serial: role.serial, comment: 'operator laptop lost' }]);
     const from = server.child.mark();
     const r = await d.kc(good, server, 'delete', ['rev/victim', ...withRole]);
-    expectFailure(r, 4, 'CERT_REVOKED');
-    expect(r.stderr).to.contain(`or the role credential sent with it (serial ${role.serial}) is revoked`).and.contain('cert-utility issue-role-cert');
-    const line = await server.child.waitForLog(/ request .*code=CERT_REVOKED.*$/m, from);
+    expectFailure(r, 4, 'CREDENTIAL_REVOKED');
+    expect(r.stderr).to.contain(`the role credential sent with it (serial ${role.serial}) is revoked`).and.contain('cert-utility issue-role-cert')
+      .and.not.contain("this machine's admission certificate");
+    const line = await server.child.waitForLog(/ request .*code=CREDENTIAL_REVOKED.*$/m, from);
     expect(line).to.contain(`credentialSerial=${role.serial} `).and.contain(`the role credential, serial ${role.serial}, is revoked by the ACL (revoked[0]: \\"operator laptop lost\\")`);
     expect(server.child.stderr.slice(from)).not.to.match(/decision=challenge/);
-    expect(auditRecords().at(-1)).to.include({ peerSerial: goodSerial, role: 'operator', credentialSerial: role.serial, action: 'delete', decision: 'deny', code: 'CERT_REVOKED' });
+    expect(auditRecords().at(-1)).to.include({ peerSerial: goodSerial, role: 'operator', credentialSerial: role.serial, action: 'delete', decision: 'deny', code: 'CREDENTIAL_REVOKED' });
+    expect(server.child.stderr.slice(from)).not.to.match(/reason=last-answer/);
     expectSuccess(await d.kc(good, server, 'retrieve', ['rev/victim', '--out', '-']));
     await reload(undefined);
     expectSuccess(await d.kc(good, server, 'delete', ['rev/victim', ...withRole]));

@@ -4,11 +4,12 @@
 // runs as a child, as first-boot runs it.
 
 import { expect } from 'chai';
+import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { encode, encodeFrame } from '../../lib/wire/index.ts';
 import { utf8 } from '../../lib/crypto/index.ts';
-import { failed, LIST_PAGE, succeeded } from '../../lib/keyservice/protocol.ts';
+import { challenge, failed, LIST_PAGE, succeeded } from '../../lib/keyservice/protocol.ts';
 import { KeyClient, LIST_GATHERED } from '../../lib/keyclient/index.ts';
 import { rejects } from '../support/rejects.ts';
 import { ROOT, run, type RunResult } from '../support/helpers.ts';
@@ -162,20 +163,31 @@ describe('key-client against a slow or hostile key-server', function () {
     expect(deleted.stderr).to.match(/^key-client: error: the delete of every version of "k\/once" was sent, but the connection ended .*: it may or may not have been made; .* \[OUTCOME_UNKNOWN\]\n$/);
   });
 
-  it('takes a store cut off unread by the close after a CERT_REVOKED, the connection\'s last answer, for one never carried out: sent again on a new connection (refused CERT_REVOKED there), not OUTCOME_UNKNOWN', async () => {
-    // As the key-server does once the ACL revokes the machine: the refusal is the connection's
-    // last answer, nothing after it is read, and every request on a new connection is refused too.
+  /**
+   * As the key-server does once the ACL revokes the machine: the refusal is the connection's last
+   * answer, nothing after it is read, and every request on a new connection is refused too. With
+   * `challenges`, each request without an answer to a challenge gets one first, as one sent with a
+   * role credential does: the machine revoked between a challenge and its answer. `stores`: the
+   * stores (with `challenges`, the challenge answers) the server read.
+   */
+  const revokingServer = (challenges: boolean) => {
     let connections = 0;
     const stores: string[] = [];
     const [seen, refused] = [new WeakSet<object>(), new WeakSet<object>()];
     server.script = (req, answer, socket) => {
       if (!seen.has(socket)) (seen.add(socket), connections++);
       if (refused.has(socket)) return; // not read
+      if (challenges && !req.challengeNonce) return answer(challenge(req.name, randomBytes(32)));
       if (req.action === 'store') stores.push(req.name);
       answer(failed(req.name, 'CERT_REVOKED'));
       refused.add(socket);
       socket.end();
     };
+    return { stores, connections: () => connections };
+  };
+
+  it('takes a store cut off unread by the close after a CERT_REVOKED, the connection\'s last answer, for one never carried out: sent again on a new connection (refused CERT_REVOKED there), not OUTCOME_UNKNOWN', async () => {
+    const { stores, connections } = revokingServer(false);
     const client = await KeyClient.connect({ host: '127.0.0.1', port: server.port, identity: await d.identity(vm), policyCert: d.policyCert });
     try {
       const [first, second] = [client.retrieve('k/a'), client.store('k/b', utf8('v'))];
@@ -183,7 +195,24 @@ describe('key-client against a slow or hostile key-server', function () {
       const e = await rejects(second, 'CERT_REVOKED');
       expect(e.message).to.contain('the key-server refused to store "k/b"');
       expect(stores, 'stores the server read').to.deep.equal(['k/b']);
-      expect(connections).to.equal(2);
+      expect(connections()).to.equal(2);
+    } finally {
+      await client.close();
+    }
+  });
+
+  it('with a role credential, takes a store whose challenge answer was cut off by the close after a CERT_REVOKED (the machine\'s, the last answer) for one never carried out: sent again on a new connection (refused CERT_REVOKED there), not OUTCOME_UNKNOWN', async () => {
+    const { stores, connections } = revokingServer(true);
+    const identity = await d.identity(vm);
+    // Any certificate and key do for a credential here: this server answers challenges without looking.
+    const credential = { chain: [identity.certificate], key: identity.key };
+    const client = await KeyClient.connect({ host: '127.0.0.1', port: server.port, identity, policyCert: d.policyCert, credential });
+    try {
+      const [first, second] = [client.store('k/a', utf8('v')), client.store('k/b', utf8('v'))];
+      await rejects(first, 'CERT_REVOKED');
+      await rejects(second, 'CERT_REVOKED');
+      expect(stores, 'challenge answers the server read').to.deep.equal(['k/a', 'k/b']);
+      expect(connections()).to.equal(2);
     } finally {
       await client.close();
     }

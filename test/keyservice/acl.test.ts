@@ -362,6 +362,7 @@ describe('ACL', () => {
       expect(() => checkNotRevoked(acl, 'bc', 'x')).not.to.throw();
       expect(() => checkNotRevoked(undefined, '0abc', 'x')).not.to.throw();
       expect(() => checkNotRevoked(acl, '0abc', 'the role credential')).to.throw(CertifierError, 'the role credential, serial 0abc, is revoked by the ACL (revoked[0])');
+      expect(() => checkNotRevoked(acl, '0abc', 'the role credential', 'CREDENTIAL_REVOKED')).to.throw(CertifierError).with.property('code', 'CREDENTIAL_REVOKED');
     });
   });
 
