@@ -144,6 +144,6 @@ export function errorText(e: unknown): string {
 }
 
 /** A log line's `code` and `reason` for a failure: our code and message; INTERNAL and errorText for any other. */
-export function errorFields(e: unknown): { code: string; reason: string } {
+export function errorFields(e: unknown): { code: ErrorCode; reason: string } {
   return { code: e instanceof CertifierError ? e.code : 'INTERNAL', reason: errorText(e) };
 }

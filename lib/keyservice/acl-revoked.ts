@@ -5,6 +5,7 @@
 
 import { CertifierError } from '../errors/index.ts';
 import { visibleJson } from '../wire/index.ts';
+import { isObject } from '../util/json.ts';
 
 export interface RevokedEntry {
   /** Lowercase hex without leading zeros, as the ACL's subjects are kept. */
@@ -36,10 +37,6 @@ export function withoutColons(s: string): string {
 /** Why `s` is not a serial number as the ACL takes one, or undefined. */
 export function serialProblem(s: string): string | undefined {
   return SERIAL_RE.test(s) ? undefined : `is not a certificate serial number in hex${withoutColons(s)}`;
-}
-
-export function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 /**

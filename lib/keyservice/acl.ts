@@ -20,11 +20,11 @@
 
 import { CertifierError } from '../errors/index.ts';
 import { newNameProblem, tagProblem, visibleJson } from '../wire/index.ts';
-import { parseJsonText } from '../util/json.ts';
+import { isObject, parseJsonText } from '../util/json.ts';
 import { checkRoleName, ROLE_NAME_RULE } from './roles.ts';
 import { compilePattern, patternMatches, type Pattern } from './acl-pattern.ts';
 import { RESERVED_PREFIX, STORAGE_KEY_TAG } from './keystore.ts';
-import { checkRevoked, indexRevoked, isObject, normalSerial, serialProblem, withoutColons, type RevokedEntry } from './acl-revoked.ts';
+import { checkRevoked, indexRevoked, normalSerial, serialProblem, withoutColons, type RevokedEntry } from './acl-revoked.ts';
 
 export { checkNotRevoked, type RevokedEntry } from './acl-revoked.ts';
 

@@ -112,3 +112,8 @@ function repeatedKey(text: string): { key: string; at: number } | undefined {
   }
   return undefined;
 }
+
+/** A JSON object (not an array, not null), as the files' top levels and entries must be. */
+export function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
